@@ -1,0 +1,1 @@
+"""Celery result backend for kv_backend (``kvb://`` URLs)."""

@@ -1,0 +1,1 @@
+"""Django integration for kv_backend (cache backend and management commands)."""

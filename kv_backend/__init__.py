@@ -1,0 +1,50 @@
+"""kv_backend: a durable, multi-process key-value store built on the Bitcask design.
+
+``DB`` is the engine (bytes keys and values); the other front ends (``Store``,
+``kv_backend.shelve``, ``kv_backend.dbm``, the Django cache, the Celery result
+backend, the Redis-protocol and HTTP servers) are thin layers over it.
+"""
+
+from __future__ import annotations
+
+from kv_backend.db import DB, Batch
+from kv_backend.errors import (
+    BackupError,
+    ConfigurationError,
+    CorruptionError,
+    DatabaseClosedError,
+    InvalidKeyError,
+    InvalidValueError,
+    KeyTooLargeError,
+    KVError,
+    MergeInProgressError,
+    NotAnIntegerError,
+    NotAStoreError,
+    ReadOnlyError,
+    StorageError,
+    StoreNotFoundError,
+    ValueTooLargeError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DB",
+    "BackupError",
+    "Batch",
+    "ConfigurationError",
+    "CorruptionError",
+    "DatabaseClosedError",
+    "InvalidKeyError",
+    "InvalidValueError",
+    "KVError",
+    "KeyTooLargeError",
+    "MergeInProgressError",
+    "NotAStoreError",
+    "NotAnIntegerError",
+    "ReadOnlyError",
+    "StorageError",
+    "StoreNotFoundError",
+    "ValueTooLargeError",
+    "__version__",
+]

@@ -1,0 +1,263 @@
+"""The ``kvb`` command line: inspect, change, merge, back up and serve a store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from kv_backend.errors import KVError
+
+
+def _value(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def _show(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return repr(data)
+
+
+def _storage_options(pairs: list[str] | None) -> dict[str, object]:
+    """Turn ``--storage-option key=value`` pairs into fsspec options (JSON values allowed)."""
+    out: dict[str, object] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"kvb: --storage-option wants key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from kv_backend import DB
+
+    with DB(args.path, read_only=True) as db:
+        stats = db.stats()
+    if args.json:
+        print(json.dumps(stats, indent=2, sort_keys=True))
+    else:
+        width = max(map(len, stats))
+        for k, v in stats.items():
+            print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from kv_backend.check import check
+
+    report = check(args.path)
+    print(f"{report.files} files, {report.records} records, {report.bytes} bytes checked")
+    for note in report.notes:
+        print(f"note: {note}")
+    for problem in report.problems:
+        print(f"DAMAGED: {problem}")
+    if report.ok:
+        print("ok: no damaged records")
+        return 0
+    print(f"{len(report.problems)} damaged spot(s); restore the affected keys from a backup")
+    return 1
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from kv_backend import DB
+
+    with DB(args.path, read_only=True) as db:
+        value = db.get(_value(args.key))
+    if value is None:
+        print(f"kvb: no key {args.key!r}", file=sys.stderr)
+        return 1
+    sys.stdout.write(_show(value) + "\n")
+    return 0
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    from kv_backend import DB
+
+    with DB(args.path) as db:
+        db.put(_value(args.key), _value(args.value), ttl=args.ttl)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from kv_backend import DB
+
+    with DB(args.path) as db:
+        existed = db.delete(_value(args.key))
+    if not existed:
+        print(f"kvb: no key {args.key!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from kv_backend import DB
+
+    with DB(args.path, read_only=True) as db:
+        for i, key in enumerate(db.keys(prefix=_value(args.prefix), reverse=args.reverse)):
+            if args.limit is not None and i >= args.limit:
+                break
+            print(_show(key))
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from kv_backend import DB
+    from kv_backend.progress import progress_bar
+
+    with DB(args.path) as db, progress_bar("merging", unit="B") as bar:
+        report = db.merge(progress=bar)
+    print(report)
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from kv_backend import DB
+    from kv_backend.progress import progress_bar
+
+    with DB(args.path) as db, progress_bar("backing up", unit="B") as bar:
+        report = db.backup(args.url, name=args.name, progress=bar, **_storage_options(args.storage_option))
+    print(report)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from kv_backend.backup import restore
+    from kv_backend.progress import progress_bar
+
+    with progress_bar("restoring", unit="B") as bar:
+        report = restore(
+            args.url, args.path, name=args.name, progress=bar, **_storage_options(args.storage_option)
+        )
+    print(report)
+    return 0
+
+
+def cmd_backups(args: argparse.Namespace) -> int:
+    from kv_backend.backup import list_backups, prune_backups
+
+    options = _storage_options(args.storage_option)
+    if args.keep is not None:
+        removed = prune_backups(args.url, keep=args.keep, **options)
+        for name in removed:
+            print(f"removed {name}")
+    for info in list_backups(args.url, **options):
+        print(info)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from kv_backend.server.resp import serve
+
+    serve(args.dir, host=args.host, port=args.port, requirepass=args.requirepass, unixsocket=args.unixsocket)
+    return 0
+
+
+def cmd_http(args: argparse.Namespace) -> int:
+    from kv_backend.http import serve
+
+    serve(args.dir, host=args.host, port=args.port, token=args.token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``kvb``."""
+    p = argparse.ArgumentParser(
+        prog="kvb", description="Inspect, change, merge, back up and serve a kv_backend store."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("stats", help="show keys, sizes and files of a store")
+    s.add_argument("path")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("check", help="verify every record's checksum; exit 1 if any is damaged")
+    s.add_argument("path")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("get", help="print the value of a key (UTF-8 key)")
+    s.add_argument("path")
+    s.add_argument("key")
+    s.set_defaults(func=cmd_get)
+
+    s = sub.add_parser("put", help="store a value (UTF-8 key and value)")
+    s.add_argument("path")
+    s.add_argument("key")
+    s.add_argument("value")
+    s.add_argument("--ttl", type=float, default=None, help="seconds to live")
+    s.set_defaults(func=cmd_put)
+
+    s = sub.add_parser("delete", help="delete a key; exit 1 if it did not exist")
+    s.add_argument("path")
+    s.add_argument("key")
+    s.set_defaults(func=cmd_delete)
+
+    s = sub.add_parser("keys", help="list keys in order")
+    s.add_argument("path")
+    s.add_argument("--prefix", default="")
+    s.add_argument("--reverse", action="store_true")
+    s.add_argument("--limit", type=int, default=None)
+    s.set_defaults(func=cmd_keys)
+
+    s = sub.add_parser("merge", help="compact the store (drop overwritten, deleted and expired records)")
+    s.add_argument("path")
+    s.set_defaults(func=cmd_merge)
+
+    s = sub.add_parser("backup", help="copy a consistent snapshot to an fsspec URL (incremental)")
+    s.add_argument("path")
+    s.add_argument("url")
+    s.add_argument("--name", default=None, help="backup name (default: a timestamp)")
+    s.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    s.set_defaults(func=cmd_backup)
+
+    s = sub.add_parser("restore", help="restore a backup into an empty directory")
+    s.add_argument("url")
+    s.add_argument("path")
+    s.add_argument("--name", default=None, help="which backup (default: the newest)")
+    s.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    s.set_defaults(func=cmd_restore)
+
+    s = sub.add_parser("backups", help="list the backups under a URL (and prune old ones)")
+    s.add_argument("url")
+    s.add_argument("--keep", type=int, default=None, help="delete all but the newest N")
+    s.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    s.set_defaults(func=cmd_backups)
+
+    s = sub.add_parser("serve", help="serve the store over the Redis protocol (RESP2/RESP3)")
+    s.add_argument("--dir", required=True, help="store directory")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=6380)
+    s.add_argument("--requirepass", default=None)
+    s.add_argument("--unixsocket", default=None)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("http", help="serve the store over HTTP (JSON/binary REST API)")
+    s.add_argument("--dir", required=True, help="store directory")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8380)
+    s.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
+    s.set_defaults(func=cmd_http)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``kvb``; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KVError as exc:
+        print(f"kvb: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1184 @@
+"""The storage engine: :class:`DB`, a crash-safe, multi-process Bitcask log.
+
+Every write is appended to the active data file under the store's
+cross-process write lock and then *published* in the shared state page.
+Every process keeps its own key directory (key -> packed file/offset/size)
+and, before serving a call, compares one word of the state page with the
+value it last saw; when it moved, it replays just the records appended since.
+See docs/protocol.md for the full protocol and its crash-safety argument.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any, Literal, TypeVar, overload
+
+from kv_backend import record as rec
+from kv_backend.errors import (
+    ConfigurationError,
+    CorruptionError,
+    DatabaseClosedError,
+    InvalidKeyError,
+    InvalidValueError,
+    KeyTooLargeError,
+    NotAnIntegerError,
+    ReadOnlyError,
+    StorageError,
+    ValueTooLargeError,
+)
+from kv_backend.files import (
+    LOCK_FILE,
+    MERGE_LOCK_FILE,
+    STATE_FILE,
+    TMP_SUFFIX,
+    DataFile,
+    FileId,
+    data_name,
+    fsync_dir,
+    fsync_file,
+    hint_name,
+    list_data_files,
+    prepare_directory,
+    storage_error,
+    write_all,
+)
+from kv_backend.hint import read_hints
+from kv_backend.keydir import KeyDir
+from kv_backend.locking import MergeLock, WriteLock
+from kv_backend.state import SharedState, TornStateError
+
+__all__ = ["DB", "Batch", "SnapshotFile"]
+
+_HEADER_SIZE = rec.HEADER_SIZE
+_unpack_header = rec.HEADER.unpack_from
+_crc32 = rec.crc32
+_pread = os.pread
+_time = time.time
+_M32 = (1 << 32) - 1
+_M40 = (1 << 40) - 1
+_FIRST_FILE: FileId = (1, 0)
+_CHUNK = 8 << 20
+_MISSING: Any = object()
+
+DEFAULT_MAX_FILE_SIZE = 128 << 20
+
+T = TypeVar("T")
+
+# Every open DB of this process, so that a forked child can reopen their locks.
+_open_dbs: weakref.WeakSet[DB] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for db in list(_open_dbs):
+        db._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _check_key(key: object) -> bytes:
+    """Return ``key`` as bytes or raise the project's TypeError/ValueError."""
+    if type(key) is not bytes:
+        if isinstance(key, (bytes, bytearray, memoryview)):
+            key = bytes(key)
+        else:
+            raise InvalidKeyError(
+                f"keys must be bytes, not {type(key).__name__}; encode str keys first "
+                "(kv_backend.Store accepts str keys)"
+            )
+    n = len(key)  # type: ignore[arg-type]
+    if n == 0 or n > rec.MAX_KEY_SIZE:
+        raise KeyTooLargeError(f"keys must be 1 to {rec.MAX_KEY_SIZE} bytes long, got {n} bytes")
+    return key  # type: ignore[return-value]
+
+
+def _check_value(value: object) -> bytes:
+    if type(value) is not bytes:
+        if isinstance(value, (bytearray, memoryview)):
+            value = bytes(value)
+        else:
+            raise InvalidValueError(
+                f"values must be bytes, not {type(value).__name__}; serialize first "
+                "(kv_backend.Store pickles or JSON-encodes values for you)"
+            )
+    if len(value) > rec.MAX_VALUE_SIZE:  # type: ignore[arg-type]
+        raise ValueTooLargeError(
+            f"values may be at most {rec.MAX_VALUE_SIZE} bytes, got {len(value)}"  # type: ignore[arg-type]
+        )
+    return value  # type: ignore[return-value]
+
+
+def _expiry(ttl: float | None) -> float:
+    """Absolute expiry time for a TTL in seconds (0.0 = never)."""
+    if ttl is None:
+        return 0.0
+    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool):
+        raise TypeError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
+    return _time() + ttl
+
+
+class SnapshotFile:
+    """One file of a frozen snapshot: its name, an open fd, and how many bytes belong to it."""
+
+    __slots__ = ("fd", "length", "name")
+
+    def __init__(self, name: str, fd: int, length: int) -> None:
+        self.name = name
+        self.fd = fd
+        self.length = length
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Read up to ``size`` bytes at ``offset`` (never past ``length``)."""
+        size = max(0, min(size, self.length - offset))
+        return os.pread(self.fd, size, offset) if size else b""
+
+    def close(self) -> None:
+        """Close the fd."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __repr__(self) -> str:
+        return f"<SnapshotFile {self.name} {self.length} bytes>"
+
+
+class Batch:
+    """Writes collected by :meth:`DB.batch` and applied all together, or not at all."""
+
+    def __init__(self, db: DB) -> None:
+        self._db = db
+        self._ops: list[tuple[int, bytes, bytes, float]] = []
+
+    def put(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
+        """Add a put of ``key`` to the batch (``ttl <= 0`` makes it a delete)."""
+        key = _check_key(key)
+        value = _check_value(value)
+        if ttl is not None and ttl <= 0:
+            self._ops.append((rec.DELETE, key, b"", 0.0))
+        else:
+            self._ops.append((rec.PUT, key, value, _expiry(ttl)))
+
+    def delete(self, key: bytes) -> None:
+        """Add a delete of ``key`` to the batch."""
+        self._ops.append((rec.DELETE, _check_key(key), b"", 0.0))
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+
+class DB(MutableMapping[bytes, bytes]):
+    """A durable key-value store in a directory, shared safely by many processes.
+
+    ``sync`` chooses durability against power loss: ``"never"`` (the default)
+    leaves flushing to the OS (a killed *process* still loses nothing that
+    returned), ``"always"`` fsyncs before each write returns, and a number of
+    seconds fsyncs at most that often. ``max_file_size`` is the size at which
+    the active data file is closed and a new one started. ``auto_merge``, a
+    fraction between 0 and 1, merges in the background once that share of the
+    closed files' bytes is dead.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        sync: Literal["never", "always"] | float = "never",
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+        read_only: bool = False,
+        auto_merge: float | None = None,
+    ) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        if sync in ("never", "always"):
+            self._sync_interval: float | None = None if sync == "never" else 0.0
+        elif isinstance(sync, (int, float)) and not isinstance(sync, bool) and sync >= 0:
+            self._sync_interval = float(sync)
+        else:
+            raise ConfigurationError(
+                f"sync must be 'never', 'always' or a number of seconds >= 0, not {sync!r}"
+            )
+        self.sync_mode = sync
+        if not isinstance(max_file_size, int) or max_file_size < 4096:
+            raise ConfigurationError(f"max_file_size must be an int >= 4096, not {max_file_size!r}")
+        self.max_file_size = max_file_size
+        if auto_merge is not None and not (0 < auto_merge < 1):
+            raise ConfigurationError(f"auto_merge must be a fraction between 0 and 1, not {auto_merge!r}")
+        self.auto_merge = auto_merge
+        self.read_only = bool(read_only)
+        self._closed = False
+        self._merging = False
+        new = prepare_directory(self.path, create=not self.read_only)
+        self._lock = WriteLock(os.path.join(self.path, LOCK_FILE), create=not self.read_only)
+        self._rlock = threading.RLock()  # serialises replays inside this process
+        self._state: SharedState | None = None
+        self._peek: Callable[[], tuple[int]] = self._static_peek
+        self._seen: tuple[int] = (0,)
+        self._gen = -1
+        self._tail: tuple[FileId, int] = (_FIRST_FILE, 0)
+        self._ix = KeyDir()
+        self._view: tuple[dict[bytes, int], list[DataFile]] = (self._ix.kd, [])
+        self._fidx: dict[FileId, int] = {}
+        self._corrupt: list[tuple[str, int]] = []
+        self._sizes: dict[FileId, int] = {}
+        self._active: DataFile | None = None
+        try:
+            if new:
+                self._create_store()
+            self._open_state()
+            self._full_reload()
+        except BaseException:
+            self._lock.close()
+            raise
+        _open_dbs.add(self)
+
+    # ------------------------------------------------------------------ open
+
+    def _create_store(self) -> None:
+        from kv_backend.files import FORMAT_FILE, FORMAT_TEXT
+
+        with self._lock:
+            marker = os.path.join(self.path, FORMAT_FILE)
+            if os.path.exists(marker):
+                return
+            try:
+                tmp = marker + TMP_SUFFIX
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(FORMAT_TEXT)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, marker)
+                fsync_dir(self.path)
+            except OSError as exc:
+                raise storage_error(exc, f"cannot create a store in {self.path}") from exc
+
+    def _open_state(self) -> None:
+        path = os.path.join(self.path, STATE_FILE)
+        if self.read_only and not os.path.exists(path):
+            return  # a store no writer has opened yet: serve a static snapshot
+        try:
+            self._state = SharedState(path, writable=not self.read_only)
+        except TornStateError:
+            return
+        self._peek = self._state.peek
+
+    def _static_peek(self) -> tuple[int]:
+        return self._seen
+
+    def _closed_peek(self) -> tuple[int]:
+        raise DatabaseClosedError(f"the store at {self.path} is closed; open a new DB to use it again")
+
+    def _read_state(self) -> tuple[int, int, FileId, int] | None:
+        """Return the published (seq, generation, active id, end), repairing a torn page."""
+        st = self._state
+        if st is None or not st.initialized:
+            return None
+        try:
+            return st.read()
+        except TornStateError:
+            # A writer died between the seqlock's two writes. Under the lock
+            # nobody else can be publishing, so a writer repairs the page.
+            with self._lock:
+                if st.writable:
+                    self._recover_tail_locked(force=True)
+                    return st.read()
+                return None
+
+    def _recover_tail_locked(self, force: bool = False) -> None:
+        """Make the state page and the active file agree (caller holds the write lock).
+
+        Bytes past the published end were written by a writer that died before
+        publishing. Complete records and committed batches among them are kept
+        (they may have been fsynced), the first incomplete or damaged one and
+        everything after it is cut off. Anything unusual (no state yet, a torn
+        page, a file shorter than published) bumps the generation so that every
+        process rebuilds its key directory.
+        """
+        st = self._state
+        assert st is not None and st.writable
+        fids = list_data_files(self.path)
+        gen = max(self._gen, 0) + 1
+        if not fids:
+            self._new_data_file(_FIRST_FILE)
+            st.initialize(gen, _FIRST_FILE, rec.FILE_HEADER_SIZE)
+            return
+        active = fids[-1]
+        path = os.path.join(self.path, data_name(active))
+        start = rec.FILE_HEADER_SIZE
+        same_file = False
+        if st.initialized and not force:
+            try:
+                _, pub_gen, pub_fid, pub_end = st.read()
+            except TornStateError:
+                pub_fid, pub_end = (-1, -1), -1
+            else:
+                if pub_fid == active:
+                    if st.intent == pub_end:
+                        return  # the common case: nothing to recover
+                    start, gen, same_file = pub_end, pub_gen, True
+                else:
+                    gen = max(gen, pub_gen + 1)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot open {path} for recovery") from exc
+        try:
+            size = os.fstat(fd).st_size
+            if size < rec.FILE_HEADER_SIZE:
+                os.ftruncate(fd, 0)
+                write_all(fd, rec.FILE_HEADER_BYTES, 0)
+                end = rec.FILE_HEADER_SIZE
+            else:
+                if start > size:
+                    start = rec.FILE_HEADER_SIZE  # the file lost bytes: rescan it all
+                    if same_file:
+                        gen += 1
+                end = self._valid_end(fd, start, size)
+                if end < size:
+                    os.ftruncate(fd, end)
+                    fsync_file(fd)
+        finally:
+            os.close(fd)
+        st.initialize(gen, active, end)
+
+    @staticmethod
+    def _valid_end(fd: int, start: int, size: int) -> int:
+        """Return the end of the last complete record (or batch) at or after ``start``."""
+        pos = start
+        chunk = _CHUNK
+        while pos < size:
+            n = min(chunk, size - pos)
+            buf = _pread(fd, n, pos)
+            res = rec.scan(buf, 0, len(buf))
+            pos += res.end
+            if res.stop_reason is None:
+                continue
+            if n == size - (pos - res.end):
+                break  # the scan saw everything up to the file's end
+            if res.end == 0:
+                chunk *= 2  # one record (or batch) bigger than the chunk
+        return pos
+
+    def _full_reload(self) -> None:
+        """Rebuild the key directory from the data files (open, and after a merge).
+
+        Listing and opening the files happens under the write lock, so it sees
+        a file set no merge is changing; the replay itself runs outside it.
+        """
+        writable = not self.read_only
+        with self._lock:
+            if writable:
+                self._clean_merge_leftovers()
+                self._recover_tail_locked()
+            state = self._read_state_nolock()
+            fids = list_data_files(self.path)
+            files: list[DataFile] = []
+            for fid in fids:
+                try:
+                    files.append(DataFile(self.path, fid, writable=writable and fid == fids[-1]))
+                except OSError as exc:
+                    raise storage_error(exc, f"cannot open data file {data_name(fid)}") from exc
+            sizes = {f.fid: f.size() for f in files}
+        if state is not None:
+            seq, gen, active_fid, end = state
+        else:
+            seq, gen = 0, 0
+            active_fid = fids[-1] if fids else _FIRST_FILE
+            end = -1
+        with self._rlock:
+            ix = KeyDir()
+            if self._ix.sorted is not None:
+                ix.ensure_sorted()
+            fidx: dict[FileId, int] = {}
+            file_sizes: dict[FileId, int] = {}
+            corrupt: list[tuple[str, int]] = []
+            for idx, f in enumerate(files):
+                fidx[f.fid] = idx
+                limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]
+                hints = None
+                if f.fid != active_fid:
+                    hints = read_hints(os.path.join(self.path, hint_name(f.fid)), sizes[f.fid])
+                if hints is not None:
+                    ix.apply_hints(idx, hints)
+                    file_sizes[f.fid] = sizes[f.fid]
+                else:
+                    file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt)
+            self._ix = ix
+            self._view = (ix.kd, files)
+            self._fidx = fidx
+            self._sizes = file_sizes
+            self._corrupt = corrupt
+            self._gen = gen
+            self._tail = (active_fid, file_sizes.get(active_fid, rec.FILE_HEADER_SIZE))
+            self._active = files[-1] if (files and writable) else None
+            self._seen = (seq,)
+
+    def _read_state_nolock(self) -> tuple[int, int, FileId, int] | None:
+        st = self._state
+        if st is None or not st.initialized:
+            return None
+        try:
+            return st.read()
+        except TornStateError:
+            if st.writable:
+                self._recover_tail_locked(force=True)
+                return st.read()
+            return None
+
+    def _clean_merge_leftovers(self) -> None:
+        """Remove temporary files of a merge that died (only when no merge runs)."""
+        tmps = [n for n in os.listdir(self.path) if n.endswith(TMP_SUFFIX)]
+        if not tmps:
+            return
+        lock = MergeLock(os.path.join(self.path, MERGE_LOCK_FILE))
+        if not lock.try_acquire():
+            return
+        try:
+            for name in tmps:
+                try:
+                    os.unlink(os.path.join(self.path, name))
+                except FileNotFoundError:
+                    pass
+        finally:
+            lock.release()
+
+    # --------------------------------------------------------------- replay
+
+    def _refresh(self) -> None:
+        """Catch up with records other processes published since we last looked."""
+        with self._rlock:
+            if self._catch_up():
+                return
+        self._full_reload()
+
+    def _catch_up(self) -> bool:
+        """Replay what was published since we last looked (replay lock held).
+
+        Returns False when the file set changed (a merge) and the caller must
+        do a full reload instead.
+        """
+        if self._closed:
+            self._closed_peek()
+        state = self._read_state()
+        if state is None or (state[0],) == self._seen:
+            return True
+        seq, gen, fid, end = state
+        if gen != self._gen:
+            return False
+        cur, pos = self._tail
+        files = self._view[1]
+        ix = self._ix
+        writable = not self.read_only
+        try:
+            while True:
+                idx = self._fidx.get(cur)
+                if idx is None:
+                    f = DataFile(self.path, cur, writable=writable and cur == fid)
+                    files.append(f)
+                    idx = self._fidx[cur] = len(files) - 1
+                    if writable and cur == fid:
+                        self._active = f
+                f = files[idx]
+                if cur == fid:
+                    self._sizes[cur] = _replay(ix, f, idx, pos, end, self._corrupt)
+                    break
+                self._sizes[cur] = _replay(ix, f, idx, pos, f.size(), self._corrupt)
+                cur, pos = (cur[0] + 1, 0), rec.FILE_HEADER_SIZE
+        except FileNotFoundError:
+            return False  # the file set changed under us (a merge finished)
+        self._tail = (fid, end)
+        self._seen = (seq,)
+        return True
+
+    # ------------------------------------------------------------- reading
+
+    def get(self, key: bytes, default: T = None) -> bytes | T:  # type: ignore[assignment]
+        """Return the value stored for ``key``, or ``default`` if it is absent or expired."""
+        if self._peek() != self._seen:
+            self._refresh()
+        kd, files = self._view
+        try:
+            loc = kd[key]
+        except (KeyError, TypeError):
+            checked = _check_key(key)
+            if checked is not key:
+                return self.get(checked, default)
+            return default
+        size = loc & _M32
+        data = _pread(files[loc >> 72].fd, size, (loc >> 32) & _M40)
+        crc, _, _, klen, _, expiry = _unpack_header(data)
+        if len(data) != size or _crc32(data[4:]) != crc:
+            self._raise_corrupt(files[loc >> 72], loc)
+        if expiry and expiry <= _time():
+            return default
+        return data[_HEADER_SIZE + klen :]
+
+    def _get_record(self, key: bytes) -> tuple[bytes, float] | None:
+        """Return ``(value, expiry)`` of a live key, or None."""
+        if self._peek() != self._seen:
+            self._refresh()
+        kd, files = self._view
+        loc = kd.get(key)
+        if loc is None:
+            return None
+        size = loc & _M32
+        data = _pread(files[loc >> 72].fd, size, (loc >> 32) & _M40)
+        crc, _, _, klen, _, expiry = _unpack_header(data)
+        if len(data) != size or _crc32(data[4:]) != crc:
+            self._raise_corrupt(files[loc >> 72], loc)
+        if expiry and expiry <= _time():
+            return None
+        return data[_HEADER_SIZE + klen :], expiry
+
+    def _raise_corrupt(self, f: DataFile, loc: int) -> None:
+        offset = (loc >> 32) & _M40
+        raise CorruptionError(
+            f"record at offset {offset} of {f.path} failed its checksum; the value is "
+            "not returned. Run 'kvb check' on the store and restore the key from a backup.",
+            path=f.path,
+            offset=offset,
+        )
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        if self._peek() != self._seen:
+            self._refresh()
+        kd = self._view[0]
+        try:
+            found = key in kd
+        except TypeError:
+            found = False
+        if not found:
+            checked = _check_key(key)
+            return checked is not key and checked in self
+        exp = self._ix.exp.get(key)  # type: ignore[call-overload]
+        return not (exp and exp <= _time())
+
+    def ttl(self, key: bytes) -> float | None:
+        """Return the seconds ``key`` has left to live, or None if it never expires.
+
+        Raises ``KeyError`` if the key does not exist (or has expired).
+        """
+        key = _check_key(key)
+        found = self._get_record(key)
+        if found is None:
+            raise KeyError(key)
+        expiry = found[1]
+        return max(expiry - _time(), 0.0) if expiry else None
+
+    def __len__(self) -> int:
+        if self._peek() != self._seen:
+            self._refresh()
+        ix = self._ix
+        return len(ix.kd) - ix.expired_count()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.keys()
+
+    def keys(  # type: ignore[override]
+        self, prefix: bytes = b"", start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[bytes]:
+        """Yield the live keys in byte order, optionally only those with ``prefix``.
+
+        ``start`` is the first key to consider (inclusive); with ``reverse`` it is
+        the last. The first ordered scan builds a sorted index that is kept up to
+        date from then on (about 9 bytes per key). Changes made while iterating
+        are seen or not, but never break the iteration.
+        """
+        if prefix and type(prefix) is not bytes:
+            prefix = _check_key(prefix)
+        if start is not None:
+            start = bytes(start)
+        last: bytes | None = None
+        while True:
+            chunk = self._key_chunk(prefix, start, reverse, last)
+            if not chunk:
+                return
+            yield from chunk
+            last = chunk[-1]
+
+    def _key_chunk(
+        self, prefix: bytes, start: bytes | None, reverse: bool, last: bytes | None
+    ) -> list[bytes]:
+        """Return the next up to 512 keys after ``last`` (a snapshot, taken under the replay lock)."""
+        if self._peek() != self._seen:
+            self._refresh()
+        with self._rlock:
+            ix = self._ix
+            srt = ix.ensure_sorted()
+            if not reverse:
+                lo = prefix
+                if start is not None and start > lo:
+                    lo = start
+                if last is not None:
+                    it = srt.irange(minimum=last, inclusive=(False, True))
+                else:
+                    it = srt.irange(minimum=lo)
+            else:
+                hi = _prefix_end(prefix) if prefix else None
+                inclusive = (True, False)
+                if start is not None and (hi is None or start < hi):
+                    hi, inclusive = start, (True, True)
+                if last is not None:
+                    hi, inclusive = last, (True, False)
+                it = srt.irange(maximum=hi, inclusive=inclusive, reverse=True)
+            exp = ix.exp
+            now = _time() if exp else 0.0
+            out: list[bytes] = []
+            for key in it:
+                if prefix and not key.startswith(prefix):
+                    if not reverse or key < prefix:
+                        break
+                    continue
+                if exp:
+                    e = exp.get(key)
+                    if e and e <= now:
+                        continue
+                out.append(key)
+                if len(out) >= 512:
+                    break
+            return out
+
+    def items(  # type: ignore[override]
+        self, prefix: bytes = b"", start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield ``(key, value)`` pairs in key order (see :meth:`keys`)."""
+        for key in self.keys(prefix, start, reverse):
+            value = self.get(key, _MISSING)
+            if value is not _MISSING:
+                yield key, value
+
+    def values(self) -> Iterator[bytes]:  # type: ignore[override]
+        """Yield the values in key order."""
+        for _, value in self.items():
+            yield value
+
+    # ------------------------------------------------------------- writing
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            self._closed_peek()
+        if self.read_only:
+            raise ReadOnlyError(
+                f"the store at {self.path} was opened with read_only=True; open it writable to change it"
+            )
+
+    @contextmanager
+    def locked(self) -> Iterator[DB]:
+        """Hold the store's cross-process write lock for a read-modify-write sequence.
+
+        Inside the block no other process or thread can write, and reads see
+        every write published before it. Calls may nest; writes inside are
+        applied at once (wrap them in :meth:`batch` to make them all-or-nothing).
+        """
+        self._check_writable()
+        self._lock.acquire()
+        try:
+            self._writer_catch_up()
+            yield self
+        finally:
+            self._lock.release()
+
+    def _writer_catch_up(self) -> None:
+        """Bring the view up to date and recover a dead writer's tail (lock held)."""
+        st = self._state
+        assert st is not None
+        if self._peek() != self._seen:
+            self._refresh()
+        if st.intent != self._tail[1] or self._active is None or self._active.fid != self._tail[0]:
+            self._recover_tail_locked()
+            self._refresh()
+            if self._active is None or self._active.fid != self._tail[0]:
+                self._full_reload()
+
+    def _write(self, data: bytes, entries: list[tuple[int, bytes, int, int, float]]) -> None:
+        """Write ``data`` at the tail, publish it, and index ``entries`` (write lock held).
+
+        ``entries`` are ``(type, key, offset within data, size, expiry)``. The
+        intent word announces the new end before the write, so that the next
+        writer can tell that a writer died half-way; on an OS error the file
+        is cut back and nothing is published.
+        """
+        st = self._state
+        assert st is not None and self._active is not None
+        fid, end = self._tail
+        active = self._active
+        if end + len(data) > self.max_file_size and end > rec.FILE_HEADER_SIZE:
+            active = self._rotate()
+            fid, end = self._tail
+        new_end = end + len(data)
+        st.set_intent(new_end)
+        try:
+            write_all(active.fd, data, end)
+        except OSError as exc:
+            try:
+                os.ftruncate(active.fd, end)
+            except OSError:
+                pass
+            st.set_intent(end)
+            raise storage_error(exc, f"cannot append to {active.path}") from exc
+        with self._rlock:
+            self._seen = (st.publish(self._gen, fid, new_end),)
+            self._tail = (fid, new_end)
+            self._sizes[fid] = new_end
+            self._ix.apply(self._fidx[fid], end, entries)
+
+    def _put_locked(self, key: bytes, value: bytes, expiry: float) -> None:
+        data = rec.encode(rec.PUT, key, value, expiry)
+        self._write(data, [(rec.PUT, key, 0, len(data), expiry)])
+
+    def _delete_locked(self, key: bytes) -> None:
+        data = rec.encode(rec.DELETE, key, b"")
+        self._write(data, [(rec.DELETE, key, 0, len(data), 0.0)])
+
+    def _rotate(self) -> DataFile:
+        """Close the active file and start the next one (write lock held)."""
+        st = self._state
+        assert st is not None and self._active is not None
+        old = self._active
+        fid = (self._tail[0][0] + 1, 0)
+        if self._sync_interval is not None:
+            fsync_file(old.fd)
+        f = self._new_data_file(fid)
+        files = self._view[1]
+        files.append(f)
+        self._fidx[fid] = len(files) - 1
+        self._sizes[fid] = rec.FILE_HEADER_SIZE
+        self._active = f
+        self._tail = (fid, rec.FILE_HEADER_SIZE)
+        st.set_intent(rec.FILE_HEADER_SIZE)
+        self._seen = (st.publish(self._gen, fid, rec.FILE_HEADER_SIZE),)
+        if self.auto_merge is not None:
+            self._maybe_auto_merge()
+        return f
+
+    def _new_data_file(self, fid: FileId) -> DataFile:
+        path = os.path.join(self.path, data_name(fid))
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                write_all(fd, rec.FILE_HEADER_BYTES, 0)
+                if self._sync_interval is not None:
+                    fsync_file(fd)
+            finally:
+                os.close(fd)
+            if self._sync_interval is not None:
+                fsync_dir(self.path)
+            return DataFile(self.path, fid, writable=True)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot create data file {path}") from exc
+
+    def _after_write(self) -> None:
+        """Apply the sync policy once the write lock is released (group commit)."""
+        interval = self._sync_interval
+        if interval is None:
+            return
+        st = self._state
+        assert st is not None
+        now = _time()
+        if interval and now - st.last_sync < interval:
+            return
+        active = self._active
+        if active is not None:
+            try:
+                fsync_file(active.fd)
+            except OSError as exc:
+                raise storage_error(exc, f"cannot fsync {active.path}") from exc
+            st.set_last_sync(now)
+
+    def put(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires then.
+
+        A ``ttl`` of 0 or less stores nothing and removes the key (Django's and
+        Redis's "already expired").
+        """
+        if type(key) is not bytes or not 0 < len(key) <= rec.MAX_KEY_SIZE:
+            key = _check_key(key)
+        if type(value) is not bytes or len(value) > rec.MAX_VALUE_SIZE:
+            value = _check_value(value)
+        if ttl is not None:
+            if ttl <= 0:
+                self.delete(key)
+                return
+            expiry = _expiry(ttl)
+        else:
+            expiry = 0.0
+        data = rec.encode(rec.PUT, key, value, expiry)
+        if self.read_only or self._closed:
+            self._check_writable()
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._writer_catch_up()
+            self._write(data, [(rec.PUT, key, 0, len(data), expiry)])
+        finally:
+            lock.release()
+        if self._sync_interval is not None:
+            self._after_write()
+
+    __setitem__ = put
+
+    def delete(self, key: bytes) -> bool:
+        """Remove ``key``; return True if it existed (and had not expired)."""
+        key = _check_key(key)
+        self._check_writable()
+        with self._lock:
+            self._writer_catch_up()
+            existed = key in self
+            if key in self._view[0]:
+                self._delete_locked(key)
+        self._after_write()
+        return existed
+
+    def __delitem__(self, key: bytes) -> None:
+        if not self.delete(key):
+            raise KeyError(key)
+
+    def put_if_absent(self, key: bytes, value: bytes, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent (or expired); return whether it was stored.
+
+        Atomic across processes: of many concurrent callers exactly one wins.
+        """
+        key = _check_key(key)
+        value = _check_value(value)
+        self._check_writable()
+        with self._lock:
+            self._writer_catch_up()
+            if key in self:
+                return False
+            self.put(key, value, ttl)
+        return True
+
+    def incr(self, key: bytes, delta: int = 1) -> int:
+        """Add ``delta`` to the integer stored at ``key`` and return the result.
+
+        Values are ASCII decimal, as in Redis; a missing key counts as 0 and
+        the key keeps its expiry. Atomic across processes. Raises
+        :class:`~kv_backend.errors.NotAnIntegerError` for a non-integer value.
+        """
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise TypeError(f"delta must be an int, not {type(delta).__name__}")
+        key = _check_key(key)
+        self._check_writable()
+        with self._lock:
+            self._writer_catch_up()
+            found = self._get_record(key)
+            if found is None:
+                current, expiry = 0, 0.0
+            else:
+                raw, expiry = found
+                try:
+                    if not raw.strip(b"+-").isdigit() or raw != raw.strip():
+                        raise ValueError
+                    current = int(raw)
+                except ValueError:
+                    raise NotAnIntegerError(
+                        f"the value of {key!r} is not an ASCII decimal integer: {raw[:40]!r}"
+                    ) from None
+            result = current + delta
+            self._put_locked(key, str(result).encode("ascii"), expiry)
+        self._after_write()
+        return result
+
+    def update(self, key: bytes, fn: Callable[[bytes | None], bytes | None]) -> bytes | None:
+        """Atomically replace the value of ``key`` by ``fn(old_value)``.
+
+        ``fn`` receives the current value (None if absent) and returns the new
+        one, or None to delete the key. The key keeps its expiry. If ``fn``
+        raises, nothing is written. Returns the new value.
+        """
+        key = _check_key(key)
+        self._check_writable()
+        with self._lock:
+            self._writer_catch_up()
+            found = self._get_record(key)
+            old, expiry = found if found is not None else (None, 0.0)
+            new = fn(old)
+            if new is None:
+                if old is not None:
+                    self._delete_locked(key)
+            else:
+                new = _check_value(new)
+                self._put_locked(key, new, expiry)
+        self._after_write()
+        return new
+
+    def expire(self, key: bytes, ttl: float | None) -> bool:
+        """Give ``key`` a new time to live (None: never expire); return whether it exists.
+
+        A ``ttl`` of 0 or less deletes the key, as Redis's EXPIRE does.
+        """
+        key = _check_key(key)
+        self._check_writable()
+        with self._lock:
+            self._writer_catch_up()
+            found = self._get_record(key)
+            if found is None:
+                return False
+            if ttl is not None and ttl <= 0:
+                self._delete_locked(key)
+            else:
+                expiry = _expiry(ttl)
+                self._put_locked(key, found[0], expiry)
+        self._after_write()
+        return True
+
+    def persist(self, key: bytes) -> bool:
+        """Remove the expiry of ``key``; return whether it exists."""
+        return self.expire(key, None)
+
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """Collect puts and deletes and apply them all at once, or none of them.
+
+        The batch is written as one run of records closed by a COMMIT record;
+        an exception inside the block discards it, and a crash before the
+        COMMIT record reached the file leaves none of it visible.
+        """
+        self._check_writable()
+        b = Batch(self)
+        yield b
+        if b._ops:
+            self._commit_batch(b._ops)
+
+    def _commit_batch(self, ops: list[tuple[int, bytes, bytes, float]]) -> None:
+        parts: list[bytes] = []
+        index: list[tuple[int, bytes, int, int, float]] = []
+        off = 0
+        for rtype, key, value, expiry in ops:
+            r = rec.encode(rtype, key, value, expiry, rec.FLAG_BATCH)
+            parts.append(r)
+            index.append((rtype, key, off, len(r), expiry))
+            off += len(r)
+        parts.append(rec.encode_commit(len(ops)))
+        data = b"".join(parts)
+        with self._lock:
+            self._writer_catch_up()
+            self._write(data, index)
+        self._after_write()
+
+    def clear(self) -> None:
+        """Remove every key, atomically (one batch of deletes)."""
+        self._check_writable()
+        with self._lock:
+            self._writer_catch_up()
+            keys = list(self._view[0])
+            if keys:
+                self._commit_batch([(rec.DELETE, k, b"", 0.0) for k in keys])
+
+    # ----------------------------------------------------------- lifecycle
+
+    def sync(self) -> None:
+        """Flush everything written so far to stable storage (fsync)."""
+        if self._closed:
+            self._closed_peek()
+        active = self._active
+        if active is not None:
+            try:
+                fsync_file(active.fd)
+            except OSError as exc:
+                raise storage_error(exc, f"cannot fsync {active.path}") from exc
+
+    def stats(self) -> dict[str, Any]:
+        """Return counts and sizes: keys, live_bytes, dead_bytes, files and more."""
+        if self._closed:
+            self._closed_peek()
+        self._refresh()
+        with self._rlock:
+            ix = self._ix
+            files = self._view[1]
+            total = sum(self._sizes.values())
+            headers = rec.FILE_HEADER_SIZE * len(self._sizes)
+            data_bytes = total - headers
+            expired = ix.expired_count()
+            return {
+                "path": self.path,
+                "keys": len(ix.kd) - expired,
+                "expired_keys": expired,
+                "live_bytes": ix.live,
+                "dead_bytes": max(data_bytes - ix.live, 0),
+                "total_bytes": total,
+                "files": len(files),
+                "active_file": data_name(self._tail[0]),
+                "active_end": self._tail[1],
+                "generation": self._gen,
+                "corrupt_records": len(self._corrupt),
+                "read_only": self.read_only,
+                "sync": self.sync_mode,
+            }
+
+    def close(self) -> None:
+        """Flush according to the sync policy and release files and locks. Idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._sync_interval is not None and self._active is not None:
+                try:
+                    fsync_file(self._active.fd)
+                except OSError:
+                    pass
+        finally:
+            self._closed = True
+            self._peek = self._closed_peek
+            _open_dbs.discard(self)
+            with self._rlock:
+                for f in self._view[1]:
+                    f.close()
+                self._ix = KeyDir()
+                self._view = (self._ix.kd, [])
+                self._active = None
+            if self._state is not None:
+                self._state.close()
+            self._lock.close()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def __enter__(self) -> DB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed:
+                self.close()
+        except Exception:
+            pass
+
+    # A store is equal only to itself (not to a dict with the same items).
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("read-only" if self.read_only else "open")
+        return f"<kv_backend.DB {self.path!r} {state}>"
+
+    def _after_fork_in_child(self) -> None:
+        """Give a forked child its own lock file description and fresh thread locks."""
+        if self._closed:
+            return
+        self._rlock = threading.RLock()
+        try:
+            self._lock.after_fork_in_child()
+        except StorageError:
+            self.close()
+
+    def snapshot_files(self) -> list[SnapshotFile]:
+        """Freeze a consistent point-in-time view of the store's files.
+
+        Under the write lock: every data file (the active one up to its
+        published end) and every hint file, each with an open fd. Closed files
+        never change and the fds keep them readable even if a merge removes
+        them, so the caller can copy them at leisure (used by backups).
+        Close the returned objects when done.
+        """
+        self._check_open()
+        out: list[SnapshotFile] = []
+        with self._lock:
+            self._refresh()
+            state = self._read_state()
+            fids = list_data_files(self.path)
+            for fid in fids:
+                name = data_name(fid)
+                fd = os.open(os.path.join(self.path, name), os.O_RDONLY)
+                length = os.fstat(fd).st_size
+                if state is not None and fid == state[2]:
+                    length = min(length, state[3])
+                out.append(SnapshotFile(name, fd, length))
+                hname = hint_name(fid)
+                try:
+                    hfd = os.open(os.path.join(self.path, hname), os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
+        return out
+
+    def _check_open(self) -> None:
+        if self._closed:
+            self._closed_peek()
+
+    # ------------------------------------------------------------ merge
+
+    def merge(self, progress: Callable[[int, int], None] | None = None) -> Any:
+        """Compact the closed data files; see :func:`kv_backend.merge.merge`."""
+        from kv_backend.merge import merge
+
+        return merge(self, progress=progress)
+
+    def _maybe_auto_merge(self) -> None:
+        from kv_backend.merge import maybe_auto_merge
+
+        maybe_auto_merge(self)
+
+    # Typing helpers for the MutableMapping overloads.
+    @overload
+    def pop(self, key: bytes) -> bytes: ...
+    @overload
+    def pop(self, key: bytes, default: bytes | T) -> bytes | T: ...
+    def pop(self, key: bytes, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value (or ``default``), atomically."""
+        key = _check_key(key)
+        self._check_writable()
+        with self._lock:
+            self._writer_catch_up()
+            value = self.get(key, _MISSING)
+            if value is _MISSING:
+                if default is _MISSING:
+                    raise KeyError(key)
+                return default
+            self._delete_locked(key)
+        self._after_write()
+        return value
+
+
+def _replay(ix: KeyDir, f: DataFile, idx: int, start: int, end: int, corrupt: list[tuple[str, int]]) -> int:
+    """Index the records of ``f`` from ``start`` up to ``end``; return where replay stopped.
+
+    Reads big chunks and scans them in memory. Stops early at a torn or
+    implausible record; records with sound lengths but a bad CRC are indexed
+    (reading them raises CorruptionError) and listed in ``corrupt``.
+    """
+    pos = start
+    chunk = _CHUNK
+    while pos < end:
+        n = min(chunk, end - pos)
+        buf = _pread(f.fd, n, pos)
+        got = len(buf)
+        res = rec.scan(buf, 0, got, trust_lengths=True)
+        ix.apply(idx, pos, res.entries)
+        corrupt.extend((f.path, pos + off) for off in res.corrupt)
+        pos += res.end
+        if res.stop_reason is None:
+            if got < n:
+                break  # the file is shorter than the published end
+            continue
+        if got < n or got == end - (pos - res.end):
+            break  # a real stop: the region ends in a torn or damaged record
+        if res.end == 0:
+            chunk *= 2  # one record (or batch) is bigger than the chunk
+    return pos
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """Return the smallest key greater than every key starting with ``prefix``."""
+    p = bytearray(prefix)
+    while p:
+        if p[-1] < 0xFF:
+            p[-1] += 1
+            return bytes(p)
+        p.pop()
+    return None

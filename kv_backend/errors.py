@@ -1,0 +1,101 @@
+"""The exception hierarchy of kv_backend.
+
+Every error raised by the project derives from :class:`KVError`.  Errors that
+also have a natural built-in meaning derive from that built-in too, so
+``except ValueError`` or ``except OSError`` keeps working for callers that do
+not know this module.
+"""
+
+from __future__ import annotations
+
+
+class KVError(Exception):
+    """Base class of every kv_backend error."""
+
+
+class InvalidKeyError(KVError, TypeError):
+    """A key that is not ``bytes`` (or a bytes-like object) was given."""
+
+
+class InvalidValueError(KVError, TypeError):
+    """A value that is not ``bytes`` (or a bytes-like object) was given."""
+
+
+class KeyTooLargeError(KVError, ValueError):
+    """A key is empty or larger than :data:`kv_backend.record.MAX_KEY_SIZE`."""
+
+
+class ValueTooLargeError(KVError, ValueError):
+    """A value is larger than :data:`kv_backend.record.MAX_VALUE_SIZE`."""
+
+
+class NotAnIntegerError(KVError, ValueError):
+    """``incr`` found a value that is not an ASCII decimal integer."""
+
+
+class ConfigurationError(KVError, ValueError):
+    """An option passed to :class:`kv_backend.DB` is not valid."""
+
+
+class StorageError(KVError, OSError):
+    """The operating system refused an operation on the store's files.
+
+    Raised for disk full, permission problems and similar conditions. The
+    store stays usable and nothing already acknowledged is lost.
+    """
+
+
+class StoreNotFoundError(StorageError, FileNotFoundError):
+    """The directory does not exist and the store may not create it."""
+
+
+class NotAStoreError(StorageError):
+    """The path exists but does not hold a kv_backend store."""
+
+
+class CorruptionError(KVError):
+    """A record failed its checksum or length checks.
+
+    ``path`` and ``offset`` name the damaged record; ``kvb check PATH``
+    lists every damaged record of a store.
+    """
+
+    def __init__(self, message: str, path: str | None = None, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+
+
+class ReadOnlyError(KVError):
+    """A write was attempted on a store opened with ``read_only=True``."""
+
+
+class DatabaseClosedError(KVError, ValueError):
+    """The store was used after :meth:`kv_backend.DB.close`."""
+
+
+class MergeInProgressError(KVError):
+    """Another process is merging this store right now."""
+
+
+class BackupError(KVError):
+    """A backup or restore could not be completed; the message names the file."""
+
+
+__all__ = [
+    "BackupError",
+    "ConfigurationError",
+    "CorruptionError",
+    "DatabaseClosedError",
+    "InvalidKeyError",
+    "InvalidValueError",
+    "KVError",
+    "KeyTooLargeError",
+    "MergeInProgressError",
+    "NotAStoreError",
+    "NotAnIntegerError",
+    "ReadOnlyError",
+    "StorageError",
+    "StoreNotFoundError",
+    "ValueTooLargeError",
+]

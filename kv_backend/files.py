@@ -1,0 +1,197 @@
+"""Names and handles of the files in a store directory.
+
+A store directory holds:
+
+* ``KVB_FORMAT``: marks the directory as a store and names the format version;
+* ``LOCK``: the file whose ``flock`` serialises all appends (see :mod:`kv_backend.locking`);
+* ``STATE``: a small shared-memory page publishing the log tail (see :mod:`kv_backend.state`);
+* data files ``MMMMMMMMMM-NNN.data`` (major and minor file ids), appended to
+  while active and never changed once closed, with optional ``.hint`` files
+  written by merge.
+
+Files are ordered by (major, minor); a later file wins over an earlier one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import sys
+
+from kv_backend.errors import NotAStoreError, StorageError, StoreNotFoundError
+
+FORMAT_FILE = "KVB_FORMAT"
+FORMAT_TEXT = "kv_backend store, format 1\n"
+LOCK_FILE = "LOCK"
+STATE_FILE = "STATE"
+MERGE_LOCK_FILE = "MERGE.lock"
+MERGE_COMMIT_FILE = "MERGE.commit"
+DATA_SUFFIX = ".data"
+HINT_SUFFIX = ".hint"
+TMP_SUFFIX = ".tmp"
+
+_DATA_RE = re.compile(r"^(\d{10})-(\d{3})\.data$")
+
+FileId = tuple[int, int]
+
+
+def data_name(fid: FileId) -> str:
+    """Return the file name of data file ``fid`` = (major, minor)."""
+    return f"{fid[0]:010d}-{fid[1]:03d}{DATA_SUFFIX}"
+
+
+def hint_name(fid: FileId) -> str:
+    """Return the file name of the hint file that belongs to data file ``fid``."""
+    return f"{fid[0]:010d}-{fid[1]:03d}{HINT_SUFFIX}"
+
+
+def parse_data_name(name: str) -> FileId | None:
+    """Return the id of a data file name, or None for any other name."""
+    m = _DATA_RE.match(name)
+    if m is None:
+        return None
+    return int(m.group(1)), int(m.group(2))
+
+
+def list_data_files(path: str) -> list[FileId]:
+    """Return the ids of the data files in ``path``, oldest first."""
+    ids = [fid for fid in map(parse_data_name, os.listdir(path)) if fid is not None]
+    ids.sort()
+    return ids
+
+
+class DataFile:
+    """An open data file: an fd for ``pread`` that closes itself when dropped.
+
+    Views of the key directory hold references to these objects, so a file
+    replaced by merge stays readable until the last view that points into it
+    is gone (on POSIX an open fd keeps an unlinked file readable).
+    """
+
+    __slots__ = ("__weakref__", "fd", "fid", "path")
+
+    def __init__(self, directory: str, fid: FileId, *, writable: bool = False) -> None:
+        self.fid = fid
+        self.path = os.path.join(directory, data_name(fid))
+        flags = os.O_RDWR if writable else os.O_RDONLY
+        self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0))
+
+    def size(self) -> int:
+        """Return the file's current size in bytes."""
+        return os.fstat(self.fd).st_size
+
+    def close(self) -> None:
+        """Close the fd now (it is also closed when the object is dropped)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<DataFile {self.path} fd={self.fd}>"
+
+
+def fsync_file(fd: int) -> None:
+    """Flush a file's data to stable storage (F_FULLFSYNC on macOS)."""
+    if sys.platform == "darwin":
+        import fcntl
+
+        try:
+            fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+            return
+        except OSError:
+            pass
+        os.fsync(fd)
+    else:
+        os.fdatasync(fd)
+
+
+def fsync_dir(path: str) -> None:
+    """Make renames and new files in directory ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """``pwrite`` all of ``data`` at ``offset``, looping over short writes."""
+    view = memoryview(data)
+    total = len(view)
+    done = os.pwrite(fd, view, offset)
+    while done < total:
+        n = os.pwrite(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.EIO, "pwrite wrote no bytes")
+        done += n
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    """Wrap an OSError in the project's exception with a message that says what to do."""
+    hint = ""
+    if exc.errno == errno.ENOSPC:
+        hint = " The disk is full: free space, then retry; nothing acknowledged was lost."
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = " Check the directory's permissions, or open it with read_only=True."
+    err = StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}.{hint}")
+    err.filename = exc.filename
+    return err
+
+
+def _is_store_file(name: str) -> bool:
+    """True for names a store (or one being created right now) may hold."""
+    if name in (LOCK_FILE, STATE_FILE, MERGE_LOCK_FILE, FORMAT_FILE + TMP_SUFFIX):
+        return True
+    base = name[: -len(TMP_SUFFIX)] if name.endswith(TMP_SUFFIX) else name
+    if base.endswith(HINT_SUFFIX):
+        base = base[: -len(HINT_SUFFIX)] + DATA_SUFFIX
+    return parse_data_name(base) is not None
+
+
+def prepare_directory(path: str, *, create: bool) -> bool:
+    """Check that ``path`` is a store directory (creating it if allowed).
+
+    Returns True if the directory is new (has no ``KVB_FORMAT`` yet).
+    Raises :class:`StoreNotFoundError` or :class:`NotAStoreError` otherwise.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotAStoreError(errno.ENOTDIR, f"{path} is a file, not a kv_backend store directory")
+    if not os.path.isdir(path):
+        if not create:
+            raise StoreNotFoundError(
+                errno.ENOENT, f"no kv_backend store at {path}: the directory does not exist"
+            )
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot create store directory {path}") from exc
+    marker = os.path.join(path, FORMAT_FILE)
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        if not text.startswith("kv_backend store, format 1"):
+            raise NotAStoreError(
+                errno.EINVAL, f"{path} holds a store of an unsupported format: {text.strip()!r}"
+            )
+        return False
+    try:
+        entries = os.listdir(path)
+    except OSError as exc:
+        raise storage_error(exc, f"cannot list {path}") from exc
+    foreign = [e for e in entries if not _is_store_file(e)]
+    if foreign:
+        raise NotAStoreError(
+            errno.EINVAL,
+            f"{path} is not a kv_backend store (no {FORMAT_FILE} file, and it holds "
+            f"{', '.join(sorted(foreign)[:3])}); pass an empty or new directory",
+        )
+    if not create:
+        raise StoreNotFoundError(errno.ENOENT, f"no kv_backend store at {path} (no {FORMAT_FILE} file)")
+    return True

@@ -1,0 +1,139 @@
+"""The cross-process write lock: ``flock`` paired with a thread lock.
+
+``flock`` locks belong to an open file description, so two threads sharing
+the fd would both "hold" it and a forked child would share its parent's
+lock. :class:`WriteLock` therefore pairs the file lock with a re-entrant
+thread lock, counts nesting so that only the outermost ``acquire`` takes the
+``flock``, and reopens the lock file in a child after ``fork()``.
+
+A process killed while holding the lock releases it: the kernel closes its
+fds. No lock files with pids are used. NFS does not give these guarantees;
+keep stores on a local filesystem.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+
+from kv_backend.errors import StorageError
+from kv_backend.files import storage_error
+
+
+class WriteLock:
+    """Re-entrant exclusive lock shared by every thread and process of one store."""
+
+    def __init__(self, path: str, *, create: bool) -> None:
+        self.path = path
+        self._create = create
+        self._tlock = threading.RLock()
+        self._depth = 0
+        self._fd = self._open()
+
+    def _open(self) -> int:
+        flags = (os.O_RDWR | os.O_CREAT) if self._create else os.O_RDONLY
+        try:
+            return os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot open lock file {self.path}") from exc
+
+    def acquire(self) -> None:
+        """Take the lock, blocking; nested calls in the owning thread are free."""
+        self._tlock.acquire()
+        if self._depth == 0:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._tlock.release()
+                raise
+        self._depth += 1
+
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it; return whether it was taken."""
+        if not self._tlock.acquire(blocking=False):
+            return False
+        if self._depth == 0:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._tlock.release()
+                return False
+        self._depth += 1
+        return True
+
+    def release(self) -> None:
+        """Release one level of the lock; the ``flock`` goes with the last one."""
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._tlock.release()
+
+    @property
+    def held(self) -> bool:
+        """True while the calling thread holds the lock."""
+        return self._depth > 0 and self._tlock._is_owned()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> WriteLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def after_fork_in_child(self) -> None:
+        """Give the child its own lock: a new fd (open file description) and thread lock.
+
+        The inherited fd shares the parent's ``flock``; it is closed here, which
+        does not release the parent's lock because the parent's fd stays open.
+        """
+        old = self._fd
+        self._tlock = threading.RLock()
+        self._depth = 0
+        try:
+            self._fd = self._open()
+        except StorageError:
+            self._fd = -1
+            raise
+        finally:
+            try:
+                os.close(old)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Close the lock file."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+class MergeLock:
+    """A non-blocking ``flock`` on ``MERGE.lock``: at most one merge per store."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+
+    def try_acquire(self) -> bool:
+        """Take the merge lock if free; return whether it was taken."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def acquire(self) -> None:
+        """Take the merge lock, waiting for a running merge to finish."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Release the merge lock."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)

@@ -1,0 +1,150 @@
+"""The record format of data files, and the scanner that replays them.
+
+A data file is a 16-byte file header followed by records. Every record is::
+
+    offset size field
+    0      4    crc32 (zlib) of bytes 4..end of the record
+    4      1    type: 1 = PUT, 2 = DELETE, 3 = COMMIT (end of a batch)
+    5      1    flags: bit 0 = the record belongs to a batch
+    6      4    key length, unsigned
+    10     4    value length, unsigned
+    14     8    expiry: absolute UNIX time as a float, 0.0 = never
+    22     ...  key, then value
+
+All integers are little-endian. A batch is a run of records with the batch
+flag followed by one COMMIT record whose value is the record count as a
+little-endian u32; a batch without its COMMIT record never took effect.
+See docs/file-format.md for the full description.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+HEADER = struct.Struct("<IBBIId")
+HEADER_SIZE = HEADER.size  # 22
+# The part of the header covered by the CRC (everything after it).
+BODY_HEADER = struct.Struct("<BBIId")
+
+FILE_MAGIC = b"KVBDATA\x00"
+FILE_VERSION = 1
+FILE_HEADER = struct.Struct("<8sII")  # magic, version, reserved
+FILE_HEADER_SIZE = FILE_HEADER.size  # 16
+FILE_HEADER_BYTES = FILE_HEADER.pack(FILE_MAGIC, FILE_VERSION, 0)
+
+PUT = 1
+DELETE = 2
+COMMIT = 3
+FLAG_BATCH = 1
+
+MAX_KEY_SIZE = 65536
+MAX_VALUE_SIZE = 1 << 30  # 1 GiB
+COUNT = struct.Struct("<I")
+
+crc32 = zlib.crc32
+_pack_body = BODY_HEADER.pack
+
+
+def encode(rtype: int, key: bytes, value: bytes, expiry: float = 0.0, flags: int = 0) -> bytes:
+    """Return the bytes of one record (header, key, value) with its CRC."""
+    body = _pack_body(rtype, flags, len(key), len(value), expiry) + key + value
+    return crc32(body).to_bytes(4, "little") + body
+
+
+def encode_commit(count: int) -> bytes:
+    """Return the COMMIT record that closes a batch of ``count`` records."""
+    return encode(COMMIT, b"", COUNT.pack(count))
+
+
+@dataclass
+class Entry:
+    """One replayed record: where it lives and what it says."""
+
+    rtype: int
+    key: bytes
+    offset: int
+    size: int
+    expiry: float
+    crc_ok: bool
+
+
+@dataclass
+class ScanResult:
+    """What :func:`scan` found in a region of a data file."""
+
+    entries: list[tuple[int, bytes, int, int, float]]
+    """Applied records in log order: (type, key, offset, size, expiry)."""
+    end: int
+    """Offset just past the last record that was applied (batches only as a whole)."""
+    stop_reason: str | None
+    """``None`` if the region was consumed to its end, else why the scan stopped."""
+    corrupt: list[int]
+    """Offsets of records whose lengths were sound but whose CRC failed."""
+
+
+def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool = False) -> ScanResult:
+    """Replay the records of ``buf[start:end]``.
+
+    ``buf`` holds the file from offset 0 (or at least up to ``end``). The scan
+    stops at the first incomplete or implausible record, and never applies a
+    batch whose COMMIT record it has not seen. With ``trust_lengths`` (used for
+    regions another writer already published), a record whose lengths are
+    sound but whose CRC fails is still indexed, so that reading it raises
+    :class:`~kv_backend.errors.CorruptionError`, and scanning continues.
+    """
+    unpack = HEADER.unpack_from
+    hsize = HEADER_SIZE
+    entries: list[tuple[int, bytes, int, int, float]] = []
+    append = entries.append
+    corrupt: list[int] = []
+    pending: list[tuple[int, bytes, int, int, float]] | None = None
+    committed_end = start
+    pos = start
+    mv = memoryview(buf)
+    stop: str | None = None
+    while pos < end:
+        if end - pos < hsize:
+            stop = "truncated header"
+            break
+        crc, rtype, flags, klen, vlen, expiry = unpack(mv, pos)
+        size = hsize + klen + vlen
+        if pos + size > end or rtype not in (PUT, DELETE, COMMIT) or klen > MAX_KEY_SIZE:
+            stop = "truncated record" if pos + size > end else "invalid header"
+            break
+        ok = crc32(mv[pos + 4 : pos + size]) == crc
+        if not ok:
+            if not trust_lengths:
+                stop = "checksum mismatch"
+                break
+            corrupt.append(pos)
+        if rtype == COMMIT:
+            n = COUNT.unpack_from(mv, pos + hsize)[0] if vlen == 4 and ok else -1
+            if pending is None or n != len(pending):
+                # A COMMIT without its records: the batch is incomplete.
+                pending = None
+                stop = "orphan commit"
+                break
+            entries.extend(pending)
+            pending = None
+            pos += size
+            committed_end = pos
+            continue
+        key = bytes(mv[pos + hsize : pos + hsize + klen])
+        item = (rtype, key, pos, size, expiry)
+        if flags & FLAG_BATCH:
+            if pending is None:
+                pending = []
+            pending.append(item)
+            pos += size
+            continue
+        if pending is not None:
+            # A plain record after an unfinished batch: that batch never committed.
+            pending = None
+        append(item)
+        pos += size
+        committed_end = pos
+    if pending is not None and stop is None:
+        stop = "uncommitted batch"
+    return ScanResult(entries, committed_end, stop, corrupt)

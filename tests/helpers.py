@@ -1,0 +1,53 @@
+"""Helpers for tests that run code in other processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def child_env() -> dict[str, str]:
+    """Environment for child Python processes: the project importable from this checkout."""
+    env = dict(os.environ)
+    paths = [ROOT, os.path.join(ROOT, "integrations")]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def run_python(
+    code: str, *args: str, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter and return the completed process."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def spawn_python(code: str, *args: str, **kwargs) -> subprocess.Popen:
+    """Start ``code`` in a fresh interpreter without waiting for it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=child_env(),
+        **kwargs,
+    )
+
+
+def free_port() -> int:
+    """Return a free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
