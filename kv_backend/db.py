@@ -1111,6 +1111,35 @@ class DB(MutableMapping[bytes, bytes]):
         if self._closed:
             self._closed_peek()
 
+    def change_token(self) -> int:
+        """Return a number that changes whenever any process writes to the store."""
+        return self._peek()[0]
+
+    def wait_for_change(self, token: int, timeout: float | None = None) -> bool:
+        """Block until a write by any process changes :meth:`change_token` from ``token``.
+
+        Returns True if a write happened, False on timeout. It watches one word
+        of shared memory, checking every 0.2-2 ms, so it wakes within about a
+        millisecond without any notification channel between processes.
+        """
+        deadline = None if timeout is None else _time() + timeout
+        delay = 0.0002
+        while self._peek()[0] == token:
+            if deadline is not None:
+                left = deadline - _time()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
+        return True
+
+    def backup(self, url: str, name: str | None = None, progress: Any = None, **storage_options: Any) -> Any:
+        """Copy a consistent snapshot of the store to an fsspec URL; see :mod:`kv_backend.backup`."""
+        from kv_backend.backup import backup
+
+        return backup(self, url, name=name, progress=progress, **storage_options)
+
     # ------------------------------------------------------------ merge
 
     def merge(self, progress: Callable[[int, int], None] | None = None) -> Any:
