@@ -1,0 +1,189 @@
+"""kv_backend.check.check and `kvb check`: what counts as damage, what is only a note."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+from helpers import child_env
+
+from kv_backend import DB, record
+from kv_backend.check import Problem, check
+from kv_backend.cli import main
+from kv_backend.errors import NotAStoreError, StoreNotFoundError
+from kv_backend.files import data_name, hint_name, list_data_files
+from kv_backend.hint import encode_entry, write_hints
+
+
+def data_files(store: str) -> list[str]:
+    return [os.path.join(store, data_name(f)) for f in list_data_files(store)]
+
+
+def fingerprint(store: str) -> dict[str, str]:
+    out = {}
+    for name in sorted(os.listdir(store)):
+        with open(os.path.join(store, name), "rb") as f:
+            out[name] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def flip(path: str, pos: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(pos)
+        b = f.read(1)[0]
+        f.seek(pos)
+        f.write(bytes([b ^ 0x10]))
+
+
+@pytest.fixture
+def store(store_path):
+    """A store of 3+ files: 80 puts, a batch of 3, and 5 deletes."""
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(80):
+            db.put(b"k%02d" % i, b"v" * 100)
+        with db.batch() as b:
+            b.put(b"b1", b"1")
+            b.put(b"b2", b"2")
+            b.delete(b"k00")
+        for i in range(1, 6):
+            db.delete(b"k%02d" % i)
+    assert len(list_data_files(store_path)) >= 3
+    return store_path
+
+
+def test_clean_store(store):
+    before = fingerprint(store)
+    report = check(store)
+    assert report.ok
+    assert report.problems == [] and report.notes == []
+    assert report.files == len(list_data_files(store))
+    assert report.records == 80 + 3 + 5  # a batch counts its records, not its COMMIT
+    assert report.bytes == sum(os.path.getsize(p) for p in data_files(store))
+    assert fingerprint(store) == before  # check only reads
+
+
+def test_empty_store(store_path):
+    DB(store_path).close()
+    report = check(store_path)
+    assert report.ok and report.records == 0 and report.files == 1
+
+
+def test_torn_tail_of_the_newest_file_is_a_note(store):
+    path = data_files(store)[-1]
+    size = os.path.getsize(path)
+    with open(path, "ab") as f:
+        f.write(record.encode(record.PUT, b"torn", b"x" * 50)[:30])
+    report = check(store)
+    assert report.ok
+    assert len(report.notes) == 1
+    assert f"{path} @ {size}" in report.notes[0]
+    assert "unfinished write" in report.notes[0]
+
+
+def test_checksum_mismatch_anywhere_is_a_problem(store):
+    for path in (data_files(store)[0], data_files(store)[-1]):
+        with open(path, "rb") as f:
+            buf = f.read()
+        entries = record.scan(buf, record.FILE_HEADER_SIZE, len(buf)).entries
+        offset, size = entries[1][2], entries[1][3]
+        flip(path, offset + size - 1)
+    report = check(store)
+    assert not report.ok
+    assert [(p.path, p.what) for p in report.problems] == [
+        (data_files(store)[0], "checksum mismatch"),
+        (data_files(store)[-1], "checksum mismatch"),
+    ]
+
+
+def test_truncated_closed_file_is_a_problem(store):
+    path = data_files(store)[0]
+    size = os.path.getsize(path)
+    os.truncate(path, size - 10)
+    report = check(store)
+    assert not report.ok
+    (problem,) = report.problems
+    assert problem.path == path
+    assert "truncated record" in problem.what
+    assert problem.offset < size - 10
+
+
+def test_damaged_file_header_is_a_problem(store):
+    path = data_files(store)[1]
+    flip(path, 2)
+    report = check(store)
+    assert report.problems == [Problem(path, 0, "missing or damaged file header")]
+
+
+def test_hint_files(store):
+    """A hint file that matches its data file passes; a stale or damaged one is a note, and ignored."""
+    first = list_data_files(store)[0]
+    dpath = os.path.join(store, data_name(first))
+    with open(dpath, "rb") as f:
+        buf = f.read()
+    entries = record.scan(buf, record.FILE_HEADER_SIZE, len(buf)).entries
+    hpath = os.path.join(store, hint_name(first))
+    good = [encode_entry(key, off, size, exp) for rtype, key, off, size, exp in entries if rtype == record.PUT]
+    write_hints(hpath, len(buf), good)
+    assert check(store).notes == []
+    with DB(store) as db:
+        assert db[b"k10"] == b"v" * 100
+        assert b"k00" not in db
+    # A hint file written for another size of its data file is stale; the data file is replayed.
+    write_hints(hpath, len(buf) + 1, [encode_entry(b"k10", 16, 5, 0.0)])
+    report = check(store)
+    assert report.ok and len(report.notes) == 1 and hpath in report.notes[0]
+    with DB(store) as db:
+        assert db[b"k10"] == b"v" * 100
+    # A damaged entry: ignored as a whole.
+    write_hints(hpath, len(buf), [*good[:-1], good[-1][:-1] + b"?"])
+    report = check(store)
+    assert report.ok and len(report.notes) == 1
+    with DB(store) as db:
+        assert db[b"k10"] == b"v" * 100
+        assert len(db) == 80 - 6 + 2
+
+
+def test_not_a_store(tmp_path):
+    with pytest.raises(StoreNotFoundError):
+        check(str(tmp_path / "missing"))
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(NotAStoreError):
+        check(str(path))
+    assert not (tmp_path / "missing").exists()
+
+
+def run_kvb(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kv_backend", *args], env=child_env(), capture_output=True, text=True, timeout=60
+    )
+
+
+def test_kvb_check_exit_codes(store, tmp_path):
+    ok = run_kvb("check", store)
+    assert ok.returncode == 0, ok.stderr
+    assert "ok: no damaged records" in ok.stdout
+    assert f"{len(list_data_files(store))} files, 88 records" in ok.stdout
+
+    path = data_files(store)[0]
+    flip(path, record.FILE_HEADER_SIZE + 30)  # inside the first record's value
+    bad = run_kvb("check", store)
+    assert bad.returncode == 1
+    assert f"DAMAGED: {path} @ {record.FILE_HEADER_SIZE}: checksum mismatch" in bad.stdout
+    assert "1 damaged spot(s)" in bad.stdout
+
+    missing = run_kvb("check", str(tmp_path / "missing"))
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("kvb: ")
+
+
+def test_kvb_check_prints_notes(store, capsys):
+    with open(data_files(store)[-1], "ab") as f:
+        f.write(b"\x01\x02\x03")
+    assert main(["check", store]) == 0
+    out = capsys.readouterr().out
+    assert "note: " in out and "unfinished write" in out
+    assert "ok: no damaged records" in out

@@ -1,0 +1,392 @@
+"""Bad input, bad paths, bad options, the sync policy, and OS errors while writing."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+import kv_backend.db
+from kv_backend import DB, record
+from kv_backend.errors import (
+    ConfigurationError,
+    InvalidKeyError,
+    InvalidValueError,
+    KeyTooLargeError,
+    KVError,
+    NotAStoreError,
+    StorageError,
+    StoreNotFoundError,
+    ValueTooLargeError,
+)
+from kv_backend.files import FORMAT_FILE, data_name, list_data_files
+
+
+@pytest.fixture
+def db(store_path):
+    with DB(store_path) as d:
+        yield d
+
+
+BAD_KEYS = ["str", 1, None, 1.5, ["list"], object()]
+BAD_VALUES = ["str", 1, None, 2.5, {"a": 1}]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS, ids=lambda k: type(k).__name__)
+def test_wrong_key_types(db, key):
+    calls = [
+        lambda: db.put(key, b"v"),
+        lambda: db.__setitem__(key, b"v"),
+        lambda: db.get(key),
+        lambda: db[key],
+        lambda: key in db,
+        lambda: db.delete(key),
+        lambda: db.pop(key, None),
+        lambda: db.incr(key),
+        lambda: db.put_if_absent(key, b"v"),
+        lambda: db.update(key, lambda old: b"v"),
+        lambda: db.expire(key, 10),
+        lambda: db.ttl(key),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidKeyError) as info:
+            call()
+        assert isinstance(info.value, TypeError) and isinstance(info.value, KVError)
+    with pytest.raises(InvalidKeyError):
+        with db.batch() as b:
+            b.put(key, b"v")
+    assert len(db) == 0
+
+
+@pytest.mark.parametrize("value", BAD_VALUES, ids=lambda v: type(v).__name__)
+def test_wrong_value_types(db, value):
+    calls = [
+        lambda: db.put(b"k", value),
+        lambda: db.__setitem__(b"k", value),
+        lambda: db.put_if_absent(b"k", value),
+    ]
+    if value is not None:  # update's fn returns None to delete
+        calls.append(lambda: db.update(b"k", lambda old: value))
+    for call in calls:
+        with pytest.raises(InvalidValueError) as info:
+            call()
+        assert isinstance(info.value, TypeError)
+    with pytest.raises(InvalidValueError):
+        with db.batch() as b:
+            b.put(b"k", value)
+    assert b"k" not in db
+    assert len(db) == 0
+
+
+def test_key_sizes(db, store_path):
+    for key in (b"", bytearray(), b"x" * (record.MAX_KEY_SIZE + 1)):
+        for call in (lambda: db.put(key, b"v"), lambda: db.get(key), lambda: db.incr(key)):
+            with pytest.raises(KeyTooLargeError) as info:
+                call()
+            assert isinstance(info.value, ValueError)
+    biggest = b"K" * record.MAX_KEY_SIZE
+    db.put(biggest, b"v")
+    db.put(b"k", b"")
+    assert db[biggest] == b"v"
+    db.close()
+    with DB(store_path) as again:
+        assert again[biggest] == b"v"
+        assert again[b"k"] == b""
+        assert list(again.keys()) == [biggest, b"k"]
+
+
+def test_value_too_large(db, monkeypatch):
+    monkeypatch.setattr(record, "MAX_VALUE_SIZE", 100)
+    db.put(b"ok", b"x" * 100)
+    with pytest.raises(ValueTooLargeError) as info:
+        db.put(b"k", b"x" * 101)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(ValueTooLargeError):
+        db.put_if_absent(b"k", bytearray(101))
+    assert b"k" not in db
+
+
+def test_bytes_like_keys_and_values(db):
+    db.put(bytearray(b"ba"), memoryview(b"mv-value"))
+    db.put(memoryview(b"mv"), bytearray(b"ba-value"))
+    assert db.get(b"ba") == b"mv-value"
+    assert type(db.get(b"ba")) is bytes
+    assert db.get(bytearray(b"mv")) == b"ba-value"
+    assert db.get(memoryview(b"ba")) == b"mv-value"
+    assert db[bytearray(b"ba")] == b"mv-value"
+    assert bytearray(b"ba") in db and memoryview(b"mv") in db
+    assert bytearray(b"nope") not in db
+    assert list(db.keys()) == [b"ba", b"mv"]
+    assert all(type(k) is bytes for k in db.keys())
+    assert db.incr(bytearray(b"n")) == 1
+    assert db.put_if_absent(memoryview(b"n"), b"x") is False
+    assert db.pop(bytearray(b"mv")) == b"ba-value"
+    assert db.delete(memoryview(b"ba")) is True
+    with db.batch() as b:
+        b.put(bytearray(b"b1"), memoryview(b"1"))
+        b.delete(memoryview(b"n"))
+    assert dict(db.items()) == {b"b1": b"1"}
+    assert list(db.keys(prefix=bytearray(b"b"))) == [b"b1"]
+
+
+# ------------------------------------------------------------------ paths
+
+
+def test_read_only_missing_directory(tmp_path):
+    missing = str(tmp_path / "nope")
+    with pytest.raises(StoreNotFoundError) as info:
+        DB(missing, read_only=True)
+    assert isinstance(info.value, FileNotFoundError)
+    assert missing in str(info.value)
+    assert not os.path.exists(missing)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StoreNotFoundError):
+        DB(str(empty), read_only=True)
+    assert os.listdir(empty) == []
+
+
+def test_path_is_a_file(tmp_path):
+    path = tmp_path / "file"
+    path.write_bytes(b"hello")
+    for read_only in (False, True):
+        with pytest.raises(NotAStoreError) as info:
+            DB(str(path), read_only=read_only)
+        assert isinstance(info.value, StorageError) and isinstance(info.value, OSError)
+    assert path.read_bytes() == b"hello"
+
+
+def test_directory_with_foreign_files(tmp_path):
+    d = tmp_path / "project"
+    d.mkdir()
+    (d / "settings.py").write_text("DEBUG = True\n")
+    with pytest.raises(NotAStoreError) as info:
+        DB(str(d))
+    assert "settings.py" in str(info.value)
+    assert sorted(os.listdir(d)) == ["settings.py"]  # nothing was created there
+
+
+def test_unsupported_format_marker(store_path):
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    with open(os.path.join(store_path, FORMAT_FILE), "w") as f:
+        f.write("kv_backend store, format 99\n")
+    with pytest.raises(NotAStoreError) as info:
+        DB(store_path)
+    assert "format" in str(info.value)
+
+
+def test_creates_missing_parents(tmp_path):
+    path = str(tmp_path / "a" / "b" / "store")
+    with DB(path) as db:
+        db.put(b"k", b"v")
+    with DB(path, read_only=True) as db:
+        assert db[b"k"] == b"v"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions, so chmod 0o500 proves nothing")
+def test_unwritable_directory(tmp_path):
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    os.chmod(parent, 0o500)
+    try:
+        with pytest.raises(StorageError) as info:
+            DB(str(parent / "store"))
+        assert "permission" in str(info.value).lower()
+    finally:
+        os.chmod(parent, 0o700)
+
+
+def test_permission_errors_become_storage_errors(tmp_path, monkeypatch):
+    """Simulated EACCES (works as root too): a StorageError that says to check permissions."""
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(os, "makedirs", refuse)
+    with pytest.raises(StorageError) as info:
+        DB(str(tmp_path / "store"))
+    assert info.value.errno == errno.EACCES
+    assert "permissions" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"sync": "sometimes"},
+        {"sync": -1},
+        {"sync": True},
+        {"sync": None},
+        {"max_file_size": 10},
+        {"max_file_size": 4095},
+        {"max_file_size": "big"},
+        {"max_file_size": 8192.0},
+        {"auto_merge": 2},
+        {"auto_merge": 0},
+    ],
+    ids=repr,
+)
+def test_bad_options(tmp_path, options):
+    path = tmp_path / "store"
+    with pytest.raises(ConfigurationError) as info:
+        DB(str(path), **options)
+    assert isinstance(info.value, ValueError)
+    assert not path.exists()
+
+
+# ------------------------------------------------------------------ sync policy
+
+
+class FsyncSpy:
+    """Counts fdatasync/fsync calls and remembers what the file held at each call."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.calls: list[int] = []
+        self.contents: list[bytes] = []
+        real_fdatasync, real_fsync = os.fdatasync, os.fsync
+
+        def fdatasync(fd):
+            self._seen(fd)
+            real_fdatasync(fd)
+
+        def fsync(fd):
+            self._seen(fd)
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fdatasync", fdatasync)
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    def _seen(self, fd: int) -> None:
+        self.calls.append(fd)
+        try:
+            size = os.fstat(fd).st_size
+            self.contents.append(os.pread(fd, size, 0) if size < (1 << 20) else b"")
+        except OSError:
+            self.contents.append(b"")
+
+
+def test_sync_always_fsyncs_before_returning(store_path, monkeypatch):
+    with DB(store_path, sync="always") as db:
+        spy = FsyncSpy(monkeypatch)
+        for i in range(5):
+            n = len(spy.calls)
+            value = b"value-%d" % i
+            db.put(b"k%d" % i, value)
+            assert len(spy.calls) > n, "put returned without an fsync"
+            assert value in spy.contents[-1], "the fsync happened before the record was written"
+        operations = [
+            lambda: db.delete(b"k0"),
+            lambda: db.incr(b"n"),
+            lambda: db.put_if_absent(b"new", b"v"),
+            lambda: db.update(b"k1", lambda old: b"updated"),
+            lambda: db.expire(b"k2", 100),
+            lambda: db.pop(b"k3"),
+        ]
+        for op in operations:
+            n = len(spy.calls)
+            op()
+            assert len(spy.calls) > n
+        n = len(spy.calls)
+        with db.batch() as b:
+            b.put(b"b1", b"batch-value")
+            b.put(b"b2", b"v")
+        assert len(spy.calls) > n
+        assert b"batch-value" in spy.contents[-1]
+
+
+def test_sync_never_does_not_fsync(store_path, monkeypatch):
+    with DB(store_path, max_file_size=4096) as db:
+        spy = FsyncSpy(monkeypatch)
+        for i in range(60):
+            db.put(b"k%d" % i, b"x" * 100)  # also rotates files
+        db.incr(b"n")
+        db.delete(b"k1")
+        with db.batch() as b:
+            b.put(b"b", b"1")
+        assert db.stats()["files"] > 1
+        assert spy.calls == []
+        db.sync()  # an explicit sync still flushes
+        assert len(spy.calls) == 1
+
+
+def test_sync_interval_fsyncs_at_most_that_often(store_path, monkeypatch):
+    now = [1_000_000.0]
+    monkeypatch.setattr(kv_backend.db, "_time", lambda: now[0])
+    with DB(store_path, sync=3600) as db:
+        spy = FsyncSpy(monkeypatch)
+        db.put(b"first", b"v")
+        assert len(spy.calls) == 1  # no fsync yet in this store: the first write syncs
+        for i in range(30):
+            now[0] += 10
+            db.put(b"k%d" % i, b"v")
+        assert len(spy.calls) == 1
+        now[0] += 3600
+        db.put(b"later", b"v")
+        assert len(spy.calls) == 2
+        assert b"later" in spy.contents[-1]
+        # The interval is shared by every process (the last sync time lives in the shared state).
+        with DB(store_path, sync=3600) as other:
+            other.put(b"other", b"v")
+            assert len(spy.calls) == 2
+
+
+def test_sync_zero_means_every_write(store_path, monkeypatch):
+    with DB(store_path, sync=0) as db:
+        spy = FsyncSpy(monkeypatch)
+        for i in range(5):
+            db.put(b"k%d" % i, b"v")
+        assert len(spy.calls) >= 5
+
+
+# ------------------------------------------------------------------ OS errors while writing
+
+
+def test_short_writes_are_completed(store_path, monkeypatch):
+    real_pwrite = os.pwrite
+
+    def short_pwrite(fd, data, offset):
+        return real_pwrite(fd, bytes(memoryview(data)[:7]), offset)
+
+    with DB(store_path) as db:
+        monkeypatch.setattr(os, "pwrite", short_pwrite)
+        db.put(b"k", b"a value much longer than seven bytes")
+        with db.batch() as b:
+            b.put(b"b1", b"x" * 100)
+            b.put(b"b2", b"y" * 100)
+        monkeypatch.setattr(os, "pwrite", real_pwrite)
+        assert db[b"k"] == b"a value much longer than seven bytes"
+    with DB(store_path) as db:
+        assert db[b"k"] == b"a value much longer than seven bytes"
+        assert db[b"b1"] == b"x" * 100 and db[b"b2"] == b"y" * 100
+
+
+def test_disk_full_mid_write(store_path, monkeypatch):
+    real_pwrite = os.pwrite
+    with DB(store_path) as db, DB(store_path, read_only=True) as reader:
+        db.put(b"before", b"safe")
+        size = os.path.getsize(os.path.join(store_path, data_name(list_data_files(store_path)[-1])))
+
+        def full_pwrite(fd, data, offset):
+            # Half of the record reaches the file, then the disk is full.
+            real_pwrite(fd, bytes(memoryview(data)[: len(data) // 2]), offset)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "pwrite", full_pwrite)
+        with pytest.raises(StorageError) as info:
+            db.put(b"lost", b"z" * 500)
+        assert info.value.errno == errno.ENOSPC
+        assert "disk is full" in str(info.value)
+        with pytest.raises(StorageError):
+            with db.batch() as b:
+                b.put(b"lost-batch", b"z" * 500)
+        monkeypatch.setattr(os, "pwrite", real_pwrite)
+        # Nothing half-written stays behind, and the store keeps working.
+        assert os.path.getsize(os.path.join(store_path, data_name(list_data_files(store_path)[-1]))) == size
+        assert b"lost" not in db and b"lost-batch" not in db
+        assert reader.get(b"lost") is None
+        db.put(b"after", b"ok")
+        assert reader.get(b"after") == b"ok"
+        assert db[b"before"] == b"safe"
+    with DB(store_path) as db:
+        assert dict(db.items()) == {b"before": b"safe", b"after": b"ok"}

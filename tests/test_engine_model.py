@@ -1,0 +1,221 @@
+"""A hypothesis state machine: DB against a dict model, with reopening, file rotation, batches and TTLs.
+
+Two instances are open on the store at every step (one writes, the other must stay coherent), the
+files are small so that the log rotates, and TTLs are either long (never reached during a run) or
+<= 0 (an immediate delete), so that nothing depends on the wall clock.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from kv_backend import DB
+from kv_backend.errors import NotAnIntegerError
+
+KEYS = st.sampled_from([b"a", b"ab", b"b", b"\x00", b"\xff", b"key-%d" % 7, b"n", b"m"])
+VALUES = st.one_of(
+    st.binary(max_size=40),
+    st.integers(-1000, 1000).map(lambda i: str(i).encode()),
+    st.integers(300, 1500).map(lambda n: b"L" * n),
+)
+TTLS = st.sampled_from([None, None, 3600.0, 86400, 0, -1])
+LONG = 1e6  # model: keys with a TTL carry (value, True)
+
+
+class DBModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="kvb-model-")
+        self.path = self.dir + "/store"
+        self.db = DB(self.path, max_file_size=4096)
+        self.other = DB(self.path, max_file_size=4096)
+        self.model: dict[bytes, tuple[bytes, bool]] = {}
+
+    def teardown(self) -> None:
+        self.db.close()
+        self.other.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _set(self, key: bytes, value: bytes, ttl) -> None:
+        if ttl is not None and ttl <= 0:
+            self.model.pop(key, None)
+        else:
+            self.model[key] = (value, ttl is not None)
+
+    @rule(key=KEYS, value=VALUES, ttl=TTLS)
+    def put(self, key, value, ttl):
+        self.db.put(key, value, ttl=ttl)
+        self._set(key, value, ttl)
+
+    @initialize(size=st.integers(2500, 3900))
+    def fill_first_file(self, size):
+        # Start near the end of the first 4 KiB file, so that rotation happens early in every run.
+        self.db.put(b"filler", b"F" * size)
+        self.model[b"filler"] = (b"F" * size, False)
+
+    @rule(key=KEYS, size=st.integers(2000, 4000))
+    def put_big(self, key, size):
+        value = key * (size // len(key))
+        self.other.put(key, value)
+        self.model[key] = (value, False)
+
+    @rule(key=KEYS, value=VALUES)
+    def setitem_other(self, key, value):
+        self.other[key] = value
+        self._set(key, value, None)
+
+    @rule(key=KEYS)
+    def get(self, key):
+        expected = self.model.get(key)
+        assert self.db.get(key) == (expected[0] if expected else None)
+        assert (key in self.other) == (expected is not None)
+
+    @rule(key=KEYS)
+    def delete(self, key):
+        assert self.db.delete(key) == (key in self.model)
+        self.model.pop(key, None)
+
+    @rule(key=KEYS, default=st.none() | st.just(b"dflt"))
+    def pop(self, key, default):
+        expected = self.model.pop(key, None)
+        assert self.other.pop(key, default) == (expected[0] if expected else default)
+
+    @rule(key=KEYS, delta=st.integers(-5, 5))
+    def incr(self, key, delta):
+        current = self.model.get(key)
+        raw = current[0] if current else b"0"
+        valid = re.fullmatch(rb"[+-]?[0-9]+", raw) is not None
+        if not valid:
+            try:
+                self.db.incr(key, delta)
+            except NotAnIntegerError:
+                return
+            raise AssertionError(f"incr accepted {raw!r}")
+        number = int(raw)
+        assert self.db.incr(key, delta) == number + delta
+        self.model[key] = (str(number + delta).encode(), current[1] if current else False)
+
+    @rule(key=KEYS, value=VALUES, ttl=st.sampled_from([None, 3600.0]))
+    def put_if_absent(self, key, value, ttl):
+        won = self.other.put_if_absent(key, value, ttl=ttl)
+        assert won == (key not in self.model)
+        if won:
+            self.model[key] = (value, ttl is not None)
+
+    @rule(key=KEYS, suffix=st.binary(max_size=3), drop=st.booleans())
+    def update(self, key, suffix, drop):
+        current = self.model.get(key)
+        seen = []
+
+        def fn(old):
+            seen.append(old)
+            return None if drop else (old or b"") + suffix
+
+        result = self.db.update(key, fn)
+        assert seen == [current[0] if current else None]
+        if drop:
+            assert result is None
+            self.model.pop(key, None)
+        else:
+            assert result == (current[0] if current else b"") + suffix
+            self.model[key] = (result, current[1] if current else False)
+
+    @rule(key=KEYS, ttl=st.sampled_from([None, 3600.0, 0, -5]))
+    def expire(self, key, ttl):
+        exists = key in self.model
+        assert self.db.expire(key, ttl) == exists
+        if exists:
+            if ttl is not None and ttl <= 0:
+                del self.model[key]
+            else:
+                self.model[key] = (self.model[key][0], ttl is not None)
+
+    @rule(key=KEYS)
+    def ttl(self, key):
+        expected = self.model.get(key)
+        if expected is None:
+            try:
+                self.other.ttl(key)
+            except KeyError:
+                return
+            raise AssertionError("ttl() of a missing key did not raise KeyError")
+        left = self.other.ttl(key)
+        if expected[1]:
+            assert left is not None and 0 < left <= 86400
+        else:
+            assert left is None
+
+    @rule(
+        ops=st.lists(
+            st.tuples(st.sampled_from(["put", "delete"]), KEYS, VALUES, TTLS), min_size=0, max_size=8
+        ),
+        fail=st.booleans(),
+    )
+    def batch(self, ops, fail):
+        try:
+            with self.db.batch() as b:
+                for op, key, value, ttl in ops:
+                    if op == "put":
+                        b.put(key, value, ttl=ttl)
+                    else:
+                        b.delete(key)
+                if fail:
+                    raise RuntimeError("rolled back")
+        except RuntimeError:
+            assert fail
+            return
+        for op, key, value, ttl in ops:
+            if op == "put":
+                self._set(key, value, ttl)
+            else:
+                self.model.pop(key, None)
+
+    @rule()
+    def clear(self):
+        self.other.clear()
+        self.model.clear()
+
+    @rule(which=st.sampled_from(["db", "other", "both"]))
+    def reopen(self, which):
+        if which in ("db", "both"):
+            self.db.close()
+            self.db = DB(self.path, max_file_size=4096)
+        if which in ("other", "both"):
+            self.other.close()
+            self.other = DB(self.path, max_file_size=4096)
+
+    @precondition(lambda self: len(self.model) > 0)
+    @rule()
+    def read_only_view(self):
+        with DB(self.path, read_only=True) as ro:
+            assert dict(ro.items()) == {k: v for k, (v, _) in self.model.items()}
+
+    @rule(prefix=st.sampled_from([b"", b"a", b"k", b"f", b"\xff"]), reverse=st.booleans())
+    def ordered_keys(self, prefix, reverse):
+        expected = sorted((k for k in self.model if k.startswith(prefix)), reverse=reverse)
+        assert list(self.other.keys(prefix=prefix, reverse=reverse)) == expected
+
+    @invariant()
+    def same_size_everywhere(self):
+        assert len(self.db) == len(self.model)
+        assert len(self.other) == len(self.model)
+
+    @invariant()
+    def same_contents(self):
+        expected = {k: v for k, (v, _) in self.model.items()}
+        assert dict(self.db.items()) == expected
+
+
+DBModel.TestCase.settings = settings(
+    max_examples=30,
+    stateful_step_count=35,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+test_db_against_dict_model = DBModel.TestCase

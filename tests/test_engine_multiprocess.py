@@ -1,0 +1,416 @@
+"""Many real processes (and threads, and forked children) on one store at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import traceback
+
+import pytest
+from helpers import spawn_python
+
+from kv_backend import DB
+
+PRELUDE = """
+import json, mmap, os, struct, sys, threading
+from kv_backend import DB
+
+def ready_and_wait():
+    print("ready", flush=True)
+    line = sys.stdin.readline()
+    assert line.strip() == "go", line
+
+def report(obj):
+    print(json.dumps(obj), flush=True)
+"""
+
+
+def start(code: str, *args: str) -> subprocess.Popen:
+    return spawn_python(
+        PRELUDE + code,
+        *args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def ready_then_go(procs: list[subprocess.Popen]) -> None:
+    """Wait until every child has opened the store, then release them all at once."""
+    for p in procs:
+        line = p.stdout.readline()
+        if line.strip() != "ready":
+            p.kill()
+            raise AssertionError(f"child did not start: {line!r}\n{p.stderr.read()}")
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+
+
+def finish(procs: list[subprocess.Popen], timeout: float = 120) -> list:
+    """Wait for every child; fail with its stderr if one failed; return each one's last JSON line."""
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            assert p.returncode == 0, f"child failed ({p.returncode}):\n{err}"
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return results
+
+
+def make_report_file(tmp_path) -> str:
+    path = str(tmp_path / "report.bin")
+    with open(path, "wb") as f:
+        f.write(b"\0" * 16)
+    return path
+
+
+# ------------------------------------------------------------------ atomic operations
+
+
+INCR_CHILD = """
+path, n = sys.argv[1], int(sys.argv[2])
+db = DB(path)
+ready_and_wait()
+seen = []
+for _ in range(n):
+    seen.append(db.incr(b"counter"))
+    with db.locked():  # a hand-made read-modify-write under the cross-process lock
+        v = int(db.get(b"manual", b"0"))
+        db.put(b"manual", str(v + 1).encode())
+db.close()
+report(seen)
+"""
+
+
+def test_incr_from_four_processes_is_exact(store_path):
+    DB(store_path).close()
+    procs = [start(INCR_CHILD, store_path, "300") for _ in range(4)]
+    ready_then_go(procs)
+    results = finish(procs)
+    with DB(store_path) as db:
+        assert db[b"counter"] == b"1200"
+        assert db[b"manual"] == b"1200"
+    # Every incr returned a distinct value: no two processes saw the same old value.
+    assert sorted(v for r in results for v in r) == list(range(1, 1201))
+    for r in results:
+        assert r == sorted(r)
+
+
+PIA_CHILD = """
+path, me, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+db = DB(path)
+ready_and_wait()
+won = [i for i in range(n) if db.put_if_absent(b"k%d" % i, me.encode())]
+for _ in range(50):
+    db.update(b"log", lambda old: (old or b"") + me.encode() + b",")
+report(won)
+"""
+
+
+def test_put_if_absent_has_exactly_one_winner(store_path):
+    DB(store_path).close()
+    procs = [start(PIA_CHILD, store_path, str(me), "40") for me in range(6)]
+    ready_then_go(procs)
+    results = finish(procs)
+    winners: dict[int, list[int]] = {}
+    for me, won in enumerate(results):
+        for i in won:
+            winners.setdefault(i, []).append(me)
+    assert sorted(winners) == list(range(40))
+    assert all(len(w) == 1 for w in winners.values()), winners
+    with DB(store_path) as db:
+        for i, (me,) in winners.items():
+            assert db[b"k%d" % i] == str(me).encode()
+        log = db[b"log"].split(b",")[:-1]
+        assert sorted(log) == sorted(str(me).encode() for me in range(6) for _ in range(50))
+
+
+# ------------------------------------------------------------------ visibility
+
+
+WRITER_CHILD = """
+path, report_path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fd = os.open(report_path, os.O_RDWR)
+mm = mmap.mmap(fd, 16)
+db = DB(path, max_file_size=8192)
+ready_and_wait()
+for i in range(1, n + 1):
+    db.put(b"seq", b"%d" % i)
+    db.put(b"k%d" % i, b"v%d." % i * 10)
+    struct.pack_into("<Q", mm, 0, i)  # reported as written only after put returned
+struct.pack_into("<Q", mm, 8, 1)
+report({"written": n})
+"""
+
+READER_CHILD = """
+path, report_path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+fd = os.open(report_path, os.O_RDONLY)
+mm = mmap.mmap(fd, 16, prot=mmap.PROT_READ)
+db = DB(path, read_only=(mode == "ro"), max_file_size=8192)
+ready_and_wait()
+checks = 0
+while True:
+    done = struct.unpack_from("<Q", mm, 8)[0]
+    r = struct.unpack_from("<Q", mm, 0)[0]
+    if r:
+        seq = db.get(b"seq")
+        assert seq is not None and int(seq) >= r, f"stale read: reported {r}, read {seq!r}"
+        value = db.get(b"k%d" % r)
+        assert value == b"v%d." % r * 10, f"k{r} read as {value!r}"
+        assert b"k%d" % r in db
+        checks += 1
+    if done:
+        break
+report({"checks": checks})
+"""
+
+
+def test_readers_never_see_stale_values(store_path, tmp_path):
+    DB(store_path, max_file_size=8192).close()
+    report_path = make_report_file(tmp_path)
+    readers = [start(READER_CHILD, store_path, report_path, mode) for mode in ("ro", "rw", "ro")]
+    writer = start(WRITER_CHILD, store_path, report_path, "400")
+    ready_then_go([*readers, writer])
+    results = finish([writer, *readers])
+    assert results[0] == {"written": 400}
+    assert all(r["checks"] > 0 for r in results[1:])
+    with DB(store_path) as db:
+        assert db[b"seq"] == b"400"
+        assert db.stats()["files"] > 3  # the readers followed several file rotations
+
+
+BATCH_WRITER = """
+path, n = sys.argv[1], int(sys.argv[2])
+db = DB(path, max_file_size=16384)
+ready_and_wait()
+for i in range(1, n + 1):
+    with db.batch() as b:
+        for j in range(10):
+            b.put(b"a%d" % j, b"%d" % i)
+        b.delete(b"marker%d" % (i - 1))
+        b.put(b"marker%d" % i, b"x" * 50)
+db.put(b"done", b"1")
+report({"batches": n})
+"""
+
+BATCH_READER = """
+path, mode = sys.argv[1], sys.argv[2]
+db = DB(path, read_only=(mode == "ro"), max_file_size=16384)
+ready_and_wait()
+checks = 0
+while True:
+    done = db.get(b"done") is not None
+    if mode == "locked":
+        with db.locked():  # under the lock, a reader sees whole batches only
+            values = [db.get(b"a%d" % j) for j in range(10)]
+            assert len(set(values)) == 1, values
+            markers = list(db.keys(prefix=b"marker"))
+            assert len(markers) <= 1, markers
+    else:
+        # Read one by one: a later read may see a later batch, never an earlier one.
+        values = [int(db.get(b"a%d" % j, b"0")) for j in range(10)]
+        assert values == sorted(values), values
+        pairs = [int(v) for _, v in db.items(prefix=b"a")]
+        assert pairs == sorted(pairs), pairs
+    checks += 1
+    if done:
+        break
+report({"checks": checks})
+"""
+
+
+def test_batches_are_all_or_nothing_for_concurrent_readers(store_path):
+    DB(store_path, max_file_size=16384).close()
+    readers = [start(BATCH_READER, store_path, mode) for mode in ("ro", "rw", "locked")]
+    writer = start(BATCH_WRITER, store_path, "250")
+    ready_then_go([*readers, writer])
+    results = finish([writer, *readers])
+    assert all(r["checks"] > 0 for r in results[1:])
+    with DB(store_path) as db:
+        assert {db[b"a%d" % j] for j in range(10)} == {b"250"}
+        assert list(db.keys(prefix=b"marker")) == [b"marker250"]
+
+
+# ------------------------------------------------------------------ fork
+
+
+def _child(fn) -> int:
+    """Fork; run ``fn`` in the child and exit with 0 if it succeeded. Returns the child's pid."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            fn()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def _exit_code(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_fork_child_keeps_working(store_path):
+    db = DB(store_path)
+    try:
+        db.put(b"before", b"fork")
+        r, w = os.pipe()
+
+        def child():
+            os.close(r)
+            assert db.get(b"before") == b"fork"
+            os.write(w, b"x")
+            for _ in range(300):
+                db.incr(b"n")
+            with db.batch() as b:
+                b.put(b"child", b"done")
+            db.close()
+
+        pid = _child(child)
+        os.close(w)
+        assert os.read(r, 1) == b"x"
+        os.close(r)
+        for _ in range(300):
+            db.incr(b"n")
+        assert _exit_code(pid) == 0
+        assert db[b"n"] == b"600"
+        assert db[b"child"] == b"done"
+        db.put(b"after", b"1")  # the parent's lock still works after the child closed its copy
+    finally:
+        db.close()
+    with DB(store_path) as again:
+        assert again[b"n"] == b"600" and again[b"after"] == b"1"
+
+
+def test_forked_child_does_not_share_the_parents_lock(store_path):
+    with DB(store_path) as db:
+        with db.locked():
+            pid = _child(lambda: db.put(b"x", b"child"))
+            time.sleep(0.3)
+            # The child waits for the parent's lock instead of writing through it.
+            assert os.waitpid(pid, os.WNOHANG) == (0, 0)
+            assert db.get(b"x") is None
+            db.put(b"x", b"parent")
+        assert _exit_code(pid) == 0
+        assert db[b"x"] == b"child"
+
+
+def test_fork_while_another_thread_holds_the_lock(store_path):
+    with DB(store_path) as db:
+        held = threading.Event()
+        release = threading.Event()
+
+        def holder():
+            with db.locked():
+                held.set()
+                release.wait(10)
+                db.put(b"order", b"thread")
+
+        t = threading.Thread(target=holder)
+        t.start()
+        assert held.wait(10)
+        # The child inherits a thread lock owned by a thread it does not have: it must not deadlock.
+        pid = _child(lambda: db.put(b"order", b"child"))
+        time.sleep(0.2)
+        release.set()
+        t.join(10)
+        assert _exit_code(pid) == 0
+        assert db[b"order"] == b"child"
+
+
+# ------------------------------------------------------------------ threads and processes
+
+
+THREADS_CHILD = """
+path, n = sys.argv[1], int(sys.argv[2])
+db = DB(path)
+ready_and_wait()
+out = [[] for _ in range(2)]
+def work(i):
+    for _ in range(n):
+        out[i].append(db.incr(b"n"))
+threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+for t in threads: t.start()
+for t in threads: t.join()
+report(out[0] + out[1])
+"""
+
+
+def test_threads_and_processes_together(store_path):
+    n = 150
+    shared = DB(store_path)
+    own = DB(store_path)
+    try:
+        procs = [start(THREADS_CHILD, store_path, str(n)) for _ in range(2)]
+        seen: list[list[int]] = [[] for _ in range(4)]
+        errors: list[BaseException] = []
+
+        def work(i: int, db: DB) -> None:
+            try:
+                for _ in range(n):
+                    seen[i].append(db.incr(b"n"))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i, shared)) for i in range(3)]
+        threads.append(threading.Thread(target=work, args=(3, own)))
+        ready_then_go(procs)
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        results = finish(procs)
+        assert not errors
+        total = 8 * n
+        assert shared[b"n"] == str(total).encode()
+        assert own[b"n"] == str(total).encode()
+        everything = [v for s in seen for v in s] + [v for r in results for v in r]
+        assert sorted(everything) == list(range(1, total + 1))
+    finally:
+        shared.close()
+        own.close()
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_reader_process_sees_writes_without_reopening(store_path, read_only):
+    code = """
+path, ro = sys.argv[1], sys.argv[2] == "1"
+db = DB(path, read_only=ro)
+ready_and_wait()
+seen = {}
+for line in sys.stdin:
+    key = line.strip().encode()
+    if key == b"quit":
+        break
+    seen[key.decode()] = (db.get(key) or b"").decode()
+    print("ok", flush=True)
+report(seen)
+"""
+    with DB(store_path) as db:
+        db.put(b"k0", b"initial")
+        p = start(code, store_path, "1" if read_only else "0")
+        ready_then_go([p])
+        for i in range(1, 6):
+            db.put(b"k%d" % i, b"v%d" % i)
+            p.stdin.write(f"k{i}\n")
+            p.stdin.flush()
+            assert p.stdout.readline().strip() == "ok"
+        db.delete(b"k0")
+        p.stdin.write("k0\nquit\n")
+        p.stdin.flush()
+        (seen,) = finish([p])
+    assert seen == {"k1": "v1", "k2": "v2", "k3": "v3", "k4": "v4", "k5": "v5", "k0": ""}
