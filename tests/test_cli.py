@@ -16,7 +16,11 @@ from kv_backend.cli import main
 
 def kvb(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "kv_backend", *args], env=child_env(), capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "kv_backend", *args],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -76,8 +80,18 @@ def test_keys_prefix_reverse_limit(store_path, capsys):
     with DB(store_path) as db:
         for k in ("user:1", "user:2", "user:10", "session:a", "zeta"):
             db.put(k.encode(), b"x")
-    assert run(capsys, "keys", store_path)[1].splitlines() == ["session:a", "user:1", "user:10", "user:2", "zeta"]
-    assert run(capsys, "keys", store_path, "--prefix", "user:")[1].splitlines() == ["user:1", "user:10", "user:2"]
+    assert run(capsys, "keys", store_path)[1].splitlines() == [
+        "session:a",
+        "user:1",
+        "user:10",
+        "user:2",
+        "zeta",
+    ]
+    assert run(capsys, "keys", store_path, "--prefix", "user:")[1].splitlines() == [
+        "user:1",
+        "user:10",
+        "user:2",
+    ]
     code, out, _ = run(capsys, "keys", store_path, "--prefix", "user:", "--reverse", "--limit", "2")
     assert code == 0 and out.splitlines() == ["user:2", "user:10"]
     assert run(capsys, "keys", store_path, "--prefix", "nothing")[1] == ""

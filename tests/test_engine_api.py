@@ -163,7 +163,9 @@ def test_clear_is_one_atomic_batch(store_path):
     pos = record.FILE_HEADER_SIZE
     while pos < len(buf):
         _crc, rtype, flags, klen, vlen, _exp = record.HEADER.unpack_from(buf, pos)
-        records.append((rtype, flags, buf[pos + record.HEADER_SIZE + klen : pos + record.HEADER_SIZE + klen + vlen]))
+        records.append(
+            (rtype, flags, buf[pos + record.HEADER_SIZE + klen : pos + record.HEADER_SIZE + klen + vlen])
+        )
         pos += record.HEADER_SIZE + klen + vlen
     tail = records[-20:]
     assert [r[0] for r in tail[:19]] == [record.DELETE] * 19
@@ -383,7 +385,9 @@ def test_incr(db):
     assert db.get(b"big") == str(big).encode()
 
 
-@pytest.mark.parametrize("raw", [b"abc", b"1.5", b"", b" 1", b"1 ", b"0x10", b"--1", b"1-", b"\xd9\xa3", b"1e3"])
+@pytest.mark.parametrize(
+    "raw", [b"abc", b"1.5", b"", b" 1", b"1 ", b"0x10", b"--1", b"1-", b"\xd9\xa3", b"1e3"]
+)
 def test_incr_non_integer(db, raw):
     db.put(b"k", raw)
     with pytest.raises(NotAnIntegerError) as info:
@@ -496,23 +500,20 @@ def test_batch_applies_everything(db, clock):
 def test_batch_exception_applies_nothing(db):
     db.put(b"a", b"1")
     size = _data_bytes(db.path)
-    with pytest.raises(RuntimeError):
-        with db.batch() as b:
-            b.put(b"a", b"2")
-            b.put(b"b", b"2")
-            b.delete(b"a")
-            raise RuntimeError("abort")
+    with pytest.raises(RuntimeError), db.batch() as b:
+        b.put(b"a", b"2")
+        b.put(b"b", b"2")
+        b.delete(b"a")
+        raise RuntimeError("abort")
     assert dict(db.items()) == {b"a": b"1"}
     assert _data_bytes(db.path) == size
     # A bad key inside the block raises there and discards the batch.
-    with pytest.raises(TypeError):
-        with db.batch() as b:
-            b.put(b"c", b"3")
-            b.put("str-key", b"3")
-    with pytest.raises(InvalidValueError):
-        with db.batch() as b:
-            b.put(b"c", b"3")
-            b.put(b"d", 4)
+    with pytest.raises(TypeError), db.batch() as b:
+        b.put(b"c", b"3")
+        b.put("str-key", b"3")
+    with pytest.raises(InvalidValueError), db.batch() as b:
+        b.put(b"c", b"3")
+        b.put(b"d", 4)
     assert b"c" not in db
     with db.batch():
         pass  # an empty batch writes nothing
@@ -610,6 +611,7 @@ def test_close_is_idempotent_and_final(store_path):
         lambda: db.stats(),
         lambda: db.sync(),
         lambda: db.change_token(),
+        lambda: db.wait_for_change(0, timeout=0),
         lambda: db.batch().__enter__(),
         lambda: db.locked().__enter__(),
     ]
@@ -623,10 +625,9 @@ def test_close_is_idempotent_and_final(store_path):
 
 
 def test_context_manager_closes_even_on_error(store_path):
-    with pytest.raises(RuntimeError):
-        with DB(store_path) as db:
-            db.put(b"k", b"v")
-            raise RuntimeError
+    with pytest.raises(RuntimeError), DB(store_path) as db:
+        db.put(b"k", b"v")
+        raise RuntimeError
     assert db.closed
     with DB(store_path) as db2:
         assert db2[b"k"] == b"v"

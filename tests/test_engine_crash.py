@@ -36,7 +36,7 @@ def make_value(key, size):
 
 path, run, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rnd = random.Random(seed)
-db = DB(path, max_file_size=%d)
+db = DB(path, max_file_size=int(sys.argv[4]))
 out = sys.stdout
 print("ready", flush=True)
 n = 0
@@ -45,31 +45,31 @@ while True:
     op = rnd.random()
     if op < 0.35:
         size = rnd.choice([10, 100, 1000, 3000])
-        key = b"p:%%d:%%d:%%d" %% (run, n, size)
+        key = b"p:%d:%d:%d" % (run, n, size)
         db.put(key, make_value(key, size))
-        out.write("P %%s\\n" %% key.decode()); out.flush()
+        out.write("P %s\\n" % key.decode()); out.flush()
     elif op < 0.5:
-        out.write("b %%d %%d\\n" %% (run, n)); out.flush()
+        out.write("b %d %d\\n" % (run, n)); out.flush()
         with db.batch() as b:
             for j in range(5):
-                key = b"b:%%d:%%d:%%d" %% (run, n, j)
+                key = b"b:%d:%d:%d" % (run, n, j)
                 b.put(key, make_value(key, 700))
-        out.write("B %%d %%d\\n" %% (run, n)); out.flush()
+        out.write("B %d %d\\n" % (run, n)); out.flush()
     elif op < 0.75:
-        v = db.incr(b"c:%%d" %% run)
-        out.write("C %%d %%d\\n" %% (run, v)); out.flush()
+        v = db.incr(b"c:%d" % run)
+        out.write("C %d %d\\n" % (run, v)); out.flush()
     elif op < 0.9:
         j = rnd.randrange(4)
-        key = b"o:%%d:%%d" %% (run, j)
-        db.put(key, b"%%d|" %% n + make_value(key, 300))
-        out.write("O %%d %%d %%d\\n" %% (run, j, n)); out.flush()
+        key = b"o:%d:%d" % (run, j)
+        db.put(key, b"%d|" % n + make_value(key, 300))
+        out.write("O %d %d %d\\n" % (run, j, n)); out.flush()
     else:
-        key = b"d:%%d:%%d" %% (run, n)
+        key = b"d:%d:%d" % (run, n)
         db.put(key, b"doomed")
-        out.write("P %%s\\n" %% key.decode()); out.flush()
+        out.write("P %s\\n" % key.decode()); out.flush()
         db.delete(key)
-        out.write("D %%s\\n" %% key.decode()); out.flush()
-""" % MAX_FILE
+        out.write("D %s\\n" % key.decode()); out.flush()
+"""
 
 
 class Acks:
@@ -116,7 +116,9 @@ class Acks:
                 assert got in (None, b"doomed"), (key, got)
             else:
                 size = int(key.split(b":")[3])
-                assert got == make_value(key, size), f"acknowledged put of {key!r} lost or damaged: {got!r:.80}"
+                assert got == make_value(key, size), (
+                    f"acknowledged put of {key!r} lost or damaged: {got!r:.80}"
+                )
             checked += 1
         for run, n in self.batches_tried:
             if run not in wanted:
@@ -177,9 +179,12 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(store_path):
 
             procs = [
                 spawn_python(
-                    CRASH_CHILD, store_path, str(run), str(rnd.randrange(1 << 30)),
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                )  # fmt: skip
+                    CRASH_CHILD,
+                    *(store_path, str(run), str(rnd.randrange(1 << 30)), str(MAX_FILE)),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
                 for run in runs
             ]
             for p in procs:
@@ -189,7 +194,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(store_path):
             for p in procs:
                 time.sleep(rnd.uniform(0.0, 0.1))
                 p.send_signal(signal.SIGKILL)
-            for run, p in zip(runs, procs):
+            for run, p in zip(runs, procs, strict=True):
                 output = p.stdout.read()
                 p.wait()
                 assert p.returncode == -signal.SIGKILL, p.stderr.read()

@@ -313,8 +313,10 @@ def test_dead_writers_tail_is_cut_and_never_returned(store_path, kind):
             assert all(fresh.get(g) is None for g in ghosts)
             assert len(fresh) == 10
         writer.put(b"next", b"write")
-        assert os.path.getsize(path) == published(store_path)[1] == end + len(
-            record.encode(record.PUT, b"next", b"write")
+        assert (
+            os.path.getsize(path)
+            == published(store_path)[1]
+            == end + len(record.encode(record.PUT, b"next", b"write"))
         )
         for db in (reader, writer):
             assert all(db.get(g) is None for g in ghosts)
@@ -361,7 +363,7 @@ def test_unannounced_bytes_past_the_published_end_are_never_replayed(store_path)
     with DB(store_path, max_file_size=4096) as db:
         db.put(b"k", b"v")
         db.put(b"pad", b"p" * 3000)
-    fid, end = published(store_path)
+    fid, _ = published(store_path)
     path = os.path.join(store_path, data_name(fid))
     # Records past the published end that no intent announces (e.g. the STATE page of a
     # power-lost machine lagging behind its fsynced data file).

@@ -53,9 +53,8 @@ def test_wrong_key_types(db, key):
         with pytest.raises(InvalidKeyError) as info:
             call()
         assert isinstance(info.value, TypeError) and isinstance(info.value, KVError)
-    with pytest.raises(InvalidKeyError):
-        with db.batch() as b:
-            b.put(key, b"v")
+    with pytest.raises(InvalidKeyError), db.batch() as b:
+        b.put(key, b"v")
     assert len(db) == 0
 
 
@@ -72,16 +71,19 @@ def test_wrong_value_types(db, value):
         with pytest.raises(InvalidValueError) as info:
             call()
         assert isinstance(info.value, TypeError)
-    with pytest.raises(InvalidValueError):
-        with db.batch() as b:
-            b.put(b"k", value)
+    with pytest.raises(InvalidValueError), db.batch() as b:
+        b.put(b"k", value)
     assert b"k" not in db
     assert len(db) == 0
 
 
 def test_key_sizes(db, store_path):
     for key in (b"", bytearray(), b"x" * (record.MAX_KEY_SIZE + 1)):
-        for call in (lambda: db.put(key, b"v"), lambda: db.get(key), lambda: db.incr(key)):
+        for call in (
+            lambda key=key: db.put(key, b"v"),
+            lambda key=key: db.get(key),
+            lambda key=key: db.incr(key),
+        ):
             with pytest.raises(KeyTooLargeError) as info:
                 call()
             assert isinstance(info.value, ValueError)
@@ -118,7 +120,7 @@ def test_bytes_like_keys_and_values(db):
     assert bytearray(b"ba") in db and memoryview(b"mv") in db
     assert bytearray(b"nope") not in db
     assert list(db.keys()) == [b"ba", b"mv"]
-    assert all(type(k) is bytes for k in db.keys())
+    assert all(type(k) is bytes for k in db)
     assert db.incr(bytearray(b"n")) == 1
     assert db.put_if_absent(memoryview(b"n"), b"x") is False
     assert db.pop(bytearray(b"mv")) == b"ba-value"
@@ -185,7 +187,9 @@ def test_creates_missing_parents(tmp_path):
         assert db[b"k"] == b"v"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions, so chmod 0o500 proves nothing")
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root ignores directory permissions, so chmod 0o500 proves nothing"
+)
 def test_unwritable_directory(tmp_path):
     parent = tmp_path / "locked"
     parent.mkdir()
@@ -377,9 +381,8 @@ def test_disk_full_mid_write(store_path, monkeypatch):
             db.put(b"lost", b"z" * 500)
         assert info.value.errno == errno.ENOSPC
         assert "disk is full" in str(info.value)
-        with pytest.raises(StorageError):
-            with db.batch() as b:
-                b.put(b"lost-batch", b"z" * 500)
+        with pytest.raises(StorageError), db.batch() as b:
+            b.put(b"lost-batch", b"z" * 500)
         monkeypatch.setattr(os, "pwrite", real_pwrite)
         # Nothing half-written stays behind, and the store keeps working.
         assert os.path.getsize(os.path.join(store_path, data_name(list_data_files(store_path)[-1]))) == size
@@ -390,3 +393,17 @@ def test_disk_full_mid_write(store_path, monkeypatch):
         assert db[b"before"] == b"safe"
     with DB(store_path) as db:
         assert dict(db.items()) == {b"before": b"safe", b"after": b"ok"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: a NaN ttl is accepted (kv_backend.db._expiry checks the type only); the key "
+    "then never expires and ttl() returns nan",
+)
+def test_nan_ttl_is_rejected(db):
+    with pytest.raises(ValueError):
+        db.put(b"k", b"v", ttl=float("nan"))
+    db.put(b"k", b"v")
+    with pytest.raises(ValueError):
+        db.expire(b"k", float("nan"))
+    assert db.ttl(b"k") is None

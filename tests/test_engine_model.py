@@ -213,7 +213,7 @@ class DBModel(RuleBasedStateMachine):
 
 
 DBModel.TestCase.settings = settings(
-    max_examples=30,
+    max_examples=25,
     stateful_step_count=35,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -111,28 +111,37 @@ path, me, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 db = DB(path)
 ready_and_wait()
 won = [i for i in range(n) if db.put_if_absent(b"k%d" % i, me.encode())]
-for _ in range(50):
+popped = [i for i in range(n) if db.pop(b"q%d" % i, None) is not None]
+deleted = [i for i in range(n) if db.delete(b"d%d" % i)]
+for _ in range(30):
     db.update(b"log", lambda old: (old or b"") + me.encode() + b",")
-report(won)
+report([won, popped, deleted])
 """
 
 
-def test_put_if_absent_has_exactly_one_winner(store_path):
-    DB(store_path).close()
-    procs = [start(PIA_CHILD, store_path, str(me), "40") for me in range(6)]
+def test_put_if_absent_pop_delete_have_exactly_one_winner(store_path):
+    with DB(store_path) as db:
+        for i in range(40):
+            db.put(b"q%d" % i, b"to pop")
+            db.put(b"d%d" % i, b"to delete")
+    procs = [start(PIA_CHILD, store_path, str(me), "40") for me in range(5)]
     ready_then_go(procs)
     results = finish(procs)
-    winners: dict[int, list[int]] = {}
-    for me, won in enumerate(results):
-        for i in won:
-            winners.setdefault(i, []).append(me)
-    assert sorted(winners) == list(range(40))
-    assert all(len(w) == 1 for w in winners.values()), winners
+    for what in range(3):  # put_if_absent, pop, delete
+        winners: dict[int, list[int]] = {}
+        for me, result in enumerate(results):
+            for i in result[what]:
+                winners.setdefault(i, []).append(me)
+        assert sorted(winners) == list(range(40))
+        assert all(len(w) == 1 for w in winners.values()), (what, winners)
+        if what == 0:
+            with DB(store_path) as db:
+                for i, (me,) in winners.items():
+                    assert db[b"k%d" % i] == str(me).encode()
     with DB(store_path) as db:
-        for i, (me,) in winners.items():
-            assert db[b"k%d" % i] == str(me).encode()
+        assert list(db.keys(prefix=b"q")) == [] and list(db.keys(prefix=b"d")) == []
         log = db[b"log"].split(b",")[:-1]
-        assert sorted(log) == sorted(str(me).encode() for me in range(6) for _ in range(50))
+        assert sorted(log) == sorted(str(me).encode() for me in range(5) for _ in range(30))
 
 
 # ------------------------------------------------------------------ visibility
@@ -332,6 +341,38 @@ def test_fork_while_another_thread_holds_the_lock(store_path):
         assert db[b"order"] == b"child"
 
 
+def test_closing_another_instance_keeps_the_lock(store_path):
+    """flock, not POSIX record locks: closing another fd of LOCK in this process releases nothing."""
+    with DB(store_path) as db:
+        second = DB(store_path)
+        writer = start(
+            """
+path = sys.argv[1]
+db = DB(path)
+ready_and_wait()
+db.put(b"k", b"child")
+report("written")
+""",
+            store_path,
+        )
+        try:
+            assert writer.stdout.readline().strip() == "ready"
+            with db.locked():
+                writer.stdin.write("go\n")
+                writer.stdin.flush()
+                second.close()  # closes this process's other descriptor of LOCK
+                time.sleep(0.3)
+                assert writer.poll() is None, "closing another descriptor released the lock"
+                assert db.get(b"k") is None
+                db.put(b"k", b"parent")
+            assert finish([writer]) == ["written"]
+        finally:
+            if writer.poll() is None:
+                writer.kill()
+                writer.wait()
+        assert db[b"k"] == b"child"
+
+
 # ------------------------------------------------------------------ threads and processes
 
 
@@ -383,6 +424,43 @@ def test_threads_and_processes_together(store_path):
     finally:
         shared.close()
         own.close()
+
+
+def test_threads_writing_and_iterating_one_instance(store_path):
+    with DB(store_path) as db:
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def writer(t: int) -> None:
+            try:
+                for i in range(300):
+                    db.put(b"t%d:%04d" % (t, i), b"v")
+                    if i % 3 == 0:
+                        db.delete(b"t%d:%04d" % (t, i))
+            except BaseException as exc:
+                errors.append(exc)
+
+        def iterate() -> None:
+            try:
+                while not stop.is_set():
+                    keys = list(db.keys())
+                    assert keys == sorted(set(keys))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(3)]
+        it = threading.Thread(target=iterate)
+        it.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        stop.set()
+        it.join(60)
+        assert not errors, errors
+        assert len(db) == 3 * 200
+    with DB(store_path) as db:
+        assert len(db) == 3 * 200
 
 
 @pytest.mark.parametrize("read_only", [False, True])
