@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import threading
@@ -79,7 +80,7 @@ def make_report_file(tmp_path) -> str:
 
 INCR_CHILD = """
 path, n = sys.argv[1], int(sys.argv[2])
-db = DB(path)
+db = DB(path, max_file_size=4096)  # small files: the writers rotate them under each other
 ready_and_wait()
 seen = []
 for _ in range(n):
@@ -100,6 +101,7 @@ def test_incr_from_four_processes_is_exact(store_path):
     with DB(store_path) as db:
         assert db[b"counter"] == b"1200"
         assert db[b"manual"] == b"1200"
+        assert db.stats()["files"] > 10
     # Every incr returned a distinct value: no two processes saw the same old value.
     assert sorted(v for r in results for v in r) == list(range(1, 1201))
     for r in results:
@@ -108,7 +110,7 @@ def test_incr_from_four_processes_is_exact(store_path):
 
 PIA_CHILD = """
 path, me, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-db = DB(path)
+db = DB(path, max_file_size=4096)
 ready_and_wait()
 won = [i for i in range(n) if db.put_if_absent(b"k%d" % i, me.encode())]
 popped = [i for i in range(n) if db.pop(b"q%d" % i, None) is not None]
@@ -303,6 +305,29 @@ def test_fork_child_keeps_working(store_path):
         db.close()
     with DB(store_path) as again:
         assert again[b"n"] == b"600" and again[b"after"] == b"1"
+
+
+_POOL_DB: DB | None = None
+
+
+def _pool_incr(n: int) -> list[int]:
+    assert _POOL_DB is not None
+    return [_POOL_DB.incr(b"pool") for _ in range(n)]
+
+
+def test_prefork_pool_uses_a_db_opened_in_the_parent(store_path):
+    """Like Celery's prefork pool: workers forked after the DB was opened use the inherited object."""
+    global _POOL_DB
+    _POOL_DB = DB(store_path)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(3) as pool:
+            results = pool.map(_pool_incr, [100] * 6)
+        assert _POOL_DB[b"pool"] == b"600"
+        assert sorted(v for r in results for v in r) == list(range(1, 601))
+    finally:
+        _POOL_DB.close()
+        _POOL_DB = None
 
 
 def test_forked_child_does_not_share_the_parents_lock(store_path):
