@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 import pytest
 
 import kv_backend.db
 from kv_backend import DB, record
+from kv_backend.check import check
 from kv_backend.errors import (
     ConfigurationError,
     InvalidKeyError,
@@ -315,24 +317,29 @@ def test_sync_never_does_not_fsync(store_path, monkeypatch):
 
 
 def test_sync_interval_fsyncs_at_most_that_often(store_path, monkeypatch):
-    now = [1_000_000.0]
+    now = [time.time()]
     monkeypatch.setattr(kv_backend.db, "_time", lambda: now[0])
     with DB(store_path, sync=3600) as db:
         spy = FsyncSpy(monkeypatch)
-        db.put(b"first", b"v")
-        assert len(spy.calls) == 1  # no fsync yet in this store: the first write syncs
         for i in range(30):
             now[0] += 10
             db.put(b"k%d" % i, b"v")
-        assert len(spy.calls) == 1
+        assert len(spy.calls) <= 1  # 300 seconds: at most one fsync
+        synced = len(spy.calls)
         now[0] += 3600
         db.put(b"later", b"v")
-        assert len(spy.calls) == 2
+        assert len(spy.calls) == synced + 1  # the interval has passed: this write is synced
         assert b"later" in spy.contents[-1]
+        for i in range(10):
+            now[0] += 10
+            db.put(b"again%d" % i, b"v")
         # The interval is shared by every process (the last sync time lives in the shared state).
         with DB(store_path, sync=3600) as other:
             other.put(b"other", b"v")
-            assert len(spy.calls) == 2
+            assert len(spy.calls) == synced + 1
+        n = len(spy.calls)
+        db.close()  # closing flushes what the interval left unsynced
+        assert len(spy.calls) == n + 1
 
 
 def test_sync_zero_means_every_write(store_path, monkeypatch):
@@ -407,3 +414,33 @@ def test_nan_ttl_is_rejected(db):
     with pytest.raises(ValueError):
         db.expire(b"k", float("nan"))
     assert db.ttl(b"k") is None
+
+
+def test_disk_full_while_starting_a_new_file(store_path, monkeypatch):
+    real_write_all = kv_backend.db.write_all
+
+    def no_space_for_headers(fd, data, offset):
+        if offset == 0:  # the header of a new data file
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_all(fd, data, offset)
+
+    with DB(store_path, max_file_size=4096) as db, DB(store_path, max_file_size=4096) as other:
+        written = {}
+        for i in range(15):
+            db.put(b"k%d" % i, b"v" * 200)
+            written[b"k%d" % i] = b"v" * 200
+        monkeypatch.setattr(kv_backend.db, "write_all", no_space_for_headers)
+        with pytest.raises(StorageError) as info:
+            for i in range(15, 40):
+                db.put(b"k%d" % i, b"v" * 200)
+                written[b"k%d" % i] = b"v" * 200
+        assert info.value.errno == errno.ENOSPC
+        monkeypatch.setattr(kv_backend.db, "write_all", real_write_all)
+        assert dict(db.items()) == written
+        db.put(b"after", b"1")
+        other.put(b"after-other", b"2")
+        written.update({b"after": b"1", b"after-other": b"2"})
+        assert dict(db.items()) == dict(other.items()) == written
+    with DB(store_path) as db:
+        assert dict(db.items()) == written
+    assert check(store_path).ok

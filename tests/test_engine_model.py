@@ -7,6 +7,7 @@ files are small so that the log rotates, and TTLs are either long (never reached
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -15,8 +16,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from kv_backend import DB
+from kv_backend import DB, record
+from kv_backend.check import check
 from kv_backend.errors import NotAnIntegerError
+from kv_backend.files import STATE_FILE, data_name
+from kv_backend.state import SharedState
 
 KEYS = st.sampled_from([b"a", b"ab", b"b", b"\x00", b"\xff", b"key-%d" % 7, b"n", b"m"])
 VALUES = st.one_of(
@@ -38,9 +42,15 @@ class DBModel(RuleBasedStateMachine):
         self.model: dict[bytes, tuple[bytes, bool]] = {}
 
     def teardown(self) -> None:
-        self.db.close()
-        self.other.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.db.close()
+            self.other.close()
+            with DB(self.path, read_only=True) as ro:
+                assert dict(ro.items()) == {k: v for k, (v, _) in self.model.items()}
+            report = check(self.path)
+            assert report.ok, report.problems
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def _set(self, key: bytes, value: bytes, ttl) -> None:
         if ttl is not None and ttl <= 0:
@@ -175,6 +185,25 @@ class DBModel(RuleBasedStateMachine):
                 self._set(key, value, ttl)
             else:
                 self.model.pop(key, None)
+
+    @rule(
+        garbage=st.one_of(
+            st.binary(min_size=1, max_size=300),
+            st.tuples(KEYS, VALUES, st.integers(1, 10_000)).map(
+                lambda t: record.encode(record.PUT, t[0], t[1])[: -(t[2] % 20 + 1)]  # a torn record
+            ),
+        )
+    )
+    def dead_writer_tail(self, garbage):
+        # A writer announced a write, appended part of it and was killed: nothing changes for readers.
+        page = SharedState(os.path.join(self.path, STATE_FILE), writable=True)
+        try:
+            _, _, fid, end = page.read()
+            page.set_intent(end + len(garbage) + 50)
+        finally:
+            page.close()
+        with open(os.path.join(self.path, data_name(fid)), "ab") as f:
+            f.write(garbage)
 
     @rule()
     def clear(self):
