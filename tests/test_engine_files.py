@@ -15,7 +15,8 @@ from kv_backend import DB, record
 from kv_backend.check import Problem, check
 from kv_backend.cli import main as cli_main
 from kv_backend.errors import CorruptionError
-from kv_backend.files import STATE_FILE, data_name, list_data_files
+from kv_backend.files import STATE_FILE, data_name, hint_name, list_data_files
+from kv_backend.hint import encode_entry, write_hints
 from kv_backend.state import SharedState
 
 
@@ -273,6 +274,30 @@ def test_bit_flip_in_the_expiry_field_is_reported(store_path):
         assert all(db.get(k) == v for k, v in values.items() if k != key)
         with pytest.raises(CorruptionError):
             db.get(key)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: DB.get checks a record's CRC but not that its key is the key asked for, so an "
+    "index entry pointing at the wrong record (here from a hint file) returns another key's value",
+)
+def test_get_never_returns_the_value_of_another_key(store_path):
+    values = _store_with_closed_files(store_path)
+    fid = list_data_files(store_path)[0]
+    path = os.path.join(store_path, data_name(fid))
+    entries = scan_file(path)
+    (_, k0, off0, size0, exp0), (_, k1, off1, size1, exp1) = entries[0], entries[1]
+    # A hint file with sound checksums whose first two entries point at each other's records.
+    hints = [encode_entry(k0, off1, size1, exp1), encode_entry(k1, off0, size0, exp0)]
+    hints += [encode_entry(k, off, size, exp) for _, k, off, size, exp in entries[2:]]
+    write_hints(os.path.join(store_path, hint_name(fid)), os.path.getsize(path), hints)
+    with DB(store_path) as db:
+        for key in (k0, k1):
+            try:
+                got = db.get(key)
+            except CorruptionError:
+                continue
+            assert got == values[key], f"{key!r} returned the value of another key"
 
 
 def test_damaged_file_header_is_reported_by_check(store_path):

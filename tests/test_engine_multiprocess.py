@@ -276,7 +276,7 @@ def _exit_code(pid: int) -> int:
 
 
 def test_fork_child_keeps_working(store_path):
-    db = DB(store_path)
+    db = DB(store_path, max_file_size=4096)  # small files: parent and child rotate them under each other
     try:
         db.put(b"before", b"fork")
         r, w = os.pipe()
@@ -285,8 +285,9 @@ def test_fork_child_keeps_working(store_path):
             os.close(r)
             assert db.get(b"before") == b"fork"
             os.write(w, b"x")
-            for _ in range(300):
+            for i in range(300):
                 db.incr(b"n")
+                db.put(b"child%d" % i, b"c" * 50)
             with db.batch() as b:
                 b.put(b"child", b"done")
             db.close()
@@ -295,11 +296,14 @@ def test_fork_child_keeps_working(store_path):
         os.close(w)
         assert os.read(r, 1) == b"x"
         os.close(r)
-        for _ in range(300):
+        for i in range(300):
             db.incr(b"n")
+            db.put(b"parent%d" % i, b"p" * 50)
         assert _exit_code(pid) == 0
         assert db[b"n"] == b"600"
         assert db[b"child"] == b"done"
+        assert len(db) == 3 + 600
+        assert db.stats()["files"] > 5
         db.put(b"after", b"1")  # the parent's lock still works after the child closed its copy
     finally:
         db.close()
