@@ -45,7 +45,9 @@ def ready_then_go(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         line = p.stdout.readline()
         if line.strip() != "ready":
-            p.kill()
+            for q in procs:
+                q.kill()
+                q.wait()
             raise AssertionError(f"child did not start: {line!r}\n{p.stderr.read()}")
     for p in procs:
         p.stdin.write("go\n")
