@@ -39,6 +39,8 @@ DELETE = 2
 COMMIT = 3
 FLAG_BATCH = 1
 
+PREALLOCATED = "preallocated space"
+
 MAX_KEY_SIZE = 65536
 MAX_VALUE_SIZE = 1 << 30  # 1 GiB
 COUNT = struct.Struct("<I")
@@ -109,6 +111,9 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             stop = "truncated header"
             break
         crc, rtype, flags, klen, vlen, expiry = unpack(mv, pos)
+        if not (crc or rtype or klen or vlen):
+            stop = PREALLOCATED  # zero bytes: space reserved ahead of the tail
+            break
         size = hsize + klen + vlen
         if pos + size > end or rtype not in (PUT, DELETE, COMMIT) or klen > MAX_KEY_SIZE:
             stop = "truncated record" if pos + size > end else "invalid header"
