@@ -262,6 +262,7 @@ class DB(MutableMapping[bytes, bytes]):
         self._active: DataFile | None = None
         self._alloc = 0
         self._merge_thread: threading.Thread | None = None
+        self._merge_lock: MergeLock | None = None
         try:
             if new:
                 self._create_store()
@@ -789,7 +790,7 @@ class DB(MutableMapping[bytes, bytes]):
         data = rec.encode(rec.DELETE, key, b"")
         self._write(data, [(rec.DELETE, key, 0, len(data), 0.0)])
 
-    def _rotate(self) -> None:
+    def _rotate(self, auto_merge: bool = True) -> None:
         """Close the active file and start the next one (write lock held)."""
         old = self._active
         assert old is not None
@@ -817,7 +818,7 @@ class DB(MutableMapping[bytes, bytes]):
             self._seen = tail
         finally:
             self._rlock.release()
-        if self.auto_merge is not None:
+        if auto_merge and self.auto_merge is not None:
             self._maybe_auto_merge()
 
     def _new_data_file(self, fid: FileId) -> DataFile:
@@ -1172,6 +1173,9 @@ class DB(MutableMapping[bytes, bytes]):
             return
         self._rlock = threading.Lock()
         self._merge_thread = None
+        if self._merge_lock is not None:
+            self._merge_lock.forget_in_child()
+            self._merge_lock = None
         try:
             self._lock.after_fork_in_child()
         except StorageError:
@@ -1237,11 +1241,17 @@ class DB(MutableMapping[bytes, bytes]):
 
     # ------------------------------------------------------------ merge
 
-    def merge(self, progress: Callable[[int, int], None] | None = None) -> Any:
-        """Compact the closed data files; see :func:`kv_backend.merge.merge`."""
+    def merge(self, progress: Callable[[int, int], None] | None = None, wait: bool = False) -> Any:
+        """Compact the store: drop overwritten, deleted and expired records.
+
+        Runs while this and other processes keep reading and writing; returns a
+        :class:`kv_backend.merge.MergeReport`. Raises
+        :class:`~kv_backend.errors.MergeInProgressError` if another merge is
+        running, unless ``wait`` is true. See :mod:`kv_backend.merge`.
+        """
         from kv_backend.merge import merge
 
-        return merge(self, progress=progress)
+        return merge(self, progress=progress, wait=wait)
 
     def _maybe_auto_merge(self) -> None:
         from kv_backend.merge import maybe_auto_merge
