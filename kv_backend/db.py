@@ -378,7 +378,8 @@ class DB(MutableMapping[bytes, bytes]):
         """Rebuild the key directory from the data files (open, and after a merge).
 
         Listing and opening the files happens under the write lock, so it sees
-        a file set no merge is changing; the replay itself runs outside it.
+        a file set no merge is changing; the replay itself runs outside it, so
+        other processes keep writing meanwhile.
         """
         writable = not self.read_only
         with self._lock:
@@ -420,7 +421,10 @@ class DB(MutableMapping[bytes, bytes]):
             else:
                 file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt)
             maps.append(f.mm if f.mm is not None else b"")
-        with self._rlock:
+        # Install under the write lock too, so no write of this process can fall
+        # between the snapshot and the install; anything published since the
+        # snapshot is replayed by the next catch-up (``_seen`` is the snapshot's).
+        with self._lock, self._rlock:
             self._ix = ix
             self._files = files
             self._view = (ix.kd, maps)
