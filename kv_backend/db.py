@@ -49,7 +49,7 @@ from kv_backend.files import (
     storage_error,
     write_all,
 )
-from kv_backend.hint import read_hints
+from kv_backend.hint import load as load_hints
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock, WriteLock
 from kv_backend.state import SharedState, unpack_tail
@@ -414,9 +414,8 @@ class DB(MutableMapping[bytes, bytes]):
             limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]
             hints = None
             if f.fid != active_fid:
-                hints = read_hints(os.path.join(self.path, hint_name(f.fid)), sizes[f.fid])
-            if hints is not None:
-                ix.apply_hints(idx, hints)
+                hints = load_hints(os.path.join(self.path, hint_name(f.fid)), sizes[f.fid])
+            if hints is not None and ix.apply_hints(idx, hints, sizes[f.fid]):
                 file_sizes[f.fid] = sizes[f.fid]
             else:
                 file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt)
