@@ -403,8 +403,6 @@ class DB(MutableMapping[bytes, bytes]):
             active_fid = fids[-1] if fids else _FIRST_FILE
         sizes = {f.fid: f.size() for f in files}
         ix = KeyDir()
-        if self._ix.sorted is not None:
-            ix.ensure_sorted()
         fidx: dict[FileId, int] = {}
         file_sizes: dict[FileId, int] = {}
         corrupt: list[tuple[str, int]] = []
@@ -415,11 +413,14 @@ class DB(MutableMapping[bytes, bytes]):
             hints = None
             if f.fid != active_fid:
                 hints = load_hints(os.path.join(self.path, hint_name(f.fid)), sizes[f.fid])
-            if hints is not None and ix.apply_hints(idx, hints, sizes[f.fid]):
+            if hints is not None:
+                ix.apply_hints(idx, hints)
                 file_sizes[f.fid] = sizes[f.fid]
             else:
                 file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt)
             maps.append(f.mm if f.mm is not None else b"")
+        if self._ix.sorted is not None:
+            ix.ensure_sorted()
         # Install under the write lock too, so no write of this process can fall
         # between the snapshot and the install; anything published since the
         # snapshot is replayed by the next catch-up (``_seen`` is the snapshot's).
