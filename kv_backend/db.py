@@ -1104,8 +1104,8 @@ class DB(MutableMapping[bytes, bytes]):
         if merge_thread is not None and merge_thread is not threading.current_thread():
             merge_thread.join()
         try:
-            if not self.read_only and self._active is not None:
-                self._trim_active()
+            if not self.read_only:
+                self._sync_on_close()
         finally:
             self._closed = True
             self._tailw = self._intentw = _ClosedWord(self.path)
@@ -1121,20 +1121,20 @@ class DB(MutableMapping[bytes, bytes]):
                 self._state.close()
             self._lock.close()
 
-    def _trim_active(self) -> None:
-        """Cut the active file's preallocated slack and fsync it per the sync policy."""
-        st = self._state
+    def _sync_on_close(self) -> None:
+        """Fsync the active file at close unless ``sync="never"``.
+
+        The zeros reserved past the tail are left in place: other processes
+        may be appending, and cutting them would make every reader remap the
+        file on each write. Readers and recovery treat them as end of data.
+        """
         active = self._active
-        assert st is not None and active is not None
+        if self._sync_interval is None or active is None:
+            return
         try:
-            with self._lock:
-                major, end = unpack_tail(st.tail.value)
-                if (major, 0) == active.fid and st.intent.value == st.tail.value and active.size() > end:
-                    os.ftruncate(active.fd, end)
-                if self._sync_interval is not None:
-                    fsync_file(active.fd)
+            fsync_file(active.fd)
         except OSError:
-            pass  # the slack is harmless and recovered by the next writer
+            pass
 
     def _raise_closed(self) -> None:
         raise DatabaseClosedError(f"the store at {self.path} is closed; open a new DB to use it again")
