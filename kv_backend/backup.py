@@ -284,18 +284,29 @@ class _Target:
             except FileNotFoundError:
                 pass
 
-    @contextmanager
-    def open_write(self, rel: str) -> Iterator[Any]:
-        """A binary file to stream an object into; on local disks it is fsynced on close."""
+    def open_write(self, rel: str) -> Any:
+        """A binary file to stream an object into (see :func:`_upload`)."""
         full = self.path(rel)
+        return open(full, "wb") if self.local else self.fs.open(full, "wb")
+
+    def finish_write(self, f: Any) -> None:
+        """Complete an object written through :meth:`open_write` (fsynced on local disks)."""
         if self.local:
-            with open(full, "wb") as f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
-        else:
-            with self.fs.open(full, "wb") as f:
-                yield f
+            f.flush()
+            os.fsync(f.fileno())
+        f.close()
+
+    @staticmethod
+    def abandon_write(f: Any) -> None:
+        """Give up an unfinished object: nothing refers to it, prune collects what remains."""
+        try:
+            discard = getattr(f, "discard", None)
+            if discard is not None:
+                discard()  # e.g. aborts an S3 multipart upload
+            else:
+                f.close()
+        except Exception:
+            pass
 
     def open_read(self, rel: str) -> Any:
         return self.fs.open(self.path(rel), "rb")
@@ -471,9 +482,16 @@ def _hash_snapshot(snap: SnapshotFile, advance: Callable[[int], None]) -> str:
 
 
 def _upload(target: _Target, snap: SnapshotFile, rel: str, advance: Callable[[int], None]) -> str:
-    """Stream one snapshot file to ``rel``, hashing it on the way; return its sha256."""
+    """Stream one snapshot file to ``rel``, hashing it on the way; return its sha256.
+
+    Storage failures become :class:`BackupError`; an exception raised by the
+    progress callback (``advance``) propagates unchanged.
+    """
+    what = f"cannot copy {snap.name} to {target.where(rel)}"
     h = hashlib.sha256()
-    with _io(f"cannot copy {snap.name} to {target.where(rel)}"), target.open_write(rel) as out:
+    with _io(what):
+        out = target.open_write(rel)
+    try:
         pos = 0
         while pos < snap.length:
             chunk = snap.read(pos, CHUNK_SIZE)
@@ -482,9 +500,15 @@ def _upload(target: _Target, snap: SnapshotFile, rel: str, advance: Callable[[in
                     f"{snap.name} ended at {pos} bytes, before its snapshot length {snap.length}"
                 )
             h.update(chunk)
-            out.write(chunk)
+            with _io(what):
+                out.write(chunk)
             pos += len(chunk)
             advance(len(chunk))
+        with _io(what):
+            target.finish_write(out)
+    except BaseException:
+        target.abandon_write(out)
+        raise
     return h.hexdigest()
 
 
@@ -748,25 +772,36 @@ def restore(
             h = hashlib.sha256()
             got = 0
             local = os.path.join(tmp, e["name"])
-            with (
-                _io(f"cannot read {where} (file {e['name']} of backup {name})"),
-                target.open_read(e["stored_as"]) as src,
-                open(local, "wb") as out,
-            ):
-                while True:
-                    chunk = src.read(CHUNK_SIZE)
-                    if not chunk:
-                        break
-                    got += len(chunk)
-                    if got > e["size"]:
-                        break
-                    h.update(chunk)
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(min(done, total), total)
-                out.flush()
-                os.fsync(out.fileno())
+            reading = f"cannot read {where} (file {e['name']} of backup {name})"
+            writing = f"cannot write {local}"
+            with _io(reading):
+                src = target.open_read(e["stored_as"])
+            try:
+                with _io(writing):
+                    out = open(local, "wb")  # noqa: SIM115 - closed below, errors wrapped
+                with out:
+                    while True:
+                        with _io(reading):
+                            chunk = src.read(CHUNK_SIZE)
+                        if not chunk:
+                            break
+                        got += len(chunk)
+                        if got > e["size"]:
+                            break
+                        h.update(chunk)
+                        with _io(writing):
+                            out.write(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(min(done, total), total)
+                    with _io(writing):
+                        out.flush()
+                        os.fsync(out.fileno())
+            finally:
+                try:
+                    src.close()
+                except Exception:
+                    pass
             if got != e["size"]:
                 raise BackupError(
                     f"file {e['name']} of backup {name} is damaged: {where} has "
@@ -786,7 +821,10 @@ def restore(
         # An empty lock file lets read-only processes open the restored store at once.
         os.close(os.open(os.path.join(tmp, LOCK_FILE), os.O_WRONLY | os.O_CREAT, 0o666))
         _fsync_dir(tmp)
-        result = check(tmp)
+        try:
+            result = check(tmp)
+        except KVError as exc:
+            raise BackupError(f"backup {name} does not form a readable store: {exc}") from exc
         if not result.ok:
             p = result.problems[0]
             raise BackupError(
@@ -794,8 +832,11 @@ def restore(
                 f"({len(result.problems)} damaged spot(s) in all)"
             )
         report.records = result.records
-        with DB(tmp, read_only=True) as db:
-            report.keys = len(db)
+        try:
+            with DB(tmp, read_only=True) as db:
+                report.keys = len(db)
+        except KVError as exc:
+            raise BackupError(f"backup {name} passed its checks but does not open: {exc}") from exc
         _check_target_dir(dest)
         try:
             os.rename(tmp, dest)  # replaces an empty directory atomically
