@@ -303,6 +303,7 @@ class _Target:
             discard = getattr(f, "discard", None)
             if discard is not None:
                 discard()  # e.g. aborts an S3 multipart upload
+                f.closed = True  # never flush the rest when the object is collected
             else:
                 f.close()
         except Exception:
