@@ -80,7 +80,7 @@ def test_round_trip(url, store_path, tmp_path):
     assert report.name in str(report) and "copied" in str(report)
     target = str(tmp_path / "restored")
     r = restore(url, target)
-    assert r.name == report.name and r.files == len(names) and r.keys == len(expected)
+    assert r.name == report.name and r.files == len(names) and r.records >= len(expected)
     assert report.name in str(r)
     assert contents(target) == expected
     assert check(target).ok
@@ -408,7 +408,7 @@ def test_prune_spares_objects_while_a_backup_runs(mem_url, store_path, tmp_path)
 
 
 @settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -443,3 +443,28 @@ def test_every_backup_restores_its_moment(tmp_path_factory, steps):
     for name, state in taken.items():
         restore(url, base / f"r-{name}", name=name)
         assert contents(str(base / f"r-{name}")) == state
+
+
+def test_hint_files_travel_with_the_backup(url, store_path, tmp_path):
+    from kv_backend import record as rec
+    from kv_backend.files import hint_name
+    from kv_backend.hint import encode_entry, write_hints
+
+    with DB(store_path, max_file_size=4096) as db:
+        expected = fill(db, 80)
+    fid = (1, 0)
+    with open(os.path.join(store_path, data_name(fid)), "rb") as f:
+        buf = f.read()
+    result = rec.scan(buf, rec.FILE_HEADER_SIZE, len(buf))
+    entries = [encode_entry(k, off, size, exp) for t, k, off, size, exp in result.entries if t == rec.PUT]
+    hint_path = os.path.join(store_path, hint_name(fid))
+    write_hints(hint_path, len(buf), entries)
+    with DB(store_path, read_only=True) as db:
+        assert [s.name for s in db.snapshot_files()].count(hint_name(fid)) == 1
+        report = db.backup(url)
+    assert report.files == len(os.listdir(store_path)) - 3  # all but KVB_FORMAT, LOCK, STATE
+    restore(url, tmp_path / "r")
+    with open(hint_path, "rb") as a, open(tmp_path / "r" / hint_name(fid), "rb") as b:
+        assert a.read() == b.read()
+    assert check(str(tmp_path / "r")).notes == []
+    assert contents(str(tmp_path / "r")) == expected

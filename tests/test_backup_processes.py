@@ -210,3 +210,35 @@ def test_several_processes_back_up_to_one_url(tmp_path):
     with DB(str(tmp_path / "newest"), read_only=True) as db:
         assert set(db.keys(prefix=f"{last}-".encode())) <= set(live)
     run_python("import kv_backend.backup")  # importable in a fresh interpreter
+
+
+RESTORER = """
+import sys
+from kv_backend import BackupError
+from kv_backend.backup import restore
+try:
+    restore(sys.argv[1], sys.argv[2])
+except BackupError as exc:
+    print("REFUSED", exc)
+else:
+    print("RESTORED")
+"""
+
+
+def test_simultaneous_restores_into_one_directory(tmp_path):
+    store = str(tmp_path / "store")
+    url = f"file://{tmp_path / 'bk'}"
+    with DB(store, max_file_size=4096) as db:
+        for i in range(200):
+            db.put(b"k%04d" % i, b"v" * 100)
+        db.backup(url)
+    target = str(tmp_path / "target")
+    children = [spawn_python(RESTORER, url, target, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [c.communicate(timeout=120)[0] for c in children]
+    assert all(c.returncode == 0 for c in children)
+    assert sum(o.startswith("RESTORED") for o in outputs) == 1
+    assert all(o.startswith(("RESTORED", "REFUSED")) for o in outputs)
+    assert [p for p in os.listdir(tmp_path) if "restore-" in p] == []
+    with DB(target, read_only=True) as db:
+        assert len(db) == 200
+    assert check(target).ok

@@ -89,7 +89,7 @@ def test_s3_round_trip_incremental_prune(s3, store_path, tmp_path):
     assert second.files_skipped >= first.files_copied - 1 and second.files_copied >= 2
     assert [i.name for i in list_backups(url, **options)] == ["first", "second"]
     report = restore(url, tmp_path / "r", **options)
-    assert report.name == "second" and report.keys == 200
+    assert report.name == "second" and report.records == 200
     with DB(str(tmp_path / "r"), read_only=True) as db:
         assert dict(db.items()) == expected
     restore(url, tmp_path / "r1", name="first", **options)
