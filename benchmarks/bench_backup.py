@@ -95,6 +95,7 @@ def run(work: str, n: int, value_size: int, changed: int) -> tuple[list[list[obj
 
     url = f"file://{work}/kv-backups"
     import fsspec.implementations.local  # noqa: F401 - import time is not backup time
+
     t: dict[str, dict[str, float]] = {"kv_backend": {}, "SQLite": {}, "LMDB": {}}
 
     def sqlite_copy(dest: str) -> None:
