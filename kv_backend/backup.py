@@ -65,6 +65,9 @@ PENDING_GRACE = 24 * 3600.0
 :func:`prune_backups` then leaves unreferenced objects alone. Older journals
 belong to backups that died; prune removes them."""
 
+JOURNAL_INTERVAL = 2.0
+"""Seconds between updates of a running backup's journal (what a retry after a kill may reuse)."""
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FILE_RE = re.compile(r"^\d{10}-\d{3}\.(data|hint)$")
 _STORED_RE = re.compile(r"^files/\d{10}-\d{3}\.(data|hint)\.[0-9a-f]{8,64}$")
@@ -624,8 +627,9 @@ def backup(
                 report.files_copied += 1
                 report.bytes_copied += snap.length
                 journal["files"].append(entries[-1])
-                journal["updated"] = time.time()
-                target.write_bytes(journal_rel, json.dumps(journal).encode())
+                if time.time() - journal["updated"] >= JOURNAL_INTERVAL:
+                    journal["updated"] = time.time()
+                    target.write_bytes(journal_rel, json.dumps(journal).encode())
             # Every object must be in place before the manifest says the backup is complete.
             present = target.listdir(FILES_DIR)
             for e in entries:

@@ -21,12 +21,15 @@ BATCH = 3
 
 # Writes batches of BATCH keys forever; after each batch commits, publishes its count in ACK.
 WRITER = """
-import os, struct, sys
+import os, struct, sys, time
 from kv_backend import DB
 db = DB(sys.argv[1], max_file_size=4096)
 ack = os.open(sys.argv[2], os.O_RDWR | os.O_CREAT)
+pause = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
 i = 0
 while i < 200000:
+    if pause:
+        time.sleep(pause)
     with db.batch() as b:
         for j in range(3):
             b.put(b"k%07d-%d" % (i, j), b"value-%d-" % i * 8)
@@ -77,7 +80,7 @@ def test_backup_while_another_process_writes(kind, tmp_path, monkeypatch):
         f"file://{tmp_path / 'bk'}" if kind == "file" else f"memory:///kvb-live-{os.getpid()}-{id(tmp_path)}"
     )
     DB(store).close()
-    writer = spawn_python(WRITER, store, ack)
+    writer = spawn_python(WRITER, store, ack, "0.0005")
     try:
         wait_for(lambda: acked(ack) >= 150)
         monkeypatch.setattr(kvbackup, "CHUNK_SIZE", 1024)
@@ -242,3 +245,73 @@ def test_simultaneous_restores_into_one_directory(tmp_path):
     with DB(target, read_only=True) as db:
         assert len(db) == 200
     assert check(target).ok
+
+
+MERGER = """
+import sys, time
+from kv_backend import DB, MergeInProgressError
+with DB(sys.argv[1], max_file_size=4096) as db:
+    merges = 0
+    while merges < 10000:
+        try:
+            db.merge()
+            merges += 1
+        except MergeInProgressError:
+            pass
+        time.sleep(0.02)
+"""
+
+
+def test_backup_while_writing_and_merging(tmp_path, monkeypatch):
+    """A merge that swaps files under a running backup does not disturb the snapshot."""
+    store = str(tmp_path / "store")
+    ack = str(tmp_path / "ack")
+    url = f"file://{tmp_path / 'bk'}"
+    DB(store).close()
+    writer = spawn_python(WRITER, store, ack, "0.003")
+    merger = None
+    try:
+        wait_for(lambda: acked(ack) >= 100)
+        merger = spawn_python(MERGER, store)
+        monkeypatch.setattr(kvbackup, "CHUNK_SIZE", 2048)
+        floors = []
+        with DB(store) as db:
+            for round_ in range(3):
+                wait_for(lambda: any(n.endswith(".hint") for n in os.listdir(store)))
+                floors.append(acked(ack))
+                db.backup(url, name=f"m{round_}", progress=lambda d, t: time.sleep(0.002))
+        assert writer.poll() is None and merger.poll() is None
+    finally:
+        for proc in (writer, merger):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+    for round_, floor in enumerate(floors):
+        target = str(tmp_path / f"r{round_}")
+        restore(url, target, name=f"m{round_}")
+        assert any(n.endswith(".hint") for n in os.listdir(target))
+        assert check(target).notes == []
+        assert_prefix_of_batches(target, floor)
+
+
+def test_backup_after_merge_sends_merged_files(tmp_path):
+    store = str(tmp_path / "store")
+    url = f"file://{tmp_path / 'bk'}"
+    with DB(store, max_file_size=4096) as db:
+        for rnd in range(3):
+            for i in range(60):
+                db.put(b"k%03d" % i, b"round-%d-" % rnd * 10)
+        before = db.backup(url, name="before")
+        db.merge()
+        names = {s.name for s in db.snapshot_files()}
+        after = db.backup(url, name="after")
+        expected = dict(db.items())
+    assert any(n.endswith(".hint") for n in names)
+    assert after.files_copied >= 2 and after.bytes < before.bytes
+    for name in ("before", "after"):
+        restore(url, tmp_path / name, name=name)
+        with DB(str(tmp_path / name), read_only=True) as db:
+            assert dict(db.items()) == expected
+    assert prune_backups(url, keep=1) == ["before"]
+    restore(url, tmp_path / "pruned")
+    assert check(str(tmp_path / "pruned")).ok
