@@ -65,6 +65,8 @@ PENDING_GRACE = 24 * 3600.0
 :func:`prune_backups` then leaves unreferenced objects alone. Older journals
 belong to backups that died; prune removes them."""
 
+_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2"}
+
 JOURNAL_INTERVAL = 2.0
 """Seconds between updates of a running backup's journal (what a retry after a kill may reuse)."""
 
@@ -222,6 +224,8 @@ class _Target:
         self.root = root.rstrip("/") if root not in ("", "/") else root
         protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
         self.local = "file" in protocols or "local" in protocols
+        # Object stores have no directories; creating one could create a bucket, which is not ours to do.
+        self.object_store = bool(set(protocols) & _OBJECT_STORES)
         with _io(f"cannot reach {self.url}"):
             self.fs.invalidate_cache()
 
@@ -237,7 +241,7 @@ class _Target:
         with _io(f"cannot create {self.where(rel)}"):
             if self.local:
                 os.makedirs(self.path(rel), exist_ok=True)
-            else:
+            elif not self.object_store:
                 try:
                     self.fs.makedirs(self.path(rel), exist_ok=True)
                 except (FileExistsError, NotImplementedError):
@@ -572,6 +576,13 @@ def backup(
     if name is not None:
         _check_name(name)
     target = _Target(url, storage_options)
+    if target.local:
+        store = os.path.realpath(db.path)
+        root = os.path.realpath(target.root)
+        if os.path.commonpath([store, root]) == store:
+            raise ConfigurationError(
+                f"the backup URL {target.url} lies inside the store {db.path}; back up to another directory"
+            )
     snapshot = db.snapshot_files()
     try:
         created = time.time()
@@ -599,12 +610,13 @@ def backup(
         try:
             known = _known_copies(target, created)
             total = sum(s.length for s in snapshot)
-            done = 0
+            done = reported = 0
 
             def advance(n: int) -> None:
-                nonlocal done
+                nonlocal done, reported
                 done = min(done + n, total)
-                if progress is not None:
+                if progress is not None and done > reported:  # never backwards, even when re-reading
+                    reported = done
                     progress(done, total)
 
             if progress is not None:

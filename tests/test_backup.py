@@ -304,6 +304,10 @@ def test_bad_input(url, store_path, tmp_path):
         db.backup(url, name=5)
     with pytest.raises(TypeError):
         db.backup(url, progress="yes")
+    with pytest.raises(ConfigurationError, match="inside the store"):
+        db.backup(f"file://{store_path}/backups")
+    with pytest.raises(ConfigurationError, match="inside the store"):
+        db.backup(store_path)
     with pytest.raises(BackupError, match="nosuchproto"):
         db.backup("nosuchproto://x/y")
     with pytest.raises(TypeError):

@@ -127,13 +127,16 @@ def test_s3_damage_and_interrupted_upload(s3, store_path, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_s3_bad_credentials_fail_clearly(s3, store_path, tmp_path):
-    url, options, _fs = s3
+def test_s3_missing_bucket_fails_clearly(s3, store_path, tmp_path):
+    url, options, fs = s3
+    missing = url.replace("s3://", "s3://no-such-bucket-")
     with DB(store_path) as db:
         db.put(b"k", b"v")
-        db.backup(url, **options)
-    with pytest.raises(BackupError, match="s3://"):
-        restore(url.replace("s3://", "s3://no-such-bucket-"), tmp_path / "r", **options)
+        with pytest.raises(BackupError, match=r"no-such-bucket-.*bucket does not exist"):
+            db.backup(missing, **options)
+    assert not fs.exists(missing[len("s3://") :].split("/")[0])  # no bucket was created on our behalf
+    with pytest.raises(BackupError, match="no complete backup at s3://no-such-bucket-"):
+        restore(missing, tmp_path / "r", **options)
     assert not (tmp_path / "r").exists()
 
 
