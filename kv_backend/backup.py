@@ -264,8 +264,12 @@ class _Target:
         with _io(f"cannot read {self.where(rel)}"):
             return self.fs.cat_file(self.path(rel))
 
-    def write_bytes(self, rel: str, data: bytes) -> None:
-        """Write a small object whole: readers see the old state or all of ``data``."""
+    def write_bytes(self, rel: str, data: bytes, *, exclusive: bool = False) -> None:
+        """Write a small object whole: readers see the old state or all of ``data``.
+
+        With ``exclusive`` on a local disk, an existing object raises FileExistsError
+        (object stores are checked by the caller reading the object back).
+        """
         with _io(f"cannot write {self.where(rel)}"):
             if self.local:
                 full = self.path(rel)
@@ -275,7 +279,13 @@ class _Target:
                         f.write(data)
                         f.flush()
                         os.fsync(f.fileno())
-                    os.replace(tmp, full)
+                    if exclusive:
+                        try:
+                            os.link(tmp, full)
+                        except FileExistsError:
+                            raise BackupError(f"{self.where(rel)} already exists") from None
+                    else:
+                        os.replace(tmp, full)
                 finally:
                     if os.path.exists(tmp):
                         os.unlink(tmp)
@@ -660,7 +670,19 @@ def backup(
                 "host": socket.gethostname(),
                 "files": entries,
             }
-            target.write_bytes(_manifest_rel(name), _encode_manifest(body))
+            manifest = _encode_manifest(body)
+            rel = _manifest_rel(name)
+            try:
+                target.write_bytes(rel, manifest, exclusive=True)
+            except BackupError as exc:
+                raise BackupError(
+                    f"another backup named {name!r} completed at {target.url} meanwhile; choose another name"
+                ) from exc
+            if target.read_bytes(rel) != manifest:
+                raise BackupError(
+                    f"{target.where(rel)} does not read back as written (another backup named {name!r} "
+                    "finished at the same moment?); run the backup again under another name"
+                )
         finally:
             try:
                 target.remove(journal_rel)

@@ -472,3 +472,19 @@ def test_hint_files_travel_with_the_backup(url, store_path, tmp_path):
         assert a.read() == b.read()
     assert check(str(tmp_path / "r")).notes == []
     assert contents(str(tmp_path / "r")) == expected
+
+
+def test_same_name_race_on_local_disk(tmp_path, store_path, monkeypatch):
+    """Two backups that both saw the name free: on a local disk the second one fails."""
+    url = f"file://{tmp_path / 'bk'}"
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        first = db.backup(url, name="same")
+        monkeypatch.setattr(kvbackup, "_manifest_names", lambda target: [])
+        db.put(b"k", b"changed")
+        with pytest.raises(BackupError, match="another backup named 'same' completed"):
+            db.backup(url, name="same")
+    monkeypatch.undo()
+    assert [i.name for i in list_backups(url)] == [first.name]
+    restore(url, tmp_path / "r")
+    assert contents(str(tmp_path / "r")) == {b"k": b"v"}
