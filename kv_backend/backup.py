@@ -26,7 +26,6 @@ import re
 import secrets
 import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -795,7 +794,8 @@ def restore(
     parent = os.path.dirname(dest)
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.restore-", dir=parent)
+        tmp = os.path.join(parent, f".{os.path.basename(dest)}.restore-{_token()}")
+        os.mkdir(tmp)  # like any new directory (umask applies), unlike mkdtemp's 0700
     except OSError as exc:
         raise BackupError(f"cannot create a directory next to {dest}: {exc.strerror or exc}") from exc
     report = RestoreReport(name=name, url=target.url, path=dest)
@@ -875,8 +875,10 @@ def restore(
         except OSError as exc:
             raise BackupError(f"cannot move the restored store into {dest}: {exc.strerror or exc}") from exc
         _fsync_dir(parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, KVError):
+            raise BackupError(f"cannot restore into {dest}: {exc}") from exc
         raise
     report.seconds = time.monotonic() - started
     return report

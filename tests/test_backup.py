@@ -488,3 +488,15 @@ def test_same_name_race_on_local_disk(tmp_path, store_path, monkeypatch):
     assert [i.name for i in list_backups(url)] == [first.name]
     restore(url, tmp_path / "r")
     assert contents(str(tmp_path / "r")) == {b"k": b"v"}
+
+
+def test_restored_directory_follows_the_umask(mem_url, store_path, tmp_path):
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(mem_url)
+    old = os.umask(0o022)
+    try:
+        restore(mem_url, tmp_path / "r")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "r").st_mode & 0o777 == 0o755
