@@ -315,3 +315,42 @@ def test_backup_after_merge_sends_merged_files(tmp_path):
     assert prune_backups(url, keep=1) == ["before"]
     restore(url, tmp_path / "pruned")
     assert check(str(tmp_path / "pruned")).ok
+
+
+RESTORE_CHILD = """
+import sys
+import kv_backend.backup as kb
+kb.CHUNK_SIZE = 256
+def show(done, total):
+    sys.stdout.write(f"{done}\\n")
+    sys.stdout.flush()
+kb.restore(sys.argv[1], sys.argv[2], progress=show)
+print("DONE", flush=True)
+"""
+
+
+def test_killed_restore_leaves_no_store(tmp_path):
+    store = str(tmp_path / "store")
+    url = f"file://{tmp_path / 'bk'}"
+    with DB(store, max_file_size=4096) as db:
+        for i in range(150):
+            db.put(b"k%04d" % i, b"v" * 100)
+        db.backup(url)
+    rng = random.Random(99)
+    target = str(tmp_path / "target")
+    for _ in range(2):
+        child = spawn_python(RESTORE_CHILD, url, target, stdout=subprocess.PIPE, text=True)
+        stop_at = rng.randint(1, 40)
+        try:
+            for n, _line in enumerate(child.stdout, 1):
+                if n >= stop_at:
+                    break
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            child.wait()
+            child.stdout.close()
+        assert not os.path.exists(target), "a killed restore never leaves a partial store at the target"
+    report = restore(url, target)
+    assert report.files >= 3
+    with DB(target, read_only=True) as db:
+        assert len(db) == 150
