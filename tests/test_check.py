@@ -15,7 +15,7 @@ from kv_backend.check import Problem, check
 from kv_backend.cli import main
 from kv_backend.errors import NotAStoreError, StoreNotFoundError
 from kv_backend.files import data_name, hint_name, list_data_files
-from kv_backend.hint import encode_entry, write_hints
+from kv_backend.hint import write_hints
 
 
 def data_files(store: str) -> list[str]:
@@ -72,15 +72,40 @@ def test_empty_store(store_path):
 
 
 def test_torn_tail_of_the_newest_file_is_a_note(store):
+    """A record cut short at the very end of the newest file (no reserved zeros after it)."""
     path = data_files(store)[-1]
-    size = os.path.getsize(path)
-    with open(path, "ab") as f:
+    with open(path, "rb") as f:
+        buf = f.read()
+    size = record.scan(buf, record.FILE_HEADER_SIZE, len(buf)).end  # writers reserve zeros past it
+    with open(path, "r+b") as f:
+        f.seek(size)
         f.write(record.encode(record.PUT, b"torn", b"x" * 50)[:30])
+        f.truncate()
     report = check(store)
     assert report.ok
     assert len(report.notes) == 1
     assert f"{path} @ {size}" in report.notes[0]
     assert "unfinished write" in report.notes[0]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: check() reports a writer's unfinished last record as damage when the zeros "
+    "reserved past the tail follow it (its lengths fit, its CRC fails), so `kvb check` exits 1",
+)
+def test_unfinished_write_before_reserved_zeros_is_a_note(store):
+    """A writer killed half-way through its record: the rest of the reserved space is still zeros."""
+    path = data_files(store)[-1]
+    with open(path, "rb") as f:
+        buf = f.read()
+    size = record.scan(buf, record.FILE_HEADER_SIZE, len(buf)).end
+    assert len(buf) > size + 100 and not buf[size:].strip(b"\0")  # the writer reserved zeros
+    with open(path, "r+b") as f:
+        f.seek(size)
+        f.write(record.encode(record.PUT, b"torn", b"x" * 50)[:30])
+    report = check(store)
+    assert report.ok, report.problems
+    assert len(report.notes) == 1 and f"{path} @ {size}" in report.notes[0]
 
 
 def test_checksum_mismatch_anywhere_is_a_problem(store):
@@ -117,6 +142,16 @@ def test_damaged_file_header_is_a_problem(store):
     assert report.problems == [Problem(path, 0, "missing or damaged file header")]
 
 
+def _write_hint_file(path: str, data_size: int, entries) -> None:
+    write_hints(
+        path,
+        data_size,
+        [key for key, _, _, _ in entries],
+        [off << 32 | size for _, off, size, _ in entries],
+        [exp for _, _, _, exp in entries],
+    )
+
+
 def test_hint_files(store):
     """A hint file that matches its data file passes; a stale or damaged one is a note, and ignored."""
     first = list_data_files(store)[0]
@@ -125,22 +160,21 @@ def test_hint_files(store):
         buf = f.read()
     entries = record.scan(buf, record.FILE_HEADER_SIZE, len(buf)).entries
     hpath = os.path.join(store, hint_name(first))
-    good = [
-        encode_entry(key, off, size, exp) for rtype, key, off, size, exp in entries if rtype == record.PUT
-    ]
-    write_hints(hpath, len(buf), good)
+    good = [(key, off, size, exp) for rtype, key, off, size, exp in entries if rtype == record.PUT]
+    _write_hint_file(hpath, len(buf), good)
     assert check(store).notes == []
     with DB(store) as db:
         assert db[b"k10"] == b"v" * 100
         assert b"k00" not in db
     # A hint file written for another size of its data file is stale; the data file is replayed.
-    write_hints(hpath, len(buf) + 1, [encode_entry(b"k10", 16, 5, 0.0)])
+    _write_hint_file(hpath, len(buf) + 1, [(b"k10", 16, 5, 0.0)])
     report = check(store)
     assert report.ok and len(report.notes) == 1 and hpath in report.notes[0]
     with DB(store) as db:
         assert db[b"k10"] == b"v" * 100
-    # A damaged entry: ignored as a whole.
-    write_hints(hpath, len(buf), [*good[:-1], good[-1][:-1] + b"?"])
+    # A damaged hint file (one byte of its body changed): ignored as a whole.
+    _write_hint_file(hpath, len(buf), good)
+    flip(hpath, os.path.getsize(hpath) - 1)
     report = check(store)
     assert report.ok and len(report.notes) == 1
     with DB(store) as db:

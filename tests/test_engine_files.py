@@ -16,8 +16,8 @@ from kv_backend.check import Problem, check
 from kv_backend.cli import main as cli_main
 from kv_backend.errors import CorruptionError
 from kv_backend.files import STATE_FILE, data_name, hint_name, list_data_files
-from kv_backend.hint import encode_entry, write_hints
-from kv_backend.state import SharedState
+from kv_backend.hint import write_hints
+from kv_backend.state import SharedState, pack_tail, unpack_tail
 
 
 def data_files(store: str) -> list[str]:
@@ -31,26 +31,48 @@ def scan_file(path: str) -> list[tuple[int, bytes, int, int, float]]:
 
 
 def published(store: str) -> tuple[tuple[int, int], int]:
+    """The active file id and end offset the STATE page publishes."""
     st = SharedState(os.path.join(store, STATE_FILE), writable=False)
     try:
-        _, _, fid, end = st.read()
-        return fid, end
+        major, end = unpack_tail(st.tail.value)
     finally:
         st.close()
+    return (major, 0), end
 
 
 def set_intent(store: str, end: int) -> None:
     """Announce a write that will end at ``end``, as a writer does before appending."""
     st = SharedState(os.path.join(store, STATE_FILE), writable=True)
     try:
-        st.set_intent(end)
+        major, _ = unpack_tail(st.tail.value)
+        st.intent.value = pack_tail(major, end)
     finally:
         st.close()
 
 
-def append(path: str, data: bytes) -> None:
-    with open(path, "ab") as f:
+def logical_end(path: str) -> int:
+    """The end of the last record of a data file (writers reserve zeros past it)."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    return record.scan(buf, record.FILE_HEADER_SIZE, len(buf)).end
+
+
+def append(path: str, data: bytes, *, keep_reserved: bool = False) -> None:
+    """Write ``data`` right after the last record, dropping (or keeping) the reserved zeros after it."""
+    end = logical_end(path)
+    with open(path, "r+b") as f:
+        f.seek(end)
         f.write(data)
+        if not keep_reserved:
+            f.truncate()
+
+
+def clean_past_tail(store: str) -> bool:
+    """True if nothing but reserved zeros follows the published end of the active file."""
+    fid, end = published(store)
+    with open(os.path.join(store, data_name(fid)), "rb") as f:
+        f.seek(end)
+        return not f.read().strip(b"\0")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -89,8 +111,8 @@ def _build_log(store: str, rnd: random.Random) -> list[tuple[str, int, list[tupl
                 with db.batch() as b:
                     for op, key, value in ops:
                         b.put(key, value) if op == "put" else b.delete(key)
-            last = data_files(store)[-1]
-            log.append((last, os.path.getsize(last), ops))
+            stats = db.stats()
+            log.append((stats["active_file"], stats["active_end"], ops))
     return log
 
 
@@ -101,9 +123,16 @@ def test_truncated_tail_keeps_every_complete_record(tmp_path):
     files = data_files(original)
     assert len(files) >= 3
     active = os.path.basename(files[-1])
-    size = os.path.getsize(files[-1])
-    boundaries = [end for f, end, _ in log if os.path.basename(f) == active]
-    cuts = {record.FILE_HEADER_SIZE, size - 1, boundaries[len(boundaries) // 2], boundaries[-2] + 1}
+    size = logical_end(files[-1])
+    boundaries = [end for f, end, _ in log if f == active]
+    assert boundaries[-1] == size
+    cuts = {
+        record.FILE_HEADER_SIZE,
+        size - 1,
+        size + 100,
+        boundaries[len(boundaries) // 2],
+        boundaries[-2] + 1,
+    }
     cuts.update(rnd.randrange(record.FILE_HEADER_SIZE, size) for _ in range(10))
     for n, cut in enumerate(sorted(cuts)):
         store = str(tmp_path / f"cut{n}")
@@ -111,7 +140,7 @@ def test_truncated_tail_keeps_every_complete_record(tmp_path):
         os.truncate(os.path.join(store, active), cut)
         expected: dict[bytes, bytes] = {}
         for f, end, ops in log:
-            if os.path.basename(f) == active and end > cut:
+            if f == active and end > cut:
                 break
             for op, key, value in ops:
                 if op == "put":
@@ -142,11 +171,6 @@ def test_cut_inside_the_file_header(store_path):
         assert dict(db.items()) == {b"k2": b"v2"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: DB._recover_tail_locked returns early when intent == published end without "
-    "comparing with the file size, so a truncated tail is never cut (or its file header rewritten)",
-)
 @pytest.mark.parametrize("cut", ["mid-record", "file-header"])
 def test_next_writer_cleans_a_truncated_tail(store_path, cut):
     with DB(store_path) as db:
@@ -158,7 +182,7 @@ def test_next_writer_cleans_a_truncated_tail(store_path, cut):
     os.truncate(path, ends[4] + 30 if cut == "mid-record" else 5)
     with DB(store_path) as db:
         db.put(b"n", b"1")  # 24 bytes
-        assert os.path.getsize(path) == published(store_path)[1]
+        assert clean_past_tail(store_path)
     report = check(store_path)
     assert report.ok and report.notes == [], (report.problems, report.notes)
 
@@ -288,9 +312,15 @@ def test_get_never_returns_the_value_of_another_key(store_path):
     entries = scan_file(path)
     (_, k0, off0, size0, exp0), (_, k1, off1, size1, exp1) = entries[0], entries[1]
     # A hint file with sound checksums whose first two entries point at each other's records.
-    hints = [encode_entry(k0, off1, size1, exp1), encode_entry(k1, off0, size0, exp0)]
-    hints += [encode_entry(k, off, size, exp) for _, k, off, size, exp in entries[2:]]
-    write_hints(os.path.join(store_path, hint_name(fid)), os.path.getsize(path), hints)
+    hints = [(k0, off1, size1, exp1), (k1, off0, size0, exp0)]
+    hints += [(k, off, size, exp) for _, k, off, size, exp in entries[2:]]
+    write_hints(
+        os.path.join(store_path, hint_name(fid)),
+        os.path.getsize(path),
+        [k for k, _, _, _ in hints],
+        [off << 32 | size for _, off, size, _ in hints],
+        [exp for _, _, _, exp in hints],
+    )
     with DB(store_path) as db:
         for key in (k0, k1):
             try:
@@ -337,10 +367,10 @@ def test_dead_writers_tail_is_cut_and_never_returned(store_path, kind):
         fid, end = published(store_path)
         garbage = GARBAGE[kind]()
         path = os.path.join(store_path, data_name(fid))
-        assert os.path.getsize(path) == end
+        assert clean_past_tail(store_path) and logical_end(path) == end
         # A writer announced its write, appended these bytes and died before publishing.
         set_intent(store_path, end + len(garbage))
-        append(path, garbage)
+        append(path, garbage, keep_reserved=True)
         ghosts = [b"ghost", b"ghost0", b"ghost1", b"ghost2"]
         for db in (reader, writer):
             assert all(db.get(g) is None for g in ghosts)
@@ -349,11 +379,8 @@ def test_dead_writers_tail_is_cut_and_never_returned(store_path, kind):
             assert all(fresh.get(g) is None for g in ghosts)
             assert len(fresh) == 10
         writer.put(b"next", b"write")
-        assert (
-            os.path.getsize(path)
-            == published(store_path)[1]
-            == end + len(record.encode(record.PUT, b"next", b"write"))
-        )
+        assert published(store_path) == (fid, end + len(record.encode(record.PUT, b"next", b"write")))
+        assert clean_past_tail(store_path)
         for db in (reader, writer):
             assert all(db.get(g) is None for g in ghosts)
             assert db.get(b"next") == b"write"
@@ -376,7 +403,7 @@ def test_complete_record_of_a_dead_writer_is_kept_consistently(store_path):
         fid, end = published(store_path)
         rec = record.encode(record.PUT, b"unpublished", b"x")
         set_intent(store_path, end + len(rec))
-        append(os.path.join(store_path, data_name(fid)), rec)
+        append(os.path.join(store_path, data_name(fid)), rec, keep_reserved=True)
         assert reader.get(b"unpublished") is None  # not published yet: not visible
         with DB(store_path) as writer:
             writer.put(b"k2", b"v2")
@@ -390,11 +417,6 @@ def test_complete_record_of_a_dead_writer_is_kept_consistently(store_path):
         reader.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: bytes past the published end are only cut when the intent word announces "
-    "them; left there, they are replayed once the file is closed",
-)
 def test_unannounced_bytes_past_the_published_end_are_never_replayed(store_path):
     with DB(store_path, max_file_size=4096) as db:
         db.put(b"k", b"v")
@@ -450,7 +472,7 @@ def test_deleting_the_state_file_between_runs_is_harmless(store_path):
 @pytest.mark.xfail(
     strict=True,
     reason="engine bug: a read-only DB opened while STATE is missing never maps it, so it never sees "
-    "later writes (DB._open_state returns early and _peek stays static)",
+    "later writes (DB._open_state returns early and the tail word stays a _StaticWord)",
 )
 def test_reader_opened_without_state_file_sees_later_writes(store_path):
     with DB(store_path) as db:
@@ -463,11 +485,6 @@ def test_reader_opened_without_state_file_sees_later_writes(store_path):
         assert reader.get(b"b") == b"2"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: DB(read_only=True) raises StorageError when LOCK is missing (WriteLock opens it "
-    "O_RDONLY without O_CREAT), although a missing STATE is served as a static snapshot",
-)
 def test_read_only_open_of_a_copied_store_without_runtime_files(store_path):
     with DB(store_path) as db:
         db.put(b"k", b"v")
@@ -482,7 +499,7 @@ def test_read_only_open_of_a_copied_store_without_runtime_files(store_path):
 @pytest.mark.xfail(
     strict=True,
     reason="engine bug: with a STATE page older than the fsynced data file (power loss), the next writer "
-    "trusts intent == published end and overwrites acknowledged records",
+    "trusts intent == tail (DB._recover_tail_locked) and overwrites acknowledged records",
 )
 def test_sync_always_survives_a_stale_state_page(store_path):
     with DB(store_path, sync="always") as db:

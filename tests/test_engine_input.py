@@ -22,7 +22,7 @@ from kv_backend.errors import (
     StoreNotFoundError,
     ValueTooLargeError,
 )
-from kv_backend.files import FORMAT_FILE, data_name, list_data_files
+from kv_backend.files import FORMAT_FILE
 
 
 @pytest.fixture
@@ -101,7 +101,8 @@ def test_key_sizes(db, store_path):
 
 
 def test_value_too_large(db, monkeypatch):
-    monkeypatch.setattr(record, "MAX_VALUE_SIZE", 100)
+    monkeypatch.setattr(record, "MAX_VALUE_SIZE", 100)  # instead of writing 1 GiB
+    monkeypatch.setattr(kv_backend.db, "_MAX_VALUE", 100)
     db.put(b"ok", b"x" * 100)
     with pytest.raises(ValueTooLargeError) as info:
         db.put(b"k", b"x" * 101)
@@ -267,7 +268,7 @@ class FsyncSpy:
         self.calls.append(fd)
         try:
             size = os.fstat(fd).st_size
-            self.contents.append(os.pread(fd, size, 0) if size < (1 << 20) else b"")
+            self.contents.append(os.pread(fd, size, 0) if size <= (16 << 20) else b"")
         except OSError:
             self.contents.append(b"")
 
@@ -361,11 +362,13 @@ def test_short_writes_are_completed(store_path, monkeypatch):
 
     with DB(store_path) as db:
         monkeypatch.setattr(os, "pwrite", short_pwrite)
+        monkeypatch.setattr(kv_backend.db, "_pwrite", short_pwrite)
         db.put(b"k", b"a value much longer than seven bytes")
         with db.batch() as b:
             b.put(b"b1", b"x" * 100)
             b.put(b"b2", b"y" * 100)
         monkeypatch.setattr(os, "pwrite", real_pwrite)
+        monkeypatch.setattr(kv_backend.db, "_pwrite", real_pwrite)
         assert db[b"k"] == b"a value much longer than seven bytes"
     with DB(store_path) as db:
         assert db[b"k"] == b"a value much longer than seven bytes"
@@ -376,7 +379,7 @@ def test_disk_full_mid_write(store_path, monkeypatch):
     real_pwrite = os.pwrite
     with DB(store_path) as db, DB(store_path, read_only=True) as reader:
         db.put(b"before", b"safe")
-        size = os.path.getsize(os.path.join(store_path, data_name(list_data_files(store_path)[-1])))
+        token = db.change_token()
 
         def full_pwrite(fd, data, offset):
             # Half of the record reaches the file, then the disk is full.
@@ -384,6 +387,7 @@ def test_disk_full_mid_write(store_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         monkeypatch.setattr(os, "pwrite", full_pwrite)
+        monkeypatch.setattr(kv_backend.db, "_pwrite", full_pwrite)
         with pytest.raises(StorageError) as info:
             db.put(b"lost", b"z" * 500)
         assert info.value.errno == errno.ENOSPC
@@ -391,8 +395,9 @@ def test_disk_full_mid_write(store_path, monkeypatch):
         with pytest.raises(StorageError), db.batch() as b:
             b.put(b"lost-batch", b"z" * 500)
         monkeypatch.setattr(os, "pwrite", real_pwrite)
-        # Nothing half-written stays behind, and the store keeps working.
-        assert os.path.getsize(os.path.join(store_path, data_name(list_data_files(store_path)[-1]))) == size
+        monkeypatch.setattr(kv_backend.db, "_pwrite", real_pwrite)
+        # Nothing was published, and the store keeps working.
+        assert db.change_token() == reader.change_token() == token
         assert b"lost" not in db and b"lost-batch" not in db
         assert reader.get(b"lost") is None
         db.put(b"after", b"ok")
@@ -400,20 +405,7 @@ def test_disk_full_mid_write(store_path, monkeypatch):
         assert db[b"before"] == b"safe"
     with DB(store_path) as db:
         assert dict(db.items()) == {b"before": b"safe", b"after": b"ok"}
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a NaN ttl is accepted (kv_backend.db._expiry checks the type only); the key "
-    "then never expires and ttl() returns nan",
-)
-def test_nan_ttl_is_rejected(db):
-    with pytest.raises(ValueError):
-        db.put(b"k", b"v", ttl=float("nan"))
-    db.put(b"k", b"v")
-    with pytest.raises(ValueError):
-        db.expire(b"k", float("nan"))
-    assert db.ttl(b"k") is None
+    assert check(store_path).ok
 
 
 def test_disk_full_while_starting_a_new_file(store_path, monkeypatch):
@@ -444,3 +436,17 @@ def test_disk_full_while_starting_a_new_file(store_path, monkeypatch):
     with DB(store_path) as db:
         assert dict(db.items()) == written
     assert check(store_path).ok
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: a NaN ttl is accepted (kv_backend.db._expiry checks the type only); the key "
+    "then never expires and ttl() returns nan",
+)
+def test_nan_ttl_is_rejected(db):
+    with pytest.raises(ValueError):
+        db.put(b"k", b"v", ttl=float("nan"))
+    db.put(b"k", b"v")
+    with pytest.raises(ValueError):
+        db.expire(b"k", float("nan"))
+    assert db.ttl(b"k") is None

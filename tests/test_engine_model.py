@@ -20,7 +20,7 @@ from kv_backend import DB, record
 from kv_backend.check import check
 from kv_backend.errors import NotAnIntegerError
 from kv_backend.files import STATE_FILE, data_name
-from kv_backend.state import SharedState
+from kv_backend.state import SharedState, pack_tail, unpack_tail
 
 KEYS = st.sampled_from([b"a", b"ab", b"b", b"\x00", b"\xff", b"key-%d" % 7, b"n", b"m"])
 VALUES = st.one_of(
@@ -100,7 +100,7 @@ class DBModel(RuleBasedStateMachine):
     def incr(self, key, delta):
         current = self.model.get(key)
         raw = current[0] if current else b"0"
-        valid = re.fullmatch(rb"[+-]?[0-9]+", raw) is not None
+        valid = re.fullmatch(rb"-?(0|[1-9][0-9]*)", raw) is not None  # as Redis: no "+", no leading 0
         if not valid:
             try:
                 self.db.incr(key, delta)
@@ -198,11 +198,12 @@ class DBModel(RuleBasedStateMachine):
         # A writer announced a write, appended part of it and was killed: nothing changes for readers.
         page = SharedState(os.path.join(self.path, STATE_FILE), writable=True)
         try:
-            _, _, fid, end = page.read()
-            page.set_intent(end + len(garbage) + 50)
+            major, end = unpack_tail(page.tail.value)
+            page.intent.value = pack_tail(major, end + len(garbage) + 50)
         finally:
             page.close()
-        with open(os.path.join(self.path, data_name(fid)), "ab") as f:
+        with open(os.path.join(self.path, data_name((major, 0))), "r+b") as f:
+            f.seek(end)  # right at the tail, over the zeros writers reserve past it
             f.write(garbage)
 
     @rule()
