@@ -392,7 +392,8 @@ def test_incr(db):
 
 
 @pytest.mark.parametrize(
-    "raw", [b"abc", b"1.5", b"", b" 1", b"1 ", b"0x10", b"--1", b"1-", b"\xd9\xa3", b"1e3"]
+    "raw",
+    [b"abc", b"1.5", b"", b" 1", b"1 ", b"0x10", b"--1", b"1-", b"\xd9\xa3", b"1e3", b"+5", b"007", b"-"],
 )
 def test_incr_non_integer(db, raw):
     db.put(b"k", raw)
