@@ -328,7 +328,10 @@ def time_calls(fn: Callable[[bytes], Any], keys: Sequence[bytes], cap: float) ->
 def time_gets(
     get: Callable[[bytes], Any], keys: Sequence[bytes], cap: float, min_time: float, max_passes: int = 5
 ) -> Timing:
-    """Time passes over ``keys`` until ``min_time`` seconds are spent; return the median pass."""
+    """Time passes over ``keys`` until ``min_time`` seconds are spent; return the fastest pass.
+
+    The fastest pass is the one least disturbed by other work on the machine.
+    """
     passes: list[Timing] = []
     spent = 0.0
     while True:
@@ -337,7 +340,7 @@ def time_gets(
         spent += t.seconds
         if t.partial or spent >= min_time or len(passes) >= max_passes:
             break
-    return sorted(passes, key=lambda t: t.us_per_op)[len(passes) // 2]
+    return min(passes, key=lambda t: t.us_per_op)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -446,6 +449,7 @@ class SingleResult:
     open_ms: float = float("nan")
     heap_per_key: float = float("nan")
     rss_per_key: float = float("nan")
+    memory_keys: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -496,6 +500,7 @@ def bench_single(
             store.close(h)
         res.open_ms = statistics.median(times) * 1e3
         if memory:
+            res.memory_keys = len(stored)
             res.heap_per_key = measure_memory(name, path, len(stored), probe, "tracemalloc")
             res.rss_per_key = measure_memory(name, path, len(stored), probe, "rss")
         h = store.open(path, n)
@@ -504,10 +509,34 @@ def bench_single(
         store.close(h)
         for op, t in (("set", res.set), ("get", res.get), ("delete", res.delete)):
             if t.partial:
-                res.notes.append(f"{op}: {t.done:,} of {t.total:,} keys ({cap:g} s cap)")
+                res.notes.append(f"{op}: {t.done:,} of {t.total:,} keys (time cap)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return res
+
+
+def best_of(a: SingleResult, b: SingleResult) -> SingleResult:
+    """Merge two rounds of one store: the fastest figure of each operation, memory from whichever has it."""
+    if a.skipped or b.skipped:
+        return a if not a.skipped else b
+
+    def faster(x: Timing | None, y: Timing | None) -> Timing | None:
+        if x is None or y is None:
+            return x or y
+        return x if x.us_per_op <= y.us_per_op else y
+
+    out = SingleResult(a.name, label=a.label)
+    out.set, out.get, out.delete = faster(a.set, b.set), faster(a.get, b.get), faster(a.delete, b.delete)
+    out.open_ms = min(a.open_ms, b.open_ms)
+    out.heap_per_key = a.heap_per_key if a.heap_per_key == a.heap_per_key else b.heap_per_key
+    out.rss_per_key = a.rss_per_key if a.rss_per_key == a.rss_per_key else b.rss_per_key
+    out.memory_keys = a.memory_keys or b.memory_keys
+    out.notes = [
+        f"{op}: {t.done:,} of {t.total:,} keys (time cap)"
+        for op, t in (("set", out.set), ("get", out.get), ("delete", out.delete))
+        if t is not None and t.partial
+    ]
+    return out
 
 
 # --------------------------------------------------------------------------- several processes
@@ -808,7 +837,7 @@ def single_table(single: dict[str, SingleResult]) -> tuple[list[str], list[list[
 
 
 def memory_table(
-    single: dict[str, SingleResult], memory: dict[str, float] | None, n: int
+    single: dict[str, SingleResult], memory: dict[str, float] | None
 ) -> tuple[list[str], list[list[object]]]:
     """Headers and rows of the memory table."""
     headers = ["store", "keys", "Python heap B/key", "RSS delta B/key", "what is held"]
@@ -836,8 +865,8 @@ def memory_table(
                 if "dbm" in r.label
                 else held
             )
-        count = r.set.done if r.set else n
-        rows.append([r.label, f"{count:,}", _fmt(r.heap_per_key, 1), _fmt(r.rss_per_key, 1), held])
+        count = f"{r.memory_keys:,}" if r.memory_keys else "n/a"
+        rows.append([r.label, count, _fmt(r.heap_per_key, 1), _fmt(r.rss_per_key, 1), held])
     return headers, rows
 
 
@@ -986,7 +1015,13 @@ def markdown(
         "a dict pickled to a file on close as the in-memory ceiling. "
         "Ratios are the store's time over kv_backend's (above 1x: kv_backend is faster). "
         "Open time is the median of several reopenings of the store holding all the keys, "
-        "index load included." + (" `--quick` run." if params.get("quick") else "")
+        "index load included; get is the fastest of several passes."
+        + (
+            f" Best of {params['rounds']} rounds (each in a fresh store)."
+            if params.get("rounds", 1) > 1
+            else ""
+        )
+        + (" `--quick` run." if params.get("quick") else "")
     )
     h, rows = single_table(single)
     parts.append(_report.table(h, rows))
@@ -1005,7 +1040,7 @@ def markdown(
         "set. Stores whose index lives on disk hold almost nothing on the Python heap; their working set "
         "is the OS page cache."
     )
-    h, rows = memory_table(single, memory, params["keys"])
+    h, rows = memory_table(single, memory)
     parts.append(_report.table(h, rows))
     parts.append(
         f"### {params['procs']} processes on one store\n\n"
@@ -1033,6 +1068,7 @@ def run(args: argparse.Namespace) -> int:
     cap = args.max_seconds if args.max_seconds is not None else (2.0 if quick else 30.0)
     min_time = 0.3 if quick else 1.0
     reopens = 3 if quick else 5
+    rounds = max(1, args.rounds)
     names = [s for s in STORES if not args.only or s in args.only]
     tmp = tempfile.mkdtemp(prefix="kvb-bench-engine-", dir=args.dir)
     print(f"machine: {_report.machine()}")
@@ -1051,17 +1087,22 @@ def run(args: argparse.Namespace) -> int:
     multi: dict[str, MultiResult] = {}
     memory: dict[str, float] | None = None
     try:
-        for name in names:
-            print(f"-- {name}: one process ({since()}) ...", flush=True)
-            r = bench_single(name, keys, value, tmp, cap=cap, min_time=min_time, reopens=reopens)
-            single[name] = r
-            if r.skipped:
-                print(f"   {r.label}: skipped: {r.skipped}")
-            else:
-                print(
-                    f"   set {_us(r.set)}  get {_us(r.get)}  delete {_us(r.delete)} us/op  "
-                    f"open {_fmt(r.open_ms)} ms"
+        for rnd in range(rounds):
+            order = names if rnd % 2 == 0 else names[::-1]  # spread slow drifts of machine load evenly
+            for name in order:
+                print(f"-- {name}: one process, round {rnd + 1}/{rounds} ({since()}) ...", flush=True)
+                r = bench_single(
+                    name, keys, value, tmp, cap=cap, min_time=min_time, reopens=reopens, memory=rnd == 0
                 )
+                if r.skipped:
+                    print(f"   {r.label}: skipped: {r.skipped}")
+                else:
+                    print(
+                        f"   set {_us(r.set)}  get {_us(r.get)}  delete {_us(r.delete)} us/op  "
+                        f"open {_fmt(r.open_ms)} ms"
+                    )
+                single[name] = best_of(single[name], r) if name in single else r
+        single = {name: single[name] for name in names}
         if KVB in names and m > 0 and not STORES[KVB].missing():
             print(f"-- {KVB}: key directory at {m:,} keys ({since()}) ...", flush=True)
             memory = keydir_memory(m, tmp)
@@ -1086,7 +1127,7 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print()
     print("Memory held per key once open")
-    print(text_table(*memory_table(single, memory, n)))
+    print(text_table(*memory_table(single, memory)))
     print()
     print(f"{args.procs} processes, one store, 50% set / 50% get")
     print(text_table(*multi_table(multi)))
@@ -1095,7 +1136,14 @@ def run(args: argparse.Namespace) -> int:
         print(c.line())
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
     if not args.no_write:
-        params = {"keys": n, "procs": args.procs, "mp_ops": mp_ops, "keyspace": keyspace, "quick": quick}
+        params = {
+            "keys": n,
+            "procs": args.procs,
+            "mp_ops": mp_ops,
+            "keyspace": keyspace,
+            "quick": quick,
+            "rounds": rounds,
+        }
         chart = os.path.join(_report.CHART_DIR, "engine.png")
         draw_chart(single, multi, chart)
         _report.write_section("engine", markdown(single, multi, memory, found, params, args.note))
@@ -1108,6 +1156,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="short run (about 30 s): 10k keys, 200k for memory")
     p.add_argument("--keys", type=int, default=None, help="keys per store (default 100,000)")
     p.add_argument("--memory-keys", type=int, default=None, help="keys for the key-directory memory figure")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="repeat the one-process part and keep each store's best"
+    )
     p.add_argument("--procs", type=int, default=4, help="processes sharing one store (default 4)")
     p.add_argument("--mp-ops", type=int, default=None, help="operations per process (default 20,000)")
     p.add_argument("--max-seconds", type=float, default=None, help="time cap for one operation's pass")

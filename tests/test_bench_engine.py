@@ -127,6 +127,8 @@ def test_command_line_run_prints_targets(capsys, tmp_path):
             "2",
             "--mp-ops",
             "50",
+            "--rounds",
+            "2",
             "--only",
             "kv_backend",
             "--dir",
@@ -139,6 +141,19 @@ def test_command_line_run_prints_targets(capsys, tmp_path):
     assert "One process, microseconds per operation" in out
     assert "SKIP  set >= 10x faster than diskcache" in out  # diskcache was left out of this run
     assert os.listdir(tmp_path) == []
+
+
+def test_best_of_two_rounds_keeps_the_fastest_figures():
+    a = be.SingleResult("kv_backend", label="kv_backend", open_ms=5.0, heap_per_key=120.0, memory_keys=10)
+    a.set, a.get, a.delete = be.Timing(2.0, 100, 100), be.Timing(1.0, 100, 100), be.Timing(1.0, 50, 100)
+    b = be.SingleResult("kv_backend", label="kv_backend", open_ms=7.0)
+    b.set, b.get, b.delete = be.Timing(1.0, 100, 100), be.Timing(3.0, 100, 100), be.Timing(4.0, 100, 100)
+    best = be.best_of(a, b)
+    assert best.set is b.set and best.get is a.get and best.delete is a.delete
+    assert best.open_ms == 5.0 and best.heap_per_key == 120.0 and best.memory_keys == 10
+    assert best.notes == ["delete: 50 of 100 keys (time cap)"]
+    skipped = be.SingleResult("lmdb", skipped="not installed")
+    assert be.best_of(skipped, skipped).skipped == "not installed"
 
 
 def test_percentile_nearest_rank():
