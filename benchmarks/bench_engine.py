@@ -273,7 +273,12 @@ def make_value(seed: int = 2) -> bytes:
     return random.Random(seed).randbytes(VALUE_SIZE)
 
 
-_CHUNK = 64
+_CHUNK = 64  # operations between two looks at the clock, once operations prove fast
+
+
+def _next_chunk(size: int, spent: float) -> int:
+    """Grow the chunk while a chunk takes under 5 ms, so a very slow store still stops near the cap."""
+    return size * 2 if size < _CHUNK and spent < 0.005 else size
 
 
 @dataclass
@@ -299,13 +304,16 @@ def time_puts(put: Callable[[bytes, bytes], Any], keys: Sequence[bytes], value: 
     done = 0
     elapsed = 0.0
     n = len(keys)
+    size = 1
     while done < n and elapsed < cap:
-        chunk = keys[done : done + _CHUNK]
+        chunk = keys[done : done + size]
         t0 = clock()
         for k in chunk:
             put(k, value)
-        elapsed += clock() - t0
+        spent = clock() - t0
+        elapsed += spent
         done += len(chunk)
+        size = _next_chunk(size, spent)
     return Timing(elapsed, done, n)
 
 
@@ -315,32 +323,17 @@ def time_calls(fn: Callable[[bytes], Any], keys: Sequence[bytes], cap: float) ->
     done = 0
     elapsed = 0.0
     n = len(keys)
+    size = 1
     while done < n and elapsed < cap:
-        chunk = keys[done : done + _CHUNK]
+        chunk = keys[done : done + size]
         t0 = clock()
         for k in chunk:
             fn(k)
-        elapsed += clock() - t0
+        spent = clock() - t0
+        elapsed += spent
         done += len(chunk)
+        size = _next_chunk(size, spent)
     return Timing(elapsed, done, n)
-
-
-def time_gets(
-    get: Callable[[bytes], Any], keys: Sequence[bytes], cap: float, min_time: float, max_passes: int = 5
-) -> Timing:
-    """Time passes over ``keys`` until ``min_time`` seconds are spent; return the fastest pass.
-
-    The fastest pass is the one least disturbed by other work on the machine.
-    """
-    passes: list[Timing] = []
-    spent = 0.0
-    while True:
-        t = time_calls(get, keys, cap)
-        passes.append(t)
-        spent += t.seconds
-        if t.partial or spent >= min_time or len(passes) >= max_passes:
-            break
-    return min(passes, key=lambda t: t.us_per_op)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -453,8 +446,49 @@ class SingleResult:
     notes: list[str] = field(default_factory=list)
 
 
-def bench_single(
-    name: str,
+_SLICE = 1000  # keys one store works through before the next store takes its turn
+
+
+def _interleave(
+    work: dict[str, tuple[Callable[..., Any], Sequence[bytes]]],
+    value: bytes | None,
+    cap: float,
+    failed: dict[str, str],
+) -> dict[str, Timing]:
+    """Run every store's pass over its keys in turns of ``_SLICE`` keys, timing each store apart.
+
+    Taking turns spreads the changing load of a shared machine evenly over
+    the stores, so the ratios stay fair even when absolute figures drift.
+    ``value`` given means the callables are puts. A store stops at ``cap``
+    seconds of its own time; one that raises is recorded in ``failed`` and
+    left out of the result.
+    """
+    seconds = dict.fromkeys(work, 0.0)
+    done = dict.fromkeys(work, 0)
+    active = list(work)
+    while active:
+        for name in list(active):
+            fn, keys = work[name]
+            part = keys[done[name] : done[name] + _SLICE]
+            left = cap - seconds[name]
+            try:
+                t = time_puts(fn, part, value, left) if value is not None else time_calls(fn, part, left)
+            except Exception as exc:
+                failed[name] = f"failed: {type(exc).__name__}: {exc}"
+                traceback.print_exc()
+                active.remove(name)
+                continue
+            seconds[name] += t.seconds
+            done[name] += t.done
+            if done[name] >= len(keys) or seconds[name] >= cap:
+                active.remove(name)
+    return {
+        name: Timing(seconds[name], done[name], len(work[name][1])) for name in work if name not in failed
+    }
+
+
+def bench_one_process(
+    names: Sequence[str],
     keys: Sequence[bytes],
     value: bytes,
     tmp: str,
@@ -462,57 +496,143 @@ def bench_single(
     min_time: float = 1.0,
     reopens: int = 5,
     memory: bool = True,
-) -> SingleResult:
-    """Run set / get / open / memory / delete for one store in a fresh directory under ``tmp``."""
-    store = STORES[name]
-    res = SingleResult(name, label=name)
-    why = store.missing()
-    if why:
-        res.skipped = why
-        return res
-    root = tempfile.mkdtemp(prefix=f"{name.replace('+', '_')}-", dir=tmp)
-    path = os.path.join(root, "store")
+    max_passes: int = 5,
+) -> dict[str, SingleResult]:
+    """Set / get / open / memory / delete for every store, each in a fresh directory under ``tmp``.
+
+    All stores are open side by side and take turns (see :func:`_interleave`):
+    set every key, get every key in random order (passes until ``min_time``
+    seconds, keeping the fastest: the one least disturbed by other work),
+    reopen (median of ``reopens``, index load and one get included), memory
+    in a fresh interpreter, then delete every key in random order. A store
+    that is missing or raises gets a ``skipped`` reason; the others go on.
+    """
+    results = {name: SingleResult(name, label=name) for name in names}
+    failed: dict[str, str] = {}
+    roots: dict[str, str] = {}
+    handles: dict[str, Any] = {}
     n = len(keys)
     rng = random.Random(3)
+    for name in names:
+        why = STORES[name].missing()
+        if why:
+            failed[name] = why
+
+    def live() -> list[str]:
+        return [name for name in names if name not in failed]
+
+    def each(step: Callable[[str, Store], None]) -> None:
+        for name in live():
+            try:
+                step(name, STORES[name])
+            except Exception as exc:
+                failed[name] = f"failed: {type(exc).__name__}: {exc}"
+                traceback.print_exc()
+                h = handles.pop(name, None)
+                if h is not None:
+                    try:
+                        STORES[name].close(h)
+                    except Exception:
+                        pass
+
+    def path(name: str) -> str:
+        return os.path.join(roots[name], "store")
+
+    def open_store(name: str, store: Store) -> None:
+        handles[name] = store.open(path(name), n)
+
+    def close_store(name: str, store: Store) -> None:
+        store.close(handles.pop(name))
+
     try:
+
+        def create(name: str, store: Store) -> None:
+            roots[name] = tempfile.mkdtemp(prefix=f"{name.replace('+', '_')}-", dir=tmp)
+            open_store(name, store)
+
+        each(create)
         gc.collect()
-        h = store.open(path, n)
-        res.set = time_puts(store.put(h), keys, value, cap)
-        stored = keys[: res.set.done]
-        get_order = rng.sample(stored, len(stored))
-        gc.collect()
-        res.get = time_gets(store.get(h), get_order, cap, min_time)
-        for k in (stored[0], stored[-1]):
-            got = store.get(h)(k)
-            if got != value:
-                raise RuntimeError(f"{name} returned {got!r} for a key just set: the benchmark is broken")
-        store.close(h)
-        if name == "dbm":
-            res.label = f"dbm ({dbm_module(path)})"
-        probe = stored[0]
-        times = []
-        for _ in range(reopens):
+        sets = _interleave({k: (STORES[k].put(handles[k]), keys) for k in live()}, value, cap, failed)
+        stored = {name: keys[: t.done] for name, t in sets.items()}
+        orders = {name: rng.sample(ks, len(ks)) for name, ks in stored.items()}
+
+        gets: dict[str, Timing] = {}
+        spent: dict[str, float] = {}
+        passes: dict[str, int] = {}
+        pending = live()
+        while pending:
+            gc.collect()
+            got = _interleave({k: (STORES[k].get(handles[k]), orders[k]) for k in pending}, None, cap, failed)
+            for name, t in got.items():
+                if name not in gets or t.us_per_op < gets[name].us_per_op:
+                    gets[name] = t
+                spent[name] = spent.get(name, 0.0) + t.seconds
+                passes[name] = passes.get(name, 0) + 1
+            pending = [
+                k for k in got if not got[k].partial and spent[k] < min_time and passes[k] < max_passes
+            ]
+
+        def verify_and_close(name: str, store: Store) -> None:
+            for k in (stored[name][0], stored[name][-1]):
+                found = store.get(handles[name])(k)
+                if found != value:
+                    raise RuntimeError(f"{name} returned {found!r} for a key it was given: broken benchmark")
+            close_store(name, store)
+            if name == "dbm":
+                results[name].label = f"dbm ({dbm_module(path(name))})"
+
+        each(verify_and_close)
+
+        times: dict[str, list[float]] = {name: [] for name in live()}
+
+        def reopen(name: str, store: Store) -> None:
+            if times[name] and sum(times[name]) >= cap:
+                return
             gc.collect()
             t0 = time.perf_counter()
-            h = store.open(path, n)
-            store.get(h)(probe)
-            times.append(time.perf_counter() - t0)
+            h = store.open(path(name), n)
+            store.get(h)(stored[name][0])
+            times[name].append(time.perf_counter() - t0)
             store.close(h)
-        res.open_ms = statistics.median(times) * 1e3
+
+        for _ in range(reopens):
+            each(reopen)
+
+        def measure(name: str, store: Store) -> None:
+            r, count, probe = results[name], len(stored[name]), stored[name][0]
+            r.memory_keys = count
+            r.heap_per_key = measure_memory(name, path(name), count, probe, "tracemalloc")
+            r.rss_per_key = measure_memory(name, path(name), count, probe, "rss")
+
         if memory:
-            res.memory_keys = len(stored)
-            res.heap_per_key = measure_memory(name, path, len(stored), probe, "tracemalloc")
-            res.rss_per_key = measure_memory(name, path, len(stored), probe, "rss")
-        h = store.open(path, n)
+            each(measure)
+        each(open_store)
         gc.collect()
-        res.delete = time_calls(store.delete(h), rng.sample(stored, len(stored)), cap)
-        store.close(h)
-        for op, t in (("set", res.set), ("get", res.get), ("delete", res.delete)):
-            if t.partial:
-                res.notes.append(f"{op}: {t.done:,} of {t.total:,} keys (time cap)")
+        deletes = _interleave(
+            {k: (STORES[k].delete(handles[k]), rng.sample(stored[k], len(stored[k]))) for k in live()},
+            None,
+            cap,
+            failed,
+        )
+        each(close_store)
+        for name in live():
+            r = results[name]
+            r.set, r.get, r.delete = sets[name], gets[name], deletes[name]
+            r.open_ms = statistics.median(times[name]) * 1e3
+            for op, t in (("set", r.set), ("get", r.get), ("delete", r.delete)):
+                if t.partial:
+                    r.notes.append(f"{op}: {t.done:,} of {t.total:,} keys (time cap)")
     finally:
-        shutil.rmtree(root, ignore_errors=True)
-    return res
+        for name, h in handles.items():
+            try:
+                STORES[name].close(h)
+            except Exception:
+                pass
+        for root in roots.values():
+            shutil.rmtree(root, ignore_errors=True)
+    for name, why in failed.items():
+        results[name].skipped = why
+    return results
 
 
 def best_of(a: SingleResult, b: SingleResult) -> SingleResult:
@@ -870,6 +990,14 @@ def memory_table(
     return headers, rows
 
 
+def memory_line(memory: dict[str, float]) -> str:
+    """One sentence on the large store built for the key-directory figure."""
+    return (
+        f"The {memory['keys']:,}-key kv_backend store was written in {memory['build_s']:.1f} s "
+        f"(batches of 1,000) and opened, key directory rebuilt, in {memory['open_s']:.2f} s."
+    )
+
+
 def multi_table(multi: dict[str, MultiResult]) -> tuple[list[str], list[list[object]]]:
     """Headers and rows of the several-processes table."""
     base = multi.get(KVB)
@@ -1042,6 +1170,8 @@ def markdown(
     )
     h, rows = memory_table(single, memory)
     parts.append(_report.table(h, rows))
+    if memory:
+        parts.append(memory_line(memory))
     parts.append(
         f"### {params['procs']} processes on one store\n\n"
         f"Each process opens the store, then runs {params['mp_ops']:,} operations, 50% set / 50% get, on "
@@ -1088,30 +1218,40 @@ def run(args: argparse.Namespace) -> int:
     memory: dict[str, float] | None = None
     try:
         for rnd in range(rounds):
-            order = names if rnd % 2 == 0 else names[::-1]  # spread slow drifts of machine load evenly
-            for name in order:
-                print(f"-- {name}: one process, round {rnd + 1}/{rounds} ({since()}) ...", flush=True)
-                r = bench_single(
-                    name, keys, value, tmp, cap=cap, min_time=min_time, reopens=reopens, memory=rnd == 0
-                )
+            order = names if rnd % 2 == 0 else names[::-1]
+            print(
+                f"-- one process, all stores taking turns, round {rnd + 1}/{rounds} ({since()}) ...",
+                flush=True,
+            )
+            got = bench_one_process(
+                order, keys, value, tmp, cap=cap, min_time=min_time, reopens=reopens, memory=rnd == 0
+            )
+            for name, r in got.items():
                 if r.skipped:
                     print(f"   {r.label}: skipped: {r.skipped}")
                 else:
                     print(
-                        f"   set {_us(r.set)}  get {_us(r.get)}  delete {_us(r.delete)} us/op  "
+                        f"   {r.label}: set {_us(r.set)}  get {_us(r.get)}  delete {_us(r.delete)} us/op  "
                         f"open {_fmt(r.open_ms)} ms"
                     )
                 single[name] = best_of(single[name], r) if name in single else r
         single = {name: single[name] for name in names}
         if KVB in names and m > 0 and not STORES[KVB].missing():
             print(f"-- {KVB}: key directory at {m:,} keys ({since()}) ...", flush=True)
-            memory = keydir_memory(m, tmp)
-            print(f"   {memory['heap_per_key']:.1f} B/key heap, {memory['rss_per_key']:.1f} B/key RSS")
+            try:
+                memory = keydir_memory(m, tmp)
+                print(f"   {memory['heap_per_key']:.1f} B/key heap, {memory['rss_per_key']:.1f} B/key RSS")
+            except Exception:
+                traceback.print_exc()
         for name in names:
             if not STORES[name].multiprocess:
                 continue
             print(f"-- {name}: {args.procs} processes ({since()}) ...", flush=True)
-            mr = bench_multi(name, tmp, procs=args.procs, ops=mp_ops, keyspace=keyspace)
+            try:
+                mr = bench_multi(name, tmp, procs=args.procs, ops=mp_ops, keyspace=keyspace)
+            except Exception as exc:
+                traceback.print_exc()
+                mr = MultiResult(name, skipped=f"failed: {type(exc).__name__}: {exc}")
             multi[name] = mr
             if mr.skipped:
                 print(f"   skipped: {mr.skipped}")
@@ -1128,6 +1268,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("Memory held per key once open")
     print(text_table(*memory_table(single, memory)))
+    if memory:
+        print(memory_line(memory))
     print()
     print(f"{args.procs} processes, one store, 50% set / 50% get")
     print(text_table(*multi_table(multi)))

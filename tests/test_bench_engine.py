@@ -22,9 +22,9 @@ def results(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("bench"))
     keys = be.make_keys(N)
     value = be.make_value()
-    single = {}
-    for name in be.STORES:
-        single[name] = be.bench_single(name, keys, value, tmp, cap=5.0, min_time=0.0, reopens=1, memory=False)
+    single = be.bench_one_process(
+        list(be.STORES), keys, value, tmp, cap=5.0, min_time=0.0, reopens=1, memory=False
+    )
     memory = be.keydir_memory(2_000, tmp)
     multi = {name: be.bench_multi(name, tmp, procs=2, ops=100, keyspace=50) for name in be.STORES}
     leftovers = os.listdir(tmp)
@@ -107,13 +107,47 @@ def test_missing_library_is_skipped_not_fatal(monkeypatch, tmp_path):
         "nothing",
     )
     monkeypatch.setitem(be.STORES, "nosuchstore", fake)
-    r = be.bench_single("nosuchstore", be.make_keys(10), be.make_value(), str(tmp_path))
+    r = be.bench_one_process(["nosuchstore"], be.make_keys(10), be.make_value(), str(tmp_path))["nosuchstore"]
     assert r.skipped == "not installed"
     m = be.bench_multi("nosuchstore", str(tmp_path))
     assert m.skipped == "not installed"
     _, rows = be.single_table({"nosuchstore": r})
     assert rows[0][1] == "skipped: not installed"
     assert be.checks({"nosuchstore": r}, {}, None)[0].ok is None
+
+
+def test_a_store_that_raises_is_reported_and_the_others_go_on(monkeypatch, tmp_path):
+    def broken_put(handle):
+        def put(key, value):
+            if len(handle) >= 5:
+                raise RuntimeError("disk on fire")
+            handle[key] = value
+
+        return put
+
+    broken = be.Store(
+        "brokenstore",
+        "pickle",
+        be.PickledDict.load,
+        lambda d: d.close(),
+        broken_put,
+        lambda d: d.__getitem__,
+        lambda d: d.__delitem__,
+        "nothing",
+    )
+    monkeypatch.setitem(be.STORES, "brokenstore", broken)
+    got = be.bench_one_process(
+        ["brokenstore", "dict+pickle"],
+        be.make_keys(50),
+        be.make_value(),
+        str(tmp_path),
+        min_time=0.0,
+        reopens=1,
+    )
+    assert got["brokenstore"].skipped == "failed: RuntimeError: disk on fire"
+    ok = got["dict+pickle"]
+    assert ok.skipped is None and ok.set.done == ok.get.done == ok.delete.done == 50
+    assert os.listdir(tmp_path) == []
 
 
 def test_command_line_run_prints_targets(capsys, tmp_path):
