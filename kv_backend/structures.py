@@ -30,6 +30,7 @@ import re
 import struct
 import time
 from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -143,15 +144,18 @@ def _idx(i: int) -> bytes:
     return _U64.pack(i + _BIAS)
 
 
-def format_float(value: float) -> bytes:
-    """Redis's text form of a double: shortest round-trip digits, integers without ``.0``, ``inf``."""
+def format_float(value: float, human: bool = False) -> bytes:
+    """Redis's text form of a double: shortest round-trip digits, integers without ``.0``, ``inf``.
+
+    ``human`` (INCRBYFLOAT's style) never uses an exponent: ``1e-20`` is written out in full.
+    """
     if math.isinf(value):
         return b"inf" if value > 0 else b"-inf"
     if value == int(value) and abs(value) < 1e17:
         return str(int(value)).encode()
     text = repr(value)
-    if "e" in text:  # Redis never prints exponents for INCRBYFLOAT-style values
-        text = f"{value:.17f}".rstrip("0").rstrip(".")
+    if human and "e" in text:
+        text = format(Decimal(text), "f")
     return text.encode()
 
 
@@ -740,7 +744,7 @@ class Structures:
             result = current + amount
             if math.isinf(result) or math.isnan(result):
                 raise CommandError("ERR increment would produce NaN or Infinity")
-            self.db.put(mk, b"s" + format_float(result), ttl)
+            self.db.put(mk, b"s" + format_float(result, human=True), ttl)
             return result
 
     # ---------------------------------------------------------------- hashes
@@ -883,7 +887,7 @@ class Structures:
             result = (0.0 if old is None else parse_float(old)) + amount
             if math.isinf(result) or math.isnan(result):
                 raise CommandError("ERR increment would produce NaN or Infinity")
-            self._hset(name, [(field, format_float(result))], nx=False)
+            self._hset(name, [(field, format_float(result, human=True))], nx=False)
             return result
 
     def _member_scan(

@@ -15,6 +15,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from conftest import require_tool
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from resp_helpers import RunningServer
 
 from kv_backend import DB
@@ -338,7 +340,9 @@ def test_server_commands(r):
         r.execute_command("SELECT", 1)
     assert r.info()["redis_version"]
     assert r.command_count() > 100
-    assert raw(r.connection_pool.connection_kwargs["port"], b"COMMAND DOCS get\r\n").startswith(b"*2\r\n$3\r\nget")
+    assert raw(r.connection_pool.connection_kwargs["port"], b"COMMAND DOCS get\r\n").startswith(
+        b"*2\r\n$3\r\nget"
+    )
     assert r.config_get("save") == {"save": ""}
     with pytest.raises(redis.ResponseError, match="unknown command 'FROBNICATE'"):
         r.execute_command("FROBNICATE", "x")
@@ -461,8 +465,31 @@ def test_protocol_errors_close_only_that_connection(server, r):
 
 def test_fuzz_random_bytes(server, r):
     rng = random.Random(1234)
-    alphabet = [b"*", b"$", b"\r\n", b"\r", b"\n", b"-1", b"0", b"3", b"12", b"GET", b"SET", b"PING", b" ", b"\x00",
-                b"\xff", b"MULTI", b"EXEC", b"SUBSCRIBE", b"HELLO", b"3", b"\"", b"'", b"QUIT"]
+    alphabet = [
+        b"*",
+        b"$",
+        b"\r\n",
+        b"\r",
+        b"\n",
+        b"-1",
+        b"0",
+        b"3",
+        b"12",
+        b"GET",
+        b"SET",
+        b"PING",
+        b" ",
+        b"\x00",
+        b"\xff",
+        b"MULTI",
+        b"EXEC",
+        b"SUBSCRIBE",
+        b"HELLO",
+        b"3",
+        b'"',
+        b"'",
+        b"QUIT",
+    ]
     for _ in range(150):
         parts = [rng.choice(alphabet) for _ in range(rng.randint(1, 40))]
         if rng.random() < 0.3:
@@ -552,11 +579,12 @@ def test_requirepass_and_unixsocket(tmp_path):
     try:
         out = raw(srv.port, b"GET x\r\nPING\r\nHELLO 3\r\n")
         assert out.count(b"-NOAUTH") == 3
-        anon = redis.Redis(port=srv.port)
+        no_retry = Retry(NoBackoff(), 0)
+        anon = redis.Redis(port=srv.port, retry=no_retry)
         with pytest.raises(redis.AuthenticationError):
             anon.get("x")
         with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=srv.port, password="wrong").get("x")
+            redis.Redis(port=srv.port, password="wrong", retry=no_retry).get("x")
         good = redis.Redis(port=srv.port, password="s3cret")
         assert good.set("x", "1") and good.get("x") == b"1"
         r3 = redis.Redis(port=srv.port, password="s3cret", protocol=3)

@@ -490,7 +490,7 @@ def cmd_decrby(conn: Connection, args: list[bytes]) -> Any:
 def cmd_incrbyfloat(conn: Connection, args: list[bytes]) -> Any:
     from kv_backend.structures import format_float
 
-    return format_float(conn.st.incrbyfloat(args[1], parse_float(args[2])))
+    return format_float(conn.st.incrbyfloat(args[1], parse_float(args[2])), human=True)
 
 
 # ------------------------------------------------------------------ keys
@@ -697,7 +697,7 @@ def cmd_hincrby(conn: Connection, args: list[bytes]) -> Any:
 def cmd_hincrbyfloat(conn: Connection, args: list[bytes]) -> Any:
     from kv_backend.structures import format_float
 
-    return format_float(conn.st.hincrbyfloat(args[1], args[2], parse_float(args[3])))
+    return format_float(conn.st.hincrbyfloat(args[1], args[2], parse_float(args[3])), human=True)
 
 
 @command("HEXISTS", 3)
