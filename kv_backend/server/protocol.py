@@ -64,94 +64,116 @@ NULL_ARRAY: Any = _NullArray()
 OK = "OK"
 
 
-def _digits(raw: bytes) -> bool:
-    return raw.isdigit() or (raw[:1] == b"-" and raw[1:].isdigit())
-
-
 class Parser:
-    """Incremental RESP request parser: :meth:`feed` bytes, then take the complete commands."""
+    """Incremental RESP request parser: :meth:`feed` bytes, then take the complete commands.
 
-    __slots__ = ("args", "buf", "bulk", "need")
+    Unfinished input is kept as a list of chunks and only joined once enough
+    bytes for the pending bulk string have arrived, so a large value sent in
+    many small reads costs linear time.
+    """
+
+    __slots__ = ("args", "chunks", "have", "need", "want")
 
     def __init__(self) -> None:
-        self.buf = bytearray()
+        self.chunks: list[bytes] = []
+        self.have = 0  # bytes in chunks
+        self.want = 0  # bytes needed before parsing is worth trying again
         self.args: list[bytes] | None = None
-        self.need = 0
-        self.bulk = -1
+        self.need = 0  # bulk strings still missing from ``args``
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Add received bytes and return the commands they complete (possibly none)."""
-        buf = self.buf
-        buf += data
+        chunks = self.chunks
+        if chunks:
+            chunks.append(bytes(data))
+            self.have += len(data)
+            if self.have < self.want:
+                return []
+            buf = b"".join(chunks)
+        else:
+            buf = bytes(data)
         out: list[list[bytes]] = []
-        pos = 0
         n = len(buf)
-        try:
-            while pos < n:
-                if self.args is None:
-                    if buf[pos] == 42:  # '*'
-                        nl = buf.find(b"\r\n", pos)
-                        if nl < 0:
-                            if n - pos > MAX_INLINE:
-                                raise ProtocolError("Protocol error: too big mbulk count string")
-                            break
-                        raw = bytes(buf[pos + 1 : nl])
-                        if not _digits(raw) or len(raw) > 12:
-                            raise ProtocolError("Protocol error: invalid multibulk length")
-                        count = int(raw)
-                        if count > MAX_ARRAY:
-                            raise ProtocolError("Protocol error: invalid multibulk length")
-                        pos = nl + 2
-                        if count <= 0:
-                            continue
-                        self.args = []
-                        self.need = count
-                    else:
-                        nl = buf.find(b"\n", pos)
-                        if nl < 0:
-                            if n - pos > MAX_INLINE:
-                                raise ProtocolError("Protocol error: too big inline request")
-                            break
-                        if nl - pos > MAX_INLINE:
-                            raise ProtocolError("Protocol error: too big inline request")
-                        line = bytes(buf[pos:nl])
-                        pos = nl + 1
-                        words = split_inline(line)
-                        if words:
-                            out.append(words)
-                        continue
-                args = self.args
-                while self.need:
-                    if self.bulk < 0:
-                        if pos >= n:
-                            break
-                        if buf[pos] != 36:  # '$'
-                            raise ProtocolError(f"Protocol error: expected '$', got '{chr(buf[pos])}'")
-                        nl = buf.find(b"\r\n", pos)
-                        if nl < 0:
-                            if n - pos > MAX_INLINE:
-                                raise ProtocolError("Protocol error: too big bulk count string")
-                            break
-                        raw = bytes(buf[pos + 1 : nl])
-                        if not raw.isdigit() or len(raw) > 12 or int(raw) > MAX_BULK:
-                            raise ProtocolError("Protocol error: invalid bulk length")
-                        self.bulk = int(raw)
-                        pos = nl + 2
-                    size = self.bulk
-                    if n - pos < size + 2:
-                        break
-                    if buf[pos + size : pos + size + 2] != b"\r\n":
-                        raise ProtocolError("Protocol error: bulk string not terminated by CRLF")
-                    args.append(bytes(buf[pos : pos + size]))
-                    pos += size + 2
-                    self.bulk = -1
-                    self.need -= 1
-                if self.need:
+        pos = 0
+        args = self.args
+        need = self.need
+        want = 0
+        while True:
+            if args is None:
+                if pos >= n:
                     break
-                out.append(args)
-                self.args = None
-        finally:
-            del buf[:pos]
+                if buf[pos] == 42:  # '*'
+                    nl = buf.find(b"\r\n", pos)
+                    if nl < 0:
+                        if n - pos > MAX_INLINE:
+                            raise ProtocolError("Protocol error: too big mbulk count string")
+                        break
+                    raw = buf[pos + 1 : nl]
+                    if not raw.isdigit():
+                        if raw[:1] == b"-" and raw[1:].isdigit():
+                            pos = nl + 2  # a null or negative array: ignored, as Redis does
+                            continue
+                        raise ProtocolError("Protocol error: invalid multibulk length")
+                    count = int(raw) if len(raw) < 12 else MAX_ARRAY + 1
+                    if count > MAX_ARRAY:
+                        raise ProtocolError("Protocol error: invalid multibulk length")
+                    pos = nl + 2
+                    if count == 0:
+                        continue
+                    args = []
+                    need = count
+                else:
+                    nl = buf.find(b"\n", pos)
+                    if nl < 0:
+                        if n - pos > MAX_INLINE:
+                            raise ProtocolError("Protocol error: too big inline request")
+                        break
+                    if nl - pos > MAX_INLINE:
+                        raise ProtocolError("Protocol error: too big inline request")
+                    words = split_inline(buf[pos:nl])
+                    pos = nl + 1
+                    if words:
+                        out.append(words)
+                    continue
+            while need:
+                if pos >= n:
+                    break
+                if buf[pos] != 36:  # '$'
+                    raise ProtocolError(f"Protocol error: expected '$', got '{chr(buf[pos])}'")
+                nl = buf.find(b"\r\n", pos)
+                if nl < 0:
+                    if n - pos > MAX_INLINE:
+                        raise ProtocolError("Protocol error: too big bulk count string")
+                    break
+                raw = buf[pos + 1 : nl]
+                if not raw.isdigit() or len(raw) > 12:
+                    raise ProtocolError("Protocol error: invalid bulk length")
+                size = int(raw)
+                if size > MAX_BULK:
+                    raise ProtocolError("Protocol error: invalid bulk length")
+                end = nl + 2 + size
+                if end + 2 > n:
+                    want = end + 2 - pos
+                    break
+                if buf[end : end + 2] != b"\r\n":
+                    raise ProtocolError("Protocol error: bulk string not terminated by CRLF")
+                args.append(buf[nl + 2 : end])
+                pos = end + 2
+                need -= 1
+            if need:
+                break
+            out.append(args)
+            args = None
+        self.args = args
+        self.need = need
+        self.want = want
+        if pos < n:
+            rest = buf[pos:] if pos else buf
+            self.chunks = [rest]
+            self.have = len(rest)
+        elif chunks:
+            self.chunks = []
+            self.have = 0
         return out
 
 
