@@ -367,7 +367,10 @@ class StructuresModel(RuleBasedStateMachine):
         assert sorted(s.keys()) == sorted(self.model)
 
     def teardown(self):
+        import shutil
+
         self.s.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 TestStructuresModel = StructuresModel.TestCase

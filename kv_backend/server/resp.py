@@ -302,12 +302,14 @@ class Server:
         its reply is sent.
         """
         queue, self._queue = self._queue, []
-        try:
-            lock = self.db.locked()
-            lock.__enter__()
-        except Exception as exc:  # the store is unusable: still answer (with errors) rather than hang
-            self.log(f"cannot take the store's write lock: {exc!r}")
-            lock = None
+        lock = None
+        if any(_may_write(conn.pending) for conn in queue):
+            try:
+                lock = self.db.locked()
+                lock.__enter__()
+            except Exception as exc:  # the store is unusable: still answer (with errors) rather than hang
+                self.log(f"cannot take the store's write lock: {exc!r}")
+                lock = None
         try:
             for conn in queue:
                 conn.queued = False
@@ -430,6 +432,17 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
             with contextlib.suppress(OSError):
                 os.unlink(unixsocket)
         server.log("stopped")
+
+
+_READ_ONLY = frozenset(name for name, cmd in COMMANDS.items() if "write" not in cmd.flags) - {
+    b"exec",
+    b"multi",
+}
+
+
+def _may_write(commands: list[list[bytes]]) -> bool:
+    """Whether any of these commands may write (then a flush takes the write lock once for all)."""
+    return any(args[0].lower() not in _READ_ONLY for args in commands)
 
 
 def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
