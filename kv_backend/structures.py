@@ -2,15 +2,15 @@
 
 Every Redis key is one *metadata record* ``b"\\x00m" + name`` whose value starts
 with a type tag; strings keep their value right there, collections keep a
-count and a version, and their fields/elements/members live in records of
+count and a write counter, and their fields/elements/members live in records of
 their own under a per-type prefix followed by the length-prefixed name::
 
-    b"\\x00m" name                     -> b"s" value | b"h"/b"t"/b"z" count version | b"l" head tail version
-    b"\\x00h" len name field               -> value            (hash fields)
-    b"\\x00l" len name index(8)            -> element          (lists; index is a sortable int64)
-    b"\\x00s" len name member              -> b""              (sets)
-    b"\\x00z" len name member              -> score(8)         (sorted set: member -> score)
-    b"\\x00Z" len name score(8) member     -> b""              (sorted set: score order index)
+    b"\\x00m" name                  -> b"s" value | b"h"/b"t"/b"z" count version | b"l" head tail version
+    b"\\x00h" len name field        -> value      (hash fields)
+    b"\\x00l" len name index(8)     -> element    (lists; index is a sortable int64)
+    b"\\x00s" len name member       -> b""        (sets)
+    b"\\x00z" len name member       -> score(8)   (sorted set: member -> score)
+    b"\\x00Z" len name score(8) mbr -> b""        (sorted set: score order index)
 
 Scores are IEEE-754 doubles turned into 8 bytes that sort like the numbers, so
 score ranges and ranks are ordered engine scans. Expiry lives on the metadata
