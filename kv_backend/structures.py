@@ -527,24 +527,50 @@ class Structures:
         names = [k[2:] for k in self.db.keys(prefix=META)]
         return random.choice(names) if names else None
 
-    def vacuum(self) -> int:
-        """Delete member records whose key has expired or been replaced; return how many."""
+    def vacuum(self, chunk: int = 1000) -> int:
+        """Delete member records whose key has expired or been replaced; return how many.
+
+        Scans without the write lock and deletes in batches of at most ``chunk``
+        records, re-checking each name under the lock, so other processes are
+        never held up for long.
+        """
         db = self.db
         removed = 0
         for tag, prefixes in MEMBER_PREFIXES.items():
             for prefix in prefixes:
-                with db.locked(), db.batch() as b:
-                    alive: dict[bytes, bool] = {}
-                    for key in list(db.keys(prefix=prefix)):
-                        (n,) = _LEN.unpack_from(key, 2)
-                        name = key[6 : 6 + n]
-                        ok = alive.get(name)
-                        if ok is None:
-                            found = db.get(META + name)
-                            ok = alive[name] = found is not None and found[0] == tag
-                        if not ok:
-                            b.delete(key)
-                            removed += 1
+                orphans: list[tuple[bytes, bytes]] = []
+                alive: dict[bytes, bool] = {}
+                for key in db.keys(prefix=prefix):
+                    (n,) = _LEN.unpack_from(key, 2)
+                    name = key[6 : 6 + n]
+                    ok = alive.get(name)
+                    if ok is None:
+                        found = db.get(META + name)
+                        ok = alive[name] = found is not None and found[0] == tag
+                    if not ok:
+                        orphans.append((name, key))
+                    if len(orphans) >= chunk:
+                        removed += self._delete_orphans(tag, orphans)
+                        orphans = []
+                removed += self._delete_orphans(tag, orphans)
+        return removed
+
+    def _delete_orphans(self, tag: int, orphans: list[tuple[bytes, bytes]]) -> int:
+        """Delete the given member records whose key is (still, under the lock) gone."""
+        if not orphans:
+            return 0
+        db = self.db
+        removed = 0
+        with db.locked(), db.batch() as b:
+            alive: dict[bytes, bool] = {}
+            for name, key in orphans:
+                ok = alive.get(name)
+                if ok is None:
+                    found = db.get(META + name)
+                    ok = alive[name] = found is not None and found[0] == tag
+                if not ok and key in db:
+                    b.delete(key)
+                    removed += 1
         return removed
 
     def watch_token(self, name: Name) -> tuple[bytes, float] | None:

@@ -471,3 +471,14 @@ def test_in_process_users_see_each_others_writes(store_path):
         assert a.hgetall("h") == {}
     with DB(store_path) as db:
         assert db.get(META + b"z") is not None
+
+
+def test_vacuum_in_small_chunks_keeps_live_keys(s):
+    for i in range(30):
+        s.sadd(f"gone{i}", *range(5))
+        s.expire(f"gone{i}", 0.05)
+    s.sadd("kept", *range(7))
+    time.sleep(0.1)
+    assert s.vacuum(chunk=7) == 150
+    assert s.smembers("kept") == {str(i).encode() for i in range(7)}
+    assert s.vacuum() == 0
