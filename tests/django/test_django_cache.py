@@ -15,7 +15,6 @@ from django.core.cache import CacheKeyWarning, cache, caches
 from django.core.cache.backends.base import InvalidCacheBackendError
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
-
 from kv_backend_django.cache import KVCache, KVCacheConfigurationError, close_all, open_store
 
 
@@ -394,7 +393,7 @@ def test_one_db_per_location_across_instances():
 def test_bad_configuration(tmp_path):
     with pytest.raises(ImproperlyConfigured, match="LOCATION"):
         KVCache("", {})
-    with pytest.raises(ImproperlyConfigured, match="unknown OPTIONS.*SYNC"):
+    with pytest.raises(ImproperlyConfigured, match=r"unknown OPTIONS.*SYNC"):
         KVCache(str(tmp_path / "a"), {"OPTIONS": {"SYNC": "always"}})
     with pytest.raises(KVCacheConfigurationError, match="sync"):
         KVCache(str(tmp_path / "b"), {"OPTIONS": {"sync": "sometimes"}}).get("k")
