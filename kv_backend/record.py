@@ -13,7 +13,8 @@ A data file is a 16-byte file header followed by records. Every record is::
 
 All integers are little-endian. A batch is a run of records with the batch
 flag followed by one COMMIT record whose value is the record count as a
-little-endian u32; a batch without its COMMIT record never took effect.
+little-endian u32; a batch without its COMMIT record never took effect. A
+COMMIT record with a count of 0 outside a batch is a no-op marker.
 See docs/file-format.md for the full description.
 """
 
@@ -38,6 +39,8 @@ PUT = 1
 DELETE = 2
 COMMIT = 3
 FLAG_BATCH = 1
+
+PREALLOCATED = "preallocated space"
 
 MAX_KEY_SIZE = 65536
 MAX_VALUE_SIZE = 1 << 30  # 1 GiB
@@ -109,6 +112,9 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             stop = "truncated header"
             break
         crc, rtype, flags, klen, vlen, expiry = unpack(mv, pos)
+        if not (crc or rtype or klen or vlen):
+            stop = PREALLOCATED  # zero bytes: space reserved ahead of the tail
+            break
         size = hsize + klen + vlen
         if pos + size > end or rtype not in (PUT, DELETE, COMMIT) or klen > MAX_KEY_SIZE:
             stop = "truncated record" if pos + size > end else "invalid header"
@@ -121,6 +127,11 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             corrupt.append(pos)
         if rtype == COMMIT:
             n = COUNT.unpack_from(mv, pos + hsize)[0] if vlen == 4 and ok else -1
+            if n == 0 and pending is None:
+                # An empty batch: a no-op marker (merge writes one to move the tail).
+                pos += size
+                committed_end = pos
+                continue
             if pending is None or n != len(pending):
                 # A COMMIT without its records: the batch is incomplete.
                 pending = None
