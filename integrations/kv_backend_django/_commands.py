@@ -69,7 +69,9 @@ def report_dict(report: Any) -> dict[str, Any]:
 
 
 def format_report(report: Any) -> str:
-    """Render a report as aligned ``name: value`` lines."""
+    """Render a report: its own ``str()`` when it defines one, else aligned ``name: value`` lines."""
+    if type(report).__str__ is not object.__str__:
+        return f"  {report}"
     data = report_dict(report)
     if not data:
         return str(report)

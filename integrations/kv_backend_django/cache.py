@@ -384,9 +384,10 @@ class KVCache(BaseCache):
 
 def _indexed_count(db: DB) -> int:
     """Number of keys in the index, expired ones included: an O(1) upper bound of len(db)."""
+    # No refresh here: the view may lag other processes' latest writes by a
+    # moment, which only shifts the cull by a few entries; _maybe_cull rechecks
+    # under the lock with an up-to-date view.
     try:
-        if db._peek() != db._seen:  # type: ignore[attr-defined]
-            db._refresh()  # type: ignore[attr-defined]
         return len(db._ix.kd)  # type: ignore[attr-defined]
     except AttributeError:  # pragma: no cover - engine internals changed
         return len(db)

@@ -351,6 +351,15 @@ def test_cull_through_add_set_many_and_get_or_set():
     assert len(c.db) <= 30
 
 
+def test_cull_check_uses_the_constant_time_index_size():
+    # The per-set cull check reads the engine's key directory size (O(1)); if the
+    # engine renames it, the check silently falls back to the O(n) len().
+    from kv_backend_django.cache import _indexed_count
+
+    cache.set("k", 1, 100)
+    assert len(cache.db._ix.kd) == _indexed_count(cache.db) == 1
+
+
 def test_cull_drops_expired_entries_first():
     c = caches["cull"]
     for i in range(29):

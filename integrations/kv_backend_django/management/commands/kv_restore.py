@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -20,13 +23,19 @@ from kv_backend_django.cache import close_all
 class Command(BaseCommand):
     help = (
         "Restore the store of a kv_backend cache from a backup at URL (made by kv_backup). "
-        "Stop the site's workers first: they keep the old store open."
+        "An existing non-empty LOCATION is replaced only with --replace; stop the site's workers "
+        "first, since they keep the old store open."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("url", help="where the backups are, as given to kv_backup")
         add_cache_argument(parser)
         parser.add_argument("--name", default=None, help="which backup to restore (default: the newest)")
+        parser.add_argument(
+            "--replace",
+            action="store_true",
+            help="replace the current contents of LOCATION (the backup is verified before the switch)",
+        )
         parser.add_argument(
             "--storage-option",
             action="append",
@@ -41,12 +50,28 @@ class Command(BaseCommand):
         cache = get_kv_cache(options["cache"])
         storage = parse_storage_options(options["storage_option"])
         url = options["url"]
+        location = cache.location
+        occupied = os.path.isdir(location) and bool(os.listdir(location))
+        if occupied and not options["replace"]:
+            raise CommandError(
+                f"{location} already holds a cache store; stop the site's workers and run again with "
+                "--replace to swap in the backup (or point LOCATION at an empty directory)"
+            )
         close_all()  # this process must not hold the store open while it is replaced
-        self.stdout.write(f"Restoring cache {options['cache']!r} at {cache.location} from {url} ...")
+        target = f"{location}.restoring-{os.getpid()}" if occupied else location
+        self.stdout.write(f"Restoring cache {options['cache']!r} at {location} from {url} ...")
         try:
             with progress_bar("restore") as progress:
-                report = restore(url, cache.location, name=options["name"], progress=progress, **storage)
+                report = restore(url, target, name=options["name"], progress=progress, **storage)
         except (KVError, OSError, ValueError) as exc:
-            raise CommandError(f"restore of {cache.location} from {url} failed: {exc}") from exc
+            if target != location:
+                shutil.rmtree(target, ignore_errors=True)
+            raise CommandError(f"restore of {location} from {url} failed: {exc}") from exc
+        if occupied:
+            # The backup checked out: swap it in, then drop the old store.
+            old = f"{location}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            os.rename(location, old)
+            os.rename(target, location)
+            shutil.rmtree(old, ignore_errors=True)
         self.stdout.write(self.style.SUCCESS("Restore finished."))
         self.stdout.write(format_report(report))
