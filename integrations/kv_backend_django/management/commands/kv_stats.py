@@ -23,7 +23,7 @@ class Command(BaseCommand):
         alias = options["cache"]
         cache = get_kv_cache(alias)
         stats: dict[str, Any] = {"alias": alias, "location": cache.location}
-        stats.update(cache.db.stats())
+        stats.update((k, v) for k, v in cache.db.stats().items() if k != "path")
         total = stats.get("live_bytes", 0) + stats.get("dead_bytes", 0)
         stats["dead_ratio"] = round(stats.get("dead_bytes", 0) / total, 4) if total else 0.0
         stats.update(
