@@ -22,13 +22,14 @@ import hashlib
 import os
 import pickle
 import random
+import re
 import threading
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
 from kv_backend import DB
@@ -43,6 +44,8 @@ ENGINE_OPTIONS = ("sync", "max_file_size", "auto_merge")
 _CACHE_OPTIONS = ("MAX_ENTRIES", "CULL_FREQUENCY")
 
 _MISSING: Any = object()
+# The characters Django warns about (CacheKeyWarning) because memcached rejects them.
+_MEMCACHE_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
 _HASHED_PREFIX = b"kvb-sha256:"
 
 
@@ -148,6 +151,15 @@ class KVCache(BaseCache):
         if db is None or db.closed:
             db = self._db = open_store(self._path, **self._options)
         return db
+
+    def validate_key(self, key: str) -> None:
+        """Warn (CacheKeyWarning) about keys memcached would reject, exactly as Django does.
+
+        The common case, a short key without control characters or spaces,
+        returns after one length check and one regex search.
+        """
+        if len(key) > MEMCACHE_MAX_KEY_LENGTH or _MEMCACHE_BAD_CHARS.search(key):
+            super().validate_key(key)
 
     def _key(self, key: Any, version: int | None) -> bytes:
         """Make, validate and encode a cache key (very long keys are replaced by their hash)."""
