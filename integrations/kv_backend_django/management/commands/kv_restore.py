@@ -45,9 +45,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from kv_backend.backup import restore
-
         cache = get_kv_cache(options["cache"])
+        try:
+            from kv_backend.backup import restore
+        except ImportError as exc:
+            raise CommandError(f"backups need kv_backend.backup and its dependencies: {exc}") from exc
         storage = parse_storage_options(options["storage_option"])
         url = options["url"]
         location = cache.location
