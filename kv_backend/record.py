@@ -105,8 +105,10 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
     pending: list[tuple[int, bytes, int, int, float]] | None = None
     committed_end = start
     pos = start
-    mv = memoryview(buf)
+    # Slicing bytes is cheaper than slicing a memoryview for small records.
+    mv = buf if isinstance(buf, bytes) else memoryview(buf)
     stop: str | None = None
+    valid_types = (PUT, DELETE, COMMIT)
     while pos < end:
         if end - pos < hsize:
             stop = "truncated header"
@@ -116,7 +118,7 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             stop = PREALLOCATED  # zero bytes: space reserved ahead of the tail
             break
         size = hsize + klen + vlen
-        if pos + size > end or rtype not in (PUT, DELETE, COMMIT) or klen > MAX_KEY_SIZE:
+        if pos + size > end or rtype not in valid_types or klen > MAX_KEY_SIZE:
             stop = "truncated record" if pos + size > end else "invalid header"
             break
         ok = crc32(mv[pos + 4 : pos + size]) == crc
@@ -142,7 +144,7 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             pos += size
             committed_end = pos
             continue
-        key = bytes(mv[pos + hsize : pos + hsize + klen])
+        key = bytes(mv[pos + hsize : pos + hsize + klen])  # a copy even from a memoryview
         item = (rtype, key, pos, size, expiry)
         if flags & FLAG_BATCH:
             if pending is None:
