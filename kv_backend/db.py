@@ -754,10 +754,11 @@ class DB(MutableMapping[bytes, bytes]):
             maps = self._view[1]
             if len(maps[idx]) < new_end:
                 maps[idx] = active.remap()
-            if len(entries) == 1 and entries[0][0] == _PUT and not entries[0][4]:
-                # The common case inlined: one put without expiry.
+            first = entries[0] if len(entries) == 1 else None
+            if first is not None and first[3] == n and first[0] == _PUT and not first[4]:
+                # The common case inlined: the data is exactly one put without expiry.
+                key = first[1]
                 ix = self._ix
-                key = entries[0][1]
                 kd = ix.kd
                 old = kd.get(key)
                 kd[key] = (idx << 72) | (end << 32) | n
