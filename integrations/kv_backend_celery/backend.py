@@ -366,10 +366,12 @@ class KVBackend(KeyValueStoreBackend):
             )
             return None
         if deps is None:
-            self.chord_error_from_stack(
-                maybe_signature(chord_sig, app=self.app),
-                ChordError(f"GroupResult {gid} no longer exists (expired or deleted before the chord ended)"),
-            )
+            # chord_error_from_stack records the traceback of the exception being handled.
+            try:
+                raise ChordError(f"GroupResult {gid} no longer exists (expired or deleted before the end)")
+            except ChordError as exc:
+                logger.error("chord %s: %s", gid, exc)
+                self.chord_error_from_stack(maybe_signature(chord_sig, app=self.app), exc)
         return deps
 
     def _run_chord_callback(self, gid: str, chord_sig: Any, key: bytes) -> Any:

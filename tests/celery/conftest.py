@@ -153,6 +153,10 @@ def celery_env(tmp_path_factory) -> CeleryEnv:
                 raise RuntimeError(f"celery workers did not answer within 60 s; see {logs}")
         yield CeleryEnv(broker, backend, results, side, env, module, logs)
     finally:
+        for w in workers:  # stop them all at once: a warm shutdown takes a few seconds each
+            if w.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    w.send_signal(signal.SIGTERM)
         for w in workers:
             with contextlib.suppress(Exception):
                 _stop(w)
