@@ -251,7 +251,13 @@ def main() -> None:
     chart_path = os.path.join(CHART_DIR, "celery.png")
     chart(rows, chart_path)
     md = table(
-        ["result backend", "median get() ms", "p99 get() ms", "sequential round trips/s", "burst tasks/s"],
+        [
+            "result backend",
+            "median delay().get() ms",
+            "p99 delay().get() ms",
+            "sequential round trips/s",
+            "burst tasks/s",
+        ],
         [
             [
                 f"`{r['label']}://`",
@@ -267,7 +273,7 @@ def main() -> None:
 Same run, same redis-server broker on loopback, one `celery worker -P prefork -c 2` per
 backend. Sequential: `add.delay(i, i).get()` one after the other ({n_seq} round trips;
 {n_seq_file} for `file://`, whose `get()` polls every 0.5 s). Burst: {n_burst} tasks sent at
-once, then every result collected. {"Quick run (`--quick`)." if args.quick else ""}
+once, then every result collected.{" Quick run (`--quick`)." if args.quick else ""}
 
 {md}
 
