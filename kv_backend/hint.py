@@ -1,14 +1,15 @@
 """Hint files: a compact index of a merged data file, read instead of replaying it.
 
 A hint file ``MMMMMMMMMM-NNN.hint`` belongs to the data file of the same id.
-It starts with a 24-byte header and then holds one entry per live record::
+Layout (little-endian)::
 
-    header: magic b"KVBHINT\\0" (8), version u32, reserved u32, data file size u64
-    entry:  crc32 u32 (of the rest of the entry), key length u32, offset u64,
-            record size u32, expiry f64, key
+    header (32 bytes): magic b"KVBHINT\\0" (8), version u32 (2), entry count u32,
+                       data file size u64, crc32 of all entry bytes u32, reserved u32
+    entry:             key length u32, offset u64, record size u32, expiry f64, key
 
-A hint file whose header, sizes or any CRC do not check out is ignored and
-its data file is replayed instead.
+One CRC covers all entries, so loading is one checksum call and one tight
+loop. A hint file whose header, count, sizes or CRC do not check out is
+ignored and its data file is replayed instead.
 """
 
 from __future__ import annotations
@@ -18,27 +19,21 @@ import struct
 import zlib
 
 HINT_MAGIC = b"KVBHINT\x00"
-HINT_HEADER = struct.Struct("<8sIIQ")
-HINT_ENTRY = struct.Struct("<IIQId")
-_ENTRY_BODY = struct.Struct("<IQId")
+HINT_VERSION = 2
+HINT_HEADER = struct.Struct("<8sIIQII")
+ENTRY = struct.Struct("<IQId")
+ENTRY_SIZE = ENTRY.size  # 24
 
 
 def encode_entry(key: bytes, offset: int, size: int, expiry: float) -> bytes:
     """Return one hint entry."""
-    body = _ENTRY_BODY.pack(len(key), offset, size, expiry) + key
-    return zlib.crc32(body).to_bytes(4, "little") + body
+    return ENTRY.pack(len(key), offset, size, expiry) + key
 
 
-def header(data_size: int) -> bytes:
-    """Return the hint file header for a data file of ``data_size`` bytes."""
-    return HINT_HEADER.pack(HINT_MAGIC, 1, 0, data_size)
+def load(path: str, data_size: int) -> bytes | None:
+    """Return the checked contents of a hint file, or None if missing, damaged or stale.
 
-
-def read_hints(path: str, data_size: int) -> list[tuple[bytes, int, int, float]] | None:
-    """Return the entries ``(key, offset, size, expiry)`` of a hint file.
-
-    Returns None if the file is missing or damaged, or does not describe a
-    data file of ``data_size`` bytes; the caller then replays the data file.
+    ``data_size`` is the size of the data file the hints must describe.
     """
     try:
         with open(path, "rb") as f:
@@ -47,33 +42,48 @@ def read_hints(path: str, data_size: int) -> list[tuple[bytes, int, int, float]]
         return None
     if len(buf) < HINT_HEADER.size:
         return None
-    magic, version, _, size = HINT_HEADER.unpack_from(buf, 0)
-    if magic != HINT_MAGIC or version != 1 or size != data_size:
+    magic, version, _count, size, crc, _ = HINT_HEADER.unpack_from(buf, 0)
+    if magic != HINT_MAGIC or version != HINT_VERSION or size != data_size:
         return None
-    out: list[tuple[bytes, int, int, float]] = []
-    append = out.append
-    unpack = HINT_ENTRY.unpack_from
-    esize = HINT_ENTRY.size
-    crc32 = zlib.crc32
-    mv = memoryview(buf)
+    if zlib.crc32(memoryview(buf)[HINT_HEADER.size :]) != crc:
+        return None
+    return buf
+
+
+def iter_entries(buf: bytes, data_size: int):
+    """Yield ``(key, offset, size, expiry)`` from the contents returned by :func:`load`.
+
+    Raises ValueError if an entry points outside the data file.
+    """
+    unpack = ENTRY.unpack_from
     pos = HINT_HEADER.size
     end = len(buf)
     while pos < end:
-        if end - pos < esize:
-            return None
-        crc, klen, offset, rsize, expiry = unpack(mv, pos)
-        stop = pos + esize + klen
-        if stop > end or crc32(mv[pos + 4 : stop]) != crc or offset + rsize > data_size:
-            return None
-        append((bytes(mv[pos + esize : stop]), offset, rsize, expiry))
+        klen, offset, size, expiry = unpack(buf, pos)
+        stop = pos + ENTRY_SIZE + klen
+        if stop > end or offset + size > data_size:
+            raise ValueError("hint entry out of range")
+        yield buf[pos + ENTRY_SIZE : stop], offset, size, expiry
         pos = stop
-    return out
+
+
+def read_hints(path: str, data_size: int) -> list[tuple[bytes, int, int, float]] | None:
+    """Return the entries ``(key, offset, size, expiry)`` of a hint file, or None if unusable."""
+    buf = load(path, data_size)
+    if buf is None:
+        return None
+    try:
+        return list(iter_entries(buf, data_size))
+    except (ValueError, struct.error):
+        return None
 
 
 def write_hints(path: str, data_size: int, entries: list[bytes]) -> None:
-    """Write a hint file from encoded entries (to ``path``; caller renames it)."""
+    """Write a hint file from encoded entries to ``path`` and fsync it (the caller renames it)."""
+    body = b"".join(entries)
+    header = HINT_HEADER.pack(HINT_MAGIC, HINT_VERSION, len(entries), data_size, zlib.crc32(body), 0)
     with open(path, "wb") as f:
-        f.write(header(data_size))
-        f.writelines(entries)
+        f.write(header)
+        f.write(body)
         f.flush()
         os.fsync(f.fileno())

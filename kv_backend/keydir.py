@@ -17,6 +17,7 @@ import time
 
 from sortedcontainers import SortedList
 
+from kv_backend.hint import ENTRY, ENTRY_SIZE, HINT_HEADER
 from kv_backend.record import PUT
 
 M32 = (1 << 32) - 1
@@ -74,9 +75,53 @@ class KeyDir:
                     srt.discard(key)
         self.live = live
 
-    def apply_hints(self, file_index: int, hints: list[tuple[bytes, int, int, float]]) -> None:
-        """Index the entries ``(key, offset, size, expiry)`` of a hint file."""
-        self.apply(file_index, 0, [(PUT, k, off, size, e) for k, off, size, e in hints])
+    def apply_hints(self, file_index: int, buf: bytes, data_size: int) -> bool:
+        """Index the entries of a hint file's checked contents (see :mod:`kv_backend.hint`).
+
+        Returns False, having indexed nothing, if an entry is out of range.
+        """
+        unpack = ENTRY.unpack_from
+        esize = ENTRY_SIZE
+        end = len(buf)
+        pos = HINT_HEADER.size
+        # Validate first, so a bad file leaves the key directory untouched.
+        while pos < end:
+            klen, offset, size, _ = unpack(buf, pos)
+            pos += esize + klen
+            if pos > end or offset + size > data_size:
+                return False
+        now = time.time()
+        kd = self.kd
+        exp = self.exp
+        srt = self.sorted
+        live = self.live
+        top = file_index << FILE_SHIFT
+        pos = HINT_HEADER.size
+        while pos < end:
+            klen, offset, size, expiry = unpack(buf, pos)
+            start = pos + esize
+            pos = start + klen
+            key = buf[start:pos]
+            old = kd.get(key)
+            if old is not None:
+                live -= old & M32
+            if expiry:
+                if expiry <= now:
+                    if old is not None:
+                        del kd[key]
+                        exp.pop(key, None)
+                        if srt is not None:
+                            srt.discard(key)
+                    continue
+                exp[key] = expiry
+            elif old is not None and exp:
+                exp.pop(key, None)
+            kd[key] = top | (offset << 32) | size
+            live += size
+            if old is None and srt is not None:
+                srt.add(key)
+        self.live = live
+        return True
 
     def expired_count(self) -> int:
         """Return how many indexed keys have expired but not yet been dropped."""
