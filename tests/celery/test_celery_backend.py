@@ -634,3 +634,25 @@ def test_open_the_same_store_as_a_plain_db(backend, store_path):
     backend.mark_as_done("t1", 1)
     with DB(store_path) as db:
         assert json.loads(db[tkey("t1")])["result"] == 1
+
+
+def test_example_project_uses_the_kvb_backend(tmp_path):
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "example_project")
+    if not os.path.isdir(os.path.join(example, "mysite")):
+        pytest.skip("no example project in this checkout")
+    env = child_env()
+    env.update(
+        PYTHONPATH=os.pathsep.join([example, env["PYTHONPATH"]]),
+        DJANGO_SETTINGS_MODULE="mysite.settings",
+        KVB_EXAMPLE_VAR=str(tmp_path),
+    )
+    code = (
+        "import django; django.setup()\n"
+        "from mysite import celery_app\n"
+        "celery_app.loader.import_default_modules()\n"
+        "b = celery_app.backend\n"
+        "print(type(b).__name__, b.path, sorted(celery_app.tasks.keys() & {'pages.tasks.word_count'}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["KVBackend", str(tmp_path / "celery-results"), "['pages.tasks.word_count']"]
