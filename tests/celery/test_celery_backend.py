@@ -655,4 +655,5 @@ def test_example_project_uses_the_kvb_backend(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["KVBackend", str(tmp_path / "celery-results"), "['pages.tasks.word_count']"]
+    expected = ["KVBackend", str(tmp_path / "celery-results"), "['pages.tasks.word_count']"]
+    assert proc.stdout.split() == expected
