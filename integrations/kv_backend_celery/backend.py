@@ -292,10 +292,22 @@ class KVBackend(KeyValueStoreBackend):
         request: Any = None,
         **kwargs: Any,
     ) -> Any:
-        # Under the store's write lock, the "never overwrite a SUCCESS" check
-        # and the write are one atomic step across processes.
-        with self.db.locked():
-            return super()._store_result(task_id, result, state, traceback, request, **kwargs)
+        meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
+        meta["task_id"] = bytes_to_str(task_id)
+        payload = self.encode(meta)  # encoded before taking the lock: other writers don't wait on it
+        key = self.get_key_for_task(task_id)
+        db = self.db
+        # Under the store's write lock, "never overwrite a SUCCESS" (a redelivered
+        # or lost task reporting late) and the write are one atomic step.
+        with db.locked():
+            current = db.get(ensure_bytes(key))
+            if current is not None and self.decode_result(current).get("status") == states.SUCCESS:
+                return result
+            try:
+                self._set_with_state(key, payload, state)
+            except BackendStoreError as exc:
+                raise BackendStoreError(str(exc), state=state, task_id=task_id) from exc
+        return result
 
     def cleanup(self) -> Any:
         """Compact the store (expired and replaced results are dropped); the TTLs do the expiring."""
@@ -345,15 +357,44 @@ class KVBackend(KeyValueStoreBackend):
         if not gid or not chord_sig:
             return None
         key = self.get_key_for_chord(gid)
-        left = self.incr(key)
+        task_id = getattr(request, "id", None)
+        keep = self._chord_part_ttl()
+        left = self._count_part(key, gid, task_id, keep)
+        if left is None:
+            return None
         if left == 0:
             return self._run_chord_callback(gid, chord_sig, key)
-        self.expire(key, self.chord_expires)
-        keep = self._chord_part_ttl()
         self.expire(self.get_key_for_group(gid), keep)
-        if getattr(request, "id", None):
-            self.expire(self.get_key_for_task(request.id), keep)
+        if task_id:
+            self.expire(self.get_key_for_task(task_id), keep)
         return None
+
+    def _count_part(self, key: bytes, gid: str, task_id: str | None, keep: float | None) -> int | None:
+        """Add one to the chord counter for ``task_id``, once; None if that part was counted already.
+
+        The "counted" marker and the new count are written in one batch under
+        the write lock, so a redelivered task is not counted twice and a crash
+        can't leave one without the other.
+        """
+        db = self.db
+        if not task_id:
+            left = db.incr(key)
+            self.expire(key, self.chord_expires)
+            return left
+        marker = self._part_marker(gid, task_id)
+        with db.locked():
+            if marker in db:
+                logger.warning("chord %s: part %s finished again; it was counted already", gid, task_id)
+                return None
+            raw = db.get(key)
+            left = (int(raw) if raw is not None else 0) + 1
+            with db.batch() as batch:
+                batch.put(marker, b"1", ttl=self._ttl(keep))
+                batch.put(key, str(left).encode(), ttl=self._ttl(self.chord_expires))
+        return left
+
+    def _part_marker(self, gid: str, task_id: str) -> bytes:
+        return ensure_bytes(self.get_key_for_chord(gid, f".part.{task_id}"))
 
     def _restore_chord_group(self, gid: str, chord_sig: Any) -> GroupResult | None:
         """The chord's saved header group, or None after recording a ChordError on the callback."""
@@ -378,7 +419,7 @@ class KVBackend(KeyValueStoreBackend):
         callback = maybe_signature(chord_sig, app=self.app)
         deps = self._restore_chord_group(gid, chord_sig)
         if deps is None:
-            self.delete(key)
+            self.delete(key)  # the parts' markers expire with result_chord_expires
             return None
         try:
             join = deps.join_native if deps.supports_native_join else deps.join
@@ -397,7 +438,10 @@ class KVBackend(KeyValueStoreBackend):
                 return self.chord_error_from_stack(callback, _chord_error(f"Callback error: {exc!r}", exc))
         finally:
             deps.delete()
-            self.delete(key)
+            with self.db.batch() as batch:
+                batch.delete(ensure_bytes(key))
+                for dep in deps.results:
+                    batch.delete(self._part_marker(gid, dep.id))
             # The chord is over: header results get back their normal lifetime.
             for dep in deps.results:
                 self.expire(self.get_key_for_task(dep.id), self.expires)

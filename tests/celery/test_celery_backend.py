@@ -488,6 +488,21 @@ def test_chord_fires_once_whatever_the_order(chord_setup):
     assert backend.restore_group(gid, cache=False) is None
 
 
+def test_chord_counts_a_redelivered_part_once(chord_setup):
+    backend, gid, ids, body, sent = chord_setup
+    backend.set_chord_size(gid, len(ids))
+    for i in ids[:-1]:
+        backend.mark_as_done(i, 2)
+        _part(backend, gid, i, body)
+        _part(backend, gid, i, body)  # the same task reported twice (e.g. redelivered)
+    assert sent == []
+    backend.mark_as_done(ids[-1], 2)
+    _part(backend, gid, ids[-1], body)
+    assert sent == [([2, 2, 2, 2, 2],)]
+    # Nothing of the chord is left behind.
+    assert list(backend.db.keys(prefix=b"chord-unlock-" + gid.encode())) == []
+
+
 def test_chord_failure_reaches_the_callback(chord_setup):
     backend, gid, ids, body, sent = chord_setup
     backend.set_chord_size(gid, len(ids))
