@@ -185,6 +185,7 @@ def main() -> int:
     nops = 1500 if args.quick else 8000
     keyspace = 1000 if args.quick else 2000
 
+    load_before = os.getloadavg()[0]
     workdir = tempfile.mkdtemp(prefix="kvb-bench-django-")
     redis, redis_note = start_redis()
     redis_url = redis_note if redis is not None else None
@@ -257,6 +258,13 @@ def main() -> int:
     )
     if redis is None:
         lines.append(f"- {redis_note}")
+    load_after = os.getloadavg()[0]
+    lines.append(
+        f"- Load average {load_before:.1f} before and {load_after:.1f} after the run on "
+        f"{os.cpu_count()} cores: with more runnable processes than cores, p99 mostly measures "
+        "how long a process waits for a core (a writer preempted while it holds the store's lock "
+        "delays the others), so compare p99 figures only from a quiet machine."
+    )
     lines += ["", "Targets:", ""] + [f"- {c}" for c in checks]
     lines += ["", "![Django cache latency](charts/django.png)"]
     markdown = "\n".join(lines)

@@ -403,8 +403,6 @@ class DB(MutableMapping[bytes, bytes]):
             active_fid = fids[-1] if fids else _FIRST_FILE
         sizes = {f.fid: f.size() for f in files}
         ix = KeyDir()
-        if self._ix.sorted is not None:
-            ix.ensure_sorted()
         fidx: dict[FileId, int] = {}
         file_sizes: dict[FileId, int] = {}
         corrupt: list[tuple[str, int]] = []
@@ -415,11 +413,14 @@ class DB(MutableMapping[bytes, bytes]):
             hints = None
             if f.fid != active_fid:
                 hints = load_hints(os.path.join(self.path, hint_name(f.fid)), sizes[f.fid])
-            if hints is not None and ix.apply_hints(idx, hints, sizes[f.fid]):
+            if hints is not None:
+                ix.apply_hints(idx, hints)
                 file_sizes[f.fid] = sizes[f.fid]
             else:
                 file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt)
             maps.append(f.mm if f.mm is not None else b"")
+        if self._ix.sorted is not None:
+            ix.ensure_sorted()
         # Install under the write lock too, so no write of this process can fall
         # between the snapshot and the install; anything published since the
         # snapshot is replayed by the next catch-up (``_seen`` is the snapshot's).
@@ -753,10 +754,11 @@ class DB(MutableMapping[bytes, bytes]):
             maps = self._view[1]
             if len(maps[idx]) < new_end:
                 maps[idx] = active.remap()
-            if len(entries) == 1 and entries[0][0] == _PUT and not entries[0][4]:
-                # The common case inlined: one put without expiry.
+            first = entries[0] if len(entries) == 1 else None
+            if first is not None and first[3] == n and first[0] == _PUT and not first[4]:
+                # The common case inlined: the data is exactly one put without expiry.
+                key = first[1]
                 ix = self._ix
-                key = entries[0][1]
                 kd = ix.kd
                 old = kd.get(key)
                 kd[key] = (idx << 72) | (end << 32) | n
@@ -1103,8 +1105,8 @@ class DB(MutableMapping[bytes, bytes]):
         if merge_thread is not None and merge_thread is not threading.current_thread():
             merge_thread.join()
         try:
-            if not self.read_only and self._active is not None:
-                self._trim_active()
+            if not self.read_only:
+                self._sync_on_close()
         finally:
             self._closed = True
             self._tailw = self._intentw = _ClosedWord(self.path)
@@ -1120,20 +1122,20 @@ class DB(MutableMapping[bytes, bytes]):
                 self._state.close()
             self._lock.close()
 
-    def _trim_active(self) -> None:
-        """Cut the active file's preallocated slack and fsync it per the sync policy."""
-        st = self._state
+    def _sync_on_close(self) -> None:
+        """Fsync the active file at close unless ``sync="never"``.
+
+        The zeros reserved past the tail are left in place: other processes
+        may be appending, and cutting them would make every reader remap the
+        file on each write. Readers and recovery treat them as end of data.
+        """
         active = self._active
-        assert st is not None and active is not None
+        if self._sync_interval is None or active is None:
+            return
         try:
-            with self._lock:
-                major, end = unpack_tail(st.tail.value)
-                if (major, 0) == active.fid and st.intent.value == st.tail.value and active.size() > end:
-                    os.ftruncate(active.fd, end)
-                if self._sync_interval is not None:
-                    fsync_file(active.fd)
+            fsync_file(active.fd)
         except OSError:
-            pass  # the slack is harmless and recovered by the next writer
+            pass
 
     def _raise_closed(self) -> None:
         raise DatabaseClosedError(f"the store at {self.path} is closed; open a new DB to use it again")

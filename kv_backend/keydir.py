@@ -17,7 +17,7 @@ import time
 
 from sortedcontainers import SortedList
 
-from kv_backend.hint import ENTRY, ENTRY_SIZE, HINT_HEADER
+from kv_backend.hint import Hints
 from kv_backend.record import PUT
 
 M32 = (1 << 32) - 1
@@ -75,53 +75,35 @@ class KeyDir:
                     srt.discard(key)
         self.live = live
 
-    def apply_hints(self, file_index: int, buf: bytes, data_size: int) -> bool:
-        """Index the entries of a hint file's checked contents (see :mod:`kv_backend.hint`).
+    def apply_hints(self, file_index: int, hints: Hints) -> None:
+        """Index the entries of a checked hint file (see :mod:`kv_backend.hint`).
 
-        Returns False, having indexed nothing, if an entry is out of range.
+        Works column-wise: one C-level dict update for the common case of keys
+        without expiry, a Python loop only for keys that expire.
         """
-        unpack = ENTRY.unpack_from
-        esize = ENTRY_SIZE
-        end = len(buf)
-        pos = HINT_HEADER.size
-        # Validate first, so a bad file leaves the key directory untouched.
-        while pos < end:
-            klen, offset, size, _ = unpack(buf, pos)
-            pos += esize + klen
-            if pos > end or offset + size > data_size:
-                return False
-        now = time.time()
         kd = self.kd
-        exp = self.exp
-        srt = self.sorted
-        live = self.live
         top = file_index << FILE_SHIFT
-        pos = HINT_HEADER.size
-        while pos < end:
-            klen, offset, size, expiry = unpack(buf, pos)
-            start = pos + esize
-            pos = start + klen
-            key = buf[start:pos]
-            old = kd.get(key)
-            if old is not None:
-                live -= old & M32
-            if expiry:
-                if expiry <= now:
-                    if old is not None:
-                        del kd[key]
-                        exp.pop(key, None)
-                        if srt is not None:
-                            srt.discard(key)
-                    continue
-                exp[key] = expiry
-            elif old is not None and exp:
-                exp.pop(key, None)
-            kd[key] = top | (offset << 32) | size
-            live += size
-            if old is None and srt is not None:
-                srt.add(key)
-        self.live = live
-        return True
+        keys = hints.keys
+        locs = hints.locations if not top else [top | loc for loc in hints.locations]
+        if kd:
+            # Keys indexed from older files are replaced: take their bytes off the live count.
+            self.live -= sum(kd[k] & M32 for k in keys if k in kd)
+        kd.update(zip(keys, locs, strict=True))
+        self.live += sum(loc & M32 for loc in hints.locations)
+        exp = self.exp
+        if exp:
+            for k in keys:
+                exp.pop(k, None)
+        if any(hints.expiries):
+            now = time.time()
+            for k, e in zip(keys, hints.expiries, strict=True):
+                if e:
+                    if e <= now:
+                        self.live -= kd.pop(k) & M32
+                    else:
+                        exp[k] = e
+        if self.sorted is not None:
+            self.sorted = SortedList(kd)
 
     def expired_count(self) -> int:
         """Return how many indexed keys have expired but not yet been dropped."""

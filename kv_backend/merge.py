@@ -48,7 +48,7 @@ from kv_backend.files import (
     storage_error,
     write_all,
 )
-from kv_backend.hint import encode_entry, read_hints, write_hints
+from kv_backend.hint import read_hints, write_hints
 from kv_backend.locking import MergeLock
 
 if TYPE_CHECKING:
@@ -250,14 +250,18 @@ class _Output:
         self.path = os.path.join(directory, data_name(fid)) + TMP_SUFFIX
         self.hint_path = os.path.join(directory, hint_name(fid)) + TMP_SUFFIX
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
-        self.hints: list[bytes] = []
+        self.keys: list[bytes] = []
+        self.locations: list[int] = []
+        self.expiries: list[float] = []
         self.parts: list[bytes] = [rec.FILE_HEADER_BYTES]
         self.buffered = rec.FILE_HEADER_SIZE
         self.written = 0
         self.end = rec.FILE_HEADER_SIZE
 
     def add(self, key: bytes, data: bytes, expiry: float) -> None:
-        self.hints.append(encode_entry(key, self.end, len(data), expiry))
+        self.keys.append(key)
+        self.locations.append((self.end << 32) | len(data))
+        self.expiries.append(expiry)
         self.parts.append(data)
         self.buffered += len(data)
         self.end += len(data)
@@ -282,7 +286,7 @@ class _Output:
             fsync_file(self.fd)
         finally:
             os.close(self.fd)
-        write_hints(self.hint_path, self.end, self.hints)
+        write_hints(self.hint_path, self.end, self.keys, self.locations, self.expiries)
         return self.fid, self.end
 
     def abandon(self) -> None:

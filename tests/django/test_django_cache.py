@@ -477,3 +477,45 @@ def test_async_methods():
         assert await cache.aget("a") is None
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- threads and bad input
+
+
+def test_threads_share_one_store_and_count_exactly():
+    import threading
+
+    cache.set("t", 0, None)
+    stores = set()
+
+    def work():
+        from django.core.cache import caches as per_thread  # Django gives each thread its own instance
+
+        c = per_thread["default"]
+        stores.add(id(c.db))
+        for _ in range(200):
+            c.incr("t")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cache.get("t") == 800
+    assert stores == {id(cache.db)}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.set("k", 1, timeout="10"),
+        lambda c: c.add("k", 1, timeout=[1]),
+        lambda c: c.incr("n", "x"),
+    ],
+)
+def test_bad_arguments_raise_type_error_like_locmem(call):
+    for c in (cache, caches["locmem"]):
+        c.set("n", 1)
+        with pytest.raises(TypeError):
+            call(c)
+        assert c.get("n") == 1

@@ -94,7 +94,8 @@ def test_sigkill_mid_write_loses_nothing_acknowledged(tmp_path, run):
     first = proc.stdout.readline()  # the child is up and writing
     time.sleep(random.uniform(0.01, 0.3))
     os.kill(proc.pid, signal.SIGKILL)
-    out, _ = proc.communicate(timeout=30)
+    out = proc.stdout.read()  # not communicate(): it would skip what readline() buffered
+    proc.wait(timeout=30)
     lines = [line.split() for line in (first + out).splitlines() if len(line.split()) == 2]
     assert lines, "the child did not get to write anything"
     last_i, last_n = (int(x) for x in lines[-1])
@@ -104,6 +105,39 @@ def test_sigkill_mid_write_loses_nothing_acknowledged(tmp_path, run):
     assert c.get("n") in (last_n, last_n + 1)  # the unacknowledged last incr may or may not be there
     c.set("after", 1)  # the store stays writable after the crash
     assert c.get("after") == 1
+
+
+BATCHES = """
+n = 0
+while True:
+    n += 1
+    cache.set_many({f"part{j}": (n, "y" * (n % 3000)) for j in range(8)}, None)
+    if n % 7 == 0:
+        cache.delete_many([f"part{j}" for j in range(8)])
+    print(n, flush=True)
+"""
+
+
+@pytest.mark.parametrize("run", range(2))
+def test_sigkill_during_set_many_leaves_whole_batches(tmp_path, run):
+    location = str(tmp_path / "batches")
+    proc = spawn_python(child_code(location, BATCHES), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    time.sleep(random.uniform(0.01, 0.3))
+    os.kill(proc.pid, signal.SIGKILL)
+    out = proc.stdout.read()  # not communicate(): it would skip what readline() buffered
+    proc.wait(timeout=30)
+    acked = int((first + out).split()[-1])
+    c = KVCache(location, {})
+    parts = c.get_many([f"part{j}" for j in range(8)])
+    if parts:
+        assert len(parts) == 8 and len(set(parts.values())) == 1  # one whole batch, never a mix
+        n = next(iter(parts.values()))[0]
+        assert n in (acked, acked + 1)
+        assert n % 7 != 0 or n == acked + 1  # a deleted batch reappears only if killed before the delete
+    else:
+        assert acked % 7 == 0 or (acked + 1) % 7 == 0  # the last step was (or was about to be) a delete
 
 
 FORKER = """

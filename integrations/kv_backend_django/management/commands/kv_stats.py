@@ -44,6 +44,8 @@ class Command(BaseCommand):
                 value = f"{human_bytes(value)} ({value})"
             elif key == "dead_ratio":
                 value = f"{value:.1%}"
+            elif key == "timeout" and value is None:
+                value = "none (entries never expire)"
             rows.append((key.replace("_", " "), "-" if value is None or value == "" else str(value)))
         width = max(len(k) for k, _ in rows)
         self.stdout.write(f"kv_backend cache {alias!r}")
