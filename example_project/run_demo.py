@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_server(server)
         if redis is not None:
             stop_server(redis)
-    print("\nDemo finished: the site ran on kv_backend for its cache and sessions.")
+    print("\nDemo finished: the site ran on kv_backend for its cache, its sessions and its Celery results.")
     return 0
 
 
