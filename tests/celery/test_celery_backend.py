@@ -585,6 +585,39 @@ def test_results_acknowledged_before_sigkill_survive(url, run):
     assert backend.get_task_meta("after")["result"] == 1
 
 
+@pytest.mark.parametrize("run", range(3))
+def test_chord_count_and_marker_survive_sigkill_together(backend, run):
+    rng = random.Random(100 + run)
+    gid = str(uuid.uuid4())
+    key = backend.get_key_for_chord(gid)
+    backend.set_chord_size(gid, 1_000_000)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child: count parts until killed
+        os.close(r)
+        i = 0
+        while True:
+            backend._count_part(key, gid, f"part-{i}", 3600)
+            os.write(w, f"{i}\n".encode())
+            i += 1
+    os.close(w)
+    with os.fdopen(r, "rb", buffering=0) as pipe:
+        assert pipe.read(2) == b"0\n"
+        time.sleep(rng.uniform(0.02, 0.2))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        acknowledged = len((b"0\n" + pipe.read()).split())
+    db = DB(backend.path)
+    try:
+        markers = sum(1 for _ in db.keys(prefix=key + b".part."))
+        counted = int(db.get(key)) + 1_000_000
+    finally:
+        db.close()
+    # Every acknowledged part is counted, at most one more was, and never a count without its marker.
+    assert counted == markers
+    assert acknowledged <= counted <= acknowledged + 1
+
+
 # -------------------------------------------------------- model-based test
 
 
