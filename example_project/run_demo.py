@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """Run the example site end to end and show what kv_backend cached.
 
-Runs ``migrate``, starts the site on 127.0.0.1 (a free port) with
-``runserver`` or ``gunicorn``, requests its pages, prints the cache's
-contents, runs ``kv_stats``, ``kv_merge`` and ``kv_backup file://...``, stops
-the server and exits 0 on success. ``make demo`` calls it; run it by hand with
+Runs ``migrate``, starts a redis-server broker and the site on 127.0.0.1
+(free ports) with ``runserver`` or ``gunicorn``, requests its pages, starts
+a Celery worker and a task through ``/task/`` (its result stored by the
+``kvb://`` result backend), prints the cache's contents, runs ``kv_stats``,
+``kv_merge`` and ``kv_backup file://...``, stops the servers and exits 0
+on success. ``make demo`` calls it; run it by hand with
 ``python example_project/run_demo.py [--server gunicorn] [--keep]``.
 """
 
@@ -126,9 +128,76 @@ def request_pages(base: str) -> None:
         raise SystemExit("the counter or the session did not keep its value")
 
 
-def celery_part(base: str, env: dict[str, str]) -> None:
-    """CELERY: the Celery integration adds its demo here (start a task via /task/, show its result)."""
-    print("Celery is not part of this example yet (GET /task/ answers 501).")
+def start_redis(var_dir: Path) -> tuple[subprocess.Popen | None, str | None]:
+    """Start a private redis-server on loopback as the Celery broker; (None, None) if it is not installed."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return None, None
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "."],
+        cwd=var_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 20
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            stop_server(proc)
+            raise SystemExit("redis-server did not start")
+        time.sleep(0.05)
+    print(f"$ redis-server --port {port} --bind 127.0.0.1   (the Celery broker)")
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start ``celery -A mysite worker -P prefork -c 2`` and wait until it answers a ping."""
+    cmd = [sys.executable, "-m", "celery", "-A", "mysite", "worker", "-P", "prefork", "-c", "2"]
+    cmd += ["-l", "info", "-n", "demo@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    print("$ celery -A mysite worker -P prefork -c 2")
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(cmd, env=env, cwd=HERE, stdout=out, stderr=subprocess.STDOUT)
+    ping = (
+        "import sys, django; django.setup()\n"
+        "from mysite.celery import app\n"
+        "sys.exit(0 if app.control.ping(timeout=1.0) else 1)\n"
+    )
+    deadline = time.time() + 60
+    while subprocess.run([sys.executable, "-c", ping], env=env, cwd=HERE, timeout=60).returncode != 0:
+        if worker.poll() is not None or time.time() > deadline:
+            print(log.read_text(errors="replace"))
+            stop_server(worker)
+            raise SystemExit("the Celery worker did not start; its log is above")
+    return worker
+
+
+def celery_part(base: str, env: dict[str, str], var_dir: Path) -> None:
+    """Start a worker, have the site start a task through /task/ and show its result, stop the worker."""
+    if "KVB_EXAMPLE_BROKER" not in env:
+        print("redis-server is not installed: no Celery part (Debian: apt-get install redis-server)")
+        return
+    worker = start_worker(env, var_dir / "worker.log")
+    try:
+        with urllib.request.urlopen(base + "/task/?text=to+be+or+not+to+be", timeout=30) as r:
+            started = json.loads(r.read())
+        print("GET /task/?text=to+be+or+not+to+be ->", json.dumps(started))
+        with urllib.request.urlopen(base + started["status_url"], timeout=30) as r:
+            status = json.loads(r.read())
+        print(f"GET {started['status_url']} ->", json.dumps(status))
+        if started.get("state") != "SUCCESS" or started["result"]["words"] != 6:
+            raise SystemExit("the Celery task did not return its result through the kvb:// backend")
+        if status.get("result") != started["result"]:
+            raise SystemExit("another process did not read the same result from the kvb:// store")
+        print(f"The worker stored the result in {var_dir / 'celery-results'}; the site read it back.")
+    finally:
+        stop_server(worker)
 
 
 def show_cache(env: dict[str, str]) -> None:
@@ -164,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     step("migrate")
     manage(env, "migrate", "--noinput", "-v", "0")
 
+    step("start the Celery broker")
+    redis, broker = start_redis(var_dir)
+    if broker:
+        env["KVB_EXAMPLE_BROKER"] = broker
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = var_dir / "server.log"
@@ -173,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         wait_until_up(base, server, log)
         step("request pages")
         request_pages(base)
-        step("Celery")
-        celery_part(base, env)
+        step("Celery: a task started by a view, its result stored in kvb://")
+        celery_part(base, env, var_dir)
         step("what the cache holds")
         show_cache(env)
         step("kv_stats")
@@ -186,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         step("stop the site")
         stop_server(server)
-    print("\nDemo finished: the site ran on kv_backend for its cache and sessions.")
+        if redis is not None:
+            stop_server(redis)
+    print("\nDemo finished: the site ran on kv_backend for its cache, its sessions and its Celery results.")
     return 0
 
 

@@ -1,7 +1,8 @@
-"""Settings of the example site: kv_backend holds the cache, the sessions and the counters.
+"""Settings of the example site: kv_backend holds the cache, sessions, counters and Celery results.
 
 Data lives under example_project/var/ (git-ignored) unless KVB_EXAMPLE_VAR
-points elsewhere; KVB_EXAMPLE_CACHE overrides just the cache directory.
+points elsewhere; KVB_EXAMPLE_CACHE overrides just the cache directory and
+KVB_EXAMPLE_BROKER the Celery broker (a redis URL).
 """
 
 from __future__ import annotations
@@ -74,3 +75,12 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Celery (mysite/celery.py reads the CELERY_ names): the broker is redis, the
+# results go to a kv_backend store next to the cache, kept for an hour.
+CELERY_BROKER_URL = os.environ.get("KVB_EXAMPLE_BROKER", "redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = f"kvb://{(VAR_DIR / 'celery-results').resolve()}"
+CELERY_RESULT_EXPIRES = 3600
+CELERY_RESULT_EXTENDED = True
+CELERY_TASK_TRACK_STARTED = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -10,4 +10,5 @@ urlpatterns = [
     path("session/", views.session, name="session"),
     path("fragment/", views.fragment, name="fragment"),
     path("task/", views.start_task, name="task"),
+    path("task/<str:task_id>/", views.task_status, name="task-status"),
 ]

@@ -49,8 +49,41 @@ def fragment(request: HttpRequest) -> HttpResponse:
 
 
 # --- Celery -----------------------------------------------------------------
-# CELERY: the Celery integration replaces this view with one that starts a task
-# whose result is stored by the kv_backend Celery result backend.
+DEFAULT_TEXT = "The quick brown fox jumps over the lazy dog; the dog sleeps."
+
+
 def start_task(request: HttpRequest) -> JsonResponse:
-    """Placeholder until the Celery integration is wired in (see docs/django.md)."""
-    return JsonResponse({"celery": "not configured in this example yet"}, status=501)
+    """Start the word_count task on ``?text=``, wait for its result (kvb:// wakes on write) and show it.
+
+    ``?wait=0`` only starts it: follow the returned URL to read its state later.
+    """
+    from celery.exceptions import TimeoutError as CeleryTimeoutError
+
+    from pages.tasks import word_count
+
+    started = time.perf_counter()
+    result = word_count.delay(request.GET.get("text", DEFAULT_TEXT))
+    reply: dict[str, object] = {"task_id": result.id, "status_url": f"/task/{result.id}/"}
+    if request.GET.get("wait", "1") != "0":
+        try:
+            reply["result"] = result.get(timeout=float(request.GET.get("timeout", "10")))
+        except CeleryTimeoutError:
+            reply["error"] = "no result yet: is a worker running? (celery -A mysite worker)"
+        reply["waited_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    reply["state"] = result.state
+    return JsonResponse(reply, status=200 if "error" not in reply else 504)
+
+
+def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
+    """State and result of a task, read from the kvb:// result store like any other process would."""
+    from celery.result import AsyncResult
+
+    result = AsyncResult(task_id)
+    reply: dict[str, object] = {"task_id": task_id, "state": result.state}
+    if result.successful():
+        reply["result"] = result.result
+        reply["worker"] = result.worker
+        reply["date_done"] = str(result.date_done) if result.date_done else None
+    elif result.failed():
+        reply["error"] = repr(result.result)
+    return JsonResponse(reply)
