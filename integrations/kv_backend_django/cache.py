@@ -24,7 +24,6 @@ import pickle
 import random
 import re
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -388,34 +387,19 @@ class KVCache(BaseCache):
 
 
 # ------------------------------------------------------- engine helpers
-# Culling needs an O(1) size bound, the expired-but-indexed keys and an
-# unordered key list. The engine's public API offers len() (O(keys with a
-# TTL)) and ordered iteration (it builds a sorted index); these helpers use
-# the key directory directly when available and fall back to the public API.
 
 
 def _indexed_count(db: DB) -> int:
     """Number of keys in the index, expired ones included: an O(1) upper bound of len(db)."""
-    # No refresh here: the view may lag other processes' latest writes by a
-    # moment, which only shifts the cull by a few entries; _maybe_cull rechecks
-    # under the lock with an up-to-date view.
-    try:
-        return len(db._ix.kd)  # type: ignore[attr-defined]
-    except AttributeError:  # pragma: no cover - engine internals changed
-        return len(db)
+    return db.index_size()
 
 
 def _scan(db: DB) -> tuple[list[bytes], list[bytes]]:
-    """Return ``(live keys, expired keys still indexed)``; call with ``db.locked()`` held."""
-    try:
-        ix = db._ix  # type: ignore[attr-defined]
-        now = time.time()
-        exp = ix.exp
-        live: list[bytes] = []
-        expired: list[bytes] = []
-        for k in list(ix.kd):
-            e = exp.get(k)
-            (expired if e and e <= now else live).append(k)
-        return live, expired
-    except AttributeError:  # pragma: no cover - engine internals changed
-        return list(db.keys()), []
+    """Return ``(live keys, expired keys to delete)``; call with ``db.locked()`` held.
+
+    Expired keys are dropped from the index without writing anything (their
+    records are invisible everywhere and go at the next merge), so the second
+    list is always empty.
+    """
+    db.purge_expired()
+    return db.unordered_keys(), []
