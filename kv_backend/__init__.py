@@ -25,6 +25,7 @@ from kv_backend.errors import (
     StoreNotFoundError,
     ValueTooLargeError,
 )
+from kv_backend.store import Store
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,7 @@ __all__ = [
     "NotAnIntegerError",
     "ReadOnlyError",
     "StorageError",
+    "Store",
     "StoreNotFoundError",
     "ValueTooLargeError",
     "__version__",
