@@ -352,7 +352,7 @@ def test_same_results_as_stdlib_shelve(program, writeback):
     base = tempfile.mkdtemp(prefix="kvb-shelve-diff-")
     try:
         ours = _run(lambda f, wb: kshelve.open(base + "/kv", f, writeback=wb), program, writeback)
-        theirs = _run(lambda f, wb: shelve.open(base + "/std", f, writeback=wb), program, writeback)
+        theirs = _run(lambda f, wb: shelve.open(base + "/std", f, writeback=wb), program, writeback)  # noqa: SIM115
         assert ours == theirs
     finally:
         shutil.rmtree(base, ignore_errors=True)

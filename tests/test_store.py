@@ -82,7 +82,7 @@ def test_read_write_like_a_dict(store):
     assert store != {**reference, "extra": 1}
     assert store.keys() == reference.keys()
     assert sorted(store.values(), key=repr) == sorted(reference.values(), key=repr)
-    assert list(store.items())[0] == ("none", None)
+    assert next(iter(store.items())) == ("none", None)
     assert ("one", 1) in store.items()
     assert ("one", 2) not in store.items()
     assert [2, 2.0] in store.values()
@@ -453,7 +453,13 @@ def test_closed_store_raises_value_error(store_path):
     s.close()  # idempotent
     assert s.closed
     assert "closed" in repr(s)
-    for op in (lambda: s["k"], lambda: s.__setitem__("k", 2), lambda: len(s), lambda: list(s), lambda: s.get("k")):
+    for op in (
+        lambda: s["k"],
+        lambda: s.__setitem__("k", 2),
+        lambda: len(s),
+        lambda: list(s),
+        lambda: s.get("k"),
+    ):
         with pytest.raises(DatabaseClosedError) as info:
             op()
         assert isinstance(info.value, ValueError)

@@ -88,7 +88,7 @@ print("ok", flush=True)
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        out, err = child.communicate(timeout=60)
+        _out, err = child.communicate(timeout=60)
         assert child.returncode == 0, err.decode()
         assert shelf["from_child"] == [1, 2, 3]  # without reopening
 

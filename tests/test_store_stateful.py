@@ -14,7 +14,9 @@ from kv_backend.serializers import SerializationError
 
 keys = st.text(alphabet="ab/é\u00ff✓", min_size=1, max_size=4)
 scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.binary(max_size=5)
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner), max_leaves=5)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner), max_leaves=5
+)
 
 
 class StoreMachine(RuleBasedStateMachine):
