@@ -298,8 +298,9 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
     if not isinstance(mode, int) or isinstance(mode, bool):
         raise TypeError(f"mode must be an int such as 0o666, not {type(mode).__name__}")
     path = os.fsdecode(os.fspath(file))
-    kind = whichdb(path)
-    if kind not in (None, "kv_backend.dbm"):
+    # A directory is checked by the engine (it may be a store another process is creating right now).
+    kind = None if os.path.isdir(path) else _std_dbm.whichdb(path)
+    if kind is not None:
         what = f"a {kind} database" if kind else "not a kv_backend database"
         raise error(
             errno.EINVAL,

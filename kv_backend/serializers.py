@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 from kv_backend.errors import KVError
@@ -73,6 +74,9 @@ class PickleSerializer:
         if protocol < 0:
             protocol = pickle.HIGHEST_PROTOCOL
         self.protocol = protocol
+        # Unchecked versions for hot paths: callers fall back to dumps/loads to report a failure.
+        self.fast_dumps = partial(pickle.dumps, protocol=protocol)
+        self.fast_loads = pickle.loads
 
     def dumps(self, value: Any) -> bytes:
         try:

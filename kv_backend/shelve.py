@@ -20,7 +20,7 @@ import shelve as _std_shelve
 from typing import Any
 
 from kv_backend import dbm as _kv_dbm
-from kv_backend.errors import InvalidKeyError
+from kv_backend.errors import InvalidKeyError, KVError
 from kv_backend.serializers import PickleDeserializationError, PickleSerializationError
 
 __all__ = ["KVShelf", "open"]
@@ -68,7 +68,12 @@ class KVShelf(_std_shelve.DbfilenameShelf):
                 return cache[key]
             except KeyError:
                 pass
-        data = self.dict[self._ek(key)]
+        try:  # fast path: straight to the engine
+            data = self.dict._get(key.encode(self.keyencoding), _MISSING)
+        except (AttributeError, KVError, UnicodeError):  # closed shelf, bad key...: the checked path
+            data = self.dict[self._ek(key)]
+        if data is _MISSING:
+            raise KeyError(key)
         try:
             value = pickle.loads(data)
         except Exception as exc:
@@ -86,11 +91,21 @@ class KVShelf(_std_shelve.DbfilenameShelf):
             return default
 
     def __setitem__(self, key: str, value: Any) -> None:
-        k = self._ek(key)
-        data = self._dumps(value)
-        if self.writeback:
+        try:  # fast path: straight to the engine
+            k = key.encode(self.keyencoding)
+            data = pickle.dumps(value, self._protocol)
+            put = self.dict._put
+        except Exception:  # closed shelf, bad key, unpicklable value: the checked path raises
+            k = self._ek(key)
+            data = self._dumps(value)
+            self.dict[k] = data
+        else:
+            try:
+                put(k, data)
+            except KVError as exc:
+                raise self.dict._convert(exc) from None
+        if self.writeback:  # cached only once stored
             self.cache[key] = value
-        self.dict[k] = data
 
     def __delitem__(self, key: str) -> None:
         del self.dict[self._ek(key)]

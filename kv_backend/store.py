@@ -112,6 +112,10 @@ class Store(MutableMapping[K, Any], Generic[K]):
         self.serializer = get_serializer(serializer)
         self._dumps = self.serializer.dumps
         self._loads = self.serializer.loads
+        # Hot paths call the unchecked functions and redo the call checked only when they fail.
+        self._fdumps = getattr(self.serializer, "fast_dumps", self._dumps)
+        self._floads = getattr(self.serializer, "fast_loads", self._loads)
+        self._strkeys = key_type is str
         self.db = DB(path, **engine_options)
         self.path = self.db.path
         self._get = self.db.get
@@ -120,10 +124,17 @@ class Store(MutableMapping[K, Any], Generic[K]):
     # ------------------------------------------------------------- reading
 
     def __getitem__(self, key: K) -> Any:
-        data = self._get(self._ek(key), _MISSING)
+        try:
+            k = key.encode() if self._strkeys and type(key) is str else self._ek(key)  # type: ignore[union-attr]
+        except UnicodeEncodeError:
+            k = self._ek(key)  # raises the project's error
+        data = self._get(k, _MISSING)
         if data is _MISSING:
             raise KeyError(key)
-        return self._loads(data)
+        try:
+            return self._floads(data)
+        except Exception:
+            return self._loads(data)  # raises DeserializationError
 
     @overload
     def get(self, key: K) -> Any | None: ...
@@ -189,7 +200,15 @@ class Store(MutableMapping[K, Any], Generic[K]):
     # ------------------------------------------------------------- writing
 
     def __setitem__(self, key: K, value: Any) -> None:
-        self._put(self._ek(key), self._dumps(value))
+        try:
+            k = key.encode() if self._strkeys and type(key) is str else self._ek(key)  # type: ignore[union-attr]
+        except UnicodeEncodeError:
+            k = self._ek(key)  # raises the project's error
+        try:
+            data = self._fdumps(value)
+        except Exception:
+            data = self._dumps(value)  # raises SerializationError
+        self._put(k, data)
 
     def set(self, key: K, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires then (``ttl <= 0`` deletes)."""
