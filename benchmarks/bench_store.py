@@ -1,4 +1,4 @@
-"""Dict-like persistent stores: kv_backend.Store and kv_backend.shelve against stdlib shelve, sqlitedict, diskcache.
+"""Persistent dicts: kv_backend.Store and kv_backend.shelve vs stdlib shelve, sqlitedict, diskcache.Index.
 
 Every store gets the same keys and values in the same run: ``set`` writes N
 new keys (each write durable against a process kill when the call returns,
@@ -26,10 +26,10 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _report  # noqa: E402
+import _report
 
-import kv_backend.shelve as kshelve  # noqa: E402
-from kv_backend import Store  # noqa: E402
+import kv_backend.shelve as kshelve
+from kv_backend import Store
 
 PHASES = ("set", "get", "iterate")
 
@@ -43,7 +43,7 @@ def _openers(base: str) -> dict[str, tuple[Callable[[], Any], Callable[[Any], No
     out: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
         "kv_backend.Store": (lambda: Store(os.path.join(base, "store")), lambda s: None),
         "kv_backend.shelve": (lambda: kshelve.open(os.path.join(base, "kvshelf")), lambda s: None),
-        "stdlib shelve": (lambda: shelve.open(os.path.join(base, "stdshelf")), lambda s: s.sync()),
+        "stdlib shelve": (lambda: shelve.open(os.path.join(base, "stdshelf")), lambda s: s.sync()),  # noqa: SIM115
     }
     try:
         from sqlitedict import SqliteDict
@@ -79,7 +79,7 @@ def run_one(open_: Callable[[], Any], finish: Callable[[Any], None], n: int, see
     s = open_()
     try:
         t0 = time.perf_counter()
-        for k, v in zip(keys, values):
+        for k, v in zip(keys, values, strict=True):
             s[k] = v
         finish(s)
         t1 = time.perf_counter()
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 got = run_one(open_, finish, n, seed=r)
                 for p in PHASES:
                     best[name][p] = max(best[name][p], got[p])
-                print(f"run {r + 1}/{repeat} {name:18s} " + "  ".join(f"{p} {got[p]:>10,.0f}/s" for p in PHASES))
+                figures = "  ".join(f"{p} {got[p]:>10,.0f}/s" for p in PHASES)
+                print(f"run {r + 1}/{repeat} {name:18s} {figures}", flush=True)
         results = best
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -166,11 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     for ours in ("kv_backend.Store", "kv_backend.shelve"):
         for p in ("set", "get"):
             ratio = results[ours][p] / std[p]
-            checks.append(f"- {ours} {p} vs stdlib shelve: {ratio:.1f}x (target 5x) {'met' if ratio >= 5 else 'MISSED'}")
+            verdict = "met" if ratio >= 5 else "MISSED"
+            checks.append(f"- {ours} {p} vs stdlib shelve: {ratio:.1f}x (target 5x) {verdict}")
     if "diskcache.Index" in results:
         for ours in ("kv_backend.Store", "kv_backend.shelve"):
             ratio = results[ours]["set"] / results["diskcache.Index"]["set"]
-            checks.append(f"- {ours} set vs diskcache.Index: {ratio:.1f}x (target 3x) {'met' if ratio >= 3 else 'MISSED'}")
+            verdict = "met" if ratio >= 3 else "MISSED"
+            checks.append(f"- {ours} set vs diskcache.Index: {ratio:.1f}x (target 3x) {verdict}")
 
     text = "\n".join(
         [
