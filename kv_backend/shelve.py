@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 import shelve as _std_shelve
+from collections.abc import Mapping
 from typing import Any
 
 from kv_backend import dbm as _kv_dbm
@@ -106,6 +107,30 @@ class KVShelf(_std_shelve.DbfilenameShelf):
                 raise self.dict._convert(exc) from None
         if self.writeback:  # cached only once stored
             self.cache[key] = value
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+        """Like ``dict.update``, written as one atomic batch: a bad key or value stores nothing."""
+        if isinstance(other, Mapping):
+            pairs = list(other.items())
+        elif hasattr(other, "keys"):
+            pairs = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - dict.update's protocol
+        else:
+            pairs = [(k, v) for k, v in other]
+        pairs.extend(kwargs.items())
+        encoded = [(self._ek(k), self._dumps(v)) for k, v in pairs]
+        if not encoded:
+            return
+        d = self.dict
+        if isinstance(d, _std_shelve._ClosedDict):
+            d.closed()
+        try:
+            with d.db.batch() as b:
+                for k, data in encoded:
+                    b.put(k, data)
+        except KVError as exc:
+            raise d._convert(exc) from None
+        if self.writeback:
+            self.cache.update(pairs)
 
     def __delitem__(self, key: str) -> None:
         del self.dict[self._ek(key)]

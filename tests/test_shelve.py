@@ -356,3 +356,42 @@ def test_same_results_as_stdlib_shelve(program, writeback):
         assert ours == theirs
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_update_is_one_atomic_batch(path):
+    with kshelve.open(path, writeback=True) as shelf:
+        shelf["keep"] = 1
+        with pytest.raises(PickleSerializationError):
+            shelf.update({"a": 1, "b": threading.Lock()})
+        with pytest.raises(TypeError):
+            shelf.update({"c": 1, 5: 2})
+        assert "a" not in shelf and "c" not in shelf
+        shelf.update({"a": [1]}, b=[2])
+        shelf.update([("c", 3)])
+        shelf.update()
+        assert shelf.cache["a"] == [1]
+        shelf["a"].append(10)
+    with kshelve.open(path, "r") as shelf:
+        assert dict(shelf) == {"keep": 1, "a": [1, 10], "b": [2], "c": 3}
+    shelf = kshelve.open(path)
+    shelf.close()
+    with pytest.raises(ValueError):
+        shelf.update({"x": 1})
+
+
+def test_migrating_a_stdlib_shelf(tmp_path):
+    with shelve.open(str(tmp_path / "old")) as old:
+        old.update({"a": [1], "b": {"c": 2}})
+    with shelve.open(str(tmp_path / "old"), "r") as old, kshelve.open(str(tmp_path / "new"), "n") as new:
+        new.update(old)
+    with kshelve.open(str(tmp_path / "new"), "r") as new:
+        assert dict(new) == {"a": [1], "b": {"c": 2}}
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_failed_open_leaves_nothing_for_del_to_trip_on(path):
+    with pytest.raises(kdbm.error):
+        kshelve.open(path, "r")
+    with pytest.raises(ValueError):
+        kshelve.open(path, "z")
+    gc.collect()

@@ -170,3 +170,39 @@ def test_sigkilled_shelf_writer_loses_no_acknowledged_write(tmp_path, run):
         for i in range(last + 1):
             assert shelf[f"k{i}"] == {"i": i, "pad": "y" * (i % 300)}
         shelf["after"] = 1
+
+
+def test_store_survives_fork_and_threads(tmp_path):
+    import threading
+
+    path = str(tmp_path / "forked")
+    with Store(path) as s:
+        s["parent"] = 1
+        pids = []
+        for c in range(2):
+            pid = os.fork()
+            if pid == 0:  # child: use the inherited Store from several threads
+                code = 0
+                try:
+
+                    def work(t: int, c: int = c) -> None:
+                        for i in range(50):
+                            s.incr("count")
+                            s[f"c{c}-t{t}-{i}"] = i
+
+                    threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                except BaseException:
+                    code = 1
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+        for pid in pids:
+            _, status = os.waitpid(pid, 0)
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert s["count"] == 2 * 3 * 50
+        assert len(s.keys(prefix="c")) == 2 * 3 * 50 + 1  # and "count"
+        assert s["parent"] == 1
