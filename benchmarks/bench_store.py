@@ -124,13 +124,14 @@ def chart(results: dict[str, dict[str, float]], path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short run (2,000 keys)")
-    parser.add_argument("-n", type=int, default=None, help="number of keys (default 20,000)")
+    parser.add_argument("--quick", action="store_true", help="a short run (2,000 keys, one round)")
+    parser.add_argument("-n", type=int, default=None, help="number of keys (default 10,000)")
     parser.add_argument("--repeat", type=int, default=None, help="runs per store; the best is kept")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ unchanged")
     args = parser.parse_args(argv)
-    n = args.n or (2_000 if args.quick else 20_000)
-    repeat = args.repeat or (1 if args.quick else 3)
+    n = args.n or (2_000 if args.quick else 10_000)
+    repeat = args.repeat or (1 if args.quick else 5)
+    load_before = os.getloadavg()[0]
 
     results: dict[str, dict[str, float]] = {}
     base = tempfile.mkdtemp(prefix="kvb-bench-store-")
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures = "  ".join(f"{p} {got[p]:>10,.0f}/s" for p in PHASES)
                 print(f"run {r + 1}/{repeat} {name:18s} {figures}", flush=True)
         results = best
+        load_after = os.getloadavg()[0]
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -181,7 +183,14 @@ def main(argv: list[str] | None = None) -> int:
             "interleaved runs. Operations per second, higher is better. stdlib `shelve` runs on "
             f"the interpreter's default dbm (`{_default_dbm()}` here). kv_backend and diskcache make "
             "every write survive a killed process when the call returns; sqlitedict runs in its default "
-            "mode (writes queued, one commit at the end of the phase, included in the time).",
+            "mode (writes queued, one commit at the end of the phase, included in the time). "
+            f"Load average {load_before:.1f} before and {load_after:.1f} after the run on "
+            f"{os.cpu_count()} cores"
+            + (
+                ": a busy machine, so these figures are provisional."
+                if load_before > 1 or load_after > 1
+                else "."
+            ),
             "",
             _report.table(["store", *PHASES], rows),
             "",
