@@ -109,6 +109,7 @@ class JSONSerializer:
     name = "json"
 
     def __init__(self, *, sort_keys: bool = False) -> None:
+        self.sort_keys = sort_keys
         self._encoder = json.JSONEncoder(
             ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys
         )
@@ -131,8 +132,11 @@ class JSONSerializer:
                 f"stored bytes are not UTF-8 JSON ({exc}); was the value written with another serializer?"
             ) from exc
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(JSONSerializer, sort_keys=self.sort_keys), ())
+
     def __repr__(self) -> str:
-        return "JSONSerializer()"
+        return f"JSONSerializer(sort_keys={self.sort_keys})"
 
 
 class RawSerializer:

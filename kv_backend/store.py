@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from typing import Any, Generic, TypeVar, overload
 
 from kv_backend.db import DB
-from kv_backend.errors import ConfigurationError, InvalidKeyError, KVError
+from kv_backend.errors import ConfigurationError, DatabaseClosedError, InvalidKeyError, KVError
 from kv_backend.serializers import get_serializer
 
 __all__ = ["KeyEncodingError", "Store", "StoreBatch"]
@@ -118,6 +118,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
         self._strkeys = key_type is str
         self.db = DB(path, **engine_options)
         self.path = self.db.path
+        self._engine_options = dict(engine_options)
         self._get = self.db.get
         self._put = self.db.put
 
@@ -397,8 +398,18 @@ class Store(MutableMapping[K, Any], Generic[K]):
             f"serializer={self.serializer!r}>"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickling a Store (e.g. to send it to a worker process) reopens the same path over there."""
+        if self.closed:
+            raise DatabaseClosedError(f"the store at {self.path} is closed and cannot be pickled")
+        return (_reopen, (self.path, self.serializer, self.key_type, self._engine_options))
+
     # A store compares equal to any mapping with the same items (like dict), so it is unhashable.
     __hash__ = None  # type: ignore[assignment]
+
+
+def _reopen(path: str, serializer: Any, key_type: type, engine_options: dict[str, Any]) -> Store[Any]:
+    return Store(path, serializer, key_type=key_type, **engine_options)
 
 
 class StoreBatch(Generic[K]):

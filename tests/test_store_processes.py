@@ -206,3 +206,28 @@ def test_store_survives_fork_and_threads(tmp_path):
         assert s["count"] == 2 * 3 * 50
         assert len(s.keys(prefix="c")) == 2 * 3 * 50 + 1  # and "count"
         assert s["parent"] == 1
+
+
+def _pool_worker(args):
+    store, i = args
+    store[f"pool-{i}"] = i * i
+    return store.incr("pool-count")
+
+
+def test_store_can_be_sent_to_worker_processes(tmp_path):
+    import multiprocessing
+    import pickle
+
+    from kv_backend.errors import DatabaseClosedError
+
+    path = str(tmp_path / "pool")
+    with Store(path, serializer="json", sync=0.5) as s:
+        copy = pickle.loads(pickle.dumps(s))
+        assert copy.path == s.path and copy.serializer.name == "json" and copy.db.sync_mode == 0.5
+        copy.close()
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            results = pool.map(_pool_worker, [(s, i) for i in range(8)])
+        assert sorted(results) == list(range(1, 9))
+        assert s.get_many([f"pool-{i}" for i in range(8)]) == {f"pool-{i}": i * i for i in range(8)}
+    with pytest.raises(DatabaseClosedError):
+        pickle.dumps(s)
