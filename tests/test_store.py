@@ -507,3 +507,38 @@ def test_engine_options_are_passed(store_path):
         assert s.db.sync_mode == "always"
     with pytest.raises(ConfigurationError):
         Store(store_path, sync="sometimes")
+
+
+def test_mapping_protocol_details(store):
+    assert not store
+    store.update(b=2, a=1)
+    store.update({"c": 3})
+    store.update([("d", 4)], e=5)
+    assert bool(store)
+    assert list(zip(store.keys(), store.values(), strict=True)) == list(store.items())
+    assert len(store.keys()) == len(store.values()) == len(store.items()) == 5
+    assert list(store.keys()) == sorted(store)
+    with pytest.raises(TypeError):
+        store.update(5)
+    with pytest.raises(ValueError):
+        store.update([("x", 1, 2)])
+    with pytest.raises(ValueError):
+        store.update([("y",)])
+    with pytest.raises(TypeError):
+        store.update({"ok": 1}, {"too": "many"})
+    with pytest.raises(TypeError):
+        store.get()
+    with pytest.raises(TypeError):
+        store.pop()
+    assert "x" not in store and "y" not in store and "ok" not in store
+    items = dict(store)
+    while store:
+        k, v = store.popitem()
+        assert items.pop(k) == v
+    assert items == {}
+    with pytest.raises(KeyError):
+        store.popitem()
+    store.setdefault("k", [])
+    assert store.setdefault("k", [1]) == []
+    store["k"] = store["k"] + [1]
+    assert store["k"] == [1]
