@@ -124,9 +124,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
         if isinstance(d, _std_shelve._ClosedDict):
             d.closed()
         try:
-            with d.db.batch() as b:
-                for k, data in encoded:
-                    b.put(k, data)
+            _write_all(d.db, encoded)
         except KVError as exc:
             raise d._convert(exc) from None
         if self.writeback:
@@ -157,10 +155,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
                 self.cache = {}  # nothing can be written back; cached objects are just dropped
             else:
                 encoded = [(self._ek(k), self._dumps(v)) for k, v in self.cache.items()]
-                db = self.dict.db
-                with db.batch() as b:
-                    for k, data in encoded:
-                        b.put(k, data)
+                _write_all(self.dict.db, encoded)
                 self.cache = {}
         if hasattr(self.dict, "sync"):
             self.dict.sync()
@@ -177,6 +172,16 @@ class KVShelf(_std_shelve.DbfilenameShelf):
                 d.close()
             finally:
                 self.dict = _std_shelve._ClosedDict()
+
+
+def _write_all(db: Any, encoded: list[tuple[bytes, bytes]]) -> None:
+    """Write every ``(key, data)`` pair at once (a single pair needs no batch to be atomic)."""
+    if len(encoded) == 1:
+        db.put(*encoded[0])
+        return
+    with db.batch() as b:
+        for k, data in encoded:
+            b.put(k, data)
 
 
 def open(

@@ -25,7 +25,13 @@ from contextlib import contextmanager
 from typing import Any, Generic, TypeVar, overload
 
 from kv_backend.db import DB
-from kv_backend.errors import ConfigurationError, DatabaseClosedError, InvalidKeyError, KVError
+from kv_backend.errors import (
+    ConfigurationError,
+    DatabaseClosedError,
+    InvalidKeyError,
+    KVError,
+    ReadOnlyError,
+)
 from kv_backend.serializers import get_serializer
 
 __all__ = ["KeyEncodingError", "Store", "StoreBatch"]
@@ -223,12 +229,25 @@ class Store(MutableMapping[K, Any], Generic[K]):
         """Store every pair at once, all or nothing (one batch)."""
         pairs = mapping.items() if isinstance(mapping, Mapping) else mapping
         ek, dumps = self._ek, self._dumps
-        encoded = [(ek(k), dumps(v)) for k, v in pairs]  # fail before writing anything
-        if not encoded:
+        self._apply([(ek(k), dumps(v), ttl) for k, v in pairs])  # serialize all before writing any
+
+    def _apply(self, ops: list[tuple[bytes, bytes | None, float | None]]) -> None:
+        """Write ``(key, data or None to delete, ttl)`` operations all at once."""
+        if not ops:
+            return
+        if len(ops) == 1:  # a single write is atomic by itself
+            k, data, ttl = ops[0]
+            if data is None:
+                self.db.delete(k)
+            else:
+                self._put(k, data, ttl)
             return
         with self.db.batch() as b:
-            for k, v in encoded:
-                b.put(k, v, ttl)
+            for k, data, ttl in ops:
+                if data is None:
+                    b.delete(k)
+                else:
+                    b.put(k, data, ttl)
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
         """Like ``dict.update``, but applied all at once: a bad key or value writes nothing."""
@@ -254,12 +273,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     def delete_many(self, keys: Iterable[K]) -> None:
         """Remove every key in ``keys`` at once (missing keys are ignored)."""
-        encoded = [self._ek(k) for k in keys]
-        if not encoded:
-            return
-        with self.db.batch() as b:
-            for k in encoded:
-                b.delete(k)
+        self._apply([(self._ek(k), None, None) for k in keys])
 
     @overload
     def pop(self, key: K) -> Any: ...
@@ -352,8 +366,13 @@ class Store(MutableMapping[K, Any], Generic[K]):
     @contextmanager
     def batch(self) -> Iterator[StoreBatch[K]]:
         """Collect sets and deletes and apply them all at once when the block ends, or none on error."""
-        with self.db.batch() as b:
-            yield StoreBatch(self, b)
+        if self.db.closed:
+            raise DatabaseClosedError(f"the store at {self.path} is closed")
+        if self.db.read_only:
+            raise ReadOnlyError(f"the store at {self.path} was opened with read_only=True")
+        b: StoreBatch[K] = StoreBatch(self)
+        yield b
+        self._apply(b._ops)
 
     @contextmanager
     def locked(self) -> Iterator[Store[K]]:
@@ -415,24 +434,24 @@ def _reopen(path: str, serializer: Any, key_type: type, engine_options: dict[str
 class StoreBatch(Generic[K]):
     """Writes collected by :meth:`Store.batch`; values are serialized as they are added."""
 
-    def __init__(self, store: Store[K], batch: Any) -> None:
+    def __init__(self, store: Store[K]) -> None:
         self._store = store
-        self._batch = batch
+        self._ops: list[tuple[bytes, bytes | None, float | None]] = []
 
     def set(self, key: K, value: Any, ttl: float | None = None) -> None:
         """Add a set of ``key`` to the batch."""
-        self._batch.put(self._store._ek(key), self._store._dumps(value), ttl)
+        self._ops.append((self._store._ek(key), self._store._dumps(value), ttl))
 
     __setitem__ = set
 
     def delete(self, key: K) -> None:
         """Add a delete of ``key`` to the batch (a missing key is ignored)."""
-        self._batch.delete(self._store._ek(key))
+        self._ops.append((self._store._ek(key), None, None))
 
     __delitem__ = delete
 
     def __len__(self) -> int:
-        return len(self._batch)
+        return len(self._ops)
 
 
 class _View(Generic[K]):

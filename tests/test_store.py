@@ -542,3 +542,38 @@ def test_mapping_protocol_details(store):
     assert store.setdefault("k", [1]) == []
     store["k"] = store["k"] + [1]
     assert store["k"] == [1]
+
+
+def test_engine_batch_with_a_single_put_reads_back(store_path):
+    """Engine regression guard: a DB batch holding exactly one put (no TTL) must read back.
+
+    DB._write's inlined one-put path indexes such a batch with offset ``end`` and the
+    size of the whole write (record + COMMIT record), so the read fails its CRC check.
+    """
+    with DB(store_path) as db:
+        with db.batch() as b:
+            b.put(b"k", b"v")
+        assert db[b"k"] == b"v"
+
+
+def test_single_item_batches_through_the_store(store):
+    with store.batch() as b:
+        b.set("one", 1)
+    store.set_many({"two": 2})
+    store.update(three=3)
+    store.delete_many(["two"])
+    assert dict(store) == {"one": 1, "three": 3}
+    with store.batch() as b:
+        b.delete("one")
+    assert dict(store) == {"three": 3}
+
+
+def test_batch_on_closed_or_read_only_store(store_path):
+    with Store(store_path) as s:
+        s["k"] = 1
+    with Store(store_path, read_only=True) as ro, pytest.raises(ReadOnlyError), ro.batch() as b:
+        b.set("x", 1)
+    s = Store(store_path)
+    s.close()
+    with pytest.raises(DatabaseClosedError), s.batch():
+        pass
