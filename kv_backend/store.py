@@ -11,6 +11,7 @@ atomic batches, ordered prefix scans and atomic read-modify-write.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import (
     Callable,
     ItemsView,
@@ -32,13 +33,14 @@ from kv_backend.errors import (
     KVError,
     ReadOnlyError,
 )
-from kv_backend.serializers import get_serializer
+from kv_backend.serializers import PickleSerializer, get_serializer
 
 __all__ = ["KeyEncodingError", "Store", "StoreBatch"]
 
 K = TypeVar("K", str, bytes)
 T = TypeVar("T")
 _MISSING: Any = object()
+_pickle_dumps = pickle.dumps
 
 
 class KeyEncodingError(KVError, ValueError):
@@ -122,6 +124,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
         self._fdumps = getattr(self.serializer, "fast_dumps", self._dumps)
         self._floads = getattr(self.serializer, "fast_loads", self._loads)
         self._strkeys = key_type is str
+        self._proto = self.serializer.protocol if isinstance(self.serializer, PickleSerializer) else None
         self.db = DB(path, **engine_options)
         self.path = self.db.path
         self._engine_options = dict(engine_options)
@@ -212,7 +215,8 @@ class Store(MutableMapping[K, Any], Generic[K]):
         except UnicodeEncodeError:
             k = self._ek(key)  # raises the project's error
         try:
-            data = self._fdumps(value)
+            proto = self._proto
+            data = _pickle_dumps(value, proto) if proto is not None else self._fdumps(value)
         except Exception:
             data = self._dumps(value)  # raises SerializationError
         self._put(k, data)
