@@ -547,8 +547,8 @@ def test_mapping_protocol_details(store):
 def test_engine_batch_with_a_single_put_reads_back(store_path):
     """Engine regression guard: a DB batch holding exactly one put (no TTL) must read back.
 
-    DB._write's inlined one-put path indexes such a batch with offset ``end`` and the
-    size of the whole write (record + COMMIT record), so the read fails its CRC check.
+    An earlier DB._write indexed such a batch through its one-put fast path with the size of
+    the whole write (record + COMMIT record), so the read failed its CRC check.
     """
     with DB(store_path) as db:
         with db.batch() as b:
