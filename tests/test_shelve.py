@@ -395,3 +395,15 @@ def test_failed_open_leaves_nothing_for_del_to_trip_on(path):
     with pytest.raises(ValueError):
         kshelve.open(path, "z")
     gc.collect()
+
+
+def test_a_shelf_is_a_store_with_str_keys_and_pickles(path):
+    from kv_backend import Store
+
+    with kshelve.open(path) as shelf:
+        shelf["from_shelf"] = {"a": (1, 2)}
+    with Store(path) as store:
+        assert store["from_shelf"] == {"a": (1, 2)}
+        store["from_store"] = [3]
+    with kshelve.open(path, "r") as shelf:
+        assert shelf["from_store"] == [3]
