@@ -30,15 +30,25 @@ MAX_VALUE = 100_000  # the module server's KVB_HTTP_MAX_VALUE_SIZE
 class Server:
     """``kvb http`` in a child process, listening on a free loopback port."""
 
-    def __init__(self, path: str, log_path: str, token: str | None = None, env: dict | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        log_path: str,
+        token: str | None = None,
+        env: dict | None = None,
+        command: list[str] | None = None,
+    ) -> None:
         self.path = path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = token
         self.log_path = log_path
-        args = [sys.executable, "-m", "kv_backend", "http", "--dir", path, "--port", str(self.port)]
-        if token is not None:
-            args += ["--token", token]
+        if command is None:
+            args = [sys.executable, "-m", "kv_backend", "http", "--dir", path, "--port", str(self.port)]
+            if token is not None:
+                args += ["--token", token]
+        else:
+            args = [sys.executable, *command, "--port", str(self.port)]
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed by stop() / kill()
         self.proc = subprocess.Popen(
             args, env={**child_env(), **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT
@@ -562,6 +572,43 @@ def test_concurrent_clients_from_several_processes(server, client):
     for p in range(3):
         page = client.get(f"/v1/keys?prefix=conc%2F{p}%2F&limit=1000").json()
         assert len(page["keys"]) == 25
+
+
+@pytest.mark.slow
+def test_several_uvicorn_workers_share_one_store(tmp_path):
+    path = str(tmp_path / "store")
+    env = {"KVB_HTTP_DIR": path, "KVB_HTTP_TOKEN": TOKEN}
+    command = ["-m", "uvicorn", "--factory", "kv_backend.http:app_from_env", "--workers", "2"]
+    command += ["--host", "127.0.0.1", "--log-level", "warning"]
+    srv = Server(path, str(tmp_path / "server.log"), TOKEN, env, command)
+    try:
+        errors: list[BaseException] = []
+
+        def hammer(n: int) -> None:
+            try:
+                with srv.client() as c:
+                    for i in range(n):
+                        # a new connection each time, so that both workers get requests
+                        r = c.post("/v1/keys/workers%2Fn/incr", headers={"Connection": "close"})
+                        assert r.status_code == 200
+                        key = f"workers%2F{threading.get_ident()}-{i}"
+                        assert c.put(f"/v1/keys/{key}", content=b"v").status_code == 204
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=hammer, args=(30,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        with srv.client() as c:
+            assert c.get("/v1/keys/workers%2Fn").content == b"120"
+            assert len(c.get("/v1/keys?prefix=workers%2F&limit=1000").json()["keys"]) == 121
+        with DB(path) as db:
+            assert db.get(b"workers/n") == b"120"
+    finally:
+        srv.stop()
 
 
 # ------------------------------------------------------------ SIGKILL

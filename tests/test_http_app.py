@@ -387,3 +387,18 @@ class HTTPAgainstDict(RuleBasedStateMachine):
 
 
 TestHTTPAgainstDict = HTTPAgainstDict.TestCase
+
+
+def test_mounted_under_a_prefix(db):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    outer = Starlette(routes=[Mount("/kv", app=create_app(db, token=TOKEN))])
+    with TestClient(outer) as c:
+        assert c.get("/kv/healthz").status_code == 200
+        assert c.get("/kv/v1/stats").status_code == 401
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        assert c.put("/kv" + key_url(b"a/b\xff"), content=b"v", headers=auth).status_code == 204
+        assert db.get(b"a/b\xff") == b"v"
+        assert c.post("/kv" + key_url(b"n", "/incr"), headers=auth).json() == {"value": 1}
+        assert c.get("/kv/v1/keys", headers=auth).json()["keys"] == ["a%2Fb%FF", "n"]

@@ -486,7 +486,11 @@ class BearerAuth:
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):  # mounted under a prefix, or uvicorn --root-path
+            path = path[len(root) :]
+        if scope["type"] != "http" or path in self.open_paths:
             await self.app(scope, receive, send)
             return
         given: bytes | None = None
