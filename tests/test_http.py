@@ -195,9 +195,10 @@ def test_get_json_format(client):
     assert 90 < body["ttl"] <= 100
     client.put(url(key), content=b"v")
     assert client.get(url(key) + "?format=json").json()["ttl"] is None
-    r = client.get(url(key) + "?format=xml")
-    assert r.status_code == 400
-    assert r.json()["error"] == "invalid_parameter"
+    for bad in ("xml", ""):
+        r = client.get(url(key) + f"?format={bad}")
+        assert r.status_code == 400
+        assert r.json()["error"] == "invalid_parameter"
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -372,7 +373,8 @@ def test_pagination_through_a_few_hundred_keys(server, client):
 
 
 @pytest.mark.parametrize(
-    "query", ["limit=0", "limit=10001", "limit=abc", "limit=-1", "reverse=maybe", "values=2"]
+    "query",
+    ["limit=0", "limit=10001", "limit=abc", "limit=-1", "limit=", "reverse=maybe", "reverse", "values=2"],
 )
 def test_bad_listing_parameters(client, query):
     r = client.get(f"/v1/keys?{query}")
@@ -689,6 +691,10 @@ def test_schemathesis_against_the_checked_in_openapi(tmp_path):
         f"Authorization: Bearer {TOKEN}",
         "--checks",
         "all",
+        # incr on a deleted key creates it again (a missing key counts as 0, as in Redis), which this
+        # check reports as "deleted resource still available"
+        "--exclude-checks",
+        "use_after_free",
         "--max-examples",
         "5",
         "--workers",

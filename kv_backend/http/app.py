@@ -195,7 +195,7 @@ def parse_int(
 
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def parse_bool(raw: bytes | None, name: str) -> bool:
@@ -312,7 +312,7 @@ class _Api:
         )
 
     async def get(self, key: bytes, query: dict[str, bytes]) -> Response:
-        fmt = _text(query.get("format", b"raw"), "format") or "raw"
+        fmt = _text(query.get("format", b"raw"), "format")
         if fmt not in ("raw", "json"):
             raise HTTPAPIError(400, "invalid_parameter", f"format must be 'raw' or 'json', got {fmt[:40]!r}")
         found = await self.call(self._read, key)
@@ -486,11 +486,14 @@ class BearerAuth:
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         path = scope["path"]
         root = scope.get("root_path", "")
         if root and path.startswith(root):  # mounted under a prefix, or uvicorn --root-path
             path = path[len(root) :]
-        if scope["type"] != "http" or path in self.open_paths:
+        if path in self.open_paths:
             await self.app(scope, receive, send)
             return
         given: bytes | None = None
