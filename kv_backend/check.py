@@ -68,6 +68,8 @@ def check(path: str) -> CheckReport:
                 break
             stop_at = res.end
             tail = i == len(fids) - 1
+            if tail and res.stop_reason == rec.PREALLOCATED and not buf[stop_at:].strip(b"\0"):
+                break  # zeros reserved ahead of the tail by a writer: not data
             what = f"{res.stop_reason}; {len(buf) - stop_at} bytes after it cannot be read"
             if tail:
                 report.notes.append(

@@ -32,6 +32,8 @@ from kv_backend.errors import (
     ValueTooLargeError,
 )
 from kv_backend.files import (
+    FORMAT_FILE,
+    FORMAT_TEXT,
     LOCK_FILE,
     MERGE_LOCK_FILE,
     STATE_FILE,
@@ -47,10 +49,10 @@ from kv_backend.files import (
     storage_error,
     write_all,
 )
-from kv_backend.hint import read_hints
+from kv_backend.hint import load as load_hints
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock, WriteLock
-from kv_backend.state import SharedState, TornStateError
+from kv_backend.state import SharedState, unpack_tail
 
 __all__ = ["DB", "Batch", "SnapshotFile"]
 
@@ -58,6 +60,12 @@ _HEADER_SIZE = rec.HEADER_SIZE
 _unpack_header = rec.HEADER.unpack_from
 _crc32 = rec.crc32
 _pread = os.pread
+_pwrite = os.pwrite
+_encode = rec.encode
+_PUT = rec.PUT
+_MAX_KEY = rec.MAX_KEY_SIZE
+_MAX_VALUE = rec.MAX_VALUE_SIZE
+_ALLOC_STEP = 1 << 20
 _time = time.time
 _M32 = (1 << 32) - 1
 _M40 = (1 << 40) - 1
@@ -172,6 +180,28 @@ class Batch:
         return len(self._ops)
 
 
+class _ClosedWord:
+    """Stands in for the state page's tail word after close: any use raises."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @property
+    def value(self) -> int:
+        raise DatabaseClosedError(f"the store at {self.path} is closed; open a new DB to use it again")
+
+
+class _StaticWord:
+    """Stands in for the tail word when no state page exists (a read-only snapshot)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 class DB(MutableMapping[bytes, bytes]):
     """A durable key-value store in a directory, shared safely by many processes.
 
@@ -181,7 +211,7 @@ class DB(MutableMapping[bytes, bytes]):
     seconds fsyncs at most that often. ``max_file_size`` is the size at which
     the active data file is closed and a new one started. ``auto_merge``, a
     fraction between 0 and 1, merges in the background once that share of the
-    closed files' bytes is dead.
+    closed files' bytes is dead. A DB is equal only to itself.
     """
 
     def __init__(
@@ -192,6 +222,7 @@ class DB(MutableMapping[bytes, bytes]):
         read_only: bool = False,
         auto_merge: float | None = None,
     ) -> None:
+        self._closed = True  # until fully open, so __del__ and close() do nothing
         self.path = os.path.abspath(os.fspath(path))
         if sync in ("never", "always"):
             self._sync_interval: float | None = None if sync == "never" else 0.0
@@ -202,35 +233,46 @@ class DB(MutableMapping[bytes, bytes]):
                 f"sync must be 'never', 'always' or a number of seconds >= 0, not {sync!r}"
             )
         self.sync_mode = sync
-        if not isinstance(max_file_size, int) or max_file_size < 4096:
+        if not isinstance(max_file_size, int) or isinstance(max_file_size, bool) or max_file_size < 4096:
             raise ConfigurationError(f"max_file_size must be an int >= 4096, not {max_file_size!r}")
+        if max_file_size > _M40:
+            raise ConfigurationError(f"max_file_size must be below 1 TiB, not {max_file_size!r}")
         self.max_file_size = max_file_size
-        if auto_merge is not None and not (0 < auto_merge < 1):
+        if auto_merge is not None and (
+            not isinstance(auto_merge, (int, float)) or isinstance(auto_merge, bool) or not 0 < auto_merge < 1
+        ):
             raise ConfigurationError(f"auto_merge must be a fraction between 0 and 1, not {auto_merge!r}")
         self.auto_merge = auto_merge
         self.read_only = bool(read_only)
-        self._closed = False
-        self._merging = False
         new = prepare_directory(self.path, create=not self.read_only)
         self._lock = WriteLock(os.path.join(self.path, LOCK_FILE), create=not self.read_only)
-        self._rlock = threading.RLock()  # serialises replays inside this process
+        self._rlock = threading.Lock()  # guards this process's view while it changes
         self._state: SharedState | None = None
-        self._peek: Callable[[], tuple[int]] = self._static_peek
-        self._seen: tuple[int] = (0,)
+        self._tailw: Any = _StaticWord()
+        self._intentw: Any = _StaticWord()
+        self._seen = 0
         self._gen = -1
         self._tail: tuple[FileId, int] = (_FIRST_FILE, 0)
         self._ix = KeyDir()
-        self._view: tuple[dict[bytes, int], list[DataFile]] = (self._ix.kd, [])
+        self._files: list[DataFile] = []
+        self._view: tuple[dict[bytes, int], list[Any]] = (self._ix.kd, [])
         self._fidx: dict[FileId, int] = {}
-        self._corrupt: list[tuple[str, int]] = []
         self._sizes: dict[FileId, int] = {}
+        self._corrupt: list[tuple[str, int]] = []
         self._active: DataFile | None = None
+        self._alloc = 0
+        self._merge_thread: threading.Thread | None = None
+        self._merge_lock: MergeLock | None = None
         try:
             if new:
                 self._create_store()
             self._open_state()
+            self._closed = False
             self._full_reload()
         except BaseException:
+            self._closed = True
+            if self._state is not None:
+                self._state.close()
             self._lock.close()
             raise
         _open_dbs.add(self)
@@ -238,8 +280,6 @@ class DB(MutableMapping[bytes, bytes]):
     # ------------------------------------------------------------------ open
 
     def _create_store(self) -> None:
-        from kv_backend.files import FORMAT_FILE, FORMAT_TEXT
-
         with self._lock:
             marker = os.path.join(self.path, FORMAT_FILE)
             if os.path.exists(marker):
@@ -258,69 +298,59 @@ class DB(MutableMapping[bytes, bytes]):
     def _open_state(self) -> None:
         path = os.path.join(self.path, STATE_FILE)
         if self.read_only and not os.path.exists(path):
-            return  # a store no writer has opened yet: serve a static snapshot
+            return  # no writer has opened this store yet: serve a static snapshot
         try:
-            self._state = SharedState(path, writable=not self.read_only)
-        except TornStateError:
+            st = SharedState(path, writable=not self.read_only)
+        except ValueError:
+            if not self.read_only:
+                raise
             return
-        self._peek = self._state.peek
+        self._state = st
+        self._tailw = st.tail
+        self._intentw = st.intent
 
-    def _static_peek(self) -> tuple[int]:
-        return self._seen
-
-    def _closed_peek(self) -> tuple[int]:
-        raise DatabaseClosedError(f"the store at {self.path} is closed; open a new DB to use it again")
-
-    def _read_state(self) -> tuple[int, int, FileId, int] | None:
-        """Return the published (seq, generation, active id, end), repairing a torn page."""
+    def _published(self) -> tuple[int, int] | None:
+        """Return the published (tail word, generation), or None without a valid page."""
         st = self._state
         if st is None or not st.initialized:
             return None
-        try:
-            return st.read()
-        except TornStateError:
-            # A writer died between the seqlock's two writes. Under the lock
-            # nobody else can be publishing, so a writer repairs the page.
-            with self._lock:
-                if st.writable:
-                    self._recover_tail_locked(force=True)
-                    return st.read()
-                return None
+        return st.tail.value, st.generation.value
 
-    def _recover_tail_locked(self, force: bool = False) -> None:
+    def _recover_tail_locked(self) -> None:
         """Make the state page and the active file agree (caller holds the write lock).
 
         Bytes past the published end were written by a writer that died before
-        publishing. Complete records and committed batches among them are kept
-        (they may have been fsynced), the first incomplete or damaged one and
-        everything after it is cut off. Anything unusual (no state yet, a torn
-        page, a file shorter than published) bumps the generation so that every
-        process rebuilds its key directory.
+        publishing (its intent word differs from the tail word). Complete
+        records and committed batches among them are kept (they may have been
+        fsynced), the first incomplete or damaged one and everything after it
+        is cut off. Anything unusual (no page yet, a file shorter than
+        published) bumps the generation so that every process rebuilds its
+        key directory.
         """
         st = self._state
         assert st is not None and st.writable
         fids = list_data_files(self.path)
         gen = max(self._gen, 0) + 1
-        if not fids:
-            self._new_data_file(_FIRST_FILE)
-            st.initialize(gen, _FIRST_FILE, rec.FILE_HEADER_SIZE)
+        if not fids or fids[-1][1] != 0:
+            # No data file yet, or the newest file is a merge output: start a new active file.
+            major = fids[-1][0] + 1 if fids else _FIRST_FILE[0]
+            self._new_data_file((major, 0))
+            if st.initialized:
+                gen = max(gen, st.generation.value + 1)
+            st.initialize(gen, major, rec.FILE_HEADER_SIZE)
             return
         active = fids[-1]
         path = os.path.join(self.path, data_name(active))
         start = rec.FILE_HEADER_SIZE
-        same_file = False
-        if st.initialized and not force:
-            try:
-                _, pub_gen, pub_fid, pub_end = st.read()
-            except TornStateError:
-                pub_fid, pub_end = (-1, -1), -1
+        if st.initialized:
+            tail = st.tail.value
+            major, end = unpack_tail(tail)
+            if major == active[0]:
+                if st.intent.value == tail and os.path.getsize(path) >= end:
+                    return  # the common case: nothing to recover
+                start, gen = end, st.generation.value
             else:
-                if pub_fid == active:
-                    if st.intent == pub_end:
-                        return  # the common case: nothing to recover
-                    start, gen, same_file = pub_end, pub_gen, True
-                else:
-                    gen = max(gen, pub_gen + 1)
+                gen = max(gen, st.generation.value + 1)
         try:
             fd = os.open(path, os.O_RDWR)
         except OSError as exc:
@@ -334,46 +364,29 @@ class DB(MutableMapping[bytes, bytes]):
             else:
                 if start > size:
                     start = rec.FILE_HEADER_SIZE  # the file lost bytes: rescan it all
-                    if same_file:
-                        gen += 1
-                end = self._valid_end(fd, start, size)
+                    gen = max(gen, st.generation.value + 1)
+                end = _valid_end(fd, start, size)
                 if end < size:
                     os.ftruncate(fd, end)
-                    fsync_file(fd)
+                    if self._sync_interval is not None:
+                        fsync_file(fd)
         finally:
             os.close(fd)
-        st.initialize(gen, active, end)
-
-    @staticmethod
-    def _valid_end(fd: int, start: int, size: int) -> int:
-        """Return the end of the last complete record (or batch) at or after ``start``."""
-        pos = start
-        chunk = _CHUNK
-        while pos < size:
-            n = min(chunk, size - pos)
-            buf = _pread(fd, n, pos)
-            res = rec.scan(buf, 0, len(buf))
-            pos += res.end
-            if res.stop_reason is None:
-                continue
-            if n == size - (pos - res.end):
-                break  # the scan saw everything up to the file's end
-            if res.end == 0:
-                chunk *= 2  # one record (or batch) bigger than the chunk
-        return pos
+        st.initialize(gen, active[0], end)
 
     def _full_reload(self) -> None:
         """Rebuild the key directory from the data files (open, and after a merge).
 
         Listing and opening the files happens under the write lock, so it sees
-        a file set no merge is changing; the replay itself runs outside it.
+        a file set no merge is changing; the replay itself runs outside it, so
+        other processes keep writing meanwhile.
         """
         writable = not self.read_only
         with self._lock:
             if writable:
                 self._clean_merge_leftovers()
                 self._recover_tail_locked()
-            state = self._read_state_nolock()
+            published = self._published()
             fids = list_data_files(self.path)
             files: list[DataFile] = []
             for fid in fids:
@@ -381,52 +394,48 @@ class DB(MutableMapping[bytes, bytes]):
                     files.append(DataFile(self.path, fid, writable=writable and fid == fids[-1]))
                 except OSError as exc:
                     raise storage_error(exc, f"cannot open data file {data_name(fid)}") from exc
-            sizes = {f.fid: f.size() for f in files}
-        if state is not None:
-            seq, gen, active_fid, end = state
+        if published is not None:
+            tail, gen = published
+            major, end = unpack_tail(tail)
+            active_fid: FileId = (major, 0)
         else:
-            seq, gen = 0, 0
+            tail, gen, end = 0, 0, -1
             active_fid = fids[-1] if fids else _FIRST_FILE
-            end = -1
-        with self._rlock:
-            ix = KeyDir()
-            if self._ix.sorted is not None:
-                ix.ensure_sorted()
-            fidx: dict[FileId, int] = {}
-            file_sizes: dict[FileId, int] = {}
-            corrupt: list[tuple[str, int]] = []
-            for idx, f in enumerate(files):
-                fidx[f.fid] = idx
-                limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]
-                hints = None
-                if f.fid != active_fid:
-                    hints = read_hints(os.path.join(self.path, hint_name(f.fid)), sizes[f.fid])
-                if hints is not None:
-                    ix.apply_hints(idx, hints)
-                    file_sizes[f.fid] = sizes[f.fid]
-                else:
-                    file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt)
+        sizes = {f.fid: f.size() for f in files}
+        ix = KeyDir()
+        fidx: dict[FileId, int] = {}
+        file_sizes: dict[FileId, int] = {}
+        corrupt: list[tuple[str, int]] = []
+        maps: list[Any] = []
+        for idx, f in enumerate(files):
+            fidx[f.fid] = idx
+            limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]
+            hints = None
+            if f.fid != active_fid:
+                hints = load_hints(os.path.join(self.path, hint_name(f.fid)), sizes[f.fid])
+            if hints is not None:
+                ix.apply_hints(idx, hints)
+                file_sizes[f.fid] = sizes[f.fid]
+            else:
+                file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt)
+            maps.append(f.mm if f.mm is not None else b"")
+        if self._ix.sorted is not None:
+            ix.ensure_sorted()
+        # Install under the write lock too, so no write of this process can fall
+        # between the snapshot and the install; anything published since the
+        # snapshot is replayed by the next catch-up (``_seen`` is the snapshot's).
+        with self._lock, self._rlock:
             self._ix = ix
-            self._view = (ix.kd, files)
+            self._files = files
+            self._view = (ix.kd, maps)
             self._fidx = fidx
             self._sizes = file_sizes
             self._corrupt = corrupt
             self._gen = gen
             self._tail = (active_fid, file_sizes.get(active_fid, rec.FILE_HEADER_SIZE))
-            self._active = files[-1] if (files and writable) else None
-            self._seen = (seq,)
-
-    def _read_state_nolock(self) -> tuple[int, int, FileId, int] | None:
-        st = self._state
-        if st is None or not st.initialized:
-            return None
-        try:
-            return st.read()
-        except TornStateError:
-            if st.writable:
-                self._recover_tail_locked(force=True)
-                return st.read()
-            return None
+            self._active = files[-1] if (files and writable and files[-1].fid == active_fid) else None
+            self._alloc = sizes.get(active_fid, 0)
+            self._seen = tail
 
     def _clean_merge_leftovers(self) -> None:
         """Remove temporary files of a merge that died (only when no merge runs)."""
@@ -449,27 +458,33 @@ class DB(MutableMapping[bytes, bytes]):
 
     def _refresh(self) -> None:
         """Catch up with records other processes published since we last looked."""
-        with self._rlock:
-            if self._catch_up():
-                return
-        self._full_reload()
+        self._rlock.acquire()
+        try:
+            done = self._catch_up()
+        finally:
+            self._rlock.release()
+        if not done:
+            self._full_reload()
 
     def _catch_up(self) -> bool:
-        """Replay what was published since we last looked (replay lock held).
+        """Replay what was published since we last looked (caller holds ``_rlock``).
 
         Returns False when the file set changed (a merge) and the caller must
         do a full reload instead.
         """
         if self._closed:
-            self._closed_peek()
-        state = self._read_state()
-        if state is None or (state[0],) == self._seen:
+            self._raise_closed()
+        published = self._published()
+        if published is None or published[0] == self._seen:
             return True
-        seq, gen, fid, end = state
+        tail, gen = published
         if gen != self._gen:
             return False
+        major, end = unpack_tail(tail)
+        fid: FileId = (major, 0)
         cur, pos = self._tail
-        files = self._view[1]
+        files = self._files
+        maps = self._view[1]
         ix = self._ix
         writable = not self.read_only
         try:
@@ -478,28 +493,32 @@ class DB(MutableMapping[bytes, bytes]):
                 if idx is None:
                     f = DataFile(self.path, cur, writable=writable and cur == fid)
                     files.append(f)
+                    maps.append(f.mm if f.mm is not None else b"")
                     idx = self._fidx[cur] = len(files) - 1
                     if writable and cur == fid:
                         self._active = f
+                        self._alloc = f.size()
                 f = files[idx]
+                stop = end if cur == fid else f.size()
+                self._sizes[cur] = _replay(ix, f, idx, pos, stop, self._corrupt)
+                if len(maps[idx]) < stop:
+                    maps[idx] = f.remap()
                 if cur == fid:
-                    self._sizes[cur] = _replay(ix, f, idx, pos, end, self._corrupt)
                     break
-                self._sizes[cur] = _replay(ix, f, idx, pos, f.size(), self._corrupt)
                 cur, pos = (cur[0] + 1, 0), rec.FILE_HEADER_SIZE
         except FileNotFoundError:
             return False  # the file set changed under us (a merge finished)
         self._tail = (fid, end)
-        self._seen = (seq,)
+        self._seen = tail
         return True
 
     # ------------------------------------------------------------- reading
 
     def get(self, key: bytes, default: T = None) -> bytes | T:  # type: ignore[assignment]
         """Return the value stored for ``key``, or ``default`` if it is absent or expired."""
-        if self._peek() != self._seen:
+        if self._tailw.value != self._seen:
             self._refresh()
-        kd, files = self._view
+        kd, maps = self._view
         try:
             loc = kd[key]
         except (KeyError, TypeError):
@@ -507,38 +526,41 @@ class DB(MutableMapping[bytes, bytes]):
             if checked is not key:
                 return self.get(checked, default)
             return default
-        size = loc & _M32
-        data = _pread(files[loc >> 72].fd, size, (loc >> 32) & _M40)
+        off = (loc >> 32) & _M40
+        data = maps[loc >> 72][off : off + (loc & _M32)]
         crc, _, _, klen, _, expiry = _unpack_header(data)
-        if len(data) != size or _crc32(data[4:]) != crc:
-            self._raise_corrupt(files[loc >> 72], loc)
+        if _crc32(data[4:]) != crc:
+            self._raise_corrupt(loc)
         if expiry and expiry <= _time():
             return default
         return data[_HEADER_SIZE + klen :]
 
     def _get_record(self, key: bytes) -> tuple[bytes, float] | None:
         """Return ``(value, expiry)`` of a live key, or None."""
-        if self._peek() != self._seen:
+        if self._tailw.value != self._seen:
             self._refresh()
-        kd, files = self._view
+        kd, maps = self._view
         loc = kd.get(key)
         if loc is None:
             return None
-        size = loc & _M32
-        data = _pread(files[loc >> 72].fd, size, (loc >> 32) & _M40)
+        off = (loc >> 32) & _M40
+        data = maps[loc >> 72][off : off + (loc & _M32)]
         crc, _, _, klen, _, expiry = _unpack_header(data)
-        if len(data) != size or _crc32(data[4:]) != crc:
-            self._raise_corrupt(files[loc >> 72], loc)
+        if _crc32(data[4:]) != crc:
+            self._raise_corrupt(loc)
         if expiry and expiry <= _time():
             return None
         return data[_HEADER_SIZE + klen :], expiry
 
-    def _raise_corrupt(self, f: DataFile, loc: int) -> None:
+    def _raise_corrupt(self, loc: int) -> None:
         offset = (loc >> 32) & _M40
+        files = self._files
+        idx = loc >> 72
+        path = files[idx].path if idx < len(files) else self.path
         raise CorruptionError(
-            f"record at offset {offset} of {f.path} failed its checksum; the value is "
+            f"record at offset {offset} of {path} failed its checksum; the value is "
             "not returned. Run 'kvb check' on the store and restore the key from a backup.",
-            path=f.path,
+            path=path,
             offset=offset,
         )
 
@@ -549,11 +571,10 @@ class DB(MutableMapping[bytes, bytes]):
         return value
 
     def __contains__(self, key: object) -> bool:
-        if self._peek() != self._seen:
+        if self._tailw.value != self._seen:
             self._refresh()
-        kd = self._view[0]
         try:
-            found = key in kd
+            found = key in self._view[0]
         except TypeError:
             found = False
         if not found:
@@ -575,7 +596,7 @@ class DB(MutableMapping[bytes, bytes]):
         return max(expiry - _time(), 0.0) if expiry else None
 
     def __len__(self) -> int:
-        if self._peek() != self._seen:
+        if self._tailw.value != self._seen:
             self._refresh()
         ix = self._ix
         return len(ix.kd) - ix.expired_count()
@@ -593,10 +614,10 @@ class DB(MutableMapping[bytes, bytes]):
         date from then on (about 9 bytes per key). Changes made while iterating
         are seen or not, but never break the iteration.
         """
-        if prefix and type(prefix) is not bytes:
-            prefix = _check_key(prefix)
+        if type(prefix) is not bytes:
+            prefix = bytes(_check_key(prefix)) if prefix else b""
         if start is not None:
-            start = bytes(start)
+            start = _check_key(start)
         last: bytes | None = None
         while True:
             chunk = self._key_chunk(prefix, start, reverse, last)
@@ -608,8 +629,8 @@ class DB(MutableMapping[bytes, bytes]):
     def _key_chunk(
         self, prefix: bytes, start: bytes | None, reverse: bool, last: bytes | None
     ) -> list[bytes]:
-        """Return the next up to 512 keys after ``last`` (a snapshot, taken under the replay lock)."""
-        if self._peek() != self._seen:
+        """Return the next up to 512 keys after ``last`` (a snapshot, taken under ``_rlock``)."""
+        if self._tailw.value != self._seen:
             self._refresh()
         with self._rlock:
             ix = self._ix
@@ -665,7 +686,7 @@ class DB(MutableMapping[bytes, bytes]):
 
     def _check_writable(self) -> None:
         if self._closed:
-            self._closed_peek()
+            self._raise_closed()
         if self.read_only:
             raise ReadOnlyError(
                 f"the store at {self.path} was opened with read_only=True; open it writable to change it"
@@ -688,48 +709,82 @@ class DB(MutableMapping[bytes, bytes]):
             self._lock.release()
 
     def _writer_catch_up(self) -> None:
-        """Bring the view up to date and recover a dead writer's tail (lock held)."""
-        st = self._state
-        assert st is not None
-        if self._peek() != self._seen:
+        """Bring the view up to date and recover a dead writer's tail (write lock held)."""
+        if self._tailw.value != self._seen:
             self._refresh()
-        if st.intent != self._tail[1] or self._active is None or self._active.fid != self._tail[0]:
+        if self._intentw.value != self._seen or self._active is None:
             self._recover_tail_locked()
             self._refresh()
             if self._active is None or self._active.fid != self._tail[0]:
                 self._full_reload()
 
     def _write(self, data: bytes, entries: list[tuple[int, bytes, int, int, float]]) -> None:
-        """Write ``data`` at the tail, publish it, and index ``entries`` (write lock held).
+        """Append ``data`` at the tail, publish it, and index ``entries`` (write lock held).
 
         ``entries`` are ``(type, key, offset within data, size, expiry)``. The
-        intent word announces the new end before the write, so that the next
-        writer can tell that a writer died half-way; on an OS error the file
-        is cut back and nothing is published.
+        intent word announces the new tail before the write, so that the next
+        writer can tell a writer died half-way; on an OS error the file is cut
+        back and nothing is published.
         """
-        st = self._state
-        assert st is not None and self._active is not None
-        fid, end = self._tail
+        (major, _), end = self._tail
+        n = len(data)
+        if end + n > self.max_file_size and end > rec.FILE_HEADER_SIZE:
+            self._rotate()
+            (major, _), end = self._tail
+        new_end = end + n
         active = self._active
-        if end + len(data) > self.max_file_size and end > rec.FILE_HEADER_SIZE:
-            active = self._rotate()
-            fid, end = self._tail
-        new_end = end + len(data)
-        st.set_intent(new_end)
+        assert active is not None
+        if new_end > self._alloc:
+            self._extend(new_end)
+        tail = (major << 40) | new_end
+        self._intentw.value = tail
         try:
-            write_all(active.fd, data, end)
+            written = _pwrite(active.fd, data, end)
+            if written != n:
+                write_all(active.fd, memoryview(data)[written:], end + written)
         except OSError as exc:
-            try:
-                os.ftruncate(active.fd, end)
-            except OSError:
-                pass
-            st.set_intent(end)
+            self._intentw.value = self._seen
             raise storage_error(exc, f"cannot append to {active.path}") from exc
-        with self._rlock:
-            self._seen = (st.publish(self._gen, fid, new_end),)
-            self._tail = (fid, new_end)
-            self._sizes[fid] = new_end
-            self._ix.apply(self._fidx[fid], end, entries)
+        self._rlock.acquire()
+        try:
+            self._tailw.value = tail
+            self._seen = tail
+            self._tail = ((major, 0), new_end)
+            idx = self._fidx[(major, 0)]
+            maps = self._view[1]
+            if len(maps[idx]) < new_end:
+                maps[idx] = active.remap()
+            if len(entries) == 1 and entries[0][0] == _PUT and not entries[0][4]:
+                # The common case inlined: one put without expiry.
+                ix = self._ix
+                key = entries[0][1]
+                kd = ix.kd
+                old = kd.get(key)
+                kd[key] = (idx << 72) | (end << 32) | n
+                if old is None:
+                    ix.live += n
+                    if ix.sorted is not None:
+                        ix.sorted.add(key)
+                else:
+                    ix.live += n - (old & _M32)
+                    if ix.exp:
+                        ix.exp.pop(key, None)
+            else:
+                self._ix.apply(idx, end, entries)
+        finally:
+            self._rlock.release()
+
+    def _extend(self, new_end: int) -> None:
+        """Grow the active file ahead of the tail so mappings need remapping rarely."""
+        active = self._active
+        assert active is not None
+        target = ((new_end + _ALLOC_STEP - 1) // _ALLOC_STEP) * _ALLOC_STEP
+        try:
+            if os.fstat(active.fd).st_size < target:
+                os.ftruncate(active.fd, target)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot grow {active.path}") from exc
+        self._alloc = target
 
     def _put_locked(self, key: bytes, value: bytes, expiry: float) -> None:
         data = rec.encode(rec.PUT, key, value, expiry)
@@ -739,26 +794,36 @@ class DB(MutableMapping[bytes, bytes]):
         data = rec.encode(rec.DELETE, key, b"")
         self._write(data, [(rec.DELETE, key, 0, len(data), 0.0)])
 
-    def _rotate(self) -> DataFile:
+    def _rotate(self, auto_merge: bool = True) -> None:
         """Close the active file and start the next one (write lock held)."""
-        st = self._state
-        assert st is not None and self._active is not None
         old = self._active
-        fid = (self._tail[0][0] + 1, 0)
-        if self._sync_interval is not None:
-            fsync_file(old.fd)
+        assert old is not None
+        (major, _), end = self._tail
+        try:
+            os.ftruncate(old.fd, end)  # drop the preallocated slack: closed files are exact
+            if self._sync_interval is not None:
+                fsync_file(old.fd)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot close data file {old.path}") from exc
+        fid = (major + 1, 0)
         f = self._new_data_file(fid)
-        files = self._view[1]
-        files.append(f)
-        self._fidx[fid] = len(files) - 1
-        self._sizes[fid] = rec.FILE_HEADER_SIZE
-        self._active = f
-        self._tail = (fid, rec.FILE_HEADER_SIZE)
-        st.set_intent(rec.FILE_HEADER_SIZE)
-        self._seen = (st.publish(self._gen, fid, rec.FILE_HEADER_SIZE),)
-        if self.auto_merge is not None:
+        tail = ((major + 1) << 40) | rec.FILE_HEADER_SIZE
+        self._rlock.acquire()
+        try:
+            self._files.append(f)
+            self._view[1].append(f.mm if f.mm is not None else b"")
+            self._fidx[fid] = len(self._files) - 1
+            self._sizes[(major, 0)] = end
+            self._active = f
+            self._alloc = f.size()
+            self._tail = (fid, rec.FILE_HEADER_SIZE)
+            self._intentw.value = tail
+            self._tailw.value = tail
+            self._seen = tail
+        finally:
+            self._rlock.release()
+        if auto_merge and self.auto_merge is not None:
             self._maybe_auto_merge()
-        return f
 
     def _new_data_file(self, fid: FileId) -> DataFile:
         path = os.path.join(self.path, data_name(fid))
@@ -777,14 +842,18 @@ class DB(MutableMapping[bytes, bytes]):
             raise storage_error(exc, f"cannot create data file {path}") from exc
 
     def _after_write(self) -> None:
-        """Apply the sync policy once the write lock is released (group commit)."""
+        """Apply the sync policy once the write lock is released.
+
+        The fsync runs outside the lock, so concurrent writers in several
+        processes fsync at the same time and the kernel commits them together.
+        """
         interval = self._sync_interval
         if interval is None:
             return
         st = self._state
         assert st is not None
         now = _time()
-        if interval and now - st.last_sync < interval:
+        if interval and now - st.last_sync.value < interval:
             return
         active = self._active
         if active is not None:
@@ -792,7 +861,7 @@ class DB(MutableMapping[bytes, bytes]):
                 fsync_file(active.fd)
             except OSError as exc:
                 raise storage_error(exc, f"cannot fsync {active.path}") from exc
-            st.set_last_sync(now)
+            st.last_sync.value = now
 
     def put(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires then.
@@ -800,25 +869,26 @@ class DB(MutableMapping[bytes, bytes]):
         A ``ttl`` of 0 or less stores nothing and removes the key (Django's and
         Redis's "already expired").
         """
-        if type(key) is not bytes or not 0 < len(key) <= rec.MAX_KEY_SIZE:
+        if type(key) is not bytes or not 0 < len(key) <= _MAX_KEY:
             key = _check_key(key)
-        if type(value) is not bytes or len(value) > rec.MAX_VALUE_SIZE:
+        if type(value) is not bytes or len(value) > _MAX_VALUE:
             value = _check_value(value)
-        if ttl is not None:
+        if ttl is None:
+            expiry = 0.0
+        else:
+            expiry = _expiry(ttl)
             if ttl <= 0:
                 self.delete(key)
                 return
-            expiry = _expiry(ttl)
-        else:
-            expiry = 0.0
-        data = rec.encode(rec.PUT, key, value, expiry)
+        data = _encode(_PUT, key, value, expiry)
         if self.read_only or self._closed:
             self._check_writable()
         lock = self._lock
         lock.acquire()
         try:
-            self._writer_catch_up()
-            self._write(data, [(rec.PUT, key, 0, len(data), expiry)])
+            if self._tailw.value != self._seen or self._intentw.value != self._seen:
+                self._writer_catch_up()
+            self._write(data, [(_PUT, key, 0, len(data), expiry)])
         finally:
             lock.release()
         if self._sync_interval is not None:
@@ -875,14 +945,7 @@ class DB(MutableMapping[bytes, bytes]):
                 current, expiry = 0, 0.0
             else:
                 raw, expiry = found
-                try:
-                    if not raw.strip(b"+-").isdigit() or raw != raw.strip():
-                        raise ValueError
-                    current = int(raw)
-                except ValueError:
-                    raise NotAnIntegerError(
-                        f"the value of {key!r} is not an ASCII decimal integer: {raw[:40]!r}"
-                    ) from None
+                current = _parse_int(key, raw)
             result = current + delta
             self._put_locked(key, str(result).encode("ascii"), expiry)
         self._after_write()
@@ -917,6 +980,7 @@ class DB(MutableMapping[bytes, bytes]):
         A ``ttl`` of 0 or less deletes the key, as Redis's EXPIRE does.
         """
         key = _check_key(key)
+        expiry = _expiry(ttl)
         self._check_writable()
         with self._lock:
             self._writer_catch_up()
@@ -926,7 +990,6 @@ class DB(MutableMapping[bytes, bytes]):
             if ttl is not None and ttl <= 0:
                 self._delete_locked(key)
             else:
-                expiry = _expiry(ttl)
                 self._put_locked(key, found[0], expiry)
         self._after_write()
         return True
@@ -934,6 +997,25 @@ class DB(MutableMapping[bytes, bytes]):
     def persist(self, key: bytes) -> bool:
         """Remove the expiry of ``key``; return whether it exists."""
         return self.expire(key, None)
+
+    @overload
+    def pop(self, key: bytes) -> bytes: ...
+    @overload
+    def pop(self, key: bytes, default: bytes | T) -> bytes | T: ...
+    def pop(self, key: bytes, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value (or ``default``), atomically."""
+        key = _check_key(key)
+        self._check_writable()
+        with self._lock:
+            self._writer_catch_up()
+            value = self.get(key, _MISSING)
+            if value is _MISSING:
+                if default is _MISSING:
+                    raise KeyError(key)
+                return default
+            self._delete_locked(key)
+        self._after_write()
+        return value
 
     @contextmanager
     def batch(self) -> Iterator[Batch]:
@@ -960,6 +1042,7 @@ class DB(MutableMapping[bytes, bytes]):
             off += len(r)
         parts.append(rec.encode_commit(len(ops)))
         data = b"".join(parts)
+        self._check_writable()
         with self._lock:
             self._writer_catch_up()
             self._write(data, index)
@@ -978,8 +1061,7 @@ class DB(MutableMapping[bytes, bytes]):
 
     def sync(self) -> None:
         """Flush everything written so far to stable storage (fsync)."""
-        if self._closed:
-            self._closed_peek()
+        self._check_open()
         active = self._active
         if active is not None:
             try:
@@ -989,15 +1071,14 @@ class DB(MutableMapping[bytes, bytes]):
 
     def stats(self) -> dict[str, Any]:
         """Return counts and sizes: keys, live_bytes, dead_bytes, files and more."""
-        if self._closed:
-            self._closed_peek()
+        self._check_open()
         self._refresh()
         with self._rlock:
             ix = self._ix
-            files = self._view[1]
-            total = sum(self._sizes.values())
-            headers = rec.FILE_HEADER_SIZE * len(self._sizes)
-            data_bytes = total - headers
+            sizes = dict(self._sizes)
+            sizes[self._tail[0]] = self._tail[1]
+            total = sum(sizes.values())
+            data_bytes = total - rec.FILE_HEADER_SIZE * len(sizes)
             expired = ix.expired_count()
             return {
                 "path": self.path,
@@ -1006,7 +1087,7 @@ class DB(MutableMapping[bytes, bytes]):
                 "live_bytes": ix.live,
                 "dead_bytes": max(data_bytes - ix.live, 0),
                 "total_bytes": total,
-                "files": len(files),
+                "files": len(self._files),
                 "active_file": data_name(self._tail[0]),
                 "active_end": self._tail[1],
                 "generation": self._gen,
@@ -1019,25 +1100,48 @@ class DB(MutableMapping[bytes, bytes]):
         """Flush according to the sync policy and release files and locks. Idempotent."""
         if self._closed:
             return
+        merge_thread = self._merge_thread
+        if merge_thread is not None and merge_thread is not threading.current_thread():
+            merge_thread.join()
         try:
-            if self._sync_interval is not None and self._active is not None:
-                try:
-                    fsync_file(self._active.fd)
-                except OSError:
-                    pass
+            if not self.read_only:
+                self._sync_on_close()
         finally:
             self._closed = True
-            self._peek = self._closed_peek
+            self._tailw = self._intentw = _ClosedWord(self.path)
             _open_dbs.discard(self)
             with self._rlock:
-                for f in self._view[1]:
+                for f in self._files:
                     f.close()
+                self._files = []
                 self._ix = KeyDir()
                 self._view = (self._ix.kd, [])
                 self._active = None
             if self._state is not None:
                 self._state.close()
             self._lock.close()
+
+    def _sync_on_close(self) -> None:
+        """Fsync the active file at close unless ``sync="never"``.
+
+        The zeros reserved past the tail are left in place: other processes
+        may be appending, and cutting them would make every reader remap the
+        file on each write. Readers and recovery treat them as end of data.
+        """
+        active = self._active
+        if self._sync_interval is None or active is None:
+            return
+        try:
+            fsync_file(active.fd)
+        except OSError:
+            pass
+
+    def _raise_closed(self) -> None:
+        raise DatabaseClosedError(f"the store at {self.path} is closed; open a new DB to use it again")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            self._raise_closed()
 
     @property
     def closed(self) -> bool:
@@ -1071,7 +1175,11 @@ class DB(MutableMapping[bytes, bytes]):
         """Give a forked child its own lock file description and fresh thread locks."""
         if self._closed:
             return
-        self._rlock = threading.RLock()
+        self._rlock = threading.Lock()
+        self._merge_thread = None
+        if self._merge_lock is not None:
+            self._merge_lock.forget_in_child()
+            self._merge_lock = None
         try:
             self._lock.after_fork_in_child()
         except StorageError:
@@ -1089,15 +1197,14 @@ class DB(MutableMapping[bytes, bytes]):
         self._check_open()
         out: list[SnapshotFile] = []
         with self._lock:
-            self._refresh()
-            state = self._read_state()
-            fids = list_data_files(self.path)
-            for fid in fids:
+            published = self._published()
+            active_major, active_end = unpack_tail(published[0]) if published else (-1, -1)
+            for fid in list_data_files(self.path):
                 name = data_name(fid)
                 fd = os.open(os.path.join(self.path, name), os.O_RDONLY)
                 length = os.fstat(fd).st_size
-                if state is not None and fid == state[2]:
-                    length = min(length, state[3])
+                if fid == (active_major, 0):
+                    length = min(length, active_end)
                 out.append(SnapshotFile(name, fd, length))
                 hname = hint_name(fid)
                 try:
@@ -1107,13 +1214,9 @@ class DB(MutableMapping[bytes, bytes]):
                 out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
         return out
 
-    def _check_open(self) -> None:
-        if self._closed:
-            self._closed_peek()
-
     def change_token(self) -> int:
         """Return a number that changes whenever any process writes to the store."""
-        return self._peek()[0]
+        return self._tailw.value
 
     def wait_for_change(self, token: int, timeout: float | None = None) -> bool:
         """Block until a write by any process changes :meth:`change_token` from ``token``.
@@ -1124,7 +1227,7 @@ class DB(MutableMapping[bytes, bytes]):
         """
         deadline = None if timeout is None else _time() + timeout
         delay = 0.0002
-        while self._peek()[0] == token:
+        while self._tailw.value == token:
             if deadline is not None:
                 left = deadline - _time()
                 if left <= 0:
@@ -1142,36 +1245,48 @@ class DB(MutableMapping[bytes, bytes]):
 
     # ------------------------------------------------------------ merge
 
-    def merge(self, progress: Callable[[int, int], None] | None = None) -> Any:
-        """Compact the closed data files; see :func:`kv_backend.merge.merge`."""
+    def merge(self, progress: Callable[[int, int], None] | None = None, wait: bool = False) -> Any:
+        """Compact the store: drop overwritten, deleted and expired records.
+
+        Runs while this and other processes keep reading and writing; returns a
+        :class:`kv_backend.merge.MergeReport`. Raises
+        :class:`~kv_backend.errors.MergeInProgressError` if another merge is
+        running, unless ``wait`` is true. See :mod:`kv_backend.merge`.
+        """
         from kv_backend.merge import merge
 
-        return merge(self, progress=progress)
+        return merge(self, progress=progress, wait=wait)
 
     def _maybe_auto_merge(self) -> None:
         from kv_backend.merge import maybe_auto_merge
 
         maybe_auto_merge(self)
 
-    # Typing helpers for the MutableMapping overloads.
-    @overload
-    def pop(self, key: bytes) -> bytes: ...
-    @overload
-    def pop(self, key: bytes, default: bytes | T) -> bytes | T: ...
-    def pop(self, key: bytes, default: Any = _MISSING) -> Any:
-        """Remove ``key`` and return its value (or ``default``), atomically."""
-        key = _check_key(key)
-        self._check_writable()
-        with self._lock:
-            self._writer_catch_up()
-            value = self.get(key, _MISSING)
-            if value is _MISSING:
-                if default is _MISSING:
-                    raise KeyError(key)
-                return default
-            self._delete_locked(key)
-        self._after_write()
-        return value
+
+def _parse_int(key: bytes, raw: bytes) -> int:
+    """Parse an ASCII decimal integer value the way Redis's INCR does."""
+    body = raw[1:] if raw[:1] == b"-" else raw
+    if not body.isdigit() or not body.isascii() or (len(body) > 1 and body[:1] == b"0"):
+        raise NotAnIntegerError(f"the value of {key!r} is not an ASCII decimal integer: {raw[:40]!r}")
+    return int(raw)
+
+
+def _valid_end(fd: int, start: int, size: int) -> int:
+    """Return the end of the last complete record (or batch) at or after ``start``."""
+    pos = start
+    chunk = _CHUNK
+    while pos < size:
+        n = min(chunk, size - pos)
+        buf = _pread(fd, n, pos)
+        res = rec.scan(buf, 0, len(buf))
+        pos += res.end
+        if res.stop_reason is None:
+            continue
+        if n == size - (pos - res.end):
+            break  # the scan saw everything up to the file's end
+        if res.end == 0:
+            chunk *= 2  # one record (or batch) is bigger than the chunk
+    return pos
 
 
 def _replay(ix: KeyDir, f: DataFile, idx: int, start: int, end: int, corrupt: list[tuple[str, int]]) -> int:

@@ -15,6 +15,7 @@ Files are ordered by (major, minor); a later file wins over an earlier one.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import re
 import sys
@@ -62,28 +63,53 @@ def list_data_files(path: str) -> list[FileId]:
 
 
 class DataFile:
-    """An open data file: an fd for ``pread`` that closes itself when dropped.
+    """An open data file: an fd for writes and scans, and a read-only mapping for reads.
 
-    Views of the key directory hold references to these objects, so a file
-    replaced by merge stays readable until the last view that points into it
-    is gone (on POSIX an open fd keeps an unlinked file readable).
+    Reads of single records slice the mapping (no system call). The mapping
+    covers the file as it was when mapped; :meth:`remap` extends it after
+    the file grew. Views of the key directory hold references to the
+    mappings, so a file replaced by merge stays readable until the last view
+    that points into it is gone (an open fd or mapping keeps an unlinked
+    file readable on POSIX).
     """
 
-    __slots__ = ("__weakref__", "fd", "fid", "path")
+    __slots__ = ("__weakref__", "fd", "fid", "mm", "path")
 
     def __init__(self, directory: str, fid: FileId, *, writable: bool = False) -> None:
         self.fid = fid
         self.path = os.path.join(directory, data_name(fid))
         flags = os.O_RDWR if writable else os.O_RDONLY
         self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0))
+        self.mm: mmap.mmap | None = None
+        self.remap()
+
+    def remap(self) -> mmap.mmap:
+        """Map the whole file as it is now and return the new mapping.
+
+        The previous mapping is not closed here: readers in other threads may
+        still hold it, and it is unmapped when the last reference goes.
+        """
+        size = os.fstat(self.fd).st_size
+        if size == 0:
+            # An empty file cannot be mapped; an empty bytes object reads the same.
+            self.mm = None
+            return _EMPTY_MAP  # type: ignore[return-value]
+        self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+        return self.mm
 
     def size(self) -> int:
         """Return the file's current size in bytes."""
         return os.fstat(self.fd).st_size
 
     def close(self) -> None:
-        """Close the fd now (it is also closed when the object is dropped)."""
+        """Close the fd and the mapping now (both also close when the object is dropped)."""
         fd, self.fd = self.fd, -1
+        mm, self.mm = self.mm, None
+        if mm is not None:
+            try:
+                mm.close()
+            except (BufferError, ValueError):
+                pass
         if fd >= 0:
             try:
                 os.close(fd)
@@ -91,10 +117,18 @@ class DataFile:
                 pass
 
     def __del__(self) -> None:
-        self.close()
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def __repr__(self) -> str:
         return f"<DataFile {self.path} fd={self.fd}>"
+
+
+_EMPTY_MAP = b""
 
 
 def fsync_file(fd: int) -> None:

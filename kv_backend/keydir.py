@@ -17,6 +17,7 @@ import time
 
 from sortedcontainers import SortedList
 
+from kv_backend.hint import Hints
 from kv_backend.record import PUT
 
 M32 = (1 << 32) - 1
@@ -74,9 +75,35 @@ class KeyDir:
                     srt.discard(key)
         self.live = live
 
-    def apply_hints(self, file_index: int, hints: list[tuple[bytes, int, int, float]]) -> None:
-        """Index the entries ``(key, offset, size, expiry)`` of a hint file."""
-        self.apply(file_index, 0, [(PUT, k, off, size, e) for k, off, size, e in hints])
+    def apply_hints(self, file_index: int, hints: Hints) -> None:
+        """Index the entries of a checked hint file (see :mod:`kv_backend.hint`).
+
+        Works column-wise: one C-level dict update for the common case of keys
+        without expiry, a Python loop only for keys that expire.
+        """
+        kd = self.kd
+        top = file_index << FILE_SHIFT
+        keys = hints.keys
+        locs = hints.locations if not top else [top | loc for loc in hints.locations]
+        if kd:
+            # Keys indexed from older files are replaced: take their bytes off the live count.
+            self.live -= sum(kd[k] & M32 for k in keys if k in kd)
+        kd.update(zip(keys, locs, strict=True))
+        self.live += sum(loc & M32 for loc in hints.locations)
+        exp = self.exp
+        if exp:
+            for k in keys:
+                exp.pop(k, None)
+        if any(hints.expiries):
+            now = time.time()
+            for k, e in zip(keys, hints.expiries, strict=True):
+                if e:
+                    if e <= now:
+                        self.live -= kd.pop(k) & M32
+                    else:
+                        exp[k] = e
+        if self.sorted is not None:
+            self.sorted = SortedList(kd)
 
     def expired_count(self) -> int:
         """Return how many indexed keys have expired but not yet been dropped."""

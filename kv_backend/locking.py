@@ -132,6 +132,12 @@ class MergeLock:
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._fd = fd
 
+    def forget_in_child(self) -> None:
+        """In a forked child: close the inherited fd without touching the parent's lock."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
     def release(self) -> None:
         """Release the merge lock."""
         fd, self._fd = self._fd, -1

@@ -13,7 +13,8 @@ A data file is a 16-byte file header followed by records. Every record is::
 
 All integers are little-endian. A batch is a run of records with the batch
 flag followed by one COMMIT record whose value is the record count as a
-little-endian u32; a batch without its COMMIT record never took effect.
+little-endian u32; a batch without its COMMIT record never took effect. A
+COMMIT record with a count of 0 outside a batch is a no-op marker.
 See docs/file-format.md for the full description.
 """
 
@@ -38,6 +39,8 @@ PUT = 1
 DELETE = 2
 COMMIT = 3
 FLAG_BATCH = 1
+
+PREALLOCATED = "preallocated space"
 
 MAX_KEY_SIZE = 65536
 MAX_VALUE_SIZE = 1 << 30  # 1 GiB
@@ -102,15 +105,20 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
     pending: list[tuple[int, bytes, int, int, float]] | None = None
     committed_end = start
     pos = start
-    mv = memoryview(buf)
+    # Slicing bytes is cheaper than slicing a memoryview for small records.
+    mv = buf if isinstance(buf, bytes) else memoryview(buf)
     stop: str | None = None
+    valid_types = (PUT, DELETE, COMMIT)
     while pos < end:
         if end - pos < hsize:
             stop = "truncated header"
             break
         crc, rtype, flags, klen, vlen, expiry = unpack(mv, pos)
+        if not (crc or rtype or klen or vlen):
+            stop = PREALLOCATED  # zero bytes: space reserved ahead of the tail
+            break
         size = hsize + klen + vlen
-        if pos + size > end or rtype not in (PUT, DELETE, COMMIT) or klen > MAX_KEY_SIZE:
+        if pos + size > end or rtype not in valid_types or klen > MAX_KEY_SIZE:
             stop = "truncated record" if pos + size > end else "invalid header"
             break
         ok = crc32(mv[pos + 4 : pos + size]) == crc
@@ -121,6 +129,11 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             corrupt.append(pos)
         if rtype == COMMIT:
             n = COUNT.unpack_from(mv, pos + hsize)[0] if vlen == 4 and ok else -1
+            if n == 0 and pending is None:
+                # An empty batch: a no-op marker (merge writes one to move the tail).
+                pos += size
+                committed_end = pos
+                continue
             if pending is None or n != len(pending):
                 # A COMMIT without its records: the batch is incomplete.
                 pending = None
@@ -131,7 +144,7 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             pos += size
             committed_end = pos
             continue
-        key = bytes(mv[pos + hsize : pos + hsize + klen])
+        key = bytes(mv[pos + hsize : pos + hsize + klen])  # a copy even from a memoryview
         item = (rtype, key, pos, size, expiry)
         if flags & FLAG_BATCH:
             if pending is None:

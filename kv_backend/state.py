@@ -1,137 +1,141 @@
 """The shared state page: how writers publish the log tail to other processes.
 
 ``STATE`` is a 4096-byte file mapped with ``mmap(MAP_SHARED)`` by every
-process that opens the store. Layout (little-endian)::
+process that opens the store. It is machine-local runtime state, in the
+machine's native byte order; the data files alone are the durable truth and
+the page is rebuilt from them when it is missing or damaged. Layout::
 
     offset size field
-    0      8    magic b"KVBSTATE"
-    8      4    version (1)
+    0      8    magic b"KVBSTAT2"
+    8      4    version (2)
     12     4    reserved
-    16     8    seq: even when stable, odd while a writer updates 24..56
+    16     8    tail:   active file major id << 40 | published end offset
     24     8    generation: bumped whenever the set of data files changes (merge)
-    32     8    active file major id
-    40     8    active file minor id
-    48     8    published end offset of the active file
-    56     8    time of the last fsync (float, UNIX seconds)
-    64     8    intent: the end offset a writer is about to reach (crash detection)
+    32     8    intent: the tail a writer is about to reach (crash detection)
+    40     8    time of the last fsync (float, UNIX seconds)
 
-Writers change 24..56 only while holding the write lock, as a seqlock:
-``seq += 1`` (odd), write the fields, ``seq += 1`` (even). Readers compare
-``seq`` with the value they last saw (one memory read) and, when it moved,
-read the fields between two equal even reads of ``seq``.
+Each field is one aligned 8-byte word, read and written with a single load or
+store (through ``ctypes`` views of the mapping), so no reader ever sees half
+of an update. Writers change the words only while holding the write lock:
+``intent`` before appending, ``tail`` after (that is the commit point), and
+``generation`` before the ``tail`` that announces a changed file set.
+Readers compare ``tail`` with the value they last saw: one memory read.
 """
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import struct
-import time
-from functools import partial
 
 from kv_backend.files import storage_error
 
-MAGIC = b"KVBSTATE"
-VERSION = 1
+MAGIC = b"KVBSTAT2"
+VERSION = 2
 SIZE = 4096
-
-_HEAD = struct.Struct("<8sII")
-_SEQ = struct.Struct("<Q")
-_FIELDS = struct.Struct("<QQQQ")  # generation, major, minor, end
-_TIME = struct.Struct("<d")
-_SEQ_AT = 16
-_FIELDS_AT = 24
-_TIME_AT = 56
-_INTENT_AT = 64
+END_BITS = 40
+END_MASK = (1 << END_BITS) - 1
 
 
-class TornStateError(Exception):
-    """The seq word stayed odd: a writer died while publishing (internal)."""
+def pack_tail(major: int, end: int) -> int:
+    """Return the tail word for active file ``major`` published up to ``end``."""
+    return (major << END_BITS) | end
+
+
+def unpack_tail(tail: int) -> tuple[int, int]:
+    """Return ``(major, end)`` of a tail word."""
+    return tail >> END_BITS, tail & END_MASK
+
+
+class _Word:
+    """A read-only stand-in for a ctypes view, for pages mapped without write access."""
+
+    __slots__ = ("_mm", "_offset", "_struct")
+
+    def __init__(self, mm: mmap.mmap, offset: int, fmt: str) -> None:
+        self._mm = mm
+        self._offset = offset
+        self._struct = struct.Struct(fmt)
+
+    @property
+    def value(self) -> int | float:
+        return self._struct.unpack_from(self._mm, self._offset)[0]
 
 
 class SharedState:
-    """The mapped ``STATE`` page of one store, for one process."""
+    """The mapped ``STATE`` page of one store, for one process.
+
+    ``tail``, ``generation``, ``intent`` and ``last_sync`` are ctypes views
+    of the page: read and assign their ``.value``. A read-only process maps
+    the page writable when the file permissions allow it (it never writes),
+    so it gets the same single-load reads; otherwise it reads through
+    ``struct`` on a read-only mapping.
+    """
 
     def __init__(self, path: str, *, writable: bool) -> None:
         self.path = path
         self.writable = writable
-        flags = (os.O_RDWR | os.O_CREAT) if writable else os.O_RDONLY
+        cloexec = getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o666)
+            if writable:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | cloexec, 0o666)
+            else:
+                try:
+                    fd = os.open(path, os.O_RDWR | cloexec)
+                except PermissionError:
+                    fd = os.open(path, os.O_RDONLY | cloexec)
         except OSError as exc:
             raise storage_error(exc, f"cannot open {path}") from exc
         try:
+            mapped_writable = _fd_writable(fd)
             if writable and os.fstat(fd).st_size < SIZE:
                 os.ftruncate(fd, SIZE)
             if os.fstat(fd).st_size < SIZE:
-                raise TornStateError("state file too small")
-            prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+                raise ValueError(f"{path} is too small to be a state page")
+            prot = mmap.PROT_READ | (mmap.PROT_WRITE if mapped_writable else 0)
             self._mm = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, prot)
         finally:
             os.close(fd)
-        #: Return ``(seq,)``: the one memory read on every operation's fast path.
-        self.peek = partial(_SEQ.unpack_from, self._mm, _SEQ_AT)
+        self.tail: ctypes.c_uint64 | _Word
+        self.generation: ctypes.c_uint64 | _Word
+        self.intent: ctypes.c_uint64 | _Word
+        self.last_sync: ctypes.c_double | _Word
+        if mapped_writable:
+            self.tail = ctypes.c_uint64.from_buffer(self._mm, 16)
+            self.generation = ctypes.c_uint64.from_buffer(self._mm, 24)
+            self.intent = ctypes.c_uint64.from_buffer(self._mm, 32)
+            self.last_sync = ctypes.c_double.from_buffer(self._mm, 40)
+        else:
+            self.tail = _Word(self._mm, 16, "=Q")
+            self.generation = _Word(self._mm, 24, "=Q")
+            self.intent = _Word(self._mm, 32, "=Q")
+            self.last_sync = _Word(self._mm, 40, "=d")
 
     @property
     def initialized(self) -> bool:
         """True once a writer has written the magic and version."""
-        magic, version, _ = _HEAD.unpack_from(self._mm, 0)
-        return magic == MAGIC and version == VERSION
+        return self._mm[:8] == MAGIC and int.from_bytes(self._mm[8:12], "little") == VERSION
 
-    def read(self) -> tuple[int, int, tuple[int, int], int]:
-        """Return a consistent ``(seq, generation, active_id, end)``.
-
-        Raises :class:`TornStateError` if a writer seems to have died mid-update.
-        """
-        mm = self._mm
-        for attempt in range(10000):
-            (s1,) = _SEQ.unpack_from(mm, _SEQ_AT)
-            if not s1 & 1:
-                gen, major, minor, end = _FIELDS.unpack_from(mm, _FIELDS_AT)
-                (s2,) = _SEQ.unpack_from(mm, _SEQ_AT)
-                if s1 == s2:
-                    return s1, gen, (major, minor), end
-            if attempt > 100:
-                time.sleep(0)
-        raise TornStateError("seq word stayed odd")
-
-    def publish(self, gen: int, fid: tuple[int, int], end: int) -> int:
-        """Publish a new tail (caller holds the write lock); return the new seq."""
-        mm = self._mm
-        (s,) = _SEQ.unpack_from(mm, _SEQ_AT)
-        s |= 1  # odd: readers wait (also repairs a seq left odd by a dead writer)
-        _SEQ.pack_into(mm, _SEQ_AT, s)
-        _FIELDS.pack_into(mm, _FIELDS_AT, gen, fid[0], fid[1], end)
-        _SEQ.pack_into(mm, _SEQ_AT, s + 1)
-        return s + 1
-
-    def initialize(self, gen: int, fid: tuple[int, int], end: int) -> None:
-        """Write magic and fields into a fresh or damaged page (caller holds the lock)."""
-        _HEAD.pack_into(self._mm, 0, MAGIC, VERSION, 0)
-        self.publish(gen, fid, end)
-        self.set_intent(end)
-
-    @property
-    def intent(self) -> int:
-        """The end offset the last writer announced before writing."""
-        return _SEQ.unpack_from(self._mm, _INTENT_AT)[0]
-
-    def set_intent(self, end: int) -> None:
-        """Announce the end offset a write will reach (caller holds the lock)."""
-        _SEQ.pack_into(self._mm, _INTENT_AT, end)
-
-    @property
-    def last_sync(self) -> float:
-        """UNIX time of the last fsync any process made of the active file."""
-        return _TIME.unpack_from(self._mm, _TIME_AT)[0]
-
-    def set_last_sync(self, when: float) -> None:
-        """Record the time of an fsync."""
-        _TIME.pack_into(self._mm, _TIME_AT, when)
+    def initialize(self, gen: int, major: int, end: int) -> None:
+        """Write magic and all fields into a fresh or damaged page (caller holds the lock)."""
+        self.generation.value = gen  # type: ignore[misc]
+        tail = pack_tail(major, end)
+        self.intent.value = tail  # type: ignore[misc]
+        self.tail.value = tail  # type: ignore[misc]
+        self._mm[:12] = MAGIC + VERSION.to_bytes(4, "little")
 
     def close(self) -> None:
-        """Unmap the page."""
+        """Drop the views and unmap the page."""
+        for name in ("tail", "generation", "intent", "last_sync"):
+            self.__dict__.pop(name, None)
         try:
             self._mm.close()
         except (BufferError, ValueError):
             pass
+
+
+def _fd_writable(fd: int) -> bool:
+    import fcntl
+
+    return (fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE) == os.O_RDWR

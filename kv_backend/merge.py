@@ -1,0 +1,355 @@
+"""Merge (compaction): rewrite the live records of closed data files, with hint files.
+
+The protocol, and why every crash point leaves a valid store:
+
+1. Take ``MERGE.lock`` (a non-blocking ``flock``): one merge per store at a time.
+2. Under the write lock, close the active file if it holds records. The
+   *inputs* are all data files older than the (new) active file.
+3. Without any store lock: find the last operation on every key among the
+   inputs; copy the records of keys whose last operation is a live put into
+   new files named ``M-(m+1).data.tmp``, ``M-(m+2).data.tmp`` ... where
+   ``(M, m)`` is the newest input, with a hint file for each; fsync them.
+   Writers go on appending to the active file meanwhile.
+4. Under the write lock (the switch-over): rename each hint, then each data
+   file to its final name, fsync the directory, bump the generation, unlink
+   the inputs oldest first, fsync the directory, and append a no-op record so
+   that every process notices the change and reloads its key directory.
+
+An output is only a copy of the newest live version of some keys among the
+inputs, and sorts after every input and before the active file. So a crash
+with some outputs renamed and all inputs present changes nothing, and
+removing inputs oldest first always leaves a suffix of the inputs next to
+complete outputs, which also reads the same. Temporary files of a merge that
+died are removed at the next open. A delete newer than a merged value lives
+in a newer file and stays a delete; tombstones themselves are dropped
+because every older file is an input.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kv_backend import record as rec
+from kv_backend.errors import MergeInProgressError
+from kv_backend.files import (
+    MERGE_LOCK_FILE,
+    TMP_SUFFIX,
+    FileId,
+    data_name,
+    fsync_dir,
+    fsync_file,
+    hint_name,
+    list_data_files,
+    storage_error,
+    write_all,
+)
+from kv_backend.hint import read_hints, write_hints
+from kv_backend.locking import MergeLock
+
+if TYPE_CHECKING:
+    from kv_backend.db import DB
+
+#: Closed files must hold at least this many bytes before auto-merge considers them.
+AUTO_MERGE_MIN_BYTES = 1 << 20
+
+
+@dataclass
+class MergeReport:
+    """What a merge did."""
+
+    files_before: int = 0
+    files_after: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    records_kept: int = 0
+    records_dropped: int = 0
+    corrupt_dropped: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        saved = self.bytes_before - self.bytes_after
+        text = (
+            f"merged {self.files_before} file(s) into {self.files_after}: "
+            f"{self.bytes_before} -> {self.bytes_after} bytes ({saved} reclaimed), "
+            f"{self.records_kept} records kept, {self.records_dropped} dropped, "
+            f"in {self.seconds:.2f} s"
+        )
+        if self.corrupt_dropped:
+            text += f"; {self.corrupt_dropped} damaged record(s) could not be copied"
+        return text
+
+
+def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: bool = False) -> MergeReport:
+    """Compact ``db``'s closed files; see the module docstring for the protocol.
+
+    Raises :class:`MergeInProgressError` if another merge of the same store is
+    running, unless ``wait`` is true (then it waits for it and merges after).
+    ``progress(done_bytes, total_bytes)`` is called as input bytes are read.
+    """
+    db._check_writable()
+    lock = MergeLock(os.path.join(db.path, MERGE_LOCK_FILE))
+    if wait:
+        lock.acquire()
+    elif not lock.try_acquire():
+        raise MergeInProgressError(
+            f"another process is merging {db.path} right now; wait for it to finish, or call merge(wait=True)"
+        )
+    db._merge_lock = lock
+    try:
+        return _merge_locked(db, progress)
+    finally:
+        db._merge_lock = None
+        lock.release()
+
+
+def _merge_locked(db: DB, progress: Callable[[int, int], None] | None) -> MergeReport:
+    t0 = time.monotonic()
+    report = MergeReport()
+    with db._lock:
+        db._writer_catch_up()
+        if db._tail[1] > rec.FILE_HEADER_SIZE:
+            db._rotate(auto_merge=False)
+        active_major = db._tail[0][0]
+        inputs = [fid for fid in list_data_files(db.path) if fid[0] < active_major]
+        fds = [os.open(os.path.join(db.path, data_name(fid)), os.O_RDONLY) for fid in inputs]
+    try:
+        if not inputs:
+            report.seconds = time.monotonic() - t0
+            return report
+        sizes = [os.fstat(fd).st_size for fd in fds]
+        report.files_before = len(inputs)
+        report.bytes_before = sum(sizes)
+        total = report.bytes_before
+        last, records = _last_operations(db, inputs, fds, sizes, progress, total)
+        report.records_dropped = records - len(last)
+        outputs = _write_outputs(db, inputs, fds, last, report, progress, total)
+        _switch_over(db, inputs, outputs)
+        report.files_after = len(outputs)
+        report.bytes_after = sum(size for _, size in outputs)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    db._full_reload()
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _last_operations(
+    db: DB,
+    inputs: list[FileId],
+    fds: list[int],
+    sizes: list[int],
+    progress: Callable[[int, int], None] | None,
+    total: int,
+) -> tuple[dict[bytes, tuple[int, int, int, float]], int]:
+    """Return key -> (input index, offset, size, expiry) of each key's live last put, and the record count."""
+    last: dict[bytes, tuple[int, int, int, float]] = {}
+    records = 0
+    done = 0
+    now = time.time()
+    for i, (fid, fd, size) in enumerate(zip(inputs, fds, sizes, strict=True)):
+        hints = read_hints(os.path.join(db.path, hint_name(fid)), size)
+        if hints is not None:
+            for key, off, rsize, expiry in hints:
+                records += 1
+                if expiry and expiry <= now:
+                    last.pop(key, None)
+                else:
+                    last[key] = (i, off, rsize, expiry)
+        else:
+            pos = rec.FILE_HEADER_SIZE
+            chunk = 8 << 20
+            while pos < size:
+                n = min(chunk, size - pos)
+                buf = os.pread(fd, n, pos)
+                res = rec.scan(buf, 0, len(buf), trust_lengths=True)
+                for rtype, key, off, rsize, expiry in res.entries:
+                    records += 1
+                    if rtype == rec.PUT and not (expiry and expiry <= now):
+                        last[key] = (i, pos + off, rsize, expiry)
+                    else:
+                        last.pop(key, None)
+                pos += res.end
+                if res.stop_reason is not None:
+                    if len(buf) == size - (pos - res.end):
+                        break
+                    if res.end == 0:
+                        chunk *= 2
+        done += size
+        if progress is not None:
+            progress(done // 2, total)
+    return last, records
+
+
+def _write_outputs(
+    db: DB,
+    inputs: list[FileId],
+    fds: list[int],
+    last: dict[bytes, tuple[int, int, int, float]],
+    report: MergeReport,
+    progress: Callable[[int, int], None] | None,
+    total: int,
+) -> list[tuple[FileId, int]]:
+    """Copy the live records into temporary output files; return [(file id, size)]."""
+    major = inputs[-1][0]
+    minor = max(fid[1] for fid in inputs if fid[0] == major)
+    by_input: list[list[tuple[int, int, bytes, float]]] = [[] for _ in inputs]
+    for key, (i, off, size, expiry) in last.items():
+        by_input[i].append((off, size, key, expiry))
+    outputs: list[tuple[FileId, int]] = []
+    out: _Output | None = None
+    done = 0
+    try:
+        for i, items in enumerate(by_input):
+            items.sort()
+            fd = fds[i]
+            for off, size, key, expiry in items:
+                data = os.pread(fd, size, off)
+                header = rec.HEADER.unpack_from(data) if len(data) >= rec.HEADER_SIZE else None
+                if header is None or len(data) != size or rec.crc32(memoryview(data)[4:]) != header[0]:
+                    report.corrupt_dropped += 1
+                    continue
+                if header[2]:  # batch flag: the copy stands alone, so re-encode it without
+                    data = rec.encode(rec.PUT, key, data[rec.HEADER_SIZE + header[3] :], expiry)
+                if out is None or (out.end + len(data) > db.max_file_size and out.end > rec.FILE_HEADER_SIZE):
+                    if out is not None:
+                        outputs.append(out.finish())
+                    minor += 1
+                    out = _Output(db.path, (major, minor), db._sync_interval is not None)
+                out.add(key, data, expiry)
+                report.records_kept += 1
+            done += os.fstat(fd).st_size
+            if progress is not None:
+                progress(total // 2 + done // 2, total)
+        if out is not None:
+            outputs.append(out.finish())
+            out = None
+    except BaseException:
+        if out is not None:
+            out.abandon()
+        for fid, _ in outputs:
+            for name in (data_name(fid), hint_name(fid)):
+                try:
+                    os.unlink(os.path.join(db.path, name + TMP_SUFFIX))
+                except FileNotFoundError:
+                    pass
+        raise
+    return outputs
+
+
+class _Output:
+    """One output data file being written under a temporary name, with its hints."""
+
+    def __init__(self, directory: str, fid: FileId, durable: bool) -> None:
+        self.fid = fid
+        self.path = os.path.join(directory, data_name(fid)) + TMP_SUFFIX
+        self.hint_path = os.path.join(directory, hint_name(fid)) + TMP_SUFFIX
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+        self.keys: list[bytes] = []
+        self.locations: list[int] = []
+        self.expiries: list[float] = []
+        self.parts: list[bytes] = [rec.FILE_HEADER_BYTES]
+        self.buffered = rec.FILE_HEADER_SIZE
+        self.written = 0
+        self.end = rec.FILE_HEADER_SIZE
+
+    def add(self, key: bytes, data: bytes, expiry: float) -> None:
+        self.keys.append(key)
+        self.locations.append((self.end << 32) | len(data))
+        self.expiries.append(expiry)
+        self.parts.append(data)
+        self.buffered += len(data)
+        self.end += len(data)
+        if self.buffered >= 1 << 20:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.parts:
+            blob = b"".join(self.parts)
+            try:
+                write_all(self.fd, blob, self.written)
+            except OSError as exc:
+                raise storage_error(exc, f"cannot write merge output {self.path}") from exc
+            self.written += len(blob)
+            self.parts = []
+            self.buffered = 0
+
+    def finish(self) -> tuple[FileId, int]:
+        """Flush, fsync and write the hint file; the files keep their temporary names."""
+        self._flush()
+        try:
+            fsync_file(self.fd)
+        finally:
+            os.close(self.fd)
+        write_hints(self.hint_path, self.end, self.keys, self.locations, self.expiries)
+        return self.fid, self.end
+
+    def abandon(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        for path in (self.path, self.hint_path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def _switch_over(db: DB, inputs: list[FileId], outputs: list[tuple[FileId, int]]) -> None:
+    """Make the outputs live and remove the inputs (see the module docstring)."""
+    path = db.path
+    fsync_dir(path)
+    st = db._state
+    assert st is not None
+    with db._lock:
+        db._writer_catch_up()
+        for fid, _ in outputs:
+            os.replace(os.path.join(path, hint_name(fid)) + TMP_SUFFIX, os.path.join(path, hint_name(fid)))
+            os.replace(os.path.join(path, data_name(fid)) + TMP_SUFFIX, os.path.join(path, data_name(fid)))
+        fsync_dir(path)
+        st.generation.value = st.generation.value + 1
+        for fid in inputs:
+            for name in (data_name(fid), hint_name(fid)):
+                try:
+                    os.unlink(os.path.join(path, name))
+                except FileNotFoundError:
+                    pass
+        fsync_dir(path)
+        # Move the tail so that every process looks, sees the new generation and reloads.
+        marker = rec.encode_commit(0)
+        db._write(marker, [])
+
+
+def maybe_auto_merge(db: DB) -> None:
+    """Start a background merge if enough of the store is dead (called after a file closes)."""
+    if db.auto_merge is None or db.read_only:
+        return
+    thread = db._merge_thread
+    if thread is not None and thread.is_alive():
+        return
+    sizes = dict(db._sizes)
+    closed = sum(size for fid, size in sizes.items() if fid != db._tail[0])
+    total = closed + db._tail[1]
+    if closed < AUTO_MERGE_MIN_BYTES or total <= 0:
+        return
+    dead = max(total - db._ix.live, 0)
+    if dead / total < db.auto_merge:
+        return
+
+    def run() -> None:
+        try:
+            merge(db)
+        except MergeInProgressError:
+            pass  # another process got there first
+        except Exception:  # the writer that noticed must not fail; the next rotation retries
+            pass
+
+    thread = threading.Thread(target=run, name=f"kv_backend auto-merge {db.path}", daemon=True)
+    db._merge_thread = thread
+    thread.start()

@@ -1,0 +1,253 @@
+"""Merge and hint files: correctness alone, with other processes, and across crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+from helpers import run_python, spawn_python
+
+from kv_backend import DB, MergeInProgressError
+from kv_backend.files import MERGE_LOCK_FILE, list_data_files
+from kv_backend.locking import MergeLock
+from kv_backend.merge import MergeReport
+
+SMALL = 16 * 1024
+
+
+def _fill(db: DB, model: dict[bytes, bytes], rounds: int = 2000, keys: int = 300, seed: int = 1) -> None:
+    rnd = random.Random(seed)
+    for i in range(rounds):
+        key = b"key%04d" % rnd.randrange(keys)
+        if rnd.random() < 0.2:
+            db.delete(key)
+            model.pop(key, None)
+        else:
+            value = b"v%d-" % i * rnd.randrange(1, 20)
+            db.put(key, value)
+            model[key] = value
+
+
+def test_merge_keeps_exactly_the_live_data(store_path):
+    model: dict[bytes, bytes] = {}
+    with DB(store_path, max_file_size=SMALL) as db:
+        _fill(db, model)
+        db.put(b"short", b"lived", ttl=0.05)
+        time.sleep(0.1)
+        before = db.stats()
+        report = db.merge()
+        assert isinstance(report, MergeReport)
+        assert report.files_before == before["files"]
+        assert report.bytes_after < report.bytes_before
+        assert report.records_kept == len(model)
+        assert dict(db.items()) == model
+        after = db.stats()
+        assert after["dead_bytes"] < before["dead_bytes"]
+        assert "merged" in str(report)
+    with DB(store_path) as db:
+        assert dict(db.items()) == model
+
+
+def test_deleted_key_does_not_come_back(store_path):
+    with DB(store_path, max_file_size=SMALL) as db:
+        db.put(b"gone", b"old value")
+        for i in range(500):
+            db.put(b"filler%d" % i, b"x" * 40)
+        db.delete(b"gone")
+        db.merge()
+        assert b"gone" not in db
+        db.put(b"other", b"1")
+        db.merge()
+        assert b"gone" not in db
+    with DB(store_path) as db:
+        assert b"gone" not in db
+
+
+def test_two_merges_in_a_row_then_reopen_leaves_no_old_files(store_path):
+    model: dict[bytes, bytes] = {}
+    with DB(store_path, max_file_size=SMALL) as db:
+        _fill(db, model)
+        db.merge()
+        db.merge()
+        db.merge()
+        names = sorted(os.listdir(store_path))
+    # Only the outputs of the last merge, their hints and the active file remain.
+    data = [n for n in names if n.endswith(".data")]
+    assert len(data) <= 3, names
+    assert not [n for n in names if n.endswith(".tmp")]
+    with DB(store_path) as db:
+        assert dict(db.items()) == model
+
+
+def test_merge_does_not_keep_deleted_files_open(store_path):
+    with DB(store_path, max_file_size=SMALL) as db:
+        _fill(db, {})
+        db.merge()
+        db.merge()
+        db.get(b"key0001")
+        fd_dir = f"/proc/{os.getpid()}/fd"
+        if not os.path.isdir(fd_dir):
+            pytest.skip("needs /proc to list open files")
+        targets = []
+        for fd in os.listdir(fd_dir):
+            try:
+                targets.append(os.readlink(os.path.join(fd_dir, fd)))
+            except OSError:
+                pass
+        assert not [t for t in targets if store_path in t and "(deleted)" in t]
+
+
+def test_hint_files_are_used_and_a_damaged_hint_falls_back(store_path):
+    model: dict[bytes, bytes] = {}
+    with DB(store_path, max_file_size=SMALL) as db:
+        _fill(db, model)
+        db.merge()
+    hints = [n for n in os.listdir(store_path) if n.endswith(".hint")]
+    assert hints
+    with DB(store_path) as db:
+        assert dict(db.items()) == model
+    for name in hints:
+        path = os.path.join(store_path, name)
+        with open(path, "r+b") as f:
+            f.seek(os.path.getsize(path) // 2)
+            byte = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte[0] ^ 0xFF]))
+    with DB(store_path) as db:
+        assert dict(db.items()) == model
+
+
+def test_second_merge_is_refused_while_one_runs(store_path):
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+        lock = MergeLock(os.path.join(store_path, MERGE_LOCK_FILE))
+        assert lock.try_acquire()
+        try:
+            with pytest.raises(MergeInProgressError, match="merging"):
+                db.merge()
+        finally:
+            lock.release()
+        db.merge()
+
+
+def test_merge_while_other_processes_write_and_read(store_path):
+    DB(store_path, max_file_size=SMALL).close()
+    writer = spawn_python(
+        """
+        import sys, json
+        from kv_backend import DB
+        db = DB(sys.argv[1], max_file_size=16384)
+        acked = {}
+        for i in range(3000):
+            key = b"w%03d" % (i % 200)
+            if i % 7 == 0:
+                db.delete(key); acked[key.decode()] = None
+            else:
+                db.put(key, b"%d" % i); acked[key.decode()] = str(i)
+        print(json.dumps(acked))
+        """,
+        store_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    merges = 0
+    with DB(store_path, max_file_size=SMALL) as db:
+        while writer.poll() is None:
+            try:
+                db.merge()
+                merges += 1
+            except MergeInProgressError:
+                pass
+        out, _ = writer.communicate(timeout=60)
+        assert writer.returncode == 0
+        acked = json.loads(out)
+        db.merge()
+        expected = {k.encode(): v.encode() for k, v in acked.items() if v is not None}
+        got = {k: v for k, v in db.items() if k.startswith(b"w")}
+        assert got == expected
+    assert merges >= 1
+    with DB(store_path) as db:
+        assert {k: v for k, v in db.items() if k.startswith(b"w")} == expected
+
+
+_MERGER = """
+import sys
+from kv_backend import DB
+db = DB(sys.argv[1], max_file_size=8192)
+print("ready", flush=True)
+while True:
+    db.merge(wait=True)
+"""
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_sigkill_during_merge_loses_nothing(store_path, seed):
+    rnd = random.Random(seed)
+    model: dict[bytes, bytes] = {}
+    with DB(store_path, max_file_size=8192) as db:
+        _fill(db, model, rounds=1500, keys=200, seed=seed)
+    proc = spawn_python(_MERGER, store_path, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(rnd.uniform(0.0, 0.25))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with DB(store_path, max_file_size=8192) as db:
+        assert dict(db.items()) == model
+        # The store keeps working and merging after the crash.
+        db.put(b"after", b"crash")
+        db.merge()
+        assert db[b"after"] == b"crash"
+    assert not [n for n in os.listdir(store_path) if n.endswith(".tmp")]
+
+
+def test_auto_merge_runs_in_the_background(store_path, monkeypatch):
+    import kv_backend.merge as merge_module
+
+    monkeypatch.setattr(merge_module, "AUTO_MERGE_MIN_BYTES", 1)
+    written = 0
+    with DB(store_path, max_file_size=8192, auto_merge=0.5) as db:
+        generation = db.stats()["generation"]
+        for i in range(3000):
+            value = b"%d" % i * 10
+            db.put(b"same-key", value)
+            written += 22 + 8 + len(value)
+        thread = db._merge_thread
+        assert thread is not None
+        thread.join(30)
+        assert db[b"same-key"] == b"2999" * 10
+        stats = db.stats()
+    # Merges ran (each one bumps the generation) and reclaimed most of what was written.
+    assert stats["generation"] > generation
+    assert stats["total_bytes"] < written / 2
+    assert len(list_data_files(store_path)) < written // 8192
+
+
+def test_read_only_process_sees_merged_store(store_path):
+    model: dict[bytes, bytes] = {}
+    with DB(store_path, max_file_size=SMALL) as db:
+        _fill(db, model)
+        reader = DB(store_path, read_only=True)
+        try:
+            assert dict(reader.items()) == model
+            db.merge()
+            db.put(b"new", b"value")
+            model[b"new"] = b"value"
+            assert dict(reader.items()) == model
+        finally:
+            reader.close()
+
+
+def test_merge_from_cli_and_other_process(store_path):
+    model: dict[bytes, bytes] = {}
+    with DB(store_path, max_file_size=SMALL) as db:
+        _fill(db, model)
+        code = "import sys; from kv_backend.cli import main; sys.exit(main(['merge', sys.argv[1]]))"
+        proc = run_python(code, store_path)
+        assert "merged" in proc.stdout
+        assert dict(db.items()) == model
