@@ -466,11 +466,17 @@ def test_merge(server, client):
         client.put(url(b"merge/k"), content=str(i).encode())
         client.put(url(b"merge/gone%d" % i), content=b"x")
         client.delete(url(b"merge/gone%d" % i))
+    before = client.get("/v1/stats").json()
     r = client.post("/v1/merge")
     assert r.status_code == 200, r.text
-    assert isinstance(r.json(), dict)
+    report = r.json()
+    assert report["records_dropped"] > 0
+    assert report["bytes_after"] < report["bytes_before"]
+    assert client.get("/v1/stats").json()["dead_bytes"] < before["dead_bytes"]
     assert client.get(url(b"merge/k")).content == b"49"
     assert client.get(url(b"merge/gone1")).status_code == 404
+    assert client.post("/v1/merge?wait=true").status_code == 200
+    assert client.post("/v1/merge?wait=perhaps").status_code == 400
 
 
 def test_backup(server, client, tmp_path):

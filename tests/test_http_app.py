@@ -190,17 +190,19 @@ def test_merge_endpoint_reports_and_maps_errors(client, db, monkeypatch):
 
     calls = []
 
-    def fake_merge(progress=None):
-        calls.append(progress)
+    def fake_merge(progress=None, wait=False):
+        calls.append((progress, wait))
         return MergeReport(3, 1, 4096)
 
     monkeypatch.setattr(db, "merge", fake_merge)
     r = client.post("/v1/merge")
     assert r.status_code == 200
     assert r.json() == {"files_before": 3, "files_after": 1, "reclaimed_bytes": 4096}
-    assert calls == [None]
+    assert calls == [(None, False)]
+    assert client.post("/v1/merge?wait=true").status_code == 200
+    assert calls[-1] == (None, True)
 
-    def busy(progress=None):
+    def busy(progress=None, wait=False):
         raise MergeInProgressError("another process is merging this store; try again later")
 
     monkeypatch.setattr(db, "merge", busy)

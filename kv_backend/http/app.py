@@ -425,8 +425,10 @@ class _Api:
         return JSONResponse(jsonable(await self.call(self.db.stats)))
 
     async def merge(self, request: Request) -> Response:
+        query = parse_query(request.scope.get("query_string", b""))
+        wait = parse_bool(query.get("wait"), "wait")
         try:
-            report = await self.call(self.db.merge)
+            report = await self.call(self.db.merge, wait=True) if wait else await self.call(self.db.merge)
         except ModuleNotFoundError as exc:
             raise HTTPAPIError(501, "not_implemented", f"this build cannot merge: {exc}") from exc
         return JSONResponse(jsonable(report))

@@ -282,8 +282,18 @@ _DOCUMENT: dict[str, Any] = {
             "post": {
                 "operationId": "merge",
                 "summary": "Compact the store now; answers when the merge is done",
+                "parameters": [
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "required": False,
+                        "description": "If another process is merging, wait for it and merge after (no 409).",
+                        "schema": {"type": "boolean", "default": False},
+                    }
+                ],
                 "responses": {
-                    "200": _json("The merge report.", "#/components/schemas/Report"),
+                    "200": _json("The merge report.", "#/components/schemas/MergeReport"),
+                    "400": _error("A parameter is invalid."),
                     "401": _UNAUTHORIZED,
                     "409": _error("Another process is merging this store."),
                     "501": _error("This installation cannot merge."),
@@ -385,6 +395,21 @@ _DOCUMENT: dict[str, Any] = {
                     "dead_bytes": {"type": "integer"},
                     "total_bytes": {"type": "integer"},
                     "files": {"type": "integer"},
+                },
+                "additionalProperties": True,
+            },
+            "MergeReport": {
+                "type": "object",
+                "description": "What the merge did (kv_backend.merge.MergeReport).",
+                "properties": {
+                    "files_before": {"type": "integer"},
+                    "files_after": {"type": "integer"},
+                    "bytes_before": {"type": "integer"},
+                    "bytes_after": {"type": "integer"},
+                    "records_kept": {"type": "integer"},
+                    "records_dropped": {"type": "integer"},
+                    "corrupt_dropped": {"type": "integer"},
+                    "seconds": {"type": "number"},
                 },
                 "additionalProperties": True,
             },
