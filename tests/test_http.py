@@ -657,9 +657,13 @@ def test_sigkill_after_acknowledged_writes_loses_nothing(tmp_path):
             timer.join()
         assert srv.proc.returncode == -signal.SIGKILL
     assert len(acked_puts) > 10
-    restarted = Server(path, str(tmp_path / "restarted.log"))
+    # restarted with the token from the environment instead of the command line
+    restarted = Server(path, str(tmp_path / "restarted.log"), None, {"KVB_HTTP_TOKEN": TOKEN})
+    restarted.token = TOKEN
     try:
-        with restarted.client(None) as c:
+        assert "--token" not in restarted.proc.args
+        assert httpx.get(restarted.url + "/v1/stats").status_code == 401
+        with restarted.client() as c:
             for key, value in acked_puts.items():
                 r = c.get(url(key))
                 if key in acked_deletes:
@@ -669,6 +673,20 @@ def test_sigkill_after_acknowledged_writes_loses_nothing(tmp_path):
                     assert r.content == value, key
     finally:
         restarted.stop()
+
+
+def test_server_refuses_a_directory_that_is_not_a_store(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a store")
+    proc = subprocess.run(
+        [sys.executable, "-m", "kv_backend", "http", "--dir", str(tmp_path), "--port", str(free_port())],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("kvb: ")
+    assert str(tmp_path) in proc.stderr
 
 
 # ------------------------------------------------------------ schemathesis

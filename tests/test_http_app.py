@@ -404,3 +404,12 @@ def test_mounted_under_a_prefix(db):
         assert db.get(b"a/b\xff") == b"v"
         assert c.post("/kv" + key_url(b"n", "/incr"), headers=auth).json() == {"value": 1}
         assert c.get("/kv/v1/keys", headers=auth).json()["keys"] == ["a%2Fb%FF", "n"]
+
+
+def test_loopback_detection_for_the_no_token_warning():
+    from kv_backend.http.server import _is_loopback
+
+    for host in ("127.0.0.1", "127.3.4.5", "::1", "[::1]", "localhost"):
+        assert _is_loopback(host), host
+    for host in ("0.0.0.0", "::", "192.168.1.4", "example.com"):
+        assert not _is_loopback(host), host
