@@ -622,57 +622,95 @@ def test_several_uvicorn_workers_share_one_store(tmp_path):
 # ------------------------------------------------------------ SIGKILL
 
 
+def _check_acknowledged(client: httpx.Client, puts: dict[bytes, bytes], deletes: set[bytes]) -> None:
+    for key, value in puts.items():
+        r = client.get(url(key))
+        if key in deletes:
+            assert r.status_code == 404, key
+        else:
+            assert r.status_code == 200, key
+            assert r.content == value, key
+
+
+def _recording(failures: list[BaseException], fn):
+    """Wrap a thread target so that its exceptions reach the test."""
+
+    def run(*args):
+        try:
+            fn(*args)
+        except BaseException as exc:
+            failures.append(exc)
+
+    return run
+
+
+def _write_until_killed(
+    c: httpx.Client, prefix: bytes, puts: dict[bytes, bytes], deletes: set[bytes]
+) -> None:
+    """PUT (and now and then DELETE) keys under ``prefix`` until the server dies; record the acknowledged."""
+    rng = random.Random()
+    with c:
+        i = 0
+        while True:
+            key = b"%s/%d" % (prefix, i)
+            value = rng.randbytes(rng.randint(0, 2000))
+            try:
+                r = c.put(url(key), content=value)
+            except httpx.TransportError:
+                return
+            assert r.status_code == 204
+            puts[key] = value
+            if i % 7 == 3:
+                victim = b"%s/%d" % (prefix, i - 3)
+                try:
+                    r = c.delete(url(victim))
+                except httpx.TransportError:
+                    # in flight when the server died: it may or may not have happened
+                    puts.pop(victim, None)
+                    return
+                assert r.status_code == 204
+                deletes.add(victim)
+            i += 1
+
+
 def test_sigkill_after_acknowledged_writes_loses_nothing(tmp_path):
     path = str(tmp_path / "store")
     acked_puts: dict[bytes, bytes] = {}
     acked_deletes: set[bytes] = set()
+    failures: list[BaseException] = []
     rng = random.Random()
     for run in range(2):
-        srv = Server(path, str(tmp_path / f"server{run}.log"))
-        assert "http://127.0.0.1:" in srv.log()  # bound to loopback by default
-        timer = threading.Timer(rng.uniform(0.2, 0.6), srv.kill)
+        if run == 0:
+            srv = Server(path, str(tmp_path / "server0.log"))
+            assert "http://127.0.0.1:" in srv.log()  # bound to loopback by default
+        else:  # restarted, with the token from the environment instead of the command line
+            srv = Server(path, str(tmp_path / "server1.log"), None, {"KVB_HTTP_TOKEN": TOKEN})
+            srv.token = TOKEN
+            assert "--token" not in srv.proc.args
+            assert httpx.get(srv.url + "/v1/stats").status_code == 401
+            with srv.client() as c:
+                _check_acknowledged(c, acked_puts, acked_deletes)
+        # three clients write at once, so the kill lands in the middle of concurrent requests
+        writers = [
+            threading.Thread(
+                target=_recording(failures, _write_until_killed),
+                args=(srv.client(), b"crash/%d/%d" % (run, w), acked_puts, acked_deletes),
+            )
+            for w in range(3)
+        ]
+        timer = threading.Timer(rng.uniform(0.3, 0.8), srv.kill)
         timer.start()
-        i = 0
-        try:
-            with srv.client(None) as c:
-                while True:
-                    key = b"crash/%d/%d" % (run, i)
-                    value = rng.randbytes(rng.randint(0, 2000))
-                    try:
-                        r = c.put(url(key), content=value)
-                    except httpx.TransportError:
-                        break
-                    assert r.status_code == 204
-                    acked_puts[key] = value
-                    if i % 7 == 3:
-                        victim = b"crash/%d/%d" % (run, i - 3)
-                        try:
-                            r = c.delete(url(victim))
-                        except httpx.TransportError:
-                            break
-                        assert r.status_code == 204
-                        acked_deletes.add(victim)
-                    i += 1
-        finally:
-            timer.join()
+        for t in writers:
+            t.start()
+        for t in writers:
+            t.join()
+        timer.join()
         assert srv.proc.returncode == -signal.SIGKILL
+        assert not failures, failures
     assert len(acked_puts) > 10
-    # restarted with the token from the environment instead of the command line
-    restarted = Server(path, str(tmp_path / "restarted.log"), None, {"KVB_HTTP_TOKEN": TOKEN})
-    restarted.token = TOKEN
-    try:
-        assert "--token" not in restarted.proc.args
-        assert httpx.get(restarted.url + "/v1/stats").status_code == 401
-        with restarted.client() as c:
-            for key, value in acked_puts.items():
-                r = c.get(url(key))
-                if key in acked_deletes:
-                    assert r.status_code == 404, key
-                else:
-                    assert r.status_code == 200, key
-                    assert r.content == value, key
-    finally:
-        restarted.stop()
+    with DB(path) as db:  # and after the second kill, through the engine
+        for key, value in acked_puts.items():
+            assert db.get(key) == (None if key in acked_deletes else value), key
 
 
 def test_server_refuses_a_directory_that_is_not_a_store(tmp_path):
