@@ -273,7 +273,17 @@ def test_app_from_env(store_path, monkeypatch):
     with pytest.raises(ConfigurationError):
         app_from_env()
     monkeypatch.setenv("KVB_HTTP_MAX_VALUE_SIZE", "4")
-    with TestClient(app_from_env()) as c:
+    monkeypatch.setenv("KVB_HTTP_SYNC", "sometimes")
+    with pytest.raises(ConfigurationError):
+        app_from_env()
+    monkeypatch.setenv("KVB_HTTP_SYNC", "0.5")
+    app = app_from_env()
+    assert app.state.db.sync_mode == 0.5
+    app.state.db.close()
+    monkeypatch.setenv("KVB_HTTP_SYNC", "always")
+    app = app_from_env()
+    assert app.state.db.sync_mode == "always"
+    with TestClient(app) as c:
         assert c.get("/v1/stats").status_code == 401
         auth = {"Authorization": f"Bearer {TOKEN}"}
         assert c.put(key_url(b"k"), content=b"12345", headers=auth).status_code == 413

@@ -559,18 +559,20 @@ def create_app(
     token: str | None = None,
     *,
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    sync: str | float = "never",
 ) -> Starlette:
     """Return the ASGI app serving a store: a :class:`DB` you own, or a path this app opens and closes.
 
     With ``token``, every endpoint but ``/healthz`` requires ``Authorization:
     Bearer <token>``. ``max_value_size`` caps PUT bodies (413 beyond it).
+    ``sync`` is the :class:`DB` durability policy used when opening a path.
     """
     if not isinstance(max_value_size, int) or isinstance(max_value_size, bool) or max_value_size < 0:
         raise ConfigurationError(f"max_value_size must be an int >= 0, not {max_value_size!r}")
     if token is not None and (not isinstance(token, str) or not token):
         raise ConfigurationError("token must be a non-empty string (or None for no authentication)")
     owned = not isinstance(db_or_path, DB)
-    db = DB(db_or_path) if owned else db_or_path  # type: ignore[arg-type]
+    db = DB(db_or_path, sync=sync) if owned else db_or_path  # type: ignore[arg-type]
     api = _Api(db, max_value_size)
 
     @contextlib.asynccontextmanager

@@ -32,6 +32,18 @@ def _env_size(name: str, default: int) -> int:
     return value
 
 
+def _env_sync() -> str | float:
+    raw = os.environ.get("KVB_HTTP_SYNC", "").strip()
+    if raw in ("", "never", "always"):
+        return raw or "never"
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"KVB_HTTP_SYNC must be 'never', 'always' or a number of seconds, not {raw!r}"
+        ) from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -42,7 +54,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def app_from_env() -> Starlette:
-    """Build the app from ``KVB_HTTP_DIR``, ``KVB_HTTP_TOKEN`` and ``KVB_HTTP_MAX_VALUE_SIZE``.
+    """Build the app from ``KVB_HTTP_DIR`` and the other ``KVB_HTTP_*`` variables (see docs/http.md).
 
     For ASGI servers that import a factory in each worker process, e.g.
     ``KVB_HTTP_DIR=/srv/kv uvicorn --factory kv_backend.http:app_from_env --workers 4``.
@@ -54,6 +66,7 @@ def app_from_env() -> Starlette:
         path,
         token=os.environ.get("KVB_HTTP_TOKEN") or None,
         max_value_size=_env_size("KVB_HTTP_MAX_VALUE_SIZE", DEFAULT_MAX_VALUE_SIZE),
+        sync=_env_sync(),
     )
 
 
@@ -64,13 +77,15 @@ def serve(
     token: str | None = None,
     *,
     max_value_size: int | None = None,
+    sync: str | float | None = None,
     log_level: str = "info",
 ) -> None:
     """Serve the store at ``path`` over HTTP with uvicorn until SIGINT/SIGTERM (blocking).
 
     The store is opened once, before the server starts listening. ``token``
     defaults to ``$KVB_HTTP_TOKEN`` (which keeps it out of ``ps`` output) and
-    ``max_value_size`` to ``$KVB_HTTP_MAX_VALUE_SIZE`` or 64 MiB.
+    ``max_value_size`` to ``$KVB_HTTP_MAX_VALUE_SIZE`` or 64 MiB, ``sync`` (the
+    store's fsync policy) to ``$KVB_HTTP_SYNC`` or ``"never"``.
     """
     import uvicorn
 
@@ -78,7 +93,9 @@ def serve(
         token = os.environ.get("KVB_HTTP_TOKEN") or None
     if max_value_size is None:
         max_value_size = _env_size("KVB_HTTP_MAX_VALUE_SIZE", DEFAULT_MAX_VALUE_SIZE)
-    app = create_app(path, token=token, max_value_size=max_value_size)
+    if sync is None:
+        sync = _env_sync()
+    app = create_app(path, token=token, max_value_size=max_value_size, sync=sync)
     if token is None and not _is_loopback(host):
         log.warning(
             "serving %s on %s without a token: anyone who can reach it can read and change the store; "
