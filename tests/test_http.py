@@ -546,6 +546,33 @@ def test_server_and_in_process_db_see_each_others_writes(server, client):
         assert r.status_code == 412
 
 
+def test_value_and_ttl_come_from_the_same_write(server, client):
+    """While another writer flips a key between two versions, GET never mixes them up."""
+    key = b"shared/flip"
+    stop = threading.Event()
+
+    def flip() -> None:
+        with DB(server.path) as db:
+            while not stop.is_set():
+                db.put(key, b"with-ttl", ttl=1000)
+                db.put(key, b"no-ttl")
+
+    writer = threading.Thread(target=flip)
+    writer.start()
+    try:
+        seen = set()
+        for _ in range(60):
+            r = client.get(url(key))
+            if r.status_code == 404:
+                continue
+            seen.add(r.content)
+            assert ("x-kv-ttl" in r.headers) == (r.content == b"with-ttl"), (r.content, r.headers)
+    finally:
+        stop.set()
+        writer.join()
+    assert seen
+
+
 CLIENT_PROC = """
 import sys
 import httpx
@@ -771,7 +798,9 @@ def test_schemathesis_against_the_checked_in_openapi(tmp_path):
     except ImportError:
         args += ["--exclude-path", "/v1/merge"]
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=180, env=child_env())
+        proc = subprocess.run(
+            args, capture_output=True, text=True, timeout=180, env=child_env(), cwd=str(tmp_path)
+        )
     finally:
         srv.stop()
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]

@@ -329,14 +329,31 @@ class _Api:
         return Response(value, media_type=OCTET, headers=_ttl_headers(ttl))
 
     def _read(self, key: bytes) -> tuple[bytes, float | None] | None:
+        """Return ``(value, ttl)`` of one version of the key, or None if it is absent.
+
+        Value and TTL are two engine reads. When a write by any process lands
+        between them (the change token moved), read again; if writes keep
+        landing, read once more under the write lock, where nothing can change.
+        """
+        db = self.db
+        for _ in range(3):
+            token = db.change_token()
+            found = self._read_once(key)
+            if found is None or db.change_token() == token:
+                return found
+        if db.read_only:
+            return found
+        with db.locked():
+            return self._read_once(key)
+
+    def _read_once(self, key: bytes) -> tuple[bytes, float | None] | None:
         value = self.db.get(key)
         if value is None:
             return None
         try:
-            ttl = self.db.ttl(key)
+            return value, self.db.ttl(key)
         except KeyError:  # deleted or expired between the two reads
             return None
-        return value, ttl
 
     async def put(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         ttl = parse_ttl(query.get("ttl"))
