@@ -7,6 +7,7 @@ backend, the Redis-protocol and HTTP servers) are thin layers over it.
 
 from __future__ import annotations
 
+from kv_backend.backup import restore
 from kv_backend.db import DB, Batch
 from kv_backend.errors import (
     BackupError,
@@ -47,4 +48,5 @@ __all__ = [
     "StoreNotFoundError",
     "ValueTooLargeError",
     "__version__",
+    "restore",
 ]

@@ -754,10 +754,11 @@ class DB(MutableMapping[bytes, bytes]):
             maps = self._view[1]
             if len(maps[idx]) < new_end:
                 maps[idx] = active.remap()
-            if len(entries) == 1 and entries[0][0] == _PUT and not entries[0][4]:
-                # The common case inlined: one put without expiry.
+            first = entries[0] if len(entries) == 1 else None
+            if first is not None and first[3] == n and first[0] == _PUT and not first[4]:
+                # The common case inlined: the data is exactly one put without expiry.
+                key = first[1]
                 ix = self._ix
-                key = entries[0][1]
                 kd = ix.kd
                 old = kd.get(key)
                 kd[key] = (idx << 72) | (end << 32) | n
@@ -1196,22 +1197,28 @@ class DB(MutableMapping[bytes, bytes]):
         """
         self._check_open()
         out: list[SnapshotFile] = []
-        with self._lock:
-            published = self._published()
-            active_major, active_end = unpack_tail(published[0]) if published else (-1, -1)
-            for fid in list_data_files(self.path):
-                name = data_name(fid)
-                fd = os.open(os.path.join(self.path, name), os.O_RDONLY)
-                length = os.fstat(fd).st_size
-                if fid == (active_major, 0):
-                    length = min(length, active_end)
-                out.append(SnapshotFile(name, fd, length))
-                hname = hint_name(fid)
-                try:
-                    hfd = os.open(os.path.join(self.path, hname), os.O_RDONLY)
-                except FileNotFoundError:
-                    continue
-                out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
+        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+        try:
+            with self._lock:
+                published = self._published()
+                active_major, active_end = unpack_tail(published[0]) if published else (-1, -1)
+                for fid in list_data_files(self.path):
+                    name = data_name(fid)
+                    fd = os.open(os.path.join(self.path, name), flags)
+                    length = os.fstat(fd).st_size
+                    if fid == (active_major, 0):
+                        length = min(length, active_end)
+                    out.append(SnapshotFile(name, fd, length))
+                    hname = hint_name(fid)
+                    try:
+                        hfd = os.open(os.path.join(self.path, hname), flags)
+                    except FileNotFoundError:
+                        continue
+                    out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
+        except BaseException:
+            for f in out:
+                f.close()
+            raise
         return out
 
     def change_token(self) -> int:
