@@ -487,10 +487,23 @@ def test_backup(server, client, tmp_path):
     target = tmp_path / "backups"
     r = client.post("/v1/backup", json={"url": target.as_uri(), "name": "b1", "storage_options": {}})
     assert r.status_code == 200, r.text
-    assert isinstance(r.json(), dict)
+    report = r.json()
+    assert report["name"] == "b1"
+    assert report["files_copied"] > 0
+    client.put(url(b"backup/k"), content=b"changed")
+    r = client.post("/v1/backup", json={"url": str(target)})  # incremental, named by a timestamp
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] != "b1"
     restore(target.as_uri(), str(tmp_path / "restored"), name="b1")
     with DB(str(tmp_path / "restored")) as db:
         assert db.get(b"backup/k") == b"saved"
+    r = client.post("/v1/backup", json={"url": "nope://x"})
+    assert r.status_code == 502
+    assert r.json()["error"] == "backup_failed"
+    assert "nope" in r.json()["message"]
+    r = client.post("/v1/backup", json={"url": os.path.join(server.path, "inside")})
+    assert r.status_code == 400
+    assert "inside the store" in r.json()["message"]
 
 
 @pytest.mark.parametrize(

@@ -311,7 +311,7 @@ _DOCUMENT: dict[str, Any] = {
                     },
                 },
                 "responses": {
-                    "200": _json("The backup report.", "#/components/schemas/Report"),
+                    "200": _json("The backup report.", "#/components/schemas/BackupReport"),
                     "400": _error("The body or the target URL is invalid."),
                     "401": _UNAUTHORIZED,
                     "413": _error("The body is larger than 1 MiB."),
@@ -413,9 +413,18 @@ _DOCUMENT: dict[str, Any] = {
                 },
                 "additionalProperties": True,
             },
-            "Report": {
+            "BackupReport": {
                 "type": "object",
-                "description": "The engine's report of the operation, as a JSON object.",
+                "description": "What the backup did (kv_backend.backup.BackupReport).",
+                "properties": {
+                    "name": {"type": "string", "description": "The backup's name, for restore."},
+                    "url": {"type": "string"},
+                    "files_copied": {"type": "integer"},
+                    "files_skipped": {"type": "integer", "description": "Already in an earlier backup."},
+                    "bytes_copied": {"type": "integer"},
+                    "bytes_skipped": {"type": "integer"},
+                    "seconds": {"type": "number"},
+                },
                 "additionalProperties": True,
             },
             "BackupRequest": {
