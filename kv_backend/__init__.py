@@ -7,6 +7,7 @@ backend, the Redis-protocol and HTTP servers) are thin layers over it.
 
 from __future__ import annotations
 
+from kv_backend.backup import restore
 from kv_backend.db import DB, Batch
 from kv_backend.errors import (
     BackupError,
@@ -25,6 +26,7 @@ from kv_backend.errors import (
     StoreNotFoundError,
     ValueTooLargeError,
 )
+from kv_backend.store import Store
 
 __version__ = "0.1.0"
 
@@ -44,7 +46,9 @@ __all__ = [
     "NotAnIntegerError",
     "ReadOnlyError",
     "StorageError",
+    "Store",
     "StoreNotFoundError",
     "ValueTooLargeError",
     "__version__",
+    "restore",
 ]

@@ -35,13 +35,19 @@ class WriteLock:
         flags = (os.O_RDWR | os.O_CREAT) if self._create else os.O_RDONLY
         try:
             return os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileNotFoundError:
+            if self._create:
+                raise
+            # A read-only open of a store without a LOCK file (copied by hand):
+            # nobody can be writing it through this protocol, so no file lock is needed.
+            return -1
         except OSError as exc:
             raise storage_error(exc, f"cannot open lock file {self.path}") from exc
 
     def acquire(self) -> None:
         """Take the lock, blocking; nested calls in the owning thread are free."""
         self._tlock.acquire()
-        if self._depth == 0:
+        if self._depth == 0 and self._fd >= 0:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
             except BaseException:
@@ -53,7 +59,7 @@ class WriteLock:
         """Take the lock if nobody holds it; return whether it was taken."""
         if not self._tlock.acquire(blocking=False):
             return False
-        if self._depth == 0:
+        if self._depth == 0 and self._fd >= 0:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -65,7 +71,7 @@ class WriteLock:
     def release(self) -> None:
         """Release one level of the lock; the ``flock`` goes with the last one."""
         self._depth -= 1
-        if self._depth == 0:
+        if self._depth == 0 and self._fd >= 0:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._tlock.release()
 
@@ -96,10 +102,11 @@ class WriteLock:
             self._fd = -1
             raise
         finally:
-            try:
-                os.close(old)
-            except OSError:
-                pass
+            if old >= 0:
+                try:
+                    os.close(old)
+                except OSError:
+                    pass
 
     def close(self) -> None:
         """Close the lock file."""

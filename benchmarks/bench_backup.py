@@ -1,0 +1,178 @@
+"""Backup and restore: kv_backend's incremental backups against SQLite's and LMDB's online copies.
+
+Builds the same data set in kv_backend, SQLite (WAL mode) and LMDB, then times
+a full backup of each to local disk, a second backup after 1% of the keys
+changed (kv_backend sends only new or changed files; the peers copy everything
+again) and a restore. Writes the "backup" section of docs/benchmarks.md and
+docs/charts/backup.png.
+
+    python benchmarks/bench_backup.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _report import CHART_DIR, table, write_section
+
+from kv_backend import DB
+from kv_backend.backup import restore
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def dir_size(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a small data set (about 20 MB)")
+    args = ap.parse_args()
+    n = 20_000 if args.quick else 200_000
+    value_size = 1000
+    changed = n // 100
+    work = tempfile.mkdtemp(prefix="kvb-bench-backup-")
+    try:
+        rows, timings = run(work, n, value_size, changed)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        table(
+            ["operation", "kv_backend", "SQLite backup API", "LMDB copy", "SQLite time / kv_backend time"],
+            rows,
+        )
+    )
+    write_section(
+        "backup",
+        f"{n} keys with {value_size}-byte values (about {n * value_size >> 20} MiB); the second backup "
+        f"follows {changed} changed keys (1%). Backups go to local disk (`file://`); SQLite uses "
+        "`Connection.backup`, LMDB `Environment.copy`, both full copies every time. Seconds, lower is "
+        "better.\n\n"
+        + table(
+            ["operation", "kv_backend", "SQLite backup API", "LMDB copy", "SQLite time / kv_backend time"],
+            rows,
+        ),
+    )
+    chart(timings)
+
+
+def run(work: str, n: int, value_size: int, changed: int) -> tuple[list[list[object]], dict]:
+    import lmdb
+
+    value = os.urandom(value_size // 2).hex().encode()
+    keys = [b"key-%09d" % i for i in range(n)]
+
+    kv_path = os.path.join(work, "kv")
+    db = DB(kv_path, max_file_size=8 << 20)
+    for start in range(0, n, 1000):
+        with db.batch() as b:
+            for k in keys[start : start + 1000]:
+                b.put(k, value)
+    sq_path = os.path.join(work, "sq.db")
+    sq = sqlite3.connect(sq_path)
+    sq.execute("PRAGMA journal_mode=WAL")
+    sq.execute("CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB)")
+    sq.executemany("INSERT INTO kv VALUES (?, ?)", ((k, value) for k in keys))
+    sq.commit()
+    env = lmdb.open(os.path.join(work, "lm"), map_size=4 << 30)
+    with env.begin(write=True) as txn:
+        for k in keys:
+            txn.put(k, value)
+
+    url = f"file://{work}/kv-backups"
+    import fsspec.implementations.local  # noqa: F401 - import time is not backup time
+
+    t: dict[str, dict[str, float]] = {"kv_backend": {}, "SQLite": {}, "LMDB": {}}
+
+    def sqlite_copy(dest: str) -> None:
+        out = sqlite3.connect(dest)
+        sq.backup(out)
+        out.close()
+
+    t["kv_backend"]["full backup"] = timed(lambda: db.backup(url, name="full"))
+    t["SQLite"]["full backup"] = timed(lambda: sqlite_copy(os.path.join(work, "sq-full.db")))
+    os.mkdir(os.path.join(work, "lm-full"))
+    t["LMDB"]["full backup"] = timed(lambda: env.copy(os.path.join(work, "lm-full")))
+
+    new = os.urandom(value_size // 2).hex().encode()
+    for i in range(0, n, n // changed):
+        db.put(keys[i], new)
+        sq.execute("UPDATE kv SET v = ? WHERE k = ?", (new, keys[i]))
+        with env.begin(write=True) as txn:
+            txn.put(keys[i], new)
+    sq.commit()
+    report = None
+
+    def second() -> None:
+        nonlocal report
+        report = db.backup(url, name="second")
+
+    t["kv_backend"]["backup after 1% changed"] = timed(second)
+    t["SQLite"]["backup after 1% changed"] = timed(lambda: sqlite_copy(os.path.join(work, "sq-2.db")))
+    os.mkdir(os.path.join(work, "lm-2"))
+    t["LMDB"]["backup after 1% changed"] = timed(lambda: env.copy(os.path.join(work, "lm-2")))
+
+    t["kv_backend"]["restore (verified)"] = timed(lambda: restore(url, os.path.join(work, "kv-restored")))
+    t["SQLite"]["restore (verified)"] = timed(
+        lambda: (
+            shutil.copy(os.path.join(work, "sq-2.db"), os.path.join(work, "sq-restored.db")),
+            sqlite3.connect(os.path.join(work, "sq-restored.db"))
+            .execute("PRAGMA integrity_check")
+            .fetchall(),
+        )
+    )
+    t["LMDB"]["restore (verified)"] = timed(
+        lambda: shutil.copytree(os.path.join(work, "lm-2"), os.path.join(work, "lm-restored"))
+    )
+    assert report is not None
+    print(
+        f"second kv_backend backup: {report.files_copied} files sent ({report.bytes_copied >> 10} KiB), "
+        f"{report.files_skipped} skipped; store {dir_size(kv_path) >> 20} MiB"
+    )
+    db.close()
+    sq.close()
+    env.close()
+    rows = []
+    for op in t["kv_backend"]:
+        kv, s, lm = t["kv_backend"][op], t["SQLite"][op], t["LMDB"][op]
+        rows.append([op, f"{kv:.3f}", f"{s:.3f}", f"{lm:.3f}", f"{s / kv:.2f}" if kv else "-"])
+    return rows, t
+
+
+def chart(t: dict[str, dict[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ops = list(t["kv_backend"])
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.27
+    for i, name in enumerate(t):
+        ax.bar([x + (i - 1) * width for x in range(len(ops))], [t[name][o] for o in ops], width, label=name)
+    ax.set_xticks(range(len(ops)))
+    ax.set_xticklabels(ops)
+    ax.set_ylabel("seconds (lower is better)")
+    ax.set_title("Backup and restore to local disk")
+    ax.legend()
+    fig.tight_layout()
+    os.makedirs(CHART_DIR, exist_ok=True)
+    fig.savefig(os.path.join(CHART_DIR, "backup.png"), dpi=100)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,929 @@
+"""Consistent, incremental, verified backups of a store to any fsspec URL.
+
+Layout under the backup URL (see docs/backup.md)::
+
+    URL/files/<file name>.<token>     one object per copied file (data or hint file)
+    URL/backups/<backup name>.json    one manifest per complete backup, written last
+    URL/pending/<token>.json          a journal of a backup in progress (removed when it completes)
+
+A backup freezes the store's file list and the active file's length under the
+write lock (:meth:`kv_backend.DB.snapshot_files`), so it is a point-in-time
+copy while other processes keep writing. A file whose name, size and sha256
+already appear in an earlier manifest (and whose object is still there) is not
+sent again. The manifest is written after every object it names, so an
+interrupted backup never looks complete. :func:`restore` re-checks every
+sha256 and every record CRC in a temporary directory before it moves the
+result into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kv_backend.errors import BackupError, ConfigurationError, KVError
+
+if TYPE_CHECKING:
+    from kv_backend.db import DB, SnapshotFile
+
+__all__ = [
+    "BackupError",
+    "BackupInfo",
+    "BackupReport",
+    "RestoreReport",
+    "backup",
+    "list_backups",
+    "prune_backups",
+    "restore",
+]
+
+MANIFEST_VERSION = 1
+"""Version of the manifest format written by this module."""
+
+FILES_DIR = "files"
+MANIFEST_DIR = "backups"
+PENDING_DIR = "pending"
+MANIFEST_SUFFIX = ".json"
+
+CHUNK_SIZE = 4 << 20
+"""Bytes read, hashed and sent at a time."""
+
+PENDING_GRACE = 24 * 3600.0
+"""A journal updated within this many seconds marks a backup as still running:
+:func:`prune_backups` then leaves unreferenced objects alone. Older journals
+belong to backups that died; prune removes them."""
+
+_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2"}
+
+JOURNAL_INTERVAL = 2.0
+"""Seconds between updates of a running backup's journal (what a retry after a kill may reuse)."""
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_FILE_RE = re.compile(r"^\d{10}-\d{3}\.(data|hint)$")
+_STORED_RE = re.compile(r"^files/\d{10}-\d{3}\.(data|hint)\.[0-9a-f]{8,64}$")
+
+Progress = Callable[[int, int], None]
+
+
+class InvalidBackupArgumentError(ConfigurationError, TypeError):
+    """An argument of a backup function has the wrong type."""
+
+
+# --------------------------------------------------------------------- reports
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "unknown time"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+@dataclass
+class BackupReport:
+    """What :func:`backup` did: files sent, files already present, bytes sent."""
+
+    name: str
+    url: str
+    files_copied: int = 0
+    files_skipped: int = 0
+    bytes_copied: int = 0
+    bytes_skipped: int = 0
+    seconds: float = 0.0
+
+    @property
+    def files(self) -> int:
+        """Number of files the backup holds."""
+        return self.files_copied + self.files_skipped
+
+    @property
+    def bytes(self) -> int:
+        """Size of the backed-up store in bytes."""
+        return self.bytes_copied + self.bytes_skipped
+
+    def __str__(self) -> str:
+        return (
+            f"backup {self.name} complete at {self.url}: {self.files_copied} files copied "
+            f"({_size(self.bytes_copied)}), {self.files_skipped} unchanged files skipped "
+            f"({_size(self.bytes_skipped)}) in {self.seconds:.2f} s"
+        )
+
+
+@dataclass
+class RestoreReport:
+    """What :func:`restore` did: which backup, where to, how much, and that it checked out."""
+
+    name: str
+    url: str
+    path: str
+    files: int = 0
+    bytes: int = 0
+    records: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"restored backup {self.name} from {self.url} to {self.path}: {self.files} files "
+            f"({_size(self.bytes)}), {self.records} records verified "
+            f"in {self.seconds:.2f} s"
+        )
+
+
+@dataclass
+class BackupInfo:
+    """One backup under a URL, as listed by :func:`list_backups`.
+
+    ``error`` is None for a usable backup, else why its manifest cannot be used.
+    """
+
+    name: str
+    created: float | None = None
+    files: int = 0
+    bytes: int = 0
+    source: str = ""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True if the manifest is intact (the objects are checked on restore)."""
+        return self.error is None
+
+    def __str__(self) -> str:
+        if self.error is not None:
+            return f"{self.name}  DAMAGED: {self.error}"
+        return (
+            f"{self.name}  {_when(self.created)}  {self.files} files  {_size(self.bytes)}  from {self.source}"
+        )
+
+
+# --------------------------------------------------------------------- storage
+
+
+def _import_fsspec() -> Any:
+    try:
+        import fsspec.core
+    except ImportError as exc:  # pragma: no cover - fsspec is a dependency of the backup extra
+        raise BackupError(
+            "backups need the fsspec package: pip install 'kv_backend[backup]' (or pip install fsspec; "
+            "add s3fs, gcsfs or adlfs for cloud storage)"
+        ) from exc
+    return fsspec.core
+
+
+@contextmanager
+def _io(what: str) -> Iterator[None]:
+    """Turn any storage failure into a BackupError that says what was being done."""
+    try:
+        yield
+    except KVError:
+        raise
+    except FileNotFoundError as exc:
+        raise BackupError(f"{what}: not found ({exc})") from exc
+    except Exception as exc:
+        raise BackupError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+class _Target:
+    """The storage under a backup URL: an fsspec filesystem and the root path in it."""
+
+    def __init__(self, url: object, storage_options: dict[str, Any]) -> None:
+        if not isinstance(url, (str, os.PathLike)):
+            raise InvalidBackupArgumentError(f"the backup URL must be a string, not {type(url).__name__}")
+        url = os.fspath(url)
+        if not isinstance(url, str) or not url:
+            raise ConfigurationError("the backup URL must be a non-empty string such as s3://bucket/prefix")
+        self.url = url.rstrip("/") or url
+        core = _import_fsspec()
+        try:
+            self.fs, root = core.url_to_fs(url, **storage_options)
+        except ImportError as exc:
+            raise BackupError(
+                f"cannot use {url}: {exc} (install the fsspec driver for this protocol, e.g. s3fs for s3://)"
+            ) from exc
+        except Exception as exc:
+            raise BackupError(f"cannot use {url}: {type(exc).__name__}: {exc}") from exc
+        self.root = root.rstrip("/") if root not in ("", "/") else root
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
+        self.local = "file" in protocols or "local" in protocols
+        # Object stores have no directories; creating one could create a bucket, which is not ours to do.
+        self.object_store = bool(set(protocols) & _OBJECT_STORES)
+        with _io(f"cannot reach {self.url}"):
+            self.fs.invalidate_cache()
+
+    def path(self, *parts: str) -> str:
+        """The full path of ``parts`` (relative to the backup URL) in the filesystem."""
+        return posixpath.join(self.root, *parts) if self.root else posixpath.join(*parts)
+
+    def where(self, rel: str) -> str:
+        """A readable URL of the object at ``rel``, for messages."""
+        return f"{self.url}/{rel}"
+
+    def makedirs(self, rel: str) -> None:
+        with _io(f"cannot create {self.where(rel)}"):
+            if self.local:
+                os.makedirs(self.path(rel), exist_ok=True)
+            elif not self.object_store:
+                try:
+                    self.fs.makedirs(self.path(rel), exist_ok=True)
+                except (FileExistsError, NotImplementedError):
+                    pass
+
+    def listdir(self, rel: str) -> dict[str, int]:
+        """Names and sizes of the objects directly in directory ``rel`` (empty if missing)."""
+        with _io(f"cannot list {self.where(rel)}"):
+            try:
+                found = self.fs.find(self.path(rel), maxdepth=1, detail=True)
+            except FileNotFoundError:
+                return {}
+        out: dict[str, int] = {}
+        for full, info in found.items():
+            if info.get("type", "file") == "file":
+                out[posixpath.basename(full.rstrip("/"))] = int(info.get("size") or 0)
+        return out
+
+    def read_bytes(self, rel: str) -> bytes:
+        with _io(f"cannot read {self.where(rel)}"):
+            return self.fs.cat_file(self.path(rel))
+
+    def write_bytes(self, rel: str, data: bytes, *, exclusive: bool = False) -> None:
+        """Write a small object whole: readers see the old state or all of ``data``.
+
+        With ``exclusive`` on a local disk, an existing object raises FileExistsError
+        (object stores are checked by the caller reading the object back).
+        """
+        with _io(f"cannot write {self.where(rel)}"):
+            if self.local:
+                full = self.path(rel)
+                tmp = posixpath.join(posixpath.dirname(full), f".{posixpath.basename(full)}.{_token()}.tmp")
+                try:
+                    with open(tmp, "wb") as f:
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    if exclusive:
+                        try:
+                            os.link(tmp, full)
+                        except FileExistsError:
+                            raise BackupError(f"{self.where(rel)} already exists") from None
+                    else:
+                        os.replace(tmp, full)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                _fsync_dir(posixpath.dirname(full))
+            else:
+                self.fs.pipe_file(self.path(rel), data)
+
+    def remove(self, rel: str) -> None:
+        with _io(f"cannot delete {self.where(rel)}"):
+            try:
+                self.fs.rm_file(self.path(rel))
+            except FileNotFoundError:
+                pass
+
+    def open_write(self, rel: str) -> Any:
+        """A binary file to stream an object into (see :func:`_upload`)."""
+        full = self.path(rel)
+        return open(full, "wb") if self.local else self.fs.open(full, "wb")
+
+    def finish_write(self, f: Any) -> None:
+        """Complete an object written through :meth:`open_write` (fsynced on local disks)."""
+        if self.local:
+            f.flush()
+            os.fsync(f.fileno())
+        f.close()
+
+    @staticmethod
+    def abandon_write(f: Any) -> None:
+        """Give up an unfinished object: nothing refers to it, prune collects what remains."""
+        try:
+            discard = getattr(f, "discard", None)
+            if discard is not None:
+                discard()  # e.g. aborts an S3 multipart upload
+                f.closed = True  # never flush the rest when the object is collected
+            else:
+                f.close()
+        except Exception:
+            pass
+
+    def open_read(self, rel: str) -> Any:
+        return self.fs.open(self.path(rel), "rb")
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _token() -> str:
+    return secrets.token_hex(6)
+
+
+# -------------------------------------------------------------------- manifests
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _encode_manifest(body: dict[str, Any]) -> bytes:
+    """The manifest's JSON with a sha256 of its own content, so any damage is noticed."""
+    doc = dict(body)
+    doc["checksum"] = hashlib.sha256(_canonical(body)).hexdigest()
+    return json.dumps(doc, indent=1, sort_keys=True).encode("utf-8") + b"\n"
+
+
+def _check_entries(files: object, where: str) -> list[dict[str, Any]]:
+    if not isinstance(files, list):
+        raise BackupError(f"{where}: 'files' is not a list")
+    out = []
+    seen = set()
+    for item in files:
+        if not isinstance(item, dict):
+            raise BackupError(f"{where}: a file entry is not an object")
+        name, size, sha, stored = (item.get(k) for k in ("name", "size", "sha256", "stored_as"))
+        if not (isinstance(name, str) and _FILE_RE.match(name)) or name in seen:
+            raise BackupError(f"{where}: bad or repeated file name {name!r}")
+        if not (isinstance(size, int) and size >= 0):
+            raise BackupError(f"{where}: bad size for {name}")
+        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+            raise BackupError(f"{where}: bad sha256 for {name}")
+        if not (isinstance(stored, str) and _STORED_RE.match(stored)):
+            raise BackupError(f"{where}: bad stored_as for {name}")
+        seen.add(name)
+        out.append({"name": name, "size": size, "sha256": sha, "stored_as": stored})
+    return out
+
+
+def _decode_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """Parse and verify a manifest; BackupError (naming ``where``) if it is damaged."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BackupError(f"manifest {where} is damaged or incomplete (not valid JSON: {exc})") from exc
+    if not isinstance(doc, dict):
+        raise BackupError(f"manifest {where} is damaged (not a JSON object)")
+    version = doc.get("kv_backend_backup")
+    if isinstance(version, int) and version > MANIFEST_VERSION:
+        raise BackupError(
+            f"manifest {where} has format {version}, newer than this kv_backend understands "
+            f"({MANIFEST_VERSION}); upgrade kv_backend to restore it"
+        )
+    checksum = doc.pop("checksum", None)
+    if checksum != hashlib.sha256(_canonical(doc)).hexdigest():
+        raise BackupError(f"manifest {where} is damaged (its checksum does not match its content)")
+    if version != MANIFEST_VERSION:
+        raise BackupError(f"manifest {where} is not a kv_backend backup manifest")
+    doc["files"] = _check_entries(doc.get("files"), f"manifest {where}")
+    if not isinstance(doc.get("created"), (int, float)) or not isinstance(doc.get("store_format"), str):
+        raise BackupError(f"manifest {where} is damaged (missing creation time or store format)")
+    return doc
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise InvalidBackupArgumentError(f"a backup name must be a string, not {type(name).__name__}")
+    if not _NAME_RE.match(name):
+        raise ConfigurationError(
+            f"bad backup name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+    return name
+
+
+def _check_progress(progress: object) -> Progress | None:
+    if progress is not None and not callable(progress):
+        raise InvalidBackupArgumentError(
+            "progress must be a callable progress(done_bytes, total_bytes) or None"
+        )
+    return progress  # type: ignore[return-value]
+
+
+def _manifest_rel(name: str) -> str:
+    return f"{MANIFEST_DIR}/{name}{MANIFEST_SUFFIX}"
+
+
+def _manifest_names(target: _Target) -> list[str]:
+    return sorted(
+        n[: -len(MANIFEST_SUFFIX)]
+        for n in target.listdir(MANIFEST_DIR)
+        if n.endswith(MANIFEST_SUFFIX)
+        and not n.startswith(".")
+        and _NAME_RE.match(n[: -len(MANIFEST_SUFFIX)])
+    )
+
+
+def _load_all(target: _Target) -> list[tuple[str, dict[str, Any] | None, str | None]]:
+    """Every manifest under the URL as (name, manifest or None, error or None).
+
+    A manifest that cannot be *read* raises (the storage is failing); one that
+    reads but does not check out is returned with its error.
+    """
+    out: list[tuple[str, dict[str, Any] | None, str | None]] = []
+    for name in _manifest_names(target):
+        rel = _manifest_rel(name)
+        try:
+            data = target.read_bytes(rel)
+        except BackupError as exc:
+            if isinstance(exc.__cause__, FileNotFoundError):
+                continue  # pruned while we listed
+            raise
+        try:
+            out.append((name, _decode_manifest(data, target.where(rel)), None))
+        except BackupError as exc:
+            out.append((name, None, str(exc)))
+    return out
+
+
+def _info(name: str, doc: dict[str, Any] | None, error: str | None) -> BackupInfo:
+    if doc is None:
+        return BackupInfo(name=name, error=error)
+    return BackupInfo(
+        name=name,
+        created=float(doc["created"]),
+        files=len(doc["files"]),
+        bytes=sum(f["size"] for f in doc["files"]),
+        source=str(doc.get("source", "")),
+    )
+
+
+def _sort_key(info: BackupInfo) -> tuple[float, str]:
+    return (info.created if info.created is not None else float("inf"), info.name)
+
+
+# ----------------------------------------------------------------------- backup
+
+
+def _default_name(now: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def _hash_snapshot(snap: SnapshotFile, advance: Callable[[int], None]) -> str:
+    h = hashlib.sha256()
+    pos = 0
+    while pos < snap.length:
+        chunk = snap.read(pos, CHUNK_SIZE)
+        if not chunk:
+            raise BackupError(f"{snap.name} ended at {pos} bytes, before its snapshot length {snap.length}")
+        h.update(chunk)
+        pos += len(chunk)
+        advance(len(chunk))
+    return h.hexdigest()
+
+
+def _upload(target: _Target, snap: SnapshotFile, rel: str, advance: Callable[[int], None]) -> str:
+    """Stream one snapshot file to ``rel``, hashing it on the way; return its sha256.
+
+    Storage failures become :class:`BackupError`; an exception raised by the
+    progress callback (``advance``) propagates unchanged.
+    """
+    what = f"cannot copy {snap.name} to {target.where(rel)}"
+    h = hashlib.sha256()
+    with _io(what):
+        out = target.open_write(rel)
+    try:
+        pos = 0
+        while pos < snap.length:
+            chunk = snap.read(pos, CHUNK_SIZE)
+            if not chunk:
+                raise BackupError(
+                    f"{snap.name} ended at {pos} bytes, before its snapshot length {snap.length}"
+                )
+            h.update(chunk)
+            with _io(what):
+                out.write(chunk)
+            pos += len(chunk)
+            advance(len(chunk))
+        with _io(what):
+            target.finish_write(out)
+    except BaseException:
+        target.abandon_write(out)
+        raise
+    return h.hexdigest()
+
+
+def _known_copies(target: _Target, now: float) -> dict[tuple[str, int], dict[str, str]]:
+    """Objects already stored and vouched for: (name, size) -> {sha256: stored_as}.
+
+    An object counts if a complete manifest (or the journal of a backup that
+    is still running or died recently) lists it with that size and sha256 and
+    it is still present with that size.
+    """
+    present = target.listdir(FILES_DIR)
+    known: dict[tuple[str, int], dict[str, str]] = {}
+
+    def add(entries: list[dict[str, Any]]) -> None:
+        for e in entries:
+            if present.get(e["stored_as"][len(FILES_DIR) + 1 :]) == e["size"]:
+                known.setdefault((e["name"], e["size"]), {})[e["sha256"]] = e["stored_as"]
+
+    for _name, doc, _err in _load_all(target):
+        if doc is not None:
+            add(doc["files"])
+    for journal in _journals(target):
+        # Only journals well inside the grace period: prune may drop objects of older ones.
+        if now - journal["updated"] < PENDING_GRACE / 2:
+            add(journal["files"])
+    return known
+
+
+def _journals(target: _Target) -> list[dict[str, Any]]:
+    """The readable journals of running (or dead) backups, each with its 'token'."""
+    out = []
+    for n in target.listdir(PENDING_DIR):
+        if not n.endswith(".json") or n.startswith("."):
+            continue
+        try:
+            doc = json.loads(target.read_bytes(f"{PENDING_DIR}/{n}").decode("utf-8"))
+            doc["files"] = _check_entries(doc.get("files"), n)
+            doc["updated"] = float(doc["updated"])
+        except (BackupError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            doc = {"files": [], "updated": 0.0}
+        doc["token"] = n[: -len(".json")]
+        out.append(doc)
+    return out
+
+
+def backup(
+    db: DB, url: str, name: str | None = None, progress: Progress | None = None, **storage_options: Any
+) -> BackupReport:
+    """Copy a point-in-time snapshot of ``db`` to ``url`` (any fsspec URL); return a report.
+
+    Files already stored under ``url`` with the same name, size and sha256 are
+    not sent again. ``name`` defaults to the UTC time (``20261125T120000.123Z``);
+    an existing name is refused. ``progress(done_bytes, total_bytes)`` is
+    called as files are read. Other processes may keep writing meanwhile.
+    """
+    started = time.monotonic()
+    progress = _check_progress(progress)
+    if name is not None:
+        _check_name(name)
+    target = _Target(url, storage_options)
+    if target.local:
+        store = os.path.realpath(db.path)
+        root = os.path.realpath(target.root)
+        if os.path.commonpath([store, root]) == store:
+            raise ConfigurationError(
+                f"the backup URL {target.url} lies inside the store {db.path}; back up to another directory"
+            )
+    snapshot = db.snapshot_files()
+    try:
+        created = time.time()
+        store_format = _store_format(db.path)
+        existing = set(_manifest_names(target))
+        if name is None:
+            base = _default_name(created)
+            name, n = base, 1
+            while name in existing:
+                n += 1
+                name = f"{base}-{n}"
+        elif name in existing:
+            raise BackupError(
+                f"a backup named {name!r} already exists at {target.url}; choose another name "
+                "(or remove it with prune_backups / kvb backups --keep)"
+            )
+        token = _token()
+        journal_rel = f"{PENDING_DIR}/{token}.json"
+        journal: dict[str, Any] = {"name": name, "started": created, "updated": created, "files": []}
+        for rel in (FILES_DIR, MANIFEST_DIR, PENDING_DIR):
+            target.makedirs(rel)
+        # The journal goes first: while it is fresh, prune leaves unreferenced objects alone.
+        target.write_bytes(journal_rel, json.dumps(journal).encode())
+        report = BackupReport(name=name, url=target.url)
+        try:
+            known = _known_copies(target, created)
+            total = sum(s.length for s in snapshot)
+            done = reported = 0
+
+            def advance(n: int) -> None:
+                nonlocal done, reported
+                done = min(done + n, total)
+                if progress is not None and done > reported:  # never backwards, even when re-reading
+                    reported = done
+                    progress(done, total)
+
+            if progress is not None:
+                progress(0, total)
+            entries = []
+            for snap in snapshot:
+                mark = done
+                candidates = known.get((snap.name, snap.length))
+                if candidates:
+                    sha = _hash_snapshot(snap, advance)
+                    if sha in candidates:
+                        entries.append(_entry(snap, sha, candidates[sha]))
+                        report.files_skipped += 1
+                        report.bytes_skipped += snap.length
+                        continue
+                    done = mark  # the file changed: it is read again while sending it
+                stored = f"{FILES_DIR}/{snap.name}.{token}"
+                sha = _upload(target, snap, stored, advance)
+                entries.append(_entry(snap, sha, stored))
+                report.files_copied += 1
+                report.bytes_copied += snap.length
+                journal["files"].append(entries[-1])
+                if time.time() - journal["updated"] >= JOURNAL_INTERVAL:
+                    journal["updated"] = time.time()
+                    target.write_bytes(journal_rel, json.dumps(journal).encode())
+            # Every object must be in place before the manifest says the backup is complete.
+            present = target.listdir(FILES_DIR)
+            for e in entries:
+                if present.get(e["stored_as"][len(FILES_DIR) + 1 :]) != e["size"]:
+                    raise BackupError(
+                        f"{target.where(e['stored_as'])} (copy of {e['name']}) is missing or has the wrong "
+                        "size after the copy; was the backup pruned meanwhile? Run the backup again"
+                    )
+            body = {
+                "kv_backend_backup": MANIFEST_VERSION,
+                "name": name,
+                "created": created,
+                "created_utc": _when(created),
+                "store_format": store_format,
+                "source": db.path,
+                "host": socket.gethostname(),
+                "files": entries,
+            }
+            manifest = _encode_manifest(body)
+            rel = _manifest_rel(name)
+            try:
+                target.write_bytes(rel, manifest, exclusive=True)
+            except BackupError as exc:
+                raise BackupError(
+                    f"another backup named {name!r} completed at {target.url} meanwhile; choose another name"
+                ) from exc
+            if target.read_bytes(rel) != manifest:
+                raise BackupError(
+                    f"{target.where(rel)} does not read back as written (another backup named {name!r} "
+                    "finished at the same moment?); run the backup again under another name"
+                )
+        finally:
+            try:
+                target.remove(journal_rel)
+            except BackupError:
+                pass  # a stale journal only delays garbage collection by prune
+        report.seconds = time.monotonic() - started
+        return report
+    finally:
+        for snap in snapshot:
+            snap.close()
+
+
+def _entry(snap: SnapshotFile, sha: str, stored: str) -> dict[str, Any]:
+    return {"name": snap.name, "size": snap.length, "sha256": sha, "stored_as": stored}
+
+
+def _store_format(path: str) -> str:
+    from kv_backend.files import FORMAT_FILE, FORMAT_TEXT
+
+    try:
+        with open(os.path.join(path, FORMAT_FILE), encoding="utf-8") as f:
+            return f.read() or FORMAT_TEXT
+    except OSError:
+        return FORMAT_TEXT
+
+
+# ---------------------------------------------------------------------- restore
+
+
+def list_backups(url: str, **storage_options: Any) -> list[BackupInfo]:
+    """Return the backups under ``url``, oldest first; damaged manifests are listed last with their error."""
+    target = _Target(url, storage_options)
+    infos = [_info(n, doc, err) for n, doc, err in _load_all(target)]
+    infos.sort(key=_sort_key)
+    return infos
+
+
+def _choose(target: _Target, name: str | None) -> tuple[str, dict[str, Any]]:
+    if name is not None:
+        _check_name(name)
+        rel = _manifest_rel(name)
+        try:
+            data = target.read_bytes(rel)
+        except BackupError as exc:
+            if isinstance(exc.__cause__, FileNotFoundError):
+                names = _manifest_names(target)
+                have = f"; available: {', '.join(names)}" if names else "; there are no backups there"
+                raise BackupError(f"no backup named {name!r} at {target.url}{have}") from None
+            raise
+        return name, _decode_manifest(data, target.where(rel))
+    manifests = _load_all(target)
+    if not manifests:
+        raise BackupError(f"no complete backup at {target.url} (no manifest under {MANIFEST_DIR}/)")
+    damaged = [(n, err) for n, doc, err in manifests if doc is None]
+    if damaged:
+        n, err = damaged[0]
+        raise BackupError(
+            f"{err}; the newest backup cannot be determined while backup {n!r} is damaged: "
+            "pass name= (kvb restore --name) to restore a specific backup"
+        )
+    chosen = max(manifests, key=lambda m: (m[1]["created"], m[0]))  # type: ignore[index]
+    return chosen[0], chosen[1]  # type: ignore[return-value]
+
+
+def _check_target_dir(path: str) -> None:
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise BackupError(f"cannot restore into {path}: it exists and is not a directory")
+    if os.path.isdir(path):
+        try:
+            entries = os.listdir(path)
+        except OSError as exc:
+            raise BackupError(f"cannot restore into {path}: {exc.strerror}") from exc
+        if entries:
+            raise BackupError(
+                f"refusing to restore into {path}: the directory is not empty (it holds "
+                f"{', '.join(sorted(entries)[:3])}); restore into a new or empty directory"
+            )
+
+
+def restore(
+    url: str,
+    path: str | os.PathLike[str],
+    name: str | None = None,
+    progress: Progress | None = None,
+    **storage_options: Any,
+) -> RestoreReport:
+    """Restore backup ``name`` (default: the newest) from ``url`` into the new or empty directory ``path``.
+
+    Every file's sha256 and every record's CRC are checked in a temporary
+    directory next to ``path``; only a backup that checks out is moved into
+    place. Any damage raises :class:`BackupError` naming the file, and leaves
+    ``path`` as it was.
+    """
+    from kv_backend.check import check
+    from kv_backend.files import FORMAT_FILE, FORMAT_TEXT, LOCK_FILE
+
+    started = time.monotonic()
+    progress = _check_progress(progress)
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidBackupArgumentError(f"path must be a directory path, not {type(path).__name__}")
+    dest = os.path.abspath(os.fspath(path))
+    _check_target_dir(dest)
+    target = _Target(url, storage_options)
+    name, doc = _choose(target, name)
+    if not doc["store_format"].startswith(FORMAT_TEXT.strip()):
+        raise BackupError(
+            f"backup {name} holds a store of format {doc['store_format'].strip()!r}, which this kv_backend "
+            "cannot open; upgrade kv_backend to restore it"
+        )
+    parent = os.path.dirname(dest)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".{os.path.basename(dest)}.restore-{_token()}")
+        os.mkdir(tmp)  # like any new directory (umask applies), unlike mkdtemp's 0700
+    except OSError as exc:
+        raise BackupError(f"cannot create a directory next to {dest}: {exc.strerror or exc}") from exc
+    report = RestoreReport(name=name, url=target.url, path=dest)
+    try:
+        total = sum(e["size"] for e in doc["files"])
+        done = 0
+        if progress is not None:
+            progress(0, total)
+        for e in doc["files"]:
+            where = target.where(e["stored_as"])
+            h = hashlib.sha256()
+            got = 0
+            local = os.path.join(tmp, e["name"])
+            reading = f"cannot read {where} (file {e['name']} of backup {name})"
+            writing = f"cannot write {local}"
+            with _io(reading):
+                src = target.open_read(e["stored_as"])
+            try:
+                with _io(writing):
+                    out = open(local, "wb")  # noqa: SIM115 - closed below, errors wrapped
+                with out:
+                    while True:
+                        with _io(reading):
+                            chunk = src.read(CHUNK_SIZE)
+                        if not chunk:
+                            break
+                        got += len(chunk)
+                        if got > e["size"]:
+                            break
+                        h.update(chunk)
+                        with _io(writing):
+                            out.write(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(min(done, total), total)
+                    with _io(writing):
+                        out.flush()
+                        os.fsync(out.fileno())
+            finally:
+                try:
+                    src.close()
+                except Exception:
+                    pass
+            if got != e["size"]:
+                raise BackupError(
+                    f"file {e['name']} of backup {name} is damaged: {where} has "
+                    f"{'more than ' if got > e['size'] else ''}{got} bytes, the manifest says {e['size']}"
+                )
+            if h.hexdigest() != e["sha256"]:
+                raise BackupError(
+                    f"file {e['name']} of backup {name} is damaged: the sha256 of {where} does not match "
+                    "the manifest"
+                )
+            report.files += 1
+            report.bytes += got
+        with open(os.path.join(tmp, FORMAT_FILE), "w", encoding="utf-8") as f:
+            f.write(doc["store_format"])
+            f.flush()
+            os.fsync(f.fileno())
+        # An empty lock file lets read-only processes open the restored store at once.
+        os.close(os.open(os.path.join(tmp, LOCK_FILE), os.O_WRONLY | os.O_CREAT, 0o666))
+        _fsync_dir(tmp)
+        try:
+            result = check(tmp)
+        except KVError as exc:
+            raise BackupError(f"backup {name} does not form a readable store: {exc}") from exc
+        if not result.ok:
+            p = result.problems[0]
+            raise BackupError(
+                f"file {os.path.basename(p.path)} of backup {name} is damaged at offset {p.offset}: {p.what} "
+                f"({len(result.problems)} damaged spot(s) in all)"
+            )
+        report.records = result.records
+        _check_target_dir(dest)
+        try:
+            os.rename(tmp, dest)  # replaces an empty directory atomically
+        except OSError as exc:
+            raise BackupError(f"cannot move the restored store into {dest}: {exc.strerror or exc}") from exc
+        _fsync_dir(parent)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, KVError):
+            raise BackupError(f"cannot restore into {dest}: {exc}") from exc
+        raise
+    report.seconds = time.monotonic() - started
+    return report
+
+
+# ------------------------------------------------------------------------ prune
+
+
+def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
+    """Delete all but the newest ``keep`` backups under ``url`` and the objects only they used.
+
+    Returns the names removed, oldest first. Damaged manifests are left alone
+    (they are listed by :func:`list_backups`). While another backup to the same
+    URL is running, unreferenced objects are kept; a later prune removes them.
+    """
+    if not isinstance(keep, int) or isinstance(keep, bool):
+        raise InvalidBackupArgumentError(f"keep must be an int, not {type(keep).__name__}")
+    if keep < 0:
+        raise ConfigurationError(f"keep must be >= 0, not {keep}")
+    target = _Target(url, storage_options)
+    manifests = _load_all(target)
+    valid = sorted(((doc["created"], n, doc) for n, doc, _err in manifests if doc is not None))
+    doomed = valid[: len(valid) - keep] if keep else valid
+    removed = []
+    for _created, n, _doc in doomed:
+        target.remove(_manifest_rel(n))
+        removed.append(n)
+    # Order matters (see docs/backup.md): list the objects, then the journals, then the manifests.
+    # An object listed here was stored before the journals are read, so the backup that stored it
+    # either still has a journal (then nothing is collected) or has written its manifest already.
+    objects = target.listdir(FILES_DIR)
+    now = time.time()
+    running = False
+    for journal in _journals(target):
+        if now - journal["updated"] >= PENDING_GRACE:
+            target.remove(f"{PENDING_DIR}/{journal['token']}.json")
+        else:
+            running = True
+    if running:
+        return removed
+    referenced = set()
+    for _n, doc, _err in _load_all(target):
+        if doc is not None:
+            referenced.update(e["stored_as"] for e in doc["files"])
+    for obj in objects:
+        if f"{FILES_DIR}/{obj}" not in referenced:
+            target.remove(f"{FILES_DIR}/{obj}")
+    return removed
