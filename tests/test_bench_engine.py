@@ -185,7 +185,7 @@ def test_best_of_two_rounds_keeps_the_fastest_figures():
     best = be.best_of(a, b)
     assert best.set is b.set and best.get is a.get and best.delete is a.delete
     assert best.open_ms == 5.0 and best.heap_per_key == 120.0 and best.memory_keys == 10
-    assert best.notes == ["delete: 50 of 100 keys (time cap)"]
+    assert best.notes == ["delete: 50 of 100 keys"]
     skipped = be.SingleResult("lmdb", skipped="not installed")
     assert be.best_of(skipped, skipped).skipped == "not installed"
 
