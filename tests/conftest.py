@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from helpers import require_tool  # noqa: E402  (re-exported for tests that import it from here)
+from helpers import require_tool  # re-exported for tests that import it from here
 
 __all__ = ["require_tool"]
 
