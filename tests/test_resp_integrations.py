@@ -8,8 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import require_tool
-from helpers import child_env, run_python
+from helpers import child_env, require_tool, run_python
 from resp_helpers import RunningServer, start_redis_server, stop_process, tree_kill
 
 

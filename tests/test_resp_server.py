@@ -15,8 +15,7 @@ import time
 import pytest
 import redis
 import redis.asyncio as aioredis
-from conftest import require_tool
-from helpers import child_env, spawn_python
+from helpers import child_env, require_tool, spawn_python
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from resp_helpers import RunningServer
