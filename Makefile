@@ -25,8 +25,8 @@ lint: $(STAMP)
 test: $(STAMP) tools lint
 	$(PY) -m pytest -n 2 --dist loadgroup
 
-demo: $(STAMP)
-	$(PY) -m kv_backend.demo
+demo: $(STAMP) tools
+	$(PY) example_project/run_demo.py
 
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

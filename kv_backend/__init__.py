@@ -26,6 +26,7 @@ from kv_backend.errors import (
     StoreNotFoundError,
     ValueTooLargeError,
 )
+from kv_backend.store import Store
 
 __version__ = "0.1.0"
 
@@ -45,6 +46,7 @@ __all__ = [
     "NotAnIntegerError",
     "ReadOnlyError",
     "StorageError",
+    "Store",
     "StoreNotFoundError",
     "ValueTooLargeError",
     "__version__",

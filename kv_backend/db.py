@@ -163,11 +163,25 @@ class Batch:
         self._db = db
         self._ops: list[tuple[int, bytes, bytes, float]] = []
 
-    def put(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
-        """Add a put of ``key`` to the batch (``ttl <= 0`` makes it a delete)."""
+    def put(
+        self, key: bytes, value: bytes, ttl: float | None = None, *, expires_at: float | None = None
+    ) -> None:
+        """Add a put of ``key`` to the batch (``ttl <= 0`` makes it a delete).
+
+        ``expires_at`` gives the expiry as an absolute UNIX time instead, e.g. to
+        keep a key's current expiry exactly.
+        """
         key = _check_key(key)
         value = _check_value(value)
-        if ttl is not None and ttl <= 0:
+        if expires_at is not None:
+            if ttl is not None:
+                raise TypeError("give ttl or expires_at, not both")
+            expiry = float(expires_at) if expires_at else 0.0
+            if expiry and expiry <= _time():
+                self._ops.append((rec.DELETE, key, b"", 0.0))
+            else:
+                self._ops.append((rec.PUT, key, value, expiry))
+        elif ttl is not None and ttl <= 0:
             self._ops.append((rec.DELETE, key, b"", 0.0))
         else:
             self._ops.append((rec.PUT, key, value, _expiry(ttl)))
@@ -535,8 +549,15 @@ class DB(MutableMapping[bytes, bytes]):
             return default
         return data[_HEADER_SIZE + klen :]
 
+    def get_with_expiry(self, key: bytes) -> tuple[bytes, float | None] | None:
+        """Return ``(value, absolute expiry time or None)`` for a live key, or None if absent."""
+        found = self._get_record(_check_key(key))
+        if found is None:
+            return None
+        return found[0], (found[1] or None)
+
     def _get_record(self, key: bytes) -> tuple[bytes, float] | None:
-        """Return ``(value, expiry)`` of a live key, or None."""
+        """Return ``(value, expiry)`` of a live key, or None (expiry 0.0 = never)."""
         if self._tailw.value != self._seen:
             self._refresh()
         kd, maps = self._view
@@ -603,6 +624,54 @@ class DB(MutableMapping[bytes, bytes]):
 
     def __iter__(self) -> Iterator[bytes]:
         return self.keys()
+
+    def index_size(self) -> int:
+        """Return the number of keys in the key directory, in constant time.
+
+        Unlike ``len()``, this counts keys that have expired but were not yet
+        dropped (see :meth:`purge_expired`); use it where an estimate will do,
+        such as deciding when a cache should cull.
+        """
+        if self._tailw.value != self._seen:
+            self._refresh()
+        return len(self._view[0])
+
+    def purge_expired(self) -> int:
+        """Drop expired keys from this process's key directory; return how many.
+
+        Expired records take no space in memory afterwards; their bytes on disk
+        are reclaimed by the next merge. Nothing is written.
+        """
+        if self._tailw.value != self._seen:
+            self._refresh()
+        with self._rlock:
+            ix = self._ix
+            now = _time()
+            dead = [k for k, e in ix.exp.items() if e <= now]
+            kd = ix.kd
+            for k in dead:
+                loc = kd.pop(k, None)
+                if loc is not None:
+                    ix.live -= loc & _M32
+                del ix.exp[k]
+                if ix.sorted is not None:
+                    ix.sorted.discard(k)
+            return len(dead)
+
+    def unordered_keys(self) -> list[bytes]:
+        """Return a snapshot list of the live keys in no particular order.
+
+        Cheaper than :meth:`keys`: no sorted index is built or maintained.
+        """
+        if self._tailw.value != self._seen:
+            self._refresh()
+        with self._rlock:
+            ix = self._ix
+            if not ix.exp:
+                return list(ix.kd)
+            now = _time()
+            exp = ix.exp
+            return [k for k in ix.kd if not (k in exp and exp[k] <= now)]
 
     def keys(  # type: ignore[override]
         self, prefix: bytes = b"", start: bytes | None = None, reverse: bool = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -51,3 +52,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def require_tool(name: str) -> str:
+    """Return the path of an external program, or skip (fail under CI) if it is missing."""
+    import pytest
+
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed (Debian: redis-server / redis-tools; `make test` installs them)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI requires {name}: {message}")
+    pytest.skip(message)

@@ -1,0 +1,221 @@
+"""redis-benchmark against ``kvb serve`` and a real redis-server, same run, with and without pipelining.
+
+Prints requests per second for SET, GET, INCR, LPUSH and HSET and the ratio
+kvb / redis-server, writes the ``resp`` section of docs/benchmarks.md and the
+chart docs/charts/resp.png. ``--quick`` runs fewer requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _report
+
+ROOT = _report.ROOT
+TESTS = ["set", "get", "incr", "lpush", "hset"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
+def start_kvb(path: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kv_backend", "serve", "--dir", path, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    return proc, port
+
+
+def start_redis(workdir: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    return proc, port
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_benchmark(port: int, requests: int, pipeline: int, clients: int) -> dict[str, float]:
+    """Run redis-benchmark and return requests per second per test."""
+    cmd = [
+        "redis-benchmark",
+        "-p",
+        str(port),
+        "-t",
+        ",".join(TESTS),
+        "-n",
+        str(requests),
+        "-c",
+        str(clients),
+        "-P",
+        str(pipeline),
+        "-q",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800).stdout.replace("\r", "\n")
+    rates: dict[str, float] = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([A-Z]+)(?: \(.*\))?: ([0-9.]+) requests per second", line)
+        if m:
+            rates[m.group(1).lower()] = float(m.group(2))
+    missing = [t for t in TESTS if t not in rates]
+    if missing:
+        raise SystemExit(f"redis-benchmark gave no figure for {missing}:\n{out[-2000:]}")
+    return rates
+
+
+def chart(results: dict[int, dict[str, dict[str, float]]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(11, 4), sharey=False)
+    for ax, (pipeline, per_server) in zip(axes, sorted(results.items()), strict=True):
+        xs = range(len(TESTS))
+        width = 0.38
+        ax.bar(
+            [x - width / 2 for x in xs],
+            [per_server["redis-server"][t] for t in TESTS],
+            width,
+            label="redis-server",
+        )
+        ax.bar(
+            [x + width / 2 for x in xs], [per_server["kvb serve"][t] for t in TESTS], width, label="kvb serve"
+        )
+        ax.set_xticks(list(xs), [t.upper() for t in TESTS])
+        ax.set_title("no pipelining" if pipeline == 1 else f"pipeline of {pipeline} (-P {pipeline})")
+        ax.set_ylabel("requests per second")
+        ax.legend()
+    fig.suptitle("redis-benchmark: kvb serve vs redis-server")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=90)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="a short run (fewer requests)")
+    ap.add_argument(
+        "--requests", type=int, default=None, help="requests per test (default 20000, quick 3000)"
+    )
+    ap.add_argument("--clients", type=int, default=50, help="parallel connections (redis-benchmark -c)")
+    ap.add_argument(
+        "--rounds", type=int, default=None, help="runs per server and mode, best kept (default 3, quick 1)"
+    )
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = ap.parse_args()
+    for tool in ("redis-server", "redis-benchmark"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed (Debian: apt-get install redis-server redis-tools)")
+    requests = args.requests or (3000 if args.quick else 20000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    results: dict[int, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_proc, redis_port = start_redis(tmp)
+        kvb_proc, kvb_port = start_kvb(os.path.join(tmp, "store"))
+        try:
+            for pipeline in (1, 16):
+                best: dict[str, dict[str, float]] = {"redis-server": {}, "kvb serve": {}}
+                for _ in range(
+                    rounds
+                ):  # alternate the servers; keep each one's best run (the machine is shared)
+                    for name, port in (("redis-server", redis_port), ("kvb serve", kvb_port)):
+                        for t, rate in run_benchmark(port, requests, pipeline, args.clients).items():
+                            best[name][t] = max(best[name].get(t, 0.0), rate)
+                results[pipeline] = best
+        finally:
+            stop(kvb_proc)
+            stop(redis_proc)
+    rows = []
+    for pipeline, per_server in sorted(results.items()):
+        for t in TESTS:
+            r, k = per_server["redis-server"][t], per_server["kvb serve"][t]
+            rows.append(
+                [
+                    t.upper(),
+                    "no" if pipeline == 1 else f"-P {pipeline}",
+                    f"{r:,.0f}",
+                    f"{k:,.0f}",
+                    f"{k / r:.0%}",
+                ]
+            )
+    table = _report.table(
+        ["test", "pipelining", "redis-server req/s", "kvb serve req/s", "kvb / redis"], rows
+    )
+    print(table)
+    plain = [k / r for t in TESTS for r, k in [(results[1]["redis-server"][t], results[1]["kvb serve"][t])]]
+    summary = (
+        f"Without pipelining kvb serve reaches {min(plain):.0%} to {max(plain):.0%} of redis-server's "
+        "throughput (target: at least 25%)."
+    )
+    print(summary)
+    if args.no_write:
+        return
+    chart_path = os.path.join(_report.CHART_DIR, "resp.png")
+    chart(results, chart_path)
+    md = (
+        f"`redis-benchmark -t {','.join(TESTS)} -q -n {requests} -c {args.clients}`, without and with "
+        "`-P 16`, against a fresh `kvb serve` directory and a `redis-server` without persistence, in the "
+        f"same run, alternating, best of {rounds} round(s) each. kvb writes every command to its log "
+        "before replying (durable against a killed process); redis-server here keeps everything in "
+        "memory only.\n\n"
+        f"{table}\n\n{summary}\n\n![redis-benchmark chart](charts/resp.png)"
+    )
+    _report.write_section("resp", md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+#!/usr/bin/env python
+"""Run the example site end to end and show what kv_backend cached.
+
+Runs ``migrate``, starts a redis-server broker and the site on 127.0.0.1
+(free ports) with ``runserver`` or ``gunicorn``, requests its pages, starts
+a Celery worker and a task through ``/task/`` (its result stored by the
+``kvb://`` result backend), prints the cache's contents, runs ``kv_stats``,
+``kv_merge`` and ``kv_backup file://...``, stops the servers and exits 0
+on success. ``make demo`` calls it; run it by hand with
+``python example_project/run_demo.py [--server gunicorn] [--keep]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.cookiejar
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def child_env(var_dir: Path) -> dict[str, str]:
+    """Environment of the site's processes: importable project, settings, data directory."""
+    env = dict(os.environ)
+    paths = [str(HERE), str(ROOT), str(ROOT / "integrations")]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
+    env["KVB_EXAMPLE_VAR"] = str(var_dir)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def step(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run ``manage.py`` with ``args``, echo its output and return it (raise on failure)."""
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "manage.py"), *args],
+        env=env,
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    print("$ manage.py " + " ".join(args))
+    print(output.rstrip() or "(done)")
+    if proc.returncode != 0:
+        raise SystemExit(f"manage.py {' '.join(args)} failed with exit code {proc.returncode}")
+    return proc.stdout
+
+
+def start_server(kind: str, env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    if kind == "gunicorn":
+        cmd = [sys.executable, "-m", "gunicorn", "--preload", "-w", "2", "-b", f"127.0.0.1:{port}"]
+        cmd.append("mysite.wsgi")
+    else:
+        cmd = [sys.executable, str(HERE / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{port}"]
+    print("$ " + " ".join(["python", *cmd[1:]] if kind == "gunicorn" else ["manage.py", *cmd[2:]]))
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, env=env, cwd=HERE, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_until_up(base: str, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(base + "/health/", timeout=2).read()
+            return
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                print(log.read_text(errors="replace"))
+                raise SystemExit("the site did not start; its log is above") from None
+            time.sleep(0.2)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM if os.name == "posix" else signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def request_pages(base: str) -> None:
+    """Visit every page the way a browser would (one cookie jar for the session)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def get(path: str) -> str:
+        with opener.open(base + path, timeout=10) as r:
+            return r.read().decode()
+
+    first, second = get("/"), get("/")
+    print("GET / twice:", "same cached page" if first == second else "two renders (not cached?)")
+    print("  ", next(line for line in first.splitlines() if "rendered at" in line).strip())
+    hits = []
+    for _ in range(3):
+        reply = get("/counter/")
+        hits.append(json.loads(reply)["hits"])
+        print("GET /counter/ ->", reply)
+    for _ in range(3):
+        print("GET /session/ ->", get("/session/"))
+    print("GET /fragment/ ->", " ".join(get("/fragment/").split())[-120:])
+    if first != second:
+        raise SystemExit("the cached view was rendered twice: the per-view cache does not work")
+    if hits != list(range(hits[0], hits[0] + 3)) or json.loads(get("/session/"))["visits"] != 4:
+        raise SystemExit("the counter or the session did not keep its value")
+
+
+def start_redis(var_dir: Path) -> tuple[subprocess.Popen | None, str | None]:
+    """Start a private redis-server on loopback as the Celery broker; (None, None) if it is not installed."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return None, None
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "."],
+        cwd=var_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 20
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            stop_server(proc)
+            raise SystemExit("redis-server did not start")
+        time.sleep(0.05)
+    print(f"$ redis-server --port {port} --bind 127.0.0.1   (the Celery broker)")
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start ``celery -A mysite worker -P prefork -c 2`` and wait until it answers a ping."""
+    cmd = [sys.executable, "-m", "celery", "-A", "mysite", "worker", "-P", "prefork", "-c", "2"]
+    cmd += ["-l", "info", "-n", "demo@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    print("$ celery -A mysite worker -P prefork -c 2")
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(cmd, env=env, cwd=HERE, stdout=out, stderr=subprocess.STDOUT)
+    ping = (
+        "import sys, django; django.setup()\n"
+        "from mysite.celery import app\n"
+        "sys.exit(0 if app.control.ping(timeout=1.0) else 1)\n"
+    )
+    deadline = time.time() + 60
+    while subprocess.run([sys.executable, "-c", ping], env=env, cwd=HERE, timeout=60).returncode != 0:
+        if worker.poll() is not None or time.time() > deadline:
+            print(log.read_text(errors="replace"))
+            stop_server(worker)
+            raise SystemExit("the Celery worker did not start; its log is above")
+    return worker
+
+
+def celery_part(base: str, env: dict[str, str], var_dir: Path) -> None:
+    """Start a worker, have the site start a task through /task/ and show its result, stop the worker."""
+    if "KVB_EXAMPLE_BROKER" not in env:
+        print("redis-server is not installed: no Celery part (Debian: apt-get install redis-server)")
+        return
+    worker = start_worker(env, var_dir / "worker.log")
+    try:
+        with urllib.request.urlopen(base + "/task/?text=to+be+or+not+to+be", timeout=30) as r:
+            started = json.loads(r.read())
+        print("GET /task/?text=to+be+or+not+to+be ->", json.dumps(started))
+        with urllib.request.urlopen(base + started["status_url"], timeout=30) as r:
+            status = json.loads(r.read())
+        print(f"GET {started['status_url']} ->", json.dumps(status))
+        if started.get("state") != "SUCCESS" or started["result"]["words"] != 6:
+            raise SystemExit("the Celery task did not return its result through the kvb:// backend")
+        if status.get("result") != started["result"]:
+            raise SystemExit("another process did not read the same result from the kvb:// store")
+        print(f"The worker stored the result in {var_dir / 'celery-results'}; the site read it back.")
+    finally:
+        stop_server(worker)
+
+
+def show_cache(env: dict[str, str]) -> None:
+    """Print every cached entry: key, size, time left (read from the store like any other process)."""
+    code = (
+        "import django, time; django.setup()\n"
+        "from django.core.cache import caches\n"
+        "db = caches['default'].db\n"
+        "for k, v in db.items():\n"
+        "    try:\n"
+        "        ttl = db.ttl(k)\n"
+        "    except KeyError:\n"
+        "        continue\n"
+        "    left = 'forever' if ttl is None else f'{ttl:.0f}s'\n"
+        "    print(f'  {k.decode(errors=\"replace\")[:90]:<90} {len(v):>6} B  expires in {left}')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=HERE, check=True, timeout=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", choices=["runserver", "gunicorn"], default="runserver")
+    parser.add_argument("--var", default=str(HERE / "var"), help="data directory (default: var/ here)")
+    parser.add_argument("--keep", action="store_true", help="keep the data of earlier runs")
+    args = parser.parse_args(argv)
+
+    var_dir = Path(args.var).resolve()
+    if not args.keep:
+        shutil.rmtree(var_dir, ignore_errors=True)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env = child_env(var_dir)
+
+    step("migrate")
+    manage(env, "migrate", "--noinput", "-v", "0")
+
+    step("start the Celery broker")
+    redis, broker = start_redis(var_dir)
+    if broker:
+        env["KVB_EXAMPLE_BROKER"] = broker
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = var_dir / "server.log"
+    step(f"start the site on {base} ({args.server})")
+    server = start_server(args.server, env, port, log)
+    try:
+        wait_until_up(base, server, log)
+        step("request pages")
+        request_pages(base)
+        step("Celery: a task started by a view, its result stored in kvb://")
+        celery_part(base, env, var_dir)
+        step("what the cache holds")
+        show_cache(env)
+        step("kv_stats")
+        manage(env, "kv_stats")
+        step("kv_merge")
+        manage(env, "kv_merge")
+        step("kv_backup")
+        manage(env, "kv_backup", (var_dir / "backups").as_uri())
+    finally:
+        step("stop the site")
+        stop_server(server)
+        if redis is not None:
+            stop_server(redis)
+    print("\nDemo finished: the site ran on kv_backend for its cache, its sessions and its Celery results.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,565 @@
+"""Celery result backend that keeps task results in a kv_backend store.
+
+Configure it with a ``kvb://`` URL naming an absolute directory::
+
+    app = Celery("proj", broker="redis://...", backend="kvb:///var/lib/proj/results")
+    # options: kvb:///var/lib/proj/results?sync=always&auto_merge=0.5
+
+Celery finds the class through the ``celery.result_backends`` entry point, so
+the URL works without importing this module. Results are stored under
+Celery's usual key names (``celery-task-meta-<id>`` ...) with the
+``result_expires`` lifetime as a TTL, chords count their parts with the
+store's atomic cross-process ``incr``, and ``AsyncResult.get()`` wakes as soon
+as any process writes to the store instead of polling every half second.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from celery import maybe_signature, states
+from celery.backends.base import KeyValueStoreBackend
+from celery.exceptions import BackendStoreError, ChordError, ImproperlyConfigured
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import GroupResult, allow_join_result
+from kombu.utils.encoding import bytes_to_str, ensure_bytes
+
+from kv_backend import DB
+from kv_backend.errors import (
+    ConfigurationError,
+    MergeInProgressError,
+    NotAStoreError,
+    StorageError,
+    StoreNotFoundError,
+    ValueTooLargeError,
+)
+
+__all__ = ["KVBackend", "KVBackendConfigurationError", "parse_url"]
+
+logger = logging.getLogger(__name__)
+
+SCHEME = "kvb"
+#: Query options of a ``kvb://`` URL and the engine option each one sets.
+OPTIONS = ("sync", "max_file_size", "auto_merge", "read_only")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+class KVBackendConfigurationError(ImproperlyConfigured, ConfigurationError):
+    """A ``kvb://`` result backend URL that cannot be used (Celery's ImproperlyConfigured)."""
+
+
+def _chord_error(message: str, cause: BaseException) -> ChordError:
+    error = ChordError(message)
+    error.__cause__ = cause
+    return error
+
+
+def _bad(url: str, why: str) -> KVBackendConfigurationError:
+    return KVBackendConfigurationError(
+        f"invalid kv_backend result backend URL {url!r}: {why}. "
+        "Expected kvb:///absolute/path[?sync=never|always|SECONDS&max_file_size=BYTES"
+        "&auto_merge=FRACTION&read_only=0|1]"
+    )
+
+
+def _parse_sync(url: str, text: str) -> str | float:
+    if text in ("never", "always"):
+        return text
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise _bad(url, f"sync must be 'never', 'always' or a number of seconds, not {text!r}") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise _bad(url, f"sync must be a finite number of seconds >= 0, not {text!r}")
+    return seconds
+
+
+def _parse_size(url: str, text: str) -> int:
+    t = text.strip().lower().removesuffix("b")
+    factor = 1
+    if t and t[-1] in _SIZE_SUFFIXES:
+        factor, t = _SIZE_SUFFIXES[t[-1]], t[:-1]
+    try:
+        size = int(t) * factor
+    except ValueError:
+        raise _bad(url, f"max_file_size must be a byte count such as 67108864 or 64M, not {text!r}") from None
+    if size < 4096:
+        raise _bad(url, f"max_file_size must be at least 4096 bytes, not {text!r}")
+    return size
+
+
+def _parse_fraction(url: str, text: str) -> float | None:
+    if text.lower() in ("", "none", "off", "0"):
+        return None
+    try:
+        fraction = float(text)
+    except ValueError:
+        raise _bad(url, f"auto_merge must be a fraction between 0 and 1 (or 'off'), not {text!r}") from None
+    if not 0 < fraction < 1:
+        raise _bad(url, f"auto_merge must be a fraction between 0 and 1 (or 'off'), not {text!r}")
+    return fraction
+
+
+def _parse_bool(url: str, name: str, text: str) -> bool:
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise _bad(url, f"{name} must be 1/0, true/false, yes/no or on/off, not {text!r}")
+
+
+def parse_url(url: str) -> tuple[str, dict[str, Any]]:
+    """Split a ``kvb://`` URL into the store's absolute path and its :class:`kv_backend.DB` options.
+
+    Raises :class:`KVBackendConfigurationError` (an ``ImproperlyConfigured``)
+    for anything that is not an absolute path with known options, so a typo
+    fails when the app starts rather than when the first result is written.
+    """
+    if not isinstance(url, str) or not url:
+        raise KVBackendConfigurationError(
+            f"the kv_backend result backend needs a URL such as kvb:///var/lib/proj/results, got {url!r}"
+        )
+    parts = urlsplit(url)
+    if parts.scheme.lower() != SCHEME:
+        raise _bad(url, f"the scheme must be {SCHEME}://, not {parts.scheme or 'missing'}")
+    if parts.fragment:
+        raise _bad(url, "a URL fragment (#...) has no meaning here")
+    if parts.netloc not in ("", "localhost"):
+        raise _bad(
+            url,
+            f"the path must be absolute (three slashes: kvb:///{parts.netloc}{parts.path}); "
+            f"{parts.netloc!r} would be a host name, and relative paths are refused because "
+            "workers and clients may run in different directories",
+        )
+    path = unquote(parts.path)
+    if not path or not os.path.isabs(path):
+        raise _bad(url, "the URL names no absolute directory")
+    path = os.path.normpath(path)
+    if path == "/":
+        raise _bad(url, "the store needs a directory of its own, not the file system root")
+    options: dict[str, Any] = {}
+    try:
+        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise _bad(url, f"cannot parse the query string {parts.query!r}") from None
+    for name, value in pairs:
+        if name not in OPTIONS:
+            raise _bad(url, f"unknown option {name!r} (known options: {', '.join(OPTIONS)})")
+        if name in options:
+            raise _bad(url, f"option {name!r} is given twice")
+        if name == "sync":
+            options[name] = _parse_sync(url, value)
+        elif name == "max_file_size":
+            options[name] = _parse_size(url, value)
+        elif name == "auto_merge":
+            options[name] = _parse_fraction(url, value)
+        else:
+            options[name] = _parse_bool(url, name, value)
+    return path, options
+
+
+# One open DB per (path, options) and process, shared by every backend instance
+# (Celery makes one backend per thread). Weak values: a store no backend uses
+# any more is closed by the garbage collector.
+_shared: weakref.WeakValueDictionary[tuple[str, tuple[tuple[str, Any], ...]], DB] = (
+    weakref.WeakValueDictionary()
+)
+_shared_lock = threading.Lock()
+
+
+def _reset_lock_in_child() -> None:
+    global _shared_lock
+    _shared_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_in_child)
+
+
+def _open_shared(path: str, options: dict[str, Any]) -> DB:
+    key = (path, tuple(sorted(options.items())))
+    with _shared_lock:
+        db = _shared.get(key)
+        if db is None or db.closed:
+            db = DB(path, **options)
+            _shared[key] = db
+        return db
+
+
+class KVBackend(KeyValueStoreBackend):
+    """Celery result backend on a kv_backend store, selected with ``kvb:///absolute/path``.
+
+    The store opens on first use in each process (so the backend can be built
+    in a parent and used in forked or unpickled worker processes), writes are
+    visible to every other process at once, and waits wake within about a
+    millisecond of the result landing.
+    """
+
+    supports_autoexpire = True
+    supports_native_join = True
+    supports_result_compression = True
+    supports_failure_expires = True
+    implements_incr = True
+    persistent = True
+
+    def __init__(self, *args: Any, url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, url=url, **kwargs)
+        if url is None:
+            url = self.app.conf.result_backend if isinstance(self.app.conf.result_backend, str) else None
+            self.url = url
+        self.path, self.options = parse_url(url)  # type: ignore[arg-type]
+        failure_expires = self.app.conf.get("result_failure_expires")
+        self.failure_expires = (
+            self.expires if failure_expires is None else self.prepare_expires(failure_expires)
+        )
+        self._db: DB | None = None
+
+    # ------------------------------------------------------------------ store
+
+    @property
+    def db(self) -> DB:
+        """The store, opened on first use in this process and reopened if it was closed."""
+        db = self._db
+        if db is None or db.closed:
+            db = self._db = _open_shared(self.path, self.options)
+        return db
+
+    def close(self) -> None:
+        """Drop this backend's handle on the store (it reopens on next use)."""
+        self._db = None
+
+    @staticmethod
+    def _ttl(expires: float | None) -> float | None:
+        """TTL in seconds for the engine: None means keep forever (Celery's 0/None)."""
+        if not expires or expires < 0:
+            return None
+        return float(expires)
+
+    def get(self, key: bytes | str) -> bytes | None:
+        """Return the raw value stored at ``key``, or None."""
+        return self.db.get(ensure_bytes(key))
+
+    def mget(self, keys: Iterable[bytes | str]) -> list[bytes | None]:
+        """Return the raw values of ``keys`` in order (None for missing ones)."""
+        get = self.db.get
+        return [get(ensure_bytes(k)) for k in keys]
+
+    def set(self, key: bytes | str, value: bytes | str, expires: float | None = None) -> None:
+        """Store ``value`` with the result lifetime (``expires`` seconds if given, else result_expires)."""
+        ttl = self._ttl(self.expires if expires is None else expires)
+        try:
+            self.db.put(ensure_bytes(key), ensure_bytes(value), ttl=ttl)
+        except ValueTooLargeError as exc:
+            raise BackendStoreError(f"result too large for the kv_backend store: {exc}") from exc
+
+    def _set_with_state(self, key: bytes | str, value: bytes | str, state: str) -> None:
+        if state == states.FAILURE:
+            self.set(key, value, expires=self.failure_expires or 0)
+        else:
+            self.set(key, value)
+
+    def delete(self, key: bytes | str) -> None:
+        """Remove ``key`` (no error if it is missing)."""
+        self.db.delete(ensure_bytes(key))
+
+    def incr(self, key: bytes | str, delta: int = 1) -> int:
+        """Atomically add ``delta`` to the counter at ``key`` across every process; return the new value."""
+        return self.db.incr(ensure_bytes(key), delta)
+
+    def expire(self, key: bytes | str, value: float | None) -> bool:
+        """Give ``key`` a lifetime of ``value`` seconds; 0 or None keeps it forever (as Celery means)."""
+        ttl = self._ttl(value)
+        if ttl is None:
+            return self.db.persist(ensure_bytes(key))
+        return self.db.expire(ensure_bytes(key), ttl)
+
+    def _store_result(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: str | None = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
+        meta["task_id"] = bytes_to_str(task_id)
+        payload = self.encode(meta)  # encoded before taking the lock: other writers don't wait on it
+        key = self.get_key_for_task(task_id)
+        db = self.db
+        # Under the store's write lock, "never overwrite a SUCCESS" (a redelivered
+        # or lost task reporting late) and the write are one atomic step.
+        with db.locked():
+            current = db.get(ensure_bytes(key))
+            if current is not None and self.decode_result(current).get("status") == states.SUCCESS:
+                return result
+            try:
+                self._set_with_state(key, payload, state)
+            except BackendStoreError as exc:
+                raise BackendStoreError(str(exc), state=state, task_id=task_id) from exc
+        return result
+
+    def cleanup(self) -> Any:
+        """Compact the store (expired and replaced results are dropped); the TTLs do the expiring."""
+        if self.options.get("read_only"):
+            return None
+        try:
+            return self.db.merge()
+        except MergeInProgressError:
+            logger.info("kv_backend result store %s is already being merged; skipping", self.path)
+            return None
+
+    def exception_safe_to_retry(self, exc: BaseException) -> bool:
+        """With result_backend_always_retry, retry OS-level storage errors (disk full, EIO...)."""
+        return isinstance(exc, StorageError) and not isinstance(exc, (StoreNotFoundError, NotAStoreError))
+
+    # ----------------------------------------------------------------- chords
+
+    def _chord_part_ttl(self) -> float | None:
+        """Lifetime of a running chord's header results and group (never below result_expires)."""
+        ttl = getattr(self, "_chord_result_expires", None)
+        if ttl is None:
+            ttl = getattr(self, "chord_expires", self.expires)
+        return ttl
+
+    def set_chord_size(self, group_id: str, chord_size: int) -> None:
+        """Subtract the chord's size from its part counter (the client calls this before the last part).
+
+        Parts add one as they finish, so the counter reaches exactly zero when
+        the last one does, whichever order the size and the parts arrive in.
+        """
+        key = self.get_key_for_chord(group_id)
+        self.db.incr(key, -int(chord_size))
+        self.expire(key, self.chord_expires)
+
+    def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:
+        """Count a finished chord part with one atomic ``incr``; the part that brings it to zero fires.
+
+        Exactly one part, in whichever process, sees the counter reach zero, so
+        the callback is sent once and no ``chord_unlock`` task polls. Only that
+        part reads the saved header group back (doing it for every part would
+        cost O(parts^2) for large chords). A part that finishes before the
+        client has announced the size sees a positive count and does nothing
+        more: the last part is always sent after the size.
+        """
+        gid = getattr(request, "group", None)
+        chord_sig = getattr(request, "chord", None)
+        if not gid or not chord_sig:
+            return None
+        key = self.get_key_for_chord(gid)
+        task_id = getattr(request, "id", None)
+        keep = self._chord_part_ttl()
+        left = self._count_part(key, gid, task_id, keep)
+        if left is None:
+            return None
+        if left == 0:
+            return self._run_chord_callback(gid, chord_sig, key)
+        self.expire(self.get_key_for_group(gid), keep)
+        if task_id:
+            self.expire(self.get_key_for_task(task_id), keep)
+        return None
+
+    def _count_part(self, key: bytes, gid: str, task_id: str | None, keep: float | None) -> int | None:
+        """Add one to the chord counter for ``task_id``, once; None if that part was counted already.
+
+        The "counted" marker and the new count are written in one batch under
+        the write lock, so a redelivered task is not counted twice and a crash
+        can't leave one without the other.
+        """
+        db = self.db
+        if not task_id:
+            left = db.incr(key)
+            self.expire(key, self.chord_expires)
+            return left
+        marker = self._part_marker(gid, task_id)
+        with db.locked():
+            if marker in db:
+                logger.warning("chord %s: part %s finished again; it was counted already", gid, task_id)
+                return None
+            raw = db.get(key)
+            left = (int(raw) if raw is not None else 0) + 1
+            with db.batch() as batch:
+                batch.put(marker, b"1", ttl=self._ttl(keep))
+                batch.put(key, str(left).encode(), ttl=self._ttl(self.chord_expires))
+        return left
+
+    def _part_marker(self, gid: str, task_id: str) -> bytes:
+        return ensure_bytes(self.get_key_for_chord(gid, f".part.{task_id}"))
+
+    def _restore_chord_group(self, gid: str, chord_sig: Any) -> GroupResult | None:
+        """The chord's saved header group, or None after recording a ChordError on the callback."""
+        try:
+            deps = GroupResult.restore(gid, backend=self)
+        except Exception as exc:
+            logger.exception("chord %s: cannot restore its group", gid)
+            self.chord_error_from_stack(
+                maybe_signature(chord_sig, app=self.app), _chord_error(f"Cannot restore group: {exc!r}", exc)
+            )
+            return None
+        if deps is None:
+            # chord_error_from_stack records the traceback of the exception being handled.
+            try:
+                raise ChordError(f"GroupResult {gid} no longer exists (expired or deleted before the end)")
+            except ChordError as exc:
+                logger.error("chord %s: %s", gid, exc)
+                self.chord_error_from_stack(maybe_signature(chord_sig, app=self.app), exc)
+        return deps
+
+    def _run_chord_callback(self, gid: str, chord_sig: Any, key: bytes) -> Any:
+        callback = maybe_signature(chord_sig, app=self.app)
+        deps = self._restore_chord_group(gid, chord_sig)
+        if deps is None:
+            self.delete(key)  # the parts' markers expire with result_chord_expires
+            return None
+        try:
+            join = deps.join_native if deps.supports_native_join else deps.join
+            with allow_join_result():
+                values = join(timeout=self.app.conf.result_chord_join_timeout, propagate=True)
+        except Exception as exc:
+            culprit = next((r for r in deps.results if r.state in states.PROPAGATE_STATES), None)
+            reason = f"Dependency {culprit.id} raised {exc!r}" if culprit is not None else repr(exc)
+            logger.error("chord %s failed: %s", gid, reason)
+            return self.chord_error_from_stack(callback, _chord_error(reason, exc))
+        else:
+            try:
+                return callback.delay(values)
+            except Exception as exc:
+                logger.exception("chord %s: cannot send its callback", gid)
+                return self.chord_error_from_stack(callback, _chord_error(f"Callback error: {exc!r}", exc))
+        finally:
+            deps.delete()
+            with self.db.batch() as batch:
+                batch.delete(ensure_bytes(key))
+                for dep in deps.results:
+                    batch.delete(self._part_marker(gid, dep.id))
+            # The chord is over: header results get back their normal lifetime.
+            for dep in deps.results:
+                self.expire(self.get_key_for_task(dep.id), self.expires)
+
+    # ---------------------------------------------------------------- waiting
+
+    @staticmethod
+    def _wait_cap(interval: float | None) -> float:
+        """Longest single sleep: waits end early on any write, this only paces ``on_interval``."""
+        return interval if interval and interval > 0 else 1.0
+
+    def _check_not_eager(self) -> None:
+        check = getattr(self, "_ensure_not_eager", None)
+        if check is not None:
+            check()
+
+    def wait_for(
+        self,
+        task_id: str,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_interval: Callable[[], Any] | None = None,
+    ) -> dict[str, Any]:
+        """Block until the task is ready and return its meta; wakes on the store's next write.
+
+        ``interval`` only paces ``on_interval`` (and bounds each sleep): the
+        result is seen within about a millisecond of being written.
+        """
+        self._check_not_eager()
+        db = self.db
+        cap = self._wait_cap(interval)
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        next_tick = now
+        while True:
+            token = db.change_token()
+            meta = self.get_task_meta(task_id)
+            if meta["status"] in states.READY_STATES:
+                return meta
+            now = time.monotonic()
+            if on_interval is not None and now >= next_tick:
+                on_interval()
+                next_tick = now + cap
+            if deadline is not None and now >= deadline:
+                raise CeleryTimeoutError("The operation timed out.")
+            nap = min(cap, next_tick - now) if on_interval is not None else cap
+            if deadline is not None:
+                nap = min(nap, deadline - now)
+            db.wait_for_change(token, max(nap, 0.0))
+
+    def get_many(
+        self,
+        task_ids: Iterable[str],
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_message: Callable[[dict[str, Any]], Any] | None = None,
+        on_interval: Callable[[], Any] | None = None,
+        max_iterations: int | None = None,
+        READY_STATES: frozenset[str] = states.READY_STATES,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield ``(task_id, meta)`` as each task becomes ready, waking on the store's writes.
+
+        ``max_iterations`` bounds the number of reads of the pending results
+        (1 = look once and return without waiting).
+        """
+        self._check_not_eager()
+        pending = {bytes_to_str(t) for t in task_ids}
+        cache = self._cache
+        for task_id in list(pending):
+            cached = cache.get(task_id)
+            if cached is not None and cached["status"] in READY_STATES:
+                pending.discard(task_id)
+                yield task_id, cached
+        if not pending:
+            return
+        db = self.db
+        cap = self._wait_cap(interval)
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        next_tick = now
+        passes = 0
+        while pending:
+            token = db.change_token()
+            ids = list(pending)
+            values = self.mget([self.get_key_for_task(t) for t in ids])
+            for task_id, raw in zip(ids, values, strict=True):
+                if raw is None:
+                    continue
+                meta = self.decode_result(raw)
+                if meta["status"] not in READY_STATES:
+                    continue
+                pending.discard(task_id)
+                cache[task_id] = meta
+                if on_message is not None:
+                    on_message(meta)
+                yield task_id, meta
+            passes += 1
+            if not pending or (max_iterations and passes >= max_iterations):
+                return
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise CeleryTimeoutError(f"Operation timed out ({timeout})")
+            if on_interval is not None and now >= next_tick:
+                on_interval()
+                next_tick = now + cap
+            nap = min(cap, next_tick - now) if on_interval is not None else cap
+            if deadline is not None:
+                nap = min(nap, deadline - now)
+            db.wait_for_change(token, max(nap, 0.0))
+
+    # --------------------------------------------------------------- pickling
+
+    def __reduce__(self, args: tuple = (), kwargs: dict | None = None) -> Any:
+        # The open store stays behind: the copy opens its own on first use.
+        kwargs = dict(kwargs or {}, url=self.url, expires=self.expires)
+        return super().__reduce__(args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<KVBackend {self.path!r}>"

@@ -1,0 +1,89 @@
+"""Shared helpers of the kv_* management commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from django.core.cache import caches
+from django.core.management.base import CommandError, CommandParser
+
+from kv_backend_django.cache import KVCache
+
+
+def add_cache_argument(parser: CommandParser) -> None:
+    parser.add_argument(
+        "--cache",
+        default="default",
+        metavar="ALIAS",
+        help="the CACHES alias to work on (default: %(default)s); it must be a kv_backend_django KVCache",
+    )
+
+
+def get_kv_cache(alias: str) -> KVCache:
+    """Return the KVCache of ``alias`` or raise a CommandError saying why it cannot be used."""
+    from django.conf import settings
+
+    if alias not in settings.CACHES:
+        known = ", ".join(sorted(settings.CACHES)) or "none"
+        raise CommandError(f"no cache alias {alias!r} in settings.CACHES (configured: {known})")
+    cache = caches[alias]
+    if not isinstance(cache, KVCache):
+        backend = settings.CACHES[alias].get("BACKEND", type(cache).__module__ + "." + type(cache).__name__)
+        raise CommandError(
+            f"cache {alias!r} uses {backend}, not a kv_backend cache; this command works only on caches "
+            "with BACKEND 'kv_backend_django.cache.KVCache'"
+        )
+    return cache
+
+
+def parse_storage_options(items: list[str] | None) -> dict[str, Any]:
+    """Turn ``["k=v", ...]`` into keyword arguments; values are JSON when they parse as JSON."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise CommandError(f"--storage-option expects KEY=VALUE, got {item!r}")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        options[key.replace("-", "_")] = value
+    return options
+
+
+def report_dict(report: Any) -> dict[str, Any]:
+    """Best-effort plain dict of a report object (dataclass, mapping, or object with attributes)."""
+    if report is None:
+        return {}
+    if dataclasses.is_dataclass(report) and not isinstance(report, type):
+        return dataclasses.asdict(report)
+    if isinstance(report, dict):
+        return dict(report)
+    if hasattr(report, "_asdict"):
+        return dict(report._asdict())
+    if hasattr(report, "__dict__"):
+        return {k: v for k, v in vars(report).items() if not k.startswith("_")}
+    return {"result": report}
+
+
+def format_report(report: Any) -> str:
+    """Render a report: its own ``str()`` when it defines one, else aligned ``name: value`` lines."""
+    if type(report).__str__ is not object.__str__:
+        return f"  {report}"
+    data = report_dict(report)
+    if not data:
+        return str(report)
+    width = max(len(k) for k in data)
+    return "\n".join(f"  {k.replace('_', ' '):<{width}}  {v}" for k, v in data.items())
+
+
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover

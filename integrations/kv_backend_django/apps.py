@@ -1,0 +1,13 @@
+"""Django app configuration: adds the kv_merge/kv_backup/kv_restore/kv_stats commands."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class KVBackendConfig(AppConfig):
+    """The ``kv_backend_django`` app; the cache backend itself works without it."""
+
+    name = "kv_backend_django"
+    verbose_name = "kv_backend cache"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,405 @@
+"""A Django cache backend storing pickled values in a kv_backend store.
+
+Configure it like any Django cache::
+
+    CACHES = {"default": {
+        "BACKEND": "kv_backend_django.cache.KVCache",
+        "LOCATION": "/var/lib/mysite/cache",   # a directory, created if missing
+        "TIMEOUT": 300,
+        "OPTIONS": {"MAX_ENTRIES": 100_000, "CULL_FREQUENCY": 3, "sync": "never"},
+    }}
+
+Every process opens each LOCATION once (a module-level registry shared by
+all aliases and threads), so ``close()``, which Django calls after every
+request, costs nothing. ``add``, ``incr``/``decr``, ``get_or_set``, ``touch``
+and ``incr_version`` are atomic across processes: they run under the store's
+cross-process write lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import random
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
+from django.core.exceptions import ImproperlyConfigured
+
+from kv_backend import DB
+from kv_backend.errors import ConfigurationError
+from kv_backend.record import MAX_KEY_SIZE
+
+__all__ = ["ENGINE_OPTIONS", "KVCache", "KVCacheConfigurationError", "close_all", "open_store"]
+
+#: OPTIONS passed through to :class:`kv_backend.DB` (everything else but
+#: MAX_ENTRIES/CULL_FREQUENCY is refused, so that typos do not go unnoticed).
+ENGINE_OPTIONS = ("sync", "max_file_size", "auto_merge")
+_CACHE_OPTIONS = ("MAX_ENTRIES", "CULL_FREQUENCY")
+
+_MISSING: Any = object()
+# The characters Django warns about (CacheKeyWarning) because memcached rejects them.
+_MEMCACHE_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
+_HASHED_PREFIX = b"kvb-sha256:"
+
+
+class KVCacheConfigurationError(ConfigurationError, ImproperlyConfigured):
+    """The CACHES entry of a KVCache is not valid (both a KVError and ImproperlyConfigured)."""
+
+
+class _KeyNotFound(Exception):
+    """Raised inside an atomic update when the key is missing (turned into ValueError)."""
+
+
+# ---------------------------------------------------------------- registry
+
+_stores: dict[str, tuple[DB, dict[str, Any]]] = {}
+_stores_lock = threading.Lock()
+
+
+def _reset_lock_after_fork() -> None:
+    # Another thread may have held the lock at fork time; the child starts with a free one.
+    global _stores_lock
+    _stores_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)
+
+
+def open_store(path: str, **options: Any) -> DB:
+    """Return this process's shared :class:`~kv_backend.DB` for ``path``, opening it once.
+
+    All aliases and threads using one directory share one DB (a forked child
+    keeps using it: the engine reopens its locks after ``fork()``). Two aliases
+    that ask for different engine options on one directory are a configuration
+    error, since only one set of options can apply.
+    """
+    path = os.path.abspath(path)
+    entry = _stores.get(path)
+    if entry is None or entry[0].closed:
+        with _stores_lock:
+            entry = _stores.get(path)
+            if entry is None or entry[0].closed:
+                try:
+                    db = DB(path, **options)
+                except ConfigurationError as exc:
+                    raise KVCacheConfigurationError(f"cache at {path}: {exc}") from exc
+                entry = (db, dict(options))
+                _stores[path] = entry
+    if entry[1] != options:
+        raise KVCacheConfigurationError(
+            f"two caches use LOCATION {path} with different engine OPTIONS "
+            f"({entry[1]!r} and {options!r}); give them the same sync/max_file_size/auto_merge "
+            "or separate directories"
+        )
+    return entry[0]
+
+
+def close_all() -> None:
+    """Close every store opened by this process (they reopen on next use)."""
+    with _stores_lock:
+        entries = list(_stores.values())
+        _stores.clear()
+    for db, _ in entries:
+        db.close()
+
+
+# ------------------------------------------------------------------ backend
+
+
+class KVCache(BaseCache):
+    """Django cache backend on a kv_backend store; LOCATION is the store's directory."""
+
+    pickle_protocol = pickle.HIGHEST_PROTOCOL
+
+    def __init__(self, location: str, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        if not location or not isinstance(location, (str, os.PathLike)):
+            raise KVCacheConfigurationError(
+                "kv_backend_django.cache.KVCache needs LOCATION: the directory that holds the cache "
+                f"(it is created if missing), got {location!r}"
+            )
+        self._path = os.path.abspath(os.fspath(location))
+        options = params.get("OPTIONS") or {}
+        unknown = sorted(set(options) - set(ENGINE_OPTIONS) - set(_CACHE_OPTIONS))
+        if unknown:
+            raise KVCacheConfigurationError(
+                f"unknown OPTIONS for KVCache at {self._path}: {', '.join(unknown)}; "
+                f"valid ones are {', '.join(_CACHE_OPTIONS + ENGINE_OPTIONS)}"
+            )
+        self._options = {k: options[k] for k in ENGINE_OPTIONS if k in options}
+        self._db: DB | None = None
+
+    # ---------------------------------------------------------- plumbing
+
+    @property
+    def location(self) -> str:
+        """The absolute path of the store directory."""
+        return self._path
+
+    @property
+    def db(self) -> DB:
+        """The shared :class:`kv_backend.DB` of this cache's LOCATION (opened on first use)."""
+        db = self._db
+        if db is None or db.closed:
+            db = self._db = open_store(self._path, **self._options)
+        return db
+
+    def validate_key(self, key: str) -> None:
+        """Warn (CacheKeyWarning) about keys memcached would reject, exactly as Django does.
+
+        The common case, a short key without control characters or spaces,
+        returns after one length check and one regex search.
+        """
+        if len(key) > MEMCACHE_MAX_KEY_LENGTH or _MEMCACHE_BAD_CHARS.search(key):
+            super().validate_key(key)
+
+    def _key(self, key: Any, version: int | None) -> bytes:
+        """Make, validate and encode a cache key (very long keys are replaced by their hash)."""
+        made = self.make_and_validate_key(key, version=version)
+        raw = made.encode("utf-8", "surrogatepass")
+        if len(raw) > MAX_KEY_SIZE:
+            raw = _HASHED_PREFIX + hashlib.sha256(raw).hexdigest().encode("ascii")
+        return raw
+
+    def _ttl(self, timeout: Any) -> float | None:
+        """Seconds to live for a Django timeout: None = forever, <= 0 = already expired."""
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        if timeout is None:
+            return None
+        if timeout <= 0:
+            return -1.0
+        return float(timeout)
+
+    def _dumps(self, value: Any) -> bytes:
+        return pickle.dumps(value, self.pickle_protocol)
+
+    # ---------------------------------------------------------- culling
+
+    def _maybe_cull(self, db: DB, incoming: int = 1) -> None:
+        """Cull before storing ``incoming`` new entries if the store holds MAX_ENTRIES or more."""
+        if _indexed_count(db) + incoming - 1 < self._max_entries:
+            return  # the cheap upper bound (it counts expired keys too) is below the limit
+        with db.locked():
+            live, expired = _scan(db)
+            count = len(live)
+            if count + incoming - 1 < self._max_entries:
+                doomed = expired  # only expired leftovers made the bound high: drop them
+            elif self._cull_frequency == 0:
+                db.clear()
+                return
+            else:
+                doomed = expired + random.sample(live, count // self._cull_frequency)
+            if doomed:
+                with db.batch() as b:
+                    for k in doomed:
+                        b.delete(k)
+
+    # ---------------------------------------------------------- the contract
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        raw = self.db.get(self._key(key, version), _MISSING)
+        if raw is _MISSING:
+            return default
+        return pickle.loads(raw)
+
+    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+        k = self._key(key, version)
+        data = self._dumps(value)
+        ttl = self._ttl(timeout)
+        db = self.db
+        if ttl is None or ttl > 0:
+            self._maybe_cull(db)
+        db.put(k, data, ttl)
+
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        k = self._key(key, version)
+        data = self._dumps(value)
+        ttl = self._ttl(timeout)
+        db = self.db
+        if ttl is not None and ttl <= 0:
+            # Stored already expired: it "succeeds" when the key is absent, and nothing remains.
+            return k not in db
+        if k in db:
+            return False
+        self._maybe_cull(db)
+        return db.put_if_absent(k, data, ttl)
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        return self.db.expire(self._key(key, version), self._ttl(timeout))
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        return self.db.delete(self._key(key, version))
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        return self._key(key, version) in self.db
+
+    def clear(self) -> None:
+        """Remove every entry of the LOCATION (all aliases and prefixes), as Django's backends do."""
+        self.db.clear()
+
+    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        db = self.db
+        out: dict[Any, Any] = {}
+        for key in keys:
+            raw = db.get(self._key(key, version), _MISSING)
+            if raw is not _MISSING:
+                out[key] = pickle.loads(raw)
+        return out
+
+    def set_many(
+        self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        """Store all of ``data`` in one atomic batch; returns [] (no key ever fails)."""
+        items = [(self._key(k, version), self._dumps(v)) for k, v in data.items()]
+        if not items:
+            return []
+        ttl = self._ttl(timeout)
+        db = self.db
+        if ttl is None or ttl > 0:
+            self._maybe_cull(db, len(items))
+        with db.batch() as b:
+            for k, v in items:
+                b.put(k, v, ttl)
+        return []
+
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        db = self.db
+        present = [k for k in (self._key(key, version) for key in keys) if k in db]
+        if present:
+            with db.batch() as b:
+                for k in present:
+                    b.delete(k)
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        """Add ``delta`` to the stored value atomically (across processes); it keeps its expiry."""
+        k = self._key(key, version)
+        result: list[Any] = []
+
+        def add_delta(old: bytes | None) -> bytes:
+            if old is None:
+                raise _KeyNotFound
+            new_value = pickle.loads(old) + delta
+            result.append(new_value)
+            return self._dumps(new_value)
+
+        try:
+            self.db.update(k, add_delta)
+        except _KeyNotFound:
+            raise ValueError(f"Key '{key}' not found") from None
+        return result[-1]
+
+    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        return self.incr(key, -delta, version=version)
+
+    def get_or_set(
+        self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> Any:
+        """Return the cached value, or store ``default`` (called if callable) and return it.
+
+        The check and the store happen under the cross-process write lock, so
+        concurrent callers all get the one value that was stored. ``default()``
+        runs outside the lock (several callers may compute it; one wins).
+        """
+        k = self._key(key, version)
+        db = self.db
+        raw = db.get(k, _MISSING)
+        if raw is not _MISSING:
+            return pickle.loads(raw)
+        if callable(default):
+            default = default()
+        data = self._dumps(default)
+        ttl = self._ttl(timeout)
+        with db.locked():
+            raw = db.get(k, _MISSING)
+            if raw is not _MISSING:
+                return pickle.loads(raw)
+            if ttl is None or ttl > 0:
+                self._maybe_cull(db)
+                db.put(k, data, ttl)
+        return pickle.loads(data)
+
+    def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        """Move ``key`` to version ``version + delta`` atomically; it gets the default timeout."""
+        if version is None:
+            version = self.version
+        old_k = self._key(key, version)
+        new_k = self._key(key, version + delta)
+        db = self.db
+        with db.locked():
+            raw = db.get(old_k, _MISSING)
+            if raw is _MISSING:
+                raise ValueError(f"Key '{key}' not found")
+            self._maybe_cull(db)
+            with db.batch() as b:
+                b.put(new_k, raw, self._ttl(DEFAULT_TIMEOUT))
+                b.delete(old_k)
+        return version + delta
+
+    def decr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return self.incr_version(key, -delta, version)
+
+    def close(self, **kwargs: Any) -> None:
+        """Called by Django after every request: the shared store stays open (nothing to do).
+
+        Writes are already in the files when they return; the ``sync`` option
+        decides when they are fsynced.
+        """
+
+    # ---------------------------------------------------------- async API
+    # The base class builds several async methods from other async calls (not
+    # atomic, and one thread hop per key); run the atomic sync versions instead.
+
+    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        return await sync_to_async(self.get_many, thread_sensitive=True)(list(keys), version)
+
+    async def aset_many(
+        self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        return await sync_to_async(self.set_many, thread_sensitive=True)(data, timeout, version)
+
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        await sync_to_async(self.delete_many, thread_sensitive=True)(list(keys), version)
+
+    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
+        return await sync_to_async(self.has_key, thread_sensitive=True)(key, version)
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        return await sync_to_async(self.incr, thread_sensitive=True)(key, delta, version)
+
+    async def aget_or_set(
+        self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> Any:
+        return await sync_to_async(self.get_or_set, thread_sensitive=True)(key, default, timeout, version)
+
+    async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return await sync_to_async(self.incr_version, thread_sensitive=True)(key, delta, version)
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """Nothing to close per request (see :meth:`close`)."""
+
+
+# ------------------------------------------------------- engine helpers
+
+
+def _indexed_count(db: DB) -> int:
+    """Number of keys in the index, expired ones included: an O(1) upper bound of len(db)."""
+    return db.index_size()
+
+
+def _scan(db: DB) -> tuple[list[bytes], list[bytes]]:
+    """Return ``(live keys, expired keys to delete)``; call with ``db.locked()`` held.
+
+    Expired keys are dropped from the index without writing anything (their
+    records are invisible everywhere and go at the next merge), so the second
+    list is always empty.
+    """
+    db.purge_expired()
+    return db.unordered_keys(), []

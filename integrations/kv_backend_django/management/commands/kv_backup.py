@@ -1,0 +1,48 @@
+"""``manage.py kv_backup URL``: copy a consistent snapshot of a kv_backend cache to an fsspec URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from kv_backend.errors import KVError
+from kv_backend.progress import progress_bar
+from kv_backend_django._commands import (
+    add_cache_argument,
+    format_report,
+    get_kv_cache,
+    parse_storage_options,
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Back up a kv_backend cache to URL (file://..., s3://bucket/prefix, any fsspec URL). "
+        "Safe while the site runs: the snapshot is consistent."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("url", help="where to write the backup, e.g. file:///backups/cache or s3://b/p")
+        add_cache_argument(parser)
+        parser.add_argument("--name", default=None, help="name of the backup (default: a timestamp)")
+        parser.add_argument(
+            "--storage-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="fsspec storage option, repeatable (e.g. endpoint_url=http://127.0.0.1:9000)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        cache = get_kv_cache(options["cache"])
+        storage = parse_storage_options(options["storage_option"])
+        url = options["url"]
+        self.stdout.write(f"Backing up cache {options['cache']!r} at {cache.location} to {url} ...")
+        try:
+            with progress_bar("backup") as progress:
+                report = cache.db.backup(url, name=options["name"], progress=progress, **storage)
+        except (KVError, OSError, ValueError) as exc:
+            raise CommandError(f"backup of {cache.location} to {url} failed: {exc}") from exc
+        self.stdout.write(self.style.SUCCESS("Backup finished."))
+        self.stdout.write(format_report(report))

@@ -1,0 +1,32 @@
+"""``manage.py kv_merge``: compact a kv_backend cache (drop overwritten, deleted and expired records)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from kv_backend.errors import KVError
+from kv_backend.progress import progress_bar
+from kv_backend_django._commands import add_cache_argument, format_report, get_kv_cache
+
+
+class Command(BaseCommand):
+    help = (
+        "Merge (compact) the store of a kv_backend cache: rewrite its closed data files without dead "
+        "records. Safe while the site runs."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        add_cache_argument(parser)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        cache = get_kv_cache(options["cache"])
+        self.stdout.write(f"Merging cache {options['cache']!r} at {cache.location} ...")
+        try:
+            with progress_bar("merge") as progress:
+                report = cache.db.merge(progress=progress)
+        except KVError as exc:
+            raise CommandError(f"merge of {cache.location} failed: {exc}") from exc
+        self.stdout.write(self.style.SUCCESS("Merge finished."))
+        self.stdout.write(format_report(report))

@@ -1,0 +1,79 @@
+"""``manage.py kv_restore URL``: restore a kv_backend cache from a backup made by kv_backup."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from kv_backend.errors import KVError
+from kv_backend.progress import progress_bar
+from kv_backend_django._commands import (
+    add_cache_argument,
+    format_report,
+    get_kv_cache,
+    parse_storage_options,
+)
+from kv_backend_django.cache import close_all
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore the store of a kv_backend cache from a backup at URL (made by kv_backup). "
+        "An existing non-empty LOCATION is replaced only with --replace; stop the site's workers "
+        "first, since they keep the old store open."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("url", help="where the backups are, as given to kv_backup")
+        add_cache_argument(parser)
+        parser.add_argument("--name", default=None, help="which backup to restore (default: the newest)")
+        parser.add_argument(
+            "--replace",
+            action="store_true",
+            help="replace the current contents of LOCATION (the backup is verified before the switch)",
+        )
+        parser.add_argument(
+            "--storage-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="fsspec storage option, repeatable",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        cache = get_kv_cache(options["cache"])
+        try:
+            from kv_backend.backup import restore
+        except ImportError as exc:
+            raise CommandError(f"backups need kv_backend.backup and its dependencies: {exc}") from exc
+        storage = parse_storage_options(options["storage_option"])
+        url = options["url"]
+        location = cache.location
+        occupied = os.path.isdir(location) and bool(os.listdir(location))
+        if occupied and not options["replace"]:
+            raise CommandError(
+                f"{location} already holds a cache store; stop the site's workers and run again with "
+                "--replace to swap in the backup (or point LOCATION at an empty directory)"
+            )
+        close_all()  # this process must not hold the store open while it is replaced
+        target = f"{location}.restoring-{os.getpid()}" if occupied else location
+        self.stdout.write(f"Restoring cache {options['cache']!r} at {location} from {url} ...")
+        try:
+            with progress_bar("restore") as progress:
+                report = restore(url, target, name=options["name"], progress=progress, **storage)
+        except (KVError, OSError, ValueError) as exc:
+            if target != location:
+                shutil.rmtree(target, ignore_errors=True)
+            raise CommandError(f"restore of {location} from {url} failed: {exc}") from exc
+        if occupied:
+            # The backup checked out: swap it in, then drop the old store.
+            old = f"{location}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            os.rename(location, old)
+            os.rename(target, location)
+            shutil.rmtree(old, ignore_errors=True)
+        self.stdout.write(self.style.SUCCESS("Restore finished."))
+        self.stdout.write(format_report(report))

@@ -1,0 +1,53 @@
+"""``manage.py kv_stats``: entries, sizes and settings of a kv_backend cache."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from kv_backend_django._commands import add_cache_argument, get_kv_cache, human_bytes
+
+_BYTES = ("live_bytes", "dead_bytes", "total_bytes")
+
+
+class Command(BaseCommand):
+    help = "Show the entries, sizes and settings of a kv_backend cache (--json for scripts)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        add_cache_argument(parser)
+        parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        alias = options["cache"]
+        cache = get_kv_cache(alias)
+        stats: dict[str, Any] = {"alias": alias, "location": cache.location}
+        stats.update((k, v) for k, v in cache.db.stats().items() if k != "path")
+        total = stats.get("live_bytes", 0) + stats.get("dead_bytes", 0)
+        stats["dead_ratio"] = round(stats.get("dead_bytes", 0) / total, 4) if total else 0.0
+        stats.update(
+            {
+                "timeout": cache.default_timeout,
+                "max_entries": cache._max_entries,
+                "cull_frequency": cache._cull_frequency,
+                "key_prefix": cache.key_prefix,
+                "version": cache.version,
+            }
+        )
+        if options["json"]:
+            self.stdout.write(json.dumps(stats, sort_keys=True))
+            return
+        rows = []
+        for key, value in stats.items():
+            if key in _BYTES:
+                value = f"{human_bytes(value)} ({value})"
+            elif key == "dead_ratio":
+                value = f"{value:.1%}"
+            elif key == "timeout" and value is None:
+                value = "none (entries never expire)"
+            rows.append((key.replace("_", " "), "-" if value is None or value == "" else str(value)))
+        width = max(len(k) for k, _ in rows)
+        self.stdout.write(f"kv_backend cache {alias!r}")
+        for key, value in rows:
+            self.stdout.write(f"  {key:<{width}}  {value}")

@@ -1,0 +1,334 @@
+"""A drop-in ``dbm`` module backed by the engine: ``kv_backend.dbm.open(file, flag="r", mode=0o666)``.
+
+It follows the interface shared by the stdlib's ``dbm.gnu``, ``dbm.ndbm`` and
+``dbm.dumb``: keys and values are ``bytes`` (``str`` is accepted and stored
+as UTF-8), the object is a mutable mapping with ``keys()``, ``get``,
+``setdefault``, ``sync``, ``close`` and context-manager support, and
+failures raise :data:`error` (an ``OSError``). Unlike those modules, one
+database can be written by many processes at once and survives a crash of
+any of them without losing a completed write.
+
+The database is a *directory* at ``file`` (the stdlib modules use one file or
+a ``.dat``/``.dir`` pair). The stdlib's ``dbm.whichdb`` cannot recognise it
+(it returns None); :func:`whichdb` here returns ``"kv_backend.dbm"`` for it
+and defers to the stdlib for anything else.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dbm as _std_dbm
+import errno
+import os
+from collections.abc import Iterator, MutableMapping
+from typing import Any, TypeVar
+
+from kv_backend.db import DB
+from kv_backend.errors import (
+    DatabaseClosedError,
+    KVError,
+    NotAStoreError,
+    ReadOnlyError,
+    StoreNotFoundError,
+)
+from kv_backend.files import FORMAT_FILE
+
+__all__ = ["ClosedError", "Database", "ReadOnlyDatabaseError", "error", "open", "whichdb"]
+
+T = TypeVar("T")
+_MISSING: Any = object()
+_FLAGS = "rwcn"
+_MODIFIERS = "fsu"
+
+
+class error(KVError, OSError):  # the name every dbm module uses
+    """The exception of this dbm module (an ``OSError``, as the stdlib's ``dbm.error`` entries are)."""
+
+
+class ReadOnlyDatabaseError(error, ReadOnlyError):
+    """A write to a database opened with flag ``"r"``."""
+
+
+class ClosedError(error, DatabaseClosedError):
+    """The database was used after :meth:`Database.close`."""
+
+
+def _key(key: object) -> bytes:
+    if type(key) is bytes:
+        return key
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(f"dbm keys must be bytes or str, not {type(key).__name__}")
+
+
+def _value(value: object) -> bytes:
+    if type(value) is bytes:
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"dbm values must be bytes or str, not {type(value).__name__}")
+
+
+class Database(MutableMapping[bytes, bytes]):
+    """An open database, as returned by :func:`open`; ``self.db`` is the underlying :class:`kv_backend.DB`."""
+
+    def __init__(self, db: DB, flag: str) -> None:
+        self.db = db
+        self.flag = flag
+        self._get = db.get
+        self._put = db.put
+
+    def _convert(self, exc: KVError) -> Exception:
+        if isinstance(exc, ReadOnlyError):
+            return ReadOnlyDatabaseError(
+                errno.EBADF, f"the database {self.db.path} was opened with flag 'r'; open it with 'w' or 'c'"
+            )
+        if isinstance(exc, DatabaseClosedError):
+            return ClosedError(errno.EBADF, f"the database {self.db.path} has already been closed")
+        return exc
+
+    def __getitem__(self, key: bytes | str) -> bytes:
+        if type(key) is not bytes:
+            key = _key(key)
+        try:
+            value = self._get(key, _MISSING)
+        except KVError as exc:
+            raise self._convert(exc) from None
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: bytes | str, default: Any = None) -> Any:
+        """Return the value of ``key``, or ``default``."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __setitem__(self, key: bytes | str, value: bytes | str) -> None:
+        if type(key) is not bytes:
+            key = _key(key)
+        if type(value) is not bytes:
+            value = _value(value)
+        try:
+            self._put(key, value)
+        except KVError as exc:
+            raise self._convert(exc) from None
+
+    def setdefault(self, key: bytes | str, default: bytes | str = b"") -> bytes:  # type: ignore[override]
+        """Return the value of ``key``, storing ``default`` first if it is absent (atomic)."""
+        key = _key(key)
+        value = _value(default)
+        try:
+            while True:
+                found = self._get(key, _MISSING)
+                if found is not _MISSING:
+                    return found
+                if self.db.put_if_absent(key, value):
+                    return value
+        except KVError as exc:
+            raise self._convert(exc) from None
+
+    def __delitem__(self, key: bytes | str) -> None:
+        key = _key(key)
+        try:
+            existed = self.db.delete(key)
+        except KVError as exc:
+            raise self._convert(exc) from None
+        if not existed:
+            raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            k = _key(key)
+        except TypeError:
+            return False
+        try:
+            return k in self.db
+        except KVError as exc:
+            raise self._convert(exc) from None
+
+    def __len__(self) -> int:
+        try:
+            return len(self.db)
+        except KVError as exc:
+            raise self._convert(exc) from None
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.db.keys()
+        except KVError as exc:
+            raise self._convert(exc) from None
+
+    def keys(self) -> list[bytes]:  # type: ignore[override]
+        """Return a list of every key (bytes), in byte order."""
+        return list(self)
+
+    def firstkey(self) -> bytes | None:
+        """The smallest key, or None if the database is empty (as in ``dbm.gnu``)."""
+        for k in self:
+            return k
+        return None
+
+    def nextkey(self, key: bytes | str) -> bytes | None:
+        """The key after ``key`` in byte order, or None after the last one (as in ``dbm.gnu``)."""
+        k = _key(key)
+        try:
+            for nxt in self.db.keys(start=k):
+                if nxt != k:
+                    return nxt
+        except KVError as exc:
+            raise self._convert(exc) from None
+        return None
+
+    def sync(self) -> None:
+        """Flush every write to stable storage (fsync)."""
+        try:
+            self.db.sync()
+        except KVError as exc:
+            raise self._convert(exc) from None
+
+    def reorganize(self) -> Any:
+        """Reclaim the space of overwritten and deleted values (runs the engine's merge)."""
+        if self.db.read_only:
+            raise self._convert(ReadOnlyError())
+        try:
+            return self.db.merge()
+        except KVError as exc:
+            raise self._convert(exc) from None
+
+    def close(self) -> None:
+        """Close the database; later use raises :class:`error`. Idempotent."""
+        self.db.close()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self.db.closed
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.db.closed else f"flag={self.flag!r}"
+        return f"<kv_backend.dbm.Database {self.db.path!r} {state}>"
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+def _umask() -> int:
+    """The process umask, read without changing it when the OS allows."""
+    try:
+        with builtins.open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    um = os.umask(0o022)
+    os.umask(um)
+    return um
+
+
+def _is_store(path: str) -> bool:
+    return os.path.isdir(path) and os.path.exists(os.path.join(path, FORMAT_FILE))
+
+
+def whichdb(filename: str | os.PathLike[str]) -> str | None:
+    """Name the module that opens ``filename``: ``"kv_backend.dbm"`` for a store, else the stdlib's answer."""
+    path = os.fsdecode(filename)
+    if _is_store(path):
+        return "kv_backend.dbm"
+    if os.path.isdir(path):
+        return ""  # exists, but is not a database any module knows
+    return _std_dbm.whichdb(path)
+
+
+def _create(path: str, mode: int) -> bool:
+    """Create the store directory with ``mode`` (plus search bits where reading is allowed)."""
+    dir_mode = mode | ((mode & 0o444) >> 2)
+    try:
+        os.mkdir(path, dir_mode)  # the kernel applies the umask, as for the stdlib's files
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise error(exc.errno or errno.EIO, f"cannot create the database {path}: {exc.strerror}") from exc
+    return True
+
+
+def _apply_mode(path: str, mode: int) -> None:
+    file_mode = mode & ~_umask() & 0o777
+    for name in os.listdir(path):
+        try:
+            os.chmod(os.path.join(path, name), file_mode)
+        except OSError:
+            pass
+
+
+def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o666) -> Database:
+    """Open the database at ``file`` (a directory) and return a :class:`Database`.
+
+    ``flag``: ``"r"`` read-only (writes raise :class:`error`), ``"w"``
+    read-write on an existing database, ``"c"`` read-write, created if
+    needed, ``"n"`` read-write and emptied (created if needed). As with
+    ``dbm.gnu``, ``"f"`` may follow (no fsync: the default), ``"s"`` (fsync
+    every write) or ``"u"`` (accepted; locking is always on and safe).
+    ``mode`` is the permission of a newly created database, less the umask;
+    the directory gets search bits wherever it is readable.
+    """
+    if (
+        not isinstance(flag, str)
+        or not flag
+        or flag[0] not in _FLAGS
+        or any(c not in _MODIFIERS for c in flag[1:])
+    ):
+        raise ValueError(
+            f"flag must be 'r', 'w', 'c' or 'n' (optionally followed by 'f', 's', 'u'), not {flag!r}"
+        )
+    if not isinstance(mode, int) or isinstance(mode, bool):
+        raise TypeError(f"mode must be an int such as 0o666, not {type(mode).__name__}")
+    path = os.fsdecode(os.fspath(file))
+    # A directory is checked by the engine (it may be a store another process is creating right now).
+    kind = None if os.path.isdir(path) else _std_dbm.whichdb(path)
+    if kind is not None:
+        what = f"a {kind} database" if kind else "not a kv_backend database"
+        raise error(
+            errno.EINVAL,
+            f"{path} is {what}; kv_backend.dbm opens only its own store directories "
+            "(use the stdlib dbm module for other formats, or a new path)",
+        )
+    sync = "always" if "s" in flag[1:] else "never"
+    mode_char = flag[0]
+    try:
+        if mode_char == "r":
+            db = DB(path, read_only=True)
+        elif mode_char == "w":
+            if not _is_store(path):
+                raise error(errno.ENOENT, f"no database at {path}; use flag 'c' or 'n' to create one")
+            db = DB(path, sync=sync)
+        else:
+            created = _create(path, mode)
+            db = DB(path, sync=sync)
+            if created:
+                _apply_mode(path, mode)
+            if mode_char == "n":
+                try:
+                    db.clear()
+                except BaseException:
+                    db.close()
+                    raise
+    except StoreNotFoundError as exc:
+        raise error(errno.ENOENT, f"no database at {path}; use flag 'c' or 'n' to create one") from exc
+    except NotAStoreError as exc:
+        raise error(exc.errno or errno.EINVAL, str(exc)) from exc
+    return Database(db, mode_char)

@@ -1,0 +1,625 @@
+"""The ASGI application of the HTTP interface (Starlette), built by :func:`create_app`.
+
+Keys travel percent-encoded in the URL path and are decoded from the *raw*
+path, byte for byte (see :mod:`kv_backend.http.keys`); values travel as raw
+request and response bodies. Every engine call runs in a worker thread, so a
+write waiting for the cross-process lock, a merge or a backup never stalls the
+event loop. docs/http.md describes the API; GET /openapi.json serves its
+OpenAPI description.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import errno
+import hmac
+import json
+import math
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from kv_backend import __version__
+from kv_backend.db import DB
+from kv_backend.db import _check_key as check_key  # the engine's own key rules and messages
+from kv_backend.errors import (
+    BackupError,
+    ConfigurationError,
+    CorruptionError,
+    DatabaseClosedError,
+    InvalidKeyError,
+    InvalidValueError,
+    KeyTooLargeError,
+    KVError,
+    MergeInProgressError,
+    NotAnIntegerError,
+    ReadOnlyError,
+    StorageError,
+    ValueTooLargeError,
+)
+from kv_backend.http.keys import decode_key, encode_key, parse_query
+from kv_backend.http.openapi import openapi_document
+
+__all__ = [
+    "DEFAULT_LIST_LIMIT",
+    "DEFAULT_MAX_VALUE_SIZE",
+    "MAX_LIST_LIMIT",
+    "HTTPAPIError",
+    "create_app",
+]
+
+#: Largest value a PUT accepts unless ``create_app(max_value_size=...)`` says otherwise (64 MiB).
+DEFAULT_MAX_VALUE_SIZE = 64 << 20
+#: Keys per page of GET /v1/keys when ``limit`` is not given, and the largest ``limit`` allowed.
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 10_000
+#: Largest JSON request body (POST /v1/backup).
+MAX_JSON_BODY = 1 << 20
+
+KEYS_PREFIX = b"/v1/keys/"
+OCTET = "application/octet-stream"
+
+T = TypeVar("T")
+
+
+class HTTPAPIError(KVError):
+    """A request the API refuses: carries the HTTP status, an error code and a message for the client."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """Return the JSON error body every failing request gets: ``{"error": code, "message": text}``."""
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=dict(headers or {}))
+
+
+def engine_error(exc: BaseException) -> HTTPAPIError:
+    """Translate an engine exception into the HTTP status and error code a client should see."""
+    if isinstance(exc, (InvalidKeyError, KeyTooLargeError)):
+        return HTTPAPIError(400, "invalid_key", str(exc))
+    if isinstance(exc, ValueTooLargeError):
+        return HTTPAPIError(413, "value_too_large", str(exc))
+    if isinstance(exc, InvalidValueError):
+        return HTTPAPIError(400, "invalid_value", str(exc))
+    if isinstance(exc, NotAnIntegerError):
+        return HTTPAPIError(409, "not_an_integer", str(exc))
+    if isinstance(exc, ReadOnlyError):
+        return HTTPAPIError(403, "read_only", str(exc))
+    if isinstance(exc, DatabaseClosedError):
+        return HTTPAPIError(503, "store_closed", str(exc))
+    if isinstance(exc, MergeInProgressError):
+        return HTTPAPIError(409, "merge_in_progress", str(exc))
+    if isinstance(exc, BackupError):
+        return HTTPAPIError(502, "backup_failed", str(exc))
+    if isinstance(exc, CorruptionError):
+        return HTTPAPIError(500, "corrupt_record", str(exc))
+    if isinstance(exc, StorageError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return HTTPAPIError(507, "insufficient_storage", str(exc))
+        return HTTPAPIError(500, "storage_error", str(exc))
+    if isinstance(exc, ConfigurationError):
+        return HTTPAPIError(400, "invalid_request", str(exc))
+    return HTTPAPIError(500, "kv_error", str(exc))
+
+
+def jsonable(obj: Any) -> Any:
+    """Turn a merge/backup report (dataclass, named tuple, mapping, plain object) into JSON data."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, bytes):
+        return encode_key(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple) and hasattr(obj, "_asdict"):
+        return {k: jsonable(v) for k, v in obj._asdict().items()}
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    for name in ("to_dict", "as_dict"):
+        method = getattr(obj, name, None)
+        if callable(method):
+            return jsonable(method())
+    if hasattr(obj, "__dict__"):
+        return {k: jsonable(v) for k, v in vars(obj).items() if not k.startswith("_")}
+    return str(obj)
+
+
+# ----------------------------------------------------------------- parsing
+
+
+def _text(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise HTTPAPIError(400, "invalid_parameter", f"{name} must be ASCII text") from None
+
+
+def parse_ttl(raw: bytes | None) -> float | None:
+    """Parse ``?ttl=SECONDS``: a finite number > 0 (fractions allowed), or None when absent."""
+    if raw is None:
+        return None
+    text = _text(raw, "ttl")
+    try:
+        ttl = float(text)
+    except ValueError:
+        raise HTTPAPIError(
+            400, "invalid_ttl", f"ttl must be a number of seconds greater than 0, got {text!r}"
+        ) from None
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise HTTPAPIError(
+            400, "invalid_ttl", f"ttl must be a finite number of seconds greater than 0, got {text!r}"
+        )
+    return ttl
+
+
+def parse_int(
+    raw: bytes | None, name: str, default: int, lo: int | None = None, hi: int | None = None
+) -> int:
+    """Parse an integer query parameter within ``[lo, hi]``."""
+    if raw is None:
+        return default
+    text = _text(raw, name)
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if not body.isdigit() or not body.isascii() or len(body) > 4000:
+        raise HTTPAPIError(400, "invalid_parameter", f"{name} must be a decimal integer, got {text[:40]!r}")
+    value = int(text)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise HTTPAPIError(400, "invalid_parameter", f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_bool(raw: bytes | None, name: str) -> bool:
+    """Parse a boolean query parameter (1/0, true/false, yes/no, on/off; absent = false)."""
+    if raw is None:
+        return False
+    text = _text(raw, name).lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise HTTPAPIError(400, "invalid_parameter", f"{name} must be true or false, got {text[:40]!r}")
+
+
+def format_ttl(ttl: float | None) -> str | None:
+    """Render seconds left for the ``X-KV-TTL`` header (millisecond precision)."""
+    return None if ttl is None else f"{ttl:.3f}"
+
+
+def raw_key_path(scope: Scope) -> bytes:
+    """Return the still percent-encoded part of the request path after ``/v1/keys/``."""
+    raw = scope.get("raw_path")
+    if raw is None:  # servers that do not give the raw path: re-encode the decoded one
+        raw = encode_key(scope["path"].encode("utf-8")).replace("%2F", "/").encode("ascii")
+    root = scope.get("root_path", "").encode("utf-8")
+    if root and raw.startswith(root):
+        raw = raw[len(root) :]
+    if not raw.startswith(KEYS_PREFIX):  # pragma: no cover - the route guarantees it
+        raise HTTPAPIError(404, "not_found", "no such endpoint")
+    return raw[len(KEYS_PREFIX) :]
+
+
+# --------------------------------------------------------------- the app
+
+
+class _Api:
+    """The endpoints, bound to one open :class:`DB`."""
+
+    def __init__(self, db: DB, max_value_size: int) -> None:
+        self.db = db
+        self.max_value_size = max_value_size
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run an engine call in a worker thread and translate its errors."""
+        try:
+            return await run_in_threadpool(fn, *args, **kwargs)
+        except HTTPAPIError:
+            raise
+        except KVError as exc:
+            raise engine_error(exc) from exc
+
+    async def read_body(self, request: Request, limit: int, what: str) -> bytes:
+        """Read the whole request body, refusing with 413 as soon as it exceeds ``limit`` bytes."""
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise HTTPAPIError(400, "invalid_request", "Content-Length must be a decimal integer")
+            if int(declared) > limit:
+                raise HTTPAPIError(
+                    413, "value_too_large", f"{what} is {declared} bytes; this server accepts at most {limit}"
+                )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPAPIError(
+                    413,
+                    "value_too_large",
+                    f"{what} is larger than {limit} bytes, the most this server accepts",
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # ---------------------------------------------------------- endpoints
+
+    async def healthz(self, request: Request) -> Response:
+        if self.db.closed:
+            return error_response(503, "store_closed", "the store is closed")
+        return JSONResponse({"status": "ok"})
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    async def key(self, request: Request) -> Response:
+        """Dispatch /v1/keys/{key} and /v1/keys/{key}/incr|expire by method and raw path.
+
+        A key is one path segment (a ``/`` inside a key travels as ``%2F``), so
+        a literal ``/`` after it always names a sub-resource.
+        """
+        segments = raw_key_path(request.scope).split(b"/")
+        query = parse_query(request.scope.get("query_string", b""))
+        method = request.method
+        key = decode_key(segments[0])
+        if len(segments) == 1:
+            if method in ("GET", "HEAD"):
+                return await self.get(key, query)
+            if method == "PUT":
+                return await self.put(request, key, query)
+            if method == "DELETE":
+                return await self.delete(key)
+            raise _not_allowed(method, "GET, HEAD, PUT, DELETE")
+        if len(segments) == 2 and segments[1] in (b"incr", b"expire"):
+            if method != "POST":
+                raise _not_allowed(method, "POST")
+            if segments[1] == b"incr":
+                return await self.incr(key, query)
+            return await self.expire(key, query)
+        raise HTTPAPIError(
+            404,
+            "not_found",
+            "no such endpoint; a key is one path segment: percent-encode '/' in keys as %2F "
+            "(sub-resources are /v1/keys/{key}/incr and /v1/keys/{key}/expire)",
+        )
+
+    async def get(self, key: bytes, query: dict[str, bytes]) -> Response:
+        fmt = _text(query.get("format", b"raw"), "format")
+        if fmt not in ("raw", "json"):
+            raise HTTPAPIError(400, "invalid_parameter", f"format must be 'raw' or 'json', got {fmt[:40]!r}")
+        found = await self.call(self._read, key)
+        if found is None:
+            raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
+        value, ttl = found
+        if fmt == "json":
+            body = {
+                "key": encode_key(key),
+                "value_base64": base64.b64encode(value).decode("ascii"),
+                "ttl": ttl,
+            }
+            return JSONResponse(body, headers=_ttl_headers(ttl))
+        return Response(value, media_type=OCTET, headers=_ttl_headers(ttl))
+
+    def _read(self, key: bytes) -> tuple[bytes, float | None] | None:
+        """Return ``(value, ttl)`` of one version of the key, or None if it is absent.
+
+        Value and TTL are two engine reads. When a write by any process lands
+        between them (the change token moved), read again; if writes keep
+        landing, read once more under the write lock, where nothing can change.
+        """
+        db = self.db
+        for _ in range(3):
+            token = db.change_token()
+            found = self._read_once(key)
+            if found is None or db.change_token() == token:
+                return found
+        if db.read_only:
+            return found
+        with db.locked():
+            return self._read_once(key)
+
+    def _read_once(self, key: bytes) -> tuple[bytes, float | None] | None:
+        value = self.db.get(key)
+        if value is None:
+            return None
+        try:
+            return value, self.db.ttl(key)
+        except KeyError:  # deleted or expired between the two reads
+            return None
+
+    async def put(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
+        ttl = parse_ttl(query.get("ttl"))
+        if_none_match = request.headers.get("if-none-match")
+        if_match = request.headers.get("if-match")
+        for name, header in (("If-None-Match", if_none_match), ("If-Match", if_match)):
+            if header is not None and header.strip() != "*":
+                raise HTTPAPIError(
+                    400, "invalid_request", f"{name} supports only '*' (this API has no entity tags)"
+                )
+        await self.call(check_key, key)  # reject a bad key before reading a large body
+        if if_none_match is not None and if_match is not None:
+            # "exists" and "does not exist" at once: RFC 9110 evaluation fails one of them
+            raise HTTPAPIError(
+                412, "precondition_failed", "If-Match: * and If-None-Match: * can never both hold"
+            )
+        value = await self.read_body(request, self.max_value_size, "the value")
+        if if_none_match is not None:
+            if not await self.call(self.db.put_if_absent, key, value, ttl):
+                raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} already exists")
+            return Response(status_code=201)
+        if if_match is not None:
+            if not await self.call(self._put_if_present, key, value, ttl):
+                raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} does not exist")
+            return Response(status_code=204)
+        await self.call(self.db.put, key, value, ttl)
+        return Response(status_code=204)
+
+    def _put_if_present(self, key: bytes, value: bytes, ttl: float | None) -> bool:
+        with self.db.locked():
+            if key not in self.db:
+                return False
+            self.db.put(key, value, ttl)
+            return True
+
+    async def delete(self, key: bytes) -> Response:
+        if not await self.call(self.db.delete, key):
+            raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
+        return Response(status_code=204)
+
+    async def incr(self, key: bytes, query: dict[str, bytes]) -> Response:
+        delta = parse_int(query.get("delta"), "delta", 1)
+        value = await self.call(self.db.incr, key, delta)
+        return JSONResponse({"value": value})
+
+    async def expire(self, key: bytes, query: dict[str, bytes]) -> Response:
+        ttl = parse_ttl(query.get("ttl"))
+        if not await self.call(self.db.expire, key, ttl):
+            raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
+        return JSONResponse({"ttl": ttl})
+
+    async def list_keys(self, request: Request) -> Response:
+        query = parse_query(request.scope.get("query_string", b""))
+        prefix = query.get("prefix", b"")
+        start = query.get("start") or None
+        limit = parse_int(query.get("limit"), "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
+        reverse = parse_bool(query.get("reverse"), "reverse")
+        values = parse_bool(query.get("values"), "values")
+        page = await self.call(self._page, prefix, start, limit, reverse, values)
+        return JSONResponse(page)
+
+    def _page(self, prefix: bytes, start: bytes | None, limit: int, reverse: bool, values: bool) -> dict:
+        keys: list[bytes] = []
+        vals: list[bytes] = []
+        nxt: bytes | None = None
+        if values:
+            for k, v in self.db.items(prefix=prefix, start=start, reverse=reverse):
+                if len(keys) == limit:
+                    nxt = k
+                    break
+                keys.append(k)
+                vals.append(v)
+        else:
+            for k in self.db.keys(prefix=prefix, start=start, reverse=reverse):
+                if len(keys) == limit:
+                    nxt = k
+                    break
+                keys.append(k)
+        out: dict[str, Any] = {"keys": [encode_key(k) for k in keys]}
+        if values:
+            out["values_base64"] = [base64.b64encode(v).decode("ascii") for v in vals]
+        out["next"] = None if nxt is None else encode_key(nxt)
+        return out
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(jsonable(await self.call(self.db.stats)))
+
+    async def merge(self, request: Request) -> Response:
+        query = parse_query(request.scope.get("query_string", b""))
+        wait = parse_bool(query.get("wait"), "wait")
+        try:
+            report = await self.call(self.db.merge, wait=True) if wait else await self.call(self.db.merge)
+        except ModuleNotFoundError as exc:
+            raise HTTPAPIError(501, "not_implemented", f"this build cannot merge: {exc}") from exc
+        return JSONResponse(jsonable(report))
+
+    async def backup(self, request: Request) -> Response:
+        body = await self.read_body(request, MAX_JSON_BODY, "the request body")
+        try:
+            spec = json.loads(body or b"null")
+        except ValueError as exc:
+            raise HTTPAPIError(400, "invalid_request", f"the body must be a JSON object: {exc}") from None
+        if not isinstance(spec, dict):
+            raise HTTPAPIError(
+                400, "invalid_request", 'the body must be a JSON object like {"url": "s3://..."}'
+            )
+        unknown = set(spec) - {"url", "name", "storage_options"}
+        if unknown:
+            raise HTTPAPIError(400, "invalid_request", f"unknown field(s): {', '.join(sorted(unknown))}")
+        url, name, options = spec.get("url"), spec.get("name"), spec.get("storage_options")
+        if options is None:
+            options = {}
+        if not isinstance(url, str) or not url:
+            raise HTTPAPIError(400, "invalid_request", '"url" must be a non-empty string (an fsspec URL)')
+        if name is not None and (not isinstance(name, str) or not name):
+            raise HTTPAPIError(400, "invalid_request", '"name" must be a non-empty string or null')
+        if not isinstance(options, dict):
+            raise HTTPAPIError(400, "invalid_request", '"storage_options" must be a JSON object')
+        try:
+            report = await self.call(self.db.backup, url, name=name, **options)
+        except ModuleNotFoundError as exc:
+            raise HTTPAPIError(501, "not_implemented", f"this build cannot back up: {exc}") from exc
+        except (ValueError, TypeError, ImportError) as exc:
+            raise HTTPAPIError(400, "invalid_backup_target", f"cannot back up to {url!r}: {exc}") from exc
+        except OSError as exc:
+            raise HTTPAPIError(502, "backup_failed", f"backup to {url!r} failed: {exc}") from exc
+        return JSONResponse(jsonable(report))
+
+
+def _not_allowed(method: str, allowed: str) -> HTTPAPIError:
+    return HTTPAPIError(
+        405, "method_not_allowed", f"{method} is not allowed here; use {allowed}", {"Allow": allowed}
+    )
+
+
+def _ttl_headers(ttl: float | None) -> dict[str, str]:
+    text = format_ttl(ttl)
+    return {} if text is None else {"X-KV-TTL": text}
+
+
+class BearerAuth:
+    """ASGI middleware: every path but ``/healthz`` needs ``Authorization: Bearer <token>``."""
+
+    def __init__(
+        self, app: ASGIApp, token: str, open_paths: frozenset[str] = frozenset({"/healthz"})
+    ) -> None:
+        self.app = app
+        self.expected = token.encode("utf-8")
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):  # mounted under a prefix, or uvicorn --root-path
+            path = path[len(root) :]
+        if path in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        given: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, credentials = value.strip().partition(b" ")
+                if scheme.lower() == b"bearer":
+                    given = credentials.strip()
+                break
+        if given is not None and hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        if given is None:
+            challenge = 'Bearer realm="kv_backend"'
+            message = "this server needs 'Authorization: Bearer <token>'"
+        else:
+            challenge = 'Bearer realm="kv_backend", error="invalid_token"'
+            message = "the bearer token is not valid"
+        response = error_response(401, "unauthorized", message, {"WWW-Authenticate": challenge})
+        await response(scope, receive, send)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPAPIError)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "value_too_large"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    message = exc.detail if exc.status_code != 404 else f"no endpoint {request.url.path}"
+    return error_response(exc.status_code, code, str(message), exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+class _AnythingConvertor(Convertor[str]):
+    """Like ``path`` but also matching newlines, which percent-decoded binary keys may contain."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("kv_backend_key", _AnythingConvertor())
+
+_ALL_METHODS = ["GET", "HEAD", "PUT", "DELETE", "POST", "PATCH", "OPTIONS", "TRACE"]
+
+
+def create_app(
+    db_or_path: DB | str | os.PathLike[str],
+    token: str | None = None,
+    *,
+    max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+    sync: str | float = "never",
+) -> Starlette:
+    """Return the ASGI app serving a store: a :class:`DB` you own, or a path this app opens and closes.
+
+    With ``token``, every endpoint but ``/healthz`` requires ``Authorization:
+    Bearer <token>``. ``max_value_size`` caps PUT bodies (413 beyond it).
+    ``sync`` is the :class:`DB` durability policy used when opening a path.
+    """
+    if not isinstance(max_value_size, int) or isinstance(max_value_size, bool) or max_value_size < 0:
+        raise ConfigurationError(f"max_value_size must be an int >= 0, not {max_value_size!r}")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ConfigurationError("token must be a non-empty string (or None for no authentication)")
+    owned = not isinstance(db_or_path, DB)
+    db = DB(db_or_path, sync=sync) if owned else db_or_path  # type: ignore[arg-type]
+    api = _Api(db, max_value_size)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owned:
+                db.close()
+
+    routes = [
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/openapi.json", api.openapi, methods=["GET"]),
+        Route("/v1/keys", api.list_keys, methods=["GET"]),
+        Route("/v1/keys/{key:kv_backend_key}", api.key, methods=_ALL_METHODS),
+        Route("/v1/stats", api.stats, methods=["GET"]),
+        Route("/v1/merge", api.merge, methods=["POST"]),
+        Route("/v1/backup", api.backup, methods=["POST"]),
+    ]
+    middleware = [] if token is None else [Middleware(BearerAuth, token=token)]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={
+            HTTPAPIError: _api_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )
+    app.state.db = db
+    app.state.version = __version__
+    return app

@@ -1,0 +1,464 @@
+"""The OpenAPI 3.1 description of the HTTP interface, served at GET /openapi.json.
+
+docs/openapi.json is this document written out; regenerate it after changing
+the API with ``python -m kv_backend.http openapi docs/openapi.json`` (a test
+checks that the two are equal).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from kv_backend import __version__
+
+__all__ = ["openapi_document", "openapi_json"]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(description: str, ref: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": ref}}}}
+
+
+_TTL_HEADER = {
+    "X-KV-TTL": {
+        "description": "Seconds the key has left to live (3 decimals). Absent when the key never expires.",
+        "schema": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+    }
+}
+
+_KEY_PARAM = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "description": (
+        "The key: arbitrary bytes, percent-encoded (every byte outside A-Z a-z 0-9 - . _ ~ as %XX; "
+        "'/' as %2F, the keys '.' and '..' as %2E and %2E%2E). 1 to 65536 bytes once decoded."
+    ),
+    "schema": {"type": "string", "minLength": 1},
+}
+
+_TTL_PARAM = {
+    "name": "ttl",
+    "in": "query",
+    "required": False,
+    "description": "Seconds to live: a finite number > 0 (fractions allowed). Absent: never expires.",
+    "schema": {"type": "number", "exclusiveMinimum": 0},
+}
+
+_UNAUTHORIZED = _error("Missing or wrong bearer token (only when the server was started with a token).")
+_BAD_KEY = _error("The key is empty or longer than 65536 bytes, or a parameter is invalid.")
+
+_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "kv_backend HTTP API",
+        "version": __version__,
+        "description": (
+            "A durable key-value store over HTTP. Keys are arbitrary bytes, percent-encoded in the path; "
+            "values are raw bytes in request and response bodies. Errors are JSON objects "
+            '{"error": code, "message": text}. See docs/http.md.'
+        ),
+    },
+    "servers": [{"url": "http://127.0.0.1:8380", "description": "the default of `kvb http`"}],
+    "security": [{"bearerAuth": []}],
+    "paths": {
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness check; never needs a token",
+                "security": [],
+                "responses": {
+                    "200": _json("The server is up and its store is open.", "#/components/schemas/Health"),
+                    "503": _error("The store is closed."),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This OpenAPI document",
+                "responses": {
+                    "200": {
+                        "description": "The document.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "401": _UNAUTHORIZED,
+                },
+            }
+        },
+        "/v1/keys": {
+            "get": {
+                "operationId": "listKeys",
+                "summary": "List keys in byte order, one page at a time",
+                "description": (
+                    "Returns up to `limit` keys with `prefix`, starting at `start` (inclusive; with "
+                    "`reverse`, the largest key to return). `next` is the `start` of the following page, "
+                    "or null after the last page. Keys are percent-encoded like the `key` path parameter."
+                ),
+                "parameters": [
+                    {
+                        "name": "prefix",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only keys starting with these bytes (percent-encoded).",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "start",
+                        "in": "query",
+                        "required": False,
+                        "description": "First key of the page (inclusive, percent-encoded), e.g. `next`.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "Keys per page.",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
+                    },
+                    {
+                        "name": "reverse",
+                        "in": "query",
+                        "required": False,
+                        "description": "Descending order.",
+                        "schema": {"type": "boolean", "default": False},
+                    },
+                    {
+                        "name": "values",
+                        "in": "query",
+                        "required": False,
+                        "description": "Also return the values (base64), aligned with `keys`.",
+                        "schema": {"type": "boolean", "default": False},
+                    },
+                ],
+                "responses": {
+                    "200": _json("One page of keys.", "#/components/schemas/KeyPage"),
+                    "400": _error("A parameter is invalid."),
+                    "401": _UNAUTHORIZED,
+                },
+            }
+        },
+        "/v1/keys/{key}": {
+            "parameters": [_KEY_PARAM],
+            "get": {
+                "operationId": "getKey",
+                "summary": "Read a value",
+                "parameters": [
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "required": False,
+                        "description": "`raw` (default): the value as the body; `json`: a KeyValue object.",
+                        "schema": {"type": "string", "enum": ["raw", "json"], "default": "raw"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The value.",
+                        "headers": _TTL_HEADER,
+                        "content": {
+                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                            "application/json": {"schema": {"$ref": "#/components/schemas/KeyValue"}},
+                        },
+                    },
+                    "400": _BAD_KEY,
+                    "401": _UNAUTHORIZED,
+                    "404": _error("No such key (or it expired)."),
+                },
+            },
+            "head": {
+                "operationId": "headKey",
+                "summary": "Check that a key exists; X-KV-TTL and Content-Length as for GET",
+                "responses": {
+                    "200": {"description": "The key exists.", "headers": _TTL_HEADER},
+                    "400": {"description": "The key is invalid."},
+                    "401": {"description": "Missing or wrong bearer token."},
+                    "404": {"description": "No such key."},
+                },
+            },
+            "put": {
+                "operationId": "putKey",
+                "summary": "Store a value (the raw request body)",
+                "parameters": [
+                    _TTL_PARAM,
+                    {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "required": False,
+                        "description": "`*`: store only if the key does not exist (atomic; 412 otherwise).",
+                        "schema": {"type": "string", "enum": ["*"]},
+                    },
+                    {
+                        "name": "If-Match",
+                        "in": "header",
+                        "required": False,
+                        "description": "`*`: store only if the key exists (atomic; 412 otherwise).",
+                        "schema": {"type": "string", "enum": ["*"]},
+                    },
+                ],
+                "requestBody": {
+                    "required": False,
+                    "description": "The value, as raw bytes; no body stores an empty value.",
+                    "content": {
+                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                    },
+                },
+                "responses": {
+                    "201": {"description": "Stored by a put-if-absent (`If-None-Match: *`)."},
+                    "204": {"description": "Stored."},
+                    "400": _error("Invalid key, ttl or precondition header."),
+                    "401": _UNAUTHORIZED,
+                    "412": _error("The If-None-Match / If-Match condition failed; nothing was stored."),
+                    "413": _error("The value is larger than the server's limit."),
+                },
+            },
+            "delete": {
+                "operationId": "deleteKey",
+                "summary": "Delete a key",
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    "400": _BAD_KEY,
+                    "401": _UNAUTHORIZED,
+                    "404": _error("No such key."),
+                },
+            },
+        },
+        "/v1/keys/{key}/incr": {
+            "parameters": [_KEY_PARAM],
+            "post": {
+                "operationId": "incrKey",
+                "summary": "Add to an integer value (ASCII decimal, missing = 0); atomic, keeps the expiry",
+                "parameters": [
+                    {
+                        "name": "delta",
+                        "in": "query",
+                        "required": False,
+                        "description": "The amount to add (may be negative).",
+                        "schema": {"type": "integer", "default": 1},
+                    }
+                ],
+                "responses": {
+                    "200": _json("The new value.", "#/components/schemas/IncrResult"),
+                    "400": _BAD_KEY,
+                    "401": _UNAUTHORIZED,
+                    "409": _error("The stored value is not a decimal integer."),
+                },
+            },
+        },
+        "/v1/keys/{key}/expire": {
+            "parameters": [_KEY_PARAM],
+            "post": {
+                "operationId": "expireKey",
+                "summary": "Set a key's time to live, or remove its expiry when `ttl` is absent",
+                "parameters": [_TTL_PARAM],
+                "responses": {
+                    "200": _json("The new time to live.", "#/components/schemas/ExpireResult"),
+                    "400": _BAD_KEY,
+                    "401": _UNAUTHORIZED,
+                    "404": _error("No such key."),
+                },
+            },
+        },
+        "/v1/stats": {
+            "get": {
+                "operationId": "stats",
+                "summary": "Counts and sizes of the store",
+                "responses": {
+                    "200": _json("Statistics.", "#/components/schemas/Stats"),
+                    "401": _UNAUTHORIZED,
+                },
+            }
+        },
+        "/v1/merge": {
+            "post": {
+                "operationId": "merge",
+                "summary": "Compact the store now; answers when the merge is done",
+                "parameters": [
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "required": False,
+                        "description": "If another process is merging, wait for it and merge after (no 409).",
+                        "schema": {"type": "boolean", "default": False},
+                    }
+                ],
+                "responses": {
+                    "200": _json("The merge report.", "#/components/schemas/MergeReport"),
+                    "400": _error("A parameter is invalid."),
+                    "401": _UNAUTHORIZED,
+                    "409": _error("Another process is merging this store."),
+                    "501": _error("This installation cannot merge."),
+                },
+            }
+        },
+        "/v1/backup": {
+            "post": {
+                "operationId": "backup",
+                "summary": "Copy a consistent snapshot to an fsspec URL; answers when the backup is done",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/BackupRequest"}}
+                    },
+                },
+                "responses": {
+                    "200": _json("The backup report.", "#/components/schemas/BackupReport"),
+                    "400": _error("The body or the target URL is invalid."),
+                    "401": _UNAUTHORIZED,
+                    "413": _error("The body is larger than 1 MiB."),
+                    "501": _error("This installation cannot back up."),
+                    "502": _error("The backup target failed."),
+                },
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "Required when the server was started with --token (or KVB_HTTP_TOKEN).",
+            }
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error", "message"],
+                "properties": {
+                    "error": {
+                        "type": "string",
+                        "description": "A stable code such as not_found or invalid_ttl.",
+                    },
+                    "message": {"type": "string", "description": "What went wrong and what to do."},
+                },
+            },
+            "Health": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {"status": {"type": "string", "const": "ok"}},
+            },
+            "KeyValue": {
+                "type": "object",
+                "required": ["key", "value_base64", "ttl"],
+                "properties": {
+                    "key": {"type": "string", "description": "The key, percent-encoded."},
+                    "value_base64": {"type": "string", "contentEncoding": "base64"},
+                    "ttl": {"type": ["number", "null"], "description": "Seconds left; null: never expires."},
+                },
+            },
+            "KeyPage": {
+                "type": "object",
+                "required": ["keys", "next"],
+                "properties": {
+                    "keys": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "Percent-encoded keys.",
+                    },
+                    "values_base64": {
+                        "type": "array",
+                        "items": {"type": "string", "contentEncoding": "base64"},
+                        "description": "With values=true: the values, aligned with keys.",
+                    },
+                    "next": {
+                        "type": ["string", "null"],
+                        "description": "Pass as `start` to get the next page; null after the last page.",
+                    },
+                },
+            },
+            "IncrResult": {
+                "type": "object",
+                "required": ["value"],
+                "properties": {"value": {"type": "integer"}},
+            },
+            "ExpireResult": {
+                "type": "object",
+                "required": ["ttl"],
+                "properties": {"ttl": {"type": ["number", "null"]}},
+            },
+            "Stats": {
+                "type": "object",
+                "required": ["keys", "live_bytes", "dead_bytes", "total_bytes", "files"],
+                "properties": {
+                    "keys": {"type": "integer"},
+                    "expired_keys": {"type": "integer"},
+                    "live_bytes": {"type": "integer"},
+                    "dead_bytes": {"type": "integer"},
+                    "total_bytes": {"type": "integer"},
+                    "files": {"type": "integer"},
+                },
+                "additionalProperties": True,
+            },
+            "MergeReport": {
+                "type": "object",
+                "description": "What the merge did (kv_backend.merge.MergeReport).",
+                "properties": {
+                    "files_before": {"type": "integer"},
+                    "files_after": {"type": "integer"},
+                    "bytes_before": {"type": "integer"},
+                    "bytes_after": {"type": "integer"},
+                    "records_kept": {"type": "integer"},
+                    "records_dropped": {"type": "integer"},
+                    "corrupt_dropped": {"type": "integer"},
+                    "seconds": {"type": "number"},
+                },
+                "additionalProperties": True,
+            },
+            "BackupReport": {
+                "type": "object",
+                "description": "What the backup did (kv_backend.backup.BackupReport).",
+                "properties": {
+                    "name": {"type": "string", "description": "The backup's name, for restore."},
+                    "url": {"type": "string"},
+                    "files_copied": {"type": "integer"},
+                    "files_skipped": {"type": "integer", "description": "Already in an earlier backup."},
+                    "bytes_copied": {"type": "integer"},
+                    "bytes_skipped": {"type": "integer"},
+                    "seconds": {"type": "number"},
+                },
+                "additionalProperties": True,
+            },
+            "BackupRequest": {
+                "type": "object",
+                "required": ["url"],
+                "additionalProperties": False,
+                "properties": {
+                    "url": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "An fsspec URL, e.g. s3://bucket/kv.",
+                    },
+                    "name": {
+                        "type": ["string", "null"],
+                        "minLength": 1,
+                        "description": "Default: a timestamp.",
+                    },
+                    "storage_options": {
+                        "type": "object",
+                        "description": "fsspec storage options (credentials, endpoint_url, ...).",
+                        "additionalProperties": True,
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """Return a fresh copy of the OpenAPI document (callers may change it)."""
+    return copy.deepcopy(_DOCUMENT)
+
+
+def openapi_json() -> str:
+    """Return the document as the text checked in at docs/openapi.json."""
+    return json.dumps(_DOCUMENT, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,118 @@
+"""Running the HTTP interface: :func:`serve` (``kvb http``) and :func:`app_from_env` for ASGI servers."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+
+from starlette.applications import Starlette
+
+from kv_backend.errors import ConfigurationError
+from kv_backend.http.app import DEFAULT_MAX_VALUE_SIZE, create_app
+
+__all__ = ["app_from_env", "serve"]
+
+log = logging.getLogger("kv_backend.http")
+
+#: Room for a request line holding a 64 KiB key percent-encoded three times over, plus headers.
+MAX_REQUEST_HEAD = 256 << 10
+
+
+def _env_size(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of bytes, not {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"{name} must be >= 0, not {value}")
+    return value
+
+
+def _env_sync() -> str | float:
+    raw = os.environ.get("KVB_HTTP_SYNC", "").strip()
+    if raw in ("", "never", "always"):
+        return raw or "never"
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"KVB_HTTP_SYNC must be 'never', 'always' or a number of seconds, not {raw!r}"
+        ) from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def app_from_env() -> Starlette:
+    """Build the app from ``KVB_HTTP_DIR`` and the other ``KVB_HTTP_*`` variables (see docs/http.md).
+
+    For ASGI servers that import a factory in each worker process, e.g.
+    ``KVB_HTTP_DIR=/srv/kv uvicorn --factory kv_backend.http:app_from_env --workers 4``.
+    """
+    path = os.environ.get("KVB_HTTP_DIR")
+    if not path:
+        raise ConfigurationError("set KVB_HTTP_DIR to the store directory")
+    return create_app(
+        path,
+        token=os.environ.get("KVB_HTTP_TOKEN") or None,
+        max_value_size=_env_size("KVB_HTTP_MAX_VALUE_SIZE", DEFAULT_MAX_VALUE_SIZE),
+        sync=_env_sync(),
+    )
+
+
+def serve(
+    path: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8380,
+    token: str | None = None,
+    *,
+    max_value_size: int | None = None,
+    sync: str | float | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve the store at ``path`` over HTTP with uvicorn until SIGINT/SIGTERM (blocking).
+
+    The store is opened once, before the server starts listening. ``token``
+    defaults to ``$KVB_HTTP_TOKEN`` (which keeps it out of ``ps`` output) and
+    ``max_value_size`` to ``$KVB_HTTP_MAX_VALUE_SIZE`` or 64 MiB, ``sync`` (the
+    store's fsync policy) to ``$KVB_HTTP_SYNC`` or ``"never"``.
+    """
+    import uvicorn
+
+    if token is None:
+        token = os.environ.get("KVB_HTTP_TOKEN") or None
+    if max_value_size is None:
+        max_value_size = _env_size("KVB_HTTP_MAX_VALUE_SIZE", DEFAULT_MAX_VALUE_SIZE)
+    if sync is None:
+        sync = _env_sync()
+    app = create_app(path, token=token, max_value_size=max_value_size, sync=sync)
+    if token is None and not _is_loopback(host):
+        log.warning(
+            "serving %s on %s without a token: anyone who can reach it can read and change the store; "
+            "pass --token or set KVB_HTTP_TOKEN",
+            path,
+            host,
+        )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
+        server_header=False,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        app.state.db.close()

@@ -1,0 +1,221 @@
+"""Value serializers for :class:`kv_backend.Store`: how Python objects become the bytes the engine stores.
+
+``"pickle"`` stores any picklable object but *executes code chosen by whoever
+wrote the data* when it is read back: use it only when everyone who can write
+to the store's directory is trusted. ``"json"`` can only build plain data
+(dict, list, str, int, float, bool, None) and is the choice for data that may
+come from untrusted writers. ``"raw"`` stores bytes unchanged. Any object with
+``dumps(obj) -> bytes`` and ``loads(bytes) -> obj`` methods works too.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from functools import partial
+from typing import Any, Protocol, runtime_checkable
+
+from kv_backend.errors import KVError
+
+__all__ = [
+    "DeserializationError",
+    "JSONSerializer",
+    "PickleDeserializationError",
+    "PickleSerializationError",
+    "PickleSerializer",
+    "RawSerializer",
+    "SerializationError",
+    "Serializer",
+    "get_serializer",
+]
+
+
+class SerializationError(KVError, TypeError):
+    """A value could not be turned into bytes (unpicklable object, non-JSON value...).
+
+    Nothing was written: the store is unchanged.
+    """
+
+
+class PickleSerializationError(SerializationError, pickle.PicklingError):
+    """A value could not be pickled (also a :class:`pickle.PicklingError`)."""
+
+
+class DeserializationError(KVError, ValueError):
+    """Stored bytes could not be turned back into a value (wrong serializer, or foreign data)."""
+
+
+class PickleDeserializationError(DeserializationError, pickle.UnpicklingError):
+    """Stored bytes are not a readable pickle (also a :class:`pickle.UnpicklingError`)."""
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Anything with ``dumps(value) -> bytes`` and ``loads(data) -> value``."""
+
+    def dumps(self, value: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+class PickleSerializer:
+    """Pickle with a fixed protocol (default :data:`pickle.DEFAULT_PROTOCOL`).
+
+    Reading a pickle runs code chosen by its writer: trust every writer of the directory.
+    """
+
+    name = "pickle"
+
+    def __init__(self, protocol: int | None = None) -> None:
+        if protocol is None:
+            protocol = pickle.DEFAULT_PROTOCOL
+        if not isinstance(protocol, int) or isinstance(protocol, bool) or protocol > pickle.HIGHEST_PROTOCOL:
+            raise ValueError(f"pickle protocol must be an int <= {pickle.HIGHEST_PROTOCOL}, not {protocol!r}")
+        if protocol < 0:
+            protocol = pickle.HIGHEST_PROTOCOL
+        self.protocol = protocol
+        # Unchecked versions for hot paths: callers fall back to dumps/loads to report a failure.
+        self.fast_dumps = partial(pickle.dumps, protocol=protocol)
+        self.fast_loads = pickle.loads
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            return pickle.dumps(value, self.protocol)
+        except Exception as exc:
+            raise PickleSerializationError(
+                f"cannot pickle a value of type {type(value).__name__}: {exc}; "
+                "store something picklable, or pass a serializer that handles it"
+            ) from exc
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return pickle.loads(data)
+        except Exception as exc:
+            raise PickleDeserializationError(
+                f"stored bytes are not a readable pickle ({exc}); was the value written "
+                "with another serializer?"
+            ) from exc
+
+    def __repr__(self) -> str:
+        return f"PickleSerializer(protocol={self.protocol})"
+
+
+class JSONSerializer:
+    """UTF-8 JSON: safe with untrusted writers; tuples come back as lists, dict keys as str.
+
+    Non-finite floats (NaN, Infinity) are refused, so every stored value is strict JSON.
+    """
+
+    name = "json"
+
+    def __init__(self, *, sort_keys: bool = False) -> None:
+        self.sort_keys = sort_keys
+        self._encoder = json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys
+        )
+        self._decoder = json.JSONDecoder()
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            return self._encoder.encode(value).encode("utf-8")
+        except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
+            raise SerializationError(
+                f"cannot store a value of type {type(value).__name__} as JSON: {exc}; "
+                "use plain dict/list/str/int/float/bool/None, or serializer='pickle'"
+            ) from exc
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return self._decoder.decode(data.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DeserializationError(
+                f"stored bytes are not UTF-8 JSON ({exc}); was the value written with another serializer?"
+            ) from exc
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(JSONSerializer, sort_keys=self.sort_keys), ())
+
+    def __repr__(self) -> str:
+        return f"JSONSerializer(sort_keys={self.sort_keys})"
+
+
+class RawSerializer:
+    """Bytes in, bytes out: values must be bytes-like and are returned as ``bytes``."""
+
+    name = "raw"
+
+    def dumps(self, value: Any) -> bytes:
+        if type(value) is bytes:
+            return value
+        if isinstance(value, (bytearray, memoryview)):
+            return bytes(value)
+        raise SerializationError(
+            f"serializer='raw' stores bytes only, not {type(value).__name__}; "
+            "encode the value first or use serializer='pickle' or 'json'"
+        )
+
+    def loads(self, data: bytes) -> Any:
+        return data
+
+    def __repr__(self) -> str:
+        return "RawSerializer()"
+
+
+class _Checked:
+    """Wraps a user serializer so that its failures and wrong return types raise the project's errors."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", type(inner).__name__)
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            data = self.inner.dumps(value)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"{self.name}.dumps failed for a value of type {type(value).__name__}: {exc}"
+            ) from exc
+        if type(data) is not bytes:
+            if isinstance(data, (bytearray, memoryview)):
+                return bytes(data)
+            if isinstance(data, str):
+                return data.encode("utf-8")  # e.g. the json module itself: text is stored as UTF-8
+            raise SerializationError(
+                f"{self.name}.dumps must return bytes or str, it returned {type(data).__name__}"
+            )
+        return data
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return self.inner.loads(data)
+        except DeserializationError:
+            raise
+        except Exception as exc:
+            raise DeserializationError(f"{self.name}.loads failed: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+
+_BUILTIN = {"pickle": PickleSerializer, "json": JSONSerializer, "raw": RawSerializer}
+
+
+def get_serializer(spec: str | Any) -> Any:
+    """Return a serializer object for ``"pickle"``, ``"json"``, ``"raw"`` or an object with dumps/loads."""
+    if isinstance(spec, str):
+        try:
+            return _BUILTIN[spec]()
+        except KeyError:
+            raise ValueError(
+                f"unknown serializer {spec!r}: use 'pickle', 'json', 'raw' or an object with dumps/loads"
+            ) from None
+    if isinstance(spec, (PickleSerializer, JSONSerializer, RawSerializer, _Checked)):
+        return spec
+    if callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None)):
+        return _Checked(spec)
+    raise TypeError(
+        f"serializer must be 'pickle', 'json', 'raw' or an object with dumps() and loads(), "
+        f"not {type(spec).__name__}"
+    )

@@ -1,0 +1,1 @@
+"""Network servers over a kv_backend store: :mod:`kv_backend.server.resp` speaks the Redis protocol."""

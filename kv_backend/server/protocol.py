@@ -1,0 +1,267 @@
+"""RESP2/RESP3 wire format: an incremental request parser and a reply serializer.
+
+Requests are arrays of bulk strings (what every client sends) or inline
+commands (a line of words, what ``telnet`` sends). The parser keeps its state
+between reads, so pipelined and partially received input are both handled, and
+it enforces limits on line, array and bulk sizes: input beyond them is a
+:class:`ProtocolError`, after which the connection is closed.
+
+Replies are plain Python values mapped to RESP types: ``bytes`` bulk string,
+``str`` simple string, ``int`` integer, ``float`` double, ``None`` null,
+``list``/``tuple`` array, ``dict`` map, ``set``/``frozenset`` set,
+:class:`ErrorReply` error, :class:`Push` out-of-band push, :data:`NULL_ARRAY`
+the RESP2 null array. RESP2 connections get the RESP2 spelling of the RESP3 types.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kv_backend.errors import KVError
+from kv_backend.structures import format_float
+
+MAX_INLINE = 64 * 1024
+MAX_ARRAY = 1024 * 1024
+MAX_BULK = 512 * 1024 * 1024
+
+
+class ProtocolError(KVError):
+    """The client sent bytes that are not valid RESP (the connection is closed after replying)."""
+
+
+class ErrorReply:
+    """An error reply; ``message`` starts with the error code (``ERR``, ``WRONGTYPE``...)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message.replace("\r", " ").replace("\n", " ")
+
+    def __repr__(self) -> str:
+        return f"ErrorReply({self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ErrorReply) and other.message == self.message
+
+    def __hash__(self) -> int:
+        return hash(self.message)
+
+
+class Push(list):
+    """An out-of-band message (pub/sub): a RESP3 push, a plain array in RESP2."""
+
+
+class Replies(list):
+    """Several replies to one command, sent back to back (SUBSCRIBE with several channels)."""
+
+
+class _NullArray:
+    def __repr__(self) -> str:
+        return "NULL_ARRAY"
+
+
+NULL_ARRAY: Any = _NullArray()
+OK = "OK"
+
+
+class Parser:
+    """Incremental RESP request parser: :meth:`feed` bytes, then take the complete commands.
+
+    Unfinished input is kept as a list of chunks and only joined once enough
+    bytes for the pending bulk string have arrived, so a large value sent in
+    many small reads costs linear time.
+    """
+
+    __slots__ = ("args", "chunks", "have", "need", "want")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.have = 0  # bytes in chunks
+        self.want = 0  # bytes needed before parsing is worth trying again
+        self.args: list[bytes] | None = None
+        self.need = 0  # bulk strings still missing from ``args``
+
+    def feed(self, data: bytes) -> list[list[bytes]]:
+        """Add received bytes and return the commands they complete (possibly none)."""
+        chunks = self.chunks
+        if chunks:
+            chunks.append(bytes(data))
+            self.have += len(data)
+            if self.have < self.want:
+                return []
+            buf = b"".join(chunks)
+        else:
+            buf = bytes(data)
+        out: list[list[bytes]] = []
+        n = len(buf)
+        pos = 0
+        args = self.args
+        need = self.need
+        want = 0
+        while True:
+            if args is None:
+                if pos >= n:
+                    break
+                if buf[pos] == 42:  # '*'
+                    nl = buf.find(b"\r\n", pos)
+                    if nl < 0:
+                        if n - pos > MAX_INLINE:
+                            raise ProtocolError("Protocol error: too big mbulk count string")
+                        break
+                    raw = buf[pos + 1 : nl]
+                    if not raw.isdigit():
+                        if raw[:1] == b"-" and raw[1:].isdigit():
+                            pos = nl + 2  # a null or negative array: ignored, as Redis does
+                            continue
+                        raise ProtocolError("Protocol error: invalid multibulk length")
+                    count = int(raw) if len(raw) < 12 else MAX_ARRAY + 1
+                    if count > MAX_ARRAY:
+                        raise ProtocolError("Protocol error: invalid multibulk length")
+                    pos = nl + 2
+                    if count == 0:
+                        continue
+                    args = []
+                    need = count
+                else:
+                    nl = buf.find(b"\n", pos)
+                    if nl < 0:
+                        if n - pos > MAX_INLINE:
+                            raise ProtocolError("Protocol error: too big inline request")
+                        break
+                    if nl - pos > MAX_INLINE:
+                        raise ProtocolError("Protocol error: too big inline request")
+                    words = split_inline(buf[pos:nl])
+                    pos = nl + 1
+                    if words:
+                        out.append(words)
+                    continue
+            while need:
+                if pos >= n:
+                    break
+                if buf[pos] != 36:  # '$'
+                    raise ProtocolError(f"Protocol error: expected '$', got '{chr(buf[pos])}'")
+                nl = buf.find(b"\r\n", pos)
+                if nl < 0:
+                    if n - pos > MAX_INLINE:
+                        raise ProtocolError("Protocol error: too big bulk count string")
+                    break
+                raw = buf[pos + 1 : nl]
+                if not raw.isdigit() or len(raw) > 12:
+                    raise ProtocolError("Protocol error: invalid bulk length")
+                size = int(raw)
+                if size > MAX_BULK:
+                    raise ProtocolError("Protocol error: invalid bulk length")
+                end = nl + 2 + size
+                if end + 2 > n:
+                    want = end + 2 - pos
+                    break
+                if buf[end : end + 2] != b"\r\n":
+                    raise ProtocolError("Protocol error: bulk string not terminated by CRLF")
+                args.append(buf[nl + 2 : end])
+                pos = end + 2
+                need -= 1
+            if need:
+                break
+            out.append(args)
+            args = None
+        self.args = args
+        self.need = need
+        self.want = want
+        if pos < n:
+            rest = buf[pos:] if pos else buf
+            self.chunks = [rest]
+            self.have = len(rest)
+        elif chunks:
+            self.chunks = []
+            self.have = 0
+        return out
+
+
+def split_inline(line: bytes) -> list[bytes]:
+    """Split an inline command into words; ``"..."`` and ``'...'`` quote words with spaces."""
+    line = line.rstrip(b"\r")
+    if b'"' not in line and b"'" not in line:
+        return line.split()
+    words: list[bytes] = []
+    i, n = 0, len(line)
+    while i < n:
+        while i < n and line[i : i + 1].isspace():
+            i += 1
+        if i >= n:
+            break
+        word = bytearray()
+        quote = line[i : i + 1] if line[i : i + 1] in (b'"', b"'") else b""
+        if quote:
+            i += 1
+            while True:
+                if i >= n:
+                    raise ProtocolError("Protocol error: unbalanced quotes in request")
+                c = line[i : i + 1]
+                if c == b"\\" and i + 1 < n:
+                    nxt = line[i + 1 : i + 2]
+                    word += {b"n": b"\n", b"r": b"\r", b"t": b"\t"}.get(nxt, nxt)
+                    i += 2
+                    continue
+                if c == quote:
+                    i += 1
+                    if i < n and not line[i : i + 1].isspace():
+                        raise ProtocolError("Protocol error: unbalanced quotes in request")
+                    break
+                word += c
+                i += 1
+        else:
+            while i < n and not line[i : i + 1].isspace():
+                word += line[i : i + 1]
+                i += 1
+        words.append(bytes(word))
+    return words
+
+
+def encode(value: Any, resp3: bool) -> bytes:
+    """Serialize one reply for a RESP2 (``resp3=False``) or RESP3 connection."""
+    out: list[bytes] = []
+    _encode(value, resp3, out)
+    return b"".join(out)
+
+
+def _encode(value: Any, resp3: bool, out: list[bytes]) -> None:
+    t = type(value)
+    if t is bytes:
+        out.append(b"$%d\r\n%b\r\n" % (len(value), value))
+    elif t is str:
+        out.append(b"+" + value.encode("utf-8", "replace").replace(b"\r\n", b" ") + b"\r\n")
+    elif t is int:
+        out.append(b":%d\r\n" % value)
+    elif value is None:
+        out.append(b"_\r\n" if resp3 else b"$-1\r\n")
+    elif t is list or t is tuple:
+        out.append(b"*%d\r\n" % len(value))
+        for v in value:
+            _encode(v, resp3, out)
+    elif t is ErrorReply:
+        out.append(b"-" + value.message.encode("utf-8", "replace") + b"\r\n")
+    elif t is bool:
+        out.append((b"#t\r\n" if value else b"#f\r\n") if resp3 else b":%d\r\n" % value)
+    elif t is float:
+        text = format_float(value)
+        out.append(b",%b\r\n" % text if resp3 else b"$%d\r\n%b\r\n" % (len(text), text))
+    elif t is dict:
+        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(value) * (1 if resp3 else 2)))
+        for k, v in value.items():
+            _encode(k, resp3, out)
+            _encode(v, resp3, out)
+    elif t is set or t is frozenset:
+        out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(value))
+        for v in sorted(value):
+            _encode(v, resp3, out)
+    elif t is Push:
+        out.append((b">%d\r\n" if resp3 else b"*%d\r\n") % len(value))
+        for v in value:
+            _encode(v, resp3, out)
+    elif t is Replies:
+        for v in value:
+            _encode(v, resp3, out)
+    elif value is NULL_ARRAY:
+        out.append(b"_\r\n" if resp3 else b"*-1\r\n")
+    else:
+        raise TypeError(f"cannot encode a reply of type {t.__name__}")

@@ -1,0 +1,508 @@
+"""``kvb serve``: a Redis-protocol (RESP2/RESP3) server over a kv_backend store.
+
+One asyncio event loop serves every connection. Commands run directly in the
+loop (engine calls take microseconds), each reply is written only after the
+engine has written the change to the log, so an acknowledged write survives
+the server being killed. Other processes may use the same directory at the
+same time (through :class:`kv_backend.structures.Structures` or another
+server) and see the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from kv_backend.db import DB
+from kv_backend.errors import KVError, NotAnIntegerError
+from kv_backend.server.commands import COMMANDS
+from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, encode
+from kv_backend.server.scripting import Scripts
+from kv_backend.structures import StructureError, Structures, glob_match
+
+__all__ = ["Connection", "Server", "serve"]
+
+#: A subscriber whose unsent output grows past this is disconnected (as Redis's pubsub buffer limit).
+MAX_PUBSUB_BACKLOG = 32 * 1024 * 1024
+#: Reading from a client pauses while this much output waits to be sent.
+HIGH_WATER = 4 * 1024 * 1024
+
+_TX_ALLOWED = {b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"}
+_SUBSCRIBE_ALLOWED = (
+    "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
+    "are allowed in this context"
+)
+
+
+class Connection(asyncio.Protocol):
+    """One client: its protocol version, authentication, transaction and subscriptions."""
+
+    def __init__(self, server: Server, transport_kind: str = "tcp") -> None:
+        self.server = server
+        self.st = server.st
+        self.id = next(server.ids)
+        self.kind = transport_kind
+        self.transport: asyncio.Transport | None = None
+        self.parser = Parser()
+        self.resp3 = False
+        self.authed = server.requirepass is None
+        self.name: bytes | None = None
+        self.lib: dict[str, bytes] = {}
+        self.multi: list[list[bytes]] | None = None
+        self.multi_error = False
+        self.watched: dict[bytes, Any] = {}
+        self.watch_dirty = False
+        self.channels: set[bytes] = set()
+        self.patterns: set[bytes] = set()
+        self.close_after_reply = False
+        self.pending: list[list[bytes]] = []
+        self.queued = False
+        self.peer = ""
+        self.created = time.time()
+        self.last_command = b""
+        self._paused = False
+
+    # -------------------------------------------------------- asyncio hooks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or self.kind)
+        self.server.clients[self.id] = self
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.clients.pop(self.id, None)
+        self.server.watchers.discard(self)
+        self.drop_subscriptions()
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        if self.transport is not None and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        try:
+            commands = self.parser.feed(data)
+        except ProtocolError as exc:
+            transport.write(b"-ERR " + str(exc).encode() + b"\r\n")
+            transport.close()
+            self.transport = None
+            return
+        if not commands:
+            return
+        if self.pending:
+            self.pending.extend(commands)
+        else:
+            self.pending = commands
+        self.server.schedule(self)
+
+    def run_pending(self) -> None:
+        """Execute the commands received so far and send their replies (called by :meth:`Server.flush`)."""
+        commands, self.pending = self.pending, []
+        transport = self.transport
+        if transport is None or not commands:
+            return
+        out = []
+        for args in commands:
+            reply = self.execute(args)
+            try:
+                out.append(encode(reply, self.resp3))
+            except TypeError as exc:  # a reply the serializer does not know: a bug, reported, not fatal
+                self.server.log(f"cannot encode the reply to {args[0][:30]!r}: {exc}")
+                out.append(b"-ERR internal error: unencodable reply\r\n")
+            if self.close_after_reply:
+                break
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self.close_after_reply:
+            transport.close()
+            self.transport = None
+
+    # ------------------------------------------------------------ commands
+
+    def execute(self, args: list[bytes]) -> Any:
+        """Run one command and return its reply (errors are returned as :class:`ErrorReply`)."""
+        name = args[0].lower()
+        cmd = COMMANDS.get(name)
+        if cmd is None:
+            if self.multi is not None:
+                self.multi_error = True
+            shown = " ".join(f"'{a[:64].decode('utf-8', 'replace')}'" for a in args[1:16])
+            return ErrorReply(
+                f"ERR unknown command '{args[0][:64].decode('utf-8', 'replace')}', "
+                f"with args beginning with: {shown}"
+            )
+        if (cmd.arity > 0 and len(args) != cmd.arity) or (cmd.arity < 0 and len(args) < -cmd.arity):
+            if self.multi is not None:
+                self.multi_error = True
+            return ErrorReply(f"ERR wrong number of arguments for '{cmd.name}' command")
+        if not self.authed and "noauth" not in cmd.flags:
+            return ErrorReply("NOAUTH Authentication required.")
+        if not self.resp3 and (self.channels or self.patterns) and "pubsub" not in cmd.flags:
+            return ErrorReply("ERR " + _SUBSCRIBE_ALLOWED.format(cmd.name))
+        if self.multi is not None and name not in _TX_ALLOWED:
+            self.multi.append(args)
+            return "QUEUED"
+        self.last_command = name
+        try:
+            reply = cmd.handler(self, args)
+            if self.server.watchers and "write" in cmd.flags:
+                self.server.touch(_written_keys(name, args))
+            return reply
+        except StructureError as exc:
+            return ErrorReply(str(exc))
+        except NotAnIntegerError:
+            return ErrorReply("ERR value is not an integer or out of range")
+        except (KVError, ValueError, TypeError, OverflowError) as exc:
+            return ErrorReply(f"ERR {exc}")
+        except Exception as exc:  # a bug must cost one reply, never the server
+            self.server.log(f"error in {cmd.name}: {exc!r}")
+            return ErrorReply(f"ERR internal error in '{cmd.name}': {type(exc).__name__}")
+
+    def authenticate(self, user: bytes, password: bytes) -> Any:
+        """Check AUTH credentials (the only user is ``default``)."""
+        secret = self.server.requirepass
+        if secret is None:
+            return ErrorReply(
+                "ERR AUTH <password> called without any password configured for the default user. "
+                "Are you sure your configuration is correct?"
+            )
+        if user == b"default" and password == secret.encode():
+            self.authed = True
+            return OK
+        return ErrorReply("WRONGPASS invalid username-password pair or user is disabled.")
+
+    def watch(self, key: bytes) -> None:
+        """Remember a key for the next EXEC (WATCH)."""
+        if key not in self.watched:
+            self.watched[key] = self.st.watch_token(key)
+        self.server.watchers.add(self)
+
+    def unwatch(self) -> None:
+        """Forget all watched keys."""
+        self.watched.clear()
+        self.watch_dirty = False
+        self.server.watchers.discard(self)
+
+    def in_subscribe_mode(self) -> bool:
+        return bool(self.channels or self.patterns)
+
+    def subscription_count(self) -> int:
+        return len(self.channels) + len(self.patterns)
+
+    def drop_subscriptions(self) -> None:
+        for ch in self.channels:
+            members = self.server.channels.get(ch)
+            if members is not None:
+                members.discard(self)
+                if not members:
+                    del self.server.channels[ch]
+        for pat in self.patterns:
+            members = self.server.patterns.get(pat)
+            if members is not None:
+                members.discard(self)
+                if not members:
+                    del self.server.patterns[pat]
+        self.channels.clear()
+        self.patterns.clear()
+
+    def reset(self) -> None:
+        """RESET: back to a fresh connection's state."""
+        self.drop_subscriptions()
+        self.multi = None
+        self.multi_error = False
+        self.unwatch()
+        self.resp3 = False
+        self.name = None
+        self.authed = self.server.requirepass is None
+
+    def push(self, message: Push) -> None:
+        """Send a pub/sub message; drop a subscriber that does not read its messages."""
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size() > MAX_PUBSUB_BACKLOG:
+            self.server.log(f"client {self.id} ({self.peer}) closed: pub/sub output backlog over the limit")
+            transport.abort()
+            self.transport = None
+            return
+        transport.write(encode(message, self.resp3))
+
+    def describe(self) -> bytes:
+        """One CLIENT LIST line."""
+        name = (self.name or b"").decode("utf-8", "replace")
+        age = int(time.time() - self.created)
+        return (
+            f"id={self.id} addr={self.peer} name={name} age={age} db=0 sub={len(self.channels)} "
+            f"psub={len(self.patterns)} multi={-1 if self.multi is None else len(self.multi)} "
+            f"resp={3 if self.resp3 else 2} cmd={self.last_command.decode('utf-8', 'replace')}"
+        ).encode()
+
+
+class Server:
+    """State shared by all connections: the store, clients, pub/sub registry, scripts."""
+
+    REDIS_VERSION = "7.2.0"
+
+    def __init__(self, path: str, requirepass: str | None = None) -> None:
+        self.path = os.path.abspath(path)
+        self.db = DB(self.path)
+        self.st = Structures(self.db)
+        self.requirepass = requirepass or None
+        self.clients: dict[int, Connection] = {}
+        self.channels: dict[bytes, set[Connection]] = {}
+        self.patterns: dict[bytes, set[Connection]] = {}
+        self.watchers: set[Connection] = set()
+        self._queue: list[Connection] = []
+        self.ids = itertools.count(1)
+        self.scripts = Scripts(self)
+        self.started = time.time()
+        self.host = ""
+        self.port = 0
+        self.unixsocket = ""
+        self._script_conn: Connection | None = None
+
+    def log(self, message: str) -> None:
+        print(f"kvb serve: {message}", file=sys.stderr, flush=True)
+
+    def script_client(self, caller: Connection) -> Connection:
+        """The pseudo-client scripts run their commands as (authenticated, RESP2, no transaction)."""
+        if self._script_conn is None:
+            self._script_conn = Connection(self, "script")
+            self._script_conn.authed = True
+        return self._script_conn
+
+    def schedule(self, conn: Connection) -> None:
+        """Queue a connection with received commands for the next :meth:`flush`."""
+        if not self._queue:
+            asyncio.get_running_loop().call_soon(self.flush)
+        if not conn.queued:
+            conn.queued = True
+            self._queue.append(conn)
+
+    def flush(self) -> None:
+        """Run the commands of every queued connection under one hold of the store's write lock.
+
+        Commands that arrived in the same event-loop turn share one lock
+        acquisition (group execution); each write still reaches the log before
+        its reply is sent.
+        """
+        queue, self._queue = self._queue, []
+        lock = None
+        if any(_may_write(conn.pending) for conn in queue):
+            try:
+                lock = self.db.locked()
+                lock.__enter__()
+            except Exception as exc:  # the store is unusable: still answer (with errors) rather than hang
+                self.log(f"cannot take the store's write lock: {exc!r}")
+                lock = None
+        try:
+            for conn in queue:
+                conn.queued = False
+                conn.run_pending()
+        finally:
+            if lock is not None:
+                lock.__exit__(None, None, None)
+
+    def touch(self, keys: list[bytes] | None) -> None:
+        """Mark watched keys as changed (None: every key) so that their watchers' EXEC fails."""
+        for conn in self.watchers:
+            if keys is None or any(k in conn.watched for k in keys):
+                conn.watch_dirty = True
+
+    def publish(self, channel: bytes, message: bytes) -> int:
+        """Deliver a message to the channel's and matching patterns' subscribers; return how many."""
+        count = 0
+        for conn in list(self.channels.get(channel, ())):
+            conn.push(Push([b"message", channel, message]))
+            count += 1
+        for pattern, conns in list(self.patterns.items()):
+            if glob_match(pattern, channel):
+                for conn in list(conns):
+                    conn.push(Push([b"pmessage", pattern, channel, message]))
+                    count += 1
+        return count
+
+    def config(self) -> dict[bytes, bytes]:
+        """The parameters CONFIG GET reports (read-only)."""
+        return {
+            b"port": str(self.port).encode(),
+            b"bind": self.host.encode(),
+            b"unixsocket": self.unixsocket.encode(),
+            b"dir": self.path.encode(),
+            b"databases": b"1",
+            b"save": b"",
+            b"appendonly": b"yes",
+            b"appendfsync": b"no",
+            b"maxmemory": b"0",
+            b"maxmemory-policy": b"noeviction",
+            b"timeout": b"0",
+            b"requirepass": b"",
+            b"proto-max-bulk-len": b"536870912",
+            b"maxclients": b"10000",
+        }
+
+    def info(self, sections: list[bytes]) -> bytes:
+        """The INFO text for the requested sections (all if none)."""
+        from kv_backend import __version__
+
+        want = set(sections) - {b"all", b"everything", b"default"}
+        stats = self.db.stats()
+        keys = self.st.dbsize()
+        parts = {
+            b"server": [
+                f"redis_version:{self.REDIS_VERSION}",
+                f"kvb_version:{__version__}",
+                "redis_mode:standalone",
+                f"os:{os.uname().sysname}",
+                f"process_id:{os.getpid()}",
+                f"tcp_port:{self.port}",
+                f"uptime_in_seconds:{int(time.time() - self.started)}",
+                f"executable:{sys.executable}",
+            ],
+            b"clients": [f"connected_clients:{len(self.clients)}"],
+            b"memory": [
+                f"used_memory:{stats.get('live_bytes', 0)}",
+                f"used_memory_disk:{stats.get('total_bytes', 0)}",
+                "maxmemory:0",
+            ],
+            b"persistence": ["loading:0", "aof_enabled:1", "rdb_changes_since_last_save:0"],
+            b"replication": ["role:master", "connected_slaves:0"],
+            b"keyspace": [f"db0:keys={keys},expires=0,avg_ttl=0"] if keys else [],
+        }
+        out = []
+        for name, lines in parts.items():
+            if want and name not in want:
+                continue
+            out.append("# " + name.decode().capitalize())
+            out.extend(lines)
+            out.append("")
+        return "\r\n".join(out).encode()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    servers = []
+    tcp = await loop.create_server(lambda: Connection(server), host, port, reuse_address=True, backlog=511)
+    servers.append(tcp)
+    sockname = tcp.sockets[0].getsockname()
+    server.host, server.port = str(sockname[0]), int(sockname[1])
+    where = f"{server.host}:{server.port}"
+    if unixsocket:
+        with contextlib.suppress(FileNotFoundError):
+            if not os.path.exists(unixsocket) or _is_socket(unixsocket):
+                os.unlink(unixsocket)
+        servers.append(await loop.create_unix_server(lambda: Connection(server, "unix"), unixsocket))
+        server.unixsocket = unixsocket
+        where += f" and {unixsocket}"
+    server.log(f"serving {server.path} on {where} (Redis protocol, pid {os.getpid()})")
+    try:
+        await stop.wait()
+    finally:
+        for s in servers:
+            s.close()
+        for conn in list(server.clients.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        for s in servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(s.wait_closed(), 2)
+        if unixsocket:
+            with contextlib.suppress(OSError):
+                os.unlink(unixsocket)
+        server.log("stopped")
+
+
+_READ_ONLY = frozenset(name for name, cmd in COMMANDS.items() if "write" not in cmd.flags) - {
+    b"exec",
+    b"multi",
+}
+
+
+def _may_write(commands: list[list[bytes]]) -> bool:
+    """Whether any of these commands may write (then a flush takes the write lock once for all)."""
+    return any(args[0].lower() not in _READ_ONLY for args in commands)
+
+
+def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
+    """The keys a write command changes (None: possibly all of them)."""
+    if name in (b"del", b"unlink"):
+        return args[1:]
+    if name in (b"mset", b"msetnx"):
+        return args[1::2]
+    if name in (b"rename", b"renamenx", b"rpoplpush", b"lmove"):
+        return args[1:3]
+    if name in (b"flushdb", b"flushall"):
+        return None
+    if name in (b"eval", b"evalsha"):
+        try:
+            return args[3 : 3 + int(args[2])]
+        except ValueError:
+            return []
+    return args[1:2]
+
+
+def _loop_factory() -> Any:
+    """uvloop's event loop when it is installed (several times less overhead per request), else asyncio's.
+
+    Set ``KVB_EVENT_LOOP=asyncio`` to force the standard loop.
+    """
+    if os.environ.get("KVB_EVENT_LOOP", "").lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _is_socket(path: str) -> bool:
+    import stat
+
+    return stat.S_ISSOCK(os.stat(path).st_mode)
+
+
+def serve(
+    path: str,
+    host: str = "127.0.0.1",
+    port: int = 6380,
+    requirepass: str | None = None,
+    unixsocket: str | None = None,
+) -> None:
+    """Serve the store at ``path`` over the Redis protocol until SIGTERM/SIGINT (blocking)."""
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be between 0 and 65535, not {port!r}")
+    server = Server(path, requirepass=requirepass)
+    try:
+        vacuumed = server.st.vacuum()
+        if vacuumed:
+            server.log(f"removed {vacuumed} records of expired keys")
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_run(server, host, port, unixsocket))
+    except OSError as exc:
+        raise KVError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
+        ) from exc
+    finally:
+        server.close()

@@ -1,0 +1,197 @@
+"""``kv_backend.shelve.open``: the stdlib's ``shelve.open`` on the engine.
+
+Same signature, flags, ``writeback`` cache, ``sync()``/``close()``, context
+manager and ``ValueError`` after close as :func:`shelve.open`; the object is
+a :class:`shelve.Shelf` (and :class:`shelve.DbfilenameShelf`) subclass.
+What changes is underneath: the shelf is a :mod:`kv_backend.dbm` database
+(a directory), so many processes can read and write it at once and a
+killed process loses no completed write.
+
+Values are pickles: reading one runs code chosen by whoever wrote it, so
+every process that can write the directory must be trusted (for data from
+untrusted writers use ``kv_backend.Store(path, serializer="json")``).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shelve as _std_shelve
+from collections.abc import Mapping
+from typing import Any
+
+from kv_backend import dbm as _kv_dbm
+from kv_backend.errors import InvalidKeyError, KVError
+from kv_backend.serializers import PickleDeserializationError, PickleSerializationError
+
+__all__ = ["KVShelf", "open"]
+
+_MISSING: Any = object()
+
+
+class KVShelf(_std_shelve.DbfilenameShelf):
+    """A shelf stored in a :mod:`kv_backend.dbm` database; behaves as :class:`shelve.Shelf`.
+
+    Differences, all on error paths: a non-str key raises a TypeError (the
+    stdlib raises AttributeError); an unpicklable value raises
+    :class:`~kv_backend.serializers.PickleSerializationError` (a TypeError and a
+    ``pickle.PicklingError``) before anything is written or cached; closing a
+    read-only shelf with ``writeback=True`` drops the cache instead of failing.
+    """
+
+    def __init__(
+        self,
+        filename: str | os.PathLike[str],
+        flag: str = "c",
+        protocol: int | None = None,
+        writeback: bool = False,
+        keyencoding: str = "utf-8",
+    ) -> None:
+        _std_shelve.Shelf.__init__(self, _kv_dbm.open(filename, flag), protocol, writeback, keyencoding)
+
+    def _ek(self, key: object) -> bytes:
+        if isinstance(key, str):
+            return key.encode(self.keyencoding)
+        raise InvalidKeyError(f"shelf keys must be str, not {type(key).__name__}")
+
+    def _dumps(self, value: Any) -> bytes:
+        try:
+            return pickle.dumps(value, self._protocol)
+        except Exception as exc:
+            raise PickleSerializationError(
+                f"cannot pickle a value of type {type(value).__name__}: {exc}; nothing was stored"
+            ) from exc
+
+    def __getitem__(self, key: str) -> Any:
+        cache = self.cache
+        if cache:
+            try:
+                return cache[key]
+            except KeyError:
+                pass
+        try:  # fast path: straight to the engine
+            data = self.dict._get(key.encode(self.keyencoding), _MISSING)
+        except (AttributeError, KVError, UnicodeError):  # closed shelf, bad key...: the checked path
+            data = self.dict[self._ek(key)]
+        if data is _MISSING:
+            raise KeyError(key)
+        try:
+            value = pickle.loads(data)
+        except Exception as exc:
+            raise PickleDeserializationError(
+                f"the value of {key!r} is not a readable pickle ({exc}); it was not written by a shelf"
+            ) from exc
+        if self.writeback:
+            cache[key] = value
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        try:  # fast path: straight to the engine
+            k = key.encode(self.keyencoding)
+            data = pickle.dumps(value, self._protocol)
+            put = self.dict._put
+        except Exception:  # closed shelf, bad key, unpicklable value: the checked path raises
+            k = self._ek(key)
+            data = self._dumps(value)
+            self.dict[k] = data
+        else:
+            try:
+                put(k, data)
+            except KVError as exc:
+                raise self.dict._convert(exc) from None
+        if self.writeback:  # cached only once stored
+            self.cache[key] = value
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+        """Like ``dict.update``, written as one atomic batch: a bad key or value stores nothing."""
+        if isinstance(other, Mapping):
+            pairs = list(other.items())
+        elif hasattr(other, "keys"):
+            pairs = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - dict.update's protocol
+        else:
+            pairs = [(k, v) for k, v in other]
+        pairs.extend(kwargs.items())
+        encoded = [(self._ek(k), self._dumps(v)) for k, v in pairs]
+        if not encoded:
+            return
+        d = self.dict
+        if isinstance(d, _std_shelve._ClosedDict):
+            d.closed()
+        try:
+            _write_all(d.db, encoded)
+        except KVError as exc:
+            raise d._convert(exc) from None
+        if self.writeback:
+            self.cache.update(pairs)
+
+    def __delitem__(self, key: str) -> None:
+        del self.dict[self._ek(key)]
+        self.cache.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        return key.encode(self.keyencoding) in self.dict
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        enc = self.keyencoding
+        for k in self.dict:
+            yield k.decode(enc)
+
+    def _read_only(self) -> bool:
+        db = getattr(self.dict, "db", None)
+        return db is not None and db.read_only
+
+    def sync(self) -> None:
+        """Write every cached entry back (all at once), then flush to stable storage."""
+        if self.writeback and self.cache:
+            if self._read_only():
+                self.cache = {}  # nothing can be written back; cached objects are just dropped
+            else:
+                encoded = [(self._ek(k), self._dumps(v)) for k, v in self.cache.items()]
+                _write_all(self.dict.db, encoded)
+                self.cache = {}
+        if hasattr(self.dict, "sync"):
+            self.dict.sync()
+
+    def close(self) -> None:
+        """Write back the cache, then close the database; later use raises ValueError."""
+        d = self.dict
+        if d is None or isinstance(d, _std_shelve._ClosedDict):
+            return
+        try:
+            self.sync()
+        finally:
+            try:
+                d.close()
+            finally:
+                self.dict = _std_shelve._ClosedDict()
+
+
+def _write_all(db: Any, encoded: list[tuple[bytes, bytes]]) -> None:
+    """Write every ``(key, data)`` pair at once (a single pair needs no batch to be atomic)."""
+    if len(encoded) == 1:
+        db.put(*encoded[0])
+        return
+    with db.batch() as b:
+        for k, data in encoded:
+            b.put(k, data)
+
+
+def open(
+    filename: str | os.PathLike[str], flag: str = "c", protocol: int | None = None, writeback: bool = False
+) -> KVShelf:
+    """Open a persistent dictionary at ``filename`` (a directory), as :func:`shelve.open` does.
+
+    ``flag`` is ``"c"`` (default: create if needed), ``"r"``, ``"w"`` or
+    ``"n"``; ``protocol`` is the pickle protocol; ``writeback=True`` caches
+    every entry read and writes the cache back on :meth:`~shelve.Shelf.sync`
+    and :meth:`~shelve.Shelf.close`.
+    """
+    return KVShelf(filename, flag, protocol, writeback)

@@ -1,0 +1,548 @@
+""":class:`Store`: a persistent ``dict`` of Python values on top of the engine.
+
+A ``Store`` is a :class:`~collections.abc.MutableMapping` from ``str`` keys
+(or ``bytes`` keys with ``key_type=bytes``) to any value its serializer can
+encode. Every write goes straight to the engine's log, so it survives a
+SIGKILL the moment the call returns and is seen by every other process that
+has the same directory open. It adds what a plain dict cannot: time to live,
+atomic batches, ordered prefix scans and atomic read-modify-write.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar, overload
+
+from kv_backend.db import DB
+from kv_backend.errors import (
+    ConfigurationError,
+    DatabaseClosedError,
+    InvalidKeyError,
+    KVError,
+    ReadOnlyError,
+)
+from kv_backend.serializers import PickleSerializer, get_serializer
+
+__all__ = ["KeyEncodingError", "Store", "StoreBatch"]
+
+K = TypeVar("K", str, bytes)
+T = TypeVar("T")
+_MISSING: Any = object()
+_pickle_dumps = pickle.dumps
+
+
+class KeyEncodingError(KVError, ValueError):
+    """A str key cannot be encoded as UTF-8, or a stored key is not UTF-8 text."""
+
+
+def _encode_str(key: object) -> bytes:
+    if isinstance(key, str):
+        try:
+            return key.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise KeyEncodingError(
+                f"key {key!r} cannot be encoded as UTF-8 ({exc.reason}); remove lone surrogates"
+            ) from None
+    raise InvalidKeyError(
+        f"this Store has str keys, not {type(key).__name__}; pass a str, "
+        "or open the store with key_type=bytes to use bytes keys"
+    )
+
+
+def _decode_str(key: bytes) -> str:
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        raise KeyEncodingError(
+            f"the stored key {key[:60]!r} is not UTF-8 text (it was written through another "
+            "interface); open the store with key_type=bytes to read it"
+        ) from None
+
+
+def _encode_bytes(key: object) -> bytes:
+    if type(key) is bytes:
+        return key
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    raise InvalidKeyError(
+        f"this Store has bytes keys (key_type=bytes), not {type(key).__name__}; "
+        "encode the key, or open the store with key_type=str"
+    )
+
+
+def _decode_bytes(key: bytes) -> bytes:
+    return key
+
+
+class Store(MutableMapping[K, Any], Generic[K]):
+    """A persistent, multi-process ``dict`` stored in the directory ``path``.
+
+    ``serializer`` is ``"pickle"`` (default; any picklable value, but reading
+    runs code chosen by the writer, so trust every writer of the directory),
+    ``"json"`` (plain data only, safe with untrusted writers), ``"raw"``
+    (bytes values) or an object with ``dumps``/``loads``. ``key_type`` is
+    ``str`` (UTF-8 encoded; the default) or ``bytes``: keys of the other type
+    are refused with a TypeError, so a key always comes back as the type it
+    went in. Other keyword arguments go to :class:`kv_backend.DB` (``sync``,
+    ``max_file_size``, ``read_only``, ``auto_merge``).
+
+    Iteration is in key order (UTF-8 byte order, which for str keys is code
+    point order). Values are copies: mutate a value, then store it again.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        serializer: str | Any = "pickle",
+        *,
+        key_type: type[K] = str,  # type: ignore[assignment]
+        **engine_options: Any,
+    ) -> None:
+        if key_type is str:
+            self._ek, self._dk = _encode_str, _decode_str
+        elif key_type is bytes:
+            self._ek, self._dk = _encode_bytes, _decode_bytes  # type: ignore[assignment]
+        else:
+            raise ConfigurationError(f"key_type must be str or bytes, not {key_type!r}")
+        self.key_type = key_type
+        self.serializer = get_serializer(serializer)
+        self._dumps = self.serializer.dumps
+        self._loads = self.serializer.loads
+        # Hot paths call the unchecked functions and redo the call checked only when they fail.
+        self._fdumps = getattr(self.serializer, "fast_dumps", self._dumps)
+        self._floads = getattr(self.serializer, "fast_loads", self._loads)
+        self._strkeys = key_type is str
+        self._proto = self.serializer.protocol if isinstance(self.serializer, PickleSerializer) else None
+        self.db = DB(path, **engine_options)
+        self.path = self.db.path
+        self._engine_options = dict(engine_options)
+        self._get = self.db.get
+        self._put = self.db.put
+
+    # ------------------------------------------------------------- reading
+
+    def __getitem__(self, key: K) -> Any:
+        try:
+            k = key.encode() if self._strkeys and type(key) is str else self._ek(key)  # type: ignore[union-attr]
+        except UnicodeEncodeError:
+            k = self._ek(key)  # raises the project's error
+        data = self._get(k, _MISSING)
+        if data is _MISSING:
+            raise KeyError(key)
+        try:
+            return self._floads(data)
+        except Exception:
+            return self._loads(data)  # raises DeserializationError
+
+    @overload
+    def get(self, key: K) -> Any | None: ...
+    @overload
+    def get(self, key: K, default: T) -> Any | T: ...
+    def get(self, key: K, default: Any = None) -> Any:
+        """Return the value of ``key``, or ``default`` if it is absent or expired."""
+        data = self._get(self._ek(key), _MISSING)
+        if data is _MISSING:
+            return default
+        return self._loads(data)
+
+    def get_many(self, keys: Iterable[K]) -> dict[K, Any]:
+        """Return ``{key: value}`` for those of ``keys`` that are present."""
+        out: dict[K, Any] = {}
+        get, ek, loads = self._get, self._ek, self._loads
+        for key in keys:
+            data = get(ek(key), _MISSING)
+            if data is not _MISSING:
+                out[key] = loads(data)
+        return out
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            k = self._ek(key)
+        except (InvalidKeyError, KeyEncodingError):
+            return False
+        return k in self.db
+
+    def __len__(self) -> int:
+        return len(self.db)
+
+    def __iter__(self) -> Iterator[K]:
+        dk = self._dk
+        for k in self.db:
+            yield dk(k)
+
+    def keys(  # type: ignore[override]
+        self, prefix: K | None = None, start: K | None = None, reverse: bool = False
+    ) -> StoreKeysView[K]:
+        """A view of the keys in order; ``prefix`` limits it, ``start`` is the first key (last if reverse)."""
+        return StoreKeysView(self, prefix, start, reverse)
+
+    def items(  # type: ignore[override]
+        self, prefix: K | None = None, start: K | None = None, reverse: bool = False
+    ) -> StoreItemsView[K]:
+        """A view of ``(key, value)`` pairs in key order (see :meth:`keys`)."""
+        return StoreItemsView(self, prefix, start, reverse)
+
+    def values(  # type: ignore[override]
+        self, prefix: K | None = None, start: K | None = None, reverse: bool = False
+    ) -> StoreValuesView[K]:
+        """A view of the values in key order (see :meth:`keys`)."""
+        return StoreValuesView(self, prefix, start, reverse)
+
+    def ttl(self, key: K) -> float | None:
+        """Seconds ``key`` has left to live, or None if it never expires; KeyError if absent."""
+        try:
+            return self.db.ttl(self._ek(key))
+        except KeyError:
+            raise KeyError(key) from None
+
+    # ------------------------------------------------------------- writing
+
+    def __setitem__(self, key: K, value: Any) -> None:
+        try:
+            k = key.encode() if self._strkeys and type(key) is str else self._ek(key)  # type: ignore[union-attr]
+        except UnicodeEncodeError:
+            k = self._ek(key)  # raises the project's error
+        try:
+            proto = self._proto
+            data = _pickle_dumps(value, proto) if proto is not None else self._fdumps(value)
+        except Exception:
+            data = self._dumps(value)  # raises SerializationError
+        self._put(k, data)
+
+    def set(self, key: K, value: Any, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires then (``ttl <= 0`` deletes)."""
+        self._put(self._ek(key), self._dumps(value), ttl)
+
+    def add(self, key: K, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent; return whether it was stored (atomic, cross-process)."""
+        return self.db.put_if_absent(self._ek(key), self._dumps(value), ttl)
+
+    def set_many(self, mapping: Mapping[K, Any] | Iterable[tuple[K, Any]], ttl: float | None = None) -> None:
+        """Store every pair at once, all or nothing (one batch)."""
+        pairs = mapping.items() if isinstance(mapping, Mapping) else mapping
+        ek, dumps = self._ek, self._dumps
+        self._apply([(ek(k), dumps(v), ttl) for k, v in pairs])  # serialize all before writing any
+
+    def _apply(self, ops: list[tuple[bytes, bytes | None, float | None]]) -> None:
+        """Write ``(key, data or None to delete, ttl)`` operations all at once."""
+        if not ops:
+            return
+        if len(ops) == 1:  # a single write is atomic by itself
+            k, data, ttl = ops[0]
+            if data is None:
+                self.db.delete(k)
+            else:
+                self._put(k, data, ttl)
+            return
+        with self.db.batch() as b:
+            for k, data, ttl in ops:
+                if data is None:
+                    b.delete(k)
+                else:
+                    b.put(k, data, ttl)
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+        """Like ``dict.update``, but applied all at once: a bad key or value writes nothing."""
+        if isinstance(other, Mapping):
+            pairs: list[tuple[Any, Any]] = list(other.items())
+        elif hasattr(other, "keys"):
+            pairs = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - dict.update's protocol
+        else:
+            pairs = []
+            for item in other:
+                k, v = item
+                pairs.append((k, v))
+        pairs.extend(kwargs.items())
+        self.set_many(pairs)
+
+    def __delitem__(self, key: K) -> None:
+        if not self.db.delete(self._ek(key)):
+            raise KeyError(key)
+
+    def delete(self, key: K) -> bool:
+        """Remove ``key``; return whether it existed."""
+        return self.db.delete(self._ek(key))
+
+    def delete_many(self, keys: Iterable[K]) -> None:
+        """Remove every key in ``keys`` at once (missing keys are ignored)."""
+        self._apply([(self._ek(k), None, None) for k in keys])
+
+    @overload
+    def pop(self, key: K) -> Any: ...
+    @overload
+    def pop(self, key: K, default: T) -> Any | T: ...
+    def pop(self, key: K, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value (or ``default``); atomic across processes."""
+        data = self.db.pop(self._ek(key), _MISSING)
+        if data is _MISSING:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return self._loads(data)
+
+    def popitem(self) -> tuple[K, Any]:
+        """Remove and return the pair with the smallest key; KeyError if empty."""
+        while True:
+            for k in self.db:
+                data = self.db.pop(k, _MISSING)
+                if data is not _MISSING:
+                    return self._dk(k), self._loads(data)
+                break  # another process took it: start again
+            else:
+                raise KeyError("popitem(): the store is empty")
+
+    def setdefault(self, key: K, default: Any = None) -> Any:
+        """Return the value of ``key``, storing ``default`` first if it is absent (atomic)."""
+        k = self._ek(key)
+        data = self._get(k, _MISSING)
+        if data is not _MISSING:
+            return self._loads(data)
+        encoded = self._dumps(default)
+        while True:
+            if self.db.put_if_absent(k, encoded):
+                return default
+            data = self._get(k, _MISSING)
+            if data is not _MISSING:
+                return self._loads(data)
+
+    def clear(self) -> None:
+        """Remove every key, atomically."""
+        self.db.clear()
+
+    def modify(self, key: K, fn: Callable[[Any], Any], default: Any = _MISSING) -> Any:
+        """Atomically replace the value of ``key`` by ``fn(value)`` and return the new value.
+
+        Holds the store's write lock, so concurrent calls from many processes
+        never lose an update. A missing key gets ``fn(default)``; without a
+        ``default`` it raises KeyError. The key keeps its expiry. If ``fn`` or
+        the serializer raises, nothing is written.
+        """
+        loads, dumps = self._loads, self._dumps
+        result: list[Any] = []
+
+        def apply(old: bytes | None) -> bytes:
+            if old is None:
+                if default is _MISSING:
+                    raise KeyError(key)
+                value = default
+            else:
+                value = loads(old)
+            new = fn(value)
+            data = dumps(new)
+            result.append(new)
+            return data
+
+        self.db.update(self._ek(key), apply)
+        return result[0]
+
+    def incr(self, key: K, delta: int | float = 1) -> Any:
+        """Add ``delta`` to the number stored at ``key`` (missing = 0) and return it; atomic."""
+        if not isinstance(delta, (int, float)) or isinstance(delta, bool):
+            raise TypeError(f"delta must be a number, not {type(delta).__name__}")
+
+        def add(value: Any) -> Any:
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"incr needs a number at {key!r}, found {type(value).__name__}")
+            return value + delta
+
+        return self.modify(key, add, default=0)
+
+    def expire(self, key: K, ttl: float | None) -> bool:
+        """Give ``key`` a new time to live (None: forever; <= 0 deletes); return whether it exists."""
+        return self.db.expire(self._ek(key), ttl)
+
+    def persist(self, key: K) -> bool:
+        """Make ``key`` never expire; return whether it exists."""
+        return self.db.persist(self._ek(key))
+
+    @contextmanager
+    def batch(self) -> Iterator[StoreBatch[K]]:
+        """Collect sets and deletes and apply them all at once when the block ends, or none on error."""
+        if self.db.closed:
+            raise DatabaseClosedError(f"the store at {self.path} is closed")
+        if self.db.read_only:
+            raise ReadOnlyError(f"the store at {self.path} was opened with read_only=True")
+        b: StoreBatch[K] = StoreBatch(self)
+        yield b
+        self._apply(b._ops)
+
+    @contextmanager
+    def locked(self) -> Iterator[Store[K]]:
+        """Hold the cross-process write lock for a compound read-modify-write (keep it short)."""
+        with self.db.locked():
+            yield self
+
+    # ----------------------------------------------------------- lifecycle
+
+    def sync(self) -> None:
+        """Flush everything written so far to stable storage (fsync)."""
+        self.db.sync()
+
+    def close(self) -> None:
+        """Release the store's files and locks; later use raises DatabaseClosedError. Idempotent."""
+        self.db.close()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self.db.closed
+
+    @property
+    def read_only(self) -> bool:
+        """True when opened with ``read_only=True``."""
+        return self.db.read_only
+
+    def stats(self) -> dict[str, Any]:
+        """The engine's statistics (keys, live and dead bytes, files...)."""
+        return self.db.stats()
+
+    def __enter__(self) -> Store[K]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("read-only" if self.read_only else "open")
+        return (
+            f"<kv_backend.Store {self.path!r} {state} key_type={self.key_type.__name__} "
+            f"serializer={self.serializer!r}>"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickling a Store (e.g. to send it to a worker process) reopens the same path over there."""
+        if self.closed:
+            raise DatabaseClosedError(f"the store at {self.path} is closed and cannot be pickled")
+        return (_reopen, (self.path, self.serializer, self.key_type, self._engine_options))
+
+    # A store compares equal to any mapping with the same items (like dict), so it is unhashable.
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _reopen(path: str, serializer: Any, key_type: type, engine_options: dict[str, Any]) -> Store[Any]:
+    return Store(path, serializer, key_type=key_type, **engine_options)
+
+
+class StoreBatch(Generic[K]):
+    """Writes collected by :meth:`Store.batch`; values are serialized as they are added."""
+
+    def __init__(self, store: Store[K]) -> None:
+        self._store = store
+        self._ops: list[tuple[bytes, bytes | None, float | None]] = []
+
+    def set(self, key: K, value: Any, ttl: float | None = None) -> None:
+        """Add a set of ``key`` to the batch."""
+        self._ops.append((self._store._ek(key), self._store._dumps(value), ttl))
+
+    __setitem__ = set
+
+    def delete(self, key: K) -> None:
+        """Add a delete of ``key`` to the batch (a missing key is ignored)."""
+        self._ops.append((self._store._ek(key), None, None))
+
+    __delitem__ = delete
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+
+class _View(Generic[K]):
+    """Shared part of the key/item/value views: bounds encoded once, iteration in key order."""
+
+    _mapping: Store[K]
+
+    def __init__(self, store: Store[K], prefix: K | None, start: K | None, reverse: bool) -> None:
+        self._mapping = store
+        self._prefix = prefix
+        self._start = start
+        self._reverse = reverse
+        self._bprefix = store._ek(prefix) if prefix else b""
+        self._bstart = store._ek(start) if start is not None else None
+
+    def _bounded(self) -> bool:
+        return bool(self._bprefix) or self._bstart is not None
+
+    def _raw_keys(self) -> Iterator[bytes]:
+        return self._mapping.db.keys(self._bprefix, self._bstart, self._reverse)
+
+    def _in_bounds(self, k: bytes) -> bool:
+        if not k.startswith(self._bprefix):
+            return False
+        if self._bstart is None:
+            return True
+        return k <= self._bstart if self._reverse else k >= self._bstart
+
+    def __len__(self) -> int:
+        if not self._bounded():
+            return len(self._mapping)
+        return sum(1 for _ in self._raw_keys())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)!r})"
+
+
+class StoreKeysView(_View[K], KeysView[K]):
+    """The keys of a :class:`Store` (a set-like view; iterating reads the store live)."""
+
+    def __iter__(self) -> Iterator[K]:
+        dk = self._mapping._dk
+        for k in self._raw_keys():
+            yield dk(k)
+
+    def __reversed__(self) -> Iterator[K]:
+        return iter(StoreKeysView(self._mapping, self._prefix, self._start, not self._reverse))
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            k = self._mapping._ek(key)
+        except (InvalidKeyError, KeyEncodingError):
+            return False
+        return self._in_bounds(k) and k in self._mapping.db
+
+
+class StoreItemsView(_View[K], ItemsView[K, Any]):
+    """The ``(key, value)`` pairs of a :class:`Store`, in key order."""
+
+    def __iter__(self) -> Iterator[tuple[K, Any]]:
+        store = self._mapping
+        dk, loads, get = store._dk, store._loads, store._get
+        for k in self._raw_keys():
+            data = get(k, _MISSING)
+            if data is not _MISSING:  # deleted by someone else meanwhile
+                yield dk(k), loads(data)
+
+    def __contains__(self, item: object) -> bool:
+        if not isinstance(item, tuple) or len(item) != 2:
+            return False
+        key, value = item
+        try:
+            k = self._mapping._ek(key)
+        except (InvalidKeyError, KeyEncodingError):
+            return False
+        if not self._in_bounds(k):
+            return False
+        data = self._mapping._get(k, _MISSING)
+        return data is not _MISSING and self._mapping._loads(data) == value
+
+
+class StoreValuesView(_View[K], ValuesView[Any]):
+    """The values of a :class:`Store`, in key order."""
+
+    def __iter__(self) -> Iterator[Any]:
+        for _, value in StoreItemsView(self._mapping, self._prefix, self._start, self._reverse):
+            yield value
+
+    def __contains__(self, value: object) -> bool:
+        return any(v is value or v == value for v in self)

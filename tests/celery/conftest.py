@@ -1,0 +1,168 @@
+"""Fixtures for the Celery result backend tests: a loopback redis-server broker and prefork workers.
+
+The broker and workers are started once per session (they take a few seconds)
+and shared by every worker test; each test uses its own task ids, so tests
+don't see each other's results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from helpers import child_env, free_port
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_root_conftest():
+    # Both conftest files are top-level modules named "conftest"; load the suite's one by path.
+    path = os.path.join(os.path.dirname(HERE), "conftest.py")
+    spec = importlib.util.spec_from_file_location("_kvb_suite_conftest", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+require_tool = _load_root_conftest().require_tool
+WORKERS = 2  # two `worker -P prefork -c 2` processes: four pool children in all
+CONCURRENCY = 2
+
+
+@dataclass
+class CeleryEnv:
+    """What a worker test needs: the URLs, the app module and the workers' log files."""
+
+    broker: str
+    backend: str
+    results_path: str
+    side_path: str
+    env: dict[str, str]
+    app_module: object
+    logs: list[str] = field(default_factory=list)
+
+    @property
+    def app(self):
+        return self.app_module.app  # type: ignore[attr-defined]
+
+    def worker_log(self) -> str:
+        text = []
+        for path in self.logs:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text.append(f.read())
+        return "\n".join(text)
+
+
+def _wait_for_redis(port: int, proc: subprocess.Popen, deadline: float) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with code {proc.returncode}")
+        try:
+            if client.ping():
+                client.close()
+                return
+        except redis.exceptions.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("redis-server did not start within 20 s")
+        time.sleep(0.05)
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        # Kill the worker's whole process group (its pool children too).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def celery_env(tmp_path_factory) -> CeleryEnv:
+    """A redis-server broker on loopback and two prefork workers using the kvb:// result backend."""
+    redis_server = require_tool("redis-server")
+    base = tmp_path_factory.mktemp("celery")
+    port = free_port()
+    redis_proc = subprocess.Popen(
+        [
+            *(redis_server, "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", str(base)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: list[subprocess.Popen] = []
+    saved = {k: os.environ.get(k) for k in ("KVB_TEST_BROKER", "KVB_TEST_BACKEND", "KVB_TEST_SIDE")}
+    try:
+        _wait_for_redis(port, redis_proc, time.monotonic() + 20)
+        broker = f"redis://127.0.0.1:{port}/0"
+        results = str(base / "results")
+        side = str(base / "side")
+        backend = f"kvb://{results}"
+        env = child_env()
+        env["PYTHONPATH"] = os.pathsep.join([HERE, env["PYTHONPATH"]])
+        env.update(KVB_TEST_BROKER=broker, KVB_TEST_BACKEND=backend, KVB_TEST_SIDE=side)
+        logs = []
+        for i in range(WORKERS):
+            log = str(base / f"worker{i}.log")
+            logs.append(log)
+            workers.append(
+                subprocess.Popen(
+                    [
+                        *(sys.executable, "-m", "celery", "-A", "kvb_celery_app", "worker"),
+                        *("-P", "prefork", "-c", str(CONCURRENCY), "-n", f"kvbtest{i}@%h", "-l", "info"),
+                        *("--without-gossip", "--without-mingle", "--without-heartbeat", "--logfile", log),
+                    ],
+                    env=env,
+                    cwd=str(base),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        os.environ.update(KVB_TEST_BROKER=broker, KVB_TEST_BACKEND=backend, KVB_TEST_SIDE=side)
+        sys.modules.pop("kvb_celery_app", None)
+        if HERE not in sys.path:
+            sys.path.insert(0, HERE)
+        module = importlib.import_module("kvb_celery_app")
+        deadline = time.monotonic() + 60
+        while True:
+            for w in workers:
+                if w.poll() is not None:
+                    raise RuntimeError(f"a celery worker exited with code {w.returncode}; see {logs}")
+            replies = module.app.control.ping(timeout=0.5)
+            if len(replies) >= WORKERS:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"celery workers did not answer within 60 s; see {logs}")
+        yield CeleryEnv(broker, backend, results, side, env, module, logs)
+    finally:
+        for w in workers:  # stop them all at once: a warm shutdown takes a few seconds each
+            if w.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    w.send_signal(signal.SIGTERM)
+        for w in workers:
+            with contextlib.suppress(Exception):
+                _stop(w)
+        _stop(redis_proc, timeout=5)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,107 @@
+"""The kv_merge, kv_backup, kv_restore and kv_stats management commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from io import StringIO
+
+import pytest
+from django.core.cache import cache, caches
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from kv_backend_django._commands import parse_storage_options
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("command", ["kv_merge", "kv_stats", "kv_backup", "kv_restore"])
+def test_commands_refuse_other_caches(command, tmp_path):
+    args = [command] if command in ("kv_merge", "kv_stats") else [command, tmp_path.as_uri()]
+    with pytest.raises(CommandError, match=r"LocMemCache, not a kv_backend cache"):
+        run(*args, "--cache", "locmem")
+    with pytest.raises(CommandError, match=r"no cache alias 'nope'.*default"):
+        run(*args, "--cache", "nope")
+
+
+def test_kv_stats_table_and_json():
+    cache.set_many({f"k{i}": "x" * 100 for i in range(20)})
+    cache.delete("k0")
+    table = run("kv_stats")
+    assert "kv_backend cache 'default'" in table
+    assert caches["default"].location in table
+    assert "keys" in table and "dead bytes" in table and "max entries" in table
+    data = json.loads(run("kv_stats", "--json"))
+    assert data["keys"] == 19
+    assert data["alias"] == "default" and data["max_entries"] == 300 and data["timeout"] == 300
+    assert data["dead_bytes"] > 0 and 0 < data["dead_ratio"] < 1
+    other = json.loads(run("kv_stats", "--json", "--cache", "other"))
+    assert other["keys"] == 0 and other["location"] == caches["other"].location
+
+
+def test_kv_merge_compacts_and_keeps_data(tmp_path):
+    from django.test import override_settings
+
+    location = str(tmp_path / "merge")
+    conf = {
+        "merge": {
+            "BACKEND": "kv_backend_django.cache.KVCache",
+            "LOCATION": location,
+            "OPTIONS": {"max_file_size": 16384, "MAX_ENTRIES": 10_000},
+        }
+    }
+    with override_settings(CACHES=conf):
+        c = caches["merge"]
+        for round_ in range(5):
+            c.set_many({f"k{i}": f"{round_}" * 200 for i in range(40)}, None)
+        before = c.db.stats()
+        out = run("kv_merge", "--cache", "merge")
+        after = c.db.stats()
+        assert "Merge finished" in out and "merged" in out
+        assert after["dead_bytes"] < before["dead_bytes"]
+        assert c.get_many([f"k{i}" for i in range(40)]) == {f"k{i}": "4" * 200 for i in range(40)}
+
+
+def test_storage_options_parsing():
+    assert parse_storage_options(["anon=true", "endpoint_url=http://127.0.0.1:9", "n=3", "s=abc"]) == {
+        "anon": True,
+        "endpoint_url": "http://127.0.0.1:9",
+        "n": 3,
+        "s": "abc",
+    }
+    with pytest.raises(CommandError, match="KEY=VALUE"):
+        parse_storage_options(["novalue"])
+
+
+def test_kv_backup_and_restore_round_trip(tmp_path):
+    pytest.importorskip("kv_backend.backup")
+    from django.test import override_settings
+
+    url = (tmp_path / "backups").as_uri()
+    cache.set_many({"a": 1, "b": {"x": [1, 2]}, "c": None}, None)
+    out = run("kv_backup", url, "--name", "first")
+    assert "Backup finished" in out
+    cache.set("a", "changed")
+    cache.delete("b")
+    # Restoring over a live location needs --replace.
+    with pytest.raises(CommandError, match="--replace"):
+        run("kv_restore", url)
+    out = run("kv_restore", url, "--replace", "--name", "first")
+    assert "Restore finished" in out
+    assert cache.get_many(["a", "b", "c"]) == {"a": 1, "b": {"x": [1, 2]}, "c": None}
+    assert not [
+        p for p in os.listdir(os.path.dirname(cache.location)) if ".restoring-" in p or ".replaced-" in p
+    ]
+    # Restoring into a fresh directory (another alias) needs no flag.
+    fresh = str(tmp_path / "fresh")
+    conf = {"fresh": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": fresh}}
+    with override_settings(CACHES=conf):
+        run("kv_restore", url, "--cache", "fresh")
+        assert caches["fresh"].get("b") == {"x": [1, 2]}
+    with pytest.raises(CommandError, match="failed"):
+        run("kv_restore", (tmp_path / "no-backups-here").as_uri(), "--replace")
+    assert cache.get("a") == 1  # a failed restore leaves the cache as it was

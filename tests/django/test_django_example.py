@@ -1,0 +1,31 @@
+"""The example project's demo script runs end to end (runserver on loopback)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT, child_env
+
+
+@pytest.mark.slow  # about 15 s: six Django processes and a server; `make demo` runs the same script
+def test_run_demo(tmp_path):
+    pytest.importorskip("kv_backend.backup")  # the demo ends with kv_backup
+    env = child_env()
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    demo = os.path.join(ROOT, "example_project", "run_demo.py")
+    proc = subprocess.run(
+        [sys.executable, demo, "--var", str(tmp_path / "var")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "same cached page" in out
+    assert ":1:demo:hits" in out and "django.contrib.sessions.cache" in out
+    assert "kv_backend cache 'default'" in out and "Merge finished" in out and "Backup finished" in out
+    assert list((tmp_path / "var" / "backups").iterdir())

@@ -1,0 +1,120 @@
+"""Start and stop ``kvb serve`` (and a real redis-server) for the RESP tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from helpers import child_env, free_port
+
+
+class RunningServer:
+    """A ``kvb serve`` subprocess on 127.0.0.1 (and optionally a unix socket)."""
+
+    def __init__(self, path: str, requirepass: str | None = None, unixsocket: str | None = None) -> None:
+        self.path = path
+        self.port = free_port()
+        self.requirepass = requirepass
+        self.unixsocket = unixsocket
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> RunningServer:
+        cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", self.path, "--port", str(self.port)]
+        if self.requirepass:
+            cmd += ["--requirepass", self.requirepass]
+        if self.unixsocket:
+            cmd += ["--unixsocket", self.unixsocket]
+        self.proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_for_port(self.port, self.proc)
+        return self
+
+    def url(self) -> str:
+        auth = f":{self.requirepass}@" if self.requirepass else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def kill(self) -> None:
+        """SIGKILL the server (no clean shutdown)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        """SIGTERM the server and return its exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            return None
+        finally:
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+    """Wait until something accepts connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise AssertionError(f"server exited with {proc.returncode}: {err}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port} after {timeout} s")
+
+
+def start_redis_server(tmpdir: str) -> tuple[subprocess.Popen, int]:
+    """Start a throw-away real redis-server (no persistence) and return it with its port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            tmpdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, proc)
+    return proc, port
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def tree_kill(proc: subprocess.Popen) -> None:
+    """Kill a process and the process group it leads (Celery workers fork children)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    stop_process(proc)

@@ -1,0 +1,98 @@
+"""The RESP parser and serializer on their own (no server)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kv_backend.server.protocol import (
+    MAX_INLINE,
+    NULL_ARRAY,
+    ErrorReply,
+    Parser,
+    ProtocolError,
+    Push,
+    Replies,
+    encode,
+    split_inline,
+)
+
+
+def resp_command(*words: bytes) -> bytes:
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in words)
+
+
+@given(st.lists(st.lists(st.binary(max_size=40), min_size=1, max_size=5), min_size=1, max_size=8), st.data())
+def test_pipelined_commands_in_any_fragmentation(commands, data):
+    stream = b"".join(resp_command(*c) for c in commands)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    parser = Parser()
+    got = []
+    last = 0
+    for cut in [*cuts, len(stream)]:
+        got += parser.feed(stream[last:cut])
+        last = cut
+    assert got == commands
+
+
+def test_inline_commands_and_quotes():
+    p = Parser()
+    assert p.feed(b"SET a b\r\nGET a\nPING\r\n\r\n") == [[b"SET", b"a", b"b"], [b"GET", b"a"], [b"PING"]]
+    assert split_inline(b'SET "hello world" \'x y\' "a\\nb"') == [b"SET", b"hello world", b"x y", b"a\nb"]
+    with pytest.raises(ProtocolError):
+        split_inline(b'SET "open')
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"*x\r\n",
+        b"*1\r\n:3\r\n",
+        b"*1\r\n$-1\r\n",
+        b"*1\r\n$3\r\nabcd\r\n",
+        b"*1\r\n$99999999999999\r\n",
+        b"*99999999999999\r\n",
+        b"a" * (MAX_INLINE + 10),
+        b"*1\r\n$" + b"1" * (MAX_INLINE + 10),
+    ],
+)
+def test_malformed_input_raises(data):
+    with pytest.raises(ProtocolError):
+        Parser().feed(data)
+
+
+def test_empty_and_negative_arrays_are_ignored():
+    assert Parser().feed(b"*0\r\n*-1\r\n" + resp_command(b"PING")) == [[b"PING"]]
+
+
+def test_random_garbage_never_raises_anything_but_protocol_error():
+    rng = random.Random(99)
+    for _ in range(2000):
+        p = Parser()
+        try:
+            p.feed(rng.randbytes(rng.randint(0, 64)))
+            p.feed(rng.choice([b"*", b"$", b"\r\n", b"2", b"-"]) * rng.randint(1, 5))
+        except ProtocolError:
+            pass
+
+
+def test_encode_resp2_and_resp3():
+    assert encode(b"x", False) == b"$1\r\nx\r\n"
+    assert encode("OK", True) == b"+OK\r\n"
+    assert encode(7, False) == b":7\r\n"
+    assert encode(None, False) == b"$-1\r\n" and encode(None, True) == b"_\r\n"
+    assert encode(NULL_ARRAY, False) == b"*-1\r\n"
+    assert encode(1.5, False) == b"$3\r\n1.5\r\n" and encode(1.5, True) == b",1.5\r\n"
+    assert encode({b"a": 1}, False) == b"*2\r\n$1\r\na\r\n:1\r\n"
+    assert encode({b"a": 1}, True) == b"%1\r\n$1\r\na\r\n:1\r\n"
+    assert encode({b"b", b"a"}, True) == b"~2\r\n$1\r\na\r\n$1\r\nb\r\n"
+    assert encode(Push([b"message", b"c", b"m"]), True).startswith(b">3\r\n")
+    assert encode(Push([b"message"]), False).startswith(b"*1\r\n")
+    assert encode(ErrorReply("ERR bad\r\nthing"), False) == b"-ERR bad  thing\r\n"
+    assert encode(Replies([1, 2]), False) == b":1\r\n:2\r\n"
+    assert encode(True, True) == b"#t\r\n" and encode(True, False) == b":1\r\n"
+    with pytest.raises(TypeError):
+        encode(object(), False)

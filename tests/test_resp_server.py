@@ -1,0 +1,683 @@
+"""``kvb serve`` driven by real clients: redis-py (sync and asyncio, RESP2 and RESP3), redis-cli,
+redis-benchmark, raw sockets (malformed input), SIGKILL durability, AUTH and unix sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from helpers import child_env, require_tool, spawn_python
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from resp_helpers import RunningServer
+
+from kv_backend import DB
+from kv_backend.structures import Structures
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("resp") / "store")
+    srv = RunningServer(path).start()
+    yield srv
+    assert srv.stop() == 0, "the server did not exit cleanly on SIGTERM"
+
+
+@pytest.fixture
+def r(server):
+    client = redis.Redis(port=server.port, socket_timeout=10)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def r3(server):
+    client = redis.Redis(port=server.port, protocol=3, socket_timeout=10)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def raw(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes, half-close, and read until the server closes (or goes quiet)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:  # the server may close a connection that sent garbage before reading it all
+            pass
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return out
+
+
+def quiet_read(port: int, data: bytes) -> bytes:
+    """Send bytes on a connection kept open and collect what arrives within a short while."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        s.settimeout(0.3)
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except TimeoutError:
+            pass
+        return out
+
+
+# ------------------------------------------------------------------ strings
+
+
+def test_strings(r):
+    assert r.ping() is True
+    assert r.set("s", "v") is True
+    assert r.get("s") == b"v"
+    assert r.set("s", "w", nx=True) is None
+    assert r.set("missing", "w", xx=True) is None
+    assert r.set("s", "w", xx=True, get=True) == b"v"
+    assert r.set("t", "1", ex=100) is True
+    assert 98 <= r.ttl("t") <= 100
+    assert r.set("t", "2", keepttl=True) and r.ttl("t") > 0
+    assert r.set("t", "3") and r.ttl("t") == -1
+    assert r.set("p", "x", px=50000) and 49000 < r.pttl("p") <= 50000
+    assert r.setex("e", 100, "x") and r.ttl("e") > 0
+    assert r.setnx("n", "1") is True and r.setnx("n", "2") is False
+    assert r.mset({"a": "1", "b": "2"}) is True
+    assert r.mget("a", "b", "zz") == [b"1", b"2", None]
+    assert r.getset("a", "9") == b"1" and r.get("a") == b"9"
+    assert r.getdel("a") == b"9" and r.get("a") is None
+    assert r.append("ap", "ab") == 2 and r.append("ap", "cd") == 4 and r.get("ap") == b"abcd"
+    assert r.strlen("ap") == 4 and r.strlen("nope") == 0
+    assert r.incr("c") == 1 and r.incrby("c", 10) == 11 and r.decr("c") == 10 and r.decrby("c", 5) == 5
+    assert r.incrbyfloat("f", 1.5) == 1.5 and r.incrbyfloat("f", "2.25") == 3.75
+    assert r.get("f") == b"3.75"
+    with pytest.raises(redis.ResponseError, match="not an integer"):
+        r.incr("ap")
+    with pytest.raises(redis.ResponseError, match="invalid expire time"):
+        r.set("x", "y", ex=0)
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        r.execute_command("SET", "x", "y", "NX", "XX")
+
+
+def test_keys_and_expiry(r):
+    r.mset({"k1": "a", "k2": "b", "other": "c"})
+    r.hset("h", "f", "v")
+    assert r.exists("k1", "k2", "nope") == 2
+    assert sorted(r.keys("k*")) == [b"k1", b"k2"]
+    assert r.type("h") == b"hash" and r.type("k1") == b"string" and r.type("nope") == b"none"
+    assert r.dbsize() == 4
+    assert r.expire("k1", 100) is True and 99 <= r.ttl("k1") <= 100
+    assert r.expire("k1", 50, xx=True) is True and r.expire("k1", 500, nx=True) is False
+    assert r.pexpire("k2", 100000) and r.pttl("k2") > 90000
+    assert r.expireat("other", int(time.time()) + 1000) and r.ttl("other") > 900
+    assert r.persist("k1") is True and r.ttl("k1") == -1 and r.persist("k1") is False
+    assert r.ttl("nope") == -2 and r.pttl("nope") == -2
+    assert r.pexpire("h", 1) is True
+    time.sleep(0.05)
+    assert r.exists("h") == 0 and r.hgetall("h") == {}
+    assert r.rename("k1", "k9") is True and r.get("k9") == b"a" and r.get("k1") is None
+    with pytest.raises(redis.ResponseError, match="no such key"):
+        r.rename("nope", "x")
+    assert r.delete("k9", "k2", "nope") == 2 and r.unlink("other") == 1
+    assert r.randomkey() is None
+    r.set("only", "1")
+    assert r.randomkey() == b"only"
+    assert r.flushall() is True and r.dbsize() == 0
+
+
+def test_scan_family(r):
+    for i in range(57):
+        r.set(f"key:{i}", i)
+    r.hset("hash", mapping={f"f{i}": i for i in range(23)})
+    r.sadd("set", *range(31))
+    r.zadd("zset", {f"m{i}": i for i in range(19)})
+    assert {k for k in r.scan_iter(match="key:*", count=7)} == {f"key:{i}".encode() for i in range(57)}
+    assert set(r.scan_iter(_type="HASH")) == {b"hash"}
+    assert dict(r.hscan_iter("hash", count=5)) == {f"f{i}".encode(): str(i).encode() for i in range(23)}
+    assert set(r.sscan_iter("set", count=4)) == {str(i).encode() for i in range(31)}
+    assert dict(r.zscan_iter("zset", count=3)) == {f"m{i}".encode(): float(i) for i in range(19)}
+    cursor, names = r.scan(0, match="key:1*", count=1000)
+    assert cursor == 0 and len(names) == 11
+
+
+def test_hashes(r):
+    assert r.hset("h", mapping={"a": "1", "b": "2"}) == 2
+    assert r.hset("h", "a", "3") == 0
+    assert r.hget("h", "a") == b"3" and r.hget("h", "zz") is None
+    assert r.hmget("h", "a", "b", "c") == [b"3", b"2", None]
+    assert r.hgetall("h") == {b"a": b"3", b"b": b"2"}
+    assert r.hincrby("h", "n", 5) == 5 and r.hincrby("h", "n", -2) == 3
+    assert r.hincrbyfloat("h", "fl", 0.5) == 0.5
+    assert r.hexists("h", "a") and not r.hexists("h", "nope")
+    assert r.hlen("h") == 4
+    assert sorted(r.hkeys("h")) == [b"a", b"b", b"fl", b"n"]
+    assert sorted(r.hvals("h")) == sorted([b"3", b"2", b"3", b"0.5"])
+    assert r.hsetnx("h", "a", "x") == 0 and r.hsetnx("h", "new", "x") == 1
+    assert r.hdel("h", "a", "b", "zz") == 2 and r.hlen("h") == 3
+    r.set("str", "x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.hset("str", "f", "v")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.get("h")
+
+
+def test_lists(r):
+    assert r.rpush("l", "a", "b", "c") == 3
+    assert r.lpush("l", "z") == 4
+    assert r.lrange("l", 0, -1) == [b"z", b"a", b"b", b"c"]
+    assert r.llen("l") == 4 and r.lindex("l", -1) == b"c" and r.lindex("l", 10) is None
+    assert r.lset("l", 1, "A") is True
+    assert r.lpop("l") == b"z" and r.rpop("l") == b"c"
+    assert r.rpush("l", "A", "x", "A") == 5
+    assert r.lrem("l", 0, "A") == 3 and r.lrange("l", 0, -1) == [b"b", b"x"]
+    assert r.rpush("l", 1, 2, 3, 4) == 6 and r.ltrim("l", 1, -2) is True
+    assert r.lrange("l", 0, -1) == [b"x", b"1", b"2", b"3"]
+    assert r.lpop("l", 2) == [b"x", b"1"] and r.rpop("l", 5) == [b"3", b"2"]
+    assert r.exists("l") == 0 and r.lpop("l") is None and r.lpop("l", 3) is None
+    with pytest.raises(redis.ResponseError, match="no such key"):
+        r.lset("l", 0, "x")
+
+
+def test_sets(r):
+    assert r.sadd("s1", "a", "b", "c") == 3 and r.sadd("s1", "a") == 0
+    r.sadd("s2", "b", "c", "d")
+    assert r.smembers("s1") == {b"a", b"b", b"c"}
+    assert r.sismember("s1", "a") and not r.sismember("s1", "d")
+    assert r.scard("s1") == 3
+    assert r.sinter("s1", "s2") == {b"b", b"c"}
+    assert r.sunion("s1", "s2") == {b"a", b"b", b"c", b"d"}
+    assert r.sdiff("s1", "s2") == {b"a"}
+    assert r.srem("s1", "a", "zz") == 1 and r.scard("s1") == 2
+    assert r.srem("s1", "b", "c") == 2 and r.exists("s1") == 0
+
+
+def test_sorted_sets(r):
+    assert r.zadd("z", {"a": 1, "b": 2, "c": 3, "d": -1.5}) == 4
+    assert r.zadd("z", {"a": 10}, ch=True) == 1
+    assert r.zadd("z", {"a": 5}, gt=True) == 0 and r.zscore("z", "a") == 10.0
+    assert r.zadd("z", {"e": 0}, xx=True) == 0 and r.zscore("z", "e") is None
+    assert r.zincrby("z", 2.5, "b") == 4.5
+    assert r.zcard("z") == 4 and r.zcount("z", "-inf", "+inf") == 4 and r.zcount("z", "(3", 10) == 2
+    assert r.zrange("z", 0, -1) == [b"d", b"c", b"b", b"a"]
+    assert r.zrange("z", 0, 1, withscores=True) == [(b"d", -1.5), (b"c", 3.0)]
+    assert r.zrevrange("z", 0, 0, withscores=True) == [(b"a", 10.0)]
+    assert r.zrangebyscore("z", 0, 5) == [b"c", b"b"]
+    assert r.zrangebyscore("z", "-inf", "+inf", start=1, num=2) == [b"c", b"b"]
+    assert r.zrevrangebyscore("z", "+inf", "(3") == [b"a", b"b"]
+    assert r.zrange("z", 4, 100, byscore=True) == [b"b", b"a"]
+    assert r.zrange("z", 100, 4, byscore=True, desc=True) == [b"a", b"b"]
+    assert r.zrank("z", "d") == 0 and r.zrevrank("z", "d") == 3 and r.zrank("z", "zz") is None
+    assert r.zrem("z", "d", "zz") == 1
+    assert r.zremrangebyscore("z", "-inf", 4) == 1 and r.zrange("z", 0, -1) == [b"b", b"a"]
+    assert r.zadd("z", {"inf": float("inf")}) == 1 and r.zscore("z", "inf") == float("inf")
+    with pytest.raises(redis.ResponseError, match="not a valid float"):
+        r.execute_command("ZADD", "z", "nan", "x")
+
+
+def test_resp3_types(r3):
+    assert r3.execute_command("HELLO", 3)[b"proto"] == 3
+    r3.hset("h", mapping={"a": "1"})
+    assert r3.hgetall("h") == {b"a": b"1"}
+    r3.sadd("s", "x", "y")
+    assert r3.smembers("s") == {b"x", b"y"}
+    r3.zadd("z", {"m": 1.5})
+    assert r3.zscore("z", "m") == 1.5
+    assert r3.zrange("z", 0, -1, withscores=True) == [[b"m", 1.5]] or r3.zrange(
+        "z", 0, -1, withscores=True
+    ) == [(b"m", 1.5)]
+    assert r3.get("missing") is None
+    assert r3.config_get("port")["port"] == str(r3.connection_pool.connection_kwargs["port"])
+
+
+def test_pipeline_transaction_and_watch(r, server):
+    with r.pipeline() as p:
+        p.set("a", 1).incr("a").hset("h", "f", "v").lpush("l", 1).get("a")
+        assert p.execute() == [True, 2, 1, 1, b"2"]
+    # WATCH: another client changes the key between WATCH and EXEC -> WatchError.
+    other = redis.Redis(port=server.port)
+    with r.pipeline() as p:
+        p.watch("a")
+        other.set("a", 100)
+        p.multi()
+        p.incr("a")
+        with pytest.raises(redis.WatchError):
+            p.execute()
+    # An in-process user of the same directory counts as "another client" too.
+    with Structures(server.path) as st, r.pipeline() as p:
+        p.watch("a")
+        st.set("a", "5")
+        p.multi()
+        p.incr("a")
+        with pytest.raises(redis.WatchError):
+            p.execute()
+    # Unchanged: the transaction runs.
+    with r.pipeline() as p:
+        p.watch("a")
+        p.multi()
+        p.incr("a")
+        assert p.execute() == [6]
+
+    def incr_tx(pipe):
+        value = int(pipe.get("a"))
+        pipe.multi()
+        pipe.set("a", value + 1)
+
+    assert r.transaction(incr_tx, "a") == [True] and r.get("a") == b"7"
+    # Errors while queueing abort the whole transaction.
+    with pytest.raises(redis.ResponseError):
+        r.execute_command("MULTI")
+        try:
+            r.execute_command("NOSUCHCOMMAND")
+        finally:
+            r.execute_command("EXEC")
+    other.close()
+
+
+def test_pubsub(r, server):
+    p = r.pubsub(ignore_subscribe_messages=True)
+    p.subscribe("news")
+    p.psubscribe("ev.*")
+    time.sleep(0.05)
+    assert r.publish("news", "hello") == 1
+    assert r.publish("ev.x", "world") == 1
+    assert r.publish("nobody", "x") == 0
+    got = []
+    deadline = time.monotonic() + 5
+    while len(got) < 2 and time.monotonic() < deadline:
+        m = p.get_message(timeout=0.5)
+        if m:
+            got.append((m["type"], m["channel"], m["data"]))
+    assert got == [("message", b"news", b"hello"), ("pmessage", b"ev.x", b"world")]
+    assert r.pubsub_numsub("news") == [(b"news", 1)]
+    p.unsubscribe()
+    p.punsubscribe()
+    p.close()
+    # RESP3 subscribers get push messages.
+    r3 = redis.Redis(port=server.port, protocol=3)
+    p3 = r3.pubsub(ignore_subscribe_messages=True)
+    p3.subscribe("c3")
+    time.sleep(0.05)
+    assert r.publish("c3", "x") == 1
+    m = None
+    deadline = time.monotonic() + 5
+    while m is None and time.monotonic() < deadline:
+        m = p3.get_message(timeout=0.5)
+    assert m is not None and m["data"] == b"x"
+    p3.close()
+    r3.close()
+
+
+def test_subscribe_mode_rejects_other_commands(server):
+    out = raw(server.port, b"SUBSCRIBE a\r\nGET x\r\nPING\r\n")
+    assert b"subscribe" in out and b"only (P|S)SUBSCRIBE" in out and b"pong" in out
+
+
+def test_server_commands(r):
+    assert r.echo("hi") == b"hi"
+    assert r.client_setname("me") and r.client_getname() == "me"
+    assert isinstance(r.client_id(), int)
+    assert r.execute_command("SELECT", 0) in (True, b"OK")
+    with pytest.raises(redis.ResponseError, match="out of range"):
+        r.execute_command("SELECT", 1)
+    assert r.info()["redis_version"]
+    assert r.command_count() > 100
+    assert raw(r.connection_pool.connection_kwargs["port"], b"COMMAND DOCS get\r\n").startswith(
+        b"*2\r\n$3\r\nget"
+    )
+    assert r.config_get("save") == {"save": ""}
+    with pytest.raises(redis.ResponseError, match="unknown command 'FROBNICATE'"):
+        r.execute_command("FROBNICATE", "x")
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+        r.execute_command("GET")
+
+
+def test_lua_scripts(r):
+    script = r.register_script(
+        "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) "
+        "redis.call('RPUSH', KEYS[2], n) "
+        "return {n, redis.call('LLEN', KEYS[2]), redis.call('GET', 'missing')}"
+    )
+    assert script(keys=["cnt", "log"], args=[5]) == [5, 1, None]
+    assert script(keys=["cnt", "log"], args=[2]) == [7, 2, None]
+    assert r.eval("return redis.status_reply('FINE')", 0) == b"FINE"
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.eval("return redis.call('HGET', KEYS[1], 'x')", 1, "cnt")
+    assert r.eval("return redis.pcall('HGET', KEYS[1], 'x')['err'] ~= nil", 1, "cnt") == 1
+    with pytest.raises(redis.ResponseError):
+        r.eval("this is not lua", 0)
+    with pytest.raises(redis.exceptions.NoScriptError):
+        r.evalsha("0" * 40, 0)
+
+
+def test_asyncio_client(server):
+    async def main():
+        client = aioredis.Redis(port=server.port)
+        await client.delete("ak", "al")
+
+        async def worker(i):
+            for _ in range(20):
+                await client.incr("ak")
+            await client.rpush("al", i)
+
+        await asyncio.gather(*(worker(i) for i in range(10)))
+        assert await client.get("ak") == b"200"
+        assert sorted(await client.lrange("al", 0, -1)) == sorted(str(i).encode() for i in range(10))
+        async with client.pipeline(transaction=True) as p:
+            p.set("ax", 1).incr("ax")
+            assert await p.execute() == [True, 2]
+        await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_redis_cli(server):
+    cli = require_tool("redis-cli")
+
+    def run(*args, stdin=None):
+        return subprocess.run(
+            [cli, "-p", str(server.port), *args], input=stdin, capture_output=True, text=True, timeout=20
+        )
+
+    assert run("SET", "cli", "v").stdout.strip() == "OK"
+    assert run("GET", "cli").stdout.strip() == "v"
+    assert run("HSET", "clih", "a", "1", "b", "2").stdout.strip() == "2"
+    assert run("--no-raw", "HGETALL", "clih").stdout.split("\n")[0].endswith('"a"')
+    assert run("-3", "HGETALL", "clih").returncode == 0
+    piped = run(stdin="SET p1 1\nINCR p1\nGET p1\n")
+    assert piped.stdout.split() == ["OK", "2", "2"]
+    assert "unknown command" in run("NOPE").stdout
+
+
+def test_redis_benchmark(server):
+    bench = require_tool("redis-benchmark")
+    out = subprocess.run(
+        [bench, "-p", str(server.port), "-t", "set,get,incr,lpush,hset", "-n", "300", "-c", "4", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    text = out.stdout.replace("\r", "\n")
+    for name in ("SET", "GET", "INCR", "LPUSH", "HSET"):
+        assert f"{name}: " in text and "requests per second" in text
+    out = subprocess.run(
+        [bench, "-p", str(server.port), "-t", "set,lpush", "-n", "320", "-P", "16", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    r = redis.Redis(port=server.port)
+    assert r.llen("mylist") >= 300
+    r.close()
+
+
+def test_server_and_in_process_users_share_writes(server, r):
+    r.set("from-server", "1")
+    r.hset("sh", "f", "v")
+    with Structures(server.path) as st:
+        assert st.get("from-server") == b"1"
+        assert st.hgetall("sh") == {b"f": b"v"}
+        st.zadd("from-proc", {"m": 2})
+        st.rpush("from-proc-list", "a", "b")
+    assert r.zscore("from-proc", "m") == 2.0
+    assert r.lrange("from-proc-list", 0, -1) == [b"a", b"b"]
+
+
+# ---------------------------------------------------------- malformed input
+
+
+def test_protocol_errors_close_only_that_connection(server, r):
+    cases = [
+        b"*abc\r\n",
+        b"*2\r\n$3\r\nGET\r\n:1\r\n",
+        b"*1\r\n$-5\r\n",
+        b"*1\r\n$3\r\nGETXX",
+        b"*99999999999\r\n",
+        b"*1\r\n$999999999999\r\n",
+        b"x" * (70 * 1024),
+        b'SET "unbalanced\r\n',
+    ]
+    for data in cases:
+        out = raw(server.port, data)
+        assert out == b"" or out.startswith(b"-ERR"), (data[:40], out[:80])
+    assert r.ping() is True
+
+
+def test_fuzz_random_bytes(server, r):
+    rng = random.Random(1234)
+    alphabet = [
+        b"*",
+        b"$",
+        b"\r\n",
+        b"\r",
+        b"\n",
+        b"-1",
+        b"0",
+        b"3",
+        b"12",
+        b"GET",
+        b"SET",
+        b"PING",
+        b" ",
+        b"\x00",
+        b"\xff",
+        b"MULTI",
+        b"EXEC",
+        b"SUBSCRIBE",
+        b"HELLO",
+        b"3",
+        b'"',
+        b"'",
+        b"QUIT",
+    ]
+    for _ in range(150):
+        parts = [rng.choice(alphabet) for _ in range(rng.randint(1, 40))]
+        if rng.random() < 0.3:
+            parts.append(rng.randbytes(rng.randint(1, 200)))
+        raw(server.port, b"".join(parts), timeout=2)
+    threads = [threading.Thread(target=raw, args=(server.port, rng.randbytes(5000), 2)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert server.alive()
+    assert r.set("after-fuzz", "ok") and r.get("after-fuzz") == b"ok"
+
+
+def test_pipelined_and_fragmented_input(server):
+    commands = b"".join(b"*3\r\n$3\r\nSET\r\n$2\r\nf%d\r\n$1\r\n%d\r\n" % (i % 10, i % 10) for i in range(50))
+    commands += b"PING\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        for i in range(0, len(commands), 7):  # dribble it in 7-byte pieces
+            s.sendall(commands[i : i + 7])
+        expected = b"+OK\r\n" * 50 + b"+PONG\r\n"
+        got = b""
+        while len(got) < len(expected):
+            chunk = s.recv(65536)
+            assert chunk
+            got += chunk
+        assert got == expected
+
+
+# ----------------------------------------------------------------- durability
+
+
+def test_sigkill_keeps_every_acknowledged_write(tmp_path):
+    path = str(tmp_path / "store")
+    for run in range(2):
+        srv = RunningServer(path).start()
+        client = redis.Redis(port=srv.port, socket_timeout=5, retry=Retry(NoBackoff(), 0))
+        acked: dict[str, int] = {}
+        stop = threading.Event()
+
+        def writer(client=client, acked=acked, stop=stop, run=run):
+            i = 0
+            try:
+                while not stop.is_set():
+                    with client.pipeline() as p:
+                        p.set(f"r{run}:s{i}", i).hset(f"r{run}:h", f"f{i}", i).rpush(f"r{run}:l", i)
+                        p.zadd(f"r{run}:z", {f"m{i}": i})
+                        p.execute()
+                    acked[f"r{run}"] = i
+                    i += 1
+            except redis.ConnectionError:
+                pass
+
+        t = threading.Thread(target=writer)
+        t.start()
+        time.sleep(0.2 + random.random() * 0.3)
+        srv.kill()
+        stop.set()
+        t.join(10)
+        client.close()
+        last = acked.get(f"r{run}", -1)
+        assert last >= 0, "nothing was acknowledged before the kill"
+        with DB(path) as db, Structures(db) as st:
+            for i in range(last + 1):
+                assert st.get(f"r{run}:s{i}") == str(i).encode()
+            fields = st.hgetall(f"r{run}:h")
+            assert all(fields[f"f{i}".encode()] == str(i).encode() for i in range(last + 1))
+            assert st.hlen(f"r{run}:h") == len(fields)
+            items = st.lrange(f"r{run}:l", 0, -1)
+            assert items[: last + 1] == [str(i).encode() for i in range(last + 1)]
+            assert st.llen(f"r{run}:l") == len(items)
+            assert st.zcard(f"r{run}:z") == len(st.zrange(f"r{run}:z", 0, -1)) >= last + 1
+        if run == 1:  # and a restarted server serves the same data
+            srv = RunningServer(path).start()
+            client = redis.Redis(port=srv.port)
+            assert client.get(f"r{run}:s{last}") == str(last).encode()
+            assert client.hlen(f"r{run}:h") >= last + 1
+            client.close()
+            srv.stop()
+
+
+# ---------------------------------------------------------- auth and sockets
+
+
+def test_requirepass_and_unixsocket(tmp_path):
+    sock = str(tmp_path / "kvb.sock")
+    srv = RunningServer(str(tmp_path / "store"), requirepass="s3cret", unixsocket=sock).start()
+    try:
+        out = raw(srv.port, b"GET x\r\nPING\r\nHELLO 3\r\n")
+        assert out.count(b"-NOAUTH") == 3
+        no_retry = Retry(NoBackoff(), 0)
+        anon = redis.Redis(port=srv.port, retry=no_retry)
+        with pytest.raises(redis.AuthenticationError):
+            anon.get("x")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=srv.port, password="wrong", retry=no_retry).get("x")
+        good = redis.Redis(port=srv.port, password="s3cret")
+        assert good.set("x", "1") and good.get("x") == b"1"
+        r3 = redis.Redis(port=srv.port, password="s3cret", protocol=3)
+        assert r3.get("x") == b"1"
+        deadline = time.monotonic() + 5
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        unix = redis.Redis(unix_socket_path=sock, password="s3cret")
+        assert unix.get("x") == b"1"
+        for c in (anon, good, r3, unix):
+            c.close()
+    finally:
+        assert srv.stop() == 0
+    assert not os.path.exists(sock)
+
+
+def test_bind_address_defaults_to_loopback(server):
+    r = redis.Redis(port=server.port)
+    assert r.config_get("bind") == {"bind": "127.0.0.1"}
+    r.close()
+
+
+def test_bad_startup_options_fail_with_a_message(server, tmp_path):
+    busy = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kv_backend",
+            "serve",
+            "--dir",
+            str(tmp_path / "s"),
+            "--port",
+            str(server.port),
+        ],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert busy.returncode == 2 and "cannot listen" in busy.stderr
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    bad = subprocess.run(
+        [sys.executable, "-m", "kv_backend", "serve", "--dir", str(not_a_dir), "--port", "0"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("kvb: ")
+
+
+def test_two_servers_and_an_in_process_user_share_one_directory(tmp_path):
+    path = str(tmp_path / "store")
+    first = RunningServer(path).start()
+    second = RunningServer(path).start()
+    try:
+        client_code = """
+            import sys
+            import redis
+            r = redis.Redis(port=int(sys.argv[1]))
+            for i in range(50):
+                r.incr("n")
+                r.hincrby("h", "c", 2)
+                r.rpush("l", sys.argv[2])
+                with r.pipeline() as p:
+                    p.zincrby("z", 1, "m").sadd("s", f"{sys.argv[2]}:{i % 5}").execute()
+        """
+        local_code = """
+            import sys
+            from kv_backend.structures import Structures
+            with Structures(sys.argv[1]) as s:
+                for i in range(50):
+                    s.incr("n")
+                    s.hincrby("h", "c", 2)
+                    s.rpush("l", "local")
+                    s.zincrby("z", 1, "m")
+                    s.sadd("s", f"local:{i % 5}")
+        """
+        procs = [
+            spawn_python(client_code, str(first.port), "a"),
+            spawn_python(client_code, str(second.port), "b"),
+            spawn_python(client_code, str(first.port), "c"),
+            spawn_python(local_code, path),
+        ]
+        assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+        for srv in (first, second):
+            r = redis.Redis(port=srv.port)
+            assert r.get("n") == b"200" and r.hget("h", "c") == b"400"
+            assert r.llen("l") == 200 and r.zscore("z", "m") == 200.0 and r.scard("s") == 20
+            r.close()
+    finally:
+        first.stop()
+        second.stop()

@@ -1,0 +1,484 @@
+"""kv_backend.structures: Redis data types on the engine, used in-process and by several processes."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import struct
+import subprocess
+import time
+
+import pytest
+from helpers import run_python, spawn_python
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from kv_backend import DB
+from kv_backend.errors import DatabaseClosedError, KeyTooLargeError, KVError, NotAnIntegerError
+from kv_backend.structures import (
+    HASH,
+    LIST,
+    META,
+    ZIDX,
+    CommandError,
+    NotAFloatError,
+    Structures,
+    WrongTypeError,
+    decode_score,
+    encode_score,
+    format_float,
+    glob_match,
+)
+
+
+@pytest.fixture
+def s(store_path):
+    with Structures(store_path) as st_:
+        yield st_
+
+
+# -------------------------------------------------------------- encodings
+
+
+@given(st.lists(st.floats(allow_nan=False), min_size=2, max_size=30))
+def test_score_encoding_sorts_like_numbers(scores):
+    encoded = sorted(encode_score(x) for x in scores)
+    assert [decode_score(e) for e in encoded] == sorted(0.0 if x == 0 else x for x in scores)
+    for x in scores:
+        assert decode_score(encode_score(x)) == x
+
+
+def test_format_float_matches_redis_spelling():
+    assert format_float(3.0) == b"3"
+    assert format_float(-0.5) == b"-0.5"
+    assert format_float(math.inf) == b"inf" and format_float(-math.inf) == b"-inf"
+    assert format_float(0.1 + 0.2) == b"0.30000000000000004"
+    assert format_float(1e-20) == b"1e-20" and format_float(1e-20, human=True) == b"0.00000000000000000001"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "expected"),
+    [
+        (b"*", b"anything", True),
+        (b"h?llo", b"hello", True),
+        (b"h?llo", b"hllo", False),
+        (b"h*llo", b"heeeello", True),
+        (b"h[ae]llo", b"hallo", True),
+        (b"h[ae]llo", b"hillo", False),
+        (b"h[^e]llo", b"hallo", True),
+        (b"h[^e]llo", b"hello", False),
+        (b"h[a-b]llo", b"hbllo", True),
+        (b"h\\*llo", b"h*llo", True),
+        (b"h\\*llo", b"hello", False),
+        (b"a.b", b"axb", False),
+        (b"user:*:name", b"user:42:name", True),
+    ],
+)
+def test_glob_match(pattern, name, expected):
+    assert glob_match(pattern, name) is expected
+
+
+# -------------------------------------------------------------- each type
+
+
+def test_strings_and_ttl(s):
+    assert s.set("k", "v") is True and s.get("k") == b"v" and s.get(b"k") == b"v"
+    assert s.set("k", "w", nx=True) is False and s.set("k", "w", xx=True, get=True) == b"v"
+    assert s.set("n", 5) and s.incr("n") == 6 and s.decrby("n", 10) == -4 and s.get("n") == b"-4"
+    assert s.incrbyfloat("f", "2.5") == 2.5 and s.get("f") == b"2.5"
+    assert s.set("t", "x", ex=100) and 99 < s.ttl("t") <= 100
+    assert s.incr("t2") == 1 and s.expire("t2", 100) and s.incr("t2") == 2 and s.ttl("t2") > 99
+    assert s.append("t", "y") == 2 and s.ttl("t") > 99  # APPEND keeps the TTL
+    assert s.set("t", "z", keepttl=True) and s.ttl("t") > 99
+    assert s.set("t", "z") and s.ttl("t") is None
+    s.set("gone", "x", ex=0.05)
+    time.sleep(0.1)
+    assert s.get("gone") is None and s.exists("gone") == 0
+    with pytest.raises(KeyError):
+        s.ttl("gone")
+    with pytest.raises(NotAnIntegerError):
+        s.incr("k")
+    with pytest.raises(NotAFloatError):
+        s.incrbyfloat("k", 1)
+    s.set("big", str(2**63 - 1))
+    with pytest.raises(CommandError, match="overflow"):
+        s.incr("big")
+    assert s.mset({"a": 1, "b": 2}) and s.mget("a", "b", "c") == [b"1", b"2", None]
+    assert s.msetnx({"a": 3, "z": 4}) is False and s.get("z") is None
+    assert s.getdel("a") == b"1" and s.get("a") is None
+    assert s.getrange("k", 0, -1) == b"w" and s.strlen("k") == 1
+
+
+def test_hash(s):
+    assert s.hset("h", {"a": 1, "b": 2}) == 2 and s.hset("h", {"a": 3, "c": 4}) == 1
+    assert s.hgetall("h") == {b"a": b"3", b"b": b"2", b"c": b"4"} and s.hlen("h") == 3
+    assert s.hmget("h", "a", "zz") == [b"3", None]
+    assert s.hdel("h", "a", "zz") == 1 and s.hlen("h") == 2
+    assert s.hincrby("h", "n", 7) == 7 and s.hincrbyfloat("h", "x", 0.25) == 0.25
+    assert s.hsetnx("h", "n", 1) is False and s.hget("h", "n") == b"7"
+    assert s.hdel("h", "b", "c", "n", "x") == 4 and s.exists("h") == 0
+    assert list(s.db.keys(prefix=HASH)) == []
+
+
+def test_list(s):
+    assert s.rpush("l", "b", "c") == 2 and s.lpush("l", "a", "z") == 4
+    assert s.lrange("l", 0, -1) == [b"z", b"a", b"b", b"c"]
+    assert s.lrange("l", -2, 100) == [b"b", b"c"] and s.lrange("l", 3, 1) == []
+    assert s.lindex("l", 0) == b"z" and s.lindex("l", -4) == b"z" and s.lindex("l", 4) is None
+    assert s.linsert("l", "BEFORE", "b", "x") == 5 and s.lrange("l", 0, -1) == [b"z", b"a", b"x", b"b", b"c"]
+    assert s.linsert("l", "AFTER", "nope", "x") == -1
+    assert s.lpop("l") == b"z" and s.rpop("l", 2) == [b"c", b"b"]
+    assert s.rpoplpush("l", "l2") == b"x" and s.lrange("l2", 0, -1) == [b"x"]
+    assert s.ltrim("l", 5, 10) and s.exists("l") == 0
+    assert list(s.db.keys(prefix=LIST + struct.pack(">I", 1) + b"l")) == []
+    with pytest.raises(CommandError):
+        s.lset("l2", 3, "x")
+
+
+def test_set_and_zset(s):
+    assert s.sadd("s", 1, 2, 2, 3) == 3 and s.smembers("s") == {b"1", b"2", b"3"}
+    assert s.spop("s") in {b"1", b"2", b"3"} and s.scard("s") == 2
+    assert s.zadd("z", {"a": 1, "b": 2, "c": 3}) == 3
+    assert s.zadd("z", {"a": 5}, incr=True) == 6.0 and s.zadd("z", {"a": 1}, lt=True, ch=True) == 1
+    assert s.zadd("z", {"q": 1}, xx=True) == 0 and s.zadd("z", {"a": 9}, nx=True) == 0
+    assert s.zrange("z", 0, -1, withscores=True) == [(b"a", 1.0), (b"b", 2.0), (b"c", 3.0)]
+    assert s.zrangebyscore("z", "(1", 3, start=1, num=1) == [b"c"]
+    assert s.zrevrangebyscore("z", "+inf", "-inf", withscores=True)[0] == (b"c", 3.0)
+    assert s.zremrangebyrank("z", 0, 0) == 1 and s.zcard("z") == 2
+    assert s.zrem("z", "b", "c") == 2 and s.exists("z") == 0
+    assert list(s.db.keys(prefix=ZIDX)) == []
+    with pytest.raises(CommandError):
+        s.zadd("z", {"a": 1}, nx=True, xx=True)
+
+
+def test_wrongtype_for_every_type(s):
+    s.set("str", "x")
+    s.hset("hash", {"f": 1})
+    s.rpush("list", 1)
+    s.sadd("set", 1)
+    s.zadd("zset", {"m": 1})
+    calls = {
+        "str": lambda n: s.hget(n, "f"),
+        "hash": lambda n: s.get(n),
+        "list": lambda n: s.sadd(n, 1),
+        "set": lambda n: s.zadd(n, {"x": 1}),
+        "zset": lambda n: s.lpush(n, 1),
+    }
+    for name, call in calls.items():
+        with pytest.raises(WrongTypeError, match="WRONGTYPE"):
+            call(name)
+    assert [s.type(n) for n in calls] == ["string", "hash", "list", "set", "zset"]
+
+
+def test_expired_collections_leave_no_trace(s):
+    s.hset("h", {"old1": 1, "old2": 2})
+    s.zadd("z", {"old": 1})
+    s.rpush("l", "old")
+    for name in ("h", "z", "l"):
+        assert s.expire(name, 0.05)
+    time.sleep(0.1)
+    assert s.hgetall("h") == {} and s.zrange("z", 0, -1) == [] and s.llen("l") == 0
+    # a new key of the same name starts empty
+    s.hset("h", {"new": 1})
+    assert s.hgetall("h") == {b"new": b"1"} and s.hlen("h") == 1
+    # the orphans of the others are removed by vacuum
+    assert s.vacuum() == 3
+    assert s.dbsize() == 1
+
+
+def test_set_over_a_collection_replaces_it(s):
+    s.hset("k", {"a": 1})
+    s.set("k", "plain")
+    assert s.get("k") == b"plain" and list(s.db.keys(prefix=HASH)) == []
+    s.delete("k")
+    s.hset("k", {"b": 2})
+    assert s.hgetall("k") == {b"b": b"2"}
+
+
+def test_rename_moves_members_and_ttl(s):
+    s.zadd("src", {"a": 1, "b": 2})
+    s.expire("src", 100)
+    s.hset("dst", {"x": 1})
+    assert s.rename("src", "dst")
+    assert s.type("dst") == "zset" and s.zrange("dst", 0, -1) == [b"a", b"b"] and s.ttl("dst") > 99
+    assert s.exists("src") == 0 and list(s.db.keys(prefix=HASH)) == []
+    s.set("other", 1)
+    assert s.rename("dst", "other", nx=True) is False
+    with pytest.raises(KeyError):
+        s.rename("missing", "x")
+
+
+def test_scan_cursors_with_long_names(s):
+    names = {f"n{i}".encode() * (i * 50 + 1) for i in range(30)}
+    for n in names:
+        s.set(n, 1)
+    seen = set()
+    cursor = 0
+    while True:
+        cursor, batch = s.scan(cursor, count=4)
+        seen.update(batch)
+        if cursor == 0:
+            break
+    assert seen == names
+    with pytest.raises(CommandError):
+        s.scan("not-a-cursor")
+
+
+def test_flushdb_leaves_other_engine_keys(s):
+    s.db.put(b"plain-engine-key", b"x")
+    s.set("a", 1)
+    s.sadd("b", 1)
+    s.flushdb()
+    assert s.dbsize() == 0 and list(s.db.keys()) == [b"plain-engine-key"]
+
+
+# -------------------------------------------------------------- bad input
+
+
+def test_bad_input(store_path, tmp_path):
+    with Structures(store_path) as s:
+        with pytest.raises(TypeError):
+            s.set(None, "x")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            s.hset("h", {True: 1})  # type: ignore[dict-item]
+        with pytest.raises(KeyTooLargeError):
+            s.set(b"k" * 70000, "x")
+        with pytest.raises(NotAFloatError):
+            s.zadd("z", {"m": float("nan")})
+        with pytest.raises(CommandError):
+            s.hset("h", {})
+        with pytest.raises(CommandError):
+            s.lpop("l", -1)
+        assert isinstance(WrongTypeError(), KVError)
+    db = DB(str(tmp_path / "other"))
+    with pytest.raises(TypeError):
+        Structures(db, sync="always")
+    st2 = Structures(db)
+    db.close()
+    with pytest.raises(DatabaseClosedError):
+        st2.set("k", "v")
+
+
+# -------------------------------------------------------- model-based test
+
+
+class StructuresModel(RuleBasedStateMachine):
+    """Random operations on all types against plain Python containers."""
+
+    def __init__(self):
+        super().__init__()
+        import tempfile
+
+        self.dir = tempfile.mkdtemp()
+        self.s = Structures(os.path.join(self.dir, "db"))
+        self.model: dict[bytes, object] = {}
+
+    names = st.sampled_from([b"a", b"b", b"c"])
+    vals = st.binary(max_size=5)
+
+    def _kind(self, name, kind):
+        value = self.model.get(name)
+        return value is None or isinstance(value, kind)
+
+    @rule(name=names, value=vals)
+    def set_(self, name, value):
+        self.s.set(name, value)
+        self.model[name] = value
+
+    @rule(name=names, field=vals, value=vals)
+    def hset(self, name, field, value):
+        if self._kind(name, dict):
+            assert self.s.hset(name, {field: value}) == int(field not in self.model.get(name, {}))
+            self.model.setdefault(name, {})[field] = value
+        else:
+            with pytest.raises(WrongTypeError):
+                self.s.hset(name, {field: value})
+
+    @rule(name=names, field=vals)
+    def hdel(self, name, field):
+        if self._kind(name, dict):
+            h = self.model.get(name, {})
+            assert self.s.hdel(name, field) == int(field in h)
+            h.pop(field, None)
+            if not h:
+                self.model.pop(name, None)
+
+    @rule(name=names, value=vals, left=st.booleans())
+    def push(self, name, value, left):
+        if self._kind(name, list):
+            lst = self.model.setdefault(name, [])
+            if left:
+                self.s.lpush(name, value)
+                lst.insert(0, value)
+            else:
+                self.s.rpush(name, value)
+                lst.append(value)
+
+    @rule(name=names, left=st.booleans())
+    def pop(self, name, left):
+        if self._kind(name, list):
+            lst = self.model.get(name, [])
+            got = self.s.lpop(name) if left else self.s.rpop(name)
+            assert got == ((lst.pop(0) if left else lst.pop()) if lst else None)
+            if not lst:
+                self.model.pop(name, None)
+
+    @rule(name=names, member=vals)
+    def sadd(self, name, member):
+        if self._kind(name, set):
+            self.s.sadd(name, member)
+            self.model.setdefault(name, set()).add(member)
+
+    @rule(name=names, member=vals, score=st.floats(allow_nan=False, min_value=-1e6, max_value=1e6))
+    def zadd(self, name, member, score):
+        if self._kind(name, tuple):
+            z = dict(self.model.get(name, ()))
+            z[member] = score
+            self.s.zadd(name, {member: score})
+            self.model[name] = tuple(z.items())
+
+    @rule(name=names)
+    def delete(self, name):
+        assert self.s.delete(name) == int(name in self.model)
+        self.model.pop(name, None)
+
+    @invariant()
+    def matches(self):
+        s = self.s
+        for name in (b"a", b"b", b"c"):
+            value = self.model.get(name)
+            if value is None:
+                assert s.type(name) == "none"
+            elif isinstance(value, bytes):
+                assert s.get(name) == value
+            elif isinstance(value, dict):
+                assert s.hgetall(name) == value and s.hlen(name) == len(value)
+            elif isinstance(value, list):
+                assert s.lrange(name, 0, -1) == value and s.llen(name) == len(value)
+            elif isinstance(value, set):
+                assert s.smembers(name) == value and s.scard(name) == len(value)
+            else:
+                expected = sorted(((sc, m) for m, sc in value), key=lambda t: (t[0], t[1]))
+                got = s.zrange(name, 0, -1, withscores=True)
+                assert [(sc, m) for m, sc in got] == [(0.0 if sc == 0 else sc, m) for sc, m in expected]
+        assert sorted(s.keys()) == sorted(self.model)
+
+    def teardown(self):
+        import shutil
+
+        self.s.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TestStructuresModel = StructuresModel.TestCase
+TestStructuresModel.settings = settings(
+    max_examples=25, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck)
+)
+
+
+# ------------------------------------------------------ several processes
+
+
+def test_many_processes_update_the_same_structures(store_path):
+    Structures(store_path).close()
+    code = """
+        import sys
+        from kv_backend.structures import Structures
+        path, me = sys.argv[1], sys.argv[2]
+        with Structures(path) as s:
+            for i in range(60):
+                s.hincrby("h", "count", 1)
+                s.rpush("l", f"{me}:{i}")
+                s.sadd("s", f"{me}:{i % 10}")
+                s.zincrby("z", 1, "shared")
+                s.incr("n")
+    """
+    procs = [spawn_python(code, store_path, str(p)) for p in range(4)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+    with Structures(store_path) as s:
+        assert s.hget("h", "count") == b"240"
+        items = s.lrange("l", 0, -1)
+        assert len(items) == 240 == s.llen("l")
+        for p in range(4):  # each process's pushes appear in its own order
+            mine = [x for x in items if x.startswith(f"{p}:".encode())]
+            assert mine == [f"{p}:{i}".encode() for i in range(60)]
+        assert s.scard("s") == 40
+        assert s.zscore("z", "shared") == 240.0 and s.get("n") == b"240"
+
+
+def test_sigkill_mid_operation_never_leaves_half_a_structure(store_path):
+    Structures(store_path).close()
+    code = """
+        import sys
+        from kv_backend.structures import Structures
+        with Structures(sys.argv[1]) as s:
+            print("ready", flush=True)
+            i = 0
+            while True:
+                s.hset("h", {f"f{i}": i, f"g{i}": i})
+                s.rpush("l", i, i)
+                s.zadd("z", {f"m{i}": i, f"n{i}": -i})
+                s.sadd("s", i, -i - 1)
+                if i % 7 == 0:
+                    s.hdel("h", f"f{i // 2}")
+                    s.lpop("l")
+                    s.zrem("z", f"m{i // 2}")
+                i += 1
+    """
+    rng = random.Random(7)
+    for _ in range(4):
+        proc = spawn_python(code, store_path, stdout=subprocess.PIPE)
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(rng.uniform(0.05, 0.4))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        proc.stdout.close()
+        check_consistent(store_path)
+
+
+def check_consistent(path: str) -> None:
+    """Every collection's metadata agrees with its member records."""
+    run_python(
+        """
+        import sys
+        from kv_backend.structures import Structures, ZMEM, ZIDX, _lp
+        with Structures(sys.argv[1]) as s:
+            h = s.hgetall("h")
+            assert s.hlen("h") == len(h), (s.hlen("h"), len(h))
+            items = s.lrange("l", 0, -1)
+            assert s.llen("l") == len(items) and all(x is not None for x in items)
+            z = s.zrange("z", 0, -1, withscores=True)
+            members = list(s.db.keys(prefix=ZMEM + _lp(b"z")))
+            index = list(s.db.keys(prefix=ZIDX + _lp(b"z")))
+            assert s.zcard("z") == len(z) == len(members) == len(index)
+            assert s.scard("s") == len(s.smembers("s"))
+            assert s.scard("s") % 2 == 0
+        """,
+        path,
+    )
+
+
+def test_in_process_users_see_each_others_writes(store_path):
+    with Structures(store_path) as a, Structures(store_path) as b:
+        a.hset("h", {"f": 1})
+        assert b.hget("h", "f") == b"1"
+        b.zadd("z", {"m": 1})
+        assert a.zscore("z", "m") == 1.0
+        b.delete("h")
+        assert a.hgetall("h") == {}
+    with DB(store_path) as db:
+        assert db.get(META + b"z") is not None
+
+
+def test_vacuum_in_small_chunks_keeps_live_keys(s):
+    for i in range(30):
+        s.sadd(f"gone{i}", *range(5))
+        s.expire(f"gone{i}", 0.05)
+    s.sadd("kept", *range(7))
+    time.sleep(0.1)
+    assert s.vacuum(chunk=7) == 150
+    assert s.smembers("kept") == {str(i).encode() for i in range(7)}
+    assert s.vacuum() == 0
