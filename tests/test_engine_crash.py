@@ -469,6 +469,7 @@ def test_interrupted_rotation_leaves_no_reserved_zeros_in_closed_files(store_pat
     "the file in between (rotation cuts the reserved zeros of the file it closes), mmap raises "
     "ValueError('mmap length is greater than file size') out of the reader's get()",
 )
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd (Linux)")
 def test_reader_survives_a_file_shrinking_while_it_maps_it(store_path, monkeypatch):
     import kv_backend.files as files_module
 
