@@ -10,6 +10,7 @@ See docs/protocol.md for the full protocol and its crash-safety argument.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -274,6 +275,7 @@ class DB(MutableMapping[bytes, bytes]):
         self._sizes: dict[FileId, int] = {}
         self._corrupt: list[tuple[str, int]] = []
         self._active: DataFile | None = None
+        self._active_idx = 0
         self._alloc = 0
         self._merge_thread: threading.Thread | None = None
         self._merge_lock: MergeLock | None = None
@@ -448,6 +450,7 @@ class DB(MutableMapping[bytes, bytes]):
             self._gen = gen
             self._tail = (active_fid, file_sizes.get(active_fid, rec.FILE_HEADER_SIZE))
             self._active = files[-1] if (files and writable and files[-1].fid == active_fid) else None
+            self._active_idx = len(files) - 1
             self._alloc = sizes.get(active_fid, 0)
             self._seen = tail
 
@@ -511,6 +514,7 @@ class DB(MutableMapping[bytes, bytes]):
                     idx = self._fidx[cur] = len(files) - 1
                     if writable and cur == fid:
                         self._active = f
+                        self._active_idx = idx
                         self._alloc = f.size()
                 f = files[idx]
                 stop = end if cur == fid else f.size()
@@ -792,8 +796,8 @@ class DB(MutableMapping[bytes, bytes]):
 
         ``entries`` are ``(type, key, offset within data, size, expiry)``. The
         intent word announces the new tail before the write, so that the next
-        writer can tell a writer died half-way; on an OS error the file is cut
-        back and nothing is published.
+        writer can tell a writer died half-way; on an OS error nothing is
+        published (see :meth:`_append_at`).
         """
         (major, _), end = self._tail
         n = len(data)
@@ -801,48 +805,74 @@ class DB(MutableMapping[bytes, bytes]):
             self._rotate()
             (major, _), end = self._tail
         new_end = end + n
-        active = self._active
-        assert active is not None
         if new_end > self._alloc:
             self._extend(new_end)
         tail = (major << 40) | new_end
-        self._intentw.value = tail
-        try:
-            written = _pwrite(active.fd, data, end)
-            if written != n:
-                write_all(active.fd, memoryview(data)[written:], end + written)
-        except OSError as exc:
-            self._intentw.value = self._seen
-            raise storage_error(exc, f"cannot append to {active.path}") from exc
+        self._append_at(data, end, tail)
         self._rlock.acquire()
         try:
             self._tailw.value = tail
             self._seen = tail
             self._tail = ((major, 0), new_end)
-            idx = self._fidx[(major, 0)]
-            maps = self._view[1]
-            if len(maps[idx]) < new_end:
-                maps[idx] = active.remap()
-            first = entries[0] if len(entries) == 1 else None
-            if first is not None and first[3] == n and first[0] == _PUT and not first[4]:
-                # The common case inlined: the data is exactly one put without expiry.
-                key = first[1]
-                ix = self._ix
-                kd = ix.kd
-                old = kd.get(key)
-                kd[key] = (idx << 72) | (end << 32) | n
-                if old is None:
-                    ix.live += n
-                    if ix.sorted is not None:
-                        ix.sorted.add(key)
-                else:
-                    ix.live += n - (old & _M32)
-                    if ix.exp:
-                        ix.exp.pop(key, None)
-            else:
-                self._ix.apply(idx, end, entries)
+            self._ix.apply(self._active_idx, end, entries)
         finally:
             self._rlock.release()
+
+    def _write_put(self, data: bytes, key: bytes) -> None:
+        """The hot path of :meth:`_write`: one put without expiry that fits (write lock held)."""
+        (major, _), end = self._tail
+        n = len(data)
+        new_end = end + n
+        if new_end > self._alloc or new_end > self.max_file_size:
+            self._write(data, [(_PUT, key, 0, n, 0.0)])
+            return
+        tail = (major << 40) | new_end
+        # _append_at inlined: this is the hottest write path.
+        active = self._active
+        self._intentw.value = tail
+        try:
+            if _pwrite(active.fd, data, end) != n:  # type: ignore[union-attr]
+                raise OSError(errno.EIO, "short write")
+        except OSError:
+            self._intentw.value = self._seen
+            self._append_at(data, end, tail)  # retries, or raises the project's StorageError
+        rlock = self._rlock
+        rlock.acquire()
+        try:
+            self._tailw.value = tail
+            self._seen = tail
+            self._tail = ((major, 0), new_end)
+            ix = self._ix
+            kd = ix.kd
+            old = kd.get(key)
+            kd[key] = (self._active_idx << 72) | (end << 32) | n
+            if old is None:
+                ix.live += n
+                if ix.sorted is not None:
+                    ix.sorted.add(key)
+            else:
+                ix.live += n - (old & _M32)
+                if ix.exp:
+                    ix.exp.pop(key, None)
+        finally:
+            rlock.release()
+
+    def _append_at(self, data: bytes, end: int, tail: int) -> None:
+        """Announce ``tail`` as the intent, then write ``data`` at ``end`` of the active file.
+
+        On an OS error the intent is withdrawn and nothing is published; the
+        bytes written past the published end are overwritten by the next write.
+        """
+        active = self._active
+        assert active is not None
+        self._intentw.value = tail
+        try:
+            written = _pwrite(active.fd, data, end)
+            if written != len(data):
+                write_all(active.fd, memoryview(data)[written:], end + written)
+        except OSError as exc:
+            self._intentw.value = self._seen
+            raise storage_error(exc, f"cannot append to {active.path}") from exc
 
     def _extend(self, new_end: int) -> None:
         """Grow the active file ahead of the tail so mappings need remapping rarely."""
@@ -854,6 +884,10 @@ class DB(MutableMapping[bytes, bytes]):
                 os.ftruncate(active.fd, target)
         except OSError as exc:
             raise storage_error(exc, f"cannot grow {active.path}") from exc
+        # Map the grown file now, so that writes up to the new size never need to.
+        mm = active.remap()
+        with self._rlock:
+            self._view[1][self._active_idx] = mm
         self._alloc = target
 
     def _put_locked(self, key: bytes, value: bytes, expiry: float) -> None:
@@ -885,6 +919,7 @@ class DB(MutableMapping[bytes, bytes]):
             self._fidx[fid] = len(self._files) - 1
             self._sizes[(major, 0)] = end
             self._active = f
+            self._active_idx = len(self._files) - 1
             self._alloc = f.size()
             self._tail = (fid, rec.FILE_HEADER_SIZE)
             self._intentw.value = tail
@@ -958,7 +993,10 @@ class DB(MutableMapping[bytes, bytes]):
         try:
             if self._tailw.value != self._seen or self._intentw.value != self._seen:
                 self._writer_catch_up()
-            self._write(data, [(_PUT, key, 0, len(data), expiry)])
+            if expiry:
+                self._write(data, [(_PUT, key, 0, len(data), expiry)])
+            else:
+                self._write_put(data, key)
         finally:
             lock.release()
         if self._sync_interval is not None:
