@@ -45,8 +45,13 @@ class WriteLock:
             if self._create:
                 raise
             # A read-only open of a store without a LOCK file (copied by hand):
-            # nobody can be writing it through this protocol, so no file lock is needed.
-            return -1
+            # create it if the directory allows, so that writers opening later
+            # and this reader agree on one lock; if it does not, nobody can
+            # write here and no file lock is needed.
+            try:
+                return os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError:
+                return -1
         except OSError as exc:
             raise storage_error(exc, f"cannot open lock file {self.path}") from exc
 
