@@ -62,12 +62,21 @@ def check(path: str) -> CheckReport:
         while pos < len(buf):
             res = rec.scan(buf, pos, len(buf), trust_lengths=True)
             report.records += len(res.entries)
+            tail = i == len(fids) - 1
             for off in res.corrupt:
-                report.problems.append(Problem(fpath, off, "checksum mismatch"))
+                if tail and _only_zeros_after(buf, off):
+                    # The newest file's last record, half-written, with the zeros
+                    # reserved past it still in place: a write that never completed.
+                    report.records -= 1
+                    report.notes.append(
+                        f"{fpath} @ {off}: unfinished last record (an interrupted write; "
+                        "never returned, cut off on next open)"
+                    )
+                else:
+                    report.problems.append(Problem(fpath, off, "checksum mismatch"))
             if res.stop_reason is None:
                 break
             stop_at = res.end
-            tail = i == len(fids) - 1
             if tail and res.stop_reason == rec.PREALLOCATED and not buf[stop_at:].strip(b"\0"):
                 break  # zeros reserved ahead of the tail by a writer: not data
             what = f"{res.stop_reason}; {len(buf) - stop_at} bytes after it cannot be read"
@@ -82,3 +91,9 @@ def check(path: str) -> CheckReport:
         if os.path.exists(hpath) and read_hints(hpath, len(buf)) is None:
             report.notes.append(f"{hpath}: damaged or stale hint file (ignored; the data file is replayed)")
     return report
+
+
+def _only_zeros_after(buf: bytes, offset: int) -> bool:
+    """True if the record at ``offset`` is followed by nothing but zeros (or the end)."""
+    _, _, _, klen, vlen, _ = rec.HEADER.unpack_from(buf, offset)
+    return not buf[offset + rec.HEADER_SIZE + klen + vlen :].strip(b"\0")

@@ -11,6 +11,7 @@ See docs/protocol.md for the full protocol and its crash-safety argument.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import threading
 import time
@@ -129,6 +130,8 @@ def _expiry(ttl: float | None) -> float:
         return 0.0
     if not isinstance(ttl, (int, float)) or isinstance(ttl, bool):
         raise TypeError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
+    if not math.isfinite(ttl):
+        raise ConfigurationError(f"ttl must be a finite number of seconds (or None for never), not {ttl!r}")
     return _time() + ttl
 
 
@@ -314,7 +317,21 @@ class DB(MutableMapping[bytes, bytes]):
     def _open_state(self) -> None:
         path = os.path.join(self.path, STATE_FILE)
         if self.read_only and not os.path.exists(path):
-            return  # no writer has opened this store yet: serve a static snapshot
+            # No writer has opened this store yet. Create the (empty, uninitialised)
+            # page if the directory allows, so that a writer opening later publishes
+            # through it and this reader sees its writes; otherwise nobody can write
+            # here, and a static snapshot is exact.
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                pass
+            except OSError:
+                return
+            else:
+                try:
+                    os.ftruncate(fd, 4096)
+                finally:
+                    os.close(fd)
         try:
             st = SharedState(path, writable=not self.read_only)
         except ValueError:
@@ -362,11 +379,17 @@ class DB(MutableMapping[bytes, bytes]):
             tail = st.tail.value
             major, end = unpack_tail(tail)
             if major == active[0]:
-                if st.intent.value == tail and os.path.getsize(path) >= end:
+                if st.intent.value == tail and _clean_after(path, end):
                     return  # the common case: nothing to recover
                 start, gen = end, st.generation.value
             else:
                 gen = max(gen, st.generation.value + 1)
+                if (major, 0) in fids and major < active[0]:
+                    # A rotation died between creating the next file and publishing it:
+                    # finish closing the previous file (cut its reserved zeros).
+                    self._close_exactly(os.path.join(self.path, data_name((major, 0))), end)
+        elif len(fids) > 1 and fids[-2][1] == 0:
+            self._close_exactly(os.path.join(self.path, data_name(fids[-2])), rec.FILE_HEADER_SIZE)
         try:
             fd = os.open(path, os.O_RDWR)
         except OSError as exc:
@@ -389,6 +412,24 @@ class DB(MutableMapping[bytes, bytes]):
         finally:
             os.close(fd)
         st.initialize(gen, active[0], end)
+
+    def _close_exactly(self, path: str, start: int) -> None:
+        """Cut the reserved zeros off a file that should have been closed by a rotation."""
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot open {path} for recovery") from exc
+        try:
+            size = os.fstat(fd).st_size
+            end = _valid_end(fd, min(max(start, rec.FILE_HEADER_SIZE), size), size)
+            # Only reserved zeros are cut: anything else after the last good record
+            # is damage that `kvb check` must report, never data to throw away.
+            if end < size and not _pread(fd, size - end, end).strip(b"\0"):
+                os.ftruncate(fd, end)
+                if self._sync_interval is not None:
+                    fsync_file(fd)
+        finally:
+            os.close(fd)
 
     def _full_reload(self) -> None:
         """Rebuild the key directory from the data files (open, and after a merge).
@@ -547,7 +588,7 @@ class DB(MutableMapping[bytes, bytes]):
         off = (loc >> 32) & _M40
         data = maps[loc >> 72][off : off + (loc & _M32)]
         crc, _, _, klen, _, expiry = _unpack_header(data)
-        if _crc32(data[4:]) != crc:
+        if _crc32(data[4:]) != crc or klen != len(key) or not data.startswith(key, _HEADER_SIZE):
             self._raise_corrupt(loc)
         if expiry and expiry <= _time():
             return default
@@ -571,7 +612,7 @@ class DB(MutableMapping[bytes, bytes]):
         off = (loc >> 32) & _M40
         data = maps[loc >> 72][off : off + (loc & _M32)]
         crc, _, _, klen, _, expiry = _unpack_header(data)
-        if _crc32(data[4:]) != crc:
+        if _crc32(data[4:]) != crc or klen != len(key) or not data.startswith(key, _HEADER_SIZE):
             self._raise_corrupt(loc)
         if expiry and expiry <= _time():
             return None
@@ -583,7 +624,7 @@ class DB(MutableMapping[bytes, bytes]):
         idx = loc >> 72
         path = files[idx].path if idx < len(files) else self.path
         raise CorruptionError(
-            f"record at offset {offset} of {path} failed its checksum; the value is "
+            f"record at offset {offset} of {path} failed its checksum or holds another key; the value is "
             "not returned. Run 'kvb check' on the store and restore the key from a backup.",
             path=path,
             offset=offset,
@@ -1383,6 +1424,24 @@ def _parse_int(key: bytes, raw: bytes) -> int:
     if not body.isdigit() or not body.isascii() or (len(body) > 1 and body[:1] == b"0"):
         raise NotAnIntegerError(f"the value of {key!r} is not an ASCII decimal integer: {raw[:40]!r}")
     return int(raw)
+
+
+def _clean_after(path: str, end: int) -> bool:
+    """True if nothing but reserved zeros (or the end of the file) follows ``end``.
+
+    Anything else past the published end was written by a writer that did not
+    publish it: a dead writer's tail, or, after a power failure, records that
+    were fsynced while the state page was not. Recovery then decides what to keep.
+    """
+    try:
+        with open(path, "rb") as f:
+            f.seek(end)
+            after = f.read(rec.HEADER_SIZE)
+    except OSError:
+        return False
+    if os.path.getsize(path) < end:
+        return False
+    return not after.strip(b"\0")
 
 
 def _valid_end(fd: int, start: int, size: int) -> int:

@@ -89,13 +89,20 @@ class DataFile:
         The previous mapping is not closed here: readers in other threads may
         still hold it, and it is unmapped when the last reference goes.
         """
-        size = os.fstat(self.fd).st_size
-        if size == 0:
-            # An empty file cannot be mapped; an empty bytes object reads the same.
-            self.mm = None
-            return _EMPTY_MAP  # type: ignore[return-value]
-        self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
-        return self.mm
+        for _ in range(100):
+            size = os.fstat(self.fd).st_size
+            if size == 0:
+                # An empty file cannot be mapped; an empty bytes object reads the same.
+                self.mm = None
+                return _EMPTY_MAP  # type: ignore[return-value]
+            try:
+                self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+                return self.mm
+            except ValueError:
+                # Another process cut the file (rotation drops reserved zeros)
+                # between fstat and mmap: look at its size again.
+                continue
+        raise OSError(errno.EAGAIN, f"{self.path} keeps changing size while being mapped")
 
     def size(self) -> int:
         """Return the file's current size in bytes."""

@@ -20,6 +20,12 @@ import threading
 from kv_backend.errors import StorageError
 from kv_backend.files import storage_error
 
+_flock = fcntl.flock
+_LOCK_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
+_yield = getattr(os, "sched_yield", lambda: None)
+#: Non-blocking retries of a contended write lock before sleeping in the kernel.
+SPIN_TRIES = 200
+
 
 class WriteLock:
     """Re-entrant exclusive lock shared by every thread and process of one store."""
@@ -39,21 +45,47 @@ class WriteLock:
             if self._create:
                 raise
             # A read-only open of a store without a LOCK file (copied by hand):
-            # nobody can be writing it through this protocol, so no file lock is needed.
-            return -1
+            # create it if the directory allows, so that writers opening later
+            # and this reader agree on one lock; if it does not, nobody can
+            # write here and no file lock is needed.
+            try:
+                return os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError:
+                return -1
         except OSError as exc:
             raise storage_error(exc, f"cannot open lock file {self.path}") from exc
 
     def acquire(self) -> None:
-        """Take the lock, blocking; nested calls in the owning thread are free."""
+        """Take the lock, blocking; nested calls in the owning thread are free.
+
+        Critical sections last microseconds, while a process that sleeps in
+        ``flock`` takes tens of microseconds to be woken. So a contended
+        acquire first retries without blocking a few times, yielding the CPU
+        in between (which also lets a preempted holder run), and only then
+        sleeps in the kernel.
+        """
         self._tlock.acquire()
         if self._depth == 0 and self._fd >= 0:
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                try:
+                    _flock(self._fd, _LOCK_EX_NB)
+                except BlockingIOError:
+                    self._contended()
             except BaseException:
                 self._tlock.release()
                 raise
         self._depth += 1
+
+    def _contended(self) -> None:
+        fd = self._fd
+        for _ in range(SPIN_TRIES):
+            _yield()
+            try:
+                _flock(fd, _LOCK_EX_NB)
+                return
+            except BlockingIOError:
+                pass
+        _flock(fd, fcntl.LOCK_EX)
 
     def try_acquire(self) -> bool:
         """Take the lock if nobody holds it; return whether it was taken."""
@@ -72,7 +104,7 @@ class WriteLock:
         """Release one level of the lock; the ``flock`` goes with the last one."""
         self._depth -= 1
         if self._depth == 0 and self._fd >= 0:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            _flock(self._fd, fcntl.LOCK_UN)
         self._tlock.release()
 
     @property

@@ -145,7 +145,10 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             committed_end = pos
             continue
         key = bytes(mv[pos + hsize : pos + hsize + klen])  # a copy even from a memoryview
-        item = (rtype, key, pos, size, expiry)
+        # A damaged record is indexed as a put that never expires (its type and
+        # expiry cannot be trusted), so that reading the key raises instead of
+        # silently returning an older value or nothing.
+        item = (rtype, key, pos, size, expiry) if ok else (PUT, key, pos, size, 0.0)
         if flags & FLAG_BATCH:
             if pending is None:
                 pending = []

@@ -220,12 +220,14 @@ def test_auto_merge_runs_in_the_background(store_path, monkeypatch):
         thread = db._merge_thread
         assert thread is not None
         thread.join(30)
+        assert db.stats()["generation"] > generation  # background merges ran (each bumps it)
+        # Files closed while a merge was running wait for the next trigger; pull it once more.
+        db._maybe_auto_merge()
+        if db._merge_thread is not None:
+            db._merge_thread.join(30)
         assert db[b"same-key"] == b"2999" * 10
         stats = db.stats()
-    # Merges ran (each one bumps the generation) and reclaimed a good share of what was
-    # written (how much depends on when the last background merge ran).
-    assert stats["generation"] > generation
-    assert stats["total_bytes"] < written * 0.75
+    assert stats["total_bytes"] < written / 4
     assert len(list_data_files(store_path)) < written // 8192
 
 
