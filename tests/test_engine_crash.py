@@ -13,7 +13,7 @@ import time
 import pytest
 from helpers import spawn_python
 
-from kv_backend import DB, record
+from kv_backend import DB
 from kv_backend.check import check
 from kv_backend.files import data_name, list_data_files
 
@@ -28,7 +28,7 @@ def make_value(key: bytes, size: int) -> bytes:
 
 CRASH_CHILD = """
 import random, sys
-from kv_backend import DB, record
+from kv_backend import DB
 
 def make_value(key, size):
     unit = key + b"."
@@ -160,7 +160,6 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(store_path):
     recoverer = DB(store_path, max_file_size=MAX_FILE)  # a writer open across every crash
     long_lived = DB(store_path, read_only=True)  # and a reader
     problems: list[str] = []
-    known_races: list[ValueError] = []
     try:
         for rnd_no in range(10):
             runs = [2 * rnd_no, 2 * rnd_no + 1]
@@ -174,13 +173,6 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(store_path):
                             for key, value in long_lived.items(prefix=b"p:%d:" % run):
                                 if value != make_value(key, int(key.split(b":")[3])):
                                     problems.append(f"reader saw a damaged value for {key!r}")
-                    except ValueError as exc:
-                        if "mmap length" not in str(exc):
-                            problems.append(f"reader failed: {exc!r}")
-                            return
-                        # A known engine race with its own test
-                        # (test_reader_survives_a_file_shrinking_while_it_maps_it): counted, not hidden.
-                        known_races.append(exc)
                     except Exception as exc:
                         problems.append(f"reader failed: {exc!r}")
                         return
@@ -226,10 +218,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(store_path):
         assert checked > 20, "the children were killed before they acknowledged anything"
         assert len(list_data_files(store_path)) > 1
         report = check(store_path)
-        # Reserved zeros left in a closed file by an interrupted rotation are a known engine bug with
-        # its own test (test_interrupted_rotation_leaves_no_reserved_zeros_in_closed_files).
-        damage = [p for p in report.problems if not p.what.startswith(record.PREALLOCATED)]
-        assert damage == [], damage
+        assert report.ok, report.problems
         assert report.notes == []
         acks.verify(long_lived, acks.runs)
         assert long_lived[b"final"] == b"ok"
@@ -245,7 +234,7 @@ def test_killed_lock_holder_releases_the_lock(store_path):
     writer = spawn_python(
         """
 import sys
-from kv_backend import DB, record
+from kv_backend import DB
 with DB(sys.argv[1]) as db:
     print("opened", flush=True)
     sys.stdin.readline()
@@ -265,7 +254,7 @@ with DB(sys.argv[1]) as db:
         holder = spawn_python(
             """
 import sys, time
-from kv_backend import DB, record
+from kv_backend import DB
 db = DB(sys.argv[1])
 with db.locked():
     with db.batch() as b:
@@ -426,12 +415,6 @@ def test_writer_killed_at_each_step_of_a_write(store_path, mode):
         assert len(db) == 20 + 3 + (len(doomed) if agreed == "present" else 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: when a writer died between creating the next data file and publishing it, the "
-    "next opener adopts that file (DB._recover_tail_locked) without cutting the zeros reserved past the "
-    "old file's tail; the old file is closed with them and `kvb check` reports it damaged",
-)
 def test_interrupted_rotation_leaves_no_reserved_zeros_in_closed_files(store_path):
     survivor = DB(store_path, max_file_size=4096)  # a writer open since the store was new
     p = spawn_python(
@@ -463,12 +446,6 @@ def test_interrupted_rotation_leaves_no_reserved_zeros_in_closed_files(store_pat
     assert report.ok, report.problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: DataFile.remap maps os.fstat(fd).st_size bytes; when another process truncates "
-    "the file in between (rotation cuts the reserved zeros of the file it closes), mmap raises "
-    "ValueError('mmap length is greater than file size') out of the reader's get()",
-)
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd (Linux)")
 def test_reader_survives_a_file_shrinking_while_it_maps_it(store_path, monkeypatch):
     import kv_backend.files as files_module

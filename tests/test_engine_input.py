@@ -438,11 +438,6 @@ def test_disk_full_while_starting_a_new_file(store_path, monkeypatch):
     assert check(store_path).ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a NaN ttl is accepted (kv_backend.db._expiry checks the type only); the key "
-    "then never expires and ttl() returns nan",
-)
 def test_nan_ttl_is_rejected(db):
     with pytest.raises(ValueError):
         db.put(b"k", b"v", ttl=float("nan"))
