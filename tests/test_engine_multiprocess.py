@@ -460,6 +460,7 @@ def test_threads_and_processes_together(store_path):
 def test_threads_writing_and_iterating_one_instance(store_path):
     with DB(store_path) as db:
         errors: list[BaseException] = []
+        scans: list[int] = []
         stop = threading.Event()
 
         def writer(t: int) -> None:
@@ -476,6 +477,8 @@ def test_threads_writing_and_iterating_one_instance(store_path):
                 while not stop.is_set():
                     keys = list(db.keys())
                     assert keys == sorted(set(keys))
+                    scans.append(len(keys))
+                    time.sleep(0.0005)  # a busy loop would starve the writers of the GIL
             except BaseException as exc:
                 errors.append(exc)
 
@@ -489,6 +492,7 @@ def test_threads_writing_and_iterating_one_instance(store_path):
         stop.set()
         it.join(60)
         assert not errors, errors
+        assert scans, "the iterating thread never ran"
         assert len(db) == 3 * 200
     with DB(store_path) as db:
         assert len(db) == 3 * 200
