@@ -752,7 +752,10 @@ def bench_multi(
         for k in keys:
             put(k, value)
         store.close(h)
-        ctx = multiprocessing.get_context("fork")
+        # forkserver: workers start from a clean interpreter, not from a copy of this
+        # process (whose other state, e.g. open broker connections in a test run,
+        # has after-fork hooks of its own).
+        ctx = multiprocessing.get_context("forkserver")
         barrier = ctx.Barrier(procs + 1)
         workers = []
         for i in range(procs):

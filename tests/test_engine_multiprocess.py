@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import subprocess
 import threading
@@ -11,7 +10,7 @@ import time
 import traceback
 
 import pytest
-from helpers import spawn_python
+from helpers import run_python, spawn_python
 
 from kv_backend import DB
 
@@ -313,27 +312,32 @@ def test_fork_child_keeps_working(store_path):
         assert again[b"n"] == b"600" and again[b"after"] == b"1"
 
 
-_POOL_DB: DB | None = None
+_PREFORK_POOL = """
+import multiprocessing, sys
+from kv_backend import DB
 
+db = DB(sys.argv[1])
 
-def _pool_incr(n: int) -> list[int]:
-    assert _POOL_DB is not None
-    return [_POOL_DB.incr(b"pool") for _ in range(n)]
+def incr(n):
+    return [db.incr(b"pool") for _ in range(n)]
+
+with multiprocessing.get_context("fork").Pool(3) as pool:
+    results = pool.map(incr, [100] * 6)
+assert db[b"pool"] == b"600", db[b"pool"]
+assert sorted(v for r in results for v in r) == list(range(1, 601))
+print("ok")
+"""
 
 
 def test_prefork_pool_uses_a_db_opened_in_the_parent(store_path):
-    """Like Celery's prefork pool: workers forked after the DB was opened use the inherited object."""
-    global _POOL_DB
-    _POOL_DB = DB(store_path)
-    try:
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(3) as pool:
-            results = pool.map(_pool_incr, [100] * 6)
-        assert _POOL_DB[b"pool"] == b"600"
-        assert sorted(v for r in results for v in r) == list(range(1, 601))
-    finally:
-        _POOL_DB.close()
-        _POOL_DB = None
+    """Like Celery's prefork pool: workers forked after the DB was opened use the inherited object.
+
+    Runs in a fresh interpreter: a pool forked from the test process would also
+    run the after-fork hooks of whatever else that process holds (other tests'
+    broker connections, for one).
+    """
+    proc = run_python(_PREFORK_POOL, store_path)
+    assert proc.stdout.strip() == "ok"
 
 
 def test_forked_child_does_not_share_the_parents_lock(store_path):

@@ -225,7 +225,9 @@ def test_store_can_be_sent_to_worker_processes(tmp_path):
         copy = pickle.loads(pickle.dumps(s))
         assert copy.path == s.path and copy.serializer.name == "json" and copy.db.sync_mode == 0.5
         copy.close()
-        with multiprocessing.get_context("fork").Pool(2) as pool:
+        # spawn, not fork: a pool forked from the test process would also run the
+        # after-fork hooks of whatever else it holds (other tests' broker connections).
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
             results = pool.map(_pool_worker, [(s, i) for i in range(8)])
         assert sorted(results) == list(range(1, 9))
         assert s.get_many([f"pool-{i}" for i in range(8)]) == {f"pool-{i}": i * i for i in range(8)}
