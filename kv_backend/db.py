@@ -731,7 +731,7 @@ class DB(MutableMapping[bytes, bytes]):
         if type(prefix) is not bytes:
             prefix = bytes(_check_key(prefix)) if prefix else b""
         if start is not None:
-            start = _check_key(start)
+            start = _check_key(start) if start else b""
         last: bytes | None = None
         while True:
             chunk = self._key_chunk(prefix, start, reverse, last)
@@ -1421,7 +1421,7 @@ class DB(MutableMapping[bytes, bytes]):
 def _parse_int(key: bytes, raw: bytes) -> int:
     """Parse an ASCII decimal integer value the way Redis's INCR does."""
     body = raw[1:] if raw[:1] == b"-" else raw
-    if not body.isdigit() or not body.isascii() or (len(body) > 1 and body[:1] == b"0"):
+    if not body.isdigit() or not body.isascii() or (len(body) > 1 and body[:1] == b"0") or raw == b"-0":
         raise NotAnIntegerError(f"the value of {key!r} is not an ASCII decimal integer: {raw[:40]!r}")
     return int(raw)
 
