@@ -815,12 +815,24 @@ class DB(MutableMapping[bytes, bytes]):
         applied at once (wrap them in :meth:`batch` to make them all-or-nothing).
         """
         self._check_writable()
+        self._pre_catch_up()
         self._lock.acquire()
         try:
             self._writer_catch_up()
             yield self
         finally:
             self._lock.release()
+
+    def _pre_catch_up(self) -> None:
+        """Replay other processes' writes *before* taking the write lock.
+
+        With several writers, each process must index what the others wrote.
+        Doing most of that outside the lock keeps the time the lock is held,
+        and so the wait of every other writer, short; the catch-up under the
+        lock then only has the last few records left.
+        """
+        if self._tailw.value != self._seen:
+            self._refresh()
 
     def _writer_catch_up(self) -> None:
         """Bring the view up to date and recover a dead writer's tail (write lock held)."""
@@ -1029,6 +1041,8 @@ class DB(MutableMapping[bytes, bytes]):
         data = _encode(_PUT, key, value, expiry)
         if self.read_only or self._closed:
             self._check_writable()
+        if self._tailw.value != self._seen:
+            self._refresh()  # replay others' writes before taking the lock, not while holding it
         lock = self._lock
         lock.acquire()
         try:
@@ -1049,6 +1063,7 @@ class DB(MutableMapping[bytes, bytes]):
         """Remove ``key``; return True if it existed (and had not expired)."""
         key = _check_key(key)
         self._check_writable()
+        self._pre_catch_up()
         with self._lock:
             self._writer_catch_up()
             existed = key in self
@@ -1069,6 +1084,7 @@ class DB(MutableMapping[bytes, bytes]):
         key = _check_key(key)
         value = _check_value(value)
         self._check_writable()
+        self._pre_catch_up()
         with self._lock:
             self._writer_catch_up()
             if key in self:
@@ -1087,6 +1103,7 @@ class DB(MutableMapping[bytes, bytes]):
             raise TypeError(f"delta must be an int, not {type(delta).__name__}")
         key = _check_key(key)
         self._check_writable()
+        self._pre_catch_up()
         with self._lock:
             self._writer_catch_up()
             found = self._get_record(key)
@@ -1109,6 +1126,7 @@ class DB(MutableMapping[bytes, bytes]):
         """
         key = _check_key(key)
         self._check_writable()
+        self._pre_catch_up()
         with self._lock:
             self._writer_catch_up()
             found = self._get_record(key)
@@ -1131,6 +1149,7 @@ class DB(MutableMapping[bytes, bytes]):
         key = _check_key(key)
         expiry = _expiry(ttl)
         self._check_writable()
+        self._pre_catch_up()
         with self._lock:
             self._writer_catch_up()
             found = self._get_record(key)
@@ -1155,6 +1174,7 @@ class DB(MutableMapping[bytes, bytes]):
         """Remove ``key`` and return its value (or ``default``), atomically."""
         key = _check_key(key)
         self._check_writable()
+        self._pre_catch_up()
         with self._lock:
             self._writer_catch_up()
             value = self.get(key, _MISSING)
@@ -1192,6 +1212,7 @@ class DB(MutableMapping[bytes, bytes]):
         parts.append(rec.encode_commit(len(ops)))
         data = b"".join(parts)
         self._check_writable()
+        self._pre_catch_up()
         with self._lock:
             self._writer_catch_up()
             self._write(data, index)
@@ -1200,6 +1221,7 @@ class DB(MutableMapping[bytes, bytes]):
     def clear(self) -> None:
         """Remove every key, atomically (one batch of deletes)."""
         self._check_writable()
+        self._pre_catch_up()
         with self._lock:
             self._writer_catch_up()
             keys = list(self._view[0])
