@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 HEADER = struct.Struct("<IBBIId")
 HEADER_SIZE = HEADER.size  # 22
@@ -61,20 +61,7 @@ def encode_commit(count: int) -> bytes:
     return encode(COMMIT, b"", COUNT.pack(count))
 
 
-@dataclass
-class Entry:
-    """One replayed record: where it lives and what it says."""
-
-    rtype: int
-    key: bytes
-    offset: int
-    size: int
-    expiry: float
-    crc_ok: bool
-
-
-@dataclass
-class ScanResult:
+class ScanResult(NamedTuple):
     """What :func:`scan` found in a region of a data file."""
 
     entries: list[tuple[int, bytes, int, int, float]]

@@ -76,6 +76,7 @@ class SharedState:
     def __init__(self, path: str, *, writable: bool) -> None:
         self.path = path
         self.writable = writable
+        self._initialized = False
         cloexec = getattr(os, "O_CLOEXEC", 0)
         try:
             if writable:
@@ -114,8 +115,11 @@ class SharedState:
 
     @property
     def initialized(self) -> bool:
-        """True once a writer has written the magic and version."""
-        return self._mm[:8] == MAGIC and int.from_bytes(self._mm[8:12], "little") == VERSION
+        """True once a writer has written the magic and version (which then never change)."""
+        if self._initialized:
+            return True
+        self._initialized = self._mm[:8] == MAGIC and int.from_bytes(self._mm[8:12], "little") == VERSION
+        return self._initialized
 
     def initialize(self, gen: int, major: int, end: int) -> None:
         """Write magic and all fields into a fresh or damaged page (caller holds the lock)."""
