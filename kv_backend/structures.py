@@ -874,21 +874,24 @@ class Structures:
     def hdel(self, name: Name, *fields: Name) -> int:
         """Delete hash fields; return how many existed."""
         name = _b(name)
+        return self._remove_members(name, T_HASH, HASH + _lp(name), fields)
+
+    def _remove_members(self, name: bytes, type_: int, pfx: bytes, members: tuple[Name | Value, ...]) -> int:
+        """Delete member records of a hash or set and fix its count, atomically; return how many existed."""
         db = self.db
-        pfx = HASH + _lp(name)
         with db.locked():
-            found = self._meta(name, T_HASH)
+            found = self._meta(name, type_)
             if found is None:
                 return 0
             count, version = self._count(found[0])
             removed = 0
             with db.batch() as b:
-                for field in {_b(f) for f in fields}:
-                    if pfx + field in db:
-                        b.delete(pfx + field)
+                for member in {_b(m) for m in members}:
+                    if pfx + member in db:
+                        b.delete(pfx + member)
                         removed += 1
                 if removed:
-                    self._put_count(b, name, T_HASH, count - removed, version, found[1])
+                    self._put_count(b, name, type_, count - removed, version, found[1])
             return removed
 
     def hincrby(self, name: Name, field: Name, amount: int = 1) -> int:
@@ -1208,22 +1211,7 @@ class Structures:
     def srem(self, name: Name, *members: Value) -> int:
         """Remove members from a set; return how many were there."""
         name = _b(name)
-        db = self.db
-        pfx = SET + _lp(name)
-        with db.locked():
-            found = self._meta(name, T_SET)
-            if found is None:
-                return 0
-            count, version = self._count(found[0])
-            removed = 0
-            with db.batch() as b:
-                for m in {_b(x) for x in members}:
-                    if pfx + m in db:
-                        b.delete(pfx + m)
-                        removed += 1
-                if removed:
-                    self._put_count(b, name, T_SET, count - removed, version, found[1])
-            return removed
+        return self._remove_members(name, T_SET, SET + _lp(name), members)
 
     def smembers(self, name: Name) -> set[bytes]:
         """All members of a set."""
