@@ -729,7 +729,7 @@ class DB(MutableMapping[bytes, bytes]):
 
         ``start`` is the first key to consider (inclusive); with ``reverse`` it is
         the last. The first ordered scan builds a sorted index that is kept up to
-        date from then on (about 9 bytes per key). Changes made while iterating
+        date from then on (one more reference per key). Changes made while iterating
         are seen or not, but never break the iteration.
         """
         if type(prefix) is not bytes:
