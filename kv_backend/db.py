@@ -72,7 +72,6 @@ _time = time.time
 _M32 = (1 << 32) - 1
 _M40 = (1 << 40) - 1
 _FIRST_FILE: FileId = (1, 0)
-_CHUNK = 8 << 20
 _MISSING: Any = object()
 
 DEFAULT_MAX_FILE_SIZE = 128 << 20
@@ -1473,18 +1472,8 @@ def _clean_after(path: str, end: int) -> bool:
 def _valid_end(fd: int, start: int, size: int) -> int:
     """Return the end of the last complete record (or batch) at or after ``start``."""
     pos = start
-    chunk = _CHUNK
-    while pos < size:
-        n = min(chunk, size - pos)
-        buf = _pread(fd, n, pos)
-        res = rec.scan(buf, 0, len(buf))
-        pos += res.end
-        if res.stop_reason is None:
-            continue
-        if n == size - (pos - res.end):
-            break  # the scan saw everything up to the file's end
-        if res.end == 0:
-            chunk *= 2  # one record (or batch) is bigger than the chunk
+    for base, res in rec.scan_file(fd, start, size):
+        pos = base + res.end
     return pos
 
 
@@ -1496,24 +1485,11 @@ def _replay(ix: KeyDir, f: DataFile, idx: int, start: int, end: int, corrupt: li
     (reading them raises CorruptionError) and listed in ``corrupt``.
     """
     pos = start
-    chunk = _CHUNK
-    while pos < end:
-        n = min(chunk, end - pos)
-        buf = _pread(f.fd, n, pos)
-        got = len(buf)
-        res = rec.scan(buf, 0, got, trust_lengths=True)
-        ix.apply(idx, pos, res.entries)
+    for base, res in rec.scan_file(f.fd, start, end, trust_lengths=True):
+        ix.apply(idx, base, res.entries)
         if res.corrupt:
-            corrupt.extend((f.path, pos + off) for off in res.corrupt)
-        pos += res.end
-        if res.stop_reason is None:
-            if got < n:
-                break  # the file is shorter than the published end
-            continue
-        if got < n or got == end - (pos - res.end):
-            break  # a real stop: the region ends in a torn or damaged record
-        if res.end == 0:
-            chunk *= 2  # one record (or batch) is bigger than the chunk
+            corrupt.extend((f.path, base + off) for off in res.corrupt)
+        pos = base + res.end
     return pos
 
 

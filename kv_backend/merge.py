@@ -162,24 +162,13 @@ def _last_operations(
                 else:
                     last[key] = (i, off, rsize, expiry)
         else:
-            pos = rec.FILE_HEADER_SIZE
-            chunk = 8 << 20
-            while pos < size:
-                n = min(chunk, size - pos)
-                buf = os.pread(fd, n, pos)
-                res = rec.scan(buf, 0, len(buf), trust_lengths=True)
+            for base, res in rec.scan_file(fd, rec.FILE_HEADER_SIZE, size, trust_lengths=True):
                 for rtype, key, off, rsize, expiry in res.entries:
                     records += 1
                     if rtype == rec.PUT and not (expiry and expiry <= now):
-                        last[key] = (i, pos + off, rsize, expiry)
+                        last[key] = (i, base + off, rsize, expiry)
                     else:
                         last.pop(key, None)
-                pos += res.end
-                if res.stop_reason is not None:
-                    if len(buf) == size - (pos - res.end):
-                        break
-                    if res.end == 0:
-                        chunk *= 2
         done += size
         if progress is not None:
             progress(done // 2, total)

@@ -20,8 +20,10 @@ See docs/file-format.md for the full description.
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import NamedTuple
 
 HEADER = struct.Struct("<IBBIId")
@@ -151,3 +153,32 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
     if pending is not None and stop is None:
         stop = "uncommitted batch"
     return ScanResult(entries, committed_end, stop, corrupt)
+
+
+def scan_file(
+    fd: int, start: int, end: int, *, trust_lengths: bool = False, chunk: int = 8 << 20
+) -> Iterator[tuple[int, ScanResult]]:
+    """Scan ``fd`` from ``start`` to ``end`` in big chunks; yield ``(offset of the chunk, result)``.
+
+    Offsets in each result are relative to its chunk. A record (or batch) cut by
+    a chunk boundary is read again at the start of the next chunk, and one
+    bigger than a chunk doubles the chunk size. Iteration ends at ``end``, at
+    the end of the file, or after the chunk whose scan stopped at a torn or
+    damaged record; ``offset + result.end`` of the last item is where it stopped.
+    """
+    pos = start
+    while pos < end:
+        n = min(chunk, end - pos)
+        buf = os.pread(fd, n, pos)
+        got = len(buf)
+        res = scan(buf, 0, got, trust_lengths=trust_lengths)
+        yield pos, res
+        pos += res.end
+        if res.stop_reason is None:
+            if got < n:
+                return  # the file is shorter than ``end``
+            continue
+        if got < n or got == end - (pos - res.end):
+            return  # a real stop: the region ends in a torn or damaged record
+        if res.end == 0:
+            chunk *= 2  # one record (or batch) is bigger than the chunk
