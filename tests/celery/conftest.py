@@ -166,3 +166,15 @@ def celery_env(tmp_path_factory) -> CeleryEnv:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failed worker test, attach the end of the workers' logs to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    env = item.funcargs.get("celery_env") if hasattr(item, "funcargs") else None
+    if report.when == "call" and report.failed and isinstance(env, CeleryEnv):
+        with contextlib.suppress(OSError):
+            tail = env.worker_log().splitlines()[-150:]
+            report.sections.append(("celery worker logs (last 150 lines)", "\n".join(tail)))
