@@ -913,6 +913,45 @@ class DB(MutableMapping[bytes, bytes]):
         finally:
             rlock.release()
 
+    def _append_unindexed(self, data: bytes) -> bool:
+        """Append ``data`` at the published tail without indexing first (write lock held).
+
+        A put reads nothing, so when other processes wrote since this process
+        last looked it does not need their records indexed to append its own:
+        it writes at the published tail and leaves every record, its own
+        included, to the next catch-up, which replays them in log order outside
+        the lock. This keeps the lock held for one ``pwrite`` however busy the
+        other writers are. Returns False (nothing written) when the ordinary
+        path must run: a dead writer's tail to recover, a merge or rotation
+        this process has not seen, or a full file to rotate.
+        """
+        st = self._state
+        active = self._active
+        if st is None or active is None or not st.initialized:
+            return False
+        tail_now = self._tailw.value
+        if self._intentw.value != tail_now or st.generation.value != self._gen:
+            return False
+        major, end = unpack_tail(tail_now)
+        if active.fid[0] != major:
+            return False
+        new_end = end + len(data)
+        if new_end > self.max_file_size:
+            return False
+        if new_end > self._alloc:
+            self._extend(new_end)
+        tail = (major << 40) | new_end
+        self._intentw.value = tail
+        try:
+            written = _pwrite(active.fd, data, end)
+            if written != len(data):
+                write_all(active.fd, memoryview(data)[written:], end + written)
+        except OSError as exc:
+            self._intentw.value = tail_now
+            raise storage_error(exc, f"cannot append to {active.path}") from exc
+        self._tailw.value = tail
+        return True
+
     def _append_at(self, data: bytes, end: int, tail: int) -> None:
         """Announce ``tail`` as the intent, then write ``data`` at ``end`` of the active file.
 
@@ -1049,12 +1088,15 @@ class DB(MutableMapping[bytes, bytes]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._tailw.value != self._seen or self._intentw.value != self._seen:
-                self._writer_catch_up()
-            if expiry:
-                self._write(data, [(_PUT, key, 0, len(data), expiry)])
-            else:
-                self._write_put(data, key)
+            if (self._tailw.value == self._seen and self._intentw.value == self._seen) or not (
+                self._append_unindexed(data)
+            ):
+                if self._tailw.value != self._seen or self._intentw.value != self._seen:
+                    self._writer_catch_up()
+                if expiry:
+                    self._write(data, [(_PUT, key, 0, len(data), expiry)])
+                else:
+                    self._write_put(data, key)
         finally:
             lock.release()
         if self._sync_interval is not None:

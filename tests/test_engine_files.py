@@ -529,3 +529,45 @@ def test_uncommitted_batch_in_the_middle_of_the_log_is_skipped(store_path):
     assert len(list_data_files(store_path)) > 1
     with DB(store_path) as db:
         assert {k: v for k, v in db.items() if not k.startswith(b"fill")} == expected
+
+
+def test_put_behind_other_writers_appends_at_the_tail_and_replays_in_log_order(store_path):
+    """A put does not index other processes' records first; its own is indexed after theirs."""
+    a = DB(store_path, max_file_size=4096)
+    b = DB(store_path, max_file_size=4096)
+    try:
+        a.put(b"k", b"a1")
+        assert b.get(b"k") == b"a1"  # b is caught up
+        a.put(b"k", b"a2")
+        # a writes again after b's catch-up outside the lock, before b takes the lock.
+        acquire = b._lock.acquire
+
+        def acquire_after_a_writes() -> None:
+            a.put(b"other", b"x")
+            acquire()
+
+        b._lock.acquire = acquire_after_a_writes  # type: ignore[method-assign]
+        b.put(b"k", b"b1")
+        b._lock.acquire = acquire  # type: ignore[method-assign]
+        fid, end = published(store_path)
+        assert b._seen != (fid[0] << 40) | end  # appended without replaying a's record under the lock
+        assert scan_file(os.path.join(store_path, data_name(fid)))[-2:][0][1] == b"other"
+        for db in (b, a):
+            assert db.get(b"k") == b"b1" and db.get(b"other") == b"x" and len(db) == 2
+        a.put(b"x", b"y")
+        b.put(b"t", b"v", ttl=100)
+        assert 90 < b.ttl(b"t") <= 100 and 90 < a.ttl(b"t") <= 100
+        # Near a full file the ordinary path runs: it rotates, and both sides follow.
+        for i in range(200):
+            (a if i % 3 else b).put(b"r%d" % (i % 7), b"%d" % i * 10)
+        assert len(list_data_files(store_path)) > 1
+        expected = {b"r%d" % (i % 7): b"%d" % i * 10 for i in range(200)}
+        for db in (a, b):
+            assert {k: db[k] for k in expected} == expected
+        assert a.stats()["live_bytes"] == b.stats()["live_bytes"]
+    finally:
+        a.close()
+        b.close()
+    with DB(store_path, read_only=True) as fresh:
+        assert fresh[b"k"] == b"b1" and fresh[b"r6"] == expected[b"r6"] and len(fresh) == 11
+    assert check(store_path).ok
