@@ -13,11 +13,11 @@ from __future__ import annotations
 import errno
 import math
 import os
+import struct
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
-from contextlib import contextmanager
 from typing import Any, Literal, TypeVar, overload
 
 from kv_backend import record as rec
@@ -60,6 +60,10 @@ __all__ = ["DB", "Batch", "SnapshotFile"]
 
 _HEADER_SIZE = rec.HEADER_SIZE
 _unpack_header = rec.HEADER.unpack_from
+#: (crc, key length, expiry) of a record header: what a read checks.
+_unpack_check = struct.Struct("<I2xI4xd").unpack_from
+#: Where the key starts in a record without its 4-byte CRC field.
+_BODY_KEY = rec.HEADER_SIZE - 4
 _crc32 = rec.crc32
 _pread = os.pread
 _pwrite = os.pwrite
@@ -195,6 +199,38 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self._ops)
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        ops, self._ops = self._ops, []
+        if exc_type is None and ops:
+            self._db._commit_batch(ops)
+
+
+class _Locked:
+    """What :meth:`DB.locked` returns: holds the write lock for the ``with`` block."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: DB) -> None:
+        self._db = db
+
+    def __enter__(self) -> DB:
+        db = self._db
+        db._check_writable()
+        db._pre_catch_up()
+        db._lock.acquire()
+        try:
+            db._writer_catch_up()
+        except BaseException:
+            db._lock.release()
+            raise
+        return db
+
+    def __exit__(self, *exc: object) -> None:
+        self._db._lock.release()
 
 
 class _ClosedWord:
@@ -588,14 +624,16 @@ class DB(MutableMapping[bytes, bytes]):
             if checked is not key:
                 return self.get(checked, default)
             return default
+        # One copy: the record past its CRC field, read straight from the mapping.
         off = (loc >> 32) & _M40
-        data = maps[loc >> 72][off : off + (loc & _M32)]
-        crc, _, _, klen, _, expiry = _unpack_header(data)
-        if _crc32(data[4:]) != crc or klen != len(key) or not data.startswith(key, _HEADER_SIZE):
+        mm = maps[loc >> 72]
+        body = mm[off + 4 : off + (loc & _M32)]
+        crc, klen, expiry = _unpack_check(mm, off)
+        if _crc32(body) != crc or klen != len(key) or not body.startswith(key, _BODY_KEY):
             self._raise_corrupt(loc)
         if expiry and expiry <= _time():
             return default
-        return data[_HEADER_SIZE + klen :]
+        return body[_BODY_KEY + klen :]
 
     def get_with_expiry(self, key: bytes) -> tuple[bytes, float | None] | None:
         """Return ``(value, absolute expiry time or None)`` for a live key, or None if absent."""
@@ -613,13 +651,14 @@ class DB(MutableMapping[bytes, bytes]):
         if loc is None:
             return None
         off = (loc >> 32) & _M40
-        data = maps[loc >> 72][off : off + (loc & _M32)]
-        crc, _, _, klen, _, expiry = _unpack_header(data)
-        if _crc32(data[4:]) != crc or klen != len(key) or not data.startswith(key, _HEADER_SIZE):
+        mm = maps[loc >> 72]
+        body = mm[off + 4 : off + (loc & _M32)]
+        crc, klen, expiry = _unpack_check(mm, off)
+        if _crc32(body) != crc or klen != len(key) or not body.startswith(key, _BODY_KEY):
             self._raise_corrupt(loc)
         if expiry and expiry <= _time():
             return None
-        return data[_HEADER_SIZE + klen :], expiry
+        return body[_BODY_KEY + klen :], expiry
 
     def _raise_corrupt(self, loc: int) -> None:
         offset = (loc >> 32) & _M40
@@ -809,22 +848,15 @@ class DB(MutableMapping[bytes, bytes]):
                 f"the store at {self.path} was opened with read_only=True; open it writable to change it"
             )
 
-    @contextmanager
-    def locked(self) -> Iterator[DB]:
+    def locked(self) -> _Locked:
         """Hold the store's cross-process write lock for a read-modify-write sequence.
 
-        Inside the block no other process or thread can write, and reads see
-        every write published before it. Calls may nest; writes inside are
-        applied at once (wrap them in :meth:`batch` to make them all-or-nothing).
+        Use it as ``with db.locked():``. Inside the block no other process or
+        thread can write, and reads see every write published before it. Calls
+        may nest; writes inside are applied at once (wrap them in :meth:`batch`
+        to make them all-or-nothing).
         """
-        self._check_writable()
-        self._pre_catch_up()
-        self._lock.acquire()
-        try:
-            self._writer_catch_up()
-            yield self
-        finally:
-            self._lock.release()
+        return _Locked(self)
 
     def _pre_catch_up(self) -> None:
         """Replay other processes' writes *before* taking the write lock.
@@ -1231,19 +1263,16 @@ class DB(MutableMapping[bytes, bytes]):
         self._after_write()
         return value
 
-    @contextmanager
-    def batch(self) -> Iterator[Batch]:
+    def batch(self) -> Batch:
         """Collect puts and deletes and apply them all at once, or none of them.
 
-        The batch is written as one run of records closed by a COMMIT record;
-        an exception inside the block discards it, and a crash before the
-        COMMIT record reached the file leaves none of it visible.
+        Use it as ``with db.batch() as b:``. The batch is written as one run of
+        records closed by a COMMIT record; an exception inside the block
+        discards it, and a crash before the COMMIT record reached the file
+        leaves none of it visible.
         """
         self._check_writable()
-        b = Batch(self)
-        yield b
-        if b._ops:
-            self._commit_batch(b._ops)
+        return Batch(self)
 
     def _commit_batch(self, ops: list[tuple[int, bytes, bytes, float]]) -> None:
         parts: list[bytes] = []
