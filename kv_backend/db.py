@@ -1120,15 +1120,18 @@ class DB(MutableMapping[bytes, bytes]):
         lock = self._lock
         lock.acquire()
         try:
-            if (self._tailw.value == self._seen and self._intentw.value == self._seen) or not (
-                self._append_unindexed(data)
-            ):
-                if self._tailw.value != self._seen or self._intentw.value != self._seen:
+            seen = self._seen
+            appended = False  # at the tail, left to the next catch-up to index
+            if self._tailw.value != seen or self._intentw.value != seen:
+                appended = self._append_unindexed(data)
+                if not appended:
                     self._writer_catch_up()
-                if expiry:
-                    self._write(data, [(_PUT, key, 0, len(data), expiry)])
-                else:
-                    self._write_put(data, key)
+            if appended:
+                pass
+            elif expiry:
+                self._write(data, [(_PUT, key, 0, len(data), expiry)])
+            else:
+                self._write_put(data, key)
         finally:
             lock.release()
         if self._sync_interval is not None:
