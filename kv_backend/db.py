@@ -908,13 +908,13 @@ class DB(MutableMapping[bytes, bytes]):
 
     def _write_put(self, data: bytes, key: bytes) -> None:
         """The hot path of :meth:`_write`: one put without expiry that fits (write lock held)."""
-        (major, _), end = self._tail
+        fid, end = self._tail
         n = len(data)
         new_end = end + n
         if new_end > self._alloc or new_end > self.max_file_size:
             self._write(data, [(_PUT, key, 0, n, 0.0)])
             return
-        tail = (major << 40) | new_end
+        tail = (fid[0] << 40) | new_end
         # _append_at inlined: this is the hottest write path.
         active = self._active
         self._intentw.value = tail
@@ -929,7 +929,7 @@ class DB(MutableMapping[bytes, bytes]):
         try:
             self._tailw.value = tail
             self._seen = tail
-            self._tail = ((major, 0), new_end)
+            self._tail = (fid, new_end)
             ix = self._ix
             kd = ix.kd
             old = kd.get(key)
@@ -1120,9 +1120,10 @@ class DB(MutableMapping[bytes, bytes]):
         lock = self._lock
         lock.acquire()
         try:
-            seen = self._seen
             appended = False  # at the tail, left to the next catch-up to index
-            if self._tailw.value != seen or self._intentw.value != seen:
+            # A writer sets the intent word before the tail word, so an intent
+            # equal to the tail this process saw means nobody wrote since.
+            if self._intentw.value != self._seen:
                 appended = self._append_unindexed(data)
                 if not appended:
                     self._writer_catch_up()

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kv_backend.server import protocol
 from kv_backend.server.protocol import (
     MAX_INLINE,
     NULL_ARRAY,
@@ -19,6 +20,17 @@ from kv_backend.server.protocol import (
     encode,
     split_inline,
 )
+
+
+@pytest.fixture(autouse=True, params=["hiredis", "python"])
+def parser_kind(request, monkeypatch):
+    """Every parser test runs with hiredis reading whole commands, and with the Python parser alone."""
+    if request.param == "hiredis":
+        if protocol._HiredisReader is None:
+            pytest.skip("hiredis is not installed (the server extra installs it)")
+    else:
+        monkeypatch.setattr(protocol, "_HiredisReader", None)
+    return request.param
 
 
 def resp_command(*words: bytes) -> bytes:
@@ -96,3 +108,20 @@ def test_encode_resp2_and_resp3():
     assert encode(True, True) == b"#t\r\n" and encode(True, False) == b":1\r\n"
     with pytest.raises(TypeError):
         encode(object(), False)
+
+
+def test_whole_reads_and_partial_reads_give_the_same_commands(parser_kind):
+    """Whole reads may take the fast reader; a read ending mid-command falls back without losing bytes."""
+    p = Parser()
+    assert (p.reader is not None) == (parser_kind == "hiredis")
+    two = resp_command(b"SET", b"k", b"v\r\nwith a line end") + resp_command(b"GET", b"k")
+    assert p.feed(two) == [[b"SET", b"k", b"v\r\nwith a line end"], [b"GET", b"k"]]
+    half = len(two) // 2
+    assert p.feed(two[:half]) == [] or parser_kind == "python"
+    assert p.feed(two[half:]) in ([[b"SET", b"k", b"v\r\nwith a line end"], [b"GET", b"k"]], [[b"GET", b"k"]])
+    # A whole command followed by an inline one in the same read.
+    assert p.feed(resp_command(b"PING") + b"ECHO hi\r\n") == [[b"PING"], [b"ECHO", b"hi"]]
+    # Arguments that are not bulk strings are refused, as Redis refuses them.
+    for bad in (b"*2\r\n$4\r\nECHO\r\n:5\r\n", b"*2\r\n$4\r\nECHO\r\n*1\r\n$1\r\na\r\n", b"*1\r\n_\r\n"):
+        with pytest.raises(ProtocolError):
+            Parser().feed(bad)

@@ -4,7 +4,11 @@ Requests are arrays of bulk strings (what every client sends) or inline
 commands (a line of words, what ``telnet`` sends). The parser keeps its state
 between reads, so pipelined and partially received input are both handled, and
 it enforces limits on line, array and bulk sizes: input beyond them is a
-:class:`ProtocolError`, after which the connection is closed.
+:class:`ProtocolError`, after which the connection is closed. When the
+``hiredis`` package is installed (the ``server`` extra), a read made of whole
+commands is parsed by its C reader, several times faster; anything else
+(partial commands, inline commands, malformed input) takes the pure-Python
+parser, which is also the whole parser without ``hiredis``.
 
 Replies are plain Python values mapped to RESP types: ``bytes`` bulk string,
 ``str`` simple string, ``int`` integer, ``float`` double, ``None`` null,
@@ -15,14 +19,31 @@ the RESP2 null array. RESP2 connections get the RESP2 spelling of the RESP3 type
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from kv_backend.errors import KVError
 from kv_backend.structures import format_float
 
+try:
+    from hiredis import ProtocolError as _HiredisError
+    from hiredis import Reader as _HiredisReader
+
+    if not hasattr(_HiredisReader, "has_data"):  # too old to tell a whole read from a partial one
+        _HiredisReader = None  # type: ignore[assignment,misc]
+except ImportError:  # optional: the pure-Python parser handles everything alone
+    _HiredisReader = None  # type: ignore[assignment,misc]
+
+    class _HiredisError(Exception):  # type: ignore[no-redef]
+        """Never raised: stands in for hiredis's error when it is not installed."""
+
+
 MAX_INLINE = 64 * 1024
 MAX_ARRAY = 1024 * 1024
 MAX_BULK = 512 * 1024 * 1024
+#: Reads shorter than this go to hiredis: their commands stay far inside the limits above.
+_FAST = 64 * 1024
+_join = b"".join
 
 
 class ProtocolError(KVError):
@@ -72,9 +93,10 @@ class Parser:
     many small reads costs linear time.
     """
 
-    __slots__ = ("args", "chunks", "have", "need", "want")
+    __slots__ = ("args", "chunks", "have", "need", "reader", "want")
 
     def __init__(self) -> None:
+        self.reader = _HiredisReader() if _HiredisReader is not None else None
         self.chunks: list[bytes] = []
         self.have = 0  # bytes in chunks
         self.want = 0  # bytes needed before parsing is worth trying again
@@ -84,6 +106,12 @@ class Parser:
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Add received bytes and return the commands they complete (possibly none)."""
         chunks = self.chunks
+        reader = self.reader
+        if reader is not None and not chunks and self.args is None and data[:1] == b"*" and len(data) < _FAST:
+            commands = _read_whole(reader, data)
+            if commands is not None:
+                return commands
+            self.reader = _HiredisReader()  # drop its partial state: this read takes the long way
         if chunks:
             chunks.append(bytes(data))
             self.have += len(data)
@@ -177,6 +205,41 @@ class Parser:
         return out
 
 
+#: A command no client can guess, fed after each read: reading it back proves the read ended
+#: on a command boundary (hiredis does not tell how far into a message it is).
+_END = os.urandom(16).hex().encode()
+_END_MSG = b"*1\r\n$%d\r\n%b\r\n" % (len(_END), _END)
+
+
+def _read_whole(reader: Any, data: bytes) -> list[list[bytes]] | None:
+    """The commands in ``data`` read by hiredis, or None unless it holds whole, plain commands.
+
+    Empty and null arrays are skipped, as the Python parser does. Anything
+    that is not an array of strings (an integer or a nested array where an
+    argument belongs), a hiredis error, or a command left unfinished at the
+    end of the read (then the end marker is swallowed into it) returns None,
+    and the caller parses the read itself.
+    """
+    reader.feed(data)
+    reader.feed(_END_MSG)
+    out: list[list[bytes]] = []
+    try:
+        cmd = reader.gets()
+        while cmd is not False:
+            if cmd:
+                if type(cmd) is not list:
+                    return None
+                _join(cmd)  # a TypeError unless every argument is a string
+                out.append(cmd)
+            cmd = reader.gets()
+    except (TypeError, _HiredisError):
+        return None
+    if not out or out[-1] != [_END] or reader.has_data():
+        return None
+    out.pop()
+    return out
+
+
 def split_inline(line: bytes) -> list[bytes]:
     """Split an inline command into words; ``"..."`` and ``'...'`` quote words with spaces."""
     line = line.rstrip(b"\r")
@@ -219,6 +282,13 @@ def split_inline(line: bytes) -> list[bytes]:
 
 def encode(value: Any, resp3: bool) -> bytes:
     """Serialize one reply for a RESP2 (``resp3=False``) or RESP3 connection."""
+    t = type(value)
+    if t is bytes:  # the most common replies first, without building a list
+        return b"$%d\r\n%b\r\n" % (len(value), value)
+    if value is OK:
+        return b"+OK\r\n"
+    if t is int:
+        return b":%d\r\n" % value
     out: list[bytes] = []
     _encode(value, resp3, out)
     return b"".join(out)
