@@ -219,6 +219,12 @@ class _Locked:
 
     def __enter__(self) -> DB:
         db = self._db
+        lock = db._lock
+        if lock._depth and lock.held:
+            # Nested in this thread's own hold: the view is already current and
+            # nobody else can write, so only the nesting count changes.
+            lock.acquire()
+            return db
         db._check_writable()
         db._pre_catch_up()
         db._lock.acquire()

@@ -161,6 +161,8 @@ def format_float(value: float, human: bool = False) -> bytes:
 
 def parse_int(value: Value) -> int:
     """Parse a Redis integer argument (signed 64-bit decimal) or raise :class:`NotAnIntegerError`."""
+    if type(value) is bytes and value.isdigit() and (value[0] != 48 or len(value) == 1) and len(value) < 19:
+        return int(value)  # the common case: a plain non-negative decimal well inside 64 bits
     if isinstance(value, int) and not isinstance(value, bool):
         n = value
     else:
@@ -782,6 +784,12 @@ class Structures:
         if not items:
             raise CommandError("ERR wrong number of arguments for 'hset' command")
         return self._hset(_b(name), items, nx=False)
+
+    def hset_pairs(self, name: Name, pairs: list[tuple[Name, Value]]) -> int:
+        """Set hash fields from ``(field, value)`` pairs, later pairs winning; return how many were new."""
+        if not pairs:
+            raise CommandError("ERR wrong number of arguments for 'hset' command")
+        return self._hset(_b(name), [(_b(f), _b(v)) for f, v in pairs], nx=False)
 
     def _hset(self, name: bytes, items: list[tuple[bytes, bytes]], nx: bool) -> int:
         db = self.db

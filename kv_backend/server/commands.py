@@ -654,12 +654,12 @@ def cmd_randomkey(conn: Connection, args: list[bytes]) -> Any:
 
 @command("HSET", -4, "write")
 def cmd_hset(conn: Connection, args: list[bytes]) -> Any:
-    return conn.st.hset(args[1], dict(_pairs(args, 2, "hset")))
+    return conn.st.hset_pairs(args[1], _pairs(args, 2, "hset"))
 
 
 @command("HMSET", -4, "write")
 def cmd_hmset(conn: Connection, args: list[bytes]) -> Any:
-    conn.st.hset(args[1], dict(_pairs(args, 2, "hmset")))
+    conn.st.hset_pairs(args[1], _pairs(args, 2, "hmset"))
     return OK
 
 
