@@ -31,6 +31,7 @@ from kv_backend.structures import (
     encode_score,
     format_float,
     glob_match,
+    parse_int,
 )
 
 
@@ -482,3 +483,60 @@ def test_vacuum_in_small_chunks_keeps_live_keys(s):
     assert s.vacuum(chunk=7) == 150
     assert s.smembers("kept") == {str(i).encode() for i in range(7)}
     assert s.vacuum() == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"0", 0),
+        (b"7", 7),
+        (b"123456789012345678", 123456789012345678),
+        (b"9223372036854775807", 2**63 - 1),
+        (b"-9223372036854775808", -(2**63)),
+        (b"-12", -12),
+        (12, 12),
+    ],
+)
+def test_parse_int_accepts_64_bit_decimals(raw, expected):
+    assert parse_int(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"00", b"01", b"-0", b"+1", b" 1", b"1 ", b"1_000", b"9223372036854775808", b"\xd9\xa1", b"1.0"],
+)
+def test_parse_int_refuses_what_redis_refuses(raw):
+    with pytest.raises(NotAnIntegerError):
+        parse_int(raw)
+
+
+def test_hset_pairs_later_pairs_win_and_new_fields_are_counted(s):
+    assert s.hset_pairs(b"h", [(b"a", b"1"), (b"b", b"2"), (b"a", b"3")]) == 2
+    assert s.hgetall(b"h") == {b"a": b"3", b"b": b"2"}
+    assert s.hset_pairs("h", [("b", "4"), ("c", 5)]) == 1
+    assert s.hgetall(b"h") == {b"a": b"3", b"b": b"4", b"c": b"5"}
+    with pytest.raises(CommandError):
+        s.hset_pairs(b"h", [])
+    s.set(b"str", b"x")
+    with pytest.raises(WrongTypeError):
+        s.hset_pairs(b"str", [(b"a", b"1")])
+
+
+def test_nested_locked_blocks_keep_one_hold(store_path):
+    """Structure operations inside a caller's locked() block reuse its hold, and release it exactly."""
+    db = DB(store_path)
+    other = DB(store_path)
+    try:
+        st_ = Structures(db)
+        with db.locked():
+            st_.incr(b"n")
+            st_.hset(b"h", {b"f": b"v"})
+            assert db._lock._depth == 1
+            assert not other._lock.try_acquire()  # still held across the nested blocks
+        assert db._lock._depth == 0
+        assert other._lock.try_acquire()
+        other._lock.release()
+        assert Structures(other).get(b"n") == b"1"
+    finally:
+        other.close()
+        db.close()
