@@ -979,22 +979,16 @@ class DB(MutableMapping[bytes, bytes]):
         if new_end > self._alloc:
             self._extend(new_end)
         tail = (major << 40) | new_end
-        self._intentw.value = tail
-        try:
-            written = _pwrite(active.fd, data, end)
-            if written != len(data):
-                write_all(active.fd, memoryview(data)[written:], end + written)
-        except OSError as exc:
-            self._intentw.value = tail_now
-            raise storage_error(exc, f"cannot append to {active.path}") from exc
+        self._append_at(data, end, tail, published=tail_now)
         self._tailw.value = tail
         return True
 
-    def _append_at(self, data: bytes, end: int, tail: int) -> None:
+    def _append_at(self, data: bytes, end: int, tail: int, published: int | None = None) -> None:
         """Announce ``tail`` as the intent, then write ``data`` at ``end`` of the active file.
 
-        On an OS error the intent is withdrawn and nothing is published; the
-        bytes written past the published end are overwritten by the next write.
+        On an OS error the intent goes back to the ``published`` tail (by
+        default the one this process saw) and nothing is published; the bytes
+        written past the published end are overwritten by the next write.
         """
         active = self._active
         assert active is not None
@@ -1004,7 +998,7 @@ class DB(MutableMapping[bytes, bytes]):
             if written != len(data):
                 write_all(active.fd, memoryview(data)[written:], end + written)
         except OSError as exc:
-            self._intentw.value = self._seen
+            self._intentw.value = self._seen if published is None else published
             raise storage_error(exc, f"cannot append to {active.path}") from exc
 
     def _extend(self, new_end: int) -> None:

@@ -408,6 +408,47 @@ def test_disk_full_mid_write(store_path, monkeypatch):
     assert check(store_path).ok
 
 
+def test_disk_full_during_a_put_behind_other_writers(store_path, monkeypatch):
+    """The unindexed append (a put that finds others' records not yet indexed) withdraws its intent."""
+    real_pwrite = os.pwrite
+    with DB(store_path) as a, DB(store_path) as b:
+        a.put(b"first", b"1")
+        assert b[b"first"] == b"1"
+        acquire = b._lock.acquire
+        disk_full = []
+
+        def others_write_first() -> None:
+            a.put(b"second", b"2")  # lands after b's catch-up, before b takes the lock
+            disk_full.append(True)  # then the disk fills up
+            acquire()
+
+        def full_pwrite(fd, data, offset):
+            if not disk_full:
+                return real_pwrite(fd, data, offset)
+            real_pwrite(fd, bytes(memoryview(data)[: len(data) // 2]), offset)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(b._lock, "acquire", others_write_first)
+        monkeypatch.setattr(kv_backend.db, "_pwrite", full_pwrite)
+        monkeypatch.setattr(os, "pwrite", full_pwrite)
+        with pytest.raises(StorageError) as info:
+            b.put(b"lost", b"z" * 500)
+        assert info.value.errno == errno.ENOSPC
+        assert b._seen != b._state.tail.value  # it went the unindexed way
+        monkeypatch.setattr(kv_backend.db, "_pwrite", real_pwrite)
+        monkeypatch.setattr(os, "pwrite", real_pwrite)
+        monkeypatch.setattr(b._lock, "acquire", acquire)
+        st = b._state
+        assert st.intent.value == st.tail.value  # nothing announced is left behind
+        b.put(b"after", b"ok")
+        for db in (a, b):
+            assert db.get(b"lost") is None
+            assert dict(db.items()) == {b"first": b"1", b"second": b"2", b"after": b"ok"}
+    with DB(store_path) as db:
+        assert dict(db.items()) == {b"first": b"1", b"second": b"2", b"after": b"ok"}
+    assert check(store_path).ok
+
+
 def test_disk_full_while_starting_a_new_file(store_path, monkeypatch):
     real_write_all = kv_backend.db.write_all
 
