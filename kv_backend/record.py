@@ -20,6 +20,7 @@ See docs/file-format.md for the full description.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import zlib
@@ -58,8 +59,9 @@ def encode(rtype: int, key: bytes, value: bytes, expiry: float = 0.0, flags: int
     return crc32(body).to_bytes(4, "little") + body
 
 
+@functools.lru_cache(maxsize=64)
 def encode_commit(count: int) -> bytes:
-    """Return the COMMIT record that closes a batch of ``count`` records."""
+    """Return the COMMIT record that closes a batch of ``count`` records (small counts are cached)."""
     return encode(COMMIT, b"", COUNT.pack(count))
 
 
