@@ -630,7 +630,8 @@ class DB(MutableMapping[bytes, bytes]):
             if checked is not key:
                 return self.get(checked, default)
             return default
-        # One copy: the record past its CRC field, read straight from the mapping.
+        # The checks of _get_record, inlined here because this is the hottest read
+        # path. One copy: the record past its CRC field, straight from the mapping.
         off = (loc >> 32) & _M40
         mm = maps[loc >> 72]
         body = mm[off + 4 : off + (loc & _M32)]

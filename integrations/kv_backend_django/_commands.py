@@ -21,6 +21,16 @@ def add_cache_argument(parser: CommandParser) -> None:
     )
 
 
+def add_storage_option_argument(parser: CommandParser) -> None:
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec storage option, repeatable (e.g. endpoint_url=http://127.0.0.1:9000)",
+    )
+
+
 def get_kv_cache(alias: str) -> KVCache:
     """Return the KVCache of ``alias`` or raise a CommandError saying why it cannot be used."""
     from django.conf import settings

@@ -10,6 +10,7 @@ from kv_backend.errors import KVError
 from kv_backend.progress import progress_bar
 from kv_backend_django._commands import (
     add_cache_argument,
+    add_storage_option_argument,
     format_report,
     get_kv_cache,
     parse_storage_options,
@@ -26,13 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("url", help="where to write the backup, e.g. file:///backups/cache or s3://b/p")
         add_cache_argument(parser)
         parser.add_argument("--name", default=None, help="name of the backup (default: a timestamp)")
-        parser.add_argument(
-            "--storage-option",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="fsspec storage option, repeatable (e.g. endpoint_url=http://127.0.0.1:9000)",
-        )
+        add_storage_option_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         cache = get_kv_cache(options["cache"])

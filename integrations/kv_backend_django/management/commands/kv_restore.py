@@ -13,6 +13,7 @@ from kv_backend.errors import KVError
 from kv_backend.progress import progress_bar
 from kv_backend_django._commands import (
     add_cache_argument,
+    add_storage_option_argument,
     format_report,
     get_kv_cache,
     parse_storage_options,
@@ -36,13 +37,7 @@ class Command(BaseCommand):
             action="store_true",
             help="replace the current contents of LOCATION (the backup is verified before the switch)",
         )
-        parser.add_argument(
-            "--storage-option",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="fsspec storage option, repeatable",
-        )
+        add_storage_option_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         cache = get_kv_cache(options["cache"])
