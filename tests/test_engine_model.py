@@ -68,6 +68,29 @@ class DBModel(RuleBasedStateMachine):
         self.db.put(key, value, ttl=ttl)
         self._set(key, value, ttl)
 
+    @rule(key=KEYS, value=VALUES, ttl=TTLS, other_key=KEYS, other_value=VALUES)
+    def put_while_other_writes(self, key, value, ttl, other_key, other_value):
+        """The other handle writes after this one caught up, before it takes the lock.
+
+        That is the moment another process's write lands in production; the
+        put then appends without indexing first (the unindexed append).
+        """
+        lock = self.db._lock
+        acquire = lock.acquire
+
+        def other_writes_first() -> None:
+            lock.acquire = acquire  # type: ignore[method-assign]
+            self.other.put(other_key, other_value)
+            acquire()
+
+        lock.acquire = other_writes_first  # type: ignore[method-assign]
+        try:
+            self.db.put(key, value, ttl=ttl)
+        finally:
+            lock.acquire = acquire  # type: ignore[method-assign]
+        self._set(other_key, other_value, None)
+        self._set(key, value, ttl)
+
     @initialize(size=st.integers(2500, 3900))
     def fill_first_file(self, size):
         # Start near the end of the first 4 KiB file, so that rotation happens early in every run.
