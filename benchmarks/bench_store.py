@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             "Operations per second, higher is better. stdlib `shelve` runs on "
             f"the interpreter's default dbm (`{_default_dbm()}` here). kv_backend and diskcache make "
             "every write survive a killed process when the call returns; sqlitedict runs in its default "
-            "mode (writes queued, one commit at the end of the phase, included in the time). "
+            "mode (writes queued to its background thread, one commit at the end of the phase; each of its "
+            "chunks waits for that thread to run the writes it queued, so their time is counted as its own). "
             f"Load average {load_before:.1f} before and {load_after:.1f} after the run on "
             f"{os.cpu_count()} cores"
             + (
