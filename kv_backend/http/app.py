@@ -94,32 +94,30 @@ def error_response(
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=dict(headers or {}))
 
 
+#: Engine exceptions and what a client sees for them, most specific first.
+_ERROR_STATUS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
+    ((InvalidKeyError, KeyTooLargeError), 400, "invalid_key"),
+    ((ValueTooLargeError,), 413, "value_too_large"),
+    ((InvalidValueError,), 400, "invalid_value"),
+    ((NotAnIntegerError,), 409, "not_an_integer"),
+    ((ReadOnlyError,), 403, "read_only"),
+    ((DatabaseClosedError,), 503, "store_closed"),
+    ((MergeInProgressError,), 409, "merge_in_progress"),
+    ((BackupError,), 502, "backup_failed"),
+    ((CorruptionError,), 500, "corrupt_record"),
+    ((ConfigurationError,), 400, "invalid_request"),
+)
+
+
 def engine_error(exc: BaseException) -> HTTPAPIError:
     """Translate an engine exception into the HTTP status and error code a client should see."""
-    if isinstance(exc, (InvalidKeyError, KeyTooLargeError)):
-        return HTTPAPIError(400, "invalid_key", str(exc))
-    if isinstance(exc, ValueTooLargeError):
-        return HTTPAPIError(413, "value_too_large", str(exc))
-    if isinstance(exc, InvalidValueError):
-        return HTTPAPIError(400, "invalid_value", str(exc))
-    if isinstance(exc, NotAnIntegerError):
-        return HTTPAPIError(409, "not_an_integer", str(exc))
-    if isinstance(exc, ReadOnlyError):
-        return HTTPAPIError(403, "read_only", str(exc))
-    if isinstance(exc, DatabaseClosedError):
-        return HTTPAPIError(503, "store_closed", str(exc))
-    if isinstance(exc, MergeInProgressError):
-        return HTTPAPIError(409, "merge_in_progress", str(exc))
-    if isinstance(exc, BackupError):
-        return HTTPAPIError(502, "backup_failed", str(exc))
-    if isinstance(exc, CorruptionError):
-        return HTTPAPIError(500, "corrupt_record", str(exc))
-    if isinstance(exc, StorageError):
+    if isinstance(exc, StorageError):  # no other class in the table is one
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return HTTPAPIError(507, "insufficient_storage", str(exc))
         return HTTPAPIError(500, "storage_error", str(exc))
-    if isinstance(exc, ConfigurationError):
-        return HTTPAPIError(400, "invalid_request", str(exc))
+    for types, status, code in _ERROR_STATUS:
+        if isinstance(exc, types):
+            return HTTPAPIError(status, code, str(exc))
     return HTTPAPIError(500, "kv_error", str(exc))
 
 
