@@ -64,6 +64,11 @@ def test_inline_commands_and_quotes():
         b"*x\r\n",
         b"*1\r\n:3\r\n",
         b"*1\r\n$-1\r\n",
+        b"*1\r\n%1\r\n+a\r\n+b\r\n",  # RESP3 types where a bulk string belongs
+        b"*1\r\n~1\r\n$1\r\na\r\n",
+        b"*1\r\n,1.5\r\n",
+        b"*1\r\n=5\r\ntxt:a\r\n",
+        b"*1\r\n+PING\r\n",
         b"*1\r\n$3\r\nabcd\r\n",
         b"*1\r\n$99999999999999\r\n",
         b"*99999999999999\r\n",

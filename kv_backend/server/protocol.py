@@ -26,16 +26,12 @@ from kv_backend.errors import KVError
 from kv_backend.structures import format_float
 
 try:
-    from hiredis import ProtocolError as _HiredisError
     from hiredis import Reader as _HiredisReader
 
-    if not hasattr(_HiredisReader, "has_data"):  # too old to tell a whole read from a partial one
+    if not hasattr(_HiredisReader, "has_data"):  # an old release: keep to the Python parser
         _HiredisReader = None  # type: ignore[assignment,misc]
 except ImportError:  # optional: the pure-Python parser handles everything alone
     _HiredisReader = None  # type: ignore[assignment,misc]
-
-    class _HiredisError(Exception):  # type: ignore[no-redef]
-        """Never raised: stands in for hiredis's error when it is not installed."""
 
 
 MAX_INLINE = 64 * 1024
@@ -215,11 +211,13 @@ def _read_whole(reader: Any, data: bytes) -> list[list[bytes]] | None:
     """The commands in ``data`` read by hiredis, or None unless it holds whole, plain commands.
 
     Empty and null arrays are skipped, as the Python parser does. Anything
-    that is not an array of strings (an integer or a nested array where an
-    argument belongs), a hiredis error, or a command left unfinished at the
-    end of the read (then the end marker is swallowed into it) returns None,
-    and the caller parses the read itself.
+    that is not an array of bulk strings (an integer, a simple string or a
+    nested array where an argument belongs), a hiredis error, or a command
+    left unfinished at the end of the read (then the end marker is swallowed
+    into it) returns None, and the caller parses the read itself.
     """
+    if b"\r\n+" in data or b"\r\n=" in data:
+        return None  # maybe a simple or verbatim string where a bulk string belongs: hiredis would take it
     reader.feed(data)
     reader.feed(_END_MSG)
     out: list[list[bytes]] = []
@@ -232,8 +230,8 @@ def _read_whole(reader: Any, data: bytes) -> list[list[bytes]] | None:
                 _join(cmd)  # a TypeError unless every argument is a string
                 out.append(cmd)
             cmd = reader.gets()
-    except (TypeError, _HiredisError):
-        return None
+    except Exception:  # hiredis's ProtocolError, a TypeError from the check, anything odd:
+        return None  # the Python parser has the last word (and the error messages)
     if not out or out[-1] != [_END] or reader.has_data():
         return None
     out.pop()
