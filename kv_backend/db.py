@@ -667,6 +667,30 @@ class DB(MutableMapping[bytes, bytes]):
             return None
         return body[_BODY_KEY + klen :], expiry
 
+    def _first_value_byte(self, key: bytes) -> int | None:
+        """The first byte of ``key``'s live value, unchecked; None if absent, expired or empty.
+
+        Reads one byte and skips the CRC check, so it must only choose a code
+        path (the structures layer reads a key's type tag with it before
+        overwriting the key) and never be returned to a caller as data.
+        """
+        if self._tailw.value != self._seen:
+            self._refresh()
+        kd, maps = self._view
+        loc = kd.get(key)
+        if loc is None:
+            return None
+        exp = self._ix.exp
+        if exp:
+            expiry = exp.get(key)
+            if expiry and expiry <= _time():
+                return None
+        off = (loc >> 32) & _M40
+        start = off + _HEADER_SIZE + len(key)
+        if start >= off + (loc & _M32):
+            return None
+        return maps[loc >> 72][start]
+
     def _raise_corrupt(self, loc: int) -> None:
         offset = (loc >> 32) & _M40
         files = self._files

@@ -614,8 +614,9 @@ class Structures:
         mk = META + name
         data = b"s" + value
         if not (nx or xx or keepttl or get):
-            old = db.get(mk)
-            if old is None or old[0] == T_STRING:
+            # Only the type tag matters here, and the key is overwritten either way.
+            tag = db._first_value_byte(mk)
+            if tag is None or tag == T_STRING:
                 db.put(mk, data, ex)
                 return True
         with db.locked():
