@@ -226,6 +226,9 @@ def prepare_directory(path: str, *, create: bool) -> bool:
         entries = os.listdir(path)
     except OSError as exc:
         raise storage_error(exc, f"cannot list {path}") from exc
+    if FORMAT_FILE in entries:
+        # Another process created the store between our two looks: check it as any store.
+        return prepare_directory(path, create=create)
     foreign = [e for e in entries if not _is_store_file(e)]
     if foreign:
         raise NotAStoreError(

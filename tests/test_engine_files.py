@@ -571,3 +571,24 @@ def test_put_behind_other_writers_appends_at_the_tail_and_replays_in_log_order(s
     with DB(store_path, read_only=True) as fresh:
         assert fresh[b"k"] == b"b1" and fresh[b"r6"] == expected[b"r6"] and len(fresh) == 11
     assert check(store_path).ok
+
+
+def test_store_created_by_another_process_between_two_looks(store_path, monkeypatch):
+    """A process that finds no marker, then sees the one another process just wrote, opens the store."""
+    import kv_backend.files as files
+
+    os.makedirs(store_path)
+    real_listdir = os.listdir
+
+    def listdir_after_another_process_created_the_store(path):
+        monkeypatch.setattr(files.os, "listdir", real_listdir)
+        with DB(store_path) as other:  # the other process wins the race to create the store
+            other.put(b"from-other", b"1")
+        return real_listdir(path)
+
+    monkeypatch.setattr(files.os, "listdir", listdir_after_another_process_created_the_store)
+    with DB(store_path) as db:
+        assert db[b"from-other"] == b"1"
+        db.put(b"mine", b"2")
+    with DB(store_path, read_only=True) as db:
+        assert dict(db.items()) == {b"from-other": b"1", b"mine": b"2"}

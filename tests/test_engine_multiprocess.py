@@ -531,3 +531,37 @@ report(seen)
         p.stdin.flush()
         (seen,) = finish([p])
     assert seen == {"k1": "v1", "k2": "v2", "k3": "v3", "k4": "v4", "k5": "v5", "k0": ""}
+
+
+FIRST_OPEN_CHILD = """
+import os, sys, time
+from kv_backend import DB
+path, start, me = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+while time.time() < start:  # every child opens the new store at the same instant
+    pass
+with DB(path) as db:
+    db.put(me.encode(), b"here")
+print("ok")
+"""
+
+
+def test_many_processes_creating_one_new_store_at_once(tmp_path):
+    """Gunicorn workers starting together on an empty LOCATION: every one opens it, none is refused."""
+    for round_no in range(2):
+        path = str(tmp_path / f"new-{round_no}")
+        start = time.time() + 1.0
+        procs = [
+            spawn_python(
+                FIRST_OPEN_CHILD,
+                *(path, str(start), f"p{i}"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(6)
+        ]
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0 and out.strip() == "ok", err
+        with DB(path) as db:
+            assert sorted(db.keys()) == [b"p%d" % i for i in range(6)]
