@@ -13,6 +13,7 @@ import pytest
 from helpers import run_python, spawn_python
 
 from kv_backend import DB
+from kv_backend.check import check
 
 PRELUDE = """
 import json, mmap, os, struct, sys, threading
@@ -565,3 +566,44 @@ def test_many_processes_creating_one_new_store_at_once(tmp_path):
             assert p.returncode == 0 and out.strip() == "ok", err
         with DB(path) as db:
             assert sorted(db.keys()) == [b"p%d" % i for i in range(6)]
+
+
+WRITERS_CHILD = """
+path, me, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+db = DB(path, max_file_size=8192)  # small files: rotations happen under the other writers
+ready_and_wait()
+for i in range(n):
+    own, shared = b"own:%d:%d" % (me, i), b"shared:%d" % (i % 7)
+    db.put(own, b"v%d" % i, ttl=3600 if i % 3 == 0 else None)
+    db.put(shared, b"%d:%d" % (me, i))
+    # Read-your-writes, whether the put appended before or after indexing the others' records.
+    assert db.get(own) == b"v%d" % i, (own, db.get(own))
+    assert db.get(shared) is not None
+    if i % 5 == 4:
+        assert db.delete(b"own:%d:%d" % (me, i - 2))
+report(len(db))
+"""
+
+
+def test_busy_writers_read_their_own_writes_and_agree_at_the_end(store_path):
+    """Four processes writing at once (puts land behind one another's unindexed records)."""
+    DB(store_path).close()
+    n = 400
+    procs = [start(WRITERS_CHILD, store_path, str(me), str(n)) for me in range(4)]
+    ready_then_go(procs)
+    finish(procs)
+    own_left = n - n // 5
+    with DB(store_path) as db:
+        assert len(db) == 4 * own_left + 7
+        for me in range(4):
+            for i in range(n):
+                expected = None if (i % 5 == 2 and i + 2 < n) else b"v%d" % i
+                assert db.get(b"own:%d:%d" % (me, i)) == expected
+        shared = {k: db[k] for k in db.keys(prefix=b"shared:")}
+        # Each shared key holds one of the last values some writer gave it.
+        for j in range(7):
+            _writer, i_s = (int(x) for x in shared[b"shared:%d" % j].split(b":"))
+            assert i_s % 7 == j and i_s >= n - 7
+        with DB(store_path, read_only=True) as fresh:
+            assert db.stats()["live_bytes"] == fresh.stats()["live_bytes"]
+    assert check(store_path).ok
