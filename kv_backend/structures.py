@@ -796,6 +796,13 @@ class Structures:
         db = self.db
         pfx = HASH + _lp(name)
         with db.locked():
+            if len(items) == 1 and not nx and db._first_value_byte(META + name) == T_HASH:
+                # One existing field of a live hash overwritten: one record, the metadata is
+                # unchanged, so its type tag is all that must be read.
+                ((field, value),) = items
+                if pfx + field in db:
+                    db.put(pfx + field, value)
+                    return 0
             found = self._meta(name, T_HASH)
             count, version = self._count(found[0]) if found else (0, 0)
             expiry = found[1] if found else 0.0

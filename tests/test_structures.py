@@ -565,3 +565,20 @@ def test_nested_locked_blocks_keep_one_hold(store_path):
     finally:
         other.close()
         db.close()
+
+
+def test_hset_of_one_field_keeps_count_ttl_and_type_rules(s):
+    """Overwriting one existing field reads only the hash's type tag; every other case reads it whole."""
+    assert s.hset("h", {"a": 1, "b": 2}) == 2
+    s.expire("h", 100)
+    assert s.hset("h", {"a": 9}) == 0  # an existing field: one record
+    assert s.hgetall("h") == {b"a": b"9", b"b": b"2"} and s.hlen("h") == 2 and s.ttl("h") > 99
+    assert s.hset("h", {"c": 3}) == 1 and s.hlen("h") == 3
+    s.set("str", "x")
+    with pytest.raises(WrongTypeError):
+        s.hset("str", {"a": 1})
+    s.hset("short", {"a": 1})
+    s.expire("short", 0.05)
+    time.sleep(0.1)
+    assert s.hset("short", {"a": 2}) == 1  # the hash expired: a new one, with a new field
+    assert s.hgetall("short") == {b"a": b"2"} and s.ttl("short") is None
