@@ -227,11 +227,11 @@ class _Locked:
             return db
         db._check_writable()
         db._pre_catch_up()
-        db._lock.acquire()
+        lock.acquire()
         try:
             db._writer_catch_up()
         except BaseException:
-            db._lock.release()
+            lock.release()
             raise
         return db
 
@@ -984,22 +984,26 @@ class DB(MutableMapping[bytes, bytes]):
         it writes at the published tail and leaves every record, its own
         included, to the next catch-up, which replays them in log order outside
         the lock. This keeps the lock held for one ``pwrite`` however busy the
-        other writers are. Returns False (nothing written) when the ordinary
-        path must run: a dead writer's tail to recover, a merge or rotation
-        this process has not seen, or a full file to rotate.
+        other writers are. When the ordinary path must run instead (a dead
+        writer's tail to recover, a merge or rotation this process has not
+        seen, a full file to rotate), it catches up the ordinary way, writes
+        nothing and returns False.
         """
         st = self._state
         active = self._active
-        if st is None or active is None or not st.initialized:
-            return False
         tail_now = self._tailw.value
-        if self._intentw.value != tail_now or st.generation.value != self._gen:
-            return False
         major, end = unpack_tail(tail_now)
-        if active.fid[0] != major:
-            return False
         new_end = end + len(data)
-        if new_end > self.max_file_size:
+        if (
+            st is None
+            or active is None
+            or not st.initialized
+            or self._intentw.value != tail_now
+            or st.generation.value != self._gen
+            or active.fid[0] != major
+            or new_end > self.max_file_size
+        ):
+            self._writer_catch_up()
             return False
         if new_end > self._alloc:
             self._extend(new_end)
@@ -1145,19 +1149,13 @@ class DB(MutableMapping[bytes, bytes]):
         lock = self._lock
         lock.acquire()
         try:
-            appended = False  # at the tail, left to the next catch-up to index
             # A writer sets the intent word before the tail word, so an intent
             # equal to the tail this process saw means nobody wrote since.
-            if self._intentw.value != self._seen:
-                appended = self._append_unindexed(data)
-                if not appended:
-                    self._writer_catch_up()
-            if appended:
-                pass
-            elif expiry:
-                self._write(data, [(_PUT, key, 0, len(data), expiry)])
-            else:
-                self._write_put(data, key)
+            if self._intentw.value == self._seen or not self._append_unindexed(data):
+                if expiry:
+                    self._write(data, [(_PUT, key, 0, len(data), expiry)])
+                else:
+                    self._write_put(data, key)
         finally:
             lock.release()
         if self._sync_interval is not None:
