@@ -64,42 +64,6 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_redis(workdir: str) -> tuple[subprocess.Popen, int]:
-    import redis
-
-    exe = shutil.which("redis-server")
-    if not exe:
-        sys.exit("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "."],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if client.ping():
-                break
-        except redis.exceptions.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                sys.exit("redis-server did not start")
-            time.sleep(0.05)
-    client.close()
-    return proc, port
-
-
 class Worker:
     """A ``celery worker -P prefork -c 2`` subprocess using one result backend."""
 
@@ -235,7 +199,12 @@ def main() -> None:
     from _report import CHART_DIR, table, write_section
 
     workdir = tempfile.mkdtemp(prefix="kvb-bench-celery-")
-    redis_proc, port = _start_redis(workdir)
+    from _services import ServiceError, start_redis_server, stop
+
+    try:
+        redis_proc, port = start_redis_server(workdir)
+    except ServiceError as exc:
+        sys.exit(f"{exc} (Debian: apt-get install redis-server)")
     try:
         broker = f"redis://127.0.0.1:{port}/0"
         os.environ["KVB_BENCH_BROKER"] = broker
@@ -259,8 +228,7 @@ def main() -> None:
                 rounds[label].append(measure(label, broker, url, seq, n_burst, log))
         rows = [combine(rounds[label]) for label, _, _ in runs]
     finally:
-        redis_proc.terminate()
-        redis_proc.wait(10)
+        stop(redis_proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
     by = {r["label"]: r for r in rows}

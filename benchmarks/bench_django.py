@@ -17,8 +17,6 @@ import multiprocessing as mp
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +29,7 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE, ROOT, os.path.join(ROOT, "integrations")]
 
 from _report import CHART_DIR, machine, table, write_section  # noqa: E402
+from _services import ServiceError, start_redis_server, stop  # noqa: E402
 
 BACKENDS = [
     ("kv_backend", "kv_backend_django.cache.KVCache"),
@@ -44,33 +43,13 @@ PHASE_BUDGET_NS = 20 * 10**9
 VALUE = {"user_id": 4242, "name": "x" * 80, "roles": ["staff", "editor"], "active": True}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_redis() -> tuple[subprocess.Popen | None, str]:
+def start_redis(workdir: str) -> tuple[subprocess.Popen | None, str]:
     """Start redis-server on a free loopback port; return (process, URL) or (None, reason)."""
-    exe = shutil.which("redis-server")
-    if not exe:
-        return None, "redis-server is not installed (Debian package redis-server): RedisCache row skipped"
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, f"redis://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    return None, "redis-server did not start: RedisCache row skipped"
+    try:
+        proc, port = start_redis_server(workdir)
+    except ServiceError as exc:
+        return None, f"{exc}: RedisCache row skipped"
+    return proc, f"redis://127.0.0.1:{port}"
 
 
 def configure(workdir: str, redis_url: str | None) -> list[str]:
@@ -187,7 +166,7 @@ def main() -> int:
 
     load_before = os.getloadavg()[0]
     workdir = tempfile.mkdtemp(prefix="kvb-bench-django-")
-    redis, redis_note = start_redis()
+    redis, redis_note = start_redis(workdir)
     redis_url = redis_note if redis is not None else None
     try:
         aliases = configure(workdir, redis_url)
@@ -209,11 +188,7 @@ def main() -> int:
                 )
     finally:
         if redis is not None:
-            redis.send_signal(signal.SIGTERM)
-            try:
-                redis.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                redis.kill()
+            stop(redis)
         shutil.rmtree(workdir, ignore_errors=True)
 
     rows = []

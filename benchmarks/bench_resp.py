@@ -11,35 +11,16 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _report
+from _services import free_port, start_redis_server, stop, wait_for_port
 
 ROOT = _report.ROOT
 TESTS = ["set", "get", "incr", "lpush", "hset"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on port {port}")
 
 
 def start_kvb(path: str) -> tuple[subprocess.Popen, int]:
@@ -52,40 +33,8 @@ def start_kvb(path: str) -> tuple[subprocess.Popen, int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_for_port(port)
+    wait_for_port(port, proc)
     return proc, port
-
-
-def start_redis(workdir: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port)
-    return proc, port
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def run_benchmark(port: int, requests: int, pipeline: int, clients: int) -> dict[str, float]:
@@ -164,7 +113,7 @@ def main() -> None:
     rounds = args.rounds or (1 if args.quick else 3)
     results: dict[int, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        redis_proc, redis_port = start_redis(tmp)
+        redis_proc, redis_port = start_redis_server(tmp)
         kvb_proc, kvb_port = start_kvb(os.path.join(tmp, "store"))
         try:
             for pipeline in (1, 16):

@@ -97,7 +97,11 @@ def start_redis_server(tmpdir: str) -> tuple[subprocess.Popen, int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_for_port(port, proc)
+    try:
+        wait_for_port(port, proc)
+    except AssertionError:
+        stop_process(proc)
+        raise
     return proc, port
 
 

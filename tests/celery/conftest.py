@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from helpers import child_env, free_port
+from helpers import child_env
+from resp_helpers import start_redis_server
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -61,24 +62,6 @@ class CeleryEnv:
         return "\n".join(text)
 
 
-def _wait_for_redis(port: int, proc: subprocess.Popen, deadline: float) -> None:
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited with code {proc.returncode}")
-        try:
-            if client.ping():
-                client.close()
-                return
-        except redis.exceptions.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("redis-server did not start within 20 s")
-        time.sleep(0.05)
-
-
 def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
     if proc.poll() is not None:
         return
@@ -96,21 +79,12 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15
 @pytest.fixture(scope="session")
 def celery_env(tmp_path_factory) -> CeleryEnv:
     """A redis-server broker on loopback and two prefork workers using the kvb:// result backend."""
-    redis_server = require_tool("redis-server")
+    require_tool("redis-server")
     base = tmp_path_factory.mktemp("celery")
-    port = free_port()
-    redis_proc = subprocess.Popen(
-        [
-            *(redis_server, "--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--dir", str(base)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    redis_proc, port = start_redis_server(str(base))
     workers: list[subprocess.Popen] = []
     saved = {k: os.environ.get(k) for k in ("KVB_TEST_BROKER", "KVB_TEST_BACKEND", "KVB_TEST_SIDE")}
     try:
-        _wait_for_redis(port, redis_proc, time.monotonic() + 20)
         broker = f"redis://127.0.0.1:{port}/0"
         results = str(base / "results")
         side = str(base / "side")

@@ -1,0 +1,66 @@
+"""Loopback services the benchmarks start: free ports, and a throw-away redis-server."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started; the message says why."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
+    """Wait until something accepts connections on ``port`` (raise if ``proc`` exits first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServiceError(f"the process for port {port} exited with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ServiceError(f"nothing listens on port {port} after {timeout} s")
+
+
+def start_redis_server(workdir: str, timeout: float = 20) -> tuple[subprocess.Popen, int]:
+    """Start a redis-server without persistence on a free loopback port; return it and the port."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise ServiceError("redis-server is not installed (Debian package redis-server)")
+    port = free_port()
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir]
+    proc = subprocess.Popen(
+        [exe, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc, timeout)
+    except ServiceError as exc:
+        stop(proc)
+        raise ServiceError(f"redis-server did not start: {exc}") from None
+    return proc, port
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Stop a service with SIGTERM, then SIGKILL if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
