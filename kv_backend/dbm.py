@@ -53,24 +53,23 @@ class ClosedError(error, DatabaseClosedError):
     """The database was used after :meth:`Database.close`."""
 
 
+def _as_bytes(obj: object, what: str) -> bytes:
+    """``obj`` as bytes (str as UTF-8), as the stdlib dbm modules accept keys and values."""
+    if type(obj) is bytes:
+        return obj
+    if isinstance(obj, str):
+        return obj.encode("utf-8")
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj)
+    raise TypeError(f"dbm {what} must be bytes or str, not {type(obj).__name__}")
+
+
 def _key(key: object) -> bytes:
-    if type(key) is bytes:
-        return key
-    if isinstance(key, str):
-        return key.encode("utf-8")
-    if isinstance(key, (bytes, bytearray, memoryview)):
-        return bytes(key)
-    raise TypeError(f"dbm keys must be bytes or str, not {type(key).__name__}")
+    return _as_bytes(key, "keys")
 
 
 def _value(value: object) -> bytes:
-    if type(value) is bytes:
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    raise TypeError(f"dbm values must be bytes or str, not {type(value).__name__}")
+    return _as_bytes(value, "values")
 
 
 class Database(MutableMapping[bytes, bytes]):
