@@ -50,6 +50,35 @@ def test_pipelined_commands_in_any_fragmentation(commands, data):
     assert got == commands
 
 
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=70))
+def test_single_command_reads_are_exact(words):
+    """A read holding one command is taken whole or left to the general parser, never misread."""
+    data = resp_command(*words)
+    got = protocol._one_command(data)
+    if len(words) <= 64 and not any(b"\r\n" in w for w in words):
+        assert got == words
+    else:
+        assert got in (None, words)
+    assert Parser().feed(data) == [words]
+
+
+@given(st.binary(max_size=80))
+def test_single_command_check_agrees_with_the_parser_on_any_bytes(data):
+    got = protocol._one_command(b"*" + data)
+    if got is not None:
+        assert Parser().feed(b"*" + data) == [got]
+
+
+def test_single_command_check_declines_what_it_cannot_prove():
+    one = protocol._one_command
+    assert one(resp_command(b"GET", b"k") * 2) is None  # two commands
+    assert one(resp_command(b"GET", b"k")[:-1]) is None  # unfinished
+    assert one(b"*2\r\n$03\r\nGET\r\n$1\r\nk\r\n") is None  # a length spelled otherwise
+    assert one(b"*1\r\n$5\r\na\r\nbc\r\n") is None  # an argument holding CRLF: general parser
+    assert Parser().feed(b"*1\r\n$5\r\na\r\nbc\r\n") == [[b"a\r\nbc"]]
+    assert one(resp_command(b"x" * 2000)) == [b"x" * 2000]
+
+
 def test_inline_commands_and_quotes():
     p = Parser()
     assert p.feed(b"SET a b\r\nGET a\nPING\r\n\r\n") == [[b"SET", b"a", b"b"], [b"GET", b"a"], [b"PING"]]

@@ -681,3 +681,12 @@ def test_two_servers_and_an_in_process_user_share_one_directory(tmp_path):
     finally:
         first.stop()
         second.stop()
+
+
+def test_write_lock_is_taken_only_for_commands_that_may_write():
+    """A flush of read-only commands leaves the store's write lock to other processes."""
+    from kv_backend.server.resp import _may_write
+
+    assert not _may_write([[b"PING"], [b"get", b"k"], [b"GET", b"k"], [b"HGetAll", b"h"], [b"ttl", b"k"]])
+    for name in (b"SET", b"set", b"SeT", b"LPUSH", b"incr", b"EXEC", b"multi", b"EVAL", b"nosuchcommand"):
+        assert _may_write([[b"GET", b"k"], [name, b"k"]]), name

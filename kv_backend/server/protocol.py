@@ -102,12 +102,17 @@ class Parser:
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Add received bytes and return the commands they complete (possibly none)."""
         chunks = self.chunks
-        reader = self.reader
-        if reader is not None and not chunks and self.args is None and data[:1] == b"*" and len(data) < _FAST:
-            commands = _read_whole(reader, data)
-            if commands is not None:
-                return commands
-            self.reader = _HiredisReader()  # drop its partial state: this read takes the long way
+        if not chunks and self.args is None and data[:1] == b"*" and len(data) < _FAST:
+            # The usual read: one whole command, as a client sends it without pipelining.
+            one = _one_command(data)
+            if one is not None:
+                return [one]
+            reader = self.reader
+            if reader is not None:
+                commands = _read_whole(reader, data)
+                if commands is not None:
+                    return commands
+                self.reader = _HiredisReader()  # drop its partial state: this read takes the long way
         if chunks:
             chunks.append(bytes(data))
             self.have += len(data)
@@ -199,6 +204,38 @@ class Parser:
             self.chunks = []
             self.have = 0
         return out
+
+
+#: ``*N`` and ``$N`` as clients write them, for the single-command check below.
+_ARRAY_HEADS = [b"*%d" % n for n in range(65)]
+_BULK_HEADS = [b"$%d" % n for n in range(1024)]
+
+
+def _one_command(data: bytes) -> list[bytes] | None:
+    """The command in ``data`` if the read is exactly one array of bulk strings; else None.
+
+    Splitting at every CRLF and checking that the pieces are ``*N``, then N
+    pairs of ``$len`` and an argument of that length, and nothing after the
+    last CRLF proves that ``data`` is the one canonical encoding of those
+    arguments (an argument holding a CRLF cannot pass the length checks as
+    split). Anything else (several commands, partial input, other spellings
+    of the lengths, more than 64 arguments) returns None and takes the general
+    parser, which also owns the error messages.
+    """
+    parts = data.split(b"\r\n")
+    n = len(parts)
+    count = (n - 2) >> 1
+    if n & 1 or not 0 < count <= 64 or parts[0] != _ARRAY_HEADS[count] or parts[-1]:
+        return None
+    args = parts[2::2]  # the pieces at odd places are the lengths and, last, the empty tail
+    heads = _BULK_HEADS
+    i = 1
+    for arg in args:
+        size = len(arg)
+        if parts[i] != (heads[size] if size < 1024 else b"$%d" % size):
+            return None
+        i += 2
+    return args
 
 
 #: A command no client can guess, fed after each read: reading it back proves the read ended

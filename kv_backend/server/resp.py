@@ -117,6 +117,17 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or not commands:
             return
+        if len(commands) == 1 and not self.close_after_reply:  # the usual case: one command per read
+            reply = self.execute(commands[0])
+            try:
+                transport.write(encode(reply, self.resp3))
+            except TypeError as exc:
+                self.server.log(f"cannot encode the reply to {commands[0][0][:30]!r}: {exc}")
+                transport.write(b"-ERR internal error: unencodable reply\r\n")
+            if self.close_after_reply:
+                transport.close()
+                self.transport = None
+            return
         out = []
         for args in commands:
             reply = self.execute(args)
@@ -303,7 +314,7 @@ class Server:
         """
         queue, self._queue = self._queue, []
         lock = None
-        if any(_may_write(conn.pending) for conn in queue):
+        if _any_may_write(queue):
             try:
                 lock = self.db.locked()
                 lock.__enter__()
@@ -438,11 +449,27 @@ _READ_ONLY = frozenset(name for name, cmd in COMMANDS.items() if "write" not in 
     b"exec",
     b"multi",
 }
+#: Whether a command may write, by its name as clients usually spell it (lower or upper case).
+_MAY_WRITE = {n: name not in _READ_ONLY for name in COMMANDS for n in (name, name.upper())}
 
 
 def _may_write(commands: list[list[bytes]]) -> bool:
     """Whether any of these commands may write (then a flush takes the write lock once for all)."""
-    return any(args[0].lower() not in _READ_ONLY for args in commands)
+    for args in commands:
+        writes = _MAY_WRITE.get(args[0])
+        if writes is None:
+            writes = args[0].lower() not in _READ_ONLY  # mixed case or unknown: as Redis, case-blind
+        if writes:
+            return True
+    return False
+
+
+def _any_may_write(queue: list[Connection]) -> bool:
+    """Whether a command pending on any of these connections may write."""
+    for conn in queue:
+        if _may_write(conn.pending):
+            return True
+    return False
 
 
 def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
