@@ -138,6 +138,17 @@ def _expiry(ttl: float | None) -> float:
     return _time() + ttl
 
 
+def _absolute_expiry(expires_at: float) -> float:
+    """Validate an absolute expiry time (UNIX seconds; 0 = never) and return it as a float."""
+    if not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool):
+        raise TypeError(f"expires_at must be a UNIX time in seconds, not {type(expires_at).__name__}")
+    if not math.isfinite(expires_at) or expires_at < 0:
+        raise ConfigurationError(
+            f"expires_at must be a finite UNIX time in seconds (0 for never), not {expires_at!r}"
+        )
+    return float(expires_at)
+
+
 class SnapshotFile:
     """One file of a frozen snapshot: its name, an open fd, and how many bytes belong to it."""
 
@@ -183,7 +194,7 @@ class Batch:
         if expires_at is not None:
             if ttl is not None:
                 raise TypeError("give ttl or expires_at, not both")
-            expiry = float(expires_at) if expires_at else 0.0
+            expiry = _absolute_expiry(expires_at)
             if expiry and expiry <= _time():
                 self._ops.append((rec.DELETE, key, b"", 0.0))
             else:
@@ -1124,11 +1135,16 @@ class DB(MutableMapping[bytes, bytes]):
                 raise storage_error(exc, f"cannot fsync {active.path}") from exc
             st.last_sync.value = now
 
-    def put(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
+    def put(
+        self, key: bytes, value: bytes, ttl: float | None = None, *, expires_at: float | None = None
+    ) -> None:
         """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires then.
 
         A ``ttl`` of 0 or less stores nothing and removes the key (Django's and
-        Redis's "already expired").
+        Redis's "already expired"). ``expires_at`` gives the expiry as an
+        absolute UNIX time instead (0: never), e.g. to keep a key's current
+        expiry exactly across a read-modify-write; a time already past removes
+        the key.
         """
         if type(key) is not bytes or not 0 < len(key) <= _MAX_KEY:
             key = _check_key(key)
@@ -1136,6 +1152,13 @@ class DB(MutableMapping[bytes, bytes]):
             value = _check_value(value)
         if ttl is None:
             expiry = 0.0
+            if expires_at is not None:
+                expiry = _absolute_expiry(expires_at)
+                if expiry and expiry <= _time():
+                    self.delete(key)
+                    return
+        elif expires_at is not None:
+            raise TypeError("give ttl or expires_at, not both")
         else:
             expiry = _expiry(ttl)
             if ttl <= 0:

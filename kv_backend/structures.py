@@ -347,12 +347,6 @@ class Structures:
             raise WrongTypeError()
         return found
 
-    @staticmethod
-    def _ttl_of(expiry: float) -> float | None:
-        if not expiry:
-            return None
-        return max(expiry - _time(), 1e-6)
-
     def _purge(self, b: Batch, name: bytes, tag: int) -> None:
         """Delete member records a previous, expired or deleted, key of this name left behind."""
         for prefix in MEMBER_PREFIXES.get(tag, ()):
@@ -379,7 +373,7 @@ class Structures:
         if count <= 0:
             b.delete(META + name)
         else:
-            b.put(META + name, bytes([tag]) + _CNT.pack(count, version + 1), self._ttl_of(expiry))
+            b.put(META + name, bytes([tag]) + _CNT.pack(count, version + 1), expires_at=expiry)
 
     # ------------------------------------------------------------ keys
 
@@ -503,7 +497,7 @@ class Structures:
             meta, expiry = found
             with db.batch() as b:
                 self._purge_all(b, dst)
-                b.put(META + dst, meta, self._ttl_of(expiry))
+                b.put(META + dst, meta, expires_at=expiry)
                 b.delete(META + src)
                 for prefix in MEMBER_PREFIXES.get(meta[0], ()):
                     sp, dp = prefix + _lp(src), prefix + _lp(dst)
@@ -626,15 +620,14 @@ class Structures:
             old_value = found[0][1:] if found is not None else None
             if (nx and found is not None) or (xx and found is None):
                 return old_value if get else False
-            ttl = ex
-            if keepttl and found is not None and ex is None:
-                ttl = self._ttl_of(found[1])
+            # KEEPTTL keeps the old expiry exactly (0.0: none).
+            keep = found[1] if keepttl and found is not None and ex is None else None
             if found is not None and found[0][0] != T_STRING:
                 with db.batch() as b:
                     self._purge(b, name, found[0][0])
-                    b.put(mk, data, ttl)
+                    b.put(mk, data, ex, expires_at=keep)
             else:
-                db.put(mk, data, ttl)
+                db.put(mk, data, ex, expires_at=keep)
         return old_value if get else True
 
     def setnx(self, name: Name, value: Value) -> bool:
@@ -704,12 +697,12 @@ class Structures:
         with self.db.locked():
             found = self._record(mk)
             if found is None:
-                data, ttl = b"s" + _b(value), None
+                data, expiry = b"s" + _b(value), 0.0
             elif found[0][0] != T_STRING:
                 raise WrongTypeError()
             else:
-                data, ttl = found[0] + _b(value), self._ttl_of(found[1])
-            self.db.put(mk, data, ttl)
+                data, expiry = found[0] + _b(value), found[1]
+            self.db.put(mk, data, expires_at=expiry)
             return len(data) - 1
 
     def strlen(self, name: Name) -> int:
@@ -735,15 +728,16 @@ class Structures:
         with self.db.locked():
             found = self._record(mk)
             if found is None:
-                current, ttl = 0, None
-            elif found[0][0] != T_STRING:
-                raise WrongTypeError()
+                current, expiry = 0, 0.0
             else:
-                current, ttl = parse_int(found[0][1:]), self._ttl_of(found[1])
+                value, expiry = found
+                if value[0] != T_STRING:
+                    raise WrongTypeError()
+                current = parse_int(value[1:])
             result = current + amount
             if not _I64_MIN <= result <= _I64_MAX:
                 raise CommandError("ERR increment or decrement would overflow")
-            self.db.put(mk, b"s" + str(result).encode(), ttl)
+            self.db.put(mk, b"s%d" % result, expires_at=expiry)
             return result
 
     def incr(self, name: Name) -> int:
@@ -765,15 +759,15 @@ class Structures:
         with self.db.locked():
             found = self._record(mk)
             if found is None:
-                current, ttl = 0.0, None
+                current, expiry = 0.0, 0.0
             elif found[0][0] != T_STRING:
                 raise WrongTypeError()
             else:
-                current, ttl = parse_float(found[0][1:]), self._ttl_of(found[1])
+                current, expiry = parse_float(found[0][1:]), found[1]
             result = current + amount
             if math.isinf(result) or math.isnan(result):
                 raise CommandError("ERR increment would produce NaN or Infinity")
-            self.db.put(mk, b"s" + format_float(result, human=True), ttl)
+            self.db.put(mk, b"s" + format_float(result, human=True), expires_at=expiry)
             return result
 
     # ---------------------------------------------------------------- hashes
@@ -979,7 +973,7 @@ class Structures:
         if tail <= head:
             b.delete(META + name)
         else:
-            b.put(META + name, b"l" + _LST.pack(head, tail, version + 1), self._ttl_of(expiry))
+            b.put(META + name, b"l" + _LST.pack(head, tail, version + 1), expires_at=expiry)
 
     def _push(self, name: Name, values: tuple[Value, ...], left: bool, only_existing: bool = False) -> int:
         name = _b(name)

@@ -3,6 +3,7 @@ batches, stats, lifecycle, read-only stores and change notification."""
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -16,6 +17,7 @@ import kv_backend.db
 import kv_backend.keydir
 from kv_backend import DB, record
 from kv_backend.errors import (
+    ConfigurationError,
     DatabaseClosedError,
     InvalidValueError,
     KVError,
@@ -333,6 +335,27 @@ def test_put_replaces_expiry(db, clock):
     assert db.ttl(b"k") is None
     db.put(b"k", b"v3", ttl=30)
     assert db.ttl(b"k") == pytest.approx(30)
+
+
+def test_put_with_an_absolute_expiry(db, clock):
+    """expires_at stores that exact time, so a read-modify-write can keep a key's expiry unchanged."""
+    at = clock() + 50.125
+    db.put(b"k", b"v", expires_at=at)
+    assert db.get_with_expiry(b"k") == (b"v", at)
+    db.put(b"k", b"w", expires_at=db.get_with_expiry(b"k")[1])
+    assert db.get_with_expiry(b"k") == (b"w", at)
+    db.put(b"k", b"x", expires_at=0)  # 0: never expires
+    assert db.get_with_expiry(b"k") == (b"x", None)
+    db.put(b"k", b"y", expires_at=clock() - 1)  # already past: the key goes, as with ttl <= 0
+    assert b"k" not in db
+    with pytest.raises(TypeError):
+        db.put(b"k", b"v", ttl=5, expires_at=at)
+    for bad, exc in (("soon", TypeError), (True, TypeError), (math.nan, ConfigurationError), (-1, ConfigurationError)):
+        with pytest.raises(exc):
+            db.put(b"k", b"v", expires_at=bad)
+        with pytest.raises(exc), db.batch() as b:
+            b.put(b"k", b"v", expires_at=bad)
+    assert b"k" not in db
 
 
 def test_expired_record_not_resurrected_by_replay(store_path, clock):

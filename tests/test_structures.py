@@ -85,6 +85,35 @@ def test_glob_match(pattern, name, expected):
 # -------------------------------------------------------------- each type
 
 
+def test_writes_that_keep_a_ttl_keep_it_exactly(s):
+    """A key written many times under one TTL (a rate-limit counter, a queue) expires when it was told to."""
+    db = s.db
+    s.set("c", 0, ex=100)
+    s.rpush("l", "a")
+    s.hset("h", mapping={"f": 1})
+    s.sadd("set", "a")
+    s.zadd("z", {"a": 1})
+    s.set("str", "x")
+    s.set("fl", "1.5")
+    for name in ("l", "h", "set", "z", "str", "fl"):
+        assert s.expire(name, 100)
+    before = {name: db.get_with_expiry(META + name.encode())[1] for name in ("c", "l", "h", "set", "z", "str", "fl")}
+    for i in range(300):
+        s.incr("c")
+        s.rpush("l", i)
+        s.lpush("l", i)
+        s.hset("h", mapping={f"f{i}": i})
+        s.sadd("set", i)
+        s.zadd("z", {f"m{i}": i})
+        s.append("str", "y")
+        s.incrbyfloat("fl", 0.5)
+        s.set("str", "x" * (i + 2), keepttl=True)
+    after = {name: db.get_with_expiry(META + name.encode())[1] for name in before}
+    assert after == before
+    s.rename("c", "c2")
+    assert db.get_with_expiry(META + b"c2")[1] == before["c"]
+
+
 def test_strings_and_ttl(s):
     assert s.set("k", "v") is True and s.get("k") == b"v" and s.get(b"k") == b"v"
     assert s.set("k", "w", nx=True) is False and s.set("k", "w", xx=True, get=True) == b"v"
