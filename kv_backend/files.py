@@ -229,7 +229,8 @@ def prepare_directory(path: str, *, create: bool) -> bool:
     if FORMAT_FILE in entries:
         # Another process created the store between our two looks: check it as any store.
         return prepare_directory(path, create=create)
-    foreign = [e for e in entries if not _is_store_file(e)]
+    # lost+found alone is what a new filesystem's mount point holds: still an empty directory.
+    foreign = [e for e in entries if not _is_store_file(e) and e != "lost+found"]
     if foreign:
         raise NotAStoreError(
             errno.EINVAL,

@@ -350,7 +350,9 @@ def test_put_with_an_absolute_expiry(db, clock):
     assert b"k" not in db
     with pytest.raises(TypeError):
         db.put(b"k", b"v", ttl=5, expires_at=at)
-    for bad, exc in (("soon", TypeError), (True, TypeError), (math.nan, ConfigurationError), (-1, ConfigurationError)):
+    bad_times = [("soon", TypeError), (True, TypeError), (math.nan, ConfigurationError)]
+    bad_times.append((-1, ConfigurationError))
+    for bad, exc in bad_times:
         with pytest.raises(exc):
             db.put(b"k", b"v", expires_at=bad)
         with pytest.raises(exc), db.batch() as b:

@@ -172,6 +172,16 @@ def test_directory_with_foreign_files(tmp_path):
     assert sorted(os.listdir(d)) == ["settings.py"]  # nothing was created there
 
 
+def test_a_mount_points_lost_and_found_does_not_make_it_foreign(tmp_path):
+    d = tmp_path / "mnt"
+    (d / "lost+found").mkdir(parents=True)
+    with DB(str(d)) as db:
+        db.put(b"k", b"v")
+    with DB(str(d)) as db:
+        assert db.get(b"k") == b"v"
+    assert (d / "lost+found").is_dir()
+
+
 def test_unsupported_format_marker(store_path):
     with DB(store_path) as db:
         db.put(b"k", b"v")

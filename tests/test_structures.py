@@ -97,7 +97,8 @@ def test_writes_that_keep_a_ttl_keep_it_exactly(s):
     s.set("fl", "1.5")
     for name in ("l", "h", "set", "z", "str", "fl"):
         assert s.expire(name, 100)
-    before = {name: db.get_with_expiry(META + name.encode())[1] for name in ("c", "l", "h", "set", "z", "str", "fl")}
+    names = ("c", "l", "h", "set", "z", "str", "fl")
+    before = {name: db.get_with_expiry(META + name.encode())[1] for name in names}
     for i in range(300):
         s.incr("c")
         s.rpush("l", i)

@@ -32,7 +32,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LE
 from django.core.exceptions import ImproperlyConfigured
 
 from kv_backend import DB
-from kv_backend.errors import ConfigurationError
+from kv_backend.errors import ConfigurationError, NotAStoreError
 from kv_backend.record import MAX_KEY_SIZE
 
 __all__ = ["ENGINE_OPTIONS", "KVCache", "KVCacheConfigurationError", "close_all", "open_store"]
@@ -86,10 +86,18 @@ def open_store(path: str, **options: Any) -> DB:
         with _stores_lock:
             entry = _stores.get(path)
             if entry is None or entry[0].closed:
+                _create_private_directory(path)
                 try:
                     db = DB(path, **options)
                 except ConfigurationError as exc:
                     raise KVCacheConfigurationError(f"cache at {path}: {exc}") from exc
+                except NotAStoreError as exc:
+                    if not os.path.isdir(path):
+                        raise  # a file where the directory belongs: the engine's OSError says so
+                    raise KVCacheConfigurationError(
+                        f"cache LOCATION {path} holds other files and is not a kv_backend store: "
+                        "point LOCATION at a new or empty directory"
+                    ) from exc
                 entry = (db, dict(options))
                 _stores[path] = entry
     if entry[1] != options:
@@ -99,6 +107,31 @@ def open_store(path: str, **options: Any) -> DB:
             "or separate directories"
         )
     return entry[0]
+
+
+def _create_private_directory(path: str) -> None:
+    """Create a missing LOCATION, and missing parents, readable by this user only (0o700).
+
+    Cached values often hold sessions and personal data, so a new cache
+    directory is private, as Django's file-based cache makes its own. An
+    existing directory keeps its mode. Errors are left to the store's open,
+    which reports them.
+    """
+    missing = []
+    head = path
+    while head and not os.path.exists(head):
+        missing.append(head)
+        parent = os.path.dirname(head)
+        if parent == head:
+            break
+        head = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass  # another process created it first
+        except OSError:
+            return
 
 
 def close_all() -> None:

@@ -414,6 +414,29 @@ def test_bad_configuration(tmp_path):
         KVCache(str(tmp_path / "file"), {}).get("k")
 
 
+def test_new_location_is_private_and_foreign_directories_are_refused(tmp_path):
+    """A LOCATION the cache creates (parents too) is 0700; a directory of other files is a config error."""
+    old_umask = os.umask(0o022)
+    try:
+        KVCache(str(tmp_path / "new" / "parent" / "cache"), {}).set("k", 1)
+    finally:
+        os.umask(old_umask)
+    for d in (tmp_path / "new", tmp_path / "new" / "parent", tmp_path / "new" / "parent" / "cache"):
+        assert os.stat(d).st_mode & 0o777 == 0o700, d
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    KVCache(str(shared), {}).set("k", 1)
+    assert os.stat(shared).st_mode & 0o777 == 0o755  # an existing directory keeps its mode
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "settings.py").write_text("DEBUG = True\n")
+    with pytest.raises(KVCacheConfigurationError, match="empty directory") as info:
+        KVCache(str(project), {}).get("k")
+    assert isinstance(info.value, ImproperlyConfigured)
+    assert os.listdir(project) == ["settings.py"]
+
+
 def test_engine_options_pass_through(tmp_path):
     c = KVCache(str(tmp_path / "opts"), {"OPTIONS": {"sync": 0.5, "max_file_size": 8192, "MAX_ENTRIES": 10}})
     for i in range(8):
