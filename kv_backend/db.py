@@ -1268,13 +1268,22 @@ class DB(MutableMapping[bytes, bytes]):
         self._after_write()
         return new
 
-    def expire(self, key: bytes, ttl: float | None) -> bool:
+    def expire(self, key: bytes, ttl: float | None = None, *, expires_at: float | None = None) -> bool:
         """Give ``key`` a new time to live (None: never expire); return whether it exists.
 
         A ``ttl`` of 0 or less deletes the key, as Redis's EXPIRE does.
+        ``expires_at`` gives the expiry as an absolute UNIX time instead (0:
+        never); a time already past deletes the key.
         """
         key = _check_key(key)
-        expiry = _expiry(ttl)
+        if expires_at is None:
+            expiry = _expiry(ttl)
+        elif ttl is not None:
+            raise TypeError("give ttl or expires_at, not both")
+        else:
+            expiry = _absolute_expiry(expires_at)
+            if expiry and expiry <= _time():
+                ttl = 0.0  # already past: delete, as a ttl <= 0 does
         self._check_writable()
         self._pre_catch_up()
         with self._lock:

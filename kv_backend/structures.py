@@ -29,11 +29,13 @@ import random
 import re
 import struct
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+from kv_backend import longdouble
 from kv_backend.db import DB, Batch
 from kv_backend.errors import KVError, NotAnIntegerError
 
@@ -94,6 +96,10 @@ class NotAFloatError(StructureError, ValueError):
 
 class CommandError(StructureError, ValueError):
     """An argument is out of range or the operation cannot be done (Redis's ``ERR ...``)."""
+
+
+class HashValueNotAnIntegerError(StructureError, NotAnIntegerError):
+    """HINCRBY found a field value that is not an integer (also a :class:`NotAnIntegerError`)."""
 
 
 NOT_INT = "ERR value is not an integer or out of range"
@@ -177,8 +183,13 @@ def parse_int(value: Value) -> int:
     return n
 
 
-def parse_float(value: Value, msg: str = NOT_FLOAT) -> float:
-    """Parse a Redis float argument (``inf``/``-inf`` allowed, NaN refused)."""
+def parse_float(value: Value, msg: str = NOT_FLOAT, overflow: bool = False) -> float:
+    """Parse a Redis float argument (``inf``/``-inf`` allowed, NaN refused).
+
+    A finite number too large for a double (``1e500``) is refused, as Redis
+    refuses it for scores and increments; ``overflow=True`` reads it as an
+    infinity instead, as Redis does for range bounds.
+    """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         f = float(value)
     else:
@@ -196,9 +207,30 @@ def parse_float(value: Value, msg: str = NOT_FLOAT) -> float:
             raise NotAFloatError(msg) from None
         if b"_" in raw or low.startswith((b"0x", b"-0x", b"+0x")):
             raise NotAFloatError(msg)
+        if math.isinf(f) and not overflow:
+            raise NotAFloatError(msg)
     if math.isnan(f):
         raise NotAFloatError(msg)
     return f
+
+
+def _long_double(value: float | Value) -> longdouble.LongDouble:
+    """An INCRBYFLOAT operand: text read as Redis reads it, or a Python number."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return longdouble.from_number(value)
+        return longdouble.parse(_b(value))
+    except ValueError:
+        raise NotAFloatError(NOT_FLOAT) from None
+
+
+def _add_long_double(a: longdouble.LongDouble, b: longdouble.LongDouble) -> bytes:
+    """``a + b`` as INCRBYFLOAT stores it; an infinite or NaN sum is Redis's error."""
+    try:
+        total = longdouble.add(a, b)
+        return longdouble.format_human(total)
+    except ValueError:
+        raise CommandError("ERR increment would produce NaN or Infinity") from None
 
 
 def _score_bound(value: Value) -> tuple[float, bool]:
@@ -207,8 +239,8 @@ def _score_bound(value: Value) -> tuple[float, bool]:
         return float(value), False
     raw = _b(value)
     if raw.startswith(b"("):
-        return parse_float(raw[1:], "ERR min or max is not a float"), True
-    return parse_float(raw, "ERR min or max is not a float"), False
+        return parse_float(raw[1:], "ERR min or max is not a float", overflow=True), True
+    return parse_float(raw, "ERR min or max is not a float", overflow=True), False
 
 
 @lru_cache(maxsize=256)
@@ -413,8 +445,19 @@ class Structures:
         return self.db.expire(META + name, seconds)
 
     def expireat(self, name: Name, timestamp: float) -> bool:
-        """Make a key expire at a Unix time; False if it is missing."""
-        return self.expire(name, timestamp - _time())
+        """Make a key expire at exactly this Unix time (a past time deletes it); False if it is missing."""
+        name = _b(name)
+        if timestamp <= _time():
+            return self.delete(name) == 1
+        return self.db.expire(META + name, expires_at=timestamp)
+
+    def expiretime(self, name: Name) -> float | None:
+        """The Unix time a key expires at (None: never); raises ``KeyError`` if the key is missing."""
+        name = _b(name)
+        found = self.db.get_with_expiry(META + name)
+        if found is None:
+            raise KeyError(name)
+        return found[1]
 
     def persist(self, name: Name) -> bool:
         """Remove the expiry of a key; True if it had one."""
@@ -593,16 +636,19 @@ class Structures:
         xx: bool = False,
         keepttl: bool = False,
         get: bool = False,
+        exat: float | None = None,
     ) -> Any:
         """Store a string (replacing a key of any type); ``ex`` is a TTL in seconds.
 
         ``nx``/``xx``: only if the key is missing/exists; ``keepttl``: keep the old
-        expiry; ``get``: return the old string value instead of whether it was set.
+        expiry; ``get``: return the old string value instead of whether it was set;
+        ``exat``: expire at this Unix time instead of after ``ex`` seconds (a past
+        time stores the key already expired, as Redis's ``SET ... EXAT`` does).
         """
         name, value = _b(name), _b(value)
         if nx and xx:
             raise CommandError("ERR syntax error")
-        if ex is not None and ex <= 0:
+        if ex is not None and (ex <= 0 or exat is not None):
             raise CommandError("ERR invalid expire time in 'set' command")
         db = self.db
         mk = META + name
@@ -611,7 +657,7 @@ class Structures:
             # Only the type tag matters here, and the key is overwritten either way.
             tag = db._first_value_byte(mk)
             if tag is None or tag == T_STRING:
-                db.put(mk, data, ex)
+                db.put(mk, data, ex, expires_at=exat)
                 return True
         with db.locked():
             found = self._record(mk)
@@ -621,7 +667,7 @@ class Structures:
             if (nx and found is not None) or (xx and found is None):
                 return old_value if get else False
             # KEEPTTL keeps the old expiry exactly (0.0: none).
-            keep = found[1] if keepttl and found is not None and ex is None else None
+            keep = found[1] if keepttl and found is not None and ex is None and exat is None else exat
             if found is not None and found[0][0] != T_STRING:
                 with db.batch() as b:
                     self._purge(b, name, found[0][0])
@@ -679,14 +725,18 @@ class Structures:
         """Store a string and return the old one (the TTL is dropped)."""
         return self.set(name, value, get=True)
 
-    def getex(self, name: Name, ex: float | None = None, persist: bool = False) -> bytes | None:
-        """Return a string value and change its expiry (``ex`` seconds, or ``persist``)."""
+    def getex(
+        self, name: Name, ex: float | None = None, persist: bool = False, exat: float | None = None
+    ) -> bytes | None:
+        """Return a string value and change its expiry (``ex`` seconds, Unix time ``exat``, ``persist``)."""
         name = _b(name)
         with self.db.locked():
             value = self.get(name)
             if value is not None:
                 if ex is not None:
                     self.expire(name, ex)
+                elif exat is not None:
+                    self.expireat(name, exat)
                 elif persist:
                     self.db.persist(META + name)
             return value
@@ -714,10 +764,12 @@ class Structures:
         """A substring by inclusive byte offsets (negative: from the end)."""
         value = self.get(name) or b""
         n = len(value)
-        if start < 0:
-            start = max(n + start, 0)
-        if end < 0:
-            end = n + end
+        if start < 0 and end < 0 and start > end:
+            return b""
+        # Offsets past either end are clamped to the string, as Redis does: "GETRANGE k 0 -100"
+        # of a non-empty value is its first byte.
+        start = max(n + start, 0) if start < 0 else start
+        end = max(n + end, 0) if end < 0 else end
         end = min(end, n - 1)
         return value[start : end + 1] if start <= end else b""
 
@@ -752,23 +804,30 @@ class Structures:
         """Subtract from an integer string."""
         return self.incrby(name, -parse_int(amount))
 
-    def incrbyfloat(self, name: Name, amount: float) -> float:
-        """Add to a float string (missing = 0, keeps the TTL); return the result."""
-        amount = parse_float(amount)
+    def incrbyfloat(self, name: Name, amount: float | Value) -> float:
+        """Add to a float string (missing = 0, keeps the TTL); return the result.
+
+        The arithmetic is Redis's (long double, stored with at most 17
+        decimals), so ``0.1`` plus ``0.2`` stores ``0.3``. The stored text is
+        what :meth:`incrbyfloat_text` returns.
+        """
+        return float(self.incrbyfloat_text(name, amount))
+
+    def incrbyfloat_text(self, name: Name, amount: float | Value) -> bytes:
+        """:meth:`incrbyfloat`, returning the new value as stored (INCRBYFLOAT's reply)."""
         mk = META + _b(name)
         with self.db.locked():
             found = self._record(mk)
             if found is None:
-                current, expiry = 0.0, 0.0
-            elif found[0][0] != T_STRING:
-                raise WrongTypeError()
+                current: longdouble.LongDouble = Fraction(0)
+                expiry = 0.0
             else:
-                current, expiry = parse_float(found[0][1:]), found[1]
-            result = current + amount
-            if math.isinf(result) or math.isnan(result):
-                raise CommandError("ERR increment would produce NaN or Infinity")
-            self.db.put(mk, b"s" + format_float(result, human=True), expires_at=expiry)
-            return result
+                if found[0][0] != T_STRING:
+                    raise WrongTypeError()  # the type first, then the numbers, as Redis
+                current, expiry = _long_double(found[0][1:]), found[1]
+            text = _add_long_double(current, _long_double(amount))
+            self.db.put(mk, b"s" + text, expires_at=expiry)
+            return text
 
     # ---------------------------------------------------------------- hashes
 
@@ -910,24 +969,37 @@ class Structures:
         name, field = _b(name), _b(field)
         with self.db.locked():
             old = self.hget(name, field)
-            current = 0 if old is None else parse_int(old)
+            try:
+                current = 0 if old is None else parse_int(old)
+            except NotAnIntegerError:
+                raise HashValueNotAnIntegerError("ERR hash value is not an integer") from None
             result = current + amount
             if not _I64_MIN <= result <= _I64_MAX:
                 raise CommandError("ERR increment or decrement would overflow")
             self._hset(name, [(field, str(result).encode())], nx=False)
             return result
 
-    def hincrbyfloat(self, name: Name, field: Name, amount: float) -> float:
-        """Add to a float hash field (missing = 0); return the result."""
-        amount = parse_float(amount)
+    def hincrbyfloat(self, name: Name, field: Name, amount: float | Value) -> float:
+        """Add to a float hash field (missing = 0) with Redis's arithmetic; return the result."""
+        return float(self.hincrbyfloat_text(name, field, amount))
+
+    def hincrbyfloat_text(self, name: Name, field: Name, amount: float | Value) -> bytes:
+        """:meth:`hincrbyfloat`, returning the new value as stored (HINCRBYFLOAT's reply)."""
+        incr = _long_double(amount)
+        if isinstance(incr, float):
+            raise CommandError("ERR value is NaN or Infinity")
         name, field = _b(name), _b(field)
         with self.db.locked():
             old = self.hget(name, field)
-            result = (0.0 if old is None else parse_float(old)) + amount
-            if math.isinf(result) or math.isnan(result):
-                raise CommandError("ERR increment would produce NaN or Infinity")
-            self._hset(name, [(field, format_float(result, human=True))], nx=False)
-            return result
+            current: longdouble.LongDouble = Fraction(0)
+            if old is not None:
+                try:
+                    current = longdouble.parse(old)
+                except ValueError:
+                    raise NotAFloatError("ERR hash value is not a float") from None
+            text = _add_long_double(current, incr)
+            self._hset(name, [(field, text)], nx=False)
+            return text
 
     def _member_scan(
         self, prefix: bytes, cursor: int | bytes | str, match: Name | None, count: int
@@ -1187,9 +1259,9 @@ class Structures:
     def lmove(self, src: Name, dst: Name, wherefrom: str, whereto: str) -> bytes | None:
         """Move an element between lists (atomically)."""
         with self.db.locked():
-            self._list(_b(dst))  # type check first, as Redis does
             if self._list(_b(src)) is None:
-                return None
+                return None  # a missing source: nothing moves, whatever the destination holds
+            self._list(_b(dst))  # WRONGTYPE before anything is popped
             value = self._pop(src, None, left=wherefrom.upper() == "LEFT")
             self._push(dst, (value,), left=whereto.upper() == "LEFT")
             return value
@@ -1296,7 +1368,7 @@ class Structures:
     def zadd(
         self,
         name: Name,
-        mapping: Mapping[Value, float],
+        mapping: Mapping[Value, float | Value] | Iterable[tuple[Value, float | Value]],
         nx: bool = False,
         xx: bool = False,
         gt: bool = False,
@@ -1306,19 +1378,22 @@ class Structures:
     ) -> Any:
         """Add members with scores; return how many were added (``ch``: added or changed).
 
-        With ``incr`` (one member) the score is added and the new score returned
-        (None if a condition stopped it). ``nx``/``xx``/``gt``/``lt`` as in Redis.
+        ``mapping`` is ``{member: score}`` or ``(member, score)`` pairs, applied in
+        order (a member given twice is updated twice, as ZADD does). With ``incr``
+        (one member) the score is added and the new score returned (None if a
+        condition stopped it). ``nx``/``xx``/``gt``/``lt`` as in Redis.
         """
         name = _b(name)
         if nx and xx:
             raise CommandError("ERR XX and NX options at the same time are not compatible")
         if (gt and lt) or (nx and (gt or lt)):
             raise CommandError("ERR GT, LT, and/or NX options at the same time are not compatible")
-        items = [(_b(m), parse_float(s)) for m, s in mapping.items()]
-        if not items:
+        pairs = list(mapping.items() if isinstance(mapping, Mapping) else mapping)
+        if not pairs:
             raise CommandError("ERR wrong number of arguments for 'zadd' command")
-        if incr and len(items) != 1:
+        if incr and len(pairs) != 1:
             raise CommandError("ERR INCR option supports a single increment-element pair")
+        items = [(_b(m), parse_float(s)) for m, s in pairs]
         db = self.db
         mpfx, ipfx = ZMEM + _lp(name), ZIDX + _lp(name)
         with db.locked():

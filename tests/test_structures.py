@@ -115,6 +115,44 @@ def test_writes_that_keep_a_ttl_keep_it_exactly(s):
     assert db.get_with_expiry(META + b"c2")[1] == before["c"]
 
 
+def test_incrbyfloat_adds_as_redis_does(s):
+    """Long-double arithmetic stored with at most 17 decimals: the texts Redis itself stores."""
+    assert s.incrbyfloat("f", "0.1") == 0.1 and s.incrbyfloat("f", 0.2) == 0.3 and s.get("f") == b"0.3"
+    assert s.incrbyfloat_text("tiny", "5e-20") == b"0"
+    s.set("big", 9223372036854775807)
+    assert s.incrbyfloat_text("big", 1) == b"9223372036854775808"
+    assert s.incrbyfloat_text("huge", "1e500").startswith(b"99999999999999999997532712669662876")
+    assert s.hincrbyfloat_text("h", "x", "1.1") == b"1.1" and s.hincrbyfloat_text("h", "x", -1) == b"0.1"
+    with pytest.raises(NotAFloatError):
+        s.incrbyfloat("f", " 1")
+    with pytest.raises(CommandError, match="NaN or Infinity"):
+        s.incrbyfloat("f", "inf")
+    with pytest.raises(CommandError, match="NaN or Infinity"):
+        s.hincrbyfloat("h", "x", "-inf")
+    s.hset("h", mapping={"n": "abc"})
+    with pytest.raises(NotAFloatError, match="hash value is not a float"):
+        s.hincrbyfloat("h", "n", 1)
+    with pytest.raises(NotAnIntegerError, match="hash value is not an integer"):
+        s.hincrby("h", "n", 1)
+    assert s.get("f") == b"0.3" and s.hget("h", "n") == b"abc"
+
+
+def test_absolute_expiry_and_getrange_edges(s):
+    at = time.time() + 1000.25
+    s.set("k", "value", exat=at)
+    assert s.expiretime("k") == at
+    assert s.expireat("k", at + 5) and s.expiretime("k") == at + 5
+    assert s.expireat("k", time.time() - 1) and s.exists("k") == 0  # a past time deletes
+    with pytest.raises(KeyError):
+        s.expiretime("k")
+    s.set("v", "v")
+    assert s.expiretime("v") is None
+    assert s.getrange("v", 0, -100) == b"v" and s.getrange("v", -1, -5) == b""
+    assert s.zadd("z", [("m", 0), ("m", 1)], ch=True) == 2 and s.zscore("z", "m") == 1.0
+    with pytest.raises(NotAFloatError):
+        s.zadd("z", {"m": "1e500"})
+
+
 def test_strings_and_ttl(s):
     assert s.set("k", "v") is True and s.get("k") == b"v" and s.get(b"k") == b"v"
     assert s.set("k", "w", nx=True) is False and s.set("k", "w", xx=True, get=True) == b"v"

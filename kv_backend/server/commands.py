@@ -60,6 +60,17 @@ def _int(raw: bytes) -> int:
     return parse_int(raw)
 
 
+def _positive(raw: bytes) -> int:
+    """A count that must be a non-negative integer (Redis's one message for both mistakes)."""
+    try:
+        n = parse_int(raw)
+    except NotAnIntegerError:
+        n = -1
+    if n < 0:
+        raise CommandError("ERR value is out of range, must be positive")
+    return n
+
+
 def _upper(raw: bytes) -> bytes:
     return raw.upper()
 
@@ -344,9 +355,10 @@ def cmd_set(conn: Connection, args: list[bytes]) -> Any:
     if len(args) == 3:
         return OK if st.set(args[1], args[2]) else None
     nx = xx = keepttl = get = False
-    ex: float | None = None
+    unit: bytes | None = None
+    raw = b""
     i = 3
-    while i < len(args):
+    while i < len(args):  # the options first, as Redis checks them before the expire value
         opt = _upper(args[i])
         if opt == b"NX" and not xx:
             nx = True
@@ -354,33 +366,35 @@ def cmd_set(conn: Connection, args: list[bytes]) -> Any:
             xx = True
         elif opt == b"GET":
             get = True
-        elif opt == b"KEEPTTL" and ex is None:
+        elif opt == b"KEEPTTL" and unit is None:
             keepttl = True
-        elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and ex is None and not keepttl and i + 1 < len(args):
-            n = _int(args[i + 1])
-            if n <= 0 or n > 2**62 // 1000:
-                raise CommandError("ERR invalid expire time in 'set' command")
-            ex = _seconds(opt, n)
-            if ex <= 0:
-                ex = 1e-9  # an EXAT in the past: the key is stored already expired
+        elif opt in _EXPIRE_UNITS and unit in (None, opt) and not keepttl and i + 1 < len(args):
+            unit, raw = opt, args[i + 1]
             i += 1
         else:
             raise syntax()
         i += 1
-    result = st.set(args[1], args[2], ex=ex, nx=nx, xx=xx, keepttl=keepttl, get=get)
+    ex = exat = None
+    if unit is not None:
+        if unit in (b"EX", b"PX"):
+            ex = _expire_value(raw, unit, "set")
+        else:
+            exat = _expire_value(raw, unit, "set")
+    result = st.set(args[1], args[2], ex=ex, nx=nx, xx=xx, keepttl=keepttl, get=get, exat=exat)
     if get:
         return result
     return OK if result else None
 
 
-def _seconds(opt: bytes, n: int) -> float:
-    if opt == b"EX":
-        return float(n)
-    if opt == b"PX":
-        return n / 1000
-    if opt == b"EXAT":
-        return n - time.time()
-    return n / 1000 - time.time()
+_EXPIRE_UNITS = (b"EX", b"PX", b"EXAT", b"PXAT")
+
+
+def _expire_value(raw: bytes, unit: bytes, command: str) -> float:
+    """An EX/PX (seconds to live) or EXAT/PXAT (Unix time in seconds) argument, checked as Redis does."""
+    n = _int(raw)
+    if n <= 0 or n > 2**62 // 1000:
+        raise CommandError(f"ERR invalid expire time in '{command}' command")
+    return n / 1000 if unit in (b"PX", b"PXAT") else float(n)
 
 
 @command("SETEX", 4, "write")
@@ -434,18 +448,29 @@ def cmd_getset(conn: Connection, args: list[bytes]) -> Any:
 
 @command("GETEX", -2, "write")
 def cmd_getex(conn: Connection, args: list[bytes]) -> Any:
-    ex: float | None = None
     persist = False
-    if len(args) == 3 and _upper(args[2]) == b"PERSIST":
-        persist = True
-    elif len(args) == 4 and _upper(args[2]) in (b"EX", b"PX", b"EXAT", b"PXAT"):
-        n = _int(args[3])
-        if n <= 0:
-            raise CommandError("ERR invalid expire time in 'getex' command")
-        ex = _seconds(_upper(args[2]), n)
-    elif len(args) != 2:
-        raise syntax()
-    return conn.st.getex(args[1], ex=ex, persist=persist)
+    unit: bytes | None = None
+    raw = b""
+    i = 2
+    while i < len(args):
+        opt = _upper(args[i])
+        if opt == b"PERSIST" and unit is None:
+            persist = True
+        elif opt in _EXPIRE_UNITS and unit in (None, opt) and not persist and i + 1 < len(args):
+            unit, raw = opt, args[i + 1]
+            i += 1
+        else:
+            raise syntax()
+        i += 1
+    st = conn.st
+    if unit is None:
+        return st.getex(args[1], persist=persist)
+    if st.get(args[1]) is None:  # a missing key (or WRONGTYPE) before the expire value, as Redis
+        return None
+    value = _expire_value(raw, unit, "getex")
+    if unit in (b"EX", b"PX"):
+        return st.getex(args[1], ex=value)
+    return st.getex(args[1], exat=value)
 
 
 @command("APPEND", 3, "write")
@@ -488,9 +513,7 @@ def cmd_decrby(conn: Connection, args: list[bytes]) -> Any:
 
 @command("INCRBYFLOAT", 3, "write")
 def cmd_incrbyfloat(conn: Connection, args: list[bytes]) -> Any:
-    from kv_backend.structures import format_float
-
-    return format_float(conn.st.incrbyfloat(args[1], parse_float(args[2])), human=True)
+    return conn.st.incrbyfloat_text(args[1], args[2])
 
 
 # ------------------------------------------------------------------ keys
@@ -511,54 +534,58 @@ def cmd_exists(conn: Connection, args: list[bytes]) -> Any:
     return conn.st.exists(*args[1:])
 
 
-def _expire(conn: Connection, args: list[bytes], seconds: float) -> int:
-    st = conn.st
-    flags = {_upper(a) for a in args[3:]}
-    if not flags <= {b"NX", b"XX", b"GT", b"LT"} or len(flags) != len(args) - 3:
-        raise CommandError(f"ERR Unsupported option {args[3].decode('utf-8', 'replace')}")
-    if (b"NX" in flags and len(flags) > 1) or {b"GT", b"LT"} <= flags:
+def _expire(conn: Connection, args: list[bytes], scale: float, absolute: bool) -> int:
+    """EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT: the options, then the time, then the key."""
+    flags: set[bytes] = set()
+    for a in args[3:]:
+        opt = _upper(a)
+        if opt not in (b"NX", b"XX", b"GT", b"LT"):
+            raise CommandError(f"ERR Unsupported option {a.decode('utf-8', 'replace')}")
+        flags.add(opt)
+    if b"NX" in flags and len(flags) > 1:
         raise CommandError("ERR NX and XX, GT or LT options at the same time are not compatible")
+    if {b"GT", b"LT"} <= flags:
+        raise CommandError("ERR GT and LT options at the same time are not compatible")
+    name = args[0].decode("ascii", "replace").lower()
+    n = _int(args[2])
+    if abs(n) > 2**62 // 1000:
+        raise CommandError(f"ERR invalid expire time in '{name}' command")
+    at = n * scale if absolute else time.time() + n * scale
+    st = conn.st
     with st.db.locked():
         try:
-            current = st.ttl(args[1])
+            current = st.expiretime(args[1])
         except KeyError:
             return 0
         if b"NX" in flags and current is not None:
             return 0
         if b"XX" in flags and current is None:
             return 0
-        if b"GT" in flags and (current is None or seconds <= current):
+        if b"GT" in flags and (current is None or at <= current):
             return 0
-        if b"LT" in flags and current is not None and seconds >= current:
+        if b"LT" in flags and current is not None and at >= current:
             return 0
-        return int(st.expire(args[1], seconds))
-
-
-def _expire_arg(raw: bytes, scale: float, name: str) -> float:
-    n = _int(raw)
-    if abs(n) > 2**62 // 1000:
-        raise CommandError(f"ERR invalid expire time in '{name}' command")
-    return n * scale
+        return int(st.expireat(args[1], at))  # a time already past deletes the key
 
 
 @command("EXPIRE", -3, "write")
 def cmd_expire(conn: Connection, args: list[bytes]) -> Any:
-    return _expire(conn, args, _expire_arg(args[2], 1.0, "expire"))
+    return _expire(conn, args, 1.0, absolute=False)
 
 
 @command("PEXPIRE", -3, "write")
 def cmd_pexpire(conn: Connection, args: list[bytes]) -> Any:
-    return _expire(conn, args, _expire_arg(args[2], 0.001, "pexpire"))
+    return _expire(conn, args, 0.001, absolute=False)
 
 
 @command("EXPIREAT", -3, "write")
 def cmd_expireat(conn: Connection, args: list[bytes]) -> Any:
-    return _expire(conn, args, _expire_arg(args[2], 1.0, "expireat") - time.time())
+    return _expire(conn, args, 1.0, absolute=True)
 
 
 @command("PEXPIREAT", -3, "write")
 def cmd_pexpireat(conn: Connection, args: list[bytes]) -> Any:
-    return _expire(conn, args, _expire_arg(args[2], 0.001, "pexpireat") - time.time())
+    return _expire(conn, args, 0.001, absolute=True)
 
 
 def _ttl(conn: Connection, key: bytes, ms: bool) -> int:
@@ -568,7 +595,8 @@ def _ttl(conn: Connection, key: bytes, ms: bool) -> int:
         return -2
     if left is None:
         return -1
-    return round(left * 1000) if ms else round(left)
+    left_ms = round(left * 1000)
+    return left_ms if ms else (left_ms + 500) // 1000  # Redis rounds half a second up
 
 
 @command("TTL", 2)
@@ -581,10 +609,25 @@ def cmd_pttl(conn: Connection, args: list[bytes]) -> Any:
     return _ttl(conn, args[1], ms=True)
 
 
+def _expiretime(conn: Connection, key: bytes, ms: bool) -> int:
+    try:
+        at = conn.st.expiretime(key)
+    except KeyError:
+        return -2
+    if at is None:
+        return -1
+    at_ms = round(at * 1000)
+    return at_ms if ms else (at_ms + 500) // 1000
+
+
 @command("EXPIRETIME", 2)
 def cmd_expiretime(conn: Connection, args: list[bytes]) -> Any:
-    left = _ttl(conn, args[1], ms=True)
-    return left if left < 0 else int(time.time() + left / 1000)
+    return _expiretime(conn, args[1], ms=False)
+
+
+@command("PEXPIRETIME", 2)
+def cmd_pexpiretime(conn: Connection, args: list[bytes]) -> Any:
+    return _expiretime(conn, args[1], ms=True)
 
 
 @command("PERSIST", 2, "write")
@@ -695,9 +738,7 @@ def cmd_hincrby(conn: Connection, args: list[bytes]) -> Any:
 
 @command("HINCRBYFLOAT", 4, "write")
 def cmd_hincrbyfloat(conn: Connection, args: list[bytes]) -> Any:
-    from kv_backend.structures import format_float
-
-    return format_float(conn.st.hincrbyfloat(args[1], args[2], parse_float(args[3])), human=True)
+    return conn.st.hincrbyfloat_text(args[1], args[2], args[3])
 
 
 @command("HEXISTS", 3)
@@ -760,11 +801,9 @@ def cmd_rpushx(conn: Connection, args: list[bytes]) -> Any:
 
 def _pop(conn: Connection, args: list[bytes], left: bool) -> Any:
     if len(args) > 3:
-        raise syntax()
+        raise CommandError(f"ERR wrong number of arguments for '{args[0].decode('latin-1').lower()}' command")
     if len(args) == 3:
-        count = _int(args[2])
-        if count < 0:
-            raise CommandError("ERR value is out of range, must be positive")
+        count = _positive(args[2])
         out = conn.st.lpop(args[1], count) if left else conn.st.rpop(args[1], count)
         return NULL_ARRAY if out is None else out
     return conn.st.lpop(args[1]) if left else conn.st.rpop(args[1])
@@ -792,11 +831,15 @@ def cmd_llen(conn: Connection, args: list[bytes]) -> Any:
 
 @command("LINDEX", 3)
 def cmd_lindex(conn: Connection, args: list[bytes]) -> Any:
+    if not conn.st.llen(args[1]):  # a missing key (or WRONGTYPE) before the index, as Redis
+        return None
     return conn.st.lindex(args[1], _int(args[2]))
 
 
 @command("LSET", 4, "write")
 def cmd_lset(conn: Connection, args: list[bytes]) -> Any:
+    if not conn.st.llen(args[1]):  # a missing key (or WRONGTYPE) before the index, as Redis
+        raise CommandError("ERR no such key")
     conn.st.lset(args[1], _int(args[2]), args[3])
     return OK
 
@@ -884,11 +927,10 @@ def cmd_spop(conn: Connection, args: list[bytes]) -> Any:
         return conn.st.spop(args[1])
     if len(args) != 3:
         raise syntax()
-    count = _int(args[2])
-    if count < 0:
-        raise CommandError("ERR value is out of range, must be positive")
+    count = _positive(args[2])
     out = []
     with conn.st.db.locked():
+        conn.st.scard(args[1])  # WRONGTYPE even for a count of 0, as Redis
         for _ in range(count):
             m = conn.st.spop(args[1])
             if m is None:
@@ -901,8 +943,10 @@ def cmd_spop(conn: Connection, args: list[bytes]) -> Any:
 def cmd_srandmember(conn: Connection, args: list[bytes]) -> Any:
     if len(args) == 2:
         return conn.st.srandmember(args[1])
+    if len(args) > 3:
+        raise syntax()
+    count = _int(args[2])  # the count before the key's type, as Redis
     members = sorted(conn.st.smembers(args[1]))
-    count = _int(args[2])
     import random
 
     if count >= 0:
@@ -941,12 +985,10 @@ def cmd_zadd(conn: Connection, args: list[bytes]) -> Any:
     rest = args[i:]
     if not rest or len(rest) % 2:
         raise syntax()
-    mapping: dict[bytes, float] = {}
-    for score, member in zip(rest[::2], rest[1::2], strict=True):
-        mapping[member] = parse_float(score)
+    pairs = list(zip(rest[1::2], rest[::2], strict=True))  # scores are read after the options are checked
     result = conn.st.zadd(
         args[1],
-        mapping,
+        pairs,
         nx=b"NX" in opts,
         xx=b"XX" in opts,
         gt=b"GT" in opts,
@@ -1007,11 +1049,11 @@ def _range_opts(args: list[bytes], start: int, allow_by: bool) -> dict[str, Any]
         elif opt == b"LIMIT" and i + 2 < len(args):
             opts["limit"] = (_int(args[i + 1]), _int(args[i + 2]))
             i += 2
-        elif allow_by and opt in (b"BYSCORE", b"BYLEX"):
+        elif allow_by and opt in (b"BYSCORE", b"BYLEX") and opts["by"] is None:
             if opt == b"BYLEX":
                 raise CommandError("ERR BYLEX ranges are not supported by this server")
             opts["by"] = "score"
-        elif allow_by and opt == b"REV":
+        elif allow_by and opt == b"REV" and not opts["rev"]:
             opts["rev"] = True
         else:
             raise syntax()
@@ -1036,7 +1078,7 @@ def cmd_zrange(conn: Connection, args: list[bytes]) -> Any:
     if opts["by"] == "score":
         lo, hi = (args[3], args[2]) if opts["rev"] else (args[2], args[3])
         return _by_score(conn, args[1], lo, hi, opts, opts["rev"])
-    if opts["limit"]:
+    if opts["limit"] and opts["limit"][1] != -1:  # Redis lets "LIMIT <offset> -1" pass, and ignores it
         raise CommandError(
             "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
         )

@@ -152,7 +152,7 @@ class Connection(asyncio.Protocol):
         if cmd is None:
             if self.multi is not None:
                 self.multi_error = True
-            shown = " ".join(f"'{a[:64].decode('utf-8', 'replace')}'" for a in args[1:16])
+            shown = "".join(f"'{a[:64].decode('utf-8', 'replace')}' " for a in args[1:16])  # as Redis
             return ErrorReply(
                 f"ERR unknown command '{args[0][:64].decode('utf-8', 'replace')}', "
                 f"with args beginning with: {shown}"
