@@ -100,7 +100,7 @@ def test_strings(r):
     assert r.set("t", "2", keepttl=True) and r.ttl("t") > 0
     assert r.set("t", "3") and r.ttl("t") == -1
     assert r.set("p", "x", px=50000) and 49000 < r.pttl("p") <= 50000
-    assert r.setex("e", 100, "x") and r.ttl("e") > 0
+    assert r.execute_command("SETEX", "e", 100, "x") and r.ttl("e") > 0  # (redis-py deprecates setex())
     assert r.setnx("n", "1") is True and r.setnx("n", "2") is False
     assert r.mset({"a": "1", "b": "2"}) is True
     assert r.mget("a", "b", "zz") == [b"1", b"2", None]

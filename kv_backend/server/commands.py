@@ -354,32 +354,14 @@ def cmd_set(conn: Connection, args: list[bytes]) -> Any:
     st = conn.st
     if len(args) == 3:
         return OK if st.set(args[1], args[2]) else None
-    nx = xx = keepttl = get = False
-    unit: bytes | None = None
-    raw = b""
-    i = 3
-    while i < len(args):  # the options first, as Redis checks them before the expire value
-        opt = _upper(args[i])
-        if opt == b"NX" and not xx:
-            nx = True
-        elif opt == b"XX" and not nx:
-            xx = True
-        elif opt == b"GET":
-            get = True
-        elif opt == b"KEEPTTL" and unit is None:
-            keepttl = True
-        elif opt in _EXPIRE_UNITS and unit in (None, opt) and not keepttl and i + 1 < len(args):
-            unit, raw = opt, args[i + 1]
-            i += 1
-        else:
-            raise syntax()
-        i += 1
+    flags, unit, raw = _string_options(args, 3, _SET_OPTIONS)
     ex = exat = None
     if unit is not None:
         if unit in (b"EX", b"PX"):
             ex = _expire_value(raw, unit, "set")
         else:
             exat = _expire_value(raw, unit, "set")
+    nx, xx, keepttl, get = (opt in flags for opt in (b"NX", b"XX", b"KEEPTTL", b"GET"))
     result = st.set(args[1], args[2], ex=ex, nx=nx, xx=xx, keepttl=keepttl, get=get, exat=exat)
     if get:
         return result
@@ -387,6 +369,39 @@ def cmd_set(conn: Connection, args: list[bytes]) -> Any:
 
 
 _EXPIRE_UNITS = (b"EX", b"PX", b"EXAT", b"PXAT")
+_SET_OPTIONS = frozenset({b"NX", b"XX", b"GET", b"KEEPTTL", *_EXPIRE_UNITS})
+_GETEX_OPTIONS = frozenset({b"PERSIST", *_EXPIRE_UNITS})
+_EXCLUDES = {b"NX": b"XX", b"XX": b"NX"}
+
+
+def _string_options(
+    args: list[bytes], start: int, allowed: frozenset[bytes]
+) -> tuple[set[bytes], bytes | None, bytes]:
+    """SET's and GETEX's options as Redis reads them: ``(flags, expire unit or None, its raw value)``.
+
+    An option may repeat; NX and XX, and an expire with KEEPTTL or PERSIST,
+    exclude each other. The expire value is checked later, after the options
+    (and, for GETEX, after the key), as Redis checks it.
+    """
+    flags: set[bytes] = set()
+    unit: bytes | None = None
+    raw = b""
+    i = start
+    while i < len(args):
+        opt = _upper(args[i])
+        if opt not in allowed:
+            raise syntax()
+        if opt in _EXPIRE_UNITS:
+            if unit not in (None, opt) or b"KEEPTTL" in flags or b"PERSIST" in flags or i + 1 >= len(args):
+                raise syntax()
+            unit, raw = opt, args[i + 1]
+            i += 1
+        elif _EXCLUDES.get(opt) in flags or (opt in (b"KEEPTTL", b"PERSIST") and unit is not None):
+            raise syntax()
+        else:
+            flags.add(opt)
+        i += 1
+    return flags, unit, raw
 
 
 def _expire_value(raw: bytes, unit: bytes, command: str) -> float:
@@ -448,23 +463,10 @@ def cmd_getset(conn: Connection, args: list[bytes]) -> Any:
 
 @command("GETEX", -2, "write")
 def cmd_getex(conn: Connection, args: list[bytes]) -> Any:
-    persist = False
-    unit: bytes | None = None
-    raw = b""
-    i = 2
-    while i < len(args):
-        opt = _upper(args[i])
-        if opt == b"PERSIST" and unit is None:
-            persist = True
-        elif opt in _EXPIRE_UNITS and unit in (None, opt) and not persist and i + 1 < len(args):
-            unit, raw = opt, args[i + 1]
-            i += 1
-        else:
-            raise syntax()
-        i += 1
+    flags, unit, raw = _string_options(args, 2, _GETEX_OPTIONS)
     st = conn.st
     if unit is None:
-        return st.getex(args[1], persist=persist)
+        return st.getex(args[1], persist=b"PERSIST" in flags)
     if st.get(args[1]) is None:  # a missing key (or WRONGTYPE) before the expire value, as Redis
         return None
     value = _expire_value(raw, unit, "getex")
