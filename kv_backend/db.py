@@ -803,7 +803,7 @@ class DB(MutableMapping[bytes, bytes]):
             return [k for k in ix.kd if not (k in exp and exp[k] <= now)]
 
     def keys(  # type: ignore[override]
-        self, prefix: bytes = b"", start: bytes | None = None, reverse: bool = False
+        self, *, prefix: bytes = b"", start: bytes | None = None, reverse: bool = False
     ) -> Iterator[bytes]:
         """Yield the live keys in byte order, optionally only those with ``prefix``.
 
@@ -867,10 +867,10 @@ class DB(MutableMapping[bytes, bytes]):
             return out
 
     def items(  # type: ignore[override]
-        self, prefix: bytes = b"", start: bytes | None = None, reverse: bool = False
+        self, *, prefix: bytes = b"", start: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """Yield ``(key, value)`` pairs in key order (see :meth:`keys`)."""
-        for key in self.keys(prefix, start, reverse):
+        for key in self.keys(prefix=prefix, start=start, reverse=reverse):
             value = self.get(key, _MISSING)
             if value is not _MISSING:
                 yield key, value

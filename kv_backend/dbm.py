@@ -297,6 +297,13 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
     if not isinstance(mode, int) or isinstance(mode, bool):
         raise TypeError(f"mode must be an int such as 0o666, not {type(mode).__name__}")
     path = os.fsdecode(os.fspath(file))
+    if flag[0] == "n" and os.path.isfile(path) and not os.path.islink(path):
+        # "n" always makes a new, empty database, as in the stdlib (dbm.gnu truncates whatever
+        # file is there): a regular file at the path gives way to the new store directory.
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            raise error(exc.errno or errno.EIO, f"cannot replace the file {path}: {exc}") from exc
     # A directory is checked by the engine (it may be a store another process is creating right now).
     kind = None if os.path.isdir(path) else _std_dbm.whichdb(path)
     if kind is not None:

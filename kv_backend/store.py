@@ -183,19 +183,23 @@ class Store(MutableMapping[K, Any], Generic[K]):
             yield dk(k)
 
     def keys(  # type: ignore[override]
-        self, prefix: K | None = None, start: K | None = None, reverse: bool = False
+        self, *, prefix: K | None = None, start: K | None = None, reverse: bool = False
     ) -> StoreKeysView[K]:
-        """A view of the keys in order; ``prefix`` limits it, ``start`` is the first key (last if reverse)."""
+        """A view of the keys in order; ``prefix`` limits it, ``start`` is the first key (last if reverse).
+
+        The options are keyword-only, so a stray positional argument is a
+        TypeError, as for ``dict.keys()``, rather than a silent filter.
+        """
         return StoreKeysView(self, prefix, start, reverse)
 
     def items(  # type: ignore[override]
-        self, prefix: K | None = None, start: K | None = None, reverse: bool = False
+        self, *, prefix: K | None = None, start: K | None = None, reverse: bool = False
     ) -> StoreItemsView[K]:
         """A view of ``(key, value)`` pairs in key order (see :meth:`keys`)."""
         return StoreItemsView(self, prefix, start, reverse)
 
     def values(  # type: ignore[override]
-        self, prefix: K | None = None, start: K | None = None, reverse: bool = False
+        self, *, prefix: K | None = None, start: K | None = None, reverse: bool = False
     ) -> StoreValuesView[K]:
         """A view of the values in key order (see :meth:`keys`)."""
         return StoreValuesView(self, prefix, start, reverse)
@@ -475,7 +479,7 @@ class _View(Generic[K]):
         return bool(self._bprefix) or self._bstart is not None
 
     def _raw_keys(self) -> Iterator[bytes]:
-        return self._mapping.db.keys(self._bprefix, self._bstart, self._reverse)
+        return self._mapping.db.keys(prefix=self._bprefix, start=self._bstart, reverse=self._reverse)
 
     def _in_bounds(self, k: bytes) -> bool:
         if not k.startswith(self._bprefix):

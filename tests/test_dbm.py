@@ -202,22 +202,33 @@ def test_use_after_close(path):
 def test_non_store_paths_are_refused_untouched(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("data")
-    with pytest.raises(kdbm.error, match="not a kv_backend"):
-        kdbm.open(str(plain), "c")
-    with pytest.raises(kdbm.error):
-        kdbm.open(str(plain), "n")
+    for flag in ("c", "w", "r"):
+        with pytest.raises(kdbm.error, match=r"not a kv_backend|no database"):
+            kdbm.open(str(plain), flag)
     assert plain.read_text() == "data"
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "notes").write_text("x")
-    with pytest.raises(kdbm.error):
-        kdbm.open(str(folder), "c")
+    for flag in ("c", "n"):
+        with pytest.raises(kdbm.error):
+            kdbm.open(str(folder), flag)
     assert os.listdir(folder) == ["notes"]
     dumb_path = str(tmp_path / "dumb")
     with dbm.dumb.open(dumb_path, "c") as d:
         d["k"] = "v"
     with pytest.raises(kdbm.error, match=r"dbm\.dumb"):
         kdbm.open(dumb_path, "c")
+
+
+def test_flag_n_replaces_a_plain_file_as_the_stdlib_does(tmp_path):
+    """'n' is "always a new, empty database": a file at the path (even garbage) gives way to it."""
+    plain = tmp_path / "old.db"
+    plain.write_bytes(b"garbage that is no database")
+    with kdbm.open(str(plain), "n") as db:
+        db[b"k"] = b"v"
+    assert plain.is_dir()
+    with kdbm.open(str(plain), "r") as db:
+        assert db[b"k"] == b"v"
 
 
 def test_whichdb(tmp_path):

@@ -511,6 +511,9 @@ def test_engine_options_are_passed(store_path):
 
 def test_mapping_protocol_details(store):
     assert not store
+    for view in (store.keys, store.items, store.values, store.db.keys, store.db.items):
+        with pytest.raises(TypeError):
+            view(None)  # as dict.keys(None): options are keyword-only, never a silent filter
     store.update(b=2, a=1)
     store.update({"c": 3})
     store.update([("d", 4)], e=5)
