@@ -234,6 +234,20 @@ def test_sorted_sets(r):
         r.execute_command("ZADD", "z", "nan", "x")
 
 
+def test_resp3_verbatim_and_script_types(r3):
+    raw = r3.connection_pool.get_connection()
+    try:
+        raw.send_command("INFO", "server")
+        info = raw.read_response()
+        raw.send_command("EVAL", "return {map={a=1}, double=2.5}", 0)
+        assert raw.read_response() == 2.5  # the double field wins, as in Redis
+        raw.send_command("EVAL", "return {map={a=1}}", 0)
+        assert raw.read_response() == {b"a": 1}
+    finally:
+        r3.connection_pool.release(raw)
+    assert b"redis_version" in (info if isinstance(info, bytes) else info.encode())
+
+
 def test_resp3_types(r3):
     assert r3.execute_command("HELLO", 3)[b"proto"] == 3
     r3.hset("h", mapping={"a": "1"})
@@ -367,6 +381,14 @@ def test_lua_scripts(r):
         r.eval("this is not lua", 0)
     with pytest.raises(redis.exceptions.NoScriptError):
         r.evalsha("0" * 40, 0)
+    # Redis 7's typed script replies, spelled as redis-server 7 spells them to a RESP2 client.
+    port = r.connection_pool.connection_kwargs["port"]
+    for script, wire in (
+        (b"return {double=1.5}", b"$3\r\n1.5\r\n"),
+        (b"return {map={a=1}}", b"*2\r\n$1\r\na\r\n:1\r\n"),
+        (b"return {set={x=true}}", b"*1\r\n$1\r\nx\r\n"),
+    ):
+        assert raw(port, b"*3\r\n$4\r\nEVAL\r\n$%d\r\n%b\r\n$1\r\n0\r\n" % (len(script), script)) == wire
 
 
 def test_asyncio_client(server):

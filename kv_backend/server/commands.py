@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
-from kv_backend.server.protocol import NULL_ARRAY, OK, ErrorReply, Push, Replies
+from kv_backend.server.protocol import NULL_ARRAY, OK, ErrorReply, Push, Replies, Verbatim
 from kv_backend.structures import (
     CommandError,
     glob_match,
@@ -216,7 +216,7 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
         return OK
     if sub in (b"LIST", b"INFO"):
         conns = [conn] if sub == b"INFO" else list(conn.server.clients.values())
-        return b"".join(c.describe() + b"\n" for c in conns)
+        return Verbatim(b"".join(c.describe() + b"\n" for c in conns))
     if sub in (b"NO-EVICT", b"NO-TOUCH") and len(args) == 3:
         return OK
     if sub == b"REPLY" and len(args) == 3:
@@ -315,7 +315,7 @@ def cmd_config(conn: Connection, args: list[bytes]) -> Any:
 
 @command("INFO", -1)
 def cmd_info(conn: Connection, args: list[bytes]) -> Any:
-    return conn.server.info([a.lower() for a in args[1:]])
+    return Verbatim(conn.server.info([a.lower() for a in args[1:]]))
 
 
 @command("TIME", 1)

@@ -208,6 +208,16 @@ class Scripts:
             ok = value[b"ok"]
             if ok is not None:
                 return ok.decode("utf-8", "replace") if isinstance(ok, bytes) else str(ok)
+            double = value[b"double"]
+            if double is not None:  # Redis 7's {double=...}: a double (RESP2: its text)
+                try:
+                    return float(double)
+                except (TypeError, ValueError):
+                    return ErrorReply("ERR the double field of a script reply must be a number")
+            for kind in (b"map", b"set"):
+                inner = value[kind]
+                if inner is not None and self._lua_type(inner) == "table":
+                    return self._to_collection(inner, kind)
             out = []
             i = 1
             while True:
@@ -218,6 +228,15 @@ class Scripts:
                 i += 1
             return out
         return None
+
+    def _to_collection(self, table: Any, kind: bytes) -> Any:
+        """Redis 7's ``{map={k=v}}`` (a map) and ``{set={m=true}}`` (a set: the keys) script replies."""
+        pairs = [(self._to_reply(k), v) for k, v in table.items()]
+        if any(isinstance(k, (list, dict, set)) for k, _ in pairs):
+            return ErrorReply("ERR map keys and set members in a script reply must be strings or numbers")
+        if kind == b"set":
+            return {k for k, _ in pairs}
+        return {k: self._to_reply(v) for k, v in pairs}
 
 
 def _lua_error_text(text: str) -> str:
