@@ -84,17 +84,22 @@ class Nil:
 NIL_BULK, NIL_ARRAY, NULL = Nil("bulk"), Nil("array"), Nil("null")
 
 
+def _next_line(parser: Any, timeout: float | None) -> tuple[bytes, bytes, dict[str, Any]]:
+    """Read one reply line: ``(type byte, rest of the line, read options for the payload)``."""
+    kwargs = {} if timeout is None else {"timeout": timeout}
+    raw = parser._buffer.readline(**kwargs)
+    if not raw:
+        raise RedisConnectionError("server closed the connection")
+    return raw[:1], raw[1:], kwargs
+
+
 class TypedRESP2Parser(_RESP2Parser):
     """redis-py's RESP2 parser, keeping the reply types and the whole error text (code included)."""
 
     EXCEPTION_CLASSES: dict = {}
 
     def _read_response(self, disable_decoding=False, timeout=None):
-        kwargs = {} if timeout is None else {"timeout": timeout}
-        raw = self._buffer.readline(**kwargs)
-        if not raw:
-            raise RedisConnectionError("server closed the connection")
-        byte, rest = raw[:1], raw[1:]
+        byte, rest, kwargs = _next_line(self, timeout)
         if byte == b"-":
             return ResponseError(rest.decode("utf-8", "replace"))
         if byte == b"+":
@@ -107,7 +112,7 @@ class TypedRESP2Parser(_RESP2Parser):
             if rest == b"-1":
                 return NIL_ARRAY
             return [self._read_response(**kwargs) for _ in range(int(rest))]
-        raise InvalidResponse(f"Protocol Error: {raw!r}")
+        raise InvalidResponse(f"Protocol Error: {byte + rest!r}")
 
 
 class Map(list):
@@ -186,11 +191,7 @@ class TypedRESP3Parser(_RESP3Parser):
     EXCEPTION_CLASSES: dict = {}
 
     def _read_response(self, disable_decoding=False, push_request=False, timeout=None):
-        kwargs = {} if timeout is None else {"timeout": timeout}
-        raw = self._buffer.readline(**kwargs)
-        if not raw:
-            raise RedisConnectionError("server closed the connection")
-        byte, rest = raw[:1], raw[1:]
+        byte, rest, kwargs = _next_line(self, timeout)
         if byte == b"-":
             return ResponseError(rest.decode("utf-8", "replace"))
         if byte == b"!":
@@ -203,7 +204,7 @@ class TypedRESP3Parser(_RESP3Parser):
             return BigNumber(rest)
         if byte == b"#":
             if rest not in (b"t", b"f"):
-                raise InvalidResponse(f"Protocol Error: {raw!r}")
+                raise InvalidResponse(f"Protocol Error: {byte + rest!r}")
             return Boolean(rest == b"t")
         if byte == b",":
             double = Double(rest)
@@ -228,7 +229,7 @@ class TypedRESP3Parser(_RESP3Parser):
                 (self._read_response(**kwargs), self._read_response(**kwargs)) for _ in range(int(rest))
             )
             return pairs if byte == b"%" else Attributed(pairs, self._read_response(**kwargs))
-        raise InvalidResponse(f"Protocol Error: {raw!r}")
+        raise InvalidResponse(f"Protocol Error: {byte + rest!r}")
 
 
 def make_client(port: int, protocol: int) -> redis.Redis:

@@ -590,15 +590,16 @@ def cmd_pexpireat(conn: Connection, args: list[bytes]) -> Any:
     return _expire(conn, args, 0.001, absolute=True)
 
 
-def _ttl(conn: Connection, key: bytes, ms: bool) -> int:
+def _ttl(conn: Connection, key: bytes, ms: bool, absolute: bool = False) -> int:
+    """TTL/PTTL (time left) or EXPIRETIME/PEXPIRETIME (``absolute``): -2 missing, -1 no expiry."""
     try:
-        left = conn.st.ttl(key)
+        t = conn.st.expiretime(key) if absolute else conn.st.ttl(key)
     except KeyError:
         return -2
-    if left is None:
+    if t is None:
         return -1
-    left_ms = round(left * 1000)
-    return left_ms if ms else (left_ms + 500) // 1000  # Redis rounds half a second up
+    t_ms = round(t * 1000)
+    return t_ms if ms else (t_ms + 500) // 1000  # Redis rounds half a second up
 
 
 @command("TTL", 2)
@@ -611,25 +612,14 @@ def cmd_pttl(conn: Connection, args: list[bytes]) -> Any:
     return _ttl(conn, args[1], ms=True)
 
 
-def _expiretime(conn: Connection, key: bytes, ms: bool) -> int:
-    try:
-        at = conn.st.expiretime(key)
-    except KeyError:
-        return -2
-    if at is None:
-        return -1
-    at_ms = round(at * 1000)
-    return at_ms if ms else (at_ms + 500) // 1000
-
-
 @command("EXPIRETIME", 2)
 def cmd_expiretime(conn: Connection, args: list[bytes]) -> Any:
-    return _expiretime(conn, args[1], ms=False)
+    return _ttl(conn, args[1], ms=False, absolute=True)
 
 
 @command("PEXPIRETIME", 2)
 def cmd_pexpiretime(conn: Connection, args: list[bytes]) -> Any:
-    return _expiretime(conn, args[1], ms=True)
+    return _ttl(conn, args[1], ms=True, absolute=True)
 
 
 @command("PERSIST", 2, "write")
