@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 from fractions import Fraction
 
 __all__ = ["LongDouble", "add", "format_human", "parse"]
@@ -25,7 +26,11 @@ _MIN_EXP = -16382  # exponent of the smallest normal number
 _MAX = (2 ** (_MANTISSA + 1) - 1) * Fraction(2) ** (16383 - _MANTISSA)  # largest finite
 _MAX_TEXT = 5 * 1024  # Redis refuses longer number strings
 # What strtold accepts as a decimal number (Fraction would also take "1/3", "1_0" and spaces).
-_DECIMAL = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_DECIMAL = re.compile(rb"([+-]?)(\d*)\.?(\d*)(?:[eE]([+-]?\d+))?")
+# Decimal exponents past these overflow or underflow for certain (largest ~1.19e4932, smallest
+# subnormal ~3.6e-4951), which strtold reports and Redis refuses: decided before any big number
+# is built.
+_TOO_BIG, _TOO_SMALL = 4934, -4952
 _INFINITY = {b"inf": math.inf, b"infinity": math.inf}
 
 
@@ -46,11 +51,13 @@ def _round(x: Fraction) -> LongDouble:
 
 
 def parse(text: bytes) -> LongDouble:
-    """Read a number as Redis does (``strtold``); raise ValueError for anything else or NaN."""
+    """Read a number as Redis does (``strtold``); raise ValueError for anything else, NaN, or a
+    number that overflows or underflows (``inf`` itself is read)."""
     if not text or len(text) >= _MAX_TEXT:
         raise ValueError("not a number")
-    if _DECIMAL.fullmatch(text):
-        return _round(Fraction(text.decode("ascii")))
+    m = _DECIMAL.fullmatch(text)
+    if m is not None and (m.group(2) or m.group(3)):
+        return _parse_decimal(m)
     sign, body = (-1, text[1:]) if text[:1] == b"-" else (1, text[1:] if text[:1] == b"+" else text)
     low = body.lower()
     if low in _INFINITY:
@@ -61,6 +68,28 @@ def parse(text: bytes) -> LongDouble:
         except (ValueError, OverflowError, UnicodeDecodeError):
             raise ValueError("not a number") from None
     raise ValueError("not a number")
+
+
+def _parse_decimal(m: re.Match[bytes]) -> LongDouble:
+    """The long double nearest a decimal number; huge exponents never build huge integers."""
+    sign, whole, frac, exp_text = m.groups()
+    digits = (whole + frac).lstrip(b"0")
+    if not digits:
+        return Fraction(0)
+    exponent = int(exp_text) if exp_text and len(exp_text) < 9 else 0
+    if exp_text and len(exp_text) >= 9:  # |exponent| far beyond what the few thousand digits offset
+        exponent = 10**8 if not exp_text.startswith(b"-") else -(10**8)
+    # digits as an integer times 10**scale; the value lies in [10**(magnitude - 1), 10**magnitude)
+    scale = exponent - len(frac)
+    magnitude = scale + len(digits)
+    if not _TOO_SMALL <= magnitude <= _TOO_BIG:
+        raise ValueError("out of range")  # strtold's ERANGE, which Redis refuses
+    # int() of a long digit string goes through Decimal: Python refuses str -> int past 4,300 digits.
+    value = Fraction(int(Decimal(digits.decode("ascii")))) * Fraction(10) ** scale
+    rounded = _round(-value if sign == b"-" else value)
+    if isinstance(rounded, float) or rounded == 0:
+        raise ValueError("out of range")  # overflows to an infinity or underflows to zero
+    return rounded
 
 
 def from_number(value: float | int) -> LongDouble:
@@ -93,7 +122,9 @@ def format_human(value: LongDouble) -> bytes:
     if isinstance(value, float):
         raise ValueError("an infinity has no decimal text")
     scaled = round(value * 10**17)  # half to even, on the exact value, as glibc's printf
-    digits = str(abs(scaled)).rjust(18, "0")
+    # Through Decimal: str() of an int over 4,300 digits is refused by Python, and a long double
+    # reaches 4,933 digits before the point.
+    digits = str(Decimal(abs(scaled))).rjust(18, "0")
     whole, frac = digits[:-17], digits[-17:].rstrip("0")
     text = whole + ("." + frac if frac else "")
     return ("-" + text if scaled < 0 else text).encode("ascii")

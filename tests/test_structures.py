@@ -137,6 +137,19 @@ def test_incrbyfloat_adds_as_redis_does(s):
     assert s.get("f") == b"0.3" and s.hget("h", "n") == b"abc"
 
 
+def test_incrbyfloat_never_builds_huge_numbers(s):
+    """An exponent far out of a long double's range is an infinity or a zero at once (no 10**1e9)."""
+    start = time.monotonic()
+    for out_of_range in ("1e999999999", "-1e5000", "1e-999999999999", "1e-4960"):
+        with pytest.raises(NotAFloatError):  # strtold's ERANGE, refused by Redis too
+            s.incrbyfloat("f", out_of_range)
+    assert s.incrbyfloat_text("f", "0e999999999") == b"0" and s.incrbyfloat_text("f", "3.6e-4951") == b"0"
+    assert s.incrbyfloat_text("g", "1e4500").startswith(b"99999999999999999999559")  # just under 10**4500
+    assert len(s.get("g")) == 4500
+    assert s.incrbyfloat_text("h", "1" * 4500).startswith(b"111111111111111111110")
+    assert time.monotonic() - start < 5
+
+
 def test_absolute_expiry_and_getrange_edges(s):
     at = time.time() + 1000.25
     s.set("k", "value", exat=at)
