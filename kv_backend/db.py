@@ -138,15 +138,19 @@ def _expiry(ttl: float | None) -> float:
     return _time() + ttl
 
 
-def _absolute_expiry(expires_at: float) -> float:
-    """Validate an absolute expiry time (UNIX seconds; 0 = never) and return it as a float."""
+def _expiry_at(ttl: float | None, expires_at: float) -> float | None:
+    """The validated absolute expiry given as ``expires_at`` (UNIX seconds; 0 = never), or None
+    when that time has already passed and the key must go; ``ttl`` must not be given as well."""
+    if ttl is not None:
+        raise TypeError("give ttl or expires_at, not both")
     if not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool):
         raise TypeError(f"expires_at must be a UNIX time in seconds, not {type(expires_at).__name__}")
     if not math.isfinite(expires_at) or expires_at < 0:
         raise ConfigurationError(
             f"expires_at must be a finite UNIX time in seconds (0 for never), not {expires_at!r}"
         )
-    return float(expires_at)
+    expiry = float(expires_at)
+    return None if expiry and expiry <= _time() else expiry
 
 
 class SnapshotFile:
@@ -192,10 +196,8 @@ class Batch:
         key = _check_key(key)
         value = _check_value(value)
         if expires_at is not None:
-            if ttl is not None:
-                raise TypeError("give ttl or expires_at, not both")
-            expiry = _absolute_expiry(expires_at)
-            if expiry and expiry <= _time():
+            expiry = _expiry_at(ttl, expires_at)
+            if expiry is None:
                 self._ops.append((rec.DELETE, key, b"", 0.0))
             else:
                 self._ops.append((rec.PUT, key, value, expiry))
@@ -1150,15 +1152,14 @@ class DB(MutableMapping[bytes, bytes]):
             key = _check_key(key)
         if type(value) is not bytes or len(value) > _MAX_VALUE:
             value = _check_value(value)
-        if ttl is None:
+        if expires_at is not None:
+            at = _expiry_at(ttl, expires_at)
+            if at is None:
+                self.delete(key)
+                return
+            expiry = at
+        elif ttl is None:
             expiry = 0.0
-            if expires_at is not None:
-                expiry = _absolute_expiry(expires_at)
-                if expiry and expiry <= _time():
-                    self.delete(key)
-                    return
-        elif expires_at is not None:
-            raise TypeError("give ttl or expires_at, not both")
         else:
             expiry = _expiry(ttl)
             if ttl <= 0:
@@ -1278,12 +1279,10 @@ class DB(MutableMapping[bytes, bytes]):
         key = _check_key(key)
         if expires_at is None:
             expiry = _expiry(ttl)
-        elif ttl is not None:
-            raise TypeError("give ttl or expires_at, not both")
+            gone = ttl is not None and ttl <= 0
         else:
-            expiry = _absolute_expiry(expires_at)
-            if expiry and expiry <= _time():
-                ttl = 0.0  # already past: delete, as a ttl <= 0 does
+            at = _expiry_at(ttl, expires_at)
+            expiry, gone = (0.0, True) if at is None else (at, False)
         self._check_writable()
         self._pre_catch_up()
         with self._lock:
@@ -1291,7 +1290,7 @@ class DB(MutableMapping[bytes, bytes]):
             found = self._get_record(key)
             if found is None:
                 return False
-            if ttl is not None and ttl <= 0:
+            if gone:
                 self._delete_locked(key)
             else:
                 self._put_locked(key, found[0], expiry)

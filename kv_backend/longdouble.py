@@ -16,7 +16,7 @@ import re
 from decimal import Decimal
 from fractions import Fraction
 
-__all__ = ["LongDouble", "add", "format_human", "parse"]
+__all__ = ["LongDouble", "add", "format_human", "from_number", "parse"]
 
 #: A long double value: exact (a Fraction), or an infinity (a float).
 LongDouble = Fraction | float
@@ -76,9 +76,10 @@ def _parse_decimal(m: re.Match[bytes]) -> LongDouble:
     digits = (whole + frac).lstrip(b"0")
     if not digits:
         return Fraction(0)
-    exponent = int(exp_text) if exp_text and len(exp_text) < 9 else 0
     if exp_text and len(exp_text) >= 9:  # |exponent| far beyond what the few thousand digits offset
-        exponent = 10**8 if not exp_text.startswith(b"-") else -(10**8)
+        exponent = -(10**8) if exp_text.startswith(b"-") else 10**8
+    else:
+        exponent = int(exp_text or b"0")
     # digits as an integer times 10**scale; the value lies in [10**(magnitude - 1), 10**magnitude)
     scale = exponent - len(frac)
     magnitude = scale + len(digits)

@@ -30,7 +30,6 @@ import re
 import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
@@ -150,19 +149,16 @@ def _idx(i: int) -> bytes:
     return _U64.pack(i + _BIAS)
 
 
-def format_float(value: float, human: bool = False) -> bytes:
+def format_float(value: float) -> bytes:
     """Redis's text form of a double: shortest round-trip digits, integers without ``.0``, ``inf``.
 
-    ``human`` (INCRBYFLOAT's style) never uses an exponent: ``1e-20`` is written out in full.
+    (INCRBYFLOAT's long-double text is :func:`kv_backend.longdouble.format_human`.)
     """
     if math.isinf(value):
         return b"inf" if value > 0 else b"-inf"
     if value == int(value) and abs(value) < 1e17:
         return str(int(value)).encode()
-    text = repr(value)
-    if human and "e" in text:
-        text = format(Decimal(text), "f")
-    return text.encode()
+    return repr(value).encode()
 
 
 def parse_int(value: Value) -> int:

@@ -355,12 +355,7 @@ def cmd_set(conn: Connection, args: list[bytes]) -> Any:
     if len(args) == 3:
         return OK if st.set(args[1], args[2]) else None
     flags, unit, raw = _string_options(args, 3, _SET_OPTIONS)
-    ex = exat = None
-    if unit is not None:
-        if unit in (b"EX", b"PX"):
-            ex = _expire_value(raw, unit, "set")
-        else:
-            exat = _expire_value(raw, unit, "set")
+    ex, exat = _expire_value(raw, unit, "set") if unit is not None else (None, None)
     nx, xx, keepttl, get = (opt in flags for opt in (b"NX", b"XX", b"KEEPTTL", b"GET"))
     result = st.set(args[1], args[2], ex=ex, nx=nx, xx=xx, keepttl=keepttl, get=get, exat=exat)
     if get:
@@ -404,12 +399,14 @@ def _string_options(
     return flags, unit, raw
 
 
-def _expire_value(raw: bytes, unit: bytes, command: str) -> float:
-    """An EX/PX (seconds to live) or EXAT/PXAT (Unix time in seconds) argument, checked as Redis does."""
+def _expire_value(raw: bytes, unit: bytes, command: str) -> tuple[float | None, float | None]:
+    """An expire argument checked as Redis does: ``(seconds to live, None)`` for EX/PX,
+    ``(None, Unix time in seconds)`` for EXAT/PXAT."""
     n = _int(raw)
     if n <= 0 or n > 2**62 // 1000:
         raise CommandError(f"ERR invalid expire time in '{command}' command")
-    return n / 1000 if unit in (b"PX", b"PXAT") else float(n)
+    seconds = n / 1000 if unit in (b"PX", b"PXAT") else float(n)
+    return (seconds, None) if unit in (b"EX", b"PX") else (None, seconds)
 
 
 @command("SETEX", 4, "write")
@@ -469,10 +466,8 @@ def cmd_getex(conn: Connection, args: list[bytes]) -> Any:
         return st.getex(args[1], persist=b"PERSIST" in flags)
     if st.get(args[1]) is None:  # a missing key (or WRONGTYPE) before the expire value, as Redis
         return None
-    value = _expire_value(raw, unit, "getex")
-    if unit in (b"EX", b"PX"):
-        return st.getex(args[1], ex=value)
-    return st.getex(args[1], exat=value)
+    ex, exat = _expire_value(raw, unit, "getex")
+    return st.getex(args[1], ex=ex, exat=exat)
 
 
 @command("APPEND", 3, "write")

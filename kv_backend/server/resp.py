@@ -117,31 +117,27 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or not commands:
             return
-        if len(commands) == 1 and not self.close_after_reply:  # the usual case: one command per read
-            reply = self.execute(commands[0])
-            try:
-                transport.write(encode(reply, self.resp3))
-            except TypeError as exc:
-                self.server.log(f"cannot encode the reply to {commands[0][0][:30]!r}: {exc}")
-                transport.write(b"-ERR internal error: unencodable reply\r\n")
-            if self.close_after_reply:
-                transport.close()
-                self.transport = None
-            return
-        out = []
-        for args in commands:
-            reply = self.execute(args)
-            try:
-                out.append(encode(reply, self.resp3))
-            except TypeError as exc:  # a reply the serializer does not know: a bug, reported, not fatal
-                self.server.log(f"cannot encode the reply to {args[0][:30]!r}: {exc}")
-                out.append(b"-ERR internal error: unencodable reply\r\n")
-            if self.close_after_reply:
-                break
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if len(commands) == 1:  # the usual case: one command per read, no list to join
+            transport.write(self._reply(commands[0]))
+        else:
+            out = []
+            for args in commands:
+                out.append(self._reply(args))
+                if self.close_after_reply:
+                    break
+            transport.write(b"".join(out))
         if self.close_after_reply:
             transport.close()
             self.transport = None
+
+    def _reply(self, args: list[bytes]) -> bytes:
+        """Run one command and return its encoded reply."""
+        reply = self.execute(args)
+        try:
+            return encode(reply, self.resp3)
+        except TypeError as exc:  # a reply the serializer does not know: a bug, reported, not fatal
+            self.server.log(f"cannot encode the reply to {args[0][:30]!r}: {exc}")
+            return b"-ERR internal error: unencodable reply\r\n"
 
     # ------------------------------------------------------------ commands
 

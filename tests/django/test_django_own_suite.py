@@ -29,16 +29,21 @@ def _sdist(version: str) -> str:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kv_backend-tests"
     )
     os.makedirs(cache, exist_ok=True)
-    for name in os.listdir(cache):
-        if name.lower() == f"django-{version}.tar.gz":
-            return os.path.join(cache, name)
+
+    def cached() -> str | None:
+        names = [n for n in os.listdir(cache) if n.lower() == f"django-{version}.tar.gz"]
+        return os.path.join(cache, names[0]) if names else None
+
+    path = cached()
+    if path is not None:
+        return path
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
     done = subprocess.run(
         [*cmd, f"django=={version}", "-d", cache], capture_output=True, text=True, timeout=300
     )
-    for name in os.listdir(cache):
-        if name.lower() == f"django-{version}.tar.gz":
-            return os.path.join(cache, name)
+    path = cached()
+    if path is not None:
+        return path
     message = f"cannot download Django {version}'s source distribution: {done.stderr.strip()[-300:]}"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
