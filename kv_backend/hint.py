@@ -22,9 +22,10 @@ from __future__ import annotations
 import os
 import struct
 import sys
-import zlib
 from array import array
 from itertools import accumulate
+
+from kv_backend.checksum import crc32
 
 HINT_MAGIC = b"KVBHINT\x00"
 HINT_VERSION = 3
@@ -80,7 +81,7 @@ def load(path: str, data_size: int) -> Hints | None:
         return None
     if len(buf) != hsize + count * (4 + 8 + 8) + key_bytes:
         return None
-    if zlib.crc32(memoryview(buf)[hsize:]) != crc:
+    if crc32(memoryview(buf)[hsize:]) != crc:
         return None
     klens = _column(buf, "I", hsize, count)
     locs = _column(buf, "Q", hsize + 4 * count, count)
@@ -114,7 +115,7 @@ def write_hints(
             col.byteswap()
     blob = b"".join(keys)
     body = b"".join((klens.tobytes(), locs.tobytes(), exps.tobytes(), blob))
-    header = HINT_HEADER.pack(HINT_MAGIC, HINT_VERSION, len(keys), data_size, zlib.crc32(body), 0, len(blob))
+    header = HINT_HEADER.pack(HINT_MAGIC, HINT_VERSION, len(keys), data_size, crc32(body), 0, len(blob))
     with open(path, "wb") as f:
         f.write(header)
         f.write(body)

@@ -3,7 +3,7 @@
 A data file is a 16-byte file header followed by records. Every record is::
 
     offset size field
-    0      4    crc32 (zlib) of bytes 4..end of the record
+    0      4    CRC-32 (as zlib.crc32) of bytes 4..end of the record
     4      1    type: 1 = PUT, 2 = DELETE, 3 = COMMIT (end of a batch)
     5      1    flags: bit 0 = the record belongs to a batch
     6      4    key length, unsigned
@@ -23,9 +23,10 @@ from __future__ import annotations
 import functools
 import os
 import struct
-import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
+
+from kv_backend.checksum import crc32
 
 HEADER = struct.Struct("<IBBIId")
 HEADER_SIZE = HEADER.size  # 22
@@ -49,7 +50,6 @@ MAX_KEY_SIZE = 65536
 MAX_VALUE_SIZE = 1 << 30  # 1 GiB
 COUNT = struct.Struct("<I")
 
-crc32 = zlib.crc32
 _pack_body = BODY_HEADER.pack
 
 
