@@ -69,6 +69,7 @@ _pread = os.pread
 _pwrite = os.pwrite
 _encode = rec.encode
 _PUT = rec.PUT
+_FLAG_BATCH = rec.FLAG_BATCH
 _MAX_KEY = rec.MAX_KEY_SIZE
 _MAX_VALUE = rec.MAX_VALUE_SIZE
 _ALLOC_STEP = 1 << 20
@@ -193,9 +194,13 @@ class Batch:
         ``expires_at`` gives the expiry as an absolute UNIX time instead, e.g. to
         keep a key's current expiry exactly.
         """
-        key = _check_key(key)
-        value = _check_value(value)
-        if expires_at is not None:
+        if type(key) is not bytes or not 0 < len(key) <= _MAX_KEY:
+            key = _check_key(key)
+        if type(value) is not bytes or len(value) > _MAX_VALUE:
+            value = _check_value(value)
+        if ttl is None and (expires_at is None or (type(expires_at) is float and expires_at == 0.0)):
+            self._ops.append((_PUT, key, value, 0.0))  # no expiry: the usual case, checked first
+        elif expires_at is not None:
             expiry = _expiry_at(ttl, expires_at)
             if expiry is None:
                 self._ops.append((rec.DELETE, key, b"", 0.0))
@@ -1337,7 +1342,7 @@ class DB(MutableMapping[bytes, bytes]):
         index: list[tuple[int, bytes, int, int, float]] = []
         off = 0
         for rtype, key, value, expiry in ops:
-            r = rec.encode(rtype, key, value, expiry, rec.FLAG_BATCH)
+            r = _encode(rtype, key, value, expiry, _FLAG_BATCH)
             parts.append(r)
             index.append((rtype, key, off, len(r), expiry))
             off += len(r)

@@ -350,14 +350,17 @@ def test_put_with_an_absolute_expiry(db, clock):
     assert b"k" not in db
     with pytest.raises(TypeError):
         db.put(b"k", b"v", ttl=5, expires_at=at)
-    bad_times = [("soon", TypeError), (True, TypeError), (math.nan, ConfigurationError)]
+    with db.batch() as b:
+        b.put(b"k", b"z", expires_at=0.0)
+    assert db.get_with_expiry(b"k") == (b"z", None)
+    bad_times = [("soon", TypeError), (True, TypeError), (False, TypeError), (math.nan, ConfigurationError)]
     bad_times.append((-1, ConfigurationError))
     for bad, exc in bad_times:
         with pytest.raises(exc):
             db.put(b"k", b"v", expires_at=bad)
         with pytest.raises(exc), db.batch() as b:
             b.put(b"k", b"v", expires_at=bad)
-    assert b"k" not in db
+    assert db.get_with_expiry(b"k") == (b"z", None)  # no bad put took effect
 
 
 def test_expired_record_not_resurrected_by_replay(store_path, clock):
