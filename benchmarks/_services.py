@@ -1,12 +1,16 @@
-"""Loopback services the benchmarks start: free ports, and a throw-away redis-server."""
+"""Loopback services the benchmarks start: free ports, a throw-away redis-server, and kvb serve."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ServiceError(RuntimeError):
@@ -51,6 +55,21 @@ def start_redis_server(workdir: str, timeout: float = 20) -> tuple[subprocess.Po
     except ServiceError as exc:
         stop(proc)
         raise ServiceError(f"redis-server did not start: {exc}") from None
+    return proc, port
+
+
+def start_kvb_serve(path: str) -> tuple[subprocess.Popen, int]:
+    """Start ``kvb serve`` of this checkout on the store ``path`` on a free loopback port."""
+    port = free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kv_backend", "serve", "--dir", path, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, proc)
     return proc, port
 
 

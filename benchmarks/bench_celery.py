@@ -1,8 +1,9 @@
 """Celery result backends compared: kvb:// (kv_backend) against Celery's redis:// and file:// backends.
 
-One redis-server on loopback is the broker for every run; for each result
-backend a ``celery worker -P prefork -c 2`` is started with this file as its
-app, and the client measures
+One redis-server on loopback is the broker for those runs; one more run uses
+``kvb serve`` as both broker and result backend (Celery's own redis://
+transport and backend pointed at it). For each, a ``celery worker -P prefork
+-c 2`` is started with this file as its app, and the client measures
 
 * sequential round trips: ``add.delay(i, i).get()`` one after the other
   (median and p99 latency, and round trips per second);
@@ -100,8 +101,21 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def _use_broker(broker: str) -> None:
+    """Point this process's app at ``broker``, dropping the connections to the previous one."""
+    if app.conf.broker_url == broker:
+        return
+    os.environ["KVB_BENCH_BROKER"] = broker
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+    app.conf.broker_url = broker
+
+
 def measure(label: str, broker: str, backend: str, n_seq: int, n_burst: int, log: str) -> dict:
     """Start a worker for ``backend`` and time sequential round trips and a burst."""
+    _use_broker(broker)
     os.environ["KVB_BENCH_BACKEND"] = backend
     app.conf.result_backend = backend
     app.__dict__.pop("backend", None)  # rebuild app.backend for the new URL
@@ -178,7 +192,7 @@ def chart(rows: list[dict], path: str) -> None:
     ax2.set_ylabel("tasks per second")
     ax2.set_title("Round trips per second")
     ax2.legend()
-    fig.suptitle("Celery result backends, same redis broker, worker -P prefork -c 2")
+    fig.suptitle("Celery brokers and result backends, worker -P prefork -c 2")
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -199,50 +213,55 @@ def main() -> None:
     from _report import CHART_DIR, table, write_section
 
     workdir = tempfile.mkdtemp(prefix="kvb-bench-celery-")
-    from _services import ServiceError, start_redis_server, stop
+    from _services import ServiceError, start_kvb_serve, start_redis_server, stop
 
     try:
         redis_proc, port = start_redis_server(workdir)
     except ServiceError as exc:
         sys.exit(f"{exc} (Debian: apt-get install redis-server)")
+    kvb_proc, kvb_port = start_kvb_serve(os.path.join(workdir, "kvb-serve"))
     try:
         broker = f"redis://127.0.0.1:{port}/0"
-        os.environ["KVB_BENCH_BROKER"] = broker
-        app.conf.broker_url = broker
+        kvb_url = f"redis://127.0.0.1:{kvb_port}/0"
         runs = [
-            ("kvb", f"kvb://{workdir}/kvb-results", n_seq),
-            ("redis", f"redis://127.0.0.1:{port}/1", n_seq),
-            ("file", f"file://{workdir}/file-results", n_seq_file),
+            ("kvb", broker, f"kvb://{workdir}/kvb-results", n_seq),
+            ("redis", broker, f"redis://127.0.0.1:{port}/1", n_seq),
+            ("file", broker, f"file://{workdir}/file-results", n_seq_file),
+            ("kvb serve", kvb_url, kvb_url, n_seq),
         ]
         os.makedirs(f"{workdir}/file-results")
         # Several rounds in alternating order, so that a burst of load from
         # elsewhere on the machine doesn't land on one backend only. file://
         # is dominated by its 0.5 s poll and runs once.
-        rounds: dict[str, list[dict]] = {label: [] for label, _, _ in runs}
+        rounds: dict[str, list[dict]] = {label: [] for label, *_ in runs}
         for n in range(args.rounds):
             order = runs if n % 2 == 0 else runs[::-1]
-            for label, url, seq in order:
+            for label, broker_url, url, seq in order:
                 if label == "file" and rounds["file"]:
                     continue
-                log = os.path.join(workdir, f"worker-{label}-{n}.log")
-                rounds[label].append(measure(label, broker, url, seq, n_burst, log))
-        rows = [combine(rounds[label]) for label, _, _ in runs]
+                log = os.path.join(workdir, f"worker-{label.replace(' ', '-')}-{n}.log")
+                rounds[label].append(measure(label, broker_url, url, seq, n_burst, log))
+        rows = [combine(rounds[label]) for label, *_ in runs]
     finally:
         stop(redis_proc)
+        stop(kvb_proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
     by = {r["label"]: r for r in rows}
-    kvb, red = by["kvb"], by["redis"]
+    kvb, red, served = by["kvb"], by["redis"], by["kvb serve"]
     ratio_lat = kvb["median_ms"] / red["median_ms"]
     ratio_seq = kvb["seq_per_s"] / red["seq_per_s"]
     ratio_burst = kvb["burst_per_s"] / red["burst_per_s"]
+    served_lat = served["median_ms"] / red["median_ms"]
+    served_burst = served["burst_per_s"] / red["burst_per_s"]
     print(
         f"kvb/redis: median latency x{ratio_lat:.2f}, sequential rate x{ratio_seq:.2f}, "
-        f"burst rate x{ratio_burst:.2f}"
+        f"burst rate x{ratio_burst:.2f}; kvb serve (broker and backend) / redis: median latency "
+        f"x{served_lat:.2f}, burst rate x{served_burst:.2f}"
     )
     md = table(
         [
-            "result backend",
+            "broker / result backend",
             "median delay().get() ms",
             "p99 delay().get() ms",
             "sequential round trips/s",
@@ -250,7 +269,9 @@ def main() -> None:
         ],
         [
             [
-                f"`{r['label']}://`",
+                "kvb serve / kvb serve (`redis://` to both)"
+                if r["label"] == "kvb serve"
+                else f"redis-server / `{r['label']}://`",
                 f"{r['median_ms']:.2f}",
                 f"{r['p99_ms']:.2f}",
                 f"{r['seq_per_s']:.1f}",
@@ -265,10 +286,12 @@ def main() -> None:
     chart_path = os.path.join(CHART_DIR, "celery.png")
     chart(rows, chart_path)
     text = f"""
-Same run, same redis-server broker on loopback, one `celery worker -P prefork -c 2` per
-backend. Sequential: `add.delay(i, i).get()` one after the other ({n_seq} round trips;
-{n_seq_file} for `file://`, whose `get()` polls every 0.5 s). Burst: {n_burst} tasks sent at
-once, then every result collected. {args.rounds} round(s) per backend in alternating order
+Same run; a redis-server broker on loopback for the first three rows, `kvb serve` as
+broker *and* result backend for the last (Celery's `redis://` transport and backend
+pointed at it); one `celery worker -P prefork -c 2` per row. Sequential:
+`add.delay(i, i).get()` one after the other ({n_seq} round trips; {n_seq_file} for
+`file://`, whose `get()` polls every 0.5 s). Burst: {n_burst} tasks sent at once, then
+every result collected. {args.rounds} round(s) per backend in alternating order
 (`file://` once): latencies pooled, best burst.{" Quick run (`--quick`)." if args.quick else ""}
 
 {md}
@@ -276,6 +299,9 @@ once, then every result collected. {args.rounds} round(s) per backend in alterna
 kvb:// against redis://: median round trip x{ratio_lat:.2f}, sequential rate x{ratio_seq:.2f},
 burst rate x{ratio_burst:.2f}. `get()` on kvb:// wakes on the store's next write instead of
 polling, so it follows the redis backend's pub/sub closely; `file://` pays Celery's 0.5 s poll.
+kvb serve as broker and backend against redis-server as both: median round trip
+x{served_lat:.2f}, burst rate x{served_burst:.2f}, with every queued task and result in a
+durable store.
 
 ![Celery result backends](charts/celery.png)
 """

@@ -17,24 +17,10 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _report
-from _services import free_port, start_redis_server, stop, wait_for_port
+from _services import start_kvb_serve, start_redis_server, stop
 
 ROOT = _report.ROOT
 TESTS = ["set", "get", "incr", "lpush", "hset"]
-
-
-def start_kvb(path: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kv_backend", "serve", "--dir", path, "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port, proc)
-    return proc, port
 
 
 def run_benchmark(port: int, requests: int, pipeline: int, clients: int) -> dict[str, float]:
@@ -116,7 +102,7 @@ def main() -> None:
     results: dict[int, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         redis_proc, redis_port = start_redis_server(tmp)
-        kvb_proc, kvb_port = start_kvb(os.path.join(tmp, "store"))
+        kvb_proc, kvb_port = start_kvb_serve(os.path.join(tmp, "store"))
         try:
             for pipeline in (1, 16):
                 best: dict[str, dict[str, float]] = {"redis-server": {}, "kvb serve": {}}

@@ -443,6 +443,8 @@ HASHES = [
     c("HGETALL", key),
 ]
 side = st.sampled_from(["LEFT", "RIGHT", "left", "UP"])
+# (no "inf": Redis 7.0 calls it negative, 7.2 and kvb "out of range"; test_resp_blocking checks it)
+block_timeout = st.sampled_from(["0.01", "0.01", "0.01", "-1", "x"])
 LISTS = [
     var("LPUSH", value, lead=(key,)),
     var("RPUSH", value, lead=(key,)),
@@ -461,6 +463,12 @@ LISTS = [
     c("LINSERT", key, st.sampled_from(["BEFORE", "AFTER", "after", "MIDDLE"]), value, value),
     c("RPOPLPUSH", key, key),
     c("LMOVE", key, key, side, side),
+    # blocking pops: a short timeout (an empty list waits 10 ms on both servers), or a bad one
+    c("BLPOP", key, block_timeout),
+    c("BLPOP", key, key, block_timeout),
+    c("BRPOP", key, key, block_timeout),
+    c("BRPOPLPUSH", key, key, block_timeout),
+    c("BLMOVE", key, key, side, side, block_timeout),
 ]
 member_list = st.lists(field, min_size=1, max_size=3)
 SETS = [

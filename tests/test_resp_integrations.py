@@ -1,4 +1,4 @@
-"""Real Redis users pointed at ``kvb serve``: Django's RedisCache and Celery's redis:// result backend."""
+"""Real Redis users pointed at ``kvb serve``: Django's RedisCache, Celery's redis:// broker and results."""
 
 from __future__ import annotations
 
@@ -87,70 +87,128 @@ def total(values):
 """
 
 
-def test_celery_result_backend_group_and_chord(kvb, tmp_path):
-    require_tool("redis-server")
-    broker, broker_port = start_redis_server(str(tmp_path))
+def _celery_env(tmp_path, broker: str, backend: str) -> tuple[str, dict[str, str]]:
+    """A directory holding the test app, and the environment its worker and clients run with."""
     appdir = tmp_path / "app"
-    appdir.mkdir()
+    appdir.mkdir(exist_ok=True)
     (appdir / "kvbapp.py").write_text(CELERY_APP)
     env = child_env()
     env["PYTHONPATH"] = str(appdir) + os.pathsep + env["PYTHONPATH"]
-    env["KVB_BROKER"] = f"redis://127.0.0.1:{broker_port}/0"
-    env["KVB_BACKEND"] = kvb.url()
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "kvbapp",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            "2",
-            "--loglevel=WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=str(appdir),
+    env["KVB_BROKER"] = broker
+    env["KVB_BACKEND"] = backend
+    return str(appdir), env
+
+
+def _start_worker(appdir: str, env: dict[str, str], *extra: str) -> subprocess.Popen:
+    celery = [sys.executable, "-m", "celery", "-A", "kvbapp"]
+    return subprocess.Popen(
+        [*celery, "worker", "-P", "prefork", "-c", "2", "--loglevel=WARNING", *extra],
+        cwd=appdir,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    try:
-        client = textwrap.dedent("""
-            from celery import chord, group
-            from kvbapp import add, total
 
-            assert add.delay(2, 3).get(timeout=60) == 5
-            g = group(add.s(i, i) for i in range(6))().get(timeout=60)
-            assert g == [0, 2, 4, 6, 8, 10], g
-            c = chord(add.s(i, 1) for i in range(5))(total.s()).get(timeout=60)
-            assert c == 15, c
-            print("celery ok")
-        """)
-        proc = subprocess.run(
-            [sys.executable, "-c", client],
-            cwd=str(appdir),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if "celery ok" not in proc.stdout:
+
+def _run_client(appdir: str, env: dict[str, str], code: str, worker: subprocess.Popen | None) -> None:
+    """Run client code that prints "celery ok"; on failure show the worker's log."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=appdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if "celery ok" not in proc.stdout:
+        log = ""
+        if worker is not None:
             tree_kill(worker)
             log = worker.stdout.read().decode(errors="replace") if worker.stdout else ""
-            raise AssertionError(f"client failed:\n{proc.stdout}\n{proc.stderr}\nworker log:\n{log[-4000:]}")
+        raise AssertionError(f"client failed:\n{proc.stdout}\n{proc.stderr}\nworker log:\n{log[-4000:]}")
+
+
+def _stop_worker(worker: subprocess.Popen) -> None:
+    tree_kill(worker)
+    if worker.stdout:
+        worker.stdout.close()
+
+
+ROUND_TRIPS = """
+    from celery import chord, group
+    from kvbapp import add, total
+
+    assert add.delay(2, 3).get(timeout=60) == 5
+    g = group(add.s(i, i) for i in range(6))().get(timeout=60)
+    assert g == [0, 2, 4, 6, 8, 10], g
+    c = chord(add.s(i, 1) for i in range(5))(total.s()).get(timeout=60)
+    assert c == 15, c
+    print("celery ok")
+"""
+
+
+def test_celery_result_backend_group_and_chord(kvb, tmp_path):
+    require_tool("redis-server")
+    broker, broker_port = start_redis_server(str(tmp_path))
+    appdir, env = _celery_env(tmp_path, f"redis://127.0.0.1:{broker_port}/0", kvb.url())
+    worker = _start_worker(appdir, env, "--without-gossip", "--without-mingle", "--without-heartbeat")
+    try:
+        _run_client(appdir, env, ROUND_TRIPS, worker)
         # The results really live in the kv_backend store.
         from kv_backend.structures import Structures
 
         with Structures(kvb.path) as st:
             assert st.keys("celery-task-meta-*")
     finally:
-        tree_kill(worker)
-        if worker.stdout:
-            worker.stdout.close()
+        _stop_worker(worker)
         stop_process(broker)
+
+
+def test_celery_broker_and_backend_on_kvb_serve(kvb, tmp_path):
+    """kvb serve as Celery's broker (BRPOP, pub/sub for remote control) and its result backend."""
+    appdir, env = _celery_env(tmp_path, kvb.url(), kvb.url())
+    worker = _start_worker(appdir, env)  # gossip, mingle and heartbeats on: they use pub/sub
+    try:
+        _run_client(appdir, env, ROUND_TRIPS, worker)
+        ping = """
+            from kvbapp import app
+            replies = app.control.inspect(timeout=5).ping()
+            assert replies and all(r == {"ok": "pong"} for r in replies.values()), replies
+            print("celery ok")
+        """
+        _run_client(appdir, env, ping, worker)
+    finally:
+        _stop_worker(worker)
+
+
+def test_celery_tasks_queued_in_kvb_serve_survive_a_server_kill(tmp_path):
+    """Tasks sent while no worker runs wait in the store: a SIGKILLed server loses none of them."""
+    srv = RunningServer(str(tmp_path / "store")).start()
+    appdir, env = _celery_env(tmp_path, srv.url(), srv.url())
+    try:
+        send = """
+            import json
+            from kvbapp import add
+            ids = [add.delay(i, 100).id for i in range(8)]
+            open("ids.json", "w").write(json.dumps(ids))
+            print("celery ok")
+        """
+        _run_client(appdir, env, send, None)
+        srv.kill()
+        srv.start()  # same directory, same port
+        worker = _start_worker(appdir, env, "--without-gossip", "--without-mingle", "--without-heartbeat")
+        try:
+            collect = """
+                import json
+                from kvbapp import app
+                ids = json.load(open("ids.json"))
+                got = [app.AsyncResult(i).get(timeout=60) for i in ids]
+                assert got == [i + 100 for i in range(8)], got
+                print("celery ok")
+            """
+            _run_client(appdir, env, collect, worker)
+        finally:
+            _stop_worker(worker)
+    finally:
+        srv.stop()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
+from kv_backend.server.blocking import Block
 from kv_backend.server.protocol import NULL_ARRAY, OK, ErrorReply, Push, Replies, Verbatim
 from kv_backend.structures import (
     CommandError,
@@ -217,6 +218,18 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
     if sub in (b"LIST", b"INFO"):
         conns = [conn] if sub == b"INFO" else list(conn.server.clients.values())
         return Verbatim(b"".join(c.describe() + b"\n" for c in conns))
+    if sub == b"UNBLOCK" and len(args) in (3, 4):
+        how = _upper(args[3]) if len(args) == 4 else b"TIMEOUT"
+        if how not in (b"TIMEOUT", b"ERROR"):
+            raise CommandError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+        target = conn.server.clients.get(_int(args[2]))
+        if target is None or target.blocked is None:
+            return 0
+        blk = conn.server.waiters.unblock(target)
+        assert blk is not None
+        unblocked = ErrorReply("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+        target.resume(blk.on_timeout if how == b"TIMEOUT" else unblocked)
+        return 1
     if sub in (b"NO-EVICT", b"NO-TOUCH") and len(args) == 3:
         return OK
     if sub == b"REPLY" and len(args) == 3:
@@ -860,6 +873,91 @@ def cmd_lmove(conn: Connection, args: list[bytes]) -> Any:
     return conn.st.lmove(args[1], args[2], a.decode(), b.decode())
 
 
+_LLONG_MAX = (1 << 63) - 1
+
+
+def _timeout(raw: bytes) -> float:
+    """A blocking command's timeout in seconds (0: for ever), checked as Redis checks it."""
+    seconds = parse_float(raw, "ERR timeout is not a float or out of range", overflow=True)
+    if seconds * 1000 > _LLONG_MAX - time.time() * 1000:  # as Redis 7.2: the deadline must fit in ms
+        raise CommandError("ERR timeout is out of range")
+    if seconds < 0:
+        raise CommandError("ERR timeout is negative")
+    return seconds
+
+
+def _try_or_block(
+    conn: Connection,
+    keys: list[bytes],
+    timeout: float,
+    attempt: Callable[[], Any],
+    empty: Any,
+    pushes: list[bytes] | None = None,
+) -> Any:
+    """Run ``attempt`` now; when it finds nothing, wait for ``keys``.
+
+    Where a client may not block (inside EXEC, in a script) the answer is ``empty`` at once;
+    a wait that times out answers a null array, as Redis answers every blocked list command.
+    """
+    reply = attempt()
+    if reply is not None:
+        return reply
+    if not conn.can_block:  # inside EXEC or a script: answer at once, as Redis does
+        return empty
+    return Block(keys, timeout, attempt, NULL_ARRAY, pushes)
+
+
+def _blocking_pop(conn: Connection, args: list[bytes], left: bool) -> Any:
+    keys = args[1:-1]
+    timeout = _timeout(args[-1])
+    st = conn.st
+    pop = st.lpop if left else st.rpop
+
+    def attempt() -> list[bytes] | None:
+        with st.db.locked():
+            for key in keys:  # the first non-empty list, in the order given; WRONGTYPE stops the search
+                value = pop(key)
+                if value is not None:
+                    return [key, value]
+        return None
+
+    return _try_or_block(conn, keys, timeout, attempt, NULL_ARRAY)
+
+
+@command("BLPOP", -3, "write")
+def cmd_blpop(conn: Connection, args: list[bytes]) -> Any:
+    """Pop the first element of the first non-empty list, waiting up to timeout seconds (0: for ever)."""
+    return _blocking_pop(conn, args, True)
+
+
+@command("BRPOP", -3, "write")
+def cmd_brpop(conn: Connection, args: list[bytes]) -> Any:
+    """Pop the last element of the first non-empty list, waiting up to timeout seconds (0: for ever)."""
+    return _blocking_pop(conn, args, False)
+
+
+def _blocking_move(conn: Connection, src: bytes, dst: bytes, a: bytes, b: bytes, raw_timeout: bytes) -> Any:
+    timeout = _timeout(raw_timeout)
+    st = conn.st
+    wherefrom, whereto = a.decode(), b.decode()
+    return _try_or_block(conn, [src], timeout, lambda: st.lmove(src, dst, wherefrom, whereto), None, [dst])
+
+
+@command("BLMOVE", 6, "write")
+def cmd_blmove(conn: Connection, args: list[bytes]) -> Any:
+    """LMOVE that waits up to timeout seconds (0: for ever) for the source list to have an element."""
+    a, b = _upper(args[3]), _upper(args[4])
+    if a not in (b"LEFT", b"RIGHT") or b not in (b"LEFT", b"RIGHT"):
+        raise syntax()
+    return _blocking_move(conn, args[1], args[2], a, b, args[5])
+
+
+@command("BRPOPLPUSH", 4, "write")
+def cmd_brpoplpush(conn: Connection, args: list[bytes]) -> Any:
+    """RPOPLPUSH that waits up to timeout seconds (0: for ever) for the source list to have an element."""
+    return _blocking_move(conn, args[1], args[2], b"RIGHT", b"LEFT", args[3])
+
+
 # ------------------------------------------------------------------ sets
 
 
@@ -1161,7 +1259,11 @@ def cmd_exec(conn: Connection, args: list[bytes]) -> Any:
         for key, token in watched.items():
             if st.watch_token(key) != token:
                 return NULL_ARRAY
-        return [conn.execute(cmd_args) for cmd_args in queued]
+        can_block, conn.can_block = conn.can_block, False  # blocking commands answer at once in EXEC
+        try:
+            return [conn.execute(cmd_args) for cmd_args in queued]
+        finally:
+            conn.can_block = can_block
 
 
 @command("WATCH", -2, "tx")

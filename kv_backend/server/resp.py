@@ -21,6 +21,7 @@ from typing import Any
 
 from kv_backend.db import DB
 from kv_backend.errors import KVError, NotAnIntegerError
+from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
 from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, encode
 from kv_backend.server.scripting import Scripts
@@ -67,6 +68,10 @@ class Connection(asyncio.Protocol):
         self.created = time.time()
         self.last_command = b""
         self._paused = False
+        #: What a blocking command waits for (BLPOP...); later commands wait with it.
+        self.blocked: Block | None = None
+        #: False inside EXEC and scripts, where blocking commands answer at once.
+        self.can_block = transport_kind != "script"
 
     # -------------------------------------------------------- asyncio hooks
 
@@ -78,6 +83,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.clients.pop(self.id, None)
+        if self.blocked is not None:
+            self.server.waiters.unblock(self)
         self.server.watchers.discard(self)
         self.drop_subscriptions()
         self.transport = None
@@ -113,6 +120,8 @@ class Connection(asyncio.Protocol):
 
     def run_pending(self) -> None:
         """Execute the commands received so far and send their replies (called by :meth:`Server.flush`)."""
+        if self.blocked is not None:
+            return  # the commands wait until the blocking one is answered
         commands, self.pending = self.pending, []
         transport = self.transport
         if transport is None or not commands:
@@ -121,9 +130,12 @@ class Connection(asyncio.Protocol):
             transport.write(self._reply(commands[0]))
         else:
             out = []
-            for args in commands:
+            for i, args in enumerate(commands):
                 out.append(self._reply(args))
                 if self.close_after_reply:
+                    break
+                if self.blocked is not None:
+                    self.pending = commands[i + 1 :]
                     break
             transport.write(b"".join(out))
         if self.close_after_reply:
@@ -135,9 +147,29 @@ class Connection(asyncio.Protocol):
         reply = self.execute(args)
         try:
             return encode(reply, self.resp3)
-        except TypeError as exc:  # a reply the serializer does not know: a bug, reported, not fatal
+        except TypeError as exc:
+            if type(reply) is Block:  # nothing to pop yet: wait, and answer later (see resume)
+                self.server.waiters.block(self, reply)
+                return b""
+            # A reply the serializer does not know: a bug, reported, not fatal.
             self.server.log(f"cannot encode the reply to {args[0][:30]!r}: {exc}")
             return b"-ERR internal error: unencodable reply\r\n"
+
+    def attempt(self, blk: Block) -> Any:
+        """Retry a blocked command: its reply (errors as :class:`ErrorReply`), or None while still empty."""
+        try:
+            return blk.attempt()
+        except Exception as exc:
+            return self._error(exc, "blocking command")
+
+    def resume(self, reply: Any) -> None:
+        """Send the answer of the command this client was blocked on, then run what it sent since."""
+        transport = self.transport
+        if transport is None:
+            return
+        transport.write(encode(reply, self.resp3))
+        if self.pending:
+            self.server.schedule(self)
 
     # ------------------------------------------------------------ commands
 
@@ -167,18 +199,27 @@ class Connection(asyncio.Protocol):
         self.last_command = name
         try:
             reply = cmd.handler(self, args)
-            if self.server.watchers and "write" in cmd.flags:
-                self.server.touch(_written_keys(name, args))
-            return reply
-        except StructureError as exc:
+        except Exception as exc:
+            return self._error(exc, cmd.name)
+        server = self.server
+        if (server.watchers or server.blocked_keys) and "write" in cmd.flags and type(reply) is not Block:
+            keys = _written_keys(name, args)
+            if server.watchers:
+                server.touch(keys)
+            server.waiters.signal(keys)
+        return reply
+
+    def _error(self, exc: Exception, command: str) -> ErrorReply:
+        """The error reply for an exception raised by a command."""
+        if isinstance(exc, StructureError):
             return ErrorReply(str(exc))
-        except NotAnIntegerError:
+        if isinstance(exc, NotAnIntegerError):
             return ErrorReply("ERR value is not an integer or out of range")
-        except (KVError, ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, (KVError, ValueError, TypeError, OverflowError)):
             return ErrorReply(f"ERR {exc}")
-        except Exception as exc:  # a bug must cost one reply, never the server
-            self.server.log(f"error in {cmd.name}: {exc!r}")
-            return ErrorReply(f"ERR internal error in '{cmd.name}': {type(exc).__name__}")
+        # A bug must cost one reply, never the server.
+        self.server.log(f"error in {command}: {exc!r}")
+        return ErrorReply(f"ERR internal error in '{command}': {type(exc).__name__}")
 
     def authenticate(self, user: bytes, password: bytes) -> Any:
         """Check AUTH credentials (the only user is ``default``)."""
@@ -274,6 +315,9 @@ class Server:
         self.channels: dict[bytes, set[Connection]] = {}
         self.patterns: dict[bytes, set[Connection]] = {}
         self.watchers: set[Connection] = set()
+        self.waiters = Waiters(self)
+        #: The keys blocked clients wait on (the waiters' own dict: a cheap "anyone blocked?" test).
+        self.blocked_keys = self.waiters.by_key
         self._queue: list[Connection] = []
         self.ids = itertools.count(1)
         self.scripts = Scripts(self)
@@ -321,6 +365,8 @@ class Server:
             for conn in queue:
                 conn.queued = False
                 conn.run_pending()
+            if self.waiters.ready:
+                self.waiters.serve()  # under the same lock hold as the writes that fed them
         finally:
             if lock is not None:
                 lock.__exit__(None, None, None)
@@ -381,7 +427,7 @@ class Server:
                 f"uptime_in_seconds:{int(time.time() - self.started)}",
                 f"executable:{sys.executable}",
             ],
-            b"clients": [f"connected_clients:{len(self.clients)}"],
+            b"clients": [f"connected_clients:{len(self.clients)}", f"blocked_clients:{len(self.waiters)}"],
             b"memory": [
                 f"used_memory:{stats.get('live_bytes', 0)}",
                 f"used_memory_disk:{stats.get('total_bytes', 0)}",
@@ -401,6 +447,7 @@ class Server:
         return "\r\n".join(out).encode()
 
     def close(self) -> None:
+        self.waiters.close()
         self.db.close()
 
 
@@ -474,8 +521,10 @@ def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
         return args[1:]
     if name in (b"mset", b"msetnx"):
         return args[1::2]
-    if name in (b"rename", b"renamenx", b"rpoplpush", b"lmove"):
+    if name in (b"rename", b"renamenx", b"rpoplpush", b"lmove", b"brpoplpush", b"blmove"):
         return args[1:3]
+    if name in (b"blpop", b"brpop"):
+        return args[1:-1]
     if name in (b"flushdb", b"flushall"):
         return None
     if name in (b"eval", b"evalsha"):

@@ -1,0 +1,165 @@
+"""Blocking list commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH): clients that wait for a list to get data.
+
+A blocking command first tries at once, like its non-blocking twin. When
+every list it names is empty it returns a :class:`Block` instead of a reply;
+the connection then stops running its later commands and waits in
+:class:`Waiters` until one of its keys may have data, its timeout passes, or
+it disconnects. Clients blocked on one key are served first come, first
+served, as Redis serves them.
+
+A key may get data from this server's own commands (which signal the keys
+they write, and the waiters are served before the write lock is released)
+or from another process writing the same directory; for those, the store's
+change token is looked at every :data:`POLL_INTERVAL` seconds while anyone
+waits. Serving a waiter pops the element and writes the pop to the log
+before the reply is sent, so an element is never both handed out and kept,
+and one left unserved (the waiter disconnected, timed out or was unblocked)
+stays in its list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kv_backend.server.resp import Connection, Server
+
+#: How often (seconds) the store is checked for other processes' writes while clients wait.
+POLL_INTERVAL = 0.02
+
+
+class Block:
+    """What a blocking command returns when it found nothing: what to wait for and how to retry."""
+
+    __slots__ = ("attempt", "keys", "on_timeout", "pushes", "timeout", "timer")
+
+    def __init__(
+        self,
+        keys: list[bytes],
+        timeout: float,
+        attempt: Callable[[], Any],
+        on_timeout: Any,
+        pushes: list[bytes] | None = None,
+    ) -> None:
+        self.keys = keys
+        #: Keys the command adds an element to when it is served (BLMOVE's destination).
+        self.pushes = pushes or []
+        #: Seconds to wait; 0 waits for ever.
+        self.timeout = timeout
+        #: Tries the command again: returns its reply, or None while there is still nothing.
+        self.attempt = attempt
+        #: The reply sent when the timeout passes (a null array, or a null bulk string).
+        self.on_timeout = on_timeout
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Waiters:
+    """The blocked clients of one server, by key, in arrival order."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.by_key: dict[bytes, list[Connection]] = {}
+        #: Keys written since the waiters were last served (only keys someone waits on).
+        self.ready: set[bytes] = set()
+        self._token: int | None = None
+        self._poll: asyncio.TimerHandle | None = None
+
+    def __len__(self) -> int:
+        """How many clients are blocked."""
+        return len({id(c) for conns in self.by_key.values() for c in conns})
+
+    def block(self, conn: Connection, blk: Block) -> None:
+        """Park ``conn`` until one of ``blk.keys`` may have data or the timeout passes."""
+        conn.blocked = blk
+        for key in dict.fromkeys(blk.keys):
+            self.by_key.setdefault(key, []).append(conn)
+        loop = asyncio.get_running_loop()
+        if blk.timeout > 0:
+            blk.timer = loop.call_later(blk.timeout, self._time_out, conn, blk)
+        if self._poll is None:
+            self._token = self.server.db.change_token()
+            self._poll = loop.call_later(POLL_INTERVAL, self._check_others)
+
+    def unblock(self, conn: Connection) -> Block | None:
+        """Take ``conn`` off every key it waits on; return what it waited for (None: it was not blocked)."""
+        blk = conn.blocked
+        if blk is None:
+            return None
+        conn.blocked = None
+        if blk.timer is not None:
+            blk.timer.cancel()
+            blk.timer = None
+        for key in dict.fromkeys(blk.keys):
+            conns = self.by_key.get(key)
+            if conns is not None:
+                if conn in conns:
+                    conns.remove(conn)
+                if not conns:
+                    del self.by_key[key]
+                    self.ready.discard(key)
+        return blk
+
+    def signal(self, keys: list[bytes] | None) -> None:
+        """Note that ``keys`` (None: any key) were written, so their waiters are tried at :meth:`serve`."""
+        if keys is None:
+            self.ready.update(self.by_key)
+        else:
+            by_key = self.by_key
+            self.ready.update(k for k in keys if k in by_key)
+
+    def serve(self) -> None:
+        """Try the waiters of every signalled key, oldest first, while their keys have data.
+
+        The caller holds the store's write lock, or this takes it. A served
+        waiter's own writes (BLMOVE pushes) signal further keys, served in the
+        same call.
+        """
+        if not self.ready:
+            return
+        with self.server.db.locked():
+            while self.ready:
+                key = self.ready.pop()
+                for conn in list(self.by_key.get(key, ())):
+                    blk = conn.blocked
+                    if blk is None:
+                        continue
+                    reply = conn.attempt(blk)
+                    if reply is None:
+                        break  # the key has no data (left): the later waiters would find none either
+                    self.unblock(conn)
+                    server = self.server
+                    if server.watchers:
+                        server.touch(blk.keys + blk.pushes)
+                    self.signal(blk.pushes)  # a moved element may serve the next waiter at once
+                    conn.resume(reply)
+
+    def _time_out(self, conn: Connection, blk: Block) -> None:
+        if conn.blocked is blk:
+            self.unblock(conn)
+            conn.resume(blk.on_timeout)
+
+    def _check_others(self) -> None:
+        """Serve every waiter when another process wrote to the store since the last look."""
+        self._poll = None
+        if not self.by_key:
+            return
+        try:
+            token = self.server.db.change_token()
+            if token != self._token:
+                self._token = token
+                self.ready.update(self.by_key)
+                self.serve()
+        except Exception as exc:  # the store is unusable: the waiters time out; the loop must go on
+            self.server.log(f"cannot serve blocked clients: {exc!r}")
+        self._poll = asyncio.get_running_loop().call_later(POLL_INTERVAL, self._check_others)
+
+    def close(self) -> None:
+        """Cancel every timer (the server is stopping)."""
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
+        for conns in list(self.by_key.values()):
+            for conn in list(conns):
+                self.unblock(conn)
