@@ -23,7 +23,8 @@ import os
 import struct
 import sys
 from array import array
-from itertools import accumulate
+from itertools import accumulate, pairwise
+from operator import add
 
 from kv_backend.checksum import crc32
 
@@ -36,12 +37,14 @@ _BIG_ENDIAN = sys.byteorder == "big"
 class Hints:
     """The columns of one checked hint file."""
 
-    __slots__ = ("expiries", "keys", "locations")
+    __slots__ = ("expiries", "keys", "locations", "sizes")
 
-    def __init__(self, keys: list[bytes], locations: array, expiries: array) -> None:
+    def __init__(self, keys: list[bytes], locations: array, expiries: array, sizes: array) -> None:
         self.keys = keys
         self.locations = locations
         self.expiries = expiries
+        #: The record sizes alone (the low 32 bits of each location), for sums in C.
+        self.sizes = sizes
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -89,12 +92,15 @@ def load(path: str, data_size: int) -> Hints | None:
     blob_start = hsize + 20 * count
     if sum(klens) != key_bytes:
         return None
-    ends = list(accumulate(klens, initial=blob_start))
-    keys = list(map(buf.__getitem__, map(slice, ends[:-1], ends[1:])))
-    m32 = (1 << 32) - 1
-    if count and max((loc >> 32) + (loc & m32) for loc in locs) > data_size:
+    keys = [buf[start:end] for start, end in pairwise(accumulate(klens, initial=blob_start))]
+    # Each location, offset << 32 | size, as two 32-bit words (offsets in a hint file fit in
+    # 32 bits): the columns of sizes and offsets, checked against the data file without a
+    # Python-level loop.
+    words = _column(buf, "I", hsize + 4 * count, 2 * count)
+    sizes, offsets = words[0::2], words[1::2]
+    if count and max(map(add, offsets, sizes)) > data_size:
         return None
-    return Hints(keys, locs, exps)
+    return Hints(keys, locs, exps, sizes)
 
 
 def read_hints(path: str, data_size: int) -> list[tuple[bytes, int, int, float]] | None:

@@ -85,11 +85,11 @@ class KeyDir:
         top = file_index << FILE_SHIFT
         keys = hints.keys
         locs = hints.locations if not top else [top | loc for loc in hints.locations]
-        if kd:
+        if kd and any(map(kd.__contains__, keys)):
             # Keys indexed from older files are replaced: take their bytes off the live count.
             self.live -= sum(kd[k] & M32 for k in keys if k in kd)
         kd.update(zip(keys, locs, strict=True))
-        self.live += sum(loc & M32 for loc in hints.locations)
+        self.live += sum(hints.sizes)
         exp = self.exp
         if exp:
             for k in keys:

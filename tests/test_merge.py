@@ -254,3 +254,52 @@ def test_merge_from_cli_and_other_process(store_path):
         proc = run_python(code, store_path)
         assert "merged" in proc.stdout
         assert dict(db.items()) == model
+
+
+def test_hint_locations_are_checked_against_the_data_file(tmp_path):
+    """A hint whose record would end past its data file is refused (the store replays instead)."""
+    from kv_backend.hint import load, write_hints
+
+    path = str(tmp_path / "x.hint")
+    keys = [b"a", b"bb", b"ccc"]
+    locs = [(16 << 32) | 30, (46 << 32) | 31, (77 << 32) | 23]  # offset << 32 | size, ending at 100
+    write_hints(path, 100, keys, locs, [0.0, 0.0, 5.5])
+    hints = load(path, 100)
+    assert hints is not None
+    assert hints.keys == keys and list(hints.locations) == locs and list(hints.sizes) == [30, 31, 23]
+    assert hints.entries()[2] == (b"ccc", 77, 23, 5.5)
+    write_hints(path, 100, keys, [*locs[:2], (77 << 32) | 24], [0.0, 0.0, 0.0])  # one byte too far
+    assert load(path, 100) is None
+    assert load(path, 99) is None  # a hint for another size of the data file
+
+
+def test_live_bytes_are_the_same_through_hints_and_replay(store_path):
+    model: dict[bytes, bytes] = {}
+    with DB(store_path, max_file_size=SMALL) as db:
+        _fill(db, model)
+        db.merge()
+        for i in range(50):  # records after the merge, replayed on top of the hinted files
+            db.put(b"k%d" % i, b"after merge")
+    with DB(store_path) as db:
+        hinted = db.stats()["live_bytes"]
+    for name in os.listdir(store_path):
+        if name.endswith(".hint"):
+            os.remove(os.path.join(store_path, name))
+    with DB(store_path) as db:
+        assert db.stats()["live_bytes"] == hinted
+
+
+def test_hinted_keys_replace_older_entries_in_the_live_count(tmp_path):
+    from kv_backend.hint import load, write_hints
+    from kv_backend.keydir import KeyDir, pack
+
+    path = str(tmp_path / "x.hint")
+    write_hints(path, 100, [b"a", b"b"], [(16 << 32) | 40, (56 << 32) | 44], [0.0, 0.0])
+    hints = load(path, 100)
+    assert hints is not None
+    ix = KeyDir()
+    ix.apply(0, 0, [(1, b"a", 16, 10, 0.0), (1, b"z", 26, 7, 0.0)])  # PUT records of an older file
+    assert ix.live == 17
+    ix.apply_hints(1, hints)
+    assert ix.live == 7 + 40 + 44  # a's old 10 bytes are replaced
+    assert ix.kd[b"a"] == pack(1, 16, 40) and ix.kd[b"z"] == pack(0, 26, 7)
