@@ -1124,6 +1124,58 @@ class Structures:
         """Remove and return the last element (or a list of up to ``count``); None if missing."""
         return self._pop(name, count, left=False)
 
+    def pop_first(self, names: Iterable[Name], left: bool = True) -> tuple[bytes, bytes] | None:
+        """Pop an element of the first non-empty list of ``names`` (BLPOP/BRPOP without the wait).
+
+        Returns ``(name, element)``, or None when every list is empty; a name
+        holding another type raises WRONGTYPE when it is reached.
+        """
+        with self.db.locked():
+            for name in names:
+                key = _b(name)
+                value = self._pop(key, None, left)
+                if value is not None:
+                    return key, value
+        return None
+
+    def blpop(self, names: Name | Iterable[Name], timeout: float = 0) -> tuple[bytes, bytes] | None:
+        """Pop the first element of the first non-empty list of ``names``, waiting for one if all are empty.
+
+        Waits up to ``timeout`` seconds (0: for ever) for a push by any
+        process; returns ``(name, element)``, or None when the time is up.
+        """
+        return self._blocking_pop(names, timeout, left=True)
+
+    def brpop(self, names: Name | Iterable[Name], timeout: float = 0) -> tuple[bytes, bytes] | None:
+        """Like :meth:`blpop`, from the tail of the list."""
+        return self._blocking_pop(names, timeout, left=False)
+
+    def _blocking_pop(
+        self, names: Name | Iterable[Name], timeout: float, left: bool
+    ) -> tuple[bytes, bytes] | None:
+        if isinstance(names, (bytes, str, bytearray, memoryview, int, float)):
+            names = [names]
+        keys = [_b(n) for n in names]
+        if not keys:
+            raise CommandError("ERR wrong number of arguments for 'blpop' command")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or math.isnan(timeout):
+            raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+        if timeout < 0:
+            raise CommandError("ERR timeout is negative")
+        deadline = None if timeout == 0 or math.isinf(timeout) else _time() + timeout
+        db = self.db
+        while True:
+            token = db.change_token()  # taken before looking, so no push between the two is missed
+            found = self.pop_first(keys, left)
+            if found is not None:
+                return found
+            if deadline is None:
+                db.wait_for_change(token)
+            else:
+                remaining = deadline - _time()
+                if remaining <= 0 or not db.wait_for_change(token, remaining):
+                    return None
+
     def llen(self, name: Name) -> int:
         """Length of a list."""
         found = self._list(_b(name))

@@ -663,3 +663,62 @@ def test_hset_of_one_field_keeps_count_ttl_and_type_rules(s):
     time.sleep(0.1)
     assert s.hset("short", {"a": 2}) == 1  # the hash expired: a new one, with a new field
     assert s.hgetall("short") == {b"a": b"2"} and s.ttl("short") is None
+
+
+def test_blocking_pops_in_process(s):
+    s.rpush("b", "b1", "b2")
+    assert s.blpop(["a", "b"], timeout=1) == (b"b", b"b1")  # the first non-empty list, in order
+    assert s.brpop("b", timeout=1) == (b"b", b"b2")
+    t0 = time.monotonic()
+    assert s.blpop(["a", "b"], timeout=0.2) is None
+    assert time.monotonic() - t0 >= 0.2
+    s.set("str", "v")
+    with pytest.raises(WrongTypeError):
+        s.blpop(["str", "b"], timeout=1)
+    with pytest.raises(CommandError, match="negative"):
+        s.blpop("b", timeout=-1)
+    for bad in ("1", None, math.nan, True):
+        with pytest.raises(TypeError):
+            s.blpop("b", timeout=bad)
+    with pytest.raises(CommandError):
+        s.blpop([], timeout=1)
+
+
+def test_blocking_pop_wakes_on_another_process_push(s, store_path):
+    code = """
+        import sys, time
+        from kv_backend.structures import Structures
+        time.sleep(0.3)
+        with Structures(sys.argv[1]) as st:
+            st.rpush(b"jobs", b"from another process")
+    """
+    proc = spawn_python(code, store_path)
+    try:
+        t0 = time.monotonic()
+        assert s.blpop("jobs", timeout=0) == (b"jobs", b"from another process")
+        assert 0.2 < time.monotonic() - t0 < 10
+    finally:
+        assert proc.wait(30) == 0
+    assert s.llen("jobs") == 0
+
+
+def test_blocking_pop_consumers_in_several_processes_get_each_element_once(s, store_path):
+    code = """
+        import json, sys
+        from kv_backend.structures import Structures
+        got = []
+        with Structures(sys.argv[1]) as st:
+            while (item := st.blpop("work", timeout=1.0)) is not None:
+                got.append(item[1].decode())
+        print(json.dumps(got))
+    """
+    import json
+
+    consumers = [spawn_python(code, store_path, stdout=subprocess.PIPE) for _ in range(3)]
+    try:
+        for i in range(300):
+            s.rpush("work", f"job-{i}")
+    finally:
+        outs = [json.loads(p.communicate(timeout=60)[0]) for p in consumers]
+    got = [x for out in outs for x in out]
+    assert sorted(got) == sorted(f"job-{i}" for i in range(300))

@@ -910,16 +910,11 @@ def _try_or_block(
 def _blocking_pop(conn: Connection, args: list[bytes], left: bool) -> Any:
     keys = args[1:-1]
     timeout = _timeout(args[-1])
-    st = conn.st
-    pop = st.lpop if left else st.rpop
+    pop_first = conn.st.pop_first
 
     def attempt() -> list[bytes] | None:
-        with st.db.locked():
-            for key in keys:  # the first non-empty list, in the order given; WRONGTYPE stops the search
-                value = pop(key)
-                if value is not None:
-                    return [key, value]
-        return None
+        found = pop_first(keys, left)
+        return None if found is None else list(found)
 
     return _try_or_block(conn, keys, timeout, attempt, NULL_ARRAY)
 
