@@ -1,7 +1,7 @@
 # The two entry points of the project: `make demo` and `make test`.
 # Both build .venv with the project and everything it needs; nothing else is assumed
-# but Python 3.10+ with pip (and, for the service tests, root or sudo to install
-# Debian's redis-server/redis-tools when they are missing).
+# but Python 3.10+ with pip (and, for the tests against a real Redis, root or sudo to
+# install Debian's redis-server/redis-tools when they are missing; the demo needs neither).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -25,7 +25,7 @@ lint: $(STAMP)
 test: $(STAMP) tools lint
 	$(PY) -m pytest -n 2 --dist loadgroup
 
-demo: $(STAMP) tools
+demo: $(STAMP)
 	$(PY) example_project/run_demo.py
 
 bench: $(STAMP)

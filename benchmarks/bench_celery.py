@@ -102,13 +102,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _use_broker(broker: str) -> None:
-    """Point this process's app at ``broker``, dropping the connections to the previous one."""
+    """Point this process's app at ``broker`` (kombu keeps one pool per broker; the old one stays idle)."""
     if app.conf.broker_url == broker:
         return
     os.environ["KVB_BENCH_BROKER"] = broker
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    app._pool = None
     app.amqp._producer_pool = None
     app.conf.broker_url = broker
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Run the example site end to end and show what kv_backend cached.
 
-Runs ``migrate``, starts a redis-server broker and the site on 127.0.0.1
-(free ports) with ``runserver`` or ``gunicorn``, requests its pages, starts
-a Celery worker and a task through ``/task/`` (its result stored by the
-``kvb://`` result backend), prints the cache's contents, runs ``kv_stats``,
+Runs ``migrate``, starts ``kvb serve`` as the Celery broker (Celery's own
+``redis://`` transport, queues in a kv_backend store) and the site on
+127.0.0.1 (free ports) with ``runserver`` or ``gunicorn``, requests its
+pages, starts a Celery worker and a task through ``/task/`` (its result
+stored by the ``kvb://`` result backend), prints the cache's contents, runs ``kv_stats``,
 ``kv_merge`` and ``kv_backup file://...``, stops the servers and exits 0
 on success. ``make demo`` calls it; run it by hand with
 ``python example_project/run_demo.py [--server gunicorn] [--keep]``.
@@ -128,15 +129,13 @@ def request_pages(base: str) -> None:
         raise SystemExit("the counter or the session did not keep its value")
 
 
-def start_redis(var_dir: Path) -> tuple[subprocess.Popen | None, str | None]:
-    """Start a private redis-server on loopback as the Celery broker; (None, None) if it is not installed."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        return None, None
+def start_broker(var_dir: Path) -> tuple[subprocess.Popen, str]:
+    """Start ``kvb serve`` on loopback as the Celery broker: Celery talks Redis to it, its queues persist."""
     port = free_port()
+    store = var_dir / "broker"
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "."],
-        cwd=var_dir,
+        [sys.executable, "-m", "kv_backend", "serve", "--dir", str(store), "--port", str(port)],
+        env=child_env(var_dir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -151,9 +150,9 @@ def start_redis(var_dir: Path) -> tuple[subprocess.Popen | None, str | None]:
             pass
         if proc.poll() is not None or time.time() > deadline:
             stop_server(proc)
-            raise SystemExit("redis-server did not start")
+            raise SystemExit("kvb serve did not start")
         time.sleep(0.05)
-    print(f"$ redis-server --port {port} --bind 127.0.0.1   (the Celery broker)")
+    print(f"$ kvb serve --dir {store} --port {port}   (the Celery broker, over the Redis protocol)")
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
@@ -180,9 +179,6 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 def celery_part(base: str, env: dict[str, str], var_dir: Path) -> None:
     """Start a worker, have the site start a task through /task/ and show its result, stop the worker."""
-    if "KVB_EXAMPLE_BROKER" not in env:
-        print("redis-server is not installed: no Celery part (Debian: apt-get install redis-server)")
-        return
     worker = start_worker(env, var_dir / "worker.log")
     try:
         with urllib.request.urlopen(base + "/task/?text=to+be+or+not+to+be", timeout=30) as r:
@@ -234,9 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     manage(env, "migrate", "--noinput", "-v", "0")
 
     step("start the Celery broker")
-    redis, broker = start_redis(var_dir)
-    if broker:
-        env["KVB_EXAMPLE_BROKER"] = broker
+    broker_proc, env["KVB_EXAMPLE_BROKER"] = start_broker(var_dir)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = var_dir / "server.log"
@@ -259,9 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         step("stop the site")
         stop_server(server)
-        if redis is not None:
-            stop_server(redis)
-    print("\nDemo finished: the site ran on kv_backend for its cache, its sessions and its Celery results.")
+        stop_server(broker_proc)
+    print(
+        "\nDemo finished: the site ran on kv_backend for its cache and its sessions, and Celery on it "
+        "for its broker (kvb serve) and its results (kvb://)."
+    )
     return 0
 
 

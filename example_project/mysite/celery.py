@@ -1,4 +1,4 @@
-"""The example site's Celery app: a redis broker, and task results in a kv_backend store.
+"""The example site's Celery app: a Redis-protocol broker (kvb serve in the demo), results in kv_backend.
 
 Settings come from Django's settings (the ``CELERY_`` names); the result
 backend is ``kvb://<data dir>/celery-results``, found through kv_backend's

@@ -2,7 +2,7 @@
 
 Data lives under example_project/var/ (git-ignored) unless KVB_EXAMPLE_VAR
 points elsewhere; KVB_EXAMPLE_CACHE overrides just the cache directory and
-KVB_EXAMPLE_BROKER the Celery broker (a redis URL).
+KVB_EXAMPLE_BROKER the Celery broker (a redis URL: run_demo.py starts ``kvb serve`` for it).
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ USE_I18N = False
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Celery (mysite/celery.py reads the CELERY_ names): the broker is redis, the
-# results go to a kv_backend store next to the cache, kept for an hour.
+# Celery (mysite/celery.py reads the CELERY_ names): the broker speaks Redis (run_demo.py
+# starts kvb serve; a redis-server works the same), the results go to a kv_backend store
+# next to the cache, kept for an hour.
 CELERY_BROKER_URL = os.environ.get("KVB_EXAMPLE_BROKER", "redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = f"kvb://{(VAR_DIR / 'celery-results').resolve()}"
 CELERY_RESULT_EXPIRES = 3600
