@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from helpers import child_env, require_tool, run_python
@@ -212,3 +213,68 @@ def test_celery_tasks_queued_in_kvb_serve_survive_a_server_kill(tmp_path):
             _stop_worker(worker)
     finally:
         srv.stop()
+
+
+REDELIVERY_APP = """
+import os, time
+from celery import Celery
+
+app = Celery("kvbapp", broker=os.environ["KVB_BROKER"], backend=os.environ["KVB_BACKEND"])
+app.conf.update(
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    task_acks_late=True,
+    worker_prefetch_multiplier=1,
+    broker_transport_options={"visibility_timeout": 1},
+)
+
+
+@app.task
+def once_slow(x):
+    # The first run marks that it started, then hangs until its worker is killed.
+    if os.path.exists("started"):
+        return x * 10
+    open("started", "w").close()
+    time.sleep(120)
+    return x
+"""
+
+
+def test_celery_task_of_a_killed_worker_is_redelivered_through_kvb_serve(kvb, tmp_path):
+    """acks_late: a worker SIGKILLed mid-task leaves it in kombu's unacked set in the store; the next
+    worker restores and runs it (kombu's visibility timeout: ZADD/ZREVRANGEBYSCORE, WATCH/MULTI).
+
+    kombu restores, when a worker starts, the unacked messages older than the visibility timeout
+    (as it does with redis-server), so the second worker starts after that much time.
+    """
+    appdir, env = _celery_env(tmp_path, kvb.url(), kvb.url())
+    (tmp_path / "app" / "kvbapp.py").write_text(REDELIVERY_APP)
+    quiet = ("--without-gossip", "--without-mingle", "--without-heartbeat")
+    first = _start_worker(appdir, env, *quiet)
+    try:
+        send = """
+            import os, time
+            from kvbapp import once_slow
+            r = once_slow.delay(7)
+            open("task-id", "w").write(r.id)
+            deadline = time.time() + 60
+            while not os.path.exists("started"):
+                assert time.time() < deadline, "the first worker never started the task"
+                time.sleep(0.05)
+            print("celery ok")
+        """
+        _run_client(appdir, env, send, first)
+    finally:
+        _stop_worker(first)  # SIGKILL, mid-task: never acknowledged
+    time.sleep(1.5)  # past the visibility timeout
+    second = _start_worker(appdir, env, *quiet)
+    try:
+        collect = """
+            from kvbapp import app
+            result = app.AsyncResult(open("task-id").read()).get(timeout=60)
+            assert result == 70, result
+            print("celery ok")
+        """
+        _run_client(appdir, env, collect, second)
+    finally:
+        _stop_worker(second)
