@@ -278,3 +278,46 @@ def test_celery_task_of_a_killed_worker_is_redelivered_through_kvb_serve(kvb, tm
         _run_client(appdir, env, collect, second)
     finally:
         _stop_worker(second)
+
+
+RQ_JOBS = """
+def add(x, y):
+    return x + y
+
+
+def boom():
+    raise ValueError("boom")
+"""
+
+
+def test_rq_jobs_through_kvb_serve(kvb, tmp_path):
+    """RQ (python-rq) queues, a burst worker, results in Redis streams, the failed-job registry."""
+    pytest.importorskip("rq", reason="python-rq is not installed (it comes with the dev extra)")
+    jobs = tmp_path / "rqjobs"
+    jobs.mkdir()
+    (jobs / "rqjobs.py").write_text(RQ_JOBS)
+    env = child_env()
+    env["PYTHONPATH"] = str(jobs) + os.pathsep + env["PYTHONPATH"]
+    code = f"""
+        import subprocess, sys
+        from redis import Redis
+        from rq import Queue
+        import rqjobs
+
+        q = Queue(connection=Redis.from_url("{kvb.url()}"))
+        ok, bad = q.enqueue(rqjobs.add, 2, 3), q.enqueue(rqjobs.boom)
+        worker = subprocess.run(
+            [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", "{kvb.url()}"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert worker.returncode == 0, worker.stderr[-3000:]
+        assert ok.get_status() == "finished" and ok.return_value() == 5, ok.get_status()
+        assert bad.get_status() == "failed", bad.get_status()
+        assert "ValueError: boom" in bad.latest_result().exc_string
+        assert q.failed_job_registry.count == 1 and q.finished_job_registry.count == 1
+        print("rq ok")
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert "rq ok" in proc.stdout, proc.stdout + proc.stderr[-4000:]

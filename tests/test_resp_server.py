@@ -712,3 +712,27 @@ def test_write_lock_is_taken_only_for_commands_that_may_write():
     assert not _may_write([[b"PING"], [b"get", b"k"], [b"GET", b"k"], [b"HGetAll", b"h"], [b"ttl", b"k"]])
     for name in (b"SET", b"set", b"SeT", b"LPUSH", b"incr", b"EXEC", b"multi", b"EVAL", b"nosuchcommand"):
         assert _may_write([[b"GET", b"k"], [name, b"k"]]), name
+
+
+def test_streams_with_redis_py(r, r3):
+    first = r.xadd("events", {"kind": "signup", "user": "ada"})
+    second = r.xadd("events", {"kind": "login"}, maxlen=100, approximate=True)
+    assert tuple(map(int, first.split(b"-"))) < tuple(map(int, second.split(b"-")))
+    assert r.xlen("events") == 2
+    entries = [(first, {b"kind": b"signup", b"user": b"ada"}), (second, {b"kind": b"login"})]
+    assert r.xrange("events") == entries
+    assert r.xrevrange("events", count=1) == [(second, {b"kind": b"login"})]
+    assert r3.xrange("events", min=second) == [(second, {b"kind": b"login"})]
+    for i in range(20):
+        r.xadd("events", {"i": i}, maxlen=5, approximate=True)
+    assert r.xlen("events") == 5  # "~" trims exactly here
+    assert r.xtrim("events", minid="0-1") == 0
+    assert r.type("events") == b"stream"
+    assert r.scan(0, _type="stream")[1] == [b"events"]
+    with r.pipeline() as p:
+        p.watch("events")
+        r.xadd("events", {"by": "another client"})
+        p.multi()
+        p.xlen("events")
+        with pytest.raises(redis.WatchError):
+            p.execute()
