@@ -47,6 +47,25 @@ def spawn_python(code: str, *args: str, **kwargs) -> subprocess.Popen:
     )
 
 
+def kill_when_ready(code: str, *args: str, delay: float) -> None:
+    """Start ``code`` (which prints "ready" once it has started its work), SIGKILL it ``delay`` s later."""
+    import signal
+    import time
+
+    proc = spawn_python(code, *args, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def free_port() -> int:
     """Return a free TCP port on 127.0.0.1."""
     with socket.socket() as s:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import time
 
 import pytest
-from helpers import run_python, spawn_python
+from helpers import kill_when_ready, run_python, spawn_python
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -221,12 +220,7 @@ def test_sigkill_during_xadd_and_trim_keeps_stream_consistent(store_path):
     """
     rng = random.Random(3)
     for _ in range(4):
-        proc = spawn_python(code, store_path, stdout=subprocess.PIPE)
-        assert proc.stdout.readline().strip() == b"ready"
-        time.sleep(rng.uniform(0.05, 0.4))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        proc.stdout.close()
+        kill_when_ready(code, store_path, delay=rng.uniform(0.05, 0.4))
         run_python(
             """
             import sys

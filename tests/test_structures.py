@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 import os
 import random
-import signal
 import struct
 import subprocess
 import time
 
 import pytest
-from helpers import run_python, spawn_python
+from helpers import kill_when_ready, run_python, spawn_python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -537,12 +536,7 @@ def test_sigkill_mid_operation_never_leaves_half_a_structure(store_path):
     """
     rng = random.Random(7)
     for _ in range(4):
-        proc = spawn_python(code, store_path, stdout=subprocess.PIPE)
-        assert proc.stdout.readline().strip() == b"ready"
-        time.sleep(rng.uniform(0.05, 0.4))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        proc.stdout.close()
+        kill_when_ready(code, store_path, delay=rng.uniform(0.05, 0.4))
         check_consistent(store_path)
 
 
