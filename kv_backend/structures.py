@@ -1847,6 +1847,46 @@ class Structures:
                 break
         return out
 
+    def xread(
+        self, streams: Mapping[Name, Name], count: int | None = None
+    ) -> list[tuple[bytes, list[tuple[bytes, list[tuple[bytes, bytes]]]]]]:
+        """Entries added after the given IDs (``$``: after the stream's last entry), per stream.
+
+        Returns ``[(name, entries)]`` for the streams that have such entries, in the
+        order given, with at most ``count`` entries each (None or 0: all).
+        """
+        return self.xread_after(self.stream_positions(streams), count)
+
+    def stream_positions(
+        self, streams: Mapping[Name, Name] | Iterable[tuple[Name, Name]]
+    ) -> list[tuple[bytes, tuple[int, int]]]:
+        """The ID each stream is read after: the ID given, or for ``$`` its last ID now.
+
+        As Redis, streams are taken in order, each key's type checked before its ID is read.
+        """
+        positions: list[tuple[bytes, tuple[int, int]]] = []
+        for name, raw in streams.items() if isinstance(streams, Mapping) else streams:
+            key, raw_id = _b(name), _b(raw)
+            found = self._stream(key)
+            if raw_id == b"$":
+                positions.append((key, (0, 0) if found is None else found[2]))
+            else:
+                positions.append((key, _parse_stream_id(raw_id, 0)))
+        return positions
+
+    def xread_after(
+        self, positions: list[tuple[bytes, tuple[int, int]]], count: int | None = None
+    ) -> list[tuple[bytes, list[tuple[bytes, list[tuple[bytes, bytes]]]]]]:
+        """XREAD from resolved positions (see :meth:`stream_positions`)."""
+        out = []
+        for name, (ms, seq) in positions:
+            if self._stream(name) is None or (ms, seq) == (_U64_MAX, _U64_MAX):
+                continue
+            entries = self._xrange(name, b"(%d-%d" % (ms, seq), b"+", count or None, reverse=False)
+            if entries:
+                out.append((name, entries))
+        return out
+
     def xdel(self, name: Name, *ids: Name) -> int:
         """Delete entries by ID; return how many existed (the stream stays, even empty)."""
         name = _b(name)

@@ -350,3 +350,21 @@ def test_a_served_blmove_dirties_a_watch_on_its_destination(server, r):
     assert r.lrange("dst", 0, -1) == [b"moved"]
     for c in (mover, watcher):
         c.close()
+
+
+def test_xread_block_waits_for_new_entries(server, r):
+    r.xadd("events", {"old": "1"}, id="1-0")
+    assert r.xread({"events": "0"}) == [[b"events", [(b"1-0", {b"old": b"1"})]]]
+    assert r.xread({"events": "$"}, block=200) == []  # only entries added after the call (null: [])
+    writer = client(server)
+    later(0.3, writer.xadd, "events", {"new": "2"}, "2-0")
+    t0 = time.monotonic()
+    assert r.xread({"other": "$", "events": "$"}, block=0) == [[b"events", [(b"2-0", {b"new": b"2"})]]]
+    assert 0.25 < time.monotonic() - t0 < 5
+    r3 = client(server, protocol=3)
+    assert r3.xread({"events": "1-0"}, count=1) == {b"events": [[(b"2-0", {b"new": b"2"})]]}  # a map
+    with r.pipeline() as p:  # never waits inside MULTI
+        p.xread({"events": "$"}, block=0)
+        assert p.execute() == [[]]
+    for c in (writer, r3):
+        c.close()

@@ -521,6 +521,7 @@ MISC = [c("PING"), c("ECHO", value), c("PING", value), c("NOSUCHCMD", key)]
 # trimming only ("~" lets Redis keep whole nodes; kvb trims exactly).
 U64_MAX = "18446744073709551615"
 stream_id = st.sampled_from(["1-1", "1-2", "2", "2-*", "3-0", "0-0", "0-1", "5-*", "x", f"{U64_MAX}-*"])
+read_id = st.sampled_from(["0", "0-0", "1-1", "2", "$", "x", "+"])
 range_id = st.sampled_from(["-", "+", "1", "1-1", "(1-1", "2", "(2-0", "3-0", "(3-0", "5", "x", "(-", "(+"])
 trim = st.one_of(
     st.tuples(st.sampled_from(["MAXLEN", "maxlen"]), st.sampled_from(["0", "1", "2", "-1", "x"])).map(list),
@@ -545,6 +546,14 @@ STREAMS = [
     ),
     st.tuples(key, st.sampled_from(["1", "2"])).map(lambda t: ["XREVRANGE", t[0], "+", "-", "COUNT", t[1]]),
     var("XDEL", stream_id, lead=(key,)),
+    st.tuples(key, read_id).map(lambda t: ["XREAD", "STREAMS", t[0], t[1]]),
+    st.tuples(st.sampled_from(["0", "1", "-1", "x"]), key, key, read_id, read_id).map(
+        lambda t: ["XREAD", "COUNT", t[0], "STREAMS", t[1], t[2], t[3], t[4]]
+    ),
+    st.tuples(st.sampled_from(["10", "-1", "x"]), key, read_id).map(  # BLOCK 10: waits 10 ms when empty
+        lambda t: ["XREAD", "BLOCK", t[0], "STREAMS", t[1], t[2]]
+    ),
+    st.tuples(key, key, read_id).map(lambda t: ["XREAD", "STREAMS", t[0], t[1], t[2]]),  # unbalanced
     st.tuples(key, trim).map(lambda t: ["XTRIM", t[0], *t[1]]),
 ]
 FAMILIES = [STRINGS, KEYSPACE, EXPIRY, HASHES, LISTS, SETS, ZSETS, STREAMS, MISC]

@@ -235,3 +235,20 @@ def test_sigkill_during_xadd_and_trim_keeps_stream_consistent(store_path):
             """,
             store_path,
         )
+
+
+def test_xread_in_process(s):
+    s.xadd("a", {"f": 1}, id="1-0")
+    s.xadd("a", {"f": 2}, id="2-0")
+    s.xadd("b", {"g": 1}, id="5-0")
+    assert s.xread({"a": "1-0", "b": "0", "none": "0"}) == [
+        (b"a", [(b"2-0", [(b"f", b"2")])]),
+        (b"b", [(b"5-0", [(b"g", b"1")])]),
+    ]
+    assert s.xread({"a": "0"}, count=1) == [(b"a", [(b"1-0", [(b"f", b"1")])])]
+    assert s.xread({"a": "$", "b": "$"}) == []
+    s.set("str", "v")
+    with pytest.raises(WrongTypeError):
+        s.xread({"str": "0"})
+    with pytest.raises(CommandError, match="Invalid stream ID"):
+        s.xread({"a": "x"})

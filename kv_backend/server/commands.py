@@ -1310,6 +1310,53 @@ def cmd_xrevrange(conn: Connection, args: list[bytes]) -> Any:
     return _xrange(conn, args, reverse=True)
 
 
+@command("XREAD", -4)
+def cmd_xread(conn: Connection, args: list[bytes]) -> Any:
+    """Entries after the given IDs of one or more streams: [COUNT n] [BLOCK ms] STREAMS key... id..."""
+    count: int | None = None
+    block: float | None = None
+    i = 1
+    while i < len(args):
+        word = _upper(args[i])
+        if word == b"COUNT" and i + 1 < len(args):
+            count = max(0, _int(args[i + 1]))
+            i += 2
+        elif word == b"BLOCK" and i + 1 < len(args):
+            try:
+                ms = parse_int(args[i + 1])
+            except NotAnIntegerError:
+                raise CommandError("ERR timeout is not an integer or out of range") from None
+            if ms < 0:
+                raise CommandError("ERR timeout is negative")
+            block = ms / 1000
+            i += 2
+        elif word == b"STREAMS":
+            break
+        else:
+            raise syntax()
+    rest = args[i + 1 :]
+    if i >= len(args) or not rest or len(rest) % 2:
+        raise CommandError(
+            "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified."
+        )
+    half = len(rest) // 2
+    st = conn.st
+    positions = st.stream_positions(list(zip(rest[:half], rest[half:], strict=True)))
+    resp3 = conn.resp3
+
+    def attempt() -> Any:
+        found = st.xread_after(positions, count)
+        if not found:
+            return None
+        streams = [(name, [[xid, [w for p in pairs for w in p]] for xid, pairs in es]) for name, es in found]
+        return dict(streams) if resp3 else [list(s) for s in streams]
+
+    if block is None:
+        reply = attempt()
+        return NULL_ARRAY if reply is None else reply
+    return _try_or_block(conn, [name for name, _ in positions], block, attempt, NULL_ARRAY)
+
+
 @command("XDEL", -3, "write")
 def cmd_xdel(conn: Connection, args: list[bytes]) -> Any:
     """Delete stream entries by ID; the number deleted."""
