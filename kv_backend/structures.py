@@ -1766,7 +1766,12 @@ class Structures:
         b.put(META + name, b"x" + _XMETA.pack(count, version + 1, *last), expires_at=expiry)
 
     def _trim_stream(
-        self, b: Batch, pfx: bytes, count: int, trim: tuple[str, Any, int | None] | None, pending: Any = None
+        self,
+        b: Batch,
+        pfx: bytes,
+        count: int,
+        trim: tuple[str, Any, int | None] | None,
+        pending: tuple[int, int] | None = None,
     ) -> int:
         """Delete the oldest entries that ``trim`` says must go; return how many (``pending``: just added)."""
         if trim is None:
@@ -1789,7 +1794,7 @@ class Structures:
                     break
                 goners.append(key)
             room = limit is None or len(goners) < limit
-            if pending is not None and tuple(pending) < tuple(threshold) and room:
+            if pending is not None and pending < threshold and room:
                 goners.append(pfx + _XID.pack(*pending))
         for key in goners:
             b.delete(key)
@@ -1826,10 +1831,7 @@ class Structures:
     ) -> list[tuple[bytes, list[tuple[bytes, bytes]]]]:
         lo = _range_id(_b(min), low=True)
         hi = _range_id(_b(max), low=False)
-        if count is not None and count <= 0:
-            self._stream(name)  # WRONGTYPE still
-            return []
-        if self._stream(name) is None or lo > hi:
+        if self._stream(name) is None or lo > hi or (count is not None and count <= 0):
             return []
         pfx = STREAM + _lp(name)
         db = self.db
@@ -1880,7 +1882,8 @@ class Structures:
         """XREAD from resolved positions (see :meth:`stream_positions`)."""
         out = []
         for name, (ms, seq) in positions:
-            if self._stream(name) is None or (ms, seq) == (_U64_MAX, _U64_MAX):
+            if (ms, seq) == (_U64_MAX, _U64_MAX):  # nothing comes after it ("(" of it is no bound)
+                self._stream(name)  # WRONGTYPE all the same
                 continue
             entries = self._xrange(name, b"(%d-%d" % (ms, seq), b"+", count or None, reverse=False)
             if entries:
@@ -2006,7 +2009,10 @@ def check_add_id(raw: bytes, syntax_only: bool = False) -> None:
 
 
 def _next_stream_id(raw: bytes, last: tuple[int, int]) -> tuple[int, int]:
-    """The ID XADD gives a new entry: ``*``, ``ms-*`` or explicit, always above ``last``."""
+    """The ID XADD gives a new entry: ``*``, ``ms-*`` or explicit, always above ``last``.
+
+    ``raw`` has passed :func:`check_add_id`.
+    """
     last_ms, last_seq = last
     if raw == b"*":
         now = int(time.time() * 1000)
@@ -2026,9 +2032,7 @@ def _next_stream_id(raw: bytes, last: tuple[int, int]) -> tuple[int, int]:
         if ms == last_ms and last_seq < _U64_MAX:
             return ms, last_seq + 1
         raise CommandError(ID_TOO_SMALL)
-    new = _parse_stream_id(raw, 0)
-    if new == (0, 0):
-        raise CommandError("ERR The ID specified in XADD must be greater than 0-0")
+    new = _parse_stream_id(raw, 0)  # above 0-0: check_add_id ran first
     if new <= last:
         raise CommandError(ID_TOO_SMALL)
     return new

@@ -1,7 +1,7 @@
-"""Blocking list commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH): clients that wait for a list to get data.
+"""Blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, XREAD BLOCK): clients that wait for data.
 
 A blocking command first tries at once, like its non-blocking twin. When
-every list it names is empty it returns a :class:`Block` instead of a reply;
+every list (or stream) it names has nothing for it, it returns a :class:`Block` instead of a reply;
 the connection then stops running its later commands and waits in
 :class:`Waiters` until one of its keys may have data, its timeout passes, or
 it disconnects. Clients blocked on one key are served first come, first
@@ -23,24 +23,27 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.server.protocol import NULL_ARRAY
+
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
 
 #: How often (seconds) the store is checked for other processes' writes while clients wait.
 POLL_INTERVAL = 0.02
+#: What a wait that ends without data answers (timeout, CLIENT UNBLOCK): Redis's null array.
+TIMED_OUT = NULL_ARRAY
 
 
 class Block:
     """What a blocking command returns when it found nothing: what to wait for and how to retry."""
 
-    __slots__ = ("attempt", "keys", "on_timeout", "pushes", "timeout", "timer")
+    __slots__ = ("attempt", "keys", "pushes", "timeout", "timer")
 
     def __init__(
         self,
         keys: list[bytes],
         timeout: float,
         attempt: Callable[[], Any],
-        on_timeout: Any,
         pushes: list[bytes] | None = None,
     ) -> None:
         self.keys = keys
@@ -50,8 +53,6 @@ class Block:
         self.timeout = timeout
         #: Tries the command again: returns its reply, or None while there is still nothing.
         self.attempt = attempt
-        #: The reply sent when the timeout passes (a null array, or a null bulk string).
-        self.on_timeout = on_timeout
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -138,7 +139,7 @@ class Waiters:
     def _time_out(self, conn: Connection, blk: Block) -> None:
         if conn.blocked is blk:
             self.unblock(conn)
-            conn.resume(blk.on_timeout)
+            conn.resume(TIMED_OUT)
 
     def _check_others(self) -> None:
         """Serve every waiter when another process wrote to the store since the last look."""

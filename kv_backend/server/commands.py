@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
-from kv_backend.server.blocking import Block
+from kv_backend.server.blocking import TIMED_OUT, Block
 from kv_backend.server.protocol import NULL_ARRAY, OK, ErrorReply, Push, Replies, Verbatim
 from kv_backend.structures import (
     CommandError,
@@ -227,10 +227,9 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
         target = conn.server.clients.get(_int(args[2]))
         if target is None or target.blocked is None:
             return 0
-        blk = conn.server.waiters.unblock(target)
-        assert blk is not None
+        conn.server.waiters.unblock(target)
         unblocked = ErrorReply("UNBLOCKED client unblocked via CLIENT UNBLOCK")
-        target.resume(blk.on_timeout if how == b"TIMEOUT" else unblocked)
+        target.resume(TIMED_OUT if how == b"TIMEOUT" else unblocked)
         return 1
     if sub in (b"NO-EVICT", b"NO-TOUCH") and len(args) == 3:
         return OK
@@ -906,7 +905,7 @@ def _try_or_block(
         return reply
     if not conn.can_block:  # inside EXEC or a script: answer at once, as Redis does
         return empty
-    return Block(keys, timeout, attempt, NULL_ARRAY, pushes)
+    return Block(keys, timeout, attempt, pushes)
 
 
 def _blocking_pop(conn: Connection, args: list[bytes], left: bool) -> Any:
@@ -1295,6 +1294,11 @@ def _xrange(conn: Connection, args: list[bytes], reverse: bool) -> Any:
                 raise WrongTypeError()
             return [] if kind == "none" else NULL_ARRAY
     entries = st.xrevrange(args[1], hi, lo, count) if reverse else st.xrange(args[1], lo, hi, count)
+    return _entries_reply(entries)
+
+
+def _entries_reply(entries: list[tuple[bytes, list[tuple[bytes, bytes]]]]) -> list[Any]:
+    """Stream entries as Redis sends them: ``[id, [field, value, ...]]`` each."""
     return [[xid, [w for pair in pairs for w in pair]] for xid, pairs in entries]
 
 
@@ -1348,7 +1352,7 @@ def cmd_xread(conn: Connection, args: list[bytes]) -> Any:
         found = st.xread_after(positions, count)
         if not found:
             return None
-        streams = [(name, [[xid, [w for p in pairs for w in p]] for xid, pairs in es]) for name, es in found]
+        streams = [(name, _entries_reply(entries)) for name, entries in found]
         return dict(streams) if resp3 else [list(s) for s in streams]
 
     if block is None:
