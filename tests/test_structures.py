@@ -18,10 +18,6 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from kv_backend import DB
 from kv_backend.errors import DatabaseClosedError, KeyTooLargeError, KVError, NotAnIntegerError
 from kv_backend.structures import (
-    HASH,
-    LIST,
-    META,
-    ZIDX,
     CommandError,
     NotAFloatError,
     Structures,
@@ -32,6 +28,7 @@ from kv_backend.structures import (
     glob_match,
     parse_int,
 )
+from kv_backend.structures.layout import HASH, LIST, META, ZIDX
 
 
 @pytest.fixture
@@ -545,7 +542,8 @@ def check_consistent(path: str) -> None:
     run_python(
         """
         import sys
-        from kv_backend.structures import Structures, ZMEM, ZIDX, _lp
+        from kv_backend.structures import Structures
+        from kv_backend.structures.layout import ZIDX, ZMEM, _lp
         with Structures(sys.argv[1]) as s:
             h = s.hgetall("h")
             assert s.hlen("h") == len(h), (s.hlen("h"), len(h))

@@ -1,0 +1,36 @@
+"""The exceptions of the data-structure layer; ``str()`` of each is a Redis-style message."""
+
+from __future__ import annotations
+
+from kv_backend.errors import KVError, NotAnIntegerError
+
+
+class StructureError(KVError):
+    """Base class of the errors of :mod:`kv_backend.structures`; ``str()`` is a Redis-style message."""
+
+
+class WrongTypeError(StructureError, TypeError):
+    """The key holds another type than the operation needs (Redis's ``WRONGTYPE``)."""
+
+    def __init__(
+        self, msg: str = "WRONGTYPE Operation against a key holding the wrong kind of value"
+    ) -> None:
+        super().__init__(msg)
+
+
+class NotAFloatError(StructureError, ValueError):
+    """A value or argument is not a valid floating point number."""
+
+
+class CommandError(StructureError, ValueError):
+    """An argument is out of range or the operation cannot be done (Redis's ``ERR ...``)."""
+
+
+class HashValueNotAnIntegerError(StructureError, NotAnIntegerError):
+    """HINCRBY found a field value that is not an integer (also a :class:`NotAnIntegerError`)."""
+
+
+NOT_INT = "ERR value is not an integer or out of range"
+
+
+NOT_FLOAT = "ERR value is not a valid float"

@@ -1,0 +1,179 @@
+"""Redis hashes: fields and values under one key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+
+from kv_backend import longdouble
+from kv_backend.errors import NotAnIntegerError
+from kv_backend.structures.errors import CommandError, HashValueNotAnIntegerError, NotAFloatError
+from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.layout import _I64_MAX, _I64_MIN, HASH, META, T_HASH, Name, Value, _b, _lp
+from kv_backend.structures.parsing import _add_long_double, _long_double, parse_int
+
+
+class Hashes(Keyspace):
+    """The hash commands of :class:`~kv_backend.structures.Structures`."""
+
+    def hset(self, name: Name, mapping: Mapping[Name, Value] | None = None, **fields: Value) -> int:
+        """Set hash fields (``mapping`` and/or keyword fields); return how many were new."""
+        items = [(_b(f), _b(v)) for f, v in (mapping or {}).items()]
+        items += [(_b(f), _b(v)) for f, v in fields.items()]
+        if not items:
+            raise CommandError("ERR wrong number of arguments for 'hset' command")
+        return self._hset(_b(name), items, nx=False)
+
+    def hset_pairs(self, name: Name, pairs: list[tuple[Name, Value]]) -> int:
+        """Set hash fields from ``(field, value)`` pairs, later pairs winning; return how many were new."""
+        if not pairs:
+            raise CommandError("ERR wrong number of arguments for 'hset' command")
+        return self._hset(_b(name), [(_b(f), _b(v)) for f, v in pairs], nx=False)
+
+    def _hset(self, name: bytes, items: list[tuple[bytes, bytes]], nx: bool) -> int:
+        db = self.db
+        pfx = HASH + _lp(name)
+        with db.locked():
+            if len(items) == 1 and not nx and db._first_value_byte(META + name) == T_HASH:
+                # One existing field of a live hash overwritten: one record, the metadata is
+                # unchanged, so its type tag is all that must be read.
+                ((field, value),) = items
+                if pfx + field in db:
+                    db.put(pfx + field, value)
+                    return 0
+            found = self._meta(name, T_HASH)
+            count, version = self._count(found[0]) if found else (0, 0)
+            expiry = found[1] if found else 0.0
+            added = 0
+            puts: dict[bytes, bytes] = {}
+            for field, value in items:
+                fk = pfx + field
+                if fk in puts:
+                    if not nx:
+                        puts[fk] = value
+                    continue
+                exists = found is not None and fk in db
+                if nx and exists:
+                    continue
+                if not exists:
+                    added += 1
+                puts[fk] = value
+            if not puts:
+                return 0
+            if added == 0 and len(puts) == 1:
+                # Overwriting one existing field: one record, the metadata is unchanged.
+                ((fk, value),) = puts.items()
+                db.put(fk, value)
+                return 0
+            with db.batch() as b:
+                if found is None:
+                    self._purge(b, name, T_HASH)
+                for fk, value in puts.items():
+                    b.put(fk, value)
+                self._put_count(b, name, T_HASH, count + added, version, expiry)
+            return added
+
+    def hsetnx(self, name: Name, field: Name, value: Value) -> bool:
+        """Set a hash field only if it does not exist."""
+        return self._hset(_b(name), [(_b(field), _b(value))], nx=True) == 1
+
+    def hget(self, name: Name, field: Name) -> bytes | None:
+        """The value of a hash field, or None."""
+        name = _b(name)
+        if self._meta(name, T_HASH) is None:
+            return None
+        return self.db.get(HASH + _lp(name) + _b(field))
+
+    def hmget(self, name: Name, *fields: Name) -> list[bytes | None]:
+        """The values of several hash fields."""
+        name = _b(name)
+        if self._meta(name, T_HASH) is None:
+            return [None] * len(fields)
+        pfx = HASH + _lp(name)
+        return [self.db.get(pfx + _b(f)) for f in fields]
+
+    def _hitems(self, name: bytes) -> list[tuple[bytes, bytes]]:
+        if self._meta(name, T_HASH) is None:
+            return []
+        pfx = HASH + _lp(name)
+        n = len(pfx)
+        return [(k[n:], v) for k, v in self.db.items(prefix=pfx)]
+
+    def hgetall(self, name: Name) -> dict[bytes, bytes]:
+        """All fields and values of a hash."""
+        return dict(self._hitems(_b(name)))
+
+    def hkeys(self, name: Name) -> list[bytes]:
+        """The fields of a hash."""
+        return [f for f, _ in self._hitems(_b(name))]
+
+    def hvals(self, name: Name) -> list[bytes]:
+        """The values of a hash."""
+        return [v for _, v in self._hitems(_b(name))]
+
+    def hlen(self, name: Name) -> int:
+        """Number of fields in a hash."""
+        found = self._meta(_b(name), T_HASH)
+        return self._count(found[0])[0] if found else 0
+
+    def hexists(self, name: Name, field: Name) -> bool:
+        """Whether a hash has a field."""
+        return self.hget(name, field) is not None
+
+    def hstrlen(self, name: Name, field: Name) -> int:
+        """Length of a hash field's value (0 if missing)."""
+        value = self.hget(name, field)
+        return 0 if value is None else len(value)
+
+    def hdel(self, name: Name, *fields: Name) -> int:
+        """Delete hash fields; return how many existed."""
+        name = _b(name)
+        return self._remove_members(name, T_HASH, HASH + _lp(name), fields)
+
+    def hincrby(self, name: Name, field: Name, amount: int = 1) -> int:
+        """Add to an integer hash field (missing = 0); return the result."""
+        amount = parse_int(amount)
+        name, field = _b(name), _b(field)
+        with self.db.locked():
+            old = self.hget(name, field)
+            try:
+                current = 0 if old is None else parse_int(old)
+            except NotAnIntegerError:
+                raise HashValueNotAnIntegerError("ERR hash value is not an integer") from None
+            result = current + amount
+            if not _I64_MIN <= result <= _I64_MAX:
+                raise CommandError("ERR increment or decrement would overflow")
+            self._hset(name, [(field, str(result).encode())], nx=False)
+            return result
+
+    def hincrbyfloat(self, name: Name, field: Name, amount: float | Value) -> float:
+        """Add to a float hash field (missing = 0) with Redis's arithmetic; return the result."""
+        return float(self.hincrbyfloat_text(name, field, amount))
+
+    def hincrbyfloat_text(self, name: Name, field: Name, amount: float | Value) -> bytes:
+        """:meth:`hincrbyfloat`, returning the new value as stored (HINCRBYFLOAT's reply)."""
+        incr = _long_double(amount)
+        if isinstance(incr, float):
+            raise CommandError("ERR value is NaN or Infinity")
+        name, field = _b(name), _b(field)
+        with self.db.locked():
+            old = self.hget(name, field)
+            current: longdouble.LongDouble = Fraction(0)
+            if old is not None:
+                try:
+                    current = longdouble.parse(old)
+                except ValueError:
+                    raise NotAFloatError("ERR hash value is not a float") from None
+            text = _add_long_double(current, incr)
+            self._hset(name, [(field, text)], nx=False)
+            return text
+
+    def hscan(
+        self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int = 10
+    ) -> tuple[int, dict[bytes, bytes]]:
+        """One step of a cursor scan over a hash: ``(next cursor, {field: value})``."""
+        name = _b(name)
+        if self._meta(name, T_HASH) is None:
+            return 0, {}
+        cur, items = self._member_scan(HASH + _lp(name), cursor, match, count)
+        return cur, dict(items)

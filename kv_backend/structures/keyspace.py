@@ -1,0 +1,357 @@
+"""Commands on keys of any type (TYPE, DEL, EXPIRE, SCAN, RENAME...) and helpers the types share."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+from kv_backend.db import DB, Batch
+from kv_backend.structures.errors import WrongTypeError
+from kv_backend.structures.layout import (
+    _CNT,
+    _LEN,
+    _LST,
+    ALL_PREFIXES,
+    MEMBER_PREFIXES,
+    META,
+    T_LIST,
+    TYPE_NAMES,
+    Name,
+    Value,
+    _b,
+    _lp,
+    _time,
+)
+from kv_backend.structures.parsing import _decode_cursor, _encode_cursor, _literal_prefix, glob_match
+
+_S = TypeVar("_S", bound="Keyspace")
+
+
+class Keyspace:
+    """The base of :class:`~kv_backend.structures.Structures`: the DB, shared helpers, key commands.
+
+    Pass an open ``DB`` (shared with other code) or a directory path (then this
+    object opens and owns the DB; extra keyword arguments go to ``DB``). Method
+    names and results follow Redis commands (``hset``, ``zrangebyscore``...);
+    names, fields and values may be bytes, str or numbers, results are bytes.
+    Safe to use from many processes at once on one directory.
+    """
+
+    def __init__(self, db: DB | str | os.PathLike[str], **db_options: Any) -> None:
+        if isinstance(db, DB):
+            if db_options:
+                raise TypeError("DB options can only be given together with a path")
+            self.db = db
+            self._owns_db = False
+        else:
+            self.db = DB(db, **db_options)
+            self._owns_db = True
+        self._cursors: dict[int, bytes] = {}
+
+    def close(self) -> None:
+        """Close the DB if this object opened it."""
+        if self._owns_db:
+            self.db.close()
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _record(self, mk: bytes) -> tuple[bytes, float] | None:
+        """Return ``(metadata, absolute expiry or 0)`` of a live key, or None."""
+        return self.db._get_record(mk)
+
+    def _meta(self, name: bytes, tag: int) -> tuple[bytes, float] | None:
+        """The metadata of ``name`` if it exists; WRONGTYPE if it holds another type."""
+        found = self.db._get_record(META + name)
+        if found is not None and found[0][0] != tag:
+            raise WrongTypeError()
+        return found
+
+    def _purge(self, b: Batch, name: bytes, tag: int) -> None:
+        """Delete member records a previous, expired or deleted, key of this name left behind."""
+        for prefix in MEMBER_PREFIXES.get(tag, ()):
+            for key in list(self.db.keys(prefix=prefix + _lp(name))):
+                b.delete(key)
+
+    def _purge_all(self, b: Batch, name: bytes) -> None:
+        for tag in MEMBER_PREFIXES:
+            self._purge(b, name, tag)
+
+    def _drop(self, b: Batch, name: bytes, meta: bytes) -> None:
+        """Delete a live key: its metadata and all its members."""
+        b.delete(META + name)
+        self._purge(b, name, meta[0])
+
+    @staticmethod
+    def _count(meta: bytes) -> tuple[int, int]:
+        if meta[0] == T_LIST:
+            head, tail, version = _LST.unpack_from(meta, 1)
+            return tail - head, version
+        return _CNT.unpack_from(meta, 1)
+
+    def _put_count(self, b: Batch, name: bytes, tag: int, count: int, version: int, expiry: float) -> None:
+        if count <= 0:
+            b.delete(META + name)
+        else:
+            b.put(META + name, bytes([tag]) + _CNT.pack(count, version + 1), expires_at=expiry)
+
+    def type(self, name: Name) -> str:
+        """The type of a key: ``string``, ``hash``, ``list``, ``set``, ``zset`` or ``none``."""
+        found = self.db.get(META + _b(name))
+        return "none" if found is None else TYPE_NAMES.get(found[0], "none")
+
+    def exists(self, *names: Name) -> int:
+        """How many of ``names`` exist (a name given twice counts twice)."""
+        return sum(1 for n in names if META + _b(n) in self.db)
+
+    def delete(self, *names: Name) -> int:
+        """Delete keys of any type; return how many existed."""
+        db = self.db
+        removed = 0
+        with db.locked(), db.batch() as b:
+            seen = set()
+            for n in names:
+                name = _b(n)
+                if name in seen:
+                    continue
+                seen.add(name)
+                found = db.get(META + name)
+                if found is not None:
+                    removed += 1
+                    self._drop(b, name, found)
+        return removed
+
+    unlink = delete
+
+    def expire(self, name: Name, seconds: float | None) -> bool:
+        """Set the time to live of a key in seconds (None: never; <= 0 deletes it); False if missing."""
+        name = _b(name)
+        if seconds is not None and seconds <= 0:
+            return self.delete(name) == 1
+        return self.db.expire(META + name, seconds)
+
+    def expireat(self, name: Name, timestamp: float) -> bool:
+        """Make a key expire at exactly this Unix time (a past time deletes it); False if it is missing."""
+        name = _b(name)
+        if timestamp <= _time():
+            return self.delete(name) == 1
+        return self.db.expire(META + name, expires_at=timestamp)
+
+    def expiretime(self, name: Name) -> float | None:
+        """The Unix time a key expires at (None: never); raises ``KeyError`` if the key is missing."""
+        name = _b(name)
+        found = self.db.get_with_expiry(META + name)
+        if found is None:
+            raise KeyError(name)
+        return found[1]
+
+    def persist(self, name: Name) -> bool:
+        """Remove the expiry of a key; True if it had one."""
+        mk = META + _b(name)
+        with self.db.locked():
+            found = self._record(mk)
+            if found is None or not found[1]:
+                return False
+            return self.db.persist(mk)
+
+    def ttl(self, name: Name) -> float | None:
+        """Seconds a key has left (None: no expiry); raises ``KeyError`` if the key is missing."""
+        name = _b(name)
+        try:
+            return self.db.ttl(META + name)
+        except KeyError:
+            raise KeyError(name) from None
+
+    def keys(self, pattern: Name = b"*") -> list[bytes]:
+        """All key names matching a Redis glob pattern, in byte order."""
+        return list(self.iter_keys(pattern))
+
+    def iter_keys(
+        self, pattern: Name = b"*", type: str | None = None, after: bytes | None = None
+    ) -> Iterator[bytes]:
+        """Yield key names matching ``pattern`` (and ``type``) in byte order, after ``after``."""
+        pattern = _b(pattern)
+        lit = _literal_prefix(pattern)
+        start = META + after + b"\x00" if after is not None else None
+        tag = None
+        if type is not None:
+            tags = [t for t, n in TYPE_NAMES.items() if n == type.lower()]
+            tag = tags[0] if tags else -1
+        db = self.db
+        for key in db.keys(prefix=META + lit, start=start):
+            name = key[2:]
+            if pattern != b"*" and not glob_match(pattern, name):
+                continue
+            if tag is not None:
+                found = db.get(key)
+                if found is None or found[0] != tag:
+                    continue
+            yield name
+
+    def scan(
+        self,
+        cursor: int | bytes | str = 0,
+        match: Name | None = None,
+        count: int = 10,
+        type: str | None = None,
+    ) -> tuple[int, list[bytes]]:
+        """One step of a cursor scan over key names: ``(next cursor, names)``; cursor 0 starts and ends."""
+        after = _decode_cursor(cursor, self._cursors)
+        count = max(1, int(count))
+        names: list[bytes] = []
+        last = None
+        for name in self.iter_keys(match if match is not None else b"*", type, after):
+            names.append(name)
+            last = name
+            if len(names) >= count:
+                return _encode_cursor(last, self._cursors), names
+        return 0, names
+
+    def rename(self, src: Name, dst: Name, nx: bool = False) -> bool:
+        """Move a key (with its expiry) to a new name, replacing what was there; ``nx``: only if free.
+
+        Raises ``KeyError`` if ``src`` is missing. Returns False only when ``nx`` and ``dst`` exists.
+        """
+        src, dst = _b(src), _b(dst)
+        db = self.db
+        with db.locked():
+            found = self._record(META + src)
+            if found is None:
+                raise KeyError(src)
+            if src == dst:
+                return not nx
+            old = db.get(META + dst)
+            if nx and old is not None:
+                return False
+            meta, expiry = found
+            with db.batch() as b:
+                self._purge_all(b, dst)
+                b.put(META + dst, meta, expires_at=expiry)
+                b.delete(META + src)
+                for prefix in MEMBER_PREFIXES.get(meta[0], ()):
+                    sp, dp = prefix + _lp(src), prefix + _lp(dst)
+                    for key, value in list(db.items(prefix=sp)):
+                        b.put(dp + key[len(sp) :], value)
+                        b.delete(key)
+        return True
+
+    def dbsize(self) -> int:
+        """Number of keys (of every type)."""
+        return sum(1 for _ in self.db.keys(prefix=META))
+
+    def flushdb(self) -> None:
+        """Delete every key of every type (one atomic batch); other engine keys are left alone."""
+        db = self.db
+        with db.locked(), db.batch() as b:
+            for prefix in ALL_PREFIXES:
+                for key in list(db.keys(prefix=prefix)):
+                    b.delete(key)
+
+    def randomkey(self) -> bytes | None:
+        """A random existing key name, or None if there are none."""
+        names = [k[2:] for k in self.db.keys(prefix=META)]
+        return random.choice(names) if names else None
+
+    def vacuum(self, chunk: int = 1000) -> int:
+        """Delete member records whose key has expired or been replaced; return how many.
+
+        Scans without the write lock and deletes in batches of at most ``chunk``
+        records, re-checking each name under the lock, so other processes are
+        never held up for long.
+        """
+        db = self.db
+        removed = 0
+        for tag, prefixes in MEMBER_PREFIXES.items():
+            for prefix in prefixes:
+                orphans: list[tuple[bytes, bytes]] = []
+                alive: dict[bytes, bool] = {}
+                for key in db.keys(prefix=prefix):
+                    (n,) = _LEN.unpack_from(key, 2)
+                    name = key[6 : 6 + n]
+                    ok = alive.get(name)
+                    if ok is None:
+                        found = db.get(META + name)
+                        ok = alive[name] = found is not None and found[0] == tag
+                    if not ok:
+                        orphans.append((name, key))
+                    if len(orphans) >= chunk:
+                        removed += self._delete_orphans(tag, orphans)
+                        orphans = []
+                removed += self._delete_orphans(tag, orphans)
+        return removed
+
+    def _delete_orphans(self, tag: int, orphans: list[tuple[bytes, bytes]]) -> int:
+        """Delete the given member records whose key is (still, under the lock) gone."""
+        if not orphans:
+            return 0
+        db = self.db
+        removed = 0
+        with db.locked(), db.batch() as b:
+            alive: dict[bytes, bool] = {}
+            for name, key in orphans:
+                ok = alive.get(name)
+                if ok is None:
+                    found = db.get(META + name)
+                    ok = alive[name] = found is not None and found[0] == tag
+                if not ok and key in db:
+                    b.delete(key)
+                    removed += 1
+        return removed
+
+    def watch_token(self, name: Name) -> tuple[bytes, float] | None:
+        """An opaque value that changes whenever the key is written (used by WATCH)."""
+        return self._record(META + _b(name))
+
+    def _remove_members(self, name: bytes, type_: int, pfx: bytes, members: tuple[Name | Value, ...]) -> int:
+        """Delete member records of a hash or set and fix its count, atomically; return how many existed."""
+        db = self.db
+        with db.locked():
+            found = self._meta(name, type_)
+            if found is None:
+                return 0
+            count, version = self._count(found[0])
+            removed = 0
+            with db.batch() as b:
+                for member in {_b(m) for m in members}:
+                    if pfx + member in db:
+                        b.delete(pfx + member)
+                        removed += 1
+                if removed:
+                    self._put_count(b, name, type_, count - removed, version, found[1])
+            return removed
+
+    def _member_scan(
+        self, prefix: bytes, cursor: int | bytes | str, match: Name | None, count: int
+    ) -> tuple[int, list[tuple[bytes, bytes]]]:
+        after = _decode_cursor(cursor, self._cursors)
+        start = prefix + after + b"\x00" if after is not None else None
+        pattern = _b(match) if match is not None else None
+        count = max(1, int(count))
+        n = len(prefix)
+        out: list[tuple[bytes, bytes]] = []
+        for key in self.db.keys(prefix=prefix, start=start):
+            member = key[n:]
+            if pattern is not None and not glob_match(pattern, member):
+                continue
+            value = self.db.get(key)
+            if value is None:
+                continue
+            out.append((member, value))
+            if len(out) >= count:
+                return _encode_cursor(member, self._cursors), out
+        return 0, out
+
+    @staticmethod
+    def _range(start: int, stop: int, n: int) -> tuple[int, int]:
+        """Normalise inclusive Redis indexes to a Python half-open range."""
+        if start < 0:
+            start = max(n + start, 0)
+        if stop < 0:
+            stop = n + stop
+        stop = min(stop, n - 1)
+        return start, max(stop + 1, start)

@@ -1,0 +1,134 @@
+"""How Redis keys map to engine records: key prefixes, type tags and value encodings."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+Name = bytes | str | int | float
+
+
+Value = bytes | str | int | float
+
+
+META = b"\x00m"
+
+
+HASH = b"\x00h"
+
+
+LIST = b"\x00l"
+
+
+SET = b"\x00s"
+
+
+ZMEM = b"\x00z"
+
+
+ZIDX = b"\x00Z"
+
+
+STREAM = b"\x00x"
+
+
+ALL_PREFIXES = (META, HASH, LIST, SET, ZMEM, ZIDX, STREAM)
+
+
+T_STRING = 0x73  # b"s"
+
+
+T_HASH = 0x68  # b"h"
+
+
+T_LIST = 0x6C  # b"l"
+
+
+T_SET = 0x74  # b"t"
+
+
+T_ZSET = 0x7A  # b"z"
+
+
+T_STREAM = 0x78  # b"x"
+
+
+TYPE_NAMES = {
+    T_STRING: "string",
+    T_HASH: "hash",
+    T_LIST: "list",
+    T_SET: "set",
+    T_ZSET: "zset",
+    T_STREAM: "stream",
+}
+
+
+MEMBER_PREFIXES = {
+    T_HASH: (HASH,),
+    T_LIST: (LIST,),
+    T_SET: (SET,),
+    T_ZSET: (ZMEM, ZIDX),
+    T_STREAM: (STREAM,),
+}
+
+
+_CNT = struct.Struct(">QQ")  # count, version
+
+
+_LST = struct.Struct(">qqQ")  # head (inclusive), tail (exclusive), version
+
+
+_U64 = struct.Struct(">Q")
+
+
+_LEN = struct.Struct(">I")
+
+
+_BIAS = 1 << 63
+
+
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+_time = time.time
+
+
+def _b(value: Value) -> bytes:
+    """Encode a name, field or value as redis-py does: bytes as is, str as UTF-8, numbers as text."""
+    if type(value) is bytes:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bool):
+        raise TypeError("booleans are not accepted as keys or values; pass bytes, str, int or float")
+    if isinstance(value, int):
+        return str(value).encode()
+    if isinstance(value, float):
+        return repr(value).encode()
+    raise TypeError(f"expected bytes, str, int or float, not {type(value).__name__}")
+
+
+def _lp(name: bytes) -> bytes:
+    return _LEN.pack(len(name)) + name
+
+
+def encode_score(score: float) -> bytes:
+    """8 bytes that sort (as unsigned bytes) in the same order as the doubles."""
+    if score == 0.0:
+        score = 0.0  # -0.0 and 0.0 are the same score
+    (bits,) = _U64.unpack(struct.pack(">d", score))
+    bits = bits ^ 0xFFFFFFFFFFFFFFFF if bits & _BIAS else bits | _BIAS
+    return _U64.pack(bits)
+
+
+def decode_score(data: bytes) -> float:
+    """Inverse of :func:`encode_score`."""
+    (bits,) = _U64.unpack(data)
+    bits = bits ^ _BIAS if bits & _BIAS else bits ^ 0xFFFFFFFFFFFFFFFF
+    return struct.unpack(">d", _U64.pack(bits))[0]
+
+
+def _idx(i: int) -> bytes:
+    return _U64.pack(i + _BIAS)

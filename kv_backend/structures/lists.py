@@ -1,0 +1,290 @@
+"""Redis lists: elements at sortable int64 indexes between a head and a tail."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from kv_backend.db import Batch
+from kv_backend.structures.errors import CommandError
+from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp, _time
+
+
+class Lists(Keyspace):
+    """The list commands of :class:`~kv_backend.structures.Structures`."""
+
+    def _list(self, name: bytes) -> tuple[int, int, int, float] | None:
+        found = self._meta(name, T_LIST)
+        if found is None:
+            return None
+        head, tail, version = _LST.unpack_from(found[0], 1)
+        return head, tail, version, found[1]
+
+    def _put_list(self, b: Batch, name: bytes, head: int, tail: int, version: int, expiry: float) -> None:
+        if tail <= head:
+            b.delete(META + name)
+        else:
+            b.put(META + name, b"l" + _LST.pack(head, tail, version + 1), expires_at=expiry)
+
+    def _push(self, name: Name, values: tuple[Value, ...], left: bool, only_existing: bool = False) -> int:
+        name = _b(name)
+        if not values:
+            raise CommandError("ERR wrong number of arguments for 'push' command")
+        db = self.db
+        pfx = LIST + _lp(name)
+        with db.locked():
+            found = self._list(name)
+            if found is None:
+                if only_existing:
+                    return 0
+                head = tail = version = 0
+                expiry = 0.0
+            else:
+                head, tail, version, expiry = found
+            with db.batch() as b:
+                if found is None:
+                    self._purge(b, name, T_LIST)
+                for v in values:
+                    if left:
+                        head -= 1
+                        b.put(pfx + _idx(head), _b(v))
+                    else:
+                        b.put(pfx + _idx(tail), _b(v))
+                        tail += 1
+                self._put_list(b, name, head, tail, version, expiry)
+            return tail - head
+
+    def lpush(self, name: Name, *values: Value) -> int:
+        """Insert values at the head of a list (each in turn); return the new length."""
+        return self._push(name, values, left=True)
+
+    def rpush(self, name: Name, *values: Value) -> int:
+        """Append values to a list; return the new length."""
+        return self._push(name, values, left=False)
+
+    def lpushx(self, name: Name, *values: Value) -> int:
+        """LPUSH only if the list exists."""
+        return self._push(name, values, left=True, only_existing=True)
+
+    def rpushx(self, name: Name, *values: Value) -> int:
+        """RPUSH only if the list exists."""
+        return self._push(name, values, left=False, only_existing=True)
+
+    def _pop(self, name: Name, count: int | None, left: bool) -> Any:
+        name = _b(name)
+        if count is not None and count < 0:
+            raise CommandError("ERR value is out of range, must be positive")
+        db = self.db
+        pfx = LIST + _lp(name)
+        with db.locked():
+            found = self._list(name)
+            if found is None:
+                return None
+            head, tail, version, expiry = found
+            n = min(1 if count is None else count, tail - head)
+            out = []
+            with db.batch() as b:
+                for _ in range(n):
+                    if left:
+                        key = pfx + _idx(head)
+                        head += 1
+                    else:
+                        tail -= 1
+                        key = pfx + _idx(tail)
+                    out.append(db.get(key, b""))
+                    b.delete(key)
+                if n:
+                    self._put_list(b, name, head, tail, version, expiry)
+            if count is None:
+                return out[0] if out else None
+            return out
+
+    def lpop(self, name: Name, count: int | None = None) -> Any:
+        """Remove and return the first element (or a list of up to ``count``); None if missing."""
+        return self._pop(name, count, left=True)
+
+    def rpop(self, name: Name, count: int | None = None) -> Any:
+        """Remove and return the last element (or a list of up to ``count``); None if missing."""
+        return self._pop(name, count, left=False)
+
+    def pop_first(self, names: Iterable[Name], left: bool = True) -> tuple[bytes, bytes] | None:
+        """Pop an element of the first non-empty list of ``names`` (BLPOP/BRPOP without the wait).
+
+        Returns ``(name, element)``, or None when every list is empty; a name
+        holding another type raises WRONGTYPE when it is reached.
+        """
+        with self.db.locked():
+            for name in names:
+                key = _b(name)
+                value = self._pop(key, None, left)
+                if value is not None:
+                    return key, value
+        return None
+
+    def blpop(self, names: Name | Iterable[Name], timeout: float = 0) -> tuple[bytes, bytes] | None:
+        """Pop the first element of the first non-empty list of ``names``, waiting for one if all are empty.
+
+        Waits up to ``timeout`` seconds (0: for ever) for a push by any
+        process; returns ``(name, element)``, or None when the time is up.
+        """
+        return self._blocking_pop(names, timeout, left=True)
+
+    def brpop(self, names: Name | Iterable[Name], timeout: float = 0) -> tuple[bytes, bytes] | None:
+        """Like :meth:`blpop`, from the tail of the list."""
+        return self._blocking_pop(names, timeout, left=False)
+
+    def _blocking_pop(
+        self, names: Name | Iterable[Name], timeout: float, left: bool
+    ) -> tuple[bytes, bytes] | None:
+        if isinstance(names, (bytes, str, bytearray, memoryview, int, float)):
+            names = [names]
+        keys = [_b(n) for n in names]
+        if not keys:
+            raise CommandError("ERR wrong number of arguments for 'blpop' command")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or math.isnan(timeout):
+            raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+        if timeout < 0:
+            raise CommandError("ERR timeout is negative")
+        deadline = None if timeout == 0 or math.isinf(timeout) else _time() + timeout
+        db = self.db
+        while True:
+            token = db.change_token()  # taken before looking, so no push between the two is missed
+            found = self.pop_first(keys, left)
+            if found is not None:
+                return found
+            if deadline is None:
+                db.wait_for_change(token)
+            else:
+                remaining = deadline - _time()
+                if remaining <= 0 or not db.wait_for_change(token, remaining):
+                    return None
+
+    def llen(self, name: Name) -> int:
+        """Length of a list."""
+        found = self._list(_b(name))
+        return 0 if found is None else found[1] - found[0]
+
+    def lrange(self, name: Name, start: int, stop: int) -> list[bytes]:
+        """Elements ``start``..``stop`` (inclusive, negative from the end)."""
+        name = _b(name)
+        found = self._list(name)
+        if found is None:
+            return []
+        head, tail = found[0], found[1]
+        lo, hi = self._range(start, stop, tail - head)
+        pfx = LIST + _lp(name)
+        get = self.db.get
+        return [get(pfx + _idx(head + i), b"") for i in range(lo, hi)]
+
+    def lindex(self, name: Name, index: int) -> bytes | None:
+        """The element at ``index`` (negative from the end), or None."""
+        name = _b(name)
+        found = self._list(name)
+        if found is None:
+            return None
+        head, tail = found[0], found[1]
+        if index < 0:
+            index += tail - head
+        if not 0 <= index < tail - head:
+            return None
+        return self.db.get(LIST + _lp(name) + _idx(head + index))
+
+    def lset(self, name: Name, index: int, value: Value) -> bool:
+        """Replace the element at ``index``."""
+        name = _b(name)
+        db = self.db
+        with db.locked():
+            found = self._list(name)
+            if found is None:
+                raise CommandError("ERR no such key")
+            head, tail, version, expiry = found
+            if index < 0:
+                index += tail - head
+            if not 0 <= index < tail - head:
+                raise CommandError("ERR index out of range")
+            with db.batch() as b:
+                b.put(LIST + _lp(name) + _idx(head + index), _b(value))
+                self._put_list(b, name, head, tail, version, expiry)
+        return True
+
+    def _rewrite_list(self, name: bytes, found: tuple[int, int, int, float], elements: list[bytes]) -> None:
+        head, tail, version, expiry = found
+        pfx = LIST + _lp(name)
+        with self.db.batch() as b:
+            for i in range(head, tail):
+                b.delete(pfx + _idx(i))
+            for i, v in enumerate(elements):
+                b.put(pfx + _idx(head + i), v)
+            self._put_list(b, name, head, head + len(elements), version, expiry)
+
+    def lrem(self, name: Name, count: int, value: Value) -> int:
+        """Remove up to ``count`` elements equal to ``value`` (from the tail if negative, all if 0)."""
+        name, value = _b(name), _b(value)
+        with self.db.locked():
+            found = self._list(name)
+            if found is None:
+                return 0
+            items = self.lrange(name, 0, -1)
+            order = range(len(items)) if count >= 0 else range(len(items) - 1, -1, -1)
+            limit = abs(count) or len(items)
+            drop = set()
+            for i in order:
+                if items[i] == value:
+                    drop.add(i)
+                    if len(drop) >= limit:
+                        break
+            if drop:
+                self._rewrite_list(name, found, [v for i, v in enumerate(items) if i not in drop])
+            return len(drop)
+
+    def ltrim(self, name: Name, start: int, stop: int) -> bool:
+        """Keep only elements ``start``..``stop`` (inclusive)."""
+        name = _b(name)
+        db = self.db
+        with db.locked():
+            found = self._list(name)
+            if found is None:
+                return True
+            head, tail, version, expiry = found
+            lo, hi = self._range(start, stop, tail - head)
+            pfx = LIST + _lp(name)
+            with db.batch() as b:
+                for i in list(range(head, head + lo)) + list(range(head + hi, tail)):
+                    b.delete(pfx + _idx(i))
+                self._put_list(b, name, head + lo, head + hi, version, expiry)
+        return True
+
+    def linsert(self, name: Name, where: str, pivot: Value, value: Value) -> int:
+        """Insert ``value`` BEFORE or AFTER the first ``pivot``; new length, -1 if no pivot, 0 if no list."""
+        name, pivot = _b(name), _b(pivot)
+        where_l = where.lower() if isinstance(where, str) else _b(where).decode().lower()
+        if where_l not in ("before", "after"):
+            raise CommandError("ERR syntax error")
+        with self.db.locked():
+            found = self._list(name)
+            if found is None:
+                return 0
+            items = self.lrange(name, 0, -1)
+            try:
+                i = items.index(pivot)
+            except ValueError:
+                return -1
+            items.insert(i if where_l == "before" else i + 1, _b(value))
+            self._rewrite_list(name, found, items)
+            return len(items)
+
+    def rpoplpush(self, src: Name, dst: Name) -> bytes | None:
+        """Move the last element of ``src`` to the head of ``dst``."""
+        return self.lmove(src, dst, "RIGHT", "LEFT")
+
+    def lmove(self, src: Name, dst: Name, wherefrom: str, whereto: str) -> bytes | None:
+        """Move an element between lists (atomically)."""
+        with self.db.locked():
+            if self._list(_b(src)) is None:
+                return None  # a missing source: nothing moves, whatever the destination holds
+            self._list(_b(dst))  # WRONGTYPE before anything is popped
+            value = self._pop(src, None, left=wherefrom.upper() == "LEFT")
+            self._push(dst, (value,), left=whereto.upper() == "LEFT")
+            return value

@@ -1,0 +1,377 @@
+"""Redis streams: entries in ID order, with XADD trimming and XREAD."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kv_backend.db import Batch
+from kv_backend.structures.errors import CommandError
+from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, Value, _b, _lp
+
+_XMETA = struct.Struct(">QQQQ")  # stream: count, version, last ID's milliseconds and sequence
+_XID = struct.Struct(">QQ")  # a stream entry ID: milliseconds, sequence
+_U64_MAX = (1 << 64) - 1
+BAD_STREAM_ID = "ERR Invalid stream ID specified as stream command argument"
+ID_TOO_SMALL = "ERR The ID specified in XADD is equal or smaller than the target stream top item"
+
+
+class Streams(Keyspace):
+    """The stream commands of :class:`~kv_backend.structures.Structures`."""
+
+    def _stream(self, name: bytes) -> tuple[int, int, tuple[int, int], float] | None:
+        """``(count, version, last ID, expiry)`` of a stream, None if missing; WRONGTYPE for another type."""
+        found = self._meta(name, T_STREAM)
+        if found is None:
+            return None
+        count, version, ms, seq = _XMETA.unpack_from(found[0], 1)
+        return count, version, (ms, seq), found[1]
+
+    def xadd(
+        self,
+        name: Name,
+        fields: Mapping[Name, Value] | Iterable[tuple[Name, Value]],
+        id: Name = b"*",
+        *,
+        maxlen: int | None = None,
+        minid: Name | None = None,
+        approximate: bool = False,
+        limit: int | None = None,
+        nomkstream: bool = False,
+    ) -> bytes | None:
+        """Append an entry to a stream; return its ID (``b"ms-seq"``; None: ``nomkstream`` and no stream).
+
+        ``id`` is ``*`` (the time now, made unique), ``ms-*`` or an explicit ID
+        above the stream's last one. ``maxlen``/``minid`` then trim the oldest
+        entries (exactly, also with ``approximate``, which Redis may honour
+        less strictly; ``limit`` caps how many go).
+        """
+        name = _b(name)
+        pairs = [(_b(f), _b(v)) for f, v in (fields.items() if isinstance(fields, Mapping) else fields)]
+        if not pairs:
+            raise CommandError("ERR wrong number of arguments for 'xadd' command")
+        trim = _trim_spec(maxlen, minid, approximate, limit)
+        raw_id = _b(id)
+        check_add_id(raw_id)  # as Redis: a bad ID is reported before the key's type
+        db = self.db
+        with db.locked():
+            found = self._stream(name)
+            if found is None:
+                if nomkstream:
+                    return None
+                count, version, last, expiry = 0, 0, (0, 0), 0.0
+            else:
+                count, version, last, expiry = found
+            new = _next_stream_id(raw_id, last)
+            pfx = STREAM + _lp(name)
+            with db.batch() as b:
+                if found is None:
+                    self._purge(b, name, T_STREAM)
+                b.put(pfx + _XID.pack(*new), _encode_pairs(pairs))
+                count += 1
+                count -= self._trim_stream(b, pfx, count, trim, new)
+                self._put_stream(b, name, count, version, new, expiry)
+            return b"%d-%d" % new
+
+    def _put_stream(
+        self, b: Batch, name: bytes, count: int, version: int, last: tuple[int, int], expiry: float
+    ) -> None:
+        """Write a stream's metadata (an empty stream stays, as in Redis)."""
+        b.put(META + name, b"x" + _XMETA.pack(count, version + 1, *last), expires_at=expiry)
+
+    def _trim_stream(
+        self,
+        b: Batch,
+        pfx: bytes,
+        count: int,
+        trim: tuple[str, Any, int | None] | None,
+        pending: tuple[int, int] | None = None,
+    ) -> int:
+        """Delete the oldest entries that ``trim`` says must go; return how many (``pending``: just added)."""
+        if trim is None:
+            return 0
+        kind, threshold, limit = trim
+        if kind == "maxlen":
+            excess = count - threshold
+            if excess <= 0:
+                return 0
+            if limit is not None:
+                excess = min(excess, limit)
+            goners = list(itertools.islice(self.db.keys(prefix=pfx), excess))
+            if pending is not None and len(goners) < excess:  # the entry added in this batch
+                goners.append(pfx + _XID.pack(*pending))
+        else:
+            bound = pfx + _XID.pack(*threshold)
+            goners = []
+            for key in self.db.keys(prefix=pfx):
+                if key >= bound or (limit is not None and len(goners) >= limit):
+                    break
+                goners.append(key)
+            room = limit is None or len(goners) < limit
+            if pending is not None and pending < threshold and room:
+                goners.append(pfx + _XID.pack(*pending))
+        for key in goners:
+            b.delete(key)
+        return len(goners)
+
+    def xlen(self, name: Name) -> int:
+        """The number of entries in a stream (0 if it is missing)."""
+        found = self._stream(_b(name))
+        return 0 if found is None else found[0]
+
+    def xrange(
+        self, name: Name, min: Name = b"-", max: Name = b"+", count: int | None = None
+    ) -> list[tuple[bytes, list[tuple[bytes, bytes]]]]:
+        """Entries with IDs between ``min`` and ``max`` (``-``/``+``, ``(`` for exclusive), oldest first.
+
+        Each entry is ``(id, [(field, value), ...])`` with its fields in the order they were added.
+        """
+        return self._xrange(_b(name), min, max, count, reverse=False)
+
+    def xrevrange(
+        self, name: Name, max: Name = b"+", min: Name = b"-", count: int | None = None
+    ) -> list[tuple[bytes, list[tuple[bytes, bytes]]]]:
+        """Like :meth:`xrange`, newest first (``max`` comes first, as in XREVRANGE)."""
+        return self._xrange(_b(name), min, max, count, reverse=True)
+
+    @staticmethod
+    def check_stream_range(min: Name, max: Name) -> None:
+        """Raise Redis's error if ``min`` or ``max`` is not a valid XRANGE bound."""
+        _range_id(_b(min), low=True)
+        _range_id(_b(max), low=False)
+
+    def _xrange(
+        self, name: bytes, min: Name, max: Name, count: int | None, reverse: bool
+    ) -> list[tuple[bytes, list[tuple[bytes, bytes]]]]:
+        lo = _range_id(_b(min), low=True)
+        hi = _range_id(_b(max), low=False)
+        if self._stream(name) is None or lo > hi or (count is not None and count <= 0):
+            return []
+        pfx = STREAM + _lp(name)
+        db = self.db
+        out: list[tuple[bytes, list[tuple[bytes, bytes]]]] = []
+        keys = db.keys(prefix=pfx, start=pfx + _XID.pack(*(hi if reverse else lo)), reverse=reverse)
+        for key in keys:
+            xid = _XID.unpack_from(key, len(pfx))
+            if (xid < lo) if reverse else (xid > hi):
+                break
+            data = db.get(key)
+            if data is None:
+                continue
+            out.append((b"%d-%d" % xid, _decode_pairs(data)))
+            if count is not None and len(out) >= count:
+                break
+        return out
+
+    def xread(
+        self, streams: Mapping[Name, Name], count: int | None = None
+    ) -> list[tuple[bytes, list[tuple[bytes, list[tuple[bytes, bytes]]]]]]:
+        """Entries added after the given IDs (``$``: after the stream's last entry), per stream.
+
+        Returns ``[(name, entries)]`` for the streams that have such entries, in the
+        order given, with at most ``count`` entries each (None or 0: all).
+        """
+        return self.xread_after(self.stream_positions(streams), count)
+
+    def stream_positions(
+        self, streams: Mapping[Name, Name] | Iterable[tuple[Name, Name]]
+    ) -> list[tuple[bytes, tuple[int, int]]]:
+        """The ID each stream is read after: the ID given, or for ``$`` its last ID now.
+
+        As Redis, streams are taken in order, each key's type checked before its ID is read.
+        """
+        positions: list[tuple[bytes, tuple[int, int]]] = []
+        for name, raw in streams.items() if isinstance(streams, Mapping) else streams:
+            key, raw_id = _b(name), _b(raw)
+            found = self._stream(key)
+            if raw_id == b"$":
+                positions.append((key, (0, 0) if found is None else found[2]))
+            else:
+                positions.append((key, _parse_stream_id(raw_id, 0)))
+        return positions
+
+    def xread_after(
+        self, positions: list[tuple[bytes, tuple[int, int]]], count: int | None = None
+    ) -> list[tuple[bytes, list[tuple[bytes, list[tuple[bytes, bytes]]]]]]:
+        """XREAD from resolved positions (see :meth:`stream_positions`)."""
+        out = []
+        for name, (ms, seq) in positions:
+            if (ms, seq) == (_U64_MAX, _U64_MAX):  # nothing comes after it ("(" of it is no bound)
+                self._stream(name)  # WRONGTYPE all the same
+                continue
+            entries = self._xrange(name, b"(%d-%d" % (ms, seq), b"+", count or None, reverse=False)
+            if entries:
+                out.append((name, entries))
+        return out
+
+    def xdel(self, name: Name, *ids: Name) -> int:
+        """Delete entries by ID; return how many existed (the stream stays, even empty)."""
+        name = _b(name)
+        if not ids:
+            raise CommandError("ERR wrong number of arguments for 'xdel' command")
+        db = self.db
+        with db.locked():
+            found = self._stream(name)
+            if found is None:
+                return 0  # as Redis: the key is looked up before the IDs are read
+            parsed = [_parse_stream_id(_b(i), 0) for i in ids]
+            count, version, last, expiry = found
+            pfx = STREAM + _lp(name)
+            removed = 0
+            with db.batch() as b:
+                for xid in dict.fromkeys(parsed):
+                    key = pfx + _XID.pack(*xid)
+                    if key in db:
+                        b.delete(key)
+                        removed += 1
+                if removed:
+                    self._put_stream(b, name, count - removed, version, last, expiry)
+            return removed
+
+    def xtrim(
+        self,
+        name: Name,
+        maxlen: int | None = None,
+        minid: Name | None = None,
+        approximate: bool = False,
+        limit: int | None = None,
+    ) -> int:
+        """Delete the oldest entries beyond ``maxlen``, or with IDs below ``minid``; return how many."""
+        name = _b(name)
+        trim = _trim_spec(maxlen, minid, approximate, limit)
+        if trim is None:
+            raise CommandError("ERR syntax error")
+        db = self.db
+        with db.locked():
+            found = self._stream(name)
+            if found is None:
+                return 0
+            count, version, last, expiry = found
+            with db.batch() as b:
+                removed = self._trim_stream(b, STREAM + _lp(name), count, trim)
+                if removed:
+                    self._put_stream(b, name, count - removed, version, last, expiry)
+            return removed
+
+
+def _encode_pairs(pairs: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(_LEN.pack(len(f)) + f + _LEN.pack(len(v)) + v for f, v in pairs)
+
+
+def _decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
+    out = []
+    pos = 0
+    n = len(data)
+    while pos < n:
+        (fl,) = _LEN.unpack_from(data, pos)
+        f = data[pos + 4 : pos + 4 + fl]
+        pos += 4 + fl
+        (vl,) = _LEN.unpack_from(data, pos)
+        out.append((f, data[pos + 4 : pos + 4 + vl]))
+        pos += 4 + vl
+    return out
+
+
+def _parse_stream_id(raw: bytes, missing_seq: int) -> tuple[int, int]:
+    """``ms-seq`` (or ``ms``, completed with ``missing_seq``) as a pair of u64; Redis's error otherwise."""
+    ms_text, sep, seq_text = raw.partition(b"-")
+    try:
+        if not ms_text.isdigit() or (sep and not seq_text.isdigit()):
+            raise ValueError
+        ms = int(ms_text)
+        seq = int(seq_text) if sep else missing_seq
+    except ValueError:
+        raise CommandError(BAD_STREAM_ID) from None
+    if ms > _U64_MAX or seq > _U64_MAX:
+        raise CommandError(BAD_STREAM_ID)
+    return ms, seq
+
+
+def _range_id(raw: bytes, low: bool) -> tuple[int, int]:
+    """A bound of XRANGE: ``-``, ``+``, an ID, ``ms`` (the whole millisecond), ``(ID`` exclusive."""
+    if raw == b"-":
+        return (0, 0)
+    if raw == b"+":
+        return (_U64_MAX, _U64_MAX)
+    exclusive = raw.startswith(b"(")
+    if exclusive:
+        raw = raw[1:]
+    ms, seq = _parse_stream_id(raw, 0 if low else _U64_MAX)
+    if exclusive:
+        if low:
+            if seq == _U64_MAX:
+                if ms == _U64_MAX:
+                    raise CommandError("ERR invalid start ID for the interval")
+                return (ms + 1, 0)
+            return (ms, seq + 1)
+        if seq == 0:
+            if ms == 0:
+                raise CommandError("ERR invalid end ID for the interval")
+            return (ms - 1, _U64_MAX)
+        return (ms, seq - 1)
+    return (ms, seq)
+
+
+def check_add_id(raw: bytes, syntax_only: bool = False) -> None:
+    """Refuse an XADD ID that is not ``*``, ``ms-*`` or an ID (above 0-0), whatever the stream holds."""
+    if raw == b"*":
+        return
+    if raw.endswith(b"-*"):
+        _parse_stream_id(raw[:-2], 0)
+    elif _parse_stream_id(raw, 0) == (0, 0) and not syntax_only:
+        raise CommandError("ERR The ID specified in XADD must be greater than 0-0")
+
+
+def _next_stream_id(raw: bytes, last: tuple[int, int]) -> tuple[int, int]:
+    """The ID XADD gives a new entry: ``*``, ``ms-*`` or explicit, always above ``last``.
+
+    ``raw`` has passed :func:`check_add_id`.
+    """
+    last_ms, last_seq = last
+    if raw == b"*":
+        now = int(time.time() * 1000)
+        if now > last_ms:
+            return now, 0
+        if last_seq == _U64_MAX:
+            if last_ms == _U64_MAX:
+                raise CommandError(
+                    "ERR The stream has exhausted the last possible ID, unable to add more items"
+                )
+            return last_ms + 1, 0
+        return last_ms, last_seq + 1
+    if raw.endswith(b"-*"):
+        ms, _ = _parse_stream_id(raw[:-2], 0)
+        if ms > last_ms:
+            return ms, 0
+        if ms == last_ms and last_seq < _U64_MAX:
+            return ms, last_seq + 1
+        raise CommandError(ID_TOO_SMALL)
+    new = _parse_stream_id(raw, 0)  # above 0-0: check_add_id ran first
+    if new <= last:
+        raise CommandError(ID_TOO_SMALL)
+    return new
+
+
+def _trim_spec(
+    maxlen: int | None, minid: Name | None, approximate: bool, limit: int | None
+) -> tuple[str, Any, int | None] | None:
+    """Check XADD/XTRIM trimming options: ``("maxlen", n, limit)``, ``("minid", id, limit)`` or None."""
+    if maxlen is not None and minid is not None:
+        raise CommandError("ERR syntax error, MAXLEN and MINID options at the same time are not compatible")
+    if limit is not None and not approximate:
+        raise CommandError("ERR syntax error, LIMIT cannot be used without the special ~ option")
+    if limit is not None and limit < 0:
+        raise CommandError("ERR The LIMIT argument must be >= 0.")
+    if limit == 0:
+        limit = None  # LIMIT 0: no cap, as in Redis
+    if maxlen is not None:
+        if maxlen < 0:
+            raise CommandError("ERR The MAXLEN argument must be >= 0.")
+        return ("maxlen", maxlen, limit)
+    if minid is not None:
+        return ("minid", _parse_stream_id(_b(minid), 0), limit)
+    return None

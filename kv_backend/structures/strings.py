@@ -1,0 +1,228 @@
+"""Redis strings: GET, SET and its options, counters, ranges."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+
+from kv_backend import longdouble
+from kv_backend.structures.errors import CommandError, WrongTypeError
+from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, Value, _b
+from kv_backend.structures.parsing import _add_long_double, _long_double, parse_int
+
+
+class Strings(Keyspace):
+    """The string commands of :class:`~kv_backend.structures.Structures`."""
+
+    def get(self, name: Name) -> bytes | None:
+        """The string value of a key, or None if it is missing."""
+        found = self.db.get(META + _b(name))
+        if found is None:
+            return None
+        if found[0] != T_STRING:
+            raise WrongTypeError()
+        return found[1:]
+
+    def set(
+        self,
+        name: Name,
+        value: Value,
+        ex: float | None = None,
+        nx: bool = False,
+        xx: bool = False,
+        keepttl: bool = False,
+        get: bool = False,
+        exat: float | None = None,
+    ) -> Any:
+        """Store a string (replacing a key of any type); ``ex`` is a TTL in seconds.
+
+        ``nx``/``xx``: only if the key is missing/exists; ``keepttl``: keep the old
+        expiry; ``get``: return the old string value instead of whether it was set;
+        ``exat``: expire at this Unix time instead of after ``ex`` seconds (a past
+        time stores the key already expired, as Redis's ``SET ... EXAT`` does).
+        """
+        name, value = _b(name), _b(value)
+        if nx and xx:
+            raise CommandError("ERR syntax error")
+        if ex is not None and (ex <= 0 or exat is not None):
+            raise CommandError("ERR invalid expire time in 'set' command")
+        db = self.db
+        mk = META + name
+        data = b"s" + value
+        if not (nx or xx or keepttl or get):
+            # Only the type tag matters here, and the key is overwritten either way.
+            tag = db._first_value_byte(mk)
+            if tag is None or tag == T_STRING:
+                db.put(mk, data, ex, expires_at=exat)
+                return True
+        with db.locked():
+            found = self._record(mk)
+            if get and found is not None and found[0][0] != T_STRING:
+                raise WrongTypeError()
+            old_value = found[0][1:] if found is not None else None
+            if (nx and found is not None) or (xx and found is None):
+                return old_value if get else False
+            # KEEPTTL keeps the old expiry exactly (0.0: none).
+            keep = found[1] if keepttl and found is not None and ex is None and exat is None else exat
+            if found is not None and found[0][0] != T_STRING:
+                with db.batch() as b:
+                    self._purge(b, name, found[0][0])
+                    b.put(mk, data, ex, expires_at=keep)
+            else:
+                db.put(mk, data, ex, expires_at=keep)
+        return old_value if get else True
+
+    def setnx(self, name: Name, value: Value) -> bool:
+        """Store a string only if the key is missing."""
+        return bool(self.set(name, value, nx=True))
+
+    def setex(self, name: Name, seconds: float, value: Value) -> bool:
+        """Store a string with a TTL in seconds."""
+        return bool(self.set(name, value, ex=seconds))
+
+    def mget(self, *names: Name) -> list[bytes | None]:
+        """The string values of several keys (None for missing keys or keys of other types)."""
+        out: list[bytes | None] = []
+        for n in names:
+            found = self.db.get(META + _b(n))
+            out.append(found[1:] if found is not None and found[0] == T_STRING else None)
+        return out
+
+    def mset(self, mapping: Mapping[Name, Value]) -> bool:
+        """Store several strings at once (all or nothing)."""
+        db = self.db
+        with db.locked(), db.batch() as b:
+            for n, v in mapping.items():
+                name = _b(n)
+                found = db.get(META + name)
+                if found is not None and found[0] != T_STRING:
+                    self._purge(b, name, found[0])
+                b.put(META + name, b"s" + _b(v))
+        return True
+
+    def msetnx(self, mapping: Mapping[Name, Value]) -> bool:
+        """Store several strings only if none of the keys exists."""
+        db = self.db
+        with db.locked():
+            if any(META + _b(n) in db for n in mapping):
+                return False
+            return self.mset(mapping)
+
+    def getdel(self, name: Name) -> bytes | None:
+        """Return a string value and delete the key."""
+        mk = META + _b(name)
+        with self.db.locked():
+            value = self.get(name)
+            if value is not None:
+                self.db.delete(mk)
+            return value
+
+    def getset(self, name: Name, value: Value) -> bytes | None:
+        """Store a string and return the old one (the TTL is dropped)."""
+        return self.set(name, value, get=True)
+
+    def getex(
+        self, name: Name, ex: float | None = None, persist: bool = False, exat: float | None = None
+    ) -> bytes | None:
+        """Return a string value and change its expiry (``ex`` seconds, Unix time ``exat``, ``persist``)."""
+        name = _b(name)
+        with self.db.locked():
+            value = self.get(name)
+            if value is not None:
+                if ex is not None:
+                    self.expire(name, ex)
+                elif exat is not None:
+                    self.expireat(name, exat)
+                elif persist:
+                    self.db.persist(META + name)
+            return value
+
+    def append(self, name: Name, value: Value) -> int:
+        """Append to a string (creating it); return the new length."""
+        mk = META + _b(name)
+        with self.db.locked():
+            found = self._record(mk)
+            if found is None:
+                data, expiry = b"s" + _b(value), 0.0
+            elif found[0][0] != T_STRING:
+                raise WrongTypeError()
+            else:
+                data, expiry = found[0] + _b(value), found[1]
+            self.db.put(mk, data, expires_at=expiry)
+            return len(data) - 1
+
+    def strlen(self, name: Name) -> int:
+        """Length of a string value (0 if missing)."""
+        value = self.get(name)
+        return 0 if value is None else len(value)
+
+    def getrange(self, name: Name, start: int, end: int) -> bytes:
+        """A substring by inclusive byte offsets (negative: from the end)."""
+        value = self.get(name) or b""
+        n = len(value)
+        if start < 0 and end < 0 and start > end:
+            return b""
+        # Offsets past either end are clamped to the string, as Redis does: "GETRANGE k 0 -100"
+        # of a non-empty value is its first byte.
+        start = max(n + start, 0) if start < 0 else start
+        end = max(n + end, 0) if end < 0 else end
+        end = min(end, n - 1)
+        return value[start : end + 1] if start <= end else b""
+
+    def incrby(self, name: Name, amount: int = 1) -> int:
+        """Add to an integer string (missing = 0, keeps the TTL); return the result."""
+        amount = parse_int(amount)
+        mk = META + _b(name)
+        with self.db.locked():
+            found = self._record(mk)
+            if found is None:
+                current, expiry = 0, 0.0
+            else:
+                value, expiry = found
+                if value[0] != T_STRING:
+                    raise WrongTypeError()
+                current = parse_int(value[1:])
+            result = current + amount
+            if not _I64_MIN <= result <= _I64_MAX:
+                raise CommandError("ERR increment or decrement would overflow")
+            self.db.put(mk, b"s%d" % result, expires_at=expiry)
+            return result
+
+    def incr(self, name: Name) -> int:
+        """Add 1 to an integer string."""
+        return self.incrby(name, 1)
+
+    def decr(self, name: Name) -> int:
+        """Subtract 1 from an integer string."""
+        return self.incrby(name, -1)
+
+    def decrby(self, name: Name, amount: int = 1) -> int:
+        """Subtract from an integer string."""
+        return self.incrby(name, -parse_int(amount))
+
+    def incrbyfloat(self, name: Name, amount: float | Value) -> float:
+        """Add to a float string (missing = 0, keeps the TTL); return the result.
+
+        The arithmetic is Redis's (long double, stored with at most 17
+        decimals), so ``0.1`` plus ``0.2`` stores ``0.3``. The stored text is
+        what :meth:`incrbyfloat_text` returns.
+        """
+        return float(self.incrbyfloat_text(name, amount))
+
+    def incrbyfloat_text(self, name: Name, amount: float | Value) -> bytes:
+        """:meth:`incrbyfloat`, returning the new value as stored (INCRBYFLOAT's reply)."""
+        mk = META + _b(name)
+        with self.db.locked():
+            found = self._record(mk)
+            if found is None:
+                current: longdouble.LongDouble = Fraction(0)
+                expiry = 0.0
+            else:
+                if found[0][0] != T_STRING:
+                    raise WrongTypeError()  # the type first, then the numbers, as Redis
+                current, expiry = _long_double(found[0][1:]), found[1]
+            text = _add_long_double(current, _long_double(amount))
+            self.db.put(mk, b"s" + text, expires_at=expiry)
+            return text

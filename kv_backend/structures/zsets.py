@@ -1,0 +1,292 @@
+"""Redis sorted sets: a member -> score record and a score-ordered index record per member."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from kv_backend.structures.errors import CommandError
+from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.layout import (
+    _U64,
+    T_ZSET,
+    ZIDX,
+    ZMEM,
+    Name,
+    Value,
+    _b,
+    _lp,
+    decode_score,
+    encode_score,
+)
+from kv_backend.structures.parsing import _score_bound, parse_float
+
+
+class SortedSets(Keyspace):
+    """The sorted set commands of :class:`~kv_backend.structures.Structures`."""
+
+    def zadd(
+        self,
+        name: Name,
+        mapping: Mapping[Value, float | Value] | Iterable[tuple[Value, float | Value]],
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+        ch: bool = False,
+        incr: bool = False,
+    ) -> Any:
+        """Add members with scores; return how many were added (``ch``: added or changed).
+
+        ``mapping`` is ``{member: score}`` or ``(member, score)`` pairs, applied in
+        order (a member given twice is updated twice, as ZADD does). With ``incr``
+        (one member) the score is added and the new score returned (None if a
+        condition stopped it). ``nx``/``xx``/``gt``/``lt`` as in Redis.
+        """
+        name = _b(name)
+        if nx and xx:
+            raise CommandError("ERR XX and NX options at the same time are not compatible")
+        if (gt and lt) or (nx and (gt or lt)):
+            raise CommandError("ERR GT, LT, and/or NX options at the same time are not compatible")
+        pairs = list(mapping.items() if isinstance(mapping, Mapping) else mapping)
+        if not pairs:
+            raise CommandError("ERR wrong number of arguments for 'zadd' command")
+        if incr and len(pairs) != 1:
+            raise CommandError("ERR INCR option supports a single increment-element pair")
+        items = [(_b(m), parse_float(s)) for m, s in pairs]
+        db = self.db
+        mpfx, ipfx = ZMEM + _lp(name), ZIDX + _lp(name)
+        with db.locked():
+            found = self._meta(name, T_ZSET)
+            count, version = self._count(found[0]) if found else (0, 0)
+            added = changed = 0
+            result: float | None = None
+            with db.batch() as b:
+                if found is None:
+                    self._purge(b, name, T_ZSET)
+                pending: dict[bytes, float] = {}
+                for member, score in items:
+                    if member in pending:
+                        old: float | None = pending[member]
+                    else:
+                        raw = db.get(mpfx + member) if found is not None else None
+                        old = decode_score(raw) if raw is not None else None
+                    if incr:
+                        score = (old or 0.0) + score
+                        if math.isnan(score):
+                            raise CommandError("ERR resulting score is not a number (NaN)")
+                    if old is None:
+                        if xx:
+                            continue
+                    else:
+                        if nx or (gt and score <= old) or (lt and score >= old):
+                            continue
+                    result = score
+                    if old is not None and old == score:
+                        continue
+                    if old is None:
+                        added += 1
+                    else:
+                        changed += 1
+                        b.delete(ipfx + encode_score(old) + member)
+                    enc = encode_score(score)
+                    b.put(mpfx + member, enc)
+                    b.put(ipfx + enc + member, b"")
+                    pending[member] = score
+                if len(b):
+                    self._put_count(b, name, T_ZSET, count + added, version, found[1] if found else 0.0)
+            if incr:
+                return result
+            return added + changed if ch else added
+
+    def zincrby(self, name: Name, amount: float, member: Value) -> float:
+        """Add to a member's score (missing = 0); return the new score."""
+        return self.zadd(name, {member: amount}, incr=True)
+
+    def zrem(self, name: Name, *members: Value) -> int:
+        """Remove members; return how many were there."""
+        name = _b(name)
+        db = self.db
+        mpfx, ipfx = ZMEM + _lp(name), ZIDX + _lp(name)
+        with db.locked():
+            found = self._meta(name, T_ZSET)
+            if found is None:
+                return 0
+            count, version = self._count(found[0])
+            removed = 0
+            with db.batch() as b:
+                for m in {_b(x) for x in members}:
+                    raw = db.get(mpfx + m)
+                    if raw is not None:
+                        b.delete(mpfx + m)
+                        b.delete(ipfx + raw + m)
+                        removed += 1
+                if removed:
+                    self._put_count(b, name, T_ZSET, count - removed, version, found[1])
+            return removed
+
+    def zscore(self, name: Name, member: Value) -> float | None:
+        """The score of a member, or None."""
+        name = _b(name)
+        if self._meta(name, T_ZSET) is None:
+            return None
+        raw = self.db.get(ZMEM + _lp(name) + _b(member))
+        return None if raw is None else decode_score(raw)
+
+    def zmscore(self, name: Name, *members: Value) -> list[float | None]:
+        """The scores of several members."""
+        return [self.zscore(name, m) for m in members]
+
+    def zcard(self, name: Name) -> int:
+        """Number of members of a sorted set."""
+        found = self._meta(_b(name), T_ZSET)
+        return self._count(found[0])[0] if found else 0
+
+    def _zscan_order(self, name: bytes, reverse: bool = False) -> Iterator[tuple[bytes, float]]:
+        """Yield ``(member, score)`` in score order."""
+        ipfx = ZIDX + _lp(name)
+        n = len(ipfx)
+        for key in self.db.keys(prefix=ipfx, reverse=reverse):
+            yield key[n + 8 :], decode_score(key[n : n + 8])
+
+    def _zscore_range(
+        self, name: bytes, lo: tuple[float, bool], hi: tuple[float, bool], reverse: bool = False
+    ) -> Iterator[tuple[bytes, float]]:
+        """Yield ``(member, score)`` with scores inside the bounds, in (reverse) score order."""
+        (mn, mn_ex), (mx, mx_ex) = lo, hi
+        ipfx = ZIDX + _lp(name)
+        n = len(ipfx)
+        if not reverse:
+            start = ipfx + encode_score(mn)
+        else:
+            (bits,) = _U64.unpack(encode_score(mx))
+            start = ipfx + _U64.pack(bits + 1) if bits < 0xFFFFFFFFFFFFFFFF else None
+        for key in self.db.keys(prefix=ipfx, start=start, reverse=reverse):
+            score = decode_score(key[n : n + 8])
+            if score < mn or (mn_ex and score == mn):
+                if reverse:
+                    return
+                continue
+            if score > mx or (mx_ex and score == mx):
+                if reverse:
+                    continue
+                return
+            yield key[n + 8 :], score
+
+    def zcount(self, name: Name, min: Value, max: Value) -> int:
+        """Number of members with a score between ``min`` and ``max`` (``(x`` = exclusive)."""
+        name = _b(name)
+        lo, hi = _score_bound(min), _score_bound(max)
+        if self._meta(name, T_ZSET) is None:
+            return 0
+        return sum(1 for _ in self._zscore_range(name, lo, hi))
+
+    def zrange(
+        self, name: Name, start: int, end: int, desc: bool = False, withscores: bool = False
+    ) -> list[Any]:
+        """Members by rank ``start``..``end`` (inclusive, negative from the end); ``desc`` reverses.
+
+        With ``withscores`` the items are ``(member, score)`` pairs.
+        """
+        name = _b(name)
+        found = self._meta(name, T_ZSET)
+        if found is None:
+            return []
+        lo, hi = self._range(start, end, self._count(found[0])[0])
+        out: list[Any] = []
+        for i, (member, score) in enumerate(self._zscan_order(name, reverse=desc)):
+            if i >= hi:
+                break
+            if i >= lo:
+                out.append((member, score) if withscores else member)
+        return out
+
+    def zrevrange(self, name: Name, start: int, end: int, withscores: bool = False) -> list[Any]:
+        """Members by rank from the highest score."""
+        return self.zrange(name, start, end, desc=True, withscores=withscores)
+
+    def zrangebyscore(
+        self,
+        name: Name,
+        min: Value,
+        max: Value,
+        start: int | None = None,
+        num: int | None = None,
+        withscores: bool = False,
+        desc: bool = False,
+    ) -> list[Any]:
+        """Members with scores between ``min`` and ``max`` in score order; ``start``/``num`` is LIMIT."""
+        name = _b(name)
+        lo, hi = _score_bound(min), _score_bound(max)
+        if self._meta(name, T_ZSET) is None:
+            return []
+        offset = start or 0
+        out: list[Any] = []
+        if num is not None and num < 0:
+            num = None
+        if offset < 0:
+            return []
+        for i, (member, score) in enumerate(self._zscore_range(name, lo, hi, reverse=desc)):
+            if i < offset:
+                continue
+            if num is not None and len(out) >= num:
+                break
+            out.append((member, score) if withscores else member)
+        return out
+
+    def zrevrangebyscore(
+        self,
+        name: Name,
+        max: Value,
+        min: Value,
+        start: int | None = None,
+        num: int | None = None,
+        withscores: bool = False,
+    ) -> list[Any]:
+        """Members with scores between ``max`` and ``min``, highest first."""
+        return self.zrangebyscore(name, min, max, start, num, withscores, desc=True)
+
+    def zrank(self, name: Name, member: Value, desc: bool = False) -> int | None:
+        """The rank of a member (0 = lowest score; ``desc``: 0 = highest), or None."""
+        name, member = _b(name), _b(member)
+        if self._meta(name, T_ZSET) is None:
+            return None
+        raw = self.db.get(ZMEM + _lp(name) + member)
+        if raw is None:
+            return None
+        target = ZIDX + _lp(name) + raw + member
+        for rank, key in enumerate(self.db.keys(prefix=ZIDX + _lp(name), reverse=desc)):
+            if key == target:
+                return rank
+        return None
+
+    def zrevrank(self, name: Name, member: Value) -> int | None:
+        """The rank of a member counted from the highest score."""
+        return self.zrank(name, member, desc=True)
+
+    def zremrangebyscore(self, name: Name, min: Value, max: Value) -> int:
+        """Remove members with scores between ``min`` and ``max``; return how many."""
+        name = _b(name)
+        lo, hi = _score_bound(min), _score_bound(max)
+        with self.db.locked():
+            if self._meta(name, T_ZSET) is None:
+                return 0
+            members = [m for m, _ in self._zscore_range(name, lo, hi)]
+            return self.zrem(name, *members) if members else 0
+
+    def zremrangebyrank(self, name: Name, start: int, end: int) -> int:
+        """Remove members by rank; return how many."""
+        with self.db.locked():
+            members = self.zrange(name, start, end)
+            return self.zrem(name, *members) if members else 0
+
+    def zscan(
+        self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int = 10
+    ) -> tuple[int, list[tuple[bytes, float]]]:
+        """One step of a cursor scan over a sorted set: ``(next cursor, [(member, score)])``."""
+        name = _b(name)
+        if self._meta(name, T_ZSET) is None:
+            return 0, []
+        cur, items = self._member_scan(ZMEM + _lp(name), cursor, match, count)
+        return cur, [(m, decode_score(s)) for m, s in items]
