@@ -556,7 +556,60 @@ STREAMS = [
     st.tuples(key, key, read_id).map(lambda t: ["XREAD", "STREAMS", t[0], t[1], t[2]]),  # unbalanced
     st.tuples(key, trim).map(lambda t: ["XTRIM", t[0], *t[1]]),
 ]
-FAMILIES = [STRINGS, KEYSPACE, EXPIRY, HASHES, LISTS, SETS, ZSETS, STREAMS, MISC]
+# Consumer groups: only replies without times (XPENDING's idle column, XINFO CONSUMERS and
+# XINFO STREAM FULL report clock readings that differ between the servers).
+group = st.sampled_from(["g1", "g2"])
+consumer = st.sampled_from(["c1", "c2"])
+group_id = st.sampled_from(["$", "0", "0-0", "1-1", "2", "x", "-", "+"])
+min_idle = st.sampled_from(["0", "0", "100000000", "x", "-5"])
+GROUPS = [
+    st.tuples(
+        key,
+        group,
+        group_id,
+        st.sampled_from(
+            [[], ["MKSTREAM"], ["MKSTREAM"], ["ENTRIESREAD", "1"], ["ENTRIESREAD", "-2"], ["FOO"]]
+        ),
+    ).map(lambda t: ["XGROUP", "CREATE", t[0], t[1], t[2], *t[3]]),
+    st.tuples(key, group, group_id, st.sampled_from([[], ["ENTRIESREAD", "3"], ["MKSTREAM"]])).map(
+        lambda t: ["XGROUP", "SETID", t[0], t[1], t[2], *t[3]]
+    ),
+    c("XGROUP", "DESTROY", key, group),
+    c("XGROUP", "CREATECONSUMER", key, group, consumer),
+    c("XGROUP", "DELCONSUMER", key, group, consumer),
+    c("XGROUP", st.sampled_from(["FOO", "create"])),  # HELP texts are worded differently
+    st.tuples(
+        group,
+        consumer,
+        st.sampled_from([[], [], ["COUNT", "1"], ["NOACK"], ["COUNT", "x"], ["BLOCK", "10"]]),
+        key,
+        st.sampled_from([">", ">", ">", "0", "1-1", "$", "x"]),
+    ).map(lambda t: ["XREADGROUP", "GROUP", t[0], t[1], *t[2], "STREAMS", t[3], t[4]]),
+    st.tuples(group, consumer, key, key).map(
+        lambda t: ["XREADGROUP", "GROUP", t[0], t[1], "STREAMS", t[2], t[3], ">", ">"]
+    ),
+    c("XREADGROUP", "STREAMS", key, ">"),  # no GROUP
+    var("XACK", stream_id, lead=(key, group)),
+    c("XPENDING", key, group),
+    c("XPENDING", key, group, "IDLE", "100000000", range_id, range_id, st.sampled_from(["10", "0", "x"])),
+    st.tuples(
+        key,
+        group,
+        consumer,
+        min_idle,
+        st.lists(stream_id, min_size=1, max_size=2),
+        opts([["JUSTID"], ["FORCE"], ["RETRYCOUNT", "3"], ["LASTID", "5-0"], ["IDLE", "10"], ["FOO"]], 2),
+    ).map(lambda t: ["XCLAIM", t[0], t[1], t[2], t[3], *t[4], *t[5]]),
+    st.tuples(
+        key, group, consumer, min_idle, range_id, opts([["COUNT", "1"], ["COUNT", "0"], ["JUSTID"]], 2)
+    ).map(lambda t: ["XAUTOCLAIM", t[0], t[1], t[2], t[3], t[4], *t[5]]),
+    c("XINFO", "GROUPS", key),
+    c("XINFO", "STREAM", key),
+    st.tuples(
+        key, stream_id, opts([["ENTRIESADDED", "10"], ["ENTRIESADDED", "0"], ["MAXDELETEDID", "1-1"]], 2)
+    ).map(lambda t: ["XSETID", t[0], t[1], *t[2]]),
+]
+FAMILIES = [STRINGS, KEYSPACE, EXPIRY, HASHES, LISTS, SETS, ZSETS, STREAMS, GROUPS, MISC]
 # a family first, then one of its commands: every family gets its share of each sequence
 a_command = st.one_of(*(st.one_of(*family) for family in FAMILIES))
 

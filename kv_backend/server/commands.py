@@ -31,25 +31,45 @@ Handler = Callable[["Connection", list[bytes]], Any]
 
 
 class Command:
-    """A registered command: its handler, arity and flags."""
+    """A registered command: its handler, arity and flags (and, for a container, its subcommands)."""
 
-    __slots__ = ("arity", "flags", "handler", "name")
+    __slots__ = ("arity", "flags", "handler", "name", "subcommands")
 
     def __init__(self, name: str, handler: Handler, arity: int, flags: frozenset[str]) -> None:
         self.name = name
         self.handler = handler
         self.arity = arity
         self.flags = flags
+        self.subcommands: dict[bytes, int] | None = None
+
+    def subcommand_error(self, args: list[bytes]) -> str | None:
+        """Redis's error for an unknown subcommand or a wrong argument count (checked before MULTI queues)."""
+        if self.subcommands is None:
+            return None
+        sub = args[1].upper()
+        arity = self.subcommands.get(sub)
+        if arity is None:
+            return (
+                f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. "
+                f"Try {self.name.upper()} HELP."
+            )
+        if (arity > 0 and len(args) != arity) or (arity < 0 and len(args) < -arity):
+            return f"ERR wrong number of arguments for '{self.name}|{sub.decode().lower()}' command"
+        return None
 
 
 COMMANDS: dict[bytes, Command] = {}
 
 
-def command(name: str, arity: int, *flags: str) -> Callable[[Handler], Handler]:
-    """Register a handler under ``name``."""
+def command(
+    name: str, arity: int, *flags: str, subcommands: dict[bytes, int] | None = None
+) -> Callable[[Handler], Handler]:
+    """Register a handler under ``name`` (``subcommands``: name -> arity, for a container command)."""
 
     def deco(fn: Handler) -> Handler:
-        COMMANDS[name.lower().encode()] = Command(name.lower(), fn, arity, frozenset(flags))
+        cmd = Command(name.lower(), fn, arity, frozenset(flags))
+        cmd.subcommands = subcommands
+        COMMANDS[name.lower().encode()] = cmd
         return fn
 
     return deco
@@ -887,7 +907,7 @@ def _timeout(raw: bytes) -> float:
     return seconds
 
 
-def _try_or_block(
+def try_or_block(
     conn: Connection,
     keys: list[bytes],
     timeout: float,
@@ -917,7 +937,7 @@ def _blocking_pop(conn: Connection, args: list[bytes], left: bool) -> Any:
         found = pop_first(keys, left)
         return None if found is None else list(found)
 
-    return _try_or_block(conn, keys, timeout, attempt, NULL_ARRAY)
+    return try_or_block(conn, keys, timeout, attempt, NULL_ARRAY)
 
 
 @command("BLPOP", -3, "write")
@@ -936,7 +956,7 @@ def _blocking_move(conn: Connection, src: bytes, dst: bytes, a: bytes, b: bytes,
     timeout = _timeout(raw_timeout)
     st = conn.st
     wherefrom, whereto = a.decode(), b.decode()
-    return _try_or_block(conn, [src], timeout, lambda: st.lmove(src, dst, wherefrom, whereto), None, [dst])
+    return try_or_block(conn, [src], timeout, lambda: st.lmove(src, dst, wherefrom, whereto), None, [dst])
 
 
 @command("BLMOVE", 6, "write")
@@ -1294,10 +1314,10 @@ def _xrange(conn: Connection, args: list[bytes], reverse: bool) -> Any:
                 raise WrongTypeError()
             return [] if kind == "none" else NULL_ARRAY
     entries = st.xrevrange(args[1], hi, lo, count) if reverse else st.xrange(args[1], lo, hi, count)
-    return _entries_reply(entries)
+    return entries_reply(entries)
 
 
-def _entries_reply(entries: list[tuple[bytes, list[tuple[bytes, bytes]]]]) -> list[Any]:
+def entries_reply(entries: list[tuple[bytes, list[tuple[bytes, bytes]]]]) -> list[Any]:
     """Stream entries as Redis sends them: ``[id, [field, value, ...]]`` each."""
     return [[xid, [w for pair in pairs for w in pair]] for xid, pairs in entries]
 
@@ -1314,6 +1334,17 @@ def cmd_xrevrange(conn: Connection, args: list[bytes]) -> Any:
     return _xrange(conn, args, reverse=True)
 
 
+def block_ms(raw: bytes) -> float:
+    """The BLOCK argument of XREAD/XREADGROUP (milliseconds, 0: for ever), in seconds."""
+    try:
+        ms = parse_int(raw)
+    except NotAnIntegerError:
+        raise CommandError("ERR timeout is not an integer or out of range") from None
+    if ms < 0:
+        raise CommandError("ERR timeout is negative")
+    return ms / 1000
+
+
 @command("XREAD", -4)
 def cmd_xread(conn: Connection, args: list[bytes]) -> Any:
     """Entries after the given IDs of one or more streams: [COUNT n] [BLOCK ms] STREAMS key... id..."""
@@ -1326,13 +1357,7 @@ def cmd_xread(conn: Connection, args: list[bytes]) -> Any:
             count = max(0, _int(args[i + 1]))
             i += 2
         elif word == b"BLOCK" and i + 1 < len(args):
-            try:
-                ms = parse_int(args[i + 1])
-            except NotAnIntegerError:
-                raise CommandError("ERR timeout is not an integer or out of range") from None
-            if ms < 0:
-                raise CommandError("ERR timeout is negative")
-            block = ms / 1000
+            block = block_ms(args[i + 1])
             i += 2
         elif word == b"STREAMS":
             break
@@ -1352,13 +1377,13 @@ def cmd_xread(conn: Connection, args: list[bytes]) -> Any:
         found = st.xread_after(positions, count)
         if not found:
             return None
-        streams = [(name, _entries_reply(entries)) for name, entries in found]
+        streams = [(name, entries_reply(entries)) for name, entries in found]
         return dict(streams) if resp3 else [list(s) for s in streams]
 
     if block is None:
         reply = attempt()
         return NULL_ARRAY if reply is None else reply
-    return _try_or_block(conn, [name for name, _ in positions], block, attempt, NULL_ARRAY)
+    return try_or_block(conn, [name for name, _ in positions], block, attempt, NULL_ARRAY)
 
 
 @command("XDEL", -3, "write")
@@ -1530,3 +1555,9 @@ def cmd_script(conn: Connection, args: list[bytes]) -> Any:
         scripts.flush()
         return OK
     raise CommandError(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try SCRIPT HELP.")
+
+
+# The consumer-group commands register themselves in COMMANDS when imported.
+from kv_backend.server import groups as _groups  # noqa: E402
+
+del _groups

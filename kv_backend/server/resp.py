@@ -189,6 +189,12 @@ class Connection(asyncio.Protocol):
             if self.multi is not None:
                 self.multi_error = True
             return ErrorReply(f"ERR wrong number of arguments for '{cmd.name}' command")
+        if cmd.subcommands is not None:
+            wrong = cmd.subcommand_error(args)
+            if wrong is not None:
+                if self.multi is not None:
+                    self.multi_error = True
+                return ErrorReply(wrong)
         if not self.authed and "noauth" not in cmd.flags:
             return ErrorReply("NOAUTH Authentication required.")
         if not self.resp3 and (self.channels or self.patterns) and "pubsub" not in cmd.flags:
@@ -525,6 +531,10 @@ def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
         return args[1:3]
     if name in (b"blpop", b"brpop"):
         return args[1:-1]
+    if name == b"xgroup":
+        return args[2:3]  # XGROUP DESTROY answers clients blocked on the group with NOGROUP
+    if name == b"xreadgroup":
+        return []
     if name in (b"flushdb", b"flushall"):
         return None
     if name in (b"eval", b"evalsha"):

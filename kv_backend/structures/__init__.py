@@ -13,13 +13,16 @@ their own under a per-type prefix followed by the length-prefixed name::
     b"\x00Z" len name score(8) mbr -> b""        (sorted set: score order index)
     b"\x00x" len name ms(8) seq(8) -> fields     (stream entries, in ID order)
 
-A stream's metadata is ``b"x" count version last_ms last_seq``; an entry's
-value is its field/value pairs, each length-prefixed.
+A stream's metadata is ``b"x" count version last_ms last_seq entries_added
+max_deleted_ms max_deleted_seq``; an entry's value is its field/value pairs,
+each length-prefixed. Consumer groups, their consumers and pending entries
+have records of their own (see :mod:`.groups`).
 
 The modules of this package: :mod:`.layout` (the record layout above),
 :mod:`.parsing` (Redis argument parsing), :mod:`.errors`, :mod:`.keyspace`
 (commands on keys of any type) and one module per type (:mod:`.strings`,
-:mod:`.hashes`, :mod:`.lists`, :mod:`.sets`, :mod:`.zsets`, :mod:`.streams`).
+:mod:`.hashes`, :mod:`.lists`, :mod:`.sets`, :mod:`.zsets`, :mod:`.streams`,
+:mod:`.groups` for stream consumer groups).
 
 Scores are IEEE-754 doubles turned into 8 bytes that sort like the numbers, so
 score ranges and ranks are ordered engine scans. Expiry lives on the metadata
@@ -39,12 +42,13 @@ from kv_backend.structures.errors import (
     StructureError,
     WrongTypeError,
 )
+from kv_backend.structures.groups import StreamGroups
 from kv_backend.structures.hashes import Hashes
 from kv_backend.structures.layout import decode_score, encode_score
 from kv_backend.structures.lists import Lists
 from kv_backend.structures.parsing import format_float, glob_match, parse_float, parse_int
 from kv_backend.structures.sets import Sets
-from kv_backend.structures.streams import Streams, check_add_id
+from kv_backend.structures.streams import check_add_id
 from kv_backend.structures.strings import Strings
 from kv_backend.structures.zsets import SortedSets
 
@@ -65,7 +69,7 @@ __all__ = [
 ]
 
 
-class Structures(Strings, Hashes, Lists, Sets, SortedSets, Streams):
+class Structures(Strings, Hashes, Lists, Sets, SortedSets, StreamGroups):
     """Redis-like strings, hashes, lists, sets, sorted sets and streams stored in a :class:`DB`.
 
     Pass an open ``DB`` (shared with other code) or a directory path (then this

@@ -30,9 +30,12 @@ ZIDX = b"\x00Z"
 
 
 STREAM = b"\x00x"
+GROUP = b"\x00g"  # stream consumer groups
+CONSUMER = b"\x00c"  # consumers of a group
+PENDING = b"\x00p"  # entries delivered to a group and not yet acknowledged
 
 
-ALL_PREFIXES = (META, HASH, LIST, SET, ZMEM, ZIDX, STREAM)
+ALL_PREFIXES = (META, HASH, LIST, SET, ZMEM, ZIDX, STREAM, GROUP, CONSUMER, PENDING)
 
 
 T_STRING = 0x73  # b"s"
@@ -68,7 +71,7 @@ MEMBER_PREFIXES = {
     T_LIST: (LIST,),
     T_SET: (SET,),
     T_ZSET: (ZMEM, ZIDX),
-    T_STREAM: (STREAM,),
+    T_STREAM: (STREAM, GROUP, CONSUMER, PENDING),
 }
 
 

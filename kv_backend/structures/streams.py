@@ -6,30 +6,46 @@ import itertools
 import struct
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import Keyspace
 from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, Value, _b, _lp
 
-_XMETA = struct.Struct(">QQQQ")  # stream: count, version, last ID's milliseconds and sequence
+_XMETA = struct.Struct(">QQQQQQQ")  # count, version, last ID, entries added, largest deleted ID
+_XMETA_V1 = struct.Struct(">QQQQ")  # count, version, last ID (streams written before consumer groups)
 _XID = struct.Struct(">QQ")  # a stream entry ID: milliseconds, sequence
 _U64_MAX = (1 << 64) - 1
 BAD_STREAM_ID = "ERR Invalid stream ID specified as stream command argument"
 ID_TOO_SMALL = "ERR The ID specified in XADD is equal or smaller than the target stream top item"
 
 
+class StreamMeta(NamedTuple):
+    """A stream's metadata record, decoded."""
+
+    count: int  # entries in the stream now
+    version: int  # bumped by every write (WATCH)
+    last: tuple[int, int]  # the last ID ever given (XADD never goes below it)
+    expiry: float  # absolute expiry time, 0.0 for none
+    added: int  # entries ever added (XINFO's entries-added; consumer group lag)
+    max_deleted: tuple[int, int]  # the largest ID XDEL removed (0-0: none)
+
+
 class Streams(Keyspace):
     """The stream commands of :class:`~kv_backend.structures.Structures`."""
 
-    def _stream(self, name: bytes) -> tuple[int, int, tuple[int, int], float] | None:
-        """``(count, version, last ID, expiry)`` of a stream, None if missing; WRONGTYPE for another type."""
+    def _stream(self, name: bytes) -> StreamMeta | None:
+        """The metadata of a stream, None if it is missing; WRONGTYPE for another type."""
         found = self._meta(name, T_STREAM)
         if found is None:
             return None
-        count, version, ms, seq = _XMETA.unpack_from(found[0], 1)
-        return count, version, (ms, seq), found[1]
+        meta, expiry = found
+        if len(meta) == 1 + _XMETA_V1.size:
+            count, version, ms, seq = _XMETA_V1.unpack_from(meta, 1)
+            return StreamMeta(count, version, (ms, seq), expiry, count, (0, 0))
+        count, version, ms, seq, added, del_ms, del_seq = _XMETA.unpack_from(meta, 1)
+        return StreamMeta(count, version, (ms, seq), expiry, added, (del_ms, del_seq))
 
     def xadd(
         self,
@@ -60,28 +76,29 @@ class Streams(Keyspace):
         db = self.db
         with db.locked():
             found = self._stream(name)
+            fresh = found is None
             if found is None:
                 if nomkstream:
                     return None
-                count, version, last, expiry = 0, 0, (0, 0), 0.0
-            else:
-                count, version, last, expiry = found
-            new = _next_stream_id(raw_id, last)
+                found = StreamMeta(0, 0, (0, 0), 0.0, 0, (0, 0))
+            new = _next_stream_id(raw_id, found.last)
             pfx = STREAM + _lp(name)
             with db.batch() as b:
-                if found is None:
+                if fresh:
                     self._purge(b, name, T_STREAM)
                 b.put(pfx + _XID.pack(*new), _encode_pairs(pairs))
-                count += 1
+                count = found.count + 1
                 count -= self._trim_stream(b, pfx, count, trim, new)
-                self._put_stream(b, name, count, version, new, expiry)
+                self._put_stream(b, name, found._replace(count=count, last=new, added=found.added + 1))
             return b"%d-%d" % new
 
-    def _put_stream(
-        self, b: Batch, name: bytes, count: int, version: int, last: tuple[int, int], expiry: float
-    ) -> None:
-        """Write a stream's metadata (an empty stream stays, as in Redis)."""
-        b.put(META + name, b"x" + _XMETA.pack(count, version + 1, *last), expires_at=expiry)
+    def _put_stream(self, b: Batch, name: bytes, meta: StreamMeta) -> None:
+        """Write a stream's metadata with its version bumped (an empty stream stays, as in Redis)."""
+        b.put(
+            META + name,
+            b"x" + _XMETA.pack(meta.count, meta.version + 1, *meta.last, meta.added, *meta.max_deleted),
+            expires_at=meta.expiry,
+        )
 
     def _trim_stream(
         self,
@@ -121,7 +138,7 @@ class Streams(Keyspace):
     def xlen(self, name: Name) -> int:
         """The number of entries in a stream (0 if it is missing)."""
         found = self._stream(_b(name))
-        return 0 if found is None else found[0]
+        return 0 if found is None else found.count
 
     def xrange(
         self, name: Name, min: Name = b"-", max: Name = b"+", count: int | None = None
@@ -189,7 +206,7 @@ class Streams(Keyspace):
             key, raw_id = _b(name), _b(raw)
             found = self._stream(key)
             if raw_id == b"$":
-                positions.append((key, (0, 0) if found is None else found[2]))
+                positions.append((key, (0, 0) if found is None else found.last))
             else:
                 positions.append((key, _parse_stream_id(raw_id, 0)))
         return positions
@@ -219,17 +236,19 @@ class Streams(Keyspace):
             if found is None:
                 return 0  # as Redis: the key is looked up before the IDs are read
             parsed = [_parse_stream_id(_b(i), 0) for i in ids]
-            count, version, last, expiry = found
             pfx = STREAM + _lp(name)
             removed = 0
+            max_deleted = found.max_deleted
             with db.batch() as b:
                 for xid in dict.fromkeys(parsed):
                     key = pfx + _XID.pack(*xid)
                     if key in db:
                         b.delete(key)
                         removed += 1
+                        max_deleted = max(max_deleted, xid)
                 if removed:
-                    self._put_stream(b, name, count - removed, version, last, expiry)
+                    meta = found._replace(count=found.count - removed, max_deleted=max_deleted)
+                    self._put_stream(b, name, meta)
             return removed
 
     def xtrim(
@@ -250,11 +269,10 @@ class Streams(Keyspace):
             found = self._stream(name)
             if found is None:
                 return 0
-            count, version, last, expiry = found
             with db.batch() as b:
-                removed = self._trim_stream(b, STREAM + _lp(name), count, trim)
+                removed = self._trim_stream(b, STREAM + _lp(name), found.count, trim)
                 if removed:
-                    self._put_stream(b, name, count - removed, version, last, expiry)
+                    self._put_stream(b, name, found._replace(count=found.count - removed))
             return removed
 
 
