@@ -9,17 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
-from kv_backend.server.commands import (
-    NULL_ARRAY,
-    OK,
-    _int,
-    _upper,
-    block_ms,
-    command,
-    entries_reply,
-    syntax,
-    try_or_block,
-)
+from kv_backend.server.commands.registry import arg_int, block_ms, command, syntax, try_or_block, upper
+from kv_backend.server.commands.streams import entries_reply
+from kv_backend.server.protocol import NULL_ARRAY, OK
 from kv_backend.structures import CommandError, parse_int
 
 if TYPE_CHECKING:
@@ -73,7 +65,7 @@ _XGROUP_SUBCOMMANDS = {
 @command("XGROUP", -2, "write", subcommands=_XGROUP_SUBCOMMANDS)
 def cmd_xgroup(conn: Connection, args: list[bytes]) -> Any:
     """Manage consumer groups: CREATE, SETID, DESTROY, CREATECONSUMER, DELCONSUMER, HELP."""
-    sub = _upper(args[1])
+    sub = upper(args[1])
     if sub == b"HELP":
         return _XGROUP_HELP
     st = conn.st
@@ -82,12 +74,12 @@ def cmd_xgroup(conn: Connection, args: list[bytes]) -> Any:
     entries_read: int | None = None
     i = 5
     while i < len(args):
-        word = _upper(args[i])
+        word = upper(args[i])
         if sub == b"CREATE" and word == b"MKSTREAM":
             mkstream = True
             i += 1
         elif sub in (b"CREATE", b"SETID") and word == b"ENTRIESREAD" and i + 1 < len(args):
-            entries_read = _int(args[i + 1])
+            entries_read = arg_int(args[i + 1])
             if entries_read < -1:
                 raise CommandError("ERR value for ENTRIESREAD must be positive or -1")
             i += 2
@@ -120,13 +112,13 @@ def cmd_xreadgroup(conn: Connection, args: list[bytes]) -> Any:
     i = 1
     n = len(args)
     while i < n:
-        word = _upper(args[i])
+        word = upper(args[i])
         more = n - i - 1
         if word == b"BLOCK" and more:
             block = block_ms(args[i + 1])
             i += 2
         elif word == b"COUNT" and more:
-            count = max(0, _int(args[i + 1]))
+            count = max(0, arg_int(args[i + 1]))
             i += 2
         elif word == b"STREAMS" and more:
             break
@@ -188,12 +180,12 @@ def cmd_xpending(conn: Connection, args: list[bytes]) -> Any:
         return [total, lo, hi, [[c, str(k).encode()] for c, k in consumers]]
     start = 3
     idle = 0
-    if _upper(args[3]) == b"IDLE":
-        idle = _int(args[4])
+    if upper(args[3]) == b"IDLE":
+        idle = arg_int(args[4])
         if n < 8:
             raise syntax()
         start = 5
-    count = max(0, _int(args[start + 2]))
+    count = max(0, arg_int(args[start + 2]))
     consumer = args[start + 3] if start + 3 < n else None  # as Redis, anything after it is ignored
     rows = st.xpending_range(args[1], args[2], args[start], args[start + 1], count, consumer, idle)
     return [list(row) for row in rows]
@@ -223,7 +215,7 @@ def cmd_xclaim(conn: Connection, args: list[bytes]) -> Any:
         j += 1
     options: dict[str, Any] = {}
     while j < len(args):
-        word = _upper(args[j])
+        word = upper(args[j])
         more = j + 1 < len(args)
         if word == b"FORCE":
             options["force"] = True
@@ -259,7 +251,7 @@ def cmd_xautoclaim(conn: Connection, args: list[bytes]) -> Any:
     justid = False
     j = 6
     while j < len(args):
-        word = _upper(args[j])
+        word = upper(args[j])
         if word == b"COUNT" and j + 1 < len(args):
             try:
                 count = parse_int(args[j + 1])
@@ -307,7 +299,7 @@ _XINFO_HELP = [
 @command("XINFO", -2, subcommands={b"CONSUMERS": 4, b"GROUPS": 3, b"STREAM": -3, b"HELP": 2})
 def cmd_xinfo(conn: Connection, args: list[bytes]) -> Any:
     """Facts about a stream: STREAM key [FULL [COUNT n]], GROUPS key, CONSUMERS key group, HELP."""
-    sub = _upper(args[1])
+    sub = upper(args[1])
     if sub == b"HELP":
         return _XINFO_HELP
     st = conn.st
@@ -319,13 +311,13 @@ def cmd_xinfo(conn: Connection, args: list[bytes]) -> Any:
     options = args[3:]
     full, count = False, 10
     if options:
-        if len(options) not in (1, 3) or _upper(options[0]) != b"FULL":
+        if len(options) not in (1, 3) or upper(options[0]) != b"FULL":
             raise _subcommand_error(args)
         full = True
         if len(options) == 3:
-            if _upper(options[1]) != b"COUNT":
+            if upper(options[1]) != b"COUNT":
                 raise _subcommand_error(args)
-            count = _int(options[2])
+            count = arg_int(options[2])
     return _map(st.xinfo_stream(args[2], full=full, count=count))
 
 
@@ -337,9 +329,9 @@ def cmd_xsetid(conn: Connection, args: list[bytes]) -> Any:
     options: dict[str, Any] = {}
     i = 3
     while i < len(args):
-        word = _upper(args[i])
+        word = upper(args[i])
         if word == b"ENTRIESADDED" and i + 1 < len(args):
-            options["entries_added"] = _int(args[i + 1])
+            options["entries_added"] = arg_int(args[i + 1])
             if options["entries_added"] < 0:
                 raise CommandError("ERR entries_added must be positive")
         elif word == b"MAXDELETEDID" and i + 1 < len(args):

@@ -1,0 +1,259 @@
+"""Connection and server commands: PING, AUTH, HELLO, CLIENT, COMMAND, CONFIG, INFO..."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from kv_backend.errors import NotAnIntegerError
+from kv_backend.server.blocking import TIMED_OUT
+from kv_backend.server.commands.registry import COMMANDS, Command, arg_int, command, syntax, upper
+from kv_backend.server.protocol import OK, ErrorReply, Verbatim
+from kv_backend.structures import CommandError, glob_match
+
+if TYPE_CHECKING:
+    from kv_backend.server.resp import Connection
+
+
+@command("PING", -1, "pubsub")
+def cmd_ping(conn: Connection, args: list[bytes]) -> Any:
+    if len(args) > 2:
+        raise CommandError("ERR wrong number of arguments for 'ping' command")
+    if conn.in_subscribe_mode() and not conn.resp3:
+        return [b"pong", args[1] if len(args) > 1 else b""]
+    return args[1] if len(args) > 1 else "PONG"
+
+
+@command("ECHO", 2)
+def cmd_echo(conn: Connection, args: list[bytes]) -> Any:
+    return args[1]
+
+
+@command("QUIT", -1, "noauth", "pubsub", "tx")
+def cmd_quit(conn: Connection, args: list[bytes]) -> Any:
+    conn.close_after_reply = True
+    return OK
+
+
+@command("RESET", 1, "noauth", "pubsub", "tx")
+def cmd_reset(conn: Connection, args: list[bytes]) -> Any:
+    conn.reset()
+    return "RESET"
+
+
+@command("SELECT", 2)
+def cmd_select(conn: Connection, args: list[bytes]) -> Any:
+    if arg_int(args[1]) != 0:
+        raise CommandError("ERR DB index is out of range (this server has one database, 0)")
+    return OK
+
+
+@command("AUTH", -2, "noauth", "pubsub")
+def cmd_auth(conn: Connection, args: list[bytes]) -> Any:
+    if len(args) > 3:
+        raise syntax()
+    password = args[-1]
+    user = args[1] if len(args) == 3 else b"default"
+    return conn.authenticate(user, password)
+
+
+@command("HELLO", -1, "noauth", "pubsub")
+def cmd_hello(conn: Connection, args: list[bytes]) -> Any:
+    proto = None
+    if len(args) > 1:
+        try:
+            proto = arg_int(args[1])
+        except NotAnIntegerError:
+            return ErrorReply("ERR Protocol version is not an integer or out of range")
+        if proto not in (2, 3):
+            return ErrorReply("NOPROTO unsupported protocol version")
+    i = 2
+    setname = None
+    while i < len(args):
+        opt = upper(args[i])
+        if opt == b"AUTH" and i + 2 < len(args):
+            result = conn.authenticate(args[i + 1], args[i + 2])
+            if isinstance(result, ErrorReply):
+                return result
+            i += 3
+        elif opt == b"SETNAME" and i + 1 < len(args):
+            setname = args[i + 1]
+            i += 2
+        else:
+            raise CommandError(f"ERR Syntax error in HELLO option '{args[i].decode('utf-8', 'replace')}'")
+    if not conn.authed:
+        return ErrorReply(
+            "NOAUTH HELLO must be called with the client already authenticated, "
+            "otherwise the HELLO <proto> AUTH <user> <pass> option can be used"
+        )
+    if setname is not None:
+        conn.name = setname
+    if proto is not None:
+        conn.resp3 = proto == 3
+    from kv_backend import __version__
+
+    return {
+        b"server": b"redis",
+        b"version": conn.server.REDIS_VERSION.encode(),
+        b"proto": 3 if conn.resp3 else 2,
+        b"id": conn.id,
+        b"mode": b"standalone",
+        b"role": b"master",
+        b"modules": [],
+        b"kvb_version": __version__.encode(),
+    }
+
+
+@command("CLIENT", -2)
+def cmd_client(conn: Connection, args: list[bytes]) -> Any:
+    sub = upper(args[1])
+    if sub == b"ID" and len(args) == 2:
+        return conn.id
+    if sub == b"SETNAME" and len(args) == 3:
+        if any(c <= 32 or c >= 127 for c in args[2]):
+            raise CommandError("ERR Client names cannot contain spaces, newlines or special characters.")
+        conn.name = args[2] or None
+        return OK
+    if sub == b"GETNAME" and len(args) == 2:
+        return conn.name
+    if sub == b"SETINFO" and len(args) == 4:
+        if upper(args[2]) not in (b"LIB-NAME", b"LIB-VER"):
+            raise CommandError(f"ERR Unrecognized option '{args[2].decode('utf-8', 'replace')}'")
+        conn.lib[upper(args[2]).decode()] = args[3]
+        return OK
+    if sub in (b"LIST", b"INFO"):
+        conns = [conn] if sub == b"INFO" else list(conn.server.clients.values())
+        return Verbatim(b"".join(c.describe() + b"\n" for c in conns))
+    if sub == b"UNBLOCK" and len(args) in (3, 4):
+        how = upper(args[3]) if len(args) == 4 else b"TIMEOUT"
+        if how not in (b"TIMEOUT", b"ERROR"):
+            raise CommandError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+        target = conn.server.clients.get(arg_int(args[2]))
+        if target is None or target.blocked is None:
+            return 0
+        conn.server.waiters.unblock(target)
+        unblocked = ErrorReply("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+        target.resume(TIMED_OUT if how == b"TIMEOUT" else unblocked)
+        return 1
+    if sub in (b"NO-EVICT", b"NO-TOUCH") and len(args) == 3:
+        return OK
+    if sub == b"REPLY" and len(args) == 3:
+        return OK
+    raise CommandError(
+        "ERR unknown subcommand or wrong number of arguments for "
+        f"'{args[1].decode('utf-8', 'replace')}'. Try CLIENT HELP."
+    )
+
+
+@command("COMMAND", -1)
+def cmd_command(conn: Connection, args: list[bytes]) -> Any:
+    def info(c: Command) -> list[Any]:
+        flags = ["write" if "write" in c.flags else "readonly"]
+        first = 1 if c.arity not in (1, -1) and c.name not in _NOKEY else 0
+        return [c.name.encode(), c.arity, flags, first, first, 1 if first else 0]
+
+    if len(args) == 1:
+        return [info(c) for c in COMMANDS.values()]
+    sub = upper(args[1])
+    if sub == b"COUNT":
+        return len(COMMANDS)
+    if sub == b"INFO":
+        names = [a.lower() for a in args[2:]] or list(COMMANDS)
+        return [info(COMMANDS[n]) if n in COMMANDS else None for n in names]
+    if sub == b"DOCS":
+        names = [a.lower() for a in args[2:]] or list(COMMANDS)
+        return {
+            n: {b"summary": (COMMANDS[n].handler.__doc__ or "").encode(), b"arity": COMMANDS[n].arity}
+            for n in names
+            if n in COMMANDS
+        }
+    if sub == b"LIST":
+        return [c.name.encode() for c in COMMANDS.values()]
+    raise CommandError(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try COMMAND HELP.")
+
+
+_NOKEY = {
+    "ping",
+    "echo",
+    "quit",
+    "reset",
+    "select",
+    "auth",
+    "hello",
+    "client",
+    "command",
+    "config",
+    "info",
+    "dbsize",
+    "flushdb",
+    "flushall",
+    "randomkey",
+    "keys",
+    "scan",
+    "multi",
+    "exec",
+    "discard",
+    "unwatch",
+    "publish",
+    "subscribe",
+    "psubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "pubsub",
+    "time",
+    "eval",
+    "evalsha",
+    "script",
+    "lastsave",
+    "save",
+    "bgsave",
+    "wait",
+}
+
+
+@command("CONFIG", -2)
+def cmd_config(conn: Connection, args: list[bytes]) -> Any:
+    sub = upper(args[1])
+    if sub == b"GET" and len(args) >= 3:
+        params = conn.server.config()
+        out: dict[bytes, bytes] = {}
+        for pattern in args[2:]:
+            for k, v in params.items():
+                if glob_match(pattern.lower(), k):
+                    out[k] = v
+        return out
+    if sub == b"SET" and len(args) >= 4:
+        raise CommandError(
+            "ERR CONFIG SET is not supported: configure kvb serve with its command line options"
+        )
+    if sub == b"RESETSTAT" and len(args) == 2:
+        return OK
+    raise CommandError(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try CONFIG HELP.")
+
+
+@command("INFO", -1)
+def cmd_info(conn: Connection, args: list[bytes]) -> Any:
+    return Verbatim(conn.server.info([a.lower() for a in args[1:]]))
+
+
+@command("TIME", 1)
+def cmd_time(conn: Connection, args: list[bytes]) -> Any:
+    now = time.time()
+    return [str(int(now)).encode(), str(int((now % 1) * 1_000_000)).encode()]
+
+
+@command("LASTSAVE", 1)
+def cmd_lastsave(conn: Connection, args: list[bytes]) -> Any:
+    return int(time.time())
+
+
+@command("SAVE", 1)
+def cmd_save(conn: Connection, args: list[bytes]) -> Any:
+    conn.server.db.sync()
+    return OK
+
+
+@command("BGSAVE", -1)
+def cmd_bgsave(conn: Connection, args: list[bytes]) -> Any:
+    conn.server.db.sync()
+    return "Background saving started"

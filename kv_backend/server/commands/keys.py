@@ -1,0 +1,176 @@
+"""Commands on keys of any type: DEL, EXISTS, EXPIRE and friends, TTL, TYPE, KEYS, SCAN, RENAME..."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from kv_backend.server.commands.registry import arg_int, command, scan_options, syntax, upper
+from kv_backend.server.protocol import OK
+from kv_backend.structures import CommandError
+
+if TYPE_CHECKING:
+    from kv_backend.server.resp import Connection
+
+
+@command("DEL", -2, "write")
+def cmd_del(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.delete(*args[1:])
+
+
+@command("UNLINK", -2, "write")
+def cmd_unlink(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.delete(*args[1:])
+
+
+@command("EXISTS", -2)
+def cmd_exists(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.exists(*args[1:])
+
+
+def _expire(conn: Connection, args: list[bytes], scale: float, absolute: bool) -> int:
+    """EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT: the options, then the time, then the key."""
+    flags: set[bytes] = set()
+    for a in args[3:]:
+        opt = upper(a)
+        if opt not in (b"NX", b"XX", b"GT", b"LT"):
+            raise CommandError(f"ERR Unsupported option {a.decode('utf-8', 'replace')}")
+        flags.add(opt)
+    if b"NX" in flags and len(flags) > 1:
+        raise CommandError("ERR NX and XX, GT or LT options at the same time are not compatible")
+    if {b"GT", b"LT"} <= flags:
+        raise CommandError("ERR GT and LT options at the same time are not compatible")
+    name = args[0].decode("ascii", "replace").lower()
+    n = arg_int(args[2])
+    if abs(n) > 2**62 // 1000:
+        raise CommandError(f"ERR invalid expire time in '{name}' command")
+    at = n * scale if absolute else time.time() + n * scale
+    st = conn.st
+    with st.db.locked():
+        try:
+            current = st.expiretime(args[1])
+        except KeyError:
+            return 0
+        if b"NX" in flags and current is not None:
+            return 0
+        if b"XX" in flags and current is None:
+            return 0
+        if b"GT" in flags and (current is None or at <= current):
+            return 0
+        if b"LT" in flags and current is not None and at >= current:
+            return 0
+        return int(st.expireat(args[1], at))  # a time already past deletes the key
+
+
+@command("EXPIRE", -3, "write")
+def cmd_expire(conn: Connection, args: list[bytes]) -> Any:
+    return _expire(conn, args, 1.0, absolute=False)
+
+
+@command("PEXPIRE", -3, "write")
+def cmd_pexpire(conn: Connection, args: list[bytes]) -> Any:
+    return _expire(conn, args, 0.001, absolute=False)
+
+
+@command("EXPIREAT", -3, "write")
+def cmd_expireat(conn: Connection, args: list[bytes]) -> Any:
+    return _expire(conn, args, 1.0, absolute=True)
+
+
+@command("PEXPIREAT", -3, "write")
+def cmd_pexpireat(conn: Connection, args: list[bytes]) -> Any:
+    return _expire(conn, args, 0.001, absolute=True)
+
+
+def _ttl(conn: Connection, key: bytes, ms: bool, absolute: bool = False) -> int:
+    """TTL/PTTL (time left) or EXPIRETIME/PEXPIRETIME (``absolute``): -2 missing, -1 no expiry."""
+    try:
+        t = conn.st.expiretime(key) if absolute else conn.st.ttl(key)
+    except KeyError:
+        return -2
+    if t is None:
+        return -1
+    t_ms = round(t * 1000)
+    return t_ms if ms else (t_ms + 500) // 1000  # Redis rounds half a second up
+
+
+@command("TTL", 2)
+def cmd_ttl(conn: Connection, args: list[bytes]) -> Any:
+    return _ttl(conn, args[1], ms=False)
+
+
+@command("PTTL", 2)
+def cmd_pttl(conn: Connection, args: list[bytes]) -> Any:
+    return _ttl(conn, args[1], ms=True)
+
+
+@command("EXPIRETIME", 2)
+def cmd_expiretime(conn: Connection, args: list[bytes]) -> Any:
+    return _ttl(conn, args[1], ms=False, absolute=True)
+
+
+@command("PEXPIRETIME", 2)
+def cmd_pexpiretime(conn: Connection, args: list[bytes]) -> Any:
+    return _ttl(conn, args[1], ms=True, absolute=True)
+
+
+@command("PERSIST", 2, "write")
+def cmd_persist(conn: Connection, args: list[bytes]) -> Any:
+    return int(conn.st.persist(args[1]))
+
+
+@command("TYPE", 2)
+def cmd_type(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.type(args[1])
+
+
+@command("KEYS", 2)
+def cmd_keys(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.keys(args[1])
+
+
+@command("SCAN", -2)
+def cmd_scan(conn: Connection, args: list[bytes]) -> Any:
+    match, count, typ = scan_options(args, 2, allow_type=True)
+    cursor, names = conn.st.scan(args[1], match=match, count=count, type=typ)
+    return [str(cursor).encode(), names]
+
+
+@command("RENAME", 3, "write")
+def cmd_rename(conn: Connection, args: list[bytes]) -> Any:
+    try:
+        conn.st.rename(args[1], args[2])
+    except KeyError:
+        raise CommandError("ERR no such key") from None
+    return OK
+
+
+@command("RENAMENX", 3, "write")
+def cmd_renamenx(conn: Connection, args: list[bytes]) -> Any:
+    try:
+        return int(conn.st.rename(args[1], args[2], nx=True))
+    except KeyError:
+        raise CommandError("ERR no such key") from None
+
+
+@command("DBSIZE", 1)
+def cmd_dbsize(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.dbsize()
+
+
+@command("FLUSHDB", -1, "write")
+def cmd_flushdb(conn: Connection, args: list[bytes]) -> Any:
+    if len(args) > 2 or (len(args) == 2 and upper(args[1]) not in (b"ASYNC", b"SYNC")):
+        raise syntax()
+    conn.st.flushdb()
+    return OK
+
+
+@command("FLUSHALL", -1, "write")
+def cmd_flushall(conn: Connection, args: list[bytes]) -> Any:
+    return cmd_flushdb(conn, args)
+
+
+@command("RANDOMKEY", 1)
+def cmd_randomkey(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.randomkey()

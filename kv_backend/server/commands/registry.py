@@ -1,0 +1,160 @@
+"""The command table of ``kvb serve`` and the argument helpers its commands share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kv_backend.errors import NotAnIntegerError
+from kv_backend.server.blocking import Block
+from kv_backend.structures import CommandError, parse_float, parse_int
+
+if TYPE_CHECKING:
+    from kv_backend.server.resp import Connection
+
+
+Handler = Callable[["Connection", list[bytes]], Any]
+
+
+class Command:
+    """A registered command: its handler, arity and flags (and, for a container, its subcommands)."""
+
+    __slots__ = ("arity", "flags", "handler", "name", "subcommands")
+
+    def __init__(self, name: str, handler: Handler, arity: int, flags: frozenset[str]) -> None:
+        self.name = name
+        self.handler = handler
+        self.arity = arity
+        self.flags = flags
+        self.subcommands: dict[bytes, int] | None = None
+
+    def subcommand_error(self, args: list[bytes]) -> str | None:
+        """Redis's error for an unknown subcommand or a wrong argument count (checked before MULTI queues)."""
+        if self.subcommands is None:
+            return None
+        sub = args[1].upper()
+        arity = self.subcommands.get(sub)
+        if arity is None:
+            return (
+                f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. "
+                f"Try {self.name.upper()} HELP."
+            )
+        if (arity > 0 and len(args) != arity) or (arity < 0 and len(args) < -arity):
+            return f"ERR wrong number of arguments for '{self.name}|{sub.decode().lower()}' command"
+        return None
+
+
+COMMANDS: dict[bytes, Command] = {}
+
+
+def command(
+    name: str, arity: int, *flags: str, subcommands: dict[bytes, int] | None = None
+) -> Callable[[Handler], Handler]:
+    """Register a handler under ``name`` (``subcommands``: name -> arity, for a container command)."""
+
+    def deco(fn: Handler) -> Handler:
+        cmd = Command(name.lower(), fn, arity, frozenset(flags))
+        cmd.subcommands = subcommands
+        COMMANDS[name.lower().encode()] = cmd
+        return fn
+
+    return deco
+
+
+def syntax() -> CommandError:
+    return CommandError("ERR syntax error")
+
+
+def arg_int(raw: bytes) -> int:
+    return parse_int(raw)
+
+
+def arg_positive(raw: bytes) -> int:
+    """A count that must be a non-negative integer (Redis's one message for both mistakes)."""
+    try:
+        n = parse_int(raw)
+    except NotAnIntegerError:
+        n = -1
+    if n < 0:
+        raise CommandError("ERR value is out of range, must be positive")
+    return n
+
+
+def upper(raw: bytes) -> bytes:
+    return raw.upper()
+
+
+def arg_pairs(args: list[bytes], start: int, name: str) -> list[tuple[bytes, bytes]]:
+    rest = args[start:]
+    if not rest or len(rest) % 2:
+        raise CommandError(f"ERR wrong number of arguments for '{name}' command")
+    return list(zip(rest[::2], rest[1::2], strict=True))
+
+
+def scan_options(
+    args: list[bytes], start: int, allow_type: bool = False
+) -> tuple[bytes | None, int, str | None]:
+    match, count, typ = None, 10, None
+    i = start
+    while i < len(args):
+        opt = upper(args[i])
+        if i + 1 >= len(args):
+            raise syntax()
+        if opt == b"MATCH":
+            match = args[i + 1]
+        elif opt == b"COUNT":
+            count = arg_int(args[i + 1])
+            if count < 1:
+                raise syntax()
+        elif opt == b"TYPE" and allow_type:
+            typ = args[i + 1].decode("utf-8", "replace")
+        else:
+            raise syntax()
+        i += 2
+    return match, count, typ
+
+
+_LLONG_MAX = (1 << 63) - 1
+
+
+def block_timeout(raw: bytes) -> float:
+    """A blocking command's timeout in seconds (0: for ever), checked as Redis checks it."""
+    seconds = parse_float(raw, "ERR timeout is not a float or out of range", overflow=True)
+    if seconds * 1000 > _LLONG_MAX - time.time() * 1000:  # as Redis 7.2: the deadline must fit in ms
+        raise CommandError("ERR timeout is out of range")
+    if seconds < 0:
+        raise CommandError("ERR timeout is negative")
+    return seconds
+
+
+def try_or_block(
+    conn: Connection,
+    keys: list[bytes],
+    timeout: float,
+    attempt: Callable[[], Any],
+    empty: Any,
+    pushes: list[bytes] | None = None,
+) -> Any:
+    """Run ``attempt`` now; when it finds nothing, wait for ``keys``.
+
+    Where a client may not block (inside EXEC, in a script) the answer is ``empty`` at once;
+    a wait that times out answers a null array, as Redis answers every blocked list command.
+    """
+    reply = attempt()
+    if reply is not None:
+        return reply
+    if not conn.can_block:  # inside EXEC or a script: answer at once, as Redis does
+        return empty
+    return Block(keys, timeout, attempt, pushes)
+
+
+def block_ms(raw: bytes) -> float:
+    """The BLOCK argument of XREAD/XREADGROUP (milliseconds, 0: for ever), in seconds."""
+    try:
+        ms = parse_int(raw)
+    except NotAnIntegerError:
+        raise CommandError("ERR timeout is not an integer or out of range") from None
+    if ms < 0:
+        raise CommandError("ERR timeout is negative")
+    return ms / 1000

@@ -1,0 +1,36 @@
+"""Lua scripting commands: EVAL, EVALSHA, SCRIPT."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kv_backend.server.commands.registry import command, upper
+from kv_backend.server.protocol import OK
+from kv_backend.structures import CommandError
+
+if TYPE_CHECKING:
+    from kv_backend.server.resp import Connection
+
+
+@command("EVAL", -3, "write")
+def cmd_eval(conn: Connection, args: list[bytes]) -> Any:
+    return conn.server.scripts.eval(conn, args[1], args[2:], by_sha=False)
+
+
+@command("EVALSHA", -3, "write")
+def cmd_evalsha(conn: Connection, args: list[bytes]) -> Any:
+    return conn.server.scripts.eval(conn, args[1], args[2:], by_sha=True)
+
+
+@command("SCRIPT", -2)
+def cmd_script(conn: Connection, args: list[bytes]) -> Any:
+    sub = upper(args[1])
+    scripts = conn.server.scripts
+    if sub == b"LOAD" and len(args) == 3:
+        return scripts.load(args[2]).encode()
+    if sub == b"EXISTS" and len(args) >= 3:
+        return [int(scripts.exists(a)) for a in args[2:]]
+    if sub == b"FLUSH":
+        scripts.flush()
+        return OK
+    raise CommandError(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try SCRIPT HELP.")

@@ -1,0 +1,95 @@
+"""Set commands."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kv_backend.server.commands.registry import arg_int, arg_positive, command, scan_options, syntax
+
+if TYPE_CHECKING:
+    from kv_backend.server.resp import Connection
+
+
+@command("SADD", -3, "write")
+def cmd_sadd(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.sadd(args[1], *args[2:])
+
+
+@command("SREM", -3, "write")
+def cmd_srem(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.srem(args[1], *args[2:])
+
+
+@command("SMEMBERS", 2)
+def cmd_smembers(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.smembers(args[1])
+
+
+@command("SISMEMBER", 3)
+def cmd_sismember(conn: Connection, args: list[bytes]) -> Any:
+    return int(conn.st.sismember(args[1], args[2]))
+
+
+@command("SMISMEMBER", -3)
+def cmd_smismember(conn: Connection, args: list[bytes]) -> Any:
+    return [int(x) for x in conn.st.smismember(args[1], *args[2:])]
+
+
+@command("SCARD", 2)
+def cmd_scard(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.scard(args[1])
+
+
+@command("SINTER", -2)
+def cmd_sinter(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.sinter(*args[1:])
+
+
+@command("SUNION", -2)
+def cmd_sunion(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.sunion(*args[1:])
+
+
+@command("SDIFF", -2)
+def cmd_sdiff(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.sdiff(*args[1:])
+
+
+@command("SPOP", -2, "write")
+def cmd_spop(conn: Connection, args: list[bytes]) -> Any:
+    if len(args) == 2:
+        return conn.st.spop(args[1])
+    if len(args) != 3:
+        raise syntax()
+    count = arg_positive(args[2])
+    out = []
+    with conn.st.db.locked():
+        conn.st.scard(args[1])  # WRONGTYPE even for a count of 0, as Redis
+        for _ in range(count):
+            m = conn.st.spop(args[1])
+            if m is None:
+                break
+            out.append(m)
+    return set(out) if conn.resp3 else out
+
+
+@command("SRANDMEMBER", -2)
+def cmd_srandmember(conn: Connection, args: list[bytes]) -> Any:
+    if len(args) == 2:
+        return conn.st.srandmember(args[1])
+    if len(args) > 3:
+        raise syntax()
+    count = arg_int(args[2])  # the count before the key's type, as Redis
+    members = sorted(conn.st.smembers(args[1]))
+    import random
+
+    if count >= 0:
+        return random.sample(members, min(count, len(members)))
+    return [random.choice(members) for _ in range(-count)] if members else []
+
+
+@command("SSCAN", -3)
+def cmd_sscan(conn: Connection, args: list[bytes]) -> Any:
+    match, count, _ = scan_options(args, 3)
+    cursor, members = conn.st.sscan(args[1], args[2], match=match, count=count)
+    return [str(cursor).encode(), members]

@@ -1,0 +1,159 @@
+"""Stream commands: XADD, XLEN, XRANGE, XREVRANGE, XREAD, XDEL, XTRIM."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kv_backend.server.commands.registry import arg_int, block_ms, command, syntax, try_or_block, upper
+from kv_backend.server.protocol import NULL_ARRAY
+from kv_backend.structures import CommandError, WrongTypeError, check_add_id
+
+if TYPE_CHECKING:
+    from kv_backend.server.resp import Connection
+
+
+def _stream_options(args: list[bytes], i: int, xadd: bool) -> tuple[dict[str, Any], int]:
+    """Parse XADD/XTRIM options from ``args[i]`` on, in any order, as Redis does.
+
+    ``MAXLEN|MINID [=|~] threshold``, ``LIMIT n`` and (XADD) ``NOMKSTREAM``;
+    returns the keyword arguments and, for XADD, the index of the entry ID.
+    """
+    options: dict[str, Any] = {}
+    n = len(args)
+    while i < n:
+        word = upper(args[i])
+        more = n - i - 1
+        if word in (b"MAXLEN", b"MINID") and more >= 1:
+            key = "maxlen" if word == b"MAXLEN" else "minid"
+            other = "minid" if key == "maxlen" else "maxlen"
+            if other in options:
+                raise CommandError(
+                    "ERR syntax error, MAXLEN and MINID options at the same time are not compatible"
+                )
+            i += 1
+            if args[i] in (b"=", b"~") and more >= 2:
+                options["approximate"] = args[i] == b"~"
+                i += 1
+            options[key] = arg_int(args[i]) if key == "maxlen" else args[i]
+        elif word == b"LIMIT" and more >= 1:
+            options["limit"] = arg_int(args[i + 1])
+            i += 1
+        elif xadd and word == b"NOMKSTREAM":
+            options["nomkstream"] = True
+        elif xadd:
+            check_add_id(args[i], syntax_only=True)  # as Redis: the ID is read before the options are checked
+            break
+        else:
+            raise syntax()
+        i += 1
+    if "limit" in options and "maxlen" not in options and "minid" not in options:
+        raise CommandError("ERR syntax error, LIMIT cannot be used without specifying a trimming strategy")
+    if not xadd and "maxlen" not in options and "minid" not in options:
+        raise CommandError("ERR syntax error, XTRIM must be called with a trimming strategy")
+    return options, i
+
+
+@command("XADD", -5, "write")
+def cmd_xadd(conn: Connection, args: list[bytes]) -> Any:
+    """Append an entry to a stream (NOMKSTREAM, MAXLEN/MINID [=|~] n [LIMIT n], * or an ID)."""
+    options, i = _stream_options(args, 2, xadd=True)
+    rest = args[i + 1 :]
+    if i >= len(args) or not rest or len(rest) % 2:
+        raise CommandError("ERR wrong number of arguments for 'xadd' command")
+    return conn.st.xadd(args[1], list(zip(rest[::2], rest[1::2], strict=True)), args[i], **options)
+
+
+@command("XLEN", 2)
+def cmd_xlen(conn: Connection, args: list[bytes]) -> Any:
+    """The number of entries in a stream."""
+    return conn.st.xlen(args[1])
+
+
+def _xrange(conn: Connection, args: list[bytes], reverse: bool) -> Any:
+    st = conn.st
+    lo, hi = (args[3], args[2]) if reverse else (args[2], args[3])
+    st.check_stream_range(lo, hi)
+    count = None
+    rest = args[4:]
+    if rest:
+        if len(rest) != 2 or upper(rest[0]) != b"COUNT":
+            raise syntax()
+        count = max(0, arg_int(rest[1]))
+        if count == 0:  # as Redis: an empty array for a missing key, a null array for a stream
+            kind = st.type(args[1])
+            if kind not in ("none", "stream"):
+                raise WrongTypeError()
+            return [] if kind == "none" else NULL_ARRAY
+    entries = st.xrevrange(args[1], hi, lo, count) if reverse else st.xrange(args[1], lo, hi, count)
+    return entries_reply(entries)
+
+
+def entries_reply(entries: list[tuple[bytes, list[tuple[bytes, bytes]]]]) -> list[Any]:
+    """Stream entries as Redis sends them: ``[id, [field, value, ...]]`` each."""
+    return [[xid, [w for pair in pairs for w in pair]] for xid, pairs in entries]
+
+
+@command("XRANGE", -4)
+def cmd_xrange(conn: Connection, args: list[bytes]) -> Any:
+    """Entries of a stream between two IDs (- + and (exclusive), oldest first, [COUNT n]."""
+    return _xrange(conn, args, reverse=False)
+
+
+@command("XREVRANGE", -4)
+def cmd_xrevrange(conn: Connection, args: list[bytes]) -> Any:
+    """Entries of a stream between two IDs, newest first (end first), [COUNT n]."""
+    return _xrange(conn, args, reverse=True)
+
+
+@command("XREAD", -4)
+def cmd_xread(conn: Connection, args: list[bytes]) -> Any:
+    """Entries after the given IDs of one or more streams: [COUNT n] [BLOCK ms] STREAMS key... id..."""
+    count: int | None = None
+    block: float | None = None
+    i = 1
+    while i < len(args):
+        word = upper(args[i])
+        if word == b"COUNT" and i + 1 < len(args):
+            count = max(0, arg_int(args[i + 1]))
+            i += 2
+        elif word == b"BLOCK" and i + 1 < len(args):
+            block = block_ms(args[i + 1])
+            i += 2
+        elif word == b"STREAMS":
+            break
+        else:
+            raise syntax()
+    rest = args[i + 1 :]
+    if i >= len(args) or not rest or len(rest) % 2:
+        raise CommandError(
+            "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified."
+        )
+    half = len(rest) // 2
+    st = conn.st
+    positions = st.stream_positions(list(zip(rest[:half], rest[half:], strict=True)))
+    resp3 = conn.resp3
+
+    def attempt() -> Any:
+        found = st.xread_after(positions, count)
+        if not found:
+            return None
+        streams = [(name, entries_reply(entries)) for name, entries in found]
+        return dict(streams) if resp3 else [list(s) for s in streams]
+
+    if block is None:
+        reply = attempt()
+        return NULL_ARRAY if reply is None else reply
+    return try_or_block(conn, [name for name, _ in positions], block, attempt, NULL_ARRAY)
+
+
+@command("XDEL", -3, "write")
+def cmd_xdel(conn: Connection, args: list[bytes]) -> Any:
+    """Delete stream entries by ID; the number deleted."""
+    return conn.st.xdel(args[1], *args[2:])
+
+
+@command("XTRIM", -4, "write")
+def cmd_xtrim(conn: Connection, args: list[bytes]) -> Any:
+    """Trim a stream: MAXLEN|MINID [=|~] threshold [LIMIT n]; the number of entries deleted."""
+    options, _ = _stream_options(args, 2, xadd=False)
+    return conn.st.xtrim(args[1], **options)

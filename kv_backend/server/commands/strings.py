@@ -1,0 +1,187 @@
+"""String commands: GET, SET and its options, counters, ranges."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kv_backend.server.commands.registry import arg_int, arg_pairs, command, syntax, upper
+from kv_backend.server.protocol import OK
+from kv_backend.structures import CommandError
+
+if TYPE_CHECKING:
+    from kv_backend.server.resp import Connection
+
+
+@command("GET", 2)
+def cmd_get(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.get(args[1])
+
+
+@command("SET", -3, "write")
+def cmd_set(conn: Connection, args: list[bytes]) -> Any:
+    st = conn.st
+    if len(args) == 3:
+        return OK if st.set(args[1], args[2]) else None
+    flags, unit, raw = _string_options(args, 3, _SET_OPTIONS)
+    ex, exat = _expire_value(raw, unit, "set") if unit is not None else (None, None)
+    nx, xx, keepttl, get = (opt in flags for opt in (b"NX", b"XX", b"KEEPTTL", b"GET"))
+    result = st.set(args[1], args[2], ex=ex, nx=nx, xx=xx, keepttl=keepttl, get=get, exat=exat)
+    if get:
+        return result
+    return OK if result else None
+
+
+_EXPIRE_UNITS = (b"EX", b"PX", b"EXAT", b"PXAT")
+
+
+_SET_OPTIONS = frozenset({b"NX", b"XX", b"GET", b"KEEPTTL", *_EXPIRE_UNITS})
+
+
+_GETEX_OPTIONS = frozenset({b"PERSIST", *_EXPIRE_UNITS})
+
+
+_EXCLUDES = {b"NX": b"XX", b"XX": b"NX"}
+
+
+def _string_options(
+    args: list[bytes], start: int, allowed: frozenset[bytes]
+) -> tuple[set[bytes], bytes | None, bytes]:
+    """SET's and GETEX's options as Redis reads them: ``(flags, expire unit or None, its raw value)``.
+
+    An option may repeat; NX and XX, and an expire with KEEPTTL or PERSIST,
+    exclude each other. The expire value is checked later, after the options
+    (and, for GETEX, after the key), as Redis checks it.
+    """
+    flags: set[bytes] = set()
+    unit: bytes | None = None
+    raw = b""
+    i = start
+    while i < len(args):
+        opt = upper(args[i])
+        if opt not in allowed:
+            raise syntax()
+        if opt in _EXPIRE_UNITS:
+            if unit not in (None, opt) or b"KEEPTTL" in flags or b"PERSIST" in flags or i + 1 >= len(args):
+                raise syntax()
+            unit, raw = opt, args[i + 1]
+            i += 1
+        elif _EXCLUDES.get(opt) in flags or (opt in (b"KEEPTTL", b"PERSIST") and unit is not None):
+            raise syntax()
+        else:
+            flags.add(opt)
+        i += 1
+    return flags, unit, raw
+
+
+def _expire_value(raw: bytes, unit: bytes, command: str) -> tuple[float | None, float | None]:
+    """An expire argument checked as Redis does: ``(seconds to live, None)`` for EX/PX,
+    ``(None, Unix time in seconds)`` for EXAT/PXAT."""
+    n = arg_int(raw)
+    if n <= 0 or n > 2**62 // 1000:
+        raise CommandError(f"ERR invalid expire time in '{command}' command")
+    seconds = n / 1000 if unit in (b"PX", b"PXAT") else float(n)
+    return (seconds, None) if unit in (b"EX", b"PX") else (None, seconds)
+
+
+@command("SETEX", 4, "write")
+def cmd_setex(conn: Connection, args: list[bytes]) -> Any:
+    n = arg_int(args[2])
+    if n <= 0:
+        raise CommandError("ERR invalid expire time in 'setex' command")
+    conn.st.set(args[1], args[3], ex=float(n))
+    return OK
+
+
+@command("PSETEX", 4, "write")
+def cmd_psetex(conn: Connection, args: list[bytes]) -> Any:
+    n = arg_int(args[2])
+    if n <= 0:
+        raise CommandError("ERR invalid expire time in 'psetex' command")
+    conn.st.set(args[1], args[3], ex=n / 1000)
+    return OK
+
+
+@command("SETNX", 3, "write")
+def cmd_setnx(conn: Connection, args: list[bytes]) -> Any:
+    return int(conn.st.setnx(args[1], args[2]))
+
+
+@command("MGET", -2)
+def cmd_mget(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.mget(*args[1:])
+
+
+@command("MSET", -3, "write")
+def cmd_mset(conn: Connection, args: list[bytes]) -> Any:
+    conn.st.mset(dict(arg_pairs(args, 1, "mset")))
+    return OK
+
+
+@command("MSETNX", -3, "write")
+def cmd_msetnx(conn: Connection, args: list[bytes]) -> Any:
+    return int(conn.st.msetnx(dict(arg_pairs(args, 1, "msetnx"))))
+
+
+@command("GETDEL", 2, "write")
+def cmd_getdel(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.getdel(args[1])
+
+
+@command("GETSET", 3, "write")
+def cmd_getset(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.getset(args[1], args[2])
+
+
+@command("GETEX", -2, "write")
+def cmd_getex(conn: Connection, args: list[bytes]) -> Any:
+    flags, unit, raw = _string_options(args, 2, _GETEX_OPTIONS)
+    st = conn.st
+    if unit is None:
+        return st.getex(args[1], persist=b"PERSIST" in flags)
+    if st.get(args[1]) is None:  # a missing key (or WRONGTYPE) before the expire value, as Redis
+        return None
+    ex, exat = _expire_value(raw, unit, "getex")
+    return st.getex(args[1], ex=ex, exat=exat)
+
+
+@command("APPEND", 3, "write")
+def cmd_append(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.append(args[1], args[2])
+
+
+@command("STRLEN", 2)
+def cmd_strlen(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.strlen(args[1])
+
+
+@command("GETRANGE", 4)
+def cmd_getrange(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.getrange(args[1], arg_int(args[2]), arg_int(args[3]))
+
+
+@command("INCR", 2, "write")
+def cmd_incr(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.incrby(args[1], 1)
+
+
+@command("DECR", 2, "write")
+def cmd_decr(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.incrby(args[1], -1)
+
+
+@command("INCRBY", 3, "write")
+def cmd_incrby(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.incrby(args[1], arg_int(args[2]))
+
+
+@command("DECRBY", 3, "write")
+def cmd_decrby(conn: Connection, args: list[bytes]) -> Any:
+    n = arg_int(args[2])
+    if n == -(2**63):
+        raise CommandError("ERR decrement would overflow")
+    return conn.st.incrby(args[1], -n)
+
+
+@command("INCRBYFLOAT", 3, "write")
+def cmd_incrbyfloat(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.incrbyfloat_text(args[1], args[2])

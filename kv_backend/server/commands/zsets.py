@@ -1,0 +1,184 @@
+"""Sorted-set commands."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kv_backend.server.commands.registry import arg_int, command, scan_options, syntax, upper
+from kv_backend.structures import CommandError, parse_float
+
+if TYPE_CHECKING:
+    from kv_backend.server.resp import Connection
+
+
+def _scored(conn: Connection, items: list[tuple[bytes, float]]) -> list[Any]:
+    if conn.resp3:
+        return [[m, s] for m, s in items]
+    from kv_backend.structures import format_float
+
+    flat: list[Any] = []
+    for m, s in items:
+        flat += [m, format_float(s)]
+    return flat
+
+
+@command("ZADD", -4, "write")
+def cmd_zadd(conn: Connection, args: list[bytes]) -> Any:
+    opts: set[bytes] = set()
+    i = 2
+    while i < len(args) and upper(args[i]) in (b"NX", b"XX", b"GT", b"LT", b"CH", b"INCR"):
+        opts.add(upper(args[i]))
+        i += 1
+    rest = args[i:]
+    if not rest or len(rest) % 2:
+        raise syntax()
+    pairs = list(zip(rest[1::2], rest[::2], strict=True))  # scores are read after the options are checked
+    result = conn.st.zadd(
+        args[1],
+        pairs,
+        nx=b"NX" in opts,
+        xx=b"XX" in opts,
+        gt=b"GT" in opts,
+        lt=b"LT" in opts,
+        ch=b"CH" in opts,
+        incr=b"INCR" in opts,
+    )
+    if b"INCR" in opts:
+        return _score_reply(conn, result)
+    return result
+
+
+def _score_reply(conn: Connection, score: float | None) -> Any:
+    if score is None or conn.resp3:
+        return score
+    from kv_backend.structures import format_float
+
+    return format_float(score)
+
+
+@command("ZINCRBY", 4, "write")
+def cmd_zincrby(conn: Connection, args: list[bytes]) -> Any:
+    return _score_reply(conn, conn.st.zincrby(args[1], parse_float(args[2]), args[3]))
+
+
+@command("ZREM", -3, "write")
+def cmd_zrem(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.zrem(args[1], *args[2:])
+
+
+@command("ZSCORE", 3)
+def cmd_zscore(conn: Connection, args: list[bytes]) -> Any:
+    return _score_reply(conn, conn.st.zscore(args[1], args[2]))
+
+
+@command("ZMSCORE", -3)
+def cmd_zmscore(conn: Connection, args: list[bytes]) -> Any:
+    return [_score_reply(conn, s) for s in conn.st.zmscore(args[1], *args[2:])]
+
+
+@command("ZCARD", 2)
+def cmd_zcard(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.zcard(args[1])
+
+
+@command("ZCOUNT", 4)
+def cmd_zcount(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.zcount(args[1], args[2], args[3])
+
+
+def _range_opts(args: list[bytes], start: int, allow_by: bool) -> dict[str, Any]:
+    opts: dict[str, Any] = {"withscores": False, "limit": None, "by": None, "rev": False}
+    i = start
+    while i < len(args):
+        opt = upper(args[i])
+        if opt == b"WITHSCORES":
+            opts["withscores"] = True
+        elif opt == b"LIMIT" and i + 2 < len(args):
+            opts["limit"] = (arg_int(args[i + 1]), arg_int(args[i + 2]))
+            i += 2
+        elif allow_by and opt in (b"BYSCORE", b"BYLEX") and opts["by"] is None:
+            if opt == b"BYLEX":
+                raise CommandError("ERR BYLEX ranges are not supported by this server")
+            opts["by"] = "score"
+        elif allow_by and opt == b"REV" and not opts["rev"]:
+            opts["rev"] = True
+        else:
+            raise syntax()
+        i += 1
+    return opts
+
+
+def _by_score(conn: Connection, key: bytes, lo: bytes, hi: bytes, opts: dict[str, Any], rev: bool) -> Any:
+    start, num = opts["limit"] if opts["limit"] else (None, None)
+    if rev:
+        items = conn.st.zrevrangebyscore(key, hi, lo, start, num, withscores=True)
+    else:
+        items = conn.st.zrangebyscore(key, lo, hi, start, num, withscores=True)
+    if opts["withscores"]:
+        return _scored(conn, items)
+    return [m for m, _ in items]
+
+
+@command("ZRANGE", -4)
+def cmd_zrange(conn: Connection, args: list[bytes]) -> Any:
+    opts = _range_opts(args, 4, allow_by=True)
+    if opts["by"] == "score":
+        lo, hi = (args[3], args[2]) if opts["rev"] else (args[2], args[3])
+        return _by_score(conn, args[1], lo, hi, opts, opts["rev"])
+    if opts["limit"] and opts["limit"][1] != -1:  # Redis lets "LIMIT <offset> -1" pass, and ignores it
+        raise CommandError(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
+        )
+    items = conn.st.zrange(args[1], arg_int(args[2]), arg_int(args[3]), desc=opts["rev"], withscores=True)
+    return _scored(conn, items) if opts["withscores"] else [m for m, _ in items]
+
+
+@command("ZREVRANGE", -4)
+def cmd_zrevrange(conn: Connection, args: list[bytes]) -> Any:
+    opts = _range_opts(args, 4, allow_by=False)
+    if opts["limit"]:
+        raise syntax()
+    items = conn.st.zrange(args[1], arg_int(args[2]), arg_int(args[3]), desc=True, withscores=True)
+    return _scored(conn, items) if opts["withscores"] else [m for m, _ in items]
+
+
+@command("ZRANGEBYSCORE", -4)
+def cmd_zrangebyscore(conn: Connection, args: list[bytes]) -> Any:
+    return _by_score(conn, args[1], args[2], args[3], _range_opts(args, 4, allow_by=False), rev=False)
+
+
+@command("ZREVRANGEBYSCORE", -4)
+def cmd_zrevrangebyscore(conn: Connection, args: list[bytes]) -> Any:
+    return _by_score(conn, args[1], args[3], args[2], _range_opts(args, 4, allow_by=False), rev=True)
+
+
+@command("ZRANK", 3)
+def cmd_zrank(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.zrank(args[1], args[2])
+
+
+@command("ZREVRANK", 3)
+def cmd_zrevrank(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.zrevrank(args[1], args[2])
+
+
+@command("ZREMRANGEBYSCORE", 4, "write")
+def cmd_zremrangebyscore(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.zremrangebyscore(args[1], args[2], args[3])
+
+
+@command("ZREMRANGEBYRANK", 4, "write")
+def cmd_zremrangebyrank(conn: Connection, args: list[bytes]) -> Any:
+    return conn.st.zremrangebyrank(args[1], arg_int(args[2]), arg_int(args[3]))
+
+
+@command("ZSCAN", -3)
+def cmd_zscan(conn: Connection, args: list[bytes]) -> Any:
+    match, count, _ = scan_options(args, 3)
+    cursor, items = conn.st.zscan(args[1], args[2], match=match, count=count)
+    from kv_backend.structures import format_float
+
+    flat: list[bytes] = []
+    for m, s in items:
+        flat += [m, format_float(s)]
+    return [str(cursor).encode(), flat]
