@@ -505,15 +505,8 @@ class StreamGroups(Streams):
             if meta is None or self._group(name, group) is None:
                 return 0
             parsed = [_strict_id(i) for i in ids]
-            pfx = PENDING + _lp(name) + _lp(group)
-            acked = 0
             with db.batch() as b:
-                for xid in dict.fromkeys(parsed):
-                    key = pfx + _XID.pack(*xid)
-                    if key in db:
-                        b.delete(key)
-                        acked += 1
-        return acked
+                return len(self._delete_ids(b, PENDING + _lp(name) + _lp(group), parsed))
 
     # ------------------------------------------------------------ XPENDING
 

@@ -236,20 +236,25 @@ class Streams(Keyspace):
             if found is None:
                 return 0  # as Redis: the key is looked up before the IDs are read
             parsed = [_parse_stream_id(_b(i), 0) for i in ids]
-            pfx = STREAM + _lp(name)
-            removed = 0
-            max_deleted = found.max_deleted
             with db.batch() as b:
-                for xid in dict.fromkeys(parsed):
-                    key = pfx + _XID.pack(*xid)
-                    if key in db:
-                        b.delete(key)
-                        removed += 1
-                        max_deleted = max(max_deleted, xid)
+                gone = self._delete_ids(b, STREAM + _lp(name), parsed)
+                removed = len(gone)
                 if removed:
+                    max_deleted = max(found.max_deleted, *gone)
                     meta = found._replace(count=found.count - removed, max_deleted=max_deleted)
                     self._put_stream(b, name, meta)
             return removed
+
+    def _delete_ids(self, b: Batch, pfx: bytes, ids: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Delete the records ``pfx + ID`` that exist (each ID once); return their IDs."""
+        db = self.db
+        gone = []
+        for xid in dict.fromkeys(ids):
+            key = pfx + _XID.pack(*xid)
+            if key in db:
+                b.delete(key)
+                gone.append(xid)
+        return gone
 
     def xtrim(
         self,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
-from kv_backend.server.commands.registry import arg_int, block_ms, command, syntax, try_or_block, upper
-from kv_backend.server.commands.streams import entries_reply
+from kv_backend.server.commands.registry import arg_int, block_ms, command, syntax, upper
+from kv_backend.server.commands.streams import entries_reply, stream_read
 from kv_backend.server.protocol import NULL_ARRAY, OK
 from kv_backend.structures import CommandError, parse_int
 
@@ -142,22 +142,15 @@ def cmd_xreadgroup(conn: Connection, args: list[bytes]) -> Any:
     half = len(rest) // 2
     streams = list(zip(rest[:half], rest[half:], strict=True))
     st = conn.st
-    resp3 = conn.resp3
     tries = 0
 
-    def attempt() -> Any:
+    def read() -> list[tuple[bytes, list[Any]]]:
         nonlocal tries
-        tries += 1
+        tries += 1  # a retry of a blocked read leaves the consumer's seen-time alone
         found = st.xreadgroup(group, consumer, streams, count, noack=noack, touch=tries == 1)
-        if not found:
-            return None
-        replies = [(name, [_entry(e) for e in entries]) for name, entries in found]
-        return dict(replies) if resp3 else [list(r) for r in replies]
+        return [(name, [_entry(e) for e in entries]) for name, entries in found]
 
-    if block is None:
-        reply = attempt()
-        return NULL_ARRAY if reply is None else reply
-    return try_or_block(conn, [name for name, _ in streams], block, attempt, NULL_ARRAY)
+    return stream_read(conn, [name for name, _ in streams], block, read)
 
 
 @command("XACK", -4, "write")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.commands.registry import arg_int, block_ms, command, syntax, try_or_block, upper
@@ -131,19 +132,35 @@ def cmd_xread(conn: Connection, args: list[bytes]) -> Any:
     half = len(rest) // 2
     st = conn.st
     positions = st.stream_positions(list(zip(rest[:half], rest[half:], strict=True)))
+
+    def read() -> list[tuple[bytes, list[Any]]]:
+        return [(name, entries_reply(entries)) for name, entries in st.xread_after(positions, count)]
+
+    return stream_read(conn, [name for name, _ in positions], block, read)
+
+
+def stream_read(
+    conn: Connection,
+    keys: list[bytes],
+    block: float | None,
+    read: Callable[[], list[tuple[bytes, list[Any]]]],
+) -> Any:
+    """The reply of XREAD/XREADGROUP: ``read()``'s streams (a map over RESP3), or a wait for ``keys``.
+
+    With nothing to read, a null array at once, or after ``block`` seconds when given.
+    """
     resp3 = conn.resp3
 
     def attempt() -> Any:
-        found = st.xread_after(positions, count)
+        found = read()
         if not found:
             return None
-        streams = [(name, entries_reply(entries)) for name, entries in found]
-        return dict(streams) if resp3 else [list(s) for s in streams]
+        return dict(found) if resp3 else [list(s) for s in found]
 
     if block is None:
         reply = attempt()
         return NULL_ARRAY if reply is None else reply
-    return try_or_block(conn, [name for name, _ in positions], block, attempt, NULL_ARRAY)
+    return try_or_block(conn, keys, block, attempt, NULL_ARRAY)
 
 
 @command("XDEL", -3, "write")
