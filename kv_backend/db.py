@@ -789,9 +789,9 @@ class DB(MutableMapping[bytes, bytes]):
                 loc = kd.pop(k, None)
                 if loc is not None:
                     ix.live -= loc & _M32
+                    if ix.sorted is not None:
+                        ix.note_delete(k)
                 del ix.exp[k]
-                if ix.sorted is not None:
-                    ix.sorted.discard(k)
             return len(dead)
 
     def unordered_keys(self) -> list[bytes]:
@@ -815,9 +815,10 @@ class DB(MutableMapping[bytes, bytes]):
         """Yield the live keys in byte order, optionally only those with ``prefix``.
 
         ``start`` is the first key to consider (inclusive); with ``reverse`` it is
-        the last. The first ordered scan builds a sorted index that is kept up to
-        date from then on (one more reference per key). Changes made while iterating
-        are seen or not, but never break the iteration.
+        the last. The first ordered scan builds a sorted index (one more reference
+        per key); from then on inserts and deletes only note their key in a set and
+        each scan first applies what they noted (see :mod:`kv_backend.keydir`).
+        Changes made while iterating are seen or not, but never break the iteration.
         """
         if type(prefix) is not bytes:
             prefix = bytes(_check_key(prefix)) if prefix else b""
@@ -985,8 +986,14 @@ class DB(MutableMapping[bytes, bytes]):
             kd[key] = (self._active_idx << 72) | (end << 32) | n
             if old is None:
                 ix.live += n
-                if ix.sorted is not None:
-                    ix.sorted.add(key)
+                if ix.sorted is not None:  # ix.note_insert(key), inlined
+                    if key in ix.sorted_del:
+                        ix.sorted_del.remove(key)
+                    else:
+                        adds = ix.sorted_add
+                        adds.add(key)
+                        if len(adds) > ix.sorted_cap:
+                            ix.check_pending()
             else:
                 ix.live += n - (old & _M32)
                 if ix.exp:
