@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         "CRC-32 of one buffer, nanoseconds per call, best of 5 passes, less the cost of calling `len` "
         "the same way (lower is better). "
         "Records are checked on every read and write; 4 KiB and 1 MiB are the sizes replay, "
-        "merge and `kvb check` work on. \"caches evicted first\" walks 8 MB of memory before each "
+        'merge and `kvb check` work on. "caches evicted first" walks 8 MB of memory before each '
         "call, as a read among other work meets the CPU caches (zlib's CRC reads lookup tables; "
         "ISA-L's computes with carry-less multiplication and has none).\n\n"
         + _report.table(["buffer", "zlib.crc32 ns", "isal crc32 ns", "speed-up"], rows)
