@@ -144,6 +144,13 @@ def test_groups_follow_the_key(s):
     s.xadd("moved", {"a": 1}, id="1-0")  # a new stream under the name has no groups
     assert s.xinfo_groups("moved") == []
     assert not [k for k in s.db.keys(prefix=b"\x00") if k.startswith((b"\x00g", b"\x00c", b"\x00p"))]
+    # an expired stream leaves its group records behind until vacuum (or the name is reused)
+    s.xgroup_create("moved", "g", "0")
+    s.xreadgroup("g", "c", {"moved": ">"})
+    s.expire("moved", 0.05)
+    time.sleep(0.1)
+    assert s.vacuum() == 4  # the entry, the group, the consumer and the pending entry
+    assert not [k for k in s.db.keys(prefix=b"\x00") if k.startswith((b"\x00g", b"\x00c", b"\x00p"))]
 
 
 def test_bad_input(s):
