@@ -251,6 +251,29 @@ def test_sigkill_during_reads_and_acks_keeps_the_group_consistent(store_path):
         )
 
 
+def test_blocking_reads_in_process_wake_on_another_process(s, store_path):
+    s.xgroup_create("st", "g", "$", mkstream=True)
+    assert s.xreadgroup("g", "c", {"st": ">"}, block=50) == []  # times out
+    assert s.xread({"st": "$"}, block=50) == []
+    adder = spawn_python(
+        """
+        import sys, time
+        from kv_backend.structures import Structures
+        with Structures(sys.argv[1]) as s:
+            time.sleep(0.3)
+            s.xadd("st", {"f": "v"}, id="7-0")
+        """,
+        store_path,
+    )
+    t = time.monotonic()
+    got = s.xreadgroup("g", "c", {"st": ">"}, block=10_000)
+    assert got == [(b"st", [(b"7-0", [(b"f", b"v")])])] and time.monotonic() - t < 5
+    adder.wait(30)
+    assert s.xread({"st": "0"}, block=0) == [(b"st", [(b"7-0", [(b"f", b"v")])])]  # data: no wait
+    with pytest.raises(CommandError, match="negative"):
+        s.xreadgroup("g", "c", {"st": ">"}, block=-1)
+
+
 # ----------------------------------------------------------------- over RESP
 
 

@@ -388,6 +388,7 @@ class StreamGroups(Streams):
         count: int | None = None,
         noack: bool = False,
         touch: bool = True,
+        block: int | None = None,
     ) -> list[tuple[bytes, list[Entry]]]:
         """Read as ``consumer`` of ``group``: ``>`` for entries never delivered to the group, an ID for
         the consumer's own pending entries after it.
@@ -396,8 +397,17 @@ class StreamGroups(Streams):
         had new entries; a history read always appears, and a pending entry that was deleted from
         the stream comes back as ``(id, None)``. New deliveries go to the pending entries list
         unless ``noack``. ``touch=False`` leaves a known consumer's seen-time alone when nothing
-        is delivered (for retries of a blocked read).
+        is delivered (for retries of a blocked read). With ``block`` (milliseconds, 0: for
+        ever) it waits for entries that any process adds, and returns ``[]`` if none come.
         """
+        if block is not None:
+            pairs = list(streams.items() if isinstance(streams, Mapping) else streams)
+
+            def attempt(first: bool) -> list[tuple[bytes, list[Entry]]] | None:
+                found = self.xreadgroup(group, consumer, pairs, count, noack, touch and first)
+                return found or None
+
+            return self._wait_for(attempt, block / 1000) or []
         group, consumer = _b(group), _b(consumer)
         pairs = list(streams.items() if isinstance(streams, Mapping) else streams)
         limit = count or None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from kv_backend.db import DB, Batch
-from kv_backend.structures.errors import WrongTypeError
+from kv_backend.structures.errors import CommandError, WrongTypeError
 from kv_backend.structures.layout import (
     _CNT,
     _LEN,
@@ -27,6 +28,7 @@ from kv_backend.structures.layout import (
 from kv_backend.structures.parsing import _decode_cursor, _encode_cursor, _literal_prefix, glob_match
 
 _S = TypeVar("_S", bound="Keyspace")
+_T = TypeVar("_T")
 
 
 class Keyspace:
@@ -99,6 +101,32 @@ class Keyspace:
             b.delete(META + name)
         else:
             b.put(META + name, bytes([tag]) + _CNT.pack(count, version + 1), expires_at=expiry)
+
+    def _wait_for(self, attempt: Callable[[bool], _T | None], timeout: float) -> _T | None:
+        """Call ``attempt(first)`` until it returns something, waiting for any process's writes.
+
+        ``timeout`` is in seconds (0: for ever); None comes back when it passes. The change
+        token is taken before each try, so a write between a try and the wait is never missed.
+        """
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or math.isnan(timeout):
+            raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+        if timeout < 0:
+            raise CommandError("ERR timeout is negative")
+        deadline = None if timeout == 0 or math.isinf(timeout) else _time() + timeout
+        db = self.db
+        first = True
+        while True:
+            token = db.change_token()
+            found = attempt(first)
+            if found is not None:
+                return found
+            first = False
+            if deadline is None:
+                db.wait_for_change(token)
+            else:
+                remaining = deadline - _time()
+                if remaining <= 0 or not db.wait_for_change(token, remaining):
+                    return None
 
     def type(self, name: Name) -> str:
         """The type of a key: ``string``, ``hash``, ``list``, ``set``, ``zset`` or ``none``."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
 from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import Keyspace
-from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp, _time
+from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp
 
 
 class Lists(Keyspace):
@@ -143,23 +142,7 @@ class Lists(Keyspace):
         keys = [_b(n) for n in names]
         if not keys:
             raise CommandError("ERR wrong number of arguments for 'blpop' command")
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or math.isnan(timeout):
-            raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
-        if timeout < 0:
-            raise CommandError("ERR timeout is negative")
-        deadline = None if timeout == 0 or math.isinf(timeout) else _time() + timeout
-        db = self.db
-        while True:
-            token = db.change_token()  # taken before looking, so no push between the two is missed
-            found = self.pop_first(keys, left)
-            if found is not None:
-                return found
-            if deadline is None:
-                db.wait_for_change(token)
-            else:
-                remaining = deadline - _time()
-                if remaining <= 0 or not db.wait_for_change(token, remaining):
-                    return None
+        return self._wait_for(lambda first: self.pop_first(keys, left), timeout)
 
     def llen(self, name: Name) -> int:
         """Length of a list."""

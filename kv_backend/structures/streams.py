@@ -185,14 +185,19 @@ class Streams(Keyspace):
         return out
 
     def xread(
-        self, streams: Mapping[Name, Name], count: int | None = None
+        self, streams: Mapping[Name, Name], count: int | None = None, block: int | None = None
     ) -> list[tuple[bytes, list[tuple[bytes, list[tuple[bytes, bytes]]]]]]:
         """Entries added after the given IDs (``$``: after the stream's last entry), per stream.
 
         Returns ``[(name, entries)]`` for the streams that have such entries, in the
-        order given, with at most ``count`` entries each (None or 0: all).
+        order given, with at most ``count`` entries each (None or 0: all). With ``block``
+        (milliseconds, 0: for ever, as in XREAD and redis-py) it waits for an entry that
+        any process adds, and returns ``[]`` if none comes in time.
         """
-        return self.xread_after(self.stream_positions(streams), count)
+        positions = self.stream_positions(streams)
+        if block is None:
+            return self.xread_after(positions, count)
+        return self._wait_for(lambda first: self.xread_after(positions, count) or None, block / 1000) or []
 
     def stream_positions(
         self, streams: Mapping[Name, Name] | Iterable[tuple[Name, Name]]
