@@ -21,6 +21,12 @@ from _services import start_kvb_serve, start_redis_server, stop
 
 ROOT = _report.ROOT
 TESTS = ["set", "get", "incr", "lpush", "hset"]
+# Streams, as custom redis-benchmark commands: XADD, then reading back what it added through a
+# consumer group (one entry per XREADGROUP). The group is created before the first round.
+STREAM_TESTS = {
+    "xadd": ["XADD", "kvbench:stream", "*", "field", "value"],
+    "xreadgroup": ["XREADGROUP", "GROUP", "kvbench", "c", "COUNT", "1", "STREAMS", "kvbench:stream", ">"],
+}
 
 
 def run_benchmark(port: int, requests: int, pipeline: int, clients: int) -> dict[str, float]:
@@ -48,7 +54,22 @@ def run_benchmark(port: int, requests: int, pipeline: int, clients: int) -> dict
     missing = [t for t in TESTS if t not in rates]
     if missing:
         raise SystemExit(f"redis-benchmark gave no figure for {missing}:\n{out[-2000:]}")
+    for name, words in STREAM_TESTS.items():  # in this order: XREADGROUP reads what XADD added
+        cmd = ["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(clients)]
+        cmd += ["-P", str(pipeline), "-q", *words]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800).stdout.replace("\r", "\n")
+        m = re.search(rf"^\s*{words[0]} .*?: ([0-9.]+) requests per second", out, re.M)
+        if m is None:
+            raise SystemExit(f"redis-benchmark gave no figure for {name}:\n{out[-2000:]}")
+        rates[name] = float(m.group(1))
     return rates
+
+
+def create_group(port: int) -> None:
+    """The consumer group the XREADGROUP test reads through."""
+    import redis
+
+    redis.Redis(port=port).xgroup_create("kvbench:stream", "kvbench", "$", mkstream=True)
 
 
 def chart(results: dict[int, dict[str, dict[str, float]]], path: str) -> None:
@@ -59,18 +80,19 @@ def chart(results: dict[int, dict[str, dict[str, float]]], path: str) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(11, 4), sharey=False)
     for ax, (pipeline, per_server) in zip(axes, sorted(results.items()), strict=True):
-        xs = range(len(TESTS))
+        tests = [*TESTS, *STREAM_TESTS]
+        xs = range(len(tests))
         width = 0.38
         ax.bar(
             [x - width / 2 for x in xs],
-            [per_server["redis-server"][t] for t in TESTS],
+            [per_server["redis-server"][t] for t in tests],
             width,
             label="redis-server",
         )
         ax.bar(
-            [x + width / 2 for x in xs], [per_server["kvb serve"][t] for t in TESTS], width, label="kvb serve"
+            [x + width / 2 for x in xs], [per_server["kvb serve"][t] for t in tests], width, label="kvb serve"
         )
-        ax.set_xticks(list(xs), [t.upper() for t in TESTS])
+        ax.set_xticks(list(xs), [t.upper() for t in tests])
         ax.set_title("no pipelining" if pipeline == 1 else f"pipeline of {pipeline} (-P {pipeline})")
         ax.set_ylabel("requests per second")
         ax.legend()
@@ -104,6 +126,8 @@ def main() -> None:
         redis_proc, redis_port = start_redis_server(tmp)
         kvb_proc, kvb_port = start_kvb_serve(os.path.join(tmp, "store"))
         try:
+            create_group(redis_port)
+            create_group(kvb_port)
             for pipeline in (1, 16):
                 best: dict[str, dict[str, float]] = {"redis-server": {}, "kvb serve": {}}
                 for _ in range(
@@ -118,7 +142,7 @@ def main() -> None:
             stop(redis_proc)
     rows = []
     for pipeline, per_server in sorted(results.items()):
-        for t in TESTS:
+        for t in [*TESTS, *STREAM_TESTS]:
             r, k = per_server["redis-server"][t], per_server["kvb serve"][t]
             rows.append(
                 [
@@ -138,13 +162,19 @@ def main() -> None:
         f"Without pipelining kvb serve reaches {min(plain):.0%} to {max(plain):.0%} of redis-server's "
         "throughput (target: at least 25%)."
     )
+    streams = [results[1]["kvb serve"][t] / results[1]["redis-server"][t] for t in STREAM_TESTS]
+    summary += (
+        f" Streams (XADD, and XREADGROUP through a consumer group): {min(streams):.0%} to {max(streams):.0%}."
+    )
     print(summary)
     if args.no_write:
         return
     chart_path = os.path.join(_report.CHART_DIR, "resp.png")
     chart(results, chart_path)
     md = (
-        f"`redis-benchmark -t {','.join(TESTS)} -q -n {requests} -c {args.clients}`, without and with "
+        f"`redis-benchmark -t {','.join(TESTS)} -q -n {requests} -c {args.clients}`, and the same for "
+        f"`{' '.join(STREAM_TESTS['xadd'])}` then `{' '.join(STREAM_TESTS['xreadgroup'])}` (one entry "
+        "per call, read through a consumer group created beforehand), without and with "
         "`-P 16`, against a fresh `kvb serve` directory and a `redis-server` without persistence, in the "
         f"same run, alternating, best of {rounds} round(s) each. kvb writes every command to its log "
         "before replying (durable against a killed process); redis-server here keeps everything in "

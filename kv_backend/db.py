@@ -819,23 +819,28 @@ class DB(MutableMapping[bytes, bytes]):
         per key); from then on inserts and deletes only note their key in a set and
         each scan first applies what they noted (see :mod:`kv_backend.keydir`).
         Changes made while iterating are seen or not, but never break the iteration.
+        Keys are taken in chunks that start small and grow, so a caller that stops
+        after a few keys (a range with a count) does not pay for a long chunk.
         """
         if type(prefix) is not bytes:
             prefix = bytes(_check_key(prefix)) if prefix else b""
         if start is not None:
             start = _check_key(start) if start else b""
         last: bytes | None = None
+        size = 8
         while True:
-            chunk = self._key_chunk(prefix, start, reverse, last)
+            chunk = self._key_chunk(prefix, start, reverse, last, size)
             if not chunk:
                 return
             yield from chunk
             last = chunk[-1]
+            if size < 512:
+                size <<= 2
 
     def _key_chunk(
-        self, prefix: bytes, start: bytes | None, reverse: bool, last: bytes | None
+        self, prefix: bytes, start: bytes | None, reverse: bool, last: bytes | None, size: int = 512
     ) -> list[bytes]:
-        """Return the next up to 512 keys after ``last`` (a snapshot, taken under ``_rlock``)."""
+        """Return the next up to ``size`` keys after ``last`` (a snapshot, taken under ``_rlock``)."""
         if self._tailw.value != self._seen:
             self._refresh()
         with self._rlock:
@@ -870,7 +875,7 @@ class DB(MutableMapping[bytes, bytes]):
                     if e and e <= now:
                         continue
                 out.append(key)
-                if len(out) >= 512:
+                if len(out) >= size:
                     break
             return out
 
