@@ -432,7 +432,8 @@ class StreamGroups(Streams):
             with db.batch() as b:
                 for name, meta, g, after in targets:
                     cons = db.get(CONSUMER + _lp(name) + _lp(group) + consumer)
-                    active = _CONS.unpack(cons)[1] if cons is not None else UNKNOWN
+                    old = _CONS.unpack(cons) if cons is not None else None
+                    active = old[1] if old is not None else UNKNOWN
                     if after is None:
                         entries = self._deliver_new(b, name, meta, g, group, consumer, limit, noack, now)
                         if entries:
@@ -442,7 +443,8 @@ class StreamGroups(Streams):
                     else:
                         entries = self._deliver_history(b, name, group, consumer, after, limit, now)
                         out.append((name, entries))
-                    if cons is None or touch or entries:
+                    # times are in ms: a consumer read again within the same ms is not rewritten
+                    if (old is None or touch or entries) and old != (now, active):
                         self._put_consumer(b, name, group, consumer, now, active)
         return out
 
