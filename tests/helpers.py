@@ -84,3 +84,22 @@ def require_tool(name: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI requires {name}: {message}")
     pytest.skip(message)
+
+
+ENGINE_MODULES = (
+    "kv_backend.db",
+    "kv_backend.db_common",
+    "kv_backend.db_open",
+    "kv_backend.db_read",
+    "kv_backend.db_write",
+)
+
+
+def patch_engine(monkeypatch, name: str, value: object) -> None:
+    """Replace a module-level name of the engine (``_time``, ``_pwrite``...) in every part of DB using it."""
+    import importlib
+
+    for module_name in ENGINE_MODULES:
+        module = importlib.import_module(module_name)
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, value)

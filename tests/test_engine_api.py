@@ -10,6 +10,7 @@ import time
 from collections.abc import MutableMapping
 
 import pytest
+from helpers import patch_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,7 +45,7 @@ class FakeClock:
 def clock(monkeypatch):
     """Replace the engine's clock (writes and expiry checks) by a FakeClock."""
     c = FakeClock()
-    monkeypatch.setattr(kv_backend.db, "_time", c)
+    patch_engine(monkeypatch, "_time", c)
 
     class _TimeModule:
         time = staticmethod(c)

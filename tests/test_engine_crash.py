@@ -296,6 +296,7 @@ with db.locked():
 DEAD_WRITER = """
 import os, signal, sys
 import kv_backend.db as D
+import kv_backend.db_write as W  # the write side, where records reach the file
 from kv_backend import DB, record
 
 path, mode = sys.argv[1], sys.argv[2]
@@ -308,18 +309,18 @@ sys.stdin.readline()
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
-real_pwrite = D._pwrite
+real_pwrite = W._pwrite
 if mode == "half-record":
     def pwrite(fd, data, off):
         real_pwrite(fd, bytes(data)[: len(data) // 2], off)
         die()
-    D._pwrite = pwrite
+    W._pwrite = pwrite
     db.put(b"doomed", b"x" * 1000)
 elif mode == "batch-without-commit":
     def pwrite(fd, data, off):
         real_pwrite(fd, bytes(data)[: len(data) - len(record.encode_commit(5))], off)
         die()
-    D._pwrite = pwrite
+    W._pwrite = pwrite
     with db.batch() as b:
         for j in range(5):
             b.put(b"doomed%d" % j, b"y" * 300)
@@ -327,7 +328,7 @@ elif mode == "before-publish":
     def pwrite(fd, data, off):
         real_pwrite(fd, data, off)  # the whole record, but the tail word is never moved
         die()
-    D._pwrite = pwrite
+    W._pwrite = pwrite
     db.put(b"doomed", b"z" * 100)
 elif mode == "after-reserving-space":
     real_extend = D.DB._extend

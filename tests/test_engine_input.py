@@ -7,8 +7,9 @@ import os
 import time
 
 import pytest
+from helpers import patch_engine
 
-import kv_backend.db
+import kv_backend.db_write
 from kv_backend import DB, record
 from kv_backend.check import check
 from kv_backend.errors import (
@@ -102,7 +103,7 @@ def test_key_sizes(db, store_path):
 
 def test_value_too_large(db, monkeypatch):
     monkeypatch.setattr(record, "MAX_VALUE_SIZE", 100)  # instead of writing 1 GiB
-    monkeypatch.setattr(kv_backend.db, "_MAX_VALUE", 100)
+    patch_engine(monkeypatch, "_MAX_VALUE", 100)
     db.put(b"ok", b"x" * 100)
     with pytest.raises(ValueTooLargeError) as info:
         db.put(b"k", b"x" * 101)
@@ -329,7 +330,7 @@ def test_sync_never_does_not_fsync(store_path, monkeypatch):
 
 def test_sync_interval_fsyncs_at_most_that_often(store_path, monkeypatch):
     now = [time.time()]
-    monkeypatch.setattr(kv_backend.db, "_time", lambda: now[0])
+    patch_engine(monkeypatch, "_time", lambda: now[0])
     with DB(store_path, sync=3600) as db:
         spy = FsyncSpy(monkeypatch)
         for i in range(30):
@@ -372,13 +373,13 @@ def test_short_writes_are_completed(store_path, monkeypatch):
 
     with DB(store_path) as db:
         monkeypatch.setattr(os, "pwrite", short_pwrite)
-        monkeypatch.setattr(kv_backend.db, "_pwrite", short_pwrite)
+        patch_engine(monkeypatch, "_pwrite", short_pwrite)
         db.put(b"k", b"a value much longer than seven bytes")
         with db.batch() as b:
             b.put(b"b1", b"x" * 100)
             b.put(b"b2", b"y" * 100)
         monkeypatch.setattr(os, "pwrite", real_pwrite)
-        monkeypatch.setattr(kv_backend.db, "_pwrite", real_pwrite)
+        patch_engine(monkeypatch, "_pwrite", real_pwrite)
         assert db[b"k"] == b"a value much longer than seven bytes"
     with DB(store_path) as db:
         assert db[b"k"] == b"a value much longer than seven bytes"
@@ -397,7 +398,7 @@ def test_disk_full_mid_write(store_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         monkeypatch.setattr(os, "pwrite", full_pwrite)
-        monkeypatch.setattr(kv_backend.db, "_pwrite", full_pwrite)
+        patch_engine(monkeypatch, "_pwrite", full_pwrite)
         with pytest.raises(StorageError) as info:
             db.put(b"lost", b"z" * 500)
         assert info.value.errno == errno.ENOSPC
@@ -405,7 +406,7 @@ def test_disk_full_mid_write(store_path, monkeypatch):
         with pytest.raises(StorageError), db.batch() as b:
             b.put(b"lost-batch", b"z" * 500)
         monkeypatch.setattr(os, "pwrite", real_pwrite)
-        monkeypatch.setattr(kv_backend.db, "_pwrite", real_pwrite)
+        patch_engine(monkeypatch, "_pwrite", real_pwrite)
         # Nothing was published, and the store keeps working.
         assert db.change_token() == reader.change_token() == token
         assert b"lost" not in db and b"lost-batch" not in db
@@ -439,13 +440,13 @@ def test_disk_full_during_a_put_behind_other_writers(store_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         monkeypatch.setattr(b._lock, "acquire", others_write_first)
-        monkeypatch.setattr(kv_backend.db, "_pwrite", full_pwrite)
+        patch_engine(monkeypatch, "_pwrite", full_pwrite)
         monkeypatch.setattr(os, "pwrite", full_pwrite)
         with pytest.raises(StorageError) as info:
             b.put(b"lost", b"z" * 500)
         assert info.value.errno == errno.ENOSPC
         assert b._seen != b._state.tail.value  # it went the unindexed way
-        monkeypatch.setattr(kv_backend.db, "_pwrite", real_pwrite)
+        patch_engine(monkeypatch, "_pwrite", real_pwrite)
         monkeypatch.setattr(os, "pwrite", real_pwrite)
         monkeypatch.setattr(b._lock, "acquire", acquire)
         st = b._state
@@ -460,7 +461,7 @@ def test_disk_full_during_a_put_behind_other_writers(store_path, monkeypatch):
 
 
 def test_disk_full_while_starting_a_new_file(store_path, monkeypatch):
-    real_write_all = kv_backend.db.write_all
+    real_write_all = kv_backend.db_write.write_all
 
     def no_space_for_headers(fd, data, offset):
         if offset == 0:  # the header of a new data file
@@ -472,13 +473,13 @@ def test_disk_full_while_starting_a_new_file(store_path, monkeypatch):
         for i in range(15):
             db.put(b"k%d" % i, b"v" * 200)
             written[b"k%d" % i] = b"v" * 200
-        monkeypatch.setattr(kv_backend.db, "write_all", no_space_for_headers)
+        patch_engine(monkeypatch, "write_all", no_space_for_headers)
         with pytest.raises(StorageError) as info:
             for i in range(15, 40):
                 db.put(b"k%d" % i, b"v" * 200)
                 written[b"k%d" % i] = b"v" * 200
         assert info.value.errno == errno.ENOSPC
-        monkeypatch.setattr(kv_backend.db, "write_all", real_write_all)
+        patch_engine(monkeypatch, "write_all", real_write_all)
         assert dict(db.items()) == written
         db.put(b"after", b"1")
         other.put(b"after-other", b"2")

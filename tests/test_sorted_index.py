@@ -9,12 +9,13 @@ another process with ordered scans, and compare every scan with a sorted model.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
 import time
 
-from helpers import run_python
+from helpers import ENGINE_MODULES, run_python
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -238,9 +239,12 @@ class DBOrderedScans(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.saved = (kv_backend.db._time, kv_backend.keydir.time, kv_backend.keydir.PENDING_FLOOR)
+        engine = [importlib.import_module(m) for m in ENGINE_MODULES]
+        self.saved_time = {m: m._time for m in engine if hasattr(m, "_time")}
+        self.saved = (kv_backend.keydir.time, kv_backend.keydir.PENDING_FLOOR)
         self.clock = FakeClock()
-        kv_backend.db._time = self.clock
+        for m in self.saved_time:
+            m._time = self.clock
         kv_backend.keydir.time = _TimeModule(self.clock)  # type: ignore[assignment]
         self.dir = tempfile.mkdtemp(prefix="kvb-sorted-")
         self.path = os.path.join(self.dir, "store")
@@ -253,7 +257,9 @@ class DBOrderedScans(RuleBasedStateMachine):
             for db in self.dbs.values():
                 db.close()
         finally:
-            kv_backend.db._time, kv_backend.keydir.time, kv_backend.keydir.PENDING_FLOOR = self.saved
+            for m, t in self.saved_time.items():
+                m._time = t
+            kv_backend.keydir.time, kv_backend.keydir.PENDING_FLOOR = self.saved
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _open(self) -> DB:

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kv_backend import __version__
 from kv_backend.db import DB
-from kv_backend.db import _check_key as check_key  # the engine's own key rules and messages
+from kv_backend.db_common import _check_key as check_key  # the engine's own key rules and messages
 from kv_backend.errors import (
     BackupError,
     ConfigurationError,

@@ -1,0 +1,100 @@
+"""Constants and argument checks shared by the parts of :class:`kv_backend.db.DB`."""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import time
+from typing import Any, TypeVar
+
+from kv_backend import record as rec
+from kv_backend.errors import (
+    ConfigurationError,
+    InvalidKeyError,
+    InvalidValueError,
+    KeyTooLargeError,
+    ValueTooLargeError,
+)
+from kv_backend.files import FileId
+
+_HEADER_SIZE = rec.HEADER_SIZE
+_unpack_header = rec.HEADER.unpack_from
+#: (crc, key length, expiry) of a record header: what a read checks.
+_unpack_check = struct.Struct("<I2xI4xd").unpack_from
+#: Where the key starts in a record without its 4-byte CRC field.
+_BODY_KEY = rec.HEADER_SIZE - 4
+_crc32 = rec.crc32
+_pread = os.pread
+_pwrite = os.pwrite
+_encode = rec.encode
+_PUT = rec.PUT
+_FLAG_BATCH = rec.FLAG_BATCH
+_MAX_KEY = rec.MAX_KEY_SIZE
+_MAX_VALUE = rec.MAX_VALUE_SIZE
+_ALLOC_STEP = 1 << 20
+_time = time.time
+_M32 = (1 << 32) - 1
+_M40 = (1 << 40) - 1
+_FIRST_FILE: FileId = (1, 0)
+_MISSING: Any = object()
+DEFAULT_MAX_FILE_SIZE = 128 << 20
+T = TypeVar("T")
+
+
+def _check_key(key: object) -> bytes:
+    """Return ``key`` as bytes or raise the project's TypeError/ValueError."""
+    if type(key) is not bytes:
+        if isinstance(key, (bytes, bytearray, memoryview)):
+            key = bytes(key)
+        else:
+            raise InvalidKeyError(
+                f"keys must be bytes, not {type(key).__name__}; encode str keys first "
+                "(kv_backend.Store accepts str keys)"
+            )
+    n = len(key)  # type: ignore[arg-type]
+    if n == 0 or n > rec.MAX_KEY_SIZE:
+        raise KeyTooLargeError(f"keys must be 1 to {rec.MAX_KEY_SIZE} bytes long, got {n} bytes")
+    return key  # type: ignore[return-value]
+
+
+def _check_value(value: object) -> bytes:
+    if type(value) is not bytes:
+        if isinstance(value, (bytearray, memoryview)):
+            value = bytes(value)
+        else:
+            raise InvalidValueError(
+                f"values must be bytes, not {type(value).__name__}; serialize first "
+                "(kv_backend.Store pickles or JSON-encodes values for you)"
+            )
+    if len(value) > rec.MAX_VALUE_SIZE:  # type: ignore[arg-type]
+        raise ValueTooLargeError(
+            f"values may be at most {rec.MAX_VALUE_SIZE} bytes, got {len(value)}"  # type: ignore[arg-type]
+        )
+    return value  # type: ignore[return-value]
+
+
+def _expiry(ttl: float | None) -> float:
+    """Absolute expiry time for a TTL in seconds (0.0 = never)."""
+    if ttl is None:
+        return 0.0
+    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool):
+        raise TypeError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
+    if not math.isfinite(ttl):
+        raise ConfigurationError(f"ttl must be a finite number of seconds (or None for never), not {ttl!r}")
+    return _time() + ttl
+
+
+def _expiry_at(ttl: float | None, expires_at: float) -> float | None:
+    """The validated absolute expiry given as ``expires_at`` (UNIX seconds; 0 = never), or None
+    when that time has already passed and the key must go; ``ttl`` must not be given as well."""
+    if ttl is not None:
+        raise TypeError("give ttl or expires_at, not both")
+    if not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool):
+        raise TypeError(f"expires_at must be a UNIX time in seconds, not {type(expires_at).__name__}")
+    if not math.isfinite(expires_at) or expires_at < 0:
+        raise ConfigurationError(
+            f"expires_at must be a finite UNIX time in seconds (0 for never), not {expires_at!r}"
+        )
+    expiry = float(expires_at)
+    return None if expiry and expiry <= _time() else expiry

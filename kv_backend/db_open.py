@@ -1,0 +1,381 @@
+"""Opening a store and following other processes: recovery of the tail, full reloads, replay."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kv_backend import record as rec
+from kv_backend.db_common import _FIRST_FILE, _HEADER_SIZE, _crc32, _pread, _unpack_header
+from kv_backend.files import (
+    FORMAT_FILE,
+    FORMAT_TEXT,
+    MERGE_LOCK_FILE,
+    STATE_FILE,
+    TMP_SUFFIX,
+    DataFile,
+    FileId,
+    data_name,
+    fsync_dir,
+    fsync_file,
+    hint_name,
+    list_data_files,
+    storage_error,
+    write_all,
+)
+from kv_backend.hint import load as load_hints
+from kv_backend.keydir import KeyDir
+from kv_backend.locking import MergeLock
+from kv_backend.state import SharedState, unpack_tail
+
+
+def _clean_after(path: str, end: int) -> bool:
+    """True if nothing but reserved zeros (or the end of the file) follows ``end``.
+
+    Anything else past the published end was written by a writer that did not
+    publish it: a dead writer's tail, or, after a power failure, records that
+    were fsynced while the state page was not. Recovery then decides what to keep.
+    """
+    try:
+        with open(path, "rb") as f:
+            f.seek(end)
+            after = f.read(rec.HEADER_SIZE)
+    except OSError:
+        return False
+    if os.path.getsize(path) < end:
+        return False
+    return not after.strip(b"\0")
+
+
+def _valid_end(fd: int, start: int, size: int) -> int:
+    """Return the end of the last complete record (or batch) at or after ``start``."""
+    pos = start
+    for base, res in rec.scan_file(fd, start, size):
+        pos = base + res.end
+    return pos
+
+
+def _replay(ix: KeyDir, f: DataFile, idx: int, start: int, end: int, corrupt: list[tuple[str, int]]) -> int:
+    """Index the records of ``f`` from ``start`` up to ``end``; return where replay stopped.
+
+    Reads big chunks and scans them in memory. Stops early at a torn or
+    implausible record; records with sound lengths but a bad CRC are indexed
+    (reading them raises CorruptionError) and listed in ``corrupt``.
+    """
+    pos = start
+    for base, res in rec.scan_file(f.fd, start, end, trust_lengths=True):
+        ix.apply(idx, base, res.entries)
+        if res.corrupt:
+            corrupt.extend((f.path, base + off) for off in res.corrupt)
+        pos = base + res.end
+    return pos
+
+
+def _replay_tail(
+    ix: KeyDir, f: DataFile, idx: int, start: int, end: int, corrupt: list[tuple[str, int]]
+) -> int:
+    """Catch-up fast path: index a few plain records just published by another process.
+
+    With several writers every process indexes every other process's writes,
+    one or two records at a time, so this path is hot. It handles only small
+    regions of complete, CRC-valid PUT and DELETE records outside batches and
+    hands anything else to :func:`_replay`, which knows all the rules.
+    """
+    n = end - start
+    if n > 8192:
+        return _replay(ix, f, idx, start, end, corrupt)
+    buf = _pread(f.fd, n, start)
+    if len(buf) != n:
+        return _replay(ix, f, idx, start, end, corrupt)
+    items = []
+    p = 0
+    while p < n:
+        if n - p < _HEADER_SIZE:
+            return _replay(ix, f, idx, start, end, corrupt)
+        crc, rtype, flags, klen, vlen, expiry = _unpack_header(buf, p)
+        size = _HEADER_SIZE + klen + vlen
+        if flags or not 0 < rtype < 3 or p + size > n or _crc32(buf[p + 4 : p + size]) != crc:
+            return _replay(ix, f, idx, start, end, corrupt)
+        items.append((rtype, buf[p + _HEADER_SIZE : p + _HEADER_SIZE + klen], p, size, expiry))
+        p += size
+    ix.apply(idx, start, items)
+    return end
+
+
+class _Opening:
+    """Opening a store and following other processes: recovery of the tail, full reloads, replay."""
+
+    def _create_store(self) -> None:
+        with self._lock:
+            marker = os.path.join(self.path, FORMAT_FILE)
+            if os.path.exists(marker):
+                return
+            try:
+                tmp = marker + TMP_SUFFIX
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(FORMAT_TEXT)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, marker)
+                fsync_dir(self.path)
+            except OSError as exc:
+                raise storage_error(exc, f"cannot create a store in {self.path}") from exc
+
+    def _open_state(self) -> None:
+        path = os.path.join(self.path, STATE_FILE)
+        if self.read_only and not os.path.exists(path):
+            # No writer has opened this store yet. Create the (empty, uninitialised)
+            # page if the directory allows, so that a writer opening later publishes
+            # through it and this reader sees its writes; otherwise nobody can write
+            # here, and a static snapshot is exact.
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                pass
+            except OSError:
+                return
+            else:
+                try:
+                    os.ftruncate(fd, 4096)
+                finally:
+                    os.close(fd)
+        try:
+            st = SharedState(path, writable=not self.read_only)
+        except ValueError:
+            if not self.read_only:
+                raise
+            return
+        self._state = st
+        self._tailw = st.tail
+        self._intentw = st.intent
+
+    def _published(self) -> tuple[int, int] | None:
+        """Return the published (tail word, generation), or None without a valid page."""
+        st = self._state
+        if st is None or not st.initialized:
+            return None
+        return st.tail.value, st.generation.value
+
+    def _recover_tail_locked(self) -> None:
+        """Make the state page and the active file agree (caller holds the write lock).
+
+        Bytes past the published end were written by a writer that died before
+        publishing (its intent word differs from the tail word). Complete
+        records and committed batches among them are kept (they may have been
+        fsynced), the first incomplete or damaged one and everything after it
+        is cut off. Anything unusual (no page yet, a file shorter than
+        published) bumps the generation so that every process rebuilds its
+        key directory.
+        """
+        st = self._state
+        assert st is not None and st.writable
+        fids = list_data_files(self.path)
+        gen = max(self._gen, 0) + 1
+        if not fids or fids[-1][1] != 0:
+            # No data file yet, or the newest file is a merge output: start a new active file.
+            major = fids[-1][0] + 1 if fids else _FIRST_FILE[0]
+            self._new_data_file((major, 0))
+            if st.initialized:
+                gen = max(gen, st.generation.value + 1)
+            st.initialize(gen, major, rec.FILE_HEADER_SIZE)
+            return
+        active = fids[-1]
+        path = os.path.join(self.path, data_name(active))
+        start = rec.FILE_HEADER_SIZE
+        if st.initialized:
+            tail = st.tail.value
+            major, end = unpack_tail(tail)
+            if major == active[0]:
+                if st.intent.value == tail and _clean_after(path, end):
+                    return  # the common case: nothing to recover
+                start, gen = end, st.generation.value
+            else:
+                gen = max(gen, st.generation.value + 1)
+                if (major, 0) in fids and major < active[0]:
+                    # A rotation died between creating the next file and publishing it:
+                    # finish closing the previous file (cut its reserved zeros).
+                    self._close_exactly(os.path.join(self.path, data_name((major, 0))), end)
+        elif len(fids) > 1 and fids[-2][1] == 0:
+            self._close_exactly(os.path.join(self.path, data_name(fids[-2])), rec.FILE_HEADER_SIZE)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot open {path} for recovery") from exc
+        try:
+            size = os.fstat(fd).st_size
+            if size < rec.FILE_HEADER_SIZE:
+                os.ftruncate(fd, 0)
+                write_all(fd, rec.FILE_HEADER_BYTES, 0)
+                end = rec.FILE_HEADER_SIZE
+            else:
+                if start > size:
+                    start = rec.FILE_HEADER_SIZE  # the file lost bytes: rescan it all
+                    gen = max(gen, st.generation.value + 1)
+                end = _valid_end(fd, start, size)
+                if end < size:
+                    os.ftruncate(fd, end)
+                    if self._sync_interval is not None:
+                        fsync_file(fd)
+        finally:
+            os.close(fd)
+        st.initialize(gen, active[0], end)
+
+    def _close_exactly(self, path: str, start: int) -> None:
+        """Cut the reserved zeros off a file that should have been closed by a rotation."""
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot open {path} for recovery") from exc
+        try:
+            size = os.fstat(fd).st_size
+            end = _valid_end(fd, min(max(start, rec.FILE_HEADER_SIZE), size), size)
+            # Only reserved zeros are cut: anything else after the last good record
+            # is damage that `kvb check` must report, never data to throw away.
+            if end < size and not _pread(fd, size - end, end).strip(b"\0"):
+                os.ftruncate(fd, end)
+                if self._sync_interval is not None:
+                    fsync_file(fd)
+        finally:
+            os.close(fd)
+
+    def _full_reload(self) -> None:
+        """Rebuild the key directory from the data files (open, and after a merge).
+
+        Listing and opening the files happens under the write lock, so it sees
+        a file set no merge is changing; the replay itself runs outside it, so
+        other processes keep writing meanwhile.
+        """
+        writable = not self.read_only
+        with self._lock:
+            if writable:
+                self._clean_merge_leftovers()
+                self._recover_tail_locked()
+            published = self._published()
+            fids = list_data_files(self.path)
+            files: list[DataFile] = []
+            for fid in fids:
+                try:
+                    files.append(DataFile(self.path, fid, writable=writable and fid == fids[-1]))
+                except OSError as exc:
+                    raise storage_error(exc, f"cannot open data file {data_name(fid)}") from exc
+        if published is not None:
+            tail, gen = published
+            major, end = unpack_tail(tail)
+            active_fid: FileId = (major, 0)
+        else:
+            tail, gen, end = 0, 0, -1
+            active_fid = fids[-1] if fids else _FIRST_FILE
+        sizes = {f.fid: f.size() for f in files}
+        ix = KeyDir()
+        fidx: dict[FileId, int] = {}
+        file_sizes: dict[FileId, int] = {}
+        corrupt: list[tuple[str, int]] = []
+        maps: list[Any] = []
+        for idx, f in enumerate(files):
+            fidx[f.fid] = idx
+            limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]
+            hints = None
+            if f.fid != active_fid:
+                hints = load_hints(os.path.join(self.path, hint_name(f.fid)), sizes[f.fid])
+            if hints is not None:
+                ix.apply_hints(idx, hints)
+                file_sizes[f.fid] = sizes[f.fid]
+            else:
+                file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt)
+            maps.append(f.mm if f.mm is not None else b"")
+        if self._ix.sorted is not None:
+            ix.ensure_sorted()
+        # Install under the write lock too, so no write of this process can fall
+        # between the snapshot and the install; anything published since the
+        # snapshot is replayed by the next catch-up (``_seen`` is the snapshot's).
+        with self._lock, self._rlock:
+            self._ix = ix
+            self._files = files
+            self._view = (ix.kd, maps)
+            self._fidx = fidx
+            self._sizes = file_sizes
+            self._corrupt = corrupt
+            self._gen = gen
+            self._tail = (active_fid, file_sizes.get(active_fid, rec.FILE_HEADER_SIZE))
+            self._active = files[-1] if (files and writable and files[-1].fid == active_fid) else None
+            self._active_idx = len(files) - 1
+            self._alloc = sizes.get(active_fid, 0)
+            self._seen = tail
+
+    def _clean_merge_leftovers(self) -> None:
+        """Remove temporary files of a merge that died (only when no merge runs)."""
+        tmps = [n for n in os.listdir(self.path) if n.endswith(TMP_SUFFIX)]
+        if not tmps:
+            return
+        lock = MergeLock(os.path.join(self.path, MERGE_LOCK_FILE))
+        if not lock.try_acquire():
+            return
+        try:
+            for name in tmps:
+                try:
+                    os.unlink(os.path.join(self.path, name))
+                except FileNotFoundError:
+                    pass
+        finally:
+            lock.release()
+
+    def _refresh(self) -> None:
+        """Catch up with records other processes published since we last looked."""
+        self._rlock.acquire()
+        try:
+            done = self._catch_up()
+        finally:
+            self._rlock.release()
+        if not done:
+            self._full_reload()
+
+    def _catch_up(self) -> bool:
+        """Replay what was published since we last looked (caller holds ``_rlock``).
+
+        Returns False when the file set changed (a merge) and the caller must
+        do a full reload instead.
+        """
+        if self._closed:
+            self._raise_closed()
+        published = self._published()
+        if published is None or published[0] == self._seen:
+            return True
+        tail, gen = published
+        if gen != self._gen:
+            return False
+        major, end = unpack_tail(tail)
+        fid: FileId = (major, 0)
+        cur, pos = self._tail
+        files = self._files
+        maps = self._view[1]
+        ix = self._ix
+        writable = not self.read_only
+        try:
+            while True:
+                idx = self._fidx.get(cur)
+                if idx is None:
+                    f = DataFile(self.path, cur, writable=writable and cur == fid)
+                    files.append(f)
+                    maps.append(f.mm if f.mm is not None else b"")
+                    idx = self._fidx[cur] = len(files) - 1
+                    if writable and cur == fid:
+                        self._active = f
+                        self._active_idx = idx
+                        self._alloc = f.size()
+                f = files[idx]
+                if cur == fid:
+                    stop = end
+                    self._sizes[cur] = _replay_tail(ix, f, idx, pos, stop, self._corrupt)
+                else:
+                    stop = f.size()
+                    self._sizes[cur] = _replay(ix, f, idx, pos, stop, self._corrupt)
+                if len(maps[idx]) < stop:
+                    maps[idx] = f.remap()
+                if cur == fid:
+                    break
+                cur, pos = (cur[0] + 1, 0), rec.FILE_HEADER_SIZE
+        except FileNotFoundError:
+            return False  # the file set changed under us (a merge finished)
+        self._tail = (fid, end)
+        self._seen = tail
+        return True

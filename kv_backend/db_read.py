@@ -1,0 +1,295 @@
+"""The read side of :class:`kv_backend.db.DB`: point reads, TTLs, ordered key scans."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from kv_backend.db_common import (
+    _BODY_KEY,
+    _HEADER_SIZE,
+    _M32,
+    _M40,
+    _MISSING,
+    T,
+    _check_key,
+    _crc32,
+    _time,
+    _unpack_check,
+)
+from kv_backend.errors import CorruptionError
+
+if TYPE_CHECKING:
+    pass
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """Return the smallest key greater than every key starting with ``prefix``."""
+    p = bytearray(prefix)
+    while p:
+        if p[-1] < 0xFF:
+            p[-1] += 1
+            return bytes(p)
+        p.pop()
+    return None
+
+
+class _Reading:
+    """The read side of :class:`kv_backend.db.DB`: point reads, TTLs, ordered key scans."""
+
+    def get(self, key: bytes, default: T = None) -> bytes | T:  # type: ignore[assignment]
+        """Return the value stored for ``key``, or ``default`` if it is absent or expired."""
+        if self._tailw.value != self._seen:
+            self._refresh()
+        kd, maps = self._view
+        try:
+            loc = kd[key]
+        except (KeyError, TypeError):
+            checked = _check_key(key)
+            if checked is not key:
+                return self.get(checked, default)
+            return default
+        # The checks of _get_record, inlined here because this is the hottest read
+        # path. One copy: the record past its CRC field, straight from the mapping.
+        off = (loc >> 32) & _M40
+        mm = maps[loc >> 72]
+        body = mm[off + 4 : off + (loc & _M32)]
+        crc, klen, expiry = _unpack_check(mm, off)
+        if _crc32(body) != crc or klen != len(key) or not body.startswith(key, _BODY_KEY):
+            self._raise_corrupt(loc)
+        if expiry and expiry <= _time():
+            return default
+        return body[_BODY_KEY + klen :]
+
+    def get_with_expiry(self, key: bytes) -> tuple[bytes, float | None] | None:
+        """Return ``(value, absolute expiry time or None)`` for a live key, or None if absent."""
+        found = self._get_record(_check_key(key))
+        if found is None:
+            return None
+        return found[0], (found[1] or None)
+
+    def _get_record(self, key: bytes) -> tuple[bytes, float] | None:
+        """Return ``(value, expiry)`` of a live key, or None (expiry 0.0 = never)."""
+        if self._tailw.value != self._seen:
+            self._refresh()
+        kd, maps = self._view
+        loc = kd.get(key)
+        if loc is None:
+            return None
+        off = (loc >> 32) & _M40
+        mm = maps[loc >> 72]
+        body = mm[off + 4 : off + (loc & _M32)]
+        crc, klen, expiry = _unpack_check(mm, off)
+        if _crc32(body) != crc or klen != len(key) or not body.startswith(key, _BODY_KEY):
+            self._raise_corrupt(loc)
+        if expiry and expiry <= _time():
+            return None
+        return body[_BODY_KEY + klen :], expiry
+
+    def _first_value_byte(self, key: bytes) -> int | None:
+        """The first byte of ``key``'s live value, unchecked; None if absent, expired or empty.
+
+        Reads one byte and skips the CRC check, so it must only choose a code
+        path (the structures layer reads a key's type tag with it before
+        overwriting the key) and never be returned to a caller as data.
+        """
+        if self._tailw.value != self._seen:
+            self._refresh()
+        kd, maps = self._view
+        loc = kd.get(key)
+        if loc is None:
+            return None
+        exp = self._ix.exp
+        if exp:
+            expiry = exp.get(key)
+            if expiry and expiry <= _time():
+                return None
+        off = (loc >> 32) & _M40
+        start = off + _HEADER_SIZE + len(key)
+        if start >= off + (loc & _M32):
+            return None
+        return maps[loc >> 72][start]
+
+    def _raise_corrupt(self, loc: int) -> None:
+        offset = (loc >> 32) & _M40
+        files = self._files
+        idx = loc >> 72
+        path = files[idx].path if idx < len(files) else self.path
+        raise CorruptionError(
+            f"record at offset {offset} of {path} failed its checksum or holds another key; the value is "
+            "not returned. Run 'kvb check' on the store and restore the key from a backup.",
+            path=path,
+            offset=offset,
+        )
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        if self._tailw.value != self._seen:
+            self._refresh()
+        try:
+            found = key in self._view[0]
+        except TypeError:
+            found = False
+        if not found:
+            checked = _check_key(key)
+            return checked is not key and checked in self
+        exp = self._ix.exp.get(key)  # type: ignore[call-overload]
+        return not (exp and exp <= _time())
+
+    def ttl(self, key: bytes) -> float | None:
+        """Return the seconds ``key`` has left to live, or None if it never expires.
+
+        Raises ``KeyError`` if the key does not exist (or has expired).
+        """
+        key = _check_key(key)
+        found = self._get_record(key)
+        if found is None:
+            raise KeyError(key)
+        expiry = found[1]
+        return max(expiry - _time(), 0.0) if expiry else None
+
+    def __len__(self) -> int:
+        if self._tailw.value != self._seen:
+            self._refresh()
+        ix = self._ix
+        return len(ix.kd) - ix.expired_count()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.keys()
+
+    def index_size(self) -> int:
+        """Return the number of keys in the key directory, in constant time.
+
+        Unlike ``len()``, this counts keys that have expired but were not yet
+        dropped (see :meth:`purge_expired`); use it where an estimate will do,
+        such as deciding when a cache should cull.
+        """
+        if self._tailw.value != self._seen:
+            self._refresh()
+        return len(self._view[0])
+
+    def purge_expired(self) -> int:
+        """Drop expired keys from this process's key directory; return how many.
+
+        Expired records take no space in memory afterwards; their bytes on disk
+        are reclaimed by the next merge. Nothing is written.
+        """
+        if self._tailw.value != self._seen:
+            self._refresh()
+        with self._rlock:
+            ix = self._ix
+            now = _time()
+            dead = [k for k, e in ix.exp.items() if e <= now]
+            kd = ix.kd
+            for k in dead:
+                loc = kd.pop(k, None)
+                if loc is not None:
+                    ix.live -= loc & _M32
+                    if ix.sorted is not None:
+                        ix.note_delete(k)
+                del ix.exp[k]
+            return len(dead)
+
+    def unordered_keys(self) -> list[bytes]:
+        """Return a snapshot list of the live keys in no particular order.
+
+        Cheaper than :meth:`keys`: no sorted index is built or maintained.
+        """
+        if self._tailw.value != self._seen:
+            self._refresh()
+        with self._rlock:
+            ix = self._ix
+            if not ix.exp:
+                return list(ix.kd)
+            now = _time()
+            exp = ix.exp
+            return [k for k in ix.kd if not (k in exp and exp[k] <= now)]
+
+    def keys(  # type: ignore[override]
+        self, *, prefix: bytes = b"", start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[bytes]:
+        """Yield the live keys in byte order, optionally only those with ``prefix``.
+
+        ``start`` is the first key to consider (inclusive); with ``reverse`` it is
+        the last. The first ordered scan builds a sorted index (one more reference
+        per key); from then on inserts and deletes only note their key in a set and
+        each scan first applies what they noted (see :mod:`kv_backend.keydir`).
+        Changes made while iterating are seen or not, but never break the iteration.
+        Keys are taken in chunks that start small and grow, so a caller that stops
+        after a few keys (a range with a count) does not pay for a long chunk.
+        """
+        if type(prefix) is not bytes:
+            prefix = bytes(_check_key(prefix)) if prefix else b""
+        if start is not None:
+            start = _check_key(start) if start else b""
+        last: bytes | None = None
+        size = 8
+        while True:
+            chunk = self._key_chunk(prefix, start, reverse, last, size)
+            if not chunk:
+                return
+            yield from chunk
+            last = chunk[-1]
+            if size < 512:
+                size <<= 2
+
+    def _key_chunk(
+        self, prefix: bytes, start: bytes | None, reverse: bool, last: bytes | None, size: int = 512
+    ) -> list[bytes]:
+        """Return the next up to ``size`` keys after ``last`` (a snapshot, taken under ``_rlock``)."""
+        if self._tailw.value != self._seen:
+            self._refresh()
+        with self._rlock:
+            ix = self._ix
+            srt = ix.ensure_sorted()
+            if not reverse:
+                lo = prefix
+                if start is not None and start > lo:
+                    lo = start
+                if last is not None:
+                    it = srt.irange(minimum=last, inclusive=(False, True))
+                else:
+                    it = srt.irange(minimum=lo)
+            else:
+                hi = _prefix_end(prefix) if prefix else None
+                inclusive = (True, False)
+                if start is not None and (hi is None or start < hi):
+                    hi, inclusive = start, (True, True)
+                if last is not None:
+                    hi, inclusive = last, (True, False)
+                it = srt.irange(maximum=hi, inclusive=inclusive, reverse=True)
+            exp = ix.exp
+            now = _time() if exp else 0.0
+            out: list[bytes] = []
+            for key in it:
+                if prefix and not key.startswith(prefix):
+                    if not reverse or key < prefix:
+                        break
+                    continue
+                if exp:
+                    e = exp.get(key)
+                    if e and e <= now:
+                        continue
+                out.append(key)
+                if len(out) >= size:
+                    break
+            return out
+
+    def items(  # type: ignore[override]
+        self, *, prefix: bytes = b"", start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield ``(key, value)`` pairs in key order (see :meth:`keys`)."""
+        for key in self.keys(prefix=prefix, start=start, reverse=reverse):
+            value = self.get(key, _MISSING)
+            if value is not _MISSING:
+                yield key, value
+
+    def values(self) -> Iterator[bytes]:  # type: ignore[override]
+        """Yield the values in key order."""
+        for _, value in self.items():
+            yield value

@@ -1,0 +1,607 @@
+"""The write side of :class:`kv_backend.db.DB`: appends under the write lock, batches, atomic updates."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, overload
+
+from kv_backend import record as rec
+from kv_backend.db_common import (
+    _ALLOC_STEP,
+    _FLAG_BATCH,
+    _M32,
+    _MAX_KEY,
+    _MAX_VALUE,
+    _MISSING,
+    _PUT,
+    T,
+    _check_key,
+    _check_value,
+    _encode,
+    _expiry,
+    _expiry_at,
+    _pwrite,
+    _time,
+)
+from kv_backend.errors import NotAnIntegerError, ReadOnlyError
+from kv_backend.files import DataFile, FileId, data_name, fsync_dir, fsync_file, storage_error, write_all
+from kv_backend.state import unpack_tail
+
+if TYPE_CHECKING:
+    from kv_backend.db import DB
+
+
+class Batch:
+    """Writes collected by :meth:`DB.batch` and applied all together, or not at all."""
+
+    def __init__(self, db: DB) -> None:
+        self._db = db
+        self._ops: list[tuple[int, bytes, bytes, float]] = []
+
+    def put(
+        self, key: bytes, value: bytes, ttl: float | None = None, *, expires_at: float | None = None
+    ) -> None:
+        """Add a put of ``key`` to the batch (``ttl <= 0`` makes it a delete).
+
+        ``expires_at`` gives the expiry as an absolute UNIX time instead, e.g. to
+        keep a key's current expiry exactly.
+        """
+        if type(key) is not bytes or not 0 < len(key) <= _MAX_KEY:
+            key = _check_key(key)
+        if type(value) is not bytes or len(value) > _MAX_VALUE:
+            value = _check_value(value)
+        if ttl is None and (expires_at is None or (type(expires_at) is float and expires_at == 0.0)):
+            self._ops.append((_PUT, key, value, 0.0))  # no expiry: the usual case, checked first
+        elif expires_at is not None:
+            expiry = _expiry_at(ttl, expires_at)
+            if expiry is None:
+                self._ops.append((rec.DELETE, key, b"", 0.0))
+            else:
+                self._ops.append((rec.PUT, key, value, expiry))
+        elif ttl is not None and ttl <= 0:
+            self._ops.append((rec.DELETE, key, b"", 0.0))
+        else:
+            self._ops.append((rec.PUT, key, value, _expiry(ttl)))
+
+    def delete(self, key: bytes) -> None:
+        """Add a delete of ``key`` to the batch."""
+        self._ops.append((rec.DELETE, _check_key(key), b"", 0.0))
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        ops, self._ops = self._ops, []
+        if exc_type is None and ops:
+            self._db._commit_batch(ops)
+
+
+class _Locked:
+    """What :meth:`DB.locked` returns: holds the write lock for the ``with`` block."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: DB) -> None:
+        self._db = db
+
+    def __enter__(self) -> DB:
+        db = self._db
+        lock = db._lock
+        if lock._depth and lock.held:
+            # Nested in this thread's own hold: the view is already current and
+            # nobody else can write, so only the nesting count changes.
+            lock.acquire()
+            return db
+        db._check_writable()
+        db._pre_catch_up()
+        lock.acquire()
+        try:
+            db._writer_catch_up()
+        except BaseException:
+            lock.release()
+            raise
+        return db
+
+    def __exit__(self, *exc: object) -> None:
+        self._db._lock.release()
+
+
+def _parse_int(key: bytes, raw: bytes) -> int:
+    """Parse an ASCII decimal integer value the way Redis's INCR does."""
+    body = raw[1:] if raw[:1] == b"-" else raw
+    if not body.isdigit() or not body.isascii() or (len(body) > 1 and body[:1] == b"0") or raw == b"-0":
+        raise NotAnIntegerError(f"the value of {key!r} is not an ASCII decimal integer: {raw[:40]!r}")
+    return int(raw)
+
+
+class _Writing:
+    """The write side of :class:`kv_backend.db.DB`: appends under the write lock, batches, atomic updates."""
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            self._raise_closed()
+        if self.read_only:
+            raise ReadOnlyError(
+                f"the store at {self.path} was opened with read_only=True; open it writable to change it"
+            )
+
+    def locked(self) -> _Locked:
+        """Hold the store's cross-process write lock for a read-modify-write sequence.
+
+        Use it as ``with db.locked():``. Inside the block no other process or
+        thread can write, and reads see every write published before it. Calls
+        may nest; writes inside are applied at once (wrap them in :meth:`batch`
+        to make them all-or-nothing).
+        """
+        return _Locked(self)
+
+    def _pre_catch_up(self) -> None:
+        """Replay other processes' writes *before* taking the write lock.
+
+        With several writers, each process must index what the others wrote.
+        Doing most of that outside the lock keeps the time the lock is held,
+        and so the wait of every other writer, short; the catch-up under the
+        lock then only has the last few records left.
+        """
+        if self._tailw.value != self._seen:
+            self._refresh()
+
+    def _writer_catch_up(self) -> None:
+        """Bring the view up to date and recover a dead writer's tail (write lock held)."""
+        if self._tailw.value != self._seen:
+            self._refresh()
+        if self._intentw.value != self._seen or self._active is None:
+            self._recover_tail_locked()
+            self._refresh()
+            if self._active is None or self._active.fid != self._tail[0]:
+                self._full_reload()
+
+    def _write(self, data: bytes, entries: list[tuple[int, bytes, int, int, float]]) -> None:
+        """Append ``data`` at the tail, publish it, and index ``entries`` (write lock held).
+
+        ``entries`` are ``(type, key, offset within data, size, expiry)``. The
+        intent word announces the new tail before the write, so that the next
+        writer can tell a writer died half-way; on an OS error nothing is
+        published (see :meth:`_append_at`).
+        """
+        (major, _), end = self._tail
+        n = len(data)
+        if end + n > self.max_file_size and end > rec.FILE_HEADER_SIZE:
+            self._rotate()
+            (major, _), end = self._tail
+        new_end = end + n
+        if new_end > self._alloc:
+            self._extend(new_end)
+        tail = (major << 40) | new_end
+        self._append_at(data, end, tail)
+        self._rlock.acquire()
+        try:
+            self._tailw.value = tail
+            self._seen = tail
+            self._tail = ((major, 0), new_end)
+            self._ix.apply(self._active_idx, end, entries)
+        finally:
+            self._rlock.release()
+
+    def _write_put(self, data: bytes, key: bytes) -> None:
+        """The hot path of :meth:`_write`: one put without expiry that fits (write lock held)."""
+        fid, end = self._tail
+        n = len(data)
+        new_end = end + n
+        if new_end > self._alloc or new_end > self.max_file_size:
+            self._write(data, [(_PUT, key, 0, n, 0.0)])
+            return
+        tail = (fid[0] << 40) | new_end
+        # _append_at inlined: this is the hottest write path.
+        active = self._active
+        self._intentw.value = tail
+        try:
+            if _pwrite(active.fd, data, end) != n:  # type: ignore[union-attr]
+                raise OSError(errno.EIO, "short write")
+        except OSError:
+            self._intentw.value = self._seen
+            self._append_at(data, end, tail)  # retries, or raises the project's StorageError
+        rlock = self._rlock
+        rlock.acquire()
+        try:
+            self._tailw.value = tail
+            self._seen = tail
+            self._tail = (fid, new_end)
+            ix = self._ix
+            kd = ix.kd
+            old = kd.get(key)
+            kd[key] = (self._active_idx << 72) | (end << 32) | n
+            if old is None:
+                ix.live += n
+                if ix.sorted is not None:  # ix.note_insert(key), inlined
+                    if key in ix.sorted_del:
+                        ix.sorted_del.remove(key)
+                    else:
+                        adds = ix.sorted_add
+                        adds.add(key)
+                        if len(adds) > ix.sorted_cap:
+                            ix.check_pending()
+            else:
+                ix.live += n - (old & _M32)
+                if ix.exp:
+                    ix.exp.pop(key, None)
+        finally:
+            rlock.release()
+
+    def _append_unindexed(self, data: bytes) -> bool:
+        """Append ``data`` at the published tail without indexing first (write lock held).
+
+        A put reads nothing, so when other processes wrote since this process
+        last looked it does not need their records indexed to append its own:
+        it writes at the published tail and leaves every record, its own
+        included, to the next catch-up, which replays them in log order outside
+        the lock. This keeps the lock held for one ``pwrite`` however busy the
+        other writers are. When the ordinary path must run instead (a dead
+        writer's tail to recover, a merge or rotation this process has not
+        seen, a full file to rotate), it catches up the ordinary way, writes
+        nothing and returns False.
+        """
+        st = self._state
+        active = self._active
+        tail_now = self._tailw.value
+        major, end = unpack_tail(tail_now)
+        new_end = end + len(data)
+        if (
+            st is None
+            or active is None
+            or not st.initialized
+            or self._intentw.value != tail_now
+            or st.generation.value != self._gen
+            or active.fid[0] != major
+            or new_end > self.max_file_size
+        ):
+            self._writer_catch_up()
+            return False
+        if new_end > self._alloc:
+            self._extend(new_end)
+        tail = (major << 40) | new_end
+        self._append_at(data, end, tail, published=tail_now)
+        self._tailw.value = tail
+        return True
+
+    def _append_at(self, data: bytes, end: int, tail: int, published: int | None = None) -> None:
+        """Announce ``tail`` as the intent, then write ``data`` at ``end`` of the active file.
+
+        On an OS error the intent goes back to the ``published`` tail (by
+        default the one this process saw) and nothing is published; the bytes
+        written past the published end are overwritten by the next write.
+        """
+        active = self._active
+        assert active is not None
+        self._intentw.value = tail
+        try:
+            written = _pwrite(active.fd, data, end)
+            if written != len(data):
+                write_all(active.fd, memoryview(data)[written:], end + written)
+        except OSError as exc:
+            self._intentw.value = self._seen if published is None else published
+            raise storage_error(exc, f"cannot append to {active.path}") from exc
+
+    def _extend(self, new_end: int) -> None:
+        """Grow the active file ahead of the tail so mappings need remapping rarely."""
+        active = self._active
+        assert active is not None
+        target = ((new_end + _ALLOC_STEP - 1) // _ALLOC_STEP) * _ALLOC_STEP
+        try:
+            if os.fstat(active.fd).st_size < target:
+                os.ftruncate(active.fd, target)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot grow {active.path}") from exc
+        # Map the grown file now, so that writes up to the new size never need to.
+        mm = active.remap()
+        with self._rlock:
+            self._view[1][self._active_idx] = mm
+        self._alloc = target
+
+    def _put_locked(self, key: bytes, value: bytes, expiry: float) -> None:
+        data = rec.encode(rec.PUT, key, value, expiry)
+        self._write(data, [(rec.PUT, key, 0, len(data), expiry)])
+
+    def _delete_locked(self, key: bytes) -> None:
+        data = rec.encode(rec.DELETE, key, b"")
+        self._write(data, [(rec.DELETE, key, 0, len(data), 0.0)])
+
+    def _rotate(self, auto_merge: bool = True) -> None:
+        """Close the active file and start the next one (write lock held)."""
+        old = self._active
+        assert old is not None
+        (major, _), end = self._tail
+        try:
+            os.ftruncate(old.fd, end)  # drop the preallocated slack: closed files are exact
+            if self._sync_interval is not None:
+                fsync_file(old.fd)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot close data file {old.path}") from exc
+        fid = (major + 1, 0)
+        f = self._new_data_file(fid)
+        tail = ((major + 1) << 40) | rec.FILE_HEADER_SIZE
+        self._rlock.acquire()
+        try:
+            self._files.append(f)
+            self._view[1].append(f.mm if f.mm is not None else b"")
+            self._fidx[fid] = len(self._files) - 1
+            self._sizes[(major, 0)] = end
+            self._active = f
+            self._active_idx = len(self._files) - 1
+            self._alloc = f.size()
+            self._tail = (fid, rec.FILE_HEADER_SIZE)
+            self._intentw.value = tail
+            self._tailw.value = tail
+            self._seen = tail
+        finally:
+            self._rlock.release()
+        if auto_merge and self.auto_merge is not None:
+            self._maybe_auto_merge()
+
+    def _new_data_file(self, fid: FileId) -> DataFile:
+        path = os.path.join(self.path, data_name(fid))
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                write_all(fd, rec.FILE_HEADER_BYTES, 0)
+                if self._sync_interval is not None:
+                    fsync_file(fd)
+            finally:
+                os.close(fd)
+            if self._sync_interval is not None:
+                fsync_dir(self.path)
+            return DataFile(self.path, fid, writable=True)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot create data file {path}") from exc
+
+    def _after_write(self) -> None:
+        """Apply the sync policy once the write lock is released.
+
+        The fsync runs outside the lock, so concurrent writers in several
+        processes fsync at the same time and the kernel commits them together.
+        """
+        interval = self._sync_interval
+        if interval is None:
+            return
+        st = self._state
+        assert st is not None
+        now = _time()
+        if interval and now - st.last_sync.value < interval:
+            return
+        active = self._active
+        if active is not None:
+            try:
+                fsync_file(active.fd)
+            except OSError as exc:
+                raise storage_error(exc, f"cannot fsync {active.path}") from exc
+            st.last_sync.value = now
+
+    def put(
+        self, key: bytes, value: bytes, ttl: float | None = None, *, expires_at: float | None = None
+    ) -> None:
+        """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires then.
+
+        A ``ttl`` of 0 or less stores nothing and removes the key (Django's and
+        Redis's "already expired"). ``expires_at`` gives the expiry as an
+        absolute UNIX time instead (0: never), e.g. to keep a key's current
+        expiry exactly across a read-modify-write; a time already past removes
+        the key.
+        """
+        if type(key) is not bytes or not 0 < len(key) <= _MAX_KEY:
+            key = _check_key(key)
+        if type(value) is not bytes or len(value) > _MAX_VALUE:
+            value = _check_value(value)
+        if expires_at is not None:
+            at = _expiry_at(ttl, expires_at)
+            if at is None:
+                self.delete(key)
+                return
+            expiry = at
+        elif ttl is None:
+            expiry = 0.0
+        else:
+            expiry = _expiry(ttl)
+            if ttl <= 0:
+                self.delete(key)
+                return
+        data = _encode(_PUT, key, value, expiry)
+        if self.read_only or self._closed:
+            self._check_writable()
+        if self._tailw.value != self._seen:
+            self._refresh()  # replay others' writes before taking the lock, not while holding it
+        lock = self._lock
+        lock.acquire()
+        try:
+            # A writer sets the intent word before the tail word, so an intent
+            # equal to the tail this process saw means nobody wrote since.
+            if self._intentw.value == self._seen or not self._append_unindexed(data):
+                if expiry:
+                    self._write(data, [(_PUT, key, 0, len(data), expiry)])
+                else:
+                    self._write_put(data, key)
+        finally:
+            lock.release()
+        if self._sync_interval is not None:
+            self._after_write()
+
+    __setitem__ = put
+
+    def delete(self, key: bytes) -> bool:
+        """Remove ``key``; return True if it existed (and had not expired)."""
+        key = _check_key(key)
+        self._check_writable()
+        self._pre_catch_up()
+        with self._lock:
+            self._writer_catch_up()
+            existed = key in self
+            if key in self._view[0]:
+                self._delete_locked(key)
+        self._after_write()
+        return existed
+
+    def __delitem__(self, key: bytes) -> None:
+        if not self.delete(key):
+            raise KeyError(key)
+
+    def put_if_absent(self, key: bytes, value: bytes, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent (or expired); return whether it was stored.
+
+        Atomic across processes: of many concurrent callers exactly one wins.
+        """
+        key = _check_key(key)
+        value = _check_value(value)
+        self._check_writable()
+        self._pre_catch_up()
+        with self._lock:
+            self._writer_catch_up()
+            if key in self:
+                return False
+            self.put(key, value, ttl)
+        return True
+
+    def incr(self, key: bytes, delta: int = 1) -> int:
+        """Add ``delta`` to the integer stored at ``key`` and return the result.
+
+        Values are ASCII decimal, as in Redis; a missing key counts as 0 and
+        the key keeps its expiry. Atomic across processes. Raises
+        :class:`~kv_backend.errors.NotAnIntegerError` for a non-integer value.
+        """
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise TypeError(f"delta must be an int, not {type(delta).__name__}")
+        key = _check_key(key)
+        self._check_writable()
+        self._pre_catch_up()
+        with self._lock:
+            self._writer_catch_up()
+            found = self._get_record(key)
+            if found is None:
+                current, expiry = 0, 0.0
+            else:
+                raw, expiry = found
+                current = _parse_int(key, raw)
+            result = current + delta
+            self._put_locked(key, str(result).encode("ascii"), expiry)
+        self._after_write()
+        return result
+
+    def update(self, key: bytes, fn: Callable[[bytes | None], bytes | None]) -> bytes | None:
+        """Atomically replace the value of ``key`` by ``fn(old_value)``.
+
+        ``fn`` receives the current value (None if absent) and returns the new
+        one, or None to delete the key. The key keeps its expiry. If ``fn``
+        raises, nothing is written. Returns the new value.
+        """
+        key = _check_key(key)
+        self._check_writable()
+        self._pre_catch_up()
+        with self._lock:
+            self._writer_catch_up()
+            found = self._get_record(key)
+            old, expiry = found if found is not None else (None, 0.0)
+            new = fn(old)
+            if new is None:
+                if old is not None:
+                    self._delete_locked(key)
+            else:
+                new = _check_value(new)
+                self._put_locked(key, new, expiry)
+        self._after_write()
+        return new
+
+    def expire(self, key: bytes, ttl: float | None = None, *, expires_at: float | None = None) -> bool:
+        """Give ``key`` a new time to live (None: never expire); return whether it exists.
+
+        A ``ttl`` of 0 or less deletes the key, as Redis's EXPIRE does.
+        ``expires_at`` gives the expiry as an absolute UNIX time instead (0:
+        never); a time already past deletes the key.
+        """
+        key = _check_key(key)
+        if expires_at is None:
+            expiry = _expiry(ttl)
+            gone = ttl is not None and ttl <= 0
+        else:
+            at = _expiry_at(ttl, expires_at)
+            expiry, gone = (0.0, True) if at is None else (at, False)
+        self._check_writable()
+        self._pre_catch_up()
+        with self._lock:
+            self._writer_catch_up()
+            found = self._get_record(key)
+            if found is None:
+                return False
+            if gone:
+                self._delete_locked(key)
+            else:
+                self._put_locked(key, found[0], expiry)
+        self._after_write()
+        return True
+
+    def persist(self, key: bytes) -> bool:
+        """Remove the expiry of ``key``; return whether it exists."""
+        return self.expire(key, None)
+
+    @overload
+    def pop(self, key: bytes) -> bytes: ...
+
+    @overload
+    def pop(self, key: bytes, default: bytes | T) -> bytes | T: ...
+
+    def pop(self, key: bytes, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value (or ``default``), atomically."""
+        key = _check_key(key)
+        self._check_writable()
+        self._pre_catch_up()
+        with self._lock:
+            self._writer_catch_up()
+            value = self.get(key, _MISSING)
+            if value is _MISSING:
+                if default is _MISSING:
+                    raise KeyError(key)
+                return default
+            self._delete_locked(key)
+        self._after_write()
+        return value
+
+    def batch(self) -> Batch:
+        """Collect puts and deletes and apply them all at once, or none of them.
+
+        Use it as ``with db.batch() as b:``. The batch is written as one run of
+        records closed by a COMMIT record; an exception inside the block
+        discards it, and a crash before the COMMIT record reached the file
+        leaves none of it visible.
+        """
+        self._check_writable()
+        return Batch(self)
+
+    def _commit_batch(self, ops: list[tuple[int, bytes, bytes, float]]) -> None:
+        parts: list[bytes] = []
+        index: list[tuple[int, bytes, int, int, float]] = []
+        off = 0
+        for rtype, key, value, expiry in ops:
+            r = _encode(rtype, key, value, expiry, _FLAG_BATCH)
+            parts.append(r)
+            index.append((rtype, key, off, len(r), expiry))
+            off += len(r)
+        parts.append(rec.encode_commit(len(ops)))
+        data = b"".join(parts)
+        self._check_writable()
+        self._pre_catch_up()
+        with self._lock:
+            self._writer_catch_up()
+            self._write(data, index)
+        self._after_write()
+
+    def clear(self) -> None:
+        """Remove every key, atomically (one batch of deletes)."""
+        self._check_writable()
+        self._pre_catch_up()
+        with self._lock:
+            self._writer_catch_up()
+            keys = list(self._view[0])
+            if keys:
+                self._commit_batch([(rec.DELETE, k, b"", 0.0) for k in keys])
