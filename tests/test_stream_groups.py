@@ -57,6 +57,17 @@ def test_groups_deliver_each_entry_once_and_track_pending(s):
     assert s.xpending("st", "g")[0] == 4
 
 
+def test_a_stream_named_twice_sees_its_first_read(s):
+    s.xgroup_create("st", "g", "$", mkstream=True)
+    s.xadd("st", {"a": 1}, id="1-0")
+    # as Redis: the second ">" finds nothing new, and a history read sees what the first delivered
+    assert s.xreadgroup("g", "c", [("st", ">"), ("st", ">")]) == [(b"st", [(b"1-0", [(b"a", b"1")])])]
+    s.xadd("st", {"a": 2}, id="2-0")
+    got = s.xreadgroup("g", "c", [("st", ">"), ("st", "0")])
+    assert [(n, _ids(e)) for n, e in got] == [(b"st", [b"2-0"]), (b"st", [b"1-0", b"2-0"])]
+    assert s.xpending("st", "g")[0] == 2
+
+
 def test_claims_move_pending_entries(s):
     s.xgroup_create("st", "g", "0", mkstream=True)
     for i in range(1, 5):

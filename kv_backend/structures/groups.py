@@ -429,8 +429,11 @@ class StreamGroups(Streams):
                 targets.append((name, meta, g, None if raw == b">" else _strict_id(raw)))
             now = _now()
             out: list[tuple[bytes, list[Entry]]] = []
-            with db.batch() as b:
-                for name, meta, g, after in targets:
+            for i, (name, meta, g, after) in enumerate(targets):
+                if any(t[0] == name for t in targets[:i]):  # named again: see what the first read did
+                    g = self._group(name, group) or g
+                # one batch per stream, so that a stream named twice sees its first read
+                with db.batch() as b:
                     cons = db.get(CONSUMER + _lp(name) + _lp(group) + consumer)
                     old = _CONS.unpack(cons) if cons is not None else None
                     active = old[1] if old is not None else UNKNOWN
