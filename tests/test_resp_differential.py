@@ -585,8 +585,8 @@ GROUPS = [
         key,
         st.sampled_from([">", ">", ">", "0", "1-1", "$", "x"]),
     ).map(lambda t: ["XREADGROUP", "GROUP", t[0], t[1], *t[2], "STREAMS", t[3], t[4]]),
-    st.tuples(group, consumer, key, key).map(
-        lambda t: ["XREADGROUP", "GROUP", t[0], t[1], "STREAMS", t[2], t[3], ">", ">"]
+    st.tuples(group, consumer, key, key, st.sampled_from([">", "0"]), st.sampled_from([">", "0"])).map(
+        lambda t: ["XREADGROUP", "GROUP", t[0], t[1], "STREAMS", t[2], t[3], t[4], t[5]]
     ),
     c("XREADGROUP", "STREAMS", key, ">"),  # no GROUP
     var("XACK", stream_id, lead=(key, group)),
