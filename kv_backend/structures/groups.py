@@ -615,8 +615,9 @@ class StreamGroups(Streams):
                 if last_claim is not None and last_claim > g.last:
                     self._put_group(b, name, group, g._replace(last=last_claim))
                 pel_pfx = PENDING + _lp(name) + _lp(group)
+                done: dict[ID, Pending] = {}  # claimed by this call (an ID may be given twice)
                 for xid in parsed:
-                    p = self._pending(name, group, xid)
+                    p = done[xid] if xid in done else self._pending(name, group, xid)
                     fields = self._entry(name, xid)
                     if fields is None:
                         if p is not None:
@@ -630,7 +631,8 @@ class StreamGroups(Streams):
                     if not fresh and min_idle and now - p.delivered < min_idle:
                         continue
                     n = retrycount if retrycount is not None and retrycount >= 0 else p.count + (not justid)
-                    self._put_pending(b, name, group, Pending(xid, consumer, when, n))
+                    done[xid] = Pending(xid, consumer, when, n)
+                    self._put_pending(b, name, group, done[xid])
                     claimed.append(_fmt(xid) if justid else (_fmt(xid), fields))
                 active = now if claimed else self._active_time(name, group, consumer)
                 self._put_consumer(b, name, group, consumer, now, active)
