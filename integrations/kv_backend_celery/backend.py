@@ -297,12 +297,19 @@ class KVBackend(KeyValueStoreBackend):
         payload = self.encode(meta)  # encoded before taking the lock: other writers don't wait on it
         key = self.get_key_for_task(task_id)
         db = self.db
-        # Under the store's write lock, "never overwrite a SUCCESS" (a redelivered
-        # or lost task reporting late) and the write are one atomic step.
+        # Under the store's write lock, the check and the write are one atomic step:
+        # a SUCCESS is never overwritten (a redelivered or lost task reporting late),
+        # and a finished state (SUCCESS, FAILURE, REVOKED) is never replaced by an
+        # unfinished one: a retry that reports RETRY after the last attempt already
+        # stored its FAILURE must not leave the task looking unfinished for ever.
         with db.locked():
             current = db.get(ensure_bytes(key))
-            if current is not None and self.decode_result(current).get("status") == states.SUCCESS:
-                return result
+            if current is not None:
+                stored = self.decode_result(current).get("status")
+                if stored == states.SUCCESS or (
+                    stored in states.READY_STATES and state not in states.READY_STATES
+                ):
+                    return result
             try:
                 self._set_with_state(key, payload, state)
             except BackendStoreError as exc:

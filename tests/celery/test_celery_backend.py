@@ -250,6 +250,18 @@ def test_success_is_never_overwritten(backend):
     assert backend.get_task_meta("t1", cache=False)["result"] == 5
 
 
+def test_finished_state_is_not_replaced_by_an_unfinished_one(backend):
+    # a retried task: attempt n stores RETRY only after attempt n+1 (run by another
+    # pool process) has already failed for good
+    backend.mark_as_failure("t2", RuntimeError("attempt 5 failed"))
+    backend.mark_as_retry("t2", RuntimeError("attempt 3 failed"))
+    backend.mark_as_started("t2")
+    meta = backend.get_task_meta("t2", cache=False)
+    assert meta["status"] == states.FAILURE and "attempt 5" in str(meta["result"])
+    backend.mark_as_done("t2", 7)  # a new run under the same id may still finish it
+    assert backend.get_task_meta("t2", cache=False)["result"] == 7
+
+
 def test_forget(backend):
     backend.mark_as_done("t1", 5)
     assert backend.get_task_meta("t1")["result"] == 5
