@@ -463,7 +463,7 @@ class StreamGroups(Streams):
         noack: bool,
         now: int,
     ) -> list[Entry]:
-        if g.last == (_U64_MAX, _U64_MAX):
+        if g.last >= meta.last:  # nothing was added after what the group has seen: no scan
             return []
         pfx = STREAM + _lp(name)
         nxt = (g.last[0], g.last[1] + 1) if g.last[1] < _U64_MAX else (g.last[0] + 1, 0)
