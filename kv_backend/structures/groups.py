@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import struct
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -57,6 +58,26 @@ class Pending(NamedTuple):
     consumer: bytes
     delivered: int  # Unix ms of the last delivery
     count: int  # how many times it was delivered
+
+
+def _pel_prefix(name: bytes, group: bytes) -> bytes:
+    """Where a group's pending entries are: this prefix, then the entry ID."""
+    return PENDING + _lp(name) + _lp(group)
+
+
+def _consumer_prefix(name: bytes, group: bytes) -> bytes:
+    """Where a group's consumers are: this prefix, then the consumer's name."""
+    return CONSUMER + _lp(name) + _lp(group)
+
+
+def _decode_group(value: bytes) -> Group:
+    ms, seq, entries_read = _GRP.unpack(value)
+    return Group((ms, seq), entries_read)
+
+
+def _decode_pending(xid: ID, value: bytes) -> Pending:
+    delivered, count = _NACK.unpack_from(value)
+    return Pending(xid, value[_NACK.size :], delivered, count)
 
 
 def _now() -> int:
@@ -103,22 +124,20 @@ class StreamGroups(Streams):
 
     def _group(self, name: bytes, group: bytes) -> Group | None:
         data = self.db.get(GROUP + _lp(name) + group)
-        if data is None:
-            return None
-        ms, seq, entries_read = _GRP.unpack(data)
-        return Group((ms, seq), entries_read)
+        return None if data is None else _decode_group(data)
 
     @staticmethod
     def _put_group(b: Batch, name: bytes, group: bytes, g: Group) -> None:
         b.put(GROUP + _lp(name) + group, _GRP.pack(*g.last, g.entries_read))
 
-    def _group_names(self, name: bytes) -> list[bytes]:
+    def _groups(self, name: bytes) -> dict[bytes, Group]:
+        """``{group name: group}`` of a stream, in name order."""
         pfx = GROUP + _lp(name)
-        return [key[len(pfx) :] for key in self.db.keys(prefix=pfx)]
+        return {key[len(pfx) :]: _decode_group(value) for key, value in self.db.items(prefix=pfx)}
 
     def _consumers(self, name: bytes, group: bytes) -> dict[bytes, tuple[int, int]]:
         """``{consumer: (seen time, active time)}`` in name order."""
-        pfx = CONSUMER + _lp(name) + _lp(group)
+        pfx = _consumer_prefix(name, group)
         n = len(pfx)
         out = {}
         for key, value in self.db.items(prefix=pfx):
@@ -127,34 +146,44 @@ class StreamGroups(Streams):
 
     def _pel(self, name: bytes, group: bytes, start: ID = (0, 0), end: ID | None = None) -> list[Pending]:
         """The group's pending entries with IDs from ``start`` to ``end`` (inclusive), in ID order."""
-        pfx = PENDING + _lp(name) + _lp(group)
+        pfx = _pel_prefix(name, group)
         n = len(pfx)
         out = []
         for key, value in self.db.items(prefix=pfx, start=pfx + _XID.pack(*start)):
             xid = _XID.unpack_from(key, n)
             if end is not None and xid > end:
                 break
-            delivered, count = _NACK.unpack_from(value)
-            out.append(Pending(xid, value[_NACK.size :], delivered, count))
+            out.append(_decode_pending(xid, value))
         return out
 
     def _pending(self, name: bytes, group: bytes, xid: ID) -> Pending | None:
-        value = self.db.get(PENDING + _lp(name) + _lp(group) + _XID.pack(*xid))
-        if value is None:
-            return None
-        delivered, count = _NACK.unpack_from(value)
-        return Pending(xid, value[_NACK.size :], delivered, count)
+        value = self.db.get(_pel_prefix(name, group) + _XID.pack(*xid))
+        return None if value is None else _decode_pending(xid, value)
 
     @staticmethod
     def _put_pending(b: Batch, name: bytes, group: bytes, p: Pending) -> None:
         b.put(
-            PENDING + _lp(name) + _lp(group) + _XID.pack(*p.id),
+            _pel_prefix(name, group) + _XID.pack(*p.id),
             _NACK.pack(p.delivered, p.count) + p.consumer,
         )
 
-    @staticmethod
-    def _put_consumer(b: Batch, name: bytes, group: bytes, consumer: bytes, seen: int, active: int) -> None:
-        b.put(CONSUMER + _lp(name) + _lp(group) + consumer, _CONS.pack(seen, active))
+    def _touch_consumer(
+        self, b: Batch, name: bytes, group: bytes, consumer: bytes, now: int, seen: bool, active: bool
+    ) -> None:
+        """Set a consumer's seen time (``seen``) and active time (``active``) to ``now``.
+
+        A missing consumer is created (seen now, never active). Times are in ms: a
+        record they leave unchanged is not rewritten.
+        """
+        key = _consumer_prefix(name, group) + consumer
+        data = self.db.get(key)
+        old = _CONS.unpack(data) if data is not None else None
+        new = (
+            now if seen or old is None else old[0],
+            now if active else (old[1] if old is not None else UNKNOWN),
+        )
+        if new != old:
+            b.put(key, _CONS.pack(*new))
 
     def _entry(self, name: bytes, xid: ID) -> list[tuple[bytes, bytes]] | None:
         data = self.db.get(STREAM + _lp(name) + _XID.pack(*xid))
@@ -296,7 +325,7 @@ class StreamGroups(Streams):
                 return 0
             with db.batch() as b:
                 b.delete(GROUP + _lp(name) + group)
-                for pfx in (CONSUMER + _lp(name) + _lp(group), PENDING + _lp(name) + _lp(group)):
+                for pfx in (_consumer_prefix(name, group), _pel_prefix(name, group)):
                     for key in list(db.keys(prefix=pfx)):
                         b.delete(key)
         return 1
@@ -307,10 +336,10 @@ class StreamGroups(Streams):
         db = self.db
         with db.locked():
             self._group_target(name, group, need_group=True)
-            if CONSUMER + _lp(name) + _lp(group) + consumer in db:
+            if _consumer_prefix(name, group) + consumer in db:
                 return 0
             with db.batch() as b:
-                self._put_consumer(b, name, group, consumer, _now(), UNKNOWN)
+                self._touch_consumer(b, name, group, consumer, _now(), seen=True, active=False)
         return 1
 
     def xgroup_delconsumer(self, name: Name, group: Name, consumer: Name) -> int:
@@ -319,11 +348,11 @@ class StreamGroups(Streams):
         db = self.db
         with db.locked():
             self._group_target(name, group, need_group=True)
-            ckey = CONSUMER + _lp(name) + _lp(group) + consumer
+            ckey = _consumer_prefix(name, group) + consumer
             if ckey not in db:
                 return 0
             mine = [p for p in self._pel(name, group) if p.consumer == consumer]
-            pfx = PENDING + _lp(name) + _lp(group)
+            pfx = _pel_prefix(name, group)
             with db.batch() as b:
                 b.delete(ckey)
                 for p in mine:
@@ -434,21 +463,15 @@ class StreamGroups(Streams):
                     g = self._group(name, group) or g
                 # one batch per stream, so that a stream named twice sees its first read
                 with db.batch() as b:
-                    cons = db.get(CONSUMER + _lp(name) + _lp(group) + consumer)
-                    old = _CONS.unpack(cons) if cons is not None else None
-                    active = old[1] if old is not None else UNKNOWN
                     if after is None:
                         entries = self._deliver_new(b, name, meta, g, group, consumer, limit, noack, now)
                         if entries:
                             out.append((name, entries))
-                            if not noack:
-                                active = now
                     else:
                         entries = self._deliver_history(b, name, group, consumer, after, limit, now)
                         out.append((name, entries))
-                    # times are in ms: a consumer read again within the same ms is not rewritten
-                    if (old is None or touch or entries) and old != (now, active):
-                        self._put_consumer(b, name, group, consumer, now, active)
+                    active = bool(entries) and after is None and not noack
+                    self._touch_consumer(b, name, group, consumer, now, touch or bool(entries), active)
         return out
 
     def _deliver_new(
@@ -521,7 +544,7 @@ class StreamGroups(Streams):
                 return 0
             parsed = [_strict_id(i) for i in ids]
             with db.batch() as b:
-                return len(self._delete_ids(b, PENDING + _lp(name) + _lp(group), parsed))
+                return len(self._delete_ids(b, _pel_prefix(name, group), parsed))
 
     # ------------------------------------------------------------ XPENDING
 
@@ -534,9 +557,7 @@ class StreamGroups(Streams):
         pel = self._pel(name, group)
         if not pel:
             return 0, None, None, []
-        per: dict[bytes, int] = {}
-        for p in pel:
-            per[p.consumer] = per.get(p.consumer, 0) + 1
+        per = Counter(p.consumer for p in pel)
         return len(pel), _fmt(pel[0].id), _fmt(pel[-1].id), sorted(per.items())
 
     def xpending_range(
@@ -614,7 +635,7 @@ class StreamGroups(Streams):
             with db.batch() as b:
                 if last_claim is not None and last_claim > g.last:
                     self._put_group(b, name, group, g._replace(last=last_claim))
-                pel_pfx = PENDING + _lp(name) + _lp(group)
+                pel_pfx = _pel_prefix(name, group)
                 done: dict[ID, Pending] = {}  # claimed by this call (an ID may be given twice)
                 for xid in parsed:
                     p = done[xid] if xid in done else self._pending(name, group, xid)
@@ -634,13 +655,8 @@ class StreamGroups(Streams):
                     done[xid] = Pending(xid, consumer, when, n)
                     self._put_pending(b, name, group, done[xid])
                     claimed.append(_fmt(xid) if justid else (_fmt(xid), fields))
-                active = now if claimed else self._active_time(name, group, consumer)
-                self._put_consumer(b, name, group, consumer, now, active)
+                self._touch_consumer(b, name, group, consumer, now, seen=True, active=bool(claimed))
         return claimed
-
-    def _active_time(self, name: bytes, group: bytes, consumer: bytes) -> int:
-        data = self.db.get(CONSUMER + _lp(name) + _lp(group) + consumer)
-        return UNKNOWN if data is None else _CONS.unpack(data)[1]
 
     def xautoclaim(
         self,
@@ -672,7 +688,7 @@ class StreamGroups(Streams):
             pos = 0
             claimed: list[Any] = []
             deleted: list[bytes] = []
-            pel_pfx = PENDING + _lp(name) + _lp(group)
+            pel_pfx = _pel_prefix(name, group)
             with db.batch() as b:
                 while attempts and count and pos < len(pel):
                     attempts -= 1
@@ -689,8 +705,7 @@ class StreamGroups(Streams):
                     self._put_pending(b, name, group, Pending(p.id, consumer, now, p.count + (not justid)))
                     claimed.append(_fmt(p.id) if justid else (_fmt(p.id), fields))
                     count -= 1
-                active = now if claimed else self._active_time(name, group, consumer)
-                self._put_consumer(b, name, group, consumer, now, active)
+                self._touch_consumer(b, name, group, consumer, now, seen=True, active=bool(claimed))
             cursor = _fmt(pel[pos].id) if pos < len(pel) else b"0-0"
         return cursor, claimed, deleted
 
@@ -726,7 +741,7 @@ class StreamGroups(Streams):
         if not full:
             first = self._xrange(name, b"-", b"+", 1, reverse=False)
             last = self._xrange(name, b"-", b"+", 1, reverse=True)
-            info["groups"] = len(self._group_names(name))
+            info["groups"] = len(self._groups(name))
             info["first-entry"] = first[0] if first else None
             info["last-entry"] = last[0] if last else None
             return info
@@ -735,9 +750,7 @@ class StreamGroups(Streams):
         limit = count or None
         info["entries"] = self._xrange(name, b"-", b"+", limit, reverse=False)
         groups = []
-        for group in self._group_names(name):
-            g = self._group(name, group)
-            assert g is not None
+        for group, g in self._groups(name).items():
             pel = self._pel(name, group)
             consumers = []
             for cname, (seen, active) in self._consumers(name, group).items():
@@ -770,9 +783,7 @@ class StreamGroups(Streams):
         name = _b(name)
         meta = self.require_stream(name)
         out = []
-        for group in self._group_names(name):
-            g = self._group(name, group)
-            assert g is not None
+        for group, g in self._groups(name).items():
             out.append(
                 {
                     "name": group,
@@ -791,9 +802,7 @@ class StreamGroups(Streams):
         self.require_stream(name)
         if self._group(name, group) is None:
             raise _nogroup_for_key(name, group)
-        per: dict[bytes, int] = {}
-        for p in self._pel(name, group):
-            per[p.consumer] = per.get(p.consumer, 0) + 1
+        per = Counter(p.consumer for p in self._pel(name, group))
         now = _now()
         return [
             {
