@@ -29,23 +29,16 @@ STREAM_TESTS = {
 }
 
 
+def _redis_benchmark(port: int, requests: int, pipeline: int, clients: int, *args: str) -> str:
+    """Run redis-benchmark quietly with these settings and ``args``; its output, one report per line."""
+    cmd = ["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(clients)]
+    cmd += ["-P", str(pipeline), "-q", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1800).stdout.replace("\r", "\n")
+
+
 def run_benchmark(port: int, requests: int, pipeline: int, clients: int) -> dict[str, float]:
     """Run redis-benchmark and return requests per second per test."""
-    cmd = [
-        "redis-benchmark",
-        "-p",
-        str(port),
-        "-t",
-        ",".join(TESTS),
-        "-n",
-        str(requests),
-        "-c",
-        str(clients),
-        "-P",
-        str(pipeline),
-        "-q",
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800).stdout.replace("\r", "\n")
+    out = _redis_benchmark(port, requests, pipeline, clients, "-t", ",".join(TESTS))
     rates: dict[str, float] = {}
     for line in out.splitlines():
         m = re.match(r"\s*([A-Z]+)(?: \(.*\))?: ([0-9.]+) requests per second", line)
@@ -55,9 +48,7 @@ def run_benchmark(port: int, requests: int, pipeline: int, clients: int) -> dict
     if missing:
         raise SystemExit(f"redis-benchmark gave no figure for {missing}:\n{out[-2000:]}")
     for name, words in STREAM_TESTS.items():  # in this order: XREADGROUP reads what XADD added
-        cmd = ["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", str(clients)]
-        cmd += ["-P", str(pipeline), "-q", *words]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800).stdout.replace("\r", "\n")
+        out = _redis_benchmark(port, requests, pipeline, clients, *words)
         m = re.search(rf"^\s*{words[0]} .*?: ([0-9.]+) requests per second", out, re.M)
         if m is None:
             raise SystemExit(f"redis-benchmark gave no figure for {name}:\n{out[-2000:]}")
