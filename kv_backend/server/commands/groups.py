@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.errors import NotAnIntegerError
-from kv_backend.server.commands.registry import arg_int, block_ms, command, syntax, upper
+from kv_backend.server.commands.registry import arg_int, block_ms, command, int_or_error, syntax, upper
 from kv_backend.server.commands.streams import entries_reply, stream_read
 from kv_backend.server.protocol import NULL_ARRAY, OK
-from kv_backend.structures import CommandError, parse_int
+from kv_backend.structures import CommandError
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -184,19 +183,12 @@ def cmd_xpending(conn: Connection, args: list[bytes]) -> Any:
     return [list(row) for row in rows]
 
 
-def _ms_option(raw: bytes, message: str) -> int:
-    try:
-        return parse_int(raw)
-    except NotAnIntegerError:
-        raise CommandError(message) from None
-
-
 @command("XCLAIM", -6, "write")
 def cmd_xclaim(conn: Connection, args: list[bytes]) -> Any:
     """Take pending entries over: key group consumer min-idle-time id... [IDLE|TIME|RETRYCOUNT|FORCE|...]."""
     st = conn.st
     st.require_group(args[1], args[2])
-    min_idle = _ms_option(args[4], "ERR Invalid min-idle-time argument for XCLAIM")
+    min_idle = int_or_error(args[4], "ERR Invalid min-idle-time argument for XCLAIM")
     j = 5
     ids = []
     while j < len(args):
@@ -217,7 +209,7 @@ def cmd_xclaim(conn: Connection, args: list[bytes]) -> Any:
         elif word in (b"IDLE", b"TIME", b"RETRYCOUNT") and more:
             j += 1
             text = word.decode()
-            value = _ms_option(args[j], f"ERR Invalid {text} option argument for XCLAIM")
+            value = int_or_error(args[j], f"ERR Invalid {text} option argument for XCLAIM")
             options[text.lower()] = value
             if word == b"TIME":
                 options.pop("idle", None)
@@ -237,7 +229,7 @@ def cmd_xclaim(conn: Connection, args: list[bytes]) -> Any:
 @command("XAUTOCLAIM", -6, "write")
 def cmd_xautoclaim(conn: Connection, args: list[bytes]) -> Any:
     """Claim idle pending entries from a start ID on: key group consumer min-idle start [COUNT n] [JUSTID]."""
-    min_idle = _ms_option(args[4], "ERR Invalid min-idle-time argument for XAUTOCLAIM")
+    min_idle = int_or_error(args[4], "ERR Invalid min-idle-time argument for XAUTOCLAIM")
     st = conn.st
     st.check_stream_range(args[5], b"+")
     count = 100
@@ -246,10 +238,7 @@ def cmd_xautoclaim(conn: Connection, args: list[bytes]) -> Any:
     while j < len(args):
         word = upper(args[j])
         if word == b"COUNT" and j + 1 < len(args):
-            try:
-                count = parse_int(args[j + 1])
-            except NotAnIntegerError:
-                count = 0
+            count = int_or_error(args[j + 1], "ERR COUNT must be > 0")
             if count < 1 or count > (1 << 63) // 10:
                 raise CommandError("ERR COUNT must be > 0")
             j += 2

@@ -149,12 +149,17 @@ def try_or_block(
     return Block(keys, timeout, attempt, pushes)
 
 
+def int_or_error(raw: bytes, message: str) -> int:
+    """``raw`` as an integer; a CommandError with Redis's ``message`` for this argument if it is not one."""
+    try:
+        return parse_int(raw)
+    except NotAnIntegerError:
+        raise CommandError(message) from None
+
+
 def block_ms(raw: bytes) -> float:
     """The BLOCK argument of XREAD/XREADGROUP (milliseconds, 0: for ever), in seconds."""
-    try:
-        ms = parse_int(raw)
-    except NotAnIntegerError:
-        raise CommandError("ERR timeout is not an integer or out of range") from None
+    ms = int_or_error(raw, "ERR timeout is not an integer or out of range")
     if ms < 0:
         raise CommandError("ERR timeout is negative")
     return ms / 1000
