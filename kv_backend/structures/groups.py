@@ -325,9 +325,7 @@ class StreamGroups(Streams):
                 return 0
             with db.batch() as b:
                 b.delete(GROUP + _lp(name) + group)
-                for pfx in (_consumer_prefix(name, group), _pel_prefix(name, group)):
-                    for key in list(db.keys(prefix=pfx)):
-                        b.delete(key)
+                self._delete_prefixes(b, (_consumer_prefix(name, group), _pel_prefix(name, group)))
         return 1
 
     def xgroup_createconsumer(self, name: Name, group: Name, consumer: Name) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from kv_backend.db import DB, Batch
@@ -76,8 +76,12 @@ class Keyspace:
 
     def _purge(self, b: Batch, name: bytes, tag: int) -> None:
         """Delete member records a previous, expired or deleted, key of this name left behind."""
-        for prefix in MEMBER_PREFIXES.get(tag, ()):
-            for key in list(self.db.keys(prefix=prefix + _lp(name))):
+        self._delete_prefixes(b, [prefix + _lp(name) for prefix in MEMBER_PREFIXES.get(tag, ())])
+
+    def _delete_prefixes(self, b: Batch, prefixes: Iterable[bytes]) -> None:
+        """Delete, in ``b``, every record whose key starts with one of ``prefixes``."""
+        for prefix in prefixes:
+            for key in list(self.db.keys(prefix=prefix)):
                 b.delete(key)
 
     def _purge_all(self, b: Batch, name: bytes) -> None:
@@ -276,9 +280,7 @@ class Keyspace:
         """Delete every key of every type (one atomic batch); other engine keys are left alone."""
         db = self.db
         with db.locked(), db.batch() as b:
-            for prefix in ALL_PREFIXES:
-                for key in list(db.keys(prefix=prefix)):
-                    b.delete(key)
+            self._delete_prefixes(b, ALL_PREFIXES)
 
     def randomkey(self) -> bytes | None:
         """A random existing key name, or None if there are none."""
