@@ -240,11 +240,11 @@ class StreamGroups(Streams):
                 return meta.added - meta.count + 1
         return UNKNOWN
 
-    def _lag(self, name: bytes, meta: StreamMeta, g: Group) -> int | None:
-        """Entries the group has yet to read, None when gaps left by XDEL make it unknowable."""
+    def _lag(self, meta: StreamMeta, g: Group, first: ID) -> int | None:
+        """Entries the group has yet to read (``first``: the stream's first entry ID), None when
+        gaps left by XDEL make it unknowable."""
         if not meta.added or not meta.count:
             return 0
-        first = self._first_id(name)
         if g.last < first and meta.max_deleted < first:
             return meta.count
         if g.entries_read != UNKNOWN and not self._has_tombstones_after(meta, g.last):
@@ -727,6 +727,7 @@ class StreamGroups(Streams):
         name = _b(name)
         meta = self.require_stream(name)
         blocks = math.ceil(meta.count / 100)
+        first_id = self._first_id(name)
         info: dict[str, Any] = {
             "length": meta.count,
             "radix-tree-keys": blocks,
@@ -734,7 +735,7 @@ class StreamGroups(Streams):
             "last-generated-id": _fmt(meta.last),
             "max-deleted-entry-id": _fmt(meta.max_deleted),
             "entries-added": meta.added,
-            "recorded-first-entry-id": _fmt(self._first_id(name)),
+            "recorded-first-entry-id": _fmt(first_id),
         }
         if not full:
             first = self._xrange(name, b"-", b"+", 1, reverse=False)
@@ -767,7 +768,7 @@ class StreamGroups(Streams):
                     "name": group,
                     "last-delivered-id": _fmt(g.last),
                     "entries-read": None if g.entries_read == UNKNOWN else g.entries_read,
-                    "lag": self._lag(name, meta, g),
+                    "lag": self._lag(meta, g, first_id),
                     "pel-count": len(pel),
                     "pending": [(_fmt(p.id), p.consumer, p.delivered, p.count) for p in pel[:limit]],
                     "consumers": consumers,
@@ -780,6 +781,7 @@ class StreamGroups(Streams):
         """What XINFO GROUPS reports for each group of a stream, in name order."""
         name = _b(name)
         meta = self.require_stream(name)
+        first_id = self._first_id(name)
         out = []
         for group, g in self._groups(name).items():
             out.append(
@@ -789,7 +791,7 @@ class StreamGroups(Streams):
                     "pending": len(self._pel(name, group)),
                     "last-delivered-id": _fmt(g.last),
                     "entries-read": None if g.entries_read == UNKNOWN else g.entries_read,
-                    "lag": self._lag(name, meta, g),
+                    "lag": self._lag(meta, g, first_id),
                 }
             )
         return out
