@@ -751,9 +751,12 @@ class StreamGroups(Streams):
         groups = []
         for group, g in self._groups(name).items():
             pel = self._pel(name, group)
+            by_consumer: dict[bytes, list[Pending]] = {}
+            for p in pel:
+                by_consumer.setdefault(p.consumer, []).append(p)
             consumers = []
             for cname, (seen, active) in self._consumers(name, group).items():
-                mine = [p for p in pel if p.consumer == cname]
+                mine = by_consumer.get(cname, [])
                 consumers.append(
                     {
                         "name": cname,
