@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
 from kv_backend.server.blocking import TIMED_OUT
-from kv_backend.server.commands.registry import COMMANDS, Command, arg_int, command, syntax, upper
+from kv_backend.server.commands.registry import (
+    COMMANDS,
+    Command,
+    arg_int,
+    command,
+    subcommand_syntax_error,
+    syntax,
+    unknown_subcommand,
+    upper,
+)
 from kv_backend.server.protocol import OK, ErrorReply, Verbatim
 from kv_backend.structures import CommandError, glob_match
 
@@ -139,10 +148,7 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
         return OK
     if sub == b"REPLY" and len(args) == 3:
         return OK
-    raise CommandError(
-        "ERR unknown subcommand or wrong number of arguments for "
-        f"'{args[1].decode('utf-8', 'replace')}'. Try CLIENT HELP."
-    )
+    raise subcommand_syntax_error(args)
 
 
 @command("COMMAND", -1)
@@ -169,7 +175,7 @@ def cmd_command(conn: Connection, args: list[bytes]) -> Any:
         }
     if sub == b"LIST":
         return [c.name.encode() for c in COMMANDS.values()]
-    raise CommandError(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try COMMAND HELP.")
+    raise unknown_subcommand(args)
 
 
 _NOKEY = {
@@ -228,7 +234,7 @@ def cmd_config(conn: Connection, args: list[bytes]) -> Any:
         )
     if sub == b"RESETSTAT" and len(args) == 2:
         return OK
-    raise CommandError(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try CONFIG HELP.")
+    raise unknown_subcommand(args)
 
 
 @command("INFO", -1)

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import arg_int, block_ms, command, int_or_error, syntax, upper
+from kv_backend.server.commands.registry import (
+    arg_int,
+    block_ms,
+    command,
+    int_or_error,
+    subcommand_syntax_error,
+    syntax,
+    upper,
+)
 from kv_backend.server.commands.streams import entries_reply, stream_read
 from kv_backend.server.protocol import NULL_ARRAY, OK
 from kv_backend.structures import CommandError
@@ -21,13 +29,6 @@ def _entry(entry: tuple[bytes, list[tuple[bytes, bytes]] | None]) -> list[Any]:
     """One entry as Redis sends it; a pending entry deleted from the stream has a null body."""
     xid, pairs = entry
     return [xid, NULL_ARRAY if pairs is None else [w for pair in pairs for w in pair]]
-
-
-def _subcommand_error(args: list[bytes]) -> CommandError:
-    return CommandError(
-        "ERR unknown subcommand or wrong number of arguments for "
-        f"'{args[1].decode('utf-8', 'replace')}'. Try {args[0].decode('utf-8', 'replace').upper()} HELP."
-    )
 
 
 _XGROUP_HELP = [
@@ -83,15 +84,15 @@ def cmd_xgroup(conn: Connection, args: list[bytes]) -> Any:
                 raise CommandError("ERR value for ENTRIESREAD must be positive or -1")
             i += 2
         else:
-            raise _subcommand_error(args)
+            raise subcommand_syntax_error(args)
     if sub == b"CREATE":
         if len(args) > 8:
-            raise _subcommand_error(args)
+            raise subcommand_syntax_error(args)
         st.xgroup_create(key, group, args[4], mkstream=mkstream, entries_read=entries_read)
         return OK
     if sub == b"SETID":
         if len(args) not in (5, 7):
-            raise _subcommand_error(args)
+            raise subcommand_syntax_error(args)
         st.xgroup_setid(key, group, args[4], entries_read=entries_read)
         return OK
     if sub == b"DESTROY":
@@ -294,11 +295,11 @@ def cmd_xinfo(conn: Connection, args: list[bytes]) -> Any:
     full, count = False, 10
     if options:
         if len(options) not in (1, 3) or upper(options[0]) != b"FULL":
-            raise _subcommand_error(args)
+            raise subcommand_syntax_error(args)
         full = True
         if len(options) == 3:
             if upper(options[1]) != b"COUNT":
-                raise _subcommand_error(args)
+                raise subcommand_syntax_error(args)
             count = arg_int(options[2])
     return _map(st.xinfo_stream(args[2], full=full, count=count))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import command, upper
+from kv_backend.server.commands.registry import command, unknown_subcommand, upper
 from kv_backend.server.protocol import Push, Replies
 from kv_backend.structures import CommandError, glob_match
 
@@ -78,4 +78,4 @@ def cmd_pubsub(conn: Connection, args: list[bytes]) -> Any:
         return out
     if sub == b"NUMPAT" and len(args) == 2:
         return len(server.patterns)
-    raise CommandError(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try PUBSUB HELP.")
+    raise unknown_subcommand(args)

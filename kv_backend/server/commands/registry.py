@@ -36,10 +36,7 @@ class Command:
         sub = args[1].upper()
         arity = self.subcommands.get(sub)
         if arity is None:
-            return (
-                f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. "
-                f"Try {self.name.upper()} HELP."
-            )
+            return str(unknown_subcommand(args))
         if (arity > 0 and len(args) != arity) or (arity < 0 and len(args) < -arity):
             return f"ERR wrong number of arguments for '{self.name}|{sub.decode().lower()}' command"
         return None
@@ -60,6 +57,22 @@ def command(
         return fn
 
     return deco
+
+
+def unknown_subcommand(args: list[bytes]) -> CommandError:
+    """Redis's error for a subcommand a container command (CONFIG, XGROUP...) does not have."""
+    return CommandError(
+        f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. "
+        f"Try {args[0].decode('utf-8', 'replace').upper()} HELP."
+    )
+
+
+def subcommand_syntax_error(args: list[bytes]) -> CommandError:
+    """Redis's error for a subcommand given the wrong arguments (or one that does not exist)."""
+    return CommandError(
+        "ERR unknown subcommand or wrong number of arguments for "
+        f"'{args[1].decode('utf-8', 'replace')}'. Try {args[0].decode('utf-8', 'replace').upper()} HELP."
+    )
 
 
 def syntax() -> CommandError:

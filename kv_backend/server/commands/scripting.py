@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import command, upper
+from kv_backend.server.commands.registry import command, unknown_subcommand, upper
 from kv_backend.server.protocol import OK
-from kv_backend.structures import CommandError
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -33,4 +32,4 @@ def cmd_script(conn: Connection, args: list[bytes]) -> Any:
     if sub == b"FLUSH":
         scripts.flush()
         return OK
-    raise CommandError(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try SCRIPT HELP.")
+    raise unknown_subcommand(args)
