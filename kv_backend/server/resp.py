@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kv_backend.db import DB
@@ -559,6 +560,29 @@ def _loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
+def _run_on_new_loop(main: Coroutine[Any, Any, None], loop_factory: Callable[[], Any] | None) -> None:
+    """Run ``main`` to its end on a fresh event loop, then cancel what is left and close the loop.
+
+    What ``asyncio.Runner(loop_factory=...)`` does, written out because
+    Python 3.10 has no ``asyncio.Runner`` (and ``asyncio.run`` takes no loop factory there).
+    """
+    loop = (loop_factory or asyncio.new_event_loop)()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main)
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
 def _is_socket(path: str) -> bool:
     import stat
 
@@ -580,8 +604,7 @@ def serve(
         vacuumed = server.st.vacuum()
         if vacuumed:
             server.log(f"removed {vacuumed} records of expired keys")
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_run(server, host, port, unixsocket))
+        _run_on_new_loop(_run(server, host, port, unixsocket), _loop_factory())
     except OSError as exc:
         raise KVError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
