@@ -332,11 +332,19 @@ class KVBackend(KeyValueStoreBackend):
 
     # ----------------------------------------------------------------- chords
 
+    def _chord_counter_ttl(self) -> float | None:
+        """Lifetime of a chord's part counter and markers.
+
+        Celery 5.7+ has ``result_chord_expires`` for it (``chord_expires``);
+        earlier releases give chord keys the ``result_expires`` lifetime.
+        """
+        return getattr(self, "chord_expires", self.expires)
+
     def _chord_part_ttl(self) -> float | None:
         """Lifetime of a running chord's header results and group (never below result_expires)."""
         ttl = getattr(self, "_chord_result_expires", None)
         if ttl is None:
-            ttl = getattr(self, "chord_expires", self.expires)
+            ttl = self._chord_counter_ttl()
         return ttl
 
     def set_chord_size(self, group_id: str, chord_size: int) -> None:
@@ -347,7 +355,7 @@ class KVBackend(KeyValueStoreBackend):
         """
         key = self.get_key_for_chord(group_id)
         self.db.incr(key, -int(chord_size))
-        self.expire(key, self.chord_expires)
+        self.expire(key, self._chord_counter_ttl())
 
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:
         """Count a finished chord part with one atomic ``incr``; the part that brings it to zero fires.
@@ -386,7 +394,7 @@ class KVBackend(KeyValueStoreBackend):
         db = self.db
         if not task_id:
             left = db.incr(key)
-            self.expire(key, self.chord_expires)
+            self.expire(key, self._chord_counter_ttl())
             return left
         marker = self._part_marker(gid, task_id)
         with db.locked():
@@ -397,7 +405,7 @@ class KVBackend(KeyValueStoreBackend):
             left = (int(raw) if raw is not None else 0) + 1
             with db.batch() as batch:
                 batch.put(marker, b"1", ttl=self._ttl(keep))
-                batch.put(key, str(left).encode(), ttl=self._ttl(self.chord_expires))
+                batch.put(key, str(left).encode(), ttl=self._ttl(self._chord_counter_ttl()))
         return left
 
     def _part_marker(self, gid: str, task_id: str) -> bytes:
@@ -426,7 +434,7 @@ class KVBackend(KeyValueStoreBackend):
         callback = maybe_signature(chord_sig, app=self.app)
         deps = self._restore_chord_group(gid, chord_sig)
         if deps is None:
-            self.delete(key)  # the parts' markers expire with result_chord_expires
+            self.delete(key)  # the parts' markers expire with _chord_counter_ttl()
             return None
         try:
             join = deps.join_native if deps.supports_native_join else deps.join
