@@ -365,6 +365,61 @@ def test_server_commands(r):
         r.execute_command("GET")
 
 
+#: CLIENT LIST's fields in Redis 7.2, in its order (redis-py and python-rq parse them by name).
+REDIS_72_CLIENT_FIELDS = (  # noqa: SIM905 - one line of Redis's own output, easier to compare
+    "id addr laddr fd name age idle flags db sub psub ssub multi qbuf qbuf-free argv-mem multi-mem "
+    "rbs rbp obl oll omem tot-mem events cmd user redir resp lib-name lib-ver"
+).split()
+
+
+def _fields(line: str) -> list[str]:
+    return [pair.split("=", 1)[0] for pair in line.split(" ")]
+
+
+def test_client_info_and_list_carry_redis_fields(server, r):
+    me = r.client_info()  # redis-py's parser: needs every integer field Redis has
+    assert me["id"] == r.client_id() and me["db"] == 0 and me["multi"] == -1
+    assert me["laddr"] == f"127.0.0.1:{server.port}" and me["addr"].startswith("127.0.0.1:")
+    assert me["flags"] == "N" and me["cmd"] == "client|info" and me["name"] == ""
+    assert me["user"] == "default" and me["resp"] in ("2", "3") and int(me["fd"]) > 0
+    line = raw(server.port, b"CLIENT INFO\r\n").split(b"\r\n")[1].decode()  # the raw bulk string
+    assert _fields(line) == REDIS_72_CLIENT_FIELDS
+    r.client_setname("watcher")
+    r.execute_command("CLIENT", "SETINFO", "LIB-NAME", "mylib")
+    in_multi = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    subscriber = redis.Redis(port=server.port, socket_timeout=10).pubsub()  # not r's pooled connection
+    blocked = redis.Redis(port=server.port, socket_timeout=10)
+    waiter = threading.Thread(target=blocked.blpop, args=(["client-list-q"], 0))
+    try:
+        in_multi.sendall(b"CLIENT SETNAME txn\r\nMULTI\r\nSET a 1\r\n")
+        subscriber.subscribe("news")
+        subscriber.get_message(timeout=5)
+        waiter.start()
+        deadline = time.monotonic() + 5
+        while True:
+            clients = r.client_list()
+            flags = {c["flags"] for c in clients}
+            if {"x", "P", "b"} <= flags or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        by_name = {c["name"]: c for c in clients}
+        assert by_name["txn"]["flags"] == "x" and by_name["txn"]["multi"] == "1"
+        assert by_name["watcher"]["lib-name"] == "mylib" and by_name["watcher"]["flags"] == "N"
+        assert {"P", "b"} <= flags
+        assert {c["cmd"] for c in clients} >= {"set", "subscribe", "blpop", "client|list"}
+        listing = raw(server.port, b"CLIENT LIST\r\n").split(b"\r\n")[1].decode().splitlines()
+        assert len(listing) >= 5 and all(_fields(line) == REDIS_72_CLIENT_FIELDS for line in listing)
+        time.sleep(1.1)
+        by_name = {c["name"]: c for c in r.client_list()}
+        assert int(by_name["txn"]["idle"]) >= 1 and by_name["watcher"]["idle"] == "0"
+    finally:
+        r.rpush("client-list-q", "x")
+        waiter.join(10)
+        subscriber.close()
+        blocked.close()
+        in_multi.close()
+
+
 def test_lua_scripts(r):
     script = r.register_script(
         "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) "

@@ -65,8 +65,8 @@ class Connection(asyncio.Protocol):
         self.close_after_reply = False
         self.pending: list[list[bytes]] = []
         self.queued = False
-        self.peer = ""
-        self.created = time.time()
+        self.peer = self.local = ""
+        self.created = self.last_active = time.time()
         self.last_command = b""
         self._paused = False
         #: What a blocking command waits for (BLPOP...); later commands wait with it.
@@ -80,6 +80,8 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or self.kind)
+        local = transport.get_extra_info("sockname")
+        self.local = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else f"{local or self.kind}:0"
         self.server.clients[self.id] = self
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -104,6 +106,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
+        self.last_active = time.time()  # CLIENT LIST's idle
         try:
             commands = self.parser.feed(data)
         except ProtocolError as exc:
@@ -190,6 +193,7 @@ class Connection(asyncio.Protocol):
             if self.multi is not None:
                 self.multi_error = True
             return ErrorReply(f"ERR wrong number of arguments for '{cmd.name}' command")
+        self.last_command = name + b"|" + args[1].lower() if cmd.container else name  # queued ones too
         if cmd.subcommands is not None:
             wrong = cmd.subcommand_error(args)
             if wrong is not None:
@@ -203,7 +207,6 @@ class Connection(asyncio.Protocol):
         if self.multi is not None and name not in _TX_ALLOWED:
             self.multi.append(args)
             return "QUEUED"
-        self.last_command = name
         try:
             reply = cmd.handler(self, args)
         except Exception as exc:
@@ -298,14 +301,37 @@ class Connection(asyncio.Protocol):
         transport.write(encode(message, self.resp3))
 
     def describe(self) -> bytes:
-        """One CLIENT LIST line."""
-        name = (self.name or b"").decode("utf-8", "replace")
-        age = int(time.time() - self.created)
+        """One CLIENT LIST line, with Redis 7.2's fields in its order (clients parse them by name).
+
+        Buffer fields Redis has and this server does not keep (argv-mem,
+        rbs...) are 0; ``omem`` is what waits in the transport's write buffer.
+        """
+        now = time.time()
+        text = _text
+        flags = (
+            ("b" if self.blocked is not None else "")
+            + ("x" if self.multi is not None else "")
+            + ("P" if self.channels or self.patterns else "")
+        )
+        transport = self.transport
+        omem = transport.get_write_buffer_size() if transport is not None else 0
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        qbuf = self.parser.have
         return (
-            f"id={self.id} addr={self.peer} name={name} age={age} db=0 sub={len(self.channels)} "
-            f"psub={len(self.patterns)} multi={-1 if self.multi is None else len(self.multi)} "
-            f"resp={3 if self.resp3 else 2} cmd={self.last_command.decode('utf-8', 'replace')}"
+            f"id={self.id} addr={self.peer} laddr={self.local} fd={sock.fileno() if sock else -1} "
+            f"name={text(self.name)} age={int(now - self.created)} idle={int(now - self.last_active)} "
+            f"flags={flags or 'N'} db=0 sub={len(self.channels)} psub={len(self.patterns)} ssub=0 "
+            f"multi={-1 if self.multi is None else len(self.multi)} qbuf={qbuf} qbuf-free=0 argv-mem=0 "
+            f"multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} tot-mem={qbuf + omem} "
+            f"events={'rw' if omem else 'r'} cmd={text(self.last_command)} user=default "
+            f"redir=-1 resp={3 if self.resp3 else 2} lib-name={text(self.lib.get('LIB-NAME'))} "
+            f"lib-ver={text(self.lib.get('LIB-VER'))}"
         ).encode()
+
+
+def _text(value: bytes | None) -> str:
+    """A client-supplied name for CLIENT LIST (None: empty)."""
+    return (value or b"").decode("utf-8", "replace")
 
 
 class Server:

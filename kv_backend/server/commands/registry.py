@@ -20,7 +20,7 @@ Handler = Callable[["Connection", list[bytes]], Any]
 class Command:
     """A registered command: its handler, arity and flags (and, for a container, its subcommands)."""
 
-    __slots__ = ("arity", "flags", "handler", "name", "subcommands")
+    __slots__ = ("arity", "container", "flags", "handler", "name", "subcommands")
 
     def __init__(self, name: str, handler: Handler, arity: int, flags: frozenset[str]) -> None:
         self.name = name
@@ -28,6 +28,8 @@ class Command:
         self.arity = arity
         self.flags = flags
         self.subcommands: dict[bytes, int] | None = None
+        #: Redis names it with its subcommand ("client|info") in CLIENT LIST and errors.
+        self.container = name in CONTAINERS
 
     def subcommand_error(self, args: list[bytes]) -> str | None:
         """Redis's error for an unknown subcommand or a wrong argument count (checked before MULTI queues)."""
@@ -43,6 +45,12 @@ class Command:
 
 
 COMMANDS: dict[bytes, Command] = {}
+
+#: Redis's container commands: the first argument names a subcommand.
+CONTAINERS = frozenset(
+    {"acl", "client", "cluster", "command", "config", "function", "latency", "memory", "module"}
+    | {"object", "pubsub", "script", "slowlog", "xgroup", "xinfo"}
+)
 
 
 def command(
