@@ -337,8 +337,19 @@ class Keyspace:
         """An opaque value that changes whenever the key is written (used by WATCH)."""
         return self._record(META + _b(name))
 
-    def _remove_members(self, name: bytes, type_: int, pfx: bytes, members: tuple[Name | Value, ...]) -> int:
-        """Delete member records of a hash or set and fix its count, atomically; return how many existed."""
+    def _remove_members(
+        self,
+        name: bytes,
+        type_: int,
+        pfx: bytes,
+        members: tuple[Name | Value, ...],
+        index: bytes | None = None,
+    ) -> int:
+        """Delete member records of a hash, set or sorted set and fix its count, atomically.
+
+        With ``index`` (sorted sets), each member's ``index + value + member``
+        record goes too. Returns how many of ``members`` existed.
+        """
         db = self.db
         with db.locked():
             found = self._meta(name, type_)
@@ -348,9 +359,17 @@ class Keyspace:
             removed = 0
             with db.batch() as b:
                 for member in {_b(m) for m in members}:
-                    if pfx + member in db:
-                        b.delete(pfx + member)
-                        removed += 1
+                    key = pfx + member
+                    if index is None:
+                        if key not in db:
+                            continue
+                    else:
+                        value = db.get(key)
+                        if value is None:
+                            continue
+                        b.delete(index + value + member)
+                    b.delete(key)
+                    removed += 1
                 if removed:
                     self._put_count(b, name, type_, count - removed, version, found[1])
             return removed

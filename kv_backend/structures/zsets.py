@@ -107,24 +107,7 @@ class SortedSets(Keyspace):
     def zrem(self, name: Name, *members: Value) -> int:
         """Remove members; return how many were there."""
         name = _b(name)
-        db = self.db
-        mpfx, ipfx = ZMEM + _lp(name), ZIDX + _lp(name)
-        with db.locked():
-            found = self._meta(name, T_ZSET)
-            if found is None:
-                return 0
-            count, version = self._count(found[0])
-            removed = 0
-            with db.batch() as b:
-                for m in {_b(x) for x in members}:
-                    raw = db.get(mpfx + m)
-                    if raw is not None:
-                        b.delete(mpfx + m)
-                        b.delete(ipfx + raw + m)
-                        removed += 1
-                if removed:
-                    self._put_count(b, name, T_ZSET, count - removed, version, found[1])
-            return removed
+        return self._remove_members(name, T_ZSET, ZMEM + _lp(name), members, index=ZIDX + _lp(name))
 
     def zscore(self, name: Name, member: Value) -> float | None:
         """The score of a member, or None."""
