@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint tools bench clean
+.PHONY: test test-oldest demo lint tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,19 @@ lint: $(STAMP)
 test: $(STAMP) tools lint
 	$(PY) -m pytest -n 2 --dist loadgroup
 
+# The whole suite on the oldest Python and dependency lines the project supports
+# (.ci/oldest.txt), in a venv of its own. Not part of `make test`: it needs a
+# Python 3.10, found through pyenv when it has one, else python3.10 on PATH
+# (OLDEST_PYTHON=/path/to/python to name another).
+OLDEST_PYTHON ?= $(shell p=$$(pyenv prefix 3.10 2>/dev/null) && echo $$p/bin/python || echo python3.10)
+OLDEST_VENV   := .venv-oldest
+
+test-oldest: tools
+	$(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST_VENV)/bin/python -m pip install --quiet -e '.[dev]' -c .ci/oldest.txt
+	$(OLDEST_VENV)/bin/python -m pytest -n 2 --dist loadgroup
+
 demo: $(STAMP)
 	$(PY) example_project/run_demo.py
 
@@ -32,4 +45,4 @@ bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) demo-data
+	rm -rf $(VENV) $(OLDEST_VENV) demo-data
