@@ -333,8 +333,12 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
                 except BaseException:
                     db.close()
                     raise
+    except error:
+        raise
     except StoreNotFoundError as exc:
         raise error(errno.ENOENT, f"no database at {path}; use flag 'c' or 'n' to create one") from exc
     except NotAStoreError as exc:
         raise error(exc.errno or errno.EINVAL, str(exc)) from exc
+    except KVError as exc:  # permissions, disk full...: still this module's error, as in every dbm module
+        raise error(getattr(exc, "errno", None) or errno.EIO, str(exc)) from exc
     return Database(db, mode_char)

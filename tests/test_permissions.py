@@ -1,0 +1,184 @@
+"""Real permission errors, not simulated ones: processes that may read a store but not write it.
+
+As root (as in CI), each scenario runs in a forked child that drops to the
+``nobody`` user, so the files the test (root) created are readable but not
+writable for it. As any other user, the store is made read-only with chmod
+(which binds its owner too) before the child runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import kv_backend.dbm as kdbm
+import kv_backend.shelve as kshelve
+from kv_backend import DB, Store
+
+NOBODY = 65534
+AS_ROOT = os.geteuid() == 0
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[str]:
+    """A directory the ``nobody`` user can enter (pytest's tmp_path is private to its owner)."""
+    path = tempfile.mkdtemp(prefix="kvb-perm-")
+    os.chmod(path, 0o755)
+    yield path
+    _set_tree_mode(path, 0o755, 0o644)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _set_tree_mode(path: str, dir_mode: int, file_mode: int) -> None:
+    for root, _dirs, files in os.walk(path):
+        os.chmod(root, dir_mode)
+        for name in files:
+            os.chmod(os.path.join(root, name), file_mode)
+
+
+def as_reader(base: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn()`` in a forked child that cannot write under ``base``; return what it returned.
+
+    Raises AssertionError with the child's traceback if ``fn`` raised.
+    """
+    if not AS_ROOT:
+        _set_tree_mode(base, 0o555, 0o444)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            if AS_ROOT:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            out: Any = ("ok", fn())
+        except BaseException:
+            import traceback
+
+            out = ("raised", traceback.format_exc())
+        try:
+            data = pickle.dumps(out)
+            while data:
+                data = data[os.write(w, data) :]
+        finally:
+            os._exit(0)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    os.waitpid(pid, 0)
+    if not AS_ROOT:
+        _set_tree_mode(base, 0o755, 0o644)
+    status, value = pickle.loads(b"".join(chunks))
+    assert status == "ok", value
+    return value
+
+
+def _outcome(fn: Callable[[], Any]) -> tuple[str, ...]:
+    """``("ok", repr(result))`` or the exception's class names, errno and text (picklable)."""
+    try:
+        return ("ok", repr(fn()))
+    except Exception as exc:
+        return ("raised", type(exc).__name__, str(getattr(exc, "errno", None)), str(exc))
+
+
+def test_reader_reads_everything_and_writers_get_clear_errors(shared_dir):
+    paths = {name: os.path.join(shared_dir, name) for name in ("db", "store", "dbm", "shelf")}
+    data = {f"k{i}": i for i in range(200)}
+    with DB(paths["db"]) as db:
+        for k, v in data.items():
+            db.put(k.encode(), str(v).encode())
+    with Store(paths["store"]) as s:
+        s.update(data)
+    with kdbm.open(paths["dbm"], "c") as d:
+        for k, v in data.items():
+            d[k] = str(v)
+    with kshelve.open(paths["shelf"]) as sh:
+        sh.update(data)
+
+    def reader() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        with DB(paths["db"], read_only=True) as db:
+            seen["db"] = {k.decode(): int(v) for k, v in db.items()}
+        with Store(paths["store"], read_only=True) as s:
+            seen["store"] = dict(s.items())
+        with kdbm.open(paths["dbm"], "r") as d:
+            seen["dbm"] = {k.decode(): int(d[k]) for k in d.keys()}  # noqa: SIM118 - dbm's own keys()
+        with kshelve.open(paths["shelf"], "r") as sh:
+            seen["shelf"] = dict(sh.items())
+        seen["db rw"] = _outcome(lambda: DB(paths["db"]))
+        seen["store rw"] = _outcome(lambda: Store(paths["store"]))
+        seen["new store"] = _outcome(lambda: DB(os.path.join(shared_dir, "new")))
+        seen["dbm w"] = _outcome(lambda: kdbm.open(paths["dbm"], "w"))
+        seen["dbm c"] = _outcome(lambda: kdbm.open(os.path.join(shared_dir, "newdbm"), "c"))
+        seen["shelf w"] = _outcome(lambda: kshelve.open(paths["shelf"], "w"))
+        try:
+            kdbm.open(paths["dbm"], "w")
+        except kdbm.error:
+            seen["dbm error caught"] = True
+        return seen
+
+    seen = as_reader(shared_dir, reader)
+    for name in ("db", "store", "dbm", "shelf"):
+        assert seen[name] == data, name
+    for name in ("db rw", "store rw", "new store"):
+        status, kind, code, text = seen[name]
+        assert (status, kind, code) == ("raised", "StorageError", str(errno.EACCES)), name
+        assert "permission" in text.lower() and "read_only=True" in text, name
+    for name in ("dbm w", "dbm c", "shelf w"):
+        status, kind, code, _ = seen[name]
+        assert (status, kind, code) == ("raised", "error", str(errno.EACCES)), name
+    assert seen["dbm error caught"]
+    # Nothing was lost or changed, and the owner still writes.
+    with DB(paths["db"]) as db:
+        assert len(db) == len(data)
+        db.put(b"after", b"1")
+    with Store(paths["store"]) as s:
+        assert dict(s.items()) == data
+    assert not os.path.exists(os.path.join(shared_dir, "new"))
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="needs root: the writer and the reader must be different users")
+def test_reader_without_write_access_follows_another_users_writes(shared_dir):
+    """A read-only process maps the shared state page read-only; it still sees every new write."""
+    path = os.path.join(shared_dir, "live")
+    with DB(path) as writer:
+        writer.put(b"first", b"1")
+        go_r, go_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+
+        def reader() -> list[bytes | None]:
+            with DB(path, read_only=True) as db:
+                before = db.get(b"second")
+                os.write(ready_w, b"x")
+                os.read(go_r, 1)  # the writer has written "second" and expired "first"
+                deadline = time.monotonic() + 10
+                while db.get(b"second") is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                return [before, db.get(b"first"), db.get(b"second"), db.get(b"gone")]
+
+        result: list[Any] = []
+        t = threading.Thread(target=lambda: result.append(as_reader(shared_dir, reader)))
+        t.start()
+        os.read(ready_r, 1)
+        writer.put(b"second", b"2")
+        writer.put(b"gone", b"x")
+        writer.delete(b"gone")
+        writer.put(b"first", b"1b")
+        os.write(go_w, b"x")
+        t.join(30)
+        for fd in (go_r, go_w, ready_r, ready_w):
+            os.close(fd)
+    assert result == [[None, b"1b", b"2", None]]
