@@ -182,3 +182,86 @@ def test_reader_without_write_access_follows_another_users_writes(shared_dir):
         for fd in (go_r, go_w, ready_r, ready_w):
             os.close(fd)
     assert result == [[None, b"1b", b"2", None]]
+
+
+SHARED_GID = 65530  # a group only these tests use; the kernel needs no /etc/group entry
+
+
+def _as_user(uid: int, umask: int, fn: Callable[[], Any]) -> int:
+    """Fork a child running ``fn()`` as ``uid`` in group SHARED_GID with ``umask``; return its pid."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.setgroups([SHARED_GID])
+            os.setgid(SHARED_GID)
+            os.setuid(uid)
+            os.umask(umask)
+            fn()
+            code = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="needs root to run processes as two other users")
+def test_two_users_in_one_group_share_a_store(shared_dir):
+    """Web workers and task workers often run as different users of one group (umask 002,
+    setgid directory): every file either of them creates, rotates or merges into stays
+    writable for the other."""
+    base = os.path.join(shared_dir, "group")
+    os.mkdir(base)
+    os.chown(base, 0, SHARED_GID)
+    os.chmod(base, 0o2775)
+    path = os.path.join(base, "store")
+    users = (NOBODY, NOBODY - 1)
+
+    def writer(me: int) -> Callable[[], None]:
+        def run() -> None:
+            with DB(path, max_file_size=4096) as db:  # rotates every few dozen records
+                for i in range(300):
+                    db.put(f"u{me}-{i}".encode(), b"v" * 64)
+                    db.incr(b"both")
+                    if i % 100 == 99:
+                        db.merge(wait=True)  # merged files replace the other user's files
+
+        return run
+
+    pids = [_as_user(uid, 0o002, writer(uid)) for uid in users]
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    with DB(path, read_only=True) as db:
+        assert int(db[b"both"]) == 600
+        assert len(db) == 601
+        assert all(db[f"u{u}-{i}".encode()] == b"v" * 64 for u in users for i in range(300))
+    for name in os.listdir(path):
+        st = os.stat(os.path.join(path, name))
+        assert st.st_gid == SHARED_GID and st.st_mode & 0o060 == 0o060, (name, oct(st.st_mode))
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="needs root to run processes as two other users")
+def test_a_user_outside_the_group_gets_a_clear_error(shared_dir):
+    """With the default umask (022) the files are the creator's alone: another user can
+    read but not write, and is told so."""
+    path = os.path.join(shared_dir, "private")
+    os.chmod(shared_dir, 0o777)
+    pid = _as_user(NOBODY, 0o022, lambda: DB(path).put(b"k", b"v"))
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+    def other() -> None:
+        with DB(path, read_only=True) as db:
+            assert db[b"k"] == b"v"
+        try:
+            DB(path)
+        except OSError as exc:
+            assert exc.errno == errno.EACCES and "read_only=True" in str(exc)
+        else:
+            raise AssertionError("a user without write permission opened the store read-write")
+
+    pid = _as_user(NOBODY - 1, 0o022, other)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
