@@ -1022,3 +1022,22 @@ def test_servers_are_distinct(pair, protocol):
     for client in pair:  # redis-py sent HELLO 3 (and only then) when it connected
         hello = client.connection.handshake_metadata
         assert (hello is None) if protocol == 2 else (type(hello) is Map and hello.get(b"proto") == 3)
+
+
+def test_stream_trim_options_are_checked_where_they_stand(pair):
+    """XADD and XTRIM refuse a bad MAXLEN, LIMIT or MINID where it stands, before a later bad ID or
+    option, as Redis does: here the error texts must match too, not only their codes."""
+    real, ours = pair
+    for cmd in [
+        ["XADD", "a", "MAXLEN", "-1", "bad", "f", "v"],
+        ["XADD", "a", "MAXLEN", "~", "-1", "bad", "f", "v"],
+        ["XADD", "a", "LIMIT", "-1", "bad", "f", "v"],
+        ["XADD", "a", "MINID", "bad", "MAXLEN", "5", "*", "f", "v"],
+        ["XADD", "a", "MAXLEN", "5", "MAXLEN", "-1", "*", "f", "v"],
+        ["XTRIM", "a", "LIMIT", "-1", "MAXLEN", "1"],
+        ["XTRIM", "a", "MINID", "+", "MAXLEN", "1"],
+        ["XTRIM", "a", "MAXLEN", "1", "MAXLEN", "2"],
+    ]:
+        want, got = run(real, cmd), run(ours, cmd)
+        assert isinstance(want, ResponseError) and isinstance(got, ResponseError), cmd
+        assert str(got) == str(want), cmd

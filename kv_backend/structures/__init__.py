@@ -48,7 +48,7 @@ from kv_backend.structures.layout import decode_score, encode_score
 from kv_backend.structures.lists import Lists
 from kv_backend.structures.parsing import format_float, glob_match, parse_float, parse_int
 from kv_backend.structures.sets import Sets
-from kv_backend.structures.streams import check_add_id
+from kv_backend.structures.streams import check_add_id, check_stream_id
 from kv_backend.structures.strings import Strings
 from kv_backend.structures.zsets import SortedSets
 
@@ -60,6 +60,7 @@ __all__ = [
     "Structures",
     "WrongTypeError",
     "check_add_id",
+    "check_stream_id",
     "decode_score",
     "encode_score",
     "format_float",

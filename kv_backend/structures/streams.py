@@ -344,6 +344,11 @@ def _range_id(raw: bytes, low: bool) -> tuple[int, int]:
     return (ms, seq)
 
 
+def check_stream_id(raw: bytes) -> None:
+    """Refuse what is not an ``ms[-seq]`` stream ID, with Redis's error (a MINID threshold, say)."""
+    _parse_stream_id(raw, 0)
+
+
 def check_add_id(raw: bytes, syntax_only: bool = False) -> None:
     """Refuse an XADD ID that is not ``*``, ``ms-*`` or an ID (above 0-0), whatever the stream holds."""
     if raw == b"*":

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.commands.registry import arg_int, block_ms, command, syntax, try_or_block, upper
 from kv_backend.server.protocol import NULL_ARRAY
-from kv_backend.structures import CommandError, WrongTypeError, check_add_id
+from kv_backend.structures import CommandError, WrongTypeError, check_add_id, check_stream_id
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -26,8 +26,7 @@ def _stream_options(args: list[bytes], i: int, xadd: bool) -> tuple[dict[str, An
         more = n - i - 1
         if word in (b"MAXLEN", b"MINID") and more >= 1:
             key = "maxlen" if word == b"MAXLEN" else "minid"
-            other = "minid" if key == "maxlen" else "maxlen"
-            if other in options:
+            if "maxlen" in options or "minid" in options:  # Redis says so for MAXLEN given twice too
                 raise CommandError(
                     "ERR syntax error, MAXLEN and MINID options at the same time are not compatible"
                 )
@@ -35,9 +34,18 @@ def _stream_options(args: list[bytes], i: int, xadd: bool) -> tuple[dict[str, An
             if args[i] in (b"=", b"~") and more >= 2:
                 options["approximate"] = args[i] == b"~"
                 i += 1
-            options[key] = arg_int(args[i]) if key == "maxlen" else args[i]
+            # Each threshold is checked where it stands, as Redis does (before a later bad ID).
+            if key == "maxlen":
+                options[key] = arg_int(args[i])
+                if options[key] < 0:
+                    raise CommandError("ERR The MAXLEN argument must be >= 0.")
+            else:
+                check_stream_id(args[i])
+                options[key] = args[i]
         elif word == b"LIMIT" and more >= 1:
             options["limit"] = arg_int(args[i + 1])
+            if options["limit"] < 0:
+                raise CommandError("ERR The LIMIT argument must be >= 0.")
             i += 1
         elif xadd and word == b"NOMKSTREAM":
             options["nomkstream"] = True
