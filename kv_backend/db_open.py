@@ -47,6 +47,14 @@ def _clean_after(path: str, end: int) -> bool:
     return not after.strip(b"\0")
 
 
+def _headerless(path: str) -> bool:
+    """True if the data file at ``path`` is shorter than a file header (so it holds no record)."""
+    try:
+        return os.stat(path).st_size < rec.FILE_HEADER_SIZE
+    except OSError:
+        return False
+
+
 def _valid_end(fd: int, start: int, size: int) -> int:
     """Return the end of the last complete record (or batch) at or after ``start``."""
     pos = start
@@ -181,6 +189,19 @@ class _Opening:
             return
         active = fids[-1]
         path = os.path.join(self.path, data_name(active))
+        if st.initialized and len(fids) > 1 and _headerless(path):
+            major = unpack_tail(st.tail.value)[0]
+            if fids[-2] == (major, 0) and major < active[0]:
+                # A rotation that failed (disk full) or died before the next file had its
+                # header: the file holds nothing and was never published. The previous file
+                # stays the active one, so a full disk does not stop the store from opening.
+                try:
+                    os.unlink(path)
+                except OSError as exc:
+                    raise storage_error(exc, f"cannot remove the empty data file {path}") from exc
+                fids.pop()
+                active = fids[-1]
+                path = os.path.join(self.path, data_name(active))
         start = rec.FILE_HEADER_SIZE
         if st.initialized:
             tail = st.tail.value
@@ -216,6 +237,8 @@ class _Opening:
                     os.ftruncate(fd, end)
                     if self._sync_interval is not None:
                         fsync_file(fd)
+        except OSError as exc:  # disk full, I/O error
+            raise storage_error(exc, f"cannot recover the end of {path}") from exc
         finally:
             os.close(fd)
         st.initialize(gen, active[0], end)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Callable
@@ -31,6 +32,12 @@ from kv_backend.state import unpack_tail
 
 if TYPE_CHECKING:
     from kv_backend.db import DB
+
+
+def _remove_unpublished(path: str) -> None:
+    """Remove a data file no process was told about (best effort: recovery drops a headerless one)."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 class Batch:
@@ -316,14 +323,17 @@ class _Writing:
         old = self._active
         assert old is not None
         (major, _), end = self._tail
+        fid = (major + 1, 0)
+        # The next file first: if it cannot be made (disk full), the active file is left as it was.
+        f = self._new_data_file(fid)
         try:
             os.ftruncate(old.fd, end)  # drop the preallocated slack: closed files are exact
             if self._sync_interval is not None:
                 fsync_file(old.fd)
         except OSError as exc:
+            f.close()
+            _remove_unpublished(f.path)
             raise storage_error(exc, f"cannot close data file {old.path}") from exc
-        fid = (major + 1, 0)
-        f = self._new_data_file(fid)
         tail = ((major + 1) << 40) | rec.FILE_HEADER_SIZE
         self._rlock.acquire()
         try:
@@ -344,9 +354,13 @@ class _Writing:
             self._maybe_auto_merge()
 
     def _new_data_file(self, fid: FileId) -> DataFile:
+        """Create the data file ``fid`` with its header (not yet published); none is left on failure."""
         path = os.path.join(self.path, data_name(fid))
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot create data file {path}") from exc
+        try:
             try:
                 write_all(fd, rec.FILE_HEADER_BYTES, 0)
                 if self._sync_interval is not None:
@@ -357,6 +371,7 @@ class _Writing:
                 fsync_dir(self.path)
             return DataFile(self.path, fid, writable=True)
         except OSError as exc:
+            _remove_unpublished(path)
             raise storage_error(exc, f"cannot create data file {path}") from exc
 
     def _after_write(self) -> None:

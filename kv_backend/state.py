@@ -25,6 +25,7 @@ Readers compare ``tail`` with the value they last saw: one memory read.
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import struct
@@ -63,6 +64,26 @@ class _Word:
         return self._struct.unpack_from(self._mm, self._offset)[0]
 
 
+def _reserve(fd: int) -> None:
+    """Give the page disk blocks of its own (a no-op once it has them).
+
+    A page that is only a hole (``ftruncate``) gets its block when first
+    stored to through the mapping, and on a full disk that store kills the
+    process with SIGBUS; ``posix_fallocate`` makes it an ENOSPC here instead.
+    It never changes bytes that are there, so concurrent openers are safe.
+    """
+    fallocate = getattr(os, "posix_fallocate", None)  # not on macOS
+    if fallocate is not None:
+        try:
+            fallocate(fd, 0, SIZE)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):
+                raise  # ENOSPC above all
+    if os.fstat(fd).st_size < SIZE:
+        os.ftruncate(fd, SIZE)
+
+
 class SharedState:
     """The mapped ``STATE`` page of one store, for one process.
 
@@ -90,12 +111,14 @@ class SharedState:
             raise storage_error(exc, f"cannot open {path}") from exc
         try:
             mapped_writable = _fd_writable(fd)
-            if writable and os.fstat(fd).st_size < SIZE:
-                os.ftruncate(fd, SIZE)
+            if writable:
+                _reserve(fd)
             if os.fstat(fd).st_size < SIZE:
                 raise ValueError(f"{path} is too small to be a state page")
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if mapped_writable else 0)
             self._mm = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, prot)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot map {path}") from exc
         finally:
             os.close(fd)
         self.tail: ctypes.c_uint64 | _Word

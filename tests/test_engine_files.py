@@ -171,6 +171,28 @@ def test_cut_inside_the_file_header(store_path):
         assert dict(db.items()) == {b"k2": b"v2"}
 
 
+@pytest.mark.parametrize("header_bytes", [0, 5])
+def test_rotation_that_stopped_before_the_next_files_header_is_forgotten(store_path, header_bytes):
+    """A rotation that failed (disk full) or died right after creating the next data file
+    leaves it without a header and unpublished: the next writer removes it, even on a full
+    disk, and the previous file stays the active one."""
+    with DB(store_path) as db:
+        for i in range(10):
+            db.put(b"k%d" % i, b"v" * 20)
+    before = data_files(store_path)
+    major = list_data_files(store_path)[-1][0]
+    leftover = os.path.join(store_path, data_name((major + 1, 0)))
+    with open(leftover, "wb") as f:
+        f.write(record.FILE_HEADER_BYTES[:header_bytes])
+    with DB(store_path) as db:
+        assert not os.path.exists(leftover) and data_files(store_path) == before
+        assert len(db) == 10
+        db.put(b"after", b"1")
+    with DB(store_path, read_only=True) as db:
+        assert len(db) == 11 and db[b"after"] == b"1"
+    assert check(store_path).ok
+
+
 @pytest.mark.parametrize("cut", ["mid-record", "file-header"])
 def test_next_writer_cleans_a_truncated_tail(store_path, cut):
     with DB(store_path) as db:
