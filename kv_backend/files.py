@@ -179,7 +179,9 @@ def storage_error(exc: OSError, what: str) -> StorageError:
     hint = ""
     if exc.errno == errno.ENOSPC:
         hint = " The disk is full: free space, then retry; nothing acknowledged was lost."
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    elif exc.errno == errno.EROFS:
+        hint = " The filesystem is mounted read-only: open the store with read_only=True."
+    elif exc.errno in (errno.EACCES, errno.EPERM):
         hint = " Check the directory's permissions, or open it with read_only=True."
     err = StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}.{hint}")
     err.filename = exc.filename

@@ -105,8 +105,10 @@ class SharedState:
             else:
                 try:
                     fd = os.open(path, os.O_RDWR | cloexec)
-                except PermissionError:
-                    fd = os.open(path, os.O_RDONLY | cloexec)
+                except OSError as exc:
+                    if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                        raise
+                    fd = os.open(path, os.O_RDONLY | cloexec)  # no write access, or a read-only mount
         except OSError as exc:
             raise storage_error(exc, f"cannot open {path}") from exc
         try:

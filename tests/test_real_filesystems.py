@@ -1,4 +1,5 @@
-"""A real full disk, not a simulated ENOSPC: a small tmpfs mounted for the test.
+"""Real filesystems in trouble, not simulated errors: a small tmpfs mounted for each test
+fills up (ENOSPC) or is remounted read-only (EROFS).
 
 Every scenario runs in a child interpreter, so that a process killed by the
 kernel (SIGBUS from a store into a mapping the disk has no room for) fails the
@@ -19,7 +20,7 @@ from helpers import run_python
 
 SIZE = 2 * 1024 * 1024
 
-pytestmark = pytest.mark.xdist_group("disk-full")
+pytestmark = pytest.mark.xdist_group("mounts")
 
 
 @pytest.fixture
@@ -141,6 +142,58 @@ def test_creating_a_store_on_a_full_disk_fails_cleanly_then_works(small_disk):
                 assert db.get(b"k2") == b"v2"
         assert outcomes[0] == "refused" and outcomes[-1] == "created", outcomes
         print("ok", outcomes)
+        """,
+        small_disk,
+    )
+    assert out.stdout.startswith("ok")
+
+
+def test_a_store_on_a_read_only_mount_opens_read_only(small_disk):
+    """A volume mounted read-only (a container's ``:ro`` volume, a restored backup):
+    read-only opens read everything, and a read-write open says what to do."""
+    run_python(
+        """
+        import sys
+        from kv_backend import DB, Store
+        base = sys.argv[1]
+        with DB(base + "/db") as db:
+            for i in range(100):
+                db.put(b"k%d" % i, b"v%d" % i)
+        with Store(base + "/store") as s:
+            s["a"] = {"x": 1}
+        """,
+        small_disk,
+    )
+    subprocess.run(["mount", "-o", "remount,ro", small_disk], check=True)
+    out = run_python(
+        """
+        import errno, sys
+        import kv_backend.dbm as kdbm
+        import kv_backend.shelve as kshelve
+        from kv_backend import DB, Store
+        from kv_backend.errors import StorageError
+        base = sys.argv[1]
+        with DB(base + "/db", read_only=True) as db:
+            assert dict(db.items()) == {b"k%d" % i: b"v%d" % i for i in range(100)}
+        with Store(base + "/store", read_only=True) as s:
+            assert s["a"] == {"x": 1}
+        with kdbm.open(base + "/db", "r") as d:
+            assert d[b"k5"] == b"v5"
+        with kshelve.open(base + "/store", "r") as sh:
+            assert sh["a"] == {"x": 1}
+        for attempt in (lambda: DB(base + "/db"), lambda: DB(base + "/new")):
+            try:
+                attempt()
+            except StorageError as exc:
+                assert exc.errno == errno.EROFS, exc
+                assert "read-only: open the store with read_only=True" in str(exc), exc
+            else:
+                raise AssertionError("opened read-write on a read-only mount")
+        try:
+            kdbm.open(base + "/db", "w")
+        except kdbm.error as exc:
+            assert exc.errno == errno.EROFS
+        print("ok")
         """,
         small_disk,
     )
