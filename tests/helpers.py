@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+import traceback
+from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,6 +47,27 @@ def spawn_python(code: str, *args: str, **kwargs) -> subprocess.Popen:
         env=child_env(),
         **kwargs,
     )
+
+
+def fork_child(fn: Callable[[], object]) -> int:
+    """Fork; run ``fn`` in the child, which exits 0 if it returned (1, with its traceback, if not)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            fn()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def exit_code(pid: int) -> int:
+    """Wait for the child ``pid`` and return its exit code (negative: the signal that killed it)."""
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def kill_when_ready(code: str, *args: str, delay: float) -> None:

@@ -7,10 +7,9 @@ import os
 import subprocess
 import threading
 import time
-import traceback
 
 import pytest
-from helpers import run_python, spawn_python
+from helpers import exit_code, fork_child, run_python, spawn_python
 
 from kv_backend import DB
 from kv_backend.check import check
@@ -257,26 +256,6 @@ def test_batches_are_all_or_nothing_for_concurrent_readers(store_path):
 # ------------------------------------------------------------------ fork
 
 
-def _child(fn) -> int:
-    """Fork; run ``fn`` in the child and exit with 0 if it succeeded. Returns the child's pid."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            fn()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return pid
-
-
-def _exit_code(pid: int) -> int:
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
 def test_fork_child_keeps_working(store_path):
     db = DB(store_path, max_file_size=4096)  # small files: parent and child rotate them under each other
     try:
@@ -294,14 +273,14 @@ def test_fork_child_keeps_working(store_path):
                 b.put(b"child", b"done")
             db.close()
 
-        pid = _child(child)
+        pid = fork_child(child)
         os.close(w)
         assert os.read(r, 1) == b"x"
         os.close(r)
         for i in range(300):
             db.incr(b"n")
             db.put(b"parent%d" % i, b"p" * 50)
-        assert _exit_code(pid) == 0
+        assert exit_code(pid) == 0
         assert db[b"n"] == b"600"
         assert db[b"child"] == b"done"
         assert len(db) == 3 + 600
@@ -344,13 +323,13 @@ def test_prefork_pool_uses_a_db_opened_in_the_parent(store_path):
 def test_forked_child_does_not_share_the_parents_lock(store_path):
     with DB(store_path) as db:
         with db.locked():
-            pid = _child(lambda: db.put(b"x", b"child"))
+            pid = fork_child(lambda: db.put(b"x", b"child"))
             time.sleep(0.3)
             # The child waits for the parent's lock instead of writing through it.
             assert os.waitpid(pid, os.WNOHANG) == (0, 0)
             assert db.get(b"x") is None
             db.put(b"x", b"parent")
-        assert _exit_code(pid) == 0
+        assert exit_code(pid) == 0
         assert db[b"x"] == b"child"
 
 
@@ -369,11 +348,11 @@ def test_fork_while_another_thread_holds_the_lock(store_path):
         t.start()
         assert held.wait(10)
         # The child inherits a thread lock owned by a thread it does not have: it must not deadlock.
-        pid = _child(lambda: db.put(b"order", b"child"))
+        pid = fork_child(lambda: db.put(b"order", b"child"))
         time.sleep(0.2)
         release.set()
         t.join(10)
-        assert _exit_code(pid) == 0
+        assert exit_code(pid) == 0
         assert db[b"order"] == b"child"
 
 

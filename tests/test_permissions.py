@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import exit_code, fork_child
 
 import kv_backend.dbm as kdbm
 import kv_backend.shelve as kshelve
@@ -189,23 +190,15 @@ SHARED_GID = 65530  # a group only these tests use; the kernel needs no /etc/gro
 
 def _as_user(uid: int, umask: int, fn: Callable[[], Any]) -> int:
     """Fork a child running ``fn()`` as ``uid`` in group SHARED_GID with ``umask``; return its pid."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            os.setgroups([SHARED_GID])
-            os.setgid(SHARED_GID)
-            os.setuid(uid)
-            os.umask(umask)
-            fn()
-            code = 0
-        except BaseException:
-            import traceback
 
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return pid
+    def run() -> None:
+        os.setgroups([SHARED_GID])
+        os.setgid(SHARED_GID)
+        os.setuid(uid)
+        os.umask(umask)
+        fn()
+
+    return fork_child(run)
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="needs root to run processes as two other users")
@@ -232,9 +225,7 @@ def test_two_users_in_one_group_share_a_store(shared_dir):
         return run
 
     pids = [_as_user(uid, 0o002, writer(uid)) for uid in users]
-    for pid in pids:
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+    assert [exit_code(pid) for pid in pids] == [0, 0]
     with DB(path, read_only=True) as db:
         assert int(db[b"both"]) == 600
         assert len(db) == 601
@@ -251,7 +242,7 @@ def test_a_user_outside_the_group_gets_a_clear_error(shared_dir):
     path = os.path.join(shared_dir, "private")
     os.chmod(shared_dir, 0o777)
     pid = _as_user(NOBODY, 0o022, lambda: DB(path).put(b"k", b"v"))
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert exit_code(pid) == 0
 
     def other() -> None:
         with DB(path, read_only=True) as db:
@@ -264,4 +255,4 @@ def test_a_user_outside_the_group_gets_a_clear_error(shared_dir):
             raise AssertionError("a user without write permission opened the store read-write")
 
     pid = _as_user(NOBODY - 1, 0o022, other)
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert exit_code(pid) == 0
