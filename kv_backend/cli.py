@@ -14,11 +14,19 @@ def _value(text: str) -> bytes:
     return text.encode("utf-8")
 
 
-def _show(data: bytes) -> str:
+_TEXT_CONTROLS = frozenset("\t\n\r")
+
+
+def _show(data: bytes, allowed: frozenset[str] = frozenset()) -> str:
+    """``data`` as text if it is UTF-8 without control characters (but ``allowed``), else its
+    Python bytes literal (``b'\\xff'``), so that one key is always one line."""
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         return repr(data)
+    if any((c < " " or c == "\x7f") and c not in allowed for c in text):
+        return repr(data)
+    return text
 
 
 def _storage_options(pairs: list[str] | None) -> dict[str, object]:
@@ -73,15 +81,24 @@ def cmd_get(args: argparse.Namespace) -> int:
     if value is None:
         print(f"kvb: no key {args.key!r}", file=sys.stderr)
         return 1
-    sys.stdout.write(_show(value) + "\n")
+    if args.raw:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(value)
+        sys.stdout.buffer.flush()
+    else:
+        sys.stdout.write(_show(value, _TEXT_CONTROLS) + "\n")
     return 0
 
 
 def cmd_put(args: argparse.Namespace) -> int:
     from kv_backend import DB
 
+    if (args.value is None) == (not args.stdin):
+        print("kvb put: give either VALUE or --stdin", file=sys.stderr)
+        return 2
+    value = sys.stdin.buffer.read() if args.stdin else _value(args.value)
     with DB(args.path) as db:
-        db.put(_value(args.key), _value(args.value), ttl=args.ttl)
+        db.put(_value(args.key), value, ttl=args.ttl)
     return 0
 
 
@@ -103,7 +120,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
         for i, key in enumerate(db.keys(prefix=_value(args.prefix), reverse=args.reverse)):
             if args.limit is not None and i >= args.limit:
                 break
-            print(_show(key))
+            if args.null:
+                sys.stdout.buffer.write(key + b"\0")
+            else:
+                print(_show(key))
+    if args.null:
+        sys.stdout.buffer.flush()
     return 0
 
 
@@ -182,15 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path")
     s.set_defaults(func=cmd_check)
 
-    s = sub.add_parser("get", help="print the value of a key (UTF-8 key)")
+    s = sub.add_parser(
+        "get", help="print the value of a key (UTF-8 key); binary values as a bytes literal, or --raw"
+    )
     s.add_argument("path")
     s.add_argument("key")
+    s.add_argument("--raw", action="store_true", help="write the value's exact bytes, with no newline")
     s.set_defaults(func=cmd_get)
 
-    s = sub.add_parser("put", help="store a value (UTF-8 key and value)")
+    s = sub.add_parser("put", help="store a value (UTF-8 key and value, or the bytes of --stdin)")
     s.add_argument("path")
     s.add_argument("key")
-    s.add_argument("value")
+    s.add_argument("value", nargs="?")
+    s.add_argument("--stdin", action="store_true", help="read the value's bytes from standard input")
     s.add_argument("--ttl", type=float, default=None, help="seconds to live")
     s.set_defaults(func=cmd_put)
 
@@ -199,11 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("key")
     s.set_defaults(func=cmd_delete)
 
-    s = sub.add_parser("keys", help="list keys in order")
+    s = sub.add_parser(
+        "keys", help="list keys in order, one a line (a key that is not plain text as a bytes literal)"
+    )
     s.add_argument("path")
     s.add_argument("--prefix", default="")
     s.add_argument("--reverse", action="store_true")
     s.add_argument("--limit", type=int, default=None)
+    s.add_argument("-0", "--null", action="store_true", help="each key's bytes, then NUL (for xargs -0)")
     s.set_defaults(func=cmd_keys)
 
     s = sub.add_parser("merge", help="compact the store (drop overwritten, deleted and expired records)")
@@ -250,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kvb``; return the exit status."""
     args = build_parser().parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):  # text a terminal cannot encode is escaped, never a crash
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         return int(args.func(args) or 0)
     except KVError as exc:

@@ -106,6 +106,53 @@ def test_binary_values_are_shown_as_repr(store_path, capsys):
     assert repr(b"\xff\xfe") in run(capsys, "keys", store_path)[1].splitlines()
 
 
+def test_keys_that_are_not_plain_text_stay_one_line(store_path, capsys):
+    keys = [b"a\nb", b"tab\tkey", b"\xff\xfe", "ключ".encode(), b"plain"]
+    with DB(store_path) as db:
+        for k in keys:
+            db.put(k, b"v")
+        db.put(b"text", "line one\nline two\t\u00e9".encode())
+    lines = run(capsys, "keys", store_path)[1].splitlines()
+    shown = [repr(b"a\nb"), repr(b"tab\tkey"), repr(b"\xff\xfe"), "ключ", "plain", "text"]
+    assert sorted(lines) == sorted(shown)
+    # A text value keeps its newlines and tabs.
+    assert run(capsys, "get", store_path, "text")[1] == "line one\nline two\t\u00e9\n"
+
+
+def _kvb_bytes(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> tuple[int, bytes]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "kv_backend", *args],
+        input=stdin,
+        env={**child_env(), **(env or {})},
+        capture_output=True,
+        timeout=60,
+    )
+    return proc.returncode, proc.stdout
+
+
+def test_exact_bytes_in_and_out(store_path):
+    value = bytes(range(256))
+    assert _kvb_bytes("put", store_path, "blob", "--stdin", stdin=value) == (0, b"")
+    assert _kvb_bytes("get", store_path, "blob", "--raw") == (0, value)
+    with DB(store_path) as db:
+        assert db[b"blob"] == value
+        db.put(b"a\nb", b"1")
+        db.put(b"\xff", b"2")
+    code, out = _kvb_bytes("keys", store_path, "-0")
+    assert code == 0 and out == b"a\nb\0blob\0\xff\0"  # byte order, each key as it is
+    # A terminal that cannot show the key gets escapes, not a crash.
+    assert _kvb_bytes("put", store_path, "ключ", "x") == (0, b"")
+    code, out = _kvb_bytes("keys", store_path, env={"PYTHONIOENCODING": "ascii"})
+    assert code == 0 and b"\\u043a\\u043b\\u044e\\u0447" in out
+
+
+def test_put_wants_a_value_or_stdin(store_path, capsys):
+    code, _, err = run(capsys, "put", store_path, "k")
+    assert code == 2 and "VALUE or --stdin" in err
+    code, _, err = run(capsys, "put", store_path, "k", "v", "--stdin")
+    assert code == 2 and "VALUE or --stdin" in err
+
+
 def test_stats_text_and_json(store_path, capsys):
     with DB(store_path, max_file_size=4096) as db:
         for i in range(40):
