@@ -202,7 +202,8 @@ def test_creates_missing_parents(tmp_path):
 
 
 @pytest.mark.skipif(
-    os.geteuid() == 0, reason="root ignores directory permissions, so chmod 0o500 proves nothing"
+    os.geteuid() == 0,
+    reason="root ignores directory permissions (test_permissions.py runs this case as the nobody user)",
 )
 def test_unwritable_directory(tmp_path):
     parent = tmp_path / "locked"
