@@ -26,6 +26,7 @@ from kv_backend.errors import (
     StoreNotFoundError,
     ValueTooLargeError,
 )
+from kv_backend.mounts import NetworkFilesystemWarning
 from kv_backend.store import Store
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ __all__ = [
     "KVError",
     "KeyTooLargeError",
     "MergeInProgressError",
+    "NetworkFilesystemWarning",
     "NotAStoreError",
     "NotAnIntegerError",
     "ReadOnlyError",

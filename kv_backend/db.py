@@ -43,6 +43,7 @@ from kv_backend.files import (
 )
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock, WriteLock
+from kv_backend.mounts import warn_if_network
 from kv_backend.state import SharedState, unpack_tail
 
 __all__ = ["DB", "Batch", "SnapshotFile"]
@@ -150,6 +151,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self.auto_merge = auto_merge
         self.read_only = bool(read_only)
         new = prepare_directory(self.path, create=not self.read_only)
+        warn_if_network(self.path)
         self._lock = WriteLock(os.path.join(self.path, LOCK_FILE), create=not self.read_only)
         self._rlock = threading.Lock()  # guards this process's view while it changes
         self._state: SharedState | None = None
