@@ -420,6 +420,54 @@ def test_client_info_and_list_carry_redis_fields(server, r):
         in_multi.close()
 
 
+def test_client_kill_and_list_filters(server, r):
+    victim = redis.Redis(port=server.port, socket_timeout=10, client_name="victim")
+    other = redis.Redis(port=server.port, socket_timeout=10, client_name="other")
+    subscriber = redis.Redis(port=server.port, socket_timeout=10).pubsub()
+    try:
+        victim_id, other_id = victim.client_id(), other.client_id()
+        subscriber.subscribe("kill-news")
+        subscriber.get_message(timeout=5)
+        ids = lambda clients: {int(c["id"]) for c in clients}  # noqa: E731
+        assert all(c["sub"] == "1" for c in r.client_list(_type="pubsub"))
+        assert victim_id in ids(r.client_list(_type="normal"))
+        assert ids(r.client_list(client_id=[victim_id, other_id])) == {victim_id, other_id}
+        with pytest.raises(redis.ResponseError, match="Unknown client type 'bogus'"):
+            r.execute_command("CLIENT", "LIST", "TYPE", "bogus")
+        with pytest.raises(redis.ResponseError, match="client-id should be greater than 0"):
+            r.execute_command("CLIENT", "KILL", "ID", "0")
+        assert r.client_kill_filter(_id=victim_id) == 1
+        other_addr = next(c["addr"] for c in r.client_list() if int(c["id"]) == other_id)
+        assert r.client_kill(other_addr) is True  # the old form: CLIENT KILL addr:port
+        with pytest.raises(redis.ResponseError, match="No such client"):
+            r.client_kill(other_addr)
+        assert r.client_kill_filter(_type="pubsub") == 1
+        deadline = time.monotonic() + 5
+        while ids(r.client_list()) & {victim_id, other_id} and time.monotonic() < deadline:
+            time.sleep(0.02)
+        left = r.client_list()
+        assert not ids(left) & {victim_id, other_id} and not any(c["sub"] != "0" for c in left)
+        assert r.client_kill_filter(_id=r.client_id(), skipme=True) == 0  # SKIPME yes spares the caller
+    finally:
+        for c in (victim, other, subscriber):
+            c.close()
+
+
+@pytest.mark.parametrize("name", ["CLIENT", "COMMAND", "CONFIG", "PUBSUB", "SCRIPT", "XGROUP", "XINFO"])
+def test_every_container_command_has_help(r, name):
+    conn = r.connection_pool.get_connection()
+    try:  # the raw reply: redis-py would parse COMMAND's as command descriptions
+        conn.send_command(name, "HELP")
+        lines = [x.decode() if isinstance(x, bytes) else x for x in conn.read_response()]
+    finally:
+        r.connection_pool.release(conn)
+    assert lines[0].startswith(f"{name} <subcommand>") and lines[-2:] == ["HELP", "    Print this help."]
+    with pytest.raises(redis.ResponseError, match=f"wrong number of arguments for '{name.lower()}\\|help'"):
+        r.execute_command(name, "HELP", "extra")
+    with pytest.raises(redis.ResponseError, match=f"Try {name} HELP"):
+        r.execute_command(name, "NO-SUCH-SUBCOMMAND", "x", "y", "z")
+
+
 def test_lua_scripts(r):
     script = r.register_script(
         "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) "

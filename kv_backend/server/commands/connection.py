@@ -12,6 +12,8 @@ from kv_backend.server.commands.registry import (
     Command,
     arg_int,
     command,
+    help_only,
+    help_reply,
     subcommand_syntax_error,
     syntax,
     unknown_subcommand,
@@ -113,9 +115,41 @@ def cmd_hello(conn: Connection, args: list[bytes]) -> Any:
     }
 
 
+_CLIENT_HELP = help_reply(
+    "CLIENT",
+    [
+        ("GETNAME", "This connection's name (nil if it has none)."),
+        ("ID", "This connection's numeric ID."),
+        ("INFO", "One CLIENT LIST line, for this connection."),
+        ("KILL <ip:port>", "Close the connection whose address is <ip:port>."),
+        (
+            "KILL <filter> <value> [<filter> <value> ...]",
+            "Close every connection that passes all filters; reply how many. Filters:\n"
+            "* ID <client-id>\n* ADDR <ip:port>\n* LADDR <ip:port>\n* USER default\n"
+            "* TYPE NORMAL|PUBSUB|MASTER|REPLICA\n* SKIPME YES|NO (YES, the default, spares this connection)",
+        ),
+        (
+            "LIST [TYPE NORMAL|PUBSUB|MASTER|REPLICA] [ID <client-id> ...]",
+            "One line per connection: address, name, age, idle time, flags, subscriptions...",
+        ),
+        ("NO-EVICT ON|OFF", "Accepted and ignored: kvb serve does not evict clients."),
+        ("NO-TOUCH ON|OFF", "Accepted and ignored: keys have no access times here."),
+        ("REPLY ON|OFF|SKIP", "Accepted; every command is still answered."),
+        ("SETINFO LIB-NAME|LIB-VER <value>", "Record the client library's name or version (shown by LIST)."),
+        ("SETNAME <name>", "Name this connection (no spaces)."),
+        (
+            "UNBLOCK <client-id> [TIMEOUT|ERROR]",
+            "End another client's blocking call, as a timeout or an error.",
+        ),
+    ],
+)
+
+
 @command("CLIENT", -2)
 def cmd_client(conn: Connection, args: list[bytes]) -> Any:
     sub = upper(args[1])
+    if sub == b"HELP":
+        return help_only(args, _CLIENT_HELP)
     if sub == b"ID" and len(args) == 2:
         return conn.id
     if sub == b"SETNAME" and len(args) == 3:
@@ -130,9 +164,28 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
             raise CommandError(f"ERR Unrecognized option '{args[2].decode('utf-8', 'replace')}'")
         conn.lib[upper(args[2]).decode()] = args[3]
         return OK
-    if sub in (b"LIST", b"INFO"):
-        conns = [conn] if sub == b"INFO" else list(conn.server.clients.values())
+    if sub == b"INFO":
+        if len(args) != 2:
+            raise CommandError("ERR wrong number of arguments for 'client|info' command")
+        return Verbatim(conn.describe() + b"\n")
+    if sub == b"LIST":
+        conns = list(conn.server.clients.values())
+        if len(args) == 4 and upper(args[2]) == b"TYPE":
+            kind = _client_type_arg(args[3])
+            conns = [c for c in conns if _client_type(c) == kind]
+        elif len(args) >= 4 and upper(args[2]) == b"ID":
+            wanted = set()
+            for raw in args[3:]:
+                try:
+                    wanted.add(int(raw))
+                except ValueError:
+                    raise CommandError("ERR Invalid client ID") from None
+            conns = [c for c in conns if c.id in wanted]
+        elif len(args) != 2:
+            raise CommandError("ERR syntax error")
         return Verbatim(b"".join(c.describe() + b"\n" for c in conns))
+    if sub == b"KILL" and len(args) >= 3:
+        return _client_kill(conn, args)
     if sub == b"UNBLOCK" and len(args) in (3, 4):
         how = upper(args[3]) if len(args) == 4 else b"TIMEOUT"
         if how not in (b"TIMEOUT", b"ERROR"):
@@ -151,6 +204,83 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
     raise subcommand_syntax_error(args)
 
 
+_CLIENT_TYPES = (b"NORMAL", b"MASTER", b"REPLICA", b"SLAVE", b"PUBSUB")
+
+
+def _client_type_arg(raw: bytes) -> bytes:
+    kind = upper(raw)
+    if kind not in _CLIENT_TYPES:
+        raise CommandError(f"ERR Unknown client type '{raw.decode('utf-8', 'replace')}'")
+    return b"REPLICA" if kind == b"SLAVE" else kind
+
+
+def _client_type(c: Connection) -> bytes:
+    """A client's type for CLIENT LIST/KILL TYPE: subscribed clients are pubsub (no replicas here)."""
+    return b"PUBSUB" if c.channels or c.patterns else b"NORMAL"
+
+
+def _client_kill(conn: Connection, args: list[bytes]) -> Any:
+    """CLIENT KILL addr:port (OK, or no such client), or by filters (the number of clients killed)."""
+    clients = list(conn.server.clients.values())
+    if len(args) == 3:  # the old form
+        found = [c for c in clients if c.peer.encode() == args[2]]
+        if not found:
+            raise CommandError("ERR No such client")
+        _kill(conn, found[0])
+        return OK
+    skip_me = True
+    for i in range(2, len(args), 2):  # filter by filter, as Redis reads them
+        if i + 1 >= len(args):
+            raise CommandError("ERR syntax error")
+        key, value = upper(args[i]), args[i + 1]
+        if key == b"ID":
+            try:
+                wanted = int(value)
+            except ValueError:
+                wanted = 0
+            if wanted <= 0:
+                raise CommandError("ERR client-id should be greater than 0")
+            clients = [c for c in clients if c.id == wanted]
+        elif key == b"TYPE":
+            kind = _client_type_arg(value)
+            clients = [c for c in clients if _client_type(c) == kind]
+        elif key == b"ADDR":
+            clients = [c for c in clients if c.peer.encode() == value]
+        elif key == b"LADDR":
+            clients = [c for c in clients if c.local.encode() == value]
+        elif key == b"USER":
+            if value != b"default":
+                raise CommandError(f"ERR No such user '{value.decode('utf-8', 'replace')}'")
+        elif key == b"SKIPME" and upper(value) in (b"YES", b"NO"):
+            skip_me = upper(value) == b"YES"
+        else:
+            raise CommandError("ERR syntax error")
+    killed = [c for c in clients if not (skip_me and c is conn)]
+    for c in killed:
+        _kill(conn, c)
+    return len(killed)
+
+
+def _kill(conn: Connection, target: Connection) -> None:
+    """Close ``target``'s connection (the calling client's only after this reply)."""
+    if target is conn:
+        conn.close_after_reply = True
+    elif target.transport is not None:
+        target.transport.close()
+
+
+_COMMAND_HELP = help_reply(
+    "COMMAND",
+    [
+        ("(no subcommand)", "Name, arity, flags and key positions of every command."),
+        ("COUNT", "How many commands kvb serve knows."),
+        ("DOCS [<command> ...]", "A summary and the arity of the given commands (default: all)."),
+        ("INFO [<command> ...]", "Name, arity, flags and key positions of the given commands."),
+        ("LIST", "The names of all commands."),
+    ],
+)
+
+
 @command("COMMAND", -1)
 def cmd_command(conn: Connection, args: list[bytes]) -> Any:
     def info(c: Command) -> list[Any]:
@@ -161,6 +291,8 @@ def cmd_command(conn: Connection, args: list[bytes]) -> Any:
     if len(args) == 1:
         return [info(c) for c in COMMANDS.values()]
     sub = upper(args[1])
+    if sub == b"HELP":
+        return help_only(args, _COMMAND_HELP)
     if sub == b"COUNT":
         return len(COMMANDS)
     if sub == b"INFO":
@@ -217,9 +349,24 @@ _NOKEY = {
 }
 
 
+_CONFIG_HELP = help_reply(
+    "CONFIG",
+    [
+        (
+            "GET <pattern> [<pattern> ...]",
+            "The settings whose names match a glob pattern, with their values.",
+        ),
+        ("SET <name> <value>", "Refused: kvb serve takes its settings from its command line."),
+        ("RESETSTAT", "Accepted; there are no statistics to reset."),
+    ],
+)
+
+
 @command("CONFIG", -2)
 def cmd_config(conn: Connection, args: list[bytes]) -> Any:
     sub = upper(args[1])
+    if sub == b"HELP":
+        return help_only(args, _CONFIG_HELP)
     if sub == b"GET" and len(args) >= 3:
         params = conn.server.config()
         out: dict[bytes, bytes] = {}

@@ -12,6 +12,7 @@ from kv_backend.server.commands.registry import (
     arg_int,
     block_ms,
     command,
+    help_reply,
     int_or_error,
     subcommand_syntax_error,
     syntax,
@@ -31,25 +32,24 @@ def _entry(entry: tuple[bytes, list[tuple[bytes, bytes]] | None]) -> list[Any]:
     return [xid, NULL_ARRAY if pairs is None else [w for pair in pairs for w in pair]]
 
 
-_XGROUP_HELP = [
-    "XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-    "CREATE <key> <groupname> <id|$> [option]",
-    "    Create a consumer group reading after <id> ($: only new entries). Options:",
-    "    * MKSTREAM",
-    "      Create an empty stream when the key does not exist.",
-    "    * ENTRIESREAD entries_read",
-    "      Set the group's count of entries read (for lag).",
-    "CREATECONSUMER <key> <groupname> <consumer>",
-    "    Add a consumer to a group.",
-    "DELCONSUMER <key> <groupname> <consumer>",
-    "    Remove a consumer and its pending entries.",
-    "DESTROY <key> <groupname>",
-    "    Delete a group.",
-    "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
-    "    Move the group's last delivered ID (and entries-read counter).",
-    "HELP",
-    "    Print this help.",
-]
+_XGROUP_HELP = help_reply(
+    "XGROUP",
+    [
+        (
+            "CREATE <key> <groupname> <id|$> [option]",
+            "Create a consumer group reading after <id> ($: only new entries). Options:\n"
+            "* MKSTREAM\n  Create an empty stream when the key does not exist.\n"
+            "* ENTRIESREAD entries_read\n  Set the group's count of entries read (for lag).",
+        ),
+        ("CREATECONSUMER <key> <groupname> <consumer>", "Add a consumer to a group."),
+        ("DELCONSUMER <key> <groupname> <consumer>", "Remove a consumer and its pending entries."),
+        ("DESTROY <key> <groupname>", "Delete a group."),
+        (
+            "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
+            "Move the group's last delivered ID (and entries-read counter).",
+        ),
+    ],
+)
 
 
 _XGROUP_SUBCOMMANDS = {
@@ -266,17 +266,17 @@ def _map(info: dict[str, Any]) -> dict[bytes, Any]:
     return out
 
 
-_XINFO_HELP = [
-    "XINFO <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-    "CONSUMERS <key> <groupname>",
-    "    The consumers of a group.",
-    "GROUPS <key>",
-    "    The consumer groups of a stream.",
-    "STREAM <key> [FULL [COUNT <count>]]",
-    "    Facts about a stream (FULL: with its entries, groups and pending entries).",
-    "HELP",
-    "    Print this help.",
-]
+_XINFO_HELP = help_reply(
+    "XINFO",
+    [
+        ("CONSUMERS <key> <groupname>", "The consumers of a group."),
+        ("GROUPS <key>", "The consumer groups of a stream."),
+        (
+            "STREAM <key> [FULL [COUNT <count>]]",
+            "Facts about a stream (FULL: with its entries, groups and pending entries).",
+        ),
+    ],
+)
 
 
 @command("XINFO", -2, subcommands={b"CONSUMERS": 4, b"GROUPS": 3, b"STREAM": -3, b"HELP": 2})

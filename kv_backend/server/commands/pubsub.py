@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import command, unknown_subcommand, upper
+from kv_backend.server.commands.registry import command, help_only, help_reply, unknown_subcommand, upper
 from kv_backend.server.protocol import Push, Replies
 from kv_backend.structures import CommandError, glob_match
 
@@ -64,9 +64,24 @@ def cmd_punsubscribe(conn: Connection, args: list[bytes]) -> Any:
     return _sub_replies(conn, b"punsubscribe", args[1:], False, True)
 
 
+_PUBSUB_HELP = help_reply(
+    "PUBSUB",
+    [
+        (
+            "CHANNELS [<pattern>]",
+            "Channels with at least one subscriber, matching a glob pattern (default *).",
+        ),
+        ("NUMPAT", "How many pattern subscriptions exist."),
+        ("NUMSUB [<channel> ...]", "Each channel and its number of subscribers."),
+    ],
+)
+
+
 @command("PUBSUB", -2)
 def cmd_pubsub(conn: Connection, args: list[bytes]) -> Any:
     sub = upper(args[1])
+    if sub == b"HELP":
+        return help_only(args, _PUBSUB_HELP)
     server = conn.server
     if sub == b"CHANNELS":
         pattern = args[2] if len(args) > 2 else b"*"

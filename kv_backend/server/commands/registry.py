@@ -67,6 +67,25 @@ def command(
     return deco
 
 
+def help_reply(name: str, entries: list[tuple[str, str]]) -> list[str]:
+    """A container command's HELP, laid out as Redis's: a usage line, then each subcommand's
+    syntax and, indented, what it does (HELP itself is added last)."""
+    lines = [f"{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"]
+    for syntax, what in [*entries, ("HELP", "Print this help.")]:
+        lines.append(syntax)
+        lines.extend("    " + line for line in what.split("\n"))
+    return lines
+
+
+def help_only(args: list[bytes], lines: list[str]) -> list[str]:
+    """Reply ``lines`` to ``<container> HELP``, which takes no arguments (Redis's arity error otherwise)."""
+    if len(args) != 2:
+        raise CommandError(
+            f"ERR wrong number of arguments for '{args[0].decode('utf-8', 'replace').lower()}|help' command"
+        )
+    return lines
+
+
 def unknown_subcommand(args: list[bytes]) -> CommandError:
     """Redis's error for a subcommand a container command (CONFIG, XGROUP...) does not have."""
     return CommandError(

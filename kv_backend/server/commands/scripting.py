@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import command, unknown_subcommand, upper
+from kv_backend.server.commands.registry import command, help_only, help_reply, unknown_subcommand, upper
 from kv_backend.server.protocol import OK
 
 if TYPE_CHECKING:
@@ -21,9 +21,21 @@ def cmd_evalsha(conn: Connection, args: list[bytes]) -> Any:
     return conn.server.scripts.eval(conn, args[1], args[2:], by_sha=True)
 
 
+_SCRIPT_HELP = help_reply(
+    "SCRIPT",
+    [
+        ("EXISTS <sha1> [<sha1> ...]", "1 or 0 for each SHA1: is that script cached?"),
+        ("FLUSH [ASYNC|SYNC]", "Forget every cached script."),
+        ("LOAD <script>", "Compile and cache a script; reply its SHA1 (for EVALSHA)."),
+    ],
+)
+
+
 @command("SCRIPT", -2)
 def cmd_script(conn: Connection, args: list[bytes]) -> Any:
     sub = upper(args[1])
+    if sub == b"HELP":
+        return help_only(args, _SCRIPT_HELP)
     scripts = conn.server.scripts
     if sub == b"LOAD" and len(args) == 3:
         return scripts.load(args[2]).encode()
