@@ -1,4 +1,4 @@
-"""Django app configuration: adds the kv_merge/kv_backup/kv_restore/kv_stats commands."""
+"""Django app configuration: adds the kv_merge/kv_backup/kv_restore/kv_stats commands and system checks."""
 
 from __future__ import annotations
 
@@ -11,3 +11,6 @@ class KVBackendConfig(AppConfig):
     name = "kv_backend_django"
     verbose_name = "kv_backend cache"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from kv_backend_django import checks  # noqa: F401 - registers the system checks

@@ -1,0 +1,93 @@
+"""System checks for KVCache settings (``manage.py check``), run when the app is installed.
+
+Django checks only its own file-based cache for a LOCATION that a web server
+may publish (inside MEDIA_ROOT, STATIC_ROOT or STATICFILES_DIRS) or that
+depends on the working directory. A KVCache store holds pickled pages and
+sessions in the same way, so the same two mistakes are checked here.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Tags, Warning, register
+
+from kv_backend_django.cache import KVCache
+
+_BACKEND_NAMES = {"kv_backend_django.cache.KVCache"}
+
+
+def _kv_aliases() -> Iterator[tuple[str, str]]:
+    """``(alias, LOCATION)`` of every cache configured with KVCache (or a subclass of it)."""
+    from django.utils.module_loading import import_string
+
+    for alias, config in settings.CACHES.items():
+        backend = config.get("BACKEND", "")
+        if backend not in _BACKEND_NAMES:
+            try:
+                cls = import_string(backend)
+            except ImportError:
+                continue  # Django's own cache checks report a backend that does not import
+            if not (isinstance(cls, type) and issubclass(cls, KVCache)):
+                continue
+        yield alias, str(config.get("LOCATION") or "")
+
+
+def _published_dirs() -> Iterator[tuple[str, pathlib.Path]]:
+    for name in ("MEDIA_ROOT", "STATIC_ROOT", "STATICFILES_DIRS"):
+        setting = getattr(settings, name, None)
+        if not setting:
+            continue
+        entries = setting if name == "STATICFILES_DIRS" else [setting]
+        for entry in entries:
+            path = entry[1] if isinstance(entry, (list, tuple)) else entry
+            yield name, pathlib.Path(path).resolve()
+
+
+@register(Tags.caches, deploy=True)
+def check_location_not_published(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """W001: a LOCATION that is, holds or lies inside a directory the site serves as files."""
+    found: list[CheckMessage] = []
+    for alias, location in _kv_aliases():
+        if not location:
+            continue
+        store = pathlib.Path(location).resolve()
+        for name, served in _published_dirs():
+            if store == served:
+                relation = "is"
+            elif served in store.parents:
+                relation = "is inside"
+            elif store in served.parents:
+                relation = "contains"
+            else:
+                continue
+            found.append(
+                Warning(
+                    f"The LOCATION of the {alias!r} cache {relation} {name}: a web server that serves "
+                    "those files could hand out cached pages and sessions.",
+                    hint="Put the store outside MEDIA_ROOT, STATIC_ROOT and STATICFILES_DIRS.",
+                    obj=f"CACHES[{alias!r}]",
+                    id="kv_backend_django.W001",
+                )
+            )
+            break
+    return found
+
+
+@register(Tags.caches)
+def check_location_is_absolute(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """W002: a relative LOCATION names a different store for each working directory."""
+    return [
+        Warning(
+            f"The LOCATION of the {alias!r} cache is a relative path ({location!r}).",
+            hint="Use an absolute path: workers, management commands and Celery may start in "
+            "different directories, and each would then use a store of its own.",
+            obj=f"CACHES[{alias!r}]",
+            id="kv_backend_django.W002",
+        )
+        for alias, location in _kv_aliases()
+        if location and not pathlib.Path(location).is_absolute()
+    ]
