@@ -12,6 +12,8 @@ from kv_backend.server import protocol
 from kv_backend.server.protocol import (
     MAX_INLINE,
     NULL_ARRAY,
+    UNAUTH_ARRAY,
+    UNAUTH_BULK,
     ErrorReply,
     Parser,
     ProtocolError,
@@ -48,6 +50,58 @@ def test_pipelined_commands_in_any_fragmentation(commands, data):
         got += parser.feed(stream[last:cut])
         last = cut
     assert got == commands
+
+
+@given(
+    st.lists(st.lists(st.binary(max_size=40), min_size=1, max_size=UNAUTH_ARRAY), min_size=1, max_size=8),
+    st.integers(0, 8),
+    st.data(),
+)
+def test_limited_parser_gives_one_request_at_a_time(commands, lift_after, data):
+    """Before AUTH: one request per feed, the rest held (feed(b"") goes on); once the limits are
+    lifted, the held rest and later input parse as usual; nothing is lost or reordered."""
+    stream = b"".join(resp_command(*c) for c in commands)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    parser = Parser(limited=True)
+    got: list[list[bytes]] = []
+    last = 0
+    for cut in [*cuts, len(stream)]:
+        out = parser.feed(stream[last:cut])
+        last = cut
+        while True:
+            assert len(out) <= (1 if parser.limited else len(commands))
+            got += out
+            if len(got) >= lift_after:
+                parser.limited = False  # AUTH succeeded
+            if not parser.held:
+                break
+            out = parser.feed(b"")
+    assert got == commands and not parser.held
+
+
+def test_limited_parser_refuses_what_redis_refuses_before_auth():
+    parser = Parser(limited=True)
+    assert parser.feed(resp_command(*[b"x"] * UNAUTH_ARRAY)) == [[b"x"] * UNAUTH_ARRAY]
+    with pytest.raises(ProtocolError, match="unauthenticated multibulk length"):
+        Parser(limited=True).feed(b"*%d\r\n" % (UNAUTH_ARRAY + 1))
+    with pytest.raises(ProtocolError, match="unauthenticated bulk length"):
+        Parser(limited=True).feed(b"*1\r\n$%d\r\n" % (UNAUTH_BULK + 1))
+    assert Parser().feed(resp_command(b"SET", b"k", b"v" * (UNAUTH_BULK + 1))) == [
+        [b"SET", b"k", b"v" * (UNAUTH_BULK + 1)]
+    ]
+
+
+def test_held_input_is_not_copied_per_request():
+    """10,000 pipelined requests before AUTH: each feed(b"") resumes at an offset of the same buffer."""
+    stream = resp_command(b"PING") * 10_000
+    parser = Parser(limited=True)
+    first = parser.feed(stream)
+    held = parser.chunks[0]
+    count = len(first)
+    while parser.held:
+        count += len(parser.feed(b""))
+        assert not parser.held or parser.chunks[0] is held
+    assert count == 10_000
 
 
 @given(st.lists(st.binary(max_size=40), min_size=1, max_size=70))

@@ -721,6 +721,20 @@ def test_requirepass_and_unixsocket(tmp_path):
             time.sleep(0.05)
         unix = redis.Redis(unix_socket_path=sock, password="s3cret")
         assert unix.get("x") == b"1"
+        # Before AUTH, a stranger cannot make the server hold a large request (Redis's limits).
+        many = b"*11\r\n" + b"$4\r\nPING\r\n" * 11
+        assert raw(srv.port, many) == b"-ERR Protocol error: unauthenticated multibulk length\r\n"
+        big = b"*2\r\n$4\r\nAUTH\r\n$16385\r\n"
+        assert raw(srv.port, big) == b"-ERR Protocol error: unauthenticated bulk length\r\n"
+        big_value = b"v" * 100_000  # once authenticated, the usual limits apply
+        out = raw(
+            srv.port, b"AUTH s3cret\r\n*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$100000\r\n" + big_value + b"\r\n"
+        )
+        assert out == b"+OK\r\n+OK\r\n" and good.strlen("big") == 100_000
+        # A long pipeline before AUTH: each request is answered, in order, and AUTH lifts the limits.
+        pipeline = b"PING\r\n" * 3000 + b"AUTH s3cret\r\nPING\r\nGET x\r\n"
+        out = raw(srv.port, pipeline, timeout=30)
+        assert out == b"-NOAUTH Authentication required.\r\n" * 3000 + b"+OK\r\n+PONG\r\n$1\r\n1\r\n"
         for c in (anon, good, r3, unix):
             c.close()
     finally:

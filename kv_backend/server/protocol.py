@@ -36,8 +36,12 @@ except ImportError:  # optional: the pure-Python parser handles everything alone
 
 
 MAX_INLINE = 64 * 1024
-MAX_ARRAY = 1024 * 1024
+MAX_ARRAY = 2**31 - 1  # as Redis: an int's worth of arguments (they are only kept as they arrive)
 MAX_BULK = 512 * 1024 * 1024
+#: Before AUTH (with a password set) a client may send no more than this, as Redis allows:
+#: a stranger cannot make the server hold large requests.
+UNAUTH_ARRAY = 10
+UNAUTH_BULK = 16 * 1024
 #: Reads shorter than this go to hiredis: their commands stay far inside the limits above.
 _FAST = 64 * 1024
 _join = b"".join
@@ -94,9 +98,14 @@ class Parser:
     many small reads costs linear time.
     """
 
-    __slots__ = ("args", "chunks", "have", "need", "reader", "want")
+    __slots__ = ("args", "chunks", "have", "held", "limited", "need", "reader", "start", "want")
 
-    def __init__(self) -> None:
+    def __init__(self, limited: bool = False) -> None:
+        #: True until the client authenticates: requests are held to UNAUTH_ARRAY/UNAUTH_BULK,
+        #: and parsed one at a time (an AUTH lifts the limits for the requests after it).
+        self.limited = limited
+        self.held = False  # complete input is waiting: feed(b"") once the last command has run
+        self.start = 0  # where held input resumes in chunks[0] (kept whole: no copy per request)
         self.reader = _HiredisReader() if _HiredisReader is not None else None
         self.chunks: list[bytes] = []
         self.have = 0  # bytes in chunks
@@ -107,7 +116,8 @@ class Parser:
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Add received bytes and return the commands they complete (possibly none)."""
         chunks = self.chunks
-        if not chunks and self.args is None and data[:1] == b"*" and len(data) < _FAST:
+        limited = self.limited
+        if not chunks and self.args is None and data[:1] == b"*" and len(data) < _FAST and not limited:
             # The usual read: one whole command, as a client sends it without pipelining.
             one = _one_command(data)
             if one is not None:
@@ -118,17 +128,24 @@ class Parser:
                 if commands is not None:
                     return commands
                 self.reader = _HiredisReader()  # drop its partial state: this read takes the long way
+        pos = 0
         if chunks:
-            chunks.append(bytes(data))
-            self.have += len(data)
-            if self.have < self.want:
-                return []
-            buf = b"".join(chunks)
+            if data or not self.held:
+                if self.start:
+                    chunks[0] = chunks[0][self.start :]
+                    self.start = 0
+                chunks.append(bytes(data))
+                self.have += len(data)
+                if self.have < self.want:
+                    return []
+                buf = b"".join(chunks)
+            else:  # held input of an unauthenticated client: go on where the last request ended
+                buf, pos = chunks[0], self.start
         else:
             buf = bytes(data)
         out: list[list[bytes]] = []
         n = len(buf)
-        pos = 0
+        stopped = False
         args = self.args
         need = self.need
         want = 0
@@ -151,6 +168,8 @@ class Parser:
                     count = int(raw) if len(raw) < 12 else MAX_ARRAY + 1
                     if count > MAX_ARRAY:
                         raise ProtocolError("Protocol error: invalid multibulk length")
+                    if limited and count > UNAUTH_ARRAY:
+                        raise ProtocolError("Protocol error: unauthenticated multibulk length")
                     pos = nl + 2
                     if count == 0:
                         continue
@@ -168,6 +187,9 @@ class Parser:
                     pos = nl + 1
                     if words:
                         out.append(words)
+                        if limited:
+                            stopped = True
+                            break
                     continue
             while need:
                 if pos >= n:
@@ -185,6 +207,8 @@ class Parser:
                 size = int(raw)
                 if size > MAX_BULK:
                     raise ProtocolError("Protocol error: invalid bulk length")
+                if limited and size > UNAUTH_BULK:
+                    raise ProtocolError("Protocol error: unauthenticated bulk length")
                 end = nl + 2 + size
                 if end + 2 > n:
                     want = end + 2 - pos
@@ -198,15 +222,23 @@ class Parser:
                 break
             out.append(args)
             args = None
+            if limited:
+                stopped = True
+                break
+        self.held = stopped and pos < n
         self.args = args
         self.need = need
         self.want = want
         if pos < n:
-            rest = buf[pos:] if pos else buf
-            self.chunks = [rest]
-            self.have = len(rest)
+            if self.held:
+                self.chunks, self.start = [buf], pos
+                self.have = n - pos
+            else:
+                rest = buf[pos:] if pos else buf
+                self.chunks, self.start = [rest], 0
+                self.have = len(rest)
         elif chunks:
-            self.chunks = []
+            self.chunks, self.start = [], 0
             self.have = 0
         return out
 

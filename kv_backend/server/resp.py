@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import itertools
 import os
 import signal
@@ -51,7 +52,7 @@ class Connection(asyncio.Protocol):
         self.id = next(server.ids)
         self.kind = transport_kind
         self.transport: asyncio.Transport | None = None
-        self.parser = Parser()
+        self.parser = Parser(limited=server.requirepass is not None)
         self.resp3 = False
         self.authed = server.requirepass is None
         self.name: bytes | None = None
@@ -107,13 +108,7 @@ class Connection(asyncio.Protocol):
         if transport is None:
             return
         self.last_active = time.time()  # CLIENT LIST's idle
-        try:
-            commands = self.parser.feed(data)
-        except ProtocolError as exc:
-            transport.write(b"-ERR " + str(exc).encode() + b"\r\n")
-            transport.close()
-            self.transport = None
-            return
+        commands = self._parse(transport, data)
         if not commands:
             return
         if self.pending:
@@ -121,6 +116,22 @@ class Connection(asyncio.Protocol):
         else:
             self.pending = commands
         self.server.schedule(self)
+
+    def _parse(self, transport: asyncio.Transport, data: bytes) -> list[list[bytes]]:
+        """The commands ``data`` completes; on a protocol error, reply it and close the connection."""
+        try:
+            return self.parser.feed(data)
+        except ProtocolError as exc:
+            transport.write(b"-ERR " + str(exc).encode() + b"\r\n")
+            transport.close()
+            self.transport = None
+            return []
+
+    def run_held(self) -> None:
+        """Before AUTH, requests are parsed one at a time: run each after the one before it."""
+        while self.parser.held and self.blocked is None and self.transport is not None:
+            self.pending = self._parse(self.transport, b"")
+            self.run_pending()
 
     def run_pending(self) -> None:
         """Execute the commands received so far and send their replies (called by :meth:`Server.flush`)."""
@@ -172,7 +183,7 @@ class Connection(asyncio.Protocol):
         if transport is None:
             return
         transport.write(encode(reply, self.resp3))
-        if self.pending:
+        if self.pending or self.parser.held:
             self.server.schedule(self)
 
     # ------------------------------------------------------------ commands
@@ -239,8 +250,9 @@ class Connection(asyncio.Protocol):
                 "ERR AUTH <password> called without any password configured for the default user. "
                 "Are you sure your configuration is correct?"
             )
-        if user == b"default" and password == secret.encode():
+        if user == b"default" and hmac.compare_digest(password, secret.encode()):  # in constant time
             self.authed = True
+            self.parser.limited = False
             return OK
         return ErrorReply("WRONGPASS invalid username-password pair or user is disabled.")
 
@@ -287,6 +299,7 @@ class Connection(asyncio.Protocol):
         self.resp3 = False
         self.name = None
         self.authed = self.server.requirepass is None
+        self.parser.limited = not self.authed
 
     def push(self, message: Push) -> None:
         """Send a pub/sub message; drop a subscriber that does not read its messages."""
@@ -398,6 +411,8 @@ class Server:
             for conn in queue:
                 conn.queued = False
                 conn.run_pending()
+                if conn.parser.held:
+                    conn.run_held()
             if self.waiters.ready:
                 self.waiters.serve()  # under the same lock hold as the writes that fed them
         finally:
