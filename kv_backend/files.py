@@ -183,6 +183,11 @@ def storage_error(exc: OSError, what: str) -> StorageError:
         hint = " The filesystem is mounted read-only: open the store with read_only=True."
     elif exc.errno in (errno.EACCES, errno.EPERM):
         hint = " Check the directory's permissions, or open it with read_only=True."
+    elif exc.errno in (errno.EMFILE, errno.ENFILE):
+        hint = (
+            " Every data file of an open store holds a file descriptor: raise the limit"
+            " (ulimit -n, systemd LimitNOFILE=), or merge the store (kvb merge) so it has fewer files."
+        )
     err = StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}.{hint}")
     err.filename = exc.filename
     return err

@@ -7,7 +7,7 @@ import os
 import time
 
 import pytest
-from helpers import patch_engine
+from helpers import patch_engine, run_python
 
 import kv_backend.db_write
 from kv_backend import DB, record
@@ -215,6 +215,35 @@ def test_unwritable_directory(tmp_path):
         assert "permission" in str(info.value).lower()
     finally:
         os.chmod(parent, 0o700)
+
+
+def test_too_many_files_for_the_open_file_limit(store_path):
+    """A store with more data files than the descriptor limit allows: a clear error, nothing lost."""
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(3000):
+            db.put(b"k%05d" % i, b"v" * 100)
+    out = run_python(
+        """
+        import errno, resource, sys
+        from kv_backend import DB
+        from kv_backend.errors import StorageError
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        try:
+            DB(sys.argv[1])
+        except StorageError as exc:
+            assert exc.errno == errno.EMFILE, exc
+            assert "ulimit -n" in str(exc) and "merge" in str(exc), exc
+        else:
+            raise AssertionError("opened a store of ~100 files with 64 descriptors")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        with DB(sys.argv[1]) as db:
+            assert len(db) == 3000
+        print("ok")
+        """,
+        store_path,
+    )
+    assert out.stdout.strip() == "ok"
 
 
 def test_permission_errors_become_storage_errors(tmp_path, monkeypatch):
