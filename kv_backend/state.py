@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import mmap
 import os
 import struct
 
-from kv_backend.files import storage_error
+from kv_backend.files import STATE_FILE, storage_error
 
 MAGIC = b"KVBSTAT2"
 VERSION = 2
@@ -119,10 +120,14 @@ class SharedState:
                 raise ValueError(f"{path} is too small to be a state page")
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if mapped_writable else 0)
             self._mm = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, prot)
-        except OSError as exc:
-            raise storage_error(exc, f"cannot map {path}") from exc
-        finally:
+            # A shared flock for as long as this process has the store open: see in_use().
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except BaseException as exc:
             os.close(fd)
+            if isinstance(exc, OSError):
+                raise storage_error(exc, f"cannot map {path}") from exc
+            raise
+        self._fd = fd
         self.tail: ctypes.c_uint64 | _Word
         self.generation: ctypes.c_uint64 | _Word
         self.intent: ctypes.c_uint64 | _Word
@@ -155,16 +160,47 @@ class SharedState:
         self._mm[:12] = MAGIC + VERSION.to_bytes(4, "little")
 
     def close(self) -> None:
-        """Drop the views and unmap the page."""
+        """Drop the views, unmap the page and let go of the in-use lock."""
         for name in ("tail", "generation", "intent", "last_sync"):
             self.__dict__.pop(name, None)
         try:
             self._mm.close()
         except (BufferError, ValueError):
             pass
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:  # a DB dropped without close(): still let go of the in-use lock
+        fd, self._fd = getattr(self, "_fd", -1), -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def in_use(store: str) -> bool:
+    """True if a process has the store at ``store`` open (or a fork of one still has it).
+
+    Every process that opens a store holds a shared ``flock`` on its ``STATE``
+    page until it closes it; this tries for an exclusive one, without waiting.
+    Tools that replace a store's files (a restore) check it first.
+    """
+    try:
+        fd = os.open(os.path.join(store, STATE_FILE), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def _fd_writable(fd: int) -> bool:
-    import fcntl
-
     return (fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE) == os.O_RDWR

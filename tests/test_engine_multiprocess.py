@@ -586,3 +586,39 @@ def test_busy_writers_read_their_own_writes_and_agree_at_the_end(store_path):
         with DB(store_path, read_only=True) as fresh:
             assert db.stats()["live_bytes"] == fresh.stats()["live_bytes"]
     assert check(store_path).ok
+
+
+def test_in_use_tells_whether_any_process_has_the_store_open(store_path):
+    from kv_backend.state import in_use
+
+    assert not in_use(store_path)  # no store yet
+    db = DB(store_path)
+    assert in_use(store_path)
+    db.close()
+    assert not in_use(store_path)
+    with DB(store_path, read_only=True):
+        assert in_use(store_path)  # readers count too
+    holder = spawn_python(
+        "import sys; from kv_backend import DB\n"
+        "db = DB(sys.argv[1]); print('open', flush=True); sys.stdin.read()",
+        store_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"open"
+        assert in_use(store_path)
+    finally:
+        holder.communicate(b"", timeout=30)
+    assert not in_use(store_path)
+    # A forked child keeps the store it inherited open after the parent closes it.
+    db = DB(store_path)
+    r, w = os.pipe()
+    pid = fork_child(lambda: os.read(r, 1))
+    db.close()
+    assert in_use(store_path)
+    os.write(w, b"x")
+    assert exit_code(pid) == 0
+    assert not in_use(store_path)
+    os.close(r)
+    os.close(w)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from io import StringIO
 
 import pytest
@@ -105,3 +106,36 @@ def test_kv_backup_and_restore_round_trip(tmp_path):
     with pytest.raises(CommandError, match="failed"):
         run("kv_restore", (tmp_path / "no-backups-here").as_uri(), "--replace")
     assert cache.get("a") == 1  # a failed restore leaves the cache as it was
+
+
+def test_kv_restore_refuses_to_replace_a_store_another_process_has_open(tmp_path):
+    """A worker that kept the old store open would go on writing to deleted files."""
+    pytest.importorskip("kv_backend.backup")
+    from helpers import spawn_python
+
+    url = (tmp_path / "backups").as_uri()
+    cache.set("k", "backed up")
+    run("kv_backup", url)
+    cache.set("k", "newer")
+    worker = spawn_python(
+        """
+        import sys
+        from kv_backend import DB
+        db = DB(sys.argv[1])
+        print("open", flush=True)
+        sys.stdin.readline()  # hold the store open until the test says
+        """,
+        cache.location,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stdout.readline().strip() == "open"
+        with pytest.raises(CommandError, match="open in another process"):
+            run("kv_restore", url, "--replace")
+        assert cache.get("k") == "newer"  # nothing was replaced
+    finally:
+        worker.communicate("go\n", timeout=30)
+    run("kv_restore", url, "--replace")
+    assert cache.get("k") == "backed up"

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError
 from kv_backend.progress import progress_bar
+from kv_backend.state import in_use
 from kv_backend_django._commands import (
     add_cache_argument,
     add_storage_option_argument,
@@ -55,6 +56,11 @@ class Command(BaseCommand):
                 "--replace to swap in the backup (or point LOCATION at an empty directory)"
             )
         close_all()  # this process must not hold the store open while it is replaced
+        if occupied and in_use(location):
+            raise CommandError(
+                f"{location} is open in another process (a web or Celery worker, a shell...): stop them "
+                "first. A process that kept the old store open would go on writing to it, and lose that."
+            )
         target = f"{location}.restoring-{os.getpid()}" if occupied else location
         self.stdout.write(f"Restoring cache {options['cache']!r} at {location} from {url} ...")
         try:
