@@ -306,6 +306,8 @@ class _Opening:
             else:
                 file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt)
             maps.append(f.mm if f.mm is not None else b"")
+            if f.fid < active_fid:
+                f.seal()  # indexed, and never written again: the mapping alone serves reads
         if self._ix.sorted is not None:
             ix.ensure_sorted()
         # Install under the write lock too, so no write of this process can fall

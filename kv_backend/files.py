@@ -19,6 +19,7 @@ import mmap
 import os
 import re
 import sys
+from typing import Any
 
 from kv_backend.errors import NotAStoreError, StorageError, StoreNotFoundError
 
@@ -62,6 +63,10 @@ def list_data_files(path: str) -> list[FileId]:
     return ids
 
 
+#: Python 3.13+ can map a file without keeping a duplicate of its descriptor.
+MMAP_NO_FD: dict[str, Any] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
+
+
 class DataFile:
     """An open data file: an fd for writes and scans, and a read-only mapping for reads.
 
@@ -96,7 +101,7 @@ class DataFile:
                 self.mm = None
                 return _EMPTY_MAP  # type: ignore[return-value]
             try:
-                self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+                self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ, **MMAP_NO_FD)
                 return self.mm
             except ValueError:
                 # Another process cut the file (rotation drops reserved zeros)
@@ -107,6 +112,19 @@ class DataFile:
     def size(self) -> int:
         """Return the file's current size in bytes."""
         return os.fstat(self.fd).st_size
+
+    def seal(self) -> None:
+        """Close the fd of a file that will never change again (older than the active file).
+
+        Reads go through the mapping alone, so a store of many files costs
+        one descriptor per file (the mapping's own; none from Python 3.13).
+        A sealed file must not be grown, remapped or scanned by fd again.
+        """
+        if self.mm is None:
+            return  # nothing is mapped (an empty file): the fd is all there is
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def close(self) -> None:
         """Close the fd and the mapping now (both also close when the object is dropped)."""

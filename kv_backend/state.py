@@ -31,7 +31,7 @@ import mmap
 import os
 import struct
 
-from kv_backend.files import STATE_FILE, storage_error
+from kv_backend.files import MMAP_NO_FD, STATE_FILE, storage_error
 
 MAGIC = b"KVBSTAT2"
 VERSION = 2
@@ -119,7 +119,7 @@ class SharedState:
             if os.fstat(fd).st_size < SIZE:
                 raise ValueError(f"{path} is too small to be a state page")
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if mapped_writable else 0)
-            self._mm = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, prot)
+            self._mm = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, prot, **MMAP_NO_FD)
             # A shared flock for as long as this process has the store open: see in_use().
             fcntl.flock(fd, fcntl.LOCK_SH)
         except BaseException as exc:
