@@ -398,6 +398,7 @@ class _Opening:
                     maps[idx] = f.remap()
                 if cur == fid:
                     break
+                f.seal()  # another process closed this file: all of it is indexed and mapped
                 cur, pos = (cur[0] + 1, 0), rec.FILE_HEADER_SIZE
         except FileNotFoundError:
             return False  # the file set changed under us (a merge finished)

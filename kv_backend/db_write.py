@@ -350,6 +350,7 @@ class _Writing:
             self._seen = tail
         finally:
             self._rlock.release()
+        old.seal()  # closed for good: its mapping serves the reads
         if auto_merge and self.auto_merge is not None:
             self._maybe_auto_merge()
 

@@ -622,3 +622,39 @@ def test_in_use_tells_whether_any_process_has_the_store_open(store_path):
     assert not in_use(store_path)
     os.close(r)
     os.close(w)
+
+
+def test_closed_files_keep_no_descriptor_of_ours(store_path):
+    """Files this process closed by rotating, or saw another process close, keep only their
+    mapping's descriptor (none from Python 3.13), so long-running processes stay within limits."""
+    import sys
+
+    per_file = 0 if sys.version_info >= (3, 13) else 1
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to count descriptors")
+    before = fds()
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(2000):
+            db.put(b"k%05d" % i, b"v" * 100)
+        files = len([n for n in os.listdir(store_path) if n.endswith(".data")])
+        assert fds() - before <= per_file * files + 6
+        run_python(
+            """
+            import sys
+            from kv_backend import DB
+            with DB(sys.argv[1], max_file_size=4096) as db:
+                for i in range(2000, 4000):
+                    db.put(b"k%05d" % i, b"w" * 100)
+            """,
+            store_path,
+        )
+        assert db[b"k03999"] == b"w" * 100 and db[b"k00000"] == b"v" * 100 and len(db) == 4000
+        files = len([n for n in os.listdir(store_path) if n.endswith(".data")])
+        assert fds() - before <= per_file * files + 6
+        db.put(b"still", b"writes")
+        assert db[b"still"] == b"writes"
+    assert fds() == before
