@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -741,6 +742,20 @@ def test_requirepass_and_unixsocket(tmp_path):
     finally:
         assert srv.stop() == 0
     assert not os.path.exists(sock)
+
+
+def test_sighup_does_not_stop_the_server(tmp_path):
+    """As redis-server: a closed terminal or a reload signal leaves the server running."""
+    srv = RunningServer(str(tmp_path / "store")).start()
+    try:
+        client = redis.Redis(port=srv.port, socket_timeout=10)
+        client.set("k", "v")
+        srv.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert srv.alive() and client.get("k") == b"v"
+        client.close()
+    finally:
+        assert srv.stop() == 0  # and SIGTERM still stops it cleanly
 
 
 def test_bind_address_defaults_to_loopback(server):

@@ -505,6 +505,11 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        # As redis-server: a closed terminal (or a reload signal) does not stop the server.
+        loop.add_signal_handler(
+            signal.SIGHUP, server.log, "SIGHUP ignored: stop kvb serve with SIGTERM or SIGINT"
+        )
     servers = []
     tcp = await loop.create_server(lambda: Connection(server), host, port, reuse_address=True, backlog=511)
     servers.append(tcp)
