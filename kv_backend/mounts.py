@@ -21,7 +21,7 @@ NETWORK_FILESYSTEMS = frozenset(
     | {"fuse.sshfs", "fuse.glusterfs", "fuse.s3fs", "fuse.rclone", "fuse.gcsfuse", "fuse.juicefs"}
 )
 
-_warned: set[str] = set()
+_checked: set[str] = set()  # paths already looked up in this process
 
 
 class NetworkFilesystemWarning(UserWarning):
@@ -59,12 +59,15 @@ def filesystem_type(path: str, mountinfo: str | None = None) -> str | None:
 
 
 def warn_if_network(path: str) -> None:
-    """Warn (once per path and process) if ``path`` is on a network filesystem."""
-    if path in _warned:
+    """Warn (once per path and process) if ``path`` is on a network filesystem.
+
+    Each path is looked up once per process: reopening a store reads no mount table.
+    """
+    if path in _checked:
         return
+    _checked.add(path)
     kind = filesystem_type(path)
     if kind in NETWORK_FILESYSTEMS:
-        _warned.add(path)
         warnings.warn(
             NetworkFilesystemWarning(
                 f"the store {path} is on a {kind} filesystem: flock and the shared state page are "

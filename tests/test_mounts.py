@@ -46,7 +46,7 @@ def test_a_store_on_a_network_filesystem_warns_once(monkeypatch, tmp_path):
     fake = tmp_path / "mountinfo"
     fake.write_text(f"27 1 8:1 / / rw - ext4 /dev/sda1 rw\n40 27 0:50 / {tmp_path} rw - nfs4 srv:/x rw\n")
     monkeypatch.setattr(mounts, "MOUNTINFO", str(fake))
-    monkeypatch.setattr(mounts, "_warned", set())
+    monkeypatch.setattr(mounts, "_checked", set())
     with pytest.warns(NetworkFilesystemWarning, match="nfs4 filesystem.*local disk") as caught:
         DB(store).close()
     assert caught[0].filename == __file__  # points at the caller's DB(...) line
