@@ -39,7 +39,6 @@ from kv_backend.files import (
     hint_name,
     list_data_files,
     prepare_directory,
-    storage_error,
 )
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock, WriteLock
@@ -188,12 +187,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
     def sync(self) -> None:
         """Flush everything written so far to stable storage (fsync)."""
         self._check_open()
-        active = self._active
-        if active is not None:
-            try:
-                fsync_file(active.fd)
-            except OSError as exc:
-                raise storage_error(exc, f"cannot fsync {active.path}") from exc
+        self._fsync_active()
 
     def stats(self) -> dict[str, Any]:
         """Return counts and sizes: keys, live_bytes, dead_bytes, files and more."""

@@ -389,13 +389,18 @@ class _Writing:
         now = _time()
         if interval and now - st.last_sync.value < interval:
             return
+        if self._active is not None:
+            self._fsync_active()
+            st.last_sync.value = now
+
+    def _fsync_active(self) -> None:
+        """fsync the active data file, if this process writes one (StorageError if that fails)."""
         active = self._active
         if active is not None:
             try:
                 fsync_file(active.fd)
             except OSError as exc:
                 raise storage_error(exc, f"cannot fsync {active.path}") from exc
-            st.last_sync.value = now
 
     def put(
         self, key: bytes, value: bytes, ttl: float | None = None, *, expires_at: float | None = None
