@@ -892,7 +892,8 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
 
     Returns the names removed, oldest first. Damaged manifests are left alone
     (they are listed by :func:`list_backups`). While another backup to the same
-    URL is running, unreferenced objects are kept; a later prune removes them.
+    URL is running, or a damaged manifest is present, unreferenced objects are
+    kept; a later prune removes them.
     """
     if not isinstance(keep, int) or isinstance(keep, bool):
         raise InvalidBackupArgumentError(f"keep must be an int, not {type(keep).__name__}")
@@ -921,8 +922,11 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
         return removed
     referenced = set()
     for _n, doc, _err in _load_all(target):
-        if doc is not None:
-            referenced.update(e["stored_as"] for e in doc["files"])
+        if doc is None:
+            # A damaged manifest (or one written by a newer kv_backend) may still name objects
+            # that someone needs; without knowing which, collect none of them.
+            return removed
+        referenced.update(e["stored_as"] for e in doc["files"])
     for obj in objects:
         if f"{FILES_DIR}/{obj}" not in referenced:
             target.remove(f"{FILES_DIR}/{obj}")

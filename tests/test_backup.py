@@ -416,6 +416,33 @@ def test_prune_spares_objects_while_a_backup_runs(mem_url, store_path, tmp_path)
     assert len(contents(str(tmp_path / "r"))) == 120
 
 
+def test_prune_spares_the_objects_of_damaged_and_newer_manifests(mem_url, store_path, tmp_path):
+    """Objects only a damaged manifest (or one from a newer kv_backend) names are never collected."""
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+        db.backup(mem_url, name="old")
+        db.put(b"a", b"2")
+        db.backup(mem_url, name="new")
+    fs, root = fsspec.core.url_to_fs(mem_url)
+    manifest = f"{root}/backups/new.json"
+    original = fs.cat_file(manifest)
+    doc = json.loads(original)
+    doc.pop("checksum")
+    doc["kv_backend_backup"] = kvbackup.MANIFEST_VERSION + 1
+    fs.pipe_file(manifest, kvbackup._encode_manifest(doc))
+    stored = objects(mem_url)
+    assert prune_backups(mem_url, keep=5) == []
+    assert objects(mem_url) == stored
+    fs.pipe_file(manifest, original[:-20])  # cut short: which objects it names is unknown
+    assert prune_backups(mem_url, keep=0) == ["old"]
+    assert objects(mem_url) == stored
+    fs.pipe_file(manifest, original)  # repaired: restorable, and prune works again
+    restore(mem_url, tmp_path / "r")
+    assert contents(str(tmp_path / "r")) == {b"a": b"2"}
+    assert prune_backups(mem_url, keep=0) == ["new"]
+    assert objects(mem_url) == []
+
+
 @settings(
     max_examples=10,
     deadline=None,
