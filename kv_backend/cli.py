@@ -143,7 +143,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from kv_backend import DB
     from kv_backend.progress import progress_bar
 
-    with DB(args.path) as db, progress_bar("backing up", unit="B") as bar:
+    # Read-only: a mistyped path is an error, not a new empty store that is then backed up.
+    with DB(args.path, read_only=True) as db, progress_bar("backing up", unit="B") as bar:
         report = db.backup(args.url, name=args.name, progress=bar, **_storage_options(args.storage_option))
     print(report)
     return 0

@@ -9,6 +9,7 @@ from helpers import child_env
 
 from kv_backend import DB
 from kv_backend.backup import list_backups
+from kv_backend.cli import main
 
 
 def kvb(*args: str) -> subprocess.CompletedProcess:
@@ -47,3 +48,11 @@ def test_cli_backup_restore_list_prune(store_path, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == "removed one" and out.stdout.splitlines()[1].startswith("two ")
     assert [i.name for i in list_backups(url)] == ["two"]
+
+
+def test_cli_backup_of_a_missing_store_fails_and_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "typo"
+    assert main(["backup", str(missing), str(tmp_path / "bk")]) == 2
+    assert "kvb: " in capsys.readouterr().err
+    assert not missing.exists()
+    assert list_backups(str(tmp_path / "bk")) == []
