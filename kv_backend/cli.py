@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from kv_backend.errors import KVError
+from kv_backend.errors import ConfigurationError, KVError
 
 
 def _value(text: str) -> bytes:
@@ -29,18 +29,32 @@ def _show(data: bytes, allowed: frozenset[str] = frozenset()) -> str:
     return text
 
 
-def _storage_options(pairs: list[str] | None) -> dict[str, object]:
-    """Turn ``--storage-option key=value`` pairs into fsspec options (JSON values allowed)."""
+def _storage_options(pairs: list[str] | None, reserved: tuple[str, ...]) -> dict[str, object]:
+    """Turn ``--storage-option key=value`` pairs into fsspec options (JSON values allowed).
+
+    ``reserved`` are the parameter names of the function the options go to: an
+    option with one of those names would collide with the command's own argument.
+    """
     out: dict[str, object] = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise SystemExit(f"kvb: --storage-option wants key=value, got {pair!r}")
+            raise ConfigurationError(f"--storage-option wants KEY=VALUE, got {pair!r}")
         key, raw = pair.split("=", 1)
+        if key in reserved:
+            raise ConfigurationError(
+                f"--storage-option {key}=... is not a storage option: {key!r} is set by the command itself"
+            )
         try:
             out[key] = json.loads(raw)
         except ValueError:
             out[key] = raw
     return out
+
+
+# Parameters of the backup functions besides their storage options (kv_backend.backup).
+_BACKUP_ARGS = ("self", "db", "url", "name", "progress")
+_RESTORE_ARGS = ("url", "path", "name", "progress")
+_PRUNE_ARGS = ("url", "keep")
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -145,7 +159,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     # Read-only: a mistyped path is an error, not a new empty store that is then backed up.
     with DB(args.path, read_only=True) as db, progress_bar("backing up", unit="B") as bar:
-        report = db.backup(args.url, name=args.name, progress=bar, **_storage_options(args.storage_option))
+        report = db.backup(
+            args.url, name=args.name, progress=bar, **_storage_options(args.storage_option, _BACKUP_ARGS)
+        )
     print(report)
     return 0
 
@@ -156,7 +172,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     with progress_bar("restoring", unit="B") as bar:
         report = restore(
-            args.url, args.path, name=args.name, progress=bar, **_storage_options(args.storage_option)
+            args.url,
+            args.path,
+            name=args.name,
+            progress=bar,
+            **_storage_options(args.storage_option, _RESTORE_ARGS),
         )
     print(report)
     return 0
@@ -165,7 +185,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_backups(args: argparse.Namespace) -> int:
     from kv_backend.backup import list_backups, prune_backups
 
-    options = _storage_options(args.storage_option)
+    options = _storage_options(args.storage_option, _PRUNE_ARGS)
     if args.keep is not None:
         removed = prune_backups(args.url, keep=args.keep, **options)
         for name in removed:

@@ -56,3 +56,20 @@ def test_cli_backup_of_a_missing_store_fails_and_creates_nothing(tmp_path, capsy
     assert "kvb: " in capsys.readouterr().err
     assert not missing.exists()
     assert list_backups(str(tmp_path / "bk")) == []
+
+
+def test_cli_bad_storage_options_are_one_line_errors(store_path, tmp_path, capsys):
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    url = str(tmp_path / "bk")
+    for argv in (
+        ["backup", store_path, url, "--storage-option", "auto_mkdir"],
+        ["backup", store_path, url, "--storage-option", "name=x"],
+        ["backup", store_path, url, "--storage-option", "progress=1"],
+        ["restore", url, str(tmp_path / "r"), "--storage-option", "path=x"],
+        ["backups", url, "--keep", "1", "--storage-option", "keep=2"],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("kvb: --storage-option") and len(err.splitlines()) == 1, err
+    assert list_backups(url) == [] and not (tmp_path / "r").exists()
