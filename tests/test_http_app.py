@@ -303,6 +303,19 @@ def test_checked_in_openapi_is_the_generated_one():
     assert openapi_document()["paths"]
 
 
+def test_any_other_method_on_a_key_gets_405_with_the_methods_that_work(client):
+    for method in ("PROPFIND", "MKCOL", "PATCH", "OPTIONS", "POST"):
+        r = client.request(method, key_url(b"k"))
+        assert r.status_code == 405, method
+        assert r.headers["allow"] == "GET, HEAD, PUT, DELETE", method
+        assert r.json() == {
+            "error": "method_not_allowed",
+            "message": f"{method} is not allowed here; use GET, HEAD, PUT, DELETE",
+        }
+    r = client.request("PROPFIND", key_url(b"k") + "/incr")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
 def test_every_documented_operation_is_routed(client):
     doc = openapi_document()
     for path, item in doc["paths"].items():

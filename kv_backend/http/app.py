@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kv_backend import __version__
@@ -566,7 +566,20 @@ class _AnythingConvertor(Convertor[str]):
 
 register_url_convertor("kv_backend_key", _AnythingConvertor())
 
-_ALL_METHODS = ["GET", "HEAD", "PUT", "DELETE", "POST", "PATCH", "OPTIONS", "TRACE"]
+
+class _EveryMethod:
+    """An endpoint as an ASGI app, so that its route takes every method (PROPFIND, LOCK, ...).
+
+    The endpoint itself answers a method it does not serve with 405 and the
+    ``Allow`` header of that resource; a route with a fixed method list would
+    answer unlisted methods with an ``Allow`` naming methods that are refused too.
+    """
+
+    def __init__(self, endpoint: Callable[[Request], Any]) -> None:
+        self.app = request_response(endpoint)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -602,7 +615,7 @@ def create_app(
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
         Route("/v1/keys", api.list_keys, methods=["GET"]),
-        Route("/v1/keys/{key:kv_backend_key}", api.key, methods=_ALL_METHODS),
+        Route("/v1/keys/{key:kv_backend_key}", _EveryMethod(api.key)),
         Route("/v1/stats", api.stats, methods=["GET"]),
         Route("/v1/merge", api.merge, methods=["POST"]),
         Route("/v1/backup", api.backup, methods=["POST"]),
