@@ -472,7 +472,7 @@ class _View(Generic[K]):
         self._prefix = prefix
         self._start = start
         self._reverse = reverse
-        self._bprefix = store._ek(prefix) if prefix else b""
+        self._bprefix = store._ek(prefix) if prefix is not None else b""  # an empty one is checked too
         self._bstart = store._ek(start) if start is not None else None
 
     def _bounded(self) -> bool:

@@ -311,6 +311,21 @@ def test_wrong_key_types_on_str_store(store, bad):
     assert dict(store) == {"k": 1}
 
 
+def test_view_bounds_of_the_wrong_type_are_refused_even_when_empty(store_path):
+    with Store(store_path) as s:
+        s["k"] = 1
+        for bad in (b"", 0, b"k", bytearray()):
+            with pytest.raises(InvalidKeyError):
+                s.keys(prefix=bad)
+            with pytest.raises(InvalidKeyError):
+                s.items(start=bad)
+        assert list(s.keys(prefix="")) == ["k"]
+    with Store(store_path, key_type=bytes) as s:
+        with pytest.raises(InvalidKeyError):
+            s.values(prefix="")
+        assert list(s.keys(prefix=b"")) == [b"k"]
+
+
 def test_bytes_key_store(store_path):
     with Store(store_path, key_type=bytes) as s:
         s[b"a"] = 1
