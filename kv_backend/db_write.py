@@ -67,10 +67,12 @@ class Batch:
                 self._ops.append((rec.DELETE, key, b"", 0.0))
             else:
                 self._ops.append((rec.PUT, key, value, expiry))
-        elif ttl is not None and ttl <= 0:
-            self._ops.append((rec.DELETE, key, b"", 0.0))
         else:
-            self._ops.append((rec.PUT, key, value, _expiry(ttl)))
+            expiry = _expiry(ttl)  # checks the type first, as DB.put does
+            if ttl <= 0:  # type: ignore[operator]
+                self._ops.append((rec.DELETE, key, b"", 0.0))
+            else:
+                self._ops.append((rec.PUT, key, value, expiry))
 
     def delete(self, key: bytes) -> None:
         """Add a delete of ``key`` to the batch."""

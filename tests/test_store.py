@@ -431,6 +431,17 @@ def test_batch_is_all_or_nothing(store):
     assert dict(store) == {"a": 1, "b": 2, "c": 3}
 
 
+def test_bad_ttl_in_a_batch_is_the_same_clear_error_as_in_set(store):
+    for bad in ("5", b"5", [1]):
+        with pytest.raises(TypeError, match="ttl must be a number of seconds or None"):
+            store.set("a", 1, ttl=bad)
+        with pytest.raises(TypeError, match="ttl must be a number of seconds or None"):
+            store.set_many({"a": 1, "b": 2}, ttl=bad)
+        with pytest.raises(TypeError, match="ttl must be a number of seconds or None"), store.batch() as b:
+            b.set("a", 1, ttl=bad)
+    assert dict(store) == {}
+
+
 def test_get_set_delete_many(store):
     store.set_many({"a": 1, "b": 2, "c": 3})
     store.set_many([("d", 4)], ttl=100)
