@@ -759,6 +759,13 @@ def _check_target_dir(path: str) -> None:
                 f"refusing to restore into {path}: the directory is not empty (it holds "
                 f"{', '.join(sorted(entries)[:3])}); restore into a new or empty directory"
             )
+        if os.path.ismount(path):
+            # Checked before downloading anything: the finished store is renamed onto ``path``,
+            # which the kernel refuses for a mount point (EBUSY) after all the work is done.
+            raise BackupError(
+                f"cannot restore into {path}: it is a mount point, and a restore moves a new directory "
+                f"into place; restore into a directory inside it, e.g. {os.path.join(path, 'kv')}"
+            )
 
 
 def restore(

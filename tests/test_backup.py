@@ -254,6 +254,25 @@ def test_damaged_manifest_is_named(url, store_path, tmp_path):
     assert len(contents(str(tmp_path / "r"))) == 100
 
 
+def test_restore_refuses_a_mount_point_before_downloading(mem_url, store_path, tmp_path, monkeypatch):
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(mem_url)
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    real_ismount = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda p: os.fspath(p) == str(mount) or real_ismount(p))
+    opened = []
+    monkeypatch.setattr(kvbackup._Target, "open_read", lambda self, rel: opened.append(rel))
+    with pytest.raises(BackupError, match=r"is a mount point.*inside it"):
+        restore(mem_url, mount)
+    assert opened == [] and os.listdir(mount) == []
+    assert not [n for n in os.listdir(tmp_path) if ".restore-" in n]
+    monkeypatch.undo()
+    restore(mem_url, mount / "kv")
+    assert contents(str(mount / "kv")) == {b"k": b"v"}
+
+
 def test_damaged_record_in_source_fails_restore(url, store_path, tmp_path):
     with DB(store_path, max_file_size=4096) as db:
         fill(db, 100)
