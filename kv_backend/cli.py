@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from kv_backend.errors import ConfigurationError, KVError
 
@@ -29,12 +29,16 @@ def _show(data: bytes, allowed: frozenset[str] = frozenset()) -> str:
     return text
 
 
-def _storage_options(pairs: list[str] | None, reserved: tuple[str, ...]) -> dict[str, object]:
+def _storage_options(pairs: list[str] | None, target: Callable[..., object]) -> dict[str, object]:
     """Turn ``--storage-option key=value`` pairs into fsspec options (JSON values allowed).
 
-    ``reserved`` are the parameter names of the function the options go to: an
-    option with one of those names would collide with the command's own argument.
+    ``target`` is the function the options go to: an option named like one of
+    its own parameters would collide with the command's argument, so it is refused.
     """
+    import inspect
+
+    params = inspect.signature(target).parameters.values()
+    reserved = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
     out: dict[str, object] = {}
     for pair in pairs or []:
         if "=" not in pair:
@@ -49,12 +53,6 @@ def _storage_options(pairs: list[str] | None, reserved: tuple[str, ...]) -> dict
         except ValueError:
             out[key] = raw
     return out
-
-
-# Parameters of the backup functions besides their storage options (kv_backend.backup).
-_BACKUP_ARGS = ("self", "db", "url", "name", "progress")
-_RESTORE_ARGS = ("url", "path", "name", "progress")
-_PRUNE_ARGS = ("url", "keep")
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -155,12 +153,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from kv_backend import DB
+    from kv_backend.backup import backup
     from kv_backend.progress import progress_bar
 
     # Read-only: a mistyped path is an error, not a new empty store that is then backed up.
     with DB(args.path, read_only=True) as db, progress_bar("backing up", unit="B") as bar:
         report = db.backup(
-            args.url, name=args.name, progress=bar, **_storage_options(args.storage_option, _BACKUP_ARGS)
+            args.url, name=args.name, progress=bar, **_storage_options(args.storage_option, backup)
         )
     print(report)
     return 0
@@ -176,7 +175,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             args.path,
             name=args.name,
             progress=bar,
-            **_storage_options(args.storage_option, _RESTORE_ARGS),
+            **_storage_options(args.storage_option, restore),
         )
     print(report)
     return 0
@@ -185,7 +184,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_backups(args: argparse.Namespace) -> int:
     from kv_backend.backup import list_backups, prune_backups
 
-    options = _storage_options(args.storage_option, _PRUNE_ARGS)
+    options = _storage_options(args.storage_option, prune_backups)
     if args.keep is not None:
         removed = prune_backups(args.url, keep=args.keep, **options)
         for name in removed:

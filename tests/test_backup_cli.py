@@ -66,6 +66,8 @@ def test_cli_bad_storage_options_are_one_line_errors(store_path, tmp_path, capsy
         ["backup", store_path, url, "--storage-option", "auto_mkdir"],
         ["backup", store_path, url, "--storage-option", "name=x"],
         ["backup", store_path, url, "--storage-option", "progress=1"],
+        ["backup", store_path, url, "--storage-option", "db=x"],
+        ["backups", url, "--storage-option", "url=x"],
         ["restore", url, str(tmp_path / "r"), "--storage-option", "path=x"],
         ["backups", url, "--keep", "1", "--storage-option", "keep=2"],
     ):
