@@ -26,14 +26,25 @@ from typing import Any, TypeVar
 from kv_backend.db import DB
 from kv_backend.errors import (
     DatabaseClosedError,
+    KeyTooLargeError,
     KVError,
     NotAStoreError,
     ReadOnlyError,
     StoreNotFoundError,
+    ValueTooLargeError,
 )
 from kv_backend.files import FORMAT_FILE
 
-__all__ = ["ClosedError", "Database", "ReadOnlyDatabaseError", "error", "open", "whichdb"]
+__all__ = [
+    "ClosedError",
+    "Database",
+    "KeySizeError",
+    "ReadOnlyDatabaseError",
+    "ValueSizeError",
+    "error",
+    "open",
+    "whichdb",
+]
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -51,6 +62,14 @@ class ReadOnlyDatabaseError(error, ReadOnlyError):
 
 class ClosedError(error, DatabaseClosedError):
     """The database was used after :meth:`Database.close`."""
+
+
+class KeySizeError(error, KeyTooLargeError):
+    """A write of an empty key or one over 65,536 bytes, which the engine cannot store."""
+
+
+class ValueSizeError(error, ValueTooLargeError):
+    """A write of a value over 1 GiB, which the engine cannot store."""
 
 
 def _as_bytes(obj: object, what: str) -> bytes:
@@ -88,6 +107,10 @@ class Database(MutableMapping[bytes, bytes]):
             )
         if isinstance(exc, DatabaseClosedError):
             return ClosedError(errno.EBADF, f"the database {self.db.path} has already been closed")
+        if isinstance(exc, KeyTooLargeError):
+            return KeySizeError(errno.EINVAL, str(exc))
+        if isinstance(exc, ValueTooLargeError):
+            return ValueSizeError(errno.EFBIG, str(exc))
         return exc
 
     def __getitem__(self, key: bytes | str) -> bytes:
@@ -95,6 +118,8 @@ class Database(MutableMapping[bytes, bytes]):
             key = _key(key)
         try:
             value = self._get(key, _MISSING)
+        except KeyTooLargeError:
+            value = _MISSING  # no key of that size can be stored, so it is absent
         except KVError as exc:
             raise self._convert(exc) from None
         if value is _MISSING:
@@ -136,6 +161,8 @@ class Database(MutableMapping[bytes, bytes]):
         key = _key(key)
         try:
             existed = self.db.delete(key)
+        except KeyTooLargeError:
+            existed = False  # no key of that size can be stored, so it is absent
         except KVError as exc:
             raise self._convert(exc) from None
         if not existed:
@@ -148,6 +175,8 @@ class Database(MutableMapping[bytes, bytes]):
             return False
         try:
             return k in self.db
+        except KeyTooLargeError:
+            return False  # no key of that size can be stored
         except KVError as exc:
             raise self._convert(exc) from None
 

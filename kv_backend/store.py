@@ -30,6 +30,7 @@ from kv_backend.errors import (
     ConfigurationError,
     DatabaseClosedError,
     InvalidKeyError,
+    KeyTooLargeError,
     KVError,
     ReadOnlyError,
 )
@@ -170,9 +171,9 @@ class Store(MutableMapping[K, Any], Generic[K]):
     def __contains__(self, key: object) -> bool:
         try:
             k = self._ek(key)
-        except (InvalidKeyError, KeyEncodingError):
-            return False
-        return k in self.db
+            return k in self.db
+        except (InvalidKeyError, KeyEncodingError, KeyTooLargeError):
+            return False  # a key that cannot be stored is never present, as with a dict
 
     def __len__(self) -> int:
         return len(self.db)

@@ -73,6 +73,39 @@ def test_wrong_types_are_type_errors(path):
         assert len(db) == 0
 
 
+def test_keys_the_engine_cannot_store(path):
+    """Empty and over-long keys: absent on reads, dbm.error (and ValueError) on writes."""
+    too_long = b"k" * 65537
+    with kdbm.open(path, "c") as db:
+        db[b"kept"] = b"v"
+        for key in (b"", "", too_long):
+            assert key not in db
+            assert db.get(key) is None and db.get(key, b"d") == b"d"
+            with pytest.raises(KeyError):
+                db[key]
+            with pytest.raises(KeyError):
+                del db[key]
+            for write in (lambda k: db.__setitem__(k, b"v"), lambda k: db.setdefault(k, b"v")):
+                with pytest.raises(kdbm.KeySizeError, match="1 to 65536 bytes") as info:
+                    write(key)
+                assert isinstance(info.value, kdbm.error) and isinstance(info.value, ValueError)
+        assert dict(db.items()) == {b"kept": b"v"}
+
+
+def test_a_value_the_engine_cannot_store_is_a_dbm_error(path, monkeypatch):
+    import kv_backend.db_write as db_write
+    import kv_backend.record as record
+
+    # A limit of 8 bytes stands in for writing a 1 GiB value.
+    monkeypatch.setattr(db_write, "_MAX_VALUE", 8)
+    monkeypatch.setattr(record, "MAX_VALUE_SIZE", 8)
+    with kdbm.open(path, "c") as db:
+        with pytest.raises(kdbm.ValueSizeError) as info:
+            db[b"k"] = b"123456789"
+        assert isinstance(info.value, kdbm.error) and isinstance(info.value, ValueError)
+        assert b"k" not in db
+
+
 def test_default_flag_is_r(path):
     with pytest.raises(kdbm.error):
         kdbm.open(path)

@@ -354,6 +354,7 @@ def test_bad_key_values(store):
         store["\udc80"] = 1
     assert isinstance(info.value, ValueError)
     assert "\udc80" not in store
+    assert "" not in store and "x" * 70000 not in store  # never storable, so never present
     assert len(store) == 0
 
 
