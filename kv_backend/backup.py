@@ -849,7 +849,8 @@ def restore(
             if got != e["size"]:
                 raise BackupError(
                     f"file {e['name']} of backup {name} is damaged: {where} has "
-                    f"{'more than ' if got > e['size'] else ''}{got} bytes, the manifest says {e['size']}"
+                    f"{'more than ' if got > e['size'] else ''}{min(got, e['size'])} bytes, "
+                    f"the manifest says {e['size']}"
                 )
             if h.hexdigest() != e["sha256"]:
                 raise BackupError(

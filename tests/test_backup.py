@@ -224,6 +224,18 @@ def test_missing_and_truncated_objects_are_named(url, store_path, tmp_path):
     assert os.listdir(tmp_path / "empty") == []
 
 
+def test_an_object_longer_than_its_manifest_entry_is_named(url, store_path, tmp_path):
+    root, doc = damaged_setup(url, store_path)
+    fs, _ = fsspec.core.url_to_fs(url)
+    first = doc["files"][0]
+    obj = f"{root}/{first['stored_as']}"
+    fs.pipe_file(obj, fs.cat_file(obj) + b"x")
+    size = first["size"]
+    with pytest.raises(BackupError, match=f"has more than {size} bytes, the manifest says {size}$"):
+        restore(url, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 def test_damaged_manifest_is_named(url, store_path, tmp_path):
     root, _doc = damaged_setup(url, store_path)
     fs, _ = fsspec.core.url_to_fs(url)
