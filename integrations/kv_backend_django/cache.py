@@ -19,6 +19,7 @@ cross-process write lock.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import pickle
 import random
@@ -41,6 +42,9 @@ __all__ = ["ENGINE_OPTIONS", "KVCache", "KVCacheConfigurationError", "close_all"
 #: MAX_ENTRIES/CULL_FREQUENCY is refused, so that typos do not go unnoticed).
 ENGINE_OPTIONS = ("sync", "max_file_size", "auto_merge")
 _CACHE_OPTIONS = ("MAX_ENTRIES", "CULL_FREQUENCY")
+# What DB uses for an engine option left out: an alias that spells out a default
+# agrees with one that omits it.
+_ENGINE_DEFAULTS = {name: inspect.signature(DB).parameters[name].default for name in ENGINE_OPTIONS}
 
 _MISSING: Any = object()
 # The characters Django warns about (CacheKeyWarning) because memcached rejects them.
@@ -78,7 +82,8 @@ def open_store(path: str, **options: Any) -> DB:
     All aliases and threads using one directory share one DB (a forked child
     keeps using it: the engine reopens its locks after ``fork()``). Two aliases
     that ask for different engine options on one directory are a configuration
-    error, since only one set of options can apply.
+    error, since only one set of options can apply; an option left out counts
+    as the engine's default for it.
     """
     path = os.path.abspath(path)
     entry = _stores.get(path)
@@ -100,7 +105,7 @@ def open_store(path: str, **options: Any) -> DB:
                     ) from exc
                 entry = (db, dict(options))
                 _stores[path] = entry
-    if entry[1] != options:
+    if {**_ENGINE_DEFAULTS, **entry[1]} != {**_ENGINE_DEFAULTS, **options}:
         raise KVCacheConfigurationError(
             f"two caches use LOCATION {path} with different engine OPTIONS "
             f"({entry[1]!r} and {options!r}); give them the same sync/max_file_size/auto_merge "

@@ -414,6 +414,16 @@ def test_bad_configuration(tmp_path):
         KVCache(str(tmp_path / "file"), {}).get("k")
 
 
+def test_aliases_that_spell_out_the_engine_defaults_share_a_location(tmp_path):
+    """An alias that writes the default sync/max_file_size/auto_merge agrees with one that omits them."""
+    location = str(tmp_path / "shared")
+    KVCache(location, {}).set("k", 1)
+    spelled_out = {"sync": "never", "max_file_size": 128 << 20, "auto_merge": None}
+    assert KVCache(location, {"OPTIONS": spelled_out}).get("k") == 1
+    with pytest.raises(ImproperlyConfigured, match="different engine OPTIONS"):
+        KVCache(location, {"OPTIONS": {"sync": "always"}}).get("k")
+
+
 def test_new_location_is_private_and_foreign_directories_are_refused(tmp_path):
     """A LOCATION the cache creates (parents too) is 0700; a directory of other files is a config error."""
     old_umask = os.umask(0o022)
