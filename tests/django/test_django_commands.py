@@ -139,3 +139,24 @@ def test_kv_restore_refuses_to_replace_a_store_another_process_has_open(tmp_path
         worker.communicate("go\n", timeout=30)
     run("kv_restore", url, "--replace")
     assert cache.get("k") == "backed up"
+
+
+def test_kv_restore_replace_refuses_a_location_that_is_not_a_store(tmp_path):
+    """--replace deletes the old LOCATION: a directory of other files must survive a wrong LOCATION."""
+    pytest.importorskip("kv_backend.backup")
+    from django.test import override_settings
+
+    url = (tmp_path / "backups").as_uri()
+    cache.set("k", 1)
+    run("kv_backup", url)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "settings.py").write_text("DEBUG = True\n")
+    conf = {"wrong": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(project)}}
+    with (
+        override_settings(CACHES=conf),
+        pytest.raises(CommandError, match=r"not a kv_backend store.*settings\.py"),
+    ):
+        run("kv_restore", url, "--cache", "wrong", "--replace")
+    assert os.listdir(project) == ["settings.py"]
+    assert sorted(os.listdir(tmp_path)) == ["backups", "project"]  # no restoring/replaced leftovers

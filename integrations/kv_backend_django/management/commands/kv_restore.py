@@ -9,7 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from kv_backend.errors import KVError
+from kv_backend.errors import KVError, NotAStoreError, StoreNotFoundError
+from kv_backend.files import prepare_directory
 from kv_backend.progress import progress_bar
 from kv_backend.state import in_use
 from kv_backend_django._commands import (
@@ -55,6 +56,8 @@ class Command(BaseCommand):
                 f"{location} already holds a cache store; stop the site's workers and run again with "
                 "--replace to swap in the backup (or point LOCATION at an empty directory)"
             )
+        if occupied:
+            _check_is_a_store(location)
         close_all()  # this process must not hold the store open while it is replaced
         if occupied and in_use(location):
             raise CommandError(
@@ -78,3 +81,21 @@ class Command(BaseCommand):
             shutil.rmtree(old, ignore_errors=True)
         self.stdout.write(self.style.SUCCESS("Restore finished."))
         self.stdout.write(format_report(report))
+
+
+def _check_is_a_store(location: str) -> None:
+    """Refuse to replace a LOCATION that holds files other than a kv_backend store's.
+
+    ``--replace`` deletes the old directory: if LOCATION points at the wrong
+    place (a project or data directory), those files must not go with it. The
+    cache itself refuses to open such a directory.
+    """
+    try:
+        prepare_directory(location, create=False)
+    except StoreNotFoundError:
+        pass  # only a store's own leftovers (LOCK, ...) without KVB_FORMAT: nothing else to lose
+    except NotAStoreError as exc:
+        raise CommandError(
+            f"{exc.strerror or exc}; --replace deletes the old LOCATION, so it refuses one that holds "
+            "other files: point LOCATION at the cache's directory, or at a new or empty one"
+        ) from exc
