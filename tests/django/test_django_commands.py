@@ -160,3 +160,35 @@ def test_kv_restore_replace_refuses_a_location_that_is_not_a_store(tmp_path):
         run("kv_restore", url, "--cache", "wrong", "--replace")
     assert os.listdir(project) == ["settings.py"]
     assert sorted(os.listdir(tmp_path)) == ["backups", "project"]  # no restoring/replaced leftovers
+
+
+def test_kv_restore_keeps_a_private_location_private(tmp_path):
+    """A restored LOCATION has the mode the cache gives it: its old one, or 0700 (parents too) when new."""
+    pytest.importorskip("kv_backend.backup")
+    from django.test import override_settings
+
+    url = (tmp_path / "backups").as_uri()
+    old_umask = os.umask(0o022)
+    try:
+        kv = "kv_backend_django.cache.KVCache"
+        conf = {
+            "private": {"BACKEND": kv, "LOCATION": str(tmp_path / "private")},
+            "fresh": {"BACKEND": kv, "LOCATION": str(tmp_path / "new" / "cache")},
+            "shared": {"BACKEND": kv, "LOCATION": str(tmp_path / "shared")},
+        }
+        with override_settings(CACHES=conf):
+            caches["private"].set("session", "secret")
+            run("kv_backup", url, "--cache", "private")
+            run("kv_restore", url, "--cache", "private", "--replace")
+            run("kv_restore", url, "--cache", "fresh")
+            (tmp_path / "shared").mkdir()
+            os.chmod(tmp_path / "shared", 0o750)
+            run("kv_restore", url, "--cache", "shared")
+            for f in os.listdir(tmp_path / "shared"):  # as restored, before the cache opens it
+                assert os.stat(tmp_path / "shared" / f).st_mode & 0o007 == 0, f  # nothing for others
+            assert caches["fresh"].get("session") == caches["shared"].get("session") == "secret"
+        assert os.umask(0o022) == 0o022  # the command restores the umask
+    finally:
+        os.umask(old_umask)
+    for name, mode in [("private", 0o700), ("new", 0o700), ("new/cache", 0o700), ("shared", 0o750)]:
+        assert os.stat(tmp_path / name).st_mode & 0o777 == mode, name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 from typing import Any
 
@@ -65,14 +66,23 @@ class Command(BaseCommand):
                 "first. A process that kept the old store open would go on writing to it, and lose that."
             )
         target = f"{location}.restoring-{os.getpid()}" if occupied else location
+        # The restored store gets the mode the cache would have: an existing LOCATION keeps its
+        # own, a new one (and its missing parents) is private, as the cache creates it. Files
+        # are written under a umask as strict as that mode, so they are never more open meanwhile.
+        mode = stat.S_IMODE(os.stat(location).st_mode) if os.path.isdir(location) else 0o700
         self.stdout.write(f"Restoring cache {options['cache']!r} at {location} from {url} ...")
+        umask = os.umask(0o077)
         try:
+            os.umask(umask | (0o777 & ~mode))
             with progress_bar("restore") as progress:
                 report = restore(url, target, name=options["name"], progress=progress, **storage)
+            os.chmod(target, mode)
         except (KVError, OSError, ValueError) as exc:
             if target != location:
                 shutil.rmtree(target, ignore_errors=True)
             raise CommandError(f"restore of {location} from {url} failed: {exc}") from exc
+        finally:
+            os.umask(umask)
         if occupied:
             # The backup checked out: swap it in, then drop the old store.
             old = f"{location}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
