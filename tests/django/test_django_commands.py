@@ -192,3 +192,17 @@ def test_kv_restore_keeps_a_private_location_private(tmp_path):
         os.umask(old_umask)
     for name, mode in [("private", 0o700), ("new", 0o700), ("new/cache", 0o700), ("shared", 0o750)]:
         assert os.stat(tmp_path / name).st_mode & 0o777 == mode, name
+
+
+@pytest.mark.parametrize("command", ["kv_stats", "kv_merge", "kv_backup"])
+def test_commands_report_an_unusable_location_as_a_command_error(command, tmp_path):
+    """A LOCATION the cache cannot open is a one-line CommandError, not a traceback."""
+    from django.test import override_settings
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "settings.py").write_text("DEBUG = True\n")
+    conf = {"wrong": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(project)}}
+    args = [command] if command != "kv_backup" else [command, (tmp_path / "b").as_uri()]
+    with override_settings(CACHES=conf), pytest.raises(CommandError, match="not a kv_backend store"):
+        run(*args, "--cache", "wrong")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from kv_backend.errors import KVError
 from kv_backend_django._commands import add_cache_argument, get_kv_cache, human_bytes
 
 _BYTES = ("live_bytes", "dead_bytes", "total_bytes")
@@ -23,7 +24,11 @@ class Command(BaseCommand):
         alias = options["cache"]
         cache = get_kv_cache(alias)
         stats: dict[str, Any] = {"alias": alias, "location": cache.location}
-        stats.update((k, v) for k, v in cache.db.stats().items() if k != "path")
+        try:
+            engine_stats = cache.db.stats()
+        except KVError as exc:
+            raise CommandError(f"cannot read the stats of {cache.location}: {exc}") from exc
+        stats.update((k, v) for k, v in engine_stats.items() if k != "path")
         total = stats.get("live_bytes", 0) + stats.get("dead_bytes", 0)
         stats["dead_ratio"] = round(stats.get("dead_bytes", 0) / total, 4) if total else 0.0
         stats.update(
