@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import os
 import pickle
 import random
@@ -207,14 +208,19 @@ class KVCache(BaseCache):
         return raw
 
     def _ttl(self, timeout: Any) -> float | None:
-        """Seconds to live for a Django timeout: None = forever, <= 0 = already expired."""
+        """Seconds to live for a Django timeout: None (or infinity) = forever, <= 0 = already expired.
+
+        ``float("inf")`` never expires, as in Django's local-memory and file-based
+        backends (the engine itself takes only finite TTLs).
+        """
         if timeout is DEFAULT_TIMEOUT:
             timeout = self.default_timeout
         if timeout is None:
             return None
         if timeout <= 0:
             return -1.0
-        return float(timeout)
+        ttl = float(timeout)
+        return None if ttl == math.inf else ttl
 
     def _dumps(self, value: Any) -> bytes:
         return pickle.dumps(value, self.pickle_protocol)

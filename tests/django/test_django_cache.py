@@ -179,6 +179,18 @@ def test_timeout_none_is_forever_and_default_is_settings_timeout():
     assert 12 < cache.db.ttl(cache.make_key("float").encode()) <= 12.5
 
 
+def test_infinite_timeout_is_forever_like_djangos_local_backends():
+    cache.set("inf", 1, float("inf"))
+    assert cache.get("inf") == 1
+    assert cache.db.ttl(cache.make_key("inf").encode()) is None
+    assert cache.add("inf2", 2, float("inf")) and cache.get_or_set("inf3", 3, float("inf")) == 3
+    assert cache.touch("inf3", float("inf")) is True
+    cache.set_many({"m": 1}, float("inf"))
+    assert [cache.db.ttl(cache.make_key(k).encode()) for k in ("inf2", "inf3", "m")] == [None] * 3
+    cache.set("gone", 1, float("-inf"))
+    assert cache.get("gone") is None
+
+
 @pytest.mark.parametrize("timeout", [0, -1, -3.5])
 def test_zero_or_negative_timeout_expires_at_once(timeout):
     cache.set("k", "old")
