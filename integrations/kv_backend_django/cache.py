@@ -228,7 +228,13 @@ class KVCache(BaseCache):
     # ---------------------------------------------------------- culling
 
     def _maybe_cull(self, db: DB, incoming: int = 1) -> None:
-        """Cull before storing ``incoming`` new entries if the store holds MAX_ENTRIES or more."""
+        """Cull before storing ``incoming`` new entries if the store holds MAX_ENTRIES or more.
+
+        Each round removes ``entries // CULL_FREQUENCY`` random entries, as one
+        ``set`` of Django's own backends does; rounds repeat until the incoming
+        entries fit under MAX_ENTRIES, so a ``set_many`` leaves the store no
+        fuller than the same keys ``set`` one by one would.
+        """
         if _indexed_count(db) + incoming - 1 < self._max_entries:
             return  # the cheap upper bound (it counts expired keys too) is below the limit
         with db.locked():
@@ -240,7 +246,10 @@ class KVCache(BaseCache):
                 db.clear()
                 return
             else:
-                doomed = expired + random.sample(live, count // self._cull_frequency)
+                random.shuffle(live)
+                while count + incoming - 1 >= self._max_entries and count // self._cull_frequency > 0:
+                    count -= count // self._cull_frequency
+                doomed = expired + live[count:]
             if doomed:
                 with db.batch() as b:
                     for k in doomed:

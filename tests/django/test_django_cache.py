@@ -363,6 +363,17 @@ def test_cull_through_add_set_many_and_get_or_set():
     assert len(c.db) <= 30
 
 
+def test_set_many_culls_until_the_batch_fits_like_sets_one_by_one():
+    # Django's backends set the keys one by one, culling a third each time the store is
+    # full: 20 entries + 20 new ones end at MAX_ENTRIES (30), not 20 - 20 // 3 + 20 = 34.
+    c = caches["cull"]
+    for i in range(20):
+        c.set(f"old{i}", i)
+    c.set_many({f"new{i}": i for i in range(20)})
+    assert len(c.db) <= 30
+    assert all(c.has_key(f"new{i}") for i in range(20))
+
+
 def test_cull_check_uses_the_constant_time_index_size():
     # The per-set cull check reads the engine's key directory size (O(1)); if the
     # engine renames it, the check silently falls back to the O(n) len().
