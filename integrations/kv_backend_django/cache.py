@@ -172,6 +172,11 @@ class KVCache(BaseCache):
                 f"unknown OPTIONS for KVCache at {self._path}: {', '.join(unknown)}; "
                 f"valid ones are {', '.join(_CACHE_OPTIONS + ENGINE_OPTIONS)}"
             )
+        if self._cull_frequency < 0:
+            raise KVCacheConfigurationError(
+                f"OPTIONS CULL_FREQUENCY of KVCache at {self._path} is {self._cull_frequency}: use N > 0 "
+                "(culling removes 1/N of the entries) or 0 (culling empties the cache)"
+            )
         self._options = {k: options[k] for k in ENGINE_OPTIONS if k in options}
         self._db: DB | None = None
 

@@ -427,6 +427,8 @@ def test_bad_configuration(tmp_path):
         KVCache("", {})
     with pytest.raises(ImproperlyConfigured, match=r"unknown OPTIONS.*SYNC"):
         KVCache(str(tmp_path / "a"), {"OPTIONS": {"SYNC": "always"}})
+    with pytest.raises(KVCacheConfigurationError, match=r"CULL_FREQUENCY .* is -1"):
+        KVCache(str(tmp_path / "a"), {"OPTIONS": {"MAX_ENTRIES": 3, "CULL_FREQUENCY": -1}})
     with pytest.raises(KVCacheConfigurationError, match="sync"):
         KVCache(str(tmp_path / "b"), {"OPTIONS": {"sync": "sometimes"}}).get("k")
     KVCache(str(tmp_path / "c"), {"OPTIONS": {"sync": "always"}}).set("k", 1)
