@@ -79,6 +79,24 @@ def test_parse_query_keeps_bytes_and_treats_plus_as_space():
 # ------------------------------------------------------------------ jsonable
 
 
+def test_a_stray_percent_is_refused_not_guessed(client, db):
+    from kv_backend.http.keys import PercentEncodingError
+
+    for bad in ("%ZZ", "50%", "a%2", "%%41"):
+        with pytest.raises(PercentEncodingError, match="%25"):
+            decode_key(bad)
+    with pytest.raises(PercentEncodingError, match="query parameter prefix"):
+        parse_query(b"prefix=a%G1")
+    assert decode_key("50%25%41") == b"50%A"
+    db.put(b"%ZZ", b"literal")
+    for url in ("/v1/keys/%ZZ", "/v1/keys/100%", "/v1/keys/%ZZ/incr", "/v1/keys?prefix=%Z"):
+        method = "POST" if url.endswith("incr") else "GET"
+        r = client.request(method, url)
+        assert r.status_code == 400, (url, r.text)
+        assert r.json()["error"] == "invalid_encoding" and "%25" in r.json()["message"]
+    assert client.get(key_url(b"%ZZ")).content == b"literal"  # sent encoded, as %25ZZ
+
+
 def test_jsonable_turns_reports_into_json_data():
     @dataclasses.dataclass
     class Report:
@@ -301,6 +319,18 @@ def test_checked_in_openapi_is_the_generated_one():
     doc = openapi_document()
     doc["paths"].clear()  # a copy: the served document is unchanged
     assert openapi_document()["paths"]
+
+
+def test_openapi_lists_the_errors_every_store_operation_can_answer():
+    doc = openapi_document()
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method == "parameters" or not path.startswith("/v1/"):
+                continue
+            codes = set(op["responses"])
+            assert {"500", "503"} <= codes, (path, method)
+            writes = method in ("put", "delete") or path.endswith(("/incr", "/expire", "/merge"))
+            assert ({"403", "507"} <= codes) == writes, (path, method)
 
 
 def test_any_other_method_on_a_key_gets_405_with_the_methods_that_work(client):

@@ -49,7 +49,7 @@ from kv_backend.errors import (
     StorageError,
     ValueTooLargeError,
 )
-from kv_backend.http.keys import decode_key, encode_key, parse_query
+from kv_backend.http.keys import PercentEncodingError, decode_key, encode_key, parse_query
 from kv_backend.http.openapi import openapi_document
 
 __all__ = [
@@ -97,6 +97,7 @@ def error_response(
 #: Engine exceptions and what a client sees for them, most specific first.
 _ERROR_STATUS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
     ((InvalidKeyError, KeyTooLargeError), 400, "invalid_key"),
+    ((PercentEncodingError,), 400, "invalid_encoding"),
     ((ValueTooLargeError,), 413, "value_too_large"),
     ((InvalidValueError,), 400, "invalid_value"),
     ((NotAnIntegerError,), 409, "not_an_integer"),
@@ -541,6 +542,12 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "value_too_large"}
 
 
+async def _kv_error(request: Request, exc: Exception) -> Response:
+    """A project error raised outside :meth:`_Api.call` (e.g. while decoding the request)."""
+    api_exc = engine_error(exc)
+    return error_response(api_exc.status, api_exc.code, api_exc.message, api_exc.headers)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
@@ -627,6 +634,7 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={
             HTTPAPIError: _api_error,
+            KVError: _kv_error,
             HTTPException: _http_error,
             Exception: _internal_error,
         },

@@ -9,9 +9,30 @@ proxies would otherwise treat as relative path segments.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-__all__ = ["decode_key", "encode_key", "parse_query"]
+from kv_backend.errors import KVError
+
+__all__ = ["PercentEncodingError", "decode_key", "encode_key", "parse_query"]
+
+# A "%" not followed by two hex digits: RFC 3986 has no meaning for it.
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+class PercentEncodingError(KVError, ValueError):
+    """Text with a ``%`` that does not start a ``%XX`` escape (a literal ``%`` travels as ``%25``)."""
+
+
+def _unquote(raw: bytes, what: str) -> bytes:
+    """Percent-decode ``raw``, refusing a stray ``%`` rather than guessing what it meant."""
+    if b"%" in raw and _BAD_ESCAPE.search(raw):
+        shown = raw[:80].decode("ascii", "backslashreplace")
+        raise PercentEncodingError(
+            f"{what} {shown!r} has a '%' that is not followed by two hex digits; "
+            "percent-encode a literal '%' as %25 (kv_backend.http.encode_key does)"
+        )
+    return unquote_to_bytes(raw)
 
 
 def encode_key(key: bytes) -> str:
@@ -23,8 +44,11 @@ def encode_key(key: bytes) -> str:
 
 
 def decode_key(text: str | bytes) -> bytes:
-    """Return the bytes of a percent-encoded key (the inverse of :func:`encode_key`)."""
-    return unquote_to_bytes(text)
+    """Return the bytes of a percent-encoded key (the inverse of :func:`encode_key`).
+
+    Raises :class:`PercentEncodingError` for a ``%`` that starts no ``%XX`` escape.
+    """
+    return _unquote(text.encode("utf-8") if isinstance(text, str) else text, "the key")
 
 
 def parse_query(query_string: bytes) -> dict[str, bytes]:
@@ -32,12 +56,13 @@ def parse_query(query_string: bytes) -> dict[str, bytes]:
 
     Follows ``application/x-www-form-urlencoded``: ``+`` is a space, so a ``+``
     in a key must be sent as ``%2B``. A repeated parameter keeps its last value.
+    Raises :class:`PercentEncodingError` for a ``%`` that starts no ``%XX`` escape.
     """
     out: dict[str, bytes] = {}
     for part in query_string.split(b"&"):
         if not part:
             continue
         name, _, value = part.partition(b"=")
-        name_text = unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8", "replace")
-        out[name_text] = unquote_to_bytes(value.replace(b"+", b" "))
+        name_text = _unquote(name.replace(b"+", b" "), "the query parameter name").decode("utf-8", "replace")
+        out[name_text] = _unquote(value.replace(b"+", b" "), f"the query parameter {name_text}")
     return out

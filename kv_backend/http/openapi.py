@@ -40,7 +40,7 @@ _KEY_PARAM = {
     "required": True,
     "description": (
         "The key: arbitrary bytes, percent-encoded (every byte outside A-Z a-z 0-9 - . _ ~ as %XX; "
-        "'/' as %2F, the keys '.' and '..' as %2E and %2E%2E). 1 to 65536 bytes once decoded."
+        "'/' as %2F, '%' as %25, the keys '.' and '..' as %2E and %2E%2E). 1 to 65536 bytes once decoded."
     ),
     "schema": {"type": "string", "minLength": 1},
 }
@@ -54,7 +54,10 @@ _TTL_PARAM = {
 }
 
 _UNAUTHORIZED = _error("Missing or wrong bearer token (only when the server was started with a token).")
-_BAD_KEY = _error("The key is empty or longer than 65536 bytes, or a parameter is invalid.")
+_BAD_KEY = _error(
+    "The key is empty or longer than 65536 bytes, or has a '%' that starts no %XX escape; "
+    "or a parameter is invalid."
+)
 
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -452,6 +455,41 @@ _DOCUMENT: dict[str, Any] = {
         },
     },
 }
+
+
+#: Operations that write to the store: a read-only store (403) or a full disk (507) refuses them.
+_WRITES = {
+    ("/v1/keys/{key}", "put"),
+    ("/v1/keys/{key}", "delete"),
+    ("/v1/keys/{key}/incr", "post"),
+    ("/v1/keys/{key}/expire", "post"),
+    ("/v1/merge", "post"),
+}
+
+
+def _add_store_errors(doc: dict[str, Any]) -> None:
+    """Give every operation on the store the errors any of them can answer (docs/http.md's table)."""
+    for path, item in doc["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            responses = op["responses"]
+            if (path, method) in _WRITES:
+                responses.setdefault("403", _error("The store was opened read-only."))
+                responses.setdefault("507", _error("The disk is full; nothing was written."))
+            responses.setdefault(
+                "500",
+                _error(
+                    "A record failed its checksum, the OS refused an operation, or an unexpected failure."
+                ),
+            )
+            responses.setdefault("503", _error("The store is closed (the server is shutting down)."))
+            op["responses"] = dict(sorted(responses.items()))
+
+
+_add_store_errors(_DOCUMENT)
 
 
 def openapi_document() -> dict[str, Any]:
