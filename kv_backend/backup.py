@@ -44,6 +44,7 @@ __all__ = [
     "RestoreReport",
     "backup",
     "list_backups",
+    "parse_storage_options",
     "prune_backups",
     "restore",
 ]
@@ -567,6 +568,36 @@ def _journals(target: _Target) -> list[dict[str, Any]]:
             doc = {"files": [], "updated": 0.0}
         doc["token"] = n[: -len(".json")]
         out.append(doc)
+    return out
+
+
+def parse_storage_options(pairs: list[str] | None, target: Callable[..., object]) -> dict[str, Any]:
+    """Turn command-line ``KEY=VALUE`` pairs into fsspec storage options for ``target``.
+
+    A VALUE that parses as JSON is passed as JSON, anything else as a string;
+    ``-`` in a KEY means ``_`` (``endpoint-url`` is ``endpoint_url``). A KEY
+    named like one of ``target``'s own parameters (``url``, ``name``...) would
+    collide with the command's argument, so it is refused, as is a pair
+    without ``=``: both with :class:`ConfigurationError`.
+    """
+    import inspect
+
+    params = inspect.signature(target).parameters.values()
+    reserved = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        key = key.replace("-", "_")
+        if not sep or not key:
+            raise ConfigurationError(f"--storage-option wants KEY=VALUE, got {pair!r}")
+        if key in reserved:
+            raise ConfigurationError(
+                f"--storage-option {key}=... is not a storage option: {key!r} is set by the command itself"
+            )
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
     return out
 
 

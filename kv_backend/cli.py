@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from kv_backend.errors import ConfigurationError, KVError
+from kv_backend.errors import KVError
 
 
 def _value(text: str) -> bytes:
@@ -27,32 +27,6 @@ def _show(data: bytes, allowed: frozenset[str] = frozenset()) -> str:
     if any((c < " " or c == "\x7f") and c not in allowed for c in text):
         return repr(data)
     return text
-
-
-def _storage_options(pairs: list[str] | None, target: Callable[..., object]) -> dict[str, object]:
-    """Turn ``--storage-option key=value`` pairs into fsspec options (JSON values allowed).
-
-    ``target`` is the function the options go to: an option named like one of
-    its own parameters would collide with the command's argument, so it is refused.
-    """
-    import inspect
-
-    params = inspect.signature(target).parameters.values()
-    reserved = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
-    out: dict[str, object] = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise ConfigurationError(f"--storage-option wants KEY=VALUE, got {pair!r}")
-        key, raw = pair.split("=", 1)
-        if key in reserved:
-            raise ConfigurationError(
-                f"--storage-option {key}=... is not a storage option: {key!r} is set by the command itself"
-            )
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
-    return out
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -153,20 +127,20 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from kv_backend import DB
-    from kv_backend.backup import backup
+    from kv_backend.backup import backup, parse_storage_options
     from kv_backend.progress import progress_bar
 
     # Read-only: a mistyped path is an error, not a new empty store that is then backed up.
     with DB(args.path, read_only=True) as db, progress_bar("backing up", unit="B") as bar:
         report = db.backup(
-            args.url, name=args.name, progress=bar, **_storage_options(args.storage_option, backup)
+            args.url, name=args.name, progress=bar, **parse_storage_options(args.storage_option, backup)
         )
     print(report)
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from kv_backend.backup import restore
+    from kv_backend.backup import parse_storage_options, restore
     from kv_backend.progress import progress_bar
 
     with progress_bar("restoring", unit="B") as bar:
@@ -175,16 +149,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
             args.path,
             name=args.name,
             progress=bar,
-            **_storage_options(args.storage_option, restore),
+            **parse_storage_options(args.storage_option, restore),
         )
     print(report)
     return 0
 
 
 def cmd_backups(args: argparse.Namespace) -> int:
-    from kv_backend.backup import list_backups, prune_backups
+    from kv_backend.backup import list_backups, parse_storage_options, prune_backups
 
-    options = _storage_options(args.storage_option, prune_backups)
+    options = parse_storage_options(args.storage_option, prune_backups)
     if args.keep is not None:
         removed = prune_backups(args.url, keep=args.keep, **options)
         for name in removed:

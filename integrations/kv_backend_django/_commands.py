@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import caches
 from django.core.management.base import CommandError, CommandParser
 
+from kv_backend.errors import ConfigurationError
 from kv_backend_django.cache import KVCache
 
 
@@ -48,19 +49,14 @@ def get_kv_cache(alias: str) -> KVCache:
     return cache
 
 
-def parse_storage_options(items: list[str] | None) -> dict[str, Any]:
-    """Turn ``["k=v", ...]`` into keyword arguments; values are JSON when they parse as JSON."""
-    options: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise CommandError(f"--storage-option expects KEY=VALUE, got {item!r}")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        options[key.replace("-", "_")] = value
-    return options
+def parse_storage_options(items: list[str] | None, target: Callable[..., object]) -> dict[str, Any]:
+    """``--storage-option`` pairs as fsspec options for ``target`` (kv_backend.backup's rules)."""
+    from kv_backend.backup import parse_storage_options as parse
+
+    try:
+        return parse(items, target)
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def report_dict(report: Any) -> dict[str, Any]:

@@ -68,14 +68,30 @@ def test_kv_merge_compacts_and_keeps_data(tmp_path):
 
 
 def test_storage_options_parsing():
-    assert parse_storage_options(["anon=true", "endpoint_url=http://127.0.0.1:9", "n=3", "s=abc"]) == {
+    from kv_backend.backup import backup, restore
+
+    assert parse_storage_options(
+        ["anon=true", "endpoint-url=http://127.0.0.1:9", "n=3", "s=abc"], backup
+    ) == {
         "anon": True,
         "endpoint_url": "http://127.0.0.1:9",
         "n": 3,
         "s": "abc",
     }
     with pytest.raises(CommandError, match="KEY=VALUE"):
-        parse_storage_options(["novalue"])
+        parse_storage_options(["novalue"], backup)
+    with pytest.raises(CommandError, match="KEY=VALUE"):
+        parse_storage_options(["=1"], backup)
+    for target, key in ((backup, "name"), (backup, "progress"), (restore, "path")):
+        with pytest.raises(CommandError, match=f"{key!r} is set by the command itself"):
+            parse_storage_options([f"{key}=x"], target)
+
+
+def test_backup_commands_refuse_a_storage_option_that_names_their_own_argument(tmp_path):
+    pytest.importorskip("kv_backend.backup")
+    for command in ("kv_backup", "kv_restore"):
+        with pytest.raises(CommandError, match="'name' is set by the command itself"):
+            call_command(command, str(tmp_path / "bk"), "--storage-option", "name=x")
 
 
 def test_kv_backup_and_restore_round_trip(tmp_path):

@@ -30,8 +30,10 @@ class Command(BaseCommand):
         add_storage_option_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from kv_backend.backup import backup
+
         cache = get_kv_cache(options["cache"])
-        storage = parse_storage_options(options["storage_option"])
+        storage = parse_storage_options(options["storage_option"], backup)
         url = options["url"]
         self.stdout.write(f"Backing up cache {options['cache']!r} at {cache.location} to {url} ...")
         try:

@@ -48,7 +48,7 @@ class Command(BaseCommand):
             from kv_backend.backup import restore
         except ImportError as exc:
             raise CommandError(f"backups need kv_backend.backup and its dependencies: {exc}") from exc
-        storage = parse_storage_options(options["storage_option"])
+        storage = parse_storage_options(options["storage_option"], restore)
         url = options["url"]
         location = cache.location
         occupied = os.path.isdir(location) and bool(os.listdir(location))
