@@ -52,6 +52,8 @@ OPTIONS = ("sync", "max_file_size", "auto_merge", "read_only")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+#: The engine addresses records in a data file with 40 bits: files stay below 1 TiB.
+_MAX_FILE_SIZE = 1 << 40
 
 
 class KVBackendConfigurationError(ImproperlyConfigured, ConfigurationError):
@@ -95,6 +97,8 @@ def _parse_size(url: str, text: str) -> int:
         raise _bad(url, f"max_file_size must be a byte count such as 67108864 or 64M, not {text!r}") from None
     if size < 4096:
         raise _bad(url, f"max_file_size must be at least 4096 bytes, not {text!r}")
+    if size >= _MAX_FILE_SIZE:
+        raise _bad(url, f"max_file_size must be below 1 TiB (at most 1023G), not {text!r}")
     return size
 
 
