@@ -146,6 +146,8 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
             "workers and clients may run in different directories",
         )
     path = unquote(parts.path)
+    if "\0" in path:
+        raise _bad(url, "the path holds a NUL byte (%00), which no file name can contain")
     if not path or not os.path.isabs(path):
         raise _bad(url, "the URL names no absolute directory")
     path = os.path.normpath(path)

@@ -115,6 +115,7 @@ def test_parse_url(url, path, options):
         ("kvb:///r?sync=always&sync=never", "given twice"),
         ("kvb:///r?sync", "cannot parse"),
         ("kvb:///r#frag", "fragment"),
+        ("kvb:///r/a%00b", "NUL byte"),
         ("redis:///r", "scheme must be kvb"),
         ("", "needs a URL"),
     ],
