@@ -138,6 +138,18 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
         raise _bad(url, f"the scheme must be {SCHEME}://, not {parts.scheme or 'missing'}")
     if parts.fragment:
         raise _bad(url, "a URL fragment (#...) has no meaning here")
+    if parts.netloc.startswith("~") or unquote(parts.path).lstrip("/").startswith("~"):
+        # Not expanded: workers and clients may run as different users, with different homes.
+        written = parts.netloc + unquote(parts.path) if parts.netloc.startswith("~") else unquote(parts.path)
+        home, _, rest = written.lstrip("/").partition("/")
+        meant = os.path.normpath(os.path.join(os.path.expanduser(home), rest))
+        if not os.path.isabs(meant):  # an unknown ~user
+            meant = "/var/lib/proj/results"
+        raise _bad(
+            url,
+            "'~' is not expanded (workers and clients may run as different users); "
+            f"write the absolute directory instead, e.g. kvb://{meant}",
+        )
     if parts.netloc not in ("", "localhost"):
         raise _bad(
             url,

@@ -116,6 +116,10 @@ def test_parse_url(url, path, options):
         ("kvb:///r?sync", "cannot parse"),
         ("kvb:///r#frag", "fragment"),
         ("kvb:///r/a%00b", "NUL byte"),
+        ("kvb://~/results", "'~' is not expanded"),
+        ("kvb:///~/results", "'~' is not expanded"),
+        ("kvb://localhost/~/results", "'~' is not expanded"),
+        ("kvb://~no-such-user-kvb/r", r"e\.g\. kvb:///var/lib/proj/results"),
         ("redis:///r", "scheme must be kvb"),
         ("", "needs a URL"),
     ],
@@ -125,6 +129,15 @@ def test_bad_urls_are_improperly_configured(url, message):
         parse_url(url)
     assert isinstance(info.value, KVError)
     assert isinstance(info.value, KVBackendConfigurationError)
+
+
+@pytest.mark.parametrize("url", ["kvb://~/proj/results", "kvb:///~/proj/results"])
+def test_tilde_url_names_the_absolute_directory_to_write(url, monkeypatch):
+    # Following the hint must give the directory that was meant, not a "~" directory at the root.
+    monkeypatch.setenv("HOME", "/home/alice")
+    with pytest.raises(ImproperlyConfigured, match=r"e\.g\. kvb:///home/alice/proj/results\."):
+        parse_url(url)
+    assert parse_url("kvb:///srv/~proj/r") == ("/srv/~proj/r", {})  # a "~" deeper down is a plain name
 
 
 def test_bad_url_fails_when_the_backend_is_built():
