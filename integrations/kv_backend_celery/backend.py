@@ -15,6 +15,7 @@ as any process writes to the store instead of polling every half second.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -48,6 +49,22 @@ logger = logging.getLogger(__name__)
 SCHEME = "kvb"
 #: Query options of a ``kvb://`` URL and the engine option each one sets.
 OPTIONS = ("sync", "max_file_size", "auto_merge", "read_only")
+
+#: errno values of storage errors that no retry can cure: the path or its permissions are wrong
+#: (a parent that is a file, a directory that cannot be created, a read-only mount...).
+_NOT_TRANSIENT = frozenset(
+    {
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENOENT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.EINVAL,
+    }
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -345,8 +362,18 @@ class KVBackend(KeyValueStoreBackend):
             return None
 
     def exception_safe_to_retry(self, exc: BaseException) -> bool:
-        """With result_backend_always_retry, retry OS-level storage errors (disk full, EIO...)."""
-        return isinstance(exc, StorageError) and not isinstance(exc, (StoreNotFoundError, NotAStoreError))
+        """With result_backend_always_retry, retry OS-level storage errors (disk full, EIO...).
+
+        Configuration errors are raised at once: Celery's default
+        result_backend_max_retries is unlimited, so retrying a path that can
+        never work (under a file, not creatable, not writable) would stall the
+        worker for good instead of saying what is wrong.
+        """
+        return (
+            isinstance(exc, StorageError)
+            and not isinstance(exc, (StoreNotFoundError, NotAStoreError))
+            and exc.errno not in _NOT_TRANSIENT
+        )
 
     # ----------------------------------------------------------------- chords
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -25,7 +26,15 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from kv_backend_celery.backend import KVBackend, KVBackendConfigurationError, parse_url
 
 from kv_backend import DB
-from kv_backend.errors import KVError, NotAnIntegerError, NotAStoreError, ReadOnlyError, StoreNotFoundError
+from kv_backend.errors import (
+    KVError,
+    NotAnIntegerError,
+    NotAStoreError,
+    ReadOnlyError,
+    StorageError,
+    StoreNotFoundError,
+)
+from kv_backend.files import storage_error
 
 
 def make_app(url: str, **conf) -> Celery:
@@ -174,6 +183,45 @@ def test_path_that_is_a_file(tmp_path):
     backend = make_app(f"kvb://{path}").backend
     with pytest.raises(NotAStoreError):
         backend.store_result("t1", 1, states.SUCCESS)
+
+
+@pytest.mark.parametrize("under", ["file", "missing-store?read_only=1", "plain-dir"])
+def test_always_retry_raises_configuration_errors_at_once(tmp_path, under):
+    # Celery retries without limit by default: a path that can never work must fail at once.
+    (tmp_path / "file").write_text("not a store")
+    (tmp_path / "plain-dir").mkdir()
+    (tmp_path / "plain-dir" / "notes.txt").write_text("not a store")
+    url = {
+        "file": f"kvb://{tmp_path}/file/results",  # a parent that is a file: ENOTDIR
+        "missing-store?read_only=1": f"kvb://{tmp_path}/missing?read_only=1",
+        "plain-dir": f"kvb://{tmp_path}/plain-dir",
+    }[under]
+    backend = make_app(url, result_backend_always_retry=True, result_backend_max_retries=3).backend
+    sleeps = []
+    backend._sleep = sleeps.append
+    with pytest.raises(StorageError):
+        backend.store_result("t1", 1, states.SUCCESS)
+    with pytest.raises(StorageError):
+        backend.get_task_meta("t1")
+    assert sleeps == []
+
+
+def test_always_retry_retries_a_full_disk(backend, monkeypatch):
+    backend.app.conf.result_backend_always_retry = True
+    backend.always_retry = True
+    db, put, failures = backend.db, backend.db.put, [OSError(errno.ENOSPC, "No space left on device")]
+
+    def flaky_put(*args, **kwargs):
+        if failures:
+            raise storage_error(failures.pop(), "cannot append")
+        return put(*args, **kwargs)
+
+    monkeypatch.setattr(db, "put", flaky_put)
+    sleeps = []
+    backend._sleep = sleeps.append
+    backend.store_result("t1", 1, states.SUCCESS)
+    assert len(sleeps) == 1
+    assert backend.get_task_meta("t1")["result"] == 1
 
 
 def test_missing_parent_directories_are_created(tmp_path):
