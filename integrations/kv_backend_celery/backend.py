@@ -29,7 +29,7 @@ from celery import maybe_signature, states
 from celery.backends.base import KeyValueStoreBackend
 from celery.exceptions import BackendStoreError, ChordError, ImproperlyConfigured
 from celery.exceptions import TimeoutError as CeleryTimeoutError
-from celery.result import GroupResult, allow_join_result
+from celery.result import AsyncResult, GroupResult, ResultSet, allow_join_result
 from kombu.utils.encoding import bytes_to_str, ensure_bytes
 
 from kv_backend import DB
@@ -81,6 +81,22 @@ def _chord_error(message: str, cause: BaseException) -> ChordError:
     error = ChordError(message)
     error.__cause__ = cause
     return error
+
+
+def _failed_part(results: Iterable[Any]) -> AsyncResult | None:
+    """The first header result in a failed state, looking inside nested groups.
+
+    A chord header may hold a group (a chain that ends in one): its result has
+    no state of its own, the failure is in one of its tasks.
+    """
+    for result in results:
+        if isinstance(result, ResultSet):
+            found = _failed_part(result.results)
+            if found is not None:
+                return found
+        elif result.state in states.PROPAGATE_STATES:
+            return result
+    return None
 
 
 def _bad(url: str, why: str) -> KVBackendConfigurationError:
@@ -486,7 +502,7 @@ class KVBackend(KeyValueStoreBackend):
             with allow_join_result():
                 values = join(timeout=self.app.conf.result_chord_join_timeout, propagate=True)
         except Exception as exc:
-            culprit = next((r for r in deps.results if r.state in states.PROPAGATE_STATES), None)
+            culprit = _failed_part(deps.results)
             reason = f"Dependency {culprit.id} raised {exc!r}" if culprit is not None else repr(exc)
             logger.error("chord %s failed: %s", gid, reason)
             return self.chord_error_from_stack(callback, _chord_error(reason, exc))

@@ -626,6 +626,27 @@ def test_chord_failure_reaches_the_callback(chord_setup):
     assert "part broke" in str(meta["result"])
 
 
+def test_chord_failure_inside_a_nested_header_group_reaches_the_callback(chord_setup):
+    # A header chain that ends in a group leaves a GroupResult (no .state) among the chord's results.
+    backend, gid, ids, body, sent = chord_setup
+    app = backend.app
+    inner = app.GroupResult(f"{gid}-inner", [app.AsyncResult(i) for i in ids[3:]])
+    header = app.GroupResult(gid, [app.AsyncResult(i) for i in ids[:3]] + [inner])
+    header.save(backend=backend)
+    backend.set_chord_size(gid, len(ids))
+    for n, i in enumerate(ids):
+        if n == 4:
+            backend.mark_as_failure(i, ValueError("nested part broke"))
+        else:
+            backend.mark_as_done(i, 1)
+        _part(backend, gid, i, body)
+    assert sent == []
+    meta = backend.get_task_meta(body.id)
+    assert meta["status"] == states.FAILURE
+    assert isinstance(meta["result"], ChordError)
+    assert f"Dependency {ids[4]} raised ValueError('nested part broke')" in str(meta["result"])
+
+
 def test_chord_with_lost_group(chord_setup):
     backend, gid, ids, body, sent = chord_setup
     backend.set_chord_size(gid, len(ids))
