@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import threading
 import time
@@ -105,6 +106,27 @@ def _bad(url: str, why: str) -> KVBackendConfigurationError:
         "Expected kvb:///absolute/path[?sync=never|always|SECONDS&max_file_size=BYTES"
         "&auto_merge=FRACTION&read_only=0|1]"
     )
+
+
+def _seconds(setting: str, value: Any) -> float | None:
+    """A lifetime setting as seconds (None: keep for ever), or ImproperlyConfigured naming the setting.
+
+    Numeric strings (a value read from the environment) are accepted, as
+    Celery's redis backend does; anything else would otherwise fail at every
+    stored result, with an error that doesn't say which setting is wrong.
+    """
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not math.isfinite(seconds):
+        raise KVBackendConfigurationError(
+            f"{setting} must be a finite number of seconds or a timedelta "
+            f"(None or 0 keeps results for ever), not {value!r}"
+        )
+    return seconds
 
 
 def _parse_sync(url: str, text: str) -> str | float:
@@ -269,9 +291,12 @@ class KVBackend(KeyValueStoreBackend):
             url = self.app.conf.result_backend if isinstance(self.app.conf.result_backend, str) else None
             self.url = url
         self.path, self.options = parse_url(url)  # type: ignore[arg-type]
+        self.expires = _seconds("result_expires", self.expires)
         failure_expires = self.app.conf.get("result_failure_expires")
         self.failure_expires = (
-            self.expires if failure_expires is None else self.prepare_expires(failure_expires)
+            self.expires
+            if failure_expires is None
+            else _seconds("result_failure_expires", self.prepare_expires(failure_expires))
         )
         self._db: DB | None = None
 

@@ -286,6 +286,32 @@ def test_result_expires_off_keeps_results(store_path, expires):
     assert backend.db.ttl(tkey("t1")) is None
 
 
+def test_result_expires_from_the_environment_is_a_number(store_path):
+    # A setting read from an environment variable is a string: Celery's redis backend takes it too.
+    backend = make_app(f"kvb://{store_path}", result_expires="3600", result_failure_expires="60").backend
+    backend.store_result("t1", 1, states.SUCCESS)
+    backend.store_result("t2", None, states.FAILURE)
+    assert 3500 < backend.db.ttl(tkey("t1")) <= 3600
+    assert 0 < backend.db.ttl(tkey("t2")) <= 60
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("result_expires", float("inf")),
+        ("result_expires", float("nan")),
+        ("result_expires", "one day"),
+        ("result_expires", True),
+        ("result_failure_expires", float("inf")),
+        ("result_failure_expires", "soon"),
+    ],
+)
+def test_bad_result_lifetime_fails_when_the_backend_is_built(store_path, setting, value):
+    app = make_app(f"kvb://{store_path}", **{setting: value})
+    with pytest.raises(ImproperlyConfigured, match=f"{setting} must be a finite number of seconds"):
+        app.backend  # noqa: B018
+
+
 def test_results_expire(store_path):
     backend = make_app(f"kvb://{store_path}", result_expires=0.2).backend
     backend.store_result("t1", 1, states.SUCCESS)
