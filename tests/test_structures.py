@@ -216,6 +216,19 @@ def test_list(s):
         s.lset("l2", 3, "x")
 
 
+def test_ltrim_past_the_end_deletes_only_the_elements(s):
+    # a start far past the end must not write a delete for every index up to it
+    s.rpush("l", "a", "b", "c")
+    before = s.db.stats()["active_end"]
+    assert s.ltrim("l", 1_000_000, 1_000_001) and s.exists("l") == 0
+    assert s.db.stats()["active_end"] - before < 1000
+    s.rpush("l", "a", "b", "c")
+    assert s.ltrim("l", 2**63 - 1, -(2**63)) and s.exists("l") == 0
+    s.rpush("l", "a", "b", "c")
+    assert s.ltrim("l", 1, 2**63 - 1) and s.lrange("l", 0, -1) == [b"b", b"c"]
+    assert len(list(s.db.keys(prefix=LIST))) == 2
+
+
 def test_set_and_zset(s):
     assert s.sadd("s", 1, 2, 2, 3) == 3 and s.smembers("s") == {b"1", b"2", b"3"}
     assert s.spop("s") in {b"1", b"2", b"3"} and s.scard("s") == 2

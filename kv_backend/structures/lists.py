@@ -231,7 +231,12 @@ class Lists(Keyspace):
             if found is None:
                 return True
             head, tail, version, expiry = found
-            lo, hi = self._range(start, stop, tail - head)
+            n = tail - head
+            lo, hi = self._range(start, stop, n)
+            # A start past the end empties the list: delete its n elements, not every
+            # index up to ``start`` (LTRIM l 1000000 -1 on a short list).
+            lo = min(lo, n)
+            hi = max(min(hi, n), lo)
             pfx = LIST + _lp(name)
             with db.batch() as b:
                 for i in list(range(head, head + lo)) + list(range(head + hi, tail)):
