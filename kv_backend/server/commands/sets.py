@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.commands.registry import arg_int, arg_positive, command, scan_options, syntax
+from kv_backend.structures import CommandError
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -80,6 +81,10 @@ def cmd_srandmember(conn: Connection, args: list[bytes]) -> Any:
     if len(args) > 3:
         raise syntax()
     count = arg_int(args[2])  # the count before the key's type, as Redis
+    if count == -(2**63):  # Redis refuses it (its magnitude does not fit); it would ask for 2**63 members
+        raise CommandError(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
+        )
     members = sorted(conn.st.smembers(args[1]))
     import random
 
