@@ -1059,3 +1059,24 @@ def test_srandmember_most_negative_count_is_refused(pair):
     _same_replies_and_error_texts(
         pair, [["SADD", "s", "a"], ["SRANDMEMBER", "s", "-9223372036854775808"], ["SRANDMEMBER", "s", "-2"]]
     )
+
+
+def test_setex_refuses_a_ttl_redis_refuses(pair):
+    """SETEX/PSETEX check their TTL as SET ... EX/PX does: kvb took SETEX k 9223372036854775807 v
+    and then answered TTL with 9223372036854775808, more than a 64-bit reply integer holds."""
+    _same_replies_and_error_texts(
+        pair,
+        [
+            ["SETEX", "a", "9223372036854775807", "v"],
+            ["PSETEX", "a", "9223372036854775807", "v"],
+            ["SETEX", "a", "9223372036854775", "v"],
+            ["EXISTS", "a"],
+            ["SETEX", "a", "0", "v"],
+            ["PSETEX", "a", "-1", "v"],
+            ["SETEX", "a", "x", "v"],
+            ["SETEX", "a", "1000", "v"],
+            ["PSETEX", "b", "100000000", "v"],
+            ["TTL", "a"],
+            ["PTTL", "b"],
+        ],
+    )

@@ -85,19 +85,15 @@ def _expire_value(raw: bytes, unit: bytes, command: str) -> tuple[float | None, 
 
 @command("SETEX", 4, "write")
 def cmd_setex(conn: Connection, args: list[bytes]) -> Any:
-    n = arg_int(args[2])
-    if n <= 0:
-        raise CommandError("ERR invalid expire time in 'setex' command")
-    conn.st.set(args[1], args[3], ex=float(n))
+    ex, _ = _expire_value(args[2], b"EX", "setex")  # the same limits as SET ... EX
+    conn.st.set(args[1], args[3], ex=ex)
     return OK
 
 
 @command("PSETEX", 4, "write")
 def cmd_psetex(conn: Connection, args: list[bytes]) -> Any:
-    n = arg_int(args[2])
-    if n <= 0:
-        raise CommandError("ERR invalid expire time in 'psetex' command")
-    conn.st.set(args[1], args[3], ex=n / 1000)
+    ex, _ = _expire_value(args[2], b"PX", "psetex")  # the same limits as SET ... PX
+    conn.st.set(args[1], args[3], ex=ex)
     return OK
 
 
