@@ -1080,3 +1080,21 @@ def test_setex_refuses_a_ttl_redis_refuses(pair):
             ["PTTL", "b"],
         ],
     )
+
+
+def test_named_login_without_a_password_configured(pair, protocol):
+    """Without a password the default user has none, as in Redis 6+: AUTH default x and HELLO ... AUTH
+    default x (what redis-py sends for ``redis://default:x@host`` or ``protocol=3, password=x``)
+    succeed; another user is WRONGPASS; only the one-argument AUTH is an error."""
+    _same_replies_and_error_texts(
+        pair,
+        [
+            ["AUTH", "default", "x"],
+            ["AUTH", "someone", "x"],
+            ["AUTH", "x"],
+            ["HELLO", str(protocol), "AUTH", "someone", "x"],
+        ],
+    )
+    for client in pair:  # answers the server's details (an error would raise here)
+        hello = client.execute_command("HELLO", str(protocol), "AUTH", "default", "x")
+        assert b"proto" in (list(hello) if protocol == 2 else [k for k, _ in hello])

@@ -242,15 +242,25 @@ class Connection(asyncio.Protocol):
         self.server.log(f"error in {command}: {exc!r}")
         return ErrorReply(f"ERR internal error in '{command}': {type(exc).__name__}")
 
-    def authenticate(self, user: bytes, password: bytes) -> Any:
-        """Check AUTH credentials (the only user is ``default``)."""
+    def authenticate(self, user: bytes | None, password: bytes) -> Any:
+        """Check AUTH credentials (the only user is ``default``; ``user`` None: the one-argument AUTH).
+
+        Without ``--requirepass`` the default user has no password, as in Redis: a named login
+        as ``default`` (``AUTH default x``, ``HELLO 3 AUTH default x``, what a client sends for
+        ``redis://default:x@...``) succeeds, and only the one-argument form is an error.
+        """
         secret = self.server.requirepass
         if secret is None:
+            if user == b"default":
+                self.authed = True
+                return OK
+            if user is not None:
+                return ErrorReply("WRONGPASS invalid username-password pair or user is disabled.")
             return ErrorReply(
                 "ERR AUTH <password> called without any password configured for the default user. "
                 "Are you sure your configuration is correct?"
             )
-        if user == b"default" and hmac.compare_digest(password, secret.encode()):  # in constant time
+        if user in (None, b"default") and hmac.compare_digest(password, secret.encode()):  # constant time
             self.authed = True
             self.parser.limited = False
             return OK

@@ -64,7 +64,7 @@ def cmd_auth(conn: Connection, args: list[bytes]) -> Any:
     if len(args) > 3:
         raise syntax()
     password = args[-1]
-    user = args[1] if len(args) == 3 else b"default"
+    user = args[1] if len(args) == 3 else None
     return conn.authenticate(user, password)
 
 
