@@ -976,7 +976,14 @@ REGRESSIONS: dict[str, list[list[str]]] = {
     "incrbyfloat-type-checked-first": [["HSET", "a", "x", ""], ["INCRBYFLOAT", "a", "nan"]],
     "hincrbyfloat-inf-increment": [["SET", "a", ""], ["HINCRBYFLOAT", "a", "x", "inf"]],
     "zadd-duplicate-member": [["ZADD", "a", "CH", "0", "x", "1", "x"]],
-    "score-overflow-accepted": [["ZADD", "a", "1e500", "x"], ["ZINCRBY", "a", "1e500", "x"]],
+    "score-overflow-accepted": [
+        ["ZADD", "a", "1e500", "x"],
+        ["ZINCRBY", "a", "1e500", "x"],
+        ["ZADD", "a", "-0.0e-999", "y", "1e-310", "z"],
+        ["ZADD", "a", "1e-400", "x"],  # a non-zero score that would read as 0: refused
+        ["ZINCRBY", "a", "-1E-400", "y"],
+        ["ZCOUNT", "a", "1e-400", "1"],  # a range bound is read as 0
+    ],
     "hex-float": [["ZADD", "a", "0x10", "x"], ["ZSCORE", "a", "x"], ["INCRBYFLOAT", "b", "0x10"]],
     "srandmember-extra-args": [["SRANDMEMBER", "a", "3", "x"]],
     "srandmember-count-checked-first": [["SET", "a", ""], ["SRANDMEMBER", "a", "x"]],

@@ -46,9 +46,10 @@ def parse_int(value: Value) -> int:
 def parse_float(value: Value, msg: str = NOT_FLOAT, overflow: bool = False) -> float:
     """Parse a Redis float argument (``inf``/``-inf`` allowed, NaN refused).
 
-    A finite number too large for a double (``1e500``) is refused, as Redis
-    refuses it for scores and increments; ``overflow=True`` reads it as an
-    infinity instead, as Redis does for range bounds.
+    A finite number too large for a double (``1e500``), or a non-zero one so
+    small that it would read as 0 (``1e-400``), is refused, as Redis refuses
+    them for scores and increments; ``overflow=True`` reads them as an infinity
+    or 0 instead, as Redis does for range bounds.
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         f = float(value)
@@ -69,6 +70,8 @@ def parse_float(value: Value, msg: str = NOT_FLOAT, overflow: bool = False) -> f
             raise NotAFloatError(msg)
         if math.isinf(f) and not overflow:
             raise NotAFloatError(msg)
+        if f == 0.0 and not overflow and any(c in b"123456789" for c in low.split(b"e")[0]):
+            raise NotAFloatError(msg)  # a non-zero number too small for a double (1e-400), as Redis
     if math.isnan(f):
         raise NotAFloatError(msg)
     return f
