@@ -421,6 +421,25 @@ def test_client_info_and_list_carry_redis_fields(server, r):
         in_multi.close()
 
 
+def test_client_reply_off_and_skip_drop_replies(server):
+    """CLIENT REPLY OFF/SKIP really drop replies (as redis-server, checked byte for byte): a client
+    that sends them reads no reply for those commands, so answering anyway would hand it the reply
+    of one command as the answer to a later one."""
+    cases = [
+        (b"CLIENT REPLY OFF\r\nSET a 1\r\nCLIENT REPLY ON\r\nGET a\r\n", b"+OK\r\n$1\r\n1\r\n"),
+        (b"CLIENT REPLY SKIP\r\nPING a\r\nPING b\r\n", b"$1\r\nb\r\n"),
+        (b"CLIENT REPLY SKIP\r\nCLIENT REPLY SKIP\r\nPING a\r\nPING b\r\n", b"$1\r\nb\r\n"),
+        (b"CLIENT REPLY SKIP\r\nNOSUCH\r\nPING b\r\n", b"$1\r\nb\r\n"),
+        (b"CLIENT REPLY OFF\r\nCLIENT REPLY SKIP\r\nCLIENT REPLY ON\r\nPING\r\n", b"+OK\r\n+PONG\r\n"),
+        (b"CLIENT REPLY OFF\r\nRESET\r\nPING\r\n", b"+RESET\r\n+PONG\r\n"),
+        (b"CLIENT REPLY FOO\r\nCLIENT NO-EVICT maybe\r\n", b"-ERR syntax error\r\n" * 2),
+    ]
+    for request, expected in cases:
+        assert raw(server.port, request) == expected, request
+    # a blocking command's late answer is dropped too
+    assert quiet_read(server.port, b"CLIENT REPLY SKIP\r\nBLPOP nokey 0.05\r\nPING\r\n") == b"+PONG\r\n"
+
+
 def test_client_kill_and_list_filters(server, r):
     victim = redis.Redis(port=server.port, socket_timeout=10, client_name="victim")
     other = redis.Redis(port=server.port, socket_timeout=10, client_name="other")

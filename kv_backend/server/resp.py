@@ -74,6 +74,11 @@ class Connection(asyncio.Protocol):
         self.blocked: Block | None = None
         #: False inside EXEC and scripts, where blocking commands answer at once.
         self.can_block = transport_kind != "script"
+        #: CLIENT REPLY: OFF drops every reply until ON; SKIP drops the next ``skip_replies``
+        #: (its own and the next command's); the blocked command's reply is dropped if so flagged.
+        self.reply_off = False
+        self.skip_replies = 0
+        self.drop_blocked_reply = False
 
     # -------------------------------------------------------- asyncio hooks
 
@@ -158,8 +163,15 @@ class Connection(asyncio.Protocol):
             self.transport = None
 
     def _reply(self, args: list[bytes]) -> bytes:
-        """Run one command and return its encoded reply."""
+        """Run one command and return its encoded reply (nothing after CLIENT REPLY OFF or SKIP)."""
         reply = self.execute(args)
+        if self.reply_off or self.skip_replies:
+            if self.skip_replies:
+                self.skip_replies -= 1
+            if type(reply) is Block:
+                self.server.waiters.block(self, reply)
+                self.drop_blocked_reply = True
+            return b""
         try:
             return encode(reply, self.resp3)
         except TypeError as exc:
@@ -182,7 +194,10 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        transport.write(encode(reply, self.resp3))
+        if self.drop_blocked_reply:  # it was sent under CLIENT REPLY OFF or SKIP
+            self.drop_blocked_reply = False
+        else:
+            transport.write(encode(reply, self.resp3))
         if self.pending or self.parser.held:
             self.server.schedule(self)
 
@@ -308,6 +323,8 @@ class Connection(asyncio.Protocol):
         self.unwatch()
         self.resp3 = False
         self.name = None
+        self.reply_off = False
+        self.skip_replies = 0
         self.authed = self.server.requirepass is None
         self.parser.limited = not self.authed
 

@@ -134,7 +134,7 @@ _CLIENT_HELP = help_reply(
         ),
         ("NO-EVICT ON|OFF", "Accepted and ignored: kvb serve does not evict clients."),
         ("NO-TOUCH ON|OFF", "Accepted and ignored: keys have no access times here."),
-        ("REPLY ON|OFF|SKIP", "Accepted; every command is still answered."),
+        ("REPLY ON|OFF|SKIP", "Turn replies off (OFF), back on (ON), or skip the next command's (SKIP)."),
         ("SETINFO LIB-NAME|LIB-VER <value>", "Record the client library's name or version (shown by LIST)."),
         ("SETNAME <name>", "Name this connection (no spaces)."),
         (
@@ -198,8 +198,20 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
         target.resume(TIMED_OUT if how == b"TIMEOUT" else unblocked)
         return 1
     if sub in (b"NO-EVICT", b"NO-TOUCH") and len(args) == 3:
+        if upper(args[2]) not in (b"ON", b"OFF"):
+            raise syntax()
         return OK
     if sub == b"REPLY" and len(args) == 3:
+        mode = upper(args[2])
+        if mode == b"ON":
+            conn.reply_off, conn.skip_replies = False, 0
+        elif mode == b"OFF":
+            conn.reply_off = True
+        elif mode == b"SKIP":
+            if not conn.reply_off:
+                conn.skip_replies = 2  # this command's reply and the next one's
+        else:
+            raise syntax()
         return OK
     raise subcommand_syntax_error(args)
 
