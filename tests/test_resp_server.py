@@ -161,6 +161,34 @@ def test_scan_family(r):
     assert cursor == 0 and len(names) == 11
 
 
+def test_scan_cursors_fit_javascript_numbers(server, r):
+    """Every cursor on the wire is a decimal below 2**53, which node-redis (a JS number), Jedis (a
+    long) and go-redis (a uint64) read exactly; kvb sent the key name itself as a number of up to
+    ~2,500 digits, so go-redis failed with "value out of range" on any key longer than 6 bytes."""
+    names = [b"user:%d" % i + b"." * (i * 997 % 3000) for i in range(40)] + [b"k" * 65_000]
+    r.mset({n: 1 for n in names})
+    r.hset("h", mapping={n: 1 for n in names})
+    r.sadd("s", *names)
+    r.zadd("z", {n: 1 for n in names})
+    raw_replies = redis.Redis(port=server.port, socket_timeout=10)
+    raw_replies.response_callbacks.clear()  # the cursor as sent, not redis-py's int
+    for command, key, want, step in [
+        ("SCAN", (), {*names, b"h", b"s", b"z"}, 1),
+        ("HSCAN", ("h",), set(names), 2),
+        ("SSCAN", ("s",), set(names), 1),
+        ("ZSCAN", ("z",), set(names), 2),
+    ]:
+        got, cursor = set(), b"0"
+        while True:
+            cursor, items = raw_replies.execute_command(command, *key, cursor, "COUNT", 3)
+            assert int(cursor) < 2**53 and cursor == str(int(cursor)).encode()
+            got.update(items[::step])
+            if cursor == b"0":
+                break
+        assert got == want, command
+    raw_replies.close()
+
+
 def test_hashes(r):
     assert r.hset("h", mapping={"a": "1", "b": "2"}) == 2
     assert r.hset("h", "a", "3") == 0

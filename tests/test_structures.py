@@ -26,9 +26,11 @@ from kv_backend.structures import (
     encode_score,
     format_float,
     glob_match,
+    parse_cursor,
     parse_int,
 )
 from kv_backend.structures.layout import HASH, LIST, META, ZIDX
+from kv_backend.structures.parsing import CursorTable
 
 
 @pytest.fixture
@@ -341,6 +343,181 @@ def test_scan_cursors_with_long_names(s):
     assert seen == names
     with pytest.raises(CommandError):
         s.scan("not-a-cursor")
+
+
+def _scan_all(step, count: int) -> tuple[list, list[int]]:
+    """Run a scan to its end: ``(everything returned, every cursor handed out)``."""
+    cursor, seen, cursors = 0, [], []
+    while True:
+        cursor, batch = step(cursor, count)
+        seen += batch
+        if cursor == 0:
+            return seen, cursors
+        cursors.append(cursor)
+
+
+INVALID_CURSOR = r"^ERR invalid cursor$"
+LONG_NAMES = [b"", b"a", b"abcdef", b"abcdefg", b"x" * 100, b"\xff" * 1025, b"\x00" * 60_000, b"n" * 65_000]
+
+
+def test_scan_cursors_fit_in_53_bits_for_every_scan_command(s):
+    """Cursors stay below 2**53, which a JavaScript number (node-redis), a Java long and go-redis's
+    uint64 all hold: kvb handed out cursors of up to ~2,500 digits (the name itself) for names of up
+    to 1,024 bytes, which go-redis refused ("value out of range") and node-redis rounded."""
+    for n in LONG_NAMES:
+        s.set(n, 1)
+    s.hset("h", {n: 1 for n in LONG_NAMES})
+    s.sadd("st", *LONG_NAMES)
+    s.zadd("z", {n: i for i, n in enumerate(LONG_NAMES)})
+    steps = [
+        (lambda c, k: s.scan(c, count=k), {*LONG_NAMES, b"h", b"st", b"z"}),
+        (lambda c, k: (lambda r: (r[0], list(r[1])))(s.hscan("h", c, count=k)), set(LONG_NAMES)),
+        (lambda c, k: s.sscan("st", c, count=k), set(LONG_NAMES)),
+        (lambda c, k: (lambda r: (r[0], [m for m, _ in r[1]]))(s.zscan("z", c, count=k)), set(LONG_NAMES)),
+    ]
+    for step, want in steps:
+        for count in (1, 2, 3):
+            seen, cursors = _scan_all(step, count)
+            assert set(seen) == want and len(seen) == len(want)
+            assert cursors and all(0 < c < 2**53 for c in cursors), cursors
+    assert len(s._cursors) > 0 and s._cursors.nbytes > 60_000
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    initial=st.sets(st.sampled_from(range(40)), max_size=25),
+    changes=st.lists(st.tuples(st.booleans(), st.sampled_from(range(40))), max_size=30),
+    count=st.integers(1, 4),
+)
+def test_scan_returns_everything_present_throughout_despite_changes(s, initial, changes, count):
+    """Redis's SCAN guarantee with long names (token cursors) and short ones (direct cursors): names
+    added or deleted between steps may or may not be seen, every name present for the whole scan is."""
+    s.flushdb()
+
+    def name(i: int) -> bytes:
+        return b"k%02d" % i if i % 2 else b"key:%02d:" % i + b"-" * (i * 40)
+
+    for i in initial:
+        s.set(name(i), 1)
+        s.hset("h", {name(i): 1})
+    present = {name(i) for i in initial}  # names present from the start and never deleted
+    cursor = hcursor = 0
+    seen, hseen = set(), set()
+    done = hdone = False
+    while not (done and hdone):
+        if not done:
+            cursor, batch = s.scan(cursor, count=count)
+            seen.update(batch)
+            done = cursor == 0
+        if not hdone:
+            hcursor, items = s.hscan("h", hcursor, count=count)
+            hseen.update(items)
+            hdone = hcursor == 0
+        if changes:
+            add, i = changes.pop()
+            if add:
+                s.set(name(i), 1)
+                s.hset("h", {name(i): 1})
+            else:
+                s.delete(name(i))
+                s.hdel("h", name(i))
+                present.discard(name(i))
+        assert cursor < 2**53 and hcursor < 2**53
+    assert present <= seen and present <= hseen
+
+
+def test_scan_cursor_can_be_sent_again(s):
+    """A client may resend a cursor (say after a timeout): the step is answered again."""
+    names = [b"name:%03d" % i for i in range(10)]
+    for n in names:
+        s.set(n, 1)
+    cursor, _ = s.scan(0, count=3)
+    again = s.scan(cursor, count=3)
+    assert again == (again[0], names[3:6]) and s.scan(cursor, count=3)[1] == names[3:6]
+    assert s.scan(str(cursor).encode(), count=100) == (0, names[3:])
+
+
+def test_scan_cursor_table_evicts_by_entries_and_bytes(s):
+    """The token table is bounded in tokens and in bytes of names; an evicted or unknown cursor is
+    ERR invalid cursor (starting over would return names again without end), a direct one
+    (names of up to 6 bytes) never expires."""
+    table = s._cursors = CursorTable(max_entries=20, max_bytes=10_000)
+    for i in range(30):
+        s.set(b"long-name-%02d" % i, 1)
+    s.set(b"short", 1)
+    s.hset("zhash", {"f": 1})
+    tokens = [s.scan(0, count=1)[0]] + [s.scan(0, count=n)[0] for n in range(2, 30)]
+    assert len(table) == 20 and all(2**49 <= t < 2**53 for t in tokens)
+    for t in tokens[:9]:  # the oldest went
+        with pytest.raises(CommandError, match=INVALID_CURSOR):
+            s.scan(t)
+    assert s.scan(tokens[9], count=1)[1] == [b"long-name-10"]
+    for unknown in (2**50, 2**53 - 1, 2**53, 2, 255, 2**63, 2**64 - 1):
+        with pytest.raises(CommandError, match=INVALID_CURSOR):
+            s.scan(unknown)
+        with pytest.raises(CommandError, match=INVALID_CURSOR):
+            s.hscan("zhash", unknown)
+        assert s.hscan("no-such-hash", unknown) == (0, {})  # as Redis: a missing key's scan is empty
+    assert s.scan(int.from_bytes(b"\x01short", "big")) == (0, [b"zhash"])  # direct: needs no entry
+    # By bytes: three 4,000-byte names fill the 10,000 bytes; a fourth pushes the oldest out.
+    table = s._cursors = CursorTable(max_entries=20, max_bytes=10_000)
+    s.flushdb()
+    for i in range(5):
+        s.set(b"%d" % i * 4000, 1)
+    big = [s.scan(0, count=n)[0] for n in range(1, 5)]
+    assert len(table) == 2 and table.nbytes == 8000
+    for t in big[:2]:
+        with pytest.raises(CommandError, match=INVALID_CURSOR):
+            s.scan(t)
+    assert s.scan(big[2], count=10) == (0, [b"3" * 4000, b"4" * 4000])
+
+
+def test_scan_cursor_table_evicts_used_tokens_first():
+    """A long scan's spent tokens go before a token another client has not used yet, while the
+    spent ones hold more than a tenth of the table (the rest stay for a resent cursor)."""
+    table = CursorTable(max_entries=20, max_bytes=1 << 20)
+    waiting = table.add(b"slow client's position")
+    token = spent = table.add(b"scanner-0")
+    for i in range(1, 100):
+        assert table.get(token) == b"scanner-%d" % (i - 1)
+        spent, token = token, table.add(b"scanner-%d" % i)
+    assert table.get(waiting) == b"slow client's position" and len(table) <= 20
+    fresh = [table.add(b"abandoned-%d" % i) for i in range(40)]  # unused tokens only
+    assert table.get(fresh[-1]) == b"abandoned-39" and table.get(fresh[0]) is None
+    assert table.get(spent) == b"scanner-98"  # the latest spent ones are kept for retries
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (b"0", 0),
+        (b"", 0),
+        (b"-0", 0),
+        (b"+0", 0),
+        (b"000", 0),
+        (b"+12", 12),
+        (b"0012", 12),
+        (b"18446744073709551615", 2**64 - 1),
+        (b"-1", 2**64 - 1),
+        (b"-18446744073709551615", 1),
+        (b"7\x00junk", 7),
+        (b"\x00", 0),
+        ("42", 42),
+        (42, 42),
+    ],
+)
+def test_parse_cursor_reads_what_redis_reads(text, value):
+    assert parse_cursor(text) == value
+
+
+BAD_CURSORS = [b"x", b" 1", b"1 ", b"\t1", b"1\n", b"+", b"-", b"+-1", b"1_0", b"1.5", b"0x10", b"1e3"]
+BAD_CURSORS += [b"18446744073709551616", b"-18446744073709551616", b"9" * 5000, "\u0661", -1, 2**64]
+
+
+@pytest.mark.parametrize("text", BAD_CURSORS)
+def test_parse_cursor_refuses_what_redis_refuses(text):
+    with pytest.raises(CommandError, match=INVALID_CURSOR):
+        parse_cursor(text)
 
 
 def test_flushdb_leaves_other_engine_keys(s):

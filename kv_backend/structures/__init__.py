@@ -46,7 +46,7 @@ from kv_backend.structures.groups import StreamGroups
 from kv_backend.structures.hashes import Hashes
 from kv_backend.structures.layout import decode_score, encode_score
 from kv_backend.structures.lists import Lists
-from kv_backend.structures.parsing import format_float, glob_match, parse_float, parse_int
+from kv_backend.structures.parsing import format_float, glob_match, parse_cursor, parse_float, parse_int
 from kv_backend.structures.sets import Sets
 from kv_backend.structures.streams import check_add_id, check_stream_id
 from kv_backend.structures.strings import Strings
@@ -65,6 +65,7 @@ __all__ = [
     "encode_score",
     "format_float",
     "glob_match",
+    "parse_cursor",
     "parse_float",
     "parse_int",
 ]

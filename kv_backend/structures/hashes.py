@@ -10,7 +10,7 @@ from kv_backend.errors import NotAnIntegerError
 from kv_backend.structures.errors import CommandError, HashValueNotAnIntegerError, NotAFloatError
 from kv_backend.structures.keyspace import Keyspace
 from kv_backend.structures.layout import _I64_MAX, _I64_MIN, HASH, META, T_HASH, Name, Value, _b, _lp
-from kv_backend.structures.parsing import _add_long_double, _long_double, parse_int
+from kv_backend.structures.parsing import _add_long_double, _long_double, parse_cursor, parse_int
 
 
 class Hashes(Keyspace):
@@ -173,6 +173,7 @@ class Hashes(Keyspace):
     ) -> tuple[int, dict[bytes, bytes]]:
         """One step of a cursor scan over a hash: ``(next cursor, {field: value})``."""
         name = _b(name)
+        cursor = parse_cursor(cursor)  # a malformed cursor is refused first, as in Redis
         if self._meta(name, T_HASH) is None:
             return 0, {}
         cur, items = self._member_scan(HASH + _lp(name), cursor, match, count)

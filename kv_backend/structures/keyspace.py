@@ -25,7 +25,13 @@ from kv_backend.structures.layout import (
     _lp,
     _time,
 )
-from kv_backend.structures.parsing import _decode_cursor, _encode_cursor, _literal_prefix, glob_match
+from kv_backend.structures.parsing import (
+    CursorTable,
+    _decode_cursor,
+    _encode_cursor,
+    _literal_prefix,
+    glob_match,
+)
 
 _S = TypeVar("_S", bound="Keyspace")
 _T = TypeVar("_T")
@@ -50,7 +56,8 @@ class Keyspace:
         else:
             self.db = DB(db, **db_options)
             self._owns_db = True
-        self._cursors: dict[int, bytes] = {}
+        #: SCAN cursors handed out for names too long to fit in one (see :class:`CursorTable`).
+        self._cursors = CursorTable()
 
     def close(self) -> None:
         """Close the DB if this object opened it."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import random
 import re
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 
 from kv_backend import longdouble
@@ -163,32 +165,125 @@ def _literal_prefix(pattern: bytes) -> bytes:
     return pattern
 
 
-def _encode_cursor(last: bytes, table: dict[int, bytes]) -> int:
-    """A SCAN cursor (a positive int) that resumes after ``last``."""
-    if len(last) <= 1024:
+#: Every cursor handed out is below 2**53: a JavaScript number holds it exactly (node-redis), and so do
+#: the signed and unsigned 64-bit integers other clients read cursors into (go-redis, Jedis...).
+CURSOR_LIMIT = 1 << 53
+#: Cursors below this hold the name to resume after themselves: 0x01 then up to 6 bytes of name.
+_DIRECT_LIMIT = 1 << 49
+_U64 = 1 << 64
+_INVALID_CURSOR = "ERR invalid cursor"
+
+
+def parse_cursor(cursor: int | Value) -> int:
+    """Read a SCAN cursor argument as Redis does (C ``strtoul``): an unsigned 64-bit integer.
+
+    As in Redis, a leading ``+`` or ``-`` is allowed (``-1`` is 2**64 - 1), and so are leading zeros;
+    the empty string is 0; the text ends at a NUL byte; leading or trailing spaces, any other
+    character and values of 2**64 and more are ``ERR invalid cursor``. An int must be in 0 .. 2**64-1.
+    """
+    if isinstance(cursor, int) and not isinstance(cursor, bool):
+        if not 0 <= cursor < _U64:
+            raise CommandError(_INVALID_CURSOR)
+        return cursor
+    raw = _b(cursor).split(b"\0", 1)[0]  # a C string: Redis reads up to the first NUL
+    sign = raw[:1] if raw[:1] in (b"+", b"-") else b""
+    digits = raw[len(sign) :].lstrip(b"0")
+    if not raw:
+        return 0
+    if not raw[len(sign) :].isdigit() or len(digits) > 20:
+        raise CommandError(_INVALID_CURSOR)
+    n = int(digits or b"0")
+    if n >= _U64:
+        raise CommandError(_INVALID_CURSOR)
+    return (_U64 - n) % _U64 if sign == b"-" else n
+
+
+class CursorTable:
+    """The SCAN cursors one :class:`~kv_backend.structures.keyspace.Keyspace` handed out as tokens.
+
+    A name of up to 6 bytes fits in a cursor below 2**53 (``0x01`` + name); a longer one gets a
+    random token in ``[2**49, 2**53)`` that this table maps to it. The table holds at most
+    ``max_entries`` tokens and ``max_bytes`` bytes of names (a name may be 64 KiB). A token stays
+    valid after use (a client may send a cursor again, say after a timeout) until evicted. When
+    full, the least recently used of the tokens already resumed from goes first, as long as they
+    hold more than a tenth of either limit (the rest are kept for such retries): a long scan then
+    does not push out the cursor another, slower, client has not used yet. Otherwise the least
+    recently used of the tokens not used yet goes.
+    """
+
+    def __init__(self, max_entries: int = 10_000, max_bytes: int = 16 << 20) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._fresh: OrderedDict[int, bytes] = OrderedDict()  # not resumed from yet
+        self._used: OrderedDict[int, bytes] = OrderedDict()  # resumed from at least once
+        self._bytes = 0  # of every name held
+        self._used_bytes = 0  # of the names in _used
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._fresh) + len(self._used)
+
+    @property
+    def nbytes(self) -> int:
+        """Total length of the names held."""
+        return self._bytes
+
+    def add(self, name: bytes) -> int:
+        """A new token for ``name``, evicting old tokens to stay within the limits."""
+        with self._lock:
+            while len(self) and (len(self) >= self.max_entries or self._bytes + len(name) > self.max_bytes):
+                if self._used and (
+                    not self._fresh
+                    or len(self._used) > self.max_entries // 10
+                    or self._used_bytes > self.max_bytes // 10
+                ):
+                    size = len(self._used.popitem(last=False)[1])
+                    self._used_bytes -= size
+                else:
+                    size = len(self._fresh.popitem(last=False)[1])
+                self._bytes -= size
+            token = random.randrange(_DIRECT_LIMIT, CURSOR_LIMIT)
+            while token in self._fresh or token in self._used:
+                token = random.randrange(_DIRECT_LIMIT, CURSOR_LIMIT)
+            self._fresh[token] = name
+            self._bytes += len(name)
+            return token
+
+    def get(self, token: int) -> bytes | None:
+        """The name ``token`` stands for (now the most recently used token), or None if unknown."""
+        with self._lock:
+            name = self._used.pop(token, None)
+            if name is None:
+                name = self._fresh.pop(token, None)
+                if name is None:
+                    return None
+                self._used_bytes += len(name)
+            self._used[token] = name
+            return name
+
+
+def _encode_cursor(last: bytes, table: CursorTable) -> int:
+    """A SCAN cursor (a positive int below 2**53) that resumes after ``last``."""
+    if len(last) <= 6:
         return int.from_bytes(b"\x01" + last, "big")
-    token = random.getrandbits(62) | (1 << 62)
-    if len(table) > 10000:
-        table.pop(next(iter(table)))
-    table[token] = last
-    return int.from_bytes(b"\x02" + token.to_bytes(8, "big"), "big")
+    return table.add(last)
 
 
-def _decode_cursor(cursor: int | bytes | str, table: dict[int, bytes]) -> bytes | None:
-    """Return the position a cursor resumes after (None: from the start)."""
-    try:
-        n = int(cursor)
-    except (TypeError, ValueError):
-        raise CommandError("ERR invalid cursor") from None
+def _decode_cursor(cursor: int | Value, table: CursorTable) -> bytes | None:
+    """Return the position a cursor resumes after (None: from the start).
+
+    A malformed cursor, or one this table never handed out or has evicted, is ``ERR invalid cursor``:
+    starting over would hand a client names again with no end in sight, skipping on would lose them.
+    """
+    n = parse_cursor(cursor)
     if n == 0:
         return None
-    if n < 0:
-        raise CommandError("ERR invalid cursor")
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    if raw[:1] == b"\x01":
-        return raw[1:]
-    if raw[:1] == b"\x02" and len(raw) == 9:
-        found = table.get(int.from_bytes(raw[1:], "big"))
+    if n < _DIRECT_LIMIT:
+        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        if raw[:1] == b"\x01":
+            return raw[1:]
+    elif n < CURSOR_LIMIT:
+        found = table.get(n)
         if found is not None:
             return found
-    raise CommandError("ERR invalid cursor")
+    raise CommandError(_INVALID_CURSOR)

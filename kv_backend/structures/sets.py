@@ -7,6 +7,7 @@ import random
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import Keyspace
 from kv_backend.structures.layout import SET, T_SET, Name, Value, _b, _lp
+from kv_backend.structures.parsing import parse_cursor
 
 
 class Sets(Keyspace):
@@ -102,6 +103,7 @@ class Sets(Keyspace):
     ) -> tuple[int, list[bytes]]:
         """One step of a cursor scan over a set: ``(next cursor, members)``."""
         name = _b(name)
+        cursor = parse_cursor(cursor)  # a malformed cursor is refused first, as in Redis
         if self._meta(name, T_SET) is None:
             return 0, []
         cur, items = self._member_scan(SET + _lp(name), cursor, match, count)

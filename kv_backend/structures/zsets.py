@@ -20,7 +20,7 @@ from kv_backend.structures.layout import (
     decode_score,
     encode_score,
 )
-from kv_backend.structures.parsing import _score_bound, parse_float
+from kv_backend.structures.parsing import _score_bound, parse_cursor, parse_float
 
 
 class SortedSets(Keyspace):
@@ -269,6 +269,7 @@ class SortedSets(Keyspace):
     ) -> tuple[int, list[tuple[bytes, float]]]:
         """One step of a cursor scan over a sorted set: ``(next cursor, [(member, score)])``."""
         name = _b(name)
+        cursor = parse_cursor(cursor)  # a malformed cursor is refused first, as in Redis
         if self._meta(name, T_ZSET) is None:
             return 0, []
         cur, items = self._member_scan(ZMEM + _lp(name), cursor, match, count)
