@@ -1105,3 +1105,28 @@ def test_named_login_without_a_password_configured(pair, protocol):
     for client in pair:  # answers the server's details (an error would raise here)
         hello = client.execute_command("HELLO", str(protocol), "AUTH", "default", "x")
         assert b"proto" in (list(hello) if protocol == 2 else [k for k, _ in hello])
+
+
+def test_scan_cursors_are_read_and_checked_as_redis_does(pair):
+    """A cursor is read as Redis reads it (``strtoul``: ``+``, ``-``, leading zeros and the empty
+    string allowed; spaces, other characters and 2**64 and more refused with ``invalid cursor``), and
+    checked first: before the options, and before the key's type (HSCAN/SSCAN/ZSCAN), whose options
+    are read only for a key that exists. kvb read options first, took ``"0 "`` and 2**64 as cursors
+    and answered HSCAN/SSCAN/ZSCAN on a missing key whatever the cursor or options."""
+    commands = [["RPUSH", "l", "a"], ["HSET", "h", "f", "v"], ["SADD", "s", "m"], ["ZADD", "z", "1", "m"]]
+    bad = ["x", " 1", "1 ", "\t1", "1\n", "+", "-", "+-1", "1_0", "1.5", "0x10", "1e3", "9" * 30]
+    bad += ["18446744073709551616", "-18446744073709551616", "\u0661"]
+    for cursor in bad:
+        commands += [["SCAN", cursor], ["SCAN", cursor, "COUNT", "x"], ["HSCAN", "h", cursor]]
+        commands += [["SSCAN", "nokey", cursor], ["ZSCAN", "l", cursor, "COUNT", "0"]]
+    for cursor in ["", "0", "-0", "+0", "000", "0\x00x"]:
+        commands += [["HSCAN", "h", cursor], ["SSCAN", "s", cursor], ["ZSCAN", "z", cursor]]
+    commands += [
+        ["SCAN", "0", "COUNT", "x"],
+        ["HSCAN", "nokey", "0", "COUNT", "x"],
+        ["SSCAN", "nokey", "7", "MATCH"],
+        ["ZSCAN", "l", "0", "COUNT", "x"],
+        ["SSCAN", "s", "0", "COUNT", "0"],
+        ["HSCAN", "h", "0", "TYPE", "hash"],
+    ]
+    _same_replies_and_error_texts(pair, commands)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.commands.registry import arg_int, arg_pairs, command, scan_options
 from kv_backend.server.protocol import OK
+from kv_backend.structures import parse_cursor
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -84,8 +85,11 @@ def cmd_hvals(conn: Connection, args: list[bytes]) -> Any:
 
 @command("HSCAN", -3)
 def cmd_hscan(conn: Connection, args: list[bytes]) -> Any:
+    cursor = parse_cursor(args[2])
+    if not conn.st.hlen(args[1]):  # as Redis: the cursor, the key (WRONGTYPE...), then the options
+        return [b"0", []]
     match, count, _ = scan_options(args, 3)
-    cursor, items = conn.st.hscan(args[1], args[2], match=match, count=count)
+    cursor, items = conn.st.hscan(args[1], cursor, match=match, count=count)
     flat: list[bytes] = []
     for k, v in items.items():
         flat += [k, v]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.commands.registry import arg_int, command, scan_options, syntax, upper
 from kv_backend.server.protocol import OK
-from kv_backend.structures import CommandError
+from kv_backend.structures import CommandError, parse_cursor
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -131,8 +131,9 @@ def cmd_keys(conn: Connection, args: list[bytes]) -> Any:
 
 @command("SCAN", -2)
 def cmd_scan(conn: Connection, args: list[bytes]) -> Any:
+    cursor = parse_cursor(args[1])  # a malformed cursor is refused before the options, as in Redis
     match, count, typ = scan_options(args, 2, allow_type=True)
-    cursor, names = conn.st.scan(args[1], match=match, count=count, type=typ)
+    cursor, names = conn.st.scan(cursor, match=match, count=count, type=typ)
     return [str(cursor).encode(), names]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.commands.registry import arg_int, arg_positive, command, scan_options, syntax
-from kv_backend.structures import CommandError
+from kv_backend.structures import CommandError, parse_cursor
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -95,6 +95,9 @@ def cmd_srandmember(conn: Connection, args: list[bytes]) -> Any:
 
 @command("SSCAN", -3)
 def cmd_sscan(conn: Connection, args: list[bytes]) -> Any:
+    cursor = parse_cursor(args[2])
+    if not conn.st.scard(args[1]):  # as Redis: the cursor, the key (WRONGTYPE...), then the options
+        return [b"0", []]
     match, count, _ = scan_options(args, 3)
-    cursor, members = conn.st.sscan(args[1], args[2], match=match, count=count)
+    cursor, members = conn.st.sscan(args[1], cursor, match=match, count=count)
     return [str(cursor).encode(), members]

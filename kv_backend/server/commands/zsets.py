@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.commands.registry import arg_int, command, scan_options, syntax, upper
-from kv_backend.structures import CommandError, parse_float
+from kv_backend.structures import CommandError, parse_cursor, parse_float
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -174,8 +174,11 @@ def cmd_zremrangebyrank(conn: Connection, args: list[bytes]) -> Any:
 
 @command("ZSCAN", -3)
 def cmd_zscan(conn: Connection, args: list[bytes]) -> Any:
+    cursor = parse_cursor(args[2])
+    if not conn.st.zcard(args[1]):  # as Redis: the cursor, the key (WRONGTYPE...), then the options
+        return [b"0", []]
     match, count, _ = scan_options(args, 3)
-    cursor, items = conn.st.zscan(args[1], args[2], match=match, count=count)
+    cursor, items = conn.st.zscan(args[1], cursor, match=match, count=count)
     from kv_backend.structures import format_float
 
     flat: list[bytes] = []
