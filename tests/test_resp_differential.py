@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import time
 import warnings
 from typing import Any
@@ -1130,3 +1131,146 @@ def test_scan_cursors_are_read_and_checked_as_redis_does(pair):
         ["HSCAN", "h", "0", "TYPE", "hash"],
     ]
     _same_replies_and_error_texts(pair, commands)
+
+
+# (setup, watched key, command, whether Redis counts it as a change of the watched key): every
+# command that may change nothing, once changing nothing and once changing the key
+_FAR = str(_BASE)
+WATCH_CASES: list[tuple[list[str], str, str, bool]] = [
+    ([], "a", "DEL a", False),
+    (["SET a 1"], "b", "DEL a b", False),
+    (["SET a 1"], "a", "DEL b a", True),
+    ([], "a", "UNLINK a", False),
+    (["SET a 1"], "a", "UNLINK a", True),
+    ([], "a", "EXPIRE a 100", False),
+    ([], "a", "PEXPIRE a 100000", False),
+    ([], "a", f"EXPIREAT a {_FAR}", False),
+    ([], "a", f"PEXPIREAT a {_FAR}000", False),
+    (["SET a 1 EX 100"], "a", "EXPIRE a 200 NX", False),
+    (["SET a 1"], "a", "EXPIRE a 200 NX", True),
+    (["SET a 1"], "a", "EXPIRE a 200 XX", False),
+    (["SET a 1 EX 100"], "a", "EXPIRE a 200 XX", True),
+    (["SET a 1 EX 100"], "a", "EXPIRE a 50 GT", False),
+    (["SET a 1"], "a", "EXPIRE a 50 GT", False),
+    (["SET a 1 EX 100"], "a", "EXPIRE a 200 GT", True),
+    (["SET a 1 EX 100"], "a", "EXPIRE a 200 LT", False),
+    (["SET a 1"], "a", "EXPIRE a 200 LT", True),
+    (["SET a 1"], "a", "PEXPIRE a 0", True),
+    ([f"SET a 1 EXAT {_FAR}"], "a", f"EXPIREAT a {_FAR}", True),
+    (["SET a 1"], "a", "PERSIST a", False),
+    ([], "a", "PERSIST a", False),
+    (["SET a 1 EX 100"], "a", "PERSIST a", True),
+    (["SET a 1"], "a", "SETNX a 2", False),
+    ([], "a", "SETNX a 2", True),
+    (["SET a 1"], "a", "SET a 2 NX", False),
+    (["SET a 1"], "a", "SET a 2 NX GET", False),
+    ([], "a", "SET a 2 NX GET", True),
+    ([], "a", "SET a 2 XX", False),
+    ([], "a", "SET a 2 XX GET", False),
+    (["SET a 1"], "a", "SET a 2 XX GET", True),
+    (["SET a 1"], "a", "SET a 1", True),
+    (["SET a 1"], "a", "MSETNX b 2 a 2", False),
+    (["SET a 1"], "b", "MSETNX b 2 a 2", False),
+    ([], "b", "MSETNX a 2 b 2", True),
+    (["HSET h f v"], "h", "HSETNX h f w", False),
+    (["HSET h f v"], "h", "HSETNX h g w", True),
+    (["HSET h f v"], "h", "HDEL h g", False),
+    ([], "h", "HDEL h g", False),
+    (["HSET h f v g w"], "h", "HDEL h x f", True),
+    (["SADD s m"], "s", "SREM s x", False),
+    (["SADD s m n"], "s", "SREM s x m", True),
+    (["SADD s m"], "s", "SADD s m", False),
+    ([], "s", "SPOP s", False),
+    (["ZADD z 1 m"], "z", "ZREM z x", False),
+    (["ZADD z 1 m 2 n"], "z", "ZREM z n", True),
+    (["ZADD z 1 m"], "z", "ZADD z 1 m", False),
+    (["ZADD z 1 m"], "z", "ZADD z 2 m", True),
+    (["ZADD z 1 m"], "z", "ZREMRANGEBYSCORE z 5 6", False),
+    (["RPUSH l x"], "l", "LREM l 0 y", False),
+    (["RPUSH l x y"], "l", "LREM l 0 x", True),
+    (["RPUSH l x"], "l", "LINSERT l BEFORE y z", False),
+    ([], "l", "LPUSHX l x", False),
+    ([], "l", "RPUSHX l x", False),
+    (["RPUSH l x"], "l", "LPUSHX l x", True),
+    (["RPUSH l x"], "l", "RPUSHX l x", True),
+    ([], "l", "LPOP l", False),
+    ([], "m", "LMOVE l m LEFT RIGHT", False),
+    (["RPUSH l x"], "m", "LMOVE l m LEFT RIGHT", True),
+    (["XADD x 1-0 f v"], "x", "XDEL x 2-0", False),
+    (["XADD x 1-0 f v", "XADD x 2-0 f v"], "x", "XDEL x 2-0", True),
+    (["XADD x 1-0 f v"], "x", "XTRIM x MAXLEN 5", False),
+    (["SET a 1", "SET b 2"], "a", "RENAMENX a b", False),
+    (["SET a 1", "SET b 2"], "b", "RENAMENX a b", False),
+    (["SET a 1"], "b", "RENAMENX a b", True),
+    (["SET a 1"], "a", "RENAME a a", False),
+    ([], "a", "GETDEL a", False),
+    (["SET a 1"], "a", "GETDEL a", True),
+    ([], "a", "GETEX a EX 100", False),
+    (["SET a 1"], "a", "GETEX a", False),
+    (["SET a 1"], "a", "GETEX a PERSIST", False),
+    (["SET a 1 EX 100"], "a", "GETEX a PERSIST", True),
+    (["SET a 1"], "a", "GETEX a PX 100000", True),
+    (["SET b 1"], "a", "FLUSHALL", False),
+    (["SET a 1"], "a", "FLUSHDB", True),
+    (["SET a 1"], "b", "EVAL 'return redis.call(\"set\", KEYS[1], 2)' 2 a b", False),
+    (["SET a 1"], "a", "EVAL 'return redis.call(\"get\", KEYS[1])' 1 a", False),
+    (["SET a 1"], "a", 'EVAL \'return redis.call("del", "a")\' 0', True),
+]
+
+
+@pytest.mark.parametrize("same_client", [False, True], ids=["other-client", "same-client"])
+def test_watch_is_invalidated_only_by_a_change(pair, protocol, same_client):
+    """A command that changed nothing (DEL of a missing key, SET ... NX of an existing one, PERSIST
+    of a key without TTL...) leaves a WATCHed key clean, as in Redis: kvb failed every EXEC after
+    any write command that named the key, so a client retrying SET lock x NX while the lock was
+    held kept another client's transaction on the lock failing. The same commands changing the key
+    still fail the EXEC, run by another client or by the watching client itself."""
+    ports = [c.connection_pool.connection_kwargs["port"] for c in pair]
+    others = pair if same_client else tuple(make_client(port, protocol) for port in ports)
+    try:
+        for setup, key, line, changes in WATCH_CASES:
+            cmd = shlex.split(line)
+            outcome = []
+            for client, other in zip(pair, others, strict=True):
+                client.execute_command("FLUSHALL")
+                for s in setup:
+                    assert not isinstance(run(client, s.split()), ResponseError), s
+                client.execute_command("WATCH", key)
+                reply = run(other, cmd)
+                client.execute_command("MULTI")
+                client.execute_command("EXISTS", key)
+                outcome.append((reply, client.execute_command("EXEC")))
+            (want, real_exec), (got, our_exec) = outcome
+            assert Comparison().same(cmd[0].upper(), want, got), (setup, line, want, got)
+            assert isinstance(real_exec, Nil) is changes, ("redis-server", setup, key, line, real_exec)
+            assert isinstance(our_exec, Nil) is changes, ("kvb serve", setup, key, line, our_exec)
+    finally:
+        if not same_client:
+            for c in others:
+                c.close()
+
+
+def test_watch_of_a_key_that_expires(pair, protocol):
+    """Deleting a key that had already expired when it was WATCHed changes nothing (EXEC runs, as in
+    Redis); one that expires after WATCH fails the EXEC whatever comes next."""
+    ports = [c.connection_pool.connection_kwargs["port"] for c in pair]
+    others = [make_client(port, protocol) for port in ports]
+    try:
+        for expired_before_watch in (True, False):
+            results = []
+            for client, other in zip(pair, others, strict=True):
+                client.execute_command("FLUSHALL")
+                client.execute_command("SET", "a", "1", "PX", "30")
+                if expired_before_watch:
+                    time.sleep(0.06)
+                client.execute_command("WATCH", "a")
+                if not expired_before_watch:
+                    time.sleep(0.06)
+                assert other.execute_command("DEL", "a") == 0
+                client.execute_command("MULTI")
+                client.execute_command("PING")
+                results.append(isinstance(client.execute_command("EXEC"), Nil))
+            assert results == [not expired_before_watch] * 2, (expired_before_watch, results)
+    finally:
+        for c in others:
+            c.close()

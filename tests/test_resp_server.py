@@ -916,3 +916,35 @@ def test_streams_with_redis_py(r, r3):
         p.xlen("events")
         with pytest.raises(redis.WatchError):
             p.execute()
+
+
+def test_watch_counts_consumer_group_changes(r, server):
+    """Unlike Redis 7, which ignores them for WATCH, consumer-group changes (XGROUP, XACK, XCLAIM,
+    XAUTOCLAIM) and XSETID count as changes of the stream (docs/redis.md, WATCH); one that changes
+    nothing (XGROUP DESTROY of a missing group) does not."""
+    other = redis.Redis(port=server.port)
+    r.delete("xs")
+    r.xadd("xs", {"f": "v"}, id="1-0")
+    r.xgroup_create("xs", "g", id="0")
+    r.xreadgroup("g", "c", {"xs": ">"})
+    for cmd, changes in [
+        (["XGROUP", "CREATECONSUMER", "xs", "g", "d"], True),
+        (["XGROUP", "SETID", "xs", "g", "0"], True),
+        (["XCLAIM", "xs", "g", "d", "0", "1-0"], True),
+        (["XAUTOCLAIM", "xs", "g", "c", "0", "0"], True),
+        (["XACK", "xs", "g", "1-0"], True),
+        (["XSETID", "xs", "1-0"], True),
+        (["XGROUP", "DESTROY", "xs", "nogroup"], False),
+        (["XGROUP", "DESTROY", "xs", "g"], True),
+    ]:
+        with r.pipeline() as p:
+            p.watch("xs")
+            other.execute_command(*cmd)
+            p.multi()
+            p.exists("xs")
+            if changes:
+                with pytest.raises(redis.WatchError):
+                    p.execute()
+            else:
+                assert p.execute() == [1]
+    other.close()

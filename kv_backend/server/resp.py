@@ -233,15 +233,26 @@ class Connection(asyncio.Protocol):
         if self.multi is not None and name not in _TX_ALLOWED:
             self.multi.append(args)
             return "QUEUED"
+        server = self.server
+        # WATCH: as in Redis, only a write that changed something makes a watcher's EXEC fail.
+        # Every change appends to the log and so moves the store's change token: a command that
+        # left it alone (DEL of a missing key, SET ... NX of an existing one...) changed nothing.
+        token = deleted = None
         try:
+            if server.watchers and "write" in cmd.flags:
+                token = server.db.change_token()
+                if name in _DELETES:  # the watched keys it names, as they are before it deletes some
+                    deleted = server.watched_tokens(_written_keys(name, args))
             reply = cmd.handler(self, args)
         except Exception as exc:
             return self._error(exc, cmd.name)
-        server = self.server
         if (server.watchers or server.blocked_keys) and "write" in cmd.flags and type(reply) is not Block:
             keys = _written_keys(name, args)
-            if server.watchers:
-                server.touch(keys)
+            if server.watchers and (token is None or server.db.change_token() != token):
+                if deleted is None:
+                    server.touch(keys)
+                else:
+                    server.touch([k for k, t in deleted.items() if server.st.watch_token(k) != t])
             server.waiters.signal(keys)
         return reply
 
@@ -446,6 +457,13 @@ class Server:
             if lock is not None:
                 lock.__exit__(None, None, None)
 
+    def watched_tokens(self, keys: list[bytes] | None) -> dict[bytes, Any]:
+        """The current WATCH token of each of ``keys`` (None: every key) that a client watches."""
+        watched = {k for conn in self.watchers for k in conn.watched}
+        if keys is not None:
+            watched.intersection_update(keys)
+        return {k: self.st.watch_token(k) for k in watched}
+
     def touch(self, keys: list[bytes] | None) -> None:
         """Mark watched keys as changed (None: every key) so that their watchers' EXEC fails."""
         for conn in self.watchers:
@@ -612,11 +630,13 @@ def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
     if name in (b"flushdb", b"flushall"):
         return None
     if name in (b"eval", b"evalsha"):
-        try:
-            return args[3 : 3 + int(args[2])]
-        except ValueError:
-            return []
+        return []  # a script's commands report the keys they write themselves
     return args[1:2]
+
+
+#: Commands whose only change to a key is to delete it: they change exactly the keys that exist
+#: before them (a key's WATCH token then goes from its metadata record to None).
+_DELETES = frozenset({b"del", b"unlink", b"flushdb", b"flushall"})
 
 
 def _loop_factory() -> Any:

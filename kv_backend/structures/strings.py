@@ -136,7 +136,7 @@ class Strings(Keyspace):
                 elif exat is not None:
                     self.expireat(name, exat)
                 elif persist:
-                    self.db.persist(META + name)
+                    self.persist(name)  # writes nothing without a TTL: WATCH sees no change, as in Redis
             return value
 
     def append(self, name: Name, value: Value) -> int:
