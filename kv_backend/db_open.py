@@ -199,6 +199,11 @@ class _Opening:
                     os.unlink(path)
                 except OSError as exc:
                     raise storage_error(exc, f"cannot remove the empty data file {path}") from exc
+                # A process that opened the store meanwhile (a reader: it does not recover)
+                # listed the file and keeps its descriptor; the next rotation creates a new
+                # file of that name, which it must not take for the one it holds. The new
+                # generation makes it list the files again at its next catch-up.
+                st.generation.value = st.generation.value + 1
                 fids.pop()
                 active = fids[-1]
                 path = os.path.join(self.path, data_name(active))

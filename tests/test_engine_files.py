@@ -193,6 +193,24 @@ def test_rotation_that_stopped_before_the_next_files_header_is_forgotten(store_p
     assert check(store_path).ok
 
 
+def test_reader_that_listed_a_headerless_leftover_follows_the_file_that_replaces_it(store_path):
+    """A reader opened while a dead rotation's headerless file was there holds that file;
+    the writer that removes it and the rotation that creates a new file of the same name
+    must not leave the reader indexing the removed one (stale values, deleted keys back)."""
+    with DB(store_path, max_file_size=4096) as db:
+        db.put(b"x", b"old")
+        db.put(b"gone", b"1")
+    major = list_data_files(store_path)[-1][0]
+    open(os.path.join(store_path, data_name((major + 1, 0))), "wb").close()
+    with DB(store_path, read_only=True) as ro, DB(store_path, max_file_size=4096) as db:
+        while list_data_files(store_path)[-1][0] == major:
+            db.put(b"fill%d" % len(db), b"f" * 200)  # rotates into a new (major + 1, 0)
+        db.put(b"x", b"new")
+        db.delete(b"gone")
+        assert ro.get(b"x") == b"new" and b"gone" not in ro
+        assert dict(ro.items()) == dict(db.items())
+
+
 @pytest.mark.parametrize("cut", ["mid-record", "file-header"])
 def test_next_writer_cleans_a_truncated_tail(store_path, cut):
     with DB(store_path) as db:
