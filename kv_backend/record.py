@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from kv_backend.checksum import crc32
@@ -87,6 +87,16 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
     regions another writer already published), a record whose lengths are
     sound but whose CRC fails is still indexed, so that reading it raises
     :class:`~kv_backend.errors.CorruptionError`, and scanning continues.
+
+    In a published region every batch is followed by its COMMIT (a writer
+    appends both in one write, and recovery cuts a torn one before anything is
+    published after it), so there the fields a damaged record can no longer
+    vouch for (its type, batch flag or count) do not decide what happens to the
+    records around it: a damaged record belongs to the batch being read if
+    there is one, a damaged record without a key is a damaged COMMIT that
+    closes it, the ``n`` records before a COMMIT of count ``n`` are its batch,
+    and a damaged record is indexed even when the batch it seemed part of is
+    dropped.
     """
     unpack = HEADER.unpack_from
     hsize = HEADER_SIZE
@@ -110,36 +120,66 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             break
         size = hsize + klen + vlen
         if pos + size > end or rtype not in valid_types or klen > MAX_KEY_SIZE:
-            stop = "truncated record" if pos + size > end else "invalid header"
-            break
-        ok = crc32(mv[pos + 4 : pos + size]) == crc
-        if not ok:
+            if pos + size > end:
+                stop = "truncated record"
+                break
+            if klen > MAX_KEY_SIZE or not trust_lengths or crc32(mv[pos + 4 : pos + size]) == crc:
+                stop = "invalid header"  # in a published region: a sound record of an unknown type
+                break
+            # Published, with sound lengths: a damaged type byte, which the CRC check below reports.
+        if crc32(mv[pos + 4 : pos + size]) != crc:
             if not trust_lengths:
                 stop = "checksum mismatch"
                 break
             corrupt.append(pos)
+            if klen == 0:
+                # Only a COMMIT has no key: a damaged one still closes the batch before it.
+                if pending is not None:
+                    entries.extend(pending)
+                    pending = None
+            else:
+                # Indexed as a put that never expires (its type and expiry cannot be
+                # trusted), so that reading the key raises instead of silently
+                # returning an older value or nothing.
+                item = (PUT, bytes(mv[pos + hsize : pos + hsize + klen]), pos, size, 0.0)
+                if pending is not None:
+                    pending.append(item)
+                    pos += size
+                    continue
+                append(item)
+            pos += size
+            committed_end = pos
+            continue
         if rtype == COMMIT:
-            n = COUNT.unpack_from(mv, pos + hsize)[0] if vlen == 4 and ok else -1
+            n = COUNT.unpack_from(mv, pos + hsize)[0] if vlen == 4 else -1
             if n == 0 and pending is None:
                 # An empty batch: a no-op marker (merge writes one to move the tail).
                 pos += size
                 committed_end = pos
                 continue
             if pending is None or n != len(pending):
-                # A COMMIT without its records: the batch is incomplete.
+                if not trust_lengths or n < 0:
+                    # A COMMIT without its records: the batch is incomplete.
+                    pending = None
+                    stop = "orphan commit"
+                    break
+                # Published: the n records before this COMMIT are its batch; any
+                # missing from ``pending`` were damaged and are indexed already.
+                if pending:
+                    cut = max(len(pending) - n, 0)
+                    _keep_damaged(pending[:cut], corrupt, append)
+                    entries.extend(pending[cut:])
                 pending = None
-                stop = "orphan commit"
-                break
+                pos += size
+                committed_end = pos
+                continue
             entries.extend(pending)
             pending = None
             pos += size
             committed_end = pos
             continue
         key = bytes(mv[pos + hsize : pos + hsize + klen])  # a copy even from a memoryview
-        # A damaged record is indexed as a put that never expires (its type and
-        # expiry cannot be trusted), so that reading the key raises instead of
-        # silently returning an older value or nothing.
-        item = (rtype, key, pos, size, expiry) if ok else (PUT, key, pos, size, 0.0)
+        item = (rtype, key, pos, size, expiry)
         if flags & FLAG_BATCH:
             if pending is None:
                 pending = []
@@ -148,6 +188,8 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             continue
         if pending is not None:
             # A plain record after an unfinished batch: that batch never committed.
+            if corrupt:
+                _keep_damaged(pending, corrupt, append)
             pending = None
         append(item)
         pos += size
@@ -155,6 +197,25 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
     if pending is not None and stop is None:
         stop = "uncommitted batch"
     return ScanResult(entries, committed_end, stop, corrupt)
+
+
+def _keep_damaged(
+    dropped: list[tuple[int, bytes, int, int, float]],
+    corrupt: list[int],
+    append: Callable[[tuple[int, bytes, int, int, float]], None],
+) -> None:
+    """Index the damaged records among the records of a dropped batch (see :func:`scan`).
+
+    A damaged record's batch flag cannot be trusted, so it may have been a
+    record of its own: its key must raise on reading rather than silently
+    return an older value.
+    """
+    if not dropped or not corrupt:
+        return
+    bad = set(corrupt)
+    for item in dropped:
+        if item[2] in bad:
+            append(item)
 
 
 def scan_file(

@@ -335,6 +335,71 @@ def test_bit_flip_in_the_expiry_field_is_reported(store_path):
             db.get(key)
 
 
+_DAMAGE = {
+    # what is damaged: (key of the record, offset in it, XOR mask, key that must raise or None)
+    "batch flag of a plain record": (b"x", 5, 0x01, b"x"),
+    "batch flag of a batch's first record": (b"b1", 5, 0x01, b"b1"),
+    "batch flag of a batch's middle record": (b"b2", 5, 0x01, b"b2"),
+    "type of a plain record": (b"x", 4, 0x04, b"x"),
+    "count of a COMMIT": (b"", 22, 0x02, None),
+    "type of a COMMIT": (b"", 4, 0x04, None),
+}
+
+
+@pytest.mark.parametrize("what", list(_DAMAGE))
+def test_damage_to_the_fields_that_frame_records_loses_nothing_else(store_path, what):
+    """A bit flip in a closed file's batch flag, type or COMMIT count is one damaged record:
+    its key raises on reading (never an older value), batches and every later record of the
+    file are still read, and a merge keeps all of them."""
+    key, where, mask, raising = _DAMAGE[what]
+    expected = {b"x": b"new", b"b1": b"1", b"b2": b"2", b"b3": b"3", b"last": b"L"}
+    with DB(store_path, max_file_size=4096) as db:
+        db.put(b"x", b"old")
+        db.put(b"b2", b"old")
+        while len(list_data_files(store_path)) < 2:
+            db.put(b"fill%d" % len(db), b"f" * 200)
+        with db.batch() as b:
+            for k in (b"b1", b"b2", b"b3"):
+                b.put(k, expected[k])
+        db.put(b"x", b"new")
+        db.put(b"last", b"L")
+        while len(list_data_files(store_path)) < 3:
+            db.put(b"fill%d" % len(db), b"f" * 200)
+        expected.update((k, v) for k, v in db.items() if k.startswith(b"fill"))
+    path = data_files(store_path)[1]
+    with open(path, "rb") as f:
+        buf = f.read()
+    records = {k: (off, size) for _, k, off, size, _ in record.scan(buf, 16, len(buf)).entries}
+    # The COMMIT record (no key) follows the batch's last record.
+    offset = records[key][0] if key else sum(records[b"b3"])
+    with open(path, "r+b") as f:
+        f.seek(offset + where)
+        byte = f.read(1)[0]
+        f.seek(offset + where)
+        f.write(bytes([byte ^ mask]))
+    assert check(store_path).problems == [Problem(path, offset, "checksum mismatch")]
+
+    def check_reads(db: DB, *, merged: bool = False) -> None:
+        for k, v in expected.items():
+            if k != raising:
+                assert db.get(k) == v, k
+            elif not merged:
+                with pytest.raises(CorruptionError):
+                    db.get(k)
+
+    with DB(store_path, read_only=True) as ro:
+        check_reads(ro)
+    with DB(store_path) as db:
+        check_reads(db)
+        report = db.merge()
+        assert report.corrupt_dropped == (1 if raising else 0)
+        check_reads(db, merged=True)
+    with DB(store_path) as db:
+        check_reads(db, merged=True)
+        if raising:  # it could not be copied: the key is gone, never back to its older value
+            assert db.get(raising) is None
+
+
 def test_get_never_returns_the_value_of_another_key(store_path):
     values = _store_with_closed_files(store_path)
     fid = list_data_files(store_path)[0]
