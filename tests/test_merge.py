@@ -303,3 +303,41 @@ def test_hinted_keys_replace_older_entries_in_the_live_count(tmp_path):
     ix.apply_hints(1, hints)
     assert ix.live == 7 + 40 + 44  # a's old 10 bytes are replaced
     assert ix.kd[b"a"] == pack(1, 16, 40) and ix.kd[b"z"] == pack(0, 26, 7)
+
+
+def test_hint_files_are_laid_out_as_file_format_md_says(store_path):
+    """Read a merge's hint file with nothing but the layout docs/file-format.md gives."""
+    import struct
+    import zlib
+
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(60):
+            db.put(b"k%02d" % i, b"v" * (i + 1), ttl=1000 if i % 2 else None)
+        db.merge()
+    hints = sorted(n for n in os.listdir(store_path) if n.endswith(".hint"))
+    assert hints
+    seen = {}
+    for name in hints:
+        with open(os.path.join(store_path, name), "rb") as f:
+            buf = f.read()
+        with open(os.path.join(store_path, name[: -len(".hint")] + ".data"), "rb") as f:
+            data = f.read()
+        magic, version, n, data_size, crc, reserved, key_bytes = struct.unpack_from("<8sIIQIIQ", buf)
+        assert (magic, version, reserved) == (b"KVBHINT\0", 3, 0)
+        assert data_size == len(data) and len(buf) == 40 + 20 * n + key_bytes
+        assert zlib.crc32(buf[40:]) == crc
+        klens = struct.unpack_from(f"<{n}I", buf, 40)
+        locs = struct.unpack_from(f"<{n}Q", buf, 40 + 4 * n)
+        exps = struct.unpack_from(f"<{n}d", buf, 40 + 12 * n)
+        assert sum(klens) == key_bytes
+        pos = 40 + 20 * n
+        for klen, loc, exp in zip(klens, locs, exps, strict=True):
+            key = buf[pos : pos + klen]
+            pos += klen
+            off, size = loc >> 32, loc & 0xFFFFFFFF
+            rec = data[off : off + size]
+            assert struct.unpack_from("<I", rec)[0] == zlib.crc32(rec[4:])
+            assert struct.unpack_from("<BBIId", rec, 4) == (1, 0, klen, size - 22 - klen, exp)
+            assert rec[22 : 22 + klen] == key
+            seen[key] = rec[22 + klen :]
+    assert seen == {b"k%02d" % i: b"v" * (i + 1) for i in range(60)}
