@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 
 #: Closed files must hold at least this many bytes before auto-merge considers them.
 AUTO_MERGE_MIN_BYTES = 1 << 20
+#: The largest merge output, whatever ``max_file_size`` allows: a hint file's
+#: locations hold each record's offset in 32 bits (see docs/file-format.md).
+MAX_OUTPUT_SIZE = 1 << 32
 
 
 @dataclass
@@ -193,6 +196,7 @@ def _write_outputs(
     outputs: list[tuple[FileId, int]] = []
     out: _Output | None = None
     done = 0
+    limit = min(db.max_file_size, MAX_OUTPUT_SIZE)
     try:
         for i, items in enumerate(by_input):
             items.sort()
@@ -205,7 +209,7 @@ def _write_outputs(
                     continue
                 if header[2]:  # batch flag: the copy stands alone, so re-encode it without
                     data = rec.encode(rec.PUT, key, data[rec.HEADER_SIZE + header[3] :], expiry)
-                if out is None or (out.end + len(data) > db.max_file_size and out.end > rec.FILE_HEADER_SIZE):
+                if out is None or (out.end + len(data) > limit and out.end > rec.FILE_HEADER_SIZE):
                     if out is not None:
                         outputs.append(out.finish())
                     minor += 1

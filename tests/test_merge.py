@@ -13,7 +13,7 @@ import pytest
 from helpers import run_python, spawn_python
 
 from kv_backend import DB, MergeInProgressError
-from kv_backend.files import MERGE_LOCK_FILE, list_data_files
+from kv_backend.files import MERGE_LOCK_FILE, data_name, hint_name, list_data_files
 from kv_backend.locking import MergeLock
 from kv_backend.merge import MergeReport
 
@@ -341,3 +341,34 @@ def test_hint_files_are_laid_out_as_file_format_md_says(store_path):
             assert rec[22 : 22 + klen] == key
             seen[key] = rec[22 + klen :]
     assert seen == {b"k%02d" % i: b"v" * (i + 1) for i in range(60)}
+
+
+def test_merge_outputs_stay_within_what_hint_offsets_can_hold(store_path, monkeypatch):
+    """Hint locations keep a record's offset in 32 bits: with max_file_size above 4 GiB a merge
+    of more live data than that failed with OverflowError when it wrote the hints; outputs are
+    now cut at MAX_OUTPUT_SIZE (here made small, so as not to write 4 GiB)."""
+    from kv_backend import merge as merge_mod
+    from kv_backend.merge import _Output
+
+    os.makedirs(store_path, exist_ok=True)
+    out = _Output(store_path, (1, 1), False)  # the limit itself: an offset of 4 GiB does not fit
+    out.end = merge_mod.MAX_OUTPUT_SIZE
+    out.add(b"k", b"x" * 30, 0.0)
+    with pytest.raises(OverflowError):
+        out.finish()
+    out.abandon()
+
+    monkeypatch.setattr(merge_mod, "MAX_OUTPUT_SIZE", 4096)
+    values = {b"k%03d" % i: os.urandom(200) for i in range(100)}
+    with DB(store_path, max_file_size=1 << 20) as db:
+        for k, v in values.items():
+            db.put(k, v)
+        db.merge()
+        outputs = [f for f in list_data_files(store_path) if f[1] > 0]
+        assert len(outputs) > 1
+        for fid in outputs:
+            assert os.path.getsize(os.path.join(store_path, data_name(fid))) <= 4096
+            assert os.path.exists(os.path.join(store_path, hint_name(fid)))
+        assert dict(db.items()) == values
+    with DB(store_path) as db:
+        assert dict(db.items()) == values
