@@ -329,7 +329,10 @@ class _Opening:
             self._tail = (active_fid, file_sizes.get(active_fid, rec.FILE_HEADER_SIZE))
             self._active = files[-1] if (files and writable and files[-1].fid == active_fid) else None
             self._active_idx = len(files) - 1
-            self._alloc = sizes.get(active_fid, 0)
+            # What the mapping covers, not the size: another writer may have grown the file
+            # since it was mapped (and then failed before writing there), and a write this
+            # process indexes itself past its mapping would read back as damaged.
+            self._alloc = len(maps[fidx[active_fid]]) if active_fid in fidx else 0
             self._seen = tail
 
     def _clean_merge_leftovers(self) -> None:
@@ -391,7 +394,7 @@ class _Opening:
                     if writable and cur == fid:
                         self._active = f
                         self._active_idx = idx
-                        self._alloc = f.size()
+                        self._alloc = len(maps[idx])  # what is mapped (see _full_reload)
                 f = files[idx]
                 if cur == fid:
                     stop = end

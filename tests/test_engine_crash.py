@@ -478,3 +478,32 @@ def test_reader_survives_a_file_shrinking_while_it_maps_it(store_path, monkeypat
     finally:
         reader.close()
         writer.close()
+
+
+def test_file_grown_by_another_writer_while_this_one_opens(store_path, monkeypatch):
+    """Another writer grows the active file (reserving space) between this process mapping it
+    and reading its size at open, then fails its write (disk full) or is killed before writing:
+    this process's own later writes past its mapping must still read back."""
+    from kv_backend.files import DataFile
+
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+    active = os.path.join(store_path, data_name(list_data_files(store_path)[-1]))
+    size = os.path.getsize(active)
+    real_size = DataFile.size
+
+    def racing_size(self: DataFile) -> int:
+        if self.path == active and os.path.getsize(active) == size:
+            os.truncate(active, 2 * size)  # what the other writer's DB._extend does
+        return real_size(self)
+
+    monkeypatch.setattr(DataFile, "size", racing_size)
+    db = DB(store_path)
+    monkeypatch.setattr(DataFile, "size", real_size)
+    try:
+        value = b"v" * (size // 4)
+        for i in range(6):
+            db.put(b"k%d" % i, value)  # past the first mapping's end
+        assert all(db.get(b"k%d" % i) == value for i in range(6))
+    finally:
+        db.close()
