@@ -26,7 +26,7 @@ from kv_backend.files import (
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock
-from kv_backend.state import SharedState, unpack_tail
+from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
 
 
 def _clean_after(path: str, end: int) -> bool:
@@ -156,6 +156,11 @@ class _Opening:
         self._state = st
         self._tailw = st.tail
         self._intentw = st.intent
+        if self._sync_interval is not None and not self.read_only and not st.last_sync.value:
+            # Tell every writer of this store, before this process writes, that one of its
+            # writers relies on fsync: rotations then make the files they close and create
+            # durable (see _files_must_be_durable).
+            st.last_sync.value = SYNCING_MARK
 
     def _published(self) -> tuple[int, int] | None:
         """Return the published (tail word, generation), or None without a valid page."""

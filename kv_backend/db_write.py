@@ -330,7 +330,7 @@ class _Writing:
         f = self._new_data_file(fid)
         try:
             os.ftruncate(old.fd, end)  # drop the preallocated slack: closed files are exact
-            if self._sync_interval is not None:
+            if self._files_must_be_durable():
                 fsync_file(old.fd)
         except OSError as exc:
             f.close()
@@ -363,19 +363,33 @@ class _Writing:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
         except OSError as exc:
             raise storage_error(exc, f"cannot create data file {path}") from exc
+        durable = self._files_must_be_durable()
         try:
             try:
                 write_all(fd, rec.FILE_HEADER_BYTES, 0)
-                if self._sync_interval is not None:
+                if durable:
                     fsync_file(fd)
             finally:
                 os.close(fd)
-            if self._sync_interval is not None:
+            if durable:
                 fsync_dir(self.path)
             return DataFile(self.path, fid, writable=True)
         except OSError as exc:
             _remove_unpublished(path)
             raise storage_error(exc, f"cannot create data file {path}") from exc
+
+    def _files_must_be_durable(self) -> bool:
+        """Whether a rotation fsyncs the file it closes and the one it creates (and the directory).
+
+        Yes when this process fsyncs its writes, and also when any other writer of
+        the store does (it marks ``last_sync`` at open): that writer fsyncs its
+        own active file after releasing the lock, and if this process rotated
+        meanwhile, the records it had just written sit in the file closed here.
+        """
+        if self._sync_interval is not None:
+            return True
+        st = self._state
+        return st is not None and bool(st.last_sync.value)
 
     def _after_write(self) -> None:
         """Apply the sync policy once the write lock is released.

@@ -40,6 +40,11 @@ END_BITS = 40
 END_MASK = (1 << END_BITS) - 1
 
 
+#: ``last_sync`` of a store one of whose writers fsyncs (``sync`` other than ``"never"``)
+#: but has not yet: any non-zero value tells writers that rotations must be durable.
+SYNCING_MARK = 1.0
+
+
 def pack_tail(major: int, end: int) -> int:
     """Return the tail word for active file ``major`` published up to ``end``."""
     return (major << END_BITS) | end

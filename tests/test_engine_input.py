@@ -396,6 +396,36 @@ def test_sync_never_does_not_fsync(store_path, monkeypatch):
         assert len(spy.calls) == 1
 
 
+def test_a_writer_that_fsyncs_makes_every_writers_rotations_durable(store_path, monkeypatch):
+    """A sync="always" writer fsyncs its active file after releasing the lock; if a sync="never"
+    writer rotated in between, the records it had just written are in the file that writer closed.
+    So once any writer of the store fsyncs, every rotation fsyncs the file it closes, the one it
+    creates and the directory."""
+    never = DB(store_path, max_file_size=4096)
+    try:
+        spy = FsyncSpy(monkeypatch)
+        for i in range(60):
+            never.put(b"a%d" % i, b"x" * 100)  # rotates, and no writer fsyncs: nothing is
+        assert never.stats()["files"] > 1 and spy.calls == []
+        with DB(store_path, sync="always", max_file_size=4096) as always:
+            always.put(b"last", b"written by the fsyncing writer")
+            calls = len(spy.calls)
+            files = never.stats()["files"]
+            never.put(b"rotate", b"y" * 4096)  # cannot fit: this sync="never" writer rotates
+            assert never.stats()["files"] == files + 1
+            closed = spy.contents[calls:]
+            assert any(b"written by the fsyncing writer" in c for c in closed), "closed file not fsynced"
+            assert len(closed) >= 3  # the closed file, the new file and the directory
+    finally:
+        never.close()
+    # The mark stays with the store (in its state page): later writers keep doing it.
+    with DB(store_path, max_file_size=4096) as again:
+        calls = len(spy.calls)
+        for i in range(60):
+            again.put(b"b%d" % i, b"x" * 100)
+        assert len(spy.calls) > calls
+
+
 def test_sync_interval_fsyncs_at_most_that_often(store_path, monkeypatch):
     now = [time.time()]
     patch_engine(monkeypatch, "_time", lambda: now[0])
