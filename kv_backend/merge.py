@@ -27,6 +27,7 @@ because every older file is an input.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kv_backend import record as rec
-from kv_backend.errors import MergeInProgressError
+from kv_backend.errors import CorruptionError, MergeInProgressError
 from kv_backend.files import (
     MERGE_LOCK_FILE,
     TMP_SUFFIX,
@@ -53,6 +54,8 @@ from kv_backend.locking import MergeLock
 
 if TYPE_CHECKING:
     from kv_backend.db import DB
+
+_log = logging.getLogger(__name__)
 
 #: Closed files must hold at least this many bytes before auto-merge considers them.
 AUTO_MERGE_MIN_BYTES = 1 << 20
@@ -165,6 +168,7 @@ def _last_operations(
                 else:
                     last[key] = (i, off, rsize, expiry)
         else:
+            reached = rec.FILE_HEADER_SIZE
             for base, res in rec.scan_file(fd, rec.FILE_HEADER_SIZE, size, trust_lengths=True):
                 for rtype, key, off, rsize, expiry in res.entries:
                     records += 1
@@ -172,6 +176,19 @@ def _last_operations(
                         last[key] = (i, base + off, rsize, expiry)
                     else:
                         last.pop(key, None)
+                reached = base + res.end
+            if reached < size:
+                # A damaged length: the records after it cannot be found, so the merge
+                # could neither copy them nor know which older values they replaced.
+                path = os.path.join(db.path, data_name(fid))
+                raise CorruptionError(
+                    f"cannot merge {db.path}: {path} cannot be read past offset {reached} (a damaged "
+                    f"record header), and merging would delete the {size - reached} bytes after it; "
+                    "nothing was changed. `kvb check` lists the damage; restore the store from a "
+                    "backup, or copy its readable keys into a new store",
+                    path,
+                    reached,
+                )
         done += size
         if progress is not None:
             progress(done // 2, total)
@@ -340,8 +357,8 @@ def maybe_auto_merge(db: DB) -> None:
             merge(db)
         except MergeInProgressError:
             pass  # another process got there first
-        except Exception:  # the writer that noticed must not fail; the next rotation retries
-            pass
+        except Exception as exc:  # the writer that noticed must not fail; the next rotation retries
+            _log.warning("auto-merge of %s failed (the next file rotation retries): %s", db.path, exc)
 
     thread = threading.Thread(target=run, name=f"kv_backend auto-merge {db.path}", daemon=True)
     db._merge_thread = thread

@@ -12,7 +12,8 @@ import time
 import pytest
 from helpers import run_python, spawn_python
 
-from kv_backend import DB, MergeInProgressError
+from kv_backend import DB, MergeInProgressError, record
+from kv_backend.errors import CorruptionError
 from kv_backend.files import MERGE_LOCK_FILE, data_name, hint_name, list_data_files
 from kv_backend.locking import MergeLock
 from kv_backend.merge import MergeReport
@@ -100,6 +101,65 @@ def test_merge_does_not_keep_deleted_files_open(store_path):
             except OSError:
                 pass
         assert not [t for t in targets if store_path in t and "(deleted)" in t]
+
+
+def test_merge_refuses_a_file_it_cannot_read_to_the_end(store_path):
+    """A damaged length field hides every record after it: merging would delete them (and could
+    bring back older values they replaced), so merge refuses and changes nothing."""
+    import hashlib
+
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(60):
+            db.put(b"k%02d" % i, b"v%02d" % i * 30)
+        db.put(b"k00", b"newest")  # in a later file: must never fall back to the old value
+    first = os.path.join(store_path, data_name(list_data_files(store_path)[0]))
+    with open(first, "rb") as f:
+        buf = f.read()
+    second = record.scan(buf, record.FILE_HEADER_SIZE, len(buf)).entries[1][2]
+    with open(first, "r+b") as f:  # the value length of the file's second record
+        f.seek(second + 10)
+        f.write(b"\xff\xff\x00\x00")
+
+    def fingerprint() -> dict[str, str]:
+        return {
+            n: hashlib.sha256(open(os.path.join(store_path, n), "rb").read()).hexdigest()
+            for n in os.listdir(store_path)
+        }
+
+    with DB(store_path, max_file_size=4096) as db:
+        before = fingerprint()
+        active = data_name(list_data_files(store_path)[-1])
+        with pytest.raises(CorruptionError, match="cannot be read past offset") as info:
+            db.merge()
+        assert info.value.path == first and info.value.offset == second
+        after = fingerprint()
+        # Merge may have rotated the active file first; every other file is as it was.
+        assert {n: h for n, h in after.items() if n in before and n not in ("STATE", active)} == {
+            n: h for n, h in before.items() if n not in ("STATE", active)
+        }
+        assert db.get(b"k00") == b"newest" and db.get(b"k59") == b"v59" * 30
+
+
+def test_a_failed_auto_merge_is_logged(store_path, monkeypatch, caplog):
+    import kv_backend.merge as merge_module
+
+    monkeypatch.setattr(merge_module, "AUTO_MERGE_MIN_BYTES", 1)
+
+    def refuse(db, progress=None, *, wait=False):
+        raise CorruptionError("cannot merge: damaged", None, None)
+
+    monkeypatch.setattr(merge_module, "merge", refuse)
+    with (
+        caplog.at_level("WARNING", logger="kv_backend.merge"),
+        DB(store_path, max_file_size=4096, auto_merge=0.1) as db,
+    ):
+        for i in range(200):
+            db.put(b"same-key", b"%d" % i * 100)
+            if db._merge_thread is not None:
+                db._merge_thread.join(10)
+                break
+        assert db._merge_thread is not None
+    assert "auto-merge of" in caplog.text and "cannot merge: damaged" in caplog.text
 
 
 def test_hint_files_are_used_and_a_damaged_hint_falls_back(store_path):
