@@ -636,12 +636,12 @@ def test_chord_counts_a_redelivered_part_once(chord_setup):
     assert list(backend.db.keys(prefix=b"chord-unlock-" + gid.encode())) == []
 
 
-def test_chord_failure_reaches_the_callback(chord_setup):
-    backend, gid, ids, body, sent = chord_setup
+def _chord_with_a_failed_part(backend, gid, ids, body, sent, failing: int, message: str) -> dict:
+    """Run every part of the chord, part ``failing`` raising ValueError(message); the callback's meta."""
     backend.set_chord_size(gid, len(ids))
     for n, i in enumerate(ids):
-        if n == 2:
-            backend.mark_as_failure(i, ValueError("part broke"))
+        if n == failing:
+            backend.mark_as_failure(i, ValueError(message))
         else:
             backend.mark_as_done(i, 1)
         _part(backend, gid, i, body)
@@ -649,6 +649,11 @@ def test_chord_failure_reaches_the_callback(chord_setup):
     meta = backend.get_task_meta(body.id)
     assert meta["status"] == states.FAILURE
     assert isinstance(meta["result"], ChordError)
+    return meta
+
+
+def test_chord_failure_reaches_the_callback(chord_setup):
+    meta = _chord_with_a_failed_part(*chord_setup, failing=2, message="part broke")
     assert "part broke" in str(meta["result"])
 
 
@@ -659,17 +664,7 @@ def test_chord_failure_inside_a_nested_header_group_reaches_the_callback(chord_s
     inner = app.GroupResult(f"{gid}-inner", [app.AsyncResult(i) for i in ids[3:]])
     header = app.GroupResult(gid, [app.AsyncResult(i) for i in ids[:3]] + [inner])
     header.save(backend=backend)
-    backend.set_chord_size(gid, len(ids))
-    for n, i in enumerate(ids):
-        if n == 4:
-            backend.mark_as_failure(i, ValueError("nested part broke"))
-        else:
-            backend.mark_as_done(i, 1)
-        _part(backend, gid, i, body)
-    assert sent == []
-    meta = backend.get_task_meta(body.id)
-    assert meta["status"] == states.FAILURE
-    assert isinstance(meta["result"], ChordError)
+    meta = _chord_with_a_failed_part(backend, gid, ids, body, sent, failing=4, message="nested part broke")
     assert f"Dependency {ids[4]} raised ValueError('nested part broke')" in str(meta["result"])
 
 
