@@ -619,8 +619,13 @@ def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
         return args[1:]
     if name in (b"mset", b"msetnx"):
         return args[1::2]
-    if name in (b"rename", b"renamenx", b"rpoplpush", b"lmove", b"brpoplpush", b"blmove"):
+    if name in (b"rename", b"renamenx", b"rpoplpush", b"lmove", b"brpoplpush", b"blmove", b"smove"):
         return args[1:3]
+    if name == b"copy":
+        return args[2:3]
+    if name in (b"lmpop", b"blmpop"):  # [timeout] numkeys key ... (numkeys was checked by the command)
+        first = 2 if name == b"lmpop" else 3
+        return args[first : first + int(args[first - 1])]
     if name in (b"blpop", b"brpop"):
         return args[1:-1]
     if name == b"xgroup":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from fractions import Fraction
+from typing import Any
 
 from kv_backend import longdouble
 from kv_backend.errors import NotAnIntegerError
@@ -178,3 +180,17 @@ class Hashes(Keyspace):
             return 0, {}
         cur, items = self._member_scan(HASH + _lp(name), cursor, match, count)
         return cur, dict(items)
+
+    def hrandfield(self, name: Name, count: int | None = None, withvalues: bool = False) -> Any:
+        """Random fields of a hash (HRANDFIELD): one field (None if missing) without ``count``;
+        else a list of up to ``count`` distinct fields, or of ``-count`` fields that may repeat
+        when it is negative; ``withvalues``: ``(field, value)`` pairs instead.
+        """
+        items = self._hitems(_b(name))
+        if count is None:
+            return random.choice(items)[0] if items else None
+        if count >= 0:
+            chosen = random.sample(items, min(count, len(items)))
+        else:
+            chosen = [random.choice(items) for _ in range(-count)] if items else []
+        return chosen if withvalues else [f for f, _ in chosen]

@@ -9,16 +9,25 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from kv_backend.db import DB, Batch
+from kv_backend.errors import NotAnIntegerError
 from kv_backend.structures.errors import CommandError, WrongTypeError
 from kv_backend.structures.layout import (
     _CNT,
     _LEN,
     _LST,
     ALL_PREFIXES,
+    HASH,
+    LIST,
     MEMBER_PREFIXES,
     META,
+    SET,
+    T_HASH,
     T_LIST,
+    T_SET,
+    T_STREAM,
+    T_STRING,
     TYPE_NAMES,
+    ZMEM,
     Name,
     Value,
     _b,
@@ -31,6 +40,7 @@ from kv_backend.structures.parsing import (
     _encode_cursor,
     _literal_prefix,
     glob_match,
+    parse_int,
 )
 
 _S = TypeVar("_S", bound="Keyspace")
@@ -411,3 +421,146 @@ class Keyspace:
             stop = n + stop
         stop = min(stop, n - 1)
         return start, max(stop + 1, start)
+
+    def copy(self, src: Name, dst: Name, replace: bool = False) -> bool:
+        """Copy a key of any type, with its TTL, to ``dst``; False if ``src`` is missing or ``dst``
+        exists (unless ``replace``). A stream is copied with its consumer groups, their consumers
+        and pending entries, as Redis copies them.
+        """
+        src, dst = _b(src), _b(dst)
+        if src == dst:
+            raise CommandError("ERR source and destination objects are the same")
+        db = self.db
+        with db.locked():
+            found = self._record(META + src)
+            if found is None:
+                return False
+            old = db.get(META + dst)
+            if old is not None and not replace:
+                return False
+            meta, expiry = found
+            with db.batch() as b:
+                self._purge_all(b, dst)
+                b.put(META + dst, meta, expires_at=expiry)
+                for prefix in MEMBER_PREFIXES.get(meta[0], ()):
+                    sp, dp = prefix + _lp(src), prefix + _lp(dst)
+                    for key, value in db.items(prefix=sp):
+                        b.put(dp + key[len(sp) :], value)
+        return True
+
+    def touch(self, *names: Name) -> int:
+        """How many of ``names`` exist (TOUCH: kvb keeps no access times, so this only counts)."""
+        return self.exists(*names)
+
+    def object_encoding(self, name: Name) -> str | None:
+        """The encoding Redis 7.2 would report for this value (OBJECT ENCODING), or None if missing.
+
+        Worked out from the value as it is now (see docs/redis.md, "OBJECT"): a string is
+        ``int`` (a 64-bit integer written as Redis writes it), ``embstr`` (up to 44 bytes) or
+        ``raw``; a small list ``listpack`` (up to 8 KiB as a listpack), else ``quicklist``; a
+        set ``intset`` (up to 512 integers), ``listpack`` (up to 128 members of up to 64 bytes)
+        or ``hashtable``; a hash ``listpack`` (up to 128 fields, fields and values of up to 64
+        bytes) or ``hashtable``; a sorted set ``listpack`` (up to 128 members of up to 64 bytes)
+        or ``skiplist``; a stream ``stream``. At most a bounded number of members is read.
+        """
+        name = _b(name)
+        found = self.db.get(META + name)
+        if found is None:
+            return None
+        tag = found[0]
+        if tag == T_STRING:
+            value = found[1:]
+            if _redis_int(value) is not None:
+                return "int"
+            return "embstr" if len(value) <= 44 else "raw"
+        if tag == T_STREAM:
+            return "stream"
+        count = self._count(found)[0]
+        if tag == T_LIST:
+            return "listpack" if self._fits_listpack(name, count) else "quicklist"
+        if tag == T_SET:
+            if count <= 512:
+                members = self._first_members(SET + _lp(name), count)
+                if all(_redis_int(m) is not None for m, _ in members):
+                    return "intset"
+                if count <= 128 and all(len(m) <= 64 for m, _ in members):
+                    return "listpack"
+            return "hashtable"
+        small = count <= 128
+        if small:
+            pfx = (HASH if tag == T_HASH else ZMEM) + _lp(name)
+            items = self._first_members(pfx, count)
+            small = all(len(m) <= 64 for m, _ in items)
+            if tag == T_HASH:
+                small = small and all(len(v) <= 64 for _, v in items)
+        if tag == T_HASH:
+            return "listpack" if small else "hashtable"
+        return "listpack" if small else "skiplist"
+
+    def object_refcount(self, name: Name) -> int | None:
+        """What OBJECT REFCOUNT answers in Redis: 2147483647 for the integers 0-9999 (shared
+        objects there), 1 for any other value; None if the key is missing."""
+        found = self.db.get(META + _b(name))
+        if found is None:
+            return None
+        if found[0] == T_STRING:
+            n = _redis_int(found[1:])
+            if n is not None and 0 <= n < 10000:
+                return 2147483647
+        return 1
+
+    def _first_members(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``count`` ``(member, value)`` records under ``prefix``, in byte order."""
+        n = len(prefix)
+        out = []
+        for key, value in self.db.items(prefix=prefix):
+            out.append((key[n:], value))
+            if len(out) >= count:
+                break
+        return out
+
+    def _fits_listpack(self, name: bytes, count: int) -> bool:
+        """Whether a list's elements fit one 8 KiB listpack (Redis 7.2's list-max-listpack-size -2)."""
+        if count * 2 + 7 > _LISTPACK_LIMIT:  # each entry takes at least 2 bytes
+            return False
+        size = 7  # header and end byte
+        for _, element in self._first_members(LIST + _lp(name), count):
+            size += _listpack_entry_size(element)
+            if size > _LISTPACK_LIMIT:
+                return False
+        return True
+
+
+_LISTPACK_LIMIT = 8192
+
+
+def _redis_int(value: bytes) -> int | None:
+    """``value`` as Redis's string2ll reads a whole string (canonical signed 64-bit), else None."""
+    if not value or len(value) > 20:
+        return None
+    try:
+        return parse_int(value)
+    except NotAnIntegerError:
+        return None
+
+
+def _listpack_entry_size(element: bytes) -> int:
+    """The bytes one element takes in a listpack: its encoding, data and back-length."""
+    n = _redis_int(element)
+    if n is not None:
+        if 0 <= n <= 127:
+            size = 1
+        elif -4096 <= n <= 4095:
+            size = 2
+        elif -(1 << 15) <= n < 1 << 15:
+            size = 3
+        elif -(1 << 23) <= n < 1 << 23:
+            size = 4
+        elif -(1 << 31) <= n < 1 << 31:
+            size = 5
+        else:
+            size = 9
+    else:
+        length = len(element)
+        size = length + (1 if length < 64 else 2 if length < 4096 else 5)
+    return size + (1 if size < 128 else 2 if size < 16384 else 3 if size < 2097152 else 4)

@@ -10,6 +10,12 @@ from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import Keyspace
 from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp
 
+#: LPOS's error for RANK 0.
+RANK_ZERO = (
+    "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... "
+    "or use negative to start from the end of the list"
+)
+
 
 class Lists(Keyspace):
     """The list commands of :class:`~kv_backend.structures.Structures`."""
@@ -276,3 +282,70 @@ class Lists(Keyspace):
             value = self._pop(src, None, left=wherefrom.upper() == "LEFT")
             self._push(dst, (value,), left=whereto.upper() == "LEFT")
             return value
+
+    def lpos(
+        self, name: Name, element: Value, rank: int = 1, count: int | None = None, maxlen: int = 0
+    ) -> int | list[int] | None:
+        """Index of the ``rank``-th match of ``element`` (negative: counting from the tail), or None.
+
+        With ``count``, a list of the indexes of up to ``count`` matches (0: all) from
+        that one on; ``maxlen`` (0: no limit) is how many elements are looked at.
+        """
+        if rank == 0:
+            raise CommandError(RANK_ZERO)
+        if count is not None and count < 0:
+            raise CommandError("ERR COUNT can't be negative")
+        if maxlen < 0:
+            raise CommandError("ERR MAXLEN can't be negative")
+        name, element = _b(name), _b(element)
+        found = self._list(name)
+        if found is None:
+            return None if count is None else []
+        head, tail = found[0], found[1]
+        n = tail - head
+        limit = n if maxlen == 0 else min(maxlen, n)
+        order = range(limit) if rank > 0 else range(n - 1, n - 1 - limit, -1)
+        skip = abs(rank) - 1
+        want = 1 if count is None else count
+        pfx = LIST + _lp(name)
+        get = self.db.get
+        out: list[int] = []
+        for i in order:
+            if get(pfx + _idx(head + i)) == element:
+                if skip:
+                    skip -= 1
+                    continue
+                out.append(i)
+                if len(out) == want:
+                    break
+        if count is None:
+            return out[0] if out else None
+        return out
+
+    def lmpop(
+        self, names: Iterable[Name], left: bool = True, count: int = 1
+    ) -> tuple[bytes, list[bytes]] | None:
+        """Pop up to ``count`` elements from the first non-empty list of ``names``: ``(name, elements)``.
+
+        None when every list is empty; a name holding another type raises WRONGTYPE when reached.
+        """
+        if count < 1:
+            raise CommandError("ERR count should be greater than 0")
+        with self.db.locked():
+            for n in names:
+                key = _b(n)
+                out = self._pop(key, count, left)
+                if out:
+                    return key, out
+        return None
+
+    def blmpop(
+        self, names: Iterable[Name], timeout: float = 0, left: bool = True, count: int = 1
+    ) -> tuple[bytes, list[bytes]] | None:
+        """:meth:`lmpop`, waiting up to ``timeout`` seconds (0: for ever) for a push by any process."""
+        keys = [_b(n) for n in names]
+        if not keys:
+            raise CommandError("ERR numkeys should be greater than 0")
+        if count < 1:
+            raise CommandError("ERR count should be greater than 0")
+        return self._wait_for(lambda first: self.lmpop(keys, left, count), timeout)

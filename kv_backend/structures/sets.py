@@ -6,7 +6,7 @@ import random
 
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import Keyspace
-from kv_backend.structures.layout import SET, T_SET, Name, Value, _b, _lp
+from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _lp
 from kv_backend.structures.parsing import parse_cursor
 
 
@@ -66,9 +66,8 @@ class Sets(Keyspace):
         return self._count(found[0])[0] if found else 0
 
     def sinter(self, *names: Name) -> set[bytes]:
-        """Intersection of sets."""
-        sets = [self.smembers(n) for n in names]
-        return set.intersection(*sets) if sets else set()
+        """Intersection of sets (the smallest one's members looked up in the others)."""
+        return set(self._intersect(names))
 
     def sunion(self, *names: Name) -> set[bytes]:
         """Union of sets."""
@@ -108,3 +107,117 @@ class Sets(Keyspace):
             return 0, []
         cur, items = self._member_scan(SET + _lp(name), cursor, match, count)
         return cur, [m for m, _ in items]
+
+    def smove(self, src: Name, dst: Name, member: Value) -> bool:
+        """Move ``member`` from set ``src`` to set ``dst`` (atomically); False if it was not in ``src``.
+
+        As in Redis: a missing ``src`` answers False whatever ``dst`` holds; otherwise
+        both keys must be sets (or ``dst`` missing); moving to the same set only tells
+        whether the member is there. Both sets keep their TTLs; an emptied ``src`` goes.
+        """
+        src, dst, member = _b(src), _b(dst), _b(member)
+        db = self.db
+        with db.locked():
+            found = self._meta(src, T_SET)
+            if found is None:
+                return False
+            target = self._meta(dst, T_SET)
+            spfx, dpfx = SET + _lp(src), SET + _lp(dst)
+            if spfx + member not in db:
+                return False
+            if src == dst:
+                return True
+            count, version = self._count(found[0])
+            with db.batch() as b:
+                b.delete(spfx + member)
+                self._put_count(b, src, T_SET, count - 1, version, found[1])
+                if target is None:
+                    self._purge(b, dst, T_SET)
+                    b.put(dpfx + member, b"")
+                    self._put_count(b, dst, T_SET, 1, 0, 0.0)
+                elif dpfx + member not in db:
+                    b.put(dpfx + member, b"")
+                    dcount, dversion = self._count(target[0])
+                    self._put_count(b, dst, T_SET, dcount + 1, dversion, target[1])
+            return True
+
+    def _set_sizes(self, names: tuple[Name, ...]) -> list[tuple[bytes, int]]:
+        """``(name, member count)`` of each set (0: missing); WRONGTYPE if any holds another type."""
+        out = []
+        for n in names:
+            name = _b(n)
+            found = self._meta(name, T_SET)
+            out.append((name, self._count(found[0])[0] if found else 0))
+        return out
+
+    def _intersect(self, names: tuple[Name, ...], limit: int = 0) -> list[bytes]:
+        """Members in every one of the sets (at most ``limit`` of them, 0: all).
+
+        Every name's type is checked first, as Redis does; then the smallest set's
+        members are looked up in the others, one record each.
+        """
+        sizes = self._set_sizes(names)
+        if not sizes or any(size == 0 for _, size in sizes):
+            return []
+        sizes.sort(key=lambda item: item[1])
+        first = SET + _lp(sizes[0][0])
+        others = [SET + _lp(name) for name, _ in sizes[1:]]
+        db = self.db
+        n = len(first)
+        out = []
+        for key in db.keys(prefix=first):
+            member = key[n:]
+            if all(pfx + member in db for pfx in others):
+                out.append(member)
+                if len(out) == limit:
+                    break
+        return out
+
+    def sintercard(self, *names: Name, limit: int = 0) -> int:
+        """How many members the intersection of the sets has, counting up to ``limit`` (0: no limit)."""
+        if limit < 0:
+            raise CommandError("ERR LIMIT can't be negative")
+        return len(self._intersect(names, limit))
+
+    def _store_set(self, dst: Name, members: set[bytes] | list[bytes]) -> int:
+        """Replace ``dst`` (of any type, its TTL dropped) by a set of ``members``; an empty one deletes it.
+
+        The caller holds the lock. Returns the new set's size.
+        """
+        dst = _b(dst)
+        db = self.db
+        old = db.get(META + dst)
+        if not members:
+            if old is not None:
+                with db.batch() as b:
+                    self._drop(b, dst, old)
+            return 0
+        pfx = SET + _lp(dst)
+        # A replaced set's write counter goes on, so its WATCH token changes even for the same members.
+        version = self._count(old)[1] if old is not None and old[0] == T_SET else 0
+        with db.batch() as b:
+            if old is not None:
+                self._drop(b, dst, old)
+            if old is None or old[0] != T_SET:
+                self._purge(b, dst, T_SET)
+            for m in members:
+                b.put(pfx + m, b"")
+            self._put_count(b, dst, T_SET, len(members), version, 0.0)
+        return len(members)
+
+    def sinterstore(self, dst: Name, *names: Name) -> int:
+        """Store the intersection of the sets in ``dst`` (replacing it); return its size."""
+        with self.db.locked():
+            return self._store_set(dst, self._intersect(names))
+
+    def sunionstore(self, dst: Name, *names: Name) -> int:
+        """Store the union of the sets in ``dst`` (replacing it); return its size."""
+        with self.db.locked():
+            self._set_sizes(names)  # every type checked before any member is read
+            return self._store_set(dst, self.sunion(*names))
+
+    def sdiffstore(self, dst: Name, *names: Name) -> int:
+        """Store the members of the first set that are in none of the others in ``dst``; return its size."""
+        with self.db.locked():
+            self._set_sizes(names)
+            return self._store_set(dst, self.sdiff(*names))

@@ -12,6 +12,9 @@ from kv_backend.structures.keyspace import Keyspace
 from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, Value, _b
 from kv_backend.structures.parsing import _add_long_double, _long_double, parse_int
 
+#: The largest string SETRANGE may make (Redis's proto-max-bulk-len, 512 MiB).
+MAX_STRING = 512 * 1024 * 1024
+
 
 class Strings(Keyspace):
     """The string commands of :class:`~kv_backend.structures.Structures`."""
@@ -226,3 +229,28 @@ class Strings(Keyspace):
             text = _add_long_double(current, _long_double(amount))
             self.db.put(mk, b"s" + text, expires_at=expiry)
             return text
+
+    def setrange(self, name: Name, offset: int, value: Value) -> int:
+        """Overwrite part of a string from byte ``offset`` (zero bytes pad a gap); return the new length.
+
+        As in Redis: the string may grow to at most 512 MiB; an empty ``value`` changes
+        nothing (a missing key stays missing) and answers the current length; the TTL stays.
+        """
+        name, value = _b(name), _b(value)
+        if offset < 0:
+            raise CommandError("ERR offset is out of range")
+        mk = META + name
+        with self.db.locked():
+            found = self._record(mk)
+            if found is not None and found[0][0] != T_STRING:
+                raise WrongTypeError()
+            old, expiry = (found[0][1:], found[1]) if found is not None else (b"", 0.0)
+            if not value:
+                return len(old)
+            if offset + len(value) > MAX_STRING:
+                raise CommandError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+            if offset > len(old):
+                old += bytes(offset - len(old))
+            data = old[:offset] + value + old[offset + len(value) :]
+            self.db.put(mk, b"s" + data, expires_at=expiry)
+            return len(data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import arg_int, command, scan_options, syntax, upper
+from kv_backend.server.commands.registry import arg_int, command, help_reply, scan_options, syntax, upper
 from kv_backend.server.protocol import OK
 from kv_backend.structures import CommandError, parse_cursor
 
@@ -175,3 +175,68 @@ def cmd_flushall(conn: Connection, args: list[bytes]) -> Any:
 @command("RANDOMKEY", 1)
 def cmd_randomkey(conn: Connection, args: list[bytes]) -> Any:
     return conn.st.randomkey()
+
+
+@command("COPY", -3, "write")
+def cmd_copy(conn: Connection, args: list[bytes]) -> Any:
+    """Copy a key (any type, with its TTL) to another name: DB 0 only, REPLACE to overwrite."""
+    replace = False
+    i = 3
+    while i < len(args):
+        opt = upper(args[i])
+        if opt == b"REPLACE":
+            replace = True
+        elif opt == b"DB" and i + 1 < len(args):
+            db = arg_int(args[i + 1])
+            if not -(2**31) <= db < 2**31:  # Redis reads it as a C int
+                raise CommandError("ERR value is out of range, value must between -2147483648 and 2147483647")
+            if db != 0:  # as Redis run with one database
+                raise CommandError("ERR DB index is out of range")
+            i += 1
+        else:
+            raise syntax()
+        i += 1
+    return int(conn.st.copy(args[1], args[2], replace=replace))
+
+
+@command("TOUCH", -2)
+def cmd_touch(conn: Connection, args: list[bytes]) -> Any:
+    """How many of the keys exist (kvb keeps no access times to update)."""
+    return conn.st.touch(*args[1:])
+
+
+_OBJECT_HELP = help_reply(
+    "OBJECT",
+    [
+        ("ENCODING <key>", "The internal representation Redis 7.2 would use for the key's value."),
+        ("FREQ <key>", "Refused: access frequencies are kept only under an LFU maxmemory policy."),
+        ("IDLETIME <key>", "Seconds since the key was last used: always 0, kvb keeps no access times."),
+        ("REFCOUNT <key>", "How many references Redis would hold to the value."),
+    ],
+)
+
+
+@command(
+    "OBJECT",
+    -2,
+    subcommands={b"ENCODING": 3, b"FREQ": 3, b"IDLETIME": 3, b"REFCOUNT": 3, b"HELP": 2},
+)
+def cmd_object(conn: Connection, args: list[bytes]) -> Any:
+    """Facts about a key's value: ENCODING, REFCOUNT, IDLETIME, FREQ, HELP."""
+    sub = upper(args[1])
+    if sub == b"HELP":
+        return _OBJECT_HELP
+    st = conn.st
+    if sub == b"ENCODING":
+        encoding = st.object_encoding(args[2])
+        return None if encoding is None else encoding.encode()
+    if sub == b"REFCOUNT":
+        return st.object_refcount(args[2])
+    if not st.exists(args[2]):  # a missing key answers null before anything else, as in Redis
+        return None
+    if sub == b"IDLETIME":
+        return 0
+    raise CommandError(  # FREQ, under kvb's (fixed) noeviction policy
+        "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note "
+        "that when switching between policies at runtime LRU and LFU data will take some time to adjust."
+    )

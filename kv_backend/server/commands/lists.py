@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.errors import NotAnIntegerError
 from kv_backend.server.commands.registry import (
     arg_int,
     arg_positive,
@@ -15,6 +16,7 @@ from kv_backend.server.commands.registry import (
 )
 from kv_backend.server.protocol import NULL_ARRAY, OK
 from kv_backend.structures import CommandError
+from kv_backend.structures.lists import RANK_ZERO
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -158,3 +160,93 @@ def cmd_blmove(conn: Connection, args: list[bytes]) -> Any:
 def cmd_brpoplpush(conn: Connection, args: list[bytes]) -> Any:
     """RPOPLPUSH that waits up to timeout seconds (0: for ever) for the source list to have an element."""
     return _blocking_move(conn, args[1], args[2], b"RIGHT", b"LEFT", args[3])
+
+
+@command("LPOS", -3)
+def cmd_lpos(conn: Connection, args: list[bytes]) -> Any:
+    """Index of matching elements: RANK (which match, negative from the tail), COUNT, MAXLEN."""
+    rank, count, maxlen = 1, None, 0
+    i = 3
+    while i < len(args):
+        opt = upper(args[i])
+        if i + 1 >= len(args):
+            raise syntax()
+        if opt == b"RANK":
+            rank = arg_int(args[i + 1])
+            if rank == -(2**63):  # as Redis 7.2: its magnitude does not fit
+                raise CommandError(
+                    "ERR value is out of range, value must between -9223372036854775807 and "
+                    "9223372036854775807"
+                )
+            if rank == 0:
+                raise CommandError(RANK_ZERO)
+        elif opt == b"COUNT":
+            count = _non_negative(args[i + 1], "ERR COUNT can't be negative")
+        elif opt == b"MAXLEN":
+            maxlen = _non_negative(args[i + 1], "ERR MAXLEN can't be negative")
+        else:
+            raise syntax()
+        i += 2
+    return conn.st.lpos(args[1], args[2], rank=rank, count=count, maxlen=maxlen)
+
+
+def _non_negative(raw: bytes, message: str) -> int:
+    """An integer option that may not be negative (Redis's ``message`` for both mistakes)."""
+    try:
+        n = arg_int(raw)
+    except NotAnIntegerError:
+        n = -1
+    if n < 0:
+        raise CommandError(message)
+    return n
+
+
+def _mpop_args(args: list[bytes], at: int) -> tuple[list[bytes], bool, int]:
+    """LMPOP's ``numkeys key ... LEFT|RIGHT [COUNT count]`` from ``args[at]`` on, checked in Redis's order."""
+    try:
+        n = arg_int(args[at])
+    except NotAnIntegerError:
+        n = 0
+    if n <= 0:
+        raise CommandError("ERR numkeys should be greater than 0")
+    where = at + 1 + n
+    if where >= len(args):
+        raise syntax()
+    direction = upper(args[where])
+    if direction not in (b"LEFT", b"RIGHT"):
+        raise syntax()
+    count = None
+    i = where + 1
+    while i < len(args):
+        if upper(args[i]) != b"COUNT" or count is not None or i + 1 >= len(args):
+            raise syntax()
+        try:
+            count = arg_int(args[i + 1])
+        except NotAnIntegerError:
+            count = 0
+        if count <= 0:
+            raise CommandError("ERR count should be greater than 0")
+        i += 2
+    return args[at + 1 : where], direction == b"LEFT", count or 1
+
+
+@command("LMPOP", -4, "write")
+def cmd_lmpop(conn: Connection, args: list[bytes]) -> Any:
+    """Pop up to COUNT elements from the first non-empty list: [key, [elements]]."""
+    keys, left, count = _mpop_args(args, 1)
+    found = conn.st.lmpop(keys, left, count)
+    return NULL_ARRAY if found is None else [found[0], found[1]]
+
+
+@command("BLMPOP", -5, "write")
+def cmd_blmpop(conn: Connection, args: list[bytes]) -> Any:
+    """LMPOP that waits up to timeout seconds (0: for ever) for one of the lists to have an element."""
+    keys, left, count = _mpop_args(args, 2)
+    timeout = block_timeout(args[1])  # after the other arguments, as Redis checks them
+    lmpop = conn.st.lmpop
+
+    def attempt() -> list[Any] | None:
+        found = lmpop(keys, left, count)
+        return None if found is None else [found[0], found[1]]
+
+    return try_or_block(conn, keys, timeout, attempt, NULL_ARRAY)

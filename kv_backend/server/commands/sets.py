@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import arg_int, arg_positive, command, scan_options, syntax
+from kv_backend.errors import NotAnIntegerError
+from kv_backend.server.commands.registry import arg_int, arg_positive, command, scan_options, syntax, upper
 from kv_backend.structures import CommandError, parse_cursor
 
 if TYPE_CHECKING:
@@ -101,3 +102,60 @@ def cmd_sscan(conn: Connection, args: list[bytes]) -> Any:
     match, count, _ = scan_options(args, 3)
     cursor, members = conn.st.sscan(args[1], cursor, match=match, count=count)
     return [str(cursor).encode(), members]
+
+
+@command("SMOVE", 4, "write")
+def cmd_smove(conn: Connection, args: list[bytes]) -> Any:
+    """Move a member from one set to another."""
+    return int(conn.st.smove(args[1], args[2], args[3]))
+
+
+@command("SINTERSTORE", -3, "write")
+def cmd_sinterstore(conn: Connection, args: list[bytes]) -> Any:
+    """Store the intersection of sets in the destination key."""
+    return conn.st.sinterstore(args[1], *args[2:])
+
+
+@command("SUNIONSTORE", -3, "write")
+def cmd_sunionstore(conn: Connection, args: list[bytes]) -> Any:
+    """Store the union of sets in the destination key."""
+    return conn.st.sunionstore(args[1], *args[2:])
+
+
+@command("SDIFFSTORE", -3, "write")
+def cmd_sdiffstore(conn: Connection, args: list[bytes]) -> Any:
+    """Store the difference of sets in the destination key."""
+    return conn.st.sdiffstore(args[1], *args[2:])
+
+
+def numkeys(args: list[bytes], start: int) -> list[bytes]:
+    """The keys after a ``numkeys`` argument at ``start``, checked as Redis checks them."""
+    try:
+        n = arg_int(args[start])
+    except NotAnIntegerError:
+        n = 0
+    if n <= 0:
+        raise CommandError("ERR numkeys should be greater than 0")
+    if n > len(args) - start - 1:
+        raise CommandError("ERR Number of keys can't be greater than number of args")
+    return args[start + 1 : start + 1 + n]
+
+
+@command("SINTERCARD", -3)
+def cmd_sintercard(conn: Connection, args: list[bytes]) -> Any:
+    """The size of the intersection of sets, counted up to LIMIT (0: no limit)."""
+    keys = numkeys(args, 1)
+    limit = 0
+    i = 2 + len(keys)
+    while i < len(args):
+        if upper(args[i]) == b"LIMIT" and i + 1 < len(args):
+            try:
+                limit = arg_int(args[i + 1])
+            except NotAnIntegerError:
+                limit = -1
+            if limit < 0:
+                raise CommandError("ERR LIMIT can't be negative")
+            i += 2
+        else:
+            raise syntax()
+    return conn.st.sintercard(*keys, limit=limit)

@@ -155,6 +155,12 @@ def cmd_getrange(conn: Connection, args: list[bytes]) -> Any:
     return conn.st.getrange(args[1], arg_int(args[2]), arg_int(args[3]))
 
 
+@command("SETRANGE", 4, "write")
+def cmd_setrange(conn: Connection, args: list[bytes]) -> Any:
+    """Overwrite part of a string at an offset, padding with zero bytes."""
+    return conn.st.setrange(args[1], arg_int(args[2]), args[3])
+
+
 @command("INCR", 2, "write")
 def cmd_incr(conn: Connection, args: list[bytes]) -> Any:
     return conn.st.incrby(args[1], 1)
