@@ -679,3 +679,9 @@ def test_commands_are_listed(pair, cmd):
     _, ours = pair
     info = ours.execute_command("COMMAND", "INFO", cmd)
     assert info and info[0] is not None
+
+
+def test_an_integer_with_two_signs_is_refused_as_redis_refuses_it(pair):
+    _same_replies_and_error_texts(
+        pair, lines("INCRBY k --5", "LRANGE k --1 1", "SETRANGE k --1 x", "LPOS k a RANK --1")
+    )

@@ -234,3 +234,13 @@ def test_hrandfield(s):
     s.set("str", "v")
     with pytest.raises(WrongTypeError):
         s.hrandfield("str", 1)
+
+
+@pytest.mark.parametrize("raw", [b"--5", b"---", b"-+5"])
+def test_an_integer_argument_with_two_signs_is_not_an_integer(s, raw):
+    """parse_int let "--5" through its check and failed in int() with a bare ValueError, which the
+    server answered as 'ERR invalid literal for int() ...' (Redis: 'value is not an integer')."""
+    from kv_backend.errors import NotAnIntegerError
+
+    with pytest.raises(NotAnIntegerError):
+        s.incrby("k", raw)

@@ -35,7 +35,8 @@ def parse_int(value: Value) -> int:
         n = value
     else:
         raw = _b(value)
-        if not raw or len(raw) > 20 or raw != raw.strip() or not raw.lstrip(b"-").isdigit():
+        digits = raw[1:] if raw[:1] == b"-" else raw  # one sign at most: "--5" is no integer
+        if not raw or len(raw) > 20 or raw != raw.strip() or not digits.isdigit():
             raise NotAnIntegerError(NOT_INT)
         if raw.startswith(b"-0") or (raw.startswith(b"0") and len(raw) > 1):
             raise NotAnIntegerError(NOT_INT)
