@@ -623,11 +623,10 @@ def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
         return args[1:3]
     if name == b"copy":
         return args[2:3]
-    if name in (b"lmpop", b"blmpop"):  # [timeout] numkeys key ... (numkeys was checked by the command)
-        first = 2 if name == b"lmpop" else 3
-        return args[first : first + int(args[first - 1])]
-    if name in (b"blpop", b"brpop"):
+    if name in (b"blpop", b"brpop", b"bzpopmin", b"bzpopmax"):
         return args[1:-1]
+    if name in (b"lmpop", b"zmpop", b"blmpop", b"bzmpop"):  # [timeout] numkeys key ...
+        return _mpop_written(args, 1 if name in (b"lmpop", b"zmpop") else 2)
     if name == b"xgroup":
         return args[2:3]  # XGROUP DESTROY answers clients blocked on the group with NOGROUP
     if name == b"xreadgroup":
@@ -637,6 +636,11 @@ def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
     if name in (b"eval", b"evalsha"):
         return []  # a script's commands report the keys they write themselves
     return args[1:2]
+
+
+def _mpop_written(args: list[bytes], first: int) -> list[bytes]:
+    """The keys of ``numkeys key...`` at ``args[first]`` (LMPOP, ZMPOP...; the command checked numkeys)."""
+    return args[first + 1 : first + 1 + int(args[first])]
 
 
 #: Commands whose only change to a key is to delete it: they change exactly the keys that exist

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
 from typing import Any
 
 from kv_backend.structures.errors import CommandError
@@ -21,6 +22,17 @@ from kv_backend.structures.layout import (
     encode_score,
 )
 from kv_backend.structures.parsing import _score_bound, parse_cursor, parse_float
+
+_WHERE = {"min": False, "max": True}
+
+
+def _where(where: str | bytes) -> bool:
+    """``min``/``max`` (any case) as ``reverse``: True pops the highest scores."""
+    text = where.decode("latin-1") if isinstance(where, bytes) else str(where)
+    try:
+        return _WHERE[text.lower()]
+    except KeyError:
+        raise CommandError("ERR syntax error") from None
 
 
 class SortedSets(Keyspace):
@@ -274,3 +286,89 @@ class SortedSets(Keyspace):
             return 0, []
         cur, items = self._member_scan(ZMEM + _lp(name), cursor, match, count)
         return cur, [(m, decode_score(s)) for m, s in items]
+
+    def _zpop(self, name: bytes, count: int, highest: bool) -> list[tuple[bytes, float]] | None:
+        """Remove and return up to ``count`` lowest (``highest``: highest) members; None if missing.
+
+        WRONGTYPE for another type, even for a count of 0 (as Redis). The members
+        are deleted, and the count fixed (the key dropped when emptied), in one batch.
+        """
+        if count < 0:
+            raise CommandError("ERR value is out of range, must be positive")
+        db = self.db
+        with db.locked():
+            found = self._meta(name, T_ZSET)
+            if found is None:
+                return None
+            items = list(islice(self._zscan_order(name, reverse=highest), count))
+            if items:
+                total, version = self._count(found[0])
+                mpfx, ipfx = ZMEM + _lp(name), ZIDX + _lp(name)
+                with db.batch() as b:
+                    for member, score in items:
+                        b.delete(mpfx + member)
+                        b.delete(ipfx + encode_score(score) + member)
+                    self._put_count(b, name, T_ZSET, total - len(items), version, found[1])
+            return items
+
+    def zpopmin(self, name: Name, count: int | None = None) -> list[tuple[bytes, float]]:
+        """Remove and return the ``count`` (default 1) members with the lowest scores, lowest first.
+
+        Returns ``[(member, score)]`` (empty for a missing key), as redis-py does.
+        """
+        return self._zpop(_b(name), 1 if count is None else count, highest=False) or []
+
+    def zpopmax(self, name: Name, count: int | None = None) -> list[tuple[bytes, float]]:
+        """Remove and return the ``count`` (default 1) members with the highest scores, highest first."""
+        return self._zpop(_b(name), 1 if count is None else count, highest=True) or []
+
+    def zmpop(
+        self, names: Iterable[Name], where: str | bytes = "min", count: int = 1
+    ) -> tuple[bytes, list[tuple[bytes, float]]] | None:
+        """Pop up to ``count`` members from the first non-empty sorted set of ``names`` (ZMPOP).
+
+        ``where`` is ``min`` or ``max``. Returns ``(name, [(member, score)])``, or
+        None when every key is missing; a name holding another type raises
+        WRONGTYPE when it is reached, as in Redis.
+        """
+        highest = _where(where)
+        if count < 1:
+            raise CommandError("ERR count should be greater than 0")
+        with self.db.locked():
+            for name in names:
+                key = _b(name)
+                items = self._zpop(key, count, highest)
+                if items:
+                    return key, items
+        return None
+
+    def bzmpop(
+        self, names: Name | Iterable[Name], timeout: float = 0, where: str | bytes = "min", count: int = 1
+    ) -> tuple[bytes, list[tuple[bytes, float]]] | None:
+        """:meth:`zmpop` that waits up to ``timeout`` seconds (0: for ever) for a member; None when it passes.
+
+        Like :meth:`~kv_backend.structures.Structures.blpop`, it wakes on a write by any process.
+        """
+        if isinstance(names, (bytes, str, bytearray, memoryview, int, float)):
+            names = [names]
+        keys = [_b(n) for n in names]
+        if not keys:
+            raise CommandError("ERR numkeys should be greater than 0")
+        _where(where)
+        if count < 1:
+            raise CommandError("ERR count should be greater than 0")
+        return self._wait_for(lambda first: self.zmpop(keys, where, count), timeout)
+
+    def bzpopmin(self, names: Name | Iterable[Name], timeout: float = 0) -> tuple[bytes, bytes, float] | None:
+        """Pop the lowest member of the first non-empty sorted set of ``names``, waiting for one if none.
+
+        Waits up to ``timeout`` seconds (0: for ever); returns ``(name, member, score)``
+        as redis-py does, or None when the time is up.
+        """
+        found = self.bzmpop(names, timeout, "min", 1)
+        return None if found is None else (found[0], *found[1][0])
+
+    def bzpopmax(self, names: Name | Iterable[Name], timeout: float = 0) -> tuple[bytes, bytes, float] | None:
+        """Like :meth:`bzpopmin`, popping the highest member."""
+        found = self.bzmpop(names, timeout, "max", 1)
+        return None if found is None else (found[0], *found[1][0])

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import arg_int, command, scan_options, syntax, upper
-from kv_backend.structures import CommandError, parse_cursor, parse_float
+from kv_backend.errors import NotAnIntegerError
+from kv_backend.server.commands.registry import (
+    arg_int,
+    arg_positive,
+    block_timeout,
+    command,
+    scan_options,
+    syntax,
+    try_or_block,
+    upper,
+)
+from kv_backend.server.protocol import NULL_ARRAY
+from kv_backend.structures import CommandError, parse_cursor, parse_float, parse_int
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -185,3 +196,114 @@ def cmd_zscan(conn: Connection, args: list[bytes]) -> Any:
     for m, s in items:
         flat += [m, format_float(s)]
     return [str(cursor).encode(), flat]
+
+
+def _pairs(conn: Connection, items: list[tuple[bytes, float]]) -> list[Any]:
+    """``[[member, score], ...]`` in both protocols (ZMPOP's reply; RESP2 scores are bulk strings)."""
+    return [[m, _score_reply(conn, s)] for m, s in items]
+
+
+def _zpop(conn: Connection, args: list[bytes], highest: bool) -> Any:
+    if len(args) > 3:
+        raise syntax()
+    count = arg_positive(args[2]) if len(args) == 3 else 1  # the count before the key's type, as Redis
+    items = (conn.st.zpopmax if highest else conn.st.zpopmin)(args[1], count)
+    if len(args) == 3 and conn.resp3:  # RESP3 nests the pairs when a count is given
+        return _pairs(conn, items)
+    return [x for m, s in items for x in (m, _score_reply(conn, s))]
+
+
+@command("ZPOPMIN", -2, "write")
+def cmd_zpopmin(conn: Connection, args: list[bytes]) -> Any:
+    """Remove and return the members with the lowest scores (1, or count)."""
+    return _zpop(conn, args, highest=False)
+
+
+@command("ZPOPMAX", -2, "write")
+def cmd_zpopmax(conn: Connection, args: list[bytes]) -> Any:
+    """Remove and return the members with the highest scores (1, or count)."""
+    return _zpop(conn, args, highest=True)
+
+
+def _blocking_zpop(conn: Connection, args: list[bytes], where: str) -> Any:
+    keys = args[1:-1]
+    timeout = block_timeout(args[-1])
+    zmpop = conn.st.zmpop
+
+    def attempt() -> list[Any] | None:
+        found = zmpop(keys, where, 1)
+        if found is None:
+            return None
+        name, [(member, score)] = found
+        return [name, member, _score_reply(conn, score)]
+
+    return try_or_block(conn, keys, timeout, attempt, NULL_ARRAY)
+
+
+@command("BZPOPMIN", -3, "write")
+def cmd_bzpopmin(conn: Connection, args: list[bytes]) -> Any:
+    """Pop the lowest member of the first non-empty sorted set, waiting up to timeout seconds (0: ever)."""
+    return _blocking_zpop(conn, args, "min")
+
+
+@command("BZPOPMAX", -3, "write")
+def cmd_bzpopmax(conn: Connection, args: list[bytes]) -> Any:
+    """Pop the highest member of the first non-empty sorted set, waiting up to timeout seconds (0: ever)."""
+    return _blocking_zpop(conn, args, "max")
+
+
+def _count_above_zero(raw: bytes, what: str) -> int:
+    """A numkeys or COUNT argument: an integer of at least 1, with Redis's one message for every mistake."""
+    try:
+        n = parse_int(raw)
+    except NotAnIntegerError:
+        n = 0
+    if n < 1:
+        raise CommandError(f"ERR {what} should be greater than 0")
+    return n
+
+
+def mpop_keys(args: list[bytes], first: int) -> tuple[list[bytes], str, int]:
+    """Parse ``numkeys key... MIN|MAX [COUNT n]`` starting at ``args[first]`` (ZMPOP, BZMPOP).
+
+    Errors come in Redis's order: numkeys, the MIN|MAX word, the options.
+    """
+    numkeys = _count_above_zero(args[first], "numkeys")
+    where_at = first + 1 + numkeys
+    if where_at >= len(args) or upper(args[where_at]) not in (b"MIN", b"MAX"):
+        raise syntax()
+    where = args[where_at].decode().lower()
+    count = None
+    i = where_at + 1
+    while i < len(args):
+        if count is None and upper(args[i]) == b"COUNT" and i + 1 < len(args):
+            count = _count_above_zero(args[i + 1], "count")
+            i += 2
+        else:
+            raise syntax()
+    return args[first + 1 : where_at], where, 1 if count is None else count
+
+
+def _mpop_reply(conn: Connection, found: tuple[bytes, list[tuple[bytes, float]]] | None) -> Any:
+    return NULL_ARRAY if found is None else [found[0], _pairs(conn, found[1])]
+
+
+@command("ZMPOP", -4, "write")
+def cmd_zmpop(conn: Connection, args: list[bytes]) -> Any:
+    """Pop up to COUNT members (default 1) from the first non-empty of the given sorted sets."""
+    keys, where, count = mpop_keys(args, 1)
+    return _mpop_reply(conn, conn.st.zmpop(keys, where, count))
+
+
+@command("BZMPOP", -5, "write")
+def cmd_bzmpop(conn: Connection, args: list[bytes]) -> Any:
+    """ZMPOP that waits up to timeout seconds (0: for ever) for one of the sorted sets to have a member."""
+    keys, where, count = mpop_keys(args, 2)
+    timeout = block_timeout(args[1])  # after the other arguments, as Redis reads them
+    zmpop = conn.st.zmpop
+
+    def attempt() -> Any:
+        found = zmpop(keys, where, count)
+        return None if found is None else _mpop_reply(conn, found)
+
+    return try_or_block(conn, keys, timeout, attempt, NULL_ARRAY)

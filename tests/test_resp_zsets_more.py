@@ -1,0 +1,314 @@
+"""More sorted-set commands of ``kvb serve`` against a real redis-server: pops (ZPOPMIN, ZPOPMAX,
+ZMPOP and their blocking forms), lexicographical ranges, ZRANDMEMBER, the set algebra commands
+(ZUNION, ZINTER, ZDIFF and their STORE forms, ZINTERCARD) and ZRANGESTORE.
+
+Every reply is compared with redis-server's over RESP2 and RESP3 (types and values), and error
+replies by their whole text.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+
+import pytest
+import redis
+from helpers import require_tool
+from redis.exceptions import ResponseError
+from resp_helpers import RunningServer, start_redis_server, stop_process
+from test_resp_differential import PROTOCOLS, Comparison, Nil, flush, make_client, run, shown
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """{protocol: (redis-server client, kvb serve client)} for one redis-server and one kvb serve."""
+    require_tool("redis-server")
+    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
+    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
+    clients = {p: (make_client(port, p), make_client(ours.port, p)) for p in PROTOCOLS}
+    yield clients
+    for c in [c for both in clients.values() for c in both]:
+        c.close()
+    stop_process(proc)
+    assert ours.stop() == 0, "kvb serve did not exit cleanly on SIGTERM"
+
+
+@pytest.fixture(params=PROTOCOLS, ids=lambda p: f"RESP{p}")
+def protocol(request) -> int:
+    return request.param
+
+
+@pytest.fixture
+def pair(servers, protocol):
+    """(redis-server, kvb serve) clients speaking ``protocol``, both databases empty."""
+    flush(servers[protocol])
+    return servers[protocol]
+
+
+def check(pair, lines: str) -> None:
+    """Run each command (one per line, redis-cli syntax) on both servers and compare the replies;
+    errors must have the same text. Starts from empty databases."""
+    real, ours = pair
+    for c in pair:
+        c.execute_command("FLUSHALL")
+    done = []
+    for line in lines.strip().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        cmd = shlex.split(line)
+        done.append(line)
+        want, got = run(real, cmd), run(ours, cmd)
+        same = Comparison().same(cmd[0].upper(), want, got)
+        if same and isinstance(want, ResponseError):
+            same = str(want) == str(got)
+        assert same, "\n".join(done) + f"\n  redis-server: {shown(want)}\n  kvb serve:    {shown(got)}"
+
+
+def ports(pair) -> list[int]:
+    return [c.connection_pool.connection_kwargs["port"] for c in pair]
+
+
+@pytest.fixture
+def server_ports(servers) -> list[int]:
+    """The ports of redis-server and kvb serve, for tests that run the same code against each."""
+    return ports(servers[2])
+
+
+def later(delay: float, fn, *args) -> threading.Thread:
+    """Run ``fn(*args)`` in a thread after ``delay`` seconds."""
+
+    def go() -> None:
+        time.sleep(delay)
+        fn(*args)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+# ------------------------------------------------------------------------ pops
+
+
+def test_zpopmin_zpopmax_match_redis(pair):
+    check(
+        pair,
+        """
+        ZADD z 1 a 2 b 3 c 3 d
+        ZPOPMIN z
+        ZPOPMIN z 2
+        ZPOPMAX z 0
+        ZPOPMAX z -1
+        ZPOPMIN z x
+        ZPOPMIN z -0
+        ZPOPMIN z 1 2
+        ZPOPMIN nokey
+        ZPOPMIN nokey 2
+        ZPOPMIN nokey -1
+        ZPOPMIN nokey 0
+        SET s v
+        ZPOPMIN s
+        ZPOPMIN s -1
+        ZPOPMIN s 0
+        ZPOPMAX z 100
+        EXISTS z
+        ZADD z 1 a 2 b 3 c -inf m inf n
+        ZPOPMIN z 1
+        ZPOPMAX z
+        ZPOPMAX z 9223372036854775807
+        EXISTS z
+        ZADD z 1 a 2 b
+        MULTI
+        ZPOPMIN z
+        ZPOPMAX z 1
+        ZPOPMAX z 1
+        EXEC
+        ZPOPMIN
+        """,
+    )
+
+
+def test_zmpop_matches_redis(pair):
+    check(
+        pair,
+        """
+        ZADD z 1 a 2 b 3 c
+        ZADD y 5 e
+        SET s v
+        ZMPOP 1 z min
+        ZMPOP 2 n1 z MAX COUNT 5
+        EXISTS z
+        ZMPOP 1 nokey min
+        ZMPOP 0 z min
+        ZMPOP -1 z min
+        ZMPOP x z min
+        ZMPOP 99999999999999999999 z min
+        ZMPOP 9223372036854775807 z min
+        ZMPOP 3 z min
+        ZMPOP 2 z min
+        ZMPOP 1 z middle
+        ZMPOP 1 z min count 0
+        ZMPOP 1 z min count -1
+        ZMPOP 1 z min count x
+        ZMPOP 1 z min count 9999999999999999999999
+        ZMPOP 1 z min count 1 count 2
+        ZMPOP 1 z min COUNT 1 x
+        ZMPOP 1 z min limit 1
+        ZMPOP 1 z min count
+        ZMPOP 1 s min
+        ZMPOP 2 n1 s min
+        ZMPOP 2 s y min
+        ZMPOP 2 y s min
+        ZMPOP 1 nokey min count 0
+        ZMPOP 1 s min count 0
+        ZMPOP
+        ZMPOP 1
+        ZMPOP 1 z
+        ZADD z 1 a 2 b
+        ZMPOP 1 z MAX COUNT 9223372036854775807
+        ZADD z 1 a 2.5 b
+        ZMPOP 2 z z max
+        """,
+    )
+
+
+def test_blocking_zpops_answer_at_once_and_check_arguments_as_redis(pair):
+    check(
+        pair,
+        """
+        ZADD z 1 a 2 b 3 c
+        ZADD y 5 e
+        SET s v
+        BZPOPMIN n1 z 0
+        BZPOPMAX n1 y z 0
+        EXISTS y
+        BZPOPMIN n1 0.01
+        BZPOPMAX n1 n2 0.01
+        BZPOPMIN n1 x
+        BZPOPMIN n1 -1
+        BZPOPMIN s z 0
+        BZPOPMIN z s 0
+        BZPOPMIN s x
+        BZPOPMIN n1
+        BZMPOP 0.01 1 nokey min
+        BZMPOP 0.01 2 nokey z max count 3
+        BZMPOP x 1 nokey min
+        BZMPOP -1 1 nokey min
+        BZMPOP 0 0 nokey min
+        BZMPOP 0 1 nokey
+        BZMPOP 0.01 1 nokey min count 0
+        BZMPOP x 0 nokey min
+        BZMPOP x 1 nokey middle
+        BZMPOP 0.01 x nokey middle
+        BZMPOP x 1 nokey min count 0
+        BZMPOP x 1 nokey min count 1
+        BZMPOP x 1 nokey min count 1 foo
+        BZMPOP x 1 s min
+        ZADD y 1 a 2 b
+        BZMPOP 0 2 s y min count 1
+        BZMPOP 0 2 y s max count 10
+        """,
+    )
+
+
+def test_blocking_zpops_inside_multi_answer_at_once(pair):
+    check(
+        pair,
+        """
+        MULTI
+        BZPOPMIN n1 0
+        BZPOPMAX n1 n2 0
+        BZMPOP 0 1 nokey min
+        ZADD w 1 a 2 b 3 c
+        BZPOPMAX w 0
+        BZMPOP 0 2 n1 w MIN COUNT 5
+        EXEC
+        EXISTS w
+        """,
+    )
+
+
+@pytest.mark.parametrize("proto", [2, 3])
+def test_blocking_zpops_wait_for_a_push_by_another_client(server_ports, proto):
+    """BZPOPMIN/BZPOPMAX/BZMPOP wait until another client adds members, serve waiters first come
+    first served (one ZADD of two members serves two), and time out with a null reply."""
+    for port in server_ports:
+        r, pusher = redis.Redis(port=port, protocol=proto), redis.Redis(port=port)
+        r.flushall()
+        t0 = time.monotonic()
+        later(0.15, pusher.zadd, "q", {"m": 5, "n": 1})
+        assert list(r.bzpopmin(["x", "q"], timeout=10)) == [b"q", b"n", 1.0]
+        assert time.monotonic() - t0 >= 0.1
+        assert list(r.bzpopmax(["q"], 1)) == [b"q", b"m", 5.0]
+        assert r.bzpopmax(["q"], 0.05) is None
+        assert r.bzmpop(0.05, 1, ["q"], min=True) is None
+        later(0.1, pusher.zadd, "q2", {"a": 1, "b": 2, "c": 3})
+        want = [[b"c", 3.0], [b"b", 2.0]] if proto == 3 else [[b"c", b"3"], [b"b", b"2"]]
+        assert r.bzmpop(10, 2, ["q1", "q2"], max=True, count=2) == [b"q2", want]
+        assert pusher.zrange("q2", 0, -1) == [b"a"]
+        got: list = []
+        waiters = [redis.Redis(port=port) for _ in range(2)]
+        threads = [
+            threading.Thread(target=lambda c=c, got=got: got.append(c.bzpopmin("q5", 10))) for c in waiters
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        pusher.zadd("q5", {"a": 1, "b": 2})
+        for t in threads:
+            t.join(10)
+        assert sorted(got) == [(b"q5", b"a", 1.0), (b"q5", b"b", 2.0)]
+        assert pusher.exists("q5") == 0
+        for c in (r, pusher, *waiters):
+            c.close()
+
+
+def test_blocked_zpop_is_served_by_a_transaction_or_a_script(server_ports):
+    """A client blocked on a key is served when MULTI/EXEC or a script adds a member to it."""
+    for port in server_ports:
+        r, other = redis.Redis(port=port), redis.Redis(port=port)
+        r.flushall()
+
+        def tx(other: redis.Redis = other) -> None:
+            with other.pipeline() as p:
+                p.zadd("d", {"x": 1}).zadd("d", {"y": 2}).execute()
+
+        later(0.1, tx)
+        assert r.bzpopmax("d", 10) == (b"d", b"y", 2.0)
+        later(0.1, other.eval, "return redis.call('zadd', KEYS[1], 7, 'z')", 1, "e")
+        assert r.bzpopmin("e", 10) == (b"e", b"z", 7.0)
+        r.close()
+        other.close()
+
+
+def test_pops_invalidate_watch_of_the_popped_key(pair, protocol):
+    """WATCH z; another client pops from z (ZPOPMIN, ZMPOP, a served BZPOPMIN): EXEC fails, as in
+    Redis; a pop that found nothing leaves the watcher's EXEC alone."""
+    cases = [
+        ("ZPOPMIN z", True),
+        ("ZPOPMAX z 0", False),
+        ("ZPOPMIN nokey", False),
+        ("ZMPOP 2 nokey z MAX", True),
+        ("ZMPOP 1 nokey MIN", False),
+        ("BZPOPMIN z 1", True),
+        ("BZMPOP 1 1 z MIN COUNT 2", True),
+    ]
+    others = [make_client(port, protocol) for port in ports(pair)]
+    try:
+        for line, changes in cases:
+            for client, other in zip(pair, others, strict=True):
+                client.execute_command("FLUSHALL")
+                client.execute_command("ZADD", "z", "1", "a", "2", "b")
+                client.execute_command("WATCH", "z", "nokey")
+                assert not isinstance(run(other, shlex.split(line)), ResponseError)
+                client.execute_command("MULTI")
+                client.execute_command("ZCARD", "z")
+                assert isinstance(client.execute_command("EXEC"), Nil) is changes, (port_of(client), line)
+    finally:
+        for c in others:
+            c.close()
+
+
+def port_of(client) -> int:
+    return client.connection_pool.connection_kwargs["port"]

@@ -1,0 +1,127 @@
+"""The sorted-set operations added to kv_backend.structures for the pop, lex, random and set-algebra
+commands: in-process results, errors, and several processes sharing one store."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+
+import pytest
+from helpers import spawn_python
+
+from kv_backend.structures import CommandError, Structures, WrongTypeError
+from kv_backend.structures.layout import ZIDX, ZMEM
+
+
+@pytest.fixture
+def s(store_path):
+    with Structures(store_path) as st_:
+        yield st_
+
+
+def records(s: Structures, name: bytes) -> int:
+    """How many member and index records the engine holds for a sorted set of this name."""
+    lp = len(name).to_bytes(4, "big") + name
+    return sum(1 for _ in s.db.keys(prefix=ZMEM + lp)) + sum(1 for _ in s.db.keys(prefix=ZIDX + lp))
+
+
+# ------------------------------------------------------------------------ pops
+
+
+def test_zpopmin_zpopmax(s):
+    s.zadd("z", {"a": 1, "b": 2, "c": 3, "d": -math.inf})
+    assert s.zpopmin("z") == [(b"d", -math.inf)]
+    assert s.zpopmax("z", 2) == [(b"c", 3.0), (b"b", 2.0)]
+    assert s.zpopmax("z", 0) == []
+    assert s.zcard("z") == 1
+    assert s.zpopmin("z", 10) == [(b"a", 1.0)]
+    assert s.exists("z") == 0 and records(s, b"z") == 0  # emptied: the key and its records are gone
+    assert s.zpopmin("nokey") == [] and s.zpopmax("nokey", 3) == []
+    with pytest.raises(CommandError, match="must be positive"):
+        s.zpopmin("z", -1)
+    s.set("str", "v")
+    with pytest.raises(WrongTypeError):
+        s.zpopmin("str", 0)  # the type is checked whatever the count, as Redis
+
+
+def test_zpop_keeps_the_ttl_and_changes_the_watch_token(s):
+    s.zadd("z", {"a": 1, "b": 2})
+    s.expire("z", 100)
+    before = s.watch_token("z")
+    assert s.zpopmin("z") == [(b"a", 1.0)]
+    assert 99 < s.ttl("z") <= 100
+    assert s.watch_token("z") != before
+
+
+def test_zmpop(s):
+    s.zadd("b", {"x": 1, "y": 2, "z": 3})
+    assert s.zmpop(["a", "b"], "max", 2) == (b"b", [(b"z", 3.0), (b"y", 2.0)])
+    assert s.zmpop(["a", "b"], "MIN") == (b"b", [(b"x", 1.0)])
+    assert s.zmpop(["a", "b"]) is None
+    s.set("str", "v")
+    s.zadd("c", {"m": 1})
+    with pytest.raises(WrongTypeError):
+        s.zmpop(["a", "str", "c"])  # the first existing key is of the wrong type
+    assert s.zmpop(["c", "str"]) == (b"c", [(b"m", 1.0)])
+    with pytest.raises(CommandError, match="count should be greater than 0"):
+        s.zmpop(["c"], "min", 0)
+    with pytest.raises(CommandError, match="syntax error"):
+        s.zmpop(["c"], "middle")
+
+
+def test_bzpop_answers_at_once_or_times_out(s):
+    s.zadd("q", {"a": 1, "b": 2})
+    assert s.bzpopmax(["none", "q"], timeout=1) == (b"q", b"b", 2.0)
+    assert s.bzpopmin("q", timeout=1) == (b"q", b"a", 1.0)
+    t0 = time.monotonic()
+    assert s.bzpopmin("q", timeout=0.1) is None
+    assert s.bzmpop(["q", "r"], timeout=0.05, where="max", count=3) is None
+    assert time.monotonic() - t0 >= 0.14
+    with pytest.raises(CommandError, match="negative"):
+        s.bzpopmin("q", timeout=-1)
+    with pytest.raises(TypeError):
+        s.bzpopmin("q", timeout="1")
+    with pytest.raises(CommandError):
+        s.bzmpop([], timeout=1)
+
+
+def test_bzpopmin_wakes_on_another_process_zadd(s, store_path):
+    code = """
+        import sys, time
+        from kv_backend.structures import Structures
+        time.sleep(0.3)
+        with Structures(sys.argv[1]) as st:
+            st.zadd(b"jobs", {b"late": 2, b"early": 1})
+    """
+    proc = spawn_python(code, store_path)
+    try:
+        t0 = time.monotonic()
+        assert s.bzpopmin("jobs", timeout=0) == (b"jobs", b"early", 1.0)
+        assert 0.2 < time.monotonic() - t0 < 10
+        assert s.bzmpop("jobs", timeout=5, where="max") == (b"jobs", [(b"late", 2.0)])
+    finally:
+        assert proc.wait(30) == 0
+
+
+def test_zpop_consumers_in_several_processes_get_each_member_once(s, store_path):
+    code = """
+        import json, sys
+        from kv_backend.structures import Structures
+        got = []
+        with Structures(sys.argv[1]) as st:
+            while (item := st.bzpopmin("work", timeout=0.3)) is not None:
+                got.append(item[1].decode())
+                got += [m.decode() for m, _ in st.zpopmin("work", 2)]
+        print(json.dumps(got))
+    """
+    consumers = [spawn_python(code, store_path, stdout=subprocess.PIPE) for _ in range(3)]
+    try:
+        for i in range(0, 300, 3):
+            s.zadd("work", {f"job-{j}": j for j in range(i, i + 3)})
+    finally:
+        outs = [json.loads(p.communicate(timeout=60)[0]) for p in consumers]
+    got = [x for out in outs for x in out]
+    assert sorted(got) == sorted(f"job-{i}" for i in range(300))
+    assert records(s, b"work") == 0
