@@ -312,3 +312,137 @@ def test_pops_invalidate_watch_of_the_popped_key(pair, protocol):
 
 def port_of(client) -> int:
     return client.connection_pool.connection_kwargs["port"]
+
+
+# ------------------------------------------------------------------ lex ranges
+
+
+def test_lex_ranges_match_redis(pair):
+    """ZRANGEBYLEX, ZREVRANGEBYLEX, ZLEXCOUNT, ZREMRANGEBYLEX and ZRANGE ... BYLEX: bounds, LIMIT,
+    errors in Redis's order, and sets with several scores walked as Redis walks a small set."""
+    check(
+        pair,
+        """
+        zadd z 0 a 0 b 0 c 0 d 0 e 0 f
+        zrangebylex z - +
+        zrangebylex z [b (e
+        zrangebylex z (b [e
+        zrangebylex z [e [b
+        zrangebylex z [b [b
+        zrangebylex z (b [b
+        zrangebylex z + -
+        zrangebylex z - -
+        zrangebylex z + +
+        zrangebylex z [ +
+        zrangebylex z ( +
+        zrangebylex z - [
+        zrangebylex z - (
+        zrangebylex z [bb [dd
+        zrangebylex z (bb (dd
+        zrangebylex z - + limit 1 2
+        zrangebylex z - + limit 1 -1
+        zrangebylex z - + limit -1 2
+        zrangebylex z - + limit 0 0
+        zrangebylex z - + limit 1
+        zrangebylex z - + limit x 1
+        zrangebylex z b e limit x 1
+        zrangebylex z - + withscores
+        zrangebylex z - + withscores foo
+        zrangebylex z b e withscores
+        zrangebylex z b e
+        zrangebylex z [b e
+        zrangebylex z -- +
+        zrangebylex z "" +
+        zrangebylex nokey b e
+        zrangebylex nokey - + limit x 1
+        set s v
+        zrangebylex s b e
+        zrangebylex s - + limit x 1
+        zrangebylex s - +
+        zrangebylex s - + foo
+        zrangebylex z - + foo
+        zrangebylex z - + rev
+        zrevrangebylex z + -
+        zrevrangebylex z (e [b
+        zrevrangebylex z [e (b
+        zrevrangebylex z [b [e
+        zrevrangebylex z [ee [bb
+        zrevrangebylex z + - limit 1 2
+        zrevrangebylex z + - limit 1 -5
+        zrevrangebylex z + - withscores
+        zlexcount z - +
+        zlexcount z [b (e
+        zlexcount z b e
+        zlexcount s - +
+        zlexcount s b e
+        zlexcount nokey b e
+        zlexcount z [c [a
+        zlexcount z - + x
+        zrange z - + bylex
+        zrange z [b (e bylex limit 1 1
+        zrange z (e [b bylex rev
+        zrange z [b (e bylex rev
+        zrange z + - bylex rev limit 0 2
+        zrange z - + bylex withscores
+        zrange z - + bylex byscore
+        zrange z - + bylex bylex
+        zrange z 0 1 bylex
+        zrange z - + bylex limit 0
+        zrange s - + bylex
+        zrange nokey - + bylex
+        zremrangebylex z [b (d
+        zrange z 0 -1
+        zremrangebylex z b d
+        zremrangebylex s - +
+        zremrangebylex s b d
+        zremrangebylex nokey x y
+        zremrangebylex nokey - +
+        zremrangebylex z - +
+        exists z
+        zadd m 3 a 1 b 2 c 1 d 0 e
+        zrangebylex m [b [d
+        zrangebylex m - [c
+        zrangebylex m [c +
+        zrevrangebylex m [d [b
+        zrevrangebylex m [c -
+        zrevrangebylex m + -
+        zrevrangebylex m [e [a
+        zlexcount m [b [d
+        zlexcount m [a [b
+        zrangebylex m [a [e
+        zrangebylex m [b +
+        zrangebylex m - (e
+        zremrangebylex m [a [e
+        zadd n 1 a 1 b 1 c 2 a0 2 b0
+        zrangebylex n - +
+        zrangebylex n [b +
+        zrangebylex n (a [c
+        zrevrangebylex n [c [a
+        zrevrangebylex n + (a
+        zlexcount n [a0 +
+        zrangebylex e [ +
+        zrangebylex e ( +
+        ZADD e 0 "" 0 a 0 b
+        ZRANGEBYLEX e [ +
+        ZRANGEBYLEX e ( +
+        ZRANGEBYLEX e - (a
+        """,
+    )
+
+
+def test_lex_ranges_of_a_large_set_match_redis(pair):
+    """Over 128 members Redis keeps a skiplist; with one score the answers are the same."""
+    real, ours = pair
+    for c in pair:
+        c.execute_command("ZADD", "big", *[x for i in range(300) for x in ("0", f"m{i:04d}")])
+    for lo, hi in [("[m0010", "(m0200"), ("(m01", "[m02"), ("-", "(m0005"), ("[m029", "+"), ("[m1", "+")]:
+        for cmd in (
+            ["ZRANGEBYLEX", "big", lo, hi],
+            ["ZREVRANGEBYLEX", "big", hi, lo, "LIMIT", "3", "5"],
+            ["ZLEXCOUNT", "big", lo, hi],
+            ["ZRANGE", "big", hi, lo, "BYLEX", "REV", "LIMIT", "2", "-1"],
+        ):
+            assert Comparison().same(cmd[0], run(real, cmd), run(ours, cmd)), cmd
+    cmd = ["ZREMRANGEBYLEX", "big", "(m0100", "[m0250"]
+    assert run(real, cmd) == run(ours, cmd) == 150
+    assert run(real, ["ZRANGE", "big", "0", "-1"]) == run(ours, ["ZRANGE", "big", "0", "-1"])

@@ -125,3 +125,41 @@ def test_zpop_consumers_in_several_processes_get_each_member_once(s, store_path)
     got = [x for out in outs for x in out]
     assert sorted(got) == sorted(f"job-{i}" for i in range(300))
     assert records(s, b"work") == 0
+
+
+# ------------------------------------------------------------------ lex ranges
+
+
+def test_lex_ranges(s):
+    s.zadd("z", {m: 0 for m in ["a", "b", "c", "d", "e"]})
+    assert s.zrangebylex("z", "-", "+") == [b"a", b"b", b"c", b"d", b"e"]
+    assert s.zrangebylex("z", "[b", "(d") == [b"b", b"c"]
+    assert s.zrangebylex("z", "(b", "+", 1, 2) == [b"d", b"e"]
+    assert s.zrangebylex("z", "-", "+", 3, -1) == [b"d", b"e"]
+    assert s.zrangebylex("z", "-", "+", -1, 2) == []
+    assert s.zrevrangebylex("z", "[d", "(a") == [b"d", b"c", b"b"]
+    assert s.zrevrangebylex("z", "+", "-", 0, 2) == [b"e", b"d"]
+    assert s.zlexcount("z", "[b", "[bz") == 1
+    assert s.zlexcount("z", "(c", "[b") == 0
+    assert s.zlexcount("z", "-", "-") == 0
+    assert s.zlexcount("nokey", "-", "+") == 0
+    assert s.zremrangebylex("z", "(a", "[c") == 2
+    assert s.zrangebylex("z", "-", "+") == [b"a", b"d", b"e"]
+    assert s.zremrangebylex("z", "-", "+") == 3
+    assert s.exists("z") == 0 and records(s, b"z") == 0
+    for bad in ("b", "", "--", "+x"):
+        with pytest.raises(CommandError, match="not valid string range item"):
+            s.zlexcount("nokey", bad, "+")  # the bounds are checked before the key
+    s.set("str", "v")
+    with pytest.raises(WrongTypeError):
+        s.zrangebylex("str", "-", "+")
+
+
+def test_lex_range_of_a_set_with_several_scores_walks_in_score_order(s):
+    """As Redis walks a small sorted set: from the first member in range, while members stay in it."""
+    s.zadd("m", {"a": 3, "b": 1, "c": 2, "d": 1, "e": 0})  # score order: e b d c a
+    assert s.zrangebylex("m", "[a", "[e") == [b"e", b"b", b"d", b"c", b"a"]
+    assert s.zrangebylex("m", "[b", "[d") == []  # the last member, a, is below the minimum
+    s.zadd("n", {"a": 1, "b": 1, "c": 1, "a0": 2, "b0": 2})  # a b c a0 b0
+    assert s.zrangebylex("n", "[b", "+") == [b"b", b"c", b"a0", b"b0"]
+    assert s.zrevrangebylex("n", "+", "(a") == [b"b0", b"a0", b"c", b"b"]

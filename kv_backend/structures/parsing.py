@@ -109,6 +109,45 @@ def _score_bound(value: Value) -> tuple[float, bool]:
     return parse_float(raw, "ERR min or max is not a float", overflow=True), False
 
 
+#: A lexicographical range bound: (-1 for ``-``, 1 for ``+``, 0 for a member; the member; exclusive).
+LexBound = tuple[int, bytes, bool]
+
+
+def _lex_bound(value: Value) -> LexBound:
+    """Parse a ZRANGEBYLEX bound: ``[member`` (inclusive), ``(member`` (exclusive), ``-`` or ``+``.
+
+    As in Redis, ``-`` and ``+`` are exclusive (``ZLEXCOUNT k - -`` is 0) and anything else,
+    the empty string included, is refused.
+    """
+    raw = _b(value)
+    head = raw[:1]
+    if head in (b"-", b"+") and (len(raw) == 1 or raw[1] == 0):  # Redis reads a C string here
+        return (-1 if head == b"-" else 1), b"", True
+    if head in (b"[", b"("):
+        return 0, raw[1:], head == b"("
+    raise CommandError("ERR min or max not valid string range item")
+
+
+def _lex_empty(lo: LexBound, hi: LexBound) -> bool:
+    """Whether no member can be in the range (min above max, or equal and one of them exclusive)."""
+    cmp = (lo[0] > hi[0]) - (lo[0] < hi[0])
+    if cmp == 0 and lo[0] == 0:
+        cmp = (lo[1] > hi[1]) - (lo[1] < hi[1])
+    return cmp > 0 or (cmp == 0 and (lo[2] or hi[2]))
+
+
+def _lex_gte_min(member: bytes, lo: LexBound) -> bool:
+    if lo[0]:
+        return lo[0] < 0
+    return member > lo[1] if lo[2] else member >= lo[1]
+
+
+def _lex_lte_max(member: bytes, hi: LexBound) -> bool:
+    if hi[0]:
+        return hi[0] > 0
+    return member < hi[1] if hi[2] else member <= hi[1]
+
+
 @lru_cache(maxsize=256)
 def _glob_regex(pattern: bytes) -> re.Pattern[bytes]:
     out = []

@@ -21,7 +21,16 @@ from kv_backend.structures.layout import (
     decode_score,
     encode_score,
 )
-from kv_backend.structures.parsing import _score_bound, parse_cursor, parse_float
+from kv_backend.structures.parsing import (
+    LexBound,
+    _lex_bound,
+    _lex_empty,
+    _lex_gte_min,
+    _lex_lte_max,
+    _score_bound,
+    parse_cursor,
+    parse_float,
+)
 
 _WHERE = {"min": False, "max": True}
 
@@ -372,3 +381,102 @@ class SortedSets(Keyspace):
         """Like :meth:`bzpopmin`, popping the highest member."""
         found = self.bzmpop(names, timeout, "max", 1)
         return None if found is None else (found[0], *found[1][0])
+
+    def _zlex_range(
+        self, name: bytes, lo: LexBound, hi: LexBound, reverse: bool = False
+    ) -> Iterator[tuple[bytes, float]]:
+        """Yield ``(member, score)`` of the members between two lexicographical bounds.
+
+        Lex ranges are meant for sets whose members all have one score; then
+        the members are in byte order in the index and the walk starts at the
+        bound (one seek). With several scores the set is walked in score order
+        as Redis walks a small sorted set: from the first member (last, with
+        ``reverse``) inside the bound at that end, while members stay inside
+        the other bound; and nothing if the set's last member is below the
+        minimum or its first above the maximum.
+        """
+        if _lex_empty(lo, hi):
+            return
+        ipfx = ZIDX + _lp(name)
+        n = len(ipfx)
+        db = self.db
+        first = next(db.keys(prefix=ipfx), None)
+        last = next(db.keys(prefix=ipfx, reverse=True), None)
+        if first is None or last is None:
+            return
+        if not _lex_gte_min(last[n + 8 :], lo) or not _lex_lte_max(first[n + 8 :], hi):
+            return
+        one_score = first[n : n + 8] == last[n : n + 8]
+        if not reverse:
+            start = ipfx + first[n : n + 8] + lo[1] if one_score and lo[0] == 0 else None
+            inside, stay = _lex_gte_min, _lex_lte_max
+            bound, other = lo, hi
+        else:
+            start = ipfx + first[n : n + 8] + hi[1] if one_score and hi[0] == 0 else None
+            inside, stay = _lex_lte_max, _lex_gte_min
+            bound, other = hi, lo
+        found = False
+        for key in db.keys(prefix=ipfx, start=start, reverse=reverse):
+            member = key[n + 8 :]
+            if not found:
+                if not inside(member, bound):
+                    continue
+                found = True
+            if not stay(member, other):
+                return
+            yield member, decode_score(key[n : n + 8])
+
+    def _zlex(
+        self,
+        name: Name,
+        min: Value,
+        max: Value,
+        start: int | None,
+        num: int | None,
+        reverse: bool,
+    ) -> list[bytes]:
+        name = _b(name)
+        lo, hi = _lex_bound(min), _lex_bound(max)  # the bounds before the key's type, as Redis
+        if self._meta(name, T_ZSET) is None:
+            return []
+        offset = start or 0
+        if offset < 0:
+            return []
+        items = islice(self._zlex_range(name, lo, hi, reverse), offset, None)
+        if num is not None and num >= 0:
+            items = islice(items, num)
+        return [m for m, _ in items]
+
+    def zrangebylex(
+        self, name: Name, min: Value, max: Value, start: int | None = None, num: int | None = None
+    ) -> list[bytes]:
+        """Members between ``min`` and ``max`` in byte order (bounds ``[m``, ``(m``, ``-``, ``+``).
+
+        For sets whose members share one score, as in Redis. ``start``/``num`` is
+        LIMIT (a negative ``num``: all the rest).
+        """
+        return self._zlex(name, min, max, start, num, reverse=False)
+
+    def zrevrangebylex(
+        self, name: Name, max: Value, min: Value, start: int | None = None, num: int | None = None
+    ) -> list[bytes]:
+        """Members between ``max`` and ``min``, in reverse byte order."""
+        return self._zlex(name, min, max, start, num, reverse=True)
+
+    def zlexcount(self, name: Name, min: Value, max: Value) -> int:
+        """Number of members between two lexicographical bounds."""
+        name = _b(name)
+        lo, hi = _lex_bound(min), _lex_bound(max)
+        if self._meta(name, T_ZSET) is None:
+            return 0
+        return sum(1 for _ in self._zlex_range(name, lo, hi))
+
+    def zremrangebylex(self, name: Name, min: Value, max: Value) -> int:
+        """Remove the members between two lexicographical bounds; return how many."""
+        name = _b(name)
+        lo, hi = _lex_bound(min), _lex_bound(max)
+        with self.db.locked():
+            if self._meta(name, T_ZSET) is None:
+                return 0
+            members = [m for m, _ in self._zlex_range(name, lo, hi)]
+            return self.zrem(name, *members) if members else 0

@@ -108,9 +108,7 @@ def _range_opts(args: list[bytes], start: int, allow_by: bool) -> dict[str, Any]
             opts["limit"] = (arg_int(args[i + 1]), arg_int(args[i + 2]))
             i += 2
         elif allow_by and opt in (b"BYSCORE", b"BYLEX") and opts["by"] is None:
-            if opt == b"BYLEX":
-                raise CommandError("ERR BYLEX ranges are not supported by this server")
-            opts["by"] = "score"
+            opts["by"] = "score" if opt == b"BYSCORE" else "lex"
         elif allow_by and opt == b"REV" and not opts["rev"]:
             opts["rev"] = True
         else:
@@ -130,9 +128,21 @@ def _by_score(conn: Connection, key: bytes, lo: bytes, hi: bytes, opts: dict[str
     return [m for m, _ in items]
 
 
+def _by_lex(conn: Connection, key: bytes, lo: bytes, hi: bytes, opts: dict[str, Any], rev: bool) -> Any:
+    if opts["withscores"]:
+        raise CommandError("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
+    start, num = opts["limit"] if opts["limit"] else (None, None)
+    if rev:
+        return conn.st.zrevrangebylex(key, hi, lo, start, num)
+    return conn.st.zrangebylex(key, lo, hi, start, num)
+
+
 @command("ZRANGE", -4)
 def cmd_zrange(conn: Connection, args: list[bytes]) -> Any:
     opts = _range_opts(args, 4, allow_by=True)
+    if opts["by"] == "lex":
+        lo, hi = (args[3], args[2]) if opts["rev"] else (args[2], args[3])
+        return _by_lex(conn, args[1], lo, hi, opts, opts["rev"])
     if opts["by"] == "score":
         lo, hi = (args[3], args[2]) if opts["rev"] else (args[2], args[3])
         return _by_score(conn, args[1], lo, hi, opts, opts["rev"])
@@ -161,6 +171,30 @@ def cmd_zrangebyscore(conn: Connection, args: list[bytes]) -> Any:
 @command("ZREVRANGEBYSCORE", -4)
 def cmd_zrevrangebyscore(conn: Connection, args: list[bytes]) -> Any:
     return _by_score(conn, args[1], args[3], args[2], _range_opts(args, 4, allow_by=False), rev=True)
+
+
+@command("ZRANGEBYLEX", -4)
+def cmd_zrangebylex(conn: Connection, args: list[bytes]) -> Any:
+    """Members between two lexicographical bounds ([m, (m, -, +), in byte order."""
+    return _by_lex(conn, args[1], args[2], args[3], _range_opts(args, 4, allow_by=False), rev=False)
+
+
+@command("ZREVRANGEBYLEX", -4)
+def cmd_zrevrangebylex(conn: Connection, args: list[bytes]) -> Any:
+    """Members between two lexicographical bounds (max first), in reverse byte order."""
+    return _by_lex(conn, args[1], args[3], args[2], _range_opts(args, 4, allow_by=False), rev=True)
+
+
+@command("ZLEXCOUNT", 4)
+def cmd_zlexcount(conn: Connection, args: list[bytes]) -> Any:
+    """Number of members between two lexicographical bounds."""
+    return conn.st.zlexcount(args[1], args[2], args[3])
+
+
+@command("ZREMRANGEBYLEX", 4, "write")
+def cmd_zremrangebylex(conn: Connection, args: list[bytes]) -> Any:
+    """Remove the members between two lexicographical bounds."""
+    return conn.st.zremrangebylex(args[1], args[2], args[3])
 
 
 @command("ZRANK", 3)
