@@ -446,3 +446,70 @@ def test_lex_ranges_of_a_large_set_match_redis(pair):
     cmd = ["ZREMRANGEBYLEX", "big", "(m0100", "[m0250"]
     assert run(real, cmd) == run(ours, cmd) == 150
     assert run(real, ["ZRANGE", "big", "0", "-1"]) == run(ours, ["ZRANGE", "big", "0", "-1"])
+
+
+# ----------------------------------------------------------------- ZRANDMEMBER
+
+
+def test_zrandmember_matches_redis(pair):
+    """The deterministic cases: one-member sets, counts covering the whole set (highest score first),
+    missing keys, and the argument checks in Redis's order."""
+    check(
+        pair,
+        """
+        zadd z 1 a
+        zrandmember z
+        zrandmember z 1
+        zrandmember z 1 withscores
+        zrandmember z -2 withscores
+        zrandmember z -3
+        zrandmember z 0
+        zrandmember z 0 withscores
+        zrandmember nokey
+        zrandmember nokey 2
+        zrandmember nokey 2 withscores
+        zrandmember nokey -2
+        zrandmember nokey 0
+        zrandmember z x
+        zrandmember z 1 foo
+        zrandmember z 1 withscores x
+        zrandmember z 1 WITHSCORES x
+        zrandmember z -9223372036854775808
+        zrandmember z -9223372036854775808 withscores
+        zrandmember z -9223372036854775807 withscores
+        zrandmember z -4611686018427387904 withscores
+        zrandmember z 4611686018427387904 withscores
+        zrandmember z 4611686018427387903 withscores
+        set s v
+        zrandmember s
+        zrandmember s x
+        zrandmember s 0
+        zrandmember s 1 foo
+        zrandmember s x foo
+        zrandmember nokey 1 foo
+        zrandmember nokey x
+        zrandmember nokey x foo
+        zrandmember s -9223372036854775807 withscores
+        zrandmember s 1 withscores
+        zadd z 1 b 0 c 2.5 d
+        zrandmember z 4 withscores
+        zrandmember z 5
+        zrandmember z 9223372036854775807
+        """,
+    )
+
+
+def test_zrandmember_picks_from_the_set(pair, protocol):
+    real, ours = pair
+    members = {f"m{i}".encode(): float(i) for i in range(10)}
+    for c in pair:
+        c.execute_command("ZADD", "z", *[x for m, s in members.items() for x in (s, m)])
+    for client in (real, ours):
+        assert client.execute_command("ZRANDMEMBER", "z") in members
+        distinct = client.execute_command("ZRANDMEMBER", "z", "4")
+        assert len(distinct) == len(set(distinct)) == 4 and set(distinct) <= set(members)
+        repeated = client.execute_command("ZRANDMEMBER", "z", "-25")
+        assert len(repeated) == 25 and set(repeated) <= set(members)
+        scored = client.execute_command("ZRANDMEMBER", "z", "-3", "WITHSCORES")
+        pairs = scored if protocol == 3 else [scored[i : i + 2] for i in range(0, len(scored), 2)]
+        assert len(pairs) == 3 and all(members[m] == float(s) for m, s in pairs)

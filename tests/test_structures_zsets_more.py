@@ -163,3 +163,22 @@ def test_lex_range_of_a_set_with_several_scores_walks_in_score_order(s):
     s.zadd("n", {"a": 1, "b": 1, "c": 1, "a0": 2, "b0": 2})  # a b c a0 b0
     assert s.zrangebylex("n", "[b", "+") == [b"b", b"c", b"a0", b"b0"]
     assert s.zrevrangebylex("n", "+", "(a") == [b"b0", b"a0", b"c", b"b"]
+
+
+# ----------------------------------------------------------------- ZRANDMEMBER
+
+
+def test_zrandmember(s):
+    assert s.zrandmember("nokey") is None
+    assert s.zrandmember("nokey", 3) == [] and s.zrandmember("nokey", -3, withscores=True) == []
+    s.zadd("z", {"a": 1, "b": 2, "c": 3})
+    assert {s.zrandmember("z") for _ in range(60)} == {b"a", b"b", b"c"}
+    assert s.zrandmember("z", 10, withscores=True) == [(b"c", 3.0), (b"b", 2.0), (b"a", 1.0)]
+    two = s.zrandmember("z", 2)
+    assert len(set(two)) == 2 and set(two) <= {b"a", b"b", b"c"}
+    many = s.zrandmember("z", -20, withscores=True)
+    assert len(many) == 20 and set(many) <= {(b"a", 1.0), (b"b", 2.0), (b"c", 3.0)}
+    assert s.zrandmember("z", 0) == []
+    s.set("str", "v")
+    with pytest.raises(WrongTypeError):
+        s.zrandmember("str", 0)

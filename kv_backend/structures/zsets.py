@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
@@ -480,3 +481,30 @@ class SortedSets(Keyspace):
                 return 0
             members = [m for m, _ in self._zlex_range(name, lo, hi)]
             return self.zrem(name, *members) if members else 0
+
+    def zrandmember(self, name: Name, count: int | None = None, withscores: bool = False) -> Any:
+        """Random members: without ``count`` one member (None for a missing key).
+
+        With ``count``, a list: a positive count gives distinct members (the whole set, from the
+        highest score down, when it has no more than ``count``), a negative one ``-count``
+        members that may repeat. With ``withscores`` the items are ``(member, score)`` pairs.
+        """
+        name = _b(name)
+        found = self._meta(name, T_ZSET)
+        if count is None:
+            if found is None:
+                return None
+            size = self._count(found[0])[0]
+            for member, score in islice(self._zscan_order(name), random.randrange(size), None):
+                return (member, score) if withscores else member
+            return None
+        if found is None or count == 0:
+            return []
+        items = list(self._zscan_order(name, reverse=True))
+        if count >= len(items):
+            picked = items  # the whole set, in Redis's order
+        elif count > 0:
+            picked = random.sample(items, count)
+        else:
+            picked = random.choices(items, k=-count)
+        return picked if withscores else [m for m, _ in picked]
