@@ -60,7 +60,9 @@ def check(pair, lines: str) -> None:
         cmd = shlex.split(line)
         done.append(line)
         want, got = run(real, cmd), run(ours, cmd)
-        same = Comparison().same(cmd[0].upper(), want, got)
+        name = cmd[0].upper()
+        # scores are compared as numbers (Redis 7.0 writes 17 digits, kvb the shortest form)
+        same = Comparison().same("ZRANGE" if name.startswith(("Z", "BZ")) else name, want, got)
         if same and isinstance(want, ResponseError):
             same = str(want) == str(got)
         assert same, "\n".join(done) + f"\n  redis-server: {shown(want)}\n  kvb serve:    {shown(got)}"
@@ -237,13 +239,13 @@ def test_blocking_zpops_wait_for_a_push_by_another_client(server_ports, proto):
         r, pusher = redis.Redis(port=port, protocol=proto), redis.Redis(port=port)
         r.flushall()
         t0 = time.monotonic()
-        later(0.15, pusher.zadd, "q", {"m": 5, "n": 1})
+        later(0.08, pusher.zadd, "q", {"m": 5, "n": 1})
         assert list(r.bzpopmin(["x", "q"], timeout=10)) == [b"q", b"n", 1.0]
-        assert time.monotonic() - t0 >= 0.1
+        assert time.monotonic() - t0 >= 0.05
         assert list(r.bzpopmax(["q"], 1)) == [b"q", b"m", 5.0]
         assert r.bzpopmax(["q"], 0.05) is None
         assert r.bzmpop(0.05, 1, ["q"], min=True) is None
-        later(0.1, pusher.zadd, "q2", {"a": 1, "b": 2, "c": 3})
+        later(0.05, pusher.zadd, "q2", {"a": 1, "b": 2, "c": 3})
         want = [[b"c", 3.0], [b"b", 2.0]] if proto == 3 else [[b"c", b"3"], [b"b", b"2"]]
         assert r.bzmpop(10, 2, ["q1", "q2"], max=True, count=2) == [b"q2", want]
         assert pusher.zrange("q2", 0, -1) == [b"a"]
@@ -254,7 +256,7 @@ def test_blocking_zpops_wait_for_a_push_by_another_client(server_ports, proto):
         ]
         for t in threads:
             t.start()
-        time.sleep(0.2)
+        time.sleep(0.1)
         pusher.zadd("q5", {"a": 1, "b": 2})
         for t in threads:
             t.join(10)
@@ -513,3 +515,231 @@ def test_zrandmember_picks_from_the_set(pair, protocol):
         scored = client.execute_command("ZRANDMEMBER", "z", "-3", "WITHSCORES")
         pairs = scored if protocol == 3 else [scored[i : i + 2] for i in range(0, len(scored), 2)]
         assert len(pairs) == 3 and all(members[m] == float(s) for m, s in pairs)
+
+
+# ------------------------------------------------------- ZUNION, ZINTER, ZDIFF
+
+
+def test_set_algebra_matches_redis(pair):
+    """ZUNION/ZINTER/ZDIFF, their STORE forms and ZINTERCARD: sets as inputs (score 1), WEIGHTS,
+    AGGREGATE, inf + -inf and 0 * inf (0 in Redis), sums of several scores added in Redis's order,
+    the destination replaced whatever its type, its TTL dropped, deleted by an empty result, and
+    the argument and type checks in Redis's order."""
+    check(
+        pair,
+        """
+        zadd a 1 x 2 y 3 z
+        zadd b 10 y 20 z 30 w
+        sadd s y w q
+        set str v
+        zunionstore d 2 a b
+        zrange d 0 -1 withscores
+        zinterstore d 2 a b
+        zrange d 0 -1 withscores
+        zdiffstore d 2 a b
+        zrange d 0 -1 withscores
+        zunionstore d 2 a b weights 2 0.5
+        zrange d 0 -1 withscores
+        zunionstore d 2 a b aggregate min
+        zrange d 0 -1 withscores
+        zinterstore d 2 a b aggregate max weights 1 -1
+        zrange d 0 -1 withscores
+        zunionstore d 2 a s
+        zrange d 0 -1 withscores
+        zinterstore d 2 a s weights 1 5
+        zrange d 0 -1 withscores
+        zunionstore d 2 a str
+        zunionstore d 0 a
+        zunionstore d -1 a
+        zunionstore d x a
+        zunionstore d 3 a b
+        zunionstore d 2 a b weights 1
+        zunionstore d 2 a b weights 1 x
+        zunionstore d 2 a b weights 1 nan
+        zunionstore d 2 a b aggregate foo
+        zunionstore d 2 a b aggregate
+        zunionstore d 2 a b foo
+        zunionstore d 2 a b withscores
+        zdiffstore d 2 a b weights 1 2
+        zdiffstore d 2 a b aggregate sum
+        zinterstore d 2 a nokey
+        exists d
+        set d v
+        zunionstore d 1 a
+        type d
+        expire d 100
+        zunionstore d 1 a
+        ttl d
+        zadd p 1 m
+        zadd q inf m
+        zadd r -inf m
+        zunionstore d 2 q r
+        zrange d 0 -1 withscores
+        zinterstore d 2 q r
+        zrange d 0 -1 withscores
+        zunionstore d 2 q q weights 1 -1
+        zrange d 0 -1 withscores
+        zunionstore d 1 q weights 0
+        zrange d 0 -1 withscores
+        zunionstore d 2 p q weights inf 0
+        zrange d 0 -1 withscores
+        zunionstore d 1 q weights -inf
+        zrange d 0 -1 withscores
+        zunionstore d 2 q r aggregate min
+        zrange d 0 -1 withscores
+        zunion 2 a b
+        zunion 2 a b withscores
+        zunion 2 a b withscores weights 1 2 aggregate max
+        zinter 2 a b withscores
+        zinter 2 a s withscores
+        zdiff 2 a b withscores
+        zdiff 2 a b weights 1 1
+        zdiff 1 a
+        zunion 0 a
+        zunion 1 str
+        zinter 2 a nokey withscores
+        zdiff 2 nokey a withscores
+        zdiff 2 str a
+        zdiff 2 nokey str
+        zinter 2 nokey str
+        zunion 2 nokey str
+        zintercard 2 a b
+        zintercard 2 a b limit 1
+        zintercard 2 a b limit 0
+        zintercard 2 a b limit -1
+        zintercard 2 a b limit x
+        zintercard 2 a b foo
+        zintercard 0 a
+        zintercard 3 a b
+        zintercard 2 a str
+        zintercard 2 nokey str
+        zintercard 2 a s
+        zintercard 1 a
+        zunionstore d 1 nokey
+        exists d
+        zadd d 1 m
+        zdiffstore d 1 nokey
+        exists d
+        zunionstore a 2 a b
+        zrange a 0 -1 withscores
+        zunion 2 a b aggregate sum weights 1 2 weights 3 4
+        zunion 2 a b aggregate min aggregate max withscores
+        zunion 2 a b weights 1 2 3
+        zunionstore d 99999999999999999999 a
+        zunionstore d 9223372036854775807 a
+        zinter 1 s withscores
+        zdiff 2 s a withscores
+        zadd big 1 1.1 0.1 b 0.2 c
+        zunion 2 big big withscores
+        zunion 2 str a foo
+        zunion 2 str a weights 1 x
+        zunionstore d 2 str a foo
+        zintercard 2 str a foo
+        zintercard 2 str a limit -1
+        zintercard x a
+        zintercard -1 a
+        zintercard 99999999999999999999 a
+        zinter 2 a a withscores withscores
+        zunion 2 a a weights 1 2 withscores
+        zinter 2 a a weights 1 2 withscores
+        zunion 1 a aggregate MIN withscores
+        zdiff 2 a str
+        zdiff 0 a
+        zdiffstore d 0 a
+        zdiffstore d 2 a
+        zunionstore d
+        zunionstore d 1
+        zunion 1
+        zintercard 1
+        zinterstore d 1 a withscores
+        zunion 2 a b weights 1 1e500
+        zunion 2 a b weights 1 inf withscores
+        zinter 2 q r weights 0 1 aggregate min withscores
+        zinter 2 q r weights 0 1 aggregate max withscores
+        zinter 2 r q weights 1 0 aggregate max withscores
+        zinter 2 q q weights 0 1 aggregate min withscores
+        zunion 2 q r weights 0 1 aggregate min withscores
+        zadd t1 0.1 m 1 n
+        zadd t2 0.2 m 2 n 1 o
+        zadd t3 0.3 m 3 n 1 o 1 p
+        zunion 3 t3 t2 t1 withscores
+        zunion 3 t1 t2 t3 withscores
+        zinter 3 t3 t1 t2 withscores
+        zunionstore t1 3 t3 t2 t1 weights 0.7 0.1 3.3
+        zrange t1 0 -1 withscores
+        zintercard 2 a a limit 9223372036854775807
+        """,
+    )
+
+
+def test_store_commands_wake_waiters_and_invalidate_watch_of_the_destination(server_ports):
+    for port in server_ports:
+        r, other = redis.Redis(port=port), redis.Redis(port=port)
+        r.flushall()
+        other.zadd("src", {"a": 1, "b": 2})
+        later(0.1, other.zunionstore, "dst", ["src"])
+        assert r.bzpopmax("dst", 10) == (b"dst", b"b", 2.0)
+        assert other.zrange("dst", 0, -1) == [b"a"]
+        for setup, cmd, key, changes in [
+            ("ZADD dst 1 x", "ZUNIONSTORE dst 1 src", "dst", True),
+            ("ZADD dst 1 x", "ZINTERSTORE dst 2 src nokey", "dst", True),  # deletes dst
+            ("DEL dst", "ZDIFFSTORE dst 1 nokey", "dst", False),  # nothing to delete
+            ("SET dst v", "ZRANGESTORE dst src 0 -1", "dst", True),
+            ("DEL dst", "ZUNIONSTORE dst 1 src", "src", False),  # an input is not changed
+        ]:
+            r.execute_command(*setup.split())
+            r.execute_command("WATCH", key)
+            other.execute_command(*cmd.split())
+            r.execute_command("MULTI")
+            r.execute_command("PING")
+            assert (r.execute_command("EXEC") is None) is changes, (port, cmd, key)
+        r.close()
+        other.close()
+
+
+def test_zrangestore_matches_redis(pair):
+    """By rank, BYSCORE and BYLEX with REV and LIMIT; WITHSCORES refused; the destination replaced
+    whatever its type, its TTL dropped, deleted by an empty result; the source may be the destination."""
+    check(
+        pair,
+        """
+        zadd a 1 x 2 y 3 z 4 w
+        set str v
+        zrangestore d a 0 1
+        zrange d 0 -1 withscores
+        zrangestore d a 1 -1 rev
+        zrange d 0 -1 withscores
+        zrangestore d a (1 3 byscore
+        zrange d 0 -1 withscores
+        zrangestore d a +inf -inf byscore rev limit 1 2
+        zrange d 0 -1 withscores
+        zrangestore d a - + bylex limit 0 2
+        zrange d 0 -1 withscores
+        zrangestore d a 0 1 withscores
+        zrangestore d a 0 1 limit 0 1
+        zrangestore d a 0 1 limit 0 -1
+        zrangestore d a x 1
+        zrangestore d a 0 x byscore
+        zrangestore d a b c bylex
+        zrangestore d str 0 1
+        zrangestore d nokey 0 1
+        exists d
+        zadd d 1 m
+        zrangestore d a 5 10
+        exists d
+        set d v
+        expire d 100
+        zrangestore d a 0 0
+        type d
+        ttl d
+        zrangestore a a 1 2
+        zrange a 0 -1 withscores
+        zrangestore d a 0
+        zrangestore d a 0 1 foo
+        zrangestore str a 0 0
+        type str
+        zrangestore d str x y
+        zrangestore d nokey x y
+        zrangestore d nokey 0 1 bylex
+        """,
+    )

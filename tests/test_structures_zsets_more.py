@@ -182,3 +182,69 @@ def test_zrandmember(s):
     s.set("str", "v")
     with pytest.raises(WrongTypeError):
         s.zrandmember("str", 0)
+
+
+# ------------------------------------------------------- ZUNION, ZINTER, ZDIFF
+
+
+def test_set_algebra(s):
+    s.zadd("a", {"x": 1, "y": 2, "z": 3})
+    s.zadd("b", {"y": 10, "z": 20, "w": math.inf})
+    s.sadd("s", "y", "q")
+    assert s.zunion(["a", "b"], withscores=True) == [
+        (b"x", 1.0),
+        (b"y", 12.0),
+        (b"z", 23.0),
+        (b"w", math.inf),
+    ]
+    assert s.zunion({"a": 2, "b": 0.5}, aggregate="MAX") == [b"x", b"y", b"z", b"w"]
+    assert s.zinter(["a", "s"], withscores=True) == [(b"y", 3.0)]  # a set's members score 1
+    assert s.zinter(["a", "b"], aggregate="min", withscores=True) == [(b"y", 2.0), (b"z", 3.0)]
+    assert s.zdiff(["a", "b", "s"], withscores=True) == [(b"x", 1.0)]
+    assert s.zintercard(["a", "b"]) == 2 and s.zintercard(["a", "b"], limit=1) == 1
+    assert s.zinter(["a", "nokey"]) == [] and s.zintercard(["a", "nokey"]) == 0
+    assert dict(s.zunion(["b"], weights=[0], withscores=True))[b"w"] == 0.0  # 0 * inf is 0, as Redis
+    s.zadd("n", {"w": -math.inf})
+    assert dict(s.zunion(["b", "n"], withscores=True))[b"w"] == 0.0  # inf + -inf is 0, as Redis
+    s.set("dst", "v")
+    s.expire("dst", 100)
+    assert s.zunionstore("dst", ["a", "b"], aggregate="min") == 4
+    assert s.type("dst") == "zset" and s.ttl("dst") is None
+    assert s.zrange("dst", 0, -1, withscores=True) == [
+        (b"x", 1.0),
+        (b"y", 2.0),
+        (b"z", 3.0),
+        (b"w", math.inf),
+    ]
+    assert s.zinterstore("dst", ["a", "nokey"]) == 0 and s.exists("dst") == 0
+    assert records(s, b"dst") == 0
+    assert s.zdiffstore("a", ["a", "s"]) == 2 and s.zrange("a", 0, -1) == [b"x", b"z"]
+    s.set("str", "v")
+    with pytest.raises(WrongTypeError):
+        s.zunion(["nokey", "str"])
+    with pytest.raises(CommandError, match="syntax error"):
+        s.zunion(["a"], aggregate="avg")
+    with pytest.raises(CommandError, match="LIMIT can't be negative"):
+        s.zintercard(["a"], limit=-1)
+
+
+def test_zunionstore_with_another_process_writing(s, store_path):
+    """Many processes storing unions into one destination and adding to the inputs: every store is
+    atomic, so the destination is always a whole union of some state of the inputs."""
+    code = """
+        import sys
+        from kv_backend.structures import Structures
+        with Structures(sys.argv[1]) as st:
+            for i in range(40):
+                st.zadd("in", {f"m{sys.argv[2]}-{i}": i})
+                st.zunionstore("out", ["in", "base"])
+    """
+    s.zadd("base", {"b": 0})
+    procs = [spawn_python(code, store_path, str(p)) for p in range(2)]
+    for _ in range(40):
+        out = s.zrange("out", 0, -1)
+        assert not out or b"b" in out
+    for p in procs:
+        assert p.wait(60) == 0
+    s.zunionstore("out", ["in", "base"])
+    assert s.zcard("out") == 81

@@ -8,10 +8,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
-from kv_backend.structures.errors import CommandError
+from kv_backend.structures.errors import CommandError, WrongTypeError
 from kv_backend.structures.keyspace import Keyspace
 from kv_backend.structures.layout import (
     _U64,
+    META,
+    SET,
+    T_SET,
     T_ZSET,
     ZIDX,
     ZMEM,
@@ -34,6 +37,23 @@ from kv_backend.structures.parsing import (
 )
 
 _WHERE = {"min": False, "max": True}
+_AGGREGATES = ("sum", "min", "max")
+
+
+def _aggregate(target: float, value: float, how: str) -> float:
+    """Combine two scores of one member as ZUNION/ZINTER do (a NaN sum, inf + -inf, is 0 as in Redis)."""
+    if how == "sum":
+        total = target + value
+        return 0.0 if math.isnan(total) else total
+    if how == "min":
+        return value if value < target else target
+    return value if value > target else target
+
+
+def _weighted(score: float, weight: float) -> float:
+    """``score * weight``, 0 where that is NaN (0 * inf), as Redis."""
+    value = score * weight
+    return 0.0 if math.isnan(value) else value
 
 
 def _where(where: str | bytes) -> bool:
@@ -435,7 +455,8 @@ class SortedSets(Keyspace):
         start: int | None,
         num: int | None,
         reverse: bool,
-    ) -> list[bytes]:
+        withscores: bool = False,
+    ) -> list[Any]:
         name = _b(name)
         lo, hi = _lex_bound(min), _lex_bound(max)  # the bounds before the key's type, as Redis
         if self._meta(name, T_ZSET) is None:
@@ -446,7 +467,7 @@ class SortedSets(Keyspace):
         items = islice(self._zlex_range(name, lo, hi, reverse), offset, None)
         if num is not None and num >= 0:
             items = islice(items, num)
-        return [m for m, _ in items]
+        return list(items) if withscores else [m for m, _ in items]
 
     def zrangebylex(
         self, name: Name, min: Value, max: Value, start: int | None = None, num: int | None = None
@@ -508,3 +529,217 @@ class SortedSets(Keyspace):
         else:
             picked = random.choices(items, k=-count)
         return picked if withscores else [m for m, _ in picked]
+
+    # -------------------------------------------------- ZUNION, ZINTER, ZDIFF
+
+    def _zsource(self, name: bytes) -> tuple[int, int] | None:
+        """``(type tag, size)`` of a set-algebra input (a sorted set or a set); WRONGTYPE for others."""
+        found = self.db._get_record(META + name)
+        if found is None:
+            return None
+        tag = found[0][0]
+        if tag not in (T_ZSET, T_SET):
+            raise WrongTypeError()
+        return tag, self._count(found[0])[0]
+
+    def _zsource_items(self, name: bytes, tag: int) -> Iterator[tuple[bytes, float]]:
+        """The members of an input with their scores (a set's members score 1)."""
+        if tag == T_ZSET:
+            yield from self._zscan_order(name)
+            return
+        pfx = SET + _lp(name)
+        n = len(pfx)
+        for key in self.db.keys(prefix=pfx):
+            yield key[n:], 1.0
+
+    def _zsource_score(self, name: bytes, tag: int, member: bytes) -> float | None:
+        """One member's score in an input, or None."""
+        if tag == T_ZSET:
+            raw = self.db.get(ZMEM + _lp(name) + member)
+            return None if raw is None else decode_score(raw)
+        return 1.0 if SET + _lp(name) + member in self.db else None
+
+    @staticmethod
+    def _zinputs(
+        names: Iterable[Name] | Mapping[Name, float], weights: Iterable[float] | None
+    ) -> tuple[list[bytes], list[float]]:
+        """Input names and weights: ``names`` may map each name to its weight, as redis-py takes them."""
+        if isinstance(names, Mapping):
+            keys = [_b(n) for n in names]
+            ws = [float(w) for w in names.values()]
+        else:
+            if isinstance(names, (bytes, str, bytearray, memoryview, int, float)):
+                names = [names]
+            keys = [_b(n) for n in names]
+            ws = [1.0] * len(keys) if weights is None else [float(w) for w in weights]
+        if not keys:
+            raise CommandError("ERR at least 1 input key is needed")
+        if len(ws) != len(keys):
+            raise CommandError("ERR syntax error")
+        if any(math.isnan(w) for w in ws):
+            raise CommandError("ERR weight value is not a float")
+        return keys, ws
+
+    def _zcombine(
+        self, op: str, keys: list[bytes], weights: list[float], aggregate: str
+    ) -> dict[bytes, float]:
+        """The members (and scores) of the union, intersection or difference of ``keys``.
+
+        Every input's type is checked first (WRONGTYPE even when an earlier one is
+        missing). The inputs are taken from the smallest, as Redis takes them, so sums of
+        several scores are added in Redis's order and come out the same to the last bit.
+        """
+        how = str(aggregate).lower()
+        if how not in _AGGREGATES:
+            raise CommandError("ERR syntax error")
+        srcs = [(key, self._zsource(key), w) for key, w in zip(keys, weights, strict=True)]
+        out: dict[bytes, float] = {}
+        if op == "diff":
+            first = srcs[0]
+            if first[1] is None:
+                return out
+            rest = [(k, src) for k, src, _ in srcs[1:] if src is not None]
+            for member, score in self._zsource_items(first[0], first[1][0]):
+                if all(self._zsource_score(k, src[0], member) is None for k, src in rest):
+                    out[member] = score
+            return out
+        ordered = sorted(srcs, key=lambda src: src[1][1] if src[1] is not None else 0)
+        if op == "inter":
+            if any(src is None for _, src, _ in ordered):
+                return out
+            (k0, src0, w0), others = ordered[0], ordered[1:]
+            for member, score in self._zsource_items(k0, src0[0]):  # type: ignore[index]
+                total = _weighted(score, w0)
+                for k, src, w in others:
+                    found = score if k == k0 else self._zsource_score(k, src[0], member)  # type: ignore[index]
+                    if found is None:
+                        break
+                    total = _aggregate(total, found * w, how)  # Redis zeroes only a NaN sum here
+                else:
+                    out[member] = total
+            return out
+        for k, src, w in ordered:
+            if src is None:
+                continue
+            for member, score in self._zsource_items(k, src[0]):
+                value = _weighted(score, w)
+                old = out.get(member)
+                out[member] = value if old is None else _aggregate(old, value, how)
+        return out
+
+    @staticmethod
+    def _zsorted(result: dict[bytes, float], withscores: bool) -> list[Any]:
+        items = sorted(result.items(), key=lambda kv: (kv[1], kv[0]))
+        return items if withscores else [m for m, _ in items]
+
+    def _zstore(self, dest: Name, result: dict[bytes, float]) -> int:
+        """Replace ``dest`` (of any type, dropping its TTL) by a sorted set of ``result``; return its size.
+
+        An empty result deletes ``dest``. The caller holds the lock.
+        """
+        dest = _b(dest)
+        db = self.db
+        old = db.get(META + dest)
+        version = self._count(old)[1] if old is not None and old[0] == T_ZSET else 0
+        if old is None and not result:
+            return 0
+        mpfx, ipfx = ZMEM + _lp(dest), ZIDX + _lp(dest)
+        with db.batch() as b:
+            self._purge_all(b, dest)
+            b.delete(META + dest)
+            for member, score in result.items():
+                enc = encode_score(score)
+                b.put(mpfx + member, enc)
+                b.put(ipfx + enc + member, b"")
+            if result:
+                self._put_count(b, dest, T_ZSET, len(result), version, 0.0)
+        return len(result)
+
+    def zunion(
+        self,
+        names: Iterable[Name] | Mapping[Name, float],
+        aggregate: str | None = None,
+        withscores: bool = False,
+        weights: Iterable[float] | None = None,
+    ) -> list[Any]:
+        """The union of sorted sets (or sets, whose members score 1), lowest score first.
+
+        ``names`` may be ``{name: weight}``; ``aggregate`` is ``sum`` (default), ``min`` or
+        ``max``. With ``withscores`` the items are ``(member, score)`` pairs.
+        """
+        keys, ws = self._zinputs(names, weights)
+        return self._zsorted(self._zcombine("union", keys, ws, aggregate or "sum"), withscores)
+
+    def zinter(
+        self,
+        names: Iterable[Name] | Mapping[Name, float],
+        aggregate: str | None = None,
+        withscores: bool = False,
+        weights: Iterable[float] | None = None,
+    ) -> list[Any]:
+        """The intersection of sorted sets (or sets), lowest score first; arguments as :meth:`zunion`."""
+        keys, ws = self._zinputs(names, weights)
+        return self._zsorted(self._zcombine("inter", keys, ws, aggregate or "sum"), withscores)
+
+    def zdiff(self, names: Iterable[Name], withscores: bool = False) -> list[Any]:
+        """The members of the first sorted set (or set) that are in none of the others, lowest first."""
+        keys, ws = self._zinputs(names, None)
+        return self._zsorted(self._zcombine("diff", keys, ws, "sum"), withscores)
+
+    def zunionstore(
+        self,
+        dest: Name,
+        names: Iterable[Name] | Mapping[Name, float],
+        aggregate: str | None = None,
+        weights: Iterable[float] | None = None,
+    ) -> int:
+        """Store :meth:`zunion` in ``dest``, replacing what was there (TTL too); return its size.
+
+        An empty result deletes ``dest``. Atomic: one locked batch.
+        """
+        keys, ws = self._zinputs(names, weights)
+        with self.db.locked():
+            return self._zstore(dest, self._zcombine("union", keys, ws, aggregate or "sum"))
+
+    def zinterstore(
+        self,
+        dest: Name,
+        names: Iterable[Name] | Mapping[Name, float],
+        aggregate: str | None = None,
+        weights: Iterable[float] | None = None,
+    ) -> int:
+        """Store :meth:`zinter` in ``dest`` as :meth:`zunionstore` does."""
+        keys, ws = self._zinputs(names, weights)
+        with self.db.locked():
+            return self._zstore(dest, self._zcombine("inter", keys, ws, aggregate or "sum"))
+
+    def zdiffstore(self, dest: Name, names: Iterable[Name]) -> int:
+        """Store :meth:`zdiff` in ``dest`` as :meth:`zunionstore` does."""
+        keys, ws = self._zinputs(names, None)
+        with self.db.locked():
+            return self._zstore(dest, self._zcombine("diff", keys, ws, "sum"))
+
+    def zintercard(self, names: Iterable[Name], limit: int = 0) -> int:
+        """The size of the intersection of sorted sets (or sets), counting up to ``limit`` (0: no limit)."""
+        if limit < 0:
+            raise CommandError("ERR LIMIT can't be negative")
+        keys, _ = self._zinputs(names, None)
+        srcs = sorted(((k, self._zsource(k)) for k in keys), key=lambda src: src[1][1] if src[1] else 0)
+        if any(src is None for _, src in srcs):
+            return 0
+        (k0, src0), others = srcs[0], srcs[1:]
+        count = 0
+        for member, _ in self._zsource_items(k0, src0[0]):  # type: ignore[index]
+            if all(self._zsource_score(k, src[0], member) is not None for k, src in others):  # type: ignore[index]
+                count += 1
+                if count == limit:
+                    break
+        return count
+
+    def zrangestore(self, dest: Name, items: Iterable[tuple[Value, float]]) -> int:
+        """Replace ``dest`` by a sorted set of ``(member, score)`` items (ZRANGESTORE's write).
+
+        As :meth:`zunionstore`: any type and TTL of ``dest`` go, an empty ``items`` deletes it.
+        """
+        with self.db.locked():
+            return self._zstore(dest, {_b(m): float(s) for m, s in items})

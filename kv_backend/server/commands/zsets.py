@@ -97,12 +97,12 @@ def cmd_zcount(conn: Connection, args: list[bytes]) -> Any:
     return conn.st.zcount(args[1], args[2], args[3])
 
 
-def _range_opts(args: list[bytes], start: int, allow_by: bool) -> dict[str, Any]:
+def _range_opts(args: list[bytes], start: int, allow_by: bool, withscores: bool = True) -> dict[str, Any]:
     opts: dict[str, Any] = {"withscores": False, "limit": None, "by": None, "rev": False}
     i = start
     while i < len(args):
         opt = upper(args[i])
-        if opt == b"WITHSCORES":
+        if opt == b"WITHSCORES" and withscores:
             opts["withscores"] = True
         elif opt == b"LIMIT" and i + 2 < len(args):
             opts["limit"] = (arg_int(args[i + 1]), arg_int(args[i + 2]))
@@ -366,3 +366,139 @@ def _flat(conn: Connection, items: list[tuple[bytes, float]], withscores: bool) 
     if not withscores:
         return [m for m, _ in items]
     return [x for m, s in items for x in (m, _score_reply(conn, s))]
+
+
+def _numkeys(args: list[bytes], at: int) -> list[bytes]:
+    """The input keys of ``numkeys key...`` at ``args[at]``, checked as Redis checks them."""
+    n = arg_int(args[at])
+    if n < 1:
+        raise CommandError(
+            f"ERR at least 1 input key is needed for '{args[0].decode('utf-8', 'replace').lower()}' command"
+        )
+    if n > len(args) - at - 1:
+        raise syntax()
+    return args[at + 1 : at + 1 + n]
+
+
+def _setop_options(
+    args: list[bytes], start: int, nkeys: int, algebra: bool, withscores: bool
+) -> tuple[list[float] | None, str, bool]:
+    """WEIGHTS, AGGREGATE (ZUNION/ZINTER and their STORE forms) and WITHSCORES (the non-STORE forms)."""
+    weights: list[float] | None = None
+    aggregate = "sum"
+    with_scores = False
+    i = start
+    while i < len(args):
+        opt = upper(args[i])
+        left = len(args) - i - 1
+        if algebra and opt == b"WEIGHTS" and left >= nkeys:
+            weights = [parse_float(w, "ERR weight value is not a float") for w in args[i + 1 : i + 1 + nkeys]]
+            i += nkeys
+        elif algebra and opt == b"AGGREGATE" and left >= 1 and upper(args[i + 1]) in (b"SUM", b"MIN", b"MAX"):
+            aggregate = args[i + 1].decode().lower()
+            i += 1
+        elif withscores and opt == b"WITHSCORES":
+            with_scores = True
+        else:
+            raise syntax()
+        i += 1
+    return weights, aggregate, with_scores
+
+
+def _setop(conn: Connection, args: list[bytes], op: str, store: bool) -> Any:
+    at = 2 if store else 1
+    keys = _numkeys(args, at)
+    st = conn.st
+    with st.db.locked():
+        for key in keys:  # every input's type before the options, as Redis
+            st._zsource(key)
+        weights, aggregate, withscores = _setop_options(
+            args, at + 1 + len(keys), len(keys), algebra=op != "diff", withscores=not store
+        )
+        ws = weights if weights is not None else [1.0] * len(keys)
+        result = st._zcombine(op, keys, ws, aggregate)
+        if store:
+            return st._zstore(args[1], result)
+    items = st._zsorted(result, withscores=True)
+    if not withscores:
+        return [m for m, _ in items]
+    return _scored(conn, items)
+
+
+@command("ZUNIONSTORE", -4, "write")
+def cmd_zunionstore(conn: Connection, args: list[bytes]) -> Any:
+    """Store the union of sorted sets (WEIGHTS, AGGREGATE SUM|MIN|MAX) in destination."""
+    return _setop(conn, args, "union", store=True)
+
+
+@command("ZINTERSTORE", -4, "write")
+def cmd_zinterstore(conn: Connection, args: list[bytes]) -> Any:
+    """Store the intersection of sorted sets (WEIGHTS, AGGREGATE SUM|MIN|MAX) in destination."""
+    return _setop(conn, args, "inter", store=True)
+
+
+@command("ZDIFFSTORE", -4, "write")
+def cmd_zdiffstore(conn: Connection, args: list[bytes]) -> Any:
+    """Store the members of the first sorted set that are in none of the others in destination."""
+    return _setop(conn, args, "diff", store=True)
+
+
+@command("ZUNION", -3)
+def cmd_zunion(conn: Connection, args: list[bytes]) -> Any:
+    """The union of sorted sets (WEIGHTS, AGGREGATE SUM|MIN|MAX, WITHSCORES)."""
+    return _setop(conn, args, "union", store=False)
+
+
+@command("ZINTER", -3)
+def cmd_zinter(conn: Connection, args: list[bytes]) -> Any:
+    """The intersection of sorted sets (WEIGHTS, AGGREGATE SUM|MIN|MAX, WITHSCORES)."""
+    return _setop(conn, args, "inter", store=False)
+
+
+@command("ZDIFF", -3)
+def cmd_zdiff(conn: Connection, args: list[bytes]) -> Any:
+    """The members of the first sorted set that are in none of the others (WITHSCORES)."""
+    return _setop(conn, args, "diff", store=False)
+
+
+@command("ZINTERCARD", -3)
+def cmd_zintercard(conn: Connection, args: list[bytes]) -> Any:
+    """The size of the intersection of sorted sets, counting up to LIMIT (0: no limit)."""
+    keys = _numkeys(args, 1)
+    for key in keys:  # every input's type before the options, as Redis
+        conn.st._zsource(key)
+    limit = 0
+    i = 2 + len(keys)
+    while i < len(args):
+        if upper(args[i]) == b"LIMIT" and i + 1 < len(args):
+            try:
+                limit = parse_int(args[i + 1])
+            except NotAnIntegerError:
+                limit = -1
+            if limit < 0:
+                raise CommandError("ERR LIMIT can't be negative")
+            i += 2
+        else:
+            raise syntax()
+    return conn.st.zintercard(keys, limit)
+
+
+@command("ZRANGESTORE", -5, "write")
+def cmd_zrangestore(conn: Connection, args: list[bytes]) -> Any:
+    """Store a ZRANGE (by rank, BYSCORE or BYLEX; REV, LIMIT) of a sorted set in destination."""
+    opts = _range_opts(args, 5, allow_by=True, withscores=False)
+    st, src, rev = conn.st, args[2], opts["rev"]
+    lo, hi = (args[4], args[3]) if rev and opts["by"] else (args[3], args[4])
+    start, num = opts["limit"] if opts["limit"] else (None, None)
+    with st.db.locked():
+        if opts["by"] == "lex":
+            items = st._zlex(src, lo, hi, start, num, reverse=rev, withscores=True)
+        elif opts["by"] == "score":
+            items = st.zrangebyscore(src, lo, hi, start, num, withscores=True, desc=rev)
+        else:
+            if opts["limit"] and opts["limit"][1] != -1:
+                raise CommandError(
+                    "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
+                )
+            items = st.zrange(src, arg_int(lo), arg_int(hi), desc=rev, withscores=True)
+        return st.zrangestore(args[1], items)
