@@ -1274,3 +1274,12 @@ def test_watch_of_a_key_that_expires(pair, protocol):
     finally:
         for c in others:
             c.close()
+
+
+def test_bare_command_answers(pair):
+    """COMMAND without a subcommand describes every command (kvb's reply was lost: the connection
+    stopped answering, as it named the container's subcommand from an argument that is not there)."""
+    for client in pair:
+        described = run(client, ["COMMAND"])
+        assert isinstance(described, list) and len(described) == run(client, ["COMMAND", "COUNT"])
+        assert run(client, ["PING"]) == b"PONG"

@@ -219,7 +219,8 @@ class Connection(asyncio.Protocol):
             if self.multi is not None:
                 self.multi_error = True
             return ErrorReply(f"ERR wrong number of arguments for '{cmd.name}' command")
-        self.last_command = name + b"|" + args[1].lower() if cmd.container else name  # queued ones too
+        # queued ones too; a bare COMMAND (the only container that may stand alone) is "command"
+        self.last_command = name + b"|" + args[1].lower() if cmd.container and len(args) > 1 else name
         if cmd.subcommands is not None:
             wrong = cmd.subcommand_error(args)
             if wrong is not None:
