@@ -1283,3 +1283,46 @@ def test_bare_command_answers(pair):
         described = run(client, ["COMMAND"])
         assert isinstance(described, list) and len(described) == run(client, ["COMMAND", "COUNT"])
         assert run(client, ["PING"]) == b"PONG"
+
+
+#: a container's subcommand given too few or too many arguments (Redis checks each subcommand's arity)
+SUBCOMMAND_ARITY_CASES = [
+    ["CLIENT", "ID", "x"],
+    ["CLIENT", "GETNAME", "x"],
+    ["CLIENT", "SETNAME"],
+    ["CLIENT", "INFO", "x"],
+    ["CLIENT", "KILL"],
+    ["CLIENT", "UNBLOCK"],
+    ["CLIENT", "UNBLOCK", "1", "TIMEOUT", "x"],
+    ["CLIENT", "REPLY"],
+    ["CLIENT", "REPLY", "ON", "x"],
+    ["CLIENT", "NO-EVICT"],
+    ["CLIENT", "HELP", "x"],
+    ["CLIENT", "NOSUCH"],
+    ["COMMAND", "COUNT", "x"],
+    ["COMMAND", "HELP", "x"],
+    ["COMMAND", "NOSUCH"],
+    ["CONFIG", "GET"],
+    ["CONFIG", "SET", "x"],
+    ["CONFIG", "RESETSTAT", "x"],
+    ["CONFIG", "HELP", "x"],
+    ["CONFIG", "NOSUCH", "x"],
+    ["PUBSUB", "NUMPAT", "x"],
+    ["PUBSUB", "CHANNELS", "a", "b"],
+    ["PUBSUB", "HELP", "x"],
+    ["SCRIPT", "LOAD"],
+    ["SCRIPT", "LOAD", "return 1", "x"],
+    ["SCRIPT", "EXISTS"],
+    ["SCRIPT", "HELP", "x"],
+    ["XINFO", "STREAM"],
+    ["XGROUP", "CREATE", "a"],
+]
+
+
+def test_subcommand_arity_errors(pair):
+    """Each subcommand's argument count is checked as Redis checks it ('wrong number of arguments for
+    'config|get' command'), before the command runs or MULTI queues it; kvb answered some with
+    'unknown subcommand' (CONFIG GET, SCRIPT LOAD, CLIENT ID x...) and others (COMMAND COUNT x)
+    not at all."""
+    _same_replies_and_error_texts(pair, SUBCOMMAND_ARITY_CASES)
+    _same_replies_and_error_texts(pair, [["MULTI"], ["CONFIG", "GET"], ["EXEC"]])

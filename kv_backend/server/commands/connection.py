@@ -145,7 +145,24 @@ _CLIENT_HELP = help_reply(
 )
 
 
-@command("CLIENT", -2)
+#: CLIENT's subcommands and their arities, as Redis's (checked before the handler runs).
+_CLIENT_SUBCOMMANDS = {
+    b"GETNAME": 2,
+    b"HELP": 2,
+    b"ID": 2,
+    b"INFO": 2,
+    b"KILL": -3,
+    b"LIST": -2,
+    b"NO-EVICT": 3,
+    b"NO-TOUCH": 3,
+    b"REPLY": 3,
+    b"SETINFO": 4,
+    b"SETNAME": 3,
+    b"UNBLOCK": -3,
+}
+
+
+@command("CLIENT", -2, subcommands=_CLIENT_SUBCOMMANDS)
 def cmd_client(conn: Connection, args: list[bytes]) -> Any:
     sub = upper(args[1])
     if sub == b"HELP":
@@ -293,7 +310,7 @@ _COMMAND_HELP = help_reply(
 )
 
 
-@command("COMMAND", -1)
+@command("COMMAND", -1, subcommands={b"COUNT": 2, b"DOCS": -2, b"HELP": 2, b"INFO": -2, b"LIST": -2})
 def cmd_command(conn: Connection, args: list[bytes]) -> Any:
     def info(c: Command) -> list[Any]:
         flags = ["write" if "write" in c.flags else "readonly"]
@@ -374,7 +391,7 @@ _CONFIG_HELP = help_reply(
 )
 
 
-@command("CONFIG", -2)
+@command("CONFIG", -2, subcommands={b"GET": -3, b"HELP": 2, b"RESETSTAT": 2, b"SET": -4})
 def cmd_config(conn: Connection, args: list[bytes]) -> Any:
     sub = upper(args[1])
     if sub == b"HELP":

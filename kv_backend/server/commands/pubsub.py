@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import command, help_only, help_reply, unknown_subcommand, upper
+from kv_backend.server.commands.registry import (
+    command,
+    help_only,
+    help_reply,
+    subcommand_syntax_error,
+    unknown_subcommand,
+    upper,
+)
 from kv_backend.server.protocol import Push, Replies
 from kv_backend.structures import CommandError, glob_match
 
@@ -77,13 +84,15 @@ _PUBSUB_HELP = help_reply(
 )
 
 
-@command("PUBSUB", -2)
+@command("PUBSUB", -2, subcommands={b"CHANNELS": -2, b"HELP": 2, b"NUMPAT": 2, b"NUMSUB": -2})
 def cmd_pubsub(conn: Connection, args: list[bytes]) -> Any:
     sub = upper(args[1])
     if sub == b"HELP":
         return help_only(args, _PUBSUB_HELP)
     server = conn.server
     if sub == b"CHANNELS":
+        if len(args) > 3:
+            raise subcommand_syntax_error(args)
         pattern = args[2] if len(args) > 2 else b"*"
         return sorted(c for c in server.channels if glob_match(pattern, c))
     if sub == b"NUMSUB":

@@ -33,7 +33,7 @@ class Command:
 
     def subcommand_error(self, args: list[bytes]) -> str | None:
         """Redis's error for an unknown subcommand or a wrong argument count (checked before MULTI queues)."""
-        if self.subcommands is None:
+        if self.subcommands is None or len(args) < 2:  # a bare COMMAND has no subcommand to check
             return None
         sub = args[1].upper()
         arity = self.subcommands.get(sub)
@@ -60,6 +60,8 @@ def command(
 
     def deco(fn: Handler) -> Handler:
         cmd = Command(name.lower(), fn, arity, frozenset(flags))
+        if cmd.container and subcommands is None:  # else a wrong count would reach the handler unchecked
+            raise TypeError(f"container command {name} must list its subcommands and their arities")
         cmd.subcommands = subcommands
         COMMANDS[name.lower().encode()] = cmd
         return fn

@@ -31,7 +31,7 @@ _SCRIPT_HELP = help_reply(
 )
 
 
-@command("SCRIPT", -2)
+@command("SCRIPT", -2, subcommands={b"EXISTS": -3, b"FLUSH": -2, b"HELP": 2, b"LOAD": 3})
 def cmd_script(conn: Connection, args: list[bytes]) -> Any:
     sub = upper(args[1])
     if sub == b"HELP":
