@@ -1326,3 +1326,20 @@ def test_subcommand_arity_errors(pair):
     not at all."""
     _same_replies_and_error_texts(pair, SUBCOMMAND_ARITY_CASES)
     _same_replies_and_error_texts(pair, [["MULTI"], ["CONFIG", "GET"], ["EXEC"]])
+
+
+def test_script_flush_takes_only_async_or_sync(pair):
+    """SCRIPT FLUSH takes ASYNC or SYNC (any case) and nothing else; kvb flushed for any word."""
+    _same_replies_and_error_texts(
+        pair,
+        [
+            ["SCRIPT", "LOAD", "return 1"],
+            ["SCRIPT", "FLUSH", "FOO"],
+            ["SCRIPT", "EXISTS", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"],
+            ["SCRIPT", "FLUSH", "ASYNC", "SYNC"],
+            ["SCRIPT", "FLUSH", "async"],
+            ["SCRIPT", "FLUSH", "Sync"],
+            ["SCRIPT", "FLUSH"],
+            ["SCRIPT", "EXISTS", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"],
+        ],
+    )

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.commands.registry import command, help_only, help_reply, unknown_subcommand, upper
 from kv_backend.server.protocol import OK
+from kv_backend.structures import CommandError
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -42,6 +43,8 @@ def cmd_script(conn: Connection, args: list[bytes]) -> Any:
     if sub == b"EXISTS" and len(args) >= 3:
         return [int(scripts.exists(a)) for a in args[2:]]
     if sub == b"FLUSH":
+        if len(args) > 3 or (len(args) == 3 and upper(args[2]) not in (b"ASYNC", b"SYNC")):
+            raise CommandError("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
         scripts.flush()
         return OK
     raise unknown_subcommand(args)
