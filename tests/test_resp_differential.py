@@ -1343,3 +1343,71 @@ def test_script_flush_takes_only_async_or_sync(pair):
             ["SCRIPT", "EXISTS", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"],
         ],
     )
+
+
+_LLONG_MAX = 2**63 - 1
+
+
+def test_far_expire_times_as_redis(pair):
+    """Expire times are limited as in Redis: the absolute time in milliseconds (for EX/PX/EXPIRE/
+    PEXPIRE, plus the current time) must fit in 64 bits, a seconds value must too once multiplied
+    by 1000, and SET-like commands take only positive values. kvb refused anything beyond
+    2**62/1000 (also for PEXPIRE, in milliseconds: a range 1000 times shorter than Redis's)."""
+    L = _LLONG_MAX
+    far_px = str(L - int(time.time() * 1000) - 100_000_000)  # fits now and for the next 27 hours
+    commands = [
+        ["SET", "a", "v", "EX", "4611686018427388"],
+        ["SET", "a", "v", "EX", str(L // 1000)],
+        ["SET", "a", "v", "EX", "9223371036854775"],  # overflows once the current time is added
+        ["SET", "a", "v", "PX", str(L)],
+        ["SET", "a", "v", "PX", far_px],
+        ["SET", "a", "v", "EXAT", str(L // 1000)],
+        ["SET", "a", "v", "EXAT", str(L // 1000 + 1)],
+        ["SET", "a", "v", "PXAT", str(L)],
+        ["SET", "a", "v", "PXAT", "0"],
+        ["SETEX", "a", "4611686018427388", "v"],
+        ["SETEX", "a", str(L // 1000), "v"],
+        ["PSETEX", "a", str(L), "v"],
+        ["PSETEX", "a", far_px, "v"],
+        ["GETEX", "a", "EX", str(L // 1000)],
+        ["GETEX", "a", "PX", str(L)],
+        ["GETEX", "a", "PX", far_px],
+        ["GETEX", "a", "EXAT", str(L // 1000 + 1)],
+        ["GETEX", "a", "PXAT", str(L)],
+        ["EXPIRE", "a", str(L // 1000)],
+        ["EXPIRE", "a", "9223371036854775"],
+        ["EXPIRE", "a", "4611686018427388"],
+        ["PEXPIRE", "a", str(L)],
+        ["PEXPIRE", "a", far_px],
+        ["EXPIREAT", "a", str(L // 1000 + 1)],
+        ["EXPIREAT", "a", str(L // 1000)],
+        ["PEXPIREAT", "a", str(L)],
+        ["EXISTS", "a"],
+        ["EXPIRE", "a", str(-(L // 1000) - 1)],
+        ["EXPIREAT", "a", str(-(L // 1000) - 1)],
+        ["EXPIRE", "a", str(-(L // 1000))],
+        ["EXISTS", "a"],
+        ["SET", "a", "v"],
+        ["PEXPIRE", "a", str(-(2**63))],
+        ["EXISTS", "a"],
+    ]
+    _same_replies_and_error_texts(pair, commands)
+    real, ours = pair
+    # where the stored time is exact, the absolute replies are Redis's to the millisecond; the
+    # relative ones are compared to the second they may have ticked over between the two servers
+    for setup in (
+        [["SET", "a", "v", "PXAT", str(L)]],
+        [["SET", "a", "v"], ["PEXPIREAT", "a", str(L)]],
+        [["SET", "a", "v"], ["EXPIREAT", "a", "9223372036854774"]],
+        [["SET", "a", "v", "EX", "4611686018427388"]],
+        [["SET", "a", "v"], ["PEXPIRE", "a", far_px]],
+    ):
+        for client in pair:
+            for cmd in setup:
+                assert run(client, cmd) in (b"OK", 1), (client, cmd)
+        if setup[-1][-2] in ("PXAT", "PEXPIREAT", "EXPIREAT"):
+            for cmd in (["PEXPIRETIME", "a"], ["EXPIRETIME", "a"]):
+                assert run(ours, cmd) == run(real, cmd), (setup, cmd)
+        assert abs(run(ours, ["TTL", "a"]) - run(real, ["TTL", "a"])) <= 1, setup
+        pttl = run(ours, ["PTTL", "a"])
+        assert 0 < pttl <= L and abs(pttl - run(real, ["PTTL", "a"])) <= 2000, setup

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import arg_int, command, help_reply, scan_options, syntax, upper
+from kv_backend.server.commands.registry import (
+    LLONG_MAX,
+    arg_int,
+    command,
+    help_reply,
+    now_ms,
+    scan_options,
+    syntax,
+    upper,
+)
 from kv_backend.server.protocol import OK
 from kv_backend.structures import CommandError, parse_cursor
 
@@ -42,9 +50,15 @@ def _expire(conn: Connection, args: list[bytes], scale: float, absolute: bool) -
         raise CommandError("ERR GT and LT options at the same time are not compatible")
     name = args[0].decode("ascii", "replace").lower()
     n = arg_int(args[2])
-    if abs(n) > 2**62 // 1000:
+    # As Redis: the time in milliseconds, plus the current time for EXPIRE/PEXPIRE, must fit in
+    # a signed 64-bit number (a negative time only deletes the key)
+    if scale == 1.0 and abs(n) > LLONG_MAX // 1000:
         raise CommandError(f"ERR invalid expire time in '{name}' command")
-    at = n * scale if absolute else time.time() + n * scale
+    ms = n * 1000 if scale == 1.0 else n
+    base = 0 if absolute else now_ms()
+    if ms > LLONG_MAX - base:
+        raise CommandError(f"ERR invalid expire time in '{name}' command")
+    at = (base + ms) / 1000
     st = conn.st
     with st.db.locked():
         try:
@@ -85,12 +99,16 @@ def cmd_pexpireat(conn: Connection, args: list[bytes]) -> Any:
 def _ttl(conn: Connection, key: bytes, ms: bool, absolute: bool = False) -> int:
     """TTL/PTTL (time left) or EXPIRETIME/PEXPIRETIME (``absolute``): -2 missing, -1 no expiry."""
     try:
-        t = conn.st.expiretime(key) if absolute else conn.st.ttl(key)
+        t = conn.st.expiretime(key)
     except KeyError:
         return -2
     if t is None:
         return -1
-    t_ms = round(t * 1000)
+    # Redis keeps the expiry as 64-bit milliseconds; the stored float can round past the largest
+    # (PEXPIREAT k 9223372036854775807), so it is read back as at most that, then made relative
+    t_ms = min(round(t * 1000), LLONG_MAX)
+    if not absolute:
+        t_ms = max(t_ms - now_ms(), 0)
     return t_ms if ms else (t_ms + 500) // 1000  # Redis rounds half a second up
 
 

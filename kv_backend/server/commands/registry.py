@@ -157,13 +157,19 @@ def scan_options(
     return match, count, typ
 
 
-_LLONG_MAX = (1 << 63) - 1
+#: The largest signed 64-bit integer, Redis's limit for counts and times in milliseconds.
+LLONG_MAX = (1 << 63) - 1
+
+
+def now_ms() -> int:
+    """The current Unix time in whole milliseconds, the clock Redis adds relative expire times to."""
+    return int(time.time() * 1000)
 
 
 def block_timeout(raw: bytes) -> float:
     """A blocking command's timeout in seconds (0: for ever), checked as Redis checks it."""
     seconds = parse_float(raw, "ERR timeout is not a float or out of range", overflow=True)
-    if seconds * 1000 > _LLONG_MAX - time.time() * 1000:  # as Redis 7.2: the deadline must fit in ms
+    if seconds * 1000 > LLONG_MAX - time.time() * 1000:  # as Redis 7.2: the deadline must fit in ms
         raise CommandError("ERR timeout is out of range")
     if seconds < 0:
         raise CommandError("ERR timeout is negative")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import arg_int, arg_pairs, command, syntax, upper
+from kv_backend.server.commands.registry import LLONG_MAX, arg_int, arg_pairs, command, now_ms, syntax, upper
 from kv_backend.server.protocol import OK
 from kv_backend.structures import CommandError
 
@@ -75,9 +75,16 @@ def _string_options(
 
 def _expire_value(raw: bytes, unit: bytes, command: str) -> tuple[float | None, float | None]:
     """An expire argument checked as Redis does: ``(seconds to live, None)`` for EX/PX,
-    ``(None, Unix time in seconds)`` for EXAT/PXAT."""
+    ``(None, Unix time in seconds)`` for EXAT/PXAT.
+
+    It must be positive, and the absolute time it gives must fit in a signed 64-bit number of
+    milliseconds (so PXAT takes up to 2**63-1, EX about 2**63/1000 less the current time).
+    """
     n = arg_int(raw)
-    if n <= 0 or n > 2**62 // 1000:
+    seconds_unit = unit in (b"EX", b"EXAT")
+    if n <= 0 or (seconds_unit and n > LLONG_MAX // 1000):
+        raise CommandError(f"ERR invalid expire time in '{command}' command")
+    if unit in (b"EX", b"PX") and n * (1000 if seconds_unit else 1) > LLONG_MAX - now_ms():
         raise CommandError(f"ERR invalid expire time in '{command}' command")
     seconds = n / 1000 if unit in (b"PX", b"PXAT") else float(n)
     return (seconds, None) if unit in (b"EX", b"PX") else (None, seconds)
