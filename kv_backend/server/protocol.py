@@ -12,7 +12,7 @@ parser, which is also the whole parser without ``hiredis``.
 
 Replies are plain Python values mapped to RESP types: ``bytes`` bulk string,
 ``str`` simple string, ``int`` integer, ``float`` double, ``None`` null,
-``list``/``tuple`` array, ``dict`` map, ``set``/``frozenset`` set,
+``list``/``tuple`` array, ``dict`` map, ``set``/``frozenset`` set (sorted; :class:`OrderedSet`: in order),
 :class:`Verbatim` verbatim string, :class:`ErrorReply` error, :class:`Push`
 out-of-band push, :data:`NULL_ARRAY` the RESP2 null array. RESP2 connections
 get the RESP2 spelling of the RESP3 types.
@@ -71,6 +71,10 @@ class ErrorReply:
 
 class Push(list):
     """An out-of-band message (pub/sub): a RESP3 push, a plain array in RESP2."""
+
+
+class OrderedSet(list):
+    """A set whose members are sent in this order (COMMAND's flags): a RESP3 set, an array in RESP2."""
 
 
 class Verbatim(bytes):
@@ -395,6 +399,10 @@ def _encode(value: Any, resp3: bool, out: list[bytes]) -> None:
     elif t is set or t is frozenset:
         out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(value))
         for v in sorted(value):
+            _encode(v, resp3, out)
+    elif t is OrderedSet:
+        out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(value))
+        for v in value:
             _encode(v, resp3, out)
     elif t is Push:
         out.append((b">%d\r\n" if resp3 else b"*%d\r\n") % len(value))

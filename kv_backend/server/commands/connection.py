@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
 from kv_backend.server.blocking import TIMED_OUT
+from kv_backend.server.commands import metadata
 from kv_backend.server.commands.registry import (
-    COMMANDS,
-    Command,
     arg_int,
     command,
     help_only,
@@ -19,7 +18,7 @@ from kv_backend.server.commands.registry import (
     unknown_subcommand,
     upper,
 )
-from kv_backend.server.protocol import OK, ErrorReply, Verbatim
+from kv_backend.server.protocol import OK, ErrorReply, OrderedSet, Verbatim
 from kv_backend.structures import CommandError, glob_match
 
 if TYPE_CHECKING:
@@ -301,81 +300,64 @@ def _kill(conn: Connection, target: Connection) -> None:
 _COMMAND_HELP = help_reply(
     "COMMAND",
     [
-        ("(no subcommand)", "Name, arity, flags and key positions of every command."),
+        ("(no subcommand)", "Name, arity, flags, key positions... of every command (as COMMAND INFO)."),
         ("COUNT", "How many commands kvb serve knows."),
-        ("DOCS [<command> ...]", "A summary and the arity of the given commands (default: all)."),
-        ("INFO [<command> ...]", "Name, arity, flags and key positions of the given commands."),
-        ("LIST", "The names of all commands."),
+        ("DOCS [<command-name> ...]", "A summary and the group of the given commands (default: all)."),
+        ("GETKEYS <full-command>", "The keys in a call of a command."),
+        ("GETKEYSANDFLAGS <full-command>", "The keys in a call of a command, with what it does to them."),
+        (
+            "INFO [<command-name> ...]",
+            "Redis 7's ten fields for the given commands (default: all): name, arity, flags, first key,\n"
+            "last key, key step, ACL categories, tips, key specifications, subcommands.",
+        ),
+        (
+            "LIST [FILTERBY (MODULE <module-name>|ACLCAT <category>|PATTERN <pattern>)]",
+            "The names of all commands and subcommands (or those that pass the filter).",
+        ),
     ],
 )
 
+_COMMAND_SUBCOMMANDS = {
+    b"COUNT": 2,
+    b"DOCS": -2,
+    b"GETKEYS": -4,
+    b"GETKEYSANDFLAGS": -4,
+    b"HELP": 2,
+    b"INFO": -2,
+    b"LIST": -2,
+}
 
-@command("COMMAND", -1, subcommands={b"COUNT": 2, b"DOCS": -2, b"HELP": 2, b"INFO": -2, b"LIST": -2})
+
+@command("COMMAND", -1, subcommands=_COMMAND_SUBCOMMANDS)
 def cmd_command(conn: Connection, args: list[bytes]) -> Any:
-    def info(c: Command) -> list[Any]:
-        flags = ["write" if "write" in c.flags else "readonly"]
-        first = 1 if c.arity not in (1, -1) and c.name not in _NOKEY else 0
-        return [c.name.encode(), c.arity, flags, first, first, 1 if first else 0]
-
     if len(args) == 1:
-        return [info(c) for c in COMMANDS.values()]
+        return [info.reply() for info in metadata.described()]
     sub = upper(args[1])
     if sub == b"HELP":
         return help_only(args, _COMMAND_HELP)
     if sub == b"COUNT":
-        return len(COMMANDS)
+        return len(metadata.described())
     if sub == b"INFO":
-        names = [a.lower() for a in args[2:]] or list(COMMANDS)
-        return [info(COMMANDS[n]) if n in COMMANDS else None for n in names]
+        if len(args) == 2:
+            return [info.reply() for info in metadata.described()]
+        return [info.reply() if info else None for info in map(metadata.lookup, args[2:])]
     if sub == b"DOCS":
-        names = [a.lower() for a in args[2:]] or list(COMMANDS)
-        return {
-            n: {b"summary": (COMMANDS[n].handler.__doc__ or "").encode(), b"arity": COMMANDS[n].arity}
-            for n in names
-            if n in COMMANDS
-        }
+        found = metadata.described() if len(args) == 2 else [metadata.lookup(a) for a in args[2:]]
+        return {info.name.encode(): info.docs() for info in found if info is not None}
     if sub == b"LIST":
-        return [c.name.encode() for c in COMMANDS.values()]
+        if len(args) == 2:
+            return metadata.names()
+        if len(args) != 5 or upper(args[2]) != b"FILTERBY" or upper(args[3]) not in _LIST_FILTERS:
+            raise syntax()
+        return metadata.names(upper(args[3]), args[4])
+    if sub == b"GETKEYS":
+        return [key for key, _ in metadata.keys_of(args[2:])]
+    if sub == b"GETKEYSANDFLAGS":
+        return [[key, OrderedSet(flags)] for key, flags in metadata.keys_of(args[2:])]
     raise unknown_subcommand(args)
 
 
-_NOKEY = {
-    "ping",
-    "echo",
-    "quit",
-    "reset",
-    "select",
-    "auth",
-    "hello",
-    "client",
-    "command",
-    "config",
-    "info",
-    "dbsize",
-    "flushdb",
-    "flushall",
-    "randomkey",
-    "keys",
-    "scan",
-    "multi",
-    "exec",
-    "discard",
-    "unwatch",
-    "publish",
-    "subscribe",
-    "psubscribe",
-    "unsubscribe",
-    "punsubscribe",
-    "pubsub",
-    "time",
-    "eval",
-    "evalsha",
-    "script",
-    "lastsave",
-    "save",
-    "bgsave",
-    "wait",
-}
+_LIST_FILTERS = (b"MODULE", b"ACLCAT", b"PATTERN")
 
 
 _CONFIG_HELP = help_reply(
