@@ -624,6 +624,8 @@ def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
         return args[1:3]
     if name == b"copy":
         return args[2:3]
+    if name == b"bitop":
+        return args[2:3]  # BITOP op destkey key...: only the destination is written
     if name in (b"blpop", b"brpop", b"bzpopmin", b"bzpopmax"):
         return args[1:-1]
     if name in (b"lmpop", b"zmpop", b"blmpop", b"bzmpop"):  # [timeout] numkeys key ...

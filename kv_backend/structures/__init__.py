@@ -35,6 +35,7 @@ of it, and a crash never leaves half of it on disk.
 
 from __future__ import annotations
 
+from kv_backend.structures.bits import Bits
 from kv_backend.structures.errors import (
     CommandError,
     HashValueNotAnIntegerError,
@@ -71,7 +72,7 @@ __all__ = [
 ]
 
 
-class Structures(Strings, Hashes, Lists, Sets, SortedSets, StreamGroups):
+class Structures(Strings, Bits, Hashes, Lists, Sets, SortedSets, StreamGroups):
     """Redis-like strings, hashes, lists, sets, sorted sets and streams stored in a :class:`DB`.
 
     Pass an open ``DB`` (shared with other code) or a directory path (then this

@@ -12,8 +12,14 @@ from kv_backend.structures.keyspace import Keyspace
 from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, Value, _b
 from kv_backend.structures.parsing import _add_long_double, _long_double, parse_int
 
-#: The largest string SETRANGE may make (Redis's proto-max-bulk-len, 512 MiB).
-MAX_STRING = 512 * 1024 * 1024
+#: The largest string Redis lets a command build (its ``proto-max-bulk-len``, 512 MiB).
+MAX_STRING_SIZE = 512 * 1024 * 1024
+
+
+def _check_size(size: int) -> None:
+    """Refuse to build a string longer than Redis would (APPEND, SETRANGE), with Redis's error."""
+    if size > MAX_STRING_SIZE:
+        raise CommandError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
 
 
 class Strings(Keyspace):
@@ -152,6 +158,7 @@ class Strings(Keyspace):
             elif found[0][0] != T_STRING:
                 raise WrongTypeError()
             else:
+                _check_size(len(found[0]) - 1 + len(_b(value)))
                 data, expiry = found[0] + _b(value), found[1]
             self.db.put(mk, data, expires_at=expiry)
             return len(data) - 1
@@ -247,8 +254,7 @@ class Strings(Keyspace):
             old, expiry = (found[0][1:], found[1]) if found is not None else (b"", 0.0)
             if not value:
                 return len(old)
-            if offset + len(value) > MAX_STRING:
-                raise CommandError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+            _check_size(offset + len(value))
             if offset > len(old):
                 old += bytes(offset - len(old))
             data = old[:offset] + value + old[offset + len(value) :]

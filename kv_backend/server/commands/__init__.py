@@ -9,6 +9,7 @@ flags: ``noauth`` runs before AUTH, ``pubsub`` runs in RESP2 subscribe mode,
 from __future__ import annotations
 
 from kv_backend.server.commands import (
+    bits,
     connection,
     groups,
     hashes,
@@ -27,4 +28,18 @@ from kv_backend.server.commands.registry import COMMANDS, Command, command
 __all__ = ["COMMANDS", "Command", "command"]
 
 # Importing the modules above registered their commands in COMMANDS.
-del connection, groups, hashes, keys, lists, pubsub, scripting, sets, streams, strings, transactions, zsets
+del (
+    bits,
+    connection,
+    groups,
+    hashes,
+    keys,
+    lists,
+    pubsub,
+    scripting,
+    sets,
+    streams,
+    strings,
+    transactions,
+    zsets,
+)
