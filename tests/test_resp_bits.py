@@ -260,3 +260,140 @@ def test_watch_sees_exactly_the_changes_redis_signals(servers, cmd, changes):
             assert (type(result) is not list) == changes, (cmd, _port(real_or_ours), result)
         finally:
             other.close()
+
+
+# ------------------------------------------------------------------ HyperLogLog
+
+
+def test_hyperloglog_counts_and_values_match_redis(pair):
+    """Counts, and the stored bytes (sparse, the switch to dense, dense), for 0 to 100,000 elements."""
+    real, ours = pair
+    flush(pair)
+
+    def both(*cmd):
+        want, got = run(real, list(cmd)), run(ours, list(cmd))
+        assert want == got, (cmd[:3], want, got)
+        return want
+
+    for n in (0, 1, 100, 10_000, 100_000):
+        key = f"h{n}"
+        both("PFADD", key)
+        elements = [f"e{i}" for i in range(n)]
+        i = 0
+        while i < n:
+            step = 1 if i < 100 else 50 if i < 3000 else 20_000  # sparse one by one, then in batches
+            both("PFADD", key, *elements[i : i + step])
+            i += step
+            if (i < 3000 and i % 10 == 0) or i >= 3000:
+                both("GET", key)
+        both("GET", key)
+        count = both("PFCOUNT", key)
+        assert abs(count - n) <= n * 0.02 and both("PFCOUNT", key) == count  # the second one cached
+        both("GET", key)
+    assert both("PFCOUNT", "h100", "h10000", "missing") == both("PFCOUNT", "h10000")  # e0..e99 are in both
+    for cmd in (
+        ["PFMERGE", "m", "h100", "h1"],
+        ["PFCOUNT", "m"],
+        ["PFMERGE", "m", "h10000"],  # sparse destination, dense source
+        ["PFCOUNT", "m"],
+        ["PFMERGE", "m2", "h100000", "h10000", "missing"],
+        ["PFCOUNT", "m2"],
+        ["PFADD", "m2", "one more"],
+    ):
+        both(*cmd)
+        both("GET", cmd[1])
+
+
+def test_hyperloglog_values_move_between_redis_and_kvb(pair):
+    real, ours = pair
+    flush(pair)
+    for small, big, how in ((100, 4000, "redis to kvb"), (2000, 9000, "kvb to redis")):
+        source, target = (real, ours) if how == "redis to kvb" else (ours, real)
+        run(source, ["PFADD", "x", *[f"v{i}" for i in range(small)]])
+        value = run(source, ["GET", "x"])
+        run(target, ["SET", "x", value])
+        assert run(target, ["PFCOUNT", "x"]) == run(source, ["PFCOUNT", "x"]), how
+        more = ["PFADD", "x", *[f"w{i}" for i in range(big)]]
+        assert run(target, more) == run(source, more) == 1
+        assert run(target, ["GET", "x"]) == run(source, ["GET", "x"]), how
+        assert run(target, ["PFCOUNT", "x"]) == run(source, ["PFCOUNT", "x"]), how
+
+
+HLL_ERRORS = [
+    ["SET", "s", "foo"],
+    ["PFCOUNT", "s"],
+    ["PFADD", "s", "a"],
+    ["PFMERGE", "d", "s"],
+    ["PFCOUNT", "d", "s"],
+    ["RPUSH", "l", "x"],
+    ["PFCOUNT", "l"],
+    ["PFADD", "l", "a"],
+    ["PFMERGE", "d", "l"],
+    ["PFCOUNT", "missing", "missing2"],
+    ["PFMERGE", "d"],
+    ["GET", "d"],
+    ["PFADD", "h"],
+    ["PFADD", "h"],
+    ["PFADD", "h", "a", "b", "c"],
+    ["PFADD", "h", "a"],
+    # damaged values: runs that do not cover the 16384 registers, unknown encoding, wrong dense size
+    ["SET", "bad", b"HYLL\x01\x00\x00\x00" + bytes(7) + b"\x80\x7f\xfe"],
+    ["PFCOUNT", "bad"],
+    ["PFADD", "bad", "x"],  # its register is covered: Redis sets it
+    ["PFCOUNT", "bad", "h"],
+    ["PFMERGE", "bad2", "bad"],
+    ["SET", "bad3", b"HYLL\x02\x00\x00\x00" + bytes(7) + b"\x80\x7f\xff"],
+    ["PFCOUNT", "bad3"],
+    ["SET", "bad4", b"HYLL\x00\x00\x00\x00" + bytes(7) + b"\x80\x7f\xff"],
+    ["PFADD", "bad4", "x"],
+    # a valid cached count is believed, as Redis believes it
+    ["SET", "c", b"HYLL\x01\x00\x00\x00\x07" + bytes(6) + b"\x00\x7f\xff"],
+    ["PFCOUNT", "c"],
+    ["PFCOUNT", "c", "c"],
+    ["PFADD", "t", "a", "b"],
+    ["EXPIRE", "t", "1000"],
+    ["PFADD", "t", "q"],
+    ["PFCOUNT", "t"],
+    ["PFMERGE", "t", "h"],
+    ["TTL", "t"],
+    ["CONFIG", "GET", "hll-sparse-max-bytes"],
+]
+
+
+def test_hyperloglog_errors_and_edge_cases_match_redis(pair):
+    check(pair, HLL_ERRORS)
+
+
+HLL_WATCH_CASES = [
+    (["PFADD", "w", "a"], False),  # no register changed
+    (["PFADD", "w", "c"], True),
+    (["PFCOUNT", "w"], True),  # refreshes the count cached in the value
+    (["PFCOUNT", "w", "x"], False),
+    (["PFMERGE", "w"], True),
+    (["PFMERGE", "x", "w"], False),
+]
+
+
+@pytest.mark.parametrize(
+    ("cmd", "changes"), HLL_WATCH_CASES, ids=lambda x: " ".join(x) if type(x) is list else ""
+)
+def test_hyperloglog_watch_sees_the_changes_redis_signals(servers, cmd, changes):
+    for real_or_ours in servers[2]:
+        other = make_client(_port(real_or_ours), 2)
+        try:
+            assert real_or_ours.execute_command("FLUSHALL") == b"OK"
+            other.execute_command("PFADD", "w", "a", "b")
+            real_or_ours.execute_command("WATCH", "w")
+            other.execute_command(*cmd)
+            real_or_ours.execute_command("MULTI")
+            real_or_ours.execute_command("PING")
+            result = real_or_ours.execute_command("EXEC")
+            assert (type(result) is not list) == changes, (cmd, _port(real_or_ours), result)
+            # a count whose cache is valid writes nothing
+            other.execute_command("PFCOUNT", "w")
+            real_or_ours.execute_command("WATCH", "w")
+            other.execute_command("PFCOUNT", "w")
+            real_or_ours.execute_command("MULTI")
+            assert type(real_or_ours.execute_command("EXEC")) is list
+        finally:
+            other.close()

@@ -135,3 +135,53 @@ def test_setbit_from_several_processes_loses_no_bit(store_path):
     with Structures(store_path) as s:
         assert s.bitcount("bits") == 200 and s.get("bits") == b"\xff" * 25
         assert s.bitfield("counters", "GET", "u16", 0) == [200]
+
+
+# ------------------------------------------------------------------ HyperLogLog
+
+
+def test_hyperloglog_in_process(s):
+    assert s.pfadd("h", *[f"e{i}" for i in range(1000)]) == 1
+    assert s.pfcount("h") == 1008  # what redis-server answers for e0..e999
+    assert s.pfadd("h", "e1") == 0 and s.get("h")[:5] == b"HYLL\x01"  # still sparse
+    assert s.pfadd("big", *[f"x{i}" for i in range(5000)]) == 1
+    assert s.pfcount("big") == 4970 and s.get("big")[:5] == b"HYLL\x00" and len(s.get("big")) == 12304
+    union = s.pfcount("h", "big", "missing")
+    assert s.pfmerge("u", "h", "big") is True and s.pfcount("u") == union
+    assert s.get("h")[:5] == b"HYLL\x01" and s.pfcount("h") == 1008  # the sources are left alone
+    assert s.pfcount("missing") == 0 and s.pfadd("empty") == 1 and s.pfcount("empty") == 0
+    s.set("text", "not an hll")
+    with pytest.raises(WrongTypeError, match="Key is not a valid HyperLogLog string value"):
+        s.pfcount("text")
+    s.rpush("l", "x")
+    with pytest.raises(WrongTypeError, match="Operation against a key holding the wrong kind of value"):
+        s.pfadd("l", "x")
+    s.set("damaged", b"HYLL\x01\x00\x00\x00" + bytes(7) + b"\x80\x7f\xfe")
+    with pytest.raises(CommandError, match="INVALIDOBJ Corrupted HLL object detected"):
+        s.pfcount("damaged")
+
+
+def test_murmurhash64a_and_registers():
+    from kv_backend.structures.hyperloglog import murmurhash64a, register_of
+
+    assert murmurhash64a(b"") == murmurhash64a(b"", 0xADC83B19)
+    assert murmurhash64a(b"abcdefgh") != murmurhash64a(b"abcdefgi")
+    index, count = register_of(b"hello")
+    assert 0 <= index < 16384 and 1 <= count <= 51
+
+
+def test_pfadd_from_several_processes_counts_every_element(store_path):
+    Structures(store_path).close()
+    code = """
+        import sys
+        from kv_backend.structures import Structures
+        path, me = sys.argv[1], int(sys.argv[2])
+        with Structures(path) as s:
+            for i in range(250):
+                s.pfadd("visitors", f"e{i * 4 + me}")
+    """
+    procs = [spawn_python(code, store_path, str(p)) for p in range(4)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+    with Structures(store_path) as s:
+        s.pfadd("all", *[f"e{i}" for i in range(1000)])
+        assert s.pfcount("visitors") == s.pfcount("all") == 1008

@@ -500,6 +500,7 @@ class Server:
             b"timeout": b"0",
             b"requirepass": b"",
             b"proto-max-bulk-len": b"536870912",
+            b"hll-sparse-max-bytes": b"3000",
             b"maxclients": b"10000",
         }
 

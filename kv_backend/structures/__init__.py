@@ -22,7 +22,8 @@ The modules of this package: :mod:`.layout` (the record layout above),
 :mod:`.parsing` (Redis argument parsing), :mod:`.errors`, :mod:`.keyspace`
 (commands on keys of any type) and one module per type (:mod:`.strings`,
 :mod:`.hashes`, :mod:`.lists`, :mod:`.sets`, :mod:`.zsets`, :mod:`.streams`,
-:mod:`.groups` for stream consumer groups).
+:mod:`.groups` for stream consumer groups), :mod:`.bits` (bitmap commands on strings)
+and :mod:`.hyperloglog` (HyperLogLogs in Redis's value format).
 
 Scores are IEEE-754 doubles turned into 8 bytes that sort like the numbers, so
 score ranges and ranks are ordered engine scans. Expiry lives on the metadata
@@ -45,6 +46,7 @@ from kv_backend.structures.errors import (
 )
 from kv_backend.structures.groups import StreamGroups
 from kv_backend.structures.hashes import Hashes
+from kv_backend.structures.hyperloglog import HyperLogLogs
 from kv_backend.structures.layout import decode_score, encode_score
 from kv_backend.structures.lists import Lists
 from kv_backend.structures.parsing import format_float, glob_match, parse_cursor, parse_float, parse_int
@@ -72,7 +74,7 @@ __all__ = [
 ]
 
 
-class Structures(Strings, Bits, Hashes, Lists, Sets, SortedSets, StreamGroups):
+class Structures(Strings, Bits, HyperLogLogs, Hashes, Lists, Sets, SortedSets, StreamGroups):
     """Redis-like strings, hashes, lists, sets, sorted sets and streams stored in a :class:`DB`.
 
     Pass an open ``DB`` (shared with other code) or a directory path (then this
