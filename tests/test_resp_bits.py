@@ -71,6 +71,8 @@ BASICS = [
     ["BITCOUNT", "s", "0", "1", "WORD"],
     ["BITCOUNT", "s", "0", "1", "BIT", "x"],
     ["BITCOUNT", "s", "x", "1"],
+    ["BITCOUNT", "s", "--1", "1"],
+    ["INCRBY", "n", "--5"],
     ["BITCOUNT", "missing", "0"],  # Redis 7 looks the key up first
     ["BITPOS", "s", "1"],
     ["BITPOS", "s", "0", "2"],

@@ -185,3 +185,12 @@ def test_pfadd_from_several_processes_counts_every_element(store_path):
     with Structures(store_path) as s:
         s.pfadd("all", *[f"e{i}" for i in range(1000)])
         assert s.pfcount("visitors") == s.pfcount("all") == 1008
+
+
+def test_a_doubled_minus_sign_is_not_an_integer(s):
+    """parse_int let "--5" through to int(), whose ValueError reached clients as "ERR invalid literal"."""
+    for bad in (b"--5", b"--0", b"-", b"--"):
+        with pytest.raises(NotAnIntegerError):
+            s.incrby("n", bad)
+        with pytest.raises(NotAnIntegerError):
+            s.setrange("k", bad, "x")
