@@ -243,7 +243,7 @@ class Strings(Keyspace):
         As in Redis: the string may grow to at most 512 MiB; an empty ``value`` changes
         nothing (a missing key stays missing) and answers the current length; the TTL stays.
         """
-        name, value = _b(name), _b(value)
+        name, value, offset = _b(name), _b(value), parse_int(offset)
         if offset < 0:
             raise CommandError("ERR offset is out of range")
         mk = META + name

@@ -211,6 +211,53 @@ zrevrank              | readonly fast | @sortedset | | RO,access@1
 zremrangebyscore      | write | @sortedset | | RW,delete@1
 zremrangebyrank       | write | @sortedset | | RW,delete@1
 zscan                 | readonly | @sortedset | nondeterministic_output | RO,access@1
+setbit                | write denyoom | @bitmap | | RW,access,update@1
+getbit                | readonly fast | @bitmap | | RO,access@1
+bitcount              | readonly | @bitmap | | RO,access@1
+bitpos                | readonly | @bitmap | | RO,access@1
+bitop                 | write denyoom | @bitmap | | OW,update@2;RO,access@3:-1
+bitfield              | write denyoom | @bitmap | | RW,access,update,variable_flags@1
+bitfield_ro           | readonly fast | @bitmap | | RO,access@1
+hrandfield            | readonly | @hash | nondeterministic_output | RO,access@1
+pfadd                 | write denyoom fast | @hyperloglog | | RW,insert@1
+pfcount               | readonly | @hyperloglog | | RW,access@1:-1
+pfmerge               | write denyoom | @hyperloglog | | RW,access,insert@1;RO,access@2:-1
+copy                  | write denyoom | @keyspace | | RO,access@1;OW,update@2
+touch                 | readonly fast | @keyspace | req:multi_shard resp:agg_sum | RO@1:-1
+object
+object|encoding       | readonly | @keyspace | nondeterministic_output | RO@2
+object|freq           | readonly | @keyspace | nondeterministic_output | RO@2
+object|idletime       | readonly | @keyspace | nondeterministic_output | RO@2
+object|refcount       | readonly | @keyspace | nondeterministic_output | RO@2
+object|help           | loading stale | @keyspace
+lpos                  | readonly | @list | | RO,access@1
+lmpop                 | write | @list | | RW,access,delete@1#0,1,1
+blmpop                | write blocking | @list | | RW,access,delete@2#0,1,1
+smove                 | write fast | @set | | RW,access,delete@1;RW,insert@2
+sinterstore           | write denyoom | @set | | RW,update@1;RO,access@2:-1
+sunionstore           | write denyoom | @set | | OW,update@1;RO,access@2:-1
+sdiffstore            | write denyoom | @set | | OW,update@1;RO,access@2:-1
+sintercard            | readonly | @set | | RO,access@1#0,1,1
+setrange              | write denyoom | @string | | RW,update@1
+zrangebylex           | readonly | @sortedset | | RO,access@1
+zrevrangebylex        | readonly | @sortedset | | RO,access@1
+zlexcount             | readonly fast | @sortedset | | RO,access@1
+zremrangebylex        | write | @sortedset | | RW,delete@1
+zpopmin               | write fast | @sortedset | | RW,access,delete@1
+zpopmax               | write fast | @sortedset | | RW,access,delete@1
+bzpopmin              | write blocking fast | @sortedset | | RW,access,delete@1:-2
+bzpopmax              | write blocking fast | @sortedset | | RW,access,delete@1:-2
+zmpop                 | write | @sortedset | | RW,access,delete@1#0,1,1
+bzmpop                | write blocking | @sortedset | | RW,access,delete@2#0,1,1
+zrandmember           | readonly | @sortedset | nondeterministic_output | RO,access@1
+zunionstore           | write denyoom | @sortedset | | OW,update@1;RO,access@2#0,1,1
+zinterstore           | write denyoom | @sortedset | | OW,update@1;RO,access@2#0,1,1
+zdiffstore            | write denyoom | @sortedset | | OW,update@1;RO,access@2#0,1,1
+zunion                | readonly | @sortedset | | RO,access@1#0,1,1
+zinter                | readonly | @sortedset | | RO,access@1#0,1,1
+zdiff                 | readonly | @sortedset | | RO,access@1#0,1,1
+zintercard            | readonly | @sortedset | | RO,access@1#0,1,1
+zrangestore           | write denyoom | @sortedset | | OW,update@1;RO,access@2
 """
 
 #: Redis's order of command flags and ACL categories in its replies.
@@ -240,6 +287,8 @@ _DOCS_GROUPS = {
     "@sortedset": "sorted-set",
     "@hash": "hash",
     "@stream": "stream",
+    "@bitmap": "bitmap",
+    "@hyperloglog": "hyperloglog",
     "@pubsub": "pubsub",
     "@transaction": "transactions",
     "@scripting": "scripting",
