@@ -37,7 +37,7 @@ TIMED_OUT = NULL_ARRAY
 class Block:
     """What a blocking command returns when it found nothing: what to wait for and how to retry."""
 
-    __slots__ = ("attempt", "keys", "pushes", "timeout", "timer")
+    __slots__ = ("args", "attempt", "keys", "pushes", "timed_out", "timeout", "timer")
 
     def __init__(
         self,
@@ -45,6 +45,7 @@ class Block:
         timeout: float,
         attempt: Callable[[], Any],
         pushes: list[bytes] | None = None,
+        timed_out: Any = TIMED_OUT,
     ) -> None:
         self.keys = keys
         #: Keys the command adds an element to when it is served (BLMOVE's destination).
@@ -54,6 +55,10 @@ class Block:
         #: Tries the command again: returns its reply, or None while there is still nothing.
         self.attempt = attempt
         self.timer: asyncio.TimerHandle | None = None
+        #: What the client gets when the wait ends without data (timeout, CLIENT UNBLOCK ... TIMEOUT).
+        self.timed_out = timed_out
+        #: The blocked command (set by the server), whose keyspace events are published when served.
+        self.args: list[bytes] | None = None
 
 
 class Waiters:
@@ -134,12 +139,14 @@ class Waiters:
                     if server.watchers:
                         server.touch(blk.keys + blk.pushes)
                     self.signal(blk.pushes)  # a moved element may serve the next waiter at once
+                    if server.notify_flags and blk.args is not None:
+                        server.notifier.served(blk.args, reply)
                     conn.resume(reply)
 
     def _time_out(self, conn: Connection, blk: Block) -> None:
         if conn.blocked is blk:
             self.unblock(conn)
-            conn.resume(TIMED_OUT)
+            conn.resume(blk.timed_out)
 
     def _check_others(self) -> None:
         """Serve every waiter when another process wrote to the store since the last look."""

@@ -25,6 +25,7 @@ from kv_backend.db import DB
 from kv_backend.errors import KVError, NotAnIntegerError
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
+from kv_backend.server.notify import EXPIRED, Notifier, format_flags
 from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, encode
 from kv_backend.server.scripting import Scripts
 from kv_backend.structures import StructureError, Structures, glob_match
@@ -35,6 +36,8 @@ __all__ = ["Connection", "Server", "serve"]
 MAX_PUBSUB_BACKLOG = 32 * 1024 * 1024
 #: Reading from a client pauses while this much output waits to be sent.
 HIGH_WATER = 4 * 1024 * 1024
+#: How often (seconds) expired keys are looked for while ``expired`` events are on (Redis: hz 10).
+SWEEP_INTERVAL = 0.1
 
 _TX_ALLOWED = {b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"}
 _SUBSCRIBE_ALLOWED = (
@@ -238,8 +241,11 @@ class Connection(asyncio.Protocol):
         # WATCH: as in Redis, only a write that changed something makes a watcher's EXEC fail.
         # Every change appends to the log and so moves the store's change token: a command that
         # left it alone (DEL of a missing key, SET ... NX of an existing one...) changed nothing.
-        token = deleted = None
+        token = deleted = before = None
+        notifying = server.notify_flags  # keyspace notifications: off (0) unless CONFIG SET
         try:
+            if notifying:
+                before = server.notifier.before(name, args, _written_keys(name, args), "write" in cmd.flags)
             if server.watchers and "write" in cmd.flags:
                 token = server.db.change_token()
                 if name in _DELETES:  # the watched keys it names, as they are before it deletes some
@@ -247,6 +253,11 @@ class Connection(asyncio.Protocol):
             reply = cmd.handler(self, args)
         except Exception as exc:
             return self._error(exc, cmd.name)
+        if before is not None and type(reply) is not ErrorReply:
+            if type(reply) is Block:
+                reply.args = args  # its events are published when it is served
+            if type(reply) is not Block or name == b"xreadgroup":  # a blocked XREADGROUP made its consumer
+                server.notifier.after(name, args, reply, before, _written_keys(name, args))
         if (server.watchers or server.blocked_keys) and "write" in cmd.flags and type(reply) is not Block:
             keys = _written_keys(name, args)
             if server.watchers and (token is None or server.db.change_token() != token):
@@ -411,6 +422,10 @@ class Server:
         self.port = 0
         self.unixsocket = ""
         self._script_conn: Connection | None = None
+        #: The keyspace-event classes switched on (notify-keyspace-events); 0: none, the default.
+        self.notify_flags = 0
+        self.notifier = Notifier(self)
+        self._sweep: asyncio.TimerHandle | None = None
 
     def log(self, message: str) -> None:
         print(f"kvb serve: {message}", file=sys.stderr, flush=True)
@@ -484,8 +499,25 @@ class Server:
                     count += 1
         return count
 
+    def set_notify_flags(self, flags: int) -> None:
+        """Switch keyspace notifications (CONFIG SET notify-keyspace-events); ``x`` sweeps expired keys."""
+        self.notify_flags = flags
+        if flags & EXPIRED and self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep_expired)
+
+    def _sweep_expired(self) -> None:
+        """Report keys that expired, as Redis's active expiry cycle does, every :data:`SWEEP_INTERVAL`."""
+        self._sweep = None
+        if not self.notify_flags & EXPIRED:
+            return
+        try:
+            self.notifier.sweep()
+        except Exception as exc:  # the store is unusable: try again later; the loop must go on
+            self.log(f"cannot sweep expired keys: {exc!r}")
+        self._sweep = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep_expired)
+
     def config(self) -> dict[bytes, bytes]:
-        """The parameters CONFIG GET reports (read-only)."""
+        """The parameters CONFIG GET reports."""
         return {
             b"port": str(self.port).encode(),
             b"bind": self.host.encode(),
@@ -502,6 +534,7 @@ class Server:
             b"proto-max-bulk-len": b"536870912",
             b"hll-sparse-max-bytes": b"3000",
             b"maxclients": b"10000",
+            b"notify-keyspace-events": format_flags(self.notify_flags),
         }
 
     def info(self, sections: list[bytes]) -> bytes:
@@ -542,6 +575,9 @@ class Server:
         return "\r\n".join(out).encode()
 
     def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         self.waiters.close()
         self.db.close()
 

@@ -55,6 +55,7 @@ _FORBIDDEN = {
     b"punsubscribe",
     b"eval",
     b"evalsha",
+    b"wait",
     b"script",
     b"quit",
     b"auth",

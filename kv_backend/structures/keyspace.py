@@ -354,6 +354,47 @@ class Keyspace:
         """An opaque value that changes whenever the key is written (used by WATCH)."""
         return self._record(META + _b(name))
 
+    def expired_names(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` names whose key has expired but whose records are still stored.
+
+        Looks only at this process's index of keys with a TTL (Redis's active expiry
+        looks at its expires table the same way); :meth:`remove_expired` deletes them.
+        """
+        db = self.db
+        if db._tailw.value != db._seen:  # index other processes' writes first
+            db._refresh()
+        now = _time()
+        found = []
+        for key, when in list(db._ix.exp.items()):
+            if when <= now and key.startswith(META):
+                found.append(key[len(META) :])
+                if len(found) >= limit:
+                    break
+        return found
+
+    def remove_expired(self, name: Name) -> bool:
+        """Delete the records of a key that has expired; False if it is live, missing or already gone.
+
+        A key that expired is already missing for every command; this reclaims its
+        records at once and tells the caller it was there (``kvb serve`` reports it as
+        an ``expired`` keyspace event).
+        """
+        db = self.db
+        mk = META + _b(name)
+        if db._tailw.value != db._seen:
+            db._refresh()
+        when = db._ix.exp.get(mk) if mk in db._view[0] else None
+        if when is None or when > _time():  # the cheap test first: no lock for a live key
+            return False
+        with db.locked():
+            when = db._ix.exp.get(mk) if mk in db._view[0] else None
+            if when is None or when > _time():
+                return False
+            with db.batch() as b:
+                b.delete(mk)
+                self._purge_all(b, _b(name))
+        return True
+
     def _remove_members(
         self,
         name: bytes,

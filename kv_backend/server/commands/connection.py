@@ -6,13 +6,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
-from kv_backend.server.blocking import TIMED_OUT
+from kv_backend.server.blocking import Block
 from kv_backend.server.commands import metadata
 from kv_backend.server.commands.registry import (
+    LLONG_MAX,
     arg_int,
     command,
     help_only,
     help_reply,
+    int_or_error,
+    now_ms,
     subcommand_syntax_error,
     syntax,
     unknown_subcommand,
@@ -209,9 +212,9 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
         target = conn.server.clients.get(arg_int(args[2]))
         if target is None or target.blocked is None:
             return 0
-        conn.server.waiters.unblock(target)
+        blk = conn.server.waiters.unblock(target)
         unblocked = ErrorReply("UNBLOCKED client unblocked via CLIENT UNBLOCK")
-        target.resume(TIMED_OUT if how == b"TIMEOUT" else unblocked)
+        target.resume(blk.timed_out if how == b"TIMEOUT" and blk is not None else unblocked)
         return 1
     if sub in (b"NO-EVICT", b"NO-TOUCH") and len(args) == 3:
         if upper(args[2]) not in (b"ON", b"OFF"):
@@ -367,13 +370,18 @@ _CONFIG_HELP = help_reply(
             "GET <pattern> [<pattern> ...]",
             "The settings whose names match a glob pattern, with their values.",
         ),
-        ("SET <name> <value>", "Refused: kvb serve takes its settings from its command line."),
+        (
+            "SET <directive> <value> [<directive> <value> ...]",
+            "Change settings, all or none: notify-keyspace-events is honoured, save and appendonly are\n"
+            "accepted and ignored; the others keep the value kvb serve was started with.",
+        ),
         ("RESETSTAT", "Accepted; there are no statistics to reset."),
+        ("REWRITE", "Refused: kvb serve has no configuration file."),
     ],
 )
 
 
-@command("CONFIG", -2, subcommands={b"GET": -3, b"HELP": 2, b"RESETSTAT": 2, b"SET": -4})
+@command("CONFIG", -2, subcommands={b"GET": -3, b"HELP": 2, b"RESETSTAT": 2, b"REWRITE": 2, b"SET": -4})
 def cmd_config(conn: Connection, args: list[bytes]) -> Any:
     sub = upper(args[1])
     if sub == b"HELP":
@@ -387,12 +395,162 @@ def cmd_config(conn: Connection, args: list[bytes]) -> Any:
                     out[k] = v
         return out
     if sub == b"SET" and len(args) >= 4:
-        raise CommandError(
-            "ERR CONFIG SET is not supported: configure kvb serve with its command line options"
-        )
+        return _config_set(conn, args)
     if sub == b"RESETSTAT" and len(args) == 2:
         return OK
+    if sub == b"REWRITE" and len(args) == 2:
+        raise CommandError("ERR The server is running without a config file")
     raise unknown_subcommand(args)
+
+
+def _config_failed(name: bytes, why: str) -> CommandError:
+    """Redis's error for a CONFIG SET that names a known parameter it cannot set to this value."""
+    return CommandError(
+        f"ERR CONFIG SET failed (possibly related to argument '{name.decode('utf-8', 'replace')}') - {why}"
+    )
+
+
+def _config_set(conn: Connection, args: list[bytes]) -> Any:
+    """CONFIG SET name value [name value ...]: checked in full before anything changes (all or none)."""
+    if len(args) % 2:  # a name without its value (CONFIG SET with too few words is the arity error)
+        raise CommandError("ERR syntax error")
+    server = conn.server
+    current = server.config()
+    seen: set[bytes] = set()
+    changes: list[tuple[bytes, Any]] = []
+    for raw, value in zip(args[2::2], args[3::2], strict=True):
+        name = raw.lower()
+        kind = _CONFIG_KINDS.get(name)
+        if kind is None:
+            shown = raw.decode("utf-8", "replace")
+            raise CommandError(f"ERR Unknown option or number of arguments for CONFIG SET - '{shown}'")
+        if kind == "immutable":
+            raise _config_failed(raw, "can't set immutable config")
+        if kind == "protected":
+            raise _config_failed(raw, "can't set protected config")
+        if name in seen:
+            raise _config_failed(raw, "duplicate parameter")
+        seen.add(name)
+        changes.append((name, value))
+    applied: list[tuple[bytes, Any]] = []
+    for name, value in changes:  # Redis checks the values in order, after the names
+        checked = _check_config_value(name, value)
+        kind = _CONFIG_KINDS[name]
+        if kind == "fixed" and checked != _check_config_value(name, current[name]):
+            raise _config_failed(
+                name,
+                f"kvb serve cannot change it (it is {current[name].decode('utf-8', 'replace')!r} "
+                "for as long as it runs)",
+            )
+        applied.append((name, checked))
+    for name, checked in applied:
+        if name == b"notify-keyspace-events":
+            server.set_notify_flags(checked)
+    return OK
+
+
+#: What CONFIG SET does with each parameter CONFIG GET reports: ``honour`` it, ``ignore`` a valid
+#: value (harmless: kvb logs every write before replying, whatever snapshot or AOF settings say),
+#: keep a ``fixed`` one (accepted only as its current value), or refuse an ``immutable`` or
+#: ``protected`` one as Redis does.
+_CONFIG_KINDS = {
+    b"notify-keyspace-events": "honour",
+    b"save": "ignore",
+    b"appendonly": "ignore",
+    b"appendfsync": "fixed",
+    b"port": "fixed",
+    b"bind": "fixed",
+    b"maxmemory": "fixed",
+    b"maxmemory-policy": "fixed",
+    b"timeout": "fixed",
+    b"requirepass": "fixed",
+    b"proto-max-bulk-len": "fixed",
+    b"hll-sparse-max-bytes": "fixed",
+    b"maxclients": "fixed",
+    b"databases": "immutable",
+    b"unixsocket": "immutable",
+    b"dir": "protected",
+}
+
+_POLICIES = (
+    "volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, "
+    "noeviction"
+)
+_MEMORY_UNITS = {b"": 1, b"b": 1, b"k": 1000, b"kb": 1024, b"m": 1000**2, b"mb": 1024**2}
+_MEMORY_UNITS.update({b"g": 1000**3, b"gb": 1024**3})
+
+
+def _memory(name: bytes, value: bytes) -> int:
+    """A memory value (``100``, ``1mb``, ``2G``...), as Redis reads one."""
+    low = value.lower()
+    digits = low.rstrip(b"kmgb")
+    unit = low[len(digits) :]
+    if not digits.isdigit() or unit not in _MEMORY_UNITS:
+        raise _config_failed(name, "argument must be a memory value")
+    return int(digits) * _MEMORY_UNITS[unit]
+
+
+def _bounded(name: bytes, value: bytes, low: int, high: int) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = low - 1
+    if not (value.strip() == value and low <= n <= high):
+        raise _config_failed(name, f"argument must be between {low} and {high} inclusive")
+    return n
+
+
+def _check_config_value(name: bytes, value: bytes) -> Any:
+    """The value CONFIG SET would give ``name``, or Redis's error for a value it does not take."""
+    from kv_backend.server.notify import BAD_CLASS, parse_flags
+
+    if name == b"notify-keyspace-events":
+        flags = parse_flags(value)
+        if flags is None:
+            raise _config_failed(name, BAD_CLASS)
+        return flags
+    if name in (b"appendonly",):
+        if value.lower() not in (b"yes", b"no"):
+            raise _config_failed(name, "argument must be 'yes' or 'no'")
+        return value.lower()
+    if name == b"appendfsync":
+        if value.lower() not in (b"everysec", b"always", b"no"):
+            raise _config_failed(name, "argument(s) must be one of the following: everysec, always, no")
+        return value.lower()
+    if name == b"maxmemory-policy":
+        if value.lower().decode("utf-8", "replace") not in _POLICIES.split(", "):
+            raise _config_failed(name, f"argument(s) must be one of the following: {_POLICIES}")
+        return value.lower()
+    if name == b"save":
+        words = value.split()
+        if len(words) % 2 or not all(w.isdigit() for w in words):
+            raise _config_failed(name, "Invalid save parameters")
+        return value
+    if name in (b"maxmemory", b"hll-sparse-max-bytes"):
+        return _memory(name, value)
+    if name == b"timeout":
+        return _bounded(name, value, 0, 2147483647)
+    if name == b"maxclients":
+        return _bounded(name, value, 1, 4294967295)
+    if name == b"proto-max-bulk-len":
+        return _memory(name, value) if not value.isdigit() else _bounded(name, value, 1048576, (1 << 63) - 1)
+    if name == b"port":
+        return _bounded(name, value, 0, 65535)
+    return value
+
+
+@command("WAIT", 3)
+def cmd_wait(conn: Connection, args: list[bytes]) -> Any:
+    """Wait for replicas to acknowledge the writes so far: with none, 0 (at once if none is asked for)."""
+    numreplicas = arg_int(args[1])
+    timeout = int_or_error(args[2], "ERR timeout is not an integer or out of range")
+    if timeout < 0:
+        raise CommandError("ERR timeout is negative")
+    if timeout > LLONG_MAX - now_ms():  # as Redis 7.2: the deadline must fit in milliseconds
+        raise CommandError("ERR timeout is out of range")
+    if numreplicas <= 0 or not conn.can_block:  # inside MULTI: at once, as Redis
+        return 0
+    return Block([], timeout / 1000, lambda: None, timed_out=0)  # no replica will ever acknowledge
 
 
 @command("INFO", -1)

@@ -57,6 +57,8 @@ config|help           | loading stale
 config|get            | admin loading stale
 config|resetstat      | admin loading stale
 config|set            | admin loading stale | | req:all_nodes resp:all_succeeded
+config|rewrite        | admin loading stale
+wait                  | | @connection | req:all_shards resp:agg_min
 info                  | loading stale | @dangerous | nondeterministic_output req:all_shards resp:special
 time                  | loading stale fast | | nondeterministic_output
 lastsave              | loading stale fast | @admin @dangerous | nondeterministic_output
