@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.protocol import NULL_ARRAY
+from kv_backend.structures.layout import META
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
@@ -133,6 +134,10 @@ class Waiters:
                         continue
                     reply = conn.attempt(blk)
                     if reply is None:
+                        if META + key in self.server.db:
+                            # data this waiter does not take (a list for a BZPOPMIN, a stream with
+                            # nothing new for its ID): a later waiter may take it
+                            continue
                         break  # the key has no data (left): the later waiters would find none either
                     self.unblock(conn)
                     server = self.server

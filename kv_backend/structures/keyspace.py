@@ -149,6 +149,23 @@ class Keyspace:
                 if remaining <= 0 or not db.wait_for_change(token, remaining):
                     return None
 
+    def _retry_pop(self, keys: list[bytes], pop: Callable[[list[bytes]], _T | None]) -> _T | None:
+        """A waiting pop's retry: ``pop([key])`` for each of ``keys`` in turn, under the lock.
+
+        As Redis serves a client blocked on lists (sorted sets) only from a key of that type, a
+        key set to another type while it waits is passed over, not answered WRONGTYPE; the
+        first try, ``pop(keys)``, still is.
+        """
+        with self.db.locked():
+            for key in keys:
+                try:
+                    found = pop([key])
+                except WrongTypeError:
+                    continue
+                if found is not None:
+                    return found
+        return None
+
     def type(self, name: Name) -> str:
         """The type of a key: ``string``, ``hash``, ``list``, ``set``, ``zset`` or ``none``."""
         found = self.db.get(META + _b(name))

@@ -148,7 +148,12 @@ class Lists(Keyspace):
         keys = [_b(n) for n in names]
         if not keys:
             raise CommandError("ERR wrong number of arguments for 'blpop' command")
-        return self._wait_for(lambda first: self.pop_first(keys, left), timeout)
+        return self._wait_for(
+            lambda first: self.pop_first(keys, left)
+            if first
+            else self._retry_pop(keys, lambda one: self.pop_first(one, left)),
+            timeout,
+        )
 
     def llen(self, name: Name) -> int:
         """Length of a list."""
@@ -348,4 +353,9 @@ class Lists(Keyspace):
             raise CommandError("ERR numkeys should be greater than 0")
         if count < 1:
             raise CommandError("ERR count should be greater than 0")
-        return self._wait_for(lambda first: self.lmpop(keys, left, count), timeout)
+        return self._wait_for(
+            lambda first: self.lmpop(keys, left, count)
+            if first
+            else self._retry_pop(keys, lambda one: self.lmpop(one, left, count)),
+            timeout,
+        )

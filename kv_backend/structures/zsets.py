@@ -387,7 +387,12 @@ class SortedSets(Keyspace):
         _where(where)
         if count < 1:
             raise CommandError("ERR count should be greater than 0")
-        return self._wait_for(lambda first: self.zmpop(keys, where, count), timeout)
+        return self._wait_for(
+            lambda first: self.zmpop(keys, where, count)
+            if first
+            else self._retry_pop(keys, lambda one: self.zmpop(one, where, count)),
+            timeout,
+        )
 
     def bzpopmin(self, names: Name | Iterable[Name], timeout: float = 0) -> tuple[bytes, bytes, float] | None:
         """Pop the lowest member of the first non-empty sorted set of ``names``, waiting for one if none.

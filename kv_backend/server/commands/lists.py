@@ -12,6 +12,7 @@ from kv_backend.server.commands.registry import (
     command,
     syntax,
     try_or_block,
+    try_or_block_pop,
     upper,
 )
 from kv_backend.server.protocol import NULL_ARRAY, OK
@@ -121,11 +122,11 @@ def _blocking_pop(conn: Connection, args: list[bytes], left: bool) -> Any:
     timeout = block_timeout(args[-1])
     pop_first = conn.st.pop_first
 
-    def attempt() -> list[bytes] | None:
-        found = pop_first(keys, left)
+    def pop(names: list[bytes]) -> list[bytes] | None:
+        found = pop_first(names, left)
         return None if found is None else list(found)
 
-    return try_or_block(conn, keys, timeout, attempt, NULL_ARRAY)
+    return try_or_block_pop(conn, keys, timeout, pop)
 
 
 @command("BLPOP", -3, "write")
@@ -245,8 +246,8 @@ def cmd_blmpop(conn: Connection, args: list[bytes]) -> Any:
     timeout = block_timeout(args[1])  # after the other arguments, as Redis checks them
     lmpop = conn.st.lmpop
 
-    def attempt() -> list[Any] | None:
-        found = lmpop(keys, left, count)
+    def pop(names: list[bytes]) -> list[Any] | None:
+        found = lmpop(names, left, count)
         return None if found is None else [found[0], found[1]]
 
-    return try_or_block(conn, keys, timeout, attempt, NULL_ARRAY)
+    return try_or_block_pop(conn, keys, timeout, pop)

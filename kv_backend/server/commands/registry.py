@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
 from kv_backend.server.blocking import Block
+from kv_backend.server.protocol import NULL_ARRAY
 from kv_backend.structures import CommandError, parse_float, parse_int
 
 if TYPE_CHECKING:
@@ -183,8 +184,10 @@ def try_or_block(
     attempt: Callable[[], Any],
     empty: Any,
     pushes: list[bytes] | None = None,
+    retry: Callable[[], Any] | None = None,
 ) -> Any:
-    """Run ``attempt`` now; when it finds nothing, wait for ``keys``.
+    """Run ``attempt`` now; when it finds nothing, wait for ``keys`` (then ``retry``, by default
+    ``attempt``, is what is tried again).
 
     Where a client may not block (inside EXEC, in a script) the answer is ``empty`` at once;
     a wait that times out answers a null array, as Redis answers every blocked list command.
@@ -194,7 +197,24 @@ def try_or_block(
         return reply
     if not conn.can_block:  # inside EXEC or a script: answer at once, as Redis does
         return empty
-    return Block(keys, timeout, attempt, pushes)
+    return Block(keys, timeout, retry or attempt, pushes)
+
+
+def try_or_block_pop(
+    conn: Connection, keys: list[bytes], timeout: float, pop: Callable[[list[bytes]], Any]
+) -> Any:
+    """:func:`try_or_block` for a pop from the first of several lists or sorted sets (BLPOP, BZMPOP...).
+
+    ``pop(keys)`` answers the pop from the first of ``keys`` that has something, or None. The
+    first try answers WRONGTYPE for a key of another type; a client that waits is then served
+    only by keys of its type, as in Redis (see :meth:`Structures._retry_pop`).
+    """
+    st = conn.st
+
+    def retry() -> Any:
+        return st._retry_pop(keys, pop)
+
+    return try_or_block(conn, keys, timeout, lambda: pop(keys), NULL_ARRAY, retry=retry)
 
 
 def int_or_error(raw: bytes, message: str) -> int:

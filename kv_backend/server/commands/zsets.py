@@ -12,7 +12,7 @@ from kv_backend.server.commands.registry import (
     command,
     scan_options,
     syntax,
-    try_or_block,
+    try_or_block_pop,
     upper,
 )
 from kv_backend.server.protocol import NULL_ARRAY
@@ -264,14 +264,14 @@ def _blocking_zpop(conn: Connection, args: list[bytes], where: str) -> Any:
     timeout = block_timeout(args[-1])
     zmpop = conn.st.zmpop
 
-    def attempt() -> list[Any] | None:
-        found = zmpop(keys, where, 1)
+    def pop(names: list[bytes]) -> list[Any] | None:
+        found = zmpop(names, where, 1)
         if found is None:
             return None
         name, [(member, score)] = found
         return [name, member, _score_reply(conn, score)]
 
-    return try_or_block(conn, keys, timeout, attempt, NULL_ARRAY)
+    return try_or_block_pop(conn, keys, timeout, pop)
 
 
 @command("BZPOPMIN", -3, "write")
@@ -336,11 +336,11 @@ def cmd_bzmpop(conn: Connection, args: list[bytes]) -> Any:
     timeout = block_timeout(args[1])  # after the other arguments, as Redis reads them
     zmpop = conn.st.zmpop
 
-    def attempt() -> Any:
-        found = zmpop(keys, where, count)
+    def pop(names: list[bytes]) -> Any:
+        found = zmpop(names, where, count)
         return None if found is None else _mpop_reply(conn, found)
 
-    return try_or_block(conn, keys, timeout, attempt, NULL_ARRAY)
+    return try_or_block_pop(conn, keys, timeout, pop)
 
 
 @command("ZRANDMEMBER", -2)

@@ -1,0 +1,155 @@
+"""Review of the commands added to ``kvb serve`` and Structures: blocked clients whose keys change
+type, WATCH of keys replaced by another process, and other cases found by that review.
+
+Where the question is Redis's behaviour, the same code runs against a real redis-server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+from helpers import require_tool
+from resp_helpers import RunningServer, start_redis_server, stop_process
+
+from kv_backend.structures import Structures
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """``{"redis": port, "kvb": port}``: one redis-server and one kvb serve."""
+    require_tool("redis-server")
+    path = str(tmp_path_factory.mktemp("kvb") / "store")
+    ours = RunningServer(path).start()
+    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
+    yield {"redis": port, "kvb": ours.port, "kvb_path": path}
+    stop_process(proc)
+    assert ours.stop() == 0, "kvb serve did not exit cleanly on SIGTERM"
+
+
+@pytest.fixture(params=["redis", "kvb"])
+def port(request, servers) -> int:
+    """The port of each server in turn, its database empty."""
+    p = servers[request.param]
+    with redis.Redis(port=p) as r:
+        r.flushall()
+    return p
+
+
+def in_thread(fn, *args) -> tuple[threading.Thread, dict]:
+    """Run ``fn(*args)`` in a thread; the dict gets its result (or the exception) as ``"out"``."""
+    box: dict = {}
+
+    def go() -> None:
+        try:
+            box["out"] = fn(*args)
+        except Exception as exc:  # the reply under test may be an error
+            box["out"] = exc
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t, box
+
+
+def raw(port: int) -> redis.Connection:
+    """A plain connection: replies as the server sent them, without redis-py's reply callbacks."""
+    conn = redis.Connection(port=port, socket_timeout=10, protocol=2)
+    conn.connect()
+    return conn
+
+
+def call(conn: redis.Connection, *args):
+    conn.send_command(*args)
+    return conn.read_response()
+
+
+def wait_blocked(r: redis.Redis, n: int = 1) -> None:
+    """Wait until ``n`` clients are blocked on the server."""
+    deadline = time.monotonic() + 5
+    while int(r.info("clients")["blocked_clients"]) < n:
+        assert time.monotonic() < deadline, "the client did not block"
+        time.sleep(0.01)
+
+
+# ------------------------------------------- a blocked client whose key changes type
+
+
+BLOCKING_POPS = [
+    (["BZPOPMIN", "a", "b", "5"], "zset", [b"b", b"m", b"1"]),
+    (["BZPOPMAX", "a", "b", "5"], "zset", [b"b", b"m", b"1"]),
+    (["BZMPOP", "5", "2", "a", "b", "MIN"], "zset", [b"b", [[b"m", b"1"]]]),
+    (["BLPOP", "a", "b", "5"], "list", [b"b", b"m"]),
+    (["BRPOP", "a", "b", "5"], "list", [b"b", b"m"]),
+    (["BLMPOP", "5", "2", "a", "b", "LEFT"], "list", [b"b", [b"m"]]),
+]
+
+
+@pytest.mark.parametrize(("cmd", "kind", "reply"), BLOCKING_POPS, ids=[c[0][0] for c in BLOCKING_POPS])
+def test_a_blocked_pop_is_not_failed_by_its_key_changing_type(port, cmd, kind, reply):
+    # As in Redis: a key that another client sets to another type while a client waits on it is
+    # no error for the waiter; it goes on waiting and is served by its other key.
+    r = redis.Redis(port=port)
+    waiter = raw(port)
+    t, box = in_thread(call, waiter, *cmd)
+    wait_blocked(r)
+    r.set("a", "a string")
+    time.sleep(0.1)  # kvb serve retries its waiters within this
+    assert r.info("clients")["blocked_clients"] == 1, box
+    if kind == "zset":
+        r.zadd("b", {"m": 1})
+    else:
+        r.rpush("b", "m")
+    t.join(10)
+    assert box["out"] == reply
+    assert r.get("a") == b"a string"
+    r.close()
+    waiter.disconnect()
+
+
+def test_a_waiter_of_another_type_does_not_hold_up_the_next(port):
+    # BZPOPMIN k blocked first, BLPOP k second: a push to the list k serves the BLPOP at once
+    # and leaves the BZPOPMIN waiting, as in Redis.
+    r = redis.Redis(port=port)
+    zwaiter, lwaiter = raw(port), raw(port)
+    tz, zbox = in_thread(call, zwaiter, "BZPOPMIN", "k", "2")
+    wait_blocked(r, 1)
+    tl, lbox = in_thread(call, lwaiter, "BLPOP", "k", "5")
+    wait_blocked(r, 2)
+    t0 = time.monotonic()
+    r.rpush("k", "x")
+    tl.join(10)
+    assert lbox["out"] == [b"k", b"x"]
+    assert time.monotonic() - t0 < 1
+    assert "out" not in zbox  # still waiting (for a sorted set)
+    r.delete("k")
+    r.zadd("k", {"m": 2})
+    tz.join(10)
+    assert zbox["out"] == [b"k", b"m", b"2"]
+    r.close()
+    zwaiter.disconnect()
+    lwaiter.disconnect()
+
+
+def test_structures_blocking_pops_skip_a_key_that_changed_type(tmp_path):
+    st = Structures(str(tmp_path / "s"))
+    try:
+        for pop, push in (
+            (lambda: st.bzpopmin(["a", "b"], 5), lambda: st.zadd("b", {"m": 1})),
+            (lambda: st.bzmpop(["a", "b"], 5, "max"), lambda: st.zadd("b", {"m": 1})),
+            (lambda: st.blpop(["a", "b"], 5), lambda: st.rpush("b", "m")),
+            (lambda: st.blmpop(["a", "b"], 5), lambda: st.rpush("b", "m")),
+        ):
+            st.delete("a", "b")
+            t, box = in_thread(pop)
+            time.sleep(0.05)
+            st.set("a", "a string")
+            time.sleep(0.05)
+            assert "out" not in box
+            push()
+            t.join(10)
+            assert box["out"] is not None and not isinstance(box["out"], Exception), box
+            assert box["out"][0] == b"b"
+    finally:
+        st.close()
