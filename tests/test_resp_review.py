@@ -153,3 +153,45 @@ def test_structures_blocking_pops_skip_a_key_that_changed_type(tmp_path):
             assert box["out"][0] == b"b"
     finally:
         st.close()
+
+
+# ---------------------------- WATCH of a key another process replaces (COPY, RENAME)
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        [("SADD", "src", "new"), ("SADD", "dst", "old")],
+        [("HSET", "src", "f", "new"), ("HSET", "dst", "f", "old")],
+        [("ZADD", "src", "1", "new"), ("ZADD", "dst", "1", "old")],
+        [("RPUSH", "src", "new"), ("RPUSH", "dst", "old")],
+        [("XADD", "src", "1-1", "f", "new"), ("XADD", "dst", "1-1", "f", "old")],
+        # the destination written more often than the source: its counter is ahead
+        [("SADD", "src", "new"), ("SADD", "dst", "a"), ("SADD", "dst", "b"), ("SREM", "dst", "b")],
+    ],
+    ids=["set", "hash", "zset", "list", "stream", "set-older"],
+)
+@pytest.mark.parametrize("how", ["copy", "rename"])
+def test_watch_sees_another_process_replace_the_key(servers, setup, how):
+    # docs/redis.md: a key's deletion or replacement by another process fails a watcher's EXEC. A
+    # collection copied or renamed over one of the same type and size must not leave the watched
+    # metadata record as it was.
+    a = redis.Redis(port=servers["kvb"])
+    a.flushall()
+    for cmd in setup:
+        a.execute_command(*cmd)
+    st = Structures(servers["kvb_path"])
+    try:
+        with a.pipeline() as p:
+            p.watch("dst")
+            if how == "copy":
+                assert st.copy("src", "dst", replace=True)
+            else:
+                assert st.rename("src", "dst")
+            p.multi()
+            p.type("dst")
+            with pytest.raises(redis.WatchError):
+                p.execute()
+    finally:
+        st.close()
+        a.close()

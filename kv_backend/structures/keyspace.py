@@ -15,6 +15,7 @@ from kv_backend.structures.layout import (
     _CNT,
     _LEN,
     _LST,
+    _U64,
     ALL_PREFIXES,
     HASH,
     LIST,
@@ -26,6 +27,7 @@ from kv_backend.structures.layout import (
     T_SET,
     T_STREAM,
     T_STRING,
+    T_ZSET,
     TYPE_NAMES,
     ZMEM,
     Name,
@@ -109,6 +111,26 @@ class Keyspace:
         """Delete a live key: its metadata and all its members."""
         b.delete(META + name)
         self._purge(b, name, meta[0])
+
+    @staticmethod
+    def _replacing(meta: bytes, old: bytes | None) -> bytes:
+        """``meta`` to write over a key whose metadata is ``old`` (None: missing), its write
+        counter moved past ``old``'s.
+
+        A collection copied or renamed over one of the same size would otherwise leave the
+        metadata record as it was, and a watcher in another process, who sees only that
+        record, would not see the key replaced.
+        """
+        if old is None:
+            return meta
+        at, old_at = _VERSION_AT.get(meta[0]), _VERSION_AT.get(old[0])
+        if at is None or old_at is None:
+            return meta
+        (version,) = _U64.unpack_from(meta, at)
+        (old_version,) = _U64.unpack_from(old, old_at)
+        if version > old_version:
+            return meta
+        return meta[:at] + _U64.pack(old_version + 1) + meta[at + 8 :]
 
     @staticmethod
     def _count(meta: bytes) -> tuple[int, int]:
@@ -297,7 +319,7 @@ class Keyspace:
             meta, expiry = found
             with db.batch() as b:
                 self._purge_all(b, dst)
-                b.put(META + dst, meta, expires_at=expiry)
+                b.put(META + dst, self._replacing(meta, old), expires_at=expiry)
                 b.delete(META + src)
                 for prefix in MEMBER_PREFIXES.get(meta[0], ()):
                     sp, dp = prefix + _lp(src), prefix + _lp(dst)
@@ -499,7 +521,7 @@ class Keyspace:
             meta, expiry = found
             with db.batch() as b:
                 self._purge_all(b, dst)
-                b.put(META + dst, meta, expires_at=expiry)
+                b.put(META + dst, self._replacing(meta, old), expires_at=expiry)
                 for prefix in MEMBER_PREFIXES.get(meta[0], ()):
                     sp, dp = prefix + _lp(src), prefix + _lp(dst)
                     for key, value in db.items(prefix=sp):
@@ -590,6 +612,9 @@ class Keyspace:
 
 
 _LISTPACK_LIMIT = 8192
+
+#: Where the write counter is in each collection's metadata (a string has none).
+_VERSION_AT = {T_HASH: 9, T_SET: 9, T_ZSET: 9, T_STREAM: 9, T_LIST: 17}
 
 
 def _redis_int(value: bytes) -> int | None:
