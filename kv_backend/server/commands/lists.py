@@ -10,6 +10,7 @@ from kv_backend.server.commands.registry import (
     arg_positive,
     block_timeout,
     command,
+    non_negative,
     syntax,
     try_or_block,
     try_or_block_pop,
@@ -182,24 +183,13 @@ def cmd_lpos(conn: Connection, args: list[bytes]) -> Any:
             if rank == 0:
                 raise CommandError(RANK_ZERO)
         elif opt == b"COUNT":
-            count = _non_negative(args[i + 1], "ERR COUNT can't be negative")
+            count = non_negative(args[i + 1], "ERR COUNT can't be negative")
         elif opt == b"MAXLEN":
-            maxlen = _non_negative(args[i + 1], "ERR MAXLEN can't be negative")
+            maxlen = non_negative(args[i + 1], "ERR MAXLEN can't be negative")
         else:
             raise syntax()
         i += 2
     return conn.st.lpos(args[1], args[2], rank=rank, count=count, maxlen=maxlen)
-
-
-def _non_negative(raw: bytes, message: str) -> int:
-    """An integer option that may not be negative (Redis's ``message`` for both mistakes)."""
-    try:
-        n = arg_int(raw)
-    except NotAnIntegerError:
-        n = -1
-    if n < 0:
-        raise CommandError(message)
-    return n
 
 
 def _mpop_args(args: list[bytes], at: int) -> tuple[list[bytes], bool, int]:

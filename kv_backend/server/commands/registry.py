@@ -128,6 +128,30 @@ def upper(raw: bytes) -> bytes:
     return raw.upper()
 
 
+def non_negative(raw: bytes, message: str) -> int:
+    """An integer option that may not be negative (Redis's ``message`` for both mistakes)."""
+    try:
+        n = parse_int(raw)
+    except NotAnIntegerError:
+        n = -1
+    if n < 0:
+        raise CommandError(message)
+    return n
+
+
+def limit_option(args: list[bytes], start: int) -> int:
+    """The options of SINTERCARD/ZINTERCARD from ``args[start]`` on: ``LIMIT n`` (0: no limit)."""
+    limit = 0
+    i = start
+    while i < len(args):
+        if upper(args[i]) == b"LIMIT" and i + 1 < len(args):
+            limit = non_negative(args[i + 1], "ERR LIMIT can't be negative")
+            i += 2
+        else:
+            raise syntax()
+    return limit
+
+
 def arg_pairs(args: list[bytes], start: int, name: str) -> list[tuple[bytes, bytes]]:
     rest = args[start:]
     if not rest or len(rest) % 2:

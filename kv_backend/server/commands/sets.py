@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
-from kv_backend.server.commands.registry import arg_int, arg_positive, command, scan_options, syntax, upper
+from kv_backend.server.commands.registry import (
+    arg_int,
+    arg_positive,
+    command,
+    limit_option,
+    scan_options,
+    syntax,
+)
 from kv_backend.structures import CommandError, parse_cursor
 
 if TYPE_CHECKING:
@@ -145,17 +152,4 @@ def numkeys(args: list[bytes], start: int) -> list[bytes]:
 def cmd_sintercard(conn: Connection, args: list[bytes]) -> Any:
     """The size of the intersection of sets, counted up to LIMIT (0: no limit)."""
     keys = numkeys(args, 1)
-    limit = 0
-    i = 2 + len(keys)
-    while i < len(args):
-        if upper(args[i]) == b"LIMIT" and i + 1 < len(args):
-            try:
-                limit = arg_int(args[i + 1])
-            except NotAnIntegerError:
-                limit = -1
-            if limit < 0:
-                raise CommandError("ERR LIMIT can't be negative")
-            i += 2
-        else:
-            raise syntax()
-    return conn.st.sintercard(*keys, limit=limit)
+    return conn.st.sintercard(*keys, limit=limit_option(args, 2 + len(keys)))

@@ -10,6 +10,7 @@ from kv_backend.server.commands.registry import (
     arg_positive,
     block_timeout,
     command,
+    limit_option,
     scan_options,
     syntax,
     try_or_block_pop,
@@ -467,20 +468,7 @@ def cmd_zintercard(conn: Connection, args: list[bytes]) -> Any:
     keys = _numkeys(args, 1)
     for key in keys:  # every input's type before the options, as Redis
         conn.st._zsource(key)
-    limit = 0
-    i = 2 + len(keys)
-    while i < len(args):
-        if upper(args[i]) == b"LIMIT" and i + 1 < len(args):
-            try:
-                limit = parse_int(args[i + 1])
-            except NotAnIntegerError:
-                limit = -1
-            if limit < 0:
-                raise CommandError("ERR LIMIT can't be negative")
-            i += 2
-        else:
-            raise syntax()
-    return conn.st.zintercard(keys, limit)
+    return conn.st.zintercard(keys, limit_option(args, 2 + len(keys)))
 
 
 @command("ZRANGESTORE", -5, "write")
