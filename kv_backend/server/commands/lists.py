@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.errors import NotAnIntegerError
 from kv_backend.server.commands.registry import (
     arg_int,
     arg_positive,
     block_timeout,
     command,
+    mpop_args,
     non_negative,
     syntax,
     try_or_block,
@@ -192,33 +192,10 @@ def cmd_lpos(conn: Connection, args: list[bytes]) -> Any:
     return conn.st.lpos(args[1], args[2], rank=rank, count=count, maxlen=maxlen)
 
 
-def _mpop_args(args: list[bytes], at: int) -> tuple[list[bytes], bool, int]:
-    """LMPOP's ``numkeys key ... LEFT|RIGHT [COUNT count]`` from ``args[at]`` on, checked in Redis's order."""
-    try:
-        n = arg_int(args[at])
-    except NotAnIntegerError:
-        n = 0
-    if n <= 0:
-        raise CommandError("ERR numkeys should be greater than 0")
-    where = at + 1 + n
-    if where >= len(args):
-        raise syntax()
-    direction = upper(args[where])
-    if direction not in (b"LEFT", b"RIGHT"):
-        raise syntax()
-    count = None
-    i = where + 1
-    while i < len(args):
-        if upper(args[i]) != b"COUNT" or count is not None or i + 1 >= len(args):
-            raise syntax()
-        try:
-            count = arg_int(args[i + 1])
-        except NotAnIntegerError:
-            count = 0
-        if count <= 0:
-            raise CommandError("ERR count should be greater than 0")
-        i += 2
-    return args[at + 1 : where], direction == b"LEFT", count or 1
+def _mpop_args(args: list[bytes], first: int) -> tuple[list[bytes], bool, int]:
+    """LMPOP's and BLMPOP's ``numkeys key... LEFT|RIGHT [COUNT n]``: the keys, whether LEFT, the count."""
+    keys, end, count = mpop_args(args, first, (b"LEFT", b"RIGHT"))
+    return keys, end == b"LEFT", count
 
 
 @command("LMPOP", -4, "write")

@@ -152,6 +152,38 @@ def limit_option(args: list[bytes], start: int) -> int:
     return limit
 
 
+def count_above_zero(raw: bytes, what: str) -> int:
+    """A numkeys or COUNT argument: an integer of at least 1, with Redis's one message for every mistake."""
+    try:
+        n = parse_int(raw)
+    except NotAnIntegerError:
+        n = 0
+    if n < 1:
+        raise CommandError(f"ERR {what} should be greater than 0")
+    return n
+
+
+def mpop_args(args: list[bytes], first: int, ends: tuple[bytes, bytes]) -> tuple[list[bytes], bytes, int]:
+    """``numkeys key... END [COUNT n]`` from ``args[first]`` on (LMPOP, BLMPOP: ``ends`` LEFT, RIGHT;
+    ZMPOP, BZMPOP: MIN, MAX): the keys, the end word (upper case) and the count (default 1).
+
+    Errors come in Redis's order: numkeys, the end word, the options.
+    """
+    numkeys = count_above_zero(args[first], "numkeys")
+    where_at = first + 1 + numkeys
+    if where_at >= len(args) or upper(args[where_at]) not in ends:
+        raise syntax()
+    count = None
+    i = where_at + 1
+    while i < len(args):
+        if count is None and upper(args[i]) == b"COUNT" and i + 1 < len(args):
+            count = count_above_zero(args[i + 1], "count")
+            i += 2
+        else:
+            raise syntax()
+    return args[first + 1 : where_at], upper(args[where_at]), 1 if count is None else count
+
+
 def arg_pairs(args: list[bytes], start: int, name: str) -> list[tuple[bytes, bytes]]:
     rest = args[start:]
     if not rest or len(rest) % 2:

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.errors import NotAnIntegerError
 from kv_backend.server.commands.registry import (
     arg_int,
     arg_positive,
     block_timeout,
     command,
     limit_option,
+    mpop_args,
     scan_options,
     syntax,
     try_or_block_pop,
     upper,
 )
 from kv_backend.server.protocol import NULL_ARRAY
-from kv_backend.structures import CommandError, parse_cursor, parse_float, parse_int
+from kv_backend.structures import CommandError, parse_cursor, parse_float
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -287,36 +287,10 @@ def cmd_bzpopmax(conn: Connection, args: list[bytes]) -> Any:
     return _blocking_zpop(conn, args, "max")
 
 
-def _count_above_zero(raw: bytes, what: str) -> int:
-    """A numkeys or COUNT argument: an integer of at least 1, with Redis's one message for every mistake."""
-    try:
-        n = parse_int(raw)
-    except NotAnIntegerError:
-        n = 0
-    if n < 1:
-        raise CommandError(f"ERR {what} should be greater than 0")
-    return n
-
-
-def mpop_keys(args: list[bytes], first: int) -> tuple[list[bytes], str, int]:
-    """Parse ``numkeys key... MIN|MAX [COUNT n]`` starting at ``args[first]`` (ZMPOP, BZMPOP).
-
-    Errors come in Redis's order: numkeys, the MIN|MAX word, the options.
-    """
-    numkeys = _count_above_zero(args[first], "numkeys")
-    where_at = first + 1 + numkeys
-    if where_at >= len(args) or upper(args[where_at]) not in (b"MIN", b"MAX"):
-        raise syntax()
-    where = args[where_at].decode().lower()
-    count = None
-    i = where_at + 1
-    while i < len(args):
-        if count is None and upper(args[i]) == b"COUNT" and i + 1 < len(args):
-            count = _count_above_zero(args[i + 1], "count")
-            i += 2
-        else:
-            raise syntax()
-    return args[first + 1 : where_at], where, 1 if count is None else count
+def _mpop_args(args: list[bytes], first: int) -> tuple[list[bytes], str, int]:
+    """ZMPOP's and BZMPOP's ``numkeys key... MIN|MAX [COUNT n]``: the keys, ``min`` or ``max``, the count."""
+    keys, where, count = mpop_args(args, first, (b"MIN", b"MAX"))
+    return keys, where.decode().lower(), count
 
 
 def _mpop_reply(conn: Connection, found: tuple[bytes, list[tuple[bytes, float]]] | None) -> Any:
@@ -326,14 +300,14 @@ def _mpop_reply(conn: Connection, found: tuple[bytes, list[tuple[bytes, float]]]
 @command("ZMPOP", -4, "write")
 def cmd_zmpop(conn: Connection, args: list[bytes]) -> Any:
     """Pop up to COUNT members (default 1) from the first non-empty of the given sorted sets."""
-    keys, where, count = mpop_keys(args, 1)
+    keys, where, count = _mpop_args(args, 1)
     return _mpop_reply(conn, conn.st.zmpop(keys, where, count))
 
 
 @command("BZMPOP", -5, "write")
 def cmd_bzmpop(conn: Connection, args: list[bytes]) -> Any:
     """ZMPOP that waits up to timeout seconds (0: for ever) for one of the sorted sets to have a member."""
-    keys, where, count = mpop_keys(args, 2)
+    keys, where, count = _mpop_args(args, 2)
     timeout = block_timeout(args[1])  # after the other arguments, as Redis reads them
     zmpop = conn.st.zmpop
 
