@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import arg_int, arg_pairs, command, scan_options, syntax, upper
+from kv_backend.server.commands.registry import arg_int, arg_pairs, command, random_count_with, scan_options
 from kv_backend.server.protocol import OK
-from kv_backend.structures import CommandError, parse_cursor
+from kv_backend.structures import parse_cursor
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -101,16 +101,7 @@ def cmd_hrandfield(conn: Connection, args: list[bytes]) -> Any:
     """Random fields of a hash: count > 0 distinct, < 0 possibly repeated; WITHVALUES."""
     if len(args) == 2:
         return conn.st.hrandfield(args[1])
-    count = arg_int(args[2])  # the count before the key's type, as Redis
-    if count == -(2**63):  # Redis refuses it (its magnitude does not fit)
-        raise CommandError(
-            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
-        )
-    if len(args) > 4 or (len(args) == 4 and upper(args[3]) != b"WITHVALUES"):
-        raise syntax()
-    withvalues = len(args) == 4
-    if withvalues and abs(count) > _LONG_MAX // 2:  # Redis's limit: the reply has twice as many items
-        raise CommandError("ERR value is out of range")
+    count, withvalues = random_count_with(args, b"WITHVALUES")
     chosen = conn.st.hrandfield(args[1], count, withvalues)
     if not withvalues:
         return chosen
@@ -118,5 +109,3 @@ def cmd_hrandfield(conn: Connection, args: list[bytes]) -> Any:
         return [[f, v] for f, v in chosen]
     return [x for pair in chosen for x in pair]
 
-
-_LONG_MAX = 2**63 - 1

@@ -184,6 +184,30 @@ def mpop_args(args: list[bytes], first: int, ends: tuple[bytes, bytes]) -> tuple
     return args[first + 1 : where_at], upper(args[where_at]), 1 if count is None else count
 
 
+def random_count(raw: bytes) -> int:
+    """The count of SRANDMEMBER, HRANDFIELD and ZRANDMEMBER: Redis refuses -2**63, whose magnitude
+    does not fit in 64 bits."""
+    count = parse_int(raw)
+    if count == -(2**63):
+        raise CommandError(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
+        )
+    return count
+
+
+def random_count_with(args: list[bytes], option: bytes) -> tuple[int, bool]:
+    """HRANDFIELD's and ZRANDMEMBER's ``key count [WITHVALUES|WITHSCORES]`` (``option``), checked in
+    Redis's order (the count, then the option, then the key): the count and whether ``option`` is given.
+    """
+    count = random_count(args[2])
+    if len(args) > 4 or (len(args) == 4 and upper(args[3]) != option):
+        raise syntax()
+    with_option = len(args) == 4
+    if with_option and abs(count) > LLONG_MAX // 2:  # Redis's limit: the reply has twice as many items
+        raise CommandError("ERR value is out of range")
+    return count, with_option
+
+
 def arg_pairs(args: list[bytes], start: int, name: str) -> list[tuple[bytes, bytes]]:
     rest = args[start:]
     if not rest or len(rest) % 2:

@@ -10,6 +10,7 @@ from kv_backend.server.commands.registry import (
     arg_positive,
     command,
     limit_option,
+    random_count,
     scan_options,
     syntax,
 )
@@ -88,11 +89,7 @@ def cmd_srandmember(conn: Connection, args: list[bytes]) -> Any:
         return conn.st.srandmember(args[1])
     if len(args) > 3:
         raise syntax()
-    count = arg_int(args[2])  # the count before the key's type, as Redis
-    if count == -(2**63):  # Redis refuses it (its magnitude does not fit); it would ask for 2**63 members
-        raise CommandError(
-            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
-        )
+    count = random_count(args[2])  # the count before the key's type, as Redis
     members = sorted(conn.st.smembers(args[1]))
     import random
 

@@ -11,6 +11,7 @@ from kv_backend.server.commands.registry import (
     command,
     limit_option,
     mpop_args,
+    random_count_with,
     scan_options,
     syntax,
     try_or_block_pop,
@@ -323,16 +324,7 @@ def cmd_zrandmember(conn: Connection, args: list[bytes]) -> Any:
     """Random members: one, COUNT distinct ones, or -COUNT that may repeat (WITHSCORES)."""
     if len(args) == 2:
         return conn.st.zrandmember(args[1])
-    count = arg_int(args[2])  # the count, then the options, then the key, as Redis
-    if count == -(2**63):  # Redis refuses it (its magnitude does not fit)
-        raise CommandError(
-            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
-        )
-    if len(args) > 4 or (len(args) == 4 and upper(args[3]) != b"WITHSCORES"):
-        raise syntax()
-    withscores = len(args) == 4
-    if withscores and abs(count) > (2**63 - 1) // 2:  # Redis: the reply would hold 2 * count items
-        raise CommandError("ERR value is out of range")
+    count, withscores = random_count_with(args, b"WITHSCORES")
     items = conn.st.zrandmember(args[1], count, withscores=True)
     return _pairs(conn, items) if withscores and conn.resp3 else _flat(conn, items, withscores)
 
