@@ -6,6 +6,7 @@ Where the question is Redis's behaviour, the same code runs against a real redis
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -195,3 +196,43 @@ def test_watch_sees_another_process_replace_the_key(servers, setup, how):
     finally:
         st.close()
         a.close()
+
+
+# ------------------------------------------- CLIENT REPLY OFF|SKIP and pub/sub
+
+
+def _command(*words: str) -> bytes:
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w.encode()) for w in words)
+
+
+def _exchange(port: int, payload: bytes, expected: int) -> bytes:
+    """Send ``payload`` on a new connection, publish to ``ch``, and read ``expected`` bytes back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(payload)
+        time.sleep(0.1)
+        with redis.Redis(port=port) as pub:
+            pub.publish("ch", "hi")
+        out = b""
+        while len(out) < expected:
+            data = s.recv(65536)
+            if not data:
+                break
+            out += data
+        s.settimeout(0.1)
+        try:
+            out += s.recv(65536)
+        except TimeoutError:
+            pass
+        return out
+
+
+@pytest.mark.parametrize("mode", ["OFF", "SKIP"])
+def test_client_reply_off_or_skip_still_confirms_subscriptions(port, mode):
+    # Redis sends (un)subscribe confirmations, which are pushes, whatever CLIENT REPLY says; the
+    # PING reply (an ordinary reply in subscribe mode) is dropped under OFF and sent after SKIP.
+    payload = _command("CLIENT", "REPLY", mode) + _command("SUBSCRIBE", "ch") + _command("PING")
+    confirm = b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+    pong = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+    message = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n"
+    want = confirm + (b"" if mode == "OFF" else pong) + message
+    assert _exchange(port, payload, len(want)) == want

@@ -26,7 +26,7 @@ from kv_backend.errors import KVError, NotAnIntegerError
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
 from kv_backend.server.notify import EXPIRED, Notifier, format_flags
-from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, encode
+from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, Replies, encode
 from kv_backend.server.scripting import Scripts
 from kv_backend.structures import StructureError, Structures, glob_match
 
@@ -174,7 +174,9 @@ class Connection(asyncio.Protocol):
             if type(reply) is Block:
                 self.server.waiters.block(self, reply)
                 self.drop_blocked_reply = True
-            return b""
+                return b""
+            if type(reply) not in (Push, Replies):  # (un)subscribe confirmations are pushes: sent, as Redis
+                return b""
         try:
             return encode(reply, self.resp3)
         except TypeError as exc:
