@@ -13,9 +13,9 @@ parser, which is also the whole parser without ``hiredis``.
 Replies are plain Python values mapped to RESP types: ``bytes`` bulk string,
 ``str`` simple string, ``int`` integer, ``float`` double, ``None`` null,
 ``list``/``tuple`` array, ``dict`` map, ``set``/``frozenset`` set (sorted; :class:`OrderedSet`: in order),
-:class:`Verbatim` verbatim string, :class:`ErrorReply` error, :class:`Push`
-out-of-band push, :data:`NULL_ARRAY` the RESP2 null array. RESP2 connections
-get the RESP2 spelling of the RESP3 types.
+:class:`Verbatim` verbatim string, :class:`DoubleText` a double in given digits,
+:class:`ErrorReply` error, :class:`Push` out-of-band push, :data:`NULL_ARRAY` the RESP2 null
+array. RESP2 connections get the RESP2 spelling of the RESP3 types.
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ class OrderedSet(list):
 
 class Verbatim(bytes):
     """Text for people (INFO, CLIENT LIST): a RESP3 verbatim string, a bulk string in RESP2."""
+
+
+class DoubleText(bytes):
+    """A double given by its exact text (GEOPOS's 17 decimals): a RESP3 double, a bulk string in RESP2."""
 
 
 class Replies(list):
@@ -413,6 +417,8 @@ def _encode(value: Any, resp3: bool, out: list[bytes]) -> None:
             out.append(b"=%d\r\ntxt:%b\r\n" % (len(value) + 4, value))
         else:
             out.append(b"$%d\r\n%b\r\n" % (len(value), value))
+    elif t is DoubleText:
+        out.append(b",%b\r\n" % value if resp3 else b"$%d\r\n%b\r\n" % (len(value), value))
     elif t is Replies:
         for v in value:
             _encode(v, resp3, out)

@@ -25,6 +25,7 @@ from kv_backend.db import DB
 from kv_backend.errors import KVError, NotAnIntegerError
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
+from kv_backend.server.commands.geo import store_key as geo_store_key
 from kv_backend.server.notify import EXPIRED, Notifier, format_flags
 from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, Replies, encode
 from kv_backend.server.scripting import Scripts
@@ -677,6 +678,8 @@ def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
         return None
     if name in (b"eval", b"evalsha"):
         return []  # a script's commands report the keys they write themselves
+    if name in (b"georadius", b"georadiusbymember"):
+        return geo_store_key(args)  # only a STORE / STOREDIST key is written
     return args[1:2]
 
 

@@ -22,8 +22,9 @@ The modules of this package: :mod:`.layout` (the record layout above),
 :mod:`.parsing` (Redis argument parsing), :mod:`.errors`, :mod:`.keyspace`
 (commands on keys of any type) and one module per type (:mod:`.strings`,
 :mod:`.hashes`, :mod:`.lists`, :mod:`.sets`, :mod:`.zsets`, :mod:`.streams`,
-:mod:`.groups` for stream consumer groups), :mod:`.bits` (bitmap commands on strings)
-and :mod:`.hyperloglog` (HyperLogLogs in Redis's value format).
+:mod:`.groups` for stream consumer groups), :mod:`.bits` (bitmap commands on strings),
+:mod:`.hyperloglog` (HyperLogLogs in Redis's value format) and :mod:`.geo` (geo commands on
+sorted sets, with the geohash arithmetic in :mod:`.geohash`).
 
 Scores are IEEE-754 doubles turned into 8 bytes that sort like the numbers, so
 score ranges and ranks are ordered engine scans. Expiry lives on the metadata
@@ -44,6 +45,7 @@ from kv_backend.structures.errors import (
     StructureError,
     WrongTypeError,
 )
+from kv_backend.structures.geo import GeoSets
 from kv_backend.structures.groups import StreamGroups
 from kv_backend.structures.hashes import Hashes
 from kv_backend.structures.hyperloglog import HyperLogLogs
@@ -74,7 +76,7 @@ __all__ = [
 ]
 
 
-class Structures(Strings, Bits, HyperLogLogs, Hashes, Lists, Sets, SortedSets, StreamGroups):
+class Structures(Strings, Bits, HyperLogLogs, Hashes, Lists, Sets, GeoSets, SortedSets, StreamGroups):
     """Redis-like strings, hashes, lists, sets, sorted sets and streams stored in a :class:`DB`.
 
     Pass an open ``DB`` (shared with other code) or a directory path (then this

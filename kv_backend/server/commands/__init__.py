@@ -11,6 +11,7 @@ from __future__ import annotations
 from kv_backend.server.commands import (
     bits,
     connection,
+    geo,
     groups,
     hashes,
     hyperloglog,
@@ -32,6 +33,7 @@ __all__ = ["COMMANDS", "Command", "command"]
 del (
     bits,
     connection,
+    geo,
     groups,
     hashes,
     hyperloglog,

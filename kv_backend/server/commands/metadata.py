@@ -260,6 +260,16 @@ zinter                | readonly | @sortedset | | RO,access@1#0,1,1
 zdiff                 | readonly | @sortedset | | RO,access@1#0,1,1
 zintercard            | readonly | @sortedset | | RO,access@1#0,1,1
 zrangestore           | write denyoom | @sortedset | | OW,update@1;RO,access@2
+geoadd                | write denyoom | @geo | | RW,update@1
+geopos                | readonly | @geo | | RO,access@1
+geodist               | readonly | @geo | | RO,access@1
+geohash               | readonly | @geo | | RO,access@1
+geosearch             | readonly | @geo | | RO,access@1
+geosearchstore        | write denyoom | @geo | | OW,update@1;RO,access@2
+georadius             | write denyoom | @geo | | RO,access@1;OW,update@STORE>6;OW,update@STOREDIST>6
+georadius_ro          | readonly | @geo | | RO,access@1
+georadiusbymember     | write denyoom | @geo | | RO,access@1;OW,update@STORE>5;OW,update@STOREDIST>5
+georadiusbymember_ro  | readonly | @geo | | RO,access@1
 """
 
 #: Redis's order of command flags and ACL categories in its replies.
@@ -291,6 +301,7 @@ _DOCS_GROUPS = {
     "@stream": "stream",
     "@bitmap": "bitmap",
     "@hyperloglog": "hyperloglog",
+    "@geo": "geo",
     "@pubsub": "pubsub",
     "@transaction": "transactions",
     "@scripting": "scripting",
