@@ -252,6 +252,16 @@ EVERY_FAMILY = [
     "xgroup destroy x g",
     "eval \"redis.call('set', KEYS[1], 'v') redis.call('del', KEYS[1]) return 1\" 1 ev",
     "pipeline set t1 v; lpush t2 a; del t1; incr t2",
+    "geoadd g 13.361389 38.115556 Palermo 15.087269 37.502669 Catania",
+    "geoadd g 13.361389 38.115556 Palermo",
+    "geoadd g xx 13.5 38.1 Palermo",
+    "geosearchstore gd g fromlonlat 15 37 byradius 200 km",
+    "geosearchstore gd g fromlonlat 0 0 byradius 1 km",
+    "georadius g 15 37 200 km store gr",
+    "georadius g 15 37 200 km storedist gr2",
+    "georadiusbymember g Palermo 10 km store gr3",
+    "georadius g 0 0 1 km store gr",
+    "georadius_ro g 15 37 200 km",
     "flushdb",
 ]
 

@@ -422,6 +422,16 @@ def _zadd(c: _Call) -> list[Event]:
     return [(ZSET, b"zincr" if incr else b"zadd", c.args[1])]
 
 
+def _georadius_store(c: _Call) -> list[Event]:
+    """GEORADIUS[BYMEMBER] ... STORE|STOREDIST: ``georadiusstore`` on the key, or ``del`` if emptied."""
+    from kv_backend.server.commands.geo import store_key
+
+    keys = store_key(c.args)
+    if not keys or not c.changed:
+        return []
+    return [(GENERIC, b"del", keys[0])] if c.gone(keys[0]) else [(ZSET, b"georadiusstore", keys[0])]
+
+
 def _xadd(c: _Call) -> list[Event]:
     if not c.changed:
         return []
@@ -591,6 +601,11 @@ _RULES: dict[bytes, Callable[[_Call], list[Event]]] = {
     b"zinterstore": _storing(ZSET, b"zinterstore"),
     b"zdiffstore": _storing(ZSET, b"zdiffstore"),
     b"zrangestore": _storing(ZSET, b"zrangestore"),
+    # geo (on sorted sets: GEOADD is ZADD to Redis)
+    b"geoadd": _simple(ZSET, b"zadd"),
+    b"geosearchstore": _storing(ZSET, b"geosearchstore"),
+    b"georadius": _georadius_store,
+    b"georadiusbymember": _georadius_store,
     # streams
     b"xadd": _xadd,
     b"xdel": _simple(STREAM, b"xdel"),
