@@ -89,6 +89,17 @@ def quiet_read(port: int, data: bytes) -> bytes:
 # ------------------------------------------------------------------ strings
 
 
+def test_relative_expiry_counts_from_whole_milliseconds(r):
+    """As in Redis, SET ... PX/EX, SETEX, PSETEX and GETEX add their time to the current time in
+    whole milliseconds, so PTTL right after never exceeds what was asked (it read 50001 when the
+    expiry was the float clock plus the TTL, rounded on the way back)."""
+    for _ in range(200):
+        assert r.set("p", "x", px=50000) and r.pttl("p") <= 50000
+        assert r.psetex("q", 50000, "x") and r.pttl("q") <= 50000
+        assert r.set("e", "x", ex=50) and r.pttl("e") <= 50000
+        assert r.getex("p", px=40000) == b"x" and r.pttl("p") <= 40000
+
+
 def test_strings(r):
     assert r.ping() is True
     assert r.set("s", "v") is True

@@ -23,9 +23,9 @@ def cmd_set(conn: Connection, args: list[bytes]) -> Any:
     if len(args) == 3:
         return OK if st.set(args[1], args[2]) else None
     flags, unit, raw = _string_options(args, 3, _SET_OPTIONS)
-    ex, exat = _expire_value(raw, unit, "set") if unit is not None else (None, None)
+    exat = _expire_value(raw, unit, "set") if unit is not None else None
     nx, xx, keepttl, get = (opt in flags for opt in (b"NX", b"XX", b"KEEPTTL", b"GET"))
-    result = st.set(args[1], args[2], ex=ex, nx=nx, xx=xx, keepttl=keepttl, get=get, exat=exat)
+    result = st.set(args[1], args[2], nx=nx, xx=xx, keepttl=keepttl, get=get, exat=exat)
     if get:
         return result
     return OK if result else None
@@ -73,34 +73,36 @@ def _string_options(
     return flags, unit, raw
 
 
-def _expire_value(raw: bytes, unit: bytes, command: str) -> tuple[float | None, float | None]:
-    """An expire argument checked as Redis does: ``(seconds to live, None)`` for EX/PX,
-    ``(None, Unix time in seconds)`` for EXAT/PXAT.
+def _expire_value(raw: bytes, unit: bytes, command: str) -> float:
+    """An expire argument checked as Redis does, as the Unix time (seconds) the key expires at.
 
     It must be positive, and the absolute time it gives must fit in a signed 64-bit number of
-    milliseconds (so PXAT takes up to 2**63-1, EX about 2**63/1000 less the current time).
+    milliseconds (so PXAT takes up to 2**63-1, EX about 2**63/1000 less the current time). As
+    in Redis, EX/PX count from the current time in whole milliseconds, so PTTL right after
+    ``SET k v PX 50000`` is at most 50000.
     """
     n = arg_int(raw)
     seconds_unit = unit in (b"EX", b"EXAT")
     if n <= 0 or (seconds_unit and n > LLONG_MAX // 1000):
         raise CommandError(f"ERR invalid expire time in '{command}' command")
-    if unit in (b"EX", b"PX") and n * (1000 if seconds_unit else 1) > LLONG_MAX - now_ms():
+    ms = n * 1000 if seconds_unit else n
+    base = now_ms() if unit in (b"EX", b"PX") else 0
+    if ms > LLONG_MAX - base:
         raise CommandError(f"ERR invalid expire time in '{command}' command")
-    seconds = n / 1000 if unit in (b"PX", b"PXAT") else float(n)
-    return (seconds, None) if unit in (b"EX", b"PX") else (None, seconds)
+    return (base + ms) / 1000
 
 
 @command("SETEX", 4, "write")
 def cmd_setex(conn: Connection, args: list[bytes]) -> Any:
-    ex, _ = _expire_value(args[2], b"EX", "setex")  # the same limits as SET ... EX
-    conn.st.set(args[1], args[3], ex=ex)
+    at = _expire_value(args[2], b"EX", "setex")  # the same limits as SET ... EX
+    conn.st.set(args[1], args[3], exat=at)
     return OK
 
 
 @command("PSETEX", 4, "write")
 def cmd_psetex(conn: Connection, args: list[bytes]) -> Any:
-    ex, _ = _expire_value(args[2], b"PX", "psetex")  # the same limits as SET ... PX
-    conn.st.set(args[1], args[3], ex=ex)
+    at = _expire_value(args[2], b"PX", "psetex")  # the same limits as SET ... PX
+    conn.st.set(args[1], args[3], exat=at)
     return OK
 
 
@@ -143,8 +145,7 @@ def cmd_getex(conn: Connection, args: list[bytes]) -> Any:
         return st.getex(args[1], persist=b"PERSIST" in flags)
     if st.get(args[1]) is None:  # a missing key (or WRONGTYPE) before the expire value, as Redis
         return None
-    ex, exat = _expire_value(raw, unit, "getex")
-    return st.getex(args[1], ex=ex, exat=exat)
+    return st.getex(args[1], exat=_expire_value(raw, unit, "getex"))
 
 
 @command("APPEND", 3, "write")
