@@ -26,6 +26,7 @@ from kv_backend.errors import KVError, NotAnIntegerError
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
 from kv_backend.server.commands.geo import store_key as geo_store_key
+from kv_backend.server.commands.registry import CONTAINERS
 from kv_backend.server.notify import EXPIRED, Notifier, format_flags
 from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, Replies, encode
 from kv_backend.server.scripting import Scripts
@@ -83,6 +84,8 @@ class Connection(asyncio.Protocol):
         self.reply_off = False
         self.skip_replies = 0
         self.drop_blocked_reply = False
+        #: MONITOR lines of this monitor's own commands, sent after the command's reply (as Redis).
+        self.own_lines: list[bytes] = []
 
     # -------------------------------------------------------- asyncio hooks
 
@@ -99,6 +102,7 @@ class Connection(asyncio.Protocol):
         if self.blocked is not None:
             self.server.waiters.unblock(self)
         self.server.watchers.discard(self)
+        self.server.monitors.discard(self)
         self.drop_subscriptions()
         self.transport = None
 
@@ -179,6 +183,10 @@ class Connection(asyncio.Protocol):
             if type(reply) not in (Push, Replies):  # (un)subscribe confirmations are pushes: sent, as Redis
                 return b""
         try:
+            if self.own_lines:  # MONITOR lines of its own command(s) follow the reply
+                lines, self.own_lines = self.own_lines, []
+                if not self.close_after_reply:  # QUIT: nothing more is sent, as in Redis
+                    return encode(reply, self.resp3) + b"".join(lines)
             return encode(reply, self.resp3)
         except TypeError as exc:
             if type(reply) is Block:  # nothing to pop yet: wait, and answer later (see resume)
@@ -237,16 +245,20 @@ class Connection(asyncio.Protocol):
             return ErrorReply("NOAUTH Authentication required.")
         if not self.resp3 and (self.channels or self.patterns) and "pubsub" not in cmd.flags:
             return ErrorReply("ERR " + _SUBSCRIBE_ALLOWED.format(cmd.name))
+        server = self.server
+        if server.monitors and self in server.monitors and _flagged(args, _KEYSPACE):
+            return ErrorReply("ERR Replica can't interact with the keyspace")  # a monitor is a replica
         if self.multi is not None and name not in _TX_ALLOWED:
             self.multi.append(args)
             return "QUEUED"
-        server = self.server
         # WATCH: as in Redis, only a write that changed something makes a watcher's EXEC fail.
         # Every change appends to the log and so moves the store's change token: a command that
         # left it alone (DEL of a missing key, SET ... NX of an existing one...) changed nothing.
         token = deleted = before = None
         notifying = server.notify_flags  # keyspace notifications: off (0) unless CONFIG SET
         try:
+            if server.monitors and name in _MONITORED_FIRST:  # a script shows before its commands
+                server.feed_monitors(self, args)
             if notifying:
                 before = server.notifier.before(name, args, _written_keys(name, args), "write" in cmd.flags)
             if server.watchers and "write" in cmd.flags:
@@ -255,7 +267,11 @@ class Connection(asyncio.Protocol):
                     deleted = server.watched_tokens(_written_keys(name, args))
             reply = cmd.handler(self, args)
         except Exception as exc:
+            if server.monitors and name not in _MONITORED_FIRST:
+                server.feed_monitors(self, args)
             return self._error(exc, cmd.name)
+        if server.monitors and name not in _MONITORED_FIRST:  # as Redis: once run, errors included
+            server.feed_monitors(self, args)
         if before is not None and type(reply) is not ErrorReply:
             if type(reply) is Block:
                 reply.args = args  # its events are published when it is served
@@ -342,7 +358,8 @@ class Connection(asyncio.Protocol):
         self.patterns.clear()
 
     def reset(self) -> None:
-        """RESET: back to a fresh connection's state."""
+        """RESET: back to a fresh connection's state (a MONITOR client stops monitoring)."""
+        self.server.monitors.discard(self)
         self.drop_subscriptions()
         self.multi = None
         self.multi_error = False
@@ -414,6 +431,8 @@ class Server:
         self.channels: dict[bytes, set[Connection]] = {}
         self.patterns: dict[bytes, set[Connection]] = {}
         self.watchers: set[Connection] = set()
+        #: MONITOR clients: every command run is shown to them (see :meth:`feed_monitors`).
+        self.monitors: set[Connection] = set()
         self.waiters = Waiters(self)
         #: The keys blocked clients wait on (the waiters' own dict: a cheap "anyone blocked?" test).
         self.blocked_keys = self.waiters.by_key
@@ -488,6 +507,30 @@ class Server:
         for conn in self.watchers:
             if keys is None or any(k in conn.watched for k in keys):
                 conn.watch_dirty = True
+
+    def feed_monitors(self, conn: Connection, args: list[bytes]) -> None:
+        """Show a command to the MONITOR clients, in Redis's line format and argument escaping.
+
+        Admin commands (CONFIG, MONITOR, SLOWLOG...) are not shown, and passwords (AUTH, HELLO's
+        AUTH) are ``(redacted)``, as in Redis. A monitor's own commands are shown to it after
+        their reply.
+        """
+        if _flagged(args, _UNMONITORED):
+            return
+        now = time.time()
+        if conn.kind == "script":
+            where = "lua"
+        elif conn.kind == "unix":
+            where = "unix:" + self.unixsocket
+        else:
+            where = conn.peer
+        shown = " ".join(_repr(a) for a in _redacted(args))
+        line = f"+{int(now)}.{int(now % 1 * 1_000_000):06d} [0 {where}] {shown}\r\n".encode("latin-1")
+        for monitor in list(self.monitors):
+            if monitor is conn:
+                monitor.own_lines.append(line)
+            elif monitor.transport is not None:
+                monitor.transport.write(line)
 
     def publish(self, channel: bytes, message: bytes) -> int:
         """Deliver a message to the channel's and matching patterns' subscribers; return how many."""
@@ -652,6 +695,71 @@ def _any_may_write(queue: list[Connection]) -> bool:
         if _may_write(conn.pending):
             return True
     return False
+
+
+#: Commands shown to MONITOR clients before they run (the commands of a script follow them);
+#: every other command is shown once it has run (so EXEC follows the commands it ran).
+_MONITORED_FIRST = frozenset({b"eval", b"evalsha"})
+#: Commands (and ``container|sub``) MONITOR does not show: Redis's admin and skip_monitor ones.
+_UNMONITORED: set[bytes] = set()
+#: Commands a MONITOR client may not send (as a replica, it may not read or write keys).
+_KEYSPACE: set[bytes] = set()
+_CONTAINERS = frozenset(name.encode() for name in CONTAINERS)
+
+
+def _flagged(args: list[bytes], which: set[bytes]) -> bool:
+    """Whether the command (or its subcommand) is in ``which`` (:data:`_UNMONITORED`, :data:`_KEYSPACE`)."""
+    if not _UNMONITORED:
+        from kv_backend.server.commands.metadata import described
+
+        for info in described():
+            for one in (info, *info.subcommands):
+                flags = set(one.flags)
+                if {"admin", "skip_monitor"} & flags and one.name not in ("eval", "evalsha"):
+                    _UNMONITORED.add(one.name.encode())
+                if {"write", "readonly", "may_replicate"} & flags:
+                    _KEYSPACE.add(one.name.encode())
+    name = args[0].lower()
+    if len(args) > 1 and name in _CONTAINERS:
+        return name in which or name + b"|" + args[1].lower() in which
+    return name in which
+
+
+def _redacted(args: list[bytes]) -> list[bytes]:
+    """The arguments MONITOR shows: passwords replaced as Redis replaces them (only those its
+    parsing reached: ``AUTH a b c`` is a syntax error shown as it is, as is a HELLO it rejected
+    before its AUTH option)."""
+    name = args[0].lower()
+    if name == b"auth":
+        return args if len(args) > 3 else [args[0]] + [b"(redacted)"] * (len(args) - 1)
+    if name != b"hello" or len(args) < 3:
+        return args
+    if args[1] not in (b"2", b"3"):
+        return args  # NOPROTO (or not a number): refused before the options are read
+    out = list(args)
+    i = 2
+    while i < len(out):
+        more = len(out) - 1 - i
+        word = out[i].upper()
+        if word == b"AUTH" and more >= 2:
+            out[i + 1] = out[i + 2] = b"(redacted)"
+            i += 3
+        elif word == b"SETNAME" and more:
+            i += 2
+        else:
+            break
+    return out
+
+
+#: How MONITOR writes each byte of an argument (as Redis's sdscatrepr: C escapes, else \xHH).
+_REPR = [chr(b) if 32 <= b < 127 else f"\\x{b:02x}" for b in range(256)]
+for _byte, _escaped in {34: '\\"', 92: "\\\\", 10: "\\n", 13: "\\r", 9: "\\t", 7: "\\a", 8: "\\b"}.items():
+    _REPR[_byte] = _escaped
+del _byte, _escaped
+
+
+def _repr(arg: bytes) -> str:
+    return '"' + "".join([_REPR[b] for b in arg]) + '"'
 
 
 def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:

@@ -44,6 +44,7 @@ loadfile = nil
 """
 
 _FORBIDDEN = {
+    b"monitor",
     b"multi",
     b"exec",
     b"discard",

@@ -270,6 +270,7 @@ georadius             | write denyoom | @geo | | RO,access@1;OW,update@STORE>6;O
 georadius_ro          | readonly | @geo | | RO,access@1
 georadiusbymember     | write denyoom | @geo | | RO,access@1;OW,update@STORE>5;OW,update@STOREDIST>5
 georadiusbymember_ro  | readonly | @geo | | RO,access@1
+monitor               | admin loading stale
 """
 
 #: Redis's order of command flags and ACL categories in its replies.
