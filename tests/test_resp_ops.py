@@ -151,3 +151,76 @@ def test_monitor_client_state(ports):
     finally:
         for c in conns:
             c.close()
+
+
+def _session(port: int, *steps: tuple[int, bytes]) -> list[bytes]:
+    """Send each step's inline commands on its connection (0 or 1); the replies, with client
+    addresses and each slowlog entry's id, time and duration masked."""
+    conns = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+    out = []
+    for which, data in steps:
+        conns[which].sendall(data)
+        got = _read_until_quiet(conns[which], 0.1)
+        got = re.sub(rb"127\.0\.0\.1:\d+", b"ADDR", got)
+        got = re.sub(rb"\*6\r\n:\d+\r\n:\d+\r\n:\d+\r\n", b"*6\r\nENTRY\r\n", got)
+        out.append(got)
+    for c in conns:
+        c.close()
+    return out
+
+
+def test_slowlog_as_redis(ports):
+    """SLOWLOG GET/LEN/RESET/HELP and the slowlog-log-slower-than / slowlog-max-len parameters answer
+    as redis-server's: entries newest first with the client's address and name, a script's commands
+    logged (as ``?:0``) before the script, the commands EXEC ran but not EXEC, passwords redacted,
+    more than 32 arguments and strings over 128 bytes cut with Redis's markers, max-len keeping the
+    newest; the count and CONFIG SET errors in Redis's words. kvb had no SLOWLOG."""
+    many = b"RPUSH " + b" ".join(b"%d" % i for i in range(40)) + b"\r\n"
+    steps = [
+        (0, b"CONFIG SET slowlog-log-slower-than 0\r\nCLIENT SETNAME nm\r\nSLOWLOG RESET\r\nSET a b\r\n"),
+        (0, b"GET a b\r\nLPUSH a 1\r\nNOSUCH\r\n"),
+        (1, b"EVAL \"redis.call('set','q','1') return 1\" 0\r\nMULTI\r\nSET a 1\r\nEXEC\r\nAUTH x\r\n"),
+        (1, many + b"SET " + b"x" * 130 + b" v\r\n"),
+        (0, b"SLOWLOG GET 1\r\nSLOWLOG GET -1\r\nSLOWLOG GET x\r\nSLOWLOG GET 0\r\nSLOWLOG GET -2\r\n"),
+        (0, b"SLOWLOG LEN\r\nSLOWLOG LEN x\r\nSLOWLOG GET 1 2\r\nSLOWLOG HELP\r\nSLOWLOG foo\r\n"),
+        (0, b"SLOWLOG\r\nSLOWLOG RESET x\r\nCONFIG SET slowlog-max-len 2\r\nSET c d\r\nSLOWLOG LEN\r\n"),
+        (0, b"SLOWLOG GET\r\nCONFIG GET slowlog-max-len\r\nCONFIG GET slowlog-log-slower-than\r\n"),
+        (0, b"CONFIG SET slowlog-log-slower-than -2\r\nCONFIG SET slowlog-max-len -1\r\n"),
+        (0, b"CONFIG SET slowlog-max-len x\r\nCONFIG SET slowlog-log-slower-than 010\r\n"),
+        (0, b"CONFIG SET slowlog-log-slower-than -1\r\nSLOWLOG RESET\r\nSET a b\r\nSLOWLOG LEN\r\n"),
+        (0, b"CONFIG SET slowlog-log-slower-than 0\r\nHELLO 3\r\nSLOWLOG GET 2\r\n"),
+        (0, b"CONFIG SET slowlog-log-slower-than 10000 slowlog-max-len 128\r\nSLOWLOG RESET\r\n"),
+    ]
+    real, ours = (_session(p, *steps) for p in ports)
+    real[-2], ours[-2] = (
+        re.sub(
+            rb"%.*?modules\r\n\*0\r\n(\$11\r\nkvb_version\r\n\$\d+\r\n[^\r]*\r\n)?", b"HELLO", x, flags=re.S
+        )
+        for x in (real[-2], ours[-2])
+    )
+    assert ours == real
+    assert b"... (10 more arguments)" in ours[4] and b"... (2 more bytes)" in ours[4]
+
+
+def test_slowlog_default_threshold(ports):
+    """By default (as Redis: 10 ms, 128 entries) a fast command is not logged and a slow one is,
+    with its duration in microseconds."""
+    conn = Raw(ports[1], 2)
+    try:
+        assert conn.call("CONFIG", "GET", "slowlog-*") == (
+            b"*4\r\n$23\r\nslowlog-log-slower-than\r\n$5\r\n10000\r\n$15\r\nslowlog-max-len\r\n$3\r\n128\r\n"
+        )
+        conn.call("SLOWLOG", "RESET")
+        conn.call("SET", "a", "b")
+        assert conn.call("SLOWLOG", "LEN") == b":0\r\n"
+        script = (
+            "local t = redis.call('TIME') repeat local n = redis.call('TIME') "
+            "until (n[1] - t[1]) * 1000000 + n[2] - t[2] > 12000"
+        )
+        conn.call("EVAL", script, "0")
+        entry = conn.call("SLOWLOG", "GET")
+        assert entry.startswith(b"*1\r\n*6\r\n:") and b"$4\r\nEVAL\r\n" in entry
+        micros = int(entry.split(b"\r\n")[4][1:])
+        assert 12000 <= micros < 5_000_000
+    finally:
+        conn.close()

@@ -18,7 +18,9 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
+from time import perf_counter
 from typing import Any
 
 from kv_backend.db import DB
@@ -246,7 +248,8 @@ class Connection(asyncio.Protocol):
         if not self.resp3 and (self.channels or self.patterns) and "pubsub" not in cmd.flags:
             return ErrorReply("ERR " + _SUBSCRIBE_ALLOWED.format(cmd.name))
         server = self.server
-        if server.monitors and self in server.monitors and _flagged(args, _KEYSPACE):
+        monitors = server.monitors
+        if monitors and self in monitors and _flagged(args, _KEYSPACE):
             return ErrorReply("ERR Replica can't interact with the keyspace")  # a monitor is a replica
         if self.multi is not None and name not in _TX_ALLOWED:
             self.multi.append(args)
@@ -256,8 +259,10 @@ class Connection(asyncio.Protocol):
         # left it alone (DEL of a missing key, SET ... NX of an existing one...) changed nothing.
         token = deleted = before = None
         notifying = server.notify_flags  # keyspace notifications: off (0) unless CONFIG SET
+        slow = server.slowlog_seconds  # SLOWLOG: every command is timed, as in Redis (None: off)
+        start = perf_counter() if slow is not None else 0.0
         try:
-            if server.monitors and name in _MONITORED_FIRST:  # a script shows before its commands
+            if monitors and name in _MONITORED_FIRST:  # a script shows before its commands
                 server.feed_monitors(self, args)
             if notifying:
                 before = server.notifier.before(name, args, _written_keys(name, args), "write" in cmd.flags)
@@ -267,10 +272,16 @@ class Connection(asyncio.Protocol):
                     deleted = server.watched_tokens(_written_keys(name, args))
             reply = cmd.handler(self, args)
         except Exception as exc:
-            if server.monitors and name not in _MONITORED_FIRST:
+            if server.slowlog_seconds is not None:
+                server.slowlog_check(self, args, start)
+            if monitors and name not in _MONITORED_FIRST:
                 server.feed_monitors(self, args)
             return self._error(exc, cmd.name)
-        if server.monitors and name not in _MONITORED_FIRST:  # as Redis: once run, errors included
+        # the threshold as the command left it (CONFIG SET slowlog-log-slower-than 0 logs itself)
+        slow = server.slowlog_seconds
+        if slow is not None and (not start or perf_counter() - start >= slow) and type(reply) is not Block:
+            server.slowlog_check(self, args, start)  # (a blocked command is not logged)
+        if monitors and name not in _MONITORED_FIRST:  # as Redis: once run, errors included
             server.feed_monitors(self, args)
         if before is not None and type(reply) is not ErrorReply:
             if type(reply) is Block:
@@ -433,6 +444,15 @@ class Server:
         self.watchers: set[Connection] = set()
         #: MONITOR clients: every command run is shown to them (see :meth:`feed_monitors`).
         self.monitors: set[Connection] = set()
+        #: SLOWLOG: commands that took at least ``slowlog_slower_than`` µs (negative: none are
+        #: logged), newest first, at most ``slowlog_max_len`` of them; as Redis's defaults.
+        self.slowlog: deque[list[Any]] = deque()
+        self.slowlog_slower_than = 10000
+        #: The same threshold in seconds (minus a nanosecond against float rounding), None if off:
+        #: what the per-command test compares with, so that a fast command costs one subtraction.
+        self.slowlog_seconds: float | None = 0.009999999
+        self.slowlog_max_len = 128
+        self.slowlog_next_id = 0
         self.waiters = Waiters(self)
         #: The keys blocked clients wait on (the waiters' own dict: a cheap "anyone blocked?" test).
         self.blocked_keys = self.waiters.by_key
@@ -532,6 +552,39 @@ class Server:
             elif monitor.transport is not None:
                 monitor.transport.write(line)
 
+    def set_slowlog_threshold(self, micros: int) -> None:
+        """CONFIG SET slowlog-log-slower-than: log commands taking at least ``micros`` µs (negative: none)."""
+        self.slowlog_slower_than = micros
+        self.slowlog_seconds = None if micros < 0 else max(micros / 1_000_000 - 1e-9, 0.0)
+
+    def slowlog_check(self, conn: Connection, args: list[bytes], start: float) -> None:
+        """Log a command that ran from ``start`` (perf_counter; 0: not timed) to now if it took long
+        enough (SLOWLOG)."""
+        micros = int((perf_counter() - start) * 1_000_000) if start else 0
+        if micros < self.slowlog_slower_than or _flagged(args, _UNSLOWLOGGED):
+            return
+        shown = _redacted(args)
+        if len(shown) > SLOWLOG_MAX_ARGC:  # as Redis: the first 31, then how many more there were
+            more = len(shown) - SLOWLOG_MAX_ARGC + 1
+            shown = [*shown[: SLOWLOG_MAX_ARGC - 1], b"... (%d more arguments)" % more]
+        shown = [
+            a
+            if len(a) <= SLOWLOG_MAX_STRING
+            else a[:SLOWLOG_MAX_STRING] + b"... (%d more bytes)" % (len(a) - SLOWLOG_MAX_STRING)
+            for a in shown
+        ]
+        if conn.kind == "script":
+            addr = "?:0"
+        elif conn.kind == "unix":
+            addr = self.unixsocket + ":0"
+        else:
+            addr = conn.peer
+        entry = [self.slowlog_next_id, int(time.time()), micros, shown, addr.encode(), conn.name or b""]
+        self.slowlog_next_id += 1
+        self.slowlog.appendleft(entry)
+        while len(self.slowlog) > self.slowlog_max_len:
+            self.slowlog.pop()
+
     def publish(self, channel: bytes, message: bytes) -> int:
         """Deliver a message to the channel's and matching patterns' subscribers; return how many."""
         count = 0
@@ -581,6 +634,9 @@ class Server:
             b"hll-sparse-max-bytes": b"3000",
             b"maxclients": b"10000",
             b"notify-keyspace-events": format_flags(self.notify_flags),
+            b"slowlog-log-slower-than": str(self.slowlog_slower_than).encode(),
+            b"slowlog-max-len": str(self.slowlog_max_len).encode(),
+            b"latency-monitor-threshold": b"0",
         }
 
     def info(self, sections: list[bytes]) -> bytes:
@@ -702,6 +758,11 @@ def _any_may_write(queue: list[Connection]) -> bool:
 _MONITORED_FIRST = frozenset({b"eval", b"evalsha"})
 #: Commands (and ``container|sub``) MONITOR does not show: Redis's admin and skip_monitor ones.
 _UNMONITORED: set[bytes] = set()
+#: Commands SLOWLOG does not log (skip_slowlog: EXEC, whose commands are logged one by one).
+_UNSLOWLOGGED: set[bytes] = set()
+#: A SLOWLOG entry keeps at most this many arguments, each cut to this many bytes (as Redis).
+SLOWLOG_MAX_ARGC = 32
+SLOWLOG_MAX_STRING = 128
 #: Commands a MONITOR client may not send (as a replica, it may not read or write keys).
 _KEYSPACE: set[bytes] = set()
 _CONTAINERS = frozenset(name.encode() for name in CONTAINERS)
@@ -717,6 +778,8 @@ def _flagged(args: list[bytes], which: set[bytes]) -> bool:
                 flags = set(one.flags)
                 if {"admin", "skip_monitor"} & flags and one.name not in ("eval", "evalsha"):
                     _UNMONITORED.add(one.name.encode())
+                if "skip_slowlog" in flags:
+                    _UNSLOWLOGGED.add(one.name.encode())
                 if {"write", "readonly", "may_replicate"} & flags:
                     _KEYSPACE.add(one.name.encode())
     name = args[0].lower()

@@ -446,6 +446,10 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
     for name, checked in applied:
         if name == b"notify-keyspace-events":
             server.set_notify_flags(checked)
+        elif name == b"slowlog-log-slower-than":
+            server.set_slowlog_threshold(checked)
+        elif name == b"slowlog-max-len":
+            server.slowlog_max_len = checked
     return OK
 
 
@@ -455,6 +459,9 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
 #: ``protected`` one as Redis does.
 _CONFIG_KINDS = {
     b"notify-keyspace-events": "honour",
+    b"slowlog-log-slower-than": "honour",
+    b"slowlog-max-len": "honour",
+    b"latency-monitor-threshold": "fixed",
     b"save": "ignore",
     b"appendonly": "ignore",
     b"appendfsync": "fixed",
@@ -536,6 +543,15 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
         return _memory(name, value) if not value.isdigit() else _bounded(name, value, 1048576, (1 << 63) - 1)
     if name == b"port":
         return _bounded(name, value, 0, 65535)
+    if name in (b"slowlog-log-slower-than", b"slowlog-max-len", b"latency-monitor-threshold"):
+        try:
+            n = arg_int(value)
+        except NotAnIntegerError:
+            raise _config_failed(name, "argument couldn't be parsed into an integer") from None
+        low = -1 if name == b"slowlog-log-slower-than" else 0
+        if n < low:
+            raise _config_failed(name, f"argument must be between {low} and 9223372036854775807 inclusive")
+        return n
     return value
 
 

@@ -271,6 +271,11 @@ georadius_ro          | readonly | @geo | | RO,access@1
 georadiusbymember     | write denyoom | @geo | | RO,access@1;OW,update@STORE>5;OW,update@STOREDIST>5
 georadiusbymember_ro  | readonly | @geo | | RO,access@1
 monitor               | admin loading stale
+slowlog
+slowlog|len           | admin loading stale | | req:all_nodes resp:agg_sum nondeterministic_output
+slowlog|get           | admin loading stale | | req:all_nodes nondeterministic_output
+slowlog|help          | loading stale
+slowlog|reset         | admin loading stale | | req:all_nodes resp:all_succeeded
 """
 
 #: Redis's order of command flags and ACL categories in its replies.
