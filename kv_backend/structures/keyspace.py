@@ -333,10 +333,18 @@ class Keyspace:
         return sum(1 for _ in self.db.keys(prefix=META))
 
     def flushdb(self) -> None:
-        """Delete every key of every type (one atomic batch); other engine keys are left alone."""
+        """Delete every key of every type (one atomic batch); other engine keys are left alone.
+
+        Keys that have expired but are still stored go too: otherwise active expiry would find
+        them afterwards and ``kvb serve`` would report them as ``expired`` keyspace events.
+        """
         db = self.db
         with db.locked(), db.batch() as b:
             self._delete_prefixes(b, ALL_PREFIXES)
+            if db._tailw.value != db._seen:
+                db._refresh()
+            for key in [k for k in db._ix.exp if k.startswith(ALL_PREFIXES)]:
+                b.delete(key)
 
     def randomkey(self) -> bytes | None:
         """A random existing key name, or None if there are none."""
