@@ -432,6 +432,18 @@ def _georadius_store(c: _Call) -> list[Event]:
     return [(GENERIC, b"del", keys[0])] if c.gone(keys[0]) else [(ZSET, b"georadiusstore", keys[0])]
 
 
+def _sort_store(c: _Call) -> list[Event]:
+    """SORT ... STORE: ``sortstore`` on the key, or ``del`` if an empty result removed it."""
+    from kv_backend.server.commands.metadata import sort_keys
+
+    keys = [key for key, _ in sort_keys(c.args)[1:]]
+    if not keys or type(c.reply) is not int:
+        return []
+    if c.reply > 0:
+        return [(LIST, b"sortstore", keys[0])]
+    return [(GENERIC, b"del", keys[0])] if c.changed and c.gone(keys[0]) else []
+
+
 def _xadd(c: _Call) -> list[Event]:
     if not c.changed:
         return []
@@ -605,6 +617,7 @@ _RULES: dict[bytes, Callable[[_Call], list[Event]]] = {
     b"geoadd": _simple(ZSET, b"zadd"),
     b"geosearchstore": _storing(ZSET, b"geosearchstore"),
     b"georadius": _georadius_store,
+    b"sort": _sort_store,
     b"georadiusbymember": _georadius_store,
     # streams
     b"xadd": _xadd,

@@ -29,6 +29,7 @@ from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
 from kv_backend.server.commands.geo import store_key as geo_store_key
 from kv_backend.server.commands.registry import CONTAINERS
+from kv_backend.server.commands.metadata import sort_keys
 from kv_backend.server.notify import EXPIRED, Notifier, format_flags
 from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, Replies, encode
 from kv_backend.server.scripting import Scripts
@@ -849,6 +850,8 @@ def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
         return None
     if name in (b"eval", b"evalsha"):
         return []  # a script's commands report the keys they write themselves
+    if name == b"sort":
+        return [key for key, _ in sort_keys(args)[1:]]  # only a STORE key is written
     if name in (b"georadius", b"georadiusbymember"):
         return geo_store_key(args)  # only a STORE / STOREDIST key is written
     return args[1:2]

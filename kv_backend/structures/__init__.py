@@ -53,6 +53,7 @@ from kv_backend.structures.layout import decode_score, encode_score
 from kv_backend.structures.lists import Lists
 from kv_backend.structures.parsing import format_float, glob_match, parse_cursor, parse_float, parse_int
 from kv_backend.structures.sets import Sets
+from kv_backend.structures.sort import Sorting
 from kv_backend.structures.streams import check_add_id, check_stream_id
 from kv_backend.structures.strings import Strings
 from kv_backend.structures.zsets import SortedSets
@@ -76,7 +77,9 @@ __all__ = [
 ]
 
 
-class Structures(Strings, Bits, HyperLogLogs, Hashes, Lists, Sets, GeoSets, SortedSets, StreamGroups):
+class Structures(
+    Strings, Bits, HyperLogLogs, Hashes, Sorting, Lists, Sets, GeoSets, SortedSets, StreamGroups
+):
     """Redis-like strings, hashes, lists, sets, sorted sets and streams stored in a :class:`DB`.
 
     Pass an open ``DB`` (shared with other code) or a directory path (then this

@@ -65,8 +65,9 @@ def _cmp_dist(a: GeoPoint, b: GeoPoint) -> int:
     return 0 if a.dist == b.dist else -1
 
 
-def partial_sort(items: list[Any], cmp: Callable[[Any, Any], int], count: int) -> None:
-    """Sort ``items`` in place far enough that the first ``count`` are the smallest, in order.
+def partial_sort(items: list[Any], cmp: Callable[[Any, Any], int], count: int, first: int = 0) -> None:
+    """Sort ``items`` in place far enough that the first ``count`` are the smallest, in order
+    (``first``: only positions ``first``..``count - 1`` need to be right, as for SORT's LIMIT).
 
     This is Bentley and McIlroy's quicksort (median-of-three pivots, ninther above 40 items,
     three-way partitioning, insertion sort below 7 items) that recurses only into the parts that
@@ -134,10 +135,10 @@ def partial_sort(items: list[Any], cmp: Callable[[Any, Any], int], count: int) -
             for i in range(r):
                 swap(pb + i, pn - r + i)
             r = pb - pa
-            if r > 1 and lo <= last:  # only parts that reach into the first count positions
+            if r > 1 and lo <= last and lo + r - 1 >= first:  # only parts that reach into the range
                 sort(lo, r)
             r = pd - pc
-            if r <= 1 or pn - r > last:
+            if r <= 1 or pn - r > last or pn - 1 < first:
                 return
             lo, n = pn - r, r
 

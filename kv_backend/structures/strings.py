@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
@@ -180,6 +181,67 @@ class Strings(Keyspace):
         end = max(n + end, 0) if end < 0 else end
         end = min(end, n - 1)
         return value[start : end + 1] if start <= end else b""
+
+    def lcs(
+        self,
+        a: Name,
+        b: Name,
+        len: bool = False,
+        idx: bool = False,
+        minmatchlen: int = 0,
+        withmatchlen: bool = False,
+    ) -> Any:
+        """Redis's LCS: the longest common subsequence of two strings (missing keys read as empty),
+        or with ``len`` its length, or with ``idx`` ``{b"matches": [...], b"len": n}``, the matches
+        as ``[[a_start, a_end], [b_start, b_end]]`` (with ``withmatchlen`` also their length),
+        last first, those shorter than ``minmatchlen`` left out. Takes time and memory in the
+        product of the two lengths, as in Redis."""
+        with self.db.locked():
+            found = [self._record(META + _b(name)) for name in (a, b)]
+        if any(f is not None and f[0][0] != T_STRING for f in found):
+            raise CommandError("ERR The specified keys must contain string values")
+        if len and idx:
+            raise CommandError("ERR If you want both the length and indexes, please just use IDX.")
+        x, y = (b"" if f is None else f[0][1:] for f in found)
+        # table[i][j]: the LCS length of x[:i] and y[:j]
+        table = [[0] * (builtins.len(y) + 1)]
+        for i in range(builtins.len(x)):
+            above, row, xi = table[i], [0], x[i]
+            for j, yj in enumerate(y):
+                row.append(above[j] + 1 if xi == yj else max(above[j + 1], row[j]))
+            table.append(row)
+        i, j = builtins.len(x), builtins.len(y)
+        total = table[i][j]
+        if len:
+            return total
+        out = bytearray()
+        matches: list[list[Any]] = []
+        start = None  # the range being walked back: [a_start, a_end, b_start, b_end]
+        while i > 0 and j > 0:
+            emit = False
+            if x[i - 1] == y[j - 1]:
+                out.append(x[i - 1])
+                if start is None:
+                    start = [i - 1, i - 1, j - 1, j - 1]
+                else:  # walking back from a match always reaches the previous byte of both
+                    start[0], start[2] = start[0] - 1, start[2] - 1
+                emit = start[0] == 0 or start[2] == 0
+                i, j = i - 1, j - 1
+            else:
+                if table[i - 1][j] > table[i][j - 1]:
+                    i -= 1
+                else:
+                    j -= 1
+                emit = start is not None
+            if emit and start is not None:
+                size = start[1] - start[0] + 1
+                if size >= minmatchlen:
+                    match: list[Any] = [[start[0], start[1]], [start[2], start[3]]]
+                    matches.append([*match, size] if withmatchlen else match)
+                start = None
+        if idx:
+            return {b"matches": matches, b"len": total}
+        return bytes(reversed(out))
 
     def incrby(self, name: Name, amount: int = 1) -> int:
         """Add to an integer string (missing = 0, keeps the TTL); return the result."""

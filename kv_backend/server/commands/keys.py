@@ -258,3 +258,54 @@ def cmd_object(conn: Connection, args: list[bytes]) -> Any:
         "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note "
         "that when switching between policies at runtime LRU and LFU data will take some time to adjust."
     )
+
+
+def _sort(conn: Connection, args: list[bytes], readonly: bool) -> Any:
+    """SORT and SORT_RO: the options are read (and checked, a bad LIMIT number at once) before the
+    key's type; a BY pattern without ``*`` anywhere means no sorting even if a later BY has one."""
+    by: bytes | None = None
+    nosort = False
+    offset, count = 0, -1
+    get: list[bytes] = []
+    desc = alpha = False
+    store: bytes | None = None
+    i = 2
+    while i < len(args):
+        opt, left = upper(args[i]), len(args) - i - 1
+        if opt == b"ASC":
+            desc = False
+        elif opt == b"DESC":
+            desc = True
+        elif opt == b"ALPHA":
+            alpha = True
+        elif opt == b"LIMIT" and left >= 2:
+            offset, count = arg_int(args[i + 1]), arg_int(args[i + 2])
+            i += 2
+        elif opt == b"STORE" and left >= 1 and not readonly:
+            store = args[i + 1]
+            i += 1
+        elif opt == b"BY" and left >= 1:
+            by = args[i + 1]
+            nosort = nosort or b"*" not in by.split(b"\0", 1)[0]
+            i += 1
+        elif opt == b"GET" and left >= 1:
+            get.append(args[i + 1])
+            i += 1
+        else:
+            raise syntax()
+        i += 1
+    return conn.st.sort(
+        args[1], by, offset, count, get, desc, alpha, store, nosort=nosort, script=conn.kind == "script"
+    )
+
+
+@command("SORT", -2, "write")
+def cmd_sort(conn: Connection, args: list[bytes]) -> Any:
+    """Sort a list, set or sorted set (BY, LIMIT, GET, ASC/DESC, ALPHA), or STORE the result."""
+    return _sort(conn, args, readonly=False)
+
+
+@command("SORT_RO", -2)
+def cmd_sort_ro(conn: Connection, args: list[bytes]) -> Any:
+    """SORT without STORE, for replicas and read-only scripts."""
+    return _sort(conn, args, readonly=True)

@@ -187,6 +187,10 @@ getex                 | write fast | @string | | RW,access,update@1
 append                | write denyoom fast | @string | | RW,insert@1
 strlen                | readonly fast | @string | | RO@1
 getrange              | readonly | @string | | RO,access@1
+substr                | readonly | @string | | RO,access@1
+lcs                   | readonly | @string | | RO,access@1:1
+sort | write denyoom | @set @sortedset @list @dangerous | | RO,access@1;RO,access@?;OW,update@?
+sort_ro               | readonly | @set @sortedset @list @dangerous | | RO,access@1;RO,access@?
 incr                  | write denyoom fast | @string | | RW,access,update@1
 decr                  | write denyoom fast | @string | | RW,access,update@1
 incrby                | write denyoom fast | @string | | RW,access,update@1
@@ -319,11 +323,26 @@ class KeySpec:
     """One key specification: where a command's keys start (``index``, or after ``keyword``) and how
     many follow (a range up to ``lastkey`` every ``step``, or ``keynum``: a count given in the call)."""
 
-    __slots__ = ("firstkey", "flags", "index", "keynum", "keyword", "lastkey", "limit", "startfrom", "step")
+    __slots__ = (
+        "firstkey",
+        "flags",
+        "index",
+        "keynum",
+        "keyword",
+        "lastkey",
+        "limit",
+        "startfrom",
+        "step",
+        "unknown",
+    )
 
     def __init__(self, text: str) -> None:
         flags, _, where = text.partition("@")
         self.flags = tuple(flags.split(","))
+        #: ``?``: Redis cannot say where these keys are (SORT's BY/GET patterns, its STORE key).
+        self.unknown = where == "?"
+        if self.unknown:
+            where = "0"
         self.keynum = "#" in where
         begin, _, find = where.replace("#", ":").partition(":")
         self.keyword: str | None = None
@@ -343,9 +362,12 @@ class KeySpec:
     @property
     def simple(self) -> bool:
         """A fixed range after a fixed index: what the legacy first/last/step positions can say."""
-        return self.keyword is None and not self.keynum and not self.limit
+        return self.keyword is None and not self.keynum and not self.limit and not self.unknown
 
     def reply(self) -> dict[bytes, Any]:
+        if self.unknown:
+            unknown: dict[bytes, Any] = {b"type": b"unknown", b"spec": {}}
+            return {b"flags": OrderedSet(self.flags), b"begin_search": unknown, b"find_keys": unknown}
         if self.keyword is None:
             begin: dict[bytes, Any] = {b"type": b"index", b"spec": {b"index": self.index}}
         else:
@@ -363,6 +385,8 @@ class KeySpec:
         """The positions of this spec's keys in ``argv`` (the call), found as Redis finds them: None
         if the call does not fit the spec; none if its keyword is not there."""
         argc = len(argv)
+        if self.unknown:
+            return []
         if self.keyword is None:
             first = self.index
         else:
@@ -527,6 +551,8 @@ def keys_of(call: list[bytes]) -> list[tuple[bytes, tuple[str, ...]]]:
     if (info.arity > 0 and len(call) != info.arity) or len(call) < -info.arity:
         raise CommandError("ERR Invalid number of arguments specified for command")
     found: list[tuple[bytes, tuple[str, ...]]] = []
+    if info.name == "sort":
+        return sort_keys(call)
     for spec in info.specs:
         positions = spec.positions(call)
         if positions is None:  # the call does not fit the spec: no keys at all
@@ -539,4 +565,22 @@ def keys_of(call: list[bytes]) -> list[tuple[bytes, tuple[str, ...]]]:
         found += [(call[i], flags) for i in positions]
     if not found and "no_mandatory_keys" not in info.flags:
         raise CommandError("ERR Invalid arguments specified for command")
+    return found
+
+
+def sort_keys(call: list[bytes]) -> list[tuple[bytes, tuple[str, ...]]]:
+    """SORT's keys as Redis finds them: the sorted key and the last STORE key; the arguments of
+    LIMIT, GET and BY are skipped over (so a key named ``store`` after them is not one)."""
+    found = [(call[1], ("RO", "access"))]
+    store = None
+    i = 2
+    while i < len(call):
+        word = call[i].upper()
+        if word in (b"LIMIT", b"GET", b"BY"):
+            i += 2 if word == b"LIMIT" else 1
+        elif word == b"STORE" and i + 1 < len(call):
+            store = call[i + 1]
+        i += 1
+    if store is not None:
+        found.append((store, ("OW", "update")))
     return found

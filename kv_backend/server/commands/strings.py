@@ -163,6 +163,42 @@ def cmd_getrange(conn: Connection, args: list[bytes]) -> Any:
     return conn.st.getrange(args[1], arg_int(args[2]), arg_int(args[3]))
 
 
+@command("SUBSTR", 4)
+def cmd_substr(conn: Connection, args: list[bytes]) -> Any:
+    """GETRANGE's old name."""
+    return conn.st.getrange(args[1], arg_int(args[2]), arg_int(args[3]))
+
+
+@command("LCS", -3)
+def cmd_lcs(conn: Connection, args: list[bytes]) -> Any:
+    """The longest common subsequence of two strings (LEN, IDX, MINMATCHLEN, WITHMATCHLEN)."""
+    getlen = getidx = withmatchlen = False
+    minmatchlen = 0
+    i = 3
+    try:
+        while i < len(args):
+            opt = upper(args[i])
+            if opt == b"IDX":
+                getidx = True
+            elif opt == b"LEN":
+                getlen = True
+            elif opt == b"WITHMATCHLEN":
+                withmatchlen = True
+            elif opt == b"MINMATCHLEN" and i + 1 < len(args):
+                minmatchlen = max(arg_int(args[i + 1]), 0)
+                i += 1
+            else:
+                raise syntax()
+            i += 1
+    except Exception:
+        if any(conn.st.type(key) not in ("string", "none") for key in args[1:3]):  # checked first
+            raise CommandError("ERR The specified keys must contain string values") from None
+        raise
+    return conn.st.lcs(
+        args[1], args[2], len=getlen, idx=getidx, minmatchlen=minmatchlen, withmatchlen=withmatchlen
+    )
+
+
 @command("SETRANGE", 4, "write")
 def cmd_setrange(conn: Connection, args: list[bytes]) -> Any:
     """Overwrite part of a string at an offset, padding with zero bytes."""
