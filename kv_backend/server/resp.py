@@ -28,8 +28,8 @@ from kv_backend.errors import KVError, NotAnIntegerError
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
 from kv_backend.server.commands.geo import store_key as geo_store_key
-from kv_backend.server.commands.registry import CONTAINERS
 from kv_backend.server.commands.metadata import sort_keys
+from kv_backend.server.commands.registry import CONTAINERS
 from kv_backend.server.notify import EXPIRED, Notifier, format_flags
 from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, Replies, encode
 from kv_backend.server.scripting import Scripts
