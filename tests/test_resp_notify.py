@@ -538,8 +538,9 @@ def test_wait_answers_as_a_primary_without_replicas(clients):
         with client.pipeline() as p:  # inside MULTI: at once
             p.execute_command("WAIT", "1", "0")
             assert p.execute() == [0]
-        assert str(_answer(client, "EVAL", "return redis.call('wait', 0, 0)", "0")).startswith(
-            "ERR This Redis command is not allowed from script"
+        assert str(_answer(client, "EVAL", "return redis.call('wait', 0, 0)", "0")) == (
+            "ERR This Redis command is not allowed from script script: "
+            "09c741d9d86c54b89b6c904a627c276a73679c40, on @user_script:1."
         )
     for c in clients:
         client = redis.Redis(port=c.connection_pool.connection_kwargs["port"], protocol=3)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.server.commands.registry import COMMANDS
 from kv_backend.server.protocol import NULL_ARRAY, ErrorReply
 from kv_backend.structures import CommandError, format_float, parse_int
 
@@ -19,23 +20,70 @@ if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
 
 _PRELUDE = """
-local bridge, sha1 = ...
-redis = {}
-function redis.call(...)
-  local ok, r = bridge(...)
-  if not ok then error(r, 2) end
-  return r
+local call, bridge, unwrap, sha1 = ...
+local getinfo, find, sub, gsub = debug.getinfo, string.find, string.sub, string.gsub
+local select, type, tostring = select, type, tostring
+-- Redis's form of an error table's text: ``-CODE message`` or ``message`` (code ERR), CR/LF trimmed
+local function error_text(e)
+  if sub(e, 1, 1) ~= '-' then e = '-' .. e end
+  local sp = find(e, ' ', 1, true)
+  local code, msg = 'ERR', sub(e, 2)
+  if sp then code, msg = sub(e, 2, sp - 1), sub(e, sp + 1) end
+  msg = gsub(gsub(msg, '^[\\r\\n]+', ''), '[\\r\\n]+$', '')
+  return code .. ' ' .. msg
 end
+local function reply_table(field, ...)
+  local msg = ...
+  if select('#', ...) ~= 1 or type(msg) ~= 'string' then
+    return {err = 'ERR wrong number or type of arguments'}
+  end
+  if field == 'err' then msg = error_text(msg) end
+  return {[field] = msg}
+end
+redis = {}
+-- redis.call is the Python function itself, a C function to Lua as Redis's is: a script's
+-- ``return redis.call(...)`` is then no tail call, so an error shows the script's line. It raises
+-- a Python exception; unwrap gives the error table it stands for, to pcall/xpcall and the handler.
+redis.call = call
+-- As Redis's pcall, this one gives the text of an error table ({err=...}) in place of the table.
+local raw_pcall, raw_xpcall, raw_resume = pcall, xpcall, coroutine.resume
+local function caught(ok, ...)
+  if ok then return ok, ... end
+  local e = unwrap((...))
+  if type(e) == 'table' and type(e.err) == 'string' then e = e.err end
+  return false, e
+end
+local function resumed(ok, ...)
+  if ok then return ok, ... end
+  return false, unwrap((...))
+end
+function pcall(f, ...) return caught(raw_pcall(f, ...)) end
+function xpcall(f, handler) return raw_xpcall(f, function(e) return handler(unwrap(e)) end) end
+function coroutine.resume(co, ...) return resumed(raw_resume(co, ...)) end
 function redis.pcall(...)
   local ok, r = bridge(...)
   return r
 end
-function redis.error_reply(msg) return {err = msg} end
-function redis.status_reply(msg) return {ok = msg} end
+function redis.error_reply(...) return reply_table('err', ...) end
+function redis.status_reply(...) return reply_table('ok', ...) end
 function redis.sha1hex(s) return sha1(s) end
 function redis.log(level, msg) end
 function redis.setresp(n) if n ~= 2 then error("this server runs scripts with RESP2 only") end end
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
+-- the error handler of every script: as Redis's, it makes the error a table {err=...} and adds
+-- where in the script it was raised (the frame under error() or a library function; the frames
+-- of this prelude, which has its own chunk name, are skipped over)
+local function on_error(err)
+  local level = 2
+  local i = getinfo(level, 'Sl')
+  if i and i.what == 'C' then level = 3; i = getinfo(level, 'Sl') end
+  while i and i.source == '=kvb' do level = level + 1; i = getinfo(level, 'Sl') end
+  err = unwrap(err)
+  if type(err) ~= 'table' then err = {err = 'ERR ' .. tostring(err)} end
+  if i then err.source = i.source; err.line = i.currentline end
+  return err
+end
+function __kvb_run(f) return raw_xpcall(f, on_error) end
 python = nil
 os = nil
 io = nil
@@ -66,6 +114,14 @@ _FORBIDDEN = {
 }
 
 
+class _Raised(Exception):
+    """What ``redis.call`` raises for a failed command: its error table, for Lua to catch."""
+
+    def __init__(self, table: Any) -> None:
+        super().__init__("redis.call failed")
+        self.table = table
+
+
 class Scripts:
     """The script cache and Lua interpreter of one server."""
 
@@ -83,10 +139,14 @@ class Scripts:
             except ImportError:
                 raise CommandError("ERR scripting needs the 'lupa' package: pip install lupa") from None
             lua = module.LuaRuntime(unpack_returned_tuples=True, encoding=None, register_eval=False)
-            lua.execute(_PRELUDE, self._bridge, lambda s: hashlib.sha1(bytes(s)).hexdigest().encode())
+            prelude = lua.eval("function(src) return loadstring(src, '=kvb') end")(_PRELUDE.encode())
+            prelude(
+                self._call, self._bridge, self._unwrap, lambda s: hashlib.sha1(bytes(s)).hexdigest().encode()
+            )
             self._lua = lua
             self._loader = lua.eval("function(src) return loadstring(src, '@user_script') end")
-            self._runner = lua.eval("function(f) return pcall(f) end")
+            g = lua.globals()
+            self._runner, g[b"__kvb_run"] = g[b"__kvb_run"], None
             self._lua_type = module.lua_type
         return self._lua
 
@@ -137,14 +197,34 @@ class Scripts:
             self._client = None
         ok, result = (outcome[0], outcome[1]) if isinstance(outcome, tuple) else (outcome, None)
         if not ok:
-            if isinstance(result, (bytes, str)):
-                text = result.decode("utf-8", "replace") if isinstance(result, bytes) else result
-                return ErrorReply(_lua_error_text(text))
-            reply = self._to_reply(result)
-            return reply if isinstance(reply, ErrorReply) else ErrorReply("ERR Error running script")
+            return self._raised(result, sha)
         return self._to_reply(result)
 
+    def _raised(self, error: Any, sha: str) -> ErrorReply:
+        """The reply to a script that raised ``error`` (the handler made it a table): Redis 7's
+        ``<err> script: <sha>, on @user_script:<line>.`` (where in the script it was raised)."""
+        if self._lua_type(error) != "table" or error[b"err"] is None:
+            return ErrorReply("ERR Error running script")
+        text = _text(error[b"err"])
+        source, line = error[b"source"], error[b"line"]
+        if source is not None and line is not None:
+            text += f" script: {sha}, on {_text(source)}:{_text(line)}."
+        return ErrorReply(text)
+
     # ---------------------------------------------------------- conversion
+
+    def _call(self, *args: Any) -> Any:
+        """``redis.call``: the reply, or a raised :class:`_Raised` carrying the error table."""
+        ok, reply = self._bridge(*args)
+        if not ok:
+            raise _Raised(reply)
+        return reply
+
+    @staticmethod
+    def _unwrap(error: Any) -> Any:
+        """The error table a :class:`_Raised` (which Lua sees as a Python object) carries; any other
+        error value as it is."""
+        return error.table if isinstance(error, _Raised) else error
 
     def _bridge(self, *args: Any) -> tuple[bool, Any]:
         lua = self._lua
@@ -163,11 +243,14 @@ class Scripts:
                     {b"err": b"ERR Lua redis lib command arguments must be strings or integers"}
                 )
         client = self._client
-        if client is None or words[0].lower() in _FORBIDDEN:
-            return False, lua.table_from({b"err": b"ERR This Redis command is not allowed from script"})
+        refused = _refusal(words)
+        if refused is None and client is None:
+            refused = "ERR This Redis command is not allowed from script"
+        if refused is not None:
+            return False, lua.table_from({b"err": refused.encode()})
         reply = client.execute(words)
         if isinstance(reply, ErrorReply):
-            return False, lua.table_from({b"err": reply.message.encode()})
+            return False, lua.table_from({b"err": _error_table_text(reply.message).encode()})
         return True, self._to_lua(reply)
 
     def _to_lua(self, value: Any) -> Any:
@@ -241,7 +324,34 @@ class Scripts:
         return {k: self._to_reply(v) for k, v in pairs}
 
 
-def _lua_error_text(text: str) -> str:
-    if text.startswith(("ERR", "WRONGTYPE", "NOSCRIPT")):
-        return text
-    return f"ERR Error running script: {text}"
+def _refusal(words: list[bytes]) -> str | None:
+    """Redis's error for a command a script may not call as given, checked in Redis's order: an
+    unknown command (or subcommand), a wrong argument count, a command scripts may not call."""
+    name = words[0].lower()
+    cmd = COMMANDS.get(name)
+    if cmd is None:
+        return "ERR Unknown Redis command called from script"
+    arity = cmd.arity
+    if cmd.subcommands is not None and len(words) > 1:
+        sub = cmd.subcommands.get(words[1].upper())
+        if sub is None:
+            return "ERR Unknown Redis command called from script"
+        arity = sub
+    if (arity > 0 and len(words) != arity) or (arity < 0 and len(words) < -arity):
+        return "ERR Wrong number of args calling Redis command from script"
+    if name in _FORBIDDEN:
+        return "ERR This Redis command is not allowed from script"
+    return None
+
+
+def _error_table_text(message: str) -> str:
+    """The ``err`` of the table a command's error becomes in a script, as Redis makes it: the
+    first word is the error code (``ERR`` if there is only one word), CR/LF trimmed off the text."""
+    code, space, text = message.partition(" ")
+    if not space:
+        code, text = "ERR", message
+    return f"{code} {text.strip(chr(13) + chr(10))}"
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,126 @@
+"""Odds and ends of ``kvb serve`` against a real redis-server 7.0, reply bytes compared as they come
+off the wire (RESP2 and RESP3): the errors of EVAL/EVALSHA (Redis 7's ``script: <sha>, on
+@user_script:<line>.`` suffix, redis.call's own refusals, error_reply, pcall)."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import require_tool
+from resp_helpers import RunningServer, start_redis_server, stop_process
+from test_resp_geo import Raw, same
+
+pytest.importorskip("lupa")
+
+
+@pytest.fixture(scope="module")
+def ports(tmp_path_factory):
+    """(redis-server port, kvb serve port)."""
+    require_tool("redis-server")
+    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
+    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
+    yield port, ours.port
+    stop_process(proc)
+    assert ours.stop() == 0
+
+
+@pytest.fixture(params=[2, 3], ids=lambda p: f"RESP{p}")
+def raw(ports, request):
+    """Raw (redis-server, kvb serve) connections speaking RESP2 or RESP3, both databases empty."""
+    conns = [Raw(p, request.param) for p in ports]
+    for c in conns:
+        assert c.call("FLUSHALL") == b"+OK\r\n"
+        assert c.call("SCRIPT", "FLUSH") == b"+OK\r\n"
+    yield conns
+    for c in conns:
+        c.close()
+
+
+# Scripts whose errors must be redis-server's, byte for byte (each also run by EVALSHA).
+FAILING_SCRIPTS = [
+    # redis.call refusing the call itself: unknown (sub)command, argument count, noscript
+    "return redis.call('nosuch')",
+    "return redis.call('config', 'nosuch')",
+    "return redis.call('get')",
+    "return redis.call('get', 's', 'x')",
+    "return redis.call('config')",
+    "return redis.call('config', 'get')",
+    "return redis.call('multi')",
+    "return redis.call('client', 'list')",
+    "redis.call('eval', 'return 1', '0')",
+    "return redis.call()",
+    "return redis.call({})",
+    # the command's own error, on the line of the call (not a tail call: redis.call is C to Lua)
+    "return redis.call('lpush', 's', 'x')",
+    "return redis.call('incr', 's')",
+    "\n\nlocal x = redis.call('get', 'l')\nreturn x",
+    "local function f()\n  return redis.call('nosuch')\nend\n\nreturn f()",
+    # Lua runtime errors
+    "error('x')",
+    "\n\nerror('x')",
+    "error('x', 0)",
+    "error(12)",
+    "error()",
+    "local a = nil; a()",
+    "local function f()\n error('y') end\n\nf()",
+    "return string.rep()",
+    "error({err='tbl'})",
+    "error({err='ERR x'})",
+    "error({err=''})",
+    # errors caught by pcall (Redis's pcall gives an error table's text) and raised again
+    "local ok, e = pcall(redis.call, 'nosuch'); error(e)",
+    "local ok, e = pcall(function() error({err='y'}) end); error(e)",
+    # compile errors
+    "return (",
+    "x = = 1",
+]
+
+
+@pytest.mark.parametrize("body", FAILING_SCRIPTS)
+def test_script_errors_are_redis_texts(raw, body):
+    same(raw, "SET", "s", "v")
+    same(raw, "RPUSH", "l", "a")
+    same(raw, "EVAL", body, "0")
+    sha = same(raw, "SCRIPT", "LOAD", body)
+    if sha.startswith(b"$"):
+        same(raw, "EVALSHA", sha.split(b"\r\n")[1].decode(), "0")
+
+
+# Scripts that run to the end: error replies they return, pcall and error tables in Lua.
+SCRIPTS = [
+    "return redis.error_reply('My err')",
+    "return redis.error_reply('-My err')",
+    "return redis.error_reply('nocode')",
+    "return redis.error_reply('-x')",
+    "return redis.error_reply('')",
+    "return redis.error_reply('a b\r\n')",
+    "return redis.error_reply(1)",
+    "return redis.error_reply()",
+    "return redis.status_reply()",
+    "return redis.status_reply('FINE')",
+    "return {err='My err2'}",
+    "return {err='nocode'}",
+    "return {err=''}",
+    "return redis.pcall('nosuch')",
+    "return redis.pcall('get')",
+    "return redis.pcall('multi')",
+    "return redis.pcall('client', 'nosuch')",
+    "return redis.pcall('lpush', 's', 'x')",
+    "return redis.pcall('get')['err']",
+    "local ok, e = pcall(redis.call, 'nosuch'); return {tostring(ok), e}",
+    "local ok, e = pcall(redis.call, 'lpush', 's', 'x'); return e",
+    "local ok, e = pcall(function() redis.call('lpush', 's', 'x') end); return e",
+    "local ok, e = xpcall(function() redis.call('lpush', 's', 'x') end, function(e) return e end); "
+    "return e['err']",
+    "local ok, e = pcall(error, {err='y'}); return e",
+    "local ok, e = pcall(error, {1}); return type(e)",
+    "local ok, e = pcall(error, 'x'); return e",
+    "local co = coroutine.create(function() return redis.call('nosuch') end); "
+    "local ok, e = coroutine.resume(co); return e['err']",
+    "pcall(redis.call, 'nosuch'); return redis.call('get', 's')",
+]
+
+
+@pytest.mark.parametrize("body", SCRIPTS)
+def test_script_error_replies_and_pcall_are_redis(raw, body):
+    same(raw, "SET", "s", "v")
+    same(raw, "EVAL", body, "0")
