@@ -124,3 +124,64 @@ SCRIPTS = [
 def test_script_error_replies_and_pcall_are_redis(raw, body):
     same(raw, "SET", "s", "v")
     same(raw, "EVAL", body, "0")
+
+
+# ------------------------------------------------------------------ EVAL_RO / EVALSHA_RO
+
+READ_ONLY_CALLS = [
+    "return redis.call('set', 'a', 'b')",
+    "return redis.pcall('set', 'a', 'b')",
+    "return redis.call('del', 'nokey')",
+    "return redis.call('publish', 'c', 'm')",  # Redis's may_replicate commands count as writes
+    "return redis.call('pfcount', 'h')",
+    "return redis.call('pfadd', 'h', 'a')",
+    "return redis.call('sort', 'l')",
+    "return redis.call('sort_ro', 'l')",
+    "return redis.call('bitfield', 'b')",
+    "return redis.call('bitfield_ro', 'b', 'GET', 'u8', '0')",
+    "return redis.call('xreadgroup', 'GROUP', 'g', 'c', 'STREAMS', 's', '>')",
+    "return redis.call('set', 'a')",  # the argument count is checked first
+    "return redis.call('nosuch')",
+    "return redis.call('multi')",
+    "return redis.call('eval_ro', 'return 1', 0)",
+    "return redis.call('evalsha_ro', 'return 1', 0)",
+    "return redis.call('get', KEYS[1])",
+    "return {KEYS[1], ARGV[1]}",
+    "return (",
+]
+
+
+@pytest.mark.parametrize("body", READ_ONLY_CALLS)
+def test_read_only_scripts_refuse_writes_as_redis(raw, body):
+    same(raw, "SET", "s", "v")
+    same(raw, "RPUSH", "l", "b", "a")
+    same(raw, "EVAL_RO", body, "1", "s", "x")
+    sha = same(raw, "SCRIPT", "LOAD", body)
+    if sha.startswith(b"$"):
+        same(raw, "EVALSHA_RO", sha.split(b"\r\n")[1].decode(), "1", "s", "x")
+        same(raw, "EVALSHA_RO", sha.split(b"\r\n")[1].decode().upper(), "1", "s", "x")
+    assert same(raw, "EXISTS", "a", "h") == b":0\r\n"
+
+
+def test_read_only_eval_arguments_and_commands_as_redis(raw):
+    for cmd in [
+        ["EVAL", "return redis.call('eval_ro', 'return 1', 0)", "0"],
+        ["EVALSHA_RO", "1234567890123456789012345678901234567890", "0"],
+        ["EVALSHA_RO", "abc", "0"],
+        ["EVAL_RO", "return 1", "-1"],
+        ["EVAL_RO", "return 1", "2", "a"],
+        ["EVAL_RO", "return 1", "x"],
+        ["EVAL_RO"],
+        ["EVAL_RO", "return 1"],
+        ["EVALSHA_RO", "a"],
+        ["COMMAND", "GETKEYS", "EVAL_RO", "return 1", "2", "a", "b", "c"],
+        ["COMMAND", "GETKEYSANDFLAGS", "EVALSHA_RO", "return 1", "1", "a"],
+    ]:
+        same(raw, *cmd)
+    listed = [sorted(c.call("COMMAND", "LIST", "FILTERBY", "PATTERN", "eval*").split(b"\r\n")) for c in raw]
+    assert listed[0] == listed[1]  # in any order (Redis's is its hash table's)
+    # a cached script that writes runs by EVALSHA, is refused by EVALSHA_RO
+    sha = same(raw, "SCRIPT", "LOAD", "return redis.call('incr', KEYS[1])").split(b"\r\n")[1].decode()
+    same(raw, "EVALSHA_RO", sha, "1", "n")
+    same(raw, "EVALSHA", sha, "1", "n")
+    same(raw, "GET", "n")

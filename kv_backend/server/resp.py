@@ -756,7 +756,7 @@ def _any_may_write(queue: list[Connection]) -> bool:
 
 #: Commands shown to MONITOR clients before they run (the commands of a script follow them);
 #: every other command is shown once it has run (so EXEC follows the commands it ran).
-_MONITORED_FIRST = frozenset({b"eval", b"evalsha"})
+_MONITORED_FIRST = frozenset({b"eval", b"evalsha", b"eval_ro", b"evalsha_ro"})
 #: Commands (and ``container|sub``) MONITOR does not show: Redis's admin and skip_monitor ones.
 _UNMONITORED: set[bytes] = set()
 #: Commands SLOWLOG does not log (skip_slowlog: EXEC, whose commands are logged one by one).
@@ -777,7 +777,7 @@ def _flagged(args: list[bytes], which: set[bytes]) -> bool:
         for info in described():
             for one in (info, *info.subcommands):
                 flags = set(one.flags)
-                if {"admin", "skip_monitor"} & flags and one.name not in ("eval", "evalsha"):
+                if {"admin", "skip_monitor"} & flags and one.name.encode() not in _MONITORED_FIRST:
                     _UNMONITORED.add(one.name.encode())
                 if "skip_slowlog" in flags:
                     _UNSLOWLOGGED.add(one.name.encode())
@@ -848,7 +848,7 @@ def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
         return []
     if name in (b"flushdb", b"flushall"):
         return None
-    if name in (b"eval", b"evalsha"):
+    if name in (b"eval", b"evalsha", b"eval_ro", b"evalsha_ro"):
         return []  # a script's commands report the keys they write themselves
     if name == b"sort":
         return [key for key, _ in sort_keys(args)[1:]]  # only a STORE key is written

@@ -104,6 +104,8 @@ _FORBIDDEN = {
     b"punsubscribe",
     b"eval",
     b"evalsha",
+    b"eval_ro",
+    b"evalsha_ro",
     b"wait",
     b"script",
     b"quit",
@@ -112,6 +114,10 @@ _FORBIDDEN = {
     b"reset",
     b"client",
 }
+
+#: Commands Redis flags ``may_replicate`` (not shown by COMMAND INFO), which read-only scripts may
+#: not call as if they wrote.
+_MAY_REPLICATE = frozenset({b"publish", b"spublish", b"pfcount"})
 
 
 class _Raised(Exception):
@@ -131,6 +137,7 @@ class Scripts:
         self._funcs: dict[str, Any] = {}
         self._lua: Any = None
         self._client: Connection | None = None
+        self._read_only = False  # running an EVAL_RO / EVALSHA_RO script
 
     def _runtime(self) -> Any:
         if self._lua is None:
@@ -171,8 +178,11 @@ class Scripts:
         self._funcs.clear()
         self.bodies.clear()
 
-    def eval(self, conn: Connection, script: bytes, rest: list[bytes], by_sha: bool) -> Any:
-        """Run a script (by body or by SHA1) with ``numkeys key... arg...``."""
+    def eval(
+        self, conn: Connection, script: bytes, rest: list[bytes], by_sha: bool, read_only: bool = False
+    ) -> Any:
+        """Run a script (by body or by SHA1) with ``numkeys key... arg...`` (``read_only``: EVAL_RO,
+        whose script may not call a command that writes)."""
         numkeys = parse_int(rest[0])
         if numkeys < 0:
             raise CommandError("ERR Number of keys can't be negative")
@@ -190,11 +200,13 @@ class Scripts:
         g.KEYS = lua.table_from(keys)
         g.ARGV = lua.table_from(argv)
         self._client = self.server.script_client(conn)
+        self._read_only = read_only
         try:
             with self.server.db.locked():
                 outcome = self._runner(self._funcs[sha])
         finally:
             self._client = None
+            self._read_only = False
         ok, result = (outcome[0], outcome[1]) if isinstance(outcome, tuple) else (outcome, None)
         if not ok:
             return self._raised(result, sha)
@@ -243,7 +255,7 @@ class Scripts:
                     {b"err": b"ERR Lua redis lib command arguments must be strings or integers"}
                 )
         client = self._client
-        refused = _refusal(words)
+        refused = _refusal(words, self._read_only)
         if refused is None and client is None:
             refused = "ERR This Redis command is not allowed from script"
         if refused is not None:
@@ -324,9 +336,10 @@ class Scripts:
         return {k: self._to_reply(v) for k, v in pairs}
 
 
-def _refusal(words: list[bytes]) -> str | None:
+def _refusal(words: list[bytes], read_only: bool) -> str | None:
     """Redis's error for a command a script may not call as given, checked in Redis's order: an
-    unknown command (or subcommand), a wrong argument count, a command scripts may not call."""
+    unknown command (or subcommand), a wrong argument count, a command scripts may not call, and
+    in a read-only script (EVAL_RO) a command that writes or that Redis may replicate."""
     name = words[0].lower()
     cmd = COMMANDS.get(name)
     if cmd is None:
@@ -341,6 +354,8 @@ def _refusal(words: list[bytes]) -> str | None:
         return "ERR Wrong number of args calling Redis command from script"
     if name in _FORBIDDEN:
         return "ERR This Redis command is not allowed from script"
+    if read_only and (name in _MAY_REPLICATE or "write" in cmd.flags):
+        return "ERR Write commands are not allowed from read-only scripts."
     return None
 
 

@@ -156,6 +156,8 @@ pubsub|numpat         | pubsub loading stale
 pubsub|numsub         | pubsub loading stale
 eval                  | stale skip_monitor no_mandatory_keys | @scripting | | RW,access,update@2#0,1,1
 evalsha               | stale skip_monitor no_mandatory_keys | @scripting | | RW,access,update@2#0,1,1
+eval_ro               | readonly stale skip_monitor no_mandatory_keys | @scripting | | RO,access@2#0,1,1
+evalsha_ro            | readonly stale skip_monitor no_mandatory_keys | @scripting | | RO,access@2#0,1,1
 script
 script|exists         | | @scripting | req:all_shards resp:agg_logical_and
 script|flush          | | @scripting | req:all_nodes resp:all_succeeded

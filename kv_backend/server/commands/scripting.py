@@ -1,4 +1,4 @@
-"""Lua scripting commands: EVAL, EVALSHA, SCRIPT."""
+"""Lua scripting commands: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT."""
 
 from __future__ import annotations
 
@@ -20,6 +20,18 @@ def cmd_eval(conn: Connection, args: list[bytes]) -> Any:
 @command("EVALSHA", -3, "write")
 def cmd_evalsha(conn: Connection, args: list[bytes]) -> Any:
     return conn.server.scripts.eval(conn, args[1], args[2:], by_sha=True)
+
+
+@command("EVAL_RO", -3)
+def cmd_eval_ro(conn: Connection, args: list[bytes]) -> Any:
+    """Run a script that may not call commands that write (Redis's read-only EVAL)."""
+    return conn.server.scripts.eval(conn, args[1], args[2:], by_sha=False, read_only=True)
+
+
+@command("EVALSHA_RO", -3)
+def cmd_evalsha_ro(conn: Connection, args: list[bytes]) -> Any:
+    """Run a cached script that may not call commands that write (Redis's read-only EVALSHA)."""
+    return conn.server.scripts.eval(conn, args[1], args[2:], by_sha=True, read_only=True)
 
 
 _SCRIPT_HELP = help_reply(
