@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
 
 _PRELUDE = """
-local call, bridge, unwrap, sha1 = ...
+local bridge, sha1 = ...
 local getinfo, find, sub, gsub = debug.getinfo, string.find, string.sub, string.gsub
 local select, type, tostring = select, type, tostring
 -- Redis's form of an error table's text: ``-CODE message`` or ``message`` (code ERR), CR/LF trimmed
@@ -41,25 +41,42 @@ local function reply_table(field, ...)
   return {[field] = msg}
 end
 redis = {}
--- redis.call is the Python function itself, a C function to Lua as Redis's is: a script's
--- ``return redis.call(...)`` is then no tail call, so an error shows the script's line. It raises
--- a Python exception; unwrap gives the error table it stands for, to pcall/xpcall and the handler.
-redis.call = call
+-- redis.call is, as Redis's, a C function to Lua (so a script's ``return redis.call(...)`` is no
+-- tail call and an error shows the script's line): it is called through coroutine.wrap's C
+-- function, resuming a coroutine that runs the commands. A failed command raises its error table
+-- there, which ends that coroutine: a new one takes its place when a script starts and whenever
+-- pcall, xpcall or coroutine.resume catch an error. (Python exceptions are never raised through Lua.)
+local co_wrap, co_yield, unpack, setmetatable = coroutine.wrap, coroutine.yield, unpack, setmetatable
+local function pack(_, ...) return {n = select('#', ...), ...} end  -- a call's arguments, without self
+local function runner()
+  return co_wrap(function(...)
+    local args = pack(...)
+    while true do
+      local ok, r = bridge(unpack(args, 1, args.n))
+      if not ok then error(r, 0) end
+      args = pack(co_yield(r))
+    end
+  end)
+end
+local call_meta = {__call = runner()}
+redis.call = setmetatable({}, call_meta)
+local function renew() call_meta.__call = runner() end
 -- As Redis's pcall, this one gives the text of an error table ({err=...}) in place of the table.
 local raw_pcall, raw_xpcall, raw_resume = pcall, xpcall, coroutine.resume
 local function caught(ok, ...)
   if ok then return ok, ... end
-  local e = unwrap((...))
+  renew()
+  local e = ...
   if type(e) == 'table' and type(e.err) == 'string' then e = e.err end
   return false, e
 end
-local function resumed(ok, ...)
-  if ok then return ok, ... end
-  return false, unwrap((...))
+local function renewed(ok, ...)
+  if not ok then renew() end
+  return ok, ...
 end
 function pcall(f, ...) return caught(raw_pcall(f, ...)) end
-function xpcall(f, handler) return raw_xpcall(f, function(e) return handler(unwrap(e)) end) end
-function coroutine.resume(co, ...) return resumed(raw_resume(co, ...)) end
+function xpcall(f, handler) return renewed(raw_xpcall(f, handler)) end
+function coroutine.resume(co, ...) return renewed(raw_resume(co, ...)) end
 function redis.pcall(...)
   local ok, r = bridge(...)
   return r
@@ -78,12 +95,11 @@ local function on_error(err)
   local i = getinfo(level, 'Sl')
   if i and i.what == 'C' then level = 3; i = getinfo(level, 'Sl') end
   while i and i.source == '=kvb' do level = level + 1; i = getinfo(level, 'Sl') end
-  err = unwrap(err)
   if type(err) ~= 'table' then err = {err = 'ERR ' .. tostring(err)} end
   if i then err.source = i.source; err.line = i.currentline end
   return err
 end
-function __kvb_run(f) return raw_xpcall(f, on_error) end
+function __kvb_run(f) renew(); return raw_xpcall(f, on_error) end
 python = nil
 os = nil
 io = nil
@@ -120,14 +136,6 @@ _FORBIDDEN = {
 _MAY_REPLICATE = frozenset({b"publish", b"spublish", b"pfcount"})
 
 
-class _Raised(Exception):
-    """What ``redis.call`` raises for a failed command: its error table, for Lua to catch."""
-
-    def __init__(self, table: Any) -> None:
-        super().__init__("redis.call failed")
-        self.table = table
-
-
 class Scripts:
     """The script cache and Lua interpreter of one server."""
 
@@ -147,9 +155,7 @@ class Scripts:
                 raise CommandError("ERR scripting needs the 'lupa' package: pip install lupa") from None
             lua = module.LuaRuntime(unpack_returned_tuples=True, encoding=None, register_eval=False)
             prelude = lua.eval("function(src) return loadstring(src, '=kvb') end")(_PRELUDE.encode())
-            prelude(
-                self._call, self._bridge, self._unwrap, lambda s: hashlib.sha1(bytes(s)).hexdigest().encode()
-            )
+            prelude(self._bridge, lambda s: hashlib.sha1(bytes(s)).hexdigest().encode())
             self._lua = lua
             self._loader = lua.eval("function(src) return loadstring(src, '@user_script') end")
             g = lua.globals()
@@ -215,28 +221,18 @@ class Scripts:
     def _raised(self, error: Any, sha: str) -> ErrorReply:
         """The reply to a script that raised ``error`` (the handler made it a table): Redis 7's
         ``<err> script: <sha>, on @user_script:<line>.`` (where in the script it was raised)."""
-        if self._lua_type(error) != "table" or error[b"err"] is None:
+        if self._lua_type(error) != "table":
             return ErrorReply("ERR Error running script")
-        text = _text(error[b"err"])
+        message = error[b"err"]
+        if message is None:
+            return ErrorReply("ERR Error running script")
+        text = _text(message)
         source, line = error[b"source"], error[b"line"]
         if source is not None and line is not None:
             text += f" script: {sha}, on {_text(source)}:{_text(line)}."
         return ErrorReply(text)
 
     # ---------------------------------------------------------- conversion
-
-    def _call(self, *args: Any) -> Any:
-        """``redis.call``: the reply, or a raised :class:`_Raised` carrying the error table."""
-        ok, reply = self._bridge(*args)
-        if not ok:
-            raise _Raised(reply)
-        return reply
-
-    @staticmethod
-    def _unwrap(error: Any) -> Any:
-        """The error table a :class:`_Raised` (which Lua sees as a Python object) carries; any other
-        error value as it is."""
-        return error.table if isinstance(error, _Raised) else error
 
     def _bridge(self, *args: Any) -> tuple[bool, Any]:
         lua = self._lua
