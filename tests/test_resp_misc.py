@@ -1,13 +1,16 @@
 """Odds and ends of ``kvb serve`` against a real redis-server 7.0, reply bytes compared as they come
 off the wire (RESP2 and RESP3): the errors of EVAL/EVALSHA (Redis 7's ``script: <sha>, on
 @user_script:<line>.`` suffix, redis.call's own refusals, error_reply, pcall), EVAL_RO and
-EVALSHA_RO."""
+EVALSHA_RO, MOVE and SWAPDB (as redis-server run with ``--databases 1``)."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
-from helpers import require_tool
-from resp_helpers import RunningServer, start_redis_server, stop_process
+import redis
+from helpers import free_port, require_tool
+from resp_helpers import RunningServer, start_redis_server, stop_process, wait_for_port
 from test_resp_geo import Raw, same
 
 pytest.importorskip("lupa")
@@ -208,3 +211,92 @@ def test_read_only_eval_arguments_and_commands_as_redis(raw):
     same(raw, "EVALSHA", sha, "1", "n")
     same(raw, "GET", "n")
 
+
+# ------------------------------------------------------------------ MOVE / SWAPDB
+
+
+@pytest.fixture(scope="module")
+def one_db(ports, tmp_path_factory):
+    """(redis-server run with ``--databases 1``, kvb serve) ports: kvb has only database 0."""
+    port = free_port()
+    where = str(tmp_path_factory.mktemp("redis1"))
+    args = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "1", "--dir", where]
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield port, ports[1]
+    finally:
+        stop_process(proc)
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_move_and_swapdb_answer_as_redis_with_one_database(one_db, protocol):
+    conns = [Raw(p, protocol) for p in one_db]
+    try:
+        for c in conns:
+            assert c.call("FLUSHALL") == b"+OK\r\n"
+        for line in [
+            "SET k v",
+            "MOVE k 0",
+            "MOVE k 1",
+            "MOVE nokey 0",
+            "MOVE nokey 1",
+            "MOVE k -1",
+            "MOVE k x",
+            "MOVE k",
+            "MOVE k 0 1",
+            "MOVE k 2147483648",
+            "MOVE k -2147483649",
+            "MOVE k 2147483647",
+            "MOVE k 00",
+            "MOVE k -0",
+            "MOVE k 99999999999999999999",
+            "SWAPDB 0 0",
+            "SWAPDB 0 1",
+            "SWAPDB 1 0",
+            "SWAPDB 1 1",
+            "SWAPDB x 0",
+            "SWAPDB 0 x",
+            "SWAPDB x x",
+            "SWAPDB 1 x",
+            "SWAPDB -1 0",
+            "SWAPDB 0 -1",
+            "SWAPDB 2147483648 0",
+            "SWAPDB 0 2147483648",
+            "SWAPDB -0 0",
+            "SWAPDB 0",
+            "SWAPDB 0 0 0",
+            "GET k",
+            "COMMAND GETKEYS MOVE k 0",
+            "COMMAND GETKEYS SWAPDB 0 0",
+        ]:
+            same(conns, *line.split())
+        for script in ("return redis.call('move', 'k', '0')", "return redis.call('swapdb', '0', '0')"):
+            same(conns, "EVAL", script, "0")
+            same(conns, "EVAL_RO", script, "0")
+        same(conns, "MULTI")
+        same(conns, "MOVE", "k", "1")
+        same(conns, "SWAPDB", "0", "0")
+        same(conns, "EXEC")
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_swapdb_changes_nothing_a_watcher_sees(ports):
+    """``SWAPDB 0 0`` swaps nothing: as in Redis, a client watching a key still commits."""
+    for port in ports:
+        with redis.Redis(port=port) as a, redis.Redis(port=port) as b:
+            a.set("k", "v")
+            with a.pipeline() as p:
+                p.watch("k")
+                assert b.execute_command("SWAPDB", "0", "0") is True
+                with pytest.raises(redis.ResponseError):
+                    b.execute_command("MOVE", "k", "0")
+                p.multi()
+                p.get("k")
+                assert p.execute() == [b"v"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.errors import NotAnIntegerError
 from kv_backend.server.commands.registry import (
     LLONG_MAX,
     arg_int,
@@ -215,6 +216,41 @@ def cmd_copy(conn: Connection, args: list[bytes]) -> Any:
             raise syntax()
         i += 1
     return int(conn.st.copy(args[1], args[2], replace=replace))
+
+
+def _db_index(raw: bytes, message: str | None = None) -> int:
+    """A database index (MOVE, SWAPDB) read as Redis reads it, a C int (``message``: Redis's error
+    for either mistake, when the command has its own)."""
+    try:
+        db = arg_int(raw)
+    except NotAnIntegerError:
+        if message is None:
+            raise
+        raise CommandError(message) from None
+    if not -(2**31) <= db < 2**31:  # Redis's range error (or its own message)
+        raise CommandError(
+            message or "ERR value is out of range, value must between -2147483648 and 2147483647"
+        )
+    return db
+
+
+@command("MOVE", 3, "write")
+def cmd_move(conn: Connection, args: list[bytes]) -> Any:
+    """Move a key to another database: kvb has only database 0, so, as redis-server run with one
+    database, every call is refused (another index is out of range, 0 is the key's own)."""
+    if _db_index(args[2]) != 0:
+        raise CommandError("ERR DB index is out of range")
+    raise CommandError("ERR source and destination objects are the same")
+
+
+@command("SWAPDB", 3, "write")
+def cmd_swapdb(conn: Connection, args: list[bytes]) -> Any:
+    """Swap two databases: with kvb's one database only ``SWAPDB 0 0`` (which changes nothing) is OK."""
+    first = _db_index(args[1], "ERR invalid first DB index")
+    second = _db_index(args[2], "ERR invalid second DB index")
+    if first != 0 or second != 0:
+        raise CommandError("ERR DB index is out of range")
+    return OK
 
 
 @command("TOUCH", -2)

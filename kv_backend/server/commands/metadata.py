@@ -231,6 +231,8 @@ pfadd                 | write denyoom fast | @hyperloglog | | RW,insert@1
 pfcount               | readonly | @hyperloglog | | RW,access@1:-1
 pfmerge               | write denyoom | @hyperloglog | | RW,access,insert@1;RO,access@2:-1
 copy                  | write denyoom | @keyspace | | RO,access@1;OW,update@2
+move                  | write fast | @keyspace | | RW,access,update@1
+swapdb                | write fast | @keyspace @dangerous
 touch                 | readonly fast | @keyspace | req:multi_shard resp:agg_sum | RO@1:-1
 object
 object|encoding       | readonly | @keyspace | nondeterministic_output | RO@2
