@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -11,7 +12,9 @@ from kv_backend.errors import KVError
 
 
 def _value(text: str) -> bytes:
-    return text.encode("utf-8")
+    """The bytes of a command-line argument as they were given (UTF-8 text, or any bytes: Python
+    decodes argv with surrogateescape, so a key from ``kvb keys -0 | xargs -0`` comes back exact)."""
+    return os.fsencode(text)
 
 
 _TEXT_CONTROLS = frozenset("\t\n\r")

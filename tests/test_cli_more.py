@@ -1,0 +1,50 @@
+"""More of the `kvb` command line: byte-exact keys from argv, pipes closed early, mistyped paths, options."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from helpers import child_env
+
+from kv_backend import DB
+from kv_backend.cli import main
+
+KVB = [sys.executable, "-m", "kv_backend"]
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    """Run kvb in this process; return (exit code, stdout, stderr)."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_keys_from_kvb_keys_0_through_xargs_reach_get_and_delete(store_path):
+    """`kvb keys -0 | xargs -0 kvb get` works for keys that are not UTF-8 (argv carries their bytes)."""
+    with DB(store_path) as db:
+        db.put(b"bin\xff\xfe", b"binary")
+        db.put(b"plain", b"text")
+    pipeline = (
+        f"{' '.join(KVB)} keys {store_path} -0 | xargs -0 -n1 {' '.join(KVB)} get {store_path} --raw; "
+        f"echo; {' '.join(KVB)} keys {store_path} -0 | xargs -0 -n1 {' '.join(KVB)} delete {store_path}"
+    )
+    proc = subprocess.run(["sh", "-c", pipeline], env=child_env(), capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert proc.stdout == b"binarytext\n"
+    assert b"Traceback" not in proc.stderr
+    with DB(store_path, read_only=True) as db:
+        assert len(db) == 0
+
+
+def test_non_utf8_argv_key_and_value_are_stored_as_given(store_path, capsys):
+    key, value = os.fsdecode(b"k\xff"), os.fsdecode(b"v\x80")  # how Python hands such argv to main
+    assert run(capsys, "put", store_path, key, value)[0] == 0
+    with DB(store_path, read_only=True) as db:
+        assert db[b"k\xff"] == b"v\x80"
+    code, out, err = run(capsys, "get", store_path, key)
+    assert (code, out, err) == (0, "b'v\\x80'\n", "")
