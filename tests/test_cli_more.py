@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from helpers import child_env
 
 from kv_backend import DB
@@ -48,3 +49,19 @@ def test_non_utf8_argv_key_and_value_are_stored_as_given(store_path, capsys):
         assert db[b"k\xff"] == b"v\x80"
     code, out, err = run(capsys, "get", store_path, key)
     assert (code, out, err) == (0, "b'v\\x80'\n", "")
+
+
+@pytest.mark.parametrize("args", [["keys", "-0"], ["keys", "--reverse"]])
+def test_output_to_a_pipe_closed_early_is_no_traceback(store_path, args):
+    with DB(store_path) as db:
+        for i in range(5000):
+            db.put(b"k%05d" % i, b"x")
+    cmd = [*KVB, args[0], store_path, *args[1:]]
+    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()  # like `| head -c 10`
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(60) == 141  # what a shell reports for a writer stopped by SIGPIPE
+    assert err == b""
