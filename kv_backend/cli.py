@@ -17,6 +17,14 @@ def _value(text: str) -> bytes:
     return os.fsencode(text)
 
 
+def _existing_store(path: str) -> None:
+    """Refuse a path that holds no store yet, for commands that must not create one (a typo
+    would otherwise leave a new empty store behind and report on that)."""
+    from kv_backend.files import prepare_directory
+
+    prepare_directory(os.path.abspath(path), create=False)
+
+
 _TEXT_CONTROLS = frozenset("\t\n\r")
 
 
@@ -94,6 +102,7 @@ def cmd_put(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     from kv_backend import DB
 
+    _existing_store(args.path)
     with DB(args.path) as db:
         existed = db.delete(_value(args.key))
     if not existed:
@@ -122,6 +131,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from kv_backend import DB
     from kv_backend.progress import progress_bar
 
+    _existing_store(args.path)
     with DB(args.path) as db, progress_bar("merging", unit="B") as bar:
         report = db.merge(progress=bar)
     print(report)

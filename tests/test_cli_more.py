@@ -65,3 +65,16 @@ def test_output_to_a_pipe_closed_early_is_no_traceback(store_path, args):
     proc.stderr.close()
     assert proc.wait(60) == 141  # what a shell reports for a writer stopped by SIGPIPE
     assert err == b""
+
+
+@pytest.mark.parametrize("command", [["delete", "{path}", "k"], ["merge", "{path}"]])
+def test_delete_and_merge_on_a_mistyped_path_create_no_store(tmp_path, capsys, command):
+    missing = str(tmp_path / "typo")
+    code, _, err = run(capsys, *(a.format(path=missing) for a in command))
+    assert code == 2
+    assert err.startswith("kvb: ") and "no kv_backend store at" in err and missing in err
+    assert not os.path.exists(missing)
+    os.mkdir(missing)  # an empty directory is no store either
+    code, _, err = run(capsys, *(a.format(path=missing) for a in command))
+    assert code == 2 and "no kv_backend store at" in err
+    assert os.listdir(missing) == []
