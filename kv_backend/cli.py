@@ -17,6 +17,17 @@ def _value(text: str) -> bytes:
     return os.fsencode(text)
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number, 0 to 65535 (0 picks a free one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 65535, not {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 65535, not {port}")
+    return port
+
+
 def _existing_store(path: str) -> None:
     """Refuse a path that holds no store yet, for commands that must not create one (a typo
     would otherwise leave a new empty store behind and report on that)."""
@@ -269,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the store over the Redis protocol (RESP2/RESP3)")
     s.add_argument("--dir", required=True, help="store directory")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=6380)
+    s.add_argument("--port", type=_port, default=6380)
     s.add_argument("--requirepass", default=None)
     s.add_argument("--unixsocket", default=None)
     s.set_defaults(func=cmd_serve)
@@ -277,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("http", help="serve the store over HTTP (JSON/binary REST API)")
     s.add_argument("--dir", required=True, help="store directory")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8380)
+    s.add_argument("--port", type=_port, default=8380)
     s.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
     s.set_defaults(func=cmd_http)
     return p

@@ -78,3 +78,12 @@ def test_delete_and_merge_on_a_mistyped_path_create_no_store(tmp_path, capsys, c
     code, _, err = run(capsys, *(a.format(path=missing) for a in command))
     assert code == 2 and "no kv_backend store at" in err
     assert os.listdir(missing) == []
+
+
+@pytest.mark.parametrize("command", ["serve", "http"])
+@pytest.mark.parametrize("port", ["70000", "-1", "65536"])
+def test_serve_and_http_refuse_a_port_out_of_range(tmp_path, capsys, command, port):
+    code, _, err = run(capsys, command, "--dir", str(tmp_path / "s"), "--port", port)
+    assert code == 2
+    assert "--port" in err and "0 to 65535" in err
+    assert not os.path.exists(tmp_path / "s")
