@@ -87,3 +87,11 @@ def test_serve_and_http_refuse_a_port_out_of_range(tmp_path, capsys, command, po
     assert code == 2
     assert "--port" in err and "0 to 65535" in err
     assert not os.path.exists(tmp_path / "s")
+
+
+def test_serve_names_the_unix_socket_it_cannot_listen_on(tmp_path, capsys):
+    sock = str(tmp_path / "no-such-dir" / "kvb.sock")
+    code, _, err = run(capsys, "serve", "--dir", str(tmp_path / "s"), "--port", "0", "--unixsocket", sock)
+    assert code == 2
+    assert sock in err and "--unixsocket" in err
+    assert "choose another --port" not in err

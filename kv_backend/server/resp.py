@@ -706,7 +706,14 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
         with contextlib.suppress(FileNotFoundError):
             if not os.path.exists(unixsocket) or _is_socket(unixsocket):
                 os.unlink(unixsocket)
-        servers.append(await loop.create_unix_server(lambda: Connection(server, "unix"), unixsocket))
+        try:
+            servers.append(await loop.create_unix_server(lambda: Connection(server, "unix"), unixsocket))
+        except OSError as exc:  # not the TCP port's fault, so not serve()'s "choose another --port"
+            tcp.close()
+            raise KVError(
+                f"cannot listen on the unix socket {unixsocket}: {exc.strerror or exc}; "
+                "choose another --unixsocket"
+            ) from exc
         server.unixsocket = unixsocket
         where += f" and {unixsocket}"
     server.log(f"serving {server.path} on {where} (Redis protocol, pid {os.getpid()})")
