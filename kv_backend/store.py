@@ -482,6 +482,19 @@ class _View(Generic[K]):
     def _raw_keys(self) -> Iterator[bytes]:
         return self._mapping.db.keys(prefix=self._bprefix, start=self._bstart, reverse=self._reverse)
 
+    def _flipped_keys(self) -> Iterator[bytes]:
+        """The keys of :meth:`_raw_keys` in the opposite order, for ``reversed(view)``.
+
+        Not the view with ``reverse`` flipped: ``start`` would then bound the
+        other side and name other keys. Walk from the far end instead and stop
+        at ``start``.
+        """
+        bstart = self._bstart
+        for k in self._mapping.db.keys(prefix=self._bprefix, reverse=not self._reverse):
+            if bstart is not None and (k > bstart if self._reverse else k < bstart):
+                return
+            yield k
+
     def _in_bounds(self, k: bytes) -> bool:
         if not k.startswith(self._bprefix):
             return False
@@ -507,7 +520,9 @@ class StoreKeysView(_View[K], KeysView[K]):
             yield dk(k)
 
     def __reversed__(self) -> Iterator[K]:
-        return iter(StoreKeysView(self._mapping, self._prefix, self._start, not self._reverse))
+        dk = self._mapping._dk
+        for k in self._flipped_keys():
+            yield dk(k)
 
     def __contains__(self, key: object) -> bool:
         try:
@@ -521,9 +536,15 @@ class StoreItemsView(_View[K], ItemsView[K, Any]):
     """The ``(key, value)`` pairs of a :class:`Store`, in key order."""
 
     def __iter__(self) -> Iterator[tuple[K, Any]]:
+        return self._pairs(self._raw_keys())
+
+    def __reversed__(self) -> Iterator[tuple[K, Any]]:
+        return self._pairs(self._flipped_keys())
+
+    def _pairs(self, keys: Iterator[bytes]) -> Iterator[tuple[K, Any]]:
         store = self._mapping
         dk, loads, get = store._dk, store._loads, store._get
-        for k in self._raw_keys():
+        for k in keys:
             data = get(k, _MISSING)
             if data is not _MISSING:  # deleted by someone else meanwhile
                 yield dk(k), loads(data)
@@ -547,6 +568,10 @@ class StoreValuesView(_View[K], ValuesView[Any]):
 
     def __iter__(self) -> Iterator[Any]:
         for _, value in StoreItemsView(self._mapping, self._prefix, self._start, self._reverse):
+            yield value
+
+    def __reversed__(self) -> Iterator[Any]:
+        for _, value in reversed(StoreItemsView(self._mapping, self._prefix, self._start, self._reverse)):
             yield value
 
     def __contains__(self, value: object) -> bool:
