@@ -30,6 +30,7 @@ from kv_backend.server.commands import COMMANDS
 from kv_backend.server.commands.geo import store_key as geo_store_key
 from kv_backend.server.commands.metadata import sort_keys
 from kv_backend.server.commands.registry import CONTAINERS
+from kv_backend.server.functions import Functions
 from kv_backend.server.notify import EXPIRED, Notifier, format_flags
 from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, Replies, encode
 from kv_backend.server.scripting import Scripts
@@ -460,6 +461,7 @@ class Server:
         self._queue: list[Connection] = []
         self.ids = itertools.count(1)
         self.scripts = Scripts(self)
+        self.functions = Functions(self, self.scripts)
         self.started = time.time()
         self.host = ""
         self.port = 0
@@ -763,7 +765,7 @@ def _any_may_write(queue: list[Connection]) -> bool:
 
 #: Commands shown to MONITOR clients before they run (the commands of a script follow them);
 #: every other command is shown once it has run (so EXEC follows the commands it ran).
-_MONITORED_FIRST = frozenset({b"eval", b"evalsha", b"eval_ro", b"evalsha_ro"})
+_MONITORED_FIRST = frozenset({b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro"})
 #: Commands (and ``container|sub``) MONITOR does not show: Redis's admin and skip_monitor ones.
 _UNMONITORED: set[bytes] = set()
 #: Commands SLOWLOG does not log (skip_slowlog: EXEC, whose commands are logged one by one).
@@ -855,7 +857,7 @@ def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
         return []
     if name in (b"flushdb", b"flushall"):
         return None
-    if name in (b"eval", b"evalsha", b"eval_ro", b"evalsha_ro"):
+    if name in (b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro"):
         return []  # a script's commands report the keys they write themselves
     if name == b"sort":
         return [key for key, _ in sort_keys(args)[1:]]  # only a STORE key is written

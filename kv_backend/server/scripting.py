@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
 
 _PRELUDE = """
-local bridge, sha1 = ...
+local bridge, sha1, version, version_num = ...
 local getinfo, find, sub, gsub = debug.getinfo, string.find, string.sub, string.gsub
 local select, type, tostring = select, type, tostring
 -- Redis's form of an error table's text: ``-CODE message`` or ``message`` (code ERR), CR/LF trimmed
@@ -100,6 +100,109 @@ local function on_error(err)
   return err
 end
 function __kvb_run(f) renew(); return raw_xpcall(f, on_error) end
+-- Redis 7 functions (FUNCTION LOAD / FCALL). A library's code runs once, when it is loaded, in an
+-- environment that has only a small ``redis`` table (register_function, log and its levels); its
+-- functions run later with every global but KEYS and ARGV. Both refuse unknown globals and writes.
+local G, raw_setfenv, pairs, tostring = _G, setfenv, pairs, tostring
+local loading, registering = false, nil
+local function strict(lookup)
+  return setmetatable({}, {
+    __index = function(_, k)
+      local v = lookup(k)
+      if v == nil then
+        error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+      end
+      return v
+    end,
+    __newindex = function() error('Attempt to modify a readonly table', 2) end,
+  })
+end
+local FLAGS = {['no-writes'] = true, ['allow-oom'] = true, ['allow-stale'] = true,
+               ['no-cluster'] = true, ['allow-cross-slot-keys'] = true}
+local function refuse(msg) error({err = 'ERR ' .. msg}, 0) end
+local function valid_name(name)
+  return type(name) == 'string' and #name > 0 and not find(name, '[^%w_]')
+end
+local function register_function(...)
+  local n = select('#', ...)
+  local name, callback, flags, description
+  if n == 1 then
+    local t = ...
+    if type(t) ~= 'table' then
+      refuse('calling redis.register_function with a single argument is only applicable to Lua table'
+             .. ' (representing named arguments).')
+    end
+    for k, v in pairs(t) do
+      if k == 'function_name' then name = v
+      elseif k == 'callback' then callback = v
+      elseif k == 'flags' then flags = v
+      elseif k == 'description' then description = v
+      else refuse('unknown argument given to redis.register_function') end
+    end
+    if name == nil then refuse('redis.register_function must get a function name argument') end
+    if callback == nil then refuse('redis.register_function must get a callback argument') end
+  elseif n == 2 then
+    name, callback = ...
+  else
+    refuse('wrong number of arguments to redis.register_function')
+  end
+  if type(name) == 'number' then name = tostring(name) end
+  if not valid_name(name) then
+    refuse('Library names can only contain letters, numbers, or underscores(_)'
+           .. ' and must be at least one character long')
+  end
+  if type(callback) ~= 'function' then
+    refuse('second argument to redis.register_function must be a function')
+  end
+  local names = {}
+  if flags ~= nil then
+    if type(flags) ~= 'table' then
+      refuse('flags argument to redis.register_function must be a table representing function flags')
+    end
+    for _, f in pairs(flags) do
+      if type(f) ~= 'string' or not FLAGS[f] then refuse('unknown flag given') end
+      names[#names + 1] = f
+    end
+  end
+  if type(description) == 'number' then description = tostring(description) end
+  if registering[name] then refuse('Function already exists in the library') end
+  registering[name] = true
+  local text = type(description) == 'string' and description or false
+  registering[#registering + 1] = {name, callback, names, text}
+end
+local load_redis_fields = {register_function = register_function, log = redis.log,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REDIS_VERSION = version, REDIS_VERSION_NUM = version_num}
+local load_redis = strict(function(k) return load_redis_fields[k] end)
+local function new_env()
+  return strict(function(k)
+    if loading then
+      if k == 'redis' then return load_redis end
+      return nil
+    end
+    if k == 'KEYS' or k == 'ARGV' then return nil end
+    return G[k]
+  end)
+end
+local function load_error(e)
+  if type(e) == 'table' and type(e.err) == 'string' then return e.err end
+  return 'ERR ' .. tostring(e)
+end
+-- run a library's code: true and the functions it registered ({name, callback, flags, description}
+-- each), or false and the error text
+function __kvb_load_library(chunk)
+  raw_setfenv(chunk, new_env())
+  registering, loading = {}, true
+  local ok, err = raw_xpcall(chunk, load_error)
+  local found = registering
+  registering, loading = nil, false
+  if not ok then return false, err end
+  return true, found
+end
+function __kvb_call_function(f, keys, args)
+  renew()
+  return raw_xpcall(function() return f(keys, args) end, on_error)
+end
 python = nil
 os = nil
 io = nil
@@ -129,6 +232,9 @@ _FORBIDDEN = {
     b"hello",
     b"reset",
     b"client",
+    b"fcall",
+    b"fcall_ro",
+    b"function",
 }
 
 #: Commands Redis flags ``may_replicate`` (not shown by COMMAND INFO), which read-only scripts may
@@ -155,11 +261,17 @@ class Scripts:
                 raise CommandError("ERR scripting needs the 'lupa' package: pip install lupa") from None
             lua = module.LuaRuntime(unpack_returned_tuples=True, encoding=None, register_eval=False)
             prelude = lua.eval("function(src) return loadstring(src, '=kvb') end")(_PRELUDE.encode())
-            prelude(self._bridge, lambda s: hashlib.sha1(bytes(s)).hexdigest().encode())
+            version = self.server.REDIS_VERSION
+            major, minor, patch = (int(p) for p in version.split("."))
+            sha1 = lambda s: hashlib.sha1(bytes(s)).hexdigest().encode()  # noqa: E731
+            prelude(self._bridge, sha1, version.encode(), (major << 16) | (minor << 8) | patch)
             self._lua = lua
             self._loader = lua.eval("function(src) return loadstring(src, '@user_script') end")
             g = lua.globals()
             self._runner, g[b"__kvb_run"] = g[b"__kvb_run"], None
+            self.load_library, g[b"__kvb_load_library"] = g[b"__kvb_load_library"], None
+            self.call_function, g[b"__kvb_call_function"] = g[b"__kvb_call_function"], None
+            self.function_loader = lua.eval("function(src) return loadstring(src, '@user_function') end")
             self._lua_type = module.lua_type
         return self._lua
 
@@ -216,6 +328,26 @@ class Scripts:
         ok, result = (outcome[0], outcome[1]) if isinstance(outcome, tuple) else (outcome, None)
         if not ok:
             return self._raised(result, sha)
+        return self._to_reply(result)
+
+    def run_function(
+        self, conn: Connection, callback: Any, name: str, words: list[bytes], numkeys: int, read_only: bool
+    ) -> Any:
+        """Run a library function (FCALL) with its keys and arguments, as :meth:`eval` runs a script
+        (``read_only``: a ``no-writes`` function, which may not call a command that writes)."""
+        lua = self._runtime()
+        keys, argv = lua.table_from(words[:numkeys]), lua.table_from(words[numkeys:])
+        self._client = self.server.script_client(conn)
+        self._read_only = read_only
+        try:
+            with self.server.db.locked():
+                outcome = self.call_function(callback, keys, argv)
+        finally:
+            self._client = None
+            self._read_only = False
+        ok, result = (outcome[0], outcome[1]) if isinstance(outcome, tuple) else (outcome, None)
+        if not ok:
+            return self._raised(result, name)
         return self._to_reply(result)
 
     def _raised(self, error: Any, sha: str) -> ErrorReply:

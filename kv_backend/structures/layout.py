@@ -38,6 +38,12 @@ PENDING = b"\x00p"  # entries delivered to a group and not yet acknowledged
 ALL_PREFIXES = (META, HASH, LIST, SET, ZMEM, ZIDX, STREAM, GROUP, CONSUMER, PENDING)
 
 
+#: The one record holding ``kvb serve``'s Redis function libraries (their code). It is not under
+#: any key prefix above: SCAN/KEYS/DBSIZE do not see it and FLUSHDB/FLUSHALL leave it, as Redis
+#: keeps functions across FLUSHALL (FUNCTION FLUSH deletes it).
+FUNCTIONS = b"\x00F"
+
+
 T_STRING = 0x73  # b"s"
 
 

@@ -163,6 +163,16 @@ script|exists         | | @scripting | req:all_shards resp:agg_logical_and
 script|flush          | | @scripting | req:all_nodes resp:all_succeeded
 script|help           | loading stale | @scripting
 script|load           | stale | @scripting | req:all_nodes resp:all_succeeded
+fcall                 | stale skip_monitor no_mandatory_keys | @scripting | | RW,access,update@2#0,1,1
+fcall_ro              | readonly stale skip_monitor no_mandatory_keys | @scripting | | RO,access@2#0,1,1
+function
+function|load         | write denyoom | @scripting | req:all_shards resp:all_succeeded
+function|delete       | write | @scripting | req:all_shards resp:all_succeeded
+function|list         | | @scripting | nondeterministic_output_order
+function|stats        | allow_busy | @scripting | nondeterministic_output req:all_shards resp:special
+function|kill         | allow_busy | @scripting | req:all_shards resp:one_succeeded
+function|flush        | write | @scripting | req:all_shards resp:all_succeeded
+function|help         | loading stale | @scripting
 sadd                  | write denyoom fast | @set | | RW,insert@1
 srem                  | write fast | @set | | RW,delete@1
 smembers              | readonly | @set | nondeterministic_output_order | RO,access@1

@@ -1,11 +1,11 @@
-"""Lua scripting commands: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT."""
+"""Lua scripting commands: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT; FCALL, FCALL_RO, FUNCTION."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.commands.registry import command, help_only, help_reply, unknown_subcommand, upper
-from kv_backend.server.protocol import OK
+from kv_backend.server.protocol import OK, ErrorReply
 from kv_backend.structures import CommandError
 
 if TYPE_CHECKING:
@@ -58,5 +58,84 @@ def cmd_script(conn: Connection, args: list[bytes]) -> Any:
         if len(args) > 3 or (len(args) == 3 and upper(args[2]) not in (b"ASYNC", b"SYNC")):
             raise CommandError("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
         scripts.flush()
+        return OK
+    raise unknown_subcommand(args)
+
+
+@command("FCALL", -3, "write")
+def cmd_fcall(conn: Connection, args: list[bytes]) -> Any:
+    """Call a function of a loaded library: ``FCALL name numkeys key... arg...``."""
+    return conn.server.functions.call(conn, args[1], args[2:], read_only=False)
+
+
+@command("FCALL_RO", -3)
+def cmd_fcall_ro(conn: Connection, args: list[bytes]) -> Any:
+    """Call a function flagged ``no-writes`` (others are refused, as Redis's FCALL_RO)."""
+    return conn.server.functions.call(conn, args[1], args[2:], read_only=True)
+
+
+_FUNCTION_HELP = help_reply(
+    "FUNCTION",
+    [
+        ("LOAD [REPLACE] <FUNCTION CODE>", "Create a library from its code (first line: #!lua name=<lib>)."),
+        ("DELETE <LIBRARY NAME>", "Delete a library and its functions."),
+        (
+            "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+            "The libraries (those whose name matches PATTERN), their functions and, with WITHCODE, code.",
+        ),
+        ("STATS", "The running function (always nil here) and the number of libraries and functions."),
+        ("KILL", "Kill the running function (none ever runs while another command waits here)."),
+        ("FLUSH [ASYNC|SYNC]", "Delete every library."),
+    ],
+)
+
+
+@command(
+    "FUNCTION",
+    -2,
+    subcommands={b"LOAD": -3, b"DELETE": 3, b"LIST": -2, b"STATS": 2, b"KILL": 2, b"FLUSH": -2, b"HELP": 2},
+)
+def cmd_function(conn: Connection, args: list[bytes]) -> Any:
+    sub = upper(args[1])
+    functions = conn.server.functions
+    if sub == b"HELP":
+        return help_only(args, _FUNCTION_HELP)
+    if sub == b"LOAD":
+        replace = False
+        for word in args[2:-1]:
+            if upper(word) != b"REPLACE":
+                raise CommandError(f"ERR Unknown option given: {word.decode('utf-8', 'replace')}")
+            replace = True
+        return functions.load(args[-1], replace)
+    if sub == b"DELETE":
+        functions.delete(args[2])
+        return OK
+    if sub == b"LIST":
+        pattern, with_code, i = None, False, 2
+        while i < len(args):
+            word = upper(args[i])
+            if word == b"WITHCODE" and not with_code:
+                with_code = True
+            elif word == b"LIBRARYNAME" and pattern is None:
+                if i + 1 >= len(args):
+                    raise CommandError("ERR library name argument was not given")
+                i += 1
+                pattern = args[i]
+            else:
+                raise CommandError(f"ERR Unknown argument {args[i].decode('utf-8', 'replace')}")
+            i += 1
+        return functions.list(pattern, with_code)
+    if sub == b"STATS":
+        return functions.stats()
+    if sub == b"KILL":
+        return ErrorReply("NOTBUSY No scripts in execution right now.")
+    if sub == b"FLUSH":
+        if len(args) > 3:
+            raise CommandError(
+                "ERR unknown subcommand or wrong number of arguments for 'FLUSH'. Try FUNCTION HELP."
+            )
+        if len(args) == 3 and upper(args[2]) not in (b"ASYNC", b"SYNC"):
+            raise CommandError("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
+        functions.flush()
         return OK
     raise unknown_subcommand(args)
