@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from kv_backend.db import DB, Batch
 from kv_backend.errors import NotAnIntegerError
+from kv_backend.record import HEADER_SIZE
 from kv_backend.structures.errors import CommandError, WrongTypeError
 from kv_backend.structures.layout import (
     _CNT,
@@ -596,6 +597,40 @@ class Keyspace:
             if n is not None and 0 <= n < 10000:
                 return 2147483647
         return 1
+
+    def memory_usage(self, name: Name, samples: int = 5) -> int | None:
+        """MEMORY USAGE: an estimate of the bytes the key takes in the store's log, or None if missing.
+
+        The rule (see docs/redis.md, "MEMORY"): each record counts its header (22 bytes), its
+        engine key and its value. A string is its one metadata record; a collection adds, for each
+        kind of member record (a sorted set has two per member), the average size of its first
+        ``samples`` records (all of them if ``samples`` is 0) times the member count, as Redis
+        extrapolates from its samples. A stream's consumer groups are not counted.
+        """
+        name = _b(name)
+        if samples < 0:
+            raise ValueError("samples must be 0 (all) or more")
+        found = self._record(META + name)
+        if found is None:
+            return None
+        meta = found[0]
+        size = HEADER_SIZE + len(META) + len(name) + len(meta)
+        tag = meta[0]
+        if tag == T_STRING:
+            return size
+        count = self._count(meta)[0]
+        prefixes = MEMBER_PREFIXES[tag][:1] if tag == T_STREAM else MEMBER_PREFIXES[tag]
+        for prefix in prefixes:
+            pfx = prefix + _lp(name)
+            taken = total = 0
+            for key, value in self.db.items(prefix=pfx):
+                total += HEADER_SIZE + len(key) + len(value)
+                taken += 1
+                if taken == samples:
+                    break
+            if taken:
+                size += total if taken >= count else round(total * count / taken)
+        return size
 
     def _first_members(self, prefix: bytes, count: int) -> list[tuple[bytes, bytes]]:
         """Up to ``count`` ``(member, value)`` records under ``prefix``, in byte order."""

@@ -294,6 +294,13 @@ slowlog|len           | admin loading stale | | req:all_nodes resp:agg_sum nonde
 slowlog|get           | admin loading stale | | req:all_nodes nondeterministic_output
 slowlog|help          | loading stale
 slowlog|reset         | admin loading stale | | req:all_nodes resp:all_succeeded
+memory
+memory|purge          | | | req:all_shards resp:all_succeeded
+memory|doctor         | | | nondeterministic_output req:all_shards resp:special
+memory|help           | loading stale
+memory|stats          | | | nondeterministic_output req:all_shards resp:special
+memory|usage          | readonly | | | RO@2
+memory|malloc-stats   | | | nondeterministic_output req:all_shards resp:special
 """
 
 #: Redis's order of command flags and ACL categories in its replies.

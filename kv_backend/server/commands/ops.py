@@ -6,8 +6,16 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
-from kv_backend.server.commands.registry import arg_int, command, subcommand_syntax_error
-from kv_backend.server.protocol import OK, Replies
+from kv_backend.server.commands.registry import (
+    arg_int,
+    command,
+    help_only,
+    subcommand_syntax_error,
+    syntax,
+    unknown_subcommand,
+    upper,
+)
+from kv_backend.server.protocol import OK, DoubleText, Replies, Verbatim
 from kv_backend.structures import CommandError
 
 if TYPE_CHECKING:
@@ -66,3 +74,133 @@ def cmd_slowlog(conn: Connection, args: list[bytes]) -> Any:
         entries = list(log) if count == -1 else list(itertools.islice(log, count))
         return [list(e) for e in entries]
     raise subcommand_syntax_error(args)
+
+
+_MEMORY_HELP = [
+    "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DOCTOR",
+    "    Return memory problems reports.",
+    "MALLOC-STATS",
+    "    Return internal statistics report from the memory allocator.",
+    "PURGE",
+    "    Attempt to purge dirty pages for reclamation by the allocator.",
+    "STATS",
+    "    Return information about the memory usage of the server.",
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value. Nested values are",
+    "    sampled up to <count> times (default: 5, 0 means sample all).",
+    "HELP",
+    "    Prints this help.",
+]
+
+#: Below this many bytes Redis's MEMORY DOCTOR declines to look (as for an empty instance).
+_DOCTOR_MIN_BYTES = 5 * 1024 * 1024
+_DOCTOR_EMPTY = (
+    "Hi Sam, this instance is empty or is using very little memory, my issues detector can't be used "
+    "in these conditions. Please, leave for your mission on Earth and fill it with some data. The new "
+    "Sam and I will be back to our programming as soon as I finished rebooting.\n"
+)
+_DOCTOR_FINE = (
+    "Hi Sam, I can't find any memory issue in your instance. "
+    "I can only account for what occurs on this base.\n"
+)
+
+
+def _memory_samples(args: list[bytes]) -> int:
+    """MEMORY USAGE's options after the key: ``SAMPLES n`` (0: all; default 5), checked as Redis."""
+    samples = 5
+    i = 3
+    while i < len(args):
+        if upper(args[i]) == b"SAMPLES" and i + 1 < len(args):
+            samples = arg_int(args[i + 1])
+            if samples < 0:
+                raise syntax()
+            i += 2
+        else:
+            raise syntax()
+    return samples
+
+
+def _double(value: float) -> DoubleText:
+    return DoubleText(b"%.17g" % value)
+
+
+def memory_stats(conn: Connection) -> dict[bytes, Any]:
+    """MEMORY STATS: Redis 7.0's fields, filled with what kvb knows (docs/redis.md, "MEMORY").
+
+    ``total.allocated`` (and ``peak.allocated``, which kvb does not track apart) is the bytes of
+    live records in the store's log, as INFO's used_memory; ``keys.count`` the keys; ``lua.caches``
+    the bytes of the cached scripts; the dataset figures follow from these as in Redis. There is
+    no replication, AOF buffer, cluster or function: 0; allocator figures are not measured: 0
+    bytes, ratios 1.
+    """
+    server = conn.server
+    total = int(server.db.stats().get("live_bytes", 0))
+    keys = server.st.dbsize()
+    lua = sum(len(body) for body in server.scripts.bodies.values())
+    overhead = lua
+    dataset = max(total - overhead, 0)
+    out: dict[bytes, Any] = {
+        b"peak.allocated": total,
+        b"total.allocated": total,
+        b"startup.allocated": 0,
+        b"replication.backlog": 0,
+        b"clients.slaves": 0,
+        b"clients.normal": 0,
+        b"cluster.links": 0,
+        b"aof.buffer": 0,
+        b"lua.caches": lua,
+        b"functions.caches": 0,
+    }
+    if keys:
+        out[b"db.0"] = {
+            b"overhead.hashtable.main": 0,
+            b"overhead.hashtable.expires": 0,
+            b"overhead.hashtable.slot-to-keys": 0,
+        }
+    out.update(
+        {
+            b"overhead.total": overhead,
+            b"keys.count": keys,
+            b"keys.bytes-per-key": total // keys if keys else 0,
+            b"dataset.bytes": dataset,
+            b"dataset.percentage": _double(dataset * 100 / total if total else 0.0),
+            b"peak.percentage": _double(100.0 if total else 0.0),
+            b"allocator.allocated": 0,
+            b"allocator.active": 0,
+            b"allocator.resident": 0,
+            b"allocator-fragmentation.ratio": _double(1.0),
+            b"allocator-fragmentation.bytes": 0,
+            b"allocator-rss.ratio": _double(1.0),
+            b"allocator-rss.bytes": 0,
+            b"rss-overhead.ratio": _double(1.0),
+            b"rss-overhead.bytes": 0,
+            b"fragmentation": _double(1.0),
+            b"fragmentation.bytes": 0,
+        }
+    )
+    return out
+
+
+@command(
+    "MEMORY",
+    -2,
+    subcommands={b"DOCTOR": 2, b"HELP": 2, b"MALLOC-STATS": 2, b"PURGE": 2, b"STATS": 2, b"USAGE": -3},
+)
+def cmd_memory(conn: Connection, args: list[bytes]) -> Any:
+    """A container for memory diagnostics commands."""
+    sub = upper(args[1])
+    if sub == b"HELP":
+        return help_only(args, _MEMORY_HELP)
+    if sub == b"USAGE":
+        return conn.st.memory_usage(args[2], _memory_samples(args))
+    if sub == b"STATS":
+        return memory_stats(conn)
+    if sub == b"DOCTOR":
+        used = int(conn.server.db.stats().get("live_bytes", 0))
+        return Verbatim((_DOCTOR_EMPTY if used < _DOCTOR_MIN_BYTES else _DOCTOR_FINE).encode())
+    if sub == b"MALLOC-STATS":  # what a redis-server built without jemalloc answers
+        return b"Stats not supported for the current allocator"
+    if sub == b"PURGE":
+        return OK
+    raise unknown_subcommand(args)

@@ -1,0 +1,134 @@
+"""MEMORY, LATENCY and shard pub/sub (SPUBLISH, SSUBSCRIBE, SUNSUBSCRIBE, PUBSUB SHARDCHANNELS /
+SHARDNUMSUB) of ``kvb serve`` against a real redis-server (7.0, not in cluster mode), replies
+compared as they come off the wire in RESP2 and RESP3, plus what kvb answers on its own: its
+MEMORY USAGE estimate and the figures of MEMORY STATS."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from helpers import require_tool
+from resp_helpers import RunningServer, start_redis_server, stop_process
+from test_resp_geo import Raw, script
+
+from kv_backend.record import HEADER_SIZE
+from kv_backend.structures import Structures
+
+
+@pytest.fixture(scope="module")
+def ports(tmp_path_factory):
+    """(redis-server port, kvb serve port)."""
+    require_tool("redis-server")
+    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
+    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
+    yield port, ours.port
+    stop_process(proc)
+    assert ours.stop() == 0
+
+
+@pytest.fixture(params=[2, 3], ids=lambda p: f"RESP{p}")
+def raw(ports, request):
+    """Raw (redis-server, kvb serve) connections speaking RESP2 or RESP3, both databases empty."""
+    conns = [Raw(p, request.param) for p in ports]
+    for c in conns:
+        assert c.call("FLUSHALL") == b"+OK\r\n"
+    yield conns
+    for c in conns:
+        c.close()
+
+
+def _client(port: int, protocol: int = 3) -> redis.Redis:
+    client = redis.Redis(port=port, protocol=protocol)
+    client.response_callbacks.clear()
+    return client
+
+
+# ---------------------------------------------------------------------------------- MEMORY
+
+
+def test_memory_subcommands_and_errors_as_redis(raw):
+    """MEMORY HELP/DOCTOR/PURGE, USAGE of a missing key (nil) and every SAMPLES mistake (checked
+    before the key is looked up), arity and unknown-subcommand errors: Redis's bytes."""
+    script(
+        raw,
+        """
+        MEMORY HELP
+        MEMORY DOCTOR
+        MEMORY PURGE
+        MEMORY USAGE nokey
+        MEMORY USAGE nokey SAMPLES 0
+        MEMORY USAGE nokey SAMPLES x
+        MEMORY USAGE nokey SAMPLES -1
+        SET k hello
+        MEMORY USAGE k SAMPLES -1
+        MEMORY USAGE k SAMPLES x
+        MEMORY USAGE k SAMPLES 99999999999999999999
+        MEMORY USAGE k SAMPLES
+        MEMORY USAGE k foo 1
+        MEMORY USAGE
+        MEMORY
+        MEMORY nosuch
+        MEMORY HELP x
+        MEMORY DOCTOR x
+        MEMORY PURGE x
+        MEMORY STATS x
+        MEMORY MALLOC-STATS x
+        """,
+    )
+    for cmd in (["MEMORY", "USAGE", "k"], ["MEMORY", "USAGE", "k", "SAMPLES", "1", "SAMPLES", "0"]):
+        want, got = raw[0].call(*cmd), raw[1].call(*cmd)
+        assert want[:1] == got[:1] == b":", cmd  # an integer, kvb's own estimate
+    text = b"Stats not supported for the current allocator"
+    assert raw[1].call("MEMORY", "MALLOC-STATS") == b"$%d\r\n%b\r\n" % (len(text), text)
+
+
+def test_memory_usage_follows_the_documented_rule(tmp_path):
+    """A string is its one record (22-byte header, engine key, type tag and value); a collection
+    adds its member records, extrapolated from SAMPLES of them (0: all); missing and expired
+    keys have none; a sorted set counts both of its records per member."""
+    with Structures(str(tmp_path / "s")) as s:
+        s.set("name", "value")
+        assert s.memory_usage("name") == HEADER_SIZE + 2 + 4 + 1 + 5
+        assert s.memory_usage("missing") is None
+        s.set("gone", "x", ex=0.001)
+        time.sleep(0.01)
+        assert s.memory_usage("gone") is None
+        s.hset("h", {f"f{i:02d}": "v" * 10 for i in range(20)})
+        meta = len(s.db.get(b"\x00mh"))
+        one = HEADER_SIZE + 2 + 4 + 1 + 3 + 10  # prefix, name length, name, field, value
+        assert s.memory_usage("h") == s.memory_usage("h", 0) == HEADER_SIZE + 3 + meta + 20 * one
+        s.hset("h", {"zz": "v" * 1000})  # the last field: SAMPLES 5 reads five small ones
+        big = HEADER_SIZE + 2 + 4 + 1 + 2 + 1000
+        assert s.memory_usage("h", 0) - s.memory_usage("h", 5) == big - one
+        s.zadd("z", {"a": 1})
+        zmeta = len(s.db.get(b"\x00mz"))
+        rec_z = HEADER_SIZE + 2 + 4 + 1 + 1 + 8
+        rec_idx = HEADER_SIZE + 2 + 4 + 1 + 8 + 1
+        assert s.memory_usage("z") == HEADER_SIZE + 3 + zmeta + rec_z + rec_idx
+        with pytest.raises(ValueError):
+            s.memory_usage("h", -1)
+
+
+def test_memory_stats_has_redis_fields_and_types(ports):
+    """MEMORY STATS answers the fields redis-server 7.0 answers, in its order, each of its type
+    (integer or double; ``db.0`` a map of three integers, present only when there are keys), in
+    RESP3 and RESP2; kvb's figures are the documented ones."""
+    real, ours = (_client(p) for p in ports)
+    for c in (real, ours):
+        c.flushall()
+
+    def shape(reply):
+        return [(k, type(v).__name__ if not isinstance(v, dict) else list(v)) for k, v in reply.items()]
+
+    assert shape(ours.execute_command("MEMORY", "STATS")) == shape(real.execute_command("MEMORY", "STATS"))
+    for c in (real, ours):
+        c.set("k", "v")
+    want, got = real.execute_command("MEMORY", "STATS"), ours.execute_command("MEMORY", "STATS")
+    assert shape(got) == shape(want)
+    assert got[b"keys.count"] == 1 and got[b"aof.buffer"] == 0 and got[b"replication.backlog"] == 0
+    assert got[b"total.allocated"] >= HEADER_SIZE + 2 + 1 + 1 + 1
+    resp2 = [_client(p, 2).execute_command("MEMORY", "STATS") for p in ports]
+    assert resp2[1][::2] == resp2[0][::2]
+    assert [type(v).__name__ for v in resp2[1]] == [type(v).__name__ for v in resp2[0]]
