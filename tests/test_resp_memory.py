@@ -132,3 +132,61 @@ def test_memory_stats_has_redis_fields_and_types(ports):
     resp2 = [_client(p, 2).execute_command("MEMORY", "STATS") for p in ports]
     assert resp2[1][::2] == resp2[0][::2]
     assert [type(v).__name__ for v in resp2[1]] == [type(v).__name__ for v in resp2[0]]
+
+
+# --------------------------------------------------------------------------------- LATENCY
+
+
+def test_latency_answers_as_redis_without_a_latency_monitor(raw):
+    """LATENCY's subcommands answer as redis-server with latency-monitor-threshold 0 (nothing
+    sampled): empty LATEST/HISTORY, RESET 0, GRAPH's and DOCTOR's texts, an empty HISTOGRAM of
+    unknown commands; arity errors; scripts may call LATENCY HELP but no other subcommand, refused
+    after the unknown-subcommand and argument-count checks, as Redis refuses them."""
+    script(
+        raw,
+        """
+        LATENCY HELP
+        LATENCY LATEST
+        LATENCY HISTORY command
+        LATENCY HISTORY fork
+        LATENCY RESET
+        LATENCY RESET command fork
+        LATENCY GRAPH command
+        LATENCY GRAPH "ev ent"
+        LATENCY DOCTOR
+        LATENCY HISTOGRAM nosuch
+        LATENCY HISTOGRAM nosuch alsonot
+        LATENCY
+        LATENCY nosuch
+        LATENCY HELP x
+        LATENCY LATEST x
+        LATENCY HISTORY
+        LATENCY HISTORY a b
+        LATENCY GRAPH
+        LATENCY DOCTOR x
+        EVAL "return redis.call('latency', 'help')" 0
+        EVAL "return redis.call('latency', 'latest')" 0
+        EVAL "return redis.call('latency', 'history', 'command')" 0
+        EVAL "return redis.call('latency', 'reset')" 0
+        EVAL "return redis.call('latency', 'graph', 'command')" 0
+        EVAL "return redis.call('latency', 'doctor')" 0
+        EVAL "return redis.call('latency', 'histogram')" 0
+        EVAL "return redis.pcall('latency', 'reset', 'a', 'b')" 0
+        EVAL "return redis.call('latency', 'nosuch')" 0
+        EVAL "return redis.call('latency', 'graph')" 0
+        EVAL "return redis.call('latency')" 0
+        """,
+    )
+
+
+def test_latency_command_info_has_redis_noscript_flags(ports):
+    """COMMAND INFO LATENCY: each subcommand as Redis describes it, ``noscript`` included (on all
+    but HELP), the container itself without it."""
+    real, ours = (_client(p) for p in ports)
+
+    def described(client):
+        (entry,) = client.execute_command("COMMAND", "INFO", "latency")
+        return entry[:9], sorted(entry[9], key=lambda sub: sub[0])
+
+    assert described(ours) == described(real)
+    assert [sub[0] for sub in described(ours)[1] if b"noscript" not in sub[2]] == [b"latency|help"]

@@ -235,6 +235,14 @@ _FORBIDDEN = {
     b"fcall",
     b"fcall_ro",
     b"function",
+    # a container's subcommands scripts may not call (``container|sub``), where Redis forbids
+    # some of them only
+    b"latency|latest",
+    b"latency|history",
+    b"latency|reset",
+    b"latency|graph",
+    b"latency|doctor",
+    b"latency|histogram",
 }
 
 #: Commands Redis flags ``may_replicate`` (not shown by COMMAND INFO), which read-only scripts may
@@ -473,14 +481,16 @@ def _refusal(words: list[bytes], read_only: bool) -> str | None:
     if cmd is None:
         return "ERR Unknown Redis command called from script"
     arity = cmd.arity
+    full = name
     if cmd.subcommands is not None and len(words) > 1:
         sub = cmd.subcommands.get(words[1].upper())
         if sub is None:
             return "ERR Unknown Redis command called from script"
         arity = sub
+        full = name + b"|" + words[1].lower()
     if (arity > 0 and len(words) != arity) or (arity < 0 and len(words) < -arity):
         return "ERR Wrong number of args calling Redis command from script"
-    if name in _FORBIDDEN:
+    if name in _FORBIDDEN or full in _FORBIDDEN:
         return "ERR This Redis command is not allowed from script"
     if read_only and (name in _MAY_REPLICATE or "write" in cmd.flags):
         return "ERR Write commands are not allowed from read-only scripts."

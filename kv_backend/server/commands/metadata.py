@@ -294,6 +294,14 @@ slowlog|len           | admin loading stale | | req:all_nodes resp:agg_sum nonde
 slowlog|get           | admin loading stale | | req:all_nodes nondeterministic_output
 slowlog|help          | loading stale
 slowlog|reset         | admin loading stale | | req:all_nodes resp:all_succeeded
+latency
+latency|latest        | admin loading stale | | nondeterministic_output req:all_nodes resp:special
+latency|doctor        | admin loading stale | | nondeterministic_output req:all_nodes resp:special
+latency|help          | loading stale
+latency|histogram     | admin loading stale | | nondeterministic_output req:all_nodes resp:special
+latency|reset         | admin loading stale | | req:all_nodes resp:all_succeeded
+latency|graph         | admin loading stale | | nondeterministic_output req:all_nodes resp:special
+latency|history       | admin loading stale | | nondeterministic_output req:all_nodes resp:special
 memory
 memory|purge          | | | req:all_shards resp:all_succeeded
 memory|doctor         | | | nondeterministic_output req:all_shards resp:special
@@ -521,7 +529,8 @@ def _build() -> None:
         info = _describe(cmd.name, cmd.arity, rows, key in _FORBIDDEN and cmd.subcommands is None, doc)
         for sub, arity in (cmd.subcommands or {}).items():
             full = f"{cmd.name}|{sub.decode().lower()}"
-            info.subcommands.append(_describe(full, arity, rows, key in _FORBIDDEN, ""))
+            noscript = key in _FORBIDDEN or full.encode() in _FORBIDDEN
+            info.subcommands.append(_describe(full, arity, rows, noscript, ""))
         _TOP.append(info)
     if set(rows) != set(_DESCRIBED):
         raise LookupError(f"the command table and the commands differ: {sorted(set(rows) ^ set(_DESCRIBED))}")

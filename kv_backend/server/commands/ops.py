@@ -204,3 +204,65 @@ def cmd_memory(conn: Connection, args: list[bytes]) -> Any:
     if sub == b"PURGE":
         return OK
     raise unknown_subcommand(args)
+
+
+_LATENCY_HELP = [
+    "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DOCTOR",
+    "    Return a human readable latency analysis report.",
+    "GRAPH <event>",
+    "    Return an ASCII latency graph for the <event> class.",
+    "HISTORY <event>",
+    "    Return time-latency samples for the <event> class.",
+    "LATEST",
+    "    Return the latest latency samples for all events.",
+    "RESET [<event> ...]",
+    "    Reset latency data of one or more <event> classes.",
+    "    (default: reset all data for all event classes)",
+    "HISTOGRAM [COMMAND ...]",
+    "    Return a cumulative distribution of latencies in the format of a histogram for the specified "
+    "command names.",
+    "    If no commands are specified then all histograms are replied.",
+    "HELP",
+    "    Prints this help.",
+]
+
+_LATENCY_DISABLED = (
+    "I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this Redis instance. You may "
+    'use "CONFIG SET latency-monitor-threshold <milliseconds>." in order to enable it. If we weren\'t '
+    "in a deep space mission I'd suggest to take a look at https://redis.io/topics/latency-monitor.\n"
+)
+
+
+@command(
+    "LATENCY",
+    -2,
+    subcommands={
+        b"DOCTOR": 2,
+        b"GRAPH": 3,
+        b"HELP": 2,
+        b"HISTOGRAM": -2,
+        b"HISTORY": 3,
+        b"LATEST": 2,
+        b"RESET": -2,
+    },
+)
+def cmd_latency(conn: Connection, args: list[bytes]) -> Any:
+    """A container for latency diagnostics commands."""
+    sub = upper(args[1])
+    if sub == b"HELP":
+        return help_only(args, _LATENCY_HELP)
+    # kvb has no latency monitor: it answers as redis-server with latency-monitor-threshold 0,
+    # which has sampled no event, and it keeps no per-command histograms
+    if sub in (b"LATEST", b"HISTORY"):
+        return []
+    if sub == b"RESET":
+        return 0
+    if sub == b"GRAPH":
+        event = args[2].decode("utf-8", "replace")
+        raise CommandError(f"ERR No samples available for event '{event}'")
+    if sub == b"DOCTOR":
+        return Verbatim(_LATENCY_DISABLED.encode())
+    if sub == b"HISTOGRAM":
+        return {}
+    raise unknown_subcommand(args)
