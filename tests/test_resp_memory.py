@@ -5,6 +5,8 @@ MEMORY USAGE estimate and the figures of MEMORY STATS."""
 
 from __future__ import annotations
 
+import shlex
+import socket
 import time
 
 import pytest
@@ -190,3 +192,156 @@ def test_latency_command_info_has_redis_noscript_flags(ports):
 
     assert described(ours) == described(real)
     assert [sub[0] for sub in described(ours)[1] if b"noscript" not in sub[2]] == [b"latency|help"]
+
+
+# ------------------------------------------------------------------------ shard pub/sub
+
+
+class Wire:
+    """A bare connection that sends commands and returns every byte the server sent back."""
+
+    def __init__(self, port: int, protocol: int = 2) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if protocol == 3:
+            self.send("HELLO 3")
+            self.read()
+
+    def send(self, *lines: str) -> None:
+        out = b""
+        for line in lines:
+            words = [w.encode() for w in shlex.split(line)]
+            out += b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in words)
+        self.sock.sendall(out)
+
+    def read(self, quiet: float = 0.05) -> bytes:
+        """What arrives until nothing more comes for ``quiet`` seconds."""
+        data = b""
+        self.sock.settimeout(quiet)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except TimeoutError:
+            pass
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(params=[2, 3], ids=lambda p: f"RESP{p}")
+def wires(ports, request):
+    """Per server, a factory of connections speaking RESP2 or RESP3 (closed afterwards)."""
+    made: list[Wire] = []
+
+    def make(i: int) -> Wire:
+        made.append(Wire(ports[i], request.param))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.close()
+
+
+def _both(wires, *lines: str) -> None:
+    """Send ``lines`` (one batch) on a fresh connection to each server: the same bytes come back."""
+    got = []
+    for i in (0, 1):
+        w = wires(i)
+        w.send(*lines)
+        got.append(w.read())
+        w.close()
+    assert got[1] == got[0], lines
+
+
+def test_shard_subscriptions_answer_as_redis(wires, ports):
+    """SSUBSCRIBE/SUNSUBSCRIBE confirmations (``ssubscribe``/``sunsubscribe`` pushes counting shard
+    channels only, apart from SUBSCRIBE's count), SUNSUBSCRIBE of everything and of nothing,
+    the RESP2 subscribe mode they enter (PING's pong array, other commands refused), SSUBSCRIBE
+    refused inside MULTI at EXEC, PUBSUB SHARDCHANNELS/SHARDNUMSUB."""
+    _both(wires, "SSUBSCRIBE a b a", "PING", "GET x", "SUBSCRIBE c", "SUNSUBSCRIBE a", "SUNSUBSCRIBE")
+    _both(wires, "SSUBSCRIBE a", "SUBSCRIBE c", "UNSUBSCRIBE c", "GET x", "SUNSUBSCRIBE a", "GET x")
+    _both(wires, "SUBSCRIBE c", "SSUBSCRIBE a", "SUNSUBSCRIBE a", "GET x", "UNSUBSCRIBE", "GET x")
+    _both(wires, "SUNSUBSCRIBE", "SUNSUBSCRIBE x y", "SPUBLISH nobody m", "GET x")
+    _both(wires, "MULTI", "SSUBSCRIBE a", "SUNSUBSCRIBE a", "EXEC", "PUBSUB SHARDNUMSUB a")
+    _both(wires, "SSUBSCRIBE", "SUNSUBSCRIBE", "SPUBLISH a", "PUBSUB SHARDCHANNELS a b")
+    subscribers = [wires(i) for i in (0, 1)]
+    for s in subscribers:
+        s.send("SSUBSCRIBE s:1 s:2 other", "SUBSCRIBE s:1")
+        s.read()
+    _both(
+        wires,
+        "PUBSUB SHARDCHANNELS s:[2]",
+        "PUBSUB SHARDCHANNELS o*",
+        "PUBSUB SHARDNUMSUB s:1 s:2 nosuch",
+        "PUBSUB SHARDNUMSUB",
+        "PUBSUB CHANNELS",
+        "PUBSUB NUMSUB s:1 s:2",
+    )
+    real, ours = (_client(p) for p in ports)
+    for cmd in (["PUBSUB", "SHARDCHANNELS"], ["PUBSUB", "SHARDCHANNELS", "s:*"]):  # in any order
+        assert sorted(ours.execute_command(*cmd)) == sorted(real.execute_command(*cmd))
+
+
+def test_shard_messages_reach_shard_subscribers_only(wires):
+    """SPUBLISH reaches SSUBSCRIBE's subscribers (``smessage``), never SUBSCRIBE's or PSUBSCRIBE's
+    of the same name, and PUBLISH never reaches shard subscribers; each answers how many got it."""
+    got = []
+    for i in (0, 1):
+        shard, plain, publisher = wires(i), wires(i), wires(i)
+        shard.send("SSUBSCRIBE ch")
+        plain.send("SUBSCRIBE ch", "PSUBSCRIBE c*")
+        shard.read(), plain.read()
+        publisher.send("SPUBLISH ch one", "PUBLISH ch two", "SPUBLISH ch three", "SPUBLISH other x")
+        got.append((publisher.read(), shard.read(), plain.read()))
+    assert got[1] == got[0]
+    assert b"smessage" in got[1][1] and b"smessage" not in got[1][2]
+
+
+def test_keyspace_events_are_not_sent_to_shard_channels(wires):
+    """With keyspace notifications on, a SUBSCRIBE to ``__keyspace@0__:k`` gets SET's event and an
+    SSUBSCRIBE to the same channel gets nothing, as in Redis."""
+    got = []
+    for i in (0, 1):
+        admin, shard, plain = wires(i), wires(i), wires(i)
+        admin.send("CONFIG SET notify-keyspace-events KA")
+        admin.read()
+        shard.send("SSUBSCRIBE __keyspace@0__:k")
+        plain.send("SUBSCRIBE __keyspace@0__:k")
+        shard.read(), plain.read()
+        admin.send("SET k v", "CONFIG SET notify-keyspace-events ''")
+        got.append((admin.read(), shard.read(), plain.read()))
+    assert got[1] == got[0]
+    assert got[1][1] == b"" and b"set" in got[1][2]
+
+
+def test_shard_pubsub_in_scripts_and_command_info(raw, ports):
+    """Scripts may SPUBLISH (not from EVAL_RO) but not SSUBSCRIBE/SUNSUBSCRIBE; COMMAND INFO of
+    SPUBLISH, SSUBSCRIBE, SUNSUBSCRIBE and PUBSUB as Redis, ``noscript`` included; CLIENT INFO
+    of a shard subscriber counts its shard channels (``ssub``) and flags it ``P``."""
+    script(
+        raw,
+        """
+        EVAL "return redis.call('spublish', 'ch', 'm')" 0
+        EVAL_RO "return redis.call('spublish', 'ch', 'm')" 0
+        EVAL "return redis.call('ssubscribe', 'ch')" 0
+        EVAL "return redis.call('sunsubscribe')" 0
+        EVAL "return redis.call('pubsub', 'shardnumsub', 'ch')" 0
+        """,
+    )
+    real, ours = (_client(p) for p in ports)
+
+    def described(client, name):
+        (entry,) = client.execute_command("COMMAND", "INFO", name)
+        return entry[:9], sorted(entry[9], key=lambda sub: sub[0])
+
+    for name in ("spublish", "ssubscribe", "sunsubscribe", "pubsub"):
+        assert described(ours, name) == described(real, name), name
+    for port in ports:
+        w = Wire(port, 3)
+        w.send("SSUBSCRIBE a b", "CLIENT INFO")
+        reply = w.read()
+        w.close()
+        assert b" ssub=2 " in reply and b" flags=P " in reply, port

@@ -72,6 +72,8 @@ class Connection(asyncio.Protocol):
         self.watch_dirty = False
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
+        #: SSUBSCRIBE's shard channels: a namespace of their own, counted apart (as in Redis).
+        self.shard_channels: set[bytes] = set()
         self.close_after_reply = False
         self.pending: list[list[bytes]] = []
         self.queued = False
@@ -247,7 +249,7 @@ class Connection(asyncio.Protocol):
                 return ErrorReply(wrong)
         if not self.authed and "noauth" not in cmd.flags:
             return ErrorReply("NOAUTH Authentication required.")
-        if not self.resp3 and (self.channels or self.patterns) and "pubsub" not in cmd.flags:
+        if not self.resp3 and self.in_subscribe_mode() and "pubsub" not in cmd.flags:
             return ErrorReply("ERR " + _SUBSCRIBE_ALLOWED.format(cmd.name))
         server = self.server
         monitors = server.monitors
@@ -349,26 +351,27 @@ class Connection(asyncio.Protocol):
         self.server.watchers.discard(self)
 
     def in_subscribe_mode(self) -> bool:
-        return bool(self.channels or self.patterns)
+        """Whether the client subscribed to anything (channels, patterns or shard channels)."""
+        return bool(self.channels or self.patterns or self.shard_channels)
 
     def subscription_count(self) -> int:
+        """The count (UN)SUBSCRIBE and P(UN)SUBSCRIBE replies carry: shard channels are not in it."""
         return len(self.channels) + len(self.patterns)
 
     def drop_subscriptions(self) -> None:
-        for ch in self.channels:
-            members = self.server.channels.get(ch)
-            if members is not None:
-                members.discard(self)
-                if not members:
-                    del self.server.channels[ch]
-        for pat in self.patterns:
-            members = self.server.patterns.get(pat)
-            if members is not None:
-                members.discard(self)
-                if not members:
-                    del self.server.patterns[pat]
-        self.channels.clear()
-        self.patterns.clear()
+        server = self.server
+        for mine, registry in (
+            (self.channels, server.channels),
+            (self.patterns, server.patterns),
+            (self.shard_channels, server.shard_channels),
+        ):
+            for name in mine:
+                members = registry.get(name)
+                if members is not None:
+                    members.discard(self)
+                    if not members:
+                        del registry[name]
+            mine.clear()
 
     def reset(self) -> None:
         """RESET: back to a fresh connection's state (a MONITOR client stops monitoring)."""
@@ -407,7 +410,7 @@ class Connection(asyncio.Protocol):
         flags = (
             ("b" if self.blocked is not None else "")
             + ("x" if self.multi is not None else "")
-            + ("P" if self.channels or self.patterns else "")
+            + ("P" if self.in_subscribe_mode() else "")
         )
         transport = self.transport
         omem = transport.get_write_buffer_size() if transport is not None else 0
@@ -416,7 +419,8 @@ class Connection(asyncio.Protocol):
         return (
             f"id={self.id} addr={self.peer} laddr={self.local} fd={sock.fileno() if sock else -1} "
             f"name={text(self.name)} age={int(now - self.created)} idle={int(now - self.last_active)} "
-            f"flags={flags or 'N'} db=0 sub={len(self.channels)} psub={len(self.patterns)} ssub=0 "
+            f"flags={flags or 'N'} db=0 sub={len(self.channels)} psub={len(self.patterns)} "
+            f"ssub={len(self.shard_channels)} "
             f"multi={-1 if self.multi is None else len(self.multi)} qbuf={qbuf} qbuf-free=0 argv-mem=0 "
             f"multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} tot-mem={qbuf + omem} "
             f"events={'rw' if omem else 'r'} cmd={text(self.last_command)} user=default "
@@ -443,6 +447,7 @@ class Server:
         self.clients: dict[int, Connection] = {}
         self.channels: dict[bytes, set[Connection]] = {}
         self.patterns: dict[bytes, set[Connection]] = {}
+        self.shard_channels: dict[bytes, set[Connection]] = {}
         self.watchers: set[Connection] = set()
         #: MONITOR clients: every command run is shown to them (see :meth:`feed_monitors`).
         self.monitors: set[Connection] = set()
@@ -600,6 +605,13 @@ class Server:
                     conn.push(Push([b"pmessage", pattern, channel, message]))
                     count += 1
         return count
+
+    def spublish(self, channel: bytes, message: bytes) -> int:
+        """Deliver a message to a shard channel's subscribers (SSUBSCRIBE); return how many."""
+        conns = list(self.shard_channels.get(channel, ()))
+        for conn in conns:
+            conn.push(Push([b"smessage", channel, message]))
+        return len(conns)
 
     def set_notify_flags(self, flags: int) -> None:
         """Switch keyspace notifications (CONFIG SET notify-keyspace-events); ``x`` sweeps expired keys."""

@@ -221,6 +221,8 @@ _FORBIDDEN = {
     b"psubscribe",
     b"unsubscribe",
     b"punsubscribe",
+    b"ssubscribe",
+    b"sunsubscribe",
     b"eval",
     b"evalsha",
     b"eval_ro",

@@ -247,7 +247,7 @@ def _client_type_arg(raw: bytes) -> bytes:
 
 def _client_type(c: Connection) -> bytes:
     """A client's type for CLIENT LIST/KILL TYPE: subscribed clients are pubsub (no replicas here)."""
-    return b"PUBSUB" if c.channels or c.patterns else b"NORMAL"
+    return b"PUBSUB" if c.in_subscribe_mode() else b"NORMAL"
 
 
 def _client_kill(conn: Connection, args: list[bytes]) -> Any:

@@ -154,6 +154,11 @@ pubsub|channels       | pubsub loading stale
 pubsub|help           | loading stale
 pubsub|numpat         | pubsub loading stale
 pubsub|numsub         | pubsub loading stale
+pubsub|shardchannels  | pubsub loading stale
+pubsub|shardnumsub    | pubsub loading stale
+spublish              | pubsub loading stale fast | | | not_key@1
+ssubscribe            | pubsub loading stale | | | not_key@1:-1
+sunsubscribe          | pubsub loading stale | | | not_key@1:-1
 eval                  | stale skip_monitor no_mandatory_keys | @scripting | | RW,access,update@2#0,1,1
 evalsha               | stale skip_monitor no_mandatory_keys | @scripting | | RW,access,update@2#0,1,1
 eval_ro               | readonly stale skip_monitor no_mandatory_keys | @scripting | | RO,access@2#0,1,1

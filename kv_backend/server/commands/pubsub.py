@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.commands.registry import (
@@ -25,13 +26,28 @@ def cmd_publish(conn: Connection, args: list[bytes]) -> Any:
 
 
 def _sub_replies(conn: Connection, kind: bytes, names: list[bytes], add: bool, pattern: bool) -> Any:
+    """The confirmations of (P)(UN)SUBSCRIBE, each with the client's count of channels and patterns."""
     subs = conn.patterns if pattern else conn.channels
     registry = conn.server.patterns if pattern else conn.server.channels
+    return _change(conn, kind, names, add, subs, registry, conn.subscription_count)
+
+
+def _change(
+    conn: Connection,
+    kind: bytes,
+    names: list[bytes],
+    add: bool,
+    subs: set[bytes],
+    registry: dict[bytes, set[Connection]],
+    count: Callable[[], int],
+) -> Any:
+    """Add ``names`` to (or remove them from; none named: all) the client's ``subs`` and the
+    server's ``registry``, confirming each with a ``kind`` push carrying ``count()``."""
     out = Replies()
     if not add and not names:
         names = sorted(subs)
         if not names:
-            return Push([kind, None, conn.subscription_count()])
+            return Push([kind, None, count()])
     for name in names:
         if add:
             subs.add(name)
@@ -43,8 +59,14 @@ def _sub_replies(conn: Connection, kind: bytes, names: list[bytes], add: bool, p
                 members.discard(conn)
                 if not members:
                     del registry[name]
-        out.append(Push([kind, name, conn.subscription_count()]))
+        out.append(Push([kind, name, count()]))
     return out
+
+
+def _shard_replies(conn: Connection, kind: bytes, names: list[bytes], add: bool) -> Any:
+    """The confirmations of SSUBSCRIBE/SUNSUBSCRIBE, each with the client's count of shard channels."""
+    subs = conn.shard_channels
+    return _change(conn, kind, names, add, subs, conn.server.shard_channels, subs.__len__)
 
 
 @command("SUBSCRIBE", -2, "pubsub")
@@ -71,6 +93,26 @@ def cmd_punsubscribe(conn: Connection, args: list[bytes]) -> Any:
     return _sub_replies(conn, b"punsubscribe", args[1:], False, True)
 
 
+@command("SPUBLISH", 3)
+def cmd_spublish(conn: Connection, args: list[bytes]) -> Any:
+    """Post a message to a shard channel (with one server, the only shard)."""
+    return conn.server.spublish(args[1], args[2])
+
+
+@command("SSUBSCRIBE", -2, "pubsub")
+def cmd_ssubscribe(conn: Connection, args: list[bytes]) -> Any:
+    """Listen for messages published to the given shard channels."""
+    if not conn.can_block:  # inside EXEC: as Redis, which has no MULTI exception here as SUBSCRIBE's
+        raise CommandError("ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client")
+    return _shard_replies(conn, b"ssubscribe", args[1:], True)
+
+
+@command("SUNSUBSCRIBE", -1, "pubsub")
+def cmd_sunsubscribe(conn: Connection, args: list[bytes]) -> Any:
+    """Stop listening for messages posted to the given shard channels (none given: all)."""
+    return _shard_replies(conn, b"sunsubscribe", args[1:], False)
+
+
 _PUBSUB_HELP = help_reply(
     "PUBSUB",
     [
@@ -80,25 +122,42 @@ _PUBSUB_HELP = help_reply(
         ),
         ("NUMPAT", "How many pattern subscriptions exist."),
         ("NUMSUB [<channel> ...]", "Each channel and its number of subscribers."),
+        (
+            "SHARDCHANNELS [<pattern>]",
+            "Shard channels with at least one subscriber, matching a glob pattern (default *).",
+        ),
+        ("SHARDNUMSUB [<shardchannel> ...]", "Each shard channel and its number of subscribers."),
     ],
 )
 
 
-@command("PUBSUB", -2, subcommands={b"CHANNELS": -2, b"HELP": 2, b"NUMPAT": 2, b"NUMSUB": -2})
+@command(
+    "PUBSUB",
+    -2,
+    subcommands={
+        b"CHANNELS": -2,
+        b"HELP": 2,
+        b"NUMPAT": 2,
+        b"NUMSUB": -2,
+        b"SHARDCHANNELS": -2,
+        b"SHARDNUMSUB": -2,
+    },
+)
 def cmd_pubsub(conn: Connection, args: list[bytes]) -> Any:
     sub = upper(args[1])
     if sub == b"HELP":
         return help_only(args, _PUBSUB_HELP)
     server = conn.server
-    if sub == b"CHANNELS":
+    registry = server.shard_channels if sub.startswith(b"SHARD") else server.channels
+    if sub in (b"CHANNELS", b"SHARDCHANNELS"):
         if len(args) > 3:
             raise subcommand_syntax_error(args)
         pattern = args[2] if len(args) > 2 else b"*"
-        return sorted(c for c in server.channels if glob_match(pattern, c))
-    if sub == b"NUMSUB":
+        return sorted(c for c in registry if glob_match(pattern, c))
+    if sub in (b"NUMSUB", b"SHARDNUMSUB"):
         out: list[Any] = []
         for ch in args[2:]:
-            out += [ch, len(server.channels.get(ch, ()))]
+            out += [ch, len(registry.get(ch, ()))]
         return out
     if sub == b"NUMPAT" and len(args) == 2:
         return len(server.patterns)
