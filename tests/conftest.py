@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from helpers import require_tool  # re-exported for tests that import it from here
+from resp_helpers import Raw, redis_and_kvb
 
 __all__ = ["require_tool"]
 
@@ -18,3 +19,22 @@ __all__ = ["require_tool"]
 def store_path(tmp_path):
     """A path for a new store (the directory does not exist yet)."""
     return str(tmp_path / "store")
+
+
+@pytest.fixture(scope="module")
+def ports(tmp_path_factory):
+    """(redis-server's port, kvb serve's port): one of each per test module, for the
+    differential RESP tests."""
+    with redis_and_kvb(tmp_path_factory) as (port, ours):
+        yield port, ours.port
+
+
+@pytest.fixture(params=[2, 3], ids=lambda p: f"RESP{p}")
+def raw(ports, request):
+    """Raw (redis-server, kvb serve) connections speaking RESP2 or RESP3, both databases empty."""
+    conns = [Raw(p, request.param) for p in ports]
+    for c in conns:
+        assert c.call("FLUSHALL") == b"+OK\r\n"
+    yield conns
+    for c in conns:
+        c.close()

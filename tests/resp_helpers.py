@@ -8,8 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from helpers import child_env, free_port
+from helpers import child_env, free_port, require_tool
 
 
 class RunningServer:
@@ -105,6 +107,19 @@ def start_redis_server(tmpdir: str) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
+@contextmanager
+def redis_and_kvb(tmp_path_factory) -> Iterator[tuple[int, RunningServer]]:
+    """A throw-away redis-server and a ``kvb serve`` on a new directory, for differential tests:
+    yields (redis-server's port, the kvb server); afterwards stops both, kvb serve by SIGTERM,
+    from which it must exit cleanly."""
+    require_tool("redis-server")
+    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
+    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
+    yield port, ours
+    stop_process(proc)
+    assert ours.stop() == 0, "kvb serve did not exit cleanly on SIGTERM"
+
+
 def stop_process(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -122,3 +137,34 @@ def tree_kill(proc: subprocess.Popen) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     stop_process(proc)
+
+
+class Raw:
+    """A bare RESP connection whose replies are returned as the exact bytes the server sent."""
+
+    def __init__(self, port: int, protocol: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.file = self.sock.makefile("rb")
+        if protocol == 3:
+            assert self.call("HELLO", "3").startswith(b"%")
+
+    def call(self, *args: str | bytes) -> bytes:
+        words = [a.encode() if isinstance(a, str) else a for a in args]
+        self.sock.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in words))
+        return self._read()
+
+    def _read(self) -> bytes:
+        line = self.file.readline()
+        kind, n = line[:1], line[1:-2]
+        if kind in (b"$", b"!", b"="):
+            size = int(n)
+            return line + (self.file.read(size + 2) if size >= 0 else b"")
+        if kind in (b"*", b"~", b">", b"%", b"|"):
+            count = int(n) * (2 if kind in (b"%", b"|") else 1)
+            out = line + b"".join(self._read() for _ in range(max(count, 0)))
+            return out + self._read() if kind == b"|" else out
+        return line
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()

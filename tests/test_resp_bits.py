@@ -7,23 +7,18 @@ import random
 import time
 
 import pytest
-from helpers import require_tool
-from resp_helpers import RunningServer, start_redis_server, stop_process
+from resp_helpers import redis_and_kvb
 from test_resp_differential import Comparison, flush, make_client, run
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     """{protocol: (redis-server client, kvb serve client)}."""
-    require_tool("redis-server")
-    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    clients = {p: (make_client(port, p), make_client(ours.port, p)) for p in (2, 3)}
-    yield clients
-    for c in [c for both in clients.values() for c in both]:
-        c.close()
-    stop_process(proc)
-    assert ours.stop() == 0
+    with redis_and_kvb(tmp_path_factory) as (port, ours):
+        clients = {p: (make_client(port, p), make_client(ours.port, p)) for p in (2, 3)}
+        yield clients
+        for c in [c for both in clients.values() for c in both]:
+            c.close()
 
 
 @pytest.fixture(params=[2, 3], ids=lambda p: f"RESP{p}")

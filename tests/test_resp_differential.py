@@ -30,14 +30,13 @@ from typing import Any
 
 import pytest
 import redis
-from helpers import require_tool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis._parsers.resp2 import _RESP2Parser
 from redis._parsers.resp3 import _RESP3Parser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, ResponseError
-from resp_helpers import RunningServer, start_redis_server, stop_process
+from resp_helpers import redis_and_kvb
 
 # Where kvb serve differs from redis-server on purpose (ids of ``_EXCLUSIONS`` below; docs/redis.md
 # lists them): the commands that show them are not generated and their regression case is skipped.
@@ -249,15 +248,11 @@ def make_client(port: int, protocol: int) -> redis.Redis:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    require_tool("redis-server")
-    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    clients = {p: (make_client(port, p), make_client(ours.port, p)) for p in PROTOCOLS}
-    yield clients
-    for c in [c for both in clients.values() for c in both]:
-        c.close()
-    stop_process(proc)
-    assert ours.stop() == 0, "kvb serve did not exit cleanly on SIGTERM"
+    with redis_and_kvb(tmp_path_factory) as (port, ours):
+        clients = {p: (make_client(port, p), make_client(ours.port, p)) for p in PROTOCOLS}
+        yield clients
+        for c in [c for both in clients.values() for c in both]:
+            c.close()
 
 
 def flush(clients) -> None:
@@ -1228,26 +1223,36 @@ def test_watch_is_invalidated_only_by_a_change(pair, protocol, same_client):
     ports = [c.connection_pool.connection_kwargs["port"] for c in pair]
     others = pair if same_client else tuple(make_client(port, protocol) for port in ports)
     try:
-        for setup, key, line, changes in WATCH_CASES:
-            cmd = shlex.split(line)
-            outcome = []
-            for client, other in zip(pair, others, strict=True):
-                client.execute_command("FLUSHALL")
-                for s in setup:
-                    assert not isinstance(run(client, s.split()), ResponseError), s
-                client.execute_command("WATCH", key)
-                reply = run(other, cmd)
-                client.execute_command("MULTI")
-                client.execute_command("EXISTS", key)
-                outcome.append((reply, client.execute_command("EXEC")))
-            (want, real_exec), (got, our_exec) = outcome
-            assert Comparison().same(cmd[0].upper(), want, got), (setup, line, want, got)
-            assert isinstance(real_exec, Nil) is changes, ("redis-server", setup, key, line, real_exec)
-            assert isinstance(our_exec, Nil) is changes, ("kvb serve", setup, key, line, our_exec)
+        check_watch_cases(pair, others, WATCH_CASES)
     finally:
         if not same_client:
             for c in others:
                 c.close()
+
+
+def check_watch_cases(pair, others, cases) -> None:
+    """For each ``(setup, key, command, changes)`` of ``cases``, on redis-server and on kvb serve
+    (``pair``) from empty databases: run the setup commands, WATCH ``key``, run ``command`` on the
+    matching client of ``others``, then MULTI, EXISTS key, EXEC. The command's replies must be
+    the same, and EXEC must fail exactly when ``changes`` (a bool, or a (redis-server, kvb serve)
+    pair of bools where the two servers differ)."""
+    for setup, key, line, changes in cases:
+        cmd = shlex.split(line)
+        outcome = []
+        for client, other in zip(pair, others, strict=True):
+            client.execute_command("FLUSHALL")
+            for s in setup:
+                assert not isinstance(run(client, shlex.split(s)), ResponseError), s
+            client.execute_command("WATCH", key)
+            reply = run(other, cmd)
+            client.execute_command("MULTI")
+            client.execute_command("EXISTS", key)
+            outcome.append((reply, client.execute_command("EXEC")))
+        (want, real_exec), (got, our_exec) = outcome
+        assert Comparison().same(cmd[0].upper(), want, got), (setup, line, want, got)
+        real_changes, our_changes = changes if isinstance(changes, tuple) else (changes, changes)
+        assert isinstance(real_exec, Nil) is real_changes, ("redis-server", setup, key, line, real_exec)
+        assert isinstance(our_exec, Nil) is our_changes, ("kvb serve", setup, key, line, our_exec)
 
 
 def test_watch_of_a_key_that_expires(pair, protocol):

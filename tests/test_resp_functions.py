@@ -9,9 +9,8 @@ import re
 
 import pytest
 import redis
-from helpers import require_tool
-from resp_helpers import RunningServer, start_redis_server, stop_process
-from test_resp_geo import Raw, same
+from resp_helpers import RunningServer
+from test_resp_geo import same
 
 pytest.importorskip("lupa")
 
@@ -34,25 +33,12 @@ ONE = (
 )
 
 
-@pytest.fixture(scope="module")
-def ports(tmp_path_factory):
-    require_tool("redis-server")
-    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    yield port, ours.port
-    stop_process(proc)
-    assert ours.stop() == 0
-
-
-@pytest.fixture(params=[2, 3], ids=lambda p: f"RESP{p}")
-def raw(ports, request):
-    conns = [Raw(p, request.param) for p in ports]
-    for c in conns:
-        assert c.call("FLUSHALL") == b"+OK\r\n"
+@pytest.fixture
+def raw(raw):
+    """The shared raw (redis-server, kvb serve) pair, after FUNCTION FLUSH on both too."""
+    for c in raw:
         assert c.call("FUNCTION", "FLUSH") == b"+OK\r\n"
-    yield conns
-    for c in conns:
-        c.close()
+    return raw
 
 
 def test_load_and_fcall_as_redis(raw):

@@ -8,69 +8,13 @@ from __future__ import annotations
 
 import random
 import shlex
-import socket
 import threading
 import time
 
 import pytest
 import redis
-from helpers import require_tool
-from resp_helpers import RunningServer, start_redis_server, stop_process
 
 LAT = "85.05112878"
-
-
-class Raw:
-    """A bare RESP connection whose replies are returned as the exact bytes the server sent."""
-
-    def __init__(self, port: int, protocol: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.file = self.sock.makefile("rb")
-        if protocol == 3:
-            assert self.call("HELLO", "3").startswith(b"%")
-
-    def call(self, *args: str | bytes) -> bytes:
-        words = [a.encode() if isinstance(a, str) else a for a in args]
-        self.sock.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in words))
-        return self._read()
-
-    def _read(self) -> bytes:
-        line = self.file.readline()
-        kind, n = line[:1], line[1:-2]
-        if kind in (b"$", b"!", b"="):
-            size = int(n)
-            return line + (self.file.read(size + 2) if size >= 0 else b"")
-        if kind in (b"*", b"~", b">", b"%", b"|"):
-            count = int(n) * (2 if kind in (b"%", b"|") else 1)
-            out = line + b"".join(self._read() for _ in range(max(count, 0)))
-            return out + self._read() if kind == b"|" else out
-        return line
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
-@pytest.fixture(scope="module")
-def ports(tmp_path_factory):
-    """(redis-server port, kvb serve port)."""
-    require_tool("redis-server")
-    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    yield port, ours.port
-    stop_process(proc)
-    assert ours.stop() == 0
-
-
-@pytest.fixture(params=[2, 3], ids=lambda p: f"RESP{p}")
-def raw(ports, request):
-    """Raw (redis-server, kvb serve) connections speaking RESP2 or RESP3, both databases empty."""
-    conns = [Raw(p, request.param) for p in ports]
-    for c in conns:
-        assert c.call("FLUSHALL") == b"+OK\r\n"
-    yield conns
-    for c in conns:
-        c.close()
 
 
 @pytest.fixture

@@ -11,34 +11,10 @@ import time
 
 import pytest
 import redis
-from helpers import require_tool
-from resp_helpers import RunningServer, start_redis_server, stop_process
-from test_resp_geo import Raw, script
+from test_resp_geo import script
 
 from kv_backend.record import HEADER_SIZE
 from kv_backend.structures import Structures
-
-
-@pytest.fixture(scope="module")
-def ports(tmp_path_factory):
-    """(redis-server port, kvb serve port)."""
-    require_tool("redis-server")
-    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    yield port, ours.port
-    stop_process(proc)
-    assert ours.stop() == 0
-
-
-@pytest.fixture(params=[2, 3], ids=lambda p: f"RESP{p}")
-def raw(ports, request):
-    """Raw (redis-server, kvb serve) connections speaking RESP2 or RESP3, both databases empty."""
-    conns = [Raw(p, request.param) for p in ports]
-    for c in conns:
-        assert c.call("FLUSHALL") == b"+OK\r\n"
-    yield conns
-    for c in conns:
-        c.close()
 
 
 def _client(port: int, protocol: int = 3) -> redis.Redis:

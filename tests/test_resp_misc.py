@@ -9,34 +9,19 @@ import subprocess
 
 import pytest
 import redis
-from helpers import free_port, require_tool
-from resp_helpers import RunningServer, start_redis_server, stop_process, wait_for_port
-from test_resp_geo import Raw, same
+from helpers import free_port
+from resp_helpers import Raw, stop_process, wait_for_port
+from test_resp_geo import same
 
 pytest.importorskip("lupa")
 
 
-@pytest.fixture(scope="module")
-def ports(tmp_path_factory):
-    """(redis-server port, kvb serve port)."""
-    require_tool("redis-server")
-    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    yield port, ours.port
-    stop_process(proc)
-    assert ours.stop() == 0
-
-
-@pytest.fixture(params=[2, 3], ids=lambda p: f"RESP{p}")
-def raw(ports, request):
-    """Raw (redis-server, kvb serve) connections speaking RESP2 or RESP3, both databases empty."""
-    conns = [Raw(p, request.param) for p in ports]
-    for c in conns:
-        assert c.call("FLUSHALL") == b"+OK\r\n"
+@pytest.fixture
+def raw(raw):
+    """The shared raw (redis-server, kvb serve) pair, after SCRIPT FLUSH on both too."""
+    for c in raw:
         assert c.call("SCRIPT", "FLUSH") == b"+OK\r\n"
-    yield conns
-    for c in conns:
-        c.close()
+    return raw
 
 
 # Scripts whose errors must be redis-server's, byte for byte (each also run by EVALSHA).

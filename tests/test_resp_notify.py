@@ -7,21 +7,8 @@ import time
 
 import pytest
 import redis
-from helpers import require_tool
-from resp_helpers import RunningServer, start_redis_server, stop_process
 
 from kv_backend.structures import Structures
-
-
-@pytest.fixture(scope="module")
-def ports(tmp_path_factory):
-    """(redis-server's port, kvb serve's port)."""
-    require_tool("redis-server")
-    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    yield port, ours.port
-    stop_process(proc)
-    assert ours.stop() == 0
 
 
 @pytest.fixture

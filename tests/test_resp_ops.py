@@ -8,21 +8,7 @@ import re
 import socket
 import time
 
-import pytest
-from helpers import require_tool
-from resp_helpers import RunningServer, start_redis_server, stop_process
-from test_resp_geo import Raw
-
-
-@pytest.fixture(scope="module")
-def ports(tmp_path_factory):
-    """(redis-server port, kvb serve port)."""
-    require_tool("redis-server")
-    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    yield port, ours.port
-    stop_process(proc)
-    assert ours.stop() == 0
+from resp_helpers import Raw
 
 
 def _wire(*args: str | bytes) -> bytes:

@@ -12,8 +12,7 @@ import time
 
 import pytest
 import redis
-from helpers import require_tool
-from resp_helpers import RunningServer, start_redis_server, stop_process
+from resp_helpers import redis_and_kvb
 
 from kv_backend.structures import Structures
 
@@ -21,13 +20,8 @@ from kv_backend.structures import Structures
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     """``{"redis": port, "kvb": port}``: one redis-server and one kvb serve."""
-    require_tool("redis-server")
-    path = str(tmp_path_factory.mktemp("kvb") / "store")
-    ours = RunningServer(path).start()
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    yield {"redis": port, "kvb": ours.port, "kvb_path": path}
-    stop_process(proc)
-    assert ours.stop() == 0, "kvb serve did not exit cleanly on SIGTERM"
+    with redis_and_kvb(tmp_path_factory) as (port, ours):
+        yield {"redis": port, "kvb": ours.port, "kvb_path": ours.path}
 
 
 @pytest.fixture(params=["redis", "kvb"])

@@ -15,8 +15,6 @@ from helpers import run_python
 from test_resp_differential import (
     NIL_ARRAY,
     NULL,
-    Comparison,
-    Nil,
     ResponseError,
     _same_replies_and_error_texts,
     make_client,
@@ -565,23 +563,7 @@ def test_watch_is_invalidated_by_every_key_written(pair, protocol):
     ports = [c.connection_pool.connection_kwargs["port"] for c in pair]
     others = tuple(make_client(port, protocol) for port in ports)
     try:
-        for setup, key, line, changes in WATCH_CASES:
-            cmd = shlex.split(line)
-            outcome = []
-            for client, other in zip(pair, others, strict=True):
-                client.execute_command("FLUSHALL")
-                for s in setup:
-                    assert not isinstance(run(client, shlex.split(s)), ResponseError), s
-                client.execute_command("WATCH", key)
-                reply = run(other, cmd)
-                client.execute_command("MULTI")
-                client.execute_command("EXISTS", key)
-                outcome.append((reply, client.execute_command("EXEC")))
-            (want, real_exec), (got, our_exec) = outcome
-            assert Comparison().same(cmd[0].upper(), want, got), (setup, line, want, got)
-            real_changes, our_changes = changes if isinstance(changes, tuple) else (changes, changes)
-            assert isinstance(real_exec, Nil) is real_changes, ("redis-server", setup, key, line, real_exec)
-            assert isinstance(our_exec, Nil) is our_changes, ("kvb serve", setup, key, line, our_exec)
+        test_resp_differential.check_watch_cases(pair, others, WATCH_CASES)
     finally:
         for c in others:
             c.close()

@@ -15,34 +15,11 @@ import time
 
 import pytest
 import redis
-from helpers import child_env, require_tool
-from resp_helpers import RunningServer, start_redis_server, stop_process
-from test_resp_geo import Raw, _watch_case, same, script
+from helpers import child_env
+from test_resp_geo import _watch_case, same, script
 
 from kv_backend.structures import CommandError, Structures, WrongTypeError
 from kv_backend.structures.sort import sort_score
-
-
-@pytest.fixture(scope="module")
-def ports(tmp_path_factory):
-    """(redis-server port, kvb serve port)."""
-    require_tool("redis-server")
-    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    yield port, ours.port
-    stop_process(proc)
-    assert ours.stop() == 0
-
-
-@pytest.fixture(params=[2, 3], ids=lambda p: f"RESP{p}")
-def raw(ports, request):
-    """Raw (redis-server, kvb serve) connections speaking RESP2 or RESP3, both databases empty."""
-    conns = [Raw(p, request.param) for p in ports]
-    for c in conns:
-        assert c.call("FLUSHALL") == b"+OK\r\n"
-    yield conns
-    for c in conns:
-        c.close()
 
 
 def test_sort_orders_limits_and_errors_as_redis(raw):

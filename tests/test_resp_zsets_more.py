@@ -14,36 +14,14 @@ import time
 
 import pytest
 import redis
-from helpers import require_tool
+import test_resp_differential
 from redis.exceptions import ResponseError
-from resp_helpers import RunningServer, start_redis_server, stop_process
-from test_resp_differential import PROTOCOLS, Comparison, Nil, flush, make_client, run, shown
+from test_resp_differential import Comparison, Nil, make_client, run, shown
 
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    """{protocol: (redis-server client, kvb serve client)} for one redis-server and one kvb serve."""
-    require_tool("redis-server")
-    ours = RunningServer(str(tmp_path_factory.mktemp("kvb") / "store")).start()
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    clients = {p: (make_client(port, p), make_client(ours.port, p)) for p in PROTOCOLS}
-    yield clients
-    for c in [c for both in clients.values() for c in both]:
-        c.close()
-    stop_process(proc)
-    assert ours.stop() == 0, "kvb serve did not exit cleanly on SIGTERM"
-
-
-@pytest.fixture(params=PROTOCOLS, ids=lambda p: f"RESP{p}")
-def protocol(request) -> int:
-    return request.param
-
-
-@pytest.fixture
-def pair(servers, protocol):
-    """(redis-server, kvb serve) clients speaking ``protocol``, both databases empty."""
-    flush(servers[protocol])
-    return servers[protocol]
+# the differential test's fixtures: a kvb serve and a redis-server, clients over RESP2 and RESP3
+servers = test_resp_differential.servers
+protocol = test_resp_differential.protocol
+pair = test_resp_differential.pair
 
 
 def check(pair, lines: str) -> None:
