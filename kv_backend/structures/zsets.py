@@ -203,9 +203,14 @@ class SortedSets(Keyspace):
         """Number of members with a score between ``min`` and ``max`` (``(x`` = exclusive)."""
         name = _b(name)
         lo, hi = _score_bound(min), _score_bound(max)
+        return self._zcount_found(name, self._zscore_range(name, lo, hi))
+
+    def _zcount_found(self, name: bytes, found: Iterator[tuple[bytes, float]]) -> int:
+        """How many members ``found`` (a lazy range walk of ``name``, ZCOUNT's or ZLEXCOUNT's)
+        yields: 0 for a missing key, WRONGTYPE for another type, before the walk starts."""
         if self._meta(name, T_ZSET) is None:
             return 0
-        return sum(1 for _ in self._zscore_range(name, lo, hi))
+        return sum(1 for _ in found)
 
     def zrange(
         self, name: Name, start: int, end: int, desc: bool = False, withscores: bool = False
@@ -294,10 +299,16 @@ class SortedSets(Keyspace):
         """Remove members with scores between ``min`` and ``max``; return how many."""
         name = _b(name)
         lo, hi = _score_bound(min), _score_bound(max)
+        return self._zrem_found(name, self._zscore_range(name, lo, hi))
+
+    def _zrem_found(self, name: bytes, found: Iterator[tuple[bytes, float]]) -> int:
+        """Remove the members ``found`` (a lazy range walk of ``name``, ZREMRANGEBYSCORE's or
+        ZREMRANGEBYLEX's) yields and return how many; the walk and the removal run under one
+        lock, so they are atomic. 0 for a missing key."""
         with self.db.locked():
             if self._meta(name, T_ZSET) is None:
                 return 0
-            members = [m for m, _ in self._zscore_range(name, lo, hi)]
+            members = [m for m, _ in found]
             return self.zrem(name, *members) if members else 0
 
     def zremrangebyrank(self, name: Name, start: int, end: int) -> int:
@@ -494,19 +505,13 @@ class SortedSets(Keyspace):
         """Number of members between two lexicographical bounds."""
         name = _b(name)
         lo, hi = _lex_bound(min), _lex_bound(max)
-        if self._meta(name, T_ZSET) is None:
-            return 0
-        return sum(1 for _ in self._zlex_range(name, lo, hi))
+        return self._zcount_found(name, self._zlex_range(name, lo, hi))
 
     def zremrangebylex(self, name: Name, min: Value, max: Value) -> int:
         """Remove the members between two lexicographical bounds; return how many."""
         name = _b(name)
         lo, hi = _lex_bound(min), _lex_bound(max)
-        with self.db.locked():
-            if self._meta(name, T_ZSET) is None:
-                return 0
-            members = [m for m, _ in self._zlex_range(name, lo, hi)]
-            return self.zrem(name, *members) if members else 0
+        return self._zrem_found(name, self._zlex_range(name, lo, hi))
 
     def zrandmember(self, name: Name, count: int | None = None, withscores: bool = False) -> Any:
         """Random members: without ``count`` one member (None for a missing key).
