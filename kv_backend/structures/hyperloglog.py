@@ -134,6 +134,15 @@ def _dense_set(body: bytearray, index: int, value: int) -> bool:
 # ------------------------------------------------------------------ sparse
 
 
+def _part_of(kind: int, length: int, value: int) -> tuple[int, int, int]:
+    """The sparse opcode for ``length`` registers kept as they were when a run of ``kind``
+    (VAL of ``value``, ZERO or XZERO) is split around the register being set: a VAL keeps its
+    value; zeros take ZERO up to 64 registers, XZERO beyond."""
+    if kind == _VAL:
+        return (_VAL, length, value)
+    return (_XZERO if length > 64 else _ZERO, length, 0)
+
+
 class _Sparse:
     """A sparse body as a list of opcodes, changed exactly as Redis's ``hllSparseSet`` changes it.
 
@@ -204,18 +213,10 @@ class _Sparse:
             last = first + run - 1
             seq: list[tuple[int, int, int]] = []
             if index != first:
-                length = index - first
-                if kind == _VAL:
-                    seq.append((_VAL, length, value))
-                else:
-                    seq.append((_XZERO if length > 64 else _ZERO, length, 0))
+                seq.append(_part_of(kind, index - first, value))
             seq.append((_VAL, 1, count))
             if index != last:
-                length = last - index
-                if kind == _VAL:
-                    seq.append((_VAL, length, value))
-                else:
-                    seq.append((_XZERO if length > 64 else _ZERO, length, 0))
+                seq.append(_part_of(kind, last - index, value))
             delta = sum(2 if k == _XZERO else 1 for k, _, _ in seq) - (2 if kind == _XZERO else 1)
             if delta > 0 and HEADER + self.size + delta > SPARSE_MAX_BYTES:
                 return None
