@@ -8,21 +8,11 @@ import sys
 
 import pytest
 from helpers import child_env
+from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 from kv_backend import DB
-from kv_backend.cli import main
 
 KVB = [sys.executable, "-m", "kv_backend"]
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    """Run kvb in this process; return (exit code, stdout, stderr)."""
-    try:
-        code = main(list(args))
-    except SystemExit as exc:  # argparse errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_keys_from_kvb_keys_0_through_xargs_reach_get_and_delete(store_path):
