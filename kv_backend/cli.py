@@ -81,6 +81,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_salvage(args: argparse.Namespace) -> int:
+    from kv_backend.progress import progress_bar
+    from kv_backend.salvage import salvage
+
+    with progress_bar("salvaging", unit="B") as bar:
+        report = salvage(args.src, args.dst, progress=bar)
+    print(report)
+    return 0 if report.clean else 1
+
+
 def cmd_get(args: argparse.Namespace) -> int:
     from kv_backend import DB
 
@@ -221,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check", help="verify every record's checksum; exit 1 if any is damaged")
     s.add_argument("path")
     s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser(
+        "salvage",
+        help="copy the readable keys of a damaged store into a new store; exit 1 if damage was skipped",
+    )
+    s.add_argument("src")
+    s.add_argument("dst")
+    s.set_defaults(func=cmd_salvage)
 
     s = sub.add_parser(
         "get", help="print the value of a key (UTF-8 key); binary values as a bytes literal, or --raw"

@@ -185,7 +185,8 @@ def _last_operations(
                     f"cannot merge {db.path}: {path} cannot be read past offset {reached} (a damaged "
                     f"record header), and merging would delete the {size - reached} bytes after it; "
                     "nothing was changed. `kvb check` lists the damage; restore the store from a "
-                    "backup, or copy its readable keys into a new store",
+                    "backup, or copy its readable keys into a new store with `kvb salvage "
+                    f"{db.path} NEW_PATH`",
                     path,
                     reached,
                 )

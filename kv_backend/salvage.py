@@ -1,0 +1,336 @@
+"""Copy the readable keys of a damaged store into a new store (``kvb salvage SRC DST``).
+
+Merge refuses a store whose damaged record header hides the rest of a file,
+and replay stops there too; this module reads past such damage instead. It
+replays every data file of the source exactly as the engine does (log order,
+deletes, batches only with their COMMIT, expiry), and where a record cannot
+be read it *resynchronises*: it looks forward, byte by byte, for the next
+offset where a record header with sound lengths starts whose CRC matches,
+and goes on from there.
+
+A false resynchronisation (bytes inside the damaged region taken for a
+record) needs a 32-bit CRC collision over a header with sound lengths, or a
+value that itself holds the exact bytes of a whole record (a stored data
+file, say): such a record would be copied as if it were real.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kv_backend import record as rec
+from kv_backend.errors import KVError
+from kv_backend.files import MMAP_NO_FD, data_name, list_data_files, prepare_directory
+
+_VALID_TYPES = (rec.PUT, rec.DELETE, rec.COMMIT)
+_BATCH_SIZE = 1000
+
+
+class SalvageError(KVError):
+    """``kvb salvage`` cannot start or finish (the target is not empty, a file cannot be read...)."""
+
+
+@dataclass
+class DamagedRegion:
+    """Bytes of a source data file that salvage could not read as records."""
+
+    path: str
+    offset: int
+    length: int
+
+    def __str__(self) -> str:
+        return f"{self.path} @ {self.offset}: {self.length} damaged bytes skipped"
+
+
+@dataclass
+class SalvageReport:
+    """What :func:`salvage` copied and what it had to skip."""
+
+    src: str
+    dst: str
+    keys_copied: int = 0
+    records_read: int = 0
+    records_skipped: int = 0
+    """Records not applied: damaged (CRC mismatch) or in a batch that cannot be shown to have committed."""
+    regions: list[DamagedRegion] = field(default_factory=list)
+    damaged_keys: list[bytes] = field(default_factory=list)
+    """Keys whose newest record is damaged: not copied (their newest value is unreadable)."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """True if nothing was skipped: the copy holds exactly what the source holds."""
+        return not (self.regions or self.damaged_keys or self.records_skipped)
+
+    def __str__(self) -> str:
+        lines = [
+            f"salvaged {self.src} into {self.dst}: {self.keys_copied} keys copied, "
+            f"{self.records_read} records read, {self.records_skipped} skipped"
+        ]
+        lines += [f"note: {n}" for n in self.notes]
+        lines += [f"DAMAGED: {r}" for r in self.regions]
+        lines += [f"not copied (newest record damaged): {k!r}" for k in self.damaged_keys]
+        if self.regions:
+            lines.append(
+                "records inside a damaged region are lost: which keys they held, and so which copied keys "
+                "had a newer value or a delete there, cannot be known; check the copy against a backup"
+            )
+        return "\n".join(lines)
+
+
+def salvage(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    progress: Callable[[int, int], None] | None = None,
+) -> SalvageReport:
+    """Copy the newest readable value of every key of store ``src`` into the new store ``dst``.
+
+    ``src`` is only read (never written, locked or repaired: it is the
+    evidence); run this on a store no process is writing. ``dst`` must not
+    exist or be an empty directory; the copy is built next to it and moved
+    into place when complete. Keys are written in log order with their
+    expiry; expired keys, deleted keys and batches without their COMMIT are
+    not copied, exactly as replay would have it. A record whose CRC fails is
+    not copied, and neither is an older value of its key. Beyond a region
+    that cannot be read as records, reading resumes at the next sound record
+    (see the module docstring for what a false match takes).
+    """
+    from kv_backend.db import DB
+
+    src = os.path.abspath(os.fspath(src))
+    dst = os.path.abspath(os.fspath(dst))
+    prepare_directory(src, create=False)
+    if src == dst:
+        raise SalvageError(f"cannot salvage {src} into itself; give a new directory as the target")
+    _check_target(dst)
+    report = SalvageReport(src, dst)
+    fids = list_data_files(src)
+    paths = [os.path.join(src, data_name(fid)) for fid in fids]
+    maps: list[bytes | mmap.mmap] = []
+    try:
+        for p in paths:
+            try:
+                with open(p, "rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    maps.append(
+                        mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ, **MMAP_NO_FD) if size else b""
+                    )
+            except OSError as exc:
+                raise SalvageError(f"cannot read {p}: {exc.strerror or exc}") from exc
+        total = sum(len(m) for m in maps)
+        done = 0
+        now = time.time()
+        newest: dict[bytes, tuple[int, int, int, float] | None] = {}
+        for i, buf in enumerate(maps):
+            _replay(buf, i, paths[i], i == len(maps) - 1, newest, report)
+            done += len(buf)
+            if progress is not None:
+                progress(done // 2, total)
+        live = sorted(
+            (loc, key) for key, loc in newest.items() if loc is not None and not (loc[3] and loc[3] <= now)
+        )
+        report.damaged_keys = sorted(k for k, loc in newest.items() if loc is None)
+        parent = os.path.dirname(dst)
+        tmp = os.path.join(parent, f".{os.path.basename(dst)}.salvage-{secrets.token_hex(4)}")
+        try:
+            os.makedirs(parent, exist_ok=True)
+            os.mkdir(tmp)
+        except OSError as exc:
+            raise SalvageError(f"cannot create a directory next to {dst}: {exc.strerror or exc}") from exc
+        try:
+            copied = written = 0
+            to_write = max(sum(loc[2] for loc, _ in live), 1)
+            with DB(tmp) as db:
+                for start in range(0, len(live), _BATCH_SIZE):
+                    with db.batch() as b:
+                        for (i, off, size, expiry), key in live[start : start + _BATCH_SIZE]:
+                            buf = maps[i]
+                            klen = rec.HEADER.unpack_from(buf, off)[3]
+                            value = bytes(buf[off + rec.HEADER_SIZE + klen : off + size])
+                            b.put(key, value, expires_at=expiry)
+                            copied += 1
+                            written += size
+                    if progress is not None:
+                        progress(total // 2 + written * (total - total // 2) // to_write, total)
+            try:
+                os.rename(tmp, dst)
+            except OSError as exc:
+                raise SalvageError(
+                    f"cannot move the copy into place at {dst}: {exc.strerror or exc}"
+                ) from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        report.keys_copied = copied
+        if progress is not None:
+            progress(total, total)
+    finally:
+        for m in maps:
+            if isinstance(m, mmap.mmap):
+                m.close()
+    return report
+
+
+def _check_target(path: str) -> None:
+    """Refuse a target that exists and is not an empty directory (as restore does)."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise SalvageError(f"cannot salvage into {path}: it exists and is not a directory")
+    if os.path.isdir(path):
+        try:
+            entries = os.listdir(path)
+        except OSError as exc:
+            raise SalvageError(f"cannot salvage into {path}: {exc.strerror}") from exc
+        if entries:
+            raise SalvageError(
+                f"refusing to salvage into {path}: the directory is not empty (it holds "
+                f"{', '.join(sorted(entries)[:3])}); salvage into a new or empty directory"
+            )
+        if os.path.ismount(path):
+            raise SalvageError(
+                f"cannot salvage into {path}: it is a mount point, and the copy is moved into place; "
+                f"salvage into a directory inside it, e.g. {os.path.join(path, 'kv')}"
+            )
+
+
+def _sound_at(buf: bytes | mmap.mmap, pos: int, end: int) -> int:
+    """The size of the sound record at ``pos`` (lengths in bounds, type known, CRC matching), else 0."""
+    if end - pos < rec.HEADER_SIZE:
+        return 0
+    crc, rtype, _flags, klen, vlen, _expiry = rec.HEADER.unpack_from(buf, pos)
+    if rtype not in _VALID_TYPES or klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE:
+        return 0
+    if (klen == 0) != (rtype == rec.COMMIT):
+        return 0
+    size = rec.HEADER_SIZE + klen + vlen
+    if pos + size > end or rec.crc32(buf[pos + 4 : pos + size]) != crc:
+        return 0
+    return size
+
+
+def _zeros_from(buf: bytes | mmap.mmap, pos: int) -> bool:
+    """True if ``buf`` holds only zero bytes from ``pos`` on (space reserved ahead of the tail)."""
+    step = 1 << 20
+    return all(not buf[p : p + step].strip(b"\0") for p in range(pos, len(buf), step))
+
+
+def _replay(
+    buf: bytes | mmap.mmap,
+    fi: int,
+    path: str,
+    tail: bool,
+    newest: dict[bytes, tuple[int, int, int, float] | None],
+    report: SalvageReport,
+) -> None:
+    """Apply the records of one data file to ``newest`` (key -> (file, offset, size, expiry), None if
+    its newest record is damaged; a delete removes the key)."""
+    end = len(buf)
+    if end < rec.FILE_HEADER_SIZE or buf[:8] != rec.FILE_MAGIC:
+        report.regions.append(DamagedRegion(path, 0, min(end, rec.FILE_HEADER_SIZE)))
+    pos = rec.FILE_HEADER_SIZE
+    # The open batch: its records (key, location or None if damaged or a delete), or None.
+    pending: list[tuple[bytes, tuple[int, int, int, float] | None, bool]] | None = None
+
+    def apply(items: list[tuple[bytes, tuple[int, int, int, float] | None, bool]]) -> None:
+        for key, loc, damaged in items:
+            if damaged:
+                newest[key] = None
+            elif loc is None:
+                newest.pop(key, None)
+            else:
+                newest[key] = loc
+
+    def drop_pending() -> None:
+        nonlocal pending
+        if pending is not None:
+            report.records_skipped += len(pending)
+            # A damaged record's batch flag cannot be trusted: its key may have been written alone.
+            apply([item for item in pending if item[2]])
+            pending = None
+
+    while pos < end:
+        if (
+            end - pos >= rec.HEADER_SIZE
+            and not buf[pos : pos + rec.HEADER_SIZE].strip(b"\0")
+            and _zeros_from(buf, pos)
+        ):
+            if not tail:
+                report.notes.append(f"{path} @ {pos}: {end - pos} zero bytes at the end of a closed file")
+            break
+        size = _sound_at(buf, pos, end)
+        if not size:
+            whole = end - pos >= rec.HEADER_SIZE
+            crc, rtype, _, klen, vlen, _ = rec.HEADER.unpack_from(buf, pos) if whole else (0, 0, 0, 0, 0, 0.0)
+            nxt = pos + rec.HEADER_SIZE + klen + vlen
+            if (
+                whole
+                and (crc or rtype or klen or vlen)
+                and klen <= rec.MAX_KEY_SIZE
+                and vlen <= rec.MAX_VALUE_SIZE
+                and nxt <= end
+                and (nxt == end or _sound_at(buf, nxt, end) or _zeros_from(buf, nxt))
+                and not (tail and nxt < end and _zeros_from(buf, nxt))
+            ):
+                # Sound lengths, confirmed by what follows: one damaged record (a CRC mismatch).
+                report.records_skipped += 1
+                report.regions.append(DamagedRegion(path, pos, nxt - pos))
+                if klen:
+                    item = (bytes(buf[pos + rec.HEADER_SIZE : pos + rec.HEADER_SIZE + klen]), None, True)
+                    if pending is not None:
+                        pending.append(item)
+                    else:
+                        apply([item])
+                elif pending is not None:
+                    # Only a COMMIT has no key: a damaged one still closes the batch before it.
+                    apply(pending)
+                    pending = None
+                pos = nxt
+                continue
+            # Damaged lengths: resynchronise at the next sound record.
+            nxt = pos + 1
+            while nxt < end and not _sound_at(buf, nxt, end):
+                nxt += 1
+            drop_pending()
+            if tail and nxt >= end:
+                # Nothing readable after it in the newest file: the tail of a write that never completed.
+                report.notes.append(
+                    f"{path} @ {pos}: {end - pos} bytes of an unfinished last write (skipped, as replay does)"
+                )
+                report.records_skipped += 1
+                break
+            report.regions.append(DamagedRegion(path, pos, nxt - pos))
+            pos = nxt
+            continue
+        report.records_read += 1
+        _, rtype, flags, klen, vlen, expiry = rec.HEADER.unpack_from(buf, pos)
+        loc_key = bytes(buf[pos + rec.HEADER_SIZE : pos + rec.HEADER_SIZE + klen])
+        if rtype == rec.COMMIT:
+            n = rec.COUNT.unpack_from(buf, pos + rec.HEADER_SIZE)[0] if vlen == 4 else -1
+            if pending is None:
+                if n != 0:
+                    # A COMMIT whose records are gone (in a damaged region): nothing to apply.
+                    report.records_skipped += 1
+            elif n == len(pending):
+                apply(pending)
+                pending = None
+            else:
+                drop_pending()
+                report.records_skipped += 1
+            pos += size
+            continue
+        loc = (fi, pos, size, expiry) if rtype == rec.PUT else None
+        item = (loc_key, loc, False)
+        if flags & rec.FLAG_BATCH:
+            if pending is None:
+                pending = []
+            pending.append(item)
+        else:
+            drop_pending()
+            apply([item])
+        pos += size
+    drop_pending()
