@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from kv_backend import record as rec
 from kv_backend.errors import KVError
-from kv_backend.files import MMAP_NO_FD, data_name, list_data_files, prepare_directory
+from kv_backend.files import MMAP_NO_FD, data_name, fsync_dir, list_data_files, prepare_directory
 
 _VALID_TYPES = (rec.PUT, rec.DELETE, rec.COMMIT)
 _BATCH_SIZE = 1000
@@ -146,7 +146,8 @@ def salvage(
         try:
             copied = written = 0
             to_write = max(sum(loc[2] for loc, _ in live), 1)
-            with DB(tmp) as db:
+            # sync='always': every batch, and every file the copy closes, is on disk before the rename.
+            with DB(tmp, sync="always") as db:
                 for start in range(0, len(live), _BATCH_SIZE):
                     with db.batch() as b:
                         for (i, off, size, expiry), key in live[start : start + _BATCH_SIZE]:
@@ -160,6 +161,7 @@ def salvage(
                         progress(total // 2 + written * (total - total // 2) // to_write, total)
             try:
                 os.rename(tmp, dst)
+                fsync_dir(parent)
             except OSError as exc:
                 raise SalvageError(
                     f"cannot move the copy into place at {dst}: {exc.strerror or exc}"
