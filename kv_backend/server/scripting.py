@@ -99,7 +99,6 @@ local function on_error(err)
   if i then err.source = i.source; err.line = i.currentline end
   return err
 end
-function __kvb_run(f) renew(); return raw_xpcall(f, on_error) end
 -- Redis 7 functions (FUNCTION LOAD / FCALL). A library's code runs once, when it is loaded, in an
 -- environment that has only a small ``redis`` table (register_function, log and its levels); its
 -- functions run later with every global but KEYS and ARGV. Both refuse unknown globals and writes.
@@ -117,6 +116,89 @@ local function strict(lookup)
     __newindex = function() error('Attempt to modify a readonly table', 2) end,
   })
 end
+-- Redis 7's protection of the globals: a script (or function) may neither create nor change a
+-- global, nor read an undefined one, and the library tables it sees (redis, string, table...) are
+-- read-only. Lua 5.1 has no read-only tables, so scripts see read-only views (empty tables whose
+-- metatable reads from the real one and refuses writes), and the functions that would get around
+-- a metatable (rawset, setmetatable, getmetatable, rawget, next, pairs) or give a chunk the real
+-- globals (loadstring, load) are wrapped to see through the views and refuse to write to them.
+-- Scripts thus cannot leave state behind for later scripts, nor break the prelude for them.
+local READONLY = 'Attempt to modify a readonly table'
+local raw_rawset, raw_rawget, raw_next, raw_getfenv = rawset, rawget, next, getfenv
+local raw_getmetatable, raw_loadstring, raw_load = getmetatable, loadstring, load
+local shown = {}  -- a view -> the table it shows
+local meta_view = {}  -- a view -> what getmetatable gives for it
+local function deny() error(READONLY, 2) end
+local function view(t, meta)
+  local v = setmetatable({}, {__index = t, __newindex = deny})
+  shown[v], meta_view[v] = t, meta or false
+  return v
+end
+local function argcheck(t, i, name)
+  if type(t) ~= 'table' then
+    local got = select('#', t) == 0 and 'no value' or type(t)
+    error('bad argument #' .. i .. " to '" .. name .. "' (table expected, got " .. got .. ')', 3)
+  end
+end
+local visible = {_VERSION = _VERSION}
+for _, k in pairs({'assert', 'collectgarbage', 'error', 'gcinfo', 'ipairs', 'pcall', 'rawequal',
+                   'select', 'tonumber', 'tostring', 'type', 'unpack', 'xpcall'}) do
+  visible[k] = G[k]
+end
+for _, k in pairs({'coroutine', 'math', 'string', 'table', 'redis', 'bit', 'cjson', 'cmsgpack',
+                   'struct'}) do
+  if G[k] ~= nil then visible[k] = view(G[k]) end
+end
+local string_meta = raw_getmetatable('')
+string_meta.__index = visible.string
+local string_meta_view = view(string_meta)
+function visible.rawset(t, k, v)
+  argcheck(t, 1, 'rawset')
+  if shown[t] or t == string_meta then error(READONLY, 0) end
+  raw_rawset(t, k, v)
+  return t
+end
+function visible.setmetatable(t, mt)
+  argcheck(t, 1, 'setmetatable')
+  if shown[t] or t == string_meta then error(READONLY, 0) end
+  return setmetatable(t, mt)
+end
+function visible.getmetatable(t)
+  if shown[t] then return meta_view[t] or nil end
+  local mt = raw_getmetatable(t)
+  if mt == string_meta then return string_meta_view end
+  return mt
+end
+function visible.rawget(t, k)
+  argcheck(t, 1, 'rawget')
+  return raw_rawget(shown[t] or t, k)
+end
+function visible.next(t, k)
+  argcheck(t, 1, 'next')
+  return raw_next(shown[t] or t, k)
+end
+function visible.pairs(t)
+  argcheck(t, 1, 'pairs')
+  return raw_next, shown[t] or t, nil
+end
+-- a chunk gets its caller's globals (a script's or a function's), never the real ones
+local function chunk_env(f)
+  local env = raw_getfenv(3)
+  if env == G then env = visible._G end
+  if f then raw_setfenv(f, env) end
+  return f
+end
+function visible.loadstring(...) local f, e = raw_loadstring(...); return chunk_env(f), e end
+function visible.load(...) local f, e = raw_load(...); return chunk_env(f), e end
+local function runtime_global(k) return visible[k] end
+local script_env = strict(function(k)
+  local v = visible[k]
+  if v == nil and (k == 'KEYS' or k == 'ARGV') then return G[k] end
+  return v
+end)
+visible._G = script_env
+shown[script_env], meta_view[script_env] = visible, view(raw_getmetatable(script_env))
+function __kvb_run(f) renew(); raw_setfenv(f, script_env); return raw_xpcall(f, on_error) end
 local FLAGS = {['no-writes'] = true, ['allow-oom'] = true, ['allow-stale'] = true,
                ['no-cluster'] = true, ['allow-cross-slot-keys'] = true}
 local function refuse(msg) error({err = 'ERR ' .. msg}, 0) end
@@ -181,7 +263,7 @@ local function new_env()
       return nil
     end
     if k == 'KEYS' or k == 'ARGV' then return nil end
-    return G[k]
+    return runtime_global(k)
   end)
 end
 local function load_error(e)
