@@ -113,3 +113,31 @@ def test_functions_globals_are_protected_as_in_redis(servers):
         same(servers, "FCALL", name, "0")
     same(servers, "EVAL", "return string.foo", "0")
     same(servers, "FUNCTION", "DELETE", "lualib")
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "redis.setresp(2) return 1",
+        "redis.setresp('2')",
+        "redis.setresp(2.5)",
+        "redis.setresp()",
+        "redis.setresp(2, 3)",
+        "redis.setresp(4)",
+        "redis.setresp(-2.5)",
+        "redis.setresp('x')",
+        "redis.setresp(nil)",
+        "redis.setresp({})",
+        "local ok, e = pcall(redis.setresp, 7) return e",
+    ],
+)
+def test_setresp_checks_its_argument_as_redis(servers, script):
+    """Before, any argument but 2 raised 'kvb:67: this server runs scripts with RESP2 only' (a
+    position in kvb's prelude); now Redis's argument errors."""
+    same(servers, "EVAL", script, "0")
+
+
+def test_setresp_3_is_refused(servers):
+    reply = servers[1].call("EVAL", "redis.setresp(3)", "0")
+    assert reply.startswith(b"-ERR RESP3 is not supported in scripts by this server (kvb)")
+    assert reply.endswith(b", on @user_script:1.\r\n")

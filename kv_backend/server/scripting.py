@@ -85,7 +85,17 @@ function redis.error_reply(...) return reply_table('err', ...) end
 function redis.status_reply(...) return reply_table('ok', ...) end
 function redis.sha1hex(s) return sha1(s) end
 function redis.log(level, msg) end
-function redis.setresp(n) if n ~= 2 then error("this server runs scripts with RESP2 only") end end
+-- Redis's argument checks (a number or numeric string, truncated); RESP3 in scripts is refused
+local tonumber, floor, ceil = tonumber, math.floor, math.ceil
+function redis.setresp(...)
+  if select('#', ...) ~= 1 then error({err = 'ERR redis.setresp() requires one argument.'}, 0) end
+  local n = tonumber((...)) or 0
+  n = n >= 0 and floor(n) or ceil(n)
+  if n ~= 2 and n ~= 3 then error({err = 'ERR RESP version must be 2 or 3.'}, 0) end
+  if n == 3 then
+    error({err = 'ERR RESP3 is not supported in scripts by this server (kvb): scripts talk RESP2'}, 0)
+  end
+end
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 -- the error handler of every script: as Redis's, it makes the error a table {err=...} and adds
 -- where in the script it was raised (the frame under error() or a library function; the frames
