@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.server import lua_cjson
 from kv_backend.server.commands.registry import COMMANDS
 from kv_backend.server.protocol import NULL_ARRAY, ErrorReply
 from kv_backend.structures import CommandError, format_float, parse_int
@@ -362,7 +363,9 @@ class Scripts:
             except ImportError:
                 raise CommandError("ERR scripting needs the 'lupa' package: pip install lupa") from None
             lua = module.LuaRuntime(unpack_returned_tuples=True, encoding=None, register_eval=False)
-            prelude = lua.eval("function(src) return loadstring(src, '=kvb') end")(_PRELUDE.encode())
+            compile_kvb = lua.eval("function(src) return loadstring(src, '=kvb') end")
+            lua_cjson.install(lua, compile_kvb)
+            prelude = compile_kvb(_PRELUDE.encode())
             version = self.server.REDIS_VERSION
             major, minor, patch = (int(p) for p in version.split("."))
             sha1 = lambda s: hashlib.sha1(bytes(s)).hexdigest().encode()  # noqa: E731
