@@ -1,4 +1,4 @@
-"""The ``cjson`` library of kvb serve's Lua scripts compared with redis-server 7.0:
+"""The ``cjson`` and ``bit`` libraries of kvb serve's Lua scripts compared with redis-server 7.0:
 the same calls give byte-identical replies and error texts (seeded random values and edge cases)."""
 
 from __future__ import annotations
@@ -278,17 +278,85 @@ def test_random_numbers_encoded(servers):
     same(servers, "EVAL", script, "0", *values)
 
 
+# ---------------------------------------------------------------------------------------- bit
+
+BIT_FUNCTIONS = ["tobit", "bnot", "band", "bor", "bxor", "lshift", "rshift", "arshift", "rol", "ror",
+                 "bswap", "tohex"]
+
+
+def test_bit_random(servers):
+    rng = random.Random(5)
+
+    def number() -> str:
+        pick = rng.randrange(6)
+        if pick == 0:
+            return str(rng.randrange(-(2**31), 2**31))
+        if pick == 1:
+            return str(rng.randrange(-(2**64), 2**64))
+        if pick == 2:
+            return repr(rng.uniform(-(2**33), 2**33))
+        if pick == 3:
+            return repr(struct.unpack("<d", rng.randbytes(8))[0])
+        if pick == 4:
+            return str(rng.randrange(-40, 40) / 2)
+        return rng.choice(["0", "-0", "inf", "-inf", "nan", "4294967295", "2147483648", "-2147483649",
+                           "6755399441055744", "-6755399441055744", "2251799813685248", "0x7fffffff"])
+
+    script = """
+    local out = {}
+    for i = 1, #ARGV, 4 do
+      local f = bit[ARGV[i]]
+      local a, b, c = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+      local ok, r = pcall(f, a, b, c)
+      out[#out + 1] = tostring(r)
+    end
+    return out
+    """
+    args = []
+    for _ in range(600):
+        name = rng.choice(BIT_FUNCTIONS)
+        second = str(rng.randrange(-40, 40)) if name in ("lshift", "rshift", "arshift", "rol", "ror",
+                                                         "tohex") and rng.random() < 0.7 else number()
+        args += [name, number(), second, number()]
+    same(servers, "EVAL", script, "0", *args)
+
+
+def test_bit_edge_cases(servers):
+    for body in [
+        "return {bit.tobit(2^31), bit.tobit(2^32+5), bit.tobit(1.5), bit.tobit(2.5), bit.tobit(-1.5),"
+        " bit.tobit(2^52), bit.tobit(2^53+2), bit.tobit(1e300), bit.tobit(-2^60-2^40), bit.tobit(1/0),"
+        " bit.tobit(0/0), bit.tobit('12'), bit.tobit(' 0x10 ')}",
+        "return {bit.lshift(1, 33), bit.rshift(-1, 4), bit.arshift(-256, 4), bit.rol(0x12345678, 4),"
+        " bit.ror(0x12345678, 4), bit.bswap(0x12345678), bit.bnot(0), bit.band(-1, 0xff, 0xf0f),"
+        " bit.bxor(1), bit.bor(1, 2, 4, 8), bit.tohex(-1), bit.tohex(255, -4), bit.tohex(1, 20),"
+        " bit.tohex(255, 0), bit.tohex(-1, -3), bit.rol(1, -1), bit.ror(1, 0), bit.lshift(1, 31)}",
+        "return bit.band('x')",
+        "return bit.band()",
+        "return bit.band(1, {})",
+        "return bit.tohex(1, nil)",
+        "return bit.lshift(1)",
+        "return bit.tobit()",
+        "local x = bit.bor(1, nil) return x",
+        "return bit.tobit(nil)",
+    ]:
+        same(servers, "EVAL", body, "0")
+
+
 def test_libraries_read_only_and_in_functions(servers):
     for body in [
         "cjson.encode = nil",
+        "bit.band = nil",
         "cjson.null = 1",
         "return type(cjson.null)",
     ]:
         same(servers, "EVAL", body, "0")
     lib = ("#!lua name=cjlib\n"
            "redis.register_function('cj', function(keys, args)"
-           " return cjson.encode(cjson.decode(args[1])) end)\n")
+           " return cjson.encode(cjson.decode(args[1])) end)\n"
+           "redis.register_function('bt', function(keys, args)"
+           " return bit.bxor(args[1], args[2]) end)\n")
     same(servers, "FUNCTION", "LOAD", "REPLACE", lib)
     same(servers, "FCALL", "cj", "0", '{"a":[1,2,{"b":null}]}')
     same(servers, "FCALL", "cj", "0", "[1,")
+    same(servers, "FCALL", "bt", "0", "12", "10")
     same(servers, "FUNCTION", "DELETE", "cjlib")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server import lua_cjson
+from kv_backend.server import lua_bit, lua_cjson
 from kv_backend.server.commands.registry import COMMANDS
 from kv_backend.server.protocol import NULL_ARRAY, ErrorReply
 from kv_backend.structures import CommandError, format_float, parse_int
@@ -365,6 +365,7 @@ class Scripts:
             lua = module.LuaRuntime(unpack_returned_tuples=True, encoding=None, register_eval=False)
             compile_kvb = lua.eval("function(src) return loadstring(src, '=kvb') end")
             lua_cjson.install(lua, compile_kvb)
+            lua_bit.install(lua, compile_kvb)
             prelude = compile_kvb(_PRELUDE.encode())
             version = self.server.REDIS_VERSION
             major, minor, patch = (int(p) for p in version.split("."))
