@@ -531,6 +531,10 @@ class Scripts:
         if isinstance(value, bytes):
             return value
         if isinstance(value, (int, float)):
+            # Redis's (long long) cast: truncated; NaN, infinities and what does not fit in an
+            # int64 are its INT64_MIN
+            if value != value or not -(2**63) <= value < 2**63:
+                return -(2**63)
             return int(value)
         if self._lua_type(value) == "table":
             err = value[b"err"]
