@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.server import lua_bit, lua_cjson
 from kv_backend.server.commands.registry import COMMANDS
+from kv_backend.server.lua_msgpack import install as install_msgpack
 from kv_backend.server.protocol import NULL_ARRAY, ErrorReply
 from kv_backend.structures import CommandError, format_float, parse_int
 
@@ -366,6 +367,7 @@ class Scripts:
             compile_kvb = lua.eval("function(src) return loadstring(src, '=kvb') end")
             lua_cjson.install(lua, compile_kvb)
             lua_bit.install(lua, compile_kvb)
+            install_msgpack(lua)  # cmsgpack and struct, before the prelude makes views of them
             prelude = compile_kvb(_PRELUDE.encode())
             version = self.server.REDIS_VERSION
             major, minor, patch = (int(p) for p in version.split("."))
