@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import BackupError, ConfigurationError, KVError
+from kv_backend.files import check_new_store_target
 
 if TYPE_CHECKING:
     from kv_backend.db import DB, SnapshotFile
@@ -777,28 +778,6 @@ def _choose(target: _Target, name: str | None) -> tuple[str, dict[str, Any]]:
     return chosen[0], chosen[1]  # type: ignore[return-value]
 
 
-def _check_target_dir(path: str) -> None:
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise BackupError(f"cannot restore into {path}: it exists and is not a directory")
-    if os.path.isdir(path):
-        try:
-            entries = os.listdir(path)
-        except OSError as exc:
-            raise BackupError(f"cannot restore into {path}: {exc.strerror}") from exc
-        if entries:
-            raise BackupError(
-                f"refusing to restore into {path}: the directory is not empty (it holds "
-                f"{', '.join(sorted(entries)[:3])}); restore into a new or empty directory"
-            )
-        if os.path.ismount(path):
-            # Checked before downloading anything: the finished store is renamed onto ``path``,
-            # which the kernel refuses for a mount point (EBUSY) after all the work is done.
-            raise BackupError(
-                f"cannot restore into {path}: it is a mount point, and a restore moves a new directory "
-                f"into place; restore into a directory inside it, e.g. {os.path.join(path, 'kv')}"
-            )
-
-
 def restore(
     url: str,
     path: str | os.PathLike[str],
@@ -821,7 +800,7 @@ def restore(
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidBackupArgumentError(f"path must be a directory path, not {type(path).__name__}")
     dest = os.path.abspath(os.fspath(path))
-    _check_target_dir(dest)
+    check_new_store_target(dest, "restore", BackupError)
     target = _Target(url, storage_options)
     name, doc = _choose(target, name)
     if not doc["store_format"].startswith(FORMAT_TEXT.strip()):
@@ -908,7 +887,7 @@ def restore(
                 f"({len(result.problems)} damaged spot(s) in all)"
             )
         report.records = result.records
-        _check_target_dir(dest)
+        check_new_store_target(dest, "restore", BackupError)
         try:
             os.rename(tmp, dest)  # replaces an empty directory atomically
         except OSError as exc:

@@ -211,6 +211,32 @@ def storage_error(exc: OSError, what: str) -> StorageError:
     return err
 
 
+def check_new_store_target(path: str, action: str, error: type[Exception]) -> None:
+    """Refuse ``path`` as the place a new store is built and moved into (restore, salvage).
+
+    It may be missing or an empty directory; a file, a non-empty directory (a live
+    store, or anything else worth keeping) or a mount point (which a rename cannot
+    replace) raises ``error`` before any work is done.
+    """
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise error(f"cannot {action} into {path}: it exists and is not a directory")
+    if os.path.isdir(path):
+        try:
+            entries = os.listdir(path)
+        except OSError as exc:
+            raise error(f"cannot {action} into {path}: {exc.strerror}") from exc
+        if entries:
+            raise error(
+                f"refusing to {action} into {path}: the directory is not empty (it holds "
+                f"{', '.join(sorted(entries)[:3])}); {action} into a new or empty directory"
+            )
+        if os.path.ismount(path):
+            raise error(
+                f"cannot {action} into {path}: it is a mount point, and the new store is moved into "
+                f"place when complete; {action} into a directory inside it, e.g. {os.path.join(path, 'kv')}"
+            )
+
+
 def _is_store_file(name: str) -> bool:
     """True for names a store (or one being created right now) may hold."""
     if name in (LOCK_FILE, STATE_FILE, MERGE_LOCK_FILE, FORMAT_FILE + TMP_SUFFIX):

@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 
 from kv_backend import record as rec
 from kv_backend.errors import KVError
-from kv_backend.files import MMAP_NO_FD, data_name, fsync_dir, list_data_files, prepare_directory
+from kv_backend.files import (
+    MMAP_NO_FD,
+    check_new_store_target,
+    data_name,
+    fsync_dir,
+    list_data_files,
+    prepare_directory,
+)
 
 _VALID_TYPES = (rec.PUT, rec.DELETE, rec.COMMIT)
 _BATCH_SIZE = 1000
@@ -108,7 +115,7 @@ def salvage(
     prepare_directory(src, create=False)
     if src == dst:
         raise SalvageError(f"cannot salvage {src} into itself; give a new directory as the target")
-    _check_target(dst)
+    check_new_store_target(dst, "salvage", SalvageError)
     report = SalvageReport(src, dst)
     fids = list_data_files(src)
     paths = [os.path.join(src, data_name(fid)) for fid in fids]
@@ -177,27 +184,6 @@ def salvage(
             if isinstance(m, mmap.mmap):
                 m.close()
     return report
-
-
-def _check_target(path: str) -> None:
-    """Refuse a target that exists and is not an empty directory (as restore does)."""
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise SalvageError(f"cannot salvage into {path}: it exists and is not a directory")
-    if os.path.isdir(path):
-        try:
-            entries = os.listdir(path)
-        except OSError as exc:
-            raise SalvageError(f"cannot salvage into {path}: {exc.strerror}") from exc
-        if entries:
-            raise SalvageError(
-                f"refusing to salvage into {path}: the directory is not empty (it holds "
-                f"{', '.join(sorted(entries)[:3])}); salvage into a new or empty directory"
-            )
-        if os.path.ismount(path):
-            raise SalvageError(
-                f"cannot salvage into {path}: it is a mount point, and the copy is moved into place; "
-                f"salvage into a directory inside it, e.g. {os.path.join(path, 'kv')}"
-            )
 
 
 def _sound_at(buf: bytes | mmap.mmap, pos: int, end: int) -> int:
