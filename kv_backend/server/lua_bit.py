@@ -13,35 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-_SOURCE = r"""
+from kv_backend.server.lua_common import C_FUNCTION
+
+_SOURCE = C_FUNCTION + r"""
 local type, tonumber, select, error = type, tonumber, select, error
 local floor, frexp, huge = math.floor, math.frexp, math.huge
 local format, sub, upper = string.format, string.sub, string.upper
 local TWO32, TWO31 = 4294967296, 2147483648
 
--- The functions are callable tables whose __call is a coroutine.wrap (C) function, so that they
--- are, as Redis's, C functions to Lua (see kv_backend/server/lua_cjson.py's c_function).
-local co_wrap, co_yield, unpack, pcall, setmetatable = coroutine.wrap, coroutine.yield, unpack,
-  pcall, setmetatable
-local function pack(...) return {n = select('#', ...), ...} end
-local function c_function(impl)
-  local meta = {__metatable = false}
-  local function fresh()
-    return co_wrap(function(...)
-      local args = pack(...)
-      while true do
-        local r = pack(pcall(impl, unpack(args, 2, args.n)))
-        if not r[1] then
-          meta.__call = fresh()
-          error(r[2], 0)
-        end
-        args = pack(co_yield(unpack(r, 2, r.n)))
-      end
-    end)
-  end
-  meta.__call = fresh()
-  return setmetatable({}, meta)
-end
+-- (c_function: kv_backend/server/lua_common.py)
 
 -- argument i (of count) of the library function called name as an unsigned 32-bit number, or
 -- LuaBitOp's argument error

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-_SOURCE = r"""
+from kv_backend.server.lua_common import C_FUNCTION
+
+_SOURCE = C_FUNCTION + r"""
 local type, tostring, tonumber, select, next, rawget = type, tostring, tonumber, select, next, rawget
 local pcall, error, setmetatable = pcall, error, setmetatable
 local format, sub, byte, char, find, match, gsub, lower, rep =
@@ -35,32 +37,7 @@ local null_meta = getmetatable(null)
 null_meta.__tostring = function() return 'userdata: (nil)' end
 null_meta.__metatable = false
 
--- The library's functions are, as Redis's, C functions to Lua, so that a script's
--- ``return cjson.decode(s)`` is no tail call and an error names the script's line: each is a
--- callable table whose __call is a coroutine.wrap (C) function running it. An error ends that
--- coroutine, so a new one takes its place before the error is raised; the error text has no
--- position, to which coroutine.wrap adds the caller's (none when called from pcall), as Lua does
--- for a C function's error.
-local co_wrap, co_yield, unpack = coroutine.wrap, coroutine.yield, unpack
-local function pack(...) return {n = select('#', ...), ...} end
-local function c_function(impl)
-  local meta = {__metatable = false}
-  local function fresh()
-    return co_wrap(function(...)
-      local args = pack(...)
-      while true do
-        local r = pack(pcall(impl, unpack(args, 2, args.n)))
-        if not r[1] then
-          meta.__call = fresh()
-          error(r[2], 0)
-        end
-        args = pack(co_yield(unpack(r, 2, r.n)))
-      end
-    end)
-  end
-  meta.__call = fresh()
-  return setmetatable({}, meta)
-end
+-- (c_function: kv_backend/server/lua_common.py)
 
 -- an argument error as the C API makes it (luaL_argerror), for the function called name
 local function argerr(name, narg, msg)
