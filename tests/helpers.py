@@ -126,3 +126,21 @@ def patch_engine(monkeypatch, name: str, value: object) -> None:
         module = importlib.import_module(module_name)
         if hasattr(module, name):
             monkeypatch.setattr(module, name, value)
+
+
+def data_files(store: str) -> list[str]:
+    """The paths of a store's data files, oldest first."""
+    from kv_backend.files import data_name, list_data_files
+
+    return [os.path.join(store, data_name(f)) for f in list_data_files(store)]
+
+
+def fingerprint(store: str) -> dict[str, str]:
+    """sha256 of every file of a directory, by name: to check that something left it unchanged."""
+    import hashlib
+
+    out = {}
+    for name in sorted(os.listdir(store)):
+        with open(os.path.join(store, name), "rb") as f:
+            out[name] = hashlib.sha256(f.read()).hexdigest()
+    return out

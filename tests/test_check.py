@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 
 import pytest
-from helpers import child_env
+from helpers import child_env, data_files, fingerprint
 
 from kv_backend import DB, record
 from kv_backend.check import Problem, check
@@ -16,18 +15,6 @@ from kv_backend.cli import main
 from kv_backend.errors import NotAStoreError, StoreNotFoundError
 from kv_backend.files import data_name, hint_name, list_data_files
 from kv_backend.hint import write_hints
-
-
-def data_files(store: str) -> list[str]:
-    return [os.path.join(store, data_name(f)) for f in list_data_files(store)]
-
-
-def fingerprint(store: str) -> dict[str, str]:
-    out = {}
-    for name in sorted(os.listdir(store)):
-        with open(os.path.join(store, name), "rb") as f:
-            out[name] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 def flip(path: str, pos: int) -> None:

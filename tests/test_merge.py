@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import run_python, spawn_python
+from helpers import fingerprint, run_python, spawn_python
 
 from kv_backend import DB, MergeInProgressError, record
 from kv_backend.errors import CorruptionError
@@ -106,7 +106,6 @@ def test_merge_does_not_keep_deleted_files_open(store_path):
 def test_merge_refuses_a_file_it_cannot_read_to_the_end(store_path):
     """A damaged length field hides every record after it: merging would delete them (and could
     bring back older values they replaced), so merge refuses and changes nothing."""
-    import hashlib
 
     with DB(store_path, max_file_size=4096) as db:
         for i in range(60):
@@ -120,19 +119,13 @@ def test_merge_refuses_a_file_it_cannot_read_to_the_end(store_path):
         f.seek(second + 10)
         f.write(b"\xff\xff\x00\x00")
 
-    def fingerprint() -> dict[str, str]:
-        return {
-            n: hashlib.sha256(open(os.path.join(store_path, n), "rb").read()).hexdigest()
-            for n in os.listdir(store_path)
-        }
-
     with DB(store_path, max_file_size=4096) as db:
-        before = fingerprint()
+        before = fingerprint(store_path)
         active = data_name(list_data_files(store_path)[-1])
         with pytest.raises(CorruptionError, match="cannot be read past offset") as info:
             db.merge()
         assert info.value.path == first and info.value.offset == second
-        after = fingerprint()
+        after = fingerprint(store_path)
         # Merge may have rotated the active file first; every other file is as it was.
         assert {n: h for n, h in after.items() if n in before and n not in ("STATE", active)} == {
             n: h for n, h in before.items() if n not in ("STATE", active)

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 
 import pytest
+from helpers import data_files, fingerprint
 from test_cli import run
 
 from kv_backend import DB, record
 from kv_backend.check import check
 from kv_backend.errors import CorruptionError
-from kv_backend.files import data_name, list_data_files
+from kv_backend.files import list_data_files
 from kv_backend.salvage import SalvageError, salvage
-
-
-def data_files(store: str) -> list[str]:
-    return [os.path.join(store, data_name(f)) for f in list_data_files(store)]
-
-
-def fingerprint(store: str) -> dict[str, str]:
-    out = {}
-    for name in sorted(os.listdir(store)):
-        with open(os.path.join(store, name), "rb") as f:
-            out[name] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 def records(path: str) -> list[tuple[int, bytes, int, int, float]]:
