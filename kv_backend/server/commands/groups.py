@@ -21,6 +21,7 @@ from kv_backend.server.commands.registry import (
 from kv_backend.server.commands.streams import entries_reply, stream_read
 from kv_backend.server.protocol import NULL_ARRAY, OK
 from kv_backend.structures import CommandError
+from kv_backend.structures.groups import _strict_id as strict_stream_id
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -320,6 +321,11 @@ def cmd_xsetid(conn: Connection, args: list[bytes]) -> Any:
         elif word == b"MAXDELETEDID" and i + 1 < len(args):
             st.check_entry_id(args[i + 1])
             options["max_deleted_id"] = args[i + 1]
+            # as Redis: checked as soon as the option is read, before any later option
+            if strict_stream_id(args[2]) < strict_stream_id(args[i + 1]):
+                raise CommandError(
+                    "ERR The ID specified in XSETID is smaller than the provided max_deleted_entry_id"
+                )
         else:
             raise syntax()
         i += 2
