@@ -254,10 +254,12 @@ def test_blocked_zpop_is_served_by_a_transaction_or_a_script(server_ports):
             with other.pipeline() as p:
                 p.zadd("d", {"x": 1}).zadd("d", {"y": 2}).execute()
 
-        later(0.1, tx)
+        writer = later(0.1, tx)
         assert r.bzpopmax("d", 10) == (b"d", b"y", 2.0)
-        later(0.1, other.eval, "return redis.call('zadd', KEYS[1], 7, 'z')", 1, "e")
+        writer.join(10)
+        writer = later(0.1, other.eval, "return redis.call('zadd', KEYS[1], 7, 'z')", 1, "e")
         assert r.bzpopmin("e", 10) == (b"e", b"z", 7.0)
+        writer.join(10)  # its EVAL reply read before the connection is closed
         r.close()
         other.close()
 
