@@ -25,7 +25,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any, Literal
 
 from kv_backend import record as rec
-from kv_backend.db_common import _FIRST_FILE, _M40, DEFAULT_MAX_FILE_SIZE, _time
+from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, MAX_FILE_SIZE, MIN_FILE_SIZE, _time
 from kv_backend.db_open import _Opening
 from kv_backend.db_read import _Reading
 from kv_backend.db_write import Batch, _Writing
@@ -138,9 +138,15 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                 f"sync must be 'never', 'always' or a number of seconds >= 0, not {sync!r}"
             )
         self.sync_mode = sync
-        if not isinstance(max_file_size, int) or isinstance(max_file_size, bool) or max_file_size < 4096:
-            raise ConfigurationError(f"max_file_size must be an int >= 4096, not {max_file_size!r}")
-        if max_file_size > _M40:
+        if (
+            not isinstance(max_file_size, int)
+            or isinstance(max_file_size, bool)
+            or max_file_size < MIN_FILE_SIZE
+        ):
+            raise ConfigurationError(
+                f"max_file_size must be an int >= {MIN_FILE_SIZE}, not {max_file_size!r}"
+            )
+        if max_file_size >= MAX_FILE_SIZE:
             raise ConfigurationError(f"max_file_size must be below 1 TiB, not {max_file_size!r}")
         self.max_file_size = max_file_size
         if auto_merge is not None and (

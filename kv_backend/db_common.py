@@ -39,6 +39,9 @@ _M40 = (1 << 40) - 1
 _FIRST_FILE: FileId = (1, 0)
 _MISSING: Any = object()
 DEFAULT_MAX_FILE_SIZE = 128 << 20
+#: The bounds of ``max_file_size``: records are addressed with 40-bit offsets, so files stay below 1 TiB.
+MIN_FILE_SIZE = 4096
+MAX_FILE_SIZE = 1 << 40
 T = TypeVar("T")
 
 

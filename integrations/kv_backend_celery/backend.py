@@ -34,6 +34,7 @@ from celery.result import AsyncResult, GroupResult, ResultSet, allow_join_result
 from kombu.utils.encoding import bytes_to_str, ensure_bytes
 
 from kv_backend import DB
+from kv_backend.db_common import MAX_FILE_SIZE, MIN_FILE_SIZE
 from kv_backend.errors import (
     ConfigurationError,
     MergeInProgressError,
@@ -70,8 +71,6 @@ _NOT_TRANSIENT = frozenset(
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-#: The engine addresses records in a data file with 40 bits: files stay below 1 TiB.
-_MAX_FILE_SIZE = 1 << 40
 
 
 class KVBackendConfigurationError(ImproperlyConfigured, ConfigurationError):
@@ -150,9 +149,9 @@ def _parse_size(url: str, text: str) -> int:
         size = int(t) * factor
     except ValueError:
         raise _bad(url, f"max_file_size must be a byte count such as 67108864 or 64M, not {text!r}") from None
-    if size < 4096:
-        raise _bad(url, f"max_file_size must be at least 4096 bytes, not {text!r}")
-    if size >= _MAX_FILE_SIZE:
+    if size < MIN_FILE_SIZE:
+        raise _bad(url, f"max_file_size must be at least {MIN_FILE_SIZE} bytes, not {text!r}")
+    if size >= MAX_FILE_SIZE:
         raise _bad(url, f"max_file_size must be below 1 TiB (at most 1023G), not {text!r}")
     return size
 
