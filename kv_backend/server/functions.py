@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.protocol import OrderedSet
-from kv_backend.structures import CommandError, glob_match, parse_int
+from kv_backend.structures import CommandError, glob_match, parse_int, rdb
 from kv_backend.structures.layout import FUNCTIONS
 
 if TYPE_CHECKING:
@@ -155,6 +155,47 @@ class Functions:
     def flush(self) -> None:
         with self.server.db.locked():
             self._save({})
+
+    # ------------------------------------------------------------ FUNCTION DUMP / RESTORE
+
+    def dump(self) -> bytes:
+        """Every library's code in Redis's FUNCTION DUMP format (libraries in name order)."""
+        self.sync()
+        return rdb.dump_functions([self.libraries[name].code for name in sorted(self.libraries)])
+
+    def restore(self, payload: bytes, policy: bytes) -> None:
+        """FUNCTION RESTORE: load the libraries of a FUNCTION DUMP payload, all or none of them.
+
+        ``policy`` is ``APPEND`` (a library or function name already loaded is an error),
+        ``REPLACE`` (libraries of the same names are replaced) or ``FLUSH`` (every loaded library
+        goes first), with Redis's error texts.
+        """
+        codes = rdb.load_functions(payload)
+        db = self.server.db
+        with db.locked():
+            self.sync()
+            new: dict[str, Library] = {}
+            owners: dict[str, str] = {}
+            for code in codes:
+                lib = self._compile(code)
+                if lib.name in new:
+                    raise CommandError(f"ERR Library '{lib.name}' already exists")
+                for fname in lib.functions:
+                    if fname in owners:
+                        raise CommandError(f"ERR Function {fname} already exists")
+                    owners[fname] = lib.name
+                new[lib.name] = lib
+            libraries = {} if policy == b"FLUSH" else dict(self.libraries)
+            for name in new:
+                if name in libraries and policy == b"APPEND":
+                    raise CommandError(f"ERR Library {name} already exists")
+                libraries.pop(name, None)
+            for lib in libraries.values():
+                for fname in lib.functions:
+                    if fname in owners:
+                        raise CommandError(f"ERR Function {fname} already exists")
+            libraries.update(new)
+            self._save(libraries)
 
     # ------------------------------------------------------------ FUNCTION LIST / STATS
 

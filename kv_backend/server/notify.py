@@ -159,11 +159,11 @@ class Notifier:
         rule = _RULES.get(name)
         events = rule(_Call(server, args, reply, changed, before)) if rule is not None else []
         if server.notify_flags & NEW and keys and events:
-            # A key the command created, as Redis reports it: RENAME and COPY replace their
-            # destination by a new key; SET ... EXAT (a past time) makes one that is gone at once.
+            # A key the command created, as Redis reports it: RENAME, COPY and RESTORE replace
+            # their destination by a new key; SET ... EXAT (a past time) makes one that is gone at once.
             st = server.st
             made = {key for _, event, key in events if event not in _NOT_MADE}
-            replaced = made & {args[2]} if name in _REPLACES else set()
+            replaced = made & {args[_REPLACES[name]]} if name in _REPLACES else set()
             fresh = [
                 k
                 for k in made
@@ -241,8 +241,8 @@ _MISS_ANY = frozenset({b"getdel", b"getex", b"pfcount"})
 _NO_MISS = frozenset({b"object", b"randomkey", b"scan", b"keys", b"dbsize"})
 #: Events that do not make a key (for ``new``).
 _NOT_MADE = frozenset({b"del", b"expired", b"rename_from", b"srem", b"lpop", b"rpop", b"zpopmin", b"zpopmax"})
-#: Commands whose destination (``args[2]``) is a new key even when one of that name existed.
-_REPLACES = frozenset({b"rename", b"renamenx", b"copy"})
+#: Commands whose destination (``args[i]``) is a new key even when one of that name existed.
+_REPLACES = {b"rename": 2, b"renamenx": 2, b"copy": 2, b"restore": 1}
 #: Commands that report ``del`` for each key they named that existed.
 _PER_KEY_DEL = frozenset({b"del", b"unlink"})
 
@@ -519,6 +519,14 @@ def _prepare_consumers(st: Any, args: list[bytes]) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def _restore(c: _Call) -> list[Event]:
+    """A new key, or (an expiry time already past) the deletion of the key it replaced."""
+    if not c.changed:
+        return []
+    key = c.args[1]
+    return [(GENERIC, b"del", key)] if c.gone(key) else [(GENERIC, b"restore", key)]
+
+
 _PREPARE: dict[bytes, Callable[[Any, list[bytes]], Any]] = {
     b"smove": _prepare_smove,
     b"xadd": _prepare_xadd,
@@ -562,6 +570,7 @@ _RULES: dict[bytes, Callable[[_Call], list[Event]]] = {
     b"rename": _rename,
     b"renamenx": _rename,
     b"copy": _copy,
+    b"restore": _restore,
     # hashes
     b"hset": _simple(HASH, b"hset", always=True),
     b"hmset": _simple(HASH, b"hset", always=True),

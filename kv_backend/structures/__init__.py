@@ -23,8 +23,9 @@ The modules of this package: :mod:`.layout` (the record layout above),
 (commands on keys of any type) and one module per type (:mod:`.strings`,
 :mod:`.hashes`, :mod:`.lists`, :mod:`.sets`, :mod:`.zsets`, :mod:`.streams`,
 :mod:`.groups` for stream consumer groups), :mod:`.bits` (bitmap commands on strings),
-:mod:`.hyperloglog` (HyperLogLogs in Redis's value format) and :mod:`.geo` (geo commands on
-sorted sets, with the geohash arithmetic in :mod:`.geohash`).
+:mod:`.hyperloglog` (HyperLogLogs in Redis's value format), :mod:`.geo` (geo commands on
+sorted sets, with the geohash arithmetic in :mod:`.geohash`) and :mod:`.dumps` (DUMP/RESTORE
+in Redis's payload format, read and written by :mod:`.rdb`).
 
 Scores are IEEE-754 doubles turned into 8 bytes that sort like the numbers, so
 score ranges and ranks are ordered engine scans. Expiry lives on the metadata
@@ -38,6 +39,7 @@ of it, and a crash never leaves half of it on disk.
 from __future__ import annotations
 
 from kv_backend.structures.bits import Bits
+from kv_backend.structures.dumps import Dumps
 from kv_backend.structures.errors import (
     CommandError,
     HashValueNotAnIntegerError,
@@ -78,7 +80,7 @@ __all__ = [
 
 
 class Structures(
-    Strings, Bits, HyperLogLogs, Hashes, Sorting, Lists, Sets, GeoSets, SortedSets, StreamGroups
+    Strings, Bits, HyperLogLogs, Hashes, Sorting, Lists, Sets, GeoSets, SortedSets, Dumps, StreamGroups
 ):
     """Redis-like strings, hashes, lists, sets, sorted sets and streams stored in a :class:`DB`.
 

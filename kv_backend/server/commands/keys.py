@@ -218,6 +218,50 @@ def cmd_copy(conn: Connection, args: list[bytes]) -> Any:
     return int(conn.st.copy(args[1], args[2], replace=replace))
 
 
+@command("DUMP", 2)
+def cmd_dump(conn: Connection, args: list[bytes]) -> Any:
+    """Serialize a key's value in Redis's DUMP format (RESTORE, here or in redis-server, takes it)."""
+    return conn.st.dump(args[1])
+
+
+@command("RESTORE", -4, "write")
+def cmd_restore(conn: Connection, args: list[bytes]) -> Any:
+    """Create a key from a DUMP payload: ``key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f]``.
+
+    As Redis: the options are read first, then the key must be free (or REPLACE given), then the
+    TTL and the payload are checked. IDLETIME and FREQ are checked and ignored: kvb keeps no
+    access times or frequencies.
+    """
+    replace = absttl = False
+    idle = freq = False
+    i = 4
+    while i < len(args):
+        opt = upper(args[i])
+        more = i + 1 < len(args)
+        if opt == b"REPLACE":
+            replace = True
+        elif opt == b"ABSTTL":
+            absttl = True
+        elif opt == b"IDLETIME" and more and not freq:
+            if arg_int(args[i + 1]) < 0:
+                raise CommandError("ERR Invalid IDLETIME value, must be >= 0")
+            idle = True
+            i += 1
+        elif opt == b"FREQ" and more and not idle:
+            if not 0 <= arg_int(args[i + 1]) <= 255:
+                raise CommandError("ERR Invalid FREQ value, must be >= 0 and <= 255")
+            freq = True
+            i += 1
+        else:
+            raise syntax()
+        i += 1
+    st = conn.st
+    if not replace and st.exists(args[1]):  # before the TTL is read, as in Redis
+        raise CommandError("BUSYKEY Target key name already exists.")
+    st.restore(args[1], arg_int(args[2]), args[3], replace=replace, absttl=absttl)
+    return OK
+
+
 def _db_index(raw: bytes, message: str | None = None) -> int:
     """A database index (MOVE, SWAPDB) read as Redis reads it, a C int (``message``: Redis's error
     for either mistake, when the command has its own)."""

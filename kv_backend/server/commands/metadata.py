@@ -178,6 +178,8 @@ function|stats        | allow_busy | @scripting | nondeterministic_output req:al
 function|kill         | allow_busy | @scripting | req:all_shards resp:one_succeeded
 function|flush        | write | @scripting | req:all_shards resp:all_succeeded
 function|help         | loading stale | @scripting
+function|dump         | | @scripting
+function|restore      | write denyoom | @scripting | req:all_shards resp:all_succeeded
 sadd                  | write denyoom fast | @set | | RW,insert@1
 srem                  | write fast | @set | | RW,delete@1
 smembers              | readonly | @set | nondeterministic_output_order | RO,access@1
@@ -247,6 +249,8 @@ pfcount               | readonly | @hyperloglog | | RW,access@1:-1
 pfmerge               | write denyoom | @hyperloglog | | RW,access,insert@1;RO,access@2:-1
 copy                  | write denyoom | @keyspace | | RO,access@1;OW,update@2
 move                  | write fast | @keyspace | | RW,access,update@1
+dump                  | readonly | @keyspace | nondeterministic_output | RO,access@1
+restore               | write denyoom | @keyspace @dangerous | | OW,update@1
 swapdb                | write fast | @keyspace @dangerous
 touch                 | readonly fast | @keyspace | req:multi_shard resp:agg_sum | RO@1:-1
 object

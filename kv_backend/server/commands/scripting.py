@@ -86,6 +86,12 @@ _FUNCTION_HELP = help_reply(
         ("STATS", "The running function (always nil here) and the number of libraries and functions."),
         ("KILL", "Kill the running function (none ever runs while another command waits here)."),
         ("FLUSH [ASYNC|SYNC]", "Delete every library."),
+        ("DUMP", "Every library's code as a payload for FUNCTION RESTORE (Redis's format)."),
+        (
+            "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+            "Load the libraries of a FUNCTION DUMP payload: APPEND (default) refuses names already\n"
+            "loaded, REPLACE replaces libraries of the same names, FLUSH deletes every library first.",
+        ),
     ],
 )
 
@@ -93,7 +99,17 @@ _FUNCTION_HELP = help_reply(
 @command(
     "FUNCTION",
     -2,
-    subcommands={b"LOAD": -3, b"DELETE": 3, b"LIST": -2, b"STATS": 2, b"KILL": 2, b"FLUSH": -2, b"HELP": 2},
+    subcommands={
+        b"LOAD": -3,
+        b"DELETE": 3,
+        b"LIST": -2,
+        b"STATS": 2,
+        b"KILL": 2,
+        b"FLUSH": -2,
+        b"DUMP": 2,
+        b"RESTORE": -3,
+        b"HELP": 2,
+    },
 )
 def cmd_function(conn: Connection, args: list[bytes]) -> Any:
     sub = upper(args[1])
@@ -137,5 +153,19 @@ def cmd_function(conn: Connection, args: list[bytes]) -> Any:
         if len(args) == 3 and upper(args[2]) not in (b"ASYNC", b"SYNC"):
             raise CommandError("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
         functions.flush()
+        return OK
+    if sub == b"DUMP":
+        return functions.dump()
+    if sub == b"RESTORE":
+        if len(args) > 4:
+            raise CommandError(
+                "ERR unknown subcommand or wrong number of arguments for 'RESTORE'. Try FUNCTION HELP."
+            )
+        policy = upper(args[3]) if len(args) == 4 else b"APPEND"
+        if policy not in (b"FLUSH", b"APPEND", b"REPLACE"):
+            raise CommandError(
+                "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE."
+            )
+        functions.restore(args[2], policy)
         return OK
     raise unknown_subcommand(args)
