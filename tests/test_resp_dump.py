@@ -547,3 +547,33 @@ def test_sigkill_during_restore_leaves_old_or_new_value(tmp_path):
             assert any(members == set(v) for v in values), (run, len(members))
     finally:
         server.stop()
+
+
+def test_damaged_payloads_give_redis_errors_only():
+    """Payloads damaged at random (their checksum made right) are refused with Redis's errors,
+    never a Python exception from the parser."""
+    stream = rdb.Stream(
+        [((1, i), [(b"f", b"%d" % i)] if i % 3 else [(b"g", b"x" * i)]) for i in range(1, 30)],
+        (1, 29),
+        31,
+        (1, 0),
+        [rdb.Group(b"g", (1, 5), 5, [rdb.Pending((1, 2), b"c", 7, 1)], [(b"c", 7, 7), (b"d", 8, 8)])],
+    )
+    seeds = [rdb.dump(rdb.Value("stream", stream))] + [_payload(body) for body in OLD_ENCODINGS.values()]
+    seeds.append(rdb.dump(rdb.Value("zset", [(b"a", 1.5), (b"b", -2.0)])))
+    seeds.append(_payload(b"\x00\xc3\x05\x05\x01ab\x20\x01"))  # LZF: "ababa"
+    rng = random.Random(5)
+    for _ in range(3000):
+        body = bytearray(rng.choice(seeds)[:-10])
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(body) + 1)
+            if at < len(body) and rng.random() < 0.6:
+                body[at] = rng.randrange(256)
+            elif rng.random() < 0.5:
+                del body[at : at + rng.randint(1, 20)]
+            else:
+                body.insert(at, rng.randrange(256))
+        try:
+            rdb.load(_payload(bytes(body)))
+        except rdb.CommandError as exc:
+            assert str(exc) == rdb.BAD_FORMAT
