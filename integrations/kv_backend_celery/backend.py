@@ -569,7 +569,13 @@ class KVBackend(KeyValueStoreBackend):
         """Block until the task is ready and return its meta; wakes on the store's next write.
 
         ``interval`` only paces ``on_interval`` (and bounds each sleep): the
-        result is seen within about a millisecond of being written.
+        result is seen within about a millisecond of being written. A result
+        that became ready while waiting is followed by one more
+        ``on_interval`` call before it is returned, as Celery's redis backend
+        does after every message: ``AsyncResult.get()`` passes its check of
+        the parents there, so a failed parent (a chord's header) is raised
+        rather than the ChordError its failure left on this task, whenever
+        the failure lands.
         """
         self._check_not_eager()
         db = self.db
@@ -577,10 +583,13 @@ class KVBackend(KeyValueStoreBackend):
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
         next_tick = now
+        waited = False
         while True:
             token = db.change_token()
             meta = self.get_task_meta(task_id)
             if meta["status"] in states.READY_STATES:
+                if waited and on_interval is not None:
+                    on_interval()
                 return meta
             now = time.monotonic()
             if on_interval is not None and now >= next_tick:
@@ -592,6 +601,7 @@ class KVBackend(KeyValueStoreBackend):
             if deadline is not None:
                 nap = min(nap, deadline - now)
             db.wait_for_change(token, max(nap, 0.0))
+            waited = True
 
     def get_many(
         self,
