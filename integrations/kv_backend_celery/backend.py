@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -284,6 +285,10 @@ class KVBackend(KeyValueStoreBackend):
     implements_incr = True
     persistent = True
 
+    #: Shortest lifetime (seconds) of the claim the part that completes a chord
+    #: holds while it joins the header and sends the callback.
+    chord_claim_min = 1.0
+
     def __init__(self, *args: Any, url: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, url=url, **kwargs)
         if url is None:
@@ -459,22 +464,31 @@ class KVBackend(KeyValueStoreBackend):
         key = self.get_key_for_chord(gid)
         task_id = getattr(request, "id", None)
         keep = self._chord_part_ttl()
-        left = self._count_part(key, gid, task_id, keep)
+        claim = uuid.uuid4().hex.encode()
+        left = self._count_part(key, gid, task_id, keep, claim)
         if left is None:
             return None
         if left == 0:
-            return self._run_chord_callback(gid, chord_sig, key)
+            return self._run_chord_callback(gid, chord_sig, key, claim)
         self.expire(self.get_key_for_group(gid), keep)
         if task_id:
             self.expire(self.get_key_for_task(task_id), keep)
         return None
 
-    def _count_part(self, key: bytes, gid: str, task_id: str | None, keep: float | None) -> int | None:
+    def _count_part(
+        self, key: bytes, gid: str, task_id: str | None, keep: float | None, claim: bytes = b""
+    ) -> int | None:
         """Add one to the chord counter for ``task_id``, once; None if that part was counted already.
 
         The "counted" marker and the new count are written in one batch under
         the write lock, so a redelivered task is not counted twice and a crash
-        can't leave one without the other.
+        can't leave one without the other. The part that brings the count to
+        zero writes ``claim`` in the same batch: it owns the callback for
+        :meth:`_chord_claim_ttl` seconds. A part delivered again (its worker
+        was killed, ``acks_late``) finds its marker; if the count is zero, the
+        chord has not been cleaned up and the claim has lapsed, the process
+        that was sending the callback died, and this part claims the chord
+        and sends it (0 is returned).
         """
         db = self.db
         if not task_id:
@@ -482,8 +496,19 @@ class KVBackend(KeyValueStoreBackend):
             self.expire(key, self._chord_counter_ttl())
             return left
         marker = self._part_marker(gid, task_id)
+        claim_key = self._claim_key(gid)
+        claim_ttl = self._chord_claim_ttl()
         with db.locked():
             if marker in db:
+                if claim and db.get(key) == b"0" and claim_key not in db:
+                    logger.warning(
+                        "chord %s: part %s finished again after the process sending the callback "
+                        "was lost; sending it from here",
+                        gid,
+                        task_id,
+                    )
+                    db.put(claim_key, claim, ttl=claim_ttl)
+                    return 0
                 logger.warning("chord %s: part %s finished again; it was counted already", gid, task_id)
                 return None
             raw = db.get(key)
@@ -491,7 +516,48 @@ class KVBackend(KeyValueStoreBackend):
             with db.batch() as batch:
                 batch.put(marker, b"1", ttl=self._ttl(keep))
                 batch.put(key, str(left).encode(), ttl=self._ttl(self._chord_counter_ttl()))
+                if left == 0 and claim:
+                    batch.put(claim_key, claim, ttl=claim_ttl)
         return left
+
+    def _claim_key(self, gid: str) -> bytes:
+        return ensure_bytes(self.get_key_for_chord(gid, ".claim"))
+
+    def _chord_claim_ttl(self) -> float:
+        """How long the part that completes a chord owns it before a redelivered part may take over.
+
+        Twice the longest join (``result_chord_join_timeout``; 5 s when it is
+        unbounded), so a live owner is never overtaken while it joins.
+        """
+        join = self.app.conf.get("result_chord_join_timeout")
+        return max(self.chord_claim_min, 2.0 * (join or 5.0))
+
+    def _chord_publish_ttl(self, callback: Any) -> float:
+        """The claim's lifetime while the callback is sent: the join's plus the publish retries' budget."""
+        conf = self.app.conf
+        policy = dict(conf.get("task_publish_retry_policy") or {})
+        policy.update(callback.options.get("retry_policy") or {})
+        retry = callback.options.get("retry", conf.get("task_publish_retry", True))
+        retries = policy.get("max_retries", 3) if retry else 0
+        retries = 3 if retries is None else max(int(retries), 0)
+        per_try = float(conf.get("broker_connection_timeout") or 4.0)
+        per_try += float(policy.get("interval_max", 1) or 0)
+        return self._chord_claim_ttl() + (retries + 1) * per_try
+
+    def _keep_claim(self, gid: str, key: bytes, claim: bytes, ttl: float) -> bool:
+        """Extend this process's claim on the chord to ``ttl`` seconds; False if another process owns it.
+
+        A claim that lapsed (a slow join) is taken back as long as the chord is
+        still complete and nobody else has claimed it.
+        """
+        db = self.db
+        claim_key = self._claim_key(gid)
+        with db.locked():
+            current = db.get(claim_key)
+            if current not in (None, claim) or db.get(key) != b"0":
+                return False
+            db.put(claim_key, claim, ttl=ttl)
+        return True
 
     def _part_marker(self, gid: str, task_id: str) -> bytes:
         return ensure_bytes(self.get_key_for_chord(gid, f".part.{task_id}"))
@@ -515,36 +581,58 @@ class KVBackend(KeyValueStoreBackend):
                 self.chord_error_from_stack(maybe_signature(chord_sig, app=self.app), exc)
         return deps
 
-    def _run_chord_callback(self, gid: str, chord_sig: Any, key: bytes) -> Any:
+    def _run_chord_callback(self, gid: str, chord_sig: Any, key: bytes, claim: bytes) -> Any:
         callback = maybe_signature(chord_sig, app=self.app)
         deps = self._restore_chord_group(gid, chord_sig)
         if deps is None:
-            self.delete(key)  # the parts' markers expire with _chord_counter_ttl()
+            with self.db.batch() as batch:  # the parts' markers expire with _chord_counter_ttl()
+                batch.delete(ensure_bytes(key))
+                batch.delete(self._claim_key(gid))
             return None
+        owner = False
+        publish_ttl = self._chord_publish_ttl(callback)
         try:
-            join = deps.join_native if deps.supports_native_join else deps.join
-            with allow_join_result():
-                values = join(timeout=self.app.conf.result_chord_join_timeout, propagate=True)
-        except Exception as exc:
-            culprit = _failed_part(deps.results)
-            reason = f"Dependency {culprit.id} raised {exc!r}" if culprit is not None else repr(exc)
-            logger.error("chord %s failed: %s", gid, reason)
-            return self.chord_error_from_stack(callback, _chord_error(reason, exc))
-        else:
+            try:
+                join = deps.join_native if deps.supports_native_join else deps.join
+                with allow_join_result():
+                    values = join(timeout=self.app.conf.result_chord_join_timeout, propagate=True)
+            except Exception as exc:
+                culprit = _failed_part(deps.results)
+                reason = f"Dependency {culprit.id} raised {exc!r}" if culprit is not None else repr(exc)
+                owner = self._keep_claim(gid, key, claim, publish_ttl)
+                if not owner:
+                    return self._taken_over(gid)
+                logger.error("chord %s failed: %s", gid, reason)
+                return self.chord_error_from_stack(callback, _chord_error(reason, exc))
+            owner = self._keep_claim(gid, key, claim, publish_ttl)
+            if not owner:
+                return self._taken_over(gid)
             try:
                 return callback.delay(values)
             except Exception as exc:
                 logger.exception("chord %s: cannot send its callback", gid)
                 return self.chord_error_from_stack(callback, _chord_error(f"Callback error: {exc!r}", exc))
         finally:
-            deps.delete()
-            with self.db.batch() as batch:
-                batch.delete(ensure_bytes(key))
-                for dep in deps.results:
-                    batch.delete(self._part_marker(gid, dep.id))
-            # The chord is over: header results get back their normal lifetime.
+            if owner:
+                self._end_chord(gid, key, deps)
+
+    @staticmethod
+    def _taken_over(gid: str) -> None:
+        # Only the owner of the claim finishes the chord: this process was too slow,
+        # and a redelivered part took the chord over and sends its callback.
+        logger.warning("chord %s: another process took over its callback; not sending it from here", gid)
+
+    def _end_chord(self, gid: str, key: bytes, deps: GroupResult) -> None:
+        """Drop the chord's saved group, counter, claim and markers."""
+        deps.delete()
+        with self.db.batch() as batch:
+            batch.delete(ensure_bytes(key))
+            batch.delete(self._claim_key(gid))
             for dep in deps.results:
-                self.expire(self.get_key_for_task(dep.id), self.expires)
+                batch.delete(self._part_marker(gid, dep.id))
+        # The chord is over: header results get back their normal lifetime.
+        for dep in deps.results:
+            self.expire(self.get_key_for_task(dep.id), self.expires)
 
     # ---------------------------------------------------------------- waiting
 
