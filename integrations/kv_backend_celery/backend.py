@@ -44,6 +44,7 @@ from kv_backend.errors import (
     StoreNotFoundError,
     ValueTooLargeError,
 )
+from kv_backend.files import STATE_FILE
 
 __all__ = ["KVBackend", "KVBackendConfigurationError", "parse_url"]
 
@@ -248,6 +249,34 @@ _shared: weakref.WeakValueDictionary[tuple[str, tuple[tuple[str, Any], ...]], DB
     weakref.WeakValueDictionary()
 )
 _shared_lock = threading.Lock()
+# The identity of the store each open DB found (see _store_identity).
+_identities: weakref.WeakKeyDictionary[DB, tuple[Any, ...]] = weakref.WeakKeyDictionary()
+
+
+def _store_identity(path: str) -> tuple[Any, ...] | None:
+    """What tells this store from another one made at ``path`` later: its STATE page's inode.
+
+    Every process that shares a store maps that page; a store whose directory
+    was deleted (or emptied) and created again has a new one. None: nothing
+    is there any more. A read-only store without a page (nobody could ever
+    write to it) is known by its directory.
+    """
+    try:
+        st = os.stat(os.path.join(path, STATE_FILE))
+    except FileNotFoundError:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return ("dir", st.st_dev, st.st_ino)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _is_current(db: DB, path: str) -> bool:
+    """False if ``db`` is closed, or its store was deleted or replaced since it was opened."""
+    return not db.closed and _identities.get(db) == _store_identity(path)
 
 
 def _reset_lock_in_child() -> None:
@@ -260,11 +289,23 @@ if hasattr(os, "register_at_fork"):
 
 
 def _open_shared(path: str, options: dict[str, Any]) -> DB:
+    """This process's open store at ``path``, opened anew if it was closed, deleted or replaced.
+
+    A results directory deleted while workers run would otherwise keep
+    taking their results into unlinked files no other process can read, and
+    clients would wait for them for ever; reopening creates the store again
+    (a writable one), so results stored from then on are seen by everyone.
+    The previous handle is left to the garbage collector: another thread may
+    still be using it.
+    """
     key = (path, tuple(sorted(options.items())))
     with _shared_lock:
         db = _shared.get(key)
-        if db is None or db.closed:
+        if db is None or not _is_current(db, path):
+            if db is not None and not db.closed:
+                logger.warning("kv_backend result store %s was deleted or replaced; reopening it", path)
             db = DB(path, **options)
+            _identities[db] = _store_identity(path)
             _shared[key] = db
         return db
 
@@ -310,7 +351,7 @@ class KVBackend(KeyValueStoreBackend):
     def db(self) -> DB:
         """The store, opened on first use in this process and reopened if it was closed."""
         db = self._db
-        if db is None or db.closed:
+        if db is None or not _is_current(db, self.path):
             db = self._db = _open_shared(self.path, self.options)
         return db
 
@@ -666,13 +707,13 @@ class KVBackend(KeyValueStoreBackend):
         the failure lands.
         """
         self._check_not_eager()
-        db = self.db
         cap = self._wait_cap(interval)
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
         next_tick = now
         waited = False
         while True:
+            db = self.db  # a store deleted meanwhile is opened anew
             token = db.change_token()
             meta = self.get_task_meta(task_id)
             if meta["status"] in states.READY_STATES:
@@ -717,13 +758,13 @@ class KVBackend(KeyValueStoreBackend):
                 yield task_id, cached
         if not pending:
             return
-        db = self.db
         cap = self._wait_cap(interval)
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
         next_tick = now
         passes = 0
         while pending:
+            db = self.db  # a store deleted meanwhile is opened anew
             token = db.change_token()
             ids = list(pending)
             values = self.mget([self.get_key_for_task(t) for t in ids])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -165,3 +166,37 @@ def test_slow_owner_does_not_send_a_callback_taken_over_by_a_redelivered_part(st
     assert sent == [([1, 1, 1],)]
     backend._run_chord_callback(gid, dict(body), key, b"slow")  # the slow owner gets there at last
     assert sent == [([1, 1, 1],)]
+
+
+# ------------------------------------------------------------------ the store
+
+
+def test_results_stored_after_the_store_directory_was_deleted_are_seen(store_path):
+    # The results directory removed while workers and clients run: results stored from
+    # then on must reach the clients (before, they went into the deleted files for ever).
+    backend = make_app(f"kvb://{store_path}").backend
+    backend.mark_as_done("before", 1)  # the store is open in this process and in the child
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child: a client waiting for a result
+        os.close(r)
+        code = 1
+        try:
+            meta = backend.wait_for("after", timeout=5, interval=0.05)
+            os.write(w, str(meta["result"]).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    time.sleep(0.1)
+    os.rename(store_path, f"{store_path}.deleted")
+    shutil.rmtree(f"{store_path}.deleted")
+    backend.mark_as_done("after", 2)  # a worker storing a result after the deletion
+    with os.fdopen(r) as pipe:
+        got = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert got == "2"
+    fresh = make_app(f"kvb://{store_path}?sync=always").backend  # a process started later
+    assert fresh.get_task_meta("after")["result"] == 2
+    assert fresh.get_task_meta("before")["status"] == "PENDING"  # deleted with the directory
