@@ -206,7 +206,7 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
             "'~' is not expanded (workers and clients may run as different users); "
             f"write the absolute directory instead, e.g. kvb://{meant}",
         )
-    if parts.netloc not in ("", "localhost"):
+    if parts.netloc.lower() not in ("", "localhost"):  # host names are case-insensitive
         raise _bad(
             url,
             f"the path must be absolute (three slashes: kvb:///{parts.netloc}{parts.path}); "

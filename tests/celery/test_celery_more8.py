@@ -13,7 +13,7 @@ import pytest
 from celery import Celery, chord
 from celery.app.task import Context
 from celery.exceptions import ChordError
-from kv_backend_celery.backend import KVBackend
+from kv_backend_celery.backend import KVBackend, parse_url
 
 pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(120)]
 
@@ -200,3 +200,13 @@ def test_results_stored_after_the_store_directory_was_deleted_are_seen(store_pat
     fresh = make_app(f"kvb://{store_path}?sync=always").backend  # a process started later
     assert fresh.get_task_meta("after")["result"] == 2
     assert fresh.get_task_meta("before")["status"] == "PENDING"  # deleted with the directory
+
+
+# ------------------------------------------------------------------------ URL
+
+
+@pytest.mark.parametrize("host", ["LOCALHOST", "LocalHost"])
+def test_localhost_is_accepted_in_any_case(host):
+    # Host names are case-insensitive (RFC 3986): the error used to call it a
+    # host and suggest kvb:///LOCALHOST/var/lib/r, a different directory.
+    assert parse_url(f"kvb://{host}/var/lib/r?sync=always") == ("/var/lib/r", {"sync": "always"})
