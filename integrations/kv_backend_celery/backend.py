@@ -694,8 +694,13 @@ class KVBackend(KeyValueStoreBackend):
         interval: float = 0.5,
         no_ack: bool = True,
         on_interval: Callable[[], Any] | None = None,
+        on_message: Callable[[dict[str, Any]], Any] | None = None,
     ) -> dict[str, Any]:
         """Block until the task is ready and return its meta; wakes on the store's next write.
+
+        ``on_message`` is called with the meta of each stored state seen while
+        waiting (``STARTED``, custom progress states..., the final one), as
+        Celery's redis backend calls it for each state message.
 
         ``interval`` only paces ``on_interval`` (and bounds each sleep): the
         result is seen within about a millisecond of being written. A result
@@ -712,10 +717,14 @@ class KVBackend(KeyValueStoreBackend):
         deadline = None if timeout is None else now + timeout
         next_tick = now
         waited = False
+        seen: dict[str, Any] | None = None
         while True:
             db = self.db  # a store deleted meanwhile is opened anew
             token = db.change_token()
             meta = self.get_task_meta(task_id)
+            if on_message is not None and meta["status"] != states.PENDING and meta != seen:
+                seen = meta
+                on_message(meta)
             if meta["status"] in states.READY_STATES:
                 if waited and on_interval is not None:
                     on_interval()
@@ -731,6 +740,29 @@ class KVBackend(KeyValueStoreBackend):
                 nap = min(nap, deadline - now)
             db.wait_for_change(token, max(nap, 0.0))
             waited = True
+
+    def wait_for_pending(
+        self,
+        result: AsyncResult,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_message: Callable[[dict[str, Any]], Any] | None = None,
+        on_interval: Callable[[], Any] | None = None,
+        callback: Callable[..., Any] | None = None,
+        propagate: bool = True,
+    ) -> Any:
+        """``AsyncResult.get()``'s wait, with ``on_message`` (which Celery's synchronous backends refuse)."""
+        meta = self.wait_for(
+            result.id,
+            timeout=timeout,
+            interval=interval,
+            no_ack=no_ack,
+            on_interval=on_interval,
+            on_message=on_message,
+        )
+        result._maybe_set_cache(meta)
+        return result.maybe_throw(propagate=propagate, callback=callback)
 
     def get_many(
         self,

@@ -59,6 +59,38 @@ def test_get_raises_the_failed_parent_not_the_chord_error_it_left(backend):
         app.AsyncResult("body").get(timeout=TIMEOUT)
 
 
+def test_get_calls_on_message_with_each_state(backend):
+    # AsyncResult.get(on_message=...) works with redis:// (progress reporting); it
+    # raised ImproperlyConfigured here, as with Celery's synchronous backends.
+    seen: list = []
+    delivered = threading.Semaphore(0)
+
+    def on_message(meta):
+        seen.append((meta["status"], meta["result"]))
+        delivered.release()
+
+    def run_task():
+        backend.store_result("t-msg", {"pid": 1}, "STARTED")
+        for i in range(2):
+            assert delivered.acquire(timeout=TIMEOUT)
+            backend.store_result("t-msg", {"done": i}, "PROGRESS")
+        assert delivered.acquire(timeout=TIMEOUT)
+        backend.mark_as_done("t-msg", 42)
+
+    worker = threading.Thread(target=run_task)
+    worker.start()
+    try:
+        assert backend.app.AsyncResult("t-msg").get(timeout=TIMEOUT, on_message=on_message) == 42
+    finally:
+        worker.join()
+    assert seen == [
+        ("STARTED", {"pid": 1}),
+        ("PROGRESS", {"done": 0}),
+        ("PROGRESS", {"done": 1}),
+        ("SUCCESS", 42),
+    ]
+
+
 def test_chord_header_failure_raises_the_header_error_with_workers(celery_env):
     m = celery_env.app_module
     for _ in range(3):
