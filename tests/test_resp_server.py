@@ -932,7 +932,7 @@ def test_streams_with_redis_py(r, r3):
 def test_watch_counts_consumer_group_changes(r, server):
     """Unlike Redis 7, which ignores them for WATCH, consumer-group changes (XGROUP, XACK, XCLAIM,
     XAUTOCLAIM) and XSETID count as changes of the stream (docs/redis.md, WATCH); one that changes
-    nothing (XGROUP DESTROY of a missing group) does not."""
+    nothing (XGROUP DESTROY of a missing group, XSETID to the stream's last ID) does not."""
     other = redis.Redis(port=server.port)
     r.delete("xs")
     r.xadd("xs", {"f": "v"}, id="1-0")
@@ -944,7 +944,8 @@ def test_watch_counts_consumer_group_changes(r, server):
         (["XCLAIM", "xs", "g", "d", "0", "1-0"], True),
         (["XAUTOCLAIM", "xs", "g", "c", "0", "0"], True),
         (["XACK", "xs", "g", "1-0"], True),
-        (["XSETID", "xs", "1-0"], True),
+        (["XSETID", "xs", "2-0"], True),
+        (["XSETID", "xs", "2-0"], False),  # the ID it has: no change
         (["XGROUP", "DESTROY", "xs", "nogroup"], False),
         (["XGROUP", "DESTROY", "xs", "g"], True),
     ]:

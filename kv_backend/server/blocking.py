@@ -142,7 +142,7 @@ class Waiters:
                     self.unblock(conn)
                     server = self.server
                     if server.watchers:
-                        server.touch(blk.keys + blk.pushes)
+                        server.touch(_changed(blk, reply))
                     self.signal(blk.pushes)  # a moved element may serve the next waiter at once
                     if server.notify_flags and blk.args is not None:
                         server.notifier.served(blk.args, reply)
@@ -176,3 +176,14 @@ class Waiters:
         for conns in list(self.by_key.values()):
             for conn in list(conns):
                 self.unblock(conn)
+
+
+def _changed(blk: Block, reply: Any) -> list[bytes]:
+    """The keys a served waiter changed, which its watchers' EXEC must see, as Redis signals them:
+    BLMOVE/BRPOPLPUSH both of theirs, a pop (BLPOP, BZMPOP...) the key its reply starts with, not
+    the other keys it waited on, and XREAD/XREADGROUP none."""
+    if blk.pushes:
+        return blk.keys + blk.pushes
+    if type(reply) is list and reply and type(reply[0]) is bytes:
+        return reply[:1]
+    return []

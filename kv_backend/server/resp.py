@@ -272,7 +272,7 @@ class Connection(asyncio.Protocol):
                 before = server.notifier.before(name, args, _written_keys(name, args), "write" in cmd.flags)
             if server.watchers and "write" in cmd.flags:
                 token = server.db.change_token()
-                if name in _DELETES:  # the watched keys it names, as they are before it deletes some
+                if name in _BY_TOKEN:  # the watched keys it names, as they are before it changes some
                     deleted = server.watched_tokens(_written_keys(name, args))
             reply = cmd.handler(self, args)
         except Exception as exc:
@@ -296,7 +296,7 @@ class Connection(asyncio.Protocol):
             keys = _written_keys(name, args)
             if server.watchers and (token is None or server.db.change_token() != token):
                 if deleted is None:
-                    server.touch(keys)
+                    server.touch(reply[:1] if name in _POPS and type(reply) is list else keys)
                 else:
                     server.touch([k for k, t in deleted.items() if server.st.watch_token(k) != t])
             server.waiters.signal(keys)
@@ -883,9 +883,15 @@ def _mpop_written(args: list[bytes], first: int) -> list[bytes]:
     return args[first + 1 : first + 1 + int(args[first])]
 
 
-#: Commands whose only change to a key is to delete it: they change exactly the keys that exist
-#: before them (a key's WATCH token then goes from its metadata record to None).
-_DELETES = frozenset({b"del", b"unlink", b"flushdb", b"flushall"})
+#: Commands whose every change to a key shows in its WATCH token (its metadata record): deleting
+#: it (the token goes to None) or, for SMOVE, adding or removing a member (the set's size). They
+#: change exactly the watched keys whose token differs afterwards: SMOVE of a member already in the
+#: destination leaves the destination alone, as in Redis.
+_BY_TOKEN = frozenset({b"del", b"unlink", b"flushdb", b"flushall", b"smove"})
+
+#: Pops from the first non-empty of several keys: their reply starts with the key they popped
+#: from, the only one they changed (a null reply: none).
+_POPS = frozenset({b"blpop", b"brpop", b"bzpopmin", b"bzpopmax", b"lmpop", b"zmpop", b"blmpop", b"bzmpop"})
 
 
 def _loop_factory() -> Any:

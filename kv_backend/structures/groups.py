@@ -309,10 +309,11 @@ class StreamGroups(Streams):
         name, group, raw = _b(name), _b(group), _b(id)
         read = self._check_entries_read(entries_read)
         with self.db.locked():
-            meta, _ = self._group_target(name, group, need_group=True)
+            meta, g = self._group_target(name, group, need_group=True)
             start = _setid_id(raw, meta)
-            with self.db.batch() as b:
-                self._put_group(b, name, group, Group(start, read))
+            if g != Group(start, read):  # the same values: nothing is written (no change for WATCH)
+                with self.db.batch() as b:
+                    self._put_group(b, name, group, Group(start, read))
         return True
 
     def xgroup_destroy(self, name: Name, group: Name) -> int:
@@ -396,13 +397,14 @@ class StreamGroups(Streams):
                 raise CommandError(
                     "ERR The ID specified in XSETID is smaller than current max_deleted_entry_id"
                 )
-            meta = meta._replace(last=new_last)
+            new = meta._replace(last=new_last)
             if entries_added is not None:
-                meta = meta._replace(added=entries_added)
+                new = new._replace(added=entries_added)
             if max_del is not None and max_del != (0, 0):
-                meta = meta._replace(max_deleted=max_del)
-            with db.batch() as b:
-                self._put_stream(b, name, meta)
+                new = new._replace(max_deleted=max_del)
+            if new != meta:  # the same values: nothing is written (no change for WATCH)
+                with db.batch() as b:
+                    self._put_stream(b, name, new)
         return True
 
     # ---------------------------------------------------------- XREADGROUP
