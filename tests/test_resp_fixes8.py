@@ -264,3 +264,27 @@ def test_watch_of_a_served_waiter_sees_only_the_key_it_took_from(servers):
             client.execute_command("PING")
             outcome.append(isinstance(client.execute_command("EXEC"), Nil))
         assert outcome == [aborts, aborts], (watched, blocking, serve, outcome)
+
+
+def test_mpop_with_a_numkeys_that_is_no_number_under_keyspace_notifications(pair):
+    """With keyspace notifications on, LMPOP/ZMPOP/BLMPOP/BZMPOP whose numkeys is no number answered
+    Python's "invalid literal for int() with base 10: b'x'" instead of Redis's error (the keys the
+    command writes were worked out from numkeys before the command checked it)."""
+    for client in pair:
+        client.execute_command("CONFIG", "SET", "notify-keyspace-events", "KEA")
+    try:
+        test_resp_differential._same_replies_and_error_texts(
+            pair,
+            [
+                ["RPUSH", "a", "x"],
+                ["LMPOP", "x", "a", "LEFT"],
+                ["ZMPOP", "1x", "a", "MIN"],
+                ["BLMPOP", "0", "x", "a", "LEFT"],
+                ["BZMPOP", "0", "", "a", "MIN"],
+                ["LMPOP", "-1", "a", "LEFT"],
+                ["LMPOP", "1", "a", "LEFT"],
+            ],
+        )
+    finally:
+        for client in pair:
+            client.execute_command("CONFIG", "SET", "notify-keyspace-events", "")

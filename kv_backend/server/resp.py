@@ -879,8 +879,13 @@ def _written_keys(name: bytes, args: list[bytes]) -> list[bytes] | None:
 
 
 def _mpop_written(args: list[bytes], first: int) -> list[bytes]:
-    """The keys of ``numkeys key...`` at ``args[first]`` (LMPOP, ZMPOP...; the command checked numkeys)."""
-    return args[first + 1 : first + 1 + int(args[first])]
+    """The keys of ``numkeys key...`` at ``args[first]`` (LMPOP, ZMPOP...). Keyspace notifications
+    ask before the command checks numkeys: one that is no number names no key here, and the
+    command then answers Redis's error for it."""
+    try:
+        return args[first + 1 : first + 1 + max(int(args[first]), 0)]
+    except ValueError:
+        return []
 
 
 #: Commands whose every change to a key shows in its WATCH token (its metadata record): deleting
