@@ -288,3 +288,34 @@ def test_mpop_with_a_numkeys_that_is_no_number_under_keyspace_notifications(pair
     finally:
         for client in pair:
             client.execute_command("CONFIG", "SET", "notify-keyspace-events", "")
+
+
+def test_a_write_works_out_its_keys_once_with_watch_and_notifications_on(tmp_path, monkeypatch):
+    """Connection.execute worked out a write command's keys up to three times (keyspace events
+    before and after it, and WATCH/blocked clients); now once, and never for a read."""
+    from kv_backend.server import resp
+    from kv_backend.server.notify import parse_flags
+
+    calls = []
+    real = resp._written_keys
+
+    def counted(name, args):
+        calls.append(name)
+        return real(name, args)
+
+    monkeypatch.setattr(resp, "_written_keys", counted)
+    server = resp.Server(str(tmp_path / "store"))
+    try:
+        conn, watcher = resp.Connection(server), resp.Connection(server)
+        server.set_notify_flags(parse_flags(b"KEg$lshz"))  # no expired events: no sweeper to start
+        watcher.watch(b"a")
+        for args in ([b"RPUSH", b"a", b"x"], [b"DEL", b"a", b"b"], [b"LMPOP", b"1", b"a", b"LEFT"]):
+            calls.clear()
+            conn.execute(args)
+            assert calls == [args[0].lower()], calls
+        calls.clear()
+        conn.execute([b"GET", b"a"])
+        assert calls == []
+        assert watcher.watch_dirty
+    finally:
+        server.db.close()

@@ -261,19 +261,24 @@ class Connection(asyncio.Protocol):
         # WATCH: as in Redis, only a write that changed something makes a watcher's EXEC fail.
         # Every change appends to the log and so moves the store's change token: a command that
         # left it alone (DEL of a missing key, SET ... NX of an existing one...) changed nothing.
-        token = deleted = before = None
+        token = deleted = before = keys = None
         notifying = server.notify_flags  # keyspace notifications: off (0) unless CONFIG SET
         slow = server.slowlog_seconds  # SLOWLOG: every command is timed, as in Redis (None: off)
         start = perf_counter() if slow is not None else 0.0
+        writes = "write" in cmd.flags
+        # a write that watchers or blocked clients must hear of (a write command cannot add either)
+        signals = writes and (server.watchers or server.blocked_keys)
         try:
             if monitors and name in _MONITORED_FIRST:  # a script shows before its commands
                 server.feed_monitors(self, args)
+            if writes and (signals or notifying):  # the keys it writes, worked out once
+                keys = _written_keys(name, args)
             if notifying:
-                before = server.notifier.before(name, args, _written_keys(name, args), "write" in cmd.flags)
-            if server.watchers and "write" in cmd.flags:
+                before = server.notifier.before(name, args, keys, writes)
+            if signals and server.watchers:
                 token = server.db.change_token()
                 if name in _BY_TOKEN:  # the watched keys it names, as they are before it changes some
-                    deleted = server.watched_tokens(_written_keys(name, args))
+                    deleted = server.watched_tokens(keys)
             reply = cmd.handler(self, args)
         except Exception as exc:
             if server.slowlog_seconds is not None:
@@ -291,9 +296,8 @@ class Connection(asyncio.Protocol):
             if type(reply) is Block:
                 reply.args = args  # its events are published when it is served
             if type(reply) is not Block or name == b"xreadgroup":  # a blocked XREADGROUP made its consumer
-                server.notifier.after(name, args, reply, before, _written_keys(name, args))
-        if (server.watchers or server.blocked_keys) and "write" in cmd.flags and type(reply) is not Block:
-            keys = _written_keys(name, args)
+                server.notifier.after(name, args, reply, before, keys)
+        if signals and type(reply) is not Block:
             if server.watchers and (token is None or server.db.change_token() != token):
                 if deleted is None:
                     server.touch(reply[:1] if name in _POPS and type(reply) is list else keys)
