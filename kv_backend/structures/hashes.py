@@ -12,7 +12,13 @@ from kv_backend.errors import NotAnIntegerError
 from kv_backend.structures.errors import CommandError, HashValueNotAnIntegerError, NotAFloatError
 from kv_backend.structures.keyspace import Keyspace
 from kv_backend.structures.layout import _I64_MAX, _I64_MIN, HASH, META, T_HASH, Name, Value, _b, _lp
-from kv_backend.structures.parsing import _add_long_double, _long_double, parse_cursor, parse_int
+from kv_backend.structures.parsing import (
+    _add_long_double,
+    _long_double,
+    parse_cursor,
+    parse_int,
+    random_repeats,
+)
 
 
 class Hashes(Keyspace):
@@ -192,5 +198,5 @@ class Hashes(Keyspace):
         if count >= 0:
             chosen = random.sample(items, min(count, len(items)))
         else:
-            chosen = [random.choice(items) for _ in range(-count)] if items else []
+            chosen = random.choices(items, k=random_repeats(count)) if items else []
         return chosen if withvalues else [f for f, _ in chosen]

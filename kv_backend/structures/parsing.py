@@ -46,6 +46,22 @@ def parse_int(value: Value) -> int:
     return n
 
 
+#: The most members a negative count may ask HRANDFIELD, SRANDMEMBER or ZRANDMEMBER for (they may
+#: repeat). Redis 7.0 starts any such reply: one of 2**62 members never ends, its memory growing
+#: until it is killed; kvb refuses more than this, which it can build in seconds.
+MAX_RANDOM_REPEATS = 10_000_000
+
+
+def random_repeats(count: int) -> int:
+    """How many members a negative random-member ``count`` of a non-empty key asks for (``-count``);
+    a CommandError (Redis's "value is out of range") beyond :data:`MAX_RANDOM_REPEATS`."""
+    if -count > MAX_RANDOM_REPEATS:
+        raise CommandError(
+            f"ERR value is out of range, a negative count may ask for at most {MAX_RANDOM_REPEATS} members"
+        )
+    return -count
+
+
 def parse_float(value: Value, msg: str = NOT_FLOAT, overflow: bool = False) -> float:
     """Parse a Redis float argument (``inf``/``-inf`` allowed, NaN refused).
 

@@ -34,6 +34,7 @@ from kv_backend.structures.parsing import (
     _score_bound,
     parse_cursor,
     parse_float,
+    random_repeats,
 )
 
 _WHERE = {"min": False, "max": True}
@@ -537,7 +538,7 @@ class SortedSets(Keyspace):
         elif count > 0:
             picked = random.sample(items, count)
         else:
-            picked = random.choices(items, k=-count)
+            picked = random.choices(items, k=random_repeats(count))
         return picked if withscores else [m for m, _ in picked]
 
     # -------------------------------------------------- ZUNION, ZINTER, ZDIFF

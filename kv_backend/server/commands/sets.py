@@ -15,6 +15,7 @@ from kv_backend.server.commands.registry import (
     syntax,
 )
 from kv_backend.structures import CommandError, parse_cursor
+from kv_backend.structures.parsing import random_repeats
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -95,7 +96,7 @@ def cmd_srandmember(conn: Connection, args: list[bytes]) -> Any:
 
     if count >= 0:
         return random.sample(members, min(count, len(members)))
-    return [random.choice(members) for _ in range(-count)] if members else []
+    return random.choices(members, k=random_repeats(count)) if members else []
 
 
 @command("SSCAN", -3)
