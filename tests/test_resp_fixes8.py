@@ -398,3 +398,153 @@ def test_the_negative_count_limit_of_random_members(tmp_path, monkeypatch):
         assert st.hrandfield("nohash", -6) == []
     finally:
         db.close()
+
+
+# (whether the script first calls redis.setresp(3), its body): what redis.call gives a script in
+# RESP3 (maps, sets, doubles, nulls, booleans, verbatim strings, statuses, errors...) and how a
+# script's reply converts back, to RESP2 and RESP3 clients
+LUA_RESP_CASES = [
+    (True, "return redis.call('hgetall', 'h')"),
+    (True, "local r = redis.call('hgetall', 'h'); return type(r.map) .. ':' .. tostring(r.map.f)"),
+    (True, "local r = redis.call('smembers', 's'); return type(r.set) .. ':' .. tostring(r.set.m)"),
+    (True, "return redis.call('smembers', 's')"),
+    (True, "local r = redis.call('zscore', 'z', 'a'); return {type(r), type(r.double), tostring(r.double)}"),
+    (True, "return redis.call('zscore', 'z', 'a')"),
+    (True, "local r = redis.call('get', 'nokey'); return {type(r), tostring(r)}"),
+    (True, "return redis.call('get', 'nokey')"),
+    (True, "local r = redis.call('mget', 'nokey', 'k'); return {#r, tostring(r[1]), r[2]}"),
+    (True, "return redis.call('zrange', 'z', 0, -1, 'withscores')"),
+    (
+        True,
+        "local r = redis.call('zrange', 'z', 0, -1, 'withscores'); "
+        "return {type(r[1]), type(r[1][2]), tostring(r[1][2].double)}",
+    ),
+    (
+        True,
+        "local r = redis.call('info', 'server'); "
+        "return {type(r), type(r.verbatim_string), r.verbatim_string.format, type(r.verbatim_string.string)}",
+    ),
+    (False, "redis.setresp(2); local r = redis.call('info', 'server'); return type(r)"),
+    (False, "local r = redis.call('info', 'server'); return type(r)"),
+    (True, "local r = redis.call('hrandfield', 'h', 1, 'withvalues'); return {type(r[1]), r[1][1], r[1][2]}"),
+    (True, "local r = redis.call('exists', 'k'); return {type(r), r}"),
+    (True, "local r = redis.call('set', 'k2', 'v'); return {type(r), r.ok}"),
+    (True, "local r = redis.pcall('incr', 'h'); return {type(r), r.err}"),
+    (True, "return redis.call('lpop', 'nolist')"),
+    (True, "local r = redis.call('lpop', 'nolist', 2); return tostring(r)"),
+    (True, "local r = redis.call('zrandmember', 'z', 1, 'withscores'); return {type(r[1][2])}"),
+    (True, "local r = redis.call('geopos', 'z', 'a'); return type(r[1][1])"),
+    (True, "local r = redis.call('zmscore', 'z', 'a', 'b'); return {type(r[1]), tostring(r[2])}"),
+    (True, "local r = redis.call('xinfo', 'help'); return type(r)"),
+    (True, "local r = redis.call('hello'); return type(r)"),
+    (True, "return redis.call('smismember', 's', 'm', 'x')"),
+    (True, "return redis.call('sismember', 's', 'm')"),
+    (True, "return redis.call('command', 'getkeysandflags', 'get', 'a')"),
+    (False, "return {double=1.5}"),
+    (False, "return {double='1.5'}"),
+    (False, "return {double=3}"),
+    (False, "return {double=0/0}"),
+    (False, "return {double=1/0}"),
+    (False, "return {big_number='123456789012345678901234567890'}"),
+    (False, "return {big_number='12\\r\\n3'}"),
+    (False, "return {big_number=5}"),
+    (False, "return {verbatim_string={format='txt', string='hello'}}"),
+    (False, "return {verbatim_string={format='mkd', string='# hi'}}"),
+    (False, "return {verbatim_string={format='txt'}}"),
+    (False, "return {verbatim_string={string='x'}}"),
+    (False, "return {map={a=1}}"),
+    (False, "return {map={a={1,2}}}"),
+    (False, "return {map={}}"),
+    (False, "return {set={a=true}}"),
+    (False, "return {set={}}"),
+    (False, "return {err=5}"),
+    (False, "return {ok=5}"),
+    (False, "return {ok='a\\r\\nb'}"),
+    (False, "return {err='x\\r\\ny'}"),
+    (False, "return true"),
+    (False, "return false"),
+    (True, "return true"),
+    (True, "return false"),
+    (True, "return nil"),
+    (True, "return {1, false, true, 'x'}"),
+    (False, "return {1, false, true, 'x'}"),
+    (True, "redis.setresp(2); return false"),
+    (False, "redis.setresp(1)"),
+    (False, "redis.setresp(4)"),
+    (False, "redis.setresp()"),
+    (False, "redis.setresp('3'); return redis.call('get', 'nokey')"),
+    (False, "redis.setresp(3.9); return redis.call('get', 'nokey')"),
+    (False, "redis.setresp('x')"),
+    (False, "return {map={a={double=2.5}}}"),
+    (False, "return {set={[5]=true}}"),
+    (False, "return {map={[2]='two'}}"),
+    (True, "return redis.call('zadd', 'z', 'incr', '1', 'a')"),
+    (True, "return redis.call('zincrby', 'z', '1', 'a')"),
+    (True, "return redis.call('incrbyfloat', 'f', '1.5')"),
+    (True, "return redis.call('hincrbyfloat', 'hf', 'x', '1.5')"),
+    (True, "return redis.call('zpopmin', 'nozset')"),
+    (True, "local r = redis.call('zpopmin', 'z'); return {type(r[1]), type(r[2])}"),
+    (True, "return redis.call('xrange', 'nostream', '-', '+')"),
+    (True, "return redis.call('geodist', 'z', 'a', 'b')"),
+    (True, "return redis.call('object', 'freq', 'k')"),
+    (True, "return redis.call('type', 'k')"),
+    (True, "return redis.call('xread', 'streams', 'nostream', '0')"),
+    (True, "return redis.call('lpos', 'l', 'nothere')"),
+    (True, "return redis.call('zrank', 'z', 'nothere')"),
+    (True, "return redis.call('hget', 'h', 'nothere')"),
+    (False, "redis.setresp(3); redis.setresp(2); return redis.call('hgetall', 'h')"),
+    (False, "return redis.pcall('eval', 'return 1', 0)"),
+]
+_LUA_SETUP = [
+    ["FLUSHALL"],
+    ["HSET", "h", "f", "v"],
+    ["SADD", "s", "m"],
+    ["ZADD", "z", "1.5", "a"],
+    ["SET", "k", "v"],
+    ["RPUSH", "l", "x"],
+]
+
+
+def test_lua_resp3_replies_convert_as_redis(servers, protocol):
+    """redis.setresp(3) was refused ("RESP3 is not supported in scripts by this server"): a script
+    now gets redis.call's replies as Redis 7.0 converts RESP3 (map -> {map=...}, set -> {set=...},
+    double -> {double=...}, null -> nil, booleans, verbatim string -> {verbatim_string=...}), and
+    its reply converts back as Redis's (booleans stay booleans; {big_number=...}, {verbatim_string=
+    ...} and a NaN {double=...}, which got no reply at all, are replies; {ok=5}, {err=5} and
+    {double='1.5'} are not). redis.call('INFO') gave a RESP2 script a table of byte values, not a
+    string. Byte-exact against redis-server, to RESP2 and RESP3 clients."""
+    ports = [c.connection_pool.connection_kwargs["port"] for c in servers[2]]
+    conns = [Raw(port, protocol) for port in ports]
+    try:
+        for resp3, body in LUA_RESP_CASES:
+            script = ("redis.setresp(3); " if resp3 else "") + body
+            replies = []
+            for conn in conns:
+                for words in _LUA_SETUP:
+                    conn.call(*words)
+                replies.append(conn.call("EVAL", script, "0"))
+            assert replies[1] == replies[0], (script, replies)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_functions_use_resp3_after_setresp(servers):
+    """A library function that calls redis.setresp(3) gets RESP3 replies too, and the next call
+    starts in RESP2 again."""
+    ours = servers[2][1]
+    ours.execute_command("HSET", "h", "f", "v")
+    ours.execute_command(
+        "FUNCTION",
+        "LOAD",
+        "REPLACE",
+        "#!lua name=resp8\n"
+        "redis.register_function('typed', function(keys, args)\n"
+        "  if args[1] == '3' then redis.setresp(3) end\n"
+        "  local r = redis.call('hgetall', keys[1])\n"
+        "  return type(r.map)\n"
+        "end)",
+    )
+    assert ours.execute_command("FCALL", "typed", "1", "h", "3") == b"table"
+    assert ours.execute_command("FCALL", "typed", "1", "h", "2") == b"nil"
+    assert ours.execute_command("EVAL", "return type(redis.call('hgetall', KEYS[1]).map)", "1", "h") == b"nil"

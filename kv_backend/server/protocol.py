@@ -80,6 +80,14 @@ class OrderedSet(list):
 class Verbatim(bytes):
     """Text for people (INFO, CLIENT LIST): a RESP3 verbatim string, a bulk string in RESP2."""
 
+    #: Its RESP3 format, three bytes (a script's ``{verbatim_string=...}`` reply may give another).
+    format = b"txt"
+
+
+class BigNumber(bytes):
+    """The digits of a big number (a script's ``{big_number=...}`` reply): RESP3's ``(``, a bulk
+    string in RESP2."""
+
 
 class DoubleText(bytes):
     """A double given by its exact text (GEOPOS's 17 decimals): a RESP3 double, a bulk string in RESP2."""
@@ -414,9 +422,11 @@ def _encode(value: Any, resp3: bool, out: list[bytes]) -> None:
             _encode(v, resp3, out)
     elif t is Verbatim:
         if resp3:
-            out.append(b"=%d\r\ntxt:%b\r\n" % (len(value) + 4, value))
+            out.append(b"=%d\r\n%b:%b\r\n" % (len(value) + 4, value.format, value))
         else:
             out.append(b"$%d\r\n%b\r\n" % (len(value), value))
+    elif t is BigNumber:
+        out.append(b"(%b\r\n" % value if resp3 else b"$%d\r\n%b\r\n" % (len(value), value))
     elif t is DoubleText:
         out.append(b",%b\r\n" % value if resp3 else b"$%d\r\n%b\r\n" % (len(value), value))
     elif t is Replies:

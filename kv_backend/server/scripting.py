@@ -2,7 +2,9 @@
 
 Scripts see ``KEYS`` and ``ARGV`` and call commands through ``redis.call`` /
 ``redis.pcall`` with Redis's RESP2 conversion rules (nil bulk -> false,
-integers -> numbers, status -> ``{ok=...}``, errors -> ``{err=...}``). A
+integers -> numbers, status -> ``{ok=...}``, errors -> ``{err=...}``), or after
+``redis.setresp(3)`` its RESP3 ones (null -> nil, maps -> ``{map=...}``, sets ->
+``{set=...}``, doubles -> ``{double=...}``, booleans, verbatim strings). A
 script runs under the store's write lock, so no other client or process
 writes while it runs. Celery's chord bookkeeping relies on this.
 """
@@ -10,19 +12,20 @@ writes while it runs. Celery's chord bookkeeping relies on this.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server import lua_bit, lua_cjson
 from kv_backend.server.commands.registry import COMMANDS
 from kv_backend.server.lua_msgpack import install as install_msgpack
-from kv_backend.server.protocol import NULL_ARRAY, ErrorReply
+from kv_backend.server.protocol import NULL_ARRAY, BigNumber, DoubleText, ErrorReply, OrderedSet, Verbatim
 from kv_backend.structures import CommandError, format_float, parse_int
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
 
 _PRELUDE = """
-local bridge, sha1, version, version_num = ...
+local bridge, sha1, version, version_num, set_resp = ...
 local getinfo, find, sub, gsub = debug.getinfo, string.find, string.sub, string.gsub
 local select, type, tostring = select, type, tostring
 -- Redis's form of an error table's text: ``-CODE message`` or ``message`` (code ERR), CR/LF trimmed
@@ -87,16 +90,14 @@ function redis.error_reply(...) return reply_table('err', ...) end
 function redis.status_reply(...) return reply_table('ok', ...) end
 function redis.sha1hex(s) return sha1(s) end
 function redis.log(level, msg) end
--- Redis's argument checks (a number or numeric string, truncated); RESP3 in scripts is refused
+-- Redis's argument checks (a number or numeric string, truncated)
 local tonumber, floor, ceil = tonumber, math.floor, math.ceil
 function redis.setresp(...)
   if select('#', ...) ~= 1 then error({err = 'ERR redis.setresp() requires one argument.'}, 0) end
   local n = tonumber((...)) or 0
   n = n >= 0 and floor(n) or ceil(n)
   if n ~= 2 and n ~= 3 then error({err = 'ERR RESP version must be 2 or 3.'}, 0) end
-  if n == 3 then
-    error({err = 'ERR RESP3 is not supported in scripts by this server (kvb): scripts talk RESP2'}, 0)
-  end
+  set_resp(n == 3)
 end
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 -- the error handler of every script: as Redis's, it makes the error a table {err=...} and adds
@@ -356,6 +357,9 @@ class Scripts:
         self._lua: Any = None
         self._client: Connection | None = None
         self._read_only = False  # running an EVAL_RO / EVALSHA_RO script
+        #: The running (or last) script called ``redis.setresp(3)``: its commands reply in RESP3,
+        #: and its own reply is converted as a RESP3 script's (booleans stay booleans).
+        self._resp3 = False
 
     def _runtime(self) -> Any:
         if self._lua is None:
@@ -372,7 +376,8 @@ class Scripts:
             version = self.server.REDIS_VERSION
             major, minor, patch = (int(p) for p in version.split("."))
             sha1 = lambda s: hashlib.sha1(bytes(s)).hexdigest().encode()  # noqa: E731
-            prelude(self._bridge, sha1, version.encode(), (major << 16) | (minor << 8) | patch)
+            number = (major << 16) | (minor << 8) | patch
+            prelude(self._bridge, sha1, version.encode(), number, self._set_resp)
             self._lua = lua
             self._loader = lua.eval("function(src) return loadstring(src, '@user_script') end")
             g = lua.globals()
@@ -425,14 +430,12 @@ class Scripts:
         g = lua.globals()
         g.KEYS = lua.table_from(keys)
         g.ARGV = lua.table_from(argv)
-        self._client = self.server.script_client(conn)
-        self._read_only = read_only
+        self._start(conn, read_only)
         try:
             with self.server.db.locked():
                 outcome = self._runner(self._funcs[sha])
         finally:
-            self._client = None
-            self._read_only = False
+            self._end()
         ok, result = (outcome[0], outcome[1]) if isinstance(outcome, tuple) else (outcome, None)
         if not ok:
             return self._raised(result, sha)
@@ -445,18 +448,34 @@ class Scripts:
         (``read_only``: a ``no-writes`` function, which may not call a command that writes)."""
         lua = self._runtime()
         keys, argv = lua.table_from(words[:numkeys]), lua.table_from(words[numkeys:])
-        self._client = self.server.script_client(conn)
-        self._read_only = read_only
+        self._start(conn, read_only)
         try:
             with self.server.db.locked():
                 outcome = self.call_function(callback, keys, argv)
         finally:
-            self._client = None
-            self._read_only = False
+            self._end()
         ok, result = (outcome[0], outcome[1]) if isinstance(outcome, tuple) else (outcome, None)
         if not ok:
             return self._raised(result, name)
         return self._to_reply(result)
+
+    def _start(self, conn: Connection, read_only: bool) -> None:
+        """Set up the run of a script or function for ``conn``: every one starts in RESP2, as in Redis."""
+        self._client = self.server.script_client(conn)
+        self._client.resp3 = self._resp3 = False
+        self._read_only = read_only
+
+    def _end(self) -> None:
+        if self._client is not None:
+            self._client.resp3 = False
+        self._client = None
+        self._read_only = False
+
+    def _set_resp(self, resp3: bool) -> None:
+        """``redis.setresp(2|3)``: the protocol the script's commands reply in from now on."""
+        self._resp3 = bool(resp3)
+        if self._client is not None:
+            self._client.resp3 = self._resp3
 
     def _raised(self, error: Any, sha: str) -> ErrorReply:
         """The reply to a script that raised ``error`` (the handler made it a table): Redis 7's
@@ -502,34 +521,60 @@ class Scripts:
         return True, self._to_lua(reply)
 
     def _to_lua(self, value: Any) -> Any:
+        """A command's reply as a script sees it: Redis's RESP2 conversion, or after
+        ``redis.setresp(3)`` its RESP3 one (null -> nil, map -> ``{map=...}``, set -> ``{set=...}``,
+        double -> ``{double=...}``, boolean, verbatim string -> ``{verbatim_string=...}``)."""
         lua = self._lua
         t = type(value)
         if t is bytes or t is int:
             return value
+        resp3 = self._resp3
         if value is None or value is NULL_ARRAY:
-            return False
+            return None if resp3 else False
         if t is str:
             return lua.table_from({b"ok": value.encode()})
         if t is bool:
+            if resp3:
+                return value
             return 1 if value else False
-        if t is float:
-            return format_float(value)
+        if t is float or t is DoubleText:
+            if resp3:
+                return lua.table_from({b"double": float(value)})
+            return format_float(value) if t is float else bytes(value)
+        if t is Verbatim:
+            if resp3:
+                inner = lua.table_from({b"string": bytes(value), b"format": value.format})
+                return lua.table_from({b"verbatim_string": inner})
+            return bytes(value)
         if t is ErrorReply:
             return lua.table_from({b"err": value.message.encode()})
         if t is dict:
+            if resp3:
+                inner = lua.table_from({self._to_lua(k): self._to_lua(v) for k, v in value.items()})
+                return lua.table_from({b"map": inner})
             flat: list[Any] = []
             for k, v in value.items():
                 flat += [k, v]
             value = flat
-        elif t in (set, frozenset):
-            value = sorted(value)
+        elif t is set or t is frozenset or t is OrderedSet:
+            if resp3:
+                return lua.table_from({b"set": lua.table_from({self._to_lua(m): True for m in value})})
+            if t is not OrderedSet:
+                value = sorted(value)
         return lua.table_from([self._to_lua(v) for v in value])
 
     def _to_reply(self, value: Any) -> Any:
-        if value is None or value is False:
+        """A script's return value as the reply to its caller, as Redis 7.0 converts it: Lua
+        strings, numbers (truncated) and arrays; tables ``{err=...}``, ``{ok=...}``,
+        ``{double=...}``, ``{big_number=...}``, ``{verbatim_string={format=..., string=...}}``,
+        ``{map=...}``, ``{set=...}`` (each only with a field of the right Lua type); booleans as
+        1 and nil in a RESP2 script, as booleans once it called ``redis.setresp(3)``."""
+        if value is None:
             return None
-        if value is True:
-            return 1
+        if value is False or value is True:
+            if self._resp3:
+                return value
+            return 1 if value else None
         if isinstance(value, bytes):
             return value
         if isinstance(value, (int, float)):
@@ -540,17 +585,24 @@ class Scripts:
             return int(value)
         if self._lua_type(value) == "table":
             err = value[b"err"]
-            if err is not None:
-                return ErrorReply(err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err))
+            if isinstance(err, bytes):
+                return ErrorReply(err.decode("utf-8", "replace"))
             ok = value[b"ok"]
-            if ok is not None:
-                return ok.decode("utf-8", "replace") if isinstance(ok, bytes) else str(ok)
+            if isinstance(ok, bytes):  # as Redis: CR and LF become spaces
+                return ok.replace(b"\r", b" ").replace(b"\n", b" ").decode("utf-8", "replace")
             double = value[b"double"]
-            if double is not None:  # Redis 7's {double=...}: a double (RESP2: its text)
-                try:
-                    return float(double)
-                except (TypeError, ValueError):
-                    return ErrorReply("ERR the double field of a script reply must be a number")
+            if isinstance(double, (int, float)) and not isinstance(double, bool):
+                return _double_reply(float(double))
+            big = value[b"big_number"]
+            if isinstance(big, bytes):  # as Redis: CR and LF become spaces
+                return BigNumber(big.replace(b"\r", b" ").replace(b"\n", b" "))
+            verbatim = value[b"verbatim_string"]
+            if verbatim is not None and self._lua_type(verbatim) == "table":
+                fmt, text = verbatim[b"format"], verbatim[b"string"]
+                if isinstance(fmt, bytes) and isinstance(text, bytes):
+                    reply = Verbatim(text)
+                    reply.format = (fmt + b"\0\0\0")[:3]
+                    return reply
             for kind in (b"map", b"set"):
                 inner = value[kind]
                 if inner is not None and self._lua_type(inner) == "table":
@@ -574,6 +626,14 @@ class Scripts:
         if kind == b"set":
             return {k for k, _ in pairs}
         return {k: self._to_reply(v) for k, v in pairs}
+
+
+def _double_reply(value: float) -> Any:
+    """A script's ``{double=...}`` reply: the number, or for NaN the text Redis 7.0 writes for it
+    (``nan``, ``-nan`` when its sign bit is set: ``0/0`` is)."""
+    if value != value:
+        return DoubleText(b"-nan" if math.copysign(1.0, value) < 0 else b"nan")
+    return value
 
 
 def _refusal(words: list[bytes], read_only: bool) -> str | None:
