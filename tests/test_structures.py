@@ -54,6 +54,7 @@ def test_format_float_matches_redis_spelling():
     assert format_float(3.0) == b"3"
     assert format_float(-0.5) == b"-0.5"
     assert format_float(math.inf) == b"inf" and format_float(-math.inf) == b"-inf"
+    assert format_float(math.nan) == b"nan"  # a reply holding one is encodable (was a ValueError)
     assert format_float(0.1 + 0.2) == b"0.30000000000000004"
     assert format_float(1e-20) == b"1e-20"
 

@@ -22,6 +22,8 @@ def format_float(value: float) -> bytes:
     """
     if math.isinf(value):
         return b"inf" if value > 0 else b"-inf"
+    if math.isnan(value):  # no command stores one; a reply must still be encodable
+        return b"nan"
     if value == int(value) and abs(value) < 1e17:
         return str(int(value)).encode()
     return repr(value).encode()
