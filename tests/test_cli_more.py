@@ -43,9 +43,9 @@ def test_non_utf8_argv_key_and_value_are_stored_as_given(store_path, capsys):
 
 @pytest.mark.parametrize("args", [["keys", "-0"], ["keys", "--reverse"]])
 def test_output_to_a_pipe_closed_early_is_no_traceback(store_path, args):
-    with DB(store_path) as db:
+    with DB(store_path) as db:  # about 500 kB of output: more than a pipe holds, so the writer must block
         for i in range(5000):
-            db.put(b"k%05d" % i, b"x")
+            db.put(b"k%05d" % i + b"-" * 100, b"x")
     cmd = [*KVB, args[0], store_path, *args[1:]]
     proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
