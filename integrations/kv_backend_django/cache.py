@@ -322,7 +322,12 @@ class KVCache(BaseCache):
         ttl = self._ttl(timeout)
         db = self.db
         if ttl is None or ttl > 0:
-            self._maybe_cull(db, len(items))
+            incoming = len(items)
+            if _indexed_count(db) + incoming - 1 >= self._max_entries:
+                # Only keys not yet stored add entries: re-setting stored keys culls no more than
+                # setting them one by one would (one round, and only if the store is already full).
+                incoming = max(len({k for k, _ in items if k not in db}), 1)
+            self._maybe_cull(db, incoming)
         with db.batch() as b:
             for k, v in items:
                 b.put(k, v, ttl)
