@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
 from kv_backend.errors import ConfigurationError
@@ -39,7 +40,10 @@ def get_kv_cache(alias: str) -> KVCache:
     if alias not in settings.CACHES:
         known = ", ".join(sorted(settings.CACHES)) or "none"
         raise CommandError(f"no cache alias {alias!r} in settings.CACHES (configured: {known})")
-    cache = caches[alias]
+    try:
+        cache = caches[alias]
+    except ImproperlyConfigured as exc:  # a BACKEND that does not import, KVCache's bad OPTIONS...
+        raise CommandError(f"cache {alias!r} cannot be created: {exc}") from exc
     if not isinstance(cache, KVCache):
         backend = settings.CACHES[alias].get("BACKEND", type(cache).__module__ + "." + type(cache).__name__)
         raise CommandError(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from io import StringIO
 
+import pytest
 from django.core.cache import caches
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 
 def run(*args: str) -> str:
@@ -27,3 +29,22 @@ def test_set_many_of_stored_keys_culls_no_more_than_sets_one_by_one():
     assert c.get_many(["k3", "k7", "k20", "new"]) == {"k3": 3, "k7": -7, "k20": 20, "new": 1}
     c.set_many({"k0": 0, "k1": 1})  # the store is full: setting k0 alone would cull one round
     assert 20 <= len(c.db) <= 22 and c.get_many(["k0", "k1"]) == {"k0": 0, "k1": 1}
+
+
+@pytest.mark.parametrize("command", ["kv_stats", "kv_merge", "kv_backup", "kv_restore"])
+def test_commands_report_a_cache_that_cannot_be_created_as_a_command_error(command, tmp_path):
+    """An alias whose BACKEND does not import, or a KVCache with bad OPTIONS: a CommandError, no traceback."""
+    from django.test import override_settings
+
+    kv = "kv_backend_django.cache.KVCache"
+    conf = {
+        "typo": {"BACKEND": kv, "LOCATION": str(tmp_path / "c"), "OPTIONS": {"SYNC": "always"}},
+        "gone": {"BACKEND": "no_such_module.Cache", "LOCATION": str(tmp_path / "c")},
+    }
+    args = [command] if command in ("kv_stats", "kv_merge") else [command, (tmp_path / "b").as_uri()]
+    with override_settings(CACHES=conf):
+        with pytest.raises(CommandError, match=r"cache 'typo' cannot be created: unknown OPTIONS .*SYNC"):
+            run(*args, "--cache", "typo")
+        with pytest.raises(CommandError, match=r"cache 'gone' cannot be created: .*no_such_module"):
+            run(*args, "--cache", "gone")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "b").exists()
