@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from io import StringIO
 
 import pytest
@@ -48,3 +49,30 @@ def test_commands_report_a_cache_that_cannot_be_created_as_a_command_error(comma
         with pytest.raises(CommandError, match=r"cache 'gone' cannot be created: .*no_such_module"):
             run(*args, "--cache", "gone")
     assert not (tmp_path / "c").exists() and not (tmp_path / "b").exists()
+
+
+def test_kv_backup_to_local_files_is_no_more_open_than_the_store(tmp_path):
+    """A backup of a private (0700) cache is private too, whatever the umask; a 0750 one gives 0640 files."""
+    pytest.importorskip("kv_backend.backup")
+    from django.test import override_settings
+
+    kv = "kv_backend_django.cache.KVCache"
+    conf = {
+        "private": {"BACKEND": kv, "LOCATION": str(tmp_path / "private")},
+        "group": {"BACKEND": kv, "LOCATION": str(tmp_path / "group")},
+    }
+    (tmp_path / "group").mkdir(mode=0o750)
+    os.chmod(tmp_path / "group", 0o750)
+    old_umask = os.umask(0o022)
+    try:
+        with override_settings(CACHES=conf):
+            for alias, forbidden in (("private", 0o077), ("group", 0o027)):
+                caches[alias].set("session", "secret")
+                run("kv_backup", (tmp_path / f"bk-{alias}").as_uri(), "--cache", alias)
+                made = [tmp_path / f"bk-{alias}", *(tmp_path / f"bk-{alias}").rglob("*")]
+                assert len(made) > 4
+                for path in made:
+                    assert os.stat(path).st_mode & forbidden == 0, (oct(os.stat(path).st_mode), path)
+        assert os.umask(0o022) == 0o022  # the command restores the umask
+    finally:
+        os.umask(old_umask)

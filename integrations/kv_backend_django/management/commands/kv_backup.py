@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -36,10 +38,18 @@ class Command(BaseCommand):
         storage = parse_storage_options(options["storage_option"], backup)
         url = options["url"]
         self.stdout.write(f"Backing up cache {options['cache']!r} at {cache.location} to {url} ...")
+        umask = os.umask(0o077)
         try:
+            db = cache.db
+            # The copies hold what the store holds (sessions, private pages): files and
+            # directories the backup creates on a local filesystem get no permission that the
+            # store's directory withholds (0700: files 0600), whatever the umask.
+            os.umask(umask | (0o777 & ~stat.S_IMODE(os.stat(cache.location).st_mode)))
             with progress_bar("backup") as progress:
-                report = cache.db.backup(url, name=options["name"], progress=progress, **storage)
+                report = db.backup(url, name=options["name"], progress=progress, **storage)
         except (KVError, OSError, ValueError) as exc:
             raise CommandError(f"backup of {cache.location} to {url} failed: {exc}") from exc
+        finally:
+            os.umask(umask)
         self.stdout.write(self.style.SUCCESS("Backup finished."))
         self.stdout.write(format_report(report))
