@@ -76,3 +76,30 @@ def test_kv_backup_to_local_files_is_no_more_open_than_the_store(tmp_path):
         assert os.umask(0o022) == 0o022  # the command restores the umask
     finally:
         os.umask(old_umask)
+
+
+def test_kv_restore_replace_keeps_a_symlinked_location_a_symlink(tmp_path):
+    """--replace restores into the directory a symlinked LOCATION points at; the link stays."""
+    pytest.importorskip("kv_backend.backup")
+    from django.test import override_settings
+    from kv_backend_django.cache import close_all
+
+    (tmp_path / "disk" / "cache").mkdir(parents=True)
+    (tmp_path / "cache").symlink_to(tmp_path / "disk" / "cache")
+    kv = "kv_backend_django.cache.KVCache"
+    conf = {
+        "linked": {"BACKEND": kv, "LOCATION": str(tmp_path / "cache")},
+        "direct": {"BACKEND": kv, "LOCATION": str(tmp_path / "disk" / "cache")},
+    }
+    url = (tmp_path / "backups").as_uri()
+    with override_settings(CACHES=conf):
+        caches["linked"].set("k", "backed up")
+        run("kv_backup", url, "--cache", "linked")
+        caches["linked"].set("k", "changed")
+        close_all()
+        run("kv_restore", url, "--cache", "linked", "--replace")
+        assert (tmp_path / "cache").is_symlink()
+        assert sorted(os.listdir(tmp_path)) == ["backups", "cache", "disk"]  # no leftovers
+        assert os.listdir(tmp_path / "disk") == ["cache"]
+        assert caches["direct"].get("k") == caches["linked"].get("k") == "backed up"
+    close_all()

@@ -50,7 +50,9 @@ class Command(BaseCommand):
             raise CommandError(f"backups need kv_backend.backup and its dependencies: {exc}") from exc
         storage = parse_storage_options(options["storage_option"], restore)
         url = options["url"]
-        location = cache.location
+        # A LOCATION that is a symlink (to a larger disk, say) keeps pointing at the store: the
+        # directory it names is the one replaced, and the link itself stays as it is.
+        location = os.path.realpath(cache.location)
         occupied = os.path.isdir(location) and bool(os.listdir(location))
         if occupied and not options["replace"]:
             raise CommandError(
