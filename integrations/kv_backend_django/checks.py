@@ -3,23 +3,25 @@
 Django checks only its own file-based cache for a LOCATION that a web server
 may publish (inside MEDIA_ROOT, STATIC_ROOT or STATICFILES_DIRS) or that
 depends on the working directory. A KVCache store holds pickled pages and
-sessions in the same way, so the same two mistakes are checked here.
+sessions in the same way, so the same two mistakes are checked here, and
+aliases sharing a LOCATION with engine OPTIONS that cannot both apply.
 """
 
 from __future__ import annotations
 
+import os
 import pathlib
 from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from kv_backend_django.cache import KVCache
+from kv_backend_django.cache import _ENGINE_DEFAULTS, ENGINE_OPTIONS, KVCache
 
 
-def _kv_aliases() -> Iterator[tuple[str, str]]:
-    """``(alias, LOCATION)`` of every cache configured with KVCache (or a subclass of it)."""
+def _kv_configs() -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(alias, CACHES entry)`` of every cache configured with KVCache (or a subclass of it)."""
     from django.utils.module_loading import import_string
 
     for alias, config in settings.CACHES.items():
@@ -28,7 +30,13 @@ def _kv_aliases() -> Iterator[tuple[str, str]]:
         except ImportError:
             continue  # Django's own cache checks report a backend that does not import
         if isinstance(cls, type) and issubclass(cls, KVCache):
-            yield alias, str(config.get("LOCATION") or "")
+            yield alias, config
+
+
+def _kv_aliases() -> Iterator[tuple[str, str]]:
+    """``(alias, LOCATION)`` of every cache configured with KVCache (or a subclass of it)."""
+    for alias, config in _kv_configs():
+        yield alias, str(config.get("LOCATION") or "")
 
 
 def _published_dirs() -> Iterator[tuple[str, pathlib.Path]]:
@@ -86,3 +94,42 @@ def check_location_is_absolute(app_configs: Any, **kwargs: Any) -> list[CheckMes
         for alias, location in _kv_aliases()
         if location and not pathlib.Path(location).is_absolute()
     ]
+
+
+@register(Tags.caches)
+def check_shared_location_options(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """E001: two aliases on one LOCATION with different engine OPTIONS, refused at first use.
+
+    The process opens each directory once, with one set of engine options, so
+    the cache that is used second raises ImproperlyConfigured on every call:
+    found here, it is not first met on a live request of a rarely used alias.
+    """
+    found: list[CheckMessage] = []
+    first: dict[pathlib.Path, tuple[str, dict[str, Any]]] = {}
+    for alias, config in _kv_configs():
+        options = config.get("OPTIONS") or {}
+        if not config.get("LOCATION") or not isinstance(options, dict):
+            continue  # the cache itself reports these when it is created
+        store = pathlib.Path(os.path.abspath(config["LOCATION"])).resolve()
+        engine = {**_ENGINE_DEFAULTS, **{k: v for k, v in options.items() if k in ENGINE_OPTIONS}}
+        if store not in first:
+            first[store] = (alias, engine)
+            continue
+        other, other_engine = first[store]
+        if engine != other_engine:
+            differ = ", ".join(
+                f"{k} {other_engine[k]!r} and {engine[k]!r}"
+                for k in ENGINE_OPTIONS
+                if engine[k] != other_engine[k]
+            )
+            found.append(
+                Error(
+                    f"The {alias!r} and {other!r} caches share the LOCATION {str(store)!r} with different "
+                    f"engine OPTIONS ({differ}): the one used second raises ImproperlyConfigured.",
+                    hint="Give both the same sync, max_file_size and auto_merge (an option left out "
+                    "counts as its default), or give each a directory of its own.",
+                    obj=f"CACHES[{alias!r}]",
+                    id="kv_backend_django.E001",
+                )
+            )
+    return found

@@ -7,6 +7,7 @@ from io import StringIO
 
 import pytest
 from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -103,3 +104,32 @@ def test_kv_restore_replace_keeps_a_symlinked_location_a_symlink(tmp_path):
         assert os.listdir(tmp_path / "disk") == ["cache"]
         assert caches["direct"].get("k") == caches["linked"].get("k") == "backed up"
     close_all()
+
+
+def test_check_reports_aliases_sharing_a_location_with_other_engine_options(settings, tmp_path):
+    """Found by ``manage.py check``, not by the first request that uses the second alias."""
+    from django.core.checks import run_checks
+    from django.test import override_settings
+
+    kv = "kv_backend_django.cache.KVCache"
+    store = tmp_path / "store"
+    (tmp_path / "link").symlink_to(store, target_is_directory=True)
+    settings.CACHES = {
+        "default": {"BACKEND": kv, "LOCATION": str(store), "OPTIONS": {"MAX_ENTRIES": 10}},
+        "same": {"BACKEND": kv, "LOCATION": str(store) + "/", "OPTIONS": {"sync": "never"}},  # the default
+        "prefixed": {"BACKEND": kv, "LOCATION": str(store), "KEY_PREFIX": "p", "TIMEOUT": 5},
+        "fsync": {"BACKEND": kv, "LOCATION": str(store), "OPTIONS": {"sync": "always"}},
+        "linked": {"BACKEND": kv, "LOCATION": str(tmp_path / "link"), "OPTIONS": {"auto_merge": 0.5}},
+        "elsewhere": {"BACKEND": kv, "LOCATION": str(tmp_path / "other"), "OPTIONS": {"sync": "always"}},
+    }
+    found = [m for m in run_checks(tags=["caches"]) if m.id.startswith("kv_backend")]
+    assert sorted((m.id, m.obj) for m in found) == [
+        ("kv_backend_django.E001", "CACHES['fsync']"),
+        ("kv_backend_django.E001", "CACHES['linked']"),
+    ]
+    assert "'fsync' and 'default' caches share the LOCATION" in found[0].msg
+    assert "sync 'never' and 'always'" in found[0].msg
+    with override_settings(CACHES=settings.CACHES):  # what the check foresees
+        caches["default"].get("k")
+        with pytest.raises(ImproperlyConfigured, match="different engine OPTIONS"):
+            caches["fsync"].get("k")
