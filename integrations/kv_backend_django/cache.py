@@ -84,9 +84,10 @@ def open_store(path: str, **options: Any) -> DB:
     keeps using it: the engine reopens its locks after ``fork()``). Two aliases
     that ask for different engine options on one directory are a configuration
     error, since only one set of options can apply; an option left out counts
-    as the engine's default for it.
+    as the engine's default for it. A directory reached through a symlink is
+    the same directory: it is keyed by its real path.
     """
-    path = os.path.abspath(path)
+    path = os.path.realpath(path)
     entry = _stores.get(path)
     if entry is None or entry[0].closed:
         with _stores_lock:

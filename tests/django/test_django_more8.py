@@ -133,3 +133,22 @@ def test_check_reports_aliases_sharing_a_location_with_other_engine_options(sett
         caches["default"].get("k")
         with pytest.raises(ImproperlyConfigured, match="different engine OPTIONS"):
             caches["fsync"].get("k")
+
+
+def test_aliases_reaching_one_directory_through_a_symlink_share_one_store(tmp_path):
+    """One DB per directory and process, as documented, whatever path leads to it."""
+    from django.test import override_settings
+
+    kv = "kv_backend_django.cache.KVCache"
+    (tmp_path / "link").symlink_to(tmp_path / "store", target_is_directory=True)
+    conf = {
+        "direct": {"BACKEND": kv, "LOCATION": str(tmp_path / "store")},
+        "linked": {"BACKEND": kv, "LOCATION": str(tmp_path / "link"), "KEY_PREFIX": "p"},
+        "fsync": {"BACKEND": kv, "LOCATION": str(tmp_path / "link"), "OPTIONS": {"sync": "always"}},
+    }
+    with override_settings(CACHES=conf):
+        caches["direct"].set("k", 1)
+        assert caches["linked"].db is caches["direct"].db
+        assert caches["linked"].location == str(tmp_path / "link")  # LOCATION as configured
+        with pytest.raises(ImproperlyConfigured, match="different engine OPTIONS"):  # check E001's case
+            caches["fsync"].get("k")
