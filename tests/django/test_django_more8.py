@@ -152,3 +152,27 @@ def test_aliases_reaching_one_directory_through_a_symlink_share_one_store(tmp_pa
         assert caches["linked"].location == str(tmp_path / "link")  # LOCATION as configured
         with pytest.raises(ImproperlyConfigured, match="different engine OPTIONS"):  # check E001's case
             caches["fsync"].get("k")
+
+
+def test_kv_restore_replace_refuses_a_location_holding_another_caches_location(tmp_path):
+    """--replace deletes the old directory: a store nested inside it (sessions, say) must not go too."""
+    pytest.importorskip("kv_backend.backup")
+    from django.test import override_settings
+    from kv_backend_django.cache import close_all
+
+    kv = "kv_backend_django.cache.KVCache"
+    conf = {
+        "main": {"BACKEND": kv, "LOCATION": str(tmp_path / "cache")},
+        "sessions": {"BACKEND": kv, "LOCATION": str(tmp_path / "cache" / "sessions")},
+    }
+    url = (tmp_path / "backups").as_uri()
+    with override_settings(CACHES=conf):
+        caches["main"].set("page", "html")
+        caches["sessions"].set("session", "logged in")
+        run("kv_backup", url, "--cache", "main")
+        close_all()
+        with pytest.raises(CommandError, match=r"directories that are not part of its store \(sessions\)"):
+            run("kv_restore", url, "--cache", "main", "--replace")
+        assert caches["sessions"].get("session") == "logged in"
+        assert sorted(os.listdir(tmp_path)) == ["backups", "cache"]  # no restoring/replaced leftovers
+    close_all()

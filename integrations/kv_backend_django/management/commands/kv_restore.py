@@ -111,3 +111,16 @@ def _check_is_a_store(location: str) -> None:
             f"{exc.strerror or exc}; --replace deletes the old LOCATION, so it refuses one that holds "
             "other files: point LOCATION at the cache's directory, or at a new or empty one"
         ) from exc
+    # A store holds only files: a directory inside it is someone else's (often the LOCATION of
+    # another cache, such as sessions nested in the main cache's directory) and would go too.
+    nested = sorted(
+        entry.name
+        for entry in os.scandir(location)
+        if entry.is_dir(follow_symlinks=False) and entry.name != "lost+found"
+    )
+    if nested:
+        raise CommandError(
+            f"{location} holds directories that are not part of its store ({', '.join(nested[:3])}), "
+            "perhaps the LOCATION of another cache; --replace deletes the old LOCATION with everything "
+            "in it, so move them out first"
+        )
