@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.cache import caches
@@ -51,6 +52,18 @@ def get_kv_cache(alias: str) -> KVCache:
             "with BACKEND 'kv_backend_django.cache.KVCache'"
         )
     return cache
+
+
+@contextmanager
+def progress_unless_quiet(description: str, verbosity: int) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar (on a terminal), or none at all with ``-v 0``, which asks for errors only."""
+    if verbosity < 1:
+        yield None
+        return
+    from kv_backend.progress import progress_bar
+
+    with progress_bar(description) as progress:
+        yield progress
 
 
 def parse_storage_options(items: list[str] | None, target: Callable[..., object]) -> dict[str, Any]:

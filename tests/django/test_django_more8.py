@@ -176,3 +176,30 @@ def test_kv_restore_replace_refuses_a_location_holding_another_caches_location(t
         assert caches["sessions"].get("session") == "logged in"
         assert sorted(os.listdir(tmp_path)) == ["backups", "cache"]  # no restoring/replaced leftovers
     close_all()
+
+
+
+def test_commands_are_silent_with_verbosity_0(tmp_path, monkeypatch):
+    """``-v 0`` (a cron job, whose output is mailed) prints nothing and shows no progress, as Django's own."""
+    pytest.importorskip("kv_backend.backup")
+    from django.test import override_settings
+    from kv_backend_django.cache import close_all
+
+    import kv_backend.progress
+
+    bars: list[str] = []
+    real_bar = kv_backend.progress.progress_bar
+    monkeypatch.setattr(kv_backend.progress, "progress_bar", lambda what: bars.append(what) or real_bar(what))
+    conf = {"default": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(tmp_path / "c")}}
+    url = (tmp_path / "b").as_uri()
+    with override_settings(CACHES=conf):
+        caches["default"].set("k", 1)
+        for args in (["kv_merge"], ["kv_backup", url], ["kv_restore", url, "--replace"]):
+            close_all()
+            out, err = StringIO(), StringIO()
+            call_command(*args, verbosity=0, stdout=out, stderr=err)
+            assert (out.getvalue(), err.getvalue(), bars) == ("", "", []), args
+            close_all()
+            assert "finished" in run(*args)  # the default verbosity reports, with a progress bar
+            assert bars.pop() == args[0][3:]
+        assert caches["default"].get("k") == 1

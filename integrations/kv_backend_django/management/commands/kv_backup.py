@@ -9,13 +9,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError
-from kv_backend.progress import progress_bar
 from kv_backend_django._commands import (
     add_cache_argument,
     add_storage_option_argument,
     format_report,
     get_kv_cache,
     parse_storage_options,
+    progress_unless_quiet,
 )
 
 
@@ -37,7 +37,9 @@ class Command(BaseCommand):
         cache = get_kv_cache(options["cache"])
         storage = parse_storage_options(options["storage_option"], backup)
         url = options["url"]
-        self.stdout.write(f"Backing up cache {options['cache']!r} at {cache.location} to {url} ...")
+        verbose = options["verbosity"] >= 1  # -v 0 (cron): errors only
+        if verbose:
+            self.stdout.write(f"Backing up cache {options['cache']!r} at {cache.location} to {url} ...")
         umask = os.umask(0o077)
         try:
             db = cache.db
@@ -45,11 +47,12 @@ class Command(BaseCommand):
             # directories the backup creates on a local filesystem get no permission that the
             # store's directory withholds (0700: files 0600), whatever the umask.
             os.umask(umask | (0o777 & ~stat.S_IMODE(os.stat(cache.location).st_mode)))
-            with progress_bar("backup") as progress:
+            with progress_unless_quiet("backup", options["verbosity"]) as progress:
                 report = db.backup(url, name=options["name"], progress=progress, **storage)
         except (KVError, OSError, ValueError) as exc:
             raise CommandError(f"backup of {cache.location} to {url} failed: {exc}") from exc
         finally:
             os.umask(umask)
-        self.stdout.write(self.style.SUCCESS("Backup finished."))
-        self.stdout.write(format_report(report))
+        if verbose:
+            self.stdout.write(self.style.SUCCESS("Backup finished."))
+            self.stdout.write(format_report(report))

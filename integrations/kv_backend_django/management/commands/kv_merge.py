@@ -7,8 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError
-from kv_backend.progress import progress_bar
-from kv_backend_django._commands import add_cache_argument, format_report, get_kv_cache
+from kv_backend_django._commands import add_cache_argument, format_report, get_kv_cache, progress_unless_quiet
 
 
 class Command(BaseCommand):
@@ -22,11 +21,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         cache = get_kv_cache(options["cache"])
-        self.stdout.write(f"Merging cache {options['cache']!r} at {cache.location} ...")
+        verbose = options["verbosity"] >= 1  # -v 0 (cron): errors only
+        if verbose:
+            self.stdout.write(f"Merging cache {options['cache']!r} at {cache.location} ...")
         try:
-            with progress_bar("merge") as progress:
+            with progress_unless_quiet("merge", options["verbosity"]) as progress:
                 report = cache.db.merge(progress=progress)
         except KVError as exc:
             raise CommandError(f"merge of {cache.location} failed: {exc}") from exc
-        self.stdout.write(self.style.SUCCESS("Merge finished."))
-        self.stdout.write(format_report(report))
+        if verbose:
+            self.stdout.write(self.style.SUCCESS("Merge finished."))
+            self.stdout.write(format_report(report))

@@ -12,7 +12,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError, NotAStoreError, StoreNotFoundError
 from kv_backend.files import prepare_directory
-from kv_backend.progress import progress_bar
 from kv_backend.state import in_use
 from kv_backend_django._commands import (
     add_cache_argument,
@@ -20,6 +19,7 @@ from kv_backend_django._commands import (
     format_report,
     get_kv_cache,
     parse_storage_options,
+    progress_unless_quiet,
 )
 from kv_backend_django.cache import close_all
 
@@ -72,11 +72,13 @@ class Command(BaseCommand):
         # own, a new one (and its missing parents) is private, as the cache creates it. Files
         # are written under a umask as strict as that mode, so they are never more open meanwhile.
         mode = stat.S_IMODE(os.stat(location).st_mode) if os.path.isdir(location) else 0o700
-        self.stdout.write(f"Restoring cache {options['cache']!r} at {location} from {url} ...")
+        verbose = options["verbosity"] >= 1  # -v 0 (cron): errors only
+        if verbose:
+            self.stdout.write(f"Restoring cache {options['cache']!r} at {location} from {url} ...")
         umask = os.umask(0o077)
         try:
             os.umask(umask | (0o777 & ~mode))
-            with progress_bar("restore") as progress:
+            with progress_unless_quiet("restore", options["verbosity"]) as progress:
                 report = restore(url, target, name=options["name"], progress=progress, **storage)
             os.chmod(target, mode)
         except (KVError, OSError, ValueError) as exc:
@@ -91,8 +93,9 @@ class Command(BaseCommand):
             os.rename(location, old)
             os.rename(target, location)
             shutil.rmtree(old, ignore_errors=True)
-        self.stdout.write(self.style.SUCCESS("Restore finished."))
-        self.stdout.write(format_report(report))
+        if verbose:
+            self.stdout.write(self.style.SUCCESS("Restore finished."))
+            self.stdout.write(format_report(report))
 
 
 def _check_is_a_store(location: str) -> None:
