@@ -13,6 +13,9 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("KVB_EXAMPLE_VAR", BASE_DIR / "var"))
 CACHE_DIR = Path(os.environ.get("KVB_EXAMPLE_CACHE", VAR_DIR / "cache"))
+# var/ is git-ignored: make it here, or the first `manage.py migrate` of a fresh checkout
+# fails with sqlite's "unable to open database file" (the cache creates its own directory).
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"

@@ -203,3 +203,18 @@ def test_commands_are_silent_with_verbosity_0(tmp_path, monkeypatch):
             assert "finished" in run(*args)  # the default verbosity reports, with a progress bar
             assert bars.pop() == args[0][3:]
         assert caches["default"].get("k") == 1
+
+
+def test_example_settings_work_from_a_fresh_checkout(tmp_path, monkeypatch):
+    """docs/django.md: from example_project/, ``manage.py migrate`` first; var/ is git-ignored, so absent."""
+    import runpy
+    import sqlite3
+
+    from helpers import ROOT
+
+    var = tmp_path / "checkout" / "example_project" / "var"
+    monkeypatch.setenv("KVB_EXAMPLE_VAR", str(var))
+    monkeypatch.delenv("KVB_EXAMPLE_CACHE", raising=False)
+    example = runpy.run_path(os.path.join(ROOT, "example_project", "mysite", "settings.py"))
+    sqlite3.connect(example["DATABASES"]["default"]["NAME"]).close()  # what migrate opens first
+    assert (var / "db.sqlite3").exists()
