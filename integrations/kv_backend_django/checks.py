@@ -4,7 +4,8 @@ Django checks only its own file-based cache for a LOCATION that a web server
 may publish (inside MEDIA_ROOT, STATIC_ROOT or STATICFILES_DIRS) or that
 depends on the working directory. A KVCache store holds pickled pages and
 sessions in the same way, so the same two mistakes are checked here, and
-aliases sharing a LOCATION with engine OPTIONS that cannot both apply.
+aliases sharing a LOCATION with engine OPTIONS that cannot both apply, or
+nesting one LOCATION in another.
 """
 
 from __future__ import annotations
@@ -130,6 +131,38 @@ def check_shared_location_options(app_configs: Any, **kwargs: Any) -> list[Check
                     "counts as its default), or give each a directory of its own.",
                     obj=f"CACHES[{alias!r}]",
                     id="kv_backend_django.E001",
+                )
+            )
+    return found
+
+
+@register(Tags.caches)
+def check_nested_locations(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """W003: a LOCATION that contains the LOCATION of another alias.
+
+    A store directory holds only the store's files. The outer cache refuses a
+    new directory that already holds the inner store, so which alias a fresh
+    deployment uses first decides whether the site works, and ``kv_restore
+    --replace`` of the outer cache refuses to delete the inner store.
+    """
+    stores: dict[pathlib.Path, str] = {}
+    for alias, location in _kv_aliases():
+        if location:
+            stores.setdefault(pathlib.Path(os.path.abspath(location)).resolve(), alias)
+    found: list[CheckMessage] = []
+    for outer, alias in stores.items():
+        inner = [other for path, other in stores.items() if outer in path.parents]
+        if inner:
+            found.append(
+                Warning(
+                    f"The LOCATION of the {alias!r} cache contains the LOCATION of "
+                    f"{', '.join(map(repr, inner))}: a store directory holds only its own files, so a "
+                    f"fresh deployment that uses the other cache first cannot open the {alias!r} cache, "
+                    "and kv_restore --replace refuses it.",
+                    hint="Give every cache a directory of its own side by side, e.g. /var/cache/site/main "
+                    "and /var/cache/site/sessions.",
+                    obj=f"CACHES[{alias!r}]",
+                    id="kv_backend_django.W003",
                 )
             )
     return found

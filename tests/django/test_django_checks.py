@@ -26,13 +26,15 @@ def test_locations_inside_or_around_published_directories_warn(settings, tmp_pat
         "assets": {"BACKEND": KV, "LOCATION": str(extra / "kv")},
         "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     }
-    assert _ids() == []  # a deployment check only
+    nested = ("kv_backend_django.W003", "CACHES['around']")  # tmp_path holds the other LOCATIONs
+    assert _ids() == [nested]  # W001 is a deployment check only
     found = _ids(include_deployment_checks=True)
     assert sorted(found) == [
         ("kv_backend_django.W001", "CACHES['around']"),
         ("kv_backend_django.W001", "CACHES['assets']"),
         ("kv_backend_django.W001", "CACHES['inside']"),
         ("kv_backend_django.W001", "CACHES['same']"),
+        nested,
     ]
     messages = {m.obj: m.msg for m in run_checks(tags=["caches"], include_deployment_checks=True)}
     assert "is inside MEDIA_ROOT" in messages["CACHES['inside']"]

@@ -218,3 +218,25 @@ def test_example_settings_work_from_a_fresh_checkout(tmp_path, monkeypatch):
     example = runpy.run_path(os.path.join(ROOT, "example_project", "mysite", "settings.py"))
     sqlite3.connect(example["DATABASES"]["default"]["NAME"]).close()  # what migrate opens first
     assert (var / "db.sqlite3").exists()
+
+
+def test_check_warns_about_a_location_inside_another_caches_location(settings, tmp_path):
+    """The outer cache refuses a new directory already holding the inner store: found by check."""
+    from django.core.checks import run_checks
+    from django.test import override_settings
+
+    kv = "kv_backend_django.cache.KVCache"
+    settings.CACHES = {
+        "default": {"BACKEND": kv, "LOCATION": str(tmp_path / "site")},
+        "prefixed": {"BACKEND": kv, "LOCATION": str(tmp_path / "site"), "KEY_PREFIX": "p"},  # shares: fine
+        "sessions": {"BACKEND": kv, "LOCATION": str(tmp_path / "site" / "sessions")},
+        "fragments": {"BACKEND": kv, "LOCATION": str(tmp_path / "site" / "x" / "fragments")},
+        "beside": {"BACKEND": kv, "LOCATION": str(tmp_path / "site-other")},  # a prefix of the name only
+    }
+    found = [m for m in run_checks(tags=["caches"]) if m.id.startswith("kv_backend")]
+    assert [(m.id, m.obj) for m in found] == [("kv_backend_django.W003", "CACHES['default']")]
+    assert "contains the LOCATION of 'sessions', 'fragments'" in found[0].msg
+    with override_settings(CACHES=settings.CACHES):  # what the check foresees, on a fresh deployment
+        caches["sessions"].set("s", 1)
+        with pytest.raises(ImproperlyConfigured, match="not a kv_backend store"):
+            caches["default"].get("k")
