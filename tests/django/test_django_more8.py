@@ -68,12 +68,15 @@ def test_kv_backup_to_local_files_is_no_more_open_than_the_store(tmp_path):
     try:
         with override_settings(CACHES=conf):
             for alias, forbidden in (("private", 0o077), ("group", 0o027)):
-                caches[alias].set("session", "secret")
+                if alias == "private":
+                    caches[alias].set("session", "secret")  # the group store is created by kv_backup
                 run("kv_backup", (tmp_path / f"bk-{alias}").as_uri(), "--cache", alias)
                 made = [tmp_path / f"bk-{alias}", *(tmp_path / f"bk-{alias}").rglob("*")]
                 assert len(made) > 4
                 for path in made:
                     assert os.stat(path).st_mode & forbidden == 0, (oct(os.stat(path).st_mode), path)
+            store_files = list((tmp_path / "group").iterdir())  # the store itself: the umask's modes
+            assert store_files and all(f.stat().st_mode & 0o044 == 0o044 for f in store_files)
         assert os.umask(0o022) == 0o022  # the command restores the umask
     finally:
         os.umask(old_umask)

@@ -40,19 +40,22 @@ class Command(BaseCommand):
         verbose = options["verbosity"] >= 1  # -v 0 (cron): errors only
         if verbose:
             self.stdout.write(f"Backing up cache {options['cache']!r} at {cache.location} to {url} ...")
-        umask = os.umask(0o077)
         try:
-            db = cache.db
+            db = cache.db  # opened (a new store created) under the usual umask
             # The copies hold what the store holds (sessions, private pages): files and
             # directories the backup creates on a local filesystem get no permission that the
-            # store's directory withholds (0700: files 0600), whatever the umask.
-            os.umask(umask | (0o777 & ~stat.S_IMODE(os.stat(cache.location).st_mode)))
-            with progress_unless_quiet("backup", options["verbosity"]) as progress:
-                report = db.backup(url, name=options["name"], progress=progress, **storage)
+            # store's directory withholds (0700: files 0600), whatever the umask. A backup
+            # only reads the store, so no store file is created under the stricter umask.
+            mode = stat.S_IMODE(os.stat(cache.location).st_mode)
+            umask = os.umask(0o077)
+            try:
+                os.umask(umask | (0o777 & ~mode))
+                with progress_unless_quiet("backup", options["verbosity"]) as progress:
+                    report = db.backup(url, name=options["name"], progress=progress, **storage)
+            finally:
+                os.umask(umask)
         except (KVError, OSError, ValueError) as exc:
             raise CommandError(f"backup of {cache.location} to {url} failed: {exc}") from exc
-        finally:
-            os.umask(umask)
         if verbose:
             self.stdout.write(self.style.SUCCESS("Backup finished."))
             self.stdout.write(format_report(report))
