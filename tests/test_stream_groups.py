@@ -57,6 +57,36 @@ def test_groups_deliver_each_entry_once_and_track_pending(s):
     assert s.xpending("st", "g")[0] == 4
 
 
+def test_new_entries_come_in_id_order_through_runs_of_consecutive_ids_and_gaps(s, monkeypatch):
+    # XREADGROUP looks the ID after the last delivered one up directly and scans only on a miss:
+    # every way of reading (one at a time, a few, all) must deliver the same entries in order
+    top = 2**64 - 1
+    ids = ["5-0", "5-1", "5-2", "7-0", "7-1", "7-2", "9-3", f"9-{top}", "10-0", "10-1", "12-0", "12-1"]
+    for i, xid in enumerate(ids):
+        s.xadd("st", {"i": i}, id=xid)
+    s.xdel("st", "7-1")  # a hole inside a run
+    expected = [xid.encode() for xid in ids if xid != "7-1"]
+    for group, count in (("one", 1), ("two", 2), ("three", 3), ("all", None)):
+        s.xgroup_create("st", group, "0")
+        got = []
+        while batch := s.xreadgroup(group, "c", {"st": ">"}, count=count):
+            got += _ids(batch[0][1])
+        assert got == expected, group
+        assert _ids(s.xreadgroup(group, "c", {"st": "0"})[0][1]) == expected  # all pending, in order
+    info = {g["name"]: (g["last-delivered-id"], g["entries-read"], g["lag"]) for g in s.xinfo_groups("st")}
+    assert set(info.values()) == {(b"12-1", 12, 0)}
+    # a run of consecutive IDs is read without an ordered scan of the store
+    for xid in ("3-0", "4-0", "4-1", "4-2"):
+        s.xadd("other", {"i": 1}, id=xid)
+    s.xgroup_create("other", "g", "0")
+    s.xreadgroup("g", "c", {"other": ">"}, count=2)  # 3-0, then 4-0: not next to 3-0, found by a scan
+    scans = []
+    keys = s.db.keys
+    monkeypatch.setattr(s.db, "keys", lambda **kw: scans.append(kw) or keys(**kw))
+    assert _ids(s.xreadgroup("g", "c", {"other": ">"})[0][1]) == [b"4-1", b"4-2"]
+    assert scans == []
+
+
 def test_a_stream_named_twice_sees_its_first_read(s):
     s.xgroup_create("st", "g", "$", mkstream=True)
     s.xadd("st", {"a": 1}, id="1-0")

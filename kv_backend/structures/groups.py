@@ -19,7 +19,7 @@ import math
 import struct
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
@@ -488,14 +488,10 @@ class StreamGroups(Streams):
     ) -> list[Entry]:
         if g.last >= meta.last:  # nothing was added after what the group has seen: no scan
             return []
-        pfx = STREAM + _lp(name)
-        nxt = (g.last[0], g.last[1] + 1) if g.last[1] < _U64_MAX else (g.last[0] + 1, 0)
-        db = self.db
         entries: list[Entry] = []
         last, read = g.last, g.entries_read
         first: ID | None = None
-        for key, data in db.items(prefix=pfx, start=pfx + _XID.pack(*nxt)):
-            xid = _XID.unpack_from(key, len(pfx))
+        for xid, data in self._entries_after(STREAM + _lp(name), g.last, meta.last):
             if read != UNKNOWN and not self._has_tombstones_after(meta, last):
                 read += 1
             elif meta.added:
@@ -511,6 +507,29 @@ class StreamGroups(Streams):
         if entries:
             self._put_group(b, name, group, Group(last, read))
         return entries
+
+    def _entries_after(self, pfx: bytes, after: ID, top: ID) -> Iterator[tuple[ID, bytes]]:
+        """The entries (``pfx``: the stream's) with IDs above ``after``, in ID order, as (ID, record).
+
+        ``top`` is the stream's last ID: no entry lies beyond it. Entries added in a burst
+        have consecutive IDs (``ms-0``, ``ms-1``...), so the ID right after the last one
+        delivered is first looked up directly: one index lookup where an ordered scan walks
+        (and first brings up to date) the sorted index. The first ID missing that way
+        switches to the scan, which finds the next entry wherever it is.
+        """
+        get = self.db.get
+        xid = after
+        while xid < top:
+            xid = (xid[0], xid[1] + 1) if xid[1] < _U64_MAX else (xid[0] + 1, 0)
+            data = get(pfx + _XID.pack(*xid))
+            if data is None:
+                break
+            yield xid, data
+        else:
+            return
+        n = len(pfx)
+        for key, data in self.db.items(prefix=pfx, start=pfx + _XID.pack(*xid)):
+            yield _XID.unpack_from(key, n), data
 
     def _deliver_history(
         self, b: Batch, name: bytes, group: bytes, consumer: bytes, after: ID, limit: int | None, now: int
