@@ -459,7 +459,7 @@ class StreamGroups(Streams):
             now = _now()
             out: list[tuple[bytes, list[Entry]]] = []
             for i, (name, meta, g, after) in enumerate(targets):
-                if any(t[0] == name for t in targets[:i]):  # named again: see what the first read did
+                if i and any(t[0] == name for t in targets[:i]):  # named again: see what the first read did
                     g = self._group(name, group) or g
                 # one batch per stream, so that a stream named twice sees its first read
                 with db.batch() as b:
@@ -491,6 +491,8 @@ class StreamGroups(Streams):
         entries: list[Entry] = []
         last, read = g.last, g.entries_read
         first: ID | None = None
+        pel = _pel_prefix(name, group)
+        delivery = _NACK.pack(now, 1) + consumer  # each entry's PEL record: delivered now, once
         for xid, data in self._entries_after(STREAM + _lp(name), g.last, meta.last):
             if read != UNKNOWN and not self._has_tombstones_after(meta, last):
                 read += 1
@@ -501,7 +503,7 @@ class StreamGroups(Streams):
             last = xid
             entries.append((_fmt(xid), _decode_pairs(data)))
             if not noack:
-                self._put_pending(b, name, group, Pending(xid, consumer, now, 1))
+                b.put(pel + _XID.pack(*xid), delivery)
             if limit is not None and len(entries) >= limit:
                 break
         if entries:
