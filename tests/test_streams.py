@@ -23,6 +23,14 @@ def s(store_path):
         yield st_
 
 
+def test_an_entry_record_keeps_its_layout_with_empty_fields_and_values(s):
+    # docs/redis.md: an entry's record is its fields and values, each after a 4-byte length
+    assert s.xadd("st", [("", ""), ("f", 12)], id="1-1") == b"1-1"
+    assert s.xrange("st") == [(b"1-1", [(b"", b""), (b"f", b"12")])]
+    raw = s.db.get(b"\x00x\x00\x00\x00\x02st" + (1).to_bytes(8, "big") + (1).to_bytes(8, "big"))
+    assert raw == b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01f\x00\x00\x00\x0212"
+
+
 def test_ids_ranges_and_fields(s):
     assert s.xadd("st", {"a": 1, "b": "two"}, id="1-1") == b"1-1"
     assert s.xadd("st", [("a", "3"), ("a", "dup")], id="1-*") == b"1-2"  # fields keep order and repeats

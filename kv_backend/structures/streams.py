@@ -67,8 +67,8 @@ class Streams(Keyspace):
         less strictly; ``limit`` caps how many go).
         """
         name = _b(name)
-        pairs = [(_b(f), _b(v)) for f, v in (fields.items() if isinstance(fields, Mapping) else fields)]
-        if not pairs:
+        entry = _encode_pairs(fields.items() if isinstance(fields, Mapping) else fields)
+        if not entry:
             raise CommandError("ERR wrong number of arguments for 'xadd' command")
         trim = _trim_spec(maxlen, minid, approximate, limit)
         raw_id = _b(id)
@@ -86,10 +86,12 @@ class Streams(Keyspace):
             with db.batch() as b:
                 if fresh:
                     self._purge(b, name, T_STREAM)
-                b.put(pfx + _XID.pack(*new), _encode_pairs(pairs))
+                b.put(pfx + _XID.pack(*new), entry)
                 count = found.count + 1
-                count -= self._trim_stream(b, pfx, count, trim, new)
-                self._put_stream(b, name, found._replace(count=count, last=new, added=found.added + 1))
+                if trim is not None:
+                    count -= self._trim_stream(b, pfx, count, trim, new)
+                meta = StreamMeta(count, found.version, new, found.expiry, found.added + 1, found.max_deleted)
+                self._put_stream(b, name, meta)
             return b"%d-%d" % new
 
     def _put_stream(self, b: Batch, name: bytes, meta: StreamMeta) -> None:
@@ -286,8 +288,14 @@ class Streams(Keyspace):
             return removed
 
 
-def _encode_pairs(pairs: list[tuple[bytes, bytes]]) -> bytes:
-    return b"".join(_LEN.pack(len(f)) + f + _LEN.pack(len(v)) + v for f, v in pairs)
+def _encode_pairs(pairs: Iterable[tuple[Name, Value]]) -> bytes:
+    """An entry's record: each field and value (as :func:`_b` encodes them) after its length."""
+    pack = _LEN.pack
+    out: list[bytes] = []
+    for f, v in pairs:
+        fb, vb = _b(f), _b(v)
+        out += (pack(len(fb)), fb, pack(len(vb)), vb)
+    return b"".join(out)
 
 
 def _decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
