@@ -269,6 +269,38 @@ def test_copy_of_a_stream_takes_its_consumer_groups(pair):
     )
 
 
+def test_xreadgroup_replies_match_redis(pair):
+    # the replies of a read that does not block: new entries (a run of consecutive IDs, then a
+    # gap), nothing new, history with a deleted entry, NOACK, two streams
+    _same_replies_and_error_texts(
+        pair,
+        lines(
+            "XADD x 1-1 f v",
+            "XADD x 1-2 g w",
+            "XADD x 1-3 h u",
+            "XADD x 7-0 i t",
+            "XADD y 2-0 a b",
+            "XGROUP CREATE x g 0",
+            "XGROUP CREATE y g 0",
+            "XREADGROUP GROUP g alice COUNT 2 STREAMS x >",
+            "XREADGROUP GROUP g alice COUNT 1 STREAMS x >",
+            "XREADGROUP GROUP g bob STREAMS x y > >",
+            "XREADGROUP GROUP g bob STREAMS x >",
+            "XREADGROUP GROUP g bob COUNT 0 STREAMS x y > >",
+            "XDEL x 1-2",
+            "XREADGROUP GROUP g alice STREAMS x 0",
+            "XREADGROUP GROUP g alice COUNT 1 STREAMS x 1-1",
+            "XREADGROUP GROUP g carol STREAMS x 9-9",
+            "XADD x 8-0 j s",
+            "XREADGROUP GROUP g carol NOACK STREAMS x >",
+            "XPENDING x g",
+            "XINFO GROUPS x",
+            "XREADGROUP GROUP nope c STREAMS x >",
+            "XREADGROUP GROUP g c STREAMS x $",
+        ),
+    )
+
+
 def test_touch_matches_redis(pair):
     _same_replies_and_error_texts(
         pair,

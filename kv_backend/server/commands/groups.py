@@ -18,7 +18,7 @@ from kv_backend.server.commands.registry import (
     syntax,
     upper,
 )
-from kv_backend.server.commands.streams import entries_reply, stream_read
+from kv_backend.server.commands.streams import entries_reply, stream_read, streams_reply
 from kv_backend.server.protocol import NULL_ARRAY, OK
 from kv_backend.structures import CommandError
 from kv_backend.structures.groups import _strict_id as strict_stream_id
@@ -143,6 +143,10 @@ def cmd_xreadgroup(conn: Connection, args: list[bytes]) -> Any:
     half = len(rest) // 2
     streams = list(zip(rest[:half], rest[half:], strict=True))
     st = conn.st
+    if block is None:  # the usual read: once, without the retries (and their closures) a wait needs
+        found = st.xreadgroup(group, consumer, streams, count, noack=noack)
+        reply = streams_reply([(name, [_entry(e) for e in entries]) for name, entries in found], conn.resp3)
+        return NULL_ARRAY if reply is None else reply
     tries = 0
 
     def read() -> list[tuple[bytes, list[Any]]]:

@@ -160,15 +160,19 @@ def stream_read(
     resp3 = conn.resp3
 
     def attempt() -> Any:
-        found = read()
-        if not found:
-            return None
-        return dict(found) if resp3 else [list(s) for s in found]
+        return streams_reply(read(), resp3)
 
     if block is None:
         reply = attempt()
         return NULL_ARRAY if reply is None else reply
     return try_or_block(conn, keys, block, attempt, NULL_ARRAY)
+
+
+def streams_reply(found: list[tuple[bytes, list[Any]]], resp3: bool) -> Any:
+    """The streams XREAD/XREADGROUP found, as sent: a map over RESP3, else an array; None if none."""
+    if not found:
+        return None
+    return dict(found) if resp3 else [list(s) for s in found]
 
 
 @command("XDEL", -3, "write")
