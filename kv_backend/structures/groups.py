@@ -519,14 +519,14 @@ class StreamGroups(Streams):
         (and first brings up to date) the sorted index. The first ID missing that way
         switches to the scan, which finds the next entry wherever it is.
         """
-        get = self.db.get
+        get = self.db._get_record  # (a missing key costs no exception, as it would in get)
         xid = after
         while xid < top:
             xid = (xid[0], xid[1] + 1) if xid[1] < _U64_MAX else (xid[0] + 1, 0)
-            data = get(pfx + _XID.pack(*xid))
-            if data is None:
+            found = get(pfx + _XID.pack(*xid))
+            if found is None:
                 break
-            yield xid, data
+            yield xid, found[0]
         else:
             return
         n = len(pfx)
