@@ -438,7 +438,10 @@ class StreamGroups(Streams):
 
             return self._wait_for(attempt, block / 1000) or []
         group, consumer = _b(group), _b(consumer)
-        pairs = list(streams.items() if isinstance(streams, Mapping) else streams)
+        if type(streams) is list:  # the server's: read as it is
+            pairs = streams
+        else:
+            pairs = list(streams.items() if isinstance(streams, Mapping) else streams)
         limit = count or None
         db = self.db
         with db.locked():
@@ -491,9 +494,10 @@ class StreamGroups(Streams):
         entries: list[Entry] = []
         last, read = g.last, g.entries_read
         first: ID | None = None
-        pel = _pel_prefix(name, group)
+        lname = _lp(name)
+        pel = PENDING + lname + _lp(group)  # _pel_prefix(name, group), the name prefixed once
         delivery = _NACK.pack(now, 1) + consumer  # each entry's PEL record: delivered now, once
-        for xid, data in self._entries_after(STREAM + _lp(name), g.last, meta.last):
+        for xid, data in self._entries_after(STREAM + lname, g.last, meta.last):
             if read != UNKNOWN and not self._has_tombstones_after(meta, last):
                 read += 1
             elif meta.added:
