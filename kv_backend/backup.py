@@ -566,7 +566,9 @@ def _journals(target: _Target) -> list[dict[str, Any]]:
             doc["files"] = _check_entries(doc.get("files"), n)
             doc["updated"] = float(doc["updated"])
         except (BackupError, ValueError, KeyError, TypeError, UnicodeDecodeError):
-            doc = {"files": [], "updated": 0.0}
+            # Not a journal kv_backend can read (another program's file, or one cut short):
+            # it vouches for no object, and prune must not delete what it does not understand.
+            continue
         doc["token"] = n[: -len(".json")]
         out.append(doc)
     return out
@@ -946,6 +948,8 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
             return removed
         referenced.update(e["stored_as"] for e in doc["files"])
     for obj in objects:
-        if f"{FILES_DIR}/{obj}" not in referenced:
-            target.remove(f"{FILES_DIR}/{obj}")
+        rel = f"{FILES_DIR}/{obj}"
+        # Only objects a backup stores (<data or hint file>.<token>): the URL may hold other things.
+        if rel not in referenced and _STORED_RE.match(rel):
+            target.remove(rel)
     return removed
