@@ -563,6 +563,8 @@ def _journals(target: _Target) -> list[dict[str, Any]]:
             continue
         try:
             doc = json.loads(target.read_bytes(f"{PENDING_DIR}/{n}").decode("utf-8"))
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
             doc["files"] = _check_entries(doc.get("files"), n)
             doc["updated"] = float(doc["updated"])
         except (BackupError, ValueError, KeyError, TypeError, UnicodeDecodeError):
