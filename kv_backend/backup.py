@@ -74,6 +74,8 @@ JOURNAL_INTERVAL = 2.0
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FILE_RE = re.compile(r"^\d{10}-\d{3}\.(data|hint)$")
 _STORED_RE = re.compile(r"^files/\d{10}-\d{3}\.(data|hint)\.[0-9a-f]{8,64}$")
+# "s3:/bucket" or "memory:x": a protocol without "//", which fsspec takes for a local path.
+_SCHEME_TYPO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!//)")
 
 Progress = Callable[[int, int], None]
 
@@ -209,10 +211,13 @@ class _Target:
     def __init__(self, url: object, storage_options: dict[str, Any]) -> None:
         if not isinstance(url, (str, os.PathLike)):
             raise InvalidBackupArgumentError(f"the backup URL must be a string, not {type(url).__name__}")
+        given = url
         url = os.fspath(url)
         if not isinstance(url, str) or not url:
             raise ConfigurationError("the backup URL must be a non-empty string such as s3://bucket/prefix")
         self.url = url.rstrip("/") or url
+        if isinstance(given, str):  # a path object names a local directory, whatever its name
+            _check_url_typos(url)
         core = _import_fsspec()
         try:
             self.fs, root = core.url_to_fs(url, **storage_options)
@@ -328,6 +333,30 @@ class _Target:
 
     def open_read(self, rel: str) -> Any:
         return self.fs.open(self.path(rel), "rb")
+
+
+def _check_url_typos(url: str) -> None:
+    """Refuse URLs that fsspec would quietly take for the current or a local directory.
+
+    fsspec reads ``s3:/bucket/kv`` (one slash) as the local path ``./s3:/bucket/kv``
+    and ``file://`` (no path) as the current directory: a backup meant for S3 or
+    for a configured directory would land somewhere else, and report success.
+    """
+    last = url.rsplit("::", 1)[-1]  # the storage of a chained URL (simplecache::s3://...)
+    m = _SCHEME_TYPO_RE.match(last)
+    if m and m.group(1).lower() not in ("file", "local"):
+        raise ConfigurationError(
+            f"the backup URL {url!r} is not a URL: write {m.group(1)}://{last[m.end() :].lstrip('/')} "
+            f"(with '//'), or ./{last} for a local directory with ':' in its name"
+        )
+    for prefix in ("file://", "local://", "file:", "local:"):
+        if last.startswith(prefix):
+            if not last[len(prefix) :]:
+                raise ConfigurationError(
+                    f"the backup URL {url!r} names no directory (it would mean the current one): "
+                    f"write {prefix}/path/to/backups"
+                )
+            break
 
 
 def _fsync_dir(path: str) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import uuid
 
 import fsspec
 import pytest
 
-from kv_backend import DB
-from kv_backend.backup import prune_backups, restore
+from kv_backend import DB, ConfigurationError
+from kv_backend.backup import list_backups, prune_backups, restore
 
 
 @pytest.fixture(params=["memory", "file"])
@@ -58,3 +59,35 @@ def test_a_journal_that_is_not_a_json_object_is_ignored(url, store_path, tmp_pat
     restore(url, tmp_path / "r")
     with DB(str(tmp_path / "r"), read_only=True) as db:
         assert db[b"k"] == b"w"
+
+
+@pytest.mark.parametrize(
+    "typo", ["s3:/bucket/kv", "s3:bucket/kv", "memory:/kv", "gcs:/b/kv", "file://", "local://"]
+)
+def test_a_url_fsspec_would_take_for_a_local_directory_is_refused(typo, store_path, tmp_path, monkeypatch):
+    """One slash too few must not turn an off-site backup into a local directory named 's3:'."""
+    monkeypatch.chdir(tmp_path)
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        with pytest.raises(ConfigurationError, match=r"write |names no directory"):
+            db.backup(typo)
+    with pytest.raises(ConfigurationError):
+        list_backups(typo)
+    with pytest.raises(ConfigurationError):
+        prune_backups(typo, keep=1)
+    with pytest.raises(ConfigurationError):
+        restore(typo, tmp_path / "r")
+    assert sorted(os.listdir(tmp_path)) == ["store"]  # nothing was created next to it
+
+
+def test_local_paths_with_a_colon_and_file_urls_still_work(store_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup("./s3:/bucket", name="a")
+        db.backup(f"file:{tmp_path}/plain", name="b")
+        db.backup(f"simplecache::file://{tmp_path}/cached", name="c")
+        db.backup(pathlib.Path("s3:/bucket"), name="d")  # a path object is a local path
+    assert [b.name for b in list_backups(str(tmp_path / "s3:" / "bucket"))] == ["a", "d"]
+    assert [b.name for b in list_backups(str(tmp_path / "plain"))] == ["b"]
+    assert [b.name for b in list_backups(str(tmp_path / "cached"))] == ["c"]
