@@ -832,7 +832,11 @@ def restore(
     progress = _check_progress(progress)
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidBackupArgumentError(f"path must be a directory path, not {type(path).__name__}")
-    dest = os.path.abspath(os.fspath(path))
+    given = dest = os.path.abspath(os.fspath(path))
+    if os.path.islink(dest) and os.path.isdir(dest):
+        # A link to an empty directory: the store goes into that directory (the link stays), built
+        # next to it, since a directory cannot be renamed over a link, nor across file systems.
+        dest = os.path.realpath(dest)
     check_new_store_target(dest, "restore", BackupError)
     target = _Target(url, storage_options)
     name, doc = _choose(target, name)
@@ -848,7 +852,7 @@ def restore(
         os.mkdir(tmp)  # like any new directory (umask applies), unlike mkdtemp's 0700
     except OSError as exc:
         raise BackupError(f"cannot create a directory next to {dest}: {exc.strerror or exc}") from exc
-    report = RestoreReport(name=name, url=target.url, path=dest)
+    report = RestoreReport(name=name, url=target.url, path=given)
     try:
         total = sum(e["size"] for e in doc["files"])
         done = 0

@@ -9,7 +9,7 @@ import uuid
 import fsspec
 import pytest
 
-from kv_backend import DB, ConfigurationError
+from kv_backend import DB, BackupError, ConfigurationError
 from kv_backend.backup import list_backups, prune_backups, restore
 
 
@@ -91,3 +91,29 @@ def test_local_paths_with_a_colon_and_file_urls_still_work(store_path, tmp_path,
     assert [b.name for b in list_backups(str(tmp_path / "s3:" / "bucket"))] == ["a", "d"]
     assert [b.name for b in list_backups(str(tmp_path / "plain"))] == ["b"]
     assert [b.name for b in list_backups(str(tmp_path / "cached"))] == ["c"]
+
+
+def test_restore_into_a_link_to_an_empty_directory(store_path, tmp_path):
+    """/srv/kv -> /data/kv (empty): the store lands in /data/kv and the link keeps pointing there."""
+    url = f"file://{tmp_path / 'bk'}"
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(url)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "kv").mkdir()
+    link = tmp_path / "kv"
+    link.symlink_to(tmp_path / "data" / "kv")
+    report = restore(url, link)
+    assert report.path == str(link) and report.records == 1
+    assert link.is_symlink()
+    with DB(str(link), read_only=True) as db:
+        assert db[b"k"] == b"v"
+    assert sorted(os.listdir(tmp_path / "data")) == ["kv"]  # no temporary directory left anywhere
+    assert sorted(os.listdir(tmp_path)) == ["bk", "data", "kv", "store"]
+    # A link to a directory that is not empty, or to nothing, is still refused before any download.
+    with pytest.raises(BackupError, match="not empty"):
+        restore(url, link)
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(BackupError, match="not a directory"):
+        restore(url, dangling)
