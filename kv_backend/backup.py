@@ -26,6 +26,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -925,6 +926,7 @@ def restore(
             )
         report.records = result.records
         check_new_store_target(dest, "restore", BackupError)
+        _keep_directory_access(dest, tmp)
         try:
             os.rename(tmp, dest)  # replaces an empty directory atomically
         except OSError as exc:
@@ -937,6 +939,23 @@ def restore(
         raise
     report.seconds = time.monotonic() - started
     return report
+
+
+def _keep_directory_access(dest: str, tmp: str) -> None:
+    """Give ``tmp`` the permission bits (and, where allowed, owner and group) of the empty directory
+    ``dest`` it is about to replace: a directory prepared as 0700, or for a service's group, must
+    not come back as a world-readable directory of whoever ran the restore."""
+    try:
+        st = os.stat(dest)
+    except FileNotFoundError:
+        return  # a new directory: made like any other (the umask applies)
+    for uid in (st.st_uid, -1):  # only root may give a directory to another user
+        try:
+            os.chown(tmp, uid, st.st_gid)
+            break
+        except OSError:
+            continue
+    os.chmod(tmp, stat.S_IMODE(st.st_mode))
 
 
 # ------------------------------------------------------------------------ prune

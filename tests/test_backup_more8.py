@@ -117,3 +117,26 @@ def test_restore_into_a_link_to_an_empty_directory(store_path, tmp_path):
     dangling.symlink_to(tmp_path / "nowhere")
     with pytest.raises(BackupError, match="not a directory"):
         restore(url, dangling)
+
+
+@pytest.mark.parametrize("mode", [0o700, 0o750, 0o2770])
+def test_restore_into_an_empty_directory_keeps_its_permissions(mode, store_path, tmp_path):
+    """An empty directory prepared for the store (private, or for a group) keeps its mode bits."""
+    url = f"file://{tmp_path / 'bk'}"
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(url)
+    dest = tmp_path / "kv"
+    dest.mkdir()
+    os.chmod(dest, mode)
+    before = os.stat(dest)
+    old = os.umask(0o022)
+    try:
+        restore(url, dest)
+    finally:
+        os.umask(old)
+    after = os.stat(dest)
+    assert after.st_mode & 0o7777 == mode
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+    with DB(str(dest), read_only=True) as db:
+        assert db[b"k"] == b"v"
