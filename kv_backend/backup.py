@@ -18,6 +18,7 @@ result into place.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -68,6 +69,9 @@ PENDING_GRACE = 24 * 3600.0
 belong to backups that died; prune removes them."""
 
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2"}
+
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
+"""What os.link raises on a file system without hard links (EPERM on FAT and exFAT)."""
 
 JOURNAL_INTERVAL = 2.0
 """Seconds between updates of a running backup's journal (what a retry after a kill may reuse)."""
@@ -291,6 +295,14 @@ class _Target:
                             os.link(tmp, full)
                         except FileExistsError:
                             raise BackupError(f"{self.where(rel)} already exists") from None
+                        except OSError as exc:
+                            if exc.errno not in _NO_HARD_LINKS:
+                                raise
+                            # FAT/exFAT drives, SMB and some FUSE mounts have no hard links: check,
+                            # then rename (the caller reads the object back, as on object stores).
+                            if os.path.lexists(full):
+                                raise BackupError(f"{self.where(rel)} already exists") from None
+                            os.replace(tmp, full)
                     else:
                         os.replace(tmp, full)
                 finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pathlib
 import uuid
@@ -9,6 +10,7 @@ import uuid
 import fsspec
 import pytest
 
+import kv_backend.backup as kvbackup
 from kv_backend import DB, BackupError, ConfigurationError
 from kv_backend.backup import list_backups, prune_backups, restore
 
@@ -139,4 +141,30 @@ def test_restore_into_an_empty_directory_keeps_its_permissions(mode, store_path,
     assert after.st_mode & 0o7777 == mode
     assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
     with DB(str(dest), read_only=True) as db:
+        assert db[b"k"] == b"v"
+
+
+def test_backup_to_a_disk_without_hard_links(store_path, tmp_path, monkeypatch):
+    """FAT/exFAT USB drives and SMB shares refuse hard links (EPERM): backups to them must still work."""
+
+    def no_links(src, dst, *args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted", src, None, dst)
+
+    monkeypatch.setattr(os, "link", no_links)
+    url = f"file://{tmp_path / 'usb'}"
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(url, name="one")
+        db.put(b"k", b"w")
+        assert db.backup(url).files_copied == 1
+        with pytest.raises(BackupError, match="already exists"):
+            db.backup(url, name="one")
+        monkeypatch.setattr(kvbackup, "_manifest_names", lambda target: [])  # both saw the name free
+        with pytest.raises(BackupError, match="another backup named 'one' completed"):
+            db.backup(url, name="one")
+    monkeypatch.undo()
+    assert len(list_backups(url)) == 2
+    assert not [n for n in os.listdir(tmp_path / "usb" / "backups") if n.startswith(".")]
+    restore(url, tmp_path / "r", name="one")
+    with DB(str(tmp_path / "r"), read_only=True) as db:
         assert db[b"k"] == b"v"
