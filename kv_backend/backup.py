@@ -89,6 +89,10 @@ class InvalidBackupArgumentError(ConfigurationError, TypeError):
     """An argument of a backup function has the wrong type."""
 
 
+class _ExistsError(BackupError):
+    """An object written with ``exclusive=True`` is already there (another writer was first)."""
+
+
 # --------------------------------------------------------------------- reports
 
 
@@ -294,14 +298,14 @@ class _Target:
                         try:
                             os.link(tmp, full)
                         except FileExistsError:
-                            raise BackupError(f"{self.where(rel)} already exists") from None
+                            raise _ExistsError(f"{self.where(rel)} already exists") from None
                         except OSError as exc:
                             if exc.errno not in _NO_HARD_LINKS:
                                 raise
                             # FAT/exFAT drives, SMB and some FUSE mounts have no hard links: check,
                             # then rename (the caller reads the object back, as on object stores).
                             if os.path.lexists(full):
-                                raise BackupError(f"{self.where(rel)} already exists") from None
+                                raise _ExistsError(f"{self.where(rel)} already exists") from None
                             os.replace(tmp, full)
                     else:
                         os.replace(tmp, full)
@@ -751,7 +755,7 @@ def backup(
             rel = _manifest_rel(name)
             try:
                 target.write_bytes(rel, manifest, exclusive=True)
-            except BackupError as exc:
+            except _ExistsError as exc:
                 raise BackupError(
                     f"another backup named {name!r} completed at {target.url} meanwhile; choose another name"
                 ) from exc

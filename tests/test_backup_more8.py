@@ -168,3 +168,25 @@ def test_backup_to_a_disk_without_hard_links(store_path, tmp_path, monkeypatch):
     restore(url, tmp_path / "r", name="one")
     with DB(str(tmp_path / "r"), read_only=True) as db:
         assert db[b"k"] == b"v"
+
+
+def test_a_failed_manifest_write_says_why(store_path, monkeypatch):
+    """A full disk or a refused write of the manifest is reported as such, not as a name clash."""
+    url = f"memory:///kvb-more8-{uuid.uuid4().hex}"
+    fs = fsspec.filesystem("memory")
+    real = type(fs).pipe_file
+
+    def full(self, path, value, *args, **kwargs):
+        if "/backups/" in path:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, path, value, *args, **kwargs)
+
+    monkeypatch.setattr(type(fs), "pipe_file", full)
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        with pytest.raises(BackupError, match="No space left on device") as info:
+            db.backup(url, name="one")
+    assert "another backup" not in str(info.value)
+    monkeypatch.undo()
+    assert list_backups(url) == []
+    fs.rm(url[len("memory://") :], recursive=True)
