@@ -977,6 +977,32 @@ def _keep_directory_access(dest: str, tmp: str) -> None:
 # ------------------------------------------------------------------------ prune
 
 
+_TEMPORARY_RE = re.compile(r"^\..+\.[0-9a-f]+\.tmp$")
+
+
+def _remove_stale_temporaries(target: _Target, now: float) -> None:
+    """Delete the temporary copies of manifests and journals (local disks only) that a backup killed
+    while writing one left behind, once they are ``PENDING_GRACE`` old (a live writer renames its
+    copy within moments)."""
+    if not target.local:
+        return
+    for rel in (MANIFEST_DIR, PENDING_DIR):
+        with _io(f"cannot list {target.where(rel)}"):
+            try:
+                entries = list(os.scandir(target.path(rel)))
+            except FileNotFoundError:
+                continue
+        for entry in entries:
+            if not _TEMPORARY_RE.match(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                old = now - entry.stat(follow_symlinks=False).st_mtime >= PENDING_GRACE
+            except FileNotFoundError:
+                continue
+            if old:
+                target.remove(f"{rel}/{entry.name}")
+
+
 def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
     """Delete all but the newest ``keep`` backups under ``url`` and the objects only they used.
 
@@ -1008,6 +1034,7 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
             target.remove(f"{PENDING_DIR}/{journal['token']}.json")
         else:
             running = True
+    _remove_stale_temporaries(target, now)
     if running:
         return removed
     referenced = set()

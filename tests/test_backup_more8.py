@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
+import time
 import uuid
 
 import fsspec
@@ -190,3 +191,31 @@ def test_a_failed_manifest_write_says_why(store_path, monkeypatch):
     monkeypatch.undo()
     assert list_backups(url) == []
     fs.rm(url[len("memory://") :], recursive=True)
+
+
+def test_prune_removes_temporary_copies_a_killed_backup_left_once_they_are_old(tmp_path, store_path):
+    """A backup killed while writing its manifest or journal leaves a hidden ``.<name>.<token>.tmp``;
+    prune deletes such copies once they are PENDING_GRACE old, and nothing else."""
+    root = tmp_path / "backups"
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(str(root), name="one")
+    (root / "pending").mkdir(exist_ok=True)
+    old = time.time() - kvbackup.PENDING_GRACE - 60
+    stale = [
+        root / "backups" / ".two.json.0123456789ab.tmp",
+        root / "pending" / ".abcdef.json.a1b2c3d4e5f6.tmp",
+    ]
+    fresh = root / "backups" / ".three.json.0123456789ab.tmp"
+    foreign = root / "backups" / ".notes.tmp"
+    for path in [*stale, fresh, foreign]:
+        path.write_bytes(b"{")
+    for path in [*stale, foreign]:
+        os.utime(path, (old, old))
+    assert prune_backups(str(root), keep=1) == []
+    assert [p.exists() for p in stale] == [False, False]
+    assert fresh.exists() and foreign.exists()
+    assert [b.name for b in list_backups(str(root))] == ["one"]
+    restore(str(root), tmp_path / "restored")
+    with DB(tmp_path / "restored", read_only=True) as db:
+        assert db[b"k"] == b"v"
