@@ -197,8 +197,11 @@ def cmd_backups(args: argparse.Namespace) -> int:
         removed = prune_backups(args.url, keep=args.keep, **options)
         for name in removed:
             print(f"removed {name}")
-    for info in list_backups(args.url, **options):
+    infos = list_backups(args.url, **options)
+    for info in infos:
         print(info)
+    if not infos:  # said on stderr, so a script reading the list still gets an empty one
+        print(f"kvb: no backups at {args.url}", file=sys.stderr)
     return 0
 
 

@@ -75,3 +75,11 @@ def test_cli_bad_storage_options_are_one_line_errors(store_path, tmp_path, capsy
         err = capsys.readouterr().err
         assert err.startswith("kvb: --storage-option") and len(err.splitlines()) == 1, err
     assert list_backups(url) == [] and not (tmp_path / "r").exists()
+
+
+def test_cli_backups_of_an_empty_or_mistyped_url_says_so_on_stderr(tmp_path, capsys):
+    """A mistyped bucket or an unmounted drive lists nothing: the user is told, the list stays empty."""
+    url = str(tmp_path / "no-such-place")
+    assert main(["backups", url]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"kvb: no backups at {url}\n"
