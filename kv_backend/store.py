@@ -527,9 +527,9 @@ class StoreKeysView(_View[K], KeysView[K]):
     def __contains__(self, key: object) -> bool:
         try:
             k = self._mapping._ek(key)
-        except (InvalidKeyError, KeyEncodingError):
-            return False
-        return self._in_bounds(k) and k in self._mapping.db
+            return self._in_bounds(k) and k in self._mapping.db
+        except (InvalidKeyError, KeyEncodingError, KeyTooLargeError):
+            return False  # a key that cannot be stored is never present, as for the store itself
 
 
 class StoreItemsView(_View[K], ItemsView[K, Any]):
@@ -555,11 +555,11 @@ class StoreItemsView(_View[K], ItemsView[K, Any]):
         key, value = item
         try:
             k = self._mapping._ek(key)
-        except (InvalidKeyError, KeyEncodingError):
-            return False
-        if not self._in_bounds(k):
-            return False
-        data = self._mapping._get(k, _MISSING)
+            if not self._in_bounds(k):
+                return False
+            data = self._mapping._get(k, _MISSING)
+        except (InvalidKeyError, KeyEncodingError, KeyTooLargeError):
+            return False  # a key that cannot be stored is never present
         return data is not _MISSING and self._mapping._loads(data) == value
 
 
