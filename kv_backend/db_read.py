@@ -44,7 +44,7 @@ class _Reading:
         kd, maps = self._view
         try:
             loc = kd[key]
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):  # ValueError: a writable memoryview cannot be hashed
             checked = _check_key(key)
             if checked is not key:
                 return self.get(checked, default)
@@ -133,7 +133,7 @@ class _Reading:
             self._refresh()
         try:
             found = key in self._view[0]
-        except TypeError:
+        except (TypeError, ValueError):  # unhashable: a bytearray, a writable memoryview
             found = False
         if not found:
             checked = _check_key(key)
