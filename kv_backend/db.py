@@ -357,6 +357,11 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         of shared memory, checking every 0.2-2 ms, so it wakes within about a
         millisecond without any notification channel between processes.
         """
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout != timeout):
+            # A NaN deadline is never reached: the wait would never end.
+            raise ConfigurationError(
+                f"timeout must be a number of seconds (or None to wait forever), not {timeout!r}"
+            )
         deadline = None if timeout is None else _time() + timeout
         delay = 0.0002
         while self._tailw.value == token:

@@ -7,6 +7,7 @@ import array
 import pytest
 
 from kv_backend import DB
+from kv_backend.errors import ConfigurationError
 
 
 @pytest.fixture
@@ -34,3 +35,19 @@ def test_reads_accept_every_bytes_like_key_that_writes_accept(db, make):
     assert make(b"k") in db
     assert make(b"missing") not in db
     assert db.get(make(b"missing"), b"d") == b"d"
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), "1", b"1"])
+def test_wait_for_change_refuses_a_timeout_that_is_not_a_number(db, timeout):
+    """A NaN timeout made wait_for_change() wait forever (its deadline is never reached) and a
+    str one raised a bare "unsupported operand" TypeError: both are now a ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="timeout must be a number"):
+        db.wait_for_change(db.change_token(), timeout)
+
+
+def test_wait_for_change_still_takes_zero_negative_and_infinite_timeouts(db):
+    token = db.change_token()
+    assert db.wait_for_change(token, 0) is False
+    assert db.wait_for_change(token, -1) is False
+    db.put(b"k", b"v")
+    assert db.wait_for_change(token, float("inf")) is True
