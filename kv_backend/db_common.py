@@ -83,7 +83,15 @@ def _expiry(ttl: float | None) -> float:
         return 0.0
     if not isinstance(ttl, (int, float)) or isinstance(ttl, bool):
         raise TypeError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
-    if not math.isfinite(ttl):
+    try:
+        finite = math.isfinite(ttl)
+    except OverflowError:  # an int beyond a float's range
+        if ttl < 0:
+            return _time()  # long past: every caller deletes the key, as for any ttl <= 0
+        raise ConfigurationError(
+            f"ttl {ttl} is too large to be a number of seconds; use None for a key that never expires"
+        ) from None
+    if not finite:
         raise ConfigurationError(f"ttl must be a finite number of seconds (or None for never), not {ttl!r}")
     return _time() + ttl
 
@@ -95,7 +103,11 @@ def _expiry_at(ttl: float | None, expires_at: float) -> float | None:
         raise TypeError("give ttl or expires_at, not both")
     if not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool):
         raise TypeError(f"expires_at must be a UNIX time in seconds, not {type(expires_at).__name__}")
-    if not math.isfinite(expires_at) or expires_at < 0:
+    try:
+        finite = math.isfinite(expires_at)
+    except OverflowError:  # an int beyond a float's range
+        finite = False
+    if not finite or expires_at < 0:
         raise ConfigurationError(
             f"expires_at must be a finite UNIX time in seconds (0 for never), not {expires_at!r}"
         )

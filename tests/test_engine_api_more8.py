@@ -51,3 +51,44 @@ def test_wait_for_change_still_takes_zero_negative_and_infinite_timeouts(db):
     assert db.wait_for_change(token, -1) is False
     db.put(b"k", b"v")
     assert db.wait_for_change(token, float("inf")) is True
+
+
+HUGE = 10**400  # an int too large for a float
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda db: db.put(b"k", b"v", ttl=HUGE),
+        lambda db: db.put(b"k", b"v", expires_at=HUGE),
+        lambda db: db.put(b"k", b"v", expires_at=-HUGE),
+        lambda db: db.expire(b"k", HUGE),
+        lambda db: db.expire(b"k", expires_at=HUGE),
+        lambda db: db.batch().put(b"k", b"v", ttl=HUGE),
+        lambda db: db.batch().put(b"k", b"v", expires_at=HUGE),
+        lambda db: db.put_if_absent(b"new", b"v", ttl=HUGE),
+    ],
+)
+def test_a_ttl_or_expiry_too_large_for_a_float_is_a_configuration_error(db, write):
+    """An int TTL or expires_at beyond a float's range raised a bare OverflowError from
+    math.isfinite(); it is now the ConfigurationError of any other unusable expiry, and
+    nothing is written."""
+    db.put(b"k", b"old")
+    with pytest.raises(ConfigurationError):
+        write(db)
+    assert db.get(b"k") == b"old"
+    assert db.ttl(b"k") is None
+    assert b"new" not in db
+
+
+def test_a_negative_ttl_too_large_for_a_float_deletes_like_any_ttl_below_zero(db):
+    db.put(b"a", b"v")
+    db.put(b"a", b"v", ttl=-HUGE)
+    assert b"a" not in db
+    db.put(b"b", b"v")
+    assert db.expire(b"b", -HUGE) is True
+    assert b"b" not in db
+    db.put(b"c", b"v")
+    with db.batch() as b:
+        b.put(b"c", b"v", ttl=-HUGE)
+    assert b"c" not in db
