@@ -125,7 +125,13 @@ def _parse_int(key: bytes, raw: bytes) -> int:
     body = raw[1:] if raw[:1] == b"-" else raw
     if not body.isdigit() or not body.isascii() or (len(body) > 1 and body[:1] == b"0") or raw == b"-0":
         raise NotAnIntegerError(f"the value of {key!r} is not an ASCII decimal integer: {raw[:40]!r}")
-    return int(raw)
+    try:
+        return int(raw)
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits())
+        raise NotAnIntegerError(
+            f"the value of {key!r} is an integer of {len(body)} digits, more than Python converts "
+            "(see sys.set_int_max_str_digits)"
+        ) from None
 
 
 class _Writing:
@@ -522,7 +528,14 @@ class _Writing:
                 raw, expiry = found
                 current = _parse_int(key, raw)
             result = current + delta
-            self._put_locked(key, str(result).encode("ascii"), expiry)
+            try:
+                data = str(result).encode("ascii")
+            except ValueError:  # more digits than str() converts (sys.get_int_max_str_digits())
+                raise NotAnIntegerError(
+                    f"the result of incrementing {key!r} has more digits than Python converts "
+                    "(see sys.set_int_max_str_digits); nothing was written"
+                ) from None
+            self._put_locked(key, data, expiry)
         self._after_write()
         return result
 

@@ -7,7 +7,7 @@ import array
 import pytest
 
 from kv_backend import DB
-from kv_backend.errors import ConfigurationError
+from kv_backend.errors import ConfigurationError, NotAnIntegerError
 
 
 @pytest.fixture
@@ -92,3 +92,18 @@ def test_a_negative_ttl_too_large_for_a_float_deletes_like_any_ttl_below_zero(db
     with db.batch() as b:
         b.put(b"c", b"v", ttl=-HUGE)
     assert b"c" not in db
+
+
+def test_incr_beyond_pythons_int_conversion_limit_is_a_not_an_integer_error(db):
+    """A counter (or a result) with more digits than int()/str() convert (4,300 by default)
+    made incr() raise a bare ValueError from int(): it is now NotAnIntegerError (the engine's
+    error for a value incr cannot count with), and nothing is written."""
+    db.put(b"long", b"1" * 5000)
+    with pytest.raises(NotAnIntegerError, match="5000 digits"):
+        db.incr(b"long")
+    assert db[b"long"] == b"1" * 5000
+    db.put(b"n", b"7")
+    with pytest.raises(NotAnIntegerError, match="nothing was written"):
+        db.incr(b"n", 10**5000)
+    assert db[b"n"] == b"7"
+    assert db.incr(b"n", -(10**30)) == 7 - 10**30  # large but convertible: still counts
