@@ -127,7 +127,7 @@ class JSONSerializer:
     def loads(self, data: bytes) -> Any:
         try:
             return self._decoder.decode(data.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise DeserializationError(
                 f"stored bytes are not UTF-8 JSON ({exc}); was the value written with another serializer?"
             ) from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kv_backend import Store
+from kv_backend.serializers import DeserializationError
 
 
 @pytest.fixture
@@ -26,3 +27,17 @@ def test_views_never_hold_a_key_that_cannot_be_stored(store, key):
     assert store.keys() - {key} == {"a", "b"}
     assert store.items() & {(key, 1), ("a", 1)} == {("a", 1)}
     assert store.keys(prefix="a") & {key, "a"} == {"a"}
+
+
+def test_json_nested_too_deep_to_decode_is_a_deserialization_error(tmp_path):
+    """JSON data nested deeper than the decoder can go (written by another program: the json
+    serializer is the one for untrusted writers) raised a bare RecursionError on read; it is
+    now DeserializationError like any other unreadable value, and the store stays usable."""
+    with Store(str(tmp_path / "j"), "json") as s:
+        s.db.put(b"deep", b"[" * 100_000 + b"]" * 100_000)
+        with pytest.raises(DeserializationError, match="not UTF-8 JSON"):
+            s["deep"]
+        with pytest.raises(DeserializationError):
+            s.get("deep")
+        s["ok"] = [[1]]
+        assert s["ok"] == [[1]]
