@@ -160,6 +160,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     def get_many(self, keys: Iterable[K]) -> dict[K, Any]:
         """Return ``{key: value}`` for those of ``keys`` that are present."""
+        self.db._check_open()  # also when no key is asked for: use after close() always raises
         out: dict[K, Any] = {}
         get, ek, loads = self._get, self._ek, self._loads
         for key in keys:
@@ -243,6 +244,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
     def _apply(self, ops: list[tuple[bytes, bytes | None, float | None]]) -> None:
         """Write ``(key, data or None to delete, ttl)`` operations all at once."""
         if not ops:
+            self.db._check_open()  # nothing to write, but use after close() always raises
             return
         if len(ops) == 1:  # a single write is atomic by itself
             k, data, ttl = ops[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kv_backend import Store
+from kv_backend.errors import DatabaseClosedError
 from kv_backend.serializers import DeserializationError
 
 
@@ -41,3 +42,23 @@ def test_json_nested_too_deep_to_decode_is_a_deserialization_error(tmp_path):
             s.get("deep")
         s["ok"] = [[1]]
         assert s["ok"] == [[1]]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.update({}),
+        lambda s: s.update(),
+        lambda s: s.set_many({}),
+        lambda s: s.set_many([]),
+        lambda s: s.delete_many([]),
+        lambda s: s.get_many([]),
+    ],
+)
+def test_bulk_calls_with_nothing_to_do_raise_after_close(tmp_path, call):
+    """The docs promise that every call after close() raises DatabaseClosedError; the bulk
+    calls returned quietly when given no keys, hiding a use of a closed store."""
+    s = Store(str(tmp_path / "s"))
+    s.close()
+    with pytest.raises(DatabaseClosedError):
+        call(s)
