@@ -121,14 +121,14 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
         sync: Literal["never", "always"] | float = "never",
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         read_only: bool = False,
         auto_merge: float | None = None,
     ) -> None:
         self._closed = True  # until fully open, so __del__ and close() do nothing
-        self.path = os.path.abspath(os.fspath(path))
+        self.path = os.path.abspath(os.fsdecode(path))  # a bytes path too, as open() and dbm take
         if sync in ("never", "always"):
             self._sync_interval: float | None = None if sync == "never" else 0.0
         elif isinstance(sync, (int, float)) and not isinstance(sync, bool) and sync >= 0:

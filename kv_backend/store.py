@@ -105,7 +105,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
         serializer: str | Any = "pickle",
         *,
         key_type: type[K] = str,  # type: ignore[assignment]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import os
 
 import pytest
 
@@ -107,3 +108,24 @@ def test_incr_beyond_pythons_int_conversion_limit_is_a_not_an_integer_error(db):
         db.incr(b"n", 10**5000)
     assert db[b"n"] == b"7"
     assert db.incr(b"n", -(10**30)) == 7 - 10**30  # large but convertible: still counts
+
+
+def test_a_bytes_path_opens_the_store_like_a_str_path(tmp_path):
+    """DB(b"/path") (and Store(b"/path")) raised "Can't mix strings and bytes in path
+    components" from deep inside the opening code, though open(), os functions and the stdlib's
+    shelve and dbm take a bytes path: it now opens the same store, and .path is a str."""
+    import pathlib
+
+    from kv_backend import Store
+
+    path = tmp_path / "db"
+    with DB(os.fsencode(path)) as db:
+        assert db.path == str(path)
+        db.put(b"k", b"v")
+    with DB(pathlib.PurePath(path)) as db:
+        assert db[b"k"] == b"v"
+    with Store(os.fsencode(tmp_path / "s")) as s:
+        s["k"] = 1
+        assert s.path == str(tmp_path / "s")
+    with pytest.raises(TypeError):
+        DB(42)  # type: ignore[arg-type]
