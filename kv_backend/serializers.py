@@ -10,9 +10,11 @@ come from untrusted writers. ``"raw"`` stores bytes unchanged. Any object with
 
 from __future__ import annotations
 
+import importlib
 import json
 import pickle
 from functools import partial
+from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from kv_backend.errors import KVError
@@ -195,8 +197,18 @@ class _Checked:
         except Exception as exc:
             raise DeserializationError(f"{self.name}.loads failed: {exc}") from exc
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        if isinstance(self.inner, ModuleType):  # a module (serializer=json) cannot be pickled: name it
+            return (_checked_module, (self.inner.__name__,))
+        return (_Checked, (self.inner,))
+
     def __repr__(self) -> str:
         return repr(self.inner)
+
+
+def _checked_module(name: str) -> _Checked:
+    """Rebuild, in another process, a serializer that is a module such as ``json`` (for pickled Stores)."""
+    return _Checked(importlib.import_module(name))
 
 
 _BUILTIN = {"pickle": PickleSerializer, "json": JSONSerializer, "raw": RawSerializer}

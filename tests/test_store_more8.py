@@ -62,3 +62,20 @@ def test_bulk_calls_with_nothing_to_do_raise_after_close(tmp_path, call):
     s.close()
     with pytest.raises(DatabaseClosedError):
         call(s)
+
+
+def test_a_store_whose_serializer_is_a_module_can_be_pickled(tmp_path):
+    """The docs offer serializer=json (the module) and say a Store can be pickled, e.g. for a
+    multiprocessing worker; pickling such a store raised "cannot pickle 'module' object".
+    The module is now sent by name and imported on the other side."""
+    import json
+    import pickle
+
+    with Store(str(tmp_path / "s"), json) as s:
+        s["k"] = {"a": [1, 2]}
+        assert s.db.get(b"k") == b'{"a": [1, 2]}'
+        with pickle.loads(pickle.dumps(s)) as copy:
+            assert copy.serializer.inner is json
+            assert copy["k"] == {"a": [1, 2]}
+            copy["j"] = [3]
+        assert s.db.get(b"j") == b"[3]"
