@@ -34,7 +34,12 @@ from kv_backend.errors import (
     KVError,
     ReadOnlyError,
 )
-from kv_backend.serializers import PickleSerializer, get_serializer
+from kv_backend.serializers import (
+    DeserializationError,
+    PickleSerializer,
+    SerializationError,
+    get_serializer,
+)
 
 __all__ = ["KeyEncodingError", "Store", "StoreBatch"]
 
@@ -144,6 +149,8 @@ class Store(MutableMapping[K, Any], Generic[K]):
             raise KeyError(key)
         try:
             return self._floads(data)
+        except DeserializationError:  # from the checked loads itself: do not decode twice
+            raise
         except Exception:
             return self._loads(data)  # raises DeserializationError
 
@@ -223,6 +230,8 @@ class Store(MutableMapping[K, Any], Generic[K]):
         try:
             proto = self._proto
             data = _pickle_dumps(value, proto) if proto is not None else self._fdumps(value)
+        except SerializationError:  # from the checked dumps itself: do not encode twice
+            raise
         except Exception:
             data = self._dumps(value)  # raises SerializationError
         self._put(k, data)

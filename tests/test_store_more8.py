@@ -6,7 +6,7 @@ import pytest
 
 from kv_backend import Store
 from kv_backend.errors import DatabaseClosedError
-from kv_backend.serializers import DeserializationError
+from kv_backend.serializers import DeserializationError, SerializationError
 
 
 @pytest.fixture
@@ -79,3 +79,34 @@ def test_a_store_whose_serializer_is_a_module_can_be_pickled(tmp_path):
             assert copy["k"] == {"a": [1, 2]}
             copy["j"] = [3]
         assert s.db.get(b"j") == b"[3]"
+
+
+class CountingSerializer:
+    """A user serializer that fails and counts its calls (as one that logs or meters would)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def dumps(self, value):
+        self.calls += 1
+        raise RuntimeError("cannot encode")
+
+    def loads(self, data):
+        self.calls += 1
+        raise RuntimeError("cannot decode")
+
+
+def test_a_failing_user_serializer_is_called_once_per_read_or_write(tmp_path):
+    """store[k] = v and store[k] called a user serializer's failing dumps/loads twice (the fast
+    path retried through the checked path, which is the same call for a user serializer): a
+    serializer that logs, meters or does costly work saw every failure twice."""
+    ser = CountingSerializer()
+    with Store(str(tmp_path / "s"), ser) as s:
+        with pytest.raises(SerializationError, match="cannot encode"):
+            s["k"] = 1
+        assert ser.calls == 1
+        s.db.put(b"k", b"data")
+        ser.calls = 0
+        with pytest.raises(DeserializationError, match="cannot decode"):
+            s["k"]
+        assert ser.calls == 1
