@@ -17,7 +17,7 @@ from functools import partial
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
-from kv_backend.errors import KVError
+from kv_backend.errors import ConfigurationError, KVError
 
 __all__ = [
     "DeserializationError",
@@ -72,7 +72,9 @@ class PickleSerializer:
         if protocol is None:
             protocol = pickle.DEFAULT_PROTOCOL
         if not isinstance(protocol, int) or isinstance(protocol, bool) or protocol > pickle.HIGHEST_PROTOCOL:
-            raise ValueError(f"pickle protocol must be an int <= {pickle.HIGHEST_PROTOCOL}, not {protocol!r}")
+            raise ConfigurationError(
+                f"pickle protocol must be an int <= {pickle.HIGHEST_PROTOCOL}, not {protocol!r}"
+            )
         if protocol < 0:
             protocol = pickle.HIGHEST_PROTOCOL
         self.protocol = protocol
@@ -220,7 +222,7 @@ def get_serializer(spec: str | Any) -> Any:
         try:
             return _BUILTIN[spec]()
         except KeyError:
-            raise ValueError(
+            raise ConfigurationError(
                 f"unknown serializer {spec!r}: use 'pickle', 'json', 'raw' or an object with dumps/loads"
             ) from None
     if isinstance(spec, (PickleSerializer, JSONSerializer, RawSerializer, _Checked)):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kv_backend import Store
-from kv_backend.errors import DatabaseClosedError
-from kv_backend.serializers import DeserializationError, SerializationError
+from kv_backend.errors import ConfigurationError, DatabaseClosedError
+from kv_backend.serializers import DeserializationError, PickleSerializer, SerializationError
 
 
 @pytest.fixture
@@ -110,3 +110,16 @@ def test_a_failing_user_serializer_is_called_once_per_read_or_write(tmp_path):
         with pytest.raises(DeserializationError, match="cannot decode"):
             s["k"]
         assert ser.calls == 1
+
+
+@pytest.mark.parametrize(
+    "serializer",
+    ["PICKLE", "yaml", pytest.param(lambda: PickleSerializer(protocol=99), id="protocol-99")],
+)
+def test_a_bad_serializer_option_is_a_configuration_error(tmp_path, serializer):
+    """An unknown serializer name or pickle protocol raised a bare ValueError, outside
+    kv_backend.errors, while every other bad option (key_type, sync, max_file_size...) raises
+    ConfigurationError (still a ValueError); no store is created."""
+    with pytest.raises(ConfigurationError):
+        Store(str(tmp_path / "s"), serializer() if callable(serializer) else serializer)
+    assert not (tmp_path / "s").exists()
