@@ -20,7 +20,7 @@ import builtins
 import dbm as _std_dbm
 import errno
 import os
-from collections.abc import Iterator, MutableMapping
+from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
 from typing import Any, TypeVar
 
 from kv_backend.db import DB
@@ -89,6 +89,34 @@ def _key(key: object) -> bytes:
 
 def _value(value: object) -> bytes:
     return _as_bytes(value, "values")
+
+
+class LiveItemsView(ItemsView[Any, Any]):
+    """``items()`` of a mapping that other processes change: a key deleted during the walk is skipped.
+
+    The mixin's view reads each listed key with ``mapping[key]``, so a key that
+    another process deleted meanwhile raised KeyError in the middle of the loop.
+    """
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        mapping = self._mapping
+        for key in mapping:
+            try:
+                value = mapping[key]
+            except KeyError:
+                continue  # deleted since the keys were listed
+            yield key, value
+
+
+class LiveValuesView(ValuesView[Any]):
+    """``values()`` of a mapping that other processes change (see :class:`LiveItemsView`)."""
+
+    def __iter__(self) -> Iterator[Any]:
+        for _, value in LiveItemsView(self._mapping):
+            yield value
+
+    def __contains__(self, value: object) -> bool:
+        return any(v is value or v == value for v in self)
 
 
 class Database(MutableMapping[bytes, bytes]):
@@ -195,6 +223,14 @@ class Database(MutableMapping[bytes, bytes]):
     def keys(self) -> list[bytes]:  # type: ignore[override]
         """Return a list of every key (bytes), in byte order."""
         return list(self)
+
+    def items(self) -> LiveItemsView:  # type: ignore[override]
+        """A view of the ``(key, value)`` pairs in key order; keys others delete meanwhile are skipped."""
+        return LiveItemsView(self)
+
+    def values(self) -> LiveValuesView:  # type: ignore[override]
+        """A view of the values in key order; keys others delete meanwhile are skipped."""
+        return LiveValuesView(self)
 
     def firstkey(self) -> bytes | None:
         """The smallest key, or None if the database is empty (as in ``dbm.gnu``)."""

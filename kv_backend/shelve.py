@@ -144,6 +144,14 @@ class KVShelf(_std_shelve.DbfilenameShelf):
         for k in self.dict:
             yield k.decode(enc)
 
+    def items(self) -> _kv_dbm.LiveItemsView:  # type: ignore[override]
+        """A view of the ``(key, value)`` pairs; keys other processes delete meanwhile are skipped."""
+        return _kv_dbm.LiveItemsView(self)
+
+    def values(self) -> _kv_dbm.LiveValuesView:  # type: ignore[override]
+        """A view of the values; keys other processes delete meanwhile are skipped."""
+        return _kv_dbm.LiveValuesView(self)
+
     def _read_only(self) -> bool:
         db = getattr(self.dict, "db", None)
         return db is not None and db.read_only

@@ -123,3 +123,36 @@ def test_a_bad_serializer_option_is_a_configuration_error(tmp_path, serializer):
     with pytest.raises(ConfigurationError):
         Store(str(tmp_path / "s"), serializer() if callable(serializer) else serializer)
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("front", ["dbm", "shelve"])
+@pytest.mark.parametrize("view", ["items", "values"])
+def test_dbm_and_shelf_views_skip_a_key_another_process_deletes_mid_walk(tmp_path, front, view):
+    """Many processes may use one dbm database or shelf at once, and Store's views already
+    skip a key deleted during the walk; the dbm and shelf items()/values() raised KeyError
+    instead, in the middle of the caller's loop (here the other process is another DB)."""
+    import kv_backend.dbm
+    import kv_backend.shelve
+    from kv_backend import DB
+
+    path = str(tmp_path / "d")
+    if front == "dbm":
+        m = kv_backend.dbm.open(path, "c")
+        keys = [b"k0", b"k1", b"k2", b"k3"]
+        for k in keys:
+            m[k] = k
+    else:
+        m = kv_backend.shelve.open(path)
+        keys = ["k0", "k1", "k2", "k3"]
+        for k in keys:
+            m[k] = k
+    with m, DB(path) as other:
+        seen = []
+        for entry in getattr(m, view)():
+            other.delete(b"k2")
+            seen.append(entry)
+        kept = [k for k in keys if k not in ("k2", b"k2")]
+        assert seen == ([(k, k) for k in kept] if view == "items" else kept)
+        assert (keys[0], keys[0]) in m.items() and keys[0] in m.values()
+        assert (keys[2], keys[2]) not in m.items() and keys[2] not in m.values()
+        assert len(getattr(m, view)()) == 3
