@@ -26,7 +26,7 @@ from kv_backend.db_common import (
     _pwrite,
     _time,
 )
-from kv_backend.errors import NotAnIntegerError, ReadOnlyError
+from kv_backend.errors import DatabaseClosedError, NotAnIntegerError, ReadOnlyError
 from kv_backend.files import DataFile, FileId, data_name, fsync_dir, fsync_file, storage_error, write_all
 from kv_backend.state import unpack_tail
 
@@ -38,6 +38,21 @@ def _remove_unpublished(path: str) -> None:
     """Remove a data file no process was told about (best effort: recovery drops a headerless one)."""
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+class SpentOps(list):  # type: ignore[type-arg]
+    """The operations of a batch whose ``with`` block has ended: adding one raises.
+
+    Without this, a write made through the batch object after its block (a
+    stray ``b.put`` after the ``with``) went into a list nobody would apply:
+    it was lost without a word.
+    """
+
+    def append(self, op: object) -> None:
+        raise DatabaseClosedError(
+            "this batch was applied (or discarded) when its with block ended, so this write would be "
+            "lost; write directly, or start a new batch"
+        )
 
 
 class Batch:
@@ -82,10 +97,12 @@ class Batch:
         return len(self._ops)
 
     def __enter__(self) -> Batch:
+        if type(self._ops) is SpentOps:
+            self._ops = []  # the same object used for another with block
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        ops, self._ops = self._ops, []
+        ops, self._ops = self._ops, SpentOps()
         if exc_type is None and ops:
             self._db._commit_batch(ops)
 

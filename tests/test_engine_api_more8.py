@@ -8,7 +8,7 @@ import os
 import pytest
 
 from kv_backend import DB
-from kv_backend.errors import ConfigurationError, NotAnIntegerError
+from kv_backend.errors import ConfigurationError, DatabaseClosedError, NotAnIntegerError
 
 
 @pytest.fixture
@@ -129,3 +129,25 @@ def test_a_bytes_path_opens_the_store_like_a_str_path(tmp_path):
         assert s.path == str(tmp_path / "s")
     with pytest.raises(TypeError):
         DB(42)  # type: ignore[arg-type]
+
+
+def test_a_write_through_a_batch_after_its_block_raises_instead_of_being_lost(db):
+    """b.put()/b.delete() after the with block (a stray line at the wrong indentation) went
+    into a list nobody would apply, so the write was silently lost; it now raises
+    DatabaseClosedError and says so. Reusing the object for another with block still works."""
+    with db.batch() as b:
+        b.put(b"a", b"1")
+    with pytest.raises(DatabaseClosedError, match="would be lost"):
+        b.put(b"b", b"2")
+    with pytest.raises(DatabaseClosedError):
+        b.delete(b"a")
+    assert db.get(b"a") == b"1" and b"b" not in db
+    with pytest.raises(RuntimeError), db.batch() as b2:
+        b2.put(b"c", b"3")
+        raise RuntimeError
+    with pytest.raises(DatabaseClosedError):
+        b2.put(b"c", b"3")
+    assert b"c" not in db
+    with b:
+        b.put(b"d", b"4")
+    assert db[b"d"] == b"4"
