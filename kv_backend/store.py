@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any, Generic, TypeVar, overload
 
 from kv_backend.db import DB
+from kv_backend.db_write import SpentOps
 from kv_backend.errors import (
     ConfigurationError,
     DatabaseClosedError,
@@ -391,8 +392,11 @@ class Store(MutableMapping[K, Any], Generic[K]):
         if self.db.read_only:
             raise ReadOnlyError(f"the store at {self.path} was opened with read_only=True")
         b: StoreBatch[K] = StoreBatch(self)
-        yield b
-        self._apply(b._ops)
+        try:
+            yield b
+            self._apply(b._ops)
+        finally:
+            b._ops = SpentOps()  # a write through b after the block raises instead of being lost
 
     @contextmanager
     def locked(self) -> Iterator[Store[K]]:

@@ -156,3 +156,22 @@ def test_dbm_and_shelf_views_skip_a_key_another_process_deletes_mid_walk(tmp_pat
         assert (keys[0], keys[0]) in m.items() and keys[0] in m.values()
         assert (keys[2], keys[2]) not in m.items() and keys[2] not in m.values()
         assert len(getattr(m, view)()) == 3
+
+
+def test_a_write_through_a_store_batch_after_its_block_raises(tmp_path):
+    """As for DB.batch(): a b.set() after the block was silently lost; it now raises."""
+    with Store(str(tmp_path / "s")) as s:
+        with s.batch() as b:
+            b.set("a", 1)
+        with pytest.raises(DatabaseClosedError, match="would be lost"):
+            b.set("b", 2)
+        with pytest.raises(DatabaseClosedError):
+            b["c"] = 3
+        with pytest.raises(DatabaseClosedError):
+            b.delete("a")
+        with pytest.raises(ZeroDivisionError), s.batch() as b2:
+            b2.set("d", 4)
+            raise ZeroDivisionError
+        with pytest.raises(DatabaseClosedError):
+            b2.set("d", 4)
+        assert dict(s) == {"a": 1}
