@@ -192,6 +192,12 @@ class Store(MutableMapping[K, Any], Generic[K]):
         for k in self.db:
             yield dk(k)
 
+    def __reversed__(self) -> Iterator[K]:
+        """The keys from the largest down, as ``reversed(dict)`` gives a dict's keys backwards."""
+        dk = self._dk
+        for k in self.db.keys(reverse=True):
+            yield dk(k)
+
     def keys(  # type: ignore[override]
         self, *, prefix: K | None = None, start: K | None = None, reverse: bool = False
     ) -> StoreKeysView[K]:

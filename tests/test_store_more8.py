@@ -175,3 +175,16 @@ def test_a_write_through_a_store_batch_after_its_block_raises(tmp_path):
         with pytest.raises(DatabaseClosedError):
             b2.set("d", 4)
         assert dict(s) == {"a": 1}
+
+
+def test_reversed_store_gives_the_keys_backwards_like_reversed_dict(tmp_path):
+    """reversed(d) works on a dict (Python 3.8+) and on Store's views, but reversed(store)
+    raised "'Store' object is not reversible"; it now yields the keys from the largest down."""
+    with Store(str(tmp_path / "s")) as s:
+        assert list(reversed(s)) == []
+        s.update({"b": 2, "a": 1, "c": 3})
+        assert list(reversed(s)) == ["c", "b", "a"] == list(reversed(s.keys()))
+    with Store(str(tmp_path / "b"), key_type=bytes) as s:
+        s[b"\xff"] = 1
+        s[b"a"] = 2
+        assert list(reversed(s)) == [b"\xff", b"a"]
