@@ -220,6 +220,27 @@ class Database(MutableMapping[bytes, bytes]):
         except KVError as exc:
             raise self._convert(exc) from None
 
+    def clear(self) -> None:
+        """Remove every key at once: one atomic batch, as flag ``"n"`` empties a database."""
+        try:
+            self.db.clear()
+        except KVError as exc:
+            raise self._convert(exc) from None
+
+    def popitem(self) -> tuple[bytes, bytes]:
+        """Remove and return the pair with the smallest key; KeyError if empty (atomic across processes)."""
+        try:
+            while True:
+                for k in self.db:
+                    value = self.db.pop(k, _MISSING)
+                    if value is not _MISSING:
+                        return k, value
+                    break  # another process took it meanwhile: look again
+                else:
+                    raise KeyError("popitem(): the database is empty")
+        except KVError as exc:
+            raise self._convert(exc) from None
+
     def keys(self) -> list[bytes]:  # type: ignore[override]
         """Return a list of every key (bytes), in byte order."""
         return list(self)

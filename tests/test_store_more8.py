@@ -188,3 +188,33 @@ def test_reversed_store_gives_the_keys_backwards_like_reversed_dict(tmp_path):
         s[b"\xff"] = 1
         s[b"a"] = 2
         assert list(reversed(s)) == [b"\xff", b"a"]
+
+
+def test_dbm_clear_and_popitem_are_not_cut_short_by_another_process(tmp_path):
+    """Database.clear() was the mixin's loop of popitem(), each reading its key after listing
+    it: a key another process deleted in between raised KeyError, which ended clear() quietly
+    with keys left behind (and made popitem() report a non-empty database as empty). clear()
+    is now one atomic batch, and popitem() retries with the next key, as Store's does."""
+    import kv_backend.dbm
+    from kv_backend import DB
+
+    path = str(tmp_path / "d")
+    with kv_backend.dbm.open(path, "c") as m, DB(path) as other:
+        real_get = m._get
+
+        def get_racing_another_process(key, default):
+            other.delete(key)  # another process deletes the key just listed
+            return real_get(key, default)
+
+        for k in (b"a", b"b", b"c"):
+            m[k] = k
+        m._get = get_racing_another_process
+        assert m.popitem() == (b"a", b"a")  # taken by this process's atomic pop
+        other.delete(b"b")
+        assert m.popitem() == (b"c", b"c")  # b is gone: the next key
+        with pytest.raises(KeyError):
+            m.popitem()
+        for k in (b"a", b"b", b"c"):
+            m[k] = k
+        m.clear()
+        assert len(m) == 0 and len(other) == 0
