@@ -144,6 +144,11 @@ class KVShelf(_std_shelve.DbfilenameShelf):
         for k in self.dict:
             yield k.decode(enc)
 
+    def clear(self) -> None:
+        """Remove every entry at once (one atomic batch), without reading or unpickling any value."""
+        self.dict.clear()
+        self.cache.clear()
+
     def items(self) -> _kv_dbm.LiveItemsView:  # type: ignore[override]
         """A view of the ``(key, value)`` pairs; keys other processes delete meanwhile are skipped."""
         return _kv_dbm.LiveItemsView(self)

@@ -218,3 +218,19 @@ def test_dbm_clear_and_popitem_are_not_cut_short_by_another_process(tmp_path):
             m[k] = k
         m.clear()
         assert len(m) == 0 and len(other) == 0
+
+
+def test_shelf_clear_does_not_unpickle_the_values(tmp_path):
+    """Shelf.clear() came from the mixin, which reads (unpickles) every value as it pops it:
+    one value that cannot be unpickled (written by another program) made clear() fail.
+    It now removes every entry at once, and clears the writeback cache."""
+    import kv_backend.shelve
+
+    path = str(tmp_path / "sh")
+    with kv_backend.shelve.open(path, writeback=True) as shelf:
+        shelf["a"] = [1]
+        shelf.dict.db.put(b"foreign", b"not a pickle")
+        shelf.clear()
+        assert len(shelf) == 0 and shelf.cache == {}
+    with kv_backend.shelve.open(path) as shelf:
+        assert dict(shelf) == {}
