@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kv_backend import dbm as _kv_dbm
-from kv_backend.errors import InvalidKeyError, KVError
+from kv_backend.errors import ConfigurationError, InvalidKeyError, KVError
 from kv_backend.serializers import PickleDeserializationError, PickleSerializationError
 
 __all__ = ["KVShelf", "open"]
@@ -47,6 +47,13 @@ class KVShelf(_std_shelve.DbfilenameShelf):
         writeback: bool = False,
         keyencoding: str = "utf-8",
     ) -> None:
+        if protocol is not None:  # checked before anything is opened or created
+            if not isinstance(protocol, int):
+                raise TypeError(f"protocol must be an int such as pickle.DEFAULT_PROTOCOL, not {protocol!r}")
+            if protocol > pickle.HIGHEST_PROTOCOL:
+                raise ConfigurationError(
+                    f"pickle protocol must be <= {pickle.HIGHEST_PROTOCOL}, not {protocol}"
+                )
         _std_shelve.Shelf.__init__(self, _kv_dbm.open(filename, flag), protocol, writeback, keyencoding)
 
     def _ek(self, key: object) -> bytes:

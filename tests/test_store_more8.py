@@ -234,3 +234,20 @@ def test_shelf_clear_does_not_unpickle_the_values(tmp_path):
         assert len(shelf) == 0 and shelf.cache == {}
     with kv_backend.shelve.open(path) as shelf:
         assert dict(shelf) == {}
+
+
+@pytest.mark.parametrize(("protocol", "error"), [(99, ValueError), ("2", TypeError), (2.0, TypeError)])
+def test_shelve_refuses_a_bad_pickle_protocol_at_open(tmp_path, protocol, error):
+    """shelve.open(path, protocol=99) opened, then every write raised PickleSerializationError
+    (a TypeError, where the stdlib's shelf raises ValueError) blaming the value ("cannot pickle
+    a value of type int"). A bad protocol is now refused at open, with the stdlib's exception
+    class (ConfigurationError is a ValueError), before any directory is created."""
+    import kv_backend.shelve
+
+    with pytest.raises(error, match="protocol"):
+        kv_backend.shelve.open(str(tmp_path / "sh"), protocol=protocol)
+    assert not (tmp_path / "sh").exists()
+    for ok in (None, 0, 5, -1):
+        with kv_backend.shelve.open(str(tmp_path / f"ok{ok}"), protocol=ok) as shelf:
+            shelf["k"] = [1]
+            assert shelf["k"] == [1]
