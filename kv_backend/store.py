@@ -160,8 +160,14 @@ class Store(MutableMapping[K, Any], Generic[K]):
     @overload
     def get(self, key: K, default: T) -> Any | T: ...
     def get(self, key: K, default: Any = None) -> Any:
-        """Return the value of ``key``, or ``default`` if it is absent or expired."""
-        data = self._get(self._ek(key), _MISSING)
+        """Return the value of ``key``, or ``default`` if it is absent or expired.
+
+        A key the store cannot hold (empty, or over the size limit) is absent, as for ``in``.
+        """
+        try:
+            data = self._get(self._ek(key), _MISSING)
+        except KeyTooLargeError:
+            return default
         if data is _MISSING:
             return default
         return self._loads(data)
@@ -307,8 +313,16 @@ class Store(MutableMapping[K, Any], Generic[K]):
     @overload
     def pop(self, key: K, default: T) -> Any | T: ...
     def pop(self, key: K, default: Any = _MISSING) -> Any:
-        """Remove ``key`` and return its value (or ``default``); atomic across processes."""
-        data = self.db.pop(self._ek(key), _MISSING)
+        """Remove ``key`` and return its value (or ``default``); atomic across processes.
+
+        A key the store cannot hold (empty, or over the size limit) is absent, as for ``in``.
+        """
+        try:
+            data = self.db.pop(self._ek(key), _MISSING)
+        except KeyTooLargeError:
+            if default is _MISSING:
+                raise
+            return default
         if data is _MISSING:
             if default is _MISSING:
                 raise KeyError(key)

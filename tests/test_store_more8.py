@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kv_backend import Store
-from kv_backend.errors import ConfigurationError, DatabaseClosedError
+from kv_backend.errors import ConfigurationError, DatabaseClosedError, KeyTooLargeError
 from kv_backend.serializers import DeserializationError, PickleSerializer, SerializationError
 
 
@@ -251,3 +251,18 @@ def test_shelve_refuses_a_bad_pickle_protocol_at_open(tmp_path, protocol, error)
         with kv_backend.shelve.open(str(tmp_path / f"ok{ok}"), protocol=ok) as shelf:
             shelf["k"] = [1]
             assert shelf["k"] == [1]
+
+
+@pytest.mark.parametrize("key", ["", "x" * 70_000])
+def test_get_and_pop_with_a_default_treat_an_unstorable_key_as_absent(tmp_path, key):
+    """As ``in`` does: a key the store cannot hold is absent, so get/pop with a default give it back."""
+    with Store(str(tmp_path / "s")) as s:
+        s["a"] = 1
+        assert key not in s
+        assert s.get(key) is None and s.get(key, 7) == 7
+        assert s.pop(key, 7) == 7
+        with pytest.raises(KeyTooLargeError):
+            s.pop(key)  # no default: the error says why
+        with pytest.raises(KeyTooLargeError):
+            s[key] = 1  # a write says why
+        assert dict(s) == {"a": 1}
