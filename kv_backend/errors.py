@@ -18,7 +18,7 @@ class InvalidKeyError(KVError, TypeError):
 
 
 class InvalidValueError(KVError, TypeError):
-    """A value that is not ``bytes`` (or a bytes-like object) was given."""
+    """A value of the wrong type: not ``bytes`` for the engine, not a number for ``Store.incr``."""
 
 
 class KeyTooLargeError(KVError, ValueError):

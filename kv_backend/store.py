@@ -31,6 +31,7 @@ from kv_backend.errors import (
     ConfigurationError,
     DatabaseClosedError,
     InvalidKeyError,
+    InvalidValueError,
     KeyTooLargeError,
     KVError,
     ReadOnlyError,
@@ -387,11 +388,13 @@ class Store(MutableMapping[K, Any], Generic[K]):
     def incr(self, key: K, delta: int | float = 1) -> Any:
         """Add ``delta`` to the number stored at ``key`` (missing = 0) and return it; atomic."""
         if not isinstance(delta, (int, float)) or isinstance(delta, bool):
-            raise TypeError(f"delta must be a number, not {type(delta).__name__}")
+            raise InvalidValueError(f"delta must be a number, not {type(delta).__name__}")
 
         def add(value: Any) -> Any:
             if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise TypeError(f"incr needs a number at {key!r}, found {type(value).__name__}")
+                raise InvalidValueError(
+                    f"incr needs a number at {key!r}, found {type(value).__name__}; nothing was written"
+                )
             return value + delta
 
         return self.modify(key, add, default=0)

@@ -266,3 +266,16 @@ def test_get_and_pop_with_a_default_treat_an_unstorable_key_as_absent(tmp_path, 
         with pytest.raises(KeyTooLargeError):
             s[key] = 1  # a write says why
         assert dict(s) == {"a": 1}
+
+
+def test_incr_on_a_value_that_is_not_a_number_raises_the_projects_type_error(tmp_path):
+    from kv_backend.errors import InvalidValueError
+
+    with Store(str(tmp_path / "s")) as s:
+        s["n"] = "5"
+        with pytest.raises(InvalidValueError, match="needs a number") as caught:
+            s.incr("n")
+        assert isinstance(caught.value, TypeError)  # as before, for callers catching TypeError
+        with pytest.raises(InvalidValueError, match="delta"):
+            s.incr("m", "1")
+        assert s["n"] == "5" and "m" not in s
