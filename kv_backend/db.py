@@ -314,8 +314,8 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
     def snapshot_files(self) -> list[SnapshotFile]:
         """Freeze a consistent point-in-time view of the store's files.
 
-        Under the write lock: every data file (the active one up to its
-        published end) and every hint file, each with an open fd. Closed files
+        Under the write lock: every published data file (the active one up to
+        its published end) and every hint file, each with an open fd. Closed files
         never change and the fds keep them readable even if a merge removes
         them, so the caller can copy them at leisure (used by backups).
         Close the returned objects when done.
@@ -328,6 +328,11 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                 published = self._published()
                 active_major, active_end = unpack_tail(published[0]) if published else (-1, -1)
                 for fid in list_data_files(self.path):
+                    if published is not None and fid > (active_major, 0):
+                        # Created by a rotation that died before publishing it (at most a file
+                        # header, or nothing): no state of the store is in it, and recovery
+                        # removes or adopts it. Copied, a headerless one fails the restore's check.
+                        continue
                     name = data_name(fid)
                     fd = os.open(os.path.join(self.path, name), flags)
                     length = os.fstat(fd).st_size
