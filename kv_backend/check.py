@@ -42,19 +42,36 @@ def check(path: str) -> CheckReport:
     """Read every data file of the store at ``path`` and report damage.
 
     A torn tail of the newest file (a write that never completed) is reported
-    as a note, not a problem: the next writer cuts it off. Damage anywhere else
-    is a problem. Hint files that do not match their data files are noted; the
+    as a note, not a problem: the next writer cuts it off. So are the leftovers
+    of a rotation killed before it published the next file: that file, empty,
+    with part of its header or with only its header, and the zeros reserved
+    past the last record of the file before it. Damage anywhere else is a
+    problem. Hint files that do not match their data files are noted; the
     engine ignores them and replays the data file instead.
     """
     prepare_directory(path, create=False)
     report = CheckReport()
     fids = list_data_files(path)
+    newest = len(fids) - 1  # the file whose unfinished end is an interrupted write, not damage
+    rotated = -1  # the file a killed rotation did not finish closing: reserved zeros may follow it
+    if fids and fids[-1][1] == 0:
+        head = _head(os.path.join(path, data_name(fids[-1])))
+        if head is not None and len(head) < rec.FILE_HEADER_SIZE and rec.FILE_HEADER_BYTES.startswith(head):
+            newest -= 1  # the file before it is still the active one
+        elif head == rec.FILE_HEADER_BYTES and len(fids) > 1 and fids[-2][1] == 0:
+            rotated = len(fids) - 2
     for i, fid in enumerate(fids):
         fpath = os.path.join(path, data_name(fid))
         with open(fpath, "rb") as f:
             buf = f.read()
         report.files += 1
         report.bytes += len(buf)
+        if i > newest and rec.FILE_HEADER_BYTES.startswith(buf):
+            report.notes.append(
+                f"{fpath}: a data file without its header, left by a rotation that was interrupted "
+                "(holds no record; the next writer removes it or completes it)"
+            )
+            continue
         if len(buf) < rec.FILE_HEADER_SIZE or buf[:8] != rec.FILE_MAGIC:
             report.problems.append(Problem(fpath, 0, "missing or damaged file header"))
             continue
@@ -62,7 +79,7 @@ def check(path: str) -> CheckReport:
         while pos < len(buf):
             res = rec.scan(buf, pos, len(buf), trust_lengths=True)
             report.records += len(res.entries)
-            tail = i == len(fids) - 1
+            tail = i == newest
             for off in res.corrupt:
                 if tail and _only_zeros_after(buf, off):
                     # The newest file's last record, half-written, with the zeros
@@ -77,7 +94,11 @@ def check(path: str) -> CheckReport:
             if res.stop_reason is None:
                 break
             stop_at = res.end
-            if tail and res.stop_reason == rec.PREALLOCATED and not buf[stop_at:].strip(b"\0"):
+            if (
+                (tail or i == rotated)
+                and res.stop_reason == rec.PREALLOCATED
+                and not buf[stop_at:].strip(b"\0")
+            ):
                 break  # zeros reserved ahead of the tail by a writer: not data
             what = f"{res.stop_reason}; {len(buf) - stop_at} bytes after it cannot be read"
             if tail:
@@ -91,6 +112,13 @@ def check(path: str) -> CheckReport:
         if os.path.exists(hpath) and read_hints(hpath, len(buf)) is None:
             report.notes.append(f"{hpath}: damaged or stale hint file (ignored; the data file is replayed)")
     return report
+
+
+def _head(path: str) -> bytes | None:
+    """The first bytes (up to a file header's worth) of the file at ``path``; None if it is longer."""
+    with open(path, "rb") as f:
+        head = f.read(rec.FILE_HEADER_SIZE + 1)
+    return head if len(head) <= rec.FILE_HEADER_SIZE else None
 
 
 def _only_zeros_after(buf: bytes, offset: int) -> bool:
