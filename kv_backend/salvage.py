@@ -134,8 +134,19 @@ def salvage(
         done = 0
         now = time.time()
         newest: dict[bytes, tuple[int, int, int, float] | None] = {}
-        for i, buf in enumerate(maps):
-            _replay(buf, i, paths[i], i == len(maps) - 1, newest, report)
+        last = len(maps) - 1  # the active file: an unfinished write at its end is no damage
+        if (
+            maps
+            and fids[-1][1] == 0
+            and len(maps[-1]) < rec.FILE_HEADER_SIZE
+            and rec.FILE_HEADER_BYTES.startswith(bytes(maps[-1]))
+        ):
+            # A rotation killed before the next file had its whole header: that file holds
+            # nothing, and the one before it is still the active file.
+            report.notes.append(f"{paths[-1]}: a data file without its header (an interrupted rotation)")
+            last -= 1
+        for i, buf in enumerate(maps[: last + 1]):
+            _replay(buf, i, paths[i], i == last, newest, report)
             done += len(buf)
             if progress is not None:
                 progress(done // 2, total)

@@ -14,6 +14,7 @@ import kv_backend.db_write as W
 from kv_backend import DB
 from kv_backend.check import check
 from kv_backend.files import data_name, list_data_files
+from kv_backend.salvage import salvage
 
 
 def _kill_in_rotation(store: str, step: str) -> None:
@@ -71,3 +72,18 @@ def test_check_still_reports_damage_in_the_file_before_an_interrupted_rotation(s
         f.seek(2000)
         f.write(b"garbage")  # not reserved zeros: damage
     assert not check(store_path).ok
+
+
+@pytest.mark.parametrize("step", ["before-header", "after-header"])
+def test_salvage_does_not_call_an_interrupted_rotation_damage(tmp_path, step):
+    store = str(tmp_path / "store")
+    with DB(store, max_file_size=4096) as db:
+        for i in range(5):
+            db.put(b"k%d" % i, b"v" * 100)
+    _kill_in_rotation(store, step)
+    report = salvage(store, str(tmp_path / "copy"))
+    # It reported the empty file a rotation killed before its header left as a damaged region.
+    assert report.clean, [str(r) for r in report.regions]
+    assert report.keys_copied == 5
+    with DB(str(tmp_path / "copy")) as db:
+        assert dict(db.items()) == {b"k%d" % i: b"v" * 100 for i in range(5)}
