@@ -142,7 +142,8 @@ class DataFile:
                 pass
 
     def __del__(self) -> None:
-        fd, self.fd = self.fd, -1
+        # getattr: __init__ may have failed before the fd was set (the file vanished: a merge).
+        fd, self.fd = getattr(self, "fd", -1), -1
         if fd >= 0:
             try:
                 os.close(fd)

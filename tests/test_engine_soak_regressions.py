@@ -87,3 +87,22 @@ def test_salvage_does_not_call_an_interrupted_rotation_damage(tmp_path, step):
     assert report.keys_copied == 5
     with DB(str(tmp_path / "copy")) as db:
         assert dict(db.items()) == {b"k%d" % i: b"v" * 100 for i in range(5)}
+
+
+def test_a_data_file_that_vanished_before_it_was_opened_leaves_no_noise(store_path, monkeypatch):
+    """A reader catching up opens a data file that a merge removed meanwhile: the FileNotFoundError
+    is handled (it reloads), and the half-made DataFile must not print "Exception ignored in
+    DataFile.__del__ ... AttributeError" on stderr when it is dropped."""
+    import gc
+    import sys
+
+    from kv_backend.files import DataFile
+
+    with DB(store_path):
+        pass
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(FileNotFoundError):
+        DataFile(store_path, (99, 0))
+    gc.collect()
+    assert unraisable == []
