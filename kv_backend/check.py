@@ -44,10 +44,10 @@ def check(path: str) -> CheckReport:
     A torn tail of the newest file (a write that never completed) is reported
     as a note, not a problem: the next writer cuts it off. So are the leftovers
     of a rotation killed before it published the next file: that file, empty,
-    with part of its header or with only its header, and the zeros reserved
-    past the last record of the file before it. Damage anywhere else is a
-    problem. Hint files that do not match their data files are noted; the
-    engine ignores them and replays the data file instead.
+    with part of its header or with only its header, and the end of the file
+    before it, which is still the active one (reserved zeros, a torn write).
+    Damage anywhere else is a problem. Hint files that do not match their data
+    files are noted; the engine ignores them and replays the data file instead.
     """
     prepare_directory(path, create=False)
     report = CheckReport()
@@ -79,7 +79,7 @@ def check(path: str) -> CheckReport:
         while pos < len(buf):
             res = rec.scan(buf, pos, len(buf), trust_lengths=True)
             report.records += len(res.entries)
-            tail = i == newest
+            tail = i == newest or i == rotated  # where an unfinished write may end the file
             for off in res.corrupt:
                 if tail and _only_zeros_after(buf, off):
                     # The newest file's last record, half-written, with the zeros
@@ -94,11 +94,7 @@ def check(path: str) -> CheckReport:
             if res.stop_reason is None:
                 break
             stop_at = res.end
-            if (
-                (tail or i == rotated)
-                and res.stop_reason == rec.PREALLOCATED
-                and not buf[stop_at:].strip(b"\0")
-            ):
+            if tail and res.stop_reason == rec.PREALLOCATED and not buf[stop_at:].strip(b"\0"):
                 break  # zeros reserved ahead of the tail by a writer: not data
             what = f"{res.stop_reason}; {len(buf) - stop_at} bytes after it cannot be read"
             if tail:

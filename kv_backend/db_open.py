@@ -224,8 +224,9 @@ class _Opening:
                 gen = max(gen, st.generation.value + 1)
                 if (major, 0) in fids and major < active[0]:
                     # A rotation died between creating the next file and publishing it:
-                    # finish closing the previous file (cut its reserved zeros).
-                    self._close_exactly(os.path.join(self.path, data_name((major, 0))), end)
+                    # finish closing the previous file (cut its reserved zeros, and the torn
+                    # write of a writer that died there after the rotation did).
+                    self._close_exactly(os.path.join(self.path, data_name((major, 0))), end, published=True)
         elif len(fids) > 1 and fids[-2][1] == 0:
             self._close_exactly(os.path.join(self.path, data_name(fids[-2])), rec.FILE_HEADER_SIZE)
         try:
@@ -253,8 +254,16 @@ class _Opening:
             os.close(fd)
         st.initialize(gen, active[0], end)
 
-    def _close_exactly(self, path: str, start: int) -> None:
-        """Cut the reserved zeros off a file that should have been closed by a rotation."""
+    def _close_exactly(self, path: str, start: int, *, published: bool = False) -> None:
+        """Cut the reserved zeros off a file that should have been closed by a rotation.
+
+        With ``published``, ``start`` is the file's published end: nothing after it
+        was ever published, so, as tail recovery does for the active file, complete
+        records and committed batches there are kept and the first incomplete or
+        damaged one is cut off with all that follows (the write of a writer killed
+        after the rotation died, which would otherwise read as a damaged record of
+        a closed file and hide its key's acknowledged value).
+        """
         try:
             fd = os.open(path, os.O_RDWR)
         except OSError as exc:
@@ -262,9 +271,10 @@ class _Opening:
         try:
             size = os.fstat(fd).st_size
             end = _valid_end(fd, min(max(start, rec.FILE_HEADER_SIZE), size), size)
-            # Only reserved zeros are cut: anything else after the last good record
-            # is damage that `kvb check` must report, never data to throw away.
-            if end < size and not _pread(fd, size - end, end).strip(b"\0"):
+            # Without a published end, only reserved zeros are cut: anything else after
+            # the last good record is damage that `kvb check` must report, never data to
+            # throw away.
+            if end < size and (published or not _pread(fd, size - end, end).strip(b"\0")):
                 os.ftruncate(fd, end)
                 if self._sync_interval is not None:
                     fsync_file(fd)

@@ -135,6 +135,7 @@ def salvage(
         now = time.time()
         newest: dict[bytes, tuple[int, int, int, float] | None] = {}
         last = len(maps) - 1  # the active file: an unfinished write at its end is no damage
+        rotated = -1  # the file before a rotation killed before publishing the next: active still
         if (
             maps
             and fids[-1][1] == 0
@@ -145,8 +146,15 @@ def salvage(
             # nothing, and the one before it is still the active file.
             report.notes.append(f"{paths[-1]}: a data file without its header (an interrupted rotation)")
             last -= 1
+        elif (
+            len(maps) > 1
+            and fids[-2][1] == 0
+            and len(maps[-1]) == rec.FILE_HEADER_SIZE
+            and bytes(maps[-1]) == rec.FILE_HEADER_BYTES
+        ):
+            rotated = last - 1  # the next file holds only its header: the rotation may have died
         for i, buf in enumerate(maps[: last + 1]):
-            _replay(buf, i, paths[i], i == last, newest, report)
+            _replay(buf, i, paths[i], i in (last, rotated), newest, report)
             done += len(buf)
             if progress is not None:
                 progress(done // 2, total)

@@ -69,9 +69,10 @@ def test_check_still_reports_damage_in_the_file_before_an_interrupted_rotation(s
     _kill_in_rotation(store_path, "after-header")
     first = os.path.join(store_path, data_name(list_data_files(store_path)[0]))
     with open(first, "r+b") as f:
-        f.seek(2000)
-        f.write(b"garbage")  # not reserved zeros: damage
-    assert not check(store_path).ok
+        f.seek(16 + 22 + 2 + 50)
+        f.write(b"garbage")  # inside the first record, which others follow: damage
+    report = check(store_path)
+    assert [(p.path, p.offset, p.what) for p in report.problems] == [(first, 16, "checksum mismatch")]
 
 
 @pytest.mark.parametrize("step", ["before-header", "after-header"])
@@ -106,3 +107,52 @@ def test_a_data_file_that_vanished_before_it_was_opened_leaves_no_noise(store_pa
         DataFile(store_path, (99, 0))
     gc.collect()
     assert unraisable == []
+
+
+def test_a_write_torn_after_an_interrupted_rotation_does_not_hide_the_acknowledged_value(tmp_path):
+    """Writer A dies in a rotation after creating the next file (header only, unpublished); then
+    writer B, open since before and still appending to the old file, dies half-way through a put.
+    Recovery finished A's rotation but cut only reserved zeros off the old file, so B's torn record
+    stayed in a now closed file, where it reads as a damaged record: the key raised CorruptionError
+    instead of returning its acknowledged value, kvb check reported damage and a merge dropped the
+    key. Everything after the old file's published end is unpublished: it is cut as tail recovery
+    cuts it."""
+    store = str(tmp_path / "store")
+    with DB(store, max_file_size=4096) as db:
+        db.put(b"k", b"v1")
+        db.put(b"filler", b"f" * 2500)
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+
+    def writer_b() -> None:
+        db = DB(store, max_file_size=4096)  # open before A dies: its view ends in the first file
+        os.write(ready_w, b"r")
+        os.read(go_r, 1)
+        real = W._pwrite
+
+        def pwrite(fd, data, off):
+            real(fd, bytes(data)[: len(data) // 2], off)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        W._pwrite = pwrite
+        db.put(b"k", b"v2" * 20)  # fits in the first file
+
+    pid_b = fork_child(writer_b)
+    assert os.read(ready_r, 1) == b"r"
+    _kill_in_rotation(store, "after-header")
+    os.write(go_w, b"g")
+    assert exit_code(pid_b) == -signal.SIGKILL
+    for fd in (ready_r, ready_w, go_r, go_w):
+        os.close(fd)
+    assert [f[0] for f in list_data_files(store)] == [1, 2]
+    # As the kills left it (nothing recovered yet), the torn write is an unfinished write, not damage.
+    report = check(store)
+    assert report.ok, report.problems
+    assert not salvage(store, str(tmp_path / "copy")).regions
+    with DB(store, max_file_size=4096) as db:
+        assert db.get(b"k") == b"v1"  # raised CorruptionError
+        assert db.stats()["corrupt_records"] == 0
+        db.merge()
+        assert db.get(b"k") == b"v1"
+    report = check(store)
+    assert report.ok and report.notes == [], (report.problems, report.notes)
