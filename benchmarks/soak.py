@@ -18,7 +18,10 @@ Processes (a killed one is restarted under a new incarnation id, so every operat
 * one auxiliary process: merges, backups to a local ``file://`` URL (from a writable or a read-only
   ``DB``), read-only openers that read and scan, and ``prune_backups(keep=4)``.
 
-The controller SIGKILLs one of them every ``--kill-every`` seconds on average (0.05 s at the least).
+The controller SIGKILLs one of them every ``--kill-every`` seconds on average (0.05 s at the least),
+and after half the kills runs ``kvb check`` (now and then ``kvb salvage`` too) on the files as the
+kill left them, holding the write lock so that no writer recovers them meanwhile: a dead process's
+leftovers must read as unfinished writes, never as damage.
 Every process logs each operation to its own append-only file before the call and acknowledges it
 after the call returns (fsynced); a value names the key and the operation that wrote it. At the end
 every process is killed and the checker verifies, with the monotonic times of the logs: every read
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import fcntl
 import glob
 import json
 import os
@@ -381,6 +385,29 @@ def kill(p: subprocess.Popen) -> None:
     p.wait()
 
 
+def locked_check(args, errors: list[str], salvage_too: bool) -> None:
+    """Run ``kvb check`` (and ``kvb salvage``) on the store as the last kill left it, holding its
+    write lock so that no writer recovers or appends meanwhile: what a dead process left behind
+    must read as unfinished writes, never as damage."""
+    from kv_backend.check import check as kvb_check
+    from kv_backend.salvage import salvage
+
+    fd = os.open(os.path.join(args.store, "LOCK"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        report = kvb_check(args.store)
+        if not report.ok:
+            errors.append(f"kvb check of the store as a kill left it: {[str(p) for p in report.problems]}")
+        if salvage_too:
+            copy = os.path.join(args.dir, "salvage-midrun")
+            shutil.rmtree(copy, ignore_errors=True)
+            srep = salvage(args.store, copy)
+            if srep.regions or srep.damaged_keys:
+                errors.append(f"kvb salvage of the store as a kill left it: {srep}")
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def run(args) -> int:
     rnd = random.Random(args.seed)
     os.makedirs(args.dir)
@@ -404,6 +431,8 @@ def run(args) -> int:
         start(s)
     kills = {"writer": 0, "aux": 0}
     deaths = 0
+    locked_checks = 0
+    midrun: list[str] = []
     deadline = time.monotonic() + args.seconds
     while time.monotonic() < deadline:
         time.sleep(rnd.uniform(0.05, args.kill_every * 2))
@@ -422,11 +451,20 @@ def run(args) -> int:
         if p.poll() is None:
             kill(p)
             kills["aux" if s.startswith("a") else "writer"] += 1
+            if rnd.random() < 0.5:
+                locked_checks += 1
+                locked_check(args, midrun, salvage_too=rnd.random() < 0.1)
             start(s)
     for s in slots:
         kill(procs[s][1])
-    print(f"run done: kills {kills}, unexpected exits {deaths}", flush=True)
-    rc = check(args)
+    print(
+        f"run done: kills {kills}, unexpected exits {deaths}, {locked_checks} checks of the store "
+        "as a kill left it",
+        flush=True,
+    )
+    for e in midrun[:20]:
+        print("ERROR", e)
+    rc = check(args) or len(midrun)
     noisy = 0
     for path in sorted(glob.glob(os.path.join(args.dir, "stderr", "*.err"))):
         with open(path, "rb") as f:
