@@ -63,6 +63,34 @@ def _valid_end(fd: int, start: int, size: int) -> int:
     return pos
 
 
+def _end_after_damage(fd: int, pos: int, size: int) -> int:
+    """Where the data of a file scanned from its start ends, when a strict scan stopped at ``pos``.
+
+    Without a published end, the record at ``pos`` alone cannot tell a torn last
+    write from a damaged record in the middle of the data: what follows does.
+    Records with sound lengths are stepped over one by one; if sound records or
+    committed batches follow, the data goes on to the end of the last of them
+    (replay indexes a damaged record so that reading its key raises, and
+    ``kvb check`` reports it). Returns ``pos`` when nothing sound follows: the
+    file ends in an unfinished write. Damaged lengths stop the search.
+    """
+    best = pos
+    while pos < size:
+        head = _pread(fd, rec.HEADER_SIZE, pos)
+        if len(head) < rec.HEADER_SIZE or not head.strip(b"\0"):
+            break  # the end of the file, or reserved zeros
+        _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
+        nxt = pos + rec.HEADER_SIZE + klen + vlen
+        if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE or nxt > size:
+            break
+        pos = nxt
+        for base, res in rec.scan_file(fd, nxt, size, chunk=1 << 16):
+            pos = base + res.end
+        if pos > nxt:
+            best = pos
+    return best
+
+
 def _replay(ix: KeyDir, f: DataFile, idx: int, start: int, end: int, corrupt: list[tuple[str, int]]) -> int:
     """Index the records of ``f`` from ``start`` up to ``end``; return where replay stopped.
 
@@ -213,13 +241,14 @@ class _Opening:
                 active = fids[-1]
                 path = os.path.join(self.path, data_name(active))
         start = rec.FILE_HEADER_SIZE
+        published = False  # whether ``start`` is this file's published end
         if st.initialized:
             tail = st.tail.value
             major, end = unpack_tail(tail)
             if major == active[0]:
                 if st.intent.value == tail and _clean_after(path, end):
                     return  # the common case: nothing to recover
-                start, gen = end, st.generation.value
+                start, gen, published = end, st.generation.value, True
             else:
                 gen = max(gen, st.generation.value + 1)
                 if (major, 0) in fids and major < active[0]:
@@ -243,7 +272,12 @@ class _Opening:
                 if start > size:
                     start = rec.FILE_HEADER_SIZE  # the file lost bytes: rescan it all
                     gen = max(gen, st.generation.value + 1)
+                    published = False
                 end = _valid_end(fd, start, size)
+                if not published and end < size:
+                    # No published end to go by: a damaged record with sound records after it
+                    # is damage to report, not a torn tail to cut (with everything after it).
+                    end = _end_after_damage(fd, end, size)
                 if end < size:
                     os.ftruncate(fd, end)
                     if self._sync_interval is not None:

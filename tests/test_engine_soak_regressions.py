@@ -1,5 +1,5 @@
-"""Engine defects found by the randomized multi-process soak harness (benchmarks/soak.py), reduced
-to deterministic cases."""
+"""Engine defects found by the randomized multi-process soak harness (benchmarks/soak.py), or while
+working out the crash states it reaches, reduced to deterministic cases."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from helpers import exit_code, fork_child
 
 import kv_backend.db as D
 import kv_backend.db_write as W
-from kv_backend import DB
+from kv_backend import DB, CorruptionError
+from kv_backend import record as rec
 from kv_backend.check import check
 from kv_backend.files import data_name, list_data_files
 from kv_backend.salvage import salvage
@@ -155,4 +156,49 @@ def test_a_write_torn_after_an_interrupted_rotation_does_not_hide_the_acknowledg
         db.merge()
         assert db.get(b"k") == b"v1"
     report = check(store)
+    assert report.ok and report.notes == [], (report.problems, report.notes)
+
+
+def _records_then_state_lost(store: str, n: int) -> tuple[str, int, int]:
+    """``n`` records in the active file, then the STATE page deleted (as when the store was
+    copied without it); return the active file's path, the size of a record and where data ends."""
+    with DB(store) as db:
+        for i in range(n):
+            db.put(b"k%d" % i, b"v" * 50)
+        end = db.stats()["active_end"]
+    os.unlink(os.path.join(store, "STATE"))
+    return os.path.join(store, data_name(list_data_files(store)[-1])), 22 + 2 + 50, end
+
+
+def test_without_the_state_page_recovery_keeps_the_records_after_a_damaged_one(store_path):
+    """Found while reviewing recovery for the soak harness: with no STATE page, the first writer
+    scans the active file from its start and cut it at the first record failing its CRC, taking
+    every sound record after it along (docs/protocol.md: recovery only ever cuts reserved zeros
+    or a torn tail)."""
+    path, size, end = _records_then_state_lost(store_path, 10)
+    with open(path, "r+b") as f:
+        f.seek(16 + 3 * size + 30)
+        f.write(b"X")  # one damaged byte in the value of k3
+    with DB(store_path) as db:
+        with pytest.raises(CorruptionError):
+            db.get(b"k3")
+        assert [db.get(b"k%d" % i) for i in range(10) if i != 3] == [b"v" * 50] * 9  # k4.. were cut
+        assert db.stats()["active_end"] == end
+        db.put(b"after", b"1")
+    with DB(store_path, read_only=True) as db:
+        assert db.get(b"after") == b"1" and db.get(b"k9") == b"v" * 50
+    assert [(p.offset, p.what) for p in check(store_path).problems] == [(16 + 3 * size, "checksum mismatch")]
+
+
+def test_without_the_state_page_recovery_still_cuts_a_torn_last_write(store_path):
+    path, _, end = _records_then_state_lost(store_path, 5)
+    record = rec.encode(rec.PUT, b"torn", b"t" * 500)
+    with open(path, "r+b") as f:
+        f.seek(end)
+        f.write(record[: len(record) // 2])  # a write killed half-way, zeros after it
+    with DB(store_path) as db:
+        assert db.get(b"torn") is None and len(db) == 5
+        assert db.stats()["active_end"] == end
+    assert os.path.getsize(path) == end
+    report = check(store_path)
     assert report.ok and report.notes == [], (report.problems, report.notes)
