@@ -91,6 +91,20 @@ def _end_after_damage(fd: int, pos: int, size: int) -> int:
     return best
 
 
+def _unfinished_from(fd: int, pos: int, size: int) -> bool:
+    """True if only reserved zeros follow ``pos``, or one record with sound lengths and then zeros
+    (a write torn by a crash: its first bytes reached the file, the rest is still zeros)."""
+    head = _pread(fd, rec.HEADER_SIZE, pos)
+    nxt = pos
+    if len(head) == rec.HEADER_SIZE and head.strip(b"\0"):
+        _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
+        nxt = pos + rec.HEADER_SIZE + klen + vlen
+        if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE or nxt > size:
+            return False
+    step = 1 << 20
+    return all(not _pread(fd, min(step, size - p), p).strip(b"\0") for p in range(nxt, size, step))
+
+
 def _replay(ix: KeyDir, f: DataFile, idx: int, start: int, end: int, corrupt: list[tuple[str, int]]) -> int:
     """Index the records of ``f`` from ``start`` up to ``end``; return where replay stopped.
 
@@ -305,10 +319,12 @@ class _Opening:
         try:
             size = os.fstat(fd).st_size
             end = _valid_end(fd, min(max(start, rec.FILE_HEADER_SIZE), size), size)
-            # Without a published end, only reserved zeros are cut: anything else after
-            # the last good record is damage that `kvb check` must report, never data to
-            # throw away.
-            if end < size and (published or not _pread(fd, size - end, end).strip(b"\0")):
+            # Without a published end, only reserved zeros are cut, and a torn last write
+            # before them (the file was the active one): anything else after the last
+            # good record is damage that `kvb check` must report, never data to throw away.
+            if end < size and not published:
+                end = _end_after_damage(fd, end, size)
+            if end < size and (published or _unfinished_from(fd, end, size)):
                 os.ftruncate(fd, end)
                 if self._sync_interval is not None:
                     fsync_file(fd)
