@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -258,15 +258,25 @@ class _Api:
                 )
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPAPIError(
-                    413,
-                    "value_too_large",
-                    f"{what} is larger than {limit} bytes, the most this server accepts",
-                )
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPAPIError(
+                        413,
+                        "value_too_large",
+                        f"{what} is larger than {limit} bytes, the most this server accepts",
+                    )
+                chunks.append(chunk)
+        except ClientDisconnect:
+            # The client went away mid-upload (aborted, timed out, killed): its
+            # fault, not the server's, so no 500 and no traceback in the log.
+            raise HTTPAPIError(
+                400,
+                "invalid_request",
+                f"the connection closed after {size} bytes of {what}, before the whole body; "
+                "nothing was stored",
+            ) from None
         return b"".join(chunks)
 
     # ---------------------------------------------------------- endpoints

@@ -1,0 +1,63 @@
+"""More HTTP interface tests: client disconnects, tokens, preconditions on every key operation (#7)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from starlette.testclient import TestClient
+
+from kv_backend import DB
+from kv_backend.http import create_app
+
+
+@pytest.fixture
+def db(store_path):
+    with DB(store_path) as d:
+        yield d
+
+
+@pytest.fixture
+def client(db):
+    with TestClient(create_app(db)) as c:
+        yield c
+
+
+def _asgi_put_then_disconnect(app, key: bytes) -> tuple[list[dict], BaseException | None]:
+    """PUT ``key`` declaring 10 bytes, send 3, then disconnect; return what the app sent and raised."""
+    messages = [{"type": "http.request", "body": b"abc", "more_body": True}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": "/v1/keys/" + key.decode(),
+        "raw_path": b"/v1/keys/" + key,
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test"), (b"content-length", b"10")],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+    }
+    try:
+        asyncio.run(app(scope, receive, send))
+    except BaseException as exc:  # what uvicorn would log as "Exception in ASGI application"
+        return sent, exc
+    return sent, None
+
+
+def test_client_disconnecting_mid_upload_is_not_a_server_error(db):
+    sent, raised = _asgi_put_then_disconnect(create_app(db), b"aborted")
+    assert raised is None  # no traceback in the server log for a client's aborted upload
+    assert sent[0]["status"] == 400
+    assert b'"invalid_request"' in sent[1]["body"] and b"nothing was stored" in sent[1]["body"]
+    assert db.get(b"aborted") is None
