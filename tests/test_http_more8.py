@@ -8,7 +8,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from kv_backend import DB
-from kv_backend.http import create_app
+from kv_backend.errors import ConfigurationError
+from kv_backend.http import app_from_env, create_app
 
 
 @pytest.fixture
@@ -61,3 +62,19 @@ def test_client_disconnecting_mid_upload_is_not_a_server_error(db):
     assert sent[0]["status"] == 400
     assert b'"invalid_request"' in sent[1]["body"] and b"nothing was stored" in sent[1]["body"]
     assert db.get(b"aborted") is None
+
+
+@pytest.mark.parametrize("token", ["s3cret\n", " s3cret", "s3cret\t", "s3\ncret", "s3\x01cret", "s3\x7fcret"])
+def test_a_token_no_client_can_send_is_refused_at_startup(db, store_path, monkeypatch, token):
+    with pytest.raises(ConfigurationError, match="newline read from a file"):
+        create_app(db, token=token)
+    monkeypatch.setenv("KVB_HTTP_DIR", store_path)
+    monkeypatch.setenv("KVB_HTTP_TOKEN", token)
+    with pytest.raises(ConfigurationError, match="Authorization header"):
+        app_from_env()
+
+
+def test_a_token_with_inner_spaces_still_works(db):
+    with TestClient(create_app(db, token="two words")) as c:
+        assert c.get("/v1/stats", headers={"Authorization": "Bearer two words"}).status_code == 200
+        assert c.get("/v1/stats", headers={"Authorization": "Bearer two"}).status_code == 401

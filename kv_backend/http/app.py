@@ -616,6 +616,13 @@ def create_app(
         raise ConfigurationError(f"max_value_size must be an int >= 0, not {max_value_size!r}")
     if token is not None and (not isinstance(token, str) or not token):
         raise ConfigurationError("token must be a non-empty string (or None for no authentication)")
+    if token is not None and (token != token.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in token)):
+        # No client can send such a token intact in a header: every request would get 401.
+        raise ConfigurationError(
+            "the token starts or ends with whitespace or contains a control character (a trailing "
+            "newline read from a file?), so no client could send it in an Authorization header; "
+            "remove those characters"
+        )
     owned = not isinstance(db_or_path, DB)
     db = DB(db_or_path, sync=sync) if owned else db_or_path  # type: ignore[arg-type]
     api = _Api(db, max_value_size)
