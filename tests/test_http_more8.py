@@ -78,3 +78,53 @@ def test_a_token_with_inner_spaces_still_works(db):
     with TestClient(create_app(db, token="two words")) as c:
         assert c.get("/v1/stats", headers={"Authorization": "Bearer two words"}).status_code == 200
         assert c.get("/v1/stats", headers={"Authorization": "Bearer two"}).status_code == 401
+
+
+# ----------------------------------------------------------- preconditions
+
+
+def test_delete_with_an_entity_tag_is_refused_not_done_unconditionally(client, db):
+    db.put(b"k", b"v1")
+    for header in ({"If-Match": '"v0-etag"'}, {"If-Match": 'W/"x"'}, {"If-None-Match": '"x"'}):
+        r = client.delete("/v1/keys/k", headers=header)
+        assert r.status_code == 400, header
+        assert r.json()["error"] == "invalid_request"
+        assert db.get(b"k") == b"v1"  # was deleted although the client asked for a condition
+
+
+def test_delete_evaluates_star_preconditions(client, db):
+    db.put(b"k", b"v")
+    r = client.delete("/v1/keys/k", headers={"If-None-Match": "*"})  # "only if it does not exist"
+    assert r.status_code == 412 and r.json()["error"] == "precondition_failed"
+    assert db.get(b"k") == b"v"
+    both = {"If-Match": "*", "If-None-Match": "*"}
+    assert client.delete("/v1/keys/k", headers=both).status_code == 412
+    assert client.delete("/v1/keys/k", headers={"If-Match": "*"}).status_code == 204
+    assert db.get(b"k") is None
+    for header in ({"If-Match": "*"}, {"If-None-Match": "*"}, both):
+        assert client.delete("/v1/keys/k", headers=header).status_code == 404  # as without it
+
+
+def test_get_and_head_evaluate_if_none_match_star(client, db):
+    db.put(b"k", b"value", ttl=100)
+    for method in ("GET", "HEAD"):
+        r = client.request(method, "/v1/keys/k", headers={"If-None-Match": "*"})
+        assert r.status_code == 304, method  # was 200 with the value
+        assert r.content == b""
+        assert 99 < float(r.headers["x-kv-ttl"]) <= 100
+        r = client.request(method, "/v1/keys/missing", headers={"If-None-Match": "*"})
+        assert r.status_code == 404
+        assert client.request(method, "/v1/keys/k", headers={"If-Match": "*"}).status_code == 200
+        assert client.request(method, "/v1/keys/missing", headers={"If-Match": "*"}).status_code == 404
+    r = client.get("/v1/keys/k", headers={"If-Match": '"etag"'})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("header", [{"If-Match": "*"}, {"If-None-Match": "*"}, {"If-Match": '"x"'}])
+def test_incr_and_expire_refuse_preconditions_rather_than_ignore_them(client, db, header):
+    db.put(b"n", b"5")
+    r = client.post("/v1/keys/n/incr", headers=header)
+    assert r.status_code == 400 and "incr does not support" in r.json()["message"]
+    r = client.post("/v1/keys/n/expire?ttl=5", headers=header)
+    assert r.status_code == 400 and "expire does not support" in r.json()["message"]
+    assert db.get(b"n") == b"5" and db.ttl(b"n") is None

@@ -301,15 +301,16 @@ class _Api:
         key = decode_key(segments[0])
         if len(segments) == 1:
             if method in ("GET", "HEAD"):
-                return await self.get(key, query)
+                return await self.get(request, key, query)
             if method == "PUT":
                 return await self.put(request, key, query)
             if method == "DELETE":
-                return await self.delete(key)
+                return await self.delete(request, key)
             raise _not_allowed(method, "GET, HEAD, PUT, DELETE")
         if len(segments) == 2 and segments[1] in (b"incr", b"expire"):
             if method != "POST":
                 raise _not_allowed(method, "POST")
+            _refuse_preconditions(request, segments[1].decode("ascii"))
             if segments[1] == b"incr":
                 return await self.incr(key, query)
             return await self.expire(key, query)
@@ -320,14 +321,17 @@ class _Api:
             "(sub-resources are /v1/keys/{key}/incr and /v1/keys/{key}/expire)",
         )
 
-    async def get(self, key: bytes, query: dict[str, bytes]) -> Response:
+    async def get(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         fmt = _text(query.get("format", b"raw"), "format")
         if fmt not in ("raw", "json"):
             raise HTTPAPIError(400, "invalid_parameter", f"format must be 'raw' or 'json', got {fmt[:40]!r}")
+        _, if_none_match = _preconditions(request)
         found = await self.call(self._read, key)
-        if found is None:
+        if found is None:  # If-Match: * fails too, but a 404 answer ignores preconditions (RFC 9110)
             raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
         value, ttl = found
+        if if_none_match:  # the key exists, so "If-None-Match: *" is false: 304 for GET and HEAD
+            return Response(status_code=304, headers=_ttl_headers(ttl))
         if fmt == "json":
             body = {
                 "key": encode_key(key),
@@ -366,25 +370,19 @@ class _Api:
 
     async def put(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         ttl = parse_ttl(query.get("ttl"))
-        if_none_match = request.headers.get("if-none-match")
-        if_match = request.headers.get("if-match")
-        for name, header in (("If-None-Match", if_none_match), ("If-Match", if_match)):
-            if header is not None and header.strip() != "*":
-                raise HTTPAPIError(
-                    400, "invalid_request", f"{name} supports only '*' (this API has no entity tags)"
-                )
+        if_match, if_none_match = _preconditions(request)
         await self.call(check_key, key)  # reject a bad key before reading a large body
-        if if_none_match is not None and if_match is not None:
+        if if_none_match and if_match:
             # "exists" and "does not exist" at once: RFC 9110 evaluation fails one of them
             raise HTTPAPIError(
                 412, "precondition_failed", "If-Match: * and If-None-Match: * can never both hold"
             )
         value = await self.read_body(request, self.max_value_size, "the value")
-        if if_none_match is not None:
+        if if_none_match:
             if not await self.call(self.db.put_if_absent, key, value, ttl):
                 raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} already exists")
             return Response(status_code=201)
-        if if_match is not None:
+        if if_match:
             if not await self.call(self._put_if_present, key, value, ttl):
                 raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} does not exist")
             return Response(status_code=204)
@@ -398,7 +396,14 @@ class _Api:
             self.db.put(key, value, ttl)
             return True
 
-    async def delete(self, key: bytes) -> Response:
+    async def delete(self, request: Request, key: bytes) -> Response:
+        _, if_none_match = _preconditions(request)  # If-Match: * is what DELETE checks anyway
+        if if_none_match:  # "only if the key does not exist": there is then nothing to delete
+            if await self.call(self.db.__contains__, key):
+                raise HTTPAPIError(
+                    412, "precondition_failed", f"key {encode_key(key)} exists; nothing was deleted"
+                )
+            raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
         if not await self.call(self.db.delete, key):
             raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
         return Response(status_code=204)
@@ -490,6 +495,35 @@ class _Api:
         except OSError as exc:
             raise HTTPAPIError(502, "backup_failed", f"backup to {url!r} failed: {exc}") from exc
         return JSONResponse(jsonable(report))
+
+
+def _preconditions(request: Request) -> tuple[bool, bool]:
+    """Return whether ``If-Match: *`` and ``If-None-Match: *`` were sent; 400 for any other value.
+
+    The API has no entity tags, so ``*`` (the key exists / does not) is the only
+    condition it can evaluate; a tag is refused rather than ignored, since
+    ignoring it would turn a conditional write or delete into an unconditional one.
+    """
+    sent = {}
+    for name in ("If-None-Match", "If-Match"):
+        header = request.headers.get(name)
+        if header is not None and header.strip() != "*":
+            raise HTTPAPIError(
+                400, "invalid_request", f"{name} supports only '*' (this API has no entity tags)"
+            )
+        sent[name] = header is not None
+    return sent["If-Match"], sent["If-None-Match"]
+
+
+def _refuse_preconditions(request: Request, what: str) -> None:
+    """Answer 400 to ``If-Match`` / ``If-None-Match`` on an endpoint that cannot honour them."""
+    for name in ("If-Match", "If-None-Match"):
+        if name in request.headers:
+            raise HTTPAPIError(
+                400,
+                "invalid_request",
+                f"{what} does not support {name}; conditions apply to GET, HEAD, PUT and DELETE of a key",
+            )
 
 
 def _not_allowed(method: str, allowed: str) -> HTTPAPIError:

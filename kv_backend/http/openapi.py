@@ -157,12 +157,19 @@ _DOCUMENT: dict[str, Any] = {
                 "summary": "Read a value",
                 "parameters": [
                     {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "required": False,
+                        "description": "`*`: answer 304 without the value if the key exists.",
+                        "schema": {"type": "string", "enum": ["*"]},
+                    },
+                    {
                         "name": "format",
                         "in": "query",
                         "required": False,
                         "description": "`raw` (default): the value as the body; `json`: a KeyValue object.",
                         "schema": {"type": "string", "enum": ["raw", "json"], "default": "raw"},
-                    }
+                    },
                 ],
                 "responses": {
                     "200": {
@@ -173,6 +180,7 @@ _DOCUMENT: dict[str, Any] = {
                             "application/json": {"schema": {"$ref": "#/components/schemas/KeyValue"}},
                         },
                     },
+                    "304": {"description": "`If-None-Match: *` and the key exists.", "headers": _TTL_HEADER},
                     "400": _BAD_KEY,
                     "401": _UNAUTHORIZED,
                     "404": _error("No such key (or it expired)."),
@@ -183,6 +191,7 @@ _DOCUMENT: dict[str, Any] = {
                 "summary": "Check that a key exists; X-KV-TTL and Content-Length as for GET",
                 "responses": {
                     "200": {"description": "The key exists.", "headers": _TTL_HEADER},
+                    "304": {"description": "`If-None-Match: *` and the key exists.", "headers": _TTL_HEADER},
                     "400": {"description": "The key is invalid."},
                     "401": {"description": "Missing or wrong bearer token."},
                     "404": {"description": "No such key."},
@@ -227,11 +236,28 @@ _DOCUMENT: dict[str, Any] = {
             "delete": {
                 "operationId": "deleteKey",
                 "summary": "Delete a key",
+                "parameters": [
+                    {
+                        "name": "If-Match",
+                        "in": "header",
+                        "required": False,
+                        "description": "`*`: delete only if the key exists (as without it: 404 otherwise).",
+                        "schema": {"type": "string", "enum": ["*"]},
+                    },
+                    {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "required": False,
+                        "description": "`*`: only if the key does not exist, so never deletes (412 or 404).",
+                        "schema": {"type": "string", "enum": ["*"]},
+                    },
+                ],
                 "responses": {
                     "204": {"description": "Deleted."},
-                    "400": _BAD_KEY,
+                    "400": _error("Invalid key or precondition header."),
                     "401": _UNAUTHORIZED,
                     "404": _error("No such key."),
+                    "412": _error("`If-None-Match: *` and the key exists; nothing was deleted."),
                 },
             },
         },
