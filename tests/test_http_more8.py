@@ -128,3 +128,34 @@ def test_incr_and_expire_refuse_preconditions_rather_than_ignore_them(client, db
     r = client.post("/v1/keys/n/expire?ttl=5", headers=header)
     assert r.status_code == 400 and "expire does not support" in r.json()["message"]
     assert db.get(b"n") == b"5" and db.ttl(b"n") is None
+
+
+# ------------------------------------------------------- query parameters
+
+
+def test_a_misspelt_query_parameter_is_refused_not_ignored(client, db):
+    db.put(b"k", b"v", ttl=100)
+    r = client.post("/v1/keys/k/expire?tll=5")  # was 200 {"ttl": null}: the expiry was removed
+    assert r.status_code == 400 and r.json()["error"] == "invalid_parameter"
+    assert "'tll'" in r.json()["message"] and "ttl" in r.json()["message"]
+    assert 99 < db.ttl(b"k") <= 100
+    r = client.put("/v1/keys/k?TTL=60", content=b"new")  # was 204 and the key stored forever
+    assert r.status_code == 400 and r.json()["error"] == "invalid_parameter"
+    assert db.get(b"k") == b"v"
+    for method, url in [
+        ("GET", "/v1/keys/k?formt=json"),
+        ("HEAD", "/v1/keys/k?x=1"),
+        ("DELETE", "/v1/keys/k?ttl=5"),
+        ("POST", "/v1/keys/k/incr?by=5"),
+        ("GET", "/v1/keys?prefx=a"),
+        ("POST", "/v1/merge?wiat=1"),
+    ]:
+        assert client.request(method, url).status_code == 400, url
+    assert db.get(b"k") == b"v"
+    # the documented parameters, and an empty query, still work
+    assert client.get("/v1/keys/k?format=json&").json()["key"] == "k"
+    assert client.get("/v1/keys?prefix=k&start=k&limit=5&reverse=false&values=true").status_code == 200
+    assert client.put("/v1/keys/k?ttl=60", content=b"w").status_code == 204
+    assert client.post("/v1/keys/n/incr?delta=2").json() == {"value": 2}
+    assert client.post("/v1/keys/k/expire?ttl=5").status_code == 200
+    assert client.delete("/v1/keys/k?").status_code == 204

@@ -301,16 +301,20 @@ class _Api:
         key = decode_key(segments[0])
         if len(segments) == 1:
             if method in ("GET", "HEAD"):
+                _check_params(query, ("format",), f"{method} of a key")
                 return await self.get(request, key, query)
             if method == "PUT":
+                _check_params(query, ("ttl",), "PUT")
                 return await self.put(request, key, query)
             if method == "DELETE":
+                _check_params(query, (), "DELETE")
                 return await self.delete(request, key)
             raise _not_allowed(method, "GET, HEAD, PUT, DELETE")
         if len(segments) == 2 and segments[1] in (b"incr", b"expire"):
             if method != "POST":
                 raise _not_allowed(method, "POST")
             _refuse_preconditions(request, segments[1].decode("ascii"))
+            _check_params(query, ("delta",) if segments[1] == b"incr" else ("ttl",), segments[1].decode())
             if segments[1] == b"incr":
                 return await self.incr(key, query)
             return await self.expire(key, query)
@@ -421,6 +425,7 @@ class _Api:
 
     async def list_keys(self, request: Request) -> Response:
         query = parse_query(request.scope.get("query_string", b""))
+        _check_params(query, ("prefix", "start", "limit", "reverse", "values"), "a listing")
         prefix = query.get("prefix", b"")
         start = query.get("start") or None
         limit = parse_int(query.get("limit"), "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
@@ -457,6 +462,7 @@ class _Api:
 
     async def merge(self, request: Request) -> Response:
         query = parse_query(request.scope.get("query_string", b""))
+        _check_params(query, ("wait",), "merge")
         wait = parse_bool(query.get("wait"), "wait")
         try:
             report = await self.call(self.db.merge, wait=True) if wait else await self.call(self.db.merge)
@@ -495,6 +501,21 @@ class _Api:
         except OSError as exc:
             raise HTTPAPIError(502, "backup_failed", f"backup to {url!r} failed: {exc}") from exc
         return JSONResponse(jsonable(report))
+
+
+def _check_params(query: Mapping[str, bytes], allowed: tuple[str, ...], what: str) -> None:
+    """Refuse a query parameter the endpoint does not take (400 invalid_parameter).
+
+    Ignoring it would make a typo silently change the meaning of the request:
+    ``PUT ?TTL=60`` would store the key forever and ``expire?tll=60`` would
+    remove the key's expiry instead of setting one.
+    """
+    for name in query:
+        if name not in allowed:
+            takes = ", ".join(allowed) if allowed else "no query parameters"
+            raise HTTPAPIError(
+                400, "invalid_parameter", f"unknown query parameter {name[:40]!r}; {what} takes {takes}"
+            )
 
 
 def _preconditions(request: Request) -> tuple[bool, bool]:
