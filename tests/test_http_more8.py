@@ -159,3 +159,13 @@ def test_a_misspelt_query_parameter_is_refused_not_ignored(client, db):
     assert client.post("/v1/keys/n/incr?delta=2").json() == {"value": 2}
     assert client.post("/v1/keys/k/expire?ttl=5").status_code == 200
     assert client.delete("/v1/keys/k?").status_code == 204
+
+
+@pytest.mark.parametrize("path", ["/v1/stats/", "/healthz/", "/openapi.json/", "/v1/keys/"])
+def test_a_trailing_slash_is_a_json_404_not_a_redirect_to_plain_http(client, path):
+    """Starlette redirected /v1/stats/ to an absolute http:// URL built from Host (wrong behind a
+    TLS proxy); such paths are answered like any unknown path."""
+    r = client.get(path, follow_redirects=False)
+    assert r.status_code in (400, 404) and "location" not in r.headers
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json()["error"] in ("not_found", "invalid_key")

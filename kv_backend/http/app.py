@@ -711,6 +711,9 @@ def create_app(
             Exception: _internal_error,
         },
     )
+    # No redirect to the path without its trailing slash: Starlette's would be an absolute
+    # http:// URL built from Host, wrong behind a TLS proxy; such a path is a JSON 404 instead.
+    app.router.redirect_slashes = False
     app.state.db = db
     app.state.version = __version__
     return app
