@@ -256,7 +256,7 @@ def test_expire_and_persist(client):
     assert r.status_code == 404
 
 
-@pytest.mark.parametrize("ttl", ["abc", "0", "-1", "nan", "inf", "-inf", "1e999", "", "%FF"])
+@pytest.mark.parametrize("ttl", ["abc", "0", "-1", "nan", "inf", "-inf", "1e999", "", "%FF", "1_0"])
 def test_bad_ttl_is_refused(client, ttl):
     r = client.put(url(b"ttl/bad") + f"?ttl={ttl}", content=b"v")
     assert r.status_code == 400, ttl

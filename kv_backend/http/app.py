@@ -165,6 +165,8 @@ def parse_ttl(raw: bytes | None) -> float | None:
         return None
     text = _text(raw, "ttl")
     try:
+        if "_" in text:  # float() reads 1_0 as 10: a typo, not a number a client means to send
+            raise ValueError(text)
         ttl = float(text)
     except ValueError:
         raise HTTPAPIError(
