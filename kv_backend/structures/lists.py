@@ -279,13 +279,45 @@ class Lists(Keyspace):
         return self.lmove(src, dst, "RIGHT", "LEFT")
 
     def lmove(self, src: Name, dst: Name, wherefrom: str, whereto: str) -> bytes | None:
-        """Move an element between lists (atomically)."""
-        with self.db.locked():
-            if self._list(_b(src)) is None:
+        """Move an element between lists (atomically).
+
+        The pop and the push are one batch: a crash between them would otherwise lose the
+        element (gone from ``src``, never in ``dst``). Moving within one list keeps it and its
+        TTL, as in Redis, also when it has a single element.
+        """
+        src, dst = _b(src), _b(dst)
+        db = self.db
+        with db.locked():
+            found = self._list(src)
+            if found is None:
                 return None  # a missing source: nothing moves, whatever the destination holds
-            self._list(_b(dst))  # WRONGTYPE before anything is popped
-            value = self._pop(src, None, left=wherefrom.upper() == "LEFT")
-            self._push(dst, (value,), left=whereto.upper() == "LEFT")
+            target = self._list(dst)  # WRONGTYPE before anything is popped
+            head, tail, version, expiry = found
+            spfx = LIST + _lp(src)
+            key = spfx + _idx(head) if wherefrom.upper() == "LEFT" else spfx + _idx(tail - 1)
+            value = db.get(key, b"")
+            if wherefrom.upper() == "LEFT":
+                head += 1
+            else:
+                tail -= 1
+            with db.batch() as b:
+                b.delete(key)
+                if src == dst:
+                    target = (head, tail, version, expiry)
+                else:
+                    self._put_list(b, src, head, tail, version, expiry)
+                if target is None:
+                    self._purge(b, dst, T_LIST)
+                    target = (0, 0, 0, 0.0)
+                dhead, dtail, dversion, dexpiry = target
+                dpfx = LIST + _lp(dst)
+                if whereto.upper() == "LEFT":
+                    dhead -= 1
+                    b.put(dpfx + _idx(dhead), value)
+                else:
+                    b.put(dpfx + _idx(dtail), value)
+                    dtail += 1
+                self._put_list(b, dst, dhead, dtail, dversion, dexpiry)
             return value
 
     def lpos(
