@@ -52,6 +52,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -827,6 +828,29 @@ def check(args) -> int:
     return 1 if errors else 0
 
 
+def working_dir(ap: argparse.ArgumentParser, args: argparse.Namespace, prefix: str) -> bool:
+    """Set ``args.dir`` (absolute; a new temporary one for a run without ``--dir``) and ``args.store``;
+    return whether the directory is temporary."""
+    temporary = args.dir is None
+    if temporary:
+        if args.role != "run":
+            ap.error("--dir is required")
+        args.dir = os.path.join(tempfile.mkdtemp(prefix=prefix), "run")
+    args.dir = os.path.abspath(args.dir)
+    args.store = os.path.join(args.dir, "store")
+    return temporary
+
+
+def run_in(args: argparse.Namespace, temporary: bool, run: Callable[[argparse.Namespace], int]) -> int:
+    """Run the soak; keep its directory if it failed (and say where), else remove a temporary one."""
+    rc = run(args)
+    if rc:
+        print(f"kept {args.dir}")
+    elif temporary and not args.keep:
+        shutil.rmtree(os.path.dirname(args.dir))
+    return rc
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument(
@@ -845,22 +869,11 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.kill_every = 3.0, 0.25
-    temporary = args.dir is None
-    if temporary:
-        if args.role != "run":
-            ap.error("--dir is required")
-        args.dir = os.path.join(tempfile.mkdtemp(prefix="kvb-soak-"), "run")
-    args.dir = os.path.abspath(args.dir)
-    args.store = os.path.join(args.dir, "store")
+    temporary = working_dir(ap, args, "kvb-soak-")
     args.logs = os.path.join(args.dir, "logs")
     args.backups = os.path.join(args.dir, "backups")
     if args.role == "run":
-        rc = run(args)
-        if rc:
-            print(f"kept {args.dir}")
-        elif temporary and not args.keep:
-            shutil.rmtree(os.path.dirname(args.dir))
-        return rc
+        return run_in(args, temporary, run)
     if args.role == "check":
         return check(args)
     if args.role == "writer":

@@ -37,20 +37,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from soak import ROOT, Log, child_env, kill  # noqa: E402  (benchmarks/soak.py)
+from soak import ROOT, Log, child_env, kill, run_in, working_dir  # noqa: E402  (benchmarks/soak.py)
 
 sys.path.insert(0, ROOT)
 
@@ -655,20 +653,9 @@ def main() -> int:
         args.seconds, args.kill_every = 4.0, 0.5
     if args.no_kills:
         args.kill_every = 0.0
-    temporary = args.dir is None
-    if temporary:
-        if args.role != "run":
-            ap.error("--dir is required")
-        args.dir = os.path.join(tempfile.mkdtemp(prefix="kvb-ssoak-"), "run")
-    args.dir = os.path.abspath(args.dir)
-    args.store = os.path.join(args.dir, "store")
+    temporary = working_dir(ap, args, "kvb-ssoak-")
     if args.role == "run":
-        rc = run(args)
-        if rc:
-            print(f"kept {args.dir}")
-        elif temporary and not args.keep:
-            shutil.rmtree(os.path.dirname(args.dir))
-        return rc
+        return run_in(args, temporary, run)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     {"server": server_worker, "inproc": inproc_worker, "aux": aux}[args.role](args)
     return 0
