@@ -86,6 +86,13 @@ def _close(s: Any) -> None:
 CHUNK = 250
 
 
+def _read(s: Any, name: str, keys: list[str], indexes: list[int]) -> None:
+    """Read ``keys[i]`` for each ``i`` of ``indexes``, checking each value."""
+    for i in indexes:
+        if s[keys[i]]["id"] != i:
+            raise AssertionError(f"{name} read back a wrong value")
+
+
 def run_round(
     openers: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]], n: int, seed: int
 ) -> dict[str, dict[str, float]]:
@@ -121,20 +128,14 @@ def run_round(
             rotated = names[c % len(names) :] + names[: c % len(names)]
             chunk = order[lo : lo + CHUNK]
             for name in rotated:
-                s = stores[name]
                 t = perf()
-                for i in chunk:
-                    if s[keys[i]]["id"] != i:
-                        raise AssertionError(f"{name} read back a wrong value")
+                _read(stores[name], name, keys, chunk)
                 spent[name]["get"] += perf() - t
         # Context, not a target: the same reads with each store alone, its caches warm from its own work.
         alone: dict[str, float] = {}
         for name in names:
-            s = stores[name]
             t = perf()
-            for i in order:
-                if s[keys[i]]["id"] != i:
-                    raise AssertionError(f"{name} read back a wrong value")
+            _read(stores[name], name, keys, order)
             alone[name] = n / (perf() - t)
         for name in names:
             t = perf()
