@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 
 from kv_backend.structures.errors import CommandError
-from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.keyspace import Keyspace, _redis_int
 from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _lp
-from kv_backend.structures.parsing import parse_cursor
+from kv_backend.structures.parsing import glob_match, parse_cursor
 
 
 class Sets(Keyspace):
@@ -100,13 +100,39 @@ class Sets(Keyspace):
     def sscan(
         self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int = 10
     ) -> tuple[int, list[bytes]]:
-        """One step of a cursor scan over a set: ``(next cursor, members)``."""
+        """One step of a cursor scan over a set: ``(next cursor, members)``.
+
+        As in Redis, a scan from cursor 0 of a set Redis keeps as an intset (at most 512
+        members, all 64-bit integers) answers the whole set at once, in numeric order, with
+        cursor 0 (``count`` is ignored). Other sets are walked in member byte order.
+        """
         name = _b(name)
         cursor = parse_cursor(cursor)  # a malformed cursor is refused first, as in Redis
-        if self._meta(name, T_SET) is None:
+        found = self._meta(name, T_SET)
+        if found is None:
             return 0, []
+        if cursor == 0 and self._count(found[0])[0] <= 512:
+            whole = self._intset_members(name)
+            if whole is not None:
+                pattern = _b(match) if match is not None else None
+                return 0, [m for m in whole if pattern is None or glob_match(pattern, m)]
         cur, items = self._member_scan(SET + _lp(name), cursor, match, count)
         return cur, [m for m, _ in items]
+
+    def _intset_members(self, name: bytes) -> list[bytes] | None:
+        """The set's members in numeric order if Redis 7.2 would keep it as an intset (at most
+        512 members, each a 64-bit integer as Redis writes one, as OBJECT ENCODING says), else
+        None; reads at most 513 member records."""
+        pfx = SET + _lp(name)
+        n = len(pfx)
+        numbered: list[tuple[int, bytes]] = []
+        for key in self.db.keys(prefix=pfx):
+            number = _redis_int(key[n:])
+            if number is None or len(numbered) == 512:
+                return None
+            numbered.append((number, key[n:]))
+        numbered.sort()
+        return [m for _, m in numbered]
 
     def smove(self, src: Name, dst: Name, member: Value) -> bool:
         """Move ``member`` from set ``src`` to set ``dst`` (atomically); False if it was not in ``src``.

@@ -32,6 +32,7 @@ from kv_backend.structures.parsing import (
     _lex_gte_min,
     _lex_lte_max,
     _score_bound,
+    glob_match,
     parse_cursor,
     parse_float,
     random_repeats,
@@ -321,13 +322,38 @@ class SortedSets(Keyspace):
     def zscan(
         self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int = 10
     ) -> tuple[int, list[tuple[bytes, float]]]:
-        """One step of a cursor scan over a sorted set: ``(next cursor, [(member, score)])``."""
+        """One step of a cursor scan over a sorted set: ``(next cursor, [(member, score)])``.
+
+        As in Redis, a scan from cursor 0 of a set Redis keeps as a listpack (at most 128
+        members of at most 64 bytes) answers the whole set at once, in score order, with cursor
+        0 (``count`` is ignored): clients such as walrus read a small set's ranking this way.
+        Larger sets are walked in member byte order, ``count`` members a step.
+        """
         name = _b(name)
         cursor = parse_cursor(cursor)  # a malformed cursor is refused first, as in Redis
-        if self._meta(name, T_ZSET) is None:
+        found = self._meta(name, T_ZSET)
+        if found is None:
             return 0, []
+        if cursor == 0:
+            whole = self._zlistpack_items(name, self._count(found[0])[0])
+            if whole is not None:
+                pattern = _b(match) if match is not None else None
+                return 0, [(m, s) for m, s in whole if pattern is None or glob_match(pattern, m)]
         cur, items = self._member_scan(ZMEM + _lp(name), cursor, match, count)
         return cur, [(m, decode_score(s)) for m, s in items]
+
+    def _zlistpack_items(self, name: bytes, count: int) -> list[tuple[bytes, float]] | None:
+        """The whole sorted set in score order if Redis 7.2 would keep it as a listpack (at most
+        128 members of at most 64 bytes, as OBJECT ENCODING says), else None; reads at most 129
+        index records."""
+        if count > 128:
+            return None
+        items: list[tuple[bytes, float]] = []
+        for member, score in self._zscan_order(name):
+            if len(member) > 64 or len(items) == 128:
+                return None
+            items.append((member, score))
+        return items
 
     def _zpop(self, name: bytes, count: int, highest: bool) -> list[tuple[bytes, float]] | None:
         """Remove and return up to ``count`` lowest (``highest``: highest) members; None if missing.
