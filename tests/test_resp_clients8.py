@@ -62,3 +62,52 @@ def test_sscan_of_an_intset_is_whole_and_in_numeric_order(raw):
     for c in raw:
         c.call("SADD", "many", *[str(i) for i in range(512, 0, -1)])
     both(raw, "SSCAN", "many", "0", "COUNT", "5")
+
+
+def test_info_has_the_fields_clients_read(ports):
+    """redis-py's own test suite stopped at start-up against kvb (KeyError 'arch_bits', then
+    'cluster_enabled'), and monitoring code reads run_id, uptime_in_days, used_memory_human,
+    maxmemory_policy...: INFO now gives these Redis fields, of the same types as redis-server's."""
+    import redis
+
+    fields = {
+        "server": [
+            "redis_version",
+            "redis_git_sha1",
+            "redis_git_dirty",
+            "redis_build_id",
+            "redis_mode",
+            "os",
+            "arch_bits",
+            "process_id",
+            "process_supervised",
+            "run_id",
+            "tcp_port",
+            "server_time_usec",
+            "uptime_in_seconds",
+            "uptime_in_days",
+            "hz",
+            "configured_hz",
+            "lru_clock",
+            "executable",
+            "config_file",
+            "io_threads_active",
+        ],
+        "clients": ["connected_clients", "maxclients", "blocked_clients"],
+        "memory": ["used_memory", "used_memory_human", "maxmemory", "maxmemory_human", "maxmemory_policy"],
+        "cluster": ["cluster_enabled"],
+    }
+    infos = []
+    for port in ports:
+        with redis.Redis(port=port) as r:
+            whole = r.info()
+            for section, names in fields.items():
+                part = r.info(section)
+                assert set(names) <= set(part), (port, section, set(names) - set(part))
+            infos.append(whole)
+    theirs, ours = infos
+    for name in [n for names in fields.values() for n in names]:
+        assert type(ours[name]) is type(theirs[name]), name
+    for name in ("arch_bits", "cluster_enabled", "maxmemory_human", "maxmemory_policy", "redis_mode"):
+        assert ours[name] == theirs[name], name
+    assert len(ours["run_id"]) == 40 and int(ours["run_id"], 16) >= 0

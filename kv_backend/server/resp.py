@@ -16,6 +16,7 @@ import hmac
 import itertools
 import os
 import signal
+import struct
 import sys
 import time
 from collections import deque
@@ -472,6 +473,8 @@ class Server:
         self.scripts = Scripts(self)
         self.functions = Functions(self, self.scripts)
         self.started = time.time()
+        #: INFO's run_id: 40 random hex digits, new for each server process, as in Redis.
+        self.run_id = os.urandom(20).hex()
         self.host = ""
         self.port = 0
         self.unixsocket = ""
@@ -665,25 +668,52 @@ class Server:
         want = set(sections) - {b"all", b"everything", b"default"}
         stats = self.db.stats()
         keys = self.st.dbsize()
+        now = time.time()
+        uptime = int(now - self.started)
+        uname = os.uname()
+        used = stats.get("live_bytes", 0)
+        # Redis's own fields, in its order (clients and test suites read them: redis-py's reads
+        # arch_bits); kvb_version is kvb's; fields of Redis's build and allocator have neutral values.
         parts = {
             b"server": [
                 f"redis_version:{self.REDIS_VERSION}",
                 f"kvb_version:{__version__}",
+                "redis_git_sha1:00000000",
+                "redis_git_dirty:0",
+                f"redis_build_id:kvb-{__version__}",
                 "redis_mode:standalone",
-                f"os:{os.uname().sysname}",
+                f"os:{uname.sysname} {uname.release} {uname.machine}",
+                f"arch_bits:{struct.calcsize('P') * 8}",
                 f"process_id:{os.getpid()}",
+                "process_supervised:no",
+                f"run_id:{self.run_id}",
                 f"tcp_port:{self.port}",
-                f"uptime_in_seconds:{int(time.time() - self.started)}",
+                f"server_time_usec:{int(now * 1_000_000)}",
+                f"uptime_in_seconds:{uptime}",
+                f"uptime_in_days:{uptime // 86400}",
+                "hz:10",
+                "configured_hz:10",
+                f"lru_clock:{int(now) & 0xFFFFFF}",
                 f"executable:{sys.executable}",
+                "config_file:",
+                "io_threads_active:0",
             ],
-            b"clients": [f"connected_clients:{len(self.clients)}", f"blocked_clients:{len(self.waiters)}"],
+            b"clients": [
+                f"connected_clients:{len(self.clients)}",
+                "maxclients:10000",
+                f"blocked_clients:{len(self.waiters)}",
+            ],
             b"memory": [
-                f"used_memory:{stats.get('live_bytes', 0)}",
+                f"used_memory:{used}",
+                f"used_memory_human:{_human_bytes(used)}",
                 f"used_memory_disk:{stats.get('total_bytes', 0)}",
                 "maxmemory:0",
+                "maxmemory_human:0B",
+                "maxmemory_policy:noeviction",
             ],
             b"persistence": ["loading:0", "aof_enabled:1", "rdb_changes_since_last_save:0"],
             b"replication": ["role:master", "connected_slaves:0"],
+            b"cluster": ["cluster_enabled:0"],
             b"keyspace": [f"db0:keys={keys},expires=0,avg_ttl=0"] if keys else [],
         }
         out = []
@@ -701,6 +731,14 @@ class Server:
             self._sweep = None
         self.waiters.close()
         self.db.close()
+
+
+def _human_bytes(n: int) -> str:
+    """A byte count as Redis's INFO writes its ``*_human`` fields: ``512B``, ``1.50K``, ``2.00M``..."""
+    for unit, size in (("P", 1 << 50), ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n}B"
 
 
 async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> None:
