@@ -111,3 +111,28 @@ def test_info_has_the_fields_clients_read(ports):
     for name in ("arch_bits", "cluster_enabled", "maxmemory_human", "maxmemory_policy", "redis_mode"):
         assert ours[name] == theirs[name], name
     assert len(ours["run_id"]) == 40 and int(ours["run_id"], 16) >= 0
+
+
+def test_zrank_withscore_of_redis_7_2(raw):
+    """kvb reports redis_version 7.2.0, so clients that go by the version (redis-py's
+    ``zrank(..., withscore=True)``, its test suite) send Redis 7.2's ZRANK/ZREVRANK ... WITHSCORE,
+    which kvb refused as a wrong number of arguments. It now answers ``[rank, score]`` (the score a
+    bulk string in RESP2, a double in RESP3) and a null array for a missing key or member, as
+    Redis 7.2 does; built here from redis-server 7.0's ZRANK and ZSCORE replies."""
+    theirs, ours = raw
+    for c in raw:
+        c.call("ZADD", "z", "1.5", "a", "-2", "b", "7", "c")
+        c.call("SET", "s", "x")
+    nil = b"_\r\n" if ours.call("HELLO").startswith(b"%") else b"*-1\r\n"
+    for cmd in ("ZRANK", "ZREVRANK"):
+        for member in ("a", "b", "c"):
+            want = b"*2\r\n" + theirs.call(cmd, "z", member) + theirs.call("ZSCORE", "z", member)
+            assert ours.call(cmd, "z", member, "withscore") == want
+            assert ours.call(cmd, "z", member) == theirs.call(cmd, "z", member)
+        assert ours.call(cmd, "z", "nope", "WITHSCORE") == nil
+        assert ours.call(cmd, "missing", "a", "WITHSCORE") == nil
+        assert ours.call(cmd, "s", "a", "WITHSCORE").startswith(b"-WRONGTYPE")
+        assert ours.call(cmd, "z", "a", "WITHSCORES") == b"-ERR syntax error\r\n"
+        arity = f"-ERR wrong number of arguments for '{cmd.lower()}' command\r\n".encode()
+        assert ours.call(cmd, "z", "a", "WITHSCORE", "x") == arity
+        assert ours.call(cmd, "z") == arity

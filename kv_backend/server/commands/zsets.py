@@ -199,14 +199,32 @@ def cmd_zremrangebylex(conn: Connection, args: list[bytes]) -> Any:
     return conn.st.zremrangebylex(args[1], args[2], args[3])
 
 
-@command("ZRANK", 3)
+@command("ZRANK", -3)
 def cmd_zrank(conn: Connection, args: list[bytes]) -> Any:
-    return conn.st.zrank(args[1], args[2])
+    return _rank(conn, args, desc=False)
 
 
-@command("ZREVRANK", 3)
+@command("ZREVRANK", -3)
 def cmd_zrevrank(conn: Connection, args: list[bytes]) -> Any:
-    return conn.st.zrevrank(args[1], args[2])
+    return _rank(conn, args, desc=True)
+
+
+def _rank(conn: Connection, args: list[bytes], desc: bool) -> Any:
+    """ZRANK/ZREVRANK key member [WITHSCORE], as Redis 7.2 (the version kvb reports) answers them:
+    with WITHSCORE, ``[rank, score]`` or a null array for a missing key or member."""
+    if len(args) > 4:
+        raise CommandError(
+            f"ERR wrong number of arguments for '{args[0].decode(errors='replace').lower()}' command"
+        )
+    withscore = len(args) == 4
+    if withscore and args[3].upper() != b"WITHSCORE":
+        raise CommandError("ERR syntax error")
+    rank = conn.st.zrank(args[1], args[2], desc=desc)
+    if not withscore:
+        return rank
+    if rank is None:
+        return NULL_ARRAY
+    return [rank, _score_reply(conn, conn.st.zscore(args[1], args[2]))]
 
 
 @command("ZREMRANGEBYSCORE", 4, "write")
