@@ -136,3 +136,41 @@ def test_zrank_withscore_of_redis_7_2(raw):
         arity = f"-ERR wrong number of arguments for '{cmd.lower()}' command\r\n".encode()
         assert ours.call(cmd, "z", "a", "WITHSCORE", "x") == arity
         assert ours.call(cmd, "z") == arity
+
+
+def test_info_keyspace_and_stats_report_what_is_there(ports):
+    """INFO's keyspace line said expires=0,avg_ttl=0 whatever the keys' TTLs, and there was no stats
+    section (monitoring reads total_commands_processed): both now report real figures, with the
+    fields and types redis-server gives, and CONFIG RESETSTAT zeroes the counters."""
+    import redis
+
+    infos = []
+    for port in ports:
+        with redis.Redis(port=port) as r:
+            r.flushall()
+            r.set("a", 1)
+            r.set("b", 2, ex=100)
+            r.set("c", 3, px=50_000)
+            r.set("d", 4, ex=1)
+            r.delete("d")  # gone: not counted
+            keyspace, stats = r.info("keyspace"), r.info("stats")
+            r.config_resetstat()
+            after = r.info("stats")
+            infos.append((keyspace, stats, after))
+    (k_theirs, s_theirs, a_theirs), (k_ours, s_ours, a_ours) = infos
+    assert k_ours["db0"]["keys"] == k_theirs["db0"]["keys"] == 3
+    assert k_ours["db0"]["expires"] == k_theirs["db0"]["expires"] == 2
+    assert 60_000 <= k_ours["db0"]["avg_ttl"] <= 75_000  # (100 s + 50 s) / 2, less the time taken
+    fields = [
+        "total_connections_received",
+        "total_commands_processed",
+        "rejected_connections",
+        "pubsub_channels",
+        "pubsub_patterns",
+        "pubsubshard_channels",
+    ]
+    for name in fields:
+        assert type(s_ours[name]) is type(s_theirs[name]) is int, name
+    assert s_ours["total_commands_processed"] >= 7 and s_ours["total_connections_received"] >= 1
+    assert a_ours["total_commands_processed"] == a_theirs["total_commands_processed"] == 1  # INFO itself
+    assert a_ours["total_connections_received"] == a_theirs["total_connections_received"] == 0

@@ -103,6 +103,7 @@ class Connection(asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         self.local = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else f"{local or self.kind}:0"
         self.server.clients[self.id] = self
+        self.server.connections_received += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.clients.pop(self.id, None)
@@ -240,6 +241,7 @@ class Connection(asyncio.Protocol):
             if self.multi is not None:
                 self.multi_error = True
             return ErrorReply(f"ERR wrong number of arguments for '{cmd.name}' command")
+        self.server.commands_processed += 1  # INFO's total_commands_processed (queued ones too)
         # queued ones too; a bare COMMAND (the only container that may stand alone) is "command"
         self.last_command = name + b"|" + args[1].lower() if cmd.container and len(args) > 1 else name
         if cmd.subcommands is not None:
@@ -473,6 +475,9 @@ class Server:
         self.scripts = Scripts(self)
         self.functions = Functions(self, self.scripts)
         self.started = time.time()
+        # INFO's stats (CONFIG RESETSTAT zeroes them)
+        self.connections_received = 0
+        self.commands_processed = 0
         #: INFO's run_id: 40 random hex digits, new for each server process, as in Redis.
         self.run_id = os.urandom(20).hex()
         self.host = ""
@@ -668,6 +673,7 @@ class Server:
         want = set(sections) - {b"all", b"everything", b"default"}
         stats = self.db.stats()
         keys = self.st.dbsize()
+        expiring, avg_ttl = self.st.expiring() if keys and (not want or b"keyspace" in want) else (0, 0)
         now = time.time()
         uptime = int(now - self.started)
         uname = os.uname()
@@ -712,9 +718,18 @@ class Server:
                 "maxmemory_policy:noeviction",
             ],
             b"persistence": ["loading:0", "aof_enabled:1", "rdb_changes_since_last_save:0"],
+            # Only what kvb serve counts: no keyspace_hits/misses or network byte counters.
+            b"stats": [
+                f"total_connections_received:{self.connections_received}",
+                f"total_commands_processed:{self.commands_processed}",
+                "rejected_connections:0",
+                f"pubsub_channels:{sum(1 for c in self.channels.values() if c)}",
+                f"pubsub_patterns:{sum(1 for c in self.patterns.values() if c)}",
+                f"pubsubshard_channels:{sum(1 for c in self.shard_channels.values() if c)}",
+            ],
             b"replication": ["role:master", "connected_slaves:0"],
             b"cluster": ["cluster_enabled:0"],
-            b"keyspace": [f"db0:keys={keys},expires=0,avg_ttl=0"] if keys else [],
+            b"keyspace": [f"db0:keys={keys},expires={expiring},avg_ttl={avg_ttl}"] if keys else [],
         }
         out = []
         for name, lines in parts.items():

@@ -333,6 +333,16 @@ class Keyspace:
         """Number of keys (of every type)."""
         return sum(1 for _ in self.db.keys(prefix=META))
 
+    def expiring(self) -> tuple[int, int]:
+        """``(live keys with a time to live, their mean remaining TTL in ms)``: INFO's ``expires`` and
+        ``avg_ttl`` (Redis estimates the mean from samples; this is the exact one)."""
+        db = self.db
+        if db._tailw.value != db._seen:
+            db._refresh()
+        now = _time()
+        left = [e - now for k, e in list(db._ix.exp.items()) if e > now and k.startswith(META)]
+        return len(left), int(sum(left) * 1000 / len(left)) if left else 0
+
     def flushdb(self) -> None:
         """Delete every key of every type (one atomic batch); other engine keys are left alone.
 

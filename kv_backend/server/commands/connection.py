@@ -375,7 +375,7 @@ _CONFIG_HELP = help_reply(
             "Change settings, all or none: notify-keyspace-events is honoured, save and appendonly are\n"
             "accepted and ignored; the others keep the value kvb serve was started with.",
         ),
-        ("RESETSTAT", "Accepted; there are no statistics to reset."),
+        ("RESETSTAT", "Reset the counters INFO stats reports (connections and commands)."),
         ("REWRITE", "Refused: kvb serve has no configuration file."),
     ],
 )
@@ -397,6 +397,7 @@ def cmd_config(conn: Connection, args: list[bytes]) -> Any:
     if sub == b"SET" and len(args) >= 4:
         return _config_set(conn, args)
     if sub == b"RESETSTAT" and len(args) == 2:
+        conn.server.connections_received = conn.server.commands_processed = 0
         return OK
     if sub == b"REWRITE" and len(args) == 2:
         raise CommandError("ERR The server is running without a config file")
