@@ -227,6 +227,7 @@ class _Target:
         self.url = url.rstrip("/") or url
         if isinstance(given, str):  # a path object names a local directory, whatever its name
             _check_url_typos(url)
+            url = _file_url_with_authority(url)
         core = _import_fsspec()
         try:
             self.fs, root = core.url_to_fs(url, **storage_options)
@@ -374,6 +375,17 @@ def _check_url_typos(url: str) -> None:
                     f"write {prefix}/path/to/backups"
                 )
             break
+
+
+def _file_url_with_authority(url: str) -> str:
+    """``file:/abs`` (a file URL without ``//``, RFC 8089) as ``file:///abs``: older fsspec releases
+    (2023.3, the oldest supported) read the short form as the local path ``./file:/abs``, newer
+    ones as ``/abs``."""
+    head, sep, last = url.rpartition("::")
+    for scheme in ("file:", "local:"):
+        if last.startswith(scheme + "/") and not last.startswith(scheme + "//"):
+            return head + sep + scheme + "//" + last[len(scheme) :]
+    return url
 
 
 def _fsync_dir(path: str) -> None:
