@@ -248,6 +248,9 @@ def start_server(args, rnd: random.Random):
         if b"serving" in line:
             threading.Thread(target=forward, args=(proc.stderr,), daemon=True).start()
             client = redis.Redis(port=port, socket_timeout=30)
+            # Raw ZADD replies: the soak sends ZADD ... INCR through execute_command, whose score
+            # redis-py 5's ZADD parser (without zadd()'s as_score option) would take for an int.
+            client.set_response_callback("ZADD", lambda response, **options: response)
             client.ping()
             return proc, client
         proc.wait()  # the port was taken meanwhile: try another
