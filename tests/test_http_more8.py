@@ -169,3 +169,16 @@ def test_a_trailing_slash_is_a_json_404_not_a_redirect_to_plain_http(client, pat
     assert r.status_code in (400, 404) and "location" not in r.headers
     assert r.headers["content-type"].startswith("application/json")
     assert r.json()["error"] in ("not_found", "invalid_key")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate, gzip"])
+def test_a_compressed_upload_is_refused_not_stored_compressed(client, encoding):
+    """A PUT with Content-Encoding: gzip was stored compressed and later served as the plain value;
+    it is now refused with 415, and nothing is stored. ``identity`` is the plain body."""
+    r = client.put("/v1/keys/z", content=b"\x1f\x8b...", headers={"Content-Encoding": encoding})
+    assert r.status_code == 415 and r.json()["error"] == "unsupported_encoding", r.text
+    assert client.get("/v1/keys/z").status_code == 404
+    r = client.put("/v1/keys/z", content=b"plain", headers={"Content-Encoding": "identity"})
+    assert r.status_code == 204 and client.get("/v1/keys/z").content == b"plain"
+    r = client.post("/v1/backup", content=b"{}", headers={"Content-Encoding": encoding})
+    assert r.status_code == 415

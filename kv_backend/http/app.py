@@ -249,7 +249,20 @@ class _Api:
             raise engine_error(exc) from exc
 
     async def read_body(self, request: Request, limit: int, what: str) -> bytes:
-        """Read the whole request body, refusing with 413 as soon as it exceeds ``limit`` bytes."""
+        """Read the whole request body, refusing with 413 as soon as it exceeds ``limit`` bytes.
+
+        A ``Content-Encoding`` other than ``identity`` is refused with 415: bodies are stored and
+        returned as sent, so a gzip upload would be kept compressed and later served as if it were
+        the value itself.
+        """
+        encoding = request.headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            raise HTTPAPIError(
+                415,
+                "unsupported_encoding",
+                f"Content-Encoding {encoding!r} is not supported: send {what} as the bytes to store "
+                "(without Content-Encoding); nothing was stored",
+            )
         declared = request.headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():

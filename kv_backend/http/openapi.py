@@ -231,6 +231,7 @@ _DOCUMENT: dict[str, Any] = {
                     "401": _UNAUTHORIZED,
                     "412": _error("The If-None-Match / If-Match condition failed; nothing was stored."),
                     "413": _error("The value is larger than the server's limit."),
+                    "415": _error("A Content-Encoding other than identity; nothing was stored."),
                 },
             },
             "delete": {
@@ -344,6 +345,7 @@ _DOCUMENT: dict[str, Any] = {
                     "400": _error("The body or the target URL is invalid."),
                     "401": _UNAUTHORIZED,
                     "413": _error("The body is larger than 1 MiB."),
+                    "415": _error("A Content-Encoding other than identity."),
                     "501": _error("This installation cannot back up."),
                     "502": _error("The backup target failed."),
                 },
