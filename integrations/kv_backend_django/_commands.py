@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,7 +12,8 @@ from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
-from kv_backend.errors import ConfigurationError
+from kv_backend import DB
+from kv_backend.errors import ConfigurationError, StorageError
 from kv_backend_django.cache import KVCache
 
 
@@ -110,3 +112,23 @@ def human_bytes(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+@contextmanager
+def store_for_reading(cache: KVCache) -> Iterator[DB]:
+    """The cache's store, for commands that only read it (kv_stats, kv_backup).
+
+    A user allowed to read the cache's directory but not to write it (a backup or
+    monitoring account) cannot open it the way the cache does; for them the store
+    is opened read-only, and closed again afterwards.
+    """
+    try:
+        db = cache.db
+    except StorageError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+    else:
+        yield db
+        return
+    with DB(cache.location, read_only=True) as db:
+        yield db

@@ -243,3 +243,62 @@ def test_check_warns_about_a_location_inside_another_caches_location(settings, t
         caches["sessions"].set("s", 1)
         with pytest.raises(ImproperlyConfigured, match="not a kv_backend store"):
             caches["default"].get("k")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not hasattr(os, "fork"), reason="drops to the nobody user: needs root"
+)
+def test_kv_stats_and_kv_backup_work_for_a_user_who_may_only_read_the_cache():
+    """A backup or monitoring account that may read the cache's directory but not write it: the
+    commands told it to "open it with read_only=True", which a KVCache cannot; they now open the
+    store read-only for such a user (they only read it)."""
+    import json
+    import shutil
+    import tempfile
+
+    from django.test import override_settings
+    from kv_backend_django.cache import close_all
+
+    pytest.importorskip("fsspec")
+    import fsspec.implementations.local  # noqa: F401  (imported here: the child may not read site-packages)
+
+    base = tempfile.mkdtemp(prefix="kvb-django-ro-")
+    try:
+        os.chmod(base, 0o755)
+        out_dir = os.path.join(base, "backups")
+        os.mkdir(out_dir)
+        os.chown(out_dir, 65534, 65534)  # where the reader may write its backup
+        location = os.path.join(base, "c")
+        conf = {"default": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": location}}
+        with override_settings(CACHES=conf):
+            caches["default"].set("k", 1)
+            close_all()
+            os.chmod(os.path.join(base, "c"), 0o755)
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - child
+                code = 1
+                try:
+                    os.close(r)
+                    os.setgid(65534)
+                    os.setuid(65534)
+                    stats = json.loads(run("kv_stats", "--json"))
+                    report = run("kv_backup", f"file://{out_dir}", "--name", "ro")
+                    os.write(w, json.dumps([stats["keys"], "Backup finished" in report]).encode())
+                    code = 0
+                except BaseException as exc:
+                    os.write(w, repr(exc).encode())
+                finally:
+                    os._exit(code)
+            os.close(w)
+            with os.fdopen(r, "rb") as f:
+                said = f.read().decode()
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, said
+            assert json.loads(said) == [1, True]
+            from kv_backend.backup import list_backups
+
+            assert [b.name for b in list_backups(out_dir)] == ["ro"]
+    finally:
+        close_all()
+        shutil.rmtree(base, ignore_errors=True)

@@ -16,6 +16,7 @@ from kv_backend_django._commands import (
     get_kv_cache,
     parse_storage_options,
     progress_unless_quiet,
+    store_for_reading,
 )
 
 
@@ -41,19 +42,21 @@ class Command(BaseCommand):
         if verbose:
             self.stdout.write(f"Backing up cache {options['cache']!r} at {cache.location} to {url} ...")
         try:
-            db = cache.db  # opened (a new store created) under the usual umask
-            # The copies hold what the store holds (sessions, private pages): files and
-            # directories the backup creates on a local filesystem get no permission that the
-            # store's directory withholds (0700: files 0600), whatever the umask. A backup
-            # only reads the store, so no store file is created under the stricter umask.
-            mode = stat.S_IMODE(os.stat(cache.location).st_mode)
-            umask = os.umask(0o077)
-            try:
-                os.umask(umask | (0o777 & ~mode))
-                with progress_unless_quiet("backup", options["verbosity"]) as progress:
-                    report = db.backup(url, name=options["name"], progress=progress, **storage)
-            finally:
-                os.umask(umask)
+            # opened (a new store created) under the usual umask; read-only for a user who may
+            # read the cache but not write it
+            with store_for_reading(cache) as db:
+                # The copies hold what the store holds (sessions, private pages): files and
+                # directories the backup creates on a local filesystem get no permission that the
+                # store's directory withholds (0700: files 0600), whatever the umask. A backup
+                # only reads the store, so no store file is created under the stricter umask.
+                mode = stat.S_IMODE(os.stat(cache.location).st_mode)
+                umask = os.umask(0o077)
+                try:
+                    os.umask(umask | (0o777 & ~mode))
+                    with progress_unless_quiet("backup", options["verbosity"]) as progress:
+                        report = db.backup(url, name=options["name"], progress=progress, **storage)
+                finally:
+                    os.umask(umask)
         except (KVError, OSError, ValueError) as exc:
             raise CommandError(f"backup of {cache.location} to {url} failed: {exc}") from exc
         if verbose:

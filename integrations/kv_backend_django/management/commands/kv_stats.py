@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError
-from kv_backend_django._commands import add_cache_argument, get_kv_cache, human_bytes
+from kv_backend_django._commands import add_cache_argument, get_kv_cache, human_bytes, store_for_reading
 
 _BYTES = ("live_bytes", "dead_bytes", "total_bytes")
 
@@ -25,7 +25,8 @@ class Command(BaseCommand):
         cache = get_kv_cache(alias)
         stats: dict[str, Any] = {"alias": alias, "location": cache.location}
         try:
-            engine_stats = cache.db.stats()
+            with store_for_reading(cache) as db:
+                engine_stats = db.stats()
         except KVError as exc:
             raise CommandError(f"cannot read the stats of {cache.location}: {exc}") from exc
         stats.update((k, v) for k, v in engine_stats.items() if k != "path")
