@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 
 import pytest
 
@@ -19,6 +20,21 @@ __all__ = ["require_tool"]
 def store_path(tmp_path):
     """A path for a new store (the directory does not exist yet)."""
     return str(tmp_path / "store")
+
+
+@pytest.fixture(params=["memory", "file"])
+def backup_url(request, tmp_path):
+    """A fresh backup URL of each kind (fsspec's memory filesystem, a local directory)."""
+    if request.param == "file":
+        yield f"file://{tmp_path / 'backups'}"
+        return
+    import fsspec
+
+    path = f"/kvb-test-{uuid.uuid4().hex}"
+    yield f"memory://{path}"
+    fs = fsspec.filesystem("memory")
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
 
 
 @pytest.fixture(scope="module")

@@ -30,17 +30,10 @@ def mem_url():
         fs.rm(path, recursive=True)
 
 
-@pytest.fixture(params=["memory", "file"])
-def url(request, tmp_path):
-    """A fresh backup URL of each kind."""
-    if request.param == "file":
-        yield f"file://{tmp_path / 'backups'}"
-        return
-    path = f"/kvb-test-{uuid.uuid4().hex}"
-    yield f"memory://{path}"
-    fs = fsspec.filesystem("memory")
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+@pytest.fixture
+def url(backup_url):
+    """A fresh backup URL of each kind (conftest's ``backup_url``)."""
+    return backup_url
 
 
 def fill(db: DB, n: int, start: int = 0, size: int = 100) -> dict[bytes, bytes]:

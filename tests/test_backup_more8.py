@@ -16,17 +16,10 @@ from kv_backend import DB, BackupError, ConfigurationError
 from kv_backend.backup import list_backups, prune_backups, restore
 
 
-@pytest.fixture(params=["memory", "file"])
-def url(request, tmp_path):
-    """A fresh backup URL of each kind."""
-    if request.param == "file":
-        yield f"file://{tmp_path / 'backups'}"
-        return
-    path = f"/kvb-more8-{uuid.uuid4().hex}"
-    yield f"memory://{path}"
-    fs = fsspec.filesystem("memory")
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+@pytest.fixture
+def url(backup_url):
+    """A fresh backup URL of each kind (conftest's ``backup_url``)."""
+    return backup_url
 
 
 def stored(url: str) -> list[str]:
