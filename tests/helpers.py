@@ -24,6 +24,22 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def run_quick_soak(script: str, tmp_path: object) -> str:
+    """Run ``benchmarks/<script> run --quick --seed 1`` and return its output; assert it passed."""
+    soak = os.path.join(ROOT, "benchmarks", script)
+    workdir = os.path.join(str(tmp_path), "soak")
+    proc = subprocess.run(
+        [sys.executable, soak, "run", "--quick", "--seed", "1", "--dir", workdir],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "checked:" in proc.stdout and "unexpected exits 0" in proc.stdout, proc.stdout
+    return proc.stdout
+
+
 def run_python(
     code: str, *args: str, timeout: float = 120, check: bool = True
 ) -> subprocess.CompletedProcess:
