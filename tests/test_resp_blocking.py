@@ -63,10 +63,11 @@ def test_answers_at_once_when_a_list_has_data(r):
 def test_waits_until_another_client_pushes(server, r):
     pusher = client(server)
     t0 = time.monotonic()
-    later(0.3, pusher.rpush, "q", "job")
+    pushing = later(0.3, pusher.rpush, "q", "job")
     assert r.blpop(["q"], timeout=10) == (b"q", b"job")
     assert 0.25 < time.monotonic() - t0 < 5
     assert r.llen("q") == 0
+    pushing.join(10)  # its reply read before the connection is closed
     pusher.close()
 
 
@@ -357,7 +358,7 @@ def test_xread_block_waits_for_new_entries(server, r):
     assert r.xread({"events": "0"}) == [[b"events", [(b"1-0", {b"old": b"1"})]]]
     assert r.xread({"events": "$"}, block=200) == []  # only entries added after the call (null: [])
     writer = client(server)
-    later(0.3, writer.xadd, "events", {"new": "2"}, "2-0")
+    adder = later(0.3, writer.xadd, "events", {"new": "2"}, "2-0")
     t0 = time.monotonic()
     assert r.xread({"other": "$", "events": "$"}, block=0) == [[b"events", [(b"2-0", {b"new": b"2"})]]]
     assert 0.25 < time.monotonic() - t0 < 5
@@ -366,5 +367,8 @@ def test_xread_block_waits_for_new_entries(server, r):
     with r.pipeline() as p:  # never waits inside MULTI
         p.xread({"events": "$"}, block=0)
         assert p.execute() == [[]]
+    # The reader can get its entry before the writer's thread has read XADD's reply: closing the
+    # writer under it made redis-py send XADD again, once even after the server had stopped.
+    adder.join(10)
     for c in (writer, r3):
         c.close()
