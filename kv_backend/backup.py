@@ -875,11 +875,13 @@ def restore(
             "cannot open; upgrade kv_backend to restore it"
         )
     parent = os.path.dirname(dest)
+    made = _missing_directories(parent)  # created here; removed again if the restore fails
     try:
         os.makedirs(parent, exist_ok=True)
         tmp = os.path.join(parent, f".{os.path.basename(dest)}.restore-{_token()}")
         os.mkdir(tmp)  # like any new directory (umask applies), unlike mkdtemp's 0700
     except OSError as exc:
+        _remove_empty(made)
         raise BackupError(f"cannot create a directory next to {dest}: {exc.strerror or exc}") from exc
     report = RestoreReport(name=name, url=target.url, path=given)
     try:
@@ -962,11 +964,34 @@ def restore(
         _fsync_dir(parent)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
         if isinstance(exc, OSError) and not isinstance(exc, KVError):
             raise BackupError(f"cannot restore into {dest}: {exc}") from exc
         raise
     report.seconds = time.monotonic() - started
     return report
+
+
+def _missing_directories(path: str) -> list[str]:
+    """The directories of ``path`` that do not exist yet, deepest first."""
+    missing = []
+    while path and not os.path.lexists(path):
+        missing.append(path)
+        up = os.path.dirname(path)
+        if up == path:
+            break
+        path = up
+    return missing
+
+
+def _remove_empty(directories: list[str]) -> None:
+    """Remove ``directories`` (deepest first) where they are still empty: a failed restore leaves
+    no trace of the parents it created, and never removes what something else put there."""
+    for d in directories:
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
 
 
 def _keep_directory_access(dest: str, tmp: str) -> None:

@@ -212,3 +212,19 @@ def test_prune_removes_temporary_copies_a_killed_backup_left_once_they_are_old(t
     restore(str(root), tmp_path / "restored")
     with DB(tmp_path / "restored", read_only=True) as db:
         assert db[b"k"] == b"v"
+
+
+def test_a_failed_restore_removes_the_parent_directories_it_created(tmp_path, store_path):
+    """Restoring a damaged backup into a/b/c/store (a, b, c missing) failed and left a/b/c behind."""
+    root = tmp_path / "bk"
+    with DB(store_path) as db:
+        db.put(b"k", b"v" * 100)
+        db.backup(str(root), name="one")
+    for obj in (root / "files").iterdir():  # damage every stored copy
+        data = bytearray(obj.read_bytes())
+        data[-1] ^= 0xFF
+        obj.write_bytes(bytes(data))
+    (tmp_path / "keep").mkdir()
+    with pytest.raises(BackupError, match="damaged"):
+        restore(str(root), tmp_path / "keep" / "a" / "b" / "c" / "store")
+    assert os.listdir(tmp_path / "keep") == []  # a/b/c gone; the existing directory stays
