@@ -279,16 +279,14 @@ class GeoSets(SortedSets):
             if h < 0 or w < 0:
                 raise CommandError("ERR height or width cannot be negative")
         if member is None:
-            x, y = lon_lat(longitude, latitude)  # type: ignore[arg-type]
-        elif self._meta(name, T_ZSET) is None:
+            x, y = lon_lat(longitude, latitude)  # type: ignore[arg-type]  (checked before the key)
+        if self._meta(name, T_ZSET) is None:
             return None
-        else:
+        if member is not None:
             xy = self._geo_xy(name, member)
             if xy is None:
                 raise CommandError("ERR could not decode requested zset member")
             x, y = xy
-        if self._meta(name, T_ZSET) is None:
-            return None
         return geohash.Shape(x, y, factor, w, h)
 
     def geosearch(
