@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import BackupError, ConfigurationError, KVError
-from kv_backend.files import check_new_store_target
+from kv_backend.files import check_new_store_target, missing_directories
 
 if TYPE_CHECKING:
     from kv_backend.db import DB, SnapshotFile
@@ -875,7 +875,7 @@ def restore(
             "cannot open; upgrade kv_backend to restore it"
         )
     parent = os.path.dirname(dest)
-    made = _missing_directories(parent)  # created here; removed again if the restore fails
+    made = missing_directories(parent)  # created here; removed again if the restore fails
     try:
         os.makedirs(parent, exist_ok=True)
         tmp = os.path.join(parent, f".{os.path.basename(dest)}.restore-{_token()}")
@@ -970,18 +970,6 @@ def restore(
         raise
     report.seconds = time.monotonic() - started
     return report
-
-
-def _missing_directories(path: str) -> list[str]:
-    """The directories of ``path`` that do not exist yet, deepest first."""
-    missing = []
-    while path and not os.path.lexists(path):
-        missing.append(path)
-        up = os.path.dirname(path)
-        if up == path:
-            break
-        path = up
-    return missing
 
 
 def _remove_empty(directories: list[str]) -> None:

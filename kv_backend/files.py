@@ -212,6 +212,19 @@ def storage_error(exc: OSError, what: str) -> StorageError:
     return err
 
 
+def missing_directories(path: str) -> list[str]:
+    """``path`` and those of its parent directories that do not exist yet, deepest first: what a
+    caller about to create them may need to create one by one, or remove again."""
+    missing = []
+    while path and not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
 def check_new_store_target(path: str, action: str, error: type[Exception]) -> None:
     """Refuse ``path`` as the place a new store is built and moved into (restore, salvage).
 

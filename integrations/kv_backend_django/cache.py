@@ -35,6 +35,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from kv_backend import DB
 from kv_backend.errors import ConfigurationError, NotAStoreError
+from kv_backend.files import missing_directories
 from kv_backend.record import MAX_KEY_SIZE
 
 __all__ = ["ENGINE_OPTIONS", "KVCache", "KVCacheConfigurationError", "close_all", "open_store"]
@@ -124,15 +125,7 @@ def _create_private_directory(path: str) -> None:
     existing directory keeps its mode. Errors are left to the store's open,
     which reports them.
     """
-    missing = []
-    head = path
-    while head and not os.path.exists(head):
-        missing.append(head)
-        parent = os.path.dirname(head)
-        if parent == head:
-            break
-        head = parent
-    for directory in reversed(missing):
+    for directory in reversed(missing_directories(path)):
         try:
             os.mkdir(directory, 0o700)
         except FileExistsError:
