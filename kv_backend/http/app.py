@@ -248,12 +248,14 @@ class _Api:
         except KVError as exc:
             raise engine_error(exc) from exc
 
-    async def read_body(self, request: Request, limit: int, what: str) -> bytes:
-        """Read the whole request body, refusing with 413 as soon as it exceeds ``limit`` bytes.
+    @staticmethod
+    def check_body_headers(request: Request, limit: int, what: str) -> None:
+        """Refuse from the headers alone, before reading any of it, a body :meth:`read_body` would refuse.
 
         A ``Content-Encoding`` other than ``identity`` is refused with 415: bodies are stored and
         returned as sent, so a gzip upload would be kept compressed and later served as if it were
-        the value itself.
+        the value itself. A declared ``Content-Length`` over ``limit`` is 413. Nothing is read, so a
+        client that sent ``Expect: 100-continue`` gets the answer without uploading the body.
         """
         encoding = request.headers.get("content-encoding", "").strip().lower()
         if encoding not in ("", "identity"):
@@ -271,6 +273,10 @@ class _Api:
                 raise HTTPAPIError(
                     413, "value_too_large", f"{what} is {declared} bytes; this server accepts at most {limit}"
                 )
+
+    async def read_body(self, request: Request, limit: int, what: str) -> bytes:
+        """Read the whole request body, refusing with 413 as soon as it exceeds ``limit`` bytes."""
+        self.check_body_headers(request, limit, what)
         chunks: list[bytes] = []
         size = 0
         try:
@@ -396,6 +402,17 @@ class _Api:
             raise HTTPAPIError(
                 412, "precondition_failed", "If-Match: * and If-None-Match: * can never both hold"
             )
+        self.check_body_headers(request, self.max_value_size, "the value")  # 413/415 take precedence
+        if if_none_match or if_match:
+            # Answer a condition that already fails before reading the body, so a client that
+            # sent "Expect: 100-continue" is never asked to upload a value that cannot be
+            # stored. Only a shortcut: the write below evaluates the condition again,
+            # atomically, since another client may create or delete the key meanwhile.
+            exists = await self.call(self.db.__contains__, key)
+            if if_none_match and exists:
+                raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} already exists")
+            if if_match and not exists:
+                raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} does not exist")
         value = await self.read_body(request, self.max_value_size, "the value")
         if if_none_match:
             if not await self.call(self.db.put_if_absent, key, value, ttl):
