@@ -6,9 +6,13 @@ import json
 import socket
 
 import pytest
+from starlette.testclient import TestClient
 from test_http import TOKEN, Server
 
-from kv_backend.http import encode_key
+from kv_backend import DB
+from kv_backend.http import create_app, encode_key
+from kv_backend.http.app import MAX_TTL
+from kv_backend.http.openapi import openapi_document
 
 MAX_VALUE = 1000  # the module server's KVB_HTTP_MAX_VALUE_SIZE
 
@@ -26,6 +30,22 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(server):
     with server.client() as c:
+        yield c
+
+
+def url(key: bytes, suffix: str = "") -> str:
+    return "/v1/keys/" + encode_key(key) + suffix
+
+
+@pytest.fixture
+def db(store_path):
+    with DB(store_path) as d:
+        yield d
+
+
+@pytest.fixture
+def app_client(db):
+    with TestClient(create_app(db)) as c:
         yield c
 
 
@@ -118,5 +138,32 @@ def test_a_conditional_put_that_holds_still_gets_its_100_continue(client, server
     assert client.get(url(key)).content == b"new"
 
 
-def url(key: bytes, suffix: str = "") -> str:
-    return "/v1/keys/" + encode_key(key) + suffix
+# ------------------------------------------------------------------ TTL limits
+
+
+@pytest.mark.parametrize("ttl", ["1e300", "9000000000000001", "1e16", "99999999999999999999999"])
+def test_an_absurd_ttl_is_refused_not_stored(app_client, db, ttl):
+    db.put(b"k", b"old", ttl=60)
+    for response in (
+        app_client.put(url(b"k") + "?ttl=" + ttl, content=b"new"),
+        app_client.put(url(b"k") + "?ttl=" + ttl, content=b"new", headers={"If-Match": "*"}),
+        app_client.post(url(b"k", "/expire") + "?ttl=" + ttl),
+    ):
+        assert response.status_code == 400, response.text
+        error = response.json()
+        assert error["error"] == "invalid_ttl"
+        assert str(MAX_TTL) in error["message"]
+    assert db.get(b"k") == b"old"
+    assert 0 < db.ttl(b"k") <= 60
+
+
+def test_the_largest_ttl_is_accepted_and_documented(app_client, db):
+    assert app_client.put(url(b"k") + f"?ttl={MAX_TTL}", content=b"v").status_code == 204
+    assert float(app_client.get(url(b"k")).headers["x-kv-ttl"]) > MAX_TTL - 60
+    assert app_client.post(url(b"k", "/expire") + "?ttl=9e15").json() == {"ttl": MAX_TTL}
+    # every TTL the API accepts is one Redis's EXPIRE accepts: its expiry in ms fits 64 bits
+    assert (db.ttl(b"k") + 4_000_000_000) * 1000 < (1 << 63) - 1  # counted from the year 2096
+    document = openapi_document()
+    for path, operation in (("/v1/keys/{key}", "put"), ("/v1/keys/{key}/expire", "post")):
+        (param,) = [p for p in document["paths"][path][operation]["parameters"] if p["name"] == "ttl"]
+        assert param["schema"]["maximum"] == MAX_TTL

@@ -67,6 +67,10 @@ DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 10_000
 #: Largest JSON request body (POST /v1/backup).
 MAX_JSON_BODY = 1 << 20
+#: Largest ``?ttl=`` in seconds (about 285 million years). Redis refuses an EXPIRE whose expiry time
+#: in milliseconds does not fit a signed 64-bit integer (about 9.22e15 s from now); a fixed, round
+#: limit just below it keeps every TTL the API accepts one Redis and ``kvb serve`` accept too.
+MAX_TTL = 9 * 10**15
 
 KEYS_PREFIX = b"/v1/keys/"
 OCTET = "application/octet-stream"
@@ -160,7 +164,7 @@ def _text(raw: bytes, name: str) -> str:
 
 
 def parse_ttl(raw: bytes | None) -> float | None:
-    """Parse ``?ttl=SECONDS``: a finite number > 0 (fractions allowed), or None when absent."""
+    """Parse ``?ttl=SECONDS``: a number > 0 and <= :data:`MAX_TTL` (fractions allowed), or None if absent."""
     if raw is None:
         return None
     text = _text(raw, "ttl")
@@ -175,6 +179,13 @@ def parse_ttl(raw: bytes | None) -> float | None:
     if not math.isfinite(ttl) or ttl <= 0:
         raise HTTPAPIError(
             400, "invalid_ttl", f"ttl must be a finite number of seconds greater than 0, got {text!r}"
+        )
+    if ttl > MAX_TTL:
+        raise HTTPAPIError(
+            400,
+            "invalid_ttl",
+            f"ttl must be at most {MAX_TTL} seconds, got {text[:40]!r}; "
+            "omit ttl for a key that never expires",
         )
     return ttl
 

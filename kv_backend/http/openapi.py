@@ -49,8 +49,11 @@ _TTL_PARAM = {
     "name": "ttl",
     "in": "query",
     "required": False,
-    "description": "Seconds to live: a finite number > 0 (fractions allowed). Absent: never expires.",
-    "schema": {"type": "number", "exclusiveMinimum": 0},
+    "description": (
+        "Seconds to live: a number > 0 and at most 9000000000000000 (fractions allowed). "
+        "Absent: never expires."
+    ),
+    "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 9000000000000000},
 }
 
 _UNAUTHORIZED = _error("Missing or wrong bearer token (only when the server was started with a token).")
