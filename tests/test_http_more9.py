@@ -167,3 +167,68 @@ def test_the_largest_ttl_is_accepted_and_documented(app_client, db):
     for path, operation in (("/v1/keys/{key}", "put"), ("/v1/keys/{key}/expire", "post")):
         (param,) = [p for p in document["paths"][path][operation]["parameters"] if p["name"] == "ttl"]
         assert param["schema"]["maximum"] == MAX_TTL
+
+
+# ------------------------------------------------- requests that are not valid HTTP
+
+
+def _exchange(server, data: bytes) -> bytes:
+    """Send ``data`` on a new connection and return everything received until the server closes it."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):  # a hang fails here with a timeout
+            received += chunk
+    return received
+
+
+HEAD_LIMIT = 256 << 10  # kv_backend.http.server.MAX_REQUEST_HEAD
+
+MALFORMED = {
+    "space in the path": b"GET /v1/keys/a b HTTP/1.1\r\nHost: x\r\n\r\n",
+    "raw non-ASCII byte in the path": b"GET /v1/keys/\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+    "control byte in the path": b"GET /v1/keys/a\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "header line without a colon": b"GET /v1/stats HTTP/1.1\r\nHost: x\r\nnocolon\r\n\r\n",
+    "space in a header name": b"GET /v1/stats HTTP/1.1\r\nHost: x\r\nX Y: 1\r\n\r\n",
+    "space before the colon": b"GET /v1/stats HTTP/1.1\r\nHost: x\r\nX-Y : 1\r\n\r\n",
+    "no Host in HTTP/1.1": b"GET /v1/stats HTTP/1.1\r\n\r\n",
+    "Content-Length not a number": b"PUT /v1/keys/a HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n",
+    "negative Content-Length": b"PUT /v1/keys/a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    "conflicting Content-Lengths": (
+        b"PUT /v1/keys/a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+    ),
+    "Transfer-Encoding gzip": b"PUT /v1/keys/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    "malformed chunk size": (
+        b"PUT /v1/keys/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n"
+    ),
+    "not HTTP at all": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+    "head over 256 KiB": b"GET /v1/stats HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * HEAD_LIMIT,
+}
+
+
+@pytest.mark.parametrize("request_bytes", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_request_gets_the_servers_plain_400_never_a_500_or_a_hang(client, server, request_bytes):
+    # As docs/http.md says: uvicorn answers these before the API sees them, in plain text
+    response = _exchange(server, request_bytes)
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), response
+    assert b"connection: close" in head.lower()
+    assert b"text/plain" in head
+    assert b"Invalid HTTP request" in body
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert '" 500 ' not in server.log()
+
+
+def test_bytes_outside_ascii_in_headers_reach_the_api_and_get_its_json_errors(client, server):
+    # obs-text in a header value is valid HTTP: the API answers it, in its own JSON shape
+    request = b"GET /v1/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer \xff\r\n\r\n"
+    head, _, body = _exchange(server, request).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401 ")
+    assert json.loads(body)["error"] == "unauthorized"
+    request = (
+        f"PUT {url(b'k')} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Length: 0\r\n"
+    ).encode() + b"If-None-Match: \xe9\r\n\r\n"
+    head, _, body = _exchange(server, request).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body)["error"] == "invalid_request"
