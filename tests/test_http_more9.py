@@ -232,3 +232,12 @@ def test_bytes_outside_ascii_in_headers_reach_the_api_and_get_its_json_errors(cl
     head, _, body = _exchange(server, request).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ")
     assert json.loads(body)["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("path", [url(b"k"), "/v1/backup"])
+def test_an_unsupported_content_encoding_says_which_one_is_accepted(app_client, db, path):
+    method = app_client.put if path.startswith("/v1/keys") else app_client.post
+    r = method(path, content=b"\x1f\x8b...", headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 415
+    assert r.headers["accept-encoding"] == "identity"  # RFC 9110 15.5.16
+    assert b"k" not in db

@@ -275,6 +275,7 @@ class _Api:
                 "unsupported_encoding",
                 f"Content-Encoding {encoding!r} is not supported: send {what} as the bytes to store "
                 "(without Content-Encoding); nothing was stored",
+                {"Accept-Encoding": "identity"},  # RFC 9110: say which content codings are accepted
             )
         declared = request.headers.get("content-length")
         if declared is not None:
