@@ -241,3 +241,33 @@ def test_an_unsupported_content_encoding_says_which_one_is_accepted(app_client, 
     assert r.status_code == 415
     assert r.headers["accept-encoding"] == "identity"  # RFC 9110 15.5.16
     assert b"k" not in db
+
+
+# ------------------------------------------------------------- preconditions
+
+
+@pytest.mark.parametrize("name", ["If-Match", "If-None-Match"])
+@pytest.mark.parametrize("second", ['"v1"', 'W/"v1"', '"v1", "v2"'])
+def test_a_second_precondition_header_line_is_not_ignored(app_client, db, name, second):
+    """Two header lines mean their values joined by a comma (RFC 9110 5.3); "*, <tag>" is not "*", so
+    the request is refused like any entity tag, rather than evaluated as "*" with the tag dropped."""
+    db.put(b"k", b"old")
+    headers = [(name, "*"), (name, second)]
+    for response in (
+        app_client.put(url(b"k"), content=b"new", headers=headers),
+        app_client.delete(url(b"k"), headers=headers),
+        app_client.get(url(b"k"), headers=headers),
+    ):
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_request"
+    assert db.get(b"k") == b"old"
+
+
+def test_a_repeated_star_precondition_is_still_star(app_client, db):
+    db.put(b"k", b"old")
+    stars = [("If-Match", "*"), ("If-Match", "*")]
+    assert app_client.put(url(b"k"), content=b"new", headers=stars).status_code == 204
+    stars = [("If-None-Match", "*"), ("If-None-Match", "*")]
+    assert app_client.put(url(b"k"), content=b"x", headers=stars).status_code == 412
+    assert app_client.get(url(b"k"), headers=stars).status_code == 304
+    assert db.get(b"k") == b"new"

@@ -568,15 +568,17 @@ def _preconditions(request: Request) -> tuple[bool, bool]:
     The API has no entity tags, so ``*`` (the key exists / does not) is the only
     condition it can evaluate; a tag is refused rather than ignored, since
     ignoring it would turn a conditional write or delete into an unconditional one.
+    Every line of a header sent several times is checked: they add up to one list
+    (RFC 9110 5.3), so a tag on a second line must not be dropped either.
     """
     sent = {}
     for name in ("If-None-Match", "If-Match"):
-        header = request.headers.get(name)
-        if header is not None and header.strip() != "*":
+        lines = request.headers.getlist(name)
+        if any(line.strip() != "*" for line in lines):
             raise HTTPAPIError(
                 400, "invalid_request", f"{name} supports only '*' (this API has no entity tags)"
             )
-        sent[name] = header is not None
+        sent[name] = bool(lines)
     return sent["If-Match"], sent["If-None-Match"]
 
 
