@@ -271,3 +271,13 @@ def test_a_repeated_star_precondition_is_still_star(app_client, db):
     assert app_client.put(url(b"k"), content=b"x", headers=stars).status_code == 412
     assert app_client.get(url(b"k"), headers=stars).status_code == 304
     assert db.get(b"k") == b"new"
+
+
+def test_a_content_encoding_on_a_second_header_line_is_not_ignored(app_client, db):
+    headers = [("Content-Encoding", "identity"), ("Content-Encoding", "gzip")]
+    r = app_client.put(url(b"k"), content=b"\x1f\x8b...", headers=headers)
+    assert r.status_code == 415, r.text
+    assert b"k" not in db
+    headers = [("Content-Encoding", "identity"), ("Content-Encoding", "identity")]
+    assert app_client.put(url(b"k"), content=b"plain", headers=headers).status_code == 204
+    assert db.get(b"k") == b"plain"

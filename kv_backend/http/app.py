@@ -268,8 +268,9 @@ class _Api:
         the value itself. A declared ``Content-Length`` over ``limit`` is 413. Nothing is read, so a
         client that sent ``Expect: 100-continue`` gets the answer without uploading the body.
         """
-        encoding = request.headers.get("content-encoding", "").strip().lower()
-        if encoding not in ("", "identity"):
+        # every line of a repeated header counts (RFC 9110 5.3), not only the first
+        encoding = ", ".join(v.strip() for v in request.headers.getlist("content-encoding")).lower()
+        if any(coding.strip() not in ("", "identity") for coding in encoding.split(",")):
             raise HTTPAPIError(
                 415,
                 "unsupported_encoding",
