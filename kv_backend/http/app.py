@@ -537,8 +537,18 @@ class _Api:
             raise HTTPAPIError(400, "invalid_request", '"name" must be a non-empty string or null')
         if not isinstance(options, dict):
             raise HTTPAPIError(400, "invalid_request", '"storage_options" must be a JSON object')
+        # Names of DB.backup's and backup()'s own arguments: passed along, they would collide
+        # with them ("got multiple values for argument") or set the progress callback.
+        reserved = sorted(set(options) & {"self", "db", "url", "name", "progress"})
+        if reserved:
+            raise HTTPAPIError(
+                400,
+                "invalid_request",
+                f'"storage_options" cannot contain {", ".join(map(repr, reserved))}: it holds fsspec '
+                'options only (give the destination and the backup name as "url" and "name")',
+            )
         try:
-            report = await self.call(self.db.backup, url, name=name, **options)
+            report = await self.call(lambda: self.db.backup(url, name=name, **options))
         except ModuleNotFoundError as exc:
             raise HTTPAPIError(501, "not_implemented", f"this build cannot back up: {exc}") from exc
         except (ValueError, TypeError, ImportError) as exc:
