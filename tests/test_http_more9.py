@@ -138,6 +138,26 @@ def test_a_conditional_put_that_holds_still_gets_its_100_continue(client, server
     assert client.get(url(key)).content == b"new"
 
 
+def test_a_connection_stays_usable_after_a_412_answered_before_its_body(client, server):
+    """A client that sends the body anyway (no Expect) gets the 412, and its next request on the
+    same connection is read as a request, not as the rest of the unread body."""
+    assert client.put(url(b"exp/keep"), content=b"old").status_code == 204
+    body = b"x" * 500
+    put = (
+        f"PUT {url(b'exp/keep')} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"If-None-Match: *\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    get = f"GET {url(b'exp/keep')} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(put)
+        head, _ = _read_response(sock)
+        assert _status(head) == 412, head
+        sock.sendall(body + get)
+        head, value = _read_response(sock)
+        assert _status(head) == 200, head
+        assert value == b"old"
+
+
 # ------------------------------------------------------------------ TTL limits
 
 
