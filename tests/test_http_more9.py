@@ -319,3 +319,20 @@ def test_a_storage_option_named_like_a_backup_argument_is_refused_clearly(app_cl
     assert r.json()["error"] == "invalid_request"
     assert f"'{option}'" in r.json()["message"] and "storage_options" in r.json()["message"]
     assert not memory.exists(path)
+
+
+# ---------------------------------------------------------------------- HEAD
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/openapi.json", "/v1/keys", "/v1/stats", url(b"h"), "/nope"])
+def test_head_answers_like_get_without_the_body_on_every_route(db, path):
+    db.put(b"h", b"value")
+    with TestClient(create_app(db, token="t")) as anonymous:
+        authorized = {"Authorization": "Bearer t"}
+        for headers in (authorized, {}):  # /healthz needs no token, the others answer 401 alike
+            get, head = anonymous.get(path, headers=headers), anonymous.head(path, headers=headers)
+            assert head.status_code == get.status_code
+            assert head.content == b""
+            assert head.headers.get("content-length") == str(len(get.content))
+            assert head.headers.get("content-type") == get.headers.get("content-type")
+            assert head.headers.get("www-authenticate") == get.headers.get("www-authenticate")
