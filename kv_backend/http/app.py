@@ -410,12 +410,13 @@ class _Api:
         ttl = parse_ttl(query.get("ttl"))
         if_match, if_none_match = _preconditions(request)
         await self.call(check_key, key)  # reject a bad key before reading a large body
+        # 413/415 before any 412: preconditions count only for a request that would otherwise succeed
+        self.check_body_headers(request, self.max_value_size, "the value")
         if if_none_match and if_match:
             # "exists" and "does not exist" at once: RFC 9110 evaluation fails one of them
             raise HTTPAPIError(
                 412, "precondition_failed", "If-Match: * and If-None-Match: * can never both hold"
             )
-        self.check_body_headers(request, self.max_value_size, "the value")  # 413/415 take precedence
         if if_none_match or if_match:
             # Answer a condition that already fails before reading the body, so a client that
             # sent "Expect: 100-continue" is never asked to upload a value that cannot be
