@@ -24,6 +24,7 @@ from kv_backend.errors import (
     ReadOnlyError,
     StorageError,
     StoreNotFoundError,
+    TransactionError,
     ValueTooLargeError,
 )
 from kv_backend.mounts import NetworkFilesystemWarning
@@ -50,6 +51,7 @@ __all__ = [
     "StorageError",
     "Store",
     "StoreNotFoundError",
+    "TransactionError",
     "ValueTooLargeError",
     "__version__",
     "restore",

@@ -174,6 +174,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self._active: DataFile | None = None
         self._active_idx = 0
         self._alloc = 0
+        self._txn: Any = None  # the transaction a thread has open (see DB.transaction)
         self._merge_thread: threading.Thread | None = None
         self._merge_lock: MergeLock | None = None
         try:
@@ -352,7 +353,15 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         return out
 
     def change_token(self) -> int:
-        """Return a number that changes whenever any process writes to the store."""
+        """Return a number that changes whenever any process writes to the store.
+
+        Inside this thread's :meth:`transaction` it also changes with each of
+        the transaction's own writes (which are not published until it ends).
+        """
+        txn = self._txn
+        if txn is not None and txn.count and txn.owner == threading.get_ident():
+            (major, _), end = self._tail
+            return (major << 40) | end  # past the published tail: no token seen before
         return self._tailw.value
 
     def wait_for_change(self, token: int, timeout: float | None = None) -> bool:

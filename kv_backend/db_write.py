@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import struct
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
@@ -26,7 +28,7 @@ from kv_backend.db_common import (
     _pwrite,
     _time,
 )
-from kv_backend.errors import DatabaseClosedError, NotAnIntegerError, ReadOnlyError
+from kv_backend.errors import DatabaseClosedError, NotAnIntegerError, ReadOnlyError, TransactionError
 from kv_backend.files import DataFile, FileId, data_name, fsync_dir, fsync_file, storage_error, write_all
 from kv_backend.state import unpack_tail
 
@@ -137,6 +139,76 @@ class _Locked:
         self._db._lock.release()
 
 
+_CRC = struct.Struct("<I")
+
+
+def _flag_as_batch(data: bytes, entries: list[tuple[int, bytes, int, int, float]]) -> bytes:
+    """Return ``data`` with the batch flag set on each of its records (their CRCs recomputed)."""
+    buf = bytearray(data)
+    view = memoryview(buf)
+    for _, _, off, size, _ in entries:
+        if not buf[off + 5] & rec.FLAG_BATCH:
+            buf[off + 5] |= rec.FLAG_BATCH
+            _CRC.pack_into(buf, off, rec.crc32(view[off + 4 : off + size]))
+    view.release()
+    return bytes(buf)
+
+
+class _Transaction:
+    """The state of the transaction a thread has open on a DB (see :meth:`DB.transaction`)."""
+
+    __slots__ = ("count", "depth", "doomed", "owner")
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        self.count = 0  # records written so far, all flagged as one batch
+        self.depth = 0  # nested blocks joined to this one
+        self.doomed = False  # a nested block raised: the whole transaction is discarded
+
+
+class _TransactionBlock:
+    """What :meth:`DB.transaction` returns: holds the write lock and commits at the end of the block."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: DB) -> None:
+        self._db = db
+
+    def __enter__(self) -> DB:
+        db = self._db
+        txn = db._txn
+        if txn is not None and txn.owner == threading.get_ident():
+            txn.depth += 1  # nested in this thread's own transaction: join it
+            return db
+        _Locked(db).__enter__()
+        db._txn = _Transaction()
+        return db
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        db = self._db
+        txn = db._txn
+        assert txn is not None
+        if txn.depth:
+            txn.depth -= 1
+            if exc_type is not None:
+                txn.doomed = True
+            return
+        try:
+            if exc_type is None and not txn.doomed:
+                db._commit_transaction(txn)
+            else:
+                db._discard_transaction(txn)
+        finally:
+            db._lock.release()
+        if exc_type is None:
+            if txn.doomed:
+                raise TransactionError(
+                    "a block nested in this transaction raised, so none of the transaction's writes were "
+                    "applied; let the exception leave the outer block, or catch it outside the transaction"
+                )
+            db._after_write()
+
+
 def _parse_int(key: bytes, raw: bytes) -> int:
     """Parse an ASCII decimal integer value the way Redis's INCR does."""
     body = raw[1:] if raw[:1] == b"-" else raw
@@ -185,6 +257,8 @@ class _Writing:
 
     def _writer_catch_up(self) -> None:
         """Bring the view up to date and recover a dead writer's tail (write lock held)."""
+        if self._txn is not None:
+            return  # this thread's transaction holds the lock: nobody else wrote, and its tail is its own
         if self._tailw.value != self._seen:
             self._refresh()
         if self._intentw.value != self._seen or self._active is None:
@@ -201,6 +275,9 @@ class _Writing:
         writer can tell a writer died half-way; on an OS error nothing is
         published (see :meth:`_append_at`).
         """
+        if self._txn is not None:
+            self._write_in_transaction(data, entries)
+            return
         (major, _), end = self._tail
         n = len(data)
         if end + n > self.max_file_size and end > rec.FILE_HEADER_SIZE:
@@ -423,6 +500,9 @@ class _Writing:
         interval = self._sync_interval
         if interval is None:
             return
+        txn = self._txn
+        if txn is not None and txn.owner == threading.get_ident():
+            return  # nothing is published before the transaction commits, which syncs then
         st = self._state
         assert st is not None
         now = _time()
@@ -479,7 +559,9 @@ class _Writing:
         try:
             # A writer sets the intent word before the tail word, so an intent
             # equal to the tail this process saw means nobody wrote since.
-            if self._intentw.value == self._seen or not self._append_unindexed(data):
+            if self._txn is not None:
+                self._write(data, [(_PUT, key, 0, len(data), expiry)])
+            elif self._intentw.value == self._seen or not self._append_unindexed(data):
                 if expiry:
                     self._write(data, [(_PUT, key, 0, len(data), expiry)])
                 else:
@@ -645,6 +727,87 @@ class _Writing:
         self._check_writable()
         return Batch(self)
 
+    def transaction(self) -> _TransactionBlock:
+        """Hold the write lock for a block whose writes all take effect together, or none of them.
+
+        Use it as ``with db.transaction():``. Unlike :meth:`batch`, reads inside
+        the block see its own writes, so a sequence of read-modify-writes over
+        many keys (a Redis ``MULTI``/``EXEC``, a script) becomes one unit: other
+        processes see none of it until the block ends, and a crash before then
+        leaves none of it on disk. An exception leaving the block discards
+        every write made in it. Blocks nest by joining the outer transaction.
+        Other threads of this process that share this DB object wait to write,
+        but their reads see the block's writes as they are made.
+        """
+        self._check_writable()
+        return _TransactionBlock(self)
+
+    def _write_in_transaction(self, data: bytes, entries: list[tuple[int, bytes, int, int, float]]) -> None:
+        """Append records of the open transaction, unpublished, and index them (write lock held).
+
+        Every record carries the batch flag, so that until the transaction's
+        COMMIT record follows them, recovery (after a crash) and every other
+        process (which reads only up to the published tail) ignore them. The
+        active file never rotates in the middle: a batch lives in one file.
+        """
+        txn = self._txn
+        assert txn is not None
+        if not entries:
+            raise AssertionError("an unindexed write (a merge's tail marker) inside a transaction")
+        data = _flag_as_batch(data, entries)
+        (major, _), end = self._tail
+        if not txn.count and end + len(data) > self.max_file_size and end > rec.FILE_HEADER_SIZE:
+            self._rotate(auto_merge=False)  # nothing of the transaction is written yet: start afresh
+            (major, _), end = self._tail
+        new_end = end + len(data)
+        if new_end > self._alloc:
+            self._extend(new_end)
+        self._append_at(data, end, (major << 40) | new_end)
+        self._rlock.acquire()
+        try:
+            self._tail = ((major, 0), new_end)
+            self._ix.apply(self._active_idx, end, entries)
+        finally:
+            self._rlock.release()
+        txn.count += len(entries)
+
+    def _commit_transaction(self, txn: _Transaction) -> None:
+        """Append the COMMIT record that closes the transaction's batch, and publish it all."""
+        self._txn = None
+        if not txn.count:
+            return
+        try:
+            commit = rec.encode_commit(txn.count)
+            (major, _), end = self._tail
+            new_end = end + len(commit)
+            if new_end > self._alloc:
+                self._extend(new_end)
+            tail = (major << 40) | new_end
+            self._append_at(commit, end, tail)
+        except BaseException:
+            self._discard_transaction(txn)
+            raise
+        self._rlock.acquire()
+        try:
+            self._tailw.value = tail
+            self._seen = tail
+            self._tail = ((major, 0), new_end)
+        finally:
+            self._rlock.release()
+
+    def _discard_transaction(self, txn: _Transaction) -> None:
+        """Forget the transaction's writes: cut them off the file and rebuild the view without them."""
+        self._txn = None
+        if not txn.count or self._closed:
+            return
+        try:
+            self._full_reload()  # its tail recovery cuts the uncommitted batch off the active file
+        except BaseException:
+            # The view still holds writes that were never committed: it must not serve reads.
+            with contextlib.suppress(Exception):
+                self.close()
+            raise
+
     def _commit_batch(self, ops: list[tuple[int, bytes, bytes, float]]) -> None:
         parts: list[bytes] = []
         index: list[tuple[int, bytes, int, int, float]] = []
@@ -654,7 +817,9 @@ class _Writing:
             parts.append(r)
             index.append((rtype, key, off, len(r), expiry))
             off += len(r)
-        parts.append(rec.encode_commit(len(ops)))
+        if self._txn is None or self._txn.owner != threading.get_ident():
+            parts.append(rec.encode_commit(len(ops)))
+        # else: part of this thread's transaction, which writes one COMMIT for all its records
         data = b"".join(parts)
         self._check_writable()
         self._pre_catch_up()

@@ -78,6 +78,10 @@ class MergeInProgressError(KVError):
     """Another process is merging this store right now."""
 
 
+class TransactionError(KVError):
+    """A transaction was discarded (a block nested in it raised), or an operation cannot run inside one."""
+
+
 class BackupError(KVError):
     """A backup or restore could not be completed; the message names the file."""
 
@@ -97,5 +101,6 @@ __all__ = [
     "ReadOnlyError",
     "StorageError",
     "StoreNotFoundError",
+    "TransactionError",
     "ValueTooLargeError",
 ]

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kv_backend import record as rec
-from kv_backend.errors import CorruptionError, MergeInProgressError
+from kv_backend.errors import CorruptionError, MergeInProgressError, TransactionError
 from kv_backend.files import (
     MERGE_LOCK_FILE,
     TMP_SUFFIX,
@@ -98,6 +98,11 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
     ``progress(done_bytes, total_bytes)`` is called as input bytes are read.
     """
     db._check_writable()
+    txn = db._txn
+    if txn is not None and txn.owner == threading.get_ident():
+        raise TransactionError(
+            f"cannot merge {db.path} inside a transaction of the same thread; merge after the block ends"
+        )
     lock = MergeLock(os.path.join(db.path, MERGE_LOCK_FILE))
     if wait:
         lock.acquire()

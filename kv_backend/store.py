@@ -427,6 +427,16 @@ class Store(MutableMapping[K, Any], Generic[K]):
         with self.db.locked():
             yield self
 
+    @contextmanager
+    def transaction(self) -> Iterator[Store[K]]:
+        """Make every write of the block take effect together or not at all, also across a crash.
+
+        Holds the write lock for the block; reads in it see its writes, other
+        processes see them when it ends, and an exception discards them all.
+        """
+        with self.db.transaction():
+            yield self
+
     # ----------------------------------------------------------- lifecycle
 
     def sync(self) -> None:
