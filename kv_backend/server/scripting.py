@@ -432,7 +432,7 @@ class Scripts:
         g.ARGV = lua.table_from(argv)
         self._start(conn, read_only)
         try:
-            with self.server.db.locked():
+            with self.server.db.transaction():  # all of its writes or none, also across a crash
                 outcome = self._runner(self._funcs[sha])
         finally:
             self._end()
@@ -450,7 +450,7 @@ class Scripts:
         keys, argv = lua.table_from(words[:numkeys]), lua.table_from(words[numkeys:])
         self._start(conn, read_only)
         try:
-            with self.server.db.locked():
+            with self.server.db.transaction():
                 outcome = self.call_function(callback, keys, argv)
         finally:
             self._end()

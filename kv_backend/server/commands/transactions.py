@@ -42,7 +42,7 @@ def cmd_exec(conn: Connection, args: list[bytes]) -> Any:
     st = conn.st
     if dirty:
         return NULL_ARRAY
-    with st.db.locked():
+    with st.db.transaction():  # all of it or none, also across a crash
         for key, token in watched.items():
             if st.watch_token(key) != token:
                 return NULL_ARRAY
