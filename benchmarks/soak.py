@@ -9,8 +9,9 @@ everything the processes were told had happened. See the "Soak test" section of 
 Processes (a killed one is restarted under a new incarnation id, so every operation id is unique):
 
 * writers: random puts (small, large, larger than ``max_file_size``, with a long TTL), deletes,
-  ``pop``, ``expire``/``persist``, ``update`` read-modify-writes, batches over groups of keys
-  (some aborted by an exception, some big ones SIGKILLed by their own process while being written),
+  ``pop``, ``expire``/``persist``, ``update`` read-modify-writes, batches over groups of keys, some
+  of them written as ``db.transaction()`` blocks of single puts and deletes (some aborted by an
+  exception, some big ones SIGKILLed by their own process while being written),
   reads, ``with db.locked()`` reads of a whole group, ``incr``, ``put_if_absent``, short TTLs, a
   forked child writing through the inherited ``DB``, backups, closing and reopening; each
   incarnation opens the store with a random ``sync`` mode, a ``max_file_size`` of 4 KiB to 256 KiB
@@ -204,20 +205,37 @@ def writer(args) -> None:
             log.write({"op": "batch", "g": g, "set": members, "id": opid, "t0": t0, "sk": selfkill})
             if selfkill:
                 threading.Thread(target=self_killer, args=(rnd.random() * 0.003,), daemon=True).start()
-            with db.batch() as b:
-                for i in range(GSIZE):
-                    k = f"g{g}:{i}".encode()
-                    if i in members:
-                        b.put(k, mkval(k, opid, n))
-                    else:
-                        b.delete(k)
-        elif r < 0.70:  # an aborted batch: must leave no trace
-            g = rnd.randrange(NGROUP)
-            try:
+            if rnd.random() < 0.4:  # the same writes as a transaction: one write per key
+                with db.transaction():
+                    for i in range(GSIZE):
+                        k = f"g{g}:{i}".encode()
+                        if i in members:
+                            db.put(k, mkval(k, opid, n))
+                            if db.get(k) != mkval(k, opid, n):
+                                raise AssertionError(f"a transaction did not read its own write of {k!r}")
+                        else:
+                            db.delete(k)
+            else:
                 with db.batch() as b:
                     for i in range(GSIZE):
                         k = f"g{g}:{i}".encode()
-                        b.put(k, mkval(k, "aborted-" + opid, 10))
+                        if i in members:
+                            b.put(k, mkval(k, opid, n))
+                        else:
+                            b.delete(k)
+        elif r < 0.70:  # an aborted batch: must leave no trace
+            g = rnd.randrange(NGROUP)
+            try:
+                if rnd.random() < 0.5:
+                    with db.batch() as b:
+                        for i in range(GSIZE):
+                            k = f"g{g}:{i}".encode()
+                            b.put(k, mkval(k, "aborted-" + opid, 10))
+                        raise KeyError("abort")
+                with db.transaction():  # an aborted transaction: its writes are discarded
+                    for i in range(GSIZE):
+                        k = f"g{g}:{i}".encode()
+                        db.put(k, mkval(k, "aborted-" + opid, 10))
                     raise KeyError("abort")
             except KeyError:
                 pass
