@@ -6,6 +6,7 @@ import math
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from kv_backend.db import DB, Batch
@@ -76,6 +77,15 @@ class Keyspace:
         """Close the DB if this object opened it."""
         if self._owns_db:
             self.db.close()
+
+    def transaction(self) -> AbstractContextManager[DB]:
+        """A block of commands that takes effect as a whole or not at all (MULTI/EXEC's in-process twin).
+
+        Use it as ``with s.transaction():``. The store's write lock is held for the
+        block; commands in it see each other's writes, other processes see all of
+        them when the block ends, and an exception or a crash leaves none of them.
+        """
+        return self.db.transaction()
 
     def __enter__(self: _S) -> _S:
         return self
