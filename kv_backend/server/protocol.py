@@ -12,7 +12,8 @@ parser, which is also the whole parser without ``hiredis``.
 
 Replies are plain Python values mapped to RESP types: ``bytes`` bulk string,
 ``str`` simple string, ``int`` integer, ``float`` double, ``None`` null,
-``list``/``tuple`` array, ``dict`` map, ``set``/``frozenset`` set (sorted; :class:`OrderedSet`: in order),
+``list``/``tuple`` array, ``dict`` map (:class:`Pairs`: one whose keys may repeat),
+``set``/``frozenset`` set (sorted; :class:`OrderedSet`: in order),
 :class:`Verbatim` verbatim string, :class:`DoubleText` a double in given digits,
 :class:`ErrorReply` error, :class:`Push` out-of-band push, :data:`NULL_ARRAY` the RESP2 null
 array. RESP2 connections get the RESP2 spelling of the RESP3 types.
@@ -75,6 +76,11 @@ class Push(list):
 
 class OrderedSet(list):
     """A set whose members are sent in this order (COMMAND's flags): a RESP3 set, an array in RESP2."""
+
+
+class Pairs(list):
+    """A map given as a list of ``(key, value)`` pairs, whose keys may repeat (XREAD naming a stream
+    twice answers it twice, as Redis does): a RESP3 map, a flat array in RESP2, like a ``dict``."""
 
 
 class Verbatim(bytes):
@@ -406,6 +412,11 @@ def _encode(value: Any, resp3: bool, out: list[bytes]) -> None:
     elif t is dict:
         out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(value) * (1 if resp3 else 2)))
         for k, v in value.items():
+            _encode(k, resp3, out)
+            _encode(v, resp3, out)
+    elif t is Pairs:
+        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(value) * (1 if resp3 else 2)))
+        for k, v in value:
             _encode(k, resp3, out)
             _encode(v, resp3, out)
     elif t is set or t is frozenset:

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 from kv_backend.server import lua_bit, lua_cjson
 from kv_backend.server.commands.registry import COMMANDS
 from kv_backend.server.lua_msgpack import install as install_msgpack
-from kv_backend.server.protocol import NULL_ARRAY, BigNumber, DoubleText, ErrorReply, OrderedSet, Verbatim
+from kv_backend.server.protocol import (
+    NULL_ARRAY,
+    BigNumber,
+    DoubleText,
+    ErrorReply,
+    OrderedSet,
+    Pairs,
+    Verbatim,
+)
 from kv_backend.structures import CommandError, format_float, parse_int
 
 if TYPE_CHECKING:
@@ -548,12 +556,13 @@ class Scripts:
             return bytes(value)
         if t is ErrorReply:
             return lua.table_from({b"err": value.message.encode()})
-        if t is dict:
-            if resp3:
-                inner = lua.table_from({self._to_lua(k): self._to_lua(v) for k, v in value.items()})
+        if t is dict or t is Pairs:
+            pairs = value.items() if t is dict else value
+            if resp3:  # a repeated key (XREAD naming a stream twice) keeps its last value, as in Redis
+                inner = lua.table_from({self._to_lua(k): self._to_lua(v) for k, v in pairs})
                 return lua.table_from({b"map": inner})
             flat: list[Any] = []
-            for k, v in value.items():
+            for k, v in pairs:
                 flat += [k, v]
             value = flat
         elif t is set or t is frozenset or t is OrderedSet:

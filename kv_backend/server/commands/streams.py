@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.commands.registry import arg_int, block_ms, command, syntax, try_or_block, upper
-from kv_backend.server.protocol import NULL_ARRAY
+from kv_backend.server.protocol import NULL_ARRAY, Pairs
 from kv_backend.structures import CommandError, WrongTypeError, check_add_id, check_stream_id
 
 if TYPE_CHECKING:
@@ -169,10 +169,13 @@ def stream_read(
 
 
 def streams_reply(found: list[tuple[bytes, list[Any]]], resp3: bool) -> Any:
-    """The streams XREAD/XREADGROUP found, as sent: a map over RESP3, else an array; None if none."""
+    """The streams XREAD/XREADGROUP found, as sent: a map over RESP3, else an array; None if none.
+
+    A stream named twice is answered twice, in RESP3 too (a map with a repeated key), as Redis does.
+    """
     if not found:
         return None
-    return dict(found) if resp3 else [list(s) for s in found]
+    return Pairs(found) if resp3 else [list(s) for s in found]
 
 
 @command("XDEL", -3, "write")
