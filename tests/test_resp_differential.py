@@ -1426,8 +1426,8 @@ def test_far_expire_times_as_redis(pair):
 
 
 def _described(reply: Any) -> Any:
-    """A COMMAND INFO entry with what may differ on purpose taken out: ``noscript`` (kvb's scripts
-    may call some commands Redis's may not), key-spec notes (Redis's prose), subcommand order."""
+    """A COMMAND INFO entry with what may differ on purpose taken out: key-spec notes (Redis's
+    prose), subcommand order."""
     name, arity, flags, first, last, step, categories, tips, specs, subs = reply
 
     def spec(s: Any) -> dict:
@@ -1437,7 +1437,7 @@ def _described(reply: Any) -> Any:
     return (
         name,
         arity,
-        [f for f in _plain(flags) if f != b"noscript"],
+        _plain(flags),
         (first, last, step),
         _plain(categories),
         _plain(tips),

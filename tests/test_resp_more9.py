@@ -57,3 +57,68 @@ def test_xread_of_a_stream_named_twice_answers_it_twice(pair, protocol):
             "EVAL \"return redis.call('XREAD', 'STREAMS', 's', 's', '0', '1-0')\" 0",
         ],
     )
+
+
+# Calls Redis 7.0 refuses in scripts (its ``noscript`` commands, and XREAD/XREADGROUP's BLOCK, whose
+# refusal comes before its timeout and the other arguments are read), and their neighbours it allows
+# (the HELP of a container whose other subcommands are refused; BLMPOP and BZMPOP, which answer at once)
+_SCRIPT_CALLS = [
+    "'SAVE'",
+    "'BGSAVE'",
+    "'BLPOP', 'a', '0'",
+    "'BRPOP', 'a', '0'",
+    "'BRPOPLPUSH', 'a', 'b', '0'",
+    "'BLMOVE', 'a', 'b', 'LEFT', 'LEFT', '0'",
+    "'BZPOPMIN', 'z', '0'",
+    "'BZPOPMAX', 'z', '0'",
+    "'BLMPOP', '0', '1', 'a', 'LEFT'",
+    "'BZMPOP', '0', '1', 'z', 'MIN'",
+    "'CONFIG', 'GET', 'maxmemory'",
+    "'CONFIG', 'SET', 'maxmemory', '0'",
+    "'CONFIG', 'RESETSTAT'",
+    "'CONFIG', 'REWRITE'",
+    "'CONFIG', 'GET'",
+    "'CLIENT', 'ID'",
+    "'SCRIPT', 'FLUSH'",
+    "'FUNCTION', 'LIST'",
+    "'XREAD', 'BLOCK', '0', 'STREAMS', 's', '$'",
+    "'XREAD', 'block', 'x', 'STREAMS', 's', '0'",
+    "'XREAD', 'BLOCK', '-1', 'COUNT', 'x', 'STREAMS', 's'",
+    "'XREAD', 'COUNT', 'x', 'BLOCK', '0', 'STREAMS', 's', '0'",
+    "'XREAD', 'STREAMS', 's', 'BLOCK', '0'",
+    "'XREADGROUP', 'BLOCK', '0', 'GROUP', 'g', 'c', 'STREAMS', 's', '>'",
+    "'XREADGROUP', 'GROUP', 'g', 'c', 'BLOCK', '0', 'STREAMS', 's'",
+]
+
+
+def test_scripts_may_not_call_what_redis_refuses_them(pair, protocol):
+    """Scripts could call SAVE, BGSAVE, CONFIG and the blocking pops (which then answered at once),
+    and give XREAD/XREADGROUP a BLOCK, all of which Redis 7.0 refuses in a script; they could not
+    call CLIENT HELP, SCRIPT HELP or FUNCTION HELP, which Redis allows. Now each call is refused or
+    run as redis-server does, with its error text, from redis.call and redis.pcall."""
+    lines = [f'EVAL "return redis.{how}({call})" 0' for call in _SCRIPT_CALLS for how in ("call", "pcall")]
+    _assert_same_bytes(pair, protocol, lines)
+    for sub in ("CLIENT", "SCRIPT", "FUNCTION", "CONFIG"):  # kvb's HELP text is its own
+        want, got = (c.execute_command("EVAL", f"return redis.pcall('{sub}', 'HELP')", "0") for c in pair)
+        assert isinstance(want, list) and isinstance(got, list), (sub, got)
+        assert got[0] == want[0], sub
+
+
+def test_command_info_says_which_commands_scripts_may_not_call(pair):
+    """COMMAND INFO flags ``noscript`` where Redis does: it did not on SAVE, BGSAVE, CONFIG's
+    subcommands and the blocking pops, and did on CLIENT, SCRIPT and FUNCTION HELP."""
+    names = ["save", "bgsave", "blpop", "brpop", "brpoplpush", "blmove", "bzpopmin", "bzpopmax"]
+    names += ["blmpop", "bzmpop", "xread", "xreadgroup", "config", "client", "script", "function"]
+
+    def noscript(client) -> dict[bytes, bool]:
+        out = {}
+        for info in client.execute_command("COMMAND", "INFO", *names):
+            for entry in [info, *(info[9] or [])]:
+                out[bytes(entry[0])] = b"noscript" in [bytes(f) for f in entry[2]]
+        return out
+
+    want, got = (noscript(c) for c in pair)
+    for name in (b"client|setinfo", b"client|no-touch"):  # Redis 7.2's (noscript there too)
+        assert got.pop(name) is True
+    assert got == {name: flag for name, flag in want.items() if name in got}  # kvb has fewer
+    assert len(got) > 40
