@@ -122,3 +122,53 @@ def test_command_info_says_which_commands_scripts_may_not_call(pair):
         assert got.pop(name) is True
     assert got == {name: flag for name, flag in want.items() if name in got}  # kvb has fewer
     assert len(got) > 40
+
+
+# Scripts with a Redis 7 shebang first line, and what EVAL, EVAL_RO and SCRIPT LOAD make of them
+_SHEBANG_SCRIPTS = [
+    ("EVAL", "#!lua flags=no-writes\nreturn redis.pcall('set', 'a', '1')"),
+    ("EVAL", "#!lua flags=no-writes\nreturn redis.call('set', 'a', '1')"),
+    ("EVAL", "#!lua flags=no-writes\nreturn redis.pcall('publish', 'c', 'm')"),
+    ("EVAL", "#!lua flags=no-writes\nreturn redis.pcall('get', 'a')"),
+    ("EVAL", "#!lua\nreturn redis.pcall('set', 'a', '1')"),
+    ("EVAL", "#!lua\nerror('x')"),
+    ("EVAL", "#!lua flags=no-writes,allow-oom  flags=allow-stale,no-cluster,allow-cross-slot-keys\nreturn 1"),
+    ("EVAL", "#!lua flags=\nreturn 2"),
+    ("EVAL", "#!lua flags=no-writes,no-writes\r\nreturn 3"),
+    ("EVAL", "#!lua 'flags=no-writes'\nreturn redis.pcall('set', 'a', '1')"),
+    ("EVAL", "#!lua flags=no-writes,\nreturn 1"),
+    ("EVAL", "#!lua flags=NO-WRITES\nreturn 1"),
+    ("EVAL", "#!lua FLAGS=no-writes\nreturn 1"),
+    ("EVAL", "#!lua name=x\nreturn 1"),
+    ("EVAL", "#!LUA\nreturn 1"),
+    ("EVAL", "#! lua\nreturn 1"),
+    ("EVAL", "#!\nreturn 1"),
+    ("EVAL", "#!lua"),
+    ("EVAL", '#!lua "\nreturn 1'),
+    ("EVAL_RO", "#!lua\nreturn 1"),
+    ("EVAL_RO", "#!lua flags=no-writes\nreturn 1"),
+    ("EVAL_RO", "return 1"),
+    ("SCRIPT", "#!lua flags=bad\nreturn 1"),
+    ("SCRIPT", "#!lua\nreturn 1"),
+]
+
+
+def test_eval_reads_a_shebang_as_redis(pair, protocol):
+    """A script starting ``#!lua flags=...`` (Redis 7) did not compile ("unexpected symbol near
+    '#'"): the shebang is now read as Redis 7.0 reads it: ``no-writes`` makes the script read-only,
+    EVAL_RO refuses a shebang script without it, the other flags are accepted, and a bad shebang
+    gets Redis's error; line numbers count the shebang's line."""
+    conns = [Raw(c.connection_pool.connection_kwargs["port"], protocol) for c in pair]
+    try:
+        for command, script in _SHEBANG_SCRIPTS:
+            words = ["SCRIPT", "LOAD", script] if command == "SCRIPT" else [command, script, "0"]
+            want, got = (conn.call(*words) for conn in conns)
+            assert got == want, (command, script)
+            if command == "SCRIPT" and want.startswith(b"$"):  # then run by SHA1, read-only
+                sha = want.split(b"\r\n")[1]
+                want, got = (conn.call("EVALSHA_RO", sha, "0") for conn in conns)
+                assert got == want, script
+        assert conns[1].call("GET", "a") == conns[0].call("GET", "a") == b"$1\r\n1\r\n"
+    finally:
+        for conn in conns:
+            conn.close()

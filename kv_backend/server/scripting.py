@@ -25,7 +25,9 @@ from kv_backend.server.protocol import (
     ErrorReply,
     OrderedSet,
     Pairs,
+    ProtocolError,
     Verbatim,
+    split_inline,
 )
 from kv_backend.structures import CommandError, format_float, parse_int
 
@@ -394,6 +396,8 @@ class Scripts:
         self.server = server
         self.bodies: dict[str, bytes] = {}
         self._funcs: dict[str, Any] = {}
+        #: Each cached script's shebang flags (``#!lua flags=no-writes,...``); None without a shebang.
+        self._flags: dict[str, frozenset[bytes] | None] = {}
         self._lua: Any = None
         self._client: Connection | None = None
         self._read_only = False  # running an EVAL_RO / EVALSHA_RO script
@@ -432,13 +436,15 @@ class Scripts:
         """Compile and cache a script; return its SHA1."""
         sha = hashlib.sha1(body).hexdigest()
         if sha not in self._funcs:
+            flags, code = _shebang(body)
             self._runtime()
-            loaded = self._loader(body)
+            loaded = self._loader(code)
             fn, err = loaded if isinstance(loaded, tuple) else (loaded, None)
             if fn is None:
                 msg = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
                 raise CommandError(f"ERR Error compiling script (new function): {msg}")
             self._funcs[sha] = fn
+            self._flags[sha] = flags
             self.bodies[sha] = body
         return sha
 
@@ -447,6 +453,7 @@ class Scripts:
 
     def flush(self) -> None:
         self._funcs.clear()
+        self._flags.clear()
         self.bodies.clear()
 
     def eval(
@@ -465,6 +472,11 @@ class Scripts:
                 return ErrorReply("NOSCRIPT No matching script. Please use EVAL.")
         else:
             sha = self.load(script)
+        flags = self._flags[sha]
+        if flags is not None:  # a shebang: its flags say whether the script may write
+            if read_only and b"no-writes" not in flags:
+                return ErrorReply("ERR Can not execute a script with write flag using *_ro command.")
+            read_only = read_only or b"no-writes" in flags
         lua = self._runtime()
         keys, argv = rest[1 : 1 + numkeys], rest[1 + numkeys :]
         g = lua.globals()
@@ -700,6 +712,43 @@ def _refusal(words: list[bytes], read_only: bool) -> str | None:
     if read_only and (name in _MAY_REPLICATE or "write" in cmd.flags):
         return "ERR Write commands are not allowed from read-only scripts."
     return None
+
+
+#: The flags a script's shebang may give (Redis 7.0's; only ``no-writes`` changes what kvb does).
+_SHEBANG_FLAGS = frozenset(
+    {b"no-writes", b"allow-oom", b"allow-stale", b"no-cluster", b"allow-cross-slot-keys"}
+)
+
+
+def _shebang(body: bytes) -> tuple[frozenset[bytes] | None, bytes]:
+    """A script's shebang flags (None without a ``#!`` first line) and the code to compile.
+
+    The shebang is checked as Redis 7.0 checks it (``#!lua``, then ``flags=a,b`` options, words
+    split and quoted as an inline command), and left out of the code but for its line feed, so
+    that line numbers in errors stay the script's.
+    """
+    if not body.startswith(b"#!"):
+        return None, body
+    end = body.find(b"\n")
+    if end < 0:
+        raise CommandError("ERR Invalid script shebang")
+    try:
+        parts = split_inline(body[:end])
+    except ProtocolError:
+        parts = []
+    if not parts:
+        raise CommandError("ERR Invalid engine in script shebang")
+    if parts[0] != b"#!lua":
+        raise CommandError(f"ERR Unexpected engine in script shebang: {_text(parts[0])}")
+    flags: set[bytes] = set()
+    for part in parts[1:]:
+        if not part.startswith(b"flags="):
+            raise CommandError(f"ERR Unknown lua shebang option: {_text(part)}")
+        for flag in part[6:].split(b",") if len(part) > 6 else []:
+            if flag not in _SHEBANG_FLAGS:
+                raise CommandError(f"ERR Unexpected flag in script shebang: {_text(flag)}")
+            flags.add(flag)
+    return frozenset(flags), body[end:]
 
 
 def _error_table_text(message: str) -> str:
