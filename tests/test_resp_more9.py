@@ -4,6 +4,7 @@ redis-server 7.0: XREAD naming a stream twice, ..."""
 from __future__ import annotations
 
 import shlex
+import socket
 
 import test_resp_differential
 from resp_helpers import Raw
@@ -145,6 +146,7 @@ _SHEBANG_SCRIPTS = [
     ("EVAL", "#!\nreturn 1"),
     ("EVAL", "#!lua"),
     ("EVAL", '#!lua "\nreturn 1'),
+    ("EVAL", "#!lua flags=\"no-writes\"\nreturn redis.pcall('set', 'a', '2')"),
     ("EVAL_RO", "#!lua\nreturn 1"),
     ("EVAL_RO", "#!lua flags=no-writes\nreturn 1"),
     ("EVAL_RO", "return 1"),
@@ -172,3 +174,46 @@ def test_eval_reads_a_shebang_as_redis(pair, protocol):
     finally:
         for conn in conns:
             conn.close()
+
+
+# Inline commands (what telnet sends) with quotes and escapes; each is followed by GET k
+_INLINE = [
+    b'SET k a"b c"',
+    b"SET k 'a\\nb'",
+    b'SET k "\\x41\\b\\a\\xg1\\x4"',
+    b"SET k 'it\\'s'",
+    b'SET k "a"b',
+    b'SET k "\\xZZ"',
+    b'SET k "a\\"b"',
+    b"SET k x'a b'y",
+    b"SET k x'a b' y",
+    b'SET k a""b',
+    b'SET k ""',
+    b"SET k a\x0bb",
+    b"SET \x0b k \x0cv",
+    b'SET k "\\"\'"',
+    b'SET k "a"\x0b',
+    b'SET k "a\r',
+    b"SET k 'a\\",
+]
+
+
+def test_inline_commands_are_split_as_redis_splits_them(pair):
+    """An inline command's quotes and escapes are read as Redis reads them: a quote inside a word
+    opens a quoted part (``a"b c"`` is ``ab c``), ``"\\x41"`` is ``A``, ``\\b`` and ``\\a`` are
+    escapes, and ``'...'`` escapes only ``\\'`` (kvb stored ``x41``, ``b``, ``a`` and a line feed)."""
+    for line in _INLINE:
+        replies = []
+        for client in pair:
+            client.execute_command("DEL", "k")
+            with socket.create_connection(
+                ("127.0.0.1", client.connection_pool.connection_kwargs["port"])
+            ) as sock:
+                sock.settimeout(10)
+                reader = sock.makefile("rb")
+                sock.sendall(line + b"\r\n")
+                replies.append(reader.readline())
+                if not replies[-1].startswith(b"-"):
+                    sock.sendall(b"GET k\r\n")
+                    replies += [reader.readline(), reader.readline()]
+        assert replies[len(replies) // 2 :] == replies[: len(replies) // 2], line

@@ -335,43 +335,77 @@ def _read_whole(reader: Any, data: bytes) -> list[list[bytes]] | None:
 
 
 def split_inline(line: bytes) -> list[bytes]:
-    """Split an inline command into words; ``"..."`` and ``'...'`` quote words with spaces."""
-    line = line.rstrip(b"\r")
-    if b'"' not in line and b"'" not in line:
+    """Split an inline command into words as Redis splits one (its ``sdssplitargs``).
+
+    Words are separated by whitespace; a quote anywhere in a word opens a quoted part, which
+    must close at the end of the word: ``"..."`` reads the escapes ``\\n \\r \\t \\b \\a``
+    and ``\\xHH`` (any other escaped character stands for itself), ``'...'`` only ``\\'``. A
+    quoted part left open, or closed in the middle of a word, is Redis's "unbalanced quotes"
+    error.
+    """
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if b'"' not in line and b"'" not in line and b"\x0b" not in line and b"\x0c" not in line:
         return line.split()
     words: list[bytes] = []
     i, n = 0, len(line)
-    while i < n:
-        while i < n and line[i : i + 1].isspace():
+    while True:
+        while i < n and line[i] in _SPACE:
             i += 1
         if i >= n:
-            break
+            return words
         word = bytearray()
-        quote = line[i : i + 1] if line[i : i + 1] in (b'"', b"'") else b""
-        if quote:
-            i += 1
-            while True:
-                if i >= n:
+        quote = 0
+        while True:
+            if i >= n:
+                if quote:
                     raise ProtocolError("Protocol error: unbalanced quotes in request")
-                c = line[i : i + 1]
-                if c == b"\\" and i + 1 < n:
-                    nxt = line[i + 1 : i + 2]
-                    word += {b"n": b"\n", b"r": b"\r", b"t": b"\t"}.get(nxt, nxt)
-                    i += 2
-                    continue
-                if c == quote:
+                break
+            c = line[i]
+            if quote == 34:  # '"'
+                if c == 92 and i + 3 < n and line[i + 1] == 120 and _hex_pair(line[i + 2 : i + 4]):
+                    word.append(int(line[i + 2 : i + 4], 16))  # \xHH
+                    i += 3
+                elif c == 92 and i + 1 < n:
                     i += 1
-                    if i < n and not line[i : i + 1].isspace():
+                    word.append(_ESCAPES.get(line[i], line[i]))
+                elif c == 34:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
                         raise ProtocolError("Protocol error: unbalanced quotes in request")
+                    i += 1
                     break
-                word += c
-                i += 1
-        else:
-            while i < n and not line[i : i + 1].isspace():
-                word += line[i : i + 1]
-                i += 1
+                else:
+                    word.append(c)
+            elif quote == 39:  # "'"
+                if c == 92 and i + 1 < n and line[i + 1] == 39:
+                    word.append(39)
+                    i += 1
+                elif c == 39:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        raise ProtocolError("Protocol error: unbalanced quotes in request")
+                    i += 1
+                    break
+                else:
+                    word.append(c)
+            elif c in _WORD_END:
+                break
+            elif c == 34 or c == 39:
+                quote = c
+            else:
+                word.append(c)
+            i += 1
         words.append(bytes(word))
-    return words
+
+
+#: What Redis skips between words (C's isspace), and what ends a word outside quotes.
+_SPACE = frozenset(b" \t\n\r\x0b\x0c")
+_WORD_END = frozenset(b" \t\n\r")
+_ESCAPES = {110: 10, 114: 13, 116: 9, 98: 8, 97: 7}  # \n \r \t \b \a
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _hex_pair(two: bytes) -> bool:
+    return len(two) == 2 and two[0] in _HEX and two[1] in _HEX
 
 
 def encode(value: Any, resp3: bool) -> bytes:
