@@ -217,3 +217,30 @@ def test_inline_commands_are_split_as_redis_splits_them(pair):
                     sock.sendall(b"GET k\r\n")
                     replies += [reader.readline(), reader.readline()]
         assert replies[len(replies) // 2 :] == replies[: len(replies) // 2], line
+
+
+def _until_closed(port: int, data: bytes) -> bytes:
+    """Everything the server sends back to ``data`` until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+        return out
+
+
+def test_commands_before_malformed_input_still_run(pair):
+    """A read holding whole commands and then malformed input (a bad bulk length, unbalanced
+    quotes) got only the protocol error: the commands before it were dropped, unrun. As in Redis,
+    they now run and are answered, then the error is sent and the connection closed."""
+    head = b"SET z 1\r\n*3\r\n$3\r\nSET\r\n$1\r\ny\r\n$1\r\n2\r\nPING\r\n"
+    # Redis skips the two bytes after a bulk string unread (here "xx"); kvb refuses them
+    cases = [b"*1\r\n$x\r\n", b'SET a "b\r\n', b"*1\r\n$4\r\nPINGxx\r\n"]
+    for bad in cases:
+        replies = []
+        for client in pair if bad != cases[-1] else pair[1:]:
+            client.execute_command("DEL", "y", "z")
+            replies.append(_until_closed(client.connection_pool.connection_kwargs["port"], head + bad))
+            assert client.execute_command("MGET", "y", "z") == [b"2", b"1"], bad
+        assert replies[-1].startswith(b"+OK\r\n+OK\r\n+PONG\r\n-ERR Protocol error: "), bad
+        assert replies[-1] == replies[0], bad

@@ -49,7 +49,13 @@ _join = b"".join
 
 
 class ProtocolError(KVError):
-    """The client sent bytes that are not valid RESP (the connection is closed after replying)."""
+    """The client sent bytes that are not valid RESP (the connection is closed after replying).
+
+    ``commands`` are the whole commands the same read held before the bad one: Redis runs them
+    (and sends their replies) before it answers the error.
+    """
+
+    commands: list[list[bytes]] = []
 
 
 class ErrorReply:
@@ -171,82 +177,86 @@ class Parser:
         args = self.args
         need = self.need
         want = 0
-        while True:
-            if args is None:
-                if pos >= n:
-                    break
-                if buf[pos] == 42:  # '*'
+        try:
+            while True:
+                if args is None:
+                    if pos >= n:
+                        break
+                    if buf[pos] == 42:  # '*'
+                        nl = buf.find(b"\r\n", pos)
+                        if nl < 0:
+                            if n - pos > MAX_INLINE:
+                                raise ProtocolError("Protocol error: too big mbulk count string")
+                            break
+                        raw = buf[pos + 1 : nl]
+                        if not raw.isdigit():
+                            if raw[:1] == b"-" and raw[1:].isdigit():
+                                pos = nl + 2  # a null or negative array: ignored, as Redis does
+                                continue
+                            raise ProtocolError("Protocol error: invalid multibulk length")
+                        count = int(raw) if len(raw) < 12 else MAX_ARRAY + 1
+                        if count > MAX_ARRAY:
+                            raise ProtocolError("Protocol error: invalid multibulk length")
+                        if limited and count > UNAUTH_ARRAY:
+                            raise ProtocolError("Protocol error: unauthenticated multibulk length")
+                        pos = nl + 2
+                        if count == 0:
+                            continue
+                        args = []
+                        need = count
+                    else:
+                        nl = buf.find(b"\n", pos)
+                        if nl < 0:
+                            if n - pos > MAX_INLINE:
+                                raise ProtocolError("Protocol error: too big inline request")
+                            break
+                        if nl - pos > MAX_INLINE:
+                            raise ProtocolError("Protocol error: too big inline request")
+                        words = split_inline(buf[pos:nl])
+                        pos = nl + 1
+                        if words:
+                            out.append(words)
+                            if limited:
+                                stopped = True
+                                break
+                        continue
+                while need:
+                    if pos >= n:
+                        break
+                    if buf[pos] != 36:  # '$'
+                        raise ProtocolError(f"Protocol error: expected '$', got '{chr(buf[pos])}'")
                     nl = buf.find(b"\r\n", pos)
                     if nl < 0:
                         if n - pos > MAX_INLINE:
-                            raise ProtocolError("Protocol error: too big mbulk count string")
+                            raise ProtocolError("Protocol error: too big bulk count string")
                         break
                     raw = buf[pos + 1 : nl]
-                    if not raw.isdigit():
-                        if raw[:1] == b"-" and raw[1:].isdigit():
-                            pos = nl + 2  # a null or negative array: ignored, as Redis does
-                            continue
-                        raise ProtocolError("Protocol error: invalid multibulk length")
-                    count = int(raw) if len(raw) < 12 else MAX_ARRAY + 1
-                    if count > MAX_ARRAY:
-                        raise ProtocolError("Protocol error: invalid multibulk length")
-                    if limited and count > UNAUTH_ARRAY:
-                        raise ProtocolError("Protocol error: unauthenticated multibulk length")
-                    pos = nl + 2
-                    if count == 0:
-                        continue
-                    args = []
-                    need = count
-                else:
-                    nl = buf.find(b"\n", pos)
-                    if nl < 0:
-                        if n - pos > MAX_INLINE:
-                            raise ProtocolError("Protocol error: too big inline request")
+                    if not raw.isdigit() or len(raw) > 12:
+                        raise ProtocolError("Protocol error: invalid bulk length")
+                    size = int(raw)
+                    if size > MAX_BULK:
+                        raise ProtocolError("Protocol error: invalid bulk length")
+                    if limited and size > UNAUTH_BULK:
+                        raise ProtocolError("Protocol error: unauthenticated bulk length")
+                    end = nl + 2 + size
+                    if end + 2 > n:
+                        want = end + 2 - pos
                         break
-                    if nl - pos > MAX_INLINE:
-                        raise ProtocolError("Protocol error: too big inline request")
-                    words = split_inline(buf[pos:nl])
-                    pos = nl + 1
-                    if words:
-                        out.append(words)
-                        if limited:
-                            stopped = True
-                            break
-                    continue
-            while need:
-                if pos >= n:
+                    if buf[end : end + 2] != b"\r\n":
+                        raise ProtocolError("Protocol error: bulk string not terminated by CRLF")
+                    args.append(buf[nl + 2 : end])
+                    pos = end + 2
+                    need -= 1
+                if need:
                     break
-                if buf[pos] != 36:  # '$'
-                    raise ProtocolError(f"Protocol error: expected '$', got '{chr(buf[pos])}'")
-                nl = buf.find(b"\r\n", pos)
-                if nl < 0:
-                    if n - pos > MAX_INLINE:
-                        raise ProtocolError("Protocol error: too big bulk count string")
+                out.append(args)
+                args = None
+                if limited:
+                    stopped = True
                     break
-                raw = buf[pos + 1 : nl]
-                if not raw.isdigit() or len(raw) > 12:
-                    raise ProtocolError("Protocol error: invalid bulk length")
-                size = int(raw)
-                if size > MAX_BULK:
-                    raise ProtocolError("Protocol error: invalid bulk length")
-                if limited and size > UNAUTH_BULK:
-                    raise ProtocolError("Protocol error: unauthenticated bulk length")
-                end = nl + 2 + size
-                if end + 2 > n:
-                    want = end + 2 - pos
-                    break
-                if buf[end : end + 2] != b"\r\n":
-                    raise ProtocolError("Protocol error: bulk string not terminated by CRLF")
-                args.append(buf[nl + 2 : end])
-                pos = end + 2
-                need -= 1
-            if need:
-                break
-            out.append(args)
-            args = None
-            if limited:
-                stopped = True
-                break
+        except ProtocolError as exc:  # the commands before the bad one are still run, as in Redis
+            exc.commands = out
+            raise
         self.held = stopped and pos < n
         self.args = args
         self.need = need

@@ -82,6 +82,9 @@ class Connection(asyncio.Protocol):
         self.created = self.last_active = time.time()
         self.last_command = b""
         self._paused = False
+        #: The error reply to malformed input, sent (then the connection closed) after the
+        #: commands received before it have run.
+        self.protocol_error: bytes | None = None
         #: What a blocking command waits for (BLPOP...); later commands wait with it.
         self.blocked: Block | None = None
         #: False inside EXEC and scripts, where blocking commands answer at once.
@@ -126,7 +129,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         transport = self.transport
-        if transport is None:
+        if transport is None or self.protocol_error is not None:  # closing: read no more, as Redis
             return
         self.last_active = time.time()  # CLIENT LIST's idle
         commands = self._parse(transport, data)
@@ -139,14 +142,21 @@ class Connection(asyncio.Protocol):
         self.server.schedule(self)
 
     def _parse(self, transport: asyncio.Transport, data: bytes) -> list[list[bytes]]:
-        """The commands ``data`` completes; on a protocol error, reply it and close the connection."""
+        """The commands ``data`` completes; on a protocol error, reply it and close the connection
+        once the commands received before the bad one have run (as Redis does)."""
         try:
             return self.parser.feed(data)
         except ProtocolError as exc:
-            transport.write(b"-ERR " + str(exc).encode() + b"\r\n")
-            transport.close()
-            self.transport = None
-            return []
+            self.protocol_error = b"-ERR " + str(exc).encode() + b"\r\n"
+            if not exc.commands and not self.pending and self.blocked is None:
+                self._close_on_protocol_error(transport)
+            return exc.commands
+
+    def _close_on_protocol_error(self, transport: asyncio.Transport) -> None:
+        """Send the protocol error the client's input ended with, and close the connection."""
+        transport.write(self.protocol_error or b"")
+        transport.close()
+        self.transport = None
 
     def run_held(self) -> None:
         """Before AUTH, requests are parsed one at a time: run each after the one before it."""
@@ -161,6 +171,8 @@ class Connection(asyncio.Protocol):
         commands, self.pending = self.pending, []
         transport = self.transport
         if transport is None or not commands:
+            if transport is not None and self.protocol_error is not None:
+                self._close_on_protocol_error(transport)
             return
         if len(commands) == 1:  # the usual case: one command per read, no list to join
             transport.write(self._reply(commands[0]))
@@ -177,6 +189,8 @@ class Connection(asyncio.Protocol):
         if self.close_after_reply:
             transport.close()
             self.transport = None
+        elif self.protocol_error is not None and not self.pending and self.blocked is None:
+            self._close_on_protocol_error(transport)
 
     def _reply(self, args: list[bytes]) -> bytes:
         """Run one command and return its encoded reply (nothing after CLIENT REPLY OFF or SKIP)."""
@@ -220,7 +234,7 @@ class Connection(asyncio.Protocol):
             self.drop_blocked_reply = False
         else:
             transport.write(encode(reply, self.resp3))
-        if self.pending or self.parser.held:
+        if self.pending or self.parser.held or self.protocol_error is not None:
             self.server.schedule(self)
 
     # ------------------------------------------------------------ commands
