@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import socket
+import time
 
 import test_resp_differential
 from resp_helpers import Raw
@@ -244,3 +245,24 @@ def test_commands_before_malformed_input_still_run(pair):
             assert client.execute_command("MGET", "y", "z") == [b"2", b"1"], bad
         assert replies[-1].startswith(b"+OK\r\n+OK\r\n+PONG\r\n-ERR Protocol error: "), bad
         assert replies[-1] == replies[0], bad
+
+
+def test_a_huge_array_header_does_not_hold_the_server(servers):
+    """``*2147483647`` (an allowed count, as in Redis, whose elements would follow) made hiredis build
+    a list that long at once: 14 bytes held every client of the server for seconds, and nested
+    ``*99999`` headers for half a second a read. Such reads now take the Python parser."""
+    ours = servers[2][1]
+    port = ours.connection_pool.connection_kwargs["port"]
+    a = socket.create_connection(("127.0.0.1", port), timeout=10)
+    b = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        a.sendall(b"*2147483647\r\n")
+        b.sendall(b"*1\r\n" + b"*99999\r\n" * 7000)
+        time.sleep(0.05)
+        start = time.monotonic()
+        assert ours.ping()
+        assert time.monotonic() - start < 1.0
+        assert b.recv(100) == b"-ERR Protocol error: expected '$', got '*'\r\n"
+    finally:
+        a.close()
+        b.close()

@@ -22,6 +22,7 @@ array. RESP2 connections get the RESP2 spelling of the RESP3 types.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from kv_backend.errors import KVError
@@ -151,7 +152,7 @@ class Parser:
             if one is not None:
                 return [one]
             reader = self.reader
-            if reader is not None:
+            if reader is not None and _small_enough(data):
                 commands = _read_whole(reader, data)
                 if commands is not None:
                     return commands
@@ -273,6 +274,20 @@ class Parser:
             self.chunks, self.start = [], 0
             self.have = 0
         return out
+
+
+#: An array (or RESP3 set, push, map, attribute) header of 1,000 or more elements after the first
+#: line of a read.
+_BIG_COUNT = re.compile(rb"\n[*~>%|]\d{4}")
+
+
+def _small_enough(data: bytes) -> bool:
+    """Whether ``data`` (a read that starts with an array header) announces no array of 1,000 or
+    more elements: only then is it given to hiredis, which makes a list as long as an array's count
+    as soon as it reads the count, also for arrays nested where no request has one (``*2147483647``
+    alone held the server for seconds; a read of nested ``*99999`` for half a second). The Python
+    parser takes the others, element by element as they arrive."""
+    return not data[1:5].isdigit() and _BIG_COUNT.search(data) is None
 
 
 #: ``*N`` and ``$N`` as clients write them, for the single-command check below.
