@@ -266,3 +266,14 @@ def test_a_huge_array_header_does_not_hold_the_server(servers):
     finally:
         a.close()
         b.close()
+
+
+def test_the_documented_argument_count_limit_is_redis(pair):
+    """docs/redis.md said a request may have up to 1,048,576 arguments; kvb, like Redis 7, takes up
+    to 2**31 - 1 (it waits for the rest) and refuses more."""
+    for client in pair:
+        port = client.connection_pool.connection_kwargs["port"]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"*1048577\r\n*1\r\n")  # the second header is an argument's place: an error
+            assert sock.recv(100) == b"-ERR Protocol error: expected '$', got '*'\r\n"
+        assert _until_closed(port, b"*2147483648\r\n") == b"-ERR Protocol error: invalid multibulk length\r\n"
