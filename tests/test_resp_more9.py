@@ -7,8 +7,11 @@ import shlex
 import socket
 import time
 
+import pytest
 import test_resp_differential
+from redis.exceptions import ResponseError
 from resp_helpers import Raw
+from test_resp_differential import make_client
 
 # the differential test's fixtures: a kvb serve and a redis-server, clients over RESP2 and RESP3
 servers = test_resp_differential.servers
@@ -277,3 +280,31 @@ def test_the_documented_argument_count_limit_is_redis(pair):
             sock.sendall(b"*1048577\r\n*1\r\n")  # the second header is an argument's place: an error
             assert sock.recv(100) == b"-ERR Protocol error: expected '$', got '*'\r\n"
         assert _until_closed(port, b"*2147483648\r\n") == b"-ERR Protocol error: invalid multibulk length\r\n"
+
+
+def _listed(client, *ids) -> list[int]:
+    """The IDs of the clients CLIENT LIST ID ``ids`` lists, in its order."""
+    text = client.execute_command("CLIENT", "LIST", "ID", *ids)
+    return [int(line.split(b" ")[0][3:]) for line in bytes(text).splitlines()]
+
+
+def test_client_list_and_kill_read_ids_as_redis(pair):
+    """CLIENT LIST ID listed the clients in ID order, once each, and CLIENT LIST/KILL ID read an ID
+    as Python does (``+5``, `` 5``, ``05``, ``1_0`` were IDs); as in Redis, the clients now come in
+    the order given (twice if given twice), and such IDs are refused with Redis's errors."""
+    for client in pair:
+        other = make_client(client.connection_pool.connection_kwargs["port"], 2)
+        try:
+            me, them = client.execute_command("CLIENT", "ID"), other.execute_command("CLIENT", "ID")
+            assert _listed(client, them, me) == [them, me]
+            assert _listed(client, me, them) == [me, them]
+            assert _listed(client, me, 999999, me) == [me, me]
+            assert _listed(client, 0, -1, "-9223372036854775808") == []
+            for bad in (f"+{me}", f" {me}", f"{me} ", f"0{me}", "1_0", "9223372036854775808", "x"):
+                with pytest.raises(ResponseError, match=r"(ERR )?Invalid client ID$"):
+                    _listed(client, me, bad)
+                with pytest.raises(ResponseError, match=r"(ERR )?client-id should be greater than 0$"):
+                    client.execute_command("CLIENT", "KILL", "ID", bad)
+            assert other.execute_command("PING") in (b"PONG", "PONG")
+        finally:
+            other.close()

@@ -193,13 +193,11 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
             kind = _client_type_arg(args[3])
             conns = [c for c in conns if _client_type(c) == kind]
         elif len(args) >= 4 and upper(args[2]) == b"ID":
-            wanted = set()
-            for raw in args[3:]:
-                try:
-                    wanted.add(int(raw))
-                except ValueError:
-                    raise CommandError("ERR Invalid client ID") from None
-            conns = [c for c in conns if c.id in wanted]
+            # as Redis: IDs read as integers are, all checked first; the clients in their order
+            # (one given twice is listed twice)
+            wanted = [int_or_error(raw, "ERR Invalid client ID") for raw in args[3:]]
+            clients = conn.server.clients
+            conns = [clients[i] for i in wanted if i in clients]
         elif len(args) != 2:
             raise CommandError("ERR syntax error")
         return Verbatim(b"".join(c.describe() + b"\n" for c in conns))
@@ -265,10 +263,7 @@ def _client_kill(conn: Connection, args: list[bytes]) -> Any:
             raise CommandError("ERR syntax error")
         key, value = upper(args[i]), args[i + 1]
         if key == b"ID":
-            try:
-                wanted = int(value)
-            except ValueError:
-                wanted = 0
+            wanted = int_or_error(value, "ERR client-id should be greater than 0")
             if wanted <= 0:
                 raise CommandError("ERR client-id should be greater than 0")
             clients = [c for c in clients if c.id == wanted]
