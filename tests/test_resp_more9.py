@@ -308,3 +308,15 @@ def test_client_list_and_kill_read_ids_as_redis(pair):
             assert other.execute_command("PING") in (b"PONG", "PONG")
         finally:
             other.close()
+
+
+def test_config_set_reads_integers_as_redis(pair, protocol):
+    """CONFIG SET read an integer setting with Python's int(): ``timeout -0`` was accepted and
+    ``1_0``, ``+10`` or ``010`` got "cannot change it"; as in Redis, they are not integers now
+    (``argument couldn't be parsed into an integer``), while ``proto-max-bulk-len``, a memory
+    value, takes leading zeros and units and checks its range after them (``1k`` is too small)."""
+    settings = [("timeout", v) for v in ("1_0", "+10", "010", "' 10'", "0x10", "-0", "-1", "2147483648", "0")]
+    settings += [("maxclients", v) for v in ("1_000", "+100", "0", "4294967296", "99999999999999999999")]
+    settings += [("port", v) for v in ("1_0", "70000")]
+    settings += [("proto-max-bulk-len", v) for v in ("1000", "0100", "1k", "1_0", "-1", "9999999999gb")]
+    _assert_same_bytes(pair, protocol, [f"CONFIG SET {name} {value}" for name, value in settings])

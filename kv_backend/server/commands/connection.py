@@ -494,11 +494,12 @@ def _memory(name: bytes, value: bytes) -> int:
 
 
 def _bounded(name: bytes, value: bytes, low: int, high: int) -> int:
+    """An integer setting, read as Redis reads one (``+5``, ``05``, ``-0``, `` 5``, ``1_0`` are not)."""
     try:
-        n = int(value)
-    except ValueError:
-        n = low - 1
-    if not (value.strip() == value and low <= n <= high):
+        n = arg_int(value)
+    except NotAnIntegerError:
+        raise _config_failed(name, "argument couldn't be parsed into an integer") from None
+    if not low <= n <= high:
         raise _config_failed(name, f"argument must be between {low} and {high} inclusive")
     return n
 
@@ -536,7 +537,10 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
     if name == b"maxclients":
         return _bounded(name, value, 1, 4294967295)
     if name == b"proto-max-bulk-len":
-        return _memory(name, value) if not value.isdigit() else _bounded(name, value, 1048576, (1 << 63) - 1)
+        n = _memory(name, value)  # a memory value: plain digits too, leading zeros and all
+        if not 1048576 <= n <= (1 << 63) - 1:
+            raise _config_failed(name, "argument must be between 1048576 and 9223372036854775807 inclusive")
+        return n
     if name == b"port":
         return _bounded(name, value, 0, 65535)
     if name in (b"slowlog-log-slower-than", b"slowlog-max-len", b"latency-monitor-threshold"):
