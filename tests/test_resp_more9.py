@@ -320,3 +320,11 @@ def test_config_set_reads_integers_as_redis(pair, protocol):
     settings += [("port", v) for v in ("1_0", "70000")]
     settings += [("proto-max-bulk-len", v) for v in ("1000", "0100", "1k", "1_0", "-1", "9999999999gb")]
     _assert_same_bytes(pair, protocol, [f"CONFIG SET {name} {value}" for name, value in settings])
+
+
+def test_command_getkeys_skips_channels(pair, protocol):
+    """COMMAND GETKEYS[ANDFLAGS] of SPUBLISH, SSUBSCRIBE and SUNSUBSCRIBE answered their shard
+    channels as keys (flagged not_key); as Redis, those commands have no key arguments."""
+    calls = ["SPUBLISH c m", "SSUBSCRIBE a b", "SUNSUBSCRIBE a", "PUBLISH c m", "SET a b", "SORT l STORE d"]
+    lines = [f"COMMAND {sub} {call}" for call in calls for sub in ("GETKEYS", "GETKEYSANDFLAGS")]
+    _assert_same_bytes(pair, protocol, lines)

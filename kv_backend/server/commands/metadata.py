@@ -585,14 +585,16 @@ def keys_of(call: list[bytes]) -> list[tuple[bytes, tuple[str, ...]]]:
         info = lookup(call[0] + b"|" + call[1])
     if info is None:
         raise CommandError("ERR Invalid command specified")
-    if not info.specs:
+    # as Redis, a key spec flagged not_key (SPUBLISH's shard channel) names no key
+    specs = [spec for spec in info.specs if "not_key" not in spec.flags]
+    if not specs:
         raise CommandError("ERR The command has no key arguments")
     if (info.arity > 0 and len(call) != info.arity) or len(call) < -info.arity:
         raise CommandError("ERR Invalid number of arguments specified for command")
     found: list[tuple[bytes, tuple[str, ...]]] = []
     if info.name == "sort":
         return sort_keys(call)
-    for spec in info.specs:
+    for spec in specs:
         positions = spec.positions(call)
         if positions is None:  # the call does not fit the spec: no keys at all
             found = []
