@@ -328,3 +328,27 @@ def test_command_getkeys_skips_channels(pair, protocol):
     calls = ["SPUBLISH c m", "SSUBSCRIBE a b", "SUNSUBSCRIBE a", "PUBLISH c m", "SET a b", "SORT l STORE d"]
     lines = [f"COMMAND {sub} {call}" for call in calls for sub in ("GETKEYS", "GETKEYSANDFLAGS")]
     _assert_same_bytes(pair, protocol, lines)
+
+
+def test_a_woken_xread_answers_every_stream_with_new_entries(servers):
+    """As docs/redis.md now says: a blocked XREAD woken by a transaction that added to both its
+    streams answers both (Redis 7.2's way; 7.0 answers only the first stream it signalled)."""
+    port = servers[2][1].connection_pool.connection_kwargs["port"]
+    waiter, writer = Raw(port, 2), Raw(port, 2)
+    try:
+        writer.call("DEL", "s", "t")
+        waiter.sock.sendall(b"*8\r\n$5\r\nXREAD\r\n$5\r\nBLOCK\r\n$1\r\n0\r\n$7\r\nSTREAMS\r\n")
+        waiter.sock.sendall(b"$1\r\ns\r\n$1\r\nt\r\n$1\r\n$\r\n$1\r\n$\r\n")
+        deadline = time.monotonic() + 5
+        while b"blocked_clients:1" not in writer.call("INFO", "clients"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for words in (["MULTI"], ["XADD", "t", "1-0", "f", "v"], ["XADD", "s", "1-0", "f", "w"], ["EXEC"]):
+            writer.call(*words)
+        assert waiter._read() == (
+            b"*2\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nf\r\n$1\r\nw\r\n"
+            b"*2\r\n$1\r\nt\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
+        )
+    finally:
+        waiter.close()
+        writer.close()
