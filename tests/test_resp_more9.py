@@ -1,5 +1,7 @@
-"""More of ``kvb serve``'s Redis compatibility, each checked byte for byte against a real
-redis-server 7.0: XREAD naming a stream twice, ..."""
+"""More of ``kvb serve``'s Redis compatibility, checked byte for byte against a real redis-server
+7.0 where it has the same behaviour: XREAD naming a stream twice, what scripts may call, script
+shebangs, inline commands and malformed input, huge array headers, CLIENT LIST/KILL IDs, CONFIG
+SET integers and COMMAND GETKEYS of shard channels."""
 
 from __future__ import annotations
 
