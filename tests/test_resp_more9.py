@@ -354,3 +354,53 @@ def test_a_woken_xread_answers_every_stream_with_new_entries(servers):
     finally:
         waiter.close()
         writer.close()
+
+
+def _lib(name: str, *functions: tuple[str, int]) -> str:
+    body = "".join(f"\nredis.register_function('{f}', function() return {n} end)" for f, n in functions)
+    return f"#!lua name={name}{body}"
+
+
+def test_fcall_finds_a_function_whatever_the_case_of_its_name(pair, protocol):
+    """As in Redis 7.0, function names are looked up ignoring ASCII case: FCALL myfunc calls
+    MyFunc, a library may not bring a function whose name differs only in case from another
+    library's (FUNCTION LOAD and RESTORE, naming the new one), and of two such names in one library
+    FCALL finds the last registered; kvb said "Function not found" and loaded both."""
+    calls = [
+        ["FUNCTION", "FLUSH"],
+        ["FUNCTION", "LOAD", _lib("lib1", ("MyFunc", 1))],
+        ["FCALL", "myfunc", "0"],
+        ["FCALL", "MYFUNC", "0"],
+        ["FCALL_RO", "myfunc", "0"],
+        ["FUNCTION", "LOAD", _lib("lib2", ("myfunc", 2))],
+        ["FUNCTION", "LOAD", "REPLACE", _lib("lib1", ("MYFUNC", 3))],
+        ["FCALL", "MyFunc", "0"],
+        ["FUNCTION", "LOAD", _lib("lib3", ("a", 4), ("A", 5))],
+        ["FCALL", "a", "0"],
+        ["FUNCTION", "STATS"],
+        ["FUNCTION", "LIST"],
+        ["FUNCTION", "FLUSH"],
+        ["FUNCTION", "LOAD", _lib("x", ("Fa", 6))],
+        ["FUNCTION", "LOAD", _lib("z", ("zz", 7))],
+    ]
+    conns = [Raw(c.connection_pool.connection_kwargs["port"], protocol) for c in pair]
+    try:
+        for words in calls:
+            want, got = (conn.call(*words) for conn in conns)
+            assert got == want, words
+        dump = conns[0].call("FUNCTION", "DUMP").split(b"\r\n", 1)[1][:-2]
+        for words in (
+            ["FUNCTION", "FLUSH"],
+            ["FUNCTION", "LOAD", _lib("y", ("fA", 8))],
+            ["FUNCTION", "RESTORE", dump, "APPEND"],
+            ["FUNCTION", "RESTORE", dump, "REPLACE"],
+            ["FCALL", "FA", "0"],
+            ["FUNCTION", "RESTORE", dump, "FLUSH"],
+            ["FCALL", "FA", "0"],
+            ["FUNCTION", "FLUSH"],
+        ):
+            want, got = (conn.call(*words) for conn in conns)
+            assert got == want, words
+    finally:
+        for conn in conns:
+            conn.close()

@@ -52,7 +52,9 @@ class Functions:
         self.server = server
         self.scripts = scripts
         self.libraries: dict[str, Library] = {}
-        self._functions: dict[str, tuple[Library, Function]] = {}
+        #: Every function by its name in ASCII lower case: as in Redis, FCALL finds a function
+        #: whatever the case of its name, and two libraries may not have names differing only so.
+        self._functions: dict[bytes, tuple[Library, Function]] = {}
         self._token: int | None = None
         self._stored = b""
 
@@ -80,7 +82,11 @@ class Functions:
 
     def _install(self, libraries: dict[str, Library], stored: bytes) -> None:
         self.libraries = libraries
-        self._functions = {f.name: (lib, f) for lib in libraries.values() for f in lib.functions.values()}
+        functions: dict[bytes, tuple[Library, Function]] = {}
+        for lib in libraries.values():
+            for f in lib.functions.values():  # of two in one library differing in case, FCALL finds
+                functions[_fold(f.name)] = (lib, f)  # the one registered last, as in Redis
+        self._functions = functions
         self._stored = stored
 
     def _save(self, libraries: dict[str, Library]) -> None:
@@ -133,7 +139,7 @@ class Functions:
                 raise CommandError(f"ERR Library '{name}' already exists")
             lib = self._compile(code)
             for fname in lib.functions:
-                owner = self._functions.get(fname)
+                owner = self._functions.get(_fold(fname))
                 if owner is not None and owner[0].name != lib.name:
                     raise CommandError(f"ERR Function {fname} already exists")
             libraries = dict(self.libraries)
@@ -175,15 +181,15 @@ class Functions:
         with db.locked():
             self.sync()
             new: dict[str, Library] = {}
-            owners: dict[str, str] = {}
+            owners: dict[bytes, tuple[str, str]] = {}  # a function (folded): its library and name
             for code in codes:
                 lib = self._compile(code)
                 if lib.name in new:
                     raise CommandError(f"ERR Library '{lib.name}' already exists")
                 for fname in lib.functions:
-                    if fname in owners:
+                    if owners.get(_fold(fname), (lib.name,))[0] != lib.name:
                         raise CommandError(f"ERR Function {fname} already exists")
-                    owners[fname] = lib.name
+                    owners[_fold(fname)] = (lib.name, fname)
                 new[lib.name] = lib
             libraries = {} if policy == b"FLUSH" else dict(self.libraries)
             for name in new:
@@ -192,8 +198,8 @@ class Functions:
                 libraries.pop(name, None)
             for lib in libraries.values():
                 for fname in lib.functions:
-                    if fname in owners:
-                        raise CommandError(f"ERR Function {fname} already exists")
+                    if _fold(fname) in owners:  # named as Redis names it: the restored one
+                        raise CommandError(f"ERR Function {owners[_fold(fname)][1]} already exists")
             libraries.update(new)
             self._save(libraries)
 
@@ -226,7 +232,8 @@ class Functions:
 
     def stats(self) -> dict[bytes, Any]:
         self.sync()
-        counts = {b"libraries_count": len(self.libraries), b"functions_count": len(self._functions)}
+        functions = sum(len(lib.functions) for lib in self.libraries.values())
+        counts = {b"libraries_count": len(self.libraries), b"functions_count": functions}
         return {b"running_script": None, b"engines": {b"LUA": counts}}
 
     # ------------------------------------------------------------ FCALL
@@ -234,7 +241,7 @@ class Functions:
     def call(self, conn: Connection, name: bytes, rest: list[bytes], read_only: bool) -> Any:
         """FCALL / FCALL_RO ``name numkeys key... arg...`` (run under the store lock, as EVAL)."""
         self.sync()
-        found = self._functions.get(name.decode("utf-8", "surrogateescape"))
+        found = self._functions.get(name.lower())
         if found is None:
             raise CommandError("ERR Function not found")
         try:
@@ -250,6 +257,11 @@ class Functions:
         if read_only and not no_writes:
             raise CommandError("ERR Can not execute a script with write flag using *_ro command.")
         return self.scripts.run_function(conn, function.callback, function.name, rest[1:], numkeys, no_writes)
+
+
+def _fold(name: str) -> bytes:
+    """A function's name as FCALL looks it up: its bytes in ASCII lower case (Redis's strcasecmp)."""
+    return name.encode("utf-8", "surrogateescape").lower()
 
 
 def _library_name(code: bytes) -> str:
