@@ -364,8 +364,9 @@ def _lib(name: str, *functions: tuple[str, int]) -> str:
 def test_fcall_finds_a_function_whatever_the_case_of_its_name(pair, protocol):
     """As in Redis 7.0, function names are looked up ignoring ASCII case: FCALL myfunc calls
     MyFunc, a library may not bring a function whose name differs only in case from another
-    library's (FUNCTION LOAD and RESTORE, naming the new one), and of two such names in one library
-    FCALL finds the last registered; kvb said "Function not found" and loaded both."""
+    library's (FUNCTION LOAD and RESTORE, naming the new one); kvb said "Function not found" and
+    loaded both. (Of two such names in one library, which one FCALL finds in Redis depends on its
+    hash table: not compared.)"""
     calls = [
         ["FUNCTION", "FLUSH"],
         ["FUNCTION", "LOAD", _lib("lib1", ("MyFunc", 1))],
@@ -376,9 +377,7 @@ def test_fcall_finds_a_function_whatever_the_case_of_its_name(pair, protocol):
         ["FUNCTION", "LOAD", "REPLACE", _lib("lib1", ("MYFUNC", 3))],
         ["FCALL", "MyFunc", "0"],
         ["FUNCTION", "LOAD", _lib("lib3", ("a", 4), ("A", 5))],
-        ["FCALL", "a", "0"],
         ["FUNCTION", "STATS"],
-        ["FUNCTION", "LIST"],
         ["FUNCTION", "FLUSH"],
         ["FUNCTION", "LOAD", _lib("x", ("Fa", 6))],
         ["FUNCTION", "LOAD", _lib("z", ("zz", 7))],

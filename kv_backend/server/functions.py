@@ -85,7 +85,7 @@ class Functions:
         functions: dict[bytes, tuple[Library, Function]] = {}
         for lib in libraries.values():
             for f in lib.functions.values():  # of two in one library differing in case, FCALL finds
-                functions[_fold(f.name)] = (lib, f)  # the one registered last, as in Redis
+                functions[_fold(f.name)] = (lib, f)  # the last (Redis: either, by its hash table)
         self._functions = functions
         self._stored = stored
 
