@@ -304,6 +304,14 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             return
         self._rlock = threading.Lock()
         self._merge_thread = None
+        if self._txn is not None:
+            # Forked inside a transaction: it stays the parent's, which alone holds the lock and
+            # commits or discards it. Its records are indexed here but unpublished, and the tail
+            # this process knows lies past them: writing there would overwrite the parent's
+            # records. Drop the transaction and rebuild the view at the next call (which waits
+            # for the parent's transaction to end, as any process opening the store does).
+            self._txn = None
+            self._seen = self._gen = -1
         if self._merge_lock is not None:
             self._merge_lock.forget_in_child()
             self._merge_lock = None

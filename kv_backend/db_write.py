@@ -187,7 +187,16 @@ class _TransactionBlock:
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         db = self._db
         txn = db._txn
-        assert txn is not None
+        if txn is None:
+            # A child forked inside the block: the transaction stayed with the parent (see
+            # DB._after_fork_in_child), and this process holds no lock to release.
+            if exc_type is None:
+                raise TransactionError(
+                    f"this process was forked inside a transaction on {db.path}, which only the parent "
+                    "process commits; the child's writes since the fork were applied one by one. Open "
+                    "a transaction in the child itself to group its writes"
+                )
+            return
         if txn.depth:
             txn.depth -= 1
             if exc_type is not None:
