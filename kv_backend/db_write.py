@@ -202,6 +202,14 @@ class _TransactionBlock:
             if exc_type is not None:
                 txn.doomed = True
             return
+        if db._closed:
+            # close() inside the block (or by another thread): the files are gone, nothing of the
+            # block was published, and the next writer's tail recovery cuts its records off.
+            db._txn = None
+            db._lock.release()
+            if exc_type is None:
+                db._raise_closed_in_transaction()
+            return
         try:
             if exc_type is None and not txn.doomed:
                 db._commit_transaction(txn)
@@ -242,6 +250,12 @@ class _Writing:
             raise ReadOnlyError(
                 f"the store at {self.path} was opened with read_only=True; open it writable to change it"
             )
+
+    def _raise_closed_in_transaction(self) -> None:
+        raise DatabaseClosedError(
+            f"the store at {self.path} was closed inside a transaction, so none of the transaction's "
+            "writes were applied; close it after the with block ends"
+        )
 
     def locked(self) -> _Locked:
         """Hold the store's cross-process write lock for a read-modify-write sequence.

@@ -3,12 +3,13 @@ and the other edge cases the first tests did not cover."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from helpers import exit_code, fork_child
 
-from kv_backend import DB, TransactionError
+from kv_backend import DB, DatabaseClosedError, TransactionError
 from kv_backend.check import check
 
 
@@ -53,3 +54,27 @@ def test_a_child_forked_inside_a_transaction_is_told_when_it_leaves_the_block(st
         block.__exit__(None, None, None)
         assert exit_code(pid) == 0
         assert dict(db.items()) == {b"a": b"1", b"c": b"2"}
+
+
+def test_close_inside_a_transaction_discards_it_with_a_clear_error(store_path):
+    """close() in the block made its end raise a bare AssertionError; and the lock must be left
+    for the other threads."""
+    with DB(store_path) as db:
+        db.put(b"keep", b"1")
+        with pytest.raises(DatabaseClosedError, match="closed inside a transaction"), db.transaction():
+            db.put(b"a", b"1")
+            db.close()
+    with DB(store_path) as db:
+        assert dict(db.items()) == {b"keep": b"1"}
+        done = []
+        with pytest.raises(DatabaseClosedError), db.transaction():
+            db.put(b"b", b"1")
+            t = threading.Thread(target=lambda: done.append(db._lock.try_acquire()))
+            db.close()
+        t.start()
+        t.join()
+        assert done == [True]  # the thread lock was released
+    with DB(store_path) as db:
+        assert dict(db.items()) == {b"keep": b"1"}
+        db.put(b"c", b"3")
+    assert check(store_path).ok
