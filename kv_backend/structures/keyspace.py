@@ -161,6 +161,9 @@ class Keyspace:
 
         ``timeout`` is in seconds (0: for ever); None comes back when it passes. The change
         token is taken before each try, so a write between a try and the wait is never missed.
+        Inside this thread's ``db.transaction()`` or ``db.locked()`` block it does not wait, as
+        blocking commands inside ``MULTI``/``EXEC`` do not in Redis: no other thread or process
+        can write while the block holds the write lock, so the wait could only end by its timeout.
         """
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or math.isnan(timeout):
             raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
@@ -174,6 +177,8 @@ class Keyspace:
             found = attempt(first)
             if found is not None:
                 return found
+            if db._lock.held:
+                return None
             first = False
             if deadline is None:
                 db.wait_for_change(token)
