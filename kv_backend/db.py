@@ -29,7 +29,7 @@ from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, MAX_FILE_SI
 from kv_backend.db_open import _Opening
 from kv_backend.db_read import _Reading
 from kv_backend.db_write import Batch, _Writing
-from kv_backend.errors import ConfigurationError, DatabaseClosedError, StorageError
+from kv_backend.errors import ConfigurationError, DatabaseClosedError, StorageError, TransactionError
 from kv_backend.files import (
     LOCK_FILE,
     DataFile,
@@ -378,11 +378,22 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         Returns True if a write happened, False on timeout. It watches one word
         of shared memory, checking every 0.2-2 ms, so it wakes within about a
         millisecond without any notification channel between processes.
+        Inside this thread's :meth:`transaction` or :meth:`locked` block it
+        raises :class:`~kv_backend.errors.TransactionError`: nobody else can
+        write while the block holds the write lock.
         """
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout != timeout):
             # A NaN deadline is never reached: the wait would never end.
             raise ConfigurationError(
                 f"timeout must be a number of seconds (or None to wait forever), not {timeout!r}"
+            )
+        if self._lock.held:
+            # Without this, the wait could only time out (for ever, without a timeout), or, with a
+            # token taken after the transaction's own writes, return True at once for no change.
+            raise TransactionError(
+                f"cannot wait for a change of {self.path} inside this thread's transaction() or "
+                "locked() block: no other thread or process can write while it holds the write lock; "
+                "wait after the block ends"
             )
         deadline = None if timeout is None else _time() + timeout
         delay = 0.0002

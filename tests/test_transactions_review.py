@@ -100,3 +100,22 @@ def test_a_blocking_pop_inside_the_threads_own_block_answers_at_once(store_path,
             assert st.blpop(["empty", "full"], 0) == (b"full", b"1")  # one that has data still pops
             assert time.monotonic() - t0 < 0.5
         assert st.lrange("x", 0, -1) == [b"1"] and st.llen("full") == 0
+
+
+def test_wait_for_change_inside_the_threads_own_block_is_refused(store_path):
+    """Inside the block nobody else can write: the wait returned True at once (no change since a
+    token taken after the transaction's writes) or, without a timeout, never returned."""
+    with DB(store_path) as db:
+        with db.transaction():
+            db.put(b"a", b"1")
+            with pytest.raises(TransactionError, match="cannot wait"):
+                db.wait_for_change(db.change_token(), 0.05)
+            with pytest.raises(TransactionError, match="cannot wait"):
+                db.wait_for_change(db.change_token())
+        with db.locked(), pytest.raises(TransactionError, match="cannot wait"):
+            db.wait_for_change(db.change_token())
+        assert db.get(b"a") == b"1"
+        token = db.change_token()
+        assert db.wait_for_change(token, 0.01) is False  # outside a block: waits as before
+        threading.Timer(0.02, db.put, (b"b", b"2")).start()  # another thread writes meanwhile
+        assert db.wait_for_change(token, 5) is True
