@@ -64,7 +64,10 @@ class SalvageReport:
     keys_copied: int = 0
     records_read: int = 0
     records_skipped: int = 0
-    """Records not applied: damaged (CRC mismatch) or in a batch that cannot be shown to have committed."""
+    """Records not applied: damaged (CRC mismatch) or in a batch that cannot be shown to have committed.
+
+    Not counted (a note instead): the write a crash cut short at the end of the active file, a torn
+    last record or a batch or transaction whose COMMIT never came, which replay ignores too."""
     regions: list[DamagedRegion] = field(default_factory=list)
     damaged_keys: list[bytes] = field(default_factory=list)
     """Keys whose newest record is damaged: not copied (their newest value is unreadable)."""
@@ -242,6 +245,7 @@ def _replay(
     pos = rec.FILE_HEADER_SIZE
     # The open batch: its records (key, location or None if damaged or a delete), or None.
     pending: list[tuple[bytes, tuple[int, int, int, float] | None, bool]] | None = None
+    pending_at = pos  # where the open batch starts
 
     def apply(items: list[tuple[bytes, tuple[int, int, int, float] | None, bool]]) -> None:
         for key, loc, damaged in items:
@@ -252,10 +256,18 @@ def _replay(
             else:
                 newest[key] = loc
 
-    def drop_pending() -> None:
+    def drop_pending(unfinished: bool = False) -> None:
+        """Drop the open batch; ``unfinished``: it ends the active file, a write a crash cut short
+        (a batch or transaction whose COMMIT never came), which replay ignores too: no damage."""
         nonlocal pending
         if pending is not None:
-            report.records_skipped += len(pending)
+            if unfinished:
+                report.notes.append(
+                    f"{path} @ {pending_at}: {len(pending)} record(s) of a batch whose COMMIT never "
+                    "reached the file (a batch or transaction cut by a crash; skipped, as replay does)"
+                )
+            else:
+                report.records_skipped += len(pending)
             # A damaged record's batch flag cannot be trusted: its key may have been written alone.
             apply([item for item in pending if item[2]])
             pending = None
@@ -302,14 +314,15 @@ def _replay(
             nxt = pos + 1
             while nxt < end and not _sound_at(buf, nxt, end):
                 nxt += 1
-            drop_pending()
             if tail and nxt >= end:
-                # Nothing readable after it in the newest file: the tail of a write that never completed.
+                # Nothing readable after it in the newest file: the tail of a write that never
+                # completed (what it held was never acknowledged: not damage, as for kvb check).
+                drop_pending(unfinished=True)
                 report.notes.append(
                     f"{path} @ {pos}: {end - pos} bytes of an unfinished last write (skipped, as replay does)"
                 )
-                report.records_skipped += 1
                 break
+            drop_pending()
             report.regions.append(DamagedRegion(path, pos, nxt - pos))
             pos = nxt
             continue
@@ -334,10 +347,10 @@ def _replay(
         item = (loc_key, loc, False)
         if flags & rec.FLAG_BATCH:
             if pending is None:
-                pending = []
+                pending, pending_at = [], pos
             pending.append(item)
         else:
             drop_pending()
             apply([item])
         pos += size
-    drop_pending()
+    drop_pending(unfinished=tail)
