@@ -1,7 +1,8 @@
 """redis-benchmark against ``kvb serve`` and a real redis-server, same run, with and without pipelining.
 
-Prints requests per second for SET, GET, INCR, LPUSH and HSET and the ratio
-kvb / redis-server, writes the ``resp`` section of docs/benchmarks.md and the
+Prints requests per second for SET, GET, INCR, LPUSH and HSET, stream commands and a
+script of three writes (EVAL: one transaction, all or nothing across a crash), and the
+ratio kvb / redis-server, writes the ``resp`` section of docs/benchmarks.md and the
 chart docs/charts/resp.png. ``--quick`` runs fewer requests.
 """
 
@@ -28,6 +29,17 @@ STREAM_TESTS = {
     "xreadgroup": ["XREADGROUP", "GROUP", "kvbench", "c", "COUNT", "1", "STREAMS", "kvbench:stream", ">"],
 }
 
+# A script of three writes to three keys (a transaction: kvb applies all of it or none, also across
+# a crash), as a custom redis-benchmark command.
+SCRIPT = (
+    "redis.call('INCR', KEYS[1]) redis.call('LPUSH', KEYS[2], ARGV[1]) "
+    "return redis.call('HSET', KEYS[3], 'f', ARGV[1])"
+)
+CUSTOM_TESTS = {
+    **STREAM_TESTS,
+    "eval": ["EVAL", SCRIPT, "3", "kvbench:n", "kvbench:list", "kvbench:hash", "value"],
+}
+
 
 def _redis_benchmark(port: int, requests: int, pipeline: int, clients: int, *args: str) -> str:
     """Run redis-benchmark quietly with these settings and ``args``; its output, one report per line."""
@@ -47,7 +59,7 @@ def run_benchmark(port: int, requests: int, pipeline: int, clients: int) -> dict
     missing = [t for t in TESTS if t not in rates]
     if missing:
         raise SystemExit(f"redis-benchmark gave no figure for {missing}:\n{out[-2000:]}")
-    for name, words in STREAM_TESTS.items():  # in this order: XREADGROUP reads what XADD added
+    for name, words in CUSTOM_TESTS.items():  # in this order: XREADGROUP reads what XADD added
         out = _redis_benchmark(port, requests, pipeline, clients, *words)
         m = re.search(rf"^\s*{words[0]} .*?: ([0-9.]+) requests per second", out, re.M)
         if m is None:
@@ -71,7 +83,7 @@ def chart(results: dict[int, dict[str, dict[str, float]]], path: str) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(11, 4), sharey=False)
     for ax, (pipeline, per_server) in zip(axes, sorted(results.items()), strict=True):
-        tests = [*TESTS, *STREAM_TESTS]
+        tests = [*TESTS, *CUSTOM_TESTS]
         xs = range(len(tests))
         width = 0.38
         ax.bar(
@@ -133,7 +145,7 @@ def main() -> None:
             stop(redis_proc)
     rows = []
     for pipeline, per_server in sorted(results.items()):
-        for t in [*TESTS, *STREAM_TESTS]:
+        for t in [*TESTS, *CUSTOM_TESTS]:
             r, k = per_server["redis-server"][t], per_server["kvb serve"][t]
             rows.append(
                 [
@@ -157,6 +169,8 @@ def main() -> None:
     summary += (
         f" Streams (XADD, and XREADGROUP through a consumer group): {min(streams):.0%} to {max(streams):.0%}."
     )
+    script = results[1]["kvb serve"]["eval"] / results[1]["redis-server"]["eval"]
+    summary += f" A script of three writes (EVAL, one transaction): {script:.0%}."
     print(summary)
     if args.no_write:
         return
@@ -165,7 +179,8 @@ def main() -> None:
     md = (
         f"`redis-benchmark -t {','.join(TESTS)} -q -n {requests} -c {args.clients}`, and the same for "
         f"`{' '.join(STREAM_TESTS['xadd'])}` then `{' '.join(STREAM_TESTS['xreadgroup'])}` (one entry "
-        "per call, read through a consumer group created beforehand), without and with "
+        "per call, read through a consumer group created beforehand) and an `EVAL` of a script doing "
+        "`INCR`, `LPUSH` and `HSET` on three keys, without and with "
         "`-P 16`, against a fresh `kvb serve` directory and a `redis-server` without persistence, in the "
         f"same run, alternating, best of {rounds} round(s) each. kvb writes every command to its log "
         "before replying (durable against a killed process); redis-server here keeps everything in "
