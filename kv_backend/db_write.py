@@ -144,6 +144,9 @@ _CRC = struct.Struct("<I")
 
 def _flag_as_batch(data: bytes, entries: list[tuple[int, bytes, int, int, float]]) -> bytes:
     """Return ``data`` with the batch flag set on each of its records (their CRCs recomputed)."""
+    flag = rec.FLAG_BATCH
+    if all(data[off + 5] & flag for _, _, off, _, _ in entries):
+        return data  # a batch's records: flagged when encoded
     buf = bytearray(data)
     view = memoryview(buf)
     for _, _, off, size, _ in entries:
