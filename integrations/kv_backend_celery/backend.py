@@ -530,6 +530,13 @@ class KVBackend(KeyValueStoreBackend):
         chord has not been cleaned up and the claim has lapsed, the process
         that was sending the callback died, and this part claims the chord
         and sends it (0 is returned).
+
+        A part delivered again after the chord has fired and been cleaned up
+        finds neither its marker, nor the counter, nor the saved group: it is
+        not counted (None), so it leaves no counter or marker behind. While a
+        chord runs its group is always there (the client saves it before
+        sending any part), and a group lost meanwhile leaves the counter, so
+        the last part still reports the lost group.
         """
         db = self.db
         if not task_id:
@@ -553,6 +560,11 @@ class KVBackend(KeyValueStoreBackend):
                 logger.warning("chord %s: part %s finished again; it was counted already", gid, task_id)
                 return None
             raw = db.get(key)
+            if raw is None and ensure_bytes(self.get_key_for_group(gid)) not in db:
+                logger.warning(
+                    "chord %s: part %s finished again after the chord was complete; ignored", gid, task_id
+                )
+                return None
             left = (int(raw) if raw is not None else 0) + 1
             with db.batch() as batch:
                 batch.put(marker, b"1", ttl=self._ttl(keep))

@@ -1,0 +1,129 @@
+"""More tests of the kvb:// Celery result backend: chords whose parts are delivered again late."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+
+import pytest
+from celery import Celery
+from celery.app.task import Context
+from kv_backend_celery.backend import KVBackend
+
+pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(120)]
+
+
+def make_app(url: str, **conf) -> Celery:
+    app = Celery("kvb-more9", broker="memory://", backend=url, set_as_current=False)
+    app.conf.update(result_extended=True, **conf)
+    return app
+
+
+def _chord(backend: KVBackend, monkeypatch, parts: int = 3, sent: list | None = None):
+    """A chord of ``parts`` parts on ``backend``, size announced; the callbacks it sends go to ``sent``."""
+    from celery.canvas import Signature
+
+    app = backend.app
+
+    @app.task(name="more9.tsum")
+    def tsum(values):  # pragma: no cover - never run, only signed
+        return sum(values)
+
+    sent = [] if sent is None else sent
+    monkeypatch.setattr(Signature, "delay", lambda self, *args, **kw: sent.append(args))
+    gid = str(uuid.uuid4())
+    ids = [f"{gid}-{i}" for i in range(parts)]
+    body = tsum.s()
+    body.freeze()
+    backend.apply_chord((gid, [app.AsyncResult(i) for i in ids]), body)
+    backend.set_chord_size(gid, parts)
+    return gid, ids, body, sent
+
+
+def _finish(backend: KVBackend, gid: str, task_id: str, body, value=1) -> None:
+    """A header part finishing (or being delivered again): store its result, then count it."""
+    request = Context(id=task_id, group=gid, chord=dict(body))
+    backend.mark_as_done(task_id, value, request=request)
+
+
+def _chord_keys(backend: KVBackend, gid: str) -> list[bytes]:
+    """Every key the chord ``gid`` has in the store: counter, claim, part markers and saved group."""
+    db = backend.db
+    return [
+        *db.keys(prefix=backend.get_key_for_chord(gid)),
+        *db.keys(prefix=backend.get_key_for_group(gid)),
+    ]
+
+
+# ----------------------------------------------------- late redelivered parts
+
+
+def test_part_delivered_again_after_the_chord_fired_leaves_nothing_behind(store_path, monkeypatch):
+    # acks_late and a lost worker: a part is delivered again after the chord has fired and
+    # been cleaned up. It used to start a new counter (1) and write its marker, both left
+    # in the store until result_chord_expires / result_expires ended.
+    backend = make_app(f"kvb://{store_path}", result_expires=100, result_chord_expires=6000).backend
+    gid, ids, body, sent = _chord(backend, monkeypatch)
+    for i in ids:
+        _finish(backend, gid, i, body)
+    assert sent == [([1, 1, 1],)]
+    assert _chord_keys(backend, gid) == []
+    for i in reversed(ids):
+        _finish(backend, gid, i, body)
+    assert sent == [([1, 1, 1],)]
+    assert _chord_keys(backend, gid) == []
+    # The copies don't stretch the header results' lifetime back to the chord's (Celery 5.7+).
+    assert backend.db.ttl(backend.get_key_for_task(ids[0])) <= 100
+
+
+def _fork(fn) -> int:
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            fn()
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
+
+def test_chord_fires_once_and_leaves_nothing_when_processes_finish_and_redeliver_parts_at_once(
+    store_path, monkeypatch
+):
+    # Four processes finish the parts of one chord at once and each delivers every part
+    # again, in its own order, while the chord fires: one callback, and nothing left.
+    backend = make_app(f"kvb://{store_path}").backend
+    parts, procs = 24, 4
+    sent_key = b"test-callbacks-sent"
+    sent = _CountingList(backend, sent_key)
+    gid, ids, body, _ = _chord(backend, monkeypatch, parts=parts, sent=sent)
+
+    def child(n: int) -> None:
+        rng = random.Random(n)
+        for i in ids[n::procs]:
+            _finish(backend, gid, i, body)
+        again = list(ids)
+        rng.shuffle(again)
+        for i in again:
+            _finish(backend, gid, i, body)
+
+    pids = [_fork(lambda n=n: child(n)) for n in range(procs)]
+    for pid in pids:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    assert backend.db.get(sent_key) == b"1"
+    assert _chord_keys(backend, gid) == []
+
+
+class _CountingList(list):
+    """A ``sent`` list whose appends, in whichever process, also count in the store."""
+
+    def __init__(self, backend: KVBackend, key: bytes) -> None:
+        super().__init__()
+        self.backend, self.key = backend, key
+
+    def append(self, item) -> None:
+        super().append(item)
+        self.backend.db.incr(self.key)
