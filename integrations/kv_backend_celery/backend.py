@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from celery import maybe_signature, states
+from celery import group, maybe_signature, states
 from celery.backends.base import KeyValueStoreBackend
 from celery.exceptions import BackendStoreError, ChordError, ImproperlyConfigured
 from celery.exceptions import TimeoutError as CeleryTimeoutError
@@ -636,6 +636,20 @@ class KVBackend(KeyValueStoreBackend):
 
     def _run_chord_callback(self, gid: str, chord_sig: Any, key: bytes, claim: bytes) -> Any:
         callback = maybe_signature(chord_sig, app=self.app)
+        if self._callback_has_a_state(callback):
+            # Only a part that took the chord over gets here: the process that sent the
+            # callback (or stored its ChordError) died before clearing the chord's keys.
+            logger.warning(
+                "chord %s: its callback %s already has a stored state, so it was sent; not sending it again",
+                gid,
+                callback.id,
+            )
+            try:
+                deps = GroupResult.restore(gid, backend=self)
+            except Exception:
+                deps = None
+            self._end_chord(gid, key, deps)
+            return None
         deps = self._restore_chord_group(gid, chord_sig)
         if deps is None:
             with self.db.batch() as batch:  # the parts' markers expire with _chord_counter_ttl()
@@ -675,16 +689,35 @@ class KVBackend(KeyValueStoreBackend):
         # and a redelivered part took the chord over and sends its callback.
         logger.warning("chord %s: another process took over its callback; not sending it from here", gid)
 
-    def _end_chord(self, gid: str, key: bytes, deps: GroupResult) -> None:
-        """Drop the chord's saved group, counter, claim and markers."""
-        deps.delete()
+    def _callback_has_a_state(self, callback: Any) -> bool:
+        """True if the chord's callback has a state in this store: it was sent (or failed with a ChordError).
+
+        A callback is only sent once its chord completes, and its id is new,
+        so any stored state (``STARTED``, a result, the ChordError the chord
+        left) proves it was published. No state proves nothing: it may still
+        wait in the broker, ignore its result, or keep it in another backend.
+        """
+        callback_id = getattr(callback, "id", None)
+        if not callback_id or isinstance(callback, group):
+            return False
+        return ensure_bytes(self.get_key_for_task(callback_id)) in self.db
+
+    def _end_chord(self, gid: str, key: bytes, deps: GroupResult | None) -> None:
+        """Drop the chord's saved group, counter, claim and markers, in one write.
+
+        One write: a process killed after sending the callback leaves either
+        the whole chord (a redelivered part then finds it) or none of it.
+        """
+        self._cache.pop(gid, None)
+        results = deps.results if deps is not None else []
         with self.db.batch() as batch:
+            batch.delete(ensure_bytes(self.get_key_for_group(gid)))
             batch.delete(ensure_bytes(key))
             batch.delete(self._claim_key(gid))
-            for dep in deps.results:
+            for dep in results:
                 batch.delete(self._part_marker(gid, dep.id))
         # The chord is over: header results get back their normal lifetime.
-        for dep in deps.results:
+        for dep in results:
             self.expire(self.get_key_for_task(dep.id), self.expires)
 
     # ---------------------------------------------------------------- waiting

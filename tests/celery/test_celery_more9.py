@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 import uuid
 
 import pytest
@@ -127,3 +128,57 @@ class _CountingList(list):
     def append(self, item) -> None:
         super().append(item)
         self.backend.db.incr(self.key)
+
+
+# ------------------------------------- the callback sent, its sender lost
+
+
+def _chord_backend(store_path: str, **conf) -> KVBackend:
+    # A short join timeout makes the claim on a completed chord lapse quickly.
+    backend = make_app(f"kvb://{store_path}", result_chord_join_timeout=0.05, **conf).backend
+    backend.chord_claim_min = 0.0
+    return backend
+
+
+def _completed_by_a_lost_process(backend: KVBackend, monkeypatch):
+    """A chord whose last part was counted by a process that then died (its claim has lapsed)."""
+    gid, ids, body, sent = _chord(backend, monkeypatch)
+    for i in ids[:-1]:
+        _finish(backend, gid, i, body)
+    backend.mark_as_done(ids[-1], 1)
+    assert backend._count_part(backend.get_key_for_chord(gid), gid, ids[-1], 60, b"lost") == 0
+    return gid, ids, body, sent
+
+
+@pytest.mark.parametrize("state", ["SUCCESS", "STARTED", "FAILURE"])
+def test_callback_with_a_stored_state_is_not_sent_again_by_a_redelivered_part(store_path, monkeypatch, state):
+    # The process that completed the chord sent the callback (or stored the ChordError of
+    # a failed header), then was killed before clearing the chord's keys. The part delivered
+    # again after the claim lapsed used to send the callback a second time; the callback's
+    # stored state (its result, STARTED with task_track_started, the ChordError) proves
+    # it was sent, so the chord is now only cleared.
+    backend = _chord_backend(store_path)
+    gid, ids, body, sent = _completed_by_a_lost_process(backend, monkeypatch)
+    if state == "FAILURE":
+        backend.mark_as_failure(body.id, RuntimeError("the chord's error"))
+    else:
+        backend.store_result(body.id, 3 if state == "SUCCESS" else None, state)
+    time.sleep(backend._chord_claim_ttl() + 0.05)  # the lost process's claim lapses
+    _finish(backend, gid, ids[0], body)
+    assert sent == []
+    assert backend.get_task_meta(body.id)["status"] == state
+    assert _chord_keys(backend, gid) == []
+    for i in ids:  # later copies neither send it nor leave anything
+        _finish(backend, gid, i, body)
+    assert sent == []
+    assert _chord_keys(backend, gid) == []
+
+
+def test_callback_without_a_state_is_sent_by_a_redelivered_part(store_path, monkeypatch):
+    # No state: the lost process may have died before sending it, so it is sent (never lost).
+    backend = _chord_backend(store_path)
+    gid, ids, body, sent = _completed_by_a_lost_process(backend, monkeypatch)
+    time.sleep(backend._chord_claim_ttl() + 0.05)
+    _finish(backend, gid, ids[0], body)
+    assert sent == [([1, 1, 1],)]
+    assert _chord_keys(backend, gid) == []
