@@ -136,14 +136,23 @@ def _stop_worker(worker: subprocess.Popen) -> None:
         worker.stdout.close()
 
 
+# HOLD_RESULTS: the clients below keep every AsyncResult they wait on until they exit.
+# With Celery before 5.7 and its redis:// result backend (make test-oldest: Celery 5.3,
+# redis-py 5.3), a fulfilled AsyncResult freed by the garbage collector while the client
+# is in the middle of SUBSCRIBE/UNSUBSCRIBE for the next one deadlocks the client: its
+# __del__ unsubscribes, re-entering redis-py's non-reentrant PubSub lock that same thread
+# holds (celery/celery#10477, fixed in Celery 5.7). get(timeout=60) then never returns.
 ROUND_TRIPS = """
     from celery import chord, group
     from kvbapp import add, total
 
-    assert add.delay(2, 3).get(timeout=60) == 5
-    g = group(add.s(i, i) for i in range(6))().get(timeout=60)
+    single = add.delay(2, 3)
+    assert single.get(timeout=60) == 5
+    grouped = group(add.s(i, i) for i in range(6))()
+    g = grouped.get(timeout=60)
     assert g == [0, 2, 4, 6, 8, 10], g
-    c = chord(add.s(i, 1) for i in range(5))(total.s()).get(timeout=60)
+    chorded = chord(add.s(i, 1) for i in range(5))(total.s())
+    c = chorded.get(timeout=60)
     assert c == 15, c
     print("celery ok")
 """
@@ -204,7 +213,9 @@ def test_celery_tasks_queued_in_kvb_serve_survive_a_server_kill(tmp_path):
                 import json
                 from kvbapp import app
                 ids = json.load(open("ids.json"))
-                got = [app.AsyncResult(i).get(timeout=60) for i in ids]
+                # Every AsyncResult is held until the end (see HOLD_RESULTS).
+                results = [app.AsyncResult(i) for i in ids]
+                got = [r.get(timeout=60) for r in results]
                 assert got == [i + 100 for i in range(8)], got
                 print("celery ok")
             """
