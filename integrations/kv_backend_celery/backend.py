@@ -101,6 +101,23 @@ def _failed_part(results: Iterable[Any]) -> AsyncResult | None:
     return None
 
 
+def _header_parts(results: Iterable[Any]) -> Iterator[AsyncResult]:
+    """The task results of a chord header, those inside nested groups included (each is a part)."""
+    for result in results:
+        if isinstance(result, ResultSet):
+            yield from _header_parts(result.results)
+        else:
+            yield result
+
+
+def _nested_groups(results: Iterable[Any]) -> Iterator[ResultSet]:
+    """The groups nested in a chord header (a header chain that ends in a group leaves one)."""
+    for result in results:
+        if isinstance(result, ResultSet):
+            yield result
+            yield from _nested_groups(result.results)
+
+
 def _bad(url: str, why: str) -> KVBackendConfigurationError:
     return KVBackendConfigurationError(
         f"invalid kv_backend result backend URL {url!r}: {why}. "
@@ -707,17 +724,24 @@ class KVBackend(KeyValueStoreBackend):
 
         One write: a process killed after sending the callback leaves either
         the whole chord (a redelivered part then finds it) or none of it.
+        The tasks of groups nested in the header are parts too, and Celery
+        announces each nested group's size under its own id: that counter,
+        never reached by a part, goes as well.
         """
         self._cache.pop(gid, None)
         results = deps.results if deps is not None else []
+        parts = list(_header_parts(results))
         with self.db.batch() as batch:
             batch.delete(ensure_bytes(self.get_key_for_group(gid)))
             batch.delete(ensure_bytes(key))
             batch.delete(self._claim_key(gid))
-            for dep in results:
+            for dep in parts:
                 batch.delete(self._part_marker(gid, dep.id))
+            for nested in _nested_groups(results):
+                if getattr(nested, "id", None):
+                    batch.delete(ensure_bytes(self.get_key_for_chord(nested.id)))
         # The chord is over: header results get back their normal lifetime.
-        for dep in results:
+        for dep in parts:
             self.expire(self.get_key_for_task(dep.id), self.expires)
 
     # ---------------------------------------------------------------- waiting

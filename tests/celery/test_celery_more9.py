@@ -7,9 +7,11 @@ import random
 import time
 import uuid
 
+import celery
 import pytest
-from celery import Celery
+from celery import Celery, chain, chord, group
 from celery.app.task import Context
+from celery.result import ResultSet
 from kv_backend_celery.backend import KVBackend
 
 pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(120)]
@@ -182,3 +184,66 @@ def test_callback_without_a_state_is_sent_by_a_redelivered_part(store_path, monk
     _finish(backend, gid, ids[0], body)
     assert sent == [([1, 1, 1],)]
     assert _chord_keys(backend, gid) == []
+
+
+# ---------------------------------------------- nested groups in the header
+
+
+def test_chord_with_a_group_nested_in_its_header_leaves_nothing_behind(store_path, monkeypatch):
+    # chord([a, b, chain(x, group(c, d))], body): the nested group's tasks are parts of the
+    # chord (counted under its id), and Celery's canvas also announces the nested group's
+    # own size. Their markers and that counter were left for result_chord_expires, and the
+    # nested parts' results kept the chord's lifetime.
+    backend = make_app(f"kvb://{store_path}", result_expires=100, result_chord_expires=6000).backend
+    from celery.canvas import Signature
+
+    app = backend.app
+
+    @app.task(name="more9.echo")
+    def echo(values):  # pragma: no cover - never run, only signed
+        return values
+
+    sent: list = []
+    monkeypatch.setattr(Signature, "delay", lambda self, *args, **kw: sent.append(args))
+    gid, inner = str(uuid.uuid4()), str(uuid.uuid4())
+    top, nested = [f"{gid}-a", f"{gid}-b"], [f"{inner}-c", f"{inner}-d"]
+    body = echo.s()
+    body.freeze()
+    inner_group = app.GroupResult(inner, [app.AsyncResult(i) for i in nested])
+    header = [app.AsyncResult(i) for i in top] + [inner_group]
+    backend.apply_chord((gid, header), body)
+    backend.set_chord_size(gid, 4)
+    for i in top:
+        _finish(backend, gid, i, body)
+    backend.set_chord_size(inner, 2)  # the nested group, applied by the chain's first task
+    for i in nested:
+        _finish(backend, gid, i, body)
+    assert sent == [([1, 1, [1, 1]],)]
+    assert _chord_keys(backend, gid) == []
+    assert _chord_keys(backend, inner) == []
+    for i in nested:  # the chord is over: its parts' results have their normal lifetime
+        assert backend.db.ttl(backend.get_key_for_task(i)) <= 100
+    for i in top + nested:  # late copies leave nothing either
+        _finish(backend, gid, i, body)
+    assert sent == [([1, 1, [1, 1]],)]
+    assert _chord_keys(backend, gid) == [] and _chord_keys(backend, inner) == []
+
+
+@pytest.mark.skipif(
+    celery.VERSION < (5, 7),
+    reason="Celery 5.3 (make test-oldest) never fires a chord whose header chain ends in a group, "
+    "with redis:// results too",
+)
+def test_chord_with_a_group_nested_in_its_header_leaves_nothing_with_workers(celery_env):
+    m = celery_env.app_module
+    backend = celery_env.app.backend
+    header = [m.add.s(1, 1), chain(m.add.s(2, 2), group(m.add.si(3, 3), m.add.si(4, 4)))]
+    r = chord(header)(m.echo.s())
+    assert r.get(timeout=30) == {"args": [[2, [6, 8]]], "kwargs": {}}
+    gid = r.parent.id
+    nested = [x.id for x in r.parent.results if isinstance(x, ResultSet)]
+    assert nested
+    deadline = time.monotonic() + 10  # the callback can run before the chord's keys are cleared
+    while left := [k for g in [gid, *nested] for k in _chord_keys(backend, g)]:
+        assert time.monotonic() < deadline, left
+        time.sleep(0.02)
