@@ -692,13 +692,26 @@ class KVBackend(KeyValueStoreBackend):
             if not owner:
                 return self._taken_over(gid)
             try:
-                return callback.delay(values)
+                return self._publish_callback(callback, values)
             except Exception as exc:
                 logger.exception("chord %s: cannot send its callback", gid)
                 return self.chord_error_from_stack(callback, _chord_error(f"Callback error: {exc!r}", exc))
         finally:
             if owner:
                 self._end_chord(gid, key, deps)
+
+    def _publish_callback(self, callback: Any, values: Any) -> Any:
+        """Send the chord's callback, retrying a refused publish as Celery's own backends do.
+
+        Celery 5.7+ sends a chord callback through ``app.amqp._retry_publish``,
+        which retries (reconnecting) a publish the broker refused, up to the
+        publish retry policy; a plain ``delay()`` fails the whole chord with a
+        ChordError at the first refusal. Earlier releases have no such step.
+        """
+        retry_publish = getattr(self.app.amqp, "_retry_publish", None)
+        if retry_publish is None:
+            return callback.delay(values)
+        return retry_publish(callback.delay, values)
 
     @staticmethod
     def _taken_over(gid: str) -> None:

@@ -10,8 +10,11 @@ import uuid
 import celery
 import pytest
 from celery import Celery, chain, chord, group
+from celery.app.amqp import AMQP
 from celery.app.task import Context
 from celery.result import ResultSet
+from kombu import Producer
+from kombu.exceptions import OperationalError
 from kv_backend_celery.backend import KVBackend
 
 pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(120)]
@@ -29,7 +32,7 @@ def _chord(backend: KVBackend, monkeypatch, parts: int = 3, sent: list | None = 
 
     app = backend.app
 
-    @app.task(name="more9.tsum")
+    @app.task(name="more9.tsum", shared=False)
     def tsum(values):  # pragma: no cover - never run, only signed
         return sum(values)
 
@@ -199,7 +202,7 @@ def test_chord_with_a_group_nested_in_its_header_leaves_nothing_behind(store_pat
 
     app = backend.app
 
-    @app.task(name="more9.echo")
+    @app.task(name="more9.echo", shared=False)
     def echo(values):  # pragma: no cover - never run, only signed
         return values
 
@@ -247,3 +250,46 @@ def test_chord_with_a_group_nested_in_its_header_leaves_nothing_with_workers(cel
     while left := [k for g in [gid, *nested] for k in _chord_keys(backend, g)]:
         assert time.monotonic() < deadline, left
         time.sleep(0.02)
+
+
+# ------------------------------------------------- publishing the callback
+
+
+@pytest.mark.skipif(
+    not hasattr(AMQP, "_retry_publish"),
+    reason="before Celery 5.7 no backend retries a refused callback publish",
+)
+# Sending a task finalizes the app, which then takes in the shared tasks other tests declared.
+@pytest.mark.filterwarnings("ignore:Task name .* is already registered")
+def test_a_refused_callback_publish_is_retried_as_with_celerys_own_backends(store_path, monkeypatch):
+    # The broker refuses the chord callback's first publish (a connection blip). Celery 5.7's
+    # own backends retry it, reconnecting; here it failed the whole chord with a ChordError.
+    policy = {"max_retries": 3, "interval_start": 0, "interval_step": 0, "interval_max": 0}
+    app = make_app(f"kvb://{store_path}", task_publish_retry_policy=policy)
+    backend = app.backend
+
+    @app.task(name="more9.sent_tsum", shared=False)
+    def tsum(values):  # pragma: no cover - never run, only sent
+        return sum(values)
+
+    published: list = []
+    publish = Producer.publish
+
+    def refuse_once(self, body, **kwargs):
+        published.append(kwargs.get("headers", {}).get("task"))
+        if len(published) == 1:
+            raise OperationalError("connection refused (once)")
+        return publish(self, body, **kwargs)
+
+    monkeypatch.setattr(Producer, "publish", refuse_once)
+    gid = str(uuid.uuid4())
+    ids = [f"{gid}-{i}" for i in range(2)]
+    body = tsum.s()
+    body.freeze()
+    backend.apply_chord((gid, [app.AsyncResult(i) for i in ids]), body)
+    backend.set_chord_size(gid, len(ids))
+    for i in ids:
+        _finish(backend, gid, i, body)
+    assert published == ["more9.sent_tsum", "more9.sent_tsum"]
+    assert backend.get_task_meta(body.id)["status"] == "PENDING"  # sent, waiting for a worker
+    assert _chord_keys(backend, gid) == []
