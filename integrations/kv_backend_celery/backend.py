@@ -79,6 +79,10 @@ class KVBackendConfigurationError(ImproperlyConfigured, ConfigurationError):
     """A ``kvb://`` result backend URL that cannot be used (Celery's ImproperlyConfigured)."""
 
 
+class _TakenOver(int):
+    """The count (0) of a chord a redelivered part took over after the claim of its sender lapsed."""
+
+
 def _chord_error(message: str, cause: BaseException) -> ChordError:
     error = ChordError(message)
     error.__cause__ = cause
@@ -527,7 +531,7 @@ class KVBackend(KeyValueStoreBackend):
         if left is None:
             return None
         if left == 0:
-            return self._run_chord_callback(gid, chord_sig, key, claim)
+            return self._run_chord_callback(gid, chord_sig, key, claim, isinstance(left, _TakenOver))
         self.expire(self.get_key_for_group(gid), keep)
         if task_id:
             self.expire(self.get_key_for_task(task_id), keep)
@@ -573,7 +577,7 @@ class KVBackend(KeyValueStoreBackend):
                         task_id,
                     )
                     db.put(claim_key, claim, ttl=claim_ttl)
-                    return 0
+                    return _TakenOver(0)
                 logger.warning("chord %s: part %s finished again; it was counted already", gid, task_id)
                 return None
             raw = db.get(key)
@@ -651,13 +655,15 @@ class KVBackend(KeyValueStoreBackend):
                 self.chord_error_from_stack(maybe_signature(chord_sig, app=self.app), exc)
         return deps
 
-    def _run_chord_callback(self, gid: str, chord_sig: Any, key: bytes, claim: bytes) -> Any:
+    def _run_chord_callback(
+        self, gid: str, chord_sig: Any, key: bytes, claim: bytes, taken_over: bool = False
+    ) -> Any:
         callback = maybe_signature(chord_sig, app=self.app)
-        if self._callback_has_a_state(callback):
-            # Only a part that took the chord over gets here: the process that sent the
-            # callback (or stored its ChordError) died before clearing the chord's keys.
+        if taken_over and self._callback_finished(callback):
+            # The process that sent the callback (or stored its ChordError) died
+            # before clearing the chord's keys.
             logger.warning(
-                "chord %s: its callback %s already has a stored state, so it was sent; not sending it again",
+                "chord %s: its callback %s has finished already, so it was sent; not sending it again",
                 gid,
                 callback.id,
             )
@@ -719,18 +725,21 @@ class KVBackend(KeyValueStoreBackend):
         # and a redelivered part took the chord over and sends its callback.
         logger.warning("chord %s: another process took over its callback; not sending it from here", gid)
 
-    def _callback_has_a_state(self, callback: Any) -> bool:
-        """True if the chord's callback has a state in this store: it was sent (or failed with a ChordError).
+    def _callback_finished(self, callback: Any) -> bool:
+        """True if the chord's callback has a finished state here: it was sent (or failed with a ChordError).
 
-        A callback is only sent once its chord completes, and its id is new,
-        so any stored state (``STARTED``, a result, the ChordError the chord
-        left) proves it was published. No state proves nothing: it may still
-        wait in the broker, ignore its result, or keep it in another backend.
+        Only a finished state (``SUCCESS``, ``FAILURE``, ``REVOKED``) proves
+        it: a callback that replaces a task (``Task.replace()`` with a group
+        makes a chord whose callback takes the replaced task's id) finds that
+        task's ``STARTED`` or progress states under its id before it is sent.
+        No finished state proves nothing: the callback may still wait in the
+        broker, run, ignore its result, or keep it in another backend.
         """
         callback_id = getattr(callback, "id", None)
         if not callback_id or isinstance(callback, group):
             return False
-        return ensure_bytes(self.get_key_for_task(callback_id)) in self.db
+        raw = self.get(self.get_key_for_task(callback_id))
+        return raw is not None and self.decode_result(raw).get("status") in states.READY_STATES
 
     def _end_chord(self, gid: str, key: bytes, deps: GroupResult | None) -> None:
         """Drop the chord's saved group, counter, claim and markers, in one write.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from celery import Celery
+from celery import Celery, group
 
 from kv_backend import DB
 
@@ -96,3 +96,9 @@ def wait_flag(name: str, timeout: float = 30.0) -> str:
 @app.task
 def echo(*args, **kwargs) -> dict:
     return {"args": list(args), "kwargs": kwargs}
+
+
+@app.task(bind=True)
+def replace_with_group(self, n: int):
+    """Replace this task with a group of ``n`` additions (Celery makes it a chord of its own)."""
+    return self.replace(group(add.s(i, 0) for i in range(n)))

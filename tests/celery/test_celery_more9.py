@@ -155,19 +155,19 @@ def _completed_by_a_lost_process(backend: KVBackend, monkeypatch):
     return gid, ids, body, sent
 
 
-@pytest.mark.parametrize("state", ["SUCCESS", "STARTED", "FAILURE"])
-def test_callback_with_a_stored_state_is_not_sent_again_by_a_redelivered_part(store_path, monkeypatch, state):
+@pytest.mark.parametrize("state", ["SUCCESS", "FAILURE"])
+def test_finished_callback_is_not_sent_again_by_a_redelivered_part(store_path, monkeypatch, state):
     # The process that completed the chord sent the callback (or stored the ChordError of
     # a failed header), then was killed before clearing the chord's keys. The part delivered
     # again after the claim lapsed used to send the callback a second time; the callback's
-    # stored state (its result, STARTED with task_track_started, the ChordError) proves
-    # it was sent, so the chord is now only cleared.
+    # finished state (its result, the ChordError) proves it was sent, so the chord is now
+    # only cleared.
     backend = _chord_backend(store_path)
     gid, ids, body, sent = _completed_by_a_lost_process(backend, monkeypatch)
     if state == "FAILURE":
         backend.mark_as_failure(body.id, RuntimeError("the chord's error"))
     else:
-        backend.store_result(body.id, 3 if state == "SUCCESS" else None, state)
+        backend.mark_as_done(body.id, 3)
     time.sleep(backend._chord_claim_ttl() + 0.05)  # the lost process's claim lapses
     _finish(backend, gid, ids[0], body)
     assert sent == []
@@ -179,14 +179,40 @@ def test_callback_with_a_stored_state_is_not_sent_again_by_a_redelivered_part(st
     assert _chord_keys(backend, gid) == []
 
 
-def test_callback_without_a_state_is_sent_by_a_redelivered_part(store_path, monkeypatch):
-    # No state: the lost process may have died before sending it, so it is sent (never lost).
+@pytest.mark.parametrize("state", [None, "STARTED", "PROGRESS"])
+def test_unfinished_callback_is_sent_by_a_redelivered_part(store_path, monkeypatch, state):
+    # No finished state: the lost process may have died before sending the callback, so it
+    # is sent (never lost). An unfinished state proves nothing: a callback that replaces a
+    # task (Task.replace() with a group) has that task's id, and finds its STARTED there.
     backend = _chord_backend(store_path)
     gid, ids, body, sent = _completed_by_a_lost_process(backend, monkeypatch)
+    if state:
+        backend.store_result(body.id, None, state)
     time.sleep(backend._chord_claim_ttl() + 0.05)
     _finish(backend, gid, ids[0], body)
     assert sent == [([1, 1, 1],)]
     assert _chord_keys(backend, gid) == []
+
+
+@pytest.mark.parametrize("state", ["STARTED", "SUCCESS"])
+def test_completed_chord_sends_its_callback_whatever_state_its_id_has(store_path, monkeypatch, state):
+    # Only a part that took a chord over looks at the callback's state: the part that
+    # completes it sends the callback even if its id already has a state.
+    backend = make_app(f"kvb://{store_path}").backend
+    gid, ids, body, sent = _chord(backend, monkeypatch)
+    backend.store_result(body.id, None, state)
+    for i in ids:
+        _finish(backend, gid, i, body)
+    assert sent == [([1, 1, 1],)]
+    assert _chord_keys(backend, gid) == []
+
+
+def test_chord_with_a_header_task_replaced_by_a_group_fires_with_workers(celery_env):
+    # Task.replace() with a group makes a chord whose callback takes the replaced task's
+    # id, where task_track_started left STARTED: that callback must still be sent.
+    m = celery_env.app_module
+    r = chord([m.replace_with_group.s(3), m.add.s(1, 1)])(m.echo.s())
+    assert r.get(timeout=30) == {"args": [[[0, 1, 2], 2]], "kwargs": {}}
 
 
 # ---------------------------------------------- nested groups in the header
