@@ -99,7 +99,8 @@ def check(path: str) -> CheckReport:
             what = f"{res.stop_reason}; {len(buf) - stop_at} bytes after it cannot be read"
             if tail:
                 report.notes.append(
-                    f"{fpath} @ {stop_at}: {what} (an unfinished write; cut off on next open)"
+                    f"{fpath} @ {stop_at}: {what} (an unfinished write, batch or transaction: if "
+                    "its writer is alive it is still writing it; if not, it is cut off on next open)"
                 )
             else:
                 report.problems.append(Problem(fpath, stop_at, what))

@@ -340,3 +340,16 @@ def test_store_transaction_moves_money_between_keys_all_or_nothing(store_path):
         assert (s["alice"], s["bob"]) == (70, 30)
     with Store(store_path) as again:
         assert dict(again.items()) == {"alice": 70, "bob": 30}
+
+
+def test_kvb_check_during_a_live_transaction_says_it_may_still_commit(store_path):
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+        with db.transaction():
+            db.put(b"b", b"2")
+            report = check(store_path)
+            assert report.ok, report.problems
+            assert any("if its writer is alive it is still writing it" in n for n in report.notes), (
+                report.notes
+            )
+        assert check(store_path).ok
