@@ -1,5 +1,5 @@
 """A hypothesis state machine: DB against a dict model, with reopening, file rotation, merges, batches,
-dead writers' torn tails and TTLs.
+transactions (committed, rolled back, or left by a writer gone mid-way), dead writers' torn tails and TTLs.
 
 Two instances are open on the store at every step (one writes, the other must stay coherent), the
 files are small so that the log rotates, and TTLs are either long (never reached during a run) or
@@ -19,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from kv_backend import DB, record
 from kv_backend.check import check
-from kv_backend.errors import NotAnIntegerError
+from kv_backend.errors import DatabaseClosedError, NotAnIntegerError
 from kv_backend.files import STATE_FILE, data_name
 from kv_backend.state import SharedState, pack_tail, unpack_tail
 
@@ -213,6 +213,61 @@ class DBModel(RuleBasedStateMachine):
                 self._set(key, value, ttl)
             else:
                 self.model.pop(key, None)
+
+    @rule(
+        ops=st.lists(
+            st.tuples(st.sampled_from(["put", "delete", "incr", "get", "batch"]), KEYS, VALUES, TTLS),
+            min_size=0,
+            max_size=8,
+        ),
+        end=st.sampled_from(["commit", "commit", "raise", "close"]),
+    )
+    def transaction(self, ops, end):
+        """A transaction: its reads see its writes, the other handle sees none of them until it ends,
+        and an exception or a close (a writer gone mid-transaction) leaves none of them."""
+        before = {k: v for k, (v, _) in self.model.items()}
+        saved = dict(self.model)
+        try:
+            with self.db.transaction():
+                for op, key, value, ttl in ops:
+                    current = self.model.get(key)
+                    if op == "put":
+                        self.db.put(key, value, ttl=ttl)
+                        self._set(key, value, ttl)
+                    elif op == "delete":
+                        assert self.db.delete(key) == (current is not None)
+                        self.model.pop(key, None)
+                    elif op == "incr":
+                        raw = current[0] if current else b"0"
+                        if re.fullmatch(rb"-?(0|[1-9][0-9]*)", raw) is None:
+                            continue
+                        assert self.db.incr(key) == int(raw) + 1
+                        self.model[key] = (str(int(raw) + 1).encode(), current[1] if current else False)
+                    elif op == "get":
+                        assert self.db.get(key) == (current[0] if current else None)
+                    else:
+                        with self.db.batch() as b:
+                            b.put(key, value)
+                            b.delete(b"n")
+                        self.model[key] = (value, False)
+                        self.model.pop(b"n", None)  # applied in order: a put of b"n" is deleted
+                    assert self.other.get(key) == before.get(key)
+                assert dict(self.db.items()) == {k: v for k, (v, _) in self.model.items()}
+                assert dict(self.other.items()) == before
+                if end == "raise":
+                    raise RuntimeError("rolled back")
+                if end == "close":
+                    self.db.close()
+        except RuntimeError:
+            assert end == "raise"
+            self.model = saved
+        except DatabaseClosedError:
+            assert end == "close"
+            self.model = saved
+            self.db = DB(self.path, max_file_size=4096)
+        else:
+            assert end == "commit"
+        assert dict(self.other.items()) == {k: v for k, (v, _) in self.model.items()}
 
     @rule(
         garbage=st.one_of(
