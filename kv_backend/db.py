@@ -228,7 +228,13 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         if self._closed:
             return
         merge_thread = self._merge_thread
-        if merge_thread is not None and merge_thread is not threading.current_thread():
+        if (
+            merge_thread is not None
+            and merge_thread is not threading.current_thread()
+            and not self._lock.held
+        ):
+            # (Inside this thread's locked() or transaction() block the merge may be waiting for the
+            # lock this thread holds: it is not waited for, and finds the store closed when it runs.)
             merge_thread.join()
         try:
             if not self.read_only:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kv_backend import record as rec
-from kv_backend.errors import CorruptionError, MergeInProgressError, TransactionError
+from kv_backend.errors import CorruptionError, DatabaseClosedError, MergeInProgressError, TransactionError
 from kv_backend.files import (
     MERGE_LOCK_FILE,
     TMP_SUFFIX,
@@ -363,6 +363,8 @@ def maybe_auto_merge(db: DB) -> None:
             merge(db)
         except MergeInProgressError:
             pass  # another process got there first
+        except DatabaseClosedError:
+            pass  # the store was closed inside a locked() or transaction() block: nothing to merge
         except Exception as exc:  # the writer that noticed must not fail; the next rotation retries
             _log.warning("auto-merge of %s failed (the next file rotation retries): %s", db.path, exc)
 

@@ -353,3 +353,39 @@ def test_kvb_check_during_a_live_transaction_says_it_may_still_commit(store_path
                 report.notes
             )
         assert check(store_path).ok
+
+
+@pytest.mark.parametrize("block", ["transaction", "locked"])
+def test_close_inside_a_block_does_not_wait_for_a_merge_waiting_for_the_lock(
+    store_path, block, caplog, monkeypatch
+):
+    from kv_backend import merge
+    from kv_backend.merge import maybe_auto_merge
+
+    monkeypatch.setattr(merge, "AUTO_MERGE_MIN_BYTES", 0)
+
+    db = DB(store_path, max_file_size=4096)
+    for i in range(200):
+        db.put(b"k%d" % (i % 5), b"v" * 200)  # many files, mostly dead
+    db.auto_merge = 0.01  # an auto-merge is due: started below, inside the block
+    done = threading.Event()
+
+    def close_inside() -> None:
+        try:
+            with getattr(db, block)():
+                maybe_auto_merge(db)  # starts the background merge, which waits for this lock
+                assert db._merge_thread is not None and db._merge_thread.is_alive()
+                db.close()
+        except Exception:
+            pass  # the transaction's end reports the close
+        done.set()
+
+    t = threading.Thread(target=close_inside, daemon=True)
+    t.start()
+    assert done.wait(20), "close() waited for a merge that waits for the lock the block holds"
+    db._merge_thread.join(20)
+    assert not db._merge_thread.is_alive()
+    assert "auto-merge" not in caplog.text
+    with DB(store_path) as again:
+        assert len(again) == 5
+    assert check(store_path).ok
