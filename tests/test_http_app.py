@@ -329,7 +329,7 @@ def test_openapi_lists_the_errors_every_store_operation_can_answer():
                 continue
             codes = set(op["responses"])
             assert {"500", "503"} <= codes, (path, method)
-            writes = method in ("put", "delete") or path.endswith(("/incr", "/expire", "/merge"))
+            writes = method in ("put", "delete") or path.endswith(("/incr", "/expire", "/merge", "/txn"))
             assert ({"403", "507"} <= codes) == writes, (path, method)
 
 

@@ -18,7 +18,9 @@ import hmac
 import json
 import math
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
@@ -34,6 +36,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from kv_backend import __version__
 from kv_backend.db import DB
 from kv_backend.db_common import _check_key as check_key  # the engine's own key rules and messages
+from kv_backend.db_common import _check_value as check_value
+from kv_backend.db_write import _parse_int as parse_int_value  # incr's reading of a value, as the engine's
 from kv_backend.errors import (
     BackupError,
     ConfigurationError,
@@ -56,6 +60,7 @@ __all__ = [
     "DEFAULT_LIST_LIMIT",
     "DEFAULT_MAX_VALUE_SIZE",
     "MAX_LIST_LIMIT",
+    "MAX_TXN_OPS",
     "HTTPAPIError",
     "create_app",
 ]
@@ -82,20 +87,36 @@ class HTTPAPIError(KVError):
     """A request the API refuses: carries the HTTP status, an error code and a message for the client."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        index: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
+        self.index = index  # POST /v1/txn: the position of the operation that failed
 
 
 def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    index: int | None = None,
 ) -> Response:
-    """Return the JSON error body every failing request gets: ``{"error": code, "message": text}``."""
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=dict(headers or {}))
+    """Return the JSON error body every failing request gets: ``{"error": code, "message": text}``.
+
+    An error of one operation of a transaction also names its position in ``"index"``.
+    """
+    body: dict[str, Any] = {"error": code, "message": message}
+    if index is not None:
+        body["index"] = index
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
 #: Engine exceptions and what a client sees for them, most specific first.
@@ -240,6 +261,357 @@ def raw_key_path(scope: Scope) -> bytes:
     return raw[len(KEYS_PREFIX) :]
 
 
+# ------------------------------------------------------------ transactions
+
+#: Most operations one POST /v1/txn may hold (as many as a listing page returns keys).
+MAX_TXN_OPS = 10_000
+#: Largest integral JSON float taken as an integer ``delta`` (beyond it floats skip integers).
+_MAX_EXACT_FLOAT = 2**53
+
+#: The members each transaction operation takes, besides ``op`` and its key.
+_TXN_MEMBERS: dict[str, frozenset[str]] = {
+    "get": frozenset(),
+    "put": frozenset({"value", "value_base64", "ttl"}),
+    "delete": frozenset(),
+    "incr": frozenset({"delta"}),
+    "expire": frozenset({"ttl"}),
+    "check": frozenset({"exists", "value", "value_base64"}),
+}
+_TXN_WRITES = frozenset({"put", "delete", "incr", "expire"})
+
+
+@dataclasses.dataclass(frozen=True)
+class _TxnOp:
+    """One validated operation of a transaction (see :func:`parse_txn`)."""
+
+    index: int
+    op: str
+    key: bytes
+    value: bytes | None = None  # put; check of a value
+    ttl: float | None = None  # put, expire (None: never expires)
+    delta: int = 1  # incr
+    exists: bool | None = None  # check of existence
+
+
+def _txn_error(index: int, message: str, status: int = 400, code: str = "invalid_request") -> HTTPAPIError:
+    return HTTPAPIError(status, code, f"operation {index}: {message}; nothing was applied", index=index)
+
+
+def _refuse_json_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a JSON object, refusing a member given twice (which one would count is a guess)."""
+    obj: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in obj:
+            raise ValueError(f"the member {name[:40]!r} appears twice in one object")
+        obj[name] = value
+    return obj
+
+
+def _txn_bytes(index: int, op: Mapping[str, Any], name: str, required: bool) -> bytes | None:
+    """Read the bytes given as ``name`` (UTF-8 text) or ``name_base64`` (base64): exactly one of them.
+
+    A member given as null counts as given (and is refused as not a string), not as absent.
+    """
+    given_text, given_b64 = name in op, name + "_base64" in op
+    if given_text and given_b64:
+        raise _txn_error(index, f'give "{name}" or "{name}_base64", not both')
+    if not given_text and not given_b64:
+        if required:
+            raise _txn_error(index, f'"{name}" (UTF-8 text) or "{name}_base64" (base64) is required')
+        return None
+    text, b64 = op.get(name), op.get(name + "_base64")
+    if given_text:
+        if not isinstance(text, str):
+            raise _txn_error(index, f'"{name}" must be a string; send other bytes as "{name}_base64"')
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
+            raise _txn_error(
+                index, f'"{name}" is not valid Unicode text; send other bytes as "{name}_base64"'
+            ) from None
+    if not isinstance(b64, str):
+        raise _txn_error(index, f'"{name}_base64" must be a string of base64')
+    try:
+        return base64.b64decode(b64, validate=True)
+    except ValueError:  # binascii.Error: a character outside the alphabet, wrong padding
+        raise _txn_error(
+            index, f'"{name}_base64" is not valid base64 (standard alphabet, with = padding)'
+        ) from None
+
+
+def _txn_ttl(index: int, raw: Any) -> float | None:
+    """Validate a JSON ``ttl``: as ``?ttl=``, a number > 0 and at most :data:`MAX_TTL`; null: never."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise _txn_error(index, '"ttl" must be a number of seconds or null', code="invalid_ttl")
+    if not 0 < raw <= MAX_TTL:
+        raise _txn_error(
+            index,
+            f'"ttl" must be greater than 0 and at most {MAX_TTL} seconds, got {str(raw)[:40]}',
+            code="invalid_ttl",
+        )
+    return float(raw)
+
+
+def _txn_delta(index: int, raw: Any) -> int:
+    """Validate a JSON ``delta``: an integer (an integral number such as ``2.0`` counts, as in JSON
+    Schema, as long as a float holds it exactly)."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, float) and raw.is_integer() and abs(raw) <= _MAX_EXACT_FLOAT:
+        return int(raw)
+    raise _txn_error(index, f'"delta" must be an integer, got {json.dumps(raw)[:40]}')
+
+
+def _parse_txn_op(index: int, op: Any) -> _TxnOp:
+    if not isinstance(op, dict):
+        raise _txn_error(index, 'each operation must be a JSON object like {"op": "get", "key": "k"}')
+    kind = op.get("op")
+    if not isinstance(kind, str) or kind not in _TXN_MEMBERS:
+        raise _txn_error(index, f'"op" must be one of {", ".join(_TXN_MEMBERS)}, got {json.dumps(kind)[:40]}')
+    unknown = set(op) - {"op", "key", "key_base64"} - _TXN_MEMBERS[kind]
+    if unknown:
+        raise _txn_error(
+            index, f"{kind} does not take {', '.join(repr(name[:40]) for name in sorted(unknown))}"
+        )
+    key = _txn_bytes(index, op, "key", True)
+    try:
+        key = check_key(key)
+    except KVError as exc:
+        raise _txn_error(index, str(exc), code="invalid_key") from None
+    if kind == "put":
+        value = _txn_bytes(index, op, "value", True)
+        try:
+            value = check_value(value)
+        except KVError as exc:
+            raise _txn_error(index, str(exc), 413, "value_too_large") from None
+        return _TxnOp(index, kind, key, value=value, ttl=_txn_ttl(index, op.get("ttl")))
+    if kind == "incr":
+        return _TxnOp(index, kind, key, delta=_txn_delta(index, op.get("delta", 1)))
+    if kind == "expire":
+        if "ttl" not in op:
+            raise _txn_error(index, 'expire needs "ttl": seconds to live, or null to remove the expiry')
+        return _TxnOp(index, kind, key, ttl=_txn_ttl(index, op["ttl"]))
+    if kind == "check":
+        value = _txn_bytes(index, op, "value", False)
+        exists = op.get("exists")
+        if (value is None) == ("exists" not in op):
+            raise _txn_error(
+                index, 'a check needs exactly one of "exists" (true or false), "value" or "value_base64"'
+            )
+        if value is None and not isinstance(exists, bool):
+            raise _txn_error(index, '"exists" must be true or false')
+        return _TxnOp(index, kind, key, value=value, exists=exists)
+    return _TxnOp(index, kind, key)  # get, delete
+
+
+def parse_txn(body: bytes) -> list[_TxnOp]:
+    """Parse and validate a POST /v1/txn body, ``{"ops": [...]}``, before anything runs.
+
+    Every error (400) names the operation's index, so that a transaction is
+    refused whole rather than failing half-way for a reason visible in the
+    request itself. More than :data:`MAX_TXN_OPS` operations is 400 too, not
+    413: the body's size has its own limit (413), and a longer list breaks the
+    documented request schema (``maxItems``) as any other malformed body does.
+    """
+    example = '{"ops": [{"op": "put", "key": "k", "value": "v"}]}'
+    try:
+        spec = json.loads(
+            body or b"null",
+            object_pairs_hook=_json_object_without_duplicates,
+            parse_constant=_refuse_json_constant,
+        )
+    except (ValueError, RecursionError) as exc:
+        raise HTTPAPIError(
+            400, "invalid_request", f"the body must be a JSON object like {example}: {exc}"
+        ) from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("ops"), list):
+        raise HTTPAPIError(
+            400, "invalid_request", f'the body must be a JSON object with an "ops" list, like {example}'
+        )
+    unknown = set(spec) - {"ops"}
+    if unknown:
+        raise HTTPAPIError(
+            400, "invalid_request", f"unknown field(s): {', '.join(repr(n[:40]) for n in sorted(unknown))}"
+        )
+    ops = spec["ops"]
+    if len(ops) > MAX_TXN_OPS:
+        raise HTTPAPIError(
+            400,
+            "too_many_operations",
+            f"a transaction holds at most {MAX_TXN_OPS} operations, got {len(ops)}; "
+            "nothing was applied (split it into several transactions)",
+        )
+    return [_parse_txn_op(i, op) for i, op in enumerate(ops)]
+
+
+def _encode_b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+class _TxnPlan:
+    """A transaction evaluated without writing: its results and the final state of each key it writes.
+
+    The operations run against an overlay of the store, so that later ones see
+    earlier ones' writes. A failing check or operation raises before anything is
+    written; only a transaction that succeeded is then written, by :meth:`apply`.
+    """
+
+    def __init__(self, db: DB) -> None:
+        self.db = db
+        #: key -> (value, absolute expiry or 0.0 for never), or None once deleted; in order of first write
+        self.writes: dict[bytes, tuple[bytes, float] | None] = {}
+        self.results: list[dict[str, Any]] = []
+
+    def current(self, key: bytes) -> tuple[bytes, float] | None:
+        """The key's value and expiry (0.0: never) as the transaction sees it, or None if absent."""
+        if key in self.writes:
+            found = self.writes[key]
+            if found is not None and found[1] and found[1] <= time.time():
+                return None
+            return found
+        stored = self.db.get_with_expiry(key)
+        if stored is None:
+            return None
+        return stored[0], stored[1] or 0.0
+
+    def run(self, ops: list[_TxnOp]) -> None:
+        for op in ops:
+            try:
+                self.results.append(self.step(op))
+            except HTTPAPIError:
+                raise
+            except KVError as exc:
+                error = engine_error(exc)
+                raise HTTPAPIError(
+                    error.status,
+                    error.code,
+                    f"operation {op.index} ({op.op}): {error.message}; nothing was applied",
+                    index=op.index,
+                ) from exc
+
+    def step(self, op: _TxnOp) -> dict[str, Any]:
+        """Evaluate one operation against the overlay and return its result."""
+        key = op.key
+        found = self.current(key)
+        if op.op == "get":
+            if found is None:
+                return {"op": "get", "found": False, "value_base64": None, "ttl": None}
+            value, expiry = found
+            ttl = max(expiry - time.time(), 0.0) if expiry else None
+            return {"op": "get", "found": True, "value_base64": _encode_b64(value), "ttl": ttl}
+        if op.op == "check":
+            if op.exists is not None:
+                if (found is not None) != op.exists:
+                    state = "exists" if found is not None else "does not exist"
+                    raise self.check_failed(op, f"key {encode_key(key)} {state}")
+            elif found is None or found[0] != op.value:
+                state = "does not exist" if found is None else "holds another value"
+                raise self.check_failed(op, f"key {encode_key(key)} {state}")
+            return {"op": "check"}
+        if op.op == "put":
+            assert op.value is not None
+            self.writes[key] = (op.value, time.time() + op.ttl if op.ttl is not None else 0.0)
+            return {"op": "put"}
+        if op.op == "delete":
+            self.writes[key] = None
+            return {"op": "delete", "found": found is not None}
+        if op.op == "expire":
+            if found is None:
+                return {"op": "expire", "found": False, "ttl": None}
+            self.writes[key] = (found[0], time.time() + op.ttl if op.ttl is not None else 0.0)
+            return {"op": "expire", "found": True, "ttl": op.ttl}
+        assert op.op == "incr"
+        value, expiry = found if found is not None else (b"0", 0.0)  # the key keeps its expiry
+        try:
+            result = parse_int_value(key, value) + op.delta
+            data = str(result).encode("ascii")
+        except NotAnIntegerError as exc:
+            raise HTTPAPIError(
+                409,
+                "not_an_integer",
+                f"operation {op.index} (incr): {exc}; nothing was applied",
+                index=op.index,
+            ) from None
+        except ValueError:  # more digits than str() converts (sys.get_int_max_str_digits())
+            raise HTTPAPIError(
+                409,
+                "not_an_integer",
+                f"operation {op.index} (incr): the result has more digits than Python converts; "
+                "nothing was applied",
+                index=op.index,
+            ) from None
+        self.writes[key] = (data, expiry)
+        return {"op": "incr", "value": result}
+
+    @staticmethod
+    def check_failed(op: _TxnOp, why: str) -> HTTPAPIError:
+        return HTTPAPIError(
+            409, "check_failed", f"check {op.index} failed: {why}; nothing was applied", index=op.index
+        )
+
+    def apply(self) -> None:
+        """Write the final state of every key the transaction changed, as one engine transaction."""
+        db = self.db
+        with db.transaction():
+            for key, state in self.writes.items():
+                if state is None:
+                    db.delete(key)
+                else:
+                    db.put(key, state[0], expires_at=state[1])  # an expiry already past deletes the key
+
+
+class _ReadGate:
+    """Keeps this process's reads out of a transaction while it is being written.
+
+    A :meth:`DB.transaction` hides its writes from other processes until it
+    ends, but threads sharing the ``DB`` object (the server's other requests)
+    would see them one by one. Reads hold the gate shared; a transaction being
+    written holds it alone, so a request sees all of a transaction or none of
+    it. The writer always holds the store's write lock first, and a reader never
+    takes that lock while holding the gate, so the two cannot deadlock.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing:
+                self._cond.wait()
+            self._writing = True  # from now on new readers wait
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
 # --------------------------------------------------------------- the app
 
 
@@ -249,6 +621,7 @@ class _Api:
     def __init__(self, db: DB, max_value_size: int) -> None:
         self.db = db
         self.max_value_size = max_value_size
+        self.gate = _ReadGate()
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run an engine call in a worker thread and translate its errors."""
@@ -398,13 +771,18 @@ class _Api:
             return self._read_once(key)
 
     def _read_once(self, key: bytes) -> tuple[bytes, float | None] | None:
-        value = self.db.get(key)
-        if value is None:
-            return None
-        try:
-            return value, self.db.ttl(key)
-        except KeyError:  # deleted or expired between the two reads
-            return None
+        with self.gate.reading():  # never half of a transaction of this process
+            value = self.db.get(key)
+            if value is None:
+                return None
+            try:
+                return value, self.db.ttl(key)
+            except KeyError:  # deleted or expired between the two reads
+                return None
+
+    def _exists(self, key: bytes) -> bool:
+        with self.gate.reading():
+            return key in self.db
 
     async def put(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         ttl = parse_ttl(query.get("ttl"))
@@ -422,7 +800,7 @@ class _Api:
             # sent "Expect: 100-continue" is never asked to upload a value that cannot be
             # stored. Only a shortcut: the write below evaluates the condition again,
             # atomically, since another client may create or delete the key meanwhile.
-            exists = await self.call(self.db.__contains__, key)
+            exists = await self.call(self._exists, key)
             if if_none_match and exists:
                 raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} already exists")
             if if_match and not exists:
@@ -449,7 +827,7 @@ class _Api:
     async def delete(self, request: Request, key: bytes) -> Response:
         _, if_none_match = _preconditions(request)  # If-Match: * is what DELETE checks anyway
         if if_none_match:  # "only if the key does not exist": there is then nothing to delete
-            if await self.call(self.db.__contains__, key):
+            if await self.call(self._exists, key):
                 raise HTTPAPIError(
                     412, "precondition_failed", f"key {encode_key(key)} exists; nothing was deleted"
                 )
@@ -477,8 +855,14 @@ class _Api:
         limit = parse_int(query.get("limit"), "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
         reverse = parse_bool(query.get("reverse"), "reverse")
         values = parse_bool(query.get("values"), "values")
-        page = await self.call(self._page, prefix, start, limit, reverse, values)
+        page = await self.call(self._gated_page, prefix, start, limit, reverse, values)
         return JSONResponse(page)
+
+    def _gated_page(
+        self, prefix: bytes, start: bytes | None, limit: int, reverse: bool, values: bool
+    ) -> dict:
+        with self.gate.reading():  # a page never shows half of a transaction of this process
+            return self._page(prefix, start, limit, reverse, values)
 
     def _page(self, prefix: bytes, start: bytes | None, limit: int, reverse: bool, values: bool) -> dict:
         keys: list[bytes] = []
@@ -502,6 +886,39 @@ class _Api:
             out["values_base64"] = [base64.b64encode(v).decode("ascii") for v in vals]
         out["next"] = None if nxt is None else encode_key(nxt)
         return out
+
+    async def txn(self, request: Request) -> Response:
+        """POST /v1/txn: run a list of operations as one transaction, all of them or none."""
+        _check_params(parse_query(request.scope.get("query_string", b"")), (), "a transaction")
+        _refuse_preconditions(request, "a transaction")
+        body = await self.read_body(request, self.max_value_size, "the transaction")
+        ops = parse_txn(body)
+        writes = any(op.op in _TXN_WRITES for op in ops)
+        return JSONResponse({"results": await self.call(self._run_txn, ops, writes)})
+
+    def _run_txn(self, ops: list[_TxnOp], writes: bool) -> list[dict[str, Any]]:
+        """Evaluate the transaction under the write lock, then write it if every operation succeeded.
+
+        Evaluating first (on an overlay, see :class:`_TxnPlan`) means a failed
+        check writes nothing at all, and the lock held throughout means nothing
+        changes between the evaluation and the writing.
+        """
+        db = self.db
+        if db.read_only and not writes:  # no write lock to take: read until no write landed meanwhile
+            for _ in range(3):
+                token = db.change_token()
+                plan = _TxnPlan(db)
+                plan.run(ops)
+                if db.change_token() == token:
+                    break
+            return plan.results
+        with db.locked():  # a read-only store refuses a transaction that writes here (403)
+            plan = _TxnPlan(db)
+            plan.run(ops)
+            if plan.writes:
+                with self.gate.writing():
+                    plan.apply()
+        return plan.results
 
     async def stats(self, request: Request) -> Response:
         return JSONResponse(jsonable(await self.call(self.db.stats)))
@@ -659,7 +1076,7 @@ class BearerAuth:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPAPIError)
-    return error_response(exc.status, exc.code, exc.message, exc.headers)
+    return error_response(exc.status, exc.code, exc.message, exc.headers, exc.index)
 
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "value_too_large"}
@@ -722,7 +1139,7 @@ def create_app(
     """Return the ASGI app serving a store: a :class:`DB` you own, or a path this app opens and closes.
 
     With ``token``, every endpoint but ``/healthz`` requires ``Authorization:
-    Bearer <token>``. ``max_value_size`` caps PUT bodies (413 beyond it).
+    Bearer <token>``. ``max_value_size`` caps PUT and POST /v1/txn bodies (413 beyond it).
     ``sync`` is the :class:`DB` durability policy used when opening a path.
     """
     if not isinstance(max_value_size, int) or isinstance(max_value_size, bool) or max_value_size < 0:
@@ -756,6 +1173,7 @@ def create_app(
         Route("/v1/stats", api.stats, methods=["GET"]),
         Route("/v1/merge", api.merge, methods=["POST"]),
         Route("/v1/backup", api.backup, methods=["POST"]),
+        Route("/v1/txn", api.txn, methods=["POST"]),
     ]
     middleware = [] if token is None else [Middleware(BearerAuth, token=token)]
     app = Starlette(

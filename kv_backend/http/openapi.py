@@ -62,6 +62,57 @@ _BAD_KEY = _error(
     "or a parameter is invalid."
 )
 
+#: Standard base64 with padding, as ``values_base64`` in listings (it decodes exactly).
+_BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+_TXN_KEY = {
+    "key": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 65536,
+        "description": "The key as text, stored as its UTF-8 bytes (not percent-encoded). 1 to 65536 bytes.",
+    },
+    "key_base64": {
+        "type": "string",
+        "minLength": 4,
+        "pattern": _BASE64,
+        "contentEncoding": "base64",
+        "description": "The key as base64, for keys that are not UTF-8 text. Give key or key_base64.",
+    },
+}
+_TXN_VALUE = {
+    "value": {"type": "string", "description": "The value as text, stored as its UTF-8 bytes."},
+    "value_base64": {
+        "type": "string",
+        "pattern": _BASE64,
+        "contentEncoding": "base64",
+        "description": "The value as base64 (any bytes).",
+    },
+}
+_ONE_KEY = {"oneOf": [{"required": ["key"]}, {"required": ["key_base64"]}]}
+_TXN_TTL = {
+    "type": ["number", "null"],
+    "exclusiveMinimum": 0,
+    "maximum": 9000000000000000,
+    "description": "Seconds to live, as ?ttl= (fractions allowed); null: never expires.",
+}
+
+
+def _txn_op(
+    name: str, description: str, extra: dict[str, Any], *conditions: dict[str, Any]
+) -> dict[str, Any]:
+    """The schema of one kind of transaction operation: ``op``, the key, and its own members."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "description": description,
+        "required": ["op"],
+        "additionalProperties": False,
+        "properties": {"op": {"const": name}, **_TXN_KEY, **extra},
+        "allOf": [_ONE_KEY, *conditions],
+    }
+    return schema
+
+
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -333,6 +384,37 @@ _DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/v1/txn": {
+            "post": {
+                "operationId": "transaction",
+                "summary": "Run several operations as one atomic transaction: all of them or none",
+                "description": (
+                    "The operations run in order under the store's write lock; each sees the writes of the "
+                    "ones before it. If every one succeeds, all their writes take effect at once (also "
+                    "across a crash) and the answer holds their results in order. If a check fails (409 "
+                    "check_failed) or any operation fails, nothing is written; the error's `index` is the "
+                    "position of that operation. Every operation is validated before any runs."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TxnRequest"}}},
+                },
+                "responses": {
+                    "200": _json("Every operation's result, in order.", "#/components/schemas/TxnResponse"),
+                    "400": _error(
+                        "The body, an operation, a key or a ttl is invalid, or there are over 10000 "
+                        "operations; nothing was written."
+                    ),
+                    "401": _UNAUTHORIZED,
+                    "409": _error(
+                        "A check failed (check_failed) or incr met a non-integer value (not_an_integer); "
+                        "nothing was written. `index` names the operation."
+                    ),
+                    "413": _error("The body is larger than the server's limit (KVB_HTTP_MAX_VALUE_SIZE)."),
+                    "415": _error("A Content-Encoding other than identity."),
+                },
+            }
+        },
         "/v1/backup": {
             "post": {
                 "operationId": "backup",
@@ -373,6 +455,11 @@ _DOCUMENT: dict[str, Any] = {
                         "description": "A stable code such as not_found or invalid_ttl.",
                     },
                     "message": {"type": "string", "description": "What went wrong and what to do."},
+                    "index": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "POST /v1/txn: the position of the operation that failed.",
+                    },
                 },
             },
             "Health": {
@@ -461,6 +548,80 @@ _DOCUMENT: dict[str, Any] = {
                 },
                 "additionalProperties": True,
             },
+            "TxnRequest": {
+                "type": "object",
+                "required": ["ops"],
+                "additionalProperties": False,
+                "properties": {
+                    "ops": {
+                        "type": "array",
+                        "maxItems": 10000,
+                        "items": {"$ref": "#/components/schemas/TxnOp"},
+                        "description": "The operations, run in order.",
+                    }
+                },
+            },
+            "TxnOp": {
+                "oneOf": [
+                    _txn_op("get", "Read the key: its value (base64) and ttl, or found: false.", {}),
+                    _txn_op(
+                        "put",
+                        "Store a value (value or value_base64), with an optional ttl.",
+                        {**_TXN_VALUE, "ttl": _TXN_TTL},
+                        {"oneOf": [{"required": ["value"]}, {"required": ["value_base64"]}]},
+                    ),
+                    _txn_op("delete", "Delete the key (found: whether it existed).", {}),
+                    _txn_op(
+                        "incr",
+                        "Add delta (default 1) to the integer value; a missing key counts as 0.",
+                        {"delta": {"type": "integer", "default": 1}},
+                    ),
+                    _txn_op(
+                        "expire",
+                        "Set the key's ttl, or with null remove its expiry (found: whether it exists).",
+                        {"ttl": _TXN_TTL},
+                        {"required": ["ttl"]},
+                    ),
+                    _txn_op(
+                        "check",
+                        "Abort the transaction (409) unless the key exists / does not exist, or holds value.",
+                        {**_TXN_VALUE, "exists": {"type": "boolean"}},
+                        {
+                            "oneOf": [
+                                {"required": ["exists"]},
+                                {"required": ["value"]},
+                                {"required": ["value_base64"]},
+                            ]
+                        },
+                    ),
+                ]
+            },
+            "TxnResponse": {
+                "type": "object",
+                "required": ["results"],
+                "properties": {
+                    "results": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/TxnResult"},
+                        "description": "One result per operation, in order.",
+                    }
+                },
+            },
+            "TxnResult": {
+                "type": "object",
+                "required": ["op"],
+                "description": (
+                    "get: found, value_base64 and ttl (null when absent or never expiring); put, check: "
+                    "nothing more; delete: found; incr: value; expire: found and the ttl set."
+                ),
+                "properties": {
+                    "op": {"type": "string", "enum": ["get", "put", "delete", "incr", "expire", "check"]},
+                    "found": {"type": "boolean", "description": "Whether the key existed."},
+                    "value_base64": {"type": ["string", "null"], "contentEncoding": "base64"},
+                    "ttl": {"type": ["number", "null"], "description": "Seconds left; null: never expires."},
+                    "value": {"type": "integer", "description": "incr: the new value."},
+                },
+            },
             "BackupRequest": {
                 "type": "object",
                 "required": ["url"],
@@ -495,6 +656,7 @@ _WRITES = {
     ("/v1/keys/{key}/incr", "post"),
     ("/v1/keys/{key}/expire", "post"),
     ("/v1/merge", "post"),
+    ("/v1/txn", "post"),
 }
 
 
