@@ -628,3 +628,15 @@ def test_a_server_killed_during_a_large_transaction_keeps_all_of_it_or_none(tmp_
         watcher.close()
         srv.stop()
     assert outcomes["none"] >= 3, outcomes  # the kills did land in the middle of transactions
+
+
+def test_a_read_only_server_answers_busy_rather_than_a_mixed_snapshot(db, store_path, monkeypatch):
+    db.put(b"a", b"1")
+    with DB(store_path, read_only=True) as ro, TestClient(create_app(ro)) as c:
+        ticks = iter(range(10**6))
+        monkeypatch.setattr(ro, "change_token", lambda: next(ticks))  # a write lands during every read
+        r = c.post("/v1/txn", json={"ops": [{"op": "get", "key": "a"}]})
+        assert r.status_code == 503 and r.json()["error"] == "busy" and r.headers["retry-after"] == "1"
+        monkeypatch.undo()
+        r = c.post("/v1/txn", json={"ops": [{"op": "get", "key": "a"}]})
+        assert r.status_code == 200

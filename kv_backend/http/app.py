@@ -566,6 +566,11 @@ class _TxnPlan:
                     db.put(key, state[0], expires_at=state[1])  # an expiry already past deletes the key
 
 
+#: Reads of a read-only transaction on a read-only store before it gives up (503) rather than
+#: answer from a state that changed while it read.
+_SNAPSHOT_TRIES = 50
+
+
 class _ReadGate:
     """Keeps this process's reads out of a transaction while it is being written.
 
@@ -905,13 +910,19 @@ class _Api:
         """
         db = self.db
         if db.read_only and not writes:  # no write lock to take: read until no write landed meanwhile
-            for _ in range(3):
+            for _ in range(_SNAPSHOT_TRIES):
                 token = db.change_token()
                 plan = _TxnPlan(db)
                 plan.run(ops)
                 if db.change_token() == token:
-                    break
-            return plan.results
+                    return plan.results
+            raise HTTPAPIError(
+                503,
+                "busy",
+                f"the store changed during each of {_SNAPSHOT_TRIES} reads of this transaction, so no "
+                "consistent answer could be given (this server opened it read-only); retry",
+                {"Retry-After": "1"},
+            )
         with db.locked():  # a read-only store refuses a transaction that writes here (403)
             plan = _TxnPlan(db)
             plan.run(ops)

@@ -412,6 +412,11 @@ _DOCUMENT: dict[str, Any] = {
                     ),
                     "413": _error("The body is larger than the server's limit (KVB_HTTP_MAX_VALUE_SIZE)."),
                     "415": _error("A Content-Encoding other than identity."),
+                    "503": _error(
+                        "The store is closed (store_closed), or, on a server that opened the store "
+                        "read-only, it changed during each of 50 reads of a read-only transaction (busy, "
+                        "with Retry-After): retry."
+                    ),
                 },
             }
         },
