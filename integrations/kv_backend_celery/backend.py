@@ -16,9 +16,11 @@ as any process writes to the store instead of polling every half second.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import uuid
@@ -27,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from celery import group, maybe_signature, states
+from celery import group, maybe_signature, signals, states
 from celery.backends.base import KeyValueStoreBackend
 from celery.exceptions import BackendStoreError, ChordError, ImproperlyConfigured
 from celery.exceptions import TimeoutError as CeleryTimeoutError
@@ -350,6 +352,9 @@ class KVBackend(KeyValueStoreBackend):
     #: Shortest lifetime (seconds) of the claim the part that completes a chord
     #: holds while it joins the header and sends the callback.
     chord_claim_min = 1.0
+    #: Seconds between two looks, in each worker process, for chords whose sender was lost
+    #: (see :meth:`recover_chords`).
+    chord_recovery_interval = 2.0
 
     def __init__(self, *args: Any, url: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, url=url, **kwargs)
@@ -523,11 +528,13 @@ class KVBackend(KeyValueStoreBackend):
         chord_sig = getattr(request, "chord", None)
         if not gid or not chord_sig:
             return None
+        if _recovery_pids.get(id(self.app)) != os.getpid():
+            _start_recovery_late(self.app, request)
         key = self.get_key_for_chord(gid)
         task_id = getattr(request, "id", None)
         keep = self._chord_part_ttl()
         claim = uuid.uuid4().hex.encode()
-        left = self._count_part(key, gid, task_id, keep, claim)
+        left = self._count_part(key, gid, task_id, keep, claim, chord_sig)
         if left is None:
             return None
         if left == 0:
@@ -538,7 +545,13 @@ class KVBackend(KeyValueStoreBackend):
         return None
 
     def _count_part(
-        self, key: bytes, gid: str, task_id: str | None, keep: float | None, claim: bytes = b""
+        self,
+        key: bytes,
+        gid: str,
+        task_id: str | None,
+        keep: float | None,
+        claim: bytes = b"",
+        chord_sig: Any = None,
     ) -> int | None:
         """Add one to the chord counter for ``task_id``, once; None if that part was counted already.
 
@@ -558,6 +571,11 @@ class KVBackend(KeyValueStoreBackend):
         chord runs its group is always there (the client saves it before
         sending any part), and a group lost meanwhile leaves the counter, so
         the last part still reports the lost group.
+
+        The part that completes the chord also records the callback and notes
+        the chord among those being fired, in the same batch, so that
+        :meth:`recover_chords` can send it if that process dies and no part
+        is delivered again.
         """
         db = self.db
         if not task_id:
@@ -587,12 +605,119 @@ class KVBackend(KeyValueStoreBackend):
                 )
                 return None
             left = (int(raw) if raw is not None else 0) + 1
+            record = self._encode_callback(gid, chord_sig) if left == 0 and claim else None
             with db.batch() as batch:
                 batch.put(marker, b"1", ttl=self._ttl(keep))
                 batch.put(key, str(left).encode(), ttl=self._ttl(self._chord_counter_ttl()))
                 if left == 0 and claim:
                     batch.put(claim_key, claim, ttl=claim_ttl)
+                    if record is not None:
+                        batch.put(self._callback_key(gid), record, ttl=self._ttl(self._chord_counter_ttl()))
+                        self._note_firing(batch, db, add=[gid])
         return left
+
+    def _encode_callback(self, gid: str, chord_sig: Any) -> bytes | None:
+        """The chord's callback as stored for :meth:`recover_chords`; None if it cannot be encoded."""
+        if chord_sig is None:
+            return None
+        try:
+            return ensure_bytes(self.encode(dict(chord_sig)))
+        except Exception as exc:
+            # Only the automatic recovery is lost: a redelivered part still sends the callback.
+            logger.warning(
+                "chord %s: its callback cannot be stored with the result serializer (%r); if the "
+                "process sending it dies, only a part delivered again can send it",
+                gid,
+                exc,
+            )
+            return None
+
+    def _callback_key(self, gid: str) -> bytes:
+        return ensure_bytes(self.get_key_for_chord(gid, ".callback"))
+
+    def _firing_key(self) -> bytes:
+        """The key listing the chords whose callback is being sent (Celery's global key prefix first)."""
+        prefix = self.chord_keyprefix[: len(self.chord_keyprefix) - len(KeyValueStoreBackend.chord_keyprefix)]
+        return ensure_bytes(f"{prefix}kvb-chords-firing")
+
+    def _firing(self, db: DB) -> list[str]:
+        """The group ids of the chords being fired (the write lock held, or a snapshot)."""
+        raw = db.get(self._firing_key())
+        if raw is None:
+            return []
+        try:
+            gids = json.loads(raw)
+        except ValueError:
+            logger.error("the list of chords being fired (%r) is unreadable; starting it afresh", raw[:100])
+            return []
+        return [g for g in gids if isinstance(g, str)] if isinstance(gids, list) else []
+
+    def _note_firing(self, batch: Any, db: DB, add: Iterable[str] = (), drop: Iterable[str] = ()) -> None:
+        """Add ``add`` to and remove ``drop`` from the list of chords being fired, in ``batch``.
+
+        Call it with the write lock held: it reads the list, then writes it in the batch.
+        """
+        gids = self._firing(db)
+        dropped = set(drop)
+        new = [g for g in gids if g not in dropped]
+        new += [g for g in add if g not in new]
+        if new == gids:
+            return
+        if new:
+            batch.put(self._firing_key(), json.dumps(new).encode(), ttl=self._ttl(self._chord_counter_ttl()))
+        else:
+            batch.delete(self._firing_key())
+
+    def recover_chords(self) -> int:
+        """Send the callback of each chord whose sender was lost; return how many chords were taken over.
+
+        A chord is stuck when all its parts are counted, the claim of the
+        process that completed it has lapsed, and it was not cleared: that
+        process died (killed while sending the callback) and, as Celery 5.7
+        acknowledges a part that stored its result before its pool process
+        was lost, no part may ever be delivered again. Each worker process
+        calls this every :attr:`chord_recovery_interval` seconds and when it
+        starts. It takes such a chord over exactly as a redelivered part does
+        (the claim is taken under the write lock, so one process wins), and
+        sends the callback unless the callback has a finished state (then it
+        only clears the chord). It reads one key, the list of chords being
+        fired, so it costs next to nothing when there is nothing to do.
+        """
+        db = self.db
+        taken = 0
+        for gid in self._firing(db):
+            key = ensure_bytes(self.get_key_for_chord(gid))
+            claim_key = self._claim_key(gid)
+            count = db.get(key)
+            if count is not None and (count != b"0" or claim_key in db):
+                continue  # owned by a live process: the usual case, seen without the write lock
+            claim = uuid.uuid4().hex.encode()
+            with db.locked():
+                count = db.get(key)
+                record = db.get(self._callback_key(gid))
+                if count is None or record is None:
+                    # Expired with the chord (result_chord_expires): nothing left to send.
+                    with db.batch() as batch:
+                        batch.delete(self._callback_key(gid))
+                        self._note_firing(batch, db, drop=[gid])
+                    continue
+                if count != b"0" or claim_key in db:
+                    continue  # still owned by a live process (or not complete)
+                db.put(claim_key, claim, ttl=self._chord_claim_ttl())
+            logger.warning(
+                "chord %s: the process sending its callback was lost and no part came again; "
+                "taking it over here",
+                gid,
+            )
+            taken += 1
+            try:
+                chord_sig = self.decode(record)
+            except Exception as exc:
+                logger.error("chord %s: its stored callback cannot be read (%r); clearing it", gid, exc)
+                self._end_chord(gid, key, None)
+                continue
+            self._run_chord_callback(gid, chord_sig, key, claim, taken_over=True)
+        return taken
 
     def _claim_key(self, gid: str) -> bytes:
         return ensure_bytes(self.get_key_for_chord(gid, ".claim"))
@@ -675,9 +800,12 @@ class KVBackend(KeyValueStoreBackend):
             return None
         deps = self._restore_chord_group(gid, chord_sig)
         if deps is None:
-            with self.db.batch() as batch:  # the parts' markers expire with _chord_counter_ttl()
+            db = self.db
+            with db.locked(), db.batch() as batch:  # the parts' markers expire with _chord_counter_ttl()
                 batch.delete(ensure_bytes(key))
                 batch.delete(self._claim_key(gid))
+                batch.delete(self._callback_key(gid))
+                self._note_firing(batch, db, drop=[gid])
             return None
         owner = False
         publish_ttl = self._chord_publish_ttl(callback)
@@ -742,7 +870,7 @@ class KVBackend(KeyValueStoreBackend):
         return raw is not None and self.decode_result(raw).get("status") in states.READY_STATES
 
     def _end_chord(self, gid: str, key: bytes, deps: GroupResult | None) -> None:
-        """Drop the chord's saved group, counter, claim and markers, in one write.
+        """Drop the chord's saved group, counter, claim, markers and stored callback, in one write.
 
         One write: a process killed after sending the callback leaves either
         the whole chord (a redelivered part then finds it) or none of it.
@@ -753,10 +881,13 @@ class KVBackend(KeyValueStoreBackend):
         self._cache.pop(gid, None)
         results = deps.results if deps is not None else []
         parts = list(_header_parts(results))
-        with self.db.batch() as batch:
+        db = self.db
+        with db.locked(), db.batch() as batch:
             batch.delete(ensure_bytes(self.get_key_for_group(gid)))
             batch.delete(ensure_bytes(key))
             batch.delete(self._claim_key(gid))
+            batch.delete(self._callback_key(gid))
+            self._note_firing(batch, db, drop=[gid])
             for dep in parts:
                 batch.delete(self._part_marker(gid, dep.id))
             for nested in _nested_groups(results):
@@ -925,3 +1056,94 @@ class KVBackend(KeyValueStoreBackend):
 
     def __repr__(self) -> str:
         return f"<KVBackend {self.path!r}>"
+
+
+# ------------------------------------------------------------ chord recovery
+
+# The process (pid) in which each app's recovery thread runs, by id(app): a thread does not
+# survive fork, so a forked child starts its own.
+_recovery_pids: dict[int, int] = {}
+_recovery_lock = threading.Lock()
+
+
+def start_chord_recovery(app: Any) -> bool:
+    """Start this process's thread that runs :meth:`KVBackend.recover_chords` for ``app``.
+
+    It looks at once (a chord stuck while no worker ran is finished when one
+    starts), then every ``chord_recovery_interval`` seconds. Only one thread
+    per app and process; False if there is one already, or if ``app`` does
+    not use this backend (or uses a read-only store, which cannot finish
+    chords). Worker processes call it at their start (see the signal handlers
+    below) and at their first chord part.
+    """
+    pid = os.getpid()
+    with _recovery_lock:
+        if _recovery_pids.get(id(app)) == pid:
+            return False
+        _recovery_pids[id(app)] = pid
+    try:
+        backend = app.backend
+    except Exception:  # another backend's configuration error is its own business
+        return False
+    if not isinstance(backend, KVBackend) or backend.options.get("read_only"):
+        return False
+    thread = threading.Thread(target=_recovery_loop, args=(app,), name="kvb-chord-recovery", daemon=True)
+    thread.start()
+    return True
+
+
+def _recovery_loop(app: Any) -> None:
+    failures = 0
+    interval = KVBackend.chord_recovery_interval
+    while True:
+        try:
+            backend = app.backend  # this thread's own backend instance (Celery keeps one per thread)
+            interval = backend.chord_recovery_interval
+            backend.recover_chords()
+            failures = 0
+        except Exception:
+            failures += 1
+            if failures == 1:  # the store or the broker unreachable: say it once, keep trying
+                logger.exception("kv_backend chord recovery failed; trying again")
+        time.sleep(max(float(interval), 0.01))
+
+
+def _start_recovery_late(app: Any, request: Any) -> None:
+    """Start the recovery in a worker process whose start signal came before this module was loaded.
+
+    Not in a prefork worker's main process (its pool children run it, and a
+    thread there could hold a lock while the pool forks a new child), nor
+    for eager tasks or calls made outside a worker.
+    """
+    if not getattr(request, "hostname", None) or getattr(request, "is_eager", False):
+        return
+    if "celery.concurrency.prefork" in sys.modules:
+        from billiard.process import current_process
+
+        if current_process().name == "MainProcess":
+            return
+    start_chord_recovery(app)
+
+
+@signals.worker_process_init.connect(weak=False, dispatch_uid="kv_backend_celery.chord_recovery.child")
+def _recover_chords_in_pool_child(**kwargs: Any) -> None:
+    """A prefork pool child starts its recovery thread (the children send the callbacks)."""
+    from celery import current_app
+
+    start_chord_recovery(current_app._get_current_object())
+
+
+@signals.worker_ready.connect(weak=False, dispatch_uid="kv_backend_celery.chord_recovery.worker")
+def _recover_chords_in_worker(sender: Any = None, **kwargs: Any) -> None:
+    """A worker whose tasks run in its own process (solo, threads, gevent...) starts the recovery."""
+    app = getattr(sender, "app", None)
+    if app is None:
+        return
+    prefork = sys.modules.get("celery.concurrency.prefork")
+    if prefork is not None and isinstance(getattr(sender, "pool", None), prefork.TaskPool):
+        # Its pool children run it; none in this process, where a thread could hold
+        # a lock while the pool forks a new child.
+        with _recovery_lock:
+            _recovery_pids[id(app)] = os.getpid()
+        return
+    start_chord_recovery(app)
