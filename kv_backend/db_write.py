@@ -439,11 +439,12 @@ class _Writing:
         self._alloc = target
 
     def _put_locked(self, key: bytes, value: bytes, expiry: float) -> None:
-        data = rec.encode(rec.PUT, key, value, expiry)
+        # (With the lock held, a transaction open here is this thread's: flag its record at once.)
+        data = rec.encode(rec.PUT, key, value, expiry, _FLAG_BATCH if self._txn is not None else 0)
         self._write(data, [(rec.PUT, key, 0, len(data), expiry)])
 
     def _delete_locked(self, key: bytes) -> None:
-        data = rec.encode(rec.DELETE, key, b"")
+        data = rec.encode(rec.DELETE, key, b"", 0.0, _FLAG_BATCH if self._txn is not None else 0)
         self._write(data, [(rec.DELETE, key, 0, len(data), 0.0)])
 
     def _rotate(self, auto_merge: bool = True) -> None:
@@ -575,7 +576,11 @@ class _Writing:
             if ttl <= 0:
                 self.delete(key)
                 return
-        data = _encode(_PUT, key, value, expiry)
+        txn = self._txn
+        if txn is None or txn.owner != threading.get_ident():
+            data = _encode(_PUT, key, value, expiry)
+        else:
+            data = _encode(_PUT, key, value, expiry, _FLAG_BATCH)  # part of this thread's transaction
         if self.read_only or self._closed:
             self._check_writable()
         if self._tailw.value != self._seen:
