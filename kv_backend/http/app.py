@@ -569,6 +569,10 @@ class _TxnPlan:
 #: Reads of a read-only transaction on a read-only store before it gives up (503) rather than
 #: answer from a state that changed while it read.
 _SNAPSHOT_TRIES = 50
+#: Seconds a transaction holding the write lock first waits for this process's readers to leave
+#: the gate before it lets go of the lock and starts again (doubling up to the second figure).
+_GATE_WAIT = 0.05
+_GATE_WAIT_MAX = 1.0
 
 
 class _ReadGate:
@@ -578,8 +582,11 @@ class _ReadGate:
     ends, but threads sharing the ``DB`` object (the server's other requests)
     would see them one by one. Reads hold the gate shared; a transaction being
     written holds it alone, so a request sees all of a transaction or none of
-    it. The writer always holds the store's write lock first, and a reader never
-    takes that lock while holding the gate, so the two cannot deadlock.
+    it. The writer holds the store's write lock while it waits for the readers,
+    and a reader inside the gate may need that lock too (a read that finds
+    another process merged the store rebuilds its view under it): so the writer
+    waits for a bounded time only, then gives the lock up and starts again,
+    rather than both waiting for each other for ever.
     """
 
     def __init__(self) -> None:
@@ -602,19 +609,40 @@ class _ReadGate:
                     self._cond.notify_all()
 
     @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self, timeout: float) -> Iterator[bool]:
+        """Hold the gate alone; yields False, holding nothing, if readers stayed ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
         with self._cond:
             while self._writing:
                 self._cond.wait()
             self._writing = True  # from now on new readers wait
             while self._readers:
-                self._cond.wait()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._writing = False
+                    self._cond.notify_all()
+                    break
+                self._cond.wait(left)
+            clear = self._writing
+        if not clear:
+            yield False
+            return
         try:
-            yield
+            yield True
         finally:
             with self._cond:
                 self._writing = False
                 self._cond.notify_all()
+
+    def wait_for_readers(self, timeout: float) -> None:
+        """Wait until no reader is inside the gate, for at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._readers:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
 
 
 # --------------------------------------------------------------- the app
@@ -923,13 +951,22 @@ class _Api:
                 "consistent answer could be given (this server opened it read-only); retry",
                 {"Retry-After": "1"},
             )
-        with db.locked():  # a read-only store refuses a transaction that writes here (403)
-            plan = _TxnPlan(db)
-            plan.run(ops)
-            if plan.writes:
-                with self.gate.writing():
-                    plan.apply()
-        return plan.results
+        wait = _GATE_WAIT
+        while True:
+            with db.locked():  # a read-only store refuses a transaction that writes here (403)
+                plan = _TxnPlan(db)
+                plan.run(ops)
+                if not plan.writes:
+                    return plan.results
+                with self.gate.writing(wait) as clear:
+                    if clear:
+                        plan.apply()
+                        return plan.results
+            # A request of this process still reads inside the gate, and it may be waiting for the
+            # write lock this thread held (catching up with another process's merge takes it):
+            # let go of the lock until it is out, then evaluate the transaction again.
+            self.gate.wait_for_readers(wait)
+            wait = min(wait * 2, _GATE_WAIT_MAX)
 
     async def stats(self, request: Request) -> Response:
         return JSONResponse(jsonable(await self.call(self.db.stats)))
