@@ -93,3 +93,37 @@ def test_a_transaction_waits_for_a_slow_reader_and_still_applies(db):
     reader.join()
     assert r.status_code == 200 and r.json()["results"][1] == {"op": "incr", "value": 2}
     assert db.get(b"n") == b"2"
+
+
+def test_stats_never_count_part_of_a_transaction(db):
+    """GET /v1/stats while a transaction of this process is being written counted the keys written
+    so far (and a transaction that then failed would have been counted too)."""
+    db.put(b"old", b"1")
+    app = create_app(db)
+    seen: list[int] = []
+    put = db.put
+
+    def put_then_ask_for_stats(key, value, *args, **kwargs):
+        put(key, value, *args, **kwargs)
+        if key == b"a":  # the first of the transaction's two writes
+
+            def stats():
+                with TestClient(app) as c:
+                    seen.append(c.get("/v1/stats").json()["keys"])
+
+            asker = threading.Thread(target=stats)
+            asker.start()
+            asker.join(0.3)  # answered meanwhile only if stats do not wait for the transaction
+            waiters.append(asker)
+
+    waiters: list[threading.Thread] = []
+    db.put = put_then_ask_for_stats
+    try:
+        with TestClient(app) as c:
+            ops = [{"op": "put", "key": "a", "value": "1"}, {"op": "put", "key": "b", "value": "2"}]
+            assert c.post("/v1/txn", json={"ops": ops}).status_code == 200
+    finally:
+        del db.put
+    for t in waiters:
+        t.join()
+    assert seen == [3]

@@ -969,7 +969,11 @@ class _Api:
             wait = min(wait * 2, _GATE_WAIT_MAX)
 
     async def stats(self, request: Request) -> Response:
-        return JSONResponse(jsonable(await self.call(self.db.stats)))
+        return JSONResponse(jsonable(await self.call(self._gated_stats)))
+
+    def _gated_stats(self) -> dict[str, Any]:
+        with self.gate.reading():  # the counts never include part of a transaction of this process
+            return self.db.stats()
 
     async def merge(self, request: Request) -> Response:
         query = parse_query(request.scope.get("query_string", b""))
