@@ -3,6 +3,8 @@ evaluation against the single-key endpoints."""
 
 from __future__ import annotations
 
+import base64
+import random
 import threading
 
 import pytest
@@ -10,7 +12,7 @@ from starlette.testclient import TestClient
 
 from kv_backend import DB
 from kv_backend.http import app as http_app
-from kv_backend.http import create_app
+from kv_backend.http import create_app, encode_key
 
 
 @pytest.fixture
@@ -127,3 +129,113 @@ def test_stats_never_count_part_of_a_transaction(db):
     for t in waiters:
         t.join()
     assert seen == [3]
+
+
+# ------------------------------------------- the overlay against single calls
+
+_KEYS = [b"a", b"\x00\xff", b"n"]
+_VALUES = [b"", b"0", b"7", b"-3", b"x", b"\xff\x00"]
+_TTLS = [None, 50, 500, 1e-9]  # 1e-9: expired at once, in both
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _random_op(rng: random.Random) -> dict:
+    kind = rng.choice(["get", "put", "delete", "incr", "expire", "check"])
+    op: dict = {"op": kind, "key_base64": _b64(rng.choice(_KEYS))}
+    if kind == "put":
+        op["value_base64"] = _b64(rng.choice(_VALUES))
+        if rng.random() < 0.7:
+            op["ttl"] = rng.choice(_TTLS)
+    elif kind == "incr" and rng.random() < 0.7:
+        op["delta"] = rng.randint(-5, 5)
+    elif kind == "expire":
+        op["ttl"] = rng.choice(_TTLS)
+    elif kind == "check":
+        if rng.random() < 0.5:
+            op["exists"] = rng.random() < 0.5
+        else:
+            op["value_base64"] = _b64(rng.choice(_VALUES))
+    return op
+
+
+def _single(c: TestClient, op: dict) -> dict | tuple[int, str]:
+    """Run one operation through the single-key endpoints; its txn result, or (status, error)."""
+    url = "/v1/keys/" + encode_key(base64.b64decode(op["key_base64"]))
+    ttl = "" if op.get("ttl") is None else f"?ttl={op['ttl']!r}"
+    kind = op["op"]
+    if kind == "get":
+        r = c.get(url, params={"format": "json"})
+        if r.status_code == 404:
+            return {"op": "get", "found": False, "value_base64": None, "ttl": None}
+        return {"op": "get", "found": True, "value_base64": r.json()["value_base64"], "ttl": r.json()["ttl"]}
+    if kind == "put":
+        assert c.put(url + ttl, content=base64.b64decode(op["value_base64"])).status_code == 204
+        return {"op": "put"}
+    if kind == "delete":
+        return {"op": "delete", "found": c.delete(url).status_code == 204}
+    if kind == "incr":
+        r = c.post(url + "/incr" + (f"?delta={op['delta']}" if "delta" in op else ""))
+        if r.status_code != 200:
+            return (r.status_code, r.json()["error"])
+        return {"op": "incr", "value": r.json()["value"]}
+    if kind == "expire":
+        r = c.post(url + "/expire" + ttl)
+        return {"op": "expire", "found": r.status_code == 200, "ttl": r.json().get("ttl")}
+    r = c.get(url)
+    if "exists" in op:
+        held = (r.status_code == 200) == op["exists"]
+    else:
+        held = r.status_code == 200 and r.content == base64.b64decode(op["value_base64"])
+    return {"op": "check"} if held else (409, "check_failed")
+
+
+def _state(db: DB) -> dict:
+    return {k: db.get_with_expiry(k) for k in _KEYS}
+
+
+def _same(got, expected) -> bool:
+    """Equal, but for TTLs and expiry times, which may differ by the time between the two runs."""
+    if isinstance(got, dict) and isinstance(expected, dict):
+        return got.keys() == expected.keys() and all(_same(got[k], expected[k]) for k in got)
+    if isinstance(got, (tuple, list)) and isinstance(expected, (tuple, list)):
+        return len(got) == len(expected) and all(map(_same, got, expected))
+    if isinstance(got, float) and isinstance(expected, float):
+        return abs(got - expected) < 1
+    return got == expected
+
+
+def test_random_transactions_match_the_same_single_calls(tmp_path):
+    """Each random list of operations, run as one transaction on one store and as single-key calls
+    on another, gives the same results, the same error (at the same index) and the same state,
+    expiries included; a failed transaction leaves its store as it was."""
+    rng = random.Random(7)
+    with (
+        DB(str(tmp_path / "t")) as t_db,
+        DB(str(tmp_path / "s")) as s_db,
+        TestClient(create_app(t_db)) as tc,
+        TestClient(create_app(s_db)) as sc,
+    ):
+        for _ in range(150):
+            ops = [_random_op(rng) for _ in range(rng.randint(1, 6))]
+            before = _state(t_db)
+            r = tc.post("/v1/txn", json={"ops": ops})
+            expected = []
+            for index, op in enumerate(ops):
+                result = _single(sc, op)
+                if isinstance(result, tuple):
+                    assert (r.status_code, r.json()["error"], r.json()["index"]) == (*result, index)
+                    assert _state(t_db) == before, ops
+                    for key, found in before.items():  # undo the single calls' writes
+                        if found is None:
+                            s_db.delete(key)
+                        else:
+                            s_db.put(key, found[0], expires_at=found[1] or 0.0)
+                    break
+                expected.append(result)
+            else:
+                assert r.status_code == 200, (ops, r.text)
+                assert _same(r.json()["results"], expected), (ops, r.json(), expected)
+            assert _same(_state(t_db), _state(s_db)), ops
