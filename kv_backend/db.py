@@ -175,6 +175,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self._active_idx = 0
         self._alloc = 0
         self._txn: Any = None  # the transaction a thread has open (see DB.transaction)
+        self._txn_cond = threading.Condition()  # other threads' reads wait on it for that transaction
         self._merge_thread: threading.Thread | None = None
         self._merge_lock: MergeLock | None = None
         try:
@@ -309,6 +310,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         if self._closed:
             return
         self._rlock = threading.Lock()
+        self._txn_cond = threading.Condition()
         self._merge_thread = None
         if self._txn is not None:
             # Forked inside a transaction: it stays the parent's, which alone holds the lock and

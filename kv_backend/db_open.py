@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from kv_backend import record as rec
@@ -418,7 +419,22 @@ class _Opening:
             lock.release()
 
     def _refresh(self) -> None:
-        """Catch up with records other processes published since we last looked."""
+        """Catch up with records other processes published since we last looked.
+
+        While a thread has written in a :meth:`~kv_backend.db.DB.transaction`,
+        the last tail seen is a mark no tail equals, so every read comes here:
+        the transaction's own thread reads on (its view holds its writes), and
+        other threads wait for it to end, so they never read what it may yet
+        discard.
+        """
+        txn = self._txn
+        if txn is not None:
+            me = threading.get_ident()
+            if txn.owner == me:
+                return
+            with self._txn_cond:
+                while (txn := self._txn) is not None and txn.owner != me:
+                    self._txn_cond.wait()
         self._rlock.acquire()
         try:
             done = self._catch_up()
@@ -435,6 +451,10 @@ class _Opening:
         """
         if self._closed:
             self._raise_closed()
+        if self._txn is not None:
+            # A transaction began since this thread looked (nobody else can publish while it holds
+            # the lock): there is nothing to catch up with, and its tail is not a published one.
+            return True
         published = self._published()
         if published is None or published[0] == self._seen:
             return True

@@ -140,6 +140,9 @@ class _Locked:
 
 
 _CRC = struct.Struct("<I")
+#: The last tail seen while a transaction has written: no tail equals it, so every read catches up
+#: first, and there other threads wait for the transaction to end (see ``DB._refresh``).
+_IN_TRANSACTION = -1
 
 
 def _flag_as_batch(data: bytes, entries: list[tuple[int, bytes, int, int, float]]) -> bytes:
@@ -208,7 +211,7 @@ class _TransactionBlock:
         if db._closed:
             # close() inside the block (or by another thread): the files are gone, nothing of the
             # block was published, and the next writer's tail recovery cuts its records off.
-            db._txn = None
+            db._end_transaction()
             db._lock.release()
             if exc_type is None:
                 db._raise_closed_in_transaction()
@@ -768,7 +771,8 @@ class _Writing:
         leaves none of it on disk. An exception leaving the block discards
         every write made in it. Blocks nest by joining the outer transaction.
         Other threads of this process that share this DB object wait to write,
-        but their reads see the block's writes as they are made.
+        and, once the block has written, to read: they see the store as it was
+        before the block or after it, never part of it.
         """
         self._check_writable()
         return _TransactionBlock(self)
@@ -787,9 +791,12 @@ class _Writing:
             raise AssertionError("an unindexed write (a merge's tail marker) inside a transaction")
         data = _flag_as_batch(data, entries)
         (major, _), end = self._tail
-        if not txn.count and end + len(data) > self.max_file_size and end > rec.FILE_HEADER_SIZE:
-            self._rotate(auto_merge=False)  # nothing of the transaction is written yet: start afresh
-            (major, _), end = self._tail
+        if not txn.count:
+            if end + len(data) > self.max_file_size and end > rec.FILE_HEADER_SIZE:
+                self._rotate(auto_merge=False)  # nothing of the transaction is written yet: start afresh
+                (major, _), end = self._tail
+            with self._rlock:
+                self._seen = _IN_TRANSACTION  # from now on other threads' reads wait (see _refresh)
         new_end = end + len(data)
         if new_end > self._alloc:
             self._extend(new_end)
@@ -804,8 +811,8 @@ class _Writing:
 
     def _commit_transaction(self, txn: _Transaction) -> None:
         """Append the COMMIT record that closes the transaction's batch, and publish it all."""
-        self._txn = None
         if not txn.count:
+            self._end_transaction()
             return
         try:
             commit = rec.encode_commit(txn.count)
@@ -825,11 +832,12 @@ class _Writing:
             self._tail = ((major, 0), new_end)
         finally:
             self._rlock.release()
+        self._end_transaction()
 
     def _discard_transaction(self, txn: _Transaction) -> None:
         """Forget the transaction's writes: cut them off the file and rebuild the view without them."""
-        self._txn = None
         if not txn.count or self._closed:
+            self._end_transaction()
             return
         try:
             self._full_reload()  # its tail recovery cuts the uncommitted batch off the active file
@@ -838,6 +846,14 @@ class _Writing:
             with contextlib.suppress(Exception):
                 self.close()
             raise
+        finally:
+            self._end_transaction()
+
+    def _end_transaction(self) -> None:
+        """Close this thread's transaction and wake the other threads whose reads wait for it."""
+        with self._txn_cond:
+            self._txn = None
+            self._txn_cond.notify_all()
 
     def _commit_batch(self, ops: list[tuple[int, bytes, bytes, float]]) -> None:
         parts: list[bytes] = []

@@ -3,6 +3,7 @@ crash or an exception leaves none, and the write lock is held for the block."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -389,3 +390,43 @@ def test_close_inside_a_block_does_not_wait_for_a_merge_waiting_for_the_lock(
     with DB(store_path) as again:
         assert len(again) == 5
     assert check(store_path).ok
+
+
+@pytest.mark.parametrize("end", ["commit", "raise"])
+def test_other_threads_never_read_a_transaction_before_it_ends(store_path, end):
+    """Threads sharing the DB read the store as before the block, or after it: never part of it."""
+    with DB(store_path) as db:
+        for k in KEYS:
+            db.put(k, b"0")
+        seen: list[list[bytes | None]] = []
+        started = threading.Event()
+        stop = threading.Event()
+
+        def reader() -> None:
+            started.set()
+            while not stop.is_set():
+                seen.append([db.get(k) for k in KEYS])
+
+        t = threading.Thread(target=reader)
+        t.start()
+        started.wait(5)
+        expect = pytest.raises(RuntimeError) if end == "raise" else contextlib.nullcontext()
+        with expect, db.transaction():
+            for i, k in enumerate(KEYS):
+                db.put(k, b"1")
+                if i % 5 == 0:
+                    time.sleep(0.01)  # the reader runs meanwhile
+                assert db.get(k) == b"1"
+            if end == "raise":
+                raise RuntimeError("discarded")
+        time.sleep(0.05)
+        stop.set()
+        t.join(10)
+        final = b"1" if end == "commit" else b"0"
+        assert [db.get(k) for k in KEYS] == [final] * len(KEYS)
+        # The block writes the keys in order; a thread reading them in order across the commit may see
+        # the old values then the new ones, but a read of the block's writes before it ended would
+        # show a new value before an old one (and, for a discarded block, any new value at all).
+        torn = [s for s in seen if s != sorted(s) or (end == "raise" and b"1" in s)]
+        assert not torn, f"a thread read part of a transaction: {torn[0]}"
+        assert seen
