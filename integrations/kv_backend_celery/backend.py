@@ -370,6 +370,12 @@ class KVBackend(KeyValueStoreBackend):
             else _seconds("result_failure_expires", self.prepare_expires(failure_expires))
         )
         self._db: DB | None = None
+        if _in_pool_child():
+            # This module was not loaded when the child started (a worker that printed no
+            # banner, ``celery -q worker``, never built its backend before forking), so its
+            # worker_process_init handler did not run: start the recovery now, at the
+            # child's first task, rather than only at its first chord part.
+            _start_recovery_thread(self.app, self)
 
     # ------------------------------------------------------------------ store
 
@@ -1074,22 +1080,37 @@ def start_chord_recovery(app: Any) -> bool:
     per app and process; False if there is one already, or if ``app`` does
     not use this backend (or uses a read-only store, which cannot finish
     chords). Worker processes call it at their start (see the signal handlers
-    below) and at their first chord part.
+    below), when a pool child builds its backend, and at their first chord part.
     """
+    if _recovery_pids.get(id(app)) == os.getpid():
+        return False
+    try:
+        backend = app.backend
+    except Exception:  # another backend's configuration error is its own business
+        with _recovery_lock:
+            _recovery_pids[id(app)] = os.getpid()
+        return False
+    return _start_recovery_thread(app, backend)
+
+
+def _start_recovery_thread(app: Any, backend: Any) -> bool:
+    """Start the recovery thread of ``app`` (whose backend is ``backend``), once per process."""
     pid = os.getpid()
     with _recovery_lock:
         if _recovery_pids.get(id(app)) == pid:
             return False
         _recovery_pids[id(app)] = pid
-    try:
-        backend = app.backend
-    except Exception:  # another backend's configuration error is its own business
-        return False
     if not isinstance(backend, KVBackend) or backend.options.get("read_only"):
         return False
     thread = threading.Thread(target=_recovery_loop, args=(app,), name="kvb-chord-recovery", daemon=True)
     thread.start()
     return True
+
+
+def _in_pool_child() -> bool:
+    """True in a prefork pool child (Celery's process initializer ran in this process or a parent)."""
+    prefork = sys.modules.get("celery.concurrency.prefork")
+    return prefork is not None and getattr(prefork, "_process_hostname", None) is not None
 
 
 def _recovery_loop(app: Any) -> None:
