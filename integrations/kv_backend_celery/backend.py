@@ -15,6 +15,7 @@ as any process writes to the store instead of polling every half second.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -30,6 +31,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from celery import group, maybe_signature, signals, states
+from celery._state import _task_stack
+from celery.app.task import Context
 from celery.backends.base import KeyValueStoreBackend
 from celery.exceptions import BackendStoreError, ChordError, ImproperlyConfigured
 from celery.exceptions import TimeoutError as CeleryTimeoutError
@@ -626,8 +629,20 @@ class KVBackend(KeyValueStoreBackend):
         """The chord's callback as stored for :meth:`recover_chords`; None if it cannot be encoded."""
         if chord_sig is None:
             return None
+        record: dict[str, Any] = {"callback": dict(chord_sig)}
+        parent = self.app.current_worker_task
+        if parent is not None:
+            # Sent from here, the callback's message takes its root, parent and (with
+            # task_inherit_parent_priority) priority from this task: the recovery, which
+            # sends it from a thread running no task, stands in for it (see _sending_from).
+            request = parent.request
+            record["parent"] = {
+                "id": request.id,
+                "root_id": request.root_id,
+                "priority": (request.delivery_info or {}).get("priority"),
+            }
         try:
-            return ensure_bytes(self.encode(dict(chord_sig)))
+            return ensure_bytes(self.encode(record))
         except Exception as exc:
             # Only the automatic recovery is lost: a redelivered part still sends the callback.
             logger.warning(
@@ -717,12 +732,16 @@ class KVBackend(KeyValueStoreBackend):
             )
             taken += 1
             try:
-                chord_sig = self.decode(record)
+                stored = self.decode(record)
+                if "callback" not in stored:  # stored by the first release of the recovery
+                    stored = {"callback": stored}
+                chord_sig, parent = stored["callback"], stored.get("parent")
             except Exception as exc:
                 logger.error("chord %s: its stored callback cannot be read (%r); clearing it", gid, exc)
                 self._end_chord(gid, key, None)
                 continue
-            self._run_chord_callback(gid, chord_sig, key, claim, taken_over=True)
+            with _sending_from(parent):
+                self._run_chord_callback(gid, chord_sig, key, claim, taken_over=True)
         return taken
 
     def _claim_key(self, gid: str) -> bytes:
@@ -1065,6 +1084,41 @@ class KVBackend(KeyValueStoreBackend):
 
 
 # ------------------------------------------------------------ chord recovery
+
+
+class _PartStandIn:
+    """Stands, while the recovery sends a chord's callback, for the part that completed the chord.
+
+    Celery gives a task sent from within a worker task that task as its
+    parent (``parent_id``), its root (``root_id``) and, with
+    ``task_inherit_parent_priority``, its priority; the callback keeps
+    exactly what the original send would have given it.
+    """
+
+    def __init__(self, parent: dict[str, Any]) -> None:
+        self.request = Context(
+            id=parent.get("id"),
+            root_id=parent.get("root_id"),
+            delivery_info={"priority": parent.get("priority")},
+            called_directly=False,
+        )
+
+    def add_trail(self, result: Any) -> Any:
+        return result  # the part's result is stored already: its children stay as they were
+
+
+@contextlib.contextmanager
+def _sending_from(parent: dict[str, Any] | None) -> Iterator[None]:
+    """Send tasks, in this thread, as if from the part described by ``parent`` (None: as is)."""
+    if not parent:
+        yield
+        return
+    _task_stack.push(_PartStandIn(parent))
+    try:
+        yield
+    finally:
+        _task_stack.pop()
+
 
 # The process (pid) in which each app's recovery thread runs, by id(app): a thread does not
 # survive fork, so a forked child starts its own.

@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 
 import pytest
 from celery import Celery
+from celery.app.task import Context
+from kv_backend_celery.backend import KVBackend
 
 pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(60)]
 
@@ -69,3 +72,98 @@ def test_pool_child_that_loads_the_backend_after_its_start_runs_the_recovery(sto
         assert len(_recovery_threads()) == 1
 
     _in_child(body)
+
+
+# ------------------------------------------------------ what the recovery sends
+
+
+def _capture_sends(app: Celery) -> list[dict]:
+    """Record what each task message sent by ``app`` carries from its sender (not published)."""
+    sent: list[dict] = []
+
+    def send_task_message(producer, name, message, **options):
+        headers = message.headers
+        sent.append(
+            {
+                "id": headers["id"],
+                "root_id": headers.get("root_id"),
+                "parent_id": headers.get("parent_id"),
+                "priority": options.get("priority"),
+            }
+        )
+
+    app.amqp.send_task_message = send_task_message
+    return sent
+
+
+def _chord_in_worker_task(app: Celery, backend: KVBackend, registered: bool = True, parts: int = 2):
+    """A chord whose parts finish inside a (simulated) worker task, as they do in a pool process."""
+    from celery._state import _task_stack
+
+    @app.task(name=f"review9.part.{uuid.uuid4()}", shared=False)
+    def part():  # pragma: no cover - never run, only its request is used
+        return 1
+
+    @app.task(name=f"review9.tsum.{uuid.uuid4()}", shared=False)
+    def tsum(values):  # pragma: no cover - never run, only signed
+        return sum(values)
+
+    gid = str(uuid.uuid4())
+    ids = [f"{gid}-{i}" for i in range(parts)]
+    body = (tsum.s() if registered else app.signature(f"elsewhere.{uuid.uuid4()}")).set(queue="callbacks")
+    body.freeze()
+    backend.apply_chord((gid, [app.AsyncResult(i) for i in ids]), body)
+    backend.set_chord_size(gid, parts)
+
+    def finish(task_id: str, count=None) -> None:
+        """Run part ``task_id`` as a worker does (the task on the stack); ``count`` replaces the counting."""
+        part.push_request(
+            id=task_id, root_id="the-root", group=gid, delivery_info={"priority": 7}, called_directly=False
+        )
+        _task_stack.push(part)
+        try:
+            request = Context(id=task_id, group=gid, chord=dict(body), root_id="the-root")
+            if count is None:
+                backend.mark_as_done(task_id, 1, request=request)
+            else:
+                backend.mark_as_done(task_id, 1)
+                count(request)
+        finally:
+            _task_stack.pop()
+            part.pop_request()
+
+    return gid, ids, body, finish
+
+
+@pytest.mark.parametrize("registered", [True, False])
+def test_recovered_callback_keeps_the_parent_root_and_priority_the_original_send_gives_it(
+    store_path, registered
+):
+    # Sent from the part that completes the chord, the callback's message names that part
+    # as its parent and root and (task_inherit_parent_priority, a callback task this app
+    # does not know) takes its priority. The recovery sends it from a thread that runs no
+    # task: it lost them.
+    app = make_app(f"kvb://{store_path}", result_chord_join_timeout=0.05, task_inherit_parent_priority=True)
+    backend = app.backend
+    backend.chord_claim_min = 0.0
+    sent = _capture_sends(app)
+
+    gid, ids, body, finish = _chord_in_worker_task(app, backend, registered)
+    for i in ids:
+        finish(i)
+    priority = None if registered else 7  # a known task's own (None) priority is not replaced
+    assert sent == [{"id": body.id, "root_id": "the-root", "parent_id": ids[-1], "priority": priority}]
+    original = sent.pop()
+
+    gid, ids, body, finish = _chord_in_worker_task(app, backend, registered)
+    finish(ids[0])
+    key = backend.get_key_for_chord(gid)
+    # The last part's process counts it and dies before sending the callback.
+    finish(ids[1], count=lambda request: backend._count_part(key, gid, ids[1], 60, b"lost", request.chord))
+    time.sleep(backend._chord_claim_ttl() + 0.05)
+    recovered = []
+    thread = threading.Thread(target=lambda: recovered.append(backend.recover_chords()))
+    thread.start()
+    thread.join()
+    assert recovered == [1]
+    assert sent == [{**original, "id": body.id, "parent_id": ids[-1]}]
