@@ -662,16 +662,55 @@ class KVBackend(KeyValueStoreBackend):
         return ensure_bytes(f"{prefix}kvb-chords-firing")
 
     def _firing(self, db: DB) -> list[str]:
-        """The group ids of the chords being fired (the write lock held, or a snapshot)."""
+        """The group ids of the chords being fired (the write lock held, or a snapshot).
+
+        An unreadable list is read as the chords whose callback is stored
+        (see :meth:`_repair_firing`).
+        """
         raw = db.get(self._firing_key())
         if raw is None:
             return []
+        gids = self._parse_firing(raw)
+        return gids if gids is not None else self._stored_callbacks(db)
+
+    @staticmethod
+    def _parse_firing(raw: bytes) -> list[str] | None:
+        """The group ids in a stored list of chords being fired; None if it is unreadable."""
         try:
             gids = json.loads(raw)
         except ValueError:
-            logger.error("the list of chords being fired (%r) is unreadable; starting it afresh", raw[:100])
-            return []
-        return [g for g in gids if isinstance(g, str)] if isinstance(gids, list) else []
+            return None
+        if not isinstance(gids, list) or not all(isinstance(g, str) for g in gids):
+            return None
+        return gids
+
+    def _stored_callbacks(self, db: DB) -> list[str]:
+        """The group ids of the chords whose callback is stored: a scan, only to rebuild a lost list."""
+        prefix, suffix = ensure_bytes(self.chord_keyprefix), b".callback"
+        return [
+            bytes_to_str(k[len(prefix) : -len(suffix)]) for k in db.keys(prefix=prefix) if k.endswith(suffix)
+        ]
+
+    def _repair_firing(self, db: DB) -> None:
+        """Rebuild an unreadable list of chords being fired from the stored callbacks, once.
+
+        Read as empty, it would hide the chords it held from the recovery for good.
+        """
+        key = self._firing_key()
+        with db.locked():
+            raw = db.get(key)
+            if raw is None or self._parse_firing(raw) is not None:
+                return  # another process rebuilt it
+            gids = self._stored_callbacks(db)
+            logger.error(
+                "the list of chords being fired (%r) was unreadable; rebuilt it from the %d stored callbacks",
+                raw[:100],
+                len(gids),
+            )
+            if gids:
+                db.put(key, json.dumps(gids).encode(), ttl=self._ttl(self._chord_counter_ttl()))
+            else:
+                db.delete(key)
 
     def _note_firing(self, batch: Any, db: DB, add: Iterable[str] = (), drop: Iterable[str] = ()) -> None:
         """Add ``add`` to and remove ``drop`` from the list of chords being fired, in ``batch``.
@@ -706,6 +745,9 @@ class KVBackend(KeyValueStoreBackend):
         """
         db = self.db
         taken = 0
+        raw = db.get(self._firing_key())
+        if raw is not None and self._parse_firing(raw) is None:
+            self._repair_firing(db)
         for gid in self._firing(db):
             key = ensure_bytes(self.get_key_for_chord(gid))
             claim_key = self._claim_key(gid)

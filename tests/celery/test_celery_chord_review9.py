@@ -167,3 +167,38 @@ def test_recovered_callback_keeps_the_parent_root_and_priority_the_original_send
     thread.join()
     assert recovered == [1]
     assert sent == [{**original, "id": body.id, "parent_id": ids[-1]}]
+
+
+# ------------------------------------------------------------ the firing list
+
+
+def _stuck_chord(backend: KVBackend, sent: list):
+    """A chord whose last part's process died before sending the callback; callbacks sent go to ``sent``."""
+    app = backend.app
+    gid, ids, body, finish = _chord_in_worker_task(app, backend)
+    finish(ids[0])
+    key = backend.get_key_for_chord(gid)
+    finish(ids[1], count=lambda request: backend._count_part(key, gid, ids[1], 60, b"lost", request.chord))
+    return gid, body
+
+
+@pytest.mark.parametrize("garbage", [b"\xff not json", b'{"a": 1}', b"[1, 2"])
+def test_unreadable_firing_list_is_rebuilt_and_its_chords_still_fire(store_path, caplog, garbage):
+    # An unreadable list was read as empty at every look, in every worker process: the
+    # chords it held were never recovered, and each look logged an error that said the list
+    # was started afresh while it stayed as it was. It is now rebuilt, once, from the
+    # stored callbacks.
+    app = make_app(f"kvb://{store_path}", result_chord_join_timeout=0.05)
+    backend = app.backend
+    backend.chord_claim_min = 0.0
+    sent = _capture_sends(app)
+    gids = [_stuck_chord(backend, sent)[0] for _ in range(2)]
+    assert sorted(backend._firing(backend.db)) == sorted(gids)
+    backend.db.put(backend._firing_key(), garbage)
+    time.sleep(backend._chord_claim_ttl() + 0.05)
+    with caplog.at_level("ERROR", logger="kv_backend_celery.backend"):
+        assert backend.recover_chords() == 2
+        assert backend.recover_chords() == 0
+    assert len(sent) == 2
+    assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 1
+    assert backend.db.get(backend._firing_key()) is None
