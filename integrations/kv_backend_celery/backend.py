@@ -659,7 +659,7 @@ class KVBackend(KeyValueStoreBackend):
     def _firing_key(self) -> bytes:
         """The key listing the chords whose callback is being sent (Celery's global key prefix first)."""
         prefix = self.chord_keyprefix[: len(self.chord_keyprefix) - len(KeyValueStoreBackend.chord_keyprefix)]
-        return ensure_bytes(f"{prefix}kvb-chords-firing")
+        return ensure_bytes(prefix) + b"kvb-chords-firing"
 
     def _firing(self, db: DB) -> list[str]:
         """The group ids of the chords being fired (the write lock held, or a snapshot).

@@ -202,3 +202,17 @@ def test_unreadable_firing_list_is_rebuilt_and_its_chords_still_fire(store_path,
     assert len(sent) == 2
     assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 1
     assert backend.db.get(backend._firing_key()) is None
+
+
+@pytest.mark.parametrize(
+    ("keyprefix", "expected"), [(None, b"kvb-chords-firing"), ("proj1", b"proj1_kvb-chords-firing")]
+)
+def test_firing_list_has_the_documented_key(store_path, keyprefix, expected):
+    # The key was b"b''kvb-chords-firing" (b"b'proj1_'kvb-chords-firing" with a global key
+    # prefix): Celery keeps its key prefixes as bytes, and the f-string took their repr.
+    app = make_app(f"kvb://{store_path}", result_chord_join_timeout=0.05)
+    if keyprefix:
+        app.conf.result_backend_transport_options = {"global_keyprefix": keyprefix}
+    backend = app.backend
+    _stuck_chord(backend, _capture_sends(app))
+    assert [k for k in backend.db if k.endswith(b"kvb-chords-firing")] == [expected]
