@@ -637,6 +637,7 @@ class KVBackend(KeyValueStoreBackend):
             # sends it from a thread running no task, stands in for it (see _sending_from).
             request = parent.request
             record["parent"] = {
+                "name": parent.name,
                 "id": request.id,
                 "root_id": request.root_id,
                 "priority": (request.delivery_info or {}).get("priority"),
@@ -1138,6 +1139,7 @@ class _PartStandIn:
     """
 
     def __init__(self, parent: dict[str, Any]) -> None:
+        self.name = parent.get("name")  # Celery's task log format shows it
         self.request = Context(
             id=parent.get("id"),
             root_id=parent.get("root_id"),

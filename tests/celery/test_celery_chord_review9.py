@@ -5,6 +5,7 @@ Each test proves a defect found in the recovery that landed with #6.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -12,6 +13,7 @@ import uuid
 
 import pytest
 from celery import Celery
+from celery.app.log import TaskFormatter
 from celery.app.task import Context
 from kv_backend_celery.backend import KVBackend
 
@@ -132,6 +134,7 @@ def _chord_in_worker_task(app: Celery, backend: KVBackend, registered: bool = Tr
             _task_stack.pop()
             part.pop_request()
 
+    finish.task_name = part.name  # type: ignore[attr-defined]
     return gid, ids, body, finish
 
 
@@ -162,11 +165,25 @@ def test_recovered_callback_keeps_the_parent_root_and_priority_the_original_send
     finish(ids[1], count=lambda request: backend._count_part(key, gid, ids[1], 60, b"lost", request.chord))
     time.sleep(backend._chord_claim_ttl() + 0.05)
     recovered = []
-    thread = threading.Thread(target=lambda: recovered.append(backend.recover_chords()))
+
+    logged: list[str] = []
+    capture = app.amqp.send_task_message
+
+    def send_task_message(*args, **kwargs):
+        # Celery's task log format, used meanwhile (a before_task_publish handler logging), works.
+        logged.append(TaskFormatter("%(task_name)s[%(task_id)s]").format(logging.makeLogRecord({})))
+        return capture(*args, **kwargs)
+
+    def look() -> None:
+        app.amqp.send_task_message = send_task_message
+        recovered.append(backend.recover_chords())
+
+    thread = threading.Thread(target=look)
     thread.start()
     thread.join()
     assert recovered == [1]
     assert sent == [{**original, "id": body.id, "parent_id": ids[-1]}]
+    assert logged == [f"{finish.task_name}[{ids[-1]}]"]
 
 
 # ------------------------------------------------------------ the firing list
