@@ -747,9 +747,11 @@ class KVBackend(KeyValueStoreBackend):
         db = self.db
         taken = 0
         raw = db.get(self._firing_key())
-        if raw is not None and self._parse_firing(raw) is None:
+        firing = [] if raw is None else self._parse_firing(raw)
+        if firing is None:
             self._repair_firing(db)
-        for gid in self._firing(db):
+            firing = self._firing(db)
+        for gid in firing:
             key = ensure_bytes(self.get_key_for_chord(gid))
             claim_key = self._claim_key(gid)
             count = db.get(key)
