@@ -37,6 +37,9 @@ from celery.backends.base import KeyValueStoreBackend
 from celery.exceptions import BackendStoreError, ChordError, ImproperlyConfigured
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult, GroupResult, ResultSet, allow_join_result
+from kombu.serialization import dumps as kombu_dumps
+from kombu.serialization import loads as kombu_loads
+from kombu.serialization import prepare_accept_content
 from kombu.utils.encoding import bytes_to_str, ensure_bytes
 
 from kv_backend import DB
@@ -642,17 +645,34 @@ class KVBackend(KeyValueStoreBackend):
                 "root_id": request.root_id,
                 "priority": (request.delivery_info or {}).get("priority"),
             }
+        # With the serializer of the task messages, which carried the callback to this
+        # part: the result serializer could change it (json makes tuples lists).
+        serializer = self.app.conf.task_serializer
         try:
-            return ensure_bytes(self.encode(record))
+            content_type, encoding, payload = kombu_dumps(record, serializer=serializer)
+            return b"%s\0%s\0%s" % (ensure_bytes(content_type), ensure_bytes(encoding), ensure_bytes(payload))
         except Exception as exc:
             # Only the automatic recovery is lost: a redelivered part still sends the callback.
             logger.warning(
-                "chord %s: its callback cannot be stored with the result serializer (%r); if the "
+                "chord %s: its callback cannot be stored with the task serializer (%r); if the "
                 "process sending it dies, only a part delivered again can send it",
                 gid,
                 exc,
             )
             return None
+
+    def _decode_callback(self, record: bytes) -> dict[str, Any]:
+        """The stored callback record: ``{"callback": ..., "parent": ...}`` (see :meth:`_encode_callback`)."""
+        if record.startswith(b"application/") and record.count(b"\0") >= 2:
+            content_type, encoding, payload = record.split(b"\0", 2)
+            return kombu_loads(
+                payload,
+                bytes_to_str(content_type),
+                bytes_to_str(encoding),
+                accept=prepare_accept_content(self.app.conf.accept_content),
+            )
+        stored = self.decode(record)  # stored with the result serializer by the first release
+        return stored if "callback" in stored else {"callback": stored}
 
     def _callback_key(self, gid: str) -> bytes:
         return ensure_bytes(self.get_key_for_chord(gid, ".callback"))
@@ -777,9 +797,7 @@ class KVBackend(KeyValueStoreBackend):
             )
             taken += 1
             try:
-                stored = self.decode(record)
-                if "callback" not in stored:  # stored by the first release of the recovery
-                    stored = {"callback": stored}
+                stored = self._decode_callback(record)
                 chord_sig, parent = stored["callback"], stored.get("parent")
             except Exception as exc:
                 logger.error("chord %s: its stored callback cannot be read (%r); clearing it", gid, exc)

@@ -233,3 +233,48 @@ def test_firing_list_has_the_documented_key(store_path, keyprefix, expected):
     backend = app.backend
     _stuck_chord(backend, _capture_sends(app))
     assert [k for k in backend.db if k.endswith(b"kvb-chords-firing")] == [expected]
+
+
+def test_recovered_callback_has_the_arguments_the_original_send_gives_it(store_path):
+    # With pickled task messages and json results, the callback was stored with the result
+    # serializer: json turned its tuples into lists and its int keys into strings, so the
+    # recovery sent other arguments than the part that completed the chord would have.
+    # It is now stored with the serializer of the task messages that carried it.
+    app = make_app(
+        f"kvb://{store_path}",
+        result_chord_join_timeout=0.05,
+        task_serializer="pickle",
+        accept_content=["pickle", "json"],
+        result_serializer="json",
+    )
+    backend = app.backend
+    backend.chord_claim_min = 0.0
+    bodies: list = []
+    app.amqp.send_task_message = lambda producer, name, message, **options: bodies.append(message.body)
+    gid, ids, body, finish = _chord_in_worker_task(app, backend, registered=False)
+    body.args, body.kwargs = ((1, 2),), {"by_id": {1: "one"}}
+    for i in ids:
+        finish(i)
+    assert len(bodies) == 1
+    gid, ids, body2, finish = _chord_in_worker_task(app, backend, registered=False)
+    body2.args, body2.kwargs = body.args, body.kwargs
+    finish(ids[0])
+    key = backend.get_key_for_chord(gid)
+    finish(ids[1], count=lambda request: backend._count_part(key, gid, ids[1], 60, b"lost", dict(body2)))
+    time.sleep(backend._chord_claim_ttl() + 0.05)
+    assert backend.recover_chords() == 1
+    assert len(bodies) == 2
+    assert bodies[1][:2] == bodies[0][:2] == (([1, 1], (1, 2)), {"by_id": {1: "one"}})
+
+
+def test_callback_stored_by_the_first_release_is_still_recovered(store_path):
+    # The first release stored the bare callback with the result serializer.
+    app = make_app(f"kvb://{store_path}", result_chord_join_timeout=0.05)
+    backend = app.backend
+    backend.chord_claim_min = 0.0
+    sent = _capture_sends(app)
+    gid, body = _stuck_chord(backend, sent)
+    backend.db.put(backend._callback_key(gid), backend.encode(dict(body)).encode())
+    time.sleep(backend._chord_claim_ttl() + 0.05)
+    assert backend.recover_chords() == 1
+    assert [s["id"] for s in sent] == [body.id]
