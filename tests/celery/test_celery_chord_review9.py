@@ -17,7 +17,12 @@ from celery.app.log import TaskFormatter
 from celery.app.task import Context
 from kv_backend_celery.backend import KVBackend
 
-pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(60)]
+pytestmark = [
+    pytest.mark.xdist_group("celery"),
+    pytest.mark.timeout(60),
+    # Sending a task finalizes the app, which then takes in the shared tasks other tests declared.
+    pytest.mark.filterwarnings("ignore:Task name .* is already registered"),
+]
 
 
 def make_app(url: str, **conf) -> Celery:
