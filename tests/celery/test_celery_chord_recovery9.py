@@ -21,6 +21,7 @@ import uuid
 import pytest
 from celery import Celery, chord
 from celery.app.task import Context
+from chords import finish_part, make_chord
 from helpers import child_env
 from kv_backend_celery.backend import KVBackend, start_chord_recovery
 from resp_helpers import start_redis_server
@@ -57,37 +58,11 @@ class _CountingList(list):
         self.backend.db.incr(self.key)
 
 
-def _chord(backend: KVBackend, monkeypatch, parts: int = 3, sent: list | None = None):
-    """A chord of ``parts`` parts on ``backend``, size announced; the callbacks it sends go to ``sent``."""
-    from celery.canvas import Signature
-
-    app = backend.app
-
-    @app.task(name=f"recovery9.tsum.{uuid.uuid4()}", shared=False)
-    def tsum(values):  # pragma: no cover - never run, only signed
-        return sum(values)
-
-    sent = [] if sent is None else sent
-    monkeypatch.setattr(Signature, "delay", lambda self, *args, **kw: sent.append(args))
-    gid = str(uuid.uuid4())
-    ids = [f"{gid}-{i}" for i in range(parts)]
-    body = tsum.s()
-    body.freeze()
-    backend.apply_chord((gid, [app.AsyncResult(i) for i in ids]), body)
-    backend.set_chord_size(gid, parts)
-    return gid, ids, body, sent
-
-
-def _finish(backend: KVBackend, gid: str, task_id: str, body) -> None:
-    """A header part finishing (or being delivered again): store its result, then count it."""
-    backend.mark_as_done(task_id, 1, request=Context(id=task_id, group=gid, chord=dict(body)))
-
-
 def _stuck(backend: KVBackend, monkeypatch, sent: list | None = None):
     """A chord whose last part was counted by a process that died before sending the callback."""
-    gid, ids, body, sent = _chord(backend, monkeypatch, sent=sent)
+    gid, ids, body, sent = make_chord(backend, monkeypatch, sent=sent)
     for i in ids[:-1]:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     backend.mark_as_done(ids[-1], 1)
     key = backend.get_key_for_chord(gid)
     assert backend._count_part(key, gid, ids[-1], 60, b"lost", dict(body)) == 0
@@ -121,7 +96,7 @@ def test_stuck_chord_is_sent_once_by_the_recovery(store_path, monkeypatch):
     assert _left(backend, gid) == []
     assert backend.recover_chords() == 0
     for i in ids:  # late copies of the parts neither send it again nor leave anything
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     assert sent == [([1, 1, 1],)]
     assert _left(backend, gid) == []
 
@@ -148,7 +123,7 @@ def test_part_delivered_again_while_the_lost_claim_holds_leaves_it_to_the_recove
     backend = _backend(store_path)
     backend.chord_claim_min = 0.3
     gid, ids, body, sent = _stuck(backend, monkeypatch)
-    _finish(backend, gid, ids[-1], body)
+    finish_part(backend, gid, ids[-1], body)
     assert sent == []
     _lapse(backend)
     assert backend.recover_chords() == 1
@@ -158,17 +133,17 @@ def test_part_delivered_again_while_the_lost_claim_holds_leaves_it_to_the_recove
 
 def test_normal_chord_and_lost_group_leave_no_recovery_entry(store_path, monkeypatch):
     backend = _backend(store_path)
-    gid, ids, body, sent = _chord(backend, monkeypatch)
+    gid, ids, body, sent = make_chord(backend, monkeypatch)
     for i in ids:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     assert sent == [([1, 1, 1],)]
     assert _left(backend, gid) == []
     assert backend.db.get(backend._firing_key()) is None
     # A chord whose saved group was lost ends with a ChordError on its callback, and is cleared too.
-    gid, ids, body, sent = _chord(backend, monkeypatch)
+    gid, ids, body, sent = make_chord(backend, monkeypatch)
     backend.delete_group(gid)
     for i in ids:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     assert backend.get_task_meta(body.id)["status"] == "FAILURE"
     assert not [k for k in _left(backend, gid) if b".part." not in k]  # markers expire with the chord
     assert backend.recover_chords() == 0
@@ -189,17 +164,17 @@ def test_callback_the_result_serializer_cannot_encode_is_left_to_a_redelivered_p
     # Nothing to recover it with: the chord still fires normally, and a part delivered
     # again after the lost sender's claim lapsed still sends it.
     backend = _backend(store_path)
-    gid, ids, body, sent = _chord(backend, monkeypatch)
+    gid, ids, body, sent = make_chord(backend, monkeypatch)
     body.args = (object(),)  # pickled in the message, not encodable as json
     for i in ids[:-1]:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     backend.mark_as_done(ids[-1], 1)
     key = backend.get_key_for_chord(gid)
     assert backend._count_part(key, gid, ids[-1], 60, b"lost", dict(body)) == 0
     assert backend._firing(backend.db) == []
     _lapse(backend)
     assert backend.recover_chords() == 0
-    _finish(backend, gid, ids[0], body)
+    finish_part(backend, gid, ids[0], body)
     assert len(sent) == 1
     assert _left(backend, gid) == []
 

@@ -7,12 +7,11 @@ import shutil
 import signal
 import threading
 import time
-import uuid
 
 import pytest
 from celery import Celery, chord
-from celery.app.task import Context
 from celery.exceptions import ChordError
+from chords import finish_part, make_chord
 from kv_backend_celery.backend import KVBackend, parse_url
 
 pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(120)]
@@ -102,33 +101,6 @@ def test_chord_header_failure_raises_the_header_error_with_workers(celery_env):
 # ------------------------------------------------------------------- chords
 
 
-def _chord(backend, monkeypatch, parts: int = 3):
-    """A chord of ``parts`` parts on ``backend``, size announced; callbacks it sends are collected."""
-    from celery.canvas import Signature
-
-    app = backend.app
-
-    @app.task(name="more8.tsum")
-    def tsum(values):  # pragma: no cover - never run, only signed
-        return sum(values)
-
-    sent: list = []
-    monkeypatch.setattr(Signature, "delay", lambda self, *args, **kw: sent.append(args))
-    gid = str(uuid.uuid4())
-    ids = [f"{gid}-{i}" for i in range(parts)]
-    body = tsum.s()
-    body.freeze()
-    backend.apply_chord((gid, [app.AsyncResult(i) for i in ids]), body)
-    backend.set_chord_size(gid, parts)
-    return gid, ids, body, sent
-
-
-def _finish(backend, gid, task_id, body, value=1):
-    """A header part finishing (or being delivered again): store its result, then count it."""
-    request = Context(id=task_id, group=gid, chord=dict(body))
-    backend.mark_as_done(task_id, value, request=request)
-
-
 def _chord_backend(store_path):
     # A short join timeout makes the claim on a completed chord lapse quickly.
     backend = make_app(f"kvb://{store_path}", result_chord_join_timeout=0.05).backend
@@ -140,9 +112,9 @@ def test_chord_fires_once_when_the_process_sending_its_callback_is_killed(store_
     # A worker killed (acks_late) after its part completed the chord but before the callback
     # was sent: the part is delivered again, and that delivery sends the callback, once.
     backend = _chord_backend(store_path)
-    gid, ids, body, sent = _chord(backend, monkeypatch)
+    gid, ids, body, sent = make_chord(backend, monkeypatch)
     for i in ids[:-1]:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child: completes the chord, then dies before sending
@@ -153,7 +125,7 @@ def test_chord_fires_once_when_the_process_sending_its_callback_is_killed(store_
             time.sleep(60)
 
         backend._run_chord_callback = stall
-        _finish(backend, gid, ids[-1], body)
+        finish_part(backend, gid, ids[-1], body)
         os._exit(0)
     os.close(w)
     with os.fdopen(r, "rb", buffering=0) as pipe:
@@ -162,24 +134,24 @@ def test_chord_fires_once_when_the_process_sending_its_callback_is_killed(store_
     os.waitpid(pid, 0)
     assert sent == []
     time.sleep(backend._chord_claim_ttl() + 0.05)  # the dead process's claim lapses
-    _finish(backend, gid, ids[0], body)  # any counted part, delivered again, takes the chord over
+    finish_part(backend, gid, ids[0], body)  # any counted part, delivered again, takes the chord over
     assert sent == [([1, 1, 1],)]
     assert list(backend.db.keys(prefix=backend.get_key_for_chord(gid))) == []  # the chord is over
     for i in ids:  # later copies don't send it again
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     assert sent == [([1, 1, 1],)]
 
 
 def test_chord_owned_by_a_live_process_is_not_taken_over(store_path, monkeypatch):
     backend = _chord_backend(store_path)
     backend.chord_claim_min = 30.0
-    gid, ids, body, sent = _chord(backend, monkeypatch)
+    gid, ids, body, sent = make_chord(backend, monkeypatch)
     for i in ids[:-1]:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     key = backend.get_key_for_chord(gid)
     backend.mark_as_done(ids[-1], 1)
     assert backend._count_part(key, gid, ids[-1], 60, b"owner") == 0  # counted; the owner is joining
-    _finish(backend, gid, ids[-1], body)  # a copy of the last part, while the owner still holds the claim
+    finish_part(backend, gid, ids[-1], body)  # a copy of the last part, while the owner still holds the claim
     assert sent == []
     backend._run_chord_callback(gid, dict(body), key, b"owner")  # the owner sends it
     assert sent == [([1, 1, 1],)]
@@ -187,14 +159,14 @@ def test_chord_owned_by_a_live_process_is_not_taken_over(store_path, monkeypatch
 
 def test_slow_owner_does_not_send_a_callback_taken_over_by_a_redelivered_part(store_path, monkeypatch):
     backend = _chord_backend(store_path)
-    gid, ids, body, sent = _chord(backend, monkeypatch)
+    gid, ids, body, sent = make_chord(backend, monkeypatch)
     for i in ids[:-1]:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     key = backend.get_key_for_chord(gid)
     backend.mark_as_done(ids[-1], 1)
     assert backend._count_part(key, gid, ids[-1], 60, b"slow") == 0
     time.sleep(backend._chord_claim_ttl() + 0.05)  # the owner's claim lapses while it is slow
-    _finish(backend, gid, ids[1], body)  # a redelivered part takes the chord over and sends it
+    finish_part(backend, gid, ids[1], body)  # a redelivered part takes the chord over and sends it
     assert sent == [([1, 1, 1],)]
     backend._run_chord_callback(gid, dict(body), key, b"slow")  # the slow owner gets there at last
     assert sent == [([1, 1, 1],)]

@@ -11,8 +11,9 @@ import celery
 import pytest
 from celery import Celery, chain, chord, group
 from celery.app.amqp import AMQP
-from celery.app.task import Context
 from celery.result import ResultSet
+from chords import finish_part, make_chord
+from helpers import fork_child
 from kombu import Producer
 from kombu.exceptions import OperationalError
 from kv_backend_celery.backend import KVBackend
@@ -24,33 +25,6 @@ def make_app(url: str, **conf) -> Celery:
     app = Celery("kvb-more9", broker="memory://", backend=url, set_as_current=False)
     app.conf.update(result_extended=True, **conf)
     return app
-
-
-def _chord(backend: KVBackend, monkeypatch, parts: int = 3, sent: list | None = None):
-    """A chord of ``parts`` parts on ``backend``, size announced; the callbacks it sends go to ``sent``."""
-    from celery.canvas import Signature
-
-    app = backend.app
-
-    @app.task(name="more9.tsum", shared=False)
-    def tsum(values):  # pragma: no cover - never run, only signed
-        return sum(values)
-
-    sent = [] if sent is None else sent
-    monkeypatch.setattr(Signature, "delay", lambda self, *args, **kw: sent.append(args))
-    gid = str(uuid.uuid4())
-    ids = [f"{gid}-{i}" for i in range(parts)]
-    body = tsum.s()
-    body.freeze()
-    backend.apply_chord((gid, [app.AsyncResult(i) for i in ids]), body)
-    backend.set_chord_size(gid, parts)
-    return gid, ids, body, sent
-
-
-def _finish(backend: KVBackend, gid: str, task_id: str, body, value=1) -> None:
-    """A header part finishing (or being delivered again): store its result, then count it."""
-    request = Context(id=task_id, group=gid, chord=dict(body))
-    backend.mark_as_done(task_id, value, request=request)
 
 
 def _chord_keys(backend: KVBackend, gid: str) -> list[bytes]:
@@ -70,29 +44,17 @@ def test_part_delivered_again_after_the_chord_fired_leaves_nothing_behind(store_
     # been cleaned up. It used to start a new counter (1) and write its marker, both left
     # in the store until result_chord_expires / result_expires ended.
     backend = make_app(f"kvb://{store_path}", result_expires=100, result_chord_expires=6000).backend
-    gid, ids, body, sent = _chord(backend, monkeypatch)
+    gid, ids, body, sent = make_chord(backend, monkeypatch)
     for i in ids:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     assert sent == [([1, 1, 1],)]
     assert _chord_keys(backend, gid) == []
     for i in reversed(ids):
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     assert sent == [([1, 1, 1],)]
     assert _chord_keys(backend, gid) == []
     # The copies don't stretch the header results' lifetime back to the chord's (Celery 5.7+).
     assert backend.db.ttl(backend.get_key_for_task(ids[0])) <= 100
-
-
-def _fork(fn) -> int:
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            fn()
-            code = 0
-        finally:
-            os._exit(code)
-    return pid
 
 
 def test_chord_fires_once_and_leaves_nothing_when_processes_finish_and_redeliver_parts_at_once(
@@ -104,18 +66,18 @@ def test_chord_fires_once_and_leaves_nothing_when_processes_finish_and_redeliver
     parts, procs = 24, 4
     sent_key = b"test-callbacks-sent"
     sent = _CountingList(backend, sent_key)
-    gid, ids, body, _ = _chord(backend, monkeypatch, parts=parts, sent=sent)
+    gid, ids, body, _ = make_chord(backend, monkeypatch, parts=parts, sent=sent)
 
     def child(n: int) -> None:
         rng = random.Random(n)
         for i in ids[n::procs]:
-            _finish(backend, gid, i, body)
+            finish_part(backend, gid, i, body)
         again = list(ids)
         rng.shuffle(again)
         for i in again:
-            _finish(backend, gid, i, body)
+            finish_part(backend, gid, i, body)
 
-    pids = [_fork(lambda n=n: child(n)) for n in range(procs)]
+    pids = [fork_child(lambda n=n: child(n)) for n in range(procs)]
     for pid in pids:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
@@ -147,9 +109,9 @@ def _chord_backend(store_path: str, **conf) -> KVBackend:
 
 def _completed_by_a_lost_process(backend: KVBackend, monkeypatch):
     """A chord whose last part was counted by a process that then died (its claim has lapsed)."""
-    gid, ids, body, sent = _chord(backend, monkeypatch)
+    gid, ids, body, sent = make_chord(backend, monkeypatch)
     for i in ids[:-1]:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     backend.mark_as_done(ids[-1], 1)
     assert backend._count_part(backend.get_key_for_chord(gid), gid, ids[-1], 60, b"lost") == 0
     return gid, ids, body, sent
@@ -169,12 +131,12 @@ def test_finished_callback_is_not_sent_again_by_a_redelivered_part(store_path, m
     else:
         backend.mark_as_done(body.id, 3)
     time.sleep(backend._chord_claim_ttl() + 0.05)  # the lost process's claim lapses
-    _finish(backend, gid, ids[0], body)
+    finish_part(backend, gid, ids[0], body)
     assert sent == []
     assert backend.get_task_meta(body.id)["status"] == state
     assert _chord_keys(backend, gid) == []
     for i in ids:  # later copies neither send it nor leave anything
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     assert sent == []
     assert _chord_keys(backend, gid) == []
 
@@ -189,7 +151,7 @@ def test_unfinished_callback_is_sent_by_a_redelivered_part(store_path, monkeypat
     if state:
         backend.store_result(body.id, None, state)
     time.sleep(backend._chord_claim_ttl() + 0.05)
-    _finish(backend, gid, ids[0], body)
+    finish_part(backend, gid, ids[0], body)
     assert sent == [([1, 1, 1],)]
     assert _chord_keys(backend, gid) == []
 
@@ -199,10 +161,10 @@ def test_completed_chord_sends_its_callback_whatever_state_its_id_has(store_path
     # Only a part that took a chord over looks at the callback's state: the part that
     # completes it sends the callback even if its id already has a state.
     backend = make_app(f"kvb://{store_path}").backend
-    gid, ids, body, sent = _chord(backend, monkeypatch)
+    gid, ids, body, sent = make_chord(backend, monkeypatch)
     backend.store_result(body.id, None, state)
     for i in ids:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     assert sent == [([1, 1, 1],)]
     assert _chord_keys(backend, gid) == []
 
@@ -243,17 +205,17 @@ def test_chord_with_a_group_nested_in_its_header_leaves_nothing_behind(store_pat
     backend.apply_chord((gid, header), body)
     backend.set_chord_size(gid, 4)
     for i in top:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     backend.set_chord_size(inner, 2)  # the nested group, applied by the chain's first task
     for i in nested:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     assert sent == [([1, 1, [1, 1]],)]
     assert _chord_keys(backend, gid) == []
     assert _chord_keys(backend, inner) == []
     for i in nested:  # the chord is over: its parts' results have their normal lifetime
         assert backend.db.ttl(backend.get_key_for_task(i)) <= 100
     for i in top + nested:  # late copies leave nothing either
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     assert sent == [([1, 1, [1, 1]],)]
     assert _chord_keys(backend, gid) == [] and _chord_keys(backend, inner) == []
 
@@ -315,7 +277,7 @@ def test_a_refused_callback_publish_is_retried_as_with_celerys_own_backends(stor
     backend.apply_chord((gid, [app.AsyncResult(i) for i in ids]), body)
     backend.set_chord_size(gid, len(ids))
     for i in ids:
-        _finish(backend, gid, i, body)
+        finish_part(backend, gid, i, body)
     assert published == ["more9.sent_tsum", "more9.sent_tsum"]
     assert backend.get_task_meta(body.id)["status"] == "PENDING"  # sent, waiting for a worker
     assert _chord_keys(backend, gid) == []

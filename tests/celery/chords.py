@@ -1,0 +1,37 @@
+"""Chords built directly on a KVBackend, for the chord tests (no broker, no worker)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery.app.task import Context
+
+
+def make_chord(backend: Any, monkeypatch: Any, parts: int = 3, sent: list | None = None):
+    """A chord of ``parts`` parts on ``backend``, size announced; the callbacks it sends go to ``sent``.
+
+    Returns ``(group id, part ids, callback signature, sent)``.
+    """
+    from celery.canvas import Signature
+
+    app = backend.app
+
+    @app.task(name=f"chords.tsum.{uuid.uuid4()}", shared=False)
+    def tsum(values):  # pragma: no cover - never run, only signed
+        return sum(values)
+
+    sent = [] if sent is None else sent
+    monkeypatch.setattr(Signature, "delay", lambda self, *args, **kw: sent.append(args))
+    gid = str(uuid.uuid4())
+    ids = [f"{gid}-{i}" for i in range(parts)]
+    body = tsum.s()
+    body.freeze()
+    backend.apply_chord((gid, [app.AsyncResult(i) for i in ids]), body)
+    backend.set_chord_size(gid, parts)
+    return gid, ids, body, sent
+
+
+def finish_part(backend: Any, gid: str, task_id: str, body: Any, value: Any = 1) -> None:
+    """A header part finishing (or being delivered again): store its result, then count it."""
+    backend.mark_as_done(task_id, value, request=Context(id=task_id, group=gid, chord=dict(body)))
