@@ -35,3 +35,15 @@ def make_chord(backend: Any, monkeypatch: Any, parts: int = 3, sent: list | None
 def finish_part(backend: Any, gid: str, task_id: str, body: Any, value: Any = 1) -> None:
     """A header part finishing (or being delivered again): store its result, then count it."""
     backend.mark_as_done(task_id, value, request=Context(id=task_id, group=gid, chord=dict(body)))
+
+
+class CountingList(list):
+    """A ``sent`` list whose appends, in whichever process, also count in the store under ``key``."""
+
+    def __init__(self, backend: Any, key: bytes) -> None:
+        super().__init__()
+        self.backend, self.key = backend, key
+
+    def append(self, item: Any) -> None:
+        super().append(item)
+        self.backend.db.incr(self.key)

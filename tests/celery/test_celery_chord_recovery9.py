@@ -21,7 +21,7 @@ import uuid
 import pytest
 from celery import Celery, chord
 from celery.app.task import Context
-from chords import finish_part, make_chord
+from chords import CountingList, finish_part, make_chord
 from helpers import child_env
 from kv_backend_celery.backend import KVBackend, start_chord_recovery
 from resp_helpers import start_redis_server
@@ -44,18 +44,6 @@ def _backend(store_path: str) -> KVBackend:
     backend = make_app(f"kvb://{store_path}", result_chord_join_timeout=0.05).backend
     backend.chord_claim_min = 0.0
     return backend
-
-
-class _CountingList(list):
-    """A ``sent`` list whose appends, in whichever process, also count in the store."""
-
-    def __init__(self, backend: KVBackend, key: bytes) -> None:
-        super().__init__()
-        self.backend, self.key = backend, key
-
-    def append(self, item) -> None:
-        super().append(item)
-        self.backend.db.incr(self.key)
 
 
 def _stuck(backend: KVBackend, monkeypatch, sent: list | None = None):
@@ -182,7 +170,7 @@ def test_callback_the_result_serializer_cannot_encode_is_left_to_a_redelivered_p
 def test_chord_recovered_by_several_processes_at_once_is_sent_once(store_path, monkeypatch):
     backend = _backend(store_path)
     sent_key = b"test-callbacks-sent"
-    gid, _, _, _ = _stuck(backend, monkeypatch, sent=_CountingList(backend, sent_key))
+    gid, _, _, _ = _stuck(backend, monkeypatch, sent=CountingList(backend, sent_key))
     _lapse(backend)
     r, w = os.pipe()
     pids = []
@@ -213,7 +201,7 @@ def test_recovery_thread_finishes_a_stuck_chord(store_path, monkeypatch):
     # What a worker process starts: a thread that looks at once, then every interval.
     backend = _backend(store_path)
     sent_key = b"test-callbacks-sent"
-    gid, _, _, _ = _stuck(backend, monkeypatch, sent=_CountingList(backend, sent_key))
+    gid, _, _, _ = _stuck(backend, monkeypatch, sent=CountingList(backend, sent_key))
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child: a daemon thread must not outlive the test
         code = 1

@@ -6,7 +6,6 @@ Each test proves a defect found in the recovery that landed with #6.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -15,6 +14,7 @@ import pytest
 from celery import Celery
 from celery.app.log import TaskFormatter
 from celery.app.task import Context
+from helpers import exit_code, fork_child
 from kv_backend_celery.backend import KVBackend
 
 pytestmark = [
@@ -33,20 +33,7 @@ def make_app(url: str, **conf) -> Celery:
 
 def _in_child(body) -> None:
     """Run ``body`` in a forked child (a daemon thread must not outlive the test); assert it passed."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            body()
-            code = 0
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert exit_code(fork_child(body)) == 0
 
 
 def _recovery_threads() -> list[threading.Thread]:

@@ -12,7 +12,7 @@ import pytest
 from celery import Celery, chain, chord, group
 from celery.app.amqp import AMQP
 from celery.result import ResultSet
-from chords import finish_part, make_chord
+from chords import CountingList, finish_part, make_chord
 from helpers import fork_child
 from kombu import Producer
 from kombu.exceptions import OperationalError
@@ -65,7 +65,7 @@ def test_chord_fires_once_and_leaves_nothing_when_processes_finish_and_redeliver
     backend = make_app(f"kvb://{store_path}").backend
     parts, procs = 24, 4
     sent_key = b"test-callbacks-sent"
-    sent = _CountingList(backend, sent_key)
+    sent = CountingList(backend, sent_key)
     gid, ids, body, _ = make_chord(backend, monkeypatch, parts=parts, sent=sent)
 
     def child(n: int) -> None:
@@ -83,18 +83,6 @@ def test_chord_fires_once_and_leaves_nothing_when_processes_finish_and_redeliver
         assert os.waitstatus_to_exitcode(status) == 0
     assert backend.db.get(sent_key) == b"1"
     assert _chord_keys(backend, gid) == []
-
-
-class _CountingList(list):
-    """A ``sent`` list whose appends, in whichever process, also count in the store."""
-
-    def __init__(self, backend: KVBackend, key: bytes) -> None:
-        super().__init__()
-        self.backend, self.key = backend, key
-
-    def append(self, item) -> None:
-        super().append(item)
-        self.backend.db.incr(self.key)
 
 
 # ------------------------------------- the callback sent, its sender lost
