@@ -130,6 +130,42 @@ def _nested_groups(results: Iterable[Any]) -> Iterator[ResultSet]:
             yield from _nested_groups(result.results)
 
 
+class _ChordPart:
+    """A chord part being marked finished in this thread, and its count once stored with its result."""
+
+    __slots__ = ("claim", "counted", "gid", "left", "request")
+
+    def __init__(self, request: Any, gid: str) -> None:
+        self.request = request
+        self.gid = gid
+        self.counted = False  # set by _store_result, taken by on_chord_part_return
+        self.left: int | None = None
+        self.claim = b""
+
+
+#: The chord part each thread is marking finished (``part``): its result and its count are
+#: written in one transaction by ``_store_result``, which ``on_chord_part_return`` then uses.
+_chord_part = threading.local()
+
+
+@contextlib.contextmanager
+def _storing_chord_part(request: Any) -> Iterator[None]:
+    """Within the block, store the result of ``request``'s task with its count if it is a chord part.
+
+    A task that is no chord part (no group, no chord callback or no id) goes the usual way.
+    """
+    gid = getattr(request, "group", None) if request is not None else None
+    if not gid or not getattr(request, "chord", None) or not getattr(request, "id", None):
+        yield
+        return
+    previous = _chord_part.__dict__.get("part")
+    _chord_part.part = _ChordPart(request, gid)
+    try:
+        yield
+    finally:
+        _chord_part.part = previous
+
+
 def _bad(url: str, why: str) -> KVBackendConfigurationError:
     return KVBackendConfigurationError(
         f"invalid kv_backend result backend URL {url!r}: {why}. "
@@ -456,24 +492,52 @@ class KVBackend(KeyValueStoreBackend):
         payload = self.encode(meta)  # encoded before taking the lock: other writers don't wait on it
         key = self.get_key_for_task(task_id)
         db = self.db
-        # Under the store's write lock, the check and the write are one atomic step:
-        # a SUCCESS is never overwritten (a redelivered or lost task reporting late),
-        # and a finished state (SUCCESS, FAILURE, REVOKED) is never replaced by an
-        # unfinished one: a retry that reports RETRY after the last attempt already
-        # stored its FAILURE must not leave the task looking unfinished for ever.
+        part = _chord_part.__dict__.get("part")
+        if (
+            part is not None
+            and part.request is request
+            and meta["task_id"] == request.id
+            and state in states.READY_STATES
+        ):
+            # A chord part finishing (see mark_as_done): its result and its count in one
+            # transaction, so that a process killed between the two leaves neither.
+            with db.transaction():
+                self._write_result(db, task_id, key, payload, state)
+                part.claim = uuid.uuid4().hex.encode()
+                part.left = self._count_part(
+                    self.get_key_for_chord(part.gid),
+                    part.gid,
+                    task_id,
+                    self._chord_part_ttl(),
+                    part.claim,
+                    request.chord,
+                )
+                part.counted = True
+            return result
         with db.locked():
-            current = db.get(ensure_bytes(key))
-            if current is not None:
-                stored = self.decode_result(current).get("status")
-                if stored == states.SUCCESS or (
-                    stored in states.READY_STATES and state not in states.READY_STATES
-                ):
-                    return result
-            try:
-                self._set_with_state(key, payload, state)
-            except BackendStoreError as exc:
-                raise BackendStoreError(str(exc), state=state, task_id=task_id) from exc
+            self._write_result(db, task_id, key, payload, state)
         return result
+
+    def _write_result(self, db: DB, task_id: str, key: bytes | str, payload: bytes | str, state: str) -> None:
+        """Store a task's encoded result, unless the one stored must stay (write lock held).
+
+        Under the store's write lock, the check and the write are one atomic step:
+        a SUCCESS is never overwritten (a redelivered or lost task reporting late),
+        and a finished state (SUCCESS, FAILURE, REVOKED) is never replaced by an
+        unfinished one: a retry that reports RETRY after the last attempt already
+        stored its FAILURE must not leave the task looking unfinished for ever.
+        """
+        current = db.get(ensure_bytes(key))
+        if current is not None:
+            stored = self.decode_result(current).get("status")
+            if stored == states.SUCCESS or (
+                stored in states.READY_STATES and state not in states.READY_STATES
+            ):
+                return
+        try:
+            self._set_with_state(key, payload, state)
+        except BackendStoreError as exc:
+            raise BackendStoreError(str(exc), state=state, task_id=task_id) from exc
 
     def cleanup(self) -> Any:
         """Compact the store (expired and replaced results are dropped); the TTLs do the expiring."""
@@ -526,6 +590,56 @@ class KVBackend(KeyValueStoreBackend):
         self.db.incr(key, -int(chord_size))
         self.expire(key, self._chord_counter_ttl())
 
+    def mark_as_done(
+        self,
+        task_id: str,
+        result: Any,
+        request: Any = None,
+        store_result: bool = True,
+        state: str = states.SUCCESS,
+    ) -> Any:
+        """Celery's ``mark_as_done``; a chord part's result is stored and counted in one transaction."""
+        with _storing_chord_part(request):
+            return super().mark_as_done(
+                task_id, result, request=request, store_result=store_result, state=state
+            )
+
+    def mark_as_failure(
+        self,
+        task_id: str,
+        exc: BaseException,
+        traceback: str | None = None,
+        request: Any = None,
+        store_result: bool = True,
+        call_errbacks: bool = True,
+        state: str = states.FAILURE,
+    ) -> Any:
+        """Celery's ``mark_as_failure``; a chord part's failure is stored and counted in one transaction."""
+        with _storing_chord_part(request):
+            return super().mark_as_failure(
+                task_id,
+                exc,
+                traceback=traceback,
+                request=request,
+                store_result=store_result,
+                call_errbacks=call_errbacks,
+                state=state,
+            )
+
+    def mark_as_revoked(
+        self,
+        task_id: str,
+        reason: str = "",
+        request: Any = None,
+        store_result: bool = True,
+        state: str = states.REVOKED,
+    ) -> Any:
+        """Celery's ``mark_as_revoked``; a revoked chord part is stored and counted in one transaction."""
+        with _storing_chord_part(request):
+            return super().mark_as_revoked(
+                task_id, reason=reason, request=request, store_result=store_result, state=state
+            )
+
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:
         """Count a finished chord part with one atomic ``incr``; the part that brings it to zero fires.
 
@@ -545,8 +659,14 @@ class KVBackend(KeyValueStoreBackend):
         key = self.get_key_for_chord(gid)
         task_id = getattr(request, "id", None)
         keep = self._chord_part_ttl()
-        claim = uuid.uuid4().hex.encode()
-        left = self._count_part(key, gid, task_id, keep, claim, chord_sig)
+        part = _chord_part.__dict__.get("part")
+        if part is not None and part.request is request and part.counted:
+            # Counted with its result, in one transaction (see _store_result): once only.
+            part.counted = False
+            left, claim = part.left, part.claim
+        else:
+            claim = uuid.uuid4().hex.encode()
+            left = self._count_part(key, gid, task_id, keep, claim, chord_sig)
         if left is None:
             return None
         if left == 0:
