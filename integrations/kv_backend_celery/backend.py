@@ -1024,12 +1024,18 @@ class KVBackend(KeyValueStoreBackend):
                     values = join(timeout=self.app.conf.result_chord_join_timeout, propagate=True)
             except Exception as exc:
                 culprit = _failed_part(deps.results)
-                reason = f"Dependency {culprit.id} raised {exc!r}" if culprit is not None else repr(exc)
+                cause: BaseException = exc
+                if culprit is not None:
+                    # The join may stop at another failed part than the first one: name the
+                    # culprit with its own exception, not another part's.
+                    own = culprit.result
+                    cause = own if isinstance(own, BaseException) else exc
+                reason = f"Dependency {culprit.id} raised {cause!r}" if culprit is not None else repr(exc)
                 owner = self._keep_claim(gid, key, claim, publish_ttl)
                 if not owner:
                     return self._taken_over(gid)
                 logger.error("chord %s failed: %s", gid, reason)
-                return self.chord_error_from_stack(callback, _chord_error(reason, exc))
+                return self.chord_error_from_stack(callback, _chord_error(reason, cause))
             owner = self._keep_claim(gid, key, claim, publish_ttl)
             if not owner:
                 return self._taken_over(gid)

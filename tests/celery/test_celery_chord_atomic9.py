@@ -187,3 +187,22 @@ def test_callback_is_sent_with_the_write_lock_free(backend, store_path, monkeypa
         finish_part(backend, gid, i, body)
     assert sent == [([1, 1, 1],)]
     assert wrote == [True, True]
+
+
+def test_chord_error_names_the_failed_part_with_its_own_exception(backend, monkeypatch):
+    # With two failed parts, the join may stop at either (the order of a set of ids):
+    # the ChordError named the first failed part with the other part's exception.
+    from celery.result import ResultSet
+
+    gid, ids, body, sent = make_chord(backend, monkeypatch)
+    finish_part(backend, gid, ids[0], body)
+    backend.mark_as_failure(ids[1], KeyError("of part 1"), request=_part_request(gid, ids[1], body))
+
+    def join_stops_at_part_2(self, *args, **kwargs):
+        raise ValueError("of part 2")
+
+    monkeypatch.setattr(ResultSet, "join_native", join_stops_at_part_2)
+    backend.mark_as_failure(ids[2], ValueError("of part 2"), request=_part_request(gid, ids[2], body))
+    error = backend.get_task_meta(body.id)["result"]
+    assert str(error) == f"Dependency {ids[1]} raised KeyError('of part 1')"
+    assert sent == []
