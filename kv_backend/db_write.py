@@ -850,10 +850,27 @@ class _Writing:
             self._end_transaction()
 
     def _end_transaction(self) -> None:
-        """Close this thread's transaction and wake the other threads whose reads wait for it."""
-        with self._txn_cond:
-            self._txn = None
-            self._txn_cond.notify_all()
+        """Close this thread's transaction and wake the other threads whose reads wait for it.
+
+        If the last tail seen is still the transaction's mark, the view holds
+        records that were never published (an exception, such as a
+        KeyboardInterrupt, came between a write and its count, or in the
+        commit): it is rebuilt from the files first, whose tail recovery cuts
+        them off, so that no thread reads them and catch-up starts from a
+        published tail again.
+        """
+        try:
+            if self._seen == _IN_TRANSACTION and not self._closed:
+                try:
+                    self._full_reload()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        self.close()
+                    raise
+        finally:
+            with self._txn_cond:
+                self._txn = None
+                self._txn_cond.notify_all()
 
     def _commit_batch(self, ops: list[tuple[int, bytes, bytes, float]]) -> None:
         parts: list[bytes] = []
