@@ -222,7 +222,13 @@ class _TransactionBlock:
             else:
                 db._discard_transaction(txn)
         finally:
-            db._lock.release()
+            try:
+                if db._txn is txn:
+                    # An exception (a KeyboardInterrupt) cut the commit or discard short before it
+                    # ended the transaction: other threads' reads would wait for it for ever.
+                    db._end_transaction()
+            finally:
+                db._lock.release()
         if exc_type is None:
             if txn.doomed:
                 raise TransactionError(

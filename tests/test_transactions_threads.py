@@ -72,3 +72,20 @@ def test_an_interrupt_between_the_first_write_and_its_count_leaves_no_trace(stor
         with DB(store_path) as other:
             assert dict(other.items()) == {b"a": b"1", b"b": b"2"}
         assert dict(db.items()) == {b"a": b"1", b"b": b"2"}
+
+
+def test_an_interrupt_in_the_commit_does_not_leave_other_threads_waiting(store_path):
+    """Ctrl-C right after the COMMIT was published, before the transaction was ended: other
+    threads' reads waited for it for ever, and this thread's later writes joined the dead one."""
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+        lock = _InterruptingLock(lambda: db._txn is not None and db._seen == db._tailw.value)
+        with pytest.raises(KeyboardInterrupt), db.transaction():
+            db.put(b"k", b"v")
+            db._rlock = lock  # armed after the block's first write, when the mark is set
+        assert lock.fired
+        assert db._txn is None
+        assert _read_in_thread(db, b"k") == [b"v"]
+        db.put(b"b", b"2")
+        with DB(store_path) as other:
+            assert dict(other.items()) == {b"a": b"1", b"b": b"2", b"k": b"v"}
