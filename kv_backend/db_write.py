@@ -778,7 +778,9 @@ class _Writing:
         every write made in it. Blocks nest by joining the outer transaction.
         Other threads of this process that share this DB object wait to write,
         and, once the block has written, to read: they see the store as it was
-        before the block or after it, never part of it.
+        before the block or after it, never part of it (but a read already
+        under way when the block first writes can see its writes; see
+        docs/protocol.md).
         """
         self._check_writable()
         return _TransactionBlock(self)
