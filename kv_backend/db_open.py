@@ -8,6 +8,7 @@ from typing import Any
 
 from kv_backend import record as rec
 from kv_backend.db_common import _FIRST_FILE, _HEADER_SIZE, _crc32, _pread, _unpack_header
+from kv_backend.db_write import _IN_TRANSACTION
 from kv_backend.files import (
     FORMAT_FILE,
     FORMAT_TEXT,
@@ -433,7 +434,9 @@ class _Opening:
             if txn.owner == me:
                 return
             with self._txn_cond:
-                while (txn := self._txn) is not None and txn.owner != me:
+                # Only while the block has written: one that has not (it may read first, or only
+                # read) holds nothing this view lacks, and its catch-up at the lock left none to do.
+                while (txn := self._txn) is not None and txn.owner != me and self._seen == _IN_TRANSACTION:
                     self._txn_cond.wait()
         self._rlock.acquire()
         try:

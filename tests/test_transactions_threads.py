@@ -89,3 +89,30 @@ def test_an_interrupt_in_the_commit_does_not_leave_other_threads_waiting(store_p
         db.put(b"b", b"2")
         with DB(store_path) as other:
             assert dict(other.items()) == {b"a": b"1", b"b": b"2", b"k": b"v"}
+
+
+def test_other_threads_do_not_wait_for_a_block_that_has_not_written(store_path):
+    """A read woken by the end of one transaction went on waiting when the next one had begun, even
+    though it had not written (a read-only block, or one that reads first): reads wait only for a
+    block that has written, so this one, which waits for a read in another thread, does not hang."""
+    with DB(store_path) as db:
+        db.put(b"a", b"0")
+        first = db.transaction()
+        first.__enter__()
+        db.put(b"a", b"1")
+        reader: list[object] = []
+        b = threading.Thread(target=lambda: reader.append(db.get(b"a")), daemon=True)
+        b.start()
+        while not db._txn_cond._waiters:  # type: ignore[attr-defined]
+            b.join(0.001)
+        with db._txn_cond:  # the reader looks again only once the second block has begun
+            first.__exit__(None, None, None)
+            second = db.transaction()
+            second.__enter__()
+        try:
+            b.join(5)
+            assert reader == [b"1"]
+            assert db.get(b"a") == b"1"
+        finally:
+            second.__exit__(None, None, None)
+            b.join(5)
