@@ -232,8 +232,9 @@ class _TransactionBlock:
         if exc_type is None:
             if txn.doomed:
                 raise TransactionError(
-                    "a block nested in this transaction raised, so none of the transaction's writes were "
-                    "applied; let the exception leave the outer block, or catch it outside the transaction"
+                    "a block nested in this transaction, or one of its writes, raised, so none of the "
+                    "transaction's writes were applied; let the exception leave the outer block, or catch "
+                    "it outside the transaction"
                 )
             db._after_write()
 
@@ -809,13 +810,20 @@ class _Writing:
         if new_end > self._alloc:
             self._extend(new_end)
         self._append_at(data, end, (major << 40) | new_end)
-        self._rlock.acquire()
         try:
-            self._tail = ((major, 0), new_end)
-            self._ix.apply(self._active_idx, end, entries)
-        finally:
-            self._rlock.release()
-        txn.count += len(entries)
+            self._rlock.acquire()
+            try:
+                self._tail = ((major, 0), new_end)
+                self._ix.apply(self._active_idx, end, entries)
+            finally:
+                self._rlock.release()
+            txn.count += len(entries)
+        except BaseException:
+            # Cut short (a KeyboardInterrupt) with its records in the file but not all counted or
+            # indexed: a COMMIT would count fewer records than the batch holds, and other processes
+            # would drop its first ones. Caught inside the block or not, it can only be discarded.
+            txn.doomed = True
+            raise
 
     def _commit_transaction(self, txn: _Transaction) -> None:
         """Append the COMMIT record that closes the transaction's batch, and publish it all."""

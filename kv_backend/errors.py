@@ -79,7 +79,8 @@ class MergeInProgressError(KVError):
 
 
 class TransactionError(KVError):
-    """A transaction was discarded (a block nested in it raised), or an operation cannot run inside one."""
+    """A transaction was discarded (a block nested in it, or one of its writes, raised), or an operation
+    cannot run inside one."""
 
 
 class BackupError(KVError):
