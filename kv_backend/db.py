@@ -243,6 +243,8 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         finally:
             self._closed = True
             self._tailw = self._intentw = _ClosedWord(self.path)
+            with self._txn_cond:
+                self._txn_cond.notify_all()  # reads waiting for a transaction: the store is closed
             _open_dbs.discard(self)
             with self._rlock:
                 for f in self._files:

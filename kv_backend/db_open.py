@@ -436,7 +436,12 @@ class _Opening:
             with self._txn_cond:
                 # Only while the block has written: one that has not (it may read first, or only
                 # read) holds nothing this view lacks, and its catch-up at the lock left none to do.
-                while (txn := self._txn) is not None and txn.owner != me and self._seen == _IN_TRANSACTION:
+                while (
+                    (txn := self._txn) is not None
+                    and txn.owner != me
+                    and self._seen == _IN_TRANSACTION
+                    and not self._closed  # close() wakes them: _catch_up raises DatabaseClosedError
+                ):
                     self._txn_cond.wait()
         self._rlock.acquire()
         try:

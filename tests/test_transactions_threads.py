@@ -139,3 +139,30 @@ def test_an_interrupt_caught_inside_the_block_after_a_write_reached_the_file_dis
         with DB(store_path) as other:
             assert dict(other.items()) == {b"x": b"0"}
     assert check(store_path).ok
+
+
+def test_close_wakes_the_reads_waiting_for_a_transaction(store_path):
+    """close() (here inside the block, as the docs allow) left the other threads' reads waiting for
+    the block to end, though the store was closed: a block that then waited for them hung for ever.
+    They now fail at once with DatabaseClosedError, as any call on a closed store does."""
+    from kv_backend import DatabaseClosedError
+
+    db = DB(store_path)
+    db.put(b"a", b"0")
+    with pytest.raises(DatabaseClosedError), db.transaction():
+        db.put(b"a", b"1")
+        got: list[object] = []
+
+        def read() -> None:
+            try:
+                got.append(db.get(b"a"))
+            except Exception as exc:  # reported to the test
+                got.append(exc)
+
+        b = threading.Thread(target=read, daemon=True)
+        b.start()
+        while not db._txn_cond._waiters:  # type: ignore[attr-defined]
+            b.join(0.001)
+        db.close()
+        b.join(5)
+        assert len(got) == 1 and isinstance(got[0], DatabaseClosedError)
