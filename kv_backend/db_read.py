@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from kv_backend.db_common import (
     _time,
     _unpack_check,
 )
+from kv_backend.db_write import _IN_TRANSACTION
 from kv_backend.errors import CorruptionError
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ class _Reading:
         body = mm[off + 4 : off + (loc & _M32)]
         crc, klen, expiry = _unpack_check(mm, off)
         if _crc32(body) != crc or klen != len(key) or not body.startswith(key, _BODY_KEY):
+            if self._stale(kd):
+                return self.get(key, default)
             self._raise_corrupt(loc)
         if expiry and expiry <= _time():
             return default
@@ -81,6 +85,8 @@ class _Reading:
         body = mm[off + 4 : off + (loc & _M32)]
         crc, klen, expiry = _unpack_check(mm, off)
         if _crc32(body) != crc or klen != len(key) or not body.startswith(key, _BODY_KEY):
+            if self._stale(kd):
+                return self._get_record(key)
             self._raise_corrupt(loc)
         if expiry and expiry <= _time():
             return None
@@ -109,6 +115,15 @@ class _Reading:
         if start >= off + (loc & _M32):
             return None
         return maps[loc >> 72][start]
+
+    def _stale(self, kd: dict[bytes, int]) -> bool:
+        """Whether a damaged record was read through a view that another thread's transaction
+        is discarding, or has discarded (its records are zeroed, see ``_zero_unpublished``): the
+        read looked the key up before the block first wrote, and must read again, not report it."""
+        if self._view[0] is not kd:
+            return True
+        txn = self._txn
+        return txn is not None and txn.owner != threading.get_ident() and self._seen == _IN_TRANSACTION
 
     def _raise_corrupt(self, loc: int) -> None:
         offset = (loc >> 32) & _M40

@@ -855,6 +855,7 @@ class _Writing:
         if not txn.count or self._closed:
             self._end_transaction()
             return
+        self._zero_unpublished()
         try:
             self._full_reload()  # its tail recovery cuts the uncommitted batch off the active file
         except BaseException:
@@ -864,6 +865,30 @@ class _Writing:
             raise
         finally:
             self._end_transaction()
+
+    def _zero_unpublished(self) -> None:
+        """Overwrite the discarded batch with zeros and say nobody wrote past the published tail.
+
+        Tail recovery would cut the file at its published end, under this
+        process's mappings: a read of another thread that looked the key up
+        just before the block first wrote (see docs/protocol.md) and reads its
+        record now would touch pages past the end of the file and kill the
+        process with SIGBUS. Zeros read as the end of the data, so recovery
+        leaves the file as it is, and that read finds a damaged record, which
+        it retries (see ``_Reading._stale``). On an OS error recovery cuts the
+        batch off as before.
+        """
+        active = self._active
+        tail = self._tailw.value
+        major, pub_end = unpack_tail(tail)
+        (cur, _), end = self._tail
+        if active is None or cur != major or end <= pub_end:
+            return
+        try:
+            write_all(active.fd, bytes(end - pub_end), pub_end)
+        except OSError:
+            return
+        self._intentw.value = tail
 
     def _end_transaction(self) -> None:
         """Close this thread's transaction and wake the other threads whose reads wait for it.
