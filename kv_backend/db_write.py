@@ -884,8 +884,10 @@ class _Writing:
         (cur, _), end = self._tail
         if active is None or cur != major or end <= pub_end:
             return
+        zeros = bytes(min(end - pub_end, 1 << 20))  # a block may be far larger than that
         try:
-            write_all(active.fd, bytes(end - pub_end), pub_end)
+            for pos in range(pub_end, end, len(zeros)):
+                write_all(active.fd, memoryview(zeros)[: min(len(zeros), end - pos)], pos)
         except OSError:
             return
         self._intentw.value = tail
