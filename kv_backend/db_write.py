@@ -781,7 +781,8 @@ class _Writing:
         and, once the block has written, to read: they see the store as it was
         before the block or after it, never part of it (but a read already
         under way when the block first writes can see its writes; see
-        docs/protocol.md).
+        docs/protocol.md). So do not wait, inside the block, for another
+        thread that reads this DB object: it waits for the block.
         """
         self._check_writable()
         return _TransactionBlock(self)
