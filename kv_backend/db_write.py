@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import struct
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
@@ -139,25 +138,9 @@ class _Locked:
         self._db._lock.release()
 
 
-_CRC = struct.Struct("<I")
 #: The last tail seen while a transaction has written: no tail equals it, so every read catches up
 #: first, and there other threads wait for the transaction to end (see ``DB._refresh``).
 _IN_TRANSACTION = -1
-
-
-def _flag_as_batch(data: bytes, entries: list[tuple[int, bytes, int, int, float]]) -> bytes:
-    """Return ``data`` with the batch flag set on each of its records (their CRCs recomputed)."""
-    flag = rec.FLAG_BATCH
-    if all(data[off + 5] & flag for _, _, off, _, _ in entries):
-        return data  # a batch's records: flagged when encoded
-    buf = bytearray(data)
-    view = memoryview(buf)
-    for _, _, off, size, _ in entries:
-        if not buf[off + 5] & rec.FLAG_BATCH:
-            buf[off + 5] |= rec.FLAG_BATCH
-            _CRC.pack_into(buf, off, rec.crc32(view[off + 4 : off + size]))
-    view.release()
-    return bytes(buf)
 
 
 class _Transaction:
@@ -799,7 +782,10 @@ class _Writing:
         assert txn is not None
         if not entries:
             raise AssertionError("an unindexed write (a merge's tail marker) inside a transaction")
-        data = _flag_as_batch(data, entries)
+        if not all(data[off + 5] & _FLAG_BATCH for _, _, off, _, _ in entries):
+            # Every write path encodes a transaction's records with the flag: a plain one among
+            # them would end the batch early for recovery and readers, and break its atomicity.
+            raise AssertionError("a record without the batch flag inside a transaction")
         (major, _), end = self._tail
         if not txn.count:
             if end + len(data) > self.max_file_size and end > rec.FILE_HEADER_SIZE:
