@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 
+import celery_helpers
 import pytest
 from celery import Celery, states
 from celery.app.task import Context
@@ -38,9 +39,7 @@ from kv_backend.files import storage_error
 
 
 def make_app(url: str, **conf) -> Celery:
-    app = Celery("kvb-unit", broker="memory://", backend=url, set_as_current=False)
-    app.conf.update(result_extended=True, **conf)
-    return app
+    return celery_helpers.make_app(url, "kvb-unit", **conf)
 
 
 @pytest.fixture

@@ -13,10 +13,11 @@ import os
 import signal
 import threading
 
+import celery_helpers
 import pytest
 from celery import Celery
 from celery.app.task import Context
-from chords import finish_part, make_chord
+from celery_helpers import finish_part, make_chord
 from helpers import exit_code, fork_child
 from kv_backend_celery.backend import KVBackend
 
@@ -30,9 +31,7 @@ pytestmark = [
 
 
 def make_app(url: str, **conf) -> Celery:
-    app = Celery("kvb-atomic9", broker="memory://", backend=url, set_as_current=False)
-    app.conf.update(result_extended=True, **conf)
-    return app
+    return celery_helpers.make_app(url, "kvb-atomic9", **conf)
 
 
 @pytest.fixture

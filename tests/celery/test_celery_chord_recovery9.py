@@ -18,10 +18,11 @@ import threading
 import time
 import uuid
 
+import celery_helpers
 import pytest
 from celery import Celery, chord
 from celery.app.task import Context
-from chords import CountingList, finish_part, make_chord
+from celery_helpers import CountingList, finish_part, make_chord
 from helpers import child_env
 from kv_backend_celery.backend import KVBackend, start_chord_recovery
 from resp_helpers import start_redis_server
@@ -34,9 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def make_app(url: str, **conf) -> Celery:
-    app = Celery("kvb-recovery9", broker="memory://", backend=url, set_as_current=False)
-    app.conf.update(result_extended=True, **conf)
-    return app
+    return celery_helpers.make_app(url, "kvb-recovery9", **conf)
 
 
 def _backend(store_path: str) -> KVBackend:

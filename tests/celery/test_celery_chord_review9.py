@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 
+import celery_helpers
 import pytest
 from celery import Celery
 from celery.app.log import TaskFormatter
@@ -26,9 +27,7 @@ pytestmark = [
 
 
 def make_app(url: str, **conf) -> Celery:
-    app = Celery("kvb-review9", broker="memory://", backend=url, set_as_current=False)
-    app.conf.update(result_extended=True, **conf)
-    return app
+    return celery_helpers.make_app(url, "kvb-review9", **conf)
 
 
 def _in_child(body) -> None:

@@ -8,10 +8,11 @@ import signal
 import threading
 import time
 
+import celery_helpers
 import pytest
 from celery import Celery, chord
 from celery.exceptions import ChordError
-from chords import finish_part, make_chord
+from celery_helpers import finish_part, make_chord
 from kv_backend_celery.backend import KVBackend, parse_url
 
 pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(120)]
@@ -20,9 +21,7 @@ TIMEOUT = 30
 
 
 def make_app(url: str, **conf) -> Celery:
-    app = Celery("kvb-more8", broker="memory://", backend=url, set_as_current=False)
-    app.conf.update(result_extended=True, **conf)
-    return app
+    return celery_helpers.make_app(url, "kvb-more8", **conf)
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ import time
 import uuid
 
 import celery
+import celery_helpers
 import pytest
 from celery import Celery, chain, chord, group
 from celery.app.amqp import AMQP
 from celery.result import ResultSet
-from chords import CountingList, finish_part, make_chord
+from celery_helpers import CountingList, finish_part, make_chord
 from helpers import fork_child
 from kombu import Producer
 from kombu.exceptions import OperationalError
@@ -22,9 +23,7 @@ pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(120)]
 
 
 def make_app(url: str, **conf) -> Celery:
-    app = Celery("kvb-more9", broker="memory://", backend=url, set_as_current=False)
-    app.conf.update(result_extended=True, **conf)
-    return app
+    return celery_helpers.make_app(url, "kvb-more9", **conf)
 
 
 def _chord_keys(backend: KVBackend, gid: str) -> list[bytes]:

@@ -1,11 +1,19 @@
-"""Chords built directly on a KVBackend, for the chord tests (no broker, no worker)."""
+"""Helpers of the Celery tests: apps on a kvb:// URL, and chords built directly on a KVBackend."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+from celery import Celery
 from celery.app.task import Context
+
+
+def make_app(url: str, main: str = "kvb-test", **conf: Any) -> Celery:
+    """A Celery app with results at ``url``, an in-memory broker and extended results, not made current."""
+    app = Celery(main, broker="memory://", backend=url, set_as_current=False)
+    app.conf.update(result_extended=True, **conf)
+    return app
 
 
 def make_chord(backend: Any, monkeypatch: Any, parts: int = 3, sent: list | None = None):
