@@ -22,6 +22,15 @@ def store_path(tmp_path):
     return str(tmp_path / "store")
 
 
+@pytest.fixture
+def db(store_path):
+    """A writable DB on a new store, closed after the test."""
+    from kv_backend import DB
+
+    with DB(store_path) as d:
+        yield d
+
+
 @pytest.fixture(params=["memory", "file"])
 def backup_url(request, tmp_path):
     """A fresh backup URL of each kind (fsspec's memory filesystem, a local directory)."""

@@ -54,12 +54,6 @@ def clock(monkeypatch):
     return c
 
 
-@pytest.fixture
-def db(store_path):
-    with DB(store_path) as d:
-        yield d
-
-
 def _data_bytes(path: str) -> int:
     """Bytes of records in the store: closed files whole, the active one up to its last record."""
     total = 0

@@ -26,13 +26,6 @@ from kv_backend.errors import (
 )
 from kv_backend.files import FORMAT_FILE
 
-
-@pytest.fixture
-def db(store_path):
-    with DB(store_path) as d:
-        yield d
-
-
 BAD_KEYS = ["str", 1, None, 1.5, ["list"], object()]
 BAD_VALUES = ["str", 1, None, 2.5, {"a": 1}]
 

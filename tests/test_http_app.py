@@ -41,12 +41,6 @@ def key_url(key: bytes, suffix: str = "") -> str:
 
 
 @pytest.fixture
-def db(store_path):
-    with DB(store_path) as d:
-        yield d
-
-
-@pytest.fixture
 def client(db):
     with TestClient(create_app(db, token=TOKEN), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         yield c

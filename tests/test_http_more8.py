@@ -7,15 +7,8 @@ import asyncio
 import pytest
 from starlette.testclient import TestClient
 
-from kv_backend import DB
 from kv_backend.errors import ConfigurationError
 from kv_backend.http import app_from_env, create_app
-
-
-@pytest.fixture
-def db(store_path):
-    with DB(store_path) as d:
-        yield d
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import pytest
 from starlette.testclient import TestClient
 from test_http import TOKEN, Server
 
-from kv_backend import DB
 from kv_backend.http import create_app, encode_key
 from kv_backend.http.app import MAX_TTL
 from kv_backend.http.openapi import openapi_document
@@ -35,12 +34,6 @@ def client(server):
 
 def url(key: bytes, suffix: str = "") -> str:
     return "/v1/keys/" + encode_key(key) + suffix
-
-
-@pytest.fixture
-def db(store_path):
-    with DB(store_path) as d:
-        yield d
 
 
 @pytest.fixture

@@ -19,12 +19,6 @@ from kv_backend.http.app import MAX_TTL, MAX_TXN_OPS
 
 
 @pytest.fixture
-def db(store_path):
-    with DB(store_path) as d:
-        yield d
-
-
-@pytest.fixture
 def client(db):
     with TestClient(create_app(db, token=TOKEN), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         yield c
