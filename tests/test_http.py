@@ -162,7 +162,7 @@ def test_every_endpoint_but_healthz_needs_the_token(server, headers, invalid):
 
 def test_put_get_head_delete(client):
     key, value = b"basic/\x00\xff key", bytes(range(256)) * 3
-    assert client.put(url(key), content=value).status_code == 204
+    assert client.put(url(key), content=value).status_code == 201
     r = client.get(url(key))
     assert r.status_code == 200
     assert r.content == value
@@ -205,7 +205,8 @@ def test_get_json_format(client):
 @given(key=st.binary(min_size=1, max_size=80), value=st.binary(max_size=300))
 def test_binary_keys_and_values_round_trip(client, key, value):
     key = b"bin/" + key
-    assert client.put(url(key), content=value).status_code == 204
+    existed = client.get(url(key)).status_code == 200  # examples may repeat a key
+    assert client.put(url(key), content=value).status_code == (204 if existed else 201)
     r = client.get(url(key))
     assert r.status_code == 200
     assert r.content == value
@@ -216,7 +217,7 @@ def test_binary_keys_and_values_round_trip(client, key, value):
 
 def test_dot_keys_and_slashes(client):
     for key in (b".", b"..", b"a/b", b"/", b"a/incr", b"%2F", b"+ +", b"\n", b"?#&="):
-        assert client.put(url(key), content=key * 2).status_code == 204, key
+        assert client.put(url(key), content=key * 2).status_code == 201, key
         assert client.get(url(key)).content == key * 2, key
     # a literal '/' is never part of a key: it names a sub-resource, or nothing
     r = client.get("/v1/keys/a/b")
@@ -232,7 +233,7 @@ def test_dot_keys_and_slashes(client):
 
 def test_ttl_expiry(client):
     key = b"ttl/short"
-    assert client.put(url(key) + "?ttl=0.6", content=b"soon gone").status_code == 204
+    assert client.put(url(key) + "?ttl=0.6", content=b"soon gone").status_code == 201
     r = client.get(url(key))
     assert r.status_code == 200
     assert 0 < float(r.headers["x-kv-ttl"]) <= 0.6
@@ -399,7 +400,7 @@ def test_oversized_value_is_refused(client):
     assert r.status_code == 413
     assert client.get(url(b"big/declared")).status_code == 404
     assert client.get(url(b"big/chunked")).status_code == 404
-    assert client.put(url(b"big/ok"), content=b"z" * MAX_VALUE).status_code == 204
+    assert client.put(url(b"big/ok"), content=b"z" * MAX_VALUE).status_code == 201
     assert len(client.get(url(b"big/ok")).content) == MAX_VALUE
 
 
@@ -417,10 +418,10 @@ def raw_request(server, method: str, path: str, body: bytes = b"") -> tuple[int,
 
 def test_key_length_limits(server, client):
     longest = b"k" * 65536
-    assert raw_request(server, "PUT", url(longest), b"v")[0] == 204
+    assert raw_request(server, "PUT", url(longest), b"v")[0] == 201
     assert raw_request(server, "GET", url(longest)) == (200, b"v")
     binary_longest = bytes(range(256)) * 256  # 65536 bytes, 3 URL characters each
-    assert raw_request(server, "PUT", url(binary_longest), b"b")[0] == 204
+    assert raw_request(server, "PUT", url(binary_longest), b"b")[0] == 201
     assert raw_request(server, "GET", url(binary_longest)) == (200, b"b")
     for key in (b"k" * 65537, b"\xff" * 65537):
         for method in ("GET", "PUT", "DELETE", "POST"):
@@ -597,7 +598,7 @@ with httpx.Client(base_url=base, headers={"Authorization": "Bearer " + token}, t
         r = c.post("/v1/keys/conc%2Fcounter/incr")
         assert r.status_code == 200, r.text
         key = encode_key(f"conc/{me}/{i}".encode())
-        assert c.put("/v1/keys/" + key, content=f"{me}:{i}".encode()).status_code == 204
+        assert c.put("/v1/keys/" + key, content=f"{me}:{i}".encode()).status_code == 201
         assert c.get("/v1/keys/" + key).content == f"{me}:{i}".encode()
         if i % 10 == 0:
             r = c.put("/v1/keys/conc%2Fonce", content=me.encode(), headers={"If-None-Match": "*"})
@@ -640,7 +641,7 @@ def test_several_uvicorn_workers_share_one_store(tmp_path):
                         r = c.post("/v1/keys/workers%2Fn/incr", headers={"Connection": "close"})
                         assert r.status_code == 200
                         key = f"workers%2F{threading.get_ident()}-{i}"
-                        assert c.put(f"/v1/keys/{key}", content=b"v").status_code == 204
+                        assert c.put(f"/v1/keys/{key}", content=b"v").status_code == 201
             except BaseException as exc:
                 errors.append(exc)
 
@@ -698,7 +699,7 @@ def _write_until_killed(
                 r = c.put(url(key), content=value)
             except httpx.TransportError:
                 return
-            assert r.status_code == 204
+            assert r.status_code == 201
             puts[key] = value
             if i % 7 == 3:
                 victim = b"%s/%d" % (prefix, i - 3)

@@ -126,7 +126,7 @@ def test_engine_errors_map_to_statuses():
 
 
 def test_round_trip_in_process(client, db):
-    assert client.put(key_url(b"\x00k"), content=b"v", params={"ttl": "30"}).status_code == 204
+    assert client.put(key_url(b"\x00k"), content=b"v", params={"ttl": "30"}).status_code == 201
     r = client.get(key_url(b"\x00k"))
     assert r.content == b"v"
     assert 20 < float(r.headers["x-kv-ttl"]) <= 30
@@ -156,7 +156,7 @@ def test_create_app_on_a_path_that_is_not_a_store(tmp_path):
 def test_owned_db_is_closed_at_shutdown_and_a_given_one_is_not(store_path, db):
     app = create_app(store_path + "-own")
     with TestClient(app) as c:
-        assert c.put(key_url(b"k"), content=b"v").status_code == 204
+        assert c.put(key_url(b"k"), content=b"v").status_code == 201
     assert app.state.db.closed
     app = create_app(db)
     with TestClient(app) as c:
@@ -186,7 +186,7 @@ def test_read_only_store_refuses_writes(store_path):
 
 def test_max_value_size_is_configurable(db):
     with TestClient(create_app(db, max_value_size=10)) as c:
-        assert c.put(key_url(b"k"), content=b"0123456789").status_code == 204
+        assert c.put(key_url(b"k"), content=b"0123456789").status_code == 201
         r = c.put(key_url(b"k"), content=b"0123456789a")
         assert r.status_code == 413
         assert "10" in r.json()["message"]
@@ -299,7 +299,7 @@ def test_app_from_env(store_path, monkeypatch):
         assert c.get("/v1/stats").status_code == 401
         auth = {"Authorization": f"Bearer {TOKEN}"}
         assert c.put(key_url(b"k"), content=b"12345", headers=auth).status_code == 413
-        assert c.put(key_url(b"k"), content=b"1234", headers=auth).status_code == 204
+        assert c.put(key_url(b"k"), content=b"1234", headers=auth).status_code == 201
 
 
 def test_checked_in_openapi_is_the_generated_one():
@@ -372,7 +372,7 @@ class HTTPAgainstDict(RuleBasedStateMachine):
 
     @rule(key=keys, value=st.binary(max_size=20))
     def put(self, key, value):
-        assert self.client.put(key_url(key), content=value).status_code == 204
+        assert self.client.put(key_url(key), content=value).status_code == (204 if key in self.model else 201)
         self.model[key] = value
 
     @rule(key=keys, value=st.binary(max_size=20))
@@ -447,7 +447,7 @@ def test_mounted_under_a_prefix(db):
         assert c.get("/kv/healthz").status_code == 200
         assert c.get("/kv/v1/stats").status_code == 401
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        assert c.put("/kv" + key_url(b"a/b\xff"), content=b"v", headers=auth).status_code == 204
+        assert c.put("/kv" + key_url(b"a/b\xff"), content=b"v", headers=auth).status_code == 201
         assert db.get(b"a/b\xff") == b"v"
         assert c.post("/kv" + key_url(b"n", "/incr"), headers=auth).json() == {"value": 1}
         assert c.get("/kv/v1/keys", headers=auth).json()["keys"] == ["a%2Fb%FF", "n"]

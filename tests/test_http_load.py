@@ -30,7 +30,7 @@ def test_documented_uvicorn_workers_command_serves_the_longest_key(tmp_path):
     srv = Server(path, str(tmp_path / "server.log"), env=env, command=["-m", "uvicorn", *args])
     try:
         key = b"\xff" * 65536
-        assert raw_request(srv, "PUT", url(key), b"long")[0] == 204
+        assert raw_request(srv, "PUT", url(key), b"long")[0] == 201
         assert raw_request(srv, "GET", url(key)) == (200, b"long")
     finally:
         srv.stop()

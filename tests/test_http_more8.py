@@ -172,6 +172,6 @@ def test_a_compressed_upload_is_refused_not_stored_compressed(client, encoding):
     assert r.status_code == 415 and r.json()["error"] == "unsupported_encoding", r.text
     assert client.get("/v1/keys/z").status_code == 404
     r = client.put("/v1/keys/z", content=b"plain", headers={"Content-Encoding": "identity"})
-    assert r.status_code == 204 and client.get("/v1/keys/z").content == b"plain"
+    assert r.status_code == 201 and client.get("/v1/keys/z").content == b"plain"
     r = client.post("/v1/backup", content=b"{}", headers={"Content-Encoding": encoding})
     assert r.status_code == 415

@@ -847,8 +847,19 @@ class _Api:
             if not await self.call(self._put_if_present, key, value, ttl):
                 raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} does not exist")
             return Response(status_code=204)
-        await self.call(self.db.put, key, value, ttl)
-        return Response(status_code=204)
+        created = await self.call(self._put_reporting_creation, key, value, ttl)
+        return Response(status_code=201 if created else 204)
+
+    def _put_reporting_creation(self, key: bytes, value: bytes, ttl: float | None) -> bool:
+        """Store ``key`` and say whether it was absent before (RFC 9110: 201 then, else 204).
+
+        The check and the write run under the write lock, so of two clients creating
+        the same key at once exactly one is told it created it.
+        """
+        with self.db.locked():
+            existed = key in self.db
+            self.db.put(key, value, ttl)
+            return not existed
 
     def _put_if_present(self, key: bytes, value: bytes, ttl: float | None) -> bool:
         with self.db.locked():

@@ -279,8 +279,11 @@ _DOCUMENT: dict[str, Any] = {
                     },
                 },
                 "responses": {
-                    "201": {"description": "Stored by a put-if-absent (`If-None-Match: *`)."},
-                    "204": {"description": "Stored."},
+                    "201": {
+                        "description": "Stored, and the key did not exist (or had expired) before: "
+                        "always the answer of a put-if-absent (`If-None-Match: *`)."
+                    },
+                    "204": {"description": "Stored over the key's existing value."},
                     "400": _error("Invalid key, ttl or precondition header."),
                     "401": _UNAUTHORIZED,
                     "412": _error("The If-None-Match / If-Match condition failed; nothing was stored."),
