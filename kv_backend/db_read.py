@@ -43,24 +43,32 @@ class _Reading:
         """Return the value stored for ``key``, or ``default`` if it is absent or expired."""
         if self._tailw.value != self._seen:
             self._refresh()
-        kd, maps = self._view
+        kd, maps = view = self._view
         try:
             loc = kd[key]
         except (KeyError, TypeError, ValueError):  # ValueError: a writable memoryview cannot be hashed
             checked = _check_key(key)
             if checked is not key:
                 return self.get(checked, default)
+            if self._view is not view:  # another thread's transaction wrote meanwhile: see get's end
+                return self.get(key, default)
             return default
         # The checks of _get_record, inlined here because this is the hottest read
         # path. One copy: the record past its CRC field, straight from the mapping.
         off = (loc >> 32) & _M40
         mm = maps[loc >> 72]
         body = mm[off + 4 : off + (loc & _M32)]
-        crc, klen, expiry = _unpack_check(mm, off)
+        crc, flags, klen, expiry = _unpack_check(mm, off)
         if _crc32(body) != crc or klen != len(key) or not body.startswith(key, _BODY_KEY):
             if self._stale(kd):
                 return self.get(key, default)
             self._raise_corrupt(loc)
+        if flags and self._view is not view:
+            # A record of a batch, and another thread's transaction wrote (or was discarded)
+            # since the check above: this may be one of its unpublished writes (they all carry
+            # the batch flag). Read again, which waits for the transaction to end. The view
+            # object changes only then and at a reload, so this is rare and never loops.
+            return self.get(key, default)
         if expiry and expiry <= _time():
             return default
         return body[_BODY_KEY + klen :]
@@ -76,18 +84,20 @@ class _Reading:
         """Return ``(value, expiry)`` of a live key, or None (expiry 0.0 = never)."""
         if self._tailw.value != self._seen:
             self._refresh()
-        kd, maps = self._view
+        kd, maps = view = self._view
         loc = kd.get(key)
         if loc is None:
-            return None
+            return self._get_record(key) if self._view is not view else None  # see get
         off = (loc >> 32) & _M40
         mm = maps[loc >> 72]
         body = mm[off + 4 : off + (loc & _M32)]
-        crc, klen, expiry = _unpack_check(mm, off)
+        crc, flags, klen, expiry = _unpack_check(mm, off)
         if _crc32(body) != crc or klen != len(key) or not body.startswith(key, _BODY_KEY):
             if self._stale(kd):
                 return self._get_record(key)
             self._raise_corrupt(loc)
+        if flags and self._view is not view:  # see get
+            return self._get_record(key)
         if expiry and expiry <= _time():
             return None
         return body[_BODY_KEY + klen :], expiry
@@ -125,6 +135,13 @@ class _Reading:
         txn = self._txn
         return txn is not None and txn.owner != threading.get_ident() and self._seen == _IN_TRANSACTION
 
+    def _other_transaction_wrote(self) -> bool:
+        """Whether another thread's transaction has written, so the index holds its unpublished
+        writes: a snapshot taken now could show part of it (caller holds ``_rlock``, under which
+        the transaction marks ``_seen`` before its first write is indexed)."""
+        txn = self._txn
+        return self._seen == _IN_TRANSACTION and txn is not None and txn.owner != threading.get_ident()
+
     def _raise_corrupt(self, loc: int) -> None:
         offset = (loc >> 32) & _M40
         files = self._files
@@ -146,10 +163,13 @@ class _Reading:
     def __contains__(self, key: object) -> bool:
         if self._tailw.value != self._seen:
             self._refresh()
+        view = self._view
         try:
-            found = key in self._view[0]
+            found = key in view[0]
         except (TypeError, ValueError):  # unhashable: a bytearray, a writable memoryview
             found = False
+        if self._view is not view:  # another thread's transaction wrote meanwhile (see get)
+            return key in self
         if not found:
             checked = _check_key(key)
             return checked is not key and checked in self
@@ -171,8 +191,10 @@ class _Reading:
     def __len__(self) -> int:
         if self._tailw.value != self._seen:
             self._refresh()
+        view = self._view
         ix = self._ix
-        return len(ix.kd) - ix.expired_count()
+        n = len(ix.kd) - ix.expired_count()
+        return len(self) if self._view is not view else n  # see get
 
     def __iter__(self) -> Iterator[bytes]:
         return self.keys()
@@ -186,7 +208,9 @@ class _Reading:
         """
         if self._tailw.value != self._seen:
             self._refresh()
-        return len(self._view[0])
+        view = self._view
+        n = len(view[0])
+        return self.index_size() if self._view is not view else n  # see get
 
     def purge_expired(self) -> int:
         """Drop expired keys from this process's key directory; return how many.
@@ -218,12 +242,18 @@ class _Reading:
         if self._tailw.value != self._seen:
             self._refresh()
         with self._rlock:
-            ix = self._ix
-            if not ix.exp:
-                return list(ix.kd)
-            now = _time()
-            exp = ix.exp
-            return [k for k in ix.kd if not (k in exp and exp[k] <= now)]
+            if not self._other_transaction_wrote():
+                return self._unordered_snapshot()
+        return self.unordered_keys()  # waits, out of the lock, for the other thread's block to end
+
+    def _unordered_snapshot(self) -> list[bytes]:
+        """The live keys, in no order (caller holds ``_rlock``)."""
+        ix = self._ix
+        if not ix.exp:
+            return list(ix.kd)
+        now = _time()
+        exp = ix.exp
+        return [k for k in ix.kd if not (k in exp and exp[k] <= now)]
 
     def keys(  # type: ignore[override]
         self, *, prefix: bytes = b"", start: bytes | None = None, reverse: bool = False
@@ -260,40 +290,48 @@ class _Reading:
         if self._tailw.value != self._seen:
             self._refresh()
         with self._rlock:
-            ix = self._ix
-            srt = ix.ensure_sorted()
-            if not reverse:
-                lo = prefix
-                if start is not None and start > lo:
-                    lo = start
-                if last is not None:
-                    it = srt.irange(minimum=last, inclusive=(False, True))
-                else:
-                    it = srt.irange(minimum=lo)
+            if not self._other_transaction_wrote():
+                return self._key_chunk_locked(prefix, start, reverse, last, size)
+        return self._key_chunk(prefix, start, reverse, last, size)  # waits, out of the lock, for it
+
+    def _key_chunk_locked(
+        self, prefix: bytes, start: bytes | None, reverse: bool, last: bytes | None, size: int
+    ) -> list[bytes]:
+        """The body of :meth:`_key_chunk` (caller holds ``_rlock``)."""
+        ix = self._ix
+        srt = ix.ensure_sorted()
+        if not reverse:
+            lo = prefix
+            if start is not None and start > lo:
+                lo = start
+            if last is not None:
+                it = srt.irange(minimum=last, inclusive=(False, True))
             else:
-                hi = _prefix_end(prefix) if prefix else None
-                inclusive = (True, False)
-                if start is not None and (hi is None or start < hi):
-                    hi, inclusive = start, (True, True)
-                if last is not None:
-                    hi, inclusive = last, (True, False)
-                it = srt.irange(maximum=hi, inclusive=inclusive, reverse=True)
-            exp = ix.exp
-            now = _time() if exp else 0.0
-            out: list[bytes] = []
-            for key in it:
-                if prefix and not key.startswith(prefix):
-                    if not reverse or key < prefix:
-                        break
-                    continue
-                if exp:
-                    e = exp.get(key)
-                    if e and e <= now:
-                        continue
-                out.append(key)
-                if len(out) >= size:
+                it = srt.irange(minimum=lo)
+        else:
+            hi = _prefix_end(prefix) if prefix else None
+            inclusive = (True, False)
+            if start is not None and (hi is None or start < hi):
+                hi, inclusive = start, (True, True)
+            if last is not None:
+                hi, inclusive = last, (True, False)
+            it = srt.irange(maximum=hi, inclusive=inclusive, reverse=True)
+        exp = ix.exp
+        now = _time() if exp else 0.0
+        out: list[bytes] = []
+        for key in it:
+            if prefix and not key.startswith(prefix):
+                if not reverse or key < prefix:
                     break
-            return out
+                continue
+            if exp:
+                e = exp.get(key)
+                if e and e <= now:
+                    continue
+            out.append(key)
+            if len(out) >= size:
+                break
+        return out
 
     def items(  # type: ignore[override]
         self, *, prefix: bytes = b"", start: bytes | None = None, reverse: bool = False

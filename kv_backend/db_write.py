@@ -793,6 +793,11 @@ class _Writing:
                 (major, _), end = self._tail
             with self._rlock:
                 self._seen = _IN_TRANSACTION  # from now on other threads' reads wait (see _refresh)
+                # The same index and mappings in a new view object: a read of another thread
+                # that took the view before this write sees it changed once it has looked the
+                # key up, and reads again, waiting (see _Reading.get).
+                kd, maps = self._view
+                self._view = (kd, maps)
         new_end = end + len(data)
         if new_end > self._alloc:
             self._extend(new_end)
