@@ -1043,7 +1043,7 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
     target = _Target(url, storage_options)
     manifests = _load_all(target)
     valid = sorted(((doc["created"], n, doc) for n, doc, _err in manifests if doc is not None))
-    doomed = valid[: len(valid) - keep] if keep else valid
+    doomed = valid[: max(len(valid) - keep, 0)]  # keep >= len(valid): nothing to remove
     removed = []
     for _created, n, _doc in doomed:
         target.remove(_manifest_rel(n))
