@@ -36,7 +36,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kv_backend import record as rec
-from kv_backend.errors import CorruptionError, DatabaseClosedError, MergeInProgressError, TransactionError
+from kv_backend.errors import (
+    CorruptionError,
+    DatabaseClosedError,
+    KVError,
+    MergeInProgressError,
+    TransactionError,
+)
 from kv_backend.files import (
     MERGE_LOCK_FILE,
     TMP_SUFFIX,
@@ -127,7 +133,14 @@ def _merge_locked(db: DB, progress: Callable[[int, int], None] | None) -> MergeR
             db._rotate(auto_merge=False)
         active_major = db._tail[0][0]
         inputs = [fid for fid in list_data_files(db.path) if fid[0] < active_major]
-        fds = [os.open(os.path.join(db.path, data_name(fid)), os.O_RDONLY) for fid in inputs]
+        fds: list[int] = []
+        try:
+            for fid in inputs:
+                fds.append(os.open(os.path.join(db.path, data_name(fid)), os.O_RDONLY))
+        except OSError as exc:  # too many open files: every input needs one more descriptor
+            for fd in fds:
+                os.close(fd)
+            raise storage_error(exc, f"cannot merge {db.path}: cannot open {data_name(fid)}") from exc
     try:
         if not inputs:
             report.seconds = time.monotonic() - t0
@@ -139,7 +152,15 @@ def _merge_locked(db: DB, progress: Callable[[int, int], None] | None) -> MergeR
         last, records = _last_operations(db, inputs, fds, sizes, progress, total)
         report.records_dropped = records - len(last)
         outputs = _write_outputs(db, inputs, fds, last, report, progress, total)
-        _switch_over(db, inputs, outputs)
+        try:
+            _switch_over(db, inputs, outputs)
+        except BaseException as exc:
+            # Outputs renamed so far only copy what the inputs still hold; the others are removed.
+            _remove_temporaries(db.path, outputs)
+            if isinstance(exc, OSError) and not isinstance(exc, KVError):
+                what = f"cannot merge {db.path}: cannot put the merged files in place"
+                raise storage_error(exc, what) from exc
+            raise
         report.files_after = len(outputs)
         report.bytes_after = sum(size for _, size in outputs)
     finally:
@@ -248,14 +269,19 @@ def _write_outputs(
     except BaseException:
         if out is not None:
             out.abandon()
-        for fid, _ in outputs:
-            for name in (data_name(fid), hint_name(fid)):
-                try:
-                    os.unlink(os.path.join(db.path, name + TMP_SUFFIX))
-                except FileNotFoundError:
-                    pass
+        _remove_temporaries(db.path, outputs)
         raise
     return outputs
+
+
+def _remove_temporaries(path: str, outputs: list[tuple[FileId, int]]) -> None:
+    """Remove the outputs of a failed merge that still have their temporary names."""
+    for fid, _ in outputs:
+        for name in (data_name(fid), hint_name(fid)):
+            try:
+                os.unlink(os.path.join(path, name + TMP_SUFFIX))
+            except FileNotFoundError:
+                pass
 
 
 class _Output:
@@ -265,7 +291,10 @@ class _Output:
         self.fid = fid
         self.path = os.path.join(directory, data_name(fid)) + TMP_SUFFIX
         self.hint_path = os.path.join(directory, hint_name(fid)) + TMP_SUFFIX
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot create merge output {self.path}") from exc
         self.keys: list[bytes] = []
         self.locations: list[int] = []
         self.expiries: list[float] = []
@@ -299,10 +328,13 @@ class _Output:
         """Flush, fsync and write the hint file; the files keep their temporary names."""
         self._flush()
         try:
-            fsync_file(self.fd)
-        finally:
-            os.close(self.fd)
-        write_hints(self.hint_path, self.end, self.keys, self.locations, self.expiries)
+            try:
+                fsync_file(self.fd)
+            finally:
+                os.close(self.fd)
+            write_hints(self.hint_path, self.end, self.keys, self.locations, self.expiries)
+        except OSError as exc:  # disk full, I/O error: the merge fails, the store is untouched
+            raise storage_error(exc, f"cannot write merge output {self.path} and its hint file") from exc
         return self.fid, self.end
 
     def abandon(self) -> None:

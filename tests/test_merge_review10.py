@@ -1,0 +1,63 @@
+"""Merge: defects found by the tenth review (failures while writing the outputs)."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+import kv_backend.merge as merge_mod
+from kv_backend import DB, StorageError
+from kv_backend.check import check
+
+
+def _store_with_garbage(db: DB) -> dict[bytes, bytes]:
+    for i in range(200):
+        db.put(b"k%03d" % i, b"v%d" % i * 20)
+    for i in range(0, 200, 2):
+        db.delete(b"k%03d" % i)
+    return {b"k%03d" % i: b"v%d" % i * 20 for i in range(1, 200, 2)}
+
+
+def _no_temporaries(path: str) -> bool:
+    return not [n for n in os.listdir(path) if n.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("where", ["hint file", "fsync", "switch-over"])
+def test_a_disk_error_while_merging_is_a_storage_error_and_changes_nothing(store_path, monkeypatch, where):
+    """Disk full while writing a hint file, an fsync that fails, a directory that cannot be synced at
+    the switch-over: the merge used to end with a bare OSError (a traceback from `kvb merge`); it is
+    now a StorageError that says what failed, and the store reads as before."""
+    if where == "hint file":
+
+        def fail(path, *args):
+            with open(path, "wb") as f:
+                f.write(b"KVBHINT")  # part of it, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(merge_mod, "write_hints", fail)
+        code = errno.ENOSPC
+    else:
+
+        def fail(*args):
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(merge_mod, "fsync_file" if where == "fsync" else "fsync_dir", fail)
+        code = errno.EIO
+    with DB(store_path, max_file_size=4096) as db:
+        model = _store_with_garbage(db)
+        with pytest.raises(StorageError) as info:
+            db.merge()
+        assert info.value.errno == code
+        assert "cannot" in str(info.value) and store_path in str(info.value)
+        if code == errno.ENOSPC:
+            assert "disk is full" in str(info.value)
+        assert dict(db.items()) == model
+        assert _no_temporaries(store_path)
+        monkeypatch.undo()
+        db.merge()
+        assert dict(db.items()) == model
+    with DB(store_path) as db:
+        assert dict(db.items()) == model
+    assert check(store_path).ok
