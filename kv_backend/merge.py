@@ -327,21 +327,24 @@ class _Output:
     def finish(self) -> tuple[FileId, int]:
         """Flush, fsync and write the hint file; the files keep their temporary names."""
         self._flush()
+        fd, self.fd = self.fd, -1  # closed once: abandon() must not close a number reused meanwhile
         try:
             try:
-                fsync_file(self.fd)
+                fsync_file(fd)
             finally:
-                os.close(self.fd)
+                os.close(fd)
             write_hints(self.hint_path, self.end, self.keys, self.locations, self.expiries)
         except OSError as exc:  # disk full, I/O error: the merge fails, the store is untouched
             raise storage_error(exc, f"cannot write merge output {self.path} and its hint file") from exc
         return self.fid, self.end
 
     def abandon(self) -> None:
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = -1
         for path in (self.path, self.hint_path):
             try:
                 os.unlink(path)

@@ -61,3 +61,27 @@ def test_a_disk_error_while_merging_is_a_storage_error_and_changes_nothing(store
     with DB(store_path) as db:
         assert dict(db.items()) == model
     assert check(store_path).ok
+
+
+def test_a_failed_hint_file_does_not_close_a_descriptor_twice(store_path, monkeypatch):
+    """When the hint file could not be written, the output's descriptor, already closed by finish(),
+    was closed again by abandon(): by then the number may belong to a file another thread opened
+    (auto-merge runs in a background thread of a busy process), which lost its descriptor."""
+    others: list[int] = []
+
+    def fail(path, *args):
+        # Another thread opens a file in the meantime: it gets the lowest free number, the output's.
+        others.append(os.open(os.devnull, os.O_RDONLY))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(merge_mod, "write_hints", fail)
+    with DB(store_path, max_file_size=4096) as db:
+        model = _store_with_garbage(db)
+        with pytest.raises(StorageError):
+            db.merge()
+        assert others
+        try:
+            os.fstat(others[0])  # still open: nobody else closed it
+        finally:
+            os.close(others[0])
+        assert dict(db.items()) == model
