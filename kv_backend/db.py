@@ -39,6 +39,7 @@ from kv_backend.files import (
     hint_name,
     list_data_files,
     prepare_directory,
+    storage_error,
 )
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock, WriteLock
@@ -73,7 +74,10 @@ class SnapshotFile:
     def read(self, offset: int, size: int) -> bytes:
         """Read up to ``size`` bytes at ``offset`` (never past ``length``)."""
         size = max(0, min(size, self.length - offset))
-        return os.pread(self.fd, size, offset) if size else b""
+        try:
+            return os.pread(self.fd, size, offset) if size else b""
+        except OSError as exc:  # an I/O error of the disk the store is on
+            raise storage_error(exc, f"cannot read {self.name} of the store") from exc
 
     def close(self) -> None:
         """Close the fd."""
@@ -364,9 +368,12 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                     except FileNotFoundError:
                         continue
                     out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
-        except BaseException:
+        except BaseException as exc:
             for f in out:
                 f.close()
+            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                # Too many open files (the snapshot holds one more descriptor per file), an I/O error.
+                raise storage_error(exc, f"cannot snapshot the files of {self.path}") from exc
             raise
         return out
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 
-from kv_backend import DB
+from kv_backend import DB, StorageError
 from kv_backend.backup import list_backups, prune_backups
 
 
@@ -25,3 +28,46 @@ def test_prune_keeping_more_than_there_are_removes_nothing(url, store_path, extr
             db.backup(url, name=n)
     assert prune_backups(url, keep=len(names) + extra) == []
     assert [i.name for i in list_backups(url)] == names
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
+
+
+@pytest.mark.parametrize("failure", ["open", "read"])
+def test_a_disk_error_reading_the_store_is_a_storage_error(url, store_path, monkeypatch, failure):
+    """Too many open files while the snapshot opens the store's files (it needs one more descriptor
+    per file), or an I/O error while reading them: the backup used to end with a bare OSError (a
+    traceback from `kvb backup`); it is now a StorageError naming the store, no descriptor is left
+    open, and no backup is listed."""
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(100):
+            db.put(b"k%03d" % i, b"v" * 200)
+        db.merge()  # hint files too
+        before = _open_fds()
+        real_open, real_pread = os.open, os.pread
+        if failure == "open":
+
+            def fail_open(path, *args, **kwargs):
+                if str(path).endswith(".hint"):
+                    raise OSError(errno.EMFILE, "Too many open files", path)
+                return real_open(path, *args, **kwargs)
+
+            monkeypatch.setattr(os, "open", fail_open)
+            code = errno.EMFILE
+        else:
+
+            def fail_pread(*args):
+                raise OSError(errno.EIO, "Input/output error")
+
+            monkeypatch.setattr(os, "pread", fail_pread)
+            code = errno.EIO
+        with pytest.raises(StorageError) as info:
+            db.backup(url, name="one")
+        monkeypatch.setattr(os, "open", real_open)
+        monkeypatch.setattr(os, "pread", real_pread)
+        assert info.value.errno == code
+        assert store_path in str(info.value) or "of the store" in str(info.value)
+        assert _open_fds() <= before
+        assert list_backups(url) == []
+        assert db.backup(url, name="one").files_copied > 0
