@@ -224,7 +224,9 @@ class _Target:
         url = os.fspath(url)
         if not isinstance(url, str) or not url:
             raise ConfigurationError("the backup URL must be a non-empty string such as s3://bucket/prefix")
-        self.url = url.rstrip("/") or url
+        stripped = url.rstrip("/")
+        # "memory://" or "file:///" (a filesystem's root) stays whole: "memory:" is no URL to pass back.
+        self.url = stripped if stripped and not stripped.endswith(":") else url
         if isinstance(given, str):  # a path object names a local directory, whatever its name
             _check_url_typos(url)
             url = _file_url_with_authority(url)
@@ -251,7 +253,7 @@ class _Target:
 
     def where(self, rel: str) -> str:
         """A readable URL of the object at ``rel``, for messages."""
-        return f"{self.url}/{rel}"
+        return f"{self.url}{rel}" if self.url.endswith("/") else f"{self.url}/{rel}"
 
     def makedirs(self, rel: str) -> None:
         with _io(f"cannot create {self.where(rel)}"):

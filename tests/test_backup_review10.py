@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from kv_backend import DB, StorageError
-from kv_backend.backup import list_backups, prune_backups
+from kv_backend import DB, BackupError, StorageError
+from kv_backend.backup import list_backups, prune_backups, restore
 
 
 @pytest.fixture
@@ -71,3 +71,25 @@ def test_a_disk_error_reading_the_store_is_a_storage_error(url, store_path, monk
         assert _open_fds() <= before
         assert list_backups(url) == []
         assert db.backup(url, name="one").files_copied > 0
+
+
+def test_a_backup_at_the_root_of_a_filesystem_reports_a_url_that_works(store_path, tmp_path):
+    """memory:// (or file:///) names a filesystem's root: the report, the restore report and the
+    messages used to call it "memory:", which the backup functions refuse as a typo."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    try:
+        with DB(store_path) as db:
+            db.put(b"k", b"v")
+            report = db.backup("memory://", name="at-root")
+        assert report.url == "memory://"
+        assert "complete at memory://: " in str(report)
+        assert [i.name for i in list_backups(report.url)] == ["at-root"]
+        assert restore(report.url, tmp_path / "r").url == "memory://"
+        with pytest.raises(BackupError, match="no backup named 'nope' at memory://;"):
+            restore("memory://", tmp_path / "r2", name="nope")
+    finally:
+        for rel in ("/backups", "/files", "/pending"):
+            if fs.exists(rel):
+                fs.rm(rel, recursive=True)
