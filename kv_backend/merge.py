@@ -100,7 +100,9 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
     """Compact ``db``'s closed files; see the module docstring for the protocol.
 
     Raises :class:`MergeInProgressError` if another merge of the same store is
-    running, unless ``wait`` is true (then it waits for it and merges after).
+    running, unless ``wait`` is true (then it waits for it and merges after;
+    refused with :class:`TransactionError` inside this thread's ``locked()``
+    block, whose write lock the other merge needs to finish).
     ``progress(done_bytes, total_bytes)`` is called as input bytes are read.
     """
     db._check_writable()
@@ -108,6 +110,13 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
     if txn is not None and txn.owner == threading.get_ident():
         raise TransactionError(
             f"cannot merge {db.path} inside a transaction of the same thread; merge after the block ends"
+        )
+    if wait and db._lock.held:
+        # The running merge needs the write lock this thread holds to finish: the wait would never end.
+        raise TransactionError(
+            f"cannot merge {db.path} with wait=True inside this thread's locked() block: a merge "
+            "running in another process or thread needs the write lock the block holds to finish, "
+            "so the wait would never end; merge after the block ends"
         )
     lock = MergeLock(os.path.join(db.path, MERGE_LOCK_FILE))
     if wait:

@@ -8,7 +8,7 @@ import os
 import pytest
 
 import kv_backend.merge as merge_mod
-from kv_backend import DB, StorageError
+from kv_backend import DB, StorageError, TransactionError
 from kv_backend.check import check
 
 
@@ -84,4 +84,20 @@ def test_a_failed_hint_file_does_not_close_a_descriptor_twice(store_path, monkey
             os.fstat(others[0])  # still open: nobody else closed it
         finally:
             os.close(others[0])
+        assert dict(db.items()) == model
+
+
+def test_merge_waiting_inside_locked_is_refused(store_path):
+    """merge(wait=True) inside locked() waited for a running merge (another process's, or this
+    process's auto-merge thread) that needs the write lock the block holds to finish: both waited
+    forever, and with them every writer of the store. It is now refused at once, whether or not
+    another merge runs, and a merge after the block (or without wait) goes through."""
+    with DB(store_path, max_file_size=4096) as db:
+        model = _store_with_garbage(db)
+        with db.locked():
+            with pytest.raises(TransactionError, match="locked"):
+                db.merge(wait=True)
+            db.put(b"in-block", b"1")
+        model[b"in-block"] = b"1"
+        assert db.merge(wait=True).files_before > 0
         assert dict(db.items()) == model
