@@ -884,7 +884,12 @@ def restore(
         os.mkdir(tmp)  # like any new directory (umask applies), unlike mkdtemp's 0700
     except OSError as exc:
         _remove_empty(made)
-        raise BackupError(f"cannot create a directory next to {dest}: {exc.strerror or exc}") from exc
+        above = os.path.dirname(made[-1]) if made else parent  # the nearest one that exists
+        if os.path.lexists(above) and not os.path.isdir(above):
+            why = f"{above} is a file, not a directory"  # rather than "File exists" or "Not a directory"
+        else:
+            why = exc.strerror or str(exc)
+        raise BackupError(f"cannot create a directory next to {dest}: {why}") from exc
     report = RestoreReport(name=name, url=target.url, path=given)
     try:
         total = sum(e["size"] for e in doc["files"])

@@ -93,3 +93,16 @@ def test_a_backup_at_the_root_of_a_filesystem_reports_a_url_that_works(store_pat
         for rel in ("/backups", "/files", "/pending"):
             if fs.exists(rel):
                 fs.rm(rel, recursive=True)
+
+
+@pytest.mark.parametrize("below", ["sub", "sub/deeper"])
+def test_a_restore_below_a_file_names_the_file(url, store_path, tmp_path, below):
+    """A restore path under a file: the error said "File exists" (or "Not a directory"), as if the
+    restore path itself were the problem; it now names the file that is in the way."""
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(url, name="one")
+    (tmp_path / "afile").write_bytes(b"")
+    with pytest.raises(BackupError, match=f"{tmp_path / 'afile'} is a file, not a directory"):
+        restore(url, tmp_path / "afile" / below)
+    assert (tmp_path / "afile").read_bytes() == b""
