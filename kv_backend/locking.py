@@ -154,9 +154,15 @@ class MergeLock:
         self.path = path
         self._fd = -1
 
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as exc:  # too many open files (a merge is what a store of many files needs)
+            raise storage_error(exc, f"cannot open the merge lock file {self.path}") from exc
+
     def try_acquire(self) -> bool:
         """Take the merge lock if free; return whether it was taken."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -167,8 +173,12 @@ class MergeLock:
 
     def acquire(self) -> None:
         """Take the merge lock, waiting for a running merge to finish."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = self._open()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:  # interrupted (Ctrl-C) while waiting: the descriptor is not kept
+            os.close(fd)
+            raise
         self._fd = fd
 
     def forget_in_child(self) -> None:

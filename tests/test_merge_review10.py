@@ -101,3 +101,25 @@ def test_merge_waiting_inside_locked_is_refused(store_path):
         model[b"in-block"] = b"1"
         assert db.merge(wait=True).files_before > 0
         assert dict(db.items()) == model
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_a_merge_lock_that_cannot_be_opened_is_a_storage_error(store_path, monkeypatch, wait):
+    """Out of file descriptors (a store of many files, which is what a merge is for), opening
+    MERGE.lock raised a bare OSError; it is now a StorageError with the ulimit/merge advice."""
+    real_open = os.open
+
+    def no_more_descriptors(path, *args, **kwargs):
+        if str(path).endswith("MERGE.lock"):
+            raise OSError(errno.EMFILE, "Too many open files", path)
+        return real_open(path, *args, **kwargs)
+
+    with DB(store_path, max_file_size=4096) as db:
+        model = _store_with_garbage(db)
+        monkeypatch.setattr(os, "open", no_more_descriptors)
+        with pytest.raises(StorageError) as info:
+            db.merge(wait=wait)
+        monkeypatch.undo()
+        assert info.value.errno == errno.EMFILE
+        assert "MERGE.lock" in str(info.value) and "ulimit" in str(info.value)
+        assert dict(db.items()) == model
