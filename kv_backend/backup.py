@@ -447,7 +447,7 @@ def _decode_manifest(data: bytes, where: str) -> dict[str, Any]:
     """Parse and verify a manifest; BackupError (naming ``where``) if it is damaged."""
     try:
         doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise BackupError(f"manifest {where} is damaged or incomplete (not valid JSON: {exc})") from exc
     if not isinstance(doc, dict):
         raise BackupError(f"manifest {where} is damaged (not a JSON object)")
@@ -627,7 +627,7 @@ def _journals(target: _Target) -> list[dict[str, Any]]:
                 raise ValueError("not a JSON object")
             doc["files"] = _check_entries(doc.get("files"), n)
             doc["updated"] = float(doc["updated"])
-        except (BackupError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        except (BackupError, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
             # Not a journal kv_backend can read (another program's file, or one cut short):
             # it vouches for no object, and prune must not delete what it does not understand.
             continue

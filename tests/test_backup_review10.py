@@ -106,3 +106,24 @@ def test_a_restore_below_a_file_names_the_file(url, store_path, tmp_path, below)
     with pytest.raises(BackupError, match=f"{tmp_path / 'afile'} is a file, not a directory"):
         restore(url, tmp_path / "afile" / below)
     assert (tmp_path / "afile").read_bytes() == b""
+
+
+def test_json_nested_too_deep_under_the_url_is_damage_not_a_crash(url, store_path, tmp_path):
+    """A file in backups/ or pending/ holding JSON nested deeper than the parser's recursion
+    limit (another program's file, or a hostile one) made every listing, backup and prune at the
+    URL fail with a bare RecursionError; it is now a damaged manifest / a foreign journal."""
+    import fsspec
+
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(url, name="good")
+        fs, root = fsspec.core.url_to_fs(url)
+        deep = b"[" * 100_000 + b"]" * 100_000
+        fs.pipe_file(f"{root}/backups/deep.json", deep)
+        fs.pipe_file(f"{root}/pending/deep.json", deep)
+        infos = {i.name: i for i in list_backups(url)}
+        assert infos["good"].ok and not infos["deep"].ok
+        assert "damaged" in infos["deep"].error
+        assert db.backup(url, name="two").files_skipped == 1
+    assert prune_backups(url, keep=5) == []
+    restore(url, tmp_path / "r", name="two")
