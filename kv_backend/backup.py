@@ -676,7 +676,13 @@ def backup(
     an existing name is refused. ``progress(done_bytes, total_bytes)`` is
     called as files are read. Other processes may keep writing meanwhile.
     """
+    from kv_backend.db import DB
+
     started = time.monotonic()
+    if not isinstance(db, DB):
+        inner = getattr(db, "db", None)  # a Store (shelve) or a cache holds its DB as .db
+        hint = " (pass its .db)" if isinstance(inner, DB) else " (open it with DB(path, read_only=True))"
+        raise InvalidBackupArgumentError(f"db must be an open kv_backend.DB{hint}, not {type(db).__name__}")
     progress = _check_progress(progress)
     if name is not None:
         _check_name(name)

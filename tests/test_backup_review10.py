@@ -127,3 +127,22 @@ def test_json_nested_too_deep_under_the_url_is_damage_not_a_crash(url, store_pat
         assert db.backup(url, name="two").files_skipped == 1
     assert prune_backups(url, keep=5) == []
     restore(url, tmp_path / "r", name="two")
+
+
+def test_backup_of_something_that_is_not_a_db_says_what_to_pass(store_path):
+    """kv_backend.backup.backup(path_or_store, url) failed with AttributeError ('str' object has no
+    attribute 'snapshot_files'); it is now an InvalidBackupArgumentError that says what to pass."""
+    from kv_backend import ConfigurationError, Store
+    from kv_backend.backup import InvalidBackupArgumentError, backup
+
+    DB(store_path).close()
+    with pytest.raises(InvalidBackupArgumentError, match=r"open it with DB\(path, read_only=True\)"):
+        backup(store_path, "memory://kvb-review10-never")
+    with Store(store_path + "-shelf") as shelf:
+        with pytest.raises(ConfigurationError, match=r"pass its \.db"):
+            backup(shelf, "memory://kvb-review10-never")
+        assert backup(shelf.db, "memory://kvb-review10-shelf").files_copied == 1
+    import fsspec
+
+    fsspec.filesystem("memory").rm("/kvb-review10-shelf", recursive=True)
+    assert not fsspec.filesystem("memory").exists("/kvb-review10-never")
