@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from kv_backend import record as rec
 from kv_backend.errors import (
+    ConfigurationError,
     CorruptionError,
     DatabaseClosedError,
     KVError,
@@ -68,6 +69,10 @@ AUTO_MERGE_MIN_BYTES = 1 << 20
 #: The largest merge output, whatever ``max_file_size`` allows: a hint file's
 #: locations hold each record's offset in 32 bits (see docs/file-format.md).
 MAX_OUTPUT_SIZE = 1 << 32
+
+
+class InvalidMergeArgumentError(ConfigurationError, TypeError):
+    """An argument of :func:`merge` has the wrong type."""
 
 
 @dataclass
@@ -105,6 +110,12 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
     block, whose write lock the other merge needs to finish).
     ``progress(done_bytes, total_bytes)`` is called as input bytes are read.
     """
+    if progress is not None and not callable(progress):
+        # Checked first: called mid-merge, it would fail after the active file was rotated.
+        raise InvalidMergeArgumentError(
+            "progress must be a callable progress(done_bytes, total_bytes) or None, "
+            f"not {type(progress).__name__}"
+        )
     db._check_writable()
     txn = db._txn
     if txn is not None and txn.owner == threading.get_ident():

@@ -123,3 +123,17 @@ def test_a_merge_lock_that_cannot_be_opened_is_a_storage_error(store_path, monke
         assert info.value.errno == errno.EMFILE
         assert "MERGE.lock" in str(info.value) and "ulimit" in str(info.value)
         assert dict(db.items()) == model
+
+
+def test_a_progress_that_cannot_be_called_is_refused_before_anything_changes(store_path):
+    """merge(progress="bar") failed with TypeError ('str' object is not callable) from the middle
+    of the merge, after it had rotated the active file; it is now refused first, as backup() does."""
+    from kv_backend import ConfigurationError
+
+    with DB(store_path, max_file_size=4096) as db:
+        _store_with_garbage(db)
+        before = sorted(os.listdir(store_path))
+        with pytest.raises(ConfigurationError, match="progress must be a callable") as info:
+            db.merge(progress="bar")
+        assert isinstance(info.value, TypeError)
+        assert sorted(os.listdir(store_path)) == before
