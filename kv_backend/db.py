@@ -25,7 +25,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any, Literal
 
 from kv_backend import record as rec
-from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, MAX_FILE_SIZE, MIN_FILE_SIZE, _time
+from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, _time, check_tuning_options
 from kv_backend.db_open import _Opening
 from kv_backend.db_read import _Reading
 from kv_backend.db_write import Batch, _Writing
@@ -133,30 +133,9 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
     ) -> None:
         self._closed = True  # until fully open, so __del__ and close() do nothing
         self.path = os.path.abspath(os.fsdecode(path))  # a bytes path too, as open() and dbm take
-        if sync in ("never", "always"):
-            self._sync_interval: float | None = None if sync == "never" else 0.0
-        elif isinstance(sync, (int, float)) and not isinstance(sync, bool) and sync >= 0:
-            self._sync_interval = float(sync)
-        else:
-            raise ConfigurationError(
-                f"sync must be 'never', 'always' or a number of seconds >= 0, not {sync!r}"
-            )
+        self._sync_interval: float | None = check_tuning_options(sync, max_file_size, auto_merge)
         self.sync_mode = sync
-        if (
-            not isinstance(max_file_size, int)
-            or isinstance(max_file_size, bool)
-            or max_file_size < MIN_FILE_SIZE
-        ):
-            raise ConfigurationError(
-                f"max_file_size must be an int >= {MIN_FILE_SIZE}, not {max_file_size!r}"
-            )
-        if max_file_size >= MAX_FILE_SIZE:
-            raise ConfigurationError(f"max_file_size must be below 1 TiB, not {max_file_size!r}")
         self.max_file_size = max_file_size
-        if auto_merge is not None and (
-            not isinstance(auto_merge, (int, float)) or isinstance(auto_merge, bool) or not 0 < auto_merge < 1
-        ):
-            raise ConfigurationError(f"auto_merge must be a fraction between 0 and 1, not {auto_merge!r}")
         self.auto_merge = auto_merge
         self.read_only = bool(read_only)
         new = prepare_directory(self.path, create=not self.read_only)

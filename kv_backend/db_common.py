@@ -45,6 +45,30 @@ MAX_FILE_SIZE = 1 << 40
 T = TypeVar("T")
 
 
+def check_tuning_options(sync: object, max_file_size: object, auto_merge: object) -> float | None:
+    """Check the ``sync``, ``max_file_size`` and ``auto_merge`` options of :class:`~kv_backend.DB`.
+
+    Returns the fsync interval ``sync`` stands for (None: never, 0.0: always) or
+    raises :class:`ConfigurationError`. Callers that open the store later (the
+    Django cache at startup) use it to report a bad value before the first use.
+    """
+    if sync in ("never", "always"):
+        interval: float | None = None if sync == "never" else 0.0
+    elif isinstance(sync, (int, float)) and not isinstance(sync, bool) and sync >= 0:
+        interval = float(sync)
+    else:
+        raise ConfigurationError(f"sync must be 'never', 'always' or a number of seconds >= 0, not {sync!r}")
+    if not isinstance(max_file_size, int) or isinstance(max_file_size, bool) or max_file_size < MIN_FILE_SIZE:
+        raise ConfigurationError(f"max_file_size must be an int >= {MIN_FILE_SIZE}, not {max_file_size!r}")
+    if max_file_size >= MAX_FILE_SIZE:
+        raise ConfigurationError(f"max_file_size must be below 1 TiB, not {max_file_size!r}")
+    if auto_merge is not None and (
+        not isinstance(auto_merge, (int, float)) or isinstance(auto_merge, bool) or not 0 < auto_merge < 1
+    ):
+        raise ConfigurationError(f"auto_merge must be a fraction between 0 and 1, not {auto_merge!r}")
+    return interval
+
+
 def _check_key(key: object) -> bytes:
     """Return ``key`` as bytes or raise the project's TypeError/ValueError."""
     if type(key) is not bytes:

@@ -34,6 +34,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LE
 from django.core.exceptions import ImproperlyConfigured
 
 from kv_backend import DB
+from kv_backend.db_common import check_tuning_options
 from kv_backend.errors import ConfigurationError, NotAStoreError
 from kv_backend.files import missing_directories
 from kv_backend.record import MAX_KEY_SIZE
@@ -172,6 +173,12 @@ class KVCache(BaseCache):
                 "(culling removes 1/N of the entries) or 0 (culling empties the cache)"
             )
         self._options = {k: options[k] for k in ENGINE_OPTIONS if k in options}
+        # Checked now, not when the store opens on the first request: ``manage.py check`` (which
+        # creates every cache) then reports a bad value such as sync "allways" at deploy time.
+        try:
+            check_tuning_options(**{**_ENGINE_DEFAULTS, **self._options})
+        except ConfigurationError as exc:
+            raise KVCacheConfigurationError(f"OPTIONS of KVCache at {self._path}: {exc}") from exc
         self._db: DB | None = None
 
     # ---------------------------------------------------------- plumbing

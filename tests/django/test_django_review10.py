@@ -1,0 +1,50 @@
+"""Review 10 of the Django integration: what an experienced Django user expects of a cache backend."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from kv_backend_django.cache import KVCache
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"sync": "allways"}, "sync must be"),
+        ({"max_file_size": "64MB"}, "max_file_size must be"),
+        ({"auto_merge": 50}, "auto_merge must be"),
+    ],
+)
+def test_a_bad_engine_option_value_is_refused_when_the_cache_is_created(tmp_path, options, message):
+    """Not at the first request: creating the cache (as ``manage.py check`` does) raises, creating nothing."""
+    location = tmp_path / "cache"
+    with pytest.raises(ImproperlyConfigured, match=message):
+        KVCache(str(location), {"OPTIONS": options})
+    assert not location.exists()
+
+
+def test_manage_py_check_reports_a_bad_engine_option_value(tmp_path):
+    settings = tmp_path / "bad_value_settings.py"
+    settings.write_text(
+        "SECRET_KEY = 'x'\nINSTALLED_APPS = ['kv_backend_django']\nDATABASES = {}\n"
+        f"CACHES = {{'default': {{'BACKEND': 'kv_backend_django.cache.KVCache', "
+        f"'LOCATION': {str(tmp_path / 'cache')!r}, 'OPTIONS': {{'sync': 'allways'}}}}}}\n"
+    )
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="bad_value_settings",
+        PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT, os.path.join(ROOT, "integrations")]),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "django", "check"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "sync must be 'never', 'always' or a number of seconds >= 0, not 'allways'" in done.stderr
+    assert not (tmp_path / "cache").exists()
