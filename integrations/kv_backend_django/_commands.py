@@ -13,7 +13,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
 from kv_backend import DB
-from kv_backend.errors import ConfigurationError, StorageError
+from kv_backend.errors import ConfigurationError, StorageError, StoreNotFoundError
+from kv_backend.files import prepare_directory
 from kv_backend_django.cache import KVCache
 
 
@@ -120,8 +121,18 @@ def store_for_reading(cache: KVCache) -> Iterator[DB]:
 
     A user allowed to read the cache's directory but not to write it (a backup or
     monitoring account) cannot open it the way the cache does; for them the store
-    is opened read-only, and closed again afterwards.
+    is opened read-only, and closed again afterwards. A LOCATION that holds no store
+    yet (the cache creates it on first use) is a CommandError: creating it here would
+    leave a directory and files owned by whoever ran the command (root, from cron),
+    which the site's own user may then be unable to use, and back up an empty store.
     """
+    try:
+        prepare_directory(cache.location, create=False)
+    except StoreNotFoundError as exc:
+        raise CommandError(
+            f"{exc.strerror or exc}; the cache creates its store on first use, this command creates "
+            "nothing: check LOCATION (and the settings module in use)"
+        ) from exc
     try:
         db = cache.db
     except StorageError as exc:

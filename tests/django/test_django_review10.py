@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from io import StringIO
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -48,3 +49,29 @@ def test_manage_py_check_reports_a_bad_engine_option_value(tmp_path):
     assert done.returncode != 0
     assert "sync must be 'never', 'always' or a number of seconds >= 0, not 'allways'" in done.stderr
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("command", ["kv_stats", "kv_backup"])
+@pytest.mark.parametrize("existing", [False, True], ids=["missing", "empty"])
+def test_read_only_commands_create_no_store_where_there_is_none(tmp_path, command, existing):
+    """kv_stats and kv_backup only read: a LOCATION without a store is an error, left as it was.
+
+    Run as root (cron) before the site's first request, creating it would leave a
+    root-owned 0700 directory that the site's own user cannot use.
+    """
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.test import override_settings
+
+    location = tmp_path / "cache"
+    if existing:
+        location.mkdir()
+    conf = {"fresh": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(location)}}
+    args = [command] if command == "kv_stats" else [command, (tmp_path / "bk").as_uri()]
+    with (
+        override_settings(CACHES=conf),
+        pytest.raises(CommandError, match=r"no kv_backend store at .*creates nothing"),
+    ):
+        call_command(*args, "--cache", "fresh", stdout=StringIO(), stderr=StringIO())
+    assert (os.listdir(location) == []) if existing else not location.exists()
+    assert not (tmp_path / "bk").exists()

@@ -42,8 +42,8 @@ class Command(BaseCommand):
         if verbose:
             self.stdout.write(f"Backing up cache {options['cache']!r} at {cache.location} to {url} ...")
         try:
-            # opened (a new store created) under the usual umask; read-only for a user who may
-            # read the cache but not write it
+            # an existing store only (none is created), opened under the usual umask; read-only
+            # for a user who may read the cache but not write it
             with store_for_reading(cache) as db:
                 # The copies hold what the store holds (sessions, private pages): files and
                 # directories the backup creates on a local filesystem get no permission that the
