@@ -75,3 +75,69 @@ def test_read_only_commands_create_no_store_where_there_is_none(tmp_path, comman
         call_command(*args, "--cache", "fresh", stdout=StringIO(), stderr=StringIO())
     assert (os.listdir(location) == []) if existing else not location.exists()
     assert not (tmp_path / "bk").exists()
+
+
+def test_kv_restore_refuses_a_location_that_is_a_mount_point_before_reading_the_backup(tmp_path, monkeypatch):
+    """A cache on a container volume: --replace renamed the mount point after a whole restore (EBUSY).
+
+    That was a raw OSError traceback, after downloading and verifying the whole backup
+    into the parent filesystem, where the restored copy stayed.
+    """
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.test import override_settings
+
+    pytest.importorskip("kv_backend.backup")
+    location = tmp_path / "volume"
+    conf = {"vol": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(location)}}
+    with override_settings(CACHES=conf):
+        from django.core.cache import caches
+
+        caches["vol"].set("k", "old", None)
+        call_command("kv_backup", (tmp_path / "bk").as_uri(), "--cache", "vol", stdout=StringIO())
+        caches["vol"].set("k", "newer", None)
+        from kv_backend_django.cache import close_all
+
+        close_all()
+        real_ismount = os.path.ismount
+        monkeypatch.setattr(os.path, "ismount", lambda p: os.fspath(p) == str(location) or real_ismount(p))
+        with pytest.raises(CommandError, match=r"is a mount point.*inside the mounted filesystem"):
+            call_command(
+                "kv_restore", (tmp_path / "bk").as_uri(), "--cache", "vol", "--replace", stdout=StringIO()
+            )
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bk", "volume"]  # no restored copy left
+        assert caches["vol"].get("k") == "newer"
+
+
+def test_kv_restore_puts_the_old_store_back_when_the_swap_fails(tmp_path, monkeypatch):
+    """Moving the restored store into LOCATION fails: the old store is back, no copy left, one error line."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.test import override_settings
+    from kv_backend_django.cache import close_all
+
+    pytest.importorskip("kv_backend.backup")
+    location = tmp_path / "cache"
+    conf = {"c": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(location)}}
+    with override_settings(CACHES=conf):
+        from django.core.cache import caches
+
+        caches["c"].set("k", "old", None)
+        call_command("kv_backup", (tmp_path / "bk").as_uri(), "--cache", "c", stdout=StringIO())
+        caches["c"].set("k", "newer", None)
+        close_all()
+        real_rename = os.rename
+
+        def rename(src, dst):
+            if os.fspath(dst) == str(location) and ".restoring-" in os.fspath(src):  # the final swap
+                raise OSError(28, "No space left on device")
+            real_rename(src, dst)
+
+        monkeypatch.setattr(os, "rename", rename)
+        with pytest.raises(CommandError, match=r"cannot move the restored store into .*No space"):
+            call_command(
+                "kv_restore", (tmp_path / "bk").as_uri(), "--cache", "c", "--replace", stdout=StringIO()
+            )
+        monkeypatch.undo()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bk", "cache"]
+        assert caches["c"].get("k") == "newer"

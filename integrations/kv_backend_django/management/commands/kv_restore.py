@@ -53,6 +53,14 @@ class Command(BaseCommand):
         # A LOCATION that is a symlink (to a larger disk, say) keeps pointing at the store: the
         # directory it names is the one replaced, and the link itself stays as it is.
         location = os.path.realpath(cache.location)
+        if os.path.ismount(location):
+            # Checked before anything is read: the store is built beside LOCATION and renamed into
+            # its place, which a mount point (a container volume, a disk of its own) cannot be.
+            raise CommandError(
+                f"{location} is a mount point: kv_restore builds the restored store beside LOCATION "
+                "and renames it into place, which a mount point cannot be; point LOCATION at a "
+                f"directory inside the mounted filesystem (e.g. {os.path.join(location, 'cache')})"
+            )
         occupied = os.path.isdir(location) and bool(os.listdir(location))
         if occupied and not options["replace"]:
             raise CommandError(
@@ -90,8 +98,17 @@ class Command(BaseCommand):
         if occupied:
             # The backup checked out: swap it in, then drop the old store.
             old = f"{location}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-            os.rename(location, old)
-            os.rename(target, location)
+            try:
+                os.rename(location, old)
+            except OSError as exc:  # the old store stays in place, untouched
+                shutil.rmtree(target, ignore_errors=True)
+                raise CommandError(f"cannot move the old store at {location} aside: {exc}") from exc
+            try:
+                os.rename(target, location)
+            except OSError as exc:
+                os.rename(old, location)  # put the old store back
+                shutil.rmtree(target, ignore_errors=True)
+                raise CommandError(f"cannot move the restored store into {location}: {exc}") from exc
             shutil.rmtree(old, ignore_errors=True)
         if verbose:
             self.stdout.write(self.style.SUCCESS("Restore finished."))
