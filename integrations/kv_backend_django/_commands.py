@@ -115,16 +115,13 @@ def human_bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-@contextmanager
-def store_for_reading(cache: KVCache) -> Iterator[DB]:
-    """The cache's store, for commands that only read it (kv_stats, kv_backup).
+def existing_store(cache: KVCache) -> DB:
+    """The cache's store, for a command; a LOCATION that holds no store yet is a CommandError.
 
-    A user allowed to read the cache's directory but not to write it (a backup or
-    monitoring account) cannot open it the way the cache does; for them the store
-    is opened read-only, and closed again afterwards. A LOCATION that holds no store
-    yet (the cache creates it on first use) is a CommandError: creating it here would
-    leave a directory and files owned by whoever ran the command (root, from cron),
-    which the site's own user may then be unable to use, and back up an empty store.
+    The cache creates its store on first use. A command that created it (run as root
+    from cron, on a fresh server) would leave a directory and files owned by root,
+    which the site's own user may then be unable to use; a backup would copy an
+    empty store. Errors opening an existing store are left to the caller.
     """
     try:
         prepare_directory(cache.location, create=False)
@@ -133,8 +130,20 @@ def store_for_reading(cache: KVCache) -> Iterator[DB]:
             f"{exc.strerror or exc}; the cache creates its store on first use, this command creates "
             "nothing: check LOCATION (and the settings module in use)"
         ) from exc
+    return cache.db
+
+
+@contextmanager
+def store_for_reading(cache: KVCache) -> Iterator[DB]:
+    """The cache's store, for commands that only read it (kv_stats, kv_backup).
+
+    A user allowed to read the cache's directory but not to write it (a backup or
+    monitoring account) cannot open it the way the cache does; for them the store
+    is opened read-only, and closed again afterwards. A LOCATION without a store
+    is a CommandError (see :func:`existing_store`).
+    """
     try:
-        db = cache.db
+        db = existing_store(cache)
     except StorageError as exc:
         if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise

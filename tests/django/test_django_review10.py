@@ -51,10 +51,10 @@ def test_manage_py_check_reports_a_bad_engine_option_value(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.mark.parametrize("command", ["kv_stats", "kv_backup"])
+@pytest.mark.parametrize("command", ["kv_stats", "kv_backup", "kv_merge"])
 @pytest.mark.parametrize("existing", [False, True], ids=["missing", "empty"])
-def test_read_only_commands_create_no_store_where_there_is_none(tmp_path, command, existing):
-    """kv_stats and kv_backup only read: a LOCATION without a store is an error, left as it was.
+def test_commands_create_no_store_where_there_is_none(tmp_path, command, existing):
+    """kv_stats and kv_backup only read, kv_merge compacts: a LOCATION without a store is an error.
 
     Run as root (cron) before the site's first request, creating it would leave a
     root-owned 0700 directory that the site's own user cannot use.
@@ -67,7 +67,7 @@ def test_read_only_commands_create_no_store_where_there_is_none(tmp_path, comman
     if existing:
         location.mkdir()
     conf = {"fresh": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(location)}}
-    args = [command] if command == "kv_stats" else [command, (tmp_path / "bk").as_uri()]
+    args = [command] if command != "kv_backup" else [command, (tmp_path / "bk").as_uri()]
     with (
         override_settings(CACHES=conf),
         pytest.raises(CommandError, match=r"no kv_backend store at .*creates nothing"),

@@ -7,7 +7,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError
-from kv_backend_django._commands import add_cache_argument, format_report, get_kv_cache, progress_unless_quiet
+from kv_backend_django._commands import (
+    add_cache_argument,
+    existing_store,
+    format_report,
+    get_kv_cache,
+    progress_unless_quiet,
+)
 
 
 class Command(BaseCommand):
@@ -26,7 +32,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Merging cache {options['cache']!r} at {cache.location} ...")
         try:
             with progress_unless_quiet("merge", options["verbosity"]) as progress:
-                report = cache.db.merge(progress=progress)
+                report = existing_store(cache).merge(progress=progress)
         except KVError as exc:
             raise CommandError(f"merge of {cache.location} failed: {exc}") from exc
         if verbose:
