@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -50,23 +51,34 @@ def fragment(request: HttpRequest) -> HttpResponse:
 
 # --- Celery -----------------------------------------------------------------
 DEFAULT_TEXT = "The quick brown fox jumps over the lazy dog; the dog sleeps."
+#: The longest ``/task/?timeout=`` a request may wait for its result, in seconds.
+MAX_WAIT = 60
 
 
 def start_task(request: HttpRequest) -> JsonResponse:
     """Start the word_count task on ``?text=``, wait for its result (kvb:// wakes on write) and show it.
 
-    ``?wait=0`` only starts it: follow the returned URL to read its state later.
+    ``?wait=0`` only starts it: follow the returned URL to read its state later. ``?timeout=``
+    (seconds, default 10, at most MAX_WAIT) is checked before the task starts: a bad one is a 400.
     """
     from celery.exceptions import TimeoutError as CeleryTimeoutError
 
     from pages.tasks import word_count
 
+    try:
+        wait = float(request.GET.get("timeout", "10"))
+    except ValueError:
+        wait = math.nan
+    if not 0 < wait <= MAX_WAIT:  # also NaN; a huge wait would hold a worker for as long
+        return JsonResponse(
+            {"error": f"timeout must be a number of seconds above 0 and at most {MAX_WAIT}"}, status=400
+        )
     started = time.perf_counter()
     result = word_count.delay(request.GET.get("text", DEFAULT_TEXT))
     reply: dict[str, object] = {"task_id": result.id, "status_url": f"/task/{result.id}/"}
     if request.GET.get("wait", "1") != "0":
         try:
-            reply["result"] = result.get(timeout=float(request.GET.get("timeout", "10")))
+            reply["result"] = result.get(timeout=wait)
         except CeleryTimeoutError:
             reply["error"] = "no result yet: is a worker running? (celery -A mysite worker)"
         reply["waited_ms"] = round((time.perf_counter() - started) * 1000, 1)

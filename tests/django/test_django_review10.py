@@ -141,3 +141,48 @@ def test_kv_restore_puts_the_old_store_back_when_the_swap_fails(tmp_path, monkey
         monkeypatch.undo()
         assert sorted(p.name for p in tmp_path.iterdir()) == ["bk", "cache"]
         assert caches["c"].get("k") == "newer"
+
+
+_TASK_VIEW_PROBE = """
+import django
+django.setup()
+from unittest import mock
+from django.test import Client
+from pages import tasks
+
+class Result:
+    id, state = "t1", "SUCCESS"
+    def get(self, timeout):
+        return {"waited_up_to": timeout}
+
+client = Client(HTTP_HOST="127.0.0.1", raise_request_exception=False)
+with mock.patch.object(tasks.word_count, "delay", return_value=Result()) as delay:
+    for query in ["timeout=abc", "timeout=nan", "timeout=0", "timeout=-5", "timeout=1e9", "timeout=2.5", ""]:
+        response = client.get("/task/?" + query)
+        print(query or "-", response.status_code, delay.call_count, response.json().get("result"))
+"""
+
+
+def test_example_task_view_refuses_a_bad_timeout_before_starting_the_task(tmp_path):
+    """/task/?timeout=abc started the task, then failed with a 500; timeout=1e9 held a worker for years."""
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="mysite.settings",
+        KVB_EXAMPLE_VAR=str(tmp_path / "var"),
+        PYTHONPATH=os.pathsep.join(
+            [os.path.join(ROOT, "example_project"), ROOT, os.path.join(ROOT, "integrations")]
+        ),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _TASK_VIEW_PROBE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "timeout=abc 400 0 None",
+        "timeout=nan 400 0 None",
+        "timeout=0 400 0 None",
+        "timeout=-5 400 0 None",
+        "timeout=1e9 400 0 None",
+        "timeout=2.5 200 1 {'waited_up_to': 2.5}",
+        "- 200 2 {'waited_up_to': 10.0}",
+    ]
