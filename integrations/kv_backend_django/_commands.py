@@ -48,6 +48,8 @@ def get_kv_cache(alias: str) -> KVCache:
         cache = caches[alias]
     except ImproperlyConfigured as exc:  # a BACKEND that does not import, KVCache's bad OPTIONS...
         raise CommandError(f"cache {alias!r} cannot be created: {exc}") from exc
+    except Exception as exc:  # Django's BaseCache itself: a KEY_FUNCTION that does not import...
+        raise CommandError(f"cache {alias!r} cannot be created: {type(exc).__name__}: {exc}") from exc
     if not isinstance(cache, KVCache):
         backend = settings.CACHES[alias].get("BACKEND", type(cache).__module__ + "." + type(cache).__name__)
         raise CommandError(

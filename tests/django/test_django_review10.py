@@ -186,3 +186,47 @@ def test_example_task_view_refuses_a_bad_timeout_before_starting_the_task(tmp_pa
         "timeout=2.5 200 1 {'waited_up_to': 2.5}",
         "- 200 2 {'waited_up_to': 10.0}",
     ]
+
+
+_BROKEN_ALIASES = """
+SECRET_KEY = "x"
+INSTALLED_APPS = ["kv_backend_django"]
+DATABASES = {}
+KV = "kv_backend_django.cache.KVCache"
+CACHES = {
+    "default": {"BACKEND": KV, "LOCATION": LOCATION},
+    "typo": {"BACKEND": KV, "LOCATION": LOCATION + "-t", "OPTIONS": {"SYNC": "always"}},
+    "keyfunc": {"BACKEND": KV, "LOCATION": LOCATION + "-k", "KEY_FUNCTION": "no_such_module.make_key"},
+}
+"""
+
+
+def test_commands_report_a_cache_that_cannot_be_created_from_the_command_line(tmp_path):
+    """Not only through call_command: ``manage.py kv_stats`` ran Django's system checks first, which
+    create every cache, so a bad alias was a traceback (and stopped the commands on every alias)."""
+    (tmp_path / "broken_settings.py").write_text(
+        f"LOCATION = {str(tmp_path / 'cache')!r}\n" + _BROKEN_ALIASES
+    )
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="broken_settings",
+        PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT, os.path.join(ROOT, "integrations")]),
+    )
+    probe = (
+        "import sys\nfrom django.core.management import execute_from_command_line\n"
+        "for args in (['kv_stats', '--cache', 'typo'], ['kv_merge', '--cache', 'keyfunc'], ['kv_stats']):\n"
+        "    try:\n"
+        "        execute_from_command_line(['manage.py', *args])\n"
+        "    except SystemExit as exc:\n"
+        "        print('exit', exc.code, flush=True)\n"
+    )
+    from kv_backend_django.cache import KVCache
+
+    KVCache(str(tmp_path / "cache"), {}).set("k", 1)  # the default alias has a store
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "CommandError: cache 'typo' cannot be created: unknown OPTIONS" in done.stderr
+    assert (
+        "CommandError: cache 'keyfunc' cannot be created: ModuleNotFoundError: No module named" in done.stderr
+    )
+    assert done.stdout.count("exit 1") == 2 and "kv_backend cache 'default'" in done.stdout
