@@ -153,6 +153,14 @@ class KVCache(BaseCache):
     pickle_protocol = pickle.HIGHEST_PROTOCOL
 
     def __init__(self, location: str, params: dict[str, Any]) -> None:
+        # Django's BaseCache calls OPTIONS.get(): anything but a dict was an AttributeError.
+        if params.get("OPTIONS") is None:
+            params = {**params, "OPTIONS": {}}  # "OPTIONS": None is no options
+        elif not isinstance(params["OPTIONS"], dict):
+            raise KVCacheConfigurationError(
+                f"OPTIONS of KVCache at {location!r} must be a dict such as {{'MAX_ENTRIES': 10000}}, "
+                f"not {type(params['OPTIONS']).__name__} {params['OPTIONS']!r}"
+            )
         super().__init__(params)
         if not location or not isinstance(location, (str, os.PathLike)):
             raise KVCacheConfigurationError(

@@ -230,3 +230,14 @@ def test_commands_report_a_cache_that_cannot_be_created_from_the_command_line(tm
         "CommandError: cache 'keyfunc' cannot be created: ModuleNotFoundError: No module named" in done.stderr
     )
     assert done.stdout.count("exit 1") == 2 and "kv_backend cache 'default'" in done.stdout
+
+
+def test_options_that_are_not_a_dict_are_a_configuration_error(tmp_path):
+    """Django's BaseCache raised AttributeError ('list' object has no attribute 'get'); None is no options."""
+    for options in ([("sync", "never")], "sync=never", 3):
+        with pytest.raises(ImproperlyConfigured, match=r"OPTIONS of KVCache at .* must be a dict"):
+            KVCache(str(tmp_path / "c"), {"OPTIONS": options})
+    cache = KVCache(str(tmp_path / "c"), {"OPTIONS": None, "TIMEOUT": 60})
+    assert cache._max_entries == 300 and cache.default_timeout == 60
+    cache.set("k", 1)
+    assert cache.get("k") == 1
