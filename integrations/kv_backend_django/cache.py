@@ -175,6 +175,16 @@ class KVCache(BaseCache):
                 f"unknown OPTIONS for KVCache at {self._path}: {', '.join(unknown)}; "
                 f"valid ones are {', '.join(_CACHE_OPTIONS + ENGINE_OPTIONS)}"
             )
+        for name in _CACHE_OPTIONS:
+            # Django reads these with int() and silently uses its default (300, 3) when that fails:
+            # a MAX_ENTRIES of "1e5" would cull at 300 entries, logging out cached sessions.
+            try:
+                int(options.get(name, 0))
+            except (TypeError, ValueError):
+                raise KVCacheConfigurationError(
+                    f"OPTIONS {name} of KVCache at {self._path} must be a whole number, not "
+                    f"{options[name]!r} (Django would silently use its default; there is no 'unlimited')"
+                ) from None
         if self._cull_frequency < 0:
             raise KVCacheConfigurationError(
                 f"OPTIONS CULL_FREQUENCY of KVCache at {self._path} is {self._cull_frequency}: use N > 0 "

@@ -241,3 +241,15 @@ def test_options_that_are_not_a_dict_are_a_configuration_error(tmp_path):
     assert cache._max_entries == 300 and cache.default_timeout == 60
     cache.set("k", 1)
     assert cache.get("k") == 1
+
+
+@pytest.mark.parametrize(
+    "name, value", [("MAX_ENTRIES", "1e5"), ("MAX_ENTRIES", None), ("CULL_FREQUENCY", "a third")]
+)
+def test_cull_options_django_cannot_read_are_refused_not_replaced_by_defaults(tmp_path, name, value):
+    """Django's BaseCache silently used MAX_ENTRIES 300 (CULL_FREQUENCY 3) for a value int() refuses."""
+    with pytest.raises(
+        ImproperlyConfigured, match=rf"OPTIONS {name} of KVCache at .* must be a whole number"
+    ):
+        KVCache(str(tmp_path / "c"), {"OPTIONS": {name: value}})
+    assert KVCache(str(tmp_path / "c"), {"OPTIONS": {"MAX_ENTRIES": "100_000"}})._max_entries == 100_000
