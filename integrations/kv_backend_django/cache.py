@@ -161,6 +161,18 @@ class KVCache(BaseCache):
                 f"OPTIONS of KVCache at {location!r} must be a dict such as {{'MAX_ENTRIES': 10000}}, "
                 f"not {type(params['OPTIONS']).__name__} {params['OPTIONS']!r}"
             )
+        timeout = params.get("TIMEOUT")
+        if isinstance(timeout, float) and timeout == math.inf:
+            params = {**params, "TIMEOUT": None}  # forever, as for a call's timeout (int() refuses inf)
+        elif timeout is not None:
+            # Django reads TIMEOUT with int() and silently uses 300 when that fails ("1h", "none").
+            try:
+                int(timeout)
+            except (TypeError, ValueError, OverflowError):
+                raise KVCacheConfigurationError(
+                    f"TIMEOUT of KVCache at {location!r} must be a number of seconds or None (never "
+                    f"expire), not {timeout!r}"
+                ) from None
         super().__init__(params)
         if not location or not isinstance(location, (str, os.PathLike)):
             raise KVCacheConfigurationError(

@@ -253,3 +253,15 @@ def test_cull_options_django_cannot_read_are_refused_not_replaced_by_defaults(tm
     ):
         KVCache(str(tmp_path / "c"), {"OPTIONS": {name: value}})
     assert KVCache(str(tmp_path / "c"), {"OPTIONS": {"MAX_ENTRIES": "100_000"}})._max_entries == 100_000
+
+
+def test_a_timeout_setting_django_cannot_read_is_refused_and_infinity_is_forever(tmp_path):
+    """TIMEOUT "1h" silently became 300 s in Django's BaseCache; float("inf") was a raw OverflowError."""
+    for timeout in ("1h", "none", [300], float("nan")):
+        with pytest.raises(
+            ImproperlyConfigured, match=r"TIMEOUT of KVCache at .* must be a number of seconds"
+        ):
+            KVCache(str(tmp_path / "c"), {"TIMEOUT": timeout})
+    assert KVCache(str(tmp_path / "c"), {"TIMEOUT": float("inf")}).default_timeout is None
+    assert KVCache(str(tmp_path / "c"), {"TIMEOUT": "60"}).default_timeout == 60
+    assert KVCache(str(tmp_path / "c"), {"TIMEOUT": None}).default_timeout is None
