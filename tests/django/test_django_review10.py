@@ -265,3 +265,44 @@ def test_a_timeout_setting_django_cannot_read_is_refused_and_infinity_is_forever
     assert KVCache(str(tmp_path / "c"), {"TIMEOUT": float("inf")}).default_timeout is None
     assert KVCache(str(tmp_path / "c"), {"TIMEOUT": "60"}).default_timeout == 60
     assert KVCache(str(tmp_path / "c"), {"TIMEOUT": None}).default_timeout is None
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not hasattr(os, "fork"), reason="drops to the nobody user: needs root"
+)
+def test_kv_restore_by_a_user_who_may_not_read_the_location_is_a_command_error(tmp_path):
+    """An admin account running kv_restore on the web user's private (0700) cache: was a raw
+    PermissionError traceback from listing LOCATION."""
+    from django.core.management import call_command
+    from django.test import override_settings
+    from kv_backend_django.cache import close_all
+
+    pytest.importorskip("kv_backend.backup")
+    location = tmp_path / "cache"  # tmp_path's parents are 0700: nobody cannot even see it exists
+    conf = {"default": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(location)}}
+    with override_settings(CACHES=conf):
+        from django.core.cache import caches
+
+        caches["default"].set("k", 1)
+        call_command("kv_backup", (tmp_path / "bk").as_uri(), stdout=StringIO())
+        close_all()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.close(r)
+                os.setgid(65534)
+                os.setuid(65534)
+                call_command("kv_restore", (tmp_path / "bk").as_uri(), "--replace", stdout=StringIO())
+                os.write(w, b"no error")
+            except BaseException as exc:
+                os.write(w, f"{type(exc).__name__}: {exc}".encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            said = f.read().decode()
+        os.waitpid(pid, 0)
+        assert caches["default"].get("k") == 1  # the store is untouched
+    assert said.startswith("CommandError: cannot read "), said
+    assert "run kv_restore as the user that owns the cache" in said

@@ -66,7 +66,15 @@ class Command(BaseCommand):
                 "and renames it into place, which a mount point cannot be; point LOCATION at a "
                 f"directory inside the mounted filesystem (e.g. {os.path.join(location, 'cache')})"
             )
-        occupied = os.path.isdir(location) and bool(os.listdir(location))
+        try:
+            occupied = bool(os.listdir(location))
+        except (FileNotFoundError, NotADirectoryError):
+            occupied = False  # missing, or a file (which the restore refuses, saying so)
+        except OSError as exc:  # a user who may not read LOCATION could not replace it either
+            raise CommandError(
+                f"cannot read {location}: {exc.strerror or exc}; run kv_restore as the user that owns "
+                "the cache"
+            ) from exc
         if occupied and not options["replace"]:
             raise CommandError(
                 f"{location} already holds a cache store; stop the site's workers and run again with "
