@@ -306,3 +306,62 @@ def test_kv_restore_by_a_user_who_may_not_read_the_location_is_a_command_error(t
         assert caches["default"].get("k") == 1  # the store is untouched
     assert said.startswith("CommandError: cannot read "), said
     assert "run kv_restore as the user that owns the cache" in said
+
+
+def test_kv_restore_does_not_swap_under_a_process_that_opened_the_store_during_the_restore(
+    tmp_path, monkeypatch
+):
+    """The open-elsewhere check ran only before a restore that may take minutes: a worker started
+    meanwhile kept writing to the replaced store, and those writes were lost."""
+    pytest.importorskip("kv_backend.backup")
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.test import override_settings
+    from helpers import spawn_python
+    from kv_backend_django.cache import close_all
+
+    from kv_backend import DB
+    from kv_backend import backup as backup_module
+
+    location = tmp_path / "cache"
+    conf = {"default": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(location)}}
+    url = (tmp_path / "bk").as_uri()
+    real_restore = backup_module.restore
+    workers = []
+
+    def restore_while_a_worker_starts(*args, **kwargs):
+        report = real_restore(*args, **kwargs)
+        worker = spawn_python(
+            """
+            import sys
+            from kv_backend import DB
+            db = DB(sys.argv[1])
+            db[b"written-meanwhile"] = b"1"
+            print("open", flush=True)
+            sys.stdin.readline()  # hold the store open until the test says
+            """,
+            str(location),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        workers.append(worker)
+        assert worker.stdout.readline().strip() == "open"
+        return report
+
+    with override_settings(CACHES=conf):
+        from django.core.cache import caches
+
+        caches["default"].set("k", "old", None)
+        call_command("kv_backup", url, stdout=StringIO())
+        close_all()
+        monkeypatch.setattr(backup_module, "restore", restore_while_a_worker_starts)
+        try:
+            with pytest.raises(CommandError, match=r"opened by another process .* nothing was replaced"):
+                call_command("kv_restore", url, "--replace", stdout=StringIO())
+        finally:
+            for worker in workers:
+                worker.communicate("go\n", timeout=30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bk", "cache"]
+    with DB(str(location), read_only=True) as db:
+        assert db[b"written-meanwhile"] == b"1"

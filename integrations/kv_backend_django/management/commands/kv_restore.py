@@ -108,6 +108,14 @@ class Command(BaseCommand):
             raise CommandError(f"restore of {location} from {url} failed: {exc}") from exc
         finally:
             os.umask(umask)
+        if occupied and in_use(location):
+            # Checked again: a download can take long, and a worker started meanwhile (a deploy, a
+            # restart) has the old store open; swapped under it, its writes would be lost.
+            shutil.rmtree(target, ignore_errors=True)
+            raise CommandError(
+                f"{location} was opened by another process (a web or Celery worker, a shell...) while "
+                "the backup was restored; nothing was replaced. Stop them and run again."
+            )
         if occupied:
             # The backup checked out: swap it in, then drop the old store.
             old = f"{location}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
