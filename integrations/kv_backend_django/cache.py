@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import math
 import os
 import pickle
@@ -35,7 +36,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from kv_backend import DB
 from kv_backend.db_common import check_tuning_options
-from kv_backend.errors import ConfigurationError, NotAStoreError
+from kv_backend.errors import ConfigurationError, CorruptionError, NotAStoreError
 from kv_backend.files import missing_directories
 from kv_backend.record import MAX_KEY_SIZE
 
@@ -53,6 +54,7 @@ _MISSING: Any = object()
 # The characters Django warns about (CacheKeyWarning) because memcached rejects them.
 _MEMCACHE_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
 _HASHED_PREFIX = b"kvb-sha256:"
+logger = logging.getLogger(__name__)
 
 
 class KVCacheConfigurationError(ConfigurationError, ImproperlyConfigured):
@@ -293,8 +295,32 @@ class KVCache(BaseCache):
 
     # ---------------------------------------------------------- the contract
 
+    def _read(self, db: DB, k: bytes) -> Any:
+        """The stored bytes of ``k``, or _MISSING; a damaged entry is a miss, and is deleted.
+
+        A cache holds nothing that cannot be computed again: a record that fails its
+        checksum (a disk fault) must not make every request that reads the key fail
+        (a cached page, a fragment) until it expires, which for ``timeout=None`` is
+        never. It is logged, so the disk fault is not missed.
+        """
+        try:
+            return db.get(k, _MISSING)
+        except CorruptionError as exc:
+            return self._drop_damaged(db, k, exc)
+
+    def _drop_damaged(self, db: DB, k: bytes, exc: CorruptionError) -> Any:
+        """Log and delete the damaged entry ``k``; returns _MISSING (what a read of it gives)."""
+        logger.warning("kv_backend cache at %s: dropping a damaged entry (%s)", self._path, exc)
+        db.delete(k)
+        return _MISSING
+
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        raw = self.db.get(self._key(key, version), _MISSING)
+        k = self._key(key, version)
+        db = self.db
+        try:  # _read(), inlined on the hottest path
+            raw = db.get(k, _MISSING)
+        except CorruptionError as exc:
+            raw = self._drop_damaged(db, k, exc)
         if raw is _MISSING:
             return default
         return pickle.loads(raw)
@@ -338,7 +364,7 @@ class KVCache(BaseCache):
         db = self.db
         out: dict[Any, Any] = {}
         for key in keys:
-            raw = db.get(self._key(key, version), _MISSING)
+            raw = self._read(db, self._key(key, version))
             if raw is not _MISSING:
                 out[key] = pickle.loads(raw)
         return out
@@ -384,9 +410,13 @@ class KVCache(BaseCache):
             result.append(new_value)
             return self._dumps(new_value)
 
+        db = self.db
         try:
-            self.db.update(k, add_delta)
+            db.update(k, add_delta)
         except _KeyNotFound:
+            raise ValueError(f"Key '{key}' not found") from None
+        except CorruptionError as exc:  # a damaged entry is a missing one, as for get()
+            self._drop_damaged(db, k, exc)
             raise ValueError(f"Key '{key}' not found") from None
         return result[-1]
 
@@ -404,7 +434,7 @@ class KVCache(BaseCache):
         """
         k = self._key(key, version)
         db = self.db
-        raw = db.get(k, _MISSING)
+        raw = self._read(db, k)
         if raw is not _MISSING:
             return pickle.loads(raw)
         if callable(default):
@@ -412,7 +442,7 @@ class KVCache(BaseCache):
         data = self._dumps(default)
         ttl = self._ttl(timeout)
         with db.locked():
-            raw = db.get(k, _MISSING)
+            raw = self._read(db, k)
             if raw is not _MISSING:
                 return pickle.loads(raw)
             if ttl is None or ttl > 0:
@@ -428,7 +458,7 @@ class KVCache(BaseCache):
         new_k = self._key(key, version + delta)
         db = self.db
         with db.locked():
-            raw = db.get(old_k, _MISSING)
+            raw = self._read(db, old_k)
             if raw is _MISSING:
                 raise ValueError(f"Key '{key}' not found")
             self._maybe_cull(db)

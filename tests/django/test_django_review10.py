@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from io import StringIO
@@ -365,3 +366,45 @@ def test_kv_restore_does_not_swap_under_a_process_that_opened_the_store_during_t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bk", "cache"]
     with DB(str(location), read_only=True) as db:
         assert db[b"written-meanwhile"] == b"1"
+
+
+def _damage(location, marker: bytes) -> None:
+    """Flip one byte of the value holding ``marker`` in the store's data files (a disk fault)."""
+    import glob
+
+    for path in glob.glob(os.path.join(str(location), "*.data")):
+        with open(path, "r+b") as f:
+            data = f.read()
+            at = data.find(marker)
+            if at >= 0:
+                f.seek(at + 2)
+                f.write(bytes([data[at + 2] ^ 0xFF]))
+                return
+    raise AssertionError(f"{marker!r} not found")
+
+
+def test_a_damaged_entry_is_a_logged_miss_not_an_error_on_every_read(tmp_path, caplog):
+    """A record failing its checksum raised CorruptionError on every get() of the key (a cached page:
+    a 500 on every request) until it expired, never with timeout=None, and add() could not replace it."""
+    import logging
+
+    from kv_backend_django.cache import close_all
+
+    cache = KVCache(str(tmp_path / "c"), {})
+    for name in ("page", "many", "gos", "counter", "versioned"):
+        cache.set(name, f"<{name}-value>" if name != "counter" else 10**30 + 7, None)
+    cache.set("intact", 1, None)
+    close_all()  # write the damage as another process would, then read through a fresh open
+    for marker in (b"<page-value>", b"<many-value>", b"<gos-value>", b"<versioned-value>"):
+        _damage(tmp_path / "c", marker)
+    _damage(tmp_path / "c", pickle.dumps(10**30 + 7, pickle.HIGHEST_PROTOCOL)[-10:])
+    with caplog.at_level(logging.WARNING, logger="kv_backend_django.cache"):
+        assert cache.get("page", "miss") == "miss"
+        assert not cache.has_key("page") and cache.add("page", "again") and cache.get("page") == "again"
+        assert cache.get_many(["many", "intact"]) == {"intact": 1}
+        assert cache.get_or_set("gos", "recomputed") == "recomputed" and cache.get("gos") == "recomputed"
+        with pytest.raises(ValueError, match="not found"):
+            cache.incr("counter")
+        with pytest.raises(ValueError, match="not found"):
+            cache.incr_version("versioned")
+    assert sum("dropping a damaged entry" in r.getMessage() for r in caplog.records) == 5
