@@ -348,7 +348,12 @@ class KVCache(BaseCache):
         return db.put_if_absent(k, data, ttl)
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
-        return self.db.expire(self._key(key, version), self._ttl(timeout))
+        k = self._key(key, version)
+        db = self.db
+        try:
+            return db.expire(k, self._ttl(timeout))
+        except CorruptionError as exc:  # a damaged entry is a missing one, as for get()
+            return self._drop_damaged(db, k, exc) is not _MISSING
 
     def delete(self, key: Any, version: int | None = None) -> bool:
         return self.db.delete(self._key(key, version))

@@ -391,11 +391,17 @@ def test_a_damaged_entry_is_a_logged_miss_not_an_error_on_every_read(tmp_path, c
     from kv_backend_django.cache import close_all
 
     cache = KVCache(str(tmp_path / "c"), {})
-    for name in ("page", "many", "gos", "counter", "versioned"):
+    for name in ("page", "many", "gos", "counter", "versioned", "touched"):
         cache.set(name, f"<{name}-value>" if name != "counter" else 10**30 + 7, None)
     cache.set("intact", 1, None)
     close_all()  # write the damage as another process would, then read through a fresh open
-    for marker in (b"<page-value>", b"<many-value>", b"<gos-value>", b"<versioned-value>"):
+    for marker in (
+        b"<page-value>",
+        b"<many-value>",
+        b"<gos-value>",
+        b"<versioned-value>",
+        b"<touched-value>",
+    ):
         _damage(tmp_path / "c", marker)
     _damage(tmp_path / "c", pickle.dumps(10**30 + 7, pickle.HIGHEST_PROTOCOL)[-10:])
     with caplog.at_level(logging.WARNING, logger="kv_backend_django.cache"):
@@ -407,4 +413,5 @@ def test_a_damaged_entry_is_a_logged_miss_not_an_error_on_every_read(tmp_path, c
             cache.incr("counter")
         with pytest.raises(ValueError, match="not found"):
             cache.incr_version("versioned")
-    assert sum("dropping a damaged entry" in r.getMessage() for r in caplog.records) == 5
+        assert cache.touch("touched", 60) is False and not cache.has_key("touched")
+    assert sum("dropping a damaged entry" in r.getMessage() for r in caplog.records) == 6
