@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import errno
 from collections.abc import Callable, Iterator
@@ -25,6 +26,10 @@ def add_cache_argument(parser: CommandParser) -> None:
         metavar="ALIAS",
         help="the CACHES alias to work on (default: %(default)s); it must be a kv_backend_django KVCache",
     )
+    # The commands run no system checks (requires_system_checks = []), so Django no longer adds
+    # --skip-checks; scripts and call_command(skip_checks=...) written for the earlier commands keep
+    # working. It changes nothing.
+    parser.add_argument("--skip-checks", action="store_true", help=argparse.SUPPRESS)
 
 
 def add_storage_option_argument(parser: CommandParser) -> None:

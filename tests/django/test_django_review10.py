@@ -415,3 +415,15 @@ def test_a_damaged_entry_is_a_logged_miss_not_an_error_on_every_read(tmp_path, c
             cache.incr_version("versioned")
         assert cache.touch("touched", 60) is False and not cache.has_key("touched")
     assert sum("dropping a damaged entry" in r.getMessage() for r in caplog.records) == 6
+
+
+@pytest.mark.parametrize("command", ["kv_stats", "kv_merge"])
+def test_commands_still_accept_skip_checks(command):
+    """They run no system checks now, so Django no longer adds --skip-checks: scripts passing it
+    (and call_command(skip_checks=False)) must not break."""
+    from django.core.cache import cache
+    from django.core.management import call_command
+
+    cache.set("k", 1)
+    call_command(command, "--skip-checks", stdout=StringIO())
+    call_command(command, skip_checks=False, stdout=StringIO())
