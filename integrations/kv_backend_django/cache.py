@@ -255,9 +255,12 @@ class KVCache(BaseCache):
             timeout = self.default_timeout
         if timeout is None:
             return None
-        if timeout <= 0:
-            return -1.0
-        ttl = float(timeout)
+        try:
+            if timeout <= 0:
+                return -1.0
+            ttl = float(timeout)
+        except TypeError:  # "'<=' not supported between instances of 'str' and 'int'" said too little
+            raise TypeError(f"a cache timeout is a number of seconds or None, not {timeout!r}") from None
         return None if ttl == math.inf else ttl
 
     def _dumps(self, value: Any) -> bytes:

@@ -427,3 +427,21 @@ def test_commands_still_accept_skip_checks(command):
     cache.set("k", 1)
     call_command(command, "--skip-checks", stdout=StringIO())
     call_command(command, skip_checks=False, stdout=StringIO())
+
+
+@pytest.mark.parametrize("timeout", ["10", [1], b"5"])
+def test_a_timeout_that_is_not_a_number_says_so(timeout):
+    """Still a TypeError, as LocMemCache raises, but no longer "'<=' not supported between ..."."""
+    from django.core.cache import cache
+
+    cache.set("k", 1)
+    for call in (
+        lambda: cache.set("k", 2, timeout),
+        lambda: cache.add("new", 2, timeout),
+        lambda: cache.touch("k", timeout),
+        lambda: cache.get_or_set("new", 2, timeout),
+        lambda: cache.set_many({"k": 2}, timeout),
+    ):
+        with pytest.raises(TypeError, match=r"a cache timeout is a number of seconds or None, not "):
+            call()
+    assert cache.get("k") == 1 and not cache.has_key("new")
