@@ -455,9 +455,10 @@ class KVBackend(KeyValueStoreBackend):
         self._db: DB | None = None
         if _in_pool_child():
             # This module was not loaded when the child started (a worker that printed no
-            # banner, ``celery -q worker``, never built its backend before forking), so its
-            # worker_process_init handler did not run: start the recovery now, at the
-            # child's first task, rather than only at its first chord part.
+            # banner and was not started by the celery program, see kv_backend_celery.cli,
+            # never built its backend before forking), so its worker_process_init handler
+            # did not run: start the recovery now, at the child's first task, rather than
+            # only at its first chord part.
             _start_recovery_thread(self.app, self)
 
     # ------------------------------------------------------------------ store

@@ -1,0 +1,57 @@
+"""The ``celery kvb-recover-chords`` command; the ``celery`` program loads this module at its start.
+
+Installing kv_backend registers this module in Celery's ``celery.commands``
+entry-point group, which the ``celery`` program (``celery worker``,
+``python -m celery``, ``app.worker_main()``) loads before it runs anything.
+It connects one handler to ``worker_init``, sent when a worker starts, before
+its pool does: if the app's result backend is a ``kvb://`` URL, it loads
+:mod:`kv_backend_celery.backend`, whose own handlers (``worker_ready``,
+``worker_process_init``) then start the stuck-chord recovery in every worker
+process that runs tasks. Without it, ``celery -q worker``, which prints no
+banner and so builds no result backend before its first task, started the
+recovery only at the first task (prefork) or the first chord part (solo,
+threads...). This module imports neither kv_backend nor the backend unless
+a worker needs them: other apps and commands don't pay for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from celery import signals
+from celery.bin.base import CeleryCommand, handle_preload_options
+
+__all__ = ["recover_chords"]
+
+
+def _uses_kvb_url(app: Any) -> bool:
+    """True if ``app``'s result backend is configured with a ``kvb://`` URL."""
+    backend = app.backend_cls or app.conf.result_backend
+    return isinstance(backend, str) and backend.partition("://")[0].lower() == "kvb"
+
+
+@signals.worker_init.connect(weak=False, dispatch_uid="kv_backend_celery.cli.worker_init")
+def _load_backend_in_worker(sender: Any = None, **kwargs: Any) -> None:
+    """Load the backend module (and so its recovery handlers) in a worker whose results go to kvb://."""
+    app = getattr(sender, "app", None)
+    if app is not None and _uses_kvb_url(app):
+        import kv_backend_celery.backend  # noqa: F401  (connects the worker signal handlers)
+
+
+@click.command("kvb-recover-chords", cls=CeleryCommand)
+@click.pass_context
+@handle_preload_options
+def recover_chords(ctx: Any) -> None:
+    """Send, once, the callbacks of kvb:// chords whose sender was lost (workers do it every 2 s)."""
+    from kv_backend_celery.backend import KVBackend
+
+    app = ctx.obj.app
+    backend = app.backend
+    if not isinstance(backend, KVBackend):
+        raise click.UsageError(
+            f"the result backend of app {app.main!r} is {backend.__class__.__name__}, not kvb://; "
+            "name the app with -A (celery -A proj kvb-recover-chords)"
+        )
+    taken = backend.recover_chords()
+    ctx.obj.echo(f"{taken} chord(s) taken over")
