@@ -53,5 +53,10 @@ def recover_chords(ctx: Any) -> None:
             f"the result backend of app {app.main!r} is {backend.__class__.__name__}, not kvb://; "
             "name the app with -A (celery -A proj kvb-recover-chords)"
         )
+    if backend.options.get("read_only"):
+        raise click.UsageError(
+            f"the result store of app {app.main!r} is opened read-only (read_only=1) and cannot "
+            "finish chords; run this with the URL the workers use"
+        )
     taken = backend.recover_chords()
     ctx.obj.echo(f"{taken} chord(s) taken over")

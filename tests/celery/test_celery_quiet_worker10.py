@@ -120,6 +120,10 @@ def test_recover_chords_command(store_path, monkeypatch, entry_points_dir):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "not kvb://" in done.stderr
+    env["KVB_TEST_BACKEND"] = f"kvb://{store_path}?read_only=1"  # it could not take a chord over
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "read-only" in done.stderr
 
 
 def test_worker_init_loads_the_backend_only_for_kvb_apps():
