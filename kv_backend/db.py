@@ -161,6 +161,8 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self._txn_cond = threading.Condition()  # other threads' reads wait on it for that transaction
         self._merge_thread: threading.Thread | None = None
         self._merge_lock: MergeLock | None = None
+        # (thread ident, set when done) of a merge running in this process: close() waits for it.
+        self._merging: tuple[int, threading.Event] | None = None
         try:
             if new:
                 self._create_store()
@@ -220,6 +222,11 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             # (Inside this thread's locked() or transaction() block the merge may be waiting for the
             # lock this thread holds: it is not waited for, and finds the store closed when it runs.)
             merge_thread.join()
+        merging = self._merging
+        if merging is not None and merging[0] != threading.get_ident() and not self._lock.held:
+            # A merge() called in another thread: closing the files and the lock under it would
+            # release the write lock in the middle of its switch-over. (Same exception as above.)
+            merging[1].wait()
         try:
             if not self.read_only:
                 self._sync_on_close()
@@ -305,6 +312,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             # for the parent's transaction to end, as any process opening the store does).
             self._txn = None
             self._seen = self._gen = -1
+        self._merging = None  # a merge of the parent's threads is not the child's
         if self._merge_lock is not None:
             self._merge_lock.forget_in_child()
             self._merge_lock = None

@@ -137,10 +137,14 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
             f"another process is merging {db.path} right now; wait for it to finish, or call merge(wait=True)"
         )
     db._merge_lock = lock
+    done = threading.Event()
+    db._merging = (threading.get_ident(), done)
     try:
         return _merge_locked(db, progress)
     finally:
         db._merge_lock = None
+        db._merging = None
+        done.set()  # a close() of another thread waits for this
         lock.release()
 
 

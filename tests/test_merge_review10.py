@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 
 import pytest
 
@@ -137,3 +138,44 @@ def test_a_progress_that_cannot_be_called_is_refused_before_anything_changes(sto
             db.merge(progress="bar")
         assert isinstance(info.value, TypeError)
         assert sorted(os.listdir(store_path)) == before
+
+
+def test_close_waits_for_a_merge_running_in_another_thread(store_path, monkeypatch):
+    """close() while another thread's merge() was in its switch-over closed the write lock under it:
+    the merge died with a bare AttributeError and another process could write mid switch-over. It
+    now waits for the merge, which completes."""
+    real = merge_mod.fsync_dir
+    paused, go = threading.Event(), threading.Event()
+
+    def slow_fsync_dir(path):
+        paused.set()
+        go.wait(5)
+        return real(path)
+
+    db = DB(store_path, max_file_size=4096)
+    model = _store_with_garbage(db)
+    monkeypatch.setattr(merge_mod, "fsync_dir", slow_fsync_dir)
+    errors: list[BaseException] = []
+
+    def run_merge():
+        try:
+            db.merge()
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+
+    merging = threading.Thread(target=run_merge)
+    merging.start()
+    assert paused.wait(5)
+    closing = threading.Thread(target=db.close)
+    closing.start()
+    closing.join(0.3)
+    assert closing.is_alive(), "close() did not wait for the merge"
+    go.set()
+    merging.join(5)
+    closing.join(5)
+    assert not closing.is_alive() and not merging.is_alive()
+    assert errors == [] and db.closed
+    monkeypatch.undo()
+    with DB(store_path) as again:
+        assert dict(again.items()) == model
+    assert check(store_path).ok
