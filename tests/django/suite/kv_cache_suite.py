@@ -71,6 +71,11 @@ class KVCacheI18nTest(CacheI18nTest):
     pass
 
 
+@override_settings(CACHES={"default": dict(_DEFAULT, KEY_PREFIX="cacheprefix")})
+class KVPrefixedCacheI18nTest(CacheI18nTest):
+    pass
+
+
 @override_settings(
     CACHES={
         "default": dict(_DEFAULT),
