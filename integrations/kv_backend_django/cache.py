@@ -51,6 +51,19 @@ _CACHE_OPTIONS = ("MAX_ENTRIES", "CULL_FREQUENCY")
 _ENGINE_DEFAULTS = {name: inspect.signature(DB).parameters[name].default for name in ENGINE_OPTIONS}
 
 _MISSING: Any = object()
+
+
+def effective_engine_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The engine OPTIONS as they take effect: defaults filled in, ``sync`` as its fsync interval.
+
+    Two aliases agree when these are equal: ``sync`` ``0`` and ``"always"`` (fsync
+    every write) are one setting. Raises ConfigurationError for a value the engine refuses.
+    """
+    merged = {**_ENGINE_DEFAULTS, **{k: v for k, v in options.items() if k in ENGINE_OPTIONS}}
+    merged["sync"] = check_tuning_options(**merged)
+    return merged
+
+
 # The characters Django warns about (CacheKeyWarning) because memcached rejects them.
 _MEMCACHE_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
 _HASHED_PREFIX = b"kvb-sha256:"
@@ -111,7 +124,7 @@ def open_store(path: str, **options: Any) -> DB:
                     ) from exc
                 entry = (db, dict(options))
                 _stores[path] = entry
-    if {**_ENGINE_DEFAULTS, **entry[1]} != {**_ENGINE_DEFAULTS, **options}:
+    if effective_engine_options(entry[1]) != effective_engine_options(options):
         raise KVCacheConfigurationError(
             f"two caches use LOCATION {path} with different engine OPTIONS "
             f"({entry[1]!r} and {options!r}); give them the same sync/max_file_size/auto_merge "

@@ -18,7 +18,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from kv_backend_django.cache import _ENGINE_DEFAULTS, ENGINE_OPTIONS, KVCache
+from kv_backend.errors import ConfigurationError
+from kv_backend_django.cache import _ENGINE_DEFAULTS, ENGINE_OPTIONS, KVCache, effective_engine_options
 
 
 def _kv_configs() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -106,20 +107,24 @@ def check_shared_location_options(app_configs: Any, **kwargs: Any) -> list[Check
     found here, it is not first met on a live request of a rarely used alias.
     """
     found: list[CheckMessage] = []
-    first: dict[pathlib.Path, tuple[str, dict[str, Any]]] = {}
+    first: dict[pathlib.Path, tuple[str, dict[str, Any], dict[str, Any]]] = {}
     for alias, config in _kv_configs():
         options = config.get("OPTIONS") or {}
         if not config.get("LOCATION") or not isinstance(options, dict):
             continue  # the cache itself reports these when it is created
         store = pathlib.Path(os.path.abspath(config["LOCATION"])).resolve()
-        engine = {**_ENGINE_DEFAULTS, **{k: v for k, v in options.items() if k in ENGINE_OPTIONS}}
+        try:
+            engine = effective_engine_options(options)
+        except ConfigurationError:
+            continue  # a value the engine refuses: the cache itself reports it when it is created
+        given = {**_ENGINE_DEFAULTS, **{k: v for k, v in options.items() if k in ENGINE_OPTIONS}}
         if store not in first:
-            first[store] = (alias, engine)
+            first[store] = (alias, engine, given)
             continue
-        other, other_engine = first[store]
+        other, other_engine, other_given = first[store]
         if engine != other_engine:
             differ = ", ".join(
-                f"{k} {other_engine[k]!r} and {engine[k]!r}"
+                f"{k} {other_given[k]!r} and {given[k]!r}"
                 for k in ENGINE_OPTIONS
                 if engine[k] != other_engine[k]
             )
