@@ -94,6 +94,11 @@ def _decode_bytes(key: bytes) -> bytes:
     return key
 
 
+def _decode_none(key: bytes) -> None:
+    """Skip decoding a key the caller already has (``Store.pop``)."""
+    return None
+
+
 class Store(MutableMapping[K, Any], Generic[K]):
     """A persistent, multi-process ``dict`` stored in the directory ``path``.
 
@@ -319,27 +324,45 @@ class Store(MutableMapping[K, Any], Generic[K]):
         A key the store cannot hold (empty, or over the size limit) is absent, as for ``in``.
         """
         try:
-            data = self.db.pop(self._ek(key), _MISSING)
+            found = self._take(self._ek(key), _decode_none)
         except KeyTooLargeError:
             if default is _MISSING:
                 raise
             return default
-        if data is _MISSING:
+        if found is None:
             if default is _MISSING:
                 raise KeyError(key)
             return default
-        return self._loads(data)
+        return found[1]
 
     def popitem(self) -> tuple[K, Any]:
         """Remove and return the pair with the smallest key; KeyError if empty."""
         while True:
             for k in self.db:
-                data = self.db.pop(k, _MISSING)
-                if data is not _MISSING:
-                    return self._dk(k), self._loads(data)
+                found = self._take(k, self._dk)
+                if found is not None:
+                    return found
                 break  # another process took it: start again
             else:
                 raise KeyError("popitem(): the store is empty")
+
+    def _take(self, k: bytes, dk: Callable[[bytes], Any]) -> tuple[Any, Any] | None:
+        """Atomically remove ``k`` and return ``(dk(k), value)``; None if it is absent.
+
+        The key and value are decoded under the write lock before the delete
+        is written, so one that cannot be decoded (another serializer's bytes,
+        a key that is not UTF-8) raises and stays stored instead of being lost.
+        """
+        found: list[tuple[Any, Any]] = []
+        loads = self._loads
+
+        def take(old: bytes | None) -> None:
+            if old is not None:
+                found.append((dk(k), loads(old)))
+            return None  # delete the key (a no-op if it is absent)
+
+        self.db.update(k, take)
+        return found[0] if found else None
 
     def setdefault(self, key: K, default: Any = None) -> Any:
         """Return the value of ``key``, storing ``default`` first if it is absent (atomic)."""
