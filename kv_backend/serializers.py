@@ -185,7 +185,13 @@ class _Checked:
             if isinstance(data, (bytearray, memoryview)):
                 return bytes(data)
             if isinstance(data, str):
-                return data.encode("utf-8")  # e.g. the json module itself: text is stored as UTF-8
+                try:
+                    return data.encode("utf-8")  # e.g. the json module itself: text is stored as UTF-8
+                except UnicodeEncodeError as exc:  # lone surrogates: no UTF-8 form to store
+                    raise SerializationError(
+                        f"{self.name}.dumps returned text that cannot be stored as UTF-8 ({exc.reason}); "
+                        "return bytes, or remove lone surrogates from the value"
+                    ) from exc
             raise SerializationError(
                 f"{self.name}.dumps must return bytes or str, it returned {type(data).__name__}"
             )

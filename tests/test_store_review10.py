@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kv_backend import Store
-from kv_backend.serializers import DeserializationError
+from kv_backend.serializers import DeserializationError, SerializationError
 from kv_backend.store import KeyEncodingError
 
 
@@ -44,3 +44,31 @@ def test_popitem_of_an_unreadable_pair_raises_and_keeps_it(tmp_path):
         assert s.popitem() == (b"\xff", 3)
         with pytest.raises(KeyError):
             s.popitem()
+
+
+class _TextSerializer:
+    """Returns text, as the json module does (stored as UTF-8)."""
+
+    def dumps(self, value):
+        return value
+
+    def loads(self, data):
+        return data.decode("utf-8")
+
+
+def test_a_custom_serializer_returning_text_with_lone_surrogates_is_a_serialization_error(tmp_path):
+    """dumps() may return str (stored as UTF-8), but text with a lone surrogate has no UTF-8 form:
+    encoding it raised a bare UnicodeEncodeError. It is now SerializationError, and nothing is
+    written (update() stores none of its pairs)."""
+    with Store(str(tmp_path / "s"), _TextSerializer()) as s:
+        for write in (
+            lambda: s.__setitem__("a", "\ud800"),
+            lambda: s.set("a", "x\udfff", ttl=60),
+            lambda: s.update({"a": "ok", "b": "\ud800"}),
+            lambda: s.setdefault("a", "\ud800"),
+        ):
+            with pytest.raises(SerializationError, match="surrogates"):
+                write()
+        assert len(s) == 0
+        s["a"] = "é"
+        assert s["a"] == "é"
