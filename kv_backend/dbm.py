@@ -172,14 +172,20 @@ class Database(MutableMapping[bytes, bytes]):
             raise self._convert(exc) from None
 
     def setdefault(self, key: bytes | str, default: bytes | str = b"") -> bytes:  # type: ignore[override]
-        """Return the value of ``key``, storing ``default`` first if it is absent (atomic)."""
+        """Return the value of ``key``, storing ``default`` first if it is absent (atomic).
+
+        As in ``dbm.gnu`` and ``dbm.dumb``, ``default`` is checked only when it is
+        stored: a present key's value is returned whatever ``default`` is.
+        """
         key = _key(key)
-        value = _value(default)
+        value: bytes | None = None
         try:
             while True:
                 found = self._get(key, _MISSING)
                 if found is not _MISSING:
                     return found
+                if value is None:
+                    value = _value(default)
                 if self.db.put_if_absent(key, value):
                     return value
         except KVError as exc:
