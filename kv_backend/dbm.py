@@ -366,6 +366,22 @@ def _apply_mode(path: str, mode: int) -> None:
             pass
 
 
+def _restrict_dir(path: str, mode: int) -> None:
+    """Take from an existing directory that became a database the access ``mode`` does not grant.
+
+    Never adds any (the caller chose the directory) and keeps its owner's, so
+    the store stays usable; files the engine creates later are then guarded
+    by the directory as in a directory this module made.
+    """
+    allowed = (mode | ((mode & 0o444) >> 2)) & ~_umask() | 0o700
+    try:
+        current = os.stat(path).st_mode & 0o7777
+        if current & ~allowed & 0o777:
+            os.chmod(path, current & (allowed | 0o7000))  # setgid and sticky bits stay
+    except OSError:
+        pass
+
+
 def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o666) -> Database:
     """Open the database at ``file`` (a directory) and return a :class:`Database`.
 
@@ -415,10 +431,14 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
                 raise error(errno.ENOENT, f"no database at {path}; use flag 'c' or 'n' to create one")
             db = DB(path, sync=sync)
         else:
+            was_store = _is_store(path)
             created = _create(path, mode)
             db = DB(path, sync=sync)
             if created:
                 _apply_mode(path, mode)
+            elif not was_store:  # an existing empty directory has just become the database
+                _apply_mode(path, mode)
+                _restrict_dir(path, mode)
             if mode_char == "n":
                 try:
                     db.clear()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dbm.dumb
+import os
+import stat
 
 import pytest
 
@@ -23,3 +25,31 @@ def test_setdefault_returns_a_present_value_whatever_the_default(tmp_path):
             assert b"missing" not in d
     with kdbm.open(str(tmp_path / "kv"), "r") as ro:
         assert ro.setdefault(b"k", None) == b"v"
+
+
+@pytest.mark.parametrize(
+    ("dir_mode", "mode", "files", "after"),
+    [(0o755, 0o600, 0o600, 0o700), (0o2775, 0o640, 0o640, 0o2750), (0o700, 0o666, 0o644, 0o700)],
+)
+def test_mode_applies_when_an_existing_empty_directory_becomes_the_database(
+    tmp_path, dir_mode, mode, files, after
+):
+    """mode was applied only when dbm.open made the directory: in an existing empty directory
+    (0o755) open(path, "c", 0o600) left the new store's files 0o644, readable by everyone, and
+    files made later too. The files now get mode, and the directory loses the access mode does
+    not grant (it gains none, and keeps its setgid bit)."""
+    path = str(tmp_path / "db")
+    os.mkdir(path)
+    os.chmod(path, dir_mode)
+    old = os.umask(0o022)
+    try:
+        with kdbm.open(path, "c", mode) as db:
+            db[b"k"] = b"v"
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == after
+    for name in os.listdir(path):
+        assert stat.S_IMODE(os.stat(os.path.join(path, name)).st_mode) == files, name
+    with kdbm.open(path, "c", 0o666) as db:  # now an existing database: left as it is
+        assert db[b"k"] == b"v"
+    assert stat.S_IMODE(os.stat(path).st_mode) == after
