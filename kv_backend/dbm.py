@@ -233,6 +233,27 @@ class Database(MutableMapping[bytes, bytes]):
         except KVError as exc:
             raise self._convert(exc) from None
 
+    def pop(self, key: bytes | str, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value, or ``default`` if it is absent (atomic across processes).
+
+        The mixin's version read the key, then deleted it: when another process
+        removed it in between, the delete raised KeyError even with a default.
+        """
+        k = _key(key)
+        if self.db.read_only:  # nothing to remove here: a present key raises ReadOnlyDatabaseError
+            return super().pop(k) if default is _MISSING else super().pop(k, default)
+        try:
+            value = self.db.pop(k, _MISSING)
+        except KeyTooLargeError:
+            value = _MISSING  # no key of that size can be stored, so it is absent
+        except KVError as exc:
+            raise self._convert(exc) from None
+        if value is _MISSING:
+            if default is _MISSING:
+                raise KeyError(k)
+            return default
+        return value
+
     def popitem(self) -> tuple[bytes, bytes]:
         """Remove and return the pair with the smallest key; KeyError if empty (atomic across processes)."""
         try:

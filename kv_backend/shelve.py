@@ -164,6 +164,108 @@ class KVShelf(_std_shelve.DbfilenameShelf):
         """A view of the values; keys other processes delete meanwhile are skipped."""
         return _kv_dbm.LiveValuesView(self)
 
+    def _open_db(self) -> Any:
+        """The engine under the shelf; ValueError if the shelf is closed (as every stdlib shelf op)."""
+        d = self.dict
+        if isinstance(d, _std_shelve._ClosedDict):
+            d.closed()
+        return d.db
+
+    def _take(self, k: bytes, decode_key: bool) -> tuple[Any, Any] | None:
+        """Atomically remove ``k``; return ``(key, value)`` (the key decoded if asked), None if absent.
+
+        The key and value are decoded under the write lock before the delete is
+        written, so a pair that cannot be decoded raises and stays stored.
+        """
+        found: list[tuple[Any, Any]] = []
+        enc = self.keyencoding
+
+        def take(old: bytes | None) -> None:
+            if old is not None:
+                key = k.decode(enc) if decode_key else None
+                try:
+                    value = pickle.loads(old)
+                except Exception as exc:
+                    raise PickleDeserializationError(
+                        f"the value of {k!r} is not a readable pickle ({exc}); it was not written by a shelf"
+                    ) from exc
+                found.append((key, value))
+            return None  # delete the key (a no-op if it is absent)
+
+        try:
+            self._open_db().update(k, take)
+        except KVError as exc:
+            raise self.dict._convert(exc) from None
+        return found[0] if found else None
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value, or ``default`` if it is absent (atomic across processes).
+
+        The mixin's version read the key, then deleted it: when another process
+        removed it in between, the delete raised KeyError even with a default,
+        and both processes had the value.
+        """
+        if self._read_only():  # nothing to remove here: a present key raises the dbm error
+            return super().pop(key) if default is _MISSING else super().pop(key, default)
+        k = self._ek(key)
+        try:
+            found = self._take(k, False)
+        except _kv_dbm.KeySizeError:
+            found = None  # no key of that size can be stored, so it is absent
+        cached = self.cache.pop(key, _MISSING)
+        if cached is not _MISSING:
+            return cached  # with writeback, the object this process has been using
+        if found is None:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return found[1]
+
+    def popitem(self) -> tuple[str, Any]:
+        """Remove and return a ``(key, value)`` pair, the smallest key first; KeyError if empty.
+
+        Atomic across processes: the mixin's version raised KeyError for a
+        non-empty shelf when another process took the key it had picked.
+        """
+        if self._read_only():
+            return super().popitem()  # raises: KeyError if empty, else the dbm error
+        while True:
+            for k in self._open_db():
+                found = self._take(k, True)
+                if found is not None:
+                    key, value = found
+                    return key, self.cache.pop(key, value)
+                break  # another process took it: look again
+            else:
+                raise KeyError("popitem(): the shelf is empty")
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """Return the value of ``key``, storing ``default`` first if it is absent (atomic across processes).
+
+        With the mixin's version two processes could both store their default,
+        each returning its own while only the last one stayed stored.
+        """
+        try:
+            return self[key]
+        except KeyError:
+            pass
+        if self._read_only():
+            self[key] = default  # raises the dbm error
+        k, data = self._ek(key), self._dumps(default)
+        while True:
+            try:
+                stored = self._open_db().put_if_absent(k, data)
+            except KVError as exc:
+                raise self.dict._convert(exc) from None
+            if stored:
+                if self.writeback:
+                    self.cache[key] = default
+                return default
+            try:
+                return self[key]  # another process stored it first: its value
+            except KeyError:
+                continue  # and it is already gone again
+
     def _read_only(self) -> bool:
         db = getattr(self.dict, "db", None)
         return db is not None and db.read_only

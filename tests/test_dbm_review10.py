@@ -9,6 +9,7 @@ import stat
 import pytest
 
 import kv_backend.dbm as kdbm
+from kv_backend import DB
 
 
 def test_setdefault_returns_a_present_value_whatever_the_default(tmp_path):
@@ -53,3 +54,36 @@ def test_mode_applies_when_an_existing_empty_directory_becomes_the_database(
     with kdbm.open(path, "c", 0o666) as db:  # now an existing database: left as it is
         assert db[b"k"] == b"v"
     assert stat.S_IMODE(os.stat(path).st_mode) == after
+
+
+def test_pop_with_a_default_never_raises_when_another_process_took_the_key(tmp_path, monkeypatch):
+    """The mixin's pop() read the key, then deleted it: if another process removed it in between,
+    the delete raised KeyError although a default was given (and both processes had the value).
+    pop() is now one atomic engine operation; "r" databases still give the default for a missing
+    key and refuse to remove a present one."""
+    path = str(tmp_path / "db")
+    with kdbm.open(path, "c") as db, DB(path) as other:
+        db[b"k"] = b"v"
+        read = kdbm.Database.__getitem__
+
+        def racing(self, key):
+            try:
+                return read(self, key)
+            finally:
+                other.delete(key if isinstance(key, bytes) else key.encode())
+
+        monkeypatch.setattr(kdbm.Database, "__getitem__", racing)
+        assert db.pop("k", None) == b"v"
+        assert db.pop(b"k", None) is None
+        with pytest.raises(KeyError):
+            db.pop(b"k")
+        assert db.pop(b"", 1) == 1  # a key no database can hold is absent
+        monkeypatch.undo()
+        db[b"k"] = b"v"
+    with kdbm.open(path, "r") as ro:
+        assert ro.pop(b"missing", 2) == 2
+        with pytest.raises(kdbm.ReadOnlyDatabaseError):
+            ro.pop(b"k")
+        assert ro[b"k"] == b"v"
+    with pytest.raises(kdbm.ClosedError):
+        ro.pop(b"k", None)
