@@ -24,7 +24,13 @@ from kv_backend import dbm as _kv_dbm
 from kv_backend.errors import ConfigurationError, InvalidKeyError, KVError
 from kv_backend.serializers import PickleDeserializationError, PickleSerializationError
 
-__all__ = ["KVShelf", "open"]
+__all__ = ["BsdDbShelf", "DbfilenameShelf", "KVShelf", "Shelf", "open"]
+
+# The stdlib's shelf classes, the same objects, so that code that imports this module in place
+# of ``shelve`` keeps its ``shelve.Shelf(...)`` calls and ``isinstance(x, shelve.Shelf)`` checks.
+Shelf = _std_shelve.Shelf
+BsdDbShelf = _std_shelve.BsdDbShelf
+DbfilenameShelf = _std_shelve.DbfilenameShelf
 
 _MISSING: Any = object()
 

@@ -143,3 +143,21 @@ def test_two_processes_popping_every_item_get_each_exactly_once(path):
     with os.fdopen(r) as f:
         theirs = json.load(f)
     assert sorted(mine + theirs) == list(range(300))
+
+
+def test_the_module_has_every_name_of_the_stdlib_shelve_module(path):
+    """The docs say ``import kv_backend.shelve as shelve  # instead of: import shelve``, but the
+    module had only open and KVShelf: ``shelve.Shelf(...)`` and ``isinstance(x, shelve.Shelf)``
+    then raised AttributeError. It now has every name of ``shelve.__all__``, the same classes."""
+    import shelve
+
+    for name in shelve.__all__:
+        assert name in kshelve.__all__
+        if name != "open":
+            assert getattr(kshelve, name) is getattr(shelve, name)
+    with kshelve.open(path) as sh:
+        assert isinstance(sh, kshelve.Shelf)
+        assert isinstance(sh, kshelve.DbfilenameShelf)
+        sh["k"] = 1
+    with kshelve.Shelf(kshelve._kv_dbm.open(path, "r")) as sh:
+        assert sh["k"] == 1
