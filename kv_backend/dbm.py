@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 from kv_backend.db import DB
 from kv_backend.errors import (
     DatabaseClosedError,
+    InvalidKeyError,
+    InvalidValueError,
     KeyTooLargeError,
     KVError,
     NotAStoreError,
@@ -72,23 +74,27 @@ class ValueSizeError(error, ValueTooLargeError):
     """A write of a value over 1 GiB, which the engine cannot store."""
 
 
-def _as_bytes(obj: object, what: str) -> bytes:
-    """``obj`` as bytes (str as UTF-8), as the stdlib dbm modules accept keys and values."""
+def _as_bytes(obj: object, what: str, error: type[TypeError]) -> bytes:
+    """``obj`` as bytes (str as UTF-8), as the stdlib dbm modules accept keys and values.
+
+    Other types raise ``error``: the project's InvalidKeyError or InvalidValueError,
+    both TypeErrors as in the stdlib modules.
+    """
     if type(obj) is bytes:
         return obj
     if isinstance(obj, str):
         return obj.encode("utf-8")
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj)
-    raise TypeError(f"dbm {what} must be bytes or str, not {type(obj).__name__}")
+    raise error(f"dbm {what} must be bytes or str, not {type(obj).__name__}")
 
 
 def _key(key: object) -> bytes:
-    return _as_bytes(key, "keys")
+    return _as_bytes(key, "keys", InvalidKeyError)
 
 
 def _value(value: object) -> bytes:
-    return _as_bytes(value, "values")
+    return _as_bytes(value, "values", InvalidValueError)
 
 
 class LiveItemsView(ItemsView[Any, Any]):

@@ -10,6 +10,7 @@ import pytest
 
 import kv_backend.dbm as kdbm
 from kv_backend import DB
+from kv_backend.errors import InvalidKeyError, InvalidValueError
 
 
 def test_setdefault_returns_a_present_value_whatever_the_default(tmp_path):
@@ -87,3 +88,30 @@ def test_pop_with_a_default_never_raises_when_another_process_took_the_key(tmp_p
         assert ro[b"k"] == b"v"
     with pytest.raises(kdbm.ClosedError):
         ro.pop(b"k", None)
+
+
+def test_wrong_types_raise_the_projects_type_errors(tmp_path):
+    """Keys and values of other types than bytes and str raised a bare TypeError; they now raise
+    InvalidKeyError and InvalidValueError (KVErrors, and still TypeErrors as in dbm.gnu and
+    dbm.dumb), and nothing is written."""
+    with kdbm.open(str(tmp_path / "db"), "c") as db:
+        for op in (
+            lambda: db.__setitem__(1, b"v"),
+            lambda: db[None],
+            lambda: db.get(1.5),
+            lambda: db.__delitem__(1),
+            lambda: db.setdefault(1, b"v"),
+            lambda: db.pop(1, None),
+            lambda: db.nextkey(1),
+        ):
+            with pytest.raises(InvalidKeyError):
+                op()
+        for op in (
+            lambda: db.__setitem__(b"k", 1),
+            lambda: db.setdefault(b"k", None),
+            lambda: db.update({b"a": b"1", b"k": None}),
+        ):
+            with pytest.raises(InvalidValueError):
+                op()
+        assert db.get(b"k") is None
+        assert 1 not in db
