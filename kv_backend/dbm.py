@@ -20,7 +20,7 @@ import builtins
 import dbm as _std_dbm
 import errno
 import os
-from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
+from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
 from typing import Any, TypeVar
 
 from kv_backend.db import DB
@@ -174,6 +174,29 @@ class Database(MutableMapping[bytes, bytes]):
             value = _value(value)
         try:
             self._put(key, value)
+        except KVError as exc:
+            raise self._convert(exc) from None
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+        """Like ``dict.update``, written as one atomic batch: a bad key or value writes nothing.
+
+        The mixin's version wrote pair by pair, so a bad pair left the earlier ones written.
+        """
+        if isinstance(other, Mapping):
+            pairs = list(other.items())
+        elif hasattr(other, "keys"):
+            pairs = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - dict.update's protocol
+        else:
+            pairs = [(k, v) for k, v in other]
+        pairs.extend(kwargs.items())
+        encoded = [(_key(k), _value(v)) for k, v in pairs]  # all checked before any is written
+        try:
+            if len(encoded) == 1:  # a single write is atomic by itself
+                self._put(*encoded[0])
+            elif encoded:
+                with self.db.batch() as b:
+                    for k, v in encoded:
+                        b.put(k, v)
         except KVError as exc:
             raise self._convert(exc) from None
 

@@ -115,3 +115,37 @@ def test_wrong_types_raise_the_projects_type_errors(tmp_path):
                 op()
         assert db.get(b"k") is None
         assert 1 not in db
+
+
+def test_update_is_one_atomic_batch(tmp_path):
+    """The mixin's update() wrote pair by pair: a bad value, or a key the engine cannot store,
+    left the pairs before it written. update() now checks every pair, then writes them as one
+    batch (as Store.update and the shelf's update do); the dict.update forms all work."""
+    path = str(tmp_path / "db")
+    with kdbm.open(path, "c") as db:
+        with pytest.raises(InvalidValueError):
+            db.update({b"a": b"1", b"b": None})
+        with pytest.raises(kdbm.KeySizeError):
+            db.update([(b"a", b"1"), (b"", b"2")])
+        with pytest.raises(kdbm.KeySizeError):
+            db.update({b"a": b"1"}, c=b"3", **{"k" * 65537: b"v"})
+        assert len(db) == 0
+        db.update({b"a": b"1"}, b="2")
+        db.update([("c", "3"), (bytearray(b"d"), memoryview(b"4"))])
+        db.update(_KeysOnly(), e=b"6")
+        db.update()
+        assert dict(db.items()) == {b"a": b"1", b"b": b"2", b"c": b"3", b"d": b"4", b"e": b"6", b"f": b"5"}
+    with kdbm.open(path, "r") as ro, pytest.raises(kdbm.ReadOnlyDatabaseError):
+        ro.update({b"x": b"1", b"y": b"2"})
+    with pytest.raises(kdbm.ClosedError):
+        ro.update({b"x": b"1", b"y": b"2"})
+
+
+class _KeysOnly:
+    """An object with keys() and [] only, as dict.update accepts."""
+
+    def keys(self):
+        return [b"f"]
+
+    def __getitem__(self, key):
+        return b"5"
