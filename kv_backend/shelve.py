@@ -144,8 +144,16 @@ class KVShelf(_std_shelve.DbfilenameShelf):
             self.cache.update(pairs)
 
     def __delitem__(self, key: str) -> None:
-        del self.dict[self._ek(key)]
-        self.cache.pop(key, None)
+        try:
+            del self.dict[self._ek(key)]
+        except KeyError:
+            # With writeback, a key this process has cached is present for it (reads serve it)
+            # even if another process deleted it: deleting it succeeds, and drops the cached
+            # entry, which sync() would otherwise write back.
+            if self.cache.pop(key, _MISSING) is _MISSING:
+                raise
+        else:
+            self.cache.pop(key, None)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):

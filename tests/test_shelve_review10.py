@@ -161,3 +161,24 @@ def test_the_module_has_every_name_of_the_stdlib_shelve_module(path):
         sh["k"] = 1
     with kshelve.Shelf(kshelve._kv_dbm.open(path, "r")) as sh:
         assert sh["k"] == 1
+
+
+def test_deleting_a_cached_key_another_process_deleted_does_not_bring_it_back(path):
+    """With writeback, a process reads a key it has cached from its cache; when another process
+    deleted it, ``del shelf[key]`` raised KeyError and left the cached entry, so sync() (or
+    close()) wrote the key back: deleted twice, it came back. Deleting it now succeeds and drops
+    the cached entry."""
+    with kshelve.open(path, writeback=True) as sh, DB(path) as other:
+        sh["k"] = [1]
+        sh["k"].append(2)
+        other.delete(b"k")
+        assert sh["k"] == [1, 2]  # served from the cache, as documented
+        del sh["k"]
+        with pytest.raises(KeyError):
+            sh["k"]
+        with pytest.raises(KeyError):
+            del sh["k"]
+        sh.sync()
+        assert b"k" not in other
+    with kshelve.open(path) as sh:
+        assert "k" not in sh
