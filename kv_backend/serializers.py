@@ -231,8 +231,11 @@ def get_serializer(spec: str | Any) -> Any:
             raise ConfigurationError(
                 f"unknown serializer {spec!r}: use 'pickle', 'json', 'raw' or an object with dumps/loads"
             ) from None
-    if isinstance(spec, (PickleSerializer, JSONSerializer, RawSerializer, _Checked)):
+    if type(spec) in (PickleSerializer, JSONSerializer, RawSerializer, _Checked):
         return spec
+    # Anything else, subclasses of the built-in classes included, is checked: a subclass's own
+    # dumps/loads (compressing, say) must be used for every value, not Store's plain-pickle
+    # fast paths for PickleSerializer, and its failures must raise this module's errors.
     if callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None)):
         return _Checked(spec)
     raise TypeError(

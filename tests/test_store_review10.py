@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
+import zlib
+
 import pytest
 
 from kv_backend import Store
-from kv_backend.serializers import DeserializationError, SerializationError
+from kv_backend.serializers import DeserializationError, PickleSerializer, SerializationError
 from kv_backend.store import KeyEncodingError
 
 
@@ -72,3 +75,37 @@ def test_a_custom_serializer_returning_text_with_lone_surrogates_is_a_serializat
         assert len(s) == 0
         s["a"] = "é"
         assert s["a"] == "é"
+
+
+class _Compressed(PickleSerializer):
+    """A PickleSerializer subclass that compresses, as a user might write one."""
+
+    def dumps(self, value):
+        return zlib.compress(super().dumps(value))
+
+    def loads(self, data):
+        return super().loads(zlib.decompress(data))
+
+
+def test_a_pickle_serializer_subclass_is_used_for_every_value(tmp_path):
+    """Store's fast paths (plain pickle.dumps and pickle.loads) were taken for any
+    PickleSerializer, so a subclass's dumps was skipped by ``s[k] = v``: the value was stored
+    uncompressed, and get() then failed to decompress it (a bare zlib.error). Subclasses are now
+    wrapped like any custom serializer: their own methods serve every value, and their failures
+    raise DeserializationError."""
+    value = {"text": "x" * 1000}
+    with Store(str(tmp_path / "s"), _Compressed()) as s:
+        s["a"] = value
+        s.set("b", value)
+        s.update({"c": value, "d": value})
+        for k in "abcd":
+            assert pickle.loads(zlib.decompress(s.db.get(k.encode()))) == value
+            assert s[k] == value
+            assert s.get(k) == value
+        s.db.put(b"plain", pickle.dumps(value))  # not compressed: the subclass cannot read it
+        with pytest.raises(DeserializationError):
+            s["plain"]
+    with Store(str(tmp_path / "p"), PickleSerializer(protocol=2)) as s:  # the fast path itself
+        s["a"] = value
+        assert s.db.get(b"a") == pickle.dumps(value, 2)
+        assert s["a"] == value
