@@ -182,3 +182,16 @@ def test_deleting_a_cached_key_another_process_deleted_does_not_bring_it_back(pa
         assert b"k" not in other
     with kshelve.open(path) as sh:
         assert "k" not in sh
+
+
+def test_flag_n_refuses_an_ndbm_shelf_as_the_docs_say(tmp_path):
+    """docs/store.md said flag "n" replaces a dbm.ndbm shelf at the path, but an ndbm shelf's
+    files are the path plus a suffix, which the stdlib's whichdb reports and open refuses, even
+    with "n". The docs now say so; this pins the behaviour (files left untouched)."""
+    path = str(tmp_path / "state")
+    for suffix in (".pag", ".dir"):
+        with open(path + suffix, "wb") as f:
+            f.write(b"ndbm")
+    with pytest.raises(kshelve._kv_dbm.error, match=r"dbm\.ndbm"):
+        kshelve.open(path, "n")
+    assert sorted(os.listdir(tmp_path)) == ["state.dir", "state.pag"]
