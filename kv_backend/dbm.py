@@ -147,6 +147,10 @@ class Database(MutableMapping[bytes, bytes]):
             return ValueSizeError(errno.EFBIG, str(exc))
         return exc
 
+    def _check_open(self) -> None:
+        if self.db.closed:
+            raise self._convert(DatabaseClosedError())
+
     def __getitem__(self, key: bytes | str) -> bytes:
         if type(key) is not bytes:
             key = _key(key)
@@ -225,6 +229,7 @@ class Database(MutableMapping[bytes, bytes]):
         try:
             existed = self.db.delete(key)
         except KeyTooLargeError:
+            self._check_open()  # checked after the key by the engine: use after close() raises
             existed = False  # no key of that size can be stored, so it is absent
         except KVError as exc:
             raise self._convert(exc) from None
@@ -274,6 +279,7 @@ class Database(MutableMapping[bytes, bytes]):
         try:
             value = self.db.pop(k, _MISSING)
         except KeyTooLargeError:
+            self._check_open()  # checked after the key by the engine: use after close() raises
             value = _MISSING  # no key of that size can be stored, so it is absent
         except KVError as exc:
             raise self._convert(exc) from None

@@ -326,6 +326,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
         try:
             found = self._take(self._ek(key), _decode_none)
         except KeyTooLargeError:
+            self.db._check_open()  # checked after the key by the engine: use after close() raises
             if default is _MISSING:
                 raise
             return default

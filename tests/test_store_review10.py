@@ -7,7 +7,9 @@ import zlib
 
 import pytest
 
+import kv_backend.dbm as kdbm
 from kv_backend import Store
+from kv_backend.errors import DatabaseClosedError
 from kv_backend.serializers import DeserializationError, PickleSerializer, SerializationError
 from kv_backend.store import KeyEncodingError
 
@@ -109,3 +111,20 @@ def test_a_pickle_serializer_subclass_is_used_for_every_value(tmp_path):
         s["a"] = value
         assert s.db.get(b"a") == pickle.dumps(value, 2)
         assert s["a"] == value
+
+
+def test_pop_of_a_key_no_store_can_hold_raises_after_close(tmp_path):
+    """pop("", default) returned the default on a closed store (the engine checks the key before
+    the store being open), where every other call raises DatabaseClosedError; so did the dbm's
+    pop(b"", default), and its del db[b""] raised KeyError instead of ClosedError."""
+    s = Store(str(tmp_path / "s"))
+    s.close()
+    for op in (lambda: s.pop("", None), lambda: s.pop("x" * 70_000, None), lambda: s.pop("")):
+        with pytest.raises(DatabaseClosedError):
+            op()
+    db = kdbm.open(str(tmp_path / "d"), "c")
+    assert db.pop(b"", 1) == 1
+    db.close()
+    for op in (lambda: db.pop(b"", 1), lambda: db.__delitem__(b""), lambda: db.pop(b"k" * 70_000)):
+        with pytest.raises(kdbm.ClosedError):
+            op()
