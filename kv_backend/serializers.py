@@ -233,6 +233,12 @@ def get_serializer(spec: str | Any) -> Any:
             ) from None
     if type(spec) in (PickleSerializer, JSONSerializer, RawSerializer, _Checked):
         return spec
+    if isinstance(spec, type) and issubclass(spec, (PickleSerializer, JSONSerializer, RawSerializer)):
+        # The class has dumps and loads too, but as functions that want an instance: every
+        # write and read would fail with a confusing "missing argument". Say so at open.
+        raise ConfigurationError(
+            f"serializer={spec.__name__} is the class; pass an instance such as {spec.__name__}()"
+        )
     # Anything else, subclasses of the built-in classes included, is checked: a subclass's own
     # dumps/loads (compressing, say) must be used for every value, not Store's plain-pickle
     # fast paths for PickleSerializer, and its failures must raise this module's errors.

@@ -9,8 +9,14 @@ import pytest
 
 import kv_backend.dbm as kdbm
 from kv_backend import Store
-from kv_backend.errors import DatabaseClosedError
-from kv_backend.serializers import DeserializationError, PickleSerializer, SerializationError
+from kv_backend.errors import ConfigurationError, DatabaseClosedError
+from kv_backend.serializers import (
+    DeserializationError,
+    JSONSerializer,
+    PickleSerializer,
+    RawSerializer,
+    SerializationError,
+)
 from kv_backend.store import KeyEncodingError
 
 
@@ -128,3 +134,18 @@ def test_pop_of_a_key_no_store_can_hold_raises_after_close(tmp_path):
     for op in (lambda: db.pop(b"", 1), lambda: db.__delitem__(b""), lambda: db.pop(b"k" * 70_000)):
         with pytest.raises(kdbm.ClosedError):
             op()
+
+
+@pytest.mark.parametrize("cls", [PickleSerializer, JSONSerializer, RawSerializer, _Compressed])
+def test_a_serializer_class_instead_of_an_instance_is_refused_at_open(tmp_path, cls):
+    """serializer=PickleSerializer (the class) was accepted as an object with dumps and loads;
+    then every write failed with "dumps() missing 1 required positional argument" and nothing
+    said why. It is now a ConfigurationError at open that names the fix, and no store is made."""
+    path = tmp_path / "s"
+    with pytest.raises(ConfigurationError, match=rf"pass an instance such as {cls.__name__}\(\)"):
+        Store(str(path), cls)
+    assert not path.exists()
+    value = "1" if cls is JSONSerializer else b"1"
+    with Store(str(path), cls()) as s:
+        s["a"] = value
+        assert s["a"] == value
