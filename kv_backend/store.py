@@ -179,12 +179,18 @@ class Store(MutableMapping[K, Any], Generic[K]):
         return self._loads(data)
 
     def get_many(self, keys: Iterable[K]) -> dict[K, Any]:
-        """Return ``{key: value}`` for those of ``keys`` that are present."""
+        """Return ``{key: value}`` for those of ``keys`` that are present.
+
+        A key the store cannot hold (empty, or over the size limit) is absent, as for ``get``.
+        """
         self.db._check_open()  # also when no key is asked for: use after close() always raises
         out: dict[K, Any] = {}
         get, ek, loads = self._get, self._ek, self._loads
         for key in keys:
-            data = get(ek(key), _MISSING)
+            try:
+                data = get(ek(key), _MISSING)
+            except KeyTooLargeError:
+                continue
             if data is not _MISSING:
                 out[key] = loads(data)
         return out
