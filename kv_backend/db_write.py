@@ -28,7 +28,16 @@ from kv_backend.db_common import (
     _time,
 )
 from kv_backend.errors import DatabaseClosedError, NotAnIntegerError, ReadOnlyError, TransactionError
-from kv_backend.files import DataFile, FileId, data_name, fsync_dir, fsync_file, storage_error, write_all
+from kv_backend.files import (
+    DataFile,
+    FileId,
+    data_name,
+    fsync_dir,
+    fsync_file,
+    new_file_mode,
+    storage_error,
+    write_all,
+)
 from kv_backend.state import unpack_tail
 
 if TYPE_CHECKING:
@@ -480,7 +489,7 @@ class _Writing:
         """Create the data file ``fid`` with its header (not yet published); none is left on failure."""
         path = os.path.join(self.path, data_name(fid))
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, new_file_mode(self.path))
         except OSError as exc:
             raise storage_error(exc, f"cannot create data file {path}") from exc
         durable = self._files_must_be_durable()

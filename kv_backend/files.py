@@ -193,6 +193,22 @@ def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         done += n
 
 
+def new_file_mode(directory: str) -> int:
+    """The permission to create a file the engine adds to the store at ``directory`` with.
+
+    At most what its format file grants the group and others (``kv_backend.dbm.open``'s
+    ``mode`` sets it), so a data file made by a rotation or a merge, a hint file or
+    the merge lock is never more open than the store's first files, whatever the
+    umask of the process that makes it; the owner always gets read and write.
+    The umask still applies. 0o666 (the umask alone) if the format file is unreadable.
+    """
+    try:
+        granted = os.stat(os.path.join(directory, FORMAT_FILE)).st_mode
+    except OSError:
+        return 0o666
+    return 0o600 | (granted & 0o066)
+
+
 def storage_error(exc: OSError, what: str) -> StorageError:
     """Wrap an OSError in the project's exception with a message that says what to do."""
     hint = ""

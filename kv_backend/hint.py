@@ -110,9 +110,17 @@ def read_hints(path: str, data_size: int) -> list[tuple[bytes, int, int, float]]
 
 
 def write_hints(
-    path: str, data_size: int, keys: list[bytes], locations: list[int], expiries: list[float]
+    path: str,
+    data_size: int,
+    keys: list[bytes],
+    locations: list[int],
+    expiries: list[float],
+    mode: int = 0o666,
 ) -> None:
-    """Write a hint file to ``path`` and fsync it (the caller renames it into place)."""
+    """Write a hint file to ``path`` and fsync it (the caller renames it into place).
+
+    A new file gets the permission ``mode``, less the umask.
+    """
     klens = array("I", map(len, keys))
     locs = array("Q", locations)
     exps = array("d", expiries)
@@ -122,7 +130,7 @@ def write_hints(
     blob = b"".join(keys)
     body = b"".join((klens.tobytes(), locs.tobytes(), exps.tobytes(), blob))
     header = HINT_HEADER.pack(HINT_MAGIC, HINT_VERSION, len(keys), data_size, crc32(body), 0, len(blob))
-    with open(path, "wb") as f:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
         f.write(header)
         f.write(body)
         f.flush()

@@ -18,7 +18,7 @@ import os
 import threading
 
 from kv_backend.errors import StorageError
-from kv_backend.files import storage_error
+from kv_backend.files import new_file_mode, storage_error
 
 _flock = fcntl.flock
 _LOCK_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
@@ -155,8 +155,10 @@ class MergeLock:
         self._fd = -1
 
     def _open(self) -> int:
+        # A new lock file is no more open than the store's files (see new_file_mode).
+        mode = new_file_mode(os.path.dirname(self.path))
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), mode)
         except OSError as exc:  # too many open files (a merge is what a store of many files needs)
             raise storage_error(exc, f"cannot open the merge lock file {self.path}") from exc
 

@@ -53,6 +53,7 @@ from kv_backend.files import (
     fsync_file,
     hint_name,
     list_data_files,
+    new_file_mode,
     storage_error,
     write_all,
 )
@@ -315,8 +316,9 @@ class _Output:
         self.fid = fid
         self.path = os.path.join(directory, data_name(fid)) + TMP_SUFFIX
         self.hint_path = os.path.join(directory, hint_name(fid)) + TMP_SUFFIX
+        self.mode = new_file_mode(directory)
         try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, self.mode)
         except OSError as exc:
             raise storage_error(exc, f"cannot create merge output {self.path}") from exc
         self.keys: list[bytes] = []
@@ -357,7 +359,7 @@ class _Output:
                 fsync_file(fd)
             finally:
                 os.close(fd)
-            write_hints(self.hint_path, self.end, self.keys, self.locations, self.expiries)
+            write_hints(self.hint_path, self.end, self.keys, self.locations, self.expiries, self.mode)
         except OSError as exc:  # disk full, I/O error: the merge fails, the store is untouched
             raise storage_error(exc, f"cannot write merge output {self.path} and its hint file") from exc
         return self.fid, self.end

@@ -149,3 +149,28 @@ class _KeysOnly:
 
     def __getitem__(self, key):
         return b"5"
+
+
+def test_files_added_later_are_no_more_open_than_mode(tmp_path):
+    """mode was applied to the files a new database starts with; files the engine added later
+    (a data file at each rotation, a merge's data and hint files, the merge lock) got 0o666 less
+    the umask of the process that made them: with mode=0o640 and the common umask 002 they were
+    0o664, writable by the group the 0o750 directory lets in. They now get no more than the
+    store's first files grant the group and others."""
+    path = str(tmp_path / "db")
+    old = os.umask(0o002)
+    try:
+        with kdbm.open(path, "c", 0o640) as db:
+            db.db.max_file_size = 4096  # rotate often
+            for i in range(20):
+                db[b"k%d" % i] = b"x" * 1000
+            db.reorganize()
+            db[b"after"] = b"merge"
+    finally:
+        os.umask(old)
+    names = os.listdir(path)
+    assert any(n.endswith(".hint") for n in names) and len([n for n in names if n.endswith(".data")]) > 1
+    for name in names:
+        assert stat.S_IMODE(os.stat(os.path.join(path, name)).st_mode) == 0o640, name
+    with kdbm.open(path, "r") as db:
+        assert db[b"k19"] == b"x" * 1000 and db[b"after"] == b"merge"
