@@ -328,9 +328,11 @@ class Store(MutableMapping[K, Any], Generic[K]):
         """Remove ``key`` and return its value (or ``default``); atomic across processes.
 
         A key the store cannot hold (empty, or over the size limit) is absent, as for ``in``.
+        On a read-only store an absent key needs no write: it gives ``default`` (or KeyError).
         """
         try:
-            found = self._take(self._ek(key), _decode_none)
+            k = self._ek(key)
+            found = None if self.db.read_only and k not in self.db else self._take(k, _decode_none)
         except KeyTooLargeError:
             self.db._check_open()  # checked after the key by the engine: use after close() raises
             if default is _MISSING:

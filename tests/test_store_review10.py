@@ -9,7 +9,7 @@ import pytest
 
 import kv_backend.dbm as kdbm
 from kv_backend import Store
-from kv_backend.errors import ConfigurationError, DatabaseClosedError
+from kv_backend.errors import ConfigurationError, DatabaseClosedError, ReadOnlyError
 from kv_backend.serializers import (
     DeserializationError,
     JSONSerializer,
@@ -160,3 +160,19 @@ def test_get_many_skips_keys_no_store_can_hold_as_get_does(tmp_path):
         assert s.get_many(["a", "", "x" * 70_000, "b"]) == {"a": 1}
         with pytest.raises(TypeError):
             s.get_many(["a", 1])
+
+
+def test_pop_of_an_absent_key_on_a_read_only_store_needs_no_write(tmp_path):
+    """As setdefault() of a present key works read-only ("a read needs no write"), pop() of an
+    absent key now gives the default (or KeyError) instead of ReadOnlyError, as a read-only
+    shelf or dbm does; removing a present key still raises ReadOnlyError and keeps it."""
+    path = str(tmp_path / "s")
+    with Store(path) as s:
+        s["k"] = 1
+    with Store(path, read_only=True) as ro:
+        assert ro.pop("missing", 7) == 7
+        with pytest.raises(KeyError):
+            ro.pop("missing")
+        with pytest.raises(ReadOnlyError):
+            ro.pop("k", None)
+        assert ro["k"] == 1
