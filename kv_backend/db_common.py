@@ -106,7 +106,7 @@ def _expiry(ttl: float | None) -> float:
     if ttl is None:
         return 0.0
     if not isinstance(ttl, (int, float)) or isinstance(ttl, bool):
-        raise TypeError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
+        raise InvalidValueError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
     try:
         finite = math.isfinite(ttl)
     except OverflowError:  # an int beyond a float's range
@@ -126,7 +126,7 @@ def _expiry_at(ttl: float | None, expires_at: float) -> float | None:
     if ttl is not None:
         raise TypeError("give ttl or expires_at, not both")
     if not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool):
-        raise TypeError(f"expires_at must be a UNIX time in seconds, not {type(expires_at).__name__}")
+        raise InvalidValueError(f"expires_at must be a UNIX time in seconds, not {type(expires_at).__name__}")
     try:
         finite = math.isfinite(expires_at)
     except OverflowError:  # an int beyond a float's range

@@ -9,7 +9,7 @@ import pytest
 
 import kv_backend.dbm as kdbm
 from kv_backend import Store
-from kv_backend.errors import ConfigurationError, DatabaseClosedError, ReadOnlyError
+from kv_backend.errors import ConfigurationError, DatabaseClosedError, InvalidValueError, ReadOnlyError
 from kv_backend.serializers import (
     DeserializationError,
     JSONSerializer,
@@ -176,3 +176,20 @@ def test_pop_of_an_absent_key_on_a_read_only_store_needs_no_write(tmp_path):
         with pytest.raises(ReadOnlyError):
             ro.pop("k", None)
         assert ro["k"] == 1
+
+
+@pytest.mark.parametrize("ttl", ["10", b"10", True, [1]])
+def test_a_ttl_that_is_not_a_number_raises_the_projects_type_error(tmp_path, ttl):
+    """A ttl of the wrong type raised a bare TypeError from every write that takes one; it is
+    now InvalidValueError (a KVError and still a TypeError), and nothing is written."""
+    with Store(str(tmp_path / "s")) as s:
+        s["k"] = 1
+        for write in (
+            lambda: s.set("a", 1, ttl=ttl),
+            lambda: s.add("a", 1, ttl),
+            lambda: s.set_many({"a": 1, "b": 2}, ttl),
+            lambda: s.expire("k", ttl),
+        ):
+            with pytest.raises(InvalidValueError, match="ttl must be a number"):
+                write()
+        assert dict(s) == {"k": 1} and s.ttl("k") is None
