@@ -46,6 +46,7 @@ from kv_backend.serializers import (
 __all__ = ["KeyEncodingError", "Store", "StoreBatch"]
 
 K = TypeVar("K", str, bytes)
+_ENGINE_OPTIONS = frozenset({"sync", "max_file_size", "read_only", "auto_merge"})  # DB's keyword options
 T = TypeVar("T")
 _MISSING: Any = object()
 _pickle_dumps = pickle.dumps
@@ -138,6 +139,12 @@ class Store(MutableMapping[K, Any], Generic[K]):
         self._floads = getattr(self.serializer, "fast_loads", self._loads)
         self._strkeys = key_type is str
         self._proto = self.serializer.protocol if isinstance(self.serializer, PickleSerializer) else None
+        unknown = sorted(set(engine_options) - _ENGINE_OPTIONS)
+        if unknown:  # a misspelt option: say which ones exist rather than DB's TypeError
+            raise ConfigurationError(
+                f"unknown Store option {unknown[0]!r}: the options are serializer, key_type and "
+                f"the engine's {', '.join(sorted(_ENGINE_OPTIONS))}"
+            )
         self.db = DB(path, **engine_options)
         self.path = self.db.path
         self._engine_options = dict(engine_options)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import zlib
 
 import pytest
 
 import kv_backend.dbm as kdbm
-from kv_backend import Store
+from kv_backend import DB, Store
 from kv_backend.errors import ConfigurationError, DatabaseClosedError, InvalidValueError, ReadOnlyError
 from kv_backend.serializers import (
     DeserializationError,
@@ -193,3 +194,18 @@ def test_a_ttl_that_is_not_a_number_raises_the_projects_type_error(tmp_path, ttl
             with pytest.raises(InvalidValueError, match="ttl must be a number"):
                 write()
         assert dict(s) == {"k": 1} and s.ttl("k") is None
+
+
+def test_a_misspelt_option_is_a_configuration_error_naming_the_options(tmp_path):
+    """Store(path, sycn="always") raised DB.__init__'s bare TypeError ("unexpected keyword
+    argument"); docs/store.md lists a bad engine option under ConfigurationError. It is now one,
+    naming the options there are, and nothing is created."""
+    path = tmp_path / "s"
+    with pytest.raises(ConfigurationError, match=r"unknown Store option 'sycn'.*max_file_size"):
+        Store(str(path), sycn="always")
+    assert not path.exists()
+    from kv_backend.store import _ENGINE_OPTIONS
+
+    assert set(inspect.signature(DB.__init__).parameters) - {"self", "path"} == _ENGINE_OPTIONS
+    with Store(str(path), "json", sync="always", max_file_size=1 << 20, auto_merge=0.5) as s:
+        s["a"] = 1
