@@ -20,7 +20,7 @@ import builtins
 import dbm as _std_dbm
 import errno
 import os
-from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
+from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
 from typing import Any, TypeVar
 
 from kv_backend.db import DB
@@ -36,6 +36,7 @@ from kv_backend.errors import (
     ValueTooLargeError,
 )
 from kv_backend.files import FORMAT_FILE
+from kv_backend.mapping import update_pairs
 
 __all__ = [
     "ClosedError",
@@ -186,13 +187,7 @@ class Database(MutableMapping[bytes, bytes]):
 
         The mixin's version wrote pair by pair, so a bad pair left the earlier ones written.
         """
-        if isinstance(other, Mapping):
-            pairs = list(other.items())
-        elif hasattr(other, "keys"):
-            pairs = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - dict.update's protocol
-        else:
-            pairs = [(k, v) for k, v in other]
-        pairs.extend(kwargs.items())
+        pairs = update_pairs(other, kwargs)
         encoded = [(_key(k), _value(v)) for k, v in pairs]  # all checked before any is written
         try:
             if len(encoded) == 1:  # a single write is atomic by itself

@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 import pickle
 import shelve as _std_shelve
-from collections.abc import Mapping
 from typing import Any
 
 from kv_backend import dbm as _kv_dbm
 from kv_backend.errors import ConfigurationError, InvalidKeyError, KVError
+from kv_backend.mapping import update_pairs
 from kv_backend.serializers import PickleDeserializationError, PickleSerializationError
 
 __all__ = ["BsdDbShelf", "DbfilenameShelf", "KVShelf", "Shelf", "open"]
@@ -123,13 +123,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
         """Like ``dict.update``, written as one atomic batch: a bad key or value stores nothing."""
-        if isinstance(other, Mapping):
-            pairs = list(other.items())
-        elif hasattr(other, "keys"):
-            pairs = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - dict.update's protocol
-        else:
-            pairs = [(k, v) for k, v in other]
-        pairs.extend(kwargs.items())
+        pairs = update_pairs(other, kwargs)
         encoded = [(self._ek(k), self._dumps(v)) for k, v in pairs]
         if not encoded:
             return

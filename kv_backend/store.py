@@ -36,6 +36,7 @@ from kv_backend.errors import (
     KVError,
     ReadOnlyError,
 )
+from kv_backend.mapping import update_pairs
 from kv_backend.serializers import (
     DeserializationError,
     PickleSerializer,
@@ -303,17 +304,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
         """Like ``dict.update``, but applied all at once: a bad key or value writes nothing."""
-        if isinstance(other, Mapping):
-            pairs: list[tuple[Any, Any]] = list(other.items())
-        elif hasattr(other, "keys"):
-            pairs = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - dict.update's protocol
-        else:
-            pairs = []
-            for item in other:
-                k, v = item
-                pairs.append((k, v))
-        pairs.extend(kwargs.items())
-        self.set_many(pairs)
+        self.set_many(update_pairs(other, kwargs))
 
     def __delitem__(self, key: K) -> None:
         if not self.db.delete(self._ek(key)):
