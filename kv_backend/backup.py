@@ -643,12 +643,15 @@ def parse_storage_options(pairs: list[str] | None, target: Callable[..., object]
     ``-`` in a KEY means ``_`` (``endpoint-url`` is ``endpoint_url``). A KEY
     named like one of ``target``'s own parameters (``url``, ``name``...) would
     collide with the command's argument, so it is refused, as is a pair
-    without ``=``: both with :class:`ConfigurationError`.
+    without ``=``: both with :class:`ConfigurationError`. So is ``self``,
+    whatever ``target``: the command may call a method (``db.backup``), whose
+    ``self`` it would collide with, and no fsspec filesystem takes it (they
+    receive the options as keyword arguments of their ``__init__(self, ...)``).
     """
     import inspect
 
     params = inspect.signature(target).parameters.values()
-    reserved = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
+    reserved = {p.name for p in params if p.kind is not p.VAR_KEYWORD} | {"self"}
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")

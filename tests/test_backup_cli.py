@@ -77,6 +77,22 @@ def test_cli_bad_storage_options_are_one_line_errors(store_path, tmp_path, capsy
     assert list_backups(url) == [] and not (tmp_path / "r").exists()
 
 
+def test_cli_storage_option_self_is_a_one_line_error(store_path, tmp_path, capsys):
+    """``self=...`` collided with ``db.backup``'s own ``self``: a TypeError traceback, not one line."""
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    url = str(tmp_path / "bk")
+    for argv in (
+        ["backup", store_path, url, "--storage-option", "self=1"],
+        ["restore", url, str(tmp_path / "r"), "--storage-option", "self=1"],
+        ["backups", url, "--storage-option", "self=1"],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("kvb: --storage-option self=") and len(err.splitlines()) == 1, err
+    assert list_backups(url) == [] and not (tmp_path / "r").exists()
+
+
 def test_cli_backups_of_an_empty_or_mistyped_url_says_so_on_stderr(tmp_path, capsys):
     """A mistyped bucket or an unmounted drive lists nothing: the user is told, the list stays empty."""
     url = str(tmp_path / "no-such-place")
