@@ -112,6 +112,8 @@ def test_kv_backup_and_restore_round_trip(tmp_path):
         run("kv_restore", url)
     out = run("kv_restore", url, "--replace", "--name", "first")
     assert "Restore finished" in out
+    # the report names LOCATION, not the staging directory the restore was swapped in from
+    assert f"to {cache.location}: " in out and ".restoring-" not in out, out
     assert cache.get_many(["a", "b", "c"]) == {"a": 1, "b": {"x": [1, 2]}, "c": None}
     assert not [
         p for p in os.listdir(os.path.dirname(cache.location)) if ".restoring-" in p or ".replaced-" in p

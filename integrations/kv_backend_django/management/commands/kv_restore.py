@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import stat
@@ -131,6 +132,8 @@ class Command(BaseCommand):
                 shutil.rmtree(target, ignore_errors=True)
                 raise CommandError(f"cannot move the restored store into {location}: {exc}") from exc
             shutil.rmtree(old, ignore_errors=True)
+            # The report named the staging directory, gone now: report the LOCATION it became.
+            report = dataclasses.replace(report, path=location)
         if verbose:
             self.stdout.write(self.style.SUCCESS("Restore finished."))
             self.stdout.write(format_report(report))
