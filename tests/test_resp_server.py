@@ -960,3 +960,26 @@ def test_watch_counts_consumer_group_changes(r, server):
             else:
                 assert p.execute() == [1]
     other.close()
+
+
+def test_key_names_too_long_for_an_engine_key_get_an_error_naming_the_limits(r):
+    """docs/redis.md, Protocol limits: each type's longest name (with one field or member) is
+    stored; one byte more was answered with the engine's 'keys must be 1 to 65536 bytes long, got
+    65537 bytes', counting a key of its own for a name of 65535 bytes."""
+    fits = [  # (command, the index of its argument that makes it one byte too long)
+        (("SET", b"k" * 65534, "v"), 1),
+        (("HSET", "h", b"f" * (65530 - 1), "v"), 2),
+        (("SADD", "s", b"m" * (65530 - 1)), 2),
+        (("ZADD", "z", 1, b"m" * (65522 - 1)), 3),
+        (("RPUSH", b"l" * 65522, "x"), 1),
+        (("XADD", b"x" * 65514, "*", "f", "v"), 1),
+    ]
+    for cmd, at in fits:
+        r.execute_command(*cmd)
+        longer = list(cmd)
+        longer[at] += b"+"
+        with pytest.raises(
+            redis.ResponseError, match=r"^key name too long: kvb holds a string's name of up to 65534"
+        ):
+            r.execute_command(*longer)
+    assert r.dbsize() == len(fits)

@@ -25,7 +25,7 @@ from time import perf_counter
 from typing import Any
 
 from kv_backend.db import DB
-from kv_backend.errors import KVError, NotAnIntegerError
+from kv_backend.errors import KeyTooLargeError, KVError, NotAnIntegerError
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
 from kv_backend.server.commands.geo import store_key as geo_store_key
@@ -329,6 +329,14 @@ class Connection(asyncio.Protocol):
             return ErrorReply(str(exc))
         if isinstance(exc, NotAnIntegerError):
             return ErrorReply("ERR value is not an integer or out of range")
+        if isinstance(exc, KeyTooLargeError):
+            # The engine's text counts the engine key, which adds a prefix (and a field or member)
+            # to the name: "1 to 65536 bytes, got 65537" for a name of 65535 bytes misleads.
+            return ErrorReply(
+                "ERR key name too long: kvb holds a string's name of up to 65534 bytes, a hash's or "
+                "set's name and one field or member of up to 65530 together, a sorted set's of up to "
+                "65522, a list's name of up to 65522 and a stream's of up to 65514 bytes"
+            )
         if isinstance(exc, (KVError, ValueError, TypeError, OverflowError)):
             return ErrorReply(f"ERR {exc}")
         # A bug must cost one reply, never the server.
