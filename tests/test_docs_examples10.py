@@ -3,7 +3,8 @@
 Every ``kvb SUBCOMMAND --flag`` the docs show names a subcommand and a flag the
 ``kvb`` parser has (and the option tables of docs/redis.md and docs/http.md
 give the parser's defaults); every ``manage.py kv_* --flag`` a flag of that
-management command; every relative link and ``#anchor`` resolves; every Python
+management command; every dotted ``kv_backend...`` name imports and every ``KVB_*``
+variable is read by the code; every relative link and ``#anchor`` resolves; every Python
 block compiles; and the Python examples that need no server (docs/engine.md,
 docs/store.md, the README's quick look, the ``encode_key`` example of
 docs/http.md, the ``Structures`` example of docs/redis.md) run, their paths
@@ -143,6 +144,55 @@ def test_every_management_command_flag_in_the_docs_exists():
                         wrong.append(f"{_doc_id(path)}: `manage.py {name}` has no {flag}")
     assert not wrong, "\n".join(wrong)
     assert seen >= 5
+
+
+# -- names ---------------------------------------------------------------------------------------
+
+
+def _docs_text() -> str:
+    return "\n".join(path.read_text() for path in DOCS)
+
+
+def test_every_dotted_kv_backend_name_in_the_docs_exists():
+    """``kv_backend.state.in_use``, ``kv_backend.http:app_from_env``, ``kv_backend_django.W002``..."""
+    from importlib import import_module
+
+    names = set(re.findall(r"\bkv_backend(?:_django|_celery)?(?:[.:][A-Za-z_]\w*)+", _docs_text()))
+    assert len(names) >= 20, names
+    checks = (ROOT / "integrations" / "kv_backend_django" / "checks.py").read_text()
+    wrong = []
+    for name in sorted(names):
+        if re.fullmatch(r"kv_backend_django\.[EW]\d{3}", name):  # a system check's id
+            if f'id="{name}"' not in checks:
+                wrong.append(f"no system check {name}")
+            continue
+        parts = name.replace(":", ".").split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable module, then attributes
+            try:
+                obj = import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            try:
+                for attr in parts[cut:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                wrong.append(f"{name}: no {attr} in {'.'.join(parts[:cut])}")
+            break
+        else:
+            wrong.append(f"{name}: nothing of it imports")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_kvb_environment_variable_in_the_docs_is_read_somewhere():
+    names = set(re.findall(r"\bKVB_[A-Z_]+\b", _docs_text())) - {"KVB_FORMAT"}  # a file, not a variable
+    assert len(names) >= 5, names
+    sources = "\n".join(
+        p.read_text()
+        for top in ("kv_backend", "integrations", "example_project")
+        for p in (ROOT / top).rglob("*.py")
+    )
+    missing = sorted(n for n in names if re.search(rf"[\"']{n}[\"']", sources) is None)
+    assert not missing, f"documented but read nowhere: {missing}"
 
 
 # -- links and anchors ---------------------------------------------------------------------------
