@@ -146,6 +146,21 @@ def test_every_management_command_flag_in_the_docs_exists():
     assert seen >= 5
 
 
+def test_every_script_and_flag_of_python_benchmarks_lines_exists():
+    """``python benchmarks/soak.py run --seconds 600 ...``: the script, and each flag as an argument."""
+    seen = 0
+    for path in DOCS:
+        for line in _code_lines(path):
+            for m in re.finditer(r"python ((?:benchmarks|example_project)/[a-z0-9_]+\.py)([^#|]*)", line):
+                script = ROOT / m.group(1)
+                assert script.exists(), f"{_doc_id(path)}: no {m.group(1)}"
+                source = script.read_text()
+                for flag in _FLAG.findall(m.group(2)):
+                    seen += 1
+                    assert f'"{flag}"' in source, f"{_doc_id(path)}: {m.group(1)} takes no {flag}"
+    assert seen >= 5
+
+
 # -- names ---------------------------------------------------------------------------------------
 
 
