@@ -32,6 +32,25 @@ def test_keys_from_kvb_keys_0_through_xargs_reach_get_and_delete(store_path):
         assert len(db) == 0
 
 
+def test_keys_that_start_with_a_dash_are_reached_after_double_dash(store_path, capsys):
+    """docs/engine.md's `kvb keys DIR -0 | xargs -0 -n1 kvb get DIR` took a key such as '--raw' or
+    '-x' for an option (a usage error, or the wrong key read); the documented line ends the
+    options with `--`, and every key then comes through, as for put and delete."""
+    keys = ["-", "-0", "-x", "--raw", "plain"]
+    for i, key in enumerate(keys):
+        assert run(capsys, "put", store_path, "--", key, f"v{i}")[0] == 0
+    code, out, _ = run(capsys, "keys", store_path, "-0")
+    assert code == 0 and out.split("\0")[:-1] == sorted(keys)
+    assert run(capsys, "get", store_path, "-x")[0] == 2  # without `--`: an unknown option
+    for i, key in enumerate(keys):
+        assert run(capsys, "get", store_path, "--", key) == (0, f"v{i}\n", "")
+        assert run(capsys, "get", store_path, "--raw", "--", key) == (0, f"v{i}", "")
+    for key in keys:
+        assert run(capsys, "delete", store_path, "--", key)[0] == 0
+    with DB(store_path, read_only=True) as db:
+        assert len(db) == 0
+
+
 def test_non_utf8_argv_key_and_value_are_stored_as_given(store_path, capsys):
     key, value = os.fsdecode(b"k\xff"), os.fsdecode(b"v\x80")  # how Python hands such argv to main
     assert run(capsys, "put", store_path, key, value)[0] == 0
