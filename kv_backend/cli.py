@@ -318,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kvb``; return the exit status."""
     args = build_parser().parse_args(argv)
+    for name, value in vars(args).items():
+        if value == []:
+            # argparse before Python 3.12 turns a positional "--" given after the "--" that ends
+            # the options (`kvb get DIR -- --`, the key "--") into an empty list: it is that "--".
+            setattr(args, name, "--")
     if hasattr(sys.stdout, "reconfigure"):  # text a terminal cannot encode is escaped, never a crash
         sys.stdout.reconfigure(errors="backslashreplace")
     try:

@@ -51,6 +51,16 @@ def test_keys_that_start_with_a_dash_are_reached_after_double_dash(store_path, c
         assert len(db) == 0
 
 
+def test_the_key_double_dash_after_double_dash(store_path, capsys):
+    """`kvb get DIR -- --` (the key "--", as the docs' xargs line passes it) died with a TypeError
+    traceback on Python 3.11, whose argparse hands that positional over as an empty list."""
+    assert run(capsys, "put", store_path, "--", "--", "v")[0] == 0
+    assert run(capsys, "get", store_path, "--", "--") == (0, "v\n", "")
+    assert run(capsys, "delete", store_path, "--", "--")[0] == 0
+    with DB(store_path, read_only=True) as db:
+        assert len(db) == 0
+
+
 def test_non_utf8_argv_key_and_value_are_stored_as_given(store_path, capsys):
     key, value = os.fsdecode(b"k\xff"), os.fsdecode(b"v\x80")  # how Python hands such argv to main
     assert run(capsys, "put", store_path, key, value)[0] == 0
