@@ -651,13 +651,18 @@ def parse_storage_options(pairs: list[str] | None, target: Callable[..., object]
     import inspect
 
     params = inspect.signature(target).parameters.values()
-    reserved = {p.name for p in params if p.kind is not p.VAR_KEYWORD} | {"self"}
+    reserved = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         key = key.replace("-", "_")
         if not sep or not key:
             raise ConfigurationError(f"--storage-option wants KEY=VALUE, got {pair!r}")
+        if key == "self":
+            raise ConfigurationError(
+                "--storage-option self=... is not a storage option: fsspec filesystems take their "
+                "options as keyword arguments of __init__(self, ...), so none can be named 'self'"
+            )
         if key in reserved:
             raise ConfigurationError(
                 f"--storage-option {key}=... is not a storage option: {key!r} is set by the command itself"
