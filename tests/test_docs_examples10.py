@@ -3,7 +3,8 @@
 Every ``kvb SUBCOMMAND --flag`` the docs show names a subcommand and a flag the
 ``kvb`` parser has (and the option tables of docs/redis.md and docs/http.md
 give the parser's defaults); every ``manage.py kv_* --flag`` a flag of that
-management command; every dotted ``kv_backend...`` name imports and every ``KVB_*``
+management command; every dotted ``kv_backend...`` name imports, every repository
+path (``tests/test_x.py::test_y``) exists, and every ``KVB_*``
 variable is read by the code; every relative link and ``#anchor`` resolves; every Python
 block compiles; and the Python examples that need no server (docs/engine.md,
 docs/store.md, the README's quick look, the ``encode_key`` example of
@@ -195,6 +196,24 @@ def test_every_dotted_kv_backend_name_in_the_docs_exists():
             break
         else:
             wrong.append(f"{name}: nothing of it imports")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_repository_path_in_the_docs_exists():
+    """``tests/test_permissions.py``, ``benchmarks/soak.py``, ``.ci/oldest.txt``, ``file.py::test_x``..."""
+    tops = r"(?:tests|benchmarks|example_project|kv_backend|integrations|docs|scripts|\.ci)/"
+    paths = set(re.findall(rf"(?<![\w./-])({tops}[\w./-]*\w(?:::\w+)?)", _docs_text()))
+    assert len(paths) >= 15, paths
+    wrong = []
+    made_at_run_time = {"example_project/var"}  # the demo's data directory
+    for path in sorted(paths - made_at_run_time):
+        if re.search(r"[A-Z]{2,}", path):  # a placeholder: benchmarks/bench_NAME.py
+            continue
+        file, _, test = path.partition("::")
+        if not (ROOT / file).exists():
+            wrong.append(f"no {file}")
+        elif test and not re.search(rf"^(?:async )?def {test}\b", (ROOT / file).read_text(), re.M):
+            wrong.append(f"no {test} in {file}")
     assert not wrong, "\n".join(wrong)
 
 
