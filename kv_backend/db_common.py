@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from kv_backend import record as rec
 from kv_backend.errors import (
     ConfigurationError,
+    InvalidArgumentError,
     InvalidKeyError,
     InvalidValueError,
     KeyTooLargeError,
@@ -106,7 +107,7 @@ def _expiry(ttl: float | None) -> float:
     if ttl is None:
         return 0.0
     if not isinstance(ttl, (int, float)) or isinstance(ttl, bool):
-        raise InvalidValueError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
+        raise InvalidArgumentError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
     try:
         finite = math.isfinite(ttl)
     except OverflowError:  # an int beyond a float's range
@@ -124,9 +125,11 @@ def _expiry_at(ttl: float | None, expires_at: float) -> float | None:
     """The validated absolute expiry given as ``expires_at`` (UNIX seconds; 0 = never), or None
     when that time has already passed and the key must go; ``ttl`` must not be given as well."""
     if ttl is not None:
-        raise TypeError("give ttl or expires_at, not both")
+        raise InvalidArgumentError("give ttl or expires_at, not both")
     if not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool):
-        raise InvalidValueError(f"expires_at must be a UNIX time in seconds, not {type(expires_at).__name__}")
+        raise InvalidArgumentError(
+            f"expires_at must be a UNIX time in seconds, not {type(expires_at).__name__}"
+        )
     try:
         finite = math.isfinite(expires_at)
     except OverflowError:  # an int beyond a float's range

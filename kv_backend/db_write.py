@@ -27,7 +27,13 @@ from kv_backend.db_common import (
     _pwrite,
     _time,
 )
-from kv_backend.errors import DatabaseClosedError, NotAnIntegerError, ReadOnlyError, TransactionError
+from kv_backend.errors import (
+    DatabaseClosedError,
+    InvalidValueError,
+    NotAnIntegerError,
+    ReadOnlyError,
+    TransactionError,
+)
 from kv_backend.files import (
     DataFile,
     FileId,
@@ -647,7 +653,7 @@ class _Writing:
         :class:`~kv_backend.errors.NotAnIntegerError` for a non-integer value.
         """
         if not isinstance(delta, int) or isinstance(delta, bool):
-            raise TypeError(f"delta must be an int, not {type(delta).__name__}")
+            raise InvalidValueError(f"delta must be an int, not {type(delta).__name__}")
         key = _check_key(key)
         self._check_writable()
         self._pre_catch_up()

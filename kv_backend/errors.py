@@ -37,6 +37,11 @@ class ConfigurationError(KVError, ValueError):
     """An option passed to :class:`kv_backend.DB` is not valid."""
 
 
+class InvalidArgumentError(ConfigurationError, TypeError):
+    """An argument of the wrong type: a ``ttl`` or ``expires_at`` that is not a number (or both
+    given), a serializer without ``dumps``/``loads``. A ``TypeError`` too, as Python's own."""
+
+
 class StorageError(KVError, OSError):
     """The operating system refused an operation on the store's files.
 
@@ -92,6 +97,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptionError",
     "DatabaseClosedError",
+    "InvalidArgumentError",
     "InvalidKeyError",
     "InvalidValueError",
     "KVError",

@@ -17,7 +17,7 @@ from functools import partial
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
-from kv_backend.errors import ConfigurationError, KVError
+from kv_backend.errors import ConfigurationError, InvalidArgumentError, KVError
 
 __all__ = [
     "DeserializationError",
@@ -244,7 +244,7 @@ def get_serializer(spec: str | Any) -> Any:
     # fast paths for PickleSerializer, and its failures must raise this module's errors.
     if callable(getattr(spec, "dumps", None)) and callable(getattr(spec, "loads", None)):
         return _Checked(spec)
-    raise TypeError(
+    raise InvalidArgumentError(
         f"serializer must be 'pickle', 'json', 'raw' or an object with dumps() and loads(), "
         f"not {type(spec).__name__}"
     )

@@ -588,3 +588,30 @@ def test_nan_ttl_is_rejected(db):
     with pytest.raises(ValueError):
         db.expire(b"k", float("nan"))
     assert db.ttl(b"k") is None
+
+
+def test_arguments_of_the_wrong_type_raise_kv_errors(db, tmp_path):
+    """docs/engine.md and docs/store.md: all errors derive from KVError. A ttl, expires_at or incr
+    delta of the wrong type, or a serializer that is none, raised a bare TypeError that an
+    `except KVError` missed; they are now KVErrors that are still TypeErrors."""
+    from kv_backend import InvalidArgumentError, InvalidValueError, KVError, Store
+    from kv_backend.errors import ConfigurationError
+
+    db.put(b"k", b"1")
+    with Store(str(tmp_path / "s")) as store:
+        calls = [
+            (InvalidArgumentError, lambda: db.put(b"k", b"v", ttl="5")),
+            (InvalidArgumentError, lambda: db.put(b"k", b"v", expires_at="soon")),
+            (InvalidArgumentError, lambda: db.put(b"k", b"v", ttl=5, expires_at=time.time() + 5)),
+            (InvalidArgumentError, lambda: db.expire(b"k", "5")),
+            (InvalidArgumentError, lambda: db.put_if_absent(b"new", b"v", ttl=[5])),
+            (InvalidValueError, lambda: db.incr(b"k", 1.5)),
+            (InvalidArgumentError, lambda: store.set("a", 1, ttl="5")),
+            (InvalidArgumentError, lambda: Store(str(tmp_path / "t"), serializer=5)),
+        ]
+        for error, call in calls:
+            with pytest.raises(error) as caught:
+                call()
+            assert isinstance(caught.value, KVError) and isinstance(caught.value, TypeError)
+        assert issubclass(InvalidArgumentError, ConfigurationError)
+        assert db.get(b"k") == b"1" and db.get(b"new") is None and "a" not in store
