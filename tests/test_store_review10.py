@@ -10,7 +10,7 @@ import pytest
 
 import kv_backend.dbm as kdbm
 from kv_backend import DB, Store
-from kv_backend.errors import ConfigurationError, DatabaseClosedError, InvalidValueError, ReadOnlyError
+from kv_backend.errors import ConfigurationError, DatabaseClosedError, InvalidArgumentError, ReadOnlyError
 from kv_backend.serializers import (
     DeserializationError,
     JSONSerializer,
@@ -182,7 +182,7 @@ def test_pop_of_an_absent_key_on_a_read_only_store_needs_no_write(tmp_path):
 @pytest.mark.parametrize("ttl", ["10", b"10", True, [1]])
 def test_a_ttl_that_is_not_a_number_raises_the_projects_type_error(tmp_path, ttl):
     """A ttl of the wrong type raised a bare TypeError from every write that takes one; it is
-    now InvalidValueError (a KVError and still a TypeError), and nothing is written."""
+    now InvalidArgumentError (a KVError and still a TypeError), and nothing is written."""
     with Store(str(tmp_path / "s")) as s:
         s["k"] = 1
         for write in (
@@ -191,7 +191,7 @@ def test_a_ttl_that_is_not_a_number_raises_the_projects_type_error(tmp_path, ttl
             lambda: s.set_many({"a": 1, "b": 2}, ttl),
             lambda: s.expire("k", ttl),
         ):
-            with pytest.raises(InvalidValueError, match="ttl must be a number"):
+            with pytest.raises(InvalidArgumentError, match="ttl must be a number"):
                 write()
         assert dict(s) == {"k": 1} and s.ttl("k") is None
 
