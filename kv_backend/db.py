@@ -163,6 +163,8 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self._merge_lock: MergeLock | None = None
         # (thread ident, set when done) of a merge running in this process: close() waits for it.
         self._merging: tuple[int, threading.Event] | None = None
+        #: Set when a full reload replaced the index while changes were followed (see take_changes).
+        self._changes_lost = False
         try:
             if new:
                 self._create_store()
@@ -375,6 +377,38 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             (major, _), end = self._tail
             return (major << 40) | end  # past the published tail: no token seen before
         return self._tailw.value
+
+    def follow_changes(self, on: bool = True) -> None:
+        """Start (or stop) noting the keys that change, for :meth:`take_changes`.
+
+        While on, every record this process indexes notes its key: its own writes
+        and those of other processes as it catches up with them. Off (the
+        default), nothing is noted and writes cost nothing more.
+        """
+        with self._rlock:
+            self._ix.sink = [] if on else None
+            self._changes_lost = False
+
+    def take_changes(self) -> list[bytes] | None:
+        """The keys noted as changed since the last call (see :meth:`follow_changes`), in the
+        order they changed (a key may repeat), and forget them.
+
+        First catches up with what other processes published. None means the
+        changed keys are not known (a merge or a recovery rebuilt the index from
+        the files): any key may have changed. Empty while not following.
+        """
+        if self._tailw.value != self._seen:
+            self._refresh()
+        with self._rlock:
+            sink = self._ix.sink
+            lost, self._changes_lost = self._changes_lost, False
+            if sink is None:
+                return []
+            if sink:
+                self._ix.sink = []
+            elif not lost:
+                return []
+            return None if lost else sink
 
     def wait_for_change(self, token: int, timeout: float | None = None) -> bool:
         """Block until a write by any process changes :meth:`change_token` from ``token``.

@@ -386,6 +386,11 @@ class _Opening:
         # between the snapshot and the install; anything published since the
         # snapshot is replayed by the next catch-up (``_seen`` is the snapshot's).
         with self._lock, self._rlock:
+            if self._ix.sink is not None:
+                # which keys differ from the index being replaced is not known: a follower
+                # must assume every key may have changed (see DB.take_changes)
+                ix.sink = self._ix.sink
+                self._changes_lost = True
             self._ix = ix
             self._files = files
             self._view = (ix.kd, maps)

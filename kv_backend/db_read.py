@@ -224,6 +224,8 @@ class _Reading:
             ix = self._ix
             now = _time()
             dead = [k for k, e in ix.exp.items() if e <= now]
+            if ix.sink is not None:
+                ix.sink.extend(dead)
             kd = ix.kd
             for k in dead:
                 loc = kd.pop(k, None)

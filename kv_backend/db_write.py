@@ -356,6 +356,8 @@ class _Writing:
             self._seen = tail
             self._tail = (fid, new_end)
             ix = self._ix
+            if ix.sink is not None:
+                ix.sink.append(key)
             kd = ix.kd
             old = kd.get(key)
             kd[key] = (self._active_idx << 72) | (end << 32) | n

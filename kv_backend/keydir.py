@@ -52,7 +52,7 @@ def unpack(loc: int) -> tuple[int, int, int]:
 class KeyDir:
     """Key -> packed location, plus expiry times, live byte count and sorted index."""
 
-    __slots__ = ("exp", "kd", "live", "sorted", "sorted_add", "sorted_cap", "sorted_del")
+    __slots__ = ("exp", "kd", "live", "sink", "sorted", "sorted_add", "sorted_cap", "sorted_del")
 
     def __init__(self) -> None:
         self.kd: dict[bytes, int] = {}
@@ -63,6 +63,9 @@ class KeyDir:
         self.sorted_add: set[bytes] = set()
         self.sorted_del: set[bytes] = set()
         self.sorted_cap = PENDING_FLOOR
+        #: While someone follows changes (:meth:`kv_backend.db.DB.follow_changes`): every key a
+        #: record indexed here names, this process's writes and those replayed from others alike.
+        self.sink: list[bytes] | None = None
 
     def apply(self, file_index: int, base: int, entries: list[tuple[int, bytes, int, int, float]]) -> None:
         """Index replayed records ``(type, key, offset - base, size, expiry)`` in log order."""
@@ -74,6 +77,8 @@ class KeyDir:
         dels = self.sorted_del
         live = self.live
         top = file_index << FILE_SHIFT
+        if self.sink is not None:
+            self.sink.extend([e[1] for e in entries])
         for rtype, key, off, size, expiry in entries:
             old = kd.get(key)
             if old is not None:

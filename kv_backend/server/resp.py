@@ -35,6 +35,7 @@ from kv_backend.server.functions import Functions
 from kv_backend.server.notify import EXPIRED, Notifier, format_flags
 from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, Replies, encode
 from kv_backend.server.scripting import Scripts
+from kv_backend.server.tracking import ClientTracking, Tracking
 from kv_backend.structures import StructureError, Structures, glob_match
 
 __all__ = ["Connection", "Server", "serve"]
@@ -96,6 +97,11 @@ class Connection(asyncio.Protocol):
         self.drop_blocked_reply = False
         #: MONITOR lines of this monitor's own commands, sent after the command's reply (as Redis).
         self.own_lines: list[bytes] = []
+        #: CLIENT TRACKING's settings (None: off).
+        self.tracking: ClientTracking | None = None
+        #: While this client's commands run: the tracking messages for it, sent after the replies
+        #: of the commands that came before them (see :meth:`_reply`).
+        self.tracking_out: list[bytes] | None = None
 
     # -------------------------------------------------------- asyncio hooks
 
@@ -115,6 +121,8 @@ class Connection(asyncio.Protocol):
         self.server.watchers.discard(self)
         self.server.monitors.discard(self)
         self.drop_subscriptions()
+        if self.tracking is not None:
+            self.server.tracking.disable(self)
         self.transport = None
 
     def pause_writing(self) -> None:
@@ -174,12 +182,13 @@ class Connection(asyncio.Protocol):
             if transport is not None and self.protocol_error is not None:
                 self._close_on_protocol_error(transport)
             return
+        tracking = self.server.tracking.clients  # a live set: empty (no wrapper, no cost) while nobody tracks
         if len(commands) == 1:  # the usual case: one command per read, no list to join
-            transport.write(self._reply(commands[0]))
+            transport.write(self._reply_tracked(commands[0]) if tracking else self._reply(commands[0]))
         else:
             out = []
             for i, args in enumerate(commands):
-                out.append(self._reply(args))
+                out.append(self._reply_tracked(args) if tracking else self._reply(args))
                 if self.close_after_reply:
                     break
                 if self.blocked is not None:
@@ -191,6 +200,29 @@ class Connection(asyncio.Protocol):
             self.transport = None
         elif self.protocol_error is not None and not self.pending and self.blocked is None:
             self._close_on_protocol_error(transport)
+
+    def _reply_tracked(self, args: list[bytes]) -> bytes:
+        """:meth:`_reply` while some client tracks keys: with the tracking messages for this client,
+        those for what changed before the command ahead of its reply, those for what it (or anybody
+        meanwhile) changed after, so that a client never reads a value after the message that says
+        it changed.
+        """
+        tracking = self.server.tracking
+        self.tracking_out = pushes = []
+        try:
+            tracking.absorb(None)
+            before = b"".join(pushes)
+            pushes.clear()
+            data = self._reply(args)
+            state = self.tracking
+            if state is not None and state.caching and self.multi is None and args[0].lower() != b"client":
+                state.caching = False  # CLIENT CACHING holds for one command (or one MULTI ... EXEC)
+            if tracking.clients:
+                # what changed is this client's doing (NOLOOP) only while nobody else could write
+                tracking.absorb(self if self.server.holding_lock else None)
+        finally:
+            self.tracking_out = None
+        return before + data + b"".join(pushes) if pushes or before else data
 
     def _reply(self, args: list[bytes]) -> bytes:
         """Run one command and return its encoded reply (nothing after CLIENT REPLY OFF or SKIP)."""
@@ -275,6 +307,8 @@ class Connection(asyncio.Protocol):
         if self.multi is not None and name not in _TX_ALLOWED:
             self.multi.append(args)
             return "QUEUED"
+        if server.tracking.clients:
+            server.track(self, name, args)
         # WATCH: as in Redis, only a write that changed something makes a watcher's EXEC fail.
         # Every change appends to the log and so moves the store's change token: a command that
         # left it alone (DEL of a missing key, SET ... NX of an existing one...) changed nothing.
@@ -413,6 +447,8 @@ class Connection(asyncio.Protocol):
         self.name = None
         self.reply_off = False
         self.skip_replies = 0
+        if self.tracking is not None:
+            self.server.tracking.disable(self)
         self.authed = self.server.requirepass is None
         self.parser.limited = not self.authed
 
@@ -440,6 +476,7 @@ class Connection(asyncio.Protocol):
             ("b" if self.blocked is not None else "")
             + ("x" if self.multi is not None else "")
             + ("P" if self.in_subscribe_mode() else "")
+            + _tracking_flags(self.tracking)
         )
         transport = self.transport
         omem = transport.get_write_buffer_size() if transport is not None else 0
@@ -453,9 +490,17 @@ class Connection(asyncio.Protocol):
             f"multi={-1 if self.multi is None else len(self.multi)} qbuf={qbuf} qbuf-free=0 argv-mem=0 "
             f"multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} tot-mem={qbuf + omem} "
             f"events={'rw' if omem else 'r'} cmd={text(self.last_command)} user=default "
-            f"redir=-1 resp={3 if self.resp3 else 2} lib-name={text(self.lib.get('LIB-NAME'))} "
+            f"redir={self.tracking.redirect if self.tracking is not None else -1} "
+            f"resp={3 if self.resp3 else 2} lib-name={text(self.lib.get('LIB-NAME'))} "
             f"lib-ver={text(self.lib.get('LIB-VER'))}"
         ).encode()
+
+
+def _tracking_flags(state: ClientTracking | None) -> str:
+    """CLIENT LIST's tracking flags: ``t`` tracking, ``R`` its redirect is gone, ``B`` BCAST."""
+    if state is None:
+        return ""
+    return "t" + ("R" if state.broken else "") + ("B" if state.bcast else "")
 
 
 def _text(value: bytes | None) -> str:
@@ -510,6 +555,12 @@ class Server:
         self.notify_flags = 0
         self.notifier = Notifier(self)
         self._sweep: asyncio.TimerHandle | None = None
+        #: CLIENT TRACKING: the tracking clients and the keys they read.
+        self.tracking = Tracking(self)
+        #: The client whose script (or function) runs now: its commands' reads are that client's.
+        self.script_caller: Connection | None = None
+        #: Whether :meth:`flush` holds the store's write lock (no other process can write meanwhile).
+        self.holding_lock = False
 
     def log(self, message: str) -> None:
         print(f"kvb serve: {message}", file=sys.stderr, flush=True)
@@ -519,7 +570,30 @@ class Server:
         if self._script_conn is None:
             self._script_conn = Connection(self, "script")
             self._script_conn.authed = True
+        self.script_caller = caller
         return self._script_conn
+
+    def track(self, conn: Connection, name: bytes, args: list[bytes]) -> None:
+        """Before a command runs while some client tracks: remember the keys a read-only command
+        reads (for the script's caller, inside a script), note a FLUSHALL/FLUSHDB."""
+        if name in (b"flushall", b"flushdb"):
+            self.tracking.flushed = True  # every tracking client is told to drop everything
+            return
+        if not _tracked_read(name, args):
+            return
+        if conn.kind == "script":
+            conn = self.script_caller  # type: ignore[assignment]
+            if conn is None:
+                return
+        if conn.tracking is None:
+            return
+        from kv_backend.server.commands import metadata
+
+        try:
+            keys = [k for k, _ in metadata.keys_of(args)]
+        except Exception:  # a call that names no keys (or does not fit the command)
+            return
+        self.tracking.remember(conn, keys)
 
     def schedule(self, conn: Connection) -> None:
         """Queue a connection with received commands for the next :meth:`flush`."""
@@ -545,6 +619,7 @@ class Server:
             except Exception as exc:  # the store is unusable: still answer (with errors) rather than hang
                 self.log(f"cannot take the store's write lock: {exc!r}")
                 lock = None
+        self.holding_lock = lock is not None
         try:
             for conn in queue:
                 conn.queued = False
@@ -553,7 +628,11 @@ class Server:
                     conn.run_held()
             if self.waiters.ready:
                 self.waiters.serve()  # under the same lock hold as the writes that fed them
+            if self.tracking.clients:
+                self.tracking.absorb(None)  # what served waiters changed
+                self.tracking.settle()  # BCAST: one message per prefix for all these commands
         finally:
+            self.holding_lock = False
             if lock is not None:
                 lock.__exit__(None, None, None)
 
@@ -730,6 +809,7 @@ class Server:
                 f"connected_clients:{len(self.clients)}",
                 "maxclients:10000",
                 f"blocked_clients:{len(self.waiters)}",
+                f"tracking_clients:{len(self.tracking.clients)}",
             ],
             b"memory": [
                 f"used_memory:{used}",
@@ -767,6 +847,7 @@ class Server:
             self._sweep.cancel()
             self._sweep = None
         self.waiters.close()
+        self.tracking.close()
         self.db.close()
 
 
@@ -867,6 +948,25 @@ SLOWLOG_MAX_STRING = 128
 #: Commands a MONITOR client may not send (as a replica, it may not read or write keys).
 _KEYSPACE: set[bytes] = set()
 _CONTAINERS = frozenset(name.encode() for name in CONTAINERS)
+
+
+#: Read-only commands (and ``container|sub``): a tracking client is told when the keys they read change.
+_READONLY: set[bytes] = set()
+
+
+def _tracked_read(name: bytes, args: list[bytes]) -> bool:
+    """Whether a call is of a read-only command whose keys a tracking client is told about (as in
+    Redis, not EVAL_RO/EVALSHA_RO/FCALL_RO themselves: the commands they run are)."""
+    if not _READONLY:
+        from kv_backend.server.commands.metadata import described
+
+        for info in described():
+            for one in (info, *info.subcommands):
+                if "readonly" in one.flags and one.name not in ("eval_ro", "evalsha_ro", "fcall_ro"):
+                    _READONLY.add(one.name.encode())
+    if len(args) > 1 and name in _CONTAINERS:
+        return name + b"|" + args[1].lower() in _READONLY
+    return name in _READONLY
 
 
 def _flagged(args: list[bytes], which: set[bytes]) -> bool:

@@ -350,6 +350,10 @@ _FORBIDDEN = {
     b"bzpopmin",
     b"bzpopmax",
     # a container's subcommands scripts may not call (``container|sub``): all but HELP
+    b"client|tracking",
+    b"client|caching",
+    b"client|getredir",
+    b"client|trackinginfo",
     b"script|exists",
     b"script|flush",
     b"script|load",

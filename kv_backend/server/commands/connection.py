@@ -120,7 +120,9 @@ def cmd_hello(conn: Connection, args: list[bytes]) -> Any:
 _CLIENT_HELP = help_reply(
     "CLIENT",
     [
+        ("CACHING YES|NO", "Track (OPTIN: YES) or not (OPTOUT: NO) the keys the next command reads."),
         ("GETNAME", "This connection's name (nil if it has none)."),
+        ("GETREDIR", "The client ID tracking messages are redirected to (0: none; -1: tracking is off)."),
         ("ID", "This connection's numeric ID."),
         ("INFO", "One CLIENT LIST line, for this connection."),
         ("KILL <ip:port>", "Close the connection whose address is <ip:port>."),
@@ -140,6 +142,11 @@ _CLIENT_HELP = help_reply(
         ("SETINFO LIB-NAME|LIB-VER <value>", "Record the client library's name or version (shown by LIST)."),
         ("SETNAME <name>", "Name this connection (no spaces)."),
         (
+            "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]] [OPTIN] [OPTOUT] [NOLOOP]",
+            "Client-side caching: be told (invalidate) when keys this connection read change.",
+        ),
+        ("TRACKINGINFO", "This connection's tracking settings."),
+        (
             "UNBLOCK <client-id> [TIMEOUT|ERROR]",
             "End another client's blocking call, as a timeout or an error.",
         ),
@@ -149,7 +156,9 @@ _CLIENT_HELP = help_reply(
 
 #: CLIENT's subcommands and their arities, as Redis's (checked before the handler runs).
 _CLIENT_SUBCOMMANDS = {
+    b"CACHING": 3,
     b"GETNAME": 2,
+    b"GETREDIR": 2,
     b"HELP": 2,
     b"ID": 2,
     b"INFO": 2,
@@ -160,6 +169,8 @@ _CLIENT_SUBCOMMANDS = {
     b"REPLY": 3,
     b"SETINFO": 4,
     b"SETNAME": 3,
+    b"TRACKING": -3,
+    b"TRACKINGINFO": 2,
     b"UNBLOCK": -3,
 }
 
@@ -218,6 +229,19 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
         if upper(args[2]) not in (b"ON", b"OFF"):
             raise syntax()
         return OK
+    if sub == b"TRACKING":
+        return conn.server.tracking.command(conn, args)
+    if sub == b"CACHING":
+        return _client_caching(conn, args[2])
+    if sub == b"GETREDIR":
+        return conn.tracking.redirect if conn.tracking is not None else -1
+    if sub == b"TRACKINGINFO":
+        state = conn.tracking
+        return {
+            b"flags": OrderedSet(state.flags() if state is not None else [b"off"]),
+            b"redirect": state.redirect if state is not None else -1,
+            b"prefixes": list(state.prefixes) if state is not None else [],
+        }
     if sub == b"REPLY" and len(args) == 3:
         mode = upper(args[2])
         if mode == b"ON":
@@ -231,6 +255,27 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
             raise syntax()
         return OK
     raise subcommand_syntax_error(args)
+
+
+def _client_caching(conn: Connection, value: bytes) -> Any:
+    """CLIENT CACHING YES|NO: track (OPTIN) or not (OPTOUT) the keys of the next command."""
+    state = conn.tracking
+    if state is None:
+        raise CommandError(
+            "ERR CLIENT CACHING can be called only when the client is in tracking mode "
+            "with OPTIN or OPTOUT mode enabled"
+        )
+    word = upper(value)
+    if word == b"YES":
+        if not state.optin:
+            raise CommandError("ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.")
+    elif word == b"NO":
+        if not state.optout:
+            raise CommandError("ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.")
+    else:
+        raise syntax()
+    state.caching = True
+    return OK
 
 
 _CLIENT_TYPES = (b"NORMAL", b"MASTER", b"REPLICA", b"SLAVE", b"PUBSUB")

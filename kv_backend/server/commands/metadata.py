@@ -44,6 +44,10 @@ client|kill           | admin loading stale | @connection
 client|setname        | loading stale | @connection
 client|setinfo        | loading stale | @connection | req:all_nodes resp:all_succeeded
 client|no-touch       | loading stale | @connection
+client|tracking       | loading stale | @connection
+client|caching        | loading stale | @connection
+client|getredir       | loading stale | @connection
+client|trackinginfo   | loading stale | @connection
 command               | loading stale | @connection | nondeterministic_output_order
 command|docs          | loading stale | @connection | nondeterministic_output_order
 command|info          | loading stale | @connection | nondeterministic_output_order
