@@ -189,27 +189,35 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self._check_open()
         self._refresh()
         with self._rlock:
-            ix = self._ix
-            sizes = dict(self._sizes)
-            sizes[self._tail[0]] = self._tail[1]
-            total = sum(sizes.values())
-            data_bytes = total - rec.FILE_HEADER_SIZE * len(sizes)
-            expired = ix.expired_count()
-            return {
-                "path": self.path,
-                "keys": len(ix.kd) - expired,
-                "expired_keys": expired,
-                "live_bytes": ix.live,
-                "dead_bytes": max(data_bytes - ix.live, 0),
-                "total_bytes": total,
-                "files": len(self._files),
-                "active_file": data_name(self._tail[0]),
-                "active_end": self._tail[1],
-                "generation": self._gen,
-                "corrupt_records": len(self._corrupt),
-                "read_only": self.read_only,
-                "sync": self.sync_mode,
-            }
+            if not self._other_transaction_wrote():
+                return self._stats_locked()
+        # Another thread's transaction began and wrote since the catch-up, so its unpublished writes
+        # are indexed: wait, out of the lock, for it to end (as unordered_keys does).
+        return self.stats()
+
+    def _stats_locked(self) -> dict[str, Any]:
+        """The body of :meth:`stats` (caller holds ``_rlock``)."""
+        ix = self._ix
+        sizes = dict(self._sizes)
+        sizes[self._tail[0]] = self._tail[1]
+        total = sum(sizes.values())
+        data_bytes = total - rec.FILE_HEADER_SIZE * len(sizes)
+        expired = ix.expired_count()
+        return {
+            "path": self.path,
+            "keys": len(ix.kd) - expired,
+            "expired_keys": expired,
+            "live_bytes": ix.live,
+            "dead_bytes": max(data_bytes - ix.live, 0),
+            "total_bytes": total,
+            "files": len(self._files),
+            "active_file": data_name(self._tail[0]),
+            "active_end": self._tail[1],
+            "generation": self._gen,
+            "corrupt_records": len(self._corrupt),
+            "read_only": self.read_only,
+            "sync": self.sync_mode,
+        }
 
     def close(self) -> None:
         """Flush according to the sync policy and release files and locks. Idempotent."""

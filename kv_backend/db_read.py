@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kv_backend.db_common import (
     _BODY_KEY,
@@ -41,9 +41,10 @@ class _Reading:
 
     def get(self, key: bytes, default: T = None) -> bytes | T:  # type: ignore[assignment]
         """Return the value stored for ``key``, or ``default`` if it is absent or expired."""
-        if self._tailw.value != self._seen:
-            self._refresh()
+        # The view first, then the check: see _current_view.
         kd, maps = view = self._view
+        if self._tailw.value != self._seen:
+            kd, maps = view = self._current_view()
         try:
             loc = kd[key]
         except (KeyError, TypeError, ValueError):  # ValueError: a writable memoryview cannot be hashed
@@ -82,9 +83,9 @@ class _Reading:
 
     def _get_record(self, key: bytes) -> tuple[bytes, float] | None:
         """Return ``(value, expiry)`` of a live key, or None (expiry 0.0 = never)."""
+        kd, maps = view = self._view  # then the check (see _current_view)
         if self._tailw.value != self._seen:
-            self._refresh()
-        kd, maps = view = self._view
+            kd, maps = view = self._current_view()
         loc = kd.get(key)
         if loc is None:
             return self._get_record(key) if self._view is not view else None  # see get
@@ -109,10 +110,12 @@ class _Reading:
         path (the structures layer reads a key's type tag with it before
         overwriting the key) and never be returned to a caller as data.
         """
+        kd, maps = view = self._view  # then the check (see _current_view)
         if self._tailw.value != self._seen:
-            self._refresh()
-        kd, maps = self._view
+            kd, maps = view = self._current_view()
         loc = kd.get(key)
+        if self._view is not view:  # another thread's transaction wrote meanwhile (see get)
+            return self._first_value_byte(key)
         if loc is None:
             return None
         exp = self._ix.exp
@@ -142,6 +145,24 @@ class _Reading:
         txn = self._txn
         return self._seen == _IN_TRANSACTION and txn is not None and txn.owner != threading.get_ident()
 
+    def _current_view(self) -> tuple[dict[bytes, int], list[Any]]:
+        """Catch up, and return the view a read may look keys up in.
+
+        ``_refresh`` waits only for a transaction of another thread that had
+        written when it began: one that begins meanwhile, and writes before the
+        caller takes the view, would have its unpublished writes in a view that
+        has not changed since. So, as the point reads do on their fast path, the
+        view is taken first and then it is checked that no such write had begun:
+        a write that begins afterwards replaces the view object, which the read
+        notices after its lookup; one that had begun is waited for, and the view
+        taken again.
+        """
+        while True:
+            self._refresh()
+            view = self._view
+            if not self._other_transaction_wrote():
+                return view
+
     def _raise_corrupt(self, loc: int) -> None:
         offset = (loc >> 32) & _M40
         files = self._files
@@ -161,9 +182,9 @@ class _Reading:
         return value
 
     def __contains__(self, key: object) -> bool:
+        view = self._view  # then the check (see _current_view)
         if self._tailw.value != self._seen:
-            self._refresh()
-        view = self._view
+            view = self._current_view()
         try:
             found = key in view[0]
         except (TypeError, ValueError):  # unhashable: a bytearray, a writable memoryview
@@ -189,9 +210,9 @@ class _Reading:
         return max(expiry - _time(), 0.0) if expiry else None
 
     def __len__(self) -> int:
+        view = self._view  # then the check (see _current_view)
         if self._tailw.value != self._seen:
-            self._refresh()
-        view = self._view
+            view = self._current_view()
         ix = self._ix
         n = len(ix.kd) - ix.expired_count()
         return len(self) if self._view is not view else n  # see get
@@ -206,9 +227,9 @@ class _Reading:
         dropped (see :meth:`purge_expired`); use it where an estimate will do,
         such as deciding when a cache should cull.
         """
+        view = self._view  # then the check (see _current_view)
         if self._tailw.value != self._seen:
-            self._refresh()
-        view = self._view
+            view = self._current_view()
         n = len(view[0])
         return self.index_size() if self._view is not view else n  # see get
 

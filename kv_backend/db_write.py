@@ -779,8 +779,7 @@ class _Writing:
         every write made in it. Blocks nest by joining the outer transaction.
         Other threads of this process that share this DB object wait to write,
         and, once the block has written, to read: they see the store as it was
-        before the block or after it, never part of it (but a read already
-        under way when the block first writes can see its writes; see
+        before the block or after it, never part of it (see
         docs/protocol.md). So do not wait, inside the block, for another
         thread that reads this DB object: it waits for the block.
         """

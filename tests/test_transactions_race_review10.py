@@ -1,0 +1,95 @@
+"""Review of the fixes for reads racing another thread's transaction (#2) and close() racing
+merge() (#5): the windows that were left, each paused deterministically."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from test_transactions_race10 import _pause_lookups, _PausingLock, _race
+
+from kv_backend import DB
+
+
+class _ReleasePausingLock(_PausingLock):
+    """Like ``_PausingLock``, but the reader thread pauses right after its next release."""
+
+    def acquire(self, *args: object) -> bool:
+        return self._lock.acquire(*args)
+
+    __enter__ = acquire
+
+    def release(self) -> None:
+        self._lock.release()
+        if threading.current_thread() is self.reader and not self.paused.is_set():
+            self.paused.set()
+            self.resume.wait(5)
+
+
+def _block(db: DB) -> None:
+    db.put(b"k", b"new")
+    db.delete(b"gone")
+    db.put(b"f1", b"1")
+    db.put(b"f2", b"2", ttl=60)
+
+
+_READS: dict[str, tuple[Callable[[DB], object], object, object]] = {
+    # name: (read, result if the block is discarded, result once it commits)
+    "get": (lambda db: db.get(b"k"), b"old", b"new"),
+    "getitem": (lambda db: db[b"gone"], b"v", KeyError),
+    "get_with_expiry": (lambda db: db.get_with_expiry(b"k"), (b"old", None), (b"new", None)),
+    "ttl": (lambda db: db.ttl(b"f2") is not None, KeyError, True),
+    "contains": (lambda db: b"f1" in db, False, True),
+    "len": (len, 3, 4),
+    "index_size": (lambda db: db.index_size(), 3, 4),
+    "first_value_byte": (lambda db: db._first_value_byte(b"k"), ord("o"), ord("n")),
+    "stats": (lambda db: db.stats()["keys"], 3, 4),
+}
+
+
+@pytest.mark.parametrize("pauser", [_PausingLock, _ReleasePausingLock], ids=["before", "after"])
+@pytest.mark.parametrize("commit", [False, True], ids=["discard", "commit"])
+@pytest.mark.parametrize("name", list(_READS))
+def test_a_read_that_catches_up_as_a_block_begins_never_sees_its_writes(store_path, name, commit, pauser):
+    """A read that had to catch up with another process's write first, and took the view after
+    its catch-up (paused before or after it takes the view lock), while another thread's
+    transaction began and wrote, returned that block's unpublished writes, even those of a block
+    then discarded. It now sees the store as before the block or after it."""
+    read, discarded, committed = _READS[name]
+
+    def reading() -> object:
+        try:
+            got = read(db)
+        except KeyError:
+            got = KeyError
+        return got, db._txn is None  # (what it read, whether the block had ended by then)
+
+    with DB(store_path) as db, DB(store_path) as other:
+        db.put(b"k", b"old")
+        db.put(b"gone", b"v")
+        other.put(b"o", b"1")  # another process wrote: db's next read catches up first
+        lock = pauser()
+        db._rlock = lock
+        got = _race(db, lock, reading, lambda: _block(db), commit)
+        assert got == (committed if commit else discarded, True)
+        db._rlock = threading.Lock()
+        assert reading() == got
+
+
+@pytest.mark.parametrize("commit", [False, True], ids=["discard", "commit"])
+def test_the_type_tag_read_never_sees_an_open_block(store_path, commit):
+    """The one-byte read the structures layer chooses SET's path with had neither the check after
+    its lookup nor the wait: paused in its lookup while another thread's block overwrote the key,
+    it gave the block's unpublished type tag."""
+    with DB(store_path) as db:
+        db.put(b"k", b"hash")
+        pauser = _pause_lookups(db, b"k")
+        got = _race(
+            db,
+            pauser,
+            lambda: (db._first_value_byte(b"k"), db._txn is None),
+            lambda: db.put(b"k", b"s"),
+            commit,
+        )
+        assert got == (ord("s" if commit else "h"), True)
