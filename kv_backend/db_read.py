@@ -58,8 +58,12 @@ class _Reading:
         # path. One copy: the record past its CRC field, straight from the mapping.
         off = (loc >> 32) & _M40
         mm = maps[loc >> 72]
-        body = mm[off + 4 : off + (loc & _M32)]
-        crc, flags, klen, expiry = _unpack_check(mm, off)
+        try:
+            body = mm[off + 4 : off + (loc & _M32)]
+            crc, flags, klen, expiry = _unpack_check(mm, off)
+        except ValueError:
+            self._closed_under_read()
+            raise
         if _crc32(body) != crc or klen != len(key) or not body.startswith(key, _BODY_KEY):
             if self._stale(kd):
                 return self.get(key, default)
@@ -91,8 +95,12 @@ class _Reading:
             return self._get_record(key) if self._view is not view else None  # see get
         off = (loc >> 32) & _M40
         mm = maps[loc >> 72]
-        body = mm[off + 4 : off + (loc & _M32)]
-        crc, flags, klen, expiry = _unpack_check(mm, off)
+        try:
+            body = mm[off + 4 : off + (loc & _M32)]
+            crc, flags, klen, expiry = _unpack_check(mm, off)
+        except ValueError:
+            self._closed_under_read()
+            raise
         if _crc32(body) != crc or klen != len(key) or not body.startswith(key, _BODY_KEY):
             if self._stale(kd):
                 return self._get_record(key)
@@ -127,7 +135,11 @@ class _Reading:
         start = off + _HEADER_SIZE + len(key)
         if start >= off + (loc & _M32):
             return None
-        return maps[loc >> 72][start]
+        try:
+            return maps[loc >> 72][start]
+        except ValueError:
+            self._closed_under_read()
+            raise
 
     def _stale(self, kd: dict[bytes, int]) -> bool:
         """Whether a damaged record was read through a view that another thread's transaction
@@ -162,6 +174,13 @@ class _Reading:
             view = self._view
             if not self._other_transaction_wrote():
                 return view
+
+    def _closed_under_read(self) -> None:
+        """Raise DatabaseClosedError if a ValueError of a read came from a mapping that close(),
+        in another thread, closed after the read had taken the view (as any call after close
+        raises), rather than that bare "mmap closed or invalid"; otherwise return."""
+        if self._closed:
+            self._raise_closed()
 
     def _raise_corrupt(self, loc: int) -> None:
         offset = (loc >> 32) & _M40

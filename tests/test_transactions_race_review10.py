@@ -10,6 +10,7 @@ import pytest
 from test_transactions_race10 import _pause_lookups, _PausingLock, _race
 
 from kv_backend import DB
+from kv_backend.errors import DatabaseClosedError
 
 
 class _ReleasePausingLock(_PausingLock):
@@ -93,3 +94,40 @@ def test_the_type_tag_read_never_sees_an_open_block(store_path, commit):
             commit,
         )
         assert got == (ord("s" if commit else "h"), True)
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda db: db.get(b"k"),
+        lambda db: db[b"k"],
+        lambda db: db.get_with_expiry(b"k"),
+        lambda db: db.ttl(b"k"),
+        lambda db: list(db.items()),
+        lambda db: db._first_value_byte(b"k"),
+    ],
+    ids=["get", "getitem", "get_with_expiry", "ttl", "items", "first_value_byte"],
+)
+def test_a_read_that_close_overtakes_raises_database_closed_error(store_path, read):
+    """A read that had looked its key up when another thread closed the DB read a mapping close()
+    had closed and raised a bare ValueError ("mmap closed or invalid"); it now raises
+    DatabaseClosedError, as any call after close() does."""
+    db = DB(store_path)
+    db.put(b"k", b"v")
+    pauser = _pause_lookups(db, b"k")
+    got: list[object] = []
+
+    def run() -> None:
+        try:
+            got.append(read(db))
+        except Exception as exc:  # reported to the test
+            got.append(exc)
+
+    reader = threading.Thread(target=run, daemon=True)
+    pauser.reader = reader
+    reader.start()
+    assert pauser.paused.wait(5)
+    db.close()
+    pauser.resume.set()
+    reader.join(5)
+    assert len(got) == 1 and isinstance(got[0], DatabaseClosedError), got
