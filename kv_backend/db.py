@@ -165,6 +165,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self._merging: tuple[int, threading.Event] | None = None
         #: Set when a full reload replaced the index while changes were followed (see take_changes).
         self._changes_lost = False
+        self._closing = False  # close() has begun: a merge that registers after its check must not run
         try:
             if new:
                 self._create_store()
@@ -223,6 +224,9 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         """Flush according to the sync policy and release files and locks. Idempotent."""
         if self._closed:
             return
+        # Before looking for a merge to wait for: a merge() that registers after that look sees
+        # this and gives up (see merge.merge), so none runs on under the close.
+        self._closing = True
         merge_thread = self._merge_thread
         if (
             merge_thread is not None
@@ -323,6 +327,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             self._txn = None
             self._seen = self._gen = -1
         self._merging = None  # a merge of the parent's threads is not the child's
+        self._closing = False  # nor is a close() of theirs that had not yet closed anything
         if self._merge_lock is not None:
             self._merge_lock.forget_in_child()
             self._merge_lock = None

@@ -141,6 +141,12 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
     done = threading.Event()
     db._merging = (threading.get_ident(), done)
     try:
+        if db._closing:
+            # close() began in another thread (while this waited for the merge lock, say) and may
+            # have looked for a merge to wait for before this one registered: it would close the
+            # files and the write lock under it. (Set before the look, read after registering: one
+            # of the two sees the other.)
+            db._raise_closed()
         return _merge_locked(db, progress)
     finally:
         db._merge_lock = None

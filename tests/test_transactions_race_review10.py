@@ -7,9 +7,12 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from test_merge_review10 import _store_with_garbage
 from test_transactions_race10 import _pause_lookups, _PausingLock, _race
 
+import kv_backend.merge as merge_mod
 from kv_backend import DB
+from kv_backend.check import check
 from kv_backend.errors import DatabaseClosedError
 
 
@@ -131,3 +134,60 @@ def test_a_read_that_close_overtakes_raises_database_closed_error(store_path, re
     pauser.resume.set()
     reader.join(5)
     assert len(got) == 1 and isinstance(got[0], DatabaseClosedError), got
+
+
+def test_close_that_looked_for_a_merge_just_before_it_began_is_not_overtaken(store_path, monkeypatch):
+    """close() waits for a merge of another thread, but one that registered just after close() had
+    looked (it waited for the merge lock, or was the auto-merge thread starting) ran on: close()
+    closed the write lock and the state page in the middle of its switch-over, which died with a
+    bare AttributeError. Such a merge now gives up at once with DatabaseClosedError."""
+    db = DB(store_path, max_file_size=4096)
+    model = _store_with_garbage(db)
+    close_paused, close_go = threading.Event(), threading.Event()
+    sync_on_close = db._sync_on_close
+
+    def pausing_sync_on_close() -> None:  # close() has looked for a merge and found none
+        close_paused.set()
+        close_go.wait(5)
+        sync_on_close()
+
+    db._sync_on_close = pausing_sync_on_close  # type: ignore[method-assign]
+    real_fsync_dir = merge_mod.fsync_dir
+    calls: list[str] = []
+    merge_paused, merge_go = threading.Event(), threading.Event()
+
+    def pausing_fsync_dir(path: str) -> None:
+        if threading.current_thread() is merging:
+            calls.append(path)
+            if len(calls) == 2:  # in the switch-over, the write lock held, the outputs renamed
+                merge_paused.set()
+                merge_go.wait(5)
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(merge_mod, "fsync_dir", pausing_fsync_dir)
+    errors: list[BaseException] = []
+
+    def run_merge() -> None:
+        try:
+            db.merge()
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+        merge_paused.set()
+
+    closing = threading.Thread(target=db.close)
+    closing.start()
+    assert close_paused.wait(5)
+    merging = threading.Thread(target=run_merge)
+    merging.start()
+    assert merge_paused.wait(5)
+    close_go.set()
+    closing.join(0.3)
+    merge_go.set()
+    merging.join(5)
+    closing.join(5)
+    assert not closing.is_alive() and not merging.is_alive() and db.closed
+    assert len(errors) == 1 and isinstance(errors[0], DatabaseClosedError), errors
+    monkeypatch.undo()
+    with DB(store_path) as again:
+        assert dict(again.items()) == model
+    assert check(store_path).ok
