@@ -436,5 +436,7 @@ def maybe_auto_merge(db: DB) -> None:
             _log.warning("auto-merge of %s failed (the next file rotation retries): %s", db.path, exc)
 
     thread = threading.Thread(target=run, name=f"kv_backend auto-merge {db.path}", daemon=True)
-    db._merge_thread = thread
     thread.start()
+    # Published once started: close() joins it, and a thread that is still starting cannot be
+    # joined. (A close() that misses it is safe: the merge then finds the store closing, see merge.)
+    db._merge_thread = thread

@@ -284,3 +284,46 @@ def test_threads_never_see_a_discarded_or_half_done_block_under_stress(store_pat
 
 class _Discard(Exception):
     pass
+
+
+def test_close_while_the_auto_merge_thread_is_starting(store_path, monkeypatch):
+    """close() joins the auto-merge thread, but it found the thread already published while it was
+    still starting, and raised RuntimeError ("cannot join thread before it is started") without
+    closing anything. It now closes; the merge, once started, finds the store closed and gives up."""
+    db = DB(store_path, max_file_size=4096)
+    model = _store_with_garbage(db)
+    db.auto_merge = 0.1
+    monkeypatch.setattr(merge_mod, "AUTO_MERGE_MIN_BYTES", 1)
+    starting, go = threading.Event(), threading.Event()
+
+    class _SlowStartThread(threading.Thread):
+        def start(self) -> None:
+            starting.set()
+            go.wait(5)
+            super().start()
+
+    class _Threading:  # the threading module as kv_backend.merge sees it, with that Thread
+        Thread = _SlowStartThread
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(threading, name)
+
+    monkeypatch.setattr(merge_mod, "threading", _Threading())
+    trigger = threading.Thread(target=merge_mod.maybe_auto_merge, args=(db,))
+    trigger.start()
+    assert starting.wait(5)
+    errors: list[BaseException] = []
+    try:
+        db.close()
+    except BaseException as exc:  # reported below, once the thread is let go
+        errors.append(exc)
+    go.set()
+    trigger.join(5)
+    merging = db._merge_thread
+    if merging is not None:
+        merging.join(5)
+    monkeypatch.undo()
+    assert errors == [] and db.closed
+    with DB(store_path) as again:
+        assert dict(again.items()) == model
+    assert check(store_path).ok
