@@ -169,6 +169,9 @@ class _Reading:
         notices after its lookup; one that had begun is waited for, and the view
         taken again.
         """
+        txn = self._txn
+        if txn is not None and txn.owner == threading.get_ident():
+            return self._view  # this thread's own transaction (as in _refresh): nothing to catch up
         while True:
             self._refresh()
             view = self._view
