@@ -291,6 +291,17 @@ class _Reading:
                 return self._unordered_snapshot()
         return self.unordered_keys()  # waits, out of the lock, for the other thread's block to end
 
+    def _expiry_snapshot(self) -> list[tuple[bytes, float]]:
+        """``(key, expiry)`` of every indexed key that has an expiry, expired or not: a snapshot
+        taken as :meth:`unordered_keys` takes its own, so never holding part of another thread's
+        open transaction (the structures layer's INFO counts read it)."""
+        if self._tailw.value != self._seen:
+            self._refresh()
+        with self._rlock:
+            if not self._other_transaction_wrote():
+                return list(self._ix.exp.items())
+        return self._expiry_snapshot()  # waits, out of the lock, for the other thread's block to end
+
     def _unordered_snapshot(self) -> list[bytes]:
         """The live keys, in no order (caller holds ``_rlock``)."""
         ix = self._ix

@@ -351,11 +351,9 @@ class Keyspace:
     def expiring(self) -> tuple[int, int]:
         """``(live keys with a time to live, their mean remaining TTL in ms)``: INFO's ``expires`` and
         ``avg_ttl`` (Redis estimates the mean from samples; this is the exact one)."""
-        db = self.db
-        if db._tailw.value != db._seen:
-            db._refresh()
+        expiries = self.db._expiry_snapshot()  # none of another thread's open transaction
         now = _time()
-        left = [e - now for k, e in list(db._ix.exp.items()) if e > now and k.startswith(META)]
+        left = [e - now for k, e in expiries if e > now and k.startswith(META)]
         return len(left), int(sum(left) * 1000 / len(left)) if left else 0
 
     def flushdb(self) -> None:
