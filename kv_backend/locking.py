@@ -103,9 +103,19 @@ class WriteLock:
     def release(self) -> None:
         """Release one level of the lock; the ``flock`` goes with the last one."""
         self._depth -= 1
-        if self._depth == 0 and self._fd >= 0:
-            _flock(self._fd, fcntl.LOCK_UN)
-        self._tlock.release()
+        try:
+            fd = self._fd
+            if self._depth == 0 and fd >= 0:
+                try:
+                    _flock(fd, fcntl.LOCK_UN)
+                except OSError:
+                    if self._fd >= 0:
+                        raise
+                    # close() in another thread closed the lock file meanwhile, which released the
+                    # file lock: nothing is left to unlock.
+        finally:
+            # Whatever happened, or every other thread of the process would wait for it for ever.
+            self._tlock.release()
 
     @property
     def held(self) -> bool:

@@ -4,6 +4,7 @@ merge() (#5): the windows that were left, each paused deterministically."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import random
 import sys
@@ -15,6 +16,7 @@ import pytest
 from test_merge_review10 import _store_with_garbage
 from test_transactions_race10 import _pause_lookups, _PausingLock, _race
 
+import kv_backend.locking as locking
 import kv_backend.merge as merge_mod
 from kv_backend import DB
 from kv_backend.check import check
@@ -349,3 +351,55 @@ def test_info_expires_count_never_sees_an_open_block(store_path, commit):
             commit,
         )
         assert got == (1 if commit else 0, True)
+
+
+def test_a_write_lock_released_as_another_thread_closes_the_store_does_not_hang_the_next_writer(
+    store_path, monkeypatch
+):
+    """close() in another thread closed the lock file just as a writer released the lock: the unlock
+    failed with a bare OSError (EBADF) before the thread lock was released, so the writer's block
+    raised it and every thread waiting to write hung for ever. The release now always lets the
+    thread lock go (closing the lock file released the file lock anyway), and the waiting writer
+    gets DatabaseClosedError."""
+    db = DB(store_path)
+    real_flock = locking._flock
+    holding, waiting = threading.Event(), threading.Event()
+
+    def flock_racing_close(fd: int, op: int) -> None:
+        if op == fcntl.LOCK_UN and threading.current_thread() is holder:
+            closing = threading.Thread(target=db.close)  # lands between reading the fd and unlocking
+            closing.start()
+            closing.join(5)
+        real_flock(fd, op)
+
+    monkeypatch.setattr(locking, "_flock", flock_racing_close)
+    outcome: dict[str, object] = {}
+
+    def hold() -> None:
+        try:
+            with db.locked():
+                holding.set()
+                waiting.wait(5)
+                time.sleep(0.05)  # the other writer is blocked on the lock now
+            outcome["holder"] = "released"
+        except Exception as exc:  # reported to the test
+            outcome["holder"] = exc
+
+    def write() -> None:
+        try:
+            waiting.set()
+            db.put(b"k", b"v")
+            outcome["writer"] = "wrote"
+        except Exception as exc:  # reported to the test
+            outcome["writer"] = exc
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert holding.wait(5)
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    holder.join(5)
+    writer.join(5)
+    assert not writer.is_alive(), "the next writer hung on the thread lock"
+    assert outcome["holder"] == "released"
+    assert isinstance(outcome["writer"], DatabaseClosedError)
