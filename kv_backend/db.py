@@ -101,6 +101,15 @@ class _ClosedWord:
     def value(self) -> int:
         raise DatabaseClosedError(f"the store at {self.path} is closed; open a new DB to use it again")
 
+    @value.setter
+    def value(self, _: int) -> None:
+        # A write of another thread that close() overtook, publishing its record: it fails as any
+        # call after close does (its record, past the published tail, is left to tail recovery).
+        raise DatabaseClosedError(
+            f"the store at {self.path} was closed by another thread during this write, which may or "
+            "may not have taken effect; open a new DB to use it again"
+        )
+
 
 class _StaticWord:
     """Stands in for the tail word when no state page exists (a read-only snapshot)."""

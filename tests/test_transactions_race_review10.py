@@ -403,3 +403,38 @@ def test_a_write_lock_released_as_another_thread_closes_the_store_does_not_hang_
     assert not writer.is_alive(), "the next writer hung on the thread lock"
     assert outcome["holder"] == "released"
     assert isinstance(outcome["writer"], DatabaseClosedError)
+
+
+@pytest.mark.parametrize("write", ["put", "put with ttl", "delete"])
+def test_a_write_that_close_overtakes_raises_database_closed_error(store_path, write):
+    """A write of one thread that another thread's close() overtook after its record was appended
+    published its tail into the closed stand-in of the tail word and raised a bare AttributeError
+    ("property 'value' of '_ClosedWord' object has no setter"); it now raises DatabaseClosedError,
+    and the store stays sound."""
+    db = DB(store_path)
+    db.put(b"k", b"old")
+    lock = _PausingLock()
+    db._rlock = lock  # the writer pauses before it takes the view lock to publish its record
+    got: list[object] = []
+
+    def run() -> None:
+        try:
+            if write == "delete":
+                db.delete(b"k")
+            else:
+                db.put(b"k", b"new", ttl=60 if write == "put with ttl" else None)
+            got.append("written")
+        except Exception as exc:  # reported to the test
+            got.append(exc)
+
+    writer = threading.Thread(target=run, daemon=True)
+    lock.reader = writer
+    writer.start()
+    assert lock.paused.wait(5)
+    db.close()
+    lock.resume.set()
+    writer.join(5)
+    assert len(got) == 1 and isinstance(got[0], DatabaseClosedError), got
+    with DB(store_path) as again:
+        assert again.get(b"k") in (b"old", b"new", None)
+    assert check(store_path).ok
