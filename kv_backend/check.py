@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from kv_backend import record as rec
-from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory
+from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
 from kv_backend.hint import read_hints
 
 
@@ -48,6 +48,8 @@ def check(path: str) -> CheckReport:
     before it, which is still the active one (reserved zeros, a torn write).
     Damage anywhere else is a problem. Hint files that do not match their data
     files are noted; the engine ignores them and replays the data file instead.
+    A data file that cannot be read (permissions, an I/O error) raises
+    :class:`~kv_backend.errors.StorageError` naming it: nothing about it is known.
     """
     prepare_directory(path, create=False)
     report = CheckReport()
@@ -62,8 +64,7 @@ def check(path: str) -> CheckReport:
             rotated = len(fids) - 2
     for i, fid in enumerate(fids):
         fpath = os.path.join(path, data_name(fid))
-        with open(fpath, "rb") as f:
-            buf = f.read()
+        buf = _read(fpath)
         report.files += 1
         report.bytes += len(buf)
         if i > newest and rec.FILE_HEADER_BYTES.startswith(buf):
@@ -111,10 +112,18 @@ def check(path: str) -> CheckReport:
     return report
 
 
+def _read(path: str, size: int = -1) -> bytes:
+    """The bytes of the data file at ``path`` (at most ``size``), or a StorageError that names it."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError as exc:
+        raise storage_error(exc, f"cannot read data file {path}") from exc
+
+
 def _head(path: str) -> bytes | None:
     """The first bytes (up to a file header's worth) of the file at ``path``; None if it is longer."""
-    with open(path, "rb") as f:
-        head = f.read(rec.FILE_HEADER_SIZE + 1)
+    head = _read(path, rec.FILE_HEADER_SIZE + 1)
     return head if len(head) <= rec.FILE_HEADER_SIZE else None
 
 
