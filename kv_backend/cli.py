@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from kv_backend.errors import KVError
@@ -315,6 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(BaseException):
+    """SIGTERM arrived while a command ran (raised by :func:`_on_sigterm`)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """Stop the command as Ctrl-C does: by an exception, so that what it started is undone on the way
+    out (the unfinished copy of salvage or restore is removed, the store is closed). A second SIGTERM
+    is ignored, so it cannot cut that cleanup short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kvb``; return the exit status."""
     args = build_parser().parse_args(argv)
@@ -325,6 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, name, "--")
     if hasattr(sys.stdout, "reconfigure"):  # text a terminal cannot encode is escaped, never a crash
         sys.stdout.reconfigure(errors="backslashreplace")
+    # The servers handle SIGTERM themselves (a clean shutdown, as for redis-server).
+    previous = signal.getsignal(signal.SIGTERM)
+    trap = args.func not in (cmd_serve, cmd_http) and threading.current_thread() is threading.main_thread()
+    if trap:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except KVError as exc:
@@ -332,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except _Terminated:
+        return 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM stopped
     except BrokenPipeError:
         # The reader went away (`kvb keys DIR | head`): stop quietly, as a program stopped by
         # SIGPIPE does, and point stdout at /dev/null so the final flush at exit cannot fail too.
@@ -339,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return 141
+    finally:
+        if trap:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from typing import Any
 
 import pytest
+from helpers import exit_code, fork_child
+from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 import kv_backend.check  # noqa: F401 - imported before a child drops its privileges
 from kv_backend import DB
@@ -85,3 +87,65 @@ def test_check_of_a_data_file_it_cannot_read_is_an_error_line_not_a_traceback():
             for name in files:
                 os.chmod(os.path.join(root, name), 0o644)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _sigterm_midway(monkeypatch: pytest.MonkeyPatch, after: Callable[[int, int], bool]) -> None:
+    """Make kvb's progress bar send this process SIGTERM at the first progress call ``after`` accepts."""
+    import contextlib
+    import signal
+
+    import kv_backend.progress
+
+    @contextlib.contextmanager
+    def bar(description: str, unit: str = "B"):
+        def update(done: int, total: int) -> None:
+            if after(done, total):
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        yield update
+
+    monkeypatch.setattr(kv_backend.progress, "progress_bar", bar)
+
+
+def _run_in_child(*args: str) -> int:
+    """``main(args)`` in a forked child, output discarded: its exit status (negative: the signal)."""
+
+    def child() -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os._exit(main(list(args)))
+
+    return exit_code(fork_child(child))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_sigterm_during_salvage_removes_the_unfinished_copy_and_exits_143(tmp_path, monkeypatch):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    with DB(src) as db, db.batch() as b:
+        for i in range(2500):  # three batches of the copy: SIGTERM comes after the first
+            b.put(b"k%05d" % i, b"v")
+    _sigterm_midway(monkeypatch, lambda done, total: total // 2 < done < total)
+    assert _run_in_child("salvage", src, dst) == 143
+    assert sorted(os.listdir(tmp_path)) == ["src"]  # no .dst.salvage-* copy left behind
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_sigterm_during_restore_removes_the_unfinished_copy_and_exits_143(tmp_path, monkeypatch):
+    src, url, dst = str(tmp_path / "src"), str(tmp_path / "bk"), str(tmp_path / "dst")
+    with DB(src, max_file_size=1 << 16) as db:
+        for i in range(2000):
+            db.put(b"k%05d" % i, b"v" * 100)
+        db.backup(url)
+    _sigterm_midway(monkeypatch, lambda done, total: 0 < done < total)
+    assert _run_in_child("restore", url, dst) == 143
+    assert sorted(os.listdir(tmp_path)) == ["bk", "src"]  # no .dst.restore-* copy left behind
+
+
+def test_main_puts_back_the_sigterm_handler_it_found(store_path, capsys):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert run(capsys, "put", store_path, "k", "v")[0] == 0
+    assert run(capsys, "get", store_path, "missing")[0] == 1
+    assert signal.getsignal(signal.SIGTERM) == before
