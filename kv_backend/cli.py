@@ -30,6 +30,17 @@ def _port(text: str) -> int:
     return port
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number >= 0 (``--limit -1`` would otherwise list nothing, silently)."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {text!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {count}")
+    return count
+
+
 def _existing_store(path: str) -> None:
     """Refuse a path that holds no store yet, for commands that must not create one (a typo
     would otherwise leave a new empty store behind and report on that)."""
@@ -272,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path")
     s.add_argument("--prefix", default="")
     s.add_argument("--reverse", action="store_true")
-    s.add_argument("--limit", type=int, default=None)
+    s.add_argument("--limit", type=_count, default=None, metavar="N", help="list at most N keys")
     s.add_argument("-0", "--null", action="store_true", help="each key's bytes, then NUL (for xargs -0)")
     s.set_defaults(func=cmd_keys)
 

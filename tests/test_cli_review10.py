@@ -149,3 +149,17 @@ def test_main_puts_back_the_sigterm_handler_it_found(store_path, capsys):
     assert run(capsys, "put", store_path, "k", "v")[0] == 0
     assert run(capsys, "get", store_path, "missing")[0] == 1
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.parametrize("limit", ["-1", "x", "1.5"])
+def test_keys_refuses_a_limit_that_is_not_a_count(store_path, capsys, limit):
+    assert run(capsys, "put", store_path, "k", "v")[0] == 0
+    code, out, err = run(capsys, "keys", store_path, f"--limit={limit}")
+    assert (code, out) == (2, "")
+    assert "--limit" in err and ">= 0" in err
+
+
+def test_keys_limit_0_lists_nothing(store_path, capsys):
+    assert run(capsys, "put", store_path, "k", "v")[0] == 0
+    assert run(capsys, "keys", store_path, "--limit", "0") == (0, "", "")
+    assert run(capsys, "keys", store_path, "--limit", "1") == (0, "k\n", "")
