@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
@@ -163,3 +165,35 @@ def test_keys_limit_0_lists_nothing(store_path, capsys):
     assert run(capsys, "put", store_path, "k", "v")[0] == 0
     assert run(capsys, "keys", store_path, "--limit", "0") == (0, "", "")
     assert run(capsys, "keys", store_path, "--limit", "1") == (0, "k\n", "")
+
+
+def test_serve_on_a_port_in_use_says_to_choose_another_port(tmp_path, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        code, out, err = run(capsys, "serve", "--dir", str(tmp_path / "s"), "--port", port)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"kvb: cannot listen on 127.0.0.1:{port}: ") and "choose another --port" in err
+
+
+def test_serve_on_an_address_of_another_machine_says_to_change_the_host(tmp_path, capsys):
+    # 192.0.2.1 (TEST-NET-1, RFC 5737) is no address of this machine: bind() fails with EADDRNOTAVAIL.
+    code, out, err = run(capsys, "serve", "--dir", str(tmp_path / "s"), "--host", "192.0.2.1", "--port", "0")
+    assert (code, out) == (2, "")
+    assert err.startswith("kvb: cannot listen on 192.0.2.1:0: ") and "--host" in err
+    assert "--port" not in err
+
+
+def test_serve_reports_a_storage_error_at_startup_as_is_not_as_a_port_problem(tmp_path, capsys, monkeypatch):
+    from kv_backend.errors import StorageError
+    from kv_backend.structures import Structures
+
+    def vacuum(self: object, chunk: int = 1000) -> int:
+        raise StorageError(errno.ENOSPC, "cannot write: No space left on device")
+
+    monkeypatch.setattr(Structures, "vacuum", vacuum)
+    code, _, err = run(capsys, "serve", "--dir", str(tmp_path / "s"), "--port", "0")
+    assert code == 2
+    assert "No space left on device" in err
+    assert "cannot listen" not in err and "--port" not in err

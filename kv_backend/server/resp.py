@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
 import itertools
 import os
 import signal
+import socket
 import struct
 import sys
 import time
@@ -871,7 +873,12 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
             signal.SIGHUP, server.log, "SIGHUP ignored: stop kvb serve with SIGTERM or SIGINT"
         )
     servers = []
-    tcp = await loop.create_server(lambda: Connection(server), host, port, reuse_address=True, backlog=511)
+    try:
+        tcp = await loop.create_server(
+            lambda: Connection(server), host, port, reuse_address=True, backlog=511
+        )
+    except OSError as exc:
+        raise _listen_error(host, port, exc) from exc
     servers.append(tcp)
     sockname = tcp.sockets[0].getsockname()
     server.host, server.port = str(sockname[0]), int(sockname[1])
@@ -1115,6 +1122,16 @@ def _run_on_new_loop(main: Coroutine[Any, Any, None], loop_factory: Callable[[],
             loop.close()
 
 
+def _listen_error(host: str, port: int, exc: OSError) -> KVError:
+    """The error for a TCP address ``serve`` cannot listen on, naming the option to change: ``--host``
+    when it names no address of this machine, else ``--port`` (in use, or reserved to root)."""
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        fix = "give --host an address of this machine (127.0.0.1, 0.0.0.0, ::1, ::)"
+    else:
+        fix = "choose another --port"
+    return KVError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {fix}")
+
+
 def _is_socket(path: str) -> bool:
     import stat
 
@@ -1137,9 +1154,5 @@ def serve(
         if vacuumed:
             server.log(f"removed {vacuumed} records of expired keys")
         _run_on_new_loop(_run(server, host, port, unixsocket), _loop_factory())
-    except OSError as exc:
-        raise KVError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
-        ) from exc
     finally:
         server.close()
