@@ -197,3 +197,21 @@ def test_serve_reports_a_storage_error_at_startup_as_is_not_as_a_port_problem(tm
     assert code == 2
     assert "No space left on device" in err
     assert "cannot listen" not in err and "--port" not in err
+
+
+def test_http_on_a_port_in_use_is_a_kvb_error_with_exit_2_as_for_serve(tmp_path, capsys):
+    pytest.importorskip("uvicorn")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        code, _, err = run(capsys, "http", "--dir", str(tmp_path / "s"), "--port", port)
+    assert code == 2  # not uvicorn's own status 3
+    assert f"kvb: cannot listen on 127.0.0.1:{port}: " in err and "choose another --port" in err
+
+
+def test_http_on_an_address_of_another_machine_says_to_change_the_host(tmp_path, capsys):
+    pytest.importorskip("uvicorn")
+    code, _, err = run(capsys, "http", "--dir", str(tmp_path / "s"), "--host", "192.0.2.1", "--port", "0")
+    assert code == 2
+    assert "kvb: cannot listen on 192.0.2.1:0: " in err and "--host" in err

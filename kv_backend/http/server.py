@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 
 from kv_backend.errors import ConfigurationError
 from kv_backend.http.app import DEFAULT_MAX_VALUE_SIZE, create_app
+from kv_backend.server import listen_error
 
 __all__ = ["app_from_env", "serve"]
 
@@ -112,7 +113,30 @@ def serve(
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
         server_header=False,
     )
+    server = uvicorn.Server(config)
+    bind_errors = _BindErrors()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(bind_errors)
     try:
-        uvicorn.Server(config).run()
+        server.run()
+    except SystemExit:
+        # uvicorn logs why it cannot listen, then exits with its own status (3): say it as kvb serve
+        # does, as one line with kvb's exit status for an error (2).
+        if server.started or bind_errors.error is None:
+            raise
+        raise listen_error(host, port, bind_errors.error) from None
     finally:
+        uvicorn_log.removeHandler(bind_errors)
         app.state.db.close()
+
+
+class _BindErrors(logging.Handler):
+    """Keeps the OSError uvicorn logs (``logger.error(exc)``) when it cannot open its listening socket."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.error: OSError | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, OSError):
+            self.error = record.msg

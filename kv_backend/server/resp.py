@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hmac
 import itertools
 import os
 import signal
-import socket
 import struct
 import sys
 import time
@@ -28,6 +26,7 @@ from typing import Any
 
 from kv_backend.db import DB
 from kv_backend.errors import KeyTooLargeError, KVError, NotAnIntegerError
+from kv_backend.server import listen_error
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
 from kv_backend.server.commands.geo import store_key as geo_store_key
@@ -878,7 +877,7 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
             lambda: Connection(server), host, port, reuse_address=True, backlog=511
         )
     except OSError as exc:
-        raise _listen_error(host, port, exc) from exc
+        raise listen_error(host, port, exc) from exc
     servers.append(tcp)
     sockname = tcp.sockets[0].getsockname()
     server.host, server.port = str(sockname[0]), int(sockname[1])
@@ -1120,16 +1119,6 @@ def _run_on_new_loop(main: Coroutine[Any, Any, None], loop_factory: Callable[[],
         finally:
             asyncio.set_event_loop(None)
             loop.close()
-
-
-def _listen_error(host: str, port: int, exc: OSError) -> KVError:
-    """The error for a TCP address ``serve`` cannot listen on, naming the option to change: ``--host``
-    when it names no address of this machine, else ``--port`` (in use, or reserved to root)."""
-    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
-        fix = "give --host an address of this machine (127.0.0.1, 0.0.0.0, ::1, ::)"
-    else:
-        fix = "choose another --port"
-    return KVError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {fix}")
 
 
 def _is_socket(path: str) -> bool:
