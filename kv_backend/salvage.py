@@ -102,7 +102,7 @@ def salvage(
     """Copy the newest readable value of every key of store ``src`` into the new store ``dst``.
 
     ``src`` is only read (never written, locked or repaired: it is the
-    evidence); run this on a store no process is writing. ``dst`` must not
+    evidence); run this on a store no process is writing. ``dst``, outside ``src``, must not
     exist or be an empty directory; the copy is built next to it and moved
     into place when complete. Keys are written in log order with their
     expiry; expired keys, deleted keys and batches without their COMMIT are
@@ -118,6 +118,12 @@ def salvage(
     prepare_directory(src, create=False)
     if src == dst:
         raise SalvageError(f"cannot salvage {src} into itself; give a new directory as the target")
+    real_src = os.path.realpath(src)
+    if os.path.commonpath([real_src, os.path.realpath(dst)]) == real_src:
+        raise SalvageError(
+            f"cannot salvage {src} into {dst}, which lies inside it: the damaged store is only read, "
+            "never written; give a new directory outside it as the target"
+        )
     check_new_store_target(dst, "salvage", SalvageError)
     report = SalvageReport(src, dst)
     fids = list_data_files(src)

@@ -215,3 +215,16 @@ def test_http_on_an_address_of_another_machine_says_to_change_the_host(tmp_path,
     code, _, err = run(capsys, "http", "--dir", str(tmp_path / "s"), "--host", "192.0.2.1", "--port", "0")
     assert code == 2
     assert "kvb: cannot listen on 192.0.2.1:0: " in err and "--host" in err
+
+
+def test_salvage_refuses_a_target_inside_the_source_store(tmp_path, capsys):
+    src = str(tmp_path / "src")
+    with DB(src) as db:
+        db.put(b"k", b"v")
+    before = sorted(os.listdir(src))
+    os.symlink(src, tmp_path / "link")
+    for dst in (os.path.join(src, "copy"), str(tmp_path / "link" / "copy")):
+        code, out, err = run(capsys, "salvage", src, dst)
+        assert (code, out) == (2, "")
+        assert "lies inside it" in err
+        assert sorted(os.listdir(src)) == before  # the source stays as it was: evidence
