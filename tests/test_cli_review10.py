@@ -7,14 +7,17 @@ import io
 import os
 import pickle
 import shutil
+import signal
 import socket
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from typing import Any
 
 import pytest
-from helpers import exit_code, fork_child
+from helpers import exit_code, fork_child, free_port
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 import kv_backend.check  # noqa: F401 - imported before a child drops its privileges
@@ -94,7 +97,6 @@ def test_check_of_a_data_file_it_cannot_read_is_an_error_line_not_a_traceback():
 def _sigterm_midway(monkeypatch: pytest.MonkeyPatch, after: Callable[[int, int], bool]) -> None:
     """Make kvb's progress bar send this process SIGTERM at the first progress call ``after`` accepts."""
     import contextlib
-    import signal
 
     import kv_backend.progress
 
@@ -145,8 +147,6 @@ def test_sigterm_during_restore_removes_the_unfinished_copy_and_exits_143(tmp_pa
 
 
 def test_main_puts_back_the_sigterm_handler_it_found(store_path, capsys):
-    import signal
-
     before = signal.getsignal(signal.SIGTERM)
     assert run(capsys, "put", store_path, "k", "v")[0] == 0
     assert run(capsys, "get", store_path, "missing")[0] == 1
@@ -228,3 +228,45 @@ def test_salvage_refuses_a_target_inside_the_source_store(tmp_path, capsys):
         assert (code, out) == (2, "")
         assert "lies inside it" in err
         assert sorted(os.listdir(src)) == before  # the source stays as it was: evidence
+
+
+def test_http_sigterm_stops_soon_even_with_a_client_stalled_mid_request(tmp_path, monkeypatch, capfd):
+    """Without a grace limit, uvicorn waits for the stalled request for as long as its client lives."""
+    pytest.importorskip("uvicorn")
+    import kv_backend.http.server as http_server
+
+    monkeypatch.setattr(http_server, "SHUTDOWN_GRACE", 0.3)
+    port = free_port()
+    done = threading.Event()
+    sent: list[float] = []
+
+    def stalled_client() -> None:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        with conn:  # a PUT whose body never comes
+            conn.sendall(b"PUT /v1/keys/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+            time.sleep(0.2)
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.wait(30)
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # uvicorn raises it again once stopped
+    client = threading.Thread(target=stalled_client, daemon=True)
+    try:
+        client.start()
+        http_server.serve(str(tmp_path / "s"), port=port, log_level="warning")
+        stopped = time.monotonic()
+    finally:
+        done.set()
+        signal.signal(signal.SIGTERM, previous)
+    client.join(5)
+    assert stopped - sent[0] < 3  # the grace (0.3 s here), not the client's 30 s
+    err = capfd.readouterr().err
+    assert "cancelled, unanswered" in err and "Traceback" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -15,6 +16,10 @@ from kv_backend.server import listen_error
 __all__ = ["app_from_env", "serve"]
 
 log = logging.getLogger("kv_backend.http")
+
+#: Seconds a shutdown (SIGTERM, SIGINT) waits for the requests in progress before it cancels them: a
+#: client that stalls mid-request would otherwise keep the server from ever stopping.
+SHUTDOWN_GRACE = 10
 
 #: Room for a request line holding a 64 KiB key percent-encoded three times over, plus headers.
 MAX_REQUEST_HEAD = 256 << 10
@@ -112,11 +117,13 @@ def serve(
         lifespan="on",
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
         server_header=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
     server = uvicorn.Server(config)
     bind_errors = _BindErrors()
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addHandler(bind_errors)
+    uvicorn_log.addFilter(_cancelled_at_shutdown)
     try:
         server.run()
     except SystemExit:
@@ -126,8 +133,19 @@ def serve(
             raise
         raise listen_error(host, port, bind_errors.error) from None
     finally:
+        uvicorn_log.removeFilter(_cancelled_at_shutdown)
         uvicorn_log.removeHandler(bind_errors)
         app.state.db.close()
+
+
+def _cancelled_at_shutdown(record: logging.LogRecord) -> bool:
+    """Log a request that the shutdown cancelled after :data:`SHUTDOWN_GRACE` as one line, not as
+    uvicorn's "Exception in ASGI application" traceback: nothing went wrong in it."""
+    if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+        record.msg = "a request still unfinished %s s into the shutdown was cancelled, unanswered"
+        record.args = (SHUTDOWN_GRACE,)
+        record.exc_info = record.exc_text = None
+    return True
 
 
 class _BindErrors(logging.Handler):
