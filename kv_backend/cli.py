@@ -52,6 +52,48 @@ def _existing_store(path: str) -> None:
 _TEXT_CONTROLS = frozenset("\t\n\r")
 
 
+class _OutputError(KVError):
+    """Standard output cannot be written (a full disk, an I/O error): the command's output is lost."""
+
+
+def _print(line: object) -> None:
+    """Write ``line`` and a newline on standard output, or raise _OutputError (not a bare OSError
+    traceback) if it cannot be written. A closed stdout (None) takes nothing, as with print()."""
+    if sys.stdout is None:
+        return
+    try:
+        print(line)
+    except BrokenPipeError:
+        raise  # the reader went away: main() stops quietly
+    except OSError as exc:
+        raise _OutputError(f"cannot write to standard output: {exc.strerror or exc}") from exc
+
+
+def _write_bytes(data: bytes) -> None:
+    """Write ``data`` exactly as given on standard output (flush any text written before); see _print."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.buffer.write(data)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _OutputError(f"cannot write to standard output: {exc.strerror or exc}") from exc
+
+
+def _flush_output() -> None:
+    """Push what is buffered for standard output now, so a failure is reported (see _print) instead
+    of surfacing in the interpreter's flush at exit."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _OutputError(f"cannot write to standard output: {exc.strerror or exc}") from exc
+
+
 def _show(data: bytes, allowed: frozenset[str] = frozenset()) -> str:
     """``data`` as text if it is UTF-8 without control characters (but ``allowed``), else its
     Python bytes literal (``b'\\xff'``), so that one key is always one line."""
@@ -70,11 +112,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
     with DB(args.path, read_only=True) as db:
         stats = db.stats()
     if args.json:
-        print(json.dumps(stats, indent=2, sort_keys=True))
+        _print(json.dumps(stats, indent=2, sort_keys=True))
     else:
         width = max(map(len, stats))
         for k, v in stats.items():
-            print(f"{k:<{width}}  {v}")
+            _print(f"{k:<{width}}  {v}")
     return 0
 
 
@@ -82,15 +124,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     from kv_backend.check import check
 
     report = check(args.path)
-    print(f"{report.files} files, {report.records} records, {report.bytes} bytes checked")
+    _print(f"{report.files} files, {report.records} records, {report.bytes} bytes checked")
     for note in report.notes:
-        print(f"note: {note}")
+        _print(f"note: {note}")
     for problem in report.problems:
-        print(f"DAMAGED: {problem}")
+        _print(f"DAMAGED: {problem}")
     if report.ok:
-        print("ok: no damaged records")
+        _print("ok: no damaged records")
         return 0
-    print(f"{len(report.problems)} damaged spot(s); restore the affected keys from a backup")
+    _print(f"{len(report.problems)} damaged spot(s); restore the affected keys from a backup")
     return 1
 
 
@@ -100,7 +142,7 @@ def cmd_salvage(args: argparse.Namespace) -> int:
 
     with progress_bar("salvaging", unit="B") as bar:
         report = salvage(args.src, args.dst, progress=bar)
-    print(report)
+    _print(report)
     return 0 if report.clean else 1
 
 
@@ -113,11 +155,10 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(f"kvb: no key {args.key!r}", file=sys.stderr)
         return 1
     if args.raw:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(value)
-        sys.stdout.buffer.flush()
+        _flush_output()
+        _write_bytes(value)
     else:
-        sys.stdout.write(_show(value, _TEXT_CONTROLS) + "\n")
+        _print(_show(value, _TEXT_CONTROLS))
     return 0
 
 
@@ -153,11 +194,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
             if args.limit is not None and i >= args.limit:
                 break
             if args.null:
-                sys.stdout.buffer.write(key + b"\0")
+                _write_bytes(key + b"\0")
             else:
-                print(_show(key))
-    if args.null:
-        sys.stdout.buffer.flush()
+                _print(_show(key))
     return 0
 
 
@@ -168,7 +207,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     _existing_store(args.path)
     with DB(args.path) as db, progress_bar("merging", unit="B") as bar:
         report = db.merge(progress=bar)
-    print(report)
+    _print(report)
     return 0
 
 
@@ -182,7 +221,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         report = db.backup(
             args.url, name=args.name, progress=bar, **parse_storage_options(args.storage_option, backup)
         )
-    print(report)
+    _print(report)
     return 0
 
 
@@ -198,7 +237,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             progress=bar,
             **parse_storage_options(args.storage_option, restore),
         )
-    print(report)
+    _print(report)
     return 0
 
 
@@ -209,10 +248,10 @@ def cmd_backups(args: argparse.Namespace) -> int:
     if args.keep is not None:
         removed = prune_backups(args.url, keep=args.keep, **options)
         for name in removed:
-            print(f"removed {name}")
+            _print(f"removed {name}")
     infos = list_backups(args.url, **options)
     for info in infos:
-        print(info)
+        _print(info)
     if not infos:  # said on stderr, so a script reading the list still gets an empty one
         print(f"kvb: no backups at {args.url}", file=sys.stderr)
     return 0
@@ -328,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _discard_output() -> None:
+    """Point standard output's file descriptor at /dev/null: after a failed write, what Python still
+    buffers for it would otherwise fail again in the flush at exit (a second message, status 120)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 class _Terminated(BaseException):
     """SIGTERM arrived while a command ran (raised by :func:`_on_sigterm`)."""
 
@@ -356,7 +403,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if trap:
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        _flush_output()
+        return code
+    except _OutputError as exc:
+        print(f"kvb: {exc}", file=sys.stderr)
+        _discard_output()  # what is still buffered would fail again at exit
+        return 2
     except KVError as exc:
         print(f"kvb: {exc}", file=sys.stderr)
         return 2
@@ -367,9 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (`kvb keys DIR | head`): stop quietly, as a program stopped by
         # SIGPIPE does, and point stdout at /dev/null so the final flush at exit cannot fail too.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        _discard_output()
         return 141
     finally:
         if trap:

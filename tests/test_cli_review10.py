@@ -9,6 +9,8 @@ import pickle
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -17,7 +19,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from typing import Any
 
 import pytest
-from helpers import exit_code, fork_child, free_port
+from helpers import child_env, exit_code, fork_child, free_port
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 import kv_backend.check  # noqa: F401 - imported before a child drops its privileges
@@ -270,3 +272,16 @@ def test_http_sigterm_stops_soon_even_with_a_client_stalled_mid_request(tmp_path
     assert stopped - sent[0] < 3  # the grace (0.3 s here), not the client's 30 s
     err = capfd.readouterr().err
     assert "cancelled, unanswered" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["keys", "-0"], ["get", "k", "--raw"], ["stats", "--json"]])
+def test_output_to_a_full_disk_is_an_error_line_and_exit_2(store_path, args):
+    """Not a traceback and status 1 (for kvb get: as if the key were missing), nor a silent 0."""
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    cmd = [sys.executable, "-m", "kv_backend", args[0], store_path, *args[1:]]
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(cmd, env=child_env(), stdout=full, stderr=subprocess.PIPE, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == b"kvb: cannot write to standard output: No space left on device\n"
