@@ -81,6 +81,16 @@ def _write_bytes(data: bytes) -> None:
         raise _OutputError(f"cannot write to standard output: {exc.strerror or exc}") from exc
 
 
+def _read_stdin() -> bytes:
+    """All the bytes of standard input, or a KVError (not a traceback) if there is none to read."""
+    if sys.stdin is None:
+        raise KVError("standard input is closed: give the value on it (kvb put PATH KEY --stdin < FILE)")
+    try:
+        return sys.stdin.buffer.read()
+    except OSError as exc:
+        raise KVError(f"cannot read standard input: {exc.strerror or exc}") from exc
+
+
 def _flush_output() -> None:
     """Push what is buffered for standard output now, so a failure is reported (see _print) instead
     of surfacing in the interpreter's flush at exit."""
@@ -168,7 +178,7 @@ def cmd_put(args: argparse.Namespace) -> int:
     if (args.value is None) == (not args.stdin):
         print("kvb put: give either VALUE or --stdin", file=sys.stderr)
         return 2
-    value = sys.stdin.buffer.read() if args.stdin else _value(args.value)
+    value = _read_stdin() if args.stdin else _value(args.value)
     with DB(args.path) as db:
         db.put(_value(args.key), value, ttl=args.ttl)
     return 0

@@ -285,3 +285,11 @@ def test_output_to_a_full_disk_is_an_error_line_and_exit_2(store_path, args):
         proc = subprocess.run(cmd, env=child_env(), stdout=full, stderr=subprocess.PIPE, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr == b"kvb: cannot write to standard output: No space left on device\n"
+
+
+def test_put_stdin_with_standard_input_closed_is_an_error_line(store_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", None)  # what Python gives a process started with stdin closed (<&-)
+    code, out, err = run(capsys, "put", store_path, "k", "--stdin")
+    assert (code, out) == (2, "")
+    assert err.startswith("kvb: standard input is closed")
+    assert not os.path.exists(store_path)  # nothing opened, nothing created
