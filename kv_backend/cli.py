@@ -52,6 +52,16 @@ def _existing_store(path: str) -> None:
 _TEXT_CONTROLS = frozenset("\t\n\r")
 
 
+def _key_repr(arg: str) -> str:
+    """A key argument quoted for a message: ``'text'``, or the bytes literal of a key that is not
+    UTF-8 (``b'k\\xff'``, as ``kvb keys`` prints it, rather than the surrogate ``'k\\udcff'``)."""
+    data = _value(arg)
+    try:
+        return repr(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return repr(data)
+
+
 class _OutputError(KVError):
     """Standard output cannot be written (a full disk, an I/O error): the command's output is lost."""
 
@@ -162,7 +172,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     with DB(args.path, read_only=True) as db:
         value = db.get(_value(args.key))
     if value is None:
-        print(f"kvb: no key {args.key!r}", file=sys.stderr)
+        print(f"kvb: no key {_key_repr(args.key)}", file=sys.stderr)
         return 1
     if args.raw:
         _flush_output()
@@ -191,7 +201,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     with DB(args.path) as db:
         existed = db.delete(_value(args.key))
     if not existed:
-        print(f"kvb: no key {args.key!r}", file=sys.stderr)
+        print(f"kvb: no key {_key_repr(args.key)}", file=sys.stderr)
         return 1
     return 0
 

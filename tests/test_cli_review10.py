@@ -293,3 +293,11 @@ def test_put_stdin_with_standard_input_closed_is_an_error_line(store_path, capsy
     assert (code, out) == (2, "")
     assert err.startswith("kvb: standard input is closed")
     assert not os.path.exists(store_path)  # nothing opened, nothing created
+
+
+def test_missing_key_that_is_not_utf8_is_named_by_its_bytes(store_path, capsys):
+    assert run(capsys, "put", store_path, "k", "v")[0] == 0
+    key = os.fsdecode(b"n\xff")  # how Python hands such an argv to main
+    for command in ("get", "delete"):
+        code, out, err = run(capsys, command, store_path, key)
+        assert (code, out, err) == (1, "", "kvb: no key b'n\\xff'\n")
