@@ -30,6 +30,14 @@ def _port(text: str) -> int:
     return port
 
 
+def _host(text: str) -> str:
+    """An argparse type: an address to listen on. An empty one (``--host "$UNSET"``) would listen on
+    every interface, the opposite of the loopback default, so it must be asked for by name."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give an address (0.0.0.0 or :: for every interface)")
+    return text
+
+
 def _count(text: str) -> int:
     """An argparse type: a whole number >= 0 (``--limit -1`` would otherwise list nothing, silently)."""
     try:
@@ -372,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve the store over the Redis protocol (RESP2/RESP3)")
     s.add_argument("--dir", required=True, help="store directory")
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--host", type=_host, default="127.0.0.1")
     s.add_argument("--port", type=_port, default=6380)
     s.add_argument("--requirepass", default=None)
     s.add_argument("--unixsocket", default=None)
@@ -380,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("http", help="serve the store over HTTP (JSON/binary REST API)")
     s.add_argument("--dir", required=True, help="store directory")
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--host", type=_host, default="127.0.0.1")
     s.add_argument("--port", type=_port, default=8380)
     s.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
     s.set_defaults(func=cmd_http)

@@ -301,3 +301,13 @@ def test_missing_key_that_is_not_utf8_is_named_by_its_bytes(store_path, capsys):
     for command in ("get", "delete"):
         code, out, err = run(capsys, command, store_path, key)
         assert (code, out, err) == (1, "", "kvb: no key b'n\\xff'\n")
+
+
+@pytest.mark.parametrize("command", ["serve", "http"])
+@pytest.mark.parametrize("host", ["", " "])
+def test_an_empty_host_is_refused_not_every_interface(tmp_path, capsys, command, host):
+    """`--host "$UNSET"` would otherwise listen on 0.0.0.0 and :: (for kvb serve without a word)."""
+    code, out, err = run(capsys, command, "--dir", str(tmp_path / "s"), "--host", host, "--port", "0")
+    assert (code, out) == (2, "")
+    assert "--host" in err and "0.0.0.0" in err
+    assert not os.path.exists(tmp_path / "s")
