@@ -30,6 +30,14 @@ def _port(text: str) -> int:
     return port
 
 
+def _directory(text: str) -> str:
+    """An argparse type: a store's directory. An empty one (``kvb put "$UNSET" ...``) would mean the
+    current directory, and a store made there, so that one must be asked for by name (``.``)."""
+    if not text:
+        raise argparse.ArgumentTypeError("is empty; give a directory ('.' for the current one)")
+    return text
+
+
 def _host(text: str) -> str:
     """An argparse type: an address to listen on. An empty one (``--host "$UNSET"``) would listen on
     every interface, the opposite of the loopback default, so it must be asked for by name."""
@@ -307,32 +315,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("stats", help="show keys, sizes and files of a store")
-    s.add_argument("path")
+    s.add_argument("path", type=_directory)
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_stats)
 
     s = sub.add_parser("check", help="verify every record's checksum; exit 1 if any is damaged")
-    s.add_argument("path")
+    s.add_argument("path", type=_directory)
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser(
         "salvage",
         help="copy the readable keys of a damaged store into a new store; exit 1 if damage was skipped",
     )
-    s.add_argument("src")
-    s.add_argument("dst")
+    s.add_argument("src", type=_directory)
+    s.add_argument("dst", type=_directory)
     s.set_defaults(func=cmd_salvage)
 
     s = sub.add_parser(
         "get", help="print the value of a key (UTF-8 key); binary values as a bytes literal, or --raw"
     )
-    s.add_argument("path")
+    s.add_argument("path", type=_directory)
     s.add_argument("key")
     s.add_argument("--raw", action="store_true", help="write the value's exact bytes, with no newline")
     s.set_defaults(func=cmd_get)
 
     s = sub.add_parser("put", help="store a value (UTF-8 key and value, or the bytes of --stdin)")
-    s.add_argument("path")
+    s.add_argument("path", type=_directory)
     s.add_argument("key")
     s.add_argument("value", nargs="?")
     s.add_argument("--stdin", action="store_true", help="read the value's bytes from standard input")
@@ -340,14 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_put)
 
     s = sub.add_parser("delete", help="delete a key; exit 1 if it did not exist")
-    s.add_argument("path")
+    s.add_argument("path", type=_directory)
     s.add_argument("key")
     s.set_defaults(func=cmd_delete)
 
     s = sub.add_parser(
         "keys", help="list keys in order, one a line (a key that is not plain text as a bytes literal)"
     )
-    s.add_argument("path")
+    s.add_argument("path", type=_directory)
     s.add_argument("--prefix", default="")
     s.add_argument("--reverse", action="store_true")
     s.add_argument("--limit", type=_count, default=None, metavar="N", help="list at most N keys")
@@ -355,11 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_keys)
 
     s = sub.add_parser("merge", help="compact the store (drop overwritten, deleted and expired records)")
-    s.add_argument("path")
+    s.add_argument("path", type=_directory)
     s.set_defaults(func=cmd_merge)
 
     s = sub.add_parser("backup", help="copy a consistent snapshot to an fsspec URL (incremental)")
-    s.add_argument("path")
+    s.add_argument("path", type=_directory)
     s.add_argument("url")
     s.add_argument("--name", default=None, help="backup name (default: a timestamp)")
     s.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
@@ -367,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("restore", help="restore a backup into an empty directory")
     s.add_argument("url")
-    s.add_argument("path")
+    s.add_argument("path", type=_directory)
     s.add_argument("--name", default=None, help="which backup (default: the newest)")
     s.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
     s.set_defaults(func=cmd_restore)
@@ -379,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_backups)
 
     s = sub.add_parser("serve", help="serve the store over the Redis protocol (RESP2/RESP3)")
-    s.add_argument("--dir", required=True, help="store directory")
+    s.add_argument("--dir", type=_directory, required=True, help="store directory")
     s.add_argument("--host", type=_host, default="127.0.0.1")
     s.add_argument("--port", type=_port, default=6380)
     s.add_argument("--requirepass", default=None)
@@ -387,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("http", help="serve the store over HTTP (JSON/binary REST API)")
-    s.add_argument("--dir", required=True, help="store directory")
+    s.add_argument("--dir", type=_directory, required=True, help="store directory")
     s.add_argument("--host", type=_host, default="127.0.0.1")
     s.add_argument("--port", type=_port, default=8380)
     s.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")

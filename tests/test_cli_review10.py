@@ -311,3 +311,30 @@ def test_an_empty_host_is_refused_not_every_interface(tmp_path, capsys, command,
     assert (code, out) == (2, "")
     assert "--host" in err and "0.0.0.0" in err
     assert not os.path.exists(tmp_path / "s")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["put", "", "k", "v"],
+        ["stats", ""],
+        ["merge", ""],
+        ["salvage", "{src}", ""],
+        ["restore", "{url}", ""],
+        ["serve", "--dir", "", "--port", "0"],
+        ["http", "--dir", "", "--port", "0"],
+    ],
+)
+def test_an_empty_store_path_is_refused_not_the_current_directory(tmp_path, capsys, monkeypatch, args):
+    """`kvb put "$UNSET" k v` would otherwise make a store in the current directory (if empty)."""
+    src = str(tmp_path / "src")
+    with DB(src) as db:
+        db.put(b"k", b"v")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    argv = [a.format(src=src, url=str(tmp_path / "bk")) for a in args]
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert "is empty" in err
+    assert os.listdir(cwd) == []
