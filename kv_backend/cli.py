@@ -96,7 +96,8 @@ def _print(line: object) -> None:
 
 
 def _write_bytes(data: bytes) -> None:
-    """Write ``data`` exactly as given on standard output (flush any text written before); see _print."""
+    """Write ``data`` exactly as given on standard output (a caller that wrote text before flushes it
+    first, see cmd_get); see _print."""
     if sys.stdout is None:
         return
     try:
