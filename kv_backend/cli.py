@@ -78,6 +78,13 @@ def _key_repr(arg: str) -> str:
         return repr(data)
 
 
+def _say(line: str) -> None:
+    """Write ``line`` on standard error; nothing if it is closed (``2>&-``), where print(file=None)
+    would put it on standard output, in the middle of the command's output."""
+    if sys.stderr is not None:
+        print(line, file=sys.stderr)
+
+
 class _OutputError(KVError):
     """Standard output cannot be written (a full disk, an I/O error): the command's output is lost."""
 
@@ -189,7 +196,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     with DB(args.path, read_only=True) as db:
         value = db.get(_value(args.key))
     if value is None:
-        print(f"kvb: no key {_key_repr(args.key)}", file=sys.stderr)
+        _say(f"kvb: no key {_key_repr(args.key)}")
         return 1
     if args.raw:
         _flush_output()
@@ -203,7 +210,7 @@ def cmd_put(args: argparse.Namespace) -> int:
     from kv_backend import DB
 
     if (args.value is None) == (not args.stdin):
-        print("kvb put: give either VALUE or --stdin", file=sys.stderr)
+        _say("kvb put: give either VALUE or --stdin")
         return 2
     value = _read_stdin() if args.stdin else _value(args.value)
     with DB(args.path) as db:
@@ -218,7 +225,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     with DB(args.path) as db:
         existed = db.delete(_value(args.key))
     if not existed:
-        print(f"kvb: no key {_key_repr(args.key)}", file=sys.stderr)
+        _say(f"kvb: no key {_key_repr(args.key)}")
         return 1
     return 0
 
@@ -290,7 +297,7 @@ def cmd_backups(args: argparse.Namespace) -> int:
     for info in infos:
         _print(info)
     if not infos:  # said on stderr, so a script reading the list still gets an empty one
-        print(f"kvb: no backups at {args.url}", file=sys.stderr)
+        _say(f"kvb: no backups at {args.url}")
     return 0
 
 
@@ -444,11 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _flush_output()
         return code
     except _OutputError as exc:
-        print(f"kvb: {exc}", file=sys.stderr)
+        _say(f"kvb: {exc}")
         _discard_output()  # what is still buffered would fail again at exit
         return 2
     except KVError as exc:
-        print(f"kvb: {exc}", file=sys.stderr)
+        _say(f"kvb: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130

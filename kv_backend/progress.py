@@ -15,7 +15,9 @@ def progress_bar(description: str, unit: str = "B") -> Iterator[Callable[[int, i
     except ImportError:  # pragma: no cover - tqdm is in the backup extra
         yield lambda done, total: None
         return
-    bar = tqdm(desc=description, unit=unit, unit_scale=True, file=sys.stderr, disable=not sys.stderr.isatty())
+    # No bar unless stderr is a terminal (no control characters in logs), nor when it is closed (None).
+    on_terminal = sys.stderr is not None and sys.stderr.isatty()
+    bar = tqdm(desc=description, unit=unit, unit_scale=True, file=sys.stderr, disable=not on_terminal)
     try:
 
         def update(done: int, total: int) -> None:

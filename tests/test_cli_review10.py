@@ -338,3 +338,24 @@ def test_an_empty_store_path_is_refused_not_the_current_directory(tmp_path, caps
     assert (code, out) == (2, "")
     assert "is empty" in err
     assert os.listdir(cwd) == []
+
+
+@pytest.mark.parametrize("command", ["merge", "backup"])
+def test_progress_bar_commands_run_with_stderr_closed(store_path, tmp_path, capsys, monkeypatch, command):
+    """Started with 2>&- (Python's sys.stderr is then None) they failed before doing anything, status 1."""
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    extra = [str(tmp_path / "bk")] if command == "backup" else []
+    monkeypatch.setattr(sys, "stderr", None)
+    code, out, _ = run(capsys, command, store_path, *extra)
+    assert code == 0
+    assert out.startswith("merged " if command == "merge" else "backup ")
+
+
+def test_errors_with_stderr_closed_stay_out_of_standard_output(store_path, capsys, monkeypatch):
+    """print(file=None) writes on stdout: a `kvb keys -0 2>&- | xargs -0` would read the error as a key."""
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    monkeypatch.setattr(sys, "stderr", None)
+    assert run(capsys, "get", store_path, "missing") == (1, "", "")
+    assert run(capsys, "stats", store_path + "-typo") == (2, "", "")
