@@ -359,3 +359,12 @@ def test_errors_with_stderr_closed_stay_out_of_standard_output(store_path, capsy
     monkeypatch.setattr(sys, "stderr", None)
     assert run(capsys, "get", store_path, "missing") == (1, "", "")
     assert run(capsys, "stats", store_path + "-typo") == (2, "", "")
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "soon"])
+def test_http_names_kvb_http_sync_when_its_value_is_refused(tmp_path, capsys, monkeypatch, value):
+    pytest.importorskip("uvicorn")
+    monkeypatch.setenv("KVB_HTTP_SYNC", value)
+    code, out, err = run(capsys, "http", "--dir", str(tmp_path / "s"), "--port", "0")
+    assert (code, out) == (2, "")
+    assert err.startswith("kvb: KVB_HTTP_SYNC must be") and repr(value) in err

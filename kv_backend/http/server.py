@@ -43,11 +43,14 @@ def _env_sync() -> str | float:
     if raw in ("", "never", "always"):
         return raw or "never"
     try:
-        return float(raw)
+        seconds = float(raw)
     except ValueError:
+        seconds = float("nan")
+    if not seconds >= 0:  # (NaN too) refused here, so that the message names the variable
         raise ConfigurationError(
-            f"KVB_HTTP_SYNC must be 'never', 'always' or a number of seconds, not {raw!r}"
-        ) from None
+            f"KVB_HTTP_SYNC must be 'never', 'always' or a number of seconds >= 0, not {raw!r}"
+        )
+    return seconds
 
 
 def _is_loopback(host: str) -> bool:
