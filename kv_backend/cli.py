@@ -340,14 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_salvage)
 
     s = sub.add_parser(
-        "get", help="print the value of a key (UTF-8 key); binary values as a bytes literal, or --raw"
+        "get", help="print the value of KEY (any bytes); a binary value as a bytes literal, or --raw"
     )
     s.add_argument("path", type=_directory)
     s.add_argument("key")
     s.add_argument("--raw", action="store_true", help="write the value's exact bytes, with no newline")
     s.set_defaults(func=cmd_get)
 
-    s = sub.add_parser("put", help="store a value (UTF-8 key and value, or the bytes of --stdin)")
+    s = sub.add_parser("put", help="store VALUE, or the bytes of --stdin, under KEY (any bytes)")
     s.add_argument("path", type=_directory)
     s.add_argument("key")
     s.add_argument("value", nargs="?")

@@ -368,3 +368,9 @@ def test_http_names_kvb_http_sync_when_its_value_is_refused(tmp_path, capsys, mo
     code, out, err = run(capsys, "http", "--dir", str(tmp_path / "s"), "--port", "0")
     assert (code, out) == (2, "")
     assert err.startswith("kvb: KVB_HTTP_SYNC must be") and repr(value) in err
+
+
+def test_help_does_not_say_keys_must_be_utf8():
+    """They are the argument's bytes (docs/engine.md): kvb keys -0 | xargs -0 kvb get reaches any key."""
+    text = build_parser().format_help()
+    assert "UTF-8" not in text and "print the value of KEY (any bytes)" in text
