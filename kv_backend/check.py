@@ -50,6 +50,7 @@ def check(path: str) -> CheckReport:
     files are noted; the engine ignores them and replays the data file instead.
     A data file that cannot be read (permissions, an I/O error) raises
     :class:`~kv_backend.errors.StorageError` naming it: nothing about it is known.
+    One that a merge in another process removed after it was listed is noted.
     """
     prepare_directory(path, create=False)
     report = CheckReport()
@@ -65,6 +66,12 @@ def check(path: str) -> CheckReport:
     for i, fid in enumerate(fids):
         fpath = os.path.join(path, data_name(fid))
         buf = _read(fpath)
+        if buf is None:
+            report.notes.append(
+                f"{fpath}: removed while being checked, by another process (a merge, which copied its "
+                "live records into a newer file first): not damage; check again to cover the newer file"
+            )
+            continue
         report.files += 1
         report.bytes += len(buf)
         if i > newest and rec.FILE_HEADER_BYTES.startswith(buf):
@@ -112,11 +119,14 @@ def check(path: str) -> CheckReport:
     return report
 
 
-def _read(path: str, size: int = -1) -> bytes:
-    """The bytes of the data file at ``path`` (at most ``size``), or a StorageError that names it."""
+def _read(path: str, size: int = -1) -> bytes | None:
+    """The bytes of the data file at ``path`` (at most ``size``); None if it no longer exists (a merge
+    in another process removed it since it was listed), a StorageError naming it if it cannot be read."""
     try:
         with open(path, "rb") as f:
             return f.read(size)
+    except FileNotFoundError:
+        return None
     except OSError as exc:
         raise storage_error(exc, f"cannot read data file {path}") from exc
 
@@ -124,7 +134,7 @@ def _read(path: str, size: int = -1) -> bytes:
 def _head(path: str) -> bytes | None:
     """The first bytes (up to a file header's worth) of the file at ``path``; None if it is longer."""
     head = _read(path, rec.FILE_HEADER_SIZE + 1)
-    return head if len(head) <= rec.FILE_HEADER_SIZE else None
+    return head if head is not None and len(head) <= rec.FILE_HEADER_SIZE else None
 
 
 def _only_zeros_after(buf: bytes, offset: int) -> bool:

@@ -22,7 +22,8 @@ import pytest
 from helpers import child_env, exit_code, fork_child, free_port
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
-import kv_backend.check  # noqa: F401 - imported before a child drops its privileges
+import kv_backend.check  # (also: imported before a child drops its privileges)
+import kv_backend.files
 from kv_backend import DB
 from kv_backend.cli import build_parser, main
 
@@ -374,3 +375,19 @@ def test_help_does_not_say_keys_must_be_utf8():
     """They are the argument's bytes (docs/engine.md): kvb keys -0 | xargs -0 kvb get reaches any key."""
     text = build_parser().format_help()
     assert "UTF-8" not in text and "print the value of KEY (any bytes)" in text
+
+
+def test_check_of_a_live_store_notes_a_data_file_a_merge_removed_meanwhile(store_path, capsys, monkeypatch):
+    """A merge in another process deletes the files it merged; kvb check, listing first and reading
+    next, then died with FileNotFoundError (a traceback; StorageError after the first fix), exit 2."""
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(100):
+            db.put(b"k%03d" % i, b"v" * 100)
+    listed = kv_backend.check.list_data_files(store_path)
+    gone = os.path.join(store_path, kv_backend.files.data_name(listed[0]))
+    monkeypatch.setattr(kv_backend.check, "list_data_files", lambda path: listed)
+    os.rename(gone, gone + ".merged-away")  # as if a merge removed it right after the listing
+    code, out, err = run(capsys, "check", store_path)
+    assert (code, err) == (0, "")
+    assert f"note: {gone}: removed while being checked" in out
+    assert out.endswith("ok: no damaged records\n")
