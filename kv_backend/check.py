@@ -51,7 +51,25 @@ def check(path: str) -> CheckReport:
     A data file that cannot be read (permissions, an I/O error) raises
     :class:`~kv_backend.errors.StorageError` naming it: nothing about it is known.
     One that a merge in another process removed after it was listed is noted.
+
+    On a live store, a file can look damaged for a moment: a read copies the
+    active file page after page while another process appends to it, so a
+    record across a page boundary may come out half old and half new. So
+    when damage is found, the store is read a second time, and only the
+    damage found at the same place both times is reported: damage on disk
+    stays where it is.
     """
+    report = _check(path)
+    if not report.problems:
+        return report
+    again = _check(path)
+    first = {(p.path, p.offset) for p in report.problems}
+    again.problems = [p for p in again.problems if (p.path, p.offset) in first]
+    return again
+
+
+def _check(path: str) -> CheckReport:
+    """One pass of :func:`check` over the files of the store at ``path``."""
     prepare_directory(path, create=False)
     report = CheckReport()
     fids = list_data_files(path)
