@@ -246,11 +246,18 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from kv_backend import DB
+    from kv_backend.errors import MergeInProgressError
     from kv_backend.progress import progress_bar
 
     _existing_store(args.path)
     with DB(args.path) as db, progress_bar("merging", unit="B") as bar:
-        report = db.merge(progress=bar)
+        try:
+            report = db.merge(progress=bar, wait=args.wait)
+        except MergeInProgressError:  # its message names the API's merge(wait=True)
+            raise KVError(
+                f"another process is merging {db.path} right now; run kvb merge again when it is done, "
+                "or with --wait to wait for it and then merge"
+            ) from None
     _print(report)
     return 0
 
@@ -372,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("merge", help="compact the store (drop overwritten, deleted and expired records)")
     s.add_argument("path", type=_directory)
+    s.add_argument(
+        "--wait", action="store_true", help="if another process is merging, wait for it, then merge"
+    )
     s.set_defaults(func=cmd_merge)
 
     s = sub.add_parser("backup", help="copy a consistent snapshot to an fsspec URL (incremental)")

@@ -420,3 +420,23 @@ def test_check_does_not_report_a_torn_read_of_a_file_being_appended_to(store_pat
         f.write(b"\xff")
     code, out, _ = run(capsys, "check", store_path)
     assert code == 1 and f"DAMAGED: {data_file} @ " in out
+
+
+def test_merge_while_another_merges_says_what_to_run_and_wait_waits(store_path, capsys):
+    import fcntl
+
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    fd = os.open(os.path.join(store_path, "MERGE.lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a merge in another process holds it
+        code, out, err = run(capsys, "merge", store_path)
+        assert (code, out) == (2, "")
+        assert "another process is merging" in err and "--wait" in err and "merge(wait=True)" not in err
+        threading.Timer(0.2, fcntl.flock, (fd, fcntl.LOCK_UN)).start()
+        started = time.monotonic()
+        code, out, err = run(capsys, "merge", store_path, "--wait")
+        assert (code, err) == (0, "") and out.startswith("merged ")
+        assert time.monotonic() - started >= 0.15
+    finally:
+        os.close(fd)
