@@ -315,10 +315,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Stopped(BaseException):
+    """SIGTERM asked ``kvb http`` to stop (raised by :func:`cmd_http`'s handler)."""
+
+
 def cmd_http(args: argparse.Namespace) -> int:
     from kv_backend.http import serve
 
-    serve(args.dir, host=args.host, port=args.port, token=args.token)
+    def stop(signum: int, frame: object) -> None:
+        # Runs before uvicorn takes SIGTERM over, and when uvicorn, having shut down because of it,
+        # raises it again: without it, that second SIGTERM killed the process (status 143).
+        raise _Stopped
+
+    trap = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if trap else None
+    try:
+        serve(args.dir, host=args.host, port=args.port, token=args.token)
+    except _Stopped:
+        pass  # a shutdown asked for: exit status 0, as kvb serve (and redis-server) after SIGTERM
+    finally:
+        if trap:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return 0
 
 

@@ -440,3 +440,31 @@ def test_merge_while_another_merges_says_what_to_run_and_wait_waits(store_path, 
         assert time.monotonic() - started >= 0.15
     finally:
         os.close(fd)
+
+
+def test_http_stopped_by_sigterm_exits_0_as_serve_does(tmp_path):
+    """uvicorn raises SIGTERM again once it has shut down, which killed kvb http (status -15, 143 to a
+    shell): a service script's `kill $PID; wait $PID` failed, where kvb serve and redis-server exit 0."""
+    pytest.importorskip("uvicorn")
+    import httpx
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "kv_backend", "http", "--dir", str(tmp_path / "s"), "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stderr.close()
