@@ -35,6 +35,14 @@ def _directory(text: str) -> str:
     current directory, and a store made there, so that one must be asked for by name (``.``)."""
     if not text:
         raise argparse.ArgumentTypeError("is empty; give a directory ('.' for the current one)")
+    if not os.path.isabs(text):
+        try:
+            os.getcwd()
+        except OSError as exc:  # a relative path is relative to it
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is relative to the current directory, which cannot be used ({exc.strerror}: "
+                "removed?); give an absolute path"
+            ) from None
     return text
 
 

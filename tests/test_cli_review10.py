@@ -468,3 +468,13 @@ def test_http_stopped_by_sigterm_exits_0_as_serve_does(tmp_path):
             proc.kill()
             proc.wait(10)
         proc.stderr.close()
+
+
+def test_relative_path_once_the_current_directory_is_removed_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # as a deploy removes the release directory a shell or cron job is in
+    code, out, err = run(capsys, "stats", "kv")
+    assert (code, out) == (2, "")
+    assert "give an absolute path" in err and "Traceback" not in err
