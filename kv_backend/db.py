@@ -250,6 +250,22 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             # A merge() called in another thread: closing the files and the lock under it would
             # release the write lock in the middle of its switch-over. (Same exception as above.)
             merging[1].wait()
+        # Wait for what other threads of this process do under the write lock (a write, a rotation,
+        # a locked() or transaction() block, a discard) to end, and keep them out while the files
+        # close: one that waits for the lock now gets DatabaseClosedError when it takes it. Only the
+        # thread lock: other processes' writers need not be waited for. (Re-entrant: inside this
+        # thread's own block it is taken at once.)
+        lock = self._lock
+        lock.hold_threads()
+        try:
+            if self._closed:
+                return  # closed by another thread meanwhile
+            self._close_held()
+        finally:
+            lock.release_threads()
+
+    def _close_held(self) -> None:
+        """The body of :meth:`close` (caller holds the write lock's thread lock)."""
         try:
             if not self.read_only:
                 self._sync_on_close()

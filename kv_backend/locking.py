@@ -17,7 +17,7 @@ import fcntl
 import os
 import threading
 
-from kv_backend.errors import StorageError
+from kv_backend.errors import DatabaseClosedError, StorageError
 from kv_backend.files import new_file_mode, storage_error
 
 _flock = fcntl.flock
@@ -35,6 +35,7 @@ class WriteLock:
         self._create = create
         self._tlock = threading.RLock()
         self._depth = 0
+        self._closed = False  # close() ran: a thread that takes the lock afterwards is told so
         self._fd = self._open()
 
     def _open(self) -> int:
@@ -74,7 +75,16 @@ class WriteLock:
             except BaseException:
                 self._tlock.release()
                 raise
+        elif self._closed and not self._depth:
+            self._closed_error()
         self._depth += 1
+
+    def _closed_error(self) -> None:
+        """Let the thread lock go and raise: the store was closed while this thread waited for it."""
+        self._tlock.release()
+        raise DatabaseClosedError(
+            f"the store at {os.path.dirname(self.path)} is closed; open a new DB to use it again"
+        )
 
     def _contended(self) -> None:
         fd = self._fd
@@ -150,8 +160,22 @@ class WriteLock:
                 except OSError:
                     pass
 
+    def hold_threads(self) -> None:
+        """Take the thread lock alone (no file lock): wait for this process's other threads to
+        finish what they do under the lock, and keep them out until :meth:`release_threads`.
+
+        What ``DB.close()`` holds while it closes the files, so that it closes nothing under
+        another thread's write, and that thread's next acquire raises ``DatabaseClosedError``.
+        """
+        self._tlock.acquire()
+
+    def release_threads(self) -> None:
+        """Release the thread lock taken by :meth:`hold_threads`."""
+        self._tlock.release()
+
     def close(self) -> None:
-        """Close the lock file."""
+        """Close the lock file; from now on an acquire that is not nested raises ``DatabaseClosedError``."""
+        self._closed = True
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
