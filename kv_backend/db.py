@@ -192,7 +192,13 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
     def sync(self) -> None:
         """Flush everything written so far to stable storage (fsync)."""
         self._check_open()
-        self._fsync_active()
+        try:
+            self._fsync_active()
+        except StorageError:
+            # (EBADF) close() of another thread closed the file meanwhile: say so, as a sync() that
+            # came after it does (close() fsyncs unless sync="never").
+            self._check_open()
+            raise
 
     def stats(self) -> dict[str, Any]:
         """Return counts and sizes: keys, live_bytes, dead_bytes, files and more."""

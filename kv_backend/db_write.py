@@ -32,6 +32,7 @@ from kv_backend.errors import (
     InvalidValueError,
     NotAnIntegerError,
     ReadOnlyError,
+    StorageError,
     TransactionError,
 )
 from kv_backend.files import (
@@ -543,11 +544,18 @@ class _Writing:
         st = self._state
         assert st is not None
         now = _time()
-        if interval and now - st.last_sync.value < interval:
-            return
-        if self._active is not None:
-            self._fsync_active()
-            st.last_sync.value = now
+        try:
+            if interval and now - st.last_sync.value < interval:
+                return
+            if self._active is not None:
+                self._fsync_active()
+                st.last_sync.value = now
+        except (AttributeError, StorageError):
+            if not self._closed:
+                raise
+            # close() of another thread came between the write (published: close() waits for the
+            # lock) and this fsync, and closed the state page and the file; it fsynced the active
+            # file itself first. The write took effect: it returns as the ones before close() did.
 
     def _fsync_active(self) -> None:
         """fsync the active data file, if this process writes one (StorageError if that fails)."""

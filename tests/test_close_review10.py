@@ -233,6 +233,85 @@ def test_two_threads_closing_at_once_both_return(store_path):
         assert again[b"k"] == b"v"
 
 
+def _pause_in_fsync(gate: _Gate, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chosen thread pauses in its fsync of the active file, the write lock released."""
+    real = db_write.fsync_file
+
+    def fsync_file(fd: int) -> None:
+        gate.pause()
+        real(fd)
+
+    monkeypatch.setattr(db_write, "fsync_file", fsync_file)
+
+
+@pytest.mark.parametrize(
+    ("write", "k_after"),
+    [
+        (lambda db: db.put(b"k", b"new"), b"new"),
+        (lambda db: db.incr(b"k"), b"8"),
+        (lambda db: db.delete(b"k"), None),
+        (lambda db: db.update(b"k", lambda v: b"new"), b"new"),
+    ],
+    ids=["put", "incr", "delete", "update"],
+)
+def test_a_write_whose_fsync_close_overtakes_returns(store_path, monkeypatch, write, k_after):
+    """With a sync policy a write fsyncs after it released the write lock; close() of another thread
+    coming in between closed the state page and the file under it, and the write, which had taken
+    effect, raised a bare AttributeError ('SharedState' object has no attribute 'last_sync') or
+    StorageError EBADF. close() fsynced the file itself: the write now returns."""
+    db = DB(store_path, sync="always")
+    db.put(b"k", b"7")
+    gate = _Gate()
+    _pause_in_fsync(gate, monkeypatch)
+    got: list[object] = []
+
+    def run() -> None:
+        try:
+            got.append(write(db))
+        except Exception as exc:  # reported to the test
+            got.append(exc)
+
+    writer = threading.Thread(target=run, daemon=True)
+    gate.thread = writer
+    writer.start()
+    assert gate.paused.wait(5)
+    db.close()
+    gate.resume.set()
+    writer.join(5)
+    assert len(got) == 1 and not isinstance(got[0], Exception), got
+    monkeypatch.undo()
+    with DB(store_path) as again:
+        assert again.get(b"k") == k_after
+    assert check(store_path).ok
+
+
+def test_a_sync_that_close_overtakes_raises_database_closed_error(store_path, monkeypatch):
+    """sync() racing close() of another thread fsynced a closed descriptor and raised StorageError
+    EBADF ('cannot fsync'), as if the disk had failed; it now raises DatabaseClosedError, as a sync()
+    after close() does."""
+    db = DB(store_path)
+    db.put(b"k", b"v")
+    gate = _Gate()
+    _pause_in_fsync(gate, monkeypatch)
+    got: list[object] = []
+
+    def run() -> None:
+        try:
+            db.sync()
+            got.append("synced")
+        except Exception as exc:  # reported to the test
+            got.append(exc)
+
+    syncing = threading.Thread(target=run, daemon=True)
+    gate.thread = syncing
+    syncing.start()
+    assert gate.paused.wait(5)
+    db.close()
+    gate.resume.set()
+    syncing.join(5)
+    assert len(got) == 1 and isinstance(got[0], DatabaseClosedError), got
+
+
 def _stress_worker(db: DB, seed: int, bad: list[str]) -> None:
     """Write by every path, at random, until the store is closed; note any other exception."""
     r = random.Random(seed)
@@ -280,9 +359,9 @@ def _stress_worker(db: DB, seed: int, bad: list[str]) -> None:
 
 
 def test_close_during_writes_of_other_threads_lets_only_database_closed_error_escape(tmp_path):
-    """A short randomized stress: threads write by every path (rotations and merges included)
-    while the main thread closes; only DatabaseClosedError escapes, nothing hangs, and the store
-    reopens and checks clean."""
+    """A short randomized stress: threads write by every path (rotations and merges included, with
+    each sync policy) while the main thread closes; only DatabaseClosedError escapes, nothing
+    hangs, and the store reopens and checks clean."""
     old_interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)
     rounds = 0
@@ -293,7 +372,7 @@ def test_close_during_writes_of_other_threads_lets_only_database_closed_error_es
         while time.monotonic() < deadline:
             rounds += 1
             path = str(tmp_path / f"s{rounds}")
-            db = DB(path, max_file_size=4096, auto_merge=0.3, sync=r.choice(["never"]))
+            db = DB(path, max_file_size=4096, auto_merge=0.3, sync=r.choice(["never", "always", 0.001]))
             for i in range(40):
                 db.put(b"k%02d" % i, b"v" * 40)
             bad: list[str] = []
