@@ -550,7 +550,7 @@ class _Writing:
             if self._active is not None:
                 self._fsync_active()
                 st.last_sync.value = now
-        except (AttributeError, StorageError):
+        except (AttributeError, StorageError, DatabaseClosedError):
             if not self._closed:
                 raise
             # close() of another thread came between the write (published: close() waits for the
@@ -558,13 +558,39 @@ class _Writing:
             # file itself first. The write took effect: it returns as the ones before close() did.
 
     def _fsync_active(self) -> None:
-        """fsync the active data file, if this process writes one (StorageError if that fails)."""
+        """fsync the active data file, if this process writes one (StorageError if that fails).
+
+        It runs outside the write lock, so a rotation of another thread may seal the file (close
+        its descriptor, whose number a file opened since may reuse) meanwhile: the file is then
+        fsynced by its name, for the records written before this call are in it.
+        """
         active = self._active
-        if active is not None:
+        if active is None:
+            return
+        fd = active.fd
+        if fd >= 0:
             try:
-                fsync_file(active.fd)
+                fsync_file(fd)
             except OSError as exc:
-                raise storage_error(exc, f"cannot fsync {active.path}") from exc
+                if active.fd == fd:
+                    raise storage_error(exc, f"cannot fsync {active.path}") from exc
+            if active.fd == fd:
+                return
+        # Closed under this call: by close() of another thread (which fsynced it unless
+        # sync="never"), or by a rotation, which fsyncs it only if some writer has a sync policy.
+        self._check_open()
+        try:
+            fd = os.open(active.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return  # a merge replaced it since, and fsynced its output files
+        except OSError as exc:
+            raise storage_error(exc, f"cannot fsync {active.path}") from exc
+        try:
+            fsync_file(fd)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot fsync {active.path}") from exc
+        finally:
+            os.close(fd)
 
     def put(
         self, key: bytes, value: bytes, ttl: float | None = None, *, expires_at: float | None = None

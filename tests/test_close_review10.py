@@ -312,12 +312,64 @@ def test_a_sync_that_close_overtakes_raises_database_closed_error(store_path, mo
     assert len(got) == 1 and isinstance(got[0], DatabaseClosedError), got
 
 
+@pytest.mark.parametrize("call", ["sync()", "put with sync='always'"])
+def test_an_fsync_that_a_rotation_of_another_thread_overtakes_fsyncs_the_file_by_name(
+    store_path, monkeypatch, call
+):
+    """An fsync runs outside the write lock: a rotation of another thread meanwhile sealed the active
+    file (closed its descriptor), and sync(), or a write with a sync policy that had taken effect,
+    raised StorageError EBADF ('cannot fsync ...: Bad file descriptor') as if the disk had failed
+    (or fsynced whatever file had reused the number). The file is now fsynced by its name."""
+    db = DB(store_path, max_file_size=8192, sync="always" if call.startswith("put") else "never")
+    db.put(b"k", b"7")
+    first = db._active
+    gate = _Gate()
+    fsynced: list[int] = []
+    real = db_write.fsync_file
+
+    def fsync_file(fd: int) -> None:
+        gate.pause()
+        if threading.current_thread() is syncing:
+            fsynced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(db_write, "fsync_file", fsync_file)
+    got: list[object] = []
+
+    def run() -> None:
+        try:
+            if call == "sync()":
+                db.sync()
+            else:
+                db.put(b"k", b"new")
+            got.append("done")
+        except Exception as exc:  # reported to the test
+            got.append(exc)
+
+    syncing = threading.Thread(target=run, daemon=True)
+    gate.thread = syncing
+    syncing.start()
+    assert gate.paused.wait(5)
+    db.put(b"big", b"x" * 9000)  # rotates: the file being fsynced is sealed
+    assert db._active is not first and first is not None and first.fd == -1
+    gate.resume.set()
+    syncing.join(5)
+    assert got == ["done"], got
+    # The descriptor the rotation closed (EBADF, or a file that reused its number), then the file
+    # opened by its name.
+    assert len(fsynced) == 2, fsynced
+    db.close()
+    with DB(store_path) as again:
+        assert again.get(b"k") == (b"7" if call == "sync()" else b"new")
+    assert check(store_path).ok
+
+
 def _stress_worker(db: DB, seed: int, bad: list[str]) -> None:
     """Write by every path, at random, until the store is closed; note any other exception."""
     r = random.Random(seed)
     while True:
         k = b"k%02d" % r.randrange(40)
-        op = r.randrange(10)
+        op = r.randrange(11)
         try:
             if op == 0:
                 db.put(k, b"p" * r.randrange(200), ttl=r.choice([None, 60]))
@@ -343,6 +395,8 @@ def _stress_worker(db: DB, seed: int, bad: list[str]) -> None:
                 db.merge()
             elif op == 8:
                 db.pop(k, None)
+            elif op == 9:
+                db.sync()
             else:
                 db.update(k, lambda v: b"u")
         except DatabaseClosedError:
