@@ -35,7 +35,6 @@ from kv_backend.files import (
     DataFile,
     FileId,
     data_name,
-    fsync_file,
     hint_name,
     list_data_files,
     prepare_directory,
@@ -299,12 +298,13 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         may be appending, and cutting them would make every reader remap the
         file on each write. Readers and recovery treat them as end of data.
         """
-        active = self._active
-        if self._sync_interval is None or active is None:
+        if self._sync_interval is None:
             return
+        # As _after_write does: a catch-up of another thread (a read's, outside the write lock) may
+        # be sealing the active file, another process having rotated, whose descriptor is then gone.
         try:
-            fsync_file(active.fd)
-        except OSError:
+            self._fsync_active()
+        except StorageError:
             pass
 
     def _raise_closed(self) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import pytest
 
 import kv_backend.db_write as db_write
+import kv_backend.files as files
 from kv_backend import DB
 from kv_backend.check import check
 from kv_backend.errors import DatabaseClosedError, KVError
@@ -361,6 +362,52 @@ def test_an_fsync_that_a_rotation_of_another_thread_overtakes_fsyncs_the_file_by
     db.close()
     with DB(store_path) as again:
         assert again.get(b"k") == (b"7" if call == "sync()" else b"new")
+    assert check(store_path).ok
+
+
+def test_close_while_a_catch_up_of_another_thread_seals_the_active_file_does_not_raise(
+    store_path, monkeypatch
+):
+    """close() with a sync policy fsyncs the active file, unlocked against a read of another thread
+    catching up with another process's rotation, which seals this process's active file (closes
+    its descriptor) before it opens the next: close() then raised a bare ValueError ('file
+    descriptor cannot be a negative integer (-1)'). It now fsyncs the file by its name."""
+    db = DB(store_path, sync="always", max_file_size=8192)
+    db.put(b"k", b"v")
+    with DB(store_path, max_file_size=8192) as other:
+        other.put(b"big", b"x" * 9000)  # another process rotates
+    gate = _Gate()
+    real_seal = files.DataFile.seal
+
+    def seal(f: files.DataFile) -> None:
+        real_seal(f)
+        if f is db._active:
+            gate.pause()  # this process's active file sealed, the next one not yet opened
+
+    monkeypatch.setattr(files.DataFile, "seal", seal)
+    got: dict[str, object] = {}
+
+    def run(name: str, fn: Callable[[], object]) -> None:
+        try:
+            got[name] = fn()
+        except Exception as exc:  # reported to the test
+            got[name] = exc
+
+    reader = threading.Thread(target=run, args=("read", lambda: db.get(b"k")), daemon=True)
+    gate.thread = reader
+    reader.start()
+    assert gate.paused.wait(5)
+    closing = threading.Thread(target=run, args=("close", db.close), daemon=True)
+    closing.start()
+    closing.join(0.05)  # it fsyncs, then waits for the view lock the catch-up holds
+    gate.resume.set()
+    reader.join(5)
+    closing.join(5)
+    assert got["close"] is None, got
+    assert got["read"] == b"v" or isinstance(got["read"], DatabaseClosedError), got
+    monkeypatch.undo()
+    with DB(store_path) as again:
+        assert again[b"k"] == b"v"
     assert check(store_path).ok
 
 
