@@ -360,18 +360,19 @@ class Connection(asyncio.Protocol):
 
     def _error(self, exc: Exception, command: str) -> ErrorReply:
         """The error reply for an exception raised by a command."""
-        if isinstance(exc, StructureError):
-            return ErrorReply(str(exc))
-        if isinstance(exc, NotAnIntegerError):
-            return ErrorReply("ERR value is not an integer or out of range")
         if isinstance(exc, KeyTooLargeError):
             # The engine's text counts the engine key, which adds a prefix (and a field or member)
-            # to the name: "1 to 65536 bytes, got 65537" for a name of 65535 bytes misleads.
+            # to the name: "1 to 65536 bytes, got 65537" for a name of 65535 bytes misleads. (A
+            # Structures write raises KeyNameTooLongError, a StructureError: one reply for both.)
             return ErrorReply(
                 "ERR key name too long: kvb holds a string's name of up to 65534 bytes, a hash's or "
                 "set's name and one field or member of up to 65530 together, a sorted set's of up to "
                 "65522, a list's name of up to 65522 and a stream's of up to 65514 bytes"
             )
+        if isinstance(exc, StructureError):
+            return ErrorReply(str(exc))
+        if isinstance(exc, NotAnIntegerError):
+            return ErrorReply("ERR value is not an integer or out of range")
         if isinstance(exc, (KVError, ValueError, TypeError, OverflowError)):
             return ErrorReply(f"ERR {exc}")
         # A bug must cost one reply, never the server.

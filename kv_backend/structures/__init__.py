@@ -43,6 +43,7 @@ from kv_backend.structures.dumps import Dumps
 from kv_backend.structures.errors import (
     CommandError,
     HashValueNotAnIntegerError,
+    KeyNameTooLongError,
     NotAFloatError,
     StructureError,
     WrongTypeError,
@@ -63,6 +64,7 @@ from kv_backend.structures.zsets import SortedSets
 __all__ = [
     "CommandError",
     "HashValueNotAnIntegerError",
+    "KeyNameTooLongError",
     "NotAFloatError",
     "StructureError",
     "Structures",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from kv_backend.errors import NotAnIntegerError
 from kv_backend.structures.errors import CommandError, WrongTypeError
-from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.keyspace import Keyspace, _name_limit
 from kv_backend.structures.layout import META, T_STRING, Name, Value, _b
 from kv_backend.structures.parsing import parse_int
 from kv_backend.structures.strings import MAX_STRING_SIZE
@@ -185,6 +185,7 @@ class Bits(Keyspace):
             raise WrongTypeError()
         return found[0][1:], found[1]
 
+    @_name_limit(T_STRING)
     def setbit(self, name: Name, offset: int | Value, value: int | Value) -> int:
         """Set or clear one bit (growing the string with zero bytes); return the bit's old value."""
         offset = bit_offset(offset)
@@ -278,6 +279,7 @@ class Bits(Keyspace):
             return hi + 1  # past the range: the string reads as padded with zero bits
         return -1
 
+    @_name_limit(T_STRING)
     def bitop(self, operation: Value, dest: Name, *keys: Name) -> int:
         """Store AND, OR, XOR of strings (NOT of one) at ``dest``; return its length.
 
@@ -315,6 +317,7 @@ class Bits(Keyspace):
             self.set(dest, result.to_bytes(size, "big"))
             return size
 
+    @_name_limit(T_STRING)
     def bitfield(self, name: Name, *words: Value) -> list[int | None]:
         """Run BITFIELD's operations (``"GET", "i8", 0, "SET", "u4", "#2", 9, "OVERFLOW", "SAT",
         "INCRBY", "i5", 100, 1`` ...) on one string; return their replies (None: OVERFLOW FAIL).

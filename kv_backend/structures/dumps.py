@@ -17,6 +17,7 @@ from kv_backend.structures.groups import (
     _consumer_prefix,
     _pel_prefix,
 )
+from kv_backend.structures.keyspace import _name_limit
 from kv_backend.structures.layout import (
     _CNT,
     _I64_MAX,
@@ -101,6 +102,7 @@ class Dumps(StreamGroups):
             stream.groups.append(rdb.Group(group, g.last, g.entries_read, pending, consumers))
         return stream
 
+    @_name_limit(None)
     def restore(
         self, name: Name, ttl: int, payload: bytes, replace: bool = False, absttl: bool = False
     ) -> bool:

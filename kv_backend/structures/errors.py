@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kv_backend.errors import KVError, NotAnIntegerError
+from kv_backend.errors import KeyTooLargeError, KVError, NotAnIntegerError
 
 
 class StructureError(KVError):
@@ -24,6 +24,11 @@ class NotAFloatError(StructureError, ValueError):
 
 class CommandError(StructureError, ValueError):
     """An argument is out of range or the operation cannot be done (Redis's ``ERR ...``)."""
+
+
+class KeyNameTooLongError(StructureError, KeyTooLargeError):
+    """A name (with its field, member or group) too long for one engine key; the message gives
+    the limit of the key's type (also a :class:`~kv_backend.errors.KeyTooLargeError`)."""
 
 
 class HashValueNotAnIntegerError(StructureError, NotAnIntegerError):

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from kv_backend.longdouble import format_human
 from kv_backend.structures import geohash
 from kv_backend.structures.errors import CommandError
+from kv_backend.structures.keyspace import _name_limit
 from kv_backend.structures.layout import T_ZSET, ZMEM, Name, Value, _b, _lp, decode_score
 from kv_backend.structures.parsing import parse_float
 from kv_backend.structures.zsets import SortedSets
@@ -148,6 +149,7 @@ def partial_sort(items: list[Any], cmp: Callable[[Any, Any], int], count: int, f
 class GeoSets(SortedSets):
     """The geo commands of :class:`~kv_backend.structures.Structures`."""
 
+    @_name_limit(T_ZSET)
     def geoadd(
         self,
         name: Name,
@@ -175,7 +177,7 @@ class GeoSets(SortedSets):
 
     def _geo_xy(self, name: bytes, member: Value) -> tuple[float, float] | None:
         """The position of a member of an existing sorted set, or None."""
-        raw = self.db.get(ZMEM + _lp(name) + _b(member))
+        raw = self._value(ZMEM + _lp(name) + _b(member))
         return None if raw is None else geohash.decode(decode_score(raw))
 
     def geopos(self, name: Name, *members: Value) -> list[tuple[float, float] | None]:
@@ -202,7 +204,7 @@ class GeoSets(SortedSets):
         exists = self._meta(name, T_ZSET) is not None
         out: list[bytes | None] = []
         for member in members:
-            raw = self.db.get(ZMEM + _lp(name) + _b(member)) if exists else None
+            raw = self._value(ZMEM + _lp(name) + _b(member)) if exists else None
             out.append(None if raw is None else geohash.geohash_string(decode_score(raw)))
         return out
 
@@ -361,6 +363,7 @@ class GeoSets(SortedSets):
         points = self._geo_points(name, shape, count or 0 if any_ else 0)
         return self._geo_order(points, order, count or 0, any_), shape.unit
 
+    @_name_limit(T_ZSET)
     def geosearchstore(
         self,
         dest: Name,
@@ -387,6 +390,7 @@ class GeoSets(SortedSets):
             )
             return self._geo_store(dest, points, storedist, factor)
 
+    @_name_limit(T_ZSET)
     def georadius(
         self,
         name: Name,
@@ -400,6 +404,7 @@ class GeoSets(SortedSets):
         store the result as :meth:`geosearchstore` does and return its size."""
         return self._georadius(name, None, longitude, latitude, radius, unit, options)
 
+    @_name_limit(T_ZSET)
     def georadiusbymember(
         self, name: Name, member: Value, radius: Value | float, unit: Value = "m", **options: Any
     ) -> Any:

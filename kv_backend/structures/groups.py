@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
+from kv_backend.structures.keyspace import _name_limit
 from kv_backend.structures.layout import CONSUMER, GROUP, PENDING, STREAM, T_STREAM, Name, _b, _lp
 from kv_backend.structures.streams import (
     _U64_MAX,
@@ -123,7 +124,7 @@ class StreamGroups(Streams):
     # ------------------------------------------------------------ records
 
     def _group(self, name: bytes, group: bytes) -> Group | None:
-        data = self.db.get(GROUP + _lp(name) + group)
+        data = self._value(GROUP + _lp(name) + group)
         return None if data is None else _decode_group(data)
 
     @staticmethod
@@ -157,7 +158,7 @@ class StreamGroups(Streams):
         return out
 
     def _pending(self, name: bytes, group: bytes, xid: ID) -> Pending | None:
-        value = self.db.get(_pel_prefix(name, group) + _XID.pack(*xid))
+        value = self._value(_pel_prefix(name, group) + _XID.pack(*xid))
         return None if value is None else _decode_pending(xid, value)
 
     @staticmethod
@@ -274,6 +275,7 @@ class StreamGroups(Streams):
             raise CommandError("ERR value for ENTRIESREAD must be positive or -1")
         return entries_read
 
+    @_name_limit(T_STREAM)
     def xgroup_create(
         self,
         name: Name,
@@ -329,6 +331,7 @@ class StreamGroups(Streams):
                 self._delete_prefixes(b, (_consumer_prefix(name, group), _pel_prefix(name, group)))
         return 1
 
+    @_name_limit(T_STREAM)
     def xgroup_createconsumer(self, name: Name, group: Name, consumer: Name) -> int:
         """Add a consumer to a group; 1 if it is new, 0 if it existed."""
         name, group, consumer = _b(name), _b(group), _b(consumer)
@@ -348,7 +351,7 @@ class StreamGroups(Streams):
         with db.locked():
             self._group_target(name, group, need_group=True)
             ckey = _consumer_prefix(name, group) + consumer
-            if ckey not in db:
+            if not self._stored(ckey):
                 return 0
             mine = [p for p in self._pel(name, group) if p.consumer == consumer]
             pfx = _pel_prefix(name, group)
@@ -409,6 +412,7 @@ class StreamGroups(Streams):
 
     # ---------------------------------------------------------- XREADGROUP
 
+    @_name_limit(T_STREAM)
     def xreadgroup(
         self,
         group: Name,
@@ -620,6 +624,7 @@ class StreamGroups(Streams):
 
     # ------------------------------------------------------ XCLAIM, XAUTOCLAIM
 
+    @_name_limit(T_STREAM)
     def xclaim(
         self,
         name: Name,
@@ -683,6 +688,7 @@ class StreamGroups(Streams):
                 self._touch_consumer(b, name, group, consumer, now, seen=True, active=bool(claimed))
         return claimed
 
+    @_name_limit(T_STREAM)
     def xautoclaim(
         self,
         name: Name,

@@ -10,7 +10,7 @@ from typing import Any
 from kv_backend import longdouble
 from kv_backend.errors import NotAnIntegerError
 from kv_backend.structures.errors import CommandError, HashValueNotAnIntegerError, NotAFloatError
-from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.keyspace import Keyspace, _name_limit
 from kv_backend.structures.layout import _I64_MAX, _I64_MIN, HASH, META, T_HASH, Name, Value, _b, _lp
 from kv_backend.structures.parsing import (
     _add_long_double,
@@ -24,6 +24,7 @@ from kv_backend.structures.parsing import (
 class Hashes(Keyspace):
     """The hash commands of :class:`~kv_backend.structures.Structures`."""
 
+    @_name_limit(T_HASH)
     def hset(self, name: Name, mapping: Mapping[Name, Value] | None = None, **fields: Value) -> int:
         """Set hash fields (``mapping`` and/or keyword fields); return how many were new."""
         items = [(_b(f), _b(v)) for f, v in (mapping or {}).items()]
@@ -32,6 +33,7 @@ class Hashes(Keyspace):
             raise CommandError("ERR wrong number of arguments for 'hset' command")
         return self._hset(_b(name), items, nx=False)
 
+    @_name_limit(T_HASH)
     def hset_pairs(self, name: Name, pairs: list[tuple[Name, Value]]) -> int:
         """Set hash fields from ``(field, value)`` pairs, later pairs winning; return how many were new."""
         if not pairs:
@@ -81,6 +83,7 @@ class Hashes(Keyspace):
                 self._put_count(b, name, T_HASH, count + added, version, expiry)
             return added
 
+    @_name_limit(T_HASH)
     def hsetnx(self, name: Name, field: Name, value: Value) -> bool:
         """Set a hash field only if it does not exist."""
         return self._hset(_b(name), [(_b(field), _b(value))], nx=True) == 1
@@ -90,7 +93,7 @@ class Hashes(Keyspace):
         name = _b(name)
         if self._meta(name, T_HASH) is None:
             return None
-        return self.db.get(HASH + _lp(name) + _b(field))
+        return self._value(HASH + _lp(name) + _b(field))
 
     def hmget(self, name: Name, *fields: Name) -> list[bytes | None]:
         """The values of several hash fields."""
@@ -98,7 +101,7 @@ class Hashes(Keyspace):
         if self._meta(name, T_HASH) is None:
             return [None] * len(fields)
         pfx = HASH + _lp(name)
-        return [self.db.get(pfx + _b(f)) for f in fields]
+        return [self._value(pfx + _b(f)) for f in fields]
 
     def _hitems(self, name: bytes) -> list[tuple[bytes, bytes]]:
         if self._meta(name, T_HASH) is None:
@@ -138,6 +141,7 @@ class Hashes(Keyspace):
         name = _b(name)
         return self._remove_members(name, T_HASH, HASH + _lp(name), fields)
 
+    @_name_limit(T_HASH)
     def hincrby(self, name: Name, field: Name, amount: int = 1) -> int:
         """Add to an integer hash field (missing = 0); return the result."""
         amount = parse_int(amount)
@@ -154,10 +158,12 @@ class Hashes(Keyspace):
             self._hset(name, [(field, str(result).encode())], nx=False)
             return result
 
+    @_name_limit(T_HASH)
     def hincrbyfloat(self, name: Name, field: Name, amount: float | Value) -> float:
         """Add to a float hash field (missing = 0) with Redis's arithmetic; return the result."""
         return float(self.hincrbyfloat_text(name, field, amount))
 
+    @_name_limit(T_HASH)
     def hincrbyfloat_text(self, name: Name, field: Name, amount: float | Value) -> bytes:
         """:meth:`hincrbyfloat`, returning the new value as stored (HINCRBYFLOAT's reply)."""
         incr = _long_double(amount)

@@ -24,7 +24,7 @@ import struct
 from bisect import bisect_right
 
 from kv_backend.structures.errors import CommandError, WrongTypeError
-from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.keyspace import Keyspace, _name_limit
 from kv_backend.structures.layout import META, T_STRING, Name, Value, _b
 
 P = 14
@@ -315,6 +315,7 @@ class HyperLogLogs(Keyspace):
             raise WrongTypeError(NOT_HLL)
         return found[0][1:], found[1]
 
+    @_name_limit(T_STRING)
     def pfadd(self, name: Name, *elements: Value) -> int:
         """Add elements to a HyperLogLog (creating it); 1 if a register changed or it was created."""
         name = _b(name)
@@ -372,6 +373,7 @@ class HyperLogLogs(Keyspace):
             self.db.put(META + name, b"s" + cached, expires_at=expiry)
             return count
 
+    @_name_limit(T_STRING)
     def pfmerge(self, dest: Name, *sources: Name) -> bool:
         """Store the union of HyperLogLogs (``dest`` itself included) at ``dest``."""
         dest = _b(dest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -10,9 +11,9 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from kv_backend.db import DB, Batch
-from kv_backend.errors import NotAnIntegerError
-from kv_backend.record import HEADER_SIZE
-from kv_backend.structures.errors import CommandError, WrongTypeError
+from kv_backend.errors import KeyTooLargeError, NotAnIntegerError
+from kv_backend.record import HEADER_SIZE, MAX_KEY_SIZE
+from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
 from kv_backend.structures.layout import (
     _CNT,
     _LEN,
@@ -49,6 +50,45 @@ from kv_backend.structures.parsing import (
 
 _S = TypeVar("_S", bound="Keyspace")
 _T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+#: How long names may be, by type: one engine key of at most MAX_KEY_SIZE bytes holds a 2-byte
+#: prefix, the name with its 4-byte length and a field, member, list index (8 bytes), score
+#: (8 bytes, a sorted set's order index) or entry ID (16 bytes); see docs/redis.md.
+_NAME_LIMITS = {
+    T_STRING: f"a string's name may be up to {MAX_KEY_SIZE - 2} bytes",
+    T_HASH: f"a hash's name and one field may be up to {MAX_KEY_SIZE - 6} bytes together",
+    T_SET: f"a set's name and one member may be up to {MAX_KEY_SIZE - 6} bytes together",
+    T_ZSET: f"a sorted set's (or geo key's) name and one member may be up to {MAX_KEY_SIZE - 14} "
+    "bytes together",
+    T_LIST: f"a list's name may be up to {MAX_KEY_SIZE - 14} bytes",
+    T_STREAM: f"a stream's name may be up to {MAX_KEY_SIZE - 22} bytes, its name and a consumer "
+    f"group's up to {MAX_KEY_SIZE - 26} together, and those with a consumer's name up to "
+    f"{MAX_KEY_SIZE - 10}",
+}
+
+
+def _name_limit(tag: int | None) -> Callable[[_F], _F]:
+    """Decorate a write to a key of type ``tag`` (None: of any type): the engine's
+    ``KeyTooLargeError`` ("keys must be 1 to 65536 bytes long", counting the prefix and field
+    it adds to the name) becomes a :class:`KeyNameTooLongError` that gives the limit of names."""
+    limits = [_NAME_LIMITS[tag]] if tag is not None else list(_NAME_LIMITS.values())
+    message = f"ERR key name too long: {'; '.join(limits)}; use a shorter name"
+
+    def decorate(method: _F) -> _F:
+        @functools.wraps(method)
+        def write(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except KeyNameTooLongError:
+                raise
+            except KeyTooLargeError:
+                raise KeyNameTooLongError(message) from None
+
+        return write  # type: ignore[return-value]
+
+    return decorate
 
 
 class Keyspace:
@@ -96,6 +136,25 @@ class Keyspace:
     def _record(self, mk: bytes) -> tuple[bytes, float] | None:
         """Return ``(metadata, absolute expiry or 0)`` of a live key, or None."""
         return self.db._get_record(mk)
+
+    def _value(self, key: bytes) -> bytes | None:
+        """``db.get(key)``, and None for a key too long for the engine as for a missing one.
+
+        A name, field or member that makes its engine key longer than the engine allows can never
+        have been stored, so a read of it answers absence, as Redis does for any name it does not
+        hold, instead of raising the engine's ``KeyTooLargeError`` (writes still raise it).
+        """
+        try:
+            return self.db.get(key)
+        except KeyTooLargeError:
+            return None
+
+    def _stored(self, key: bytes) -> bool:
+        """``key in db``, and False for a key too long for the engine (see :meth:`_value`)."""
+        try:
+            return key in self.db
+        except KeyTooLargeError:
+            return False
 
     def _meta(self, name: bytes, tag: int) -> tuple[bytes, float] | None:
         """The metadata of ``name`` if it exists; WRONGTYPE if it holds another type."""
@@ -206,12 +265,13 @@ class Keyspace:
 
     def type(self, name: Name) -> str:
         """The type of a key: ``string``, ``hash``, ``list``, ``set``, ``zset`` or ``none``."""
-        found = self.db.get(META + _b(name))
+        found = self._value(META + _b(name))
         return "none" if found is None else TYPE_NAMES.get(found[0], "none")
 
     def exists(self, *names: Name) -> int:
         """How many of ``names`` exist (a name given twice counts twice)."""
-        return sum(1 for n in names if META + _b(n) in self.db)
+        stored = self._stored
+        return sum(1 for n in names if stored(META + _b(n)))
 
     def delete(self, *names: Name) -> int:
         """Delete keys of any type; return how many existed."""
@@ -224,7 +284,7 @@ class Keyspace:
                 if name in seen:
                     continue
                 seen.add(name)
-                found = db.get(META + name)
+                found = self._value(META + name)
                 if found is not None:
                     removed += 1
                     self._drop(b, name, found)
@@ -237,22 +297,28 @@ class Keyspace:
         name = _b(name)
         if seconds is not None and seconds <= 0:
             return self.delete(name) == 1
-        return self.db.expire(META + name, seconds)
+        try:
+            return self.db.expire(META + name, seconds)
+        except KeyTooLargeError:
+            return False  # a name too long to be stored: missing (see _value)
 
     def expireat(self, name: Name, timestamp: float) -> bool:
         """Make a key expire at exactly this Unix time (a past time deletes it); False if it is missing."""
         name = _b(name)
         if timestamp <= _time():
             return self.delete(name) == 1
-        return self.db.expire(META + name, expires_at=timestamp)
+        try:
+            return self.db.expire(META + name, expires_at=timestamp)
+        except KeyTooLargeError:
+            return False  # a name too long to be stored: missing (see _value)
 
     def expiretime(self, name: Name) -> float | None:
         """The Unix time a key expires at (None: never); raises ``KeyError`` if the key is missing."""
         name = _b(name)
-        found = self.db.get_with_expiry(META + name)
+        found = self._record(META + name)
         if found is None:
             raise KeyError(name)
-        return found[1]
+        return found[1] or None
 
     def persist(self, name: Name) -> bool:
         """Remove the expiry of a key; True if it had one."""
@@ -268,7 +334,7 @@ class Keyspace:
         name = _b(name)
         try:
             return self.db.ttl(META + name)
-        except KeyError:
+        except (KeyError, KeyTooLargeError):  # (a name too long to be stored is missing too)
             raise KeyError(name) from None
 
     def keys(self, pattern: Name = b"*") -> list[bytes]:
@@ -316,6 +382,7 @@ class Keyspace:
                 return _encode_cursor(last, self._cursors), names
         return 0, names
 
+    @_name_limit(None)
     def rename(self, src: Name, dst: Name, nx: bool = False) -> bool:
         """Move a key (with its expiry) to a new name, replacing what was there; ``nx``: only if free.
 
@@ -490,10 +557,10 @@ class Keyspace:
                 for member in {_b(m) for m in members}:
                     key = pfx + member
                     if index is None:
-                        if key not in db:
+                        if not self._stored(key):
                             continue
                     else:
-                        value = db.get(key)
+                        value = self._value(key)
                         if value is None:
                             continue
                         b.delete(index + value + member)
@@ -534,6 +601,7 @@ class Keyspace:
         stop = min(stop, n - 1)
         return start, max(stop + 1, start)
 
+    @_name_limit(None)
     def copy(self, src: Name, dst: Name, replace: bool = False) -> bool:
         """Copy a key of any type, with its TTL, to ``dst``; False if ``src`` is missing or ``dst``
         exists (unless ``replace``). A stream is copied with its consumer groups, their consumers
@@ -576,7 +644,7 @@ class Keyspace:
         or ``skiplist``; a stream ``stream``. At most a bounded number of members is read.
         """
         name = _b(name)
-        found = self.db.get(META + name)
+        found = self._value(META + name)
         if found is None:
             return None
         tag = found[0]
@@ -612,7 +680,7 @@ class Keyspace:
     def object_refcount(self, name: Name) -> int | None:
         """What OBJECT REFCOUNT answers in Redis: 2147483647 for the integers 0-9999 (shared
         objects there), 1 for any other value; None if the key is missing."""
-        found = self.db.get(META + _b(name))
+        found = self._value(META + _b(name))
         if found is None:
             return None
         if found[0] == T_STRING:

@@ -7,7 +7,7 @@ from typing import Any
 
 from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
-from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.keyspace import Keyspace, _name_limit
 from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp
 
 #: LPOS's error for RANK 0.
@@ -61,10 +61,12 @@ class Lists(Keyspace):
                 self._put_list(b, name, head, tail, version, expiry)
             return tail - head
 
+    @_name_limit(T_LIST)
     def lpush(self, name: Name, *values: Value) -> int:
         """Insert values at the head of a list (each in turn); return the new length."""
         return self._push(name, values, left=True)
 
+    @_name_limit(T_LIST)
     def rpush(self, name: Name, *values: Value) -> int:
         """Append values to a list; return the new length."""
         return self._push(name, values, left=False)
@@ -274,10 +276,12 @@ class Lists(Keyspace):
             self._rewrite_list(name, found, items)
             return len(items)
 
+    @_name_limit(T_LIST)
     def rpoplpush(self, src: Name, dst: Name) -> bytes | None:
         """Move the last element of ``src`` to the head of ``dst``."""
         return self.lmove(src, dst, "RIGHT", "LEFT")
 
+    @_name_limit(T_LIST)
     def lmove(self, src: Name, dst: Name, wherefrom: str, whereto: str) -> bytes | None:
         """Move an element between lists (atomically).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from kv_backend.structures.errors import CommandError
-from kv_backend.structures.keyspace import Keyspace, _redis_int
+from kv_backend.structures.keyspace import Keyspace, _name_limit, _redis_int
 from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _lp
 from kv_backend.structures.parsing import glob_match, parse_cursor
 
@@ -13,6 +13,7 @@ from kv_backend.structures.parsing import glob_match, parse_cursor
 class Sets(Keyspace):
     """The set commands of :class:`~kv_backend.structures.Structures`."""
 
+    @_name_limit(T_SET)
     def sadd(self, name: Name, *members: Value) -> int:
         """Add members to a set; return how many were new."""
         name = _b(name)
@@ -54,7 +55,7 @@ class Sets(Keyspace):
         name = _b(name)
         if self._meta(name, T_SET) is None:
             return False
-        return SET + _lp(name) + _b(member) in self.db
+        return self._stored(SET + _lp(name) + _b(member))
 
     def smismember(self, name: Name, *members: Value) -> list[bool]:
         """Membership of several values."""
@@ -134,6 +135,7 @@ class Sets(Keyspace):
         numbered.sort()
         return [m for _, m in numbered]
 
+    @_name_limit(T_SET)
     def smove(self, src: Name, dst: Name, member: Value) -> bool:
         """Move ``member`` from set ``src`` to set ``dst`` (atomically); False if it was not in ``src``.
 
@@ -149,7 +151,7 @@ class Sets(Keyspace):
                 return False
             target = self._meta(dst, T_SET)
             spfx, dpfx = SET + _lp(src), SET + _lp(dst)
-            if spfx + member not in db:
+            if not self._stored(spfx + member):
                 return False
             if src == dst:
                 return True
@@ -193,7 +195,7 @@ class Sets(Keyspace):
         out = []
         for key in db.keys(prefix=first):
             member = key[n:]
-            if all(pfx + member in db for pfx in others):
+            if all(self._stored(pfx + member) for pfx in others):
                 out.append(member)
                 if len(out) == limit:
                     break
@@ -231,17 +233,20 @@ class Sets(Keyspace):
             self._put_count(b, dst, T_SET, len(members), version, 0.0)
         return len(members)
 
+    @_name_limit(T_SET)
     def sinterstore(self, dst: Name, *names: Name) -> int:
         """Store the intersection of the sets in ``dst`` (replacing it); return its size."""
         with self.db.locked():
             return self._store_set(dst, self._intersect(names))
 
+    @_name_limit(T_SET)
     def sunionstore(self, dst: Name, *names: Name) -> int:
         """Store the union of the sets in ``dst`` (replacing it); return its size."""
         with self.db.locked():
             self._set_sizes(names)  # every type checked before any member is read
             return self._store_set(dst, self.sunion(*names))
 
+    @_name_limit(T_SET)
     def sdiffstore(self, dst: Name, *names: Name) -> int:
         """Store the members of the first set that are in none of the others in ``dst``; return its size."""
         with self.db.locked():

@@ -8,7 +8,7 @@ from typing import Any
 
 from kv_backend.structures.errors import CommandError, WrongTypeError
 from kv_backend.structures.geo import partial_sort
-from kv_backend.structures.keyspace import _redis_int
+from kv_backend.structures.keyspace import _name_limit, _redis_int
 from kv_backend.structures.layout import (
     _LST,
     HASH,
@@ -114,6 +114,7 @@ class Sorting(Lists, Sets, SortedSets):
             return members
         return [m for m, _ in self._zscan_order(name)]
 
+    @_name_limit(T_LIST)
     def sort(
         self,
         name: Name,

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
-from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.keyspace import Keyspace, _name_limit
 from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, Value, _b, _lp
 
 _XMETA = struct.Struct(">QQQQQQQ")  # count, version, last ID, entries added, largest deleted ID
@@ -47,6 +47,7 @@ class Streams(Keyspace):
         count, version, ms, seq, added, del_ms, del_seq = _XMETA.unpack_from(meta, 1)
         return StreamMeta(count, version, (ms, seq), expiry, added, (del_ms, del_seq))
 
+    @_name_limit(T_STREAM)
     def xadd(
         self,
         name: Name,

@@ -9,7 +9,7 @@ from typing import Any
 
 from kv_backend import longdouble
 from kv_backend.structures.errors import CommandError, WrongTypeError
-from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.keyspace import Keyspace, _name_limit
 from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, Value, _b
 from kv_backend.structures.parsing import _add_long_double, _long_double, parse_int
 
@@ -28,13 +28,14 @@ class Strings(Keyspace):
 
     def get(self, name: Name) -> bytes | None:
         """The string value of a key, or None if it is missing."""
-        found = self.db.get(META + _b(name))
+        found = self._value(META + _b(name))
         if found is None:
             return None
         if found[0] != T_STRING:
             raise WrongTypeError()
         return found[1:]
 
+    @_name_limit(T_STRING)
     def set(
         self,
         name: Name,
@@ -84,10 +85,12 @@ class Strings(Keyspace):
                 db.put(mk, data, ex, expires_at=keep)
         return old_value if get else True
 
+    @_name_limit(T_STRING)
     def setnx(self, name: Name, value: Value) -> bool:
         """Store a string only if the key is missing."""
         return bool(self.set(name, value, nx=True))
 
+    @_name_limit(T_STRING)
     def setex(self, name: Name, seconds: float, value: Value) -> bool:
         """Store a string with a TTL in seconds."""
         return bool(self.set(name, value, ex=seconds))
@@ -96,10 +99,11 @@ class Strings(Keyspace):
         """The string values of several keys (None for missing keys or keys of other types)."""
         out: list[bytes | None] = []
         for n in names:
-            found = self.db.get(META + _b(n))
+            found = self._value(META + _b(n))
             out.append(found[1:] if found is not None and found[0] == T_STRING else None)
         return out
 
+    @_name_limit(T_STRING)
     def mset(self, mapping: Mapping[Name, Value]) -> bool:
         """Store several strings at once (all or nothing)."""
         db = self.db
@@ -112,6 +116,7 @@ class Strings(Keyspace):
                 b.put(META + name, b"s" + _b(v))
         return True
 
+    @_name_limit(T_STRING)
     def msetnx(self, mapping: Mapping[Name, Value]) -> bool:
         """Store several strings only if none of the keys exists."""
         db = self.db
@@ -129,6 +134,7 @@ class Strings(Keyspace):
                 self.db.delete(mk)
             return value
 
+    @_name_limit(T_STRING)
     def getset(self, name: Name, value: Value) -> bytes | None:
         """Store a string and return the old one (the TTL is dropped)."""
         return self.set(name, value, get=True)
@@ -149,6 +155,7 @@ class Strings(Keyspace):
                     self.persist(name)  # writes nothing without a TTL: WATCH sees no change, as in Redis
             return value
 
+    @_name_limit(T_STRING)
     def append(self, name: Name, value: Value) -> int:
         """Append to a string (creating it); return the new length."""
         mk = META + _b(name)
@@ -243,6 +250,7 @@ class Strings(Keyspace):
             return {b"matches": matches, b"len": total}
         return bytes(reversed(out))
 
+    @_name_limit(T_STRING)
     def incrby(self, name: Name, amount: int = 1) -> int:
         """Add to an integer string (missing = 0, keeps the TTL); return the result."""
         amount = parse_int(amount)
@@ -262,18 +270,22 @@ class Strings(Keyspace):
             self.db.put(mk, b"s%d" % result, expires_at=expiry)
             return result
 
+    @_name_limit(T_STRING)
     def incr(self, name: Name) -> int:
         """Add 1 to an integer string."""
         return self.incrby(name, 1)
 
+    @_name_limit(T_STRING)
     def decr(self, name: Name) -> int:
         """Subtract 1 from an integer string."""
         return self.incrby(name, -1)
 
+    @_name_limit(T_STRING)
     def decrby(self, name: Name, amount: int = 1) -> int:
         """Subtract from an integer string."""
         return self.incrby(name, -parse_int(amount))
 
+    @_name_limit(T_STRING)
     def incrbyfloat(self, name: Name, amount: float | Value) -> float:
         """Add to a float string (missing = 0, keeps the TTL); return the result.
 
@@ -283,6 +295,7 @@ class Strings(Keyspace):
         """
         return float(self.incrbyfloat_text(name, amount))
 
+    @_name_limit(T_STRING)
     def incrbyfloat_text(self, name: Name, amount: float | Value) -> bytes:
         """:meth:`incrbyfloat`, returning the new value as stored (INCRBYFLOAT's reply)."""
         mk = META + _b(name)
@@ -299,6 +312,7 @@ class Strings(Keyspace):
             self.db.put(mk, b"s" + text, expires_at=expiry)
             return text
 
+    @_name_limit(T_STRING)
     def setrange(self, name: Name, offset: int, value: Value) -> int:
         """Overwrite part of a string from byte ``offset`` (zero bytes pad a gap); return the new length.
 

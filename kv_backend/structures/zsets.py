@@ -9,7 +9,7 @@ from itertools import islice
 from typing import Any
 
 from kv_backend.structures.errors import CommandError, WrongTypeError
-from kv_backend.structures.keyspace import Keyspace
+from kv_backend.structures.keyspace import Keyspace, _name_limit
 from kv_backend.structures.layout import (
     _U64,
     META,
@@ -70,6 +70,7 @@ def _where(where: str | bytes) -> bool:
 class SortedSets(Keyspace):
     """The sorted set commands of :class:`~kv_backend.structures.Structures`."""
 
+    @_name_limit(T_ZSET)
     def zadd(
         self,
         name: Name,
@@ -144,6 +145,7 @@ class SortedSets(Keyspace):
                 return result
             return added + changed if ch else added
 
+    @_name_limit(T_ZSET)
     def zincrby(self, name: Name, amount: float, member: Value) -> float:
         """Add to a member's score (missing = 0); return the new score."""
         return self.zadd(name, {member: amount}, incr=True)
@@ -158,7 +160,7 @@ class SortedSets(Keyspace):
         name = _b(name)
         if self._meta(name, T_ZSET) is None:
             return None
-        raw = self.db.get(ZMEM + _lp(name) + _b(member))
+        raw = self._value(ZMEM + _lp(name) + _b(member))
         return None if raw is None else decode_score(raw)
 
     def zmscore(self, name: Name, *members: Value) -> list[float | None]:
@@ -284,7 +286,7 @@ class SortedSets(Keyspace):
         name, member = _b(name), _b(member)
         if self._meta(name, T_ZSET) is None:
             return None
-        raw = self.db.get(ZMEM + _lp(name) + member)
+        raw = self._value(ZMEM + _lp(name) + member)
         if raw is None:
             return None
         target = ZIDX + _lp(name) + raw + member
@@ -592,9 +594,9 @@ class SortedSets(Keyspace):
     def _zsource_score(self, name: bytes, tag: int, member: bytes) -> float | None:
         """One member's score in an input, or None."""
         if tag == T_ZSET:
-            raw = self.db.get(ZMEM + _lp(name) + member)
+            raw = self._value(ZMEM + _lp(name) + member)
             return None if raw is None else decode_score(raw)
-        return 1.0 if SET + _lp(name) + member in self.db else None
+        return 1.0 if self._stored(SET + _lp(name) + member) else None
 
     @staticmethod
     def _zinputs(
@@ -723,6 +725,7 @@ class SortedSets(Keyspace):
         keys, ws = self._zinputs(names, None)
         return self._zsorted(self._zcombine("diff", keys, ws, "sum"), withscores)
 
+    @_name_limit(T_ZSET)
     def zunionstore(
         self,
         dest: Name,
@@ -738,6 +741,7 @@ class SortedSets(Keyspace):
         with self.db.locked():
             return self._zstore(dest, self._zcombine("union", keys, ws, aggregate or "sum"))
 
+    @_name_limit(T_ZSET)
     def zinterstore(
         self,
         dest: Name,
@@ -750,6 +754,7 @@ class SortedSets(Keyspace):
         with self.db.locked():
             return self._zstore(dest, self._zcombine("inter", keys, ws, aggregate or "sum"))
 
+    @_name_limit(T_ZSET)
     def zdiffstore(self, dest: Name, names: Iterable[Name]) -> int:
         """Store :meth:`zdiff` in ``dest`` as :meth:`zunionstore` does."""
         keys, ws = self._zinputs(names, None)
@@ -773,6 +778,7 @@ class SortedSets(Keyspace):
                     break
         return count
 
+    @_name_limit(T_ZSET)
     def zrangestore(self, dest: Name, items: Iterable[tuple[Value, float]]) -> int:
         """Replace ``dest`` by a sorted set of ``(member, score)`` items (ZRANGESTORE's write).
 

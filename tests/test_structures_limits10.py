@@ -1,0 +1,151 @@
+"""kv_backend.structures and kvb serve given names, fields, members and arguments at and past the
+limits: reads answer as for a missing key, failures are project errors that say what to do, and a
+refused write leaves nothing half-written."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from resp_helpers import RunningServer
+
+from kv_backend.errors import KeyTooLargeError, KVError
+from kv_backend.structures import Structures
+from kv_backend.structures.errors import KeyNameTooLongError, StructureError
+
+LONG = b"k" * 70_000  # longer than any engine key: such a name, field or member is never stored
+
+
+@pytest.fixture
+def s(store_path):
+    with Structures(store_path) as st_:
+        st_.set("str", "v")
+        st_.hset("h", {"f": "v"})
+        st_.sadd("s", "m")
+        st_.zadd("z", {"m": 1})
+        st_.geoadd("g", [1, 2, "m"])
+        st_.rpush("l", "x")
+        st_.xadd("x", {"f": "v"}, id="1-1")
+        st_.xgroup_create("x", "grp", id="0")
+        yield st_
+
+
+def test_reads_of_a_name_too_long_to_be_stored_answer_as_for_a_missing_key(s):
+    """Redis answers nil/0/empty for a name it does not hold; these raised the engine's
+    'keys must be 1 to 65536 bytes long' (kv_backend.Store treats such keys as absent too)."""
+    assert s.get(LONG) is None
+    assert s.mget("str", LONG) == [b"v", None]
+    assert s.exists(LONG) == 0 and s.exists("str", LONG, "h") == 2
+    assert s.touch(LONG) == 0
+    assert s.type(LONG) == "none"
+    assert s.strlen(LONG) == 0 and s.getrange(LONG, 0, 1) == b""
+    assert s.object_encoding(LONG) is None and s.object_refcount(LONG) is None
+    with pytest.raises(KeyError):
+        s.ttl(LONG)
+    with pytest.raises(KeyError):
+        s.expiretime(LONG)
+    assert s.expire(LONG, 10) is False and s.expireat(LONG, 2**40) is False
+    assert s.delete(LONG) == 0 and s.unlink("str", LONG) == 1
+    assert s.getdel(LONG) is None and s.getex(LONG, ex=5) is None
+
+
+def test_fields_and_members_too_long_to_be_stored_are_missing(s):
+    assert s.hget("h", LONG) is None and s.hmget("h", "f", LONG) == [b"v", None]
+    assert s.hexists("h", LONG) is False and s.hstrlen("h", LONG) == 0
+    assert s.hdel("h", LONG) == 0 and s.hlen("h") == 1
+    assert s.sismember("s", LONG) is False and s.smismember("s", "m", LONG) == [True, False]
+    assert s.srem("s", LONG) == 0 and s.smove("s", "s2", LONG) is False
+    assert s.zscore("z", LONG) is None and s.zmscore("z", "m", LONG) == [1.0, None]
+    assert s.zrank("z", LONG) is None and s.zrevrank("z", LONG) is None
+    assert s.zrem("z", LONG) == 0 and s.zcard("z") == 1
+    assert s.geopos("g", "m", LONG)[1] is None and s.geodist("g", "m", LONG) is None
+    assert s.geohash("g", LONG) == [None]
+    assert s.xgroup_delconsumer("x", "grp", LONG) == 0
+    assert s.xgroup_destroy("x", LONG) == 0
+    with pytest.raises(StructureError, match=r"^NOGROUP"):
+        s.xinfo_consumers("x", LONG)
+
+
+def test_a_member_of_one_key_too_long_for_another_keys_records_is_not_in_it(s):
+    """SINTER/ZINTER look each member of the first key up in the others, whose longer names can
+    make the engine key too long: such a member is not there."""
+    member = b"m" * 65_529  # fits with the name "a", not with "bb"
+    s.sadd("a", member, "x")
+    s.sadd("bb", "x")
+    assert s.sinter("a", "bb") == {b"x"} and s.sintercard("a", "bb") == 1
+    assert s.zinter(["a", "bb"]) == [b"x"]
+
+
+@pytest.mark.parametrize(
+    ("write", "limit"),
+    [
+        (lambda s: s.set(b"k" * 65_535, "v"), "a string's name may be up to 65534 bytes"),
+        (lambda s: s.incr(LONG), "a string's name may be up to 65534 bytes"),
+        (lambda s: s.setbit(LONG, 7, 1), "a string's name may be up to 65534 bytes"),
+        (lambda s: s.pfadd(LONG, "a"), "a string's name may be up to 65534 bytes"),
+        (lambda s: s.hset("h", {b"f" * 65_530: "v"}), "a hash's name and one field may be up to 65530 bytes"),
+        (lambda s: s.hincrby("h", LONG, 1), "a hash's name and one field may be up to 65530 bytes"),
+        (lambda s: s.sadd("s", b"m" * 65_530), "a set's name and one member may be up to 65530 bytes"),
+        (lambda s: s.zadd("z", {b"m" * 65_522: 1}), "a sorted set's .* up to 65522 bytes"),
+        (lambda s: s.geoadd("g", [1, 2, LONG]), "a sorted set's .* up to 65522 bytes"),
+        (lambda s: s.rpush(b"l" * 65_523, "x"), "a list's name may be up to 65522 bytes"),
+        (lambda s: s.lmove("l", LONG, "LEFT", "RIGHT"), "a list's name may be up to 65522 bytes"),
+        (lambda s: s.xadd(b"x" * 65_515, {"f": "v"}), "a stream's name may be up to 65514 bytes"),
+        (lambda s: s.rename("str", LONG), "a string's name .*; a stream's name"),
+    ],
+)
+def test_writes_of_names_too_long_raise_an_error_naming_the_limit(s, write, limit):
+    """The engine's own message counted its key (prefix, name and field): 'keys must be 1 to
+    65536 bytes long, got 65537 bytes' for a string's name of 65535 bytes."""
+    with pytest.raises(KeyNameTooLongError, match=rf"^ERR key name too long: {limit}") as info:
+        write(s)
+    assert isinstance(info.value, KeyTooLargeError) and isinstance(info.value, KVError)
+    assert "use a shorter name" in str(info.value)
+    assert s.lrange("l", 0, -1) == [b"x"] and s.get("str") == b"v"
+
+
+def test_the_longest_names_of_each_type_are_stored(s):
+    s.set(b"k" * 65_534, "v")
+    s.hset(b"h" * 65_529, {"f": "v"})
+    s.zadd(b"z" * 65_521, {"m": 1})
+    s.rpush(b"l" * 65_522, "x")
+    s.xadd(b"x" * 65_514, {"f": "v"})
+    assert s.exists(b"k" * 65_534, b"h" * 65_529, b"z" * 65_521, b"l" * 65_522, b"x" * 65_514) == 5
+
+
+def test_a_refused_multi_element_write_writes_nothing(s):
+    for write in (
+        lambda: s.hset("h", {"a": "1", LONG: "2"}),
+        lambda: s.hset("h2", {"a": "1", LONG: "2"}),
+        lambda: s.sadd("s", "a", LONG),
+        lambda: s.zadd("z", {"a": 1, LONG: 2}),
+        lambda: s.mset({"a": "1", LONG: "2"}),
+        lambda: s.geoadd("g", [1, 2, "a", 1, 2, LONG]),
+    ):
+        with pytest.raises(KeyNameTooLongError):
+            write()
+    assert s.hgetall("h") == {b"f": b"v"} and s.hlen("h") == 1 and s.exists("h2", "a") == 0
+    assert s.smembers("s") == {b"m"} and s.scard("s") == 1
+    assert s.zrange("z", 0, -1) == [b"m"] and s.zcard("z") == 1 and s.zcard("g") == 1
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = RunningServer(str(tmp_path_factory.mktemp("limits") / "store")).start()
+    yield srv
+    assert srv.stop() == 0
+
+
+def test_kvb_serve_answers_reads_of_too_long_names_as_redis_does(server):
+    r = redis.Redis(port=server.port, socket_timeout=10)
+    r.flushdb()
+    r.hset("h", "f", "v")
+    r.sadd("s", "m")
+    assert r.get(LONG) is None and r.exists(LONG) == 0 and r.delete(LONG) == 0
+    assert r.ttl(LONG) == -2 and r.pttl(LONG) == -2 and r.expiretime(LONG) == -2
+    assert r.type(LONG) == b"none" and r.strlen(LONG) == 0 and r.object("encoding", LONG) is None
+    assert r.hget("h", LONG) is None and r.hmget("h", "f", LONG) == [b"v", None]
+    assert r.sismember("s", LONG) == 0 and r.smismember("s", ["m", LONG]) == [1, 0]
+    assert r.expire(LONG, 10) is False and r.getdel(LONG) is None
+    with pytest.raises(redis.ResponseError, match=r"^key name too long: kvb holds a string's name of up to"):
+        r.set(LONG, "v")
+    r.close()
