@@ -128,6 +128,17 @@ def test_a_refused_multi_element_write_writes_nothing(s):
     assert s.zrange("z", 0, -1) == [b"m"] and s.zcard("z") == 1 and s.zcard("g") == 1
 
 
+def test_a_group_name_too_long_for_its_pending_entries_is_refused(s):
+    """Its record fit but no pending entry could be stored: XREADGROUP failed on it, and XINFO
+    GROUPS of the stream raised the engine's KeyTooLargeError for as long as it existed."""
+    group = b"g" * 65_510  # with the name "x": 65,511 bytes, one more than a group's pending entries take
+    with pytest.raises(KeyNameTooLongError, match="consumer group's up to 65510 together"):
+        s.xgroup_create("x", group, id="0")
+    assert [g["name"] for g in s.xinfo_groups("x")] == [b"grp"]
+    assert s.xgroup_create("x", group[:-1], id="0") is True
+    assert s.xreadgroup(group[:-1], "c", {"x": ">"}) == [(b"x", [(b"1-1", [(b"f", b"v")])])]
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     srv = RunningServer(str(tmp_path_factory.mktemp("limits") / "store")).start()
