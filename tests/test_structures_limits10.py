@@ -8,7 +8,7 @@ import pytest
 import redis
 from resp_helpers import RunningServer
 
-from kv_backend.errors import KeyTooLargeError, KVError
+from kv_backend.errors import InvalidArgumentError, KeyTooLargeError, KVError
 from kv_backend.structures import Structures
 from kv_backend.structures.errors import KeyNameTooLongError, StructureError
 
@@ -160,3 +160,27 @@ def test_kvb_serve_answers_reads_of_too_long_names_as_redis_does(server):
     with pytest.raises(redis.ResponseError, match=r"^key name too long: kvb holds a string's name of up to"):
         r.set(LONG, "v")
     r.close()
+
+
+def test_arguments_of_the_wrong_type_raise_project_errors(s, store_path):
+    """None, bools, lists... as a name or value, and a str as an expire time, raised Python's own
+    TypeError ("'<=' not supported between instances of 'str' and 'int'"), not a KVError."""
+    for call in (
+        lambda: s.set(None, "v"),
+        lambda: s.set("a", None),
+        lambda: s.get(None),
+        lambda: s.hset("h", {"f": [1]}),
+        lambda: s.sadd("s", True),
+        lambda: s.set("a", "v", ex="5"),
+        lambda: s.expire("str", "10"),
+        lambda: s.expireat("str", "x"),
+        lambda: s.getex("str", ex="1"),
+        lambda: s.blpop(["nope"], float("nan")),
+        lambda: s.xread({"x": "$"}, block="1"),
+        lambda: Structures(s.db, sync="always"),
+    ):
+        with pytest.raises(InvalidArgumentError) as info:
+            call()
+        assert isinstance(info.value, TypeError)
+    assert s.exists("a") == 0 and s.ttl("str") is None
+

@@ -26,7 +26,7 @@ from kv_backend.db import Batch
 from kv_backend.errors import KeyTooLargeError
 from kv_backend.record import MAX_KEY_SIZE
 from kv_backend.structures.errors import CommandError
-from kv_backend.structures.keyspace import _name_limit
+from kv_backend.structures.keyspace import _block_seconds, _name_limit
 from kv_backend.structures.layout import CONSUMER, GROUP, PENDING, STREAM, T_STREAM, Name, _b, _lp
 from kv_backend.structures.streams import (
     _U64_MAX,
@@ -446,7 +446,7 @@ class StreamGroups(Streams):
                 found = self.xreadgroup(group, consumer, pairs, count, noack, touch and first)
                 return found or None
 
-            return self._wait_for(attempt, block / 1000) or []
+            return self._wait_for(attempt, _block_seconds(block)) or []
         group, consumer = _b(group), _b(consumer)
         if type(streams) is list:  # the server's: read as it is
             pairs = streams

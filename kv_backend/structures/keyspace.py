@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from kv_backend.db import DB, Batch
-from kv_backend.errors import KeyTooLargeError, NotAnIntegerError
+from kv_backend.errors import InvalidArgumentError, KeyTooLargeError, NotAnIntegerError
 from kv_backend.record import HEADER_SIZE, MAX_KEY_SIZE
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
 from kv_backend.structures.layout import (
@@ -69,6 +69,21 @@ _NAME_LIMITS = {
 }
 
 
+def _check_seconds(value: object, what: str) -> None:
+    """Refuse an expiry argument that is not a number (a str, None...) before it is compared with
+    0, which raised Python's own TypeError ("'<=' not supported between 'str' and 'int'")."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise InvalidArgumentError(f"{what} must be a number of seconds, not {type(value).__name__}")
+
+
+def _block_seconds(block: object) -> float:
+    """XREAD's and XREADGROUP's ``block`` (milliseconds, 0: for ever) in seconds; a non-number is
+    an InvalidArgumentError, as a blocking pop's timeout is."""
+    if not isinstance(block, (int, float)) or isinstance(block, bool):
+        raise InvalidArgumentError(f"block must be a number of milliseconds (0: for ever), not {block!r}")
+    return block / 1000
+
+
 def _name_limit(tag: int | None) -> Callable[[_F], _F]:
     """Decorate a write to a key of type ``tag`` (None: of any type): the engine's
     ``KeyTooLargeError`` ("keys must be 1 to 65536 bytes long", counting the prefix and field
@@ -104,7 +119,7 @@ class Keyspace:
     def __init__(self, db: DB | str | os.PathLike[str], **db_options: Any) -> None:
         if isinstance(db, DB):
             if db_options:
-                raise TypeError("DB options can only be given together with a path")
+                raise InvalidArgumentError("DB options can only be given together with a path")
             self.db = db
             self._owns_db = False
         else:
@@ -225,7 +240,7 @@ class Keyspace:
         can write while the block holds the write lock, so the wait could only end by its timeout.
         """
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or math.isnan(timeout):
-            raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+            raise InvalidArgumentError(f"timeout must be a number of seconds (0: for ever), not {timeout!r}")
         if timeout < 0:
             raise CommandError("ERR timeout is negative")
         deadline = None if timeout == 0 or math.isinf(timeout) else _time() + timeout
@@ -295,6 +310,8 @@ class Keyspace:
     def expire(self, name: Name, seconds: float | None) -> bool:
         """Set the time to live of a key in seconds (None: never; <= 0 deletes it); False if missing."""
         name = _b(name)
+        if seconds is not None:
+            _check_seconds(seconds, "the expire time")
         if seconds is not None and seconds <= 0:
             return self.delete(name) == 1
         try:
@@ -305,6 +322,7 @@ class Keyspace:
     def expireat(self, name: Name, timestamp: float) -> bool:
         """Make a key expire at exactly this Unix time (a past time deletes it); False if it is missing."""
         name = _b(name)
+        _check_seconds(timestamp, "the Unix time to expire at")
         if timestamp <= _time():
             return self.delete(name) == 1
         try:

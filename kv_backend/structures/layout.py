@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 import time
 
+from kv_backend.errors import InvalidArgumentError
+
 Name = bytes | str | int | float
 
 
@@ -103,7 +105,10 @@ _time = time.time
 
 
 def _b(value: Value) -> bytes:
-    """Encode a name, field or value as redis-py does: bytes as is, str as UTF-8, numbers as text."""
+    """Encode a name, field or value as redis-py does: bytes as is, str as UTF-8, numbers as text.
+
+    Anything else (None, a bool, a list...) is an :class:`~kv_backend.errors.InvalidArgumentError`.
+    """
     if type(value) is bytes:
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -111,12 +116,16 @@ def _b(value: Value) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, bool):
-        raise TypeError("booleans are not accepted as keys or values; pass bytes, str, int or float")
+        raise InvalidArgumentError(
+            "booleans are not accepted as keys or values; pass bytes, str, int or float"
+        )
     if isinstance(value, int):
         return str(value).encode()
     if isinstance(value, float):
         return repr(value).encode()
-    raise TypeError(f"expected bytes, str, int or float, not {type(value).__name__}")
+    raise InvalidArgumentError(
+        f"names, fields, members and values must be bytes, str, int or float, not {type(value).__name__}"
+    )
 
 
 def _lp(name: bytes) -> bytes:

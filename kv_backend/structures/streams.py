@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
-from kv_backend.structures.keyspace import Keyspace, _name_limit
+from kv_backend.structures.keyspace import Keyspace, _block_seconds, _name_limit
 from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, Value, _b, _lp
 
 _XMETA = struct.Struct(">QQQQQQQ")  # count, version, last ID, entries added, largest deleted ID
@@ -200,7 +200,8 @@ class Streams(Keyspace):
         positions = self.stream_positions(streams)
         if block is None:
             return self.xread_after(positions, count)
-        return self._wait_for(lambda first: self.xread_after(positions, count) or None, block / 1000) or []
+        timeout = _block_seconds(block)
+        return self._wait_for(lambda first: self.xread_after(positions, count) or None, timeout) or []
 
     def stream_positions(
         self, streams: Mapping[Name, Name] | Iterable[tuple[Name, Name]]

@@ -9,7 +9,7 @@ from typing import Any
 
 from kv_backend import longdouble
 from kv_backend.structures.errors import CommandError, WrongTypeError
-from kv_backend.structures.keyspace import Keyspace, _name_limit
+from kv_backend.structures.keyspace import Keyspace, _check_seconds, _name_limit
 from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, Value, _b
 from kv_backend.structures.parsing import _add_long_double, _long_double, parse_int
 
@@ -57,6 +57,8 @@ class Strings(Keyspace):
         name, value = _b(name), _b(value)
         if nx and xx:
             raise CommandError("ERR syntax error")
+        if ex is not None:
+            _check_seconds(ex, "ex")
         if ex is not None and (ex <= 0 or exat is not None):
             raise CommandError("ERR invalid expire time in 'set' command")
         db = self.db
@@ -144,6 +146,8 @@ class Strings(Keyspace):
     ) -> bytes | None:
         """Return a string value and change its expiry (``ex`` seconds, Unix time ``exat``, ``persist``)."""
         name = _b(name)
+        if ex is not None:
+            _check_seconds(ex, "ex")
         with self.db.locked():
             value = self.get(name)
             if value is not None:
