@@ -9,7 +9,7 @@ import redis
 from resp_helpers import RunningServer
 
 from kv_backend.errors import InvalidArgumentError, KeyTooLargeError, KVError
-from kv_backend.structures import Structures
+from kv_backend.structures import CommandError, Structures
 from kv_backend.structures.errors import KeyNameTooLongError, StructureError
 
 LONG = b"k" * 70_000  # longer than any engine key: such a name, field or member is never stored
@@ -184,3 +184,12 @@ def test_arguments_of_the_wrong_type_raise_project_errors(s, store_path):
         assert isinstance(info.value, TypeError)
     assert s.exists("a") == 0 and s.ttl("str") is None
 
+
+def test_getex_refuses_an_expire_time_that_is_not_positive_as_set_does(s):
+    """getex(ex=0) deleted the key (and answered its value); Redis's GETEX EX 0 and in-process
+    set(ex=0) refuse it."""
+    for ex in (0, -1, -0.5):
+        with pytest.raises(CommandError, match=r"^ERR invalid expire time in 'getex' command$"):
+            s.getex("str", ex=ex)
+    assert s.get("str") == b"v" and s.ttl("str") is None
+    assert s.getex("str", ex=0.5) == b"v" and 0 < s.ttl("str") <= 0.5

@@ -148,6 +148,8 @@ class Strings(Keyspace):
         name = _b(name)
         if ex is not None:
             _check_seconds(ex, "ex")
+            if ex <= 0:  # (as SET's ex; it deleted the key and answered its value)
+                raise CommandError("ERR invalid expire time in 'getex' command")
         with self.db.locked():
             value = self.get(name)
             if value is not None:
