@@ -8,7 +8,7 @@ import pytest
 import redis
 from resp_helpers import RunningServer
 
-from kv_backend.errors import InvalidArgumentError, KeyTooLargeError, KVError
+from kv_backend.errors import InvalidArgumentError, KeyTooLargeError, KVError, NotAnIntegerError
 from kv_backend.structures import CommandError, Structures
 from kv_backend.structures.errors import KeyNameTooLongError, StructureError
 
@@ -193,3 +193,38 @@ def test_getex_refuses_an_expire_time_that_is_not_positive_as_set_does(s):
             s.getex("str", ex=ex)
     assert s.get("str") == b"v" and s.ttl("str") is None
     assert s.getex("str", ex=0.5) == b"v" and 0 < s.ttl("str") <= 0.5
+
+
+def test_indexes_and_counts_that_are_not_integers_raise_not_an_integer(s):
+    """A float or None as an index, count or TTL raised Python's TypeError, ValueError,
+    OverflowError or struct.error (lindex); RESTORE with a NaN TTL stored the key already expired.
+    They are NotAnIntegerError now (Redis's "value is not an integer or out of range"); integers
+    written as str are read as Redis reads its arguments."""
+    s.rpush("l", "y", "z")
+    nan = float("nan")
+    for call in (
+        lambda: s.lrange("l", 0.5, 2),
+        lambda: s.lrange("l", None, 1),
+        lambda: s.ltrim("l", 0, 1.5),
+        lambda: s.lindex("l", 1.0),
+        lambda: s.lset("l", 0.0, "v"),
+        lambda: s.lrem("l", 1.5, "x"),
+        lambda: s.lpop("l", 1.5),
+        lambda: s.getrange("str", 0.5, 1),
+        lambda: s.zrange("z", 0, 1.5),
+        lambda: s.zrandmember("z", 1.5),
+        lambda: s.hrandfield("h", 1.5),
+        lambda: s.xadd("x", {"f": "v"}, maxlen=1.5),
+        lambda: s.xtrim("x", maxlen=nan),
+        lambda: s.xrange("x", count=1.5),
+        lambda: s.scan(0, count=nan),
+        lambda: s.scan(0, count=float("inf")),
+        lambda: s.hscan("h", 0, count="x"),
+        lambda: s.memory_usage("str", samples="x"),
+        lambda: s.restore("new", nan, s.dump("str")),
+    ):
+        with pytest.raises(NotAnIntegerError, match=r"^ERR value is not an integer or out of range$"):
+            call()
+    assert s.lrange("l", 0, -1) == [b"x", b"y", b"z"] and s.xlen("x") == 1 and s.exists("new") == 0
+    assert s.lrange("l", "0", "-2") == [b"x", b"y"] and s.lindex("l", "-1") == b"z"
+    assert s.lrange("l", -(10**30), 10**30) == [b"x", b"y", b"z"]

@@ -44,6 +44,7 @@ from kv_backend.structures.layout import (
     decode_score,
     encode_score,
 )
+from kv_backend.structures.parsing import parse_index
 from kv_backend.structures.streams import _XID, _XMETA, _decode_pairs, _encode_pairs
 
 BUSYKEY = "BUSYKEY Target key name already exists."
@@ -120,6 +121,7 @@ class Dumps(StreamGroups):
         db = self.db
         if not replace and META + name in db:  # as Redis: before the TTL and payload are looked at
             raise CommandError(BUSYKEY)
+        ttl = parse_index(ttl)  # (a NaN stored the key already expired)
         if ttl < 0:
             raise CommandError(BAD_TTL)
         value = rdb.load(_b(payload))  # read outside the lock: a large payload takes a while

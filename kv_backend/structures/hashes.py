@@ -16,6 +16,7 @@ from kv_backend.structures.parsing import (
     _add_long_double,
     _long_double,
     parse_cursor,
+    parse_index,
     parse_int,
     random_repeats,
 )
@@ -201,6 +202,7 @@ class Hashes(Keyspace):
         items = self._hitems(_b(name))
         if count is None:
             return random.choice(items)[0] if items else None
+        count = parse_index(count)
         if count >= 0:
             chosen = random.sample(items, min(count, len(items)))
         else:

@@ -45,6 +45,7 @@ from kv_backend.structures.parsing import (
     _encode_cursor,
     _literal_prefix,
     glob_match,
+    parse_index,
     parse_int,
 )
 
@@ -390,7 +391,7 @@ class Keyspace:
     ) -> tuple[int, list[bytes]]:
         """One step of a cursor scan over key names: ``(next cursor, names)``; cursor 0 starts and ends."""
         after = _decode_cursor(cursor, self._cursors)
-        count = max(1, int(count))
+        count = max(1, parse_index(count))
         names: list[bytes] = []
         last = None
         for name in self.iter_keys(match if match is not None else b"*", type, after):
@@ -594,7 +595,7 @@ class Keyspace:
         after = _decode_cursor(cursor, self._cursors)
         start = prefix + after + b"\x00" if after is not None else None
         pattern = _b(match) if match is not None else None
-        count = max(1, int(count))
+        count = max(1, parse_index(count))
         n = len(prefix)
         out: list[tuple[bytes, bytes]] = []
         for key in self.db.keys(prefix=prefix, start=start):
@@ -612,6 +613,7 @@ class Keyspace:
     @staticmethod
     def _range(start: int, stop: int, n: int) -> tuple[int, int]:
         """Normalise inclusive Redis indexes to a Python half-open range."""
+        start, stop = parse_index(start), parse_index(stop)
         if start < 0:
             start = max(n + start, 0)
         if stop < 0:
@@ -717,7 +719,7 @@ class Keyspace:
         extrapolates from its samples. A stream's consumer groups are not counted.
         """
         name = _b(name)
-        if samples < 0:
+        if parse_index(samples) < 0:
             raise ValueError("samples must be 0 (all) or more")
         found = self._record(META + name)
         if found is None:

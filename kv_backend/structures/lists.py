@@ -9,6 +9,7 @@ from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import Keyspace, _name_limit
 from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp
+from kv_backend.structures.parsing import parse_index
 
 #: LPOS's error for RANK 0.
 RANK_ZERO = (
@@ -81,6 +82,7 @@ class Lists(Keyspace):
 
     def _pop(self, name: Name, count: int | None, left: bool) -> Any:
         name = _b(name)
+        count = None if count is None else parse_index(count)
         if count is not None and count < 0:
             raise CommandError("ERR value is out of range, must be positive")
         db = self.db
@@ -181,6 +183,7 @@ class Lists(Keyspace):
         if found is None:
             return None
         head, tail = found[0], found[1]
+        index = parse_index(index)
         if index < 0:
             index += tail - head
         if not 0 <= index < tail - head:
@@ -196,6 +199,7 @@ class Lists(Keyspace):
             if found is None:
                 raise CommandError("ERR no such key")
             head, tail, version, expiry = found
+            index = parse_index(index)
             if index < 0:
                 index += tail - head
             if not 0 <= index < tail - head:
@@ -217,7 +221,7 @@ class Lists(Keyspace):
 
     def lrem(self, name: Name, count: int, value: Value) -> int:
         """Remove up to ``count`` elements equal to ``value`` (from the tail if negative, all if 0)."""
-        name, value = _b(name), _b(value)
+        name, value, count = _b(name), _b(value), parse_index(count)
         with self.db.locked():
             found = self._list(name)
             if found is None:

@@ -48,6 +48,17 @@ def parse_int(value: Value) -> int:
     return n
 
 
+def parse_index(value: object) -> int:
+    """An index, offset or count argument: a Python int as it is (ranges clamp any size), a str
+    or bytes as :func:`parse_int` reads it; a float, None... is :class:`NotAnIntegerError`, as
+    Redis answers "1.5" (it raised Python's TypeError or ValueError, or struct.error)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, (bytes, str)):
+        return parse_int(value)
+    raise NotAnIntegerError(NOT_INT)
+
+
 #: The most members a negative count may ask HRANDFIELD, SRANDMEMBER or ZRANDMEMBER for (they may
 #: repeat). Redis 7.0 starts any such reply: one of 2**62 members never ends, its memory growing
 #: until it is killed; kvb refuses more than this, which it can build in seconds.

@@ -12,6 +12,7 @@ from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import Keyspace, _block_seconds, _name_limit
 from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, Value, _b, _lp
+from kv_backend.structures.parsing import parse_index
 
 _XMETA = struct.Struct(">QQQQQQQ")  # count, version, last ID, entries added, largest deleted ID
 _XMETA_V1 = struct.Struct(">QQQQ")  # count, version, last ID (streams written before consumer groups)
@@ -169,6 +170,7 @@ class Streams(Keyspace):
     ) -> list[tuple[bytes, list[tuple[bytes, bytes]]]]:
         lo = _range_id(_b(min), low=True)
         hi = _range_id(_b(max), low=False)
+        count = None if count is None else parse_index(count)
         if self._stream(name) is None or lo > hi or (count is not None and count <= 0):
             return []
         pfx = STREAM + _lp(name)
@@ -405,6 +407,8 @@ def _trim_spec(
     """Check XADD/XTRIM trimming options: ``("maxlen", n, limit)``, ``("minid", id, limit)`` or None."""
     if maxlen is not None and minid is not None:
         raise CommandError("ERR syntax error, MAXLEN and MINID options at the same time are not compatible")
+    maxlen = None if maxlen is None else parse_index(maxlen)
+    limit = None if limit is None else parse_index(limit)
     if limit is not None and not approximate:
         raise CommandError("ERR syntax error, LIMIT cannot be used without the special ~ option")
     if limit is not None and limit < 0:

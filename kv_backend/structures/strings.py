@@ -11,7 +11,7 @@ from kv_backend import longdouble
 from kv_backend.structures.errors import CommandError, WrongTypeError
 from kv_backend.structures.keyspace import Keyspace, _check_seconds, _name_limit
 from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, Value, _b
-from kv_backend.structures.parsing import _add_long_double, _long_double, parse_int
+from kv_backend.structures.parsing import _add_long_double, _long_double, parse_index, parse_int
 
 #: The largest string Redis lets a command build (its ``proto-max-bulk-len``, 512 MiB).
 MAX_STRING_SIZE = 512 * 1024 * 1024
@@ -184,6 +184,7 @@ class Strings(Keyspace):
 
     def getrange(self, name: Name, start: int, end: int) -> bytes:
         """A substring by inclusive byte offsets (negative: from the end)."""
+        start, end = parse_index(start), parse_index(end)
         value = self.get(name) or b""
         n = len(value)
         if start < 0 and end < 0 and start > end:

@@ -35,6 +35,7 @@ from kv_backend.structures.parsing import (
     glob_match,
     parse_cursor,
     parse_float,
+    parse_index,
     random_repeats,
 )
 
@@ -558,6 +559,7 @@ class SortedSets(Keyspace):
             for member, score in islice(self._zscan_order(name), random.randrange(size), None):
                 return (member, score) if withscores else member
             return None
+        count = parse_index(count)
         if found is None or count == 0:
             return []
         items = list(self._zscan_order(name, reverse=True))
