@@ -9,7 +9,7 @@ import redis
 from resp_helpers import RunningServer
 
 from kv_backend.errors import InvalidArgumentError, KeyTooLargeError, KVError, NotAnIntegerError
-from kv_backend.structures import CommandError, Structures
+from kv_backend.structures import CommandError, NotAFloatError, Structures
 from kv_backend.structures.errors import KeyNameTooLongError, StructureError
 
 LONG = b"k" * 70_000  # longer than any engine key: such a name, field or member is never stored
@@ -228,3 +228,26 @@ def test_indexes_and_counts_that_are_not_integers_raise_not_an_integer(s):
     assert s.lrange("l", 0, -1) == [b"x", b"y", b"z"] and s.xlen("x") == 1 and s.exists("new") == 0
     assert s.lrange("l", "0", "-2") == [b"x", b"y"] and s.lindex("l", "-1") == b"z"
     assert s.lrange("l", -(10**30), 10**30) == [b"x", b"y", b"z"]
+
+
+def test_nan_and_out_of_range_numbers_as_scores_and_bounds_raise_not_a_float(s):
+    """A NaN bound matched nothing (zcount answered 0, Redis refuses "nan"), and a Python int
+    beyond a double raised OverflowError; bounds that large read as infinities, as their text
+    does (Redis reads "1e400" as inf there), and as scores they are not a valid float."""
+    nan, huge = float("nan"), 10**400
+    for call in (
+        lambda: s.zcount("z", nan, 1),
+        lambda: s.zrangebyscore("z", 0, nan),
+        lambda: s.zremrangebyscore("z", nan, nan),
+    ):
+        with pytest.raises(NotAFloatError, match=r"^ERR min or max is not a float$"):
+            call()
+    for call in (
+        lambda: s.zadd("z", {"a": 1, "b": huge}),
+        lambda: s.zincrby("z", -huge, "m"),
+        lambda: s.geoadd("g", [huge, 1, "a"]),
+    ):
+        with pytest.raises(NotAFloatError, match=r"^ERR value is not a valid float$"):
+            call()
+    assert s.zrange("z", 0, -1, withscores=True) == [(b"m", 1.0)] and s.zcard("g") == 1
+    assert s.zrangebyscore("z", -huge, huge) == [b"m"] and s.zcount("z", huge, "+inf") == 0

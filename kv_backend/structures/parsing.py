@@ -84,7 +84,12 @@ def parse_float(value: Value, msg: str = NOT_FLOAT, overflow: bool = False) -> f
     or 0 instead, as Redis does for range bounds.
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        f = float(value)
+        try:
+            f = float(value)
+        except OverflowError:  # an int beyond a double's range, read as its text would be
+            if not overflow:
+                raise NotAFloatError(msg) from None
+            f = math.inf if value > 0 else -math.inf
     else:
         raw = _b(value)
         if not raw or raw != raw.strip():
@@ -131,7 +136,8 @@ def _add_long_double(a: longdouble.LongDouble, b: longdouble.LongDouble) -> byte
 def _score_bound(value: Value) -> tuple[float, bool]:
     """Parse a ZRANGEBYSCORE bound: a float, ``(float`` (exclusive), ``-inf``, ``+inf``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value), False
+        # (a NaN matched nothing, an int beyond a double raised OverflowError)
+        return parse_float(value, "ERR min or max is not a float", overflow=True), False
     raw = _b(value)
     if raw.startswith(b"("):
         return parse_float(raw[1:], "ERR min or max is not a float", overflow=True), True
