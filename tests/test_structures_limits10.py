@@ -251,3 +251,18 @@ def test_nan_and_out_of_range_numbers_as_scores_and_bounds_raise_not_a_float(s):
             call()
     assert s.zrange("z", 0, -1, withscores=True) == [(b"m", 1.0)] and s.zcard("g") == 1
     assert s.zrangebyscore("z", -huge, huge) == [b"m"] and s.zcount("z", huge, "+inf") == 0
+
+
+def test_weights_that_are_not_numbers_raise_not_a_float(s):
+    """zunionstore/zinterstore/zunion weights went through float(): "x" raised ValueError, None
+    TypeError and an int beyond a double OverflowError; b"2" and "inf" are read as Redis reads them."""
+    for weights in (["x"], [10**400], [float("nan")]):
+        with pytest.raises(NotAFloatError, match=r"^ERR weight value is not a float$"):
+            s.zunionstore("d", ["z"], weights=weights)
+    with pytest.raises(InvalidArgumentError):
+        s.zunionstore("d", ["z"], weights=[None])
+    with pytest.raises(NotAFloatError):
+        s.zinter({"z": "two"})
+    assert s.exists("d") == 0
+    assert s.zunion(["z"], weights=[b"2"], withscores=True) == [(b"m", 2.0)]
+    assert s.zunion({"z": "inf"}, withscores=True) == [(b"m", float("inf"))]

@@ -607,18 +607,16 @@ class SortedSets(Keyspace):
         """Input names and weights: ``names`` may map each name to its weight, as redis-py takes them."""
         if isinstance(names, Mapping):
             keys = [_b(n) for n in names]
-            ws = [float(w) for w in names.values()]
+            ws = [_weight(w) for w in names.values()]
         else:
             if isinstance(names, (bytes, str, bytearray, memoryview, int, float)):
                 names = [names]
             keys = [_b(n) for n in names]
-            ws = [1.0] * len(keys) if weights is None else [float(w) for w in weights]
+            ws = [1.0] * len(keys) if weights is None else [_weight(w) for w in weights]
         if not keys:
             raise CommandError("ERR at least 1 input key is needed")
         if len(ws) != len(keys):
             raise CommandError("ERR syntax error")
-        if any(math.isnan(w) for w in ws):
-            raise CommandError("ERR weight value is not a float")
         return keys, ws
 
     def _zcombine(
@@ -788,3 +786,9 @@ class SortedSets(Keyspace):
         """
         with self.db.locked():
             return self._zstore(dest, {_b(m): float(s) for m, s in items})
+
+
+def _weight(value: Value) -> float:
+    """A ZUNIONSTORE/ZINTERSTORE weight read as Redis reads WEIGHTS (``inf`` allowed, NaN and text
+    that is no number refused); ``float()`` raised ValueError, TypeError or OverflowError."""
+    return parse_float(value, "ERR weight value is not a float")
