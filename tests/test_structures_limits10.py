@@ -266,3 +266,38 @@ def test_weights_that_are_not_numbers_raise_not_a_float(s):
     assert s.exists("d") == 0
     assert s.zunion(["z"], weights=[b"2"], withscores=True) == [(b"m", 2.0)]
     assert s.zunion({"z": "inf"}, withscores=True) == [(b"m", float("inf"))]
+
+
+def test_more_counts_limits_and_times_that_are_not_integers_raise_not_an_integer(s):
+    """Options of sorted-set, list, geo, SORT and stream-group methods compared or sliced a float
+    or str as it was: slice and islice errors (ValueError, TypeError) and struct.error from
+    xclaim/xsetid/xgroup_create, or a wrong answer (lpos(rank=1.5) found nothing, xclaim with a
+    NaN min idle time claimed everything)."""
+    s.xreadgroup("grp", "c", {"x": ">"})
+    s.rpush("l", "1")
+    for call in (
+        lambda: s.sort("l", offset=0, count=1.5),
+        lambda: s.sort("l", offset="x", count=1),
+        lambda: s.lpos("l", "1", rank=1.5),
+        lambda: s.lpos("l", "1", maxlen=None),
+        lambda: s.geosearch("g", longitude=1, latitude=2, radius=1000, count=1.5),
+        lambda: s.zpopmin("z", 1.5),
+        lambda: s.zmpop(["z"], count=1.5),
+        lambda: s.zrangebyscore("z", "-inf", "+inf", 1.5, 1),
+        lambda: s.zrangebylex("z", "-", "+", 0, 0.5),
+        lambda: s.sintercard("s", limit=1.5),
+        lambda: s.zintercard(["z"], limit=1.5),
+        lambda: s.xclaim("x", "grp", "c2", "x", ["1-1"]),
+        lambda: s.xclaim("x", "grp", "c2", float("nan"), ["1-1"]),
+        lambda: s.xclaim("x", "grp", "c2", 0, ["1-1"], retrycount=1.5),
+        lambda: s.xautoclaim("x", "grp", "c2", 0, count=1.5),
+        lambda: s.xpending_range("x", "grp", "-", "+", 1.5),
+        lambda: s.xreadgroup("grp", "c", {"x": "0"}, count=1.5),
+        lambda: s.xsetid("x", "5-0", entries_added=1.5),
+        lambda: s.xgroup_create("x", "g2", id="0", entries_read=1.5),
+        lambda: s.lcs("str", "str", idx=True, minmatchlen=1.5),
+    ):
+        with pytest.raises(NotAnIntegerError, match=r"^ERR value is not an integer or out of range$"):
+            call()
+    assert s.zcard("z") == 1 and s.xpending("x", "grp")[3] == [(b"c", 1)]
+    assert s.lpos("l", "1", rank="-1") == 1 and s.sort("l", offset="0", count="1", alpha=True) == [b"1"]

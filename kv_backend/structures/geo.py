@@ -12,7 +12,7 @@ from kv_backend.structures import geohash
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import _name_limit
 from kv_backend.structures.layout import T_ZSET, ZMEM, Name, Value, _b, _lp, decode_score
-from kv_backend.structures.parsing import parse_float
+from kv_backend.structures.parsing import parse_float, parse_index
 from kv_backend.structures.zsets import SortedSets
 
 
@@ -353,6 +353,7 @@ class GeoSets(SortedSets):
         order = None if sort is None else str(sort).lower()
         if order not in (None, "asc", "desc"):
             raise CommandError("ERR syntax error")
+        count = None if count is None else parse_index(count)
         if count is not None and count <= 0:
             raise CommandError("ERR COUNT must be > 0")
         if any_ and not count:

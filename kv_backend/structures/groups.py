@@ -28,6 +28,7 @@ from kv_backend.record import MAX_KEY_SIZE
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import _block_seconds, _name_limit
 from kv_backend.structures.layout import CONSUMER, GROUP, PENDING, STREAM, T_STREAM, Name, _b, _lp
+from kv_backend.structures.parsing import parse_index
 from kv_backend.structures.streams import (
     _U64_MAX,
     _XID,
@@ -273,6 +274,7 @@ class StreamGroups(Streams):
     def _check_entries_read(entries_read: int | None) -> int:
         if entries_read is None:
             return UNKNOWN
+        entries_read = parse_index(entries_read)
         if entries_read < 0 and entries_read != UNKNOWN:
             raise CommandError("ERR value for ENTRIESREAD must be positive or -1")
         return entries_read
@@ -377,6 +379,7 @@ class StreamGroups(Streams):
         """Set a stream's last ID (and entries-added, max-deleted-entry-id), as XSETID."""
         name = _b(name)
         new_last = _strict_id(last_id)
+        entries_added = None if entries_added is None else parse_index(entries_added)
         if entries_added is not None and entries_added < 0:
             raise CommandError("ERR entries_added must be positive")
         max_del = None
@@ -452,7 +455,7 @@ class StreamGroups(Streams):
             pairs = streams
         else:
             pairs = list(streams.items() if isinstance(streams, Mapping) else streams)
-        limit = count or None
+        limit = (0 if count is None else parse_index(count)) or None
         db = self.db
         with db.locked():
             targets: list[tuple[bytes, StreamMeta, Group, ID | None]] = []
@@ -612,6 +615,7 @@ class StreamGroups(Streams):
         lo = _range_id(_b(min), low=True)
         hi = _range_id(_b(max), low=False)
         self._existing_group(name, group)
+        count, idle = parse_index(count), None if idle is None else parse_index(idle)
         if count <= 0:
             return []
         who = None if consumer is None else _b(consumer)
@@ -657,7 +661,8 @@ class StreamGroups(Streams):
         name, group, consumer = _b(name), _b(group), _b(consumer)
         parsed = [_strict_id(i) for i in ids]
         last_claim = None if lastid is None else _strict_id(lastid)
-        min_idle = max(0, min_idle_time)
+        min_idle = max(0, parse_index(min_idle_time))
+        idle, time, retrycount = (None if n is None else parse_index(n) for n in (idle, time, retrycount))
         db = self.db
         with db.locked():
             _, g = self._existing_group(name, group)
@@ -713,9 +718,10 @@ class StreamGroups(Streams):
         """
         name, group, consumer = _b(name), _b(group), _b(consumer)
         lo = _range_id(_b(start), low=True)
+        count = parse_index(count)
         if count < 1:
             raise CommandError("ERR COUNT must be > 0")
-        min_idle = max(0, min_idle_time)
+        min_idle = max(0, parse_index(min_idle_time))
         db = self.db
         with db.locked():
             self._existing_group(name, group)

@@ -336,6 +336,8 @@ class Lists(Keyspace):
         With ``count``, a list of the indexes of up to ``count`` matches (0: all) from
         that one on; ``maxlen`` (0: no limit) is how many elements are looked at.
         """
+        rank, maxlen = parse_index(rank), parse_index(maxlen)
+        count = None if count is None else parse_index(count)
         if rank == 0:
             raise CommandError(RANK_ZERO)
         if count is not None and count < 0:

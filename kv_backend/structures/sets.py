@@ -7,7 +7,7 @@ import random
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import Keyspace, _name_limit, _redis_int
 from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _lp
-from kv_backend.structures.parsing import glob_match, parse_cursor
+from kv_backend.structures.parsing import glob_match, parse_cursor, parse_index
 
 
 class Sets(Keyspace):
@@ -203,6 +203,7 @@ class Sets(Keyspace):
 
     def sintercard(self, *names: Name, limit: int = 0) -> int:
         """How many members the intersection of the sets has, counting up to ``limit`` (0: no limit)."""
+        limit = parse_index(limit)
         if limit < 0:
             raise CommandError("ERR LIMIT can't be negative")
         return len(self._intersect(names, limit))

@@ -26,6 +26,7 @@ from kv_backend.structures.layout import (
     _lp,
 )
 from kv_backend.structures.lists import Lists
+from kv_backend.structures.parsing import parse_index
 from kv_backend.structures.sets import Sets
 from kv_backend.structures.zsets import SortedSets
 
@@ -141,7 +142,7 @@ class Sorting(Lists, Sets, SortedSets):
         keep the elements' order (or, with a LIMIT, come out as redis-server's partial quicksort
         leaves them).
         """
-        name = _b(name)
+        name, offset, count = _b(name), parse_index(offset), parse_index(count)
         by_b = None if by is None else _b(by)
         patterns = [_b(p) for p in get]
         dest = None if store is None else _b(store)

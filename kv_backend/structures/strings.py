@@ -214,6 +214,7 @@ class Strings(Keyspace):
         as ``[[a_start, a_end], [b_start, b_end]]`` (with ``withmatchlen`` also their length),
         last first, those shorter than ``minmatchlen`` left out. Takes time and memory in the
         product of the two lengths, as in Redis."""
+        minmatchlen = parse_index(minmatchlen)
         with self.db.locked():
             found = [self._record(META + _b(name)) for name in (a, b)]
         if any(f is not None and f[0][0] != T_STRING for f in found):

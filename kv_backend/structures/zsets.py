@@ -254,9 +254,9 @@ class SortedSets(Keyspace):
         """Members with scores between ``min`` and ``max`` in score order; ``start``/``num`` is LIMIT."""
         name = _b(name)
         lo, hi = _score_bound(min), _score_bound(max)
+        offset, num = parse_index(start or 0), None if num is None else parse_index(num)
         if self._meta(name, T_ZSET) is None:
             return []
-        offset = start or 0
         out: list[Any] = []
         if num is not None and num < 0:
             num = None
@@ -364,6 +364,7 @@ class SortedSets(Keyspace):
         WRONGTYPE for another type, even for a count of 0 (as Redis). The members
         are deleted, and the count fixed (the key dropped when emptied), in one batch.
         """
+        count = parse_index(count)
         if count < 0:
             raise CommandError("ERR value is out of range, must be positive")
         db = self.db
@@ -403,6 +404,7 @@ class SortedSets(Keyspace):
         WRONGTYPE when it is reached, as in Redis.
         """
         highest = _where(where)
+        count = parse_index(count)
         if count < 1:
             raise CommandError("ERR count should be greater than 0")
         with self.db.locked():
@@ -505,9 +507,9 @@ class SortedSets(Keyspace):
     ) -> list[Any]:
         name = _b(name)
         lo, hi = _lex_bound(min), _lex_bound(max)  # the bounds before the key's type, as Redis
+        offset, num = parse_index(start or 0), None if num is None else parse_index(num)
         if self._meta(name, T_ZSET) is None:
             return []
-        offset = start or 0
         if offset < 0:
             return []
         items = islice(self._zlex_range(name, lo, hi, reverse), offset, None)
@@ -763,6 +765,7 @@ class SortedSets(Keyspace):
 
     def zintercard(self, names: Iterable[Name], limit: int = 0) -> int:
         """The size of the intersection of sorted sets (or sets), counting up to ``limit`` (0: no limit)."""
+        limit = parse_index(limit)
         if limit < 0:
             raise CommandError("ERR LIMIT can't be negative")
         keys, _ = self._zinputs(names, None)
