@@ -301,3 +301,17 @@ def test_more_counts_limits_and_times_that_are_not_integers_raise_not_an_integer
             call()
     assert s.zcard("z") == 1 and s.xpending("x", "grp")[3] == [(b"c", 1)]
     assert s.lpos("l", "1", rank="-1") == 1 and s.sort("l", offset="0", count="1", alpha=True) == [b"1"]
+
+
+def test_one_name_given_where_several_may_be_is_that_name(s):
+    """lmpop/zmpop/pop_first iterated a str: lmpop("lst") popped from a key named "l", zmpop("zs")
+    from "z", instead of reading "lst" and "zs" (blpop and bzmpop took one name already)."""
+    s.rpush("lst", "a")
+    s.zadd("zs", {"q": 5})
+    assert s.lmpop("l") == (b"l", [b"x"])  # the fixture's list
+    s.rpush("l", "x")
+    assert s.lmpop("lst") == (b"lst", [b"a"]) and s.lrange("l", 0, -1) == [b"x"]
+    assert s.zmpop("zs") == (b"zs", [(b"q", 5.0)]) and s.zcard("z") == 1
+    assert s.pop_first("lx") is None and s.llen("l") == 1
+    s.rpush("lst", "b")
+    assert s.blmpop("lst", 0.01, count="2") == (b"lst", [b"b"]) and s.llen("l") == 1

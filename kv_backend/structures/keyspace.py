@@ -77,6 +77,14 @@ def _check_seconds(value: object, what: str) -> None:
         raise InvalidArgumentError(f"{what} must be a number of seconds, not {type(value).__name__}")
 
 
+def _name_list(names: Name | Iterable[Name]) -> list[bytes]:
+    """The names given to a method on several keys: one name (bytes, str or a number) stands for
+    itself, as blpop() takes it; a str was iterated, so lmpop("lst") popped from a key "l"."""
+    if isinstance(names, (bytes, str, bytearray, memoryview, int, float)):
+        return [_b(names)]
+    return [_b(n) for n in names]
+
+
 def _block_seconds(block: object) -> float:
     """XREAD's and XREADGROUP's ``block`` (milliseconds, 0: for ever) in seconds; a non-number is
     an InvalidArgumentError, as a blocking pop's timeout is."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
-from kv_backend.structures.keyspace import Keyspace, _name_limit
+from kv_backend.structures.keyspace import Keyspace, _name_limit, _name_list
 from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp
 from kv_backend.structures.parsing import parse_index
 
@@ -118,15 +118,14 @@ class Lists(Keyspace):
         """Remove and return the last element (or a list of up to ``count``); None if missing."""
         return self._pop(name, count, left=False)
 
-    def pop_first(self, names: Iterable[Name], left: bool = True) -> tuple[bytes, bytes] | None:
+    def pop_first(self, names: Name | Iterable[Name], left: bool = True) -> tuple[bytes, bytes] | None:
         """Pop an element of the first non-empty list of ``names`` (BLPOP/BRPOP without the wait).
 
         Returns ``(name, element)``, or None when every list is empty; a name
         holding another type raises WRONGTYPE when it is reached.
         """
         with self.db.locked():
-            for name in names:
-                key = _b(name)
+            for key in _name_list(names):
                 value = self._pop(key, None, left)
                 if value is not None:
                     return key, value
@@ -370,27 +369,27 @@ class Lists(Keyspace):
         return out
 
     def lmpop(
-        self, names: Iterable[Name], left: bool = True, count: int = 1
+        self, names: Name | Iterable[Name], left: bool = True, count: int = 1
     ) -> tuple[bytes, list[bytes]] | None:
         """Pop up to ``count`` elements from the first non-empty list of ``names``: ``(name, elements)``.
 
         None when every list is empty; a name holding another type raises WRONGTYPE when reached.
         """
+        keys, count = _name_list(names), parse_index(count)
         if count < 1:
             raise CommandError("ERR count should be greater than 0")
         with self.db.locked():
-            for n in names:
-                key = _b(n)
+            for key in keys:
                 out = self._pop(key, count, left)
                 if out:
                     return key, out
         return None
 
     def blmpop(
-        self, names: Iterable[Name], timeout: float = 0, left: bool = True, count: int = 1
+        self, names: Name | Iterable[Name], timeout: float = 0, left: bool = True, count: int = 1
     ) -> tuple[bytes, list[bytes]] | None:
         """:meth:`lmpop`, waiting up to ``timeout`` seconds (0: for ever) for a push by any process."""
-        keys = [_b(n) for n in names]
+        keys, count = _name_list(names), parse_index(count)
         if not keys:
             raise CommandError("ERR numkeys should be greater than 0")
         if count < 1:

@@ -9,7 +9,7 @@ from itertools import islice
 from typing import Any
 
 from kv_backend.structures.errors import CommandError, WrongTypeError
-from kv_backend.structures.keyspace import Keyspace, _name_limit
+from kv_backend.structures.keyspace import Keyspace, _name_limit, _name_list
 from kv_backend.structures.layout import (
     _U64,
     META,
@@ -395,7 +395,7 @@ class SortedSets(Keyspace):
         return self._zpop(_b(name), 1 if count is None else count, highest=True) or []
 
     def zmpop(
-        self, names: Iterable[Name], where: str | bytes = "min", count: int = 1
+        self, names: Name | Iterable[Name], where: str | bytes = "min", count: int = 1
     ) -> tuple[bytes, list[tuple[bytes, float]]] | None:
         """Pop up to ``count`` members from the first non-empty sorted set of ``names`` (ZMPOP).
 
@@ -404,12 +404,11 @@ class SortedSets(Keyspace):
         WRONGTYPE when it is reached, as in Redis.
         """
         highest = _where(where)
-        count = parse_index(count)
+        keys, count = _name_list(names), parse_index(count)
         if count < 1:
             raise CommandError("ERR count should be greater than 0")
         with self.db.locked():
-            for name in names:
-                key = _b(name)
+            for key in keys:
                 items = self._zpop(key, count, highest)
                 if items:
                     return key, items
@@ -428,6 +427,7 @@ class SortedSets(Keyspace):
         if not keys:
             raise CommandError("ERR numkeys should be greater than 0")
         _where(where)
+        count = parse_index(count)
         if count < 1:
             raise CommandError("ERR count should be greater than 0")
         return self._wait_for(
