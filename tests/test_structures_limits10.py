@@ -315,3 +315,14 @@ def test_one_name_given_where_several_may_be_is_that_name(s):
     assert s.pop_first("lx") is None and s.llen("l") == 1
     s.rpush("lst", "b")
     assert s.blmpop("lst", 0.01, count="2") == (b"lst", [b"b"]) and s.llen("l") == 1
+
+
+def test_one_get_pattern_or_claimed_id_given_as_a_str_is_that_one(s):
+    """sort(get="w_*") read the str a character at a time (patterns "w", "_" and "*": every
+    value None, no error); xclaim(..., "1-1") refused the ID '1'. redis-py takes either."""
+    s.rpush("nums", "1", "2")
+    s.set("w_1", "x")
+    s.set("w_2", "y")
+    assert s.sort("nums", get="w_*") == [b"x", b"y"] == s.sort("nums", get=["w_*"])
+    s.xreadgroup("grp", "c", {"x": ">"})
+    assert s.xclaim("x", "grp", "c2", 0, "1-1", justid=True) == [b"1-1"]

@@ -26,7 +26,7 @@ from kv_backend.db import Batch
 from kv_backend.errors import KeyTooLargeError
 from kv_backend.record import MAX_KEY_SIZE
 from kv_backend.structures.errors import CommandError
-from kv_backend.structures.keyspace import _block_seconds, _name_limit
+from kv_backend.structures.keyspace import _block_seconds, _name_limit, _name_list
 from kv_backend.structures.layout import CONSUMER, GROUP, PENDING, STREAM, T_STREAM, Name, _b, _lp
 from kv_backend.structures.parsing import parse_index
 from kv_backend.structures.streams import (
@@ -641,7 +641,7 @@ class StreamGroups(Streams):
         group: Name,
         consumer: Name,
         min_idle_time: int,
-        ids: Iterable[Name],
+        ids: Name | Iterable[Name],
         *,
         idle: int | None = None,
         time: int | None = None,
@@ -659,7 +659,7 @@ class StreamGroups(Streams):
         ``lastid`` moves the group's last delivered ID forward.
         """
         name, group, consumer = _b(name), _b(group), _b(consumer)
-        parsed = [_strict_id(i) for i in ids]
+        parsed = [_strict_id(i) for i in _name_list(ids)]  # (one ID may be given as a str)
         last_claim = None if lastid is None else _strict_id(lastid)
         min_idle = max(0, parse_index(min_idle_time))
         idle, time, retrycount = (None if n is None else parse_index(n) for n in (idle, time, retrycount))

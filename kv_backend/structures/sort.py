@@ -8,7 +8,7 @@ from typing import Any
 
 from kv_backend.structures.errors import CommandError, WrongTypeError
 from kv_backend.structures.geo import partial_sort
-from kv_backend.structures.keyspace import _name_limit, _redis_int
+from kv_backend.structures.keyspace import _name_limit, _name_list, _redis_int
 from kv_backend.structures.layout import (
     _LST,
     HASH,
@@ -122,7 +122,7 @@ class Sorting(Lists, Sets, SortedSets):
         by: Name | None = None,
         offset: int = 0,
         count: int = -1,
-        get: list[Name] | tuple[Name, ...] = (),
+        get: Name | list[Name] | tuple[Name, ...] = (),
         desc: bool = False,
         alpha: bool = False,
         store: Name | None = None,
@@ -144,7 +144,7 @@ class Sorting(Lists, Sets, SortedSets):
         """
         name, offset, count = _b(name), parse_index(offset), parse_index(count)
         by_b = None if by is None else _b(by)
-        patterns = [_b(p) for p in get]
+        patterns = _name_list(get)  # (one pattern as a str was read a character at a time)
         dest = None if store is None else _b(store)
         if nosort is None:
             nosort = by_b is not None and b"*" not in _c_string(by_b)
