@@ -326,3 +326,22 @@ def test_one_get_pattern_or_claimed_id_given_as_a_str_is_that_one(s):
     assert s.sort("nums", get="w_*") == [b"x", b"y"] == s.sort("nums", get=["w_*"])
     s.xreadgroup("grp", "c", {"x": ">"})
     assert s.xclaim("x", "grp", "c2", 0, "1-1", justid=True) == [b"1-1"]
+
+
+def test_a_stream_is_not_renamed_copied_or_restored_where_its_groups_would_not_fit(s):
+    """A group of 65,509 bytes fits a stream named "x"; renamed to "xx" its pending entries no
+    longer could: rename succeeded, then XINFO GROUPS, XPENDING and XINFO STREAM FULL raised the
+    engine's KeyTooLargeError and XREADGROUP refused the group, for as long as it existed."""
+    group = b"g" * 65_509
+    s.xgroup_create("x", group, id="0")
+    payload = s.dump("x")
+    for call in (
+        lambda: s.rename("x", "xx"),
+        lambda: s.copy("x", "xx"),
+        lambda: s.restore("xx", 0, payload),
+    ):
+        with pytest.raises(KeyNameTooLongError, match="a consumer group's up to 65510 together"):
+            call()
+    assert s.exists("xx") == 0 and len(s.xinfo_groups("x")) == 2
+    s.xgroup_destroy("x", group)
+    assert s.rename("x", "xx") is True and s.xpending("xx", "grp")[0] == 0

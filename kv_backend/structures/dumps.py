@@ -17,7 +17,7 @@ from kv_backend.structures.groups import (
     _consumer_prefix,
     _pel_prefix,
 )
-from kv_backend.structures.keyspace import _name_limit
+from kv_backend.structures.keyspace import _check_group_fits, _name_limit
 from kv_backend.structures.layout import (
     _CNT,
     _I64_MAX,
@@ -181,6 +181,7 @@ class Dumps(StreamGroups):
         for xid, pairs in s.entries:
             put(pfx + _XID.pack(*xid), _encode_pairs(pairs))
         for g in s.groups:
+            _check_group_fits(name, g.name)
             put(GROUP + _lp(name) + g.name, _GRP.pack(*g.last, g.entries_read))
             cpfx, ppfx = _consumer_prefix(name, g.name), _pel_prefix(name, g.name)
             for consumer, seen, active in g.consumers:

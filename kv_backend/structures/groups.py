@@ -23,10 +23,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
-from kv_backend.errors import KeyTooLargeError
-from kv_backend.record import MAX_KEY_SIZE
 from kv_backend.structures.errors import CommandError
-from kv_backend.structures.keyspace import _block_seconds, _name_limit, _name_list
+from kv_backend.structures.keyspace import _block_seconds, _check_group_fits, _name_limit, _name_list
 from kv_backend.structures.layout import CONSUMER, GROUP, PENDING, STREAM, T_STREAM, Name, _b, _lp
 from kv_backend.structures.parsing import parse_index
 from kv_backend.structures.streams import (
@@ -303,10 +301,7 @@ class StreamGroups(Streams):
             start = (meta.last if meta else (0, 0)) if raw == b"$" else _strict_id(raw)
             if meta is not None and self._group(name, group) is not None:
                 raise CommandError("BUSYGROUP Consumer Group name already exists")
-            if len(_pel_prefix(name, group)) + _XID.size > MAX_KEY_SIZE:
-                # The group's record would fit but its pending entries' never would: XREADGROUP
-                # and XINFO GROUPS would fail on it for as long as it exists.
-                raise KeyTooLargeError("the group's pending entries would not fit in an engine key")
+            _check_group_fits(name, group)
             with db.batch() as b:
                 if meta is None:
                     self._purge(b, name, T_STREAM)

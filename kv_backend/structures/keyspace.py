@@ -20,10 +20,12 @@ from kv_backend.structures.layout import (
     _LST,
     _U64,
     ALL_PREFIXES,
+    GROUP,
     HASH,
     LIST,
     MEMBER_PREFIXES,
     META,
+    PENDING,
     SET,
     T_HASH,
     T_LIST,
@@ -83,6 +85,15 @@ def _name_list(names: Name | Iterable[Name]) -> list[bytes]:
     if isinstance(names, (bytes, str, bytearray, memoryview, int, float)):
         return [_b(names)]
     return [_b(n) for n in names]
+
+
+def _check_group_fits(name: bytes, group: bytes) -> None:
+    """Refuse a consumer group of stream ``name`` whose pending entries' engine keys (prefix, both
+    names with their lengths, a 16-byte ID) would be too long: its own record fits in fewer bytes,
+    so a group created, renamed, copied or restored that way made XREADGROUP, XPENDING and XINFO
+    fail on the stream for as long as it existed."""
+    if len(PENDING) + 8 + len(name) + len(group) + 16 > MAX_KEY_SIZE:
+        raise KeyTooLargeError("a consumer group's pending entries would not fit in an engine key")
 
 
 def _block_seconds(block: object) -> float:
@@ -434,6 +445,8 @@ class Keyspace:
                 for prefix in MEMBER_PREFIXES.get(meta[0], ()):
                     sp, dp = prefix + _lp(src), prefix + _lp(dst)
                     for key, value in list(db.items(prefix=sp)):
+                        if prefix == GROUP:
+                            _check_group_fits(dst, key[len(sp) :])
                         b.put(dp + key[len(sp) :], value)
                         b.delete(key)
         return True
@@ -653,6 +666,8 @@ class Keyspace:
                 for prefix in MEMBER_PREFIXES.get(meta[0], ()):
                     sp, dp = prefix + _lp(src), prefix + _lp(dst)
                     for key, value in db.items(prefix=sp):
+                        if prefix == GROUP:
+                            _check_group_fits(dst, key[len(sp) :])
                         b.put(dp + key[len(sp) :], value)
         return True
 
