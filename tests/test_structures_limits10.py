@@ -159,6 +159,10 @@ def test_kvb_serve_answers_reads_of_too_long_names_as_redis_does(server):
     assert r.expire(LONG, 10) is False and r.getdel(LONG) is None
     with pytest.raises(redis.ResponseError, match=r"^key name too long: kvb holds a string's name of up to"):
         r.set(LONG, "v")
+    r.xadd("x", {"f": "v"})
+    with pytest.raises(redis.ResponseError, match=r"consumer groups. names, 65510\)$"):
+        r.xgroup_create("x", b"g" * 65_510, id="0")
+    assert r.xinfo_groups("x") == []
     r.close()
 
 

@@ -367,7 +367,8 @@ class Connection(asyncio.Protocol):
             return ErrorReply(
                 "ERR key name too long: kvb holds a string's name of up to 65534 bytes, a hash's or "
                 "set's name and one field or member of up to 65530 together, a sorted set's of up to "
-                "65522, a list's name of up to 65522 and a stream's of up to 65514 bytes"
+                "65522, a list's name of up to 65522 and a stream's of up to 65514 bytes (with one of "
+                "its consumer groups' names, 65510)"
             )
         if isinstance(exc, StructureError):
             return ErrorReply(str(exc))
