@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -160,3 +163,51 @@ def fingerprint(store: str) -> dict[str, str]:
         with open(os.path.join(store, name), "rb") as f:
             out[name] = hashlib.sha256(f.read()).hexdigest()
     return out
+
+
+NOBODY = 65534
+
+
+def run_as_nobody(fn: Callable[[], Any]) -> Any:
+    """Run ``fn()`` in a forked child, as the ``nobody`` user if the tests run as root; return what
+    it returned (picklable). Raises AssertionError with the child's traceback if ``fn`` raised."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            out: Any = ("ok", fn())
+        except BaseException:
+            out = ("raised", traceback.format_exc())
+        try:
+            data = pickle.dumps(out)
+            while data:
+                data = data[os.write(w, data) :]
+        finally:
+            os._exit(0)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    os.waitpid(pid, 0)
+    status, value = pickle.loads(b"".join(chunks))
+    assert status == "ok", value
+    return value
+
+
+def thread_reporting(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    """A daemon thread (not started) that runs ``fn()``, and the list that receives what it
+    returned or the exception it raised, for tests that pause it at a chosen point."""
+    got: list[object] = []
+
+    def run() -> None:
+        try:
+            got.append(fn())
+        except Exception as exc:  # reported to the test
+            got.append(exc)
+
+    return threading.Thread(target=run, daemon=True), got

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import pickle
 import shutil
 import signal
 import socket
@@ -16,48 +15,15 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
-from typing import Any
 
 import pytest
-from helpers import child_env, exit_code, fork_child, free_port
+from helpers import child_env, exit_code, fork_child, free_port, run_as_nobody
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 import kv_backend.check  # (also: imported before a child drops its privileges)
 import kv_backend.files
 from kv_backend import DB
 from kv_backend.cli import build_parser, main
-
-NOBODY = 65534
-
-
-def _as_nobody(fn: Callable[[], Any]) -> Any:
-    """Run ``fn()`` in a forked child, as the ``nobody`` user if the tests run as root; return its result."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            if os.geteuid() == 0:
-                os.setgroups([])
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-            out: Any = ("ok", fn())
-        except BaseException as exc:
-            out = ("raised", repr(exc))
-        try:
-            data = pickle.dumps(out)
-            while data:
-                data = data[os.write(w, data) :]
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks = []
-    while chunk := os.read(r, 65536):
-        chunks.append(chunk)
-    os.close(r)
-    os.waitpid(pid, 0)
-    status, value = pickle.loads(b"".join(chunks))
-    assert status == "ok", value
-    return value
 
 
 def _main_output(*args: str) -> tuple[int, str, str]:
@@ -85,7 +51,7 @@ def test_check_of_a_data_file_it_cannot_read_is_an_error_line_not_a_traceback():
             os.chmod(os.path.join(path, name), 0o644)
         os.chmod(os.path.join(path, data[0]), 0o000 if os.geteuid() else 0o600)
         build_parser().parse_args(["check", path])  # argparse's lazy imports, before dropping privileges
-        code, out, err = _as_nobody(lambda: _main_output("check", path))
+        code, out, err = run_as_nobody(lambda: _main_output("check", path))
         assert code == 2, (out, err)
         assert err.startswith("kvb: ") and data[0] in err and "Permission denied" in err
         assert "Traceback" not in err

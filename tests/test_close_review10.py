@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from helpers import thread_reporting
 
 import kv_backend.db_write as db_write
 import kv_backend.files as files
@@ -264,15 +265,7 @@ def test_a_write_whose_fsync_close_overtakes_returns(store_path, monkeypatch, wr
     db.put(b"k", b"7")
     gate = _Gate()
     _pause_in_fsync(gate, monkeypatch)
-    got: list[object] = []
-
-    def run() -> None:
-        try:
-            got.append(write(db))
-        except Exception as exc:  # reported to the test
-            got.append(exc)
-
-    writer = threading.Thread(target=run, daemon=True)
+    writer, got = thread_reporting(lambda: write(db))
     gate.thread = writer
     writer.start()
     assert gate.paused.wait(5)
@@ -294,16 +287,12 @@ def test_a_sync_that_close_overtakes_raises_database_closed_error(store_path, mo
     db.put(b"k", b"v")
     gate = _Gate()
     _pause_in_fsync(gate, monkeypatch)
-    got: list[object] = []
 
-    def run() -> None:
-        try:
-            db.sync()
-            got.append("synced")
-        except Exception as exc:  # reported to the test
-            got.append(exc)
+    def act() -> object:
+        db.sync()
+        return "synced"
 
-    syncing = threading.Thread(target=run, daemon=True)
+    syncing, got = thread_reporting(act)
     gate.thread = syncing
     syncing.start()
     assert gate.paused.wait(5)
@@ -335,19 +324,15 @@ def test_an_fsync_that_a_rotation_of_another_thread_overtakes_fsyncs_the_file_by
         real(fd)
 
     monkeypatch.setattr(db_write, "fsync_file", fsync_file)
-    got: list[object] = []
 
-    def run() -> None:
-        try:
-            if call == "sync()":
-                db.sync()
-            else:
-                db.put(b"k", b"new")
-            got.append("done")
-        except Exception as exc:  # reported to the test
-            got.append(exc)
+    def act() -> object:
+        if call == "sync()":
+            db.sync()
+        else:
+            db.put(b"k", b"new")
+        return "done"
 
-    syncing = threading.Thread(target=run, daemon=True)
+    syncing, got = thread_reporting(act)
     gate.thread = syncing
     syncing.start()
     assert gate.paused.wait(5)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pickle
 import shutil
 import tempfile
 import threading
@@ -19,13 +18,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import exit_code, fork_child
+from helpers import NOBODY, exit_code, fork_child, run_as_nobody
 
 import kv_backend.dbm as kdbm
 import kv_backend.shelve as kshelve
 from kv_backend import DB, Store
 
-NOBODY = 65534
 AS_ROOT = os.geteuid() == 0
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -55,36 +53,11 @@ def as_reader(base: str, fn: Callable[[], Any]) -> Any:
     """
     if not AS_ROOT:
         _set_tree_mode(base, 0o555, 0o444)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            if AS_ROOT:
-                os.setgroups([])
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-            out: Any = ("ok", fn())
-        except BaseException:
-            import traceback
-
-            out = ("raised", traceback.format_exc())
-        try:
-            data = pickle.dumps(out)
-            while data:
-                data = data[os.write(w, data) :]
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks = []
-    while chunk := os.read(r, 65536):
-        chunks.append(chunk)
-    os.close(r)
-    os.waitpid(pid, 0)
-    if not AS_ROOT:
-        _set_tree_mode(base, 0o755, 0o644)
-    status, value = pickle.loads(b"".join(chunks))
-    assert status == "ok", value
-    return value
+    try:
+        return run_as_nobody(fn)
+    finally:
+        if not AS_ROOT:
+            _set_tree_mode(base, 0o755, 0o644)
 
 
 def _outcome(fn: Callable[[], Any]) -> tuple[str, ...]:

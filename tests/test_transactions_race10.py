@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from helpers import thread_reporting
 
 from kv_backend import DB
 
@@ -72,15 +73,7 @@ class _PausingLock:
 def _race(db: DB, pauser, read: Callable[[], object], write: Callable[[], None], commit: bool) -> object:
     """Start ``read`` in a thread, pause it at its lookup, run a transaction doing ``write`` while it
     is paused, let the read go on while the block is still open, then commit or discard."""
-    got: list[object] = []
-
-    def run() -> None:
-        try:
-            got.append(read())
-        except Exception as exc:  # reported to the test
-            got.append(exc)
-
-    reader = threading.Thread(target=run, daemon=True)
+    reader, got = thread_reporting(lambda: read())
     pauser.reader = reader
     reader.start()
     assert pauser.paused.wait(5), "the read never reached its lookup"

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from helpers import thread_reporting
 from test_merge_review10 import _store_with_garbage
 from test_transactions_race10 import _pause_lookups, _PausingLock, _race
 
@@ -127,15 +128,7 @@ def test_a_read_that_close_overtakes_raises_database_closed_error(store_path, re
     db = DB(store_path)
     db.put(b"k", b"v")
     pauser = _pause_lookups(db, b"k")
-    got: list[object] = []
-
-    def run() -> None:
-        try:
-            got.append(read(db))
-        except Exception as exc:  # reported to the test
-            got.append(exc)
-
-    reader = threading.Thread(target=run, daemon=True)
+    reader, got = thread_reporting(lambda: read(db))
     pauser.reader = reader
     reader.start()
     assert pauser.paused.wait(5)
@@ -422,19 +415,15 @@ def test_a_write_that_close_overtakes_raises_database_closed_error(store_path, w
     db.put(b"k", b"old")
     lock = _PausingLock()
     db._rlock = lock  # the writer pauses before it takes the view lock to publish its record
-    got: list[object] = []
 
-    def run() -> None:
-        try:
-            if write == "delete":
-                db.delete(b"k")
-            else:
-                db.put(b"k", b"new", ttl=60 if write == "put with ttl" else None)
-            got.append("written")
-        except Exception as exc:  # reported to the test
-            got.append(exc)
+    def act() -> object:
+        if write == "delete":
+            db.delete(b"k")
+        else:
+            db.put(b"k", b"new", ttl=60 if write == "put with ttl" else None)
+        return "written"
 
-    writer = threading.Thread(target=run, daemon=True)
+    writer, got = thread_reporting(act)
     lock.reader = writer
     writer.start()
     assert lock.paused.wait(5)
