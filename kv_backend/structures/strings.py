@@ -282,12 +282,10 @@ class Strings(Keyspace):
             self.db.put(mk, b"s%d" % result, expires_at=expiry)
             return result
 
-    @_name_limit(T_STRING)
     def incr(self, name: Name) -> int:
         """Add 1 to an integer string."""
         return self.incrby(name, 1)
 
-    @_name_limit(T_STRING)
     def decr(self, name: Name) -> int:
         """Subtract 1 from an integer string."""
         return self.incrby(name, -1)
