@@ -208,6 +208,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
             k = self._ek(key)
             return k in self.db
         except (InvalidKeyError, KeyEncodingError, KeyTooLargeError):
+            self.db._check_open()  # after close(), every call raises, whatever the key
             return False  # a key that cannot be stored is never present, as with a dict
 
     def __len__(self) -> int:

@@ -209,3 +209,15 @@ def test_a_misspelt_option_is_a_configuration_error_naming_the_options(tmp_path)
     assert set(inspect.signature(DB.__init__).parameters) - {"self", "path"} == _ENGINE_OPTIONS
     with Store(str(path), "json", sync="always", max_file_size=1 << 20, auto_merge=0.5) as s:
         s["a"] = 1
+
+
+def test_in_after_close_raises_whatever_the_key(tmp_path):
+    """``1 in store`` (a key of the wrong type) after close() returned False, where ``"k" in store``
+    raises DatabaseClosedError as every call after close() does; it raises too."""
+    s = Store(str(tmp_path / "s"))
+    s["k"] = 1
+    assert 1 not in s and "" not in s  # open: keys no store can hold are absent
+    s.close()
+    for key in ("k", 1, "", b"bytes"):
+        with pytest.raises(DatabaseClosedError):
+            key in s  # noqa: B015 - the membership test is what raises
