@@ -145,10 +145,7 @@ class _Reading:
         """Whether a damaged record was read through a view that another thread's transaction
         is discarding, or has discarded (its records are zeroed, see ``_zero_unpublished``): the
         read looked the key up before the block first wrote, and must read again, not report it."""
-        if self._view[0] is not kd:
-            return True
-        txn = self._txn
-        return txn is not None and txn.owner != threading.get_ident() and self._seen == _IN_TRANSACTION
+        return self._view[0] is not kd or self._other_transaction_wrote()
 
     def _other_transaction_wrote(self) -> bool:
         """Whether another thread's transaction has written, so the index holds its unpublished
