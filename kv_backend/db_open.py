@@ -382,30 +382,42 @@ class _Opening:
                 f.seal()  # indexed, and never written again: the mapping alone serves reads
         if self._ix.sorted is not None:
             ix.ensure_sorted()
+        active = files[-1] if (files and writable and files[-1].fid == active_fid) else None
         # Install under the write lock too, so no write of this process can fall
         # between the snapshot and the install; anything published since the
         # snapshot is replayed by the next catch-up (``_seen`` is the snapshot's).
-        with self._lock, self._rlock:
-            if self._ix.sink is not None:
-                # which keys differ from the index being replaced is not known: a follower
-                # must assume every key may have changed (see DB.take_changes)
-                ix.sink = self._ix.sink
-                self._changes_lost = True
-            self._ix = ix
-            self._files = files
-            self._view = (ix.kd, maps)
-            self._fidx = fidx
-            self._sizes = file_sizes
-            self._corrupt = corrupt
-            self._gen = gen
-            self._tail = (active_fid, file_sizes.get(active_fid, rec.FILE_HEADER_SIZE))
-            self._active = files[-1] if (files and writable and files[-1].fid == active_fid) else None
-            self._active_idx = len(files) - 1
-            # What the mapping covers, not the size: another writer may have grown the file
-            # since it was mapped (and then failed before writing there), and a write this
-            # process indexes itself past its mapping would read back as damaged.
-            self._alloc = len(maps[fidx[active_fid]]) if active_fid in fidx else 0
-            self._seen = tail
+        with self._lock:
+            replaced = self._active
+            if (
+                replaced is not None
+                and self._sync_interval is not None
+                and (active is None or replaced.fid != active.fid)
+            ):
+                # A write of another thread may have rotated to ``replaced`` and written there
+                # since the snapshot: its fsync, which runs after the lock, would now find the
+                # snapshot's (older) active file. Flush it here, before the view goes back.
+                self._fsync_data_file(replaced)
+            with self._rlock:
+                if self._ix.sink is not None:
+                    # which keys differ from the index being replaced is not known: a follower
+                    # must assume every key may have changed (see DB.take_changes)
+                    ix.sink = self._ix.sink
+                    self._changes_lost = True
+                self._ix = ix
+                self._files = files
+                self._view = (ix.kd, maps)
+                self._fidx = fidx
+                self._sizes = file_sizes
+                self._corrupt = corrupt
+                self._gen = gen
+                self._tail = (active_fid, file_sizes.get(active_fid, rec.FILE_HEADER_SIZE))
+                self._active = active
+                self._active_idx = len(files) - 1
+                # What the mapping covers, not the size: another writer may have grown the file
+                # since it was mapped (and then failed before writing there), and a write this
+                # process indexes itself past its mapping would read back as damaged.
+                self._alloc = len(maps[fidx[active_fid]]) if active_fid in fidx else 0
+                self._seen = tail
 
     def _clean_merge_leftovers(self) -> None:
         """Remove temporary files of a merge that died (only when no merge runs)."""

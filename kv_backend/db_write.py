@@ -558,15 +558,18 @@ class _Writing:
             # file itself first. The write took effect: it returns as the ones before close() did.
 
     def _fsync_active(self) -> None:
-        """fsync the active data file, if this process writes one (StorageError if that fails).
-
-        It runs outside the write lock, so a rotation of another thread may seal the file (close
-        its descriptor, whose number a file opened since may reuse) meanwhile: the file is then
-        fsynced by its name, for the records written before this call are in it.
-        """
+        """fsync the active data file, if this process writes one (StorageError if that fails)."""
         active = self._active
-        if active is None:
-            return
+        if active is not None:
+            self._fsync_data_file(active)
+
+    def _fsync_data_file(self, active: DataFile) -> None:
+        """fsync ``active``, a file this process writes or wrote (StorageError if that fails).
+
+        It may run outside the write lock, so a rotation of another thread may seal the file
+        (close its descriptor, whose number a file opened since may reuse) meanwhile: the file
+        is then fsynced by its name, for the records written before this call are in it.
+        """
         fd = active.fd
         if fd >= 0:
             try:
