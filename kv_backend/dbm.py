@@ -33,6 +33,8 @@ from kv_backend.errors import (
     NotAStoreError,
     ReadOnlyError,
     StoreNotFoundError,
+    UnencodableKeyError,
+    UnencodableTextError,
     ValueTooLargeError,
 )
 from kv_backend.files import FORMAT_FILE
@@ -84,7 +86,11 @@ def _as_bytes(obj: object, what: str, error: type[TypeError]) -> bytes:
     if type(obj) is bytes:
         return obj
     if isinstance(obj, str):
-        return obj.encode("utf-8")
+        try:
+            return obj.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates: the stdlib's error, and the project's
+            unencodable = UnencodableKeyError if error is InvalidKeyError else UnencodableTextError
+            raise unencodable(exc.encoding, exc.object, exc.start, exc.end, exc.reason) from None
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj)
     raise error(f"dbm {what} must be bytes or str, not {type(obj).__name__}")

@@ -25,6 +25,31 @@ class KeyTooLargeError(KVError, ValueError):
     """A key is empty or larger than :data:`kv_backend.record.MAX_KEY_SIZE`."""
 
 
+class KeyEncodingError(KVError, ValueError):
+    """A str key cannot be encoded as UTF-8 (or a shelf's keyencoding), or a stored key is not text."""
+
+
+class UnencodableTextError(KVError, UnicodeEncodeError):
+    """A str key or value the dbm or shelve front end cannot encode.
+
+    Also the ``UnicodeEncodeError`` the stdlib modules raise there, so code written for them
+    still catches it; built from that error (same ``encoding``, ``object``, ``start``...).
+    """
+
+    def __str__(self) -> str:
+        return (
+            f"{self.object[:60]!r} cannot be encoded as {self.encoding} ({self.reason}); "
+            "remove the characters it cannot encode (lone surrogates, for UTF-8)"
+        )
+
+
+class UnencodableKeyError(KeyEncodingError, UnencodableTextError):
+    """A str key the dbm or shelve front end cannot encode (a ``UnicodeEncodeError`` too)."""
+
+    def __str__(self) -> str:
+        return "key " + UnencodableTextError.__str__(self)
+
+
 class ValueTooLargeError(KVError, ValueError):
     """A value is larger than :data:`kv_backend.record.MAX_VALUE_SIZE`."""
 

@@ -20,7 +20,7 @@ import shelve as _std_shelve
 from typing import Any
 
 from kv_backend import dbm as _kv_dbm
-from kv_backend.errors import ConfigurationError, InvalidKeyError, KVError
+from kv_backend.errors import ConfigurationError, InvalidKeyError, KVError, UnencodableKeyError
 from kv_backend.mapping import update_pairs
 from kv_backend.serializers import PickleDeserializationError, PickleSerializationError
 
@@ -64,7 +64,10 @@ class KVShelf(_std_shelve.DbfilenameShelf):
 
     def _ek(self, key: object) -> bytes:
         if isinstance(key, str):
-            return key.encode(self.keyencoding)
+            try:
+                return key.encode(self.keyencoding)
+            except UnicodeEncodeError as exc:  # the stdlib's error, and the project's
+                raise UnencodableKeyError(exc.encoding, exc.object, exc.start, exc.end, exc.reason) from None
         raise InvalidKeyError(f"shelf keys must be str, not {type(key).__name__}")
 
     def _dumps(self, value: Any) -> bytes:
@@ -152,7 +155,11 @@ class KVShelf(_std_shelve.DbfilenameShelf):
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        return key.encode(self.keyencoding) in self.dict
+        try:
+            k = key.encode(self.keyencoding)
+        except UnicodeEncodeError:
+            k = self._ek(key)  # raises the project's error
+        return k in self.dict
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         enc = self.keyencoding

@@ -32,8 +32,8 @@ from kv_backend.errors import (
     DatabaseClosedError,
     InvalidKeyError,
     InvalidValueError,
+    KeyEncodingError,
     KeyTooLargeError,
-    KVError,
     ReadOnlyError,
 )
 from kv_backend.mapping import update_pairs
@@ -51,10 +51,6 @@ _ENGINE_OPTIONS = frozenset({"sync", "max_file_size", "read_only", "auto_merge"}
 T = TypeVar("T")
 _MISSING: Any = object()
 _pickle_dumps = pickle.dumps
-
-
-class KeyEncodingError(KVError, ValueError):
-    """A str key cannot be encoded as UTF-8, or a stored key is not UTF-8 text."""
 
 
 def _encode_str(key: object) -> bytes:
