@@ -496,3 +496,16 @@ def test_damaged_records(tmp_path, case, page):
         else:
             expected[key] = value
     assert view == expected
+
+
+def test_temporary_files_are_removed_by_a_writer_that_opens_the_store(store_path):
+    """docs/file-format.md said any open removed them; a read-only open leaves them (it never writes)."""
+    DB(store_path).close()
+    leftover = os.path.join(store_path, "0000000009-001.data.tmp")
+    with open(leftover, "wb") as f:
+        f.write(b"KVBDATA\0\1\0\0\0\0\0\0\0")
+    DB(store_path, read_only=True).close()
+    assert os.path.exists(leftover)
+    assert read_store(store_path) == {}
+    DB(store_path).close()
+    assert not os.path.exists(leftover)
