@@ -9,6 +9,7 @@ from typing import Any
 from kv_backend import record as rec
 from kv_backend.db_common import _FIRST_FILE, _HEADER_SIZE, _crc32, _pread, _unpack_header
 from kv_backend.db_write import _IN_TRANSACTION
+from kv_backend.errors import NotAStoreError
 from kv_backend.files import (
     FORMAT_FILE,
     FORMAT_TEXT,
@@ -351,6 +352,8 @@ class _Opening:
             for fid in fids:
                 try:
                     files.append(DataFile(self.path, fid, writable=writable and fid == fids[-1]))
+                except NotAStoreError:
+                    raise  # another format version: says what to do
                 except OSError as exc:
                     raise storage_error(exc, f"cannot open data file {data_name(fid)}") from exc
         if published is not None:

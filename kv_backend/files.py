@@ -21,10 +21,12 @@ import re
 import sys
 from typing import Any
 
+from kv_backend import record as rec
 from kv_backend.errors import NotAStoreError, StorageError, StoreNotFoundError
 
 FORMAT_FILE = "KVB_FORMAT"
 FORMAT_TEXT = "kv_backend store, format 1\n"
+_VERSION_BYTES = rec.FILE_VERSION.to_bytes(4, "little")
 LOCK_FILE = "LOCK"
 STATE_FILE = "STATE"
 MERGE_LOCK_FILE = "MERGE.lock"
@@ -86,7 +88,17 @@ class DataFile:
         flags = os.O_RDWR if writable else os.O_RDONLY
         self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0))
         self.mm: mmap.mmap | None = None
-        self.remap()
+        mm = self.remap()
+        if len(mm) >= 12 and mm[:8] == rec.FILE_MAGIC and mm[8:12] != _VERSION_BYTES:
+            # Records of another format version may check out and mean something else: refuse
+            # them. (A damaged magic is left to the records' own checks, and to `kvb check`.)
+            version = int.from_bytes(mm[8:12], "little")
+            self.close()
+            raise NotAStoreError(
+                errno.EINVAL,
+                f"{self.path} is a data file of format version {version}, and this kv_backend "
+                f"reads version {rec.FILE_VERSION} only: open the store with the kv_backend that wrote it",
+            )
 
     def remap(self) -> mmap.mmap:
         """Map the whole file as it is now and return the new mapping.
@@ -298,7 +310,7 @@ def prepare_directory(path: str, *, create: bool) -> bool:
     if os.path.exists(marker):
         with open(marker, encoding="utf-8", errors="replace") as f:
             text = f.read()
-        if not text.startswith("kv_backend store, format 1"):
+        if text.partition("\n")[0].rstrip("\r") != FORMAT_TEXT.rstrip("\n"):
             raise NotAStoreError(
                 errno.EINVAL, f"{path} holds a store of an unsupported format: {text.strip()!r}"
             )
