@@ -53,7 +53,13 @@ from kv_backend.errors import (
     StorageError,
     ValueTooLargeError,
 )
-from kv_backend.http.keys import PercentEncodingError, decode_key, encode_key, parse_query
+from kv_backend.http.keys import (
+    PercentEncodingError,
+    RepeatedParameterError,
+    decode_key,
+    encode_key,
+    parse_query,
+)
 from kv_backend.http.openapi import openapi_document
 
 __all__ = [
@@ -123,6 +129,7 @@ def error_response(
 _ERROR_STATUS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
     ((InvalidKeyError, KeyTooLargeError), 400, "invalid_key"),
     ((PercentEncodingError,), 400, "invalid_encoding"),
+    ((RepeatedParameterError,), 400, "invalid_parameter"),
     ((ValueTooLargeError,), 413, "value_too_large"),
     ((InvalidValueError,), 400, "invalid_value"),
     ((NotAnIntegerError,), 409, "not_an_integer"),

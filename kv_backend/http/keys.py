@@ -14,7 +14,7 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from kv_backend.errors import KVError
 
-__all__ = ["PercentEncodingError", "decode_key", "encode_key", "parse_query"]
+__all__ = ["PercentEncodingError", "RepeatedParameterError", "decode_key", "encode_key", "parse_query"]
 
 # A "%" not followed by two hex digits: RFC 3986 has no meaning for it.
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
@@ -22,6 +22,10 @@ _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 class PercentEncodingError(KVError, ValueError):
     """Text with a ``%`` that does not start a ``%XX`` escape (a literal ``%`` travels as ``%25``)."""
+
+
+class RepeatedParameterError(KVError, ValueError):
+    """A query string that gives one parameter more than once (``?ttl=5&ttl=100``)."""
 
 
 def _unquote(raw: bytes, what: str) -> bytes:
@@ -55,14 +59,26 @@ def parse_query(query_string: bytes) -> dict[str, bytes]:
     """Parse a raw query string into ``{name: raw bytes value}`` without decoding values as text.
 
     Follows ``application/x-www-form-urlencoded``: ``+`` is a space, so a ``+``
-    in a key must be sent as ``%2B``. A repeated parameter keeps its last value.
-    Raises :class:`PercentEncodingError` for a ``%`` that starts no ``%XX`` escape.
+    in a key must be sent as ``%2B``. Raises :class:`PercentEncodingError` for a
+    ``%`` that starts no ``%XX`` escape, and :class:`RepeatedParameterError` for a
+    parameter given more than once (compared once decoded, so ``ttl`` and ``%74tl``
+    are one name): servers disagree on which of ``?ttl=5&ttl=100`` counts (the
+    first, the last, a list), so keeping either would be a guess at what the
+    client meant, and a proxy or client that appends a parameter would silently
+    change the request.
     """
     out: dict[str, bytes] = {}
+    seen: set[bytes] = set()  # bytes: two names that are not UTF-8 differ, though both read '\ufffd'
     for part in query_string.split(b"&"):
         if not part:
             continue
         name, _, value = part.partition(b"=")
-        name_text = _unquote(name.replace(b"+", b" "), "the query parameter name").decode("utf-8", "replace")
+        name_bytes = _unquote(name.replace(b"+", b" "), "the query parameter name")
+        name_text = name_bytes.decode("utf-8", "replace")
+        if name_bytes in seen:
+            raise RepeatedParameterError(
+                f"the query parameter {name_text[:40]!r} is given more than once; give each parameter once"
+            )
+        seen.add(name_bytes)
         out[name_text] = _unquote(value.replace(b"+", b" "), f"the query parameter {name_text}")
     return out
