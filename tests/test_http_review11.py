@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -53,3 +55,63 @@ def test_a_repeated_query_parameter_is_refused_not_guessed(app_client, db, metho
         assert r.json()["error"] == "invalid_parameter"
         assert "more than once" in r.json()["message"]
     assert db.get(b"k") == b"1" and db.ttl(b"k") is None  # nothing changed
+
+
+# ------------------------------------------------------- shutdown mid-upload
+
+
+def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode("ascii"),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"kv"), *headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+
+
+@pytest.mark.parametrize("path", ["/v1/keys/k", "/v1/txn"])
+def test_a_shutdown_cancelling_a_stalled_upload_answers_503_json_and_stores_nothing(db, path):
+    """The server's shutdown cancels a request whose client stalled mid-body (SHUTDOWN_GRACE): uvicorn
+    answered that with a plain-text 500, as for a bug, leaving the client to guess whether it was stored."""
+    import asyncio
+
+    app = create_app(db)
+    method = "PUT" if path.startswith("/v1/keys/") else "POST"
+    body = b"abc" if method == "PUT" else b'{"ops": [{"op": "put", "key": "k", "value": "v"}]}'
+    sent: list[dict] = []
+
+    async def main() -> asyncio.Task:
+        first = [{"type": "http.request", "body": body[:-1], "more_body": True}]
+
+        async def receive() -> dict:
+            if first:
+                return first.pop()
+            await asyncio.Event().wait()  # the rest never comes
+            raise AssertionError("unreachable")
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        headers = [(b"content-length", str(len(body)).encode())]
+        task = asyncio.ensure_future(app(_scope(method, path, headers), receive, send))
+        while first:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)
+        task.cancel()  # what uvicorn does to requests unfinished at the end of the grace
+        await asyncio.gather(task, return_exceptions=True)
+        return task
+
+    task = asyncio.run(main())
+    assert not task.cancelled()  # ended normally, with an answer
+    start, payload = sent[0], json.loads(sent[1]["body"])
+    assert start["status"] == 503 and (b"connection", b"close") in start["headers"]
+    assert payload["error"] == "store_closed" and "nothing was stored" in payload["message"]
+    assert db.get(b"k") is None

@@ -10,6 +10,7 @@ OpenAPI description.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -723,6 +724,21 @@ class _Api:
                 "invalid_request",
                 f"the connection closed after {size} bytes of {what}, before the whole body; "
                 "nothing was stored",
+            ) from None
+        except asyncio.CancelledError:
+            # The server is shutting down and stopped waiting for a client still sending its body
+            # (kvb http's SHUTDOWN_GRACE). Left to propagate, the cancellation makes uvicorn answer
+            # a plain-text 500, as for a bug, and leaves the client guessing whether the value was
+            # stored. Nothing was: say so, in the API's own shape, and end the request normally.
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):  # Python 3.11+
+                task.uncancel()
+            raise HTTPAPIError(
+                503,
+                "store_closed",
+                f"the server is shutting down and stopped waiting for the rest of {what} after {size} "
+                "bytes; nothing was stored: send the request again once the server is back",
+                {"Connection": "close"},
             ) from None
         return b"".join(chunks)
 

@@ -143,9 +143,15 @@ def serve(
 
 def _cancelled_at_shutdown(record: logging.LogRecord) -> bool:
     """Log a request that the shutdown cancelled after :data:`SHUTDOWN_GRACE` as one line, not as
-    uvicorn's "Exception in ASGI application" traceback: nothing went wrong in it."""
+    uvicorn's "Exception in ASGI application" traceback: nothing went wrong in it.
+
+    (A request still receiving its body answers 503 itself and is not logged here; one waiting for
+    the engine, say a merge, is cancelled without an answer of its own, and uvicorn answers it 500.)
+    """
     if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
-        record.msg = "a request still unfinished %s s into the shutdown was cancelled, unanswered"
+        record.msg = (
+            "a request still unfinished %s s into the shutdown was cancelled (uvicorn answers it 500)"
+        )
         record.args = (SHUTDOWN_GRACE,)
         record.exc_info = record.exc_text = None
     return True
