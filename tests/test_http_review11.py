@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from urllib.parse import quote
 
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from kv_backend.http import create_app, encode_key
@@ -81,8 +85,6 @@ def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict:
 def test_a_shutdown_cancelling_a_stalled_upload_answers_503_json_and_stores_nothing(db, path):
     """The server's shutdown cancels a request whose client stalled mid-body (SHUTDOWN_GRACE): uvicorn
     answered that with a plain-text 500, as for a bug, leaving the client to guess whether it was stored."""
-    import asyncio
-
     app = create_app(db)
     method = "PUT" if path.startswith("/v1/keys/") else "POST"
     body = b"abc" if method == "PUT" else b'{"ops": [{"op": "put", "key": "k", "value": "v"}]}'
@@ -115,3 +117,19 @@ def test_a_shutdown_cancelling_a_stalled_upload_answers_503_json_and_stores_noth
     assert start["status"] == 503 and (b"connection", b"close") in start["headers"]
     assert payload["error"] == "store_closed" and "nothing was stored" in payload["message"]
     assert db.get(b"k") is None
+
+
+# ------------------------------------------------------- mounted under a prefix
+
+
+@pytest.mark.parametrize("mount", ["/my kv", "/clés", "/a/b c/"])
+def test_keys_work_under_a_mount_path_that_is_percent_encoded_on_the_wire(db, mount):
+    """root_path is decoded text, the raw path is as sent: every key request was a 404."""
+    outer = Starlette(routes=[Mount(mount.rstrip("/"), app=create_app(db))])
+    base = quote(mount.rstrip("/"))
+    with TestClient(outer) as c:
+        assert c.put(base + url(b"a/b\xff"), content=b"v").status_code == 201
+        assert c.get(base + url(b"a/b\xff")).content == b"v"
+        assert c.post(base + url(b"n", "/incr")).json() == {"value": 1}
+        assert c.get(base + "/v1/keys").json()["keys"] == ["a%2Fb%FF", "n"]
+    assert db.get(b"a/b\xff") == b"v"

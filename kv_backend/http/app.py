@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -261,10 +262,15 @@ def raw_key_path(scope: Scope) -> bytes:
     raw = scope.get("raw_path")
     if raw is None:  # servers that do not give the raw path: re-encode the decoded one
         raw = encode_key(scope["path"].encode("utf-8")).replace("%2F", "/").encode("ascii")
-    root = scope.get("root_path", "").encode("utf-8")
-    if root and raw.startswith(root):
-        raw = raw[len(root) :]
-    if not raw.startswith(KEYS_PREFIX):  # pragma: no cover - the route guarantees it
+    root = scope.get("root_path", "")
+    if root:
+        # root_path is decoded text (a Mount("/my kv") gives "/my kv") while raw_path is as sent
+        # ("/my%20kv/..."): drop as many raw segments as the root has, if they decode to it.
+        depth = root.rstrip("/").count("/")
+        parts = raw.split(b"/", depth + 1)
+        if len(parts) == depth + 2 and unquote_to_bytes(b"/".join(parts[:-1])) == root.rstrip("/").encode():
+            raw = b"/" + parts[-1]
+    if not raw.startswith(KEYS_PREFIX):  # e.g. /v1/%6Beys/k, which the route matches once decoded
         raise HTTPAPIError(404, "not_found", "no such endpoint")
     return raw[len(KEYS_PREFIX) :]
 
