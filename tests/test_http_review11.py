@@ -133,3 +133,21 @@ def test_keys_work_under_a_mount_path_that_is_percent_encoded_on_the_wire(db, mo
         assert c.post(base + url(b"n", "/incr")).json() == {"value": 1}
         assert c.get(base + "/v1/keys").json()["keys"] == ["a%2Fb%FF", "n"]
     assert db.get(b"a/b\xff") == b"v"
+
+
+# ------------------------------------------------------- unknown parameters
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/stats"), ("HEAD", "/v1/stats"), ("GET", "/openapi.json"), ("POST", "/v1/backup")],
+)
+def test_stats_openapi_and_backup_refuse_a_query_parameter(app_client, tmp_path, method, path):
+    """As docs/http.md promises: POST /v1/backup?name=nightly made a backup named by its timestamp."""
+    body = json.dumps({"url": str(tmp_path / "backups")}) if method == "POST" else None
+    r = app_client.request(method, path + "?name=nightly", content=body)
+    assert r.status_code == 400, r.text
+    if method != "HEAD":
+        assert r.json()["error"] == "invalid_parameter" and "'name'" in r.json()["message"]
+    assert not (tmp_path / "backups").exists()  # no backup was made
+    assert app_client.get("/healthz?probe=1").status_code == 200  # any probe URL works

@@ -756,6 +756,7 @@ class _Api:
         return JSONResponse({"status": "ok"})
 
     async def openapi(self, request: Request) -> Response:
+        _check_params(parse_query(request.scope.get("query_string", b"")), (), "the OpenAPI document")
         return JSONResponse(openapi_document())
 
     async def key(self, request: Request) -> Response:
@@ -1009,6 +1010,7 @@ class _Api:
             wait = min(wait * 2, _GATE_WAIT_MAX)
 
     async def stats(self, request: Request) -> Response:
+        _check_params(parse_query(request.scope.get("query_string", b"")), (), "stats")
         return JSONResponse(jsonable(await self.call(self._gated_stats)))
 
     def _gated_stats(self) -> dict[str, Any]:
@@ -1026,6 +1028,9 @@ class _Api:
         return JSONResponse(jsonable(report))
 
     async def backup(self, request: Request) -> Response:
+        # ?name=nightly would otherwise be ignored, and the backup named by its timestamp
+        query = parse_query(request.scope.get("query_string", b""))
+        _check_params(query, (), "a backup (give its url, name and storage_options in the JSON body)")
         body = await self.read_body(request, MAX_JSON_BODY, "the request body")
         try:
             spec = json.loads(body or b"null")
