@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
+from kv_backend import DB
 from kv_backend.http import create_app, encode_key
 from kv_backend.http.keys import RepeatedParameterError, parse_query
 
@@ -151,3 +152,29 @@ def test_stats_openapi_and_backup_refuse_a_query_parameter(app_client, tmp_path,
         assert r.json()["error"] == "invalid_parameter" and "'name'" in r.json()["message"]
     assert not (tmp_path / "backups").exists()  # no backup was made
     assert app_client.get("/healthz?probe=1").status_code == 200  # any probe URL works
+
+
+@pytest.mark.parametrize("header", ["If-None-Match", "If-Match"])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/keys"),
+        ("GET", "/v1/stats"),
+        ("GET", "/openapi.json"),
+        ("POST", "/v1/merge"),
+        ("POST", "/v1/backup"),
+    ],
+)
+def test_endpoints_without_conditions_refuse_them_rather_than_act_unconditionally(
+    app_client, tmp_path, monkeypatch, method, path, header
+):
+    """RFC 9110: If-None-Match: * on an existing resource must stop the method (a merge, a backup),
+    never be ignored; as for incr, expire and transactions, such a request is 400."""
+    ran: list[str] = []
+    monkeypatch.setattr(DB, "merge", lambda *a, **k: ran.append("merge"))
+    monkeypatch.setattr(DB, "backup", lambda *a, **k: ran.append("backup"))
+    body = json.dumps({"url": str(tmp_path / "backups")}) if path == "/v1/backup" else None
+    r = app_client.request(method, path, content=body, headers={header: "*"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_request" and header in r.json()["message"]
+    assert ran == []

@@ -757,6 +757,7 @@ class _Api:
 
     async def openapi(self, request: Request) -> Response:
         _check_params(parse_query(request.scope.get("query_string", b"")), (), "the OpenAPI document")
+        _refuse_preconditions(request, "the OpenAPI document")
         return JSONResponse(openapi_document())
 
     async def key(self, request: Request) -> Response:
@@ -924,6 +925,7 @@ class _Api:
     async def list_keys(self, request: Request) -> Response:
         query = parse_query(request.scope.get("query_string", b""))
         _check_params(query, ("prefix", "start", "limit", "reverse", "values"), "a listing")
+        _refuse_preconditions(request, "a listing")
         prefix = query.get("prefix", b"")
         start = query.get("start") or None
         limit = parse_int(query.get("limit"), "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
@@ -1011,6 +1013,7 @@ class _Api:
 
     async def stats(self, request: Request) -> Response:
         _check_params(parse_query(request.scope.get("query_string", b"")), (), "stats")
+        _refuse_preconditions(request, "stats")
         return JSONResponse(jsonable(await self.call(self._gated_stats)))
 
     def _gated_stats(self) -> dict[str, Any]:
@@ -1020,6 +1023,7 @@ class _Api:
     async def merge(self, request: Request) -> Response:
         query = parse_query(request.scope.get("query_string", b""))
         _check_params(query, ("wait",), "merge")
+        _refuse_preconditions(request, "merge")
         wait = parse_bool(query.get("wait"), "wait")
         try:
             report = await self.call(self.db.merge, wait=True) if wait else await self.call(self.db.merge)
@@ -1031,6 +1035,7 @@ class _Api:
         # ?name=nightly would otherwise be ignored, and the backup named by its timestamp
         query = parse_query(request.scope.get("query_string", b""))
         _check_params(query, (), "a backup (give its url, name and storage_options in the JSON body)")
+        _refuse_preconditions(request, "a backup")
         body = await self.read_body(request, MAX_JSON_BODY, "the request body")
         try:
             spec = json.loads(body or b"null")

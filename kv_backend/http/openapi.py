@@ -147,7 +147,7 @@ _DOCUMENT: dict[str, Any] = {
                         "description": "The document.",
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
-                    "400": _error("A query parameter was given (this endpoint takes none)."),
+                    "400": _error("A query parameter or a condition header (this endpoint takes neither)."),
                     "401": _UNAUTHORIZED,
                 },
             }
@@ -362,7 +362,7 @@ _DOCUMENT: dict[str, Any] = {
                 "summary": "Counts and sizes of the store",
                 "responses": {
                     "200": _json("Statistics.", "#/components/schemas/Stats"),
-                    "400": _error("A query parameter was given (this endpoint takes none)."),
+                    "400": _error("A query parameter or a condition header (this endpoint takes neither)."),
                     "401": _UNAUTHORIZED,
                 },
             }
