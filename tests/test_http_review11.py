@@ -178,3 +178,37 @@ def test_endpoints_without_conditions_refuse_them_rather_than_act_unconditionall
     assert r.status_code == 400, r.text
     assert r.json()["error"] == "invalid_request" and header in r.json()["message"]
     assert ran == []
+
+
+# ------------------------------------------------------- absolute-form targets
+
+
+def _call(app, method: str, raw_path: bytes, headers=(), root_path: str = "") -> tuple[int, bytes]:
+    """Send one request straight to the ASGI app, with the scope uvicorn builds for ``raw_path``."""
+    from urllib.parse import unquote
+
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = _scope(method, "/", list(headers))
+    scope.update(raw_path=raw_path, path=unquote(raw_path.decode("ascii")), root_path=root_path)
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_an_absolute_form_request_target_is_routed_by_its_path(db):
+    """RFC 9112 3.2.2: a server MUST accept GET http://host/path; it was 404 'no endpoint /http://...'."""
+    db.put(b"a/b", b"v")
+    app = create_app(db, token="t")
+    auth = [(b"authorization", b"Bearer t")]
+    assert _call(app, "GET", b"http://kv.example:8380/v1/keys/a%2Fb", auth) == (200, b"v")
+    assert _call(app, "GET", b"HTTPS://kv.example/v1/keys", auth)[1].startswith(b'{"keys":["a%2Fb"]')
+    assert _call(app, "GET", b"http://kv.example/healthz") == (200, b'{"status":"ok"}')  # still open
+    assert _call(app, "GET", b"http://kv.example/v1/keys/a%2Fb")[0] == 401  # and the rest still closed
+    assert _call(app, "GET", b"http://kv.example", auth)[0] == 404  # the path "/"
+    assert _call(app, "GET", b"/apihttp://kv.example/v1/keys/a%2Fb", auth, "/api") == (200, b"v")

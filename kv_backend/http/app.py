@@ -19,11 +19,12 @@ import hmac
 import json
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, TypeVar
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -1135,6 +1136,37 @@ def _ttl_headers(ttl: float | None) -> dict[str, str]:
     return {} if text is None else {"X-KV-TTL": text}
 
 
+#: The scheme and authority of an absolute-form request target, ``http://host:port``.
+_ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
+
+
+class OriginForm:
+    """ASGI middleware: route a request whose target is a whole URL by the URL's path.
+
+    RFC 9112 (3.2.2) requires a server to accept the absolute form ``GET
+    http://host/v1/keys/k HTTP/1.1``, which clients send to proxies and some
+    proxies pass on. uvicorn's default parser puts the whole URL in ``path`` and
+    ``raw_path``, so every such request was a ``404 no endpoint /http://host/...``.
+    The Host header plays no part in this API, so only the path is kept.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw is not None:
+            root = scope.get("root_path", "")  # uvicorn --root-path: it prefixes both paths with it
+            if not raw.startswith(root.encode("utf-8")):
+                root = ""
+            match = _ABSOLUTE_FORM.match(raw, len(root.encode("utf-8")))
+            if match is not None:
+                path = raw[match.end() :] or b"/"
+                scope = {**scope, "raw_path": root.encode("utf-8") + path}
+                scope["path"] = root + unquote(path.decode("ascii", "replace"))
+        await self.app(scope, receive, send)
+
+
 class BearerAuth:
     """ASGI middleware: every path but ``/healthz`` needs ``Authorization: Bearer <token>``."""
 
@@ -1277,7 +1309,9 @@ def create_app(
         Route("/v1/backup", api.backup, methods=["POST"]),
         Route("/v1/txn", api.txn, methods=["POST"]),
     ]
-    middleware = [] if token is None else [Middleware(BearerAuth, token=token)]
+    middleware = [Middleware(OriginForm)]  # first: the token check and the routes need the path
+    if token is not None:
+        middleware.append(Middleware(BearerAuth, token=token))
     app = Starlette(
         routes=routes,
         middleware=middleware,
