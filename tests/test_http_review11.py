@@ -82,11 +82,9 @@ def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict:
     }
 
 
-@pytest.mark.parametrize("path", ["/v1/keys/k", "/v1/txn"])
-def test_a_shutdown_cancelling_a_stalled_upload_answers_503_json_and_stores_nothing(db, path):
-    """The server's shutdown cancels a request whose client stalled mid-body (SHUTDOWN_GRACE): uvicorn
-    answered that with a plain-text 500, as for a bug, leaving the client to guess whether it was stored."""
-    app = create_app(db)
+def _stalled_upload(app, path: str, cancel: bool) -> tuple[asyncio.Task, int, list, dict]:
+    """Send all but the last byte of a PUT (or transaction) body, then nothing more; with ``cancel``,
+    cancel the request as a server's shutdown does. Return the task, status, headers and JSON answer."""
     method = "PUT" if path.startswith("/v1/keys/") else "POST"
     body = b"abc" if method == "PUT" else b'{"ops": [{"op": "put", "key": "k", "value": "v"}]}'
     sent: list[dict] = []
@@ -105,18 +103,39 @@ def test_a_shutdown_cancelling_a_stalled_upload_answers_503_json_and_stores_noth
 
         headers = [(b"content-length", str(len(body)).encode())]
         task = asyncio.ensure_future(app(_scope(method, path, headers), receive, send))
-        while first:
-            await asyncio.sleep(0.001)
-        await asyncio.sleep(0.01)
-        task.cancel()  # what uvicorn does to requests unfinished at the end of the grace
-        await asyncio.gather(task, return_exceptions=True)
+        if cancel:
+            while first:
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.01)
+            task.cancel()  # what uvicorn does to requests unfinished at the end of the grace
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
         return task
 
     task = asyncio.run(main())
+    return task, sent[0]["status"], sent[0]["headers"], json.loads(sent[1]["body"])
+
+
+@pytest.mark.parametrize("path", ["/v1/keys/k", "/v1/txn"])
+def test_a_shutdown_cancelling_a_stalled_upload_answers_503_json_and_stores_nothing(db, path):
+    """The server's shutdown cancels a request whose client stalled mid-body (SHUTDOWN_GRACE): uvicorn
+    answered that with a plain-text 500, as for a bug, leaving the client to guess whether it was stored."""
+    task, status, headers, payload = _stalled_upload(create_app(db), path, cancel=True)
     assert not task.cancelled()  # ended normally, with an answer
-    start, payload = sent[0], json.loads(sent[1]["body"])
-    assert start["status"] == 503 and (b"connection", b"close") in start["headers"]
+    assert status == 503 and (b"connection", b"close") in headers
     assert payload["error"] == "store_closed" and "nothing was stored" in payload["message"]
+    assert db.get(b"k") is None
+
+
+@pytest.mark.parametrize("path", ["/v1/keys/k", "/v1/txn"])
+def test_an_upload_stalled_for_body_timeout_is_answered_408(db, path, monkeypatch):
+    """It waited for the rest of the body for as long as the client kept the connection open, holding
+    what had arrived in memory (nginx answers 408 after its client_body_timeout, 60 s)."""
+    import kv_backend.http.app as http_app
+
+    monkeypatch.setattr(http_app, "BODY_TIMEOUT", 0.05)
+    _, status, headers, payload = _stalled_upload(create_app(db), path, cancel=False)
+    assert status == 408 and (b"connection", b"close") in headers
+    assert payload["error"] == "request_timeout" and "nothing was stored" in payload["message"]
     assert db.get(b"k") is None
 
 

@@ -81,6 +81,10 @@ DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 10_000
 #: Largest JSON request body (POST /v1/backup).
 MAX_JSON_BODY = 1 << 20
+#: Seconds a request body may go without a single byte arriving before the request is answered 408
+#: (nginx's client_body_timeout has the same default): a client that stalls mid-upload would
+#: otherwise hold what it sent, up to the value size limit, in memory for as long as it lives.
+BODY_TIMEOUT = 60.0
 #: Largest ``?ttl=`` in seconds (about 285 million years). Redis refuses an EXPIRE whose expiry time
 #: in milliseconds does not fit a signed 64-bit integer (about 9.22e15 s from now); a fixed, round
 #: limit just below it keeps every TTL the API accepts one Redis and ``kvb serve`` accept too.
@@ -713,8 +717,21 @@ class _Api:
         self.check_body_headers(request, limit, what)
         chunks: list[bytes] = []
         size = 0
+        stream = request.stream()
         try:
-            async for chunk in request.stream():
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(anext(stream), BODY_TIMEOUT)
+                except StopAsyncIteration:
+                    break
+                except asyncio.TimeoutError:  # (TimeoutError itself only from Python 3.11)
+                    raise HTTPAPIError(
+                        408,
+                        "request_timeout",
+                        f"no byte of {what} arrived for {BODY_TIMEOUT:g} s (after {size} bytes); "
+                        "nothing was stored",
+                        {"Connection": "close"},
+                    ) from None
                 size += len(chunk)
                 if size > limit:
                     raise HTTPAPIError(

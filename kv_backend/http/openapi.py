@@ -288,6 +288,7 @@ _DOCUMENT: dict[str, Any] = {
                     "400": _error("Invalid key, ttl or precondition header."),
                     "401": _UNAUTHORIZED,
                     "412": _error("The If-None-Match / If-Match condition failed; nothing was stored."),
+                    "408": _error("No byte of the body arrived for 60 s; nothing was done."),
                     "413": _error("The value is larger than the server's limit."),
                     "415": _error("A Content-Encoding other than identity; nothing was stored."),
                 },
@@ -415,6 +416,7 @@ _DOCUMENT: dict[str, Any] = {
                         "A check failed (check_failed) or incr met a non-integer value (not_an_integer); "
                         "nothing was written. `index` names the operation."
                     ),
+                    "408": _error("No byte of the body arrived for 60 s; nothing was done."),
                     "413": _error("The body is larger than the server's limit (KVB_HTTP_MAX_VALUE_SIZE)."),
                     "415": _error("A Content-Encoding other than identity."),
                     "503": _error(
@@ -439,6 +441,7 @@ _DOCUMENT: dict[str, Any] = {
                     "200": _json("The backup report.", "#/components/schemas/BackupReport"),
                     "400": _error("The body or the target URL is invalid."),
                     "401": _UNAUTHORIZED,
+                    "408": _error("No byte of the body arrived for 60 s; nothing was done."),
                     "413": _error("The body is larger than 1 MiB."),
                     "415": _error("A Content-Encoding other than identity."),
                     "501": _error("This installation cannot back up."),
