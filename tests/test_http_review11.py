@@ -231,3 +231,24 @@ def test_an_absolute_form_request_target_is_routed_by_its_path(db):
     assert _call(app, "GET", b"http://kv.example/v1/keys/a%2Fb")[0] == 401  # and the rest still closed
     assert _call(app, "GET", b"http://kv.example", auth)[0] == 404  # the path "/"
     assert _call(app, "GET", b"/apihttp://kv.example/v1/keys/a%2Fb", auth, "/api") == (200, b"v")
+
+
+# ------------------------------------------------------- listings of values
+
+
+def test_a_page_of_values_stays_within_the_servers_size_limit(db):
+    """limit=10000&values=true of large values built the whole page in memory, however large."""
+    for i in range(7):
+        db.put(b"k%d" % i, b"v" * 4)
+    db.put(b"k7", b"v" * 25)  # larger than the limit alone: still listed, one to a page
+    db.put(b"k8", b"v")
+    with TestClient(create_app(db, max_value_size=10)) as c:
+        pages, start = [], ""
+        while True:
+            page = c.get("/v1/keys?values=true&limit=10000" + start).json()
+            pages.append(page["keys"])
+            if page["next"] is None:
+                break
+            start = "&start=" + page["next"]
+        assert pages == [["k0", "k1"], ["k2", "k3"], ["k4", "k5"], ["k6"], ["k7"], ["k8"]]
+        assert len(c.get("/v1/keys?limit=10000").json()["keys"]) == 9  # keys alone: no such cap

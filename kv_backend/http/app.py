@@ -963,8 +963,12 @@ class _Api:
         vals: list[bytes] = []
         nxt: bytes | None = None
         if values:
+            size = 0
             for k, v in self.db.items(prefix=prefix, start=start, reverse=reverse):
-                if len(keys) == limit:
+                # A page of values also ends before its values pass max_value_size bytes (it holds at
+                # least one key): limit=10000 of large values would otherwise build gigabytes here.
+                size += len(v)
+                if len(keys) == limit or (keys and size > self.max_value_size):
                     nxt = k
                     break
                 keys.append(k)

@@ -194,7 +194,10 @@ _DOCUMENT: dict[str, Any] = {
                         "name": "values",
                         "in": "query",
                         "required": False,
-                        "description": "Also return the values (base64), aligned with `keys`.",
+                        "description": (
+                            "Also return the values (base64), aligned with `keys`. The page then also ends "
+                            "before its values pass the server's KVB_HTTP_MAX_VALUE_SIZE (one key at least)."
+                        ),
                         "schema": {"type": "boolean", "default": False},
                     },
                 ],
