@@ -252,3 +252,15 @@ def test_a_page_of_values_stays_within_the_servers_size_limit(db):
             start = "&start=" + page["next"]
         assert pages == [["k0", "k1"], ["k2", "k3"], ["k4", "k5"], ["k6"], ["k7"], ["k8"]]
         assert len(c.get("/v1/keys?limit=10000").json()["keys"]) == 9  # keys alone: no such cap
+
+
+# ------------------------------------------------------- incr's delta
+
+
+def test_a_delta_with_too_many_digits_is_named_as_such(app_client, db):
+    """docs/http.md said 'any size'; a 4001-digit delta was refused as 'must be a decimal integer'."""
+    assert app_client.post(url(b"n", "/incr"), params={"delta": "9" * 4000}).json() == {"value": 10**4000 - 1}
+    r = app_client.post(url(b"n", "/incr"), params={"delta": "-" + "9" * 4001})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_parameter"
+    assert "4001 digits" in r.json()["message"] and "4000" in r.json()["message"]
+    assert db.get(b"n") == b"9" * 4000

@@ -90,6 +90,9 @@ BODY_TIMEOUT = 60.0
 #: limit just below it keeps every TTL the API accepts one Redis and ``kvb serve`` accept too.
 MAX_TTL = 9 * 10**15
 
+#: Most digits an integer query parameter (incr's ``delta``) may have.
+MAX_INT_DIGITS = 4000
+
 KEYS_PREFIX = b"/v1/keys/"
 OCTET = "application/octet-stream"
 
@@ -233,8 +236,12 @@ def parse_int(
         return default
     text = _text(raw, name)
     body = text[1:] if text[:1] in ("+", "-") else text
-    if not body.isdigit() or not body.isascii() or len(body) > 4000:
+    if not body.isdigit() or not body.isascii():
         raise HTTPAPIError(400, "invalid_parameter", f"{name} must be a decimal integer, got {text[:40]!r}")
+    if len(body) > MAX_INT_DIGITS:  # Python converts at most 4300 digits (sys.get_int_max_str_digits)
+        raise HTTPAPIError(
+            400, "invalid_parameter", f"{name} has {len(body)} digits; at most {MAX_INT_DIGITS} are accepted"
+        )
     value = int(text)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise HTTPAPIError(400, "invalid_parameter", f"{name} must be between {lo} and {hi}, got {value}")

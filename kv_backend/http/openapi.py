@@ -334,7 +334,7 @@ _DOCUMENT: dict[str, Any] = {
                         "name": "delta",
                         "in": "query",
                         "required": False,
-                        "description": "The amount to add (may be negative).",
+                        "description": "The amount to add (may be negative; up to 4000 digits).",
                         "schema": {"type": "integer", "default": 1},
                     }
                 ],
