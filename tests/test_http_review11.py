@@ -264,3 +264,32 @@ def test_a_delta_with_too_many_digits_is_named_as_such(app_client, db):
     assert r.status_code == 400 and r.json()["error"] == "invalid_parameter"
     assert "4001 digits" in r.json()["message"] and "4000" in r.json()["message"]
     assert db.get(b"n") == b"9" * 4000
+
+
+# ------------------------------------------------------- ambiguous framing
+
+
+def _answer_headers(app, headers: list[tuple[bytes, bytes]]) -> tuple[int, list]:
+    """PUT a three-byte body straight to the ASGI app with ``headers``; return the status and headers."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"abc", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(_scope("PUT", "/v1/keys/k", headers), receive, send))
+    return sent[0]["status"], sent[0]["headers"]
+
+
+def test_a_request_with_content_length_and_transfer_encoding_closes_the_connection(db):
+    """RFC 9112 6.1: the server MUST close the connection after answering it (a proxy in front may have
+    framed the body by Content-Length and would send the rest as a request of its own); it stayed open."""
+    both = [(b"content-length", b"40"), (b"transfer-encoding", b"chunked")]
+    status, headers = _answer_headers(create_app(db), both)
+    assert status == 201 and (b"connection", b"close") in headers and db.get(b"k") == b"abc"
+    status, headers = _answer_headers(create_app(db, token="t"), both)  # refused: closed all the same
+    assert status == 401 and (b"connection", b"close") in headers
+    status, headers = _answer_headers(create_app(db), [(b"content-length", b"3")])
+    assert status == 204 and not any(name == b"connection" for name, _ in headers)  # kept alive

@@ -1195,6 +1195,35 @@ class OriginForm:
         await self.app(scope, receive, send)
 
 
+class CloseAfterAmbiguousFraming:
+    """ASGI middleware: close the connection after a request with both Content-Length and
+    Transfer-Encoding.
+
+    uvicorn reads such a body by Transfer-Encoding alone and kept the connection
+    open, but RFC 9112 (6.1) says a server MUST close it after answering: a
+    proxy in front that framed the request by Content-Length instead would take
+    the rest of the body for a next request of its own (request smuggling).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            names = {name.lower() for name, _ in scope["headers"]}
+            if b"content-length" in names and b"transfer-encoding" in names:
+
+                async def send_closing(message: Any) -> None:
+                    if message["type"] == "http.response.start":
+                        headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
+                        message = {**message, "headers": [*headers, (b"connection", b"close")]}
+                    await send(message)
+
+                await self.app(scope, receive, send_closing)
+                return
+        await self.app(scope, receive, send)
+
+
 class BearerAuth:
     """ASGI middleware: every path but ``/healthz`` needs ``Authorization: Bearer <token>``."""
 
@@ -1337,7 +1366,8 @@ def create_app(
         Route("/v1/backup", api.backup, methods=["POST"]),
         Route("/v1/txn", api.txn, methods=["POST"]),
     ]
-    middleware = [Middleware(OriginForm)]  # first: the token check and the routes need the path
+    # first: every answer, the token check's 401 too, must close an ambiguously framed connection
+    middleware = [Middleware(CloseAfterAmbiguousFraming), Middleware(OriginForm)]
     if token is not None:
         middleware.append(Middleware(BearerAuth, token=token))
     app = Starlette(
