@@ -24,7 +24,7 @@ def test_a_data_file_of_another_version_is_refused(tmp_path):
         f.seek(8)
         f.write((2).to_bytes(4, "little"))
     for read_only in (False, True):
-        with pytest.raises(NotAStoreError, match="format version 2.*reads version 1 only"):
+        with pytest.raises(NotAStoreError, match=r"format version 2.*reads version 1 only"):
             DB(path, read_only=read_only)
 
 

@@ -293,3 +293,20 @@ def test_a_request_with_content_length_and_transfer_encoding_closes_the_connecti
     assert status == 401 and (b"connection", b"close") in headers
     status, headers = _answer_headers(create_app(db), [(b"content-length", b"3")])
     assert status == 204 and not any(name == b"connection" for name, _ in headers)  # kept alive
+
+
+def test_a_request_cancelled_while_waiting_for_the_store_is_logged_as_one_line():
+    """What the stalled-upload test of test_cli_review10 checked before such uploads answered 503."""
+    import logging
+
+    from kv_backend.http.server import _cancelled_at_shutdown
+
+    try:
+        raise asyncio.CancelledError
+    except asyncio.CancelledError as exc:
+        info = (type(exc), exc, None)
+        record = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception", (), info)
+    assert _cancelled_at_shutdown(record) and record.exc_info is None
+    assert record.getMessage() == (
+        "a request still unfinished 10 s into the shutdown was cancelled (uvicorn answers it 500)"
+    )
