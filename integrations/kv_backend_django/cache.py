@@ -51,6 +51,7 @@ _CACHE_OPTIONS = ("MAX_ENTRIES", "CULL_FREQUENCY")
 _ENGINE_DEFAULTS = {name: inspect.signature(DB).parameters[name].default for name in ENGINE_OPTIONS}
 
 _MISSING: Any = object()
+_DAMAGED: Any = object()  # what a record failing its checksum reads as (see KVCache._drop_damaged)
 
 
 def effective_engine_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +77,15 @@ class KVCacheConfigurationError(ConfigurationError, ImproperlyConfigured):
 
 class _KeyNotFound(Exception):
     """Raised inside an atomic update when the key is missing (turned into ValueError)."""
+
+
+class _Undecodable(Exception):
+    """Raised inside an atomic update when the stored value does not unpickle (a damaged entry)."""
+
+    def __init__(self, exc: Exception, raw: bytes) -> None:
+        super().__init__(exc)
+        self.exc = exc
+        self.raw = raw
 
 
 # ---------------------------------------------------------------- registry
@@ -324,11 +334,53 @@ class KVCache(BaseCache):
         except CorruptionError as exc:
             return self._drop_damaged(db, k, exc)
 
-    def _drop_damaged(self, db: DB, k: bytes, exc: CorruptionError) -> Any:
-        """Log and delete the damaged entry ``k``; returns _MISSING (what a read of it gives)."""
-        logger.warning("kv_backend cache at %s: dropping a damaged entry (%s)", self._path, exc)
-        db.delete(k)
+    def _loads(self, db: DB, k: bytes, raw: bytes) -> Any:
+        """The value stored as ``raw`` under ``k``, or _MISSING if it does not unpickle.
+
+        Bytes that are no pickle (written by another serializer or program), or one
+        whose class no longer imports after a deploy, are a damaged entry: a logged
+        miss, and deleted, as a record failing its checksum is.
+        """
+        try:
+            return pickle.loads(raw)
+        except Exception as exc:  # whatever unpickling raises: the entry cannot be returned
+            return self._drop_damaged(db, k, exc, raw)
+
+    def _drop_damaged(self, db: DB, k: bytes, exc: Exception, raw: Any = _DAMAGED) -> Any:
+        """Log and delete the damaged entry ``k``; returns _MISSING (what a read of it gives).
+
+        ``raw`` is the value read (_DAMAGED: a record failing its checksum). The entry is
+        deleted only if it still holds that, under the write lock: another process may
+        have replaced it meanwhile (an ``add`` that won), and that value must stay.
+        """
+        if isinstance(exc, CorruptionError):
+            logger.warning("kv_backend cache at %s: dropping a damaged entry (%s)", self._path, exc)
+        else:
+            logger.warning(
+                "kv_backend cache at %s: dropping a damaged entry %r: its value does not unpickle (%s: %s)",
+                self._path,
+                k,
+                type(exc).__name__,
+                exc,
+            )
+        with db.locked():
+            try:
+                current = db.get(k, _MISSING)
+            except CorruptionError:
+                current = _DAMAGED
+            if current is raw or current == raw:
+                db.delete(k)
         return _MISSING
+
+    def _holds(self, db: DB, k: bytes) -> bool:
+        """Whether ``get`` of ``k`` would find a value (a damaged entry is dropped: a miss).
+
+        The index answers a missing key; only a present one is read and unpickled.
+        """
+        if k not in db:
+            return False
+        raw = self._read(db, k)
+        return raw is not _MISSING and self._loads(db, k, raw) is not _MISSING
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         k = self._key(key, version)
@@ -339,7 +391,11 @@ class KVCache(BaseCache):
             raw = self._drop_damaged(db, k, exc)
         if raw is _MISSING:
             return default
-        return pickle.loads(raw)
+        try:  # _loads(), inlined
+            return pickle.loads(raw)
+        except Exception as exc:
+            self._drop_damaged(db, k, exc, raw)
+            return default
 
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         k = self._key(key, version)
@@ -357,25 +413,31 @@ class KVCache(BaseCache):
         db = self.db
         if ttl is not None and ttl <= 0:
             # Stored already expired: it "succeeds" when the key is absent, and nothing remains.
-            return k not in db
-        if k in db:
+            return not self._holds(db, k)
+        if self._holds(db, k):
             return False
+        # Absent, or damaged and dropped (only if still damaged: of several processes adding
+        # over one damaged entry, the first one's value stays and the others find it here).
         self._maybe_cull(db)
         return db.put_if_absent(k, data, ttl)
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         k = self._key(key, version)
+        ttl = self._ttl(timeout)
         db = self.db
+        # A damaged entry is a missing one, as for get(): it is dropped, and touch() is False.
+        if not self._holds(db, k):
+            return False
         try:
-            return db.expire(k, self._ttl(timeout))
-        except CorruptionError as exc:  # a damaged entry is a missing one, as for get()
+            return db.expire(k, ttl)
+        except CorruptionError as exc:  # damaged since: as above
             return self._drop_damaged(db, k, exc) is not _MISSING
 
     def delete(self, key: Any, version: int | None = None) -> bool:
         return self.db.delete(self._key(key, version))
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
-        return self._key(key, version) in self.db
+        return self._holds(self.db, self._key(key, version))
 
     def clear(self) -> None:
         """Remove every entry of the LOCATION (all aliases and prefixes), as Django's backends do."""
@@ -385,9 +447,12 @@ class KVCache(BaseCache):
         db = self.db
         out: dict[Any, Any] = {}
         for key in keys:
-            raw = self._read(db, self._key(key, version))
+            k = self._key(key, version)
+            raw = self._read(db, k)
             if raw is not _MISSING:
-                out[key] = pickle.loads(raw)
+                value = self._loads(db, k, raw)
+                if value is not _MISSING:
+                    out[key] = value
         return out
 
     def set_many(
@@ -427,7 +492,11 @@ class KVCache(BaseCache):
         def add_delta(old: bytes | None) -> bytes:
             if old is None:
                 raise _KeyNotFound
-            new_value = pickle.loads(old) + delta
+            try:
+                old_value = pickle.loads(old)
+            except Exception as exc:  # a damaged entry: a missing one, as for get()
+                raise _Undecodable(exc, old) from exc
+            new_value = old_value + delta
             result.append(new_value)
             return self._dumps(new_value)
 
@@ -438,6 +507,9 @@ class KVCache(BaseCache):
             raise ValueError(f"Key '{key}' not found") from None
         except CorruptionError as exc:  # a damaged entry is a missing one, as for get()
             self._drop_damaged(db, k, exc)
+            raise ValueError(f"Key '{key}' not found") from None
+        except _Undecodable as undecodable:
+            self._drop_damaged(db, k, undecodable.exc, undecodable.raw)
             raise ValueError(f"Key '{key}' not found") from None
         return result[-1]
 
@@ -457,7 +529,9 @@ class KVCache(BaseCache):
         db = self.db
         raw = self._read(db, k)
         if raw is not _MISSING:
-            return pickle.loads(raw)
+            value = self._loads(db, k, raw)
+            if value is not _MISSING:
+                return value
         if callable(default):
             default = default()
         data = self._dumps(default)
@@ -465,7 +539,9 @@ class KVCache(BaseCache):
         with db.locked():
             raw = self._read(db, k)
             if raw is not _MISSING:
-                return pickle.loads(raw)
+                value = self._loads(db, k, raw)
+                if value is not _MISSING:
+                    return value
             if ttl is None or ttl > 0:
                 self._maybe_cull(db)
                 db.put(k, data, ttl)
@@ -480,7 +556,7 @@ class KVCache(BaseCache):
         db = self.db
         with db.locked():
             raw = self._read(db, old_k)
-            if raw is _MISSING:
+            if raw is _MISSING or self._loads(db, old_k, raw) is _MISSING:
                 raise ValueError(f"Key '{key}' not found")
             self._maybe_cull(db)
             with db.batch() as b:

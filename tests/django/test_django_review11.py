@@ -1,0 +1,106 @@
+"""Review 11 of the Django integration: a miss is a miss everywhere, commands for operators, processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+
+import pytest
+from kv_backend_django.cache import KVCache, close_all
+from test_django_review10 import _damage
+
+# What another serializer (or program) may have left under a cache key: none of it unpickles.
+FOREIGN = [b'{"json": 1}', b"", b"\x80\x05\x95", pickle.dumps(1)[:-2], b"cos\nsystem_not_there\n."]
+
+
+@pytest.mark.parametrize("raw", FOREIGN)
+def test_a_value_that_does_not_unpickle_is_a_miss_for_every_method(tmp_path, raw, caplog):
+    """get() raised UnpicklingError (a 500 on every request) while has_key() said True, add() False
+    and touch() True: the entry is now a logged miss everywhere, and dropped, as a damaged record is."""
+    cache = KVCache(str(tmp_path / "c"), {})
+    names = ("get", "has", "add", "many", "gos", "incr", "version", "touch")
+    for name in names:
+        cache.db.put(cache.make_key(name).encode(), raw)
+    with caplog.at_level(logging.WARNING, logger="kv_backend_django.cache"):
+        assert cache.get("get", "miss") == "miss"
+        assert cache.has_key("has") is False
+        assert cache.add("add", "fresh") is True and cache.get("add") == "fresh"
+        assert cache.get_many(["many"]) == {}
+        assert cache.get_or_set("gos", "recomputed") == "recomputed" and cache.get("gos") == "recomputed"
+        with pytest.raises(ValueError, match="not found"):
+            cache.incr("incr")
+        with pytest.raises(ValueError, match="not found"):
+            cache.incr_version("version")
+        assert cache.touch("touch", 60) is False
+    assert len(cache.db) == 2  # only the fresh values of add and get_or_set: the rest was dropped
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == len(names) and all("does not unpickle" in m for m in messages)
+
+
+def test_a_damaged_record_is_a_miss_for_has_key_and_add_before_any_get(tmp_path):
+    """has_key() answered True and add() False for a record failing its checksum, until a get()
+    happened to drop it."""
+    cache = KVCache(str(tmp_path / "c"), {})
+    cache.set("has", "<has-value>", None)
+    cache.set("add", "<add-value>", None)
+    close_all()
+    _damage(tmp_path / "c", b"<has-value>")
+    _damage(tmp_path / "c", b"<add-value>")
+    assert cache.has_key("has") is False
+    assert cache.add("add", "fresh") is True and cache.get("add") == "fresh"
+    assert cache.add("add", "second") is False and cache.get("add") == "fresh"
+
+
+def test_add_over_a_damaged_entry_keeps_the_value_another_process_added_meanwhile(tmp_path):
+    """Of two add()s over one damaged entry exactly one wins: the one that reads the damaged value
+    second must not delete the value the first stored meanwhile (and win too)."""
+    first = KVCache(str(tmp_path / "c"), {})
+    other = KVCache(str(tmp_path / "c"), {})
+    k = first.make_key("lock").encode()
+    first.db.put(k, b"not a pickle")
+    other_won = []
+    loads = first._loads
+
+    def loads_after_the_other_added(db, key, raw):
+        other_won.append(other.add("lock", "other"))  # between this add's read and its drop
+        return loads(db, key, raw)
+
+    first._loads = loads_after_the_other_added
+    assert first.add("lock", "first") is False
+    assert other_won == [True] and first.get("lock") == "other"
+
+
+def test_many_processes_adding_over_one_damaged_entry_one_wins(tmp_path):
+    """The same with forked processes racing: exactly one add() returns True, and its value stays."""
+    cache = KVCache(str(tmp_path / "c"), {})
+    for i in range(3):
+        cache.db.put(cache.make_key(f"lock{i}").encode(), b"not a pickle")
+    r, w = os.pipe()
+    go_r, go_w = os.pipe()
+    pids = []
+    for n in range(4):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.read(go_r, 1)
+                won = [i for i in range(3) if cache.add(f"lock{i}", n)]
+                os.write(w, f"{n}:{','.join(map(str, won))}\n".encode())
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    os.close(w)
+    os.write(go_w, b"g" * 4)
+    out = b""
+    while chunk := os.read(r, 4096):
+        out += chunk
+    os.close(r)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    winners: dict[int, list[int]] = {}
+    for line in out.decode().split():
+        n, won = line.split(":")
+        for i in filter(None, won.split(",")):
+            winners.setdefault(int(i), []).append(int(n))
+    assert sorted(winners) == [0, 1, 2] and all(len(w) == 1 for w in winners.values())
+    assert all(cache.get(f"lock{i}") == winners[i][0] for i in range(3))
