@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -138,6 +139,58 @@ def existing_store(cache: KVCache) -> DB:
             "nothing: check LOCATION (and the settings module in use)"
         ) from exc
     return cache.db
+
+
+#: What each command needs of LOCATION, for the message of a permission error.
+NEEDS = {
+    "kv_merge": (
+        "read and write permission on LOCATION and on its files (a merge writes new data files and deletes "
+        "the old ones)"
+    ),
+    "kv_stats": "read and search permission (r-x) on LOCATION and read permission on its files",
+    "kv_backup": "read and search permission (r-x) on LOCATION and read permission on its files",
+}
+
+
+def access_error(exc: BaseException, cache: KVCache, command: str) -> CommandError | None:
+    """An operator's CommandError for a permission error on the cache's store, else None.
+
+    The engine's message for it ends with "open it with read_only=True", advice for a
+    program, not for whoever runs the command: this one names the user, what the
+    command needs of LOCATION and whom to run it as. Errors on other paths (a backup's
+    destination) and other errors are left to the caller (None).
+    """
+    if not isinstance(exc, OSError) or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return None
+    location = os.path.realpath(cache.location)
+    where = os.path.realpath(os.fsdecode(exc.filename)) if exc.filename is not None else location
+    if os.path.commonpath([location, where]) != location:
+        return None  # not the store: a backup's destination, say
+    needs = NEEDS[command]
+    if exc.errno == errno.EROFS:
+        return CommandError(
+            f"{command} cannot change the cache at {location}: its filesystem is mounted read-only, and "
+            f"{command} needs {needs}"
+        )
+    return permission_denied(location, command, needs, where)
+
+
+def permission_denied(location: str, command: str, needs: str, where: str) -> CommandError:
+    """The CommandError of ``command`` run by a user lacking ``needs`` on the cache at ``location``."""
+    user = owner = None
+    try:
+        import pwd
+
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        owner = pwd.getpwuid(os.stat(location).st_uid).pw_name
+    except (ImportError, KeyError, OSError):
+        pass
+    run_as = f"{owner}, who owns LOCATION" if owner else "the user that owns LOCATION"
+    return CommandError(
+        f"{command} may not use the cache at {location} as user {user or os.geteuid()}: permission "
+        f"denied on {where}. It needs {needs}: run it as the site's user ({run_as}), or give this "
+        "user the group of LOCATION and its files with those permissions"
+    )
 
 
 @contextmanager

@@ -104,3 +104,69 @@ def test_many_processes_adding_over_one_damaged_entry_one_wins(tmp_path):
             winners.setdefault(int(i), []).append(int(n))
     assert sorted(winners) == [0, 1, 2] and all(len(w) == 1 for w in winners.values())
     assert all(cache.get(f"lock{i}") == winners[i][0] for i in range(3))
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not hasattr(os, "fork"), reason="drops to the nobody user: needs root"
+)
+def test_commands_run_by_a_user_lacking_permission_say_what_the_operator_needs():
+    """kv_merge by a user who may only read the cache, and kv_stats/kv_backup by one who may not
+    read it, ended with the engine's "or open it with read_only=True" (advice for a program, and
+    kv_stats already opens it read-only); kv_restore --replace failed after the download on a
+    staging directory. Each now names the user, what it needs of LOCATION, and whom to run it as."""
+    import shutil
+    import tempfile
+    from io import StringIO
+
+    from django.core.cache import caches
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.test import override_settings
+    from helpers import run_as_nobody
+
+    base = tempfile.mkdtemp(prefix="kvb-django-perm-")
+    try:
+        os.chmod(base, 0o755)
+        readable, private = os.path.join(base, "readable"), os.path.join(base, "private")
+        kv = "kv_backend_django.cache.KVCache"
+        conf = {
+            "default": {"BACKEND": kv, "LOCATION": readable},
+            "private": {"BACKEND": kv, "LOCATION": private},
+        }
+        with override_settings(CACHES=conf):
+            caches["default"].set("k", 1)
+            caches["private"].set("k", 1)
+            close_all()
+            os.chmod(readable, 0o755)  # nobody may read it, not write it; "private" stays 0700
+
+            def run_all() -> list[str]:
+                said = []
+                for args in (
+                    ("kv_merge",),
+                    ("kv_merge", "--cache", "private"),
+                    ("kv_stats", "--cache", "private"),
+                    ("kv_backup", "file:///nonexistent-kvb", "--cache", "private"),
+                    ("kv_restore", "file:///nonexistent-kvb", "--replace"),
+                ):
+                    try:
+                        call_command(*args, stdout=StringIO(), stderr=StringIO())
+                        said.append("no error")
+                    except CommandError as exc:
+                        said.append(str(exc))
+                return said
+
+            said = run_as_nobody(run_all)
+    finally:
+        close_all()
+        shutil.rmtree(base, ignore_errors=True)
+    for message, command, location in zip(
+        said,
+        ["kv_merge", "kv_merge", "kv_stats", "kv_backup", "kv_restore"],
+        [readable, private, private, private, readable],
+        strict=True,
+    ):
+        assert message.startswith(f"{command} may not use the cache at {location} as user nobody: "), message
+        assert "read_only" not in message and "run it as the site's user (root, who owns LOCATION)" in message
+    assert "read and write permission on LOCATION" in said[0]
+    assert "read and search permission (r-x) on LOCATION" in said[2] and said[2][11:] == said[3][12:]
+    assert f"permission denied on {base}. It needs write permission on LOCATION and on its parent" in said[4]

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError
 from kv_backend_django._commands import (
+    access_error,
     add_cache_argument,
     add_storage_option_argument,
     format_report,
@@ -63,7 +64,9 @@ class Command(BaseCommand):
                 finally:
                     os.umask(umask)
         except (KVError, OSError, ValueError) as exc:
-            raise CommandError(f"backup of {cache.location} to {url} failed: {exc}") from exc
+            raise access_error(exc, cache, "kv_backup") or CommandError(
+                f"backup of {cache.location} to {url} failed: {exc}"
+            ) from exc
         if verbose:
             self.stdout.write(self.style.SUCCESS("Backup finished."))
             self.stdout.write(format_report(report))

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError
 from kv_backend_django._commands import (
+    access_error,
     add_cache_argument,
     existing_store,
     format_report,
@@ -39,7 +40,9 @@ class Command(BaseCommand):
             with progress_unless_quiet("merge", options["verbosity"]) as progress:
                 report = existing_store(cache).merge(progress=progress)
         except KVError as exc:
-            raise CommandError(f"merge of {cache.location} failed: {exc}") from exc
+            raise access_error(exc, cache, "kv_merge") or CommandError(
+                f"merge of {cache.location} failed: {exc}"
+            ) from exc
         if verbose:
             self.stdout.write(self.style.SUCCESS("Merge finished."))
             self.stdout.write(format_report(report))

@@ -20,6 +20,7 @@ from kv_backend_django._commands import (
     format_report,
     get_kv_cache,
     parse_storage_options,
+    permission_denied,
     progress_unless_quiet,
 )
 from kv_backend_django.cache import close_all
@@ -83,6 +84,22 @@ class Command(BaseCommand):
             )
         if occupied:
             _check_is_a_store(location)
+            # Checked before the download: the restored store is built beside LOCATION and renamed
+            # into its place, and the old one deleted. The engine's "Permission denied" at the end
+            # named a staging directory, not what to do.
+            parent = os.path.dirname(location)
+            for where in (parent, location):
+                if not os.access(
+                    where, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids
+                ):
+                    raise permission_denied(
+                        location,
+                        "kv_restore",
+                        f"write permission on LOCATION and on its parent directory {parent} (--replace "
+                        "builds the restored store beside LOCATION, renames it into place and deletes "
+                        "the old one)",
+                        where,
+                    )
         close_all()  # this process must not hold the store open while it is replaced
         if occupied and in_use(location):
             raise CommandError(

@@ -8,7 +8,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError
-from kv_backend_django._commands import add_cache_argument, get_kv_cache, human_bytes, store_for_reading
+from kv_backend_django._commands import (
+    access_error,
+    add_cache_argument,
+    get_kv_cache,
+    human_bytes,
+    store_for_reading,
+)
 
 _BYTES = ("live_bytes", "dead_bytes", "total_bytes")
 
@@ -33,7 +39,9 @@ class Command(BaseCommand):
             with store_for_reading(cache) as db:
                 engine_stats = db.stats()
         except KVError as exc:
-            raise CommandError(f"cannot read the stats of {cache.location}: {exc}") from exc
+            raise access_error(exc, cache, "kv_stats") or CommandError(
+                f"cannot read the stats of {cache.location}: {exc}"
+            ) from exc
         stats.update((k, v) for k, v in engine_stats.items() if k != "path")
         total = stats.get("live_bytes", 0) + stats.get("dead_bytes", 0)
         stats["dead_ratio"] = round(stats.get("dead_bytes", 0) / total, 4) if total else 0.0
