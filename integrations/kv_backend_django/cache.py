@@ -477,12 +477,19 @@ class KVCache(BaseCache):
         return []
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        """Delete ``keys`` in one atomic step: another process sees all of them or none."""
         db = self.db
-        present = [k for k in (self._key(key, version) for key in keys) if k in db]
-        if present:
-            with db.batch() as b:
-                for k in present:
-                    b.delete(k)
+        made = [self._key(key, version) for key in keys]
+        if not any(k in db for k in made):
+            return  # none is stored: nothing to write, no lock taken
+        # Checked again under the write lock, with the deletes: a set_many of these keys by another
+        # process between the checks above would otherwise be half deleted.
+        with db.locked():
+            present = [k for k in made if k in db]
+            if present:
+                with db.batch() as b:
+                    for k in present:
+                        b.delete(k)
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         """Add ``delta`` to the stored value atomically (across processes); it keeps its expiry."""

@@ -170,3 +170,30 @@ def test_commands_run_by_a_user_lacking_permission_say_what_the_operator_needs()
     assert "read and write permission on LOCATION" in said[0]
     assert "read and search permission (r-x) on LOCATION" in said[2] and said[2][11:] == said[3][12:]
     assert f"permission denied on {base}. It needs write permission on LOCATION and on its parent" in said[4]
+
+
+def test_delete_many_racing_a_set_many_deletes_all_of_it_or_none(tmp_path):
+    """delete_many() checked which keys exist, then deleted those: a set_many() of the same keys by
+    another process between the checks left it half deleted (the key checked before it stayed)."""
+    cache = KVCache(str(tmp_path / "c"), {})
+    other = KVCache(str(tmp_path / "c"), {})
+    store = cache.db
+
+    class SetManyAfterTheFirstCheck:
+        """The store, with the other process's set_many landing just after the first existence check."""
+
+        closed = False
+        checks = 0
+
+        def __contains__(self, k: bytes) -> bool:
+            self.checks += 1
+            if self.checks == 2:
+                other.set_many({"a": 1, "b": 1})
+            return k in store
+
+        def __getattr__(self, name: str):
+            return getattr(store, name)
+
+    cache._db = SetManyAfterTheFirstCheck()
+    cache.delete_many(["a", "b"])
+    assert other.get_many(["a", "b"]) == {}
