@@ -261,10 +261,14 @@ class KVCache(BaseCache):
             super().validate_key(key)
 
     def _key(self, key: Any, version: int | None) -> bytes:
-        """Make, validate and encode a cache key (very long keys are replaced by their hash)."""
+        """Make, validate and encode a cache key (very long keys are replaced by their hash).
+
+        So is an empty one, which only a KEY_FUNCTION makes: Django's backends store it,
+        and the engine takes keys of 1 byte or more.
+        """
         made = self.make_and_validate_key(key, version=version)
         raw = made.encode("utf-8", "surrogatepass")
-        if len(raw) > MAX_KEY_SIZE:
+        if not 0 < len(raw) <= MAX_KEY_SIZE:
             raw = _HASHED_PREFIX + hashlib.sha256(raw).hexdigest().encode("ascii")
         return raw
 

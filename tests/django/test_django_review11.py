@@ -197,3 +197,13 @@ def test_delete_many_racing_a_set_many_deletes_all_of_it_or_none(tmp_path):
     cache._db = SetManyAfterTheFirstCheck()
     cache.delete_many(["a", "b"])
     assert other.get_many(["a", "b"]) == {}
+
+
+def test_an_empty_key_made_by_a_key_function_is_stored_as_by_djangos_backends(tmp_path):
+    """KEY_FUNCTION returning the key as given: cache.set("", 1) raised KeyTooLargeError ("keys must
+    be 1 to 65536 bytes long, got 0 bytes"), where LocMemCache and FileBasedCache store it."""
+    cache = KVCache(str(tmp_path / "c"), {"KEY_FUNCTION": lambda key, prefix, version: key})
+    cache.set("", 1)
+    assert cache.get("") == 1 and cache.has_key("") and cache.incr("") == 2
+    assert cache.get_many(["", "x"]) == {"": 2} and cache.add("", 3) is False
+    assert cache.delete("") is True and cache.get("", "gone") == "gone"
