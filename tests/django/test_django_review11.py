@@ -207,3 +207,21 @@ def test_an_empty_key_made_by_a_key_function_is_stored_as_by_djangos_backends(tm
     assert cache.get("") == 1 and cache.has_key("") and cache.incr("") == 2
     assert cache.get_many(["", "x"]) == {"": 2} and cache.add("", 3) is False
     assert cache.delete("") is True and cache.get("", "gone") == "gone"
+
+
+def test_kv_restore_without_replace_does_not_call_a_directory_of_other_files_a_cache_store(tmp_path):
+    """It said "already holds a cache store; ... run again with --replace", which then refused."""
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.test import override_settings
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "settings.py").write_text("DEBUG = True\n")
+    conf = {"wrong": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(project)}}
+    with override_settings(CACHES=conf), pytest.raises(CommandError) as raised:
+        call_command("kv_restore", (tmp_path / "bk").as_uri(), "--cache", "wrong", stdout=StringIO())
+    assert "is not a kv_backend store" in str(raised.value) and "holds a cache store" not in str(raised.value)
+    assert os.listdir(project) == ["settings.py"]

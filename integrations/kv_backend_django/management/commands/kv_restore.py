@@ -77,13 +77,15 @@ class Command(BaseCommand):
                 f"cannot read {location}: {exc.strerror or exc}; run kv_restore as the user that owns "
                 "the cache"
             ) from exc
-        if occupied and not options["replace"]:
-            raise CommandError(
-                f"{location} already holds a cache store; stop the site's workers and run again with "
-                "--replace to swap in the backup (or point LOCATION at an empty directory)"
-            )
         if occupied:
+            # Checked first: without --replace, a directory of other files was said to hold "a cache
+            # store", and the --replace that message asked for was then refused.
             _check_is_a_store(location)
+            if not options["replace"]:
+                raise CommandError(
+                    f"{location} already holds a cache store; stop the site's workers and run again "
+                    "with --replace to swap in the backup (or point LOCATION at an empty directory)"
+                )
             # Checked before the download: the restored store is built beside LOCATION and renamed
             # into its place, and the old one deleted. The engine's "Permission denied" at the end
             # named a staging directory, not what to do.
