@@ -18,6 +18,7 @@ cross-process write lock.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import inspect
 import logging
@@ -36,7 +37,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from kv_backend import DB
 from kv_backend.db_common import check_tuning_options
-from kv_backend.errors import ConfigurationError, CorruptionError, NotAStoreError
+from kv_backend.errors import ConfigurationError, CorruptionError, NotAStoreError, StorageError
 from kv_backend.files import missing_directories
 from kv_backend.record import MAX_KEY_SIZE
 
@@ -132,6 +133,10 @@ def open_store(path: str, **options: Any) -> DB:
                         f"cache LOCATION {path} holds other files and is not a kv_backend store: "
                         "point LOCATION at a new or empty directory"
                     ) from exc
+                except StorageError as exc:
+                    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                        raise _permission_error(path, exc) from exc
+                    raise
                 entry = (db, dict(options))
                 _stores[path] = entry
     if effective_engine_options(entry[1]) != effective_engine_options(options):
@@ -141,6 +146,34 @@ def open_store(path: str, **options: Any) -> DB:
             "or separate directories"
         )
     return entry[0]
+
+
+def _permission_error(path: str, exc: StorageError) -> StorageError:
+    """The engine's permission error opening a cache's store, with advice for a Django site.
+
+    The engine's message ends "or open it with read_only=True", which a KVCache
+    cannot be (every process that uses a cache writes to it). The errno and filename
+    stay, so callers can still tell what happened.
+    """
+    what = f"{exc.filename}: {os.strerror(exc.errno)}" if exc.filename is not None else str(exc)
+    if exc.errno == errno.EROFS:
+        advice = "point LOCATION at a directory on a writable filesystem"
+    else:
+        try:
+            import pwd
+
+            user = pwd.getpwuid(os.geteuid()).pw_name
+        except (ImportError, KeyError):
+            user = str(os.geteuid())
+        advice = (
+            f"this process runs as user {user}, and every process that uses a cache writes to its store: "
+            "it needs read and write permission on LOCATION and its files (and on the parent directory "
+            "to create LOCATION). Run the site's workers, Celery and management commands as one user, "
+            "or give them one group ('Processes of different users' in docs/engine.md)"
+        )
+    err = StorageError(exc.errno, f"the cache at {path} cannot open its store ({what}); {advice}")
+    err.filename = exc.filename
+    return err
 
 
 def _create_private_directory(path: str) -> None:

@@ -225,3 +225,41 @@ def test_kv_restore_without_replace_does_not_call_a_directory_of_other_files_a_c
         call_command("kv_restore", (tmp_path / "bk").as_uri(), "--cache", "wrong", stdout=StringIO())
     assert "is not a kv_backend store" in str(raised.value) and "holds a cache store" not in str(raised.value)
     assert os.listdir(project) == ["settings.py"]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not hasattr(os, "fork"), reason="drops to the nobody user: needs root"
+)
+def test_a_worker_that_may_not_write_the_cache_is_not_told_to_open_it_read_only():
+    """A web worker of another user than the store's owner: the error ended with the engine's "or open
+    it with read_only=True", which a KVCache cannot be (an unknown OPTIONS key)."""
+    import errno
+    import shutil
+    import tempfile
+
+    from helpers import run_as_nobody
+
+    from kv_backend.errors import StorageError
+
+    base = tempfile.mkdtemp(prefix="kvb-django-perm-")
+    try:
+        os.chmod(base, 0o755)
+        location = os.path.join(base, "c")
+        KVCache(location, {}).set("k", 1)
+        close_all()
+        os.chmod(location, 0o755)
+
+        def get() -> tuple[int | None, str]:
+            try:
+                KVCache(location, {}).get("k")
+            except StorageError as exc:
+                return exc.errno, str(exc)
+            return None, "no error"
+
+        code, message = run_as_nobody(get)
+    finally:
+        close_all()
+        shutil.rmtree(base, ignore_errors=True)
+    assert code == errno.EACCES and "read_only" not in message, message
+    assert f"the cache at {location} cannot open its store ({location}/LOCK: Permission denied)" in message
+    assert "runs as user nobody" in message and "read and write permission on LOCATION" in message
