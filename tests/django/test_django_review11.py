@@ -263,3 +263,37 @@ def test_a_worker_that_may_not_write_the_cache_is_not_told_to_open_it_read_only(
     assert code == errno.EACCES and "read_only" not in message, message
     assert f"the cache at {location} cannot open its store ({location}/LOCK: Permission denied)" in message
     assert "runs as user nobody" in message and "read and write permission on LOCATION" in message
+
+
+def test_kv_merge_while_another_process_merges_says_so_to_the_operator(tmp_path):
+    """A worker's auto_merge (or a second kv_merge from cron) merging at the same time: the message
+    ended "or call merge(wait=True)", an API call, not something to do with manage.py."""
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.test import override_settings
+
+    from kv_backend.files import MERGE_LOCK_FILE
+    from kv_backend.locking import MergeLock
+
+    location = tmp_path / "c"
+    conf = {"default": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(location)}}
+    with override_settings(CACHES=conf):
+        from django.core.cache import caches
+
+        caches["default"].set("k", 1)
+        other = MergeLock(str(location / MERGE_LOCK_FILE))  # another process's merge, as far as flock knows
+        assert other.try_acquire()
+        try:
+            with pytest.raises(CommandError) as raised:
+                call_command("kv_merge", stdout=StringIO())
+        finally:
+            other.release()
+            close_all()
+    message = str(raised.value)
+    assert "merge(wait=True)" not in message, message
+    assert (
+        message.startswith(f"another process is merging the cache at {location} right now")
+        and "kv_merge" in message
+    )

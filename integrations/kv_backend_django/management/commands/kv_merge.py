@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from kv_backend.errors import KVError
+from kv_backend.errors import KVError, MergeInProgressError
 from kv_backend_django._commands import (
     access_error,
     add_cache_argument,
@@ -39,6 +39,13 @@ class Command(BaseCommand):
         try:
             with progress_unless_quiet("merge", options["verbosity"]) as progress:
                 report = existing_store(cache).merge(progress=progress)
+        except MergeInProgressError as exc:
+            # The engine's advice, "call merge(wait=True)", is for a program.
+            raise CommandError(
+                f"another process is merging the cache at {cache.location} right now (a worker's "
+                "auto_merge, or another kv_merge): it compacts the same files; run kv_merge again "
+                "after it finished if the store still has much dead data (see kv_stats)"
+            ) from exc
         except KVError as exc:
             raise access_error(exc, cache, "kv_merge") or CommandError(
                 f"merge of {cache.location} failed: {exc}"
