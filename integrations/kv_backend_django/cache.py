@@ -412,10 +412,9 @@ class KVCache(BaseCache):
     def _holds(self, db: DB, k: bytes) -> bool:
         """Whether ``get`` of ``k`` would find a value (a damaged entry is dropped: a miss).
 
-        The index answers a missing key; only a present one is read and unpickled.
+        Call it only for a key the index holds (``k in db``, the cheap check that answers
+        a missing key): this reads and unpickles the value.
         """
-        if k not in db:
-            return False
         raw = self._read(db, k)
         return raw is not _MISSING and self._loads(db, k, raw) is not _MISSING
 
@@ -450,8 +449,8 @@ class KVCache(BaseCache):
         db = self.db
         if ttl is not None and ttl <= 0:
             # Stored already expired: it "succeeds" when the key is absent, and nothing remains.
-            return not self._holds(db, k)
-        if self._holds(db, k):
+            return not (k in db and self._holds(db, k))
+        if k in db and self._holds(db, k):
             return False
         # Absent, or damaged and dropped (only if still damaged: of several processes adding
         # over one damaged entry, the first one's value stays and the others find it here).
@@ -463,7 +462,7 @@ class KVCache(BaseCache):
         ttl = self._ttl(timeout)
         db = self.db
         # A damaged entry is a missing one, as for get(): it is dropped, and touch() is False.
-        if not self._holds(db, k):
+        if not (k in db and self._holds(db, k)):
             return False
         try:
             return db.expire(k, ttl)
@@ -474,7 +473,9 @@ class KVCache(BaseCache):
         return self.db.delete(self._key(key, version))
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
-        return self._holds(self.db, self._key(key, version))
+        k = self._key(key, version)
+        db = self.db
+        return k in db and self._holds(db, k)
 
     def clear(self) -> None:
         """Remove every entry of the LOCATION (all aliases and prefixes), as Django's backends do."""
