@@ -231,6 +231,18 @@ class KVCache(BaseCache):
                     f"TIMEOUT of KVCache at {location!r} must be a number of seconds or None (never "
                     f"expire), not {timeout!r}"
                 ) from None
+        for name in _CACHE_OPTIONS:
+            # Django reads these with int() and silently uses its default (300, 3) when that fails:
+            # a MAX_ENTRIES of "1e5" would cull at 300 entries, logging out cached sessions. Checked
+            # before Django reads them: float("inf") (meant as "unlimited") was its raw OverflowError.
+            value = params["OPTIONS"].get(name, 0)
+            try:
+                int(value)
+            except (TypeError, ValueError, OverflowError):
+                raise KVCacheConfigurationError(
+                    f"OPTIONS {name} of KVCache at {location!r} must be a whole number, not "
+                    f"{value!r} (Django would silently use its default; there is no 'unlimited')"
+                ) from None
         super().__init__(params)
         if not location or not isinstance(location, (str, os.PathLike)):
             raise KVCacheConfigurationError(
@@ -245,16 +257,6 @@ class KVCache(BaseCache):
                 f"unknown OPTIONS for KVCache at {self._path}: {', '.join(unknown)}; "
                 f"valid ones are {', '.join(_CACHE_OPTIONS + ENGINE_OPTIONS)}"
             )
-        for name in _CACHE_OPTIONS:
-            # Django reads these with int() and silently uses its default (300, 3) when that fails:
-            # a MAX_ENTRIES of "1e5" would cull at 300 entries, logging out cached sessions.
-            try:
-                int(options.get(name, 0))
-            except (TypeError, ValueError):
-                raise KVCacheConfigurationError(
-                    f"OPTIONS {name} of KVCache at {self._path} must be a whole number, not "
-                    f"{options[name]!r} (Django would silently use its default; there is no 'unlimited')"
-                ) from None
         if self._cull_frequency < 0:
             raise KVCacheConfigurationError(
                 f"OPTIONS CULL_FREQUENCY of KVCache at {self._path} is {self._cull_frequency}: use N > 0 "

@@ -297,3 +297,17 @@ def test_kv_merge_while_another_process_merges_says_so_to_the_operator(tmp_path)
         message.startswith(f"another process is merging the cache at {location} right now")
         and "kv_merge" in message
     )
+
+
+@pytest.mark.parametrize("name", ["MAX_ENTRIES", "CULL_FREQUENCY"])
+@pytest.mark.parametrize("value", [float("inf"), -float("inf")])
+def test_an_infinite_max_entries_or_cull_frequency_is_refused_as_improperly_configured(tmp_path, name, value):
+    """MAX_ENTRIES float("inf") (meant as "unlimited", as TIMEOUT float("inf") means forever) was
+    Django's raw OverflowError, not the ImproperlyConfigured that docs/django.md promises for a value
+    int() cannot read."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(
+        ImproperlyConfigured, match=rf"OPTIONS {name} of KVCache at .* must be a whole number"
+    ):
+        KVCache(str(tmp_path / "c"), {"OPTIONS": {name: value}})
