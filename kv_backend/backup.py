@@ -268,6 +268,14 @@ class _Target:
     def listdir(self, rel: str) -> dict[str, int]:
         """Names and sizes of the objects directly in directory ``rel`` (empty if missing)."""
         with _io(f"cannot list {self.where(rel)}"):
+            if self.local:
+                # Not fsspec's find(), which omits a directory it may not read: a backup a user
+                # may not read would read as no backup at all, not as a permission error.
+                try:
+                    with os.scandir(self.path(rel)) as entries:
+                        return {e.name: e.stat().st_size for e in entries if e.is_file()}
+                except FileNotFoundError:
+                    return {}
             try:
                 found = self.fs.find(self.path(rel), maxdepth=1, detail=True)
             except FileNotFoundError:
