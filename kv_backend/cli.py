@@ -65,6 +65,32 @@ def _count(text: str) -> int:
     return count
 
 
+#: Largest ``--ttl`` in seconds, the same as ``kvb http``'s ``?ttl=`` (kv_backend.http.app.MAX_TTL, not
+#: imported: that module needs the http extra): every TTL one accepts, the other and Redis accept too.
+_MAX_TTL = 9 * 10**15
+
+
+def _ttl(text: str) -> float:
+    """An argparse type: seconds to live, a number > 0 (fractions allowed) and at most :data:`_MAX_TTL`.
+
+    The engine's ``ttl=0`` (or less) deletes the key; on the command line that would make ``--ttl 0``
+    (a default gone wrong, ``--ttl "$((T - ELAPSED))"``) delete the key and exit 0, so it is refused,
+    as Redis refuses ``SET k v EX 0`` and ``kvb http`` ``?ttl=0``; ``kvb delete`` deletes.
+    """
+    try:
+        ttl = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds greater than 0, not {text!r}"
+        ) from None
+    if not (0 < ttl <= _MAX_TTL):  # (NaN too)
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds greater than 0 and at most {_MAX_TTL}, not {text!r} "
+            "(leave --ttl out for a key that never expires; kvb delete removes a key)"
+        )
+    return ttl
+
+
 def _existing_store(path: str) -> None:
     """Refuse a path that holds no store yet, for commands that must not create one (a typo
     would otherwise leave a new empty store behind and report on that)."""
@@ -384,7 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("key")
     s.add_argument("value", nargs="?")
     s.add_argument("--stdin", action="store_true", help="read the value's bytes from standard input")
-    s.add_argument("--ttl", type=float, default=None, help="seconds to live")
+    s.add_argument(
+        "--ttl", type=_ttl, default=None, metavar="SECONDS", help="seconds to live (> 0; default: never)"
+    )
     s.set_defaults(func=cmd_put)
 
     s = sub.add_parser("delete", help="delete a key; exit 1 if it did not exist")

@@ -69,11 +69,12 @@ def test_put_with_ttl(store_path, capsys):
     assert run(capsys, "put", store_path, "t", "v", "--ttl", "3600")[0] == 0
     with DB(store_path) as db:
         assert 3500 < db.ttl(b"t") <= 3600
-    assert run(capsys, "put", store_path, "t", "v", "--ttl", "0")[0] == 0  # already expired: deleted
+    # --ttl 0 is a usage error (as Redis's SET EX 0), not the engine's delete: the key stays.
+    assert run(capsys, "put", store_path, "t", "v", "--ttl", "0")[0] == 2
     with DB(store_path) as db:
-        assert b"t" not in db
+        assert b"t" in db
     code, _, err = run(capsys, "put", store_path, "t", "v", "--ttl", "soon")
-    assert code == 2 and "invalid float" in err
+    assert code == 2 and "argument --ttl: must be a number of seconds greater than 0, not 'soon'" in err
 
 
 def test_keys_prefix_reverse_limit(store_path, capsys):
