@@ -373,12 +373,56 @@ def cmd_http(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Marks an argument given after ``--`` that starts with ``-``, for argparse to take as a positional
+#: argument; a NUL byte, which no command-line argument can hold, so nothing else is ever read as one.
+_ESCAPED = "\0"
+
+
+class _Parser(argparse.ArgumentParser):
+    """``kvb``'s parser: every argument after the first ``--`` is a positional argument, as given.
+
+    argparse itself drops a later ``--`` (before Python 3.12 every one, so ``kvb put DIR k -- --``
+    stored no value; from 3.12 it keeps some) and reads one after a positional argument that is
+    optional as nothing. So the arguments after ``--`` that start with ``-`` are marked (see
+    :data:`_ESCAPED`), the ``--`` removed, and the marks taken off what was parsed.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        given = list(sys.argv[1:] if args is None else args)
+        if "--" in given:
+            end = given.index("--")
+            given[end:] = [_ESCAPED + a if a.startswith("-") else a for a in given[end + 1 :]]
+        parsed, extra = super().parse_known_args(given, namespace)
+        for name, value in vars(parsed).items():
+            if isinstance(value, str) and value.startswith(_ESCAPED):
+                setattr(parsed, name, value[len(_ESCAPED) :])
+        return parsed, [a.removeprefix(_ESCAPED) for a in extra]
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: its options may also come between its positional arguments
+    (``kvb put DIR KEY --ttl 60 VALUE``), not only before or after them all."""
+
+    _parsing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._parsing:  # parse_known_intermixed_args calls this method for each of its passes
+            return super().parse_known_args(args, namespace)
+        self._parsing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._parsing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``kvb``."""
-    p = argparse.ArgumentParser(
-        prog="kvb", description="Inspect, change, merge, back up and serve a kv_backend store."
-    )
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="kvb", description="Inspect, change, merge, back up and serve a kv_backend store.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
 
     s = sub.add_parser("stats", help="show keys, sizes and files of a store")
     s.add_argument("path", type=_directory)
@@ -497,11 +541,6 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kvb``; return the exit status."""
     args = build_parser().parse_args(argv)
-    for name, value in vars(args).items():
-        if value == []:
-            # argparse before Python 3.12 turns a positional "--" given after the "--" that ends
-            # the options (`kvb get DIR -- --`, the key "--") into an empty list: it is that "--".
-            setattr(args, name, "--")
     if hasattr(sys.stdout, "reconfigure"):  # text a terminal cannot encode is escaped, never a crash
         sys.stdout.reconfigure(errors="backslashreplace")
     # The servers handle SIGTERM themselves (a clean shutdown, as for redis-server).

@@ -35,3 +35,30 @@ def test_put_ttl_accepts_what_kvb_http_accepts(store_path, capsys):
     assert run(capsys, "put", store_path, "b", "v", "--ttl", str(MAX_TTL))[0] == 0
     with DB(store_path, read_only=True) as db:
         assert 0 < db.ttl(b"a") <= 0.25 and db.ttl(b"b") > MAX_TTL - 60
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "value"),
+    [
+        (["k", "--", "--"], b"k", b"--"),  # argparse 3.11 dropped it: "give either VALUE or --stdin"
+        (["--", "--", "--"], b"--", b"--"),
+        (["--", "-k", "--ttl"], b"-k", b"--ttl"),
+        (["k", "--", "-"], b"k", b"-"),
+        (["k", "-5"], b"k", b"-5"),  # a negative number needs no --
+        (["k", "--ttl", "60", "--", "--"], b"k", b"--"),  # ... after an option (argparse: unrecognized)
+        (["k", "--ttl", "60", "v"], b"k", b"v"),  # an option between the positional arguments
+    ],
+)
+def test_put_stores_values_that_start_with_a_dash_after_the_double_dash(store_path, capsys, args, key, value):
+    assert run(capsys, "put", store_path, *args) == (0, "", "")
+    with DB(store_path, read_only=True) as db:
+        assert db.get(key) == value
+        assert (db.ttl(key) is None) == ("--ttl" not in args[: args.index("--") if "--" in args else None])
+    assert run(capsys, "get", store_path, "--", key.decode()) == (0, value.decode() + "\n", "")
+
+
+def test_after_the_double_dash_an_option_is_an_argument(store_path, capsys):
+    code, _, err = run(capsys, "put", store_path, "k", "--", "v", "--ttl", "5")
+    assert code == 2 and err.endswith("error: unrecognized arguments: --ttl 5\n")
+    code, _, err = run(capsys, "keys", store_path, "--", "--prefix")
+    assert code == 2 and err.endswith("error: unrecognized arguments: --prefix\n")
