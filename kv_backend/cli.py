@@ -54,6 +54,23 @@ def _host(text: str) -> str:
     return text
 
 
+def _secret_file(text: str) -> str:
+    """An argparse type: the secret held in the file at ``text`` (its line ending removed), read now.
+
+    A secret given on the command line is visible to every user of the machine in ``ps``; one in a
+    file that only its owner can read is not. An empty file is refused: it would mean no password.
+    """
+    try:
+        with open(text, "rb") as f:
+            data = f.read(1 << 20)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror or exc}") from None
+    secret = data.rstrip(b"\r\n")
+    if not secret:
+        raise argparse.ArgumentTypeError(f"{text} is empty; write the secret in it")
+    return os.fsdecode(secret)
+
+
 def _count(text: str) -> int:
     """An argparse type: a whole number >= 0 (``--limit -1`` would otherwise list nothing, silently)."""
     try:
@@ -345,7 +362,10 @@ def cmd_backups(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from kv_backend.server.resp import serve
 
-    serve(args.dir, host=args.host, port=args.port, requirepass=args.requirepass, unixsocket=args.unixsocket)
+    requirepass = args.requirepass if args.requirepass is not None else args.requirepass_file
+    if requirepass is None:
+        requirepass = os.environ.get("KVB_REQUIREPASS") or None
+    serve(args.dir, host=args.host, port=args.port, requirepass=requirepass, unixsocket=args.unixsocket)
     return 0
 
 
@@ -364,7 +384,8 @@ def cmd_http(args: argparse.Namespace) -> int:
     trap = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, stop) if trap else None
     try:
-        serve(args.dir, host=args.host, port=args.port, token=args.token)
+        token = args.token if args.token is not None else args.token_file
+        serve(args.dir, host=args.host, port=args.port, token=token)
     except _Stopped:
         pass  # a shutdown asked for: exit status 0, as kvb serve (and redis-server) after SIGTERM
     finally:
@@ -505,7 +526,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dir", type=_directory, required=True, help="store directory")
     s.add_argument("--host", type=_host, default="127.0.0.1")
     s.add_argument("--port", type=_port, default=6380)
-    s.add_argument("--requirepass", default=None)
+    password = s.add_mutually_exclusive_group()
+    password.add_argument(
+        "--requirepass",
+        default=None,
+        help="require this password (visible in ps: prefer --requirepass-file or $KVB_REQUIREPASS)",
+    )
+    password.add_argument(
+        "--requirepass-file",
+        type=_secret_file,
+        default=None,
+        metavar="PATH",
+        help="require the password held in this file (default: $KVB_REQUIREPASS, if set)",
+    )
     s.add_argument("--unixsocket", default=None)
     s.set_defaults(func=cmd_serve)
 
@@ -513,7 +546,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dir", type=_directory, required=True, help="store directory")
     s.add_argument("--host", type=_host, default="127.0.0.1")
     s.add_argument("--port", type=_port, default=8380)
-    s.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
+    token = s.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token",
+        default=None,
+        help="require 'Authorization: Bearer TOKEN' (visible in ps: prefer --token-file or $KVB_HTTP_TOKEN)",
+    )
+    token.add_argument(
+        "--token-file",
+        type=_secret_file,
+        default=None,
+        metavar="PATH",
+        help="require the token held in this file (default: $KVB_HTTP_TOKEN, if set)",
+    )
     s.set_defaults(func=cmd_http)
     return p
 

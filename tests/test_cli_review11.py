@@ -3,9 +3,17 @@ the environment, `--` values and memory use."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
+from helpers import child_env, free_port
+from resp_helpers import wait_for_port
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
+import kv_backend.server.resp
 from kv_backend import DB
 
 
@@ -62,3 +70,81 @@ def test_after_the_double_dash_an_option_is_an_argument(store_path, capsys):
     assert code == 2 and err.endswith("error: unrecognized arguments: --ttl 5\n")
     code, _, err = run(capsys, "keys", store_path, "--", "--prefix")
     assert code == 2 and err.endswith("error: unrecognized arguments: --prefix\n")
+
+
+def _served(monkeypatch: pytest.MonkeyPatch, module: object) -> dict[str, object]:
+    """Make ``module.serve`` (kvb serve's or kvb http's) record its arguments instead of serving."""
+    got: dict[str, object] = {}
+    monkeypatch.setattr(module, "serve", lambda path, **kwargs: got.update(kwargs))
+    return got
+
+
+def test_serve_takes_the_password_from_a_file_or_the_environment(tmp_path, capsys, monkeypatch):
+    """`--requirepass PASS` shows the password to every user in ps; --requirepass-file and
+    KVB_REQUIREPASS keep it off the command line (as KVB_HTTP_TOKEN does for kvb http)."""
+    got = _served(monkeypatch, kv_backend.server.resp)
+    store, secret = str(tmp_path / "s"), tmp_path / "pass"
+    secret.write_bytes(b"from file\n")
+    monkeypatch.setenv("KVB_REQUIREPASS", "from env")
+    assert run(capsys, "serve", "--dir", store, "--requirepass-file", str(secret))[0] == 0
+    assert got["requirepass"] == "from file"
+    assert run(capsys, "serve", "--dir", store)[0] == 0
+    assert got["requirepass"] == "from env"
+    assert run(capsys, "serve", "--dir", store, "--requirepass", "from argv")[0] == 0
+    assert got["requirepass"] == "from argv"
+    monkeypatch.setenv("KVB_REQUIREPASS", "")  # empty: no password, as an empty --requirepass
+    assert run(capsys, "serve", "--dir", store)[0] == 0
+    assert got["requirepass"] is None
+
+
+def test_http_takes_the_token_from_a_file(tmp_path, capsys, monkeypatch):
+    import kv_backend.http
+
+    got = _served(monkeypatch, kv_backend.http)
+    secret = tmp_path / "token"
+    secret.write_bytes(b"t0ken\r\n")
+    assert run(capsys, "http", "--dir", str(tmp_path / "s"), "--token-file", str(secret))[0] == 0
+    assert got["token"] == "t0ken"
+
+
+@pytest.mark.parametrize(("command", "flag"), [("serve", "--requirepass"), ("http", "--token")])
+def test_a_secret_file_that_is_missing_or_empty_or_given_twice_is_a_usage_error(
+    tmp_path, capsys, command, flag
+):
+    store, empty, missing = str(tmp_path / "s"), tmp_path / "empty", str(tmp_path / "missing")
+    empty.write_bytes(b"\n")
+    code, _, err = run(capsys, command, "--dir", store, f"{flag}-file", str(empty))
+    assert code == 2 and f"argument {flag}-file: {empty} is empty; write the secret in it" in err
+    code, _, err = run(capsys, command, "--dir", store, f"{flag}-file", missing)
+    assert code == 2 and f"argument {flag}-file: cannot read {missing}: No such file or directory" in err
+    empty.write_bytes(b"y")
+    code, _, err = run(capsys, command, "--dir", store, flag, "x", f"{flag}-file", str(empty))
+    assert code == 2 and f"argument {flag}-file: not allowed with argument {flag}" in err
+    assert not os.path.exists(store)
+
+
+def test_serve_password_from_a_file_stays_out_of_ps_and_may_be_any_bytes(tmp_path):
+    """A password that is not UTF-8 (from a file, or argv) made every AUTH fail with
+    "ERR 'utf-8' codec can't encode character": it is compared as the bytes it was given."""
+    secret = tmp_path / "pass"
+    secret.write_bytes(b"s3cr\xffet\n")
+    port = free_port()
+    cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", str(tmp_path / "s"), "--port", str(port)]
+    proc = subprocess.Popen(
+        [*cmd, "--requirepass-file", str(secret)], env=child_env(), stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port, proc)
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            assert b"s3cr" not in f.read()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"*2\r\n$4\r\nAUTH\r\n$4\r\ns3cr\r\n*2\r\n$4\r\nAUTH\r\n$7\r\ns3cr\xffet\r\nPING\r\n")
+            out = b""
+            while not out.endswith(b"+PONG\r\n"):
+                chunk = s.recv(1024)
+                assert chunk, out
+                out += chunk
+        assert out == b"-WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n+PONG\r\n"
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0

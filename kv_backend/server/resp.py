@@ -398,7 +398,7 @@ class Connection(asyncio.Protocol):
                 "ERR AUTH <password> called without any password configured for the default user. "
                 "Are you sure your configuration is correct?"
             )
-        if user in (None, b"default") and hmac.compare_digest(password, secret.encode()):  # constant time
+        if user in (None, b"default") and hmac.compare_digest(password, os.fsencode(secret)):  # constant time
             self.authed = True
             self.parser.limited = False
             return OK
