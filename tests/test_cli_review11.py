@@ -148,3 +148,48 @@ def test_serve_password_from_a_file_stays_out_of_ps_and_may_be_any_bytes(tmp_pat
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+@pytest.mark.parametrize("value", ["asyncoi", "uv-loop", "none"])
+def test_serve_refuses_an_unknown_kvb_event_loop_naming_the_accepted_values(
+    tmp_path, capsys, monkeypatch, value
+):
+    """KVB_EVENT_LOOP=asyncoi served on uvloop without a word; now exit 2 before the store is made."""
+    monkeypatch.setenv("KVB_EVENT_LOOP", value)
+    store = str(tmp_path / "s")
+    code, out, err = run(capsys, "serve", "--dir", store, "--port", "0")
+    assert (code, out) == (2, "")
+    assert err == (
+        "kvb: KVB_EVENT_LOOP must be 'asyncio' (the standard event loop) or 'uvloop', or unset "
+        f"(uvloop's when installed), not {value!r}\n"
+    )
+    assert not os.path.exists(store)
+
+
+def test_kvb_event_loop_accepted_values(monkeypatch):
+    from kv_backend.errors import ConfigurationError
+
+    monkeypatch.setenv("KVB_EVENT_LOOP", "AsyncIO ")
+    assert kv_backend.server.resp._loop_factory() is None
+    monkeypatch.setenv("KVB_EVENT_LOOP", "uvloop")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: asked for, so an error
+    with pytest.raises(ConfigurationError, match=r"KVB_EVENT_LOOP=uvloop but the uvloop package cannot"):
+        kv_backend.server.resp._loop_factory()
+    monkeypatch.delenv("KVB_EVENT_LOOP")
+    assert kv_backend.server.resp._loop_factory() is None  # not asked for: the standard loop
+
+
+def test_an_unknown_kvb_crc_is_warned_about_not_silently_ignored(monkeypatch):
+    import zlib
+
+    from kv_backend import checksum
+
+    monkeypatch.setenv("KVB_CRC", "zlb")
+    with pytest.warns(RuntimeWarning, match=r"KVB_CRC='zlb' is not a CRC-32 implementation .* 'zlib'"):
+        picked = checksum.pick_crc32()
+    assert picked == checksum.pick_crc32("")  # the default, as without the variable
+    monkeypatch.setenv("KVB_CRC", " ZLIB")
+    assert checksum.pick_crc32() == (zlib.crc32, "zlib")
+    monkeypatch.setitem(sys.modules, "isal", None)  # as if not installed
+    with pytest.warns(RuntimeWarning, match=r"KVB_CRC='isal' but the isal package cannot be imported"):
+        assert checksum.pick_crc32("isal") == (zlib.crc32, "zlib")

@@ -25,7 +25,7 @@ from time import perf_counter
 from typing import Any
 
 from kv_backend.db import DB
-from kv_backend.errors import KeyTooLargeError, KVError, NotAnIntegerError
+from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
 from kv_backend.server import listen_error
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
@@ -1089,13 +1089,25 @@ _POPS = frozenset({b"blpop", b"brpop", b"bzpopmin", b"bzpopmax", b"lmpop", b"zmp
 def _loop_factory() -> Any:
     """uvloop's event loop when it is installed (several times less overhead per request), else asyncio's.
 
-    Set ``KVB_EVENT_LOOP=asyncio`` to force the standard loop.
+    Set ``KVB_EVENT_LOOP=asyncio`` to force the standard loop, ``uvloop`` to require uvloop's; any
+    other value is a :class:`~kv_backend.errors.ConfigurationError` (a typo must not pass unseen).
     """
-    if os.environ.get("KVB_EVENT_LOOP", "").lower() == "asyncio":
+    choice = os.environ.get("KVB_EVENT_LOOP", "").strip().lower()
+    if choice not in ("", "asyncio", "uvloop"):
+        raise ConfigurationError(
+            f"KVB_EVENT_LOOP must be 'asyncio' (the standard event loop) or 'uvloop', or unset "
+            f"(uvloop's when installed), not {os.environ['KVB_EVENT_LOOP']!r}"
+        )
+    if choice == "asyncio":
         return None
     try:
         import uvloop
     except ImportError:
+        if choice == "uvloop":
+            raise ConfigurationError(
+                "KVB_EVENT_LOOP=uvloop but the uvloop package cannot be imported: install it "
+                "(pip install 'kv_backend[server]') or unset KVB_EVENT_LOOP"
+            ) from None
         return None
     return uvloop.new_event_loop
 
@@ -1139,11 +1151,12 @@ def serve(
     """Serve the store at ``path`` over the Redis protocol until SIGTERM/SIGINT (blocking)."""
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535, not {port!r}")
+    loop_factory = _loop_factory()  # (a bad KVB_EVENT_LOOP is refused before the store is opened)
     server = Server(path, requirepass=requirepass)
     try:
         vacuumed = server.st.vacuum()
         if vacuumed:
             server.log(f"removed {vacuumed} records of expired keys")
-        _run_on_new_loop(_run(server, host, port, unixsocket), _loop_factory())
+        _run_on_new_loop(_run(server, host, port, unixsocket), loop_factory)
     finally:
         server.close()
