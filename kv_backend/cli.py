@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -127,6 +128,44 @@ def _key_repr(arg: str) -> str:
         return repr(data.decode("utf-8"))
     except UnicodeDecodeError:
         return repr(data)
+
+
+#: The commands that open a store only to read it (what an operator can still run where kvb may not write).
+_READERS = "get, keys, stats, check and backup"
+
+
+def _error_line(exc: KVError, command: str) -> str:
+    """What ``kvb COMMAND`` says of ``exc``: its message, without the ``[Errno N]`` and file name that
+    an OSError's text adds around it, and with advice an operator can act on where the engine's is
+    for a program (``open it with read_only=True``, which no command takes)."""
+    if not isinstance(exc, OSError) or not exc.strerror:
+        return str(exc)
+    text = exc.strerror
+    advice = getattr(exc, "advice", "")
+    if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not text.endswith(advice):
+        return text
+    text = text[: len(text) - len(advice)].rstrip()
+    if exc.errno == errno.EROFS:
+        return (
+            f"{text} The filesystem is mounted read-only: kvb {command} cannot write there "
+            f"({_READERS} can: they only read)."
+        )
+    if command in ("get", "keys", "stats", "check", "backup"):
+        return f"{text} User {_user()} may not read it: run kvb as a user who may (the store's owner)."
+    return (
+        f"{text} kvb {command} writes to the store, and user {_user()} may not write there: run kvb as a "
+        f"user who may (the store's owner), or give this one write access; {_READERS} only read."
+    )
+
+
+def _user() -> str:
+    """The name of the user kvb runs as (its uid if it has none)."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):  # no passwd entry (a container's arbitrary uid)
+        return str(os.geteuid())
 
 
 def _say(line: str) -> None:
@@ -602,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _discard_output()  # what is still buffered would fail again at exit
         return 2
     except KVError as exc:
-        _say(f"kvb: {exc}")
+        _say(f"kvb: {_error_line(exc, args.command)}")
         return 2
     except KeyboardInterrupt:
         return 130

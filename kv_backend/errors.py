@@ -74,6 +74,10 @@ class StorageError(KVError, OSError):
     store stays usable and nothing already acknowledged is lost.
     """
 
+    advice: str = ""
+    """The sentence that ends the message and says what to do, if any (for a caller that says it in
+    its own terms, such as ``kvb``, whose users pass no ``read_only=True``)."""
+
 
 class StoreNotFoundError(StorageError, FileNotFoundError):
     """The directory does not exist and the store may not create it."""

@@ -237,6 +237,7 @@ def storage_error(exc: OSError, what: str) -> StorageError:
         )
     err = StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}.{hint}")
     err.filename = exc.filename
+    err.advice = hint.strip()
     return err
 
 

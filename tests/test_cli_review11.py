@@ -193,3 +193,69 @@ def test_an_unknown_kvb_crc_is_warned_about_not_silently_ignored(monkeypatch):
     monkeypatch.setitem(sys.modules, "isal", None)  # as if not installed
     with pytest.warns(RuntimeWarning, match=r"KVB_CRC='isal' but the isal package cannot be imported"):
         assert checksum.pick_crc32("isal") == (zlib.crc32, "zlib")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_store_this_user_may_not_write_gets_advice_for_an_operator_not_read_only_true(capsys):
+    """The engine's advice "open it with read_only=True" (and its "[Errno 13] ...: 'LOCK'" around
+    the message) is for a program: kvb names the user, what to do, and the commands that only read."""
+    import shutil
+    import tempfile
+
+    from helpers import run_as_nobody
+    from test_cli_review10 import _main_output
+
+    from kv_backend.cli import build_parser
+
+    base = tempfile.mkdtemp(prefix="kvb-perm-")  # (tmp_path may not be open to nobody)
+    try:
+        os.chmod(base, 0o755)
+        path = os.path.join(base, "db")
+        with DB(path) as db:
+            db.put(b"k", b"v")
+        for name in os.listdir(path):
+            os.chmod(os.path.join(path, name), 0o644)
+        os.chmod(path, 0o755)
+        build_parser().parse_args(
+            ["put", path, "k", "v"]
+        )  # argparse's lazy imports, before dropping privileges
+        put = run_as_nobody(lambda: _main_output("put", path, "k2", "v"))
+        get = run_as_nobody(lambda: _main_output("get", path, "k"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    user = "nobody" if os.geteuid() == 0 else __import__("pwd").getpwuid(os.geteuid()).pw_name
+    assert put == (
+        2,
+        "",
+        f"kvb: cannot open lock file {path}/LOCK: Permission denied. kvb put writes to the store, and user "
+        f"{user} may not write there: run kvb as a user who may (the store's owner), or give this one write "
+        "access; get, keys, stats, check and backup only read.\n",
+    )
+    assert get == (0, "v\n", "")  # ... as it says
+
+
+def test_a_read_only_filesystem_and_a_missing_store_are_said_without_errno_or_library_advice(
+    store_path, capsys, monkeypatch
+):
+    import errno
+
+    import kv_backend
+    from kv_backend.files import storage_error
+
+    code, _, err = run(capsys, "keys", store_path + "-missing")
+    assert (code, err) == (
+        2,
+        f"kvb: no kv_backend store at {store_path}-missing: the directory does not exist\n",
+    )
+
+    def read_only_fs(path: str, **kwargs: object) -> None:
+        exc = OSError(errno.EROFS, "Read-only file system", f"{path}/LOCK")
+        raise storage_error(exc, f"cannot open lock file {path}/LOCK") from exc
+
+    monkeypatch.setattr(kv_backend, "DB", read_only_fs)
+    code, _, err = run(capsys, "put", "--", store_path, "k", "v")
+    assert (code, err) == (
+        2,
+        f"kvb: cannot open lock file {store_path}/LOCK: Read-only file system. The filesystem is mounted "
+        "read-only: kvb put cannot write there (get, keys, stats, check and backup can: they only read).\n",
+    )
