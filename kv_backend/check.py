@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from kv_backend import record as rec
 from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
@@ -58,6 +59,9 @@ def check(path: str) -> CheckReport:
     when damage is found, the store is read a second time, and only the
     damage found at the same place both times is reported: damage on disk
     stays where it is.
+
+    A data file is read :data:`WINDOW` bytes at a time (a record or batch
+    larger than that, whole), so memory does not grow with the files' size.
     """
     report = _check(path)
     if not report.problems:
@@ -90,62 +94,149 @@ def _check(path: str) -> CheckReport:
                 "live records into a newer file first): not damage; check again to cover the newer file"
             )
             continue
-        report.files += 1
-        report.bytes += len(buf)
-        if i > newest and rec.FILE_HEADER_BYTES.startswith(buf):
-            report.notes.append(
-                f"{fpath}: a data file without its header, left by a rotation that was interrupted "
-                "(holds no record; the next writer removes it or completes it)"
-            )
-            continue
-        if len(buf) < rec.FILE_HEADER_SIZE or buf[:8] != rec.FILE_MAGIC:
-            report.problems.append(Problem(fpath, 0, "missing or damaged file header"))
-            continue
-        pos = rec.FILE_HEADER_SIZE
-        while pos < len(buf):
-            res = rec.scan(buf, pos, len(buf), trust_lengths=True)
-            report.records += len(res.entries)
-            tail = i == newest or i == rotated  # where an unfinished write may end the file
-            for off in res.corrupt:
-                if tail and _only_zeros_after(buf, off):
-                    # The newest file's last record, half-written, with the zeros
-                    # reserved past it still in place: a write that never completed.
-                    report.records -= 1
-                    report.notes.append(
-                        f"{fpath} @ {off}: unfinished last record (an interrupted write; "
-                        "never returned, cut off on next open)"
-                    )
-                else:
-                    report.problems.append(Problem(fpath, off, "checksum mismatch"))
-            if res.stop_reason is None:
-                break
-            stop_at = res.end
-            if tail and res.stop_reason == rec.PREALLOCATED and not buf[stop_at:].strip(b"\0"):
-                break  # zeros reserved ahead of the tail by a writer: not data
-            what = f"{res.stop_reason}; {len(buf) - stop_at} bytes after it cannot be read"
-            if tail:
+        try:
+            size = len(buf)
+            report.files += 1
+            if i > newest and size <= rec.FILE_HEADER_SIZE and rec.FILE_HEADER_BYTES.startswith(buf[:size]):
+                report.bytes += size
                 report.notes.append(
-                    f"{fpath} @ {stop_at}: {what} (an unfinished write, batch or transaction: if "
-                    "its writer is alive it is still writing it; if not, it is cut off on next open)"
+                    f"{fpath}: a data file without its header, left by a rotation that was interrupted "
+                    "(holds no record; the next writer removes it or completes it)"
                 )
-            else:
-                report.problems.append(Problem(fpath, stop_at, what))
-            break
+                continue
+            if size < rec.FILE_HEADER_SIZE or buf[:8] != rec.FILE_MAGIC:
+                report.bytes += size
+                report.problems.append(Problem(fpath, 0, "missing or damaged file header"))
+                continue
+            # (A tail file is one where an unfinished write may end the file.)
+            size = _check_records(buf, size, fpath, i in (newest, rotated), report)
+            report.bytes += size
+        finally:
+            if isinstance(buf, _DataFile):
+                buf.close()
         hpath = os.path.join(path, hint_name(fid))
-        if os.path.exists(hpath) and read_hints(hpath, len(buf)) is None:
+        if os.path.exists(hpath) and read_hints(hpath, size) is None:
             report.notes.append(f"{hpath}: damaged or stale hint file (ignored; the data file is replayed)")
     return report
 
 
-def _read(path: str, size: int = -1) -> bytes | None:
-    """The bytes of the data file at ``path`` (at most ``size``); None if it no longer exists (a merge
+#: Bytes of a data file scanned at a time: what :func:`check` holds in memory, whatever the file's
+#: size, unless one record (or one batch, written at once) is larger: then that record or batch.
+WINDOW = 1 << 20
+
+
+def _check_records(buf: bytes | _DataFile, size: int, fpath: str, tail: bool, report: CheckReport) -> int:
+    """Scan the records of one data file, ``size`` bytes, window after window (see :data:`WINDOW`),
+    into ``report``; return the size it had (less if another process cut it meanwhile).
+
+    The findings are those of one scan of the whole file: a window ends at a committed record, and
+    where a scan stopped only because the window ends (a record or batch runs past it), that
+    record or batch is scanned again in a larger window.
+    """
+    pos = rec.FILE_HEADER_SIZE
+    window = WINDOW
+    while pos < size:
+        chunk = buf[pos : min(pos + window, size)]
+        end = pos + len(chunk)
+        if len(chunk) < min(window, size - pos):
+            size = end  # the file is shorter than it was: a writer cut reserved zeros (or a torn tail) off it
+        res = rec.scan(chunk, 0, len(chunk), trust_lengths=True)
+        needed = 0 if end == size or res.stop_reason is None else _window_needed(chunk, res, size - pos)
+        # Records and damage before where the scan stopped are what a scan of the whole file finds.
+        report.records += len(res.entries)
+        for off in res.corrupt:
+            if needed and off >= res.end:
+                continue  # in the batch scanned again in the next window
+            if tail and _only_zeros_after(buf, pos + off, size):
+                # The newest file's last record, half-written, with the zeros
+                # reserved past it still in place: a write that never completed.
+                report.records -= 1
+                report.notes.append(
+                    f"{fpath} @ {pos + off}: unfinished last record (an interrupted write; "
+                    "never returned, cut off on next open)"
+                )
+            else:
+                report.problems.append(Problem(fpath, pos + off, "checksum mismatch"))
+        if needed:
+            window = max(needed, WINDOW) if res.end else max(needed, 2 * window)
+            pos += res.end
+            continue
+        if res.stop_reason is None:
+            pos = end
+            window = WINDOW
+            continue
+        stop_at = pos + res.end
+        if tail and res.stop_reason == rec.PREALLOCATED and _zeros_from(buf, stop_at, size):
+            break  # zeros reserved ahead of the tail by a writer: not data
+        what = f"{res.stop_reason}; {size - stop_at} bytes after it cannot be read"
+        if tail:
+            report.notes.append(
+                f"{fpath} @ {stop_at}: {what} (an unfinished write, batch or transaction: if "
+                "its writer is alive it is still writing it; if not, it is cut off on next open)"
+            )
+        else:
+            report.problems.append(Problem(fpath, stop_at, what))
+        break
+    return size
+
+
+def _window_needed(chunk: bytes, res: rec.ScanResult, rest: int) -> int:
+    """0 if the scan ``res`` of ``chunk`` stopped where a scan of the whole file (``rest`` bytes from
+    the chunk's start on) stops too; else the size of the window that scanning again from
+    ``res.end`` needs (a guess for a batch that runs past the chunk: the next window doubles it)."""
+    if res.stop_reason not in ("truncated header", "truncated record", "uncommitted batch"):
+        return 0  # damage or zeros inside the chunk: a larger window ends the same way
+    p = res.end
+    n = len(chunk)
+    while n - p >= rec.HEADER_SIZE:  # the records the scan took up to where it stopped
+        _, _, _, klen, vlen, _ = rec.HEADER.unpack_from(chunk, p)
+        after = p + rec.HEADER_SIZE + klen + vlen
+        if after > n:
+            # A record that runs past the chunk: past the end of the file too, it is torn.
+            return 0 if after > rest else after - res.end
+        p = after
+    if p < n and p + rec.HEADER_SIZE > rest:
+        return 0  # a header cut by the end of the file itself
+    return 2 * n - res.end if p == n else p + rec.HEADER_SIZE - res.end
+
+
+class _DataFile:
+    """The bytes of a data file, read on demand: ``len()`` is its size when opened, and a slice is
+    read from the file (``os.pread``) when asked for, so that a check holds no more of a file in
+    memory than it looks at. A slice past the end of a file cut since it was opened comes out short."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._size = os.fstat(f.fileno()).st_size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index: slice) -> bytes:
+        start, stop, _ = index.indices(self._size)
+        return os.pread(self._f.fileno(), max(stop - start, 0), start) if stop > start else b""
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _read(path: str, size: int = -1) -> bytes | _DataFile | None:
+    """The bytes of the data file at ``path``: at most ``size``, or with ``size`` -1 all of them, as a
+    :class:`_DataFile` that reads them when sliced (to close); None if it no longer exists (a merge
     in another process removed it since it was listed), a StorageError naming it if it cannot be read."""
     try:
-        with open(path, "rb") as f:
-            return f.read(size)
+        f = open(path, "rb")  # noqa: SIM115 - closed by the caller (a _DataFile) or below
     except FileNotFoundError:
         return None
     except OSError as exc:
+        raise storage_error(exc, f"cannot read data file {path}") from exc
+    try:
+        if size >= 0:
+            with f:
+                return f.read(size)
+        return _DataFile(f)
+    except OSError as exc:
+        f.close()
         raise storage_error(exc, f"cannot read data file {path}") from exc
 
 
@@ -155,7 +246,12 @@ def _head(path: str) -> bytes | None:
     return head if head is not None and len(head) <= rec.FILE_HEADER_SIZE else None
 
 
-def _only_zeros_after(buf: bytes, offset: int) -> bool:
-    """True if the record at ``offset`` is followed by nothing but zeros (or the end)."""
-    _, _, _, klen, vlen, _ = rec.HEADER.unpack_from(buf, offset)
-    return not buf[offset + rec.HEADER_SIZE + klen + vlen :].strip(b"\0")
+def _only_zeros_after(buf: bytes | _DataFile, offset: int, size: int) -> bool:
+    """True if the record at ``offset`` is followed by nothing but zeros (or the end, ``size``)."""
+    _, _, _, klen, vlen, _ = rec.HEADER.unpack_from(buf[offset : offset + rec.HEADER_SIZE])
+    return _zeros_from(buf, offset + rec.HEADER_SIZE + klen + vlen, size)
+
+
+def _zeros_from(buf: bytes | _DataFile, pos: int, size: int) -> bool:
+    """True if ``buf`` holds only zero bytes from ``pos`` to ``size`` (read a window at a time)."""
+    return all(not buf[p : min(p + WINDOW, size)].strip(b"\0") for p in range(pos, size, WINDOW))

@@ -259,3 +259,59 @@ def test_a_read_only_filesystem_and_a_missing_store_are_said_without_errno_or_li
         f"kvb: cannot open lock file {store_path}/LOCK: Read-only file system. The filesystem is mounted "
         "read-only: kvb put cannot write there (get, keys, stats, check and backup can: they only read).\n",
     )
+
+
+def test_check_holds_a_window_of_a_data_file_in_memory_not_the_whole_file(tmp_path):
+    """`kvb check` read each data file whole (a 1 GiB file: 1 GiB of memory); it reads a window at a time."""
+    import tracemalloc
+
+    from kv_backend.check import WINDOW, check
+
+    path = str(tmp_path / "s")
+    with DB(path) as db:
+        for i in range(2000):
+            db.put(b"k%d" % i, os.urandom(4000))
+    size = sum(os.path.getsize(os.path.join(path, n)) for n in os.listdir(path) if n.endswith(".data"))
+    tracemalloc.start()
+    try:
+        report = check(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.ok and report.records == 2000 and report.bytes == size > 8_000_000
+    assert peak < 3 * WINDOW < size / 2, peak
+
+
+def test_check_finds_the_same_window_by_window_as_in_one_read(tmp_path, monkeypatch):
+    """Records, batches and a large value across window edges, damage in a batch, in a large value and
+    in a length, a torn tail: the same report with windows of 64 bytes as with one of the whole file."""
+    import kv_backend.check
+
+    path = str(tmp_path / "s")
+    with DB(path, max_file_size=4096) as db:  # several files: damage in one but the newest is no note
+        for i in range(40):
+            db.put(b"k%d" % i, b"v" * (i * 7))
+            if i == 20:
+                with db.batch() as b:
+                    for j in range(5):
+                        b.put(b"b%d" % j, b"w" * 50)
+                db.put(b"big", os.urandom(3000))
+        db.put(b"last", b"z" * 30)
+    files = sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".data"))
+    assert len(files) >= 3
+    for marker, delta in ((b"b2", 5), (b"big", 1500), (b"k10", -10), (b"last", 10)):
+        data = next(f for f in files if marker in open(f, "rb").read())  # noqa: SIM115
+        with open(data, "r+b") as f:
+            at = f.read().index(marker) + delta
+            if marker == b"last":
+                f.truncate(at)  # a torn last write
+            else:
+                f.seek(at)
+                f.write(b"\xee")
+    reports = []
+    for window in (64, 1 << 40):
+        monkeypatch.setattr(kv_backend.check, "WINDOW", window)
+        r = kv_backend.check.check(path)
+        reports.append((r.files, r.records, r.bytes, r.problems, r.notes))
+    assert reports[0] == reports[1]
+    assert len(reports[0][3]) >= 2 and len(reports[0][4]) == 1, reports[0]
