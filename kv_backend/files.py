@@ -329,7 +329,9 @@ def prepare_directory(path: str, *, create: bool) -> bool:
         raise NotAStoreError(
             errno.EINVAL,
             f"{path} is not a kv_backend store (no {FORMAT_FILE} file, and it holds "
-            f"{', '.join(sorted(foreign)[:3])}); pass an empty or new directory",
+            f"{', '.join(sorted(foreign)[:3])}); "
+            # (An empty directory is a place for a new store, not a store to read or change.)
+            + ("pass an empty or new directory" if create else "give the directory of an existing store"),
         )
     if not create:
         raise StoreNotFoundError(errno.ENOENT, f"no kv_backend store at {path} (no {FORMAT_FILE} file)")

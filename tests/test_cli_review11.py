@@ -315,3 +315,22 @@ def test_check_finds_the_same_window_by_window_as_in_one_read(tmp_path, monkeypa
         reports.append((r.files, r.records, r.bytes, r.problems, r.notes))
     assert reports[0] == reports[1]
     assert len(reports[0][3]) >= 2 and len(reports[0][4]) == 1, reports[0]
+
+
+@pytest.mark.parametrize(
+    "command", [["get", "{}", "k"], ["keys", "{}"], ["delete", "{}", "k"], ["salvage", "{}", "{}2"]]
+)
+def test_a_directory_that_is_no_store_is_not_answered_with_pass_an_empty_directory(tmp_path, capsys, command):
+    """Commands that need an existing store said "pass an empty or new directory", which they refuse
+    too (no store there); that advice is for a command that creates one (put)."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    code, _, err = run(capsys, *[a.format(other) for a in command])
+    assert (code, err) == (
+        2,
+        f"kvb: {other} is not a kv_backend store (no KVB_FORMAT file, and it holds notes.txt); "
+        "give the directory of an existing store\n",
+    )
+    code, _, err = run(capsys, "put", str(other), "k", "v")
+    assert code == 2 and err.endswith("holds notes.txt); pass an empty or new directory\n")
