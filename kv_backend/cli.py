@@ -6,6 +6,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -117,7 +118,12 @@ def _existing_store(path: str) -> None:
     prepare_directory(os.path.abspath(path), create=False)
 
 
-_TEXT_CONTROLS = frozenset("\t\n\r")
+#: What makes a key's text no plain text, printed as a bytes literal instead: a control character,
+#: C0, DEL or C1 (U+0080 to U+009F: NEL, and CSI, which a terminal may take as the start of an escape
+#: sequence), or the line and paragraph separators, which end a line for Unicode-aware readers.
+_NOT_PLAIN_KEY = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: The same for a value, which may span lines: tab, newline and carriage return are text there.
+_NOT_PLAIN_VALUE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _key_repr(arg: str) -> str:
@@ -228,16 +234,14 @@ def _flush_output() -> None:
         raise _OutputError(f"cannot write to standard output: {exc.strerror or exc}") from exc
 
 
-def _show(data: bytes, allowed: frozenset[str] = frozenset()) -> str:
-    """``data`` as text if it is UTF-8 without control characters (but ``allowed``), else its
-    Python bytes literal (``b'\\xff'``), so that one key is always one line."""
+def _show(data: bytes, not_plain: re.Pattern[str] = _NOT_PLAIN_KEY) -> str:
+    """``data`` as text if it is UTF-8 without a character ``not_plain`` matches (control characters),
+    else its Python bytes literal (``b'\\xff'``), so that one key is always one line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return repr(data)
-    if any((c < " " or c == "\x7f") and c not in allowed for c in text):
-        return repr(data)
-    return text
+    return repr(data) if not_plain.search(text) else text
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -292,7 +296,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         _flush_output()
         _write_bytes(value)
     else:
-        _print(_show(value, _TEXT_CONTROLS))
+        _print(_show(value, _NOT_PLAIN_VALUE))
     return 0
 
 

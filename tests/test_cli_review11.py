@@ -334,3 +334,20 @@ def test_a_directory_that_is_no_store_is_not_answered_with_pass_an_empty_directo
     )
     code, _, err = run(capsys, "put", str(other), "k", "v")
     assert code == 2 and err.endswith("holds notes.txt); pass an empty or new directory\n")
+
+
+def test_keys_with_c1_controls_or_unicode_line_separators_are_bytes_literals(store_path, capsys):
+    """docs/engine.md: a key holding a control character is printed as a bytes literal, so a line is
+    one key. NEL (U+0085), CSI (U+009B, a terminal escape) and U+2028/U+2029 (line breaks to any
+    Unicode-aware reader, str.splitlines() among them) were printed as they are."""
+    keys = ["nel\x85x", "csi\x9b31mred", "ls\u2028x", "ps\u2029x", "plain é"]
+    with DB(store_path) as db:
+        for k in keys:
+            db.put(k.encode(), b"v")
+        db.put(b"value", "a\x9b31m\u2028b\tc\n".encode())
+        db.put(b"text", "line\u2028two\ttab\n".encode())
+    code, out, _ = run(capsys, "keys", store_path)
+    shown = sorted([repr(k.encode()) for k in keys[:4]] + ["plain é", "text", "value"])
+    assert code == 0 and sorted(out.splitlines()) == shown
+    assert run(capsys, "get", store_path, "value")[1] == repr("a\x9b31m\u2028b\tc\n".encode()) + "\n"
+    assert run(capsys, "get", store_path, "text")[1] == "line\u2028two\ttab\n\n"  # a value may span lines
