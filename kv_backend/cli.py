@@ -306,9 +306,14 @@ def cmd_put(args: argparse.Namespace) -> int:
     if (args.value is None) == (not args.stdin):
         _say("kvb put: give either VALUE or --stdin")
         return 2
+    from kv_backend.db_common import _check_key, _check_value
+
     value = _read_stdin() if args.stdin else _value(args.value)
+    # Refused before the store is opened: put creates one, which a refused put must not leave behind.
+    key = _check_key(_value(args.key))
+    _check_value(value)
     with DB(args.path) as db:
-        db.put(_value(args.key), value, ttl=args.ttl)
+        db.put(key, value, ttl=args.ttl)
     return 0
 
 

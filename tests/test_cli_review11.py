@@ -351,3 +351,17 @@ def test_keys_with_c1_controls_or_unicode_line_separators_are_bytes_literals(sto
     assert code == 0 and sorted(out.splitlines()) == shown
     assert run(capsys, "get", store_path, "value")[1] == repr("a\x9b31m\u2028b\tc\n".encode()) + "\n"
     assert run(capsys, "get", store_path, "text")[1] == "line\u2028two\ttab\n\n"  # a value may span lines
+
+
+def test_put_of_a_key_it_refuses_leaves_no_new_store_behind(tmp_path, capsys):
+    """`kvb put NEWDIR "" v` (an empty "$KEY") said the key is refused, but had created NEWDIR, a new
+    empty store, first."""
+    new = str(tmp_path / "new")
+    assert run(capsys, "put", new, "", "v") == (
+        2,
+        "",
+        "kvb: keys must be 1 to 65536 bytes long, got 0 bytes\n",
+    )
+    code, _, err = run(capsys, "put", new, "k" * 65537, "v")
+    assert code == 2 and "got 65537 bytes" in err
+    assert not os.path.exists(new)
