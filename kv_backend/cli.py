@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from kv_backend.errors import KVError
 
@@ -71,6 +71,18 @@ def _secret_file(text: str) -> str:
     if not secret:
         raise argparse.ArgumentTypeError(f"{text} is empty; write the secret in it")
     return os.fsdecode(secret)
+
+
+def _given(what: str, instead: str) -> Callable[[str], str]:
+    """An argparse type that refuses an empty argument (``--requirepass "$UNSET"``), which would
+    silently mean ``instead`` (no password, no unix socket): ``what`` is what to give."""
+
+    def check(text: str) -> str:
+        if not text:
+            raise argparse.ArgumentTypeError(f"is empty; give {what}, or leave the option out for {instead}")
+        return text
+
+    return check
 
 
 def _count(text: str) -> int:
@@ -577,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     password = s.add_mutually_exclusive_group()
     password.add_argument(
         "--requirepass",
+        type=_given("a password", "none"),
         default=None,
         help="require this password (visible in ps: prefer --requirepass-file or $KVB_REQUIREPASS)",
     )
@@ -587,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="require the password held in this file (default: $KVB_REQUIREPASS, if set)",
     )
-    s.add_argument("--unixsocket", default=None)
+    s.add_argument("--unixsocket", type=_given("a path", "no unix socket"), default=None)
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("http", help="serve the store over HTTP (JSON/binary REST API)")

@@ -365,3 +365,19 @@ def test_put_of_a_key_it_refuses_leaves_no_new_store_behind(tmp_path, capsys):
     code, _, err = run(capsys, "put", new, "k" * 65537, "v")
     assert code == 2 and "got 65537 bytes" in err
     assert not os.path.exists(new)
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--requirepass", "is empty; give a password, or leave the option out for none"),
+        ("--unixsocket", "is empty; give a path, or leave the option out for no unix socket"),
+    ],
+)
+def test_serve_refuses_an_empty_password_or_socket_path(tmp_path, capsys, flag, message):
+    """`kvb serve --requirepass "$SECRET"` with SECRET unset served with no password, without a word
+    (and `--unixsocket "$SOCK"` on no unix socket)."""
+    store = str(tmp_path / "s")
+    code, out, err = run(capsys, "serve", "--dir", store, f"{flag}=")
+    assert (code, out) == (2, "") and err.endswith(f"error: argument {flag}: {message}\n")
+    assert not os.path.exists(store)
