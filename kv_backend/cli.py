@@ -610,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     token = s.add_mutually_exclusive_group()
     token.add_argument(
         "--token",
+        type=_given("a token", "none"),
         default=None,
         help="require 'Authorization: Bearer TOKEN' (visible in ps: prefer --token-file or $KVB_HTTP_TOKEN)",
     )

@@ -372,12 +372,15 @@ def test_put_of_a_key_it_refuses_leaves_no_new_store_behind(tmp_path, capsys):
     [
         ("--requirepass", "is empty; give a password, or leave the option out for none"),
         ("--unixsocket", "is empty; give a path, or leave the option out for no unix socket"),
+        ("--token", "is empty; give a token, or leave the option out for none"),
     ],
 )
 def test_serve_refuses_an_empty_password_or_socket_path(tmp_path, capsys, flag, message):
     """`kvb serve --requirepass "$SECRET"` with SECRET unset served with no password, without a word
-    (and `--unixsocket "$SOCK"` on no unix socket)."""
+    (and `--unixsocket "$SOCK"` on no unix socket). kvb http's `--token ""` said "non-empty string
+    (or None for no authentication)", for a program."""
     store = str(tmp_path / "s")
-    code, out, err = run(capsys, "serve", "--dir", store, f"{flag}=")
+    command = "http" if flag == "--token" else "serve"
+    code, out, err = run(capsys, command, "--dir", store, f"{flag}=")
     assert (code, out) == (2, "") and err.endswith(f"error: argument {flag}: {message}\n")
     assert not os.path.exists(store)
