@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from kv_backend import record as rec
-from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
+from kv_backend.files import (
+    STATE_FILE,
+    data_name,
+    hint_name,
+    list_data_files,
+    prepare_directory,
+    storage_error,
+)
 from kv_backend.hint import read_hints
+from kv_backend.state import MAGIC, VERSION, unpack_tail
 
 
 @dataclass
@@ -43,7 +52,9 @@ def check(path: str) -> CheckReport:
     """Read every data file of the store at ``path`` and report damage.
 
     A torn tail of the newest file (a write that never completed) is reported
-    as a note, not a problem: the next writer cuts it off. So are the leftovers
+    as a note, not a problem: the next writer cuts it off. A damaged record
+    before the end the ``STATE`` page gives as published is no such write
+    (readers raise CorruptionError for it): it is a problem. So are the leftovers
     of a rotation killed before it published the next file: that file, empty,
     with part of its header or with only its header, and the end of the file
     before it, which is still the active one (reserved zeros, a torn write).
@@ -85,6 +96,8 @@ def _check(path: str) -> CheckReport:
             newest -= 1  # the file before it is still the active one
         elif head == rec.FILE_HEADER_BYTES and len(fids) > 1 and fids[-2][1] == 0:
             rotated = len(fids) - 2
+    # Read before the data files: whatever a writer publishes meanwhile lies past this end.
+    published = _published_tail(path)
     for i, fid in enumerate(fids):
         fpath = os.path.join(path, data_name(fid))
         buf = _read(fpath)
@@ -109,7 +122,11 @@ def _check(path: str) -> CheckReport:
                 report.problems.append(Problem(fpath, 0, "missing or damaged file header"))
                 continue
             # (A tail file is one where an unfinished write may end the file.)
-            size = _check_records(buf, size, fpath, i in (newest, rotated), report)
+            tail = i in (newest, rotated)
+            # Where the published records of the active file end: a damaged record before that
+            # is no unfinished write (readers raise CorruptionError for it), whatever follows it.
+            end = published[1] if published is not None and fid == (published[0], 0) else 0
+            size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size
         finally:
             if isinstance(buf, _DataFile):
@@ -125,9 +142,13 @@ def _check(path: str) -> CheckReport:
 WINDOW = 1 << 20
 
 
-def _check_records(buf: bytes | _DataFile, size: int, fpath: str, tail: bool, report: CheckReport) -> int:
+def _check_records(
+    buf: bytes | _DataFile, size: int, fpath: str, tail: bool, report: CheckReport, *, published_end: int = 0
+) -> int:
     """Scan the records of one data file, ``size`` bytes, window after window (see :data:`WINDOW`),
-    into ``report``; return the size it had (less if another process cut it meanwhile).
+    into ``report``; return the size it had (less if another process cut it meanwhile). A damaged
+    record of a ``tail`` file is an unfinished write if only zeros follow it and it starts at or
+    after ``published_end``.
 
     The findings are those of one scan of the whole file: a window ends at a committed record, and
     where a scan stopped only because the window ends (a record or batch runs past it), that
@@ -147,7 +168,7 @@ def _check_records(buf: bytes | _DataFile, size: int, fpath: str, tail: bool, re
         for off in res.corrupt:
             if needed and off >= res.end:
                 continue  # in the batch scanned again in the next window
-            if tail and _only_zeros_after(buf, pos + off, size):
+            if tail and pos + off >= published_end and _only_zeros_after(buf, pos + off, size):
                 # The newest file's last record, half-written, with the zeros
                 # reserved past it still in place: a write that never completed.
                 report.records -= 1
@@ -238,6 +259,19 @@ def _read(path: str, size: int = -1) -> bytes | _DataFile | None:
     except OSError as exc:
         f.close()
         raise storage_error(exc, f"cannot read data file {path}") from exc
+
+
+def _published_tail(path: str) -> tuple[int, int] | None:
+    """``(major id of the active file, end of its published records)`` from the store's ``STATE``
+    page (see :mod:`kv_backend.state`), or None if it is missing, unreadable or not a valid page."""
+    try:
+        with open(os.path.join(path, STATE_FILE), "rb") as f:
+            page = f.read(24)
+    except OSError:
+        return None
+    if len(page) < 24 or page[:8] != MAGIC or int.from_bytes(page[8:12], "little") != VERSION:
+        return None
+    return unpack_tail(struct.unpack_from("=Q", page, 16)[0])
 
 
 def _head(path: str) -> bytes | None:
