@@ -370,6 +370,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
                 "or with --wait to wait for it and then merge"
             ) from None
     _print(report)
+    if report.corrupt_dropped:
+        # As kvb check and kvb salvage: an exit status a cron job notices, for keys now gone.
+        _say(
+            f"kvb: {report.corrupt_dropped} damaged record(s) could not be copied: their keys are gone "
+            "from the store now; restore them from a backup"
+        )
+        return 1
     return 0
 
 

@@ -408,3 +408,23 @@ def test_check_reports_a_damaged_published_last_record_that_get_raises_for(store
         f.write(rec.encode(rec.PUT, b"torn", b"x" * 50)[:30])
     code, out, _ = run(capsys, "check", store_path)
     assert code == 1 and f"note: {data} @ {end}: " in out and out.count("DAMAGED") == 1
+
+
+def test_merge_that_drops_damaged_records_exits_1(store_path, capsys):
+    """kvb merge skipped a damaged record (its key then gone for good) and exited 0, as for a clean
+    merge; as kvb check and kvb salvage, it now exits 1 and says so on stderr."""
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(100):
+            db.put(b"k%03d" % i, b"v" * 60)
+    first = os.path.join(store_path, "0000000001-000.data")
+    with open(first, "r+b") as f:
+        at = f.read().index(b"k005") + 10
+        f.seek(at)
+        f.write(b"X")
+    code, out, err = run(capsys, "merge", store_path)
+    assert code == 1 and out.rstrip().endswith("; 1 damaged record(s) could not be copied")
+    assert err == (
+        "kvb: 1 damaged record(s) could not be copied: their keys are gone from the store now; "
+        "restore them from a backup\n"
+    )
+    assert run(capsys, "merge", store_path)[0] == 0  # nothing damaged left
