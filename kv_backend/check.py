@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from kv_backend import record as rec
-from kv_backend.files import (
-    STATE_FILE,
-    data_name,
-    hint_name,
-    list_data_files,
-    prepare_directory,
-    storage_error,
-)
+from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
 from kv_backend.hint import read_hints
-from kv_backend.state import MAGIC, VERSION, unpack_tail
+from kv_backend.state import published_tail
 
 
 @dataclass
@@ -97,7 +89,7 @@ def _check(path: str) -> CheckReport:
         elif head == rec.FILE_HEADER_BYTES and len(fids) > 1 and fids[-2][1] == 0:
             rotated = len(fids) - 2
     # Read before the data files: whatever a writer publishes meanwhile lies past this end.
-    published = _published_tail(path)
+    published = published_tail(path)
     for i, fid in enumerate(fids):
         fpath = os.path.join(path, data_name(fid))
         buf = _read(fpath)
@@ -126,6 +118,8 @@ def _check(path: str) -> CheckReport:
             # Where the published records of the active file end: a damaged record before that
             # is no unfinished write (readers raise CorruptionError for it), whatever follows it.
             end = published[1] if published is not None and fid == (published[0], 0) else 0
+            if end > size:
+                end = 0  # the file lost bytes since: the page does not describe it (recovery rescans it)
             size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size
         finally:
@@ -259,19 +253,6 @@ def _read(path: str, size: int = -1) -> bytes | _DataFile | None:
     except OSError as exc:
         f.close()
         raise storage_error(exc, f"cannot read data file {path}") from exc
-
-
-def _published_tail(path: str) -> tuple[int, int] | None:
-    """``(major id of the active file, end of its published records)`` from the store's ``STATE``
-    page (see :mod:`kv_backend.state`), or None if it is missing, unreadable or not a valid page."""
-    try:
-        with open(os.path.join(path, STATE_FILE), "rb") as f:
-            page = f.read(24)
-    except OSError:
-        return None
-    if len(page) < 24 or page[:8] != MAGIC or int.from_bytes(page[8:12], "little") != VERSION:
-        return None
-    return unpack_tail(struct.unpack_from("=Q", page, 16)[0])
 
 
 def _head(path: str) -> bytes | None:

@@ -34,6 +34,7 @@ from kv_backend.files import (
     list_data_files,
     prepare_directory,
 )
+from kv_backend.state import published_tail
 
 _VALID_TYPES = (rec.PUT, rec.DELETE, rec.COMMIT)
 _BATCH_SIZE = 1000
@@ -126,6 +127,7 @@ def salvage(
         )
     check_new_store_target(dst, "salvage", SalvageError)
     report = SalvageReport(src, dst)
+    published = published_tail(src)  # (read first: see kvb check)
     fids = list_data_files(src)
     paths = [os.path.join(src, data_name(fid)) for fid in fids]
     maps: list[bytes | mmap.mmap] = []
@@ -163,7 +165,12 @@ def salvage(
         ):
             rotated = last - 1  # the next file holds only its header: the rotation may have died
         for i, buf in enumerate(maps[: last + 1]):
-            _replay(buf, i, paths[i], i in (last, rotated), newest, report)
+            # Before the active file's published end, a damaged record is damage (readers raise
+            # CorruptionError for it), not the unfinished last write it can look like.
+            end = published[1] if published is not None and fids[i] == (published[0], 0) else 0
+            if end > len(buf):
+                end = 0  # the file lost bytes since: the page does not describe it (recovery rescans it)
+            _replay(buf, i, paths[i], i in (last, rotated), newest, report, published_end=end)
             done += len(buf)
             if progress is not None:
                 progress(done // 2, total)
@@ -242,9 +249,12 @@ def _replay(
     tail: bool,
     newest: dict[bytes, tuple[int, int, int, float] | None],
     report: SalvageReport,
+    *,
+    published_end: int = 0,
 ) -> None:
     """Apply the records of one data file to ``newest`` (key -> (file, offset, size, expiry), None if
-    its newest record is damaged; a delete removes the key)."""
+    its newest record is damaged; a delete removes the key). In a ``tail`` file, what follows
+    ``published_end`` may be an unfinished write; before it, damage is damage."""
     end = len(buf)
     if end < rec.FILE_HEADER_SIZE or buf[:8] != rec.FILE_MAGIC:
         report.regions.append(DamagedRegion(path, 0, min(end, rec.FILE_HEADER_SIZE)))
@@ -299,7 +309,7 @@ def _replay(
                 and vlen <= rec.MAX_VALUE_SIZE
                 and nxt <= end
                 and (nxt == end or _sound_at(buf, nxt, end) or _zeros_from(buf, nxt))
-                and not (tail and nxt < end and _zeros_from(buf, nxt))
+                and not (tail and pos >= published_end and nxt < end and _zeros_from(buf, nxt))
             ):
                 # Sound lengths, confirmed by what follows: one damaged record (a CRC mismatch).
                 report.records_skipped += 1
@@ -320,7 +330,7 @@ def _replay(
             nxt = pos + 1
             while nxt < end and not _sound_at(buf, nxt, end):
                 nxt += 1
-            if tail and nxt >= end:
+            if tail and pos >= published_end and nxt >= end:
                 # Nothing readable after it in the newest file: the tail of a write that never
                 # completed (what it held was never acknowledged: not damage, as for kvb check).
                 drop_pending(unfinished=True)

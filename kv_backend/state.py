@@ -185,6 +185,20 @@ class SharedState:
                 pass
 
 
+def published_tail(store: str) -> tuple[int, int] | None:
+    """``(major id of the active file, end of its published records)`` as the ``STATE`` page of the
+    store at ``store`` gives them, read without mapping or locking it (for tools that only look:
+    ``kvb check``, ``kvb salvage``); None if the page is missing, unreadable or not valid."""
+    try:
+        with open(os.path.join(store, STATE_FILE), "rb") as f:
+            page = f.read(24)
+    except OSError:
+        return None
+    if len(page) < 24 or page[:8] != MAGIC or int.from_bytes(page[8:12], "little") != VERSION:
+        return None
+    return unpack_tail(struct.unpack_from("=Q", page, 16)[0])
+
+
 def in_use(store: str) -> bool:
     """True if a process has the store at ``store`` open (or a fork of one still has it).
 

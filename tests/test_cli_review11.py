@@ -428,3 +428,30 @@ def test_merge_that_drops_damaged_records_exits_1(store_path, capsys):
         "restore them from a backup\n"
     )
     assert run(capsys, "merge", store_path)[0] == 0  # nothing damaged left
+
+
+def test_salvage_does_not_take_a_damaged_published_last_record_for_an_unfinished_write(tmp_path, capsys):
+    """The last record of the active file, published and then damaged: salvage skipped it as "an
+    unfinished last write (as replay does)", exit 0 (clean), and its key was silently missing from the
+    copy, while readers of the store raise CorruptionError for it. Now it is damage: exit 1."""
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    with DB(src) as db:
+        db.put(b"key", b"value")
+        db.put(b"key2", b"v2")
+    data = os.path.join(src, "0000000001-000.data")
+    with open(data, "r+b") as f:
+        f.seek(f.read().index(b"v2"))
+        f.write(b"X")
+    code, out, _ = run(capsys, "salvage", src, dst)
+    assert code == 1, out
+    assert f"DAMAGED: {data} @ 46: 28 damaged bytes skipped" in out
+    assert "not copied (newest record damaged): b'key2'" in out
+    # A torn write past the published end is still an unfinished write; so is a tail the file lost
+    # since the page was written (recovery rescans such a file from its start).
+    with DB(src) as db:
+        db.delete(b"key2")
+    with open(data, "r+b") as f:
+        blob = f.read()
+        f.truncate(len(blob.rstrip(b"\0")) - 3)
+    code, out, _ = run(capsys, "salvage", src, str(tmp_path / "dst2"))
+    assert code == 0 and "an unfinished last write" in out, out
