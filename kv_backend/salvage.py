@@ -125,8 +125,12 @@ def salvage(
             f"cannot salvage {src} into {dst}, which lies inside it: the damaged store is only read, "
             "never written; give a new directory outside it as the target"
         )
-    check_new_store_target(dst, "salvage", SalvageError)
     report = SalvageReport(src, dst)
+    if os.path.islink(dst) and os.path.isdir(dst):
+        # A link to an empty directory (as for restore): the copy goes into that directory and the
+        # link stays; a directory cannot be renamed over a link (which failed after all the work).
+        dst = os.path.realpath(dst)
+    check_new_store_target(dst, "salvage", SalvageError)
     published = published_tail(src)  # (read first: see kvb check)
     fids = list_data_files(src)
     paths = [os.path.join(src, data_name(fid)) for fid in fids]

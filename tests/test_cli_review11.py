@@ -455,3 +455,18 @@ def test_salvage_does_not_take_a_damaged_published_last_record_for_an_unfinished
         f.truncate(len(blob.rstrip(b"\0")) - 3)
     code, out, _ = run(capsys, "salvage", src, str(tmp_path / "dst2"))
     assert code == 0 and "an unfinished last write" in out, out
+
+
+def test_salvage_into_a_link_to_an_empty_directory_fills_that_directory(store_path, tmp_path, capsys):
+    """As restore does; salvage did all the work, then failed: 'cannot move the copy into place'."""
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    target, link = tmp_path / "target", tmp_path / "link"
+    target.mkdir()
+    link.symlink_to(target)
+    code, out, err = run(capsys, "salvage", store_path, str(link))
+    assert (code, err) == (0, ""), out
+    assert link.is_symlink() and out.startswith(f"salvaged {store_path} into {link}: 1 keys copied")
+    with DB(str(target), read_only=True) as db:
+        assert db.get(b"k") == b"v"
+    assert sorted(os.listdir(tmp_path)) == ["link", "store", "target"]  # no copy left next to it
