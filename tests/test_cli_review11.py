@@ -470,3 +470,19 @@ def test_salvage_into_a_link_to_an_empty_directory_fills_that_directory(store_pa
     with DB(str(target), read_only=True) as db:
         assert db.get(b"k") == b"v"
     assert sorted(os.listdir(tmp_path)) == ["link", "store", "target"]  # no copy left next to it
+
+
+def test_openapi_entry_point_says_it_cannot_write_the_file_in_one_line(tmp_path, capsys):
+    """`python -m kv_backend.http openapi PATH` into a missing directory (or onto a directory) ended
+    in a FileNotFoundError traceback."""
+    from kv_backend.http.__main__ import main as openapi_main
+
+    missing = str(tmp_path / "missing" / "openapi.json")
+    assert openapi_main(["openapi", missing]) == 2
+    assert capsys.readouterr().err == (
+        f"python -m kv_backend.http: cannot write {missing}: No such file or directory\n"
+    )
+    assert openapi_main(["openapi", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.endswith(f"cannot write {tmp_path}: Is a directory\n")
+    written = tmp_path / "openapi.json"
+    assert openapi_main(["openapi", str(written)]) == 0 and written.read_text().startswith("{")

@@ -20,8 +20,14 @@ def main(argv: list[str]) -> int:
         return 2
     text = openapi_json()
     if len(argv) == 2:
-        with open(argv[1], "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with open(argv[1], "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:  # one line and status 2, as kvb says its errors; not a traceback
+            print(
+                f"python -m kv_backend.http: cannot write {argv[1]}: {exc.strerror or exc}", file=sys.stderr
+            )
+            return 2
     else:
         sys.stdout.write(text)
     return 0
