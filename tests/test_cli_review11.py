@@ -486,3 +486,30 @@ def test_openapi_entry_point_says_it_cannot_write_the_file_in_one_line(tmp_path,
     assert capsys.readouterr().err.endswith(f"cannot write {tmp_path}: Is a directory\n")
     written = tmp_path / "openapi.json"
     assert openapi_main(["openapi", str(written)]) == 0 and written.read_text().startswith("{")
+
+
+def test_backup_of_a_store_with_damaged_records_exits_1_as_restore_would_refuse_it(tmp_path, capsys):
+    """kvb backup of a damaged store exited 0; every restore of that backup then fails ("file ... of
+    backup ... is damaged"). The backup is still made (an exact copy), but kvb says so, exit 1."""
+    pytest.importorskip("fsspec")
+    src = str(tmp_path / "src")
+    with DB(src, max_file_size=4096) as db:
+        for i in range(100):
+            db.put(b"k%03d" % i, b"v" * 60)
+    with open(os.path.join(src, "0000000001-000.data"), "r+b") as f:
+        f.seek(f.read().index(b"k005") + 10)
+        f.write(b"X")
+    url = (tmp_path / "backups").as_uri()
+    code, out, err = run(capsys, "backup", src, url, "--name", "b1")
+    assert code == 1 and out.startswith("backup b1 complete at ")
+    assert err == (
+        "kvb: the store holds 1 damaged record(s), and so does this backup, which kvb restore may "
+        f"refuse; kvb check {src} lists them, and kvb salvage copies the readable keys into a new "
+        "store to back up instead\n"
+    )
+    code, _, err = run(capsys, "restore", url, str(tmp_path / "restored"))
+    assert code == 2 and "of backup b1 is damaged" in err
+    copy = str(tmp_path / "copy")
+    assert run(capsys, "salvage", src, copy)[0] == 1
+    assert run(capsys, "backup", copy, url, "--name", "b2")[0] == 0
+    assert run(capsys, "restore", url, str(tmp_path / "restored"), "--name", "b2")[0] == 0
