@@ -227,8 +227,12 @@ def _read_stdin() -> bytes:
     """All the bytes of standard input, or a KVError (not a traceback) if there is none to read."""
     if sys.stdin is None:
         raise KVError("standard input is closed: give the value on it (kvb put PATH KEY --stdin < FILE)")
+    from kv_backend import record as rec
+
     try:
-        return sys.stdin.buffer.read()
+        # At most one byte more than a value may hold: enough to refuse a larger one, and
+        # `kvb put DIR k --stdin < /dev/zero` (or `yes |`) is refused instead of filling memory.
+        return sys.stdin.buffer.read(rec.MAX_VALUE_SIZE + 1)
     except OSError as exc:
         raise KVError(f"cannot read standard input: {exc.strerror or exc}") from exc
 

@@ -513,3 +513,24 @@ def test_backup_of_a_store_with_damaged_records_exits_1_as_restore_would_refuse_
     assert run(capsys, "salvage", src, copy)[0] == 1
     assert run(capsys, "backup", copy, url, "--name", "b2")[0] == 0
     assert run(capsys, "restore", url, str(tmp_path / "restored"), "--name", "b2")[0] == 0
+
+
+def test_put_stdin_reads_no_more_than_a_value_may_hold(store_path, capsys, monkeypatch):
+    """`kvb put DIR k --stdin < /dev/zero` read standard input to its end (never) into memory."""
+    import io
+
+    import kv_backend.record
+
+    class Endless(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:  # /dev/zero
+            buffer[:] = bytes(len(buffer))
+            return len(buffer)
+
+    monkeypatch.setattr(kv_backend.record, "MAX_VALUE_SIZE", 1000)  # (not 1 GiB in a test)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(Endless())))
+    code, _, err = run(capsys, "put", store_path, "k", "--stdin")
+    assert (code, err) == (2, "kvb: values may be at most 1000 bytes, got 1001\n")
+    assert not os.path.exists(store_path)
