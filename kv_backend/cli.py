@@ -389,6 +389,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from kv_backend.backup import backup, parse_storage_options
     from kv_backend.progress import progress_bar
 
+    if any(part.split("://", 1)[0].lower() == "memory" for part in args.url.split("::") if "://" in part):
+        # fsspec's memory filesystem lives in this process: the backup would be gone when kvb exits.
+        _say(
+            f"kvb backup: {args.url} is in the memory of this kvb process, which is gone when it exits; "
+            "give a URL that outlives it (a directory, file://, s3://...)"
+        )
+        return 2
     # Read-only: a mistyped path is an error, not a new empty store that is then backed up.
     with DB(args.path, read_only=True) as db, progress_bar("backing up", unit="B") as bar:
         report = db.backup(

@@ -534,3 +534,16 @@ def test_put_stdin_reads_no_more_than_a_value_may_hold(store_path, capsys, monke
     code, _, err = run(capsys, "put", store_path, "k", "--stdin")
     assert (code, err) == (2, "kvb: values may be at most 1000 bytes, got 1001\n")
     assert not os.path.exists(store_path)
+
+
+@pytest.mark.parametrize("url", ["memory://backups", "MEMORY://b", "simplecache::memory://b"])
+def test_backup_to_this_process_memory_is_refused(store_path, capsys, url):
+    """`kvb backup DIR memory://x` reported "backup ... complete" for a backup that vanished with kvb."""
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    code, out, err = run(capsys, "backup", store_path, url)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"kvb backup: {url} is in the memory of this kvb process, which is gone when it exits; give a URL "
+        "that outlives it (a directory, file://, s3://...)\n"
+    )
