@@ -73,6 +73,17 @@ def _secret_file(text: str) -> str:
     return os.fsdecode(secret)
 
 
+def _seconds_above_zero(text: str) -> float:
+    """An argparse type: a finite number of seconds greater than 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):  # (NaN too)
+        raise argparse.ArgumentTypeError(f"must be a number of seconds greater than 0, not {text!r}")
+    return seconds
+
+
 def _given(what: str, instead: str) -> Callable[[str], str]:
     """An argparse type that refuses an empty argument (``--requirepass "$UNSET"``), which would
     silently mean ``instead`` (no password, no unix socket): ``what`` is what to give."""
@@ -473,7 +484,7 @@ def cmd_http(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, stop) if trap else None
     try:
         token = args.token if args.token is not None else args.token_file
-        serve(args.dir, host=args.host, port=args.port, token=token)
+        serve(args.dir, host=args.host, port=args.port, token=token, keep_alive=args.keep_alive)
     except _Stopped:
         pass  # a shutdown asked for: exit status 0, as kvb serve (and redis-server) after SIGTERM
     finally:
@@ -648,6 +659,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help="require the token held in this file (default: $KVB_HTTP_TOKEN, if set)",
+    )
+    s.add_argument(
+        "--keep-alive",
+        type=_seconds_above_zero,
+        default=None,
+        metavar="SECONDS",
+        help="how long an idle connection stays open (default: $KVB_HTTP_KEEP_ALIVE or 5); behind a "
+        "proxy, more than the proxy's idle timeout",
     )
     s.set_defaults(func=cmd_http)
     return p

@@ -21,6 +21,11 @@ log = logging.getLogger("kv_backend.http")
 #: client that stalls mid-request would otherwise keep the server from ever stopping.
 SHUTDOWN_GRACE = 10
 
+#: Seconds an idle keep-alive connection stays open (uvicorn's default). Behind a proxy that keeps
+#: connections to its upstreams open longer (an AWS load balancer: 60 s), set it above the proxy's
+#: idle timeout, or the server may close a connection as the proxy sends on it (a 502 there).
+DEFAULT_KEEP_ALIVE = 5.0
+
 #: Room for a request line holding a 64 KiB key percent-encoded three times over, plus headers.
 MAX_REQUEST_HEAD = 256 << 10
 
@@ -50,6 +55,19 @@ def _env_sync() -> str | float:
         raise ConfigurationError(
             f"KVB_HTTP_SYNC must be 'never', 'always' or a number of seconds >= 0, not {raw!r}"
         )
+    return seconds
+
+
+def _env_keep_alive() -> float:
+    raw = os.environ.get("KVB_HTTP_KEEP_ALIVE", "").strip()
+    if not raw:
+        return DEFAULT_KEEP_ALIVE
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):  # (NaN too)
+        raise ConfigurationError(f"KVB_HTTP_KEEP_ALIVE must be a number of seconds > 0, not {raw!r}")
     return seconds
 
 
@@ -88,13 +106,15 @@ def serve(
     max_value_size: int | None = None,
     sync: str | float | None = None,
     log_level: str = "info",
+    keep_alive: float | None = None,
 ) -> None:
     """Serve the store at ``path`` over HTTP with uvicorn until SIGINT/SIGTERM (blocking).
 
     The store is opened once, before the server starts listening. ``token``
     defaults to ``$KVB_HTTP_TOKEN`` (which keeps it out of ``ps`` output) and
     ``max_value_size`` to ``$KVB_HTTP_MAX_VALUE_SIZE`` or 64 MiB, ``sync`` (the
-    store's fsync policy) to ``$KVB_HTTP_SYNC`` or ``"never"``.
+    store's fsync policy) to ``$KVB_HTTP_SYNC`` or ``"never"``, ``keep_alive`` (seconds an idle
+    connection stays open) to ``$KVB_HTTP_KEEP_ALIVE`` or 5.
     """
     import uvicorn
 
@@ -104,6 +124,10 @@ def serve(
         max_value_size = _env_size("KVB_HTTP_MAX_VALUE_SIZE", DEFAULT_MAX_VALUE_SIZE)
     if sync is None:
         sync = _env_sync()
+    if keep_alive is None:
+        keep_alive = _env_keep_alive()
+    elif not 0 < keep_alive < float("inf"):
+        raise ConfigurationError(f"keep_alive must be a number of seconds > 0, not {keep_alive!r}")
     app = create_app(path, token=token, max_value_size=max_value_size, sync=sync)
     if token is None and not _is_loopback(host):
         log.warning(
@@ -121,6 +145,7 @@ def serve(
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
         server_header=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        timeout_keep_alive=keep_alive,
     )
     server = uvicorn.Server(config)
     bind_errors = _BindErrors()
