@@ -59,6 +59,7 @@ from kv_backend.files import (
 )
 from kv_backend.hint import read_hints, write_hints
 from kv_backend.locking import MergeLock
+from kv_backend.threads import start_daemon_thread
 
 if TYPE_CHECKING:
     from kv_backend.db import DB
@@ -435,8 +436,7 @@ def maybe_auto_merge(db: DB) -> None:
         except Exception as exc:  # the writer that noticed must not fail; the next rotation retries
             _log.warning("auto-merge of %s failed (the next file rotation retries): %s", db.path, exc)
 
-    thread = threading.Thread(target=run, name=f"kv_backend auto-merge {db.path}", daemon=True)
-    thread.start()
+    thread = start_daemon_thread(run, f"kv_backend auto-merge {db.path}")
     # Published once started: close() joins it, and a thread that is still starting cannot be
     # joined. (A close() that misses it is safe: the merge then finds the store closing, see merge.)
     db._merge_thread = thread

@@ -53,6 +53,7 @@ from kv_backend.errors import (
     ValueTooLargeError,
 )
 from kv_backend.files import STATE_FILE
+from kv_backend.threads import start_daemon_thread
 
 __all__ = ["KVBackend", "KVBackendConfigurationError", "parse_url"]
 
@@ -1416,8 +1417,9 @@ def _start_recovery_thread(app: Any, backend: Any) -> bool:
         _recovery_pids[id(app)] = pid
     if not isinstance(backend, KVBackend) or backend.options.get("read_only"):
         return False
-    thread = threading.Thread(target=_recovery_loop, args=(app,), name="kvb-chord-recovery", daemon=True)
-    thread.start()
+    # Blocking the process's signals: the thread runs in every prefork pool child, and a
+    # SIGTERM it took would never interrupt the child's main thread (see kv_backend.threads).
+    start_daemon_thread(_recovery_loop, "kvb-chord-recovery", (app,))
     return True
 
 
