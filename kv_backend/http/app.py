@@ -1206,33 +1206,53 @@ class OriginForm:
         await self.app(scope, receive, send)
 
 
-class CloseAfterAmbiguousFraming:
-    """ASGI middleware: close the connection after a request with both Content-Length and
-    Transfer-Encoding.
+class CloseConnectionWhenUnsafe:
+    """ASGI middleware: answer with ``Connection: close`` where keeping the connection is unsafe.
 
-    uvicorn reads such a body by Transfer-Encoding alone and kept the connection
-    open, but RFC 9112 (6.1) says a server MUST close it after answering: a
-    proxy in front that framed the request by Content-Length instead would take
-    the rest of the body for a next request of its own (request smuggling).
+    * A request with both Content-Length and Transfer-Encoding: uvicorn reads its
+      body by Transfer-Encoding alone and kept the connection open, but RFC 9112
+      (6.1) says a server MUST close it after answering: a proxy in front that
+      framed the request by Content-Length instead would take the rest of the
+      body for a next request of its own (request smuggling).
+    * A request with ``Expect: 100-continue`` answered before its body was asked
+      for (a 413, 415, 412, 401 or a bad key, from its headers alone): the client
+      then never sends the body, and a connection kept open would wait for it, so
+      a client that reused it would hang (RFC 9110 10.1.1: say whether it closes).
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            names = {name.lower() for name, _ in scope["headers"]}
-            if b"content-length" in names and b"transfer-encoding" in names:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        framing = expect = False
+        for name, value in scope["headers"]:
+            name = name.lower()
+            if name == b"transfer-encoding":
+                framing = True
+            elif name == b"expect":
+                expect = value.strip().lower() == b"100-continue"
+        if framing:
+            framing = any(name.lower() == b"content-length" for name, _ in scope["headers"])
+        if not (framing or expect):
+            await self.app(scope, receive, send)
+            return
+        asked = False
 
-                async def send_closing(message: Any) -> None:
-                    if message["type"] == "http.response.start":
-                        headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
-                        message = {**message, "headers": [*headers, (b"connection", b"close")]}
-                    await send(message)
+        async def receive_noting() -> Any:
+            nonlocal asked
+            asked = True  # uvicorn sends "100 Continue" now, and the client its body
+            return await receive()
 
-                await self.app(scope, receive, send_closing)
-                return
-        await self.app(scope, receive, send)
+        async def send_closing(message: Any) -> None:
+            if message["type"] == "http.response.start" and (framing or not asked):
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive_noting if expect else receive, send_closing)
 
 
 class BearerAuth:
@@ -1378,7 +1398,7 @@ def create_app(
         Route("/v1/txn", api.txn, methods=["POST"]),
     ]
     # first: every answer, the token check's 401 too, must close an ambiguously framed connection
-    middleware = [Middleware(CloseAfterAmbiguousFraming), Middleware(OriginForm)]
+    middleware = [Middleware(CloseConnectionWhenUnsafe), Middleware(OriginForm)]
     if token is not None:
         middleware.append(Middleware(BearerAuth, token=token))
     app = Starlette(
