@@ -212,6 +212,8 @@ class Connection(asyncio.Protocol):
         self.tracking_out = pushes = []
         try:
             tracking.absorb(None)
+            if tracking.max_keys and len(tracking.table) > tracking.max_keys:
+                tracking.limit()  # as Redis, before each command
             before = b"".join(pushes)
             pushes.clear()
             data = self._reply(args)
@@ -768,6 +770,7 @@ class Server:
             b"slowlog-log-slower-than": str(self.slowlog_slower_than).encode(),
             b"slowlog-max-len": str(self.slowlog_max_len).encode(),
             b"latency-monitor-threshold": b"0",
+            b"tracking-table-max-keys": str(self.tracking.max_keys).encode(),
         }
 
     def info(self, sections: list[bytes]) -> bytes:
@@ -782,6 +785,7 @@ class Server:
         uptime = int(now - self.started)
         uname = os.uname()
         used = stats.get("live_bytes", 0)
+        tracked_keys, tracked_items, tracked_prefixes = self.tracking.counts()
         # Redis's own fields, in its order (clients and test suites read them: redis-py's reads
         # arch_bits); kvb_version is kvb's; fields of Redis's build and allocator have neutral values.
         parts = {
@@ -831,6 +835,9 @@ class Server:
                 f"pubsub_channels:{sum(1 for c in self.channels.values() if c)}",
                 f"pubsub_patterns:{sum(1 for c in self.patterns.values() if c)}",
                 f"pubsubshard_channels:{sum(1 for c in self.shard_channels.values() if c)}",
+                f"tracking_total_keys:{tracked_keys}",
+                f"tracking_total_items:{tracked_items}",
+                f"tracking_total_prefixes:{tracked_prefixes}",
             ],
             b"replication": ["role:master", "connected_slaves:0"],
             b"cluster": ["cluster_enabled:0"],

@@ -38,6 +38,8 @@ POLL_INTERVAL = 0.02
 SWEEP_INTERVAL = 0.1
 #: Where RESP2 clients receive the messages of the clients that redirect to them.
 CHANNEL = b"__redis__:invalidate"
+#: CONFIG tracking-table-max-keys's default (Redis 7.0's).
+MAX_KEYS = 1_000_000
 
 _MEMBER_PREFIXES = frozenset(ALL_PREFIXES) - {META}
 
@@ -101,6 +103,10 @@ class Tracking:
         self.bcast_keys: dict[bytes, dict[bytes, Connection | None]] = {}
         #: A FLUSHALL/FLUSHDB ran: the next :meth:`absorb` sends the null message.
         self.flushed = False
+        #: CONFIG tracking-table-max-keys: at most this many keys in :attr:`table` (0: no limit).
+        self.max_keys = MAX_KEYS
+        #: How many :meth:`limit` calls in a row left the table over the limit (each does more).
+        self._over = 0
         self._token: int | None = None
         self._poll: asyncio.TimerHandle | None = None
         self._sweep: asyncio.TimerHandle | None = None
@@ -221,6 +227,7 @@ class Tracking:
         self.table.clear()
         self.bcast_keys.clear()
         self.flushed = False
+        self._over = 0
 
     # ------------------------------------------------------------ reads
 
@@ -239,6 +246,34 @@ class Tracking:
                 table[key] = {cid}
             else:
                 ids.add(cid)
+
+    def limit(self) -> None:
+        """Bring the table back to :attr:`max_keys` keys, as Redis 7.0 does before each command
+        and ten times a second: forget the keys read longest ago (Redis: random ones) as if they
+        had changed, so that their readers are told to drop them. At most 100 keys per call,
+        100 more each call in a row that leaves the table over the limit (so that lowering the
+        limit a lot cannot stall the server in one go)."""
+        table = self.table
+        most = self.max_keys
+        if not most or len(table) <= most:
+            self._over = 0
+            return
+        clients = self.server.clients
+        for _ in range(100 * (self._over + 1)):
+            name = next(iter(table))
+            for cid in sorted(table.pop(name)):
+                target = clients.get(cid)
+                state = target.tracking if target is not None else None
+                if state is not None and not state.bcast:
+                    self.send(target, [name])  # type: ignore[arg-type]
+            if len(table) <= most:
+                self._over = 0
+                return
+        self._over += 1
+
+    def counts(self) -> tuple[int, int, int]:
+        """INFO's tracking_total_keys, _items (key and client pairs) and _prefixes."""
+        return len(self.table), sum(len(ids) for ids in self.table.values()), len(self.prefixes)
 
     # ------------------------------------------------------------ changes
 
@@ -357,6 +392,7 @@ class Tracking:
                     st.remove_expired(name)
             self.absorb(None)
             self.settle()
+            self.limit()  # as Redis's cron: even while no command comes
         except Exception as exc:  # the store is unusable: try again later; the loop must go on
             server.log(f"cannot sweep expired keys for tracking clients: {exc!r}")
         if self.clients:

@@ -491,6 +491,8 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
             server.set_slowlog_threshold(checked)
         elif name == b"slowlog-max-len":
             server.slowlog_max_len = checked
+        elif name == b"tracking-table-max-keys":
+            server.tracking.max_keys = checked
     return OK
 
 
@@ -502,6 +504,7 @@ _CONFIG_KINDS = {
     b"notify-keyspace-events": "honour",
     b"slowlog-log-slower-than": "honour",
     b"slowlog-max-len": "honour",
+    b"tracking-table-max-keys": "honour",
     b"latency-monitor-threshold": "fixed",
     b"save": "ignore",
     b"appendonly": "ignore",
@@ -588,6 +591,8 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
         return n
     if name == b"port":
         return _bounded(name, value, 0, 65535)
+    if name == b"tracking-table-max-keys":
+        return _bounded(name, value, 0, (1 << 63) - 1)
     if name in (b"slowlog-log-slower-than", b"slowlog-max-len", b"latency-monitor-threshold"):
         try:
             n = arg_int(value)

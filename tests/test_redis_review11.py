@@ -1,0 +1,210 @@
+"""``kvb serve`` against redis-server 7.0 where earlier reviews did not look: client-side caching's
+``tracking-table-max-keys`` and INFO's tracking counters, ...
+
+Each test runs the same commands on a ``kvb serve`` and on a throw-away redis-server and compares
+the replies byte for byte where Redis is deterministic.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+
+import pytest
+from helpers import require_tool
+from resp_helpers import Raw, RunningServer, stop_process, wait_for_port
+
+
+def _port() -> int:
+    """A free port in 26000-26999 (the range these tests may use)."""
+    for _ in range(500):
+        port = random.randint(26000, 26999)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in 26000-26999")
+
+
+@pytest.fixture(scope="module")
+def kvb(tmp_path_factory):
+    """A ``kvb serve`` on a new directory: its port."""
+    server = RunningServer(str(tmp_path_factory.mktemp("review11") / "store"))
+    server.port = _port()
+    server.start()
+    yield server.port
+    assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory):
+    """A throw-away redis-server (no persistence) to compare with: its port."""
+    require_tool("redis-server")
+    port = _port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=str(tmp_path_factory.mktemp("redis")),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield port
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture
+def both(kvb, redis_port):
+    """(kvb's port, redis-server's port), both emptied first (FLUSHALL also empties Redis's
+    table of tracked keys, which outlives the clients that filled it)."""
+    for port in (kvb, redis_port):
+        conn = Raw(port, 2)
+        assert conn.call("FLUSHALL") == b"+OK\r\n"
+        conn.close()
+    return kvb, redis_port
+
+
+class Conn(Raw):
+    """A raw connection that can also read the push messages that came in since its last command."""
+
+    def frames(self, *args: str | bytes) -> list[bytes]:
+        """Send a command (if any), then PING: every frame received up to PING's reply."""
+        words = [a.encode() if isinstance(a, str) else a for a in args]
+        for cmd in ([words] if words else []) + [[b"PING"]]:
+            self.sock.sendall(b"*%d\r\n" % len(cmd) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in cmd))
+        out = []
+        while True:
+            frame = self._read()
+            if frame == b"+PONG\r\n":
+                return out
+            out.append(frame)
+
+
+def invalidate(key: str) -> bytes:
+    """The RESP3 ``invalidate`` push of one key."""
+    return b">2\r\n$10\r\ninvalidate\r\n*1\r\n$%d\r\n%s\r\n" % (len(key), key.encode())
+
+
+def info_fields(conn: Raw, section: str, prefix: str) -> list[bytes]:
+    """The INFO ``section`` lines that start with ``prefix``."""
+    return [line for line in conn.call("INFO", section).split(b"\r\n") if line.startswith(prefix.encode())]
+
+
+# ---------------------------------------------------------------- client-side caching
+
+
+def test_tracking_table_max_keys_config_answers_as_redis(both):
+    """``CONFIG GET/SET tracking-table-max-keys`` was unknown (``ERR Unknown option``); it answers as
+    in redis-server 7.0: default 1000000, an integer from 0 (no limit) to 2**63 - 1."""
+    replies = []
+    for port in both:
+        conn = Raw(port, 2)
+        try:
+            replies.append(
+                [
+                    conn.call("CONFIG", "GET", "tracking-table-max-keys"),
+                    conn.call("CONFIG", "SET", "tracking-table-max-keys", "-1"),
+                    conn.call("CONFIG", "SET", "tracking-table-max-keys", "1k"),
+                    conn.call("CONFIG", "SET", "tracking-table-max-keys", "9223372036854775808"),
+                    conn.call("CONFIG", "SET", "Tracking-Table-Max-Keys", "9223372036854775807"),
+                    conn.call("CONFIG", "GET", "tracking-table-*"),
+                    conn.call("CONFIG", "SET", "tracking-table-max-keys", "0"),
+                    conn.call("CONFIG", "GET", "tracking-table-max-keys"),
+                    conn.call("CONFIG", "SET", "tracking-table-max-keys", "1000000"),
+                ]
+            )
+        finally:
+            conn.close()
+    assert replies[0] == replies[1]
+    assert replies[0][0] == b"*2\r\n$23\r\ntracking-table-max-keys\r\n$7\r\n1000000\r\n"
+
+
+def test_tracking_table_max_keys_invalidates_keys_to_stay_under_it(both):
+    """Over ``tracking-table-max-keys`` read keys, the server forgets some before the next command
+    and tells their readers (an ``invalidate`` push ahead of that command's reply), as Redis does;
+    it did not count them at all. Redis picks the keys at random, kvb the ones read longest ago."""
+    for port in both:
+        conn, admin = Conn(port, 3), Raw(port, 2)
+        try:
+            assert admin.call("MSET", "a", "1", "b", "2", "c", "3") == b"+OK\r\n"
+            assert admin.call("CONFIG", "SET", "tracking-table-max-keys", "2") == b"+OK\r\n"
+            assert conn.call("CLIENT", "TRACKING", "ON") == b"+OK\r\n"
+            for key in "abc":
+                assert conn.call("GET", key).startswith(b"$1\r\n")
+            pushes = conn.frames()
+            assert len(pushes) == 1 and pushes[0] in [invalidate(k) for k in "abc"]
+            if port == both[0]:
+                assert pushes == [invalidate("a")]
+            assert info_fields(conn, "stats", "tracking_total_") == [
+                b"tracking_total_keys:2",
+                b"tracking_total_items:2",
+                b"tracking_total_prefixes:0",
+            ]
+            assert conn.frames() == []  # at the limit, not over it
+            assert admin.call("CONFIG", "SET", "tracking-table-max-keys", "0") == b"+OK\r\n"
+            assert conn.call("MGET", "a", "b", "c").startswith(b"*3\r\n")
+            assert conn.frames() == []  # 0: no limit
+            assert info_fields(conn, "stats", "tracking_total_keys") == [b"tracking_total_keys:3"]
+        finally:
+            admin.call("CONFIG", "SET", "tracking-table-max-keys", "1000000")
+            conn.close()
+            admin.close()
+
+
+def test_info_counts_tracked_keys_items_and_prefixes_as_redis(both):
+    """INFO's ``tracking_total_keys`` (keys read by default-mode clients), ``tracking_total_items``
+    (key and reader pairs) and ``tracking_total_prefixes`` (BCAST prefixes) were missing."""
+    seen = []
+    for port in both:
+        a, b, c = Conn(port, 3), Conn(port, 3), Conn(port, 2)
+        try:
+            a.call("CLIENT", "TRACKING", "ON")
+            b.call("CLIENT", "TRACKING", "ON")
+            c.call("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "x:", "PREFIX", "y:")
+            a.call("MGET", "k1", "k2")
+            b.call("GET", "k1")
+            b.call("SET", "x:1", "v")  # no key of theirs: nothing forgotten
+            seen.append(info_fields(a, "clients", "tracking_") + info_fields(a, "stats", "tracking_"))
+            a.call("SET", "k2", "v")  # forgotten once changed
+            seen.append(info_fields(a, "stats", "tracking_"))
+        finally:
+            for conn in (a, b, c):
+                conn.close()
+    assert (
+        seen[0]
+        == seen[2]
+        == [
+            b"tracking_clients:3",
+            b"tracking_total_keys:2",
+            b"tracking_total_items:3",
+            b"tracking_total_prefixes:2",
+        ]
+    )
+    assert seen[1] == seen[3]
+
+
+def test_tracking_table_max_keys_is_applied_while_no_command_comes(both):
+    """As Redis's cron does, the server brings the table under a lowered limit within about 100 ms
+    even while no client sends anything."""
+    for port in both:
+        conn, admin = Conn(port, 3), Raw(port, 2)
+        try:
+            assert conn.call("CLIENT", "TRACKING", "ON") == b"+OK\r\n"
+            assert conn.call("MGET", "a", "b", "c") == b"*3\r\n_\r\n_\r\n_\r\n"
+            assert admin.call("CONFIG", "SET", "tracking-table-max-keys", "1") == b"+OK\r\n"
+            conn.sock.settimeout(2)
+            pushes = sorted(conn._read() for _ in range(2))  # unasked: no command was sent
+            assert pushes in (
+                [invalidate("a"), invalidate("b")],
+                [invalidate("a"), invalidate("c")],
+                [invalidate("b"), invalidate("c")],
+            )
+            assert info_fields(admin, "stats", "tracking_total_keys") == [b"tracking_total_keys:1"]
+        finally:
+            admin.call("CONFIG", "SET", "tracking-table-max-keys", "1000000")
+            conn.close()
+            admin.close()
