@@ -8,9 +8,14 @@ from fractions import Fraction
 from typing import Any
 
 from kv_backend import longdouble
-from kv_backend.errors import NotAnIntegerError
-from kv_backend.structures.errors import CommandError, HashValueNotAnIntegerError, NotAFloatError
-from kv_backend.structures.keyspace import Keyspace, _name_limit
+from kv_backend.errors import KeyTooLargeError, NotAnIntegerError
+from kv_backend.structures.errors import (
+    CommandError,
+    HashValueNotAnIntegerError,
+    KeyNameTooLongError,
+    NotAFloatError,
+)
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit
 from kv_backend.structures.layout import _I64_MAX, _I64_MIN, HASH, META, T_HASH, Name, Value, _b, _lp
 from kv_backend.structures.parsing import (
     _add_long_double,
@@ -25,21 +30,29 @@ from kv_backend.structures.parsing import (
 class Hashes(Keyspace):
     """The hash commands of :class:`~kv_backend.structures.Structures`."""
 
-    @_name_limit(T_HASH)
     def hset(self, name: Name, mapping: Mapping[Name, Value] | None = None, **fields: Value) -> int:
         """Set hash fields (``mapping`` and/or keyword fields); return how many were new."""
-        items = [(_b(f), _b(v)) for f, v in (mapping or {}).items()]
-        items += [(_b(f), _b(v)) for f, v in fields.items()]
-        if not items:
-            raise CommandError("ERR wrong number of arguments for 'hset' command")
-        return self._hset(_b(name), items, nx=False)
+        try:
+            items = [(_b(f), _b(v)) for f, v in (mapping or {}).items()]
+            items += [(_b(f), _b(v)) for f, v in fields.items()]
+            if not items:
+                raise CommandError("ERR wrong number of arguments for 'hset' command")
+            return self._hset(_b(name), items, nx=False)
+        except KeyNameTooLongError:
+            raise
+        except KeyTooLargeError:
+            raise KeyNameTooLongError(TOO_LONG[T_HASH]) from None
 
-    @_name_limit(T_HASH)
     def hset_pairs(self, name: Name, pairs: list[tuple[Name, Value]]) -> int:
         """Set hash fields from ``(field, value)`` pairs, later pairs winning; return how many were new."""
-        if not pairs:
-            raise CommandError("ERR wrong number of arguments for 'hset' command")
-        return self._hset(_b(name), [(_b(f), _b(v)) for f, v in pairs], nx=False)
+        try:
+            if not pairs:
+                raise CommandError("ERR wrong number of arguments for 'hset' command")
+            return self._hset(_b(name), [(_b(f), _b(v)) for f, v in pairs], nx=False)
+        except KeyNameTooLongError:
+            raise
+        except KeyTooLargeError:
+            raise KeyNameTooLongError(TOO_LONG[T_HASH]) from None
 
     def _hset(self, name: bytes, items: list[tuple[bytes, bytes]], nx: bool) -> int:
         db = self.db

@@ -104,12 +104,25 @@ def _block_seconds(block: object) -> float:
     return block / 1000
 
 
+#: The message of the :class:`KeyNameTooLongError` a write to a key of each type raises (None:
+#: of any type: every type's limit).
+TOO_LONG: dict[int | None, str] = {
+    tag: f"ERR key name too long: {limit}; use a shorter name" for tag, limit in _NAME_LIMITS.items()
+}
+TOO_LONG[None] = f"ERR key name too long: {'; '.join(_NAME_LIMITS.values())}; use a shorter name"
+
+
 def _name_limit(tag: int | None) -> Callable[[_F], _F]:
     """Decorate a write to a key of type ``tag`` (None: of any type): the engine's
     ``KeyTooLargeError`` ("keys must be 1 to 65536 bytes long", counting the prefix and field
-    it adds to the name) becomes a :class:`KeyNameTooLongError` that gives the limit of names."""
-    limits = [_NAME_LIMITS[tag]] if tag is not None else list(_NAME_LIMITS.values())
-    message = f"ERR key name too long: {'; '.join(limits)}; use a shorter name"
+    it adds to the name) becomes a :class:`KeyNameTooLongError` that gives the limit of names.
+
+    The hottest writes (``set``, ``incrby``, ``hset``, ``hset_pairs``, ``sadd``, ``lpush``,
+    ``rpush``, ``zadd``) do the same in their own bodies instead, ``try: ... except
+    KeyNameTooLongError: raise except KeyTooLargeError: raise KeyNameTooLongError(TOO_LONG[tag])``,
+    which costs nothing until it raises, where this wrapper's extra call costs about 0.08 µs a
+    call (1% to 3% of those writes in-process)."""
+    message = TOO_LONG[tag]
 
     def decorate(method: _F) -> _F:
         @functools.wraps(method)

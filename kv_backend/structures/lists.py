@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from kv_backend.db import Batch
-from kv_backend.structures.errors import CommandError
-from kv_backend.structures.keyspace import Keyspace, _name_limit, _name_list
+from kv_backend.errors import KeyTooLargeError
+from kv_backend.structures.errors import CommandError, KeyNameTooLongError
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _name_list
 from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp
 from kv_backend.structures.parsing import parse_index
 
@@ -62,15 +63,23 @@ class Lists(Keyspace):
                 self._put_list(b, name, head, tail, version, expiry)
             return tail - head
 
-    @_name_limit(T_LIST)
     def lpush(self, name: Name, *values: Value) -> int:
         """Insert values at the head of a list (each in turn); return the new length."""
-        return self._push(name, values, left=True)
+        try:
+            return self._push(name, values, left=True)
+        except KeyNameTooLongError:
+            raise
+        except KeyTooLargeError:
+            raise KeyNameTooLongError(TOO_LONG[T_LIST]) from None
 
-    @_name_limit(T_LIST)
     def rpush(self, name: Name, *values: Value) -> int:
         """Append values to a list; return the new length."""
-        return self._push(name, values, left=False)
+        try:
+            return self._push(name, values, left=False)
+        except KeyNameTooLongError:
+            raise
+        except KeyTooLargeError:
+            raise KeyNameTooLongError(TOO_LONG[T_LIST]) from None
 
     def lpushx(self, name: Name, *values: Value) -> int:
         """LPUSH only if the list exists."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
-from kv_backend.structures.errors import CommandError
-from kv_backend.structures.keyspace import Keyspace, _name_limit, _redis_int
+from kv_backend.errors import KeyTooLargeError
+from kv_backend.structures.errors import CommandError, KeyNameTooLongError
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _redis_int
 from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _lp
 from kv_backend.structures.parsing import glob_match, parse_cursor, parse_index
 
@@ -13,28 +14,32 @@ from kv_backend.structures.parsing import glob_match, parse_cursor, parse_index
 class Sets(Keyspace):
     """The set commands of :class:`~kv_backend.structures.Structures`."""
 
-    @_name_limit(T_SET)
     def sadd(self, name: Name, *members: Value) -> int:
         """Add members to a set; return how many were new."""
-        name = _b(name)
-        if not members:
-            raise CommandError("ERR wrong number of arguments for 'sadd' command")
-        db = self.db
-        pfx = SET + _lp(name)
-        with db.locked():
-            found = self._meta(name, T_SET)
-            count, version = self._count(found[0]) if found else (0, 0)
-            added = 0
-            with db.batch() as b:
-                if found is None:
-                    self._purge(b, name, T_SET)
-                for m in {_b(x) for x in members}:
-                    if found is None or pfx + m not in db:
-                        b.put(pfx + m, b"")
-                        added += 1
-                if added:
-                    self._put_count(b, name, T_SET, count + added, version, found[1] if found else 0.0)
-            return added
+        try:
+            name = _b(name)
+            if not members:
+                raise CommandError("ERR wrong number of arguments for 'sadd' command")
+            db = self.db
+            pfx = SET + _lp(name)
+            with db.locked():
+                found = self._meta(name, T_SET)
+                count, version = self._count(found[0]) if found else (0, 0)
+                added = 0
+                with db.batch() as b:
+                    if found is None:
+                        self._purge(b, name, T_SET)
+                    for m in {_b(x) for x in members}:
+                        if found is None or pfx + m not in db:
+                            b.put(pfx + m, b"")
+                            added += 1
+                    if added:
+                        self._put_count(b, name, T_SET, count + added, version, found[1] if found else 0.0)
+                return added
+        except KeyNameTooLongError:
+            raise
+        except KeyTooLargeError:
+            raise KeyNameTooLongError(TOO_LONG[T_SET]) from None
 
     def srem(self, name: Name, *members: Value) -> int:
         """Remove members from a set; return how many were there."""

@@ -9,8 +9,8 @@ from typing import Any
 
 from kv_backend import longdouble
 from kv_backend.errors import KeyTooLargeError
-from kv_backend.structures.errors import CommandError, WrongTypeError
-from kv_backend.structures.keyspace import Keyspace, _check_seconds, _name_limit
+from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _check_seconds, _name_limit
 from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, Value, _b
 from kv_backend.structures.parsing import _add_long_double, _long_double, parse_index, parse_int
 
@@ -39,7 +39,6 @@ class Strings(Keyspace):
             raise WrongTypeError()
         return found[1:]
 
-    @_name_limit(T_STRING)
     def set(
         self,
         name: Name,
@@ -58,38 +57,43 @@ class Strings(Keyspace):
         ``exat``: expire at this Unix time instead of after ``ex`` seconds (a past
         time stores the key already expired, as Redis's ``SET ... EXAT`` does).
         """
-        name, value = _b(name), _b(value)
-        if nx and xx:
-            raise CommandError("ERR syntax error")
-        if ex is not None:
-            _check_seconds(ex, "ex")
-        if ex is not None and (ex <= 0 or exat is not None):
-            raise CommandError("ERR invalid expire time in 'set' command")
-        db = self.db
-        mk = META + name
-        data = b"s" + value
-        if not (nx or xx or keepttl or get):
-            # Only the type tag matters here, and the key is overwritten either way.
-            tag = db._first_value_byte(mk)
-            if tag is None or tag == T_STRING:
-                db.put(mk, data, ex, expires_at=exat)
-                return True
-        with db.locked():
-            found = self._record(mk)
-            if get and found is not None and found[0][0] != T_STRING:
-                raise WrongTypeError()
-            old_value = found[0][1:] if found is not None else None
-            if (nx and found is not None) or (xx and found is None):
-                return old_value if get else False
-            # KEEPTTL keeps the old expiry exactly (0.0: none).
-            keep = found[1] if keepttl and found is not None and ex is None and exat is None else exat
-            if found is not None and found[0][0] != T_STRING:
-                with db.batch() as b:
-                    self._purge(b, name, found[0][0])
-                    b.put(mk, data, ex, expires_at=keep)
-            else:
-                db.put(mk, data, ex, expires_at=keep)
-        return old_value if get else True
+        try:
+            name, value = _b(name), _b(value)
+            if nx and xx:
+                raise CommandError("ERR syntax error")
+            if ex is not None:
+                _check_seconds(ex, "ex")
+            if ex is not None and (ex <= 0 or exat is not None):
+                raise CommandError("ERR invalid expire time in 'set' command")
+            db = self.db
+            mk = META + name
+            data = b"s" + value
+            if not (nx or xx or keepttl or get):
+                # Only the type tag matters here, and the key is overwritten either way.
+                tag = db._first_value_byte(mk)
+                if tag is None or tag == T_STRING:
+                    db.put(mk, data, ex, expires_at=exat)
+                    return True
+            with db.locked():
+                found = self._record(mk)
+                if get and found is not None and found[0][0] != T_STRING:
+                    raise WrongTypeError()
+                old_value = found[0][1:] if found is not None else None
+                if (nx and found is not None) or (xx and found is None):
+                    return old_value if get else False
+                # KEEPTTL keeps the old expiry exactly (0.0: none).
+                keep = found[1] if keepttl and found is not None and ex is None and exat is None else exat
+                if found is not None and found[0][0] != T_STRING:
+                    with db.batch() as b:
+                        self._purge(b, name, found[0][0])
+                        b.put(mk, data, ex, expires_at=keep)
+                else:
+                    db.put(mk, data, ex, expires_at=keep)
+            return old_value if get else True
+        except KeyNameTooLongError:
+            raise
+        except KeyTooLargeError:
+            raise KeyNameTooLongError(TOO_LONG[T_STRING]) from None
 
     @_name_limit(T_STRING)
     def setnx(self, name: Name, value: Value) -> bool:
@@ -262,25 +266,29 @@ class Strings(Keyspace):
             return {b"matches": matches, b"len": total}
         return bytes(reversed(out))
 
-    @_name_limit(T_STRING)
     def incrby(self, name: Name, amount: int = 1) -> int:
         """Add to an integer string (missing = 0, keeps the TTL); return the result."""
-        amount = parse_int(amount)
-        mk = META + _b(name)
-        with self.db.locked():
-            found = self._record(mk)
-            if found is None:
-                current, expiry = 0, 0.0
-            else:
-                value, expiry = found
-                if value[0] != T_STRING:
-                    raise WrongTypeError()
-                current = parse_int(value[1:])
-            result = current + amount
-            if not _I64_MIN <= result <= _I64_MAX:
-                raise CommandError("ERR increment or decrement would overflow")
-            self.db.put(mk, b"s%d" % result, expires_at=expiry)
-            return result
+        try:
+            amount = parse_int(amount)
+            mk = META + _b(name)
+            with self.db.locked():
+                found = self._record(mk)
+                if found is None:
+                    current, expiry = 0, 0.0
+                else:
+                    value, expiry = found
+                    if value[0] != T_STRING:
+                        raise WrongTypeError()
+                    current = parse_int(value[1:])
+                result = current + amount
+                if not _I64_MIN <= result <= _I64_MAX:
+                    raise CommandError("ERR increment or decrement would overflow")
+                self.db.put(mk, b"s%d" % result, expires_at=expiry)
+                return result
+        except KeyNameTooLongError:
+            raise
+        except KeyTooLargeError:
+            raise KeyNameTooLongError(TOO_LONG[T_STRING]) from None
 
     def incr(self, name: Name) -> int:
         """Add 1 to an integer string."""

@@ -8,8 +8,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
-from kv_backend.structures.errors import CommandError, WrongTypeError
-from kv_backend.structures.keyspace import Keyspace, _name_limit, _name_list
+from kv_backend.errors import KeyTooLargeError
+from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _name_list
 from kv_backend.structures.layout import (
     _U64,
     META,
@@ -71,7 +72,6 @@ def _where(where: str | bytes) -> bool:
 class SortedSets(Keyspace):
     """The sorted set commands of :class:`~kv_backend.structures.Structures`."""
 
-    @_name_limit(T_ZSET)
     def zadd(
         self,
         name: Name,
@@ -90,61 +90,66 @@ class SortedSets(Keyspace):
         (one member) the score is added and the new score returned (None if a
         condition stopped it). ``nx``/``xx``/``gt``/``lt`` as in Redis.
         """
-        name = _b(name)
-        if nx and xx:
-            raise CommandError("ERR XX and NX options at the same time are not compatible")
-        if (gt and lt) or (nx and (gt or lt)):
-            raise CommandError("ERR GT, LT, and/or NX options at the same time are not compatible")
-        pairs = list(mapping.items() if isinstance(mapping, Mapping) else mapping)
-        if not pairs:
-            raise CommandError("ERR wrong number of arguments for 'zadd' command")
-        if incr and len(pairs) != 1:
-            raise CommandError("ERR INCR option supports a single increment-element pair")
-        items = [(_b(m), parse_float(s)) for m, s in pairs]
-        db = self.db
-        mpfx, ipfx = ZMEM + _lp(name), ZIDX + _lp(name)
-        with db.locked():
-            found = self._meta(name, T_ZSET)
-            count, version = self._count(found[0]) if found else (0, 0)
-            added = changed = 0
-            result: float | None = None
-            with db.batch() as b:
-                if found is None:
-                    self._purge(b, name, T_ZSET)
-                pending: dict[bytes, float] = {}
-                for member, score in items:
-                    if member in pending:
-                        old: float | None = pending[member]
-                    else:
-                        raw = db.get(mpfx + member) if found is not None else None
-                        old = decode_score(raw) if raw is not None else None
-                    if incr:
-                        score = (old or 0.0) + score
-                        if math.isnan(score):
-                            raise CommandError("ERR resulting score is not a number (NaN)")
-                    if old is None:
-                        if xx:
+        try:
+            name = _b(name)
+            if nx and xx:
+                raise CommandError("ERR XX and NX options at the same time are not compatible")
+            if (gt and lt) or (nx and (gt or lt)):
+                raise CommandError("ERR GT, LT, and/or NX options at the same time are not compatible")
+            pairs = list(mapping.items() if isinstance(mapping, Mapping) else mapping)
+            if not pairs:
+                raise CommandError("ERR wrong number of arguments for 'zadd' command")
+            if incr and len(pairs) != 1:
+                raise CommandError("ERR INCR option supports a single increment-element pair")
+            items = [(_b(m), parse_float(s)) for m, s in pairs]
+            db = self.db
+            mpfx, ipfx = ZMEM + _lp(name), ZIDX + _lp(name)
+            with db.locked():
+                found = self._meta(name, T_ZSET)
+                count, version = self._count(found[0]) if found else (0, 0)
+                added = changed = 0
+                result: float | None = None
+                with db.batch() as b:
+                    if found is None:
+                        self._purge(b, name, T_ZSET)
+                    pending: dict[bytes, float] = {}
+                    for member, score in items:
+                        if member in pending:
+                            old: float | None = pending[member]
+                        else:
+                            raw = db.get(mpfx + member) if found is not None else None
+                            old = decode_score(raw) if raw is not None else None
+                        if incr:
+                            score = (old or 0.0) + score
+                            if math.isnan(score):
+                                raise CommandError("ERR resulting score is not a number (NaN)")
+                        if old is None:
+                            if xx:
+                                continue
+                        else:
+                            if nx or (gt and score <= old) or (lt and score >= old):
+                                continue
+                        result = score
+                        if old is not None and old == score:
                             continue
-                    else:
-                        if nx or (gt and score <= old) or (lt and score >= old):
-                            continue
-                    result = score
-                    if old is not None and old == score:
-                        continue
-                    if old is None:
-                        added += 1
-                    else:
-                        changed += 1
-                        b.delete(ipfx + encode_score(old) + member)
-                    enc = encode_score(score)
-                    b.put(mpfx + member, enc)
-                    b.put(ipfx + enc + member, b"")
-                    pending[member] = score
-                if len(b):
-                    self._put_count(b, name, T_ZSET, count + added, version, found[1] if found else 0.0)
-            if incr:
-                return result
-            return added + changed if ch else added
+                        if old is None:
+                            added += 1
+                        else:
+                            changed += 1
+                            b.delete(ipfx + encode_score(old) + member)
+                        enc = encode_score(score)
+                        b.put(mpfx + member, enc)
+                        b.put(ipfx + enc + member, b"")
+                        pending[member] = score
+                    if len(b):
+                        self._put_count(b, name, T_ZSET, count + added, version, found[1] if found else 0.0)
+                if incr:
+                    return result
+                return added + changed if ch else added
+        except KeyNameTooLongError:
+            raise
+        except KeyTooLargeError:
+            raise KeyNameTooLongError(TOO_LONG[T_ZSET]) from None
 
     @_name_limit(T_ZSET)
     def zincrby(self, name: Name, amount: float, member: Value) -> float:
