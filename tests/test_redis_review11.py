@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
 from helpers import require_tool
@@ -208,3 +210,74 @@ def test_tracking_table_max_keys_is_applied_while_no_command_comes(both):
             admin.call("CONFIG", "SET", "tracking-table-max-keys", "1000000")
             conn.close()
             admin.close()
+
+
+# ---------------------------------------------------------------- blocking commands
+
+
+def _send(conn: Raw, *args: str) -> None:
+    """Send a command without reading its reply."""
+    words = [a.encode() for a in args]
+    conn.sock.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in words))
+
+
+def _wait_blocked(admin: Raw, count: int = 1) -> None:
+    """Wait until ``count`` clients are blocked (INFO clients' blocked_clients)."""
+    for _ in range(400):
+        if b"blocked_clients:%d\r\n" % count in admin.call("INFO", "clients"):
+            return
+        time.sleep(0.005)
+    raise AssertionError("the client did not block")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [["DEL", "s"], ["SET", "s", "x"], ["RENAME", "s", "s2"], ["FLUSHALL"], ["XGROUP", "DESTROY", "s", "g"]],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_blocked_xreadgroup_is_told_its_stream_or_group_is_gone(both, change):
+    """A client blocked in XREADGROUP whose stream is deleted (or overwritten, renamed away) gets
+    Redis's ``UNBLOCKED the stream key no longer exists``, and one whose group is destroyed
+    ``NOGROUP the consumer group this client was blocked on no longer exists``; kvb answered
+    XREADGROUP's NOGROUP for a missing key (WRONGTYPE for an overwritten one), so a consumer
+    could not tell its stream had been deleted as it can against Redis."""
+    replies = []
+    for port in both:
+        reader, admin = Raw(port, 2), Raw(port, 2)
+        try:
+            assert admin.call("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM") == b"+OK\r\n"
+            _send(reader, "XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">")
+            _wait_blocked(admin)
+            admin.call(*change)
+            replies.append(reader._read())
+        finally:
+            reader.close()
+            admin.close()
+    assert replies[0] == replies[1]
+    assert replies[0].startswith(b"-NOGROUP the consumer" if change[0] == "XGROUP" else b"-UNBLOCKED")
+
+
+def test_in_process_blocked_xreadgroup_is_told_its_stream_is_gone(tmp_path):
+    """``Structures.xreadgroup(block=0)`` waiting on a stream that another thread deletes raises
+    the same UNBLOCKED error (it raised XREADGROUP's NOGROUP for a missing key)."""
+    from kv_backend.structures import CommandError, Structures
+
+    st = Structures(str(tmp_path / "store"))
+    try:
+        st.xgroup_create("s", "g", "$", mkstream=True)
+        outcome: dict = {}
+
+        def read() -> None:
+            try:
+                outcome["reply"] = st.xreadgroup("g", "c", {"s": ">"}, block=0)
+            except CommandError as exc:
+                outcome["error"] = str(exc)
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        time.sleep(0.05)
+        st.delete("s")
+        thread.join(5)
+        assert outcome == {"error": "UNBLOCKED the stream key no longer exists"}
+    finally:
+        st.close()

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import _block_seconds, _check_group_fits, _name_limit, _name_list
-from kv_backend.structures.layout import CONSUMER, GROUP, PENDING, STREAM, T_STREAM, Name, _b, _lp
+from kv_backend.structures.layout import CONSUMER, GROUP, META, PENDING, STREAM, T_STREAM, Name, _b, _lp
 from kv_backend.structures.parsing import parse_index
 from kv_backend.structures.streams import (
     _U64_MAX,
@@ -441,7 +441,10 @@ class StreamGroups(Streams):
             pairs = list(streams.items() if isinstance(streams, Mapping) else streams)
 
             def attempt(first: bool) -> list[tuple[bytes, list[Entry]]] | None:
-                found = self.xreadgroup(group, consumer, pairs, count, noack, touch and first)
+                with self.db.locked():  # the check and the read see the same streams
+                    if not first:
+                        self._check_still_grouped(group, pairs)
+                    found = self.xreadgroup(group, consumer, pairs, count, noack, touch and first)
                 return found or None
 
             return self._wait_for(attempt, _block_seconds(block)) or []
@@ -484,6 +487,21 @@ class StreamGroups(Streams):
                     active = bool(entries) and after is None and not noack
                     self._touch_consumer(b, name, group, consumer, now, touch or bool(entries), active)
         return out
+
+    def _check_still_grouped(self, group: Name, pairs: list[tuple[Name, Name]]) -> None:
+        """A blocked XREADGROUP's retry: as in Redis, a stream deleted (or replaced by a key of
+        another type) while it waited ends the wait with ``UNBLOCKED the stream key no longer
+        exists``, and its group destroyed meanwhile with ``NOGROUP the consumer group this client
+        was blocked on no longer exists``, where a plain XREADGROUP's NOGROUP (or WRONGTYPE) did
+        not tell a consumer that the stream it had read was gone."""
+        group = _b(group)
+        for raw_name, _ in pairs:
+            name = _b(raw_name)
+            found = self._record(META + name)
+            if found is None or found[0][0] != T_STREAM:
+                raise CommandError("UNBLOCKED the stream key no longer exists")
+            if self._group(name, group) is None:
+                raise CommandError("NOGROUP the consumer group this client was blocked on no longer exists")
 
     def _deliver_new(
         self,

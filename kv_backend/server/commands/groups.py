@@ -152,6 +152,8 @@ def cmd_xreadgroup(conn: Connection, args: list[bytes]) -> Any:
     def read() -> list[tuple[bytes, list[Any]]]:
         nonlocal tries
         tries += 1  # a retry of a blocked read leaves the consumer's seen-time alone
+        if tries > 1:
+            st._check_still_grouped(group, streams)
         found = st.xreadgroup(group, consumer, streams, count, noack=noack, touch=tries == 1)
         return [(name, [_entry(e) for e in entries]) for name, entries in found]
 
