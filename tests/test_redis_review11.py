@@ -232,7 +232,14 @@ def _wait_blocked(admin: Raw, count: int = 1) -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [["DEL", "s"], ["SET", "s", "x"], ["RENAME", "s", "s2"], ["FLUSHALL"], ["XGROUP", "DESTROY", "s", "g"]],
+    [
+        ["DEL", "s"],
+        ["SET", "s", "x"],
+        ["RENAME", "s", "s2"],
+        ["FLUSHALL"],
+        ["XGROUP", "DESTROY", "s", "g"],
+        ["PEXPIRE", "s", "60"],
+    ],
     ids=lambda c: " ".join(c[:2]),
 )
 def test_blocked_xreadgroup_is_told_its_stream_or_group_is_gone(both, change):
@@ -240,12 +247,14 @@ def test_blocked_xreadgroup_is_told_its_stream_or_group_is_gone(both, change):
     Redis's ``UNBLOCKED the stream key no longer exists``, and one whose group is destroyed
     ``NOGROUP the consumer group this client was blocked on no longer exists``; kvb answered
     XREADGROUP's NOGROUP for a missing key (WRONGTYPE for an overwritten one), so a consumer
-    could not tell its stream had been deleted as it can against Redis."""
+    could not tell its stream had been deleted as it can against Redis, and one whose stream
+    expired waited for ever."""
     replies = []
     for port in both:
         reader, admin = Raw(port, 2), Raw(port, 2)
         try:
             assert admin.call("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM") == b"+OK\r\n"
+            reader.sock.settimeout(5)
             _send(reader, "XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">")
             _wait_blocked(admin)
             admin.call(*change)

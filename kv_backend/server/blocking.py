@@ -23,6 +23,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.server.notify import EXPIRED
 from kv_backend.server.protocol import NULL_ARRAY
 from kv_backend.structures.layout import META
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 #: How often (seconds) the store is checked for other processes' writes while clients wait.
 POLL_INTERVAL = 0.02
+#: Every how many checks the keys clients wait on are deleted if they expired (Redis: hz 10).
+EXPIRE_EVERY = 5
 #: What a wait that ends without data answers (timeout, CLIENT UNBLOCK): Redis's null array.
 TIMED_OUT = NULL_ARRAY
 
@@ -72,6 +75,7 @@ class Waiters:
         self.ready: set[bytes] = set()
         self._token: int | None = None
         self._poll: asyncio.TimerHandle | None = None
+        self._polls = 0
 
     def __len__(self) -> int:
         """How many clients are blocked."""
@@ -159,6 +163,9 @@ class Waiters:
         if not self.by_key:
             return
         try:
+            self._polls += 1
+            if self._polls % EXPIRE_EVERY == 0:
+                self._expire_waited()
             token = self.server.db.change_token()
             if token != self._token:
                 self._token = token
@@ -167,6 +174,19 @@ class Waiters:
         except Exception as exc:  # the store is unusable: the waiters time out; the loop must go on
             self.server.log(f"cannot serve blocked clients: {exc!r}")
         self._poll = asyncio.get_running_loop().call_later(POLL_INTERVAL, self._check_others)
+
+    def _expire_waited(self) -> None:
+        """Delete the keys clients wait on that expired, as Redis's active expiry would, and serve
+        their waiters: a client blocked in XREADGROUP on a stream that expires is told it is gone
+        (it waited for ever, since an expired key changes nothing in the store until deleted)."""
+        server = self.server
+        st = server.st
+        gone = [key for key in list(self.by_key) if st.remove_expired(key)]
+        if gone:
+            if server.notify_flags & EXPIRED:
+                server.notifier.emit([(EXPIRED, b"expired", key) for key in gone])
+            self.signal(gone)
+            self.serve()
 
     def close(self) -> None:
         """Cancel every timer (the server is stopping)."""
