@@ -290,3 +290,24 @@ def test_in_process_blocked_xreadgroup_is_told_its_stream_is_gone(tmp_path):
         assert outcome == {"error": "UNBLOCKED the stream key no longer exists"}
     finally:
         st.close()
+
+
+# ---------------------------------------------------------------- CLIENT KILL
+
+
+def test_client_kill_filter_given_twice_keeps_the_last(both):
+    """``CLIENT KILL ID a ID b`` kills b, as in Redis, where a filter given again replaces the
+    earlier one; kvb applied both (no client has two ids), so it killed nobody."""
+    for port in both:
+        admin, first, second = Raw(port, 2), Raw(port, 2), Raw(port, 2)
+        try:
+            ids = [c.call("CLIENT", "ID")[1:-2].decode() for c in (first, second)]
+            assert admin.call("CLIENT", "KILL", "ID", ids[0], "ID", ids[1]) == b":1\r\n"
+            assert first.call("PING") == b"+PONG\r\n"
+            addr = first.call("CLIENT", "INFO").split(b" addr=")[1].split(b" ")[0].decode()
+            kill = ["CLIENT", "KILL", "ADDR", "1.2.3.4:5", "ADDR", addr, "TYPE", "pubsub", "TYPE", "normal"]
+            assert admin.call(*kill) == b":1\r\n"
+            assert first.file.read() == b""  # closed
+        finally:
+            for conn in (admin, first, second):
+                conn.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
@@ -303,7 +304,9 @@ def _client_kill(conn: Connection, args: list[bytes]) -> Any:
         _kill(conn, found[0])
         return OK
     skip_me = True
-    for i in range(2, len(args), 2):  # filter by filter, as Redis reads them
+    # filter by filter, as Redis reads them; a filter given again replaces the earlier one, as there
+    filters: dict[bytes, Callable[[Connection], bool]] = {}
+    for i in range(2, len(args), 2):
         if i + 1 >= len(args):
             raise CommandError("ERR syntax error")
         key, value = upper(args[i]), args[i + 1]
@@ -311,14 +314,14 @@ def _client_kill(conn: Connection, args: list[bytes]) -> Any:
             wanted = int_or_error(value, "ERR client-id should be greater than 0")
             if wanted <= 0:
                 raise CommandError("ERR client-id should be greater than 0")
-            clients = [c for c in clients if c.id == wanted]
+            filters[key] = lambda c, wanted=wanted: c.id == wanted
         elif key == b"TYPE":
             kind = _client_type_arg(value)
-            clients = [c for c in clients if _client_type(c) == kind]
+            filters[key] = lambda c, kind=kind: _client_type(c) == kind
         elif key == b"ADDR":
-            clients = [c for c in clients if c.peer.encode() == value]
+            filters[key] = lambda c, value=value: c.peer.encode() == value
         elif key == b"LADDR":
-            clients = [c for c in clients if c.local.encode() == value]
+            filters[key] = lambda c, value=value: c.local.encode() == value
         elif key == b"USER":
             if value != b"default":
                 raise CommandError(f"ERR No such user '{value.decode('utf-8', 'replace')}'")
@@ -326,7 +329,9 @@ def _client_kill(conn: Connection, args: list[bytes]) -> Any:
             skip_me = upper(value) == b"YES"
         else:
             raise CommandError("ERR syntax error")
-    killed = [c for c in clients if not (skip_me and c is conn)]
+    killed = [
+        c for c in clients if not (skip_me and c is conn) and all(match(c) for match in filters.values())
+    ]
     for c in killed:
         _kill(conn, c)
     return len(killed)
