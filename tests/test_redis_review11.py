@@ -311,3 +311,51 @@ def test_client_kill_filter_given_twice_keeps_the_last(both):
         finally:
             for conn in (admin, first, second):
                 conn.close()
+
+
+# ---------------------------------------------------------------- several servers on one store
+
+
+@pytest.fixture(scope="module")
+def two_servers(tmp_path_factory):
+    """Two ``kvb serve`` processes on one directory: their ports."""
+    path = str(tmp_path_factory.mktemp("review11-two") / "store")
+    servers = []
+    for _ in range(2):
+        server = RunningServer(path)
+        server.port = _port()
+        servers.append(server.start())
+    yield [s.port for s in servers]
+    for server in servers:
+        assert server.stop() == 0
+
+
+def test_a_read_sees_another_servers_transaction_whole_or_not_at_all(two_servers):
+    """``MGET a ... b`` on one server while another server runs ``MULTI; INCR a; INCR b; EXEC``
+    over and over must find ``a == b``, since each command is atomic (docs/redis.md). A read-only
+    command took no lock, and caught up with the other process's writes half-way: it read ``a``
+    before a transaction and ``b`` after it (15 reads out of 20 here)."""
+    writer, reader = Raw(two_servers[0], 2), Raw(two_servers[1], 2)
+    stop = threading.Event()
+
+    def write() -> None:
+        while not stop.is_set():
+            for cmd in (["MULTI"], ["INCR", "a"], ["INCR", "b"], ["EXEC"]):
+                writer.call(*cmd)
+
+    thread = threading.Thread(target=write, daemon=True)
+    try:
+        writer.call("SET", "a", "0")
+        writer.call("SET", "b", "0")
+        thread.start()
+        keys = ["a", *(f"k{i}" for i in range(2000)), "b"]
+        seen = []
+        for _ in range(10):
+            parts = reader.call("MGET", *keys).split(b"\r\n")
+            seen.append((parts[2], parts[-2]))
+        assert [(a, b) for a, b in seen if a != b] == []
+    finally:
+        stop.set()
+        thread.join(5)
+        writer.close()
+        reader.close()

@@ -333,7 +333,10 @@ class Connection(asyncio.Protocol):
                 token = server.db.change_token()
                 if name in _BY_TOKEN:  # the watched keys it names, as they are before it changes some
                     deleted = server.watched_tokens(keys)
-            reply = cmd.handler(self, args)
+            if writes or server.holding_lock or name not in _READS:
+                reply = cmd.handler(self, args)
+            else:
+                reply = self._read_at_once(cmd.handler, name, args)
         except Exception as exc:
             if server.slowlog_seconds is not None:
                 server.slowlog_check(self, args, start)
@@ -359,6 +362,32 @@ class Connection(asyncio.Protocol):
                     server.touch([k for k, t in deleted.items() if server.st.watch_token(k) != t])
             server.waiters.signal(keys)
         return reply
+
+    def _read_at_once(
+        self, handler: Callable[[Connection, list[bytes]], Any], name: bytes, args: list[bytes]
+    ) -> Any:
+        """Run a read-only command, which does not take the store's write lock, so that it sees the
+        store as it was at one moment: when it caught up with another process's writes after its
+        first read (MGET a b reading ``a`` before a MULTI/EXEC of another server and ``b`` after
+        it), it runs again under the lock, where nobody writes. It has no effect to repeat
+        (Redis's ``readonly`` commands)."""
+        if name in _CONTAINERS and not _tracked_read(name, args):
+            return handler(self, args)  # OBJECT HELP, XINFO HELP...
+        db = self.server.db
+        tail = db._tailw  # (what db.change_token() reads outside a transaction, for less)
+        token, seen = tail.value, db._seen
+        try:
+            reply = handler(self, args)
+        except Exception:
+            if db._seen == seen or tail.value == token:
+                raise
+        else:
+            # its reads used one view: it caught up with nobody (or only with what was there
+            # before it began, at its first read)
+            if db._seen == seen or tail.value == token:
+                return reply
+        with db.locked():
+            return handler(self, args)
 
     def _error(self, exc: Exception, command: str) -> ErrorReply:
         """The error reply for an exception raised by a command."""
@@ -566,6 +595,7 @@ class Server:
         self.script_caller: Connection | None = None
         #: Whether :meth:`flush` holds the store's write lock (no other process can write meanwhile).
         self.holding_lock = False
+        _tracked_read(b"get", [b"get"])  # fills _READONLY and _READS
 
     def log(self, message: str) -> None:
         print(f"kvb serve: {message}", file=sys.stderr, flush=True)
@@ -967,6 +997,9 @@ _CONTAINERS = frozenset(name.encode() for name in CONTAINERS)
 
 #: Read-only commands (and ``container|sub``): a tracking client is told when the keys they read change.
 _READONLY: set[bytes] = set()
+#: The names of the read-only commands and of the containers with read-only subcommands: those
+#: :meth:`Connection._read_at_once` runs (filled with :data:`_READONLY`).
+_READS: set[bytes] = set()
 
 
 def _tracked_read(name: bytes, args: list[bytes]) -> bool:
@@ -979,6 +1012,7 @@ def _tracked_read(name: bytes, args: list[bytes]) -> bool:
             for one in (info, *info.subcommands):
                 if "readonly" in one.flags and one.name not in ("eval_ro", "evalsha_ro", "fcall_ro"):
                     _READONLY.add(one.name.encode())
+                    _READS.add(one.name.split("|")[0].encode())
     if len(args) > 1 and name in _CONTAINERS:
         return name + b"|" + args[1].lower() in _READONLY
     return name in _READONLY
