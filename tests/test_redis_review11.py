@@ -359,3 +359,40 @@ def test_a_read_sees_another_servers_transaction_whole_or_not_at_all(two_servers
         thread.join(5)
         writer.close()
         reader.close()
+
+
+# ---------------------------------------------------------------- Structures in-process
+
+
+def test_structures_huge_counts_and_counters_raise_kv_errors(tmp_path):
+    """A Python int past 2**63 - 1 as ZPOPMIN's count (Python ints "clamp any size" for counts,
+    docs of parse_index) raised islice's ValueError, and as a group's entries-read or a stream's
+    entries-added struct.error: neither a KVError. The count now pops everything, as any count
+    past the set's size does; the counters are Redis's "value is not an integer or out of range"
+    (they are long longs there)."""
+    from kv_backend.errors import KVError, NotAnIntegerError
+    from kv_backend.structures import Structures
+
+    st = Structures(str(tmp_path / "store"))
+    try:
+        st.zadd("z", {"a": 1, "b": 2, "c": 3})
+        assert st.zpopmin("z", 2**70) == [(b"a", 1.0), (b"b", 2.0), (b"c", 3.0)]
+        st.zadd("z", {"a": 1, "b": 2})
+        assert st.zpopmax("z", 2**64) == [(b"b", 2.0), (b"a", 1.0)]
+        st.zadd("z", {"a": 1})
+        assert st.zmpop(["z"], "min", 2**70) == (b"z", [(b"a", 1.0)])
+        st.xadd("x", {"f": "v"}, "1-1")
+        st.xgroup_create("x", "g", "0")
+        calls = [
+            lambda: st.xgroup_create("x", "g2", "0", entries_read=2**63),
+            lambda: st.xgroup_setid("x", "g", "0", entries_read=2**70),
+            lambda: st.xsetid("x", "5-5", entries_added=2**63),
+        ]
+        for call in calls:
+            with pytest.raises(NotAnIntegerError, match=r"^ERR value is not an integer or out of range$"):
+                call()
+        assert st.xinfo_stream("x")["entries-added"] == 1
+        assert [g["name"] for g in st.xinfo_groups("x")] == [b"g"]
+        assert issubclass(NotAnIntegerError, KVError)
+    finally:
+        st.close()

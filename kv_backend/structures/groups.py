@@ -23,9 +23,21 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
-from kv_backend.structures.errors import CommandError
+from kv_backend.errors import NotAnIntegerError
+from kv_backend.structures.errors import NOT_INT, CommandError
 from kv_backend.structures.keyspace import _block_seconds, _check_group_fits, _name_limit, _name_list
-from kv_backend.structures.layout import CONSUMER, GROUP, META, PENDING, STREAM, T_STREAM, Name, _b, _lp
+from kv_backend.structures.layout import (
+    _I64_MAX,
+    CONSUMER,
+    GROUP,
+    META,
+    PENDING,
+    STREAM,
+    T_STREAM,
+    Name,
+    _b,
+    _lp,
+)
 from kv_backend.structures.parsing import parse_index
 from kv_backend.structures.streams import (
     _U64_MAX,
@@ -273,6 +285,8 @@ class StreamGroups(Streams):
         if entries_read is None:
             return UNKNOWN
         entries_read = parse_index(entries_read)
+        if entries_read > _I64_MAX:  # Redis's long long (it raised struct.error, not a KVError)
+            raise NotAnIntegerError(NOT_INT)
         if entries_read < 0 and entries_read != UNKNOWN:
             raise CommandError("ERR value for ENTRIESREAD must be positive or -1")
         return entries_read
@@ -375,6 +389,8 @@ class StreamGroups(Streams):
         name = _b(name)
         new_last = _strict_id(last_id)
         entries_added = None if entries_added is None else parse_index(entries_added)
+        if entries_added is not None and entries_added > _I64_MAX:  # Redis's long long, as ENTRIESREAD
+            raise NotAnIntegerError(NOT_INT)
         if entries_added is not None and entries_added < 0:
             raise CommandError("ERR entries_added must be positive")
         max_del = None

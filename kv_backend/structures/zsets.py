@@ -12,6 +12,7 @@ from kv_backend.errors import KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _name_list
 from kv_backend.structures.layout import (
+    _I64_MAX,
     _U64,
     META,
     SET,
@@ -377,7 +378,8 @@ class SortedSets(Keyspace):
             found = self._meta(name, T_ZSET)
             if found is None:
                 return None
-            items = list(islice(self._zscan_order(name, reverse=highest), count))
+            # (a count past what islice takes, 2**63 - 1, asks for them all as well)
+            items = list(islice(self._zscan_order(name, reverse=highest), min(count, _I64_MAX)))
             if items:
                 total, version = self._count(found[0])
                 mpfx, ipfx = ZMEM + _lp(name), ZIDX + _lp(name)
