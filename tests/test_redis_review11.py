@@ -396,3 +396,25 @@ def test_structures_huge_counts_and_counters_raise_kv_errors(tmp_path):
         assert issubclass(NotAnIntegerError, KVError)
     finally:
         st.close()
+
+
+def test_structures_lmove_reads_its_ends_as_lmove_does(tmp_path):
+    """``Structures.lmove`` took any word but "LEFT" for RIGHT: ``b"left"`` (names and values may
+    be bytes everywhere else) popped the last element, a typo such as "lfet" pushed at the tail.
+    It now reads LEFT/RIGHT in any case, str or bytes, and refuses anything else as LMOVE does."""
+    from kv_backend.structures import CommandError, Structures
+
+    st = Structures(str(tmp_path / "store"))
+    try:
+        st.rpush("l", "a", "b", "c")
+        assert st.lmove("l", "d", b"left", b"LEFT") == b"a"
+        assert st.lmove("l", "d", "Left", b"right") == b"b"
+        assert st.lrange("l", 0, -1) == [b"c"] and st.lrange("d", 0, -1) == [b"a", b"b"]
+        for ends in [("lfet", "left"), ("left", "middle"), (b"", "left"), (1, "left")]:
+            with pytest.raises(CommandError, match=r"^ERR syntax error$"):
+                st.lmove("l", "d", *ends)
+            with pytest.raises(CommandError, match=r"^ERR syntax error$"):
+                st.lmove("missing", "d", *ends)  # checked first, as Redis parses before it looks
+        assert st.lrange("l", 0, -1) == [b"c"] and st.lrange("d", 0, -1) == [b"a", b"b"]
+    finally:
+        st.close()

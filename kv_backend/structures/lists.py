@@ -294,14 +294,16 @@ class Lists(Keyspace):
         return self.lmove(src, dst, "RIGHT", "LEFT")
 
     @_name_limit(T_LIST)
-    def lmove(self, src: Name, dst: Name, wherefrom: str, whereto: str) -> bytes | None:
-        """Move an element between lists (atomically).
+    def lmove(self, src: Name, dst: Name, wherefrom: str | bytes, whereto: str | bytes) -> bytes | None:
+        """Move an element between lists (atomically): from the ``wherefrom`` end of ``src`` to the
+        ``whereto`` end of ``dst``, each ``"LEFT"`` or ``"RIGHT"`` (any case, str or bytes).
 
         The pop and the push are one batch: a crash between them would otherwise lose the
         element (gone from ``src``, never in ``dst``). Moving within one list keeps it and its
         TTL, as in Redis, also when it has a single element.
         """
         src, dst = _b(src), _b(dst)
+        from_left, to_left = _is_left(wherefrom), _is_left(whereto)
         db = self.db
         with db.locked():
             found = self._list(src)
@@ -310,9 +312,9 @@ class Lists(Keyspace):
             target = self._list(dst)  # WRONGTYPE before anything is popped
             head, tail, version, expiry = found
             spfx = LIST + _lp(src)
-            key = spfx + _idx(head) if wherefrom.upper() == "LEFT" else spfx + _idx(tail - 1)
+            key = spfx + _idx(head) if from_left else spfx + _idx(tail - 1)
             value = db.get(key, b"")
-            if wherefrom.upper() == "LEFT":
+            if from_left:
                 head += 1
             else:
                 tail -= 1
@@ -327,7 +329,7 @@ class Lists(Keyspace):
                     target = (0, 0, 0, 0.0)
                 dhead, dtail, dversion, dexpiry = target
                 dpfx = LIST + _lp(dst)
-                if whereto.upper() == "LEFT":
+                if to_left:
                     dhead -= 1
                     b.put(dpfx + _idx(dhead), value)
                 else:
@@ -409,3 +411,12 @@ class Lists(Keyspace):
             else self._retry_pop(keys, lambda one: self.lmpop(one, left, count)),
             timeout,
         )
+
+
+def _is_left(where: str | bytes) -> bool:
+    """LMOVE's ``LEFT`` (True) or ``RIGHT`` (False), in any case, as str or bytes; anything else is
+    Redis's syntax error (any word but "LEFT" moved from or to the right, ``b"left"`` too)."""
+    word = where.upper() if isinstance(where, str) else _b(where).decode("latin-1").upper()
+    if word not in ("LEFT", "RIGHT"):
+        raise CommandError("ERR syntax error")
+    return word == "LEFT"
