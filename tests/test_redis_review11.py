@@ -418,3 +418,19 @@ def test_structures_lmove_reads_its_ends_as_lmove_does(tmp_path):
         assert st.lrange("l", 0, -1) == [b"c"] and st.lrange("d", 0, -1) == [b"a", b"b"]
     finally:
         st.close()
+
+
+def test_structures_scan_takes_its_type_as_bytes_too(tmp_path):
+    """``Structures.scan(type=b"hash")`` (bytes, as every name and option may be elsewhere)
+    matched no type and so found nothing, silently; it now finds the hashes, as ``type="hash"``."""
+    from kv_backend.structures import Structures
+
+    st = Structures(str(tmp_path / "store"))
+    try:
+        st.hset("h", {"f": "v"})
+        st.set("s", "v")
+        assert st.scan(0, type=b"hash") == st.scan(0, type="HASH") == (0, [b"h"])
+        assert list(st.iter_keys(b"*", b"string")) == [b"s"]
+        assert st.scan(0, type=b"nosuchtype") == (0, [])
+    finally:
+        st.close()

@@ -393,15 +393,18 @@ class Keyspace:
         return list(self.iter_keys(pattern))
 
     def iter_keys(
-        self, pattern: Name = b"*", type: str | None = None, after: bytes | None = None
+        self, pattern: Name = b"*", type: str | bytes | None = None, after: bytes | None = None
     ) -> Iterator[bytes]:
-        """Yield key names matching ``pattern`` (and ``type``) in byte order, after ``after``."""
+        """Yield key names matching ``pattern`` (and ``type``, str or bytes, any case) in byte
+        order, after ``after``."""
         pattern = _b(pattern)
         lit = _literal_prefix(pattern)
         start = META + after + b"\x00" if after is not None else None
         tag = None
         if type is not None:
-            tags = [t for t, n in TYPE_NAMES.items() if n == type.lower()]
+            # (a bytes type, b"hash", matched no type: every scan came back empty)
+            word = type if isinstance(type, str) else _b(type).decode("latin-1")
+            tags = [t for t, n in TYPE_NAMES.items() if n == word.lower()]
             tag = tags[0] if tags else -1
         db = self.db
         for key in db.keys(prefix=META + lit, start=start):
@@ -419,7 +422,7 @@ class Keyspace:
         cursor: int | bytes | str = 0,
         match: Name | None = None,
         count: int = 10,
-        type: str | None = None,
+        type: str | bytes | None = None,
     ) -> tuple[int, list[bytes]]:
         """One step of a cursor scan over key names: ``(next cursor, names)``; cursor 0 starts and ends."""
         after = _decode_cursor(cursor, self._cursors)
