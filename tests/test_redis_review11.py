@@ -434,3 +434,17 @@ def test_structures_scan_takes_its_type_as_bytes_too(tmp_path):
         assert st.scan(0, type=b"nosuchtype") == (0, [])
     finally:
         st.close()
+
+
+def test_structures_memory_usage_negative_samples_is_a_kv_error(tmp_path):
+    """``memory_usage(name, samples=-1)`` raised a bare ValueError, outside kv_backend.errors; it
+    is a CommandError now (still a ValueError)."""
+    from kv_backend.structures import CommandError, Structures
+
+    st = Structures(str(tmp_path / "store"))
+    try:
+        st.set("s", "v")
+        with pytest.raises(CommandError, match=r"^ERR samples must be 0 \(all\) or more$"):
+            st.memory_usage("s", samples=-1)
+    finally:
+        st.close()

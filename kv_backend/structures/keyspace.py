@@ -759,7 +759,7 @@ class Keyspace:
         """
         name = _b(name)
         if parse_index(samples) < 0:
-            raise ValueError("samples must be 0 (all) or more")
+            raise CommandError("ERR samples must be 0 (all) or more")  # a ValueError too, as it was
         found = self._record(META + name)
         if found is None:
             return None
