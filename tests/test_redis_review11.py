@@ -448,3 +448,35 @@ def test_structures_memory_usage_negative_samples_is_a_kv_error(tmp_path):
             st.memory_usage("s", samples=-1)
     finally:
         st.close()
+
+
+# ---------------------------------------------------------------- transactions
+
+
+def test_a_refused_exec_discards_the_transaction_as_redis(both):
+    """An EXEC refused before it runs (``EXEC x``, or sent in RESP2 subscribe mode) answers
+    ``EXECABORT Transaction discarded because of: <why>`` and discards the transaction, as Redis
+    does; kvb answered the bare error and kept the transaction, so the next EXEC ran into
+    ``EXECABORT ... previous errors`` where Redis answers ``EXEC without MULTI``."""
+    replies = []
+    for port in both:
+        conn = Raw(port, 2)
+        try:
+            steps = [
+                ["WATCH", "w"],
+                ["MULTI"],
+                ["SET", "a", "1"],
+                ["EXEC", "x"],
+                ["EXEC"],
+                ["GET", "a"],
+                ["SUBSCRIBE", "c"],
+                ["EXEC"],
+            ]
+            replies.append([conn.call(*step) for step in steps])
+        finally:
+            conn.close()
+    assert replies[0] == replies[1]
+    assert replies[0][3] == (
+        b"-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command\r\n"
+    )
+    assert replies[0][7].startswith(b"-EXECABORT Transaction discarded because of: Can't execute 'exec'")

@@ -287,6 +287,8 @@ class Connection(asyncio.Protocol):
                 f"with args beginning with: {shown}"
             )
         if (cmd.arity > 0 and len(args) != cmd.arity) or (cmd.arity < 0 and len(args) < -cmd.arity):
+            if name == b"exec":
+                return self._refuse_exec(f"wrong number of arguments for '{cmd.name}' command")
             if self.multi is not None:
                 self.multi_error = True
             return ErrorReply(f"ERR wrong number of arguments for '{cmd.name}' command")
@@ -300,8 +302,12 @@ class Connection(asyncio.Protocol):
                     self.multi_error = True
                 return ErrorReply(wrong)
         if not self.authed and "noauth" not in cmd.flags:
+            if name == b"exec":
+                return self._refuse_exec("NOAUTH Authentication required.")
             return ErrorReply("NOAUTH Authentication required.")
         if not self.resp3 and self.in_subscribe_mode() and "pubsub" not in cmd.flags:
+            if name == b"exec":
+                return self._refuse_exec(_SUBSCRIBE_ALLOWED.format(cmd.name))
             return ErrorReply("ERR " + _SUBSCRIBE_ALLOWED.format(cmd.name))
         server = self.server
         monitors = server.monitors
@@ -362,6 +368,14 @@ class Connection(asyncio.Protocol):
                     server.touch([k for k, t in deleted.items() if server.st.watch_token(k) != t])
             server.waiters.signal(keys)
         return reply
+
+    def _refuse_exec(self, why: str) -> ErrorReply:
+        """An EXEC refused before it runs (wrong arity, NOAUTH, subscribe mode): as in Redis, the
+        transaction is discarded (its watches too) and the reply is EXECABORT with the reason,
+        where kvb answered the bare error and kept the transaction for the next EXEC."""
+        self.multi = None
+        self.unwatch()
+        return ErrorReply(f"EXECABORT Transaction discarded because of: {why}")
 
     def _read_at_once(
         self, handler: Callable[[Connection, list[bytes]], Any], name: bytes, args: list[bytes]
