@@ -480,3 +480,21 @@ def test_a_refused_exec_discards_the_transaction_as_redis(both):
         b"-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command\r\n"
     )
     assert replies[0][7].startswith(b"-EXECABORT Transaction discarded because of: Can't execute 'exec'")
+
+
+def test_resp2_subscriber_may_not_send_hello_or_auth(both):
+    """docs/redis.md: "RESP2 clients in subscribe mode may only (un)subscribe, PING, QUIT and
+    RESET", as in Redis; kvb let HELLO and AUTH through as well."""
+    replies = []
+    for port in both:
+        conn = Raw(port, 2)
+        try:
+            conn.call("SUBSCRIBE", "c")
+            replies.append([conn.call("HELLO", "3"), conn.call("AUTH", "pw"), conn.call("PING")])
+        finally:
+            conn.close()
+    assert replies[0] == replies[1]
+    assert replies[0][0] == (
+        b"-ERR Can't execute 'hello': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
+        b"are allowed in this context\r\n"
+    )

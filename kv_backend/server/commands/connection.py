@@ -62,7 +62,7 @@ def cmd_select(conn: Connection, args: list[bytes]) -> Any:
     return OK
 
 
-@command("AUTH", -2, "noauth", "pubsub")
+@command("AUTH", -2, "noauth")
 def cmd_auth(conn: Connection, args: list[bytes]) -> Any:
     if len(args) > 3:
         raise syntax()
@@ -71,7 +71,7 @@ def cmd_auth(conn: Connection, args: list[bytes]) -> Any:
     return conn.authenticate(user, password)
 
 
-@command("HELLO", -1, "noauth", "pubsub")
+@command("HELLO", -1, "noauth")
 def cmd_hello(conn: Connection, args: list[bytes]) -> Any:
     proto = None
     if len(args) > 1:
