@@ -498,3 +498,40 @@ def test_resp2_subscriber_may_not_send_hello_or_auth(both):
         b"-ERR Can't execute 'hello': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
         b"are allowed in this context\r\n"
     )
+
+
+def test_tracking_items_count_is_kept_not_summed():
+    """INFO's tracking_total_items is kept up to date as keys are read, changed, forgotten over the
+    limit or flushed (it was a sum over the whole table at each INFO, which stalls a server whose
+    clients read a million keys); it must always equal that sum."""
+    from kv_backend.server.tracking import ClientTracking, Tracking
+
+    class Client:
+        resp3 = True
+
+        def __init__(self, cid: int) -> None:
+            self.id, self.tracking, self.tracking_out = cid, ClientTracking(), []
+
+        def in_subscribe_mode(self) -> bool:
+            return False
+
+    class Server:
+        clients = {cid: Client(cid) for cid in range(1, 6)}
+
+    tracking = Tracking(Server())  # type: ignore[arg-type]
+    rng = random.Random(11)
+    for _ in range(3000):
+        op = rng.random()
+        if op < 0.6:
+            keys = [b"k%d" % rng.randint(0, 50) for _ in range(rng.randint(1, 3))]
+            tracking.remember(Server.clients[rng.randint(1, 5)], keys)  # type: ignore[arg-type]
+        elif op < 0.9:
+            tracking.invalidate([b"k%d" % rng.randint(0, 50)], None)
+        elif op < 0.98:
+            tracking.max_keys = rng.randint(0, 30)
+            tracking.limit()
+        elif op < 0.99:
+            tracking.flush_all()
+        else:
+            tracking.close()
+        assert tracking.counts()[1] == sum(len(ids) for ids in tracking.table.values())

@@ -98,6 +98,9 @@ class Tracking:
         self.clients: set[Connection] = set()
         #: Key -> ids of the clients in the default mode that read it since it last changed.
         self.table: dict[bytes, set[int]] = {}
+        #: How many (key, client) pairs :attr:`table` holds (INFO's tracking_total_items), kept up
+        #: to date as Redis keeps it: a sum over a table of a million keys would stall INFO.
+        self.items = 0
         #: BCAST prefix -> its clients; keys changed under it since the last :meth:`settle`.
         self.prefixes: dict[bytes, set[Connection]] = {}
         self.bcast_keys: dict[bytes, dict[bytes, Connection | None]] = {}
@@ -225,6 +228,7 @@ class Tracking:
                 timer.cancel()
         self._poll = self._sweep = None
         self.table.clear()
+        self.items = 0
         self.bcast_keys.clear()
         self.flushed = False
         self._over = 0
@@ -244,8 +248,10 @@ class Tracking:
             ids = table.get(key)
             if ids is None:
                 table[key] = {cid}
-            else:
+                self.items += 1
+            elif cid not in ids:
                 ids.add(cid)
+                self.items += 1
 
     def limit(self) -> None:
         """Bring the table back to :attr:`max_keys` keys, as Redis 7.0 does before each command
@@ -261,7 +267,9 @@ class Tracking:
         clients = self.server.clients
         for _ in range(100 * (self._over + 1)):
             name = next(iter(table))
-            for cid in sorted(table.pop(name)):
+            ids = table.pop(name)
+            self.items -= len(ids)
+            for cid in sorted(ids):
                 target = clients.get(cid)
                 state = target.tracking if target is not None else None
                 if state is not None and not state.bcast:
@@ -273,7 +281,7 @@ class Tracking:
 
     def counts(self) -> tuple[int, int, int]:
         """INFO's tracking_total_keys, _items (key and client pairs) and _prefixes."""
-        return len(self.table), sum(len(ids) for ids in self.table.values()), len(self.prefixes)
+        return len(self.table), self.items, len(self.prefixes)
 
     # ------------------------------------------------------------ changes
 
@@ -307,6 +315,7 @@ class Tracking:
         for name in names:
             ids = table.pop(name, None)
             if ids:
+                self.items -= len(ids)
                 for cid in sorted(ids):
                     target = clients.get(cid)
                     state = target.tracking if target is not None else None
@@ -336,6 +345,7 @@ class Tracking:
     def flush_all(self) -> None:
         """Send the null message (drop everything) to every tracking client, and forget read keys."""
         self.table.clear()
+        self.items = 0
         self.bcast_keys.clear()
         for conn in sorted(self.clients, key=lambda c: c.id):
             self.send(conn, None)
