@@ -341,8 +341,18 @@ class Connection(asyncio.Protocol):
                     deleted = server.watched_tokens(keys)
             if writes or server.holding_lock or name not in _READS:
                 reply = cmd.handler(self, args)
-            else:
-                reply = self._read_at_once(cmd.handler, name, args)
+            else:  # a read, without the lock: it must see the store at one moment (_read_again)
+                db = server.db
+                token, seen = db._tailw.value, db._seen  # (db.change_token(), for less)
+                try:
+                    reply = cmd.handler(self, args)
+                except Exception:
+                    if db._seen == seen or db._tailw.value == token:
+                        raise
+                    reply = self._read_again(cmd.handler, args)
+                else:
+                    if db._seen != seen and db._tailw.value != token:
+                        reply = self._read_again(cmd.handler, args)
         except Exception as exc:
             if server.slowlog_seconds is not None:
                 server.slowlog_check(self, args, start)
@@ -377,30 +387,17 @@ class Connection(asyncio.Protocol):
         self.unwatch()
         return ErrorReply(f"EXECABORT Transaction discarded because of: {why}")
 
-    def _read_at_once(
-        self, handler: Callable[[Connection, list[bytes]], Any], name: bytes, args: list[bytes]
-    ) -> Any:
-        """Run a read-only command, which does not take the store's write lock, so that it sees the
-        store as it was at one moment: when it caught up with another process's writes after its
-        first read (MGET a b reading ``a`` before a MULTI/EXEC of another server and ``b`` after
-        it), it runs again under the lock, where nobody writes. It has no effect to repeat
-        (Redis's ``readonly`` commands)."""
-        if name in _CONTAINERS and not _tracked_read(name, args):
-            return handler(self, args)  # OBJECT HELP, XINFO HELP...
-        db = self.server.db
-        tail = db._tailw  # (what db.change_token() reads outside a transaction, for less)
-        token, seen = tail.value, db._seen
-        try:
-            reply = handler(self, args)
-        except Exception:
-            if db._seen == seen or tail.value == token:
-                raise
-        else:
-            # its reads used one view: it caught up with nobody (or only with what was there
-            # before it began, at its first read)
-            if db._seen == seen or tail.value == token:
-                return reply
-        with db.locked():
+    def _read_again(self, handler: Callable[[Connection, list[bytes]], Any], args: list[bytes]) -> Any:
+        """Run a read-only command again, under the store's write lock, where nobody writes.
+
+        A read takes no lock, and catches up with other processes' writes as it goes: one that
+        caught up after its first read (its view of the store changed while the store's change
+        token moved) may have mixed two states (MGET a b reading ``a`` before another server's
+        MULTI/EXEC and ``b`` after it). A read that caught up only at its first read, before it
+        looked at anything, saw one state. It has no effect to repeat (Redis's ``readonly``
+        commands; the OBJECT, MEMORY and XINFO subcommands).
+        """
+        with self.server.db.locked():
             return handler(self, args)
 
     def _error(self, exc: Exception, command: str) -> ErrorReply:
@@ -1012,7 +1009,8 @@ _CONTAINERS = frozenset(name.encode() for name in CONTAINERS)
 #: Read-only commands (and ``container|sub``): a tracking client is told when the keys they read change.
 _READONLY: set[bytes] = set()
 #: The names of the read-only commands and of the containers with read-only subcommands: those
-#: :meth:`Connection._read_at_once` runs (filled with :data:`_READONLY`).
+#: :meth:`Connection.execute` checks for a change of the store while they ran (see
+#: :meth:`Connection._read_again`; filled with :data:`_READONLY`).
 _READS: set[bytes] = set()
 
 
