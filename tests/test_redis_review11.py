@@ -535,3 +535,16 @@ def test_tracking_items_count_is_kept_not_summed():
         else:
             tracking.close()
         assert tracking.counts()[1] == sum(len(ids) for ids in tracking.table.values())
+
+
+def test_bgsave_takes_only_schedule(both):
+    """``BGSAVE x`` answered "Background saving started"; Redis answers a syntax error for any
+    argument but SCHEDULE."""
+    replies = []
+    for port in both:
+        conn = Raw(port, 2)
+        try:
+            replies.append([conn.call("BGSAVE", "x"), conn.call("BGSAVE", "schedule", "x")])
+        finally:
+            conn.close()
+    assert replies[0] == replies[1] == [b"-ERR syntax error\r\n"] * 2

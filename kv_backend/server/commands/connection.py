@@ -648,5 +648,8 @@ def cmd_save(conn: Connection, args: list[bytes]) -> Any:
 
 @command("BGSAVE", -1)
 def cmd_bgsave(conn: Connection, args: list[bytes]) -> Any:
+    """BGSAVE [SCHEDULE]: anything else is Redis's syntax error (it synced and answered success)."""
+    if len(args) > 2 or (len(args) == 2 and upper(args[1]) != b"SCHEDULE"):
+        raise syntax()
     conn.server.db.sync()
     return "Background saving started"
