@@ -417,7 +417,8 @@ _CONFIG_HELP = help_reply(
         ),
         (
             "SET <directive> <value> [<directive> <value> ...]",
-            "Change settings, all or none: notify-keyspace-events is honoured, save and appendonly are\n"
+            "Change settings, all or none: notify-keyspace-events, slowlog-log-slower-than,\n"
+            "slowlog-max-len and tracking-table-max-keys are honoured, save and appendonly are\n"
             "accepted and ignored; the others keep the value kvb serve was started with.",
         ),
         ("RESETSTAT", "Reset the counters INFO stats reports (connections and commands)."),
