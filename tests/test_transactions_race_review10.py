@@ -19,6 +19,7 @@ from test_transactions_race10 import _pause_lookups, _PausingLock, _race
 
 import kv_backend.locking as locking
 import kv_backend.merge as merge_mod
+import kv_backend.threads as threads_mod
 from kv_backend import DB
 from kv_backend.check import check
 from kv_backend.errors import DatabaseClosedError
@@ -299,13 +300,13 @@ def test_close_while_the_auto_merge_thread_is_starting(store_path, monkeypatch):
             go.wait(5)
             super().start()
 
-    class _Threading:  # the threading module as kv_backend.merge sees it, with that Thread
+    class _Threading:  # the threading module as kv_backend.threads sees it, with that Thread
         Thread = _SlowStartThread
 
         def __getattr__(self, name: str) -> object:
             return getattr(threading, name)
 
-    monkeypatch.setattr(merge_mod, "threading", _Threading())
+    monkeypatch.setattr(threads_mod, "threading", _Threading())  # where the auto-merge thread is made
     trigger = threading.Thread(target=merge_mod.maybe_auto_merge, args=(db,))
     trigger.start()
     assert starting.wait(5)
