@@ -1,0 +1,46 @@
+"""What a user's type checker sees of the public API (the packages ship py.typed).
+
+mypy is not a dependency of the project: the sample check runs only where it is installed
+(``pip install mypy``), and is skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(ROOT, "tests", "typing", "user_sample.py")
+
+
+@pytest.mark.parametrize("package", ["kv_backend", "kv_backend_django"])
+def test_each_package_ships_py_typed(package):
+    """Without py.typed a type checker ignores an installed package's annotations (PEP 561)."""
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.submodule_search_locations
+    (folder,) = spec.submodule_search_locations
+    assert os.path.isfile(os.path.join(folder, "py.typed")), f"{package} has no py.typed marker"
+
+
+def test_mypy_strict_on_user_sample(tmp_path):
+    """The documented uses type-check under --strict, with the types the docs promise."""
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed (pip install mypy to run this check)")
+    from mypy import api
+
+    # As for an installed package: the library's own modules are read for their types, but
+    # only the sample's errors are reported (follow_imports = silent).
+    config = tmp_path / "mypy.ini"
+    config.write_text(
+        "[mypy]\n"
+        f"mypy_path = {ROOT}:{os.path.join(ROOT, 'integrations')}\n"
+        "ignore_missing_imports = True\n"
+        "[mypy-kv_backend.*,kv_backend_django.*,kv_backend_celery.*]\n"
+        "follow_imports = silent\n"
+    )
+    out, err, status = api.run(
+        ["--strict", "--config-file", str(config), "--cache-dir", str(tmp_path / "cache"), SAMPLE]
+    )
+    assert status == 0, out + err

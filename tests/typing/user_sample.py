@@ -1,0 +1,29 @@
+"""User code, type-checked by tests/test_typing11.py with ``mypy --strict`` (never run).
+
+It uses the public API as docs/*.md show it; each ``assert_type`` states the type a user's
+type checker must see, so an annotation that loses it (an ``Any`` where bytes are documented,
+a missing overload, a mapping parameter that refuses a plain ``dict``) fails the test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from typing_extensions import assert_type
+
+from kv_backend import DB, Store
+
+
+def engine(path: str) -> None:
+    with DB(path, sync="always") as db:
+        db.put(b"k", b"v", ttl=10)
+        assert_type(db[b"k"], bytes)
+        assert_type(db.delete(b"k"), bool)
+        assert_type(db.incr(b"n"), int)
+
+
+def stores(path: str) -> None:
+    s = Store(path)
+    assert_type(s, Store[str])
+    assert_type(s.get("a"), Any | None)
+    assert_type(Store(path, serializer="raw", key_type=bytes), Store[bytes])
