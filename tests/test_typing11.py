@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "tests", "typing", "user_sample.py")
 
 
-@pytest.mark.parametrize("package", ["kv_backend", "kv_backend_django"])
+@pytest.mark.parametrize("package", ["kv_backend", "kv_backend_django", "kv_backend_celery"])
 def test_each_package_ships_py_typed(package):
     """Without py.typed a type checker ignores an installed package's annotations (PEP 561)."""
     spec = importlib.util.find_spec(package)
