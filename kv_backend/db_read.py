@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from kv_backend.db_common import (
     _BODY_KEY,
@@ -39,7 +39,13 @@ def _prefix_end(prefix: bytes) -> bytes | None:
 class _Reading:
     """The read side of :class:`kv_backend.db.DB`: point reads, TTLs, ordered key scans."""
 
-    def get(self, key: bytes, default: T = None) -> bytes | T:  # type: ignore[assignment]
+    @overload
+    def get(self, key: bytes) -> bytes | None: ...
+
+    @overload
+    def get(self, key: bytes, default: bytes | T) -> bytes | T: ...
+
+    def get(self, key: bytes, default: Any = None) -> Any:
         """Return the value stored for ``key``, or ``default`` if it is absent or expired."""
         # The view first, then the check: see _current_view.
         kd, maps = view = self._view

@@ -18,6 +18,10 @@ def engine(path: str) -> None:
     with DB(path, sync="always") as db:
         db.put(b"k", b"v", ttl=10)
         assert_type(db[b"k"], bytes)
+        assert_type(db.get(b"k"), bytes | None)  # mypy saw bytes: a missing value looked impossible
+        assert_type(db.get(b"k", b""), bytes)
+        assert_type(db.get(b"k", 0), bytes | int)
+        assert_type(db.pop(b"k", None), bytes | None)
         assert_type(db.delete(b"k"), bool)
         assert_type(db.incr(b"n"), int)
 
