@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, MutableMapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kv_backend import record as rec
 from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, _time, check_tuning_options
@@ -44,6 +44,10 @@ from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock, WriteLock
 from kv_backend.mounts import warn_if_network
 from kv_backend.state import SharedState, unpack_tail
+
+if TYPE_CHECKING:
+    from kv_backend.backup import BackupReport, Progress
+    from kv_backend.merge import MergeReport
 
 __all__ = ["DB", "Batch", "SnapshotFile"]
 
@@ -489,13 +493,15 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             delay = min(delay * 2, 0.002)
         return True
 
-    def backup(self, url: str, name: str | None = None, progress: Any = None, **storage_options: Any) -> Any:
+    def backup(
+        self, url: str, name: str | None = None, progress: Progress | None = None, **storage_options: Any
+    ) -> BackupReport:
         """Copy a consistent snapshot of the store to an fsspec URL; see :mod:`kv_backend.backup`."""
         from kv_backend.backup import backup
 
         return backup(self, url, name=name, progress=progress, **storage_options)
 
-    def merge(self, progress: Callable[[int, int], None] | None = None, wait: bool = False) -> Any:
+    def merge(self, progress: Callable[[int, int], None] | None = None, wait: bool = False) -> MergeReport:
         """Compact the store: drop overwritten, deleted and expired records.
 
         Runs while this and other processes keep reading and writing; returns a

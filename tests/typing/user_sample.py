@@ -12,6 +12,8 @@ from typing import Any
 from typing_extensions import assert_type
 
 from kv_backend import DB, Store
+from kv_backend.backup import BackupReport
+from kv_backend.merge import MergeReport
 
 
 def engine(path: str) -> None:
@@ -24,6 +26,10 @@ def engine(path: str) -> None:
         assert_type(db.pop(b"k", None), bytes | None)
         assert_type(db.delete(b"k"), bool)
         assert_type(db.incr(b"n"), int)
+        report = db.backup("memory://kv-backups")  # was Any: report.files_copied went unchecked
+        assert_type(report, BackupReport)
+        print(report.files_copied, report.files_skipped, report.bytes_copied)
+        assert_type(db.merge(), MergeReport)
 
 
 def stores(path: str) -> None:
