@@ -21,7 +21,7 @@ import dbm as _std_dbm
 import errno
 import os
 from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from kv_backend.db import DB
 from kv_backend.errors import (
@@ -40,6 +40,9 @@ from kv_backend.errors import (
 from kv_backend.files import FORMAT_FILE
 from kv_backend.mapping import update_pairs
 
+if TYPE_CHECKING:
+    from kv_backend.merge import MergeReport
+
 __all__ = [
     "ClosedError",
     "Database",
@@ -52,6 +55,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _MISSING: Any = object()
 _FLAGS = "rwcn"
 _MODIFIERS = "fsu"
@@ -104,14 +109,14 @@ def _value(value: object) -> bytes:
     return _as_bytes(value, "values", InvalidValueError)
 
 
-class LiveItemsView(ItemsView[Any, Any]):
+class LiveItemsView(ItemsView[_K, _V], Generic[_K, _V]):
     """``items()`` of a mapping that other processes change: a key deleted during the walk is skipped.
 
     The mixin's view reads each listed key with ``mapping[key]``, so a key that
     another process deleted meanwhile raised KeyError in the middle of the loop.
     """
 
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+    def __iter__(self) -> Iterator[tuple[_K, _V]]:
         mapping = self._mapping
         for key in mapping:
             try:
@@ -121,10 +126,10 @@ class LiveItemsView(ItemsView[Any, Any]):
             yield key, value
 
 
-class LiveValuesView(ValuesView[Any]):
+class LiveValuesView(ValuesView[_V], Generic[_V]):
     """``values()`` of a mapping that other processes change (see :class:`LiveItemsView`)."""
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[_V]:
         for _, value in LiveItemsView(self._mapping):
             yield value
 
@@ -170,6 +175,12 @@ class Database(MutableMapping[bytes, bytes]):
         if value is _MISSING:
             raise KeyError(key)
         return value
+
+    @overload
+    def get(self, key: bytes | str) -> bytes | None: ...
+
+    @overload
+    def get(self, key: bytes | str, default: bytes | T) -> bytes | T: ...
 
     def get(self, key: bytes | str, default: Any = None) -> Any:
         """Return the value of ``key``, or ``default``."""
@@ -268,6 +279,12 @@ class Database(MutableMapping[bytes, bytes]):
         except KVError as exc:
             raise self._convert(exc) from None
 
+    @overload
+    def pop(self, key: bytes | str) -> bytes: ...
+
+    @overload
+    def pop(self, key: bytes | str, default: bytes | T) -> bytes | T: ...
+
     def pop(self, key: bytes | str, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value, or ``default`` if it is absent (atomic across processes).
 
@@ -308,11 +325,11 @@ class Database(MutableMapping[bytes, bytes]):
         """Return a list of every key (bytes), in byte order."""
         return list(self)
 
-    def items(self) -> LiveItemsView:  # type: ignore[override]
+    def items(self) -> LiveItemsView[bytes, bytes]:  # type: ignore[override]
         """A view of the ``(key, value)`` pairs in key order; keys others delete meanwhile are skipped."""
         return LiveItemsView(self)
 
-    def values(self) -> LiveValuesView:  # type: ignore[override]
+    def values(self) -> LiveValuesView[bytes]:  # type: ignore[override]
         """A view of the values in key order; keys others delete meanwhile are skipped."""
         return LiveValuesView(self)
 
@@ -340,7 +357,7 @@ class Database(MutableMapping[bytes, bytes]):
         except KVError as exc:
             raise self._convert(exc) from None
 
-    def reorganize(self) -> Any:
+    def reorganize(self) -> MergeReport:
         """Reclaim the space of overwritten and deleted values (runs the engine's merge)."""
         if self.db.read_only:
             raise self._convert(ReadOnlyError())

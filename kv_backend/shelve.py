@@ -171,11 +171,11 @@ class KVShelf(_std_shelve.DbfilenameShelf):
         self.dict.clear()
         self.cache.clear()
 
-    def items(self) -> _kv_dbm.LiveItemsView:  # type: ignore[override]
+    def items(self) -> _kv_dbm.LiveItemsView[str, Any]:  # type: ignore[override]
         """A view of the ``(key, value)`` pairs; keys other processes delete meanwhile are skipped."""
         return _kv_dbm.LiveItemsView(self)
 
-    def values(self) -> _kv_dbm.LiveValuesView:  # type: ignore[override]
+    def values(self) -> _kv_dbm.LiveValuesView[Any]:  # type: ignore[override]
         """A view of the values; keys other processes delete meanwhile are skipped."""
         return _kv_dbm.LiveValuesView(self)
 

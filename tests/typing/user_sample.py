@@ -11,6 +11,8 @@ from typing import Any
 
 from typing_extensions import assert_type
 
+import kv_backend.dbm
+import kv_backend.shelve
 from kv_backend import DB, Store
 from kv_backend.backup import BackupReport
 from kv_backend.merge import MergeReport
@@ -30,6 +32,30 @@ def engine(path: str) -> None:
         assert_type(report, BackupReport)
         print(report.files_copied, report.files_skipped, report.bytes_copied)
         assert_type(db.merge(), MergeReport)
+
+
+def dbms(path: str) -> None:
+    with kv_backend.dbm.open(path, "c") as db:
+        assert_type(db.reorganize(), MergeReport)
+        db[b"k"] = b"v"
+        db["k"] = "v"
+        assert_type(db[b"k"], bytes)
+        assert_type(db.get(b"k"), bytes | None)  # the values and pairs below were all Any
+        assert_type(db.get("k", b""), bytes)
+        assert_type(db.pop(b"k"), bytes)
+        assert_type(db.pop(b"k", None), bytes | None)
+        assert_type(db.setdefault(b"k"), bytes)
+        assert_type(db.keys(), list[bytes])
+        for k, v in db.items():
+            assert_type(k, bytes)
+            assert_type(v, bytes)
+        for v in db.values():
+            assert_type(v, bytes)
+    with kv_backend.shelve.open(path, writeback=True) as shelf:
+        shelf["config"] = {"retries": 3}
+        for name, value in shelf.items():
+            assert_type(name, str)
+            assert_type(value, Any)
 
 
 def stores(path: str) -> None:
