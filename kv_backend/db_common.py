@@ -44,6 +44,8 @@ DEFAULT_MAX_FILE_SIZE = 128 << 20
 MIN_FILE_SIZE = 4096
 MAX_FILE_SIZE = 1 << 40
 T = TypeVar("T")
+#: A value the engine takes: bytes, or a bytearray or memoryview, which it copies.
+BytesLike = bytes | bytearray | memoryview
 
 
 def check_tuning_options(sync: object, max_file_size: object, auto_merge: object) -> float | None:

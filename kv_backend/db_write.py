@@ -18,6 +18,7 @@ from kv_backend.db_common import (
     _MAX_VALUE,
     _MISSING,
     _PUT,
+    BytesLike,
     T,
     _check_key,
     _check_value,
@@ -80,7 +81,7 @@ class Batch:
         self._ops: list[tuple[int, bytes, bytes, float]] = []
 
     def put(
-        self, key: bytes, value: bytes, ttl: float | None = None, *, expires_at: float | None = None
+        self, key: bytes, value: BytesLike, ttl: float | None = None, *, expires_at: float | None = None
     ) -> None:
         """Add a put of ``key`` to the batch (``ttl <= 0`` makes it a delete).
 
@@ -596,7 +597,7 @@ class _Writing:
             os.close(fd)
 
     def put(
-        self, key: bytes, value: bytes, ttl: float | None = None, *, expires_at: float | None = None
+        self, key: bytes, value: BytesLike, ttl: float | None = None, *, expires_at: float | None = None
     ) -> None:
         """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires then.
 
@@ -668,7 +669,7 @@ class _Writing:
         if not self.delete(key):
             raise KeyError(key)
 
-    def put_if_absent(self, key: bytes, value: bytes, ttl: float | None = None) -> bool:
+    def put_if_absent(self, key: bytes, value: BytesLike, ttl: float | None = None) -> bool:
         """Store ``value`` only if ``key`` is absent (or expired); return whether it was stored.
 
         Atomic across processes: of many concurrent callers exactly one wins.

@@ -21,6 +21,11 @@ from kv_backend.merge import MergeReport
 def engine(path: str) -> None:
     with DB(path, sync="always") as db:
         db.put(b"k", b"v", ttl=10)
+        db.put(b"k", bytearray(b"v"))  # docs/engine.md: bytearray and memoryview are accepted
+        db[b"k"] = memoryview(b"v")
+        db.put_if_absent(b"k", bytearray(b"v"))
+        with db.batch() as b:
+            b.put(b"k", memoryview(b"v"))
         assert_type(db[b"k"], bytes)
         assert_type(db.get(b"k"), bytes | None)  # mypy saw bytes: a missing value looked impossible
         assert_type(db.get(b"k", b""), bytes)
