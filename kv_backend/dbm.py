@@ -189,7 +189,7 @@ class Database(MutableMapping[bytes, bytes]):
         except KeyError:
             return default
 
-    def __setitem__(self, key: bytes | str, value: bytes | str) -> None:
+    def __setitem__(self, key: bytes | str, value: bytes | bytearray | memoryview | str) -> None:
         if type(key) is not bytes:
             key = _key(key)
         if type(value) is not bytes:
@@ -216,7 +216,7 @@ class Database(MutableMapping[bytes, bytes]):
         except KVError as exc:
             raise self._convert(exc) from None
 
-    def setdefault(self, key: bytes | str, default: bytes | str = b"") -> bytes:  # type: ignore[override]
+    def setdefault(self, key: bytes | str, default: bytes | bytearray | memoryview | str = b"") -> bytes:  # type: ignore[override]
         """Return the value of ``key``, storing ``default`` first if it is absent (atomic).
 
         As in ``dbm.gnu`` and ``dbm.dumb``, ``default`` is checked only when it is

@@ -7,6 +7,7 @@ a missing overload, a mapping parameter that refuses a plain ``dict``) fails the
 
 from __future__ import annotations
 
+import shelve
 from typing import Any
 
 from typing_extensions import assert_type
@@ -44,6 +45,8 @@ def dbms(path: str) -> None:
         assert_type(db.reorganize(), MergeReport)
         db[b"k"] = b"v"
         db["k"] = "v"
+        db[b"k"] = bytearray(b"v")  # as the stdlib's dbm takes (typeshed: str | bytes | bytearray)
+        db.setdefault(b"k", bytearray(b"v"))
         assert_type(db[b"k"], bytes)
         assert_type(db.get(b"k"), bytes | None)  # the values and pairs below were all Any
         assert_type(db.get("k", b""), bytes)
@@ -56,6 +59,8 @@ def dbms(path: str) -> None:
             assert_type(v, bytes)
         for v in db.values():
             assert_type(v, bytes)
+    shelf_of_dbm: shelve.Shelf[Any] = shelve.Shelf(kv_backend.dbm.open(path, "c"))
+    shelf_of_dbm.close()
     with kv_backend.shelve.open(path, writeback=True) as shelf:
         shelf["config"] = {"retries": 3}
         for name, value in shelf.items():
