@@ -35,6 +35,7 @@ from kv_backend.structures.layout import (
     STREAM,
     T_STREAM,
     Name,
+    NameT,
     _b,
     _lp,
 )
@@ -437,7 +438,7 @@ class StreamGroups(Streams):
         self,
         group: Name,
         consumer: Name,
-        streams: Mapping[Name, Name] | Iterable[tuple[Name, Name]],
+        streams: Mapping[NameT, Name] | Iterable[tuple[Name, Name]],
         count: int | None = None,
         noack: bool = False,
         touch: bool = True,

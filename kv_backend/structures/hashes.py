@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -16,7 +16,7 @@ from kv_backend.structures.errors import (
     NotAFloatError,
 )
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit
-from kv_backend.structures.layout import _I64_MAX, _I64_MIN, HASH, META, T_HASH, Name, Value, _b, _lp
+from kv_backend.structures.layout import _I64_MAX, _I64_MIN, HASH, META, T_HASH, Name, NameT, Value, _b, _lp
 from kv_backend.structures.parsing import (
     _add_long_double,
     _long_double,
@@ -30,7 +30,7 @@ from kv_backend.structures.parsing import (
 class Hashes(Keyspace):
     """The hash commands of :class:`~kv_backend.structures.Structures`."""
 
-    def hset(self, name: Name, mapping: Mapping[Name, Value] | None = None, **fields: Value) -> int:
+    def hset(self, name: Name, mapping: Mapping[NameT, Value] | None = None, **fields: Value) -> int:
         """Set hash fields (``mapping`` and/or keyword fields); return how many were new."""
         try:
             items = [(_b(f), _b(v)) for f, v in (mapping or {}).items()]
@@ -43,7 +43,7 @@ class Hashes(Keyspace):
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_HASH]) from None
 
-    def hset_pairs(self, name: Name, pairs: list[tuple[Name, Value]]) -> int:
+    def hset_pairs(self, name: Name, pairs: Sequence[tuple[Name, Value]]) -> int:
         """Set hash fields from ``(field, value)`` pairs, later pairs winning; return how many were new."""
         try:
             if not pairs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import time
+from typing import TypeVar
 
 from kv_backend.errors import InvalidArgumentError
 
@@ -11,6 +12,11 @@ Name = bytes | str | int | float
 
 
 Value = bytes | str | int | float
+
+#: The key type of a mapping argument (``mset({...})``, ``zadd(name, {...})``): a TypeVar bound to
+#: Name rather than Name itself, because a Mapping is invariant in its key type, so a plain
+#: ``dict[str, str]`` is no ``Mapping[Name, Value]`` and a type checker refused it.
+NameT = TypeVar("NameT", bound=Name)
 
 
 META = b"\x00m"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from kv_backend.structures.errors import CommandError, WrongTypeError
@@ -122,7 +123,7 @@ class Sorting(Lists, Sets, SortedSets):
         by: Name | None = None,
         offset: int = 0,
         count: int = -1,
-        get: Name | list[Name] | tuple[Name, ...] = (),
+        get: Name | Sequence[Name] = (),
         desc: bool = False,
         alpha: bool = False,
         store: Name | None = None,

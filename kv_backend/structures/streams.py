@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import Keyspace, _block_seconds, _name_limit
-from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, Value, _b, _lp
+from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, NameT, Value, _b, _lp
 from kv_backend.structures.parsing import parse_index
 
 _XMETA = struct.Struct(">QQQQQQQ")  # count, version, last ID, entries added, largest deleted ID
@@ -52,7 +52,7 @@ class Streams(Keyspace):
     def xadd(
         self,
         name: Name,
-        fields: Mapping[Name, Value] | Iterable[tuple[Name, Value]],
+        fields: Mapping[NameT, Value] | Iterable[tuple[Name, Value]],
         id: Name = b"*",
         *,
         maxlen: int | None = None,
@@ -190,7 +190,7 @@ class Streams(Keyspace):
         return out
 
     def xread(
-        self, streams: Mapping[Name, Name], count: int | None = None, block: int | None = None
+        self, streams: Mapping[NameT, Name], count: int | None = None, block: int | None = None
     ) -> list[tuple[bytes, list[tuple[bytes, list[tuple[bytes, bytes]]]]]]:
         """Entries added after the given IDs (``$``: after the stream's last entry), per stream.
 
@@ -206,7 +206,7 @@ class Streams(Keyspace):
         return self._wait_for(lambda first: self.xread_after(positions, count) or None, timeout) or []
 
     def stream_positions(
-        self, streams: Mapping[Name, Name] | Iterable[tuple[Name, Name]]
+        self, streams: Mapping[NameT, Name] | Iterable[tuple[Name, Name]]
     ) -> list[tuple[bytes, tuple[int, int]]]:
         """The ID each stream is read after: the ID given, or for ``$`` its last ID now.
 

@@ -11,7 +11,7 @@ from kv_backend import longdouble
 from kv_backend.errors import KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _check_seconds, _name_limit
-from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, Value, _b
+from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, NameT, Value, _b
 from kv_backend.structures.parsing import _add_long_double, _long_double, parse_index, parse_int
 
 #: The largest string Redis lets a command build (its ``proto-max-bulk-len``, 512 MiB).
@@ -114,7 +114,7 @@ class Strings(Keyspace):
         return out
 
     @_name_limit(T_STRING)
-    def mset(self, mapping: Mapping[Name, Value]) -> bool:
+    def mset(self, mapping: Mapping[NameT, Value]) -> bool:
         """Store several strings at once (all or nothing)."""
         db = self.db
         with db.locked(), db.batch() as b:
@@ -127,7 +127,7 @@ class Strings(Keyspace):
         return True
 
     @_name_limit(T_STRING)
-    def msetnx(self, mapping: Mapping[Name, Value]) -> bool:
+    def msetnx(self, mapping: Mapping[NameT, Value]) -> bool:
         """Store several strings only if none of the keys exists."""
         db = self.db
         with db.locked():

@@ -21,6 +21,7 @@ from kv_backend.structures.layout import (
     ZIDX,
     ZMEM,
     Name,
+    NameT,
     Value,
     _b,
     _lp,
@@ -76,7 +77,7 @@ class SortedSets(Keyspace):
     def zadd(
         self,
         name: Name,
-        mapping: Mapping[Value, float | Value] | Iterable[tuple[Value, float | Value]],
+        mapping: Mapping[NameT, float | Value] | Iterable[tuple[Value, float | Value]],
         nx: bool = False,
         xx: bool = False,
         gt: bool = False,

@@ -17,6 +17,7 @@ import kv_backend.shelve
 from kv_backend import DB, Store
 from kv_backend.backup import BackupReport
 from kv_backend.merge import MergeReport
+from kv_backend.structures import Structures
 
 
 def engine(path: str) -> None:
@@ -73,3 +74,21 @@ def stores(path: str) -> None:
     assert_type(s, Store[str])
     assert_type(s.get("a"), Any | None)
     assert_type(Store(path, serializer="raw", key_type=bytes), Store[bytes])
+
+
+def structures(path: str) -> None:
+    with DB(path) as db:
+        r = Structures(db)
+        fields: dict[str, str] = {"a": "1"}
+        r.hset("h", mapping=fields)  # a dict[str, str] was no Mapping[Name, Value] (invariant keys)
+        r.mset(fields)
+        r.msetnx(fields)
+        r.zadd("z", {"a": 1.0})  # even a literal was refused
+        r.xadd("x", fields)
+        r.xread({"x": "0"})
+        pairs: list[tuple[bytes, bytes]] = [(b"a", b"b")]
+        r.hset_pairs("h", pairs)
+        patterns: list[str] = ["#"]
+        r.sort("l", get=patterns)
+        assert_type(r.get("k"), bytes | None)
+        assert_type(r.hgetall("h"), dict[bytes, bytes])
