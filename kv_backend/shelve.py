@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 import shelve as _std_shelve
+from collections.abc import Iterator
 from typing import Any
 
 from kv_backend import dbm as _kv_dbm
@@ -44,6 +45,9 @@ class KVShelf(_std_shelve.DbfilenameShelf):
     ``pickle.PicklingError``) before anything is written or cached; closing a
     read-only shelf with ``writeback=True`` drops the cache instead of failing.
     """
+
+    #: The :mod:`kv_backend.dbm` database that holds the shelf (``shelve.Shelf.dict``).
+    dict: _kv_dbm.Database
 
     def __init__(
         self,
@@ -161,7 +165,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
             k = self._ek(key)  # raises the project's error
         return k in self.dict
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[str]:
         enc = self.keyencoding
         for k in self.dict:
             yield k.decode(enc)

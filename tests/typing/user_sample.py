@@ -64,6 +64,9 @@ def dbms(path: str) -> None:
     shelf_of_dbm.close()
     with kv_backend.shelve.open(path, writeback=True) as shelf:
         shelf["config"] = {"retries": 3}
+        assert_type(shelf.dict, kv_backend.dbm.Database)  # docs/store.md; was Any
+        for name in shelf:  # was Any: __iter__ had no annotation
+            assert_type(name, str)
         for name, value in shelf.items():
             assert_type(name, str)
             assert_type(value, Any)
