@@ -409,7 +409,7 @@ def _is_store(path: str) -> bool:
     return os.path.isdir(path) and os.path.exists(os.path.join(path, FORMAT_FILE))
 
 
-def whichdb(filename: str | os.PathLike[str]) -> str | None:
+def whichdb(filename: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str | None:
     """Name the module that opens ``filename``: ``"kv_backend.dbm"`` for a store, else the stdlib's answer."""
     path = os.fsdecode(filename)
     if _is_store(path):

@@ -51,7 +51,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
 
     def __init__(
         self,
-        filename: str | os.PathLike[str],
+        filename: str | bytes | os.PathLike[str] | os.PathLike[bytes],
         flag: str = "c",
         protocol: int | None = None,
         writeback: bool = False,
@@ -326,7 +326,10 @@ def _write_all(db: Any, encoded: list[tuple[bytes, bytes]]) -> None:
 
 
 def open(
-    filename: str | os.PathLike[str], flag: str = "c", protocol: int | None = None, writeback: bool = False
+    filename: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    flag: str = "c",
+    protocol: int | None = None,
+    writeback: bool = False,
 ) -> KVShelf:
     """Open a persistent dictionary at ``filename`` (a directory), as :func:`shelve.open` does.
 

@@ -62,6 +62,9 @@ def dbms(path: str) -> None:
             assert_type(v, bytes)
     shelf_of_dbm: shelve.Shelf[Any] = shelve.Shelf(kv_backend.dbm.open(path, "c"))
     shelf_of_dbm.close()
+    with kv_backend.shelve.open(path.encode(), "r") as by_bytes_path:  # as the stdlib's (typeshed) takes
+        assert_type(kv_backend.dbm.whichdb(path.encode()), str | None)
+        print(len(by_bytes_path))
     with kv_backend.shelve.open(path, writeback=True) as shelf:
         shelf["config"] = {"retries": 3}
         assert_type(shelf.dict, kv_backend.dbm.Database)  # docs/store.md; was Any
