@@ -650,7 +650,12 @@ class _Writing:
         if self._sync_interval is not None:
             self._after_write()
 
-    __setitem__ = put
+    if TYPE_CHECKING:  # declared, for pyright takes an undeclared alias's type from MutableMapping
+
+        def __setitem__(self, key: bytes, value: BytesLike) -> None: ...
+
+    else:
+        __setitem__ = put
 
     def delete(self, key: bytes) -> bool:
         """Remove ``key``; return True if it existed (and had not expired)."""

@@ -1,13 +1,16 @@
 """What a user's type checker sees of the public API (the packages ship py.typed).
 
-mypy is not a dependency of the project: the sample check runs only where it is installed
-(``pip install mypy``), and is skipped otherwise.
+Neither mypy nor pyright is a dependency of the project: each sample check runs only where
+its checker is installed (``pip install mypy pyright``), and is skipped otherwise.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -44,3 +47,31 @@ def test_mypy_strict_on_user_sample(tmp_path):
         ["--strict", "--config-file", str(config), "--cache-dir", str(tmp_path / "cache"), SAMPLE]
     )
     assert status == 0, out + err
+
+
+def test_pyright_strict_on_user_sample(tmp_path):
+    """The same sample under pyright --strict, which resolves some declarations differently."""
+    if importlib.util.find_spec("pyright") is None:
+        pytest.skip("pyright is not installed (pip install pyright to run this check)")
+    config = tmp_path / "pyrightconfig.json"
+    config.write_text(
+        json.dumps(
+            {
+                "typeCheckingMode": "strict",
+                "extraPaths": [ROOT, os.path.join(ROOT, "integrations")],
+                "reportMissingModuleSource": False,
+            }
+        )
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pyright", "-p", str(config), "--pythonpath", sys.executable, SAMPLE],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.skip("pyright did not run within 120 s (it may be fetching Node.js)")
+    if proc.returncode not in (0, 1):  # 1: errors found; anything else: pyright could not run
+        pytest.skip(f"pyright could not run: {proc.stdout[-500:]}{proc.stderr[-500:]}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
