@@ -7,16 +7,19 @@ a missing overload, a mapping parameter that refuses a plain ``dict``) fails the
 
 from __future__ import annotations
 
+import json
 import shelve
+from collections.abc import MutableMapping
 from typing import Any
 
 from typing_extensions import assert_type
 
 import kv_backend.dbm
 import kv_backend.shelve
-from kv_backend import DB, Store
-from kv_backend.backup import BackupReport
+from kv_backend import DB, Store, restore
+from kv_backend.backup import BackupReport, RestoreReport, list_backups, prune_backups
 from kv_backend.merge import MergeReport
+from kv_backend.serializers import JSONSerializer, PickleSerializer, RawSerializer
 from kv_backend.structures import Structures
 
 
@@ -78,8 +81,39 @@ def dbms(path: str) -> None:
 def stores(path: str) -> None:
     s = Store(path)
     assert_type(s, Store[str])
+    s["user:42"] = {"name": "Ada"}
     assert_type(s.get("a"), Any | None)
-    assert_type(Store(path, serializer="raw", key_type=bytes), Store[bytes])
+    for key, _value in s.items(prefix="user:"):
+        assert_type(key, str)
+    raw = Store(path, serializer="raw", key_type=bytes)
+    assert_type(raw, Store[bytes])
+    for raw_key in raw.keys(start=b"b", reverse=True):
+        assert_type(raw_key, bytes)
+    Store(path, serializer=json)
+    Store(path, serializer=PickleSerializer(protocol=5))
+    Store(path, serializer=JSONSerializer(sort_keys=True))
+    Store(path, serializer=RawSerializer())
+    with Store(path, serializer="json", sync="always") as sessions:
+        assert_type(sessions, Store[str])
+        sessions.set("token:abc", {"user": 42}, ttl=3600)
+        with sessions.batch() as b:
+            b.set("k", 1)
+            b.delete("k")
+        with sessions.transaction() as t:
+            t["k"] = 2
+        sessions.update({"a": 1}, b=2)
+        assert_type(sessions.get_many(["a"]), dict[str, Any])
+        assert_type(sessions.popitem(), tuple[str, Any])
+        assert_type(sessions.ttl("k"), float | None)
+    mapping: MutableMapping[str, Any] = s
+    print(mapping)
+
+
+def backups(path: str) -> None:
+    for info in list_backups("memory://kv-backups"):
+        print(info.name, info.ok)
+    assert_type(restore("memory://kv-backups", path), RestoreReport)
+    assert_type(prune_backups("memory://kv-backups", keep=7), list[str])
 
 
 def structures(path: str) -> None:
