@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from kv_backend import record as rec
 from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, _time, check_tuning_options
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from kv_backend.merge import MergeReport
 
 __all__ = ["DB", "Batch", "SnapshotFile"]
+
+_DB = TypeVar("_DB", bound="DB")  # a DB or subclass, as with DB(...) as db: gives it
 
 # Every open DB of this process, so that a forked child can reopen their locks.
 _open_dbs: weakref.WeakSet[DB] = weakref.WeakSet()
@@ -323,7 +325,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         """True after :meth:`close`."""
         return self._closed
 
-    def __enter__(self) -> DB:
+    def __enter__(self: _DB) -> _DB:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -132,3 +132,17 @@ def structures(path: str) -> None:
         r.sort("l", get=patterns)
         assert_type(r.get("k"), bytes | None)
         assert_type(r.hgetall("h"), dict[bytes, bytes])
+
+
+
+class AppDB(DB):
+    """A user's subclass: ``with`` must give it back, not a plain DB."""
+
+    def greeting(self) -> bytes | None:
+        return self.get(b"greeting")
+
+
+def subclasses(path: str) -> None:
+    with AppDB(path) as app_db:
+        assert_type(app_db, AppDB)  # was DB: app_db.greeting() failed to type-check
+        print(app_db.greeting())
