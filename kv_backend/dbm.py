@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_D = TypeVar("_D", bound="Database")  # a Database or subclass, as with open(...) as db: gives it
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 _MISSING: Any = object()
@@ -375,7 +376,7 @@ class Database(MutableMapping[bytes, bytes]):
         """True after :meth:`close`."""
         return self.db.closed
 
-    def __enter__(self) -> Database:
+    def __enter__(self: _D) -> _D:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -49,6 +49,7 @@ __all__ = ["KeyEncodingError", "Store", "StoreBatch"]
 K = TypeVar("K", str, bytes)
 _ENGINE_OPTIONS = frozenset({"sync", "max_file_size", "read_only", "auto_merge"})  # DB's keyword options
 T = TypeVar("T")
+_S = TypeVar("_S", bound="Store[Any]")  # a Store or subclass, as with Store(...) as s: gives it
 _MISSING: Any = object()
 _pickle_dumps = pickle.dumps
 
@@ -488,7 +489,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
         """The engine's statistics (keys, live and dead bytes, files...)."""
         return self.db.stats()
 
-    def __enter__(self) -> Store[K]:
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc: object) -> None:

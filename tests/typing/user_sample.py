@@ -134,15 +134,28 @@ def structures(path: str) -> None:
         assert_type(r.hgetall("h"), dict[bytes, bytes])
 
 
+class AppStore(Store[str]):
+    """A user's subclass: ``with`` must give it back, not a plain Store."""
+
+    def users(self) -> list[str]:
+        return list(self.keys(prefix="user:"))
+
 
 class AppDB(DB):
-    """A user's subclass: ``with`` must give it back, not a plain DB."""
-
     def greeting(self) -> bytes | None:
         return self.get(b"greeting")
 
 
+class AppDatabase(kv_backend.dbm.Database):
+    pass
+
+
 def subclasses(path: str) -> None:
+    with AppStore(path) as app_store:
+        assert_type(app_store, AppStore)  # was Store[str]: app_store.users() failed to type-check
+        print(app_store.users())
     with AppDB(path) as app_db:
-        assert_type(app_db, AppDB)  # was DB: app_db.greeting() failed to type-check
+        assert_type(app_db, AppDB)
         print(app_db.greeting())
+    with AppDatabase(DB(path), "c") as app_database:
+        assert_type(app_database, AppDatabase)
