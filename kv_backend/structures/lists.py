@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, overload
 
 from kv_backend.db import Batch
 from kv_backend.errors import KeyTooLargeError
@@ -119,9 +119,21 @@ class Lists(Keyspace):
                 return out[0] if out else None
             return out
 
+    @overload
+    def lpop(self, name: Name, count: None = None) -> bytes | None: ...
+
+    @overload
+    def lpop(self, name: Name, count: int) -> list[bytes] | None: ...
+
     def lpop(self, name: Name, count: int | None = None) -> Any:
         """Remove and return the first element (or a list of up to ``count``); None if missing."""
         return self._pop(name, count, left=True)
+
+    @overload
+    def rpop(self, name: Name, count: None = None) -> bytes | None: ...
+
+    @overload
+    def rpop(self, name: Name, count: int) -> list[bytes] | None: ...
 
     def rpop(self, name: Name, count: int | None = None) -> Any:
         """Remove and return the last element (or a list of up to ``count``); None if missing."""

@@ -132,6 +132,8 @@ def structures(path: str) -> None:
         r.sort("l", get=patterns)
         assert_type(r.get("k"), bytes | None)
         assert_type(r.hgetall("h"), dict[bytes, bytes])
+        assert_type(r.lpop("l"), bytes | None)  # was Any
+        assert_type(r.rpop("l", 2), list[bytes] | None)
 
 
 class AppStore(Store[str]):
