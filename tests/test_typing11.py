@@ -15,7 +15,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.join(ROOT, "tests", "typing", "user_sample.py")
+SAMPLE = os.path.join(ROOT, "tests", "typecheck", "user_sample.py")
 
 
 @pytest.mark.parametrize("package", ["kv_backend", "kv_backend_django", "kv_backend_celery"])
