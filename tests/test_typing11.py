@@ -1,7 +1,7 @@
 """What a user's type checker sees of the public API (the packages ship py.typed).
 
-Neither mypy nor pyright is a dependency of the project: each sample check runs only where
-its checker is installed (``pip install mypy pyright``), and is skipped otherwise.
+mypy is in the dev extra, so ``make test`` runs its check; pyright (which needs Node.js) is
+not a dependency: its check runs only where it is installed, and is skipped otherwise.
 """
 
 from __future__ import annotations
