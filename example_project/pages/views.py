@@ -60,8 +60,11 @@ def start_task(request: HttpRequest) -> JsonResponse:
 
     ``?wait=0`` only starts it: follow the returned URL to read its state later. ``?timeout=``
     (seconds, default 10, at most MAX_WAIT) is checked before the task starts: a bad one is a 400.
+    A broker that cannot be reached (none started) is a 503 that says how to start one.
     """
     from celery.exceptions import TimeoutError as CeleryTimeoutError
+    from kombu.exceptions import OperationalError
+    from kombu.utils.url import maybe_sanitize_url
 
     from pages.tasks import word_count
 
@@ -74,7 +77,18 @@ def start_task(request: HttpRequest) -> JsonResponse:
             {"error": f"timeout must be a number of seconds above 0 and at most {MAX_WAIT}"}, status=400
         )
     started = time.perf_counter()
-    result = word_count.delay(request.GET.get("text", DEFAULT_TEXT))
+    try:
+        result = word_count.delay(request.GET.get("text", DEFAULT_TEXT))
+    except OperationalError as exc:  # no broker listening: say which and how to start one, not a bare 500
+        broker = maybe_sanitize_url(word_count.app.conf.broker_url)
+        return JsonResponse(
+            {
+                "error": f"cannot reach the Celery broker at {broker} ({exc}): start it, or start "
+                "kvb serve --dir var/broker --port 6380 and set KVB_EXAMPLE_BROKER=redis://127.0.0.1:6380/0 "
+                "for the site and the worker (celery -A mysite worker)"
+            },
+            status=503,
+        )
     reply: dict[str, object] = {"task_id": result.id, "status_url": f"/task/{result.id}/"}
     if request.GET.get("wait", "1") != "0":
         try:

@@ -1,0 +1,63 @@
+"""A newcomer's first hour: the README, docs/django.md and docs/celery.md followed as written,
+and the example project (example_project/) used by hand rather than through run_demo.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from helpers import ROOT
+
+
+def _example_env(tmp_path, **extra: str) -> dict[str, str]:
+    """Environment of a process of the example site (its settings, data under ``tmp_path``)."""
+    return dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="mysite.settings",
+        KVB_EXAMPLE_VAR=str(tmp_path / "var"),
+        PYTHONPATH=os.pathsep.join(
+            [os.path.join(ROOT, "example_project"), ROOT, os.path.join(ROOT, "integrations")]
+        ),
+        **extra,
+    )
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_TASK_WITHOUT_BROKER = """
+import json, django
+django.setup()
+from django.test import Client
+from mysite.celery import app
+app.conf.task_publish_retry_policy = {"max_retries": 0}  # the same error, without the retries
+response = Client(HTTP_HOST="127.0.0.1", raise_request_exception=False).get("/task/")
+print(json.dumps({"status": response.status_code, "body": response.content.decode()}))
+"""
+
+
+def test_example_task_view_without_a_broker_says_how_to_start_one(tmp_path):
+    """docs/django.md's by-hand steps start only the site, whose home page links to /task/: with no
+    broker listening that was a bare 'Server Error (500)', logged nowhere (DEBUG off)."""
+    broker = f"redis://127.0.0.1:{_closed_port()}/0"
+    done = subprocess.run(
+        [sys.executable, "-c", _TASK_WITHOUT_BROKER],
+        env=_example_env(tmp_path, KVB_EXAMPLE_BROKER=broker),
+        cwd=os.path.join(ROOT, "example_project"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    reply = json.loads(done.stdout.splitlines()[-1])
+    assert reply["status"] == 503, reply
+    error = json.loads(reply["body"])["error"]
+    assert broker in error and "kvb serve" in error and "KVB_EXAMPLE_BROKER" in error
+    assert "celery -A mysite worker" in error
