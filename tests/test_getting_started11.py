@@ -61,3 +61,24 @@ def test_example_task_view_without_a_broker_says_how_to_start_one(tmp_path):
     error = json.loads(reply["body"])["error"]
     assert broker in error and "kvb serve" in error and "KVB_EXAMPLE_BROKER" in error
     assert "celery -A mysite worker" in error
+
+
+def test_readme_redis_and_http_on_one_directory_keep_their_own_keys(tmp_path):
+    """The README runs kvb serve and kvb http on the quick look's directory: what each one sees of
+    the other's keys, as the README and docs/redis.md now say (before, nothing said it, and
+    ``redis-cli GET greeting`` answering nil after ``db.put(b"greeting", ...)`` looked like lost data)."""
+    from starlette.testclient import TestClient
+
+    from kv_backend import DB
+    from kv_backend.http import create_app
+    from kv_backend.structures import Structures
+
+    with DB(str(tmp_path / "kv")) as db:
+        db.put(b"greeting", b"hello", ttl=60)
+        s = Structures(db)
+        assert s.get("greeting") is None and s.dbsize() == 0
+        s.set("k", "v")
+        assert db.get(b"k") is None
+        with TestClient(create_app(db)) as client:
+            assert client.get("/v1/keys/greeting").content == b"hello"
+            assert client.get("/v1/keys").json()["keys"] == ["%00mk", "greeting"]
