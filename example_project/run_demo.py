@@ -17,6 +17,7 @@ import argparse
 import http.cookiejar
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -122,7 +123,13 @@ def request_pages(base: str) -> None:
         print("GET /counter/ ->", reply)
     for _ in range(3):
         print("GET /session/ ->", get("/session/"))
-    print("GET /fragment/ ->", " ".join(get("/fragment/").split())[-120:])
+    renders = [re.findall(r"<p>(\w+) rendered at ([\d:]+\.\d+)", get("/fragment/")) for _ in range(2)]
+    for (_, page), (_, sidebar) in renders:
+        print(f"GET /fragment/ -> page rendered at {page}, its sidebar fragment at {sidebar}")
+    ((_, page1), (_, sidebar1)), ((_, page2), (_, sidebar2)) = renders
+    if page1 == page2 or sidebar1 != sidebar2:
+        raise SystemExit("the template fragment was not served from the 'fragments' cache")
+    print("   the page is rendered anew each time; the sidebar comes from the 'fragments' cache")
     if first != second:
         raise SystemExit("the cached view was rendered twice: the per-view cache does not work")
     if hits != list(range(hits[0], hits[0] + 3)) or json.loads(get("/session/"))["visits"] != 4:

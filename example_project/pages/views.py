@@ -15,7 +15,11 @@ from django.views.decorators.cache import cache_page
 def _slow_report() -> dict[str, object]:
     """Stands in for an expensive computation whose result is worth caching."""
     time.sleep(0.05)
-    return {"rendered_at": time.strftime("%H:%M:%S"), "pid": os.getpid()}
+    now = time.time()  # to the millisecond: two renders within one second still differ
+    return {
+        "rendered_at": time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}",
+        "pid": os.getpid(),
+    }
 
 
 @cache_page(30)

@@ -26,6 +26,7 @@ def test_run_demo(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "same cached page" in out
+    assert "the sidebar comes from the 'fragments' cache" in out  # checked by run_demo.py itself
     assert ":1:demo:hits" in out and "django.contrib.sessions.cache" in out
     assert "kv_backend cache 'default'" in out and "Merge finished" in out and "Backup finished" in out
     assert list((tmp_path / "var" / "backups").iterdir())
