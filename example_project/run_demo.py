@@ -6,7 +6,9 @@ Runs ``migrate``, starts ``kvb serve`` as the Celery broker (Celery's own
 127.0.0.1 (free ports) with ``runserver`` or ``gunicorn``, requests its
 pages, starts a Celery worker and a task through ``/task/`` (its result
 stored by the ``kvb://`` result backend), prints the cache's contents, runs ``kv_stats``,
-``kv_merge`` and ``kv_backup file://...``, stops the servers and exits 0
+``kv_merge`` and ``kv_backup file://...``, restores that backup with ``kvb restore``, serves the
+copy with ``kvb http``, talks to the broker with redis-py, runs the engine demo
+(``python -m kv_backend.demo``) and writes a Store and a shelf, stops the servers and exits 0
 on success. ``make demo`` calls it; run it by hand with
 ``python example_project/run_demo.py [--server gunicorn] [--keep]``.
 """
@@ -220,6 +222,92 @@ def show_cache(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, cwd=HERE, check=True, timeout=120)
 
 
+def kvb(env: dict[str, str], *args: str) -> str:
+    """Run the ``kvb`` command line with ``args``, echo its output and return it (raise on failure)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "kv_backend", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    print("$ kvb " + " ".join(args))
+    print((proc.stdout + proc.stderr).rstrip() or "(done)")
+    if proc.returncode != 0:
+        raise SystemExit(f"kvb {' '.join(args)} failed with exit code {proc.returncode}")
+    return proc.stdout
+
+
+def http_part(env: dict[str, str], store: Path, log: Path) -> None:
+    """Serve ``store`` with ``kvb http`` on loopback, write and read a key and list the keys, stop it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "kv_backend", "http", "--dir", str(store), "--port", str(port)]
+    print(f"$ kvb http --dir {store} --port {port}")
+    with open(log, "wb") as out:
+        server = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=2).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    print(log.read_text(errors="replace"))
+                    raise SystemExit("kvb http did not start; its log is above") from None
+                time.sleep(0.1)
+        put = urllib.request.Request(base + "/v1/keys/greeting?ttl=60", data=b"hello", method="PUT")
+        with urllib.request.urlopen(put, timeout=10) as r:
+            print("PUT /v1/keys/greeting?ttl=60 (hello) ->", r.status)
+        with urllib.request.urlopen(base + "/v1/keys/greeting", timeout=10) as r:
+            value = r.read()
+            print("GET /v1/keys/greeting ->", value.decode())
+        with urllib.request.urlopen(base + "/v1/keys", timeout=10) as r:
+            print("GET /v1/keys ->", r.read().decode())
+        if value != b"hello":
+            raise SystemExit("kvb http did not return the value it stored")
+    finally:
+        stop_server(server)
+
+
+def redis_part(broker_url: str) -> None:
+    """Talk to the broker, ``kvb serve``, with redis-py: a string with a TTL, and the keys Celery made."""
+    import redis
+
+    r = redis.Redis.from_url(broker_url)
+    try:
+        print("redis-py", broker_url)
+        print("  PING ->", r.ping())
+        print("  SET greeting hello EX 60 ->", r.set("greeting", "hello", ex=60))
+        print("  GET greeting ->", r.get("greeting"), " TTL greeting ->", r.ttl("greeting"))
+        print("  KEYS * ->", sorted(k.decode(errors="replace") for k in r.keys("*")))
+        if r.get("greeting") != b"hello":
+            raise SystemExit("kvb serve did not return the value it stored")
+    finally:
+        r.close()
+
+
+_STORE_CODE = """
+import sys
+from kv_backend import Store, shelve
+
+where, write = sys.argv[1], sys.argv[2] == "write"
+with Store(where + "/store", serializer="json") as s, shelve.open(where + "/shelf") as shelf:
+    if write:
+        s["user:1"] = {"name": "Ada", "visits": 3}
+        s.set("token:abc", {"user": 1}, ttl=60)
+        shelf["cart"] = ["apple", "pear"]
+    else:
+        print("  Store:", s["user:1"], " token:abc expires in", round(s.ttl("token:abc")), "s")
+        print("  shelve:", shelf["cart"])
+"""
+
+
+def store_part(env: dict[str, str], var_dir: Path) -> None:
+    """Write a Store (JSON values, a TTL) and a shelf in one process, read them back in another."""
+    print(f"one process writes a Store and a shelf in {var_dir}, another reads them:", flush=True)
+    for mode in ("write", "read"):
+        code = [sys.executable, "-c", _STORE_CODE, str(var_dir), mode]
+        subprocess.run(code, env=env, check=True, timeout=60)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", choices=["runserver", "gunicorn"], default="runserver")
@@ -257,13 +345,28 @@ def main(argv: list[str] | None = None) -> int:
         manage(env, "kv_merge")
         step("kv_backup")
         manage(env, "kv_backup", (var_dir / "backups").as_uri())
+        step("kvb restore: the cache's backup, verified, into a new directory")
+        shutil.rmtree(var_dir / "restored", ignore_errors=True)  # the copy of an earlier run (--keep)
+        kvb(env, "restore", (var_dir / "backups").as_uri(), str(var_dir / "restored"))
+        kvb(env, "keys", str(var_dir / "restored"))
+        step("kvb http: the restored store over HTTP")
+        http_part(env, var_dir / "restored", var_dir / "http.log")
+        step("kvb serve: the broker's store, with a Redis client")
+        redis_part(env["KVB_EXAMPLE_BROKER"])
+        step("the engine: four processes on one store")
+        print("$ python -m kv_backend.demo", flush=True)
+        engine_demo = [sys.executable, "-m", "kv_backend.demo"]
+        subprocess.run(engine_demo, env=env, cwd=var_dir, check=True, timeout=120)
+        step("Store and shelve: persistent dicts")
+        store_part(env, var_dir)
     finally:
         step("stop the site")
         stop_server(server)
         stop_server(broker_proc)
     print(
         "\nDemo finished: the site ran on kv_backend for its cache and its sessions, and Celery on it "
-        "for its broker (kvb serve) and its results (kvb://)."
+        "for its broker (kvb serve) and its results (kvb://); the cache's backup was restored and served "
+        "over HTTP (kvb http), and the engine, a Store and a shelf were used directly."
     )
     return 0
 

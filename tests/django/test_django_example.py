@@ -30,3 +30,9 @@ def test_run_demo(tmp_path):
     assert ":1:demo:hits" in out and "django.contrib.sessions.cache" in out
     assert "kv_backend cache 'default'" in out and "Merge finished" in out and "Backup finished" in out
     assert list((tmp_path / "var" / "backups").iterdir())
+    # Beyond the site: the README's other front ends, each checked by run_demo.py itself.
+    assert "records verified" in out and ":1:demo:hits" in out.split("$ kvb keys")[1]  # kvb restore
+    assert "GET /v1/keys/greeting -> hello" in out  # kvb http
+    assert "GET greeting -> b'hello'" in out and "_kombu.binding.celery" in out  # redis-py on kvb serve
+    assert "4 processes x 250 atomic incr -> visits = 1000" in out  # python -m kv_backend.demo
+    assert "shelve: ['apple', 'pear']" in out and "'name': 'Ada'" in out  # Store and shelve
