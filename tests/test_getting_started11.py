@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 
-from helpers import ROOT
+from helpers import ROOT, child_env
 
 
 def _example_env(tmp_path, **extra: str) -> dict[str, str]:
@@ -82,3 +82,38 @@ def test_readme_redis_and_http_on_one_directory_keep_their_own_keys(tmp_path):
         with TestClient(create_app(db)) as client:
             assert client.get("/v1/keys/greeting").content == b"hello"
             assert client.get("/v1/keys").json()["keys"] == ["%00mk", "greeting"]
+
+
+_CHECK_A_LIST_LOCATION = """
+import django
+from django.conf import settings
+KV = "kv_backend_django.cache.KVCache"
+settings.configure(INSTALLED_APPS=["kv_backend_django"], CACHES={
+    "default": {"BACKEND": KV, "LOCATION": LOCATION},
+    "servers": {"BACKEND": KV, "LOCATION": [LOCATION + "-2"]},  # copied from a memcached alias
+})
+django.setup()
+from django.core import management
+from kv_backend_django import checks
+ours = [checks.check_location_not_published, checks.check_location_is_absolute,
+        checks.check_shared_location_options, checks.check_nested_locations]
+print([message.id for check in ours for message in check(None)])
+try:
+    management.call_command("check")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_manage_py_check_reports_a_location_that_is_no_path_with_the_caches_message(tmp_path):
+    """A KVCache LOCATION given as a list (a memcached alias's list of servers, switched to KVCache)
+    made ``manage.py check``, and so ``runserver``, fail with a TypeError from kv_backend_django's
+    E001 check (and W002 called the list's repr a relative path), not with the cache's own message."""
+    code = f"LOCATION = {str(tmp_path / 'cache')!r}\n" + _CHECK_A_LIST_LOCATION
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ours, created = done.stdout.splitlines()
+    assert ours == "[]"
+    assert created.startswith("KVCacheConfigurationError kv_backend_django.cache.KVCache needs LOCATION")

@@ -35,10 +35,24 @@ def _kv_configs() -> Iterator[tuple[str, dict[str, Any]]]:
             yield alias, config
 
 
+def _location(config: dict[str, Any]) -> str:
+    """The LOCATION of a KVCache entry as a path, or ``""`` where the cache itself refuses it.
+
+    KVCache takes a non-empty ``str`` or path object and, created by Django's own cache checks,
+    reports anything else (a list of servers copied from a memcached or Redis alias) with
+    ``KVCacheConfigurationError``; these checks skip such an entry rather than fail on it.
+    """
+    location = config.get("LOCATION")
+    if not location or not isinstance(location, (str, os.PathLike)):
+        return ""
+    path = os.fspath(location)
+    return path if isinstance(path, str) else ""
+
+
 def _kv_aliases() -> Iterator[tuple[str, str]]:
     """``(alias, LOCATION)`` of every cache configured with KVCache (or a subclass of it)."""
     for alias, config in _kv_configs():
-        yield alias, str(config.get("LOCATION") or "")
+        yield alias, _location(config)
 
 
 def _published_dirs() -> Iterator[tuple[str, pathlib.Path]]:
@@ -110,9 +124,10 @@ def check_shared_location_options(app_configs: Any, **kwargs: Any) -> list[Check
     first: dict[pathlib.Path, tuple[str, dict[str, Any], dict[str, Any]]] = {}
     for alias, config in _kv_configs():
         options = config.get("OPTIONS") or {}
-        if not config.get("LOCATION") or not isinstance(options, dict):
+        location = _location(config)
+        if not location or not isinstance(options, dict):
             continue  # the cache itself reports these when it is created
-        store = pathlib.Path(os.path.abspath(config["LOCATION"])).resolve()
+        store = pathlib.Path(os.path.abspath(location)).resolve()
         try:
             engine = effective_engine_options(options)
         except ConfigurationError:
