@@ -46,6 +46,7 @@ __all__ = [
     "BackupReport",
     "RestoreReport",
     "backup",
+    "in_process_url",
     "list_backups",
     "parse_storage_options",
     "prune_backups",
@@ -642,6 +643,15 @@ def _journals(target: _Target) -> list[dict[str, Any]]:
         doc["token"] = n[: -len(".json")]
         out.append(doc)
     return out
+
+
+def in_process_url(url: str) -> bool:
+    """Whether ``url`` (or a filesystem it chains, ``simplecache::memory://...``) is fsspec's ``memory://``.
+
+    That filesystem lives in the memory of the process: a backup there is gone when the process
+    exits, so the command-line tools (``kvb backup``, ``manage.py kv_backup``) refuse it.
+    """
+    return any(part.split("://", 1)[0].lower() == "memory" for part in url.split("::") if "://" in part)
 
 
 def parse_storage_options(pairs: list[str] | None, target: Callable[..., object]) -> dict[str, Any]:

@@ -397,10 +397,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from kv_backend import DB
-    from kv_backend.backup import backup, parse_storage_options
+    from kv_backend.backup import backup, in_process_url, parse_storage_options
     from kv_backend.progress import progress_bar
 
-    if any(part.split("://", 1)[0].lower() == "memory" for part in args.url.split("::") if "://" in part):
+    if in_process_url(args.url):
         # fsspec's memory filesystem lives in this process: the backup would be gone when kvb exits.
         _say(
             f"kvb backup: {args.url} is in the memory of this kvb process, which is gone when it exits; "

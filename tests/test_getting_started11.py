@@ -117,3 +117,35 @@ def test_manage_py_check_reports_a_location_that_is_no_path_with_the_caches_mess
     ours, created = done.stdout.splitlines()
     assert ours == "[]"
     assert created.startswith("KVCacheConfigurationError kv_backend_django.cache.KVCache needs LOCATION")
+
+
+_KV_BACKUP_TO_MEMORY = """
+import django
+from django.conf import settings
+settings.configure(INSTALLED_APPS=["kv_backend_django"],
+                   CACHES={"default": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": LOCATION}})
+django.setup()
+from django.core.cache import cache
+from django.core.management import CommandError, call_command
+cache.set("page", "<html>")
+for url in ("memory://backups", "simplecache::memory://backups", "MEMORY://backups"):
+    try:
+        call_command("kv_backup", url, verbosity=0)
+        print("backed up to", url)
+    except CommandError as exc:
+        print("refused:", exc)
+"""
+
+
+def test_kv_backup_refuses_a_memory_url_as_kvb_backup_does(tmp_path):
+    """``manage.py kv_backup memory://x`` said 'Backup finished' for a backup held in the command's
+    own memory, gone when it exits (``kvb backup`` refuses such a URL; docs/django.md gives kv_backup
+    its rules)."""
+    code = f"LOCATION = {str(tmp_path / 'cache')!r}\n" + _KV_BACKUP_TO_MEMORY
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and all(line.startswith("refused: ") for line in lines), lines
+    assert "gone when it exits" in lines[0] and "file:///" in lines[0]

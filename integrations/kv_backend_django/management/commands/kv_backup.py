@@ -39,11 +39,16 @@ class Command(BaseCommand):
         add_storage_option_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from kv_backend.backup import backup
+        from kv_backend.backup import backup, in_process_url
 
         cache = get_kv_cache(options["cache"])
         storage = parse_storage_options(options["storage_option"], backup)
         url = options["url"]
+        if in_process_url(url):
+            raise CommandError(
+                f"{url} is in the memory of this manage.py process, which is gone when it exits; "
+                "give a URL that outlives it (file:///backups/cache, s3://bucket/prefix...)"
+            )
         verbose = options["verbosity"] >= 1  # -v 0 (cron): errors only
         if verbose:
             self.stdout.write(f"Backing up cache {options['cache']!r} at {cache.location} to {url} ...")
