@@ -149,3 +149,19 @@ def test_kv_backup_refuses_a_memory_url_as_kvb_backup_does(tmp_path):
     lines = done.stdout.splitlines()
     assert len(lines) == 3 and all(line.startswith("refused: ") for line in lines), lines
     assert "gone when it exits" in lines[0] and "file:///" in lines[0]
+
+
+def test_http_backup_refuses_a_memory_url(tmp_path):
+    """``POST /v1/backup {"url": "memory://x"}`` answered 200 with a backup report for a backup kept in the
+    server's own memory: out of reach of ``kvb restore`` and gone when the server exits."""
+    from starlette.testclient import TestClient
+
+    from kv_backend.http import create_app
+
+    with TestClient(create_app(str(tmp_path / "kv"))) as client:
+        client.put("/v1/keys/greeting", content=b"hello")
+        for url in ("memory://backups", "simplecache::memory://backups"):
+            reply = client.post("/v1/backup", json={"url": url})
+            assert reply.status_code == 400, reply.text
+            assert reply.json()["error"] == "invalid_backup_target" and "gone when it exits" in reply.text
+        assert client.post("/v1/backup", json={"url": (tmp_path / "b").as_uri()}).status_code == 200

@@ -37,6 +37,7 @@ from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kv_backend import __version__
+from kv_backend.backup import in_process_url
 from kv_backend.db import DB
 from kv_backend.db_common import _check_key as check_key  # the engine's own key rules and messages
 from kv_backend.db_common import _check_value as check_value
@@ -1106,6 +1107,13 @@ class _Api:
                 "invalid_request",
                 f'"storage_options" cannot contain {", ".join(map(repr, reserved))}: it holds fsspec '
                 'options only (give the destination and the backup name as "url" and "name")',
+            )
+        if in_process_url(url):  # fsspec's memory filesystem: the backup would die with this process
+            raise HTTPAPIError(
+                400,
+                "invalid_backup_target",
+                f"cannot back up to {url!r}: it is in the memory of the server process, gone when it "
+                "exits and out of reach of kvb restore; give a URL that outlives it (file://, s3://...)",
             )
         try:
             report = await self.call(lambda: self.db.backup(url, name=name, **options))
