@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -25,13 +24,6 @@ def _example_env(tmp_path, **extra: str) -> dict[str, str]:
     )
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 _TASK_WITHOUT_BROKER = """
 import json, django
 django.setup()
@@ -46,7 +38,7 @@ print(json.dumps({"status": response.status_code, "body": response.content.decod
 def test_example_task_view_without_a_broker_says_how_to_start_one(tmp_path):
     """docs/django.md's by-hand steps start only the site, whose home page links to /task/: with no
     broker listening that was a bare 'Server Error (500)', logged nowhere (DEBUG off)."""
-    broker = f"redis://127.0.0.1:{_closed_port()}/0"
+    broker = f"redis+socket://{tmp_path}/no-broker.sock"  # nothing listens there, whatever else runs
     done = subprocess.run(
         [sys.executable, "-c", _TASK_WITHOUT_BROKER],
         env=_example_env(tmp_path, KVB_EXAMPLE_BROKER=broker),
