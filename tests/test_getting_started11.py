@@ -157,3 +157,43 @@ def test_http_backup_refuses_a_memory_url(tmp_path):
             assert reply.status_code == 400, reply.text
             assert reply.json()["error"] == "invalid_backup_target" and "gone when it exits" in reply.text
         assert client.post("/v1/backup", json={"url": (tmp_path / "b").as_uri()}).status_code == 200
+
+
+_CACHE_ON_CELERY_RESULTS = """
+import django
+from django.conf import settings
+KV = "kv_backend_django.cache.KVCache"
+settings.configure(
+    INSTALLED_APPS=["kv_backend_django"],
+    CACHES={
+        "default": {"BACKEND": KV, "LOCATION": ROOT + "/kv"},  # the results' directory itself
+        "inner": {"BACKEND": KV, "LOCATION": ROOT + "/kv/cache"},
+        "apart": {"BACKEND": KV, "LOCATION": ROOT + "/cache"},
+    },
+    CELERY_RESULT_BACKEND="kvb://" + ROOT + "/kv?sync=always",
+)
+django.setup()
+from celery import Celery
+from django.core.cache import caches
+from kv_backend_django.checks import check_location_not_celery_results
+print(sorted((m.obj, m.id) for m in check_location_not_celery_results(None)))
+app = Celery("proj", backend=settings.CELERY_RESULT_BACKEND)
+for i in range(8):
+    app.backend.store_result(f"t{i}", i, "SUCCESS")
+caches["default"].clear()
+print(app.AsyncResult("t0").state)
+"""
+
+
+def test_check_warns_of_a_cache_on_the_store_of_the_celery_results(tmp_path):
+    """A cache and ``CELERY_RESULT_BACKEND = "kvb://..."`` on one directory: the cache's clear() (and
+    its culling) removed the task results, and nothing in the docs or ``manage.py check`` said so."""
+    code = f"ROOT = {str(tmp_path)!r}\n" + _CACHE_ON_CELERY_RESULTS
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found, state = done.stdout.splitlines()
+    w004 = "kv_backend_django.W004"
+    assert found == str([("CACHES['default']", w004), ("CACHES['inner']", w004)])
+    assert state == "PENDING"  # what W004 warns of: the cleared cache took the result with it

@@ -5,7 +5,8 @@ may publish (inside MEDIA_ROOT, STATIC_ROOT or STATICFILES_DIRS) or that
 depends on the working directory. A KVCache store holds pickled pages and
 sessions in the same way, so the same two mistakes are checked here, and
 aliases sharing a LOCATION with engine OPTIONS that cannot both apply, or
-nesting one LOCATION in another.
+nesting one LOCATION in another, or a LOCATION on the store of the kvb:// Celery
+result backend.
 """
 
 from __future__ import annotations
@@ -185,4 +186,48 @@ def check_nested_locations(app_configs: Any, **kwargs: Any) -> list[CheckMessage
                     id="kv_backend_django.W003",
                 )
             )
+    return found
+
+
+@register(Tags.caches)
+def check_location_not_celery_results(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """W004: a LOCATION that is, holds or lies inside the store of a ``kvb://`` CELERY_RESULT_BACKEND.
+
+    A cache culls and clears by removing entries of its directory, whoever wrote them: task
+    results and chord counters kept there vanish (``get()`` then waits for ever, a chord never
+    fires). Celery's Django setup reads ``CELERY_``-prefixed settings, the name checked here.
+    """
+    url = getattr(settings, "CELERY_RESULT_BACKEND", None)
+    if not isinstance(url, str) or url[:4].lower() != "kvb:":
+        return []
+    try:
+        from kv_backend_celery.backend import parse_url
+
+        results = pathlib.Path(parse_url(url)[0]).resolve()
+    except (ImportError, ConfigurationError):
+        return []  # no Celery here, or a URL the backend itself refuses when it is built
+    found: list[CheckMessage] = []
+    for alias, location in _kv_aliases():
+        if not location:
+            continue
+        store = pathlib.Path(os.path.abspath(location)).resolve()
+        if store == results:
+            relation = "is"
+        elif results in store.parents:
+            relation = "lies inside"
+        elif store in results.parents:
+            relation = "contains"
+        else:
+            continue
+        found.append(
+            Warning(
+                f"The LOCATION of the {alias!r} cache {relation} the store of CELERY_RESULT_BACKEND "
+                f"({str(results)!r}): culling and clear() remove entries of the cache's directory "
+                "whoever wrote them, so task results and chord counters would be lost.",
+                hint="Give the cache and the Celery results directories of their own, side by side, "
+                "e.g. /var/lib/site/cache and /var/lib/site/celery-results.",
+                obj=f"CACHES[{alias!r}]",
+                id="kv_backend_django.W004",
+            )
+        )
     return found
