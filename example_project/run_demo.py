@@ -169,7 +169,7 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     """Start ``celery -A mysite worker -P prefork -c 2`` and wait until it answers a ping."""
     cmd = [sys.executable, "-m", "celery", "-A", "mysite", "worker", "-P", "prefork", "-c", "2"]
     cmd += ["-l", "info", "-n", "demo@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    print("$ celery -A mysite worker -P prefork -c 2")
+    print("$ celery " + " ".join(cmd[3:]))  # the command run, flags and all
     with open(log, "wb") as out:
         worker = subprocess.Popen(cmd, env=env, cwd=HERE, stdout=out, stderr=subprocess.STDOUT)
     ping = (

@@ -27,6 +27,8 @@ def test_run_demo(tmp_path):
     out = proc.stdout
     assert "same cached page" in out
     assert "the sidebar comes from the 'fragments' cache" in out  # checked by run_demo.py itself
+    # the worker command printed is the one run (it printed "-c 2" and ran with six more flags)
+    assert "$ celery -A mysite worker -P prefork -c 2 -l info -n demo@%h --without-gossip" in out
     assert ":1:demo:hits" in out and "django.contrib.sessions.cache" in out
     assert "kv_backend cache 'default'" in out and "Merge finished" in out and "Backup finished" in out
     assert list((tmp_path / "var" / "backups").iterdir())
