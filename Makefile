@@ -45,4 +45,4 @@ bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) demo-data
+	rm -rf $(VENV) $(OLDEST_VENV) demo-data example_project/var

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT, child_env
 
 
@@ -197,3 +199,15 @@ def test_check_warns_of_a_cache_on_the_store_of_the_celery_results(tmp_path):
     w004 = "kv_backend_django.W004"
     assert found == str([("CACHES['default']", w004), ("CACHES['inner']", w004)])
     assert state == "PENDING"  # what W004 warns of: the cleared cache took the result with it
+
+
+def test_make_clean_removes_what_make_demo_made():
+    """``make demo`` keeps its data in example_project/var/ (the site's cache, the broker's queues, the
+    results, its backups); ``make clean`` removed .venv and demo-data/, a directory no demo makes any
+    more, and left that."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make on this machine")
+    done = subprocess.run([make, "-n", "clean"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "example_project/var" in done.stdout.split()
