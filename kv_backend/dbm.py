@@ -274,8 +274,14 @@ class Database(MutableMapping[bytes, bytes]):
             raise self._convert(exc) from None
 
     def clear(self) -> None:
-        """Remove every key at once: one atomic batch, as flag ``"n"`` empties a database."""
+        """Remove every key at once: one atomic batch, as flag ``"n"`` empties a database.
+
+        Clearing an empty database opened with ``"r"`` does nothing, as with the
+        stdlib's (there is nothing to remove); a non-empty one raises ReadOnlyDatabaseError.
+        """
         try:
+            if self.db.read_only and not len(self.db):
+                return
             self.db.clear()
         except KVError as exc:
             raise self._convert(exc) from None

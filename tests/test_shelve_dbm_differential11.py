@@ -1,0 +1,42 @@
+"""kv_backend.shelve and kv_backend.dbm against the stdlib's shelve and dbm.dumb (#4).
+
+Focused regression tests for each difference found, then differential state
+machines (see their docstrings) that run the same random operations on ours
+and on the stdlib's and compare every result, exception and the stored state.
+"""
+
+from __future__ import annotations
+
+import dbm.dumb
+import shelve as std_shelve
+
+import pytest
+
+import kv_backend.dbm as kv_dbm
+import kv_backend.shelve as kv_shelve
+
+
+def test_clear_of_an_empty_read_only_database_does_nothing_as_in_the_stdlib(tmp_path):
+    """clear() on an empty "r" database or shelf raised ReadOnlyDatabaseError; the stdlib's
+    clear() removes nothing there and returns. A non-empty one still raises (as the stdlib's)."""
+    for name, opener in (
+        ("kv", kv_dbm.open),
+        ("dumb", dbm.dumb.open),
+        ("kvshelf", kv_shelve.open),
+        ("shelf", lambda p, f: std_shelve.Shelf(dbm.dumb.open(p, f))),  # noqa: SIM115
+    ):
+        path = str(tmp_path / name)
+        opener(path, "c").close()
+        with opener(path, "r") as ro:
+            ro.clear()
+            assert len(ro) == 0
+        with opener(path, "c") as rw:
+            rw["k"] = b"v"
+        with opener(path, "r") as ro:
+            with pytest.raises(OSError):
+                ro.clear()
+            assert len(ro) == 1
+        closed = opener(path, "r")
+        closed.close()
+        with pytest.raises((OSError, ValueError)):  # use after close still raises
+            closed.clear()
