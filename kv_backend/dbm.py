@@ -253,6 +253,7 @@ class Database(MutableMapping[bytes, bytes]):
         try:
             k = _key(key)
         except TypeError:
+            self._check_open()  # use after close() raises, whatever the key
             return False
         try:
             return k in self.db

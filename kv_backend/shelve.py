@@ -158,6 +158,8 @@ class KVShelf(_std_shelve.DbfilenameShelf):
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
+            if isinstance(self.dict, _std_shelve._ClosedDict):
+                self.dict.closed()  # use after close() raises, whatever the key
             return False
         try:
             k = key.encode(self.keyencoding)

@@ -40,3 +40,22 @@ def test_clear_of_an_empty_read_only_database_does_nothing_as_in_the_stdlib(tmp_
         closed.close()
         with pytest.raises((OSError, ValueError)):  # use after close still raises
             closed.clear()
+
+
+def test_in_with_a_key_of_another_type_after_close_raises(tmp_path):
+    """``1 in db`` answered False on a closed database or shelf, where every other use after
+    close() raises (dbm.dumb: its error; shelve: ValueError); it now raises the same error
+    as ``b"k" in db``. On an open one it is still simply False."""
+    with kv_dbm.open(str(tmp_path / "d"), "c") as d:
+        assert 1 not in d
+    with pytest.raises(kv_dbm.ClosedError):
+        1 in d  # noqa: B015
+    dumb = dbm.dumb.open(str(tmp_path / "dumb"), "c")  # noqa: SIM115
+    dumb.close()
+    with pytest.raises(OSError):  # what the stdlib does
+        1 in dumb  # noqa: B015
+    with kv_shelve.open(str(tmp_path / "s")) as s:
+        assert 1 not in s
+    for key in (1, b"k", None):
+        with pytest.raises(ValueError, match="closed shelf"):
+            key in s  # noqa: B015
