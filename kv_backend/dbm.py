@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ClosedError",
     "Database",
+    "DatabaseNotFoundError",
     "KeySizeError",
     "ReadOnlyDatabaseError",
     "ValueSizeError",
@@ -73,6 +74,10 @@ class ReadOnlyDatabaseError(error, ReadOnlyError):
 
 class ClosedError(error, DatabaseClosedError):
     """The database was used after :meth:`Database.close`."""
+
+
+class DatabaseNotFoundError(error, FileNotFoundError):
+    """No database at the path, with flag ``"r"`` or ``"w"`` (a ``FileNotFoundError``, as ``dbm.dumb``'s)."""
 
 
 class KeySizeError(error, KeyTooLargeError):
@@ -510,7 +515,9 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
             db = DB(path, read_only=True)
         elif mode_char == "w":
             if not _is_store(path):
-                raise error(errno.ENOENT, f"no database at {path}; use flag 'c' or 'n' to create one")
+                raise DatabaseNotFoundError(
+                    errno.ENOENT, f"no database at {path}; use flag 'c' or 'n' to create one"
+                )
             db = DB(path, sync=sync)
         else:
             was_store = _is_store(path)
@@ -530,7 +537,9 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
     except error:
         raise
     except StoreNotFoundError as exc:
-        raise error(errno.ENOENT, f"no database at {path}; use flag 'c' or 'n' to create one") from exc
+        raise DatabaseNotFoundError(
+            errno.ENOENT, f"no database at {path}; use flag 'c' or 'n' to create one"
+        ) from exc
     except NotAStoreError as exc:
         raise error(exc.errno or errno.EINVAL, str(exc)) from exc
     except KVError as exc:  # permissions, disk full...: still this module's error, as in every dbm module

@@ -8,6 +8,7 @@ and on the stdlib's and compare every result, exception and the stored state.
 from __future__ import annotations
 
 import dbm.dumb
+import errno
 import shelve as std_shelve
 
 import pytest
@@ -59,3 +60,17 @@ def test_in_with_a_key_of_another_type_after_close_raises(tmp_path):
     for key in (1, b"k", None):
         with pytest.raises(ValueError, match="closed shelf"):
             key in s  # noqa: B015
+
+
+@pytest.mark.parametrize("flag", ["r", "w"])
+def test_opening_a_missing_database_raises_file_not_found_as_dbm_dumb(tmp_path, flag):
+    """dbm.dumb.open(missing, "r" or "w") raises FileNotFoundError; kv_backend.dbm.open raised
+    only its error (an OSError), which ``except FileNotFoundError:`` missed. It is now both."""
+    with pytest.raises(FileNotFoundError):
+        dbm.dumb.open(str(tmp_path / "dumb"), flag)  # noqa: SIM115
+    for open_ in (kv_dbm.open, kv_shelve.open):
+        with pytest.raises(FileNotFoundError, match="use flag 'c' or 'n'") as info:
+            open_(str(tmp_path / "kv"), flag)
+        assert isinstance(info.value, kv_dbm.DatabaseNotFoundError)
+        assert isinstance(info.value, kv_dbm.error) and info.value.errno == errno.ENOENT
+    assert not (tmp_path / "kv").exists()
