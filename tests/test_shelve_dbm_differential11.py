@@ -45,7 +45,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 import kv_backend.dbm as kv_dbm
 import kv_backend.shelve as kv_shelve
 from kv_backend.errors import KeyTooLargeError
-from kv_backend.serializers import PickleSerializationError
+from kv_backend.serializers import PickleDeserializationError, PickleSerializationError
 
 
 def test_clear_of_an_empty_read_only_database_does_nothing_as_in_the_stdlib(tmp_path):
@@ -105,6 +105,24 @@ def test_opening_a_missing_database_raises_file_not_found_as_dbm_dumb(tmp_path, 
         assert isinstance(info.value, kv_dbm.DatabaseNotFoundError)
         assert isinstance(info.value, kv_dbm.error) and info.value.errno == errno.ENOENT
     assert not (tmp_path / "kv").exists()
+
+
+@pytest.mark.parametrize("data", [b"", pickle.dumps([1, 2])[:-2], b"x"])
+def test_an_unreadable_value_raises_one_error_whatever_the_stdlib_raises(tmp_path, data):
+    """Documented: the stdlib's shelf raises EOFError or UnpicklingError, as unpickling did;
+    ours always PickleDeserializationError (a ValueError and an UnpicklingError)."""
+    for opener, path in ((kv_dbm.open, tmp_path / "kv"), (dbm.dumb.open, tmp_path / "dumb")):
+        with opener(str(path), "c") as d:
+            d[b"k"] = data
+    with (
+        std_shelve.Shelf(dbm.dumb.open(str(tmp_path / "dumb"), "r")) as theirs,
+        pytest.raises((EOFError, pickle.UnpicklingError)),
+    ):
+        theirs["k"]
+    with kv_shelve.open(str(tmp_path / "kv"), "r") as ours:
+        with pytest.raises(pickle.UnpicklingError) as info:
+            ours["k"]
+        assert isinstance(info.value, PickleDeserializationError) and isinstance(info.value, ValueError)
 
 
 # -- differential state machines ------------------------------------------------------------------
@@ -223,6 +241,8 @@ class ShelfDiff(RuleBasedStateMachine):
             std_shelve.Shelf(self.mod.open(f"{self.dir}/b", "r")) as b,
         ):
             assert dict(a) == dict(b)
+            # Documented: the stored bytes are exactly the stdlib's pickles.
+            assert {k: a.dict[k] for k in a.dict} == {k: b.dict[k] for k in b.dict.keys()}  # noqa: SIM118
 
     # writes
 
