@@ -168,8 +168,13 @@ class KVShelf(_std_shelve.DbfilenameShelf):
         return k in self.dict
 
     def __iter__(self) -> Iterator[str]:
+        """The keys as they were when the loop started, as the stdlib shelf's (dbm ``keys()`` is a list).
+
+        A live walk met every key the loop body added, so ``for k in shelf: shelf[k + "x"] = v``
+        never ended (it wrote keys until one was too long).
+        """
         enc = self.keyencoding
-        for k in self.dict:
+        for k in self.dict.keys():  # noqa: SIM118 - a snapshot, not a live walk
             yield k.decode(enc)
 
     def clear(self) -> None:

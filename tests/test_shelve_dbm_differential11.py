@@ -125,6 +125,26 @@ def test_an_unreadable_value_raises_one_error_whatever_the_stdlib_raises(tmp_pat
         assert isinstance(info.value, PickleDeserializationError) and isinstance(info.value, ValueError)
 
 
+def test_writing_while_iterating_a_shelf_sees_the_keys_as_they_were_like_the_stdlib(tmp_path):
+    """The stdlib's shelf iterates over its dbm's keys() (a list): the loop body may write and
+    the loop ends. Ours walked the live keys, so a loop that added a key after each one it met
+    never ended (it wrote keys until one was over 65,536 bytes); it now walks a snapshot too."""
+    results = []
+    for s in (
+        std_shelve.Shelf(dbm.dumb.open(str(tmp_path / "dumb"), "c")),  # noqa: SIM115
+        kv_shelve.open(str(tmp_path / "kv")),
+    ):
+        with s:
+            s.update({"a": 1, "b": 2})
+            seen = []
+            for k in s:
+                seen.append(k)
+                s[k + "x"] = 0
+                assert len(seen) < 10, "the loop meets the keys it adds"
+            results.append((sorted(seen), sorted(s)))
+    assert results[0] == results[1] == (["a", "b"], ["a", "ax", "b", "bx"])
+
+
 # -- differential state machines ------------------------------------------------------------------
 
 
@@ -309,6 +329,22 @@ class ShelfDiff(RuleBasedStateMachine):
             return v
 
         self.both(f"s[{k!r}].append({x})", go)
+
+    @precondition(lambda self: len(self.ours) <= 20)
+    @rule(x=SHELF_VALUES)
+    def write_while_iterating(self, x: Any) -> None:
+        """The loop sees the keys as they were when it started (the stdlib's dbm keys() is a list)."""
+
+        def go(s: Any) -> list[str]:
+            seen: list[str] = []
+            n = len(s)
+            for k in s:
+                seen.append(k)
+                assert len(seen) <= n, "the loop meets the keys it adds"
+                s[k + "+"] = x
+            return sorted(seen)
+
+        self.both("for k in s: s[k + '+'] = x", go)
 
     # reads
 
