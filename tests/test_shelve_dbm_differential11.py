@@ -145,6 +145,23 @@ def test_writing_while_iterating_a_shelf_sees_the_keys_as_they_were_like_the_std
     assert results[0] == results[1] == (["a", "b"], ["a", "ax", "b", "bx"])
 
 
+def test_writing_while_looping_over_dbm_keys_ends(tmp_path):
+    """Documented: iterating a Database walks its live keys (dbm.dumb raises RuntimeError when it
+    changes during the loop); a loop over keys(), a list, may write and ends."""
+    with kv_dbm.open(str(tmp_path / "kv"), "c") as d:
+        d.update({b"a": b"1", b"b": b"2"})
+        for k in d.keys():  # noqa: SIM118 - the documented snapshot
+            d[k + b"x"] = d[k]
+        assert d.keys() == [b"a", b"ax", b"b", b"bx"]
+        seen = []
+        for k in d:  # the live walk meets keys added after the ones it has passed
+            seen.append(k)
+            if len(seen) == 20:
+                break
+            d[k + b"y"] = b"new"
+        assert len(seen) == 20
+
+
 # -- differential state machines ------------------------------------------------------------------
 
 
@@ -661,8 +678,8 @@ class DbmDiff(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=60,
-    stateful_step_count=30,
+    max_examples=50,
+    stateful_step_count=25,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
