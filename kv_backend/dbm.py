@@ -77,7 +77,10 @@ class ClosedError(error, DatabaseClosedError):
 
 
 class DatabaseNotFoundError(error, FileNotFoundError):
-    """No database at the path, with flag ``"r"`` or ``"w"`` (a ``FileNotFoundError``, as ``dbm.dumb``'s)."""
+    """No database at the path with flag ``"r"`` or ``"w"``, or no parent directory to create it in.
+
+    A ``FileNotFoundError``, as ``dbm.dumb`` raises in both cases.
+    """
 
 
 class KeySizeError(error, KeyTooLargeError):
@@ -440,7 +443,8 @@ def _create(path: str, mode: int) -> bool:
     except FileExistsError:
         return False
     except OSError as exc:
-        raise error(exc.errno or errno.EIO, f"cannot create the database {path}: {exc.strerror}") from exc
+        cls = DatabaseNotFoundError if isinstance(exc, FileNotFoundError) else error
+        raise cls(exc.errno or errno.EIO, f"cannot create the database {path}: {exc.strerror}") from exc
     return True
 
 

@@ -162,6 +162,17 @@ def test_writing_while_looping_over_dbm_keys_ends(tmp_path):
         assert len(seen) == 20
 
 
+@pytest.mark.parametrize("flag", ["c", "n"])
+def test_creating_a_database_in_a_missing_directory_raises_file_not_found_as_dbm_dumb(tmp_path, flag):
+    """dbm.dumb.open("missing/db", "c") raises FileNotFoundError; ours raised only its error."""
+    with pytest.raises(FileNotFoundError):
+        dbm.dumb.open(str(tmp_path / "missing" / "dumb"), flag)  # noqa: SIM115
+    for open_ in (kv_dbm.open, kv_shelve.open):
+        with pytest.raises(kv_dbm.DatabaseNotFoundError, match="cannot create the database") as info:
+            open_(str(tmp_path / "missing" / "kv"), flag)
+        assert isinstance(info.value, FileNotFoundError) and info.value.errno == errno.ENOENT
+
+
 # -- differential state machines ------------------------------------------------------------------
 
 
