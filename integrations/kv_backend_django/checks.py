@@ -67,6 +67,17 @@ def _published_dirs() -> Iterator[tuple[str, pathlib.Path]]:
             yield name, pathlib.Path(path).resolve()
 
 
+def _relation(store: pathlib.Path, other: pathlib.Path) -> str | None:
+    """How the directory ``store`` stands to ``other``: "is", "is inside", "contains", or None."""
+    if store == other:
+        return "is"
+    if other in store.parents:
+        return "is inside"
+    if store in other.parents:
+        return "contains"
+    return None
+
+
 @register(Tags.caches, deploy=True)
 def check_location_not_published(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     """W001: a LOCATION that is, holds or lies inside a directory the site serves as files."""
@@ -76,13 +87,8 @@ def check_location_not_published(app_configs: Any, **kwargs: Any) -> list[CheckM
             continue
         store = pathlib.Path(location).resolve()
         for name, served in _published_dirs():
-            if store == served:
-                relation = "is"
-            elif served in store.parents:
-                relation = "is inside"
-            elif store in served.parents:
-                relation = "contains"
-            else:
+            relation = _relation(store, served)
+            if relation is None:
                 continue
             found.append(
                 Warning(
@@ -211,13 +217,8 @@ def check_location_not_celery_results(app_configs: Any, **kwargs: Any) -> list[C
         if not location:
             continue
         store = pathlib.Path(os.path.abspath(location)).resolve()
-        if store == results:
-            relation = "is"
-        elif results in store.parents:
-            relation = "lies inside"
-        elif store in results.parents:
-            relation = "contains"
-        else:
+        relation = _relation(store, results)
+        if relation is None:
             continue
         found.append(
             Warning(
