@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("KVB_EXAMPLE_VAR", BASE_DIR / "var"))
@@ -83,7 +84,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # starts kvb serve; a redis-server works the same), the results go to a kv_backend store
 # next to the cache, kept for an hour.
 CELERY_BROKER_URL = os.environ.get("KVB_EXAMPLE_BROKER", "redis://127.0.0.1:6379/0")
-CELERY_RESULT_BACKEND = f"kvb://{(VAR_DIR / 'celery-results').resolve()}"
+# quote(): the path goes into a URL, where "%", "#", "?" and spaces have a meaning of their own
+CELERY_RESULT_BACKEND = "kvb://" + quote(str((VAR_DIR / "celery-results").resolve()))
 CELERY_RESULT_EXPIRES = 3600
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_TRACK_STARTED = True
