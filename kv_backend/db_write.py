@@ -6,7 +6,7 @@ import contextlib
 import errno
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
 from kv_backend import record as rec
@@ -30,6 +30,7 @@ from kv_backend.db_common import (
 )
 from kv_backend.errors import (
     DatabaseClosedError,
+    InvalidArgumentError,
     InvalidValueError,
     NotAnIntegerError,
     ReadOnlyError,
@@ -46,6 +47,7 @@ from kv_backend.files import (
     storage_error,
     write_all,
 )
+from kv_backend.mapping import update_pairs
 from kv_backend.state import unpack_tail
 
 if TYPE_CHECKING:
@@ -722,13 +724,37 @@ class _Writing:
         self._after_write()
         return result
 
-    def update(self, key: bytes, fn: Callable[[bytes | None], bytes | None]) -> bytes | None:
+    @overload
+    def update(self, key: BytesLike, fn: Callable[[bytes | None], bytes | None], /) -> bytes | None: ...
+    @overload
+    def update(
+        self, other: Mapping[bytes, BytesLike] | Iterable[tuple[bytes, BytesLike]] = (), /, **kwargs: Any
+    ) -> None: ...
+    def update(self, key: Any = (), fn: Any = None, /, **kwargs: Any) -> bytes | None:
         """Atomically replace the value of ``key`` by ``fn(old_value)``.
 
         ``fn`` receives the current value (None if absent) and returns the new
         one, or None to delete the key. The key keeps its expiry. If ``fn``
         raises, nothing is written. Returns the new value.
+
+        Without ``fn`` it is ``MutableMapping.update``: the pairs of a mapping or
+        an iterable of pairs are stored as one atomic batch (code written for any
+        mutable mapping can be given a DB).
         """
+        if fn is None:
+            if isinstance(key, (bytes, bytearray, memoryview)):
+                raise InvalidArgumentError(
+                    "update(key) needs a function: update(key, fn) replaces the value by fn(old); "
+                    "update(mapping) or update(pairs) stores several"
+                )
+            pairs = update_pairs(key, kwargs)
+            if pairs:
+                with self.batch() as b:
+                    for k, v in pairs:
+                        b.put(k, v)
+            return None
+        if kwargs:
+            raise InvalidArgumentError("update(key, fn) takes no keyword arguments")
         key = _check_key(key)
         self._check_writable()
         self._pre_catch_up()
