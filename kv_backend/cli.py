@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from kv_backend.errors import KVError
+from kv_backend.errors import ConfigurationError, KVError
 
 
 def _value(text: str) -> bytes:
@@ -468,12 +468,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What ``kvb http`` needs beyond the engine, all in the ``server`` extra.
+_HTTP_PACKAGES = ("starlette", "uvicorn")
+
+
 class _Stopped(BaseException):
     """SIGTERM asked ``kvb http`` to stop (raised by :func:`cmd_http`'s handler)."""
 
 
 def cmd_http(args: argparse.Namespace) -> int:
-    from kv_backend.http import serve
+    try:
+        from kv_backend.http import serve
+    except ModuleNotFoundError as exc:
+        if exc.name not in _HTTP_PACKAGES:
+            raise
+        raise ConfigurationError(str(exc)) from None  # one line naming the extra, not a traceback
 
     def stop(signum: int, frame: object) -> None:
         # Runs before uvicorn takes SIGTERM over, and when uvicorn, having shut down because of it,
@@ -485,6 +494,10 @@ def cmd_http(args: argparse.Namespace) -> int:
     try:
         token = args.token if args.token is not None else args.token_file
         serve(args.dir, host=args.host, port=args.port, token=token, keep_alive=args.keep_alive)
+    except ModuleNotFoundError as exc:
+        if exc.name not in _HTTP_PACKAGES:
+            raise
+        raise ConfigurationError(str(exc)) from None
     except _Stopped:
         pass  # a shutdown asked for: exit status 0, as kvb serve (and redis-server) after SIGTERM
     finally:

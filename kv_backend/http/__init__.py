@@ -7,6 +7,18 @@ docs/openapi.json (also served at GET /openapi.json) its OpenAPI form.
 
 from __future__ import annotations
 
+try:
+    import starlette  # noqa: F401  (checked here, so that every kv_backend.http module says what to install)
+except ModuleNotFoundError as exc:
+    if exc.name != "starlette":
+        raise
+    # Not a bare "No module named 'starlette'": the user installed kv-backend without the extra
+    # that brings the HTTP interface's dependencies (Starlette, uvicorn).
+    raise ModuleNotFoundError(
+        "kv_backend.http (kvb http) needs the starlette package: pip install 'kv-backend[server]'",
+        name="starlette",
+    ) from None
+
 from kv_backend.http.app import DEFAULT_MAX_VALUE_SIZE, HTTPAPIError, create_app
 from kv_backend.http.keys import decode_key, encode_key
 from kv_backend.http.openapi import openapi_document

@@ -116,7 +116,15 @@ def serve(
     store's fsync policy) to ``$KVB_HTTP_SYNC`` or ``"never"``, ``keep_alive`` (seconds an idle
     connection stays open) to ``$KVB_HTTP_KEEP_ALIVE`` or 5.
     """
-    import uvicorn
+    try:
+        import uvicorn
+    except ModuleNotFoundError as exc:
+        if exc.name != "uvicorn":
+            raise
+        raise ModuleNotFoundError(
+            "serving kv_backend.http (kvb http) needs the uvicorn package: pip install 'kv-backend[server]'",
+            name="uvicorn",
+        ) from None
 
     if token is None:
         token = os.environ.get("KVB_HTTP_TOKEN") or None
