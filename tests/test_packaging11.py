@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
@@ -49,3 +52,49 @@ def test_kvb_http_without_uvicorn_names_the_extra(monkeypatch, capsys, store_pat
         "pip install 'kv-backend[server]'\n"
     )
     assert not os.path.exists(store_path)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The wheel's import packages and where their source lies in the repository.
+PACKAGES = {
+    "kv_backend": ROOT / "kv_backend",
+    "kv_backend_django": ROOT / "integrations" / "kv_backend_django",
+    "kv_backend_celery": ROOT / "integrations" / "kv_backend_celery",
+}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Iterator[zipfile.ZipFile]:
+    """The wheel pip installs, built once (in-process, a fraction of a second) by the project's own
+    build backend."""
+    builder = pytest.importorskip(
+        "hatchling.builders.wheel",
+        reason="needs hatchling, the build backend (in the dev extra), to build the wheel in-process",
+    )
+    out = tmp_path_factory.mktemp("dist")
+    [path] = builder.WheelBuilder(str(ROOT)).build(directory=str(out), versions=["standard"])
+    with zipfile.ZipFile(path) as built:
+        yield built
+
+
+def test_the_wheel_holds_every_module_and_no_junk(wheel):
+    names = set(wheel.namelist())
+    for package, source in PACKAGES.items():
+        modules = {
+            f"{package}/{p.relative_to(source).as_posix()}"
+            for p in source.rglob("*.py")
+            if "__pycache__" not in p.parts
+        }
+        assert modules and not modules - names, f"{package}: missing from the wheel: {modules - names}"
+    junk = [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo")) or n.startswith("tests/")]
+    assert not junk
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == set(PACKAGES)
+
+
+def test_every_typed_package_has_its_py_typed_marker(wheel):
+    """kv_backend_django and kv_backend_celery are annotated like kv_backend, and the project says
+    "Typing :: Typed", but only kv_backend had py.typed: mypy skipped `from kv_backend_django.cache
+    import KVCache` ("module is installed, but missing library stubs or py.typed marker")."""
+    names = set(wheel.namelist())
+    assert {f"{package}/py.typed" for package in PACKAGES} <= names
