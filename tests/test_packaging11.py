@@ -3,6 +3,8 @@ what the built wheel holds (packages, markers, metadata, entry points)."""
 
 from __future__ import annotations
 
+import email.message
+import email.parser
 import os
 import sys
 import zipfile
@@ -98,3 +100,17 @@ def test_every_typed_package_has_its_py_typed_marker(wheel):
     import KVCache` ("module is installed, but missing library stubs or py.typed marker")."""
     names = set(wheel.namelist())
     assert {f"{package}/py.typed" for package in PACKAGES} <= names
+
+
+def _metadata(wheel: zipfile.ZipFile) -> email.message.Message:
+    [name] = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    return email.parser.BytesParser().parsebytes(wheel.read(name))
+
+
+def test_the_wheel_carries_the_license_text(wheel):
+    """The project is MIT-licensed, whose one condition is that its notice goes with every copy, yet
+    the repository had no license file, so neither the wheel nor the sdist held one."""
+    [name] = [n for n in wheel.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+    assert wheel.read(name).decode().startswith("MIT License\n")
+    metadata = _metadata(wheel)
+    assert (metadata["License-Expression"], metadata["License-File"]) == ("MIT", "LICENSE")
