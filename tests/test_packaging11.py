@@ -114,3 +114,47 @@ def test_the_wheel_carries_the_license_text(wheel):
     assert wheel.read(name).decode().startswith("MIT License\n")
     metadata = _metadata(wheel)
     assert (metadata["License-Expression"], metadata["License-File"]) == ("MIT", "LICENSE")
+
+
+def test_the_classifiers_name_the_supported_python_and_django_releases(wheel):
+    """README's "Supported: Python 3.10+, Django 4.2 and 5.2 (and 6.x ...), Linux and macOS" was not in
+    the metadata: PyPI (and tools that read its classifiers) saw no Python or Django release at all."""
+    metadata = _metadata(wheel)
+    classifiers = set(metadata.get_all("Classifier"))
+    assert metadata["Requires-Python"] == ">=3.10"
+    assert {f"Programming Language :: Python :: 3.{minor}" for minor in (10, 11, 12, 13)} <= classifiers
+    assert {f"Framework :: Django :: {line}" for line in ("4.2", "5.2", "6")} <= classifiers
+    assert {"Operating System :: POSIX :: Linux", "Operating System :: MacOS"} <= classifiers
+
+
+def test_the_lower_bounds_are_the_release_lines_test_oldest_runs(wheel):
+    """Every ``>=`` bound of a dependency (of the install or of an extra, the test tools of dev aside)
+    is the release line .ci/oldest.txt pins for ``make test-oldest``: a bound below what is tested
+    would admit releases nothing has run on."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    pins = {}
+    for line in (ROOT / ".ci" / "oldest.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.strip().lower()] = Version(version.strip().removesuffix(".*"))
+    bounds = {}
+    for text in _metadata(wheel).get_all("Requires-Dist"):
+        requirement = Requirement(text)
+        extras = ("", "django", "celery", "s3", "backup", "server")
+        if requirement.marker and not any(requirement.marker.evaluate({"extra": e}) for e in extras):
+            continue
+        for spec in requirement.specifier:
+            if spec.operator == ">=":
+                bounds[requirement.name.lower()] = Version(spec.version)
+    assert {"django", "celery", "fsspec", "starlette", "uvicorn"} <= set(bounds)
+    assert {name: pins.get(name) for name in bounds} == bounds
+
+
+def test_the_entry_points_that_installing_registers(wheel):
+    [name] = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    text = wheel.read(name).decode()
+    assert "[console_scripts]\nkvb = kv_backend.cli:main\n" in text
+    assert "[celery.result_backends]\nkvb = kv_backend_celery.backend:KVBackend\n" in text
+    assert "[celery.commands]\nkvb-recover-chords = kv_backend_celery.cli:recover_chords\n" in text
