@@ -158,3 +158,16 @@ def test_the_entry_points_that_installing_registers(wheel):
     assert "[console_scripts]\nkvb = kv_backend.cli:main\n" in text
     assert "[celery.result_backends]\nkvb = kv_backend_celery.backend:KVBackend\n" in text
     assert "[celery.commands]\nkvb-recover-chords = kv_backend_celery.cli:recover_chords\n" in text
+
+
+def test_eval_without_lupa_names_the_extra(monkeypatch):
+    """EVAL on a `kvb serve` installed without the server extra said "pip install lupa" only; it now
+    names the extra, as every other command that needs one does."""
+    from kv_backend.server.scripting import Scripts
+    from kv_backend.structures.errors import CommandError
+
+    monkeypatch.setitem(sys.modules, "lupa", None)
+    monkeypatch.setitem(sys.modules, "lupa.lua51", None)
+    needs = r"^ERR scripting needs the 'lupa' package: pip install 'kv-backend\[server\]'"
+    with pytest.raises(CommandError, match=needs):
+        Scripts(server=None)._runtime()  # type: ignore[arg-type]

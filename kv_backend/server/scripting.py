@@ -414,7 +414,10 @@ class Scripts:
             try:
                 import lupa.lua51 as module
             except ImportError:
-                raise CommandError("ERR scripting needs the 'lupa' package: pip install lupa") from None
+                raise CommandError(
+                    "ERR scripting needs the 'lupa' package: "
+                    "pip install 'kv-backend[server]' (or pip install lupa)"
+                ) from None
             lua = module.LuaRuntime(unpack_returned_tuples=True, encoding=None, register_eval=False)
             compile_kvb = lua.eval("function(src) return loadstring(src, '=kvb') end")
             lua_cjson.install(lua, compile_kvb)
