@@ -7,6 +7,7 @@ import email.message
 import email.parser
 import os
 import sys
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,3 +172,26 @@ def test_eval_without_lupa_names_the_extra(monkeypatch):
     needs = r"^ERR scripting needs the 'lupa' package: pip install 'kv-backend\[server\]'"
     with pytest.raises(CommandError, match=needs):
         Scripts(server=None)._runtime()  # type: ignore[arg-type]
+
+
+def test_the_sdist_holds_what_its_tests_read(tmp_path):
+    """The sdist ships tests/ (distributions run them from it) but not example_project/, .ci/ or the
+    Makefile those tests read: from an unpacked sdist, tests/test_docs_examples10.py failed ("no
+    example_project/run_demo.py") and so did the Django example tests."""
+    builder = pytest.importorskip(
+        "hatchling.builders.sdist",
+        reason="needs hatchling, the build backend (in the dev extra), to build the sdist in-process",
+    )
+    [path] = builder.SdistBuilder(str(ROOT)).build(directory=str(tmp_path), versions=["standard"])
+    with tarfile.open(path) as sdist:
+        names = {name.partition("/")[2] for name in sdist.getnames()}
+    assert {
+        "tests/conftest.py",
+        "example_project/run_demo.py",
+        "example_project/manage.py",
+        ".ci/oldest.txt",
+        "Makefile",
+        "scripts/ensure-tools.sh",
+        "LICENSE",
+    } <= names
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
