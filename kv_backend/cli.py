@@ -554,7 +554,11 @@ class _CommandParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``kvb``."""
+    from kv_backend import __version__
+
     p = _Parser(prog="kvb", description="Inspect, change, merge, back up and serve a kv_backend store.")
+    # As redis-server, celery and django-admin have: which release is installed, for a bug report.
+    p.add_argument("--version", action="version", version=f"kvb {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
 
     s = sub.add_parser("stats", help="show keys, sizes and files of a store")

@@ -195,3 +195,11 @@ def test_the_sdist_holds_what_its_tests_read(tmp_path):
         "LICENSE",
     } <= names
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+
+
+def test_kvb_version_says_which_release_is_installed(capsys):
+    """`kvb --version` was a usage error ("the following arguments are required: command"), where
+    redis-server, celery and django-admin print their version."""
+    from kv_backend import __version__
+
+    assert run(capsys, "--version") == (0, f"kvb {__version__}\n", "")
