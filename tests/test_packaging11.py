@@ -203,3 +203,11 @@ def test_kvb_version_says_which_release_is_installed(capsys):
     from kv_backend import __version__
 
     assert run(capsys, "--version") == (0, f"kvb {__version__}\n", "")
+
+
+def test_the_wheel_version_is_the_one_kv_backend_reports(wheel):
+    """pyproject.toml's version and kv_backend.__version__ (kvb --version, HELLO, INFO, the OpenAPI
+    document) are written in two places: they must not drift apart."""
+    from kv_backend import __version__
+
+    assert _metadata(wheel)["Version"] == __version__
