@@ -235,9 +235,12 @@ class _Target:
         try:
             self.fs, root = core.url_to_fs(url, **storage_options)
         except ImportError as exc:
-            raise BackupError(
-                f"cannot use {url}: {exc} (install the fsspec driver for this protocol, e.g. s3fs for s3://)"
-            ) from exc
+            # S3's driver has an extra of its own: name it, as for every other missing dependency.
+            if url.partition("://")[0].lower() in ("s3", "s3a"):
+                advice = "pip install 'kv-backend[s3]', which brings s3fs"
+            else:
+                advice = "install the fsspec driver for this protocol, e.g. s3fs for s3://"
+            raise BackupError(f"cannot use {url}: {exc} ({advice})") from exc
         except Exception as exc:
             raise BackupError(f"cannot use {url}: {type(exc).__name__}: {exc}") from exc
         self.root = root.rstrip("/") if root not in ("", "/") else root

@@ -211,3 +211,22 @@ def test_the_wheel_version_is_the_one_kv_backend_reports(wheel):
     from kv_backend import __version__
 
     assert _metadata(wheel)["Version"] == __version__
+
+
+def test_a_backup_to_s3_without_s3fs_names_the_s3_extra(monkeypatch, capsys, store_path):
+    """With the backup extra alone, `kvb backup DIR s3://...` said "install the fsspec driver for this
+    protocol, e.g. s3fs": right, but not the s3 extra that README's install lines give for it."""
+    import importlib
+
+    from kv_backend import DB
+
+    DB(store_path).close()
+    registry = importlib.import_module("fsspec.registry")  # the module (fsspec.registry is a mapping)
+    monkeypatch.delitem(registry._registry, "s3", raising=False)  # forget a class imported before
+    monkeypatch.setitem(sys.modules, "s3fs", None)
+    code, out, err = run(capsys, "backup", store_path, "s3://bucket/kv")
+    assert (code, out) == (2, "")
+    assert err.startswith("kvb: cannot use s3://bucket/kv: ")
+    assert err.endswith(" (pip install 'kv-backend[s3]', which brings s3fs)\n")
+    code, out, err = run(capsys, "backup", store_path, "gcs://bucket/kv")  # no extra: the driver's name
+    assert code == 2 and err.endswith("(install the fsspec driver for this protocol, e.g. s3fs for s3://)\n")
