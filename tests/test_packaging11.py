@@ -230,3 +230,20 @@ def test_a_backup_to_s3_without_s3fs_names_the_s3_extra(monkeypatch, capsys, sto
     assert err.endswith(" (pip install 'kv-backend[s3]', which brings s3fs)\n")
     code, out, err = run(capsys, "backup", store_path, "gcs://bucket/kv")  # no extra: the driver's name
     assert code == 2 and err.endswith("(install the fsspec driver for this protocol, e.g. s3fs for s3://)\n")
+
+
+def test_http_backup_without_fsspec_is_501_as_docs_http_says(monkeypatch, db, tmp_path):
+    """docs/http.md: 501 not_implemented when "backup support is missing from this installation"
+    (pip install 'kv-backend[server]' without the backup extra). It answered 502 backup_failed,
+    which says the destination failed: the fsspec ImportError reached the app as a BackupError."""
+    from starlette.testclient import TestClient
+
+    from kv_backend.http import create_app
+
+    monkeypatch.setitem(sys.modules, "fsspec", None)
+    with TestClient(create_app(db)) as client:
+        r = client.post("/v1/backup", json={"url": str(tmp_path / "backups")})
+    assert r.status_code == 501
+    assert r.json()["error"] == "not_implemented"
+    assert "pip install 'kv_backend[backup]'" in r.json()["message"]
+    assert not (tmp_path / "backups").exists()

@@ -159,6 +159,11 @@ def engine_error(exc: BaseException) -> HTTPAPIError:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return HTTPAPIError(507, "insufficient_storage", str(exc))
         return HTTPAPIError(500, "storage_error", str(exc))
+    missing = exc.__cause__ if isinstance(exc, BackupError) else None
+    if isinstance(missing, ModuleNotFoundError) and (missing.name or "").partition(".")[0] == "fsspec":
+        # kv-backend[server] without the backup extra: not the destination's failure (502) but this
+        # installation's, as for any other missing module.
+        return HTTPAPIError(501, "not_implemented", f"this build cannot back up: {exc}")
     for types, status, code in _ERROR_STATUS:
         if isinstance(exc, types):
             return HTTPAPIError(status, code, str(exc))
