@@ -7,6 +7,16 @@ backend, the Redis-protocol and HTTP servers) are thin layers over it.
 
 from __future__ import annotations
 
+import sys
+
+if sys.platform == "win32":
+    # pip installs the wheel anywhere (pure Python); say why it cannot run rather than let the first
+    # import of fcntl fail with "No module named 'fcntl'".
+    raise ImportError(
+        "kv_backend runs on Linux and macOS only (POSIX): its multi-process locking needs flock(), "
+        "which Windows lacks; run it under WSL"
+    )
+
 from kv_backend.backup import restore
 from kv_backend.db import DB, Batch
 from kv_backend.errors import (

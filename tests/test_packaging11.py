@@ -247,3 +247,17 @@ def test_http_backup_without_fsspec_is_501_as_docs_http_says(monkeypatch, db, tm
     assert r.json()["error"] == "not_implemented"
     assert "pip install 'kv_backend[backup]'" in r.json()["message"]
     assert not (tmp_path / "backups").exists()
+
+
+def test_importing_on_windows_says_the_platform_is_not_supported(monkeypatch):
+    """The wheel is pure Python, so pip installs it on Windows too, where `import kv_backend` failed
+    with "No module named 'fcntl'"; README supports Linux and macOS. The package's first lines are run
+    here, under another name, as on Windows: they refuse with the reason."""
+    import importlib.util
+
+    init = ROOT / "kv_backend" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("kv_backend_on_windows", init)
+    assert spec is not None and spec.loader is not None
+    monkeypatch.setattr(sys, "platform", "win32")
+    with pytest.raises(ImportError, match=r"^kv_backend runs on Linux and macOS only \(POSIX\).*WSL$"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
