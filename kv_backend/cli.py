@@ -189,12 +189,9 @@ def _error_line(exc: KVError, command: str) -> str:
 
 def _user() -> str:
     """The name of the user kvb runs as (its uid if it has none)."""
-    try:
-        import pwd
+    from kv_backend.files import user_name
 
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except (ImportError, KeyError):  # no passwd entry (a container's arbitrary uid)
-        return str(os.geteuid())
+    return user_name() or str(os.geteuid())
 
 
 def _say(line: str) -> None:

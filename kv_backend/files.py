@@ -205,6 +205,19 @@ def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         done += n
 
 
+def user_name(uid: int | None = None) -> str | None:
+    """The login name of ``uid`` (default: this process's effective user), for messages.
+
+    None when it has none: a container's arbitrary uid has no passwd entry.
+    """
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid() if uid is None else uid).pw_name
+    except (ImportError, KeyError):
+        return None
+
+
 def new_file_mode(directory: str) -> int:
     """The permission to create a file the engine adds to the store at ``directory`` with.
 

@@ -16,7 +16,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from kv_backend import DB
 from kv_backend.errors import ConfigurationError, StorageError, StoreNotFoundError
-from kv_backend.files import prepare_directory
+from kv_backend.files import prepare_directory, user_name
 from kv_backend_django.cache import KVCache
 
 
@@ -177,14 +177,11 @@ def access_error(exc: BaseException, cache: KVCache, command: str) -> CommandErr
 
 def permission_denied(location: str, command: str, needs: str, where: str) -> CommandError:
     """The CommandError of ``command`` run by a user lacking ``needs`` on the cache at ``location``."""
-    user = owner = None
+    user = user_name()
     try:
-        import pwd
-
-        user = pwd.getpwuid(os.geteuid()).pw_name
-        owner = pwd.getpwuid(os.stat(location).st_uid).pw_name
-    except (ImportError, KeyError, OSError):
-        pass
+        owner = user_name(os.stat(location).st_uid)
+    except OSError:
+        owner = None
     run_as = f"{owner}, who owns LOCATION" if owner else "the user that owns LOCATION"
     return CommandError(
         f"{command} may not use the cache at {location} as user {user or os.geteuid()}: permission "

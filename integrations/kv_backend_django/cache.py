@@ -38,7 +38,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kv_backend import DB
 from kv_backend.db_common import check_tuning_options
 from kv_backend.errors import ConfigurationError, CorruptionError, NotAStoreError, StorageError
-from kv_backend.files import missing_directories
+from kv_backend.files import missing_directories, user_name
 from kv_backend.record import MAX_KEY_SIZE
 
 __all__ = ["ENGINE_OPTIONS", "KVCache", "KVCacheConfigurationError", "close_all", "open_store"]
@@ -159,12 +159,7 @@ def _permission_error(path: str, exc: StorageError) -> StorageError:
     if exc.errno == errno.EROFS:
         advice = "point LOCATION at a directory on a writable filesystem"
     else:
-        try:
-            import pwd
-
-            user = pwd.getpwuid(os.geteuid()).pw_name
-        except (ImportError, KeyError):
-            user = str(os.geteuid())
+        user = user_name() or str(os.geteuid())
         advice = (
             f"this process runs as user {user}, and every process that uses a cache writes to its store: "
             "it needs read and write permission on LOCATION and its files (and on the parent directory "
