@@ -1209,12 +1209,13 @@ class OriginForm:
         raw = scope.get("raw_path") if scope["type"] == "http" else None
         if raw is not None:
             root = scope.get("root_path", "")  # uvicorn --root-path: it prefixes both paths with it
-            if not raw.startswith(root.encode("utf-8")):
-                root = ""
-            match = _ABSOLUTE_FORM.match(raw, len(root.encode("utf-8")))
+            raw_root = root.encode("utf-8")
+            if not raw.startswith(raw_root):
+                root, raw_root = "", b""
+            match = _ABSOLUTE_FORM.match(raw, len(raw_root))
             if match is not None:
                 path = raw[match.end() :] or b"/"
-                scope = {**scope, "raw_path": root.encode("utf-8") + path}
+                scope = {**scope, "raw_path": raw_root + path}
                 scope["path"] = root + unquote(path.decode("ascii", "replace"))
         await self.app(scope, receive, send)
 
