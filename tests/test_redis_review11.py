@@ -8,34 +8,18 @@ the replies byte for byte where Redis is deterministic.
 from __future__ import annotations
 
 import random
-import socket
-import subprocess
 import threading
 import time
 
 import pytest
 from helpers import require_tool
-from resp_helpers import Raw, RunningServer, stop_process, wait_for_port
-
-
-def _port() -> int:
-    """A free port in 26000-26999 (the range these tests may use)."""
-    for _ in range(500):
-        port = random.randint(26000, 26999)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port in 26000-26999")
+from resp_helpers import Raw, RunningServer, start_redis_server, stop_process
 
 
 @pytest.fixture(scope="module")
 def kvb(tmp_path_factory):
     """A ``kvb serve`` on a new directory: its port."""
     server = RunningServer(str(tmp_path_factory.mktemp("review11") / "store"))
-    server.port = _port()
     server.start()
     yield server.port
     assert server.stop() == 0
@@ -45,15 +29,8 @@ def kvb(tmp_path_factory):
 def redis_port(tmp_path_factory):
     """A throw-away redis-server (no persistence) to compare with: its port."""
     require_tool("redis-server")
-    port = _port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=str(tmp_path_factory.mktemp("redis")),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
     try:
-        wait_for_port(port, proc)
         yield port
     finally:
         stop_process(proc)
@@ -323,7 +300,6 @@ def two_servers(tmp_path_factory):
     servers = []
     for _ in range(2):
         server = RunningServer(path)
-        server.port = _port()
         servers.append(server.start())
     yield [s.port for s in servers]
     for server in servers:

@@ -9,45 +9,24 @@ value another process changed, so the changes by another ``kvb serve`` on the sa
 
 from __future__ import annotations
 
-import random
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 from helpers import child_env, require_tool
-from resp_helpers import Raw, RunningServer, stop_process, wait_for_port
+from resp_helpers import Raw, RunningServer, start_redis_server, stop_process
 
 #: How long a change made elsewhere may take to reach a tracking client (docs/redis.md: ~20 ms).
 BOUND = 1.0
-
-
-def _port() -> int:
-    """A free port in 26000-26999 (the range these tests may use)."""
-    for _ in range(500):
-        port = random.randint(26000, 26999)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port in 26000-26999")
-
-
-def _kvb(path: str) -> RunningServer:
-    server = RunningServer(path)
-    server.port = _port()
-    return server.start()
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     """Two ``kvb serve`` processes on one directory: (path, port of the first, port of the second)."""
     path = str(tmp_path_factory.mktemp("tracking") / "store")
-    first = _kvb(path)
-    second = _kvb(path)
+    first = RunningServer(path).start()
+    second = RunningServer(path).start()
     yield path, first.port, second.port
     assert first.stop() == 0
     assert second.stop() == 0
@@ -57,15 +36,8 @@ def servers(tmp_path_factory):
 def redis_port(tmp_path_factory):
     """A throw-away redis-server (no persistence) to compare with."""
     require_tool("redis-server")
-    port = _port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=str(tmp_path_factory.mktemp("redis")),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
     try:
-        wait_for_port(port, proc)
         yield port
     finally:
         stop_process(proc)
