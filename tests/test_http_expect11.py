@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from test_http_review11 import _scope  # a request's ASGI scope
 
 from kv_backend.http.app import create_app
 
@@ -28,20 +29,7 @@ def _call(
         async def send(message: dict) -> None:
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"x"), *headers],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 80),
-        }
+        scope = _scope(method, path, headers)
         async with app.router.lifespan_context(app):
             await app(scope, receive, send)
 
