@@ -28,6 +28,7 @@ import pickle
 import random
 import re
 import threading
+import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,7 +42,14 @@ from kv_backend.errors import ConfigurationError, CorruptionError, NotAStoreErro
 from kv_backend.files import missing_directories, user_name
 from kv_backend.record import MAX_KEY_SIZE
 
-__all__ = ["ENGINE_OPTIONS", "KVCache", "KVCacheConfigurationError", "close_all", "open_store"]
+__all__ = [
+    "ENGINE_OPTIONS",
+    "KVCache",
+    "KVCacheConfigurationError",
+    "close_all",
+    "location_path",
+    "open_store",
+]
 
 #: OPTIONS passed through to :class:`kv_backend.DB` (everything else but
 #: MAX_ENTRIES/CULL_FREQUENCY is refused, so that typos do not go unnoticed).
@@ -199,6 +207,47 @@ def close_all() -> None:
 
 # ------------------------------------------------------------------ backend
 
+# "scheme://": a URL, such as the LOCATION of a Redis or memcached alias, or a file:// URL.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def location_path(location: Any) -> str:
+    """The directory a KVCache LOCATION names, with ``~`` expanded; KVCacheConfigurationError if none.
+
+    A URL (``"redis://..."`` copied from another backend, ``"file:///var/cache/x"``)
+    would otherwise be a directory named like it under the working directory, so it is
+    refused. ``~`` and ``~user`` are expanded as a shell does: Django's file-based
+    cache takes them literally, making a directory named ``~`` in each working directory
+    (another store per process), which is never what the setting meant.
+    """
+    if not location or not isinstance(location, (str, os.PathLike)):
+        raise KVCacheConfigurationError(
+            "kv_backend_django.cache.KVCache needs LOCATION: the directory that holds the cache "
+            f"(it is created if missing), got {location!r}"
+        )
+    path = os.fspath(location)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if _URL.match(path):
+        hint = (
+            f"use the path itself, {urllib.parse.unquote(urllib.parse.urlsplit(path).path)!r}"
+            if path[:7].lower() == "file://"
+            else "it looks like the LOCATION of another cache backend"
+        )
+        raise KVCacheConfigurationError(
+            f"LOCATION of KVCache must be a directory, not a URL ({path!r}): {hint}; a KVCache keeps "
+            "its cache in a local directory such as '/var/cache/mysite'"
+        )
+    if path.startswith("~"):
+        expanded = os.path.expanduser(path)
+        if expanded.startswith("~"):
+            raise KVCacheConfigurationError(
+                f"LOCATION of KVCache {path!r} starts with '~', but this process has no such home "
+                "directory to expand it to: use an absolute path"
+            )
+        path = expanded
+    return path
+
 
 class KVCache(BaseCache):
     """Django cache backend on a kv_backend store; LOCATION is the store's directory."""
@@ -239,12 +288,7 @@ class KVCache(BaseCache):
                     f"{value!r} (Django would silently use its default; there is no 'unlimited')"
                 ) from None
         super().__init__(params)
-        if not location or not isinstance(location, (str, os.PathLike)):
-            raise KVCacheConfigurationError(
-                "kv_backend_django.cache.KVCache needs LOCATION: the directory that holds the cache "
-                f"(it is created if missing), got {location!r}"
-            )
-        self._path = os.path.abspath(os.fspath(location))
+        self._path = os.path.abspath(location_path(location))
         options = params.get("OPTIONS") or {}
         unknown = sorted(set(options) - set(ENGINE_OPTIONS) - set(_CACHE_OPTIONS))
         if unknown:

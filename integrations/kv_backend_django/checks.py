@@ -20,7 +20,13 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from kv_backend.errors import ConfigurationError
-from kv_backend_django.cache import _ENGINE_DEFAULTS, ENGINE_OPTIONS, KVCache, effective_engine_options
+from kv_backend_django.cache import (
+    _ENGINE_DEFAULTS,
+    ENGINE_OPTIONS,
+    KVCache,
+    effective_engine_options,
+    location_path,
+)
 
 
 def _kv_configs() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -37,17 +43,17 @@ def _kv_configs() -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _location(config: dict[str, Any]) -> str:
-    """The LOCATION of a KVCache entry as a path, or ``""`` where the cache itself refuses it.
+    """The LOCATION of a KVCache entry as a path (``~`` expanded), or ``""`` where the cache refuses it.
 
-    KVCache takes a non-empty ``str`` or path object and, created by Django's own cache checks,
-    reports anything else (a list of servers copied from a memcached or Redis alias) with
-    ``KVCacheConfigurationError``; these checks skip such an entry rather than fail on it.
+    KVCache takes a non-empty ``str`` or path object that is no URL and, created by Django's own
+    cache checks, reports anything else (a list of servers or a ``redis://`` URL copied from
+    another alias) with ``KVCacheConfigurationError``; these checks skip such an entry rather
+    than fail on it.
     """
-    location = config.get("LOCATION")
-    if not location or not isinstance(location, (str, os.PathLike)):
+    try:
+        return location_path(config.get("LOCATION"))
+    except ConfigurationError:
         return ""
-    path = os.fspath(location)
-    return path if isinstance(path, str) else ""
 
 
 def _kv_aliases() -> Iterator[tuple[str, str]]:
