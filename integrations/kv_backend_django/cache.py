@@ -350,7 +350,10 @@ class KVCache(BaseCache):
         """Seconds to live for a Django timeout: None (or infinity) = forever, <= 0 = already expired.
 
         ``float("inf")`` never expires, as in Django's local-memory and file-based
-        backends (the engine itself takes only finite TTLs).
+        backends (the engine itself takes only finite TTLs), and so does a number too
+        large for a float (``10**400``, their OverflowError). A NaN timeout is a
+        ValueError, as in Django's Redis, memcached and database backends (the engine's
+        own error spoke of a "ttl"; Django's local-memory backend keeps such a key forever).
         """
         if timeout is DEFAULT_TIMEOUT:
             timeout = self.default_timeout
@@ -362,6 +365,12 @@ class KVCache(BaseCache):
             ttl = float(timeout)
         except TypeError:  # "'<=' not supported between instances of 'str' and 'int'" said too little
             raise TypeError(f"a cache timeout is a number of seconds or None, not {timeout!r}") from None
+        except OverflowError:  # an int beyond any float: longer than any expiry
+            return None
+        except ArithmeticError:  # Decimal("NaN") does not compare
+            ttl = math.nan
+        if math.isnan(ttl):
+            raise ValueError(f"a cache timeout is a number of seconds or None, not {timeout!r}")
         return None if ttl == math.inf else ttl
 
     def _dumps(self, value: Any) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -64,3 +65,60 @@ def test_a_location_under_an_unknown_users_home_is_refused(tmp_path, monkeypatch
     with pytest.raises(KVCacheConfigurationError, match="no such home directory"):
         KVCache("~no-such-user-kvb12/cache", {})
     assert os.listdir(tmp_path) == []
+
+
+NAN_TIMEOUTS = [float("nan"), Decimal("NaN"), Decimal("sNaN")]
+TIMEOUT_CALLS = {
+    "set": lambda c, t: c.set("k", 1, t),
+    "add": lambda c, t: c.add("k", 1, t),
+    "touch": lambda c, t: c.touch("k", t),
+    "set_many": lambda c, t: c.set_many({"k": 1, "j": 2}, t),
+    "get_or_set": lambda c, t: c.get_or_set("k", 1, t),
+}
+
+
+@pytest.mark.parametrize("call", TIMEOUT_CALLS, ids=str)
+@pytest.mark.parametrize("timeout", NAN_TIMEOUTS, ids=repr)
+def test_a_nan_timeout_is_a_value_error_as_in_djangos_server_backends(tmp_path, call, timeout):
+    """It was the engine's ConfigurationError about a "ttl" (for get_or_set, the value silently
+    not stored; for a Decimal NaN, decimal.InvalidOperation); Django's Redis, memcached and
+    database backends raise ValueError. Nothing is written."""
+    cache = KVCache(str(tmp_path / "c"), {})
+    before = {} if call == "get_or_set" else {"k": 0}  # get_or_set of a present key stores nothing
+    cache.set_many(before)
+    with pytest.raises(ValueError, match=r"(?i)a cache timeout is a number of seconds or None, not .*nan"):
+        TIMEOUT_CALLS[call](cache, timeout)
+    assert cache.get_many(["k", "j"]) == before
+
+
+@pytest.mark.parametrize("call", TIMEOUT_CALLS, ids=str)
+@pytest.mark.parametrize(
+    "timeout, kept",
+    [
+        (float("inf"), True),
+        (10**400, True),
+        (Decimal("Infinity"), True),
+        (float("-inf"), False),
+        (-(10**400), False),
+    ],
+    ids=["inf", "10**400", "Decimal-Infinity", "-inf", "-10**400"],
+)
+def test_infinite_and_huge_timeouts_mean_forever_or_expired_at_once(tmp_path, call, timeout, kept):
+    """10**400 seconds was an OverflowError (as in Django's local-memory and file backends): longer
+    than any expiry, it keeps the key forever, as float("inf") does."""
+    cache = KVCache(str(tmp_path / "c"), {})
+    if call == "touch":
+        cache.set("k", 1, 1)
+    TIMEOUT_CALLS[call](cache, timeout)
+    assert cache.get("k") == (1 if kept else None)
+    if kept:
+        assert cache.db.ttl(cache.make_key("k").encode()) is None
+
+
+def test_a_huge_default_timeout_is_forever_for_every_write(tmp_path):
+    """TIMEOUT 10**400 passes Django's int() check; every set then raised OverflowError."""
+    cache = KVCache(str(tmp_path / "c"), {"TIMEOUT": 10**400})
+    cache.set("k", 1)
+    assert cache.incr_version("k") == 2
+    assert cache.get("k", version=2) == 1
+    assert cache.db.ttl(cache.make_key("k", version=2).encode()) is None
