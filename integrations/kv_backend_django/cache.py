@@ -216,9 +216,11 @@ def location_path(location: Any) -> str:
 
     A URL (``"redis://..."`` copied from another backend, ``"file:///var/cache/x"``)
     would otherwise be a directory named like it under the working directory, so it is
-    refused. ``~`` and ``~user`` are expanded as a shell does: Django's file-based
-    cache takes them literally, making a directory named ``~`` in each working directory
-    (another store per process), which is never what the setting meant.
+    refused; so are whitespace around the path (``"/var/cache/site\\n"`` read from a file
+    would be another directory than the one every other tool is given) and a NUL character.
+    ``~`` and ``~user`` are expanded as a shell does: Django's file-based cache takes them
+    literally, making a directory named ``~`` in each working directory (another store per
+    process), which is never what the setting meant.
     """
     if not location or not isinstance(location, (str, os.PathLike)):
         raise KVCacheConfigurationError(
@@ -228,6 +230,13 @@ def location_path(location: Any) -> str:
     path = os.fspath(location)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
+    if "\0" in path or path != path.strip():
+        raise KVCacheConfigurationError(
+            f"LOCATION of KVCache {path!r} "
+            + ("holds a NUL character" if "\0" in path else "begins or ends with whitespace")
+            + ", which no intended directory name does (a value read from a file or an environment "
+            "variable with its newline?): give the directory's path alone"
+        )
     if _URL.match(path):
         hint = (
             f"use the path itself, {urllib.parse.unquote(urllib.parse.urlsplit(path).path)!r}"

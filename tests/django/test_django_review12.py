@@ -122,3 +122,23 @@ def test_a_huge_default_timeout_is_forever_for_every_write(tmp_path):
     assert cache.incr_version("k") == 2
     assert cache.get("k", version=2) == 1
     assert cache.db.ttl(cache.make_key("k", version=2).encode()) is None
+
+
+@pytest.mark.parametrize(
+    "location, says",
+    [
+        ("/var/cache/site\n", "begins or ends with whitespace"),
+        (" /var/cache/site", "begins or ends with whitespace"),
+        (" ", "begins or ends with whitespace"),
+        ("/var/cache/si\0te", "holds a NUL character"),
+    ],
+    ids=["newline", "leading-space", "blank", "nul"],
+)
+def test_a_location_with_whitespace_around_it_or_a_nul_is_refused(tmp_path, monkeypatch, location, says):
+    """A path read from a file with its newline was a directory "site\\n" (another store than the
+    one kvb and cron are given), a leading space a relative directory " " here, a NUL a raw
+    ValueError ("embedded null byte") on every request."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KVCacheConfigurationError, match=says):
+        KVCache(location, {})
+    assert os.listdir(tmp_path) == []
