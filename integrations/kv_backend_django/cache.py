@@ -561,13 +561,17 @@ class KVCache(BaseCache):
             return []
         ttl = self._ttl(timeout)
         db = self.db
-        if ttl is None or ttl > 0:
-            incoming = len(items)
-            if _indexed_count(db) + incoming - 1 >= self._max_entries:
-                # Only keys not yet stored add entries: re-setting stored keys culls no more than
-                # setting them one by one would (one round, and only if the store is already full).
-                incoming = max(len({k for k, _ in items if k not in db}), 1)
-            self._maybe_cull(db, incoming)
+        if ttl is not None and ttl <= 0:
+            # Stored already expired: the keys are deleted. A batch would write a delete record for
+            # each key, stored or not, so a site with TIMEOUT 0 ("don't cache") grew dead records.
+            _delete_present(db, [k for k, _ in items])
+            return []
+        incoming = len(items)
+        if _indexed_count(db) + incoming - 1 >= self._max_entries:
+            # Only keys not yet stored add entries: re-setting stored keys culls no more than
+            # setting them one by one would (one round, and only if the store is already full).
+            incoming = max(len({k for k, _ in items if k not in db}), 1)
+        self._maybe_cull(db, incoming)
         with db.batch() as b:
             for k, v in items:
                 b.put(k, v, ttl)
@@ -575,18 +579,7 @@ class KVCache(BaseCache):
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         """Delete ``keys`` in one atomic step: another process sees all of them or none."""
-        db = self.db
-        made = [self._key(key, version) for key in keys]
-        if not any(k in db for k in made):
-            return  # none is stored: nothing to write, no lock taken
-        # Checked again under the write lock, with the deletes: a set_many of these keys by another
-        # process between the checks above would otherwise be half deleted.
-        with db.locked():
-            present = [k for k in made if k in db]
-            if present:
-                with db.batch() as b:
-                    for k in present:
-                        b.delete(k)
+        _delete_present(self.db, [self._key(key, version) for key in keys])
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         """Add ``delta`` to the stored value atomically (across processes); it keeps its expiry."""
@@ -717,6 +710,20 @@ class KVCache(BaseCache):
 def _indexed_count(db: DB) -> int:
     """Number of keys in the index, expired ones included: an O(1) upper bound of len(db)."""
     return db.index_size()
+
+
+def _delete_present(db: DB, made: list[bytes]) -> None:
+    """Delete the stored ones of the keys ``made`` in one atomic batch; write nothing for the others."""
+    if not any(k in db for k in made):
+        return  # none is stored: nothing to write, no lock taken
+    # Checked again under the write lock, with the deletes: a set_many of these keys by another
+    # process between the checks above would otherwise be half deleted.
+    with db.locked():
+        present = [k for k in made if k in db]
+        if present:
+            with db.batch() as b:
+                for k in present:
+                    b.delete(k)
 
 
 def _scan(db: DB) -> tuple[list[bytes], list[bytes]]:

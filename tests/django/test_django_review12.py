@@ -142,3 +142,16 @@ def test_a_location_with_whitespace_around_it_or_a_nul_is_refused(tmp_path, monk
     with pytest.raises(KVCacheConfigurationError, match=says):
         KVCache(location, {})
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("timeout", [0, -1], ids=["zero", "negative"])
+def test_set_many_already_expired_writes_nothing_for_keys_not_stored(tmp_path, timeout):
+    """With TIMEOUT 0 ("don't cache") every set_many wrote a delete record per key, stored or not:
+    dead bytes on disk until a merge. It deletes the stored keys, atomically, as set() does."""
+    cache = KVCache(str(tmp_path / "c"), {})
+    cache.set_many({"a": 1, "b": 2})
+    end = cache.db.stats()["active_end"]
+    cache.set_many({f"absent{i}": i for i in range(50)}, timeout)
+    assert cache.db.stats()["active_end"] == end
+    cache.set_many({"a": 3, "absent": 4}, timeout)
+    assert cache.get_many(["a", "b", "absent"]) == {"b": 2}
