@@ -35,6 +35,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 from kv_backend import DB
 from kv_backend.db_common import check_tuning_options
@@ -203,6 +204,38 @@ def close_all() -> None:
         _stores.clear()
     for db, _ in entries:
         db.close()
+
+
+def _close_stores_left_by_settings(*, setting: str, enter: bool, **kwargs: Any) -> None:
+    """When a CACHES override ends, close the stores that no alias of the restored CACHES uses.
+
+    Tests that give a cache a temporary directory (``override_settings(CACHES=...)``, pytest-django's
+    ``settings`` fixture, or CACHES changed in place with ``setting_changed`` sent, as Django's own
+    file-based cache tests do) otherwise kept every store they opened open for the rest of the run,
+    with five file descriptors each: "Too many open files" after a few hundred tests. Only the end
+    of an override (``enter=False``) closes, so the stores of the outer settings stay open during
+    it; a KVCache still held somewhere reopens its store on next use.
+    """
+    if setting != "CACHES" or enter:
+        return
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    keep = set()
+    for config in settings.CACHES.values():
+        try:
+            cls = import_string(config.get("BACKEND", ""))
+            if isinstance(cls, type) and issubclass(cls, KVCache):
+                keep.add(os.path.realpath(location_path(config.get("LOCATION"))))
+        except (ImportError, AttributeError, ImproperlyConfigured):
+            continue  # not a KVCache, or one the cache itself refuses when it is created
+    with _stores_lock:
+        entries = [_stores.pop(path) for path in [path for path in _stores if path not in keep]]
+    for db, _ in entries:
+        db.close()
+
+
+setting_changed.connect(_close_stores_left_by_settings)
 
 
 # ------------------------------------------------------------------ backend

@@ -155,3 +155,29 @@ def test_set_many_already_expired_writes_nothing_for_keys_not_stored(tmp_path, t
     assert cache.db.stats()["active_end"] == end
     cache.set_many({"a": 3, "absent": 4}, timeout)
     assert cache.get_many(["a", "b", "absent"]) == {"b": 2}
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+def test_overriding_caches_in_tests_does_not_keep_every_store_open(tmp_path):
+    """A Django test suite that gives each test a cache in a temporary directory kept every store
+    it opened open (five file descriptors each): "Too many open files" after a few hundred tests."""
+    from django.core.cache import cache, caches
+    from django.test import override_settings
+    from kv_backend_django import cache as kvcache
+
+    outer = caches["default"].db  # the store of the settings outside the overrides stays open
+    held = None
+    before = _open_fds()
+    for i in range(20):
+        location = str(tmp_path / f"test{i}")
+        with override_settings(CACHES={"default": {"BACKEND": KV, "LOCATION": location}}):
+            cache.set("k", i)
+            assert not outer.closed
+            held = held or caches["default"]
+    assert _open_fds() <= before
+    assert all(not path.startswith(str(tmp_path)) for path in kvcache._stores)
+    assert held.get("k") == 0  # a KVCache still held reopens its store
