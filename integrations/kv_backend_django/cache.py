@@ -240,15 +240,17 @@ setting_changed.connect(_close_stores_left_by_settings)
 
 # ------------------------------------------------------------------ backend
 
-# "scheme://": a URL, such as the LOCATION of a Redis or memcached alias, or a file:// URL.
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# "scheme://": a URL, such as the LOCATION of a Redis or memcached alias, or a file:// URL; and
+# memcached's "host:port" and "unix:/path/to/socket".
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|[A-Za-z0-9.-]+:\d+(?:/|$)|unix:")
 
 
 def location_path(location: Any) -> str:
     """The directory a KVCache LOCATION names, with ``~`` expanded; KVCacheConfigurationError if none.
 
-    A URL (``"redis://..."`` copied from another backend, ``"file:///var/cache/x"``)
-    would otherwise be a directory named like it under the working directory, so it is
+    A URL (``"redis://..."`` copied from another backend, ``"file:///var/cache/x"``), or a
+    memcached server (``"127.0.0.1:11211"``, ``"unix:/run/memcached.sock"``), would otherwise
+    be a directory named like it under the working directory, so it is
     refused; so are whitespace around the path (``"/var/cache/site\\n"`` read from a file
     would be another directory than the one every other tool is given) and a NUL character.
     ``~`` and ``~user`` are expanded as a shell does: Django's file-based cache takes them
@@ -277,8 +279,8 @@ def location_path(location: Any) -> str:
             else "it looks like the LOCATION of another cache backend"
         )
         raise KVCacheConfigurationError(
-            f"LOCATION of KVCache must be a directory, not a URL ({path!r}): {hint}; a KVCache keeps "
-            "its cache in a local directory such as '/var/cache/mysite'"
+            f"LOCATION of KVCache must be a directory, not a URL or server ({path!r}): {hint}; a "
+            "KVCache keeps its cache in a local directory such as '/var/cache/mysite'"
         )
     if path.startswith("~"):
         expanded = os.path.expanduser(path)

@@ -18,14 +18,18 @@ KV = "kv_backend_django.cache.KVCache"
         ("file:///var/cache/mysite", "use the path itself, '/var/cache/mysite'"),
         ("redis://127.0.0.1:6379/1", "the LOCATION of another cache backend"),
         ("memcached://127.0.0.1:11211", "the LOCATION of another cache backend"),
+        ("127.0.0.1:11211", "the LOCATION of another cache backend"),
+        ("localhost:6379/0", "the LOCATION of another cache backend"),
+        ("unix:/run/memcached/memcached.sock", "the LOCATION of another cache backend"),
     ],
 )
 def test_a_url_location_is_refused_not_made_a_directory_under_the_working_directory(
     tmp_path, monkeypatch, location, says
 ):
-    """A URL copied from another alias's settings was a directory "redis:/127.0.0.1:6379/1" here."""
+    """A URL or server copied from another alias's settings was a directory "redis:/127.0.0.1:6379/1"
+    (or "127.0.0.1:11211") here."""
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(KVCacheConfigurationError, match="must be a directory, not a URL") as info:
+    with pytest.raises(KVCacheConfigurationError, match="must be a directory, not a URL or server") as info:
         KVCache(location, {})
     assert says in str(info.value)
     assert isinstance(info.value, ImproperlyConfigured)
@@ -37,7 +41,7 @@ def test_manage_py_check_refuses_a_url_location(settings, tmp_path, monkeypatch)
 
     monkeypatch.chdir(tmp_path)
     settings.CACHES = {"default": {"BACKEND": KV, "LOCATION": "redis://127.0.0.1:6379/0"}}
-    with pytest.raises(ImproperlyConfigured, match=r"not a URL \('redis://127.0.0.1:6379/0'\)"):
+    with pytest.raises(ImproperlyConfigured, match=r"not a URL or server \('redis://127.0.0.1:6379/0'\)"):
         run_checks(tags=["caches"])
     assert os.listdir(tmp_path) == []
 
