@@ -17,6 +17,7 @@ from kv_backend.db_common import (
     _crc32,
     _time,
     _unpack_check,
+    _unpack_header,
 )
 from kv_backend.db_write import _IN_TRANSACTION
 from kv_backend.errors import CorruptionError
@@ -90,6 +91,47 @@ class _Reading:
         if found is None:
             return None
         return found[0], (found[1] or None)
+
+    def size_with_expiry(self, key: bytes) -> tuple[int, float | None] | None:
+        """Return ``(size of the value in bytes, absolute expiry time or None)`` for a live key, or
+        None if it is absent or expired, without reading the value.
+
+        It reads the key directory and the record's header and key only, so it costs the same for
+        a value of ten bytes or a gigabyte (``kvb http`` answers ``HEAD`` with it). The record's
+        checksum covers the value, so it is not verified here: a record whose *value* bytes are
+        damaged still reports its size, while :meth:`get` raises ``CorruptionError`` for it (run
+        ``kvb check`` to find such records). A header or key that does not match the key directory
+        raises ``CorruptionError``, as :meth:`get` does.
+        """
+        key = _check_key(key)
+        kd, maps = view = self._view  # then the check (see _current_view)
+        if self._tailw.value != self._seen:
+            kd, maps = view = self._current_view()
+        loc = kd.get(key)
+        if loc is None:
+            return self.size_with_expiry(key) if self._view is not view else None  # see get
+        off = (loc >> 32) & _M40
+        start = off + _HEADER_SIZE
+        mm = maps[loc >> 72]
+        try:
+            _, _, flags, klen, vlen, expiry = _unpack_header(mm, off)
+            sound = (
+                klen == len(key)
+                and _HEADER_SIZE + klen + vlen == loc & _M32
+                and mm[start : start + klen] == key
+            )
+        except ValueError:
+            self._closed_under_read()
+            raise
+        if not sound:
+            if self._stale(kd):
+                return self.size_with_expiry(key)
+            self._raise_corrupt(loc)
+        if flags and self._view is not view:  # see get
+            return self.size_with_expiry(key)
+        if expiry and expiry <= _time():
+            return None
+        return vlen, (expiry or None)
 
     def _get_record(self, key: bytes) -> tuple[bytes, float] | None:
         """Return ``(value, expiry)`` of a live key, or None (expiry 0.0 = never)."""

@@ -55,6 +55,7 @@ _READS: dict[str, tuple[Callable[[DB], object], object, object]] = {
     "getitem": (lambda db: db[b"gone"], b"v", KeyError),
     "get_with_expiry": (lambda db: db.get_with_expiry(b"k"), (b"old", None), (b"new", None)),
     "ttl": (lambda db: db.ttl(b"f2") is not None, KeyError, True),
+    "size_with_expiry": (lambda db: db.size_with_expiry(b"gone"), (1, None), None),
     "contains": (lambda db: b"f1" in db, False, True),
     "len": (len, 3, 4),
     "index_size": (lambda db: db.index_size(), 3, 4),
@@ -119,8 +120,9 @@ def test_the_type_tag_read_never_sees_an_open_block(store_path, commit):
         lambda db: db.ttl(b"k"),
         lambda db: list(db.items()),
         lambda db: db._first_value_byte(b"k"),
+        lambda db: db.size_with_expiry(b"k"),
     ],
-    ids=["get", "getitem", "get_with_expiry", "ttl", "items", "first_value_byte"],
+    ids=["get", "getitem", "get_with_expiry", "ttl", "items", "first_value_byte", "size_with_expiry"],
 )
 def test_a_read_that_close_overtakes_raises_database_closed_error(store_path, read):
     """A read that had looked its key up when another thread closed the DB read a mapping close()

@@ -813,9 +813,12 @@ class _Api:
         method = request.method
         key = decode_key(segments[0])
         if len(segments) == 1:
-            if method in ("GET", "HEAD"):
-                _check_params(query, ("format",), f"{method} of a key")
+            if method == "GET":
+                _check_params(query, ("format",), "GET of a key")
                 return await self.get(request, key, query)
+            if method == "HEAD":
+                _check_params(query, ("format",), "HEAD of a key")
+                return await self.head(request, key, query)
             if method == "PUT":
                 _check_params(query, ("ttl",), "PUT")
                 return await self.put(request, key, query)
@@ -839,9 +842,7 @@ class _Api:
         )
 
     async def get(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
-        fmt = _text(query.get("format", b"raw"), "format")
-        if fmt not in ("raw", "json"):
-            raise HTTPAPIError(400, "invalid_parameter", f"format must be 'raw' or 'json', got {fmt[:40]!r}")
+        fmt = _read_format(query)
         _, if_none_match = _preconditions(request)
         found = await self.call(self._read, key)
         if found is None:  # If-Match: * fails too, but a 404 answer ignores preconditions (RFC 9110)
@@ -857,6 +858,42 @@ class _Api:
             }
             return JSONResponse(body, headers=_ttl_headers(ttl))
         return Response(value, media_type=OCTET, headers=_ttl_headers(ttl))
+
+    async def head(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
+        """HEAD of a key: GET's status and headers, from the key directory and the record's header.
+
+        The value is neither read nor checksummed (:meth:`DB.size_with_expiry`), so a HEAD costs
+        the same for any size of value. A record whose value bytes are damaged therefore answers
+        200 here while GET answers ``500 corrupt_record``: HEAD says the key exists and how large
+        its value is, GET is what verifies the value.
+        """
+        fmt = _read_format(query)
+        _, if_none_match = _preconditions(request)
+        found = await self.call(self._size_with_ttl, key)
+        if found is None:
+            raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
+        size, ttl = found
+        headers = _ttl_headers(ttl)
+        if if_none_match:
+            return Response(status_code=304, headers=headers)
+        if fmt == "json":
+            # GET's JSON body with a placeholder of the value's base64 length: base64 needs no
+            # escaping in JSON, so the length is the same as the real body's.
+            body = {"key": encode_key(key), "value_base64": "A" * (4 * ((size + 2) // 3)), "ttl": ttl}
+            length = len(JSONResponse(body).body)
+            media_type = "application/json"
+        else:
+            length, media_type = size, OCTET
+        return Response(media_type=media_type, headers={**headers, "Content-Length": str(length)})
+
+    def _size_with_ttl(self, key: bytes) -> tuple[int, float | None] | None:
+        """Return ``(size of the value, ttl)`` of the key, or None if it is absent (one engine read)."""
+        with self.gate.reading():  # never half of a transaction of this process
+            found = self.db.size_with_expiry(key)
+        if found is None:
+            return None
+        size, expiry = found
+        return size, None if expiry is None else max(expiry - time.time(), 0.0)
 
     def _read(self, key: bytes) -> tuple[bytes, float | None] | None:
         """Return ``(value, ttl)`` of one version of the key, or None if it is absent.
@@ -1181,6 +1218,14 @@ def _not_allowed(method: str, allowed: str) -> HTTPAPIError:
     return HTTPAPIError(
         405, "method_not_allowed", f"{method} is not allowed here; use {allowed}", {"Allow": allowed}
     )
+
+
+def _read_format(query: Mapping[str, bytes]) -> str:
+    """Return the ``?format=`` of a GET or HEAD of a key: ``raw`` (the default) or ``json``."""
+    fmt = _text(query.get("format", b"raw"), "format")
+    if fmt not in ("raw", "json"):
+        raise HTTPAPIError(400, "invalid_parameter", f"format must be 'raw' or 'json', got {fmt[:40]!r}")
+    return fmt
 
 
 def _ttl_headers(ttl: float | None) -> dict[str, str]:

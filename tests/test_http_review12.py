@@ -1,0 +1,123 @@
+"""HTTP interface review 12: a cheap HEAD, OPTIONS, and what API users expect of the rest (#7)."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+from helpers import data_files, patch_engine
+from starlette.testclient import TestClient
+
+import kv_backend.http.app as app_module
+from kv_backend import DB, record
+from kv_backend.errors import CorruptionError
+from kv_backend.http import create_app, encode_key
+
+
+@pytest.fixture
+def app_client(db):
+    with TestClient(create_app(db)) as c:
+        yield c
+
+
+def url(key: bytes, suffix: str = "") -> str:
+    return "/v1/keys/" + encode_key(key) + suffix
+
+
+def _damage(store: str, db: DB, key: bytes, where: str) -> None:
+    """Flip one byte of ``key``'s newest record on disk: in its value, or in its key."""
+    loc = db._ix.kd[key]
+    offset = (loc >> 32) & ((1 << 40) - 1)
+    pos = offset + record.HEADER_SIZE + (len(key) + 1 if where == "value" else 0)
+    (path,) = data_files(store)
+    with open(path, "r+b") as f:
+        f.seek(pos)
+        byte = f.read(1)[0]
+        f.seek(pos)
+        f.write(bytes([byte ^ 1]))
+
+
+# ------------------------------------------------------- a cheap HEAD
+
+
+def test_size_with_expiry_reads_a_keys_size_and_expiry(store_path):
+    with DB(store_path) as db, DB(store_path) as other:
+        db.put(b"k", b"x" * 1000, ttl=100)
+        db.put(b"empty", b"")
+        db.put(b"gone", b"v", ttl=0.001)
+        size, expiry = db.size_with_expiry(b"k")
+        assert size == 1000 and expiry == db.get_with_expiry(b"k")[1]
+        assert db.size_with_expiry(bytearray(b"empty")) == (0, None)
+        assert db.size_with_expiry(b"missing") is None
+        other.put(b"k", b"yy")  # another process's write is seen at once
+        assert db.size_with_expiry(b"k") == (2, None)
+        with db.transaction():
+            db.put(b"t", b"abc")
+            assert db.size_with_expiry(b"t") == (3, None)  # a transaction sees its own writes
+        assert other.size_with_expiry(b"t") == (3, None)
+        time.sleep(0.002)
+        assert db.size_with_expiry(b"gone") is None
+        db.merge()
+        assert db.size_with_expiry(b"k") == (2, None) and db.size_with_expiry(b"empty") == (0, None)
+
+
+def test_head_answers_what_get_answers_without_its_body(app_client, db, monkeypatch):
+    db.put(b"k/1", b"x" * 5000, ttl=100)
+    db.put(b"forever", b"0123456789")
+    now = time.time() + 0.123456789  # frozen: the length of a JSON body depends on the TTL's digits
+    patch_engine(monkeypatch, "_time", lambda: now)
+    monkeypatch.setattr(app_module, "time", SimpleNamespace(time=lambda: now, monotonic=time.monotonic))
+    for key in (b"k/1", b"forever"):
+        for query in ("", "?format=json"):
+            get = app_client.get(url(key) + query)
+            head = app_client.head(url(key) + query)
+            assert head.status_code == get.status_code == 200 and head.content == b""
+            assert head.headers["content-length"] == str(len(get.content))
+            assert head.headers["content-type"] == get.headers["content-type"]
+            assert ("x-kv-ttl" in head.headers) == ("x-kv-ttl" in get.headers) == (key == b"k/1")
+    assert 99.8 < float(app_client.head(url(b"k/1")).headers["x-kv-ttl"]) < 100
+    assert app_client.head(url(b"missing")).status_code == 404
+    r = app_client.head(url(b"forever"), headers={"If-None-Match": "*"})
+    assert r.status_code == 304 and r.content == b""
+    assert app_client.head(url(b"missing"), headers={"If-None-Match": "*"}).status_code == 404
+    assert app_client.head(url(b"forever"), headers={"If-Match": "*"}).status_code == 200
+    assert app_client.head(url(b"forever"), headers={"If-Match": '"tag"'}).status_code == 400
+    assert app_client.head(url(b"forever") + "?format=xml").status_code == 400
+    assert app_client.head(url(b"forever") + "?ttl=1").status_code == 400
+    with TestClient(create_app(db, token="t")) as c:
+        assert c.head(url(b"forever")).status_code == 401
+        r = c.head(url(b"forever"), headers={"Authorization": "Bearer t"})
+        assert r.status_code == 200 and r.headers["content-length"] == "10"
+
+
+def test_head_neither_reads_nor_checksums_the_value(app_client, db, monkeypatch):
+    """HEAD read the whole value and checked its CRC (twice: once for the value, once for the TTL)
+    only to answer Content-Length; docs/http.md calls it a cheap existence check."""
+    db.put(b"big", b"v" * (1 << 20), ttl=60)
+
+    def no_checksum(data: object) -> int:
+        raise AssertionError("HEAD checksummed the value")
+
+    patch_engine(monkeypatch, "_crc32", no_checksum)
+    r = app_client.head(url(b"big"))
+    assert r.status_code == 200 and r.headers["content-length"] == str(1 << 20)
+    assert r.headers["content-type"] == "application/octet-stream"
+    with pytest.raises(AssertionError):
+        db.get(b"big")  # (the patch does reach the reads)
+
+
+def test_head_of_a_damaged_value_answers_200_and_get_500(store_path):
+    """The documented choice: HEAD does not verify the value (GET does); a damaged key is still 500."""
+    with DB(store_path) as db:
+        db.put(b"a", b"first value")
+        db.put(b"b", b"second value")
+        _damage(store_path, db, b"a", "value")
+        _damage(store_path, db, b"b", "key")
+        with TestClient(create_app(db), raise_server_exceptions=False) as c:
+            assert c.get(url(b"a")).json()["error"] == "corrupt_record"
+            r = c.head(url(b"a"))
+            assert r.status_code == 200 and r.headers["content-length"] == "11"
+            assert c.head(url(b"b")).status_code == 500  # the record holds another key
+        with pytest.raises(CorruptionError):
+            db.size_with_expiry(b"b")
