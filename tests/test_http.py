@@ -225,7 +225,7 @@ def test_dot_keys_and_slashes(client):
     assert "%2F" in r.json()["message"]
     r = client.put("/v1/keys/a/incr", content=b"1")
     assert r.status_code == 405
-    assert r.headers["allow"] == "POST"
+    assert r.headers["allow"] == "POST, OPTIONS"
 
 
 # --------------------------------------------------------------------- TTL
@@ -442,7 +442,7 @@ def test_unknown_endpoints_and_methods_answer_json(client):
     assert r.json()["error"] == "not_found"
     r = client.patch(url(b"k"))
     assert r.status_code == 405
-    assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "PUT", "DELETE"}
+    assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
     assert r.json()["error"] == "method_not_allowed"
     r = client.delete("/v1/stats")
     assert r.status_code == 405

@@ -121,3 +121,76 @@ def test_head_of_a_damaged_value_answers_200_and_get_500(store_path):
             assert c.head(url(b"b")).status_code == 500  # the record holds another key
         with pytest.raises(CorruptionError):
             db.size_with_expiry(b"b")
+
+
+# ------------------------------------------------------- OPTIONS
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        (url(b"a/b"), "GET, HEAD, PUT, DELETE, OPTIONS"),
+        (url(b"a/b", "/incr"), "POST, OPTIONS"),
+        (url(b"a/b", "/expire") + "?ttl=5", "POST, OPTIONS"),
+        ("/v1/keys?limit=1", "GET, HEAD, OPTIONS"),
+        ("/v1/stats", "GET, HEAD, OPTIONS"),
+        ("/openapi.json", "GET, HEAD, OPTIONS"),
+        ("/healthz", "GET, HEAD, OPTIONS"),
+        ("/v1/merge", "POST, OPTIONS"),
+        ("/v1/backup", "POST, OPTIONS"),
+        ("/v1/txn", "POST, OPTIONS"),
+    ],
+)
+def test_options_answers_204_with_the_methods_of_the_resource(db, path, allow):
+    """RFC 9110 9.3.7: OPTIONS asks which methods a resource takes; every route answered it 405."""
+    with TestClient(create_app(db, token="t")) as c:
+        auth = {"Authorization": "Bearer t"}
+        r = c.options(path, headers=auth)
+        assert r.status_code == 204 and r.headers["allow"] == allow and r.content == b""
+        assert "content-length" not in r.headers  # RFC 9110: never in a 204
+        if path != "/healthz":
+            assert c.options(path).status_code == 401  # as every other method
+        r = c.request("PROPFIND", path, headers=auth)
+        assert r.status_code == 405 and r.headers["allow"] == allow  # the same list, in one order
+        assert r.json()["error"] == "method_not_allowed" and allow in r.json()["message"]
+    assert db.stats()["keys"] == 0
+
+
+def test_options_of_a_path_that_names_nothing_is_an_error(app_client, db):
+    from test_http_review11 import _call
+
+    assert app_client.options("/v1/nothing").status_code == 404
+    assert app_client.options(url(b"k", "/nothing")).status_code == 404
+    assert app_client.options("/v1/keys/%ZZ").json()["error"] == "invalid_encoding"
+    assert app_client.options("/v1/keys/").json()["error"] == "invalid_key"
+    status, body = _call(create_app(db), "OPTIONS", b"/v1/keys/" + b"k" * 65537 + b"/incr")
+    assert status == 400 and b"invalid_key" in body
+
+
+def test_options_asterisk_describes_the_server(db):
+    """OPTIONS * (RFC 9110 9.3.7, the server as a whole) matched no route: 404."""
+    from test_http_review11 import _call
+
+    status, body = _call(create_app(db), "OPTIONS", b"*")
+    assert (status, body) == (204, b"")
+    app = create_app(db, token="t")
+    assert _call(app, "OPTIONS", b"*")[0] == 401
+    assert _call(app, "OPTIONS", b"*", [(b"authorization", b"Bearer t")])[0] == 204
+    assert _call(create_app(db), "GET", b"*")[0] == 404
+
+
+@pytest.mark.parametrize("token", [None, "t"])
+def test_a_cors_preflight_is_refused_not_answered_as_if_it_succeeded(db, token):
+    """The API sends no CORS headers; a preflight must not look like it worked (it was 405, and a
+    bare 204 would read as a success in the browser's and proxies' logs)."""
+    preflight = {
+        "Origin": "https://app.example",
+        "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    with TestClient(create_app(db, token=token)) as c:
+        for path in (url(b"k"), "/v1/txn", "/v1/nothing"):
+            r = c.options(path, headers=preflight)
+            assert r.status_code == 403 and r.json()["error"] == "cross_origin_refused", path
+            assert not any(name.startswith("access-control-") for name in r.headers)
+            assert "CORS" in r.json()["message"]

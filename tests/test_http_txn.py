@@ -369,7 +369,7 @@ def test_request_refusals(client):
     assert r.status_code == 415 and r.headers["accept-encoding"] == "identity"
     for method in ("GET", "PUT", "DELETE"):
         r = client.request(method, "/v1/txn")
-        assert r.status_code == 405 and r.headers["allow"] == "POST"
+        assert r.status_code == 405 and r.headers["allow"] == "POST, OPTIONS"
 
 
 def test_auth(db):

@@ -23,7 +23,7 @@ def db(store_path):
 
 def _api(app):
     """The object whose methods serve the app's endpoints."""
-    return next(r.endpoint.__self__ for r in app.routes if getattr(r, "path", "") == "/v1/txn")
+    return next(r.endpoint.endpoint.__self__ for r in app.routes if getattr(r, "path", "") == "/v1/txn")
 
 
 # ------------------------------------------------------------- the read gate

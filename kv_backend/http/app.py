@@ -813,6 +813,9 @@ class _Api:
         method = request.method
         key = decode_key(segments[0])
         if len(segments) == 1:
+            if method == "OPTIONS":
+                check_key(key)  # a key that cannot exist has no methods either (400)
+                return _options(_KEY_METHODS)
             if method == "GET":
                 _check_params(query, ("format",), "GET of a key")
                 return await self.get(request, key, query)
@@ -825,10 +828,13 @@ class _Api:
             if method == "DELETE":
                 _check_params(query, (), "DELETE")
                 return await self.delete(request, key)
-            raise _not_allowed(method, "GET, HEAD, PUT, DELETE")
+            raise _not_allowed(method, _KEY_METHODS)
         if len(segments) == 2 and segments[1] in (b"incr", b"expire"):
+            if method == "OPTIONS":
+                check_key(key)
+                return _options(_POST_METHODS)
             if method != "POST":
-                raise _not_allowed(method, "POST")
+                raise _not_allowed(method, _POST_METHODS)
             _refuse_preconditions(request, segments[1].decode("ascii"))
             _check_params(query, ("delta",) if segments[1] == b"incr" else ("ttl",), segments[1].decode())
             if segments[1] == b"incr":
@@ -1214,6 +1220,19 @@ def _refuse_preconditions(request: Request, what: str) -> None:
             )
 
 
+#: The ``Allow`` header of each kind of resource (also the answer to OPTIONS).
+_KEY_METHODS = "GET, HEAD, PUT, DELETE, OPTIONS"
+_POST_METHODS = "POST, OPTIONS"
+_GET_METHODS = "GET, HEAD, OPTIONS"
+#: ``OPTIONS *``: every method some resource of the server takes.
+_SERVER_METHODS = "GET, HEAD, PUT, DELETE, POST, OPTIONS"
+
+
+def _options(allowed: str) -> Response:
+    """The answer to OPTIONS (RFC 9110 9.3.7): 204 with the methods of the resource in ``Allow``."""
+    return Response(status_code=204, headers={"Allow": allowed})
+
+
 def _not_allowed(method: str, allowed: str) -> HTTPAPIError:
     return HTTPAPIError(
         405, "method_not_allowed", f"{method} is not allowed here; use {allowed}", {"Allow": allowed}
@@ -1410,6 +1429,76 @@ class _EveryMethod:
         await self.app(scope, receive, send)
 
 
+class _Methods(_EveryMethod):
+    """An endpoint serving the methods of ``allowed`` (as in ``Allow``), OPTIONS answered for it.
+
+    Starlette's own method check answers OPTIONS with 405 and lists the allowed
+    methods in an arbitrary order, with a plain-text body outside a JSON API.
+    """
+
+    def __init__(self, endpoint: Callable[[Request], Any], allowed: str) -> None:
+        self.endpoint = endpoint
+        methods = frozenset(allowed.split(", "))
+
+        async def dispatch(request: Request) -> Response:
+            if request.method == "OPTIONS":
+                return _options(allowed)
+            if request.method not in methods:
+                raise _not_allowed(request.method, allowed)
+            return await endpoint(request)
+
+        super().__init__(dispatch)
+
+
+class NoCrossOrigin:
+    """ASGI middleware: refuse CORS preflights, since the API sends no CORS headers (403).
+
+    A browser asks with ``OPTIONS`` and ``Access-Control-Request-Method`` before a
+    cross-origin request it may not send unasked. A ``204`` without CORS headers
+    fails in the browser too, but reads as a success in its network log and in any
+    proxy's; the 403 says what is wrong. It comes before the token check: browsers
+    never send credentials with a preflight, and the answer is the same for every path.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        preflight = (
+            scope["type"] == "http"
+            and scope["method"] == "OPTIONS"
+            and any(name.lower() == b"access-control-request-method" for name, _ in scope["headers"])
+        )
+        if preflight:
+            response = error_response(
+                403,
+                "cross_origin_refused",
+                "this server does not serve cross-origin requests from browsers (it sends no CORS "
+                "headers): serve the page and the API from one origin, e.g. through the proxy in "
+                "front of the server",
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class AsteriskOptions:
+    """ASGI middleware: answer ``OPTIONS *`` (RFC 9110 9.3.7), a question about the server itself.
+
+    Its target is no path, so no route matches it and it was answered 404.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        asterisk = scope["type"] == "http" and scope["path"] == scope.get("root_path", "") + "*"
+        if asterisk and scope["method"] == "OPTIONS":
+            await _options(_SERVER_METHODS)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     db_or_path: DB | str | os.PathLike[str],
     token: str | None = None,
@@ -1447,19 +1536,20 @@ def create_app(
                 db.close()
 
     routes = [
-        Route("/healthz", api.healthz, methods=["GET"]),
-        Route("/openapi.json", api.openapi, methods=["GET"]),
-        Route("/v1/keys", api.list_keys, methods=["GET"]),
+        Route("/healthz", _Methods(api.healthz, _GET_METHODS)),
+        Route("/openapi.json", _Methods(api.openapi, _GET_METHODS)),
+        Route("/v1/keys", _Methods(api.list_keys, _GET_METHODS)),
         Route("/v1/keys/{key:kv_backend_key}", _EveryMethod(api.key)),
-        Route("/v1/stats", api.stats, methods=["GET"]),
-        Route("/v1/merge", api.merge, methods=["POST"]),
-        Route("/v1/backup", api.backup, methods=["POST"]),
-        Route("/v1/txn", api.txn, methods=["POST"]),
+        Route("/v1/stats", _Methods(api.stats, _GET_METHODS)),
+        Route("/v1/merge", _Methods(api.merge, _POST_METHODS)),
+        Route("/v1/backup", _Methods(api.backup, _POST_METHODS)),
+        Route("/v1/txn", _Methods(api.txn, _POST_METHODS)),
     ]
     # first: every answer, the token check's 401 too, must close an ambiguously framed connection
-    middleware = [Middleware(CloseConnectionWhenUnsafe), Middleware(OriginForm)]
+    middleware = [Middleware(CloseConnectionWhenUnsafe), Middleware(OriginForm), Middleware(NoCrossOrigin)]
     if token is not None:
         middleware.append(Middleware(BearerAuth, token=token))
+    middleware.append(Middleware(AsteriskOptions))
     app = Starlette(
         routes=routes,
         middleware=middleware,
