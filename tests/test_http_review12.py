@@ -194,3 +194,59 @@ def test_a_cors_preflight_is_refused_not_answered_as_if_it_succeeded(db, token):
             assert r.status_code == 403 and r.json()["error"] == "cross_origin_refused", path
             assert not any(name.startswith("access-control-") for name in r.headers)
             assert "CORS" in r.json()["message"]
+
+
+# ------------------------------------------------------- cross-site request forgery
+
+#: What a browser sends with fetch(url, {method: "POST", mode: "no-cors", body: "..."}) from a page
+#: of another site: a "simple" request, sent without a preflight.
+_FORGED = {"Origin": "https://evil.example", "Content-Type": "text/plain;charset=UTF-8"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {**_FORGED, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"},
+        {**_FORGED, "Sec-Fetch-Site": "same-site"},  # another origin of the same site
+        _FORGED,  # an older browser: Origin only
+        {**_FORGED, "Origin": "null"},  # a sandboxed page or a local file
+    ],
+    ids=["cross-site", "same-site", "origin-only", "origin-null"],
+)
+def test_a_web_page_of_another_origin_cannot_write_to_a_server_without_a_token(app_client, db, headers):
+    """Without a token, any web page its user visited could drive a local kvb http: a POST with a
+    text/plain body needs no CORS preflight, so it ran transactions, incrs and backups (to a URL of
+    the page's choosing), and the browser only kept the page from reading the answer."""
+    db.put(b"k", b"precious")
+    txn = b'{"ops": [{"op": "delete", "key": "k"}]}'
+    for path, body in [("/v1/txn", txn), (url(b"n", "/incr"), b""), (url(b"k", "/expire?ttl=1"), b"")]:
+        r = app_client.post(path, content=body, headers=headers)
+        assert r.status_code == 403 and r.json()["error"] == "cross_origin_refused", path
+    r = app_client.post("/v1/backup", content=b'{"url": "file:///tmp/x"}', headers=headers)
+    assert r.status_code == 403
+    assert db.get(b"k") == b"precious" and db.ttl(b"k") is None and b"n" not in db
+    assert app_client.get(url(b"k"), headers=headers).status_code == 200  # the browser hides reads
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # curl, httpx, requests: no browser
+        {"Sec-Fetch-Site": "same-origin", "Origin": "https://kv.example"},  # the app's own page
+        {"Sec-Fetch-Site": "none"},  # a URL the user typed
+        {"Origin": "http://testserver"},  # an older browser on the server's own origin
+    ],
+    ids=["no-browser", "same-origin", "typed", "origin-is-host"],
+)
+def test_writes_of_clients_and_same_origin_pages_still_work(app_client, db, headers):
+    assert app_client.post(url(b"n", "/incr"), headers=headers).json() == {"value": 1}
+    assert app_client.put(url(b"k"), content=b"v", headers=headers).status_code == 201
+
+
+def test_with_a_token_a_cross_origin_write_is_left_to_the_token(db):
+    """A page cannot send the token without a preflight that a CORS proxy would have to allow."""
+    with TestClient(create_app(db, token="t")) as c:
+        forged = {**_FORGED, "Sec-Fetch-Site": "cross-site"}
+        assert c.post(url(b"n", "/incr"), headers=forged).status_code == 401
+        r = c.post(url(b"n", "/incr"), headers={**forged, "Authorization": "Bearer t"})
+        assert r.json() == {"value": 1}

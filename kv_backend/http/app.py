@@ -1450,36 +1450,80 @@ class _Methods(_EveryMethod):
         super().__init__(dispatch)
 
 
-class NoCrossOrigin:
-    """ASGI middleware: refuse CORS preflights, since the API sends no CORS headers (403).
+#: Methods that change nothing: a browser sends them cross-origin freely, but lets no page read the answer.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-    A browser asks with ``OPTIONS`` and ``Access-Control-Request-Method`` before a
-    cross-origin request it may not send unasked. A ``204`` without CORS headers
-    fails in the browser too, but reads as a success in its network log and in any
-    proxy's; the 403 says what is wrong. It comes before the token check: browsers
-    never send credentials with a preflight, and the answer is the same for every path.
+
+#: The header that makes an OPTIONS request a CORS preflight.
+_PREFLIGHT_HEADER = b"access-control-request-method"
+
+
+def _from_another_origin(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a browser sent the request for a page of another origin than the server's.
+
+    Browsers say so in ``Sec-Fetch-Site`` (``same-origin``, or ``none`` for a URL the user
+    typed, are not); older ones only send ``Origin``, compared with ``Host`` then. A request
+    with neither comes from no browser (curl, httpx, a proxy's health check).
+    """
+    site = origin = None
+    host = b""
+    for name, value in headers:
+        name = name.lower()
+        if name == b"sec-fetch-site":
+            site = value.strip().lower()
+        elif name == b"origin":
+            origin = value.strip().lower()
+        elif name == b"host":
+            host = value.strip().lower()
+    if site is not None:
+        return site not in (b"same-origin", b"none")
+    if origin is None:
+        return False
+    _, sep, authority = origin.partition(b"://")  # "null" (a sandboxed page, a file) has none
+    return not sep or authority != host
+
+
+class NoCrossOrigin:
+    """ASGI middleware: refuse what browsers send for pages of other origins (403).
+
+    * CORS preflights: a browser asks with ``OPTIONS`` and ``Access-Control-Request-Method``
+      before a cross-origin request it may not send unasked. The API sends no CORS
+      headers; a ``204`` without them fails in the browser too, but reads as a success
+      in its network log and in any proxy's, where the 403 says what is wrong. This
+      comes before the token check: browsers never send credentials with a preflight,
+      and the answer is the same for every path.
+    * With ``refuse_writes`` (a server without a token): a write sent by a page of another
+      origin. ``POST`` with a ``text/plain`` body needs no preflight, so any web page its
+      user visits could otherwise run a transaction, an incr or a backup to a URL of its
+      choosing on a local server (cross-site request forgery). Browsers do not let such a
+      page read the answers to reads, so reads are left alone. With a token no page can
+      send one without a preflight, which only a proxy configured for CORS would allow.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, refuse_writes: bool = True) -> None:
         self.app = app
+        self.refuse_writes = refuse_writes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        preflight = (
-            scope["type"] == "http"
-            and scope["method"] == "OPTIONS"
-            and any(name.lower() == b"access-control-request-method" for name, _ in scope["headers"])
-        )
-        if preflight:
-            response = error_response(
-                403,
-                "cross_origin_refused",
-                "this server does not serve cross-origin requests from browsers (it sends no CORS "
-                "headers): serve the page and the API from one origin, e.g. through the proxy in "
-                "front of the server",
-            )
-            await response(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        headers = scope["headers"]
+        method = scope["method"]
+        if method == "OPTIONS" and any(n.lower() == _PREFLIGHT_HEADER for n, _ in headers):
+            message = "CORS preflights are refused: this server sends no CORS headers"
+        elif self.refuse_writes and method not in _SAFE_METHODS and _from_another_origin(headers):
+            message = f"{method} from a web page of another origin is refused (the server has no token)"
+        else:
+            await self.app(scope, receive, send)
+            return
+        response = error_response(
+            403,
+            "cross_origin_refused",
+            f"{message}; this server does not serve browsers' cross-origin requests: serve the page "
+            "and the API from one origin, e.g. through the proxy in front of the server",
+        )
+        await response(scope, receive, send)
 
 
 class AsteriskOptions:
@@ -1546,7 +1590,11 @@ def create_app(
         Route("/v1/txn", _Methods(api.txn, _POST_METHODS)),
     ]
     # first: every answer, the token check's 401 too, must close an ambiguously framed connection
-    middleware = [Middleware(CloseConnectionWhenUnsafe), Middleware(OriginForm), Middleware(NoCrossOrigin)]
+    middleware = [
+        Middleware(CloseConnectionWhenUnsafe),
+        Middleware(OriginForm),
+        Middleware(NoCrossOrigin, refuse_writes=token is None),
+    ]
     if token is not None:
         middleware.append(Middleware(BearerAuth, token=token))
     middleware.append(Middleware(AsteriskOptions))
