@@ -250,3 +250,19 @@ def test_with_a_token_a_cross_origin_write_is_left_to_the_token(db):
         assert c.post(url(b"n", "/incr"), headers=forged).status_code == 401
         r = c.post(url(b"n", "/incr"), headers={**forged, "Authorization": "Bearer t"})
         assert r.json() == {"value": 1}
+
+
+# ------------------------------------------------------- partial PUT
+
+
+def test_a_put_with_content_range_is_refused_not_stored_as_the_whole_value(app_client, db):
+    """RFC 9110 14.5: a PUT with Content-Range carries part of a representation; it replaced the
+    whole value by that part (a 10-byte value became the 2 bytes sent for its range 2-3)."""
+    db.put(b"k", b"0123456789")
+    for headers in ({"Content-Range": "bytes 2-3/10"}, {"Content-Range": "bytes 2-3/10", "If-Match": "*"}):
+        r = app_client.put(url(b"k"), content=b"AB", headers=headers)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+        assert "Content-Range" in r.json()["message"]
+    r = app_client.put(url(b"new"), content=b"AB", headers={"Content-Range": "bytes 0-1/*"})
+    assert r.status_code == 400
+    assert db.get(b"k") == b"0123456789" and b"new" not in db

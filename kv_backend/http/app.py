@@ -936,6 +936,15 @@ class _Api:
     async def put(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         ttl = parse_ttl(query.get("ttl"))
         if_match, if_none_match = _preconditions(request)
+        if "content-range" in request.headers:
+            # RFC 9110 14.5: the body is likely part of a value sent as if it were all of it;
+            # stored, it would replace the whole value by that part.
+            raise HTTPAPIError(
+                400,
+                "invalid_request",
+                "a PUT with Content-Range sends part of a value, and this API has no partial updates: "
+                "send the whole value without Content-Range; nothing was stored",
+            )
         await self.call(check_key, key)  # reject a bad key before reading a large body
         # 413/415 before any 412: preconditions count only for a request that would otherwise succeed
         self.check_body_headers(request, self.max_value_size, "the value")
