@@ -266,3 +266,37 @@ def test_a_put_with_content_range_is_refused_not_stored_as_the_whole_value(app_c
     r = app_client.put(url(b"new"), content=b"AB", headers={"Content-Range": "bytes 0-1/*"})
     assert r.status_code == 400
     assert db.get(b"k") == b"0123456789" and b"new" not in db
+
+
+# ------------------------------------------------------- GET: one read of the value
+
+
+def test_get_reads_and_checksums_the_value_once_and_never_takes_the_write_lock(app_client, db, monkeypatch):
+    """GET read the value, then its TTL (a second read of the whole record, checksum included),
+    and when a write by any process landed between the two, three times in a row, it read again
+    under the store's write lock: a GET on a busy store waited for writers (a transaction, a
+    merge in another process), though docs/http.md says readers do not. The value and its expiry
+    now come from one read of one record."""
+    import kv_backend.db_read as db_read
+
+    db.put(b"k", b"v" * 100_000, ttl=60)
+    sizes: list[int] = []
+    real_crc = db_read._crc32
+
+    def counting_crc(data: object) -> int:
+        sizes.append(len(data))  # type: ignore[arg-type]
+        return real_crc(data)
+
+    tokens = iter(range(10**6))  # a write lands between every two looks at the change token
+    monkeypatch.setattr(db, "change_token", lambda: next(tokens))
+
+    def no_lock() -> None:
+        raise AssertionError("a GET took the write lock")
+
+    monkeypatch.setattr(db, "locked", no_lock)
+    patch_engine(monkeypatch, "_crc32", counting_crc)
+    r = app_client.get(url(b"k"))
+    assert r.status_code == 200 and len(r.content) == 100_000 and 59 < float(r.headers["x-kv-ttl"]) <= 60
+    assert len([n for n in sizes if n >= 100_000]) == 1
+    r = app_client.get(url(b"k") + "?format=json")
+    assert r.json()["ttl"] > 59 and len([n for n in sizes if n >= 100_000]) == 2

@@ -61,7 +61,7 @@ def test_a_read_catching_up_with_another_process_merge_does_not_deadlock_a_trans
     monkeypatch.setattr(DB, "_full_reload", reload_after_the_txn_locked)
     monkeypatch.setattr(http_app._TxnPlan, "run", run_and_tell)
     out: dict = {}
-    reader = threading.Thread(target=lambda: out.setdefault("read", api._read_once(b"k1")), daemon=True)
+    reader = threading.Thread(target=lambda: out.setdefault("read", api._read(b"k1")), daemon=True)
     reader.start()
     assert reader_reloads.wait(2)
     ops = http_app.parse_txn(b'{"ops": [{"op": "put", "key": "x", "value": "1"}]}')

@@ -902,32 +902,18 @@ class _Api:
         return size, None if expiry is None else max(expiry - time.time(), 0.0)
 
     def _read(self, key: bytes) -> tuple[bytes, float | None] | None:
-        """Return ``(value, ttl)`` of one version of the key, or None if it is absent.
+        """Return ``(value, ttl)`` of the key, or None if it is absent.
 
-        Value and TTL are two engine reads. When a write by any process lands
-        between them (the change token moved), read again; if writes keep
-        landing, read once more under the write lock, where nothing can change.
+        Both come from one read of one record (:meth:`DB.get_with_expiry`), so
+        they always belong together without re-reading the value, or waiting for
+        the write lock, when other processes write meanwhile.
         """
-        db = self.db
-        for _ in range(3):
-            token = db.change_token()
-            found = self._read_once(key)
-            if found is None or db.change_token() == token:
-                return found
-        if db.read_only:
-            return found
-        with db.locked():
-            return self._read_once(key)
-
-    def _read_once(self, key: bytes) -> tuple[bytes, float | None] | None:
         with self.gate.reading():  # never half of a transaction of this process
-            value = self.db.get(key)
-            if value is None:
-                return None
-            try:
-                return value, self.db.ttl(key)
-            except KeyError:  # deleted or expired between the two reads
-                return None
+            found = self.db.get_with_expiry(key)
+        if found is None:
+            return None
+        value, expiry = found
+        return value, None if expiry is None else max(expiry - time.time(), 0.0)
 
     def _exists(self, key: bytes) -> bool:
         with self.gate.reading():
