@@ -300,3 +300,26 @@ def test_get_reads_and_checksums_the_value_once_and_never_takes_the_write_lock(a
     assert len([n for n in sizes if n >= 100_000]) == 1
     r = app_client.get(url(b"k") + "?format=json")
     assert r.json()["ttl"] > 59 and len([n for n in sizes if n >= 100_000]) == 2
+
+
+# ------------------------------------------------------- bodies of endpoints that take none
+
+
+def test_a_body_sent_to_incr_expire_or_merge_is_refused_not_ignored(app_client, db):
+    """POST /expire with {"ttl": 300} (as a transaction's expire takes it) removed the key's expiry,
+    since without ?ttl= a key never expires; {"delta": 5} to /incr added 1. Such a body is 400."""
+    db.put(b"s", b"x", ttl=30)
+    r = app_client.post(url(b"s", "/expire"), json={"ttl": 300})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+    assert "?ttl=" in r.json()["message"] and 29 < db.ttl(b"s") <= 30
+    r = app_client.post(url(b"n", "/incr"), json={"delta": 5})
+    assert r.status_code == 400 and "?delta=" in r.json()["message"] and b"n" not in db
+    r = app_client.post("/v1/merge", json={"wait": True})
+    assert r.status_code == 400 and "?wait=" in r.json()["message"]
+    chunked = app_client.post(url(b"n", "/incr"), content=iter([b"5"]))  # a body of unknown length
+    assert chunked.status_code == 400 and b"n" not in db
+    # no body, an empty one (requests and httpx send Content-Length: 0), an empty chunked one
+    assert app_client.post(url(b"n", "/incr")).json() == {"value": 1}
+    assert app_client.post(url(b"n", "/incr"), content=b"").json() == {"value": 2}
+    assert app_client.post(url(b"n", "/incr"), content=iter([b""])).json() == {"value": 3}
+    assert app_client.post(url(b"s", "/expire?ttl=60"), content=b"").json() == {"ttl": 60.0}

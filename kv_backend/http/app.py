@@ -790,6 +790,29 @@ class _Api:
             ) from None
         return b"".join(chunks)
 
+    async def refuse_body(self, request: Request, what: str, hint: str) -> None:
+        """Answer 400 to a request body sent to an endpoint that takes its arguments in the query.
+
+        Ignored, the body would change the meaning of the request without a word: a
+        ``{"ttl": 300}`` posted to ``/expire`` made the key persistent, a ``{"delta": 5}``
+        posted to ``/incr`` added 1. A declared length is refused from the headers alone;
+        a chunked body is read (nothing of it is kept) to tell an empty one from the rest.
+        """
+        declared = request.headers.get("content-length", "").strip()
+        if declared in ("", "0") and "transfer-encoding" not in request.headers:
+            return
+        refused = HTTPAPIError(
+            400, "invalid_request", f"{what} takes no request body ({hint}); nothing was done"
+        )
+        if declared not in ("", "0"):
+            raise refused
+        try:
+            await self.read_body(request, 0, "the request body")
+        except HTTPAPIError as exc:
+            if exc.status == 413:
+                raise refused from None
+            raise
+
     # ---------------------------------------------------------- endpoints
 
     async def healthz(self, request: Request) -> Response:
@@ -838,7 +861,11 @@ class _Api:
             _refuse_preconditions(request, segments[1].decode("ascii"))
             _check_params(query, ("delta",) if segments[1] == b"incr" else ("ttl",), segments[1].decode())
             if segments[1] == b"incr":
+                await self.refuse_body(request, "incr", "give delta in the query string: ?delta=5")
                 return await self.incr(key, query)
+            await self.refuse_body(
+                request, "expire", "give ttl in the query string, ?ttl=300; without it the key never expires"
+            )
             return await self.expire(key, query)
         raise HTTPAPIError(
             404,
@@ -1109,6 +1136,7 @@ class _Api:
         _check_params(query, ("wait",), "merge")
         _refuse_preconditions(request, "merge")
         wait = parse_bool(query.get("wait"), "wait")
+        await self.refuse_body(request, "merge", "give wait in the query string: ?wait=true")
         try:
             report = await self.call(self.db.merge, wait=True) if wait else await self.call(self.db.merge)
         except ModuleNotFoundError as exc:
