@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from types import SimpleNamespace
 
@@ -323,3 +324,99 @@ def test_a_body_sent_to_incr_expire_or_merge_is_refused_not_ignored(app_client, 
     assert app_client.post(url(b"n", "/incr"), content=b"").json() == {"value": 2}
     assert app_client.post(url(b"n", "/incr"), content=iter([b""])).json() == {"value": 3}
     assert app_client.post(url(b"s", "/expire?ttl=60"), content=b"").json() == {"ttl": 60.0}
+
+
+# ------------------------------------------------------- DNS rebinding
+
+
+def _call_host(app, method: str, raw_path: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    """Send one request straight to the ASGI app, with the Host header among ``headers``."""
+    from test_http_review11 import _scope
+
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = _scope(method, raw_path.decode("ascii"), [])
+    scope["headers"] = headers
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def _while_served(monkeypatch, tmp_path, check, **kwargs) -> None:
+    """Run ``check(app)`` on the ASGI app kvb http (``serve``) hands to uvicorn, without listening."""
+    import uvicorn
+
+    import kv_backend.http.server as http_server
+
+    class NotListening:
+        started = True
+
+        def __init__(self, config: object) -> None:
+            self.app = config.app  # type: ignore[attr-defined]
+
+        def run(self) -> None:
+            check(self.app)
+
+    monkeypatch.delenv("KVB_HTTP_TOKEN", raising=False)
+    monkeypatch.setattr(uvicorn, "Server", NotListening)
+    http_server.serve(str(tmp_path / "store"), log_level="warning", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        (b"evil.example:8380", 400),  # a page of that site, its name rebound to 127.0.0.1
+        (b"Evil.Example", 400),
+        (b"127.0.0.1:8380", 200),
+        (b"localhost:8380", 200),
+        (b"LOCALHOST", 200),
+        (b"kv.localhost:8380", 200),  # browsers resolve *.localhost themselves
+        (b"[::1]:8380", 200),
+        (b"10.1.2.3", 200),  # an address: no page can claim it
+    ],
+)
+def test_kvb_http_on_loopback_without_a_token_serves_only_local_names(monkeypatch, tmp_path, host, status):
+    """A web page whose domain name is made to resolve to 127.0.0.1 after it loaded (DNS rebinding)
+    is the same origin as a local kvb http for the browser: it read and wrote the whole store,
+    CSRF check or not. Only its Host header gives it away."""
+
+    def check(app) -> None:
+        headers = [(b"host", host), (b"sec-fetch-site", b"same-origin")]
+        got, body = _call_host(app, "GET", b"/v1/keys", headers)
+        assert got == status, body
+        if status == 400:
+            assert b'"invalid_host"' in body and b"127.0.0.1" in body
+            assert _call_host(app, "POST", b"/v1/keys/n/incr", headers)[0] == 400
+            assert _call_host(app, "GET", b"/healthz", headers)[0] == 400
+            assert _call_host(app, "GET", b"/v1/keys", [(b"host", b"localhost"), *headers])[0] == 400
+            old_browser = [(b"host", host), (b"origin", b"http://" + host)]
+            assert _call_host(app, "POST", b"/v1/keys/n/incr", old_browser)[0] == 400
+            # a program (curl --header "Host: ...", a proxy passing its Host on) is no web page
+            assert _call_host(app, "GET", b"/v1/keys", [(b"host", host)])[0] == 200
+
+    _while_served(monkeypatch, tmp_path, check)
+
+
+def test_the_host_check_is_left_to_the_token_or_to_a_non_loopback_address(monkeypatch, tmp_path):
+    evil = [(b"host", b"evil.example")]
+    _while_served(
+        monkeypatch,
+        tmp_path,
+        lambda app: _call_host(app, "GET", b"/v1/keys", [*evil, (b"authorization", b"Bearer t")])[0] == 200
+        or pytest.fail("refused with a token"),
+        token="t",
+    )
+    # reached by any name, it warns instead (no token); in your own ASGI app, the Host is yours
+    _while_served(
+        monkeypatch,
+        tmp_path,
+        lambda app: _call_host(app, "GET", b"/v1/keys", evil)[0] == 200 or pytest.fail("refused"),
+        host="0.0.0.0",
+    )
+    with DB(str(tmp_path / "store")) as db:
+        assert _call_host(create_app(db), "GET", b"/v1/keys", evil)[0] == 200

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import errno
 import hmac
+import ipaddress
 import json
 import math
 import os
@@ -1547,6 +1548,57 @@ class NoCrossOrigin:
             "and the API from one origin, e.g. through the proxy in front of the server",
         )
         await response(scope, receive, send)
+
+
+def _names_this_machine(host: bytes) -> bool:
+    """Whether a ``Host`` header names no domain that a web site could point at this machine:
+    ``localhost`` (and its subdomains, which browsers resolve themselves) or an IP address."""
+    name = host.strip().lower()
+    if name.startswith(b"["):  # an IPv6 address, [::1]:8380
+        name = name[1 : name.find(b"]")]
+    else:
+        name = name.rpartition(b":")[0] if b":" in name else name
+    if not name or name == b"localhost" or name.endswith(b".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(name.decode("ascii"))
+    except ValueError:  # (UnicodeDecodeError too)
+        return False
+    return True
+
+
+class LocalHostOnly:
+    """ASGI middleware of ``kvb http`` on a loopback address without a token: refuse (400) a request
+    a browser sent for a ``Host`` that is a domain name other than ``localhost``.
+
+    A web page can make its own domain name resolve to 127.0.0.1 once it is loaded
+    (DNS rebinding); the browser then takes the server for that page's origin, lets
+    it send anything and read every answer, and only the ``Host`` header (the page's
+    domain) gives it away. Browsers mark every request with ``Sec-Fetch-Site`` (older
+    ones a write with ``Origin``); requests without either come from programs, which
+    cannot be rebound, and keep any ``Host`` (a proxy's, a test's).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            browser = any(name.lower() in (b"sec-fetch-site", b"origin") for name, _ in headers)
+            hosts = [value for name, value in headers if name.lower() == b"host"] if browser else []
+            host = next((value for value in hosts if not _names_this_machine(value)), None)
+            if host is not None:
+                response = error_response(
+                    400,
+                    "invalid_host",
+                    f"this server serves only requests for localhost or an IP address, not for "
+                    f"{host.decode('ascii', 'replace')[:80]!r} (a web page of that name may be trying to "
+                    "reach it); connect to 127.0.0.1 or localhost, or start the server with a token",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class AsteriskOptions:

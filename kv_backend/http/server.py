@@ -8,9 +8,10 @@ import logging
 import os
 
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from kv_backend.errors import ConfigurationError
-from kv_backend.http.app import DEFAULT_MAX_VALUE_SIZE, create_app
+from kv_backend.http.app import DEFAULT_MAX_VALUE_SIZE, LocalHostOnly, create_app
 from kv_backend.server import listen_error
 
 __all__ = ["app_from_env", "serve"]
@@ -144,8 +145,10 @@ def serve(
             path,
             host,
         )
+    # On a loopback address without a token, the Host check is what keeps web pages out (DNS rebinding).
+    asgi: ASGIApp = LocalHostOnly(app) if token is None and _is_loopback(host) else app
     config = uvicorn.Config(
-        app,
+        asgi,
         host=host,
         port=port,
         log_level=log_level,
