@@ -420,3 +420,23 @@ def test_the_host_check_is_left_to_the_token_or_to_a_non_loopback_address(monkey
     )
     with DB(str(tmp_path / "store")) as db:
         assert _call_host(create_app(db), "GET", b"/v1/keys", evil)[0] == 200
+
+
+def test_head_of_a_value_as_json_builds_nothing_of_the_value_size(app_client, db, monkeypatch):
+    """HEAD ?format=json measured GET's JSON body by building it around a placeholder as long as
+    the value's base64: 1.4 GB of text (twice) for a 1 GiB value, on a request meant to be cheap."""
+    db.put(b"k", b"v" * 3000)
+    monkeypatch.setattr(db, "size_with_expiry", lambda key: (64 << 20, None))  # as if 64 MiB
+    tracemalloc = pytest.importorskip("tracemalloc")
+    tracemalloc.start()
+    try:
+        r = app_client.head(url(b"k") + "?format=json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.status_code == 200 and int(r.headers["content-length"]) > 4 * (64 << 20) // 3
+    assert peak < 4 << 20
+    monkeypatch.undo()
+    assert app_client.head(url(b"k") + "?format=json").headers["content-length"] == str(
+        len(app_client.get(url(b"k") + "?format=json").content)
+    )
