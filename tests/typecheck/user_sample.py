@@ -38,6 +38,7 @@ def engine(path: str) -> None:
         assert_type(db.pop(b"k", None), bytes | None)
         assert_type(db.delete(b"k"), bool)
         assert_type(db.incr(b"n"), int)
+        assert_type(db.size_with_expiry(b"k"), tuple[int, float | None] | None)  # HEAD of kvb http
         report = db.backup("memory://kv-backups")  # was Any: report.files_copied went unchecked
         assert_type(report, BackupReport)
         print(report.files_copied, report.files_skipped, report.bytes_copied)
