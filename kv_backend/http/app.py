@@ -1456,8 +1456,8 @@ class _EveryMethod:
 class _Methods(_EveryMethod):
     """An endpoint serving the methods of ``allowed`` (as in ``Allow``), OPTIONS answered for it.
 
-    Starlette's own method check answers OPTIONS with 405 and lists the allowed
-    methods in an arbitrary order, with a plain-text body outside a JSON API.
+    Starlette's own method check answers OPTIONS with 405, and lists the allowed
+    methods in the arbitrary order of a set, without OPTIONS.
     """
 
     def __init__(self, endpoint: Callable[[Request], Any], allowed: str) -> None:
