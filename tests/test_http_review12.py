@@ -324,6 +324,7 @@ def test_a_body_sent_to_incr_expire_or_merge_is_refused_not_ignored(app_client, 
     assert app_client.post(url(b"n", "/incr"), content=b"").json() == {"value": 2}
     assert app_client.post(url(b"n", "/incr"), content=iter([b""])).json() == {"value": 3}
     assert app_client.post(url(b"s", "/expire?ttl=60"), content=b"").json() == {"ttl": 60.0}
+    assert app_client.post("/v1/merge", headers={"Content-Length": "00"}).status_code == 200
 
 
 # ------------------------------------------------------- DNS rebinding

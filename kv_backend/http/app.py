@@ -800,12 +800,13 @@ class _Api:
         a chunked body is read (nothing of it is kept) to tell an empty one from the rest.
         """
         declared = request.headers.get("content-length", "").strip()
-        if declared in ("", "0") and "transfer-encoding" not in request.headers:
+        empty = not declared.strip("0")  # absent, or a length of 0 ("0", "00")
+        if empty and "transfer-encoding" not in request.headers:
             return
         refused = HTTPAPIError(
             400, "invalid_request", f"{what} takes no request body ({hint}); nothing was done"
         )
-        if declared not in ("", "0"):
+        if not empty:
             raise refused
         try:
             await self.read_body(request, 0, "the request body")
