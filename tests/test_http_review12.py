@@ -441,3 +441,23 @@ def test_head_of_a_value_as_json_builds_nothing_of_the_value_size(app_client, db
     assert app_client.head(url(b"k") + "?format=json").headers["content-length"] == str(
         len(app_client.get(url(b"k") + "?format=json").content)
     )
+
+
+# ------------------------------------------------------- backup bodies
+
+
+def test_a_backup_body_that_gives_a_member_twice_is_refused(app_client, tmp_path):
+    """{"url": A, "url": B} backed up to B (Python keeps the last; other parsers, and a proxy
+    checking the body, the first), where a transaction's body, like a repeated query parameter,
+    is refused."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for body in (
+        f'{{"url": "file://{first}", "url": "file://{second}"}}',
+        f'{{"url": "file://{first}", "storage_options": {{"auto_mkdir": true, "auto_mkdir": false}}}}',
+    ):
+        r = app_client.post("/v1/backup", content=body.encode())
+        assert r.status_code == 400 and r.json()["error"] == "invalid_request", r.text
+        assert "twice" in r.json()["message"]
+    assert not first.exists() and not second.exists()
+    r = app_client.post("/v1/backup", content=b"[" * 100_000)  # too deep for the parser: still a 400
+    assert r.status_code == 400

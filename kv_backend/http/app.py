@@ -1152,8 +1152,9 @@ class _Api:
         _refuse_preconditions(request, "a backup")
         body = await self.read_body(request, MAX_JSON_BODY, "the request body")
         try:
-            spec = json.loads(body or b"null")
-        except ValueError as exc:
+            # a member given twice is refused, as in a transaction: which one counts is a guess
+            spec = json.loads(body or b"null", object_pairs_hook=_json_object_without_duplicates)
+        except (ValueError, RecursionError) as exc:
             raise HTTPAPIError(400, "invalid_request", f"the body must be a JSON object: {exc}") from None
         if not isinstance(spec, dict):
             raise HTTPAPIError(
