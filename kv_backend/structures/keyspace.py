@@ -544,9 +544,24 @@ class Keyspace:
                     removed += 1
         return removed
 
-    def watch_token(self, name: Name) -> tuple[bytes, float] | None:
-        """An opaque value that changes whenever the key is written (used by WATCH)."""
-        return self._record(META + _b(name))
+    def watch_token(self, name: Name) -> tuple[tuple[bytes, float], int, int | None] | None:
+        """An opaque value that changes whenever the key's metadata record is written (used by WATCH).
+
+        The record's content, and where it is stored: every write appends a new record, so a change
+        undone before EXEC (``SET k 2`` then ``SET k 1``, ``INCR`` then ``DECR``, a key deleted and
+        re-created as it was) still gives another token, as Redis fails the EXEC then. A merge moves
+        the records it copies (and renumbers the files), so it changes the token of every key (the
+        store's generation is part of it): a spurious EXEC failure, which clients retry, never a
+        missed change.
+        """
+        db = self.db
+        mk = META + _b(name)
+        found = db._get_record(mk)
+        if found is None:
+            return None
+        # After the read, which caught up with the store: a write in between gives a newer place
+        # than content, which at worst fails the EXEC.
+        return found, db._gen, db._view[0].get(mk)
 
     def expired_names(self, limit: int) -> list[bytes]:
         """Up to ``limit`` names whose key has expired but whose records are still stored.
