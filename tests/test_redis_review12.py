@@ -129,3 +129,49 @@ def test_a_merge_between_watch_and_exec_fails_the_exec(pair, two):
         p.set("done", 1)
         with pytest.raises(redis.WatchError):
             p.execute()
+
+
+# ---------------------------------------------------------------- the script cache across servers
+
+
+def test_a_script_loaded_on_one_server_runs_by_sha_on_another(pair):
+    """SCRIPT LOAD on one ``kvb serve`` answered NOSCRIPT to EVALSHA on another serving the same
+    directory (behind a load balancer, redis-py's ``Script`` reloads on one connection and calls on
+    another): SCRIPT LOAD keeps the script in the store, where every server finds it."""
+    a, b = pair
+    a.script_flush()
+    sha = a.script_load("return 'hi ' .. ARGV[1]")
+    assert b.script_exists(sha) == [True]
+    assert b.evalsha(sha, 0, "there") == b"hi there"
+    assert b.execute_command("EVALSHA_RO", sha.upper(), 0, "x") == b"hi x"
+    script = b.register_script("return 'hi ' .. ARGV[1]")  # redis-py's Script: EVALSHA first
+    assert script(args=["you"]) == b"hi you"
+
+
+def test_script_flush_on_one_server_flushes_every_server(pair):
+    """As on one Redis server: after SCRIPT FLUSH no server runs a script by its SHA1 any more, nor
+    says it exists, whether it was loaded with SCRIPT LOAD or cached by EVAL."""
+    a, b = pair
+    loaded = a.script_load("return 1")
+    assert b.evalsha(loaded, 0) == 1
+    assert b.eval("return 2", 0) == 2
+    evaled = b.script_load("return 2")
+    a.script_flush()
+    assert b.script_exists(loaded, evaled) == [False, False]
+    assert a.script_exists(loaded, evaled) == [False, False]
+    for client in (a, b):
+        with pytest.raises(redis.exceptions.NoScriptError):
+            client.evalsha(loaded, 0)
+    assert b.script_load("return 1") == loaded and a.evalsha(loaded, 0) == 1
+
+
+def test_a_script_only_evaluated_stays_in_its_server(pair):
+    """docs/redis.md: EVAL caches its script in its own server only (nothing is written to the
+    store for it), as redis-server's cache is not shared either."""
+    a, b = pair
+    a.script_flush()
+    assert a.eval("return 3", 0) == 3
+    sha = a.script_load("return 3")
+    a.script_flush()
+    assert a.eval("return 3", 0) == 3
+    assert a.script_exists(sha) == [True] and b.script_exists(sha) == [False]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server import lua_bit, lua_cjson
@@ -30,6 +31,7 @@ from kv_backend.server.protocol import (
     split_inline,
 )
 from kv_backend.structures import CommandError, format_float, parse_int
+from kv_backend.structures.layout import SCRIPTS
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
@@ -394,7 +396,12 @@ _MAY_REPLICATE = frozenset({b"publish", b"spublish", b"pfcount"})
 
 
 class Scripts:
-    """The script cache and Lua interpreter of one server."""
+    """The script cache and Lua interpreter of one server.
+
+    The scripts SCRIPT LOAD cached are also kept in the store (:data:`~kv_backend.structures.layout.SCRIPTS`),
+    where every server on the directory finds them for EVALSHA; SCRIPT FLUSH deletes them and changes
+    the store's mark, which makes every server forget the scripts it compiled.
+    """
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -408,6 +415,9 @@ class Scripts:
         #: The running (or last) script called ``redis.setresp(3)``: its commands reply in RESP3,
         #: and its own reply is converted as a RESP3 script's (booleans stay booleans).
         self._resp3 = False
+        #: The store's SCRIPT FLUSH mark when last looked at (None: not yet), and its change token then.
+        self._mark: bytes | None = None
+        self._token: int | None = None
 
     def _runtime(self) -> Any:
         if self._lua is None:
@@ -439,9 +449,44 @@ class Scripts:
             self._lua_type = module.lua_type
         return self._lua
 
-    def load(self, body: bytes) -> str:
-        """Compile and cache a script; return its SHA1."""
+    def _sync(self) -> None:
+        """Forget the cached scripts if a SCRIPT FLUSH (of any server on the directory) changed the
+        store's mark since the last look; the mark is only read when the store has changed."""
+        db = self.server.db
+        token = db.change_token()
+        if token == self._token:
+            return
+        mark = db.get(SCRIPTS, b"")
+        if mark != self._mark:
+            if self._mark is not None:
+                self._forget()
+            self._mark = mark
+        self._token = token
+
+    def _stored(self, sha: str) -> bytes | None:
+        """The body of the script SCRIPT LOAD stored under ``sha`` (by any server), or None."""
+        if len(sha) != 40:
+            return None
+        body = self.server.db.get(SCRIPTS + sha.encode("ascii", "replace"))
+        return body if body is not None and hashlib.sha1(body).hexdigest() == sha else None
+
+    def load(self, body: bytes, share: bool = False) -> str:
+        """Compile and cache a script; return its SHA1.
+
+        ``share`` (SCRIPT LOAD) also keeps its body in the store, where every server on the
+        directory finds it for EVALSHA (EVAL's scripts stay in this server's cache).
+        """
+        self._sync()
         sha = hashlib.sha1(body).hexdigest()
+        if share and self._stored(sha) is None:
+            self._compile(sha, body)  # a script that does not compile is not stored
+            db = self.server.db
+            db.put(SCRIPTS + sha.encode(), body)
+        self._compile(sha, body)
+        return sha
+
+    def _compile(self, sha: str, body: bytes) -> None:
+        """Compile ``body`` into the cache under ``sha`` unless it is there."""
         if sha not in self._funcs:
             flags, code = _shebang(body)
             self._runtime()
@@ -453,12 +498,25 @@ class Scripts:
             self._funcs[sha] = fn
             self._flags[sha] = flags
             self.bodies[sha] = body
-        return sha
 
     def exists(self, sha: bytes) -> bool:
-        return sha.decode("ascii", "replace").lower() in self._funcs
+        self._sync()
+        text = sha.decode("ascii", "replace").lower()
+        return text in self._funcs or self._stored(text) is not None
 
     def flush(self) -> None:
+        """Forget every cached script, in every server on the directory (SCRIPT FLUSH)."""
+        db = self.server.db
+        with db.locked(), db.batch() as b:
+            for key in list(db.keys(prefix=SCRIPTS)):
+                if key != SCRIPTS:
+                    b.delete(key)
+            self._mark = os.urandom(8)
+            b.put(SCRIPTS, self._mark)
+        self._forget()
+        self._token = None  # the mark is read again: another server may flush next
+
+    def _forget(self) -> None:
         self._funcs.clear()
         self._flags.clear()
         self.bodies.clear()
@@ -474,9 +532,13 @@ class Scripts:
         if numkeys > len(rest) - 1:
             raise CommandError("ERR Number of keys can't be greater than number of args")
         if by_sha:
+            self._sync()
             sha = script.decode("ascii", "replace").lower()
             if sha not in self._funcs:
-                return ErrorReply("NOSCRIPT No matching script. Please use EVAL.")
+                body = self._stored(sha)  # SCRIPT LOAD of another server
+                if body is None:
+                    return ErrorReply("NOSCRIPT No matching script. Please use EVAL.")
+                self._compile(sha, body)
         else:
             sha = self.load(script)
         flags = self._flags[sha]

@@ -51,6 +51,12 @@ ALL_PREFIXES = (META, HASH, LIST, SET, ZMEM, ZIDX, STREAM, GROUP, CONSUMER, PEND
 #: keeps functions across FLUSHALL (FUNCTION FLUSH deletes it).
 FUNCTIONS = b"\x00F"
 
+#: ``kvb serve``'s shared script cache, outside every key prefix as :data:`FUNCTIONS` is: the body of
+#: each script SCRIPT LOAD cached, under this prefix and its SHA1 (40 lower-case hex digits), so that
+#: every server on the directory runs it by EVALSHA; and, under the prefix alone, a mark that
+#: SCRIPT FLUSH changes, which tells every server to forget the scripts it cached (EVAL's too).
+SCRIPTS = b"\x00S"
+
 
 T_STRING = 0x73  # b"s"
 

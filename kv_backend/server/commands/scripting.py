@@ -51,7 +51,7 @@ def cmd_script(conn: Connection, args: list[bytes]) -> Any:
         return help_only(args, _SCRIPT_HELP)
     scripts = conn.server.scripts
     if sub == b"LOAD" and len(args) == 3:
-        return scripts.load(args[2]).encode()
+        return scripts.load(args[2], share=True).encode()
     if sub == b"EXISTS" and len(args) >= 3:
         return [int(scripts.exists(a)) for a in args[2:]]
     if sub == b"FLUSH":
