@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import redis
-from resp_helpers import RunningServer
+from resp_helpers import Raw, RunningServer
 
 from kv_backend.structures import Structures
 
@@ -175,3 +175,40 @@ def test_a_script_only_evaluated_stays_in_its_server(pair):
     a.script_flush()
     assert a.eval("return 3", 0) == 3
     assert a.script_exists(sha) == [True] and b.script_exists(sha) == [False]
+
+
+# ---------------------------------------------------------------- HELLO, CLIENT SETINFO
+
+
+def _raw(port: int, *args: bytes | str) -> bytes:
+    """One command on a new connection: its raw reply."""
+    conn = Raw(port, 2)
+    try:
+        return conn.call(*args)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("name", ["a b", "a\nb", "\x7f"])
+def test_hello_setname_refuses_what_client_setname_refuses(two, name):
+    """``HELLO 3 SETNAME "a b"`` named the connection with a space in it, which breaks every
+    CLIENT LIST parser (fields are separated by spaces); redis-server refuses it as CLIENT SETNAME
+    does, and nothing else of the HELLO happens."""
+    conn = Raw(two["kvb"], 2)
+    try:
+        refused = b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
+        assert conn.call("HELLO", "3", "SETNAME", name) == refused
+        assert conn.call("CLIENT", "GETNAME") == b"$-1\r\n"  # still RESP2, no name
+    finally:
+        conn.close()
+
+
+def test_hello_setname_empty_removes_the_name(two):
+    """As CLIENT SETNAME "" does (and redis-server's HELLO): GETNAME answered an empty string."""
+    conn = Raw(two["kvb"], 2)
+    try:
+        assert conn.call("CLIENT", "SETNAME", "x") == b"+OK\r\n"
+        assert conn.call("HELLO", "2", "SETNAME", "").startswith(b"*")
+        assert conn.call("CLIENT", "GETNAME") == b"$-1\r\n"
+    finally:
+        conn.close()

@@ -71,6 +71,15 @@ def cmd_auth(conn: Connection, args: list[bytes]) -> Any:
     return conn.authenticate(user, password)
 
 
+_BAD_NAME = "ERR Client names cannot contain spaces, newlines or special characters."
+
+
+def _printable(value: bytes) -> bool:
+    """Whether a client name or library name/version has only the bytes Redis allows in one
+    (``!`` to ``~``): CLIENT LIST separates its fields with spaces and its lines with newlines."""
+    return all(33 <= c <= 126 for c in value)
+
+
 @command("HELLO", -1, "noauth")
 def cmd_hello(conn: Connection, args: list[bytes]) -> Any:
     proto = None
@@ -92,6 +101,8 @@ def cmd_hello(conn: Connection, args: list[bytes]) -> Any:
             i += 3
         elif opt == b"SETNAME" and i + 1 < len(args):
             setname = args[i + 1]
+            if not _printable(setname):  # as CLIENT SETNAME, checked where Redis checks it
+                raise CommandError(_BAD_NAME)
             i += 2
         else:
             raise CommandError(f"ERR Syntax error in HELLO option '{args[i].decode('utf-8', 'replace')}'")
@@ -101,7 +112,7 @@ def cmd_hello(conn: Connection, args: list[bytes]) -> Any:
             "otherwise the HELLO <proto> AUTH <user> <pass> option can be used"
         )
     if setname is not None:
-        conn.name = setname
+        conn.name = setname or None  # "" removes the name, as CLIENT SETNAME ""
     if proto is not None:
         conn.resp3 = proto == 3
     from kv_backend import __version__
@@ -184,8 +195,8 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
     if sub == b"ID" and len(args) == 2:
         return conn.id
     if sub == b"SETNAME" and len(args) == 3:
-        if any(c <= 32 or c >= 127 for c in args[2]):
-            raise CommandError("ERR Client names cannot contain spaces, newlines or special characters.")
+        if not _printable(args[2]):
+            raise CommandError(_BAD_NAME)
         conn.name = args[2] or None
         return OK
     if sub == b"GETNAME" and len(args) == 2:
