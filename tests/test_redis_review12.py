@@ -212,3 +212,19 @@ def test_hello_setname_empty_removes_the_name(two):
         assert conn.call("CLIENT", "GETNAME") == b"$-1\r\n"
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("attr", ["lib-name", "LIB-VER"])
+def test_client_setinfo_refuses_values_that_break_client_list(two, attr):
+    """``CLIENT SETINFO lib-name "x name=admin"`` was taken, and CLIENT LIST then showed a forged
+    ``name=admin`` field; Redis 7.2 refuses such a value as it refuses such a client name."""
+    conn = Raw(two["kvb"], 2)
+    try:
+        refused = f"-ERR {attr} cannot contain spaces, newlines or special characters.\r\n".encode()
+        assert conn.call("CLIENT", "SETINFO", attr, "x name=admin") == refused
+        assert conn.call("CLIENT", "SETINFO", attr, "a\nb") == refused
+        assert conn.call("CLIENT", "SETINFO", attr, "redis-py(x_y)") == b"+OK\r\n"
+        info = conn.call("CLIENT", "INFO")
+        assert f" {attr.lower()}=redis-py(x_y)".encode() in info and b"name=admin" not in info
+    finally:
+        conn.close()

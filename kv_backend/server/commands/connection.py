@@ -204,6 +204,9 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
     if sub == b"SETINFO" and len(args) == 4:
         if upper(args[2]) not in (b"LIB-NAME", b"LIB-VER"):
             raise CommandError(f"ERR Unrecognized option '{args[2].decode('utf-8', 'replace')}'")
+        if not _printable(args[3]):  # (Redis 7.2's check) a space would forge CLIENT LIST fields
+            what = args[2].decode("utf-8", "replace")
+            raise CommandError(f"ERR {what} cannot contain spaces, newlines or special characters.")
         conn.lib[upper(args[2]).decode()] = args[3]
         return OK
     if sub == b"INFO":
