@@ -228,3 +228,18 @@ def test_client_setinfo_refuses_values_that_break_client_list(two, attr):
         assert f" {attr.lower()}=redis-py(x_y)".encode() in info and b"name=admin" not in info
     finally:
         conn.close()
+
+
+def test_hello_before_auth_answers_redis_noauth_text(tmp_path):
+    """The NOAUTH reply of a HELLO without AUTH on a server with a password stopped half-way
+    through redis-server 7.0's sentence."""
+    server = RunningServer(str(tmp_path / "store"), requirepass="pw").start()
+    try:
+        assert _raw(server.port, "HELLO", "3") == (
+            b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO"
+            b" AUTH <user> <pass> option can be used to authenticate the client and select the RESP"
+            b" protocol version at the same time\r\n"
+        )
+        assert _raw(server.port, "HELLO", "2", "SETNAME", "a b").startswith(b"-ERR Client names cannot")
+    finally:
+        assert server.stop() == 0

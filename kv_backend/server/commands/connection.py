@@ -108,8 +108,9 @@ def cmd_hello(conn: Connection, args: list[bytes]) -> Any:
             raise CommandError(f"ERR Syntax error in HELLO option '{args[i].decode('utf-8', 'replace')}'")
     if not conn.authed:
         return ErrorReply(
-            "NOAUTH HELLO must be called with the client already authenticated, "
-            "otherwise the HELLO <proto> AUTH <user> <pass> option can be used"
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
+            "AUTH <user> <pass> option can be used to authenticate the client and select the RESP "
+            "protocol version at the same time"
         )
     if setname is not None:
         conn.name = setname or None  # "" removes the name, as CLIENT SETNAME ""
