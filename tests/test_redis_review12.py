@@ -7,6 +7,8 @@ the test process on the same directory is "another process" too.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 from resp_helpers import Raw, RunningServer
@@ -243,3 +245,30 @@ def test_hello_before_auth_answers_redis_noauth_text(tmp_path):
         assert _raw(server.port, "HELLO", "2", "SETNAME", "a b").startswith(b"-ERR Client names cannot")
     finally:
         assert server.stop() == 0
+
+
+# ---------------------------------------------------------------- keyspace notifications
+
+
+def test_an_expiry_is_reported_by_the_server_that_removed_the_key_only(pair):
+    """docs/redis.md, keyspace notifications: with two servers on one directory, the ``expired``
+    event of a key goes to the subscribers of the server that removed it, not to the other's
+    (which the docs said would report it too)."""
+    a, b = pair
+    b.config_set("notify-keyspace-events", "Ex")
+    subs = [client.pubsub() for client in (a, b)]
+    try:
+        for sub in subs:
+            sub.subscribe("__keyevent@0__:expired")
+            assert sub.get_message(timeout=1)["type"] == "subscribe"
+        b.set("gone", 1, px=1)
+        time.sleep(0.005)
+        assert b.get("gone") is None  # the server b removes it (or its sweep did), and reports it
+        assert subs[1].get_message(timeout=1)["data"] == b"gone"
+        a.config_set("notify-keyspace-events", "Ex")  # a's sweep, from now on, finds nothing
+        assert subs[0].get_message(timeout=0.25) is None
+    finally:
+        for sub in subs:
+            sub.close()
+        for client in (a, b):
+            client.config_set("notify-keyspace-events", "")
