@@ -19,11 +19,12 @@ from kv_backend.structures import Structures
 @pytest.fixture(scope="module")
 def two(tmp_path_factory):
     """Two ``kvb serve`` on one new directory: ``{"kvb": port, "kvb2": port, "path": directory}``."""
-    path = str(tmp_path_factory.mktemp("review12") / "store")
-    first = RunningServer(path).start()
+    base = tmp_path_factory.mktemp("review12")
+    path = str(base / "store")
+    first = RunningServer(path, unixsocket=str(base / "kvb.sock")).start()
     second = RunningServer(path).start()
     try:
-        yield {"kvb": first.port, "kvb2": second.port, "path": path}
+        yield {"kvb": first.port, "kvb2": second.port, "path": path, "sock": first.unixsocket}
     finally:
         assert first.stop() == 0
         assert second.stop() == 0
@@ -272,3 +273,48 @@ def test_an_expiry_is_reported_by_the_server_that_removed_the_key_only(pair):
             sub.close()
         for client in (a, b):
             client.config_set("notify-keyspace-events", "")
+
+
+# ---------------------------------------------------------------- CLIENT LIST flags
+
+
+def _flags(port: int, name: str) -> str:
+    """The ``flags`` field of the CLIENT LIST line of the client named ``name``."""
+    for line in _raw(port, "CLIENT", "LIST").decode().splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if fields.get("name") == name:
+            return fields["flags"]
+    raise AssertionError(f"no client named {name}")
+
+
+def test_client_list_flags_are_redis_flags_in_redis_order(two):
+    """CLIENT LIST showed ``N`` for a MONITOR client (Redis: ``O``), for one whose watched key
+    another client changed (``d``) and for one after CLIENT NO-EVICT on (``e``; NO-TOUCH: Redis
+    7.2's ``T``) or on the unix socket (``U``), and ``xP`` for a RESP3 subscriber in MULTI
+    (Redis: ``Px``)."""
+    port = two["kvb"]
+    clients = {name: Raw(port, 3 if name == "sub" else 2) for name in ("mon", "dirty", "sub", "noev")}
+    try:
+        for name, conn in clients.items():
+            assert conn.call("CLIENT", "SETNAME", name) == b"+OK\r\n"
+        assert clients["mon"].call("MONITOR") == b"+OK\r\n"
+        assert clients["dirty"].call("WATCH", "w") == b"+OK\r\n"
+        assert _raw(port, "SET", "w", "1") == b"+OK\r\n"
+        clients["sub"].call("SUBSCRIBE", "ch")
+        assert clients["sub"].call("MULTI") == b"+OK\r\n"
+        for word in ("NO-EVICT", "NO-TOUCH"):
+            assert clients["noev"].call("CLIENT", word, "on") == b"+OK\r\n"
+        assert clients["noev"].call("MULTI") == b"+OK\r\n"
+        expected = {"mon": "O", "dirty": "d", "sub": "Px", "noev": "xeT"}
+        assert {name: _flags(port, name) for name in clients} == expected
+        assert clients["noev"].call("DISCARD") == b"+OK\r\n"
+        assert clients["noev"].call("CLIENT", "NO-TOUCH", "off") == b"+OK\r\n"
+        assert clients["noev"].call("RESET") == b"+RESET\r\n"  # as redis-server 7.0: NO-EVICT stays
+        assert clients["noev"].call("CLIENT", "SETNAME", "noev") == b"+OK\r\n"
+        assert _flags(port, "noev") == "e"
+    finally:
+        for conn in clients.values():
+            conn.close()
+    with redis.Redis(unix_socket_path=two["sock"]) as local:
+        local.client_setname("local")
+        assert _flags(port, "local") == "U"

@@ -73,6 +73,9 @@ class Connection(asyncio.Protocol):
         self.multi_error = False
         self.watched: dict[bytes, Any] = {}
         self.watch_dirty = False
+        #: CLIENT NO-EVICT and NO-TOUCH (nothing is evicted, and no access time kept, here: they
+        #: only show in CLIENT LIST's flags; RESET leaves them, as redis-server 7.0 does).
+        self.no_evict = self.no_touch = False
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
         #: SSUBSCRIBE's shard channels: a namespace of their own, counted apart (as in Redis).
@@ -517,11 +520,16 @@ class Connection(asyncio.Protocol):
         """
         now = time.time()
         text = _text
-        flags = (
-            ("b" if self.blocked is not None else "")
-            + ("x" if self.multi is not None else "")
+        flags = (  # Redis's letters, in its order
+            ("O" if self in self.server.monitors else "")
             + ("P" if self.in_subscribe_mode() else "")
+            + ("x" if self.multi is not None else "")
+            + ("b" if self.blocked is not None else "")
             + _tracking_flags(self.tracking)
+            + ("d" if self.watch_dirty else "")
+            + ("U" if self.kind == "unix" else "")
+            + ("e" if self.no_evict else "")
+            + ("T" if self.no_touch else "")
         )
         transport = self.transport
         omem = transport.get_write_buffer_size() if transport is not None else 0

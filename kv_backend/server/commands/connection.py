@@ -242,8 +242,13 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
         target.resume(blk.timed_out if how == b"TIMEOUT" and blk is not None else unblocked)
         return 1
     if sub in (b"NO-EVICT", b"NO-TOUCH") and len(args) == 3:
-        if upper(args[2]) not in (b"ON", b"OFF"):
+        switch = upper(args[2])
+        if switch not in (b"ON", b"OFF"):
             raise syntax()
+        if sub == b"NO-EVICT":
+            conn.no_evict = switch == b"ON"
+        else:
+            conn.no_touch = switch == b"ON"
         return OK
     if sub == b"TRACKING":
         return conn.server.tracking.command(conn, args)
