@@ -120,6 +120,19 @@ def test_watch_of_a_key_another_server_overwrote_one_hash_field_of_is_not_failed
         assert p.execute() == [b"3"]
 
 
+def test_watch_of_a_missing_key_another_server_created_and_deleted_is_not_failed(pair):
+    """docs/redis.md, WATCH: missing at WATCH and at EXEC, with nothing stored in between to
+    compare (redis-server fails this EXEC)."""
+    a, b = pair
+    with a.pipeline() as p:
+        p.watch("k")
+        b.set("k", 1)
+        b.delete("k")
+        p.multi()
+        p.set("done", 1)
+        assert p.execute() == [True]
+
+
 def test_a_merge_between_watch_and_exec_fails_the_exec(pair, two):
     """docs/redis.md, WATCH: a merge moves every record, so the EXEC fails (a spurious failure,
     never a missed change)."""
