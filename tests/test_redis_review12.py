@@ -331,3 +331,19 @@ def test_client_list_flags_are_redis_flags_in_redis_order(two):
     with redis.Redis(unix_socket_path=two["sock"]) as local:
         local.client_setname("local")
         assert _flags(port, "local") == "U"
+
+
+# ---------------------------------------------------------------- Structures input
+
+
+def test_structures_linsert_refuses_a_non_utf8_position_with_its_syntax_error(tmp_path):
+    """``Structures.linsert(name, b"\\xff", ...)`` raised UnicodeDecodeError (not a KVError); it
+    is ``ERR syntax error`` as for any other word than BEFORE or AFTER."""
+    from kv_backend.structures import CommandError
+
+    with Structures(str(tmp_path / "store")) as st:
+        st.rpush("l", "a")
+        for where in (b"\xff", b"before\xff"):
+            with pytest.raises(CommandError, match="syntax error"):
+                st.linsert("l", where, "a", "b")
+        assert st.linsert("l", b"BEFORE", "a", "b") == 2

@@ -284,7 +284,7 @@ class Lists(Keyspace):
     def linsert(self, name: Name, where: str, pivot: Value, value: Value) -> int:
         """Insert ``value`` BEFORE or AFTER the first ``pivot``; new length, -1 if no pivot, 0 if no list."""
         name, pivot = _b(name), _b(pivot)
-        where_l = where.lower() if isinstance(where, str) else _b(where).decode().lower()
+        where_l = where.lower() if isinstance(where, str) else _b(where).decode("latin-1").lower()
         if where_l not in ("before", "after"):
             raise CommandError("ERR syntax error")
         with self.db.locked():
