@@ -120,14 +120,41 @@ def test_watch_of_a_key_another_server_overwrote_one_hash_field_of_is_not_failed
         assert p.execute() == [b"3"]
 
 
-def test_watch_of_a_missing_key_another_server_created_and_deleted_is_not_failed(pair):
-    """docs/redis.md, WATCH: missing at WATCH and at EXEC, with nothing stored in between to
-    compare (redis-server fails this EXEC)."""
+@pytest.mark.parametrize("how", ["set-del", "set-px", "expired-then-set-del"])
+def test_watch_sees_another_server_create_a_missing_key_and_remove_it_again(pair, how):
+    """A key missing at WATCH and at EXEC that another server created and removed in between
+    went unseen (no record to compare); redis-server fails the EXEC. The log written since
+    WATCH is searched for the key's creation."""
     a, b = pair
+    if how == "expired-then-set-del":
+        a.set("k", 1, px=1)
+        time.sleep(0.005)
     with a.pipeline() as p:
         p.watch("k")
-        b.set("k", 1)
-        b.delete("k")
+        b.set("other", 1)
+        b.set("k", 1, px=1 if how == "set-px" else None)
+        b.set("other", 2)
+        if how == "set-px":
+            time.sleep(0.005)
+        else:
+            b.delete("k")
+        p.multi()
+        p.set("done", 1)
+        with pytest.raises(redis.WatchError):
+            p.execute()
+
+
+def test_watch_of_a_missing_key_others_did_not_create_still_runs(pair):
+    """Nor is a missing key changed by writes of other keys, nor (as in Redis) by the removal of
+    its expired record, which another server's read does."""
+    a, b = pair
+    a.set("k", 1, px=1)
+    time.sleep(0.005)
+    with a.pipeline() as p:
+        p.watch("k", "never")
+        b.set("other", 1)
+        assert b.get("k") is None  # removes the expired key's records
+        b.delete("never")
         p.multi()
         p.set("done", 1)
         assert p.execute() == [True]
@@ -347,3 +374,30 @@ def test_structures_linsert_refuses_a_non_utf8_position_with_its_syntax_error(tm
             with pytest.raises(CommandError, match="syntax error"):
                 st.linsert("l", where, "a", "b")
         assert st.linsert("l", b"BEFORE", "a", "b") == 2
+
+
+def test_created_since_reads_the_log_across_files_and_gives_up_past_its_budget(tmp_path):
+    """``Structures.created_since`` (EXEC's test for a watched key missing then and now): the
+    creation is found in any data file written since the mark; deletions and other keys are no
+    creation; past its byte budget, or after a merge, it answers True without looking."""
+    path = str(tmp_path / "store")
+    with Structures(path, max_file_size=4096) as mine, Structures(path, max_file_size=4096) as other:
+        mark = mine.watch_mark()
+        assert not mine.created_since("k", mark)
+        for i in range(100):  # several files
+            other.set(f"filler{i}", "x" * 100)
+        other.delete("k")
+        assert not mine.created_since("k", mark)
+        assert len({fid for fid in mine.db._fidx if fid[0] >= mark[1] >> 40}) > 2
+        other.set("k", 1)
+        other.delete("k")
+        for i in range(100):
+            other.set(f"filler{i}", "y" * 100)
+        assert mine.created_since("k", mark)
+        assert not mine.created_since("k", mine.watch_mark())
+        other.set("k", 1)
+        other.delete("k")
+        assert mine.created_since("k", mark, most=1000)  # too far to read: True, unread
+        mark = mine.watch_mark()
+        other.db.merge(wait=True)
+        assert mine.created_since("k", mark)

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 from kv_backend.db import DB, Batch
 from kv_backend.errors import InvalidArgumentError, KeyTooLargeError, NotAnIntegerError
-from kv_backend.record import HEADER_SIZE, MAX_KEY_SIZE
+from kv_backend.record import FILE_HEADER_SIZE, HEADER_SIZE, MAX_KEY_SIZE, PUT, scan
+from kv_backend.state import unpack_tail
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
 from kv_backend.structures.layout import (
     _CNT,
@@ -562,6 +563,51 @@ class Keyspace:
         # After the read, which caught up with the store: a write in between gives a newer place
         # than content, which at worst fails the EXEC.
         return found, db._gen, db._view[0].get(mk)
+
+    def watch_mark(self) -> tuple[int, int]:
+        """Where the store's log ends now, for :meth:`created_since`: take it before reading the
+        key (a write in between is then looked at, never skipped)."""
+        db = self.db
+        return db._gen, db._tailw.value
+
+    def created_since(self, name: Name, mark: tuple[int, int], most: int = 16 << 20) -> bool:
+        """Whether any process wrote ``name``'s metadata record (created or set the key) since
+        ``mark`` (:meth:`watch_mark`), whatever became of the key since: WATCH of a key missing
+        then and now, which has no record to compare (used by ``kvb serve``'s EXEC).
+
+        Reads the log written since, so it also answers True, without looking, when it cannot tell
+        at a small cost: a merge since (the files were rewritten) or more than ``most`` bytes to
+        read. Deletions do not count: removing the records of a key that had already expired
+        changes nothing, as in Redis.
+        """
+        db = self.db
+        if db._tailw.value != db._seen:
+            db._refresh()
+        gen, since = mark
+        now = db.change_token()
+        if now == since:
+            return False
+        if db._gen != gen or not since:
+            return True
+        mk = META + _b(name)
+        first, start = unpack_tail(since)
+        last, stop = unpack_tail(now)
+        maps = db._view[1]
+        for fid in sorted(f for f in db._fidx if f[1] == 0 and first <= f[0] <= last):
+            idx = db._fidx[fid]
+            begin = start if fid[0] == first else FILE_HEADER_SIZE
+            end = stop if fid[0] == last else db._sizes.get(fid, -1)  # (an older file: its records' end)
+            most -= end - begin
+            if most < 0 or end < begin or len(maps[idx]) < end:
+                return True
+            if maps[idx].find(mk, begin, end) < 0:
+                continue  # the key's bytes are nowhere there (a fast search): no record of it
+            found = scan(maps[idx], begin, end, trust_lengths=True)
+            if found.stop_reason is not None:
+                return True
+            if any(kind == PUT and key == mk for kind, key, *_ in found.entries):
+                return True
+        return False
 
     def expired_names(self, limit: int) -> list[bytes]:
         """Up to ``limit`` names whose key has expired but whose records are still stored.

@@ -35,7 +35,7 @@ def cmd_exec(conn: Connection, args: list[bytes]) -> Any:
     if conn.multi is None:
         raise CommandError("ERR EXEC without MULTI")
     queued, conn.multi = conn.multi, None
-    watched, dirty = dict(conn.watched), conn.watch_dirty
+    watched, missing, dirty = dict(conn.watched), dict(conn.watched_missing), conn.watch_dirty
     conn.unwatch()
     if conn.multi_error:
         return ErrorReply("EXECABORT Transaction discarded because of previous errors.")
@@ -44,8 +44,11 @@ def cmd_exec(conn: Connection, args: list[bytes]) -> Any:
         return NULL_ARRAY
     with st.db.transaction():  # all of it or none, also across a crash
         for key, token in watched.items():
-            if st.watch_token(key) != token:
+            now = st.watch_token(key)
+            if now != token:
                 return NULL_ARRAY
+            if now is None and key in missing and st.created_since(key, missing[key]):
+                return NULL_ARRAY  # missing then and now, but created (and removed) meanwhile
         can_block, conn.can_block = conn.can_block, False  # blocking commands answer at once in EXEC
         try:
             return [conn.execute(cmd_args) for cmd_args in queued]
