@@ -72,9 +72,10 @@ class Connection(asyncio.Protocol):
         self.multi: list[list[bytes]] | None = None
         self.multi_error = False
         self.watched: dict[bytes, Any] = {}
-        #: Where the store's log ended when each watched key that was missing was watched: EXEC
-        #: looks there for another process's creation of it (Structures.created_since).
-        self.watched_missing: dict[bytes, tuple[int, int]] = {}
+        #: Where the store's log ended when each key was watched: for a key missing then, or a
+        #: hash, EXEC reads the log written since for what its token cannot show (another process
+        #: creating and removing it, or overwriting one field: Structures.created_since...).
+        self.watch_marks: dict[bytes, tuple[int, int]] = {}
         self.watch_dirty = False
         #: CLIENT NO-EVICT and NO-TOUCH (nothing is evicted, and no access time kept, here: they
         #: only show in CLIENT LIST's flags; RESET leaves them, as redis-server 7.0 does).
@@ -455,16 +456,14 @@ class Connection(asyncio.Protocol):
     def watch(self, key: bytes) -> None:
         """Remember a key for the next EXEC (WATCH)."""
         if key not in self.watched:
-            mark = self.st.watch_mark()
-            token = self.watched[key] = self.st.watch_token(key)
-            if token is None:
-                self.watched_missing[key] = mark
+            self.watch_marks[key] = self.st.watch_mark()  # (first: a write in between is read)
+            self.watched[key] = self.st.watch_token(key)
         self.server.watchers.add(self)
 
     def unwatch(self) -> None:
         """Forget all watched keys."""
         self.watched.clear()
-        self.watched_missing.clear()
+        self.watch_marks.clear()
         self.watch_dirty = False
         self.server.watchers.discard(self)
 

@@ -575,11 +575,27 @@ class Keyspace:
         ``mark`` (:meth:`watch_mark`), whatever became of the key since: WATCH of a key missing
         then and now, which has no record to compare (used by ``kvb serve``'s EXEC).
 
-        Reads the log written since, so it also answers True, without looking, when it cannot tell
-        at a small cost: a merge since (the files were rewritten) or more than ``most`` bytes to
-        read. Deletions do not count: removing the records of a key that had already expired
-        changes nothing, as in Redis.
+        Deletions do not count: removing the records of a key that had already expired changes
+        nothing, as in Redis. See :meth:`_put_since` for when it answers True without looking.
         """
+        mk = META + _b(name)
+        return self._put_since(mark, mk, lambda key: key == mk, most)
+
+    def hash_fields_written_since(self, name: Name, mark: tuple[int, int], most: int = 16 << 20) -> bool:
+        """Whether any process wrote a field of hash ``name`` since ``mark`` (:meth:`watch_mark`):
+        overwriting one existing field writes only the field's record, not the metadata that
+        :meth:`watch_token` compares, so ``kvb serve``'s EXEC looks for it here (the write itself
+        pays nothing for WATCH). See :meth:`_put_since`."""
+        prefix = HASH + _lp(_b(name))
+        return self._put_since(mark, prefix, lambda key: key.startswith(prefix), most)
+
+    def _put_since(
+        self, mark: tuple[int, int], needle: bytes, match: Callable[[bytes], bool], most: int
+    ) -> bool:
+        """Whether the log written since ``mark`` holds a put of a key that ``match`` accepts
+        (and which contains ``needle``, searched for first: a fast byte search skips the files
+        that cannot hold one). Answers True, without looking, when it cannot tell at a small cost:
+        a merge since (the files were rewritten) or more than ``most`` bytes to read."""
         db = self.db
         if db._tailw.value != db._seen:
             db._refresh()
@@ -589,7 +605,6 @@ class Keyspace:
             return False
         if db._gen != gen or not since:
             return True
-        mk = META + _b(name)
         first, start = unpack_tail(since)
         last, stop = unpack_tail(now)
         maps = db._view[1]
@@ -600,12 +615,12 @@ class Keyspace:
             most -= end - begin
             if most < 0 or end < begin or len(maps[idx]) < end:
                 return True
-            if maps[idx].find(mk, begin, end) < 0:
-                continue  # the key's bytes are nowhere there (a fast search): no record of it
+            if maps[idx].find(needle, begin, end) < 0:
+                continue  # the bytes are nowhere there: no such record
             found = scan(maps[idx], begin, end, trust_lengths=True)
             if found.stop_reason is not None:
                 return True
-            if any(kind == PUT and key == mk for kind, key, *_ in found.entries):
+            if any(kind == PUT and match(key) for kind, key, *_ in found.entries):
                 return True
         return False
 

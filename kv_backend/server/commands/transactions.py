@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from kv_backend.server.commands.registry import command
 from kv_backend.server.protocol import NULL_ARRAY, OK, ErrorReply
 from kv_backend.structures import CommandError
+from kv_backend.structures.layout import T_HASH
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -35,7 +36,7 @@ def cmd_exec(conn: Connection, args: list[bytes]) -> Any:
     if conn.multi is None:
         raise CommandError("ERR EXEC without MULTI")
     queued, conn.multi = conn.multi, None
-    watched, missing, dirty = dict(conn.watched), dict(conn.watched_missing), conn.watch_dirty
+    watched, marks, dirty = dict(conn.watched), dict(conn.watch_marks), conn.watch_dirty
     conn.unwatch()
     if conn.multi_error:
         return ErrorReply("EXECABORT Transaction discarded because of previous errors.")
@@ -47,8 +48,14 @@ def cmd_exec(conn: Connection, args: list[bytes]) -> Any:
             now = st.watch_token(key)
             if now != token:
                 return NULL_ARRAY
-            if now is None and key in missing and st.created_since(key, missing[key]):
-                return NULL_ARRAY  # missing then and now, but created (and removed) meanwhile
+            # what the token cannot show: the key created and removed again meanwhile, or one
+            # field of the hash overwritten (by another process: this server's own writes
+            # already marked the watchers)
+            if now is None:
+                if st.created_since(key, marks[key]):
+                    return NULL_ARRAY
+            elif now[0][0][0] == T_HASH and st.hash_fields_written_since(key, marks[key]):
+                return NULL_ARRAY
         can_block, conn.can_block = conn.can_block, False  # blocking commands answer at once in EXEC
         try:
             return [conn.execute(cmd_args) for cmd_args in queued]
