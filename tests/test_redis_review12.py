@@ -159,10 +159,13 @@ def test_watch_sees_another_server_create_a_missing_key_and_remove_it_again(pair
     with a.pipeline() as p:
         p.watch("k")
         b.set("other", 1)
-        b.set("k", 1, px=1 if how == "set-px" else None)
+        # (an expiry long enough to be stored: one past before the write lands stores nothing)
+        b.set("k", 1, px=30 if how == "set-px" else None)
         b.set("other", 2)
         if how == "set-px":
-            time.sleep(0.005)
+            deadline = time.monotonic() + 2
+            while b.exists("k") and time.monotonic() < deadline:
+                time.sleep(0.005)
         else:
             b.delete("k")
         p.multi()
@@ -329,9 +332,10 @@ def test_an_expiry_is_reported_by_the_server_that_removed_the_key_only(pair):
         for sub in subs:
             sub.subscribe("__keyevent@0__:expired")
             assert sub.get_message(timeout=1)["type"] == "subscribe"
-        b.set("gone", 1, px=1)
-        time.sleep(0.005)
-        assert b.get("gone") is None  # the server b removes it (or its sweep did), and reports it
+        b.set("gone", 1, px=30)  # (long enough to be stored: one past before the write stores nothing)
+        deadline = time.monotonic() + 2
+        while b.get("gone") is not None and time.monotonic() < deadline:  # b removes it, reports it
+            time.sleep(0.005)
         assert subs[1].get_message(timeout=1)["data"] == b"gone"
         a.config_set("notify-keyspace-events", "Ex")  # a's sweep, from now on, finds nothing
         assert subs[0].get_message(timeout=0.25) is None
