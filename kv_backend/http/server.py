@@ -153,6 +153,10 @@ def serve(
         port=port,
         log_level=log_level,
         lifespan="on",
+        # h11 always: uvicorn would take httptools wherever it is installed (uvicorn[standard]),
+        # whose parser has none of the request-head limit and answers below (a plain-text 400 for a
+        # request h11 frames as docs/http.md says), so the server would behave by what else is installed.
+        http="h11",
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
         server_header=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
