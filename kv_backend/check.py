@@ -171,7 +171,7 @@ def _check_records(
                     "never returned, cut off on next open)"
                 )
             else:
-                report.problems.append(Problem(fpath, pos + off, "checksum mismatch"))
+                report.problems.append(Problem(fpath, pos + off, _damage(chunk, off)))
         if needed:
             window = max(needed, WINDOW) if res.end else max(needed, 2 * window)
             pos += res.end
@@ -193,6 +193,18 @@ def _check_records(
             report.problems.append(Problem(fpath, stop_at, what))
         break
     return size
+
+
+def _damage(chunk: bytes, off: int) -> str:
+    """What is wrong with the damaged record at ``off`` in ``chunk``: its CRC, or (the CRC matching)
+    a type this version does not know, which only a newer writer or a CRC collision makes."""
+    crc, rtype, _, klen, vlen, _ = rec.HEADER.unpack_from(chunk, off)
+    if (
+        rtype not in (rec.PUT, rec.DELETE, rec.COMMIT)
+        and rec.crc32(chunk[off + 4 : off + rec.HEADER_SIZE + klen + vlen]) == crc
+    ):
+        return f"unknown record type {rtype} (written by a newer kv_backend, or damaged)"
+    return "checksum mismatch"
 
 
 def _window_needed(chunk: bytes, res: rec.ScanResult, rest: int) -> int:

@@ -21,8 +21,10 @@ from kv_backend.files import FileId
 
 _HEADER_SIZE = rec.HEADER_SIZE
 _unpack_header = rec.HEADER.unpack_from
-#: (crc, flags, key length, expiry) of a record header: what a read checks.
-_unpack_check = struct.Struct("<IxBI4xd").unpack_from
+#: (crc, type | flags << 8, key length, expiry) of a record header: what a read checks.
+_unpack_check = struct.Struct("<IHI4xd").unpack_from
+#: The type-and-flags word of a PUT outside a batch: a read whose record has another goes the slow way.
+_PLAIN_PUT = rec.PUT
 #: Where the key starts in a record without its 4-byte CRC field.
 _BODY_KEY = rec.HEADER_SIZE - 4
 _crc32 = rec.crc32

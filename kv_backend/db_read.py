@@ -12,6 +12,8 @@ from kv_backend.db_common import (
     _M32,
     _M40,
     _MISSING,
+    _PLAIN_PUT,
+    _PUT,
     T,
     _check_key,
     _crc32,
@@ -67,7 +69,7 @@ class _Reading:
         mm = maps[loc >> 72]
         try:
             body = mm[off + 4 : off + (loc & _M32)]
-            crc, flags, klen, expiry = _unpack_check(mm, off)
+            crc, kind, klen, expiry = _unpack_check(mm, off)
         except ValueError:
             self._closed_under_read()
             raise
@@ -75,12 +77,19 @@ class _Reading:
             if self._stale(kd):
                 return self.get(key, default)
             self._raise_corrupt(loc)
-        if flags and self._view is not view:
-            # A record of a batch, and another thread's transaction wrote (or was discarded)
-            # since the check above: this may be one of its unpublished writes (they all carry
-            # the batch flag). Read again, which waits for the transaction to end. The view
-            # object changes only then and at a reload, so this is rare and never loops.
-            return self.get(key, default)
+        if kind != _PLAIN_PUT:
+            if kind & 0xFF != _PUT:
+                # Not a PUT, its CRC matching: a type only a newer writer (or a CRC collision)
+                # makes, which replay indexes as damage. Its value must not be returned.
+                if self._stale(kd):
+                    return self.get(key, default)
+                self._raise_corrupt(loc, kind & 0xFF)
+            if self._view is not view:
+                # A record of a batch, and another thread's transaction wrote (or was discarded)
+                # since the check above: this may be one of its unpublished writes (they all carry
+                # the batch flag). Read again, which waits for the transaction to end. The view
+                # object changes only then and at a reload, so this is rare and never loops.
+                return self.get(key, default)
         if expiry and expiry <= _time():
             return default
         return body[_BODY_KEY + klen :]
@@ -145,7 +154,7 @@ class _Reading:
         mm = maps[loc >> 72]
         try:
             body = mm[off + 4 : off + (loc & _M32)]
-            crc, flags, klen, expiry = _unpack_check(mm, off)
+            crc, kind, klen, expiry = _unpack_check(mm, off)
         except ValueError:
             self._closed_under_read()
             raise
@@ -153,8 +162,13 @@ class _Reading:
             if self._stale(kd):
                 return self._get_record(key)
             self._raise_corrupt(loc)
-        if flags and self._view is not view:  # see get
-            return self._get_record(key)
+        if kind != _PLAIN_PUT:  # see get
+            if kind & 0xFF != _PUT:
+                if self._stale(kd):
+                    return self._get_record(key)
+                self._raise_corrupt(loc, kind & 0xFF)
+            if self._view is not view:
+                return self._get_record(key)
         if expiry and expiry <= _time():
             return None
         return body[_BODY_KEY + klen :], expiry
@@ -230,13 +244,20 @@ class _Reading:
         if self._closed:
             self._raise_closed()
 
-    def _raise_corrupt(self, loc: int) -> None:
+    def _raise_corrupt(self, loc: int, rtype: int | None = None) -> None:
+        """Raise CorruptionError for the record at ``loc``; ``rtype``: its type, unknown to this
+        version, where its checksum matched."""
         offset = (loc >> 32) & _M40
         files = self._files
         idx = loc >> 72
         path = files[idx].path if idx < len(files) else self.path
+        what = (
+            f"is of unknown type {rtype} (written by a newer kv_backend, or damaged)"
+            if rtype is not None
+            else "failed its checksum or holds another key"
+        )
         raise CorruptionError(
-            f"record at offset {offset} of {path} failed its checksum or holds another key; the value is "
+            f"record at offset {offset} of {path} {what}; the value is "
             "not returned. Run 'kvb check' on the store and restore the key from a backup.",
             path=path,
             offset=offset,

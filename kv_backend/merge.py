@@ -280,7 +280,12 @@ def _write_outputs(
             for off, size, key, expiry in items:
                 data = os.pread(fd, size, off)
                 header = rec.HEADER.unpack_from(data) if len(data) >= rec.HEADER_SIZE else None
-                if header is None or len(data) != size or rec.crc32(memoryview(data)[4:]) != header[0]:
+                if (
+                    header is None
+                    or len(data) != size
+                    or rec.crc32(memoryview(data)[4:]) != header[0]
+                    or header[1] != rec.PUT  # a type unknown to this version: damage, as replay takes it
+                ):
                     report.corrupt_dropped += 1
                     continue
                 if header[2]:  # batch flag: the copy stands alone, so re-encode it without

@@ -75,7 +75,7 @@ class ScanResult(NamedTuple):
     stop_reason: str | None
     """``None`` if the region was consumed to its end, else why the scan stopped."""
     corrupt: list[int]
-    """Offsets of records whose lengths were sound but whose CRC failed."""
+    """Offsets of records whose lengths were sound but whose CRC failed or whose type is unknown."""
 
 
 def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool = False) -> ScanResult:
@@ -85,8 +85,9 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
     stops at the first incomplete or implausible record, and never applies a
     batch whose COMMIT record it has not seen. With ``trust_lengths`` (used for
     regions another writer already published), a record whose lengths are
-    sound but whose CRC fails is still indexed, so that reading it raises
-    :class:`~kv_backend.errors.CorruptionError`, and scanning continues.
+    sound but whose CRC fails, or whose type is unknown, is still indexed, so
+    that reading it raises :class:`~kv_backend.errors.CorruptionError`, and
+    scanning continues.
 
     In a published region every batch is followed by its COMMIT (a writer
     appends both in one write, and recovery cuts a torn one before anything is
@@ -123,11 +124,16 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             if pos + size > end:
                 stop = "truncated record"
                 break
-            if klen > MAX_KEY_SIZE or not trust_lengths or crc32(mv[pos + 4 : pos + size]) == crc:
-                stop = "invalid header"  # in a published region: a sound record of an unknown type
+            if klen > MAX_KEY_SIZE or not trust_lengths:
+                stop = "invalid header"
                 break
-            # Published, with sound lengths: a damaged type byte, which the CRC check below reports.
-        if crc32(mv[pos + 4 : pos + size]) != crc:
+            # Published, with sound lengths: a damaged type byte, or (its CRC matching) a type only a
+            # newer writer or a CRC collision makes. Either way a damaged record, skipped by its
+            # length so that the records after it are still read.
+            sound = False
+        else:
+            sound = crc32(mv[pos + 4 : pos + size]) == crc
+        if not sound:
             if not trust_lengths:
                 stop = "checksum mismatch"
                 break
