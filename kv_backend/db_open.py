@@ -23,6 +23,7 @@ from kv_backend.files import (
     fsync_file,
     hint_name,
     list_data_files,
+    remove_stray_hints,
     storage_error,
     write_all,
 )
@@ -423,8 +424,11 @@ class _Opening:
                 self._seen = tail
 
     def _clean_merge_leftovers(self) -> None:
-        """Remove temporary files of a merge that died (only when no merge runs)."""
-        tmps = [n for n in os.listdir(self.path) if n.endswith(TMP_SUFFIX)]
+        """Remove temporary files of a merge that died (only when no merge runs), and stray hint
+        files (caller holds the write lock, under which every merge switches over)."""
+        names = os.listdir(self.path)
+        remove_stray_hints(self.path, names)
+        tmps = [n for n in names if n.endswith(TMP_SUFFIX)]
         if not tmps:
             return
         lock = MergeLock(os.path.join(self.path, MERGE_LOCK_FILE))

@@ -58,6 +58,35 @@ def parse_data_name(name: str) -> FileId | None:
     return int(m.group(1)), int(m.group(2))
 
 
+def stray_hint_names(names: list[str]) -> list[str]:
+    """The hint files among ``names`` (a directory's listing) whose data file is not listed.
+
+    A merge killed between renaming an output's hint file and its data file, or
+    between unlinking an input and its hint file, leaves one. The engine ignores
+    them; a process holding the write lock removes them (no switch-over is half
+    done then: it runs under that lock).
+    """
+    present = set(names)
+    return [
+        n
+        for n in names
+        if n.endswith(HINT_SUFFIX)
+        and n[: -len(HINT_SUFFIX)] + DATA_SUFFIX not in present
+        and _DATA_RE.match(n[: -len(HINT_SUFFIX)] + DATA_SUFFIX)
+    ]
+
+
+def remove_stray_hints(path: str, names: list[str] | None = None) -> None:
+    """Remove the stray hint files of the store at ``path`` (caller holds the write lock): see
+    :func:`stray_hint_names`. ``names``: the directory's listing, if the caller has one. Best
+    effort: a stray hint file is never read, so one that cannot be removed is left."""
+    for name in stray_hint_names(os.listdir(path) if names is None else names):
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            pass
+
+
 def list_data_files(path: str) -> list[FileId]:
     """Return the ids of the data files in ``path``, oldest first."""
     ids = [fid for fid in map(parse_data_name, os.listdir(path)) if fid is not None]

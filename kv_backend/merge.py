@@ -12,15 +12,18 @@ The protocol, and why every crash point leaves a valid store:
    Writers go on appending to the active file meanwhile.
 4. Under the write lock (the switch-over): rename each hint, then each data
    file to its final name, fsync the directory, bump the generation, unlink
-   the inputs oldest first, fsync the directory, and append a no-op record so
-   that every process notices the change and reloads its key directory.
+   the inputs oldest first (and stray hint files, see below), fsync the
+   directory, and append a no-op record so that every process notices the
+   change and reloads its key directory.
 
 An output is only a copy of the newest live version of some keys among the
 inputs, and sorts after every input and before the active file. So a crash
 with some outputs renamed and all inputs present changes nothing, and
 removing inputs oldest first always leaves a suffix of the inputs next to
 complete outputs, which also reads the same. Temporary files of a merge that
-died are removed at the next open. A delete newer than a merged value lives
+died are removed at the next open; so is a hint file without its data file (a
+merge killed between renaming an output's two files, or unlinking an input's),
+which the next merge removes too. A delete newer than a merged value lives
 in a newer file and stays a delete; tombstones themselves are dropped
 because every older file is an input.
 """
@@ -54,6 +57,7 @@ from kv_backend.files import (
     hint_name,
     list_data_files,
     new_file_mode,
+    remove_stray_hints,
     storage_error,
     write_all,
 )
@@ -409,6 +413,10 @@ def _switch_over(db: DB, inputs: list[FileId], outputs: list[tuple[FileId, int]]
                     os.unlink(os.path.join(path, name))
                 except FileNotFoundError:
                     pass
+        # The stray hint files a merge killed between two renames or two unlinks left. Safe: a
+        # process uses a hint file only for a data file it listed, and replays that file (through
+        # its descriptor) if the hint file is gone by the time it reads it.
+        remove_stray_hints(path)
         fsync_dir(path)
         # Move the tail so that every process looks, sees the new generation and reloads.
         marker = rec.encode_commit(0)

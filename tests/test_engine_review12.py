@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import zlib
 
 import pytest
+from helpers import exit_code, fork_child
 
 from kv_backend import DB, CorruptionError
 from kv_backend import record as rec
@@ -82,3 +84,88 @@ def test_a_sound_record_of_an_unknown_type_is_damage_not_the_end_of_the_data(sto
         assert db.get(b"c") is None  # dropped with its damage: never the older value
         assert db.get(b"z") == b"after"
     assert check(store_path).ok
+
+
+# ------------------------------------------------------------------ stray hint files
+
+
+def _hints(path: str) -> list[str]:
+    return sorted(n for n in os.listdir(path) if n.endswith(".hint"))
+
+
+def _merged_twice_ready(path: str) -> dict[bytes, bytes]:
+    """A store that one merge already ran on (its outputs, with hint files, are the next one's inputs)."""
+    model = {}
+    with DB(path, max_file_size=4096) as db:
+        for i in range(300):
+            key, value = b"k%02d" % (i % 40), b"v%d" % i * 8
+            db.put(key, value)
+            model[key] = value
+        db.merge()
+        for i in range(100):
+            key, value = b"k%02d" % (i % 50), b"w%d" % i * 8
+            db.put(key, value)
+            model[key] = value
+    return model
+
+
+def _merge_killed_after(path: str, call: str, target: str) -> None:
+    """Merge in a forked child that SIGKILLs itself right after its first ``os.<call>`` whose path
+    ends with ``target``."""
+
+    def child() -> None:
+        db = DB(path, max_file_size=4096)
+        real = getattr(os, call)
+
+        def hooked(*args, **kwargs):
+            out = real(*args, **kwargs)
+            if str(args[-1] if call == "replace" else args[0]).endswith(target):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return out
+
+        setattr(os, call, hooked)
+        db.merge()
+
+    assert exit_code(fork_child(child)) == -signal.SIGKILL
+
+
+@pytest.mark.parametrize(
+    "call, target",
+    [("replace", ".hint"), ("unlink", ".data")],
+    ids=["between an output's hint and data renames", "between an input's data and hint unlinks"],
+)
+def test_a_hint_file_left_alone_by_a_killed_merge_is_removed_by_the_next_writer(store_path, call, target):
+    """A merge killed between renaming an output's hint file and its data file, or between unlinking
+    an input data file and its hint file, left a hint file without its data file, for ever: no
+    open or merge removed it. A writable open removes it (a read-only one leaves it)."""
+    model = _merged_twice_ready(store_path)
+    _merge_killed_after(store_path, call, target)
+    stray = [n for n in _hints(store_path) if not os.path.exists(os.path.join(store_path, n[:-5] + ".data"))]
+    assert stray
+    with DB(store_path, read_only=True) as db:
+        assert dict(db.items()) == model
+    assert all(os.path.exists(os.path.join(store_path, n)) for n in stray)
+    with DB(store_path) as db:
+        assert dict(db.items()) == model
+        assert not any(os.path.exists(os.path.join(store_path, n)) for n in stray)
+        db.merge()
+        assert dict(db.items()) == model
+    assert not [n for n in os.listdir(store_path) if n.endswith(".tmp")]
+
+
+def test_merge_removes_stray_hint_files(store_path):
+    """A process that keeps its store open merges without reopening: its merges remove the stray hint
+    files (another process's killed merge left) too."""
+    model = _merged_twice_ready(store_path)
+    with DB(store_path, max_file_size=4096) as db:
+        hint = _hints(store_path)[0]
+        with open(os.path.join(store_path, hint), "rb") as f:
+            data = f.read()
+        stray = os.path.join(store_path, "0000000001-007.hint")
+        with open(stray, "wb") as f:
+            f.write(data)
+        db.put(b"new", b"x")
+        model[b"new"] = b"x"
+        db.merge()
+        assert not os.path.exists(stray)
+        assert dict(db.items()) == model
