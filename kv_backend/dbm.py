@@ -20,6 +20,7 @@ import builtins
 import dbm as _std_dbm
 import errno
 import os
+import stat
 from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -48,6 +49,8 @@ __all__ = [
     "Database",
     "DatabaseNotFoundError",
     "KeySizeError",
+    "PathNotADirectoryError",
+    "PermissionDeniedError",
     "ReadOnlyDatabaseError",
     "ValueSizeError",
     "error",
@@ -81,6 +84,55 @@ class DatabaseNotFoundError(error, FileNotFoundError):
 
     A ``FileNotFoundError``, as ``dbm.dumb`` raises in both cases.
     """
+
+
+class PermissionDeniedError(error, PermissionError):
+    """The system refused access to the database's path (``EACCES``, ``EPERM``).
+
+    A ``PermissionError``, as ``dbm.dumb`` raises.
+    """
+
+
+class PathNotADirectoryError(error, NotADirectoryError):
+    """A component of the database's path is a file, not a directory (``ENOTDIR``).
+
+    A ``NotADirectoryError``, as ``dbm.dumb`` raises.
+    """
+
+
+#: The subclass of :class:`error` for an errno, where Python's ``OSError`` has a subclass for it.
+_BY_ERRNO: dict[int, type[error]] = {
+    errno.ENOENT: DatabaseNotFoundError,
+    errno.EACCES: PermissionDeniedError,
+    errno.EPERM: PermissionDeniedError,
+    errno.ENOTDIR: PathNotADirectoryError,
+}
+
+
+def _os_error(code: int | None, message: str) -> error:
+    """This module's error for a failure of the system call with errno ``code``: an instance of
+    the ``OSError`` subclass Python (and so ``dbm.dumb``) raises for it too, where it has one."""
+    code = code or errno.EIO
+    return _BY_ERRNO.get(code, error)(code, message)
+
+
+def _probe(path: str) -> None:
+    """Raise :func:`_os_error` if ``path`` (or the format file of a store directory there) cannot
+    be looked at: a file among its parents, a directory the process may not search. Otherwise
+    (also when nothing is there) return, and let the engine say what it finds.
+
+    Without this, such a path read as "no database there", or an error no ``except
+    PermissionError:`` catches, where ``dbm.dumb`` raises the OSError the system gave.
+    """
+    for p in (path, os.path.join(path, FORMAT_FILE)):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _os_error(exc.errno, f"cannot open the database {path}: {exc.strerror}") from exc
+        if not stat.S_ISDIR(st.st_mode):
+            return
 
 
 class KeySizeError(error, KeyTooLargeError):
@@ -443,8 +495,7 @@ def _create(path: str, mode: int) -> bool:
     except FileExistsError:
         return False
     except OSError as exc:
-        cls = DatabaseNotFoundError if isinstance(exc, FileNotFoundError) else error
-        raise cls(exc.errno or errno.EIO, f"cannot create the database {path}: {exc.strerror}") from exc
+        raise _os_error(exc.errno, f"cannot create the database {path}: {exc.strerror}") from exc
     return True
 
 
@@ -502,7 +553,7 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
         try:
             os.unlink(path)
         except OSError as exc:
-            raise error(exc.errno or errno.EIO, f"cannot replace the file {path}: {exc}") from exc
+            raise _os_error(exc.errno, f"cannot replace the file {path}: {exc.strerror}") from exc
     # A directory is checked by the engine (it may be a store another process is creating right now).
     kind = None if os.path.isdir(path) else _std_dbm.whichdb(path)
     if kind is not None:
@@ -512,6 +563,7 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
             f"{path} is {what}; kv_backend.dbm opens only its own store directories "
             "(use the stdlib dbm module for other formats, or a new path)",
         )
+    _probe(path)
     sync = "always" if "s" in flag[1:] else "never"
     mode_char = flag[0]
     try:
@@ -547,5 +599,8 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
     except NotAStoreError as exc:
         raise error(exc.errno or errno.EINVAL, str(exc)) from exc
     except KVError as exc:  # permissions, disk full...: still this module's error, as in every dbm module
-        raise error(getattr(exc, "errno", None) or errno.EIO, str(exc)) from exc
+        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        # The engine's advice names its own option; this module's caller has a flag.
+        message = message.replace("with read_only=True", "with flag 'r'")
+        raise _os_error(getattr(exc, "errno", None), message) from exc
     return Database(db, mode_char)

@@ -113,7 +113,7 @@ def test_reader_reads_everything_and_writers_get_clear_errors(shared_dir):
         assert "permission" in text.lower() and "read_only=True" in text, name
     for name in ("dbm w", "dbm c", "shelf w"):
         status, kind, code, _ = seen[name]
-        assert (status, kind, code) == ("raised", "error", str(errno.EACCES)), name
+        assert (status, kind, code) == ("raised", "PermissionDeniedError", str(errno.EACCES)), name
     assert seen["dbm error caught"]
     # Nothing was lost or changed, and the owner still writes.
     with DB(paths["db"]) as db:
