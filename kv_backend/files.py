@@ -278,7 +278,8 @@ def storage_error(exc: OSError, what: str) -> StorageError:
             " (ulimit -n, systemd LimitNOFILE=), or merge the store (kvb merge) so it has fewer files."
         )
     err = StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}.{hint}")
-    err.filename = exc.filename
+    if exc.filename is not None:
+        err.filename = exc.filename  # (set to None, str(err) would end in ": None")
     err.advice = hint.strip()
     return err
 

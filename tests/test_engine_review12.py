@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import struct
 import zlib
 
 import pytest
-from helpers import exit_code, fork_child
+from helpers import exit_code, fork_child, patch_engine
 
 from kv_backend import DB, CorruptionError
 from kv_backend import record as rec
 from kv_backend.check import check
+from kv_backend.errors import StorageError
 from kv_backend.salvage import salvage
 
 
@@ -169,3 +171,26 @@ def test_merge_removes_stray_hint_files(store_path):
         db.merge()
         assert not os.path.exists(stray)
         assert dict(db.items()) == model
+
+
+# ------------------------------------------------------------------ disk full
+
+
+def test_a_storage_error_without_a_file_name_does_not_end_in_none(store_path, monkeypatch):
+    """A write on a full disk raised StorageError("... nothing acknowledged was lost.: None"): the
+    wrapped OSError had no file name, and setting ``filename`` to None makes OSError print it."""
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+
+        def full(fd, data, offset):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        patch_engine(monkeypatch, "_pwrite", full)
+        with pytest.raises(StorageError) as info:
+            db.put(b"b", b"2")
+        assert info.value.errno == errno.ENOSPC
+        assert str(info.value).endswith("nothing acknowledged was lost."), str(info.value)
+        assert not str(info.value).endswith("None")
+        monkeypatch.undo()
+        db.put(b"b", b"2")
+        assert dict(db.items()) == {b"a": b"1", b"b": b"2"}
