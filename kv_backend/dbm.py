@@ -116,6 +116,13 @@ def _os_error(code: int | None, message: str) -> error:
     return _BY_ERRNO.get(code, error)(code, message)
 
 
+def _message(exc: KVError) -> str:
+    """The text of an engine error, for this module's error that replaces it (which adds the errno)."""
+    message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    # The engine's advice names its own option; this module's caller has a flag.
+    return message.replace("with read_only=True", "with flag 'r'")
+
+
 def _probe(path: str) -> None:
     """Raise :func:`_os_error` if ``path`` (or the format file of a store directory there) cannot
     be looked at: a file among its parents, a directory the process may not search. Otherwise
@@ -218,6 +225,10 @@ class Database(MutableMapping[bytes, bytes]):
             return KeySizeError(errno.EINVAL, str(exc))
         if isinstance(exc, ValueTooLargeError):
             return ValueSizeError(errno.EFBIG, str(exc))
+        if isinstance(exc, OSError) and not isinstance(exc, error):
+            # A StorageError (disk full, permissions, I/O): this module's error, as its docstring
+            # promises for every failure, so that ``except kv_backend.dbm.error:`` catches it.
+            return _os_error(exc.errno, _message(exc))
         return exc
 
     def _check_open(self) -> None:
@@ -599,8 +610,5 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
     except NotAStoreError as exc:
         raise error(exc.errno or errno.EINVAL, str(exc)) from exc
     except KVError as exc:  # permissions, disk full...: still this module's error, as in every dbm module
-        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        # The engine's advice names its own option; this module's caller has a flag.
-        message = message.replace("with read_only=True", "with flag 'r'")
-        raise _os_error(getattr(exc, "errno", None), message) from exc
+        raise _os_error(getattr(exc, "errno", None), _message(exc)) from exc
     return Database(db, mode_char)

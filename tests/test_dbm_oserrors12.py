@@ -17,7 +17,7 @@ import shutil
 import tempfile
 
 import pytest
-from helpers import run_as_nobody
+from helpers import patch_engine, run_as_nobody
 
 import kv_backend.dbm as kv_dbm
 from kv_backend.errors import KVError
@@ -99,3 +99,35 @@ def test_a_directory_without_permission_raises_permission_error_as_dbm_dumb():
             assert ours == ("PermissionError", errno.EACCES), (path, flag, ours)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_write_on_a_full_disk_raises_this_module_error(tmp_path, monkeypatch):
+    """The module promises that failures raise its ``error``; a write that found the disk full
+    raised the engine's StorageError, which ``except kv_backend.dbm.error:`` missed (for a dbm
+    database and a shelf). It is an ``error`` now, with the errno ENOSPC; the database is usable
+    again once there is room."""
+    import kv_backend.shelve as kv_shelve
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with kv_dbm.open(str(tmp_path / "d"), "c") as db, kv_shelve.open(str(tmp_path / "s")) as shelf:
+        db[b"a"] = b"1"
+        shelf["a"] = 1
+        patch_engine(monkeypatch, "_pwrite", full)
+        for write in (
+            lambda: db.__setitem__(b"b", b"2"),
+            lambda: db.update({b"b": b"2", b"c": b"3"}),
+            lambda: db.setdefault(b"b", b"2"),
+            lambda: shelf.__setitem__("b", 2),
+            lambda: shelf.update({"b": 2, "c": 3}),
+        ):
+            with pytest.raises(kv_dbm.error) as info:
+                write()
+            assert info.value.errno == errno.ENOSPC
+            assert "disk is full" in str(info.value)
+        monkeypatch.undo()
+        db[b"b"] = b"2"
+        shelf["b"] = 2
+        assert dict(db.items()) == {b"a": b"1", b"b": b"2"}
+        assert dict(shelf) == {"a": 1, "b": 2}
