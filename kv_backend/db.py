@@ -24,6 +24,10 @@ import weakref
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+# Imported with the engine, not at the first merge: a child forked while another thread imported
+# it would inherit the module's import lock, held by a thread it does not have, and hang at its
+# own first merge (or auto-merge) for ever.
+from kv_backend import merge as _merge_module
 from kv_backend import record as rec
 from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, _time, check_tuning_options
 from kv_backend.db_open import _Opening
@@ -511,11 +515,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         :class:`~kv_backend.errors.MergeInProgressError` if another merge is
         running, unless ``wait`` is true. See :mod:`kv_backend.merge`.
         """
-        from kv_backend.merge import merge
-
-        return merge(self, progress=progress, wait=wait)
+        return _merge_module.merge(self, progress=progress, wait=wait)
 
     def _maybe_auto_merge(self) -> None:
-        from kv_backend.merge import maybe_auto_merge
-
-        maybe_auto_merge(self)
+        _merge_module.maybe_auto_merge(self)

@@ -9,7 +9,7 @@ import struct
 import zlib
 
 import pytest
-from helpers import exit_code, fork_child, patch_engine
+from helpers import exit_code, fork_child, patch_engine, run_python
 
 from kv_backend import DB, CorruptionError
 from kv_backend import record as rec
@@ -194,3 +194,53 @@ def test_a_storage_error_without_a_file_name_does_not_end_in_none(store_path, mo
         monkeypatch.undo()
         db.put(b"b", b"2")
         assert dict(db.items()) == {b"a": b"1", b"b": b"2"}
+
+
+# ------------------------------------------------------------------ fork
+
+
+_FORK_DURING_FIRST_MERGE = """
+import importlib.abc, os, signal, sys, threading
+from kv_backend import DB
+
+entered, release = threading.Event(), threading.Event()
+
+
+class SlowFinder(importlib.abc.MetaPathFinder):
+    # Holds kv_backend.merge's import lock, as a thread that is importing it does.
+    def find_spec(self, name, path=None, target=None):
+        if name == "kv_backend.merge":
+            entered.set()
+            release.wait(5)
+        return None
+
+
+sys.meta_path.insert(0, SlowFinder())
+db = DB(sys.argv[1])
+db.put(b"k", b"v")
+merger = threading.Thread(target=db.merge)  # its first merge: the first use of kv_backend.merge
+merger.start()
+entered.wait(0.3)  # with the module imported with the engine, nothing ever enters the finder
+pid = os.fork()
+if pid == 0:
+    signal.alarm(3)  # a child that hangs dies of SIGALRM
+    db.put(b"child", b"1")
+    db.merge(wait=True)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+release.set()
+merger.join()
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_child_forked_while_a_thread_runs_the_first_merge_can_merge(store_path):
+    """kv_backend.merge was imported by the first merge() (or auto-merge) of a process. A child
+    forked while another thread was importing it (gunicorn --preload, Celery prefork: a DB opened
+    and written to before the fork, its first rotation starting an auto-merge thread) inherited the
+    module's import lock, held by a thread it does not have: its own first merge, or the auto-merge
+    of its first rotation, hung for ever. The engine imports its merge module with the DB."""
+    out = run_python(_FORK_DURING_FIRST_MERGE, store_path, timeout=30)
+    assert out.stdout.strip() == "0", out.stdout + out.stderr
+    with DB(store_path) as db:
+        assert db.get(b"child") == b"1"
