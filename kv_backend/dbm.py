@@ -608,7 +608,7 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
             errno.ENOENT, f"no database at {path}; use flag 'c' or 'n' to create one"
         ) from exc
     except NotAStoreError as exc:
-        raise error(exc.errno or errno.EINVAL, str(exc)) from exc
+        raise error(exc.errno or errno.EINVAL, _message(exc)) from exc
     except KVError as exc:  # permissions, disk full...: still this module's error, as in every dbm module
         raise _os_error(getattr(exc, "errno", None), _message(exc)) from exc
     return Database(db, mode_char)

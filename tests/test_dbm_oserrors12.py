@@ -131,3 +131,18 @@ def test_a_write_on_a_full_disk_raises_this_module_error(tmp_path, monkeypatch):
         shelf["b"] = 2
         assert dict(db.items()) == {b"a": b"1", b"b": b"2"}
         assert dict(shelf) == {"a": 1, "b": 2}
+
+
+@pytest.mark.parametrize("flag", ["r", "c", "n"])
+def test_a_directory_that_is_not_a_database_is_named_once(tmp_path, flag):
+    """Opening a directory that holds other files said "[Errno 22] [Errno 22] ... is not a
+    kv_backend store": the engine's error text, errno included, inside this module's error."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x").write_bytes(b"")
+    with pytest.raises(kv_dbm.error) as info:
+        kv_dbm.open(str(other), flag)
+    assert info.value.errno == errno.EINVAL
+    assert str(info.value).count("[Errno") == 1, str(info.value)
+    assert "is not a kv_backend store" in str(info.value)
+    assert os.listdir(other) == ["x"]
