@@ -130,7 +130,7 @@ class Batch:
 class _Locked:
     """What :meth:`DB.locked` returns: holds the write lock for the ``with`` block."""
 
-    __slots__ = ("_db",)
+    __slots__ = ("_db", "_forks")
 
     def __init__(self, db: DB) -> None:
         self._db = db
@@ -138,6 +138,7 @@ class _Locked:
     def __enter__(self) -> DB:
         db = self._db
         lock = db._lock
+        self._forks = lock.forks
         if lock._depth and lock.held:
             # Nested in this thread's own hold: the view is already current and
             # nobody else can write, so only the nesting count changes.
@@ -153,8 +154,21 @@ class _Locked:
             raise
         return db
 
-    def __exit__(self, *exc: object) -> None:
-        self._db._lock.release()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        db = self._db
+        if db._lock.forks != self._forks:
+            # A child forked inside the block: the lock stayed with the parent, and this process
+            # got a lock of its own, which it does not hold (releasing it would unbalance it, and
+            # its next writes would skip the file lock).
+            if exc_type is None:
+                raise TransactionError(
+                    f"this process was forked inside a locked() block on {db.path}, which holds the "
+                    "lock only in the parent process: in the child, the block's reads and writes since "
+                    "the fork were not one locked sequence (each write took the lock on its own). "
+                    "Take db.locked() in the child itself"
+                )
+            return
+        db._lock.release()
 
 
 #: The last tail seen while a transaction has written: no tail equals it, so every read catches up

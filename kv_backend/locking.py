@@ -36,6 +36,9 @@ class WriteLock:
         self._tlock = threading.RLock()
         self._depth = 0
         self._closed = False  # close() ran: a thread that takes the lock afterwards is told so
+        #: Times the process forked since the lock was made: a block entered before a fork
+        #: holds nothing in the child (see :meth:`after_fork_in_child`).
+        self.forks = 0
         self._fd = self._open()
 
     def _open(self) -> int:
@@ -148,6 +151,7 @@ class WriteLock:
         old = self._fd
         self._tlock = threading.RLock()
         self._depth = 0
+        self.forks += 1
         try:
             self._fd = self._open()
         except StorageError:

@@ -6,6 +6,7 @@ import errno
 import os
 import signal
 import struct
+import time
 import zlib
 
 import pytest
@@ -14,7 +15,7 @@ from helpers import exit_code, fork_child, patch_engine, run_python
 from kv_backend import DB, CorruptionError
 from kv_backend import record as rec
 from kv_backend.check import check
-from kv_backend.errors import StorageError
+from kv_backend.errors import StorageError, TransactionError
 from kv_backend.salvage import salvage
 
 
@@ -244,3 +245,44 @@ def test_a_child_forked_while_a_thread_runs_the_first_merge_can_merge(store_path
     assert out.stdout.strip() == "0", out.stdout + out.stderr
     with DB(store_path) as db:
         assert db.get(b"child") == b"1"
+
+
+def test_a_child_forked_inside_a_locked_block_keeps_a_sound_lock(store_path):
+    """A child forked inside ``with db.locked():`` got a fresh lock (as documented), but leaving the
+    block released it anyway: a raw RuntimeError ("cannot release un-acquired lock"), and a nesting
+    count of -1, so that each of the child's later writes took no file lock at all (try_acquire
+    succeeded while the parent held the lock). Leaving the block in the child now raises
+    TransactionError, as leaving a transaction does, and the child's lock stays sound."""
+    db = DB(store_path)
+    try:
+        db.put(b"a", b"1")
+        to_child, from_parent = os.pipe()
+        pid = -1
+        try:
+            with db.locked():
+                pid = os.fork()
+                if pid == 0:
+                    os.close(from_parent)
+        except TransactionError as exc:
+            assert pid == 0 and "forked inside a locked() block" in str(exc)
+            os.read(to_child, 1)  # the parent holds the lock again
+            ok = not db._lock.try_acquire() and db._lock._depth == 0
+            db.put(b"child", b"1")  # waits for the parent's block
+            os._exit(0 if ok and db._lock._depth == 0 else 1)
+        except BaseException:
+            if pid == 0:
+                os._exit(2)
+            raise
+        if pid == 0:
+            os._exit(3)  # the child left the block without an error
+        os.close(to_child)
+        with db.locked():
+            os.write(from_parent, b"x")
+            time.sleep(0.05)
+            assert db.get(b"child") is None  # the child's put waits for this block
+        assert exit_code(pid) == 0
+        assert db.get(b"child") == b"1"
+        with db.locked():  # the parent's own lock is intact
+            db.put(b"b", b"2")
+    finally:
+        db.close()
