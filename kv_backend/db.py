@@ -356,6 +356,10 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         """Give a forked child its own lock file description and fresh thread locks."""
         if self._closed:
             return
+        # Held at the fork: another thread of the parent was changing the view (indexing a write
+        # it had already marked seen, replaying, installing a reload), and the child's copy may be
+        # half-changed. The child rebuilds it at its next call, below.
+        changing = self._rlock.locked()
         self._rlock = threading.Lock()
         self._txn_cond = threading.Condition()
         self._merge_thread = None
@@ -366,6 +370,8 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             # records. Drop the transaction and rebuild the view at the next call (which waits
             # for the parent's transaction to end, as any process opening the store does).
             self._txn = None
+            changing = True
+        if changing:
             self._seen = self._gen = -1
         self._merging = None  # a merge of the parent's threads is not the child's
         self._closing = False  # nor is a close() of theirs that had not yet closed anything

@@ -286,3 +286,24 @@ def test_a_child_forked_inside_a_locked_block_keeps_a_sound_lock(store_path):
             db.put(b"b", b"2")
     finally:
         db.close()
+
+
+def test_a_child_forked_while_another_thread_indexes_a_write_sees_that_write(store_path):
+    """A put marks the tail seen, then indexes its record, both under the index lock. A child
+    forked by another thread between the two inherited a view that had "seen" the record without
+    indexing it: it never read that write (nor any write whose indexing the fork interrupted),
+    for as long as the key was not written again. A child forked while the index lock is held
+    now rebuilds its view at its first call."""
+    with DB(store_path) as db, DB(store_path) as other:
+        db.put(b"k", b"old")
+        other.put(b"k", b"new")  # published, not yet indexed by db
+        db._rlock.acquire()  # where a thread of db that indexes the record stands ...
+        seen = db._seen
+        db._seen = db._tailw.value  # ... having marked it seen
+        try:
+            pid = fork_child(lambda: os._exit(0 if db.get(b"k") == b"new" and db[b"k"] == b"new" else 1))
+        finally:
+            db._seen = seen
+            db._rlock.release()
+        assert exit_code(pid) == 0
+        assert db.get(b"k") == b"new"
