@@ -197,13 +197,17 @@ def _check_records(
 
 def _damage(chunk: bytes, off: int) -> str:
     """What is wrong with the damaged record at ``off`` in ``chunk``: its CRC, or (the CRC matching)
-    a type this version does not know, which only a newer writer or a CRC collision makes."""
+    a type this version does not know or a COMMIT without a count, which only a newer writer or a
+    CRC collision makes."""
     crc, rtype, _, klen, vlen, _ = rec.HEADER.unpack_from(chunk, off)
-    if (
-        rtype not in (rec.PUT, rec.DELETE, rec.COMMIT)
-        and rec.crc32(chunk[off + 4 : off + rec.HEADER_SIZE + klen + vlen]) == crc
-    ):
-        return f"unknown record type {rtype} (written by a newer kv_backend, or damaged)"
+    if rec.crc32(chunk[off + 4 : off + rec.HEADER_SIZE + klen + vlen]) == crc:
+        if rtype not in (rec.PUT, rec.DELETE, rec.COMMIT):
+            return f"unknown record type {rtype} (written by a newer kv_backend, or damaged)"
+        if rtype == rec.COMMIT:
+            return (
+                f"a COMMIT whose value is {vlen} bytes, not a 4-byte count "
+                "(written by a newer kv_backend, or damaged)"
+            )
     return "checksum mismatch"
 
 

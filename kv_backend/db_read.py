@@ -79,7 +79,7 @@ class _Reading:
             self._raise_corrupt(loc)
         if kind != _PLAIN_PUT:
             if kind & 0xFF != _PUT:
-                # Not a PUT, its CRC matching: a type only a newer writer (or a CRC collision)
+                # Not a PUT, its CRC matching: a record only a newer writer (or a CRC collision)
                 # makes, which replay indexes as damage. Its value must not be returned.
                 if self._stale(kd):
                     return self.get(key, default)
@@ -245,17 +245,18 @@ class _Reading:
             self._raise_closed()
 
     def _raise_corrupt(self, loc: int, rtype: int | None = None) -> None:
-        """Raise CorruptionError for the record at ``loc``; ``rtype``: its type, unknown to this
-        version, where its checksum matched."""
+        """Raise CorruptionError for the record at ``loc``; ``rtype``: its type, where its checksum
+        matched but it holds no value (a type unknown to this version, or a COMMIT without a count)."""
         offset = (loc >> 32) & _M40
         files = self._files
         idx = loc >> 72
         path = files[idx].path if idx < len(files) else self.path
-        what = (
-            f"is of unknown type {rtype} (written by a newer kv_backend, or damaged)"
-            if rtype is not None
-            else "failed its checksum or holds another key"
-        )
+        if rtype is None:
+            what = "failed its checksum or holds another key"
+        elif rtype in (2, 3):  # a DELETE or COMMIT: written as such, it would not be indexed
+            what = f"is a record of type {rtype}, which holds no value (a newer version wrote it, or damage)"
+        else:
+            what = f"is of unknown type {rtype} (written by a newer kv_backend, or damaged)"
         raise CorruptionError(
             f"record at offset {offset} of {path} {what}; the value is "
             "not returned. Run 'kvb check' on the store and restore the key from a backup.",

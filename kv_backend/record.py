@@ -75,7 +75,7 @@ class ScanResult(NamedTuple):
     stop_reason: str | None
     """``None`` if the region was consumed to its end, else why the scan stopped."""
     corrupt: list[int]
-    """Offsets of records whose lengths were sound but whose CRC failed or whose type is unknown."""
+    """Offsets of records whose lengths were sound but whose CRC failed or that cannot be read."""
 
 
 def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool = False) -> ScanResult:
@@ -85,7 +85,8 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
     stops at the first incomplete or implausible record, and never applies a
     batch whose COMMIT record it has not seen. With ``trust_lengths`` (used for
     regions another writer already published), a record whose lengths are
-    sound but whose CRC fails, or whose type is unknown, is still indexed, so
+    sound but whose CRC fails, or that cannot be read though its CRC matches
+    (an unknown type, a COMMIT without a 4-byte count), is still indexed, so
     that reading it raises :class:`~kv_backend.errors.CorruptionError`, and
     scanning continues.
 
@@ -138,25 +139,21 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
                 stop = "checksum mismatch"
                 break
             corrupt.append(pos)
-            if klen == 0:
-                # Only a COMMIT has no key: a damaged one still closes the batch before it.
-                if pending is not None:
-                    entries.extend(pending)
-                    pending = None
-            else:
-                # Indexed as a put that never expires (its type and expiry cannot be
-                # trusted), so that reading the key raises instead of silently
-                # returning an older value or nothing.
-                item = (PUT, bytes(mv[pos + hsize : pos + hsize + klen]), pos, size, 0.0)
-                if pending is not None:
-                    pending.append(item)
-                    pos += size
-                    continue
-                append(item)
+            pending = _index_damaged(mv, pos, size, klen, pending, entries)
             pos += size
-            committed_end = pos
+            if pending is None:
+                committed_end = pos
             continue
         if rtype == COMMIT:
+            if vlen != 4 and trust_lengths:
+                # Published, its CRC matching, but no count: only a newer writer or a CRC
+                # collision makes one. Damage, as a damaged COMMIT is (see above).
+                corrupt.append(pos)
+                pending = _index_damaged(mv, pos, size, klen, pending, entries)
+                pos += size
+                if pending is None:
+                    committed_end = pos
+                continue
             n = COUNT.unpack_from(mv, pos + hsize)[0] if vlen == 4 else -1
             if n == 0 and pending is None:
                 # An empty batch: a no-op marker (merge writes one to move the tail).
@@ -203,6 +200,31 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
     if pending is not None and stop is None:
         stop = "uncommitted batch"
     return ScanResult(entries, committed_end, stop, corrupt)
+
+
+def _index_damaged(
+    mv: bytes | memoryview,
+    pos: int,
+    size: int,
+    klen: int,
+    pending: list[tuple[int, bytes, int, int, float]] | None,
+    entries: list[tuple[int, bytes, int, int, float]],
+) -> list[tuple[int, bytes, int, int, float]] | None:
+    """Index the damaged record at ``pos`` of a published region (see :func:`scan`); return the
+    batch still being read (None if there is none, or the record closed it)."""
+    if klen == 0:
+        # Only a COMMIT has no key: a damaged one still closes the batch before it.
+        if pending is not None:
+            entries.extend(pending)
+        return None
+    # Indexed as a put that never expires (its type and expiry cannot be trusted), so that
+    # reading the key raises instead of silently returning an older value or nothing.
+    item = (PUT, bytes(mv[pos + HEADER_SIZE : pos + HEADER_SIZE + klen]), pos, size, 0.0)
+    if pending is not None:
+        pending.append(item)
+        return pending
+    entries.append(item)
+    return None
 
 
 def _keep_damaged(

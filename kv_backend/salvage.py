@@ -232,8 +232,8 @@ def _sound_at(buf: bytes | mmap.mmap, pos: int, end: int) -> int:
     crc, rtype, _flags, klen, vlen, _expiry = rec.HEADER.unpack_from(buf, pos)
     if rtype not in _VALID_TYPES or klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE:
         return 0
-    if (klen == 0) != (rtype == rec.COMMIT):
-        return 0
+    if (klen == 0) != (rtype == rec.COMMIT) or (rtype == rec.COMMIT and vlen != 4):
+        return 0  # (a COMMIT without a 4-byte count: damage, as replay takes it)
     size = rec.HEADER_SIZE + klen + vlen
     if pos + size > end or rec.crc32(buf[pos + 4 : pos + size]) != crc:
         return 0

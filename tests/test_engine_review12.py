@@ -307,3 +307,39 @@ def test_a_child_forked_while_another_thread_indexes_a_write_sees_that_write(sto
             db._rlock.release()
         assert exit_code(pid) == 0
         assert db.get(b"k") == b"new"
+
+
+def test_a_sound_commit_without_a_count_is_damage_not_the_end_of_the_data(store_path, tmp_path):
+    """As for an unknown type: a CRC-valid COMMIT whose value is not a 4-byte count ended its
+    closed file's data silently. It is a damaged COMMIT now: it closes the batch before it, the
+    records after it are read, and check, salvage and merge report it."""
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+        db._rotate(auto_merge=False)
+        db.put(b"y", b"in the active file")
+    name = os.path.join(store_path, "0000000001-000.data")
+    with open(name, "wb") as f:
+        f.write(
+            rec.FILE_HEADER_BYTES
+            + rec.encode(rec.PUT, b"a", b"1")
+            + rec.encode(rec.PUT, b"b", b"in a batch", flags=rec.FLAG_BATCH)
+            + rec.encode(rec.DELETE, b"a", b"", flags=rec.FLAG_BATCH)
+            + rec.encode(rec.COMMIT, b"", b"")  # no count
+            + rec.encode(rec.PUT, b"z", b"after")
+        )
+    for read_only in (True, False):
+        with DB(store_path, read_only=read_only) as db:
+            assert dict(db.items()) == {b"b": b"in a batch", b"y": b"in the active file", b"z": b"after"}
+            assert db.stats()["corrupt_records"] == 1
+    report = check(store_path)
+    assert [p.what.split(" (")[0] for p in report.problems] == [
+        "a COMMIT whose value is 0 bytes, not a 4-byte count"
+    ]
+    salvaged = salvage(store_path, str(tmp_path / "copy"))
+    with DB(str(tmp_path / "copy"), read_only=True) as copy:
+        assert dict(copy.items()) == {b"b": b"in a batch", b"y": b"in the active file", b"z": b"after"}
+    assert salvaged.regions
+    with DB(store_path) as db:
+        db.merge()
+        assert dict(db.items()) == {b"b": b"in a batch", b"y": b"in the active file", b"z": b"after"}
+    assert check(store_path).ok

@@ -47,10 +47,10 @@ def _record(buf: bytes, pos: int) -> tuple | None:
     end = pos + 22 + klen + vlen
     if end > len(buf) or klen > MAX_KEY:
         return None
-    if rtype == COMMIT and vlen != 4 and zlib.crc32(buf[pos + 4 : end]) == crc:
-        return None
-    # An unknown type is damage, as a CRC mismatch is, even with a matching CRC.
-    good = rtype in (PUT, DELETE, COMMIT) and zlib.crc32(buf[pos + 4 : end]) == crc
+    # A record that cannot be read (an unknown type, a COMMIT without a 4-byte count) is damage,
+    # as a CRC mismatch is, even with a matching CRC.
+    readable = rtype in (PUT, DELETE) or (rtype == COMMIT and vlen == 4)
+    good = readable and zlib.crc32(buf[pos + 4 : end]) == crc
     key = buf[pos + 22 : pos + 22 + klen]
     return good, rtype, flags, key, buf[pos + 22 + klen : end], expiry, end
 
@@ -454,6 +454,12 @@ DAMAGE = {
     "commit count": ((0, b"", COMMIT, 0), "value", {}),
     "commit count 1, crc good": ((0, b"", COMMIT, 0), "count1", {b"b": (b"old-b", 0.0)}),
     "commit count 5, crc good": ((0, b"", COMMIT, 0), "count5", {}),
+    # Its 26 bytes read as a COMMIT with a 2-byte key (the count's first bytes) and a 2-byte value.
+    "commit without a count, crc good": (
+        (0, b"", COMMIT, 0),
+        "countless",
+        {b"b": (b"old-b", 0.0), b"d": None, b"\x02\x00": DAMAGED},
+    ),
     "unknown type": ((0, b"c", PUT, 0), "type", {b"c": DAMAGED}),
     "unknown type, crc good": ((0, b"c", PUT, 0), "type+crc", {b"c": DAMAGED}),
     "last of a closed file": ((1, b"f", PUT, 0), "value", {b"f": DAMAGED}),
@@ -475,6 +481,9 @@ def test_damaged_records(tmp_path, case, page):
         patch(name, r[0] + 22 + r[4], b"\xff")
     elif how == "flag":
         patch(name, r[0] + 5, b"\x00")
+    elif how == "countless":
+        patch(name, r[0] + 6, struct.pack("<II", 2, 2))
+        _refresh_crc(name, r[0])
     elif how.startswith("count"):
         patch(name, r[0] + 22, struct.pack("<I", int(how[5:])))
         _refresh_crc(name, r[0])
