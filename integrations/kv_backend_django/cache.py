@@ -176,7 +176,8 @@ def _permission_error(path: str, exc: StorageError) -> StorageError:
             "or give them one group ('Processes of different users' in docs/engine.md)"
         )
     err = StorageError(exc.errno, f"the cache at {path} cannot open its store ({what}); {advice}")
-    err.filename = exc.filename
+    if exc.filename is not None:
+        err.filename = exc.filename  # (set to None, str(err) would end in ": None")
     return err
 
 

@@ -185,3 +185,20 @@ def test_overriding_caches_in_tests_does_not_keep_every_store_open(tmp_path):
     assert _open_fds() <= before
     assert all(not path.startswith(str(tmp_path)) for path in kvcache._stores)
     assert held.get("k") == 0  # a KVCache still held reopens its store
+
+
+def test_a_permission_error_without_a_file_name_does_not_end_in_none(tmp_path):
+    """The cache's advice on a store it may not open kept the engine's file name even when there
+    was none, and an OSError with its filename set to None prints ": None" at the end."""
+    import errno
+
+    from kv_backend_django.cache import _permission_error
+
+    from kv_backend.errors import StorageError
+
+    err = _permission_error(str(tmp_path), StorageError(errno.EACCES, "Permission denied"))
+    assert not str(err).endswith(": None"), str(err)
+    assert err.errno == errno.EACCES and err.filename is None
+    named = StorageError(errno.EACCES, "Permission denied")
+    named.filename = str(tmp_path / "LOCK")
+    assert _permission_error(str(tmp_path), named).filename == str(tmp_path / "LOCK")
