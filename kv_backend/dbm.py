@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from kv_backend.db import DB
 from kv_backend.errors import (
+    CorruptionError,
     DatabaseClosedError,
     InvalidKeyError,
     InvalidValueError,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClosedError",
+    "DamagedRecordError",
     "Database",
     "DatabaseNotFoundError",
     "KeySizeError",
@@ -142,6 +144,19 @@ def _probe(path: str) -> None:
             return
 
 
+class DamagedRecordError(error, CorruptionError):
+    """A value read from the database failed its checksum (damage on disk): ``EIO``.
+
+    Also a :class:`~kv_backend.errors.CorruptionError`, whose ``path`` and ``offset`` name the record;
+    run ``kvb check`` on the database's directory, and restore the key from a backup.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        OSError.__init__(self, *args)
+        self.path: str | None = None
+        self.offset: int | None = None
+
+
 class KeySizeError(error, KeyTooLargeError):
     """A write of an empty key or one over 65,536 bytes, which the engine cannot store."""
 
@@ -225,6 +240,12 @@ class Database(MutableMapping[bytes, bytes]):
             return KeySizeError(errno.EINVAL, str(exc))
         if isinstance(exc, ValueTooLargeError):
             return ValueSizeError(errno.EFBIG, str(exc))
+        if isinstance(exc, CorruptionError):
+            # Damage on disk: this module's error too, so that ``except kv_backend.dbm.error:`` (or the
+            # stdlib's ``except dbm.error:``) catches it as it catches dbm.gnu's error for a bad file.
+            damaged = DamagedRecordError(errno.EIO, str(exc))
+            damaged.path, damaged.offset = exc.path, exc.offset
+            return damaged
         if isinstance(exc, OSError) and not isinstance(exc, error):
             # A StorageError (disk full, permissions, I/O): this module's error, as its docstring
             # promises for every failure, so that ``except kv_backend.dbm.error:`` catches it.
