@@ -6,7 +6,7 @@ changed (kv_backend sends only new or changed files; the peers copy everything
 again) and a restore. Writes the "backup" section of docs/benchmarks.md and
 docs/charts/backup.png.
 
-    python benchmarks/bench_backup.py [--quick]
+    python benchmarks/bench_backup.py [--quick] [--no-write]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def dir_size(path: str) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a small data set (about 20 MB)")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = ap.parse_args()
     n = 20_000 if args.quick else 200_000
     value_size = 1000
@@ -56,6 +57,8 @@ def main() -> None:
             rows,
         )
     )
+    if args.no_write:
+        return
     write_section(
         "backup",
         f"{n} keys with {value_size}-byte values (about {n * value_size >> 20} MiB); the second backup "

@@ -10,7 +10,7 @@ overwrites a share of them so there is something to reclaim, then measures:
 and prints the ratio. Target: opening with hints at least 3x faster than a
 full replay. Writes the ``merge`` section of docs/benchmarks.md.
 
-    python benchmarks/bench_merge.py [--keys N] [--quick]
+    python benchmarks/bench_merge.py [--keys N] [--quick] [--no-write]
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="100k keys")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else args.keys
     root = tempfile.mkdtemp(prefix="kvb-bench-merge-")
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             f"(measured {ratio:.1f}x)."
         )
         print(text)
-        write_section("merge", text)
+        if not args.no_write:
+            write_section("merge", text)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -109,3 +109,35 @@ def test_resp_summary_names_the_tests_its_range_covers():
     script = (ROOT / "benchmarks" / "bench_resp.py").read_text()
     assert "throughput on {', '.join(t.upper() for t in TESTS)}" in script
     assert "With pipelining, every test:" in script
+
+
+# -- benchmarks/ ---------------------------------------------------------------------------------
+
+
+def test_every_benchmark_script_can_run_without_rewriting_the_docs():
+    """bench_backup.py and bench_merge.py had no ``--no-write``: their ``--quick`` runs, the way to
+    check that they work, overwrote the backup/merge sections of docs/benchmarks.md (and
+    docs/charts/backup.png) with quick figures. Every bench_*.py now takes the flag."""
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        assert '"--no-write"' in script.read_text(), f"{script.name} has no --no-write"
+    assert "`--no-write`" in _flat("docs/benchmarks.md")
+
+
+def test_bench_merge_no_write_leaves_docs_alone(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import sys
+    import tempfile
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    path = ROOT / "benchmarks" / "bench_merge.py"
+    spec = importlib.util.spec_from_file_location("bench_merge_claims12", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_merge_claims12", module)
+    spec.loader.exec_module(module)
+    written = []
+    monkeypatch.setattr(module, "write_section", lambda *a: written.append(a))
+    assert module.main(["--keys", "2000", "--no-write"]) == 0
+    assert written == [] and "open through hint files" in capsys.readouterr().out
+    assert module.main(["--keys", "2000"]) == 0
+    assert [name for name, _ in written] == ["merge"]
