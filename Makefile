@@ -41,7 +41,9 @@ test-oldest: tools
 demo: $(STAMP)
 	$(PY) example_project/run_demo.py
 
-bench: $(STAMP)
+# bench_celery.py, bench_django.py and bench_resp.py compare with a redis-server (and
+# redis-benchmark): without them the first stops and the second drops its RedisCache row.
+bench: $(STAMP) tools
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
