@@ -159,3 +159,145 @@ def test_make_bench_installs_the_redis_tools_first():
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "scripts/ensure-tools.sh" in out and out.index("ensure-tools.sh") < out.index("bench_*.py")
+
+
+# -- README.md's examples ------------------------------------------------------------------------
+# test_docs_examples10.py runs the quick look and checks every kvb flag; test_getting_started11.py
+# runs kvb serve and kvb http on the quick look's directory. These run the rest as written.
+
+
+def _readme_blocks(lang: str = "") -> list[str]:
+    """The README's fenced blocks of language ``lang`` ("" for a bare fence), in order."""
+    blocks, current, info = [], None, ""
+    for line in (ROOT / "README.md").read_text().splitlines(keepends=True):
+        if line.startswith("```"):
+            if current is None:
+                current, info = [], line[3:].strip()
+            else:
+                if info == lang:
+                    blocks.append("".join(current))
+                current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def _readme_block(lang: str, marker: str) -> str:
+    found = [b for b in _readme_blocks(lang) if marker in b]
+    assert len(found) == 1, f"README.md: {len(found)} {lang or 'plain'} blocks hold {marker!r}"
+    return found[0]
+
+
+def _paths_into(code: str, tmp_path: Path) -> str:
+    """``code`` with the README's absolute /var/lib/... paths moved under ``tmp_path``."""
+    return re.sub(r"/var/lib/([\w/-]+)", lambda m: f"{tmp_path}/{m.group(1).replace('/', '_')}", code)
+
+
+def test_readme_django_caches_block_builds_a_working_cache(tmp_path):
+    """README's CACHES, as written (its OPTIONS included), makes a KVCache that stores and counts."""
+    from django.utils.module_loading import import_string
+
+    namespace: dict = {}
+    exec(_paths_into(_readme_block("python", "CACHES"), tmp_path), namespace)
+    conf = dict(namespace["CACHES"]["default"])
+    cache = import_string(conf.pop("BACKEND"))(conf.pop("LOCATION"), conf)
+    try:
+        assert cache.default_timeout == 300 and cache._max_entries == 100_000
+        cache.set("a", {"x": 1})
+        cache.set("n", 1)
+        assert cache.get("a") == {"x": 1} and cache.incr("n") == 2
+        assert cache.db.auto_merge == 0.5
+    finally:
+        cache.close()
+    assert (tmp_path / "mysite_cache").is_dir()
+
+
+def test_readme_celery_block_needs_no_import_and_its_options_apply(tmp_path):
+    """README's ``backend="kvb:///..."`` (no import of kv_backend_celery: the entry point) stores
+    and reads results, and the options URL of its comment is taken as written."""
+    from celery import Celery
+
+    block = _paths_into(_readme_block("python", "Celery("), tmp_path)
+    namespace: dict = {"Celery": Celery}
+    exec(block, namespace)
+    app = namespace["app"]
+    try:
+        assert type(app.backend).__name__ == "KVBackend"
+        app.backend.store_result("t1", 42, "SUCCESS")
+        assert app.AsyncResult("t1").get(timeout=5) == 42
+    finally:
+        app.backend.db.close()
+    (options_url,) = re.findall(r"# options: (kvb://\S+)", block)
+    other = Celery("proj", backend=options_url)
+    try:
+        assert other.backend.options == {"sync": "always", "auto_merge": 0.5}
+        assert other.backend.db.sync_mode == "always" and other.backend.db.auto_merge == 0.5
+    finally:
+        other.backend.db.close()
+
+
+def test_readme_kvb_admin_commands_run_as_written(tmp_path, capsys):
+    """The README's kvb stats / check / merge / backup / salvage lines, run in order on a store
+    (the backup to a local URL in place of the S3 bucket, with the same --storage-option)."""
+    from kv_backend import DB
+    from kv_backend.cli import main
+
+    block = _paths_into(_readme_block("", "kvb salvage"), tmp_path)
+    with DB(f"{tmp_path}/myapp_kv") as db:
+        db.put(b"greeting", b"hello")
+    lines = [line.split("#")[0].split() for line in block.splitlines() if line.startswith("kvb ")]
+    assert [argv[1] for argv in lines] == ["stats", "check", "merge", "backup", "salvage"]
+    for argv in lines:
+        argv = [a.replace("s3://bucket/backups", f"file://{tmp_path}/backups") for a in argv[1:]]
+        assert main(argv) == 0, (argv, capsys.readouterr())
+    with DB(f"{tmp_path}/myapp_kv-salvaged") as salvaged:
+        assert salvaged.get(b"greeting") == b"hello"
+    assert list((tmp_path / "backups" / "backups").glob("*.json"))
+
+
+def test_readme_install_extras_and_named_parts_exist():
+    """Each ``pip install "kv-backend[...]"`` extra of the README exists, and the packages its
+    comments name are in the dependencies it says they come with."""
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    block = _readme_block("", "pip install kv-backend")
+    for names in re.findall(r"kv-backend\[([\w,]+)\]", block):
+        for name in names.split(","):
+            assert name in extras, f"README installs kv-backend[{name}], which pyproject.toml lacks"
+
+    def names(deps: list[str]) -> set[str]:
+        return {re.match(r"[\w-]+", d).group(0).lower() for d in deps}
+
+    assert {"sortedcontainers", "isal"} <= names(project["dependencies"])
+    assert {"starlette", "uvicorn", "uvloop", "hiredis", "lupa"} <= names(extras["server"])
+    assert {"fsspec", "s3fs"} <= names(extras["s3"]) | names(extras["backup"])
+
+
+def test_readme_management_commands_and_demo_options_exist():
+    commands = ROOT / "integrations" / "kv_backend_django" / "management" / "commands"
+    readme = _flat("README.md")
+    for name in re.findall(r"`(kv_\w+)`", readme.split("management commands")[0][-200:]):
+        assert (commands / f"{name}.py").exists(), name
+    assert {"kv_stats", "kv_merge", "kv_backup", "kv_restore"} <= {p.stem for p in commands.glob("kv_*.py")}
+    demo = (ROOT / "example_project" / "run_demo.py").read_text()
+    assert "--server gunicorn" in readme and '"--server", choices=["runserver", "gunicorn"]' in demo
+
+
+def test_readme_make_targets_exist():
+    """``make demo``, ``make test``, ``make lint``, ``make test-oldest``, ``make bench``."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make on this machine")
+    targets = set(re.findall(r"\bmake ([a-z][\w-]*)", _flat("README.md")))
+    assert {"demo", "test", "lint", "test-oldest", "bench"} <= targets
+    argv = [make, "-n", *sorted(targets)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
