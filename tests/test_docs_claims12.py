@@ -65,6 +65,72 @@ def test_engine_crc_speed_up_matches_the_crc_section():
     assert min(large) > 10, large
 
 
+
+def test_engine_and_django_key_directory_memory_match_the_engine_section():
+    """engine.md's "about 123 bytes per 16-byte key at a million keys" and django.md's "about 120
+    bytes per key plus the key" are the engine section's Python-heap figure (key included)."""
+    rows = _rows("engine")
+    (target,) = [cells for name, cells in rows.items() if name == "kv_backend (target)"]
+    assert target[0] == "1,000,000"
+    per_key = _number(target[1])
+    m = re.search(r"about (\d+) bytes per 16-byte key at a million keys", _flat("docs/engine.md"))
+    assert m and abs(int(m.group(1)) - per_key) <= 0.05 * per_key, (m and m.group(0), per_key)
+    m = re.search(r"about (\d+) bytes per key plus the key", _flat("docs/django.md"))
+    assert m and abs(int(m.group(1)) - (per_key - 16)) <= 0.15 * int(m.group(1)), (m.group(0), per_key)
+
+
+def test_engine_sorted_index_claims_match_the_sorted_index_section():
+    """engine.md: noting a put or delete "costs writers a fraction of what inserting into the sorted
+    index at once would": each row's extra cost of a put/delete with the index stays below its
+    SortedList.add figure; and the index holds "about 8 bytes" more per key (one reference)."""
+    import tempfile
+    import tracemalloc
+
+    from kv_backend import DB
+
+    text = _flat("docs/engine.md")
+    assert "costs writers a fraction of what inserting into the sorted index at once would" in text
+    rows = {k: v for k, v in _rows("sorted-index").items() if k[0].isdigit()}
+    assert rows
+    for keys, cells in rows.items():
+        add = _number(cells[5])
+        for cell in (cells[1], cells[3]):
+            extra = float(re.search(r"\(([-+][0-9.]+)\)", cell).group(1))
+            assert extra < add, (keys, cell, add)
+    assert "holds one more reference per key (about 8 bytes)" in text
+    with tempfile.TemporaryDirectory() as d, DB(d) as db:
+        n = 20_000
+        with db.batch() as b:
+            for i in range(n):
+                b.put(b"key:%09d" % (i * 7919 % n), b"v")
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            next(iter(db.keys()))
+            per_key = (tracemalloc.get_traced_memory()[0] - before) / n
+        finally:
+            tracemalloc.stop()
+    assert 6 <= per_key <= 12, per_key
+
+
+def test_django_faster_than_redis_holds_for_every_operation_of_the_django_section():
+    """django.md: "faster than Redis for a site that runs on one machine": in the django section,
+    kv_backend's median and p99 are below RedisCache's for get, set and delete, with 1 and 4
+    processes."""
+    assert "faster than Redis for a site that runs on one machine" in _flat("docs/django.md")
+    table = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in _section("django").splitlines()
+        if line.startswith("| kv_backend |") or line.startswith("| RedisCache |")
+    ]
+    by = {(r[0], r[1]): r[2:5] for r in table}
+    assert {p for _, p in by} == {"1", "4"}
+    for procs in ("1", "4"):
+        for ours, redis in zip(by[("kv_backend", procs)], by[("RedisCache", procs)], strict=True):
+            (om, op), (rm, rp) = (map(float, ours.split(" / ")), map(float, redis.split(" / ")))
+            assert om < rm and op < rp, (procs, ours, redis)
+
+
 # -- docs/celery.md ------------------------------------------------------------------------------
 
 
