@@ -180,6 +180,25 @@ def test_resp_summary_names_the_tests_its_range_covers():
 # -- benchmarks/ ---------------------------------------------------------------------------------
 
 
+def test_every_benchmarks_section_comes_from_the_script_its_heading_names_and_names_the_machine():
+    """The project's rule for docs/benchmarks.md: each section is written by the script its heading
+    names, every bench_*.py has its section, and each ends with the machine and revision."""
+    text = (DOCS / "benchmarks.md").read_text()
+    writers = {}
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        m = re.search(r'write_section\(\s*"([\w-]+)"', script.read_text())
+        assert m, f"{script.name} writes no section of docs/benchmarks.md"
+        writers[m.group(1)] = script.name
+    heading = r"^## [^\n]*\(`benchmarks/(bench_\w+\.py)`\)\n\n<!-- BEGIN ([\w-]+) -->"
+    sections = re.findall(heading, text, re.M)
+    assert sorted(sections) == sorted((script, name) for name, script in writers.items())
+    for name in writers:
+        assert re.search(
+            r"\n_Measured on [^\n]+, \d+ cores, [^\n]+, Python [\d.]+, \d{4}-\d\d-\d\d, revision \w+\._\n$",
+            _section(name),
+        ), f"the {name} section does not end with the machine and revision it was measured on"
+
+
 def test_every_benchmark_script_can_run_without_rewriting_the_docs():
     """bench_backup.py and bench_merge.py had no ``--no-write``: their ``--quick`` runs, the way to
     check that they work, overwrote the backup/merge sections of docs/benchmarks.md (and
