@@ -386,3 +386,29 @@ def test_readme_make_targets_exist():
     argv = [make, "-n", *sorted(targets)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
+
+
+def test_wait_for_change_checks_as_often_as_the_docs_say(tmp_path, monkeypatch):
+    """engine.md and redis.md said a wait wakes "within about a millisecond" of a write, but the
+    wait checks the change counter every 0.2 ms doubling to 2 ms, so a long wait sees a write up to
+    about 2 ms late (measured: median 0.8 ms, 90th percentile 2 ms). They now give the schedule."""
+    import time
+
+    from kv_backend import DB
+
+    for doc in ("docs/engine.md", "docs/redis.md"):
+        text = _flat(doc)
+        assert "within about a millisecond" not in text, doc
+        assert "every 0.2 to 2 ms" in text and "up to about 2 ms into a long wait" in text, doc
+    with DB(str(tmp_path / "a")) as waiter, DB(str(tmp_path / "a")) as writer:
+        token = waiter.change_token()
+        slept = []
+
+        def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            if len(slept) == 8:
+                writer.put(b"k", b"v")
+
+        monkeypatch.setattr(time, "sleep", sleep)
+        assert waiter.wait_for_change(token, timeout=60) is True
+    assert [round(s * 1e4) for s in slept] == [2, 4, 8, 16, 20, 20, 20, 20]
