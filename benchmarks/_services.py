@@ -58,13 +58,21 @@ def start_redis_server(workdir: str, timeout: float = 20) -> tuple[subprocess.Po
     return proc, port
 
 
-def start_kvb_serve(path: str) -> tuple[subprocess.Popen, int]:
-    """Start ``kvb serve`` of this checkout on the store ``path`` on a free loopback port."""
+def start_kvb_serve(path: str, without: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int]:
+    """Start ``kvb serve`` of this checkout on the store ``path`` on a free loopback port.
+
+    ``without`` names optional packages (``"uvloop"``, ``"hiredis"``) the server must run as if
+    they were not installed: to measure what the ``server`` extra's speed-ups are worth.
+    """
     port = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    start = ["-m", "kv_backend"]
+    if without:
+        hide = "".join(f"sys.modules[{name!r}] = None; " for name in without)
+        start = ["-c", f"import sys; {hide}from kv_backend.cli import main; sys.exit(main(sys.argv[1:]))"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kv_backend", "serve", "--dir", path, "--port", str(port)],
+        [sys.executable, *start, "serve", "--dir", path, "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -2,8 +2,11 @@
 
 Prints requests per second for SET, GET, INCR, LPUSH and HSET, stream commands and a
 script of three writes (EVAL: one transaction, all or nothing across a crash), and the
-ratio kvb / redis-server, writes the ``resp`` section of docs/benchmarks.md and the
-chart docs/charts/resp.png. ``--quick`` runs fewer requests.
+ratio kvb / redis-server; and, without pipelining, SET...HSET against a second kvb serve
+that runs without uvloop and hiredis (the ``server`` extra's event loop and RESP parser),
+which is what docs/redis.md's "without them ... only slower" rests on. Writes the ``resp``
+section of docs/benchmarks.md and the chart docs/charts/resp.png. ``--quick`` runs fewer
+requests.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ SCRIPT = (
     "redis.call('INCR', KEYS[1]) redis.call('LPUSH', KEYS[2], ARGV[1]) "
     "return redis.call('HSET', KEYS[3], 'f', ARGV[1])"
 )
+# Optional packages the second kvb serve runs without (what the ``server`` extra adds for speed).
+PLAIN = ("uvloop", "hiredis")
 CUSTOM_TESTS = {
     **STREAM_TESTS,
     "eval": ["EVAL", SCRIPT, "3", "kvbench:n", "kvbench:list", "kvbench:hash", "value"],
@@ -48,8 +53,10 @@ def _redis_benchmark(port: int, requests: int, pipeline: int, clients: int, *arg
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1800).stdout.replace("\r", "\n")
 
 
-def run_benchmark(port: int, requests: int, pipeline: int, clients: int) -> dict[str, float]:
-    """Run redis-benchmark and return requests per second per test."""
+def run_benchmark(
+    port: int, requests: int, pipeline: int, clients: int, custom: bool = True
+) -> dict[str, float]:
+    """Run redis-benchmark and return requests per second per test (``TESTS`` only unless ``custom``)."""
     out = _redis_benchmark(port, requests, pipeline, clients, "-t", ",".join(TESTS))
     rates: dict[str, float] = {}
     for line in out.splitlines():
@@ -59,7 +66,8 @@ def run_benchmark(port: int, requests: int, pipeline: int, clients: int) -> dict
     missing = [t for t in TESTS if t not in rates]
     if missing:
         raise SystemExit(f"redis-benchmark gave no figure for {missing}:\n{out[-2000:]}")
-    for name, words in CUSTOM_TESTS.items():  # in this order: XREADGROUP reads what XADD added
+    # In this order: XREADGROUP reads what XADD added.
+    for name, words in CUSTOM_TESTS.items() if custom else ():
         out = _redis_benchmark(port, requests, pipeline, clients, *words)
         m = re.search(rf"^\s*{words[0]} .*?: ([0-9.]+) requests per second", out, re.M)
         if m is None:
@@ -125,9 +133,11 @@ def main() -> None:
     requests = args.requests or (3000 if args.quick else 50000)
     rounds = args.rounds or (1 if args.quick else 5)
     results: dict[int, dict[str, dict[str, float]]] = {}
+    plain_best: dict[str, float] = {}  # kvb serve without uvloop and hiredis, no pipelining
     with tempfile.TemporaryDirectory() as tmp:
         redis_proc, redis_port = start_redis_server(tmp)
         kvb_proc, kvb_port = start_kvb_serve(os.path.join(tmp, "store"))
+        plain_proc, plain_port = start_kvb_serve(os.path.join(tmp, "plain"), without=PLAIN)
         try:
             create_group(redis_port)
             create_group(kvb_port)
@@ -139,8 +149,13 @@ def main() -> None:
                     for name, port in (("redis-server", redis_port), ("kvb serve", kvb_port)):
                         for t, rate in run_benchmark(port, requests, pipeline, args.clients).items():
                             best[name][t] = max(best[name].get(t, 0.0), rate)
+                    if pipeline == 1:
+                        got = run_benchmark(plain_port, requests, 1, args.clients, custom=False)
+                        for t, rate in got.items():
+                            plain_best[t] = max(plain_best.get(t, 0.0), rate)
                 results[pipeline] = best
         finally:
+            stop(plain_proc)
             stop(kvb_proc)
             stop(redis_proc)
     rows = []
@@ -179,6 +194,26 @@ def main() -> None:
     ]
     if piped:
         summary += f" With pipelining, every test: {min(piped):.0%} to {max(piped):.0%}."
+    extras_rows = [
+        [
+            t.upper(),
+            f"{results[1]['kvb serve'][t]:,.0f}",
+            f"{plain_best[t]:,.0f}",
+            f"{plain_best[t] / results[1]['kvb serve'][t]:.0%}",
+        ]
+        for t in TESTS
+    ]
+    extras_table = _report.table(
+        ["test", "kvb serve req/s", "without uvloop, hiredis req/s", "without / with"], extras_rows
+    )
+    without = [plain_best[t] / results[1]["kvb serve"][t] for t in TESTS]
+    extras = (
+        "The same tests without pipelining against a second `kvb serve` that runs without uvloop and "
+        "hiredis (the `server` extra's event loop and RESP parser; as if they were not installed), in "
+        f"the same rounds: {min(without):.0%} to {max(without):.0%} of the throughput with them."
+    )
+    print(extras_table)
+    print(extras)
     print(summary)
     if args.no_write:
         return
@@ -193,7 +228,7 @@ def main() -> None:
         f"same run, alternating, best of {rounds} round(s) each. kvb writes every command to its log "
         "before replying (durable against a killed process); redis-server here keeps everything in "
         "memory only.\n\n"
-        f"{table}\n\n{summary}\n\n![redis-benchmark chart](charts/resp.png)"
+        f"{table}\n\n{summary}\n\n{extras_table}\n\n{extras}\n\n![redis-benchmark chart](charts/resp.png)"
     )
     _report.write_section("resp", md)
 
