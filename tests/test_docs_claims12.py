@@ -301,10 +301,14 @@ def test_readme_django_caches_block_builds_a_working_cache(tmp_path):
 def test_readme_celery_block_needs_no_import_and_its_options_apply(tmp_path):
     """README's ``backend="kvb:///..."`` (no import of kv_backend_celery: the entry point) stores
     and reads results, and the options URL of its comment is taken as written."""
+    import functools
+
     from celery import Celery
 
+    # Not made the process's current app: other tests of the same worker must not see it.
+    celery = functools.partial(Celery, set_as_current=False)
     block = _paths_into(_readme_block("python", "Celery("), tmp_path)
-    namespace: dict = {"Celery": Celery}
+    namespace: dict = {"Celery": celery}
     exec(block, namespace)
     app = namespace["app"]
     try:
@@ -313,13 +317,15 @@ def test_readme_celery_block_needs_no_import_and_its_options_apply(tmp_path):
         assert app.AsyncResult("t1").get(timeout=5) == 42
     finally:
         app.backend.db.close()
+        app.close()
     (options_url,) = re.findall(r"# options: (kvb://\S+)", block)
-    other = Celery("proj", backend=options_url)
+    other = celery("proj", backend=options_url)
     try:
         assert other.backend.options == {"sync": "always", "auto_merge": 0.5}
         assert other.backend.db.sync_mode == "always" and other.backend.db.auto_merge == 0.5
     finally:
         other.backend.db.close()
+        other.close()
 
 
 def test_readme_kvb_admin_commands_run_as_written(tmp_path, capsys):
