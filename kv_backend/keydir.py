@@ -13,8 +13,8 @@ The sorted index used by ordered scans (``sorted``, a ``SortedList`` of the
 keys) is built by the first scan and then kept up to date lazily: an insert or
 delete only notes the key in ``sorted_add`` (in ``kd``, not yet in ``sorted``)
 or ``sorted_del`` (still in ``sorted``, gone from ``kd``), about 0.1 µs of
-set operations instead of about 1 µs of ``SortedList`` work, and the next
-:meth:`KeyDir.ensure_sorted` applies what is pending. Invariant while ``sorted``
+set operations instead of about 0.5 µs of ``SortedList.add`` (docs/benchmarks.md,
+sorted-index), and the next :meth:`KeyDir.ensure_sorted` applies what is pending. Invariant while ``sorted``
 exists: ``set(kd) == (set(sorted) - sorted_del) | sorted_add``, with
 ``sorted_del`` a subset of ``sorted`` and ``sorted_add`` disjoint from it. When
 either set grows past ``sorted_cap`` (half the index, at least

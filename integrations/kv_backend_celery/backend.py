@@ -1210,7 +1210,8 @@ class KVBackend(KeyValueStoreBackend):
         Celery's redis backend calls it for each state message.
 
         ``interval`` only paces ``on_interval`` (and bounds each sleep): the
-        result is seen within about a millisecond of being written. A result
+        result is seen typically within a millisecond of being written, up to
+        about 2 ms into a long wait (docs/engine.md, waiting for changes). A result
         that became ready while waiting is followed by one more
         ``on_interval`` call before it is returned, as Celery's redis backend
         does after every message: ``AsyncResult.get()`` passes its check of

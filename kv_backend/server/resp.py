@@ -1154,7 +1154,7 @@ _POPS = frozenset({b"blpop", b"brpop", b"bzpopmin", b"bzpopmax", b"lmpop", b"zmp
 
 
 def _loop_factory() -> Any:
-    """uvloop's event loop when it is installed (several times less overhead per request), else asyncio's.
+    """uvloop's event loop when it is installed, else asyncio's.
 
     Set ``KVB_EVENT_LOOP=asyncio`` to force the standard loop, ``uvloop`` to require uvloop's; any
     other value is a :class:`~kv_backend.errors.ConfigurationError` (a typo must not pass unseen).
