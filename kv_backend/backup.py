@@ -248,6 +248,15 @@ class _Target:
         self.local = "file" in protocols or "local" in protocols
         # Object stores have no directories; creating one could create a bucket, which is not ours to do.
         self.object_store = bool(set(protocols) & _OBJECT_STORES)
+        if self.object_store and "//" in self.root.lstrip("/"):
+            # s3://bucket//prefix: the objects are written under keys with an empty segment, but
+            # listed without it, so every backup there uploaded everything, then failed.
+            scheme, _, rest = self.url.partition("://")
+            fixed = f"{scheme}://{re.sub('/{2,}', '/', rest)}"
+            raise ConfigurationError(
+                f"the backup URL {self.url!r} has an empty path segment ('//'), where an object store "
+                f"lists other objects than it writes: write {fixed}"
+            )
         with _io(f"cannot reach {self.url}"):
             self.fs.invalidate_cache()
 

@@ -1,0 +1,38 @@
+"""Backups and restores: defects found by the twelfth review (object-store URLs, durability, targets)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from kv_backend import DB, ConfigurationError
+from kv_backend.backup import list_backups, prune_backups, restore
+from kv_backend.cli import main as kvb
+
+
+@pytest.mark.skipif(importlib.util.find_spec("s3fs") is None, reason="s3fs is not installed")
+@pytest.mark.parametrize("url", ["s3://bucket//kv", "s3://bucket/a//b/", "s3://bucket///kv"])
+def test_an_object_store_url_with_an_empty_segment_is_refused(url, store_path, tmp_path, capsys):
+    """s3://bucket//kv: s3fs wrote the objects under keys with an empty segment ("/kv/files/...") but
+    listed "bucket//kv/files" as "bucket/kv/files", so every backup uploaded the whole store, then
+    failed with "missing ... was the backup pruned meanwhile?", leaving objects no prune could see.
+    Such a URL is refused before anything is sent, naming the URL meant."""
+    options = {"endpoint_url": "http://127.0.0.1:9", "key": "k", "secret": "s"}  # never reached
+    fixed = "s3://bucket/a/b" if "a//b" in url else "s3://bucket/kv"
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        with pytest.raises(ConfigurationError, match=f"empty path segment.*write {fixed}$"):
+            db.backup(url, **options)
+    for call in (
+        lambda: list_backups(url, **options),
+        lambda: prune_backups(url, keep=1, **options),
+        lambda: restore(url, tmp_path / "r", **options),
+    ):
+        with pytest.raises(ConfigurationError, match="empty path segment"):
+            call()
+    assert not (tmp_path / "r").exists()
+    capsys.readouterr()
+    assert kvb(["backups", url, "--storage-option", "endpoint_url=http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"write {fixed}" in err
