@@ -271,7 +271,10 @@ class _Target:
     def makedirs(self, rel: str) -> None:
         with _io(f"cannot create {self.where(rel)}"):
             if self.local:
+                made = missing_directories(self.path(rel))
                 os.makedirs(self.path(rel), exist_ok=True)
+                for d in made:  # deepest first: each new entry made durable in its parent
+                    _fsync_dir(posixpath.dirname(d))
             elif not self.object_store:
                 try:
                     self.fs.makedirs(self.path(rel), exist_ok=True)
@@ -792,6 +795,10 @@ def backup(
                     journal["updated"] = time.time()
                     target.write_bytes(journal_rel, json.dumps(journal).encode())
             # Every object must be in place before the manifest says the backup is complete.
+            if target.local and report.files_copied:
+                # The objects are synced, but their names are entries of files/: a manifest that
+                # survives a power loss must not name objects whose entries did not.
+                _fsync_dir(target.path(FILES_DIR))
             present = target.listdir(FILES_DIR)
             for e in entries:
                 if present.get(e["stored_as"][len(FILES_DIR) + 1 :]) != e["size"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 
@@ -36,3 +37,38 @@ def test_an_object_store_url_with_an_empty_segment_is_refused(url, store_path, t
     assert kvb(["backups", url, "--storage-option", "endpoint_url=http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"write {fixed}" in err
+
+
+def test_a_local_backup_syncs_its_directories_before_its_manifest(store_path, tmp_path, monkeypatch):
+    """On a local disk every object was fsynced, but never the files/ directory that names it, nor
+    the directories the first backup creates (the URL itself, files/, backups/...): after a power
+    loss the manifest, whose own directory is synced, could name objects whose entries were lost, a
+    "complete" backup that no longer restores. Those directories are synced before the manifest."""
+    import kv_backend.backup as kvbackup
+
+    root = tmp_path / "new" / "bk"
+    events: list[tuple[str, str]] = []
+    real_fsync, real_write = kvbackup._fsync_dir, kvbackup._Target.write_bytes
+
+    def fsync_dir(path):
+        events.append(("fsync", os.path.realpath(path)))
+        real_fsync(path)
+
+    def write_bytes(self, rel, data, **kwargs):
+        events.append(("write", rel))
+        real_write(self, rel, data, **kwargs)
+
+    monkeypatch.setattr(kvbackup, "_fsync_dir", fsync_dir)
+    monkeypatch.setattr(kvbackup._Target, "write_bytes", write_bytes)
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(100):
+            db.put(b"k%03d" % i, b"v" * 100)
+        for name in ("first", "second"):
+            db.put(b"more-" + name.encode(), b"x")
+            events.clear()
+            db.backup(str(root), name=name)
+            manifest = events.index(("write", f"backups/{name}.json"))
+            synced = {path for kind, path in events[:manifest] if kind == "fsync"}
+            assert str(root / "files") in synced, events
+            if name == "first":  # made by it: tmp_path/new, tmp_path/new/bk and the three inside
+                assert {str(tmp_path), str(tmp_path / "new"), str(root)} <= synced, events
