@@ -1020,6 +1020,8 @@ def restore(
         except OSError as exc:
             raise BackupError(f"cannot move the restored store into {dest}: {exc.strerror or exc}") from exc
         _fsync_dir(parent)
+        for d in made:  # the directories created for it: durable too, or the store goes with them
+            _fsync_dir(os.path.dirname(d))
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(made)

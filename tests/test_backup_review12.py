@@ -72,3 +72,28 @@ def test_a_local_backup_syncs_its_directories_before_its_manifest(store_path, tm
             assert str(root / "files") in synced, events
             if name == "first":  # made by it: tmp_path/new, tmp_path/new/bk and the three inside
                 assert {str(tmp_path), str(tmp_path / "new"), str(root)} <= synced, events
+
+
+def test_a_restore_syncs_the_parent_directories_it_creates(store_path, tmp_path, monkeypatch):
+    """A restore into new/a/store with new/ missing created new/ and new/a/ and synced only new/a/
+    after the rename: a power loss could take the entries of new/ and new/a/, and the restored store
+    with them, after the restore had reported success. Each directory it creates is synced into its
+    parent."""
+    import kv_backend.backup as kvbackup
+
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(str(tmp_path / "bk"), name="b")
+    synced: list[str] = []
+    real = kvbackup._fsync_dir
+
+    def fsync_dir(path):
+        synced.append(os.path.realpath(path))
+        real(path)
+
+    monkeypatch.setattr(kvbackup, "_fsync_dir", fsync_dir)
+    dest = tmp_path / "new" / "a" / "store"
+    restore(str(tmp_path / "bk"), dest)
+    assert {str(tmp_path), str(tmp_path / "new"), str(tmp_path / "new" / "a")} <= set(synced), synced
+    with DB(str(dest), read_only=True) as db:
+        assert db.get(b"k") == b"v"
