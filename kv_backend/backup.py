@@ -735,6 +735,14 @@ def backup(
             raise ConfigurationError(
                 f"the backup URL {target.url} lies inside the store {db.path}; back up to another directory"
             )
+        other = _store_around(root)
+        if other is not None:
+            # Another store's directory (two paths swapped or mistyped): its files/, backups/ and
+            # pending/ would sit among that store's files, and go with it when it is replaced.
+            raise ConfigurationError(
+                f"the backup URL {target.url} lies inside the kv_backend store {other}; back up to a "
+                "directory of its own"
+            )
     snapshot = db.snapshot_files()
     try:
         created = time.time()
@@ -839,6 +847,19 @@ def backup(
     finally:
         for snap in snapshot:
             snap.close()
+
+
+def _store_around(path: str) -> str | None:
+    """The store directory (one holding ``KVB_FORMAT``) that is ``path`` or one of its parents, if any."""
+    from kv_backend.files import FORMAT_FILE
+
+    while True:
+        if os.path.isfile(os.path.join(path, FORMAT_FILE)):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
 
 
 def _entry(snap: SnapshotFile, sha: str, stored: str) -> dict[str, Any]:

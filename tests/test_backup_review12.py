@@ -97,3 +97,22 @@ def test_a_restore_syncs_the_parent_directories_it_creates(store_path, tmp_path,
     assert {str(tmp_path), str(tmp_path / "new"), str(tmp_path / "new" / "a")} <= set(synced), synced
     with DB(str(dest), read_only=True) as db:
         assert db.get(b"k") == b"v"
+
+
+@pytest.mark.parametrize("inside", ["", "sub"])
+def test_a_backup_into_another_stores_directory_is_refused(store_path, tmp_path, inside):
+    """kvb backup /srv/kv-a /srv/kv-b (two store paths, one meant as the source of a restore) put
+    files/, backups/ and pending/ among kv-b's files, where kv_restore --replace then refused kv-b
+    and deleting kv-b to replace it took the backups along. A backup into (or under) a directory that
+    holds a store is refused, as one inside the store being backed up already was."""
+    other = tmp_path / "other"
+    with DB(str(other)) as db:
+        db.put(b"mine", b"1")
+    before = sorted(os.listdir(other))
+    url = str(other / inside) if inside else str(other)
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        with pytest.raises(ConfigurationError, match=f"inside the kv_backend store {other};"):
+            db.backup(url)
+        db.backup(str(tmp_path / "bk"))  # beside it is fine
+    assert sorted(os.listdir(other)) == before
