@@ -222,6 +222,37 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+_NO_EXCHANGE = {errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EXDEV}
+"""What renameat2 gives where it cannot exchange (EXDEV: overlayfs, for a directory of a lower layer)."""
+
+
+def exchange_paths(a: str, b: str) -> bool:
+    """Swap the directory entries ``a`` and ``b`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    A process killed around the swap leaves each path holding either its old or its new
+    content, never neither, which two renames cannot promise. Returns False, changing
+    nothing, where the platform or the file system cannot swap; other failures raise OSError.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # a C library older than glibc 2.28, or none to load
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _NO_EXCHANGE:
+        return False
+    raise OSError(code, os.strerror(code), a, None, b)
+
+
 def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     """``pwrite`` all of ``data`` at ``offset``, looping over short writes."""
     view = memoryview(data)

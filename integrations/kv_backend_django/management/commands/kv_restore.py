@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -12,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError, NotAStoreError, StoreNotFoundError
-from kv_backend.files import prepare_directory
+from kv_backend.files import exchange_paths, fsync_dir, prepare_directory
 from kv_backend.state import in_use
 from kv_backend_django._commands import (
     add_cache_argument,
@@ -136,8 +137,22 @@ class Command(BaseCommand):
                 f"{location} was opened by another process (a web or Celery worker, a shell...) while "
                 "the backup was restored; nothing was replaced. Stop them and run again."
             )
+        swapped = False
         if occupied:
-            # The backup checked out: swap it in, then drop the old store.
+            # The backup checked out: swap it in, then drop the old store. In one step where the
+            # system can: killed between two renames, LOCATION held no store at all, and the cache
+            # started the next worker on a new, empty one beside the old store moved aside.
+            try:
+                swapped = exchange_paths(target, location)
+            except OSError as exc:  # nothing changed
+                shutil.rmtree(target, ignore_errors=True)
+                raise CommandError(f"cannot move the restored store into {location}: {exc}") from exc
+            if swapped:
+                with contextlib.suppress(OSError):  # durable before the old store goes, where it can
+                    fsync_dir(os.path.dirname(location))
+                shutil.rmtree(target, ignore_errors=True)  # the old store, now
+                report = dataclasses.replace(report, path=location)
+        if occupied and not swapped:
             old = f"{location}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
             try:
                 os.rename(location, old)
@@ -150,6 +165,8 @@ class Command(BaseCommand):
                 os.rename(old, location)  # put the old store back
                 shutil.rmtree(target, ignore_errors=True)
                 raise CommandError(f"cannot move the restored store into {location}: {exc}") from exc
+            with contextlib.suppress(OSError):  # durable before the old store goes, where it can
+                fsync_dir(os.path.dirname(location))
             shutil.rmtree(old, ignore_errors=True)
             # The report named the staging directory, gone now: report the LOCATION it became.
             report = dataclasses.replace(report, path=location)

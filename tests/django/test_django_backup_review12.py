@@ -1,0 +1,78 @@
+"""kv_restore --replace: defects found by the twelfth backup review (a swap interrupted midway)."""
+
+from __future__ import annotations
+
+import os
+from io import StringIO
+
+import pytest
+from django.core.cache import caches
+from django.core.management import call_command
+from django.test import override_settings
+
+from kv_backend.files import exchange_paths
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: no handler of the command runs, nothing is cleaned up."""
+
+
+def test_kv_restore_replace_killed_mid_swap_leaves_a_store_at_location(tmp_path, monkeypatch):
+    """--replace renamed LOCATION aside, then the restored store into it: killed between the two, it
+    left no store at LOCATION (the next worker started a new, empty cache, the old store sat beside it
+    under another name). The swap is one exchange where the system has one, so LOCATION holds the old
+    store or the restored one at every moment."""
+    pytest.importorskip("kv_backend.backup")
+    probe_a, probe_b = tmp_path / "probe-a", tmp_path / "probe-b"
+    probe_a.mkdir()
+    probe_b.mkdir()
+    if not exchange_paths(str(probe_a), str(probe_b)):
+        pytest.skip("this system cannot exchange two paths in one step")
+    location = str(tmp_path / "cache")
+    url = (tmp_path / "backups").as_uri()
+    conf = {"swap": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": location}}
+    with override_settings(CACHES=conf):
+        caches["swap"].set("k", "backed up")
+        call_command("kv_backup", url, "--cache", "swap", "--name", "b", stdout=StringIO())
+        caches["swap"].set("k", "newer")
+        real_rename = os.rename
+
+        def rename(src, dst, *args, **kwargs):
+            real_rename(src, dst, *args, **kwargs)
+            if os.fspath(src) == location:  # the old store moved aside: die before the next step
+                raise Killed
+
+        monkeypatch.setattr(os, "rename", rename)
+        try:
+            call_command("kv_restore", url, "--cache", "swap", "--replace", stdout=StringIO())
+        except Killed:
+            pass
+        monkeypatch.undo()
+        assert os.path.isfile(os.path.join(location, "KVB_FORMAT")), os.listdir(tmp_path)
+        assert caches["swap"].get("k") == "backed up"
+    assert sorted(os.listdir(tmp_path)) == ["backups", "cache", "probe-a", "probe-b"]
+
+
+def test_kv_restore_replace_leaves_the_old_store_when_the_exchange_fails(tmp_path, monkeypatch):
+    """The one-step swap fails (an I/O error): the old store is untouched and in place, the restored
+    copy is removed, and the command says why in one line."""
+    pytest.importorskip("kv_backend.backup")
+    from django.core.management.base import CommandError
+
+    location = str(tmp_path / "cache")
+    url = (tmp_path / "backups").as_uri()
+    conf = {"swap": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": location}}
+    with override_settings(CACHES=conf):
+        caches["swap"].set("k", "backed up")
+        call_command("kv_backup", url, "--cache", "swap", "--name", "b", stdout=StringIO())
+        caches["swap"].set("k", "newer")
+
+        def failing(a, b):
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr("kv_backend_django.management.commands.kv_restore.exchange_paths", failing)
+        with pytest.raises(CommandError, match=r"cannot move the restored store into .*Input/output"):
+            call_command("kv_restore", url, "--cache", "swap", "--replace", stdout=StringIO())
+        monkeypatch.undo()
+        assert caches["swap"].get("k") == "newer"
+    assert sorted(os.listdir(tmp_path)) == ["backups", "cache"]
