@@ -81,6 +81,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FILE_RE = re.compile(r"^\d{10}-\d{3}\.(data|hint)$")
 _STORED_RE = re.compile(r"^files/\d{10}-\d{3}\.(data|hint)\.[0-9a-f]{8,64}$")
 # "s3:/bucket" or "memory:x": a protocol without "//", which fsspec takes for a local path.
+_ESCAPE_RE = re.compile(r"%[0-9A-Fa-f]{2}")
 _SCHEME_TYPO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!//)")
 
 Progress = Callable[[int, int], None]
@@ -399,6 +400,17 @@ def _check_url_typos(url: str) -> None:
                 raise ConfigurationError(
                     f"the backup URL {url!r} names no directory (it would mean the current one): "
                     f"write {prefix}/path/to/backups"
+                )
+            if _ESCAPE_RE.search(last):
+                # Path("/mnt/backup disk").as_uri() gives file:///mnt/backup%20disk, which fsspec
+                # takes for a new directory named "backup%20disk", often on another disk than meant.
+                from urllib.parse import unquote
+
+                path = unquote(last[len(prefix) :])
+                raise ConfigurationError(
+                    f"the backup URL {url!r} holds percent-escapes, which fsspec does not decode: it "
+                    f"would name a directory with '%' in its name, not {path!r}; give the path "
+                    "itself instead (a directory with '%' in its name too)"
                 )
             break
 

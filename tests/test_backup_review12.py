@@ -116,3 +116,29 @@ def test_a_backup_into_another_stores_directory_is_refused(store_path, tmp_path,
             db.backup(url)
         db.backup(str(tmp_path / "bk"))  # beside it is fine
     assert sorted(os.listdir(other)) == before
+
+
+def test_a_file_url_with_percent_escapes_is_refused(store_path, tmp_path, capsys):
+    """Path("/mnt/backup disk").as_uri() is file:///mnt/backup%20disk, which fsspec does not decode:
+    the backup went to a new directory named "backup%20disk" (on the store's own disk, when the one
+    meant is a mount point) and reported success. Such a URL is refused, naming the path meant; the
+    path itself works, '%' and all."""
+    meant = tmp_path / "backup disk"
+    meant.mkdir()
+    url = meant.as_uri()
+    assert "%20" in url
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        with pytest.raises(ConfigurationError, match=f"percent-escapes.*not '{meant}'; give the path"):
+            db.backup(url)
+        with pytest.raises(ConfigurationError, match="percent-escapes"):
+            db.backup(f"file:{url[len('file://') :]}")  # the short form, as RFC 8089 allows
+        db.backup(str(meant), name="spaced")
+        db.backup(str(tmp_path / "100%20sure"), name="literal")  # a '%' in a path is only a '%'
+    for call in (lambda: list_backups(url), lambda: restore(url, tmp_path / "r")):
+        with pytest.raises(ConfigurationError, match="percent-escapes"):
+            call()
+    assert sorted(os.listdir(tmp_path)) == ["100%20sure", "backup disk", "store"]
+    assert [i.name for i in list_backups(str(meant))] == ["spaced"]
+    assert kvb(["backups", url]) == 2
+    assert "percent-escapes" in capsys.readouterr().err
