@@ -914,7 +914,7 @@ def _choose(target: _Target, name: str | None) -> tuple[str, dict[str, Any]]:
         return name, _decode_manifest(data, target.where(rel))
     manifests = _load_all(target)
     if not manifests:
-        raise BackupError(f"no complete backup at {target.url} (no manifest under {MANIFEST_DIR}/)")
+        raise BackupError(f"no complete backup at {target.url}{_why_no_manifest(target)}")
     damaged = [(n, err) for n, doc, err in manifests if doc is None]
     if damaged:
         n, err = damaged[0]
@@ -924,6 +924,23 @@ def _choose(target: _Target, name: str | None) -> tuple[str, dict[str, Any]]:
         )
     chosen = max(manifests, key=lambda m: (m[1]["created"], m[0]))  # type: ignore[index]
     return chosen[0], chosen[1]  # type: ignore[return-value]
+
+
+def _why_no_manifest(target: _Target) -> str:
+    """Why ``target`` holds no manifest, for the message: the directory or bucket it names may not
+    exist at all (mistyped in a hurry), which says more than an empty list of backups."""
+    default = f" (no manifest under {MANIFEST_DIR}/)"
+    try:
+        if target.local:
+            what, exists = f"the directory {target.root}", os.path.isdir(target.root)
+        elif target.object_store:
+            bucket = target.root.lstrip("/").split("/", 1)[0]
+            what, exists = f"the bucket {bucket!r}", bool(target.fs.exists(bucket))
+        else:
+            return default
+    except Exception:  # only a better message was at stake
+        return default
+    return default if exists else f": {what} does not exist (check the URL for a typo)"
 
 
 def restore(

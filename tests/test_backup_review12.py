@@ -6,10 +6,15 @@ import importlib.util
 import os
 
 import pytest
+import test_backup_s3
 
-from kv_backend import DB, ConfigurationError
+from kv_backend import DB, BackupError, ConfigurationError
 from kv_backend.backup import list_backups, prune_backups, restore
 from kv_backend.cli import main as kvb
+
+# moto's S3 server on loopback and a fresh bucket in it (they skip where moto or s3fs is missing)
+s3_server = test_backup_s3.s3_server
+s3 = test_backup_s3.s3
 
 
 @pytest.mark.skipif(importlib.util.find_spec("s3fs") is None, reason="s3fs is not installed")
@@ -142,3 +147,41 @@ def test_a_file_url_with_percent_escapes_is_refused(store_path, tmp_path, capsys
     assert [i.name for i in list_backups(str(meant))] == ["spaced"]
     assert kvb(["backups", url]) == 2
     assert "percent-escapes" in capsys.readouterr().err
+
+
+def test_a_restore_from_a_directory_that_does_not_exist_says_so(store_path, tmp_path):
+    """A restore from a mistyped backup directory said "no complete backup at URL (no manifest under
+    backups/)", which reads, in a recovery, as if the backups were lost; it says that the directory
+    does not exist. An existing directory without backups is still "no manifest"."""
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(str(tmp_path / "backups"))
+    typo = tmp_path / "bakups"
+    with pytest.raises(
+        BackupError, match=f"no complete backup at {typo}: the directory {typo} does not exist"
+    ):
+        restore(str(typo), tmp_path / "r")
+    with pytest.raises(BackupError, match=r"no complete backup at .*: the directory .* does not exist"):
+        restore(typo.as_uri(), tmp_path / "r")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BackupError, match=r"no complete backup at .*empty \(no manifest under backups/\)$"):
+        restore(str(tmp_path / "empty"), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_restore_from_a_bucket_that_does_not_exist_says_so(s3, store_path, tmp_path):
+    """The same for a mistyped bucket: it said "no complete backup", it says the bucket does not exist."""
+    url, options, _fs = s3
+    missing = url.replace("s3://", "s3://no-such-bucket-")
+    bucket = missing[len("s3://") :].split("/")[0]
+    with pytest.raises(BackupError, match=f"no complete backup at {missing}: the bucket '{bucket}' does not"):
+        restore(missing, tmp_path / "r", **options)
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(url, **options)
+    other = url + "-elsewhere"  # the bucket exists: no backups under that prefix
+    with pytest.raises(
+        BackupError, match=r"no complete backup at .*-elsewhere \(no manifest under backups/\)"
+    ):
+        restore(other, tmp_path / "r", **options)
+    assert not (tmp_path / "r").exists()
