@@ -76,3 +76,33 @@ def test_kv_restore_replace_leaves_the_old_store_when_the_exchange_fails(tmp_pat
         monkeypatch.undo()
         assert caches["swap"].get("k") == "newer"
     assert sorted(os.listdir(tmp_path)) == ["backups", "cache"]
+
+
+def test_kv_backup_of_a_cache_with_damaged_records_fails(tmp_path):
+    """kv_backup of a cache holding a damaged record said "Backup finished." and exited 0, while
+    kv_restore refuses every such backup: a nightly cron job made unusable backups for as long as
+    the damage stayed, unnoticed. Like kvb backup, it makes the copy but fails, saying what to do."""
+    pytest.importorskip("kv_backend.backup")
+    from django.core.management.base import CommandError
+    from kv_backend_django.cache import close_all
+
+    location = str(tmp_path / "cache")
+    url = (tmp_path / "backups").as_uri()
+    conf = {"c": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": location}}
+    with override_settings(CACHES=conf):
+        for i in range(20):
+            caches["c"].set(f"k{i}", "x" * 50, None)
+        close_all()
+        with open(os.path.join(location, "0000000001-000.data"), "r+b") as f:
+            f.seek(100)
+            byte = f.read(1)
+            f.seek(100)
+            f.write(bytes([byte[0] ^ 1]))
+        out = StringIO()
+        with pytest.raises(
+            CommandError, match=r"holds 1 damaged record\(s\), and so does backup b, .*kvb salvage"
+        ):
+            call_command("kv_backup", url, "--cache", "c", "--name", "b", stdout=out)
+        assert "Backup finished" not in out.getvalue()
+        with pytest.raises(CommandError, match="damaged at offset"):
+            call_command("kv_restore", url, "--cache", "c", "--replace", stdout=StringIO())

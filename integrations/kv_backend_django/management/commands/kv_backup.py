@@ -68,10 +68,21 @@ class Command(BaseCommand):
                         report = db.backup(url, name=options["name"], progress=progress, **storage)
                 finally:
                     os.umask(umask)
+                damaged = db.stats()["corrupt_records"]  # found by the replay that opened it
         except (KVError, OSError, ValueError) as exc:
             raise access_error(exc, cache, "kv_backup") or CommandError(
                 f"backup of {cache.location} to {url} failed: {exc}"
             ) from exc
+        if damaged:
+            # As kvb backup: the copy is exact, damage included, and kv_restore checks every record,
+            # so a cron job must hear of it now, not on the day the backup is needed.
+            if verbose:
+                self.stdout.write(format_report(report))
+            raise CommandError(
+                f"the cache at {cache.location} holds {damaged} damaged record(s), and so does backup "
+                f"{report.name}, which kv_restore will refuse; kvb check {cache.location} lists them, and "
+                "kvb salvage copies the readable keys into a new store to use (and back up) instead"
+            )
         if verbose:
             self.stdout.write(self.style.SUCCESS("Backup finished."))
             self.stdout.write(format_report(report))
