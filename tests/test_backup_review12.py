@@ -185,3 +185,30 @@ def test_a_restore_from_a_bucket_that_does_not_exist_says_so(s3, store_path, tmp
     ):
         restore(other, tmp_path / "r", **options)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_backup_of_a_newer_store_format_is_refused_before_the_download(store_path, tmp_path, monkeypatch):
+    """The format check of restore compared a prefix, so a store of "format 10" passed for format 1:
+    the whole backup was downloaded, then the store check refused it with a message naming a
+    temporary directory. It is refused before anything is read, saying to upgrade."""
+    import json
+
+    import kv_backend.backup as kvbackup
+
+    bk = tmp_path / "bk"
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(str(bk), name="x")
+    manifest = bk / "backups" / "x.json"
+    doc = json.loads(manifest.read_text())
+    del doc["checksum"]
+    doc["store_format"] = "kv_backend store, format 10\n"
+    manifest.write_bytes(kvbackup._encode_manifest(doc))
+
+    def no_download(self, rel):
+        raise AssertionError(f"{rel} was downloaded")
+
+    monkeypatch.setattr(kvbackup._Target, "open_read", no_download)
+    with pytest.raises(BackupError, match=r"format 'kv_backend store, format 10'.*upgrade kv_backend"):
+        restore(str(bk), tmp_path / "r")
+    assert sorted(os.listdir(tmp_path)) == ["bk", "store"]
