@@ -1095,9 +1095,9 @@ def _remove_empty(directories: list[str]) -> None:
 
 
 def _keep_directory_access(dest: str, tmp: str) -> None:
-    """Give ``tmp`` the permission bits (and, where allowed, owner and group) of the empty directory
-    ``dest`` it is about to replace: a directory prepared as 0700, or for a service's group, must
-    not come back as a world-readable directory of whoever ran the restore."""
+    """Give ``tmp`` the permission bits (and, where allowed, owner and group, also of the files in
+    it) of the empty directory ``dest`` it is about to replace: a directory prepared as 0700, or for
+    a service's group, must not come back as a world-readable directory of whoever ran the restore."""
     try:
         st = os.stat(dest)
     except FileNotFoundError:
@@ -1105,9 +1105,16 @@ def _keep_directory_access(dest: str, tmp: str) -> None:
     for uid in (st.st_uid, -1):  # only root may give a directory to another user
         try:
             os.chown(tmp, uid, st.st_gid)
-            break
         except OSError:
             continue
+        # And the store's files: a directory prepared for a service and restored by root held
+        # files only root could write, and the service could not open the store (its LOCK file).
+        for name in os.listdir(tmp):
+            try:
+                os.chown(os.path.join(tmp, name), uid, st.st_gid)
+            except OSError:
+                pass
+        break
     os.chmod(tmp, stat.S_IMODE(st.st_mode))
 
 

@@ -212,3 +212,21 @@ def test_a_backup_of_a_newer_store_format_is_refused_before_the_download(store_p
     with pytest.raises(BackupError, match=r"format 'kv_backend store, format 10'.*upgrade kv_backend"):
         restore(str(bk), tmp_path / "r")
     assert sorted(os.listdir(tmp_path)) == ["bk", "store"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root gives files away")
+def test_a_restore_by_root_gives_the_files_to_the_owner_of_the_directory(store_path, tmp_path):
+    """sudo kvb restore URL /var/lib/app/kv, into the empty directory made for the service: the
+    directory went to the service's user and group, but every file in it stayed root's (0644), so the
+    service could not open the store ("cannot open lock file ... Permission denied"). The files go
+    to the directory's owner and group too."""
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        db.backup(str(tmp_path / "bk"))
+    dest = tmp_path / "svc"
+    dest.mkdir()
+    os.chown(dest, 4321, 4322)
+    restore(str(tmp_path / "bk"), dest)
+    owners = {(n, os.stat(dest / n).st_uid, os.stat(dest / n).st_gid) for n in os.listdir(dest)}
+    assert owners == {(n, 4321, 4322) for n in os.listdir(dest)}, owners
+    assert (os.stat(dest).st_uid, os.stat(dest).st_gid) == (4321, 4322)
