@@ -106,3 +106,26 @@ def test_kv_backup_of_a_cache_with_damaged_records_fails(tmp_path):
         assert "Backup finished" not in out.getvalue()
         with pytest.raises(CommandError, match="damaged at offset"):
             call_command("kv_restore", url, "--cache", "c", "--replace", stdout=StringIO())
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root gives files away")
+def test_kv_restore_replace_by_root_keeps_the_owner_of_location(tmp_path):
+    """sudo manage.py kv_restore --replace over a cache owned by the site's user: the store was built
+    in a new directory of root's and swapped in, so LOCATION and its files became root's and the
+    site's workers could no longer open the cache. They keep the owner and group of LOCATION."""
+    pytest.importorskip("kv_backend.backup")
+    from kv_backend_django.cache import close_all
+
+    location = tmp_path / "cache"
+    url = (tmp_path / "backups").as_uri()
+    conf = {"c": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(location)}}
+    with override_settings(CACHES=conf):
+        caches["c"].set("k", "backed up")
+        call_command("kv_backup", url, "--cache", "c", stdout=StringIO())
+        close_all()
+        for path in [location, *location.iterdir()]:
+            os.chown(path, 4321, 4322)
+        call_command("kv_restore", url, "--cache", "c", "--replace", stdout=StringIO())
+        owners = {(p.name, p.stat().st_uid, p.stat().st_gid) for p in [location, *location.iterdir()]}
+        assert owners == {(p.name, 4321, 4322) for p in [location, *location.iterdir()]}, owners
+        assert caches["c"].get("k") == "backed up"

@@ -120,6 +120,18 @@ class Command(BaseCommand):
         umask = os.umask(0o077)
         try:
             os.umask(umask | (0o777 & ~mode))
+            if target != location:
+                # Owned as LOCATION is: restore() gives the store the owner and group of the empty
+                # directory it fills, so run by root, it does not come back root's, which the
+                # site's workers (the owner of LOCATION) could not open.
+                os.mkdir(target, 0o700)
+                owner = os.stat(location)
+                for uid in (owner.st_uid, -1):  # only root may give a directory to another user
+                    try:
+                        os.chown(target, uid, owner.st_gid)
+                        break
+                    except OSError:
+                        continue
             with progress_unless_quiet("restore", options["verbosity"]) as progress:
                 report = restore(url, target, name=options["name"], progress=progress, **storage)
             os.chmod(target, mode)
