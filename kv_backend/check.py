@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -131,6 +132,25 @@ def _check(path: str) -> CheckReport:
     return report
 
 
+def snapshot_problems(
+    read: Callable[[int, int], bytes], size: int, name: str, *, tail: bool
+) -> list[Problem]:
+    """The damaged spots of one data file of a backup's snapshot (``size`` bytes, read with
+    ``read(offset, n)``): what :func:`check` of a restored copy reports for it. ``tail`` for the
+    newest files, whose end may be an unfinished write (not damage), as :func:`check` allows.
+
+    A backup copies damage as it is, and a restore refuses it: the backup tells at once, from the
+    bytes it copied (records in files with a hint file are never checked when a store opens).
+    """
+    if size < rec.FILE_HEADER_SIZE or read(0, 8) != rec.FILE_MAGIC:
+        if tail and size <= rec.FILE_HEADER_SIZE and rec.FILE_HEADER_BYTES.startswith(read(0, size)):
+            return []  # a rotation's new file, not finished: holds no record
+        return [Problem(name, 0, "missing or damaged file header")]
+    report = CheckReport()
+    _check_records(_Reader(read, size), size, name, tail, report)
+    return report.problems
+
+
 #: Bytes of a data file scanned at a time: what :func:`check` holds in memory, whatever the file's
 #: size, unless one record (or one batch, written at once) is larger: then that record or batch.
 WINDOW = 1 << 20
@@ -249,6 +269,22 @@ class _DataFile:
 
     def close(self) -> None:
         self._f.close()
+
+
+class _Reader(_DataFile):
+    """The bytes of a file read through ``read(offset, n)`` (a backup's snapshot), sliced as a
+    :class:`_DataFile` is."""
+
+    def __init__(self, read: Callable[[int, int], bytes], size: int) -> None:  # no file of its own
+        self._read = read
+        self._size = size
+
+    def __getitem__(self, index: slice) -> bytes:
+        start, stop, _ = index.indices(self._size)
+        return self._read(start, stop - start) if stop > start else b""
+
+    def close(self) -> None:
+        pass  # the caller owns what ``read`` reads
 
 
 def _read(path: str, size: int = -1) -> bytes | _DataFile | None:

@@ -409,7 +409,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
         report = db.backup(
             args.url, name=args.name, progress=bar, **parse_storage_options(args.storage_option, backup)
         )
-        damaged = db.stats()["corrupt_records"]  # found by the replay that opened it: free
+        # Found by the backup in what it copied; the replay that opened the store, for safety.
+        damaged = max(report.damaged_records, db.stats()["corrupt_records"])
     _print(report)
     if damaged:
         # The copy is exact, damage included, and a restore checks every record: say so now, not

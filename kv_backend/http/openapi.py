@@ -561,6 +561,11 @@ _DOCUMENT: dict[str, Any] = {
                     "bytes_copied": {"type": "integer"},
                     "bytes_skipped": {"type": "integer"},
                     "seconds": {"type": "number"},
+                    "damaged_records": {
+                        "type": "integer",
+                        "description": "Damaged records copied as they are (kvb check lists them): the "
+                        "backup is made, but a restore refuses it. 0 for a backup that restores.",
+                    },
                 },
                 "additionalProperties": True,
             },

@@ -68,7 +68,8 @@ class Command(BaseCommand):
                         report = db.backup(url, name=options["name"], progress=progress, **storage)
                 finally:
                     os.umask(umask)
-                damaged = db.stats()["corrupt_records"]  # found by the replay that opened it
+                # found by the backup in what it copied (and by the replay that opened the store)
+                damaged = max(report.damaged_records, db.stats()["corrupt_records"])
         except (KVError, OSError, ValueError) as exc:
             raise access_error(exc, cache, "kv_backup") or CommandError(
                 f"backup of {cache.location} to {url} failed: {exc}"
