@@ -763,6 +763,7 @@ def backup(
         created = time.time()
         store_format = _store_format(db.path)
         existing = set(_manifest_names(target))
+        base = None  # the default name (a timestamp), when the caller gave none: it may take a suffix
         if name is None:
             base = _default_name(created)
             name, n = base, 1
@@ -840,14 +841,28 @@ def backup(
                 "host": socket.gethostname(),
                 "files": entries,
             }
-            manifest = _encode_manifest(body)
-            rel = _manifest_rel(name)
-            try:
-                target.write_bytes(rel, manifest, exclusive=True)
-            except _ExistsError as exc:
-                raise BackupError(
-                    f"another backup named {name!r} completed at {target.url} meanwhile; choose another name"
-                ) from exc
+            while True:
+                if base is not None and not target.local:
+                    # A backup of the same millisecond (another host's, on a schedule) may have
+                    # finished meanwhile: an object store would let this manifest replace its own.
+                    taken = set(_manifest_names(target))
+                    while name in taken:
+                        n += 1
+                        name = f"{base}-{n}"
+                body["name"] = report.name = name
+                manifest = _encode_manifest(body)
+                rel = _manifest_rel(name)
+                try:
+                    target.write_bytes(rel, manifest, exclusive=True)
+                    break
+                except _ExistsError as exc:
+                    if base is None:
+                        raise BackupError(
+                            f"another backup named {name!r} completed at {target.url} meanwhile; choose "
+                            "another name"
+                        ) from exc
+                    n += 1  # the caller chose no name: the next free one is as good
+                    name = f"{base}-{n}"
             if target.read_bytes(rel) != manifest:
                 raise BackupError(
                     f"{target.where(rel)} does not read back as written (another backup named {name!r} "

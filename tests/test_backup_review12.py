@@ -261,3 +261,47 @@ def test_a_backup_counts_damage_in_merged_files(store_path, tmp_path, capsys):
     assert kvb(["backup", store_path, str(tmp_path / "cli")]) == 1
     assert "holds 1 damaged record(s)" in capsys.readouterr().err
     restore(str(tmp_path / "clean"), tmp_path / "fine")  # the clean one still restores
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_backups_of_the_same_millisecond_both_keep_a_default_name(kind, store_path, tmp_path, monkeypatch):
+    """Two backups without a name that took their snapshot in the same millisecond (two hosts' cron
+    jobs, two schedulers calling POST /v1/backup) got the same default name: on a local disk the
+    second failed with "choose another name" (it had been given none), on an object store its
+    manifest could replace the first one's, which was then lost. A default name takes the next free
+    suffix instead."""
+    import uuid
+
+    import kv_backend.backup as kvbackup
+
+    url = str(tmp_path / "bk") if kind == "local" else f"memory:///kvb-review12-{uuid.uuid4().hex}"
+    monkeypatch.setattr(kvbackup, "_default_name", lambda now: "20260101T000000.000Z")
+    with DB(store_path) as db:
+        db.put(b"k", b"first")
+        first = db.backup(url)
+        db.put(b"k", b"second")
+        real = kvbackup._manifest_names
+        calls = 0
+
+        def first_look_sees_none(target):
+            # The first backup's name was free when the second one started; it finished meanwhile.
+            nonlocal calls
+            calls += 1
+            return [] if calls == 1 else real(target)
+
+        monkeypatch.setattr(kvbackup, "_manifest_names", first_look_sees_none)
+        ghost = db.backup(url)  # stands in for the other host's backup of the same millisecond
+        monkeypatch.setattr(kvbackup, "_manifest_names", real)
+        assert first.name == "20260101T000000.000Z"
+        assert ghost.name == "20260101T000000.000Z-2"
+        with pytest.raises(BackupError, match=r"choose another name|already exists"):
+            db.backup(url, name=first.name)  # a name the caller chose is still refused
+    names = [i.name for i in list_backups(url)]
+    assert sorted(names) == [first.name, ghost.name]
+    restore(url, tmp_path / "r1", name=first.name)
+    with DB(str(tmp_path / "r1"), read_only=True) as db:
+        assert db[b"k"] == b"first"
+    if kind == "memory":
+        import fsspec
+
+        fsspec.filesystem("memory").rm(url[len("memory://") :], recursive=True)
