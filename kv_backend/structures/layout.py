@@ -6,7 +6,7 @@ import struct
 import time
 from typing import TypeVar
 
-from kv_backend.errors import InvalidArgumentError
+from kv_backend.errors import InvalidArgumentError, UnencodableTextError
 
 Name = bytes | str | int | float
 
@@ -119,20 +119,31 @@ _time = time.time
 def _b(value: Value) -> bytes:
     """Encode a name, field or value as redis-py does: bytes as is, str as UTF-8, numbers as text.
 
-    Anything else (None, a bool, a list...) is an :class:`~kv_backend.errors.InvalidArgumentError`.
+    Anything else (None, a bool, a list...) is an :class:`~kv_backend.errors.InvalidArgumentError`;
+    a str UTF-8 cannot encode (lone surrogates) an :class:`~kv_backend.errors.UnencodableTextError`
+    (the ``UnicodeEncodeError`` redis-py raises, and a KVError).
     """
     if type(value) is bytes:
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise UnencodableTextError(exc.encoding, exc.object, exc.start, exc.end, exc.reason) from None
     if isinstance(value, bool):
         raise InvalidArgumentError(
             "booleans are not accepted as keys or values; pass bytes, str, int or float"
         )
     if isinstance(value, int):
-        return str(value).encode()
+        try:
+            return str(value).encode()
+        except ValueError:  # more digits than Python turns into text (sys.get_int_max_str_digits())
+            raise InvalidArgumentError(
+                "an int with this many digits cannot be written as text; pass it as a str "
+                "(or raise sys.set_int_max_str_digits())"
+            ) from None
     if isinstance(value, float):
         return repr(value).encode()
     raise InvalidArgumentError(
