@@ -104,7 +104,7 @@ def from_number(value: float | int) -> LongDouble:
             raise ValueError("NaN")
         if math.isinf(value):
             return value
-        return parse(repr(value).encode("ascii"))
+        return parse(float.__repr__(value).encode("ascii"))  # a subclass (numpy float64) too
     return _round(Fraction(value))
 
 

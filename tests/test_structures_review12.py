@@ -48,3 +48,35 @@ def test_an_int_too_long_to_write_as_text_raises_a_project_error(s):
     with pytest.raises(InvalidArgumentError):
         s.rpush(10**5000, "v")
     assert s.dbsize() == 0
+
+
+class _Float(float):
+    """A float subclass with its own repr, as numpy's float64 has (``np.float64(1.5)``)."""
+
+    def __repr__(self) -> str:
+        return f"F({float(self)!r})"
+
+
+class _Int(int):
+    def __str__(self) -> str:
+        return f"I({int(self)})"
+
+    __repr__ = __str__
+
+
+def test_a_number_of_a_subclass_of_float_or_int_is_stored_as_the_number(s):
+    """A float or int subclass was written as its repr or str: numpy's float64 (a float) was stored
+    as b"np.float64(1.5)" under numpy 2, which no read or INCRBYFLOAT takes for a number. It is
+    written as the number's own text, as a plain float or int is."""
+    s.set("f", _Float(1.5))
+    s.hset("h", {"f": _Float(0.1), _Int(7): _Int(3)})
+    s.rpush("l", _Int(-2), _Float(1e300))
+    assert s.get("f") == b"1.5"
+    assert s.incrbyfloat("f", 1) == 2.5
+    assert s.hgetall("h") == {b"f": b"0.1", b"7": b"3"}
+    assert s.hincrby("h", "7", 1) == 4
+    assert s.lrange("l", 0, -1) == [b"-2", b"1e+300"]
+    # An increment given as such a float was refused as "not a valid float".
+    assert s.incrbyfloat("f", _Float(0.25)) == 2.75
+    assert s.hincrbyfloat("h", "f", _Float(0.2)) == pytest.approx(0.3)
+    assert s.hget("h", "f") == b"0.3"

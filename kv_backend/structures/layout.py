@@ -138,14 +138,14 @@ def _b(value: Value) -> bytes:
         )
     if isinstance(value, int):
         try:
-            return str(value).encode()
+            return int.__repr__(value).encode()  # the number, whatever a subclass's str or repr says
         except ValueError:  # more digits than Python turns into text (sys.get_int_max_str_digits())
             raise InvalidArgumentError(
                 "an int with this many digits cannot be written as text; pass it as a str "
                 "(or raise sys.set_int_max_str_digits())"
             ) from None
     if isinstance(value, float):
-        return repr(value).encode()
+        return float.__repr__(value).encode()  # numpy's float64 repr is "np.float64(1.5)"
     raise InvalidArgumentError(
         f"names, fields, members and values must be bytes, str, int or float, not {type(value).__name__}"
     )
