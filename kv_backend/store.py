@@ -187,17 +187,20 @@ class Store(MutableMapping[K, Any], Generic[K]):
         """Return ``{key: value}`` for those of ``keys`` that are present.
 
         A key the store cannot hold (empty, or over the size limit) is absent, as for ``get``.
+        The keys of a bytes store come back as ``bytes`` whatever bytes-like object was asked
+        (a bytearray or memoryview cannot be a dict key).
         """
         self.db._check_open()  # also when no key is asked for: use after close() always raises
         out: dict[K, Any] = {}
-        get, ek, loads = self._get, self._ek, self._loads
+        get, ek, loads, strkeys = self._get, self._ek, self._loads, self._strkeys
         for key in keys:
             try:
-                data = get(ek(key), _MISSING)
+                k = ek(key)
+                data = get(k, _MISSING)
             except KeyTooLargeError:
                 continue
             if data is not _MISSING:
-                out[key] = loads(data)
+                out[key if strkeys else k] = loads(data)  # type: ignore[index]
         return out
 
     def __contains__(self, key: object) -> bool:
