@@ -80,3 +80,40 @@ def test_a_number_of_a_subclass_of_float_or_int_is_stored_as_the_number(s):
     assert s.incrbyfloat("f", _Float(0.25)) == 2.75
     assert s.hincrbyfloat("h", "f", _Float(0.2)) == pytest.approx(0.3)
     assert s.hget("h", "f") == b"0.3"
+
+
+def test_reads_that_read_several_records_work_on_a_read_only_store(store_path):
+    """LCS, PFCOUNT, DUMP and SORT without STORE only read (Redis serves the first three on a
+    read-only replica), but they took the write lock for one consistent view, which a store opened
+    with read_only=True cannot take: they raised ReadOnlyError ("open it writable to change it")."""
+    with Structures(store_path) as w:
+        w.set("a", "ohmytext")
+        w.set("b", "mynewtext")
+        w.pfadd("p", "x", "y", "z")
+        w.rpush("l", "3", "1", "2")
+        with Structures(store_path, read_only=True) as r:
+            assert r.lcs("a", "b") == b"mytext"
+            assert r.pfcount("p") == 3
+            assert r.dump("l") == w.dump("l")
+            assert r.sort("l") == [b"1", b"2", b"3"]
+            w.rpush("l", "0")  # another process's write is seen by the next read
+            assert r.sort("l", desc=True) == [b"3", b"2", b"1", b"0"]
+            assert r.pfcount("p") == w.pfcount("p") == 3
+
+
+def test_a_read_only_stores_read_of_several_records_runs_again_after_another_write(store_path):
+    """Without the write lock, a read that another process's write overtook runs again, so that it
+    returns one consistent view rather than records from before and after the change."""
+    with Structures(store_path) as w, Structures(store_path, read_only=True) as r:
+        w.set("a", "old")
+        calls = []
+
+        def read():
+            calls.append(1)
+            first = r.get("a")
+            if len(calls) == 1:
+                w.set("a", "new")  # lands between the two reads of the first run
+            return first, r.get("a")
+
+        assert r._read_consistent(read) == (b"new", b"new")
+        assert len(calls) == 2

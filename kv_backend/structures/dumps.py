@@ -64,8 +64,7 @@ class Dumps(StreamGroups):
         TTL is not part of the payload (as in Redis).
         """
         name = _b(name)
-        with self.db.locked():  # one consistent view of the key's records
-            value = self._dump_value(name)
+        value = self._read_consistent(lambda: self._dump_value(name))  # one view of its records
         return None if value is None else rdb.dump(value)
 
     def _dump_value(self, name: bytes) -> rdb.Value | None:

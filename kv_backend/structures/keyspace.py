@@ -73,6 +73,11 @@ _NAME_LIMITS = {
 }
 
 
+#: How many times a read of several records on a read-only store runs before the last try stands
+#: (see :meth:`Keyspace._read_consistent`).
+_READ_TRIES = 20
+
+
 def _check_seconds(value: object, what: str) -> None:
     """Refuse an expiry argument that is not a number (a str, None...) before it is compared with
     0, which raised Python's own TypeError ("'<=' not supported between 'str' and 'int'")."""
@@ -181,6 +186,29 @@ class Keyspace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _read_consistent(self, read: Callable[[], _T]) -> _T:
+        """Return ``read()``, a read of several records that must see them as one moment left them.
+
+        It runs under the write lock, which a store opened with ``read_only=True`` cannot take
+        (LCS, DUMP, SORT raised ReadOnlyError there, though they write nothing): there it runs
+        again until no process wrote while it ran (a few tries; the last one stands).
+        """
+        db = self.db
+        if not db.read_only:
+            with db.locked():
+                return read()
+        for _ in range(_READ_TRIES - 1):
+            token = db.change_token()
+            try:
+                out = read()
+            except Exception:
+                if db.change_token() == token:
+                    raise
+                continue  # (a key read half before and half after another process's change)
+            if db.change_token() == token:
+                return out
+        return read()
 
     def _record(self, mk: bytes) -> tuple[bytes, float] | None:
         """Return ``(metadata, absolute expiry or 0)`` of a live key, or None."""

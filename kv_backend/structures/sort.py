@@ -149,36 +149,51 @@ class Sorting(Lists, Sets, SortedSets):
         dest = None if store is None else _b(store)
         if nosort is None:
             nosort = by_b is not None and b"*" not in _c_string(by_b)
-        db = self.db
-        with db.locked():
-            found = self._record(META + name)
-            tag = found[0][0] if found is not None else T_LIST
-            if tag not in (T_LIST, T_SET, T_ZSET):
-                raise WrongTypeError()
-            if nosort and tag == T_SET and (dest is not None or script):
-                nosort, alpha, by_b = False, True, None
-            elements = [] if found is None else self._sort_elements(name, tag, found[0])
-            n = len(elements)
-            start = min(max(offset, 0), n)
-            count = min(max(count, -1), n)
-            end = n - 1 if count < 0 else start + count - 1
-            if start >= n:
-                start, end = n - 1, n - 2
-            end = min(end, n - 1)
-            if nosort:
-                if tag != T_SET and desc:
-                    elements.reverse()
-            else:
-                elements = self._sorted(elements, by_b, alpha, desc, dest is not None, start, end)
-            chosen = elements[start : end + 1] if end >= start else []
-            if not patterns:
-                out: list[bytes | None] = list(chosen)
-            else:
-                out = [self._by_pattern(p, e) for e in chosen for p in patterns]
-            if dest is None:
-                return out
+        args = (name, by_b, offset, count, patterns, desc, alpha, dest is not None, nosort, script)
+        if dest is None:  # a read: also on a store opened read-only, which cannot take the lock
+            return self._read_consistent(lambda: self._sort_result(*args))
+        with self.db.locked():
+            out = self._sort_result(*args)
             self._store_list(dest, [b"" if v is None else v for v in out])
             return len(out)
+
+    def _sort_result(
+        self,
+        name: bytes,
+        by_b: bytes | None,
+        offset: int,
+        count: int,
+        patterns: list[bytes],
+        desc: bool,
+        alpha: bool,
+        storing: bool,
+        nosort: bool,
+        script: bool,
+    ) -> list[bytes | None]:
+        """The elements :meth:`sort` returns or stores (``storing``), read as one view."""
+        found = self._record(META + name)
+        tag = found[0][0] if found is not None else T_LIST
+        if tag not in (T_LIST, T_SET, T_ZSET):
+            raise WrongTypeError()
+        if nosort and tag == T_SET and (storing or script):
+            nosort, alpha, by_b = False, True, None
+        elements = [] if found is None else self._sort_elements(name, tag, found[0])
+        n = len(elements)
+        start = min(max(offset, 0), n)
+        count = min(max(count, -1), n)
+        end = n - 1 if count < 0 else start + count - 1
+        if start >= n:
+            start, end = n - 1, n - 2
+        end = min(end, n - 1)
+        if nosort:
+            if tag != T_SET and desc:
+                elements.reverse()
+        else:
+            elements = self._sorted(elements, by_b, alpha, desc, storing, start, end)
+        chosen = elements[start : end + 1] if end >= start else []
+        if not patterns:
+            return list(chosen)
+        return [self._by_pattern(p, e) for e in chosen for p in patterns]
 
     def _sorted(
         self,

@@ -219,8 +219,8 @@ class Strings(Keyspace):
         last first, those shorter than ``minmatchlen`` left out. Takes time and memory in the
         product of the two lengths, as in Redis."""
         minmatchlen = parse_index(minmatchlen)
-        with self.db.locked():
-            found = [self._record(META + _b(name)) for name in (a, b)]
+        names = (_b(a), _b(b))
+        found = self._read_consistent(lambda: [self._record(META + name) for name in names])
         if any(f is not None and f[0][0] != T_STRING for f in found):
             raise CommandError("ERR The specified keys must contain string values")
         if len and idx:
