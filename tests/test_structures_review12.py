@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from kv_backend.errors import InvalidArgumentError, KVError, UnencodableTextError
-from kv_backend.structures import Structures
+from kv_backend.structures import CommandError, Structures
 
 
 @pytest.fixture
@@ -117,3 +117,24 @@ def test_a_read_only_stores_read_of_several_records_runs_again_after_another_wri
 
         assert r._read_consistent(read) == (b"new", b"new")
         assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.set("k", "new", ex=100, keepttl=True),
+        lambda s: s.set("k", "new", exat=2_000_000_000, keepttl=True),
+        lambda s: s.set("k", "new", ex=100, exat=2_000_000_000),
+        lambda s: s.getex("k", ex=100, persist=True),
+        lambda s: s.getex("k", exat=2_000_000_000, persist=True),
+        lambda s: s.getex("k", ex=100, exat=2_000_000_000),
+    ],
+)
+def test_expiry_options_that_exclude_each_other_are_refused(s, call):
+    """SET's KEEPTTL with EX or EXAT, and GETEX's EX, EXAT and PERSIST together, are a syntax error
+    in Redis (and kvb serve); in-process one of them silently won: set(ex=100, keepttl=True) gave
+    the key a new TTL, getex(ex=100, persist=True) one too. They raise and change nothing."""
+    s.set("k", "old", ex=50)
+    with pytest.raises(CommandError, match="syntax error"):
+        call(s)
+    assert s.get("k") == b"old" and 49 < s.ttl("k") <= 50

@@ -59,11 +59,12 @@ class Strings(Keyspace):
         """
         try:
             name, value = _b(name), _b(value)
-            if nx and xx:
-                raise CommandError("ERR syntax error")
+            expiring = ex is not None or exat is not None
+            if (nx and xx) or (ex is not None and exat is not None) or (keepttl and expiring):
+                raise CommandError("ERR syntax error")  # (as Redis: one expiry option at most)
             if ex is not None:
                 _check_seconds(ex, "ex")
-            if ex is not None and (ex <= 0 or exat is not None):
+            if ex is not None and ex <= 0:
                 raise CommandError("ERR invalid expire time in 'set' command")
             db = self.db
             mk = META + name
@@ -154,6 +155,8 @@ class Strings(Keyspace):
     ) -> bytes | None:
         """Return a string value and change its expiry (``ex`` seconds, Unix time ``exat``, ``persist``)."""
         name = _b(name)
+        if (ex is not None) + (exat is not None) + bool(persist) > 1:
+            raise CommandError("ERR syntax error")  # (as Redis: one expiry option at most)
         if ex is not None:
             _check_seconds(ex, "ex")
             if ex <= 0:  # (as SET's ex; it deleted the key and answered its value)
