@@ -138,3 +138,40 @@ def test_expiry_options_that_exclude_each_other_are_refused(s, call):
     with pytest.raises(CommandError, match="syntax error"):
         call(s)
     assert s.get("k") == b"old" and 49 < s.ttl("k") <= 50
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.hset("h", [("f", "v"), ("g",)]),
+        lambda s: s.hset("h", "fv"),
+        lambda s: s.hset_pairs("h", [("f", "v"), ("g",)]),
+        lambda s: s.mset(None),
+        lambda s: s.mset([("a", "1"), "bc"]),
+        lambda s: s.msetnx(None),
+        lambda s: s.zadd("z", None),
+        lambda s: s.zadd("z", [("a", 1), ("b", 2, 3)]),
+        lambda s: s.zadd("z", ["a1"]),
+        lambda s: s.xadd("x", None),
+        lambda s: s.xadd("x", ["fv"]),
+        lambda s: s.xadd("x", [("f", "v"), ("g",)]),
+        lambda s: s.xread(None),
+        lambda s: s.xread(["x"]),
+        lambda s: s.xreadgroup("g", "c", None),
+        lambda s: s.xreadgroup("g", "c", [("x",)], block=1),
+        lambda s: s.geoadd("g", None),
+        lambda s: s.blpop(None, timeout=0.01),
+        lambda s: s.bzmpop(None, timeout=0.01),
+        lambda s: s.lmpop(None),
+        lambda s: s.zunion(None),
+    ],
+)
+def test_a_mapping_pairs_or_names_argument_of_a_wrong_shape_is_an_invalid_argument(s, call):
+    """A mapping or pairs argument that is None, a str, or holds something other than pairs, and a
+    list of names that is None, raised Python's AttributeError, ValueError ("not enough values to
+    unpack") or TypeError ("'NoneType' object is not iterable"), outside kv_backend.errors; a
+    2-character str among pairs was even read as one pair. They raise InvalidArgumentError (a
+    TypeError) naming the argument, and nothing is written."""
+    with pytest.raises(InvalidArgumentError):
+        call(s)
+    assert s.dbsize() == 0

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any, NamedTuple
 
+from kv_backend.errors import InvalidArgumentError
 from kv_backend.longdouble import format_human
 from kv_backend.structures import geohash
 from kv_backend.structures.errors import CommandError
@@ -14,6 +15,9 @@ from kv_backend.structures.keyspace import _name_limit
 from kv_backend.structures.layout import T_ZSET, ZMEM, Name, Value, _b, _lp, decode_score
 from kv_backend.structures.parsing import parse_float, parse_index
 from kv_backend.structures.zsets import SortedSets
+
+#: What ``geoadd()``'s values may not be: iterable, but no list of positions and members.
+_NOT_A_LIST = (str, bytes, bytearray, memoryview, Mapping)
 
 
 class GeoPoint(NamedTuple):
@@ -165,6 +169,11 @@ class GeoSets(SortedSets):
         -180..180, -85.05112878..85.05112878). Returns how many members were added (``ch``:
         added or moved); ``nx``/``xx`` as in ZADD.
         """
+        if not isinstance(values, Iterable) or isinstance(values, _NOT_A_LIST):
+            raise InvalidArgumentError(
+                f"values must be a list: longitude, latitude, member, ...; not {type(values).__name__}"
+            )
+        values = list(values)
         if len(values) % 3 or (nx and xx):
             raise CommandError("ERR syntax error")
         pairs = []

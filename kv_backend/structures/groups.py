@@ -38,6 +38,7 @@ from kv_backend.structures.layout import (
     NameT,
     _b,
     _lp,
+    _pairs,
 )
 from kv_backend.structures.parsing import parse_index
 from kv_backend.structures.streams import (
@@ -455,7 +456,7 @@ class StreamGroups(Streams):
         ever) it waits for entries that any process adds, and returns ``[]`` if none come.
         """
         if block is not None:
-            pairs = list(streams.items() if isinstance(streams, Mapping) else streams)
+            pairs = _pairs(streams, "streams")
 
             def attempt(first: bool) -> list[tuple[bytes, list[Entry]]] | None:
                 with self.db.locked():  # the check and the read see the same streams
@@ -466,10 +467,7 @@ class StreamGroups(Streams):
 
             return self._wait_for(attempt, _block_seconds(block)) or []
         group, consumer = _b(group), _b(consumer)
-        if type(streams) is list:  # the server's: read as it is
-            pairs = streams
-        else:
-            pairs = list(streams.items() if isinstance(streams, Mapping) else streams)
+        pairs = _pairs(streams, "streams")
         limit = (0 if count is None else parse_index(count)) or None
         db = self.db
         with db.locked():

@@ -16,7 +16,19 @@ from kv_backend.structures.errors import (
     NotAFloatError,
 )
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit
-from kv_backend.structures.layout import _I64_MAX, _I64_MIN, HASH, META, T_HASH, Name, NameT, Value, _b, _lp
+from kv_backend.structures.layout import (
+    _I64_MAX,
+    _I64_MIN,
+    HASH,
+    META,
+    T_HASH,
+    Name,
+    NameT,
+    Value,
+    _b,
+    _lp,
+    _pairs,
+)
 from kv_backend.structures.parsing import (
     _add_long_double,
     _long_double,
@@ -33,7 +45,7 @@ class Hashes(Keyspace):
     def hset(self, name: Name, mapping: Mapping[NameT, Value] | None = None, **fields: Value) -> int:
         """Set hash fields (``mapping`` and/or keyword fields); return how many were new."""
         try:
-            items = [(_b(f), _b(v)) for f, v in (mapping or {}).items()]
+            items = [(_b(f), _b(v)) for f, v in ([] if mapping is None else _pairs(mapping, "mapping"))]
             items += [(_b(f), _b(v)) for f, v in fields.items()]
             if not items:
                 raise CommandError("ERR wrong number of arguments for 'hset' command")
@@ -46,6 +58,7 @@ class Hashes(Keyspace):
     def hset_pairs(self, name: Name, pairs: Sequence[tuple[Name, Value]]) -> int:
         """Set hash fields from ``(field, value)`` pairs, later pairs winning; return how many were new."""
         try:
+            pairs = _pairs(pairs, "pairs")
             if not pairs:
                 raise CommandError("ERR wrong number of arguments for 'hset' command")
             return self._hset(_b(name), [(_b(f), _b(v)) for f, v in pairs], nx=False)

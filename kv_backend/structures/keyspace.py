@@ -88,8 +88,8 @@ def _check_seconds(value: object, what: str) -> None:
 def _name_list(names: Name | Iterable[Name]) -> list[bytes]:
     """The names given to a method on several keys: one name (bytes, str or a number) stands for
     itself, as blpop() takes it; a str was iterated, so lmpop("lst") popped from a key "l"."""
-    if isinstance(names, (bytes, str, bytearray, memoryview, int, float)):
-        return [_b(names)]
+    if isinstance(names, (bytes, str, bytearray, memoryview, int, float)) or not isinstance(names, Iterable):
+        return [_b(names)]  # (None, or another non-iterable: the InvalidArgumentError of any bad name)
     return [_b(n) for n in names]
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 from kv_backend.errors import InvalidArgumentError, UnencodableTextError
 
@@ -149,6 +150,27 @@ def _b(value: Value) -> bytes:
     raise InvalidArgumentError(
         f"names, fields, members and values must be bytes, str, int or float, not {type(value).__name__}"
     )
+
+
+def _pairs(arg: object, what: str) -> list[tuple[Any, Any]]:
+    """The ``(key, value)`` pairs of an argument given as a mapping or as an iterable of pairs.
+
+    Anything else (None, a str, an element that is not a pair, such as a 2-character str that
+    would unpack as one) is an :class:`~kv_backend.errors.InvalidArgumentError` naming ``what``.
+    """
+    if isinstance(arg, Mapping):
+        return list(arg.items())
+    if isinstance(arg, (str, bytes, bytearray, memoryview)) or not isinstance(arg, Iterable):
+        raise InvalidArgumentError(
+            f"{what} must be a mapping or (key, value) pairs, not {type(arg).__name__}"
+        )
+    out = list(arg)
+    for item in out:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise InvalidArgumentError(
+                f"{what} must be a mapping or (key, value) pairs; one element is {item!r:.60}"
+            )
+    return out  # type: ignore[return-value]
 
 
 def _lp(name: bytes) -> bytes:

@@ -167,9 +167,7 @@ class Lists(Keyspace):
     def _blocking_pop(
         self, names: Name | Iterable[Name], timeout: float, left: bool
     ) -> tuple[bytes, bytes] | None:
-        if isinstance(names, (bytes, str, bytearray, memoryview, int, float)):
-            names = [names]
-        keys = [_b(n) for n in names]
+        keys = _name_list(names)
         if not keys:
             raise CommandError("ERR wrong number of arguments for 'blpop' command")
         return self._wait_for(

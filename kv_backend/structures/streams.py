@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import Keyspace, _block_seconds, _name_limit
-from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, NameT, Value, _b, _lp
+from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, NameT, Value, _b, _lp, _pairs
 from kv_backend.structures.parsing import parse_index
 
 _XMETA = struct.Struct(">QQQQQQQ")  # count, version, last ID, entries added, largest deleted ID
@@ -69,7 +69,7 @@ class Streams(Keyspace):
         less strictly; ``limit`` caps how many go).
         """
         name = _b(name)
-        entry = _encode_pairs(fields.items() if isinstance(fields, Mapping) else fields)
+        entry = _encode_pairs(_pairs(fields, "fields"))
         if not entry:
             raise CommandError("ERR wrong number of arguments for 'xadd' command")
         trim = _trim_spec(maxlen, minid, approximate, limit)
@@ -213,7 +213,7 @@ class Streams(Keyspace):
         As Redis, streams are taken in order, each key's type checked before its ID is read.
         """
         positions: list[tuple[bytes, tuple[int, int]]] = []
-        for name, raw in streams.items() if isinstance(streams, Mapping) else streams:
+        for name, raw in _pairs(streams, "streams"):
             key, raw_id = _b(name), _b(raw)
             found = self._stream(key)
             if raw_id == b"$":

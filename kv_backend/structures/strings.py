@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -11,7 +11,7 @@ from kv_backend import longdouble
 from kv_backend.errors import KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _check_seconds, _name_limit
-from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, NameT, Value, _b
+from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, NameT, Value, _b, _pairs
 from kv_backend.structures.parsing import _add_long_double, _long_double, parse_index, parse_int
 
 #: The largest string Redis lets a command build (its ``proto-max-bulk-len``, 512 MiB).
@@ -115,11 +115,12 @@ class Strings(Keyspace):
         return out
 
     @_name_limit(T_STRING)
-    def mset(self, mapping: Mapping[NameT, Value]) -> bool:
-        """Store several strings at once (all or nothing)."""
+    def mset(self, mapping: Mapping[NameT, Value] | Iterable[tuple[Name, Value]]) -> bool:
+        """Store several strings at once (all or nothing); ``mapping`` may also be ``(name, value)`` pairs."""
         db = self.db
+        pairs = _pairs(mapping, "mapping")
         with db.locked(), db.batch() as b:
-            for n, v in mapping.items():
+            for n, v in pairs:
                 name = _b(n)
                 found = db.get(META + name)
                 if found is not None and found[0] != T_STRING:
@@ -128,13 +129,14 @@ class Strings(Keyspace):
         return True
 
     @_name_limit(T_STRING)
-    def msetnx(self, mapping: Mapping[NameT, Value]) -> bool:
+    def msetnx(self, mapping: Mapping[NameT, Value] | Iterable[tuple[Name, Value]]) -> bool:
         """Store several strings only if none of the keys exists."""
         db = self.db
+        pairs = _pairs(mapping, "mapping")
         with db.locked():
-            if any(META + _b(n) in db for n in mapping):
+            if any(META + _b(n) in db for n, _ in pairs):
                 return False
-            return self.mset(mapping)
+            return self.mset(pairs)
 
     def getdel(self, name: Name) -> bytes | None:
         """Return a string value and delete the key."""

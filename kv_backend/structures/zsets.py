@@ -25,6 +25,7 @@ from kv_backend.structures.layout import (
     Value,
     _b,
     _lp,
+    _pairs,
     decode_score,
     encode_score,
 )
@@ -98,7 +99,7 @@ class SortedSets(Keyspace):
                 raise CommandError("ERR XX and NX options at the same time are not compatible")
             if (gt and lt) or (nx and (gt or lt)):
                 raise CommandError("ERR GT, LT, and/or NX options at the same time are not compatible")
-            pairs = list(mapping.items() if isinstance(mapping, Mapping) else mapping)
+            pairs = _pairs(mapping, "mapping")
             if not pairs:
                 raise CommandError("ERR wrong number of arguments for 'zadd' command")
             if incr and len(pairs) != 1:
@@ -429,9 +430,7 @@ class SortedSets(Keyspace):
 
         Like :meth:`~kv_backend.structures.Structures.blpop`, it wakes on a write by any process.
         """
-        if isinstance(names, (bytes, str, bytearray, memoryview, int, float)):
-            names = [names]
-        keys = [_b(n) for n in names]
+        keys = _name_list(names)
         if not keys:
             raise CommandError("ERR numkeys should be greater than 0")
         _where(where)
@@ -619,9 +618,7 @@ class SortedSets(Keyspace):
             keys = [_b(n) for n in names]
             ws = [_weight(w) for w in names.values()]
         else:
-            if isinstance(names, (bytes, str, bytearray, memoryview, int, float)):
-                names = [names]
-            keys = [_b(n) for n in names]
+            keys = _name_list(names)
             ws = [1.0] * len(keys) if weights is None else [_weight(w) for w in weights]
         if not keys:
             raise CommandError("ERR at least 1 input key is needed")
