@@ -33,7 +33,13 @@ from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, _time, chec
 from kv_backend.db_open import _Opening
 from kv_backend.db_read import _Reading
 from kv_backend.db_write import Batch, _Writing
-from kv_backend.errors import ConfigurationError, DatabaseClosedError, StorageError, TransactionError
+from kv_backend.errors import (
+    ConfigurationError,
+    DatabaseClosedError,
+    InvalidArgumentError,
+    StorageError,
+    TransactionError,
+)
 from kv_backend.files import (
     LOCK_FILE,
     DataFile,
@@ -150,7 +156,14 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         auto_merge: float | None = None,
     ) -> None:
         self._closed = True  # until fully open, so __del__ and close() do nothing
-        self.path = os.path.abspath(os.fsdecode(path))  # a bytes path too, as open() and dbm take
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise InvalidArgumentError(
+                f"path must be the store's directory (str, bytes or os.PathLike), not {type(path).__name__}"
+            )
+        name = os.fsdecode(path)  # a bytes path too, as open() and dbm take
+        if not name:  # abspath("") is the working directory: a setting left empty would open it
+            raise ConfigurationError("the store's path is empty: name its directory ('.' for this one)")
+        self.path = os.path.abspath(name)
         self._sync_interval: float | None = check_tuning_options(sync, max_file_size, auto_merge)
         self.sync_mode = sync
         self.max_file_size = max_file_size
