@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kv_backend.errors import InvalidArgumentError, KVError, UnencodableTextError
+from kv_backend.errors import ConfigurationError, InvalidArgumentError, KVError, UnencodableTextError
 from kv_backend.structures import CommandError, Structures
 
 
@@ -175,3 +175,12 @@ def test_a_mapping_pairs_or_names_argument_of_a_wrong_shape_is_an_invalid_argume
     with pytest.raises(InvalidArgumentError):
         call(s)
     assert s.dbsize() == 0
+
+
+def test_a_misspelt_option_is_a_configuration_error_naming_the_options(store_path):
+    """Structures(path, sync_mode=...) raised Python's TypeError from DB.__init__ ("unexpected
+    keyword argument"), where Store names the options in a ConfigurationError; so does Structures."""
+    with pytest.raises(ConfigurationError, match=r"'sync_mode'.*auto_merge, max_file_size, read_only, sync"):
+        Structures(store_path, sync_mode="always")
+    with Structures(store_path, sync="always", max_file_size=1 << 20) as s:
+        assert s.db.sync_mode == "always"

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from kv_backend.db import DB, Batch
-from kv_backend.errors import InvalidArgumentError, KeyTooLargeError, NotAnIntegerError
+from kv_backend.errors import ConfigurationError, InvalidArgumentError, KeyTooLargeError, NotAnIntegerError
 from kv_backend.record import FILE_HEADER_SIZE, HEADER_SIZE, MAX_KEY_SIZE, PUT, scan
 from kv_backend.state import unpack_tail
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
@@ -72,6 +72,9 @@ _NAME_LIMITS = {
     f"{MAX_KEY_SIZE - 10}",
 }
 
+
+#: The keyword options of :class:`~kv_backend.DB`, which a Structures given a path passes on.
+_DB_OPTIONS = frozenset({"sync", "max_file_size", "read_only", "auto_merge"})
 
 #: How many times a read of several records on a read-only store runs before the last try stands
 #: (see :meth:`Keyspace._read_consistent`).
@@ -162,6 +165,12 @@ class Keyspace:
             self.db = db
             self._owns_db = False
         else:
+            unknown = sorted(set(db_options) - _DB_OPTIONS)
+            if unknown:  # a misspelt option: say which ones exist rather than DB's TypeError
+                raise ConfigurationError(
+                    f"unknown Structures option {unknown[0]!r}: the options are the engine's "
+                    f"{', '.join(sorted(_DB_OPTIONS))}"
+                )
             self.db = DB(db, **db_options)
             self._owns_db = True
         #: SCAN cursors handed out for names too long to fit in one (see :class:`CursorTable`).
