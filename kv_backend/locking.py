@@ -16,8 +16,9 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import weakref
 
-from kv_backend.errors import DatabaseClosedError, StorageError
+from kv_backend.errors import DatabaseClosedError, StorageError, TransactionError
 from kv_backend.files import new_file_mode, storage_error
 
 _flock = fcntl.flock
@@ -25,6 +26,10 @@ _LOCK_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
 _yield = getattr(os, "sched_yield", lambda: None)
 #: Non-blocking retries of a contended write lock before sleeping in the kernel.
 SPIN_TRIES = 200
+#: This process's write locks by lock file, so that a thread about to wait for a lock it already
+#: holds through another DB object on the same store is told instead (see WriteLock._contended).
+_LOCKS: dict[str, weakref.WeakSet[WriteLock]] = {}
+_LOCKS_GUARD = threading.Lock()
 
 
 class WriteLock:
@@ -40,6 +45,8 @@ class WriteLock:
         #: holds nothing in the child (see :meth:`after_fork_in_child`).
         self.forks = 0
         self._fd = self._open()
+        with _LOCKS_GUARD:
+            _LOCKS.setdefault(path, weakref.WeakSet()).add(self)
 
     def _open(self) -> int:
         flags = (os.O_RDWR | os.O_CREAT) if self._create else os.O_RDONLY
@@ -90,6 +97,7 @@ class WriteLock:
         )
 
     def _contended(self) -> None:
+        self._check_not_self_held()
         fd = self._fd
         for _ in range(SPIN_TRIES):
             _yield()
@@ -99,6 +107,23 @@ class WriteLock:
             except BlockingIOError:
                 pass
         _flock(fd, fcntl.LOCK_EX)
+
+    def _check_not_self_held(self) -> None:
+        """Raise if this thread holds the file lock through another WriteLock of this process.
+
+        flock locks belong to open file descriptions: a second DB object on the same store has
+        its own, and its acquire would wait for this very thread for ever (a write, or an open,
+        through another Store inside a transaction() or locked() block).
+        """
+        with _LOCKS_GUARD:
+            others = [lock for lock in _LOCKS.get(self.path, ()) if lock is not self]
+        if any(lock.held and lock._fd >= 0 for lock in others):
+            raise TransactionError(
+                f"this thread holds the write lock of the store at {os.path.dirname(self.path)} "
+                "through another DB, Store or Structures object on the same path (inside its "
+                "transaction() or locked() block), and would wait for itself for ever: use that "
+                "object inside the block, or this one after it ends"
+            )
 
     def try_acquire(self) -> bool:
         """Take the lock if nobody holds it; return whether it was taken."""
@@ -183,6 +208,12 @@ class WriteLock:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
+        with _LOCKS_GUARD:
+            locks = _LOCKS.get(self.path)
+            if locks is not None:
+                locks.discard(self)
+                if not locks:
+                    del _LOCKS[self.path]  # a process that opens many stores keeps no entry per store
 
 
 class MergeLock:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kv_backend import Store
-from kv_backend.errors import ConfigurationError, InvalidArgumentError
+from kv_backend.errors import ConfigurationError, InvalidArgumentError, TransactionError
 from kv_backend.structures import Structures
 
 
@@ -40,3 +40,32 @@ def test_an_empty_path_is_refused_instead_of_opening_the_working_directory(tmp_p
     with Store(".") as s:  # the working directory, named
         s["k"] = 1
     assert (tmp_path / "KVB_FORMAT").exists()
+
+
+def test_a_second_store_on_one_path_in_a_thread_holding_the_lock_raises_instead_of_hanging(store_path):
+    """Inside s1.transaction() (or locked()), a write through, or the opening of, another Store on
+    the same path in the same thread waited for the lock that thread holds: for ever. It raises
+    TransactionError saying to use the first object, and the block goes on."""
+    with Store(store_path) as s1, Store(store_path) as s2:
+        with s1.transaction():
+            s1["a"] = 1
+            with pytest.raises(TransactionError, match="this thread holds the write lock"):
+                s2["b"] = 2
+            with pytest.raises(TransactionError, match="this thread holds the write lock"):
+                Store(store_path)
+            s1["c"] = 3
+        with s1.locked(), pytest.raises(TransactionError):
+            s2.pop("a")
+        assert dict(s2) == {"a": 1, "c": 3}
+        s2["b"] = 2  # the lock is free again
+        assert dict(s1) == {"a": 1, "b": 2, "c": 3}
+
+
+def test_closed_stores_leave_no_entry_in_the_registry_of_write_locks(tmp_path):
+    from kv_backend import locking
+
+    before = len(locking._LOCKS)
+    for i in range(3):
+        with Store(str(tmp_path / str(i))) as s:
+            s["k"] = 1
+    assert len(locking._LOCKS) == before
