@@ -184,3 +184,10 @@ def test_a_misspelt_option_is_a_configuration_error_naming_the_options(store_pat
         Structures(store_path, sync_mode="always")
     with Structures(store_path, sync="always", max_file_size=1 << 20) as s:
         assert s.db.sync_mode == "always"
+
+
+def test_sort_with_get_none_means_no_get_pattern_as_in_redis_py(s):
+    """redis-py's sort() takes get=None for "no GET"; here it raised Python's TypeError ('NoneType'
+    object is not iterable)."""
+    s.rpush("l", "2", "1")
+    assert s.sort("l", get=None) == [b"1", b"2"]

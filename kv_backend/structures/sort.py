@@ -123,7 +123,7 @@ class Sorting(Lists, Sets, SortedSets):
         by: Name | None = None,
         offset: int = 0,
         count: int = -1,
-        get: Name | Sequence[Name] = (),
+        get: Name | Sequence[Name] | None = (),
         desc: bool = False,
         alpha: bool = False,
         store: Name | None = None,
@@ -145,7 +145,8 @@ class Sorting(Lists, Sets, SortedSets):
         """
         name, offset, count = _b(name), parse_index(offset), parse_index(count)
         by_b = None if by is None else _b(by)
-        patterns = _name_list(get)  # (one pattern as a str was read a character at a time)
+        # (one pattern as a str was read a character at a time; None, redis-py's default, is none)
+        patterns = [] if get is None else _name_list(get)
         dest = None if store is None else _b(store)
         if nosort is None:
             nosort = by_b is not None and b"*" not in _c_string(by_b)
