@@ -191,3 +191,13 @@ def test_sort_with_get_none_means_no_get_pattern_as_in_redis_py(s):
     object is not iterable)."""
     s.rpush("l", "2", "1")
     assert s.sort("l", get=None) == [b"1", b"2"]
+
+
+def test_xclaim_and_xautoclaim_take_min_idle_time_by_the_name_the_docs_give(s):
+    """docs/redis.md named the argument min_idle_ms, which as a keyword raised TypeError
+    ("unexpected keyword argument"); the methods take redis-py's min_idle_time."""
+    s.xadd("x", {"f": "v"}, id="1-1")
+    s.xgroup_create("x", "g", id="0")
+    s.xreadgroup("g", "a", {"x": ">"})
+    assert s.xclaim("x", "g", "b", min_idle_time=0, ids=["1-1"], justid=True) == [b"1-1"]
+    assert s.xautoclaim("x", "g", "c", min_idle_time=0, justid=True)[1] == [b"1-1"]
