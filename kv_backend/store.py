@@ -10,6 +10,7 @@ atomic batches, ordered prefix scans and atomic read-modify-write.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 from collections.abc import (
@@ -420,13 +421,23 @@ class Store(MutableMapping[K, Any], Generic[K]):
         """Add ``delta`` to the number stored at ``key`` (missing = 0) and return it; atomic."""
         if not isinstance(delta, (int, float)) or isinstance(delta, bool):
             raise InvalidValueError(f"delta must be a number, not {type(delta).__name__}")
+        if isinstance(delta, float) and not math.isfinite(delta):
+            # NaN is no amount, and an infinity makes every later incr of the key NaN or infinite
+            # (Redis's INCRBYFLOAT refuses both, and a json store could not even write them).
+            raise InvalidValueError(f"delta must be a finite number, not {delta!r}; nothing was written")
 
         def add(value: Any) -> Any:
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise InvalidValueError(
                     f"incr needs a number at {key!r}, found {type(value).__name__}; nothing was written"
                 )
-            return value + delta
+            total = value + delta
+            if isinstance(total, float) and not math.isfinite(total):
+                raise InvalidValueError(
+                    f"incr of {key!r} by {delta!r} would store {total!r} (the float range is exceeded, or "
+                    "the stored number is not finite); nothing was written"
+                )
+            return total
 
         return self.modify(key, add, default=0)
 

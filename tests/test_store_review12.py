@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kv_backend import Store
-from kv_backend.errors import ConfigurationError, InvalidArgumentError, TransactionError
+from kv_backend.errors import ConfigurationError, InvalidArgumentError, InvalidValueError, TransactionError
 from kv_backend.structures import Structures
 
 
@@ -69,3 +69,26 @@ def test_closed_stores_leave_no_entry_in_the_registry_of_write_locks(tmp_path):
         with Store(str(tmp_path / str(i))) as s:
             s["k"] = 1
     assert len(locking._LOCKS) == before
+
+
+@pytest.mark.parametrize("delta", [float("nan"), float("inf"), float("-inf")])
+def test_incr_by_a_delta_that_is_not_finite_is_refused(tmp_path, delta):
+    """``incr(k, nan)`` stored NaN (and an infinity made every later incr NaN or infinite), where
+    the docs promise InvalidValueError for a delta that is not a number, and Redis's INCRBYFLOAT
+    refuses both; nothing is written."""
+    with Store(str(tmp_path / "s")) as store:
+        store["n"] = 1.5
+        with pytest.raises(InvalidValueError):
+            store.incr("n", delta)
+        with pytest.raises(InvalidValueError):
+            store.incr("fresh", delta)
+        assert store["n"] == 1.5 and "fresh" not in store
+
+
+def test_incr_that_would_overflow_a_float_is_refused(tmp_path):
+    with Store(str(tmp_path / "s"), serializer="json") as store:
+        store["big"] = 1.7e308
+        with pytest.raises(InvalidValueError):
+            store.incr("big", 1.7e308)
+        assert store["big"] == 1.7e308
+        assert store.incr("big", -0.7e308) == 1.0e308
