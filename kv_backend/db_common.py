@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import decimal
 import math
+import numbers
 import os
 import struct
 import time
@@ -106,12 +108,23 @@ def _check_value(value: object) -> bytes:
     return value  # type: ignore[return-value]
 
 
+def _other_number(value: Any, must: str) -> float:
+    """``value``, a number of another type than ``int``/``float`` (NumPy's, ``Decimal``,
+    ``Fraction``), as a float; InvalidArgumentError for anything else (``bool`` too)."""
+    if isinstance(value, (numbers.Real, decimal.Decimal)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (OverflowError, ValueError):
+            pass
+    raise InvalidArgumentError(f"{must}, not {type(value).__name__}")
+
+
 def _expiry(ttl: float | None) -> float:
     """Absolute expiry time for a TTL in seconds (0.0 = never)."""
     if ttl is None:
         return 0.0
     if not isinstance(ttl, (int, float)) or isinstance(ttl, bool):
-        raise InvalidArgumentError(f"ttl must be a number of seconds or None, not {type(ttl).__name__}")
+        ttl = _other_number(ttl, "ttl must be a number of seconds or None")
     try:
         finite = math.isfinite(ttl)
     except OverflowError:  # an int beyond a float's range
@@ -131,9 +144,7 @@ def _expiry_at(ttl: float | None, expires_at: float) -> float | None:
     if ttl is not None:
         raise InvalidArgumentError("give ttl or expires_at, not both")
     if not isinstance(expires_at, (int, float)) or isinstance(expires_at, bool):
-        raise InvalidArgumentError(
-            f"expires_at must be a UNIX time in seconds, not {type(expires_at).__name__}"
-        )
+        expires_at = _other_number(expires_at, "expires_at must be a UNIX time in seconds")
     try:
         finite = math.isfinite(expires_at)
     except OverflowError:  # an int beyond a float's range

@@ -92,3 +92,47 @@ def test_incr_that_would_overflow_a_float_is_refused(tmp_path):
             store.incr("big", 1.7e308)
         assert store["big"] == 1.7e308
         assert store.incr("big", -0.7e308) == 1.0e308
+
+
+class _Int64:
+    """A number that is not an ``int`` subclass, registered as a numbers.Integral, as NumPy's
+    integer scalars (``numpy.int64``) are."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __index__(self) -> int:
+        return self.value
+
+    def __le__(self, other: object) -> bool:
+        return self.value <= other  # type: ignore[operator]
+
+    def __lt__(self, other: object) -> bool:
+        return self.value < other  # type: ignore[operator]
+
+
+import numbers  # noqa: E402
+
+numbers.Integral.register(_Int64)
+
+
+@pytest.mark.parametrize("ttl", [_Int64(30), "Decimal", "Fraction"])
+def test_a_ttl_of_another_number_type_is_taken(tmp_path, ttl):
+    """``ttl=numpy.int64(30)`` (a count of seconds from a NumPy computation), a Decimal or a
+    Fraction was refused as "not a number", where numpy.float64 (a float subclass) was taken."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    ttl = {"Decimal": Decimal("30.5"), "Fraction": Fraction(61, 2)}.get(ttl, ttl)  # type: ignore[call-overload]
+    with Store(str(tmp_path / "s")) as store:
+        store.set("k", 1, ttl=ttl)
+        left = store.db.ttl(b"k")
+        assert left is not None and 29 < left <= 30.5
+        with pytest.raises(InvalidArgumentError):
+            store.set("k", 1, ttl=True)
+        with pytest.raises(InvalidArgumentError):
+            store.set("k", 1, ttl="30")
+        assert store.db.expire(b"k", ttl) is True
