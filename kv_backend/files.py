@@ -18,6 +18,7 @@ import errno
 import mmap
 import os
 import re
+import stat
 import sys
 from typing import Any
 
@@ -370,9 +371,17 @@ def prepare_directory(path: str, *, create: bool) -> bool:
     Returns True if the directory is new (has no ``KVB_FORMAT`` yet).
     Raises :class:`StoreNotFoundError` or :class:`NotAStoreError` otherwise.
     """
-    if os.path.exists(path) and not os.path.isdir(path):
+    try:
+        is_dir: bool | None = stat.S_ISDIR(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        is_dir = None  # missing (or under a file: the directory cannot exist, and cannot be made)
+    except OSError as exc:
+        # Not "does not exist" (what os.path.exists says of any error): a parent this user may not
+        # search holds a store that is there, and a symbolic-link loop or a name too long is no store.
+        raise storage_error(exc, f"cannot reach store directory {path}") from exc
+    if is_dir is False:
         raise NotAStoreError(errno.ENOTDIR, f"{path} is a file, not a kv_backend store directory")
-    if not os.path.isdir(path):
+    if not is_dir:
         if not create:
             raise StoreNotFoundError(
                 errno.ENOENT, f"no kv_backend store at {path}: the directory does not exist"

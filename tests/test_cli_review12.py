@@ -1,0 +1,57 @@
+"""`kvb` reviewed a second time from an operator's view: paths it cannot reach, output a script
+parses, and what it documents for scripts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+from helpers import run_as_nobody
+from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
+from test_cli_review10 import _main_output
+
+from kv_backend import DB
+from kv_backend.cli import build_parser
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_store_under_a_directory_this_user_may_not_search_is_not_said_missing():
+    """os.path.exists() is False for a path it may not stat: `kvb keys` said "the directory does not
+    exist" of a store that is there, behind a directory the user may not enter (and `kvb put` that it
+    could not create it); the line says what stops it, with the advice for a permission problem."""
+    base = tempfile.mkdtemp(prefix="kvb-perm-")  # (tmp_path may not be open to nobody)
+    try:
+        os.chmod(base, 0o755)
+        private = os.path.join(base, "private")
+        path = os.path.join(private, "db")
+        with DB(path) as db:
+            db.put(b"k", b"v")
+        os.chmod(private, 0o700)
+        build_parser().parse_args(["keys", path])  # argparse's lazy imports, before dropping privileges
+        keys = run_as_nobody(lambda: _main_output("keys", path))
+        put = run_as_nobody(lambda: _main_output("put", path, "k2", "v"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run as another user")
+    assert keys == (
+        2,
+        "",
+        f"kvb: cannot reach store directory {path}: Permission denied. User nobody may not read it: "
+        "run kvb as a user who may (the store's owner).\n",
+    )
+    assert put[0] == 2
+    assert put[2].startswith(f"kvb: cannot reach store directory {path}: Permission denied. kvb put ")
+
+
+@pytest.mark.parametrize("command", ["keys", "check", "put"])
+def test_a_symlink_loop_or_a_name_too_long_is_said_as_such(tmp_path, capsys, command):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    long = tmp_path / ("a" * 300)
+    for path, reason in ((loop, "Too many levels of symbolic links"), (long, "File name too long")):
+        args = [command, str(path)] + (["k", "v"] if command == "put" else [])
+        assert run(capsys, *args) == (2, "", f"kvb: cannot reach store directory {path}: {reason}.\n")
+    assert sorted(os.listdir(tmp_path)) == ["loop"]
