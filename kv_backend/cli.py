@@ -260,12 +260,15 @@ def _flush_output() -> None:
 
 def _show(data: bytes, not_plain: re.Pattern[str] = _NOT_PLAIN_KEY) -> str:
     """``data`` as text if it is UTF-8 without a character ``not_plain`` matches (control characters),
-    else its Python bytes literal (``b'\\xff'``), so that one key is always one line."""
+    else its Python bytes literal (``b'\\xff'``), so that one key is always one line. A text that
+    starts as a bytes literal does (``b'\\xff'`` typed as a key) is printed as a literal too: else it
+    would print as the literal of other bytes, and a line that starts with ``b'`` or ``b"`` would not
+    always be one."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return repr(data)
-    return repr(data) if not_plain.search(text) else text
+    return repr(data) if not_plain.search(text) or text.startswith(("b'", 'b"')) else text
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

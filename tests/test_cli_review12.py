@@ -55,3 +55,25 @@ def test_a_symlink_loop_or_a_name_too_long_is_said_as_such(tmp_path, capsys, com
         args = [command, str(path)] + (["k", "v"] if command == "put" else [])
         assert run(capsys, *args) == (2, "", f"kvb: cannot reach store directory {path}: {reason}.\n")
     assert sorted(os.listdir(tmp_path)) == ["loop"]
+
+
+def test_a_key_or_value_whose_text_looks_like_a_bytes_literal_is_printed_as_one(store_path, capsys):
+    """The key b"\\xff" and the text key "b'\\xff'" both printed as the line b'\\xff': a script that
+    reads a bytes literal back (ast.literal_eval) got the wrong key. A text that starts as a bytes
+    literal does is printed as its own bytes literal, so that every line starting with b' or b" is one."""
+    import ast
+
+    keys = [b"\xff", b"b'\\xff'", b'b"x"', b"b", b"bob's"]
+    with DB(store_path) as db:
+        for key in keys:
+            db.put(key, key)
+    code, out, _ = run(capsys, "keys", store_path)
+    lines = out.splitlines()
+    assert code == 0 and len(set(lines)) == len(keys)
+    read_back = [ast.literal_eval(x) if x.startswith(("b'", 'b"')) else x.encode() for x in lines]
+    assert sorted(read_back) == sorted(keys)
+    for key in keys:
+        code, out, _ = run(capsys, "get", store_path, os.fsdecode(key))
+        line = out.removesuffix("\n")
+        assert code == 0
+        assert (ast.literal_eval(line) if line.startswith(("b'", 'b"')) else line.encode()) == key
