@@ -77,3 +77,22 @@ def test_a_key_or_value_whose_text_looks_like_a_bytes_literal_is_printed_as_one(
         line = out.removesuffix("\n")
         assert code == 0
         assert (ast.literal_eval(line) if line.startswith(("b'", 'b"')) else line.encode()) == key
+
+
+def test_stats_json_has_the_fields_docs_engine_md_names(store_path, capsys):
+    """A script parsing `kvb stats --json` needs its field names: docs/engine.md lists them."""
+    import json
+    import re
+
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    code, out, _ = run(capsys, "stats", store_path, "--json")
+    assert code == 0
+    stats = json.loads(out)
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "engine.md"), encoding="utf-8") as f:
+        doc = f.read()
+    para = doc[doc.index("`kvb stats PATH --json` prints") :]
+    para = para[: para.index("`kvb check` exits 1")]
+    named = set(re.findall(r"`([a-z_]+)`", para)) - {"stats", "check", "true"}
+    assert named == set(stats)
+    assert (stats["keys"], stats["read_only"], stats["sync"]) == (1, True, "never")
