@@ -732,8 +732,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"kvb: {_error_line(exc, args.command)}")
         return 2
     except KeyboardInterrupt:
+        # One line, so that a log (of timeout -s INT, of a supervisor) says why the command stopped.
+        _say("kvb: interrupted")
         return 130
     except _Terminated:
+        _say("kvb: terminated")
         return 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM stopped
     except BrokenPipeError:
         # The reader went away (`kvb keys DIR | head`): stop quietly, as a program stopped by

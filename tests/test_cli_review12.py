@@ -96,3 +96,64 @@ def test_stats_json_has_the_fields_docs_engine_md_names(store_path, capsys):
     named = set(re.findall(r"`([a-z_]+)`", para)) - {"stats", "check", "true"}
     assert named == set(stats)
     assert (stats["keys"], stats["read_only"], stats["sync"]) == (1, True, "never")
+
+
+def _signal_midway(monkeypatch: pytest.MonkeyPatch, signum: int) -> None:
+    """Make kvb's progress bar send this process ``signum`` at its first call that is not the last."""
+    import contextlib
+
+    import kv_backend.progress
+
+    sent = []
+
+    @contextlib.contextmanager
+    def bar(description: str, unit: str = "B"):
+        def update(done: int, total: int) -> None:
+            if 0 < done < total and not sent:
+                sent.append(signum)
+                os.kill(os.getpid(), signum)
+
+        yield update
+
+    monkeypatch.setattr(kv_backend.progress, "progress_bar", bar)
+
+
+@pytest.mark.parametrize("command", ["merge", "backup", "salvage", "restore"])
+def test_ctrl_c_midway_says_so_in_one_line_exits_130_and_the_next_run_works(
+    tmp_path, capsys, monkeypatch, command
+):
+    """Ctrl-C stopped a long command with status 130 and nothing said: in a log (timeout -s INT, a
+    supervisor) nothing told why it stopped. One line says it; the store is sound, the next run works."""
+    import signal
+
+    src, url, dst = str(tmp_path / "src"), str(tmp_path / "bk"), str(tmp_path / "dst")
+    with DB(src, max_file_size=1 << 15) as db:
+        for i in range(600):
+            db.put(b"k%04d" % (i % 300), b"v" * 100)
+        if command == "restore":
+            db.backup(url)
+    args = {
+        "merge": ["merge", src],
+        "backup": ["backup", src, url],
+        "salvage": ["salvage", src, dst],
+        "restore": ["restore", url, dst],
+    }[command]
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (what Python starts with)
+    try:
+        with monkeypatch.context() as m:
+            _signal_midway(m, signal.SIGINT)
+            assert run(capsys, *args) == (130, "", "kvb: interrupted\n")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if command == "salvage":  # SIGTERM alike
+        before = signal.getsignal(signal.SIGTERM)
+        with monkeypatch.context() as m:
+            _signal_midway(m, signal.SIGTERM)
+            assert run(capsys, *args) == (143, "", "kvb: terminated\n")
+        assert signal.getsignal(signal.SIGTERM) is before
+    assert not os.path.exists(dst) and not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+    code, _, err = run(capsys, *args)
+    assert (code, err) == (0, "")
+    with DB(dst if command in ("salvage", "restore") else src, read_only=True) as db:
+        assert len(db) == 300 and db[b"k0299"] == b"v" * 100
+        assert db.stats()["corrupt_records"] == 0
