@@ -215,6 +215,12 @@ def _io(what: str) -> Iterator[None]:
         raise
     except FileNotFoundError as exc:
         raise BackupError(f"{what}: not found ({exc})") from exc
+    except OSError as exc:
+        if exc.errno is None or not exc.strerror:  # (a remote filesystem's error: its name says what)
+            raise BackupError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        # The operating system's reason, as kvb says it for a store: "[Errno 20] ...: 'PATH'" around
+        # it would repeat the path that ``what`` names.
+        raise BackupError(f"{what}: {exc.strerror}") from exc
     except Exception as exc:
         raise BackupError(f"{what}: {type(exc).__name__}: {exc}") from exc
 

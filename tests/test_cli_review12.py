@@ -157,3 +157,20 @@ def test_ctrl_c_midway_says_so_in_one_line_exits_130_and_the_next_run_works(
     with DB(dst if command in ("salvage", "restore") else src, read_only=True) as db:
         assert len(db) == 300 and db[b"k0299"] == b"v" * 100
         assert db.stats()["corrupt_records"] == 0
+
+
+def test_a_backup_url_the_os_refuses_is_one_plain_line_without_the_python_exception(tmp_path, capsys):
+    """`kvb backups FILE` said "cannot list FILE/backups: NotADirectoryError: [Errno 20] Not a
+    directory: 'FILE/backups'": a Python exception's text, the path twice. The OS's reason is said
+    as kvb says it for a store (the exception's name stays for errors that carry no OS reason)."""
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    src = str(tmp_path / "src")
+    with DB(src) as db:
+        db.put(b"k", b"v")
+    for args in (
+        ["backups", str(not_a_dir)],
+        ["backup", src, str(not_a_dir)],
+        ["restore", str(not_a_dir), src + "2"],
+    ):
+        assert run(capsys, *args) == (2, "", f"kvb: cannot list {not_a_dir}/backups: Not a directory\n")
