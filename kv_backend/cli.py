@@ -179,7 +179,8 @@ def _error_line(exc: KVError, command: str) -> str:
             f"{text} The filesystem is mounted read-only: kvb {command} cannot write there "
             f"({_READERS} can: they only read)."
         )
-    if command in ("get", "keys", "stats", "check", "backup"):
+    # (salvage too: the store it is given is only read; it makes the new one itself, and says why not.)
+    if command in ("get", "keys", "stats", "check", "backup", "salvage"):
         return f"{text} User {_user()} may not read it: run kvb as a user who may (the store's owner)."
     return (
         f"{text} kvb {command} writes to the store, and user {_user()} may not write there: run kvb as a "

@@ -32,6 +32,7 @@ def test_a_store_under_a_directory_this_user_may_not_search_is_not_said_missing(
         build_parser().parse_args(["keys", path])  # argparse's lazy imports, before dropping privileges
         keys = run_as_nobody(lambda: _main_output("keys", path))
         put = run_as_nobody(lambda: _main_output("put", path, "k2", "v"))
+        salvage = run_as_nobody(lambda: _main_output("salvage", path, os.path.join(base, "copy")))
     finally:
         shutil.rmtree(base, ignore_errors=True)
     if os.geteuid() != 0:
@@ -44,6 +45,8 @@ def test_a_store_under_a_directory_this_user_may_not_search_is_not_said_missing(
     )
     assert put[0] == 2
     assert put[2].startswith(f"kvb: cannot reach store directory {path}: Permission denied. kvb put ")
+    # salvage only reads the store it is given (not "kvb salvage writes to the store").
+    assert salvage == (2, "", keys[2])
 
 
 @pytest.mark.parametrize("command", ["keys", "check", "put"])
