@@ -198,8 +198,20 @@ def _user() -> str:
 def _say(line: str) -> None:
     """Write ``line`` on standard error; nothing if it is closed (``2>&-``), where print(file=None)
     would put it on standard output, in the middle of the command's output."""
-    if sys.stderr is not None:
+    if sys.stderr is None:
+        return
+    try:
         print(line, file=sys.stderr)
+    except OSError:
+        # Nobody reads it (a pipe whose reader is gone) or it cannot be written: the line is lost,
+        # but the exit status still says what happened (not a traceback and status 1, or 141 for a
+        # missing key). Standard error then points at /dev/null, so the flush at exit cannot fail too.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stderr.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # (a stream with no file descriptor: io.UnsupportedOperation)
+            pass
 
 
 class _OutputError(KVError):

@@ -177,3 +177,23 @@ def test_a_backup_url_the_os_refuses_is_one_plain_line_without_the_python_except
         ["restore", str(not_a_dir), src + "2"],
     ):
         assert run(capsys, *args) == (2, "", f"kvb: cannot list {not_a_dir}/backups: Not a directory\n")
+
+
+@pytest.mark.parametrize(("args", "status"), [(["keys", "MISSING"], 2), (["get", "STORE", "nokey"], 1)])
+def test_a_message_nobody_reads_leaves_the_exit_status_as_it_is(store_path, monkeypatch, args, status):
+    """With stderr a pipe whose reader is gone (`kvb ... 2>&1 | head -0`), the error line raised
+    BrokenPipeError out of main's own handler: a traceback nobody saw and status 1 for an error (2),
+    or 141 for a missing key (1). The status is the command's whatever becomes of its message."""
+    import sys
+
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    args = [{"MISSING": store_path + "-missing", "STORE": store_path}.get(a, a) for a in args]
+    r, w = os.pipe()
+    os.close(r)
+    with open(w, "w", buffering=1, encoding="utf-8") as stderr:  # (line-buffered, as stderr is)
+        monkeypatch.setattr(sys, "stderr", stderr)
+        from kv_backend.cli import main
+
+        assert main(args) == status
+        monkeypatch.undo()
