@@ -107,6 +107,24 @@ def _count(text: str) -> int:
     return count
 
 
+def _keep(text: str) -> int:
+    """An argparse type: how many of the newest backups ``kvb backups --keep`` keeps, at least 1.
+
+    ``--keep 0`` (``--keep "$((KEEP))"`` with KEEP unset) would delete every backup, the one thing
+    a retention setting must not do by mistake; the API's ``prune_backups(url, keep=0)`` still does.
+    """
+    try:
+        keep = int(text)
+    except ValueError:
+        keep = 0
+    if keep < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number >= 1 (how many of the newest backups to keep), not {text!r}; "
+            "--keep 0 would delete every backup"
+        )
+    return keep
+
+
 #: Largest ``--ttl`` in seconds, the same as ``kvb http``'s ``?ttl=`` (kv_backend.http.app.MAX_TTL, not
 #: imported: that module needs the http extra): every TTL one accepts, the other and Redis accept too.
 _MAX_TTL = 9 * 10**15
@@ -648,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("backups", help="list the backups under a URL (and prune old ones)")
     s.add_argument("url")
-    s.add_argument("--keep", type=int, default=None, help="delete all but the newest N")
+    s.add_argument("--keep", type=_keep, default=None, metavar="N", help="delete all but the newest N (>= 1)")
     s.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
     s.set_defaults(func=cmd_backups)
 

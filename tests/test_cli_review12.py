@@ -197,3 +197,21 @@ def test_a_message_nobody_reads_leaves_the_exit_status_as_it_is(store_path, monk
 
         assert main(args) == status
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("keep", ["0", "-1", "x"])
+def test_backups_keep_0_is_refused_not_every_backup_deleted(tmp_path, capsys, keep):
+    """`kvb backups URL --keep "$((KEEP))"` with KEEP unset is --keep 0, which deleted every backup
+    and exited 0; as --ttl 0, it is a usage error (the API's prune_backups(keep=0) still deletes all)."""
+    src, url = str(tmp_path / "src"), str(tmp_path / "bk")
+    with DB(src) as db:
+        db.put(b"k", b"v")
+        db.backup(url, name="one")
+    code, out, err = run(capsys, "backups", url, "--keep", keep)
+    assert (code, out) == (2, "")
+    assert (
+        f"argument --keep: must be a whole number >= 1 (how many of the newest backups to keep), not {keep!r}"
+        in err
+    )
+    code, out, _ = run(capsys, "backups", url)
+    assert code == 0 and out.startswith("one ")
