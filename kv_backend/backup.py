@@ -303,13 +303,15 @@ class _Target:
                 except FileNotFoundError:
                     return {}
             try:
-                found = self.fs.find(self.path(rel), maxdepth=1, detail=True)
+                # ls(), what find(maxdepth=1) lists with, but raising: find() omits a directory it
+                # cannot list (a server down, a permission error), which read as no backups at all.
+                found = self.fs.ls(self.path(rel), detail=True)
             except FileNotFoundError:
                 return {}
         out: dict[str, int] = {}
-        for full, info in found.items():
+        for info in found:
             if info.get("type", "file") == "file":
-                out[posixpath.basename(full.rstrip("/"))] = int(info.get("size") or 0)
+                out[posixpath.basename(info["name"].rstrip("/"))] = int(info.get("size") or 0)
         return out
 
     def read_bytes(self, rel: str) -> bytes:

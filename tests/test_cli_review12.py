@@ -215,3 +215,27 @@ def test_backups_keep_0_is_refused_not_every_backup_deleted(tmp_path, capsys, ke
     )
     code, out, _ = run(capsys, "backups", url)
     assert code == 0 and out.startswith("one ")
+
+
+def test_backups_at_a_url_that_cannot_be_listed_is_an_error_not_no_backups(capsys, monkeypatch):
+    """fsspec's find() omits a directory it cannot list: with the HTTP server down (or a permission
+    error of any filesystem that has no find of its own) `kvb backups URL` said "no backups" and
+    exited 0, and a restore "no complete backup". The filesystem's error is said, with status 2."""
+    import errno
+
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    listed = MemoryFileSystem.ls
+
+    def ls(self, path, detail=True, **kwargs):
+        if "down" in path:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+        return listed(self, path, detail=detail, **kwargs)
+
+    monkeypatch.setattr(MemoryFileSystem, "ls", ls)
+    assert run(capsys, "backups", "memory://down") == (
+        2,
+        "",
+        "kvb: cannot list memory://down/backups: Connection refused\n",
+    )
+    assert run(capsys, "backups", "memory://up") == (0, "", "kvb: no backups at memory://up\n")
