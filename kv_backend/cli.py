@@ -530,8 +530,10 @@ def cmd_http(args: argparse.Namespace) -> int:
         if exc.name not in _HTTP_PACKAGES:
             raise
         raise ConfigurationError(str(exc)) from None
-    except _Stopped:
-        pass  # a shutdown asked for: exit status 0, as kvb serve (and redis-server) after SIGTERM
+    except (_Stopped, KeyboardInterrupt):
+        # A shutdown asked for: exit status 0, as kvb serve (and redis-server) after SIGTERM or SIGINT
+        # (uvicorn raises SIGINT again once it has shut down, which would be status 130).
+        pass
     finally:
         if trap:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -239,3 +239,16 @@ def test_backups_at_a_url_that_cannot_be_listed_is_an_error_not_no_backups(capsy
         "kvb: cannot list memory://down/backups: Connection refused\n",
     )
     assert run(capsys, "backups", "memory://up") == (0, "", "kvb: no backups at memory://up\n")
+
+
+def test_http_stopped_by_sigint_exits_0_as_serve_and_redis_server_do(tmp_path, capsys, monkeypatch):
+    """uvicorn raises SIGINT again once it has shut down: kvb http exited 130 (and said "kvb:
+    interrupted" after a clean shutdown), where kvb serve and redis-server exit 0 after SIGINT."""
+    pytest.importorskip("uvicorn")
+    import kv_backend.http
+
+    def serve(*args, **kwargs):
+        raise KeyboardInterrupt  # what uvicorn's Server.run() does after its shutdown on SIGINT
+
+    monkeypatch.setattr(kv_backend.http, "serve", serve)
+    assert run(capsys, "http", "--dir", str(tmp_path / "s"), "--port", "0") == (0, "", "")
