@@ -391,9 +391,12 @@ def prepare_directory(path: str, *, create: bool) -> bool:
         except OSError as exc:
             raise storage_error(exc, f"cannot create store directory {path}") from exc
     marker = os.path.join(path, FORMAT_FILE)
-    if os.path.exists(marker):
-        with open(marker, encoding="utf-8", errors="replace") as f:
-            text = f.read()
+    if os.path.lexists(marker):
+        try:
+            with open(marker, encoding="utf-8", errors="replace") as f:
+                text = f.read(4096)  # (its first line is all that counts)
+        except OSError as exc:  # one this user may not read (its owner's only), a directory...
+            raise storage_error(exc, f"cannot read {marker}") from exc
         if text.partition("\n")[0].rstrip("\r") != FORMAT_TEXT.rstrip("\n"):
             raise NotAStoreError(
                 errno.EINVAL, f"{path} holds a store of an unsupported format: {text.strip()!r}"

@@ -252,3 +252,44 @@ def test_http_stopped_by_sigint_exits_0_as_serve_and_redis_server_do(tmp_path, c
 
     monkeypatch.setattr(kv_backend.http, "serve", serve)
     assert run(capsys, "http", "--dir", str(tmp_path / "s"), "--port", "0") == (0, "", "")
+
+
+def test_a_kvb_format_file_that_cannot_be_read_is_an_error_line_not_a_traceback(tmp_path, capsys):
+    """Opening a store read its KVB_FORMAT file unguarded: one this user may not read (a store whose
+    files are its owner's only) or one that is a directory raised a bare OSError, a traceback, and a
+    dangling link named KVB_FORMAT a RecursionError."""
+    path = str(tmp_path / "db")
+    os.makedirs(os.path.join(path, "KVB_FORMAT"))
+    assert run(capsys, "keys", path) == (2, "", f"kvb: cannot read {path}/KVB_FORMAT: Is a directory.\n")
+    path = str(tmp_path / "db2")
+    os.makedirs(path)
+    os.symlink(str(tmp_path / "gone"), os.path.join(path, "KVB_FORMAT"))
+    assert run(capsys, "keys", path) == (
+        2,
+        "",
+        f"kvb: cannot read {path}/KVB_FORMAT: No such file or directory.\n",
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_kvb_format_file_this_user_may_not_read_says_so():
+    base = tempfile.mkdtemp(prefix="kvb-perm-")  # (tmp_path may not be open to nobody)
+    try:
+        os.chmod(base, 0o755)
+        path = os.path.join(base, "db")
+        with DB(path) as db:
+            db.put(b"k", b"v")
+        os.chmod(path, 0o755)
+        os.chmod(os.path.join(path, "KVB_FORMAT"), 0o600)
+        build_parser().parse_args(["keys", path])  # argparse's lazy imports, before dropping privileges
+        keys = run_as_nobody(lambda: _main_output("keys", path))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run as another user")
+    assert keys == (
+        2,
+        "",
+        f"kvb: cannot read {path}/KVB_FORMAT: Permission denied. User nobody may not read it: "
+        "run kvb as a user who may (the store's owner).\n",
+    )
