@@ -743,6 +743,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def _on_sigint(signum: int, frame: object) -> None:
+    """Stop the command as Python's own handler does (KeyboardInterrupt), but once: a second Ctrl-C
+    is ignored, so it cannot cut short the cleanup the first one started (see :func:`_on_sigterm`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kvb``; return the exit status."""
     args = build_parser().parse_args(argv)
@@ -750,9 +757,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="backslashreplace")
     # The servers handle SIGTERM themselves (a clean shutdown, as for redis-server).
     previous = signal.getsignal(signal.SIGTERM)
+    previous_int = signal.getsignal(signal.SIGINT)
     trap = args.func not in (cmd_serve, cmd_http) and threading.current_thread() is threading.main_thread()
     if trap:
         signal.signal(signal.SIGTERM, _on_sigterm)
+        if previous_int is not signal.SIG_IGN:  # (nohup, a background job of a script: left ignored)
+            signal.signal(signal.SIGINT, _on_sigint)
     try:
         code = int(args.func(args) or 0)
         _flush_output()
@@ -779,6 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if trap:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+            signal.signal(signal.SIGINT, signal.SIG_DFL if previous_int is None else previous_int)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -101,8 +101,9 @@ def test_stats_json_has_the_fields_docs_engine_md_names(store_path, capsys):
     assert (stats["keys"], stats["read_only"], stats["sync"]) == (1, True, "never")
 
 
-def _signal_midway(monkeypatch: pytest.MonkeyPatch, signum: int) -> None:
-    """Make kvb's progress bar send this process ``signum`` at its first call that is not the last."""
+def _signal_midway(monkeypatch: pytest.MonkeyPatch, signum: int, copying: bool = False) -> None:
+    """Make kvb's progress bar send this process ``signum`` at its first call that is not the last
+    (with ``copying``, in the second half: salvage's copy, after its read of the source)."""
     import contextlib
 
     import kv_backend.progress
@@ -112,7 +113,7 @@ def _signal_midway(monkeypatch: pytest.MonkeyPatch, signum: int) -> None:
     @contextlib.contextmanager
     def bar(description: str, unit: str = "B"):
         def update(done: int, total: int) -> None:
-            if 0 < done < total and not sent:
+            if (total // 2 if copying else 0) < done < total and not sent:
                 sent.append(signum)
                 os.kill(os.getpid(), signum)
 
@@ -131,8 +132,8 @@ def test_ctrl_c_midway_says_so_in_one_line_exits_130_and_the_next_run_works(
 
     src, url, dst = str(tmp_path / "src"), str(tmp_path / "bk"), str(tmp_path / "dst")
     with DB(src, max_file_size=1 << 15) as db:
-        for i in range(600):
-            db.put(b"k%04d" % (i % 300), b"v" * 100)
+        for i in range(3000):  # (salvage copies 1000 keys a batch: a Ctrl-C comes after the first)
+            db.put(b"k%04d" % (i % 2500), b"v" * 20)
         if command == "restore":
             db.backup(url)
     args = {
@@ -144,21 +145,21 @@ def test_ctrl_c_midway_says_so_in_one_line_exits_130_and_the_next_run_works(
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (what Python starts with)
     try:
         with monkeypatch.context() as m:
-            _signal_midway(m, signal.SIGINT)
+            _signal_midway(m, signal.SIGINT, copying=command == "salvage")
             assert run(capsys, *args) == (130, "", "kvb: interrupted\n")
     finally:
         signal.signal(signal.SIGINT, previous)
     if command == "salvage":  # SIGTERM alike
         before = signal.getsignal(signal.SIGTERM)
         with monkeypatch.context() as m:
-            _signal_midway(m, signal.SIGTERM)
+            _signal_midway(m, signal.SIGTERM, copying=True)
             assert run(capsys, *args) == (143, "", "kvb: terminated\n")
         assert signal.getsignal(signal.SIGTERM) is before
     assert not os.path.exists(dst) and not [n for n in os.listdir(tmp_path) if n.startswith(".")]
     code, _, err = run(capsys, *args)
     assert (code, err) == (0, "")
     with DB(dst if command in ("salvage", "restore") else src, read_only=True) as db:
-        assert len(db) == 300 and db[b"k0299"] == b"v" * 100
+        assert len(db) == 2500 and db[b"k2499"] == b"v" * 20
         assert db.stats()["corrupt_records"] == 0
 
 
@@ -293,3 +294,39 @@ def test_a_kvb_format_file_this_user_may_not_read_says_so():
         f"kvb: cannot read {path}/KVB_FORMAT: Permission denied. User nobody may not read it: "
         "run kvb as a user who may (the store's owner).\n",
     )
+
+
+@pytest.mark.parametrize("command", ["salvage", "restore"])
+def test_a_second_ctrl_c_cannot_cut_the_cleanup_of_the_first_short(tmp_path, capsys, monkeypatch, command):
+    """An impatient second Ctrl-C, during the removal of the unfinished copy the first one stopped,
+    interrupted that removal and left the copy behind (a hidden directory next to DST, for good); a
+    second SIGTERM was already ignored for that reason, and a second SIGINT is now too."""
+    import signal
+
+    import kv_backend.backup
+    import kv_backend.salvage
+
+    src, url, dst = str(tmp_path / "src"), str(tmp_path / "bk"), str(tmp_path / "dst")
+    with DB(src, max_file_size=1 << 15) as db:
+        for i in range(2500):
+            db.put(b"k%04d" % i, b"v" * 20)
+        if command == "restore":
+            db.backup(url)
+    module = kv_backend.salvage if command == "salvage" else kv_backend.backup
+    rmtree = module.shutil.rmtree
+
+    def impatient_rmtree(path, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C again, as the cleanup starts
+        return rmtree(path, *args, **kwargs)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (what Python starts with)
+    try:
+        with monkeypatch.context() as m:
+            _signal_midway(m, signal.SIGINT, copying=True)
+            m.setattr(module.shutil, "rmtree", impatient_rmtree)
+            args = ["salvage", src, dst] if command == "salvage" else ["restore", url, dst]
+            assert run(capsys, *args) == (130, "", "kvb: interrupted\n")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert sorted(os.listdir(tmp_path)) == (["src"] if command == "salvage" else ["bk", "src"])
