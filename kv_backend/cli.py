@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from kv_backend.errors import ConfigurationError, KVError
 
@@ -545,6 +546,27 @@ def cmd_http(args: argparse.Namespace) -> int:
 _ESCAPED = "\0"
 
 
+#: Said after a usage error an argument that starts with ``-`` may have caused.
+_DASH_HINT = (
+    "(a key or value that starts with '-' goes after '--', which ends the options: kvb put PATH -- KEY VALUE)"
+)
+
+
+def _unknown_dash(parser: argparse.ArgumentParser, given: Sequence[str]) -> bool:
+    """Whether ``given`` holds an argument before any ``--`` that starts with ``-`` and is no option
+    of ``parser`` (nor a negative number, which argparse takes as an argument)."""
+    for arg in given:
+        if arg == "--":
+            return False
+        if (
+            arg.startswith("-")
+            and arg.partition("=")[0] not in parser._option_string_actions
+            and not re.fullmatch(r"-\d+|-\d*\.\d+", arg)
+        ):
+            return True
+    return False
+
+
 class _Parser(argparse.ArgumentParser):
     """``kvb``'s parser: every argument after the first ``--`` is a positional argument, as given.
 
@@ -565,7 +587,17 @@ class _Parser(argparse.ArgumentParser):
         for name, value in vars(parsed).items():
             if isinstance(value, str) and value.startswith(_ESCAPED):
                 setattr(parsed, name, value[len(_ESCAPED) :])
+        # (Those given after the "--" are marked: they are no option anyone took for one.)
+        self._unknown_options = [a for a in extra if a.startswith("-")]
         return parsed, [a.removeprefix(_ESCAPED) for a in extra]
+
+    _unknown_options: Sequence[str] = ()
+
+    def error(self, message: str) -> NoReturn:
+        """Say it as argparse does, and how to give a key or value that an unknown option may be."""
+        if message.startswith("unrecognized arguments: ") and self._unknown_options:
+            message = f"{message} {_DASH_HINT}"
+        super().error(message)
 
 
 class _CommandParser(argparse.ArgumentParser):
@@ -579,11 +611,21 @@ class _CommandParser(argparse.ArgumentParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         if self._parsing:  # parse_known_intermixed_args calls this method for each of its passes
             return super().parse_known_args(args, namespace)
+        self._given = list(args or ())
         self._parsing = True
         try:
             return self.parse_known_intermixed_args(args, namespace)
         finally:
             self._parsing = False
+
+    _given: Sequence[str] = ()
+
+    def error(self, message: str) -> NoReturn:
+        """Say it as argparse does; where an argument that starts with ``-`` was taken for an unknown
+        option (and a KEY is then missing), also how to give it."""
+        if message.startswith("the following arguments are required") and _unknown_dash(self, self._given):
+            message = f"{message} {_DASH_HINT}"
+        super().error(message)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -330,3 +330,27 @@ def test_a_second_ctrl_c_cannot_cut_the_cleanup_of_the_first_short(tmp_path, cap
     finally:
         signal.signal(signal.SIGINT, previous)
     assert sorted(os.listdir(tmp_path)) == (["src"] if command == "salvage" else ["bk", "src"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("put", "STORE", "k", "-v"),
+        ("put", "STORE", "-k", "v"),
+        ("get", "STORE", "-xa"),
+        ("delete", "STORE", "-xa"),
+    ],
+)
+def test_a_key_or_value_that_starts_with_a_dash_is_refused_with_how_to_give_it(store_path, capsys, args):
+    """`kvb put DIR k -v` said only "unrecognized arguments: -v", and `kvb get DIR -xa` "the
+    following arguments are required: key": nothing said how to give such a key or value (`--`)."""
+    with DB(store_path) as db:
+        db.put(b"k", b"1")
+    code, out, err = run(capsys, *[store_path if a == "STORE" else a for a in args])
+    assert (code, out) == (2, "")
+    assert err.rstrip().endswith(
+        "(a key or value that starts with '-' goes after '--', which ends the options: "
+        "kvb put PATH -- KEY VALUE)"
+    )
+    with DB(store_path) as db:
+        assert dict(db.items()) == {b"k": b"1"}
