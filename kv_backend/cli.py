@@ -488,6 +488,16 @@ def cmd_backups(args: argparse.Namespace) -> int:
         _print(info)
     if not infos:  # said on stderr, so a script reading the list still gets an empty one
         _say(f"kvb: no backups at {args.url}")
+    damaged = [info.name for info in infos if not info.ok]
+    if damaged:
+        # As kvb check: an exit status a cron job notices, for a manifest that blocks prune's object
+        # collection (storage grows) and may stop a restore that names no backup.
+        _say(
+            f"kvb: {len(damaged)} damaged backup manifest(s) at {args.url}: {', '.join(damaged)}; repair or "
+            "delete them: while one is there, kvb backups --keep removes no objects, and kvb restore "
+            "without --name may refuse to choose"
+        )
+        return 1
     return 0
 
 

@@ -354,3 +354,25 @@ def test_a_key_or_value_that_starts_with_a_dash_is_refused_with_how_to_give_it(s
     )
     with DB(store_path) as db:
         assert dict(db.items()) == {b"k": b"1"}
+
+
+def test_backups_with_a_damaged_manifest_exits_1_as_check_does(tmp_path, capsys):
+    """`kvb backups` listed a damaged manifest (DAMAGED: ...) and exited 0, so a cron job watching
+    its status did not notice that the newest backup cannot be restored by default, nor that it stops
+    every prune from collecting objects; damage found exits 1, as for kvb check, salvage and backup."""
+    src, url = str(tmp_path / "src"), str(tmp_path / "bk")
+    with DB(src) as db:
+        db.put(b"k", b"v")
+        db.backup(url, name="one")
+        db.backup(url, name="two")
+    assert run(capsys, "backups", url)[0] == 0
+    with open(os.path.join(url, "backups", "two.json"), "w") as f:
+        f.write("garbage")
+    for args in (["backups", url], ["backups", url, "--keep", "1"]):
+        code, out, err = run(capsys, *args)
+        assert code == 1
+        assert out.startswith("one ") and "two  DAMAGED: " in out
+        assert err == (
+            f"kvb: 1 damaged backup manifest(s) at {url}: two; repair or delete them: while one is there, "
+            "kvb backups --keep removes no objects, and kvb restore without --name may refuse to choose\n"
+        )
