@@ -133,7 +133,11 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             # length so that the records after it are still read.
             sound = False
         else:
-            sound = crc32(mv[pos + 4 : pos + size]) == crc
+            # A published COMMIT without a count, its CRC matching, is damage too: only a newer
+            # writer or a CRC collision makes one (unpublished, it ends the data: see below).
+            sound = crc32(mv[pos + 4 : pos + size]) == crc and (
+                rtype != COMMIT or vlen == 4 or not trust_lengths
+            )
         if not sound:
             if not trust_lengths:
                 stop = "checksum mismatch"
@@ -145,15 +149,6 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
                 committed_end = pos
             continue
         if rtype == COMMIT:
-            if vlen != 4 and trust_lengths:
-                # Published, its CRC matching, but no count: only a newer writer or a CRC
-                # collision makes one. Damage, as a damaged COMMIT is (see above).
-                corrupt.append(pos)
-                pending = _index_damaged(mv, pos, size, klen, pending, entries)
-                pos += size
-                if pending is None:
-                    committed_end = pos
-                continue
             n = COUNT.unpack_from(mv, pos + hsize)[0] if vlen == 4 else -1
             if n == 0 and pending is None:
                 # An empty batch: a no-op marker (merge writes one to move the tail).
