@@ -63,3 +63,14 @@ def raw(ports, request):
     yield conns
     for c in conns:
         c.close()
+
+
+@pytest.fixture
+def app_client(db):
+    """A Starlette test client of the HTTP API over ``db``, in process."""
+    from starlette.testclient import TestClient
+
+    from kv_backend.http import create_app
+
+    with TestClient(create_app(db)) as client:
+        yield client

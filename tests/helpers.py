@@ -211,3 +211,10 @@ def thread_reporting(fn: Callable[[], object]) -> tuple[threading.Thread, list[o
             got.append(exc)
 
     return threading.Thread(target=run, daemon=True), got
+
+
+def key_url(key: bytes, suffix: str = "") -> str:
+    """The HTTP API's URL path of ``key`` (percent-encoded as clients must), plus ``suffix``."""
+    from kv_backend.http import encode_key
+
+    return "/v1/keys/" + encode_key(key) + suffix

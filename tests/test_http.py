@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import ROOT, child_env, free_port, spawn_python
+from helpers import key_url as url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -91,10 +92,6 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(10)
         self._log.close()
-
-
-def url(key: bytes, suffix: str = "") -> str:
-    return "/v1/keys/" + encode_key(key) + suffix
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,11 @@ import json
 import socket
 
 import pytest
+from helpers import key_url as url
 from starlette.testclient import TestClient
 from test_http import TOKEN, Server
 
-from kv_backend.http import create_app, encode_key
+from kv_backend.http import create_app
 from kv_backend.http.app import MAX_TTL
 from kv_backend.http.openapi import openapi_document
 
@@ -29,16 +30,6 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(server):
     with server.client() as c:
-        yield c
-
-
-def url(key: bytes, suffix: str = "") -> str:
-    return "/v1/keys/" + encode_key(key) + suffix
-
-
-@pytest.fixture
-def app_client(db):
-    with TestClient(create_app(db)) as c:
         yield c
 
 

@@ -7,24 +7,14 @@ import json
 from urllib.parse import quote
 
 import pytest
+from helpers import key_url as url
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from kv_backend import DB
-from kv_backend.http import create_app, encode_key
+from kv_backend.http import create_app
 from kv_backend.http.keys import RepeatedParameterError, parse_query
-
-
-@pytest.fixture
-def app_client(db):
-    with TestClient(create_app(db)) as c:
-        yield c
-
-
-def url(key: bytes, suffix: str = "") -> str:
-    return "/v1/keys/" + encode_key(key) + suffix
-
 
 # ------------------------------------------------------- repeated parameters
 

@@ -8,22 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 from helpers import data_files, patch_engine
+from helpers import key_url as url
 from starlette.testclient import TestClient
 
 import kv_backend.http.app as app_module
 from kv_backend import DB, record
 from kv_backend.errors import CorruptionError
-from kv_backend.http import create_app, encode_key
-
-
-@pytest.fixture
-def app_client(db):
-    with TestClient(create_app(db)) as c:
-        yield c
-
-
-def url(key: bytes, suffix: str = "") -> str:
-    return "/v1/keys/" + encode_key(key) + suffix
+from kv_backend.http import create_app
 
 
 def _damage(store: str, db: DB, key: bytes, where: str) -> None:
