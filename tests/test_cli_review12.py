@@ -376,3 +376,27 @@ def test_backups_with_a_damaged_manifest_exits_1_as_check_does(tmp_path, capsys)
             f"kvb: 1 damaged backup manifest(s) at {url}: two; repair or delete them: while one is there, "
             "kvb backups --keep removes no objects, and kvb restore without --name may refuse to choose\n"
         )
+
+
+def test_backups_lines_have_the_fields_docs_backup_md_gives(tmp_path, capsys):
+    """docs/backup.md gives the line `kvb backups` prints for scripts: NAME, the UTC time, the file
+    count, the size and the store's path (the rest of the line, spaces and all), two spaces apart."""
+    import re
+
+    source = str(tmp_path / "my store")
+    with DB(source) as db:
+        db.put(b"k", b"v" * 5000)
+        url = (tmp_path / "bk").as_uri()
+        db.backup(url, name="older")
+        db.put(b"k2", b"w")
+        db.backup(url, name="nightly")
+    code, out, _ = run(capsys, "backups", url)
+    assert code == 0
+    line = re.compile(
+        r"^(?P<name>\S+)  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC  \d+ files  "
+        r"[\d.]+ (B|KiB|MiB|GiB|TiB)  from (?P<path>.+)$"
+    )
+    found = [line.match(text) for text in out.splitlines()]
+    assert all(found), out
+    assert [m["name"] for m in found] == ["older", "nightly"]  # oldest first
+    assert {m["path"] for m in found} == {source}
