@@ -486,7 +486,13 @@ def _check_entries(files: object, where: str) -> list[dict[str, Any]]:
         if not (isinstance(stored, str) and _STORED_RE.match(stored)):
             raise BackupError(f"{where}: bad stored_as for {name}")
         seen.add(name)
-        out.append({"name": name, "size": size, "sha256": sha, "stored_as": stored})
+        entry: dict[str, Any] = {"name": name, "size": size, "sha256": sha, "stored_as": stored}
+        damaged, as_tail = item.get("damaged_records"), item.get("scanned_as_tail")
+        # Optional (older backups lack them): the file's damaged records, as scanned for the backup.
+        counted = isinstance(damaged, int) and not isinstance(damaged, bool) and damaged >= 0
+        if counted and isinstance(as_tail, bool):
+            entry["damaged_records"], entry["scanned_as_tail"] = damaged, as_tail
+        out.append(entry)
     return out
 
 
@@ -637,20 +643,22 @@ def _upload(target: _Target, snap: SnapshotFile, rel: str, advance: Callable[[in
     return h.hexdigest()
 
 
-def _known_copies(target: _Target, now: float) -> dict[tuple[str, int], dict[str, str]]:
-    """Objects already stored and vouched for: (name, size) -> {sha256: stored_as}.
+def _known_copies(target: _Target, now: float) -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
+    """Objects already stored and vouched for: (name, size) -> {sha256: the entry listing it}.
 
     An object counts if a complete manifest (or the journal of a backup that
     is still running or died recently) lists it with that size and sha256 and
     it is still present with that size.
     """
     present = target.listdir(FILES_DIR)
-    known: dict[tuple[str, int], dict[str, str]] = {}
+    known: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
 
     def add(entries: list[dict[str, Any]]) -> None:
         for e in entries:
             if present.get(e["stored_as"][len(FILES_DIR) + 1 :]) == e["size"]:
-                known.setdefault((e["name"], e["size"]), {})[e["sha256"]] = e["stored_as"]
+                same = known.setdefault((e["name"], e["size"]), {})
+                if "damaged_records" in e or e["sha256"] not in same:  # one with its damage count first
+                    same[e["sha256"]] = e
 
     for _name, doc, _err in _load_all(target):
         if doc is not None:
@@ -806,13 +814,17 @@ def backup(
             if progress is not None:
                 progress(0, total)
             entries = []
+            data_files = [snap.name for snap in snapshot if snap.name.endswith(".data")]
+            # The newest two data files may end in an unfinished write, which is no damage there.
+            tails = set(data_files[-2:])
             for snap in snapshot:
                 mark = done
                 candidates = known.get((snap.name, snap.length))
                 if candidates:
                     sha = _hash_snapshot(snap, advance)
                     if sha in candidates:
-                        entries.append(_entry(snap, sha, candidates[sha]))
+                        entries.append(_entry(snap, sha, candidates[sha]["stored_as"]))
+                        _note_damage(entries[-1], snap, snap.name in tails, candidates[sha])
                         report.files_skipped += 1
                         report.bytes_skipped += snap.length
                         continue
@@ -820,13 +832,14 @@ def backup(
                 stored = f"{FILES_DIR}/{snap.name}.{token}"
                 sha = _upload(target, snap, stored, advance)
                 entries.append(_entry(snap, sha, stored))
+                _note_damage(entries[-1], snap, snap.name in tails, None)
                 report.files_copied += 1
                 report.bytes_copied += snap.length
                 journal["files"].append(entries[-1])
                 if time.time() - journal["updated"] >= JOURNAL_INTERVAL:
                     journal["updated"] = time.time()
                     target.write_bytes(journal_rel, json.dumps(journal).encode())
-            report.damaged_records = _count_damage(snapshot)
+            report.damaged_records = sum(e.get("damaged_records", 0) for e in entries)
             # Every object must be in place before the manifest says the backup is complete.
             if target.local and report.files_copied:
                 # The objects are synced, but their names are entries of files/: a manifest that
@@ -901,20 +914,24 @@ def _store_around(path: str) -> str | None:
         path = parent
 
 
-def _count_damage(snapshot: list[SnapshotFile]) -> int:
-    """The damaged spots in the data files of ``snapshot``, as a restore's store check finds them.
+def _note_damage(entry: dict[str, Any], snap: SnapshotFile, tail: bool, known: dict[str, Any] | None) -> None:
+    """Note in a data file's manifest ``entry`` its damaged spots, as a restore's store check finds
+    them: from the entry of an earlier backup holding the same bytes (scanned the same way), else
+    by scanning the file, so that an incremental backup reads again only what it sends.
 
     A store's open checks the records of files without a hint file only, and a long-running process
     checked them when it opened the store: damage in a merged file, or that happened since, was
     found by the restore alone, on the day the backup was needed.
     """
-    from kv_backend.check import snapshot_problems
+    if not snap.name.endswith(".data"):
+        return
+    if known is not None and known.get("scanned_as_tail") is tail and "damaged_records" in known:
+        damaged = known["damaged_records"]
+    else:
+        from kv_backend.check import snapshot_problems
 
-    data = [snap for snap in snapshot if snap.name.endswith(".data")]
-    return sum(
-        len(snapshot_problems(snap.read, snap.length, snap.name, tail=i >= len(data) - 2))
-        for i, snap in enumerate(data)
-    )
+        damaged = len(snapshot_problems(snap.read, snap.length, snap.name, tail=tail))
+    entry["damaged_records"], entry["scanned_as_tail"] = damaged, tail
 
 
 def _entry(snap: SnapshotFile, sha: str, stored: str) -> dict[str, Any]:

@@ -305,3 +305,44 @@ def test_backups_of_the_same_millisecond_both_keep_a_default_name(kind, store_pa
         import fsspec
 
         fsspec.filesystem("memory").rm(url[len("memory://") :], recursive=True)
+
+
+def test_an_incremental_backup_scans_only_what_it_sends_and_still_counts_old_damage(
+    store_path, tmp_path, monkeypatch
+):
+    """Counting damage scanned every data file at every backup, so a backup after 1% of a store
+    changed read and checked all of it again (about 0.22 s per 54 MB of records). A file's count is
+    kept in its manifest entry and taken again with the object; damage in a file sent by an earlier
+    backup still counts in every later one, whose restore it would stop as well."""
+    import kv_backend.check as check
+
+    with DB(store_path, max_file_size=4096) as db:
+        for rnd in range(3):
+            for i in range(60):
+                db.put(b"k%03d" % i, b"round-%d-" % rnd * 10)
+        db.merge()
+    merged = min(n for n in os.listdir(store_path) if n.endswith(".hint"))[: -len(".hint")] + ".data"
+    with open(os.path.join(store_path, merged), "r+b") as f:
+        f.seek(200)
+        byte = f.read(1)
+        f.seek(200)
+        f.write(bytes([byte[0] ^ 1]))
+    url = str(tmp_path / "bk")
+    scanned: list[str] = []
+    real = check.snapshot_problems
+
+    def counting(read, size, name, *, tail):
+        scanned.append(name)
+        return real(read, size, name, tail=tail)
+
+    monkeypatch.setattr(check, "snapshot_problems", counting)
+    with DB(store_path) as db:
+        first = db.backup(url, name="first")
+        assert first.damaged_records == 1 and merged in scanned
+        sent_once = len(scanned)
+        scanned.clear()
+        db.put(b"one-more", b"x")
+        second = db.backup(url, name="second")
+    assert second.damaged_records == 1  # the damaged object is part of this backup too
+    assert merged not in scanned and len(scanned) < sent_once  # only what changed (and the tails)
+    assert second.files_skipped > 0
