@@ -93,4 +93,4 @@ def test_djangos_session_tests_pass_with_the_cache_on_kvcache(django_tests_dir):
     report = done.stderr[-6000:]
     assert done.returncode == 0, f"Django's session tests failed on KVCache:\n{report}"
     ran = re.search(r"Ran (\d+) tests", done.stderr)
-    assert ran and int(ran.group(1)) >= 200, report  # 239 with Django 5.2
+    assert ran and int(ran.group(1)) >= 140, report  # 239 with Django 5.2, 148 with 4.2
