@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.server import lua_bit, lua_cjson
 from kv_backend.server.commands.registry import COMMANDS
+from kv_backend.server.lua_common import C_FUNCTION
 from kv_backend.server.lua_msgpack import install as install_msgpack
 from kv_backend.server.protocol import (
     NULL_ARRAY,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
 
 _PRELUDE = """
-local bridge, sha1, version, version_num, set_resp = ...
+local bridge, sha1, version, version_num, set_resp, c_function = ...
 local getinfo, find, sub, gsub = debug.getinfo, string.find, string.sub, string.gsub
 local select, type, tostring = select, type, tostring
 -- Redis's form of an error table's text: ``-CODE message`` or ``message`` (code ERR), CR/LF trimmed
@@ -101,7 +102,6 @@ end
 function redis.error_reply(...) return reply_table('err', ...) end
 function redis.status_reply(...) return reply_table('ok', ...) end
 function redis.sha1hex(s) return sha1(s) end
-function redis.log(level, msg) end
 -- Redis's argument checks (a number or numeric string, truncated)
 local tonumber, floor, ceil = tonumber, math.floor, math.ceil
 function redis.setresp(...)
@@ -112,6 +112,31 @@ function redis.setresp(...)
   set_resp(n == 3)
 end
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
+redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = version, version_num
+local function truncated(n) return n >= 0 and floor(n) or ceil(n) end
+-- kvb keeps no log of scripts' messages, but checks the arguments as Redis does. These are C
+-- functions to Lua, as Redis's (c_function: kv_backend/server/lua_common.py), so that an error
+-- names the script's line also after ``return redis.log(...)``.
+redis.log = c_function(function(...)
+  if select('#', ...) < 2 then error({err = 'ERR redis.log() requires two arguments or more.'}, 0) end
+  local level = tonumber((...))
+  if level == nil then error({err = 'ERR First argument must be a number (log level).'}, 0) end
+  level = truncated(level)
+  if level < 0 or level > 3 then error({err = 'ERR Invalid debug level.'}, 0) end
+end)
+-- What Redis 7.0 keeps for scripts written for older versions: commands are always replicated
+-- as effects (kvb has no replication), and the debugger's functions do nothing outside a session.
+redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
+redis.replicate_commands = c_function(function() return true end)
+redis.set_repl = c_function(function(...)
+  if select('#', ...) ~= 1 then error({err = 'ERR redis.set_repl() requires two arguments.'}, 0) end
+  local flags = truncated(tonumber((...)) or 0)
+  if flags < 0 or flags > 3 then
+    error({err = 'ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.'}, 0)
+  end
+end)
+redis.breakpoint = c_function(function() return false end)
+redis.debug = c_function(function() end)
 -- the error handler of every script: as Redis's, it makes the error a table {err=...} and adds
 -- where in the script it was raised (the frame under error() or a library function; the frames
 -- of this prelude, which has its own chunk name, are skipped over)
@@ -434,11 +459,12 @@ class Scripts:
             lua_bit.install(lua, compile_kvb)
             install_msgpack(lua)  # cmsgpack and struct, before the prelude makes views of them
             prelude = compile_kvb(_PRELUDE.encode())
+            c_function = compile_kvb((C_FUNCTION + "return c_function").encode())()
             version = self.server.REDIS_VERSION
             major, minor, patch = (int(p) for p in version.split("."))
             sha1 = lambda s: hashlib.sha1(bytes(s)).hexdigest().encode()  # noqa: E731
             number = (major << 16) | (minor << 8) | patch
-            prelude(self._bridge, sha1, version.encode(), number, self._set_resp)
+            prelude(self._bridge, sha1, version.encode(), number, self._set_resp, c_function)
             self._lua = lua
             self._loader = lua.eval("function(src) return loadstring(src, '@user_script') end")
             g = lua.globals()

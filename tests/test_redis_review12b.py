@@ -1,0 +1,107 @@
+"""``kvb serve`` against redis-server 7.0, a second adversarial pass over the families earlier
+reviews covered least: the ``redis`` library of Lua scripts (``REDIS_VERSION``, ``redis.log``'s
+checks, the replication and debugger functions old scripts still call)...
+
+Each test runs the same commands on a ``kvb serve`` and on a throw-away redis-server and compares
+the replies byte for byte where Redis is deterministic (and kvb does not differ on purpose).
+"""
+
+from __future__ import annotations
+
+import pytest
+from helpers import require_tool
+from resp_helpers import Raw, RunningServer, start_redis_server, stop_process
+
+
+@pytest.fixture(scope="module")
+def kvb(tmp_path_factory):
+    """A ``kvb serve`` on a new directory: its port."""
+    server = RunningServer(str(tmp_path_factory.mktemp("review12b") / "store"))
+    server.start()
+    yield server.port
+    assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory):
+    """A throw-away redis-server (no persistence) to compare with: its port."""
+    require_tool("redis-server")
+    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
+    try:
+        yield port
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture
+def both(kvb, redis_port):
+    """A raw RESP2 connection to kvb and one to redis-server, both stores emptied first."""
+    conns = [Raw(kvb, 2), Raw(redis_port, 2)]
+    for conn in conns:
+        assert conn.call("FLUSHALL") == b"+OK\r\n"
+    yield conns
+    for conn in conns:
+        conn.close()
+
+
+def same(conns: list[Raw], *args: str) -> bytes:
+    """Run one command on both servers; assert the replies are the same bytes and return kvb's."""
+    ours, theirs = (conn.call(*args) for conn in conns)
+    assert ours == theirs, (args, ours, theirs)
+    return ours
+
+
+# ---------------------------------------------------------------- the redis library of scripts
+
+# Scripts written for Redis 3.2 to 6 call redis.replicate_commands() (needed there before a
+# write after a random command) and redis.set_repl(); Redis 7.0 keeps them (and the debugger's
+# redis.breakpoint/redis.debug, which do nothing outside a debugging session) so those scripts run.
+LIBRARY_CALLS = [
+    "return redis.replicate_commands()",
+    "return redis.replicate_commands(1)",
+    "return {redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL}",
+    "return redis.set_repl(redis.REPL_ALL)",
+    "redis.set_repl(redis.REPL_NONE); return redis.call('set', 'k', 'v')",
+    "return redis.set_repl('3')",
+    "return redis.set_repl('x')",
+    "return redis.set_repl(3.5)",
+    "return redis.set_repl()",
+    "return redis.set_repl(1, 2)",
+    "return redis.set_repl(-1)",
+    "return redis.set_repl(4)",
+    "local ok, e = pcall(redis.set_repl, 9); return e",
+    "return redis.breakpoint()",
+    "return redis.breakpoint(1)",
+    "return redis.debug('x', 1)",
+    "return redis.debug()",
+    "return redis.log(redis.LOG_WARNING, 'x')",
+    "return redis.log('1', 'x', 2)",
+    "return redis.log(3.5, {})",
+    "return redis.log()",
+    "return redis.log(1)",
+    "return redis.log('x', 'y')",
+    "return redis.log(-1, 'y')",
+    "return redis.log(4, 'y')",
+    "return type(redis.REDIS_VERSION_NUM)",
+    "return type(redis.REDIS_VERSION)",
+]
+
+
+@pytest.mark.parametrize("script", LIBRARY_CALLS)
+def test_script_redis_library_functions_answer_as_redis(both, script):
+    same(both, "EVAL", script, "0")
+
+
+def test_script_sees_the_servers_version(both):
+    kvb = both[0]
+    version = kvb.call("EVAL", "return redis.REDIS_VERSION", "0")
+    number = kvb.call("EVAL", "return redis.REDIS_VERSION_NUM", "0")
+    info = kvb.call("INFO", "server")
+    assert b"redis_version:7.2.0\r\n" in info
+    assert (version, number) == (b"$5\r\n7.2.0\r\n", b":%d\r\n" % 0x070200)
+    # and so do functions when they run, not only while their library loads
+    library = "#!lua name=lib\nredis.register_function('v', function() return redis.REDIS_VERSION end)"
+    assert kvb.call("FUNCTION", "LOAD", "REPLACE", library) == b"$3\r\nlib\r\n"
+    assert kvb.call("FCALL", "v", "0") == b"$5\r\n7.2.0\r\n"
+    assert kvb.call("FUNCTION", "DELETE", "lib") == b"+OK\r\n"
+
