@@ -1,6 +1,6 @@
 """``kvb serve`` against redis-server 7.0, a second adversarial pass over the families earlier
 reviews covered least: the ``redis`` library of Lua scripts (``REDIS_VERSION``, ``redis.log``'s
-checks, the replication and debugger functions old scripts still call)...
+checks, the replication and debugger functions old scripts still call), ``SCRIPT KILL``...
 
 Each test runs the same commands on a ``kvb serve`` and on a throw-away redis-server and compares
 the replies byte for byte where Redis is deterministic (and kvb does not differ on purpose).
@@ -105,3 +105,8 @@ def test_script_sees_the_servers_version(both):
     assert kvb.call("FCALL", "v", "0") == b"$5\r\n7.2.0\r\n"
     assert kvb.call("FUNCTION", "DELETE", "lib") == b"+OK\r\n"
 
+
+def test_script_kill_without_a_running_script_is_notbusy(both):
+    assert same(both, "SCRIPT", "KILL") == b"-NOTBUSY No scripts in execution right now.\r\n"
+    same(both, "SCRIPT", "KILL", "x")
+    same(both, "EVAL", "return redis.call('script', 'kill')", "0")

@@ -383,6 +383,7 @@ _FORBIDDEN = {
     b"client|trackinginfo",
     b"script|exists",
     b"script|flush",
+    b"script|kill",
     b"script|load",
     b"function|delete",
     b"function|dump",

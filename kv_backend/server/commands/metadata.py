@@ -171,6 +171,7 @@ script
 script|exists         | | @scripting | req:all_shards resp:agg_logical_and
 script|flush          | | @scripting | req:all_nodes resp:all_succeeded
 script|help           | loading stale | @scripting
+script|kill           | allow_busy | @scripting | req:all_shards resp:one_succeeded
 script|load           | stale | @scripting | req:all_nodes resp:all_succeeded
 fcall                 | stale skip_monitor no_mandatory_keys | @scripting | | RW,access,update@2#0,1,1
 fcall_ro              | readonly stale skip_monitor no_mandatory_keys | @scripting | | RO,access@2#0,1,1

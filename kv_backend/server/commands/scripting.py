@@ -39,12 +39,13 @@ _SCRIPT_HELP = help_reply(
     [
         ("EXISTS <sha1> [<sha1> ...]", "1 or 0 for each SHA1: is that script cached?"),
         ("FLUSH [ASYNC|SYNC]", "Forget every cached script."),
+        ("KILL", "Kill the running script (none ever runs while another command waits here)."),
         ("LOAD <script>", "Compile and cache a script; reply its SHA1 (for EVALSHA)."),
     ],
 )
 
 
-@command("SCRIPT", -2, subcommands={b"EXISTS": -3, b"FLUSH": -2, b"HELP": 2, b"LOAD": 3})
+@command("SCRIPT", -2, subcommands={b"EXISTS": -3, b"FLUSH": -2, b"HELP": 2, b"KILL": 2, b"LOAD": 3})
 def cmd_script(conn: Connection, args: list[bytes]) -> Any:
     sub = upper(args[1])
     if sub == b"HELP":
@@ -59,6 +60,9 @@ def cmd_script(conn: Connection, args: list[bytes]) -> Any:
             raise CommandError("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
         scripts.flush()
         return OK
+    if sub == b"KILL":
+        # scripts run under the store lock in the event loop: none runs while a command waits here
+        return ErrorReply("NOTBUSY No scripts in execution right now.")
     raise unknown_subcommand(args)
 
 
