@@ -110,3 +110,28 @@ def test_script_kill_without_a_running_script_is_notbusy(both):
     assert same(both, "SCRIPT", "KILL") == b"-NOTBUSY No scripts in execution right now.\r\n"
     same(both, "SCRIPT", "KILL", "x")
     same(both, "EVAL", "return redis.call('script', 'kill')", "0")
+
+
+# redis.sha1hex hashes what lua_tolstring makes of its argument: a number's Lua text ("1", "1.5",
+# "1e+20"), nothing for a value that is not a string or number; any other count of arguments is
+# an error. kvb hashed the number's bytes(n) (n zero bytes) and failed on a float, nil or boolean
+# with a Python message.
+SHA1HEX_CALLS = [
+    "return redis.sha1hex('')",
+    "return redis.sha1hex('abc')",
+    "return redis.sha1hex(1)",
+    "return redis.sha1hex(1.5)",
+    "return redis.sha1hex(1e20)",
+    "return redis.sha1hex(-0.25)",
+    "return redis.sha1hex(nil)",
+    "return redis.sha1hex(true)",
+    "return redis.sha1hex({})",
+    "return redis.sha1hex()",
+    "return redis.sha1hex('a', 'b')",
+    "local ok, e = pcall(redis.sha1hex); return e",
+]
+
+
+@pytest.mark.parametrize("script", SHA1HEX_CALLS)
+def test_script_sha1hex_hashes_what_redis_hashes(both, script):
+    same(both, "EVAL", script, "0")

@@ -101,7 +101,6 @@ function redis.pcall(...)
 end
 function redis.error_reply(...) return reply_table('err', ...) end
 function redis.status_reply(...) return reply_table('ok', ...) end
-function redis.sha1hex(s) return sha1(s) end
 -- Redis's argument checks (a number or numeric string, truncated)
 local tonumber, floor, ceil = tonumber, math.floor, math.ceil
 function redis.setresp(...)
@@ -113,6 +112,14 @@ function redis.setresp(...)
 end
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = version, version_num
+-- as Redis's, it hashes lua_tolstring's text of its argument: a number's Lua text, nothing for a
+-- value that is neither a string nor a number
+redis.sha1hex = c_function(function(...)
+  if select('#', ...) ~= 1 then error({err = 'ERR wrong number of arguments'}, 0) end
+  local s = ...
+  if type(s) == 'number' then s = tostring(s) elseif type(s) ~= 'string' then s = '' end
+  return sha1(s)
+end)
 local function truncated(n) return n >= 0 and floor(n) or ceil(n) end
 -- kvb keeps no log of scripts' messages, but checks the arguments as Redis does. These are C
 -- functions to Lua, as Redis's (c_function: kv_backend/server/lua_common.py), so that an error
