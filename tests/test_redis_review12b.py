@@ -135,3 +135,20 @@ SHA1HEX_CALLS = [
 @pytest.mark.parametrize("script", SHA1HEX_CALLS)
 def test_script_sha1hex_hashes_what_redis_hashes(both, script):
     same(both, "EVAL", script, "0")
+
+
+# A number given to redis.call is the text Redis makes of it: an integer's digits, else the
+# double's text ("1e+20", "inf", "-nan" for 0/0, whose sign bit is set). kvb wrote 1e20 as its 21
+# integer digits and failed on an infinity or NaN with Python's 'cannot convert float infinity to
+# integer'.
+@pytest.mark.parametrize("number", ["1/0", "-1/0", "0/0", "-(0/0)", "1e20", "-1e21", "1.5", "3", "1e16"])
+def test_script_number_arguments_are_redis_text(both, number):
+    same(both, "EVAL", f"return redis.call('set', 'f', {number})", "0")
+    same(both, "GET", "f")
+
+
+def test_script_number_argument_past_64_bits_is_a_double_in_shortest_form(both):
+    kvb = both[0]
+    assert kvb.call("EVAL", "return redis.call('set', 'f', 2^63)", "0") == b"+OK\r\n"
+    # Redis 7.0 writes 9.2233720368547758e+18; kvb writes doubles in the shortest form (docs/redis.md)
+    assert kvb.call("GET", "f") == b"$21\r\n9.223372036854776e+18\r\n"

@@ -659,7 +659,7 @@ class Scripts:
             if isinstance(a, bytes):
                 words.append(a)
             elif isinstance(a, (int, float)) and not isinstance(a, bool):
-                words.append(str(int(a) if a == int(a) else a).encode())
+                words.append(_number_argument(a))
             else:
                 return False, lua.table_from(
                     {b"err": b"ERR Lua redis lib command arguments must be strings or integers"}
@@ -790,6 +790,17 @@ def _double_reply(value: float) -> Any:
     if value != value:
         return DoubleText(b"-nan" if math.copysign(1.0, value) < 0 else b"nan")
     return value
+
+
+def _number_argument(number: float) -> bytes:
+    """A Lua number given to ``redis.call`` as the command sees it, as Redis writes it: an integer
+    that fits in 64 bits as its digits, any other double as a double's text (``1e+20``, ``inf``,
+    ``nan``; ``-nan`` when the sign bit is set, as for ``0/0``), in the shortest form."""
+    if number != number:
+        return b"-nan" if math.copysign(1.0, number) < 0 else b"nan"
+    if -(2**63) < number < 2**63 and number == int(number):
+        return str(int(number)).encode()
+    return format_float(number)
 
 
 def _refusal(words: list[bytes], read_only: bool) -> str | None:
