@@ -152,3 +152,13 @@ def test_script_number_argument_past_64_bits_is_a_double_in_shortest_form(both):
     assert kvb.call("EVAL", "return redis.call('set', 'f', 2^63)", "0") == b"+OK\r\n"
     # Redis 7.0 writes 9.2233720368547758e+18; kvb writes doubles in the shortest form (docs/redis.md)
     assert kvb.call("GET", "f") == b"$21\r\n9.223372036854776e+18\r\n"
+
+
+# redis.setresp's errors named no script line when the script tail-called it ("on =(tail
+# call):-1."): as Redis's C function, it keeps the caller's frame.
+@pytest.mark.parametrize(
+    "script",
+    ["return redis.setresp()", "return redis.setresp(5)", "return redis.setresp(3)", "redis.setresp(4)"],
+)
+def test_script_setresp_errors_name_the_line_also_in_a_tail_call(both, script):
+    same(both, "EVAL", script, "0")

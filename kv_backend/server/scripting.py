@@ -103,13 +103,15 @@ function redis.error_reply(...) return reply_table('err', ...) end
 function redis.status_reply(...) return reply_table('ok', ...) end
 -- Redis's argument checks (a number or numeric string, truncated)
 local tonumber, floor, ceil = tonumber, math.floor, math.ceil
-function redis.setresp(...)
+-- a C function to Lua, as Redis's (c_function: kv_backend/server/lua_common.py), so that an
+-- error names the script's line also after ``return redis.setresp(...)``
+redis.setresp = c_function(function(...)
   if select('#', ...) ~= 1 then error({err = 'ERR redis.setresp() requires one argument.'}, 0) end
   local n = tonumber((...)) or 0
   n = n >= 0 and floor(n) or ceil(n)
   if n ~= 2 and n ~= 3 then error({err = 'ERR RESP version must be 2 or 3.'}, 0) end
   set_resp(n == 3)
-end
+end)
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = version, version_num
 -- as Redis's, it hashes lua_tolstring's text of its argument: a number's Lua text, nothing for a
