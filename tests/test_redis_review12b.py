@@ -162,3 +162,13 @@ def test_script_number_argument_past_64_bits_is_a_double_in_shortest_form(both):
 )
 def test_script_setresp_errors_name_the_line_also_in_a_tail_call(both, script):
     same(both, "EVAL", script, "0")
+
+
+# Redis answers NOSCRIPT at once for a SHA1 that is not 40 characters long, before it reads the
+# key count; kvb checked the count first ('value is not an integer', 'can't be negative'...).
+@pytest.mark.parametrize("command", ["EVALSHA", "EVALSHA_RO"])
+@pytest.mark.parametrize(
+    "args", [["abc", "a"], ["abc", "-1"], ["abc", "5", "k"], ["abc", "0"], ["0" * 40, "x"], ["0" * 40, "0"]]
+)
+def test_evalsha_of_a_sha_of_the_wrong_length_is_noscript_first(both, command, args):
+    same(both, command, *args)

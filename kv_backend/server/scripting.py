@@ -562,6 +562,8 @@ class Scripts:
     ) -> Any:
         """Run a script (by body or by SHA1) with ``numkeys key... arg...`` (``read_only``: EVAL_RO,
         whose script may not call a command that writes)."""
+        if by_sha and len(script) != 40:  # no SHA1: as Redis, NOSCRIPT before the key count is read
+            return ErrorReply("NOSCRIPT No matching script. Please use EVAL.")
         numkeys = parse_int(rest[0])
         if numkeys < 0:
             raise CommandError("ERR Number of keys can't be negative")
