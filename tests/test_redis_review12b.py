@@ -172,3 +172,28 @@ def test_script_setresp_errors_name_the_line_also_in_a_tail_call(both, script):
 )
 def test_evalsha_of_a_sha_of_the_wrong_length_is_noscript_first(both, command, args):
     same(both, command, *args)
+
+
+# redis.acl_check_cmd (Redis 7.0) says whether the user may run a command: kvb has only the
+# default user, who may run every command it has, so it is true for a known command (and
+# subcommand), Redis's error for an unknown one or for arguments that are not strings or numbers.
+ACL_CHECK_CALLS = [
+    "return redis.acl_check_cmd('set', 'a', 'b')",
+    "return redis.acl_check_cmd('get')",
+    "return redis.acl_check_cmd('GET', 'a', 'b', 'c')",
+    "return redis.acl_check_cmd('config')",
+    "return redis.acl_check_cmd('CONFIG', 'GET', 'x')",
+    "return redis.acl_check_cmd('get', 1.5)",
+    "return redis.acl_check_cmd('nosuch')",
+    "return redis.acl_check_cmd('config', 'nosub')",
+    "return redis.acl_check_cmd(1)",
+    "return redis.acl_check_cmd()",
+    "return redis.acl_check_cmd(true)",
+    "return redis.acl_check_cmd('get', {})",
+    "local ok, e = pcall(redis.acl_check_cmd); return e",
+]
+
+
+@pytest.mark.parametrize("script", ACL_CHECK_CALLS)
+def test_script_acl_check_cmd_answers_as_redis_for_the_default_user(both, script):
+    same(both, "EVAL", script, "0")

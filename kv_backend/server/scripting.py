@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
 
 _PRELUDE = """
-local bridge, sha1, version, version_num, set_resp, c_function = ...
+local bridge, sha1, version, version_num, set_resp, c_function, acl_check = ...
 local getinfo, find, sub, gsub = debug.getinfo, string.find, string.sub, string.gsub
 local select, type, tostring = select, type, tostring
 -- Redis's form of an error table's text: ``-CODE message`` or ``message`` (code ERR), CR/LF trimmed
@@ -143,6 +143,13 @@ redis.set_repl = c_function(function(...)
   if flags < 0 or flags > 3 then
     error({err = 'ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.'}, 0)
   end
+end)
+-- kvb has only the default user, who may run every command there is: true for a command (and
+-- subcommand) kvb has, Redis's errors otherwise
+redis.acl_check_cmd = c_function(function(...)
+  local ok, r = acl_check(...)
+  if not ok then error(r, 0) end
+  return r
 end)
 redis.breakpoint = c_function(function() return false end)
 redis.debug = c_function(function() end)
@@ -474,7 +481,7 @@ class Scripts:
             major, minor, patch = (int(p) for p in version.split("."))
             sha1 = lambda s: hashlib.sha1(bytes(s)).hexdigest().encode()  # noqa: E731
             number = (major << 16) | (minor << 8) | patch
-            prelude(self._bridge, sha1, version.encode(), number, self._set_resp, c_function)
+            prelude(self._bridge, sha1, version.encode(), number, self._set_resp, c_function, self._acl_check)
             self._lua = lua
             self._loader = lua.eval("function(src) return loadstring(src, '@user_script') end")
             g = lua.globals()
@@ -652,12 +659,11 @@ class Scripts:
 
     # ---------------------------------------------------------- conversion
 
-    def _bridge(self, *args: Any) -> tuple[bool, Any]:
-        lua = self._lua
+    def _words(self, args: tuple[Any, ...]) -> list[bytes] | str:
+        """The arguments of a ``redis.call`` (or ``redis.acl_check_cmd``) as a command's words, or
+        Redis's error for no argument or one that is neither a string nor a number."""
         if not args:
-            return False, lua.table_from(
-                {b"err": b"ERR Please specify at least one argument for this redis lib call"}
-            )
+            return "ERR Please specify at least one argument for this redis lib call"
         words: list[bytes] = []
         for a in args:
             if isinstance(a, bytes):
@@ -665,9 +671,28 @@ class Scripts:
             elif isinstance(a, (int, float)) and not isinstance(a, bool):
                 words.append(_number_argument(a))
             else:
-                return False, lua.table_from(
-                    {b"err": b"ERR Lua redis lib command arguments must be strings or integers"}
-                )
+                return "ERR Lua redis lib command arguments must be strings or integers"
+        return words
+
+    def _acl_check(self, *args: Any) -> tuple[bool, Any]:
+        """``redis.acl_check_cmd``: true for a command (and subcommand) kvb has, which its only
+        user, the default one, may run; Redis's error for an unknown one."""
+        words = self._words(args)
+        if isinstance(words, str):
+            return False, self._lua.table_from({b"err": words.encode()})
+        cmd = COMMANDS.get(words[0].lower())
+        if cmd is None or (
+            cmd.subcommands is not None and len(words) > 1 and words[1].upper() not in cmd.subcommands
+        ):
+            invalid = b"ERR Invalid command passed to redis.acl_check_cmd()"
+            return False, self._lua.table_from({b"err": invalid})
+        return True, True
+
+    def _bridge(self, *args: Any) -> tuple[bool, Any]:
+        lua = self._lua
+        words = self._words(args)
+        if isinstance(words, str):
+            return False, lua.table_from({b"err": words.encode()})
         client = self._client
         refused = _refusal(words, self._read_only)
         if refused is None and client is None:
