@@ -197,3 +197,39 @@ ACL_CHECK_CALLS = [
 @pytest.mark.parametrize("script", ACL_CHECK_CALLS)
 def test_script_acl_check_cmd_answers_as_redis_for_the_default_user(both, script):
     same(both, "EVAL", script, "0")
+
+
+# Redis's glob matching: no pattern but the empty one matches the empty string (KEYS and the SCAN
+# family take a lone "*" as "everything", the empty name too; PSUBSCRIBE and PUBSUB CHANNELS do
+# not), and in a class "x-" before the last character is a range whatever that character is, "]"
+# too ("[a-]" is the range "]" to "a", left open). kvb matched "" with "**" and "*" everywhere and
+# read "[a-]" as "a" or "-".
+GLOB_NAMES = ["", "-", "]", "^", "_", "a", "b", "x", "a]"]
+
+
+@pytest.mark.parametrize("pattern", ["*", "**", "*?", "?*", "", "[a-]", "[a-]x", "[^a-]", "[-a]", "x*"])
+def test_keys_and_scans_match_globs_as_redis(both, pattern):
+    for conn in both:
+        for name in GLOB_NAMES:
+            assert conn.call("SET", name, "v") == b"+OK\r\n"
+        assert conn.call("SADD", "s", *GLOB_NAMES) == b":%d\r\n" % len(GLOB_NAMES)
+    assert sorted(both[0].call("KEYS", pattern).split(b"\r\n")) == sorted(
+        both[1].call("KEYS", pattern).split(b"\r\n")
+    )
+    theirs = sorted(both[1].call("SSCAN", "s", "0", "MATCH", pattern, "COUNT", "100").split(b"\r\n"))
+    assert sorted(both[0].call("SSCAN", "s", "0", "MATCH", pattern, "COUNT", "100").split(b"\r\n")) == theirs
+
+
+@pytest.mark.parametrize("pattern", ["*", "**", "", "[a-]", "?"])
+def test_patterns_match_channels_as_redis(both, kvb, redis_port, pattern):
+    replies = []
+    for port, conn in zip((kvb, redis_port), both, strict=True):
+        sub, named = Raw(port, 2), Raw(port, 2)
+        sub.call("PSUBSCRIBE", pattern)
+        for name in GLOB_NAMES:
+            named.call("SUBSCRIBE", name)
+        listed = sorted(conn.call("PUBSUB", "CHANNELS", pattern).split(b"\r\n"))
+        replies.append([listed] + [conn.call("PUBLISH", name, "m") for name in GLOB_NAMES])
+        sub.close()
+        named.close()
+    assert replies[0] == replies[1]

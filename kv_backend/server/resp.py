@@ -773,7 +773,7 @@ class Server:
             conn.push(Push([b"message", channel, message]))
             count += 1
         for pattern, conns in list(self.patterns.items()):
-            if glob_match(pattern, channel):
+            if glob_match(pattern, channel, star_matches_all=False):
                 for conn in list(conns):
                     conn.push(Push([b"pmessage", pattern, channel, message]))
                     count += 1

@@ -206,7 +206,7 @@ def _glob_regex(pattern: bytes) -> re.Pattern[bytes]:
                 if pattern[j : j + 1] == b"\\" and j + 1 < n:
                     j += 1
                     items.append(re.escape(pattern[j : j + 1]))
-                elif j + 2 < n and pattern[j + 1 : j + 2] == b"-" and pattern[j + 2 : j + 3] != b"]":
+                elif j + 2 < n and pattern[j + 1 : j + 2] == b"-":  # as Redis: "[a-]" is "]" to "a"
                     lo, hi = sorted((pattern[j], pattern[j + 2]))
                     items.append(re.escape(bytes([lo])) + b"-" + re.escape(bytes([hi])))
                     j += 2
@@ -225,10 +225,15 @@ def _glob_regex(pattern: bytes) -> re.Pattern[bytes]:
     return re.compile(b"".join(out) + b"\\Z", re.S)
 
 
-def glob_match(pattern: bytes, name: bytes) -> bool:
-    """Redis-style glob matching (``*``, ``?``, ``[a-z]``, ``[^x]``, ``\\`` escapes)."""
-    if pattern == b"*":
+def glob_match(pattern: bytes, name: bytes, star_matches_all: bool = True) -> bool:
+    """Redis-style glob matching (``*``, ``?``, ``[a-z]``, ``[^x]``, ``\\`` escapes). As Redis's, no
+    pattern but the empty one matches the empty name, except a lone ``*`` while
+    ``star_matches_all`` (KEYS and the SCAN family take it as "everything"; PSUBSCRIBE and PUBSUB
+    CHANNELS do not)."""
+    if pattern == b"*" and star_matches_all:
         return True
+    if not name:
+        return not pattern
     return _glob_regex(pattern).match(name) is not None
 
 

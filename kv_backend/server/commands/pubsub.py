@@ -152,8 +152,9 @@ def cmd_pubsub(conn: Connection, args: list[bytes]) -> Any:
     if sub in (b"CHANNELS", b"SHARDCHANNELS"):
         if len(args) > 3:
             raise subcommand_syntax_error(args)
-        pattern = args[2] if len(args) > 2 else b"*"
-        return sorted(c for c in registry if glob_match(pattern, c))
+        if len(args) == 2:  # every channel; a pattern, even "*", does not match the empty name
+            return sorted(registry)
+        return sorted(c for c in registry if glob_match(args[2], c, star_matches_all=False))
     if sub in (b"NUMSUB", b"SHARDNUMSUB"):
         out: list[Any] = []
         for ch in args[2:]:
