@@ -233,3 +233,10 @@ def test_patterns_match_channels_as_redis(both, kvb, redis_port, pattern):
         sub.close()
         named.close()
     assert replies[0] == replies[1]
+
+
+# FUNCTION FLUSH and FUNCTION RESTORE given too many arguments named the subcommand in capitals;
+# Redis names it as the client wrote it, as kvb does for every other subcommand.
+@pytest.mark.parametrize("args", [["FlUsH", "a", "b"], ["flush", "a", "b"], ["ReStOrE", "a", "b", "c"]])
+def test_function_subcommand_errors_name_it_as_written(both, args):
+    same(both, "FUNCTION", *args)

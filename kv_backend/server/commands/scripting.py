@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.commands.registry import command, help_only, help_reply, unknown_subcommand, upper
+from kv_backend.server.commands.registry import (
+    command,
+    help_only,
+    help_reply,
+    subcommand_syntax_error,
+    unknown_subcommand,
+    upper,
+)
 from kv_backend.server.protocol import OK, ErrorReply
 from kv_backend.structures import CommandError
 
@@ -151,9 +158,7 @@ def cmd_function(conn: Connection, args: list[bytes]) -> Any:
         return ErrorReply("NOTBUSY No scripts in execution right now.")
     if sub == b"FLUSH":
         if len(args) > 3:
-            raise CommandError(
-                "ERR unknown subcommand or wrong number of arguments for 'FLUSH'. Try FUNCTION HELP."
-            )
+            raise subcommand_syntax_error(args)
         if len(args) == 3 and upper(args[2]) not in (b"ASYNC", b"SYNC"):
             raise CommandError("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
         functions.flush()
@@ -162,9 +167,7 @@ def cmd_function(conn: Connection, args: list[bytes]) -> Any:
         return functions.dump()
     if sub == b"RESTORE":
         if len(args) > 4:
-            raise CommandError(
-                "ERR unknown subcommand or wrong number of arguments for 'RESTORE'. Try FUNCTION HELP."
-            )
+            raise subcommand_syntax_error(args)
         policy = upper(args[3]) if len(args) == 4 else b"APPEND"
         if policy not in (b"FLUSH", b"APPEND", b"REPLACE"):
             raise CommandError(
