@@ -240,3 +240,17 @@ def test_patterns_match_channels_as_redis(both, kvb, redis_port, pattern):
 @pytest.mark.parametrize("args", [["FlUsH", "a", "b"], ["flush", "a", "b"], ["ReStOrE", "a", "b", "c"]])
 def test_function_subcommand_errors_name_it_as_written(both, args):
     same(both, "FUNCTION", *args)
+
+
+# A script's {verbatim_string=...} with a format shorter than three bytes (or with a zero byte)
+# reached RESP3 clients padded with zero bytes; Redis reads the format up to a zero byte and pads
+# it with spaces.
+@pytest.mark.parametrize("fmt", ["tx", "", "a\\0b", "text", "txt"])
+def test_script_verbatim_format_is_padded_as_redis(kvb, redis_port, fmt):
+    script = f"return {{verbatim_string={{format='{fmt}', string='hi'}}}}"
+    replies = []
+    for port in (kvb, redis_port):
+        conn = Raw(port, 3)
+        replies.append(conn.call("EVAL", script, "0"))
+        conn.close()
+    assert replies[0] == replies[1]

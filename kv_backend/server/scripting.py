@@ -786,7 +786,8 @@ class Scripts:
                 fmt, text = verbatim[b"format"], verbatim[b"string"]
                 if isinstance(fmt, bytes) and isinstance(text, bytes):
                     reply = Verbatim(text)
-                    reply.format = (fmt + b"\0\0\0")[:3]
+                    # as Redis, the format is read up to a zero byte and padded with spaces
+                    reply.format = (fmt.split(b"\0", 1)[0] + b"   ")[:3]
                     return reply
             for kind in (b"map", b"set"):
                 inner = value[kind]
