@@ -254,3 +254,27 @@ def test_script_verbatim_format_is_padded_as_redis(kvb, redis_port, fmt):
         replies.append(conn.call("EVAL", script, "0"))
         conn.close()
     assert replies[0] == replies[1]
+
+
+# A script's status and error replies are Redis's C strings: cut at a zero byte, other bytes sent
+# as they are. kvb sent the zero byte and what followed, and made bytes that are not UTF-8 U+FFFD
+# ('\xff' became '\xef\xbf\xbd').
+REPLY_TEXT_SCRIPTS = [
+    "return {ok='a\\0b'}",
+    "return {err='a\\0b'}",
+    "return redis.status_reply('a\\0b')",
+    "return redis.error_reply('E a\\0b')",
+    "return {ok='\\255a'}",
+    "return {err='\\255a'}",
+    "return redis.error_reply('MY \\255')",
+    "error('x\\0y')",
+    "error({err='x\\0y'})",
+    "error('\\255')",
+    "error({err='E \\255'})",
+    "return {ok='caf\\195\\169'}",
+]
+
+
+@pytest.mark.parametrize("script", REPLY_TEXT_SCRIPTS)
+def test_script_status_and_error_texts_are_c_strings_as_redis(both, script):
+    same(both, "EVAL", script, "0")

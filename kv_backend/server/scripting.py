@@ -651,7 +651,7 @@ class Scripts:
         message = error[b"err"]
         if message is None:
             return ErrorReply("ERR Error running script")
-        text = _text(message)
+        text = _reply_text(message) if isinstance(message, bytes) else _text(message)
         source, line = error[b"source"], error[b"line"]
         if source is not None and line is not None:
             text += f" script: {sha}, on {_text(source)}:{_text(line)}."
@@ -771,10 +771,10 @@ class Scripts:
         if self._lua_type(value) == "table":
             err = value[b"err"]
             if isinstance(err, bytes):
-                return ErrorReply(err.decode("utf-8", "replace"))
+                return ErrorReply(_reply_text(err))
             ok = value[b"ok"]
             if isinstance(ok, bytes):  # as Redis: CR and LF become spaces
-                return ok.replace(b"\r", b" ").replace(b"\n", b" ").decode("utf-8", "replace")
+                return _reply_text(ok.replace(b"\r", b" ").replace(b"\n", b" "))
             double = value[b"double"]
             if isinstance(double, (int, float)) and not isinstance(double, bool):
                 return _double_reply(float(double))
@@ -902,6 +902,12 @@ def _error_table_text(message: str) -> str:
     if not space:
         code, text = "ERR", message
     return f"{code} {text.strip(chr(13) + chr(10))}"
+
+
+def _reply_text(raw: bytes) -> str:
+    """A script's status or error text as Redis sends it, a C string: up to its first zero byte;
+    bytes that are not UTF-8 are kept (as surrogate escapes, which the encoder writes back)."""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
 def _text(value: Any) -> str:
