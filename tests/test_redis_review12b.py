@@ -12,6 +12,8 @@ import pytest
 from helpers import require_tool
 from resp_helpers import Raw, RunningServer, start_redis_server, stop_process
 
+from kv_backend.structures import CommandError, Structures
+
 
 @pytest.fixture(scope="module")
 def kvb(tmp_path_factory):
@@ -278,3 +280,32 @@ REPLY_TEXT_SCRIPTS = [
 @pytest.mark.parametrize("script", REPLY_TEXT_SCRIPTS)
 def test_script_status_and_error_texts_are_c_strings_as_redis(both, script):
     same(both, "EVAL", script, "0")
+
+
+# XREAD given ">" (XREADGROUP's "new entries" ID) answered 'Invalid stream ID'; Redis says what
+# ">" is for, after checking the key's type, as for any ID.
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["s", ">"],
+        ["s", "nx", "0", ">"],
+        ["nx", "s", ">", "0"],
+        ["str", ">"],
+        ["s", "x"],
+        ["s", "s", ">", "x"],
+    ],
+)
+def test_xread_of_the_new_entries_id_answers_as_redis(both, args):
+    for conn in both:
+        conn.call("XADD", "s", "1-1", "f", "v")
+        conn.call("SET", "str", "v")
+    same(both, "XREAD", "STREAMS", *args)
+
+
+def test_structures_xread_of_the_new_entries_id_is_a_command_error(tmp_path):
+    st = Structures(str(tmp_path / "db"))
+    try:
+        with pytest.raises(CommandError, match="The > ID can be specified only when calling XREADGROUP"):
+            st.xread({"s": ">"})
+    finally:
+        st.close()

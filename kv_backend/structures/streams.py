@@ -218,6 +218,11 @@ class Streams(Keyspace):
             found = self._stream(key)
             if raw_id == b"$":
                 positions.append((key, (0, 0) if found is None else found.last))
+            elif raw_id == b">":
+                raise CommandError(
+                    "ERR The > ID can be specified only when calling XREADGROUP using the GROUP "
+                    "<group> <consumer> option."
+                )
             else:
                 positions.append((key, _parse_stream_id(raw_id, 0)))
         return positions
