@@ -309,3 +309,14 @@ def test_structures_xread_of_the_new_entries_id_is_a_command_error(tmp_path):
             st.xread({"s": ">"})
     finally:
         st.close()
+
+
+# Once a stream's last ID is the last possible one, Redis refuses every XADD with 'The stream has
+# exhausted the last possible ID' (but 0-0, refused first); kvb said so only for "*" and answered
+# 'equal or smaller than the target stream top item' for an ID or "ms-*".
+@pytest.mark.parametrize("new_id", ["5-5", "0-0", "18446744073709551615-5", "5-*", "0-*", "*"])
+def test_xadd_to_an_exhausted_stream_answers_as_redis(both, new_id):
+    same(both, "XADD", "m", "18446744073709551615-18446744073709551615", "a", "b")
+    same(both, "XADD", "m", new_id, "a", "b")
+    same(both, "XADD", "m", "MAXLEN", "0", new_id, "a", "b")
+    same(both, "XLEN", "m")

@@ -382,15 +382,13 @@ def _next_stream_id(raw: bytes, last: tuple[int, int]) -> tuple[int, int]:
     ``raw`` has passed :func:`check_add_id`.
     """
     last_ms, last_seq = last
+    if last == (_U64_MAX, _U64_MAX):  # as Redis, whatever ID was asked for
+        raise CommandError("ERR The stream has exhausted the last possible ID, unable to add more items")
     if raw == b"*":
         now = int(time.time() * 1000)
         if now > last_ms:
             return now, 0
         if last_seq == _U64_MAX:
-            if last_ms == _U64_MAX:
-                raise CommandError(
-                    "ERR The stream has exhausted the last possible ID, unable to add more items"
-                )
             return last_ms + 1, 0
         return last_ms, last_seq + 1
     if raw.endswith(b"-*"):
