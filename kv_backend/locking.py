@@ -32,6 +32,18 @@ _LOCKS: dict[str, weakref.WeakSet[WriteLock]] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
+def _new_guard_in_child() -> None:
+    """Give a forked child its own registry guard: another thread of the parent may have held it
+    at the fork (opening or closing a store), and the child, which has no such thread, would wait
+    for it for ever at its next open, close or contended write."""
+    global _LOCKS_GUARD
+    _LOCKS_GUARD = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_guard_in_child)
+
+
 class WriteLock:
     """Re-entrant exclusive lock shared by every thread and process of one store."""
 

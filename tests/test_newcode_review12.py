@@ -1,0 +1,44 @@
+"""Review of this session's new code under concurrency, forks and crashes."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+from helpers import exit_code, fork_child
+
+from kv_backend import DB, locking
+
+
+def test_child_forked_while_another_thread_registers_a_lock_opens_stores(tmp_path: Path) -> None:
+    # The registry of this process's write locks (by lock file) is guarded by a thread lock that a
+    # thread opening or closing a store holds for a moment. A child forked then inherited it held by
+    # a thread it does not have, and hung for ever at its first open, close or contended write.
+    with DB(tmp_path) as db:
+        db.put(b"k", b"v")
+        held, go = threading.Event(), threading.Event()
+
+        def opener() -> None:  # stands for another thread's DB(...) or close() at the fork
+            with locking._LOCKS_GUARD:
+                held.set()
+                go.wait(5)
+
+        thread = threading.Thread(target=opener)
+        thread.start()
+        held.wait(5)
+
+        def child() -> None:
+            signal.alarm(5)  # the hang, if any, ends the child with SIGALRM
+            with DB(tmp_path) as other:
+                assert other.get(b"k") == b"v"
+                other.put(b"k2", b"v2")
+            db.put(b"k3", b"v3")
+
+        try:
+            pid = fork_child(child)
+        finally:
+            go.set()
+            thread.join()
+        assert exit_code(pid) == 0
+        assert db.get(b"k2") == b"v2" and db.get(b"k3") == b"v3"
