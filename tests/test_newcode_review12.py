@@ -42,3 +42,35 @@ def test_child_forked_while_another_thread_registers_a_lock_opens_stores(tmp_pat
             thread.join()
         assert exit_code(pid) == 0
         assert db.get(b"k2") == b"v2" and db.get(b"k3") == b"v3"
+
+
+def test_child_forked_while_another_thread_starts_the_chord_recovery_can_start_its_own() -> None:
+    # The Celery backend's lock around "which process runs the chord recovery" was not renewed at
+    # fork, unlike its store lock: a child forked while another thread held it (a moment, in
+    # start_chord_recovery) hung at its own start of the recovery.
+    import kv_backend_celery.backend as celery_backend
+
+    held, go = threading.Event(), threading.Event()
+
+    def starter() -> None:
+        with celery_backend._recovery_lock:
+            held.set()
+            go.wait(5)
+
+    thread = threading.Thread(target=starter)
+    thread.start()
+    held.wait(5)
+
+    class App:
+        backend = None  # not a KVBackend: start_chord_recovery only notes the process
+
+    def child() -> None:
+        signal.alarm(5)
+        assert celery_backend.start_chord_recovery(App()) is False
+
+    try:
+        pid = fork_child(child)
+    finally:
+        go.set()
+        thread.join()
+    assert exit_code(pid) == 0

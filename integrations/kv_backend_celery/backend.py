@@ -387,8 +387,11 @@ def _is_current(db: DB, path: str) -> bool:
 
 
 def _reset_lock_in_child() -> None:
-    global _shared_lock
+    """A forked child gets new module locks: one held by another thread of the parent at the fork
+    (opening the store, starting the chord recovery) would be held for ever in the child."""
+    global _shared_lock, _recovery_lock
     _shared_lock = threading.Lock()
+    _recovery_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
