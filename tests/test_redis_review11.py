@@ -12,34 +12,14 @@ import threading
 import time
 
 import pytest
-from helpers import require_tool
-from resp_helpers import Raw, RunningServer, start_redis_server, stop_process
-
-
-@pytest.fixture(scope="module")
-def kvb(tmp_path_factory):
-    """A ``kvb serve`` on a new directory: its port."""
-    server = RunningServer(str(tmp_path_factory.mktemp("review11") / "store"))
-    server.start()
-    yield server.port
-    assert server.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory):
-    """A throw-away redis-server (no persistence) to compare with: its port."""
-    require_tool("redis-server")
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    try:
-        yield port
-    finally:
-        stop_process(proc)
+from resp_helpers import Raw, RunningServer
 
 
 @pytest.fixture
-def both(kvb, redis_port):
+def both(ports):
     """(kvb's port, redis-server's port), both emptied first (FLUSHALL also empties Redis's
     table of tracked keys, which outlives the clients that filled it)."""
+    redis_port, kvb = ports  # the suite's module-scoped pair (conftest.py)
     for port in (kvb, redis_port):
         conn = Raw(port, 2)
         assert conn.call("FLUSHALL") == b"+OK\r\n"

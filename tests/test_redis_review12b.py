@@ -9,35 +9,15 @@ the replies byte for byte where Redis is deterministic (and kvb does not differ 
 from __future__ import annotations
 
 import pytest
-from helpers import require_tool
-from resp_helpers import Raw, RunningServer, start_redis_server, stop_process
+from resp_helpers import Raw
 
 from kv_backend.structures import CommandError, Structures
 
 
-@pytest.fixture(scope="module")
-def kvb(tmp_path_factory):
-    """A ``kvb serve`` on a new directory: its port."""
-    server = RunningServer(str(tmp_path_factory.mktemp("review12b") / "store"))
-    server.start()
-    yield server.port
-    assert server.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory):
-    """A throw-away redis-server (no persistence) to compare with: its port."""
-    require_tool("redis-server")
-    proc, port = start_redis_server(str(tmp_path_factory.mktemp("redis")))
-    try:
-        yield port
-    finally:
-        stop_process(proc)
-
-
 @pytest.fixture
-def both(kvb, redis_port):
+def both(ports):
     """A raw RESP2 connection to kvb and one to redis-server, both stores emptied first."""
+    redis_port, kvb = ports  # the suite's module-scoped pair (conftest.py)
     conns = [Raw(kvb, 2), Raw(redis_port, 2)]
     for conn in conns:
         assert conn.call("FLUSHALL") == b"+OK\r\n"
@@ -223,8 +203,9 @@ def test_keys_and_scans_match_globs_as_redis(both, pattern):
 
 
 @pytest.mark.parametrize("pattern", ["*", "**", "", "[a-]", "?"])
-def test_patterns_match_channels_as_redis(both, kvb, redis_port, pattern):
+def test_patterns_match_channels_as_redis(both, ports, pattern):
     replies = []
+    redis_port, kvb = ports
     for port, conn in zip((kvb, redis_port), both, strict=True):
         sub, named = Raw(port, 2), Raw(port, 2)
         sub.call("PSUBSCRIBE", pattern)
@@ -248,9 +229,10 @@ def test_function_subcommand_errors_name_it_as_written(both, args):
 # reached RESP3 clients padded with zero bytes; Redis reads the format up to a zero byte and pads
 # it with spaces.
 @pytest.mark.parametrize("fmt", ["tx", "", "a\\0b", "text", "txt"])
-def test_script_verbatim_format_is_padded_as_redis(kvb, redis_port, fmt):
+def test_script_verbatim_format_is_padded_as_redis(ports, fmt):
     script = f"return {{verbatim_string={{format='{fmt}', string='hi'}}}}"
     replies = []
+    redis_port, kvb = ports
     for port in (kvb, redis_port):
         conn = Raw(port, 3)
         replies.append(conn.call("EVAL", script, "0"))
