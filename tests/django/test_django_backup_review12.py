@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from io import StringIO
 
 import pytest
@@ -11,6 +12,20 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from kv_backend.files import exchange_paths
+
+
+@contextmanager
+def _backed_up_cache(tmp_path):
+    """The cache alias "swap" at tmp_path/cache, backed up (key "k": "backed up") to
+    tmp_path/backups as backup "b" and then changed ("k": "newer"): (LOCATION, backup URL)."""
+    location = str(tmp_path / "cache")
+    url = (tmp_path / "backups").as_uri()
+    conf = {"swap": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": location}}
+    with override_settings(CACHES=conf):
+        caches["swap"].set("k", "backed up")
+        call_command("kv_backup", url, "--cache", "swap", "--name", "b", stdout=StringIO())
+        caches["swap"].set("k", "newer")
+        yield location, url
 
 
 class Killed(BaseException):
@@ -28,13 +43,7 @@ def test_kv_restore_replace_killed_mid_swap_leaves_a_store_at_location(tmp_path,
     probe_b.mkdir()
     if not exchange_paths(str(probe_a), str(probe_b)):
         pytest.skip("this system cannot exchange two paths in one step")
-    location = str(tmp_path / "cache")
-    url = (tmp_path / "backups").as_uri()
-    conf = {"swap": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": location}}
-    with override_settings(CACHES=conf):
-        caches["swap"].set("k", "backed up")
-        call_command("kv_backup", url, "--cache", "swap", "--name", "b", stdout=StringIO())
-        caches["swap"].set("k", "newer")
+    with _backed_up_cache(tmp_path) as (location, url):
         real_rename = os.rename
 
         def rename(src, dst, *args, **kwargs):
@@ -59,13 +68,7 @@ def test_kv_restore_replace_leaves_the_old_store_when_the_exchange_fails(tmp_pat
     pytest.importorskip("kv_backend.backup")
     from django.core.management.base import CommandError
 
-    location = str(tmp_path / "cache")
-    url = (tmp_path / "backups").as_uri()
-    conf = {"swap": {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": location}}
-    with override_settings(CACHES=conf):
-        caches["swap"].set("k", "backed up")
-        call_command("kv_backup", url, "--cache", "swap", "--name", "b", stdout=StringIO())
-        caches["swap"].set("k", "newer")
+    with _backed_up_cache(tmp_path) as (_location, url):
 
         def failing(a, b):
             raise OSError(5, "Input/output error")
