@@ -536,7 +536,7 @@ class _TxnPlan:
             if found is None:
                 return {"op": "get", "found": False, "value_base64": None, "ttl": None}
             value, expiry = found
-            ttl = max(expiry - time.time(), 0.0) if expiry else None
+            ttl = _seconds_left(expiry or None)  # (0.0: never expires)
             return {"op": "get", "found": True, "value_base64": _encode_b64(value), "ttl": ttl}
         if op.op == "check":
             if op.exists is not None:
@@ -925,10 +925,7 @@ class _Api:
         """Return ``(size of the value, ttl)`` of the key, or None if it is absent (one engine read)."""
         with self.gate.reading():  # never half of a transaction of this process
             found = self.db.size_with_expiry(key)
-        if found is None:
-            return None
-        size, expiry = found
-        return size, None if expiry is None else max(expiry - time.time(), 0.0)
+        return None if found is None else (found[0], _seconds_left(found[1]))
 
     def _read(self, key: bytes) -> tuple[bytes, float | None] | None:
         """Return ``(value, ttl)`` of the key, or None if it is absent.
@@ -939,10 +936,7 @@ class _Api:
         """
         with self.gate.reading():  # never half of a transaction of this process
             found = self.db.get_with_expiry(key)
-        if found is None:
-            return None
-        value, expiry = found
-        return value, None if expiry is None else max(expiry - time.time(), 0.0)
+        return None if found is None else (found[0], _seconds_left(found[1]))
 
     def _exists(self, key: bytes) -> bool:
         with self.gate.reading():
@@ -1252,6 +1246,12 @@ _POST_METHODS = "POST, OPTIONS"
 _GET_METHODS = "GET, HEAD, OPTIONS"
 #: ``OPTIONS *``: every method some resource of the server takes.
 _SERVER_METHODS = "GET, HEAD, PUT, DELETE, POST, OPTIONS"
+
+
+def _seconds_left(expiry: float | None) -> float | None:
+    """The ``ttl`` an answer gives for an absolute expiry time: seconds left (never below 0), or None
+    for a key that never expires."""
+    return None if expiry is None else max(expiry - time.time(), 0.0)
 
 
 def _options(allowed: str) -> Response:
