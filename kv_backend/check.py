@@ -221,7 +221,7 @@ def _damage(chunk: bytes, off: int) -> str:
     CRC collision makes."""
     crc, rtype, _, klen, vlen, _ = rec.HEADER.unpack_from(chunk, off)
     if rec.crc32(chunk[off + 4 : off + rec.HEADER_SIZE + klen + vlen]) == crc:
-        if rtype not in (rec.PUT, rec.DELETE, rec.COMMIT):
+        if rtype not in rec.RECORD_TYPES:
             return f"unknown record type {rtype} (written by a newer kv_backend, or damaged)"
         if rtype == rec.COMMIT:
             return (

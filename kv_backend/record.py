@@ -42,6 +42,8 @@ FILE_HEADER_BYTES = FILE_HEADER.pack(FILE_MAGIC, FILE_VERSION, 0)
 PUT = 1
 DELETE = 2
 COMMIT = 3
+#: Every record type this format version writes; a reader takes any other as damage.
+RECORD_TYPES = (PUT, DELETE, COMMIT)
 FLAG_BATCH = 1
 
 PREALLOCATED = "preallocated space"
@@ -111,7 +113,7 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
     # Slicing bytes is cheaper than slicing a memoryview for small records.
     mv = buf if isinstance(buf, bytes) else memoryview(buf)
     stop: str | None = None
-    valid_types = (PUT, DELETE, COMMIT)
+    valid_types = RECORD_TYPES
     while pos < end:
         if end - pos < hsize:
             stop = "truncated header"

@@ -36,7 +36,6 @@ from kv_backend.files import (
 )
 from kv_backend.state import published_tail
 
-_VALID_TYPES = (rec.PUT, rec.DELETE, rec.COMMIT)
 _BATCH_SIZE = 1000
 
 
@@ -230,7 +229,7 @@ def _sound_at(buf: bytes | mmap.mmap, pos: int, end: int) -> int:
     if end - pos < rec.HEADER_SIZE:
         return 0
     crc, rtype, _flags, klen, vlen, _expiry = rec.HEADER.unpack_from(buf, pos)
-    if rtype not in _VALID_TYPES or klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE:
+    if rtype not in rec.RECORD_TYPES or klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE:
         return 0
     if (klen == 0) != (rtype == rec.COMMIT) or (rtype == rec.COMMIT and vlen != 4):
         return 0  # (a COMMIT without a 4-byte count: damage, as replay takes it)
