@@ -92,6 +92,17 @@ def _check_key(key: object) -> bytes:
     return key  # type: ignore[return-value]
 
 
+def _check_bound(bound: object, name: str) -> bytes:
+    """Return a scan's ``prefix`` or ``start`` as bytes; any length is fine, as it is no stored key.
+
+    A bound longer than the longest key simply matches nothing (a prefix) or lies past every key (a
+    start), so only its type is checked: a bytes-like object, as for a key.
+    """
+    if isinstance(bound, (bytes, bytearray, memoryview)):
+        return bytes(bound)
+    raise InvalidKeyError(f"{name} must be bytes, not {type(bound).__name__}; encode str bounds first")
+
+
 def _check_value(value: object) -> bytes:
     if type(value) is not bytes:
         if isinstance(value, (bytearray, memoryview)):

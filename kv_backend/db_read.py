@@ -15,6 +15,7 @@ from kv_backend.db_common import (
     _PLAIN_PUT,
     _PUT,
     T,
+    _check_bound,
     _check_key,
     _crc32,
     _time,
@@ -391,10 +392,10 @@ class _Reading:
         Keys are taken in chunks that start small and grow, so a caller that stops
         after a few keys (a range with a count) does not pay for a long chunk.
         """
-        if type(prefix) is not bytes:
-            prefix = bytes(_check_key(prefix)) if prefix else b""
-        if start is not None:
-            start = _check_key(start) if start else b""
+        if type(prefix) is not bytes:  # (None is no prefix, as b"" is)
+            prefix = _check_bound(prefix, "prefix") if prefix is not None else b""
+        if start is not None and type(start) is not bytes:
+            start = _check_bound(start, "start")
         last: bytes | None = None
         size = 8
         while True:
