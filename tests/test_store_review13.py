@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kv_backend import DB, Store
-from kv_backend.errors import InvalidKeyError
+from kv_backend.errors import InvalidKeyError, NotAnIntegerError
+from kv_backend.structures import CommandError, Structures
 
 LONG = "b" * 70_000  # longer than any key can be, and sorting between "b" and "c"
 
@@ -48,3 +49,42 @@ def test_db_scans_take_bounds_of_any_length_and_refuse_non_bytes(store):
             list(db.keys(prefix=bad))
     with pytest.raises(InvalidKeyError, match="start must be bytes"):
         list(db.keys(start=""))
+
+
+@pytest.fixture
+def structures(tmp_path):
+    with Structures(str(tmp_path / "r")) as st:
+        st.hset("h", {"a": 1})
+        st.sadd("s", "a", "b")  # not an intset: walked with the count
+        st.sadd("i", 1, 2)  # an intset: answered whole, the count unused
+        st.zadd("z", {"a": 0})  # a listpack: answered whole, the count unused
+        yield st
+
+
+@pytest.mark.parametrize("count", [0, -1, "0", b"-5"])
+def test_scans_refuse_a_count_below_one(structures, count):
+    """``COUNT 0`` and negative counts are "ERR syntax error" in Redis (and kvb serve); in-process
+    ``scan``/``hscan``/``sscan``/``zscan`` took them as 1. They raise CommandError now, also
+    where a small set is answered whole; a missing key is still an empty result, as in Redis."""
+    st = structures
+    calls = [
+        lambda: st.scan(0, count=count),
+        lambda: st.hscan("h", 0, count=count),
+        lambda: st.sscan("s", 0, count=count),
+        lambda: st.sscan("i", 0, count=count),
+        lambda: st.zscan("z", 0, count=count),
+    ]
+    for call in calls:
+        with pytest.raises(CommandError, match="syntax error: a scan's count must be 1 or more"):
+            call()
+    assert st.hscan("nokey", 0, count=count) == (0, {})
+    assert st.sscan("nokey", 0, count=count) == (0, [])
+    assert st.zscan("nokey", 0, count=count) == (0, [])
+
+
+def test_scans_refuse_a_count_that_is_no_integer_even_when_unused(structures):
+    """A count of the wrong type was ignored where a small set is answered whole."""
+    for call in (lambda: structures.sscan("i", 0, count=1.5), lambda: structures.zscan("z", 0, count="x")):
+        with pytest.raises(NotAnIntegerError):
+            call()
+    assert structures.zscan("z", 0, count=1) == (0, [(b"a", 0.0)])

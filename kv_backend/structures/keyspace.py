@@ -50,6 +50,7 @@ from kv_backend.structures.parsing import (
     glob_match,
     parse_index,
     parse_int,
+    parse_scan_count,
 )
 
 _S = TypeVar("_S", bound="Keyspace")
@@ -464,7 +465,7 @@ class Keyspace:
     ) -> tuple[int, list[bytes]]:
         """One step of a cursor scan over key names: ``(next cursor, names)``; cursor 0 starts and ends."""
         after = _decode_cursor(cursor, self._cursors)
-        count = max(1, parse_index(count))
+        count = parse_scan_count(count)
         names: list[bytes] = []
         last = None
         for name in self.iter_keys(match if match is not None else b"*", type, after):
@@ -745,7 +746,7 @@ class Keyspace:
         after = _decode_cursor(cursor, self._cursors)
         start = prefix + after + b"\x00" if after is not None else None
         pattern = _b(match) if match is not None else None
-        count = max(1, parse_index(count))
+        count = parse_scan_count(count)
         n = len(prefix)
         out: list[tuple[bytes, bytes]] = []
         for key in self.db.keys(prefix=prefix, start=start):

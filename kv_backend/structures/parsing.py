@@ -59,6 +59,19 @@ def parse_index(value: object) -> int:
     raise NotAnIntegerError(NOT_INT)
 
 
+def parse_scan_count(value: object) -> int:
+    """A SCAN-family ``count``: an int as :func:`parse_index` reads it, which must be 1 or more.
+
+    Redis answers ``COUNT 0`` or a negative count with "ERR syntax error"; a step of no names
+    would never advance the cursor, so it is refused (it was taken as 1) with a CommandError
+    whose message says what is wrong.
+    """
+    count = parse_index(value)
+    if count < 1:
+        raise CommandError(f"ERR syntax error: a scan's count must be 1 or more, not {count}")
+    return count
+
+
 #: The most members a negative count may ask HRANDFIELD, SRANDMEMBER or ZRANDMEMBER for (they may
 #: repeat). Redis 7.0 starts any such reply: one of 2**62 members never ends, its memory growing
 #: until it is killed; kvb refuses more than this, which it can build in seconds.

@@ -8,7 +8,7 @@ from kv_backend.errors import KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _redis_int
 from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _lp
-from kv_backend.structures.parsing import glob_match, parse_cursor, parse_index
+from kv_backend.structures.parsing import glob_match, parse_cursor, parse_index, parse_scan_count
 
 
 class Sets(Keyspace):
@@ -117,6 +117,7 @@ class Sets(Keyspace):
         found = self._meta(name, T_SET)
         if found is None:
             return 0, []
+        parse_scan_count(count)  # refused also where it is not used, as Redis does
         if cursor == 0 and self._count(found[0])[0] <= 512:
             whole = self._intset_members(name)
             if whole is not None:

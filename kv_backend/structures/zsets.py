@@ -40,6 +40,7 @@ from kv_backend.structures.parsing import (
     parse_cursor,
     parse_float,
     parse_index,
+    parse_scan_count,
     random_repeats,
 )
 
@@ -345,6 +346,7 @@ class SortedSets(Keyspace):
         found = self._meta(name, T_ZSET)
         if found is None:
             return 0, []
+        parse_scan_count(count)  # refused also where it is not used, as Redis does
         if cursor == 0:
             whole = self._zlistpack_items(name, self._count(found[0])[0])
             if whole is not None:
