@@ -431,7 +431,13 @@ class Store(MutableMapping[K, Any], Generic[K]):
                 raise InvalidValueError(
                     f"incr needs a number at {key!r}, found {type(value).__name__}; nothing was written"
                 )
-            total = value + delta
+            try:
+                total = value + delta
+            except OverflowError:  # an int beyond the float range and a float (its repr may not even fit)
+                raise InvalidValueError(
+                    f"incr of {key!r} adds an int and a float, and the int is beyond the float range "
+                    "(the float range is exceeded); nothing was written"
+                ) from None
             if isinstance(total, float) and not math.isfinite(total):
                 raise InvalidValueError(
                     f"incr of {key!r} by {delta!r} would store {total!r} (the float range is exceeded, or "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kv_backend import DB, Store
-from kv_backend.errors import InvalidKeyError, NotAnIntegerError
+from kv_backend.errors import InvalidKeyError, InvalidValueError, NotAnIntegerError
 from kv_backend.structures import CommandError, Structures
 
 LONG = "b" * 70_000  # longer than any key can be, and sorting between "b" and "c"
@@ -88,3 +88,16 @@ def test_scans_refuse_a_count_that_is_no_integer_even_when_unused(structures):
         with pytest.raises(NotAnIntegerError):
             call()
     assert structures.zscan("z", 0, count=1) == (0, [(b"a", 0.0)])
+
+
+def test_store_incr_of_a_float_by_an_int_beyond_the_float_range(store):
+    """A float and an int too large for a float (either one stored) raised a bare OverflowError
+    from ``incr``; it is the documented InvalidValueError now, and nothing is written."""
+    store["f"] = 1.5
+    store["huge"] = 10**400
+    with pytest.raises(InvalidValueError, match="float range is exceeded"):
+        store.incr("f", 10**5000)  # (too long even for repr())
+    with pytest.raises(InvalidValueError, match="float range is exceeded"):
+        store.incr("huge", 1.5)
+    assert (store["f"], store["huge"]) == (1.5, 10**400)
+    assert store.incr("huge", 1) == 10**400 + 1  # int arithmetic has no such limit
