@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dbm.dumb as dbm_dumb
+
 import pytest
 
 from kv_backend import DB, Store
+from kv_backend import dbm as kv_dbm
 from kv_backend.errors import InvalidKeyError, InvalidValueError, NotAnIntegerError
 from kv_backend.structures import CommandError, Structures
 
@@ -101,3 +104,16 @@ def test_store_incr_of_a_float_by_an_int_beyond_the_float_range(store):
         store.incr("huge", 1.5)
     assert (store["f"], store["huge"]) == (1.5, 10**400)
     assert store.incr("huge", 1) == 10**400 + 1  # int arithmetic has no such limit
+
+
+def test_dbm_setdefault_without_default_stores_empty_bytes_unlike_dbm_dumb(tmp_path):
+    """A documented difference: the default ``default`` is ``b""`` (dbm.gnu's and dbm.ndbm's);
+    dbm.dumb inherits MutableMapping's ``None`` and refuses to store it."""
+    with kv_dbm.open(str(tmp_path / "kv"), "c") as db, dbm_dumb.open(str(tmp_path / "dumb"), "c") as dumb:
+        assert db.setdefault(b"a") == b"" and db[b"a"] == b""
+        with pytest.raises(TypeError):
+            dumb.setdefault(b"a")
+        assert b"a" not in dumb
+        for d in (db, dumb):
+            d[b"k"] = b"v"
+            assert d.setdefault(b"k") == b"v"
