@@ -14,6 +14,7 @@ untrusted writers use ``kv_backend.Store(path, serializer="json")``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import shelve as _std_shelve
@@ -34,6 +35,11 @@ BsdDbShelf = _std_shelve.BsdDbShelf
 DbfilenameShelf = _std_shelve.DbfilenameShelf
 
 _MISSING: Any = object()
+
+
+def _digest(data: bytes) -> bytes:
+    """A short fingerprint of a pickle, kept per cached entry instead of the pickle itself."""
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 class KVShelf(_std_shelve.DbfilenameShelf):
@@ -64,6 +70,9 @@ class KVShelf(_std_shelve.DbfilenameShelf):
                 raise ConfigurationError(
                     f"pickle protocol must be <= {pickle.HIGHEST_PROTOCOL}, not {protocol}"
                 )
+        #: With writeback, the fingerprint of each cached entry's pickle as read or stored, so that
+        #: sync() writes back only the entries this process changed (see :meth:`sync`).
+        self._fingerprints: dict[str, bytes] = {}
         _std_shelve.Shelf.__init__(self, _kv_dbm.open(filename, flag), protocol, writeback, keyencoding)
 
     def _ek(self, key: object) -> bytes:
@@ -103,6 +112,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
             ) from exc
         if self.writeback:
             cache[key] = value
+            self._fingerprints[key] = _digest(data)
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -127,6 +137,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
                 raise self.dict._convert(exc) from None
         if self.writeback:  # cached only once stored
             self.cache[key] = value
+            self._fingerprints[key] = _digest(data)
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
         """Like ``dict.update``, written as one atomic batch: a bad key or value stores nothing."""
@@ -143,6 +154,9 @@ class KVShelf(_std_shelve.DbfilenameShelf):
             raise d._convert(exc) from None
         if self.writeback:
             self.cache.update(pairs)
+            prints = self._fingerprints
+            for (k, _), (_, data) in zip(pairs, encoded, strict=True):
+                prints[k] = _digest(data)
 
     def __delitem__(self, key: str) -> None:
         try:
@@ -151,10 +165,12 @@ class KVShelf(_std_shelve.DbfilenameShelf):
             # With writeback, a key this process has cached is present for it (reads serve it)
             # even if another process deleted it: deleting it succeeds, and drops the cached
             # entry, which sync() would otherwise write back.
+            self._fingerprints.pop(key, None)
             if self.cache.pop(key, _MISSING) is _MISSING:
                 raise
         else:
             self.cache.pop(key, None)
+            self._fingerprints.pop(key, None)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -181,6 +197,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
         """Remove every entry at once (one atomic batch), without reading or unpickling any value."""
         self.dict.clear()
         self.cache.clear()
+        self._fingerprints.clear()
 
     def items(self) -> _kv_dbm.LiveItemsView[str, Any]:  # type: ignore[override]
         """A view of the ``(key, value)`` pairs; keys other processes delete meanwhile are skipped."""
@@ -238,6 +255,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
             found = self._take(k, False)
         except _kv_dbm.KeySizeError:
             found = None  # no key of that size can be stored, so it is absent
+        self._fingerprints.pop(key, None)
         cached = self.cache.pop(key, _MISSING)
         if cached is not _MISSING:
             return cached  # with writeback, the object this process has been using
@@ -260,6 +278,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
                 found = self._take(k, True)
                 if found is not None:
                     key, value = found
+                    self._fingerprints.pop(key, None)
                     return key, self.cache.pop(key, value)
                 break  # another process took it: look again
             else:
@@ -286,6 +305,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
             if stored:
                 if self.writeback:
                     self.cache[key] = default
+                    self._fingerprints[key] = _digest(data)
                 return default
             try:
                 return self[key]  # another process stored it first: its value
@@ -297,14 +317,26 @@ class KVShelf(_std_shelve.DbfilenameShelf):
         return db is not None and db.read_only
 
     def sync(self) -> None:
-        """Write every cached entry back (all at once), then flush to stable storage."""
+        """Write back (all at once) the cached entries this process changed, then flush to stable storage.
+
+        An entry whose pickle is the one read or stored is not written again: the stdlib writes
+        back every cached entry, so one this process only read replaced what another process
+        wrote to it meanwhile, and brought back a key another process had deleted.
+        """
         if self.writeback and self.cache:
             if self._read_only():
                 self.cache = {}  # nothing can be written back; cached objects are just dropped
             else:
-                encoded = [(self._ek(k), self._dumps(v)) for k, v in self.cache.items()]
-                _write_all(self.dict.db, encoded)
+                seen = self._fingerprints
+                encoded = []
+                for k, v in self.cache.items():
+                    data = self._dumps(v)
+                    if seen.get(k) != _digest(data):
+                        encoded.append((self._ek(k), data))
+                if encoded:
+                    _write_all(self.dict.db, encoded)
                 self.cache = {}
+            self._fingerprints = {}
         if hasattr(self.dict, "sync"):
             self.dict.sync()
 

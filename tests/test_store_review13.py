@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dbm.dumb as dbm_dumb
+import subprocess
+import sys
 
 import pytest
 
 from kv_backend import DB, Store
 from kv_backend import dbm as kv_dbm
+from kv_backend import shelve as kv_shelve
 from kv_backend.errors import InvalidKeyError, InvalidValueError, NotAnIntegerError
 from kv_backend.structures import CommandError, Structures
 
@@ -117,3 +120,40 @@ def test_dbm_setdefault_without_default_stores_empty_bytes_unlike_dbm_dumb(tmp_p
         for d in (db, dumb):
             d[b"k"] = b"v"
             assert d.setdefault(b"k") == b"v"
+
+
+def test_shelf_writeback_sync_does_not_write_back_entries_only_read(tmp_path):
+    """With writeback, sync() wrote back every cached entry, also those this process had only
+    read: another process's write to such a key was undone, and a key it had deleted came back.
+    Only the entries whose pickle changed since they were read or stored are written back now."""
+    path = str(tmp_path / "sh")
+    with kv_shelve.open(path, writeback=True) as a, kv_shelve.open(path) as b:
+        a.update({"read": [1], "mutated": {"n": 1}, "gone": 1, "set": [0]})
+        a.sync()
+        assert (a["read"], a["mutated"], a["gone"]) == ([1], {"n": 1}, 1)  # cached, as read
+        a["set"] = [5]
+        b["read"] = ["from b"]
+        del b["gone"]
+        b["set"] = ["from b"]
+        a["mutated"]["n"] = 2  # a change only the cache holds
+        a.sync()
+        assert b["read"] == ["from b"] and "gone" not in b and b["set"] == ["from b"]
+        assert b["mutated"] == {"n": 2}
+        assert a["read"] == ["from b"]  # sync emptied the cache: a sees b's write now
+        a["read"].append(2)  # read, then changed: written back at close
+        a.setdefault("new", []).append(1)
+    with kv_shelve.open(path, "r") as c:
+        assert (c["read"], c["new"]) == (["from b", 2], [1])
+
+
+def test_shelf_writeback_entry_of_another_process_kept_across_sync(tmp_path):
+    """The same with the other writer in another process."""
+    path = str(tmp_path / "sh")
+    with kv_shelve.open(path, writeback=True) as a:
+        a["k"] = "old"
+        a.sync()
+        assert a["k"] == "old"
+        code = f"import kv_backend.shelve as s\nwith s.open({path!r}) as b: b['k'] = 'new'"
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+        a.sync()
+        assert a["k"] == "new"
