@@ -157,3 +157,20 @@ def test_shelf_writeback_entry_of_another_process_kept_across_sync(tmp_path):
         subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
         a.sync()
         assert a["k"] == "new"
+
+
+@pytest.mark.parametrize("count", [-1, b"-3"])
+def test_stream_reads_take_a_negative_count_as_every_entry(tmp_path, count):
+    """Redis (and kvb serve) read every entry for ``XREAD``/``XREADGROUP ... COUNT`` below 1; in-process
+    a negative count gave ``xread`` no entry (with ``block`` it then waited for nothing) and
+    ``xreadgroup`` a single one. Both read every entry now, as for None and 0."""
+    with Structures(str(tmp_path / "r")) as st:
+        st.xadd("x", {"f": "1"}, id="1-0")
+        st.xadd("x", {"f": "2"}, id="2-0")
+        ids = [b"1-0", b"2-0"]
+        assert [i for i, _ in st.xread({"x": "0"}, count=count)[0][1]] == ids
+        assert [i for i, _ in st.xread({"x": "0"}, count=count, block=1)[0][1]] == ids
+        st.xgroup_create("x", "g", id="0")
+        assert [i for i, _ in st.xreadgroup("g", "c", {"x": ">"}, count=count)[0][1]] == ids
+        assert [i for i, _ in st.xreadgroup("g", "c", {"x": "0"}, count=count)[0][1]] == ids
+        assert st.xrange("x", count=count) == []  # XRANGE's COUNT below 1 is no entry, as in Redis

@@ -40,7 +40,7 @@ from kv_backend.structures.layout import (
     _lp,
     _pairs,
 )
-from kv_backend.structures.parsing import parse_index
+from kv_backend.structures.parsing import parse_index, parse_read_count
 from kv_backend.structures.streams import (
     _U64_MAX,
     _XID,
@@ -468,7 +468,7 @@ class StreamGroups(Streams):
             return self._wait_for(attempt, _block_seconds(block)) or []
         group, consumer = _b(group), _b(consumer)
         pairs = _pairs(streams, "streams")
-        limit = (0 if count is None else parse_index(count)) or None
+        limit = parse_read_count(count)  # (None, 0 or negative: every entry, as in Redis)
         db = self.db
         with db.locked():
             targets: list[tuple[bytes, StreamMeta, Group, ID | None]] = []

@@ -59,6 +59,19 @@ def parse_index(value: object) -> int:
     raise NotAnIntegerError(NOT_INT)
 
 
+def parse_read_count(value: object) -> int | None:
+    """XREAD's and XREADGROUP's ``count``: the most entries per stream, or None for all of them.
+
+    None, 0 and a negative count read every entry, as Redis takes a COUNT below 1; in-process a
+    negative count gave no entry (XREAD, which with ``block`` then waited for nothing) or one
+    (XREADGROUP). Text is read as :func:`parse_index` reads it.
+    """
+    if value is None:
+        return None
+    count = parse_index(value)
+    return count if count > 0 else None
+
+
 def parse_scan_count(value: object) -> int:
     """A SCAN-family ``count``: an int as :func:`parse_index` reads it, which must be 1 or more.
 

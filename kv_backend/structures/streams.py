@@ -12,7 +12,7 @@ from kv_backend.db import Batch
 from kv_backend.structures.errors import CommandError
 from kv_backend.structures.keyspace import Keyspace, _block_seconds, _name_limit
 from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, NameT, Value, _b, _lp, _pairs
-from kv_backend.structures.parsing import parse_index
+from kv_backend.structures.parsing import parse_index, parse_read_count
 
 _XMETA = struct.Struct(">QQQQQQQ")  # count, version, last ID, entries added, largest deleted ID
 _XMETA_V1 = struct.Struct(">QQQQ")  # count, version, last ID (streams written before consumer groups)
@@ -195,10 +195,11 @@ class Streams(Keyspace):
         """Entries added after the given IDs (``$``: after the stream's last entry), per stream.
 
         Returns ``[(name, entries)]`` for the streams that have such entries, in the
-        order given, with at most ``count`` entries each (None or 0: all). With ``block``
-        (milliseconds, 0: for ever, as in XREAD and redis-py) it waits for an entry that
-        any process adds, and returns ``[]`` if none comes in time.
+        order given, with at most ``count`` entries each (None, 0 or negative: all, as in
+        Redis). With ``block`` (milliseconds, 0: for ever, as in XREAD and redis-py) it waits
+        for an entry that any process adds, and returns ``[]`` if none comes in time.
         """
+        count = parse_read_count(count)
         positions = self.stream_positions(streams)
         if block is None:
             return self.xread_after(positions, count)
@@ -236,7 +237,7 @@ class Streams(Keyspace):
             if (ms, seq) == (_U64_MAX, _U64_MAX):  # nothing comes after it ("(" of it is no bound)
                 self._stream(name)  # WRONGTYPE all the same
                 continue
-            entries = self._xrange(name, b"(%d-%d" % (ms, seq), b"+", count or None, reverse=False)
+            entries = self._xrange(name, b"(%d-%d" % (ms, seq), b"+", parse_read_count(count), reverse=False)
             if entries:
                 out.append((name, entries))
         return out
