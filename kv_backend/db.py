@@ -163,6 +163,8 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         name = os.fsdecode(path)  # a bytes path too, as open() and dbm take
         if not name:  # abspath("") is the working directory: a setting left empty would open it
             raise ConfigurationError("the store's path is empty: name its directory ('.' for this one)")
+        if "\x00" in name:  # the system refuses it (a bare ValueError from the first os call)
+            raise ConfigurationError(f"the store's path {name!r} holds a NUL character, which no path can")
         self.path = os.path.abspath(name)
         self._sync_interval: float | None = check_tuning_options(sync, max_file_size, auto_merge)
         self.sync_mode = sync

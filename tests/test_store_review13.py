@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dbm.dumb as dbm_dumb
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 from kv_backend import DB, Store
 from kv_backend import dbm as kv_dbm
 from kv_backend import shelve as kv_shelve
-from kv_backend.errors import InvalidKeyError, InvalidValueError, NotAnIntegerError
+from kv_backend.errors import ConfigurationError, InvalidKeyError, InvalidValueError, NotAnIntegerError
 from kv_backend.structures import CommandError, Structures
 
 LONG = "b" * 70_000  # longer than any key can be, and sorting between "b" and "c"
@@ -174,3 +175,13 @@ def test_stream_reads_take_a_negative_count_as_every_entry(tmp_path, count):
         assert [i for i, _ in st.xreadgroup("g", "c", {"x": ">"}, count=count)[0][1]] == ids
         assert [i for i, _ in st.xreadgroup("g", "c", {"x": "0"}, count=count)[0][1]] == ids
         assert st.xrange("x", count=count) == []  # XRANGE's COUNT below 1 is no entry, as in Redis
+
+
+@pytest.mark.parametrize("path", ["dir\x00name", b"dir\x00name"])
+def test_store_path_with_a_nul_is_a_configuration_error(tmp_path, path):
+    """A path holding a NUL character raised a bare ValueError ("embedded null byte") from deep in
+    the engine; it is the documented ConfigurationError (still a ValueError), naming the path."""
+    with pytest.raises(ConfigurationError, match="NUL character"):
+        Store(path)
+    with pytest.raises(ValueError):  # kv_backend.dbm raises what the stdlib's dbm modules raise
+        kv_dbm.open(os.path.join(str(tmp_path), "a\x00b"), "c")
