@@ -579,6 +579,8 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
     if not isinstance(mode, int) or isinstance(mode, bool):
         raise TypeError(f"mode must be an int such as 0o666, not {type(mode).__name__}")
     path = os.fsdecode(os.fspath(file))
+    if not path:  # (no directory can be made or found there: say so rather than name an empty path)
+        raise DatabaseNotFoundError(errno.ENOENT, "the database path is empty: name the database's directory")
     if flag[0] == "n" and os.path.isfile(path) and not os.path.islink(path):
         # "n" always makes a new, empty database, as in the stdlib (dbm.gnu truncates whatever
         # file is there): a regular file at the path gives way to the new store directory.

@@ -185,3 +185,14 @@ def test_store_path_with_a_nul_is_a_configuration_error(tmp_path, path):
         Store(path)
     with pytest.raises(ValueError):  # kv_backend.dbm raises what the stdlib's dbm modules raise
         kv_dbm.open(os.path.join(str(tmp_path), "a\x00b"), "c")
+
+
+@pytest.mark.parametrize("flag", ["r", "w", "c", "n"])
+def test_dbm_and_shelve_open_of_an_empty_path_say_it_is_empty(flag):
+    """``open("")`` raised "cannot create the database : No such file or directory" (or "no database
+    at ;"), naming an empty path; it still raises DatabaseNotFoundError (a FileNotFoundError, what
+    dbm.gnu raises), and says the path is empty."""
+    with pytest.raises(kv_dbm.DatabaseNotFoundError, match="the database path is empty"):
+        kv_dbm.open("", flag)
+    with pytest.raises(kv_dbm.DatabaseNotFoundError, match="the database path is empty"):
+        kv_shelve.open(b"", flag)
