@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kv_backend.errors import InvalidArgumentError
+
 
 def update_pairs(other: Any, kwargs: dict[str, Any]) -> list[tuple[Any, Any]]:
     """The ``(key, value)`` pairs ``dict.update(other, **kwargs)`` would store, in its order.
@@ -18,6 +20,28 @@ def update_pairs(other: Any, kwargs: dict[str, Any]) -> list[tuple[Any, Any]]:
     elif hasattr(other, "keys"):
         pairs = [(k, other[k]) for k in other.keys()]  # noqa: SIM118 - dict.update's protocol
     else:
-        pairs = [(k, v) for k, v in other]
+        try:
+            items = iter(other)
+        except TypeError:
+            raise InvalidArgumentError(
+                f"update() takes a mapping or an iterable of (key, value) pairs, not {type(other).__name__}"
+            ) from None
+        pairs = []
+        for i, item in enumerate(items):
+            try:
+                k, v = item
+            except (TypeError, ValueError):  # (dict.update raises one or the other: this is both)
+                raise InvalidArgumentError(
+                    f"update() takes (key, value) pairs: element #{i} ({_describe(item)}) is not one"
+                ) from None
+            pairs.append((k, v))
     pairs.extend(kwargs.items())
     return pairs
+
+
+def _describe(item: object) -> str:
+    """``item``'s type, and its length where it has one, for an error message (not its repr)."""
+    try:
+        return f"{type(item).__name__} of length {len(item)}"  # type: ignore[arg-type]
+    except TypeError:
+        return type(item).__name__

@@ -12,7 +12,13 @@ import pytest
 from kv_backend import DB, Store
 from kv_backend import dbm as kv_dbm
 from kv_backend import shelve as kv_shelve
-from kv_backend.errors import ConfigurationError, InvalidKeyError, InvalidValueError, NotAnIntegerError
+from kv_backend.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidValueError,
+    NotAnIntegerError,
+)
 from kv_backend.structures import CommandError, Structures
 
 LONG = "b" * 70_000  # longer than any key can be, and sorting between "b" and "c"
@@ -196,3 +202,29 @@ def test_dbm_and_shelve_open_of_an_empty_path_say_it_is_empty(flag):
         kv_dbm.open("", flag)
     with pytest.raises(kv_dbm.DatabaseNotFoundError, match="the database path is empty"):
         kv_shelve.open(b"", flag)
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ([("a", 1, 2)], r"element #0 \(tuple of length 3\) is not one"),
+        ([("a", 1), 5], r"element #1 \(int\) is not one"),
+        (5, "a mapping or an iterable of .key, value. pairs, not int"),
+        (None, "not NoneType"),
+    ],
+)
+def test_update_with_something_other_than_pairs_says_what_is_wrong(tmp_path, arg, message):
+    """``update([("a", 1, 2)])`` raised "too many values to unpack (expected 2)" and ``update(5)``
+    "'int' object is not iterable", from inside the front end; every front end now raises
+    InvalidArgumentError (both the ValueError and the TypeError dict.update raises) naming the
+    element, and writes nothing."""
+    with (
+        Store(str(tmp_path / "s")) as s,
+        kv_shelve.open(str(tmp_path / "sh")) as sh,
+        kv_dbm.open(str(tmp_path / "d"), "c") as d,
+    ):
+        for front in (s, s.db, sh, d):
+            with pytest.raises(InvalidArgumentError, match=message) as info:
+                front.update(arg)
+            assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
+            assert len(front) == 0
