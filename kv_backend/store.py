@@ -281,7 +281,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     def set_many(self, mapping: Mapping[K, Any] | Iterable[tuple[K, Any]], ttl: float | None = None) -> None:
         """Store every pair at once, all or nothing (one batch)."""
-        pairs = mapping.items() if isinstance(mapping, Mapping) else mapping
+        pairs = mapping.items() if isinstance(mapping, Mapping) else update_pairs(mapping, {})
         ek, dumps = self._ek, self._dumps
         self._apply([(ek(k), dumps(v), ttl) for k, v in pairs])  # serialize all before writing any
 

@@ -228,3 +228,14 @@ def test_update_with_something_other_than_pairs_says_what_is_wrong(tmp_path, arg
                 front.update(arg)
             assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
             assert len(front) == 0
+
+
+def test_store_set_many_with_something_other_than_pairs_says_what_is_wrong(store):
+    """``set_many`` raised the same bare unpacking errors as ``update``."""
+    with pytest.raises(InvalidArgumentError, match=r"element #1 \(str of length 3\) is not one"):
+        store.set_many([("x", 1), "abc"], ttl=10)
+    with pytest.raises(InvalidArgumentError, match="not int"):
+        store.set_many(5)
+    assert "x" not in store
+    store.set_many(iter([("x", 1)]), ttl=10)
+    assert store["x"] == 1 and store.ttl("x") > 0
