@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dbm.dumb as dbm_dumb
+import math
 import os
 import subprocess
 import sys
@@ -239,3 +240,40 @@ def test_store_set_many_with_something_other_than_pairs_says_what_is_wrong(store
     assert "x" not in store
     store.set_many(iter([("x", 1)]), ttl=10)
     assert store["x"] == 1 and store.ttl("x") > 0
+
+
+def test_set_and_getex_refuse_an_exat_that_is_not_a_positive_time(tmp_path):
+    """``set(..., exat=0)`` stored a key that never expires (the engine's 0 means "never"), and a
+    negative exat raised the engine's error about ``expires_at`` "(0 for never)"; ``getex(exat=0)``
+    deleted the key. Redis refuses both ("ERR invalid expire time"): so do they now, writing nothing."""
+    with Structures(str(tmp_path / "r")) as st:
+        st.set("k", "v")
+        for exat in (0, -5, 0.0):
+            with pytest.raises(CommandError, match="invalid expire time in 'set' command"):
+                st.set("k", "other", exat=exat)
+            with pytest.raises(CommandError, match="invalid expire time in 'getex' command"):
+                st.getex("k", exat=exat)
+        assert st.get("k") == b"v" and st.ttl("k") is None
+        with pytest.raises(InvalidArgumentError, match="exat must be a number"):
+            st.getex("missing", exat="soon")  # checked before the key is looked up, as ex is
+        st.set("k", "v", exat=1)  # a past time stores the key already expired, as in Redis
+        assert st.get("k") is None
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_expiry_arguments_that_are_not_finite_name_the_argument(tmp_path, bad):
+    """A NaN or infinite ``ex``/``exat``/``expire``/``expireat`` argument raised the engine's error
+    about its own ``ttl``/``expires_at`` ("0 for never", wrong for Structures); it names the
+    argument now (the same ConfigurationError, a ValueError)."""
+    with Structures(str(tmp_path / "r")) as st:
+        st.set("k", "v")
+        calls = {
+            "ex": lambda: st.set("k", "v", ex=bad),
+            "exat": lambda: st.set("k", "v", exat=bad),
+            "the expire time": lambda: st.expire("k", bad),
+            "the Unix time to expire at": lambda: st.expireat("k", bad),
+        }
+        for what, call in calls.items():
+            with pytest.raises(ConfigurationError, match=f"^{what} must be a finite number of seconds"):
+                call()
+        assert st.get("k") == b"v" and st.ttl("k") is None

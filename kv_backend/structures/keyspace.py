@@ -87,6 +87,8 @@ def _check_seconds(value: object, what: str) -> None:
     0, which raised Python's own TypeError ("'<=' not supported between 'str' and 'int'")."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise InvalidArgumentError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):  # (the engine's error named its own ttl)
+        raise ConfigurationError(f"{what} must be a finite number of seconds, not {value!r}")
 
 
 def _name_list(names: Name | Iterable[Name]) -> list[bytes]:

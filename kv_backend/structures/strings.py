@@ -66,6 +66,10 @@ class Strings(Keyspace):
                 _check_seconds(ex, "ex")
             if ex is not None and ex <= 0:
                 raise CommandError("ERR invalid expire time in 'set' command")
+            if exat is not None:
+                _check_seconds(exat, "exat")
+                if exat <= 0:  # (as Redis; the engine took 0 for "never" and refused a negative time)
+                    raise CommandError("ERR invalid expire time in 'set' command")
             db = self.db
             mk = META + name
             data = b"s" + value
@@ -162,6 +166,10 @@ class Strings(Keyspace):
         if ex is not None:
             _check_seconds(ex, "ex")
             if ex <= 0:  # (as SET's ex; it deleted the key and answered its value)
+                raise CommandError("ERR invalid expire time in 'getex' command")
+        if exat is not None:
+            _check_seconds(exat, "exat")
+            if exat <= 0:  # (as Redis; it deleted the key and answered its value)
                 raise CommandError("ERR invalid expire time in 'getex' command")
         with self.db.locked():
             value = self.get(name)
