@@ -277,3 +277,18 @@ def test_expiry_arguments_that_are_not_finite_name_the_argument(tmp_path, bad):
             with pytest.raises(ConfigurationError, match=f"^{what} must be a finite number of seconds"):
                 call()
         assert st.get("k") == b"v" and st.ttl("k") is None
+
+
+def test_blocking_calls_take_a_timeout_beyond_the_float_range(tmp_path):
+    """A timeout (or xread's block) given as an int too large for a float raised a bare
+    OverflowError; it is as long as an infinite wait now, and a hugely negative one is
+    "ERR timeout is negative" like any negative timeout."""
+    with Structures(str(tmp_path / "r")) as st:
+        st.rpush("l", "a")
+        st.xadd("x", {"f": "v"}, id="1-0")
+        assert st.blpop(["l"], timeout=10**400) == (b"l", b"a")
+        assert st.xread({"x": "0"}, block=10**400)[0][0] == b"x"
+        with pytest.raises(CommandError, match="timeout is negative"):
+            st.blpop(["l"], timeout=-(10**400))
+        with pytest.raises(CommandError, match="timeout is negative"):
+            st.xread({"x": "0"}, block=-(10**400))

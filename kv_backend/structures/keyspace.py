@@ -113,7 +113,10 @@ def _block_seconds(block: object) -> float:
     an InvalidArgumentError, as a blocking pop's timeout is."""
     if not isinstance(block, (int, float)) or isinstance(block, bool):
         raise InvalidArgumentError(f"block must be a number of milliseconds (0: for ever), not {block!r}")
-    return block / 1000
+    try:
+        return block / 1000
+    except OverflowError:  # an int beyond a float's range: as long as an infinite wait
+        return math.inf if block > 0 else -math.inf
 
 
 #: The message of the :class:`KeyNameTooLongError` a write to a key of each type raises (None:
@@ -313,7 +316,13 @@ class Keyspace:
         blocking commands inside ``MULTI``/``EXEC`` do not in Redis: no other thread or process
         can write while the block holds the write lock, so the wait could only end by its timeout.
         """
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or math.isnan(timeout):
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+            raise InvalidArgumentError(f"timeout must be a number of seconds (0: for ever), not {timeout!r}")
+        try:
+            timeout = float(timeout)
+        except OverflowError:  # an int beyond a float's range: as long as an infinite wait
+            timeout = math.inf if timeout > 0 else -math.inf
+        if math.isnan(timeout):
             raise InvalidArgumentError(f"timeout must be a number of seconds (0: for ever), not {timeout!r}")
         if timeout < 0:
             raise CommandError("ERR timeout is negative")
