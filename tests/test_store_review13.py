@@ -292,3 +292,14 @@ def test_blocking_calls_take_a_timeout_beyond_the_float_range(tmp_path):
             st.blpop(["l"], timeout=-(10**400))
         with pytest.raises(CommandError, match="timeout is negative"):
             st.xread({"x": "0"}, block=-(10**400))
+
+
+def test_iter_keys_takes_after_as_any_name(tmp_path):
+    """``iter_keys(after="a")`` raised "can't concat str to bytes": ``after`` is a key name, which
+    every other argument takes as bytes, str or a number."""
+    with Structures(str(tmp_path / "r")) as st:
+        for name in ("a", "b", "1", "2"):
+            st.set(name, "v")
+        assert list(st.iter_keys(after="a")) == [b"b"]
+        assert list(st.iter_keys(after=1)) == [b"2", b"a", b"b"]
+        assert list(st.iter_keys(after=b"a" * 70_000)) == [b"b"]

@@ -443,13 +443,13 @@ class Keyspace:
         return list(self.iter_keys(pattern))
 
     def iter_keys(
-        self, pattern: Name = b"*", type: str | bytes | None = None, after: bytes | None = None
+        self, pattern: Name = b"*", type: str | bytes | None = None, after: Name | None = None
     ) -> Iterator[bytes]:
         """Yield key names matching ``pattern`` (and ``type``, str or bytes, any case) in byte
         order, after ``after``."""
         pattern = _b(pattern)
         lit = _literal_prefix(pattern)
-        start = META + after + b"\x00" if after is not None else None
+        start = META + _b(after) + b"\x00" if after is not None else None  # (a str too, as a name)
         tag = None
         if type is not None:
             # (a bytes type, b"hash", matched no type: every scan came back empty)
