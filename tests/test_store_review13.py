@@ -20,7 +20,7 @@ from kv_backend.errors import (
     InvalidValueError,
     NotAnIntegerError,
 )
-from kv_backend.structures import CommandError, Structures
+from kv_backend.structures import CommandError, Structures, WrongTypeError
 
 LONG = "b" * 70_000  # longer than any key can be, and sorting between "b" and "c"
 
@@ -303,3 +303,25 @@ def test_iter_keys_takes_after_as_any_name(tmp_path):
         assert list(st.iter_keys(after="a")) == [b"b"]
         assert list(st.iter_keys(after=1)) == [b"2", b"a", b"b"]
         assert list(st.iter_keys(after=b"a" * 70_000)) == [b"b"]
+
+
+def test_spop_and_srandmember_take_a_count_as_the_commands_do(tmp_path):
+    """The in-process methods follow the Redis commands' arguments (docs/redis.md), as hrandfield()
+    and zrandmember() take a count; spop() and srandmember() took none (a TypeError)."""
+    with Structures(str(tmp_path / "r")) as st:
+        st.sadd("s", "a", "b", "c")
+        picked = st.srandmember("s", 2)
+        assert len(picked) == 2 and set(picked) <= {b"a", b"b", b"c"} and len(set(picked)) == 2
+        assert sorted(st.srandmember("s", 10)) == [b"a", b"b", b"c"]
+        assert len(st.srandmember("s", -5)) == 5 and st.srandmember("s", 0) == []
+        assert st.srandmember("missing", -3) == [] and st.srandmember("s") in {b"a", b"b", b"c"}
+        popped = st.spop("s", 2)
+        assert len(popped) == 2 and st.smembers("s") == {b"a", b"b", b"c"} - set(popped)
+        remaining = list(st.smembers("s"))
+        assert st.spop("s", "5") == remaining and st.scard("s") == 0
+        assert st.spop("s", 1) == [] and st.spop("missing", 2) == [] and st.spop("s") is None
+        with pytest.raises(CommandError, match="must be positive"):
+            st.spop("s", -1)
+        st.set("str", "v")
+        with pytest.raises(WrongTypeError):
+            st.spop("str", 0)

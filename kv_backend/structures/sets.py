@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from kv_backend.errors import KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _redis_int
 from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _lp
-from kv_backend.structures.parsing import glob_match, parse_cursor, parse_index, parse_scan_count
+from kv_backend.structures.parsing import (
+    glob_match,
+    parse_cursor,
+    parse_index,
+    parse_scan_count,
+    random_repeats,
+)
 
 
 class Sets(Keyspace):
@@ -88,20 +95,37 @@ class Sets(Keyspace):
             out -= self.smembers(n)
         return out
 
-    def spop(self, name: Name) -> bytes | None:
-        """Remove and return a random member."""
+    def spop(self, name: Name, count: int | None = None) -> Any:
+        """Remove and return a random member (None if the set is missing); with ``count`` (SPOP's,
+        as in redis-py), a list of up to ``count`` distinct members, all removed at once."""
+        if count is not None:
+            count = parse_index(count)
+            if count < 0:
+                raise CommandError("ERR value is out of range, must be positive")
         with self.db.locked():
-            members = list(self.smembers(name))
+            members = list(self.smembers(name))  # (WRONGTYPE even for a count of 0, as Redis)
+            if count is not None:
+                chosen = random.sample(members, min(count, len(members)))
+                if chosen:
+                    self.srem(name, *chosen)
+                return chosen
             if not members:
                 return None
             m = random.choice(members)
             self.srem(name, m)
             return m
 
-    def srandmember(self, name: Name) -> bytes | None:
-        """A random member, or None."""
+    def srandmember(self, name: Name, count: int | None = None) -> Any:
+        """A random member, or None; with ``count`` (SRANDMEMBER's, as in redis-py), a list of up to
+        ``count`` distinct members, or of ``-count`` members that may repeat when it is negative."""
+        if count is not None:
+            count = parse_index(count)
         members = list(self.smembers(name))
-        return random.choice(members) if members else None
+        if count is None:
+            return random.choice(members) if members else None
+        if count >= 0:
+            return random.sample(members, min(count, len(members)))
+        return random.choices(members, k=random_repeats(count)) if members else []
 
     def sscan(
         self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int = 10
