@@ -623,9 +623,12 @@ class StoreKeysView(_View[K], KeysView[K]):
     def __contains__(self, key: object) -> bool:
         try:
             k = self._mapping._ek(key)
-            return self._in_bounds(k) and k in self._mapping.db
+            if self._in_bounds(k):
+                return k in self._mapping.db
         except (InvalidKeyError, KeyEncodingError, KeyTooLargeError):
-            return False  # a key that cannot be stored is never present, as for the store itself
+            pass  # a key that cannot be stored is never present, as for the store itself
+        self._mapping.db._check_open()  # after close(), every call raises, whatever the key
+        return False
 
 
 class StoreItemsView(_View[K], ItemsView[K, Any]):
@@ -647,14 +650,17 @@ class StoreItemsView(_View[K], ItemsView[K, Any]):
 
     def __contains__(self, item: object) -> bool:
         if not isinstance(item, tuple) or len(item) != 2:
+            self._mapping.db._check_open()  # after close(), every call raises, whatever the item
             return False
         key, value = item
         try:
             k = self._mapping._ek(key)
             if not self._in_bounds(k):
+                self._mapping.db._check_open()
                 return False
             data = self._mapping._get(k, _MISSING)
         except (InvalidKeyError, KeyEncodingError, KeyTooLargeError):
+            self._mapping.db._check_open()
             return False  # a key that cannot be stored is never present
         return data is not _MISSING and self._mapping._loads(data) == value
 

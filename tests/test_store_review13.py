@@ -15,6 +15,7 @@ from kv_backend import dbm as kv_dbm
 from kv_backend import shelve as kv_shelve
 from kv_backend.errors import (
     ConfigurationError,
+    DatabaseClosedError,
     InvalidArgumentError,
     InvalidKeyError,
     InvalidValueError,
@@ -325,3 +326,17 @@ def test_spop_and_srandmember_take_a_count_as_the_commands_do(tmp_path):
         st.set("str", "v")
         with pytest.raises(WrongTypeError):
             st.spop("str", 0)
+
+
+def test_store_views_raise_after_close_whatever_is_asked(tmp_path):
+    """After close() every call raises (docs/store.md), and ``1 in store`` does; but ``in`` on a
+    keys or items view answered False after close for a key of the wrong type, a pair that is no
+    pair, or a key outside the view's bounds."""
+    s = Store(str(tmp_path / "s"))
+    s["a"] = 1
+    keys, items, bounded = s.keys(), s.items(), s.keys(prefix="b")
+    s.close()
+    for probe in (lambda: 1 in keys, lambda: "a" in bounded, lambda: 5 in items, lambda: (1, 1) in items,
+                  lambda: ("a", 1) in s.items(prefix="b"), lambda: "a" in keys):
+        with pytest.raises(DatabaseClosedError):
+            probe()
