@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
@@ -162,7 +163,7 @@ def serve(
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
         timeout_keep_alive=keep_alive,
     )
-    server = uvicorn.Server(config)
+    server = _server_class(uvicorn)(config)
     bind_errors = _BindErrors()
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addHandler(bind_errors)
@@ -179,6 +180,23 @@ def serve(
         uvicorn_log.removeFilter(_cancelled_at_shutdown)
         uvicorn_log.removeHandler(bind_errors)
         app.state.db.close()
+
+
+def _server_class(uvicorn: Any) -> type:
+    """uvicorn's Server, but a forced exit (a second Ctrl-C during the shutdown) still ends as the
+    grace period's end does: the unfinished requests are cancelled and the app shut down (the store
+    closed). uvicorn skips both, and asyncio then cancelled the app's lifespan task on the way out,
+    which Starlette reported as an "Exception in 'lifespan' protocol" traceback."""
+
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            if self.force_exit:
+                for task in self.server_state.tasks:
+                    task.cancel()
+                await self.lifespan.shutdown()
+
+    return Server
 
 
 def _cancelled_at_shutdown(record: logging.LogRecord) -> bool:
