@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -65,3 +66,80 @@ def test_http_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path, capfd):
     assert answer and answer[0].startswith(b"HTTP/1.1 503") and b"store_closed" in answer[0]
     with DB(str(tmp_path / "s"), read_only=True) as db:
         assert b"k" not in db
+
+
+def _get(app, server: object, headers: list[tuple[bytes, bytes]]) -> int:
+    """GET /v1/stats straight from the ASGI ``app``, for a connection that arrived on ``server``."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/v1/stats",
+        "raw_path": b"/v1/stats",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": server,
+    }
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"]
+
+
+REBOUND = [(b"host", b"evil.example:8380"), (b"sec-fetch-site", b"same-origin")]
+
+
+@pytest.mark.parametrize(
+    ("server", "refused"),
+    [
+        (("127.0.0.1", 8380), True),
+        (("::1", 8380), True),
+        (("::ffff:127.0.0.1", 8380), True),  # a dual-stack socket's IPv4 loopback
+        (("/run/kv.sock", None), True),  # uvicorn --uds: local only
+        (None, True),
+        (("10.1.2.3", 8380), False),  # reachable from elsewhere anyway: the token is the protection
+    ],
+)
+def test_app_from_env_without_a_token_keeps_rebound_pages_out_on_loopback(
+    tmp_path, monkeypatch, server, refused
+):
+    """kvb http on a loopback address refused a browser's request for a foreign Host (DNS rebinding),
+    but the app_from_env factory, for the documented uvicorn/gunicorn command (which binds 127.0.0.1
+    by default), did not: any web page could rebind its name to the server and use the store."""
+    pytest.importorskip("starlette")
+    from kv_backend.http import app_from_env
+
+    monkeypatch.setenv("KVB_HTTP_DIR", str(tmp_path / "s"))
+    monkeypatch.delenv("KVB_HTTP_TOKEN", raising=False)
+    app = app_from_env()
+    try:
+        assert _get(app, server, REBOUND) == (400 if refused else 200)
+        # a program (no browser headers) and a browser that names the server by address are served
+        assert _get(app, server, [(b"host", b"evil.example")]) == 200
+        assert _get(app, server, [(b"host", b"127.0.0.1:8380"), (b"sec-fetch-site", b"none")]) == 200
+    finally:
+        app.state.db.close()
+
+
+def test_app_from_env_with_a_token_leaves_the_host_to_it(tmp_path, monkeypatch):
+    pytest.importorskip("starlette")
+    from kv_backend.http import app_from_env
+
+    monkeypatch.setenv("KVB_HTTP_DIR", str(tmp_path / "s"))
+    monkeypatch.setenv("KVB_HTTP_TOKEN", "s3cret")
+    app = app_from_env()
+    try:
+        auth = [(b"authorization", b"Bearer s3cret")]
+        assert _get(app, ("127.0.0.1", 8380), REBOUND + auth) == 200
+    finally:
+        app.state.db.close()

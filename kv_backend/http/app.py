@@ -1569,6 +1569,20 @@ def _names_this_machine(host: bytes) -> bool:
     return True
 
 
+def _arrived_on_loopback(server: object) -> bool:
+    """Whether a connection whose ASGI ``scope["server"]`` is ``server`` came in on a loopback address:
+    ``(host, port)``; a Unix socket's ``(path, None)`` and an unknown address (None) count as local."""
+    if not isinstance(server, (tuple, list)) or len(server) != 2 or server[1] is None:
+        return True
+    try:
+        address = ipaddress.ip_address(str(server[0]).partition("%")[0])
+    except ValueError:
+        return True
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1, a dual-stack socket's IPv4 loopback
+    return address.is_loopback
+
+
 class LocalHostOnly:
     """ASGI middleware of ``kvb http`` on a loopback address without a token: refuse (400) a request
     a browser sent for a ``Host`` that is a domain name other than ``localhost``.
@@ -1579,13 +1593,20 @@ class LocalHostOnly:
     domain) gives it away. Browsers mark every request with ``Sec-Fetch-Site`` (older
     ones a write with ``Origin``); requests without either come from programs, which
     cannot be rebound, and keep any ``Host`` (a proxy's, a test's).
+
+    With ``loopback_connections_only`` (``app_from_env`` without a token, under a server whose
+    address the app is not told), the check applies to the connections that arrived on a loopback
+    address or a Unix socket, the ones a rebound page reaches: ASGI's ``scope["server"]`` says which.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, loopback_connections_only: bool = False) -> None:
         self.app = app
+        self.loopback_connections_only = loopback_connections_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and (
+            not self.loopback_connections_only or _arrived_on_loopback(scope.get("server"))
+        ):
             headers = scope["headers"]
             browser = any(name.lower() in (b"sec-fetch-site", b"origin") for name, _ in headers)
             hosts = [value for name, value in headers if name.lower() == b"host"] if browser else []

@@ -91,12 +91,18 @@ def app_from_env() -> Starlette:
     path = os.environ.get("KVB_HTTP_DIR")
     if not path:
         raise ConfigurationError("set KVB_HTTP_DIR to the store directory")
-    return create_app(
+    token = os.environ.get("KVB_HTTP_TOKEN") or None
+    app = create_app(
         path,
-        token=os.environ.get("KVB_HTTP_TOKEN") or None,
+        token=token,
         max_value_size=_env_size("KVB_HTTP_MAX_VALUE_SIZE", DEFAULT_MAX_VALUE_SIZE),
         sync=_env_sync(),
     )
+    if token is None:
+        # As kvb http on a loopback address: keep rebound web pages out. The address uvicorn or
+        # gunicorn listens on is theirs to know, so each request's connection says whether it applies.
+        app.add_middleware(LocalHostOnly, loopback_connections_only=True)
+    return app
 
 
 def serve(
