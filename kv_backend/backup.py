@@ -1015,7 +1015,8 @@ def restore(
     Every file's sha256 and every record's CRC are checked in a temporary
     directory next to ``path``; only a backup that checks out is moved into
     place. Any damage raises :class:`BackupError` naming the file, and leaves
-    ``path`` as it was.
+    ``path`` as it was. ``progress(done_bytes, total_bytes)`` is called as files
+    are downloaded; an exception it raises comes through unchanged.
     """
     from kv_backend.check import check
     from kv_backend.files import FORMAT_FILE, FORMAT_TEXT, LOCK_FILE
@@ -1054,11 +1055,20 @@ def restore(
             why = exc.strerror or str(exc)
         raise BackupError(f"cannot create a directory next to {dest}: {why}") from exc
     report = RestoreReport(name=name, url=target.url, path=given)
+    callback_error: list[BaseException] = []  # what the caller's progress raised: passed on as it is
+
+    def report_progress(done: int, total: int) -> None:
+        if progress is not None:
+            try:
+                progress(done, total)
+            except BaseException as exc:
+                callback_error.append(exc)
+                raise
+
     try:
         total = sum(e["size"] for e in doc["files"])
         done = 0
-        if progress is not None:
-            progress(0, total)
+        report_progress(0, total)
         for e in doc["files"]:
             where = target.where(e["stored_as"])
             h = hashlib.sha256()
@@ -1084,8 +1094,7 @@ def restore(
                         with _io(writing):
                             out.write(chunk)
                         done += len(chunk)
-                        if progress is not None:
-                            progress(min(done, total), total)
+                        report_progress(min(done, total), total)
                     with _io(writing):
                         out.flush()
                         os.fsync(out.fileno())
@@ -1137,7 +1146,7 @@ def restore(
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(made)
-        if isinstance(exc, OSError) and not isinstance(exc, KVError):
+        if isinstance(exc, OSError) and not isinstance(exc, KVError) and exc not in callback_error:
             raise BackupError(f"cannot restore into {dest}: {exc}") from exc
         raise
     report.seconds = time.monotonic() - started

@@ -143,3 +143,46 @@ def test_app_from_env_with_a_token_leaves_the_host_to_it(tmp_path, monkeypatch):
         assert _get(app, ("127.0.0.1", 8380), REBOUND + auth) == 200
     finally:
         app.state.db.close()
+
+
+# ------------------------------------------------------------------ backup and restore
+
+
+def _store_with_a_backup(tmp_path) -> str:
+    url = str(tmp_path / "backups")
+    with DB(str(tmp_path / "src")) as db:
+        for i in range(20):
+            db.put(b"k%d" % i, b"v" * 1000)
+        db.backup(url, name="b1")
+    return url
+
+
+@pytest.mark.parametrize("error", [OSError(5, "Input/output error"), ValueError("stop")])
+def test_an_exception_of_the_progress_callback_comes_through_unchanged_from_restore_as_from_backup(
+    tmp_path, error
+):
+    """docs/backup.md: an exception raised by progress aborts the backup and comes through unchanged.
+    restore passed other exceptions on, but wrapped an OSError (a progress bar whose terminal is gone)
+    in BackupError("cannot restore into PATH: ..."), as if the restore itself had failed."""
+    from kv_backend.backup import backup, restore
+
+    url = _store_with_a_backup(tmp_path)
+
+    def progress(done: int, total: int) -> None:
+        if done:
+            raise error
+
+    dest = tmp_path / "restored"
+    with pytest.raises(type(error)) as info:
+        restore(url, str(dest), progress=progress)
+    assert info.value is error
+    assert not dest.exists() and not [n for n in os.listdir(tmp_path) if ".restore-" in n]  # cleaned up
+    with DB(str(tmp_path / "src"), read_only=True) as db, pytest.raises(type(error)) as info:
+        backup(db, url, progress=progress)
+    assert info.value is error
+    # the restore's own OSErrors are still the project's BackupError
+    (tmp_path / "file").write_text("x")
+    from kv_backend.errors import BackupError
+
+    with pytest.raises(BackupError):
+        restore(url, str(tmp_path / "file" / "below"))
