@@ -19,6 +19,7 @@ result into place.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -1044,8 +1045,13 @@ def restore(
     made = missing_directories(parent)  # created here; removed again if the restore fails
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{os.path.basename(dest)}.restore-{_token()}")
-        os.mkdir(tmp)  # like any new directory (umask applies), unlike mkdtemp's 0700
+        _remove_abandoned_restores(parent, os.path.basename(dest))
+        while True:
+            tmp = os.path.join(parent, f".{os.path.basename(dest)}.restore-{_token()}")
+            os.mkdir(tmp)  # like any new directory (umask applies), unlike mkdtemp's 0700
+            claim = _claim_directory(tmp)
+            if claim is not None:
+                break
     except OSError as exc:
         _remove_empty(made)
         above = os.path.dirname(made[-1]) if made else parent  # the nearest one that exists
@@ -1149,8 +1155,57 @@ def restore(
         if isinstance(exc, OSError) and not isinstance(exc, KVError) and exc not in callback_error:
             raise BackupError(f"cannot restore into {dest}: {exc}") from exc
         raise
+    finally:
+        os.close(claim)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _claim_directory(path: str) -> int | None:
+    """Open the new directory ``path`` and take an exclusive ``flock`` on it for as long as this
+    process keeps the descriptor returned (the kernel drops it when the process dies): a later
+    restore removes a temporary directory only if it can take that lock. None if a restore
+    cleaning up took it first (or removed it), and another name must be chosen."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        pass  # a filesystem without directory locks: no restore can then tell it is abandoned
+    try:
+        if os.path.samestat(os.fstat(fd), os.lstat(path)):
+            return fd
+    except FileNotFoundError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _remove_abandoned_restores(parent: str, base: str) -> None:
+    """Delete the temporary directories (``.BASE.restore-TOKEN``) of restores into ``parent/base``
+    that were killed midway: those whose lock (see :func:`_claim_directory`) no process holds. A
+    restore still running holds its lock, so its directory stays."""
+    pattern = re.compile(rf"\.{re.escape(base)}\.restore-[0-9a-f]{{12}}")
+    try:
+        names = [n for n in os.listdir(parent) if pattern.fullmatch(n)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(parent, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue  # gone meanwhile, or no directory of ours (a symbolic link is left alone)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass  # still in use (or no lock to be had): left alone
+        finally:
+            os.close(fd)
 
 
 def _remove_empty(directories: list[str]) -> None:

@@ -186,3 +186,32 @@ def test_an_exception_of_the_progress_callback_comes_through_unchanged_from_rest
 
     with pytest.raises(BackupError):
         restore(url, str(tmp_path / "file" / "below"))
+
+
+def test_a_restore_removes_what_restores_killed_midway_left_but_not_a_running_ones(tmp_path):
+    """A restore killed midway (SIGKILL, a power cut) left its .NAME.restore-TOKEN directory, a copy
+    of part of the backup, for ever. The next restore into that path now removes such directories,
+    but only those whose restore is gone: a running restore holds a lock on its own."""
+    import fcntl
+
+    from kv_backend.backup import restore
+
+    url = _store_with_a_backup(tmp_path)
+    killed = tmp_path / ".restored.restore-0123456789ab"
+    killed.mkdir()
+    (killed / "0000000001-000.data").write_bytes(b"x" * 100)
+    running = tmp_path / ".restored.restore-ba9876543210"
+    running.mkdir()
+    other = tmp_path / ".elsewhere.restore-0123456789ab"  # another path's: not this restore's business
+    other.mkdir()
+    fd = os.open(running, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the restore that made it holds it
+        restore(url, str(tmp_path / "restored"))
+        assert not killed.exists() and running.is_dir() and other.is_dir()
+    finally:
+        os.close(fd)
+    with DB(str(tmp_path / "restored"), read_only=True) as db:
+        assert len(db) == 20
+    restore(url, str(tmp_path / "restored2"))  # its own is gone once it is done
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".restored2.")]
