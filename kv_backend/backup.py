@@ -1045,7 +1045,7 @@ def restore(
     made = missing_directories(parent)  # created here; removed again if the restore fails
     try:
         os.makedirs(parent, exist_ok=True)
-        _remove_abandoned_restores(parent, os.path.basename(dest))
+        remove_abandoned_restores(parent, os.path.basename(dest))
         while True:
             tmp = os.path.join(parent, f".{os.path.basename(dest)}.restore-{_token()}")
             os.mkdir(tmp)  # like any new directory (umask applies), unlike mkdtemp's 0700
@@ -1183,7 +1183,7 @@ def _claim_directory(path: str) -> int | None:
     return None
 
 
-def _remove_abandoned_restores(parent: str, base: str) -> None:
+def remove_abandoned_restores(parent: str, base: str) -> None:
     """Delete the temporary directories (``.BASE.restore-TOKEN``) of restores into ``parent/base``
     that were killed midway: those whose lock (see :func:`_claim_directory`) no process holds. A
     restore still running holds its lock, so its directory stays."""

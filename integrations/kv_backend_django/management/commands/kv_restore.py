@@ -109,6 +109,8 @@ class Command(BaseCommand):
                 f"{location} is open in another process (a web or Celery worker, a shell...): stop them "
                 "first. A process that kept the old store open would go on writing to it, and lose that."
             )
+        if occupied:
+            _remove_abandoned_staging(location)
         target = f"{location}.restoring-{os.getpid()}" if occupied else location
         # The restored store gets the mode the cache would have: an existing LOCATION keeps its
         # own, a new one (and its missing parents) is private, as the cache creates it. Files
@@ -185,6 +187,42 @@ class Command(BaseCommand):
         if verbose:
             self.stdout.write(self.style.SUCCESS("Restore finished."))
             self.stdout.write(format_report(report))
+
+
+def _remove_abandoned_staging(location: str) -> None:
+    """Delete the staging directories (``LOCATION.restoring-PID``, and the temporary directory of
+    the restore into it) of a ``kv_restore --replace`` that was killed (SIGKILL, a reboot) before it
+    swapped them in: those whose process is no longer running. They hold a copy of a backup, or
+    the old store after the swap; LOCATION never depends on them. (``LOCATION.replaced-...`` may
+    hold the only copy of the old store, and is never touched.)"""
+    from kv_backend.backup import remove_abandoned_restores
+
+    parent, base = os.path.split(location)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(base) + len(".restoring-") :]
+        if not name.startswith(f"{base}.restoring-") or not pid.isdigit() or not pid.isascii():
+            continue
+        if int(pid) == os.getpid() or _running(int(pid)):
+            continue
+        path = os.path.join(parent, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        remove_abandoned_restores(parent, name)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (as far as this process can tell: one of another user too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True  # (another user's: EPERM) never taken for gone
+    return True
 
 
 def _check_is_a_store(location: str) -> None:
