@@ -1221,11 +1221,19 @@ def _remove_empty(directories: list[str]) -> None:
 def _keep_directory_access(dest: str, tmp: str) -> None:
     """Give ``tmp`` the permission bits (and, where allowed, owner and group, also of the files in
     it) of the empty directory ``dest`` it is about to replace: a directory prepared as 0700, or for
-    a service's group, must not come back as a world-readable directory of whoever ran the restore."""
+    a service's group, must not come back as a world-readable directory of whoever ran the restore.
+
+    The files get the read and write bits the directory grants (2770: 0660, 0750: 0640, 0700: 0600),
+    whatever the umask of the restore: a store prepared for a group of service users came back
+    with files only their owner could write (0644 under root's umask 022), and every other member
+    of the group failed to open it. The engine then gives the files it adds no more than these."""
     try:
         st = os.stat(dest)
     except FileNotFoundError:
         return  # a new directory: made like any other (the umask applies)
+    file_mode = 0o600 | (stat.S_IMODE(st.st_mode) & 0o066)
+    for name in os.listdir(tmp):
+        os.chmod(os.path.join(tmp, name), file_mode)
     for uid in (st.st_uid, -1):  # only root may give a directory to another user
         try:
             os.chown(tmp, uid, st.st_gid)

@@ -215,3 +215,35 @@ def test_a_restore_removes_what_restores_killed_midway_left_but_not_a_running_on
         assert len(db) == 20
     restore(url, str(tmp_path / "restored2"))  # its own is gone once it is done
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".restored2.")]
+
+
+@pytest.mark.parametrize(("mode", "files"), [(0o2770, 0o660), (0o750, 0o640), (0o700, 0o600), (0o755, 0o644)])
+def test_restore_into_a_prepared_directory_gives_its_files_the_access_it_grants(tmp_path, mode, files):
+    """docs/engine.md: a store shared by a group of service users is a group-writable directory with
+    group-writable files. Restored (by root, umask 022) into an empty directory prepared so, the
+    directory kept its 2770, but its files came back 0644: no other member of the group could open
+    the store (its LOCK file needs write access)."""
+    from kv_backend.backup import restore
+
+    url = _store_with_a_backup(tmp_path)
+    dest = tmp_path / "kv"
+    dest.mkdir()
+    os.chmod(dest, mode)
+    old = os.umask(0o022)
+    try:
+        restore(url, str(dest))
+    finally:
+        os.umask(old)
+    assert os.stat(dest).st_mode & 0o7777 == mode
+    assert {name: os.stat(dest / name).st_mode & 0o777 for name in os.listdir(dest)} == dict.fromkeys(
+        os.listdir(dest), files
+    )
+    old = os.umask(0o002)  # a writer of a group's store, as docs/engine.md says to start it
+    try:
+        with DB(str(dest)) as db:  # and the data and hint files the engine adds follow them
+            db.put(b"new", b"v")
+            db.merge()
+    finally:
+        os.umask(old)
+    added = [name for name in os.listdir(dest) if name.endswith((".data", ".hint"))]
+    assert {os.stat(dest / name).st_mode & 0o777 for name in added} == {files}

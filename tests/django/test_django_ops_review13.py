@@ -43,3 +43,25 @@ def test_kv_restore_replace_removes_the_staging_of_a_killed_kv_restore_only(tmp_
     finally:
         os.rmdir(alive)
         os.rmdir(replaced)
+
+
+def test_kv_restore_replace_gives_a_group_location_group_writable_files(tmp_path):
+    """A LOCATION shared by a group's workers (2770, docs/engine.md) came back from kv_restore
+    --replace with 0640 files under root's umask 022: the other workers could not open the store."""
+    pytest.importorskip("kv_backend.backup")
+    url = (tmp_path / "backups").as_uri()
+    cache.set("a", 1)
+    call_command("kv_backup", url, stdout=StringIO(), stderr=StringIO())
+    location = os.path.realpath(cache.location)
+    before = os.stat(location).st_mode & 0o7777
+    os.chmod(location, 0o2770)
+    old = os.umask(0o022)
+    try:
+        call_command("kv_restore", url, "--replace", stdout=StringIO(), stderr=StringIO())
+        assert os.stat(location).st_mode & 0o7777 == 0o2770
+        modes = {name: os.stat(os.path.join(location, name)).st_mode & 0o777 for name in os.listdir(location)}
+        assert set(modes.values()) == {0o660}, modes
+    finally:
+        os.umask(old)
+        os.chmod(location, before)
+    assert cache.get("a") == 1

@@ -134,6 +134,9 @@ class Command(BaseCommand):
                         break
                     except OSError:
                         continue
+                # And LOCATION's mode, which restore() gives the restored store's files too (a
+                # 2770 LOCATION shared by a group's workers: 0660 files), as when it fills LOCATION.
+                os.chmod(target, mode)
             with progress_unless_quiet("restore", options["verbosity"]) as progress:
                 report = restore(url, target, name=options["name"], progress=progress, **storage)
             os.chmod(target, mode)
