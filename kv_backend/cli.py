@@ -303,13 +303,40 @@ def _show(data: bytes, not_plain: re.Pattern[str] = _NOT_PLAIN_KEY) -> str:
     return repr(data) if not_plain.search(text) or text.startswith(("b'", 'b"')) else text
 
 
+def _unicode(value: object) -> object:
+    """``value`` with every text made valid Unicode: a path that is not UTF-8 reaches Python with
+    its other bytes as lone surrogates (``'\udcff'``), which JSON text must not hold (RFC 8259
+    section 8.1; Go, Rust and most JSON libraries refuse or mangle ``"\udcff"``). Those bytes
+    become U+FFFD, as ``bytes.decode(errors="replace")`` gives them."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                raw = value.encode("utf-8", "surrogateescape")  # the bytes the system gave
+            except UnicodeEncodeError:  # a lone surrogate of another origin
+                raw = value.encode("utf-8", "replace")
+            return raw.decode("utf-8", "replace")
+        return value
+    if isinstance(value, dict):
+        return {_unicode(k): _unicode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unicode(v) for v in value]
+    return value
+
+
+def _print_json(value: object) -> None:
+    """Print ``value`` as one JSON document (the ``--json`` output of a command, for scripts)."""
+    _print(json.dumps(_unicode(value), indent=2, sort_keys=True))
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from kv_backend import DB
 
     with DB(args.path, read_only=True) as db:
         stats = db.stats()
     if args.json:
-        _print(json.dumps(stats, indent=2, sort_keys=True))
+        _print_json(stats)
     else:
         width = max(map(len, stats))
         for k, v in stats.items():
@@ -321,6 +348,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     from kv_backend.check import check
 
     report = check(args.path)
+    if args.json:
+        _print_json(
+            {
+                "path": os.path.abspath(args.path),
+                "ok": report.ok,
+                "files": report.files,
+                "records": report.records,
+                "bytes": report.bytes,
+                "damaged": len(report.problems),
+                "problems": [
+                    {"file": os.path.basename(p.path), "offset": p.offset, "what": p.what}
+                    for p in report.problems
+                ],
+                "notes": report.notes,
+            }
+        )
+        return 0 if report.ok else 1
     _print(f"{report.files} files, {report.records} records, {report.bytes} bytes checked")
     for note in report.notes:
         _print(f"note: {note}")
@@ -654,6 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("check", help="verify every record's checksum; exit 1 if any is damaged")
     s.add_argument("path", type=_directory)
+    s.add_argument("--json", action="store_true", help="print the report as one JSON object")
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser(

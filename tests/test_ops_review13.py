@@ -247,3 +247,86 @@ def test_restore_into_a_prepared_directory_gives_its_files_the_access_it_grants(
         os.umask(old)
     added = [name for name in os.listdir(dest) if name.endswith((".data", ".hint"))]
     assert {os.stat(dest / name).st_mode & 0o777 for name in added} == {files}
+
+
+# ------------------------------------------------------------------ kvb --json
+
+
+def _kvb(capsys, *args: str) -> tuple[int, str, str]:
+    from kv_backend.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_kvb_check_json(tmp_path, capsys):
+    """kvb stats had --json for monitoring scripts, kvb check (whose exit status a cron job watches) had
+    only text lines to parse."""
+    import json
+
+    from kv_backend import record
+    from kv_backend.files import list_data_files
+
+    path = str(tmp_path / "s")
+    with DB(path, max_file_size=4096) as db:
+        for i in range(80):
+            db.put(b"k%02d" % i, b"v" * 100)
+    files = len(list_data_files(path))
+    code, out, err = _kvb(capsys, "check", path, "--json")
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    assert report == {
+        "path": path,
+        "ok": True,
+        "files": files,
+        "records": 80,
+        "bytes": report["bytes"],
+        "damaged": 0,
+        "problems": [],
+        "notes": [],
+    }
+    first = os.path.join(path, sorted(n for n in os.listdir(path) if n.endswith(".data"))[0])
+    with open(first, "r+b") as f:
+        f.seek(record.FILE_HEADER_SIZE + 30)  # inside the first record's value
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x10]))
+    code, out, err = _kvb(capsys, "check", path, "--json")
+    report = json.loads(out)
+    assert (code, err, report["ok"], report["damaged"]) == (1, "", False, 1)
+    assert report["problems"] == [
+        {"file": os.path.basename(first), "offset": record.FILE_HEADER_SIZE, "what": "checksum mismatch"}
+    ]
+
+
+def test_kvb_stats_json_of_a_path_that_is_not_utf8_is_valid_json(tmp_path, capsys):
+    """The path came out as "\\udcff", a lone surrogate: no valid Unicode, which strict JSON parsers
+    (Rust's serde_json, Go's, I-JSON) refuse or mangle. Its other bytes are now U+FFFD."""
+    import json
+
+    path = os.fsdecode(os.fsencode(str(tmp_path)) + b"/st\xff")
+    with DB(path) as db:
+        db.put(b"k", b"v")
+    for command in ("stats", "check"):
+        code, out, err = _kvb(capsys, command, path, "--json")
+        assert (code, err) == (0, "")
+        assert "\\udc" not in out
+        assert json.loads(out)["path"] == str(tmp_path) + "/st\ufffd"
+        out.encode("utf-8")  # (no surrogate anywhere)
+
+
+def test_kvb_check_json_has_the_fields_docs_engine_md_names(tmp_path, capsys):
+    import json
+    import re
+
+    path = str(tmp_path / "s")
+    with DB(path) as db:
+        db.put(b"k", b"v")
+    report = json.loads(_kvb(capsys, "check", path, "--json")[1])
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "engine.md"), encoding="utf-8") as f:
+        doc = f.read()
+    para = doc[doc.index("`kvb check PATH --json` prints") :]
+    para = para[: para.index("In the JSON of")]
+    named = set(re.findall(r"`([a-z_]+)`", para))
+    assert named == set(report) | {"file", "offset", "what"}
