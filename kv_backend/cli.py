@@ -10,8 +10,9 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from kv_backend.errors import ConfigurationError, KVError
 
@@ -523,13 +524,18 @@ def cmd_backups(args: argparse.Namespace) -> int:
     from kv_backend.backup import list_backups, parse_storage_options, prune_backups
 
     options = parse_storage_options(args.storage_option, prune_backups)
+    removed = []
     if args.keep is not None:
         removed = prune_backups(args.url, keep=args.keep, **options)
-        for name in removed:
-            _print(f"removed {name}")
+        if not args.json:
+            for name in removed:
+                _print(f"removed {name}")
     infos = list_backups(args.url, **options)
-    for info in infos:
-        _print(info)
+    if args.json:
+        _print_json({"url": args.url, "removed": removed, "backups": [_backup_json(i) for i in infos]})
+    else:
+        for info in infos:
+            _print(info)
     if not infos:  # said on stderr, so a script reading the list still gets an empty one
         _say(f"kvb: no backups at {args.url}")
     damaged = [info.name for info in infos if not info.ok]
@@ -543,6 +549,23 @@ def cmd_backups(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _backup_json(info: Any) -> dict[str, object]:
+    """One backup of ``kvb backups --json`` (a :class:`kv_backend.backup.BackupInfo`)."""
+    created = info.created if info.ok else None
+    return {
+        "name": info.name,
+        "ok": info.ok,
+        "error": info.error,
+        "created": created,
+        "created_utc": None
+        if created is None
+        else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+        "files": info.files if info.ok else None,
+        "bytes": info.bytes if info.ok else None,
+        "source": info.source if info.ok else None,
+    }
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -766,6 +789,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("backups", help="list the backups under a URL (and prune old ones)")
     s.add_argument("url")
     s.add_argument("--keep", type=_keep, default=None, metavar="N", help="delete all but the newest N (>= 1)")
+    s.add_argument("--json", action="store_true", help="print the list as one JSON object")
     s.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
     s.set_defaults(func=cmd_backups)
 

@@ -300,6 +300,34 @@ def test_kvb_check_json(tmp_path, capsys):
     ]
 
 
+def test_kvb_backups_json(tmp_path, capsys):
+    import json
+
+    url = _store_with_a_backup(tmp_path)
+    with DB(str(tmp_path / "src"), read_only=True) as db:
+        created = db.backup(url, name="b2")
+    code, out, err = _kvb(capsys, "backups", url, "--json")
+    assert (code, err) == (0, "")
+    listing = json.loads(out)
+    assert listing["url"] == url and listing["removed"] == []
+    assert [b["name"] for b in listing["backups"]] == ["b1", "b2"]  # oldest first, as the lines
+    b2 = listing["backups"][1]
+    assert b2["ok"] is True and b2["error"] is None and b2["files"] == created.files
+    assert b2["bytes"] == created.bytes and b2["source"] == str(tmp_path / "src")
+    assert isinstance(b2["created"], float) and abs(b2["created"] - time.time()) < 60
+    assert b2["created_utc"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(b2["created"]))
+    with open(os.path.join(url, "backups", "bad.json"), "w") as f:
+        f.write("{")
+    code, out, err = _kvb(capsys, "backups", url, "--json", "--keep", "1")
+    listing = json.loads(out)
+    assert code == 1 and "damaged backup manifest" in err  # as without --json
+    assert listing["removed"] == ["b1"]
+    bad = next(b for b in listing["backups"] if b["name"] == "bad")
+    assert bad["ok"] is False and "damaged" in bad["error"] and bad["created"] is None
+    code, out, err = _kvb(capsys, "backups", str(tmp_path / "none"), "--json")
+    assert (code, json.loads(out)["backups"]) == (0, [])
+
+
 def test_kvb_stats_json_of_a_path_that_is_not_utf8_is_valid_json(tmp_path, capsys):
     """The path came out as "\\udcff", a lone surrogate: no valid Unicode, which strict JSON parsers
     (Rust's serde_json, Go's, I-JSON) refuse or mangle. Its other bytes are now U+FFFD."""
