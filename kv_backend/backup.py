@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BackupError",
+    "BackupExistsError",
     "BackupInfo",
     "BackupReport",
     "RestoreReport",
@@ -90,6 +91,11 @@ Progress = Callable[[int, int], None]
 
 class InvalidBackupArgumentError(ConfigurationError, TypeError):
     """An argument of a backup function has the wrong type."""
+
+
+class BackupExistsError(BackupError):
+    """A backup of the name given to :func:`backup` already exists at the URL (a
+    :class:`BackupError`): nothing was wrong with the destination, the name is taken."""
 
 
 class _ExistsError(BackupError):
@@ -788,7 +794,7 @@ def backup(
                 n += 1
                 name = f"{base}-{n}"
         elif name in existing:
-            raise BackupError(
+            raise BackupExistsError(
                 f"a backup named {name!r} already exists at {target.url}; choose another name "
                 "(or remove it with prune_backups / kvb backups --keep)"
             )
@@ -879,7 +885,7 @@ def backup(
                     break
                 except _ExistsError as exc:
                     if base is None:
-                        raise BackupError(
+                        raise BackupExistsError(
                             f"another backup named {name!r} completed at {target.url} meanwhile; choose "
                             "another name"
                         ) from exc

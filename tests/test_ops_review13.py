@@ -358,3 +358,25 @@ def test_kvb_check_json_has_the_fields_docs_engine_md_names(tmp_path, capsys):
     para = para[: para.index("In the JSON of")]
     named = set(re.findall(r"`([a-z_]+)`", para))
     assert named == set(report) | {"file", "offset", "what"}
+
+
+def test_http_backup_to_a_taken_name_is_409_not_a_failed_destination(tmp_path):
+    """POST /v1/backup with a name that a backup at the URL already has was 502 backup_failed, which
+    says the destination failed and that a retry may succeed; nothing was wrong with it."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from kv_backend.backup import BackupExistsError
+    from kv_backend.errors import BackupError
+    from kv_backend.http import create_app
+
+    target = str(tmp_path / "bk")
+    with DB(str(tmp_path / "s")) as db, TestClient(create_app(db)) as client:
+        db.put(b"k", b"v")
+        assert client.post("/v1/backup", json={"url": target, "name": "nightly"}).status_code == 200
+        r = client.post("/v1/backup", json={"url": target, "name": "nightly"})
+        assert (r.status_code, r.json()["error"]) == (409, "backup_exists")
+        assert "already exists" in r.json()["message"]
+        with pytest.raises(BackupExistsError) as info:
+            db.backup(target, name="nightly")
+        assert isinstance(info.value, BackupError)  # what callers caught before

@@ -445,6 +445,7 @@ _DOCUMENT: dict[str, Any] = {
                     "400": _error("The body or the target URL is invalid."),
                     "401": _UNAUTHORIZED,
                     "408": _error("No byte of the body arrived for 60 s; nothing was done."),
+                    "409": _error("A backup of the given name already exists at the URL (backup_exists)."),
                     "413": _error("The body is larger than 1 MiB."),
                     "415": _error("A Content-Encoding other than identity."),
                     "501": _error("This installation cannot back up."),
