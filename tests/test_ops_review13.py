@@ -380,3 +380,23 @@ def test_http_backup_to_a_taken_name_is_409_not_a_failed_destination(tmp_path):
         with pytest.raises(BackupExistsError) as info:
             db.backup(target, name="nightly")
         assert isinstance(info.value, BackupError)  # what callers caught before
+
+
+@pytest.mark.parametrize("url", ["backups", "./backups", "~/backups", "../kv-backups"])
+def test_http_backup_to_a_relative_path_is_refused(tmp_path, monkeypatch, url):
+    """POST /v1/backup {"url": "backups"} wrote the backup relative to the server's working directory,
+    which its client does not know (/ under systemd): the backup landed out of sight, or failed."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from kv_backend.http import create_app
+
+    monkeypatch.chdir(tmp_path)
+    with DB(str(tmp_path / "s")) as db, TestClient(create_app(db)) as client:
+        r = client.post("/v1/backup", json={"url": url})
+        assert (r.status_code, r.json()["error"]) == (400, "invalid_backup_target")
+        assert "relative" in r.json()["message"] and "absolute path" in r.json()["message"]
+        assert sorted(os.listdir(tmp_path)) == ["s"]  # nothing written anywhere
+        r = client.post("/v1/backup", json={"url": "s3:/bucket/kv"})  # a typo: said as such, as before
+        assert r.status_code == 400 and "is not a URL" in r.json()["message"]
+        assert client.post("/v1/backup", json={"url": str(tmp_path / "bk")}).status_code == 200

@@ -1177,6 +1177,15 @@ class _Api:
                 f'"storage_options" cannot contain {", ".join(map(repr, reserved))}: it holds fsspec '
                 'options only (give the destination and the backup name as "url" and "name")',
             )
+        if not _URL_SCHEME.match(url) and not os.path.isabs(url):
+            # A relative path (or ~) is taken relative to the server's working directory, which the
+            # client does not know (/ under systemd): the backup would land out of anyone's sight.
+            raise HTTPAPIError(
+                400,
+                "invalid_backup_target",
+                f"cannot back up to {url!r}: a relative path would be taken relative to the server's "
+                "working directory; give an absolute path (or a file:// URL)",
+            )
         if in_process_url(url):  # fsspec's memory filesystem: the backup would die with this process
             raise HTTPAPIError(
                 400,
@@ -1193,6 +1202,10 @@ class _Api:
         except OSError as exc:
             raise HTTPAPIError(502, "backup_failed", f"backup to {url!r} failed: {exc}") from exc
         return JSONResponse(jsonable(report))
+
+
+#: What starts a URL (``s3:``, ``file:``, ``simplecache::s3:``): anything else is a local path.
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def _check_params(query: Mapping[str, bytes], allowed: tuple[str, ...], what: str) -> None:

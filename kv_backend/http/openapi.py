@@ -652,7 +652,7 @@ _DOCUMENT: dict[str, Any] = {
                     "url": {
                         "type": "string",
                         "minLength": 1,
-                        "description": "An fsspec URL, e.g. s3://bucket/kv.",
+                        "description": "An fsspec URL, e.g. s3://bucket/kv, or an absolute local path.",
                     },
                     "name": {
                         "type": ["string", "null"],
