@@ -400,3 +400,43 @@ def test_http_backup_to_a_relative_path_is_refused(tmp_path, monkeypatch, url):
         r = client.post("/v1/backup", json={"url": "s3:/bucket/kv"})  # a typo: said as such, as before
         assert r.status_code == 400 and "is not a URL" in r.json()["message"]
         assert client.post("/v1/backup", json={"url": str(tmp_path / "bk")}).status_code == 200
+
+
+def test_http_put_larger_than_the_engine_stores_is_413_before_its_body_is_read(tmp_path):
+    """With KVB_HTTP_MAX_VALUE_SIZE above the engine's 1 GiB, a PUT of more was read whole into
+    memory (told 100 Continue first) and only then refused by the engine; the PUT limit is now
+    capped at what the engine stores, so it is refused from its Content-Length, reading nothing."""
+    pytest.importorskip("starlette")
+    from kv_backend import record
+    from kv_backend.http import create_app
+
+    reads: list[int] = []
+
+    async def receive() -> dict:
+        reads.append(1)
+        return {"type": "http.request", "body": b"x", "more_body": False}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    size = str(record.MAX_VALUE_SIZE + 1).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": "/v1/keys/big",
+        "raw_path": b"/v1/keys/big",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"kv"), (b"content-length", size), (b"expect", b"100-continue")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+    with DB(str(tmp_path / "s")) as db:
+        asyncio.run(create_app(db, max_value_size=2 << 30)(scope, receive, send))
+        assert sent[0]["status"] == 413 and not reads
+        assert str(record.MAX_VALUE_SIZE).encode() in sent[1]["body"] and b"big" not in db

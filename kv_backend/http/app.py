@@ -38,6 +38,7 @@ from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kv_backend import __version__
+from kv_backend import record as rec
 from kv_backend.backup import BackupExistsError, in_process_url
 from kv_backend.db import DB
 from kv_backend.db_common import _check_key as check_key  # the engine's own key rules and messages
@@ -688,6 +689,9 @@ class _Api:
     def __init__(self, db: DB, max_value_size: int) -> None:
         self.db = db
         self.max_value_size = max_value_size
+        # A PUT body is one value: never more than the engine stores, or a larger limit had the
+        # server read (and hold) the whole body, up to max_value_size, only for the engine to refuse it.
+        self.max_put_size = min(max_value_size, rec.MAX_VALUE_SIZE)
         self.gate = _ReadGate()
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -957,7 +961,7 @@ class _Api:
             )
         await self.call(check_key, key)  # reject a bad key before reading a large body
         # 413/415 before any 412: preconditions count only for a request that would otherwise succeed
-        self.check_body_headers(request, self.max_value_size, "the value")
+        self.check_body_headers(request, self.max_put_size, "the value")
         if if_none_match and if_match:
             # "exists" and "does not exist" at once: RFC 9110 evaluation fails one of them
             raise HTTPAPIError(
@@ -973,7 +977,7 @@ class _Api:
                 raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} already exists")
             if if_match and not exists:
                 raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} does not exist")
-        value = await self.read_body(request, self.max_value_size, "the value")
+        value = await self.read_body(request, self.max_put_size, "the value")
         if if_none_match:
             if not await self.call(self.db.put_if_absent, key, value, ttl):
                 raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} already exists")
