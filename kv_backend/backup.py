@@ -1051,11 +1051,11 @@ def restore(
     made = missing_directories(parent)  # created here; removed again if the restore fails
     try:
         os.makedirs(parent, exist_ok=True)
-        remove_abandoned_restores(parent, os.path.basename(dest))
+        remove_abandoned_copies(parent, os.path.basename(dest))
         while True:
             tmp = os.path.join(parent, f".{os.path.basename(dest)}.restore-{_token()}")
             os.mkdir(tmp)  # like any new directory (umask applies), unlike mkdtemp's 0700
-            claim = _claim_directory(tmp)
+            claim = claim_directory(tmp)
             if claim is not None:
                 break
     except OSError as exc:
@@ -1167,10 +1167,10 @@ def restore(
     return report
 
 
-def _claim_directory(path: str) -> int | None:
+def claim_directory(path: str) -> int | None:
     """Open the new directory ``path`` and take an exclusive ``flock`` on it for as long as this
     process keeps the descriptor returned (the kernel drops it when the process dies): a later
-    restore removes a temporary directory only if it can take that lock. None if a restore
+    restore (or salvage) removes a temporary directory only if it can take that lock. None if one
     cleaning up took it first (or removed it), and another name must be chosen."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
@@ -1189,11 +1189,11 @@ def _claim_directory(path: str) -> int | None:
     return None
 
 
-def remove_abandoned_restores(parent: str, base: str) -> None:
-    """Delete the temporary directories (``.BASE.restore-TOKEN``) of restores into ``parent/base``
-    that were killed midway: those whose lock (see :func:`_claim_directory`) no process holds. A
-    restore still running holds its lock, so its directory stays."""
-    pattern = re.compile(rf"\.{re.escape(base)}\.restore-[0-9a-f]{{12}}")
+def remove_abandoned_copies(parent: str, base: str, kind: str = "restore") -> None:
+    """Delete the temporary directories (``.BASE.KIND-TOKEN``) that a restore (or a salvage) into
+    ``parent/base`` killed midway left: those whose lock (see :func:`claim_directory`) no process
+    holds. One still running holds its lock, so its directory stays."""
+    pattern = re.compile(rf"\.{re.escape(base)}\.{re.escape(kind)}-[0-9a-f]+")
     try:
         names = [n for n in os.listdir(parent) if pattern.fullmatch(n)]
     except OSError:

@@ -181,11 +181,20 @@ def salvage(
             (loc, key) for key, loc in newest.items() if loc is not None and not (loc[3] and loc[3] <= now)
         )
         report.damaged_keys = sorted(k for k, loc in newest.items() if loc is None)
+        # (the copy's temporary directory: locked while this runs, so that the next salvage into dst
+        # deletes those a salvage killed midway left, and only those)
+        from kv_backend.backup import claim_directory, remove_abandoned_copies
+
         parent = os.path.dirname(dst)
-        tmp = os.path.join(parent, f".{os.path.basename(dst)}.salvage-{secrets.token_hex(4)}")
         try:
             os.makedirs(parent, exist_ok=True)
-            os.mkdir(tmp)
+            remove_abandoned_copies(parent, os.path.basename(dst), "salvage")
+            while True:
+                tmp = os.path.join(parent, f".{os.path.basename(dst)}.salvage-{secrets.token_hex(4)}")
+                os.mkdir(tmp)
+                claim = claim_directory(tmp)
+                if claim is not None:
+                    break
         except OSError as exc:
             raise SalvageError(f"cannot create a directory next to {dst}: {exc.strerror or exc}") from exc
         try:
@@ -214,6 +223,8 @@ def salvage(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            os.close(claim)
         report.keys_copied = copied
         if progress is not None:
             progress(total, total)

@@ -440,3 +440,29 @@ def test_http_put_larger_than_the_engine_stores_is_413_before_its_body_is_read(t
         asyncio.run(create_app(db, max_value_size=2 << 30)(scope, receive, send))
         assert sent[0]["status"] == 413 and not reads
         assert str(record.MAX_VALUE_SIZE).encode() in sent[1]["body"] and b"big" not in db
+
+
+def test_a_salvage_removes_what_salvages_killed_midway_left_but_not_a_running_ones(tmp_path):
+    """As for restore: a salvage killed midway left its .DST.salvage-TOKEN directory (a partial copy
+    of the store's readable keys) for ever; the next salvage into DST removes those no process holds."""
+    import fcntl
+
+    from kv_backend.salvage import salvage
+
+    with DB(str(tmp_path / "src")) as db:
+        db.put(b"k", b"v")
+    killed = tmp_path / ".copy.salvage-0123abcd"
+    killed.mkdir()
+    (killed / "KVB_FORMAT").write_text("x")
+    running = tmp_path / ".copy.salvage-dcba3210"
+    running.mkdir()
+    fd = os.open(running, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        salvage(str(tmp_path / "src"), str(tmp_path / "copy"))
+        assert not killed.exists() and running.is_dir()
+    finally:
+        os.close(fd)
+    assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".copy.")) == [running.name]
+    with DB(str(tmp_path / "copy"), read_only=True) as db:
+        assert db[b"k"] == b"v"

@@ -198,7 +198,7 @@ def _remove_abandoned_staging(location: str) -> None:
     swapped them in: those whose process is no longer running. They hold a copy of a backup, or
     the old store after the swap; LOCATION never depends on them. (``LOCATION.replaced-...`` may
     hold the only copy of the old store, and is never touched.)"""
-    from kv_backend.backup import remove_abandoned_restores
+    from kv_backend.backup import remove_abandoned_copies
 
     parent, base = os.path.split(location)
     try:
@@ -214,7 +214,7 @@ def _remove_abandoned_staging(location: str) -> None:
         path = os.path.join(parent, name)
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
-        remove_abandoned_restores(parent, name)
+        remove_abandoned_copies(parent, name)
 
 
 def _running(pid: int) -> bool:
