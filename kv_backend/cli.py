@@ -304,31 +304,11 @@ def _show(data: bytes, not_plain: re.Pattern[str] = _NOT_PLAIN_KEY) -> str:
     return repr(data) if not_plain.search(text) or text.startswith(("b'", 'b"')) else text
 
 
-def _unicode(value: object) -> object:
-    """``value`` with every text made valid Unicode: a path that is not UTF-8 reaches Python with
-    its other bytes as lone surrogates (``'\udcff'``), which JSON text must not hold (RFC 8259
-    section 8.1; Go, Rust and most JSON libraries refuse or mangle ``"\udcff"``). Those bytes
-    become U+FFFD, as ``bytes.decode(errors="replace")`` gives them."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            try:
-                raw = value.encode("utf-8", "surrogateescape")  # the bytes the system gave
-            except UnicodeEncodeError:  # a lone surrogate of another origin
-                raw = value.encode("utf-8", "replace")
-            return raw.decode("utf-8", "replace")
-        return value
-    if isinstance(value, dict):
-        return {_unicode(k): _unicode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_unicode(v) for v in value]
-    return value
-
-
 def _print_json(value: object) -> None:
     """Print ``value`` as one JSON document (the ``--json`` output of a command, for scripts)."""
-    _print(json.dumps(_unicode(value), indent=2, sort_keys=True))
+    from kv_backend.files import valid_unicode
+
+    _print(json.dumps(valid_unicode(value), indent=2, sort_keys=True))
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -559,9 +539,7 @@ def _backup_json(info: Any) -> dict[str, object]:
         "ok": info.ok,
         "error": info.error,
         "created": created,
-        "created_utc": None
-        if created is None
-        else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+        "created_utc": None if created is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
         "files": info.files if info.ok else None,
         "bytes": info.bytes if info.ok else None,
         "source": info.source if info.ok else None,

@@ -266,6 +266,29 @@ def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         done += n
 
 
+def valid_unicode(value: Any) -> Any:
+    """``value`` (text, or dicts and lists of it) with every text made valid Unicode, for JSON
+    (kvb's --json output, the HTTP API's answers): a path that is not UTF-8 reaches Python with
+    its other bytes as lone surrogates (``'\\udcff'``), which JSON text must not hold (RFC 8259
+    section 8.1; Go, Rust and most JSON libraries refuse or mangle ``"\\udcff"``). Those bytes
+    become U+FFFD, as ``bytes.decode(errors="replace")`` gives them."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                raw = value.encode("utf-8", "surrogateescape")  # the bytes the system gave
+            except UnicodeEncodeError:  # a lone surrogate of another origin
+                raw = value.encode("utf-8", "replace")
+            return raw.decode("utf-8", "replace")
+        return value
+    if isinstance(value, dict):
+        return {valid_unicode(k): valid_unicode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [valid_unicode(v) for v in value]
+    return value
+
+
 def user_name(uid: int | None = None) -> str | None:
     """The login name of ``uid`` (default: this process's effective user), for messages.
 

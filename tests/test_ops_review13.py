@@ -466,3 +466,24 @@ def test_a_salvage_removes_what_salvages_killed_midway_left_but_not_a_running_on
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".copy.")) == [running.name]
     with DB(str(tmp_path / "copy"), read_only=True) as db:
         assert db[b"k"] == b"v"
+
+
+def test_http_answers_name_a_store_path_that_is_not_utf8_as_valid_json(tmp_path):
+    """GET /v1/stats of a store whose path is not UTF-8 was 500 internal_error: the path's lone
+    surrogate could not be encoded; so was any error whose message named it (503 store_closed)."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from kv_backend.http import create_app
+
+    path = os.fsdecode(os.fsencode(str(tmp_path)) + b"/st\xff")
+    db = DB(path)
+    client = TestClient(create_app(db), raise_server_exceptions=False)
+    try:
+        r = client.get("/v1/stats")
+        assert r.status_code == 200 and r.json()["path"] == str(tmp_path) + "/st\ufffd"
+    finally:
+        db.close()
+    r = client.get("/v1/keys/k")
+    assert (r.status_code, r.json()["error"]) == (503, "store_closed")
+    assert str(tmp_path) + "/st\ufffd" in r.json()["message"]

@@ -59,6 +59,7 @@ from kv_backend.errors import (
     StorageError,
     ValueTooLargeError,
 )
+from kv_backend.files import valid_unicode
 from kv_backend.http.keys import (
     PercentEncodingError,
     RepeatedParameterError,
@@ -132,7 +133,8 @@ def error_response(
 
     An error of one operation of a transaction also names its position in ``"index"``.
     """
-    body: dict[str, Any] = {"error": code, "message": message}
+    # (valid Unicode: a message naming a path that is not UTF-8 failed to encode, a bare 500)
+    body: dict[str, Any] = {"error": code, "message": valid_unicode(message)}
     if index is not None:
         body["index"] = index
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
@@ -175,14 +177,16 @@ def engine_error(exc: BaseException) -> HTTPAPIError:
 
 def jsonable(obj: Any) -> Any:
     """Turn a merge/backup report (dataclass, named tuple, mapping, plain object) into JSON data."""
-    if obj is None or isinstance(obj, (bool, int, str)):
+    if obj is None or isinstance(obj, (bool, int)):
         return obj
+    if isinstance(obj, str):
+        return valid_unicode(obj)  # a store's path that is not UTF-8 (stats): JSON must be Unicode
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, bytes):
         return encode_key(obj)
     if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
+        return jsonable(os.fspath(obj))
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, tuple) and hasattr(obj, "_asdict"):
