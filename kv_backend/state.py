@@ -31,7 +31,7 @@ import mmap
 import os
 import struct
 
-from kv_backend.files import MMAP_NO_FD, STATE_FILE, storage_error
+from kv_backend.files import MMAP_NO_FD, STATE_FILE, new_file_mode, storage_error
 
 MAGIC = b"KVBSTAT2"
 VERSION = 2
@@ -107,7 +107,9 @@ class SharedState:
         cloexec = getattr(os, "O_CLOEXEC", 0)
         try:
             if writable:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | cloexec, 0o666)
+                # No more open than the store's files (see new_file_mode), whatever the umask.
+                mode = new_file_mode(os.path.dirname(path))
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | cloexec, mode)
             else:
                 try:
                     fd = os.open(path, os.O_RDWR | cloexec)
