@@ -171,12 +171,15 @@ def _check_records(
     pos = rec.FILE_HEADER_SIZE
     window = WINDOW
     while pos < size:
-        chunk = buf[pos : min(pos + window, size)]
+        # In a tail file, the published records first: one that seems to run past their end is a
+        # damaged header (as for replay, which reads no further), not a record to step over.
+        cap = published_end if tail and pos < published_end <= size else size
+        chunk = buf[pos : min(pos + window, cap)]
         end = pos + len(chunk)
-        if len(chunk) < min(window, size - pos):
+        if len(chunk) < min(window, cap - pos):
             size = end  # the file is shorter than it was: a writer cut reserved zeros (or a torn tail) off it
         res = rec.scan(chunk, 0, len(chunk), trust_lengths=True)
-        needed = 0 if end == size or res.stop_reason is None else _window_needed(chunk, res, size - pos)
+        needed = 0 if end == cap or res.stop_reason is None else _window_needed(chunk, res, cap - pos)
         # Records and damage before where the scan stopped are what a scan of the whole file finds.
         report.records += len(res.entries)
         for off in res.corrupt:
@@ -201,8 +204,32 @@ def _check_records(
             window = WINDOW
             continue
         stop_at = pos + res.end
-        if tail and res.stop_reason == rec.PREALLOCATED and _zeros_from(buf, stop_at, size):
+        at = pos + res.stop_at
+        # Up to ``limit`` every record was published: what stops the scan there is a damaged header,
+        # not an unfinished write, and reading resumes after it as replay does (file-format.md).
+        limit = published_end if tail else size
+        if tail and at >= limit and res.stop_reason == rec.PREALLOCATED and _zeros_from(buf, stop_at, size):
             break  # zeros reserved ahead of the tail by a writer: not data
+        if res.stop_reason != "uncommitted batch" and at < limit:
+            report.records += len(res.pending or ())  # their batch was published with its COMMIT
+            nxt = rec.resync(lambda o, n: buf[o : o + n], at, limit)
+            lost = (limit if nxt is None else nxt) - at
+            resumes = "nothing after it can be read" if nxt is None else f"reading resumes @ {nxt}"
+            report.problems.append(
+                Problem(
+                    fpath,
+                    at,
+                    f"damaged record header ({res.stop_reason}): {lost} bytes cannot be read as "
+                    f"records (what they held is lost); {resumes}",
+                )
+            )
+            if nxt is not None:
+                pos, window = nxt, WINDOW
+                continue
+            if limit < size:
+                pos, window = limit, WINDOW
+                continue
+            break
         what = f"{res.stop_reason}; {size - stop_at} bytes after it cannot be read"
         if tail:
             report.notes.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
@@ -31,6 +32,8 @@ from kv_backend.hint import load as load_hints
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock
 from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
+
+_log = logging.getLogger("kv_backend.db")
 
 
 def _clean_after(path: str, end: int) -> bool:
@@ -109,20 +112,67 @@ def _unfinished_from(fd: int, pos: int, size: int) -> bool:
     return all(not _pread(fd, min(step, size - p), p).strip(b"\0") for p in range(nxt, size, step))
 
 
-def _replay(ix: KeyDir, f: DataFile, idx: int, start: int, end: int, corrupt: list[tuple[str, int]]) -> int:
+def _replay(
+    ix: KeyDir,
+    f: DataFile,
+    idx: int,
+    start: int,
+    end: int,
+    corrupt: list[tuple[str, int]],
+    *,
+    published: bool = False,
+) -> int:
     """Index the records of ``f`` from ``start`` up to ``end``; return where replay stopped.
 
     Reads big chunks and scans them in memory. Stops early at a torn or
     implausible record; records with sound lengths but a bad CRC are indexed
     (reading them raises CorruptionError) and listed in ``corrupt``.
+
+    With ``published``, ``end`` is where published records end (a closed file's
+    size, the active file's published end), so nothing there is a torn write: a
+    header whose lengths cannot be sound (or zeros with data after them) is a
+    damaged header, not the end of the data. The batch open there is applied (it
+    was published with its COMMIT), reading resumes at the next confirmed sound
+    record (:func:`~kv_backend.record.resync`), the damaged region is listed in
+    ``corrupt`` and logged, and ``end`` is returned: a writer appends after the
+    published end, never over records the damage hides.
     """
     pos = start
-    for base, res in rec.scan_file(f.fd, start, end, trust_lengths=True):
-        ix.apply(idx, base, res.entries)
-        if res.corrupt:
-            corrupt.extend((f.path, base + off) for off in res.corrupt)
-        pos = base + res.end
-    return pos
+    while True:
+        res = None
+        base = pos
+        for base, res in rec.scan_file(f.fd, pos, end, trust_lengths=True):
+            ix.apply(idx, base, res.entries)
+            if res.corrupt:
+                corrupt.extend((f.path, base + off) for off in res.corrupt)
+            pos = base + res.end
+        if not published:
+            return pos
+        if res is None or res.stop_at < 0 or res.stop_reason == "uncommitted batch" or pos >= end:
+            return end
+        at = base + res.stop_at
+
+        def read(offset: int, n: int) -> bytes:
+            return _pread(f.fd, n, offset)
+
+        if res.pending:
+            ix.apply(idx, base, res.pending)  # published, so its COMMIT was too (it lies in the damage)
+        nxt = rec.resync(read, at, end)
+        corrupt.append((f.path, at))
+        _log.warning(
+            "%s @ %d: damaged record header (%s); %d bytes skipped up to %s: the records there are "
+            "lost, and which keys they held cannot be known. `kvb check %s` lists the damage; "
+            "restore the store from a backup, or copy its readable keys with `kvb salvage`",
+            f.path,
+            at,
+            res.stop_reason,
+            (end if nxt is None else nxt) - at,
+            "the end of the published data" if nxt is None else f"the next sound record at {nxt}",
+            os.path.dirname(f.path),
+        )
+        if nxt is None:
+            return end
+        pos = nxt
 
 
 def _replay_tail(
@@ -137,19 +187,19 @@ def _replay_tail(
     """
     n = end - start
     if n > 8192:
-        return _replay(ix, f, idx, start, end, corrupt)
+        return _replay(ix, f, idx, start, end, corrupt, published=True)
     buf = _pread(f.fd, n, start)
     if len(buf) != n:
-        return _replay(ix, f, idx, start, end, corrupt)
+        return _replay(ix, f, idx, start, end, corrupt, published=True)
     items = []
     p = 0
     while p < n:
         if n - p < _HEADER_SIZE:
-            return _replay(ix, f, idx, start, end, corrupt)
+            return _replay(ix, f, idx, start, end, corrupt, published=True)
         crc, rtype, flags, klen, vlen, expiry = _unpack_header(buf, p)
         size = _HEADER_SIZE + klen + vlen
         if flags or not 0 < rtype < 3 or p + size > n or _crc32(buf[p + 4 : p + size]) != crc:
-            return _replay(ix, f, idx, start, end, corrupt)
+            return _replay(ix, f, idx, start, end, corrupt, published=True)
         items.append((rtype, buf[p + _HEADER_SIZE : p + _HEADER_SIZE + klen], p, size, expiry))
         p += size
     ix.apply(idx, start, items)
@@ -365,6 +415,14 @@ class _Opening:
             tail, gen, end = 0, 0, -1
             active_fid = fids[-1] if fids else _FIRST_FILE
         sizes = {f.fid: f.size() for f in files}
+        # The files whose records are all published up to ``limit`` below: with a page, the files
+        # before the one it names and that one (to its published end); without one, all but the
+        # newest file and the one before it (whose ends a crash may have torn, see file-format.md).
+        if published is not None:
+            whole = {fid for fid in fids if fid <= active_fid}
+        else:
+            open_ends = fids[-2:] if len(fids) > 1 and fids[-1][1] == 0 and fids[-2][1] == 0 else fids[-1:]
+            whole = set(fids) - set(open_ends)
         ix = KeyDir()
         fidx: dict[FileId, int] = {}
         file_sizes: dict[FileId, int] = {}
@@ -380,7 +438,8 @@ class _Opening:
                 ix.apply_hints(idx, hints)
                 file_sizes[f.fid] = sizes[f.fid]
             else:
-                file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt)
+                pub = f.fid in whole and limit <= sizes[f.fid]
+                file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt, published=pub)
             maps.append(f.mm if f.mm is not None else b"")
             if f.fid < active_fid:
                 f.seal()  # indexed, and never written again: the mapping alone serves reads
@@ -518,7 +577,7 @@ class _Opening:
                     self._sizes[cur] = _replay_tail(ix, f, idx, pos, stop, self._corrupt)
                 else:
                     stop = f.size()
-                    self._sizes[cur] = _replay(ix, f, idx, pos, stop, self._corrupt)
+                    self._sizes[cur] = _replay(ix, f, idx, pos, stop, self._corrupt, published=True)
                 if len(maps[idx]) < stop:
                     maps[idx] = f.remap()
                 if cur == fid:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import struct
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
@@ -78,6 +79,11 @@ class ScanResult(NamedTuple):
     """``None`` if the region was consumed to its end, else why the scan stopped."""
     corrupt: list[int]
     """Offsets of records whose lengths were sound but whose CRC failed or that cannot be read."""
+    stop_at: int = -1
+    """Where the record that stopped the scan starts (``end`` is before it when a batch was open),
+    the region's end for an ``"uncommitted batch"``; -1 when the region was consumed to its end."""
+    pending: list[tuple[int, bytes, int, int, float]] | None = None
+    """The records of the batch still open where the scan stopped, as in ``entries``."""
 
 
 def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool = False) -> ScanResult:
@@ -196,7 +202,7 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
         committed_end = pos
     if pending is not None and stop is None:
         stop = "uncommitted batch"
-    return ScanResult(entries, committed_end, stop, corrupt)
+    return ScanResult(entries, committed_end, stop, corrupt, pos if stop is not None else -1, pending)
 
 
 def _index_damaged(
@@ -270,3 +276,66 @@ def scan_file(
             return  # a real stop: the region ends in a torn or damaged record
         if res.end == 0:
             chunk *= 2  # one record (or batch) is bigger than the chunk
+
+
+#: Where a sound record may start: a known type, a flags byte of 0 or 1, a key length of at most
+#: 65536 and a value length below 2^31 (the exact bounds and the CRC are checked after). A zero-width
+#: look-ahead, so that every offset is tried, overlapping matches included.
+_MAYBE_RECORD = re.compile(rb"(?=[\s\S]{4}[\x01-\x03][\x00\x01][\s\S]{2}[\x00\x01]\x00[\s\S]{3}[\x00-\x40])")
+_RESYNC_WINDOW = 1 << 20
+
+
+def sound_size(read: Callable[[int, int], bytes], pos: int, end: int) -> int:
+    """The size of the sound record at ``pos`` (a known type, lengths in bounds and inside ``end``, a
+    COMMIT with a 4-byte count and no key, any other record with a key, the CRC matching), else 0.
+
+    ``read(offset, n)`` returns the bytes of the file (fewer at its end).
+    """
+    head = read(pos, HEADER_SIZE) if end - pos >= HEADER_SIZE else b""
+    if len(head) < HEADER_SIZE:
+        return 0
+    crc, rtype, _flags, klen, vlen, _expiry = HEADER.unpack(head)
+    if rtype not in RECORD_TYPES or klen > MAX_KEY_SIZE or vlen > MAX_VALUE_SIZE:
+        return 0
+    if (klen == 0) != (rtype == COMMIT) or (rtype == COMMIT and vlen != 4):
+        return 0
+    size = HEADER_SIZE + klen + vlen
+    if pos + size > end:
+        return 0
+    body = read(pos + 4, size - 4)
+    return size if len(body) == size - 4 and crc32(body) == crc else 0
+
+
+def resync(read: Callable[[int, int], bytes], pos: int, end: int) -> int | None:
+    """Where reading goes on after the damaged header at ``pos`` of a published region ending at
+    ``end`` (see docs/file-format.md, "Damaged lengths"): the first offset after ``pos`` where a
+    sound record starts that is confirmed, that is, followed at once by another sound record, or
+    by nothing but zero bytes up to ``end`` (none included). None if there is no such offset: the
+    damage runs to ``end``.
+
+    The confirmation rules out what a lone record's bytes inside a value would otherwise cause (a
+    value that holds an encoded record, followed by anything else): only a value ending in a run
+    of at least two whole records, or a 32-bit CRC collision twice over, can still be taken for
+    records. ``read(offset, n)`` returns the file's bytes; they are read a window at a time.
+    """
+    p = pos + 1
+    while p <= end - HEADER_SIZE:
+        window = read(p, min(_RESYNC_WINDOW, end - p))
+        last = len(window) - HEADER_SIZE  # a candidate's whole header lies in the window
+        if last < 0:
+            return None
+        for m in _MAYBE_RECORD.finditer(window, 0, last + HEADER_SIZE):
+            if m.start() > last:
+                break  # its header runs past the window: the next window tries it
+            c = p + m.start()
+            size = sound_size(read, c, end)
+            if size and (sound_size(read, c + size, end) or _zeros_to(read, c + size, end)):
+                return c
+        p += last + 1
+    return None
+
+
+def _zeros_to(read: Callable[[int, int], bytes], pos: int, end: int) -> bool:
+    """True if only zero bytes lie between ``pos`` and ``end`` (read a window at a time)."""
+    step = _RESYNC_WINDOW
+    return all(not read(p, min(step, end - p)).strip(b"\0") for p in range(pos, end, step))

@@ -1,18 +1,19 @@
 """Copy the readable keys of a damaged store into a new store (``kvb salvage SRC DST``).
 
-Merge refuses a store whose damaged record header hides the rest of a file,
-and replay stops there too; this module reads past such damage instead. It
-replays every data file of the source exactly as the engine does (log order,
-deletes, batches only with their COMMIT, expiry), and where a record cannot
-be read it *resynchronises*: it looks forward, byte by byte, for the next
-offset where a record header with sound lengths starts whose CRC matches,
+Merge refuses a store whose damaged record header hides records of a file;
+this module copies what can be read instead. It replays every data file of
+the source exactly as the engine does (log order, deletes, batches only with
+their COMMIT, expiry), and where a record cannot be read it *resynchronises*
+as replay does (:func:`kv_backend.record.resync`): it looks forward for the
+next offset where a sound record starts (lengths in bounds, CRC matching)
+that is followed at once by another sound record or by nothing but zeros,
 and goes on from there.
 
 A false resynchronisation (bytes inside the damaged region taken for a
-record) needs a 32-bit CRC collision over a header with sound lengths, or a
-value that itself holds the exact bytes of a whole record (a stored data
-file, say): such a record would be copied as if it were real.
-"""
+record) needs a value that itself holds the exact bytes of at least two
+whole records in a row (a stored data file, say), or 32-bit CRC collisions
+over two headers with sound lengths: such records would be copied as if
+they were real."""
 
 from __future__ import annotations
 
@@ -341,9 +342,8 @@ def _replay(
                 pos = nxt
                 continue
             # Damaged lengths: resynchronise at the next sound record.
-            nxt = pos + 1
-            while nxt < end and not _sound_at(buf, nxt, end):
-                nxt += 1
+            found = rec.resync(lambda o, n: buf[o : o + n], pos, end)
+            nxt = end if found is None else found
             if tail and pos >= published_end and nxt >= end:
                 # Nothing readable after it in the newest file: the tail of a write that never
                 # completed (what it held was never acknowledged: not damage, as for kvb check).
@@ -352,6 +352,11 @@ def _replay(
                     f"{path} @ {pos}: {end - pos} bytes of an unfinished last write (skipped, as replay does)"
                 )
                 break
+            if pending is not None and not (tail and pos >= published_end):
+                # Published data: the batch was published with its COMMIT, which lies in the
+                # damaged region; it committed, as replay takes it.
+                apply(pending)
+                pending = None
             drop_pending()
             report.regions.append(DamagedRegion(path, pos, nxt - pos))
             pos = nxt

@@ -61,7 +61,21 @@ def _scan(buf: bytes, start: int, limit: int, published: bool) -> tuple[list[tup
     ops: list[tuple] = []
     batch: list[tuple] | None = None
     pos = data_end = start
-    while (r := _record(buf, pos)) is not None:
+    while True:
+        r = _record(buf, pos)
+        if r is None:
+            if not published or pos >= len(buf):
+                break
+            # Damaged lengths in the published part (rule 3): the open batch committed; resume at
+            # the next confirmed sound record.
+            if batch is not None:
+                ops.extend(batch)
+                batch = None
+            pos = _resume(buf, pos)
+            if pos is None:
+                return ops, len(buf)
+            data_end = pos
+            continue
         good, rtype, flags, key, value, expiry, end = r
         if not good:
             if not published:
@@ -102,6 +116,23 @@ def _scan(buf: bytes, start: int, limit: int, published: bool) -> tuple[list[tup
         if batch is None:
             data_end = pos
     return ops, data_end
+
+
+def _sound(buf: bytes, pos: int) -> int | None:
+    """The end of the sound record at ``pos`` (rule 3 of the published part), else None."""
+    r = _record(buf, pos)
+    if r is None or not r[0] or (r[1] == COMMIT) == bool(r[3]) or len(r[4]) > MAX_VALUE:
+        return None
+    return r[6]
+
+
+def _resume(buf: bytes, pos: int) -> int | None:
+    """Where reading resumes after the damaged header at ``pos``: the first confirmed sound record."""
+    for c in range(pos + 1, len(buf) - 21):
+        end = _sound(buf, c)
+        if end is not None and (_sound(buf, end) is not None or not buf[end:].strip(b"\0")):
+            return c
+    return None
 
 
 def _sound_lengths(buf: bytes, pos: int) -> int | None:
@@ -465,6 +496,13 @@ DAMAGE = {
     "last of a closed file": ((1, b"f", PUT, 0), "value", {b"f": DAMAGED}),
     "middle of the active file": ((2, b"g", PUT, 0), "value", {b"g": DAMAGED}),
     "end of the active file": ((2, b"h", PUT, 0), "value", {b"h": DAMAGED}),
+    # Damaged lengths in the published part: reading resumes at the next confirmed sound record.
+    "key length in a closed file": ((0, b"c", PUT, 0), "klen", {b"c": None}),
+    "value length of a newest value": ((0, b"a", PUT, 0), "vlen", {b"a": (b"old-a", 0.0)}),
+    "value length in a batch": ((0, b"d", PUT, 1), "vlen", {b"d": None}),
+    "zeroed header in a closed file": ((0, b"e", PUT, 0), "zeros", {b"e": None}),
+    "key length of the last record of a closed file": ((1, b"f", PUT, 0), "klen", {b"f": None}),
+    "zeroed header in the active file": ((2, b"g", PUT, 0), "zeros", {b"g": None}),
 }
 
 
@@ -479,6 +517,12 @@ def test_damaged_records(tmp_path, case, page):
     name = files[where[0]]
     if how == "value":
         patch(name, r[0] + 22 + r[4], b"\xff")
+    elif how == "klen":
+        patch(name, r[0] + 6, struct.pack("<I", 0x7FFFFFFF))
+    elif how == "vlen":
+        patch(name, r[0] + 10, struct.pack("<I", 0x3FFFFFFF))
+    elif how == "zeros":
+        patch(name, r[0], bytes(22))
     elif how == "flag":
         patch(name, r[0] + 5, b"\x00")
     elif how == "countless":
@@ -497,6 +541,9 @@ def test_damaged_records(tmp_path, case, page):
     if page == "no state" and case in ("end of the active file", "last of a closed file"):
         # Without a published end, a damaged last record reads as a torn write: recovery cuts it.
         changes = {where[1]: None}
+    if page == "no state" and case == "zeroed header in the active file":
+        # ... and zeros read as space reserved ahead of the tail: the records after them are cut too.
+        changes = {b"g": None, b"h": None}
     expected = dict(clean)
     for key, value in changes.items():
         if value is None:

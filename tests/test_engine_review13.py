@@ -1,0 +1,159 @@
+"""Engine review 13: damaged lengths in published data, torn tails told apart from them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import struct
+import time
+
+from helpers import data_files, exit_code, fork_child
+
+from kv_backend import DB
+from kv_backend import record as rec
+from kv_backend.check import check
+from kv_backend.salvage import salvage
+
+
+def _offsets(path: str) -> dict[bytes, int]:
+    """The offset of the newest record of each key in the data file at ``path``."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    out, pos = {}, rec.FILE_HEADER_SIZE
+    while pos + rec.HEADER_SIZE <= len(buf) and buf[pos : pos + rec.HEADER_SIZE].strip(b"\0"):
+        _, _, _, klen, vlen, _ = rec.HEADER.unpack_from(buf, pos)
+        out[buf[pos + rec.HEADER_SIZE : pos + rec.HEADER_SIZE + klen]] = pos
+        pos += rec.HEADER_SIZE + klen + vlen
+    return out
+
+
+def _patch(path: str, offset: int, data: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def _damage_key_length(path: str, key: bytes) -> int:
+    at = _offsets(path)[key]
+    _patch(path, at + 6, struct.pack("<I", 0x7FFFFFFF))
+    return at
+
+
+def test_a_damaged_length_in_the_active_file_hides_nothing_and_is_not_written_over(store_path, caplog):
+    """A damaged key length before the published end used to end the replay there: the keys after
+    it read as missing, nothing reported it, and the next put wrote over them (kvb check then found
+    nothing wrong). Reading now resumes at the next sound record, and the damage is reported."""
+    with DB(store_path) as db:
+        for i in range(10):
+            db.put(b"k%d" % i, b"v%d" % i * 10)
+    active = data_files(store_path)[-1]
+    at = _damage_key_length(active, b"k2")
+    with caplog.at_level(logging.WARNING, logger="kv_backend.db"), DB(store_path) as db:
+        assert db.stats()["corrupt_records"] == 1
+        want = [None if i == 2 else b"v%d" % i * 10 for i in range(10)]
+        assert [db.get(b"k%d" % i) for i in range(10)] == want
+        db.put(b"new", b"x")
+    assert f"{active} @ {at}: damaged record header" in caplog.text
+    with DB(store_path, read_only=True) as db:
+        assert sorted(db.keys()) == sorted([b"k%d" % i for i in range(10) if i != 2] + [b"new"])
+    report = check(store_path)
+    assert [(p.path, p.offset) for p in report.problems] == [(active, at)]
+    assert "damaged record header" in report.problems[0].what
+
+
+def test_a_damaged_length_in_a_closed_file_is_read_past_by_db_check_and_salvage(store_path, tmp_path):
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(30):
+            db.put(b"k%02d" % i, b"%d" % i * 20)
+        with db.batch() as b:  # a batch cut by the damage: published, so it committed
+            b.put(b"b1", b"one")
+            b.put(b"b2", b"two")
+        for i in range(30, 60):
+            db.put(b"k%02d" % i, b"%d" % i * 20)
+        db.put(b"k00", b"newest")
+    closed = data_files(store_path)[0]
+    assert b"b2" in _offsets(closed)
+    at = _damage_key_length(closed, b"b2")
+    lost = {b"b2"}
+    with DB(store_path, max_file_size=4096) as db:
+        assert db.stats()["corrupt_records"] == 1
+        seen = dict(db.items())
+    expected = {b"k%02d" % i: b"%d" % i * 20 for i in range(60)} | {b"k00": b"newest", b"b1": b"one"}
+    assert seen == {k: v for k, v in expected.items() if k not in lost}
+    report = check(store_path)
+    assert [(p.path, p.offset) for p in report.problems] == [(closed, at)]
+    copied = salvage(store_path, str(tmp_path / "copy"))
+    assert [(r.path, r.offset) for r in copied.regions] == [(closed, at)]
+    with DB(str(tmp_path / "copy"), read_only=True) as db:
+        assert dict(db.items()) == seen
+
+
+def test_a_record_inside_a_damaged_records_value_is_not_taken_for_a_record(store_path, tmp_path):
+    """A value holding an encoded record (followed by other bytes): after a damaged header before
+    it, the record's bytes are sound, but not confirmed by a sound record right after them."""
+    fake = rec.encode(rec.PUT, b"fake", b"never written")
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+        db.put(b"holder", b"<" + fake + b">" * 40)
+        db.put(b"b", b"2")
+        db.put(b"c", b"3")
+    _damage_key_length(data_files(store_path)[-1], b"holder")
+    with DB(store_path) as db:
+        assert dict(db.items()) == {b"a": b"1", b"b": b"2", b"c": b"3"}
+        assert db.stats()["corrupt_records"] == 1
+    salvage(store_path, str(tmp_path / "copy"))
+    with DB(str(tmp_path / "copy"), read_only=True) as db:
+        assert dict(db.items()) == {b"a": b"1", b"b": b"2", b"c": b"3"}
+
+
+def test_damage_after_a_batch_in_the_published_tail_keeps_the_batch(store_path):
+    with DB(store_path) as db:
+        with db.batch() as b:
+            b.put(b"x", b"1")
+            b.put(b"y", b"2")
+        db.put(b"z", b"3")
+    _patch(data_files(store_path)[-1], _offsets(data_files(store_path)[-1])[b"z"], bytes(22))
+    with DB(store_path) as db:
+        assert dict(db.items()) == {b"x": b"1", b"y": b"2"}
+        assert db.stats()["corrupt_records"] == 1  # zeros where a published record was
+
+
+def test_writers_killed_at_random_moments_leave_no_damage(store_path):
+    """A torn tail (a writer SIGKILLed mid-append, mid-rotation or mid-batch) is never taken for
+    damage: not by a reader that was open, nor by later readers and writers, nor by kvb check."""
+    rnd = random.Random(13)
+    DB(store_path, max_file_size=4096).close()
+    reader = DB(store_path, read_only=True)
+    try:
+        for round_no in range(10):
+
+            def writer(seed: int = round_no) -> None:
+                r = random.Random(seed)
+                with DB(store_path, max_file_size=4096) as db:
+                    for i in range(100_000):
+                        key = b"k%d" % r.randrange(50)
+                        if i % 7 == 0:
+                            with db.batch() as b:
+                                b.put(key, os.urandom(r.randrange(300)))
+                                b.delete(key + b"!")
+                        else:
+                            db.put(key, os.urandom(r.randrange(1, 600)))
+
+            pid = fork_child(writer)
+            time.sleep(rnd.uniform(0.005, 0.04))
+            os.kill(pid, signal.SIGKILL)
+            assert exit_code(pid) == -signal.SIGKILL
+            assert len(reader) >= 0 and reader.stats()["corrupt_records"] == 0
+            report = check(store_path)
+            assert report.ok, report.problems
+            with DB(store_path, read_only=True) as db:
+                assert db.stats()["corrupt_records"] == 0
+            with DB(store_path, max_file_size=4096) as db:
+                assert db.stats()["corrupt_records"] == 0
+                for key in list(db.keys()):
+                    db.get(key)
+            assert reader.stats()["corrupt_records"] == 0
+    finally:
+        reader.close()
