@@ -572,20 +572,24 @@ class _Opening:
                         self._active_idx = idx
                         self._alloc = len(maps[idx])  # what is mapped (see _full_reload)
                 f = files[idx]
-                if cur == fid:
-                    stop = end
-                    self._sizes[cur] = _replay_tail(ix, f, idx, pos, stop, self._corrupt)
-                else:
-                    stop = f.size()
-                    self._sizes[cur] = _replay(ix, f, idx, pos, stop, self._corrupt, published=True)
+                stop = end if cur == fid else f.size()
                 if len(maps[idx]) < stop:
+                    # Mapped before it is indexed, so that no key points past its file's mapping
+                    # if this fails (no descriptor left: mapping one takes one before Python 3.13).
                     maps[idx] = f.remap()
                 if cur == fid:
+                    self._sizes[cur] = _replay_tail(ix, f, idx, pos, stop, self._corrupt)
                     break
+                self._sizes[cur] = _replay(ix, f, idx, pos, stop, self._corrupt, published=True)
                 f.seal()  # another process closed this file: all of it is indexed and mapped
                 cur, pos = (cur[0] + 1, 0), rec.FILE_HEADER_SIZE
+                # Indexed up to here: a catch-up that fails further on (the next file cannot be
+                # opened) resumes here, and never reads the file just sealed through its fd again.
+                self._tail = (cur, pos)
         except FileNotFoundError:
             return False  # the file set changed under us (a merge finished)
+        except OSError as exc:  # no descriptor left (EMFILE), an I/O error
+            raise storage_error(exc, f"cannot read the writes other processes made to {self.path}") from exc
         self._tail = (fid, end)
         self._seen = tail
         return True

@@ -458,10 +458,10 @@ class _Writing:
         try:
             if os.fstat(active.fd).st_size < target:
                 os.ftruncate(active.fd, target)
+            # Map the grown file now, so that writes up to the new size never need to.
+            mm = active.remap()
         except OSError as exc:
             raise storage_error(exc, f"cannot grow {active.path}") from exc
-        # Map the grown file now, so that writes up to the new size never need to.
-        mm = active.remap()
         with self._rlock:
             self._view[1][self._active_idx] = mm
         self._alloc = target

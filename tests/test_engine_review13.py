@@ -157,3 +157,99 @@ def test_writers_killed_at_random_moments_leave_no_damage(store_path):
             assert reader.stats()["corrupt_records"] == 0
     finally:
         reader.close()
+
+
+def test_a_reader_out_of_file_descriptors_fails_clearly_and_recovers(store_path):
+    """A process at its open-file limit when another process rotates to a new data file could not
+    follow: the read raised a bare OSError (EMFILE), and every later call a bare EBADF, even once
+    descriptors were free again (the file it had sealed was scanned again through its closed fd).
+    It now raises StorageError (EMFILE) and works again once it can open the new file."""
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(20):
+            db.put(b"k%d" % i, b"x" * 1000)
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+
+    def reader() -> None:
+        import errno
+        import resource
+
+        from kv_backend import StorageError
+
+        db = DB(store_path, read_only=True)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        top = max(map(int, os.listdir("/proc/self/fd")))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top + 2, hard))
+        spare = []
+        while True:  # take every free descriptor below the limit but one
+            try:
+                spare.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        os.close(spare.pop())
+        os.write(ready_w, b"r")
+        os.read(go_r, 1)
+        for _ in range(2):
+            try:
+                db.get(b"new")
+            except StorageError as exc:
+                assert exc.errno == errno.EMFILE, exc
+            else:
+                raise AssertionError("the read did not need a new file")
+        for fd in spare:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert db.get(b"new") == b"n" * 1000
+        assert all(db.get(b"k%d" % i) == b"x" * 1000 for i in range(20))
+        assert db.stats()["corrupt_records"] == 0
+        db.close()
+
+    pid = fork_child(reader)
+    assert os.read(ready_r, 1) == b"r"
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(12):  # three rotations
+            db.put(b"new" if i == 11 else b"pad%d" % i, b"n" * 1000)
+    os.write(go_w, b"g")
+    assert exit_code(pid) == 0
+    for fd in (ready_r, ready_w, go_r, go_w):
+        os.close(fd)
+
+
+def test_a_writer_out_of_file_descriptors_when_its_file_grows_raises_storage_error(store_path):
+    """Growing the active file maps it again, which takes a descriptor before Python 3.13: at the
+    limit, that raised a bare OSError. It raises StorageError, and the next write succeeds."""
+
+    def writer() -> None:
+        import errno
+        import resource
+
+        from kv_backend import StorageError
+
+        db = DB(store_path)
+        db.put(b"a", b"1")
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        top = max(map(int, os.listdir("/proc/self/fd")))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1, hard))
+        spare = []
+        while True:
+            try:
+                spare.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        big = b"v" * (3 << 20)  # past what the file holds reserved: it grows, and is mapped again
+        try:
+            db.put(b"big", big)
+        except StorageError as exc:
+            assert exc.errno == errno.EMFILE, exc
+        else:
+            raise AssertionError("the file did not grow")
+        for fd in spare:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        db.put(b"big", big)
+        assert db.get(b"big") == big and db.get(b"a") == b"1"
+        db.close()
+        with DB(store_path) as again:
+            assert again.get(b"big") == big and again.stats()["corrupt_records"] == 0
+
+    assert exit_code(fork_child(writer)) == 0
