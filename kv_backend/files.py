@@ -327,6 +327,11 @@ def storage_error(exc: OSError, what: str) -> StorageError:
         hint = " The filesystem is mounted read-only: open the store with read_only=True."
     elif exc.errno in (errno.EACCES, errno.EPERM):
         hint = " Check the directory's permissions, or open it with read_only=True."
+    elif exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+        hint = (
+            " The filesystem refuses the file locks (flock) that keep the processes sharing a store"
+            " apart (a network or FUSE filesystem): put the store on a local filesystem."
+        )
     elif exc.errno in (errno.EMFILE, errno.ENFILE):
         hint = (
             " Every data file of an open store holds a file descriptor: raise the limit"

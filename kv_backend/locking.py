@@ -18,7 +18,7 @@ import os
 import threading
 import weakref
 
-from kv_backend.errors import DatabaseClosedError, StorageError, TransactionError
+from kv_backend.errors import DatabaseClosedError, KVError, StorageError, TransactionError
 from kv_backend.files import new_file_mode, storage_error
 
 _flock = fcntl.flock
@@ -94,8 +94,10 @@ class WriteLock:
                     _flock(self._fd, _LOCK_EX_NB)
                 except BlockingIOError:
                     self._contended()
-            except BaseException:
+            except BaseException as exc:
                 self._tlock.release()
+                if isinstance(exc, OSError) and not isinstance(exc, KVError):
+                    raise storage_error(exc, f"cannot lock {self.path}") from exc
                 raise
         elif self._closed and not self._depth:
             self._closed_error()
@@ -147,6 +149,9 @@ class WriteLock:
             except BlockingIOError:
                 self._tlock.release()
                 return False
+            except OSError as exc:
+                self._tlock.release()
+                raise storage_error(exc, f"cannot lock {self.path}") from exc
         self._depth += 1
         return True
 
@@ -251,6 +256,9 @@ class MergeLock:
         except BlockingIOError:
             os.close(fd)
             return False
+        except OSError as exc:
+            os.close(fd)
+            raise storage_error(exc, f"cannot lock {self.path}") from exc
         self._fd = fd
         return True
 
@@ -259,8 +267,10 @@ class MergeLock:
         fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:  # interrupted (Ctrl-C) while waiting: the descriptor is not kept
+        except BaseException as exc:  # interrupted (Ctrl-C) while waiting: the descriptor is not kept
             os.close(fd)
+            if isinstance(exc, OSError):
+                raise storage_error(exc, f"cannot lock {self.path}") from exc
             raise
         self._fd = fd
 

@@ -119,6 +119,7 @@ class SharedState:
                     fd = os.open(path, os.O_RDONLY | cloexec)  # no write access, or a read-only mount
         except OSError as exc:
             raise storage_error(exc, f"cannot open {path}") from exc
+        what = "map"
         try:
             mapped_writable = _fd_writable(fd)
             if writable:
@@ -127,12 +128,13 @@ class SharedState:
                 raise ValueError(f"{path} is too small to be a state page")
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if mapped_writable else 0)
             self._mm = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, prot, **MMAP_NO_FD)
+            what = "lock"
             # A shared flock for as long as this process has the store open: see in_use().
             fcntl.flock(fd, fcntl.LOCK_SH)
         except BaseException as exc:
             os.close(fd)
             if isinstance(exc, OSError):
-                raise storage_error(exc, f"cannot map {path}") from exc
+                raise storage_error(exc, f"cannot {what} {path}") from exc
             raise
         self._fd = fd
         self.tail: ctypes.c_uint64 | _Word
@@ -217,6 +219,8 @@ def in_use(store: str) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
+        except OSError as exc:
+            raise storage_error(exc, f"cannot lock {os.path.join(store, STATE_FILE)}") from exc
         fcntl.flock(fd, fcntl.LOCK_UN)
         return False
     finally:

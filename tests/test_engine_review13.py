@@ -253,3 +253,39 @@ def test_a_writer_out_of_file_descriptors_when_its_file_grows_raises_storage_err
             assert again.get(b"big") == big and again.stats()["corrupt_records"] == 0
 
     assert exit_code(fork_child(writer)) == 0
+
+
+def test_a_filesystem_that_refuses_file_locks_raises_storage_error_saying_so(store_path, monkeypatch):
+    """flock failing with ENOLCK (or EOPNOTSUPP: some network and FUSE filesystems) escaped as a
+    bare OSError with no path; a merge's lock leaked its descriptor. They raise StorageError naming
+    the lock file and what to do, and the store works once locks do."""
+    import errno
+    import fcntl
+
+    import kv_backend.locking as locking
+    from kv_backend import StorageError
+
+    def refuse(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(locking, "_flock", refuse)
+    try:
+        DB(store_path)
+    except StorageError as exc:
+        assert exc.errno == errno.ENOLCK and "LOCK" in str(exc) and "local filesystem" in str(exc)
+    else:
+        raise AssertionError("the store opened without its lock")
+    monkeypatch.undo()
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+        for patched in ((locking, "_flock"), (fcntl, "flock")):
+            monkeypatch.setattr(*patched, refuse)
+            for call in (lambda: db.put(b"b", b"2"), db.merge):
+                try:
+                    call()
+                except StorageError as exc:
+                    assert exc.errno == errno.ENOLCK, exc
+            monkeypatch.undo()
+        db.put(b"b", b"2")  # the thread lock was let go
+        db.merge()
+        assert dict(db.items()) == {b"a": b"1", b"b": b"2"}
