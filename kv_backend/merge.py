@@ -45,6 +45,7 @@ from kv_backend.errors import (
     DatabaseClosedError,
     KVError,
     MergeInProgressError,
+    StorageError,
     TransactionError,
 )
 from kv_backend.files import (
@@ -169,19 +170,13 @@ def _merge_locked(db: DB, progress: Callable[[int, int], None] | None) -> MergeR
             db._rotate(auto_merge=False)
         active_major = db._tail[0][0]
         inputs = [fid for fid in list_data_files(db.path) if fid[0] < active_major]
-        fds: list[int] = []
-        try:
-            for fid in inputs:
-                fds.append(os.open(os.path.join(db.path, data_name(fid)), os.O_RDONLY))
-        except OSError as exc:  # too many open files: every input needs one more descriptor
-            for fd in fds:
-                os.close(fd)
-            raise storage_error(exc, f"cannot merge {db.path}: cannot open {data_name(fid)}") from exc
+    # Closed files never change, and only a merge (this one: it holds the merge lock) removes them.
+    fds = _Inputs(db.path, inputs)
     try:
         if not inputs:
             report.seconds = time.monotonic() - t0
             return report
-        sizes = [os.fstat(fd).st_size for fd in fds]
+        sizes = [fds.size(i) for i in range(len(inputs))]
         report.files_before = len(inputs)
         report.bytes_before = sum(sizes)
         total = report.bytes_before
@@ -200,9 +195,20 @@ def _merge_locked(db: DB, progress: Callable[[int, int], None] | None) -> MergeR
         report.files_after = len(outputs)
         report.bytes_after = sum(size for _, size in outputs)
     finally:
-        for fd in fds:
-            os.close(fd)
-    db._full_reload()
+        fds.close()
+    try:
+        db._full_reload()
+    except StorageError as exc:
+        # The merged files are in place: only this process's view of them could not be built (its
+        # old files and the new ones at once need more descriptors than it may have). Say so.
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        raise StorageError(
+            exc.errno,
+            f"{db.path} was merged ({report.files_before} files into {report.files_after}), but this "
+            f"process cannot open the merged files ({cause.strerror}) while it holds the old ones: "
+            "close the store and open it again, or raise the open-file limit "
+            "(ulimit -n, systemd LimitNOFILE=)",
+        ) from exc
     report.seconds = time.monotonic() - t0
     return report
 
@@ -210,7 +216,7 @@ def _merge_locked(db: DB, progress: Callable[[int, int], None] | None) -> MergeR
 def _last_operations(
     db: DB,
     inputs: list[FileId],
-    fds: list[int],
+    fds: _Inputs,
     sizes: list[int],
     progress: Callable[[int, int], None] | None,
     total: int,
@@ -220,7 +226,7 @@ def _last_operations(
     records = 0
     done = 0
     now = time.time()
-    for i, (fid, fd, size) in enumerate(zip(inputs, fds, sizes, strict=True)):
+    for i, (fid, size) in enumerate(zip(inputs, sizes, strict=True)):
         hints = read_hints(os.path.join(db.path, hint_name(fid)), size)
         if hints is not None:
             for key, off, rsize, expiry in hints:
@@ -231,7 +237,7 @@ def _last_operations(
                     last[key] = (i, off, rsize, expiry)
         else:
             reached = rec.FILE_HEADER_SIZE
-            for base, res in rec.scan_file(fd, rec.FILE_HEADER_SIZE, size, trust_lengths=True):
+            for base, res in rec.scan_file(fds.fd(i), rec.FILE_HEADER_SIZE, size, trust_lengths=True):
                 for rtype, key, off, rsize, expiry in res.entries:
                     records += 1
                     if rtype == rec.PUT and not (expiry and expiry <= now):
@@ -261,7 +267,7 @@ def _last_operations(
 def _write_outputs(
     db: DB,
     inputs: list[FileId],
-    fds: list[int],
+    fds: _Inputs,
     last: dict[bytes, tuple[int, int, int, float]],
     report: MergeReport,
     progress: Callable[[int, int], None] | None,
@@ -280,7 +286,7 @@ def _write_outputs(
     try:
         for i, items in enumerate(by_input):
             items.sort()
-            fd = fds[i]
+            fd = fds.fd(i) if items else -1
             for off, size, key, expiry in items:
                 data = os.pread(fd, size, off)
                 header = rec.HEADER.unpack_from(data) if len(data) >= rec.HEADER_SIZE else None
@@ -301,7 +307,7 @@ def _write_outputs(
                     out = _Output(db.path, (major, minor), db._sync_interval is not None)
                 out.add(key, data, expiry)
                 report.records_kept += 1
-            done += os.fstat(fd).st_size
+            done += fds.size(i)
             if progress is not None:
                 progress(total // 2 + done // 2, total)
         if out is not None:
@@ -313,6 +319,48 @@ def _write_outputs(
         _remove_temporaries(db.path, outputs)
         raise
     return outputs
+
+
+class _Inputs:
+    """The input files of a merge, opened one at a time.
+
+    Before Python 3.13 every data file an open store has mapped holds a descriptor already: a
+    merge that held one more for each input would need twice as many as the store, so a store
+    that opens (and that the open-file error says to merge) could not be merged.
+    """
+
+    def __init__(self, directory: str, inputs: list[FileId]) -> None:
+        self._paths = [os.path.join(directory, data_name(fid)) for fid in inputs]
+        self._sizes: dict[int, int] = {}
+        self._open = -1  # which input ``_fd`` is
+        self._fd = -1
+
+    def fd(self, i: int) -> int:
+        """A descriptor of input ``i``, valid until another input is asked for."""
+        if i != self._open:
+            self.close()
+            try:
+                self._fd = os.open(self._paths[i], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError as exc:
+                what = f"cannot merge {os.path.dirname(self._paths[i])}: cannot open {self._paths[i]}"
+                raise storage_error(exc, what) from exc
+            self._open = i
+        return self._fd
+
+    def size(self, i: int) -> int:
+        """The size of input ``i`` (as first looked at: a closed file never changes)."""
+        if i not in self._sizes:
+            try:
+                self._sizes[i] = os.stat(self._paths[i]).st_size
+            except OSError as exc:
+                what = f"cannot merge {os.path.dirname(self._paths[i])}: cannot read {self._paths[i]}"
+                raise storage_error(exc, what) from exc
+        return self._sizes[i]
+
+    def close(self) -> None:
+        fd, self._fd, self._open = self._fd, -1, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def _remove_temporaries(path: str, outputs: list[tuple[FileId, int]]) -> None:

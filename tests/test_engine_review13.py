@@ -289,3 +289,37 @@ def test_a_filesystem_that_refuses_file_locks_raises_storage_error_saying_so(sto
         db.put(b"b", b"2")  # the thread lock was let go
         db.merge()
         assert dict(db.items()) == {b"a": b"1", b"b": b"2"}
+
+
+def test_a_store_that_opens_near_the_file_limit_can_be_merged(store_path):
+    """Merge opened every input at once, one more descriptor per data file than the open store
+    already holds (its mappings, before Python 3.13): a store that opened, and that the open-file
+    error says to merge, could not be. Inputs are now read one at a time."""
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(160):
+            db.put(b"k%d" % (i % 8), b"%d" % i * 300)
+
+    def merger() -> None:
+        import resource
+
+        db = DB(store_path, max_file_size=4096)
+        assert db.stats()["files"] > 30
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        top = max(map(int, os.listdir("/proc/self/fd")))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1 + 12, hard))
+        spare = []
+        while True:
+            try:
+                spare.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        for _ in range(12):
+            os.close(spare.pop())
+        report = db.merge()
+        assert report.files_after < 5, report
+        assert dict(db.items()) == {b"k%d" % j: b"%d" % (152 + j) * 300 for j in range(8)}
+        db.close()
+
+    assert exit_code(fork_child(merger)) == 0
+    with DB(store_path) as db:
+        assert db.stats()["files"] < 6 and len(db) == 8
