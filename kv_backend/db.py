@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 # own first merge (or auto-merge) for ever.
 from kv_backend import merge as _merge_module
 from kv_backend import record as rec
-from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, _time, check_tuning_options
+from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, check_tuning_options
 from kv_backend.db_open import _Opening
 from kv_backend.db_read import _Reading
 from kv_backend.db_write import Batch, _Writing
@@ -508,11 +508,13 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                 "locked() block: no other thread or process can write while it holds the write lock; "
                 "wait after the block ends"
             )
-        deadline = None if timeout is None else _time() + timeout
+        # A duration: measured on the monotonic clock, which a change of the wall clock (NTP, a
+        # manual setting) does not move, so the wait neither ends early nor outlasts its timeout.
+        deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.0002
         while self._tailw.value == token:
             if deadline is not None:
-                left = deadline - _time()
+                left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 delay = min(delay, left)

@@ -323,3 +323,31 @@ def test_a_store_that_opens_near_the_file_limit_can_be_merged(store_path):
     assert exit_code(fork_child(merger)) == 0
     with DB(store_path) as db:
         assert db.stats()["files"] < 6 and len(db) == 8
+
+
+def test_wait_for_change_times_out_on_time_when_the_wall_clock_jumps_back(db, monkeypatch):
+    """Its timeout was measured on the wall clock: set back by an hour (NTP, an operator) during a
+    0.05 s wait, the wait lasted an hour. It is a duration, measured on the monotonic clock."""
+    import threading
+
+    import kv_backend.db as db_module
+    import kv_backend.db_common as common
+
+    real = time.time
+    calls = [0]
+
+    def jumping() -> float:
+        calls[0] += 1
+        return real() - (3600.0 if calls[0] > 1 else 0.0)
+
+    for module in (common, db_module):
+        if hasattr(module, "_time"):
+            monkeypatch.setattr(module, "_time", jumping)
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(db.wait_for_change(db.change_token(), 0.05)))
+    waiter.start()
+    waiter.join(2)
+    timed_out = not waiter.is_alive()
+    db.put(b"wake", b"up")  # ends the wait either way
+    waiter.join(2)
+    assert timed_out and result == [False]
