@@ -278,10 +278,10 @@ def scan_file(
             chunk *= 2  # one record (or batch) is bigger than the chunk
 
 
-#: Where a sound record may start: a known type, a flags byte of 0 or 1, a key length of at most
-#: 65536 and a value length below 2^31 (the exact bounds and the CRC are checked after). A zero-width
-#: look-ahead, so that every offset is tried, overlapping matches included.
-_MAYBE_RECORD = re.compile(rb"(?=[\s\S]{4}[\x01-\x03][\x00\x01][\s\S]{2}[\x00\x01]\x00[\s\S]{3}[\x00-\x40])")
+#: The type, flags and lengths of a header that may start a sound record: a known type, flags of 0
+#: or 1, a key length of at most 65536 and a value length below 2^31 (the exact bounds and the CRC
+#: are checked after). Its first byte is a character class, which ``re`` scans for quickly.
+_MAYBE_RECORD = re.compile(rb"[\x01-\x03][\x00\x01][\s\S]{2}[\x00\x01]\x00[\s\S]{3}[\x00-\x40]")
 _RESYNC_WINDOW = 1 << 20
 
 
@@ -324,13 +324,14 @@ def resync(read: Callable[[int, int], bytes], pos: int, end: int) -> int | None:
         last = len(window) - HEADER_SIZE  # a candidate's whole header lies in the window
         if last < 0:
             return None
-        for m in _MAYBE_RECORD.finditer(window, 0, last + HEADER_SIZE):
-            if m.start() > last:
-                break  # its header runs past the window: the next window tries it
-            c = p + m.start()
+        # A record at window offset ``i`` has its type at ``i + 4``; the candidates are 0 .. last.
+        i = 4
+        while (m := _MAYBE_RECORD.search(window, i, last + 14)) is not None:
+            c = p + m.start() - 4
             size = sound_size(read, c, end)
             if size and (sound_size(read, c + size, end) or _zeros_to(read, c + size, end)):
                 return c
+            i = m.start() + 1
         p += last + 1
     return None
 

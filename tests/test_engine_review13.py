@@ -351,3 +351,18 @@ def test_wait_for_change_times_out_on_time_when_the_wall_clock_jumps_back(db, mo
     db.put(b"wake", b"up")  # ends the wait either way
     waiter.join(2)
     assert timed_out and result == [False]
+
+
+def test_resync_finds_the_first_confirmed_record_across_its_read_windows(monkeypatch):
+    """record.resync reads a window at a time: a record at any offset, across a window's edge
+    included, is found, and a lone record followed by other bytes is not taken."""
+    monkeypatch.setattr(rec, "_RESYNC_WINDOW", 40)
+    rnd = random.Random(5)
+    for trial in range(300):
+        record = rec.encode(rec.PUT, b"k%d" % trial, rnd.randbytes(rnd.randrange(50)))
+        after = rec.encode(rec.DELETE, b"x", b"") if trial % 3 else bytes(rnd.randrange(0, 60))
+        junk = rnd.randbytes(rnd.randrange(0, 200))
+        lone = rec.encode(rec.PUT, b"fake", b"v") + b"\xff" * 30 if trial % 5 == 0 else b""
+        buf = bytes(16) + lone + junk + record + after
+        want = 16 + len(lone) + len(junk)
+        assert rec.resync(lambda o, n, buf=buf: buf[o : o + n], 15, len(buf)) == want, trial
