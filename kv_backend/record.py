@@ -314,9 +314,10 @@ def resync(read: Callable[[int, int], bytes], pos: int, end: int) -> int | None:
     damage runs to ``end``.
 
     The confirmation rules out what a lone record's bytes inside a value would otherwise cause (a
-    value that holds an encoded record, followed by anything else): only a value ending in a run
-    of at least two whole records, or a 32-bit CRC collision twice over, can still be taken for
-    records. ``read(offset, n)`` returns the file's bytes; they are read a window at a time.
+    value that holds an encoded record, followed by anything else): only a value holding two whole
+    records in a row (or one followed by nothing but zeros up to ``end``), or a 32-bit CRC
+    collision twice over, can still be taken for records. ``read(offset, n)`` returns the
+    file's bytes; they are read a window at a time.
     """
     p = pos + 1
     while p <= end - HEADER_SIZE:

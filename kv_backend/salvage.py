@@ -10,8 +10,9 @@ that is followed at once by another sound record or by nothing but zeros,
 and goes on from there.
 
 A false resynchronisation (bytes inside the damaged region taken for a
-record) needs a value that itself holds the exact bytes of at least two
-whole records in a row (a stored data file, say), or 32-bit CRC collisions
+record) needs a value that itself holds the exact bytes of two whole
+records in a row (a stored data file, say; or of one followed only by
+zeros to the end of the file), or 32-bit CRC collisions
 over two headers with sound lengths: such records would be copied as if
 they were real."""
 
