@@ -313,9 +313,12 @@ def _replay(
             if not tail:
                 report.notes.append(f"{path} @ {pos}: {end - pos} zero bytes at the end of a closed file")
             break
-        size = _sound_at(buf, pos, end)
+        # Published records end at ``published_end`` in the newest file: one that seems to run past
+        # it has a damaged length, as replay takes it (it reads no further there).
+        lim = published_end if tail and pos < published_end else end
+        size = _sound_at(buf, pos, lim)
         if not size:
-            whole = end - pos >= rec.HEADER_SIZE
+            whole = lim - pos >= rec.HEADER_SIZE
             crc, rtype, _, klen, vlen, _ = rec.HEADER.unpack_from(buf, pos) if whole else (0, 0, 0, 0, 0, 0.0)
             nxt = pos + rec.HEADER_SIZE + klen + vlen
             if (
@@ -323,8 +326,8 @@ def _replay(
                 and (crc or rtype or klen or vlen)
                 and klen <= rec.MAX_KEY_SIZE
                 and vlen <= rec.MAX_VALUE_SIZE
-                and nxt <= end
-                and (nxt == end or _sound_at(buf, nxt, end) or _zeros_from(buf, nxt))
+                and nxt <= lim
+                and (nxt == lim or _sound_at(buf, nxt, lim) or _zeros_from(buf, nxt))
                 and not (tail and pos >= published_end and nxt < end and _zeros_from(buf, nxt))
             ):
                 # Sound lengths, confirmed by what follows: one damaged record (a CRC mismatch).
@@ -343,8 +346,8 @@ def _replay(
                 pos = nxt
                 continue
             # Damaged lengths: resynchronise at the next sound record.
-            found = rec.resync(lambda o, n: buf[o : o + n], pos, end)
-            nxt = end if found is None else found
+            found = rec.resync(lambda o, n: buf[o : o + n], pos, lim)
+            nxt = lim if found is None else found
             if tail and pos >= published_end and nxt >= end:
                 # Nothing readable after it in the newest file: the tail of a write that never
                 # completed (what it held was never acknowledged: not damage, as for kvb check).
@@ -373,6 +376,14 @@ def _replay(
                     report.records_skipped += 1
             elif n == len(pending):
                 apply(pending)
+                pending = None
+            elif not (tail and pos >= published_end):
+                # Published data, where a COMMIT always ends a batch that committed: a damaged record,
+                # or a damaged region, made the count differ. Its last n records are the batch (all
+                # of them if fewer), as replay takes it (file-format.md, rule 2).
+                cut = max(len(pending) - n, 0)
+                report.records_skipped += cut
+                apply([item for item in pending[:cut] if item[2]] + pending[cut:])
                 pending = None
             else:
                 drop_pending()
