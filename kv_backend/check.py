@@ -178,7 +178,7 @@ def _check_records(
         end = pos + len(chunk)
         if len(chunk) < min(window, cap - pos):
             size = end  # the file is shorter than it was: a writer cut reserved zeros (or a torn tail) off it
-        res = rec.scan(chunk, 0, len(chunk), trust_lengths=True)
+        res = rec.scan(chunk, 0, len(chunk), trust_lengths=True, final=end == cap)
         needed = 0 if end == cap or res.stop_reason is None else _window_needed(chunk, res, cap - pos)
         # Records and damage before where the scan stopped are what a scan of the whole file finds.
         report.records += len(res.entries)

@@ -157,6 +157,10 @@ def _replay(
 
         if res.pending:
             ix.apply(idx, base, res.pending)  # published, so its COMMIT was too (it lies in the damage)
+        damaged = rec.damaged_key(read, at, end)
+        if damaged is not None:
+            # Its key is likely whole: reading it raises rather than returning an older value.
+            ix.apply(idx, 0, [(rec.PUT, damaged[0], at, damaged[1], 0.0)])
         nxt = rec.resync(read, at, end)
         corrupt.append((f.path, at))
         _log.warning(

@@ -86,7 +86,14 @@ class ScanResult(NamedTuple):
     """The records of the batch still open where the scan stopped, as in ``entries``."""
 
 
-def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool = False) -> ScanResult:
+#: Why a scan of published data stopped at a damaged record with sound lengths: nothing sound follows
+#: where they point, so they cannot be trusted (a damaged header, as for lengths that are not sound).
+UNCONFIRMED = "damaged lengths"
+
+
+def scan(
+    buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool = False, final: bool = True
+) -> ScanResult:
     """Replay the records of ``buf[start:end]``.
 
     ``buf`` holds the file from offset 0 (or at least up to ``end``). The scan
@@ -107,6 +114,12 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
     closes it, the ``n`` records before a COMMIT of count ``n`` are its batch,
     and a damaged record is indexed even when the batch it seemed part of is
     dropped.
+
+    A damaged record is stepped over by its lengths only when they are confirmed: what they point
+    to is the end of the region, a sound record, or a damaged record confirmed in turn
+    (docs/file-format.md, rule 1). Otherwise the scan stops there with :data:`UNCONFIRMED`. Without
+    ``final`` (``end`` is not the region's end, only the buffer's), a confirmation that needs bytes
+    past ``end`` stops the scan as a ``"truncated record"`` would, to be read again in a larger buffer.
     """
     unpack = HEADER.unpack_from
     hsize = HEADER_SIZE
@@ -120,6 +133,7 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
     mv = buf if isinstance(buf, bytes) else memoryview(buf)
     stop: str | None = None
     valid_types = RECORD_TYPES
+    confirmed_to = start  # the damaged records before this offset have confirmed lengths
     while pos < end:
         if end - pos < hsize:
             stop = "truncated header"
@@ -150,6 +164,12 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
             if not trust_lengths:
                 stop = "checksum mismatch"
                 break
+            if pos >= confirmed_to:
+                reach = _confirm(mv, pos + size, end, final)
+                if reach < 0:
+                    stop = "truncated record" if reach == -1 else UNCONFIRMED
+                    break
+                confirmed_to = reach
             corrupt.append(pos)
             pending = _index_damaged(mv, pos, size, klen, pending, entries)
             pos += size
@@ -203,6 +223,32 @@ def scan(buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool =
     if pending is not None and stop is None:
         stop = "uncommitted batch"
     return ScanResult(entries, committed_end, stop, corrupt, pos if stop is not None else -1, pending)
+
+
+def _confirm(mv: bytes | memoryview, p: int, end: int, final: bool) -> int:
+    """Whether the lengths of a damaged record that point to ``p`` are confirmed: return the offset
+    of what confirms them (``end``, or a sound record, reached through damaged records with sound
+    lengths, which it confirms too); -2 if they are not; -1 if that takes bytes past ``end``,
+    which is not the region's end (not ``final``)."""
+    while True:
+        if p == end:
+            return p if final else -1
+        if end - p < HEADER_SIZE:
+            return -2 if final else -1
+        crc, rtype, _flags, klen, vlen, _expiry = HEADER.unpack_from(mv, p)
+        if not (crc or rtype or klen or vlen) or klen > MAX_KEY_SIZE:
+            return -2  # zeros, or a key length no record has: a damaged header
+        size = HEADER_SIZE + klen + vlen
+        if p + size > end:
+            return -2 if final else -1
+        if (
+            rtype in RECORD_TYPES
+            and (klen == 0) == (rtype == COMMIT)
+            and (rtype != COMMIT or vlen == 4)
+            and crc32(mv[p + 4 : p + size]) == crc
+        ):
+            return p
+        p += size
 
 
 def _index_damaged(
@@ -265,7 +311,7 @@ def scan_file(
         n = min(chunk, end - pos)
         buf = os.pread(fd, n, pos)
         got = len(buf)
-        res = scan(buf, 0, got, trust_lengths=trust_lengths)
+        res = scan(buf, 0, got, trust_lengths=trust_lengths, final=got < n or n == end - pos)
         yield pos, res
         pos += res.end
         if res.stop_reason is None:
@@ -341,3 +387,23 @@ def _zeros_to(read: Callable[[int, int], bytes], pos: int, end: int) -> bool:
     """True if only zero bytes lie between ``pos`` and ``end`` (read a window at a time)."""
     step = _RESYNC_WINDOW
     return all(not read(p, min(step, end - p)).strip(b"\0") for p in range(pos, end, step))
+
+
+def damaged_key(read: Callable[[int, int], bytes], pos: int, end: int) -> tuple[bytes, int] | None:
+    """The key of the damaged header at ``pos`` of a published region ending at ``end``, and the
+    size to index it with (its own, cut at ``end``): None if its key length is 0, above 65536,
+    or its key runs past ``end``. Replay indexes that key as damaged, so that reading it raises
+    rather than returning an older value (docs/file-format.md, rule 3)."""
+    head = read(pos, HEADER_SIZE) if end - pos >= HEADER_SIZE else b""
+    if len(head) < HEADER_SIZE:
+        return None
+    _, _, _, klen, vlen, _ = HEADER.unpack(head)
+    if not 0 < klen <= MAX_KEY_SIZE or pos + HEADER_SIZE + klen > end:
+        return None
+    return read(pos + HEADER_SIZE, klen), min(HEADER_SIZE + klen + vlen, end - pos)
+
+
+def confirmed(buf: bytes | memoryview, p: int, end: int) -> bool:
+    """Whether the lengths of a damaged record of a published region ending at ``end`` (all of it
+    in ``buf``), which point to ``p``, are confirmed (see :func:`scan`)."""
+    return _confirm(buf, p, end, True) >= 0

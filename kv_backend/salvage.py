@@ -310,8 +310,14 @@ def _replay(
             and not buf[pos : pos + rec.HEADER_SIZE].strip(b"\0")
             and _zeros_from(buf, pos)
         ):
-            if not tail:
-                report.notes.append(f"{path} @ {pos}: {end - pos} zero bytes at the end of a closed file")
+            if not tail or pos < published_end:
+                # Published data, where zeros are no space reserved ahead of a tail: they replaced
+                # records (a damaged region, as replay and kvb check take it). A batch open there
+                # was published with its COMMIT: it committed.
+                if pending is not None:
+                    apply(pending)
+                    pending = None
+                report.regions.append(DamagedRegion(path, pos, (published_end if tail else end) - pos))
             break
         # Published records end at ``published_end`` in the newest file: one that seems to run past
         # it has a damaged length, as replay takes it (it reads no further there).
@@ -327,7 +333,7 @@ def _replay(
                 and klen <= rec.MAX_KEY_SIZE
                 and vlen <= rec.MAX_VALUE_SIZE
                 and nxt <= lim
-                and (nxt == lim or _sound_at(buf, nxt, lim) or _zeros_from(buf, nxt))
+                and (rec.confirmed(buf, nxt, lim) or _zeros_from(buf, nxt))
                 and not (tail and pos >= published_end and nxt < end and _zeros_from(buf, nxt))
             ):
                 # Sound lengths, confirmed by what follows: one damaged record (a CRC mismatch).
@@ -356,11 +362,15 @@ def _replay(
                     f"{path} @ {pos}: {end - pos} bytes of an unfinished last write (skipped, as replay does)"
                 )
                 break
-            if pending is not None and not (tail and pos >= published_end):
-                # Published data: the batch was published with its COMMIT, which lies in the
-                # damaged region; it committed, as replay takes it.
-                apply(pending)
-                pending = None
+            if not (tail and pos >= published_end):
+                if pending is not None:
+                    # Published data: the batch was published with its COMMIT, which lies in the
+                    # damaged region; it committed, as replay takes it.
+                    apply(pending)
+                    pending = None
+                damaged = rec.damaged_key(lambda o, n: buf[o : o + n], pos, lim)
+                if damaged is not None:
+                    apply([(damaged[0], None, True)])  # its key is likely whole: not copied, as replay has it
             drop_pending()
             report.regions.append(DamagedRegion(path, pos, nxt - pos))
             pos = nxt

@@ -409,6 +409,38 @@ def test_salvage_ends_published_records_at_the_published_end_as_replay_does(stor
     at = _offsets(active)[b"k3"]
     _patch(active, at + 10, struct.pack("<I", 5000))  # inside the file: its reserved zeros
     with DB(store_path, read_only=True) as db:
-        assert sorted(db.keys()) == [b"k%d" % i for i in range(8) if i != 3]
+        assert sorted(db.keys()) == [b"k%d" % i for i in range(8)]
+        assert [db.get(b"k%d" % i) for i in range(8) if i != 3] == [b"v%d" % i for i in range(8) if i != 3]
+    assert [p.offset for p in check(store_path).problems] == [at]
+    _salvaged_matches_db(store_path, str(tmp_path / "copy"))
+
+
+def test_a_damaged_value_length_that_still_fits_does_not_swallow_the_records_after_it(store_path, tmp_path):
+    """A value length damaged into a smaller error (it still fits in the file) was trusted: replay
+    stepped into the middle of the records after it and lost them, so their keys read older values
+    while their newest records were intact. Lengths are trusted only when something sound follows
+    where they point; else reading resumes at the next sound record, and the key reads as damaged."""
+    from kv_backend import CorruptionError
+
+    with DB(store_path, max_file_size=4096) as db:
+        for gen in (b"old", b"new"):
+            for i in range(10):
+                db.put(b"k%d" % i, gen + b"%d" % i)
+        db.put(b"pad", b"x" * 4000)
+    closed = data_files(store_path)[0]
+    at = _offsets(closed)[b"k2"]
+    with open(closed, "rb") as f:
+        vlen = rec.HEADER.unpack_from(f.read(), at)[4]
+    _patch(closed, at + 10, struct.pack("<I", vlen + 100))
+    others = [i for i in range(10) if i != 2]
+    with DB(store_path) as db:
+        assert [db.get(b"k%d" % i) for i in others] == [b"new%d" % i for i in others]
+        try:
+            db.get(b"k2")
+        except CorruptionError:
+            pass
+        else:
+            raise AssertionError("k2's newest record is damaged: reading it must raise")
+        assert db.stats()["corrupt_records"] == 1
     assert [p.offset for p in check(store_path).problems] == [at]
     _salvaged_matches_db(store_path, str(tmp_path / "copy"))

@@ -63,14 +63,20 @@ def _scan(buf: bytes, start: int, limit: int, published: bool) -> tuple[list[tup
     pos = data_end = start
     while True:
         r = _record(buf, pos)
+        if published and r is not None and not r[0] and not _confirmed(buf, r[6]):
+            r = None  # a damaged record whose lengths nothing confirms: a damaged header (rule 1)
         if r is None:
             if not published or pos >= len(buf):
                 break
-            # Damaged lengths in the published part (rule 3): the open batch committed; resume at
-            # the next confirmed sound record.
+            # A damaged header in the published part (rule 3): the open batch committed, its key
+            # (if it has a sound one) is damaged; resume at the next confirmed sound record.
             if batch is not None:
                 ops.extend(batch)
                 batch = None
+            if len(buf) - pos >= 22:
+                klen = HEADER.unpack_from(buf, pos)[3]
+                if 0 < klen <= MAX_KEY and pos + 22 + klen <= len(buf):
+                    ops.append((DAMAGED, buf[pos + 22 : pos + 22 + klen], b"", 0.0))
             pos = _resume(buf, pos)
             if pos is None:
                 return ops, len(buf)
@@ -124,6 +130,18 @@ def _sound(buf: bytes, pos: int) -> int | None:
     if r is None or not r[0] or (r[1] == COMMIT) == bool(r[3]) or len(r[4]) > MAX_VALUE:
         return None
     return r[6]
+
+
+def _confirmed(buf: bytes, pos: int) -> bool:
+    """Rule 1: the lengths of a damaged record that point to ``pos`` are confirmed."""
+    while pos != len(buf):
+        r = _record(buf, pos)
+        if r is None:
+            return False
+        if _sound(buf, pos) is not None:
+            return True
+        pos = r[6]
+    return True
 
 
 def _resume(buf: bytes, pos: int) -> int | None:
@@ -498,8 +516,10 @@ DAMAGE = {
     "end of the active file": ((2, b"h", PUT, 0), "value", {b"h": DAMAGED}),
     # Damaged lengths in the published part: reading resumes at the next confirmed sound record.
     "key length in a closed file": ((0, b"c", PUT, 0), "klen", {b"c": None}),
-    "value length of a newest value": ((0, b"a", PUT, 0), "vlen", {b"a": (b"old-a", 0.0)}),
-    "value length in a batch": ((0, b"d", PUT, 1), "vlen", {b"d": None}),
+    # ... and a key whose newest record that is counts as damaged, where its key length is sound.
+    "value length of a newest value": ((0, b"a", PUT, 0), "vlen", {b"a": DAMAGED}),
+    "value length in a batch": ((0, b"d", PUT, 1), "vlen", {b"d": DAMAGED}),
+    "value length, sound but wrong": ((0, b"c", PUT, 0), "vlen+50", {b"c": DAMAGED}),
     "zeroed header in a closed file": ((0, b"e", PUT, 0), "zeros", {b"e": None}),
     "key length of the last record of a closed file": ((1, b"f", PUT, 0), "klen", {b"f": None}),
     "zeroed header in the active file": ((2, b"g", PUT, 0), "zeros", {b"g": None}),
@@ -521,6 +541,8 @@ def test_damaged_records(tmp_path, case, page):
         patch(name, r[0] + 6, struct.pack("<I", 0x7FFFFFFF))
     elif how == "vlen":
         patch(name, r[0] + 10, struct.pack("<I", 0x3FFFFFFF))
+    elif how == "vlen+50":  # lands inside the next record: nothing sound where it points
+        patch(name, r[0] + 10, struct.pack("<I", r[5] + 50))
     elif how == "zeros":
         patch(name, r[0], bytes(22))
     elif how == "flag":
