@@ -6,6 +6,7 @@ import functools
 import math
 import os
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
@@ -326,7 +327,9 @@ class Keyspace:
             raise InvalidArgumentError(f"timeout must be a number of seconds (0: for ever), not {timeout!r}")
         if timeout < 0:
             raise CommandError("ERR timeout is negative")
-        deadline = None if timeout == 0 or math.isinf(timeout) else _time() + timeout
+        # A duration, on the monotonic clock: a change of the wall clock (NTP, an operator) during
+        # the wait neither ends it early nor stretches it (DB.wait_for_change measures it so too).
+        deadline = None if timeout == 0 or math.isinf(timeout) else time.monotonic() + timeout
         db = self.db
         first = True
         while True:
@@ -340,7 +343,7 @@ class Keyspace:
             if deadline is None:
                 db.wait_for_change(token)
             else:
-                remaining = deadline - _time()
+                remaining = deadline - time.monotonic()
                 if remaining <= 0 or not db.wait_for_change(token, remaining):
                     return None
 
