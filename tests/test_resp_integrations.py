@@ -207,7 +207,10 @@ def test_celery_tasks_queued_in_kvb_serve_survive_a_server_kill(tmp_path):
         _run_client(appdir, env, send, None)
         srv.kill()
         srv.start()  # same directory, same port
-        worker = _start_worker(appdir, env, "--without-gossip", "--without-mingle", "--without-heartbeat")
+        # INFO: should this fail, the log shows which tasks the worker received and ran.
+        worker = _start_worker(
+            appdir, env, "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"
+        )
         try:
             collect = """
                 import json
