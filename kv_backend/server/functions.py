@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.protocol import OrderedSet
 from kv_backend.structures import CommandError, glob_match, parse_int, rdb
+from kv_backend.structures.errors import quoted
 from kv_backend.structures.layout import FUNCTIONS
 
 if TYPE_CHECKING:
@@ -304,5 +305,5 @@ def _unpack(stored: bytes) -> list[bytes]:
 
 
 def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return quoted(value) if isinstance(value, bytes) else str(value)
 

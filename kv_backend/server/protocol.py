@@ -447,9 +447,9 @@ def encode(value: Any, resp3: bool) -> bytes:
     return b"".join(out)
 
 
-def _wire_text(text: str) -> bytes:
-    """A status or error text as sent: UTF-8, with the bytes a script's reply held that were not
-    UTF-8 (kept as surrogate escapes) written back as they were."""
+def wire_text(text: str) -> bytes:
+    """A status or error text as sent: UTF-8, with the bytes that were not UTF-8 (kept as surrogate
+    escapes: a script's reply, a client's argument an error quotes) written back as they were."""
     try:
         return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
@@ -461,7 +461,7 @@ def _encode(value: Any, resp3: bool, out: list[bytes]) -> None:
     if t is bytes:
         out.append(b"$%d\r\n%b\r\n" % (len(value), value))
     elif t is str:
-        out.append(b"+" + _wire_text(value).replace(b"\r\n", b" ") + b"\r\n")
+        out.append(b"+" + wire_text(value).replace(b"\r\n", b" ") + b"\r\n")
     elif t is int:
         out.append(b":%d\r\n" % value)
     elif value is None:
@@ -471,7 +471,7 @@ def _encode(value: Any, resp3: bool, out: list[bytes]) -> None:
         for v in value:
             _encode(v, resp3, out)
     elif t is ErrorReply:
-        out.append(b"-" + _wire_text(value.message) + b"\r\n")
+        out.append(b"-" + wire_text(value.message) + b"\r\n")
     elif t is bool:
         out.append((b"#t\r\n" if value else b"#f\r\n") if resp3 else b":%d\r\n" % value)
     elif t is float:

@@ -38,6 +38,7 @@ from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Pu
 from kv_backend.server.scripting import Scripts
 from kv_backend.server.tracking import ClientTracking, Tracking
 from kv_backend.structures import StructureError, Structures, glob_match
+from kv_backend.structures.errors import quoted
 
 __all__ = ["Connection", "Server", "serve"]
 
@@ -163,7 +164,8 @@ class Connection(asyncio.Protocol):
         try:
             return self.parser.feed(data)
         except ProtocolError as exc:
-            self.protocol_error = b"-ERR " + str(exc).encode() + b"\r\n"
+            # latin-1: the byte a message quotes ("expected '$', got '\xff'") goes back as it came
+            self.protocol_error = b"-ERR " + str(exc).encode("latin-1") + b"\r\n"
             if not exc.commands and not self.pending and self.blocked is None:
                 self._close_on_protocol_error(transport)
             return exc.commands
@@ -288,9 +290,9 @@ class Connection(asyncio.Protocol):
         if cmd is None:
             if self.multi is not None:
                 self.multi_error = True
-            shown = "".join(f"'{a[:64].decode('utf-8', 'replace')}' " for a in args[1:16])  # as Redis
+            shown = "".join(f"'{quoted(a[:64])}' " for a in args[1:16])  # as Redis
             return ErrorReply(
-                f"ERR unknown command '{args[0][:64].decode('utf-8', 'replace')}', "
+                f"ERR unknown command '{quoted(args[0][:64])}', "
                 f"with args beginning with: {shown}"
             )
         if (cmd.arity > 0 and len(args) != cmd.arity) or (cmd.arity < 0 and len(args) < -cmd.arity):

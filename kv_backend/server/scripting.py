@@ -30,8 +30,10 @@ from kv_backend.server.protocol import (
     ProtocolError,
     Verbatim,
     split_inline,
+    wire_text,
 )
 from kv_backend.structures import CommandError, format_float, parse_int
+from kv_backend.structures.errors import quoted
 from kv_backend.structures.layout import SCRIPTS
 
 if TYPE_CHECKING:
@@ -536,7 +538,7 @@ class Scripts:
             loaded = self._loader(code)
             fn, err = loaded if isinstance(loaded, tuple) else (loaded, None)
             if fn is None:
-                msg = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
+                msg = quoted(err) if isinstance(err, bytes) else str(err)
                 raise CommandError(f"ERR Error compiling script (new function): {msg}")
             self._funcs[sha] = fn
             self._flags[sha] = flags
@@ -679,7 +681,7 @@ class Scripts:
         user, the default one, may run; Redis's error for an unknown one."""
         words = self._words(args)
         if isinstance(words, str):
-            return False, self._lua.table_from({b"err": words.encode()})
+            return False, self._lua.table_from({b"err": wire_text(words)})
         cmd = COMMANDS.get(words[0].lower())
         if cmd is None or (
             cmd.subcommands is not None and len(words) > 1 and words[1].upper() not in cmd.subcommands
@@ -692,16 +694,16 @@ class Scripts:
         lua = self._lua
         words = self._words(args)
         if isinstance(words, str):
-            return False, lua.table_from({b"err": words.encode()})
+            return False, lua.table_from({b"err": wire_text(words)})
         client = self._client
         refused = _refusal(words, self._read_only)
         if refused is None and client is None:
             refused = "ERR This Redis command is not allowed from script"
         if refused is not None:
-            return False, lua.table_from({b"err": refused.encode()})
+            return False, lua.table_from({b"err": wire_text(refused)})
         reply = client.execute(words)
         if isinstance(reply, ErrorReply):
-            return False, lua.table_from({b"err": _error_table_text(reply.message).encode()})
+            return False, lua.table_from({b"err": wire_text(_error_table_text(reply.message))})
         return True, self._to_lua(reply)
 
     def _to_lua(self, value: Any) -> Any:
@@ -716,7 +718,7 @@ class Scripts:
         if value is None or value is NULL_ARRAY:
             return None if resp3 else False
         if t is str:
-            return lua.table_from({b"ok": value.encode()})
+            return lua.table_from({b"ok": wire_text(value)})
         if t is bool:
             if resp3:
                 return value
@@ -731,7 +733,7 @@ class Scripts:
                 return lua.table_from({b"verbatim_string": inner})
             return bytes(value)
         if t is ErrorReply:
-            return lua.table_from({b"err": value.message.encode()})
+            return lua.table_from({b"err": wire_text(value.message)})
         if t is dict or t is Pairs:
             pairs = value.items() if t is dict else value
             if resp3:  # a repeated key (XREAD naming a stream twice) keeps its last value, as in Redis
@@ -911,4 +913,4 @@ def _reply_text(raw: bytes) -> str:
 
 
 def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return quoted(value) if isinstance(value, bytes) else str(value)

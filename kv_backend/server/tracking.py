@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from kv_backend.server.notify import EXPIRED
 from kv_backend.server.protocol import Push, encode
 from kv_backend.structures import CommandError
+from kv_backend.structures.errors import quoted
 from kv_backend.structures.layout import _LEN, ALL_PREFIXES, META
 
 if TYPE_CHECKING:
@@ -437,4 +438,4 @@ def _check_prefixes(existing: list[bytes], new: list[bytes]) -> None:
 
 
 def _show(value: bytes) -> str:
-    return value.decode("utf-8", "replace")
+    return quoted(value)

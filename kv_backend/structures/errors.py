@@ -39,3 +39,10 @@ NOT_INT = "ERR value is not an integer or out of range"
 
 
 NOT_FLOAT = "ERR value is not a valid float"
+
+
+def quoted(value: bytes) -> str:
+    """A name or argument a client sent, as an error message quotes it: as Redis echoes the raw
+    bytes, bytes that are not UTF-8 are kept (as surrogate escapes, which ``kvb serve`` writes back
+    as they were) where a replacement character would lose them."""
+    return value.decode("utf-8", "surrogateescape")

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
 from kv_backend.errors import NotAnIntegerError
-from kv_backend.structures.errors import NOT_INT, CommandError
+from kv_backend.structures.errors import NOT_INT, CommandError, quoted
 from kv_backend.structures.keyspace import _block_seconds, _check_group_fits, _name_limit, _name_list
 from kv_backend.structures.layout import (
     _I64_MAX,
@@ -121,15 +121,15 @@ def _setid_id(raw: bytes, meta: StreamMeta) -> ID:
 
 def _nogroup(name: bytes, group: bytes, where: str = "") -> CommandError:
     return CommandError(
-        f"NOGROUP No such key '{name.decode('utf-8', 'replace')}' or consumer group "
-        f"'{group.decode('utf-8', 'replace')}'{where}"
+        f"NOGROUP No such key '{quoted(name)}' or consumer group "
+        f"'{quoted(group)}'{where}"
     )
 
 
 def _nogroup_for_key(name: bytes, group: bytes) -> CommandError:
     return CommandError(
-        f"NOGROUP No such consumer group '{group.decode('utf-8', 'replace')}' "
-        f"for key name '{name.decode('utf-8', 'replace')}'"
+        f"NOGROUP No such consumer group '{quoted(group)}' "
+        f"for key name '{quoted(name)}'"
     )
 
 

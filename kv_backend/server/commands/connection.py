@@ -24,6 +24,7 @@ from kv_backend.server.commands.registry import (
 )
 from kv_backend.server.protocol import OK, ErrorReply, OrderedSet, Verbatim
 from kv_backend.structures import CommandError, glob_match
+from kv_backend.structures.errors import quoted
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -105,7 +106,7 @@ def cmd_hello(conn: Connection, args: list[bytes]) -> Any:
                 raise CommandError(_BAD_NAME)
             i += 2
         else:
-            raise CommandError(f"ERR Syntax error in HELLO option '{args[i].decode('utf-8', 'replace')}'")
+            raise CommandError(f"ERR Syntax error in HELLO option '{quoted(args[i])}'")
     if not conn.authed:
         return ErrorReply(
             "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
@@ -204,9 +205,9 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
         return conn.name
     if sub == b"SETINFO" and len(args) == 4:
         if upper(args[2]) not in (b"LIB-NAME", b"LIB-VER"):
-            raise CommandError(f"ERR Unrecognized option '{args[2].decode('utf-8', 'replace')}'")
+            raise CommandError(f"ERR Unrecognized option '{quoted(args[2])}'")
         if not _printable(args[3]):  # (Redis 7.2's check) a space would forge CLIENT LIST fields
-            what = args[2].decode("utf-8", "replace")
+            what = quoted(args[2])
             raise CommandError(f"ERR {what} cannot contain spaces, newlines or special characters.")
         conn.lib[upper(args[2]).decode()] = args[3]
         return OK
@@ -305,7 +306,7 @@ _CLIENT_TYPES = (b"NORMAL", b"MASTER", b"REPLICA", b"SLAVE", b"PUBSUB")
 def _client_type_arg(raw: bytes) -> bytes:
     kind = upper(raw)
     if kind not in _CLIENT_TYPES:
-        raise CommandError(f"ERR Unknown client type '{raw.decode('utf-8', 'replace')}'")
+        raise CommandError(f"ERR Unknown client type '{quoted(raw)}'")
     return b"REPLICA" if kind == b"SLAVE" else kind
 
 
@@ -344,7 +345,7 @@ def _client_kill(conn: Connection, args: list[bytes]) -> Any:
             filters[key] = lambda c, value=value: c.local.encode() == value
         elif key == b"USER":
             if value != b"default":
-                raise CommandError(f"ERR No such user '{value.decode('utf-8', 'replace')}'")
+                raise CommandError(f"ERR No such user '{quoted(value)}'")
         elif key == b"SKIPME" and upper(value) in (b"YES", b"NO"):
             skip_me = upper(value) == b"YES"
         else:
@@ -473,7 +474,7 @@ def cmd_config(conn: Connection, args: list[bytes]) -> Any:
 def _config_failed(name: bytes, why: str) -> CommandError:
     """Redis's error for a CONFIG SET that names a known parameter it cannot set to this value."""
     return CommandError(
-        f"ERR CONFIG SET failed (possibly related to argument '{name.decode('utf-8', 'replace')}') - {why}"
+        f"ERR CONFIG SET failed (possibly related to argument '{quoted(name)}') - {why}"
     )
 
 
@@ -489,7 +490,7 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
         name = raw.lower()
         kind = _CONFIG_KINDS.get(name)
         if kind is None:
-            shown = raw.decode("utf-8", "replace")
+            shown = quoted(raw)
             raise CommandError(f"ERR Unknown option or number of arguments for CONFIG SET - '{shown}'")
         if kind == "immutable":
             raise _config_failed(raw, "can't set immutable config")

@@ -21,6 +21,7 @@ from kv_backend.server.commands.registry import (
 from kv_backend.server.commands.streams import entries_reply, stream_read, streams_reply
 from kv_backend.server.protocol import NULL_ARRAY, OK
 from kv_backend.structures import CommandError
+from kv_backend.structures.errors import quoted
 from kv_backend.structures.groups import _strict_id as strict_stream_id
 
 if TYPE_CHECKING:
@@ -228,7 +229,7 @@ def cmd_xclaim(conn: Connection, args: list[bytes]) -> Any:
             st.check_entry_id(args[j])
             options["lastid"] = args[j]
         else:
-            raise CommandError(f"ERR Unrecognized XCLAIM option '{args[j].decode('utf-8', 'replace')}'")
+            raise CommandError(f"ERR Unrecognized XCLAIM option '{quoted(args[j])}'")
         j += 1
     claimed = st.xclaim(args[1], args[2], args[3], min_idle, ids, **options)
     return claimed if options.get("justid") else [_entry(e) for e in claimed]

@@ -17,6 +17,7 @@ from kv_backend.server.commands.registry import (
 )
 from kv_backend.server.protocol import OK
 from kv_backend.structures import CommandError, parse_cursor
+from kv_backend.structures.errors import quoted
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -43,7 +44,7 @@ def _expire(conn: Connection, args: list[bytes], scale: float, absolute: bool) -
     for a in args[3:]:
         opt = upper(a)
         if opt not in (b"NX", b"XX", b"GT", b"LT"):
-            raise CommandError(f"ERR Unsupported option {a.decode('utf-8', 'replace')}")
+            raise CommandError(f"ERR Unsupported option {quoted(a)}")
         flags.add(opt)
     if b"NX" in flags and len(flags) > 1:
         raise CommandError("ERR NX and XX, GT or LT options at the same time are not compatible")

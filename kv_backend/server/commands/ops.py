@@ -17,6 +17,7 @@ from kv_backend.server.commands.registry import (
 )
 from kv_backend.server.protocol import OK, DoubleText, Replies, Verbatim
 from kv_backend.structures import CommandError
+from kv_backend.structures.errors import quoted
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -259,7 +260,7 @@ def cmd_latency(conn: Connection, args: list[bytes]) -> Any:
     if sub == b"RESET":
         return 0
     if sub == b"GRAPH":
-        event = args[2].decode("utf-8", "replace")
+        event = quoted(args[2])
         raise CommandError(f"ERR No samples available for event '{event}'")
     if sub == b"DOCTOR":
         return Verbatim(_LATENCY_DISABLED.encode())

@@ -10,6 +10,7 @@ from kv_backend.errors import NotAnIntegerError
 from kv_backend.server.blocking import Block
 from kv_backend.server.protocol import NULL_ARRAY
 from kv_backend.structures import CommandError, parse_float, parse_int
+from kv_backend.structures.errors import quoted
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -92,7 +93,7 @@ def help_only(args: list[bytes], lines: list[str]) -> list[str]:
 def unknown_subcommand(args: list[bytes]) -> CommandError:
     """Redis's error for a subcommand a container command (CONFIG, XGROUP...) does not have."""
     return CommandError(
-        f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. "
+        f"ERR unknown subcommand '{quoted(args[1])}'. "
         f"Try {args[0].decode('utf-8', 'replace').upper()} HELP."
     )
 
@@ -101,7 +102,7 @@ def subcommand_syntax_error(args: list[bytes]) -> CommandError:
     """Redis's error for a subcommand given the wrong arguments (or one that does not exist)."""
     return CommandError(
         "ERR unknown subcommand or wrong number of arguments for "
-        f"'{args[1].decode('utf-8', 'replace')}'. Try {args[0].decode('utf-8', 'replace').upper()} HELP."
+        f"'{quoted(args[1])}'. Try {args[0].decode('utf-8', 'replace').upper()} HELP."
     )
 
 

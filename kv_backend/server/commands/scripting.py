@@ -14,6 +14,7 @@ from kv_backend.server.commands.registry import (
 )
 from kv_backend.server.protocol import OK, ErrorReply
 from kv_backend.structures import CommandError
+from kv_backend.structures.errors import quoted
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -131,7 +132,7 @@ def cmd_function(conn: Connection, args: list[bytes]) -> Any:
         replace = False
         for word in args[2:-1]:
             if upper(word) != b"REPLACE":
-                raise CommandError(f"ERR Unknown option given: {word.decode('utf-8', 'replace')}")
+                raise CommandError(f"ERR Unknown option given: {quoted(word)}")
             replace = True
         return functions.load(args[-1], replace)
     if sub == b"DELETE":
@@ -149,7 +150,7 @@ def cmd_function(conn: Connection, args: list[bytes]) -> Any:
                 i += 1
                 pattern = args[i]
             else:
-                raise CommandError(f"ERR Unknown argument {args[i].decode('utf-8', 'replace')}")
+                raise CommandError(f"ERR Unknown argument {quoted(args[i])}")
             i += 1
         return functions.list(pattern, with_code)
     if sub == b"STATS":

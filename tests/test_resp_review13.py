@@ -1,0 +1,118 @@
+"""``kvb serve`` checked byte for byte against a real redis-server 7.0: error messages that quote
+a client's bytes which are not UTF-8, and what else the review found."""
+
+from __future__ import annotations
+
+import socket
+
+import test_resp_differential
+from resp_helpers import Raw
+
+# the differential test's fixtures: a kvb serve and a redis-server, clients over RESP2 and RESP3
+servers = test_resp_differential.servers
+protocol = test_resp_differential.protocol
+pair = test_resp_differential.pair
+
+
+def _port(client) -> int:
+    return client.connection_pool.connection_kwargs["port"]
+
+
+def _assert_same_bytes(pair, protocol: int, commands: list[list[bytes]]) -> None:
+    """Each command run on both servers over a bare connection speaking ``protocol``: kvb's reply
+    must be redis-server's, byte for byte."""
+    conns = [Raw(_port(c), protocol) for c in pair]
+    try:
+        for words in commands:
+            want, got = (conn.call(*words) for conn in conns)
+            assert got == want, (words, want, got)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def _words(line: str) -> list[bytes]:
+    """A command written with spaces between its words, ``\\xNN`` for a byte (and ``\\n``)."""
+    return [w.encode("latin-1").decode("unicode_escape").encode("latin-1") for w in line.split(" ")]
+
+
+# Commands whose error quotes an argument that is not UTF-8: Redis echoes the bytes
+_QUOTING_ERRORS = [
+    r"FOO\xff\xfe x\xff",
+    r"CLIENT \xffzz",
+    r"OBJECT \xff",
+    r"CONFIG \xff",
+    r"XINFO \xff",
+    r"SCRIPT \xff",
+    r"MEMORY \xff",
+    r"PUBSUB \xff",
+    r"SLOWLOG \xff",
+    r"SET s 1",
+    r"EXPIRE s 10 \xff",
+    r"XADD st 1-0 a 1",
+    r"XGROUP CREATE st g 0",
+    r"XCLAIM st g c 0 1-0 \xff",
+    r"XREADGROUP GROUP g\xff c STREAMS st >",
+    r"XREADGROUP GROUP g c STREAMS st\xff >",
+    r"XINFO CONSUMERS st g\xff",
+    r"XGROUP CREATECONSUMER st g\xff c",
+    r"XPENDING st g\xff",
+    r"XAUTOCLAIM st g\xff c 0 0",
+    r"XGROUP SETID st g\xff 0",
+    r"HELLO 3 \xff",
+    r"CLIENT KILL TYPE \xff",
+    r"CLIENT KILL USER \xff",
+    r"CLIENT LIST TYPE \xff",
+    r"CONFIG SET \xff 1",
+    r"FUNCTION LIST \xff",
+    r"FUNCTION LOAD #!\xff\nreturn 1",
+    r"FUNCTION LOAD #!lua name=x \xff=1\nreturn 1",
+    r"FUNCTION LOAD #!lua name=x\nreturn 1 \xff",
+    r"EVAL return 1 \xff 0",
+    r"SCRIPT LOAD \xff",
+    r"EVAL #!\xff\nreturn 1 0",
+    r"EVAL #!lua \xff\nreturn 1 0",
+    r"EVAL #!lua flags=\xff\nreturn 1 0",
+    r"EVAL return redis.pcall('xreadgroup','group','g\xff','c','streams','s','>') 0",
+    r"EVAL return redis.call('xreadgroup','group','g\xff','c','streams','s','>') 0",
+    r"LATENCY GRAPH \xff",
+    r"CLIENT TRACKING on BCAST PREFIX a\xff PREFIX a",
+    r"CLIENT TRACKING on BCAST PREFIX \xff PREFIX \xff\xfe",
+]
+
+
+def _eval_words(line: str) -> list[bytes]:
+    """EVAL/SCRIPT LOAD/FUNCTION LOAD lines: the script is everything between the command and its
+    numkeys (none for the LOADs), with its spaces."""
+    words = _words(line)
+    if words[0] == b"EVAL":
+        return [b"EVAL", b" ".join(words[1:-1]), words[-1]]
+    if words[:2] in ([b"SCRIPT", b"LOAD"], [b"FUNCTION", b"LOAD"]):
+        return [*words[:2], b" ".join(words[2:])]
+    return words
+
+
+def test_errors_quote_bytes_that_are_not_utf8_as_sent(pair, protocol):
+    """An error quoting a command name, subcommand, option, key, group, prefix, shebang or a
+    script's compile error put U+FFFD where the client's bytes were not UTF-8; Redis echoes the
+    bytes, and so does kvb now (in scripts' errors too)."""
+    _assert_same_bytes(pair, protocol, [_eval_words(line) for line in _QUOTING_ERRORS])
+
+
+def test_a_protocol_error_quotes_the_byte_as_sent(servers):
+    """``expected '$', got '\\xff'``: the byte came back UTF-8 encoded (``\\xc3\\xbf``)."""
+    ports = [_port(c) for c in servers[2]]
+    for data in (b"*1\r\n\xff3\r\nfoo\r\n", b"*1\r\n\x803\r\nfoo\r\n"):
+        replies = []
+        for port in ports:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(data)
+                reply = b""
+                while not reply.endswith(b"\r\n"):
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+                replies.append(reply)
+        want, got = replies
+        assert got == want == b"-ERR Protocol error: expected '$', got '%b'\r\n" % data[4:5]
