@@ -3,6 +3,8 @@ a client's bytes which are not UTF-8, and what else the review found."""
 
 from __future__ import annotations
 
+import math
+import random
 import socket
 
 import test_resp_differential
@@ -116,3 +118,37 @@ def test_a_protocol_error_quotes_the_byte_as_sent(servers):
                 replies.append(reply)
         want, got = replies
         assert got == want == b"-ERR Protocol error: expected '$', got '%b'\r\n" % data[4:5]
+
+
+def _lua_numbers() -> list[str]:
+    """Lua number expressions: the edges of %.17g's notation and of 64 bits, and random doubles."""
+    exprs = ["123456789012345678.0", "1e17", "99999999999999999.0", "-1e17", "2^53", "2^62", "-2^62"]
+    exprs += ["2^63", "-2^63", "2^63-1024", "2^64", "1e16", "12345678901234567.0", "0.0"]
+    exprs += ["0/0", "-(0/0)", "1/0", "-1/0", "0.1", "1e-5", "0.0001", "1e300", "5e-324", "1.5", "123.0"]
+    rng = random.Random(13)
+    for _ in range(60):
+        exponent = rng.choice([rng.randint(-30, 30), rng.randint(15, 19)])
+        exprs.append(repr(rng.uniform(1, 10) * 10.0**exponent * rng.choice([1, -1])))
+    exprs += [f"{float(rng.randint(-(2**63), 2**63))!r}" for _ in range(20)]
+    return exprs
+
+
+def test_lua_numbers_given_to_redis_call_are_written_as_redis_writes_them(pair):
+    """A number a script gives ``redis.call`` is written in ``%.17g``'s notation, as Redis 7.0
+    writes it: integers from 1e17 to 2^63 went as their digits (``123456789012345680`` for
+    ``1.2345678901234568e+17``). The digits are the shortest that read back (docs/redis.md),
+    where Redis 7.0 writes 17; a negative zero reaches kvb as an integer 0 (lupa's conversion)."""
+    script = "redis.call('set', KEYS[1], {}); return redis.call('get', KEYS[1])"
+    for expr in _lua_numbers():
+        want, got = (c.execute_command("EVAL", script.format(expr), "1", "n") for c in pair)
+        if want in (b"nan", b"-nan"):
+            assert got == want, expr
+            continue
+        number = float(want)
+        assert float(got) == number and math.copysign(1, float(got)) == math.copysign(1, number), expr
+        assert (b"e" in got) == (b"e" in want), (expr, want, got)  # the same notation
+        assert len(got) <= len(want), (expr, want, got)
+        if number == 0 or math.isinf(number):
+            assert got == want, expr
+        else:
+            assert got in (repr(number).encode(), str(int(number)).encode()), expr

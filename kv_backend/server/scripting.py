@@ -825,13 +825,14 @@ def _double_reply(value: float) -> Any:
 
 
 def _number_argument(number: float) -> bytes:
-    """A Lua number given to ``redis.call`` as the command sees it, as Redis writes it: an integer
-    that fits in 64 bits as its digits, any other double as a double's text (``1e+20``, ``inf``,
-    ``nan``; ``-nan`` when the sign bit is set, as for ``0/0``), in the shortest form."""
+    """A Lua number given to ``redis.call`` as the command sees it, in the notation of Redis 7.0's
+    ``%.17g``: an integer below 1e17 as its digits, any other double as a double's text
+    (``1.2345678901234568e+17``, ``1e+20``, ``inf``, ``nan``; ``-nan`` when the sign bit is set, as
+    for ``0/0``), in the shortest form. (Integers up to 2^63 were sent as their digits,
+    which Redis 7.0 writes with an exponent: a script storing one stored other text.)"""
+    number = float(number)  # Lua's numbers are doubles: lupa gives an integral one as an int
     if number != number:
         return b"-nan" if math.copysign(1.0, number) < 0 else b"nan"
-    if -(2**63) < number < 2**63 and number == int(number):
-        return str(int(number)).encode()
     return format_float(number)
 
 
