@@ -39,9 +39,9 @@ def _round(x: Fraction) -> LongDouble:
     if x == 0:
         return Fraction(0)
     a = abs(x)
-    e = a.numerator.bit_length() - a.denominator.bit_length()  # 2**e <= a < 2**(e + 2)
-    if a >= Fraction(2) ** (e + 1):
-        e += 1
+    e = a.numerator.bit_length() - a.denominator.bit_length()  # 2**(e - 1) < a < 2**(e + 1)
+    if a < Fraction(2) ** e:
+        e -= 1  # now 2**e <= a < 2**(e + 1): the step below keeps all 64 bits of a's significand
     q = max(e - (_MANTISSA - 1), _MIN_EXP - (_MANTISSA - 1))  # the spacing of numbers near a
     step = Fraction(2) ** q
     r = round(a / step) * step  # Fraction rounding: half to even
