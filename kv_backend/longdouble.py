@@ -16,7 +16,7 @@ import re
 from decimal import Decimal
 from fractions import Fraction
 
-__all__ = ["LongDouble", "add", "format_human", "from_number", "parse"]
+__all__ = ["LongDouble", "add", "format_human", "from_number", "multiply", "parse"]
 
 #: A long double value: exact (a Fraction), or an infinity (a float).
 LongDouble = Fraction | float
@@ -116,6 +116,17 @@ def add(a: LongDouble, b: LongDouble) -> LongDouble:
             raise ValueError("NaN")
         return total
     return _round(a + b)
+
+
+def multiply(a: LongDouble, b: LongDouble) -> LongDouble:
+    """``a * b`` rounded to a long double (Redis's seconds to milliseconds of a blocking command's
+    timeout); NaN (an infinity times 0) raises ValueError."""
+    if isinstance(a, float) or isinstance(b, float):
+        product = float(a) * float(b)
+        if math.isnan(product):
+            raise ValueError("NaN")
+        return product
+    return _round(a * b)
 
 
 def format_human(value: LongDouble) -> bytes:

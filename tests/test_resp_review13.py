@@ -9,6 +9,7 @@ import socket
 from decimal import Decimal
 from fractions import Fraction
 
+import pytest
 import test_resp_differential
 from resp_helpers import Raw
 
@@ -214,3 +215,40 @@ def test_structures_incrbyfloat_stores_what_redis_stores(tmp_path):
         assert st.hincrbyfloat_text(b"h", b"f", b"0.001") == b"131.92800000000000001"
     finally:
         st.close()
+
+
+# Timeouts above -1 ms, which Redis rounds up to 0 (for ever), and their neighbours it refuses
+_TINY_NEGATIVE = ["-0.0001", "-1e-20", "-0", "-0.0", "-0.001", "-.001", "-0.00100000000000000000001"]
+_TINY_NEGATIVE += ["-0.0009", "-0.0010000000001", "-0.0015", "-1", "-1e-300"]
+
+
+def test_blocking_timeouts_above_minus_one_ms_are_zero_as_in_redis(pair, protocol):
+    """BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX and BZMPOP refused a timeout
+    of -0.0001 (or -1e-20, -0.001) as negative; Redis rounds the milliseconds up, which makes it 0,
+    so they answer at once here (the keys have something) and wait for ever on empty keys."""
+    commands = []
+    for t in _TINY_NEGATIVE:  # each pop finds one element (a refused one leaves it: DEL)
+        for pop in (["BLPOP", "l", t], ["BRPOP", "l", t], ["BLMPOP", t, "1", "l", "LEFT"]):
+            commands += [["RPUSH", "l", "a"], pop, ["DEL", "l"]]
+        for move in (["BLMOVE", "l", "l", "LEFT", "LEFT", t], ["BRPOPLPUSH", "l", "l", t]):
+            commands += [["RPUSH", "l", "a"], move, ["DEL", "l"]]
+        for pop in (["BZPOPMIN", "z", t], ["BZPOPMAX", "z", t], ["BZMPOP", t, "1", "z", "MIN"]):
+            commands += [["ZADD", "z", "1", "m"], pop, ["DEL", "z"]]
+    _assert_same_bytes(pair, protocol, [[w.encode() for w in words] for words in commands])
+
+
+def test_a_tiny_negative_timeout_waits_for_ever(servers):
+    """``BLPOP k -0.0001`` on an empty list waits until something is pushed, as timeout 0 does."""
+    port = _port(servers[2][1])
+    waiter, pusher = Raw(port, 2), Raw(port, 2)
+    try:
+        waiter.sock.sendall(b"*3\r\n$5\r\nBLPOP\r\n$5\r\nempty\r\n$7\r\n-0.0001\r\n")
+        waiter.sock.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            waiter.sock.recv(1)  # still waiting (it answered "timeout is negative")
+        waiter.sock.settimeout(10)
+        assert pusher.call("RPUSH", "empty", "x") == b":1\r\n"
+        assert waiter._read() == b"*2\r\n$5\r\nempty\r\n$1\r\nx\r\n"
+    finally:
+        waiter.close()
+        pusher.close()

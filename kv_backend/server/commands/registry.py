@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from kv_backend import longdouble
 from kv_backend.errors import NotAnIntegerError
 from kv_backend.server.blocking import Block
 from kv_backend.server.protocol import NULL_ARRAY
@@ -249,11 +251,18 @@ def now_ms() -> int:
 
 
 def block_timeout(raw: bytes) -> float:
-    """A blocking command's timeout in seconds (0: for ever), checked as Redis checks it."""
+    """A blocking command's timeout in seconds (0: for ever), checked as Redis checks it.
+
+    Redis rounds the milliseconds up (``ceill`` of the long double ``strtold`` read times 1000),
+    and only then is a timeout negative: one above -1 ms (``-0.0001``, ``-1e-20``, ``-0.001``, whose
+    long double is just above it) is 0, which blocks for ever. kvb refused those as negative.
+    """
     seconds = parse_float(raw, "ERR timeout is not a float or out of range", overflow=True)
     if seconds * 1000 > LLONG_MAX - time.time() * 1000:  # as Redis 7.2: the deadline must fit in ms
         raise CommandError("ERR timeout is out of range")
     if seconds < 0:
+        if seconds > -0.002 and math.ceil(longdouble.multiply(longdouble.parse(raw), 1000)) == 0:
+            return 0.0
         raise CommandError("ERR timeout is negative")
     return seconds
 
