@@ -252,3 +252,12 @@ def test_a_tiny_negative_timeout_waits_for_ever(servers):
     finally:
         waiter.close()
         pusher.close()
+
+
+def test_a_subscribed_resp2_client_is_refused_a_subcommand_by_its_full_name(servers):
+    """Redis names the refused command by its full name (``client|kill``); kvb named the
+    container (``client``)."""
+    words = ["CLIENT LIST", "CONFIG GET x", "COMMAND", "COMMAND COUNT", "OBJECT HELP", "XINFO STREAM s"]
+    words += ["SCRIPT FLUSH", "PUBSUB CHANNELS", "FUNCTION LIST", "CLIENT Kill x", "GET a"]
+    commands = [[b"SUBSCRIBE", b"ch"]] + [w.encode().split() for w in words]
+    _assert_same_bytes(servers[2], 2, commands)

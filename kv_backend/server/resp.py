@@ -317,7 +317,9 @@ class Connection(asyncio.Protocol):
         if not self.resp3 and self.in_subscribe_mode() and "pubsub" not in cmd.flags:
             if name == b"exec":
                 return self._refuse_exec(_SUBSCRIBE_ALLOWED.format(cmd.name))
-            return ErrorReply("ERR " + _SUBSCRIBE_ALLOWED.format(cmd.name))
+            # as Redis, a subcommand by its full name ("client|kill"; it is known by now)
+            full = self.last_command.decode() if cmd.subcommands is not None else cmd.name
+            return ErrorReply("ERR " + _SUBSCRIBE_ALLOWED.format(full))
         server = self.server
         monitors = server.monitors
         if monitors and self in monitors and _flagged(args, _KEYSPACE):
