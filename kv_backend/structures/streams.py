@@ -322,30 +322,67 @@ def _decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _parse_stream_id(raw: bytes, missing_seq: int) -> tuple[int, int]:
-    """``ms-seq`` (or ``ms``, completed with ``missing_seq``) as a pair of u64; Redis's error otherwise."""
-    ms_text, sep, seq_text = raw.partition(b"-")
-    try:
-        if not ms_text.isdigit() or (sep and not seq_text.isdigit()):
-            raise ValueError
-        ms = int(ms_text)
-        seq = int(seq_text) if sep else missing_seq
-    except ValueError:
-        raise CommandError(BAD_STREAM_ID) from None
-    if ms > _U64_MAX or seq > _U64_MAX:
+#: White space C's ``isspace`` knows (in the C locale), which ``strtoull`` skips.
+_C_SPACE = b" \t\n\v\f\r"
+
+
+def _id_text(raw: bytes) -> bytes:
+    """An ID argument as Redis reads it: copied to a 128-byte buffer (more than 127 bytes is an
+    invalid ID), then read as a C string, up to its first NUL byte."""
+    if len(raw) > 127:
         raise CommandError(BAD_STREAM_ID)
-    return ms, seq
+    return raw.split(b"\0", 1)[0]
+
+
+def _id_part(text: bytes) -> int:
+    """One part of a stream ID read as Redis's ``string2ull`` reads it: a canonical 64-bit integer
+    (refused when negative), else as C ``strtoull`` (leading white space, one ``+`` or ``-`` sign,
+    which negates modulo 2**64, then digits to the end, below 2**64)."""
+    body = text.lstrip(_C_SPACE)
+    sign = body[:1] if body[:1] in (b"+", b"-") else b""
+    digits = body[len(sign) :]
+    if not digits.isdigit():  # also no digit at all
+        raise CommandError(BAD_STREAM_ID)
+    n = int(digits)
+    if n > _U64_MAX:
+        raise CommandError(BAD_STREAM_ID)
+    if sign == b"-":
+        if text == body and digits[0] != 48 and n <= 1 << 63:  # string2ll reads it: a negative number
+            raise CommandError(BAD_STREAM_ID)
+        return -n % (1 << 64)
+    return n
+
+
+def _parse_stream_id(raw: bytes, missing_seq: int) -> tuple[int, int]:
+    """``ms-seq`` (or ``ms``, completed with ``missing_seq``) as a pair of u64; Redis's error otherwise.
+
+    Each part is read as Redis reads it (:func:`_id_part`: ``+1``, `` 1`` and ``1--0`` are IDs), the
+    whole as a C string of at most 127 bytes; the first ``-`` separates the parts.
+    """
+    ms_text, sep, seq_text = _id_text(raw).partition(b"-")
+    return _id_part(ms_text), (_id_part(seq_text) if sep else missing_seq)
+
+
+def _parse_add_id(raw: bytes) -> tuple[int, int | None] | None:
+    """XADD's ID: None for ``*``, ``(ms, None)`` for ``ms-*`` (a ``*`` after the first ``-``),
+    else the ID, each read as Redis reads it (as C strings)."""
+    if raw.split(b"\0", 1)[0] == b"*":
+        return None
+    ms_text, sep, seq_text = _id_text(raw).partition(b"-")
+    if sep and seq_text == b"*":
+        return _id_part(ms_text), None
+    return _parse_stream_id(raw, 0)
 
 
 def _range_id(raw: bytes, low: bool) -> tuple[int, int]:
     """A bound of XRANGE: ``-``, ``+``, an ID, ``ms`` (the whole millisecond), ``(ID`` exclusive."""
-    if raw == b"-":
-        return (0, 0)
-    if raw == b"+":
-        return (_U64_MAX, _U64_MAX)
-    exclusive = raw.startswith(b"(")
+    exclusive = len(raw) > 1 and raw.startswith(b"(")
     if exclusive:
-        raw = raw[1:]
+        raw = raw[1:]  # then read strictly: "(-" and "(+" are no IDs
+    elif _id_text(raw) == b"-":
+        return (0, 0)
+    elif _id_text(raw) == b"+":
+        return (_U64_MAX, _U64_MAX)
     ms, seq = _parse_stream_id(raw, 0 if low else _U64_MAX)
     if exclusive:
         if low:
@@ -369,11 +406,7 @@ def check_stream_id(raw: bytes) -> None:
 
 def check_add_id(raw: bytes, syntax_only: bool = False) -> None:
     """Refuse an XADD ID that is not ``*``, ``ms-*`` or an ID (above 0-0), whatever the stream holds."""
-    if raw == b"*":
-        return
-    if raw.endswith(b"-*"):
-        _parse_stream_id(raw[:-2], 0)
-    elif _parse_stream_id(raw, 0) == (0, 0) and not syntax_only:
+    if _parse_add_id(raw) == (0, 0) and not syntax_only:
         raise CommandError("ERR The ID specified in XADD must be greater than 0-0")
 
 
@@ -385,21 +418,22 @@ def _next_stream_id(raw: bytes, last: tuple[int, int]) -> tuple[int, int]:
     last_ms, last_seq = last
     if last == (_U64_MAX, _U64_MAX):  # as Redis, whatever ID was asked for
         raise CommandError("ERR The stream has exhausted the last possible ID, unable to add more items")
-    if raw == b"*":
+    asked = _parse_add_id(raw)
+    if asked is None:
         now = int(time.time() * 1000)
         if now > last_ms:
             return now, 0
         if last_seq == _U64_MAX:
             return last_ms + 1, 0
         return last_ms, last_seq + 1
-    if raw.endswith(b"-*"):
-        ms, _ = _parse_stream_id(raw[:-2], 0)
+    ms, seq = asked
+    if seq is None:
         if ms > last_ms:
             return ms, 0
         if ms == last_ms and last_seq < _U64_MAX:
             return ms, last_seq + 1
         raise CommandError(ID_TOO_SMALL)
-    new = _parse_stream_id(raw, 0)  # above 0-0: check_add_id ran first
+    new = (ms, seq)  # above 0-0: check_add_id ran first
     if new <= last:
         raise CommandError(ID_TOO_SMALL)
     return new

@@ -1,0 +1,48 @@
+"""``kvb serve`` checked byte for byte against a real redis-server 7.0 (second pass): stream IDs
+read as Redis reads them, blocking timeouts, and what else the review found."""
+
+from __future__ import annotations
+
+import test_resp_differential
+import test_resp_review13
+
+# the differential test's fixtures: a kvb serve and a redis-server, clients over RESP2 and RESP3
+servers = test_resp_differential.servers
+protocol = test_resp_differential.protocol
+pair = test_resp_differential.pair
+
+_assert_same_bytes = test_resp_review13._assert_same_bytes
+
+
+def _b(text: str) -> bytes:
+    return text.encode("latin-1")
+
+
+# IDs Redis reads with string2ull (a canonical integer, else C strtoull: leading white space, one
+# sign, "-" negating modulo 2**64) on the part before the first "-" and the part after it, in a
+# buffer of 127 bytes read as a C string (up to a NUL byte)
+_IDS = ["+1", " 1", "\t\n\v\f\r 7", " +8", "1-+1", "1- 1", "1--0", "1- -5", "1--18446744073709551615"]
+_IDS += ["1--9223372036854775809", "1--9223372036854775808", "1--1", "+0", "+0-+0", "1\x00abc", "5\x00-junk"]
+_IDS += ["0" * 128 + "9", "0" * 126 + "9", "1-" + "0" * 124 + "3", "1-" + "0" * 125 + "3"]
+_IDS += [" -9", "+-1", "++1"]
+_IDS += ["1-", "1- ", "1-2-*", "+1-*", " 1-*", "1\x00-*", "1-*\x00x", "\x001", "1 ", "1-1 "]
+
+
+def test_stream_ids_are_read_as_redis_reads_them(pair, protocol):
+    """kvb took only plain digits for either part of a stream ID: Redis also takes a ``+``, leading
+    white space, ``-0`` and strtoull's negation, reads up to a NUL byte and refuses more than 127
+    bytes; XADD's ``ms-*`` is a ``*`` after the first ``-`` only."""
+    commands: list[list[bytes]] = []
+    for xid in _IDS:
+        commands += [[b"DEL", b"s"], [b"XADD", b"s", b"1-5", b"f", b"v"]]
+        commands += [[b"XADD", b"s", _b(xid), b"f", b"v"]]
+        commands += [[b"XRANGE", b"s", _b(xid), b"+"], [b"XRANGE", b"s", b"-", b"(" + _b(xid)]]
+        commands += [[b"XDEL", b"s", _b(xid)], [b"XTRIM", b"s", b"MINID", _b(xid)], [b"XLEN", b"s"]]
+        commands += [[b"XREAD", b"STREAMS", b"s", _b(xid)], [b"XSETID", b"s", _b(xid)]]
+    # "*" too (a top ID in the future, so that both servers give the same one)
+    commands += [[b"DEL", b"s"], [b"XADD", b"s", b"99999999999999-5", b"f", b"v"]]
+    commands += [[b"XADD", b"s", b"*\0x", b"f", b"v"], [b"XADD", b"s", b"*\0", b"f", b"v"]]
+    for bound in ["-\x00x", "+\x00x", "(-\x00x", "(" + "0" * 126 + "9", "(" + "0" * 127 + "9"]:
+        commands += [[b"XRANGE", b"s", _b(bound), b"+"], [b"XREVRANGE", b"s", _b(bound), b"-"]]
+    _assert_same_bytes(pair, protocol, commands)
+
