@@ -46,3 +46,18 @@ def test_stream_ids_are_read_as_redis_reads_them(pair, protocol):
         commands += [[b"XRANGE", b"s", _b(bound), b"+"], [b"XREVRANGE", b"s", _b(bound), b"-"]]
     _assert_same_bytes(pair, protocol, commands)
 
+
+def test_special_stream_ids_are_compared_as_c_strings(pair, protocol):
+    """Redis compares ``$`` and ``>`` with strcmp and reads ``-``/``+`` in a C buffer, so
+    ``$\\0x`` is ``$``; XREADGROUP's ``+`` is an invalid ID in Redis 7.0 (kvb answered 7.4's
+    "meaningless" error)."""
+    commands = [[b"XADD", b"s", b"1-1", b"a", b"1"], [b"XADD", b"s", b"2-1", b"a", b"1"]]
+    commands += [[b"XGROUP", b"CREATE", b"s", b"g", b"0"], [b"XGROUP", b"CREATE", b"s", b"g2", b"$\0x"]]
+    for xid in [b"-\0x", b"$\0x", b"+\0x", b"+", b"-"]:
+        commands += [[b"XGROUP", b"SETID", b"s", b"g", xid], [b"XINFO", b"GROUPS", b"s"]]
+    commands += [[b"XGROUP", b"SETID", b"s", b"g", b"0"]]
+    for xid in [b"+", b"$", b"$\0x", b"+\0x", b">\0x"]:
+        commands += [[b"XREADGROUP", b"GROUP", b"g", b"c", b"STREAMS", b"s", xid]]
+    commands += [[b"XREAD", b"STREAMS", b"s", b">\0x"], [b"XREAD", b"STREAMS", b"s", b"$\0x"]]
+    commands += [[b"XPENDING", b"s", b"g"], [b"XINFO", b"GROUPS", b"s"]]
+    _assert_same_bytes(pair, protocol, commands)

@@ -47,8 +47,10 @@ from kv_backend.structures.streams import (
     StreamMeta,
     Streams,
     _decode_pairs,
+    _id_text,
     _parse_stream_id,
     _range_id,
+    c_string,
 )
 
 _GRP = struct.Struct(">QQq")  # last delivered ID, entries read (-1: not known)
@@ -110,11 +112,12 @@ def _strict_id(raw: Name) -> ID:
 
 
 def _setid_id(raw: bytes, meta: StreamMeta) -> ID:
-    if raw == b"$":
+    """XGROUP SETID's ID: ``$`` (compared as a C string), ``-``, ``+`` (read as IDs are) or an ID."""
+    if c_string(raw) == b"$":
         return meta.last
-    if raw == b"-":
+    if _id_text(raw) == b"-":
         return (0, 0)
-    if raw == b"+":
+    if _id_text(raw) == b"+":
         return (_U64_MAX, _U64_MAX)
     return _parse_stream_id(raw, 0)
 
@@ -314,7 +317,7 @@ class StreamGroups(Streams):
             meta = self._stream(name)
             if meta is None and not mkstream:
                 self._group_target(name, group, need_group=False)  # raises
-            start = (meta.last if meta else (0, 0)) if raw == b"$" else _strict_id(raw)
+            start = (meta.last if meta else (0, 0)) if c_string(raw) == b"$" else _strict_id(raw)
             if meta is not None and self._group(name, group) is not None:
                 raise CommandError("BUSYGROUP Consumer Group name already exists")
             _check_group_fits(name, group)
@@ -478,13 +481,13 @@ class StreamGroups(Streams):
                 g = None if meta is None else self._group(name, group)
                 if meta is None or g is None:
                     raise _nogroup(name, group, " in XREADGROUP with GROUP option")
-                if raw in (b"$", b"+"):
+                if c_string(raw) == b"$":  # "+" is an invalid ID, as in Redis 7.0 (7.4 reads it)
                     raise CommandError(
-                        f"ERR The {raw.decode()} ID is meaningless in the context of XREADGROUP: you want "
+                        "ERR The $ ID is meaningless in the context of XREADGROUP: you want "
                         "to read the history of this consumer by specifying a proper ID, or use the > ID "
-                        f"to get new messages. The {raw.decode()} ID would just return an empty result set."
+                        "to get new messages. The $ ID would just return an empty result set."
                     )
-                targets.append((name, meta, g, None if raw == b">" else _strict_id(raw)))
+                targets.append((name, meta, g, None if c_string(raw) == b">" else _strict_id(raw)))
             now = _now()
             out: list[tuple[bytes, list[Entry]]] = []
             for i, (name, meta, g, after) in enumerate(targets):

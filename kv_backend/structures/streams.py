@@ -217,9 +217,9 @@ class Streams(Keyspace):
         for name, raw in _pairs(streams, "streams"):
             key, raw_id = _b(name), _b(raw)
             found = self._stream(key)
-            if raw_id == b"$":
+            if c_string(raw_id) == b"$":
                 positions.append((key, (0, 0) if found is None else found.last))
-            elif raw_id == b">":
+            elif c_string(raw_id) == b">":
                 raise CommandError(
                     "ERR The > ID can be specified only when calling XREADGROUP using the GROUP "
                     "<group> <consumer> option."
@@ -326,12 +326,18 @@ def _decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
 _C_SPACE = b" \t\n\v\f\r"
 
 
+def c_string(raw: bytes) -> bytes:
+    """An argument as C reads it, up to its first NUL byte: Redis compares the special IDs (``$``,
+    ``>``, ``*``) with ``strcmp``, so ``$\\0x`` is ``$``."""
+    return raw.split(b"\0", 1)[0]
+
+
 def _id_text(raw: bytes) -> bytes:
     """An ID argument as Redis reads it: copied to a 128-byte buffer (more than 127 bytes is an
     invalid ID), then read as a C string, up to its first NUL byte."""
     if len(raw) > 127:
         raise CommandError(BAD_STREAM_ID)
-    return raw.split(b"\0", 1)[0]
+    return c_string(raw)
 
 
 def _id_part(text: bytes) -> int:
@@ -366,7 +372,7 @@ def _parse_stream_id(raw: bytes, missing_seq: int) -> tuple[int, int]:
 def _parse_add_id(raw: bytes) -> tuple[int, int | None] | None:
     """XADD's ID: None for ``*``, ``(ms, None)`` for ``ms-*`` (a ``*`` after the first ``-``),
     else the ID, each read as Redis reads it (as C strings)."""
-    if raw.split(b"\0", 1)[0] == b"*":
+    if c_string(raw) == b"*":
         return None
     ms_text, sep, seq_text = _id_text(raw).partition(b"-")
     if sep and seq_text == b"*":
