@@ -61,3 +61,19 @@ def test_special_stream_ids_are_compared_as_c_strings(pair, protocol):
     commands += [[b"XREAD", b"STREAMS", b"s", b">\0x"], [b"XREAD", b"STREAMS", b"s", b"$\0x"]]
     commands += [[b"XPENDING", b"s", b"g"], [b"XINFO", b"GROUPS", b"s"]]
     _assert_same_bytes(pair, protocol, commands)
+
+
+def test_score_bounds_are_read_as_strtod_reads_them(pair, protocol):
+    """Redis reads a score range bound with C's strtod: white space may come before the number
+    (also after ``(``), and the text ends at a NUL byte; kvb refused `` 1``, ``(\\n1`` and ``1\\0x``."""
+    commands = [[b"ZADD", b"z", b"1", b"a", b"2", b"b", b"3", b"c"]]
+    bounds = [b" 1", b"\v2", b"(\n1", b" +inf", b" -inf", b"\t(1", b"1\0junk", b"(1\0", b" 1e500", b" 1 "]
+    bounds += [b" ", b"( ", b" nan", b"\f-2.5", b"\r\n 3"]
+    for bound in bounds:
+        commands += [[b"ZCOUNT", b"z", bound, b"+inf"], [b"ZCOUNT", b"z", b"-inf", bound]]
+        commands += [[b"ZRANGEBYSCORE", b"z", bound, b"+inf", b"WITHSCORES"]]
+        commands += [[b"ZREVRANGEBYSCORE", b"z", bound, b"-inf"], [b"ZRANGE", b"z", bound, b"5", b"BYSCORE"]]
+        commands += [[b"ZRANGESTORE", b"d", b"z", b"0", bound, b"BYSCORE"]]
+    commands += [[b"ZREMRANGEBYSCORE", b"z", b" (1", b" 2"], [b"ZREMRANGEBYSCORE", b"z", b"(\t1", b" 2"]]
+    commands += [[b"ZRANGE", b"z", b"0", b"-1", b"WITHSCORES"]]
+    _assert_same_bytes(pair, protocol, commands)

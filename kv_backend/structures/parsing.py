@@ -160,14 +160,20 @@ def _add_long_double(a: longdouble.LongDouble, b: longdouble.LongDouble) -> byte
 
 
 def _score_bound(value: Value) -> tuple[float, bool]:
-    """Parse a ZRANGEBYSCORE bound: a float, ``(float`` (exclusive), ``-inf``, ``+inf``."""
+    """Parse a ZRANGEBYSCORE bound: a float, ``(float`` (exclusive), ``-inf``, ``+inf``.
+
+    As Redis reads it with C's ``strtod``: up to a NUL byte, with white space before the number
+    (`` 1``, ``( 1``); but not hexadecimal, nor an empty number (``(``), which Redis reads as 0.
+    """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         # (a NaN matched nothing, an int beyond a double raised OverflowError)
         return parse_float(value, "ERR min or max is not a float", overflow=True), False
-    raw = _b(value)
-    if raw.startswith(b"("):
-        return parse_float(raw[1:], "ERR min or max is not a float", overflow=True), True
-    return parse_float(raw, "ERR min or max is not a float", overflow=True), False
+    # as Redis's strtod: a C string (up to a NUL byte), white space allowed before the number
+    raw = _b(value).split(b"\0", 1)[0]
+    exclusive = raw.startswith(b"(")
+    text = raw[1:] if exclusive else raw
+    number = text.lstrip(b" \t\n\v\f\r") or text  # only white space stays refused
+    return parse_float(number, "ERR min or max is not a float", overflow=True), exclusive
 
 
 #: A lexicographical range bound: (-1 for ``-``, 1 for ``+``, 0 for a member; the member; exclusive).
