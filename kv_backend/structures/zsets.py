@@ -158,7 +158,7 @@ class SortedSets(Keyspace):
     @_name_limit(T_ZSET)
     def zincrby(self, name: Name, amount: float, member: Value) -> float:
         """Add to a member's score (missing = 0); return the new score."""
-        return self.zadd(name, {member: amount}, incr=True)
+        return self.zadd(name, [(member, amount)], incr=True)  # (a dict raised TypeError on a list member)
 
     def zrem(self, name: Name, *members: Value) -> int:
         """Remove members; return how many were there."""
