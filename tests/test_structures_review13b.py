@@ -21,3 +21,19 @@ def test_zincrby_of_a_member_of_the_wrong_type_is_an_invalid_argument(s):
             s.zincrby("z", 1, member)
     assert s.zincrby("z", 2, "m") == 2.0 and s.zincrby("z", 1.5, "m") == 3.5
 
+
+def test_weights_that_are_not_a_sequence_are_an_invalid_argument(s):
+    """``weights=2`` raised ``'int' object is not iterable`` from zunion, zinter and their stores."""
+    s.zadd("a", {"m": 1})
+    calls = [
+        lambda w: s.zunion(["a"], weights=w),
+        lambda w: s.zinter(["a"], weights=w),
+        lambda w: s.zunionstore("d", ["a"], weights=w),
+        lambda w: s.zinterstore("d", ["a"], weights=w),
+    ]
+    for call in calls:
+        for weights in (2, 1.5, True, object()):
+            with pytest.raises(InvalidArgumentError, match="weights"):
+                call(weights)
+    assert s.zunion(["a"], weights=[3], withscores=True) == [(b"m", 3.0)]
+

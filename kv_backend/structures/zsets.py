@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
-from kv_backend.errors import KeyTooLargeError
+from kv_backend.errors import InvalidArgumentError, KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _name_list
 from kv_backend.structures.layout import (
@@ -621,6 +621,8 @@ class SortedSets(Keyspace):
             ws = [_weight(w) for w in names.values()]
         else:
             keys = _name_list(names)
+            if weights is not None and not isinstance(weights, Iterable):  # (a number, say)
+                raise InvalidArgumentError(f"weights must be a number per name, not {type(weights).__name__}")
             ws = [1.0] * len(keys) if weights is None else [_weight(w) for w in weights]
         if not keys:
             raise CommandError("ERR at least 1 input key is needed")
