@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kv_backend.errors import InvalidArgumentError
+from kv_backend.errors import InvalidArgumentError, KVError, NotAnIntegerError
 from kv_backend.structures import Structures
 
 
@@ -37,3 +37,12 @@ def test_weights_that_are_not_a_sequence_are_an_invalid_argument(s):
                 call(weights)
     assert s.zunion(["a"], weights=[3], withscores=True) == [(b"m", 3.0)]
 
+
+def test_xinfo_stream_count_of_the_wrong_type_is_refused_with_a_kv_error(s):
+    """``count={}`` raised TypeError comparing it with 0; it is read as the other counts are."""
+    s.xadd("x", {"f": "v"}, id="1-1")
+    for count in ({}, 1.5, "x"):
+        with pytest.raises(NotAnIntegerError):
+            s.xinfo_stream("x", full=True, count=count)
+    assert len(s.xinfo_stream("x", full=True, count="1")["entries"]) == 1
+    assert issubclass(NotAnIntegerError, KVError)

@@ -820,6 +820,7 @@ class StreamGroups(Streams):
             info["first-entry"] = first[0] if first else None
             info["last-entry"] = last[0] if last else None
             return info
+        count = parse_index(count)  # a float or a dict raised TypeError
         if count < 0:
             count = 10
         limit = count or None
