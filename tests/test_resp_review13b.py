@@ -77,3 +77,18 @@ def test_score_bounds_are_read_as_strtod_reads_them(pair, protocol):
     commands += [[b"ZREMRANGEBYSCORE", b"z", b" (1", b" 2"], [b"ZREMRANGEBYSCORE", b"z", b"(\t1", b" 2"]]
     commands += [[b"ZRANGE", b"z", b"0", b"-1", b"WITHSCORES"]]
     _assert_same_bytes(pair, protocol, commands)
+
+
+def test_glob_ranges_compare_bytes_as_signed_chars(pair):
+    """Redis's glob compares a ``[a-b]`` range as C ``char``s, signed: ``[\\x00-\\xff]`` is the
+    range from -1 to 0 (``\\xff`` and ``\\x00``); kvb took every byte between them."""
+    names = [b"\x00", b"\x01", b"A", b"a", b"\x7f", b"\x80", b"\xc3", b"\xfe", b"\xff"]
+    patterns = [b"[\x00-\xff]", b"[\xff-\x00]", b"[a-\x80]", b"[^\x01-\xfe]", b"[\x80-\xff]", b"[A-a]"]
+    patterns += [b"[\x7f-\x80]", b"x[\x00-\xff]"]
+    for client in pair:
+        client.mset({name: b"1" for name in names} | {b"x" + name: b"1" for name in names})
+    for pattern in patterns:
+        want, got = (sorted(client.keys(pattern)) for client in pair)
+        assert got == want, (pattern, want, got)
+        want, got = (sorted(client.scan(0, match=pattern, count=1000)[1]) for client in pair)
+        assert got == want, (pattern, want, got)

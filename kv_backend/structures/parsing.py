@@ -215,6 +215,16 @@ def _lex_lte_max(member: bytes, hi: LexBound) -> bool:
     return member < hi[1] if hi[2] else member <= hi[1]
 
 
+def _glob_range(a: int, b: int) -> list[bytes]:
+    """A ``[a-b]`` range of a glob as regex ranges. Redis compares C ``char`` values, which are
+    signed: bytes from 0x80 on come before 0x00, so a range from one below 0x80 to one from 0x80
+    on (``[\\x00-\\xff]``) holds the bytes from the high one up to 0xff and from 0x00 up to the low
+    one (``\\xff`` and ``\\x00``), not those between them."""
+    lo, hi = sorted(x - 256 if x >= 128 else x for x in (a, b))
+    spans = [(lo + 256, 255), (0, hi)] if lo < 0 <= hi else [(lo % 256, hi % 256)]
+    return [re.escape(bytes([x])) + b"-" + re.escape(bytes([y])) for x, y in spans]
+
+
 @lru_cache(maxsize=256)
 def _glob_regex(pattern: bytes) -> re.Pattern[bytes]:
     out = []
@@ -239,8 +249,7 @@ def _glob_regex(pattern: bytes) -> re.Pattern[bytes]:
                     j += 1
                     items.append(re.escape(pattern[j : j + 1]))
                 elif j + 2 < n and pattern[j + 1 : j + 2] == b"-":  # as Redis: "[a-]" is "]" to "a"
-                    lo, hi = sorted((pattern[j], pattern[j + 2]))
-                    items.append(re.escape(bytes([lo])) + b"-" + re.escape(bytes([hi])))
+                    items += _glob_range(pattern[j], pattern[j + 2])
                     j += 2
                 else:
                     items.append(re.escape(pattern[j : j + 1]))
