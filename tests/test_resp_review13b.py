@@ -92,3 +92,16 @@ def test_glob_ranges_compare_bytes_as_signed_chars(pair):
         assert got == want, (pattern, want, got)
         want, got = (sorted(client.scan(0, match=pattern, count=1000)[1]) for client in pair)
         assert got == want, (pattern, want, got)
+
+
+def test_a_script_refused_block_names_the_command_as_written(pair, protocol):
+    """``redis.pcall('xread', 'block', ...)``: Redis names the command as the script wrote it
+    (``xread``, ``XrEaD``), kvb named it in capitals."""
+    commands = [[b"XGROUP", b"CREATE", b"s", b"g", b"$", b"MKSTREAM"]]
+    for name in (b"xread", b"XrEaD", b"XREAD"):
+        script = b"return redis.pcall('%s', 'block', '0', 'streams', 's', '$')" % name
+        commands += [[b"EVAL", script, b"0"], [b"EVAL", script.replace(b"'0'", b"'x'"), b"0"]]
+    for name in (b"xreadgroup", b"XReadGroup"):
+        script = b"return redis.pcall('%s', 'group', 'g', 'c', 'block', '0', 'streams', 's', '>')" % name
+        commands += [[b"EVAL", script, b"0"]]
+    _assert_same_bytes(pair, protocol, commands)

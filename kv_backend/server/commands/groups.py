@@ -117,7 +117,7 @@ def cmd_xreadgroup(conn: Connection, args: list[bytes]) -> Any:
         word = upper(args[i])
         more = n - i - 1
         if word == b"BLOCK" and more:
-            block = block_ms(conn, "XREADGROUP", args[i + 1])
+            block = block_ms(conn, args[0], args[i + 1])
             i += 2
         elif word == b"COUNT" and more:
             count = max(0, arg_int(args[i + 1]))

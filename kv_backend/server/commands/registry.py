@@ -315,14 +315,16 @@ def int_or_error(raw: bytes, message: str) -> int:
         raise CommandError(message) from None
 
 
-def block_ms(conn: Connection, command_name: str, raw: bytes) -> float:
+def block_ms(conn: Connection, command_name: bytes, raw: bytes) -> float:
     """The BLOCK argument of XREAD/XREADGROUP (milliseconds, 0: for ever), in seconds.
 
-    A script may not give it at all (Redis refuses it before reading the timeout), where the other
-    blocking commands answer at once: the script must read without BLOCK.
+    A script may not give it at all (Redis refuses it before reading the timeout, naming the
+    command as the script wrote it: ``xread``), where the other blocking commands answer at once:
+    the script must read without BLOCK.
     """
     if conn.kind == "script":
-        raise CommandError(f"ERR {command_name} command is not allowed with BLOCK option from scripts")
+        name = quoted(command_name)
+        raise CommandError(f"ERR {name} command is not allowed with BLOCK option from scripts")
     ms = int_or_error(raw, "ERR timeout is not an integer or out of range")
     if ms < 0:
         raise CommandError("ERR timeout is negative")

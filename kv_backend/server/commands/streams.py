@@ -126,7 +126,7 @@ def cmd_xread(conn: Connection, args: list[bytes]) -> Any:
             count = max(0, arg_int(args[i + 1]))
             i += 2
         elif word == b"BLOCK" and i + 1 < len(args):
-            block = block_ms(conn, "XREAD", args[i + 1])
+            block = block_ms(conn, args[0], args[i + 1])
             i += 2
         elif word == b"STREAMS":
             break
