@@ -105,3 +105,13 @@ def test_a_script_refused_block_names_the_command_as_written(pair, protocol):
         script = b"return redis.pcall('%s', 'group', 'g', 'c', 'block', '0', 'streams', 's', '>')" % name
         commands += [[b"EVAL", script, b"0"]]
     _assert_same_bytes(pair, protocol, commands)
+
+
+def test_xautoclaim_count_limit_is_redis_limit(pair, protocol):
+    """Redis refuses an XAUTOCLAIM COUNT above LONG_MAX / 16 (an ID's size); kvb's limit was
+    LONG_MAX / 10, so 576460752303423488 to 922337203685477580 claimed where Redis refuses."""
+    commands = [[b"XADD", b"s", b"1-1", b"a", b"1"], [b"XGROUP", b"CREATE", b"s", b"g", b"0"]]
+    for count in (b"576460752303423488", b"922337203685477580", b"922337203685477581", b"0", b"-1"):
+        commands += [[b"XAUTOCLAIM", b"s", b"g", b"c", b"0", b"0", b"COUNT", count]]
+        commands += [[b"XPENDING", b"s", b"g"]]
+    _assert_same_bytes(pair, protocol, commands)

@@ -248,7 +248,9 @@ def cmd_xautoclaim(conn: Connection, args: list[bytes]) -> Any:
         word = upper(args[j])
         if word == b"COUNT" and j + 1 < len(args):
             count = int_or_error(args[j + 1], "ERR COUNT must be > 0")
-            if count < 1 or count > (1 << 63) // 10:
+            # as Redis: at most LONG_MAX over the larger of an ID's size (16 bytes) and its
+            # attempts factor (10), which it sizes its arrays by
+            if count < 1 or count > ((1 << 63) - 1) // 16:
                 raise CommandError("ERR COUNT must be > 0")
             j += 2
         elif word == b"JUSTID":
