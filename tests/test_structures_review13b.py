@@ -46,3 +46,23 @@ def test_xinfo_stream_count_of_the_wrong_type_is_refused_with_a_kv_error(s):
             s.xinfo_stream("x", full=True, count=count)
     assert len(s.xinfo_stream("x", full=True, count="1")["entries"]) == 1
     assert issubclass(NotAnIntegerError, KVError)
+
+
+def test_a_group_behind_a_trimmed_stream_reads_its_counter_anew(s):
+    """A group whose last entry was trimmed away reported the remaining entries as its lag (as
+    Redis does since redis/redis#13473), but its next read only added 1 to its counter: having
+    read the last entry, its lag was 3 where nothing was left (Redis's fix #13958 estimates it)."""
+    for i in range(1, 6):
+        s.xadd("x", {"data": i}, id=f"{i}-0")
+    s.xgroup_create("x", "g1", "0")
+    s.xreadgroup("g1", "c", {"x": ">"}, count=1)
+    s.xtrim("x", maxlen=1)
+    [info] = s.xinfo_groups("x")
+    assert (info["entries-read"], info["lag"]) == (1, 1)
+    assert [xid for xid, _ in s.xreadgroup("g1", "c", {"x": ">"}, count=1)[0][1]] == [b"5-0"]
+    [info] = s.xinfo_groups("x")
+    assert (info["last-delivered-id"], info["entries-read"], info["lag"]) == (b"5-0", 5, 0)
+    s.xadd("x", {"data": 6}, id="6-0")  # and it counts on from there
+    s.xreadgroup("g1", "c", {"x": ">"})
+    [info] = s.xinfo_groups("x")
+    assert (info["entries-read"], info["lag"]) == (6, 0)

@@ -208,6 +208,15 @@ class StreamGroups(Streams):
         data = self.db.get(STREAM + _lp(name) + _XID.pack(*xid))
         return None if data is None else _decode_pairs(data)
 
+    def _behind_first(self, name: bytes, xid: ID) -> bool:
+        """Whether ``xid`` comes before the stream's first entry (trimming took every entry up to
+        it): a group there reads its counter anew, as Redis does since its fix of the lag after
+        XTRIM (redis/redis#13958), which :meth:`_lag` follows. Looked up directly when the entry
+        ``xid`` still exists (the common case), by an ordered scan only otherwise."""
+        if self.db._get_record(STREAM + _lp(name) + _XID.pack(*xid)) is not None:
+            return False
+        return xid < self._first_id(name)
+
     def _first_id(self, name: bytes) -> ID:
         pfx = STREAM + _lp(name)
         for key in self.db.keys(prefix=pfx):
@@ -542,6 +551,8 @@ class StreamGroups(Streams):
         pel = PENDING + lname + _lp(group)  # _pel_prefix(name, group), the name prefixed once
         delivery = _NACK.pack(now, 1) + consumer  # each entry's PEL record: delivered now, once
         for xid, data in self._entries_after(STREAM + lname, g.last, meta.last):
+            if read != UNKNOWN and last == g.last and self._behind_first(name, last):
+                read = UNKNOWN  # trimmed past the group: its counter no longer counts from here
             if read != UNKNOWN and not self._has_tombstones_after(meta, last):
                 read += 1
             elif meta.added:
