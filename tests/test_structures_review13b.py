@@ -66,3 +66,31 @@ def test_a_group_behind_a_trimmed_stream_reads_its_counter_anew(s):
     s.xreadgroup("g1", "c", {"x": ">"})
     [info] = s.xinfo_groups("x")
     assert (info["entries-read"], info["lag"]) == (6, 0)
+
+
+def test_a_field_or_member_of_the_wrong_type_is_refused_whether_or_not_the_key_exists(s):
+    """hget, hmget, hexists, hstrlen, sismember, smismember, zscore, zmscore, geopos, geohash and
+    geodist answered a missing key (None, False, 0) before looking at a list or None field or
+    member, which raised InvalidArgumentError only once the key existed."""
+    calls = [
+        lambda k, bad: s.hget(k, bad),
+        lambda k, bad: s.hmget(k, "f", bad),
+        lambda k, bad: s.hexists(k, bad),
+        lambda k, bad: s.hstrlen(k, bad),
+        lambda k, bad: s.sismember(k, bad),
+        lambda k, bad: s.smismember(k, "m", bad),
+        lambda k, bad: s.zscore(k, bad),
+        lambda k, bad: s.zmscore(k, "m", bad),
+        lambda k, bad: s.geopos(k, "m", bad),
+        lambda k, bad: s.geohash(k, bad),
+        lambda k, bad: s.geodist(k, "m", bad),
+    ]
+    s.hset("h", {"f": "v"})
+    s.sadd("s", "m")
+    s.geoadd("z", [13.0, 38.0, "m"])
+    for call, key in zip(calls, ["h"] * 4 + ["s"] * 2 + ["z"] * 5, strict=True):
+        for name in (key, "missing"):
+            for bad in ([1], None, {"a": 1}):
+                with pytest.raises(InvalidArgumentError):
+                    call(name, bad)
+    assert s.hmget("missing", "f") == [None] and s.geopos("missing", "m") == [None]

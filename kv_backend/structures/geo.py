@@ -191,15 +191,15 @@ class GeoSets(SortedSets):
 
     def geopos(self, name: Name, *members: Value) -> list[tuple[float, float] | None]:
         """``(longitude, latitude)`` of each member (None for a missing one): its cell's centre."""
-        name = _b(name)
+        name, raw = _b(name), [_b(m) for m in members]  # a member of the wrong type is refused, key or not
         exists = self._meta(name, T_ZSET) is not None
-        return [self._geo_xy(name, m) if exists else None for m in members]
+        return [self._geo_xy(name, m) if exists else None for m in raw]
 
     def geodist(self, name: Name, member1: Value, member2: Value, unit: Value | None = None) -> float | None:
         """The distance between two members in ``unit`` (default metres), rounded to 4 decimals as
         Redis replies it; None if either is missing."""
         factor = 1.0 if unit is None else unit_factor(unit)
-        name = _b(name)
+        name, member1, member2 = _b(name), _b(member1), _b(member2)  # checked, key or not
         if self._meta(name, T_ZSET) is None:
             return None
         a, b = self._geo_xy(name, member1), self._geo_xy(name, member2)
@@ -209,11 +209,11 @@ class GeoSets(SortedSets):
 
     def geohash(self, name: Name, *members: Value) -> list[bytes | None]:
         """The standard 11-character geohash string of each member (None for a missing one)."""
-        name = _b(name)
+        name, given = _b(name), [_b(m) for m in members]  # a member of the wrong type is refused, key or not
         exists = self._meta(name, T_ZSET) is not None
         out: list[bytes | None] = []
-        for member in members:
-            raw = self._value(ZMEM + _lp(name) + _b(member)) if exists else None
+        for member in given:
+            raw = self._value(ZMEM + _lp(name) + member) if exists else None
             out.append(None if raw is None else geohash.geohash_string(decode_score(raw)))
         return out
 

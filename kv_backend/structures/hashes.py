@@ -117,18 +117,18 @@ class Hashes(Keyspace):
 
     def hget(self, name: Name, field: Name) -> bytes | None:
         """The value of a hash field, or None."""
-        name = _b(name)
+        name, field = _b(name), _b(field)  # a field of the wrong type is refused, key or not
         if self._meta(name, T_HASH) is None:
             return None
-        return self._value(HASH + _lp(name) + _b(field))
+        return self._value(HASH + _lp(name) + field)
 
     def hmget(self, name: Name, *fields: Name) -> list[bytes | None]:
         """The values of several hash fields."""
-        name = _b(name)
+        name, raw = _b(name), [_b(f) for f in fields]  # a field of the wrong type is refused, key or not
         if self._meta(name, T_HASH) is None:
-            return [None] * len(fields)
+            return [None] * len(raw)
         pfx = HASH + _lp(name)
-        return [self._value(pfx + _b(f)) for f in fields]
+        return [self._value(pfx + f) for f in raw]
 
     def _hitems(self, name: bytes) -> list[tuple[bytes, bytes]]:
         if self._meta(name, T_HASH) is None:

@@ -64,10 +64,10 @@ class Sets(Keyspace):
 
     def sismember(self, name: Name, member: Value) -> bool:
         """Whether ``member`` is in the set."""
-        name = _b(name)
+        name, member = _b(name), _b(member)  # a member of the wrong type is refused, key or not
         if self._meta(name, T_SET) is None:
             return False
-        return self._stored(SET + _lp(name) + _b(member))
+        return self._stored(SET + _lp(name) + member)
 
     def smismember(self, name: Name, *members: Value) -> list[bool]:
         """Membership of several values."""

@@ -167,10 +167,10 @@ class SortedSets(Keyspace):
 
     def zscore(self, name: Name, member: Value) -> float | None:
         """The score of a member, or None."""
-        name = _b(name)
+        name, member = _b(name), _b(member)  # a member of the wrong type is refused, key or not
         if self._meta(name, T_ZSET) is None:
             return None
-        raw = self._value(ZMEM + _lp(name) + _b(member))
+        raw = self._value(ZMEM + _lp(name) + member)
         return None if raw is None else decode_score(raw)
 
     def zmscore(self, name: Name, *members: Value) -> list[float | None]:
