@@ -94,3 +94,23 @@ def test_a_field_or_member_of_the_wrong_type_is_refused_whether_or_not_the_key_e
                 with pytest.raises(InvalidArgumentError):
                     call(name, bad)
     assert s.hmget("missing", "f") == [None] and s.geopos("missing", "m") == [None]
+
+
+def test_range_indexes_are_checked_whether_or_not_the_key_exists(s):
+    """lrange, ltrim, zrange and zremrangebyrank answered a missing key ([], True, 0) whatever its
+    indexes; Redis (and these methods once the key exists) refuse one that is not an integer."""
+    s.rpush("l", "a")
+    s.zadd("z", {"m": 1})
+    calls = [
+        lambda k, i: s.lrange(k, i, 1),
+        lambda k, i: s.lrange(k, 0, i),
+        lambda k, i: s.ltrim(k, i, 1),
+        lambda k, i: s.zrange(k, i, 1),
+        lambda k, i: s.zremrangebyrank(k, 0, i),
+    ]
+    for call, key in zip(calls, ["l", "l", "l", "z", "z"], strict=True):
+        for name in (key, "missing"):
+            for bad in ("x", 1.5, None):
+                with pytest.raises(NotAnIntegerError):
+                    call(name, bad)
+    assert s.lrange("missing", "0", "-1") == [] and s.zrange("missing", 0, -1) == []

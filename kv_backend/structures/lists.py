@@ -185,6 +185,7 @@ class Lists(Keyspace):
     def lrange(self, name: Name, start: int, stop: int) -> list[bytes]:
         """Elements ``start``..``stop`` (inclusive, negative from the end)."""
         name = _b(name)
+        start, stop = parse_index(start), parse_index(stop)  # refused as in Redis, key or not
         found = self._list(name)
         if found is None:
             return []
@@ -260,6 +261,7 @@ class Lists(Keyspace):
     def ltrim(self, name: Name, start: int, stop: int) -> bool:
         """Keep only elements ``start``..``stop`` (inclusive)."""
         name = _b(name)
+        start, stop = parse_index(start), parse_index(stop)  # refused as in Redis, key or not
         db = self.db
         with db.locked():
             found = self._list(name)

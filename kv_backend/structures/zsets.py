@@ -234,6 +234,7 @@ class SortedSets(Keyspace):
         With ``withscores`` the items are ``(member, score)`` pairs.
         """
         name = _b(name)
+        start, end = parse_index(start), parse_index(end)  # refused as in Redis, key or not
         found = self._meta(name, T_ZSET)
         if found is None:
             return []
