@@ -115,3 +115,17 @@ def test_xautoclaim_count_limit_is_redis_limit(pair, protocol):
         commands += [[b"XAUTOCLAIM", b"s", b"g", b"c", b"0", b"0", b"COUNT", count]]
         commands += [[b"XPENDING", b"s", b"g"]]
     _assert_same_bytes(pair, protocol, commands)
+
+
+def test_xread_and_wait_timeouts_are_read_as_redis_reads_them(pair, protocol):
+    """XREAD/XREADGROUP BLOCK and WAIT take whole milliseconds as Redis 7.0 reads them: "-0",
+    "+0", "00", "0.5", "1e3" and "-0.0001" are no integers, "-1" is negative (a reply that does
+    not wait: data is there, or no replica is asked for)."""
+    commands = [[b"XADD", b"s", b"1-1", b"a", b"1"], [b"XGROUP", b"CREATE", b"s", b"g", b"0"]]
+    for timeout in (b"-0", b"+0", b"00", b"0.5", b"1e3", b"-0.0001", b"-1", b"x", b"", b" 1"):
+        commands += [[b"XREAD", b"BLOCK", timeout, b"STREAMS", b"s", b"0"]]
+        commands += [[b"XREADGROUP", b"GROUP", b"g", b"c", b"BLOCK", timeout, b"STREAMS", b"s", b"0"]]
+        commands += [[b"WAIT", b"0", timeout]]
+    for timeout in (b"0", b"100", b"9223372036854775807", b"99999999999999999999"):
+        commands += [[b"XREAD", b"BLOCK", timeout, b"STREAMS", b"s", b"0"]]
+    _assert_same_bytes(pair, protocol, commands)
