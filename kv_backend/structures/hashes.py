@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
 from kv_backend import longdouble
-from kv_backend.errors import KeyTooLargeError, NotAnIntegerError
+from kv_backend.errors import InvalidArgumentError, KeyTooLargeError, NotAnIntegerError
 from kv_backend.structures.errors import (
     CommandError,
     HashValueNotAnIntegerError,
@@ -42,14 +42,56 @@ from kv_backend.structures.parsing import (
 class Hashes(Keyspace):
     """The hash commands of :class:`~kv_backend.structures.Structures`."""
 
-    def hset(self, name: Name, mapping: Mapping[NameT, Value] | None = None, **fields: Value) -> int:
-        """Set hash fields (``mapping`` and/or keyword fields); return how many were new."""
+    def hset(
+        self,
+        name: Name,
+        key: Name | Mapping[NameT, Value] | Iterable[tuple[Name, Value]] | None = None,
+        value: Value | None = None,
+        mapping: Mapping[NameT, Value] | Iterable[tuple[Name, Value]] | None = None,
+        items: Sequence[Value] | None = None,
+        **fields: Value,
+    ) -> int:
+        """Set hash fields; return how many were new.
+
+        As redis-py: ``hset(name, field, value)``, ``mapping={field: value}`` and ``items=[field,
+        value, ...]`` (a flat list), together in any mix; also ``hset(name, {field: value})`` (a
+        mapping or ``(field, value)`` pairs as the second argument) and keyword fields. The pairs
+        go in redis-py's order (``items``, ``field``/``value``, ``mapping``, keyword fields), a
+        field given twice taking its last value.
+        """
         try:
-            items = [(_b(f), _b(v)) for f, v in ([] if mapping is None else _pairs(mapping, "mapping"))]
-            items += [(_b(f), _b(v)) for f, v in fields.items()]
-            if not items:
+            pairs: list[tuple[Any, Any]] = []
+            if items is not None:
+                if isinstance(items, (str, bytes, bytearray, memoryview, Mapping)) or not isinstance(
+                    items, Iterable
+                ):
+                    raise InvalidArgumentError(
+                        f"items must be a flat list of fields and values, not {type(items).__name__}"
+                    )
+                flat = list(items)
+                if len(flat) % 2:  # (Redis's answer to HSET with a field and no value)
+                    raise CommandError("ERR wrong number of arguments for 'hset' command")
+                pairs += zip(flat[::2], flat[1::2], strict=True)
+            if key is not None:
+                if value is not None:
+                    pairs.append((key, value))
+                elif isinstance(key, (str, bytes, bytearray, memoryview, int, float)):
+                    raise InvalidArgumentError(
+                        f"hset() got the field {key!r:.60} without a value; pass hset(name, field, value)"
+                    )
+                else:  # our own form: a mapping or pairs as the second argument
+                    pairs += _pairs(key, "mapping")
+            elif value is not None:
+                raise InvalidArgumentError(
+                    "hset() got a value without a field; pass hset(name, field, value)"
+                )
+            if mapping is not None:
+                pairs += _pairs(mapping, "mapping")
+            if fields:
+                pairs += fields.items()
+            if not pairs:
                 raise CommandError("ERR wrong number of arguments for 'hset' command")
-            return self._hset(_b(name), items, nx=False)
+            return self._hset(_b(name), [(_b(f), _b(v)) for f, v in pairs], nx=False)
         except KeyNameTooLongError:
             raise
         except KeyTooLargeError:
