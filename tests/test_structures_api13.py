@@ -66,3 +66,20 @@ def test_hset_refuses_a_field_without_a_value(s, call, error):
     with pytest.raises(error):
         call(s)
     assert s.exists("h") == 0
+
+
+def test_incr_and_decr_take_an_amount_and_the_float_increments_default_to_one(s):
+    """redis-py's incr(name, amount=1) and decr(name, amount=1) raised TypeError with an amount;
+    incrbyfloat(name) and hincrbyfloat(name, field) without one (redis-py adds 1.0)."""
+    assert s.incr("n") == 1
+    assert s.incr("n", 5) == 6
+    assert s.incr("n", amount=-2) == 4
+    assert s.decr("n") == 3
+    assert s.decr("n", 2) == 1
+    assert s.decr("n", amount="-10") == 11
+    assert s.get("n") == b"11"
+    assert s.incrbyfloat("f") == 1.0
+    assert s.incrbyfloat_text("f") == b"2"
+    assert s.hincrbyfloat("h", "x") == 1.0
+    assert s.hincrbyfloat_text("h", "x") == b"2"
+    assert s.hget("h", "x") == b"2"

@@ -228,12 +228,12 @@ class Hashes(Keyspace):
             return result
 
     @_name_limit(T_HASH)
-    def hincrbyfloat(self, name: Name, field: Name, amount: float | Value) -> float:
+    def hincrbyfloat(self, name: Name, field: Name, amount: float | Value = 1.0) -> float:
         """Add to a float hash field (missing = 0) with Redis's arithmetic; return the result."""
         return float(self.hincrbyfloat_text(name, field, amount))
 
     @_name_limit(T_HASH)
-    def hincrbyfloat_text(self, name: Name, field: Name, amount: float | Value) -> bytes:
+    def hincrbyfloat_text(self, name: Name, field: Name, amount: float | Value = 1.0) -> bytes:
         """:meth:`hincrbyfloat`, returning the new value as stored (HINCRBYFLOAT's reply)."""
         incr = _long_double(amount)
         if isinstance(incr, float):

@@ -303,13 +303,13 @@ class Strings(Keyspace):
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_STRING]) from None
 
-    def incr(self, name: Name) -> int:
-        """Add 1 to an integer string."""
-        return self.incrby(name, 1)
+    def incr(self, name: Name, amount: int = 1) -> int:
+        """Add 1 (or ``amount``, as redis-py's ``incr``) to an integer string."""
+        return self.incrby(name, amount)
 
-    def decr(self, name: Name) -> int:
-        """Subtract 1 from an integer string."""
-        return self.incrby(name, -1)
+    def decr(self, name: Name, amount: int = 1) -> int:
+        """Subtract 1 (or ``amount``, as redis-py's ``decr``) from an integer string."""
+        return self.incrby(name, -parse_int(amount))
 
     @_name_limit(T_STRING)
     def decrby(self, name: Name, amount: int = 1) -> int:
@@ -317,7 +317,7 @@ class Strings(Keyspace):
         return self.incrby(name, -parse_int(amount))
 
     @_name_limit(T_STRING)
-    def incrbyfloat(self, name: Name, amount: float | Value) -> float:
+    def incrbyfloat(self, name: Name, amount: float | Value = 1.0) -> float:
         """Add to a float string (missing = 0, keeps the TTL); return the result.
 
         The arithmetic is Redis's (long double, stored with at most 17
@@ -327,7 +327,7 @@ class Strings(Keyspace):
         return float(self.incrbyfloat_text(name, amount))
 
     @_name_limit(T_STRING)
-    def incrbyfloat_text(self, name: Name, amount: float | Value) -> bytes:
+    def incrbyfloat_text(self, name: Name, amount: float | Value = 1.0) -> bytes:
         """:meth:`incrbyfloat`, returning the new value as stored (INCRBYFLOAT's reply)."""
         mk = META + _b(name)
         with self.db.locked():
