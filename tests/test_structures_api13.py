@@ -4,6 +4,8 @@ forms the in-process API always took."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from kv_backend.errors import InvalidArgumentError
@@ -83,3 +85,99 @@ def test_incr_and_decr_take_an_amount_and_the_float_increments_default_to_one(s)
     assert s.hincrbyfloat("h", "x") == 1.0
     assert s.hincrbyfloat_text("h", "x") == b"2"
     assert s.hget("h", "x") == b"2"
+
+
+@pytest.mark.parametrize(
+    ("ttl", "call", "result", "after"),
+    [
+        # (the key's TTL before, the call, its result, the TTL after: None none, 0 key deleted)
+        (None, lambda s: s.expire("k", 100, nx=True), True, 100),
+        (50, lambda s: s.expire("k", 100, nx=True), False, 50),
+        (None, lambda s: s.expire("k", 100, xx=True), False, None),
+        (50, lambda s: s.expire("k", 100, xx=True), True, 100),
+        (50, lambda s: s.expire("k", 10, gt=True), False, 50),
+        (50, lambda s: s.expire("k", 100, gt=True), True, 100),
+        (None, lambda s: s.expire("k", 100, gt=True), False, None),  # no expiry: the latest
+        (50, lambda s: s.expire("k", 100, lt=True), False, 50),
+        (50, lambda s: s.expire("k", 10, lt=True), True, 10),
+        (None, lambda s: s.expire("k", 100, lt=True), True, 100),
+        (50, lambda s: s.expire("k", 100, xx=True, gt=True), True, 100),
+        (50, lambda s: s.expire("k", -1, gt=True), False, 50),
+        (50, lambda s: s.expire("k", -1, lt=True), True, 0),  # a time past deletes the key
+        (None, lambda s: s.expire("k", 0, nx=True), True, 0),
+        (50, lambda s: s.expireat("k", time.time() + 100, gt=True), True, 100),
+        (50, lambda s: s.expireat("k", time.time() + 100, lt=True), False, 50),
+        (None, lambda s: s.expireat("k", 1, xx=True), False, None),
+        (None, lambda s: s.expireat("k", 1, nx=True), True, 0),
+        (None, lambda s: s.pexpire("k", 100_000), True, 100),
+        (50, lambda s: s.pexpire("k", 100_000, nx=True), False, 50),
+        (50, lambda s: s.pexpire("k", 10_000, lt=True), True, 10),
+        (None, lambda s: s.pexpireat("k", (time.time() + 100) * 1000), True, 100),
+        (50, lambda s: s.pexpireat("k", (time.time() + 10) * 1000, gt=True), False, 50),
+        (50, lambda s: s.pexpireat("k", 1000), True, 0),
+    ],
+)
+def test_expire_takes_redis_7s_nx_xx_gt_lt_and_the_millisecond_forms_exist(s, ttl, call, result, after):
+    """expire(name, 10, nx=True) raised TypeError (no NX/XX/GT/LT in-process), and pexpire,
+    pexpireat were missing. They answer as redis-server 7.0 does (no expiry counts as the
+    latest for GT and LT; a time already past deletes the key when the options let it)."""
+    s.set("k", "v", ex=ttl)
+    assert call(s) is result
+    if after == 0:
+        assert s.exists("k") == 0
+    elif after is None:
+        assert s.ttl("k") is None
+    else:
+        assert after - 1 < s.ttl("k") <= after
+    assert s.expire("missing", 10, xx=True) is False and s.pexpire("missing", 10, nx=True) is False
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"nx": True, "xx": True}, "NX and XX, GT or LT options at the same time are not compatible"),
+        ({"nx": True, "gt": True}, "NX and XX, GT or LT options at the same time are not compatible"),
+        ({"nx": True, "lt": True}, "NX and XX, GT or LT options at the same time are not compatible"),
+        ({"gt": True, "lt": True}, "GT and LT options at the same time are not compatible"),
+    ],
+)
+def test_expire_options_that_exclude_each_other_are_redis_7s_errors(s, options, message):
+    s.set("k", "v", ex=50)
+    for call in (s.expire, s.pexpire, s.expireat, s.pexpireat):
+        with pytest.raises(CommandError, match=message):
+            call("k", 10**13, **options)
+        with pytest.raises(CommandError, match=message):  # (before the key is looked up, as Redis)
+            call("missing", 10**13, **options)
+    assert 49 < s.ttl("k") <= 50
+
+
+def test_pttl_and_pexpiretime_answer_in_milliseconds(s):
+    """pttl() and pexpiretime() were missing: as ttl() and expiretime() (None without expiry,
+    KeyError for a missing key), in whole milliseconds."""
+    s.set("k", "v")
+    assert s.pttl("k") is None and s.pexpiretime("k") is None
+    assert s.pexpireat("k", 4_102_444_800_123) is True
+    assert s.pexpiretime("k") == 4_102_444_800_123
+    assert s.expiretime("k") == pytest.approx(4_102_444_800.123)
+    s.pexpire("k", 1500)
+    assert 1400 < s.pttl("k") <= 1500 and isinstance(s.pttl("k"), int)
+    with pytest.raises(KeyError):
+        s.pttl("missing")
+    with pytest.raises(KeyError):
+        s.pexpiretime("missing")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.pexpire("k", "10"),
+        lambda s: s.pexpireat("k", None),
+        lambda s: s.expire("k", None, nx=True),
+        lambda s: s.expireat("k", "1", xx=True),
+    ],
+)
+def test_a_millisecond_time_or_an_optioned_time_that_is_no_number_is_refused(s, call):
+    s.set("k", "v")
+    with pytest.raises(InvalidArgumentError):
+        call(s)
+    assert s.ttl("k") is None

@@ -92,6 +92,22 @@ def _check_seconds(value: object, what: str) -> None:
         raise ConfigurationError(f"{what} must be a finite number of seconds, not {value!r}")
 
 
+def _check_milliseconds(value: object, what: str) -> None:
+    """:func:`_check_seconds` for a time in milliseconds (PEXPIRE, SET's PX...)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise InvalidArgumentError(f"{what} must be a number of milliseconds, not {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigurationError(f"{what} must be a finite number of milliseconds, not {value!r}")
+
+
+def _check_expire_options(nx: bool, xx: bool, gt: bool, lt: bool) -> None:
+    """Refuse EXPIRE's options that exclude each other, with Redis 7's errors."""
+    if nx and (xx or gt or lt):
+        raise CommandError("ERR NX and XX, GT or LT options at the same time are not compatible")
+    if gt and lt:
+        raise CommandError("ERR GT and LT options at the same time are not compatible")
+
+
 def _name_list(names: Name | Iterable[Name]) -> list[bytes]:
     """The names given to a method on several keys: one name (bytes, str or a number) stands for
     itself, as blpop() takes it; a str was iterated, so lmpop("lst") popped from a key "l"."""
@@ -393,8 +409,27 @@ class Keyspace:
 
     unlink = delete
 
-    def expire(self, name: Name, seconds: float | None) -> bool:
-        """Set the time to live of a key in seconds (None: never; <= 0 deletes it); False if missing."""
+    def expire(
+        self,
+        name: Name,
+        seconds: float | None,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+    ) -> bool:
+        """Set the time to live of a key in seconds (None: never; <= 0 deletes it); False if missing.
+
+        ``nx``/``xx``/``gt``/``lt`` are Redis 7's options (and redis-py's): only if the key has no
+        expiry / has one / the new one is later / earlier (no expiry counting as the latest);
+        False when the option refuses.
+        """
+        if nx or xx or gt or lt:
+            _check_expire_options(nx, xx, gt, lt)
+            if seconds is None:
+                raise InvalidArgumentError("nx, xx, gt and lt need an expire time, not None")
+            _check_seconds(seconds, "the expire time")
+            return self._expire_if(_b(name), _time() + seconds, nx, xx, gt, lt)
         name = _b(name)
         if seconds is not None:
             _check_seconds(seconds, "the expire time")
@@ -405,16 +440,71 @@ class Keyspace:
         except KeyTooLargeError:
             return False  # a name too long to be stored: missing (see _value)
 
-    def expireat(self, name: Name, timestamp: float) -> bool:
-        """Make a key expire at exactly this Unix time (a past time deletes it); False if it is missing."""
+    def expireat(
+        self,
+        name: Name,
+        timestamp: float,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+    ) -> bool:
+        """Make a key expire at exactly this Unix time (a past time deletes it); False if it is missing.
+
+        ``nx``/``xx``/``gt``/``lt``: as :meth:`expire`'s.
+        """
         name = _b(name)
         _check_seconds(timestamp, "the Unix time to expire at")
+        if nx or xx or gt or lt:
+            _check_expire_options(nx, xx, gt, lt)
+            return self._expire_if(name, timestamp, nx, xx, gt, lt)
         if timestamp <= _time():
             return self.delete(name) == 1
         try:
             return self.db.expire(META + name, expires_at=timestamp)
         except KeyTooLargeError:
             return False  # a name too long to be stored: missing (see _value)
+
+    def _expire_if(self, name: bytes, at: float, nx: bool, xx: bool, gt: bool, lt: bool) -> bool:
+        """EXPIRE's NX/XX/GT/LT: expire ``name`` at Unix time ``at`` if the options allow it."""
+        with self.db.locked():
+            try:
+                current = self.expiretime(name)
+            except KeyError:
+                return False
+            if (nx and current is not None) or (xx and current is None):
+                return False
+            if gt and (current is None or at <= current):
+                return False
+            if lt and current is not None and at >= current:
+                return False
+            return self.expireat(name, at)  # (a time already past deletes the key, as in Redis)
+
+    def pexpire(
+        self,
+        name: Name,
+        milliseconds: float,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+    ) -> bool:
+        """:meth:`expire` with the time to live in milliseconds (PEXPIRE)."""
+        _check_milliseconds(milliseconds, "the expire time")
+        return self.expire(name, milliseconds / 1000, nx, xx, gt, lt)
+
+    def pexpireat(
+        self,
+        name: Name,
+        timestamp_ms: float,
+        nx: bool = False,
+        xx: bool = False,
+        gt: bool = False,
+        lt: bool = False,
+    ) -> bool:
+        """:meth:`expireat` with the Unix time in milliseconds (PEXPIREAT)."""
+        _check_milliseconds(timestamp_ms, "the Unix time to expire at")
+        return self.expireat(name, timestamp_ms / 1000, nx, xx, gt, lt)
 
     def expiretime(self, name: Name) -> float | None:
         """The Unix time a key expires at (None: never); raises ``KeyError`` if the key is missing."""
@@ -423,6 +513,11 @@ class Keyspace:
         if found is None:
             raise KeyError(name)
         return found[1] or None
+
+    def pexpiretime(self, name: Name) -> int | None:
+        """The Unix time in whole milliseconds a key expires at (None: never); ``KeyError`` if missing."""
+        at = self.expiretime(name)
+        return None if at is None else round(at * 1000)
 
     def persist(self, name: Name) -> bool:
         """Remove the expiry of a key; True if it had one."""
@@ -440,6 +535,11 @@ class Keyspace:
             return self.db.ttl(META + name)
         except (KeyError, KeyTooLargeError):  # (a name too long to be stored is missing too)
             raise KeyError(name) from None
+
+    def pttl(self, name: Name) -> int | None:
+        """Milliseconds a key has left (None: no expiry); raises ``KeyError`` if the key is missing."""
+        left = self.ttl(name)
+        return None if left is None else round(left * 1000)
 
     def keys(self, pattern: Name = b"*") -> list[bytes]:
         """All key names matching a Redis glob pattern, in byte order."""
