@@ -181,3 +181,54 @@ def test_a_millisecond_time_or_an_optioned_time_that_is_no_number_is_refused(s, 
     with pytest.raises(InvalidArgumentError):
         call(s)
     assert s.ttl("k") is None
+
+
+@pytest.mark.parametrize(
+    ("call", "result", "ttl_ms"),
+    [
+        (lambda s: s.set("k", "v", px=1500), True, 1500),
+        (lambda s: s.set("k", "v", pxat=(time.time() + 100) * 1000), True, 100_000),
+        (lambda s: s.set("k", "v", px=1500, get=True), b"old", 1500),
+        (lambda s: s.set("k", "v", px=1500, nx=True), False, 50_000),
+        (lambda s: s.getex("k", px=1500), b"old", 1500),
+        (lambda s: s.getex("k", pxat=(time.time() + 100) * 1000), b"old", 100_000),
+        (lambda s: s.psetex("k", 1500, "v"), True, 1500),
+    ],
+)
+def test_set_and_getex_take_px_and_pxat_and_psetex_exists(s, call, result, ttl_ms):
+    """set(..., px=) and set(..., pxat=), getex's px/pxat (redis-py's names for PX and PXAT) raised
+    TypeError, and psetex was missing. They set the TTL in milliseconds."""
+    s.set("k", "old", ex=50)
+    assert call(s) == result
+    assert ttl_ms - 1000 < s.pttl("k") <= ttl_ms
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda s: s.set("k", "v", px=0), CommandError, "invalid expire time in 'set' command"),
+        (lambda s: s.set("k", "v", pxat=0), CommandError, "invalid expire time in 'set' command"),
+        (lambda s: s.set("k", "v", ex=1, px=1000), CommandError, "syntax error"),
+        (lambda s: s.set("k", "v", px=1000, pxat=10**13), CommandError, "syntax error"),
+        (lambda s: s.set("k", "v", exat=10**10, pxat=10**13), CommandError, "syntax error"),
+        (lambda s: s.set("k", "v", px=1000, keepttl=True), CommandError, "syntax error"),
+        (lambda s: s.getex("k", px=0), CommandError, "invalid expire time in 'getex' command"),
+        (lambda s: s.getex("k", px=1000, persist=True), CommandError, "syntax error"),
+        (lambda s: s.getex("k", ex=1, pxat=10**13), CommandError, "syntax error"),
+        (lambda s: s.psetex("k", 0, "v"), CommandError, "invalid expire time in 'psetex' command"),
+        (lambda s: s.setex("k", -1, "v"), CommandError, "invalid expire time in 'setex' command"),
+        (lambda s: s.set("k", "v", px="1000"), InvalidArgumentError, "px must be a number of milliseconds"),
+        (lambda s: s.psetex("k", None, "v"), InvalidArgumentError, "number of milliseconds"),
+    ],
+)
+def test_millisecond_expiry_options_are_checked_as_redis_does(s, call, error, message):
+    s.set("k", "old", ex=50)
+    with pytest.raises(error, match=message):
+        call(s)
+    assert s.get("k") == b"old" and 49 < s.ttl("k") <= 50
+
+
+def test_set_pxat_in_the_past_stores_the_key_already_expired(s):
+    """As SET ... PXAT (and set(exat=) here) does: True, and the key is gone."""
+    assert s.set("k", "v", pxat=1000) is True
+    assert s.exists("k") == 0 and s.get("k") is None

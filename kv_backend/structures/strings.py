@@ -10,7 +10,13 @@ from typing import Any
 from kv_backend import longdouble
 from kv_backend.errors import KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
-from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _check_seconds, _name_limit
+from kv_backend.structures.keyspace import (
+    TOO_LONG,
+    Keyspace,
+    _check_milliseconds,
+    _check_seconds,
+    _name_limit,
+)
 from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, NameT, Value, _b, _pairs
 from kv_backend.structures.parsing import _add_long_double, _long_double, parse_index, parse_int
 
@@ -22,6 +28,20 @@ def _check_size(size: int) -> None:
     """Refuse to build a string longer than Redis would (APPEND, SETRANGE), with Redis's error."""
     if size > MAX_STRING_SIZE:
         raise CommandError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+
+
+def _ms_expiry(
+    ex: float | None, exat: float | None, px: float | None, pxat: float | None
+) -> tuple[float | None, float | None]:
+    """SET's and GETEX's ``px``/``pxat`` (one of them given) as the ``(ex, exat)`` in seconds they
+    stand for; with another expiry option it is Redis's syntax error."""
+    if ex is not None or exat is not None or (px is not None and pxat is not None):
+        raise CommandError("ERR syntax error")  # (as Redis: one expiry option at most)
+    if px is not None:
+        _check_milliseconds(px, "px")
+        return px / 1000, None
+    _check_milliseconds(pxat, "pxat")
+    return None, pxat / 1000  # type: ignore[operator]
 
 
 class Strings(Keyspace):
@@ -49,15 +69,20 @@ class Strings(Keyspace):
         keepttl: bool = False,
         get: bool = False,
         exat: float | None = None,
+        px: float | None = None,
+        pxat: float | None = None,
     ) -> Any:
         """Store a string (replacing a key of any type); ``ex`` is a TTL in seconds.
 
         ``nx``/``xx``: only if the key is missing/exists; ``keepttl``: keep the old
         expiry; ``get``: return the old string value instead of whether it was set;
         ``exat``: expire at this Unix time instead of after ``ex`` seconds (a past
-        time stores the key already expired, as Redis's ``SET ... EXAT`` does).
+        time stores the key already expired, as Redis's ``SET ... EXAT`` does);
+        ``px``/``pxat``: ``ex``/``exat`` in milliseconds (redis-py's names).
         """
         try:
+            if px is not None or pxat is not None:
+                ex, exat = _ms_expiry(ex, exat, px, pxat)
             name, value = _b(name), _b(value)
             expiring = ex is not None or exat is not None
             if (nx and xx) or (ex is not None and exat is not None) or (keepttl and expiring):
@@ -108,7 +133,18 @@ class Strings(Keyspace):
     @_name_limit(T_STRING)
     def setex(self, name: Name, seconds: float, value: Value) -> bool:
         """Store a string with a TTL in seconds."""
+        _check_seconds(seconds, "the expire time")
+        if seconds <= 0:  # (set()'s error named 'set')
+            raise CommandError("ERR invalid expire time in 'setex' command")
         return bool(self.set(name, value, ex=seconds))
+
+    @_name_limit(T_STRING)
+    def psetex(self, name: Name, milliseconds: float, value: Value) -> bool:
+        """Store a string with a TTL in milliseconds."""
+        _check_milliseconds(milliseconds, "the expire time")
+        if milliseconds <= 0:
+            raise CommandError("ERR invalid expire time in 'psetex' command")
+        return bool(self.set(name, value, px=milliseconds))
 
     def mget(self, *names: Name) -> list[bytes | None]:
         """The string values of several keys (None for missing keys or keys of other types)."""
@@ -157,9 +193,18 @@ class Strings(Keyspace):
         return self.set(name, value, get=True)
 
     def getex(
-        self, name: Name, ex: float | None = None, persist: bool = False, exat: float | None = None
+        self,
+        name: Name,
+        ex: float | None = None,
+        persist: bool = False,
+        exat: float | None = None,
+        px: float | None = None,
+        pxat: float | None = None,
     ) -> bytes | None:
-        """Return a string value and change its expiry (``ex`` seconds, Unix time ``exat``, ``persist``)."""
+        """Return a string value and change its expiry (``ex`` seconds, Unix time ``exat``, ``persist``;
+        ``px``/``pxat`` the same in milliseconds)."""
+        if px is not None or pxat is not None:
+            ex, exat = _ms_expiry(ex, exat, px, pxat)
         name = _b(name)
         if (ex is not None) + (exat is not None) + bool(persist) > 1:
             raise CommandError("ERR syntax error")  # (as Redis: one expiry option at most)
