@@ -232,3 +232,36 @@ def test_set_pxat_in_the_past_stores_the_key_already_expired(s):
     """As SET ... PXAT (and set(exat=) here) does: True, and the key is gone."""
     assert s.set("k", "v", pxat=1000) is True
     assert s.exists("k") == 0 and s.get("k") is None
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda s: s.mget(["a", "b", "none"]), [b"1", b"2", None]),
+        (lambda s: s.mget(("a",), "b"), [b"1", b"2"]),
+        (lambda s: s.mget("a", "b"), [b"1", b"2"]),
+        (lambda s: s.hmget("h", ["f", "g"]), [b"1", None]),
+        (lambda s: s.hmget("h", ["g"], "f"), [None, b"1"]),
+        (lambda s: s.hmget("nohash", ["f", "g"]), [None, None]),
+        (lambda s: s.smismember("s", ["x", "y"]), [True, False]),
+        (lambda s: s.smismember("s", ["y"], "x"), [False, True]),
+        (lambda s: s.zmscore("z", ["m", "n"]), [1.0, None]),
+        (lambda s: s.sinter(["s", "t"]), {b"x"}),
+        (lambda s: s.sunion(["s", "t"]), {b"x", b"y"}),
+        (lambda s: s.sdiff(["t"], "s"), {b"y"}),
+        (lambda s: (s.sinterstore("d", ["s", "t"]), s.smembers("d")), (1, {b"x"})),
+        (lambda s: (s.sunionstore("d", ["s", "t"]), s.smembers("d")), (2, {b"x", b"y"})),
+        (lambda s: (s.sdiffstore("d", ["t", "s"]), s.smembers("d")), (1, {b"y"})),
+    ],
+)
+def test_names_fields_and_members_may_come_as_a_list_as_redis_py_takes_them(s, call, expected):
+    """mget(["a", "b"]) -- redis-py's mget(keys, *args) -- and hmget(name, [fields]),
+    smismember(name, [members]), zmscore(name, [members]), sinter/sunion/sdiff([names]) and
+    their *store forms raised InvalidArgumentError (a list is no name). A first argument that is
+    a list stands for its items, followed by any others, as in redis-py."""
+    s.mset({"a": 1, "b": 2})
+    s.hset("h", "f", 1)
+    s.sadd("s", "x")
+    s.sadd("t", "x", "y")
+    s.zadd("z", {"m": 1})
+    assert call(s) == expected

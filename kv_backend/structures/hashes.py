@@ -26,6 +26,7 @@ from kv_backend.structures.layout import (
     NameT,
     Value,
     _b,
+    _list_or_args,
     _lp,
     _pairs,
 )
@@ -164,9 +165,10 @@ class Hashes(Keyspace):
             return None
         return self._value(HASH + _lp(name) + field)
 
-    def hmget(self, name: Name, *fields: Name) -> list[bytes | None]:
-        """The values of several hash fields."""
-        name, raw = _b(name), [_b(f) for f in fields]  # a field of the wrong type is refused, key or not
+    def hmget(self, name: Name, *fields: Name | Iterable[Name]) -> list[bytes | None]:
+        """The values of several hash fields (which may come as a list, as redis-py takes them)."""
+        name = _b(name)
+        raw = [_b(f) for f in _list_or_args(fields)]  # a field of the wrong type is refused, key or not
         if self._meta(name, T_HASH) is None:
             return [None] * len(raw)
         pfx = HASH + _lp(name)

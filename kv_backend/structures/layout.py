@@ -173,6 +173,17 @@ def _pairs(arg: object, what: str) -> list[tuple[Any, Any]]:
     return out  # type: ignore[return-value]
 
 
+def _list_or_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The names, fields or members a method takes as ``*args``, also as redis-py takes them
+    (``mget(["a", "b"])``, ``hmget(name, ["f", "g"], "h")``): a first argument that is a list or
+    another iterable (no str or bytes) stands for its items, followed by the rest."""
+    if args and not isinstance(args[0], (bytes, str, bytearray, memoryview, int, float)):
+        first = args[0]
+        if isinstance(first, Iterable):
+            return (*first, *args[1:])
+    return args
+
+
 def _lp(name: bytes) -> bytes:
     return _LEN.pack(len(name)) + name
 

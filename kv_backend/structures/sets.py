@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from typing import Any
 
 from kv_backend.errors import KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _redis_int
-from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _lp
+from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _list_or_args, _lp
 from kv_backend.structures.parsing import (
     glob_match,
     parse_cursor,
@@ -69,29 +70,31 @@ class Sets(Keyspace):
             return False
         return self._stored(SET + _lp(name) + member)
 
-    def smismember(self, name: Name, *members: Value) -> list[bool]:
-        """Membership of several values."""
-        return [self.sismember(name, m) for m in members]
+    def smismember(self, name: Name, *members: Value | Iterable[Value]) -> list[bool]:
+        """Membership of several values (which may come as a list, as redis-py takes them)."""
+        return [self.sismember(name, m) for m in _list_or_args(members)]
 
     def scard(self, name: Name) -> int:
         """Number of members of a set."""
         found = self._meta(_b(name), T_SET)
         return self._count(found[0])[0] if found else 0
 
-    def sinter(self, *names: Name) -> set[bytes]:
-        """Intersection of sets (the smallest one's members looked up in the others)."""
-        return set(self._intersect(names))
+    def sinter(self, *names: Name | Iterable[Name]) -> set[bytes]:
+        """Intersection of sets (the smallest one's members looked up in the others); the names
+        may come as a list, as redis-py takes them (so for every set command on several keys)."""
+        return set(self._intersect(_list_or_args(names)))
 
-    def sunion(self, *names: Name) -> set[bytes]:
+    def sunion(self, *names: Name | Iterable[Name]) -> set[bytes]:
         """Union of sets."""
-        return set().union(*(self.smembers(n) for n in names))
+        return set().union(*(self.smembers(n) for n in _list_or_args(names)))
 
-    def sdiff(self, *names: Name) -> set[bytes]:
+    def sdiff(self, *names: Name | Iterable[Name]) -> set[bytes]:
         """Members of the first set that are in none of the others."""
-        if not names:
+        keys = _list_or_args(names)
+        if not keys:
             return set()
-        out = self.smembers(names[0])
-        for n in names[1:]:
+        out = self.smembers(keys[0])
+        for n in keys[1:]:
             out -= self.smembers(n)
         return out
 
@@ -265,21 +268,23 @@ class Sets(Keyspace):
         return len(members)
 
     @_name_limit(T_SET)
-    def sinterstore(self, dst: Name, *names: Name) -> int:
+    def sinterstore(self, dst: Name, *names: Name | Iterable[Name]) -> int:
         """Store the intersection of the sets in ``dst`` (replacing it); return its size."""
         with self.db.locked():
-            return self._store_set(dst, self._intersect(names))
+            return self._store_set(dst, self._intersect(_list_or_args(names)))
 
     @_name_limit(T_SET)
-    def sunionstore(self, dst: Name, *names: Name) -> int:
+    def sunionstore(self, dst: Name, *names: Name | Iterable[Name]) -> int:
         """Store the union of the sets in ``dst`` (replacing it); return its size."""
+        keys = _list_or_args(names)
         with self.db.locked():
-            self._set_sizes(names)  # every type checked before any member is read
-            return self._store_set(dst, self.sunion(*names))
+            self._set_sizes(keys)  # every type checked before any member is read
+            return self._store_set(dst, self.sunion(*keys))
 
     @_name_limit(T_SET)
-    def sdiffstore(self, dst: Name, *names: Name) -> int:
+    def sdiffstore(self, dst: Name, *names: Name | Iterable[Name]) -> int:
         """Store the members of the first set that are in none of the others in ``dst``; return its size."""
+        keys = _list_or_args(names)
         with self.db.locked():
-            self._set_sizes(names)
-            return self._store_set(dst, self.sdiff(*names))
+            self._set_sizes(keys)
+            return self._store_set(dst, self.sdiff(*keys))

@@ -17,7 +17,18 @@ from kv_backend.structures.keyspace import (
     _check_seconds,
     _name_limit,
 )
-from kv_backend.structures.layout import _I64_MAX, _I64_MIN, META, T_STRING, Name, NameT, Value, _b, _pairs
+from kv_backend.structures.layout import (
+    _I64_MAX,
+    _I64_MIN,
+    META,
+    T_STRING,
+    Name,
+    NameT,
+    Value,
+    _b,
+    _list_or_args,
+    _pairs,
+)
 from kv_backend.structures.parsing import _add_long_double, _long_double, parse_index, parse_int
 
 #: The largest string Redis lets a command build (its ``proto-max-bulk-len``, 512 MiB).
@@ -146,10 +157,11 @@ class Strings(Keyspace):
             raise CommandError("ERR invalid expire time in 'psetex' command")
         return bool(self.set(name, value, px=milliseconds))
 
-    def mget(self, *names: Name) -> list[bytes | None]:
-        """The string values of several keys (None for missing keys or keys of other types)."""
+    def mget(self, *names: Name | Iterable[Name]) -> list[bytes | None]:
+        """The string values of several keys (None for missing keys or keys of other types); the
+        names may come as a list, as redis-py's ``mget(keys, *args)`` takes them."""
         out: list[bytes | None] = []
-        for n in names:
+        for n in _list_or_args(names):
             found = self._value(META + _b(n))
             out.append(found[1:] if found is not None and found[0] == T_STRING else None)
         return out

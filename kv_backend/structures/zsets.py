@@ -24,6 +24,7 @@ from kv_backend.structures.layout import (
     NameT,
     Value,
     _b,
+    _list_or_args,
     _lp,
     _pairs,
     decode_score,
@@ -173,9 +174,9 @@ class SortedSets(Keyspace):
         raw = self._value(ZMEM + _lp(name) + member)
         return None if raw is None else decode_score(raw)
 
-    def zmscore(self, name: Name, *members: Value) -> list[float | None]:
-        """The scores of several members."""
-        return [self.zscore(name, m) for m in members]
+    def zmscore(self, name: Name, *members: Value | Iterable[Value]) -> list[float | None]:
+        """The scores of several members (which may come as a list, as redis-py takes them)."""
+        return [self.zscore(name, m) for m in _list_or_args(members)]
 
     def zcard(self, name: Name) -> int:
         """Number of members of a sorted set."""
