@@ -265,3 +265,33 @@ def test_names_fields_and_members_may_come_as_a_list_as_redis_py_takes_them(s, c
     s.sadd("t", "x", "y")
     s.zadd("z", {"m": 1})
     assert call(s) == expected
+
+
+def test_none_for_a_scan_or_xautoclaim_count_is_redis_default(s):
+    """redis-py's scan(count=None), hscan/sscan/zscan(count=None), xautoclaim(count=None) send
+    no COUNT; in-process None raised NotAnIntegerError. None is Redis's default count (10 for
+    the scans, 100 for XAUTOCLAIM)."""
+    s.mset({f"k{i:02}": i for i in range(15)})
+    s.hset("h", mapping={f"f{i:02}": i for i in range(15)})
+    s.sadd("s", *range(15))
+    s.zadd("z", {f"m{i:02}": i for i in range(15)})
+    cursor, names = s.scan(0, count=None)
+    assert cursor != 0 and names == [b"h"] + [f"k{i:02}".encode() for i in range(9)]
+    assert s.scan(0, count=None) == s.scan(0)
+    for scan, name in ((s.hscan, "h"), (s.sscan, "s"), (s.zscan, "z")):
+        step = scan(name, count=None)
+        assert step == scan(name) and len(step[1]) >= 10
+    s.xadd("x", {"f": "v"}, id="1-1")
+    s.xgroup_create("x", "g", id="0")
+    s.xreadgroup("g", "c", {"x": ">"})
+    assert s.xautoclaim("x", "g", "c2", 0, count=None)[1] == [(b"1-1", [(b"f", b"v")])]
+
+
+def test_scan_takes_redis_pys_type_option_name(s):
+    """redis-py names SCAN's TYPE option _type (type is a builtin); scan(_type=...) raised TypeError."""
+    s.set("a", "1")
+    s.hset("h", "f", "v")
+    assert s.scan(0, _type="hash") == (0, [b"h"])
+    assert s.scan(0, type="string") == (0, [b"a"])
+    with pytest.raises(InvalidArgumentError):
+        s.scan(0, type="hash", _type="string")

@@ -749,7 +749,7 @@ class StreamGroups(Streams):
         consumer: Name,
         min_idle_time: int,
         start: Name = b"0-0",
-        count: int = 100,
+        count: int | None = 100,
         justid: bool = False,
     ) -> tuple[bytes, list[Any], list[bytes]]:
         """Claim up to ``count`` pending entries idle ``min_idle_time`` ms or more, from ``start`` on.
@@ -760,7 +760,7 @@ class StreamGroups(Streams):
         """
         name, group, consumer = _b(name), _b(group), _b(consumer)
         lo = _range_id(_b(start), low=True)
-        count = parse_index(count)
+        count = 100 if count is None else parse_index(count)  # (None: redis-py's "no COUNT")
         if count < 1:
             raise CommandError("ERR COUNT must be > 0")
         min_idle = max(0, parse_index(min_idle_time))

@@ -254,7 +254,7 @@ class Hashes(Keyspace):
             return text
 
     def hscan(
-        self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int = 10
+        self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int | None = 10
     ) -> tuple[int, dict[bytes, bytes]]:
         """One step of a cursor scan over a hash: ``(next cursor, {field: value})``."""
         name = _b(name)

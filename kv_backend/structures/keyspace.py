@@ -574,10 +574,18 @@ class Keyspace:
         self,
         cursor: int | bytes | str = 0,
         match: Name | None = None,
-        count: int = 10,
+        count: int | None = 10,
         type: str | bytes | None = None,
+        _type: str | bytes | None = None,
     ) -> tuple[int, list[bytes]]:
-        """One step of a cursor scan over key names: ``(next cursor, names)``; cursor 0 starts and ends."""
+        """One step of a cursor scan over key names: ``(next cursor, names)``; cursor 0 starts and ends.
+
+        ``type`` (or ``_type``, redis-py's name) keeps the keys of that type only.
+        """
+        if _type is not None:
+            if type is not None:
+                raise InvalidArgumentError("scan() takes type or _type (the same option), not both")
+            type = _type
         after = _decode_cursor(cursor, self._cursors)
         count = parse_scan_count(count)
         names: list[bytes] = []

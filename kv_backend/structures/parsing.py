@@ -77,8 +77,10 @@ def parse_scan_count(value: object) -> int:
 
     Redis answers ``COUNT 0`` or a negative count with "ERR syntax error"; a step of no names
     would never advance the cursor, so it is refused (it was taken as 1) with a CommandError
-    whose message says what is wrong.
+    whose message says what is wrong. None (redis-py's default: no ``COUNT``) is Redis's 10.
     """
+    if value is None:
+        return 10
     count = parse_index(value)
     if count < 1:
         raise CommandError(f"ERR syntax error: a scan's count must be 1 or more, not {count}")

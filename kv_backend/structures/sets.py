@@ -131,7 +131,7 @@ class Sets(Keyspace):
         return random.choices(members, k=random_repeats(count)) if members else []
 
     def sscan(
-        self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int = 10
+        self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int | None = 10
     ) -> tuple[int, list[bytes]]:
         """One step of a cursor scan over a set: ``(next cursor, members)``.
 

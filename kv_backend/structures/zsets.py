@@ -334,7 +334,7 @@ class SortedSets(Keyspace):
             return self.zrem(name, *members) if members else 0
 
     def zscan(
-        self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int = 10
+        self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int | None = 10
     ) -> tuple[int, list[tuple[bytes, float]]]:
         """One step of a cursor scan over a sorted set: ``(next cursor, [(member, score)])``.
 
