@@ -9,7 +9,7 @@ import time
 import pytest
 
 from kv_backend.errors import InvalidArgumentError
-from kv_backend.structures import CommandError, Structures
+from kv_backend.structures import CommandError, Structures, WrongTypeError
 
 
 @pytest.fixture
@@ -295,3 +295,45 @@ def test_scan_takes_redis_pys_type_option_name(s):
     assert s.scan(0, type="string") == (0, [b"a"])
     with pytest.raises(InvalidArgumentError):
         s.scan(0, type="hash", _type="string")
+
+
+def test_lmove_defaults_to_left_right_and_blmove_brpoplpush_exist(s):
+    """redis-py's lmove(src, dst) moves from the head of src to the tail of dst (its defaults);
+    in-process both ends were required (TypeError). blmove and brpoplpush were missing."""
+    s.rpush("a", "1", "2", "3")
+    assert s.lmove("a", "b") == b"1"
+    assert s.lmove("a", "b", "RIGHT") == b"3"
+    assert s.lrange("b", 0, -1) == [b"1", b"3"]
+    assert s.blmove("a", "b", 0.01) == b"2"
+    assert s.lrange("b", 0, -1) == [b"1", b"3", b"2"]
+    assert s.blmove("b", "a", timeout=0.01, wherefrom="RIGHT", whereto="LEFT") == b"2"
+    assert s.brpoplpush("b", "a", 0.01) == b"3"
+    assert s.lrange("a", 0, -1) == [b"3", b"2"] and s.lrange("b", 0, -1) == [b"1"]
+    started = time.monotonic()
+    assert s.blmove("empty", "a", 0.05) is None and s.brpoplpush("empty", "a", 0.05) is None
+    assert time.monotonic() - started >= 0.09
+    assert s.exists("empty") == 0 and s.llen("a") == 2
+
+
+def test_blmove_waits_for_a_push_and_checks_its_arguments_first(s, store_path):
+    import threading
+
+    def push_later():
+        time.sleep(0.05)
+        with Structures(store_path) as other:
+            other.rpush("src", "x")
+
+    pusher = threading.Thread(target=push_later)
+    pusher.start()
+    try:
+        assert s.blmove("src", "dst", 5, "LEFT", "LEFT") == b"x"
+    finally:
+        pusher.join()
+    assert s.lrange("dst", 0, -1) == [b"x"] and s.exists("src") == 0
+    with pytest.raises(CommandError, match="syntax error"):
+        s.blmove("src", "dst", 0, "UP")  # (at once: never a wait for ever)
+    s.rpush("src", "y")
+    s.set("str", "v")
+    with pytest.raises(WrongTypeError):
+        s.blmove("src", "str", 0)
+    assert s.lrange("src", 0, -1) == [b"y"]

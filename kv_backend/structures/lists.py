@@ -305,10 +305,44 @@ class Lists(Keyspace):
         """Move the last element of ``src`` to the head of ``dst``."""
         return self.lmove(src, dst, "RIGHT", "LEFT")
 
+    def brpoplpush(self, src: Name, dst: Name, timeout: float = 0) -> bytes | None:
+        """:meth:`rpoplpush`, waiting for an element as :meth:`blmove` does."""
+        return self.blmove(src, dst, timeout, "RIGHT", "LEFT")
+
+    def blmove(
+        self,
+        src: Name,
+        dst: Name,
+        timeout: float = 0,
+        wherefrom: str | bytes = "LEFT",
+        whereto: str | bytes = "RIGHT",
+    ) -> bytes | None:
+        """:meth:`lmove`, waiting up to ``timeout`` seconds (0: for ever) for an element in ``src``
+        pushed by any process, as :meth:`blpop` waits; None when the time is up.
+
+        As Redis serves a client blocked on a list only from a list, a ``src`` set to another type
+        while it waits is passed over; a ``dst`` of another type is ``WrongTypeError``.
+        """
+        _is_left(wherefrom)  # (a syntax error before any wait)
+        _is_left(whereto)
+
+        def attempt(first: bool) -> bytes | None:
+            if first:
+                return self.lmove(src, dst, wherefrom, whereto)
+            with self.db.locked():
+                if self.type(src) != "list":
+                    return None
+                return self.lmove(src, dst, wherefrom, whereto)
+
+        return self._wait_for(attempt, timeout)
+
     @_name_limit(T_LIST)
-    def lmove(self, src: Name, dst: Name, wherefrom: str | bytes, whereto: str | bytes) -> bytes | None:
+    def lmove(
+        self, src: Name, dst: Name, wherefrom: str | bytes = "LEFT", whereto: str | bytes = "RIGHT"
+    ) -> bytes | None:
         """Move an element between lists (atomically): from the ``wherefrom`` end of ``src`` to the
-        ``whereto`` end of ``dst``, each ``"LEFT"`` or ``"RIGHT"`` (any case, str or bytes).
+        ``whereto`` end of ``dst``, each ``"LEFT"`` or ``"RIGHT"`` (any case, str or bytes; by
+        default, as in redis-py, from the head of ``src`` to the tail of ``dst``).
 
         The pop and the push are one batch: a crash between them would otherwise lose the
         element (gone from ``src``, never in ``dst``). Moving within one list keeps it and its
