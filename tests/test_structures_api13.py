@@ -337,3 +337,83 @@ def test_blmove_waits_for_a_push_and_checks_its_arguments_first(s, store_path):
     with pytest.raises(WrongTypeError):
         s.blmove("src", "str", 0)
     assert s.lrange("src", 0, -1) == [b"y"]
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        # (results from redis-server 7.0 through redis-py for the same calls)
+        (lambda s: s.zrange("z", 2, 3, byscore=True), [b"b", b"c"]),
+        (
+            lambda s: s.zrange("z", 2, "+inf", byscore=True, withscores=True),
+            [(b"b", 2.0), (b"c", 3.0), (b"d", 4.0)],
+        ),
+        (lambda s: s.zrange("z", 3, 2, byscore=True, desc=True), [b"c", b"b"]),
+        (lambda s: s.zrange("z", "-inf", "+inf", byscore=True, offset=1, num=2), [b"b", b"c"]),
+        (lambda s: s.zrange("z", "+inf", "-inf", byscore=True, desc=True, offset=1, num=2), [b"c", b"b"]),
+        (lambda s: s.zrange("z", "-inf", "+inf", byscore=True, offset=1, num=-1), [b"b", b"c", b"d"]),
+        (lambda s: s.zrange("l", "[b", "+", bylex=True), [b"b", b"c", b"d"]),
+        (lambda s: s.zrange("l", "+", "[b", bylex=True, desc=True, offset=0, num=2), [b"d", b"c"]),
+        (lambda s: s.zrange("z", 0, -1, offset=1, num=-1), [b"a", b"b", b"c", b"d"]),
+        (lambda s: s.zrange("z", 0, 1), [b"a", b"b"]),
+        (
+            lambda s: (s.zrangestore("d", "z", 1, 2), s.zrange("d", 0, -1, withscores=True)),
+            (2, [(b"b", 2.0), (b"c", 3.0)]),
+        ),
+        (
+            lambda s: (
+                s.zrangestore("d", "z", 3, 1, byscore=True, desc=True, offset=0, num=2),
+                s.zrange("d", 0, -1, withscores=True),
+            ),
+            (2, [(b"b", 2.0), (b"c", 3.0)]),
+        ),
+        (
+            lambda s: (
+                s.zrangestore("d", "l", "[b", "[c", bylex=True),
+                s.zrange("d", 0, -1, withscores=True),
+            ),
+            (2, [(b"b", 0.0), (b"c", 0.0)]),
+        ),
+        (lambda s: (s.zrangestore("d", "z", 10, 20), s.exists("d")), (0, 0)),
+        (
+            lambda s: (s.zrangestore("d", "z", 0, 1, desc=True), s.zrange("d", 0, -1, withscores=True)),
+            (2, [(b"c", 3.0), (b"d", 4.0)]),
+        ),
+        # the in-process form: the items to store
+        (
+            lambda s: (s.zrangestore("d", [("x", 5)]), s.zrange("d", 0, -1, withscores=True)),
+            (1, [(b"x", 5.0)]),
+        ),
+    ],
+)
+def test_zrange_takes_byscore_bylex_offset_num_and_zrangestore_redis_pys_arguments(s, call, expected):
+    """zrange(..., byscore=True) / bylex= / offset= / num= (ZRANGE's BYSCORE, BYLEX, LIMIT, in
+    redis-py) raised TypeError, and redis-py's zrangestore(dest, name, start, end, ...) too (ours
+    took only the items to store). They answer as redis-server does."""
+    s.zadd("z", {"a": 1, "b": 2, "c": 3, "d": 4})
+    s.zadd("l", {"a": 0, "b": 0, "c": 0, "d": 0})
+    s.set("d", "old")
+    assert call(s) == expected
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda s: s.zrange("l", "-", "+", bylex=True, withscores=True),
+            CommandError,
+            "WITHSCORES not supported",
+        ),
+        (lambda s: s.zrange("z", 0, -1, offset=0, num=1), CommandError, "LIMIT is only supported"),
+        (lambda s: s.zrange("z", 0, -1, byscore=True, bylex=True), CommandError, "syntax error"),
+        (lambda s: s.zrange("z", 0, -1, byscore=True, offset=1), InvalidArgumentError, "offset and num"),
+        (lambda s: s.zrangestore("d", "z", 0, -1, offset=0, num=1), CommandError, "LIMIT is only supported"),
+        (lambda s: s.zrangestore("d", "z", 0), InvalidArgumentError, "start and end"),
+    ],
+)
+def test_zrange_options_are_checked_as_redis_does(s, call, error, message):
+    s.zadd("z", {"a": 1})
+    s.zadd("l", {"a": 0})
+    with pytest.raises(error, match=message):
+        call(s)
+    assert s.exists("d") == 0

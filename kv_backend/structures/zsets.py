@@ -228,12 +228,25 @@ class SortedSets(Keyspace):
         return sum(1 for _ in found)
 
     def zrange(
-        self, name: Name, start: int, end: int, desc: bool = False, withscores: bool = False
+        self,
+        name: Name,
+        start: int | Value,
+        end: int | Value,
+        desc: bool = False,
+        withscores: bool = False,
+        byscore: bool = False,
+        bylex: bool = False,
+        offset: int | None = None,
+        num: int | None = None,
     ) -> list[Any]:
         """Members by rank ``start``..``end`` (inclusive, negative from the end); ``desc`` reverses.
 
-        With ``withscores`` the items are ``(member, score)`` pairs.
+        With ``withscores`` the items are ``(member, score)`` pairs. As ZRANGE's options (and
+        redis-py's): ``byscore``/``bylex`` read ``start``/``end`` as score or lex bounds (with
+        ``desc``, the higher one first, as ``REV`` does), ``offset``/``num`` are ``LIMIT``.
         """
+        if byscore or bylex or offset is not None or num is not None:
+            return self._zrange_by(name, start, end, desc, withscores, byscore, bylex, offset, num)
         name = _b(name)
         start, end = parse_index(start), parse_index(end)  # refused as in Redis, key or not
         found = self._meta(name, T_ZSET)
@@ -247,6 +260,39 @@ class SortedSets(Keyspace):
             if i >= lo:
                 out.append((member, score) if withscores else member)
         return out
+
+    def _zrange_by(
+        self,
+        name: Name,
+        start: int | Value,
+        end: int | Value,
+        desc: bool,
+        withscores: bool,
+        byscore: bool,
+        bylex: bool,
+        offset: int | None,
+        num: int | None,
+        store: bool = False,
+    ) -> list[Any]:
+        """:meth:`zrange` with ``BYSCORE``, ``BYLEX`` or ``LIMIT``, checked as Redis checks them
+        (``store``: ZRANGESTORE's read, ``(member, score)`` pairs whatever the options)."""
+        if byscore and bylex:
+            raise CommandError("ERR syntax error")
+        if (offset is None) != (num is None):  # (redis-py's own check: LIMIT takes both)
+            raise InvalidArgumentError("offset and num must be given together (LIMIT offset count)")
+        if bylex:
+            if withscores and not store:
+                raise CommandError("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
+            lo, hi = (end, start) if desc else (start, end)
+            return self._zlex(name, lo, hi, offset, num, reverse=desc, withscores=store)
+        if byscore:
+            lo, hi = (end, start) if desc else (start, end)
+            return self.zrangebyscore(name, lo, hi, offset, num, withscores or store, desc=desc)
+        if parse_index(num) != -1:  # (Redis lets "LIMIT <offset> -1" pass, and ignores it)
+            raise CommandError(
+                "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
+            )
+        return self.zrange(name, start, end, desc, withscores or store)  # type: ignore[arg-type]
 
     def zrevrange(self, name: Name, start: int, end: int, withscores: bool = False) -> list[Any]:
         """Members by rank from the highest score."""
@@ -793,13 +839,36 @@ class SortedSets(Keyspace):
         return count
 
     @_name_limit(T_ZSET)
-    def zrangestore(self, dest: Name, items: Iterable[tuple[Value, float]]) -> int:
+    def zrangestore(
+        self,
+        dest: Name,
+        items: Iterable[tuple[Value, float]] | Name,
+        start: int | Value | None = None,
+        end: int | Value | None = None,
+        byscore: bool = False,
+        bylex: bool = False,
+        desc: bool = False,
+        offset: int | None = None,
+        num: int | None = None,
+    ) -> int:
         """Replace ``dest`` by a sorted set of ``(member, score)`` items (ZRANGESTORE's write).
 
         As :meth:`zunionstore`: any type and TTL of ``dest`` go, an empty ``items`` deletes it.
+        With ``start`` and ``end``, ``items`` is the name of a sorted set, as in redis-py's
+        ``zrangestore(dest, name, start, end, byscore=, bylex=, desc=, offset=, num=)``: its
+        :meth:`zrange` with these options is stored; return the size of ``dest``.
         """
         with self.db.locked():
-            return self._zstore(dest, {_b(m): float(s) for m, s in items})
+            if start is not None or end is not None:
+                if start is None or end is None:
+                    raise InvalidArgumentError("zrangestore() takes start and end together")
+                if byscore or bylex or offset is not None or num is not None:
+                    items = self._zrange_by(
+                        items, start, end, desc, True, byscore, bylex, offset, num, store=True  # type: ignore[arg-type]
+                    )
+                else:
+                    items = self.zrange(items, start, end, desc, withscores=True)  # type: ignore[arg-type]
+            return self._zstore(dest, {_b(m): float(s) for m, s in items})  # type: ignore[union-attr]
 
 
 def _weight(value: Value) -> float:
