@@ -417,3 +417,14 @@ def test_zrange_options_are_checked_as_redis_does(s, call, error, message):
     with pytest.raises(error, match=message):
         call(s)
     assert s.exists("d") == 0
+
+
+def test_zrank_and_zrevrank_take_withscore(s):
+    """redis-py's zrank(name, value, withscore=True) (Redis 7.2's WITHSCORE, which kvb serve
+    answers) raised TypeError in-process. It returns [rank, score] as redis-py does, or None."""
+    s.zadd("z", {"a": 1, "b": 2.5})
+    assert s.zrank("z", "b", withscore=True) == [1, 2.5]
+    assert s.zrevrank("z", "b", withscore=True) == [0, 2.5]
+    assert s.zrank("z", "a", desc=True, withscore=True) == [1, 1.0]
+    assert s.zrank("z", "b") == 1 and s.zrevrank("z", "b") == 0
+    assert s.zrank("z", "none", withscore=True) is None and s.zrevrank("nokey", "a", withscore=True) is None

@@ -339,8 +339,11 @@ class SortedSets(Keyspace):
         """Members with scores between ``max`` and ``min``, highest first."""
         return self.zrangebyscore(name, min, max, start, num, withscores, desc=True)
 
-    def zrank(self, name: Name, member: Value, desc: bool = False) -> int | None:
-        """The rank of a member (0 = lowest score; ``desc``: 0 = highest), or None."""
+    def zrank(self, name: Name, member: Value, desc: bool = False, withscore: bool = False) -> Any:
+        """The rank of a member (0 = lowest score; ``desc``: 0 = highest), or None.
+
+        ``withscore`` (Redis 7.2's ``WITHSCORE``, redis-py's name): ``[rank, score]``, or None.
+        """
         name, member = _b(name), _b(member)
         if self._meta(name, T_ZSET) is None:
             return None
@@ -350,12 +353,12 @@ class SortedSets(Keyspace):
         target = ZIDX + _lp(name) + raw + member
         for rank, key in enumerate(self.db.keys(prefix=ZIDX + _lp(name), reverse=desc)):
             if key == target:
-                return rank
+                return [rank, decode_score(raw)] if withscore else rank  # (the score ranked)
         return None
 
-    def zrevrank(self, name: Name, member: Value) -> int | None:
-        """The rank of a member counted from the highest score."""
-        return self.zrank(name, member, desc=True)
+    def zrevrank(self, name: Name, member: Value, withscore: bool = False) -> Any:
+        """The rank of a member counted from the highest score (``withscore``: as :meth:`zrank`'s)."""
+        return self.zrank(name, member, desc=True, withscore=withscore)
 
     def zremrangebyscore(self, name: Name, min: Value, max: Value) -> int:
         """Remove members with scores between ``min`` and ``max``; return how many."""
