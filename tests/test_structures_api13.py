@@ -5,6 +5,7 @@ forms the in-process API always took."""
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -428,3 +429,49 @@ def test_zrank_and_zrevrank_take_withscore(s):
     assert s.zrank("z", "a", desc=True, withscore=True) == [1, 1.0]
     assert s.zrank("z", "b") == 1 and s.zrevrank("z", "b") == 0
     assert s.zrank("z", "none", withscore=True) is None and s.zrevrank("nokey", "a", withscore=True) is None
+
+
+@pytest.mark.parametrize(
+    ("call", "ttl"),
+    [
+        (lambda s: s.expire("k", timedelta(seconds=100)), 100),
+        (lambda s: s.expire("k", timedelta(minutes=2), gt=True), 120),
+        (lambda s: s.pexpire("k", timedelta(seconds=100)), 100),
+        (lambda s: s.expireat("k", datetime.now() + timedelta(seconds=100)), 100),
+        (lambda s: s.expireat("k", datetime.now(timezone.utc) + timedelta(seconds=100)), 100),
+        (lambda s: s.pexpireat("k", datetime.now() + timedelta(seconds=100)), 100),
+        (lambda s: s.set("k", "v", ex=timedelta(seconds=100)), 100),
+        (lambda s: s.set("k", "v", px=timedelta(seconds=100)), 100),
+        (lambda s: s.set("k", "v", exat=datetime.now() + timedelta(seconds=100)), 100),
+        (lambda s: s.set("k", "v", pxat=datetime.now() + timedelta(seconds=100)), 100),
+        (lambda s: s.setex("k", timedelta(seconds=100), "v"), 100),
+        (lambda s: s.psetex("k", timedelta(seconds=100), "v"), 100),
+        (lambda s: s.getex("k", ex=timedelta(seconds=100)), 100),
+        (lambda s: s.getex("k", px=timedelta(seconds=100)), 100),
+        (lambda s: s.getex("k", exat=datetime.now() + timedelta(seconds=100)), 100),
+        (lambda s: s.getex("k", pxat=datetime.now() + timedelta(seconds=100)), 100),
+    ],
+)
+def test_expiry_arguments_take_timedelta_and_datetime_as_redis_py_does(s, call, ttl):
+    """redis-py takes a timedelta for a time to live (expire, pexpire, set's ex/px, setex, psetex,
+    getex) and a datetime for a Unix time (expireat, pexpireat, exat, pxat); in-process they
+    raised InvalidArgumentError ("must be a number of seconds")."""
+    s.set("k", "v", ex=50)
+    assert call(s)
+    assert ttl - 1 < s.ttl("k") <= ttl
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.expire("k", datetime.now()),  # (a Unix time where a time to live goes)
+        lambda s: s.expireat("k", timedelta(seconds=10)),
+        lambda s: s.set("k", "v", ex=datetime.now()),
+        lambda s: s.set("k", "v", pxat=timedelta(seconds=10)),
+    ],
+)
+def test_a_datetime_for_a_time_to_live_or_a_timedelta_for_a_unix_time_is_refused(s, call):
+    s.set("k", "v", ex=50)
+    with pytest.raises(InvalidArgumentError):
+        call(s)
+    assert 49 < s.ttl("k") <= 50

@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from kv_backend.db import DB, Batch
@@ -83,21 +84,33 @@ _DB_OPTIONS = frozenset({"sync", "max_file_size", "read_only", "auto_merge"})
 _READ_TRIES = 20
 
 
-def _check_seconds(value: object, what: str) -> None:
-    """Refuse an expiry argument that is not a number (a str, None...) before it is compared with
-    0, which raised Python's own TypeError ("'<=' not supported between 'str' and 'int'")."""
+def _check_seconds(value: object, what: str, absolute: bool = False) -> float:
+    """An expiry argument in seconds: a number, or as redis-py takes them a ``timedelta`` (a time
+    to live) or, with ``absolute``, a ``datetime`` (a Unix time). Anything else (a str, None...)
+    is refused before it is compared with 0, which raised Python's own TypeError ("'<=' not
+    supported between 'str' and 'int'")."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if absolute and isinstance(value, datetime):
+            return value.timestamp()  # (a naive one in local time, as redis-py reads it)
+        if not absolute and isinstance(value, timedelta):
+            return value.total_seconds()
         raise InvalidArgumentError(f"{what} must be a number of seconds, not {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):  # (the engine's error named its own ttl)
         raise ConfigurationError(f"{what} must be a finite number of seconds, not {value!r}")
+    return value
 
 
-def _check_milliseconds(value: object, what: str) -> None:
+def _check_milliseconds(value: object, what: str, absolute: bool = False) -> float:
     """:func:`_check_seconds` for a time in milliseconds (PEXPIRE, SET's PX...)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if absolute and isinstance(value, datetime):
+            return value.timestamp() * 1000
+        if not absolute and isinstance(value, timedelta):
+            return value.total_seconds() * 1000
         raise InvalidArgumentError(f"{what} must be a number of milliseconds, not {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigurationError(f"{what} must be a finite number of milliseconds, not {value!r}")
+    return value
 
 
 def _check_expire_options(nx: bool, xx: bool, gt: bool, lt: bool) -> None:
@@ -412,7 +425,7 @@ class Keyspace:
     def expire(
         self,
         name: Name,
-        seconds: float | None,
+        seconds: float | timedelta | None,
         nx: bool = False,
         xx: bool = False,
         gt: bool = False,
@@ -428,11 +441,11 @@ class Keyspace:
             _check_expire_options(nx, xx, gt, lt)
             if seconds is None:
                 raise InvalidArgumentError("nx, xx, gt and lt need an expire time, not None")
-            _check_seconds(seconds, "the expire time")
+            seconds = _check_seconds(seconds, "the expire time")
             return self._expire_if(_b(name), _time() + seconds, nx, xx, gt, lt)
         name = _b(name)
         if seconds is not None:
-            _check_seconds(seconds, "the expire time")
+            seconds = _check_seconds(seconds, "the expire time")
         if seconds is not None and seconds <= 0:
             return self.delete(name) == 1
         try:
@@ -443,7 +456,7 @@ class Keyspace:
     def expireat(
         self,
         name: Name,
-        timestamp: float,
+        timestamp: float | datetime,
         nx: bool = False,
         xx: bool = False,
         gt: bool = False,
@@ -454,7 +467,7 @@ class Keyspace:
         ``nx``/``xx``/``gt``/``lt``: as :meth:`expire`'s.
         """
         name = _b(name)
-        _check_seconds(timestamp, "the Unix time to expire at")
+        timestamp = _check_seconds(timestamp, "the Unix time to expire at", absolute=True)
         if nx or xx or gt or lt:
             _check_expire_options(nx, xx, gt, lt)
             return self._expire_if(name, timestamp, nx, xx, gt, lt)
@@ -483,27 +496,27 @@ class Keyspace:
     def pexpire(
         self,
         name: Name,
-        milliseconds: float,
+        milliseconds: float | timedelta,
         nx: bool = False,
         xx: bool = False,
         gt: bool = False,
         lt: bool = False,
     ) -> bool:
         """:meth:`expire` with the time to live in milliseconds (PEXPIRE)."""
-        _check_milliseconds(milliseconds, "the expire time")
+        milliseconds = _check_milliseconds(milliseconds, "the expire time")
         return self.expire(name, milliseconds / 1000, nx, xx, gt, lt)
 
     def pexpireat(
         self,
         name: Name,
-        timestamp_ms: float,
+        timestamp_ms: float | datetime,
         nx: bool = False,
         xx: bool = False,
         gt: bool = False,
         lt: bool = False,
     ) -> bool:
         """:meth:`expireat` with the Unix time in milliseconds (PEXPIREAT)."""
-        _check_milliseconds(timestamp_ms, "the Unix time to expire at")
+        timestamp_ms = _check_milliseconds(timestamp_ms, "the Unix time to expire at", absolute=True)
         return self.expireat(name, timestamp_ms / 1000, nx, xx, gt, lt)
 
     def expiretime(self, name: Name) -> float | None:

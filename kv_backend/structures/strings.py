@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -42,17 +43,18 @@ def _check_size(size: int) -> None:
 
 
 def _ms_expiry(
-    ex: float | None, exat: float | None, px: float | None, pxat: float | None
+    ex: float | timedelta | None,
+    exat: float | datetime | None,
+    px: float | timedelta | None,
+    pxat: float | datetime | None,
 ) -> tuple[float | None, float | None]:
     """SET's and GETEX's ``px``/``pxat`` (one of them given) as the ``(ex, exat)`` in seconds they
     stand for; with another expiry option it is Redis's syntax error."""
     if ex is not None or exat is not None or (px is not None and pxat is not None):
         raise CommandError("ERR syntax error")  # (as Redis: one expiry option at most)
     if px is not None:
-        _check_milliseconds(px, "px")
-        return px / 1000, None
-    _check_milliseconds(pxat, "pxat")
-    return None, pxat / 1000  # type: ignore[operator]
+        return _check_milliseconds(px, "px") / 1000, None
+    return None, _check_milliseconds(pxat, "pxat", absolute=True) / 1000
 
 
 class Strings(Keyspace):
@@ -74,14 +76,14 @@ class Strings(Keyspace):
         self,
         name: Name,
         value: Value,
-        ex: float | None = None,
+        ex: float | timedelta | None = None,
         nx: bool = False,
         xx: bool = False,
         keepttl: bool = False,
         get: bool = False,
-        exat: float | None = None,
-        px: float | None = None,
-        pxat: float | None = None,
+        exat: float | datetime | None = None,
+        px: float | timedelta | None = None,
+        pxat: float | datetime | None = None,
     ) -> Any:
         """Store a string (replacing a key of any type); ``ex`` is a TTL in seconds.
 
@@ -99,11 +101,11 @@ class Strings(Keyspace):
             if (nx and xx) or (ex is not None and exat is not None) or (keepttl and expiring):
                 raise CommandError("ERR syntax error")  # (as Redis: one expiry option at most)
             if ex is not None:
-                _check_seconds(ex, "ex")
+                ex = _check_seconds(ex, "ex")
             if ex is not None and ex <= 0:
                 raise CommandError("ERR invalid expire time in 'set' command")
             if exat is not None:
-                _check_seconds(exat, "exat")
+                exat = _check_seconds(exat, "exat", absolute=True)
                 if exat <= 0:  # (as Redis; the engine took 0 for "never" and refused a negative time)
                     raise CommandError("ERR invalid expire time in 'set' command")
             db = self.db
@@ -142,17 +144,17 @@ class Strings(Keyspace):
         return bool(self.set(name, value, nx=True))
 
     @_name_limit(T_STRING)
-    def setex(self, name: Name, seconds: float, value: Value) -> bool:
+    def setex(self, name: Name, seconds: float | timedelta, value: Value) -> bool:
         """Store a string with a TTL in seconds."""
-        _check_seconds(seconds, "the expire time")
+        seconds = _check_seconds(seconds, "the expire time")
         if seconds <= 0:  # (set()'s error named 'set')
             raise CommandError("ERR invalid expire time in 'setex' command")
         return bool(self.set(name, value, ex=seconds))
 
     @_name_limit(T_STRING)
-    def psetex(self, name: Name, milliseconds: float, value: Value) -> bool:
+    def psetex(self, name: Name, milliseconds: float | timedelta, value: Value) -> bool:
         """Store a string with a TTL in milliseconds."""
-        _check_milliseconds(milliseconds, "the expire time")
+        milliseconds = _check_milliseconds(milliseconds, "the expire time")
         if milliseconds <= 0:
             raise CommandError("ERR invalid expire time in 'psetex' command")
         return bool(self.set(name, value, px=milliseconds))
@@ -207,11 +209,11 @@ class Strings(Keyspace):
     def getex(
         self,
         name: Name,
-        ex: float | None = None,
+        ex: float | timedelta | None = None,
         persist: bool = False,
-        exat: float | None = None,
-        px: float | None = None,
-        pxat: float | None = None,
+        exat: float | datetime | None = None,
+        px: float | timedelta | None = None,
+        pxat: float | datetime | None = None,
     ) -> bytes | None:
         """Return a string value and change its expiry (``ex`` seconds, Unix time ``exat``, ``persist``;
         ``px``/``pxat`` the same in milliseconds)."""
@@ -221,11 +223,11 @@ class Strings(Keyspace):
         if (ex is not None) + (exat is not None) + bool(persist) > 1:
             raise CommandError("ERR syntax error")  # (as Redis: one expiry option at most)
         if ex is not None:
-            _check_seconds(ex, "ex")
+            ex = _check_seconds(ex, "ex")
             if ex <= 0:  # (as SET's ex; it deleted the key and answered its value)
                 raise CommandError("ERR invalid expire time in 'getex' command")
         if exat is not None:
-            _check_seconds(exat, "exat")
+            exat = _check_seconds(exat, "exat", absolute=True)
             if exat <= 0:  # (as Redis; it deleted the key and answered its value)
                 raise CommandError("ERR invalid expire time in 'getex' command")
         with self.db.locked():
