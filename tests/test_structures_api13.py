@@ -475,3 +475,26 @@ def test_a_datetime_for_a_time_to_live_or_a_timedelta_for_a_unix_time_is_refused
     with pytest.raises(InvalidArgumentError):
         call(s)
     assert 49 < s.ttl("k") <= 50
+
+
+def test_the_scan_iterators_renamenx_hmset_and_substr_exist(s):
+    """redis-py's scan_iter, hscan_iter, sscan_iter, zscan_iter, renamenx, hmset and substr
+    were missing in-process (AttributeError); kvb serve has RENAMENX, HMSET and SUBSTR."""
+    s.mset({f"k{i:02}": i for i in range(25)})
+    s.hset("h", mapping={f"f{i:02}": i for i in range(25)})
+    s.sadd("s", *(f"m{i:02}" for i in range(25)))
+    s.zadd("z", {f"m{i:03}": i for i in range(200)})
+    keys = [f"k{i:02}".encode() for i in range(25)]
+    assert sorted(s.scan_iter()) == sorted([*keys, b"h", b"s", b"z"])
+    assert list(s.scan_iter(match="k1*", count=3)) == keys[10:20]
+    assert list(s.scan_iter(_type="hash")) == [b"h"]
+    assert dict(s.hscan_iter("h", count=4)) == {f"f{i:02}".encode(): str(i).encode() for i in range(25)}
+    assert list(s.hscan_iter("h", match="f2*")) == [(f"f2{i}".encode(), f"2{i}".encode()) for i in range(5)]
+    assert sorted(s.sscan_iter("s", count=4)) == [f"m{i:02}".encode() for i in range(25)]
+    assert sorted(s.zscan_iter("z", count=7)) == [(f"m{i:03}".encode(), float(i)) for i in range(200)]
+    assert list(s.zscan_iter("missing")) == [] and list(s.hscan_iter("missing")) == []
+    assert s.renamenx("k00", "k01") is False and s.get("k00") == b"0"
+    assert s.renamenx("k00", "new") is True and s.get("new") == b"0" and s.exists("k00") == 0
+    assert s.hmset("h2", {"a": 1, "b": 2}) is True and s.hgetall("h2") == {b"a": b"1", b"b": b"2"}
+    s.set("str", "Hello World")
+    assert s.substr("str", 6) == b"World" and s.substr("str", 0, 4) == b"Hello"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -97,6 +97,11 @@ class Hashes(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_HASH]) from None
+
+    def hmset(self, name: Name, mapping: Mapping[NameT, Value] | Iterable[tuple[Name, Value]]) -> bool:
+        """Set hash fields from a mapping (HMSET, deprecated in Redis and redis-py for HSET); True."""
+        self.hset(name, mapping=mapping)
+        return True
 
     def hset_pairs(self, name: Name, pairs: Sequence[tuple[Name, Value]]) -> int:
         """Set hash fields from ``(field, value)`` pairs, later pairs winning; return how many were new."""
@@ -263,6 +268,17 @@ class Hashes(Keyspace):
             return 0, {}
         cur, items = self._member_scan(HASH + _lp(name), cursor, match, count)
         return cur, dict(items)
+
+    def hscan_iter(
+        self, name: Name, match: Name | None = None, count: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield the ``(field, value)`` pairs :meth:`hscan` steps through (redis-py's ``hscan_iter``)."""
+        cursor = 0
+        while True:
+            cursor, items = self.hscan(name, cursor, match, count)
+            yield from items.items()
+            if cursor == 0:
+                return
 
     def hrandfield(self, name: Name, count: int | None = None, withvalues: bool = False) -> Any:
         """Random fields of a hash (HRANDFIELD): one field (None if missing) without ``count``;

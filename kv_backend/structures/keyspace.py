@@ -610,6 +610,22 @@ class Keyspace:
                 return _encode_cursor(last, self._cursors), names
         return 0, names
 
+    def scan_iter(
+        self, match: Name | None = None, count: int | None = None, _type: str | bytes | None = None
+    ) -> Iterator[bytes]:
+        """Yield the key names :meth:`scan` steps through from cursor 0 to its end (redis-py's
+        ``scan_iter``); a key added or removed meanwhile may or may not come, as in Redis."""
+        cursor = 0
+        while True:
+            cursor, names = self.scan(cursor, match, count, _type=_type)
+            yield from names
+            if cursor == 0:
+                return
+
+    def renamenx(self, src: Name, dst: Name) -> bool:
+        """:meth:`rename` only if ``dst`` does not exist (RENAMENX); False if it does."""
+        return self.rename(src, dst, nx=True)
+
     @_name_limit(None)
     def rename(self, src: Name, dst: Name, nx: bool = False) -> bool:
         """Move a key (with its expiry) to a new name, replacing what was there; ``nx``: only if free.

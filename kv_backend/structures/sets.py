@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kv_backend.errors import KeyTooLargeError
@@ -129,6 +129,15 @@ class Sets(Keyspace):
         if count >= 0:
             return random.sample(members, min(count, len(members)))
         return random.choices(members, k=random_repeats(count)) if members else []
+
+    def sscan_iter(self, name: Name, match: Name | None = None, count: int | None = None) -> Iterator[bytes]:
+        """Yield the members :meth:`sscan` steps through (redis-py's ``sscan_iter``)."""
+        cursor = 0
+        while True:
+            cursor, members = self.sscan(name, cursor, match, count)
+            yield from members
+            if cursor == 0:
+                return
 
     def sscan(
         self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int | None = 10

@@ -262,6 +262,10 @@ class Strings(Keyspace):
         value = self.get(name)
         return 0 if value is None else len(value)
 
+    def substr(self, name: Name, start: int, end: int = -1) -> bytes:
+        """:meth:`getrange` (SUBSTR, its old name; redis-py's ``end`` defaults to -1)."""
+        return self.getrange(name, start, end)
+
     def getrange(self, name: Name, start: int, end: int) -> bytes:
         """A substring by inclusive byte offsets (negative: from the end)."""
         start, end = parse_index(start), parse_index(end)

@@ -382,6 +382,17 @@ class SortedSets(Keyspace):
             members = self.zrange(name, start, end)
             return self.zrem(name, *members) if members else 0
 
+    def zscan_iter(
+        self, name: Name, match: Name | None = None, count: int | None = None
+    ) -> Iterator[tuple[bytes, float]]:
+        """Yield the ``(member, score)`` pairs :meth:`zscan` steps through (redis-py's ``zscan_iter``)."""
+        cursor = 0
+        while True:
+            cursor, items = self.zscan(name, cursor, match, count)
+            yield from items
+            if cursor == 0:
+                return
+
     def zscan(
         self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int | None = 10
     ) -> tuple[int, list[tuple[bytes, float]]]:
