@@ -498,3 +498,34 @@ def test_the_scan_iterators_renamenx_hmset_and_substr_exist(s):
     assert s.hmset("h2", {"a": 1, "b": 2}) is True and s.hgetall("h2") == {b"a": b"1", b"b": b"2"}
     s.set("str", "Hello World")
     assert s.substr("str", 6) == b"World" and s.substr("str", 0, 4) == b"Hello"
+
+
+def test_sort_takes_redis_pys_start_num_and_groups_and_sort_ro_exists(s):
+    """redis-py's sort(name, start=, num=, groups=) (LIMIT by its names, GET values grouped per
+    element) raised TypeError in-process, and sort_ro was missing."""
+    s.rpush("l", 3, 1, 2)
+    s.mset({"w_1": "a", "w_2": "b", "w_3": "c"})
+    assert s.sort("l", start=1, num=2) == [b"2", b"3"]
+    assert s.sort("l", get=["#", "w_*"], groups=True) == [(b"1", b"a"), (b"2", b"b"), (b"3", b"c")]
+    assert s.sort("l", get=["#", "w_*"], groups=True, start=0, num=1, desc=True) == [(b"3", b"c")]
+    assert s.sort("l", get=["#", "w_*"], groups=True, store="d") == 6 and s.lrange("d", 0, -1) == [
+        b"1",
+        b"a",
+        b"2",
+        b"b",
+        b"3",
+        b"c",
+    ]
+    assert s.sort_ro("l") == [b"1", b"2", b"3"]
+    assert s.sort_ro("l", 0, 2, desc=True) == [b"3", b"2"]
+    assert s.sort_ro("l", by="nosort", get="w_*") == [b"c", b"a", b"b"]
+    for call in (
+        lambda: s.sort("l", start=1),
+        lambda: s.sort("l", num=1),
+        lambda: s.sort("l", start=0, num=1, count=2),
+        lambda: s.sort("l", get="#", groups=True),
+        lambda: s.sort("l", get=["#"], groups=True),
+        lambda: s.sort("l", groups=True),
+    ):
+        with pytest.raises(InvalidArgumentError):
+            call()

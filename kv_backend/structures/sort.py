@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from kv_backend.errors import InvalidArgumentError
 from kv_backend.structures.errors import CommandError, WrongTypeError
 from kv_backend.structures.geo import partial_sort
 from kv_backend.structures.keyspace import _name_limit, _name_list, _redis_int
@@ -129,6 +130,10 @@ class Sorting(Lists, Sets, SortedSets):
         store: Name | None = None,
         nosort: bool | None = None,
         script: bool = False,
+        *,
+        start: int | None = None,
+        num: int | None = None,
+        groups: bool = False,
     ) -> Any:
         """Redis's SORT: the elements of a list, set or sorted set, sorted as numbers (``alpha``:
         as byte strings), by themselves or by the values a ``by`` pattern names, ``desc``ending,
@@ -142,7 +147,19 @@ class Sorting(Lists, Sets, SortedSets):
         when stored or (``script``) inside a Lua script, as Redis does. Ties of ALPHA BY values
         keep the elements' order (or, with a LIMIT, come out as redis-server's partial quicksort
         leaves them).
+
+        As redis-py's ``sort``: ``start``/``num`` (together) are the LIMIT ``offset``/``count``
+        stand for, and ``groups`` returns the ``get`` values of each element as a tuple (two
+        ``get`` patterns or more; without ``store``).
         """
+        if start is not None or num is not None:
+            if start is None or num is None:
+                raise InvalidArgumentError("sort() takes start and num together (LIMIT offset count)")
+            if offset != 0 or count != -1:
+                raise InvalidArgumentError("sort() takes start/num or offset/count (one LIMIT), not both")
+            offset, count = start, num
+        if groups and (get is None or isinstance(get, (str, bytes)) or len(get) < 2):
+            raise InvalidArgumentError("sort(groups=True) needs two get patterns or more")
         name, offset, count = _b(name), parse_index(offset), parse_index(count)
         by_b = None if by is None else _b(by)
         # (one pattern as a str was read a character at a time; None, redis-py's default, is none)
@@ -152,11 +169,29 @@ class Sorting(Lists, Sets, SortedSets):
             nosort = by_b is not None and b"*" not in _c_string(by_b)
         args = (name, by_b, offset, count, patterns, desc, alpha, dest is not None, nosort, script)
         if dest is None:  # a read: also on a store opened read-only, which cannot take the lock
-            return self._read_consistent(lambda: self._sort_result(*args))
+            found = self._read_consistent(lambda: self._sort_result(*args))
+            if groups:
+                n = len(patterns)
+                return [tuple(found[i : i + n]) for i in range(0, len(found), n)]
+            return found
         with self.db.locked():
             out = self._sort_result(*args)
             self._store_list(dest, [b"" if v is None else v for v in out])
             return len(out)
+
+    def sort_ro(
+        self,
+        name: Name,
+        start: int | None = None,
+        num: int | None = None,
+        by: Name | None = None,
+        get: Name | Sequence[Name] | None = None,
+        desc: bool = False,
+        alpha: bool = False,
+    ) -> list[Any]:
+        """SORT_RO, with redis-py's arguments: :meth:`sort` without ``store``."""
+        found: list[Any] = self.sort(name, by=by, get=get, desc=desc, alpha=alpha, start=start, num=num)
+        return found
 
     def _sort_result(
         self,
