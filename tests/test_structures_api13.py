@@ -529,3 +529,28 @@ def test_sort_takes_redis_pys_start_num_and_groups_and_sort_ro_exists(s):
     ):
         with pytest.raises(InvalidArgumentError):
             call()
+
+
+def test_redis_pys_keyword_names_srandmember_number_xpending_range_consumername_and_more(s):
+    """Keywords a redis-py user writes raised TypeError: srandmember(name, number=2),
+    xpending_range(..., consumername="c"), xautoclaim(..., start_id="0-0") and
+    flushdb(asynchronous=True). Each means what redis-py means by it."""
+    s.sadd("s", "a", "b", "c")
+    assert sorted(s.srandmember("s", number=3)) == [b"a", b"b", b"c"]
+    assert len(s.srandmember("s", number=-5)) == 5
+    s.xadd("x", {"f": "v"}, id="1-1")
+    s.xadd("x", {"f": "w"}, id="2-1")
+    s.xgroup_create("x", "g", id="0")
+    s.xreadgroup("g", "c1", {"x": ">"}, count=1)
+    s.xreadgroup("g", "c2", {"x": ">"}, count=1)
+    assert [e[:2] for e in s.xpending_range("x", "g", "-", "+", 10, consumername="c2")] == [(b"2-1", b"c2")]
+    assert s.xautoclaim("x", "g", "c3", 0, start_id="2-0", justid=True)[1] == [b"2-1"]
+    s.flushdb(asynchronous=True)
+    assert s.dbsize() == 0
+    for call in (
+        lambda: s.srandmember("s", 1, number=2),
+        lambda: s.xpending_range("x", "g", "-", "+", 10, "c1", consumername="c2"),
+        lambda: s.xautoclaim("x", "g", "c3", 0, "1-0", start_id="2-0"),
+    ):
+        with pytest.raises(InvalidArgumentError):
+            call()

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
-from kv_backend.errors import NotAnIntegerError
+from kv_backend.errors import InvalidArgumentError, NotAnIntegerError
 from kv_backend.structures.errors import NOT_INT, CommandError, quoted
 from kv_backend.structures.keyspace import _block_seconds, _check_group_fits, _name_limit, _name_list
 from kv_backend.structures.layout import (
@@ -649,10 +649,17 @@ class StreamGroups(Streams):
         count: int,
         consumer: Name | None = None,
         idle: int | None = None,
+        *,
+        consumername: Name | None = None,
     ) -> list[tuple[bytes, bytes, int, int]]:
         """Pending entries between two IDs (``-``, ``+``, ``(`` exclusive), at most ``count``:
-        ``[(id, consumer, ms since last delivery, deliveries)]``, only those idle ``idle`` ms or more.
+        ``[(id, consumer, ms since last delivery, deliveries)]``, only those idle ``idle`` ms or more
+        (of ``consumer``'s only, which redis-py names ``consumername``).
         """
+        if consumername is not None:
+            if consumer is not None:
+                raise InvalidArgumentError("xpending_range() takes consumer or consumername, not both")
+            consumer = consumername
         name, group = _b(name), _b(group)
         lo = _range_id(_b(min), low=True)
         hi = _range_id(_b(max), low=False)
@@ -751,13 +758,20 @@ class StreamGroups(Streams):
         start: Name = b"0-0",
         count: int | None = 100,
         justid: bool = False,
+        *,
+        start_id: Name | None = None,
     ) -> tuple[bytes, list[Any], list[bytes]]:
-        """Claim up to ``count`` pending entries idle ``min_idle_time`` ms or more, from ``start`` on.
+        """Claim up to ``count`` pending entries idle ``min_idle_time`` ms or more, from ``start`` on
+        (``start_id``, redis-py's name for it).
 
         Returns ``(cursor, claimed, deleted)``: the ID to continue from (``0-0``: the
         end was reached), the claimed entries (IDs with ``justid``) and the IDs that
         were pending but deleted from the stream (now dropped from the PEL).
         """
+        if start_id is not None:
+            if _b(start) != b"0-0":
+                raise InvalidArgumentError("xautoclaim() takes start or start_id (the same), not both")
+            start = start_id
         name, group, consumer = _b(name), _b(group), _b(consumer)
         lo = _range_id(_b(start), low=True)
         count = 100 if count is None else parse_index(count)  # (None: redis-py's "no COUNT")

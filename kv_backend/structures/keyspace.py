@@ -669,8 +669,9 @@ class Keyspace:
         left = [e - now for k, e in expiries if e > now and k.startswith(META)]
         return len(left), int(sum(left) * 1000 / len(left)) if left else 0
 
-    def flushdb(self) -> None:
+    def flushdb(self, asynchronous: bool = False) -> None:
         """Delete every key of every type (one atomic batch); other engine keys are left alone.
+        (``asynchronous``, redis-py's ``FLUSHDB ASYNC``, is accepted: the flush is done at once.)
 
         Keys that have expired but are still stored go too: otherwise active expiry would find
         them afterwards and ``kvb serve`` would report them as ``expired`` keyspace events.

@@ -6,7 +6,7 @@ import random
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from kv_backend.errors import KeyTooLargeError
+from kv_backend.errors import InvalidArgumentError, KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _redis_int
 from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _list_or_args, _lp
@@ -118,9 +118,14 @@ class Sets(Keyspace):
             self.srem(name, m)
             return m
 
-    def srandmember(self, name: Name, count: int | None = None) -> Any:
+    def srandmember(self, name: Name, count: int | None = None, *, number: int | None = None) -> Any:
         """A random member, or None; with ``count`` (SRANDMEMBER's, as in redis-py), a list of up to
-        ``count`` distinct members, or of ``-count`` members that may repeat when it is negative."""
+        ``count`` distinct members, or of ``-count`` members that may repeat when it is negative.
+        ``number`` is ``count`` by redis-py's name for it."""
+        if number is not None:
+            if count is not None:
+                raise InvalidArgumentError("srandmember() takes count or number (the same), not both")
+            count = number
         if count is not None:
             count = parse_index(count)
         members = list(self.smembers(name))
