@@ -554,3 +554,17 @@ def test_redis_pys_keyword_names_srandmember_number_xpending_range_consumername_
     ):
         with pytest.raises(InvalidArgumentError):
             call()
+
+
+def test_decrementing_by_the_lowest_64_bit_integer_is_redis_overflow_error(s):
+    """decrby(name, -2**63) (and decr with that amount) raised NotAnIntegerError ("value is not
+    an integer or out of range"), where Redis (and kvb serve) answer "decrement would overflow"."""
+    for call in (
+        lambda: s.decrby("d", -(2**63)),
+        lambda: s.decr("d", -(2**63)),
+        lambda: s.decr("d", b"-9223372036854775808"),
+    ):
+        with pytest.raises(CommandError, match=r"^ERR decrement would overflow$"):
+            call()
+    assert s.exists("d") == 0
+    assert s.decrby("d", -(2**63) + 1) == 2**63 - 1

@@ -57,6 +57,15 @@ def _ms_expiry(
     return None, _check_milliseconds(pxat, "pxat", absolute=True) / 1000
 
 
+def _decrement(amount: Value) -> int:
+    """DECRBY's amount as the increment it stands for; the lowest 64-bit integer has no positive
+    counterpart, which Redis answers "decrement would overflow" (it was "not an integer")."""
+    n = parse_int(amount)
+    if n == _I64_MIN:
+        raise CommandError("ERR decrement would overflow")
+    return -n
+
+
 class Strings(Keyspace):
     """The string commands of :class:`~kv_backend.structures.Structures`."""
 
@@ -372,12 +381,12 @@ class Strings(Keyspace):
 
     def decr(self, name: Name, amount: int = 1) -> int:
         """Subtract 1 (or ``amount``, as redis-py's ``decr``) from an integer string."""
-        return self.incrby(name, -parse_int(amount))
+        return self.incrby(name, _decrement(amount))
 
     @_name_limit(T_STRING)
     def decrby(self, name: Name, amount: int = 1) -> int:
         """Subtract from an integer string."""
-        return self.incrby(name, -parse_int(amount))
+        return self.incrby(name, _decrement(amount))
 
     @_name_limit(T_STRING)
     def incrbyfloat(self, name: Name, amount: float | Value = 1.0) -> float:
