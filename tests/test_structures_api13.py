@@ -568,3 +568,21 @@ def test_decrementing_by_the_lowest_64_bit_integer_is_redis_overflow_error(s):
             call()
     assert s.exists("d") == 0
     assert s.decrby("d", -(2**63) + 1) == 2**63 - 1
+
+
+def test_xadd_and_xclaim_options_may_be_given_in_redis_pys_positional_order(s):
+    """xadd's maxlen/approximate/nomkstream/minid/limit and xclaim's idle/time/retrycount/force/
+    justid were keyword-only: redis-py's xadd(name, fields, "*", 1000) raised TypeError. They
+    may come positionally, in redis-py's order."""
+    for i in range(1, 5):
+        s.xadd("x", {"f": i}, f"{i}-0")
+    assert s.xadd("x", {"f": 5}, "5-0", 2) == b"5-0"  # maxlen 2 (exactly, approximate or not)
+    assert [e[0] for e in s.xrange("x")] == [b"4-0", b"5-0"]
+    assert s.xadd("nostream", {"f": 1}, "*", None, True, True) is None and s.exists("nostream") == 0
+    assert s.xadd("x", {"f": 6}, "6-0", None, False, False, "5-0") == b"6-0"  # minid 5-0
+    assert [e[0] for e in s.xrange("x")] == [b"5-0", b"6-0"]
+    s.xgroup_create("x", "g", id="0")
+    s.xreadgroup("g", "c1", {"x": ">"})
+    # idle=0, time=None, retrycount=7, force=False, justid=True
+    assert s.xclaim("x", "g", "c2", 0, ["5-0"], 0, None, 7, False, True) == [b"5-0"]
+    assert s.xpending_range("x", "g", "5-0", "5-0", 1)[0][1::2] == (b"c2", 7)

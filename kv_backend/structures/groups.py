@@ -691,7 +691,6 @@ class StreamGroups(Streams):
         consumer: Name,
         min_idle_time: int,
         ids: Name | Iterable[Name],
-        *,
         idle: int | None = None,
         time: int | None = None,
         retrycount: int | None = None,

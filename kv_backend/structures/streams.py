@@ -54,12 +54,11 @@ class Streams(Keyspace):
         name: Name,
         fields: Mapping[NameT, Value] | Iterable[tuple[Name, Value]],
         id: Name = b"*",
-        *,
         maxlen: int | None = None,
-        minid: Name | None = None,
         approximate: bool = False,
-        limit: int | None = None,
         nomkstream: bool = False,
+        minid: Name | None = None,
+        limit: int | None = None,
     ) -> bytes | None:
         """Append an entry to a stream; return its ID (``b"ms-seq"``; None: ``nomkstream`` and no stream).
 
