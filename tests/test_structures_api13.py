@@ -586,3 +586,11 @@ def test_xadd_and_xclaim_options_may_be_given_in_redis_pys_positional_order(s):
     # idle=0, time=None, retrycount=7, force=False, justid=True
     assert s.xclaim("x", "g", "c2", 0, ["5-0"], 0, None, 7, False, True) == [b"5-0"]
     assert s.xpending_range("x", "g", "5-0", "5-0", 1)[0][1::2] == (b"c2", 7)
+
+
+@pytest.mark.parametrize("command", ["lpush", "rpush", "lpushx", "rpushx"])
+def test_a_push_of_no_values_names_its_command_in_redis_error(s, command):
+    """lpush("l") raised "wrong number of arguments for 'push' command"; Redis names the command."""
+    with pytest.raises(CommandError, match=f"^ERR wrong number of arguments for '{command}' command$"):
+        getattr(s, command)("l")
+    assert s.exists("l") == 0

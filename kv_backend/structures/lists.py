@@ -37,8 +37,9 @@ class Lists(Keyspace):
 
     def _push(self, name: Name, values: tuple[Value, ...], left: bool, only_existing: bool = False) -> int:
         name = _b(name)
-        if not values:
-            raise CommandError("ERR wrong number of arguments for 'push' command")
+        if not values:  # (the command's own name in Redis's error, which said 'push')
+            command = ("lpush" if left else "rpush") + ("x" if only_existing else "")
+            raise CommandError(f"ERR wrong number of arguments for '{command}' command")
         db = self.db
         pfx = LIST + _lp(name)
         with db.locked():
