@@ -58,7 +58,8 @@ class Hashes(Keyspace):
         value, ...]`` (a flat list), together in any mix; also ``hset(name, {field: value})`` (a
         mapping or ``(field, value)`` pairs as the second argument) and keyword fields. The pairs
         go in redis-py's order (``items``, ``field``/``value``, ``mapping``, keyword fields), a
-        field given twice taking its last value.
+        field given twice taking its last value. (A keyword field cannot be named ``key``,
+        ``value``, ``mapping`` or ``items``: those are redis-py's arguments.)
         """
         try:
             pairs: list[tuple[Any, Any]] = []
