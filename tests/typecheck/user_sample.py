@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shelve
 from collections.abc import MutableMapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from typing_extensions import assert_type
@@ -135,6 +136,27 @@ def structures(path: str) -> None:
         assert_type(r.hgetall("h"), dict[bytes, bytes])
         assert_type(r.lpop("l"), bytes | None)  # was Any
         assert_type(r.rpop("l", 2), list[bytes] | None)
+        # redis-py's call forms (docs/redis.md, "In-process API")
+        r.hset("h", "f", "v")
+        r.hset("h", items=["f", 1])
+        r.hset("h", {"f": 1})
+        names: list[str] = ["a", "b"]
+        assert_type(r.mget(names), list[bytes | None])
+        r.hmget("h", names)
+        r.sinter(names)
+        r.zmscore("z", names)
+        r.expire("k", timedelta(seconds=10), nx=True)
+        r.expireat("k", datetime.now(), gt=True)
+        r.pexpire("k", 1500, xx=True)
+        r.set("k", "v", px=timedelta(milliseconds=1500))
+        r.set("k", "v", pxat=datetime.now())
+        assert_type(r.pttl("k"), int | None)
+        r.incr("n", 5)
+        r.decr("n", 2)
+        r.lmove("a", "b")
+        r.zrange("z", 0, 10, byscore=True, offset=0, num=5)
+        r.zrangestore("d", "z", 0, -1)
+        r.sort("l", start=0, num=10)
 
 
 class AppStore(Store[str]):
