@@ -594,3 +594,17 @@ def test_a_push_of_no_values_names_its_command_in_redis_error(s, command):
     with pytest.raises(CommandError, match=f"^ERR wrong number of arguments for '{command}' command$"):
         getattr(s, command)("l")
     assert s.exists("l") == 0
+
+
+def test_bitfield_ro_takes_redis_pys_encoding_offset_items_form(s):
+    """redis-py's bitfield_ro(key, encoding, offset, items=[(encoding, offset)]) raised a syntax
+    error ("u8" is no subcommand) or TypeError (items); it GETs each field as redis-server
+    answers it. The form with BITFIELD's words still works."""
+    s.set("k", b"\xff\x0f")
+    assert s.bitfield_ro("k", "u8", 0) == [255]
+    assert s.bitfield_ro("k", "u8", 0, items=[("u4", 8), ("i4", 12)]) == [255, 0, -1]
+    assert s.bitfield_ro("k", "GET", "u8", 0, "GET", "i4", 12) == [255, -1]
+    with pytest.raises(InvalidArgumentError):
+        s.bitfield_ro("k", "GET", "u8", 0, items=[("u4", 8)])
+    with pytest.raises(InvalidArgumentError):
+        s.bitfield_ro("k", "u8", 0, items=["u4"])

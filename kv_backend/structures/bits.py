@@ -9,10 +9,12 @@ its TTL, as Redis's in-place changes keep it.
 
 from __future__ import annotations
 
-from kv_backend.errors import NotAnIntegerError
+from collections.abc import Iterable
+
+from kv_backend.errors import InvalidArgumentError, NotAnIntegerError
 from kv_backend.structures.errors import CommandError, WrongTypeError
 from kv_backend.structures.keyspace import Keyspace, _name_limit
-from kv_backend.structures.layout import META, T_STRING, Name, Value, _b
+from kv_backend.structures.layout import META, T_STRING, Name, Value, _b, _pairs
 from kv_backend.structures.parsing import parse_int
 from kv_backend.structures.strings import MAX_STRING_SIZE
 
@@ -327,8 +329,21 @@ class Bits(Keyspace):
         """
         return self._bitfield(name, words, readonly=False)
 
-    def bitfield_ro(self, name: Name, *words: Value) -> list[int | None]:
-        """:meth:`bitfield` with GET operations only (BITFIELD_RO)."""
+    def bitfield_ro(
+        self, name: Name, *words: Value, items: Iterable[tuple[Value, Value]] | None = None
+    ) -> list[int | None]:
+        """:meth:`bitfield` with GET operations only (BITFIELD_RO).
+
+        Also redis-py's form, ``bitfield_ro(name, encoding, offset, items=[(encoding, offset),
+        ...])``: a GET of each field.
+        """
+        if items is not None or (len(words) == 2 and _b(words[0]).upper() != b"GET"):
+            if len(words) != 2:
+                raise InvalidArgumentError(
+                    "bitfield_ro(name, encoding, offset, items=...) takes one field before items"
+                )
+            fields = [(words[0], words[1]), *_pairs([] if items is None else items, "items")]
+            words = tuple(w for encoding, offset in fields for w in (b"GET", encoding, offset))
         return self._bitfield(name, words, readonly=True)
 
     def _bitfield(self, name: Name, words: tuple[Value, ...], readonly: bool) -> list[int | None]:
