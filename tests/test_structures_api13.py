@@ -608,3 +608,20 @@ def test_bitfield_ro_takes_redis_pys_encoding_offset_items_form(s):
         s.bitfield_ro("k", "GET", "u8", 0, items=[("u4", 8)])
     with pytest.raises(InvalidArgumentError):
         s.bitfield_ro("k", "u8", 0, items=["u4"])
+
+
+def test_restore_takes_idletime_and_frequency_checked_as_redis_does(s):
+    """redis-py's restore(..., idletime=, frequency=) raised TypeError in-process; kvb serve's
+    RESTORE takes IDLETIME/FREQ (checked, then ignored: no access times are kept)."""
+    s.set("k", "v")
+    payload = s.dump("k")
+    assert s.restore("a", 0, payload, idletime=10) is True and s.get("a") == b"v"
+    assert s.restore("b", 0, payload, frequency=255) is True and s.get("b") == b"v"
+    for kwargs, message in (
+        ({"idletime": -1}, "Invalid IDLETIME value"),
+        ({"frequency": 256}, "Invalid FREQ value"),
+        ({"idletime": 1, "frequency": 1}, "syntax error"),
+    ):
+        with pytest.raises(CommandError, match=message):
+            s.restore("k", 0, payload, **kwargs)  # (before BUSYKEY, as in Redis)
+    assert s.exists("c") == 0

@@ -104,7 +104,14 @@ class Dumps(StreamGroups):
 
     @_name_limit(None)
     def restore(
-        self, name: Name, ttl: int, payload: bytes, replace: bool = False, absttl: bool = False
+        self,
+        name: Name,
+        ttl: int,
+        payload: bytes,
+        replace: bool = False,
+        absttl: bool = False,
+        idletime: int | None = None,
+        frequency: int | None = None,
     ) -> bool:
         """Create a key from a DUMP payload (of this store or of redis-server), as RESTORE does.
 
@@ -114,8 +121,16 @@ class Dumps(StreamGroups):
         Returns False if the expiry time is already past: then no key is created (and, with
         ``replace``, the existing one is deleted), as in Redis. The key and all its records are
         written in one batch: a crash or an error leaves the old value (or no key), never part
-        of the new one.
+        of the new one. ``idletime`` and ``frequency`` (IDLETIME, FREQ, one of them) are checked
+        as Redis checks them, then ignored: no access times or frequencies are kept.
         """
+        if idletime is not None or frequency is not None:  # (the options before the key, as Redis)
+            if idletime is not None and frequency is not None:
+                raise CommandError("ERR syntax error")
+            if idletime is not None and parse_index(idletime) < 0:
+                raise CommandError("ERR Invalid IDLETIME value, must be >= 0")
+            if frequency is not None and not 0 <= parse_index(frequency) <= 255:
+                raise CommandError("ERR Invalid FREQ value, must be >= 0 and <= 255")
         name = _b(name)
         db = self.db
         if not replace and META + name in db:  # as Redis: before the TTL and payload are looked at
