@@ -625,3 +625,14 @@ def test_restore_takes_idletime_and_frequency_checked_as_redis_does(s):
         with pytest.raises(CommandError, match=message):
             s.restore("k", 0, payload, **kwargs)  # (before BUSYKEY, as in Redis)
     assert s.exists("c") == 0
+
+
+def test_copy_takes_redis_pys_destination_db_which_can_only_be_0(s):
+    """copy(..., destination_db=0) raised TypeError; kvb serve's COPY takes DB 0 (its only one)
+    and answers another "DB index is out of range", as Redis run with one database."""
+    s.set("a", "1")
+    assert s.copy("a", "b", destination_db=0) is True and s.get("b") == b"1"
+    assert s.copy("a", "b", replace=True, destination_db="0") is True
+    with pytest.raises(CommandError, match="DB index is out of range"):
+        s.copy("a", "c", destination_db=1)
+    assert s.exists("c") == 0

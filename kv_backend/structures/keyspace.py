@@ -925,11 +925,14 @@ class Keyspace:
         return start, max(stop + 1, start)
 
     @_name_limit(None)
-    def copy(self, src: Name, dst: Name, replace: bool = False) -> bool:
+    def copy(self, src: Name, dst: Name, replace: bool = False, *, destination_db: int | None = None) -> bool:
         """Copy a key of any type, with its TTL, to ``dst``; False if ``src`` is missing or ``dst``
         exists (unless ``replace``). A stream is copied with its consumer groups, their consumers
-        and pending entries, as Redis copies them.
+        and pending entries, as Redis copies them. ``destination_db`` (redis-py's ``DB`` option)
+        may only be 0, the one database, as in Redis run with one.
         """
+        if destination_db is not None and parse_index(destination_db) != 0:
+            raise CommandError("ERR DB index is out of range")
         src, dst = _b(src), _b(dst)
         if src == dst:
             raise CommandError("ERR source and destination objects are the same")
