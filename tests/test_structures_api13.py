@@ -636,3 +636,17 @@ def test_copy_takes_redis_pys_destination_db_which_can_only_be_0(s):
     with pytest.raises(CommandError, match="DB index is out of range"):
         s.copy("a", "c", destination_db=1)
     assert s.exists("c") == 0
+
+
+def test_xreadgroup_takes_block_fifth_as_redis_py_does(tmp_path):
+    """redis-py's xreadgroup(group, consumer, streams, count, block, noack): a fifth positional
+    argument is ``block``. It was ``noack`` here, so a redis-py call with a block time read with
+    NOACK, silently: its entries were never pending, so never redelivered after a crash."""
+    with Structures(str(tmp_path / "kv5")) as s:
+        s.xadd("x", {"f": "v"}, id="1-1")
+        s.xgroup_create("x", "g", id="0")
+        got = s.xreadgroup("g", "c", {"x": ">"}, 10, 100)  # count 10, block 100 ms
+        assert got == [(b"x", [(b"1-1", [(b"f", b"v")])])]
+        assert s.xpending("x", "g")[0] == 1  # delivered, and pending: no NOACK
+        with pytest.raises(InvalidArgumentError):  # an old positional noack: refused, not a block time
+            s.xreadgroup("g", "c", {"x": ">"}, None, True)

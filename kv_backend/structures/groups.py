@@ -453,9 +453,9 @@ class StreamGroups(Streams):
         consumer: Name,
         streams: Mapping[NameT, Name] | Iterable[tuple[Name, Name]],
         count: int | None = None,
+        block: int | None = None,
         noack: bool = False,
         touch: bool = True,
-        block: int | None = None,
     ) -> list[tuple[bytes, list[Entry]]]:
         """Read as ``consumer`` of ``group``: ``>`` for entries never delivered to the group, an ID for
         the consumer's own pending entries after it.
@@ -466,6 +466,8 @@ class StreamGroups(Streams):
         unless ``noack``. ``touch=False`` leaves a known consumer's seen-time alone when nothing
         is delivered (for retries of a blocked read). With ``block`` (milliseconds, 0: for
         ever) it waits for entries that any process adds, and returns ``[]`` if none come.
+        ``block`` comes before ``noack``, as in redis-py: a redis-py call with ``block`` as its
+        fifth argument must not turn ``noack`` on (entries never pending, so never redelivered).
         """
         if block is not None:
             pairs = _pairs(streams, "streams")
@@ -474,7 +476,7 @@ class StreamGroups(Streams):
                 with self.db.locked():  # the check and the read see the same streams
                     if not first:
                         self._check_still_grouped(group, pairs)
-                    found = self.xreadgroup(group, consumer, pairs, count, noack, touch and first)
+                    found = self.xreadgroup(group, consumer, pairs, count, noack=noack, touch=touch and first)
                 return found or None
 
             return self._wait_for(attempt, _block_seconds(block)) or []
