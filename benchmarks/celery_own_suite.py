@@ -87,12 +87,6 @@ _NO_ADD_TO_CHORD = "Task.add_to_chord() is not supported"
 KVB_LIMITS = {
     "t/integration/test_canvas.py::test_chord::test_add_to_chord": _NO_ADD_TO_CHORD,
     "t/integration/test_canvas.py::test_chord::test_add_chord_to_chord": _NO_ADD_TO_CHORD,
-    **{
-        f"t/integration/test_canvas.py::test_chord::test_generator[{size}]": (
-            "a chord header given as a generator is unrolled when the chord is sent, not as its tasks are"
-        )
-        for size in range(3, 10)
-    },
 }
 
 # Tests that inspect the result backend's own Redis: not run with --unskip.

@@ -37,6 +37,7 @@ from celery.backends.base import KeyValueStoreBackend
 from celery.exceptions import BackendStoreError, ChordError, ImproperlyConfigured
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult, GroupResult, ResultSet, allow_join_result
+from celery.utils.functional import _regen
 from kombu.serialization import dumps as kombu_dumps
 from kombu.serialization import loads as kombu_loads
 from kombu.serialization import prepare_accept_content
@@ -564,6 +565,7 @@ class KVBackend(KeyValueStoreBackend):
                     self._chord_part_ttl(),
                     part.claim,
                     request.chord,
+                    getattr(request, "group_index", None),
                 )
                 part.counted = True
             if part.chained:
@@ -639,6 +641,64 @@ class KVBackend(KeyValueStoreBackend):
         if ttl is None:
             ttl = self._chord_counter_ttl()
         return ttl
+
+    def _apply_chord_incr(self, header_result_args: Any, body: Any, **kwargs: Any) -> None:
+        """Prepare a chord's bookkeeping before its header is sent (Celery calls it as ``apply_chord``).
+
+        A header given as a list: its group is saved, as Celery's key-value
+        backends do. A header given as a generator (Celery hands its results
+        over as a lazy ``_regen``) is not unrolled here: Celery sends each of
+        its tasks as the generator yields it and announces the size before the
+        last one (Celery issue #3021). Saving its group would pull the whole
+        generator before the first task goes out, and the results it would
+        freeze are not the tasks being sent. Instead the chord is marked as
+        one whose parts record their header position (see :meth:`_count_part`);
+        the part that completes it saves the group from those positions.
+        """
+        results = header_result_args[1] if len(header_result_args) > 1 else None
+        if not isinstance(results, _regen):
+            super()._apply_chord_incr(header_result_args, body, **kwargs)
+            return
+        self.ensure_chords_allowed()
+        self.db.put(self._slots_key(header_result_args[0]), b"0", ttl=self._ttl(self._chord_counter_ttl()))
+
+    def _slots_key(self, gid: str) -> bytes:
+        """How many parts of a generator-header chord recorded their position (also marks such a chord)."""
+        return ensure_bytes(self.get_key_for_chord(gid, ".slots"))
+
+    def _slot_key(self, gid: str, slot: int) -> bytes:
+        """Where the ``slot``-th counted part of a generator-header chord keeps its position and task id."""
+        return ensure_bytes(self.get_key_for_chord(gid, f".slot.{slot}"))
+
+    def _slotted_group(
+        self, db: DB, gid: str, slots: int, last: tuple[Any, str], batch: Any
+    ) -> bytes | None:
+        """The encoded header group of a generator-header chord its last part completes (write lock held).
+
+        Read from the positions its other ``slots - 1`` parts recorded, plus
+        ``last`` (the completing part's); each is dropped in ``batch``. Parts
+        are ordered by their index in the header (``group_index``), in
+        counting order where that is missing or shared (a group nested in the
+        header numbers its own tasks). None if a position is missing (expired):
+        the chord then fails with its lost group.
+        """
+        entries = []
+        lost = False
+        for slot in range(1, slots):
+            raw = db.get(self._slot_key(gid, slot))
+            batch.delete(self._slot_key(gid, slot))
+            if raw is None:
+                lost = True
+                continue
+            index, task_id = json.loads(raw)
+            entries.append((index, slot, task_id))
+        if lost:
+            logger.error("chord %s: a header position recorded by one of its parts is gone", gid)
+            return None
+        entries.append((last[0], slots, last[1]))
+        entries.sort(key=lambda e: (e[0] is None, e[0] if isinstance(e[0], int) else 0, e[1]))
+        header = self.app.GroupResult(gid, [self.app.AsyncResult(task_id) for _, _, task_id in entries])
+        return ensure_bytes(self.encode({"result": header.as_tuple()}))
 
     def set_chord_size(self, group_id: str, chord_size: int) -> None:
         """Subtract the chord's size from its part counter (the client calls this before the last part).
@@ -740,7 +800,9 @@ class KVBackend(KeyValueStoreBackend):
             left, claim = part.left, part.claim
         else:
             claim = uuid.uuid4().hex.encode()
-            left = self._count_part(key, gid, task_id, keep, claim, chord_sig)
+            left = self._count_part(
+                key, gid, task_id, keep, claim, chord_sig, getattr(request, "group_index", None)
+            )
         if left is None:
             return None
         if left == 0:
@@ -758,6 +820,7 @@ class KVBackend(KeyValueStoreBackend):
         keep: float | None,
         claim: bytes = b"",
         chord_sig: Any = None,
+        group_index: Any = None,
     ) -> int | None:
         """Add one to the chord counter for ``task_id``, once; None if that part was counted already.
 
@@ -776,7 +839,12 @@ class KVBackend(KeyValueStoreBackend):
         not counted (None), so it leaves no counter or marker behind. While a
         chord runs its group is always there (the client saves it before
         sending any part), and a group lost meanwhile leaves the counter, so
-        the last part still reports the lost group.
+        the last part still reports the lost group. A chord whose header was
+        a generator has no group yet (see :meth:`_apply_chord_incr`): each
+        part records its header position (``group_index``) and task id in a
+        slot of its own, in the same batch, and the part that completes the
+        chord saves the group built from them in its batch, so the chord
+        goes on from there (the join, a take-over, the recovery) as any other.
 
         The part that completes the chord also records the callback and notes
         the chord among those being fired, in the same batch, so that
@@ -805,16 +873,30 @@ class KVBackend(KeyValueStoreBackend):
                 logger.warning("chord %s: part %s finished again; it was counted already", gid, task_id)
                 return None
             raw = db.get(key)
-            if raw is None and ensure_bytes(self.get_key_for_group(gid)) not in db:
+            group_key = ensure_bytes(self.get_key_for_group(gid))
+            slots = None if group_key in db else db.get(self._slots_key(gid))
+            if raw is None and slots is None and group_key not in db:
                 logger.warning(
                     "chord %s: part %s finished again after the chord was complete; ignored", gid, task_id
                 )
                 return None
             left = (int(raw) if raw is not None else 0) + 1
             record = self._encode_callback(gid, chord_sig) if left == 0 and claim else None
+            counter_ttl = self._ttl(self._chord_counter_ttl())
             with db.batch() as batch:
                 batch.put(marker, b"1", ttl=self._ttl(keep))
-                batch.put(key, str(left).encode(), ttl=self._ttl(self._chord_counter_ttl()))
+                batch.put(key, str(left).encode(), ttl=counter_ttl)
+                if slots is not None:  # a generator header: this part's position, or the whole group
+                    slot = int(slots) + 1
+                    if left == 0:
+                        batch.delete(self._slots_key(gid))
+                        header = self._slotted_group(db, gid, slot, (group_index, task_id), batch)
+                        if header is not None:
+                            batch.put(group_key, header, ttl=self._ttl(keep))
+                    else:
+                        entry = json.dumps([group_index, task_id]).encode()
+                        batch.put(self._slots_key(gid), str(slot).encode(), ttl=counter_ttl)
+                        batch.put(self._slot_key(gid, slot), entry, ttl=counter_ttl)
                 if left == 0 and claim:
                     batch.put(claim_key, claim, ttl=claim_ttl)
                     if record is not None:
