@@ -13,10 +13,12 @@ keep stores on a local filesystem.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
 import weakref
+from collections.abc import Iterator
 
 from kv_backend.errors import DatabaseClosedError, KVError, StorageError, TransactionError
 from kv_backend.files import new_file_mode, storage_error
@@ -30,6 +32,10 @@ SPIN_TRIES = 200
 #: holds through another DB object on the same store is told instead (see WriteLock._contended).
 _LOCKS: dict[str, weakref.WeakSet[WriteLock]] = {}
 _LOCKS_GUARD = threading.Lock()
+#: ``.inside`` is True while this thread updates or reads ``_LOCKS`` under ``_LOCKS_GUARD``. The
+#: cyclic garbage collector may run at any allocation there and call ``DB.__del__``, whose close()
+#: unregisters its lock: waiting for the guard this very thread holds would hang for ever.
+_registry_thread = threading.local()
 
 
 def _new_guard_in_child() -> None:
@@ -42,6 +48,21 @@ def _new_guard_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_guard_in_child)
+
+
+@contextlib.contextmanager
+def _registry() -> Iterator[dict[str, weakref.WeakSet[WriteLock]]]:
+    """Hold the registry's guard, noting that this thread is inside (see ``_registry_thread``).
+
+    Noted before the guard is taken: setting it may allocate (the thread's first use), and a
+    collection there must already find it set.
+    """
+    _registry_thread.inside = True
+    try:
+        with _LOCKS_GUARD:
+            yield _LOCKS
+    finally:
+        _registry_thread.inside = False
 
 
 class WriteLock:
@@ -57,8 +78,8 @@ class WriteLock:
         #: holds nothing in the child (see :meth:`after_fork_in_child`).
         self.forks = 0
         self._fd = self._open()
-        with _LOCKS_GUARD:
-            _LOCKS.setdefault(path, weakref.WeakSet()).add(self)
+        with _registry() as locks:
+            locks.setdefault(path, weakref.WeakSet()).add(self)
 
     def _open(self) -> int:
         flags = (os.O_RDWR | os.O_CREAT) if self._create else os.O_RDONLY
@@ -129,8 +150,8 @@ class WriteLock:
         its own, and its acquire would wait for this very thread for ever (a write, or an open,
         through another Store inside a transaction() or locked() block).
         """
-        with _LOCKS_GUARD:
-            others = [lock for lock in _LOCKS.get(self.path, ()) if lock is not self]
+        with _registry() as locks:
+            others = [lock for lock in locks.get(self.path, ()) if lock is not self]
         if any(lock.held and lock._fd >= 0 for lock in others):
             raise TransactionError(
                 f"this thread holds the write lock of the store at {os.path.dirname(self.path)} "
@@ -225,12 +246,17 @@ class WriteLock:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
-        with _LOCKS_GUARD:
-            locks = _LOCKS.get(self.path)
+        if getattr(_registry_thread, "inside", False):
+            # Closed by the garbage collector (DB.__del__) inside this thread's own use of the
+            # registry: it stays registered, which is harmless (a closed lock, fd -1, is skipped),
+            # until it is collected and leaves the weak set by itself.
+            return
+        with _registry() as registry:
+            locks = registry.get(self.path)
             if locks is not None:
                 locks.discard(self)
                 if not locks:
-                    del _LOCKS[self.path]  # a process that opens many stores keeps no entry per store
+                    del registry[self.path]  # a process that opens many stores keeps no entry per store
 
 
 class MergeLock:
