@@ -15,7 +15,7 @@ from kv_backend.structures.errors import (
     KeyNameTooLongError,
     NotAFloatError,
 )
-from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, scan_pages
 from kv_backend.structures.layout import (
     _I64_MAX,
     _I64_MIN,
@@ -274,12 +274,8 @@ class Hashes(Keyspace):
         self, name: Name, match: Name | None = None, count: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
         """Yield the ``(field, value)`` pairs :meth:`hscan` steps through (redis-py's ``hscan_iter``)."""
-        cursor = 0
-        while True:
-            cursor, items = self.hscan(name, cursor, match, count)
+        for items in scan_pages(self.hscan, name, match, count):
             yield from items.items()
-            if cursor == 0:
-                return
 
     def hrandfield(self, name: Name, count: int | None = None, withvalues: bool = False) -> Any:
         """Random fields of a hash (HRANDFIELD): one field (None if missing) without ``count``;

@@ -138,6 +138,17 @@ def _check_group_fits(name: bytes, group: bytes) -> None:
         raise KeyTooLargeError("a consumer group's pending entries would not fit in an engine key")
 
 
+def scan_pages(scan: Callable[..., tuple[int, Any]], name: Name, match: Any, count: Any) -> Iterator[Any]:
+    """Each page ``scan(name, cursor, match, count)`` gives, from cursor 0 until it comes back to 0
+    (what redis-py's ``hscan_iter``/``sscan_iter``/``zscan_iter`` walk)."""
+    cursor = 0
+    while True:
+        cursor, page = scan(name, cursor, match, count)
+        yield page
+        if cursor == 0:
+            return
+
+
 def _block_seconds(block: object) -> float:
     """XREAD's and XREADGROUP's ``block`` (milliseconds, 0: for ever) in seconds; a non-number is
     an InvalidArgumentError, as a blocking pop's timeout is."""

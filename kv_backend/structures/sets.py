@@ -8,7 +8,7 @@ from typing import Any
 
 from kv_backend.errors import InvalidArgumentError, KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError
-from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _redis_int
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _redis_int, scan_pages
 from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _list_or_args, _lp
 from kv_backend.structures.parsing import (
     glob_match,
@@ -137,12 +137,8 @@ class Sets(Keyspace):
 
     def sscan_iter(self, name: Name, match: Name | None = None, count: int | None = None) -> Iterator[bytes]:
         """Yield the members :meth:`sscan` steps through (redis-py's ``sscan_iter``)."""
-        cursor = 0
-        while True:
-            cursor, members = self.sscan(name, cursor, match, count)
+        for members in scan_pages(self.sscan, name, match, count):
             yield from members
-            if cursor == 0:
-                return
 
     def sscan(
         self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int | None = 10

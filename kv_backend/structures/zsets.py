@@ -10,7 +10,7 @@ from typing import Any
 
 from kv_backend.errors import InvalidArgumentError, KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
-from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _name_list
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _name_list, scan_pages
 from kv_backend.structures.layout import (
     _I64_MAX,
     _U64,
@@ -386,12 +386,8 @@ class SortedSets(Keyspace):
         self, name: Name, match: Name | None = None, count: int | None = None
     ) -> Iterator[tuple[bytes, float]]:
         """Yield the ``(member, score)`` pairs :meth:`zscan` steps through (redis-py's ``zscan_iter``)."""
-        cursor = 0
-        while True:
-            cursor, items = self.zscan(name, cursor, match, count)
+        for items in scan_pages(self.zscan, name, match, count):
             yield from items
-            if cursor == 0:
-                return
 
     def zscan(
         self, name: Name, cursor: int | bytes | str = 0, match: Name | None = None, count: int | None = 10
