@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import json
 import logging
 import math
@@ -59,6 +60,11 @@ from kv_backend.threads import start_daemon_thread
 __all__ = ["KVBackend", "KVBackendConfigurationError", "parse_url"]
 
 logger = logging.getLogger(__name__)
+
+#: Whether this Celery's groups send each task with its own index in the group (Celery 5.6 and
+#: later): before, a ``group_index`` among a group's options (a chord member replaced by a group)
+#: went to every task, and a chord with a generator header cannot be ordered by the indexes.
+_GROUPS_KEEP_TASK_INDEXES = "group_index" in inspect.signature(group._apply_tasks).parameters
 
 SCHEME = "kvb"
 #: Query options of a ``kvb://`` URL and the engine option each one sets.
@@ -654,9 +660,14 @@ class KVBackend(KeyValueStoreBackend):
         freeze are not the tasks being sent. Instead the chord is marked as
         one whose parts record their header position (see :meth:`_count_part`);
         the part that completes it saves the group from those positions.
+
+        Before Celery 5.6 a group applied with a ``group_index`` option of its own (the group a
+        task is replaced with inside a chord) handed that one index to every task it sent, so
+        the positions cannot order the header: there the generator is unrolled and its group
+        saved first, as for a list.
         """
         results = header_result_args[1] if len(header_result_args) > 1 else None
-        if not isinstance(results, _regen):
+        if not isinstance(results, _regen) or not _GROUPS_KEEP_TASK_INDEXES:
             super()._apply_chord_incr(header_result_args, body, **kwargs)
             return
         self.ensure_chords_allowed()

@@ -20,6 +20,7 @@ import time
 import uuid
 
 import celery_helpers
+import kv_backend_celery.backend as backend_module
 import pytest
 from celery import Celery, chain, chord, signals
 from celery.app.task import Context
@@ -36,6 +37,14 @@ pytestmark = [
 
 def make_app(url: str, **conf) -> Celery:
     return celery_helpers.make_app(url, "kvb-generator13", **conf)
+
+
+@pytest.fixture(autouse=True)
+def _groups_keep_task_indexes(request, monkeypatch):
+    """The in-process tests give each part its index themselves: they test the generator path
+    on any Celery (5.6 and later take it; older ones unroll the header, see the last tests)."""
+    if "celery_env" not in request.fixturenames:
+        monkeypatch.setattr(backend_module, "_GROUPS_KEEP_TASK_INDEXES", True)
 
 
 @pytest.fixture
@@ -231,6 +240,10 @@ def test_list_header_still_saves_its_group_first(app, monkeypatch):
 # ------------------------------------------------------------------ with workers
 
 
+@pytest.mark.skipif(
+    not backend_module._GROUPS_KEEP_TASK_INDEXES,
+    reason="before Celery 5.6 a generator header is unrolled before its first task is sent (see below)",
+)
 def test_generator_chord_on_workers(celery_env):
     """Celery's test_generator, shortened: the last item is made only once the first task has run."""
     m = celery_env.app_module
@@ -254,3 +267,22 @@ def test_generator_chord_on_workers(celery_env):
     result = chord(header(6), m.echo.s()).apply_async()
     assert result.get(timeout=30) == {"args": [[0, 2, 4, 6, 8, 10]], "kwargs": {}}
     assert ran_first == [True]
+
+
+def test_before_celery_5_6_a_generator_header_is_unrolled_and_its_group_saved_first(app, monkeypatch):
+    """Celery 5.3 to 5.5 send a replaced task's own group_index with every task of the group that
+    replaces it (a chord of its own): the parts all report index 0, so the group cannot be
+    ordered from them (the results came back as [0, 2, 1]). There the header is unrolled and
+    its group saved first, as for a list."""
+    monkeypatch.setattr(backend_module, "_GROUPS_KEEP_TASK_INDEXES", False)
+    c = _Chord(app, monkeypatch, 4)
+    sends = [i for i, e in enumerate(c.events) if e[0] == "send"]
+    assert sends and min(sends) > c.events.index(("pull", 3))  # the whole generator first
+    saved = [r.id for r in c.backend.restore_group(c.gid).results]
+    assert saved == [t for t, _ in c.parts]  # saved in header order before any part ran
+    assert c.backend._slots_key(c.gid) not in c.backend.db  # no slots: the list's bookkeeping
+    for pos, (task_id, _) in reversed(list(enumerate(c.parts))):  # in reverse, all with index 0
+        c.backend.mark_as_done(task_id, pos * 2, request=c.request(task_id, 0))
+    assert c.sent == [([0, 2, 4, 6],)]
+    assert c.left() == []
+
