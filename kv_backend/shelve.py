@@ -112,6 +112,13 @@ class KVShelf(_std_shelve.DbfilenameShelf):
             ) from exc
         if self.writeback:
             cache[key] = value
+            # The fingerprint of the pickle this shelf makes of the object, which sync() compares
+            # with: the stored one may come from another protocol, or list a set of str in
+            # another process's hash order, and would make an entry only read look changed.
+            try:
+                data = pickle.dumps(value, self._protocol)
+            except Exception:
+                pass  # sync() raises for it, as it would have
             self._fingerprints[key] = _digest(data)
         return value
 
