@@ -1172,7 +1172,10 @@ def claim_directory(path: str) -> int | None:
     process keeps the descriptor returned (the kernel drops it when the process dies): a later
     restore (or salvage) removes a temporary directory only if it can take that lock. None if one
     cleaning up took it first (or removed it), and another name must be chosen."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None  # one cleaning up removed it before it could be claimed
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

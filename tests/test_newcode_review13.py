@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
 import struct
 
 import pytest
 
+from kv_backend import DB
+from kv_backend import backup as kv_backup
 from kv_backend import record as rec
 from kv_backend import shelve as kv_shelve
+from kv_backend.salvage import salvage
 
 
 def test_shelf_writeback_entry_read_from_another_protocol_is_not_written_back(tmp_path):
@@ -76,3 +80,49 @@ def test_resync_takes_a_record_followed_by_zeros_to_the_end_whatever_lies_past_i
     for zeros in (0, 5, 21, 22, 40):
         buf = b"\xff" * 5 + record + bytes(zeros) + b"\xff" * 30
         assert rec.resync(lambda o, n, buf=buf: buf[o : o + n], 0, len(buf) - 30) == 5, zeros
+
+
+def _removed_before_its_claim(monkeypatch):
+    """Let another restore's (or salvage's) clean-up remove the first temporary directory made
+    before it is claimed, as happens when it runs between the mkdir and the claim."""
+    real = kv_backup.claim_directory
+    removed = []
+
+    def racing(path):
+        if not removed:
+            removed.append(path)
+            os.rmdir(path)
+        return real(path)
+
+    monkeypatch.setattr(kv_backup, "claim_directory", racing)
+    return removed
+
+
+def test_a_restore_whose_new_directory_another_cleaned_up_takes_another(store_path, tmp_path, monkeypatch):
+    """Another restore into the same parent (its remove_abandoned_copies) may remove a new
+    temporary directory before it is claimed: claim_directory raised FileNotFoundError there, and
+    the restore failed ("cannot create a directory next to ...: No such file or directory", 1
+    restore in 300 with a cleaner running), where a taken one makes it choose another name."""
+    url = "file://" + str(tmp_path / "bk")
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+        kv_backup.backup(db, url, name="b1")
+    removed = _removed_before_its_claim(monkeypatch)
+    dest = str(tmp_path / "parent" / "x")
+    kv_backup.restore(url, dest, "b1")
+    assert removed
+    with DB(dest) as db:
+        assert db.get(b"k") == b"v"
+    assert os.listdir(tmp_path / "parent") == ["x"]
+
+
+def test_a_salvage_whose_new_directory_another_cleaned_up_takes_another(store_path, tmp_path, monkeypatch):
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    removed = _removed_before_its_claim(monkeypatch)
+    dest = str(tmp_path / "parent" / "x")
+    salvage(store_path, dest)
+    assert removed
+    with DB(dest) as db:
+        assert db.get(b"k") == b"v"
+    assert os.listdir(tmp_path / "parent") == ["x"]
