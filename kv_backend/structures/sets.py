@@ -244,12 +244,13 @@ class Sets(Keyspace):
                     break
         return out
 
-    def sintercard(self, *names: Name, limit: int = 0) -> int:
-        """How many members the intersection of the sets has, counting up to ``limit`` (0: no limit)."""
+    def sintercard(self, *names: Name | Iterable[Name], limit: int = 0) -> int:
+        """How many members the intersection of the sets has, counting up to ``limit`` (0: no limit);
+        the names may come as a list, as for ``sinter()``."""
         limit = parse_index(limit)
         if limit < 0:
             raise CommandError("ERR LIMIT can't be negative")
-        return len(self._intersect(names, limit))
+        return len(self._intersect(_list_or_args(names), limit))
 
     def _store_set(self, dst: Name, members: set[bytes] | list[bytes]) -> int:
         """Replace ``dst`` (of any type, its TTL dropped) by a set of ``members``; an empty one deletes it.
