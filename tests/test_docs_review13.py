@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kv_backend import record
 from kv_backend.structures import Structures
 
 
@@ -19,3 +20,18 @@ def test_sintercard_takes_the_names_as_a_list(tmp_path: Path) -> None:
         assert s.sintercard("s1", "s2") == 2
     finally:
         s.close()
+
+
+def test_reading_resumes_inside_the_damaged_header() -> None:
+    """docs/file-format.md, rule 3: reading resumes at the first offset after the damaged header's
+    first byte, so a sound record that starts inside the header's 22 bytes (5 bytes inserted
+    before it) is found there, not lost."""
+    first = record.encode(record.PUT, b"k1", b"v1")
+    rest = record.encode(record.PUT, b"k2", b"v2") + record.encode(record.PUT, b"k3", b"v3")
+    buf = first + b"\xff" * 5 + rest
+    pos = len(first)
+
+    def read(offset: int, n: int) -> bytes:
+        return buf[offset : offset + n]
+
+    assert record.resync(read, pos, len(buf)) == pos + 5 < pos + record.HEADER_SIZE
