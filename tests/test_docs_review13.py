@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kv_backend import record
+from kv_backend import DB, record
+from kv_backend.check import check
 from kv_backend.structures import Structures
 
 
@@ -35,3 +36,22 @@ def test_reading_resumes_inside_the_damaged_header() -> None:
         return buf[offset : offset + n]
 
     assert record.resync(read, pos, len(buf)) == pos + 5 < pos + record.HEADER_SIZE
+
+
+def test_check_reports_a_zeroed_header_in_a_closed_file(tmp_path: Path) -> None:
+    """docs/engine.md: a header of zeros inside a closed file (not the end of its data there) is a
+    damaged header that ``kvb check`` reports, reading on at the next sound record."""
+    path = tmp_path / "db"
+    db = DB(path, max_file_size=4096)
+    for i in range(60):
+        db[b"k%02d" % i] = b"x" * 100
+    db.close()
+    data = path / "0000000001-000.data"
+    buf = bytearray(data.read_bytes())
+    size = record.HEADER_SIZE + 3 + 100
+    offset = record.FILE_HEADER_SIZE + 2 * size
+    buf[offset : offset + record.HEADER_SIZE] = bytes(record.HEADER_SIZE)
+    data.write_bytes(bytes(buf))
+    report = check(str(path))
+    assert not report.ok
+    assert [(p.path, p.offset) for p in report.problems] == [(str(data), offset)]
