@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from kv_backend import DB, record
 from kv_backend.check import check
+from kv_backend.cli import main
 from kv_backend.structures import Structures
 
 
@@ -55,3 +59,21 @@ def test_check_reports_a_zeroed_header_in_a_closed_file(tmp_path: Path) -> None:
     report = check(str(path))
     assert not report.ok
     assert [(p.path, p.offset) for p in report.problems] == [(str(data), offset)]
+
+
+def test_backups_json_of_a_damaged_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/backup.md: in ``kvb backups URL --json`` a damaged manifest has ``created``,
+    ``created_utc``, ``files``, ``bytes`` and ``source`` null, comes after the sound ones, and the
+    exit status is 1, as without --json."""
+    db = DB(tmp_path / "db")
+    db[b"a"] = b"1"
+    db.backup(str(tmp_path / "bk"), name="good")
+    db.close()
+    (tmp_path / "bk" / "backups" / "a-bad.json").write_text('{"x":')
+    assert main(["backups", str(tmp_path / "bk"), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    good, bad = out["backups"]
+    assert (good["name"], good["ok"], bad["name"], bad["ok"]) == ("good", True, "a-bad", False)
+    assert isinstance(good["created"], float) and good["source"] == str(tmp_path / "db")
+    assert [bad[k] for k in ("created", "created_utc", "files", "bytes", "source")] == [None] * 5
+    assert bad["error"]
