@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -113,6 +114,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def connect_when_listening(port: int, wait: float = 20) -> socket.socket:
+    """Connect to 127.0.0.1:``port`` as soon as a server listens there (within ``wait`` seconds)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=1)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def require_tool(name: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
-from helpers import child_env, exit_code, fork_child, free_port, run_as_nobody
+from helpers import child_env, connect_when_listening, exit_code, fork_child, free_port, run_as_nobody
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 import kv_backend.check  # (also: imported before a child drops its privileges)
@@ -211,15 +211,7 @@ def test_http_sigterm_stops_soon_even_with_a_client_stalled_mid_request(tmp_path
     answer: list[bytes] = []
 
     def stalled_client() -> None:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                conn = socket.create_connection(("127.0.0.1", port), timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+        conn = connect_when_listening(port)
         with conn:  # a PUT whose body never comes
             conn.sendall(b"PUT /v1/keys/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
             time.sleep(0.2)

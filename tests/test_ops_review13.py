@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import threading
 import time
 
 import pytest
-from helpers import free_port
+from helpers import connect_when_listening, free_port
 
 from kv_backend import DB
 
@@ -29,15 +28,7 @@ def test_http_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path, capfd):
     done = threading.Event()
 
     def stalled_client() -> None:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                conn = socket.create_connection(("127.0.0.1", port), timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+        conn = connect_when_listening(port)
         with conn:  # a PUT whose body never comes: the shutdown waits for it (up to 10 s)
             conn.sendall(b"PUT /v1/keys/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
             time.sleep(0.2)
