@@ -125,7 +125,10 @@ def test_sigterm_to_the_worker_process_group_stops_it_with_its_results_intact(tm
         # Every stored result reads back, from a store that was not damaged.
         assert [app.AsyncResult(r.id).get(timeout=1) for r in done] == [2 * i for i in range(8)]
         # The interrupted task is recorded as lost, as with Celery's own backends.
-        assert running.state == states.FAILURE
+        if running.state != states.FAILURE:  # failed once in a loaded full run: keep the evidence
+            with open(log, encoding="utf-8", errors="replace") as f:
+                tail = f.read()[-4000:]
+            pytest.fail(f"the interrupted task is {running.state}, not FAILURE; worker log:\n{tail}")
         assert "WorkerLostError" in repr(running.result)
         report = check(results)
         assert report.ok, report.problems
