@@ -274,7 +274,7 @@ class Hashes(Keyspace):
         self, name: Name, match: Name | None = None, count: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
         """Yield the ``(field, value)`` pairs :meth:`hscan` steps through (redis-py's ``hscan_iter``)."""
-        for items in scan_pages(self.hscan, name, match, count):
+        for items in scan_pages(lambda cursor: self.hscan(name, cursor, match, count)):
             yield from items.items()
 
     def hrandfield(self, name: Name, count: int | None = None, withvalues: bool = False) -> Any:

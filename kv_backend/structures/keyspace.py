@@ -56,6 +56,7 @@ from kv_backend.structures.parsing import (
 )
 
 _S = TypeVar("_S", bound="Keyspace")
+_P = TypeVar("_P")
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -89,27 +90,24 @@ def _check_seconds(value: object, what: str, absolute: bool = False) -> float:
     to live) or, with ``absolute``, a ``datetime`` (a Unix time). Anything else (a str, None...)
     is refused before it is compared with 0, which raised Python's own TypeError ("'<=' not
     supported between 'str' and 'int'")."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        if absolute and isinstance(value, datetime):
-            return value.timestamp()  # (a naive one in local time, as redis-py reads it)
-        if not absolute and isinstance(value, timedelta):
-            return value.total_seconds()
-        raise InvalidArgumentError(f"{what} must be a number of seconds, not {type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):  # (the engine's error named its own ttl)
-        raise ConfigurationError(f"{what} must be a finite number of seconds, not {value!r}")
-    return value
+    return _check_time(value, what, absolute, "seconds", 1)
 
 
 def _check_milliseconds(value: object, what: str, absolute: bool = False) -> float:
     """:func:`_check_seconds` for a time in milliseconds (PEXPIRE, SET's PX...)."""
+    return _check_time(value, what, absolute, "milliseconds", 1000)
+
+
+def _check_time(value: object, what: str, absolute: bool, unit: str, per_second: int) -> float:
+    """A time argument in ``unit`` (``per_second`` of them in a second); see :func:`_check_seconds`."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         if absolute and isinstance(value, datetime):
-            return value.timestamp() * 1000
+            return value.timestamp() * per_second  # (a naive one in local time, as redis-py reads it)
         if not absolute and isinstance(value, timedelta):
-            return value.total_seconds() * 1000
-        raise InvalidArgumentError(f"{what} must be a number of milliseconds, not {type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigurationError(f"{what} must be a finite number of milliseconds, not {value!r}")
+            return value.total_seconds() * per_second
+        raise InvalidArgumentError(f"{what} must be a number of {unit}, not {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):  # (the engine's error named its own ttl)
+        raise ConfigurationError(f"{what} must be a finite number of {unit}, not {value!r}")
     return value
 
 
@@ -138,12 +136,12 @@ def _check_group_fits(name: bytes, group: bytes) -> None:
         raise KeyTooLargeError("a consumer group's pending entries would not fit in an engine key")
 
 
-def scan_pages(scan: Callable[..., tuple[int, Any]], name: Name, match: Any, count: Any) -> Iterator[Any]:
-    """Each page ``scan(name, cursor, match, count)`` gives, from cursor 0 until it comes back to 0
-    (what redis-py's ``hscan_iter``/``sscan_iter``/``zscan_iter`` walk)."""
+def scan_pages(step: Callable[[int], tuple[int, _P]]) -> Iterator[_P]:
+    """Each page ``step(cursor)`` gives, from cursor 0 until the cursor comes back to 0 (what
+    redis-py's ``scan_iter``, ``hscan_iter``, ``sscan_iter`` and ``zscan_iter`` walk)."""
     cursor = 0
     while True:
-        cursor, page = scan(name, cursor, match, count)
+        cursor, page = step(cursor)
         yield page
         if cursor == 0:
             return
@@ -626,12 +624,8 @@ class Keyspace:
     ) -> Iterator[bytes]:
         """Yield the key names :meth:`scan` steps through from cursor 0 to its end (redis-py's
         ``scan_iter``); a key added or removed meanwhile may or may not come, as in Redis."""
-        cursor = 0
-        while True:
-            cursor, names = self.scan(cursor, match, count, _type=_type)
+        for names in scan_pages(lambda cursor: self.scan(cursor, match, count, _type=_type)):
             yield from names
-            if cursor == 0:
-                return
 
     def renamenx(self, src: Name, dst: Name) -> bool:
         """:meth:`rename` only if ``dst`` does not exist (RENAMENX); False if it does."""

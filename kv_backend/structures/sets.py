@@ -137,7 +137,7 @@ class Sets(Keyspace):
 
     def sscan_iter(self, name: Name, match: Name | None = None, count: int | None = None) -> Iterator[bytes]:
         """Yield the members :meth:`sscan` steps through (redis-py's ``sscan_iter``)."""
-        for members in scan_pages(self.sscan, name, match, count):
+        for members in scan_pages(lambda cursor: self.sscan(name, cursor, match, count)):
             yield from members
 
     def sscan(

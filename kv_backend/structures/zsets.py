@@ -386,7 +386,7 @@ class SortedSets(Keyspace):
         self, name: Name, match: Name | None = None, count: int | None = None
     ) -> Iterator[tuple[bytes, float]]:
         """Yield the ``(member, score)`` pairs :meth:`zscan` steps through (redis-py's ``zscan_iter``)."""
-        for items in scan_pages(self.zscan, name, match, count):
+        for items in scan_pages(lambda cursor: self.zscan(name, cursor, match, count)):
             yield from items
 
     def zscan(
