@@ -1051,13 +1051,7 @@ def restore(
     made = missing_directories(parent)  # created here; removed again if the restore fails
     try:
         os.makedirs(parent, exist_ok=True)
-        remove_abandoned_copies(parent, os.path.basename(dest))
-        while True:
-            tmp = os.path.join(parent, f".{os.path.basename(dest)}.restore-{_token()}")
-            os.mkdir(tmp)  # like any new directory (umask applies), unlike mkdtemp's 0700
-            claim = claim_directory(tmp)
-            if claim is not None:
-                break
+        tmp, claim = new_claimed_directory(parent, os.path.basename(dest), "restore")
     except OSError as exc:
         _remove_empty(made)
         above = os.path.dirname(made[-1]) if made else parent  # the nearest one that exists
@@ -1165,6 +1159,20 @@ def restore(
         os.close(claim)
     report.seconds = time.monotonic() - started
     return report
+
+
+def new_claimed_directory(parent: str, base: str, kind: str) -> tuple[str, int]:
+    """Make the temporary directory ``parent/.BASE.KIND-TOKEN`` a restore (or a salvage) builds its
+    store in, claimed (see :func:`claim_directory`) for as long as the descriptor returned is open,
+    after removing those that runs killed midway left (:func:`remove_abandoned_copies`). Made like
+    any new directory (the umask applies), unlike mkdtemp's 0700."""
+    remove_abandoned_copies(parent, base, kind)
+    while True:
+        tmp = os.path.join(parent, f".{base}.{kind}-{_token()}")
+        os.mkdir(tmp)
+        claim = claim_directory(tmp)
+        if claim is not None:
+            return tmp, claim
 
 
 def claim_directory(path: str) -> int | None:

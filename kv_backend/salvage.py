@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -185,18 +184,12 @@ def salvage(
         report.damaged_keys = sorted(k for k, loc in newest.items() if loc is None)
         # (the copy's temporary directory: locked while this runs, so that the next salvage into dst
         # deletes those a salvage killed midway left, and only those)
-        from kv_backend.backup import claim_directory, remove_abandoned_copies
+        from kv_backend.backup import new_claimed_directory
 
         parent = os.path.dirname(dst)
         try:
             os.makedirs(parent, exist_ok=True)
-            remove_abandoned_copies(parent, os.path.basename(dst), "salvage")
-            while True:
-                tmp = os.path.join(parent, f".{os.path.basename(dst)}.salvage-{secrets.token_hex(4)}")
-                os.mkdir(tmp)
-                claim = claim_directory(tmp)
-                if claim is not None:
-                    break
+            tmp, claim = new_claimed_directory(parent, os.path.basename(dst), "salvage")
         except OSError as exc:
             raise SalvageError(f"cannot create a directory next to {dst}: {exc.strerror or exc}") from exc
         try:
