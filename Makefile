@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test test-oldest demo lint tools bench clean
+.PHONY: test test-oldest test-newest demo lint tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,19 @@ test-oldest: tools
 	$(OLDEST_VENV)/bin/python -m pip install --quiet -e '.[dev]' -c .ci/oldest.txt
 	$(OLDEST_VENV)/bin/python -m pytest -n 2 --dist loadgroup
 
+# The whole suite on the newest Python found (3.14, 3.13 or 3.12, through pyenv or on PATH)
+# with the newest releases that install there (Django 6.x needs 3.12+), in a venv of its own.
+# Not part of `make test`; NEWEST_PYTHON=/path/to/python names another interpreter.
+NEWEST_PYTHON ?= $(shell for v in 3.14 3.13 3.12; do p=$$(pyenv prefix $$v 2>/dev/null) && echo $$p/bin/python && exit; \
+	command -v python$$v && exit; done; echo python3)
+NEWEST_VENV   := .venv-newest
+
+test-newest: tools
+	$(NEWEST_PYTHON) -m venv $(NEWEST_VENV)
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade -e '.[dev]'
+	$(NEWEST_VENV)/bin/python -m pytest -n 2 --dist loadgroup
+
 demo: $(STAMP)
 	$(PY) example_project/run_demo.py
 
@@ -47,4 +60,4 @@ bench: $(STAMP) tools
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) demo-data example_project/var
+	rm -rf $(VENV) $(OLDEST_VENV) $(NEWEST_VENV) demo-data example_project/var

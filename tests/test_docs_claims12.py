@@ -384,7 +384,7 @@ def test_readme_management_commands_and_demo_options_exist():
 
 
 def test_readme_make_targets_exist():
-    """``make demo``, ``make test``, ``make lint``, ``make test-oldest``, ``make bench``."""
+    """``make demo``, ``test``, ``lint``, ``test-oldest``, ``test-newest``, ``bench``."""
     import shutil
     import subprocess
 
@@ -394,7 +394,7 @@ def test_readme_make_targets_exist():
     if make is None:
         pytest.skip("no make on this machine")
     targets = set(re.findall(r"\bmake ([a-z][\w-]*)", _flat("README.md")))
-    assert {"demo", "test", "lint", "test-oldest", "bench"} <= targets
+    assert {"demo", "test", "lint", "test-oldest", "test-newest", "bench"} <= targets
     argv = [make, "-n", *sorted(targets)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
