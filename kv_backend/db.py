@@ -42,8 +42,6 @@ from kv_backend.errors import (
 )
 from kv_backend.files import (
     LOCK_FILE,
-    DataFile,
-    FileId,
     data_name,
     hint_name,
     list_data_files,
@@ -51,9 +49,9 @@ from kv_backend.files import (
     storage_error,
 )
 from kv_backend.keydir import KeyDir
-from kv_backend.locking import MergeLock, WriteLock
+from kv_backend.locking import WriteLock
 from kv_backend.mounts import warn_if_network
-from kv_backend.state import SharedState, unpack_tail
+from kv_backend.state import unpack_tail
 
 if TYPE_CHECKING:
     from kv_backend.backup import BackupReport, Progress
@@ -166,7 +164,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         if "\x00" in name:  # the system refuses it (a bare ValueError from the first os call)
             raise ConfigurationError(f"the store's path {name!r} holds a NUL character, which no path can")
         self.path = os.path.abspath(name)
-        self._sync_interval: float | None = check_tuning_options(sync, max_file_size, auto_merge)
+        self._sync_interval = check_tuning_options(sync, max_file_size, auto_merge)
         self.sync_mode = sync
         self.max_file_size = max_file_size
         self.auto_merge = auto_merge
@@ -175,27 +173,27 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         warn_if_network(self.path)
         self._lock = WriteLock(os.path.join(self.path, LOCK_FILE), create=not self.read_only)
         self._rlock = threading.Lock()  # guards this process's view while it changes
-        self._state: SharedState | None = None
-        self._tailw: Any = _StaticWord()
-        self._intentw: Any = _StaticWord()
+        self._state = None
+        self._tailw = _StaticWord()
+        self._intentw = _StaticWord()
         self._seen = 0
         self._gen = -1
-        self._tail: tuple[FileId, int] = (_FIRST_FILE, 0)
+        self._tail = (_FIRST_FILE, 0)
         self._ix = KeyDir()
-        self._files: list[DataFile] = []
-        self._view: tuple[dict[bytes, int], list[Any]] = (self._ix.kd, [])
-        self._fidx: dict[FileId, int] = {}
-        self._sizes: dict[FileId, int] = {}
-        self._corrupt: list[tuple[str, int]] = []
-        self._active: DataFile | None = None
+        self._files = []
+        self._view = (self._ix.kd, [])
+        self._fidx = {}
+        self._sizes = {}
+        self._corrupt = []
+        self._active = None
         self._active_idx = 0
         self._alloc = 0
-        self._txn: Any = None  # the transaction a thread has open (see DB.transaction)
+        self._txn = None  # the transaction a thread has open (see DB.transaction)
         self._txn_cond = threading.Condition()  # other threads' reads wait on it for that transaction
-        self._merge_thread: threading.Thread | None = None
-        self._merge_lock: MergeLock | None = None
+        self._merge_thread = None
+        self._merge_lock = None
         # (thread ident, set when done) of a merge running in this process: close() waits for it.
-        self._merging: tuple[int, threading.Event] | None = None
+        self._merging = None
         #: Set when a full reload replaced the index while changes were followed (see take_changes).
         self._changes_lost = False
         self._closing = False  # close() has begun: a merge that registers after its check must not run

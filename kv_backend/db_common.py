@@ -8,7 +8,8 @@ import numbers
 import os
 import struct
 import time
-from typing import Any, TypeVar
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from kv_backend import record as rec
 from kv_backend.errors import (
@@ -20,6 +21,16 @@ from kv_backend.errors import (
     ValueTooLargeError,
 )
 from kv_backend.files import FileId
+
+if TYPE_CHECKING:
+    import mmap
+    import threading
+
+    from kv_backend.db_write import _Transaction
+    from kv_backend.files import DataFile
+    from kv_backend.keydir import KeyDir
+    from kv_backend.locking import MergeLock, WriteLock
+    from kv_backend.state import SharedState
 
 _HEADER_SIZE = rec.HEADER_SIZE
 _unpack_header = rec.HEADER.unpack_from
@@ -50,6 +61,67 @@ MAX_FILE_SIZE = 1 << 40
 T = TypeVar("T")
 #: A value the engine takes: bytes, or a bytearray or memoryview, which it copies.
 BytesLike = bytes | bytearray | memoryview
+
+
+class TailWord(Protocol):
+    """A tail or intent word of the state page: a ctypes view of it, or a stand-in (no page, closed)."""
+
+    value: int
+
+
+class _Parts(MutableMapping[bytes, bytes]):
+    """What the parts of :class:`kv_backend.db.DB` (:mod:`~kv_backend.db_open`,
+    :mod:`~kv_backend.db_read`, :mod:`~kv_backend.db_write`) share: the attributes ``DB.__init__``
+    sets and the methods one part calls on another, declared once for the type checker.
+
+    Declarations only (no values, no code): nothing of it exists at run time but the class itself.
+    """
+
+    path: str
+    sync_mode: Literal["never", "always"] | float
+    max_file_size: int
+    auto_merge: float | None
+    read_only: bool
+    _closed: bool
+    _closing: bool
+    _sync_interval: float | None
+    _lock: WriteLock
+    _rlock: threading.Lock
+    _state: SharedState | None
+    _tailw: TailWord
+    _intentw: TailWord
+    _seen: int
+    _gen: int
+    _tail: tuple[FileId, int]
+    _ix: KeyDir
+    _files: list[DataFile]
+    #: (key -> packed location, each file's mapping by index; b"" for an empty file)
+    _view: tuple[dict[bytes, int], list[mmap.mmap | bytes]]
+    _fidx: dict[FileId, int]
+    _sizes: dict[FileId, int]
+    _corrupt: list[tuple[str, int]]
+    _active: DataFile | None
+    _active_idx: int
+    _alloc: int
+    _txn: _Transaction | None
+    _txn_cond: threading.Condition
+    _merge_thread: threading.Thread | None
+    _merge_lock: MergeLock | None
+    _merging: tuple[int, threading.Event] | None
+    _changes_lost: bool
+
+    if TYPE_CHECKING:  # defined by DB and its other parts
+
+        def close(self) -> None: ...
+        def _check_open(self) -> None: ...
+        def _raise_closed(self) -> None: ...
+        def _refresh(self) -> None: ...
+        def _maybe_auto_merge(self) -> None: ...
+        def _recover_tail_locked(self) -> None: ...
+        def _full_reload(self) -> None: ...
+        def _get_record(self, key: bytes) -> tuple[bytes, float] | None: ...
+        def _new_data_file(self, fid: FileId) -> DataFile: ...
+        def _fsync_data_file(self, active: DataFile) -> None: ...
 
 
 def check_tuning_options(sync: object, max_file_size: object, auto_merge: object) -> float | None:
@@ -86,10 +158,10 @@ def _check_key(key: object) -> bytes:
                 f"keys must be bytes, not {type(key).__name__}; encode str keys first "
                 "(kv_backend.Store accepts str keys)"
             )
-    n = len(key)  # type: ignore[arg-type]
+    n = len(key)
     if n == 0 or n > rec.MAX_KEY_SIZE:
         raise KeyTooLargeError(f"keys must be 1 to {rec.MAX_KEY_SIZE} bytes long, got {n} bytes")
-    return key  # type: ignore[return-value]
+    return key
 
 
 def _check_bound(bound: object, name: str) -> bytes:
@@ -112,11 +184,11 @@ def _check_value(value: object) -> bytes:
                 f"values must be bytes, not {type(value).__name__}; serialize first "
                 "(kv_backend.Store pickles or JSON-encodes values for you)"
             )
-    if len(value) > rec.MAX_VALUE_SIZE:  # type: ignore[arg-type]
+    if len(value) > rec.MAX_VALUE_SIZE:
         raise ValueTooLargeError(
-            f"values may be at most {rec.MAX_VALUE_SIZE} bytes, got {len(value)}"  # type: ignore[arg-type]
+            f"values may be at most {rec.MAX_VALUE_SIZE} bytes, got {len(value)}"
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _other_number(value: Any, must: str) -> float:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kv_backend import record as rec
-from kv_backend.db_common import _FIRST_FILE, _HEADER_SIZE, _crc32, _pread, _unpack_header
+from kv_backend.db_common import _FIRST_FILE, _HEADER_SIZE, _crc32, _Parts, _pread, _unpack_header
 from kv_backend.db_write import _IN_TRANSACTION
 from kv_backend.errors import NotAStoreError
 from kv_backend.files import (
@@ -32,6 +32,9 @@ from kv_backend.hint import load as load_hints
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock
 from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
+
+if TYPE_CHECKING:
+    import mmap
 
 _log = logging.getLogger("kv_backend.db")
 
@@ -210,7 +213,7 @@ def _replay_tail(
     return end
 
 
-class _Opening:
+class _Opening(_Parts):
     """Opening a store and following other processes: recovery of the tail, full reloads, replay."""
 
     def _create_store(self) -> None:
@@ -431,7 +434,7 @@ class _Opening:
         fidx: dict[FileId, int] = {}
         file_sizes: dict[FileId, int] = {}
         corrupt: list[tuple[str, int]] = []
-        maps: list[Any] = []
+        maps: list[mmap.mmap | bytes] = []
         for idx, f in enumerate(files):
             fidx[f.fid] = idx
             limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]

@@ -18,6 +18,7 @@ from kv_backend.db_common import (
     _check_bound,
     _check_key,
     _crc32,
+    _Parts,
     _time,
     _unpack_check,
     _unpack_header,
@@ -26,7 +27,7 @@ from kv_backend.db_write import _IN_TRANSACTION
 from kv_backend.errors import CorruptionError
 
 if TYPE_CHECKING:
-    pass
+    import mmap
 
 
 def _prefix_end(prefix: bytes) -> bytes | None:
@@ -40,7 +41,7 @@ def _prefix_end(prefix: bytes) -> bytes | None:
     return None
 
 
-class _Reading:
+class _Reading(_Parts):
     """The read side of :class:`kv_backend.db.DB`: point reads, TTLs, ordered key scans."""
 
     @overload
@@ -217,7 +218,7 @@ class _Reading:
         txn = self._txn
         return self._seen == _IN_TRANSACTION and txn is not None and txn.owner != threading.get_ident()
 
-    def _current_view(self) -> tuple[dict[bytes, int], list[Any]]:
+    def _current_view(self) -> tuple[dict[bytes, int], list[mmap.mmap | bytes]]:
         """Catch up, and return the view a read may look keys up in.
 
         ``_refresh`` waits only for a transaction of another thread that had

@@ -7,7 +7,7 @@ import errno
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from kv_backend import record as rec
 from kv_backend.db_common import (
@@ -25,6 +25,7 @@ from kv_backend.db_common import (
     _encode,
     _expiry,
     _expiry_at,
+    _Parts,
     _pwrite,
     _time,
 )
@@ -50,8 +51,8 @@ from kv_backend.files import (
 from kv_backend.mapping import update_pairs
 from kv_backend.state import unpack_tail
 
-if TYPE_CHECKING:
-    from kv_backend.db import DB
+#: The DB that a ``locked()`` or ``transaction()`` block gives its ``with ... as`` target.
+_W = TypeVar("_W", bound="_Writing")
 
 
 def _remove_unpublished(path: str) -> None:
@@ -78,7 +79,7 @@ class SpentOps(list):  # type: ignore[type-arg]
 class Batch:
     """Writes collected by :meth:`DB.batch` and applied all together, or not at all."""
 
-    def __init__(self, db: DB) -> None:
+    def __init__(self, db: _Writing) -> None:
         self._db = db
         self._ops: list[tuple[int, bytes, bytes, float]] = []
 
@@ -127,15 +128,15 @@ class Batch:
             self._db._commit_batch(ops)
 
 
-class _Locked:
+class _Locked(Generic[_W]):
     """What :meth:`DB.locked` returns: holds the write lock for the ``with`` block."""
 
     __slots__ = ("_db", "_forks")
 
-    def __init__(self, db: DB) -> None:
+    def __init__(self, db: _W) -> None:
         self._db = db
 
-    def __enter__(self) -> DB:
+    def __enter__(self) -> _W:
         db = self._db
         lock = db._lock
         self._forks = lock.forks
@@ -188,15 +189,15 @@ class _Transaction:
         self.doomed = False  # a nested block raised: the whole transaction is discarded
 
 
-class _TransactionBlock:
+class _TransactionBlock(Generic[_W]):
     """What :meth:`DB.transaction` returns: holds the write lock and commits at the end of the block."""
 
     __slots__ = ("_db",)
 
-    def __init__(self, db: DB) -> None:
+    def __init__(self, db: _W) -> None:
         self._db = db
 
-    def __enter__(self) -> DB:
+    def __enter__(self) -> _W:
         db = self._db
         txn = db._txn
         if txn is not None and txn.owner == threading.get_ident():
@@ -269,7 +270,7 @@ def _parse_int(key: bytes, raw: bytes) -> int:
         ) from None
 
 
-class _Writing:
+class _Writing(_Parts):
     """The write side of :class:`kv_backend.db.DB`: appends under the write lock, batches, atomic updates."""
 
     def _check_writable(self) -> None:
@@ -286,7 +287,7 @@ class _Writing:
             "writes were applied; close it after the with block ends"
         )
 
-    def locked(self) -> _Locked:
+    def locked(self: _W) -> _Locked[_W]:
         """Hold the store's cross-process write lock for a read-modify-write sequence.
 
         Use it as ``with db.locked():``. Inside the block no other process or
@@ -738,7 +739,9 @@ class _Writing:
         self._after_write()
         return result
 
-    @overload
+    # update(key, fn) is DB's own (an atomic read-modify-write); with one mapping or iterable of pairs
+    # it is MutableMapping.update, whose values it takes as any bytes-like object.
+    @overload  # type: ignore[override]
     def update(self, key: BytesLike, fn: Callable[[bytes | None], bytes | None], /) -> bytes | None: ...
     @overload
     def update(
@@ -776,7 +779,7 @@ class _Writing:
             self._writer_catch_up()
             found = self._get_record(key)
             old, expiry = found if found is not None else (None, 0.0)
-            new = fn(old)
+            new: bytes | None = fn(old)
             if new is None:
                 if old is not None:
                     self._delete_locked(key)
@@ -851,7 +854,7 @@ class _Writing:
         self._check_writable()
         return Batch(self)
 
-    def transaction(self) -> _TransactionBlock:
+    def transaction(self: _W) -> _TransactionBlock[_W]:
         """Hold the write lock for a block whose writes all take effect together, or none of them.
 
         Use it as ``with db.transaction():``. Unlike :meth:`batch`, reads inside

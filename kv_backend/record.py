@@ -27,7 +27,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from kv_backend.checksum import crc32
+from kv_backend.checksum import crc32 as crc32  # also the engine's, merge's and the tools'
 
 HEADER = struct.Struct("<IBBIId")
 HEADER_SIZE = HEADER.size  # 22

@@ -67,7 +67,8 @@ class _Word:
 
     @property
     def value(self) -> int | float:
-        return self._struct.unpack_from(self._mm, self._offset)[0]
+        value: int | float = self._struct.unpack_from(self._mm, self._offset)[0]
+        return value
 
 
 def _reserve(fd: int) -> None:
@@ -137,20 +138,21 @@ class SharedState:
                 raise storage_error(exc, f"cannot {what} {path}") from exc
             raise
         self._fd = fd
-        self.tail: ctypes.c_uint64 | _Word
-        self.generation: ctypes.c_uint64 | _Word
-        self.intent: ctypes.c_uint64 | _Word
-        self.last_sync: ctypes.c_double | _Word
+        self.tail: ctypes.c_uint64
+        self.generation: ctypes.c_uint64
+        self.intent: ctypes.c_uint64
+        self.last_sync: ctypes.c_double
         if mapped_writable:
             self.tail = ctypes.c_uint64.from_buffer(self._mm, 16)
             self.generation = ctypes.c_uint64.from_buffer(self._mm, 24)
             self.intent = ctypes.c_uint64.from_buffer(self._mm, 32)
             self.last_sync = ctypes.c_double.from_buffer(self._mm, 40)
         else:
-            self.tail = _Word(self._mm, 16, "=Q")
-            self.generation = _Word(self._mm, 24, "=Q")
-            self.intent = _Word(self._mm, 32, "=Q")
-            self.last_sync = _Word(self._mm, 40, "=d")
+            # A _Word reads as the ctypes view does; only writers assign, and they map the page writable.
+            self.tail = _Word(self._mm, 16, "=Q")  # type: ignore[assignment]
+            self.generation = _Word(self._mm, 24, "=Q")  # type: ignore[assignment]
+            self.intent = _Word(self._mm, 32, "=Q")  # type: ignore[assignment]
+            self.last_sync = _Word(self._mm, 40, "=d")  # type: ignore[assignment]
 
     @property
     def initialized(self) -> bool:
@@ -162,10 +164,10 @@ class SharedState:
 
     def initialize(self, gen: int, major: int, end: int) -> None:
         """Write magic and all fields into a fresh or damaged page (caller holds the lock)."""
-        self.generation.value = gen  # type: ignore[misc]
+        self.generation.value = gen
         tail = pack_tail(major, end)
-        self.intent.value = tail  # type: ignore[misc]
-        self.tail.value = tail  # type: ignore[misc]
+        self.intent.value = tail
+        self.tail.value = tail
         self._mm[:12] = MAGIC + VERSION.to_bytes(4, "little")
 
     def close(self) -> None:
