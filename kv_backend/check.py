@@ -336,8 +336,8 @@ def _read(path: str, size: int = -1) -> bytes | _DataFile | None:
 
 def _head(path: str) -> bytes | None:
     """The first bytes (up to a file header's worth) of the file at ``path``; None if it is longer."""
-    head = _read(path, rec.FILE_HEADER_SIZE + 1)
-    return head if head is not None and len(head) <= rec.FILE_HEADER_SIZE else None
+    head = _read(path, rec.FILE_HEADER_SIZE + 1)  # bytes, as for any size but -1
+    return head if isinstance(head, bytes) and len(head) <= rec.FILE_HEADER_SIZE else None
 
 
 def _only_zeros_after(buf: bytes | _DataFile, offset: int, size: int) -> bool:

@@ -185,9 +185,7 @@ def _check_value(value: object) -> bytes:
                 "(kv_backend.Store pickles or JSON-encodes values for you)"
             )
     if len(value) > rec.MAX_VALUE_SIZE:
-        raise ValueTooLargeError(
-            f"values may be at most {rec.MAX_VALUE_SIZE} bytes, got {len(value)}"
-        )
+        raise ValueTooLargeError(f"values may be at most {rec.MAX_VALUE_SIZE} bytes, got {len(value)}")
     return value
 
 

@@ -25,6 +25,7 @@ import sys
 from array import array
 from itertools import accumulate, pairwise
 from operator import add
+from typing import Any
 
 from kv_backend.checksum import crc32
 
@@ -39,7 +40,9 @@ class Hints:
 
     __slots__ = ("expiries", "keys", "locations", "sizes")
 
-    def __init__(self, keys: list[bytes], locations: array, expiries: array, sizes: array) -> None:
+    def __init__(
+        self, keys: list[bytes], locations: array[int], expiries: array[float], sizes: array[int]
+    ) -> None:
         self.keys = keys
         self.locations = locations
         self.expiries = expiries
@@ -58,7 +61,7 @@ class Hints:
         ]
 
 
-def _column(buf: bytes, typecode: str, start: int, count: int) -> array:
+def _column(buf: bytes, typecode: str, start: int, count: int) -> array[Any]:
     col = array(typecode)
     col.frombytes(buf[start : start + count * col.itemsize])
     if _BIG_ENDIAN:

@@ -21,6 +21,7 @@ See docs/file-format.md for the full description.
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import re
 import struct
@@ -225,7 +226,7 @@ def scan(
     return ScanResult(entries, committed_end, stop, corrupt, pos if stop is not None else -1, pending)
 
 
-def _confirm(mv: bytes | memoryview, p: int, end: int, final: bool) -> int:
+def _confirm(mv: bytes | memoryview | mmap.mmap, p: int, end: int, final: bool) -> int:
     """Whether the lengths of a damaged record that point to ``p`` are confirmed: return the offset
     of what confirms them (``end``, or a sound record, reached through damaged records with sound
     lengths, which it confirms too); -2 if they are not; -1 if that takes bytes past ``end``,
@@ -339,7 +340,8 @@ def _plausible_size(head: bytes | memoryview, at: int) -> int:
         return 0
     if (klen == 0) != (rtype == COMMIT) or (rtype == COMMIT and vlen != 4):
         return 0
-    return HEADER_SIZE + klen + vlen
+    size: int = HEADER_SIZE + klen + vlen
+    return size
 
 
 def sound_size(read: Callable[[int, int], bytes], pos: int, end: int) -> int:
@@ -438,7 +440,7 @@ def damaged_key(read: Callable[[int, int], bytes], pos: int, end: int) -> tuple[
     return read(pos + HEADER_SIZE, klen), min(HEADER_SIZE + klen + vlen, end - pos)
 
 
-def confirmed(buf: bytes | memoryview, p: int, end: int) -> bool:
+def confirmed(buf: bytes | memoryview | mmap.mmap, p: int, end: int) -> bool:
     """Whether the lengths of a damaged record of a published region ending at ``end`` (all of it
     in ``buf``), which point to ``p``, are confirmed (see :func:`scan`)."""
     return _confirm(buf, p, end, True) >= 0

@@ -239,7 +239,7 @@ def _sound_at(buf: bytes | mmap.mmap, pos: int, end: int) -> int:
         return 0
     if (klen == 0) != (rtype == rec.COMMIT) or (rtype == rec.COMMIT and vlen != 4):
         return 0  # (a COMMIT without a 4-byte count: damage, as replay takes it)
-    size = rec.HEADER_SIZE + klen + vlen
+    size: int = rec.HEADER_SIZE + klen + vlen
     if pos + size > end or rec.crc32(buf[pos + 4 : pos + size]) != crc:
         return 0
     return size
@@ -333,6 +333,7 @@ def _replay(
                 report.records_skipped += 1
                 report.regions.append(DamagedRegion(path, pos, nxt - pos))
                 if klen:
+                    item: tuple[bytes, tuple[int, int, int, float] | None, bool]
                     item = (bytes(buf[pos + rec.HEADER_SIZE : pos + rec.HEADER_SIZE + klen]), None, True)
                     if pending is not None:
                         pending.append(item)
