@@ -323,7 +323,8 @@ class _Target:
 
     def read_bytes(self, rel: str) -> bytes:
         with _io(f"cannot read {self.where(rel)}"):
-            return self.fs.cat_file(self.path(rel))
+            data: bytes = self.fs.cat_file(self.path(rel))
+            return data
 
     def write_bytes(self, rel: str, data: bytes, *, exclusive: bool = False) -> None:
         """Write a small object whole: readers see the old state or all of ``data``.
@@ -544,7 +545,7 @@ def _check_progress(progress: object) -> Progress | None:
         raise InvalidBackupArgumentError(
             "progress must be a callable progress(done_bytes, total_bytes) or None"
         )
-    return progress  # type: ignore[return-value]
+    return progress
 
 
 def _manifest_rel(name: str) -> str:
@@ -1330,7 +1331,7 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
     _remove_stale_temporaries(target, now)
     if running:
         return removed
-    referenced = set()
+    referenced: set[str] = set()
     for _n, doc, _err in _load_all(target):
         if doc is None:
             # A damaged manifest (or one written by a newer kv_backend) may still name objects
