@@ -21,8 +21,8 @@ import dbm as _std_dbm
 import errno
 import os
 import stat
-from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from kv_backend.db import DB
 from kv_backend.errors import (
@@ -199,6 +199,8 @@ class LiveItemsView(ItemsView[_K, _V], Generic[_K, _V]):
     another process deleted meanwhile raised KeyError in the middle of the loop.
     """
 
+    _mapping: Mapping[_K, _V]  # set by MappingView
+
     def __iter__(self) -> Iterator[tuple[_K, _V]]:
         mapping = self._mapping
         for key in mapping:
@@ -211,6 +213,8 @@ class LiveItemsView(ItemsView[_K, _V], Generic[_K, _V]):
 
 class LiveValuesView(ValuesView[_V], Generic[_V]):
     """``values()`` of a mapping that other processes change (see :class:`LiveItemsView`)."""
+
+    _mapping: Mapping[Any, _V]  # set by MappingView
 
     def __iter__(self) -> Iterator[_V]:
         for _, value in LiveItemsView(self._mapping):
@@ -292,7 +296,7 @@ class Database(MutableMapping[bytes, bytes]):
         except KVError as exc:
             raise self._convert(exc) from None
 
-    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Like ``dict.update``, written as one atomic batch: a bad key or value writes nothing.
 
         The mixin's version wrote pair by pair, so a bad pair left the earlier ones written.
@@ -309,7 +313,7 @@ class Database(MutableMapping[bytes, bytes]):
         except KVError as exc:
             raise self._convert(exc) from None
 
-    def setdefault(self, key: bytes | str, default: bytes | bytearray | memoryview | str = b"") -> bytes:  # type: ignore[override]
+    def setdefault(self, key: bytes | str, default: bytes | bytearray | memoryview | str = b"") -> bytes:
         """Return the value of ``key``, storing ``default`` first if it is absent (atomic).
 
         As in ``dbm.gnu`` and ``dbm.dumb``, ``default`` is checked only when it is
@@ -425,11 +429,11 @@ class Database(MutableMapping[bytes, bytes]):
         """Return a list of every key (bytes), in byte order."""
         return list(self)
 
-    def items(self) -> LiveItemsView[bytes, bytes]:  # type: ignore[override]
+    def items(self) -> LiveItemsView[bytes, bytes]:
         """A view of the ``(key, value)`` pairs in key order; keys others delete meanwhile are skipped."""
         return LiveItemsView(self)
 
-    def values(self) -> LiveValuesView[bytes]:  # type: ignore[override]
+    def values(self) -> LiveValuesView[bytes]:
         """A view of the values in key order; keys others delete meanwhile are skipped."""
         return LiveValuesView(self)
 
@@ -598,7 +602,7 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
             "(use the stdlib dbm module for other formats, or a new path)",
         )
     _probe(path)
-    sync = "always" if "s" in flag[1:] else "never"
+    sync: Literal["always", "never"] = "always" if "s" in flag[1:] else "never"
     mode_char = flag[0]
     try:
         if mode_char == "r":

@@ -14,12 +14,13 @@ untrusted writers use ``kv_backend.Store(path, serializer="json")``).
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import pickle
 import shelve as _std_shelve
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kv_backend import dbm as _kv_dbm
 from kv_backend.errors import ConfigurationError, InvalidKeyError, KVError, UnencodableKeyError
@@ -35,6 +36,13 @@ BsdDbShelf = _std_shelve.BsdDbShelf
 DbfilenameShelf = _std_shelve.DbfilenameShelf
 
 _MISSING: Any = object()
+#: What ``shelve`` puts in place of a closed shelf's database (private to it, so typeshed leaves it out).
+_ClosedDict: type[Any] = _std_shelve._ClosedDict  # type: ignore[attr-defined]
+
+if TYPE_CHECKING:  # generic in typeshed (in the values' type), not at run time
+    _ShelfBase = _std_shelve.DbfilenameShelf[Any]
+else:
+    _ShelfBase = _std_shelve.DbfilenameShelf
 
 
 def _digest(data: bytes) -> bytes:
@@ -42,7 +50,7 @@ def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-class KVShelf(_std_shelve.DbfilenameShelf):
+class KVShelf(_ShelfBase):
     """A shelf stored in a :mod:`kv_backend.dbm` database; behaves as :class:`shelve.Shelf`.
 
     Differences, all on error paths: a non-str key raises a TypeError (the
@@ -54,6 +62,11 @@ class KVShelf(_std_shelve.DbfilenameShelf):
 
     #: The :mod:`kv_backend.dbm` database that holds the shelf (``shelve.Shelf.dict``).
     dict: _kv_dbm.Database
+    # Set by shelve.Shelf.__init__ (typeshed leaves them out).
+    keyencoding: str
+    writeback: bool
+    cache: builtins.dict[str, Any]  # (``dict`` is the database here)
+    _protocol: int | None
 
     def __init__(
         self,
@@ -146,14 +159,14 @@ class KVShelf(_std_shelve.DbfilenameShelf):
             self.cache[key] = value
             self._fingerprints[key] = _digest(data)
 
-    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Like ``dict.update``, written as one atomic batch: a bad key or value stores nothing."""
         pairs = update_pairs(other, kwargs)
         encoded = [(self._ek(k), self._dumps(v)) for k, v in pairs]
         if not encoded:
             return
         d = self.dict
-        if isinstance(d, _std_shelve._ClosedDict):
+        if isinstance(d, _ClosedDict):
             d.closed()
         try:
             _write_all(d.db, encoded)
@@ -181,7 +194,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
-            if isinstance(self.dict, _std_shelve._ClosedDict):
+            if isinstance(self.dict, _ClosedDict):
                 self.dict.closed()  # use after close() raises, whatever the key
             return False
         try:
@@ -206,18 +219,18 @@ class KVShelf(_std_shelve.DbfilenameShelf):
         self.cache.clear()
         self._fingerprints.clear()
 
-    def items(self) -> _kv_dbm.LiveItemsView[str, Any]:  # type: ignore[override]
+    def items(self) -> _kv_dbm.LiveItemsView[str, Any]:
         """A view of the ``(key, value)`` pairs; keys other processes delete meanwhile are skipped."""
         return _kv_dbm.LiveItemsView(self)
 
-    def values(self) -> _kv_dbm.LiveValuesView[Any]:  # type: ignore[override]
+    def values(self) -> _kv_dbm.LiveValuesView[Any]:
         """A view of the values; keys other processes delete meanwhile are skipped."""
         return _kv_dbm.LiveValuesView(self)
 
     def _open_db(self) -> Any:
         """The engine under the shelf; ValueError if the shelf is closed (as every stdlib shelf op)."""
         d = self.dict
-        if isinstance(d, _std_shelve._ClosedDict):
+        if isinstance(d, _ClosedDict):
             d.closed()
         return d.db
 
@@ -350,7 +363,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
     def close(self) -> None:
         """Write back the cache, then close the database; later use raises ValueError."""
         d = self.dict
-        if d is None or isinstance(d, _std_shelve._ClosedDict):
+        if d is None or isinstance(d, _ClosedDict):
             return
         try:
             self.sync()
@@ -358,7 +371,7 @@ class KVShelf(_std_shelve.DbfilenameShelf):
             try:
                 d.close()
             finally:
-                self.dict = _std_shelve._ClosedDict()
+                self.dict = _ClosedDict()
 
 
 def _write_all(db: Any, encoded: list[tuple[bytes, bytes]]) -> None:

@@ -24,7 +24,7 @@ from collections.abc import (
     ValuesView,
 )
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from kv_backend.db import DB
 from kv_backend.db_write import SpentOps
@@ -115,6 +115,11 @@ class Store(MutableMapping[K, Any], Generic[K]):
     point order). Values are copies: mutate a value, then store it again.
     """
 
+    key_type: type[K]
+    #: The key as stored (refusing a key of the other type) and back.
+    _ek: Callable[[object], bytes]
+    _dk: Callable[[bytes], K]
+
     def __init__(
         self,
         path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
@@ -123,8 +128,9 @@ class Store(MutableMapping[K, Any], Generic[K]):
         key_type: type[K] = str,  # type: ignore[assignment]
         **engine_options: Any,
     ) -> None:
+        # (mypy checks this body once for each type K may be, and does not narrow K by these tests)
         if key_type is str:
-            self._ek, self._dk = _encode_str, _decode_str
+            self._ek, self._dk = _encode_str, _decode_str  # type: ignore[assignment]
         elif key_type is bytes:
             self._ek, self._dk = _encode_bytes, _decode_bytes  # type: ignore[assignment]
         else:
@@ -154,7 +160,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     def __getitem__(self, key: K) -> Any:
         try:
-            k = key.encode() if self._strkeys and type(key) is str else self._ek(key)  # type: ignore[union-attr]
+            k = key.encode() if self._strkeys and type(key) is str else self._ek(key)
         except UnicodeEncodeError:
             k = self._ek(key)  # raises the project's error
         data = self._get(k, _MISSING)
@@ -226,7 +232,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
         for k in self.db.keys(reverse=True):
             yield dk(k)
 
-    def keys(  # type: ignore[override]
+    def keys(
         self, *, prefix: K | None = None, start: K | None = None, reverse: bool = False
     ) -> StoreKeysView[K]:
         """A view of the keys in order; ``prefix`` limits it, ``start`` is the first key (last if reverse).
@@ -236,13 +242,13 @@ class Store(MutableMapping[K, Any], Generic[K]):
         """
         return StoreKeysView(self, prefix, start, reverse)
 
-    def items(  # type: ignore[override]
+    def items(
         self, *, prefix: K | None = None, start: K | None = None, reverse: bool = False
     ) -> StoreItemsView[K]:
         """A view of ``(key, value)`` pairs in key order (see :meth:`keys`)."""
         return StoreItemsView(self, prefix, start, reverse)
 
-    def values(  # type: ignore[override]
+    def values(
         self, *, prefix: K | None = None, start: K | None = None, reverse: bool = False
     ) -> StoreValuesView[K]:
         """A view of the values in key order (see :meth:`keys`)."""
@@ -259,7 +265,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     def __setitem__(self, key: K, value: Any) -> None:
         try:
-            k = key.encode() if self._strkeys and type(key) is str else self._ek(key)  # type: ignore[union-attr]
+            k = key.encode() if self._strkeys and type(key) is str else self._ek(key)
         except UnicodeEncodeError:
             k = self._ek(key)  # raises the project's error
         try:
@@ -304,7 +310,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
                 else:
                     b.put(k, data, ttl)
 
-    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Like ``dict.update``, but applied all at once: a bad key or value writes nothing."""
         self.set_many(update_pairs(other, kwargs))
 
@@ -410,7 +416,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
             else:
                 value = loads(old)
             new = fn(value)
-            data = dumps(new)
+            data: bytes = dumps(new)
             result.append(new)
             return data
 
@@ -540,7 +546,7 @@ class StoreBatch(Generic[K]):
     """Writes collected by :meth:`Store.batch`; values are serialized as they are added."""
 
     def __init__(self, store: Store[K]) -> None:
-        self._store = store
+        self._store: Store[K] = store
         self._ops: list[tuple[bytes, bytes | None, float | None]] = []
 
     def set(self, key: K, value: Any, ttl: float | None = None) -> None:
@@ -564,10 +570,14 @@ class _View(Generic[K]):
 
     _mapping: Store[K]
 
+    if TYPE_CHECKING:  # each view defines it
+
+        def __iter__(self) -> Iterator[Any]: ...
+
     def __init__(self, store: Store[K], prefix: K | None, start: K | None, reverse: bool) -> None:
         self._mapping = store
-        self._prefix = prefix
-        self._start = start
+        self._prefix: K | None = prefix
+        self._start: K | None = start
         self._reverse = reverse
         self._bprefix = store._ek(prefix) if prefix is not None else b""  # an empty one is checked too
         self._bstart = store._ek(start) if start is not None else None
