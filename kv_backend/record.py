@@ -93,7 +93,12 @@ UNCONFIRMED = "damaged lengths"
 
 
 def scan(
-    buf: bytes | memoryview, start: int, end: int, *, trust_lengths: bool = False, final: bool = True
+    buf: bytes | memoryview | mmap.mmap,
+    start: int,
+    end: int,
+    *,
+    trust_lengths: bool = False,
+    final: bool = True,
 ) -> ScanResult:
     """Replay the records of ``buf[start:end]``.
 

@@ -23,7 +23,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -1048,11 +1048,13 @@ class _Api:
 
     def _gated_page(
         self, prefix: bytes, start: bytes | None, limit: int, reverse: bool, values: bool
-    ) -> dict:
+    ) -> dict[str, Any]:
         with self.gate.reading():  # a page never shows half of a transaction of this process
             return self._page(prefix, start, limit, reverse, values)
 
-    def _page(self, prefix: bytes, start: bytes | None, limit: int, reverse: bool, values: bool) -> dict:
+    def _page(
+        self, prefix: bytes, start: bytes | None, limit: int, reverse: bool, values: bool
+    ) -> dict[str, Any]:
         keys: list[bytes] = []
         vals: list[bytes] = []
         nxt: bytes | None = None
@@ -1484,7 +1486,7 @@ class _Methods(_EveryMethod):
     methods in the arbitrary order of a set, without OPTIONS.
     """
 
-    def __init__(self, endpoint: Callable[[Request], Any], allowed: str) -> None:
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]], allowed: str) -> None:
         self.endpoint = endpoint
         methods = frozenset(allowed.split(", "))
 
@@ -1688,7 +1690,8 @@ def create_app(
             "remove those characters"
         )
     owned = not isinstance(db_or_path, DB)
-    db = DB(db_or_path, sync=sync) if owned else db_or_path  # type: ignore[arg-type]
+    # (sync is any text here, as from KVB_HTTP_SYNC: DB refuses a wrong one with the project's error)
+    db = db_or_path if isinstance(db_or_path, DB) else DB(db_or_path, sync=sync)  # type: ignore[arg-type]
     api = _Api(db, max_value_size)
 
     @contextlib.asynccontextmanager

@@ -167,7 +167,7 @@ def serve(
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
         server_header=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
-        timeout_keep_alive=keep_alive,
+        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # annotated int, any number of seconds works
     )
     server = _server_class(uvicorn)(config)
     bind_errors = _BindErrors()

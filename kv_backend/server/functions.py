@@ -22,6 +22,8 @@ from kv_backend.structures.errors import quoted
 from kv_backend.structures.layout import FUNCTIONS
 
 if TYPE_CHECKING:
+    import builtins  # (``list`` is a method of Functions)
+
     from kv_backend.server.resp import Connection, Server
     from kv_backend.server.scripting import Scripts
 
@@ -239,7 +241,7 @@ class Functions:
 
     # ------------------------------------------------------------ FCALL
 
-    def call(self, conn: Connection, name: bytes, rest: list[bytes], read_only: bool) -> Any:
+    def call(self, conn: Connection, name: bytes, rest: builtins.list[bytes], read_only: bool) -> Any:
         """FCALL / FCALL_RO ``name numkeys key... arg...`` (run under the store lock, as EVAL)."""
         self.sync()
         found = self._functions.get(name.lower())

@@ -77,15 +77,15 @@ class ErrorReply:
         return hash(self.message)
 
 
-class Push(list):
+class Push(list[Any]):
     """An out-of-band message (pub/sub): a RESP3 push, a plain array in RESP2."""
 
 
-class OrderedSet(list):
+class OrderedSet(list[Any]):
     """A set whose members are sent in this order (COMMAND's flags): a RESP3 set, an array in RESP2."""
 
 
-class Pairs(list):
+class Pairs(list[Any]):
     """A map given as a list of ``(key, value)`` pairs, whose keys may repeat (XREAD naming a stream
     twice answers it twice, as Redis does): a RESP3 map, a flat array in RESP2, like a ``dict``."""
 
@@ -106,7 +106,7 @@ class DoubleText(bytes):
     """A double given by its exact text (GEOPOS's 17 decimals): a RESP3 double, a bulk string in RESP2."""
 
 
-class Replies(list):
+class Replies(list[Any]):
     """Several replies to one command, sent back to back (SUBSCRIBE with several channels)."""
 
 

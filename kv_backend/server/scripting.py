@@ -701,6 +701,7 @@ class Scripts:
             refused = "ERR This Redis command is not allowed from script"
         if refused is not None:
             return False, lua.table_from({b"err": wire_text(refused)})
+        assert client is not None  # (refused above)
         reply = client.execute(words)
         if isinstance(reply, ErrorReply):
             return False, lua.table_from({b"err": wire_text(_error_table_text(reply.message))})

@@ -10,6 +10,7 @@ its TTL, as Redis's in-place changes keep it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import InvalidArgumentError, NotAnIntegerError
 from kv_backend.structures.errors import CommandError, WrongTypeError
@@ -178,6 +179,10 @@ def _apply(op: _Op, buf: bytearray) -> tuple[int | None, bool]:
 class Bits(Keyspace):
     """The bitmap commands of :class:`~kv_backend.structures.Structures` (bits of string values)."""
 
+    if TYPE_CHECKING:  # Strings.set, which Structures combines with this
+
+        def set(self, name: Name, value: Value) -> Any: ...
+
     def _string(self, mk: bytes) -> tuple[bytes, float] | None:
         """``(string value, absolute expiry or 0)`` of a live key, None if missing; WRONGTYPE otherwise."""
         found = self._record(mk)
@@ -219,7 +224,11 @@ class Bits(Keyspace):
         return 1 if found[0][offset >> 3] & (0x80 >> (offset & 7)) else 0
 
     def bitcount(
-        self, name: Name, start: int | None = None, end: int | None = None, mode: Value | None = None
+        self,
+        name: Name,
+        start: int | Value | None = None,
+        end: int | Value | None = None,
+        mode: Value | None = None,
     ) -> int:
         """The number of set bits, in the whole string or from ``start`` to ``end`` (inclusive,
         negative: from the end) counted in bytes or, with ``mode="BIT"``, in bits.
@@ -244,8 +253,8 @@ class Bits(Keyspace):
         self,
         name: Name,
         bit: int | Value,
-        start: int | None = None,
-        end: int | None = None,
+        start: int | Value | None = None,
+        end: int | Value | None = None,
         mode: Value | None = None,
     ) -> int:
         """The position of the first bit set to ``bit`` (0 or 1), from ``start`` to ``end``

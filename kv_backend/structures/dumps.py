@@ -164,7 +164,8 @@ class Dumps(StreamGroups):
         kind, data = value
         put = b.put
         if kind == "string":
-            return b"s" + data
+            meta: bytes = b"s" + data
+            return meta
         if kind == "list":
             pfx = LIST + _lp(name)
             for i, element in enumerate(data):

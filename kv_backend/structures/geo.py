@@ -11,6 +11,7 @@ from kv_backend.errors import InvalidArgumentError
 from kv_backend.longdouble import format_human
 from kv_backend.structures import geohash
 from kv_backend.structures.errors import CommandError
+from kv_backend.structures.geohash import Shape
 from kv_backend.structures.keyspace import _name_limit
 from kv_backend.structures.layout import T_ZSET, ZMEM, Name, Value, _b, _lp, decode_score
 from kv_backend.structures.parsing import parse_float, parse_index
@@ -182,7 +183,8 @@ class GeoSets(SortedSets):
             pairs.append((_b(values[i + 2]), float(geohash.encode(x, y))))
         if not pairs:
             raise CommandError("ERR syntax error")
-        return self.zadd(name, pairs, nx=nx, xx=xx, ch=ch)
+        added: int = self.zadd(name, pairs, nx=nx, xx=xx, ch=ch)
+        return added
 
     def _geo_xy(self, name: bytes, member: Value) -> tuple[float, float] | None:
         """The position of a member of an existing sorted set, or None."""
@@ -219,7 +221,7 @@ class GeoSets(SortedSets):
 
     # ------------------------------------------------------------------ search
 
-    def _geo_points(self, name: bytes, shape: geohash.Shape, limit: int = 0) -> list[GeoPoint]:
+    def _geo_points(self, name: bytes, shape: Shape, limit: int = 0) -> list[GeoPoint]:
         """The members inside ``shape``, found as Redis finds them: cell by cell in Redis's order,
         each cell one score-index seek, in score order within a cell; ``limit`` (ANY) stops at
         that many. The caller checked that ``name`` is a sorted set."""
@@ -272,7 +274,7 @@ class GeoSets(SortedSets):
         width: Value | float | None,
         height: Value | float | None,
         unit: Value,
-    ) -> geohash.Shape | None:
+    ) -> Shape | None:
         """The search area of the keyword arguments of :meth:`geosearch` (None: no such key)."""
         if (member is None) == (longitude is None or latitude is None):
             raise CommandError("ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for geosearch")
@@ -290,7 +292,7 @@ class GeoSets(SortedSets):
             if h < 0 or w < 0:
                 raise CommandError("ERR height or width cannot be negative")
         if member is None:
-            x, y = lon_lat(longitude, latitude)  # type: ignore[arg-type]  (checked before the key)
+            x, y = lon_lat(longitude, latitude)  # type: ignore[arg-type]  # checked before the key
         if self._meta(name, T_ZSET) is None:
             return None
         if member is not None:
@@ -298,7 +300,7 @@ class GeoSets(SortedSets):
             if xy is None:
                 raise CommandError("ERR could not decode requested zset member")
             x, y = xy
-        return geohash.Shape(x, y, factor, w, h)
+        return Shape(x, y, factor, w, h)
 
     def geosearch(
         self,

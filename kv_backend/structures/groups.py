@@ -19,7 +19,7 @@ import math
 import struct
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
@@ -75,7 +75,7 @@ class Pending(NamedTuple):
     id: ID
     consumer: bytes
     delivered: int  # Unix ms of the last delivery
-    count: int  # how many times it was delivered
+    count: int  # type: ignore[assignment]  # times delivered (the field shadows tuple.count on purpose)
 
 
 def _pel_prefix(name: bytes, group: bytes) -> bytes:
@@ -517,7 +517,7 @@ class StreamGroups(Streams):
                     self._touch_consumer(b, name, group, consumer, now, touch or bool(entries), active)
         return out
 
-    def _check_still_grouped(self, group: Name, pairs: list[tuple[Name, Name]]) -> None:
+    def _check_still_grouped(self, group: Name, pairs: Sequence[tuple[Name, Name]]) -> None:
         """A blocked XREADGROUP's retry: as in Redis, a stream deleted (or replaced by a key of
         another type) while it waited ends the wait with ``UNBLOCKED the stream key no longer
         exists``, and its group destroyed meanwhile with ``NOGROUP the consumer group this client

@@ -898,7 +898,7 @@ class Keyspace:
             return removed
 
     def _member_scan(
-        self, prefix: bytes, cursor: int | bytes | str, match: Name | None, count: int
+        self, prefix: bytes, cursor: int | bytes | str, match: Name | None, count: int | None
     ) -> tuple[int, list[tuple[bytes, bytes]]]:
         after = _decode_cursor(cursor, self._cursors)
         start = prefix + after + b"\x00" if after is not None else None

@@ -117,7 +117,7 @@ _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _time = time.time
 
 
-def _b(value: Value) -> bytes:
+def _b(value: Value | bytearray | memoryview) -> bytes:
     """Encode a name, field or value as redis-py does: bytes as is, str as UTF-8, numbers as text.
 
     Anything else (None, a bool, a list...) is an :class:`~kv_backend.errors.InvalidArgumentError`;
@@ -170,7 +170,7 @@ def _pairs(arg: object, what: str) -> list[tuple[Any, Any]]:
             raise InvalidArgumentError(
                 f"{what} must be a mapping or (key, value) pairs; one element is {item!r:.60}"
             )
-    return out  # type: ignore[return-value]
+    return out
 
 
 def _list_or_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -201,7 +201,8 @@ def decode_score(data: bytes) -> float:
     """Inverse of :func:`encode_score`."""
     (bits,) = _U64.unpack(data)
     bits = bits ^ _BIAS if bits & _BIAS else bits ^ 0xFFFFFFFFFFFFFFFF
-    return struct.unpack(">d", _U64.pack(bits))[0]
+    score: float = struct.unpack(">d", _U64.pack(bits))[0]
+    return score
 
 
 def _idx(i: int) -> bytes:

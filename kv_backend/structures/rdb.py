@@ -54,7 +54,7 @@ class Pending(NamedTuple):
     id: ID
     consumer: bytes
     delivered: int  # Unix ms of the last delivery
-    count: int  # deliveries
+    count: int  # type: ignore[assignment]  # deliveries (the field shadows tuple.count on purpose)
 
 
 @dataclass
@@ -230,18 +230,19 @@ class _Reader:
         if not encoded:
             return self.raw(n)
         if n == 0:
-            return b"%d" % struct.unpack("<b", self.raw(1))
+            return b"%d" % struct.unpack("<b", self.raw(1))[0]
         if n == 1:
-            return b"%d" % struct.unpack("<h", self.raw(2))
+            return b"%d" % struct.unpack("<h", self.raw(2))[0]
         if n == 2:
-            return b"%d" % struct.unpack("<i", self.raw(4))
+            return b"%d" % struct.unpack("<i", self.raw(4))[0]
         if n == 3:
             compressed, size = self.length(), self.length()
             return lzf_decompress(self.raw(compressed), size)
         raise CommandError(BAD_FORMAT)
 
     def millis(self) -> int:
-        return struct.unpack("<q", self.raw(8))[0]
+        ms: int = struct.unpack("<q", self.raw(8))[0]
+        return ms
 
     def stream_id(self) -> ID:
         ms, seq = struct.unpack(">QQ", self.raw(16))
@@ -259,7 +260,7 @@ class _Reader:
         return _score(self.raw(n))
 
     def binary_double(self) -> float:
-        value = struct.unpack("<d", self.raw(8))[0]
+        value: float = struct.unpack("<d", self.raw(8))[0]
         if math.isnan(value):
             raise CommandError(BAD_FORMAT)
         return value
@@ -387,7 +388,8 @@ def _zipmap_pairs(zm: bytes) -> list[tuple[bytes, bytes]]:
             return n
         if n == 254 and pos + 5 <= len(zm):
             pos += 5
-            return struct.unpack_from("<I", zm, pos - 4)[0]
+            big: int = struct.unpack_from("<I", zm, pos - 4)[0]
+            return big
         raise CommandError(BAD_FORMAT)
 
     while pos < len(zm) and zm[pos] != 0xFF:

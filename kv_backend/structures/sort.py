@@ -113,7 +113,7 @@ class Sorting(Lists, Sets, SortedSets):
             members = [k[len(pfx) :] for k in self.db.keys(prefix=pfx)]
             ints = [_redis_int(m) for m in members]
             if len(members) <= 512 and None not in ints:  # Redis's intset: ascending integers
-                return [m for _, m in sorted(zip(ints, members, strict=True))]  # type: ignore[type-var]
+                return [m for _, m in sorted(zip(ints, members, strict=True))]
             return members
         return [m for m, _ in self._zscan_order(name)]
 
@@ -265,7 +265,8 @@ class Sorting(Lists, Sets, SortedSets):
             sign = -1 if desc else 1
 
             def cmp(a: tuple[Any, bytes], b: tuple[Any, bytes]) -> int:
-                return sign * ((a[0] > b[0]) - (a[0] < b[0]))
+                order: int = sign * ((a[0] > b[0]) - (a[0] < b[0]))
+                return order
 
             partial_sort(keyed, cmp, end + 1, first=start)
         else:

@@ -25,7 +25,7 @@ ID_TOO_SMALL = "ERR The ID specified in XADD is equal or smaller than the target
 class StreamMeta(NamedTuple):
     """A stream's metadata record, decoded."""
 
-    count: int  # entries in the stream now
+    count: int  # type: ignore[assignment]  # entries in the stream now (shadows tuple.count on purpose)
     version: int  # bumped by every write (WATCH)
     last: tuple[int, int]  # the last ID ever given (XADD never goes below it)
     expiry: float  # absolute expiry time, 0.0 for none

@@ -213,7 +213,8 @@ class Strings(Keyspace):
     @_name_limit(T_STRING)
     def getset(self, name: Name, value: Value) -> bytes | None:
         """Store a string and return the old one (the TTL is dropped)."""
-        return self.set(name, value, get=True)
+        old: bytes | None = self.set(name, value, get=True)
+        return old
 
     def getex(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
@@ -159,7 +159,9 @@ class SortedSets(Keyspace):
     @_name_limit(T_ZSET)
     def zincrby(self, name: Name, amount: float, member: Value) -> float:
         """Add to a member's score (missing = 0); return the new score."""
-        return self.zadd(name, [(member, amount)], incr=True)  # (a dict raised TypeError on a list member)
+        # (a dict raised TypeError on a list member)
+        score: float = self.zadd(name, [(member, amount)], incr=True)
+        return score
 
     def zrem(self, name: Name, *members: Value) -> int:
         """Remove members; return how many were there."""
@@ -197,6 +199,7 @@ class SortedSets(Keyspace):
         (mn, mn_ex), (mx, mx_ex) = lo, hi
         ipfx = ZIDX + _lp(name)
         n = len(ipfx)
+        start: bytes | None
         if not reverse:
             start = ipfx + encode_score(mn)
         else:
@@ -292,7 +295,7 @@ class SortedSets(Keyspace):
             raise CommandError(
                 "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
             )
-        return self.zrange(name, start, end, desc, withscores or store)  # type: ignore[arg-type]
+        return self.zrange(name, start, end, desc, withscores or store)
 
     def zrevrange(self, name: Name, start: int, end: int, withscores: bool = False) -> list[Any]:
         """Members by rank from the highest score."""
@@ -545,7 +548,8 @@ class SortedSets(Keyspace):
         one_score = first[n : n + 8] == last[n : n + 8]
         if not reverse:
             start = ipfx + first[n : n + 8] + lo[1] if one_score and lo[0] == 0 else None
-            inside, stay = _lex_gte_min, _lex_lte_max
+            inside: Callable[[bytes, tuple[int, bytes, bool]], bool] = _lex_gte_min
+            stay: Callable[[bytes, tuple[int, bytes, bool]], bool] = _lex_lte_max
             bound, other = lo, hi
         else:
             start = ipfx + first[n : n + 8] + hi[1] if one_score and hi[0] == 0 else None
@@ -872,13 +876,15 @@ class SortedSets(Keyspace):
             if start is not None or end is not None:
                 if start is None or end is None:
                     raise InvalidArgumentError("zrangestore() takes start and end together")
+                # (items is the name of the sorted set to read here, and the pairs to store otherwise)
                 if byscore or bylex or offset is not None or num is not None:
                     items = self._zrange_by(
                         items, start, end, desc, True, byscore, bylex, offset, num, store=True  # type: ignore[arg-type]
                     )
                 else:
                     items = self.zrange(items, start, end, desc, withscores=True)  # type: ignore[arg-type]
-            return self._zstore(dest, {_b(m): float(s) for m, s in items})  # type: ignore[union-attr]
+            pairs: Iterable[tuple[Value, float]] = items  # type: ignore[assignment]
+            return self._zstore(dest, {_b(m): float(s) for m, s in pairs})
 
 
 def _weight(value: Value) -> float:

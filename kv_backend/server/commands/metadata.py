@@ -617,7 +617,7 @@ def keys_of(call: list[bytes]) -> list[tuple[bytes, tuple[str, ...]]]:
 def sort_keys(call: list[bytes]) -> list[tuple[bytes, tuple[str, ...]]]:
     """SORT's keys as Redis finds them: the sorted key and the last STORE key; the arguments of
     LIMIT, GET and BY are skipped over (so a key named ``store`` after them is not one)."""
-    found = [(call[1], ("RO", "access"))]
+    found: list[tuple[bytes, tuple[str, ...]]] = [(call[1], ("RO", "access"))]
     store = None
     i = 2
     while i < len(call):
