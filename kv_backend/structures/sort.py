@@ -158,12 +158,12 @@ class Sorting(Lists, Sets, SortedSets):
             if offset != 0 or count != -1:
                 raise InvalidArgumentError("sort() takes start/num or offset/count (one LIMIT), not both")
             offset, count = start, num
-        if groups and (get is None or isinstance(get, (str, bytes)) or len(get) < 2):
+        # (one pattern as a str was read a character at a time; None, redis-py's default, is none)
+        patterns = [] if get is None else _name_list(get)
+        if groups and len(patterns) < 2:  # (one pattern given as a number too: len() of it raised)
             raise InvalidArgumentError("sort(groups=True) needs two get patterns or more")
         name, offset, count = _b(name), parse_index(offset), parse_index(count)
         by_b = None if by is None else _b(by)
-        # (one pattern as a str was read a character at a time; None, redis-py's default, is none)
-        patterns = [] if get is None else _name_list(get)
         dest = None if store is None else _b(store)
         if nosort is None:
             nosort = by_b is not None and b"*" not in _c_string(by_b)
