@@ -104,7 +104,8 @@ def report_dict(report: Any) -> dict[str, Any]:
 
 def format_report(report: Any) -> str:
     """Render a report: its own ``str()`` when it defines one, else aligned ``name: value`` lines."""
-    if type(report).__str__ is not object.__str__:
+    # (mypy takes the class's __str__ for a bound method, which object's unbound one cannot be)
+    if type(report).__str__ is not object.__str__:  # type: ignore[comparison-overlap]
         return f"  {report}"
     data = report_dict(report)
     if not data:

@@ -164,7 +164,10 @@ def _permission_error(path: str, exc: StorageError) -> StorageError:
     cannot be (every process that uses a cache writes to it). The errno and filename
     stay, so callers can still tell what happened.
     """
-    what = f"{exc.filename}: {os.strerror(exc.errno)}" if exc.filename is not None else str(exc)
+    if exc.filename is not None and exc.errno is not None:  # (the callers' errors have an errno)
+        what = f"{exc.filename}: {os.strerror(exc.errno)}"
+    else:
+        what = str(exc)
     if exc.errno == errno.EROFS:
         advice = "point LOCATION at a directory on a writable filesystem"
     else:
@@ -385,7 +388,7 @@ class KVCache(BaseCache):
         So is an empty one, which only a KEY_FUNCTION makes: Django's backends store it,
         and the engine takes keys of 1 byte or more.
         """
-        made = self.make_and_validate_key(key, version=version)
+        made: str = self.make_and_validate_key(key, version=version)
         raw = made.encode("utf-8", "surrogatepass")
         if not 0 < len(raw) <= MAX_KEY_SIZE:
             raw = _HASHED_PREFIX + hashlib.sha256(raw).hexdigest().encode("ascii")
