@@ -28,7 +28,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from celery import group, maybe_signature, signals, states
@@ -42,7 +42,14 @@ from celery.utils.functional import _regen
 from kombu.serialization import dumps as kombu_dumps
 from kombu.serialization import loads as kombu_loads
 from kombu.serialization import prepare_accept_content
-from kombu.utils.encoding import bytes_to_str, ensure_bytes
+
+if TYPE_CHECKING:  # kombu leaves them unannotated
+
+    def bytes_to_str(s: bytes | str) -> str: ...
+    def ensure_bytes(s: bytes | str) -> bytes: ...
+
+else:
+    from kombu.utils.encoding import bytes_to_str, ensure_bytes
 
 from kv_backend import DB
 from kv_backend.db_common import MAX_FILE_SIZE, MIN_FILE_SIZE
@@ -364,7 +371,7 @@ _shared: weakref.WeakValueDictionary[tuple[str, tuple[tuple[str, Any], ...]], DB
 )
 _shared_lock = threading.Lock()
 # The identity of the store each open DB found (see _store_identity).
-_identities: weakref.WeakKeyDictionary[DB, tuple[Any, ...]] = weakref.WeakKeyDictionary()
+_identities: weakref.WeakKeyDictionary[DB, tuple[Any, ...] | None] = weakref.WeakKeyDictionary()
 
 
 def _store_identity(path: str) -> tuple[Any, ...] | None:
@@ -442,6 +449,8 @@ class KVBackend(KeyValueStoreBackend):
     supports_failure_expires = True
     implements_incr = True
     persistent = True
+    #: The result lifetime in seconds (None: for ever), set from result_expires.
+    expires: float | None
 
     #: Shortest lifetime (seconds) of the claim the part that completes a chord
     #: holds while it joins the header and sends the callback.
@@ -952,12 +961,13 @@ class KVBackend(KeyValueStoreBackend):
         """The stored callback record: ``{"callback": ..., "parent": ...}`` (see :meth:`_encode_callback`)."""
         if record.startswith(b"application/") and record.count(b"\0") >= 2:
             content_type, encoding, payload = record.split(b"\0", 2)
-            return kombu_loads(
+            decoded: dict[str, Any] = kombu_loads(
                 payload,
                 bytes_to_str(content_type),
                 bytes_to_str(encoding),
                 accept=prepare_accept_content(self.app.conf.accept_content),
             )
+            return decoded
         stored = self.decode(record)  # stored with the result serializer by the first release
         return stored if "callback" in stored else {"callback": stored}
 
@@ -1325,7 +1335,7 @@ class KVBackend(KeyValueStoreBackend):
         while True:
             db = self.db  # a store deleted meanwhile is opened anew
             token = db.change_token()
-            meta = self.get_task_meta(task_id)
+            meta: dict[str, Any] = self.get_task_meta(task_id)
             if on_message is not None and meta["status"] != states.PENDING and meta != seen:
                 seen = meta
                 on_message(meta)
@@ -1431,7 +1441,7 @@ class KVBackend(KeyValueStoreBackend):
 
     # --------------------------------------------------------------- pickling
 
-    def __reduce__(self, args: tuple = (), kwargs: dict | None = None) -> Any:
+    def __reduce__(self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         # The open store stays behind: the copy opens its own on first use.
         kwargs = dict(kwargs or {}, url=self.url, expires=self.expires)
         return super().__reduce__(args, kwargs)
