@@ -218,8 +218,8 @@ class Connection(asyncio.Protocol):
         it changed.
         """
         tracking = self.server.tracking
-        pushes: list[bytes] = []
-        self.tracking_out = pushes
+        pushes: list[bytes]
+        self.tracking_out = pushes = []
         try:
             tracking.absorb(None)
             if tracking.max_keys and len(tracking.table) > tracking.max_keys:
