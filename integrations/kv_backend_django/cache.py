@@ -266,7 +266,7 @@ def location_path(location: Any) -> str:
             "kv_backend_django.cache.KVCache needs LOCATION: the directory that holds the cache "
             f"(it is created if missing), got {location!r}"
         )
-    path = os.fspath(location)
+    path: str | bytes = os.fspath(location)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     if "\0" in path or path != path.strip():
