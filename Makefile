@@ -21,7 +21,6 @@ tools:
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m mypy
 
 test: $(STAMP) tools lint
 	$(PY) -m pytest -n 2 --dist loadgroup
