@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.protocol import OK
 from kv_backend.structures.groups import _consumer_prefix
+from kv_backend.structures.parsing import keyword
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Server
@@ -251,7 +252,7 @@ _PER_KEY_DEL = frozenset({b"del", b"unlink"})
 
 
 def _opts(args: list[bytes], start: int) -> set[bytes]:
-    return {a.upper() for a in args[start:]}
+    return {keyword(a) for a in args[start:]}
 
 
 def _simple(cls: int, event: bytes, always: bool = False) -> Callable[[_Call], list[Event]]:
@@ -385,8 +386,8 @@ def _move(c: _Call) -> list[Event]:
     if name in (b"rpoplpush", b"brpoplpush"):
         pop, push = b"rpop", b"lpush"
     else:
-        pop = b"lpop" if c.args[3].upper() == b"LEFT" else b"rpop"
-        push = b"lpush" if c.args[4].upper() == b"LEFT" else b"rpush"
+        pop = b"lpop" if keyword(c.args[3]) == b"LEFT" else b"rpop"
+        push = b"lpush" if keyword(c.args[4]) == b"LEFT" else b"rpush"
     return [(LIST, push, c.args[2]), *_pop(LIST, pop, c.args[1], c)]
 
 
@@ -396,7 +397,7 @@ def _mpop(offset: int, cls: int) -> Callable[[_Call], list[Event]]:
     def rule(c: _Call) -> list[Event]:
         if not c.changed or not isinstance(c.reply, list) or not c.reply:
             return []
-        where = c.args[offset + 1 + int(c.args[offset])].upper()
+        where = keyword(c.args[offset + 1 + int(c.args[offset])])
         if cls == LIST:
             event = b"lpop" if where == b"LEFT" else b"rpop"
         else:
@@ -418,7 +419,7 @@ def _smove(c: _Call) -> list[Event]:
 def _zadd(c: _Call) -> list[Event]:
     if not c.changed:
         return []
-    incr = b"INCR" in {a.upper() for a in c.args[2:-2]}
+    incr = b"INCR" in _opts(c.args[:-2], 2)
     return [(ZSET, b"zincr" if incr else b"zadd", c.args[1])]
 
 
@@ -502,7 +503,7 @@ def _prepare_consumers(st: Any, args: list[bytes]) -> list[tuple[bytes, bytes]]:
     """The (stream, consumer record) pairs whose consumer does not exist yet."""
     name = args[0].lower()
     if name == b"xreadgroup":
-        words = [a.upper() for a in args]
+        words = [keyword(a) for a in args]
         if b"GROUP" not in words or b"STREAMS" not in words:
             return []
         g = words.index(b"GROUP")

@@ -38,7 +38,8 @@ from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Pu
 from kv_backend.server.scripting import Scripts
 from kv_backend.server.tracking import ClientTracking, Tracking
 from kv_backend.structures import StructureError, Structures, glob_match
-from kv_backend.structures.errors import quoted
+from kv_backend.structures.errors import c_string, printed, quoted
+from kv_backend.structures.parsing import keyword
 
 __all__ = ["Connection", "Server", "serve"]
 
@@ -291,11 +292,8 @@ class Connection(asyncio.Protocol):
         if cmd is None:
             if self.multi is not None:
                 self.multi_error = True
-            shown = "".join(f"'{quoted(a[:64])}' " for a in args[1:16])  # as Redis
-            return ErrorReply(
-                f"ERR unknown command '{quoted(args[0][:64])}', "
-                f"with args beginning with: {shown}"
-            )
+            shown = _shown(args)
+            return ErrorReply(f"ERR unknown command '{printed(args[0])}', with args beginning with: {shown}")
         if (cmd.arity > 0 and len(args) != cmd.arity) or (cmd.arity < 0 and len(args) < -cmd.arity):
             if name == b"exec":
                 return self._refuse_exec(f"wrong number of arguments for '{cmd.name}' command")
@@ -1069,6 +1067,17 @@ def _flagged(args: list[bytes], which: set[bytes]) -> bool:
     return name in which
 
 
+def _shown(args: list[bytes]) -> str:
+    """The arguments an unknown command's error quotes, as Redis quotes them: each up to its first
+    NUL byte, added while less than 128 bytes are shown, the last cut to fill 128."""
+    shown = b""
+    for arg in args[1:]:
+        if len(shown) >= 128:
+            break
+        shown += b"'" + c_string(arg)[: 128 - len(shown)] + b"' "
+    return quoted(shown)
+
+
 def _redacted(args: list[bytes]) -> list[bytes]:
     """The arguments MONITOR shows: passwords replaced as Redis replaces them (only those its
     parsing reached: ``AUTH a b c`` is a syntax error shown as it is, as is a HELLO it rejected
@@ -1084,7 +1093,7 @@ def _redacted(args: list[bytes]) -> list[bytes]:
     i = 2
     while i < len(out):
         more = len(out) - 1 - i
-        word = out[i].upper()
+        word = keyword(out[i])
         if word == b"AUTH" and more >= 2:
             out[i + 1] = out[i + 2] = b"(redacted)"
             i += 3

@@ -33,7 +33,7 @@ from kv_backend.server.protocol import (
     wire_text,
 )
 from kv_backend.structures import CommandError, format_float, parse_int
-from kv_backend.structures.errors import quoted
+from kv_backend.structures.errors import c_string, quoted
 from kv_backend.structures.layout import SCRIPTS
 
 if TYPE_CHECKING:
@@ -911,7 +911,7 @@ def _error_table_text(message: str) -> str:
 def _reply_text(raw: bytes) -> str:
     """A script's status or error text as Redis sends it, a C string: up to its first zero byte;
     bytes that are not UTF-8 are kept (as surrogate escapes, which the encoder writes back)."""
-    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    return c_string(raw).decode("utf-8", "surrogateescape")
 
 
 def _text(value: Any) -> str:

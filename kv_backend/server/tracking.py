@@ -29,6 +29,7 @@ from kv_backend.server.protocol import Push, encode
 from kv_backend.structures import CommandError
 from kv_backend.structures.errors import quoted
 from kv_backend.structures.layout import _LEN, ALL_PREFIXES, META
+from kv_backend.structures.parsing import keyword
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
@@ -124,7 +125,7 @@ class Tracking:
         prefixes: list[bytes] = []
         i = 3
         while i < len(args):
-            word = args[i].upper()
+            word = keyword(args[i])
             more = i + 1 < len(args)
             if word == b"REDIRECT" and more:
                 i += 1
@@ -152,7 +153,7 @@ class Tracking:
             else:
                 raise CommandError("ERR syntax error")
             i += 1
-        mode = args[2].upper()
+        mode = keyword(args[2])
         if mode == b"OFF":
             self.disable(conn)
             return "OK"

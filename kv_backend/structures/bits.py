@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import InvalidArgumentError, NotAnIntegerError
-from kv_backend.structures.errors import CommandError, WrongTypeError
+from kv_backend.structures.errors import CommandError, WrongTypeError, c_string
 from kv_backend.structures.keyspace import Keyspace, _name_limit
 from kv_backend.structures.layout import META, T_STRING, Name, Value, _b, _pairs
-from kv_backend.structures.parsing import parse_int
+from kv_backend.structures.parsing import keyword, parse_int
 from kv_backend.structures.strings import MAX_STRING_SIZE
 
 #: Bit offsets go up to 2**32 - 1: the last bit of a 512 MiB string.
@@ -70,7 +70,7 @@ def _unit(mode: Value | None) -> bool:
     """True for BIT, False for BYTE (the default), as BITCOUNT/BITPOS read their last argument."""
     if mode is None:
         return False
-    word = _b(mode).upper()
+    word = keyword(mode)
     if word == b"BIT":
         return True
     if word == b"BYTE":
@@ -110,7 +110,7 @@ def _field_type(raw: bytes) -> tuple[bool, int]:
     if not signed and raw[:1] != b"u":
         raise CommandError(BITFIELD_TYPE_ERROR)
     try:
-        bits = parse_int(raw[1:])
+        bits = parse_int(c_string(raw[1:]))  # Redis reads the width as a C string
     except NotAnIntegerError:
         raise CommandError(BITFIELD_TYPE_ERROR) from None
     if not 1 <= bits <= (64 if signed else 63):
@@ -128,10 +128,10 @@ def parse_bitfield(words: list[bytes]) -> list[_Op]:
     overflow = _WRAP
     i, n = 0, len(words)
     while i < n:
-        sub = words[i].upper()
+        sub = keyword(words[i])
         left = n - i - 1
         if sub == b"OVERFLOW" and left >= 1:
-            overflow = words[i + 1].upper()
+            overflow = keyword(words[i + 1])
             if overflow not in (_WRAP, _SAT, _FAIL):
                 raise CommandError("ERR Invalid OVERFLOW type specified")
             i += 2
@@ -297,7 +297,7 @@ class Bits(Keyspace):
         Shorter strings (and missing keys) count as zero-padded. ``dest`` is replaced whatever it
         held, without TTL; an empty result deletes it, as in Redis.
         """
-        op = _b(operation).upper()
+        op = keyword(operation)
         if op not in (b"AND", b"OR", b"XOR", b"NOT"):
             raise CommandError("ERR syntax error")
         if op == b"NOT" and len(keys) != 1:
@@ -346,7 +346,7 @@ class Bits(Keyspace):
         Also redis-py's form, ``bitfield_ro(name, encoding, offset, items=[(encoding, offset),
         ...])``: a GET of each field.
         """
-        if items is not None or (len(words) == 2 and _b(words[0]).upper() != b"GET"):
+        if items is not None or (len(words) == 2 and keyword(words[0]) != b"GET"):
             if len(words) != 2:
                 raise InvalidArgumentError(
                     "bitfield_ro(name, encoding, offset, items=...) takes one field before items"

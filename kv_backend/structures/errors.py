@@ -41,6 +41,18 @@ NOT_INT = "ERR value is not an integer or out of range"
 NOT_FLOAT = "ERR value is not a valid float"
 
 
+def c_string(raw: bytes) -> bytes:
+    """``raw`` up to its first NUL byte: what Redis reads where it treats an argument as a C string."""
+    end = raw.find(b"\0")
+    return raw if end < 0 else raw[:end]
+
+
+def printed(raw: bytes, limit: int = 128) -> str:
+    """An argument as Redis's ``%.128s`` prints it into an error message (an unknown command or
+    subcommand): a C string, so up to its first NUL byte, and at most ``limit`` bytes of it."""
+    return quoted(c_string(raw)[:limit])
+
+
 def quoted(value: bytes) -> str:
     """A name or argument a client sent, as an error message quotes it: as Redis echoes the raw
     bytes, bytes that are not UTF-8 are kept (as surrogate escapes, which ``kvb serve`` writes back

@@ -14,7 +14,7 @@ from kv_backend.structures.errors import CommandError
 from kv_backend.structures.geohash import Shape
 from kv_backend.structures.keyspace import _name_limit
 from kv_backend.structures.layout import T_ZSET, ZMEM, Name, Value, _b, _lp, decode_score
-from kv_backend.structures.parsing import parse_float, parse_index
+from kv_backend.structures.parsing import keyword, parse_float, parse_index
 from kv_backend.structures.zsets import SortedSets
 
 #: What ``geoadd()``'s values may not be: iterable, but no list of positions and members.
@@ -52,7 +52,7 @@ def lon_lat(lon: Value | float, lat: Value | float) -> tuple[float, float]:
 def unit_factor(unit: Value) -> float:
     """The length of a unit (``m``, ``km``, ``ft``, ``mi``, any case) in metres."""
     try:
-        return geohash.UNITS[_b(unit).lower()]
+        return geohash.UNITS[keyword(unit).lower()]
     except KeyError:
         raise CommandError(geohash.UNIT_ERROR) from None
 
@@ -361,7 +361,7 @@ class GeoSets(SortedSets):
         any_: bool,
     ) -> tuple[list[GeoPoint], float]:
         self._meta(name, T_ZSET)  # WRONGTYPE before the arguments, as Redis
-        order = None if sort is None else str(sort).lower()
+        order = None if sort is None else keyword(sort).decode("latin-1").lower()
         if order not in (None, "asc", "desc"):
             raise CommandError("ERR syntax error")
         count = None if count is None else parse_index(count)

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
 from kv_backend.errors import InvalidArgumentError, NotAnIntegerError
-from kv_backend.structures.errors import NOT_INT, CommandError, quoted
+from kv_backend.structures.errors import NOT_INT, CommandError, c_string, quoted
 from kv_backend.structures.keyspace import _block_seconds, _check_group_fits, _name_limit, _name_list
 from kv_backend.structures.layout import (
     _I64_MAX,
@@ -50,7 +50,6 @@ from kv_backend.structures.streams import (
     _id_text,
     _parse_stream_id,
     _range_id,
-    c_string,
 )
 
 _GRP = struct.Struct(">QQq")  # last delivered ID, entries read (-1: not known)

@@ -50,6 +50,7 @@ from kv_backend.structures.parsing import (
     _encode_cursor,
     _literal_prefix,
     glob_match,
+    keyword,
     parse_index,
     parse_int,
     parse_scan_count,
@@ -578,8 +579,8 @@ class Keyspace:
         tag = None
         if type is not None:
             # (a bytes type, b"hash", matched no type: every scan came back empty)
-            word = type if isinstance(type, str) else _b(type).decode("latin-1")
-            tags = [t for t, n in TYPE_NAMES.items() if n == word.lower()]
+            word = keyword(type).decode("latin-1").lower()
+            tags = [t for t, n in TYPE_NAMES.items() if n == word]
             tag = tags[0] if tags else -1
         db = self.db
         for key in db.keys(prefix=META + lit, start=start):

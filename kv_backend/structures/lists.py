@@ -10,7 +10,7 @@ from kv_backend.errors import KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _name_list
 from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp
-from kv_backend.structures.parsing import parse_index
+from kv_backend.structures.parsing import keyword, parse_index
 
 #: LPOS's error for RANK 0.
 RANK_ZERO = (
@@ -285,7 +285,7 @@ class Lists(Keyspace):
     def linsert(self, name: Name, where: str, pivot: Value, value: Value) -> int:
         """Insert ``value`` BEFORE or AFTER the first ``pivot``; new length, -1 if no pivot, 0 if no list."""
         name, pivot = _b(name), _b(pivot)
-        where_l = where.lower() if isinstance(where, str) else _b(where).decode("latin-1").lower()
+        where_l = keyword(where).decode("latin-1").lower()
         if where_l not in ("before", "after"):
             raise CommandError("ERR syntax error")
         with self.db.locked():
@@ -463,7 +463,7 @@ class Lists(Keyspace):
 def _is_left(where: str | bytes) -> bool:
     """LMOVE's ``LEFT`` (True) or ``RIGHT`` (False), in any case, as str or bytes; anything else is
     Redis's syntax error (any word but "LEFT" moved from or to the right, ``b"left"`` too)."""
-    word = where.upper() if isinstance(where, str) else _b(where).decode("latin-1").upper()
+    word = keyword(where).decode("latin-1")
     if word not in ("LEFT", "RIGHT"):
         raise CommandError("ERR syntax error")
     return word == "LEFT"

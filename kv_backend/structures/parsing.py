@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from kv_backend import longdouble
 from kv_backend.errors import NotAnIntegerError
-from kv_backend.structures.errors import NOT_FLOAT, NOT_INT, CommandError, NotAFloatError
+from kv_backend.structures.errors import NOT_FLOAT, NOT_INT, CommandError, NotAFloatError, c_string
 from kv_backend.structures.layout import _I64_MAX, _I64_MIN, Value, _b
 
 
@@ -27,6 +27,14 @@ def format_float(value: float) -> bytes:
     if value == int(value) and abs(value) < 1e17:
         return str(int(value)).encode()
     return repr(value).encode()
+
+
+def keyword(raw: Value) -> bytes:
+    """An option keyword (``NX``, ``LIMIT``, ``WITHSCORES``, a unit, an aggregate...) as Redis compares
+    it: upper case and ending at its first NUL byte, as Redis's C-string ``strcasecmp`` reads it
+    (``NX\\0junk`` is ``NX`` there). Command and subcommand names are not read this way: Redis looks
+    them up whole."""
+    return c_string(_b(raw)).upper()
 
 
 def parse_int(value: Value) -> int:
@@ -171,7 +179,7 @@ def _score_bound(value: Value) -> tuple[float, bool]:
         # (a NaN matched nothing, an int beyond a double raised OverflowError)
         return parse_float(value, "ERR min or max is not a float", overflow=True), False
     # as Redis's strtod: a C string (up to a NUL byte), white space allowed before the number
-    raw = _b(value).split(b"\0", 1)[0]
+    raw = c_string(_b(value))
     exclusive = raw.startswith(b"(")
     text = raw[1:] if exclusive else raw
     number = text.lstrip(b" \t\n\v\f\r") or text  # only white space stays refused
@@ -308,7 +316,7 @@ def parse_cursor(cursor: int | Value) -> int:
         if not 0 <= cursor < _U64:
             raise CommandError(_INVALID_CURSOR)
         return cursor
-    raw = _b(cursor).split(b"\0", 1)[0]  # a C string: Redis reads up to the first NUL
+    raw = c_string(_b(cursor))  # a C string: Redis reads up to the first NUL
     sign = raw[:1] if raw[:1] in (b"+", b"-") else b""
     digits = raw[len(sign) :].lstrip(b"0")
     if not raw:

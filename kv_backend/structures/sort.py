@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kv_backend.errors import InvalidArgumentError
-from kv_backend.structures.errors import CommandError, WrongTypeError
+from kv_backend.structures.errors import CommandError, WrongTypeError, c_string
 from kv_backend.structures.geo import partial_sort
 from kv_backend.structures.keyspace import _name_limit, _name_list, _redis_int
 from kv_backend.structures.layout import (
@@ -48,7 +48,7 @@ def sort_score(raw: bytes) -> float | None:
     """``raw`` read as SORT reads a number (C's ``strtod`` up to the first NUL byte, leading
     white space allowed, hexadecimal and ``inf`` too), or None where Redis gives up: text left
     over, NaN, or a number out of a double's range (over- or underflow)."""
-    text = raw.split(b"\0", 1)[0]
+    text = c_string(raw)
     if not text:
         return 0.0  # nothing to convert, nothing left over: strtod's 0 is accepted
     body = text.lstrip(b" \t\n\v\f\r")
@@ -70,11 +70,6 @@ def sort_score(raw: bytes) -> float | None:
     return value
 
 
-def _c_string(raw: bytes) -> bytes:
-    """What C string functions see of ``raw``: the bytes before its first NUL."""
-    return raw.split(b"\0", 1)[0]
-
-
 class Sorting(Lists, Sets, SortedSets):
     """SORT and SORT_RO (:meth:`sort`) of :class:`~kv_backend.structures.Structures`."""
 
@@ -82,12 +77,12 @@ class Sorting(Lists, Sets, SortedSets):
         """The value a BY/GET ``pattern`` names for ``element``: ``#`` is the element itself;
         ``*`` is replaced by it and names a string key, or with ``->field`` after the ``*`` a hash
         field; a pattern without ``*``, a missing key or one of another type give None."""
-        if _c_string(pattern) == b"#":
+        if c_string(pattern) == b"#":
             return element
-        star = _c_string(pattern).find(b"*")
+        star = c_string(pattern).find(b"*")
         if star < 0:
             return None
-        arrow = _c_string(pattern).find(b"->", star + 1)
+        arrow = c_string(pattern).find(b"->", star + 1)
         field = None
         if arrow >= 0 and arrow + 2 < len(pattern) and pattern[arrow + 2] != 0:
             field = pattern[arrow + 2 :]
@@ -166,7 +161,7 @@ class Sorting(Lists, Sets, SortedSets):
         by_b = None if by is None else _b(by)
         dest = None if store is None else _b(store)
         if nosort is None:
-            nosort = by_b is not None and b"*" not in _c_string(by_b)
+            nosort = by_b is not None and b"*" not in c_string(by_b)
         args = (name, by_b, offset, count, patterns, desc, alpha, dest is not None, nosort, script)
         if dest is None:  # a read: also on a store opened read-only, which cannot take the lock
             found = self._read_consistent(lambda: self._sort_result(*args))
@@ -249,9 +244,9 @@ class Sorting(Lists, Sets, SortedSets):
             value = e if by is None else self._by_pattern(by, e)
             if alpha:
                 if by is None:
-                    keyed.append((e if binary else _c_string(e), e))
+                    keyed.append((e if binary else c_string(e), e))
                 else:
-                    cmp_value = None if value is None else value if binary else _c_string(value)
+                    cmp_value = None if value is None else value if binary else c_string(value)
                     keyed.append(((0, b"") if cmp_value is None else (1, cmp_value), e))
             else:
                 score = 0.0 if value is None else sort_score(value)

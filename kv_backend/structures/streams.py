@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
-from kv_backend.structures.errors import CommandError
+from kv_backend.structures.errors import CommandError, c_string
 from kv_backend.structures.keyspace import Keyspace, _block_seconds, _name_limit
 from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, NameT, Value, _b, _lp, _pairs
 from kv_backend.structures.parsing import parse_index, parse_read_count
@@ -323,12 +323,6 @@ def _decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
 
 #: White space C's ``isspace`` knows (in the C locale), which ``strtoull`` skips.
 _C_SPACE = b" \t\n\v\f\r"
-
-
-def c_string(raw: bytes) -> bytes:
-    """An argument as C reads it, up to its first NUL byte: Redis compares the special IDs (``$``,
-    ``>``, ``*``) with ``strcmp``, so ``$\\0x`` is ``$``."""
-    return raw.split(b"\0", 1)[0]
 
 
 def _id_text(raw: bytes) -> bytes:

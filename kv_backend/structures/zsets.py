@@ -38,6 +38,7 @@ from kv_backend.structures.parsing import (
     _lex_lte_max,
     _score_bound,
     glob_match,
+    keyword,
     parse_cursor,
     parse_float,
     parse_index,
@@ -67,9 +68,8 @@ def _weighted(score: float, weight: float) -> float:
 
 def _where(where: str | bytes) -> bool:
     """``min``/``max`` (any case) as ``reverse``: True pops the highest scores."""
-    text = where.decode("latin-1") if isinstance(where, bytes) else str(where)
     try:
-        return _WHERE[text.lower()]
+        return _WHERE[keyword(where).decode("latin-1").lower()]
     except KeyError:
         raise CommandError("ERR syntax error") from None
 
@@ -701,7 +701,7 @@ class SortedSets(Keyspace):
         missing). The inputs are taken from the smallest, as Redis takes them, so sums of
         several scores are added in Redis's order and come out the same to the last bit.
         """
-        how = str(aggregate).lower()
+        how = keyword(aggregate).decode("latin-1").lower()
         if how not in _AGGREGATES:
             raise CommandError("ERR syntax error")
         srcs = [(key, self._zsource(key), w) for key, w in zip(keys, weights, strict=True)]

@@ -24,7 +24,7 @@ from kv_backend.server.commands.registry import (
 )
 from kv_backend.server.protocol import OK, ErrorReply, OrderedSet, Verbatim
 from kv_backend.structures import CommandError, glob_match
-from kv_backend.structures.errors import quoted
+from kv_backend.structures.errors import c_string, quoted
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -559,8 +559,8 @@ _MEMORY_UNITS.update({b"g": 1000**3, b"gb": 1024**3})
 
 
 def _memory(name: bytes, value: bytes) -> int:
-    """A memory value (``100``, ``1mb``, ``2G``...), as Redis reads one."""
-    low = value.lower()
+    """A memory value (``100``, ``1mb``, ``2G``...), as Redis reads one (a C string: up to a NUL)."""
+    low = c_string(value).lower()
     digits = low.rstrip(b"kmgb")
     unit = low[len(digits) :]
     if not digits.isdigit() or unit not in _MEMORY_UNITS:
@@ -588,18 +588,19 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
         if flags is None:
             raise _config_failed(name, BAD_CLASS)
         return flags
+    word = upper(value).lower()  # a yes/no or one-of value, compared as Redis compares it (a C string)
     if name in (b"appendonly",):
-        if value.lower() not in (b"yes", b"no"):
+        if word not in (b"yes", b"no"):
             raise _config_failed(name, "argument must be 'yes' or 'no'")
-        return value.lower()
+        return word
     if name == b"appendfsync":
-        if value.lower() not in (b"everysec", b"always", b"no"):
+        if word not in (b"everysec", b"always", b"no"):
             raise _config_failed(name, "argument(s) must be one of the following: everysec, always, no")
-        return value.lower()
+        return word
     if name == b"maxmemory-policy":
-        if value.lower().decode("utf-8", "replace") not in _POLICIES.split(", "):
+        if word.decode("utf-8", "replace") not in _POLICIES.split(", "):
             raise _config_failed(name, f"argument(s) must be one of the following: {_POLICIES}")
-        return value.lower()
+        return word
     if name == b"save":
         words = value.split()
         if len(words) % 2 or not all(w.isdigit() for w in words):

@@ -17,7 +17,7 @@ from kv_backend.server.commands.registry import (
 )
 from kv_backend.server.protocol import OK
 from kv_backend.structures import CommandError, parse_cursor
-from kv_backend.structures.errors import quoted
+from kv_backend.structures.errors import c_string, quoted
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -367,7 +367,7 @@ def _sort(conn: Connection, args: list[bytes], readonly: bool) -> Any:
             i += 1
         elif opt == b"BY" and left >= 1:
             by = args[i + 1]
-            nosort = nosort or b"*" not in by.split(b"\0", 1)[0]
+            nosort = nosort or b"*" not in c_string(by)
             i += 1
         elif opt == b"GET" and left >= 1:
             get.append(args[i + 1])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kv_backend.server.commands.registry import COMMANDS
+from kv_backend.server.commands.registry import COMMANDS, upper
 from kv_backend.server.protocol import OrderedSet
 from kv_backend.structures import CommandError, glob_match
 
@@ -434,7 +434,7 @@ class KeySpec:
             first = self.index
         else:
             word = self.keyword.encode()
-            found = [i for i in range(self.startfrom, argc - 1) if argv[i].upper() == word]
+            found = [i for i in range(self.startfrom, argc - 1) if upper(argv[i]) == word]
             if not found:
                 return []
             first = found[0] + 1
@@ -606,7 +606,7 @@ def keys_of(call: list[bytes]) -> list[tuple[bytes, tuple[str, ...]]]:
             break
         flags = spec.flags
         if "variable_flags" in flags:  # SET: what it does to its key depends on GET
-            get = any(a.upper() == b"GET" for a in call[3:])
+            get = any(upper(a) == b"GET" for a in call[3:])
             flags = ("RW", "access", "update") if get else ("OW", "update")
         found += [(call[i], flags) for i in positions]
     if not found and "no_mandatory_keys" not in info.flags:
@@ -621,7 +621,7 @@ def sort_keys(call: list[bytes]) -> list[tuple[bytes, tuple[str, ...]]]:
     store = None
     i = 2
     while i < len(call):
-        word = call[i].upper()
+        word = upper(call[i])
         if word in (b"LIMIT", b"GET", b"BY"):
             i += 2 if word == b"LIMIT" else 1
         elif word == b"STORE" and i + 1 < len(call):

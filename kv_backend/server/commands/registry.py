@@ -12,7 +12,8 @@ from kv_backend.errors import NotAnIntegerError
 from kv_backend.server.blocking import Block
 from kv_backend.server.protocol import NULL_ARRAY
 from kv_backend.structures import CommandError, parse_float, parse_int
-from kv_backend.structures.errors import quoted
+from kv_backend.structures.errors import printed, quoted
+from kv_backend.structures.parsing import keyword as upper  # other command modules import it from here
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -95,7 +96,7 @@ def help_only(args: list[bytes], lines: list[str]) -> list[str]:
 def unknown_subcommand(args: list[bytes]) -> CommandError:
     """Redis's error for a subcommand a container command (CONFIG, XGROUP...) does not have."""
     return CommandError(
-        f"ERR unknown subcommand '{quoted(args[1])}'. "
+        f"ERR unknown subcommand '{printed(args[1])}'. "
         f"Try {args[0].decode('utf-8', 'replace').upper()} HELP."
     )
 
@@ -104,7 +105,7 @@ def subcommand_syntax_error(args: list[bytes]) -> CommandError:
     """Redis's error for a subcommand given the wrong arguments (or one that does not exist)."""
     return CommandError(
         "ERR unknown subcommand or wrong number of arguments for "
-        f"'{quoted(args[1])}'. Try {args[0].decode('utf-8', 'replace').upper()} HELP."
+        f"'{printed(args[1])}'. Try {args[0].decode('utf-8', 'replace').upper()} HELP."
     )
 
 
@@ -125,10 +126,6 @@ def arg_positive(raw: bytes) -> int:
     if n < 0:
         raise CommandError("ERR value is out of range, must be positive")
     return n
-
-
-def upper(raw: bytes) -> bytes:
-    return raw.upper()
 
 
 def non_negative(raw: bytes, message: str) -> int:

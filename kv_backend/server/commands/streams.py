@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from kv_backend.server.commands.registry import arg_int, block_ms, command, syntax, try_or_block, upper
 from kv_backend.server.protocol import NULL_ARRAY, Pairs
 from kv_backend.structures import CommandError, WrongTypeError, check_add_id, check_stream_id
+from kv_backend.structures.errors import c_string
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
@@ -31,8 +32,9 @@ def _stream_options(args: list[bytes], i: int, xadd: bool) -> tuple[dict[str, An
                     "ERR syntax error, MAXLEN and MINID options at the same time are not compatible"
                 )
             i += 1
-            if args[i] in (b"=", b"~") and more >= 2:
-                options["approximate"] = args[i] == b"~"
+            mark = c_string(args[i])  # Redis tests the one character and the NUL after it
+            if mark in (b"=", b"~") and more >= 2:
+                options["approximate"] = mark == b"~"
                 i += 1
             # Each threshold is checked where it stands, as Redis does (before a later bad ID).
             if key == "maxlen":

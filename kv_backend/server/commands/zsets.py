@@ -217,7 +217,7 @@ def _rank(conn: Connection, args: list[bytes], desc: bool) -> Any:
             f"ERR wrong number of arguments for '{args[0].decode(errors='replace').lower()}' command"
         )
     withscore = len(args) == 4
-    if withscore and args[3].upper() != b"WITHSCORE":
+    if withscore and upper(args[3]) != b"WITHSCORE":
         raise CommandError("ERR syntax error")
     rank = conn.st.zrank(args[1], args[2], desc=desc)
     if not withscore:
@@ -380,7 +380,7 @@ def _setop_options(
             weights = [parse_float(w, "ERR weight value is not a float") for w in args[i + 1 : i + 1 + nkeys]]
             i += nkeys
         elif algebra and opt == b"AGGREGATE" and left >= 1 and upper(args[i + 1]) in (b"SUM", b"MIN", b"MAX"):
-            aggregate = args[i + 1].decode().lower()
+            aggregate = upper(args[i + 1]).decode().lower()
             i += 1
         elif withscores and opt == b"WITHSCORES":
             with_scores = True
