@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import InvalidArgumentError, NotAnIntegerError
-from kv_backend.structures.errors import CommandError, WrongTypeError, c_string
+from kv_backend.structures.errors import CommandError, WrongTypeError, c_string, wrong_arity
 from kv_backend.structures.keyspace import Keyspace, _name_limit
 from kv_backend.structures.layout import META, T_STRING, Name, Value, _b, _pairs
 from kv_backend.structures.parsing import keyword, parse_int
@@ -303,7 +303,7 @@ class Bits(Keyspace):
         if op == b"NOT" and len(keys) != 1:
             raise CommandError("ERR BITOP NOT must be called with a single source key.")
         if not keys:
-            raise CommandError("ERR wrong number of arguments for 'bitop' command")
+            raise wrong_arity("bitop")
         db = self.db
         with db.locked():
             values = []

@@ -41,6 +41,12 @@ NOT_INT = "ERR value is not an integer or out of range"
 NOT_FLOAT = "ERR value is not a valid float"
 
 
+def wrong_arity(command: str) -> CommandError:
+    """Redis's error for ``command`` (as Redis names it) given too few arguments: what redis-py
+    raises where a Structures method is given no names, fields or members to send."""
+    return CommandError(f"ERR wrong number of arguments for '{command}' command")
+
+
 def c_string(raw: bytes) -> bytes:
     """``raw`` up to its first NUL byte: what Redis reads where it treats an argument as a C string."""
     end = raw.find(b"\0")

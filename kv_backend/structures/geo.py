@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from kv_backend.errors import InvalidArgumentError
 from kv_backend.longdouble import format_human
 from kv_backend.structures import geohash
-from kv_backend.structures.errors import CommandError
+from kv_backend.structures.errors import CommandError, wrong_arity
 from kv_backend.structures.geohash import Shape
 from kv_backend.structures.keyspace import _name_limit
 from kv_backend.structures.layout import T_ZSET, ZMEM, Name, Value, _b, _lp, decode_score
@@ -175,6 +175,8 @@ class GeoSets(SortedSets):
                 f"values must be a list: longitude, latitude, member, ...; not {type(values).__name__}"
             )
         values = list(values)
+        if not values and not (nx and xx and ch):  # (GEOADD k with fewer than 3 option words)
+            raise wrong_arity("geoadd")
         if len(values) % 3 or (nx and xx):
             raise CommandError("ERR syntax error")
         pairs = []

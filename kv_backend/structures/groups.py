@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
 from kv_backend.errors import InvalidArgumentError, NotAnIntegerError
-from kv_backend.structures.errors import NOT_INT, CommandError, c_string, quoted
-from kv_backend.structures.keyspace import _block_seconds, _check_group_fits, _name_limit, _name_list
+from kv_backend.structures.errors import NOT_INT, CommandError, c_string, quoted, wrong_arity
+from kv_backend.structures.keyspace import _block_seconds, _check_group_fits, _given, _name_limit, _name_list
 from kv_backend.structures.layout import (
     _I64_MAX,
     CONSUMER,
@@ -468,8 +468,8 @@ class StreamGroups(Streams):
         ``block`` comes before ``noack``, as in redis-py: a redis-py call with ``block`` as its
         fifth argument must not turn ``noack`` on (entries never pending, so never redelivered).
         """
+        pairs = _given(_pairs(streams, "streams"), "xreadgroup")  # (Redis's answer to no stream)
         if block is not None:
-            pairs = _pairs(streams, "streams")
 
             def attempt(first: bool) -> list[tuple[bytes, list[Entry]]] | None:
                 with self.db.locked():  # the check and the read see the same streams
@@ -480,7 +480,6 @@ class StreamGroups(Streams):
 
             return self._wait_for(attempt, _block_seconds(block)) or []
         group, consumer = _b(group), _b(consumer)
-        pairs = _pairs(streams, "streams")
         limit = parse_read_count(count)  # (None, 0 or negative: every entry, as in Redis)
         db = self.db
         with db.locked():
@@ -617,7 +616,7 @@ class StreamGroups(Streams):
         """Acknowledge entries: remove them from the group's pending entries; how many were pending."""
         name, group = _b(name), _b(group)
         if not ids:
-            raise CommandError("ERR wrong number of arguments for 'xack' command")
+            raise wrong_arity("xack")
         db = self.db
         with db.locked():
             meta = self._stream(name)

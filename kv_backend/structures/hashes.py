@@ -14,8 +14,9 @@ from kv_backend.structures.errors import (
     HashValueNotAnIntegerError,
     KeyNameTooLongError,
     NotAFloatError,
+    wrong_arity,
 )
-from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, scan_pages
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, scan_pages
 from kv_backend.structures.layout import (
     _I64_MAX,
     _I64_MIN,
@@ -72,7 +73,7 @@ class Hashes(Keyspace):
                     )
                 flat = list(items)
                 if len(flat) % 2:  # (Redis's answer to HSET with a field and no value)
-                    raise CommandError("ERR wrong number of arguments for 'hset' command")
+                    raise wrong_arity("hset")
                 pairs += zip(flat[::2], flat[1::2], strict=True)
             if key is not None:
                 if value is not None:
@@ -92,7 +93,7 @@ class Hashes(Keyspace):
             if fields:
                 pairs += fields.items()
             if not pairs:
-                raise CommandError("ERR wrong number of arguments for 'hset' command")
+                raise wrong_arity("hset")
             return self._hset(_b(name), [(_b(f), _b(v)) for f, v in pairs], nx=False)
         except KeyNameTooLongError:
             raise
@@ -109,7 +110,7 @@ class Hashes(Keyspace):
         try:
             pairs = _pairs(pairs, "pairs")
             if not pairs:
-                raise CommandError("ERR wrong number of arguments for 'hset' command")
+                raise wrong_arity("hset")
             return self._hset(_b(name), [(_b(f), _b(v)) for f, v in pairs], nx=False)
         except KeyNameTooLongError:
             raise
@@ -174,7 +175,8 @@ class Hashes(Keyspace):
     def hmget(self, name: Name, *fields: Name | Iterable[Name]) -> list[bytes | None]:
         """The values of several hash fields (which may come as a list, as redis-py takes them)."""
         name = _b(name)
-        raw = [_b(f) for f in _list_or_args(fields)]  # a field of the wrong type is refused, key or not
+        fields = _given(_list_or_args(fields), "hmget")
+        raw = [_b(f) for f in fields]  # a field of the wrong type is refused, key or not
         if self._meta(name, T_HASH) is None:
             return [None] * len(raw)
         pfx = HASH + _lp(name)
@@ -216,7 +218,7 @@ class Hashes(Keyspace):
     def hdel(self, name: Name, *fields: Name) -> int:
         """Delete hash fields; return how many existed."""
         name = _b(name)
-        return self._remove_members(name, T_HASH, HASH + _lp(name), fields)
+        return self._remove_members(name, T_HASH, HASH + _lp(name), _given(fields, "hdel"))
 
     @_name_limit(T_HASH)
     def hincrby(self, name: Name, field: Name, amount: int = 1) -> int:

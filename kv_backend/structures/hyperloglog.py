@@ -23,7 +23,7 @@ import math
 import struct
 from bisect import bisect_right
 
-from kv_backend.structures.errors import CommandError, WrongTypeError
+from kv_backend.structures.errors import CommandError, WrongTypeError, wrong_arity
 from kv_backend.structures.keyspace import Keyspace, _name_limit
 from kv_backend.structures.layout import META, T_STRING, Name, Value, _b
 
@@ -352,7 +352,7 @@ class HyperLogLogs(Keyspace):
         the key sees it as Redis's does).
         """
         if not names:
-            raise CommandError("ERR wrong number of arguments for 'pfcount' command")
+            raise wrong_arity("pfcount")
         if len(names) > 1:
             merged = bytearray(REGISTERS)
             for n in names:

@@ -7,7 +7,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -16,7 +16,7 @@ from kv_backend.db import DB, Batch
 from kv_backend.errors import ConfigurationError, InvalidArgumentError, KeyTooLargeError, NotAnIntegerError
 from kv_backend.record import FILE_HEADER_SIZE, HEADER_SIZE, MAX_KEY_SIZE, PUT, scan
 from kv_backend.state import unpack_tail
-from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
+from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError, wrong_arity
 from kv_backend.structures.layout import (
     _CNT,
     _LEN,
@@ -126,6 +126,17 @@ def _name_list(names: Name | Iterable[Name]) -> list[bytes]:
     if isinstance(names, (bytes, str, bytearray, memoryview, int, float)) or not isinstance(names, Iterable):
         return [_b(names)]  # (None, or another non-iterable: the InvalidArgumentError of any bad name)
     return [_b(n) for n in names]
+
+
+_Items = TypeVar("_Items", bound=Sized)
+
+
+def _given(items: _Items, command: str) -> _Items:
+    """``items``, the names, fields or members a method was given: none is Redis's wrong argument
+    count for ``command``, its answer to what redis-py sends for such a call."""
+    if not items:
+        raise wrong_arity(command)
+    return items
 
 
 def _check_group_fits(name: bytes, group: bytes) -> None:
@@ -411,10 +422,18 @@ class Keyspace:
     def exists(self, *names: Name) -> int:
         """How many of ``names`` exist (a name given twice counts twice)."""
         stored = self._stored
-        return sum(1 for n in names if stored(META + _b(n)))
+        return sum(1 for n in _given(names, "exists") if stored(META + _b(n)))
 
     def delete(self, *names: Name) -> int:
         """Delete keys of any type; return how many existed."""
+        return self._delete(names, "del")
+
+    def unlink(self, *names: Name) -> int:
+        """:meth:`delete` (UNLINK: kvb frees nothing in the background)."""
+        return self._delete(names, "unlink")
+
+    def _delete(self, names: tuple[Name, ...], command: str) -> int:
+        _given(names, command)
         db = self.db
         removed = 0
         with db.locked(), db.batch() as b:
@@ -429,8 +448,6 @@ class Keyspace:
                     removed += 1
                     self._drop(b, name, found)
         return removed
-
-    unlink = delete
 
     def expire(
         self,
@@ -964,7 +981,7 @@ class Keyspace:
 
     def touch(self, *names: Name) -> int:
         """How many of ``names`` exist (TOUCH: kvb keeps no access times, so this only counts)."""
-        return self.exists(*names)
+        return self.exists(*_given(names, "touch"))
 
     def object_encoding(self, name: Name) -> str | None:
         """The encoding Redis 7.2 would report for this value (OBJECT ENCODING), or None if missing.

@@ -7,8 +7,8 @@ from typing import Any, overload
 
 from kv_backend.db import Batch
 from kv_backend.errors import KeyTooLargeError
-from kv_backend.structures.errors import CommandError, KeyNameTooLongError
-from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _name_list
+from kv_backend.structures.errors import CommandError, KeyNameTooLongError, wrong_arity
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, _name_list
 from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp
 from kv_backend.structures.parsing import keyword, parse_index
 
@@ -39,7 +39,7 @@ class Lists(Keyspace):
         name = _b(name)
         if not values:  # (the command's own name in Redis's error, which said 'push')
             command = ("lpush" if left else "rpush") + ("x" if only_existing else "")
-            raise CommandError(f"ERR wrong number of arguments for '{command}' command")
+            raise wrong_arity(command)
         db = self.db
         pfx = LIST + _lp(name)
         with db.locked():
@@ -159,18 +159,16 @@ class Lists(Keyspace):
         Waits up to ``timeout`` seconds (0: for ever) for a push by any
         process; returns ``(name, element)``, or None when the time is up.
         """
-        return self._blocking_pop(names, timeout, left=True)
+        return self._blocking_pop(names, timeout, left=True, command="blpop")
 
     def brpop(self, names: Name | Iterable[Name], timeout: float = 0) -> tuple[bytes, bytes] | None:
         """Like :meth:`blpop`, from the tail of the list."""
-        return self._blocking_pop(names, timeout, left=False)
+        return self._blocking_pop(names, timeout, left=False, command="brpop")
 
     def _blocking_pop(
-        self, names: Name | Iterable[Name], timeout: float, left: bool
+        self, names: Name | Iterable[Name], timeout: float, left: bool, command: str
     ) -> tuple[bytes, bytes] | None:
-        keys = _name_list(names)
-        if not keys:
-            raise CommandError("ERR wrong number of arguments for 'blpop' command")
+        keys = _given(_name_list(names), command)
         return self._wait_for(
             lambda first: self.pop_first(keys, left)
             if first
@@ -434,6 +432,8 @@ class Lists(Keyspace):
         None when every list is empty; a name holding another type raises WRONGTYPE when reached.
         """
         keys, count = _name_list(names), parse_index(count)
+        if not keys:  # (Redis's answer to LMPOP 0 ...)
+            raise CommandError("ERR numkeys should be greater than 0")
         if count < 1:
             raise CommandError("ERR count should be greater than 0")
         with self.db.locked():

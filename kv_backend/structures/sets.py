@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kv_backend.errors import InvalidArgumentError, KeyTooLargeError
-from kv_backend.structures.errors import CommandError, KeyNameTooLongError
-from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _redis_int, scan_pages
+from kv_backend.structures.errors import CommandError, KeyNameTooLongError, wrong_arity
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, _redis_int, scan_pages
 from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _list_or_args, _lp
 from kv_backend.structures.parsing import (
     glob_match,
@@ -27,7 +27,7 @@ class Sets(Keyspace):
         try:
             name = _b(name)
             if not members:
-                raise CommandError("ERR wrong number of arguments for 'sadd' command")
+                raise wrong_arity("sadd")
             db = self.db
             pfx = SET + _lp(name)
             with db.locked():
@@ -52,7 +52,7 @@ class Sets(Keyspace):
     def srem(self, name: Name, *members: Value) -> int:
         """Remove members from a set; return how many were there."""
         name = _b(name)
-        return self._remove_members(name, T_SET, SET + _lp(name), members)
+        return self._remove_members(name, T_SET, SET + _lp(name), _given(members, "srem"))
 
     def smembers(self, name: Name) -> set[bytes]:
         """All members of a set."""
@@ -72,7 +72,7 @@ class Sets(Keyspace):
 
     def smismember(self, name: Name, *members: Value | Iterable[Value]) -> list[bool]:
         """Membership of several values (which may come as a list, as redis-py takes them)."""
-        return [self.sismember(name, m) for m in _list_or_args(members)]
+        return [self.sismember(name, m) for m in _given(_list_or_args(members), "smismember")]
 
     def scard(self, name: Name) -> int:
         """Number of members of a set."""
@@ -82,17 +82,15 @@ class Sets(Keyspace):
     def sinter(self, *names: Name | Iterable[Name]) -> set[bytes]:
         """Intersection of sets (the smallest one's members looked up in the others); the names
         may come as a list, as redis-py takes them (so for every set command on several keys)."""
-        return set(self._intersect(_list_or_args(names)))
+        return set(self._intersect(_given(_list_or_args(names), "sinter")))
 
     def sunion(self, *names: Name | Iterable[Name]) -> set[bytes]:
         """Union of sets."""
-        return set().union(*(self.smembers(n) for n in _list_or_args(names)))
+        return set().union(*(self.smembers(n) for n in _given(_list_or_args(names), "sunion")))
 
     def sdiff(self, *names: Name | Iterable[Name]) -> set[bytes]:
         """Members of the first set that are in none of the others."""
-        keys = _list_or_args(names)
-        if not keys:
-            return set()
+        keys = _given(_list_or_args(names), "sdiff")
         out = self.smembers(keys[0])
         for n in keys[1:]:
             out -= self.smembers(n)
@@ -250,7 +248,10 @@ class Sets(Keyspace):
         limit = parse_index(limit)
         if limit < 0:
             raise CommandError("ERR LIMIT can't be negative")
-        return len(self._intersect(_list_or_args(names), limit))
+        keys = _list_or_args(names)
+        if not keys:  # (Redis's answer to SINTERCARD 0)
+            raise CommandError("ERR numkeys should be greater than 0")
+        return len(self._intersect(keys, limit))
 
     def _store_set(self, dst: Name, members: set[bytes] | list[bytes]) -> int:
         """Replace ``dst`` (of any type, its TTL dropped) by a set of ``members``; an empty one deletes it.
@@ -282,12 +283,12 @@ class Sets(Keyspace):
     def sinterstore(self, dst: Name, *names: Name | Iterable[Name]) -> int:
         """Store the intersection of the sets in ``dst`` (replacing it); return its size."""
         with self.db.locked():
-            return self._store_set(dst, self._intersect(_list_or_args(names)))
+            return self._store_set(dst, self._intersect(_given(_list_or_args(names), "sinterstore")))
 
     @_name_limit(T_SET)
     def sunionstore(self, dst: Name, *names: Name | Iterable[Name]) -> int:
         """Store the union of the sets in ``dst`` (replacing it); return its size."""
-        keys = _list_or_args(names)
+        keys = _given(_list_or_args(names), "sunionstore")
         with self.db.locked():
             self._set_sizes(keys)  # every type checked before any member is read
             return self._store_set(dst, self.sunion(*keys))
@@ -295,7 +296,7 @@ class Sets(Keyspace):
     @_name_limit(T_SET)
     def sdiffstore(self, dst: Name, *names: Name | Iterable[Name]) -> int:
         """Store the members of the first set that are in none of the others in ``dst``; return its size."""
-        keys = _list_or_args(names)
+        keys = _given(_list_or_args(names), "sdiffstore")
         with self.db.locked():
             self._set_sizes(keys)
             return self._store_set(dst, self.sdiff(*keys))

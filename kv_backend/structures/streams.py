@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
-from kv_backend.structures.errors import CommandError, c_string
+from kv_backend.structures.errors import CommandError, c_string, wrong_arity
 from kv_backend.structures.keyspace import Keyspace, _block_seconds, _name_limit
 from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, NameT, Value, _b, _lp, _pairs
 from kv_backend.structures.parsing import parse_index, parse_read_count
@@ -70,7 +70,7 @@ class Streams(Keyspace):
         name = _b(name)
         entry = _encode_pairs(_pairs(fields, "fields"))
         if not entry:
-            raise CommandError("ERR wrong number of arguments for 'xadd' command")
+            raise wrong_arity("xadd")
         trim = _trim_spec(maxlen, minid, approximate, limit)
         raw_id = _b(id)
         check_add_id(raw_id)  # as Redis: a bad ID is reported before the key's type
@@ -200,6 +200,8 @@ class Streams(Keyspace):
         """
         count = parse_read_count(count)
         positions = self.stream_positions(streams)
+        if not positions:  # (Redis's answer to XREAD STREAMS with no stream)
+            raise wrong_arity("xread")
         if block is None:
             return self.xread_after(positions, count)
         timeout = _block_seconds(block)
@@ -245,7 +247,7 @@ class Streams(Keyspace):
         """Delete entries by ID; return how many existed (the stream stays, even empty)."""
         name = _b(name)
         if not ids:
-            raise CommandError("ERR wrong number of arguments for 'xdel' command")
+            raise wrong_arity("xdel")
         db = self.db
         with db.locked():
             found = self._stream(name)

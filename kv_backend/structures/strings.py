@@ -16,6 +16,7 @@ from kv_backend.structures.keyspace import (
     Keyspace,
     _check_milliseconds,
     _check_seconds,
+    _given,
     _name_limit,
 )
 from kv_backend.structures.layout import (
@@ -181,7 +182,7 @@ class Strings(Keyspace):
     def mset(self, mapping: Mapping[NameT, Value] | Iterable[tuple[Name, Value]]) -> bool:
         """Store several strings at once (all or nothing); ``mapping`` may also be ``(name, value)`` pairs."""
         db = self.db
-        pairs = _pairs(mapping, "mapping")
+        pairs = _given(_pairs(mapping, "mapping"), "mset")
         with db.locked(), db.batch() as b:
             for n, v in pairs:
                 name = _b(n)
@@ -195,7 +196,7 @@ class Strings(Keyspace):
     def msetnx(self, mapping: Mapping[NameT, Value] | Iterable[tuple[Name, Value]]) -> bool:
         """Store several strings only if none of the keys exists."""
         db = self.db
-        pairs = _pairs(mapping, "mapping")
+        pairs = _given(_pairs(mapping, "mapping"), "msetnx")
         with db.locked():
             if any(META + _b(n) in db for n, _ in pairs):
                 return False

@@ -9,8 +9,8 @@ from itertools import islice
 from typing import Any
 
 from kv_backend.errors import InvalidArgumentError, KeyTooLargeError
-from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
-from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _name_limit, _name_list, scan_pages
+from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError, wrong_arity
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, _name_list, scan_pages
 from kv_backend.structures.layout import (
     _I64_MAX,
     _U64,
@@ -103,7 +103,7 @@ class SortedSets(Keyspace):
                 raise CommandError("ERR GT, LT, and/or NX options at the same time are not compatible")
             pairs = _pairs(mapping, "mapping")
             if not pairs:
-                raise CommandError("ERR wrong number of arguments for 'zadd' command")
+                raise wrong_arity("zadd")
             if incr and len(pairs) != 1:
                 raise CommandError("ERR INCR option supports a single increment-element pair")
             items = [(_b(m), parse_float(s)) for m, s in pairs]
@@ -166,6 +166,7 @@ class SortedSets(Keyspace):
     def zrem(self, name: Name, *members: Value) -> int:
         """Remove members; return how many were there."""
         name = _b(name)
+        members = _given(members, "zrem")
         return self._remove_members(name, T_ZSET, ZMEM + _lp(name), members, index=ZIDX + _lp(name))
 
     def zscore(self, name: Name, member: Value) -> float | None:
@@ -178,7 +179,7 @@ class SortedSets(Keyspace):
 
     def zmscore(self, name: Name, *members: Value | Iterable[Value]) -> list[float | None]:
         """The scores of several members (which may come as a list, as redis-py takes them)."""
-        return [self.zscore(name, m) for m in _list_or_args(members)]
+        return [self.zscore(name, m) for m in _given(_list_or_args(members), "zmscore")]
 
     def zcard(self, name: Name) -> int:
         """Number of members of a sorted set."""
@@ -475,8 +476,11 @@ class SortedSets(Keyspace):
         None when every key is missing; a name holding another type raises
         WRONGTYPE when it is reached, as in Redis.
         """
+        keys = _name_list(names)
+        if not keys:  # (Redis's answer to ZMPOP 0 ..., checked first)
+            raise CommandError("ERR numkeys should be greater than 0")
         highest = _where(where)
-        keys, count = _name_list(names), parse_index(count)
+        count = parse_index(count)
         if count < 1:
             raise CommandError("ERR count should be greater than 0")
         with self.db.locked():
@@ -513,12 +517,12 @@ class SortedSets(Keyspace):
         Waits up to ``timeout`` seconds (0: for ever); returns ``(name, member, score)``
         as redis-py does, or None when the time is up.
         """
-        found = self.bzmpop(names, timeout, "min", 1)
+        found = self.bzmpop(_given(_name_list(names), "bzpopmin"), timeout, "min", 1)
         return None if found is None else (found[0], *found[1][0])
 
     def bzpopmax(self, names: Name | Iterable[Name], timeout: float = 0) -> tuple[bytes, bytes, float] | None:
         """Like :meth:`bzpopmin`, popping the highest member."""
-        found = self.bzmpop(names, timeout, "max", 1)
+        found = self.bzmpop(_given(_name_list(names), "bzpopmax"), timeout, "max", 1)
         return None if found is None else (found[0], *found[1][0])
 
     def _zlex_range(
@@ -675,9 +679,16 @@ class SortedSets(Keyspace):
 
     @staticmethod
     def _zinputs(
-        names: Iterable[Name] | Mapping[Name, float], weights: Iterable[float] | None
+        names: Iterable[Name] | Mapping[Name, float],
+        weights: Iterable[float] | None,
+        command: str,
+        options: bool = True,
     ) -> tuple[list[bytes], list[float]]:
-        """Input names and weights: ``names`` may map each name to its weight, as redis-py takes them."""
+        """Input names and weights: ``names`` may map each name to its weight, as redis-py takes them.
+
+        No names is Redis's error to what redis-py sends for ``command``: a wrong argument count for
+        the bare ``command 0`` (no weights and no other ``options`` given), else that at least one
+        key is needed."""
         if isinstance(names, Mapping):
             keys = [_b(n) for n in names]
             ws = [_weight(w) for w in names.values()]
@@ -687,7 +698,9 @@ class SortedSets(Keyspace):
                 raise InvalidArgumentError(f"weights must be a number per name, not {type(weights).__name__}")
             ws = [1.0] * len(keys) if weights is None else [_weight(w) for w in weights]
         if not keys:
-            raise CommandError("ERR at least 1 input key is needed")
+            if not (options or ws):
+                raise wrong_arity(command)
+            raise CommandError(f"ERR at least 1 input key is needed for '{command}' command")
         if len(ws) != len(keys):
             raise CommandError("ERR syntax error")
         return keys, ws
@@ -779,7 +792,7 @@ class SortedSets(Keyspace):
         ``names`` may be ``{name: weight}``; ``aggregate`` is ``sum`` (default), ``min`` or
         ``max``. With ``withscores`` the items are ``(member, score)`` pairs.
         """
-        keys, ws = self._zinputs(names, weights)
+        keys, ws = self._zinputs(names, weights, "zunion", bool(aggregate or withscores))
         return self._zsorted(self._zcombine("union", keys, ws, aggregate or "sum"), withscores)
 
     def zinter(
@@ -790,12 +803,12 @@ class SortedSets(Keyspace):
         weights: Iterable[float] | None = None,
     ) -> list[Any]:
         """The intersection of sorted sets (or sets), lowest score first; arguments as :meth:`zunion`."""
-        keys, ws = self._zinputs(names, weights)
+        keys, ws = self._zinputs(names, weights, "zinter", bool(aggregate or withscores))
         return self._zsorted(self._zcombine("inter", keys, ws, aggregate or "sum"), withscores)
 
     def zdiff(self, names: Iterable[Name], withscores: bool = False) -> list[Any]:
         """The members of the first sorted set (or set) that are in none of the others, lowest first."""
-        keys, ws = self._zinputs(names, None)
+        keys, ws = self._zinputs(names, None, "zdiff", withscores)
         return self._zsorted(self._zcombine("diff", keys, ws, "sum"), withscores)
 
     @_name_limit(T_ZSET)
@@ -810,7 +823,7 @@ class SortedSets(Keyspace):
 
         An empty result deletes ``dest``. Atomic: one locked batch.
         """
-        keys, ws = self._zinputs(names, weights)
+        keys, ws = self._zinputs(names, weights, "zunionstore", aggregate is not None)
         with self.db.locked():
             return self._zstore(dest, self._zcombine("union", keys, ws, aggregate or "sum"))
 
@@ -823,14 +836,14 @@ class SortedSets(Keyspace):
         weights: Iterable[float] | None = None,
     ) -> int:
         """Store :meth:`zinter` in ``dest`` as :meth:`zunionstore` does."""
-        keys, ws = self._zinputs(names, weights)
+        keys, ws = self._zinputs(names, weights, "zinterstore", aggregate is not None)
         with self.db.locked():
             return self._zstore(dest, self._zcombine("inter", keys, ws, aggregate or "sum"))
 
     @_name_limit(T_ZSET)
     def zdiffstore(self, dest: Name, names: Iterable[Name]) -> int:
         """Store :meth:`zdiff` in ``dest`` as :meth:`zunionstore` does."""
-        keys, ws = self._zinputs(names, None)
+        keys, ws = self._zinputs(names, None, "zdiffstore", False)
         with self.db.locked():
             return self._zstore(dest, self._zcombine("diff", keys, ws, "sum"))
 
@@ -839,7 +852,7 @@ class SortedSets(Keyspace):
         limit = parse_index(limit)
         if limit < 0:
             raise CommandError("ERR LIMIT can't be negative")
-        keys, _ = self._zinputs(names, None)
+        keys, _ = self._zinputs(names, None, "zintercard")  # (redis-py sends LIMIT: no count error)
         srcs = sorted(((k, self._zsource(k)) for k in keys), key=lambda src: src[1][1] if src[1] else 0)
         if any(src is None for _, src in srcs):
             return 0

@@ -41,6 +41,8 @@ def cmd_geoadd(conn: Connection, args: list[bytes]) -> Any:
     while i < len(args) and upper(args[i]) in (b"NX", b"XX", b"CH"):
         opts.add(upper(args[i]))
         i += 1
+    if i == len(args):  # (GEOADD k CH CH CH: no position after as many words as one takes)
+        raise syntax()
     return conn.st.geoadd(args[1], args[i:], nx=b"NX" in opts, xx=b"XX" in opts, ch=b"CH" in opts)
 
 
