@@ -454,13 +454,7 @@ def cmd_config(conn: Connection, args: list[bytes]) -> Any:
     if sub == b"HELP":
         return help_only(args, _CONFIG_HELP)
     if sub == b"GET" and len(args) >= 3:
-        params = conn.server.config()
-        out: dict[bytes, bytes] = {}
-        for pattern in args[2:]:
-            for k, v in params.items():
-                if glob_match(pattern.lower(), k):
-                    out[k] = v
-        return out
+        return _config_get(conn.server.config(), args[2:])
     if sub == b"SET" and len(args) >= 4:
         return _config_set(conn, args)
     if sub == b"RESETSTAT" and len(args) == 2:
@@ -469,6 +463,27 @@ def cmd_config(conn: Connection, args: list[bytes]) -> Any:
     if sub == b"REWRITE" and len(args) == 2:
         raise CommandError("ERR The server is running without a config file")
     raise unknown_subcommand(args)
+
+
+def _config_get(params: dict[bytes, bytes], names: list[bytes]) -> dict[bytes, bytes]:
+    """CONFIG GET's answer, as Redis makes it: a name with no glob character (``*?[``) is looked up
+    in any case and answered as it was given (``MAXMEMORY``); a pattern answers each parameter it
+    matches (in any case) by the parameter's own name; a parameter is answered once, under the
+    first name that found it."""
+    out: dict[bytes, bytes] = {}
+    found: set[bytes] = set()
+    for name in names:
+        low = name.lower()
+        if not any(c in b"*?[" for c in c_string(name)):  # (Redis's strpbrk reads a C string)
+            if low in params and low not in found:
+                found.add(low)
+                out[name] = params[low]
+            continue
+        for k, v in params.items():
+            if k not in found and glob_match(low, k):
+                found.add(k)
+                out[k] = v
+    return out
 
 
 def _config_failed(name: bytes, why: str) -> CommandError:
