@@ -60,7 +60,9 @@ def printed(raw: bytes, limit: int = 128) -> str:
 
 
 def quoted(value: bytes) -> str:
-    """A name or argument a client sent, as an error message quotes it: as Redis echoes the raw
-    bytes, bytes that are not UTF-8 are kept (as surrogate escapes, which ``kvb serve`` writes back
-    as they were) where a replacement character would lose them."""
-    return value.decode("utf-8", "surrogateescape")
+    """A name or argument a client sent, as an error message quotes it: as Redis prints it with
+    ``%s``, a C string, so up to its first NUL byte (``CONFIG SET nosuch\\0x 1`` quotes
+    ``nosuch``); as Redis echoes the raw bytes, bytes that are not UTF-8 are kept (as surrogate
+    escapes, which ``kvb serve`` writes back as they were) where a replacement character would
+    lose them."""
+    return c_string(value).decode("utf-8", "surrogateescape")

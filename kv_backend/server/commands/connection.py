@@ -664,7 +664,7 @@ def cmd_wait(conn: Connection, args: list[bytes]) -> Any:
 
 @command("INFO", -1)
 def cmd_info(conn: Connection, args: list[bytes]) -> Any:
-    return Verbatim(conn.server.info([a.lower() for a in args[1:]]))
+    return Verbatim(conn.server.info([c_string(a).lower() for a in args[1:]]))  # (Redis: sdsnew(C string))
 
 
 @command("TIME", 1)
