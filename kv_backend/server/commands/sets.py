@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
@@ -14,11 +15,30 @@ from kv_backend.server.commands.registry import (
     scan_options,
     syntax,
 )
+from kv_backend.server.protocol import OrderedSet
 from kv_backend.structures import CommandError, parse_cursor
+from kv_backend.structures.keyspace import _redis_int
 from kv_backend.structures.parsing import random_repeats
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
+
+
+def _intset_order(members: Iterable[bytes]) -> list[bytes] | None:
+    """A whole set in the order Redis answers it when it keeps the set as an intset (at most 512
+    members, each a 64-bit integer as Redis writes one): numeric. None for another set, whose order
+    Redis leaves to its hash table (or, for a small set in Redis 7.2, to insertion, which kvb does
+    not keep)."""
+    numbered = [(_redis_int(m), m) for m in members]
+    if len(numbered) > 512 or any(n is None for n, _ in numbered):
+        return None
+    return [m for _, m in sorted(numbered)]  # type: ignore[type-var]
+
+
+def _set_reply(members: set[bytes]) -> Any:
+    """SMEMBERS', SINTER's, SUNION's and SDIFF's reply: an intset's members in Redis's order."""
+    ordered = _intset_order(members)
+    return members if ordered is None else OrderedSet(ordered)
 
 
 @command("SADD", -3, "write")
@@ -33,7 +53,7 @@ def cmd_srem(conn: Connection, args: list[bytes]) -> Any:
 
 @command("SMEMBERS", 2)
 def cmd_smembers(conn: Connection, args: list[bytes]) -> Any:
-    return conn.st.smembers(args[1])
+    return _set_reply(conn.st.smembers(args[1]))
 
 
 @command("SISMEMBER", 3)
@@ -53,17 +73,17 @@ def cmd_scard(conn: Connection, args: list[bytes]) -> Any:
 
 @command("SINTER", -2)
 def cmd_sinter(conn: Connection, args: list[bytes]) -> Any:
-    return conn.st.sinter(*args[1:])
+    return _set_reply(conn.st.sinter(*args[1:]))
 
 
 @command("SUNION", -2)
 def cmd_sunion(conn: Connection, args: list[bytes]) -> Any:
-    return conn.st.sunion(*args[1:])
+    return _set_reply(conn.st.sunion(*args[1:]))
 
 
 @command("SDIFF", -2)
 def cmd_sdiff(conn: Connection, args: list[bytes]) -> Any:
-    return conn.st.sdiff(*args[1:])
+    return _set_reply(conn.st.sdiff(*args[1:]))
 
 
 @command("SPOP", -2, "write")
@@ -75,12 +95,15 @@ def cmd_spop(conn: Connection, args: list[bytes]) -> Any:
     count = arg_positive(args[2])
     out = []
     with conn.st.db.locked():
-        conn.st.scard(args[1])  # WRONGTYPE even for a count of 0, as Redis
+        size = conn.st.scard(args[1])  # WRONGTYPE even for a count of 0, as Redis
         for _ in range(count):
             m = conn.st.spop(args[1])
             if m is None:
                 break
             out.append(m)
+    whole = _intset_order(out) if out and count >= size else None  # the whole set: Redis's order
+    if whole is not None:
+        return OrderedSet(whole)
     return set(out) if conn.resp3 else out
 
 
@@ -95,7 +118,8 @@ def cmd_srandmember(conn: Connection, args: list[bytes]) -> Any:
     import random
 
     if count >= 0:
-        return random.sample(members, min(count, len(members)))
+        whole = _intset_order(members) if count >= len(members) else None
+        return whole if whole is not None else random.sample(members, min(count, len(members)))
     return random.choices(members, k=random_repeats(count)) if members else []
 
 
