@@ -64,6 +64,8 @@ _KVB_ONLY: list[tuple[str, tuple, dict, str]] = [
     ("xread", ({},), {}, _arity("xread")),  # likewise
     ("xreadgroup", ("g", "c", {}), {}, _arity("xreadgroup")),
     ("blpop", ([], 1), {}, _arity("blpop")),
+    ("hmset", ("h", {}), {}, _arity("hmset")),  # redis-py refuses it before sending; it said 'hset'
+    ("hmset", ("h", None), {}, _arity("hmset")),
 ]
 
 

@@ -101,8 +101,11 @@ class Hashes(Keyspace):
             raise KeyNameTooLongError(TOO_LONG[T_HASH]) from None
 
     def hmset(self, name: Name, mapping: Mapping[NameT, Value] | Iterable[tuple[Name, Value]]) -> bool:
-        """Set hash fields from a mapping (HMSET, deprecated in Redis and redis-py for HSET); True."""
-        self.hset(name, mapping=mapping)
+        """Set hash fields from a mapping (HMSET, deprecated in Redis and redis-py for HSET); True.
+
+        An empty (or None) mapping is Redis's wrong argument count for 'hmset' (redis-py refuses
+        it before sending)."""
+        self.hset_pairs(name, _given(_pairs(mapping, "mapping") if mapping is not None else [], "hmset"))
         return True
 
     def hset_pairs(self, name: Name, pairs: Sequence[tuple[Name, Value]]) -> int:
