@@ -43,3 +43,12 @@ def test_whole_intsets_come_in_numeric_order(pair, protocol):
     big = [b"SADD", b"b", *(str(n).encode() for n in range(1000, 1512))]  # 512 members: an intset
     commands += [big, [b"SMEMBERS", b"b"], [b"SUNION", b"b", b"nokey"], [b"SPOP", b"b", b"512"]]
     _assert_same_bytes(pair, protocol, commands)
+
+
+def test_whole_hash_comes_in_hgetall_order(pair, protocol):
+    """HRANDFIELD with a count of at least the hash's size answers the whole hash in HGETALL's
+    order, as Redis does (kvb shuffled it); fields added in byte order, which is the order both
+    keep them in."""
+    commands = [_words("HSET h a 1 b 2 c 3"), _words("HRANDFIELD h 3"), _words("HRANDFIELD h 100 WITHVALUES")]
+    commands += [_words("HGETALL h"), _words("HRANDFIELD h 0"), _words("HRANDFIELD nokey 5")]
+    _assert_same_bytes(pair, protocol, commands)

@@ -291,8 +291,10 @@ class Hashes(Keyspace):
         if count is None:
             return random.choice(items)[0] if items else None
         count = parse_index(count)
-        if count >= 0:
-            chosen = random.sample(items, min(count, len(items)))
+        if count >= len(items):  # the whole hash, in HGETALL's order, as Redis answers it
+            chosen = list(items)
+        elif count >= 0:
+            chosen = random.sample(items, count)
         else:
             chosen = random.choices(items, k=random_repeats(count)) if items else []
         return chosen if withvalues else [f for f, _ in chosen]

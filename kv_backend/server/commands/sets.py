@@ -101,9 +101,8 @@ def cmd_spop(conn: Connection, args: list[bytes]) -> Any:
             if m is None:
                 break
             out.append(m)
-    whole = _intset_order(out) if out and count >= size else None  # the whole set: Redis's order
-    if whole is not None:
-        return OrderedSet(whole)
+    if out and count >= size:  # the whole set, in SMEMBERS' order, as Redis answers it
+        return OrderedSet(_intset_order(out) or sorted(out))
     return set(out) if conn.resp3 else out
 
 
@@ -117,9 +116,10 @@ def cmd_srandmember(conn: Connection, args: list[bytes]) -> Any:
     members = sorted(conn.st.smembers(args[1]))
     import random
 
+    if count >= len(members):  # the whole set, in SMEMBERS' order, as Redis answers it
+        return _intset_order(members) or members
     if count >= 0:
-        whole = _intset_order(members) if count >= len(members) else None
-        return whole if whole is not None else random.sample(members, min(count, len(members)))
+        return random.sample(members, count)
     return random.choices(members, k=random_repeats(count)) if members else []
 
 
