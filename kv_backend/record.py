@@ -28,6 +28,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
+from kv_backend.checksum import RANGE_STEP, RangeCrc
 from kv_backend.checksum import crc32 as crc32  # also the engine's, merge's and the tools'
 
 HEADER = struct.Struct("<IBBIId")
@@ -335,6 +336,8 @@ def scan_file(
 #: are checked after). Its first byte is a character class, which ``re`` scans for quickly.
 _MAYBE_RECORD = re.compile(rb"[\x01-\x03][\x00\x01][\s\S]{2}[\x00\x01]\x00[\s\S]{3}[\x00-\x40]")
 _RESYNC_WINDOW = 1 << 20
+#: Records up to this size are checksummed directly; larger ones from prefix CRCs (:class:`RangeCrc`).
+_DIRECT_CRC = 2 * RANGE_STEP
 
 
 def _plausible_size(head: bytes | memoryview, at: int) -> int:
@@ -349,11 +352,12 @@ def _plausible_size(head: bytes | memoryview, at: int) -> int:
     return size
 
 
-def sound_size(read: Callable[[int, int], bytes], pos: int, end: int) -> int:
+def sound_size(read: Callable[[int, int], bytes], pos: int, end: int, crcs: RangeCrc | None = None) -> int:
     """The size of the sound record at ``pos`` (a known type, lengths in bounds and inside ``end``, a
     COMMIT with a 4-byte count and no key, any other record with a key, the CRC matching), else 0.
 
-    ``read(offset, n)`` returns the bytes of the file (fewer at its end).
+    ``read(offset, n)`` returns the bytes of the file (fewer at its end); ``crcs``, reading the same
+    bytes from an offset at or before ``pos + 4``, checksums a large record (see :func:`resync`).
     """
     head = read(pos, HEADER_SIZE) if end - pos >= HEADER_SIZE else b""
     if len(head) < HEADER_SIZE:
@@ -361,8 +365,17 @@ def sound_size(read: Callable[[int, int], bytes], pos: int, end: int) -> int:
     size = _plausible_size(head, 0)
     if not size or pos + size > end:
         return 0
+    return size if _crc_matches(read, crcs, pos, size, COUNT.unpack_from(head)[0]) else 0
+
+
+def _crc_matches(
+    read: Callable[[int, int], bytes], crcs: RangeCrc | None, pos: int, size: int, crc: int
+) -> bool:
+    """Whether the record of ``size`` bytes at ``pos`` has the CRC ``crc`` (see :func:`sound_size`)."""
+    if crcs is not None and size > _DIRECT_CRC:
+        return crcs.crc(pos + 4, pos + size) == crc
     body = read(pos + 4, size - 4)
-    return size if len(body) == size - 4 and crc32(body) == COUNT.unpack_from(head)[0] else 0
+    return len(body) == size - 4 and crc32(body) == crc
 
 
 def resync(read: Callable[[int, int], bytes], pos: int, end: int) -> int | None:
@@ -380,6 +393,10 @@ def resync(read: Callable[[int, int], bytes], pos: int, end: int) -> int | None:
     """
     p = pos + 1
     zeros_from = -1  # where the zero bytes ending the region start, once needed
+    # Every candidate's CRC: derived from prefix CRCs, so that checking candidates that overlap (a
+    # value of small int32s followed by another: every 4 bytes a header of 64 KiB key and value whose
+    # lengths lead to another) reads each byte once, not once per candidate (4 GB per such damaged spot).
+    crcs: RangeCrc | None = None
     while p <= end - HEADER_SIZE:
         window = read(p, min(_RESYNC_WINDOW, end - p))
         last = len(window) - HEADER_SIZE  # a candidate's whole header lies in the window
@@ -413,7 +430,12 @@ def resync(read: Callable[[int, int], bytes], pos: int, end: int) -> int | None:
                 zeros = nxt >= zeros_from
                 if not zeros:
                     continue
-            if sound_size(read, c, end) and (zeros or sound_size(read, nxt, end)):
+            if crcs is None:
+                crcs = RangeCrc(read, pos + 1, crc32)
+            # (sound_size(c) but for what the tests above found already)
+            if _crc_matches(read, crcs, c, size, COUNT.unpack_from(window, m.start() - 4)[0]) and (
+                zeros or sound_size(read, nxt, end, crcs)
+            ):
                 return c
         p += last + 1
     return None
