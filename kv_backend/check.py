@@ -11,6 +11,7 @@ from kv_backend import record as rec
 from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
 from kv_backend.hint import read_hints
 from kv_backend.state import published_tail
+from kv_backend.unpublished import data_end
 
 
 @dataclass
@@ -121,6 +122,9 @@ def _check(path: str) -> CheckReport:
             end = published[1] if published is not None and fid == (published[0], 0) else 0
             if end > size:
                 end = 0  # the file lost bytes since: the page does not describe it (recovery rescans it)
+            if tail and not end:
+                # No published end: where the data ends is read from the bytes, as recovery does.
+                end = data_end(_slicer(buf), rec.FILE_HEADER_SIZE, size)
             size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size
         finally:
@@ -212,7 +216,7 @@ def _check_records(
             break  # zeros reserved ahead of the tail by a writer: not data
         if res.stop_reason != "uncommitted batch" and at < limit:
             report.records += len(res.pending or ())  # their batch was published with its COMMIT
-            nxt = rec.resync(lambda o, n: buf[o : o + n], at, limit)
+            nxt = rec.resync(_slicer(buf), at, limit)
             lost = (limit if nxt is None else nxt) - at
             resumes = "nothing after it can be read" if nxt is None else f"reading resumes @ {nxt}"
             report.problems.append(
@@ -312,6 +316,11 @@ class _Reader(_DataFile):
 
     def close(self) -> None:
         pass  # the caller owns what ``read`` reads
+
+
+def _slicer(buf: bytes | _DataFile) -> Callable[[int, int], bytes]:
+    """``read(offset, n)`` over the bytes of ``buf``."""
+    return lambda offset, n: buf[offset : offset + n]
 
 
 def _read(path: str, size: int = -1) -> bytes | _DataFile | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kv_backend import record as rec
@@ -32,6 +33,7 @@ from kv_backend.hint import load as load_hints
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock
 from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
+from kv_backend.unpublished import data_end, may_be_torn
 
 if TYPE_CHECKING:
     import mmap
@@ -73,46 +75,17 @@ def _valid_end(fd: int, start: int, size: int) -> int:
     return pos
 
 
-def _end_after_damage(fd: int, pos: int, size: int) -> int:
-    """Where the data of a file scanned from its start ends, when a strict scan stopped at ``pos``.
-
-    Without a published end, the record at ``pos`` alone cannot tell a torn last
-    write from a damaged record in the middle of the data: what follows does.
-    Records with sound lengths are stepped over one by one; if sound records or
-    committed batches follow, the data goes on to the end of the last of them
-    (replay indexes a damaged record so that reading its key raises, and
-    ``kvb check`` reports it). Returns ``pos`` when nothing sound follows: the
-    file ends in an unfinished write. Damaged lengths stop the search.
-    """
-    best = pos
-    while pos < size:
-        head = _pread(fd, rec.HEADER_SIZE, pos)
-        if len(head) < rec.HEADER_SIZE or not head.strip(b"\0"):
-            break  # the end of the file, or reserved zeros
-        _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
-        nxt = pos + rec.HEADER_SIZE + klen + vlen
-        if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE or nxt > size:
-            break
-        pos = nxt
-        for base, res in rec.scan_file(fd, nxt, size, chunk=1 << 16):
-            pos = base + res.end
-        if pos > nxt:
-            best = pos
-    return best
+def _end_without_page(fd: int, size: int, *, last: bool) -> int:
+    """Where the data of a file of ``size`` bytes with no published end ends: that of the ``last``
+    file, or of the one before it, which ends there only if what follows can be an unfinished
+    write (a rotation that died left it so), else at its end (a closed file)."""
+    end = data_end(_reader(fd), rec.FILE_HEADER_SIZE, size)
+    return end if last or end == size or may_be_torn(_reader(fd), end, size) else size
 
 
-def _unfinished_from(fd: int, pos: int, size: int) -> bool:
-    """True if only reserved zeros follow ``pos``, or one record with sound lengths and then zeros
-    (a write torn by a crash: its first bytes reached the file, the rest is still zeros)."""
-    head = _pread(fd, rec.HEADER_SIZE, pos)
-    nxt = pos
-    if len(head) == rec.HEADER_SIZE and head.strip(b"\0"):
-        _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
-        nxt = pos + rec.HEADER_SIZE + klen + vlen
-        if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE or nxt > size:
-            return False
-    step = 1 << 20
-    return all(not _pread(fd, min(step, size - p), p).strip(b"\0") for p in range(nxt, size, step))
+def _reader(fd: int) -> Callable[[int, int], bytes]:
+    """``read(offset, n)``: the bytes of the file open as ``fd`` (fewer at its end)."""
+    return lambda offset, n: _pread(fd, n, offset)
 
 
 def _replay(
@@ -154,10 +127,7 @@ def _replay(
         if res is None or res.stop_at < 0 or res.stop_reason == "uncommitted batch" or pos >= end:
             return end
         at = base + res.stop_at
-
-        def read(offset: int, n: int) -> bytes:
-            return _pread(f.fd, n, offset)
-
+        read = _reader(f.fd)
         if res.pending:
             ix.apply(idx, base, res.pending)  # published, so its COMMIT was too (it lies in the damage)
         damaged = rec.damaged_key(read, at, end)
@@ -348,11 +318,9 @@ class _Opening(_Parts):
                     start = rec.FILE_HEADER_SIZE  # the file lost bytes: rescan it all
                     gen = max(gen, st.generation.value + 1)
                     published = False
-                end = _valid_end(fd, start, size)
-                if not published and end < size:
-                    # No published end to go by: a damaged record with sound records after it
-                    # is damage to report, not a torn tail to cut (with everything after it).
-                    end = _end_after_damage(fd, end, size)
+                # Without a published end to go by, a damaged record with sound records after it
+                # is damage to report, not a torn tail to cut (with everything after it).
+                end = _valid_end(fd, start, size) if published else data_end(_reader(fd), start, size)
                 if end < size:
                     os.ftruncate(fd, end)
                     if self._sync_interval is not None:
@@ -379,13 +347,15 @@ class _Opening(_Parts):
             raise storage_error(exc, f"cannot open {path} for recovery") from exc
         try:
             size = os.fstat(fd).st_size
-            end = _valid_end(fd, min(max(start, rec.FILE_HEADER_SIZE), size), size)
-            # Without a published end, only reserved zeros are cut, and a torn last write
-            # before them (the file was the active one): anything else after the last
-            # good record is damage that `kvb check` must report, never data to throw away.
-            if end < size and not published:
-                end = _end_after_damage(fd, end, size)
-            if end < size and (published or _unfinished_from(fd, end, size)):
+            # Without a published end (``start`` is then the file header's end), only reserved
+            # zeros are cut, and a torn last write before them (the file was the active one):
+            # anything else after the last good record is damage that `kvb check` must report,
+            # never data to throw away.
+            if published:
+                end = _valid_end(fd, min(max(start, rec.FILE_HEADER_SIZE), size), size)
+            else:
+                end = _end_without_page(fd, size, last=False)
+            if end < size:
                 os.ftruncate(fd, end)
                 if self._sync_interval is not None:
                     fsync_file(fd)
@@ -446,6 +416,13 @@ class _Opening(_Parts):
                 file_sizes[f.fid] = sizes[f.fid]
             else:
                 pub = f.fid in whole and limit <= sizes[f.fid]
+                size = sizes[f.fid]
+                if not pub and size >= rec.FILE_HEADER_SIZE and (published is None or limit > size):
+                    # No published end (a read-only open of a store no writer opened since it was
+                    # copied, or whose active file lost bytes): the end of a file a crash may have
+                    # left unfinished is read from its bytes, as tail recovery would
+                    # (file-format.md, "The end of the active file").
+                    limit, pub = _end_without_page(f.fd, size, last=f.fid == fids[-1]), True
                 file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt, published=pub)
             maps.append(f.mm if f.mm is not None else b"")
             if f.fid < active_fid:

@@ -313,10 +313,27 @@ def scan_file(
     the end of the file, or after the chunk whose scan stopped at a torn or
     damaged record; ``offset + result.end`` of the last item is where it stopped.
     """
+    read = functools.partial(_pread_at, fd)
+    return scan_read(read, start, end, trust_lengths=trust_lengths, chunk=chunk)
+
+
+def _pread_at(fd: int, pos: int, n: int) -> bytes:
+    return os.pread(fd, n, pos)
+
+
+def scan_read(
+    read: Callable[[int, int], bytes],
+    start: int,
+    end: int,
+    *,
+    trust_lengths: bool = False,
+    chunk: int = 8 << 20,
+) -> Iterator[tuple[int, ScanResult]]:
+    """:func:`scan_file` of the bytes ``read(offset, n)`` returns (fewer at the end of the file)."""
     pos = start
     while pos < end:
         n = min(chunk, end - pos)
-        buf = os.pread(fd, n, pos)
+        buf = read(pos, n)
         got = len(buf)
         res = scan(buf, 0, got, trust_lengths=trust_lengths, final=got < n or n == end - pos)
         yield pos, res

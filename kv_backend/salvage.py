@@ -36,6 +36,7 @@ from kv_backend.files import (
     prepare_directory,
 )
 from kv_backend.state import published_tail
+from kv_backend.unpublished import data_end
 
 _BATCH_SIZE = 1000
 
@@ -174,6 +175,9 @@ def salvage(
             end = published[1] if published is not None and fids[i] == (published[0], 0) else 0
             if end > len(buf):
                 end = 0  # the file lost bytes since: the page does not describe it (recovery rescans it)
+            if i in (last, rotated) and not end and len(buf) >= rec.FILE_HEADER_SIZE:
+                # No published end: where the data ends is read from the bytes, as recovery does.
+                end = data_end(_slicer(buf), rec.FILE_HEADER_SIZE, len(buf))
             _replay(buf, i, paths[i], i in (last, rotated), newest, report, published_end=end)
             done += len(buf)
             if progress is not None:
@@ -243,6 +247,11 @@ def _sound_at(buf: bytes | mmap.mmap, pos: int, end: int) -> int:
     if pos + size > end or rec.crc32(buf[pos + 4 : pos + size]) != crc:
         return 0
     return size
+
+
+def _slicer(buf: bytes | mmap.mmap) -> Callable[[int, int], bytes]:
+    """``read(offset, n)`` over the bytes of ``buf``."""
+    return lambda offset, n: buf[offset : offset + n]
 
 
 def _zeros_from(buf: bytes | mmap.mmap, pos: int) -> bool:
@@ -316,6 +325,15 @@ def _replay(
         # it has a damaged length, as replay takes it (it reads no further there).
         lim = published_end if tail and pos < published_end else end
         size = _sound_at(buf, pos, lim)
+        if not size and tail and pos >= published_end:
+            # Past the published end of the newest file (or the end recovery finds without one): the
+            # tail of a write that never completed, where replay and tail recovery stop (what it
+            # held was never acknowledged: not damage, as for kvb check).
+            drop_pending(unfinished=True)
+            report.notes.append(
+                f"{path} @ {pos}: {end - pos} bytes of an unfinished last write (skipped, as replay does)"
+            )
+            break
         if not size:
             whole = lim - pos >= rec.HEADER_SIZE
             crc, rtype, _, klen, vlen, _ = rec.HEADER.unpack_from(buf, pos) if whole else (0, 0, 0, 0, 0, 0.0)
@@ -327,7 +345,6 @@ def _replay(
                 and vlen <= rec.MAX_VALUE_SIZE
                 and nxt <= lim
                 and (rec.confirmed(buf, nxt, lim) or _zeros_from(buf, nxt))
-                and not (tail and pos >= published_end and nxt < end and _zeros_from(buf, nxt))
             ):
                 # Sound lengths, confirmed by what follows: one damaged record (a CRC mismatch).
                 report.records_skipped += 1
@@ -346,26 +363,16 @@ def _replay(
                 pos = nxt
                 continue
             # Damaged lengths: resynchronise at the next sound record.
-            found = rec.resync(lambda o, n: buf[o : o + n], pos, lim)
+            found = rec.resync(_slicer(buf), pos, lim)
             nxt = lim if found is None else found
-            if tail and pos >= published_end and nxt >= end:
-                # Nothing readable after it in the newest file: the tail of a write that never
-                # completed (what it held was never acknowledged: not damage, as for kvb check).
-                drop_pending(unfinished=True)
-                report.notes.append(
-                    f"{path} @ {pos}: {end - pos} bytes of an unfinished last write (skipped, as replay does)"
-                )
-                break
-            if not (tail and pos >= published_end):
-                if pending is not None:
-                    # Published data: the batch was published with its COMMIT, which lies in the
-                    # damaged region; it committed, as replay takes it.
-                    apply(pending)
-                    pending = None
-                damaged = rec.damaged_key(lambda o, n: buf[o : o + n], pos, lim)
-                if damaged is not None:
-                    apply([(damaged[0], None, True)])  # its key is likely whole: not copied, as replay has it
-            drop_pending()
+            if pending is not None:
+                # Published data: the batch was published with its COMMIT, which lies in the
+                # damaged region; it committed, as replay takes it.
+                apply(pending)
+                pending = None
+            damaged = rec.damaged_key(_slicer(buf), pos, lim)
+            if damaged is not None:
+                apply([(damaged[0], None, True)])  # its key is likely whole: not copied, as replay has it
             report.regions.append(DamagedRegion(path, pos, nxt - pos))
             pos = nxt
             continue

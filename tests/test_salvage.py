@@ -172,8 +172,12 @@ def test_batches_and_deletes(store_path, tmp_path):
         f.write(bytes(buf[: end + 5]))  # the last batch, and 5 bytes of its COMMIT
     report = salvage(store_path, tmp_path / "copy")
     got = values(str(tmp_path / "copy"))
-    assert got == {b"a": b"old-a", b"b": b"old-b", b"e": b"e", b"z": b"z"}
-    assert report.damaged_keys == [b"f"]
+    # The file is shorter than its published end, so the page does not describe it: where its data
+    # ends is read from its bytes, and sound records after the damaged length (not a torn write,
+    # which only ever ends the data) show it is damage: the batch's COMMIT applies its last record,
+    # and "a" (whose newest record is the damaged one) is not copied.
+    assert got == {b"b": b"new-b", b"e": b"e", b"z": b"z"}
+    assert report.damaged_keys == [b"a", b"f"]
     assert len(report.regions) == 2
 
 

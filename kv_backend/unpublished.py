@@ -1,0 +1,84 @@
+"""Where the data of a data file ends when no STATE page gives its published end.
+
+A store copied without its ``STATE`` page, or written before the page existed, or whose page
+names another file (a rotation that died), has no published end for its newest files: where
+their data ends is read from the bytes alone (docs/file-format.md, "The end of the active
+file", step 2). Tail recovery cuts the file there, and replay, ``kvb check`` and ``kvb salvage``
+read the file up to there by the published rules, so all of them keep the same records.
+
+A killed writer leaves at most one unfinished write at the end of its data: a prefix of one
+record or batch (or the records of a transaction before its COMMIT). The engine grows a file
+before it writes into it, so that write's lengths, torn or not, point inside the file, and
+nothing but zeros (reserved space) follows where they point. Anything else where the data
+seems to end (lengths that are not sound, bytes after where they point) is damage, and the
+records after it were acknowledged: reading goes on at the next confirmed sound record, as
+in published data (rule 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kv_backend import record as rec
+
+Read = Callable[[int, int], bytes]
+
+
+def data_end(read: Read, start: int, size: int) -> int:
+    """Where the data of a file of ``size`` bytes (read with ``read(offset, n)``) ends, reading it from
+    ``start`` (a record boundary) with no published end to go by.
+
+    The unpublished rules read it first; where they stop, records with sound lengths are stepped
+    over one by one, and where sound records or committed batches follow, the data goes on to the
+    end of the last of them. Where nothing more is found that way, the record where reading
+    stopped is the file's unfinished last write if it can be one (:func:`may_be_torn`): the data
+    ends there. Otherwise it is damage: reading resumes at the next confirmed sound record
+    (:func:`~kv_backend.record.resync`, the end of the file being the region's end), and all of
+    this applies again from there.
+    """
+    best, origin = _strict(read, start, size)
+    pos = best
+    while True:
+        while pos < size:
+            head = read(pos, rec.HEADER_SIZE)
+            if len(head) < rec.HEADER_SIZE or not head.strip(b"\0"):
+                break  # the end of the file, or reserved zeros
+            _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
+            nxt = pos + rec.HEADER_SIZE + klen + vlen
+            if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE or nxt > size:
+                break
+            pos, stop = _strict(read, nxt, size, chunk=1 << 16)
+            if pos > nxt:
+                best, origin = pos, stop
+        if origin >= size or may_be_torn(read, origin, size):
+            return best
+        found = rec.resync(read, origin, size)
+        if found is None:
+            return best
+        pos, origin = _strict(read, found, size)  # origin: past ``found``, so this loop ends
+        if pos > found:
+            best = pos
+
+
+def _strict(read: Read, start: int, size: int, chunk: int = 8 << 20) -> tuple[int, int]:
+    """Read from ``start`` by the unpublished rules: (the end of the last complete record or committed
+    batch, where the record that stopped the reading starts; ``size`` if nothing did)."""
+    end, stop = start, size
+    for base, res in rec.scan_read(read, start, size, chunk=chunk):
+        end = base + res.end
+        stop = base + res.stop_at if res.stop_at >= 0 else size
+    return end, stop
+
+
+def may_be_torn(read: Read, pos: int, size: int) -> bool:
+    """Whether what starts at ``pos`` can be a writer's unfinished last write: reserved zeros up to
+    the end of the file, or one record whose lengths are sound and point inside the file followed
+    by nothing but zeros (its first bytes reached the file, the rest is still zeros)."""
+    head = read(pos, rec.HEADER_SIZE)
+    if len(head) == rec.HEADER_SIZE and head.strip(b"\0"):
+        _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
+        pos += rec.HEADER_SIZE + klen + vlen
+        if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE or pos > size:
+            return False
+    step = 1 << 20
+    return all(not read(p, min(step, size - p)).strip(b"\0") for p in range(pos, size, step))
