@@ -50,6 +50,8 @@ def data_end(read: Read, start: int, size: int) -> int:
             pos, stop = _strict(read, nxt, size, chunk=1 << 16)
             if pos > nxt:
                 best, origin = pos, stop
+            else:
+                pos = _next_step(read, nxt, stop)
         if origin >= size or may_be_torn(read, origin, size):
             return best
         found = rec.resync(read, origin, size)
@@ -58,6 +60,33 @@ def data_end(read: Read, start: int, size: int) -> int:
         pos, origin = _strict(read, found, size)  # origin: past ``found``, so this loop ends
         if pos > found:
             best = pos
+
+
+def _next_step(read: Read, nxt: int, stop: int) -> int:
+    """The record boundary to step from after a strict reading from ``nxt`` found nothing, up to where
+    it stopped at ``stop``: so the records in between are all the open batch's (a plain record
+    or a COMMIT closing it would have been found), and reading from any boundary among them stops
+    at ``stop`` as well, finding nothing, unless ``stop`` is a COMMIT of count ``n`` and the
+    boundary is the one ``n`` records before it. Stepping over each of them in turn (reading to
+    ``stop`` from every one) took time quadratic in the size of a transaction a crash cut short."""
+    bounds = []
+    p = nxt
+    while p < stop:
+        bounds.append(p)
+        head = read(p, rec.HEADER_SIZE)
+        if len(head) < rec.HEADER_SIZE:
+            return nxt
+        _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
+        p += rec.HEADER_SIZE + klen + vlen
+    if p != stop or not bounds:
+        return nxt
+    head = read(stop, rec.HEADER_SIZE + 4)
+    n = -1
+    if len(head) == rec.HEADER_SIZE + 4:
+        crc, rtype, _, klen, vlen, _ = rec.HEADER.unpack_from(head)
+        if rtype == rec.COMMIT and klen == 0 and vlen == 4 and rec.crc32(head[4:]) == crc:
+            n = rec.COUNT.unpack_from(head, rec.HEADER_SIZE)[0]
+    return bounds[len(bounds) - n - 1] if 0 < n < len(bounds) else bounds[-1]
 
 
 def _strict(read: Read, start: int, size: int, chunk: int = 8 << 20) -> tuple[int, int]:
