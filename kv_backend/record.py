@@ -484,7 +484,9 @@ def damaged_key(read: Callable[[int, int], bytes], pos: int, end: int) -> tuple[
     return read(pos + HEADER_SIZE, klen), min(HEADER_SIZE + klen + vlen, end - pos)
 
 
-def confirmed(buf: bytes | memoryview | mmap.mmap, p: int, end: int) -> bool:
+def confirmed_to(buf: bytes | memoryview | mmap.mmap, p: int, end: int) -> int:
     """Whether the lengths of a damaged record of a published region ending at ``end`` (all of it
-    in ``buf``), which point to ``p``, are confirmed (see :func:`scan`)."""
-    return _confirm(buf, p, end, True) >= 0
+    in ``buf``), which point to ``p``, are confirmed (see :func:`scan`): the offset of what confirms
+    them (``end``, or the sound record reached through damaged records whose lengths it confirms
+    too, so that they need not be looked at again), or -1 if they are not."""
+    return max(_confirm(buf, p, end, True), -1)

@@ -306,6 +306,16 @@ def _replay(
             apply([item for item in pending if item[2]])
             pending = None
 
+    confirmed = -1  # damaged records whose lengths point at or before this offset are confirmed
+
+    def _confirms(nxt: int, lim: int) -> bool:
+        """rec.confirmed_to, remembering how far it reached: a run of damaged records is walked once
+        (asking for each record of a run of n anew walked the rest of the run: n * n / 2 checksums)."""
+        nonlocal confirmed
+        reach = rec.confirmed_to(buf, nxt, lim)
+        confirmed = max(confirmed, reach)
+        return reach >= 0
+
     while pos < end:
         if (
             end - pos >= rec.HEADER_SIZE
@@ -344,7 +354,7 @@ def _replay(
                 and klen <= rec.MAX_KEY_SIZE
                 and vlen <= rec.MAX_VALUE_SIZE
                 and nxt <= lim
-                and (rec.confirmed(buf, nxt, lim) or _zeros_from(buf, nxt))
+                and (nxt <= confirmed or _confirms(nxt, lim) or _zeros_from(buf, nxt))
             ):
                 # Sound lengths, confirmed by what follows: one damaged record (a CRC mismatch).
                 report.records_skipped += 1
