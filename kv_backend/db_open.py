@@ -59,12 +59,12 @@ def _clean_after(path: str, end: int) -> bool:
     return not after.strip(b"\0")
 
 
-def _headerless(path: str) -> bool:
-    """True if the data file at ``path`` is shorter than a file header (so it holds no record)."""
+def _file_size(path: str) -> int:
+    """The size of the file at ``path``, -1 if it cannot be told."""
     try:
-        return os.stat(path).st_size < rec.FILE_HEADER_SIZE
+        return os.stat(path).st_size
     except OSError:
-        return False
+        return -1
 
 
 def _valid_end(fd: int, start: int, size: int) -> int:
@@ -267,7 +267,7 @@ class _Opening(_Parts):
             return
         active = fids[-1]
         path = os.path.join(self.path, data_name(active))
-        if st.initialized and len(fids) > 1 and _headerless(path):
+        if st.initialized and len(fids) > 1 and 0 <= _file_size(path) < rec.FILE_HEADER_SIZE:
             major = unpack_tail(st.tail.value)[0]
             if fids[-2] == (major, 0) and major < active[0]:
                 # A rotation that failed (disk full) or died before the next file had its
@@ -301,7 +301,9 @@ class _Opening(_Parts):
                     # finish closing the previous file (cut its reserved zeros, and the torn
                     # write of a writer that died there after the rotation did).
                     self._close_exactly(os.path.join(self.path, data_name((major, 0))), end, published=True)
-        elif len(fids) > 1 and fids[-2][1] == 0:
+        elif len(fids) > 1 and fids[-2][1] == 0 and _file_size(path) == rec.FILE_HEADER_SIZE:
+            # (Once the active file holds a record, the rotation that made it had closed the file
+            # before it: that file is closed, damage at its end included.)
             self._close_exactly(os.path.join(self.path, data_name(fids[-2])), rec.FILE_HEADER_SIZE)
         try:
             fd = os.open(path, os.O_RDWR)
@@ -394,11 +396,13 @@ class _Opening(_Parts):
         sizes = {f.fid: f.size() for f in files}
         # The files whose records are all published up to ``limit`` below: with a page, the files
         # before the one it names and that one (to its published end); without one, all but the
-        # newest file and the one before it (whose ends a crash may have torn, see file-format.md).
+        # newest file and, while that holds only its header, the one before it (whose ends a crash
+        # may have torn, see file-format.md).
         if published is not None:
             whole = {fid for fid in fids if fid <= active_fid}
         else:
-            open_ends = fids[-2:] if len(fids) > 1 and fids[-1][1] == 0 and fids[-2][1] == 0 else fids[-1:]
+            rotating = len(fids) > 1 and fids[-1][1] == 0 and fids[-2][1] == 0
+            open_ends = fids[-2:] if rotating and sizes[fids[-1]] <= rec.FILE_HEADER_SIZE else fids[-1:]
             whole = set(fids) - set(open_ends)
         ix = KeyDir()
         fidx: dict[FileId, int] = {}

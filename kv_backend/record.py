@@ -328,14 +328,19 @@ def scan_read(
     *,
     trust_lengths: bool = False,
     chunk: int = 8 << 20,
+    open_end: bool = False,
 ) -> Iterator[tuple[int, ScanResult]]:
-    """:func:`scan_file` of the bytes ``read(offset, n)`` returns (fewer at the end of the file)."""
+    """:func:`scan_file` of the bytes ``read(offset, n)`` returns (fewer at the end of the file).
+
+    With ``open_end``, ``end`` confirms no damaged record's lengths (see :func:`scan`): it is where
+    the file ends, not where published data does."""
     pos = start
     while pos < end:
         n = min(chunk, end - pos)
         buf = read(pos, n)
         got = len(buf)
-        res = scan(buf, 0, got, trust_lengths=trust_lengths, final=got < n or n == end - pos)
+        final = (got < n or n == end - pos) and not open_end
+        res = scan(buf, 0, got, trust_lengths=trust_lengths, final=final)
         yield pos, res
         pos += res.end
         if res.stop_reason is None:

@@ -32,8 +32,10 @@ def data_end(read: Read, start: int, size: int) -> int:
     over one by one, and where sound records or committed batches follow, the data goes on to the
     end of the last of them. Where nothing more is found that way, the record where reading
     stopped is the file's unfinished last write if it can be one (:func:`may_be_torn`): the data
-    ends there. Otherwise it is damage: reading resumes at the next confirmed sound record
-    (:func:`~kv_backend.record.resync`, the end of the file being the region's end), and all of
+    ends there. Otherwise it is damage: the published rules 1 and 2 read on from the end found so
+    far (a damaged record whose lengths a sound record confirms is skipped, a batch holding one
+    commits with its COMMIT), and where they stop too, reading resumes at the next confirmed sound
+    record (:func:`~kv_backend.record.resync`, the end of the file being the region's end); all of
     this applies again from there.
     """
     best, origin = _strict(read, start, size)
@@ -54,6 +56,13 @@ def data_end(read: Read, start: int, size: int) -> int:
                 pos = _next_step(read, nxt, stop)
         if origin >= size or may_be_torn(read, origin, size):
             return best
+        # Damage, not a torn write: read on by the published rules 1 and 2 (a damaged record whose
+        # lengths something sound after it confirms is skipped, and its batch commits with its
+        # COMMIT); where they stop too, at a damaged header, by rule 3.
+        pos, stop = _strict(read, best, size, trust_lengths=True)
+        if pos > best:
+            best, origin = pos, stop  # past the old origin, so this loop ends
+            continue
         found = rec.resync(read, origin, size)
         if found is None:
             return best
@@ -89,11 +98,15 @@ def _next_step(read: Read, nxt: int, stop: int) -> int:
     return bounds[len(bounds) - n - 1] if 0 < n < len(bounds) else bounds[-1]
 
 
-def _strict(read: Read, start: int, size: int, chunk: int = 8 << 20) -> tuple[int, int]:
-    """Read from ``start`` by the unpublished rules: (the end of the last complete record or committed
-    batch, where the record that stopped the reading starts; ``size`` if nothing did)."""
+def _strict(
+    read: Read, start: int, size: int, chunk: int = 8 << 20, *, trust_lengths: bool = False
+) -> tuple[int, int]:
+    """Read from ``start`` by the unpublished rules (with ``trust_lengths``, by the published rules 1
+    and 2, the end of the file confirming nothing): (the end of the last complete record or
+    committed batch, where the record that stopped the reading starts; ``size`` if nothing did)."""
     end, stop = start, size
-    for base, res in rec.scan_read(read, start, size, chunk=chunk):
+    scans = rec.scan_read(read, start, size, chunk=chunk, trust_lengths=trust_lengths, open_end=True)
+    for base, res in scans:
         end = base + res.end
         stop = base + res.stop_at if res.stop_at >= 0 else size
     return end, stop

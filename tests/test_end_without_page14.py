@@ -242,3 +242,99 @@ def test_a_long_transaction_cut_by_a_crash_without_the_page_opens_quickly(store_
         assert dict(db.items()) == {b"a": b"1"}
     used = time.process_time() - start
     assert used < 10, f"{used:.1f} s of CPU"
+
+
+def test_replay_check_salvage_and_the_reader_agree_on_random_damage_without_the_page(tmp_path):
+    """As tests/test_engine_review13.py's random damage, in the newest files of a store without its
+    STATE page: DB (read-only and read-write) and the format document's reader read the same keys,
+    kvb check reports what replay counts, and salvage copies what DB reads."""
+    import shutil
+
+    import test_format_reader11 as reader
+    from test_engine_review13 import _salvaged_matches_db
+
+    rnd = random.Random(1414)
+    base = str(tmp_path / "base")
+    with DB(base, max_file_size=4096) as db:
+        for _ in range(200):
+            key = b"k%d" % rnd.randrange(30)
+            r = rnd.random()
+            if r < 0.1:
+                db.delete(key)
+            elif r < 0.25:
+                with db.batch() as b:
+                    b.put(key, rnd.randbytes(rnd.randrange(100)))
+                    b.delete(key + b"!")
+                    b.put(key + b"?", rnd.randbytes(rnd.randrange(100)))
+            else:
+                db.put(key, rnd.randbytes(rnd.randrange(1, 300)))
+    os.unlink(os.path.join(base, "STATE"))
+    for it in range(30):
+        path = str(tmp_path / f"s{it}")
+        shutil.copytree(base, path)
+        for _ in range(rnd.choice([1, 1, 2])):
+            name = rnd.choice(data_files(path)[-2:])
+            walkable = records(name)
+            if not walkable:
+                continue
+            r = rnd.choice(walkable)
+            how = rnd.choice(["klen", "vlen", "zeros", "byte"])
+            if how == "klen":
+                klen = rnd.choice([0x7FFFFFFF, 70000, r[4] + rnd.randrange(1, 90)])
+                _patch(name, r[0] + 6, struct.pack("<I", klen))
+            elif how == "vlen":
+                vlen = rnd.choice([0x3FFFFFFF, r[5] + rnd.randrange(1, 300), max(r[5] - 20, 0)])
+                _patch(name, r[0] + 10, struct.pack("<I", vlen))
+            elif how == "zeros":
+                _patch(name, r[0], bytes(rnd.choice([22, 100])))
+            else:
+                _patch(name, r[0] + rnd.randrange(4, 22 + r[4] + r[5]), bytes([rnd.randrange(256)]))
+        problems = check(path).problems
+        with DB(path, read_only=True) as db:
+            assert db.stats()["corrupt_records"] == len(problems), (it, problems)
+        _salvaged_matches_db(path, str(tmp_path / f"copy{it}"))
+        reader.assert_same(path)
+        assert check(path).problems == problems  # after recovery (and with the page it made)
+
+
+def test_the_last_batch_with_a_damaged_record_is_kept_without_the_page(store_path, tmp_path):
+    """A committed batch at the end of the active file, one record of it damaged: its COMMIT shows
+    it is no torn write. It was cut with the damaged record (its other keys read their older values,
+    with no damage reported), while kvb check reported the damage: now it commits, as with a page."""
+    with DB(store_path) as db:
+        db.put(b"a", b"old")
+        db.put(b"c", b"old")
+        with db.batch() as b:
+            b.put(b"a", b"new")
+            b.put(b"b", b"new")
+            b.put(b"c", b"new")
+    os.unlink(os.path.join(store_path, "STATE"))
+    active = data_files(store_path)[-1]
+    b_rec = next(r for r in records(active) if r[3] == b"b")
+    _patch(active, b_rec[0] + 22 + 1, b"X")  # its value: the CRC fails, the lengths are sound
+    assert [p.offset for p in check(store_path).problems] == [b_rec[0]]
+    view = assert_same(store_path)
+    assert view == {b"a": (b"new", 0.0), b"b": DAMAGED, b"c": (b"new", 0.0)}
+    assert salvage(store_path, str(tmp_path / "copy")).damaged_keys == [b"b"]
+
+
+def test_damage_at_the_end_of_the_file_before_the_active_one_is_damage_once_that_holds_records(
+    store_path, tmp_path
+):
+    """Without a page, the file before the active one was read as a rotation that died may leave
+    it, whose damaged last record is a torn write to cut; but a rotation closes that file before
+    anything is written to the next one. DB and the format reader cut it, kvb check and salvage
+    reported it as damage: all of them now take it as damage (its key reads as damaged)."""
+    with DB(store_path, max_file_size=4096) as db:
+        db.put(b"k", b"old")
+        db.put(b"pad", b"x" * 3000)
+        db.put(b"k", b"new")  # the last record of the first file
+        db.put(b"pad2", b"y" * 3000)  # in the next file
+    os.unlink(os.path.join(store_path, "STATE"))
+    first = data_files(store_path)[0]
+    last = records(first)[-1]
+    assert last[3] == b"k"
+    _patch(first, last[0] + 22 + 1 + 1, b"X")
+    assert [p.offset for p in check(store_path).problems] == [last[0]]
+    assert assert_same(store_path)[b"k"] == DAMAGED
+    assert salvage(store_path, str(tmp_path / "copy")).damaged_keys == [b"k"]
