@@ -11,7 +11,7 @@ from kv_backend import record as rec
 from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
 from kv_backend.hint import read_hints
 from kv_backend.state import published_tail
-from kv_backend.unpublished import data_end
+from kv_backend.unpublished import data_end, reader_of, rotation_unpublished
 
 
 @dataclass
@@ -82,16 +82,16 @@ def _check(path: str) -> CheckReport:
     prepare_directory(path, create=False)
     report = CheckReport()
     fids = list_data_files(path)
+    # Read before the data files: whatever a writer publishes meanwhile lies past this end.
+    published = published_tail(path)
     newest = len(fids) - 1  # the file whose unfinished end is an interrupted write, not damage
     rotated = -1  # the file a killed rotation did not finish closing: reserved zeros may follow it
     if fids and fids[-1][1] == 0:
         head = _head(os.path.join(path, data_name(fids[-1])))
         if head is not None and len(head) < rec.FILE_HEADER_SIZE and rec.FILE_HEADER_BYTES.startswith(head):
             newest -= 1  # the file before it is still the active one
-        elif head == rec.FILE_HEADER_BYTES and len(fids) > 1 and fids[-2][1] == 0:
+        elif head == rec.FILE_HEADER_BYTES and rotation_unpublished(fids, published):
             rotated = len(fids) - 2
-    # Read before the data files: whatever a writer publishes meanwhile lies past this end.
-    published = published_tail(path)
     for i, fid in enumerate(fids):
         fpath = os.path.join(path, data_name(fid))
         buf = _read(fpath)
@@ -124,7 +124,7 @@ def _check(path: str) -> CheckReport:
                 end = 0  # the file lost bytes since: the page does not describe it (recovery rescans it)
             if tail and not end:
                 # No published end: where the data ends is read from the bytes, as recovery does.
-                end = data_end(_slicer(buf), rec.FILE_HEADER_SIZE, size)
+                end = data_end(reader_of(buf), rec.FILE_HEADER_SIZE, size)
             size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size
         finally:
@@ -151,7 +151,9 @@ def snapshot_problems(
             return []  # a rotation's new file, not finished: holds no record
         return [Problem(name, 0, "missing or damaged file header")]
     report = CheckReport()
-    _check_records(_Reader(read, size), size, name, tail, report)
+    # (A restored copy has no STATE page: where a newest file's data ends is read from its bytes.)
+    end = data_end(read, rec.FILE_HEADER_SIZE, size) if tail else 0
+    _check_records(_Reader(read, size), size, name, tail, report, published_end=end)
     return report.problems
 
 
@@ -216,7 +218,7 @@ def _check_records(
             break  # zeros reserved ahead of the tail by a writer: not data
         if res.stop_reason != "uncommitted batch" and at < limit:
             report.records += len(res.pending or ())  # their batch was published with its COMMIT
-            nxt = rec.resync(_slicer(buf), at, limit)
+            nxt = rec.resync(reader_of(buf), at, limit)
             lost = (limit if nxt is None else nxt) - at
             resumes = "nothing after it can be read" if nxt is None else f"reading resumes @ {nxt}"
             report.problems.append(
@@ -316,11 +318,6 @@ class _Reader(_DataFile):
 
     def close(self) -> None:
         pass  # the caller owns what ``read`` reads
-
-
-def _slicer(buf: bytes | _DataFile) -> Callable[[int, int], bytes]:
-    """``read(offset, n)`` over the bytes of ``buf``."""
-    return lambda offset, n: buf[offset : offset + n]
 
 
 def _read(path: str, size: int = -1) -> bytes | _DataFile | None:

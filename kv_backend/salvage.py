@@ -36,7 +36,7 @@ from kv_backend.files import (
     prepare_directory,
 )
 from kv_backend.state import published_tail
-from kv_backend.unpublished import data_end
+from kv_backend.unpublished import data_end, reader_of, rotation_unpublished
 
 _BATCH_SIZE = 1000
 
@@ -163,10 +163,9 @@ def salvage(
             report.notes.append(f"{paths[-1]}: a data file without its header (an interrupted rotation)")
             last -= 1
         elif (
-            len(maps) > 1
-            and fids[-2][1] == 0
-            and len(maps[-1]) == rec.FILE_HEADER_SIZE
+            len(maps[-1]) == rec.FILE_HEADER_SIZE
             and bytes(maps[-1]) == rec.FILE_HEADER_BYTES
+            and rotation_unpublished(fids, published)
         ):
             rotated = last - 1  # the next file holds only its header: the rotation may have died
         for i, buf in enumerate(maps[: last + 1]):
@@ -177,7 +176,7 @@ def salvage(
                 end = 0  # the file lost bytes since: the page does not describe it (recovery rescans it)
             if i in (last, rotated) and not end and len(buf) >= rec.FILE_HEADER_SIZE:
                 # No published end: where the data ends is read from the bytes, as recovery does.
-                end = data_end(_slicer(buf), rec.FILE_HEADER_SIZE, len(buf))
+                end = data_end(reader_of(buf), rec.FILE_HEADER_SIZE, len(buf))
             _replay(buf, i, paths[i], i in (last, rotated), newest, report, published_end=end)
             done += len(buf)
             if progress is not None:
@@ -247,11 +246,6 @@ def _sound_at(buf: bytes | mmap.mmap, pos: int, end: int) -> int:
     if pos + size > end or rec.crc32(buf[pos + 4 : pos + size]) != crc:
         return 0
     return size
-
-
-def _slicer(buf: bytes | mmap.mmap) -> Callable[[int, int], bytes]:
-    """``read(offset, n)`` over the bytes of ``buf``."""
-    return lambda offset, n: buf[offset : offset + n]
 
 
 def _zeros_from(buf: bytes | mmap.mmap, pos: int) -> bool:
@@ -373,14 +367,14 @@ def _replay(
                 pos = nxt
                 continue
             # Damaged lengths: resynchronise at the next sound record.
-            found = rec.resync(_slicer(buf), pos, lim)
+            found = rec.resync(reader_of(buf), pos, lim)
             nxt = lim if found is None else found
             if pending is not None:
                 # Published data: the batch was published with its COMMIT, which lies in the
                 # damaged region; it committed, as replay takes it.
                 apply(pending)
                 pending = None
-            damaged = rec.damaged_key(_slicer(buf), pos, lim)
+            damaged = rec.damaged_key(reader_of(buf), pos, lim)
             if damaged is not None:
                 apply([(damaged[0], None, True)])  # its key is likely whole: not copied, as replay has it
             report.regions.append(DamagedRegion(path, pos, nxt - pos))

@@ -18,10 +18,25 @@ in published data (rule 3).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from kv_backend import record as rec
+from kv_backend.files import FileId
 
 Read = Callable[[int, int], bytes]
+Sliceable = Any  # bytes, an mmap, kvb check's file reader: what gives bytes when sliced
+
+
+def reader_of(buf: Sliceable) -> Read:
+    """``read(offset, n)`` over the bytes of ``buf`` (anything sliced as bytes are)."""
+    return lambda offset, n: buf[offset : offset + n]
+
+
+def rotation_unpublished(fids: list[FileId], published: tuple[int, int] | None) -> bool:
+    """Whether the newest of ``fids`` (its header alone) may be the file of a rotation that died
+    before publishing it, so that the file before it (minor id 0) may still end in reserved zeros or
+    a torn write; not if the ``published`` tail names it (the rotation had closed that file first)."""
+    return len(fids) > 1 and fids[-2][1] == 0 and (published is None or published[0] != fids[-1][0])
 
 
 def data_end(read: Read, start: int, size: int) -> int:

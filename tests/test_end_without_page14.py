@@ -338,3 +338,39 @@ def test_damage_at_the_end_of_the_file_before_the_active_one_is_damage_once_that
     assert [p.offset for p in check(store_path).problems] == [last[0]]
     assert assert_same(store_path)[b"k"] == DAMAGED
     assert salvage(store_path, str(tmp_path / "copy")).damaged_keys == [b"k"]
+
+
+def test_a_published_rotation_closed_the_file_before_it(store_path, tmp_path):
+    """A writer killed after publishing a rotation, before writing to the new file, leaves it with
+    its header alone, and the page naming it: the file before it was closed first, so damage at its
+    end is damage. kvb check and salvage took it for what a rotation that died before publishing
+    leaves (a torn write: a note, and salvage copied the key's older value), while DB raised."""
+    with DB(store_path, max_file_size=4096) as db:
+        db.put(b"k", b"old")
+        db.put(b"pad", b"x" * 3000)
+        db.put(b"k", b"new")
+        with db.locked():
+            db._rotate()  # published; the write it was made for never came
+    first, newest = data_files(store_path)
+    assert os.path.getsize(newest) == rec.FILE_HEADER_SIZE
+    last = records(first)[-1]
+    _patch(first, last[0] + 22 + 1 + 1, b"X")
+    assert [p.offset for p in check(store_path).problems] == [last[0]]
+    assert salvage(store_path, str(tmp_path / "copy")).damaged_keys == [b"k"]
+    assert assert_same(store_path)[b"k"] == DAMAGED
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_a_backup_counts_the_damage_a_check_of_its_restored_copy_finds(store_path, case):
+    """A backup notes the damaged spots of each file it copies, as kvb check of a restored copy
+    (which has no STATE page) reports them: a damaged header with records after it in the active
+    file was an unfinished write to the backup, and damage to that check."""
+    from kv_backend.check import snapshot_problems
+
+    active, recs = _store(store_path)
+    how, _, _ = DAMAGE[case]
+    _patch(active, *how(recs[b"k4"]))
+    with open(active, "rb") as f:
+        buf = f.read()
+    noted = snapshot_problems(lambda o, n: buf[o : o + n], len(buf), active, tail=True)
+    assert [p.offset for p in noted] == [p.offset for p in check(store_path).problems] == [recs[b"k4"][0]]
