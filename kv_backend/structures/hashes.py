@@ -178,8 +178,7 @@ class Hashes(Keyspace):
     def hmget(self, name: Name, *fields: Name | Iterable[Name]) -> list[bytes | None]:
         """The values of several hash fields (which may come as a list, as redis-py takes them)."""
         name = _b(name)
-        fields = _given(_list_or_args(fields), "hmget")
-        raw = [_b(f) for f in fields]  # a field of the wrong type is refused, key or not
+        raw = [_b(f) for f in _given(_list_or_args(fields), "hmget")]  # wrong types refused, key or not
         if self._meta(name, T_HASH) is None:
             return [None] * len(raw)
         pfx = HASH + _lp(name)

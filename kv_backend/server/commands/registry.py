@@ -13,13 +13,17 @@ from kv_backend.server.blocking import Block
 from kv_backend.server.protocol import NULL_ARRAY
 from kv_backend.structures import CommandError, parse_float, parse_int
 from kv_backend.structures.errors import printed, quoted
-from kv_backend.structures.parsing import keyword as upper  # other command modules import it from here
+from kv_backend.structures.parsing import keyword
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
 
 
 Handler = Callable[["Connection", list[bytes]], Any]
+
+#: An option keyword as Redis compares it (upper case, up to a NUL); the command modules import it
+#: from here.
+upper = keyword
 
 
 class Command:

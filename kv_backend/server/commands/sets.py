@@ -32,7 +32,7 @@ def _intset_order(members: Iterable[bytes]) -> list[bytes] | None:
     numbered = [(_redis_int(m), m) for m in members]
     if len(numbered) > 512 or any(n is None for n, _ in numbered):
         return None
-    return [m for _, m in sorted(numbered)]  # type: ignore[type-var]
+    return [m for _, m in sorted(numbered)]
 
 
 def _set_reply(members: set[bytes]) -> Any:
