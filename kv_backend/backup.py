@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import BackupError, ConfigurationError, KVError
-from kv_backend.files import check_new_store_target, missing_directories
+from kv_backend.files import check_new_store_target, enclosing_store, missing_directories
 
 if TYPE_CHECKING:
     from kv_backend.db import DB, SnapshotFile
@@ -774,7 +774,7 @@ def backup(
             raise ConfigurationError(
                 f"the backup URL {target.url} lies inside the store {db.path}; back up to another directory"
             )
-        other = _store_around(root)
+        other = enclosing_store(root)
         if other is not None:
             # Another store's directory (two paths swapped or mistyped): its files/, backups/ and
             # pending/ would sit among that store's files, and go with it when it is replaced.
@@ -907,19 +907,6 @@ def backup(
     finally:
         for snap in snapshot:
             snap.close()
-
-
-def _store_around(path: str) -> str | None:
-    """The store directory (one holding ``KVB_FORMAT``) that is ``path`` or one of its parents, if any."""
-    from kv_backend.files import FORMAT_FILE
-
-    while True:
-        if os.path.isfile(os.path.join(path, FORMAT_FILE)):
-            return path
-        parent = os.path.dirname(path)
-        if parent == path:
-            return None
-        path = parent
 
 
 def _note_damage(entry: dict[str, Any], snap: SnapshotFile, tail: bool, known: dict[str, Any] | None) -> None:

@@ -361,8 +361,8 @@ def check_new_store_target(path: str, action: str, error: type[Exception]) -> No
     """Refuse ``path`` as the place a new store is built and moved into (restore, salvage).
 
     It may be missing or an empty directory; a file, a non-empty directory (a live
-    store, or anything else worth keeping) or a mount point (which a rename cannot
-    replace) raises ``error`` before any work is done.
+    store, or anything else worth keeping), a mount point (which a rename cannot
+    replace) or a path inside a store's directory raises ``error`` before any work is done.
     """
     if os.path.lexists(path) and not os.path.isdir(path):
         raise error(f"cannot {action} into {path}: it exists and is not a directory")
@@ -381,6 +381,28 @@ def check_new_store_target(path: str, action: str, error: type[Exception]) -> No
                 f"cannot {action} into {path}: it is a mount point, and the new store is moved into "
                 f"place when complete; {action} into a directory inside it, e.g. {os.path.join(path, 'kv')}"
             )
+    # A store is a directory of files: one built inside another store's directory (or in a directory
+    # below it) sits among that store's files, where a backup of it, kv_restore --replace, a cache's
+    # clear() or a user cleaning up takes it for part of that store, or goes with it when it is
+    # replaced; its temporary copy lies there too while the work runs.
+    around = enclosing_store(os.path.dirname(os.path.realpath(path)))
+    if around is not None:
+        raise error(
+            f"refusing to {action} into {path}: it lies inside the kv_backend store {around}, where "
+            f"it would be taken for part of that store; {action} into a directory outside any store "
+            "(side by side with it)"
+        )
+
+
+def enclosing_store(path: str) -> str | None:
+    """The store directory (one holding ``KVB_FORMAT``) that is ``path`` or one of its parents, if any."""
+    while True:
+        if os.path.isfile(os.path.join(path, FORMAT_FILE)):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
 
 
 def _is_store_file(name: str) -> bool:

@@ -175,8 +175,9 @@ def check_nested_locations(app_configs: Any, **kwargs: Any) -> list[CheckMessage
 
     A store directory holds only the store's files. The outer cache refuses a
     new directory that already holds the inner store, so which alias a fresh
-    deployment uses first decides whether the site works, and ``kv_restore
-    --replace`` of the outer cache refuses to delete the inner store.
+    deployment uses first decides whether the site works, ``kv_restore
+    --replace`` of the outer cache refuses to delete the inner store, and
+    ``kv_restore`` refuses to restore the inner one among the outer store's files.
     """
     stores: dict[pathlib.Path, str] = {}
     for alias, location in _kv_aliases():
@@ -186,12 +187,13 @@ def check_nested_locations(app_configs: Any, **kwargs: Any) -> list[CheckMessage
     for outer, alias in stores.items():
         inner = [other for path, other in stores.items() if outer in path.parents]
         if inner:
+            names = ", ".join(map(repr, inner))
             found.append(
                 Warning(
                     f"The LOCATION of the {alias!r} cache contains the LOCATION of "
-                    f"{', '.join(map(repr, inner))}: a store directory holds only its own files, so a "
+                    f"{names}: a store directory holds only its own files, so a "
                     f"fresh deployment that uses the other cache first cannot open the {alias!r} cache, "
-                    "and kv_restore --replace refuses it.",
+                    f"kv_restore --replace refuses it, and kv_restore refuses {names}.",
                     hint="Give every cache a directory of its own side by side, e.g. /var/cache/site/main "
                     "and /var/cache/site/sessions.",
                     obj=f"CACHES[{alias!r}]",

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError, NotAStoreError, StoreNotFoundError
-from kv_backend.files import exchange_paths, fsync_dir, prepare_directory
+from kv_backend.files import enclosing_store, exchange_paths, fsync_dir, prepare_directory
 from kv_backend.state import in_use
 from kv_backend_django._commands import (
     add_cache_argument,
@@ -68,6 +68,14 @@ class Command(BaseCommand):
                 f"{location} is a mount point: kv_restore builds the restored store beside LOCATION "
                 "and renames it into place, which a mount point cannot be; point LOCATION at a "
                 f"directory inside the mounted filesystem (e.g. {os.path.join(location, 'cache')})"
+            )
+        around = enclosing_store(os.path.dirname(location))
+        if around is not None:
+            # Checked before anything is made: the staging directory of --replace would lie there too.
+            raise CommandError(
+                f"refusing to restore into {location}: it lies inside the kv_backend store {around} (see "
+                "check kv_backend_django.W003), where it would be taken for part of that store; give "
+                "the cache a LOCATION outside any store, side by side with it"
             )
         try:
             occupied = bool(os.listdir(location))
