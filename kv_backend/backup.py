@@ -647,6 +647,12 @@ def _upload(target: _Target, snap: SnapshotFile, rel: str, advance: Callable[[in
             target.finish_write(out)
     except BaseException:
         target.abandon_write(out)
+        # Nothing refers to the unfinished object (a journal names only complete ones, which other
+        # backups may take up): removed at once, it leaves no dead bytes on a target that was full.
+        try:
+            target.remove(rel)
+        except BackupError:
+            pass  # prune collects it
         raise
     return h.hexdigest()
 
@@ -904,9 +910,25 @@ def backup(
                 pass  # a stale journal only delays garbage collection by prune
         report.seconds = time.monotonic() - started
         return report
+    except BackupError as exc:
+        if _full(exc):
+            raise BackupError(
+                f"{exc}; the backup target is full: free space there (kvb backups URL --keep N, or "
+                "prune_backups, deletes older backups and what failed ones left), then back up again"
+            ) from exc
+        raise
     finally:
         for snap in snapshot:
             snap.close()
+
+
+def _full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) says the storage is full (or over quota)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
 
 
 def _note_damage(entry: dict[str, Any], snap: SnapshotFile, tail: bool, known: dict[str, Any] | None) -> None:
@@ -1140,7 +1162,15 @@ def restore(
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(made)
-        if isinstance(exc, OSError) and not isinstance(exc, KVError) and exc not in callback_error:
+        if exc in callback_error:
+            raise
+        if _full(exc):
+            raise BackupError(
+                f"cannot restore into {dest}: {exc if isinstance(exc, KVError) else exc.strerror}; the "
+                f"disk of {parent} is full: free space there (the restore needs room for the whole "
+                "store), then restore again"
+            ) from exc
+        if isinstance(exc, OSError) and not isinstance(exc, KVError):
             raise BackupError(f"cannot restore into {dest}: {exc}") from exc
         raise
     finally:
