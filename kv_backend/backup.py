@@ -526,7 +526,22 @@ def _decode_manifest(data: bytes, where: str) -> dict[str, Any]:
     doc["files"] = _check_entries(doc.get("files"), f"manifest {where}")
     if not isinstance(doc.get("created"), (int, float)) or not isinstance(doc.get("store_format"), str):
         raise BackupError(f"manifest {where} is damaged (missing creation time or store format)")
+    if not _is_time(doc["created"]):
+        # (NaN, infinity, a bool, or out of any calendar: listing it raised a traceback, and
+        # infinity was taken for the newest backup by a restore without a name)
+        raise BackupError(f"manifest {where} is damaged (its creation time {doc['created']!r} is no time)")
     return doc
+
+
+def _is_time(value: object) -> bool:
+    """Whether ``value`` is a Unix time a calendar date can be given for (as a manifest's creation time)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        time.gmtime(value)
+    except (OverflowError, OSError, ValueError):
+        return False
+    return value == value
 
 
 def _check_name(name: object) -> str:
