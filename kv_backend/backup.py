@@ -79,9 +79,10 @@ _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 JOURNAL_INTERVAL = 2.0
 """Seconds between updates of a running backup's journal (what a retry after a kill may reuse)."""
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_FILE_RE = re.compile(r"^\d{10}-\d{3}\.(data|hint)$")
-_STORED_RE = re.compile(r"^files/\d{10}-\d{3}\.(data|hint)\.[0-9a-f]{8,64}$")
+# (\Z, not $, which also matches before a line break at the end: "nightly\n" was taken as a name)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_FILE_RE = re.compile(r"^\d{10}-\d{3}\.(data|hint)\Z")
+_STORED_RE = re.compile(r"^files/\d{10}-\d{3}\.(data|hint)\.[0-9a-f]{8,64}\Z")
 # "s3:/bucket" or "memory:x": a protocol without "//", which fsspec takes for a local path.
 _ESCAPE_RE = re.compile(r"%[0-9A-Fa-f]{2}")
 _SCHEME_TYPO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!//)")
@@ -193,7 +194,8 @@ class BackupInfo:
 
     def __str__(self) -> str:
         if self.error is not None:
-            return f"{self.name}  DAMAGED: {self.error}"
+            # (a name with a line break, of a backup made before names were checked whole: one line)
+            return f"{self.name if self.name.isprintable() else repr(self.name)}  DAMAGED: {self.error}"
         return (
             f"{self.name}  {_when(self.created)}  {self.files} files  {_size(self.bytes)}  from {self.source}"
         )
@@ -568,12 +570,15 @@ def _manifest_rel(name: str) -> str:
 
 
 def _manifest_names(target: _Target) -> list[str]:
+    """The names of the manifests under ``backups/``; also those of backups named with a line break
+    at the end (which earlier versions took for a name), which :func:`_load_all` lists as damaged:
+    left out, their objects would be collected by prune."""
     return sorted(
         n[: -len(MANIFEST_SUFFIX)]
         for n in target.listdir(MANIFEST_DIR)
         if n.endswith(MANIFEST_SUFFIX)
         and not n.startswith(".")
-        and _NAME_RE.match(n[: -len(MANIFEST_SUFFIX)])
+        and _NAME_RE.match(n[: -len(MANIFEST_SUFFIX)].removesuffix("\n"))
     )
 
 
@@ -586,6 +591,16 @@ def _load_all(target: _Target) -> list[tuple[str, dict[str, Any] | None, str | N
     out: list[tuple[str, dict[str, Any] | None, str | None]] = []
     for name in _manifest_names(target):
         rel = _manifest_rel(name)
+        if not _NAME_RE.match(name):
+            out.append(
+                (
+                    name,
+                    None,
+                    f"the name of manifest {target.where(rel)!r} ends in a line break, which no "
+                    f"backup name may: rename it to {name.rstrip()}{MANIFEST_SUFFIX} to restore it by name",
+                )
+            )
+            continue
         try:
             data = target.read_bytes(rel)
         except BackupError as exc:
@@ -1303,7 +1318,7 @@ def _keep_directory_access(dest: str, tmp: str) -> None:
 # ------------------------------------------------------------------------ prune
 
 
-_TEMPORARY_RE = re.compile(r"^\..+\.[0-9a-f]+\.tmp$")
+_TEMPORARY_RE = re.compile(r"^\..+\.[0-9a-f]+\.tmp\Z")
 
 
 def _remove_stale_temporaries(target: _Target, now: float) -> None:
