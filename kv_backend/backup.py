@@ -278,6 +278,21 @@ class _Target:
             )
         with _io(f"cannot reach {self.url}"):
             self.fs.invalidate_cache()
+        self.file_mode, self.dir_mode = 0o666, 0o777  # (less the umask) what local files get
+
+    def withhold(self, store_mode: int) -> None:
+        """Give the local files and directories created from now on no permission that a store
+        directory of mode ``store_mode`` withholds (0700: files 0600, directories 0700), whatever the
+        umask: the copies hold what the store holds, which its directory kept from other users.
+        The owner keeps reading and writing them (a read-only store directory, 0555, still gives
+        a backup it can write)."""
+        self.file_mode &= store_mode | 0o600
+        self.dir_mode &= store_mode | 0o700
+
+    def _create(self, path: str) -> Any:
+        """A new local file at ``path`` (replacing one there), open for writing, of ``file_mode``."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+        return os.fdopen(os.open(path, flags, self.file_mode), "wb")
 
     def path(self, *parts: str) -> str:
         """The full path of ``parts`` (relative to the backup URL) in the filesystem."""
@@ -291,7 +306,11 @@ class _Target:
         with _io(f"cannot create {self.where(rel)}"):
             if self.local:
                 made = missing_directories(self.path(rel))
-                os.makedirs(self.path(rel), exist_ok=True)
+                for d in reversed(made):
+                    try:
+                        os.mkdir(d, self.dir_mode)
+                    except FileExistsError:  # another backup made it meanwhile
+                        pass
                 for d in made:  # deepest first: each new entry made durable in its parent
                     _fsync_dir(posixpath.dirname(d))
             elif not self.object_store:
@@ -339,7 +358,7 @@ class _Target:
                 full = self.path(rel)
                 tmp = posixpath.join(posixpath.dirname(full), f".{posixpath.basename(full)}.{_token()}.tmp")
                 try:
-                    with open(tmp, "wb") as f:
+                    with self._create(tmp) as f:
                         f.write(data)
                         f.flush()
                         os.fsync(f.fileno())
@@ -375,7 +394,7 @@ class _Target:
     def open_write(self, rel: str) -> Any:
         """A binary file to stream an object into (see :func:`_upload`)."""
         full = self.path(rel)
-        return open(full, "wb") if self.local else self.fs.open(full, "wb")
+        return self._create(full) if self.local else self.fs.open(full, "wb")
 
     def finish_write(self, f: Any) -> None:
         """Complete an object written through :meth:`open_write` (fsynced on local disks)."""
@@ -804,6 +823,8 @@ def backup(
         _check_name(name)
     target = _Target(url, storage_options)
     if target.local:
+        with _io(f"cannot read {db.path}"):
+            target.withhold(stat.S_IMODE(os.stat(db.path).st_mode))
         store = os.path.realpath(db.path)
         root = os.path.realpath(target.root)
         if os.path.commonpath([store, root]) == store:

@@ -1,0 +1,85 @@
+"""A local backup of a store whose directory keeps other users out (0700) wrote its copies under the
+umask of whoever ran it: 0644 files in 0755 directories, so every user of the machine could read
+what the store held (manage.py kv_backup alone restricted them). The files and directories a backup
+creates now get no permission the store's directory withholds, whatever the umask."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+
+import pytest
+from helpers import run_as_nobody
+from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
+
+from kv_backend import DB
+from kv_backend.backup import restore
+
+
+def _modes(root: str) -> dict[str, int]:
+    out = {}
+    for where, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(where, n)
+            out[os.path.relpath(p, root)] = stat.S_IMODE(os.lstat(p).st_mode)
+    return out
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.parametrize(
+    ("store_mode", "file_mode", "dir_mode"), [(0o700, 0o600, 0o700), (0o2750, 0o640, 0o750)]
+)
+def test_a_local_backup_withholds_what_the_store_directory_withholds(
+    tmp_path, capsys, umask_022, store_mode, file_mode, dir_mode
+):
+    store = str(tmp_path / "store")
+    os.mkdir(store)
+    os.chmod(store, store_mode)
+    with DB(store) as db:
+        db.put(b"secret", b"hunter2")
+        db.backup(str(tmp_path / "api" / "kv"), name="one")  # (its parent is created too)
+        db.put(b"secret", b"hunter3")
+        db.backup(str(tmp_path / "api" / "kv"), name="two")
+    code, _out, err = run(capsys, "backup", store, str(tmp_path / "cli"), "--name", "one")
+    assert code == 0, err
+    for root in ("api", "cli"):
+        modes = _modes(str(tmp_path / root))
+        assert modes and all(
+            mode == (dir_mode if os.path.isdir(tmp_path / root / rel) else file_mode)
+            for rel, mode in modes.items()
+        ), (root, {k: oct(v) for k, v in modes.items()})
+    restore(str(tmp_path / "api" / "kv"), tmp_path / "restored")
+    with DB(str(tmp_path / "restored"), read_only=True) as db:
+        assert db.get(b"secret") == b"hunter3"
+
+
+def test_a_store_in_a_read_only_directory_still_gives_a_backup_its_owner_can_write(umask_022):
+    base = tempfile.mkdtemp(prefix="kvb-modes14-")  # (not under tmp_path, which others may not enter)
+    try:
+        os.chmod(base, 0o777)
+        store = os.path.join(base, "store")
+        with DB(store) as db:
+            db.put(b"k", b"v")
+        for name in os.listdir(store):
+            os.chmod(os.path.join(store, name), 0o644)
+        os.chmod(store, 0o555)  # an archived store, read-only for everyone (its owner too)
+
+        def back_up_twice() -> dict[str, int]:
+            with DB(store, read_only=True) as db:
+                db.backup(os.path.join(base, "bk"), name="one")
+                db.backup(os.path.join(base, "bk"), name="two")
+            return _modes(os.path.join(base, "bk"))
+
+        modes = run_as_nobody(back_up_twice)
+        assert set(modes.values()) == {0o755, 0o644}, {k: oct(v) for k, v in modes.items()}
+    finally:
+        os.chmod(os.path.join(base, "store"), 0o755)
+        shutil.rmtree(base)
