@@ -1202,7 +1202,7 @@ def restore(
             )
         report.records = result.records
         check_new_store_target(dest, "restore", BackupError)
-        _keep_directory_access(dest, tmp)
+        keep_directory_access(dest, tmp)
         try:
             os.rename(tmp, dest)  # replaces an empty directory atomically
         except OSError as exc:
@@ -1304,7 +1304,7 @@ def _remove_empty(directories: list[str]) -> None:
             return
 
 
-def _keep_directory_access(dest: str, tmp: str) -> None:
+def keep_directory_access(dest: str, tmp: str, source: str | None = None) -> None:
     """Give ``tmp`` the permission bits (and, where allowed, owner and group, also of the files in
     it) of the empty directory ``dest`` it is about to replace: a directory prepared as 0700, or for
     a service's group, must not come back as a world-readable directory of whoever ran the restore.
@@ -1312,10 +1312,20 @@ def _keep_directory_access(dest: str, tmp: str) -> None:
     The files get the read and write bits the directory grants (2770: 0660, 0750: 0640, 0700: 0600),
     whatever the umask of the restore: a store prepared for a group of service users came back
     with files only their owner could write (0644 under root's umask 022), and every other member
-    of the group failed to open it. The engine then gives the files it adds no more than these."""
+    of the group failed to open it. The engine then gives the files it adds no more than these.
+
+    A ``dest`` that does not exist leaves ``tmp`` as made (the umask applies), unless ``source`` names
+    the store directory the copy was made from (salvage): then ``tmp`` and its files keep no
+    permission that directory withholds, as a backup's files do."""
     try:
         st = os.stat(dest)
     except FileNotFoundError:
+        if source is not None:
+            allowed = stat.S_IMODE(os.stat(source).st_mode) | 0o700
+            for name in os.listdir(tmp):
+                path = os.path.join(tmp, name)
+                os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) & (allowed & 0o666 | 0o600))
+            os.chmod(tmp, stat.S_IMODE(os.stat(tmp).st_mode) & allowed)
         return  # a new directory: made like any other (the umask applies)
     file_mode = 0o600 | (stat.S_IMODE(st.st_mode) & 0o066)
     for name in os.listdir(tmp):

@@ -187,7 +187,7 @@ def salvage(
         report.damaged_keys = sorted(k for k, loc in newest.items() if loc is None)
         # (the copy's temporary directory: locked while this runs, so that the next salvage into dst
         # deletes those a salvage killed midway left, and only those)
-        from kv_backend.backup import new_claimed_directory
+        from kv_backend.backup import keep_directory_access, new_claimed_directory
 
         parent = os.path.dirname(dst)
         try:
@@ -212,6 +212,9 @@ def salvage(
                     if progress is not None:
                         progress(total // 2 + written * (total - total // 2) // to_write, total)
             try:
+                # The copy holds what the source holds: an empty directory prepared for it keeps its
+                # mode (and owner), a new one gets no permission the source's directory withholds.
+                keep_directory_access(dst, tmp, source=src)
                 os.rename(tmp, dst)
                 fsync_dir(parent)
             except OSError as exc:
