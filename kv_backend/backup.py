@@ -545,6 +545,9 @@ def _decode_manifest(data: bytes, where: str) -> dict[str, Any]:
     if version != MANIFEST_VERSION:
         raise BackupError(f"manifest {where} is not a kv_backend backup manifest")
     doc["files"] = _check_entries(doc.get("files"), f"manifest {where}")
+    mode = doc.get("store_mode")  # (optional: older backups lack it)
+    if not (isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o7777):
+        doc.pop("store_mode", None)
     if not isinstance(doc.get("created"), (int, float)) or not isinstance(doc.get("store_format"), str):
         raise BackupError(f"manifest {where} is damaged (missing creation time or store format)")
     if not _is_time(doc["created"]):
@@ -822,9 +825,10 @@ def backup(
     if name is not None:
         _check_name(name)
     target = _Target(url, storage_options)
+    with _io(f"cannot read {db.path}"):
+        store_mode = stat.S_IMODE(os.stat(db.path).st_mode)
     if target.local:
-        with _io(f"cannot read {db.path}"):
-            target.withhold(stat.S_IMODE(os.stat(db.path).st_mode))
+        target.withhold(store_mode)
         store = os.path.realpath(db.path)
         root = os.path.realpath(target.root)
         if os.path.commonpath([store, root]) == store:
@@ -924,6 +928,7 @@ def backup(
                 "created_utc": _when(created),
                 "store_format": store_format,
                 "source": db.path,
+                "store_mode": store_mode,
                 "host": socket.gethostname(),
                 "files": entries,
             }
@@ -1202,7 +1207,7 @@ def restore(
             )
         report.records = result.records
         check_new_store_target(dest, "restore", BackupError)
-        keep_directory_access(dest, tmp)
+        keep_directory_access(dest, tmp, doc.get("store_mode"))
         try:
             os.rename(tmp, dest)  # replaces an empty directory atomically
         except OSError as exc:
@@ -1304,7 +1309,7 @@ def _remove_empty(directories: list[str]) -> None:
             return
 
 
-def keep_directory_access(dest: str, tmp: str, source: str | None = None) -> None:
+def keep_directory_access(dest: str, tmp: str, source_mode: int | None = None) -> None:
     """Give ``tmp`` the permission bits (and, where allowed, owner and group, also of the files in
     it) of the empty directory ``dest`` it is about to replace: a directory prepared as 0700, or for
     a service's group, must not come back as a world-readable directory of whoever ran the restore.
@@ -1314,14 +1319,15 @@ def keep_directory_access(dest: str, tmp: str, source: str | None = None) -> Non
     with files only their owner could write (0644 under root's umask 022), and every other member
     of the group failed to open it. The engine then gives the files it adds no more than these.
 
-    A ``dest`` that does not exist leaves ``tmp`` as made (the umask applies), unless ``source`` names
-    the store directory the copy was made from (salvage): then ``tmp`` and its files keep no
-    permission that directory withholds, as a backup's files do."""
+    A ``dest`` that does not exist leaves ``tmp`` as made (the umask applies), unless ``source_mode``
+    gives the mode of the store directory the copy was made from (salvage's source, a backup's
+    store): then ``tmp`` and its files keep no permission that directory withholds, as a backup's
+    files do."""
     try:
         st = os.stat(dest)
     except FileNotFoundError:
-        if source is not None:
-            allowed = stat.S_IMODE(os.stat(source).st_mode) | 0o700
+        if source_mode is not None:
+            allowed = stat.S_IMODE(source_mode) | 0o700
             for name in os.listdir(tmp):
                 path = os.path.join(tmp, name)
                 os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) & (allowed & 0o666 | 0o600))

@@ -214,7 +214,7 @@ def salvage(
             try:
                 # The copy holds what the source holds: an empty directory prepared for it keeps its
                 # mode (and owner), a new one gets no permission the source's directory withholds.
-                keep_directory_access(dst, tmp, source=src)
+                keep_directory_access(dst, tmp, os.stat(src).st_mode)
                 os.rename(tmp, dst)
                 fsync_dir(parent)
             except OSError as exc:

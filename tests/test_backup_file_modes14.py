@@ -83,3 +83,33 @@ def test_a_store_in_a_read_only_directory_still_gives_a_backup_its_owner_can_wri
     finally:
         os.chmod(os.path.join(base, "store"), 0o755)
         shutil.rmtree(base)
+
+
+def test_a_restore_into_a_new_directory_withholds_what_the_store_directory_withheld(tmp_path, umask_022):
+    """The restored store of a 0700 store's backup came back world-readable (0755, 0644 files) where
+    the restore created its directory: the manifest now keeps the mode of the store's directory."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    with DB(str(private)) as db:
+        db.put(b"secret", b"hunter2")
+        db.backup(str(tmp_path / "bk"), name="private")
+    with DB(str(tmp_path / "open")) as db:  # 0755 under this umask
+        db.put(b"k", b"v")
+        db.backup(str(tmp_path / "bk"), name="open")
+    restore(str(tmp_path / "bk"), tmp_path / "new" / "r1", name="private")
+    assert _modes(str(tmp_path / "new")) == {
+        "r1": 0o700,
+        **{f"r1/{n}": 0o600 for n in os.listdir(tmp_path / "new" / "r1")},
+    }
+    restore(str(tmp_path / "bk"), tmp_path / "r2", name="open")
+    assert set(_modes(str(tmp_path / "r2")).values()) == {0o644}
+    assert stat.S_IMODE(os.stat(tmp_path / "r2").st_mode) == 0o755
+    # An empty directory prepared for it still decides (a group's 2770: 0660 files).
+    (tmp_path / "r3").mkdir()
+    os.chmod(tmp_path / "r3", 0o2770)
+    restore(str(tmp_path / "bk"), tmp_path / "r3", name="private")
+    assert stat.S_IMODE(os.stat(tmp_path / "r3").st_mode) == 0o2770
+    assert set(_modes(str(tmp_path / "r3")).values()) == {0o660}
+    with DB(str(tmp_path / "new" / "r1")) as db:
+        assert db.get(b"secret") == b"hunter2"
+        db.put(b"more", b"x")
