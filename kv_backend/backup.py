@@ -1221,10 +1221,10 @@ def restore(
         if exc in callback_error:
             raise
         if _full(exc):
+            why = exc if isinstance(exc, KVError) else getattr(exc, "strerror", None) or exc
             raise BackupError(
-                f"cannot restore into {dest}: {exc if isinstance(exc, KVError) else exc.strerror}; the "
-                f"disk of {parent} is full: free space there (the restore needs room for the whole "
-                "store), then restore again"
+                f"cannot restore into {dest}: {why}; the disk of {parent} is full: free space there (the "
+                "restore needs room for the whole store), then restore again"
             ) from exc
         if isinstance(exc, OSError) and not isinstance(exc, KVError):
             raise BackupError(f"cannot restore into {dest}: {exc}") from exc
