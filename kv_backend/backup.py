@@ -79,6 +79,11 @@ _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 JOURNAL_INTERVAL = 2.0
 """Seconds between updates of a running backup's journal (what a retry after a kill may reuse)."""
 
+JOURNAL_REFRESH = 600.0
+"""A running backup rewrites its journal at least this often (seconds) while it reads files, even
+when it sends none (hashing unchanged files of a large store): a journal left as old as
+``PENDING_GRACE`` is taken for a dead backup's, and prune collected the objects it was counting on."""
+
 # (\Z, not $, which also matches before a line break at the end: "nightly\n" was taken as a name)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _FILE_RE = re.compile(r"^\d{10}-\d{3}\.(data|hint)\Z")
@@ -873,9 +878,15 @@ def backup(
             total = sum(s.length for s in snapshot)
             done = reported = 0
 
+            def write_journal() -> None:
+                journal["updated"] = time.time()
+                target.write_bytes(journal_rel, json.dumps(journal).encode())
+
             def advance(n: int) -> None:
                 nonlocal done, reported
                 done = min(done + n, total)
+                if time.time() - journal["updated"] >= JOURNAL_REFRESH:
+                    write_journal()  # still running, though it may send nothing for hours
                 if progress is not None and done > reported:  # never backwards, even when re-reading
                     reported = done
                     progress(done, total)
@@ -906,8 +917,7 @@ def backup(
                 report.bytes_copied += snap.length
                 journal["files"].append(entries[-1])
                 if time.time() - journal["updated"] >= JOURNAL_INTERVAL:
-                    journal["updated"] = time.time()
-                    target.write_bytes(journal_rel, json.dumps(journal).encode())
+                    write_journal()
             report.damaged_records = sum(e.get("damaged_records", 0) for e in entries)
             # Every object must be in place before the manifest says the backup is complete.
             if target.local and report.files_copied:
