@@ -1127,7 +1127,7 @@ def restore(
     made = missing_directories(parent)  # created here; removed again if the restore fails
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp, claim = new_claimed_directory(parent, os.path.basename(dest), "restore")
+        tmp, claim = new_claimed_directory(parent, os.path.basename(dest), "restore", doc.get("store_mode"))
     except OSError as exc:
         _remove_empty(made)
         above = os.path.dirname(made[-1]) if made else parent  # the nearest one that exists
@@ -1245,15 +1245,25 @@ def restore(
     return report
 
 
-def new_claimed_directory(parent: str, base: str, kind: str) -> tuple[str, int]:
+def new_claimed_directory(
+    parent: str, base: str, kind: str, source_mode: int | None = None
+) -> tuple[str, int]:
     """Make the temporary directory ``parent/.BASE.KIND-TOKEN`` a restore (or a salvage) builds its
     store in, claimed (see :func:`claim_directory`) for as long as the descriptor returned is open,
-    after removing those that runs killed midway left (:func:`remove_abandoned_copies`). Made like
-    any new directory (the umask applies), unlike mkdtemp's 0700."""
+    after removing those that runs killed midway left (:func:`remove_abandoned_copies`).
+
+    Made with no more permission than :func:`keep_directory_access` gives it at the end, so that
+    nobody reads the copy while it is built: 0700 where ``parent/BASE`` is an empty directory (whose
+    mode it then takes), no permission the source's directory withholds where ``source_mode`` is
+    known, else like any new directory (the umask applies)."""
+    if os.path.isdir(os.path.join(parent, base)):
+        mode = 0o700
+    else:
+        mode = 0o777 if source_mode is None else 0o777 & (source_mode | 0o700)
     remove_abandoned_copies(parent, base, kind)
     while True:
         tmp = os.path.join(parent, f".{base}.{kind}-{_token()}")
-        os.mkdir(tmp)
+        os.mkdir(tmp, mode)
         claim = claim_directory(tmp)
         if claim is not None:
             return tmp, claim

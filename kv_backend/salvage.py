@@ -192,7 +192,7 @@ def salvage(
         parent = os.path.dirname(dst)
         try:
             os.makedirs(parent, exist_ok=True)
-            tmp, claim = new_claimed_directory(parent, os.path.basename(dst), "salvage")
+            tmp, claim = new_claimed_directory(parent, os.path.basename(dst), "salvage", os.stat(src).st_mode)
         except OSError as exc:
             raise SalvageError(f"cannot create a directory next to {dst}: {exc.strerror or exc}") from exc
         try:

@@ -113,3 +113,28 @@ def test_a_restore_into_a_new_directory_withholds_what_the_store_directory_withh
     with DB(str(tmp_path / "new" / "r1")) as db:
         assert db.get(b"secret") == b"hunter2"
         db.put(b"more", b"x")
+
+
+@pytest.mark.parametrize("prepared", [None, 0o2770])
+def test_nobody_else_can_read_a_restore_while_it_is_built(tmp_path, umask_022, prepared):
+    """The temporary directory a restore downloads into was made under the umask (0755): for the
+    whole download, every user could read the copy of a store its directory kept from them."""
+    store = tmp_path / "private"
+    store.mkdir(mode=0o700)
+    with DB(str(store), max_file_size=4096) as db:
+        for i in range(100):
+            db.put(b"k%03d" % i, b"secret" * 10)
+        db.backup(str(tmp_path / "bk"), name="b")
+    dest = tmp_path / "out" / "restored"
+    if prepared is not None:
+        dest.mkdir(parents=True)
+        os.chmod(dest, prepared)
+    seen = []
+
+    def look(done: int, total: int) -> None:
+        building = [n for n in os.listdir(dest.parent) if n.startswith(".restored.restore-")]
+        seen.extend(stat.S_IMODE(os.stat(dest.parent / n).st_mode) for n in building)
+
+    restore(str(tmp_path / "bk"), dest, progress=look)
+    assert seen and set(seen) == {0o700}
+    assert stat.S_IMODE(os.stat(dest).st_mode) == (0o700 if prepared is None else prepared)

@@ -57,3 +57,16 @@ def test_a_new_target_withholds_what_the_source_directory_withholds(
     assert {_mode(dst / n) for n in os.listdir(dst)} == {file_mode}
     with DB(str(dst)) as db:  # its owner writes on
         db.put(b"more", b"x")
+
+
+def test_nobody_else_can_read_a_salvage_while_it_is_built(tmp_path, umask_022):
+    src = _source(tmp_path, 0o700)
+    dst = tmp_path / "dst"
+    seen = []
+
+    def look(done: int, total: int) -> None:
+        building = [n for n in os.listdir(tmp_path) if n.startswith(".dst.salvage-")]
+        seen.extend(_mode(tmp_path / n) for n in building)
+
+    salvage(src, dst, progress=look)
+    assert seen and set(seen) == {0o700}
