@@ -762,6 +762,46 @@ def _journals(target: _Target) -> list[dict[str, Any]]:
     return out
 
 
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot, from /proc), or None if there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data.rsplit(b")", 1)[1].split()[19])  # (after the name, which may hold anything)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _this_process() -> dict[str, Any] | None:
+    """This process as its journal names it (machine, boot, pid namespace, pid, start time), for a
+    prune on the same machine to tell that a backup was killed; None where /proc does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+        pidns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    start = _start_time(os.getpid())
+    if start is None:
+        return None
+    return {"host": socket.gethostname(), "boot": boot, "pidns": pidns, "pid": os.getpid(), "start": start}
+
+
+def _dead(journal: dict[str, Any]) -> bool:
+    """Whether the backup that wrote ``journal`` is known to be gone: it ran on this machine, since
+    its last boot and in this pid namespace, and no process of its pid and start time is left (it
+    was killed). Anything unknown (another machine or container, no /proc) counts as alive."""
+    theirs, ours = journal.get("process"), _this_process()
+    if not isinstance(theirs, dict) or ours is None:
+        return False
+    if any(theirs.get(k) != ours[k] for k in ("host", "boot", "pidns")):
+        return False
+    pid, start = theirs.get("pid"), theirs.get("start")
+    if not (type(pid) is int and pid > 0 and type(start) is int):
+        return False
+    return _start_time(pid) != start
+
+
 def in_process_url(url: str) -> bool:
     """Whether ``url`` (or a filesystem it chains, ``simplecache::memory://...``) is fsspec's ``memory://``.
 
@@ -867,7 +907,13 @@ def backup(
             )
         token = _token()
         journal_rel = f"{PENDING_DIR}/{token}.json"
-        journal: dict[str, Any] = {"name": name, "started": created, "updated": created, "files": []}
+        journal: dict[str, Any] = {
+            "name": name,
+            "started": created,
+            "updated": created,
+            "files": [],
+            "process": _this_process(),  # (so that a prune here can tell when it was killed)
+        }
         for rel in (FILES_DIR, MANIFEST_DIR, PENDING_DIR):
             target.makedirs(rel)
         # The journal goes first: while it is fresh, prune leaves unreferenced objects alone.
@@ -1423,19 +1469,24 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
         removed.append(n)
     # Order matters (see docs/backup.md): list the objects, then the journals, then the manifests.
     # An object listed here was stored before the journals are read, so the backup that stored it
-    # either still has a journal (then nothing is collected) or has written its manifest already.
+    # either still has a journal (then nothing is collected, or, if it was killed, not what that
+    # journal names) or has written its manifest already.
     objects = target.listdir(FILES_DIR)
     now = time.time()
     running = False
+    referenced = set()
     for journal in _journals(target):
         if now - journal["updated"] >= PENDING_GRACE:
             target.remove(f"{PENDING_DIR}/{journal['token']}.json")
+        elif _dead(journal):
+            # Killed: what it sent stays while a new backup may reuse it (see _known_copies), the
+            # journal with it; other objects need not wait 24 hours for it.
+            referenced.update(e["stored_as"] for e in journal["files"])
         else:
             running = True
     _remove_stale_temporaries(target, now)
     if running:
         return removed
-    referenced: set[str] = set()
     for _n, doc, _err in _load_all(target):
         if doc is None:
             # A damaged manifest (or one written by a newer kv_backend) may still name objects
