@@ -1277,9 +1277,9 @@ def restore(
         if exc in callback_error:
             raise
         if _full(exc):
-            why = exc if isinstance(exc, KVError) else getattr(exc, "strerror", None) or exc
+            reason = exc if isinstance(exc, KVError) else getattr(exc, "strerror", None) or exc
             raise BackupError(
-                f"cannot restore into {dest}: {why}; the disk of {parent} is full: free space there (the "
+                f"cannot restore into {dest}: {reason}; the disk of {parent} is full: free space there (the "
                 "restore needs room for the whole store), then restore again"
             ) from exc
         if isinstance(exc, OSError) and not isinstance(exc, KVError):
@@ -1474,7 +1474,7 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
     objects = target.listdir(FILES_DIR)
     now = time.time()
     running = False
-    referenced = set()
+    referenced: set[str] = set()
     for journal in _journals(target):
         if now - journal["updated"] >= PENDING_GRACE:
             target.remove(f"{PENDING_DIR}/{journal['token']}.json")
