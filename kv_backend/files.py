@@ -36,7 +36,7 @@ DATA_SUFFIX = ".data"
 HINT_SUFFIX = ".hint"
 TMP_SUFFIX = ".tmp"
 
-_DATA_RE = re.compile(r"^(\d{10})-(\d{3})\.data$")
+_DATA_RE = re.compile(r"^(\d{10})-(\d{3})\.data\Z")
 
 FileId = tuple[int, int]
 
