@@ -15,6 +15,8 @@ from resp_helpers import Raw, redis_and_kvb
 
 __all__ = ["require_tool"]
 
+pytest_plugins = ["xdist_scheduling"]
+
 
 @pytest.fixture
 def store_path(tmp_path):

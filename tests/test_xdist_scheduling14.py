@@ -1,0 +1,59 @@
+"""The suite's scheduling over pytest-xdist workers (tests/xdist_scheduling.py), checked on a small
+generated suite run with ``-n 2 --dist loadgroup`` as ``make test`` runs the real one."""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import subprocess
+import sys
+
+from helpers import child_env
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+GENERATED = """
+import time
+
+import pytest
+
+
+@pytest.mark.xdist_group("together")
+@pytest.mark.parametrize("i", range(6))
+def test_grouped(i):
+    time.sleep(0.05)
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_free(i):
+    time.sleep(0.05)
+"""
+
+
+def run_generated(tmp_path, source: str) -> dict[str, set[str]]:
+    """Run ``source`` as a test module on two workers: {test name: workers that ran it}."""
+    (tmp_path / "test_generated.py").write_text(source)
+    env = child_env()
+    env["PYTHONPATH"] = os.pathsep.join([HERE, env.get("PYTHONPATH", "")])
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only the plugins named: quicker start-up
+    plugins = ["-p", "xdist", "-p", "xdist_scheduling", "-p", "no:cacheprovider"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n2", "--dist=loadgroup", "-v", *plugins, "test_generated.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    workers: dict[str, set[str]] = collections.defaultdict(set)
+    for worker, name in re.findall(r"^\[(gw\d)\] .*PASSED test_generated\.py::(\w+)", done.stdout, re.M):
+        workers[name].add(worker)
+    return workers
+
+
+def test_a_group_runs_on_one_worker(tmp_path):
+    workers = run_generated(tmp_path, GENERATED)
+    assert len(workers["test_grouped"]) == 1, workers
+    assert workers["test_free"], workers
