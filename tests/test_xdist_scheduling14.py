@@ -57,3 +57,36 @@ def test_a_group_runs_on_one_worker(tmp_path):
     workers = run_generated(tmp_path, GENERATED)
     assert len(workers["test_grouped"]) == 1, workers
     assert workers["test_free"], workers
+
+
+SHARED_FIXTURE = """
+import os
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with open(os.environ["SETUPS"], "a") as f:
+        f.write("started\\n")
+    return "started"
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_uses_the_server(server, i):
+    time.sleep(0.05)
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_free(i):
+    time.sleep(0.05)
+"""
+
+
+def test_a_module_fixture_is_set_up_once_for_its_tests(tmp_path, monkeypatch):
+    setups = tmp_path / "setups"
+    monkeypatch.setenv("SETUPS", str(setups))
+    workers = run_generated(tmp_path, SHARED_FIXTURE)
+    assert len(workers["test_uses_the_server"]) == 1, workers
+    assert setups.read_text() == "started\n"
