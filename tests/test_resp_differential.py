@@ -787,6 +787,21 @@ def run(client: redis.Redis, cmd: list[str]) -> Any:
         return exc
 
 
+def run_both(clients, cmd: list[str]) -> tuple[Any, Any]:
+    """``run`` on both servers at once: ``cmd`` goes to each before either reply is read, so they
+    work (and a blocking command waits out its timeout) side by side; each still gets one command
+    at a time on its connection, as with ``run``."""
+    for client in clients:
+        client.connection.send_command(*cmd)
+    replies = []
+    for client in clients:
+        try:
+            replies.append(client.parse_response(client.connection, cmd[0]))
+        except ResponseError as exc:
+            replies.append(exc)
+    return replies[0], replies[1]
+
+
 def _sort_key(reply: Any) -> str:
     """Sorts the members of a RESP3 set or map: doubles by value (their text may differ), errors by code."""
     if isinstance(reply, Double):
@@ -896,14 +911,13 @@ def shown(reply: Any) -> str:
 
 
 def compare(clients, commands: list[list[str]]) -> None:
-    real, ours = clients
     flush(clients)
     cmp = Comparison()
     queued: list[str] = []
     in_multi = False
     for i, cmd in enumerate(commands):
         name = cmd[0].upper()
-        want, got = run(real, cmd), run(ours, cmd)
+        want, got = run_both(clients, cmd)
         pairs = [(name, want, got)]
         if name == "MULTI" and want == b"OK":
             in_multi, queued = True, []
