@@ -172,10 +172,15 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     print("$ celery " + " ".join(cmd[3:]))  # the command run, flags and all
     with open(log, "wb") as out:
         worker = subprocess.Popen(cmd, env=env, cwd=HERE, stdout=out, stderr=subprocess.STDOUT)
+    # One client pings for up to 10 s: it answers as soon as the worker does (limit=1), and a
+    # worker still starting costs a retry, not a new interpreter setting Django up.
     ping = (
-        "import sys, django; django.setup()\n"
+        "import sys, time, django; django.setup()\n"
         "from mysite.celery import app\n"
-        "sys.exit(0 if app.control.ping(timeout=1.0) else 1)\n"
+        "deadline = time.monotonic() + 10\n"
+        "while not app.control.ping(timeout=1.0, limit=1):\n"
+        "    if time.monotonic() > deadline:\n"
+        "        sys.exit(1)\n"
     )
     deadline = time.time() + 60
     while subprocess.run([sys.executable, "-c", ping], env=env, cwd=HERE, timeout=60).returncode != 0:
