@@ -103,6 +103,13 @@ def test_sigterm_to_the_worker_process_group_stops_it_with_its_results_intact(tm
         while running.state != states.STARTED:
             assert time.monotonic() < deadline, "the task never started"
             db.wait_for_change(db.change_token(), 0.05)
+        # STARTED is stored by the pool process; the worker's main process learns that its pool
+        # process took the task a moment later (billiard's ACK). Only from then on does the worker
+        # count the task as lost with that process (WorkerLostError, FAILURE): a task the main
+        # process never saw accepted is put back in the queue at shutdown and stays STARTED.
+        inspect = app.control.inspect(timeout=1.0, limit=1)
+        while running.id not in {task["id"] for tasks in (inspect.active() or {}).values() for task in tasks}:
+            assert time.monotonic() < deadline, "the worker never took the task as started"
 
         os.killpg(worker.pid, signal.SIGTERM)
         started = time.monotonic()
