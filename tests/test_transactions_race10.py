@@ -81,7 +81,7 @@ def _race(db: DB, pauser, read: Callable[[], object], write: Callable[[], None],
         with db.transaction():
             write()
             pauser.resume.set()
-            time.sleep(0.2)  # the read goes on now, with the block's write in the index
+            _let_the_read_go_on(db, reader)  # now, with the block's write in the index
             if not commit:
                 raise _Discard
     except _Discard:
@@ -90,6 +90,16 @@ def _race(db: DB, pauser, read: Callable[[], object], write: Callable[[], None],
     assert not reader.is_alive(), "the read hung"
     assert len(got) == 1
     return got[0]
+
+
+def _let_the_read_go_on(db: DB, reader: threading.Thread, limit: float = 0.2) -> None:
+    """Give the resumed read up to ``limit`` seconds while the block is open: over as soon as it
+    has returned (whatever it read is what the test checks) or waits for the block to end (on
+    ``db._txn_cond``, which nothing but the block's end or close() wakes), after which the rest of
+    the window could show nothing more."""
+    deadline = time.monotonic() + limit
+    while reader.is_alive() and not db._txn_cond._waiters and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def _pause_lookups(db: DB, key: bytes) -> _PausingDict:
