@@ -9,11 +9,13 @@ import re
 import subprocess
 import sys
 
+import pytest
 from helpers import child_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 GENERATED = """
+import os
 import time
 
 import pytest
@@ -23,47 +25,6 @@ import pytest
 @pytest.mark.parametrize("i", range(6))
 def test_grouped(i):
     time.sleep(0.05)
-
-
-@pytest.mark.parametrize("i", range(6))
-def test_free(i):
-    time.sleep(0.05)
-"""
-
-
-def run_generated(tmp_path, source: str) -> dict[str, set[str]]:
-    """Run ``source`` as a test module on two workers: {test name: workers that ran it}."""
-    (tmp_path / "test_generated.py").write_text(source)
-    env = child_env()
-    env["PYTHONPATH"] = os.pathsep.join([HERE, env.get("PYTHONPATH", "")])
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only the plugins named: quicker start-up
-    plugins = ["-p", "xdist", "-p", "xdist_scheduling", "-p", "no:cacheprovider"]
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n2", "--dist=loadgroup", "-v", *plugins, "test_generated.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    workers: dict[str, set[str]] = collections.defaultdict(set)
-    for worker, name in re.findall(r"^\[(gw\d)\] .*PASSED test_generated\.py::(\w+)", done.stdout, re.M):
-        workers[name].add(worker)
-    return workers
-
-
-def test_a_group_runs_on_one_worker(tmp_path):
-    workers = run_generated(tmp_path, GENERATED)
-    assert len(workers["test_grouped"]) == 1, workers
-    assert workers["test_free"], workers
-
-
-SHARED_FIXTURE = """
-import os
-import time
-
-import pytest
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +45,38 @@ def test_free(i):
 """
 
 
-def test_a_module_fixture_is_set_up_once_for_its_tests(tmp_path, monkeypatch):
-    setups = tmp_path / "setups"
-    monkeypatch.setenv("SETUPS", str(setups))
-    workers = run_generated(tmp_path, SHARED_FIXTURE)
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> tuple[dict[str, set[str]], str]:
+    """GENERATED run on two workers: ({test name: workers that ran it}, the module fixture's setups)."""
+    tmp_path = tmp_path_factory.mktemp("generated")
+    (tmp_path / "test_generated.py").write_text(GENERATED)
+    env = child_env()
+    env["PYTHONPATH"] = os.pathsep.join([HERE, env.get("PYTHONPATH", "")])
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only the plugins named: quicker start-up
+    env["SETUPS"] = str(tmp_path / "setups")
+    plugins = ["-p", "xdist", "-p", "xdist_scheduling", "-p", "no:cacheprovider"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n2", "--dist=loadgroup", "-v", *plugins, "test_generated.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    workers: dict[str, set[str]] = collections.defaultdict(set)
+    for worker, name in re.findall(r"^\[(gw\d)\] .*PASSED test_generated\.py::(\w+)", done.stdout, re.M):
+        workers[name].add(worker)
+    assert set(workers) == {"test_grouped", "test_uses_the_server", "test_free"}, done.stdout
+    return workers, (tmp_path / "setups").read_text()
+
+
+def test_a_group_runs_on_one_worker(generated):
+    workers, _ = generated
+    assert len(workers["test_grouped"]) == 1, workers
+
+
+def test_a_module_fixture_is_set_up_once_for_its_tests(generated):
+    workers, setups = generated
     assert len(workers["test_uses_the_server"]) == 1, workers
-    assert setups.read_text() == "started\n"
+    assert setups == "started\n"
