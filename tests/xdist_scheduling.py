@@ -6,6 +6,8 @@ Loaded by tests/conftest.py. Tests marked ``xdist_group(name)`` run on one worke
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 SHARED_SCOPES = ("package", "module", "class")
@@ -41,7 +43,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if not names or item.nodeid.endswith(suffix):
             continue  # no group, or pytest-xdist's own suffix took effect (pytest before 9.2)
         set_node_id(item, item.nodeid + suffix)
-        assert item.nodeid.endswith(suffix), f"cannot put the xdist_group of {item.nodeid} in its node id"
+        if not item.nodeid.endswith(suffix):  # another pytest: the tests still pass, spread wider
+            warnings.warn(f"cannot put the xdist_group of {item.nodeid} in its node id", stacklevel=1)
+            return
 
 
 def uses_a_shared_fixture(item: pytest.Item) -> bool:
