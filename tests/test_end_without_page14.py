@@ -250,24 +250,11 @@ def test_replay_check_salvage_and_the_reader_agree_on_random_damage_without_the_
     kvb check reports what replay counts, and salvage copies what DB reads."""
     import shutil
 
-    import test_format_reader11 as reader
-    from test_engine_review13 import _salvaged_matches_db
+    from test_engine_review13 import assert_readers_agree, damage_record, random_store
 
     rnd = random.Random(1414)
     base = str(tmp_path / "base")
-    with DB(base, max_file_size=4096) as db:
-        for _ in range(200):
-            key = b"k%d" % rnd.randrange(30)
-            r = rnd.random()
-            if r < 0.1:
-                db.delete(key)
-            elif r < 0.25:
-                with db.batch() as b:
-                    b.put(key, rnd.randbytes(rnd.randrange(100)))
-                    b.delete(key + b"!")
-                    b.put(key + b"?", rnd.randbytes(rnd.randrange(100)))
-            else:
-                db.put(key, rnd.randbytes(rnd.randrange(1, 300)))
+    random_store(base, rnd, 200)
     os.unlink(os.path.join(base, "STATE"))
     for it in range(30):
         path = str(tmp_path / f"s{it}")
@@ -277,23 +264,8 @@ def test_replay_check_salvage_and_the_reader_agree_on_random_damage_without_the_
             walkable = records(name)
             if not walkable:
                 continue
-            r = rnd.choice(walkable)
-            how = rnd.choice(["klen", "vlen", "zeros", "byte"])
-            if how == "klen":
-                klen = rnd.choice([0x7FFFFFFF, 70000, r[4] + rnd.randrange(1, 90)])
-                _patch(name, r[0] + 6, struct.pack("<I", klen))
-            elif how == "vlen":
-                vlen = rnd.choice([0x3FFFFFFF, r[5] + rnd.randrange(1, 300), max(r[5] - 20, 0)])
-                _patch(name, r[0] + 10, struct.pack("<I", vlen))
-            elif how == "zeros":
-                _patch(name, r[0], bytes(rnd.choice([22, 100])))
-            else:
-                _patch(name, r[0] + rnd.randrange(4, 22 + r[4] + r[5]), bytes([rnd.randrange(256)]))
-        problems = check(path).problems
-        with DB(path, read_only=True) as db:
-            assert db.stats()["corrupt_records"] == len(problems), (it, problems)
-        _salvaged_matches_db(path, str(tmp_path / f"copy{it}"))
-        reader.assert_same(path)
+            damage_record(name, rnd.choice(walkable), rnd, shorter=True, zeros=(22, 100))
+        problems = assert_readers_agree(path, str(tmp_path / f"copy{it}"), it)
         assert check(path).problems == problems  # after recovery (and with the page it made)
 
 
