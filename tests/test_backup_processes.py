@@ -129,6 +129,7 @@ with DB(sys.argv[1], read_only=True) as db:
     def show(done, total):
         sys.stdout.write(f"{done}\\n")
         sys.stdout.flush()
+        sys.stdin.readline()  # the test's go-ahead: so that it kills the backup where it chose
     db.backup(sys.argv[2], name=sys.argv[3], progress=show)
 print("DONE", flush=True)
 """
@@ -148,18 +149,25 @@ def test_killed_backup_never_looks_complete_and_retry_completes(tmp_path):
     rng = random.Random(1234)
     for run in range(3):
         name = f"kb{run}"
-        child = spawn_python(BACKUP_CHILD, store, url, name, stdout=subprocess.PIPE, text=True)
+        child = spawn_python(
+            BACKUP_CHILD, store, url, name, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         stop_at = rng.randint(2, 60)
         lines = 0
         try:
+            # The child waits for a go-ahead after each progress line, so it is still running,
+            # after the stop_at-th line, when the kill comes (under load it used to finish first).
             for _line in child.stdout:
                 lines += 1
                 if lines >= stop_at:
                     break
+                child.stdin.write("\n")
+                child.stdin.flush()
             os.kill(child.pid, signal.SIGKILL)
         finally:
             child.wait()
             child.stdout.close()
+            child.stdin.close()
         assert child.returncode == -signal.SIGKILL
         assert [i.name for i in list_backups(url)] == ["base"]
         with pytest.raises(BackupError, match=f"no backup named '{name}'"):
