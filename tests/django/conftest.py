@@ -7,6 +7,7 @@ then sees configured settings and sets up its test environment.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -22,6 +23,9 @@ import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 CACHE_ROOT = tempfile.mkdtemp(prefix="kvb-django-tests-")
+# Also where no test of this directory runs (a worker or the controller that only imported this
+# file), which the session fixture below does not see.
+atexit.register(shutil.rmtree, CACHE_ROOT, True)
 MAIN = os.path.join(CACHE_ROOT, "main")
 KV = "kv_backend_django.cache.KVCache"
 
