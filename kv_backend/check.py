@@ -214,7 +214,8 @@ def _check_records(
         # Up to ``limit`` every record was published: what stops the scan there is a damaged header,
         # not an unfinished write, and reading resumes after it as replay does (file-format.md).
         limit = published_end if tail else size
-        if tail and at >= limit and res.stop_reason == rec.PREALLOCATED and _zeros_from(buf, stop_at, size):
+        reserved = tail and at >= limit and res.stop_reason == rec.PREALLOCATED
+        if reserved and rec.only_zeros(reader_of(buf), stop_at, size):
             break  # zeros reserved ahead of the tail by a writer: not data
         if res.stop_reason != "uncommitted batch" and at < limit:
             report.records += len(res.pending or ())  # their batch was published with its COMMIT
@@ -349,9 +350,5 @@ def _head(path: str) -> bytes | None:
 def _only_zeros_after(buf: bytes | _DataFile, offset: int, size: int) -> bool:
     """True if the record at ``offset`` is followed by nothing but zeros (or the end, ``size``)."""
     _, _, _, klen, vlen, _ = rec.HEADER.unpack_from(buf[offset : offset + rec.HEADER_SIZE])
-    return _zeros_from(buf, offset + rec.HEADER_SIZE + klen + vlen, size)
+    return rec.only_zeros(reader_of(buf), offset + rec.HEADER_SIZE + klen + vlen, size)
 
-
-def _zeros_from(buf: bytes | _DataFile, pos: int, size: int) -> bool:
-    """True if ``buf`` holds only zero bytes from ``pos`` to ``size`` (read a window at a time)."""
-    return all(not buf[p : min(p + WINDOW, size)].strip(b"\0") for p in range(pos, size, WINDOW))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kv_backend import record as rec
@@ -79,13 +78,9 @@ def _end_without_page(fd: int, size: int, *, last: bool) -> int:
     """Where the data of a file of ``size`` bytes with no published end ends: that of the ``last``
     file, or of the one before it, which ends there only if what follows can be an unfinished
     write (a rotation that died left it so), else at its end (a closed file)."""
-    end = data_end(_reader(fd), rec.FILE_HEADER_SIZE, size)
-    return end if last or end == size or may_be_torn(_reader(fd), end, size) else size
-
-
-def _reader(fd: int) -> Callable[[int, int], bytes]:
-    """``read(offset, n)``: the bytes of the file open as ``fd`` (fewer at its end)."""
-    return lambda offset, n: _pread(fd, n, offset)
+    read = rec.file_reader(fd)
+    end = data_end(read, rec.FILE_HEADER_SIZE, size)
+    return end if last or end == size or may_be_torn(read, end, size) else size
 
 
 def _replay(
@@ -127,7 +122,7 @@ def _replay(
         if res is None or res.stop_at < 0 or res.stop_reason == "uncommitted batch" or pos >= end:
             return end
         at = base + res.stop_at
-        read = _reader(f.fd)
+        read = rec.file_reader(f.fd)
         if res.pending:
             ix.apply(idx, base, res.pending)  # published, so its COMMIT was too (it lies in the damage)
         damaged = rec.damaged_key(read, at, end)
@@ -322,7 +317,7 @@ class _Opening(_Parts):
                     published = False
                 # Without a published end to go by, a damaged record with sound records after it
                 # is damage to report, not a torn tail to cut (with everything after it).
-                end = _valid_end(fd, start, size) if published else data_end(_reader(fd), start, size)
+                end = _valid_end(fd, start, size) if published else data_end(rec.file_reader(fd), start, size)
                 if end < size:
                     os.ftruncate(fd, end)
                     if self._sync_interval is not None:

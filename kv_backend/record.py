@@ -313,8 +313,13 @@ def scan_file(
     the end of the file, or after the chunk whose scan stopped at a torn or
     damaged record; ``offset + result.end`` of the last item is where it stopped.
     """
-    read = functools.partial(_pread_at, fd)
-    return scan_read(read, start, end, trust_lengths=trust_lengths, chunk=chunk)
+    return scan_read(file_reader(fd), start, end, trust_lengths=trust_lengths, chunk=chunk)
+
+
+def file_reader(fd: int) -> Callable[[int, int], bytes]:
+    """``read(offset, n)``: the bytes of the file open as ``fd`` (fewer at its end), as the readers
+    of this module (:func:`scan_read`, :func:`resync`, :func:`damaged_key`...) take them."""
+    return functools.partial(_pread_at, fd)
 
 
 def _pread_at(fd: int, pos: int, n: int) -> bytes:
@@ -448,7 +453,7 @@ def resync(read: Callable[[int, int], bytes], pos: int, end: int) -> int | None:
                 continue
             else:
                 if zeros_from < 0:
-                    zeros_from = _zeros_start(read, pos, end)
+                    zeros_from = zeros_start(read, pos, end)
                 zeros = nxt >= zeros_from
                 if not zeros:
                     continue
@@ -463,7 +468,14 @@ def resync(read: Callable[[int, int], bytes], pos: int, end: int) -> int | None:
     return None
 
 
-def _zeros_start(read: Callable[[int, int], bytes], pos: int, end: int) -> int:
+def only_zeros(read: Callable[[int, int], bytes], pos: int, end: int) -> bool:
+    """True if only zero bytes (space reserved ahead of the data) lie between ``pos`` and ``end``,
+    read a window at a time; bytes the file does not hold count as zeros."""
+    step = _RESYNC_WINDOW
+    return all(not read(p, min(step, end - p)).strip(b"\0") for p in range(pos, end, step))
+
+
+def zeros_start(read: Callable[[int, int], bytes], pos: int, end: int) -> int:
     """Where the zero bytes that end ``[pos, end)`` start (``end`` if it ends in another byte), read
     back from ``end`` a window at a time."""
     while end > pos:

@@ -253,8 +253,7 @@ def _sound_at(buf: bytes | mmap.mmap, pos: int, end: int) -> int:
 
 def _zeros_from(buf: bytes | mmap.mmap, pos: int) -> bool:
     """True if ``buf`` holds only zero bytes from ``pos`` on (space reserved ahead of the tail)."""
-    step = 1 << 20
-    return all(not buf[p : p + step].strip(b"\0") for p in range(pos, len(buf), step))
+    return rec.only_zeros(reader_of(buf), pos, len(buf))
 
 
 def _replay(

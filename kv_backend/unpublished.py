@@ -137,5 +137,4 @@ def may_be_torn(read: Read, pos: int, size: int) -> bool:
         pos += rec.HEADER_SIZE + klen + vlen
         if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE or pos > size:
             return False
-    step = 1 << 20
-    return all(not read(p, min(step, size - p)).strip(b"\0") for p in range(pos, size, step))
+    return rec.only_zeros(read, pos, size)
