@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import BackupError, ConfigurationError, KVError
-from kv_backend.files import check_new_store_target, enclosing_store, missing_directories
+from kv_backend.files import check_new_store_target, enclosing_store, missing_directories, withheld_modes
 
 if TYPE_CHECKING:
     from kv_backend.db import DB, SnapshotFile
@@ -291,8 +291,9 @@ class _Target:
         umask: the copies hold what the store holds, which its directory kept from other users.
         The owner keeps reading and writing them (a read-only store directory, 0555, still gives
         a backup it can write)."""
-        self.file_mode &= store_mode | 0o600
-        self.dir_mode &= store_mode | 0o700
+        file_mode, dir_mode = withheld_modes(store_mode)
+        self.file_mode &= file_mode
+        self.dir_mode &= dir_mode
 
     def _create(self, path: str) -> Any:
         """A new local file at ``path`` (replacing one there), open for writing, of ``file_mode``."""
@@ -1305,7 +1306,7 @@ def new_claimed_directory(
     if os.path.isdir(os.path.join(parent, base)):
         mode = 0o700
     else:
-        mode = 0o777 if source_mode is None else 0o777 & (source_mode | 0o700)
+        mode = 0o777 if source_mode is None else withheld_modes(source_mode)[1]
     remove_abandoned_copies(parent, base, kind)
     while True:
         tmp = os.path.join(parent, f".{base}.{kind}-{_token()}")
@@ -1396,10 +1397,10 @@ def keep_directory_access(dest: str, tmp: str, source_mode: int | None = None) -
             allowed = stat.S_IMODE(source_mode) | 0o700
             for name in os.listdir(tmp):
                 path = os.path.join(tmp, name)
-                os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) & (allowed & 0o666 | 0o600))
+                os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) & withheld_modes(source_mode)[0])
             os.chmod(tmp, stat.S_IMODE(os.stat(tmp).st_mode) & allowed)
         return  # a new directory: made like any other (the umask applies)
-    file_mode = 0o600 | (stat.S_IMODE(st.st_mode) & 0o066)
+    file_mode = withheld_modes(st.st_mode)[0]
     for name in os.listdir(tmp):
         os.chmod(os.path.join(tmp, name), file_mode)
     for uid in (st.st_uid, -1):  # only root may give a directory to another user

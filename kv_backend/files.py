@@ -302,6 +302,13 @@ def user_name(uid: int | None = None) -> str | None:
         return None
 
 
+def withheld_modes(mode: int) -> tuple[int, int]:
+    """(file mode, directory mode) that grant the group and others no more than ``mode`` (a store
+    directory's, or its format file's) does, the owner always keeping read and write (and search):
+    what a store's own new files, and the copies of its backups, restores and salvages, get."""
+    return 0o600 | (mode & 0o066), 0o700 | (mode & 0o077)
+
+
 def new_file_mode(directory: str) -> int:
     """The permission to create a file the engine adds to the store at ``directory`` with.
 
@@ -315,7 +322,7 @@ def new_file_mode(directory: str) -> int:
         granted = os.stat(os.path.join(directory, FORMAT_FILE)).st_mode
     except OSError:
         return 0o666
-    return 0o600 | (granted & 0o066)
+    return withheld_modes(granted)[0]
 
 
 def storage_error(exc: OSError, what: str) -> StorageError:
