@@ -790,7 +790,7 @@ class Scripts:
                 if isinstance(fmt, bytes) and isinstance(text, bytes):
                     reply = Verbatim(text)
                     # as Redis, the format is read up to a zero byte and padded with spaces
-                    reply.format = (fmt.split(b"\0", 1)[0] + b"   ")[:3]
+                    reply.format = (c_string(fmt) + b"   ")[:3]
                     return reply
             for kind in (b"map", b"set"):
                 inner = value[kind]

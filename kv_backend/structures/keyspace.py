@@ -1112,6 +1112,20 @@ def _redis_int(value: bytes) -> int | None:
         return None
 
 
+def intset_order(members: Iterable[bytes]) -> list[bytes] | None:
+    """``members`` (a whole set) in numeric order if Redis 7.2 would keep the set as an intset (at
+    most 512 members, each a 64-bit integer as Redis writes one, as OBJECT ENCODING says), which is
+    the order Redis answers it in; else None. Reads at most 513 members."""
+    numbered: list[tuple[int, bytes]] = []
+    for member in members:
+        number = _redis_int(member)
+        if number is None or len(numbered) == 512:
+            return None
+        numbered.append((number, member))
+    numbered.sort()
+    return [m for _, m in numbered]
+
+
 def _listpack_entry_size(element: bytes) -> int:
     """The bytes one element takes in a listpack: its encoding, data and back-length."""
     n = _redis_int(element)

@@ -8,7 +8,7 @@ from typing import Any
 
 from kv_backend.errors import InvalidArgumentError, KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, wrong_arity
-from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, _redis_int, scan_pages
+from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, intset_order, scan_pages
 from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _list_or_args, _lp
 from kv_backend.structures.parsing import (
     glob_match,
@@ -167,14 +167,7 @@ class Sets(Keyspace):
         None; reads at most 513 member records."""
         pfx = SET + _lp(name)
         n = len(pfx)
-        numbered: list[tuple[int, bytes]] = []
-        for key in self.db.keys(prefix=pfx):
-            number = _redis_int(key[n:])
-            if number is None or len(numbered) == 512:
-                return None
-            numbered.append((number, key[n:]))
-        numbered.sort()
-        return [m for _, m in numbered]
+        return intset_order(key[n:] for key in self.db.keys(prefix=pfx))
 
     @_name_limit(T_SET)
     def smove(self, src: Name, dst: Name, member: Value) -> bool:

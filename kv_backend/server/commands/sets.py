@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
@@ -17,27 +16,16 @@ from kv_backend.server.commands.registry import (
 )
 from kv_backend.server.protocol import OrderedSet
 from kv_backend.structures import CommandError, parse_cursor
-from kv_backend.structures.keyspace import _redis_int
+from kv_backend.structures.keyspace import intset_order
 from kv_backend.structures.parsing import random_repeats
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
 
 
-def _intset_order(members: Iterable[bytes]) -> list[bytes] | None:
-    """A whole set in the order Redis answers it when it keeps the set as an intset (at most 512
-    members, each a 64-bit integer as Redis writes one): numeric. None for another set, whose order
-    Redis leaves to its hash table (or, for a small set in Redis 7.2, to insertion, which kvb does
-    not keep)."""
-    numbered = [(_redis_int(m), m) for m in members]
-    if len(numbered) > 512 or any(n is None for n, _ in numbered):
-        return None
-    return [m for _, m in sorted(numbered)]
-
-
 def _set_reply(members: set[bytes]) -> Any:
     """SMEMBERS', SINTER's, SUNION's and SDIFF's reply: an intset's members in Redis's order."""
-    ordered = _intset_order(members)
+    ordered = intset_order(members)  # (another set's order Redis leaves to its hash table)
     return members if ordered is None else OrderedSet(ordered)
 
 
@@ -102,7 +90,7 @@ def cmd_spop(conn: Connection, args: list[bytes]) -> Any:
                 break
             out.append(m)
     if out and count >= size:  # the whole set, in SMEMBERS' order, as Redis answers it
-        return OrderedSet(_intset_order(out) or sorted(out))
+        return OrderedSet(intset_order(out) or sorted(out))
     return set(out) if conn.resp3 else out
 
 
@@ -117,7 +105,7 @@ def cmd_srandmember(conn: Connection, args: list[bytes]) -> Any:
     import random
 
     if count >= len(members):  # the whole set, in SMEMBERS' order, as Redis answers it
-        return _intset_order(members) or members
+        return intset_order(members) or members
     if count >= 0:
         return random.sample(members, count)
     return random.choices(members, k=random_repeats(count)) if members else []
