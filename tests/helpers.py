@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import shutil
@@ -126,6 +127,42 @@ def connect_when_listening(port: int, wait: float = 20) -> socket.socket:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+def stalled_upload(port: int) -> socket.socket:
+    """Start a PUT on the kvb http at ``port`` (once it listens) whose body never ends, and return its
+    connection once the app is reading the body: uvicorn sends "100 Continue" when the app first asks
+    for it. A shutdown signalled from then on finds the request in progress."""
+    conn = connect_when_listening(port)
+    conn.settimeout(10)
+    conn.sendall(b"PUT /v1/keys/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n")
+    continued = conn.recv(4096)
+    if not continued.startswith(b"HTTP/1.1 100 "):
+        conn.close()
+        raise AssertionError(f"not asked for the body: {continued!r}")
+    conn.sendall(b"abc")
+    return conn
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything ``sock`` receives until the peer closes it (a hang fails with the socket's timeout)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+class LogSays(logging.Handler):
+    """A handler whose ``said`` event is set once a record's message starts with ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.said = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(self.text):
+            self.said.set()
 
 
 def require_tool(name: str) -> str:

@@ -17,7 +17,15 @@ from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
-from helpers import child_env, connect_when_listening, exit_code, fork_child, free_port, run_as_nobody
+from helpers import (
+    child_env,
+    exit_code,
+    fork_child,
+    free_port,
+    read_until_closed,
+    run_as_nobody,
+    stalled_upload,
+)
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 import kv_backend.check  # (also: imported before a child drops its privileges)
@@ -206,20 +214,18 @@ def test_http_sigterm_stops_soon_even_with_a_client_stalled_mid_request(tmp_path
 
     monkeypatch.setattr(http_server, "SHUTDOWN_GRACE", 0.3)
     port = free_port()
-    done = threading.Event()
     sent: list[float] = []
     answer: list[bytes] = []
 
     def stalled_client() -> None:
-        conn = connect_when_listening(port)
-        with conn:  # a PUT whose body never comes
-            conn.sendall(b"PUT /v1/keys/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
-            time.sleep(0.2)
+        try:  # a PUT whose body never comes
+            conn = stalled_upload(port)
+            conn.settimeout(30)
+        finally:
             sent.append(time.monotonic())
             os.kill(os.getpid(), signal.SIGTERM)
-            conn.settimeout(30)
-            answer.append(conn.recv(4096))
-            done.wait(30)
+        with conn:
+            answer.append(read_until_closed(conn))
 
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # uvicorn raises it again once stopped
     client = threading.Thread(target=stalled_client, daemon=True)
@@ -228,7 +234,6 @@ def test_http_sigterm_stops_soon_even_with_a_client_stalled_mid_request(tmp_path
         http_server.serve(str(tmp_path / "s"), port=port, log_level="warning")
         stopped = time.monotonic()
     finally:
-        done.set()
         signal.signal(signal.SIGTERM, previous)
     client.join(5)
     assert stopped - sent[0] < 3  # the grace (0.3 s here), not the client's 30 s

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import threading
 import time
 
 import pytest
-from helpers import connect_when_listening, free_port
+from helpers import LogSays, free_port, read_until_closed, stalled_upload
 
 from kv_backend import DB
 
@@ -25,33 +26,37 @@ def test_http_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path, capfd):
 
     port = free_port()
     answer: list[bytes] = []
-    done = threading.Event()
+    first_ctrl_c: list[float] = []
+    waiting = LogSays("Waiting for connections to close")  # uvicorn's graceful shutdown has begun
+    uvicorn_log = logging.getLogger("uvicorn.error")
 
     def stalled_client() -> None:
-        conn = connect_when_listening(port)
-        with conn:  # a PUT whose body never comes: the shutdown waits for it (up to 10 s)
-            conn.sendall(b"PUT /v1/keys/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
-            time.sleep(0.2)
+        try:  # a PUT whose body never comes: the shutdown waits for it (up to 10 s)
+            conn = stalled_upload(port)
+            uvicorn_log.addHandler(waiting)  # uvicorn set its logging up before it listened
+        finally:
+            first_ctrl_c.append(time.monotonic())
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.3)
-            os.kill(os.getpid(), signal.SIGINT)  # the impatient operator's second Ctrl-C
-            conn.settimeout(10)
-            answer.append(conn.recv(4096))
-            done.wait(10)
+        with conn:
+            try:
+                waiting.said.wait(10)
+            finally:
+                os.kill(os.getpid(), signal.SIGINT)  # the impatient operator's second Ctrl-C
+            answer.append(read_until_closed(conn))
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     client = threading.Thread(target=stalled_client, daemon=True)
-    started = time.monotonic()
     try:
         client.start()
         code = main(["http", "--dir", str(tmp_path / "s"), "--port", str(port)])
         stopped = time.monotonic()
     finally:
-        done.set()
         signal.signal(signal.SIGINT, previous)
-    client.join(5)
+        uvicorn_log.removeHandler(waiting)
+    client.join(10)
     err = capfd.readouterr().err
-    assert code == 0 and stopped - started < 5  # not the 10 s grace
+    assert waiting.said.is_set(), err  # the second Ctrl-C came during the graceful shutdown
+    assert code == 0 and stopped - first_ctrl_c[0] < 5  # not the 10 s grace
     assert "Traceback" not in err and "Exception in" not in err, err
     assert "Application shutdown complete" in err
     assert answer and answer[0].startswith(b"HTTP/1.1 503") and b"store_closed" in answer[0]
