@@ -110,6 +110,15 @@ def kill_when_ready(code: str, *args: str, delay: float) -> None:
             proc.stdout.close()
 
 
+def wait_for(pred: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:
+    """Return once ``pred()`` is true, checking every 5 ms; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout} s")
+        time.sleep(0.005)
+
+
 def free_port() -> int:
     """Return a free TCP port on 127.0.0.1."""
     with socket.socket() as s:
@@ -163,6 +172,20 @@ class LogSays(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage().startswith(self.text):
             self.said.set()
+
+
+def note_waits(monkeypatch, db: Any) -> threading.Event:
+    """An event set each time a thread starts waiting in ``db.wait_for_change`` (a blocking command
+    waiting for a write): a test clears it, then acts once the waiter waits, not after a guessed sleep."""
+    waiting = threading.Event()
+    wait_for_change = db.wait_for_change
+
+    def noted(*args: Any, **kwargs: Any) -> bool:
+        waiting.set()
+        return wait_for_change(*args, **kwargs)
+
+    monkeypatch.setattr(db, "wait_for_change", noted)
+    return waiting
 
 
 def require_tool(name: str) -> str:

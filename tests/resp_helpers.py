@@ -10,8 +10,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from helpers import child_env, free_port, require_tool
+from helpers import child_env, free_port, require_tool, wait_for
 
 
 class RunningServer:
@@ -77,6 +78,11 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"nothing listens on port {port} after {timeout} s")
+
+
+def wait_blocked(r: Any, n: int = 1, timeout: float = 10.0) -> None:
+    """Wait until the server that the redis-py client ``r`` talks to has ``n`` blocked clients."""
+    wait_for(lambda: int(r.info("clients")["blocked_clients"]) == n, timeout, f"{n} blocked clients")
 
 
 def start_redis_server(tmpdir: str) -> tuple[subprocess.Popen, int]:

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import run_python, spawn_python
+from helpers import run_python, spawn_python, wait_for
 
 import kv_backend.backup as kvbackup
 from kv_backend import DB, BackupError
@@ -45,14 +45,6 @@ def acked(path: str) -> int:
     except FileNotFoundError:
         return 0
     return struct.unpack("<Q", data)[0] if len(data) == 8 else 0
-
-
-def wait_for(pred, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 def assert_prefix_of_batches(path: str, at_least: int) -> int:

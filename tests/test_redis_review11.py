@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from helpers import note_waits
 from resp_helpers import Raw, RunningServer
 
 
@@ -223,7 +224,7 @@ def test_blocked_xreadgroup_is_told_its_stream_or_group_is_gone(both, change):
     assert replies[0].startswith(b"-NOGROUP the consumer" if change[0] == "XGROUP" else b"-UNBLOCKED")
 
 
-def test_in_process_blocked_xreadgroup_is_told_its_stream_is_gone(tmp_path):
+def test_in_process_blocked_xreadgroup_is_told_its_stream_is_gone(tmp_path, monkeypatch):
     """``Structures.xreadgroup(block=0)`` waiting on a stream that another thread deletes raises
     the same UNBLOCKED error (it raised XREADGROUP's NOGROUP for a missing key)."""
     from kv_backend.structures import CommandError, Structures
@@ -231,6 +232,7 @@ def test_in_process_blocked_xreadgroup_is_told_its_stream_is_gone(tmp_path):
     st = Structures(str(tmp_path / "store"))
     try:
         st.xgroup_create("s", "g", "$", mkstream=True)
+        waiting = note_waits(monkeypatch, st.db)
         outcome: dict = {}
 
         def read() -> None:
@@ -241,7 +243,7 @@ def test_in_process_blocked_xreadgroup_is_told_its_stream_is_gone(tmp_path):
 
         thread = threading.Thread(target=read, daemon=True)
         thread.start()
-        time.sleep(0.05)
+        assert waiting.wait(10), outcome
         st.delete("s")
         thread.join(5)
         assert outcome == {"error": "UNBLOCKED the stream key no longer exists"}

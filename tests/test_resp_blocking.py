@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from helpers import run_python
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from resp_helpers import RunningServer
+from resp_helpers import RunningServer, wait_blocked
 
 from kv_backend.structures import Structures
 
@@ -97,12 +97,12 @@ def test_waiters_are_served_first_come_first_served(server):
         results[i] = clients[i].blpop(["fifo"], timeout=10)
 
     threads = []
+    pusher = client(server)
     for i in range(3):
         t = threading.Thread(target=wait, args=(i,))
         t.start()
         threads.append(t)
-        time.sleep(0.15)  # a fixed arrival order
-    pusher = client(server)
+        wait_blocked(pusher, i + 1)  # a fixed arrival order
     pusher.rpush("fifo", "first", "second", "third")  # one push wakes all three, in order
     for t in threads:
         t.join(15)
@@ -186,12 +186,10 @@ def test_errors_as_redis(r):
 def test_a_waiter_that_disconnects_takes_nothing(server, r):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(b"BLPOP gone 0\r\n")
-        time.sleep(0.2)
-    time.sleep(0.2)
+        wait_blocked(r)
+    wait_blocked(r, 0)  # the server saw it go
     r.rpush("gone", "kept")
-    time.sleep(0.2)
     assert r.lrange("gone", 0, -1) == [b"kept"]
-    assert r.info("clients")["blocked_clients"] == 0
 
 
 def test_client_unblock(server, r):
@@ -200,15 +198,14 @@ def test_client_unblock(server, r):
     out: list = []
     t = threading.Thread(target=lambda: out.append(waiter.blpop(["ub"], timeout=0)))
     t.start()
-    time.sleep(0.2)
-    assert r.info("clients")["blocked_clients"] == 1
+    wait_blocked(r)
     assert r.client_unblock(wid) == 1
     t.join(10)
     assert out == [None]
     assert r.client_unblock(wid) == 0  # not blocked any more
     t = threading.Thread(target=lambda: out.append(_error_of(waiter.blpop, ["ub"], 0)))
     t.start()
-    time.sleep(0.2)
+    wait_blocked(r)
     assert r.client_unblock(wid, error=True) == 1
     t.join(10)
     assert "UNBLOCKED" in out[1]

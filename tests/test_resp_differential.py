@@ -1285,13 +1285,19 @@ def test_watch_of_a_key_that_expires(pair, protocol):
         for expired_before_watch in (True, False):
             results = []
             for client, other in zip(pair, others, strict=True):
-                client.execute_command("FLUSHALL")
-                client.execute_command("SET", "a", "1", "PX", "30")
-                if expired_before_watch:
-                    time.sleep(0.06)
-                client.execute_command("WATCH", "a")
+                px = 30
+                while True:
+                    client.execute_command("FLUSHALL")
+                    client.execute_command("SET", "a", "1", "PX", str(px))
+                    if expired_before_watch:
+                        time.sleep(2 * px / 1000)
+                    client.execute_command("WATCH", "a")
+                    if expired_before_watch or other.execute_command("PTTL", "a") > 0:
+                        break
+                    client.execute_command("UNWATCH")  # (a loaded machine) expired before the WATCH
+                    px *= 4
                 if not expired_before_watch:
-                    time.sleep(0.06)
+                    time.sleep(2 * px / 1000)
                 assert other.execute_command("DEL", "a") == 0
                 client.execute_command("MULTI")
                 client.execute_command("PING")

@@ -12,7 +12,8 @@ import time
 
 import pytest
 import redis
-from resp_helpers import redis_and_kvb
+from helpers import note_waits
+from resp_helpers import redis_and_kvb, wait_blocked
 
 from kv_backend.structures import Structures
 
@@ -58,14 +59,6 @@ def raw(port: int) -> redis.Connection:
 def call(conn: redis.Connection, *args):
     conn.send_command(*args)
     return conn.read_response()
-
-
-def wait_blocked(r: redis.Redis, n: int = 1) -> None:
-    """Wait until ``n`` clients are blocked on the server."""
-    deadline = time.monotonic() + 5
-    while int(r.info("clients")["blocked_clients"]) < n:
-        assert time.monotonic() < deadline, "the client did not block"
-        time.sleep(0.01)
 
 
 # ------------------------------------------- a blocked client whose key changes type
@@ -127,8 +120,9 @@ def test_a_waiter_of_another_type_does_not_hold_up_the_next(port):
     lwaiter.disconnect()
 
 
-def test_structures_blocking_pops_skip_a_key_that_changed_type(tmp_path):
+def test_structures_blocking_pops_skip_a_key_that_changed_type(tmp_path, monkeypatch):
     st = Structures(str(tmp_path / "s"))
+    waiting = note_waits(monkeypatch, st.db)
     try:
         for pop, push in (
             (lambda: st.bzpopmin(["a", "b"], 5), lambda: st.zadd("b", {"m": 1})),
@@ -137,10 +131,12 @@ def test_structures_blocking_pops_skip_a_key_that_changed_type(tmp_path):
             (lambda: st.blmpop(["a", "b"], 5), lambda: st.rpush("b", "m")),
         ):
             st.delete("a", "b")
+            waiting.clear()
             t, box = in_thread(pop)
-            time.sleep(0.05)
+            assert waiting.wait(10), box
+            waiting.clear()
             st.set("a", "a string")
-            time.sleep(0.05)
+            assert waiting.wait(10), box  # tried again, and waits on
             assert "out" not in box
             push()
             t.join(10)
@@ -199,14 +195,16 @@ def _command(*words: str) -> bytes:
     return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w.encode()) for w in words)
 
 
-def _exchange(port: int, payload: bytes, expected: int) -> bytes:
-    """Send ``payload`` on a new connection, publish to ``ch``, and read ``expected`` bytes back."""
+def _exchange(port: int, payload: bytes, subscribed: int, expected: int) -> bytes:
+    """Send ``payload`` on a new connection, publish to ``ch`` once ``subscribed`` bytes came back
+    (the subscription's confirmation: it is in place), and read ``expected`` bytes back in all."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(payload)
-        time.sleep(0.1)
+        out = b""
+        while len(out) < subscribed and (data := s.recv(65536)):
+            out += data
         with redis.Redis(port=port) as pub:
             pub.publish("ch", "hi")
-        out = b""
         while len(out) < expected:
             data = s.recv(65536)
             if not data:
@@ -229,4 +227,4 @@ def test_client_reply_off_or_skip_still_confirms_subscriptions(port, mode):
     pong = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
     message = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n"
     want = confirm + (b"" if mode == "OFF" else pong) + message
-    assert _exchange(port, payload, len(want)) == want
+    assert _exchange(port, payload, len(confirm), len(want)) == want

@@ -16,7 +16,7 @@ import time
 import pytest
 import redis
 import redis.asyncio as aioredis
-from helpers import child_env, require_tool, spawn_python
+from helpers import child_env, require_tool, spawn_python, wait_for
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from resp_helpers import RunningServer
@@ -351,7 +351,7 @@ def test_pubsub(r, server):
     p = r.pubsub(ignore_subscribe_messages=True)
     p.subscribe("news")
     p.psubscribe("ev.*")
-    time.sleep(0.05)
+    wait_for(lambda: r.pubsub_numsub("news") == [(b"news", 1)] and r.pubsub_numpat() == 1, 10, "subscribed")
     assert r.publish("news", "hello") == 1
     assert r.publish("ev.x", "world") == 1
     assert r.publish("nobody", "x") == 0
@@ -370,7 +370,7 @@ def test_pubsub(r, server):
     r3 = redis.Redis(port=server.port, protocol=3)
     p3 = r3.pubsub(ignore_subscribe_messages=True)
     p3.subscribe("c3")
-    time.sleep(0.05)
+    wait_for(lambda: r.pubsub_numsub("c3") == [(b"c3", 1)], 10, "subscribed")
     assert r.publish("c3", "x") == 1
     m = None
     deadline = time.monotonic() + 5
