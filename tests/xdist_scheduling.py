@@ -7,10 +7,18 @@ Loaded by tests/conftest.py. Tests marked ``xdist_group(name)`` run on one worke
 from __future__ import annotations
 
 import warnings
+from collections.abc import Generator
 
 import pytest
 
+try:
+    from _pytest.nodeid import NodeId  # pytest 9.2+: node ids are structured
+except ImportError:
+    NodeId = None
+
 SHARED_SCOPES = ("package", "module", "class")
+#: Where a node keeps its id: what ``item.nodeid`` reads.
+ID_ATTRIBUTE = "_nodeid" if NodeId is None else "_id"
 
 
 def group_names(item: pytest.Item) -> set[str]:
@@ -23,29 +31,62 @@ def group_names(item: pytest.Item) -> set[str]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup``, pytest-xdist (3.8) appends ``@group`` to the node id of each test
-    marked ``xdist_group`` on the worker, and the controller schedules the tests by that suffix. It
-    sets the old ``_nodeid`` attribute, which pytest 9.2 no longer reads (node ids are structured:
-    pytest-xdist issue 1386): the suffix was lost and every group spread over both workers. This
-    runs after pytest-xdist's hook and puts the suffix where this pytest reads the id.
+    """Every test without a group is scheduled on its own, so the tests of one module alternate
+    between the workers, and each worker would pay for the module's shared fixtures (servers started
+    once per module, a benchmark run once per module...): a test that uses one joins its module's group.
 
-    Every other test is scheduled on its own, so the tests of one module alternate between the
-    workers, and each worker would pay for the module's shared fixtures (servers started once per
-    module, a benchmark run once per module...): a test that uses one joins its module's group."""
+    pytest-xdist (3.8) appends ``@group`` to the node id of each grouped test here, through the
+    old ``_nodeid`` attribute; where that takes effect (pytest before 9.2) the suffix is taken off
+    again: it goes only into the ids the worker reports to the controller (see
+    :func:`pytest_collection_finish`)."""
     if not getattr(config.option, "loadgroup", False):
         return
     for item in items:
         names = group_names(item)
-        if not names and uses_a_shared_fixture(item):
-            names = {item.nodeid.split("::", 1)[0]}
-            item.add_marker(pytest.mark.xdist_group(*names))
-        suffix = "@" + "_".join(sorted(names))
-        if not names or item.nodeid.endswith(suffix):
-            continue  # no group, or pytest-xdist's own suffix took effect (pytest before 9.2)
-        set_node_id(item, item.nodeid + suffix)
-        if not item.nodeid.endswith(suffix):  # another pytest: the tests still pass, spread wider
-            warnings.warn(f"cannot put the xdist_group of {item.nodeid} in its node id", stacklevel=1)
-            return
+        if names:
+            suffix = group_suffix(names)
+            if item.nodeid.endswith(suffix):
+                set_node_id(item, item.nodeid[: -len(suffix)])
+        elif uses_a_shared_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_finish(session: pytest.Session) -> Generator[None, object, object]:
+    """Under ``--dist loadgroup`` the controller keeps the tests whose ids end in the same ``@group``
+    on one worker, reading the ids each worker reports when its collection finishes (pytest-xdist's
+    own ``pytest_collection_finish``, which this wraps). The ids carry the suffix for that report
+    alone: the tests run and are reported under their plain ids, so ``pytest 'tests/x.py::test[RESP3]'``
+    reruns the test a report names. (pytest 9.2 no longer reads the attribute pytest-xdist sets,
+    pytest-xdist issue 1386, and its ids with the suffix showed a stray ``]``: ``test[RESP3]@g]``.)"""
+    items = session.items if getattr(session.config.option, "loadgroup", False) else []
+    plain = [getattr(item, ID_ATTRIBUTE) for item in items]
+    try:
+        for item in items:
+            names = group_names(item)
+            if names:
+                grouped = item.nodeid + group_suffix(names)
+                set_node_id(item, grouped)
+                if item.nodeid != grouped:  # another pytest: the tests still pass, spread wider
+                    warnings.warn(f"cannot put the xdist_group of {item.nodeid} in its node id", stacklevel=1)
+                    break
+        return (yield)
+    finally:
+        for item, nodeid in zip(items, plain, strict=True):
+            setattr(item, ID_ATTRIBUTE, nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: object) -> None:
+    """A worker that died in a test is reported (on the controller) under the id it was scheduled
+    by: report it under the test's own id, without the ``@group``, as pytest-xdist reads that."""
+    if crashitem.rfind("@") > crashitem.rfind("]"):
+        report.nodeid = crashitem.rsplit("@", 1)[0]
+
+
+def group_suffix(names: set[str]) -> str:
+    """What pytest-xdist appends to a node id for the groups ``names``."""
+    return "@" + "_".join(sorted(names))
 
 
 def uses_a_shared_fixture(item: pytest.Item) -> bool:
@@ -61,9 +102,4 @@ def uses_a_shared_fixture(item: pytest.Item) -> bool:
 
 
 def set_node_id(item: pytest.Item, nodeid: str) -> None:
-    try:
-        from _pytest.nodeid import NodeId  # pytest 9.2+
-    except ImportError:
-        item._nodeid = nodeid
-    else:
-        item._id = NodeId.parse(nodeid)
+    setattr(item, ID_ATTRIBUTE, nodeid if NodeId is None else NodeId.parse(nodeid))
