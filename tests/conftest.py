@@ -15,7 +15,7 @@ from resp_helpers import Raw, redis_and_kvb
 
 __all__ = ["require_tool"]
 
-pytest_plugins = ["xdist_scheduling"]
+pytest_plugins = ["xdist_scheduling", "session_tmpdir"]
 
 
 @pytest.fixture

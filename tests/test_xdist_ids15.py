@@ -36,7 +36,8 @@ def _pytest(cwd: str, *args: str) -> subprocess.CompletedProcess:
     env = child_env()
     env["PYTHONPATH"] = os.pathsep.join([HERE, env.get("PYTHONPATH", "")])
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only the plugins named: quicker start-up
-    plugins = ["-p", "xdist", "-p", "xdist_scheduling", "-p", "no:cacheprovider"]
+    # (--basetemp: not pytest-of-<user> in the TMPDIR of the processes this session starts)
+    plugins = ["-p", "xdist", "-p", "xdist_scheduling", "-p", "no:cacheprovider", "--basetemp=basetemp"]
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-n2", "--dist=loadgroup", "-v", "-rA", *plugins, *args],
         cwd=cwd,

@@ -54,7 +54,7 @@ def generated(tmp_path_factory) -> tuple[dict[str, set[str]], str]:
     env["PYTHONPATH"] = os.pathsep.join([HERE, env.get("PYTHONPATH", "")])
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only the plugins named: quicker start-up
     env["SETUPS"] = str(tmp_path / "setups")
-    plugins = ["-p", "xdist", "-p", "xdist_scheduling", "-p", "no:cacheprovider"]
+    plugins = ["-p", "xdist", "-p", "xdist_scheduling", "-p", "no:cacheprovider", "--basetemp=basetemp"]
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-n2", "--dist=loadgroup", "-v", *plugins, "test_generated.py"],
         cwd=tmp_path,
