@@ -31,9 +31,25 @@ class RunningServer:
             cmd += ["--requirepass", self.requirepass]
         if self.unixsocket:
             cmd += ["--unixsocket", self.unixsocket]
+        restart = self.proc is not None
         self.proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         wait_for_port(self.port, self.proc)
+        if restart:
+            self._check_listener()
         return self
+
+    def _check_listener(self) -> None:
+        """Fail if what listens on the port is not this server: another process may bind it (a
+        free port to it) while a restart leaves it free, and the test would talk to that."""
+        assert self.proc is not None
+        conn = Raw(self.port, 2)
+        try:
+            if self.requirepass:
+                conn.call("AUTH", self.requirepass)
+            info = conn.call("INFO", "server")
+        finally:
+            conn.close()
+        assert b"process_id:%d\r\n" % self.proc.pid in info, f"port {self.port} is another server's: {info!r}"
 
     def url(self) -> str:
         auth = f":{self.requirepass}@" if self.requirepass else ""

@@ -12,6 +12,8 @@ import pytest
 from helpers import child_env, require_tool, run_python
 from resp_helpers import RunningServer, start_redis_server, stop_process, tree_kill
 
+from kv_backend.structures import Structures
+
 
 @pytest.fixture
 def kvb(tmp_path):
@@ -206,6 +208,8 @@ def test_celery_tasks_queued_in_kvb_serve_survive_a_server_kill(tmp_path):
         """
         _run_client(appdir, env, send, None)
         srv.kill()
+        with Structures(srv.path) as st:  # the queue the worker will read: what the kill must not lose
+            assert st.llen("celery") == 8, st.keys("*")
         srv.start()  # same directory, same port
         # INFO: should this fail, the log shows which tasks the worker received and ran.
         worker = _start_worker(
