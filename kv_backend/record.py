@@ -358,10 +358,11 @@ def scan_read(
             chunk *= 2  # one record (or batch) is bigger than the chunk
 
 
-#: The type, flags and lengths of a header that may start a sound record: a known type, flags of 0
-#: or 1, a key length of at most 65536 and a value length below 2^31 (the exact bounds and the CRC
-#: are checked after). Its first byte is a character class, which ``re`` scans for quickly.
-_MAYBE_RECORD = re.compile(rb"[\x01-\x03][\x00\x01][\s\S]{2}[\x00\x01]\x00[\s\S]{3}[\x00-\x40]")
+#: The type and lengths of a header that may start a sound record: a known type, any flags byte (bits
+#: 1 to 7 are reserved, and every reader ignores them), a key length of at most 65536 and a value
+#: length below 2^31 (the exact bounds and the CRC are checked after). Its first byte is a character
+#: class, which ``re`` scans for quickly.
+_MAYBE_RECORD = re.compile(rb"[\x01-\x03][\s\S]{3}[\x00\x01]\x00[\s\S]{3}[\x00-\x40]")
 _RESYNC_WINDOW = 1 << 20
 #: Records up to this size are checksummed directly; larger ones from prefix CRCs (:class:`RangeCrc`).
 _DIRECT_CRC = 2 * RANGE_STEP

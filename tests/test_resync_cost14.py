@@ -66,8 +66,8 @@ def test_reading_past_int32_arrays_takes_bounded_time(monkeypatch):
 
 
 def _reference(buf: bytes, pos: int, end: int) -> int | None:
-    """Rule 3 read literally: the first offset after ``pos`` where a sound record starts (flags 0 or
-    1, as resync's scan takes them) followed by another sound record or by zeros up to ``end``."""
+    """Rule 3 read literally: the first offset after ``pos`` where a sound record starts (any flags
+    byte: its reserved bits are ignored) followed by another sound record or by zeros up to ``end``."""
 
     def sound(at: int) -> int:
         if min(end, len(buf)) - at < rec.HEADER_SIZE:
@@ -78,7 +78,7 @@ def _reference(buf: bytes, pos: int, end: int) -> int | None:
         return size if zlib.crc32(buf[at + 4 : at + size]) == struct.unpack_from("<I", buf, at)[0] else 0
 
     for c in range(pos + 1, end - rec.HEADER_SIZE + 1):
-        size = sound(c) if buf[c + 5 : c + 6] in (b"\0", b"\1") else 0
+        size = sound(c)
         if size and (sound(c + size) or not buf[c + size : end].strip(b"\0")):
             return c
     return None
