@@ -302,6 +302,13 @@ def _replay(
             apply([item for item in pending if item[2]])
             pending = None
 
+    def unfinished_from(at: int) -> None:
+        """The data ends at ``at``, in the unfinished last write of a crashed writer (no damage)."""
+        drop_pending(unfinished=True)
+        report.notes.append(
+            f"{path} @ {at}: {end - at} bytes of an unfinished last write (skipped, as replay does)"
+        )
+
     confirmed = -1  # damaged records whose lengths point at or before this offset are confirmed
 
     def _confirms(nxt: int, lim: int) -> bool:
@@ -331,14 +338,12 @@ def _replay(
         # it has a damaged length, as replay takes it (it reads no further there).
         lim = published_end if tail and pos < published_end else end
         size = _sound_at(buf, pos, lim)
-        if not size and tail and pos >= published_end:
+        unpublished = tail and pos >= published_end
+        if not size and unpublished:
             # Past the published end of the newest file (or the end recovery finds without one): the
             # tail of a write that never completed, where replay and tail recovery stop (what it
             # held was never acknowledged: not damage, as for kvb check).
-            drop_pending(unfinished=True)
-            report.notes.append(
-                f"{path} @ {pos}: {end - pos} bytes of an unfinished last write (skipped, as replay does)"
-            )
+            unfinished_from(pos)
             break
         if not size:
             whole = lim - pos >= rec.HEADER_SIZE
@@ -382,11 +387,17 @@ def _replay(
             report.regions.append(DamagedRegion(path, pos, nxt - pos))
             pos = nxt
             continue
-        report.records_read += 1
         _, rtype, flags, klen, vlen, expiry = rec.HEADER.unpack_from(buf, pos)
+        n = rec.COUNT.unpack_from(buf, pos + rec.HEADER_SIZE)[0] if rtype == rec.COMMIT else 0
+        if unpublished and rtype == rec.COMMIT and n != (0 if pending is None else len(pending)):
+            # A COMMIT that does not match its batch, or closes none, past the published end ends
+            # the data there, as for recovery (file-format.md, the unpublished part): the tail of a
+            # write that never completed (nothing after it was acknowledged).
+            unfinished_from(pos)
+            break
+        report.records_read += 1
         loc_key = bytes(buf[pos + rec.HEADER_SIZE : pos + rec.HEADER_SIZE + klen])
         if rtype == rec.COMMIT:
-            n = rec.COUNT.unpack_from(buf, pos + rec.HEADER_SIZE)[0] if vlen == 4 else -1
             if pending is None:
                 if n != 0:
                     # A COMMIT whose records are gone (in a damaged region): nothing to apply.
@@ -394,7 +405,7 @@ def _replay(
             elif n == len(pending):
                 apply(pending)
                 pending = None
-            elif not (tail and pos >= published_end):
+            else:
                 # Published data, where a COMMIT always ends a batch that committed: a damaged record,
                 # or a damaged region, made the count differ. Its last n records are the batch (all
                 # of them if fewer), as replay takes it (file-format.md, rule 2).
@@ -402,9 +413,6 @@ def _replay(
                 report.records_skipped += cut
                 apply([item for item in pending[:cut] if item[2]] + pending[cut:])
                 pending = None
-            else:
-                drop_pending()
-                report.records_skipped += 1
             pos += size
             continue
         loc = (fi, pos, size, expiry) if rtype == rec.PUT else None

@@ -3,12 +3,17 @@ not match past the published end, and what a backup takes for an unfinished writ
 
 from __future__ import annotations
 
+import os
+
+import pytest
 from helpers import data_files
 from test_engine_review13 import _damage_key_length, _offsets, _patch, _salvaged_matches_db
 
 from kv_backend import DB
 from kv_backend import record as rec
 from kv_backend.check import check
+from kv_backend.files import data_name
+from kv_backend.salvage import salvage
 
 
 def _set_flags(path: str, at: int, flags: int) -> None:
@@ -65,5 +70,50 @@ def test_reserved_flag_bits_do_not_change_what_a_record_means(store_path):
     _set_flags(active, at[b"c"], 0x03)
     with DB(store_path, read_only=True) as db:
         assert dict(db.items()) == {b"a": b"1", b"b": b"2", b"c": b"3", b"d": b"4"}
+    assert not check(store_path).problems
+    reader.assert_same(store_path)
+
+
+def _write_unpublished(store: str, data: bytes) -> None:
+    """Write ``data`` at the published end of the active file: what a writer killed before it
+    published its write leaves there."""
+    from kv_backend.state import published_tail
+
+    major, end = published_tail(store)
+    _patch(os.path.join(store, data_name((major, 0))), end, data)
+
+
+def _batch(pairs: list[tuple[bytes, bytes]], count: int) -> bytes:
+    recs = [rec.encode(rec.PUT, k, v, flags=rec.FLAG_BATCH) for k, v in pairs]
+    return b"".join(recs) + rec.encode_commit(count)
+
+
+@pytest.mark.parametrize(
+    "unpublished",
+    [
+        _batch([(b"b1", b"x"), (b"b2", b"y")], 3),  # a COMMIT that does not match its batch
+        _batch([(b"b1", b"x"), (b"b2", b"y")], 1),
+        rec.encode_commit(2),  # a COMMIT of count 2 that closes no batch
+    ],
+    ids=["count-above", "count-below", "no-batch"],
+)
+def test_salvage_stops_past_the_published_end_where_recovery_does(store_path, tmp_path, unpublished):
+    """Past the published end of the active file, a COMMIT whose count does not match its batch (or
+    that closes none) is where recovery ends the data (the tail of a write that never completed:
+    what follows was never acknowledged, and the next writer cuts it). Salvage read on past it and
+    copied the records after it, which the store itself no longer had once a writer opened it."""
+    import test_format_reader11 as reader
+
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+        db.put(b"b1", b"old")
+    _write_unpublished(store_path, unpublished + rec.encode(rec.PUT, b"after", b"never acknowledged"))
+    assert b"after" not in reader.read_store(store_path)
+    salvage(store_path, str(tmp_path / "copy"))
+    with DB(store_path) as db:  # recovery
+        kept = dict(db.items())
+    assert kept == {b"a": b"1", b"b1": b"old"}
+    with DB(str(tmp_path / "copy"), read_only=True) as db:
+        assert dict(db.items()) == kept
     assert not check(store_path).problems
     reader.assert_same(store_path)
