@@ -941,9 +941,9 @@ def backup(
             if progress is not None:
                 progress(0, total)
             entries = []
-            data_files = [snap.name for snap in snapshot if snap.name.endswith(".data")]
-            # The newest two data files may end in an unfinished write, which is no damage there.
-            tails = set(data_files[-2:])
+            # The data files that may end in an unfinished write, which is no damage there: none in a
+            # snapshot up to a published end (every file before the active one was closed first).
+            tails = {snap.name for snap in snapshot if snap.tail}
             for snap in snapshot:
                 mark = done
                 candidates = known.get((snap.name, snap.length))

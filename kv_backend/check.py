@@ -11,7 +11,7 @@ from kv_backend import record as rec
 from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
 from kv_backend.hint import read_hints
 from kv_backend.state import published_tail
-from kv_backend.unpublished import data_end, reader_of, rotation_unpublished
+from kv_backend.unpublished import data_end, reader_of, tail_files
 
 
 @dataclass
@@ -84,14 +84,11 @@ def _check(path: str) -> CheckReport:
     fids = list_data_files(path)
     # Read before the data files: whatever a writer publishes meanwhile lies past this end.
     published = published_tail(path)
-    newest = len(fids) - 1  # the file whose unfinished end is an interrupted write, not damage
-    rotated = -1  # the file a killed rotation did not finish closing: reserved zeros may follow it
-    if fids and fids[-1][1] == 0:
-        head = _head(os.path.join(path, data_name(fids[-1])))
-        if head is not None and len(head) < rec.FILE_HEADER_SIZE and rec.FILE_HEADER_BYTES.startswith(head):
-            newest -= 1  # the file before it is still the active one
-        elif head == rec.FILE_HEADER_BYTES and rotation_unpublished(fids, published):
-            rotated = len(fids) - 2
+    # The file whose unfinished end is an interrupted write, not damage, and the file a killed
+    # rotation did not finish closing (reserved zeros may follow it).
+    newest, rotated = tail_files(
+        fids, _head(os.path.join(path, data_name(fids[-1]))) if fids else None, published
+    )
     for i, fid in enumerate(fids):
         fpath = os.path.join(path, data_name(fid))
         buf = _read(fpath)
@@ -351,4 +348,3 @@ def _only_zeros_after(buf: bytes | _DataFile, offset: int, size: int) -> bool:
     """True if the record at ``offset`` is followed by nothing but zeros (or the end, ``size``)."""
     _, _, _, klen, vlen, _ = rec.HEADER.unpack_from(buf[offset : offset + rec.HEADER_SIZE])
     return rec.only_zeros(reader_of(buf), offset + rec.HEADER_SIZE + klen + vlen, size)
-

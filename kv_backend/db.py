@@ -52,6 +52,7 @@ from kv_backend.keydir import KeyDir
 from kv_backend.locking import WriteLock
 from kv_backend.mounts import warn_if_network
 from kv_backend.state import unpack_tail
+from kv_backend.unpublished import tail_files
 
 if TYPE_CHECKING:
     from kv_backend.backup import BackupReport, Progress
@@ -77,12 +78,14 @@ if hasattr(os, "register_at_fork"):
 class SnapshotFile:
     """One file of a frozen snapshot: its name, an open fd, and how many bytes belong to it."""
 
-    __slots__ = ("fd", "length", "name")
+    __slots__ = ("fd", "length", "name", "tail")
 
     def __init__(self, name: str, fd: int, length: int) -> None:
         self.name = name
         self.fd = fd
         self.length = length
+        self.tail = False
+        """Whether the data file may end in an unfinished write (no published end bounds it)."""
 
     def read(self, offset: int, size: int) -> bytes:
         """Read up to ``size`` bytes at ``offset`` (never past ``length``)."""
@@ -412,7 +415,9 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             with self._lock:
                 published = self._published()
                 active_major, active_end = unpack_tail(published[0]) if published else (-1, -1)
-                for fid in list_data_files(self.path):
+                fids = list_data_files(self.path)
+                data: list[SnapshotFile] = []
+                for fid in fids:
                     if published is not None and fid > (active_major, 0):
                         # Created by a rotation that died before publishing it (at most a file
                         # header, or nothing): no state of the store is in it, and recovery
@@ -424,12 +429,20 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                     if fid == (active_major, 0):
                         length = min(length, active_end)
                     out.append(SnapshotFile(name, fd, length))
+                    data.append(out[-1])
                     hname = hint_name(fid)
                     try:
                         hfd = os.open(os.path.join(self.path, hname), flags)
                     except FileNotFoundError:
                         continue
                     out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
+                if published is None and data:
+                    # No published end (a store no writer opened since it was copied, open read-only):
+                    # the files whose end may be an unfinished write are those kvb check allows.
+                    head = data[-1].read(0, rec.FILE_HEADER_SIZE + 1)
+                    for i in tail_files(fids, head if len(head) <= rec.FILE_HEADER_SIZE else None, None):
+                        if i >= 0:
+                            data[i].tail = True
         except BaseException as exc:
             for f in out:
                 f.close()

@@ -36,7 +36,7 @@ from kv_backend.files import (
     prepare_directory,
 )
 from kv_backend.state import published_tail
-from kv_backend.unpublished import data_end, reader_of, rotation_unpublished
+from kv_backend.unpublished import data_end, reader_of, tail_files
 
 _BATCH_SIZE = 1000
 
@@ -150,24 +150,14 @@ def salvage(
         done = 0
         now = time.time()
         newest: dict[bytes, tuple[int, int, int, float] | None] = {}
-        last = len(maps) - 1  # the active file: an unfinished write at its end is no damage
-        rotated = -1  # the file before a rotation killed before publishing the next: active still
-        if (
-            maps
-            and fids[-1][1] == 0
-            and len(maps[-1]) < rec.FILE_HEADER_SIZE
-            and rec.FILE_HEADER_BYTES.startswith(bytes(maps[-1]))
-        ):
+        # The active file (an unfinished write at its end is no damage), and the file before a
+        # rotation killed before publishing the next (active still).
+        head = bytes(maps[-1]) if maps and len(maps[-1]) <= rec.FILE_HEADER_SIZE else None
+        last, rotated = tail_files(fids, head, published)
+        if last < len(maps) - 1:
             # A rotation killed before the next file had its whole header: that file holds
             # nothing, and the one before it is still the active file.
             report.notes.append(f"{paths[-1]}: a data file without its header (an interrupted rotation)")
-            last -= 1
-        elif (
-            len(maps[-1]) == rec.FILE_HEADER_SIZE
-            and bytes(maps[-1]) == rec.FILE_HEADER_BYTES
-            and rotation_unpublished(fids, published)
-        ):
-            rotated = last - 1  # the next file holds only its header: the rotation may have died
         for i, buf in enumerate(maps[: last + 1]):
             # Before the active file's published end, a damaged record is damage (readers raise
             # CorruptionError for it), not the unfinished last write it can look like.

@@ -39,6 +39,23 @@ def rotation_unpublished(fids: list[FileId], published: tuple[int, int] | None) 
     return len(fids) > 1 and fids[-2][1] == 0 and (published is None or published[0] != fids[-1][0])
 
 
+def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int] | None) -> tuple[int, int]:
+    """Which of the data files ``fids`` may end in an unfinished write: ``(newest, rotated)``, the index
+    of the active file (the newest, or the one before it when the newest holds part of a header: a
+    rotation died before the header was whole), and that of the file a rotation that died may have
+    left unclosed before a newest file holding its header alone (see :func:`rotation_unpublished`),
+    -1 if none. ``head`` holds the first bytes of the newest file if it holds at most a file header,
+    else None. Past the ``published`` end (where the page gives one) they may; all the other files
+    were closed before anything after them was published, damage at their end included."""
+    newest, rotated = len(fids) - 1, -1
+    if fids and fids[-1][1] == 0 and head is not None:
+        if len(head) < rec.FILE_HEADER_SIZE and rec.FILE_HEADER_BYTES.startswith(head):
+            newest -= 1
+        elif head == rec.FILE_HEADER_BYTES and rotation_unpublished(fids, published):
+            rotated = newest - 1
+    return newest, rotated
+
+
 def data_end(read: Read, start: int, size: int) -> int:
     """Where the data of a file of ``size`` bytes (read with ``read(offset, n)``) ends, reading it from
     ``start`` (a record boundary) with no published end to go by.

@@ -117,3 +117,36 @@ def test_salvage_stops_past_the_published_end_where_recovery_does(store_path, tm
         assert dict(db.items()) == kept
     assert not check(store_path).problems
     reader.assert_same(store_path)
+
+
+def _flip_last_record(path: str) -> int:
+    """Flip a bit in the value of the last record of data file ``path`` (a CRC mismatch with sound
+    lengths that end at the file's end: what an unfinished last write can look like); its offset."""
+    at = max(_offsets(path).values())
+    with open(path, "rb") as f:
+        buf = f.read()
+    _patch(path, len(buf) - 1, bytes([buf[-1] ^ 0x10]))
+    return at
+
+
+@pytest.mark.parametrize("newest", ["records", "header only"])
+def test_a_backup_counts_damage_at_the_end_of_the_file_before_the_active_one(store_path, tmp_path, newest):
+    """A damaged last record of the file before the active one: the backup took it for an unfinished
+    write (it took both newest files for files that may end in one) and reported no damage, while
+    kvb check of the store reports it, and a restore of that backup refused it (when the active file
+    holds records) or cut it off (when it holds only its header), so that its key read an older value.
+    The file before the active one was closed by the rotation before the active file was published:
+    it ends in no unfinished write, and a snapshot holds only published data."""
+    url = f"file://{tmp_path / 'backups'}"
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(60):
+            db.put(b"k%02d" % (i % 25), b"%03d" % i * 60)
+        if newest == "header only":
+            with db._lock:
+                db._rotate(auto_merge=False)
+        files = data_files(store_path)
+        assert len(files) >= 3
+        _flip_last_record(files[-2])
+        problems = check(store_path).problems
+        assert [p.path for p in problems] == [files[-2]]
+        assert db.backup(url).damaged_records == len(problems)
