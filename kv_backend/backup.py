@@ -1251,6 +1251,7 @@ def restore(
             os.fsync(f.fileno())
         # An empty lock file lets read-only processes open the restored store at once.
         os.close(os.open(os.path.join(tmp, LOCK_FILE), os.O_WRONLY | os.O_CREAT, 0o666))
+        _publish_restored(tmp, doc["files"])
         _fsync_dir(tmp)
         try:
             result = check(tmp)
@@ -1290,6 +1291,34 @@ def restore(
         os.close(claim)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _publish_restored(store: str, entries: list[dict[str, Any]]) -> None:
+    """Give the restored copy at ``store`` a ``STATE`` page that publishes all of its newest data file
+    when the backup's snapshot held published records only (no data file was scanned as one that
+    may end in an unfinished write): as in the store it was taken from, a damaged record at the end
+    of a file is then damage, for the store check and every reader, not a write a crash tore, which
+    the first writer would cut off (the key's damaged newest record then read as its older value)."""
+    from kv_backend.files import STATE_FILE, data_name, list_data_files
+    from kv_backend.record import FILE_HEADER_SIZE
+    from kv_backend.state import SharedState
+
+    fids = list_data_files(store)
+    data = {data_name(fid) for fid in fids}
+    if (
+        not fids
+        or fids[-1][1] != 0
+        or any(e.get("scanned_as_tail") is not False for e in entries if e["name"] in data)
+    ):
+        return  # (a backup made before the manifest said, or of a store without a published end)
+    end = os.path.getsize(os.path.join(store, data_name(fids[-1])))
+    if end < FILE_HEADER_SIZE:
+        return
+    page = SharedState(os.path.join(store, STATE_FILE), writable=True)
+    try:
+        page.initialize(1, fids[-1][0], end)
+    finally:
+        page.close()
 
 
 def new_claimed_directory(

@@ -9,8 +9,9 @@ import pytest
 from helpers import data_files
 from test_engine_review13 import _damage_key_length, _offsets, _patch, _salvaged_matches_db
 
-from kv_backend import DB
+from kv_backend import DB, BackupError
 from kv_backend import record as rec
+from kv_backend.backup import restore
 from kv_backend.check import check
 from kv_backend.files import data_name
 from kv_backend.salvage import salvage
@@ -125,7 +126,8 @@ def _flip_last_record(path: str) -> int:
     at = max(_offsets(path).values())
     with open(path, "rb") as f:
         buf = f.read()
-    _patch(path, len(buf) - 1, bytes([buf[-1] ^ 0x10]))
+    last = at + rec.HEADER_SIZE + sum(rec.HEADER.unpack_from(buf, at)[3:5]) - 1
+    _patch(path, last, bytes([buf[last] ^ 0x10]))
     return at
 
 
@@ -150,3 +152,36 @@ def test_a_backup_counts_damage_at_the_end_of_the_file_before_the_active_one(sto
         problems = check(store_path).problems
         assert [p.path for p in problems] == [files[-2]]
         assert db.backup(url).damaged_records == len(problems)
+    with pytest.raises(BackupError, match=f"file {os.path.basename(files[-2])} of backup .* is damaged"):
+        restore(url, str(tmp_path / "restored"))
+
+
+@pytest.mark.parametrize("where", ["active", "before the active one", "nowhere"])
+def test_a_restored_store_reads_damage_at_the_end_of_a_file_as_the_store_did(store_path, tmp_path, where):
+    """A restored copy had no STATE page, so the end of its newest files read as a write a crash may
+    have torn: a damaged last record there passed the restore's check, and the first writer to open
+    the copy cut it off, so that its key read its older value where the store raised CorruptionError.
+    A backup whose snapshot held published records only now restores with a page publishing them."""
+    url = f"file://{tmp_path / 'backups'}"
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(60):
+            db.put(b"k%02d" % (i % 25), b"%03d" % i * 60)
+        with db._lock:
+            db._rotate(auto_merge=False)  # the active file holds only its header
+        db.put(b"last", b"one")
+        files = data_files(store_path)
+        if where != "nowhere":
+            _flip_last_record(files[-1] if where == "active" else files[-2])
+        assert db.backup(url).damaged_records == len(check(store_path).problems) == (where != "nowhere")
+    dest = str(tmp_path / "restored")
+    if where != "nowhere":
+        with pytest.raises(BackupError, match="is damaged at offset"):
+            restore(url, dest)
+        return
+    restore(url, dest)
+    with DB(store_path, read_only=True) as db:
+        want = dict(db.items())
+    with DB(dest) as db:
+        assert dict(db.items()) == want
+        db.put(b"after", b"restore")
+    assert not check(dest).problems
