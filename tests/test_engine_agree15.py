@@ -185,3 +185,16 @@ def test_a_restored_store_reads_damage_at_the_end_of_a_file_as_the_store_did(sto
         assert dict(db.items()) == want
         db.put(b"after", b"restore")
     assert not check(dest).problems
+
+
+def test_salvage_of_a_store_without_data_files_copies_nothing(tmp_path):
+    """A store directory that holds no data file (all of them lost, or never written): salvage
+    raised IndexError; it copies nothing, as replay reads nothing, and kvb check finds nothing."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "KVB_FORMAT").write_text("kv_backend store, format 1\n")
+    report = salvage(str(src), str(tmp_path / "copy"))
+    assert report.clean and report.keys_copied == 0
+    assert not check(str(src)).problems
+    with DB(str(tmp_path / "copy"), read_only=True) as db:
+        assert dict(db.items()) == {}
