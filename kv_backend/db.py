@@ -426,10 +426,12 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                     name = data_name(fid)
                     fd = os.open(os.path.join(self.path, name), flags)
                     length = os.fstat(fd).st_size
-                    if fid == (active_major, 0):
-                        length = min(length, active_end)
                     out.append(SnapshotFile(name, fd, length))
                     data.append(out[-1])
+                    if fid == (active_major, 0):
+                        out[-1].length = min(length, active_end)
+                        # A file that lost bytes since: the page no longer describes it (see kvb check).
+                        out[-1].tail = length < active_end
                     hname = hint_name(fid)
                     try:
                         hfd = os.open(os.path.join(self.path, hname), flags)
