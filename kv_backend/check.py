@@ -112,6 +112,20 @@ def _check(path: str) -> CheckReport:
                 report.bytes += size
                 report.problems.append(Problem(fpath, 0, "missing or damaged file header"))
                 continue
+            version = rec.foreign_version(buf[:12])
+            if version is not None:
+                # The engine refuses the store for it: its records may mean something else.
+                report.bytes += size
+                report.problems.append(
+                    Problem(
+                        fpath,
+                        8,
+                        f"the file header names format version {version}, not {rec.FILE_VERSION} (written by "
+                        "another kv_backend version, or damaged): the store does not open; its records are "
+                        "not checked",
+                    )
+                )
+                continue
             # (A tail file is one where an unfinished write may end the file.)
             tail = i in (newest, rotated)
             # Where the published records of the active file end: a damaged record before that

@@ -27,7 +27,6 @@ from kv_backend.errors import NotAStoreError, StorageError, StoreNotFoundError
 
 FORMAT_FILE = "KVB_FORMAT"
 FORMAT_TEXT = "kv_backend store, format 1\n"
-_VERSION_BYTES = rec.FILE_VERSION.to_bytes(4, "little")
 LOCK_FILE = "LOCK"
 STATE_FILE = "STATE"
 MERGE_LOCK_FILE = "MERGE.lock"
@@ -119,15 +118,17 @@ class DataFile:
         self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0))
         self.mm: mmap.mmap | None = None
         mm = self.remap()
-        if len(mm) >= 12 and mm[:8] == rec.FILE_MAGIC and mm[8:12] != _VERSION_BYTES:
+        version = rec.foreign_version(mm[:12])
+        if version is not None:
             # Records of another format version may check out and mean something else: refuse
             # them. (A damaged magic is left to the records' own checks, and to `kvb check`.)
-            version = int.from_bytes(mm[8:12], "little")
             self.close()
             raise NotAStoreError(
                 errno.EINVAL,
                 f"{self.path} is a data file of format version {version}, and this kv_backend "
-                f"reads version {rec.FILE_VERSION} only: open the store with the kv_backend that wrote it",
+                f"reads version {rec.FILE_VERSION} only: open the store with the kv_backend that wrote it "
+                "(if none wrote that version, the file header is damaged: `kvb check` reports it, "
+                "`kvb salvage` copies the readable keys into a new store)",
             )
 
     def remap(self) -> mmap.mmap:

@@ -58,6 +58,15 @@ COUNT = struct.Struct("<I")
 _pack_body = BODY_HEADER.pack
 
 
+def foreign_version(head: bytes | memoryview | mmap.mmap) -> int | None:
+    """The format version a data file's first 12 bytes name when its magic is whole and the version
+    is not this one's (a store this version refuses, docs/file-format.md), else None."""
+    if len(head) < 12 or head[:8] != FILE_MAGIC:
+        return None
+    version = int.from_bytes(head[8:12], "little")
+    return None if version == FILE_VERSION else version
+
+
 def encode(rtype: int, key: bytes, value: bytes, expiry: float = 0.0, flags: int = 0) -> bytes:
     """Return the bytes of one record (header, key, value) with its CRC."""
     body = _pack_body(rtype, flags, len(key), len(value), expiry) + key + value

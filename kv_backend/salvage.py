@@ -260,7 +260,8 @@ def _replay(
     its newest record is damaged; a delete removes the key). In a ``tail`` file, what follows
     ``published_end`` may be an unfinished write; before it, damage is damage."""
     end = len(buf)
-    if end < rec.FILE_HEADER_SIZE or buf[:8] != rec.FILE_MAGIC:
+    if end < rec.FILE_HEADER_SIZE or buf[:8] != rec.FILE_MAGIC or rec.foreign_version(buf[:12]) is not None:
+        # (Another version's records rarely check out as this one's: read as damage where they do not.)
         report.regions.append(DamagedRegion(path, 0, min(end, rec.FILE_HEADER_SIZE)))
     pos = rec.FILE_HEADER_SIZE
     # The open batch: its records (key, location or None if damaged or a delete), or None.

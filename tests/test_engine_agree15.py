@@ -221,3 +221,25 @@ def test_a_backup_reads_an_active_file_shorter_than_its_published_end_as_check_d
     restore(url, str(tmp_path / "restored"))
     with DB(str(tmp_path / "restored")) as db:
         assert dict(db.items()) == want
+
+
+@pytest.mark.parametrize("version", [0, 3])
+def test_kvb_check_reports_a_data_file_header_naming_another_version(store_path, tmp_path, version):
+    """A data file whose header names another format version (damage to its version field, or a file
+    of another kv_backend): the store refuses to open for it, while kvb check reported nothing about
+    the header. kvb check reports it; salvage copies the readable records and reports the header."""
+    from kv_backend import NotAStoreError
+
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(60):
+            db.put(b"k%02d" % i, b"%03d" % i * 30)
+    closed = data_files(store_path)[0]
+    _patch(closed, 8, version.to_bytes(4, "little"))
+    with pytest.raises(NotAStoreError, match=f"format version {version}.*kvb check"):
+        DB(store_path, read_only=True)
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(closed, 8)]
+    assert f"format version {version}" in check(store_path).problems[0].what
+    report = salvage(store_path, str(tmp_path / "copy"))
+    assert [(r.path, r.offset) for r in report.regions] == [(closed, 0)] and not report.clean
+    with DB(str(tmp_path / "copy"), read_only=True) as db:
+        assert dict(db.items()) == {b"k%02d" % i: b"%03d" % i * 30 for i in range(60)}
