@@ -243,3 +243,16 @@ def test_kvb_check_reports_a_data_file_header_naming_another_version(store_path,
     assert [(r.path, r.offset) for r in report.regions] == [(closed, 0)] and not report.clean
     with DB(str(tmp_path / "copy"), read_only=True) as db:
         assert dict(db.items()) == {b"k%02d" % i: b"%03d" % i * 30 for i in range(60)}
+
+
+def test_the_format_reader_reads_past_a_damaged_magic_as_the_engine_does(store_path):
+    """docs/file-format.md: a damaged magic is not refused (the records carry their own CRCs); the
+    format reader refused such a file while the engine read its records."""
+    import test_format_reader11 as reader
+
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(60):
+            db.put(b"k%02d" % i, b"%03d" % i * 30)
+    _patch(data_files(store_path)[0], 0, b"KVBDAT\xff\x00")
+    assert len(reader.assert_same(store_path)) == 60
+    assert [p.offset for p in check(store_path).problems] == [0]

@@ -264,7 +264,8 @@ def read_store(path: str, now: float | None = None, use_hints: bool = True) -> d
             buf = f.read()
         if len(buf) < 16:
             continue  # holds nothing
-        assert buf[:8] == b"KVBDATA\0" and struct.unpack_from("<I", buf, 8)[0] == 1, name
+        # Another version is refused; a damaged magic is not (the records carry their own CRCs).
+        assert buf[:8] != b"KVBDATA\0" or struct.unpack_from("<I", buf, 8)[0] == 1, name
         active = i == len(ids) - 1 and fid[1] == 0
         newest = os.path.getsize(os.path.join(path, f"{ids[-1][0]:010d}-{ids[-1][1]:03d}.data"))
         before_active = i == len(ids) - 2 and fid[1] == 0 and ids[-1][1] == 0 and newest <= 16
