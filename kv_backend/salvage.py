@@ -3,7 +3,8 @@
 Merge refuses a store whose damaged record header hides records of a file;
 this module copies what can be read instead. It replays every data file of
 the source exactly as the engine does (log order, deletes, batches only with
-their COMMIT, expiry), and where a record cannot be read it *resynchronises*
+their COMMIT, expiry; a merged file through its hint file when that checks
+out, as the engine reads it), and where a record cannot be read it *resynchronises*
 as replay does (:func:`kv_backend.record.resync`): it looks forward for the
 next offset where a sound record starts (lengths in bounds, CRC matching)
 that is followed at once by another sound record or by nothing but zeros,
@@ -32,9 +33,11 @@ from kv_backend.files import (
     check_new_store_target,
     data_name,
     fsync_dir,
+    hint_name,
     list_data_files,
     prepare_directory,
 )
+from kv_backend.hint import read_hints
 from kv_backend.state import published_tail
 from kv_backend.unpublished import data_end, reader_of, tail_files
 
@@ -167,7 +170,13 @@ def salvage(
             if i in (last, rotated) and not end and len(buf) >= rec.FILE_HEADER_SIZE:
                 # No published end: where the data ends is read from the bytes, as recovery does.
                 end = data_end(reader_of(buf), rec.FILE_HEADER_SIZE, len(buf))
-            _replay(buf, i, paths[i], i in (last, rotated), newest, report, published_end=end)
+            hints = None
+            if i not in (last, rotated):
+                hints = read_hints(os.path.join(src, hint_name(fids[i])), len(buf))
+            if hints is not None:
+                _apply_hints(buf, i, paths[i], hints, newest, report)
+            else:
+                _replay(buf, i, paths[i], i in (last, rotated), newest, report, published_end=end)
             done += len(buf)
             if progress is not None:
                 progress(done // 2, total)
@@ -224,6 +233,33 @@ def salvage(
             if isinstance(m, mmap.mmap):
                 m.close()
     return report
+
+
+def _apply_hints(
+    buf: bytes | mmap.mmap,
+    fi: int,
+    path: str,
+    hints: list[tuple[bytes, int, int, float]],
+    newest: dict[bytes, tuple[int, int, int, float] | None],
+    report: SalvageReport,
+) -> None:
+    """Apply the entries of a merged data file's hint file that checks out, as the engine does (it reads
+    the file through it): a record it points to is damaged, its key not copied, unless it is a sound
+    PUT of that key and size (what a read checks); the expiry comes from the hint file."""
+    for key, off, size, expiry in hints:
+        klen = len(key)
+        if (
+            _sound_at(buf, off, off + size) == size
+            and buf[off + 4] == rec.PUT
+            and rec.HEADER.unpack_from(buf, off)[3] == klen
+            and buf[off + rec.HEADER_SIZE : off + rec.HEADER_SIZE + klen] == key
+        ):
+            report.records_read += 1
+            newest[key] = (fi, off, size, expiry)
+        else:
+            report.records_skipped += 1
+            report.regions.append(DamagedRegion(path, off, size))
+            newest[key] = None
 
 
 def _sound_at(buf: bytes | mmap.mmap, pos: int, end: int) -> int:

@@ -4,6 +4,7 @@ not match past the published end, and what a backup takes for an unfinished writ
 from __future__ import annotations
 
 import os
+import struct
 
 import pytest
 from helpers import data_files
@@ -256,3 +257,36 @@ def test_the_format_reader_reads_past_a_damaged_magic_as_the_engine_does(store_p
     _patch(data_files(store_path)[0], 0, b"KVBDAT\xff\x00")
     assert len(reader.assert_same(store_path)) == 60
     assert [p.offset for p in check(store_path).problems] == [0]
+
+
+def test_salvage_reads_a_merged_file_through_its_hint_file_as_the_engine_does(store_path, tmp_path):
+    """A record of a merged file lying between two damaged headers: the engine reads it where the
+    file's hint file says it is (the hint file checks out, and so does the record), while salvage
+    replayed the data file, where reading resumes only at a record something sound follows: it
+    dropped that key. Salvage now reads a merged file through a hint file that checks out, as the
+    engine does, and takes a record it points to as damaged exactly when a read raises for it."""
+    from kv_backend import CorruptionError
+
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(30):
+            db.put(b"k%02d" % i, b"%03d" % i * 20)
+        db.merge(wait=True)
+        db.put(b"after", b"merge")
+    merged = next(p for p in data_files(store_path) if not p.endswith("-000.data"))
+    assert os.path.exists(merged[: -len(".data")] + ".hint")
+    order = sorted(_offsets(merged).items(), key=lambda kv: kv[1])
+    (before, at_before), (lone, _), (after, at_after) = order[10:13]
+    for at in (at_before, at_after):
+        _patch(merged, at + 6, struct.pack("<I", 0x7FFFFFFF))
+    want: dict = {}
+    with DB(store_path, read_only=True) as db:
+        for key in list(db.keys()):
+            try:
+                want[key] = db.get(key)
+            except CorruptionError:
+                continue
+    assert lone in want and before not in want and after not in want
+    report = salvage(store_path, str(tmp_path / "copy"))
+    assert sorted(report.damaged_keys) == sorted([before, after])
+    with DB(str(tmp_path / "copy"), read_only=True) as db:
+        assert dict(db.items()) == want
