@@ -177,9 +177,8 @@ def _check_records(
     buf: bytes | _DataFile, size: int, fpath: str, tail: bool, report: CheckReport, *, published_end: int = 0
 ) -> int:
     """Scan the records of one data file, ``size`` bytes, window after window (see :data:`WINDOW`),
-    into ``report``; return the size it had (less if another process cut it meanwhile). A damaged
-    record of a ``tail`` file is an unfinished write if only zeros follow it and it starts at or
-    after ``published_end``.
+    into ``report``; return the size it had (less if another process cut it meanwhile). In a ``tail``
+    file, what follows ``published_end`` is read by the unpublished rules (:func:`_check_unpublished`).
 
     The findings are those of one scan of the whole file: a window ends at a committed record, and
     where a scan stopped only because the window ends (a record or batch runs past it), that
@@ -188,6 +187,9 @@ def _check_records(
     pos = rec.FILE_HEADER_SIZE
     window = WINDOW
     while pos < size:
+        if tail and pos >= published_end:
+            _check_unpublished(buf, pos, size, fpath, report)
+            break
         # In a tail file, the published records first: one that seems to run past their end is a
         # damaged header (as for replay, which reads no further), not a record to step over.
         cap = published_end if tail and pos < published_end <= size else size
@@ -202,16 +204,7 @@ def _check_records(
         for off in res.corrupt:
             if needed and off >= res.end:
                 continue  # in the batch scanned again in the next window
-            if tail and pos + off >= published_end and _only_zeros_after(buf, pos + off, size):
-                # The newest file's last record, half-written, with the zeros
-                # reserved past it still in place: a write that never completed.
-                report.records -= 1
-                report.notes.append(
-                    f"{fpath} @ {pos + off}: unfinished last record (an interrupted write; "
-                    "never returned, cut off on next open)"
-                )
-            else:
-                report.problems.append(Problem(fpath, pos + off, _damage(chunk, off)))
+            report.problems.append(Problem(fpath, pos + off, _damage(chunk, off)))
         if needed:
             window = max(needed, WINDOW) if res.end else max(needed, 2 * window)
             pos += res.end
@@ -225,9 +218,6 @@ def _check_records(
         # Up to ``limit`` every record was published: what stops the scan there is a damaged header,
         # not an unfinished write, and reading resumes after it as replay does (file-format.md).
         limit = published_end if tail else size
-        reserved = tail and at >= limit and res.stop_reason == rec.PREALLOCATED
-        if reserved and rec.only_zeros(reader_of(buf), stop_at, size):
-            break  # zeros reserved ahead of the tail by a writer: not data
         if res.stop_reason != "uncommitted batch" and at < limit:
             report.records += len(res.pending or ())  # their batch was published with its COMMIT
             nxt = rec.resync(reader_of(buf), at, limit)
@@ -250,14 +240,36 @@ def _check_records(
             break
         what = f"{res.stop_reason}; {size - stop_at} bytes after it cannot be read"
         if tail:
-            report.notes.append(
-                f"{fpath} @ {stop_at}: {what} (an unfinished write, batch or transaction: if "
-                "its writer is alive it is still writing it; if not, it is cut off on next open)"
-            )
+            _note_unfinished(report, fpath, stop_at, what)
         else:
             report.problems.append(Problem(fpath, stop_at, what))
         break
     return size
+
+
+def _check_unpublished(buf: bytes | _DataFile, pos: int, size: int, fpath: str, report: CheckReport) -> None:
+    """What follows the published end ``pos`` of a tail file of ``size`` bytes, read as tail recovery
+    reads it (file-format.md, the unpublished part): its complete records and committed batches are
+    kept, and the data ends at the first record that does not check out, or a COMMIT that does not
+    match its batch: the write of a writer that died before publishing it (if it is alive, it is
+    writing it still), cut off on next open with all that follows, a note and not damage (bytes a
+    writer cut meanwhile read as zeros)."""
+    read = reader_of(buf)
+    end = pos
+    why: str | None = None
+    for base, res in rec.scan_read(read, pos, size):
+        report.records += len(res.entries)
+        end, why = base + res.end, res.stop_reason
+    data = rec.zeros_start(read, end, size)  # (the zeros a writer reserved after it are no data)
+    if data > end:
+        _note_unfinished(report, fpath, end, f"{why}; {data - end} bytes after it cannot be read")
+
+
+def _note_unfinished(report: CheckReport, fpath: str, at: int, what: str) -> None:
+    report.notes.append(
+        f"{fpath} @ {at}: {what} (an unfinished write, batch or transaction: if its writer is alive it "
+        "is still writing it; if not, it is cut off on next open)"
+    )
 
 
 def _damage(chunk: bytes, off: int) -> str:
@@ -356,9 +368,3 @@ def _head(path: str) -> bytes | None:
     """The first bytes (up to a file header's worth) of the file at ``path``; None if it is longer."""
     head = _read(path, rec.FILE_HEADER_SIZE + 1)  # bytes, as for any size but -1
     return head if isinstance(head, bytes) and len(head) <= rec.FILE_HEADER_SIZE else None
-
-
-def _only_zeros_after(buf: bytes | _DataFile, offset: int, size: int) -> bool:
-    """True if the record at ``offset`` is followed by nothing but zeros (or the end, ``size``)."""
-    _, _, _, klen, vlen, _ = rec.HEADER.unpack_from(buf[offset : offset + rec.HEADER_SIZE])
-    return rec.only_zeros(reader_of(buf), offset + rec.HEADER_SIZE + klen + vlen, size)

@@ -290,3 +290,30 @@ def test_salvage_reads_a_merged_file_through_its_hint_file_as_the_engine_does(st
     assert sorted(report.damaged_keys) == sorted([before, after])
     with DB(str(tmp_path / "copy"), read_only=True) as db:
         assert dict(db.items()) == want
+
+
+@pytest.mark.parametrize(
+    "unpublished",
+    [
+        _batch([(b"b1", b"x"), (b"b2", b"y")], 3),  # a COMMIT that does not match, then more
+        b"",  # a record that does not check out, then more
+    ],
+    ids=["commit", "checksum"],
+)
+def test_kvb_check_reads_past_the_published_end_as_recovery_does(store_path, unpublished):
+    """Past the published end of the active file, tail recovery ends the data at the first record that
+    does not check out (or a COMMIT that does not match) and cuts it with all that follows: the write
+    of a writer that died before publishing it. kvb check read on there by the published rules and
+    reported a record after it as damage (which the next writer then cut, so that kvb check found
+    nothing wrong any more); it notes that unfinished write now, as for a torn last record."""
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+    bad = bytearray(rec.encode(rec.PUT, b"x", b"yyyy"))
+    bad[-1] ^= 1
+    _write_unpublished(store_path, unpublished + bytes(bad) + rec.encode(rec.PUT, b"g", b"good"))
+    report = check(store_path)
+    assert report.ok, report.problems
+    assert len(report.notes) == 1 and "unfinished write" in report.notes[0]
+    with DB(store_path) as db:
+        assert dict(db.items()) == {b"a": b"1"}
+    assert check(store_path).ok and not check(store_path).notes
