@@ -46,6 +46,7 @@ __all__ = [
     "BackupExistsError",
     "BackupInfo",
     "BackupReport",
+    "BackupTargetFullError",
     "RestoreReport",
     "backup",
     "in_process_url",
@@ -102,6 +103,11 @@ class InvalidBackupArgumentError(ConfigurationError, TypeError):
 class BackupExistsError(BackupError):
     """A backup of the name given to :func:`backup` already exists at the URL (a
     :class:`BackupError`): nothing was wrong with the destination, the name is taken."""
+
+
+class BackupTargetFullError(BackupError):
+    """:func:`backup` ran out of space at its destination (the disk, bucket quota or volume is full):
+    the target's own condition, not a failure to reach it. The message says how to make room."""
 
 
 class _ExistsError(BackupError):
@@ -1025,7 +1031,7 @@ def backup(
         return report
     except BackupError as exc:
         if _full(exc):
-            raise BackupError(
+            raise BackupTargetFullError(
                 f"{exc}; the backup target is full: free space there (kvb backups URL --keep N, or "
                 "prune_backups, deletes older backups and what failed ones left), then back up again"
             ) from exc

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kv_backend import __version__
 from kv_backend import record as rec
-from kv_backend.backup import BackupExistsError, in_process_url
+from kv_backend.backup import BackupExistsError, BackupTargetFullError, in_process_url
 from kv_backend.db import DB
 from kv_backend.db_common import _check_key as check_key  # the engine's own key rules and messages
 from kv_backend.db_common import _check_value as check_value
@@ -152,6 +152,7 @@ _ERROR_STATUS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
     ((DatabaseClosedError,), 503, "store_closed"),
     ((MergeInProgressError,), 409, "merge_in_progress"),
     ((BackupExistsError,), 409, "backup_exists"),
+    ((BackupTargetFullError,), 507, "backup_target_full"),
     ((BackupError,), 502, "backup_failed"),
     ((CorruptionError,), 500, "corrupt_record"),
     ((ConfigurationError,), 400, "invalid_request"),

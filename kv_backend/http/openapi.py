@@ -449,7 +449,11 @@ _DOCUMENT: dict[str, Any] = {
                     "413": _error("The body is larger than 1 MiB."),
                     "415": _error("A Content-Encoding other than identity."),
                     "501": _error("This installation cannot back up."),
-                    "502": _error("The backup target failed."),
+                    "502": _error("The backup target could not be reached or failed (backup_failed)."),
+                    "507": _error(
+                        "The backup target is full or over its quota (backup_target_full): free space "
+                        "there, e.g. prune older backups, then back up again."
+                    ),
                 },
             }
         },
