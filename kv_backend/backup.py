@@ -29,6 +29,7 @@ import secrets
 import shutil
 import socket
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -290,6 +291,7 @@ class _Target:
         with _io(f"cannot reach {self.url}"):
             self.fs.invalidate_cache()
         self.file_mode, self.dir_mode = 0o666, 0o777  # (less the umask) what local files get
+        self.create_only = None if self.local else _create_only(self.fs)
 
     def withhold(self, store_mode: int) -> None:
         """Give the local files and directories created from now on no permission that a store
@@ -362,8 +364,9 @@ class _Target:
     def write_bytes(self, rel: str, data: bytes, *, exclusive: bool = False) -> None:
         """Write a small object whole: readers see the old state or all of ``data``.
 
-        With ``exclusive`` on a local disk, an existing object raises FileExistsError
-        (object stores are checked by the caller reading the object back).
+        With ``exclusive``, an existing object raises :class:`_ExistsError` where the target can create
+        an object only if none of its name exists (see :func:`_create_only`); elsewhere the object is
+        written anyway, and the caller reads it back to notice a writer that came first.
         """
         with _io(f"cannot write {self.where(rel)}"):
             if self.local:
@@ -393,6 +396,20 @@ class _Target:
                     if os.path.exists(tmp):
                         os.unlink(tmp)
                 _fsync_dir(posixpath.dirname(full))
+            elif exclusive and self.create_only is not None:
+                try:
+                    self.create_only(self.path(rel), data)
+                except FileExistsError:
+                    # A request retried after its answer was lost (s3fs retries on a dropped
+                    # connection) finds the object its first attempt wrote: that one is ours.
+                    if self.fs.cat_file(self.path(rel)) != data:
+                        raise _ExistsError(f"{self.where(rel)} already exists") from None
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSYS, errno.EOPNOTSUPP):
+                        raise
+                    # The server refuses conditional writes (501 Not Implemented): written as before.
+                    self.create_only = None
+                    self.fs.pipe_file(self.path(rel), data)
             else:
                 self.fs.pipe_file(self.path(rel), data)
 
@@ -430,6 +447,66 @@ class _Target:
 
     def open_read(self, rel: str) -> Any:
         return self.fs.open(self.path(rel), "rb")
+
+
+_IN_PROCESS_CREATE = threading.Lock()
+"""Makes the check and the write of :func:`_create_only` one step for fsspec's memory filesystem,
+which only the threads of this process share."""
+
+S3FS_CREATE_ONLY = (2025, 7)
+"""The s3fs release from which ``pipe_file(mode="create")`` sends a conditional write (If-None-Match)."""
+
+BOTOCORE_CREATE_ONLY = (1, 35, 21)
+"""The botocore release from which S3's PutObject takes IfNoneMatch."""
+
+
+def _release(dist: str) -> tuple[int, ...]:
+    """The leading numbers of the installed release of distribution ``dist`` ("2025.7.0" -> (2025, 7, 0),
+    "1.36.0rc1" -> (1, 36, 0)); () if it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version(dist)
+    except PackageNotFoundError:
+        return ()
+    out = []
+    for part in text.split("."):
+        digits = re.match(r"\d+", part)
+        if digits is None:
+            break
+        out.append(int(digits.group()))
+    return tuple(out)
+
+
+def _create_only(fs: Any) -> Callable[[str, bytes], None] | None:
+    """How to write an object on ``fs`` only if no object of its name exists (FileExistsError
+    otherwise), in one step that a writer elsewhere cannot come between; None where ``fs`` cannot
+    (local disks have their own way: see :meth:`_Target.write_bytes`).
+
+    fsspec's memory filesystem can (its objects live in this process); S3 can through s3fs 2025.7
+    or later with botocore 1.35.21 or later: a conditional write (``If-None-Match: *``) that the
+    server refuses with 412 when the object exists (AWS S3, MinIO; a server that ignores the header
+    overwrites, as without it)."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    if isinstance(fs, MemoryFileSystem):
+
+        def create_in_memory(path: str, data: bytes) -> None:
+            with _IN_PROCESS_CREATE:
+                if fs.exists(path):
+                    raise FileExistsError(path)
+                fs.pipe_file(path, data)
+
+        return create_in_memory
+    if type(fs).__module__.partition(".")[0] != "s3fs":
+        return None
+    if _release("s3fs") < S3FS_CREATE_ONLY or _release("botocore") < BOTOCORE_CREATE_ONLY:
+        return None
+
+    def create_on_s3(path: str, data: bytes) -> None:
+        fs.pipe_file(path, data, mode="create")
+
+    return create_on_s3
 
 
 def _check_url_typos(url: str) -> None:

@@ -1,0 +1,278 @@
+"""Two backups of the same name that finish at the same moment.
+
+Both found the name free when they started; on an object store the second one's manifest then
+replaced the first one's, and both reported success (the first one's backup was gone). Where the
+target can create an object only if none of its name exists (a local disk, ``memory://``, S3 through
+a recent s3fs on a server that honours If-None-Match), the second now fails with BackupExistsError.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from helpers import child_env
+
+import kv_backend.backup as kvbackup
+from kv_backend import DB
+from kv_backend.backup import BackupExistsError, list_backups, restore
+
+# A child that backs up under the name given, stopping (after its name check, before it publishes
+# its manifest) until the test lets it go on; it prints what happened as one JSON line.
+CHILD = r"""
+import json, os, sys, time
+import kv_backend.backup as kvbackup
+from kv_backend import DB
+
+store, url, name, sync, me, options = sys.argv[1:7]
+encode = kvbackup._encode_manifest
+
+def encode_then_wait(body):
+    data = encode(body)
+    open(os.path.join(sync, "ready-" + me), "w").close()
+    while not os.path.exists(os.path.join(sync, "go-" + me)):
+        time.sleep(0.01)
+    return data
+
+kvbackup._encode_manifest = encode_then_wait
+with DB(store, read_only=True) as db:
+    try:
+        report = db.backup(url, name=name, **json.loads(options))
+    except kvbackup.BackupExistsError as exc:
+        print(json.dumps({"exists": str(exc)}))
+    else:
+        print(json.dumps({"ok": report.name, "files": report.files}))
+"""
+
+
+def _free_port() -> int:
+    """A free port of 45000-45999, a range of its own for this module's server."""
+    for port in range(45000 + os.getpid() % 500, 46000):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 45000-45999")
+
+
+@pytest.fixture(scope="module")
+def s3_options():
+    pytest.importorskip("moto")
+    pytest.importorskip("s3fs")
+    pytest.importorskip("flask")
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        options = {
+            "endpoint_url": f"http://127.0.0.1:{port}",
+            "key": "testing",
+            "secret": "testing",
+            "client_kwargs": {"region_name": "us-east-1"},
+        }
+        boto3.client(
+            "s3",
+            endpoint_url=options["endpoint_url"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="kvb-race")
+        yield options
+    finally:
+        server.stop()
+
+
+def _store(path: str) -> dict[bytes, bytes]:
+    with DB(path, max_file_size=4096) as db:
+        for i in range(60):
+            db.put(b"key-%03d" % i, b"value-%03d" % i * 20)
+        return dict(db.items())
+
+
+def _wait_for(path: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def _race_processes(store: str, url: str, sync: str, options: dict) -> tuple[dict, dict]:
+    """Two processes back up ``store`` as "nightly"; both pass the name check, then the first
+    publishes and ends before the second publishes."""
+    os.makedirs(sync)
+    args = [sys.executable, "-c", CHILD, store, url, "nightly", sync]
+    procs = {
+        me: subprocess.Popen(
+            [*args, me, json.dumps(options)], env=child_env(), stdout=subprocess.PIPE, text=True
+        )
+        for me in ("a", "b")
+    }
+    try:
+        for me, proc in procs.items():
+            _wait_for(os.path.join(sync, f"ready-{me}"), proc)
+        results = {}
+        for me, proc in procs.items():
+            open(os.path.join(sync, f"go-{me}"), "w").close()
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 0, out
+            results[me] = json.loads(out)
+        return results["a"], results["b"]
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _check_outcome(first: dict, second: dict, url: str, restored: str, expected: dict, options: dict) -> None:
+    assert first == {"ok": "nightly", "files": first["files"]}
+    assert "exists" in second, second
+    assert "another backup named 'nightly'" in second["exists"] and "choose another name" in second["exists"]
+    assert [(b.name, b.ok) for b in list_backups(url, **options)] == [("nightly", True)]
+    restore(url, restored, name="nightly", **options)
+    with DB(restored, read_only=True) as db:
+        assert dict(db.items()) == expected
+
+
+def test_local_target_second_of_two_processes_fails(tmp_path):
+    store = str(tmp_path / "store")
+    expected = _store(store)
+    url = str(tmp_path / "backups")
+    first, second = _race_processes(store, url, str(tmp_path / "sync"), {})
+    _check_outcome(first, second, url, str(tmp_path / "r"), expected, {})
+
+
+def test_s3_target_second_of_two_processes_fails(tmp_path, s3_options):
+    store = str(tmp_path / "store")
+    expected = _store(store)
+    url = "s3://kvb-race/same-name"
+    first, second = _race_processes(store, url, str(tmp_path / "sync"), s3_options)
+    _check_outcome(first, second, url, str(tmp_path / "r"), expected, s3_options)
+
+
+def test_memory_target_second_of_two_threads_fails(tmp_path, monkeypatch):
+    """fsspec's memory filesystem lives in one process: its writers are that process's threads."""
+    store = str(tmp_path / "store")
+    expected = _store(store)
+    url = f"memory://same-name-{os.getpid()}-{time.monotonic_ns()}"
+    encode = kvbackup._encode_manifest
+    ready = {"a": threading.Event(), "b": threading.Event()}
+    go = {"a": threading.Event(), "b": threading.Event()}
+    results: dict[str, dict] = {}
+
+    def encode_then_wait(body):
+        me = threading.current_thread().name
+        data = encode(body)
+        ready[me].set()
+        assert go[me].wait(60)
+        return data
+
+    def run(me: str) -> None:
+        with DB(store, read_only=True) as db:
+            try:
+                report = db.backup(url, name="nightly")
+                results[me] = {"ok": report.name, "files": report.files}
+            except BackupExistsError as exc:
+                results[me] = {"exists": str(exc)}
+
+    monkeypatch.setattr(kvbackup, "_encode_manifest", encode_then_wait)
+    threads = {me: threading.Thread(target=run, args=(me,), name=me) for me in ("a", "b")}
+    for t in threads.values():
+        t.start()
+    for me in ("a", "b"):
+        assert ready[me].wait(60)
+    for me in ("a", "b"):
+        go[me].set()
+        threads[me].join(60)
+    _check_outcome(results["a"], results["b"], url, str(tmp_path / "r"), expected, {})
+    import fsspec
+
+    fsspec.filesystem("memory").rm(url[len("memory://") :], recursive=True)
+
+
+def test_a_server_without_conditional_writes_still_gets_its_backup(tmp_path, monkeypatch):
+    """A server that answers a conditional write 501 Not Implemented: the manifest is written as
+    before (and read back), not lost to the refusal."""
+    store = str(tmp_path / "store")
+    _store(store)
+    refused = []
+
+    def refuses(fs):
+        def create(path, data):
+            refused.append(path)
+            raise OSError(errno.ENOSYS, "NotImplemented: conditional writes are not supported")
+
+        return create
+
+    monkeypatch.setattr(kvbackup, "_create_only", refuses)
+    url = f"memory://no-conditions-{os.getpid()}-{time.monotonic_ns()}"
+    with DB(store, read_only=True) as db:
+        assert db.backup(url, name="nightly").name == "nightly"
+    assert len(refused) == 1 and refused[0].endswith("backups/nightly.json")
+    assert [b.name for b in list_backups(url)] == ["nightly"]
+    import fsspec
+
+    fsspec.filesystem("memory").rm(url[len("memory://") :], recursive=True)
+
+
+def test_a_retried_write_that_finds_its_own_manifest_succeeds(tmp_path, monkeypatch):
+    """s3fs retries a request whose connection dropped: a conditional write whose first attempt
+    landed is refused (412) on the retry, by the very manifest it wrote; that is no other backup."""
+    store = str(tmp_path / "store")
+    _store(store)
+
+    def answer_lost(fs):
+        def create(path, data):
+            fs.pipe_file(path, data)  # the first attempt landed; its answer did not
+            raise FileExistsError(path)  # what the retry gets
+
+        return create
+
+    monkeypatch.setattr(kvbackup, "_create_only", answer_lost)
+    url = f"memory://retried-{os.getpid()}-{time.monotonic_ns()}"
+    with DB(store, read_only=True) as db:
+        assert db.backup(url, name="nightly").name == "nightly"
+        # A manifest of another backup there is still refused.
+        with pytest.raises(BackupExistsError):
+            db.backup(url, name="nightly")
+    assert [b.name for b in list_backups(url)] == ["nightly"]
+    import fsspec
+
+    fsspec.filesystem("memory").rm(url[len("memory://") :], recursive=True)
+
+
+def test_old_s3fs_or_botocore_keeps_the_plain_write(monkeypatch):
+    pytest.importorskip("s3fs")
+    import importlib.metadata
+
+    import s3fs
+
+    fs = s3fs.S3FileSystem(anon=True, skip_instance_cache=True)
+    assert kvbackup._create_only(fs) is not None  # (the versions installed here send If-None-Match)
+    installed = importlib.metadata.version
+    for dist, old in [("s3fs", "2025.5.1"), ("botocore", "1.35.20")]:
+        # s3fs 2025.5: exclusive writes of small objects failed; botocore 1.35.20: no IfNoneMatch yet
+        monkeypatch.setattr(
+            importlib.metadata, "version", lambda d, dist=dist, old=old: old if d == dist else installed(d)
+        )
+        assert kvbackup._create_only(fs) is None
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda d: "1.36.0rc1" if d == "botocore" else installed(d)
+    )
+    assert kvbackup._release("botocore") == (1, 36, 0)
+    assert kvbackup._create_only(fs) is not None
