@@ -341,9 +341,20 @@ class _Target:
                 # may not read would read as no backup at all, not as a permission error.
                 try:
                     with os.scandir(self.path(rel)) as entries:
-                        return {e.name: e.stat().st_size for e in entries if e.is_file()}
+                        found = list(entries)
                 except FileNotFoundError:
                     return {}
+                sizes = {}
+                for e in found:
+                    try:
+                        if e.is_file():
+                            sizes[e.name] = e.stat().st_size
+                    except FileNotFoundError:
+                        # Gone since it was listed (a journal's or manifest's temporary copy, renamed
+                        # into place): it is not there. Taken for a missing directory, the whole
+                        # listing read as empty: prune saw no running backup and collected its objects.
+                        continue
+                return sizes
             try:
                 # ls(), what find(maxdepth=1) lists with, but raising: find() omits a directory it
                 # cannot list (a server down, a permission error), which read as no backups at all.
