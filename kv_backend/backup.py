@@ -355,6 +355,11 @@ class _Target:
                         # listing read as empty: prune saw no running backup and collected its objects.
                         continue
                 return sizes
+            # Listed afresh every time: s3fs, gcsfs and adlfs keep what they listed, and prune's
+            # second look at the manifests saw none written since its first (it collected the
+            # objects of a backup that completed meanwhile), a backup's last check saw objects that
+            # a prune had deleted since its first look (it completed a backup that cannot restore).
+            self.fs.invalidate_cache(self.path(rel))
             try:
                 # ls(), what find(maxdepth=1) lists with, but raising: find() omits a directory it
                 # cannot list (a server down, a permission error), which read as no backups at all.
