@@ -1086,6 +1086,7 @@ def backup(
                 "source": db.path,
                 "store_mode": store_mode,
                 "host": socket.gethostname(),
+                "journal": token,  # (so that prune knows its journal for a completed backup's)
                 "files": entries,
             }
             while True:
@@ -1110,7 +1111,17 @@ def backup(
                         ) from exc
                     n += 1  # the caller chose no name: the next free one is as good
                     name = f"{base}-{n}"
-            if target.read_bytes(rel) != manifest:
+            try:
+                written = target.read_bytes(rel)
+            except BackupError as exc:
+                # (the manifest went out, but a connection lost now said only "cannot read", and a
+                # run again under the same name said the name is taken)
+                raise BackupError(
+                    f"backup {name} was written to {target.url}, but reading its manifest back failed "
+                    f"({exc}); kvb backups {target.url} lists it if it is intact, and then it is "
+                    "complete (a restore checks every file); else back up again"
+                ) from exc
+            if written != manifest:
                 raise BackupError(
                     f"{target.where(rel)} does not read back as written (another backup named {name!r} "
                     "finished at the same moment?); run the backup again under another name"
@@ -1576,6 +1587,15 @@ def _remove_stale_temporaries(target: _Target, now: float) -> None:
                 target.remove(f"{rel}/{entry.name}")
 
 
+def _completed(journal: dict[str, Any], finished: set[object]) -> bool:
+    """Whether the backup that wrote ``journal`` completed: its manifest names the journal (in
+    ``finished``, the journals the manifests name). Its journal is left only when removing it failed
+    (a connection lost at that moment), and its manifest names every object it sent, so the journal
+    holds nothing back. Taken for a running backup's, it kept prune from collecting anything for 24
+    hours wherever the process that wrote it lived on (a server, a worker)."""
+    return journal["token"] in finished
+
+
 def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
     """Delete all but the newest ``keep`` backups under ``url`` and the objects only they used.
 
@@ -1604,8 +1624,12 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
     now = time.time()
     running = False
     referenced: set[str] = set()
-    for journal in _journals(target):
-        if now - journal["updated"] >= PENDING_GRACE:
+    journals = _journals(target)
+    current = _load_all(target)
+    # (with those removed above: a backup whose manifest prune removed had completed too)
+    finished = {doc.get("journal") for _n, doc, _err in manifests + current if doc is not None}
+    for journal in journals:
+        if now - journal["updated"] >= PENDING_GRACE or _completed(journal, finished):
             target.remove(f"{PENDING_DIR}/{journal['token']}.json")
         elif _dead(journal):
             # Killed: what it sent stays while a new backup may reuse it (see _known_copies), the
@@ -1616,7 +1640,7 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
     _remove_stale_temporaries(target, now)
     if running:
         return removed
-    for _n, doc, _err in _load_all(target):
+    for _n, doc, _err in current:
         if doc is None:
             # A damaged manifest (or one written by a newer kv_backend) may still name objects
             # that someone needs; without knowing which, collect none of them.
