@@ -1396,6 +1396,11 @@ def restore(
             ) from exc
         if isinstance(exc, OSError) and not isinstance(exc, KVError):
             raise BackupError(f"cannot restore into {dest}: {exc}") from exc
+        if _pruned_meanwhile(exc, target, name):
+            raise BackupError(
+                f"{exc}; backup {name} was pruned while it was restored (kvb backups --keep, prune_backups): "
+                "restore one of the backups kept (kvb backups lists them)"
+            ) from exc
         raise
     finally:
         os.close(claim)
@@ -1429,6 +1434,17 @@ def _publish_restored(store: str, entries: list[dict[str, Any]]) -> None:
         page.initialize(1, fids[-1][0], end)
     finally:
         page.close()
+
+
+def _pruned_meanwhile(exc: BaseException, target: _Target, name: str) -> bool:
+    """Whether ``exc`` is an object of backup ``name`` found missing, and its manifest is gone too:
+    a prune removed the backup while it was restored (which said only "not found")."""
+    if not (isinstance(exc, BackupError) and isinstance(exc.__cause__, FileNotFoundError)):
+        return False
+    try:
+        return f"{name}{MANIFEST_SUFFIX}" not in target.listdir(MANIFEST_DIR)
+    except BackupError:
+        return False  # (only a better message was at stake)
 
 
 def new_claimed_directory(
