@@ -43,9 +43,11 @@ def encode_then_wait(body):
     return data
 
 kvbackup._encode_manifest = encode_then_wait
+if not name:  # the default name, as of two backups started in the same millisecond
+    kvbackup._default_name = lambda now: "20261206T120000.000Z"
 with DB(store, read_only=True) as db:
     try:
-        report = db.backup(url, name=name, **json.loads(options))
+        report = db.backup(url, name=name or None, **json.loads(options))
     except kvbackup.BackupExistsError as exc:
         print(json.dumps({"exists": str(exc)}))
     else:
@@ -111,11 +113,13 @@ def _wait_for(path: str, proc: subprocess.Popen) -> None:
         time.sleep(0.01)
 
 
-def _race_processes(store: str, url: str, sync: str, options: dict) -> tuple[dict, dict]:
-    """Two processes back up ``store`` as "nightly"; both pass the name check, then the first
-    publishes and ends before the second publishes."""
+def _race_processes(
+    store: str, url: str, sync: str, options: dict, name: str = "nightly"
+) -> tuple[dict, dict]:
+    """Two processes back up ``store`` as ``name`` (the default if empty); both pass the name check,
+    then the first publishes and ends before the second publishes."""
     os.makedirs(sync)
-    args = [sys.executable, "-c", CHILD, store, url, "nightly", sync]
+    args = [sys.executable, "-c", CHILD, store, url, name, sync]
     procs = {
         me: subprocess.Popen(
             [*args, me, json.dumps(options)], env=child_env(), stdout=subprocess.PIPE, text=True
@@ -163,6 +167,18 @@ def test_s3_target_second_of_two_processes_fails(tmp_path, s3_options):
     url = "s3://kvb-race/same-name"
     first, second = _race_processes(store, url, str(tmp_path / "sync"), s3_options)
     _check_outcome(first, second, url, str(tmp_path / "r"), expected, s3_options)
+
+
+def test_s3_target_second_of_two_nameless_backups_takes_the_next_suffix(tmp_path, s3_options):
+    store = str(tmp_path / "store")
+    _store(store)
+    url = "s3://kvb-race/same-default-name"
+    first, second = _race_processes(store, url, str(tmp_path / "sync"), s3_options, name="")
+    assert (first["ok"], second["ok"]) == ("20261206T120000.000Z", "20261206T120000.000Z-2")
+    assert sorted((b.name, b.ok) for b in list_backups(url, **s3_options)) == [
+        ("20261206T120000.000Z", True),
+        ("20261206T120000.000Z-2", True),
+    ]
 
 
 def test_memory_target_second_of_two_threads_fails(tmp_path, monkeypatch):
