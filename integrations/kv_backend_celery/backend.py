@@ -520,10 +520,21 @@ class KVBackend(KeyValueStoreBackend):
             raise BackendStoreError(f"result too large for the kv_backend store: {exc}") from exc
 
     def _set_with_state(self, key: bytes | str, value: bytes | str, state: str) -> None:
-        if state == states.FAILURE:
-            self.set(key, value, expires=self.failure_expires or 0)
-        else:
-            self.set(key, value)
+        self.set(key, value, expires=self._lifetime(state) or 0)
+
+    def _lifetime(self, state: str | None) -> float | None:
+        """The lifetime of a result in ``state``: result_failure_expires for a FAILURE (0/None: for ever)."""
+        return self.failure_expires if state == states.FAILURE else self.expires
+
+    def _longest(self, *lifetimes: float | None) -> float | None:
+        """The longest of Celery lifetimes (0 or None, for ever, is the longest)."""
+        ttls = [self._ttl(lifetime) for lifetime in lifetimes]
+        return None if None in ttls else max(t for t in ttls if t is not None)
+
+    def _stored_state(self, task_id: str) -> str | None:
+        """The state stored for ``task_id`` (None: nothing stored)."""
+        raw = self.get(self.get_key_for_task(task_id))
+        return None if raw is None else self.decode(raw).get("status")
 
     def delete(self, key: bytes | str) -> None:
         """Remove ``key`` (no error if it is missing)."""
@@ -828,8 +839,8 @@ class KVBackend(KeyValueStoreBackend):
         if left == 0:
             return self._run_chord_callback(gid, chord_sig, key, claim, isinstance(left, _TakenOver))
         self.expire(self.get_key_for_group(gid), keep)
-        if task_id:
-            self.expire(self.get_key_for_task(task_id), keep)
+        if task_id:  # (a failed part's result_failure_expires may be longer)
+            self.expire(self.get_key_for_task(task_id), self._longest(keep, self._lifetime(state)))
         return None
 
     def _count_part(
@@ -1192,13 +1203,14 @@ class KVBackend(KeyValueStoreBackend):
                 batch.delete(self._callback_key(gid))
                 self._note_firing(batch, db, drop=[gid])
             return None
-        owner = False
+        owner = joined = False
         publish_ttl = self._chord_publish_ttl(callback)
         try:
             try:
                 join = deps.join_native if deps.supports_native_join else deps.join
                 with allow_join_result():
                     values = join(timeout=self.app.conf.result_chord_join_timeout, propagate=True)
+                joined = True  # (every part succeeded: a failed one raises)
             except Exception as exc:
                 culprit = _failed_part(deps.results)
                 cause: BaseException = exc
@@ -1223,7 +1235,7 @@ class KVBackend(KeyValueStoreBackend):
                 return self.chord_error_from_stack(callback, _chord_error(f"Callback error: {exc!r}", exc))
         finally:
             if owner:
-                self._end_chord(gid, key, deps)
+                self._end_chord(gid, key, deps, succeeded=joined)
 
     def _publish_callback(self, callback: Any, values: Any) -> Any:
         """Send the chord's callback, retrying a refused publish as Celery's own backends do.
@@ -1257,17 +1269,16 @@ class KVBackend(KeyValueStoreBackend):
         callback_id = getattr(callback, "id", None)
         if not callback_id or isinstance(callback, group):
             return False
-        raw = self.get(self.get_key_for_task(callback_id))
-        return raw is not None and self.decode_result(raw).get("status") in states.READY_STATES
+        return self._stored_state(callback_id) in states.READY_STATES
 
-    def _end_chord(self, gid: str, key: bytes, deps: GroupResult | None) -> None:
+    def _end_chord(self, gid: str, key: bytes, deps: GroupResult | None, succeeded: bool = False) -> None:
         """Drop the chord's saved group, counter, claim, markers and stored callback, in one write.
 
         One write: a process killed after sending the callback leaves either
         the whole chord (a redelivered part then finds it) or none of it.
         The tasks of groups nested in the header are parts too, and Celery
         announces each nested group's size under its own id: that counter,
-        never reached by a part, goes as well.
+        never reached by a part, goes as well. ``succeeded``: every part is known to have succeeded.
         """
         self._cache.pop(gid, None)
         results = deps.results if deps is not None else []
@@ -1284,9 +1295,13 @@ class KVBackend(KeyValueStoreBackend):
             for nested in _nested_groups(results):
                 if getattr(nested, "id", None):
                     batch.delete(ensure_bytes(self.get_key_for_chord(nested.id)))
-        # The chord is over: header results get back their normal lifetime.
+        # The chord is over: header results get back their normal lifetime, which for a failed
+        # part is result_failure_expires (its state is read only where a part may have failed
+        # and that lifetime differs).
+        by_state = not succeeded and self._ttl(self.failure_expires) != self._ttl(self.expires)
         for dep in parts:
-            self.expire(self.get_key_for_task(dep.id), self.expires)
+            state = self._stored_state(dep.id) if by_state else None
+            self.expire(self.get_key_for_task(dep.id), self._lifetime(state))
 
     # ---------------------------------------------------------------- waiting
 
