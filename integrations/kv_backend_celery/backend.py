@@ -472,6 +472,11 @@ class KVBackend(KeyValueStoreBackend):
             if failure_expires is None
             else _seconds("result_failure_expires", self.prepare_expires(failure_expires))
         )
+        chord_expires = self.app.conf.get("result_chord_expires")
+        if chord_expires is not None and hasattr(self, "_chord_expires"):  # Celery 5.7+
+            # Checked here too: Celery reads it with int() at every chord, so a value such as
+            # "1 day", "1.5" or inf failed the first chord sent, in the client, naming no setting.
+            self._chord_expires = _seconds("result_chord_expires", self.prepare_expires(chord_expires))
         self._db: DB | None = None
         if _in_pool_child():
             # This module was not loaded when the child started (a worker that printed no
