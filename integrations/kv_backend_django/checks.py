@@ -6,7 +6,8 @@ depends on the working directory. A KVCache store holds pickled pages and
 sessions in the same way, so the same two mistakes are checked here, and
 aliases sharing a LOCATION with engine OPTIONS that cannot both apply, or
 nesting one LOCATION in another, or a LOCATION on the store of the kvb:// Celery
-result backend.
+result backend, and a LOCATION the cache cannot open: a file, or a directory of
+other files.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from kv_backend.errors import ConfigurationError
+from kv_backend.errors import ConfigurationError, NotAStoreError
+from kv_backend.files import prepare_directory
 from kv_backend_django.cache import (
     _ENGINE_DEFAULTS,
     ENGINE_OPTIONS,
@@ -71,6 +73,11 @@ def _published_dirs() -> Iterator[tuple[str, pathlib.Path]]:
         for entry in entries:
             path = entry[1] if isinstance(entry, (list, tuple)) else entry
             yield name, pathlib.Path(path).resolve()
+
+
+def _resolved(location: str) -> pathlib.Path:
+    """The directory a LOCATION names, absolute and with symlinks resolved (as the cache keys its store)."""
+    return pathlib.Path(os.path.abspath(location)).resolve()
 
 
 def _relation(store: pathlib.Path, other: pathlib.Path) -> str | None:
@@ -140,7 +147,7 @@ def check_shared_location_options(app_configs: Any, **kwargs: Any) -> list[Check
         location = _location(config)
         if not location or not isinstance(options, dict):
             continue  # the cache itself reports these when it is created
-        store = pathlib.Path(os.path.abspath(location)).resolve()
+        store = _resolved(location)
         try:
             engine = effective_engine_options(options)
         except ConfigurationError:
@@ -182,7 +189,7 @@ def check_nested_locations(app_configs: Any, **kwargs: Any) -> list[CheckMessage
     stores: dict[pathlib.Path, str] = {}
     for alias, location in _kv_aliases():
         if location:
-            stores.setdefault(pathlib.Path(os.path.abspath(location)).resolve(), alias)
+            stores.setdefault(_resolved(location), alias)
     found: list[CheckMessage] = []
     for outer, alias in stores.items():
         inner = [other for path, other in stores.items() if outer in path.parents]
@@ -204,27 +211,77 @@ def check_nested_locations(app_configs: Any, **kwargs: Any) -> list[CheckMessage
 
 
 @register(Tags.caches)
+def check_location_can_hold_the_store(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """E002: a LOCATION that exists and is neither a kv_backend store nor an empty directory.
+
+    A file, a directory of other files or a store of a format this release cannot read: the
+    cache refuses to open it, so every request that uses the cache fails. Nothing is created
+    or changed here; a LOCATION this user may not read is left to the cache to report, and
+    one holding another alias's LOCATION or the Celery results' store to W003 and W004.
+    """
+    explained = [_resolved(location) for _, location in _kv_aliases() if location]
+    results = _celery_results_path()
+    if results is not None:
+        explained.append(_resolved(results))
+    found: list[CheckMessage] = []
+    for alias, location in _kv_aliases():
+        if not location:
+            continue
+        store = _resolved(location)
+        try:
+            prepare_directory(str(store), create=False)
+        except NotAStoreError as exc:
+            if any(store in path.parents for path in explained):
+                continue  # W003 or W004 says what is in it
+            what = str(exc.strerror or exc).partition("; ")[0]
+            found.append(
+                Error(
+                    f"The LOCATION of the {alias!r} cache cannot hold its store: {what}. The cache "
+                    "refuses to open it, so every request that uses the cache fails.",
+                    hint="Point LOCATION at a new or empty directory (it is created if missing), or at "
+                    "the directory of the cache's existing store.",
+                    obj=f"CACHES[{alias!r}]",
+                    id="kv_backend_django.E002",
+                )
+            )
+        except OSError:
+            continue  # new (created on first use), or not readable by this user: the cache reports it
+    return found
+
+
+def _celery_results_path() -> str | None:
+    """The directory of a ``kvb://`` CELERY_RESULT_BACKEND; None for another backend or a URL it refuses.
+
+    Celery's Django setup reads ``CELERY_``-prefixed settings, the name read here.
+    """
+    url = getattr(settings, "CELERY_RESULT_BACKEND", None)
+    if not isinstance(url, str) or url[:4].lower() != "kvb:":
+        return None
+    try:
+        from kv_backend_celery.backend import parse_url
+
+        return parse_url(url)[0]
+    except (ImportError, ConfigurationError):
+        return None
+
+
+@register(Tags.caches)
 def check_location_not_celery_results(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     """W004: a LOCATION that is, holds or lies inside the store of a ``kvb://`` CELERY_RESULT_BACKEND.
 
     A cache culls and clears by removing entries of its directory, whoever wrote them: task
     results and chord counters kept there vanish (``get()`` then waits for ever, a chord never
-    fires). Celery's Django setup reads ``CELERY_``-prefixed settings, the name checked here.
+    fires).
     """
-    url = getattr(settings, "CELERY_RESULT_BACKEND", None)
-    if not isinstance(url, str) or url[:4].lower() != "kvb:":
-        return []
-    try:
-        from kv_backend_celery.backend import parse_url
-
-        results = pathlib.Path(parse_url(url)[0]).resolve()
-    except (ImportError, ConfigurationError):
-        return []  # no Celery here, or a URL the backend itself refuses when it is built
+    path = _celery_results_path()
+    if path is None:
+        return []  # another backend, no Celery here, or a URL the backend itself refuses when built
+    results = _resolved(path)
     found: list[CheckMessage] = []
     for alias, location in _kv_aliases():
         if not location:
             continue
-        store = pathlib.Path(os.path.abspath(location)).resolve()
+        store = _resolved(location)
         relation = _relation(store, results)
         if relation is None:
             continue
