@@ -1217,14 +1217,19 @@ class KVBackend(KeyValueStoreBackend):
                     values = join(timeout=self.app.conf.result_chord_join_timeout, propagate=True)
                 joined = True  # (every part succeeded: a failed one raises)
             except Exception as exc:
-                culprit = _failed_part(deps.results)
                 cause: BaseException = exc
+                try:
+                    culprit = _failed_part(deps.results)
+                except CorruptionError as damaged:
+                    # A part's stored result fails its checksum: it can never be read, so the
+                    # chord fails, naming the record, rather than being taken over for ever.
+                    culprit, cause = None, damaged
                 if culprit is not None:
                     # The join may stop at another failed part than the first one: name the
                     # culprit with its own exception, not another part's.
                     own = culprit.result
                     cause = own if isinstance(own, BaseException) else exc
-                reason = f"Dependency {culprit.id} raised {cause!r}" if culprit is not None else repr(exc)
+                reason = f"Dependency {culprit.id} raised {cause!r}" if culprit is not None else repr(cause)
                 owner = self._keep_claim(gid, key, claim, publish_ttl)
                 if not owner:
                     return self._taken_over(gid)
