@@ -55,6 +55,7 @@ from kv_backend import DB
 from kv_backend.db_common import MAX_FILE_SIZE, MIN_FILE_SIZE
 from kv_backend.errors import (
     ConfigurationError,
+    CorruptionError,
     MergeInProgressError,
     NotAStoreError,
     StorageError,
@@ -1310,8 +1311,11 @@ class KVBackend(KeyValueStoreBackend):
         # and that lifetime differs).
         by_state = not succeeded and self._ttl(self.failure_expires) != self._ttl(self.expires)
         for dep in parts:
-            state = self._stored_state(dep.id) if by_state else None
-            self.expire(self.get_key_for_task(dep.id), self._lifetime(state))
+            try:
+                state = self._stored_state(dep.id) if by_state else None
+                self.expire(self.get_key_for_task(dep.id), self._lifetime(state))
+            except CorruptionError as exc:  # a damaged record: left as it is (kvb check lists it)
+                logger.warning("chord %s: the stored result of part %s is damaged: %s", gid, dep.id, exc)
 
     # ---------------------------------------------------------------- waiting
 

@@ -12,6 +12,8 @@ import pytest
 from celery import states
 from celery.app.task import Context
 
+from kv_backend.errors import CorruptionError
+
 HOUR, WEEK = 3600, 7 * 86400
 
 
@@ -74,3 +76,26 @@ def test_a_chord_whose_parts_all_succeeded_gives_them_result_expires_without_rea
     assert reads == []  # the join proved them successful: no part is read again to learn its state
     for task_id in ids:
         assert HOUR - 60 < ttl(backend, task_id) <= HOUR
+
+
+def test_a_part_whose_state_cannot_be_read_does_not_stop_the_end_of_the_chord(store_path, monkeypatch):
+    # The chord's keys are dropped and the other parts get their lifetimes; the unreadable one
+    # (a damaged record) is left as it is, with the chord's lifetime (here result_expires).
+    app = celery_helpers.make_app(f"kvb://{store_path}", result_expires=HOUR, result_failure_expires=WEEK)
+    backend = app.backend
+    gid, ids, body, _ = celery_helpers.make_chord(backend, monkeypatch, parts=3)
+    fail_part(backend, gid, ids[0], body)
+    celery_helpers.finish_part(backend, gid, ids[1], body)
+    stored_state = backend._stored_state
+
+    def damaged(task_id):
+        if task_id == ids[1]:
+            raise CorruptionError(f"record of {task_id} fails its checksum")
+        return stored_state(task_id)
+
+    monkeypatch.setattr(backend, "_stored_state", damaged)
+    celery_helpers.finish_part(backend, gid, ids[2], body)
+    assert backend.restore_group(gid, cache=False) is None  # the chord is over
+    assert WEEK - 60 < ttl(backend, ids[0]) <= WEEK
+    assert HOUR - 60 < ttl(backend, ids[1]) <= HOUR
+    assert HOUR - 60 < ttl(backend, ids[2]) <= HOUR
