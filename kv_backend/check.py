@@ -109,9 +109,11 @@ def _check(path: str) -> CheckReport:
                 )
                 continue
             if size < rec.FILE_HEADER_SIZE or buf[:8] != rec.FILE_MAGIC:
-                report.bytes += size
                 report.problems.append(Problem(fpath, 0, "missing or damaged file header"))
-                continue
+                if size < rec.FILE_HEADER_SIZE:
+                    report.bytes += size
+                    continue
+                # (Its records are read all the same, as the engine reads them: each has its own CRC.)
             version = rec.foreign_version(buf[:12])
             if version is not None:
                 # The engine refuses the store for it: its records may mean something else.
@@ -157,11 +159,13 @@ def snapshot_problems(
     A backup copies damage as it is, and a restore refuses it: the backup tells at once, from the
     bytes it copied (records in files with a hint file are never checked when a store opens).
     """
-    if size < rec.FILE_HEADER_SIZE or read(0, 8) != rec.FILE_MAGIC:
-        if tail and size <= rec.FILE_HEADER_SIZE and rec.FILE_HEADER_BYTES.startswith(read(0, size)):
-            return []  # a rotation's new file, not finished: holds no record
-        return [Problem(name, 0, "missing or damaged file header")]
+    if tail and size <= rec.FILE_HEADER_SIZE and rec.FILE_HEADER_BYTES.startswith(read(0, size)):
+        return []  # a rotation's new file, not finished: holds no record
     report = CheckReport()
+    if size < rec.FILE_HEADER_SIZE or read(0, 8) != rec.FILE_MAGIC:
+        report.problems.append(Problem(name, 0, "missing or damaged file header"))
+        if size < rec.FILE_HEADER_SIZE:
+            return report.problems  # (else its records are read all the same, as check reads them)
     # (A restored copy has no STATE page: where a newest file's data ends is read from its bytes.)
     end = data_end(read, rec.FILE_HEADER_SIZE, size) if tail else 0
     _check_records(_Reader(read, size), size, name, tail, report, published_end=end)

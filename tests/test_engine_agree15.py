@@ -317,3 +317,24 @@ def test_kvb_check_reads_past_the_published_end_as_recovery_does(store_path, unp
     with DB(store_path) as db:
         assert dict(db.items()) == {b"a": b"1"}
     assert check(store_path).ok and not check(store_path).notes
+
+
+def test_kvb_check_reads_the_records_of_a_file_whose_magic_is_damaged(store_path, tmp_path):
+    """A data file whose magic is damaged is read by the engine (every record carries its own CRC),
+    but kvb check (and a backup's count) reported its header and skipped its records, so a damaged
+    record there went unreported while reading its key raised CorruptionError."""
+    from kv_backend import CorruptionError
+
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(60):
+            db.put(b"k%02d" % i, b"%03d" % i * 30)
+    closed = data_files(store_path)[0]
+    at = _offsets(closed)[b"k03"]
+    _patch(closed, 0, b"KVBDAT\xff\x00")
+    _patch(closed, at + rec.HEADER_SIZE + 4, b"!")  # in k03's value
+    with DB(store_path, read_only=True) as db:
+        assert db.stats()["corrupt_records"] == 1
+        with pytest.raises(CorruptionError):
+            db.get(b"k03")
+        assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 2
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(closed, 0), (closed, at)]
