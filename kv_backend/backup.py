@@ -18,6 +18,7 @@ result into place.
 
 from __future__ import annotations
 
+import copy
 import errno
 import fcntl
 import hashlib
@@ -52,6 +53,7 @@ __all__ = [
     "backup",
     "in_process_url",
     "list_backups",
+    "misplaced_url_hint",
     "parse_storage_options",
     "prune_backups",
     "restore",
@@ -1240,7 +1242,32 @@ def _why_no_manifest(target: _Target) -> str:
             return default
     except Exception:  # only a better message was at stake
         return default
-    return default if exists else f": {what} does not exist (check the URL for a typo)"
+    if not exists:
+        return f": {what} does not exist (check the URL for a typo)"
+    return _misplaced(target) or default
+
+
+def _misplaced(target: _Target) -> str:
+    """See :func:`misplaced_url_hint`."""
+    above, _, last = target.url.rstrip("/").rpartition("/")
+    if last not in (MANIFEST_DIR, FILES_DIR, PENDING_DIR) or not above or above.endswith((":", ":/", "://")):
+        return ""
+    parent = copy.copy(target)
+    parent.url, parent.root = above, posixpath.dirname(target.root.rstrip("/")) or "/"
+    try:
+        if not _manifest_names(parent):
+            return ""
+    except BackupError:  # only a better message was at stake
+        return ""
+    return f": {target.url} is the {last}/ directory of the backup URL {above}: give {above}"
+
+
+def misplaced_url_hint(url: str, **storage_options: Any) -> str:
+    """Where ``url`` names the ``backups/``, ``files/`` or ``pending/`` directory of a backup URL with
+    backups in it, what to say after "no backups at URL" (": URL is the backups/ directory of the
+    backup URL ABOVE: give ABOVE"), else "". The manifests are what one finds when looking for the
+    backups, and their directory, given as the URL, lists as empty."""
+    return _misplaced(_Target(url, storage_options))
 
 
 def restore(

@@ -501,7 +501,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_backups(args: argparse.Namespace) -> int:
-    from kv_backend.backup import list_backups, parse_storage_options, prune_backups
+    from kv_backend.backup import list_backups, misplaced_url_hint, parse_storage_options, prune_backups
 
     options = parse_storage_options(args.storage_option, prune_backups)
     removed = []
@@ -517,7 +517,7 @@ def cmd_backups(args: argparse.Namespace) -> int:
         for info in infos:
             _print(info)
     if not infos:  # said on stderr, so a script reading the list still gets an empty one
-        _say(f"kvb: no backups at {args.url}")
+        _say(f"kvb: no backups at {args.url}{misplaced_url_hint(args.url, **options)}")
     damaged = [info.name for info in infos if not info.ok]
     if damaged:
         # As kvb check: an exit status a cron job notices, for a manifest that blocks prune's object
