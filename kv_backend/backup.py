@@ -1004,8 +1004,9 @@ def backup(
                 name = f"{base}-{n}"
         elif name in existing:
             raise BackupExistsError(
-                f"a backup named {name!r} already exists at {target.url}; choose another name "
-                "(or remove it with prune_backups / kvb backups --keep)"
+                f"a backup named {name!r} already exists at {target.url}; choose another name (or, to "
+                f"reuse this one, delete its manifest {target.where(_manifest_rel(name))}: the next prune "
+                "collects what only it used)"
             )
         token = _token()
         journal_rel = f"{PENDING_DIR}/{token}.json"
