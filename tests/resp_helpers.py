@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -96,9 +97,21 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
     raise AssertionError(f"nothing listens on port {port} after {timeout} s")
 
 
-def wait_blocked(r: Any, n: int = 1, timeout: float = 10.0) -> None:
-    """Wait until the server that the redis-py client ``r`` talks to has ``n`` blocked clients."""
-    wait_for(lambda: int(r.info("clients")["blocked_clients"]) == n, timeout, f"{n} blocked clients")
+def wait_blocked(conn: Any, n: int = 1, timeout: float = 10.0) -> None:
+    """Wait until the server that ``conn`` (a redis-py client, or :class:`Raw`) talks to has ``n``
+    blocked clients (INFO's blocked_clients)."""
+    wait_for(lambda: blocked_clients(conn) == n, timeout, f"{n} blocked clients")
+
+
+def blocked_clients(conn: Any) -> int:
+    """INFO's blocked_clients, through a redis-py client (with or without its reply parsing) or Raw."""
+    info = conn.call("INFO", "clients") if isinstance(conn, Raw) else conn.execute_command("INFO", "clients")
+    if isinstance(info, dict):
+        return int(info["blocked_clients"])
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    found = re.search(r"blocked_clients:(\d+)", text)
+    assert found, text
+    return int(found.group(1))
 
 
 def start_redis_server(tmpdir: str) -> tuple[subprocess.Popen, int]:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 
 import pytest
 from helpers import note_waits
-from resp_helpers import Raw, RunningServer
+from resp_helpers import Raw, RunningServer, wait_blocked
 
 
 @pytest.fixture
@@ -179,15 +178,6 @@ def _send(conn: Raw, *args: str) -> None:
     conn.sock.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in words))
 
 
-def _wait_blocked(admin: Raw, count: int = 1) -> None:
-    """Wait until ``count`` clients are blocked (INFO clients' blocked_clients)."""
-    for _ in range(400):
-        if b"blocked_clients:%d\r\n" % count in admin.call("INFO", "clients"):
-            return
-        time.sleep(0.005)
-    raise AssertionError("the client did not block")
-
-
 @pytest.mark.parametrize(
     "change",
     [
@@ -214,7 +204,7 @@ def test_blocked_xreadgroup_is_told_its_stream_or_group_is_gone(both, change):
             assert admin.call("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM") == b"+OK\r\n"
             reader.sock.settimeout(5)
             _send(reader, "XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">")
-            _wait_blocked(admin)
+            wait_blocked(admin)
             admin.call(*change)
             replies.append(reader._read())
         finally:

@@ -4,10 +4,9 @@ writes a WATCH sees, random-member commands with huge counts, and Lua's RESP3 re
 from __future__ import annotations
 
 import shlex
-import time
 
 import test_resp_differential
-from resp_helpers import Raw
+from resp_helpers import Raw, wait_blocked
 from test_resp_differential import Nil, check_watch_cases, make_client
 
 # the differential test's fixtures: a kvb serve and a redis-server, clients over RESP2 and RESP3
@@ -231,15 +230,6 @@ SERVED_CASES = [
 ]
 
 
-def _wait_blocked(client) -> None:
-    for _ in range(400):
-        info = client.execute_command("INFO", "clients")
-        if b"blocked_clients:1" in info:
-            return
-        time.sleep(0.005)
-    raise AssertionError("the blocking command did not block")
-
-
 def test_watch_of_a_served_waiter_sees_only_the_key_it_took_from(servers):
     """A client blocked on several keys (BLPOP a b 0) and then served from one of them changed only
     that one: kvb aborted the EXEC of a client watching the others."""
@@ -255,7 +245,7 @@ def test_watch_of_a_served_waiter_sees_only_the_key_it_took_from(servers):
                 waiter.sock.sendall(
                     b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w.encode()) for w in words)
                 )
-                _wait_blocked(client)
+                wait_blocked(client)
                 client.execute_command(*shlex.split(serve))  # the watcher itself: its own write
                 assert waiter._read()[:1] in (b"*", b"$")  # served
             finally:

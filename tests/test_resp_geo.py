@@ -13,6 +13,7 @@ import time
 
 import pytest
 import redis
+from resp_helpers import wait_blocked
 
 LAT = "85.05112878"
 
@@ -403,8 +404,7 @@ def test_a_stored_result_wakes_a_client_blocked_on_the_destination(ports):
         got: list[object] = []
         waiter = threading.Thread(target=lambda: got.append(b.bzpopmin("d", 10)))
         waiter.start()
-        while not a.info("clients")["blocked_clients"]:
-            time.sleep(0.005)
+        wait_blocked(a)
         assert a.execute_command("GEORADIUS", "k", "13", "38", "100", "km", "STORE", "d") == 1
         waiter.join(10)
         assert got == [(b"d", b"Palermo", 3479099956230698.0)]

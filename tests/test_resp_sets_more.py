@@ -12,6 +12,7 @@ import pytest
 import redis
 import test_resp_differential
 from helpers import run_python
+from resp_helpers import wait_blocked
 from test_resp_differential import (
     NIL_ARRAY,
     NULL,
@@ -610,17 +611,6 @@ def _in_thread(fn, *args) -> tuple[threading.Thread, list]:
     return t, out
 
 
-def _wait_blocked(client: redis.Redis, n: int = 1) -> None:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        info = client.execute_command("INFO", "clients")
-        text = info.decode() if isinstance(info, bytes) else str(info)
-        if f"blocked_clients:{n}" in text:
-            return
-        time.sleep(0.005)
-    raise AssertionError("the client did not block")
-
-
 def test_blmpop_waits_for_a_push_and_times_out(pair, protocol):
     """BLMPOP is served by another client's push (from the list pushed), answers null when its
     timeout passes, as redis-server does."""
@@ -630,7 +620,7 @@ def test_blmpop_waits_for_a_push_and_times_out(pair, protocol):
         waiter = make_client(port, protocol)
         try:
             t, out = _in_thread(run, waiter, ["BLMPOP", "5", "2", "a", "b", "RIGHT", "COUNT", "2"])
-            _wait_blocked(client)
+            wait_blocked(client)
             client.execute_command("RPUSH", "b", "x", "y", "z")
             t.join(10)
             t0 = time.monotonic()
@@ -653,7 +643,7 @@ def test_copy_to_a_list_wakes_a_blocked_client(pair, protocol):
         try:
             client.execute_command("RPUSH", "src", "e1", "e2")
             t, out = _in_thread(run, waiter, ["BLPOP", "dst", "5"])
-            _wait_blocked(client)
+            wait_blocked(client)
             assert client.execute_command("COPY", "src", "dst") == 1
             t.join(10)
             assert out == [[b"dst", b"e1"]]

@@ -16,6 +16,7 @@ import time
 import pytest
 import redis
 from helpers import child_env
+from resp_helpers import wait_blocked
 from test_resp_geo import _watch_case, same, script
 
 from kv_backend.structures import CommandError, Structures, WrongTypeError
@@ -286,8 +287,7 @@ def test_a_stored_result_wakes_a_client_blocked_on_the_destination(ports):
         got: list[object] = []
         waiter = threading.Thread(target=lambda: got.append(b.blpop(["d"], 10)))
         waiter.start()
-        while not a.info("clients")["blocked_clients"]:
-            time.sleep(0.005)
+        wait_blocked(a)
         assert a.sort("l", store="d") == 3
         waiter.join(10)
         assert got == [(b"d", b"1")]
