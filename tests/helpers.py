@@ -119,6 +119,19 @@ def wait_for(pred: Callable[[], object], timeout: float = 60.0, what: str = "con
         time.sleep(0.005)
 
 
+def before_expiry(lifetimes: tuple[float, ...], attempt: Callable[[float], Any]) -> tuple[Any, float]:
+    """Run ``attempt(life)``, which stores something to live ``life`` seconds and reads it back, with
+    each of ``lifetimes`` in turn until a run ends within that life: a loaded machine may take longer
+    than the shortest. Return the run's result and a time.time() by which what it stored has expired."""
+    for life in lifetimes:
+        started = time.time()
+        result = attempt(life)
+        ended = time.time()
+        if ended < started + life:
+            return result, ended + life
+    raise AssertionError(f"no run of {attempt} ended within the life it gave ({lifetimes} s)")
+
+
 def free_port() -> int:
     """Return a free TCP port on 127.0.0.1."""
     with socket.socket() as s:

@@ -20,7 +20,7 @@ from celery import Celery, states
 from celery.app.task import Context
 from celery.exceptions import ChordError, ImproperlyConfigured
 from celery.exceptions import TimeoutError as CeleryTimeoutError
-from helpers import child_env, run_python
+from helpers import before_expiry, child_env, run_python
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -312,16 +312,14 @@ def test_bad_result_lifetime_fails_when_the_backend_is_built(store_path, setting
 
 
 def test_results_expire(store_path):
-    for lifetime in (0.2, 1, 5):  # longer if a loaded machine took the whole lifetime to read it back
+    def store(lifetime: float) -> tuple[object, str]:
         backend = make_app(f"kvb://{store_path}", result_expires=lifetime).backend
-        before = time.time()
         backend.store_result("t1", 1, states.SUCCESS)
-        stored = time.time()
-        status = backend.get_task_meta("t1", cache=False)["status"]
-        if status == states.SUCCESS or time.time() < before + lifetime:
-            break
+        return backend, backend.get_task_meta("t1", cache=False)["status"]
+
+    (backend, status), expired_by = before_expiry((0.2, 1, 5), store)
     assert status == states.SUCCESS
-    time.sleep(max(stored + lifetime - time.time(), 0) + 0.05)
+    time.sleep(max(expired_by - time.time(), 0) + 0.05)
     assert backend.get_task_meta("t1", cache=False)["status"] == states.PENDING
     assert tkey("t1") not in backend.db
 

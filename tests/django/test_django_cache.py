@@ -15,6 +15,7 @@ from django.core.cache import CacheKeyWarning, cache, caches
 from django.core.cache.backends.base import InvalidCacheBackendError
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
+from helpers import before_expiry
 from kv_backend_django.cache import KVCache, KVCacheConfigurationError, close_all, open_store
 
 
@@ -29,10 +30,15 @@ class Thing:
 
 
 def expire_soon(c, key, value="v"):
-    """Store ``key`` with a 0.3 s timeout and wait until it has expired."""
-    c.set(key, value, 0.3)
-    assert c.get(key) == value
-    time.sleep(0.35)
+    """Store ``key`` with a 0.3 s timeout (longer on a loaded machine) and wait until it has expired."""
+
+    def store(life: float) -> object:
+        c.set(key, value, life)
+        return c.get(key)
+
+    got, expired_by = before_expiry((0.3, 1, 5), store)
+    assert got == value
+    time.sleep(max(expired_by - time.time(), 0) + 0.05)
 
 
 # ---------------------------------------------------------------- basics
@@ -218,9 +224,14 @@ def test_expiry_and_settings_timeout():
 
 def test_touch():
     assert cache.touch("missing") is False
-    cache.set("t", 1, 0.3)
-    assert cache.touch("t", 100) is True
-    time.sleep(0.35)
+
+    def touched(life: float) -> bool:
+        cache.set("t", 1, life)
+        return cache.touch("t", 100)
+
+    touched_in_time, first_expiry = before_expiry((0.3, 1, 5), touched)
+    assert touched_in_time is True
+    time.sleep(max(first_expiry - time.time(), 0) + 0.05)
     assert cache.get("t") == 1
     assert cache.touch("t", None) is True
     assert cache.db.ttl(cache.make_key("t").encode()) is None
