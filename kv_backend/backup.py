@@ -30,6 +30,7 @@ import secrets
 import shutil
 import socket
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -516,7 +517,8 @@ def _create_only(fs: Any) -> Callable[[str, bytes], None] | None:
                 fs.pipe_file(path, data)
 
         return create_in_memory
-    if type(fs).__module__.partition(".")[0] != "s3fs":
+    s3fs = sys.modules.get("s3fs")  # (imported already where ``fs`` is one of its filesystems)
+    if s3fs is None or not isinstance(fs, s3fs.S3FileSystem):
         return None
     if _release("s3fs") < S3FS_CREATE_ONLY or _release("botocore") < BOTOCORE_CREATE_ONLY:
         return None

@@ -280,6 +280,11 @@ def test_old_s3fs_or_botocore_keeps_the_plain_write(monkeypatch):
 
     fs = s3fs.S3FileSystem(anon=True, skip_instance_cache=True)
     assert kvbackup._create_only(fs) is not None  # (the versions installed here send If-None-Match)
+
+    class CompanyS3(s3fs.S3FileSystem):  # (a subclass of a deployment's own: the same S3 underneath)
+        pass
+
+    assert kvbackup._create_only(CompanyS3(anon=True, skip_instance_cache=True)) is not None
     installed = importlib.metadata.version
     for dist, old in [("s3fs", "2025.5.1"), ("botocore", "1.35.20")]:
         # s3fs 2025.5: exclusive writes of small objects failed; botocore 1.35.20: no IfNoneMatch yet
