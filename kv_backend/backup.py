@@ -1252,6 +1252,8 @@ def _why_no_manifest(target: _Target) -> str:
 
 def _misplaced(target: _Target) -> str:
     """See :func:`misplaced_url_hint`."""
+    if target.local and enclosing_store(target.root) == target.root:
+        return f": {target.url} is a kv_backend store, not a backup URL: give the URL it was backed up to"
     above, _, last = target.url.rstrip("/").rpartition("/")
     if last not in (MANIFEST_DIR, FILES_DIR, PENDING_DIR) or not above or above.endswith((":", ":/", "://")):
         return ""
@@ -1269,7 +1271,8 @@ def misplaced_url_hint(url: str, **storage_options: Any) -> str:
     """Where ``url`` names the ``backups/``, ``files/`` or ``pending/`` directory of a backup URL with
     backups in it, what to say after "no backups at URL" (": URL is the backups/ directory of the
     backup URL ABOVE: give ABOVE"), else "". The manifests are what one finds when looking for the
-    backups, and their directory, given as the URL, lists as empty."""
+    backups, and their directory, given as the URL, lists as empty. So does a store's directory,
+    given for the URL it was backed up to (": URL is a kv_backend store, not a backup URL ...")."""
     return _misplaced(_Target(url, storage_options))
 
 

@@ -72,6 +72,18 @@ def test_no_hint_where_there_is_no_backup_above(tmp_path, backed_up):
     assert out.stderr == f"kvb: no backups at {tmp_path / 'elsewhere' / 'backups'}\n"
 
 
+def test_a_store_given_for_its_backup_url_says_so(tmp_path, backed_up):
+    store = str(tmp_path / "store")
+    hint = f": {store} is a kv_backend store, not a backup URL: give the URL it was backed up to"
+    assert misplaced_url_hint(store) == hint
+    with pytest.raises(BackupError) as info:
+        restore(store, tmp_path / "restored")
+    assert str(info.value) == f"no complete backup at {store}{hint}"
+    out = _kvb("backups", store)
+    assert (out.returncode, out.stderr) == (0, f"kvb: no backups at {store}{hint}\n")
+    assert misplaced_url_hint(f"{store}/backups") == ""
+
+
 def test_on_s3(tmp_path, s3_options):  # noqa: F811
     url = "s3://kvb-race/misplaced"
     with DB(str(tmp_path / "store")) as db:
