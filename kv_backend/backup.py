@@ -419,18 +419,28 @@ class _Target:
                 try:
                     self.create_only(self.path(rel), data)
                 except FileExistsError:
-                    # A request retried after its answer was lost (s3fs retries on a dropped
-                    # connection) finds the object its first attempt wrote: that one is ours.
-                    if self.fs.cat_file(self.path(rel)) != data:
-                        raise _ExistsError(f"{self.where(rel)} already exists") from None
+                    try:
+                        there = self.fs.cat_file(self.path(rel))
+                    except FileNotFoundError:  # a server that answers every conditional write 412
+                        self._write_unconditionally(rel, data)
+                    else:
+                        # A request retried after its answer was lost (s3fs retries on a dropped
+                        # connection) finds the object its first attempt wrote: that one is ours.
+                        if there != data:
+                            raise _ExistsError(f"{self.where(rel)} already exists") from None
                 except OSError as exc:
                     if exc.errno not in (errno.ENOSYS, errno.EOPNOTSUPP):
                         raise
-                    # The server refuses conditional writes (501 Not Implemented): written as before.
-                    self.create_only = None
-                    self.fs.pipe_file(self.path(rel), data)
+                    # The server refuses conditional writes (501 Not Implemented).
+                    self._write_unconditionally(rel, data)
             else:
                 self.fs.pipe_file(self.path(rel), data)
+
+    def _write_unconditionally(self, rel: str, data: bytes) -> None:
+        """Write ``rel`` as on a target without conditional writes (the caller reads it back), from
+        now on: this server refuses them, or answers them as if every object existed."""
+        self.create_only = None
+        self.fs.pipe_file(self.path(rel), data)
 
     def remove(self, rel: str) -> None:
         with _io(f"cannot delete {self.where(rel)}"):

@@ -246,6 +246,34 @@ def test_a_server_without_conditional_writes_still_gets_its_backup(tmp_path, mon
     fsspec.filesystem("memory").rm(url[len("memory://") :], recursive=True)
 
 
+def test_a_server_that_refuses_every_conditional_write_still_gets_its_backup(tmp_path, monkeypatch):
+    """412 Precondition Failed with no object there (a server that takes If-None-Match for a
+    condition it cannot meet): the manifest is written as before, not refused for a name that
+    nobody has."""
+    store = str(tmp_path / "store")
+    _store(store)
+    refused = []
+
+    def refuses(fs):
+        def create(path, data):
+            refused.append(path)
+            raise FileExistsError(path)
+
+        return create
+
+    monkeypatch.setattr(kvbackup, "_create_only", refuses)
+    url = f"memory://always-412-{os.getpid()}-{time.monotonic_ns()}"
+    with DB(store, read_only=True) as db:
+        assert db.backup(url, name="nightly").name == "nightly"
+        with pytest.raises(BackupExistsError):  # (a name taken is still refused, by the listing)
+            db.backup(url, name="nightly")
+    assert len(refused) == 1
+    assert [b.name for b in list_backups(url)] == ["nightly"]
+    import fsspec
+
+    fsspec.filesystem("memory").rm(url[len("memory://") :], recursive=True)
+
+
 def test_a_retried_write_that_finds_its_own_manifest_succeeds(tmp_path, monkeypatch):
     """s3fs retries a request whose connection dropped: a conditional write whose first attempt
     landed is refused (412) on the retry, by the very manifest it wrote; that is no other backup."""
