@@ -609,7 +609,10 @@ class KVBackend(KeyValueStoreBackend):
 
     def _failed_already(self, db: DB, key: bytes | str) -> bool:
         """True if the task at ``key`` has a failed state (FAILURE, REVOKED) stored."""
-        current = db.get(ensure_bytes(key))
+        try:
+            current = db.get(ensure_bytes(key))
+        except CorruptionError:
+            return False  # a damaged record (a disk fault): no state to be read
         return current is not None and self.decode_result(current).get("status") in states.PROPAGATE_STATES
 
     def _write_result(self, db: DB, task_id: str, key: bytes | str, payload: bytes | str, state: str) -> None:
@@ -620,8 +623,16 @@ class KVBackend(KeyValueStoreBackend):
         and a finished state (SUCCESS, FAILURE, REVOKED) is never replaced by an
         unfinished one: a retry that reports RETRY after the last attempt already
         stored its FAILURE must not leave the task looking unfinished for ever.
+        A damaged record (failing its checksum) is replaced by a finished state only:
+        what it held, maybe a finished state too, can never be read back.
         """
-        current = db.get(ensure_bytes(key))
+        try:
+            current = db.get(ensure_bytes(key))
+        except CorruptionError as exc:
+            logger.warning("the stored result of task %s is damaged (%s)", task_id, exc)
+            if state not in states.READY_STATES:
+                return
+            current = None
         if current is not None:
             stored = self.decode_result(current).get("status")
             if stored == states.SUCCESS or (
