@@ -1286,12 +1286,16 @@ class KVBackend(KeyValueStoreBackend):
         makes a chord whose callback takes the replaced task's id) finds that
         task's ``STARTED`` or progress states under its id before it is sent.
         No finished state proves nothing: the callback may still wait in the
-        broker, run, ignore its result, or keep it in another backend.
+        broker, run, ignore its result, or keep it in another backend; nor does
+        a record damaged on disk, which no read gets back.
         """
         callback_id = getattr(callback, "id", None)
         if not callback_id or isinstance(callback, group):
             return False
-        return self._stored_state(callback_id) in states.READY_STATES
+        try:
+            return self._stored_state(callback_id) in states.READY_STATES
+        except CorruptionError:
+            return False
 
     def _end_chord(self, gid: str, key: bytes, deps: GroupResult | None, succeeded: bool = False) -> None:
         """Drop the chord's saved group, counter, claim, markers and stored callback, in one write.
