@@ -122,6 +122,10 @@ def _field_type(raw: bytes) -> tuple[bool, int]:
 _Op = tuple[bytes, bool, int, int, int, bytes]
 
 
+#: BITFIELD's subcommands: a call of two words led by one is Redis's form, not redis-py's ``bitfield_ro``
+_SUBCOMMANDS = (b"GET", b"SET", b"INCRBY", b"OVERFLOW")
+
+
 def parse_bitfield(words: list[bytes]) -> list[_Op]:
     """BITFIELD's operations, checked in Redis's order (each one's syntax, type, offset, value)."""
     ops: list[_Op] = []
@@ -346,7 +350,7 @@ class Bits(Keyspace):
         Also redis-py's form, ``bitfield_ro(name, encoding, offset, items=[(encoding, offset),
         ...])``: a GET of each field.
         """
-        if items is not None or (len(words) == 2 and keyword(words[0]) != b"GET"):
+        if items is not None or (len(words) == 2 and keyword(words[0]) not in _SUBCOMMANDS):
             if len(words) != 2:
                 raise InvalidArgumentError(
                     "bitfield_ro(name, encoding, offset, items=...) takes one field before items"

@@ -52,4 +52,5 @@ def cmd_bitfield(conn: Connection, args: list[bytes]) -> Any:
 
 @command("BITFIELD_RO", -2)
 def cmd_bitfield_ro(conn: Connection, args: list[bytes]) -> Any:
-    return conn.st.bitfield_ro(args[1], *args[2:])
+    # Redis's form only (BITFIELD_RO k i8 0 is a syntax error; the in-process method also takes redis-py's)
+    return conn.st._bitfield(args[1], tuple(args[2:]), readonly=True)
