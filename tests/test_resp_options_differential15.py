@@ -738,3 +738,16 @@ def test_structures_bitfield_ro_takes_overflow_as_redis(tmp_path):
             s.bitfield_ro("k", "SET", "i8")
     finally:
         s.close()
+
+
+def test_xclaim_and_xautoclaim_create_their_consumer_as_redis_7_2(pair):
+    """An XCLAIM or XAUTOCLAIM that claims nothing creates its consumer in kvb, as in Redis 7.2
+    (docs/redis.md); Redis 7.0 creates it only when it claims an entry."""
+    real, ours = pair
+    setup = [["XADD", "s", "1-1", "f", "v"], ["XGROUP", "CREATE", "s", "g", "0"]]
+    claims = [["XCLAIM", "s", "g", "c1", "0", "9-9"], ["XAUTOCLAIM", "s", "g", "c2", "0", "0"]]
+    diff.compare(pair, setup + claims)
+    consumers = [diff.run(client, ["XINFO", "GROUPS", "s"])[0] for client in (real, ours)]
+    counts = [dict(zip(c[::2], c[1::2], strict=True)) if type(c) is list else dict(c) for c in consumers]
+    assert (counts[0][b"consumers"], counts[1][b"consumers"]) == (0, 2)
+    assert diff.run(ours, ["XGROUP", "CREATECONSUMER", "s", "g", "c1"]) == 0
