@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.protocol import OK
+from kv_backend.structures.bits import parse_bitfield
 from kv_backend.structures.groups import _consumer_prefix
 from kv_backend.structures.parsing import keyword
 
@@ -349,7 +350,13 @@ def _bitop(c: _Call) -> list[Event]:
 
 
 def _bitfield(c: _Call) -> list[Event]:
-    return [(STRING, b"setbit", c.args[1])] if c.changed and _opts(c.args, 2) & {b"SET", b"INCRBY"} else []
+    """``setbit`` when a write changed the string, as Redis: the growth of a BITFIELD whose every write
+    ``OVERFLOW FAIL`` refused (a nil reply each) is no event there."""
+    if not c.changed or not isinstance(c.reply, list):
+        return []
+    writes = sum(op[0] != b"GET" for op in parse_bitfield(c.args[2:]))
+    refused = sum(r is None for r in c.reply)  # only a refused write answers nil
+    return [(STRING, b"setbit", c.args[1])] if writes > refused else []
 
 
 def _ltrim(c: _Call) -> list[Event]:
@@ -608,7 +615,7 @@ _RULES: dict[bytes, Callable[[_Call], list[Event]]] = {
     b"sdiffstore": _storing(SET, b"sdiffstore"),
     # sorted sets
     b"zadd": _zadd,
-    b"zincrby": _simple(ZSET, b"zincr", always=True),
+    b"zincrby": _simple(ZSET, b"zincr"),  # not when the score stays (ZINCRBY k 0 m, inf + 1), as Redis
     b"zrem": _removing(ZSET, b"zrem"),
     b"zremrangebyscore": _removing(ZSET, b"zremrangebyscore"),
     b"zremrangebyrank": _removing(ZSET, b"zremrangebyrank"),
