@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -689,11 +690,14 @@ def scan_unordered(monkeypatch):
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_option_shapes_match_redis(pair, protocol, family, scan_unordered):
+    """Replies, error codes and error texts (all of these options' errors are worded as Redis's)."""
     for seed in range(SEEDS):
         commands = [cmd for cmd in sequence(family, seed) if diff.allowed(cmd, protocol)]
         try:
-            diff.compare(pair, commands)
-        except AssertionError as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", diff.ErrorTextDifference)
+                diff.compare(pair, commands)
+        except (AssertionError, diff.ErrorTextDifference) as exc:
             raise AssertionError(f"family {family}, seed {seed}, RESP{protocol}: {exc}") from None
 
 
