@@ -816,6 +816,39 @@ def test_option_shapes_match_redis_in_multi_and_scripts(pair, protocol, family, 
             raise AssertionError(f"family {family}, seed {seed}, RESP{protocol}: {exc}") from None
 
 
+_BITFIELD_KEYS = [
+    ["BITFIELD", "k"],
+    ["BITFIELD", "k", "GET", "u8", "0"],
+    ["BITFIELD", "k", "get", "u8", "0", "OVERFLOW", "SAT"],
+    ["BITFIELD", "k", "OVERFLOW", "fail", "OVERFLOW", "FAIL"],
+    ["BITFIELD", "k", "GET", "u8"],
+    ["BITFIELD", "k", "SET", "u8", "0", "1"],
+    ["BITFIELD", "k", "GET", "u8", "0", "INCRBY", "u8", "0", "1"],
+    ["BITFIELD", "k", "FOO"],
+    ["BITFIELD", "k", "OVERFLOW"],
+    ["BITFIELD", "k", "GET\x00x", "u8", "0"],
+    ["BITFIELD_RO", "k", "GET", "u8", "0"],
+    ["SET", "k", "v", "GET\x00x"],
+    ["SET", "k", "v", "EX", "1"],
+]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_command_getkeys_of_the_option_shapes_match_redis(pair, family):
+    """COMMAND GETKEYS and GETKEYSANDFLAGS (which cluster clients use to route a call) of every
+    generated command: kvb flagged every BITFIELD key as overwritten (OW update), SET's rule, where
+    Redis flags it read-only (RO access) when the call only GETs, else RW access update."""
+    extra = _BITFIELD_KEYS if family == "bitfield" else []
+    calls = [cmd for seed in range(max(1, SEEDS // 4)) for cmd in sequence(family, seed)] + extra
+    cmp = diff.Comparison()
+    for call in calls:
+        for sub in ("GETKEYS", "GETKEYSANDFLAGS"):
+            want, got = diff.run_both(pair, ["COMMAND", sub, *call])
+            assert cmp.same("COMMAND", want, got), (
+                f"COMMAND {sub} {diff.show(call)}: redis {want} / kvb {got}"
+            )
+
+
 # ------------------------------------------------------------------------ found and fixed
 
 

@@ -605,13 +605,33 @@ def keys_of(call: list[bytes]) -> list[tuple[bytes, tuple[str, ...]]]:
             found = []
             break
         flags = spec.flags
-        if "variable_flags" in flags:  # SET: what it does to its key depends on GET
-            get = any(upper(a) == b"GET" for a in call[3:])
-            flags = ("RW", "access", "update") if get else ("OW", "update")
+        if "variable_flags" in flags:  # what SET and BITFIELD do to their key depends on their words
+            flags = bitfield_key_flags(call) if info.name == "bitfield" else set_key_flags(call)
         found += [(call[i], flags) for i in positions]
     if not found and "no_mandatory_keys" not in info.flags:
         raise CommandError("ERR Invalid arguments specified for command")
     return found
+
+
+def set_key_flags(call: list[bytes]) -> tuple[str, ...]:
+    """SET's key: read and updated with GET, else overwritten."""
+    get = any(upper(a) == b"GET" for a in call[3:])
+    return ("RW", "access", "update") if get else ("OW", "update")
+
+
+def bitfield_key_flags(call: list[bytes]) -> tuple[str, ...]:
+    """BITFIELD's key as Redis flags it: only read when its words are whole GETs and OVERFLOWs;
+    updated as soon as a SET or INCRBY comes, or a word it cannot read (a syntax error)."""
+    i = 2
+    while i < len(call):
+        word, left = upper(call[i]), len(call) - i - 1
+        if word == b"GET" and left >= 2:
+            i += 3
+        elif word == b"OVERFLOW" and left >= 1:
+            i += 2
+        else:
+            return ("RW", "access", "update")
+    return ("RO", "access")
 
 
 def sort_keys(call: list[bytes]) -> list[tuple[bytes, tuple[str, ...]]]:
