@@ -416,25 +416,31 @@ class _Target:
                         os.unlink(tmp)
                 _fsync_dir(posixpath.dirname(full))
             elif exclusive and self.create_only is not None:
-                try:
-                    self.create_only(self.path(rel), data)
-                except FileExistsError:
-                    try:
-                        there = self.fs.cat_file(self.path(rel))
-                    except FileNotFoundError:  # a server that answers every conditional write 412
-                        self._write_unconditionally(rel, data)
-                    else:
-                        # A request retried after its answer was lost (s3fs retries on a dropped
-                        # connection) finds the object its first attempt wrote: that one is ours.
-                        if there != data:
-                            raise _ExistsError(f"{self.where(rel)} already exists") from None
-                except OSError as exc:
-                    if exc.errno not in (errno.ENOSYS, errno.EOPNOTSUPP):
-                        raise
-                    # The server refuses conditional writes (501 Not Implemented).
-                    self._write_unconditionally(rel, data)
+                self._create_remote(self.create_only, rel, data)
             else:
                 self.fs.pipe_file(self.path(rel), data)
+
+    def _create_remote(self, create: Callable[[str, bytes], None], rel: str, data: bytes) -> None:
+        """Write ``rel`` with ``create`` (see :func:`_create_only`); :class:`_ExistsError` if another
+        object of that name is there."""
+        try:
+            create(self.path(rel), data)
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ENOSYS, errno.EOPNOTSUPP):  # the server refuses them (501)
+                self._write_unconditionally(rel, data)
+                return
+            if not _exists_error(exc):
+                raise
+        try:
+            there = self.fs.cat_file(self.path(rel))
+        except FileNotFoundError:  # a server that answers every conditional write 412
+            self._write_unconditionally(rel, data)
+            return
+        # A request retried after its answer was lost (s3fs retries on a dropped connection) finds
+        # the object its first attempt wrote: that one is ours.
+        if there != data:
+            raise _ExistsError(f"{self.where(rel)} already exists") from None
 
     def _write_unconditionally(self, rel: str, data: bytes) -> None:
         """Write ``rel`` as on a target without conditional writes (the caller reads it back), from
@@ -537,6 +543,16 @@ def _create_only(fs: Any) -> Callable[[str, bytes], None] | None:
         fs.pipe_file(path, data, mode="create")
 
     return create_on_s3
+
+
+def _exists_error(exc: OSError) -> bool:
+    """Whether ``exc`` says the object to create exists: FileExistsError, or S3's 412
+    PreconditionFailed that s3fs did not take for one (from a server that does not say which
+    condition failed, s3fs raises an OSError of EINVAL)."""
+    if isinstance(exc, FileExistsError):
+        return True
+    response = getattr(exc.__cause__, "response", None)
+    return isinstance(response, dict) and response.get("Error", {}).get("Code") == "PreconditionFailed"
 
 
 def _check_url_typos(url: str) -> None:

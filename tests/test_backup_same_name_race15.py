@@ -274,6 +274,56 @@ def test_a_server_that_refuses_every_conditional_write_still_gets_its_backup(tmp
     fsspec.filesystem("memory").rm(url[len("memory://") :], recursive=True)
 
 
+def test_a_412_that_does_not_say_which_condition_failed_is_a_name_taken(tmp_path, monkeypatch):
+    """s3fs takes a 412 PreconditionFailed for an existing object only when the server names the
+    If-None-Match condition; without it, an OSError (EINVAL): still a name taken, not a failure."""
+    pytest.importorskip("botocore")
+    from botocore.exceptions import ClientError
+
+    store = str(tmp_path / "store")
+    _store(store)
+    url = f"memory://unnamed-412-{os.getpid()}-{time.monotonic_ns()}"
+    real = kvbackup._create_only
+
+    def unnamed_412(fs):
+        create = real(fs)
+
+        def create_or_412(path, data):
+            try:
+                create(path, data)
+            except FileExistsError:
+                error = {
+                    "Error": {"Code": "PreconditionFailed", "Message": "At least one of the pre-conditions"}
+                }
+                exc = OSError(errno.EINVAL, "At least one of the pre-conditions you specified did not hold")
+                exc.__cause__ = ClientError(error, "PutObject")
+                raise exc from exc.__cause__
+
+        return create_or_412
+
+    monkeypatch.setattr(kvbackup, "_create_only", unnamed_412)
+    encode = kvbackup._encode_manifest
+    first = []
+
+    def another_backup_completes_first(body):
+        if not first:  # (this backup passed its name check; another one of that name completes now)
+            first.append(True)
+            with DB(store, read_only=True) as db:
+                db.backup(url, name="nightly")
+        return encode(body)
+
+    monkeypatch.setattr(kvbackup, "_encode_manifest", another_backup_completes_first)
+    with (
+        DB(store, read_only=True) as db,
+        pytest.raises(BackupExistsError, match=r"completed at .* meanwhile"),
+    ):
+        db.backup(url, name="nightly")
+    assert [b.name for b in list_backups(url)] == ["nightly"]
+    import fsspec
+
+    fsspec.filesystem("memory").rm(url[len("memory://") :], recursive=True)
+
+
 def test_a_retried_write_that_finds_its_own_manifest_succeeds(tmp_path, monkeypatch):
     """s3fs retries a request whose connection dropped: a conditional write whose first attempt
     landed is refused (412) on the retry, by the very manifest it wrote; that is no other backup."""
