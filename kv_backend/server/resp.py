@@ -82,10 +82,12 @@ class Connection(asyncio.Protocol):
         #: CLIENT NO-EVICT and NO-TOUCH (nothing is evicted, and no access time kept, here: they
         #: only show in CLIENT LIST's flags; RESET leaves them, as redis-server 7.0 does).
         self.no_evict = self.no_touch = False
-        self.channels: set[bytes] = set()
-        self.patterns: set[bytes] = set()
+        #: The client's subscriptions, in the order made (dicts as ordered sets): PUNSUBSCRIBE with no
+        #: pattern confirms the patterns in that order, as redis-server 7.0 (which keeps them in a list).
+        self.channels: dict[bytes, None] = {}
+        self.patterns: dict[bytes, None] = {}
         #: SSUBSCRIBE's shard channels: a namespace of their own, counted apart (as in Redis).
-        self.shard_channels: set[bytes] = set()
+        self.shard_channels: dict[bytes, None] = {}
         self.close_after_reply = False
         self.pending: list[list[bytes]] = []
         self.queued = False

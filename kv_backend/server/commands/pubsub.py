@@ -37,7 +37,7 @@ def _change(
     kind: bytes,
     names: list[bytes],
     add: bool,
-    subs: set[bytes],
+    subs: dict[bytes, None],
     registry: dict[bytes, set[Connection]],
     count: Callable[[], int],
 ) -> Any:
@@ -45,15 +45,17 @@ def _change(
     server's ``registry``, confirming each with a ``kind`` push carrying ``count()``."""
     out = Replies()
     if not add and not names:
-        names = sorted(subs)
+        # all of them: patterns in the order subscribed, as Redis 7.0 (a list there); channels and
+        # shard channels in byte order (Redis: the order of its hash table)
+        names = list(subs) if subs is conn.patterns else sorted(subs)
         if not names:
             return Push([kind, None, count()])
     for name in names:
         if add:
-            subs.add(name)
+            subs[name] = None  # (one subscribed already keeps its place)
             registry.setdefault(name, set()).add(conn)
         else:
-            subs.discard(name)
+            subs.pop(name, None)
             members = registry.get(name)
             if members is not None:
                 members.discard(conn)
