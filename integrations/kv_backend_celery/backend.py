@@ -1013,11 +1013,23 @@ class KVBackend(KeyValueStoreBackend):
         An unreadable list is read as the chords whose callback is stored
         (see :meth:`_repair_firing`).
         """
-        raw = db.get(self._firing_key())
+        raw = self._firing_record(db)
         if raw is None:
             return []
         gids = self._parse_firing(raw)
         return gids if gids is not None else self._stored_callbacks(db)
+
+    def _firing_record(self, db: DB) -> bytes | None:
+        """The stored list of chords being fired; ``b""`` (unreadable) for one damaged on disk.
+
+        A record failing its checksum would otherwise fail every chord's completion and end,
+        which all read the list, and every round of the recovery, for good.
+        """
+        try:
+            return db.get(self._firing_key())
+        except CorruptionError as exc:
+            logger.error("the list of chords being fired is damaged: %s", exc)
+            return b""
 
     @staticmethod
     def _parse_firing(raw: bytes) -> list[str] | None:
@@ -1044,7 +1056,7 @@ class KVBackend(KeyValueStoreBackend):
         """
         key = self._firing_key()
         with db.locked():
-            raw = db.get(key)
+            raw = self._firing_record(db)
             if raw is None or self._parse_firing(raw) is not None:
                 return  # another process rebuilt it
             gids = self._stored_callbacks(db)
@@ -1091,7 +1103,7 @@ class KVBackend(KeyValueStoreBackend):
         """
         db = self.db
         taken = 0
-        raw = db.get(self._firing_key())
+        raw = self._firing_record(db)
         firing = [] if raw is None else self._parse_firing(raw)
         if firing is None:
             self._repair_firing(db)
