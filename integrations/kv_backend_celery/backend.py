@@ -1111,22 +1111,30 @@ class KVBackend(KeyValueStoreBackend):
         for gid in firing:
             key = ensure_bytes(self.get_key_for_chord(gid))
             claim_key = self._claim_key(gid)
-            count = db.get(key)
-            if count is not None and (count != b"0" or claim_key in db):
-                continue  # owned by a live process: the usual case, seen without the write lock
             claim = uuid.uuid4().hex.encode()
-            with db.locked():
+            try:
                 count = db.get(key)
-                record = db.get(self._callback_key(gid))
-                if count is None or record is None:
-                    # Expired with the chord (result_chord_expires): nothing left to send.
-                    with db.batch() as batch:
-                        batch.delete(self._callback_key(gid))
-                        self._note_firing(batch, db, drop=[gid])
-                    continue
-                if count != b"0" or claim_key in db:
-                    continue  # still owned by a live process (or not complete)
-                db.put(claim_key, claim, ttl=self._chord_claim_ttl())
+                if count is not None and (count != b"0" or claim_key in db):
+                    continue  # owned by a live process: the usual case, seen without the write lock
+                with db.locked():
+                    count = db.get(key)
+                    record = db.get(self._callback_key(gid))
+                    if count is None or record is None:
+                        # Expired with the chord (result_chord_expires): nothing left to send.
+                        with db.batch() as batch:
+                            batch.delete(self._callback_key(gid))
+                            self._note_firing(batch, db, drop=[gid])
+                        continue
+                    if count != b"0" or claim_key in db:
+                        continue  # still owned by a live process (or not complete)
+                    db.put(claim_key, claim, ttl=self._chord_claim_ttl())
+            except CorruptionError as exc:
+                # Its counter or stored callback fails its checksum: no round could ever take it over,
+                # and each would fail on it. A part delivered again can still send the callback.
+                logger.error("chord %s: a record of it is damaged (%s); the recovery leaves it", gid, exc)
+                with db.locked(), db.batch() as batch:
+                    self._note_firing(batch, db, drop=[gid])
+                continue
             logger.warning(
                 "chord %s: the process sending its callback was lost and no part came again; "
                 "taking it over here",
