@@ -590,7 +590,7 @@ class KVBackend(KeyValueStoreBackend):
                     return result
                 self._write_result(db, task_id, key, payload, state)
                 part.claim = uuid.uuid4().hex.encode()
-                part.left = self._count_part(
+                part.left = self._count_undamaged(
                     self.get_key_for_chord(part.gid),
                     part.gid,
                     task_id,
@@ -848,7 +848,7 @@ class KVBackend(KeyValueStoreBackend):
             left, claim = part.left, part.claim
         else:
             claim = uuid.uuid4().hex.encode()
-            left = self._count_part(
+            left = self._count_undamaged(
                 key, gid, task_id, keep, claim, chord_sig, getattr(request, "group_index", None)
             )
         if left is None:
@@ -859,6 +859,19 @@ class KVBackend(KeyValueStoreBackend):
         if task_id:  # (a failed part's result_failure_expires may be longer)
             self.expire(self.get_key_for_task(task_id), self._longest(keep, self._lifetime(state)))
         return None
+
+    def _count_undamaged(self, key: bytes, gid: str, task_id: str | None, *args: Any) -> int | None:
+        """:meth:`_count_part`; None (not counted) if a record of the chord is damaged on disk.
+
+        Its counter failing its checksum raised CorruptionError out of every part, and the
+        transaction that stores a part's result with its count then stored no result either.
+        The part's result is stored; the chord, whose count is lost, cannot complete.
+        """
+        try:
+            return self._count_part(key, gid, task_id, *args)
+        except CorruptionError as exc:
+            logger.error("chord %s: a record of it is damaged (%s); part %s not counted", gid, exc, task_id)
+            return None
 
     def _count_part(
         self,
