@@ -588,6 +588,15 @@ def _check_url_typos(url: str) -> None:
                     "itself instead (a directory with '%' in its name too)"
                 )
             break
+    else:
+        scheme, sep, rest = last.partition("://")
+        if sep and scheme.lower() != "memory" and not rest.strip("/"):
+            # fsspec takes the first word of the path for the bucket (or container, or host): with
+            # none, s3:// listed and wrote s3://backups/..., a bucket named "backups", anyone's.
+            raise ConfigurationError(
+                f"the backup URL {url!r} names no bucket or directory: write {scheme}://BUCKET/path "
+                "(the bucket, container or host, then the directory in it)"
+            )
 
 
 def _file_url_with_authority(url: str) -> str:
