@@ -1205,12 +1205,18 @@ def _note_damage(entry: dict[str, Any], snap: SnapshotFile, tail: bool, known: d
     """
     if not snap.name.endswith(".data"):
         return
-    if known is not None and known.get("scanned_as_tail") is tail and "damaged_records" in known:
+    # (A file a rotation that died did not finish closing is scanned anew: its end reads otherwise.)
+    if (
+        known is not None
+        and not snap.closing
+        and known.get("scanned_as_tail") is tail
+        and "damaged_records" in known
+    ):
         damaged = known["damaged_records"]
     else:
         from kv_backend.check import snapshot_problems
 
-        damaged = len(snapshot_problems(snap.read, snap.length, snap.name, tail=tail))
+        damaged = len(snapshot_problems(snap.read, snap.length, snap.name, tail=tail, closing=snap.closing))
     entry["damaged_records"], entry["scanned_as_tail"] = damaged, tail
 
 

@@ -11,7 +11,7 @@ from kv_backend import record as rec
 from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
 from kv_backend.hint import read_hints
 from kv_backend.state import published_tail
-from kv_backend.unpublished import data_end, reader_of, tail_files
+from kv_backend.unpublished import end_without_page, reader_of, tail_files
 
 
 @dataclass
@@ -137,7 +137,7 @@ def _check(path: str) -> CheckReport:
                 end = 0  # the file lost bytes since: the page does not describe it (recovery rescans it)
             if tail and not end:
                 # No published end: where the data ends is read from the bytes, as recovery does.
-                end = data_end(reader_of(buf), rec.FILE_HEADER_SIZE, size)
+                end = end_without_page(reader_of(buf), size, closing=i == rotated)
             size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size
         finally:
@@ -150,11 +150,12 @@ def _check(path: str) -> CheckReport:
 
 
 def snapshot_problems(
-    read: Callable[[int, int], bytes], size: int, name: str, *, tail: bool
+    read: Callable[[int, int], bytes], size: int, name: str, *, tail: bool, closing: bool = False
 ) -> list[Problem]:
     """The damaged spots of one data file of a backup's snapshot (``size`` bytes, read with
     ``read(offset, n)``): what :func:`check` of a restored copy reports for it. ``tail`` for the
-    newest files, whose end may be an unfinished write (not damage), as :func:`check` allows.
+    newest files, whose end may be an unfinished write (not damage), as :func:`check` allows;
+    ``closing`` for the one a rotation that died did not finish closing (see ``end_without_page``).
 
     A backup copies damage as it is, and a restore refuses it: the backup tells at once, from the
     bytes it copied (records in files with a hint file are never checked when a store opens).
@@ -167,7 +168,7 @@ def snapshot_problems(
         if size < rec.FILE_HEADER_SIZE:
             return report.problems  # (else its records are read all the same, as check reads them)
     # (A restored copy has no STATE page: where a newest file's data ends is read from its bytes.)
-    end = data_end(read, rec.FILE_HEADER_SIZE, size) if tail else 0
+    end = end_without_page(read, size, closing=closing) if tail else 0
     _check_records(_Reader(read, size), size, name, tail, report, published_end=end)
     return report.problems
 

@@ -78,7 +78,7 @@ if hasattr(os, "register_at_fork"):
 class SnapshotFile:
     """One file of a frozen snapshot: its name, an open fd, and how many bytes belong to it."""
 
-    __slots__ = ("fd", "length", "name", "tail")
+    __slots__ = ("closing", "fd", "length", "name", "tail")
 
     def __init__(self, name: str, fd: int, length: int) -> None:
         self.name = name
@@ -86,6 +86,8 @@ class SnapshotFile:
         self.length = length
         self.tail = False
         """Whether the data file may end in an unfinished write (no published end bounds it)."""
+        self.closing = False
+        """Whether that is the file a rotation that died did not finish closing (see kvb check)."""
 
     def read(self, offset: int, size: int) -> bytes:
         """Read up to ``size`` bytes at ``offset`` (never past ``length``)."""
@@ -442,9 +444,14 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                     # No published end (a store no writer opened since it was copied, open read-only):
                     # the files whose end may be an unfinished write are those kvb check allows.
                     head = data[-1].read(0, rec.FILE_HEADER_SIZE + 1)
-                    for i in tail_files(fids, head if len(head) <= rec.FILE_HEADER_SIZE else None, None):
+                    newest, rotated = tail_files(
+                        fids, head if len(head) <= rec.FILE_HEADER_SIZE else None, None
+                    )
+                    for i in (newest, rotated):
                         if i >= 0:
                             data[i].tail = True
+                    if rotated >= 0:
+                        data[rotated].closing = True
         except BaseException as exc:
             for f in out:
                 f.close()

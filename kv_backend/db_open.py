@@ -32,7 +32,7 @@ from kv_backend.hint import load as load_hints
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock
 from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
-from kv_backend.unpublished import data_end, may_be_torn
+from kv_backend.unpublished import data_end, end_without_page
 
 if TYPE_CHECKING:
     import mmap
@@ -78,9 +78,7 @@ def _end_without_page(fd: int, size: int, *, last: bool) -> int:
     """Where the data of a file of ``size`` bytes with no published end ends: that of the ``last``
     file, or of the one before it, which ends there only if what follows can be an unfinished
     write (a rotation that died left it so), else at its end (a closed file)."""
-    read = rec.file_reader(fd)
-    end = data_end(read, rec.FILE_HEADER_SIZE, size)
-    return end if last or end == size or may_be_torn(read, end, size) else size
+    return end_without_page(rec.file_reader(fd), size, closing=not last)
 
 
 def _replay(
@@ -296,9 +294,11 @@ class _Opening(_Parts):
                     # finish closing the previous file (cut its reserved zeros, and the torn
                     # write of a writer that died there after the rotation did).
                     self._close_exactly(os.path.join(self.path, data_name((major, 0))), end, published=True)
-        elif len(fids) > 1 and fids[-2][1] == 0 and _file_size(path) == rec.FILE_HEADER_SIZE:
+        elif len(fids) > 1 and fids[-2][1] == 0 and 0 <= _file_size(path) <= rec.FILE_HEADER_SIZE:
             # (Once the active file holds a record, the rotation that made it had closed the file
-            # before it: that file is closed, damage at its end included.)
+            # before it: that file is closed, damage at its end included. One shorter than its
+            # header gets it below: the file before it must be closed first, or its reserved zeros
+            # would read as damage once the new file holds a record.)
             self._close_exactly(os.path.join(self.path, data_name(fids[-2])), rec.FILE_HEADER_SIZE)
         try:
             fd = os.open(path, os.O_RDWR)

@@ -39,7 +39,7 @@ from kv_backend.files import (
 )
 from kv_backend.hint import read_hints
 from kv_backend.state import published_tail
-from kv_backend.unpublished import data_end, reader_of, tail_files
+from kv_backend.unpublished import end_without_page, reader_of, tail_files
 
 _BATCH_SIZE = 1000
 
@@ -169,7 +169,7 @@ def salvage(
                 end = 0  # the file lost bytes since: the page does not describe it (recovery rescans it)
             if i in (last, rotated) and not end and len(buf) >= rec.FILE_HEADER_SIZE:
                 # No published end: where the data ends is read from the bytes, as recovery does.
-                end = data_end(reader_of(buf), rec.FILE_HEADER_SIZE, len(buf))
+                end = end_without_page(reader_of(buf), len(buf), closing=i == rotated)
             hints = None
             if i not in (last, rotated):
                 hints = read_hints(os.path.join(src, hint_name(fids[i])), len(buf))

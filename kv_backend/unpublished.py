@@ -48,12 +48,24 @@ def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int
     else None. Past the ``published`` end (where the page gives one) they may; all the other files
     were closed before anything after them was published, damage at their end included."""
     newest, rotated = len(fids) - 1, -1
+    # By its size alone, as tail recovery goes: a file of at most a header holds no record, whatever
+    # its bytes (a damaged header is reported as such).
     if fids and fids[-1][1] == 0 and head is not None:
-        if len(head) < rec.FILE_HEADER_SIZE and rec.FILE_HEADER_BYTES.startswith(head):
+        if len(head) < rec.FILE_HEADER_SIZE:
             newest -= 1
-        elif head == rec.FILE_HEADER_BYTES and rotation_unpublished(fids, published):
+        elif rotation_unpublished(fids, published):
             rotated = newest - 1
     return newest, rotated
+
+
+def end_without_page(read: Read, size: int, *, closing: bool = False) -> int:
+    """Where the data of a file of ``size`` bytes that no published end bounds ends: that of the
+    active file (:func:`data_end`), or of the file a rotation that died did not finish ``closing``,
+    which ends there only if what follows can be an unfinished write (reserved zeros, one torn
+    write: :func:`may_be_torn`), else at its end (docs/file-format.md, "The file before the active
+    one"): anything else after it belongs to the published part."""
+    end = data_end(read, rec.FILE_HEADER_SIZE, size)
+    return end if not closing or end == size or may_be_torn(read, end, size) else size
 
 
 def data_end(read: Read, start: int, size: int) -> int:

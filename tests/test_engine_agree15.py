@@ -338,3 +338,73 @@ def test_kvb_check_reads_the_records_of_a_file_whose_magic_is_damaged(store_path
             db.get(b"k03")
         assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 2
     assert [(p.path, p.offset) for p in check(store_path).problems] == [(closed, 0), (closed, at)]
+
+
+def _died_rotation(store: str, head: bytes, *, junk: bytes = b"") -> str:
+    """Leave what a rotation that died leaves: the next data file holding ``head`` (part or all of a
+    file header), the active file unclosed (its reserved zeros, ``junk`` written at its published
+    end), and no STATE page (a store copied without it); return the unclosed file's path."""
+    from kv_backend.state import published_tail
+
+    major, end = published_tail(store)
+    with open(os.path.join(store, data_name((major + 1, 0))), "wb") as f:
+        f.write(head)
+    path = os.path.join(store, data_name((major, 0)))
+    _patch(path, end, junk)
+    os.unlink(os.path.join(store, "STATE"))
+    return path
+
+
+@pytest.mark.parametrize("head", [b"", rec.FILE_HEADER_BYTES[:5]], ids=["empty", "part"])
+def test_recovery_closes_the_file_before_a_new_file_without_its_whole_header(store_path, head):
+    """Without a STATE page, after a rotation that died before the new file had its whole header,
+    recovery gave that file its header and wrote there, but left the file before it unclosed: from
+    then on its reserved zeros (1 MiB) were a damaged record header to kvb check and to every replay
+    (corrupt_records 1, a warning at each open). It is closed as when the new file holds its header."""
+    with DB(store_path) as db:
+        for i in range(20):
+            db.put(b"k%02d" % i, b"v" * 50)
+    _died_rotation(store_path, head)
+    with DB(store_path) as db:
+        db.put(b"new", b"x")
+    assert check(store_path).ok, check(store_path).problems
+    with DB(store_path, read_only=True) as db:
+        assert db.stats()["corrupt_records"] == 0 and len(db) == 21
+
+
+def test_the_unclosed_file_of_a_rotation_that_died_is_read_alike_by_every_reader(store_path, tmp_path):
+    """Without a STATE page, the file before a new file holding only its header ends in an unfinished
+    write only if what follows its data can be one (reserved zeros, one torn record): replay and tail
+    recovery read anything else there as published data (a damaged header), while kvb check, salvage
+    and a backup took its end for an unfinished write wherever the data seemed to end."""
+    import test_format_reader11 as reader
+
+    with DB(store_path) as db:
+        for i in range(20):
+            db.put(b"k%02d" % i, b"v" * 50)
+    path = _died_rotation(
+        store_path, rec.FILE_HEADER_BYTES, junk=b"\x1f\xa2\x03^h\x19\xe2\x9cs\x1b\xb0\x12\x0f"
+    )
+    assert [p.path for p in check(store_path).problems] == [path]
+    with DB(store_path, read_only=True) as db:
+        assert db.stats()["corrupt_records"] == 1
+        assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
+    _salvaged_matches_db(store_path, str(tmp_path / "copy"))
+    reader.assert_same(store_path)  # (the read-only open first: the writer's recovers the tail)
+    with DB(store_path) as db:
+        assert db.stats()["corrupt_records"] == 1
+    assert [p.path for p in check(store_path).problems] == [path]
+
+
+def test_a_new_file_of_a_header_s_size_makes_the_file_before_it_unclosed_for_every_reader(store_path):
+    """A rotation's new file of 16 bytes whose header is damaged: recovery and replay take it for the
+    file of a rotation that died (by its size: it holds no record), kvb check and salvage did only when
+    its bytes were exactly a header, and so read the reserved zeros of the file before it as damage."""
+    with DB(store_path) as db:
+        for i in range(20):
+            db.put(b"k%02d" % i, b"v" * 50)
+    _died_rotation(store_path, b"KVBDAT\xff\x00" + rec.FILE_HEADER_BYTES[8:])
+    newest = data_files(store_path)[-1]
+    with DB(store_path, read_only=True) as db:
+        assert db.stats()["corrupt_records"] == 0 and len(db) == 20
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(newest, 0)]
