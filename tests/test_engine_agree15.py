@@ -360,7 +360,8 @@ def test_recovery_closes_the_file_before_a_new_file_without_its_whole_header(sto
     """Without a STATE page, after a rotation that died before the new file had its whole header,
     recovery gave that file its header and wrote there, but left the file before it unclosed: from
     then on its reserved zeros (1 MiB) were a damaged record header to kvb check and to every replay
-    (corrupt_records 1, a warning at each open). It is closed as when the new file holds its header."""
+    (corrupt_records 1, a warning at each open, merge refused). It is closed as when the new file holds
+    its header."""
     with DB(store_path) as db:
         for i in range(20):
             db.put(b"k%02d" % i, b"v" * 50)
@@ -370,6 +371,8 @@ def test_recovery_closes_the_file_before_a_new_file_without_its_whole_header(sto
     assert check(store_path).ok, check(store_path).problems
     with DB(store_path, read_only=True) as db:
         assert db.stats()["corrupt_records"] == 0 and len(db) == 21
+    with DB(store_path) as db:
+        assert db.merge(wait=True).records_kept == 21  # (it refused: "a damaged record header")
 
 
 def test_the_unclosed_file_of_a_rotation_that_died_is_read_alike_by_every_reader(store_path, tmp_path):
