@@ -447,7 +447,8 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                     newest, rotated = tail_files(
                         fids, head if len(head) <= rec.FILE_HEADER_SIZE else None, None
                     )
-                    for i in (newest, rotated):
+                    # (after the newest: a file holding part of a header, which holds nothing)
+                    for i in [*range(max(newest, 0), len(data)), rotated]:
                         if i >= 0:
                             data[i].tail = True
                     if rotated >= 0:
