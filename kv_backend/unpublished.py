@@ -44,15 +44,18 @@ def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int
     of the active file (the newest, or the one before it when the newest holds part of a header: a
     rotation died before the header was whole), and that of the file a rotation that died may have
     left unclosed before a newest file holding its header alone (see :func:`rotation_unpublished`),
-    -1 if none. ``head`` holds the first bytes of the newest file if it holds at most a file header,
-    else None. Past the ``published`` end (where the page gives one) they may; all the other files
-    were closed before anything after them was published, damage at their end included."""
+    or part of it without a ``published`` end, -1 if none. ``head`` holds the first bytes of the
+    newest file if it holds at most a file header, else None. Past the ``published`` end (where the
+    page gives one) they may; all the other files were closed before anything after them was
+    published, damage at their end included."""
     newest, rotated = len(fids) - 1, -1
     # By its size alone, as tail recovery goes: a file of at most a header holds no record, whatever
     # its bytes (a damaged header is reported as such).
     if fids and fids[-1][1] == 0 and head is not None:
         if len(head) < rec.FILE_HEADER_SIZE:
             newest -= 1
+            if published is None and newest >= 0 and fids[newest][1] == 0:
+                rotated = newest  # (without a page, recovery closes it before completing the new file)
         elif rotation_unpublished(fids, published):
             rotated = newest - 1
     return newest, rotated

@@ -428,3 +428,21 @@ def test_a_backup_without_a_page_counts_a_part_header_file_as_check_does(store_p
     restore(url, str(tmp_path / "restored"))
     with DB(str(tmp_path / "restored")) as db:
         assert dict(db.items()) == want
+
+
+def test_the_file_before_a_part_header_file_without_a_page_is_read_alike(store_path, tmp_path):
+    """Without a STATE page, the file before a new file holding part of its header is one a rotation
+    that died did not finish closing, for replay and recovery (junk after its data that cannot be a
+    torn write is damage), while kvb check and salvage took it for the active file (the junk a note)."""
+    with DB(store_path) as db:
+        for i in range(20):
+            db.put(b"k%02d" % i, b"v" * 50)
+    path = _died_rotation(store_path, rec.FILE_HEADER_BYTES[:5], junk=b"\x95\x96\xca&\x00t\x99\xa7\xbb\xc6u?")
+    assert [p.path for p in check(store_path).problems] == [path]
+    with DB(store_path, read_only=True) as db:
+        assert db.stats()["corrupt_records"] == 1
+        assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
+    _salvaged_matches_db(store_path, str(tmp_path / "copy"))
+    with DB(store_path) as db:
+        assert db.stats()["corrupt_records"] == 1
+    assert [p.path for p in check(store_path).problems] == [path]
