@@ -6,13 +6,15 @@ import os
 import uuid
 
 import hypothesis.strategies as st
-from conftest import CACHE_ROOT
+from django.conf import settings as django_settings
 from django.core.cache.backends.locmem import LocMemCache
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from kv_backend_django.cache import KVCache
 
-_DIR = os.path.join(CACHE_ROOT, "model")
+# Beside the default cache's store, under the directory tests/django/conftest.py made for the run
+# (read from the settings: "from conftest import" can find another directory's conftest module).
+_DIR = os.path.join(os.path.dirname(django_settings.CACHES["default"]["LOCATION"]), "model")
 
 KEYS = st.sampled_from(["a", "b", "c", "ünï", "k:1"])
 VERSIONS = st.sampled_from([None, 1, 2])
