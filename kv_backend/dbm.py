@@ -524,7 +524,13 @@ def whichdb(filename: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> st
 
 
 def _create(path: str, mode: int) -> bool:
-    """Create the store directory with ``mode`` (plus search bits where reading is allowed)."""
+    """Create the store directory with ``mode`` (plus search bits where reading is allowed).
+
+    Only the permission bits count: a sticky, setuid or setgid bit (or any higher one) in
+    ``mode`` would otherwise reach the directory through mkdir, and a sticky store directory
+    stops one user's merge from replacing the files another user's process wrote.
+    """
+    mode &= 0o777
     dir_mode = mode | ((mode & 0o444) >> 2)
     try:
         os.mkdir(path, dir_mode)  # the kernel applies the umask, as for the stdlib's files
