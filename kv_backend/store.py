@@ -314,6 +314,31 @@ class Store(MutableMapping[K, Any], Generic[K]):
         """Like ``dict.update``, but applied all at once: a bad key or value writes nothing."""
         self.set_many(update_pairs(other, kwargs))
 
+    def __ior__(self: _S, other: Any) -> _S:
+        """``s |= other``: :meth:`update` (atomic) with a mapping or pairs, as ``dict |=`` takes."""
+        self.update(other)
+        return self
+
+    def __or__(self, other: Any) -> dict[K, Any]:
+        """``s | mapping``: a new ``dict`` of this store's items updated with ``mapping``'s.
+
+        A store cannot make another store from nothing, so (like ``os.environ | d``) the
+        result is a plain ``dict``; the store itself is unchanged.
+        """
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        merged: dict[K, Any] = dict(self.items())
+        merged.update(other)
+        return merged
+
+    def __ror__(self, other: Any) -> dict[K, Any]:
+        """``mapping | s``: a new ``dict`` of ``mapping``'s items updated with this store's."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        merged: dict[K, Any] = dict(other)
+        merged.update(self.items())
+        return merged
+
     def __delitem__(self, key: K) -> None:
         if not self.db.delete(self._ek(key)):
             raise KeyError(key)
