@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from kv_backend.db import DB
 from kv_backend.errors import (
+    ConfigurationError,
     CorruptionError,
     DatabaseClosedError,
+    InvalidArgumentError,
     InvalidKeyError,
     InvalidValueError,
     KeyTooLargeError,
@@ -583,14 +585,20 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
         or flag[0] not in _FLAGS
         or any(c not in _MODIFIERS for c in flag[1:])
     ):
-        raise ValueError(
+        raise ConfigurationError(  # a ValueError, as the stdlib's
             f"flag must be 'r', 'w', 'c' or 'n' (optionally followed by 'f', 's', 'u'), not {flag!r}"
         )
     if not isinstance(mode, int) or isinstance(mode, bool):
-        raise TypeError(f"mode must be an int such as 0o666, not {type(mode).__name__}")
+        raise InvalidArgumentError(f"mode must be an int such as 0o666, not {type(mode).__name__}")
+    if not isinstance(file, (str, bytes, os.PathLike)):
+        raise InvalidArgumentError(
+            f"file must be the database's directory (str, bytes or os.PathLike), not {type(file).__name__}"
+        )
     path = os.fsdecode(os.fspath(file))
     if not path:  # (no directory can be made or found there: say so rather than name an empty path)
         raise DatabaseNotFoundError(errno.ENOENT, "the database path is empty: name the database's directory")
+    if "\x00" in path:  # the system refuses it (a bare ValueError from the first os call)
+        raise ConfigurationError(f"the database path {path!r} holds a NUL character, which no path can")
     if flag[0] == "n" and os.path.isfile(path) and not os.path.islink(path):
         # "n" always makes a new, empty database, as in the stdlib (dbm.gnu truncates whatever
         # file is there): a regular file at the path gives way to the new store directory.

@@ -23,7 +23,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from kv_backend import dbm as _kv_dbm
-from kv_backend.errors import ConfigurationError, InvalidKeyError, KVError, UnencodableKeyError
+from kv_backend.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    KVError,
+    UnencodableKeyError,
+)
 from kv_backend.mapping import update_pairs
 from kv_backend.serializers import PickleDeserializationError, PickleSerializationError
 
@@ -78,7 +84,9 @@ class KVShelf(_ShelfBase):
     ) -> None:
         if protocol is not None:  # checked before anything is opened or created
             if not isinstance(protocol, int):
-                raise TypeError(f"protocol must be an int such as pickle.DEFAULT_PROTOCOL, not {protocol!r}")
+                raise InvalidArgumentError(  # a TypeError, as the stdlib's (at the first write)
+                    f"protocol must be an int such as pickle.DEFAULT_PROTOCOL, not {protocol!r}"
+                )
             if protocol > pickle.HIGHEST_PROTOCOL:
                 raise ConfigurationError(
                     f"pickle protocol must be <= {pickle.HIGHEST_PROTOCOL}, not {protocol}"
