@@ -19,6 +19,7 @@ import hashlib
 import os
 import pickle
 import shelve as _std_shelve
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,19 @@ else:
 def _digest(data: bytes) -> bytes:
     """A short fingerprint of a pickle, kept per cached entry instead of the pickle itself."""
     return hashlib.blake2b(data, digest_size=16).digest()
+
+
+#: The open shelves with writeback of this process, by id, so that a forked child can adopt their caches.
+_writeback_shelves: weakref.WeakValueDictionary[int, KVShelf] = weakref.WeakValueDictionary()
+
+
+def _after_fork_in_child() -> None:
+    for shelf in list(_writeback_shelves.values()):
+        shelf._adopt_cache()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class KVShelf(_ShelfBase):
@@ -95,6 +109,23 @@ class KVShelf(_ShelfBase):
         #: sync() writes back only the entries this process changed (see :meth:`sync`).
         self._fingerprints: dict[str, bytes] = {}
         _std_shelve.Shelf.__init__(self, _kv_dbm.open(filename, flag), protocol, writeback, keyencoding)
+        if writeback:
+            _writeback_shelves[id(self)] = self
+
+    def _adopt_cache(self) -> None:
+        """In a forked child: take the inherited cache as this process's own, as if just read.
+
+        The parent's changes still in it are the parent's to write back (its sync() does).
+        Written back by the child too, when it closed its copy of the shelf (at exit, say),
+        they undid what other processes had stored meanwhile in entries the child never used.
+        """
+        prints: dict[str, bytes] = {}
+        for key, value in self.cache.items():
+            try:
+                prints[key] = _digest(pickle.dumps(value, self._protocol))
+            except Exception:
+                pass  # no fingerprint: sync() pickles it again and raises, as it would have
+        self._fingerprints = prints
 
     def _ek(self, key: object) -> bytes:
         if isinstance(key, str):
