@@ -22,7 +22,7 @@ import errno
 import os
 import stat
 from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, SupportsIndex, TypeVar, overload
 
 from kv_backend.db import DB
 from kv_backend.errors import (
@@ -42,7 +42,7 @@ from kv_backend.errors import (
     ValueTooLargeError,
 )
 from kv_backend.files import FORMAT_FILE
-from kv_backend.mapping import update_pairs
+from kv_backend.mapping import refuse_pickling, update_pairs
 
 if TYPE_CHECKING:
     from kv_backend.merge import MergeReport
@@ -495,6 +495,9 @@ class Database(MutableMapping[bytes, bytes]):
 
     def __eq__(self, other: object) -> bool:
         return self is other
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        refuse_pickling("kv_backend.dbm database", self.db.path)
 
 
 def _umask() -> int:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from kv_backend.errors import InvalidArgumentError
+from kv_backend.serializers import PickleSerializationError
 
 
 def update_pairs(other: Any, kwargs: dict[str, Any]) -> list[tuple[Any, Any]]:
@@ -45,3 +46,16 @@ def _describe(item: object) -> str:
         return f"{type(item).__name__} of length {len(item)}"  # type: ignore[arg-type]
     except TypeError:
         return type(item).__name__
+
+
+def refuse_pickling(what: str, path: str | None) -> NoReturn:
+    """Raise for ``pickle.dumps``, ``copy.copy`` or ``copy.deepcopy`` of an open shelf or dbm database.
+
+    Without this, pickle failed on a thread lock deep inside the engine, and a shallow copy
+    shared the database (and a shelf's cache) with the original: closing either broke both.
+    """
+    where = f"open {path!r} again" if path else "open its path again"
+    raise PickleSerializationError(
+        f"a {what} cannot be pickled or copied (it holds open files and locks); {where} where "
+        "another handle is needed (in another process too), or use dict(...) for a copy of its items"
+    )

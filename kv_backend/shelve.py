@@ -21,7 +21,7 @@ import pickle
 import shelve as _std_shelve
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex
 
 from kv_backend import dbm as _kv_dbm
 from kv_backend.errors import (
@@ -31,7 +31,7 @@ from kv_backend.errors import (
     KVError,
     UnencodableKeyError,
 )
-from kv_backend.mapping import update_pairs
+from kv_backend.mapping import refuse_pickling, update_pairs
 from kv_backend.serializers import PickleDeserializationError, PickleSerializationError
 
 __all__ = ["BsdDbShelf", "DbfilenameShelf", "KVShelf", "Shelf", "open"]
@@ -126,6 +126,9 @@ class KVShelf(_ShelfBase):
             except Exception:
                 pass  # no fingerprint: sync() pickles it again and raises, as it would have
         self._fingerprints = prints
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        refuse_pickling("kv_backend.shelve shelf", getattr(getattr(self.dict, "db", None), "path", None))
 
     def _ek(self, key: object) -> bytes:
         if isinstance(key, str):
