@@ -211,8 +211,9 @@ def _expiry(ttl: float | None) -> float:
     except OverflowError:  # an int beyond a float's range
         if ttl < 0:
             return _time()  # long past: every caller deletes the key, as for any ttl <= 0
-        raise ConfigurationError(
-            f"ttl {ttl} is too large to be a number of seconds; use None for a key that never expires"
+        raise ConfigurationError(  # (not the number itself: str() refuses an int of over 4300 digits)
+            f"ttl is too large to be a number of seconds (an int of {int(ttl).bit_length()} bits); "
+            "use None for a key that never expires"
         ) from None
     if not finite:
         raise ConfigurationError(f"ttl must be a finite number of seconds (or None for never), not {ttl!r}")
@@ -228,8 +229,11 @@ def _expiry_at(ttl: float | None, expires_at: float) -> float | None:
         expires_at = _other_number(expires_at, "expires_at must be a UNIX time in seconds")
     try:
         finite = math.isfinite(expires_at)
-    except OverflowError:  # an int beyond a float's range
-        finite = False
+    except OverflowError:  # an int beyond a float's range (too long for str() too, maybe)
+        raise ConfigurationError(
+            f"expires_at must be a finite UNIX time in seconds (0 for never), not an int of "
+            f"{int(expires_at).bit_length()} bits"
+        ) from None
     if not finite or expires_at < 0:
         raise ConfigurationError(
             f"expires_at must be a finite UNIX time in seconds (0 for never), not {expires_at!r}"
