@@ -554,17 +554,36 @@ class Store(MutableMapping[K, Any], Generic[K]):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickling a Store (e.g. to send it to a worker process) reopens the same path over there."""
+        """Pickling a Store (e.g. to send it to a worker process) reopens the same path over there.
+
+        A subclass's instance comes back as an instance of that subclass, with the attributes
+        the subclass added (pickled as for any object, without calling its ``__init__``).
+        """
         if self.closed:
             raise DatabaseClosedError(f"the store at {self.path} is closed and cannot be pickled")
-        return (_reopen, (self.path, self.serializer, self.key_type, self._engine_options))
+        args: tuple[Any, ...] = (self.path, self.serializer, self.key_type, self._engine_options)
+        if type(self) is Store:
+            return (_reopen, args)
+        extra = {name: value for name, value in vars(self).items() if name not in _STORE_ATTRIBUTES}
+        return (_reopen, (*args, type(self)), extra or None)
 
     # A store compares equal to any mapping with the same items (like dict), so it is unhashable.
     __hash__ = None  # type: ignore[assignment]
 
 
-def _reopen(path: str, serializer: Any, key_type: type, engine_options: dict[str, Any]) -> Store[Any]:
-    return Store(path, serializer, key_type=key_type, **engine_options)
+#: The attributes Store.__init__ sets: a subclass's other attributes are pickled with its instances.
+_STORE_ATTRIBUTES = frozenset(
+    {"_ek", "_dk", "key_type", "serializer", "_dumps", "_loads", "_fdumps", "_floads", "_strkeys", "_proto"}
+    | {"db", "path", "_engine_options", "_get", "_put"}
+)
+
+
+def _reopen(
+    path: str, serializer: Any, key_type: type, engine_options: dict[str, Any], cls: type[Store[Any]] = Store
+) -> Store[Any]:
+    store = cls.__new__(cls)
+    Store.__init__(store, path, serializer, key_type=key_type, **engine_options)
+    return store
 
 
 class StoreBatch(Generic[K]):
