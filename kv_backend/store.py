@@ -31,6 +31,7 @@ from kv_backend.db_write import SpentOps
 from kv_backend.errors import (
     ConfigurationError,
     DatabaseClosedError,
+    InvalidArgumentError,
     InvalidKeyError,
     InvalidValueError,
     KeyEncodingError,
@@ -97,6 +98,18 @@ def _decode_bytes(key: bytes) -> bytes:
 def _decode_none(key: bytes) -> None:
     """Skip decoding a key the caller already has (``Store.pop``)."""
     return None
+
+
+def _check_key_list(keys: object, method: str) -> None:
+    """Refuse one str or bytes key where an iterable of keys belongs: it would be taken as its characters.
+
+    ``store.delete_many("user:1")`` deleted the keys "u", "s", "e", "r", ":" and "1".
+    """
+    if isinstance(keys, (str, bytes, bytearray, memoryview)):
+        raise InvalidArgumentError(
+            f"{method}() takes an iterable of keys, not a single {type(keys).__name__} "
+            f"(which would be taken as its characters); pass [key]"
+        )
 
 
 class Store(MutableMapping[K, Any], Generic[K]):
@@ -197,6 +210,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
         The keys of a bytes store come back as ``bytes`` whatever bytes-like object was asked
         (a bytearray or memoryview cannot be a dict key).
         """
+        _check_key_list(keys, "get_many")
         self.db._check_open()  # also when no key is asked for: use after close() always raises
         out: dict[K, Any] = {}
         get, ek, loads, strkeys = self._get, self._ek, self._loads, self._strkeys
@@ -349,6 +363,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     def delete_many(self, keys: Iterable[K]) -> None:
         """Remove every key in ``keys`` at once (missing keys are ignored)."""
+        _check_key_list(keys, "delete_many")
         self._apply([(self._ek(k), None, None) for k in keys])
 
     @overload
