@@ -173,7 +173,9 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self.sync_mode = sync
         self.max_file_size = max_file_size
         self.auto_merge = auto_merge
-        self.read_only = bool(read_only)
+        if not isinstance(read_only, bool):  # a truthy "false" or "no" from a config file opened read-only
+            raise InvalidArgumentError(f"read_only must be True or False, not {read_only!r}")
+        self.read_only = read_only
         new = prepare_directory(self.path, create=not self.read_only)
         warn_if_network(self.path)
         self._lock = WriteLock(os.path.join(self.path, LOCK_FILE), create=not self.read_only)
