@@ -464,9 +464,9 @@ class Store(MutableMapping[K, Any], Generic[K]):
         return result[0]
 
     def incr(self, key: K, delta: int | float = 1) -> Any:
-        """Add ``delta`` to the number stored at ``key`` (missing = 0) and return it; atomic."""
+        """Add ``delta`` to the int or float stored at ``key`` (missing = 0) and return it; atomic."""
         if not isinstance(delta, (int, float)) or isinstance(delta, bool):
-            raise InvalidValueError(f"delta must be a number, not {type(delta).__name__}")
+            raise InvalidValueError(f"delta must be an int or a float, not {type(delta).__name__}")
         if isinstance(delta, float) and not math.isfinite(delta):
             # NaN is no amount, and an infinity makes every later incr of the key NaN or infinite
             # (Redis's INCRBYFLOAT refuses both, and a json store could not even write them).
@@ -475,7 +475,8 @@ class Store(MutableMapping[K, Any], Generic[K]):
         def add(value: Any) -> Any:
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise InvalidValueError(
-                    f"incr needs a number at {key!r}, found {type(value).__name__}; nothing was written"
+                    f"incr needs a number (an int or a float) at {key!r}, found {type(value).__name__} "
+                    "(use modify() for other numbers); nothing was written"
                 )
             try:
                 total = value + delta
