@@ -755,7 +755,11 @@ class KVBackend(KeyValueStoreBackend):
         the last one does, whichever order the size and the parts arrive in.
         """
         key = self.get_key_for_chord(group_id)
-        self.db.incr(key, -int(chord_size))
+        db = self.db
+        with db.locked():
+            if self._damaged_key(group_id) in db:  # failed already for a damaged record: keep its 0
+                return
+            db.incr(key, -int(chord_size))
         self.expire(key, self._chord_counter_ttl())
 
     def mark_as_done(
@@ -860,18 +864,108 @@ class KVBackend(KeyValueStoreBackend):
             self.expire(self.get_key_for_task(task_id), self._longest(keep, self._lifetime(state)))
         return None
 
-    def _count_undamaged(self, key: bytes, gid: str, task_id: str | None, *args: Any) -> int | None:
-        """:meth:`_count_part`; None (not counted) if a record of the chord is damaged on disk.
+    def _count_undamaged(
+        self,
+        key: bytes,
+        gid: str,
+        task_id: str | None,
+        keep: float | None,
+        claim: bytes,
+        chord_sig: Any,
+        group_index: Any = None,
+    ) -> int | None:
+        """:meth:`_count_part`; if a record of the chord is damaged on disk, the chord is failed.
 
-        Its counter failing its checksum raised CorruptionError out of every part, and the
-        transaction that stores a part's result with its count then stored no result either.
-        The part's result is stored; the chord, whose count is lost, cannot complete.
+        Its counter (or a generator header's positions) failing its checksum raised
+        CorruptionError out of every part, and the transaction that stores a part's result with
+        its count then stored no result either; later the chord never completed and ``get()``
+        on it waited for ever. The part's result is stored, and the chord fails (see
+        :meth:`_fail_damaged`): 0 is returned to the one part that takes that failure over.
         """
         try:
-            return self._count_part(key, gid, task_id, *args)
+            return self._count_part(key, gid, task_id, keep, claim, chord_sig, group_index)
         except CorruptionError as exc:
-            logger.error("chord %s: a record of it is damaged (%s); part %s not counted", gid, exc, task_id)
-            return None
+            return self._fail_damaged(key, gid, task_id, keep, claim, chord_sig, exc)
+
+    def _damaged_key(self, gid: str) -> bytes:
+        """Where a chord failed for a damaged record keeps the ChordError's message until its end."""
+        return ensure_bytes(self.get_key_for_chord(gid, ".damaged"))
+
+    def _damage_reason(self, db: DB, gid: str) -> str | None:
+        """Why the chord fails for a damaged record (see :meth:`_fail_damaged`); None: it does not."""
+        try:
+            raw = db.get(self._damaged_key(gid))
+        except CorruptionError as exc:  # that note damaged in turn: the chord fails all the same
+            return f"chord {gid} cannot complete: a record of it is damaged on disk ({exc})"
+        return None if raw is None else raw.decode("utf-8", "replace")
+
+    def _damaged_record(self, db: DB, gid: str, keys: Iterable[bytes], exc: CorruptionError) -> str:
+        """The ChordError message naming which of the chord's ``keys`` is damaged (``exc``: how)."""
+        for key in keys:
+            try:
+                db.get(key)
+            except CorruptionError as found:
+                return (
+                    f"chord {gid} cannot complete: its record {bytes_to_str(key)!r} is damaged on disk "
+                    f"({found})"
+                )
+        return f"chord {gid} cannot complete: a record of it is damaged on disk ({exc})"
+
+    def _fail_damaged(
+        self,
+        key: bytes,
+        gid: str,
+        task_id: str | None,
+        keep: float | None,
+        claim: bytes,
+        chord_sig: Any,
+        exc: CorruptionError,
+    ) -> int | None:
+        """Take over the failure of a chord whose counter or header positions are damaged on disk.
+
+        Under the write lock, once for the chord whichever parts meet the damage at once: the
+        first one writes, in one batch, why it fails, a readable count of 0, its claim, its
+        marker, and the callback to the list of chords being fired, and gets 0 (see
+        :class:`_TakenOver`); :meth:`_run_chord_callback` then fails the callback with a
+        ChordError instead of joining the header. A process killed before that leaves a complete
+        chord that a redelivered part or the recovery takes over, and fails, as any other. None
+        (nothing more to do here) if the chord failed so already, has a live owner (its claim
+        holds: it sends or fails the callback), or is over.
+        """
+        db = self.db
+        claim_key = self._claim_key(gid)
+        with db.locked():
+            group_key = ensure_bytes(self.get_key_for_group(gid))
+            slots_key = self._slots_key(gid)
+            if (
+                self._damaged_key(gid) in db
+                or claim_key in db
+                or not claim
+                or not any(k in db for k in (key, group_key, slots_key))  # over since the damage was met
+            ):
+                logger.error(
+                    "chord %s: a record of it is damaged (%s); part %s not counted, the chord is failed "
+                    "or finished elsewhere",
+                    gid,
+                    exc,
+                    task_id,
+                )
+                return None
+            reason = self._damaged_record(db, gid, [ensure_bytes(key), slots_key], exc)
+            logger.error("chord %s: a record of it is damaged (%s); failing the chord: %s", gid, exc, reason)
+            counter_ttl = self._ttl(self._chord_counter_ttl())
+            record = self._encode_callback(gid, chord_sig)
+            with db.batch() as batch:
+                batch.put(self._damaged_key(gid), reason.encode(), ttl=counter_ttl)
+                batch.put(ensure_bytes(key), b"0", ttl=counter_ttl)
+                batch.delete(slots_key)  # a generator header's: later parts must not count on it
+                batch.put(claim_key, claim, ttl=self._chord_claim_ttl())
+                if task_id:
+                    batch.put(self._part_marker(gid, task_id), b"1", ttl=self._ttl(keep))
+                if record is not None:
+                    batch.put(self._callback_key(gid), record, ttl=counter_ttl)
+                    self._note_firing(batch, db, add=[gid])
+        return _TakenOver(0)
 
     def _count_part(
         self,
@@ -932,6 +1026,9 @@ class KVBackend(KeyValueStoreBackend):
                     db.put(claim_key, claim, ttl=claim_ttl)
                     return _TakenOver(0)
                 logger.warning("chord %s: part %s finished again; it was counted already", gid, task_id)
+                return None
+            if self._damaged_key(gid) in db:
+                logger.warning("chord %s failed for a damaged record; part %s not counted", gid, task_id)
                 return None
             raw = db.get(key)
             group_key = ensure_bytes(self.get_key_for_group(gid))
@@ -1142,12 +1239,9 @@ class KVBackend(KeyValueStoreBackend):
                         continue  # still owned by a live process (or not complete)
                     db.put(claim_key, claim, ttl=self._chord_claim_ttl())
             except CorruptionError as exc:
-                # Its counter or stored callback fails its checksum: no round could ever take it over,
-                # and each would fail on it. A part delivered again can still send the callback.
-                logger.error("chord %s: a record of it is damaged (%s); the recovery leaves it", gid, exc)
-                with db.locked(), db.batch() as batch:
-                    self._note_firing(batch, db, drop=[gid])
-                continue
+                record = self._recover_damaged(db, gid, key, claim, exc)
+                if record is None:
+                    continue
             logger.warning(
                 "chord %s: the process sending its callback was lost and no part came again; "
                 "taking it over here",
@@ -1161,9 +1255,36 @@ class KVBackend(KeyValueStoreBackend):
                 logger.error("chord %s: its stored callback cannot be read (%r); clearing it", gid, exc)
                 self._end_chord(gid, key, None)
                 continue
-            with _sending_from(parent):
-                self._run_chord_callback(gid, chord_sig, key, claim, taken_over=True)
+            try:
+                with _sending_from(parent):
+                    self._run_chord_callback(gid, chord_sig, key, claim, taken_over=True)
+            except CorruptionError as exc:  # the round goes on with the other chords
+                logger.error("chord %s: a record of it is damaged (%s); not finished in this round", gid, exc)
         return taken
+
+    def _recover_damaged(
+        self, db: DB, gid: str, key: bytes, claim: bytes, exc: CorruptionError
+    ) -> bytes | None:
+        """The stored callback of a stuck chord whose count is damaged, once claimed to fail it.
+
+        Its count failing its checksum (a disk fault), the chord is failed as a part meeting
+        that damage fails it (see :meth:`_fail_damaged`); None if another process does that, or
+        owns the chord. A damaged stored callback cannot be failed or sent by any round, and each
+        would fail on it: the chord is left out of the recovery (a part delivered again, which
+        carries the callback, can still finish it).
+        """
+        try:
+            record = db.get(self._callback_key(gid))
+        except CorruptionError as damaged:
+            logger.error("chord %s: a record of it is damaged (%s); the recovery leaves it", gid, damaged)
+            record = None
+        if record is None:  # (or expired with the chord: nothing left to fail)
+            with db.locked(), db.batch() as batch:
+                self._note_firing(batch, db, drop=[gid])
+            return None
+        if self._fail_damaged(key, gid, None, None, claim, None, exc) is None:
+            return None
+        return record
 
     def _claim_key(self, gid: str) -> bytes:
         return ensure_bytes(self.get_key_for_chord(gid, ".claim"))
@@ -1194,15 +1315,34 @@ class KVBackend(KeyValueStoreBackend):
 
         A claim that lapsed (a slow join) is taken back as long as the chord is
         still complete and nobody else has claimed it.
+
+        A claim damaged on disk cannot tell its owner: it is taken as another process's, so
+        nobody sends the callback until it expires (seconds), and then the recovery takes the
+        chord over. A damaged count was 0 when this process claimed the chord, and nobody else
+        can have claimed it since: a process taking over a chord reads its count (and a chord
+        failed for that damage gets a new one, see :meth:`_fail_damaged`).
         """
         db = self.db
         claim_key = self._claim_key(gid)
         with db.locked():
-            current = db.get(claim_key)
-            if current not in (None, claim) or db.get(key) != b"0":
+            try:
+                current = db.get(claim_key)
+            except CorruptionError as exc:
+                logger.error("chord %s: its claim is damaged (%s); left until it expires", gid, exc)
+                return False
+            if current not in (None, claim) or self._count_of(db, gid, key) != b"0":
                 return False
             db.put(claim_key, claim, ttl=ttl)
         return True
+
+    @staticmethod
+    def _count_of(db: DB, gid: str, key: bytes) -> bytes | None:
+        """The chord's stored count; ``b"0"`` for one damaged on disk (see :meth:`_keep_claim`)."""
+        try:
+            return db.get(key)
+        except CorruptionError as exc:
+            logger.error("chord %s: its count is damaged (%s)", gid, exc)
+            return b"0"
 
     def _part_marker(self, gid: str, task_id: str) -> bytes:
         return ensure_bytes(self.get_key_for_chord(gid, f".part.{task_id}"))
@@ -1238,12 +1378,11 @@ class KVBackend(KeyValueStoreBackend):
                 gid,
                 callback.id,
             )
-            try:
-                deps = GroupResult.restore(gid, backend=self)
-            except Exception:
-                deps = None
-            self._end_chord(gid, key, deps)
+            self._end_chord(gid, key, self._saved_group(gid))
             return None
+        reason = self._damage_reason(self.db, gid)
+        if reason is not None:
+            return self._fail_for_damage(gid, callback, key, claim, reason)
         deps = self._restore_chord_group(gid, chord_sig)
         if deps is None:
             db = self.db
@@ -1291,6 +1430,28 @@ class KVBackend(KeyValueStoreBackend):
         finally:
             if owner:
                 self._end_chord(gid, key, deps, succeeded=joined)
+
+    def _saved_group(self, gid: str) -> GroupResult | None:
+        """The chord's saved header group, if it can be read, only to end the chord."""
+        try:
+            return GroupResult.restore(gid, backend=self)
+        except Exception:
+            return None
+
+    def _fail_for_damage(self, gid: str, callback: Any, key: bytes, claim: bytes, reason: str) -> Any:
+        """Fail the callback of a chord that a damaged record keeps from completing, and end the chord.
+
+        Only as the owner of its claim (see :meth:`_fail_damaged`): once, and never as well as sent.
+        """
+        if not self._keep_claim(gid, key, claim, self._chord_publish_ttl(callback)):
+            return self._taken_over(gid)
+        try:
+            try:
+                raise ChordError(reason)
+            except ChordError as exc:  # chord_error_from_stack records the traceback being handled
+                return self.chord_error_from_stack(callback, exc)
+        finally:
+            self._end_chord(gid, key, self._saved_group(gid))
 
     def _publish_callback(self, callback: Any, values: Any) -> Any:
         """Send the chord's callback, retrying a refused publish as Celery's own backends do.
@@ -1348,6 +1509,7 @@ class KVBackend(KeyValueStoreBackend):
             batch.delete(ensure_bytes(key))
             batch.delete(self._claim_key(gid))
             batch.delete(self._callback_key(gid))
+            batch.delete(self._damaged_key(gid))
             self._note_firing(batch, db, drop=[gid])
             for dep in parts:
                 batch.delete(self._part_marker(gid, dep.id))
