@@ -880,19 +880,19 @@ class KVBackend(KeyValueStoreBackend):
         CorruptionError out of every part, and the transaction that stores a part's result with
         its count then stored no result either; later the chord never completed and ``get()``
         on it waited for ever. The part's result is stored, and the chord fails (see
-        :meth:`_fail_damaged`): 0 is returned to the one part that takes that failure over.
+        :meth:`_take_damaged`): 0 is returned to the one part that takes that failure over.
         """
         try:
             return self._count_part(key, gid, task_id, keep, claim, chord_sig, group_index)
         except CorruptionError as exc:
-            return self._fail_damaged(key, gid, task_id, keep, claim, chord_sig, exc)
+            return self._take_damaged(key, gid, task_id, keep, claim, chord_sig, exc)
 
     def _damaged_key(self, gid: str) -> bytes:
         """Where a chord failed for a damaged record keeps the ChordError's message until its end."""
         return ensure_bytes(self.get_key_for_chord(gid, ".damaged"))
 
     def _damage_reason(self, db: DB, gid: str) -> str | None:
-        """Why the chord fails for a damaged record (see :meth:`_fail_damaged`); None: it does not."""
+        """Why the chord fails for a damaged record (see :meth:`_take_damaged`); None: it does not."""
         try:
             raw = db.get(self._damaged_key(gid))
         except CorruptionError as exc:  # that note damaged in turn: the chord fails all the same
@@ -911,7 +911,7 @@ class KVBackend(KeyValueStoreBackend):
                 )
         return f"chord {gid} cannot complete: a record of it is damaged on disk ({exc})"
 
-    def _fail_damaged(
+    def _take_damaged(
         self,
         key: bytes,
         gid: str,
@@ -921,7 +921,7 @@ class KVBackend(KeyValueStoreBackend):
         chord_sig: Any,
         exc: CorruptionError,
     ) -> int | None:
-        """Take over the failure of a chord whose counter or header positions are damaged on disk.
+        """Take over (to fail it) a chord whose counter or header positions are damaged on disk.
 
         Under the write lock, once for the chord whichever parts meet the damage at once: the
         first one writes, in one batch, why it fails, a readable count of 0, its claim, its
@@ -931,6 +931,10 @@ class KVBackend(KeyValueStoreBackend):
         chord that a redelivered part or the recovery takes over, and fails, as any other. None
         (nothing more to do here) if the chord failed so already, has a live owner (its claim
         holds: it sends or fails the callback), or is over.
+
+        A chord whose callback is stored was complete (the part that brought its count to 0
+        stored it, in the same batch) and its sender was lost: its damaged count was 0, and it
+        is taken over as any such chord (the callback is sent), not failed.
         """
         db = self.db
         claim_key = self._claim_key(gid)
@@ -951,12 +955,19 @@ class KVBackend(KeyValueStoreBackend):
                     task_id,
                 )
                 return None
-            reason = self._damaged_record(db, gid, [ensure_bytes(key), slots_key], exc)
-            logger.error("chord %s: a record of it is damaged (%s); failing the chord: %s", gid, exc, reason)
             counter_ttl = self._ttl(self._chord_counter_ttl())
-            record = self._encode_callback(gid, chord_sig)
+            complete = self._callback_key(gid) in db
+            reason = self._damaged_record(db, gid, [ensure_bytes(key), slots_key], exc)
+            if complete:
+                logger.error("%s; it was complete: taking it over (part %s)", reason, task_id)
+            else:
+                logger.error(
+                    "chord %s: a record of it is damaged (%s); failing the chord: %s", gid, exc, reason
+                )
+            record = None if complete else self._encode_callback(gid, chord_sig)
             with db.batch() as batch:
-                batch.put(self._damaged_key(gid), reason.encode(), ttl=counter_ttl)
+                if not complete:
+                    batch.put(self._damaged_key(gid), reason.encode(), ttl=counter_ttl)
                 batch.put(ensure_bytes(key), b"0", ttl=counter_ttl)
                 batch.delete(slots_key)  # a generator header's: later parts must not count on it
                 batch.put(claim_key, claim, ttl=self._chord_claim_ttl())
@@ -1265,24 +1276,24 @@ class KVBackend(KeyValueStoreBackend):
     def _recover_damaged(
         self, db: DB, gid: str, key: bytes, claim: bytes, exc: CorruptionError
     ) -> bytes | None:
-        """The stored callback of a stuck chord whose count is damaged, once claimed to fail it.
+        """The stored callback of a stuck chord whose count is damaged, once claimed.
 
-        Its count failing its checksum (a disk fault), the chord is failed as a part meeting
-        that damage fails it (see :meth:`_fail_damaged`); None if another process does that, or
-        owns the chord. A damaged stored callback cannot be failed or sent by any round, and each
-        would fail on it: the chord is left out of the recovery (a part delivered again, which
-        carries the callback, can still finish it).
+        Its count failing its checksum (a disk fault), the chord is taken over as a part meeting
+        that damage takes it over (see :meth:`_take_damaged`: its callback is stored, so the chord
+        was complete, and the callback is sent); None if another process owns the chord. A damaged
+        stored callback cannot be sent by any round, and each would fail on it: the chord is left
+        out of the recovery (a part delivered again, which carries the callback, can still send it).
         """
         try:
             record = db.get(self._callback_key(gid))
         except CorruptionError as damaged:
             logger.error("chord %s: a record of it is damaged (%s); the recovery leaves it", gid, damaged)
             record = None
-        if record is None:  # (or expired with the chord: nothing left to fail)
+        if record is None:  # (or expired with the chord: nothing left to send)
             with db.locked(), db.batch() as batch:
                 self._note_firing(batch, db, drop=[gid])
             return None
-        if self._fail_damaged(key, gid, None, None, claim, None, exc) is None:
+        if self._take_damaged(key, gid, None, None, claim, None, exc) is None:
             return None
         return record
 
@@ -1320,7 +1331,7 @@ class KVBackend(KeyValueStoreBackend):
         nobody sends the callback until it expires (seconds), and then the recovery takes the
         chord over. A damaged count was 0 when this process claimed the chord, and nobody else
         can have claimed it since: a process taking over a chord reads its count (and a chord
-        failed for that damage gets a new one, see :meth:`_fail_damaged`).
+        failed for that damage gets a new one, see :meth:`_take_damaged`).
         """
         db = self.db
         claim_key = self._claim_key(gid)
@@ -1441,7 +1452,7 @@ class KVBackend(KeyValueStoreBackend):
     def _fail_for_damage(self, gid: str, callback: Any, key: bytes, claim: bytes, reason: str) -> Any:
         """Fail the callback of a chord that a damaged record keeps from completing, and end the chord.
 
-        Only as the owner of its claim (see :meth:`_fail_damaged`): once, and never as well as sent.
+        Only as the owner of its claim (see :meth:`_take_damaged`): once, and never as well as sent.
         """
         if not self._keep_claim(gid, key, claim, self._chord_publish_ttl(callback)):
             return self._taken_over(gid)

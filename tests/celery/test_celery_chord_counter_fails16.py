@@ -134,18 +134,30 @@ def test_a_process_killed_failing_the_chord_leaves_it_to_the_recovery(store_path
     assert _left(backend, gid) == []
 
 
-def test_the_recovery_fails_a_stuck_chord_whose_count_is_damaged(store_path, monkeypatch):
+def test_the_recovery_sends_a_stuck_chord_whose_count_is_damaged(store_path, monkeypatch):
+    # Complete (its callback is stored) and its sender lost: its count was 0, every part is there.
     backend = _backend(store_path)
     sent: list = []
-    damaged, _, body, _ = _stuck(backend, monkeypatch, sent=sent)
+    damaged, ids, body, _ = _stuck(backend, monkeypatch, sent=sent)
     other, _, _, _ = _stuck(backend, monkeypatch, sent=sent)
     _damage_count(backend, store_path, damaged)
     _lapse(backend)
     assert backend.recover_chords() == 2
-    assert sent == [([1, 1, 1],)]  # the other chord's callback
-    _failed_with_chord_error(backend, body, damaged)
+    assert sent == [([1, 1, 1],), ([1, 1, 1],)]
     assert _left(backend, damaged) == _left(backend, other) == []
     assert backend.recover_chords() == 0
+    finish_part(backend, damaged, ids[0], body)  # a late copy of a part
+    assert len(sent) == 2
+
+
+def test_a_part_delivered_again_sends_a_complete_chord_whose_count_is_damaged(store_path, monkeypatch):
+    backend = _backend(store_path)
+    gid, ids, body, sent = _stuck(backend, monkeypatch)
+    _damage_count(backend, store_path, gid)
+    _lapse(backend)
+    finish_part(backend, gid, ids[1], body)
+    assert sent == [([1, 1, 1],)]
+    assert _left(backend, gid) == []
 
 
 def test_the_owner_of_a_chord_keeps_it_when_its_count_is_damaged(store_path, monkeypatch):
