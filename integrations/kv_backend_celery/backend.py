@@ -899,6 +899,18 @@ class KVBackend(KeyValueStoreBackend):
             return f"chord {gid} cannot complete: a record of it is damaged on disk ({exc})"
         return None if raw is None else raw.decode("utf-8", "replace")
 
+    def _counting_records(self, db: DB, gid: str, key: bytes) -> Iterator[bytes]:
+        """The keys of the records a chord's parts read to count: its counter, and a generator
+        header's count of positions and each position (see :meth:`_count_part`)."""
+        yield ensure_bytes(key)
+        yield self._slots_key(gid)
+        try:
+            slots = int(db.get(self._slots_key(gid)) or 0)
+        except (CorruptionError, ValueError):
+            return
+        for slot in range(1, slots + 1):
+            yield self._slot_key(gid, slot)
+
     def _damaged_record(self, db: DB, gid: str, keys: Iterable[bytes], exc: CorruptionError) -> str:
         """The ChordError message naming which of the chord's ``keys`` is damaged (``exc``: how)."""
         for key in keys:
@@ -957,7 +969,7 @@ class KVBackend(KeyValueStoreBackend):
                 return None
             counter_ttl = self._ttl(self._chord_counter_ttl())
             complete = self._callback_key(gid) in db
-            reason = self._damaged_record(db, gid, [ensure_bytes(key), slots_key], exc)
+            reason = self._damaged_record(db, gid, self._counting_records(db, gid, key), exc)
             if complete:
                 logger.error("%s; it was complete: taking it over (part %s)", reason, task_id)
             else:
