@@ -694,11 +694,16 @@ class _Writing(_Parts):
     def put_if_absent(self, key: bytes, value: BytesLike, ttl: float | None = None) -> bool:
         """Store ``value`` only if ``key`` is absent (or expired); return whether it was stored.
 
-        Atomic across processes: of many concurrent callers exactly one wins.
+        Atomic across processes: of many concurrent callers exactly one wins. A ``ttl`` of 0
+        or less stores nothing (the value would expire at once) and returns False whether or
+        not the key is present: nobody wins what is not stored.
         """
         key = _check_key(key)
         value = _check_value(value)
+        _expiry(ttl)  # a bad ttl raises, as for put
         self._check_writable()
+        if ttl is not None and ttl <= 0:
+            return False
         self._pre_catch_up()
         with self._lock:
             self._writer_catch_up()

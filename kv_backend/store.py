@@ -296,7 +296,10 @@ class Store(MutableMapping[K, Any], Generic[K]):
         self._put(self._ek(key), self._dumps(value), ttl)
 
     def add(self, key: K, value: Any, ttl: float | None = None) -> bool:
-        """Store ``value`` only if ``key`` is absent; return whether it was stored (atomic, cross-process)."""
+        """Store ``value`` only if ``key`` is absent; return whether it was stored (atomic, cross-process).
+
+        A ``ttl`` of 0 or less stores nothing (the value would expire at once): False.
+        """
         return self.db.put_if_absent(self._ek(key), self._dumps(value), ttl)
 
     def set_many(self, mapping: Mapping[K, Any] | Iterable[tuple[K, Any]], ttl: float | None = None) -> None:
