@@ -350,6 +350,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         return self._closed
 
     def __enter__(self: _DB) -> _DB:
+        self._check_open()  # a with block on a closed store raises, as any use after close() does
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -482,6 +482,7 @@ class Database(MutableMapping[bytes, bytes]):
         return self.db.closed
 
     def __enter__(self: _D) -> _D:
+        self._check_open()  # a with block on a closed database raises, as any use after close() does
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -21,7 +21,7 @@ import pickle
 import shelve as _std_shelve
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex
+from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex, TypeVar
 
 from kv_backend import dbm as _kv_dbm
 from kv_backend.errors import (
@@ -43,6 +43,7 @@ BsdDbShelf = _std_shelve.BsdDbShelf
 DbfilenameShelf = _std_shelve.DbfilenameShelf
 
 _MISSING: Any = object()
+_SH = TypeVar("_SH", bound="KVShelf")  # a KVShelf or subclass, as with open(...) as shelf: gives it
 #: What ``shelve`` puts in place of a closed shelf's database (private to it, so typeshed leaves it out).
 _ClosedDict: type[Any] = _std_shelve._ClosedDict  # type: ignore[attr-defined]
 
@@ -126,6 +127,10 @@ class KVShelf(_ShelfBase):
             except Exception:
                 pass  # no fingerprint: sync() pickles it again and raises, as it would have
         self._fingerprints = prints
+
+    def __enter__(self: _SH) -> _SH:
+        self._open_db()  # a with block on a closed shelf raises ValueError, as any use after close()
+        return self
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
         refuse_pickling("kv_backend.shelve shelf", getattr(getattr(self.dict, "db", None), "path", None))

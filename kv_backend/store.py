@@ -560,6 +560,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
         return self.db.stats()
 
     def __enter__(self: _S) -> _S:
+        self.db._check_open()  # a with block on a closed store raises, as any use after close() does
         return self
 
     def __exit__(self, *exc: object) -> None:
