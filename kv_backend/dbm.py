@@ -547,6 +547,36 @@ def _create(path: str, mode: int) -> bool:
     return True
 
 
+def _undo_create(path: str) -> None:
+    """Remove the directory :func:`_create` made for a database that then could not be opened in it.
+
+    Left there, it made every later open of the path fail: a directory its owner may not write
+    or search (``mode`` 0o400, 0o200, 0), which is no database and which an open with another
+    ``mode`` does not replace. Only if empty: a store another process is making in it stays.
+    """
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def _check_owner_access(path: str, mode: int, exc: KVError) -> None:
+    """Say why a new database could not be opened, when ``mode`` denied its owner the access it needs.
+
+    The engine's message named a lock file or a listing the system refused, and advised
+    checking the directory's permissions, which were the ones asked for.
+    """
+    code = getattr(exc, "errno", None)
+    umask = _umask()
+    if code in (errno.EACCES, errno.EPERM) and (mode | ((mode & 0o444) >> 2)) & ~umask & 0o700 != 0o700:
+        raise _os_error(
+            code,
+            f"cannot create the database {path} with mode {mode & 0o777:#o} (less the umask {umask:#o}): "
+            "its owner needs read and write access (0o600 at least), for the database is a directory "
+            "its processes write in; nothing was created",
+        ) from exc
+
+
 def _apply_mode(path: str, mode: int) -> None:
     file_mode = mode & ~_umask() & 0o777
     for name in os.listdir(path):
@@ -634,7 +664,13 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
         else:
             was_store = _is_store(path)
             created = _create(path, mode)
-            db = DB(path, sync=sync)
+            try:
+                db = DB(path, sync=sync)
+            except KVError as exc:
+                if created:
+                    _undo_create(path)
+                    _check_owner_access(path, mode, exc)
+                raise
             if created:
                 _apply_mode(path, mode)
             elif not was_store:  # an existing empty directory has just become the database
