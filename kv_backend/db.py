@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, SupportsIndex, TypeVar
 
 # Imported with the engine, not at the first merge: a child forked while another thread imported
 # it would inherit the module's import lock, held by a thread it does not have, and hang at its
@@ -50,6 +50,7 @@ from kv_backend.files import (
 )
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import WriteLock
+from kv_backend.mapping import refuse_pickling
 from kv_backend.mounts import warn_if_network
 from kv_backend.state import unpack_tail
 from kv_backend.unpublished import tail_files
@@ -372,6 +373,14 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self.read_only else "open")
         return f"<kv_backend.DB {self.path!r} {state}>"
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        """``pickle.dumps``, ``copy.copy`` and ``copy.deepcopy`` raise, as for a dbm database or a shelf.
+
+        Pickling failed on a thread lock with a bare TypeError, and a shallow copy shared the
+        open files and locks with the original (closing either closed both).
+        """
+        refuse_pickling("kv_backend DB", getattr(self, "path", None))
 
     def _after_fork_in_child(self) -> None:
         """Give a forked child its own lock file description and fresh thread locks."""

@@ -49,7 +49,7 @@ def _describe(item: object) -> str:
 
 
 def refuse_pickling(what: str, path: str | None) -> NoReturn:
-    """Raise for ``pickle.dumps``, ``copy.copy`` or ``copy.deepcopy`` of an open shelf or dbm database.
+    """Raise for ``pickle.dumps``, ``copy.copy`` or ``copy.deepcopy`` of a DB, a shelf or a dbm database.
 
     Without this, pickle failed on a thread lock deep inside the engine, and a shallow copy
     shared the database (and a shelf's cache) with the original: closing either broke both.
