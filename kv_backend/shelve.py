@@ -244,6 +244,11 @@ class KVShelf(_ShelfBase):
             if isinstance(self.dict, _ClosedDict):
                 self.dict.closed()  # use after close() raises, whatever the key
             return False
+        if key in self.cache:
+            # With writeback, a cached entry is present for this process until sync(), as for
+            # shelf[key], get() and del, even if another process deleted it meanwhile: looking
+            # at the database only, ``key in shelf`` was False while ``shelf[key]`` served it.
+            return True
         try:
             k = key.encode(self.keyencoding)
         except UnicodeEncodeError:
