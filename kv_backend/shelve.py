@@ -158,6 +158,8 @@ class KVShelf(_ShelfBase):
                 return cache[key]
             except KeyError:
                 pass
+            except TypeError:  # an unhashable key: the checked path below says a key must be a str
+                pass
         try:  # fast path: straight to the engine
             data = self.dict._get(key.encode(self.keyencoding), _MISSING)
         except (AttributeError, KVError, UnicodeError):  # closed shelf, bad key...: the checked path
