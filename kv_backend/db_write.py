@@ -774,6 +774,8 @@ class _Writing(_Parts):
                 with self.batch() as b:
                     for k, v in pairs:
                         b.put(k, v)
+            else:
+                self._check_open()  # nothing to write, but use after close() always raises
             return None
         if kwargs:
             raise InvalidArgumentError("update(key, fn) takes no keyword arguments")
