@@ -529,6 +529,11 @@ def whichdb(filename: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> st
     return _std_dbm.whichdb(path)
 
 
+def _dir_mode(mode: int) -> int:
+    """The permission bits of a database directory for ``mode``: search (x) wherever reading is allowed."""
+    return mode | ((mode & 0o444) >> 2)
+
+
 def _create(path: str, mode: int) -> bool:
     """Create the store directory with ``mode`` (plus search bits where reading is allowed).
 
@@ -537,7 +542,7 @@ def _create(path: str, mode: int) -> bool:
     stops one user's merge from replacing the files another user's process wrote.
     """
     mode &= 0o777
-    dir_mode = mode | ((mode & 0o444) >> 2)
+    dir_mode = _dir_mode(mode)
     try:
         os.mkdir(path, dir_mode)  # the kernel applies the umask, as for the stdlib's files
     except FileExistsError:
@@ -568,7 +573,7 @@ def _check_owner_access(path: str, mode: int, exc: KVError) -> None:
     """
     code = getattr(exc, "errno", None)
     umask = _umask()
-    if code in (errno.EACCES, errno.EPERM) and (mode | ((mode & 0o444) >> 2)) & ~umask & 0o700 != 0o700:
+    if code in (errno.EACCES, errno.EPERM) and _dir_mode(mode) & ~umask & 0o700 != 0o700:
         raise _os_error(
             code,
             f"cannot create the database {path} with mode {mode & 0o777:#o} (less the umask {umask:#o}): "
@@ -593,7 +598,7 @@ def _restrict_dir(path: str, mode: int) -> None:
     the store stays usable; files the engine creates later are then guarded
     by the directory as in a directory this module made.
     """
-    allowed = (mode | ((mode & 0o444) >> 2)) & ~_umask() | 0o700
+    allowed = _dir_mode(mode) & ~_umask() | 0o700
     try:
         current = os.stat(path).st_mode & 0o7777
         if current & ~allowed & 0o777:
