@@ -426,6 +426,10 @@ class KVShelf(_ShelfBase):
                 d.close()
             finally:
                 self.dict = _ClosedDict()
+                # Emptied by sync(), unless its write-back raised: reads on the closed shelf must
+                # not go on serving it (and nothing can write it back now).
+                self.cache = {}
+                self._fingerprints = {}
 
 
 def _write_all(db: Any, encoded: list[tuple[bytes, bytes]]) -> None:

@@ -11,6 +11,8 @@ reads; after ``sync()`` the entry is gone unless this process changed it.
 
 from __future__ import annotations
 
+import pytest
+
 import kv_backend.shelve as kv_shelve
 
 
@@ -39,3 +41,18 @@ def test_without_writeback_in_follows_the_database(tmp_path):
         assert ours["k"] == 1
         del other["k"]
         assert "k" not in ours and ours.get("k") is None
+
+
+@pytest.mark.parametrize("use", ["in", "getitem", "get"])
+def test_after_a_close_whose_write_back_failed_reads_raise(tmp_path, use):
+    """The cache survived a close() whose write-back raised, and served reads on the closed shelf."""
+    shelf = kv_shelve.open(str(tmp_path / "shelf"), writeback=True)
+    shelf["k"] = [1]
+    shelf["k"].append(lambda: None)  # cached, and no longer picklable
+    with pytest.raises(TypeError):
+        shelf.close()
+    read = {"in": lambda: "k" in shelf, "getitem": lambda: shelf["k"], "get": lambda: shelf.get("k")}[use]
+    with pytest.raises(ValueError, match="closed shelf"):
+        read()
+    with kv_shelve.open(str(tmp_path / "shelf"), "r") as again:
+        assert again["k"] == [1]  # what was stored before stays
