@@ -11,7 +11,7 @@ from kv_backend import record as rec
 from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
 from kv_backend.hint import read_hints
 from kv_backend.state import published_tail
-from kv_backend.unpublished import end_without_page, reader_of, tail_files
+from kv_backend.unpublished import end_without_page, reader_of, tail_end, tail_files
 
 
 @dataclass
@@ -101,7 +101,10 @@ def _check(path: str) -> CheckReport:
         try:
             size = len(buf)
             report.files += 1
-            if i > newest and size <= rec.FILE_HEADER_SIZE and rec.FILE_HEADER_BYTES.startswith(buf[:size]):
+            named = published is not None and fid == (published[0], 0)
+            if i > newest and (not named or rec.FILE_HEADER_BYTES.startswith(buf[:size])):
+                # (Shorter than a header: recovery removes it or gives it its header, whatever its
+                # bytes, and it holds no record: damage to them loses nothing.)
                 report.bytes += size
                 report.notes.append(
                     f"{fpath}: a data file without its header, left by a rotation that was interrupted "
@@ -130,14 +133,10 @@ def _check(path: str) -> CheckReport:
                 continue
             # (A tail file is one where an unfinished write may end the file.)
             tail = i in (newest, rotated)
-            # Where the published records of the active file end: a damaged record before that
-            # is no unfinished write (readers raise CorruptionError for it), whatever follows it.
-            end = published[1] if published is not None and fid == (published[0], 0) else 0
-            if end > size:
-                end = 0  # the file lost bytes since: the page does not describe it (recovery rescans it)
-            if tail and not end:
-                # No published end: where the data ends is read from the bytes, as recovery does.
-                end = end_without_page(reader_of(buf), size, closing=i == rotated)
+            # Where the published records of a tail file end: a damaged record before that is no
+            # unfinished write (readers raise CorruptionError for it), whatever follows it.
+            page_end = published[1] if named else None  # type: ignore[index]
+            end = tail_end(reader_of(buf), size, page_end, closing=i == rotated) if tail else 0
             size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size
         finally:
@@ -160,8 +159,8 @@ def snapshot_problems(
     A backup copies damage as it is, and a restore refuses it: the backup tells at once, from the
     bytes it copied (records in files with a hint file are never checked when a store opens).
     """
-    if tail and size <= rec.FILE_HEADER_SIZE and rec.FILE_HEADER_BYTES.startswith(read(0, size)):
-        return []  # a rotation's new file, not finished: holds no record
+    if tail and (size < rec.FILE_HEADER_SIZE or read(0, size) == rec.FILE_HEADER_BYTES):
+        return []  # a rotation's new file, not finished: holds no record (see check)
     report = CheckReport()
     if size < rec.FILE_HEADER_SIZE or read(0, 8) != rec.FILE_MAGIC:
         report.problems.append(Problem(name, 0, "missing or damaged file header"))

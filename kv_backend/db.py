@@ -432,19 +432,27 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                 fids = list_data_files(self.path)
                 data: list[SnapshotFile] = []
                 for fid in fids:
-                    if published is not None and fid > (active_major, 0):
-                        # Created by a rotation that died before publishing it (at most a file
-                        # header, or nothing): no state of the store is in it, and recovery
-                        # removes or adopts it. Copied, a headerless one fails the restore's check.
-                        continue
                     name = data_name(fid)
+                    after = published is not None and fid > (active_major, 0)
                     fd = os.open(os.path.join(self.path, name), flags)
                     length = os.fstat(fd).st_size
+                    if after and length < rec.FILE_HEADER_SIZE:
+                        # Created by a rotation that died before its header was whole: it holds
+                        # nothing, and recovery removes it (kvb check does not count it).
+                        os.close(fd)
+                        continue
                     out.append(SnapshotFile(name, fd, length))
                     data.append(out[-1])
+                    if after:
+                        # The header of a rotation that died before publishing it (recovery adopts
+                        # it): copied, so that the file before it reads as closed, as it does here,
+                        # and damage to that header is counted as kvb check counts it.
+                        out[-1].tail = length > rec.FILE_HEADER_SIZE
                     if fid == (active_major, 0):
                         out[-1].length = min(length, active_end)
-                        # A file that lost bytes since: the page no longer describes it (see kvb check).
+                        # A file that lost bytes since: the page no longer describes it (see kvb check)
+                        # and its end is read from its bytes, unless a rotation that died had created
+                        # the next file: then all of it was published (recovery closes it whole).
                         out[-1].tail = length < active_end
                     hname = hint_name(fid)
                     try:
@@ -452,6 +460,10 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                     except FileNotFoundError:
                         continue
                     out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
+                if published is not None and len(data) > 1 and data[-1].name != data_name((active_major, 0)):
+                    for snap in data:
+                        if snap.name == data_name((active_major, 0)):
+                            snap.tail = False
                 if published is None and data:
                     # No published end (a store no writer opened since it was copied, open read-only):
                     # the files whose end may be an unfinished write are those kvb check allows.

@@ -32,7 +32,7 @@ from kv_backend.hint import load as load_hints
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock
 from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
-from kv_backend.unpublished import data_end, end_without_page
+from kv_backend.unpublished import data_end, end_without_page, tail_end, tail_files
 
 if TYPE_CHECKING:
     import mmap
@@ -389,6 +389,9 @@ class _Opening(_Parts):
             tail, gen, end = 0, 0, -1
             active_fid = fids[-1] if fids else _FIRST_FILE
         sizes = {f.fid: f.size() for f in files}
+        small = bool(files) and sizes[fids[-1]] <= rec.FILE_HEADER_SIZE
+        head = os.pread(files[-1].fd, rec.FILE_HEADER_SIZE, 0) if small else None
+        rotated = tail_files(fids, head, (major, end) if published is not None else None)[1]
         # The files whose records are all published up to ``limit`` below: with a page, the files
         # before the one it names and that one (to its published end); without one, all but the
         # newest file and, while that holds only its header, the one before it (whose ends a crash
@@ -421,7 +424,8 @@ class _Opening(_Parts):
                     # copied, or whose active file lost bytes): the end of a file a crash may have
                     # left unfinished is read from its bytes, as tail recovery would
                     # (file-format.md, "The end of the active file").
-                    limit, pub = _end_without_page(f.fd, size, last=f.fid == fids[-1]), True
+                    page_end = end if published is not None and f.fid == active_fid else None
+                    limit, pub = tail_end(rec.file_reader(f.fd), size, page_end, closing=idx == rotated), True
                 file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt, published=pub)
             maps.append(f.mm if f.mm is not None else b"")
             if f.fid < active_fid:

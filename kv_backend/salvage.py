@@ -39,7 +39,7 @@ from kv_backend.files import (
 )
 from kv_backend.hint import read_hints
 from kv_backend.state import published_tail
-from kv_backend.unpublished import end_without_page, reader_of, tail_files
+from kv_backend.unpublished import reader_of, tail_end, tail_files
 
 _BATCH_SIZE = 1000
 
@@ -164,12 +164,11 @@ def salvage(
         for i, buf in enumerate(maps[: last + 1]):
             # Before the active file's published end, a damaged record is damage (readers raise
             # CorruptionError for it), not the unfinished last write it can look like.
-            end = published[1] if published is not None and fids[i] == (published[0], 0) else 0
-            if end > len(buf):
-                end = 0  # the file lost bytes since: the page does not describe it (recovery rescans it)
-            if i in (last, rotated) and not end and len(buf) >= rec.FILE_HEADER_SIZE:
-                # No published end: where the data ends is read from the bytes, as recovery does.
-                end = end_without_page(reader_of(buf), len(buf), closing=i == rotated)
+            end = 0
+            if i in (last, rotated) and len(buf) >= rec.FILE_HEADER_SIZE:
+                named = published is not None and fids[i] == (published[0], 0)
+                page_end = published[1] if named else None  # type: ignore[index]
+                end = tail_end(reader_of(buf), len(buf), page_end, closing=i == rotated)
             hints = None
             if i not in (last, rotated):
                 hints = read_hints(os.path.join(src, hint_name(fids[i])), len(buf))

@@ -61,6 +61,23 @@ def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int
     return newest, rotated
 
 
+def tail_end(read: Read, size: int, page_end: int | None, *, closing: bool = False) -> int:
+    """Where the published part of a data file of ``size`` bytes that may end in an unfinished write
+    ends (what follows is read by the unpublished rules): the published end ``page_end`` where a
+    page names the file and the file reaches it. A file shorter than that lost bytes: all of it was
+    published when a rotation that died had created the next file (``closing``: recovery closes it
+    whole, so a record cut at its end is damage), else it is the active file, whose end is read
+    from its bytes as without a page (recovery rescans it). Without a page: :func:`end_without_page`.
+    """
+    if page_end is not None:
+        if page_end <= size:
+            return page_end
+        if closing:
+            return size
+        return end_without_page(read, size)
+    return end_without_page(read, size, closing=closing)
+
+
 def end_without_page(read: Read, size: int, *, closing: bool = False) -> int:
     """Where the data of a file of ``size`` bytes that no published end bounds ends: that of the
     active file (:func:`data_end`), or of the file a rotation that died did not finish ``closing``,
