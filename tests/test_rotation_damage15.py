@@ -161,3 +161,19 @@ def test_a_part_header_file_of_damaged_bytes_holds_nothing_for_every_reader(stor
     assert _view(str(tmp_path / "restored"), read_only=True) == want
     assert _view(store_path, read_only=False) == want
     assert check(store_path).ok
+
+
+@pytest.mark.parametrize(
+    "left", [b"", rec.FILE_HEADER_BYTES[:5], b"K\xffB\x00D"], ids=["empty", "part", "damaged"]
+)
+def test_the_active_file_cut_inside_its_header_is_damage_to_check_and_a_backup(store_path, tmp_path, left):
+    """The file the page names cut inside its header (its published records lost): it had its header
+    when it was published, so it is damage, not what a rotation that died leaves; kvb check noted it
+    as the latter when its bytes were part of a header, and the backup counted it only otherwise."""
+    path = _store_with_dead_rotation(store_path, b"")
+    os.unlink(os.path.join(store_path, data_name((published_tail(store_path)[0] + 1, 0))))
+    with open(path, "wb") as f:
+        f.write(left)
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(path, 0)]
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
