@@ -118,7 +118,9 @@ class DataFile:
         self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0))
         self.mm: mmap.mmap | None = None
         mm = self.remap()
-        version = rec.foreign_version(mm[:12])
+        # (A file shorter than a header holds no record, whatever its bytes: a rotation that died
+        # left it, and recovery removes it or gives it its header.)
+        version = rec.foreign_version(mm[:12]) if len(mm) >= rec.FILE_HEADER_SIZE else None
         if version is not None:
             # Records of another format version may check out and mean something else: refuse
             # them. (A damaged magic is left to the records' own checks, and to `kvb check`.)

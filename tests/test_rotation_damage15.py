@@ -177,3 +177,18 @@ def test_the_active_file_cut_inside_its_header_is_damage_to_check_and_a_backup(s
     assert [(p.path, p.offset) for p in check(store_path).problems] == [(path, 0)]
     with DB(store_path, read_only=True) as db:
         assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
+
+
+@pytest.mark.parametrize("page", [True, False], ids=["page", "no-page"])
+def test_a_part_header_file_naming_another_version_does_not_stop_a_read_only_open(store_path, page):
+    """A rotation's new file of 12 bytes whose version field is damaged: it holds nothing (recovery
+    removes it or completes its header, and kvb check notes it), but a read-only open refused the
+    store as one of another format version."""
+    _store_with_dead_rotation(store_path, rec.FILE_HEADER_BYTES[:8] + (33).to_bytes(4, "little"))
+    if not page:
+        os.unlink(os.path.join(store_path, "STATE"))
+    assert check(store_path).ok
+    want = ({b"a": b"new" * 20, b"b": b"x" * 50}, 0)
+    assert _view(store_path, read_only=True) == want
+    assert _view(store_path, read_only=False) == want
+    assert check(store_path).ok
