@@ -453,8 +453,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                         # A file that lost bytes since: the page no longer describes it (see kvb check)
                         # and its end is read from its bytes, unless a rotation that died had created
                         # the next file: then all of it was published (recovery closes it whole).
-                        # One that lost its header too is damaged (see kvb check).
-                        out[-1].tail = rec.FILE_HEADER_SIZE <= length < active_end
+                        out[-1].tail = length < active_end
                     hname = hint_name(fid)
                     try:
                         hfd = os.open(os.path.join(self.path, hname), flags)
