@@ -350,6 +350,15 @@ class _Opening(_Parts):
             # never data to throw away.
             if published:
                 end = _valid_end(fd, min(max(start, rec.FILE_HEADER_SIZE), size), size)
+            elif size < rec.FILE_HEADER_SIZE:
+                # It lost bytes down to inside its header (it holds no record, whatever they are, as
+                # for the active file): it gets its header again, or it would read as a damaged
+                # file once closed.
+                os.ftruncate(fd, 0)
+                write_all(fd, rec.FILE_HEADER_BYTES, 0)
+                end = size = rec.FILE_HEADER_SIZE
+                if self._sync_interval is not None:
+                    fsync_file(fd)
             else:
                 end = _end_without_page(fd, size, last=False)
             if end < size:
