@@ -102,11 +102,15 @@ def _check(path: str) -> CheckReport:
             size = len(buf)
             report.files += 1
             named = published is not None and fid == (published[0], 0)
-            if i >= newest and fid[1] == 0 and size < rec.FILE_HEADER_SIZE:
-                # (Shorter than a header, the active file or a newer one: recovery removes it or
-                # gives it its header, whatever its bytes, and it holds no record. One the page
-                # names lost bytes, and its end is read from them, as for an active file cut
-                # anywhere else: nothing there.)
+            if (
+                (i >= newest or (i == rotated and published is None))
+                and fid[1] == 0
+                and size < rec.FILE_HEADER_SIZE
+            ):
+                # (Shorter than a header, the active file or a newer one, or without a page the one a
+                # rotation that died did not close: recovery removes it or gives it its header,
+                # whatever its bytes, and it holds no record. One the page names lost bytes, and its
+                # end is read from them, as for an active file cut anywhere else: nothing there.)
                 report.bytes += size
                 report.notes.append(
                     f"{fpath}: a data file without its header, left by a rotation that was interrupted "

@@ -209,21 +209,26 @@ def test_a_part_header_file_naming_another_version_does_not_stop_a_read_only_ope
 @pytest.mark.parametrize(
     "left", [b"", rec.FILE_HEADER_BYTES[:5], b"K\xffB\x00D"], ids=["empty", "part", "damaged"]
 )
+@pytest.mark.parametrize(
+    "head", [rec.FILE_HEADER_BYTES[:5], rec.FILE_HEADER_BYTES], ids=["part-header", "header"]
+)
 def test_without_a_page_the_file_before_a_dead_rotation_cut_inside_its_header_gets_it_back(
-    store_path, tmp_path, left
+    store_path, tmp_path, left, head
 ):
-    """Without a STATE page, the file before a dead rotation's part-header file cut inside its own
+    """Without a STATE page, the file before a dead rotation's new file cut inside its own
     header: it holds nothing (kvb check notes it), but recovery closed it as it was and completed the
     new file, so it became a closed file without a header, a damaged header to kvb check from then
     on. Recovery gives it its header again."""
     with DB(store_path, max_file_size=4096) as db:
         for i in range(40):
             db.put(b"k%02d" % i, b"v" * 200)  # (several files)
-    path = _store_with_dead_rotation(store_path, rec.FILE_HEADER_BYTES[:5])
+    path = _store_with_dead_rotation(store_path, head)
     os.unlink(os.path.join(store_path, "STATE"))
     with open(path, "wb") as f:
         f.write(left)
     assert check(store_path).ok
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 0
     want = _view(store_path, read_only=True)
     assert len(want[0]) > 10
     assert _view(store_path, read_only=False) == want
