@@ -29,6 +29,17 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def run_kvb(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``python -m kv_backend ARGS`` (the kvb command) in a child process, text output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "kv_backend", *args],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def run_quick_soak(script: str, tmp_path: object) -> str:
     """Run ``benchmarks/<script> run --quick --seed 1`` and return its output; assert it passed."""
     soak = os.path.join(ROOT, "benchmarks", script)

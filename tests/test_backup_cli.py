@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from helpers import child_env
+from helpers import run_kvb
 
 from kv_backend import DB
 from kv_backend.backup import list_backups
 from kv_backend.cli import main
-
-
-def kvb(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kv_backend", *args],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_cli_backup_restore_list_prune(store_path, tmp_path):
@@ -27,24 +14,24 @@ def test_cli_backup_restore_list_prune(store_path, tmp_path):
     with DB(store_path, max_file_size=4096) as db:
         for i in range(80):
             db.put(b"k%03d" % i, b"v" * 100)
-    out = kvb("backup", store_path, url, "--name", "one", "--storage-option", "auto_mkdir=true")
+    out = run_kvb("backup", store_path, url, "--name", "one", "--storage-option", "auto_mkdir=true")
     assert out.returncode == 0, out.stderr
     assert "backup one complete" in out.stdout and "files copied" in out.stdout
     with DB(store_path) as db:
         db.put(b"extra", b"x")
         db.backup(url, name="two")
-    out = kvb("backups", url)
+    out = run_kvb("backups", url)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["one", "two"]
-    out = kvb("restore", url, str(tmp_path / "r"), "--name", "one")
+    out = run_kvb("restore", url, str(tmp_path / "r"), "--name", "one")
     assert out.returncode == 0 and "restored backup one" in out.stdout, out.stderr
     with DB(str(tmp_path / "r"), read_only=True) as db:
         assert len(db) == 80 and b"extra" not in db
     # Restoring into a non-empty directory fails with a message and exit status 2.
-    out = kvb("restore", url, str(tmp_path / "r"))
+    out = run_kvb("restore", url, str(tmp_path / "r"))
     assert out.returncode == 2 and "not empty" in out.stderr
-    out = kvb("backups", url, "--keep", "1")
+    out = run_kvb("backups", url, "--keep", "1")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == "removed one" and out.stdout.splitlines()[1].startswith("two ")
     assert [i.name for i in list_backups(url)] == ["two"]

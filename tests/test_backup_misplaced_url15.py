@@ -7,25 +7,12 @@ under backups/)" and ``kvb backups`` "no backups at URL/backups", with the backu
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
-from helpers import child_env
+from helpers import run_kvb
 from test_backup_same_name_race15 import s3_options  # noqa: F401 - a fixture (moto's S3 server)
 
 from kv_backend import DB, BackupError
 from kv_backend.backup import misplaced_url_hint, restore
-
-
-def _kvb(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kv_backend", *args],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture
@@ -50,7 +37,7 @@ def test_a_directory_of_a_backup_url_names_the_backup_url(backed_up, tmp_path, s
             restore(url, tmp_path / "restored")
         assert str(info.value) == f"no complete backup at {given}{hint}"
         assert not (tmp_path / "restored").exists()
-    out = _kvb("backups", f"{backed_up}/{sub}")
+    out = run_kvb("backups", f"{backed_up}/{sub}")
     assert out.returncode == 0 and out.stdout == ""
     hint = (
         f": {backed_up}/{sub.rstrip('/')} is the {sub.rstrip('/')}/ directory of the backup URL {backed_up}"
@@ -68,7 +55,7 @@ def test_no_hint_where_there_is_no_backup_above(tmp_path, backed_up):
     assert misplaced_url_hint("file:///backups") == ""
     with pytest.raises(BackupError, match=r"elsewhere/backups \(no manifest under backups/\)$"):
         restore(str(tmp_path / "elsewhere" / "backups"), tmp_path / "restored")
-    out = _kvb("backups", str(tmp_path / "elsewhere" / "backups"))
+    out = run_kvb("backups", str(tmp_path / "elsewhere" / "backups"))
     assert out.stderr == f"kvb: no backups at {tmp_path / 'elsewhere' / 'backups'}\n"
 
 
@@ -79,7 +66,7 @@ def test_a_store_given_for_its_backup_url_says_so(tmp_path, backed_up):
     with pytest.raises(BackupError) as info:
         restore(store, tmp_path / "restored")
     assert str(info.value) == f"no complete backup at {store}{hint}"
-    out = _kvb("backups", store)
+    out = run_kvb("backups", store)
     assert (out.returncode, out.stderr) == (0, f"kvb: no backups at {store}{hint}\n")
     assert misplaced_url_hint(f"{store}/backups") == ""
 

@@ -6,11 +6,9 @@ import importlib.util
 import json
 import logging
 import os
-import subprocess
-import sys
 
 import pytest
-from helpers import child_env, free_port
+from helpers import free_port, run_kvb
 
 from kv_backend import DB, BackupError
 from kv_backend.backup import list_backups, prune_backups, restore
@@ -140,16 +138,6 @@ def test_s3_missing_bucket_fails_clearly(s3, store_path, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def kvb(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kv_backend", *args],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_cli_backup_to_s3(s3, store_path, tmp_path):
     """`kvb backup` passes --storage-option values (JSON allowed) through to s3fs."""
     url, options, _fs = s3
@@ -165,7 +153,7 @@ def test_cli_backup_to_s3(s3, store_path, tmp_path):
         "--storage-option",
         'client_kwargs={"region_name": "us-east-1"}',
     ]
-    out = kvb("backup", store_path, url, "--name", "cli1", *opts)
+    out = run_kvb("backup", store_path, url, "--name", "cli1", *opts)
     assert out.returncode == 0, out.stderr
     assert "backup cli1 complete" in out.stdout
     assert [i.name for i in list_backups(url, **options)] == ["cli1"]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
-from helpers import child_env, data_files, fingerprint
+from helpers import data_files, fingerprint, run_kvb
 
 from kv_backend import DB, record
 from kv_backend.check import Problem, check
@@ -172,16 +170,6 @@ def test_not_a_store(tmp_path):
     with pytest.raises(NotAStoreError):
         check(str(path))
     assert not (tmp_path / "missing").exists()
-
-
-def run_kvb(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kv_backend", *args],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_kvb_check_exit_codes(store):

@@ -8,20 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from helpers import child_env
+from helpers import child_env, run_kvb
 
 from kv_backend import DB
 from kv_backend.cli import main
-
-
-def kvb(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kv_backend", *args],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -35,17 +25,17 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_round_trip_through_python_m(store_path, capsys):
-    put = kvb("put", store_path, "greeting", "héllo wörld")
+    put = run_kvb("put", store_path, "greeting", "héllo wörld")
     assert put.returncode == 0, put.stderr
     assert put.stdout == ""
-    get = kvb("get", store_path, "greeting")
+    get = run_kvb("get", store_path, "greeting")
     assert get.returncode == 0, get.stderr
     assert get.stdout == "héllo wörld\n"
     with DB(store_path, read_only=True) as db:
         assert db[b"greeting"] == "héllo wörld".encode()
     assert run(capsys, "keys", store_path)[1].splitlines() == ["greeting"]
     assert run(capsys, "delete", store_path, "greeting")[0] == 0
-    again = kvb("delete", store_path, "greeting")
+    again = run_kvb("delete", store_path, "greeting")
     assert again.returncode == 1
     assert "no key" in again.stderr
     code, out, _ = run(capsys, "get", store_path, "greeting")
@@ -176,7 +166,7 @@ def test_stats_text_and_json(store_path, capsys):
 def test_cli_sees_a_store_while_a_writer_has_it_open(store_path):
     with DB(store_path) as db:
         db.put(b"live", b"1")
-        put = kvb("put", store_path, "from-cli", "2")
+        put = run_kvb("put", store_path, "from-cli", "2")
         assert put.returncode == 0, put.stderr
         assert db[b"from-cli"] == b"2"  # the open DB sees the CLI's write at once
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import subprocess
-import sys
 
 import pytest
-from helpers import child_env
+from helpers import run_kvb
 
 from kv_backend import DB, record
 from kv_backend.check import Problem, check
@@ -73,16 +71,6 @@ def clean_past_tail(store: str) -> bool:
     with open(os.path.join(store, data_name(fid)), "rb") as f:
         f.seek(end)
         return not f.read().strip(b"\0")
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kv_backend", *args],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 # ------------------------------------------------------------------ truncated tails
@@ -311,7 +299,7 @@ def test_bit_flip_in_a_closed_file(store_path, where, capsys):
     assert not report.ok
     assert report.problems == [Problem(path, offset, "checksum mismatch")]
     if where == "value":  # through `python -m kv_backend check` once, in this process otherwise
-        cli = run_cli("check", store_path)
+        cli = run_kvb("check", store_path)
         code, out = cli.returncode, cli.stdout + cli.stderr
     else:
         code, out = cli_main(["check", store_path]), capsys.readouterr().out
