@@ -11,7 +11,7 @@ from kv_backend import record as rec
 from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
 from kv_backend.hint import read_hints
 from kv_backend.state import published_tail
-from kv_backend.unpublished import end_without_page, reader_of, tail_end, tail_files
+from kv_backend.unpublished import end_without_page, page_end, reader_of, tail_end, tail_files
 
 
 @dataclass
@@ -101,7 +101,6 @@ def _check(path: str) -> CheckReport:
         try:
             size = len(buf)
             report.files += 1
-            named = published is not None and fid == (published[0], 0)
             if (
                 (i >= newest or (i == rotated and published is None))
                 and fid[1] == 0
@@ -141,8 +140,9 @@ def _check(path: str) -> CheckReport:
             tail = i in (newest, rotated)
             # Where the published records of a tail file end: a damaged record before that is no
             # unfinished write (readers raise CorruptionError for it), whatever follows it.
-            page_end = published[1] if named else None  # type: ignore[index]
-            end = tail_end(reader_of(buf), size, page_end, closing=i == rotated) if tail else 0
+            end = 0
+            if tail:
+                end = tail_end(reader_of(buf), size, page_end(published, fid), closing=i == rotated)
             size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size
         finally:

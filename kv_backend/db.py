@@ -431,6 +431,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                 active_major, active_end = unpack_tail(published[0]) if published else (-1, -1)
                 fids = list_data_files(self.path)
                 data: list[SnapshotFile] = []
+                named: SnapshotFile | None = None  # the data file the page names
                 for fid in fids:
                     name = data_name(fid)
                     after = published is not None and fid > (active_major, 0)
@@ -449,6 +450,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                         # and damage to that header is counted as kvb check counts it.
                         out[-1].tail = length > rec.FILE_HEADER_SIZE
                     if fid == (active_major, 0):
+                        named = out[-1]
                         out[-1].length = min(length, active_end)
                         # A file that lost bytes since: the page no longer describes it (see kvb check)
                         # and its end is read from its bytes, unless a rotation that died had created
@@ -460,10 +462,8 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                     except FileNotFoundError:
                         continue
                     out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
-                if published is not None and len(data) > 1 and data[-1].name != data_name((active_major, 0)):
-                    for snap in data:
-                        if snap.name == data_name((active_major, 0)):
-                            snap.tail = False
+                if named is not None and data[-1] is not named:
+                    named.tail = False
                 if published is None and data:
                     # No published end (a store no writer opened since it was copied, open read-only):
                     # the files whose end may be an unfinished write are those kvb check allows.

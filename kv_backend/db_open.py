@@ -74,13 +74,6 @@ def _valid_end(fd: int, start: int, size: int) -> int:
     return pos
 
 
-def _end_without_page(fd: int, size: int, *, last: bool) -> int:
-    """Where the data of a file of ``size`` bytes with no published end ends: that of the ``last``
-    file, or of the one before it, which ends there only if what follows can be an unfinished
-    write (a rotation that died left it so), else at its end (a closed file)."""
-    return end_without_page(rec.file_reader(fd), size, closing=not last)
-
-
 def _replay(
     ix: KeyDir,
     f: DataFile,
@@ -360,7 +353,7 @@ class _Opening(_Parts):
                 if self._sync_interval is not None:
                     fsync_file(fd)
             else:
-                end = _end_without_page(fd, size, last=False)
+                end = end_without_page(rec.file_reader(fd), size, closing=True)
             if end < size:
                 os.ftruncate(fd, end)
                 if self._sync_interval is not None:

@@ -39,7 +39,7 @@ from kv_backend.files import (
 )
 from kv_backend.hint import read_hints
 from kv_backend.state import published_tail
-from kv_backend.unpublished import reader_of, tail_end, tail_files
+from kv_backend.unpublished import page_end, reader_of, tail_end, tail_files
 
 _BATCH_SIZE = 1000
 
@@ -166,9 +166,7 @@ def salvage(
             # CorruptionError for it), not the unfinished last write it can look like.
             end = 0
             if i in (last, rotated) and len(buf) >= rec.FILE_HEADER_SIZE:
-                named = published is not None and fids[i] == (published[0], 0)
-                page_end = published[1] if named else None  # type: ignore[index]
-                end = tail_end(reader_of(buf), len(buf), page_end, closing=i == rotated)
+                end = tail_end(reader_of(buf), len(buf), page_end(published, fids[i]), closing=i == rotated)
             hints = None
             if i not in (last, rotated):
                 hints = read_hints(os.path.join(src, hint_name(fids[i])), len(buf))

@@ -61,6 +61,12 @@ def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int
     return newest, rotated
 
 
+def page_end(published: tuple[int, int] | None, fid: FileId) -> int | None:
+    """The published end the ``published`` tail (``(major, end)`` of a STATE page, or None) gives the
+    data file ``fid``: only the file it names has one (for :func:`tail_end`)."""
+    return published[1] if published is not None and fid == (published[0], 0) else None
+
+
 def tail_end(read: Read, size: int, page_end: int | None, *, closing: bool = False) -> int:
     """Where the published part of a data file of ``size`` bytes that may end in an unfinished write
     ends (what follows is read by the unpublished rules): the published end ``page_end`` where a
