@@ -1080,9 +1080,6 @@ def backup(
             if progress is not None:
                 progress(0, total)
             entries = []
-            # The data files that may end in an unfinished write, which is no damage there: none in a
-            # snapshot up to a published end (every file before the active one was closed first).
-            tails = {snap.name for snap in snapshot if snap.tail}
             for snap in snapshot:
                 mark = done
                 candidates = known.get((snap.name, snap.length))
@@ -1090,7 +1087,7 @@ def backup(
                     sha = _hash_snapshot(snap, advance)
                     if sha in candidates:
                         entries.append(_entry(snap, sha, candidates[sha]["stored_as"]))
-                        _note_damage(entries[-1], snap, snap.name in tails, candidates[sha])
+                        _note_damage(entries[-1], snap, candidates[sha])
                         report.files_skipped += 1
                         report.bytes_skipped += snap.length
                         continue
@@ -1098,7 +1095,7 @@ def backup(
                 stored = f"{FILES_DIR}/{snap.name}.{token}"
                 sha = _upload(target, snap, stored, advance)
                 entries.append(_entry(snap, sha, stored))
-                _note_damage(entries[-1], snap, snap.name in tails, None)
+                _note_damage(entries[-1], snap, None)
                 report.files_copied += 1
                 report.bytes_copied += snap.length
                 journal["files"].append(entries[-1])
@@ -1194,10 +1191,12 @@ def _full(exc: BaseException) -> bool:
     return False
 
 
-def _note_damage(entry: dict[str, Any], snap: SnapshotFile, tail: bool, known: dict[str, Any] | None) -> None:
+def _note_damage(entry: dict[str, Any], snap: SnapshotFile, known: dict[str, Any] | None) -> None:
     """Note in a data file's manifest ``entry`` its damaged spots, as a restore's store check finds
     them: from the entry of an earlier backup holding the same bytes (scanned the same way), else
-    by scanning the file, so that an incremental backup reads again only what it sends.
+    by scanning the file, so that an incremental backup reads again only what it sends. The snapshot
+    says whether the file may end in an unfinished write (``snap.tail``), which is no damage there:
+    none does in a snapshot up to a published end (every file before the active one was closed first).
 
     A store's open checks the records of files without a hint file only, and a long-running process
     checked them when it opened the store: damage in a merged file, or that happened since, was
@@ -1205,6 +1204,7 @@ def _note_damage(entry: dict[str, Any], snap: SnapshotFile, tail: bool, known: d
     """
     if not snap.name.endswith(".data"):
         return
+    tail = snap.tail
     # (A file a rotation that died did not finish closing is scanned anew: its end reads otherwise.)
     if (
         known is not None
