@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 
-import celery_helpers
 import kv_backend_celery.backend as backend_module
 import pytest
 from celery import states
 from celery.exceptions import ChordError
 from test_celery_chord_damaged15 import damage
-from test_chord_generator13 import _Chord
+from test_chord_generator13 import _Chord, generator_app
 
 pytestmark = [
     pytest.mark.xdist_group("celery"),
@@ -27,16 +26,7 @@ pytestmark = [
 
 def test_a_damaged_header_position_fails_the_chord(store_path, monkeypatch):
     monkeypatch.setattr(backend_module, "_GROUPS_KEEP_TASK_INDEXES", True)  # the generator path
-    app = celery_helpers.make_app(f"kvb://{store_path}", "kvb-generator16", result_chord_join_timeout=0.05)
-
-    @app.task(name="gen13.add", shared=False)
-    def add(x, y):  # pragma: no cover - never run, only signed
-        return x + y
-
-    @app.task(name="gen13.tsum", shared=False)
-    def tsum(values):  # pragma: no cover - never run, only signed
-        return sum(values)
-
+    app = generator_app(f"kvb://{store_path}", "kvb-generator16", result_chord_join_timeout=0.05)
     c = _Chord(app, monkeypatch, 3)
     c.finish(*c.parts[0])
     damage(store_path, json.dumps([c.parts[0][1], c.parts[0][0]]).encode())  # only its position holds it

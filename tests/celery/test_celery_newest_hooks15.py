@@ -219,19 +219,11 @@ def test_a_generator_header_chord_fires_with_compressed_results(store_path, monk
     # Its group is built from the parts' recorded positions by the part that completes it.
     import kv_backend_celery.backend as backend_module
     from celery.backends.base import COMPRESSED_PAYLOAD_MAGIC
-    from test_chord_generator13 import _Chord
+    from test_chord_generator13 import _Chord, generator_app
 
     monkeypatch.setattr(backend_module, "_GROUPS_KEEP_TASK_INDEXES", True)
-    app = make_app(f"kvb://{store_path}", result_compression="gzip", result_chord_join_timeout=1)
-
-    @app.task(name="gen13.add", shared=False)
-    def add(x, y):  # pragma: no cover - never run, only signed
-        return x + y
-
-    @app.task(name="gen13.tsum", shared=False)
-    def tsum(values):  # pragma: no cover - never run, only signed
-        return sum(values)
-
+    url = f"kvb://{store_path}"
+    app = generator_app(url, "kvb-hooks15", result_compression="gzip", result_chord_join_timeout=1)
     c = _Chord(app, monkeypatch, 4)
     saved = []
     monkeypatch.setattr(

@@ -47,9 +47,10 @@ def _groups_keep_task_indexes(request, monkeypatch):
         monkeypatch.setattr(backend_module, "_GROUPS_KEEP_TASK_INDEXES", True)
 
 
-@pytest.fixture
-def app(store_path) -> Celery:
-    app = make_app(f"kvb://{store_path}", result_chord_join_timeout=0.05)
+def generator_app(url: str, main: str = "kvb-generator13", **conf: object) -> Celery:
+    """An app on ``url`` with the two tasks the chords of these tests sign: gen13.add for the header
+    and gen13.tsum for the callback (neither is run)."""
+    app = celery_helpers.make_app(url, main, **conf)
 
     @app.task(name="gen13.add", shared=False)
     def add(x, y):  # pragma: no cover - never run, only signed
@@ -60,6 +61,11 @@ def app(store_path) -> Celery:
         return sum(values)
 
     return app
+
+
+@pytest.fixture
+def app(store_path) -> Celery:
+    return generator_app(f"kvb://{store_path}", result_chord_join_timeout=0.05)
 
 
 class _Chord:
@@ -285,4 +291,3 @@ def test_before_celery_5_6_a_generator_header_is_unrolled_and_its_group_saved_fi
         c.backend.mark_as_done(task_id, pos * 2, request=c.request(task_id, 0))
     assert c.sent == [([0, 2, 4, 6],)]
     assert c.left() == []
-
