@@ -23,8 +23,10 @@ import mmap
 import os
 import shutil
 import time
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 from kv_backend import record as rec
 from kv_backend.errors import KVError
@@ -37,11 +39,23 @@ from kv_backend.files import (
     list_data_files,
     prepare_directory,
 )
-from kv_backend.hint import read_hints
+from kv_backend.hint import Hints
+from kv_backend.hint import load as load_hints
+from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.state import published_tail
 from kv_backend.unpublished import page_end, reader_of, tail_end, tail_files
 
 _BATCH_SIZE = 1000
+DAMAGED = -1
+"""In the index of newest records: the key's newest record is damaged (never a packed location)."""
+
+# The newest records: key -> packed location (kv_backend.keydir.pack: file index, offset, size) or
+# DAMAGED; and key -> expiry for the keys that expire. One int per key, as in the engine's key
+# directory: a store that opens can be salvaged in about the memory its key directory takes.
+Newest = dict[bytes, int]
+Expiries = dict[bytes, float]
+# A record as replay applies it: (key, packed location, None for a delete, or DAMAGED; expiry).
+Item = tuple[bytes, int | None, float]
 
 
 class SalvageError(KVError):
@@ -152,7 +166,8 @@ def salvage(
         total = sum(len(m) for m in maps)
         done = 0
         now = time.time()
-        newest: dict[bytes, tuple[int, int, int, float] | None] = {}
+        newest: Newest = {}
+        exp: Expiries = {}
         # The active file (an unfinished write at its end is no damage), and the file before a
         # rotation killed before publishing the next (active still).
         head = bytes(maps[-1]) if maps and len(maps[-1]) <= rec.FILE_HEADER_SIZE else None
@@ -169,18 +184,17 @@ def salvage(
                 end = tail_end(reader_of(buf), len(buf), page_end(published, fids[i]), closing=i == rotated)
             hints = None
             if i not in (last, rotated):
-                hints = read_hints(os.path.join(src, hint_name(fids[i])), len(buf))
+                hints = load_hints(os.path.join(src, hint_name(fids[i])), len(buf))
             if hints is not None:
-                _apply_hints(buf, i, paths[i], hints, newest, report)
+                _apply_hints(buf, i, paths[i], hints, newest, exp, report)
             else:
-                _replay(buf, i, paths[i], i in (last, rotated), newest, report, published_end=end)
+                _replay(buf, i, paths[i], i in (last, rotated), newest, exp, report, published_end=end)
             done += len(buf)
             if progress is not None:
                 progress(done // 2, total)
-        live = sorted(
-            (loc, key) for key, loc in newest.items() if loc is not None and not (loc[3] and loc[3] <= now)
-        )
-        report.damaged_keys = sorted(k for k, loc in newest.items() if loc is None)
+        report.damaged_keys = sorted(k for k, loc in newest.items() if loc == DAMAGED)
+        offsets, to_write = _live_offsets(newest, exp, len(maps), now)
+        del newest  # (the keys are read again from the records: the copy's key directory holds them)
         # (the copy's temporary directory: locked while this runs, so that the next salvage into dst
         # deletes those a salvage killed midway left, and only those)
         from kv_backend.backup import keep_directory_access, new_claimed_directory
@@ -193,16 +207,13 @@ def salvage(
             raise SalvageError(f"cannot create a directory next to {dst}: {exc.strerror or exc}") from exc
         try:
             copied = written = 0
-            to_write = max(sum(loc[2] for loc, _ in live), 1)
+            records = _records(maps, offsets)
             # sync='always': every batch, and every file the copy closes, is on disk before the rename.
             with DB(tmp, sync="always") as db:
-                for start in range(0, len(live), _BATCH_SIZE):
+                while chunk := list(islice(records, _BATCH_SIZE)):
                     with db.batch() as b:
-                        for (i, off, size, expiry), key in live[start : start + _BATCH_SIZE]:
-                            buf = maps[i]
-                            klen = rec.HEADER.unpack_from(buf, off)[3]
-                            value = bytes(buf[off + rec.HEADER_SIZE + klen : off + size])
-                            b.put(key, value, expires_at=expiry)
+                        for key, value, size in chunk:
+                            b.put(key, value, expires_at=exp.get(key, 0.0))
                             copied += 1
                             written += size
                     if progress is not None:
@@ -232,19 +243,44 @@ def salvage(
     return report
 
 
+def _live_offsets(newest: Newest, exp: Expiries, files: int, now: float) -> tuple[list[array[int]], int]:
+    """The offsets of the records to copy, file by file in log order, and their total size: the newest
+    record of every key that is neither damaged nor expired at ``now``."""
+    offsets = [array("Q") for _ in range(files)]
+    to_write = 0
+    for key, loc in newest.items():
+        if loc != DAMAGED and not (key in exp and exp[key] <= now):
+            offsets[loc >> FILE_SHIFT].append((loc >> 32) & M40)
+            to_write += loc & M32
+    for i, offs in enumerate(offsets):
+        offsets[i] = array("Q", sorted(offs))
+    return offsets, max(to_write, 1)
+
+
+def _records(maps: list[bytes | mmap.mmap], offsets: list[array[int]]) -> Iterator[tuple[bytes, bytes, int]]:
+    """``(key, value, record size)`` of the PUT records at ``offsets`` (sound: replay checked them)."""
+    for buf, offs in zip(maps, offsets, strict=True):
+        for off in offs:
+            klen, vlen = rec.HEADER.unpack_from(buf, off)[3:5]
+            key_end = off + rec.HEADER_SIZE + klen
+            value_end = key_end + vlen
+            yield bytes(buf[key_end - klen : key_end]), bytes(buf[key_end:value_end]), value_end - off
+
+
 def _apply_hints(
     buf: bytes | mmap.mmap,
     fi: int,
     path: str,
-    hints: list[tuple[bytes, int, int, float]],
-    newest: dict[bytes, tuple[int, int, int, float] | None],
+    hints: Hints,
+    newest: Newest,
+    exp: Expiries,
     report: SalvageReport,
 ) -> None:
     """Apply the entries of a merged data file's hint file that checks out, as the engine does (it reads
     the file through it): a record it points to is damaged, its key not copied, unless it is a sound
     PUT of that key and size (what a read checks); the expiry comes from the hint file."""
-    for key, off, size, expiry in hints:
-        klen = len(key)
+    for key, loc, expiry in zip(hints.keys, hints.locations, hints.expiries, strict=True):
+        off, size, klen = loc >> 32, loc & M32, len(key)
         if (
             _sound_at(buf, off, off + size) == size
             and buf[off + 4] == rec.PUT
@@ -252,11 +288,23 @@ def _apply_hints(
             and buf[off + rec.HEADER_SIZE : off + rec.HEADER_SIZE + klen] == key
         ):
             report.records_read += 1
-            newest[key] = (fi, off, size, expiry)
+            _index(newest, exp, key, pack(fi, off, size), expiry)
         else:
             report.records_skipped += 1
             report.regions.append(DamagedRegion(path, off, size))
-            newest[key] = None
+            _index(newest, exp, key, DAMAGED, 0.0)
+
+
+def _index(newest: Newest, exp: Expiries, key: bytes, loc: int | None, expiry: float) -> None:
+    """Make ``loc`` (None: a delete) the newest record of ``key``."""
+    if loc is None:
+        newest.pop(key, None)
+    else:
+        newest[key] = loc
+    if expiry and loc is not None and loc != DAMAGED:
+        exp[key] = expiry
+    elif exp:
+        exp.pop(key, None)
 
 
 def _sound_at(buf: bytes | mmap.mmap, pos: int, end: int) -> int:
@@ -284,31 +332,27 @@ def _replay(
     fi: int,
     path: str,
     tail: bool,
-    newest: dict[bytes, tuple[int, int, int, float] | None],
+    newest: Newest,
+    exp: Expiries,
     report: SalvageReport,
     *,
     published_end: int = 0,
 ) -> None:
-    """Apply the records of one data file to ``newest`` (key -> (file, offset, size, expiry), None if
-    its newest record is damaged; a delete removes the key). In a ``tail`` file, what follows
+    """Apply the records of one data file to ``newest`` (key -> packed location, DAMAGED if its newest
+    record is damaged; a delete removes the key) and ``exp``. In a ``tail`` file, what follows
     ``published_end`` may be an unfinished write; before it, damage is damage."""
     end = len(buf)
     if end < rec.FILE_HEADER_SIZE or buf[:8] != rec.FILE_MAGIC or rec.foreign_version(buf[:12]) is not None:
         # (Another version's records rarely check out as this one's: read as damage where they do not.)
         report.regions.append(DamagedRegion(path, 0, min(end, rec.FILE_HEADER_SIZE)))
     pos = rec.FILE_HEADER_SIZE
-    # The open batch: its records (key, location or None if damaged or a delete), or None.
-    pending: list[tuple[bytes, tuple[int, int, int, float] | None, bool]] | None = None
+    # The open batch: its records (key, location, None for a delete or DAMAGED; expiry), or None.
+    pending: list[Item] | None = None
     pending_at = pos  # where the open batch starts
 
-    def apply(items: list[tuple[bytes, tuple[int, int, int, float] | None, bool]]) -> None:
-        for key, loc, damaged in items:
-            if damaged:
-                newest[key] = None
-            elif loc is None:
-                newest.pop(key, None)
-            else:
-                newest[key] = loc
+    def apply(items: list[Item]) -> None:
+        for key, loc, expiry in items:
+            _index(newest, exp, key, loc, expiry)
 
     def drop_pending(unfinished: bool = False) -> None:
         """Drop the open batch; ``unfinished``: it ends the active file, a write a crash cut short
@@ -323,7 +367,7 @@ def _replay(
             else:
                 report.records_skipped += len(pending)
             # A damaged record's batch flag cannot be trusted: its key may have been written alone.
-            apply([item for item in pending if item[2]])
+            apply([item for item in pending if item[1] == DAMAGED])
             pending = None
 
     def unfinished_from(at: int) -> None:
@@ -385,8 +429,8 @@ def _replay(
                 report.records_skipped += 1
                 report.regions.append(DamagedRegion(path, pos, nxt - pos))
                 if klen:
-                    item: tuple[bytes, tuple[int, int, int, float] | None, bool]
-                    item = (bytes(buf[pos + rec.HEADER_SIZE : pos + rec.HEADER_SIZE + klen]), None, True)
+                    key = bytes(buf[pos + rec.HEADER_SIZE : pos + rec.HEADER_SIZE + klen])
+                    item: Item = (key, DAMAGED, 0.0)
                     if pending is not None:
                         pending.append(item)
                     else:
@@ -407,7 +451,7 @@ def _replay(
                 pending = None
             damaged = rec.damaged_key(reader_of(buf), pos, lim)
             if damaged is not None:
-                apply([(damaged[0], None, True)])  # its key is likely whole: not copied, as replay has it
+                apply([(damaged[0], DAMAGED, 0.0)])  # its key is likely whole: not copied, as replay has it
             report.regions.append(DamagedRegion(path, pos, nxt - pos))
             pos = nxt
             continue
@@ -435,12 +479,11 @@ def _replay(
                 # of them if fewer), as replay takes it (file-format.md, rule 2).
                 cut = max(len(pending) - n, 0)
                 report.records_skipped += cut
-                apply([item for item in pending[:cut] if item[2]] + pending[cut:])
+                apply([item for item in pending[:cut] if item[1] == DAMAGED] + pending[cut:])
                 pending = None
             pos += size
             continue
-        loc = (fi, pos, size, expiry) if rtype == rec.PUT else None
-        item = (loc_key, loc, False)
+        item = (loc_key, pack(fi, pos, size) if rtype == rec.PUT else None, expiry)
         if flags & rec.FLAG_BATCH:
             if pending is None:
                 pending, pending_at = [], pos
