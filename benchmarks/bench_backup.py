@@ -7,6 +7,11 @@ again) and a restore. Writes the "backup" section of docs/benchmarks.md and
 docs/charts/backup.png.
 
     python benchmarks/bench_backup.py [--quick] [--no-write]
+    python benchmarks/bench_backup.py --startup 1000000   # start-up of an incremental backup only
+
+``--startup KEYS`` prints (and writes nothing) what an incremental backup of a never-merged store of
+KEYS small keys costs in a fresh process, with the store opened first (``db.backup``) and without
+(``backup_store``, what ``kvb backup`` runs): seconds and peak resident memory.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +48,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a small data set (about 20 MB)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    ap.add_argument("--startup", type=int, metavar="KEYS", help="only time an incremental backup's start-up")
     args = ap.parse_args()
+    if args.startup:
+        startup(args.startup)
+        return
     n = 20_000 if args.quick else 200_000
     value_size = 1000
     changed = n // 100
@@ -154,6 +164,60 @@ def run(work: str, n: int, value_size: int, changed: int) -> tuple[list[list[obj
         kv, s, lm = t["kv_backend"][op], t["SQLite"][op], t["LMDB"][op]
         rows.append([op, f"{kv:.3f}", f"{s:.3f}", f"{lm:.3f}", f"{s / kv:.2f}" if kv else "-"])
     return rows, t
+
+
+_STARTUP_CHILD = """
+import sys, time
+t = time.perf_counter()
+from kv_backend import DB
+from kv_backend.backup import backup_store
+path, url, how = sys.argv[1:]
+if how == "open":
+    with DB(path, read_only=True) as db:
+        report = db.backup(url)
+else:
+    report = backup_store(path, url)
+assert report.files_copied == 0, report
+# (VmHWM, not ru_maxrss, which a child keeps from the parent it was forked from)
+with open("/proc/self/status") as f:
+    rss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+print(time.perf_counter() - t, rss)
+"""
+
+
+def startup(n: int) -> None:
+    """Print the time and peak memory (Linux) of an incremental backup of a never-merged ``n``-key store."""
+    work = tempfile.mkdtemp(prefix="kvb-bench-backup-startup-")
+    try:
+        path, url = os.path.join(work, "kv"), os.path.join(work, "bk")
+        with DB(path) as db:
+            for start in range(0, n, 1000):
+                with db.batch() as b:
+                    for i in range(start, min(start + 1000, n)):
+                        b.put(b"key-%012d" % i, b"v%08d" % i)
+            db.backup(url)
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        rows = []
+        for how, label in (("open", "DB(read_only=True) + db.backup"), ("path", "backup_store (kvb backup)")):
+            runs = []
+            for _ in range(3):
+                out = subprocess.run(
+                    [sys.executable, "-c", _STARTUP_CHILD, path, url, how],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
+                seconds, rss = out.stdout.split()
+                runs.append((float(seconds), int(rss)))
+            seconds, rss = sorted(runs)[1]
+            rows.append([label, f"{seconds:.2f}", f"{rss / 1024:.0f}"])
+        print(
+            f"incremental backup (nothing changed) of a never-merged store of {n:,} keys, "
+            f"{dir_size(path) >> 20} MiB"
+        )
+        print(table(["how", "seconds (median of 3)", "peak RSS MiB"], rows))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def chart(t: dict[str, dict[str, float]]) -> None:

@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ __all__ = [
     "BackupTargetFullError",
     "RestoreReport",
     "backup",
+    "backup_store",
     "in_process_url",
     "list_backups",
     "misplaced_url_hint",
@@ -950,12 +951,12 @@ def in_process_url(url: str) -> bool:
     return any(part.split("://", 1)[0].lower() == "memory" for part in url.split("::") if "://" in part)
 
 
-def parse_storage_options(pairs: list[str] | None, target: Callable[..., object]) -> dict[str, Any]:
-    """Turn command-line ``KEY=VALUE`` pairs into fsspec storage options for ``target``.
+def parse_storage_options(pairs: list[str] | None, *targets: Callable[..., object]) -> dict[str, Any]:
+    """Turn command-line ``KEY=VALUE`` pairs into fsspec storage options for ``targets``.
 
     A VALUE that parses as JSON is passed as JSON, anything else as a string;
     ``-`` in a KEY means ``_`` (``endpoint-url`` is ``endpoint_url``). A KEY
-    named like one of ``target``'s own parameters (``url``, ``name``...) would
+    named like one of a target's own parameters (``url``, ``name``...) would
     collide with the command's argument, so it is refused, as is a pair
     without ``=``: both with :class:`ConfigurationError`. So is ``self``,
     whatever ``target``: the command may call a method (``db.backup``), whose
@@ -964,7 +965,7 @@ def parse_storage_options(pairs: list[str] | None, target: Callable[..., object]
     """
     import inspect
 
-    params = inspect.signature(target).parameters.values()
+    params = [p for target in targets for p in inspect.signature(target).parameters.values()]
     reserved = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
     out: dict[str, Any] = {}
     for pair in pairs or []:
@@ -997,27 +998,76 @@ def backup(
     not sent again. ``name`` defaults to the UTC time (``20261125T120000.123Z``);
     an existing name is refused. ``progress(done_bytes, total_bytes)`` is
     called as files are read. Other processes may keep writing meanwhile.
+    To back up a store this process has not opened, :func:`backup_store` spares the open.
     """
     from kv_backend.db import DB
 
-    started = time.monotonic()
     if not isinstance(db, DB):
         inner = getattr(db, "db", None)  # a Store (shelve) or a cache holds its DB as .db
-        hint = " (pass its .db)" if isinstance(inner, DB) else " (open it with DB(path, read_only=True))"
+        hint = (
+            " (pass its .db)"
+            if isinstance(inner, DB)
+            else " (open it with DB(path, read_only=True), or give its path to backup_store)"
+        )
         raise InvalidBackupArgumentError(f"db must be an open kv_backend.DB{hint}, not {type(db).__name__}")
+
+    @contextmanager
+    def snapshot() -> Iterator[list[SnapshotFile]]:
+        files = db.snapshot_files()
+        try:
+            yield files
+        finally:
+            for f in files:
+                f.close()
+
+    return _backup(db.path, snapshot, url, name, progress, storage_options)
+
+
+def backup_store(
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+    url: str,
+    name: str | None = None,
+    progress: Progress | None = None,
+    **storage_options: Any,
+) -> BackupReport:
+    """Back up the store at ``path`` as :func:`backup` does, without opening it (``kvb backup``).
+
+    The snapshot needs the store's files and the published end of its active file, taken under its
+    write lock, not its key directory: a store never merged (no hint files) is not replayed first,
+    so the backup starts at once however many keys it holds. Nothing is created: a path that holds
+    no store raises :class:`~kv_backend.errors.StoreNotFoundError`, as a read-only open does.
+    """
+    from kv_backend.files import prepare_directory, store_directory
+    from kv_backend.snapshot import store_snapshot
+
+    store = store_directory(path)
+    prepare_directory(store, create=False)
+    return _backup(store, lambda: store_snapshot(store), url, name, progress, storage_options)
+
+
+def _backup(
+    path: str,
+    take_snapshot: Callable[[], AbstractContextManager[list[SnapshotFile]]],
+    url: str,
+    name: str | None,
+    progress: Progress | None,
+    storage_options: dict[str, Any],
+) -> BackupReport:
+    """The backup of the store at ``path``, whose files ``take_snapshot()`` freezes (closed at the end)."""
+    started = time.monotonic()
     progress = _check_progress(progress)
     if name is not None:
         _check_name(name)
     target = _Target(url, storage_options)
-    with _io(f"cannot read {db.path}"):
-        store_mode = stat.S_IMODE(os.stat(db.path).st_mode)
+    with _io(f"cannot read {path}"):
+        store_mode = stat.S_IMODE(os.stat(path).st_mode)
     if target.local:
         target.withhold(store_mode)
-        store = os.path.realpath(db.path)
+        store = os.path.realpath(path)
         root = os.path.realpath(target.root)
         if os.path.commonpath([store, root]) == store:
             raise ConfigurationError(
-                f"the backup URL {target.url} lies inside the store {db.path}; back up to another directory"
+                f"the backup URL {target.url} lies inside the store {path}; back up to another directory"
             )
         other = enclosing_store(root)
         if other is not None:
@@ -1027,10 +1077,11 @@ def backup(
                 f"the backup URL {target.url} lies inside the kv_backend store {other}; back up to a "
                 "directory of its own"
             )
-    snapshot = db.snapshot_files()
+    closing = ExitStack()
+    snapshot = closing.enter_context(take_snapshot())
     try:
         created = time.time()
-        store_format = _store_format(db.path)
+        store_format = _store_format(path)
         existing = set(_manifest_names(target))
         base = None  # the default name (a timestamp), when the caller gave none: it may take a suffix
         if name is None:
@@ -1120,7 +1171,7 @@ def backup(
                 "created": created,
                 "created_utc": _when(created),
                 "store_format": store_format,
-                "source": db.path,
+                "source": path,
                 "store_mode": store_mode,
                 "host": socket.gethostname(),
                 "journal": token,  # (so that prune knows its journal for a completed backup's)
@@ -1178,8 +1229,7 @@ def backup(
             ) from exc
         raise
     finally:
-        for snap in snapshot:
-            snap.close()
+        closing.close()
 
 
 def _full(exc: BaseException) -> bool:

@@ -453,8 +453,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from kv_backend import DB
-    from kv_backend.backup import backup, in_process_url, parse_storage_options
+    from kv_backend.backup import backup, backup_store, in_process_url, parse_storage_options
+    from kv_backend.files import prepare_directory, store_directory
     from kv_backend.progress import progress_bar
 
     if in_process_url(args.url):
@@ -464,13 +464,15 @@ def cmd_backup(args: argparse.Namespace) -> int:
             "give a URL that outlives it (a directory, file://, s3://...)"
         )
         return 2
-    # Read-only: a mistyped path is an error, not a new empty store that is then backed up.
-    with DB(args.path, read_only=True) as db, progress_bar("backing up", unit="B") as bar:
-        report = db.backup(
-            args.url, name=args.name, progress=bar, **parse_storage_options(args.storage_option, backup)
-        )
-        # Found by the backup in what it copied; the replay that opened the store, for safety.
-        damaged = max(report.damaged_records, db.stats()["corrupt_records"])
+    # Without opening the store (no replay of its log): a mistyped path is an error (before the progress
+    # bar shows), not a new empty store that is then backed up.
+    prepare_directory(store_directory(args.path), create=False)
+    # (the options backup() refuses too, so that a command line means the same for either)
+    options = parse_storage_options(args.storage_option, backup_store, backup)
+    with progress_bar("backing up", unit="B") as bar:
+        report = backup_store(args.path, args.url, name=args.name, progress=bar, **options)
+    # Found by the backup in the records of every data file it holds (as a restore checks them).
+    damaged = report.damaged_records
     _print(report)
     if damaged:
         # The copy is exact, damage included, and a restore checks every record: say so now, not

@@ -11,8 +11,9 @@ See docs/protocol.md for the full protocol and its crash-safety argument.
 (opening, tail recovery, replay of other processes' records),
 :mod:`kv_backend.db_read` (reads and ordered scans), :mod:`kv_backend.db_write`
 (appends, batches, atomic updates) and :mod:`kv_backend.db_common` (constants
-and argument checks); this module keeps construction, closing, fork handling,
-snapshots and change notification.
+and argument checks), with snapshots of the files in :mod:`kv_backend.snapshot`;
+this module keeps construction, closing, fork handling
+and change notification.
 """
 
 from __future__ import annotations
@@ -43,17 +44,14 @@ from kv_backend.errors import (
 from kv_backend.files import (
     LOCK_FILE,
     data_name,
-    hint_name,
-    list_data_files,
     prepare_directory,
-    storage_error,
+    store_directory,
 )
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import WriteLock
 from kv_backend.mapping import refuse_pickling
 from kv_backend.mounts import warn_if_network
-from kv_backend.state import unpack_tail
-from kv_backend.unpublished import tail_files
+from kv_backend.snapshot import SnapshotFile, take_snapshot
 
 if TYPE_CHECKING:
     from kv_backend.backup import BackupReport, Progress
@@ -74,38 +72,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-class SnapshotFile:
-    """One file of a frozen snapshot: its name, an open fd, and how many bytes belong to it."""
-
-    __slots__ = ("closing", "fd", "length", "name", "tail")
-
-    def __init__(self, name: str, fd: int, length: int) -> None:
-        self.name = name
-        self.fd = fd
-        self.length = length
-        self.tail = False
-        """Whether the data file may end in an unfinished write (no published end bounds it)."""
-        self.closing = False
-        """Whether that is the file a rotation that died did not finish closing (see kvb check)."""
-
-    def read(self, offset: int, size: int) -> bytes:
-        """Read up to ``size`` bytes at ``offset`` (never past ``length``)."""
-        size = max(0, min(size, self.length - offset))
-        try:
-            return os.pread(self.fd, size, offset) if size else b""
-        except OSError as exc:  # an I/O error of the disk the store is on
-            raise storage_error(exc, f"cannot read {self.name} of the store") from exc
-
-    def close(self) -> None:
-        """Close the fd."""
-        fd, self.fd = self.fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __repr__(self) -> str:
-        return f"<SnapshotFile {self.name} {self.length} bytes>"
 
 
 class _ClosedWord:
@@ -160,16 +126,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         auto_merge: float | None = None,
     ) -> None:
         self._closed = True  # until fully open, so __del__ and close() do nothing
-        if not isinstance(path, (str, bytes, os.PathLike)):
-            raise InvalidArgumentError(
-                f"path must be the store's directory (str, bytes or os.PathLike), not {type(path).__name__}"
-            )
-        name = os.fsdecode(path)  # a bytes path too, as open() and dbm take
-        if not name:  # abspath("") is the working directory: a setting left empty would open it
-            raise ConfigurationError("the store's path is empty: name its directory ('.' for this one)")
-        if "\x00" in name:  # the system refuses it (a bare ValueError from the first os call)
-            raise ConfigurationError(f"the store's path {name!r} holds a NUL character, which no path can")
-        self.path = os.path.abspath(name)
+        self.path = store_directory(path)
         self._sync_interval = check_tuning_options(sync, max_file_size, auto_merge)
         self.sync_mode = sync
         self.max_file_size = max_file_size
@@ -423,68 +380,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         Close the returned objects when done.
         """
         self._check_open()
-        out: list[SnapshotFile] = []
-        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-        try:
-            with self._lock:
-                published = self._published()
-                active_major, active_end = unpack_tail(published[0]) if published else (-1, -1)
-                fids = list_data_files(self.path)
-                data: list[SnapshotFile] = []
-                named: SnapshotFile | None = None  # the data file the page names
-                for fid in fids:
-                    name = data_name(fid)
-                    after = published is not None and fid > (active_major, 0)
-                    fd = os.open(os.path.join(self.path, name), flags)
-                    length = os.fstat(fd).st_size
-                    if after and length < rec.FILE_HEADER_SIZE:
-                        # Created by a rotation that died before its header was whole: it holds
-                        # nothing, and recovery removes it (kvb check does not count it).
-                        os.close(fd)
-                        continue
-                    out.append(SnapshotFile(name, fd, length))
-                    data.append(out[-1])
-                    if after:
-                        # The header of a rotation that died before publishing it (recovery adopts
-                        # it): copied, so that the file before it reads as closed, as it does here,
-                        # and damage to that header is counted as kvb check counts it.
-                        out[-1].tail = length > rec.FILE_HEADER_SIZE
-                    if fid == (active_major, 0):
-                        named = out[-1]
-                        out[-1].length = min(length, active_end)
-                        # A file that lost bytes since: the page no longer describes it (see kvb check)
-                        # and its end is read from its bytes, unless a rotation that died had created
-                        # the next file: then all of it was published (recovery closes it whole).
-                        out[-1].tail = length < active_end
-                    hname = hint_name(fid)
-                    try:
-                        hfd = os.open(os.path.join(self.path, hname), flags)
-                    except FileNotFoundError:
-                        continue
-                    out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
-                if named is not None and data[-1] is not named:
-                    named.tail = False
-                if published is None and data:
-                    # No published end (a store no writer opened since it was copied, open read-only):
-                    # the files whose end may be an unfinished write are those kvb check allows.
-                    head = data[-1].read(0, rec.FILE_HEADER_SIZE + 1)
-                    newest, rotated = tail_files(
-                        fids, head if len(head) <= rec.FILE_HEADER_SIZE else None, None
-                    )
-                    # (after the newest: a file holding part of a header, which holds nothing)
-                    for i in [*range(max(newest, 0), len(data)), rotated]:
-                        if i >= 0:
-                            data[i].tail = True
-                    if rotated >= 0:
-                        data[rotated].closing = True
-        except BaseException as exc:
-            for f in out:
-                f.close()
-            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
-                # Too many open files (the snapshot holds one more descriptor per file), an I/O error.
-                raise storage_error(exc, f"cannot snapshot the files of {self.path}") from exc
-            raise
-        return out
+        return take_snapshot(self.path, self._lock, self._published)
 
     def change_token(self) -> int:
         """Return a number that changes whenever any process writes to the store.

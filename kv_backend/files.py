@@ -23,7 +23,13 @@ import sys
 from typing import Any
 
 from kv_backend import record as rec
-from kv_backend.errors import NotAStoreError, StorageError, StoreNotFoundError
+from kv_backend.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    NotAStoreError,
+    StorageError,
+    StoreNotFoundError,
+)
 
 FORMAT_FILE = "KVB_FORMAT"
 FORMAT_TEXT = "kv_backend store, format 1\n"
@@ -98,6 +104,17 @@ def list_data_files(path: str) -> list[FileId]:
 MMAP_NO_FD: dict[str, Any] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 
+def foreign_version_error(path: str, version: int) -> NotAStoreError:
+    """The error for the data file at ``path``, of another format ``version`` than this one reads."""
+    return NotAStoreError(
+        errno.EINVAL,
+        f"{path} is a data file of format version {version}, and this kv_backend "
+        f"reads version {rec.FILE_VERSION} only: open the store with the kv_backend that wrote it "
+        "(if none wrote that version, the file header is damaged: `kvb check` reports it, "
+        "`kvb salvage` copies the readable keys into a new store)",
+    )
+
+
 class DataFile:
     """An open data file: an fd for writes and scans, and a read-only mapping for reads.
 
@@ -125,13 +142,7 @@ class DataFile:
             # Records of another format version may check out and mean something else: refuse
             # them. (A damaged magic is left to the records' own checks, and to `kvb check`.)
             self.close()
-            raise NotAStoreError(
-                errno.EINVAL,
-                f"{self.path} is a data file of format version {version}, and this kv_backend "
-                f"reads version {rec.FILE_VERSION} only: open the store with the kv_backend that wrote it "
-                "(if none wrote that version, the file header is damaged: `kvb check` reports it, "
-                "`kvb salvage` copies the readable keys into a new store)",
-            )
+            raise foreign_version_error(self.path, version)
 
     def remap(self) -> mmap.mmap:
         """Map the whole file as it is now and return the new mapping.
@@ -423,6 +434,20 @@ def _is_store_file(name: str) -> bool:
     if base.endswith(HINT_SUFFIX):
         base = base[: -len(HINT_SUFFIX)] + DATA_SUFFIX
     return parse_data_name(base) is not None
+
+
+def store_directory(path: object) -> str:
+    """The absolute path of the store directory ``path`` names (str, bytes or os.PathLike)."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise InvalidArgumentError(
+            f"path must be the store's directory (str, bytes or os.PathLike), not {type(path).__name__}"
+        )
+    name = os.fsdecode(path)  # a bytes path too, as open() and dbm take
+    if not name:  # abspath("") is the working directory: a setting left empty would open it
+        raise ConfigurationError("the store's path is empty: name its directory ('.' for this one)")
+    if "\x00" in name:  # the system refuses it (a bare ValueError from the first os call)
+        raise ConfigurationError(f"the store's path {name!r} holds a NUL character, which no path can")
+    return os.path.abspath(name)
 
 
 def prepare_directory(path: str, *, create: bool) -> bool:

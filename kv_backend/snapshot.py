@@ -1,0 +1,174 @@
+"""Snapshots of a store's files, as backups copy them: taken under the write lock, with or without an
+open :class:`~kv_backend.db.DB`.
+
+A backup needs the store's file list, the active file's published end and an open descriptor per file,
+not the key directory: :func:`store_snapshot` takes them from a store's directory with the lock and the
+state page alone, so that a backup of a store that is not open (``kvb backup``) does not replay its
+whole log first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from kv_backend import record as rec
+from kv_backend.errors import StorageError
+from kv_backend.files import (
+    LOCK_FILE,
+    STATE_FILE,
+    data_name,
+    foreign_version_error,
+    hint_name,
+    list_data_files,
+    prepare_directory,
+    storage_error,
+)
+from kv_backend.locking import WriteLock
+from kv_backend.state import SharedState, unpack_tail
+from kv_backend.unpublished import tail_files
+
+__all__ = ["SnapshotFile", "store_snapshot", "take_snapshot"]
+
+
+class SnapshotFile:
+    """One file of a frozen snapshot: its name, an open fd, and how many bytes belong to it."""
+
+    __slots__ = ("closing", "fd", "length", "name", "tail")
+
+    def __init__(self, name: str, fd: int, length: int) -> None:
+        self.name = name
+        self.fd = fd
+        self.length = length
+        self.tail = False
+        """Whether the data file may end in an unfinished write (no published end bounds it)."""
+        self.closing = False
+        """Whether that is the file a rotation that died did not finish closing (see kvb check)."""
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Read up to ``size`` bytes at ``offset`` (never past ``length``)."""
+        size = max(0, min(size, self.length - offset))
+        try:
+            return os.pread(self.fd, size, offset) if size else b""
+        except OSError as exc:  # an I/O error of the disk the store is on
+            raise storage_error(exc, f"cannot read {self.name} of the store") from exc
+
+    def close(self) -> None:
+        """Close the fd."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __repr__(self) -> str:
+        return f"<SnapshotFile {self.name} {self.length} bytes>"
+
+
+def take_snapshot(
+    path: str, lock: WriteLock, published_now: Callable[[], tuple[int, int] | None]
+) -> list[SnapshotFile]:
+    """Freeze the files of the store at ``path`` under ``lock`` (see :meth:`kv_backend.DB.snapshot_files`);
+    ``published_now()`` reads the state page's (tail word, generation), None without a valid page."""
+    out: list[SnapshotFile] = []
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        with lock:
+            published = published_now()
+            active_major, active_end = unpack_tail(published[0]) if published else (-1, -1)
+            fids = list_data_files(path)
+            data: list[SnapshotFile] = []
+            named: SnapshotFile | None = None  # the data file the page names
+            for fid in fids:
+                name = data_name(fid)
+                after = published is not None and fid > (active_major, 0)
+                fd = os.open(os.path.join(path, name), flags)
+                length = os.fstat(fd).st_size
+                if after and length < rec.FILE_HEADER_SIZE:
+                    # Created by a rotation that died before its header was whole: it holds
+                    # nothing, and recovery removes it (kvb check does not count it).
+                    os.close(fd)
+                    continue
+                out.append(SnapshotFile(name, fd, length))
+                data.append(out[-1])
+                if after:
+                    # The header of a rotation that died before publishing it (recovery adopts
+                    # it): copied, so that the file before it reads as closed, as it does here,
+                    # and damage to that header is counted as kvb check counts it.
+                    out[-1].tail = length > rec.FILE_HEADER_SIZE
+                if fid == (active_major, 0):
+                    named = out[-1]
+                    out[-1].length = min(length, active_end)
+                    # A file that lost bytes since: the page no longer describes it (see kvb check)
+                    # and its end is read from its bytes, unless a rotation that died had created
+                    # the next file: then all of it was published (recovery closes it whole).
+                    out[-1].tail = length < active_end
+                hname = hint_name(fid)
+                try:
+                    hfd = os.open(os.path.join(path, hname), flags)
+                except FileNotFoundError:
+                    continue
+                out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
+            if named is not None and data[-1] is not named:
+                named.tail = False
+            if published is None and data:
+                # No published end (a store no writer opened since it was copied, open read-only):
+                # the files whose end may be an unfinished write are those kvb check allows.
+                head = data[-1].read(0, rec.FILE_HEADER_SIZE + 1)
+                newest, rotated = tail_files(fids, head if len(head) <= rec.FILE_HEADER_SIZE else None, None)
+                # (after the newest: a file holding part of a header, which holds nothing)
+                for i in [*range(max(newest, 0), len(data)), rotated]:
+                    if i >= 0:
+                        data[i].tail = True
+                if rotated >= 0:
+                    data[rotated].closing = True
+    except BaseException as exc:
+        for f in out:
+            f.close()
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            # Too many open files (the snapshot holds one more descriptor per file), an I/O error.
+            raise storage_error(exc, f"cannot snapshot the files of {path}") from exc
+        raise
+    return out
+
+
+@contextmanager
+def store_snapshot(path: str) -> Iterator[list[SnapshotFile]]:
+    """A snapshot of the files of the store at ``path``, which is not opened: no key directory is built.
+
+    The store must exist (nothing is created, as a read-only open has it). While the block runs the
+    state page stays mapped with its shared lock, as an open store holds it (see
+    :func:`kv_backend.state.in_use`); the files are closed when it ends.
+    """
+    prepare_directory(path, create=False)
+    lock = WriteLock(os.path.join(path, LOCK_FILE), create=False)
+    state = None
+    try:
+        page = os.path.join(path, STATE_FILE)
+        if os.path.exists(page):
+            try:
+                state = SharedState(page, writable=False)
+            except ValueError:
+                pass  # too small to be a page: no published end, as a read-only open has it
+
+        def published_now() -> tuple[int, int] | None:
+            if state is None or not state.initialized:
+                return None
+            return state.tail.value, state.generation.value
+
+        snapshot = take_snapshot(path, lock, published_now)
+        try:
+            for snap in snapshot:
+                # Records of another format version may check out and mean something else: refused as
+                # an open refuses them.
+                if snap.name.endswith(".data") and snap.length >= rec.FILE_HEADER_SIZE:
+                    version = rec.foreign_version(snap.read(0, 12))
+                    if version is not None:
+                        raise foreign_version_error(os.path.join(path, snap.name), version)
+            yield snapshot
+        finally:
+            for snap in snapshot:
+                snap.close()
+    finally:
+        if state is not None:
+            state.close()
+        lock.close()
