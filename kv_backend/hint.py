@@ -23,6 +23,7 @@ import os
 import struct
 import sys
 from array import array
+from collections.abc import Iterable
 from itertools import accumulate, pairwise
 from operator import add
 from typing import Any
@@ -112,29 +113,56 @@ def read_hints(path: str, data_size: int) -> list[tuple[bytes, int, int, float]]
     return None if hints is None else hints.entries()
 
 
+class KeyColumn:
+    """Keys as a hint file stores them, their lengths and their bytes end to end: about the key's
+    length plus 4 bytes each, where a list of ``bytes`` holds about 57 for a 16-byte key (a merge
+    collects every key of an output file of up to 4 GiB before writing its hint file)."""
+
+    __slots__ = ("blob", "lengths")
+
+    def __init__(self, keys: Iterable[bytes] = ()) -> None:
+        self.lengths = array("I")
+        self.blob = bytearray()
+        for key in keys:
+            self.append(key)
+
+    def append(self, key: bytes) -> None:
+        self.lengths.append(len(key))
+        self.blob += key
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
 def write_hints(
     path: str,
     data_size: int,
-    keys: list[bytes],
-    locations: list[int],
-    expiries: list[float],
+    keys: list[bytes] | KeyColumn,
+    locations: Iterable[int],
+    expiries: Iterable[float],
     mode: int = 0o666,
 ) -> None:
     """Write a hint file to ``path`` and fsync it (the caller renames it into place).
 
     A new file gets the permission ``mode``, less the umask.
     """
-    klens = array("I", map(len, keys))
-    locs = array("Q", locations)
-    exps = array("d", expiries)
+    column = keys if isinstance(keys, KeyColumn) else KeyColumn(keys)
+    klens = column.lengths
+    locs = locations if isinstance(locations, array) and locations.typecode == "Q" else array("Q", locations)
+    exps = expiries if isinstance(expiries, array) and expiries.typecode == "d" else array("d", expiries)
     if _BIG_ENDIAN:
+        klens, locs, exps = array("I", klens), array("Q", locs), array("d", exps)  # (copies: swapped here)
         for col in (klens, locs, exps):
             col.byteswap()
-    blob = b"".join(keys)
-    body = b"".join((klens.tobytes(), locs.tobytes(), exps.tobytes(), blob))
-    header = HINT_HEADER.pack(HINT_MAGIC, HINT_VERSION, len(keys), data_size, crc32(body), 0, len(blob))
+    # (the columns one after the other, never joined into one more copy of them all)
+    body: tuple[array[int], array[int], array[float], bytearray] = (klens, locs, exps, column.blob)
+    crc = 0
+    for part in body:
+        crc = crc32(part, crc)
+    header = HINT_HEADER.pack(HINT_MAGIC, HINT_VERSION, len(column), data_size, crc, 0, len(column.blob))
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
         f.write(header)
-        f.write(body)
+        for part in body:
+            f.write(part)
         f.flush()
         os.fsync(f.fileno())

@@ -34,6 +34,7 @@ import logging
 import os
 import threading
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -62,7 +63,9 @@ from kv_backend.files import (
     storage_error,
     write_all,
 )
-from kv_backend.hint import read_hints, write_hints
+from kv_backend.hint import KeyColumn, write_hints
+from kv_backend.hint import load as load_hints
+from kv_backend.keydir import FILE_SHIFT, unpack
 from kv_backend.locking import MergeLock
 from kv_backend.threads import start_daemon_thread
 
@@ -182,7 +185,12 @@ def _merge_locked(db: DB, progress: Callable[[int, int], None] | None) -> MergeR
         total = report.bytes_before
         last, records = _last_operations(db, inputs, fds, sizes, progress, total)
         report.records_dropped = records - len(last)
-        outputs = _write_outputs(db, inputs, fds, last, report, progress, total)
+        # Packed (input, offset, size): sorted, the records to copy in log order. The keys are read
+        # again from the records, so that the index of keys goes before the outputs are written.
+        locations = sorted(last.values())
+        del last
+        outputs = _write_outputs(db, inputs, fds, locations, report, progress, total)
+        del locations  # (before the reload builds the new key directory next to the old)
         try:
             _switch_over(db, inputs, outputs)
         except BaseException as exc:
@@ -220,28 +228,34 @@ def _last_operations(
     sizes: list[int],
     progress: Callable[[int, int], None] | None,
     total: int,
-) -> tuple[dict[bytes, tuple[int, int, int, float]], int]:
-    """Return key -> (input index, offset, size, expiry) of each key's live last put, and the record count."""
-    last: dict[bytes, tuple[int, int, int, float]] = {}
+) -> tuple[dict[bytes, int], int]:
+    """Return key -> packed location (:func:`kv_backend.keydir.pack` of input index, offset, size) of
+    each key's live last put, and the record count. One int per key, as in the key directory: the
+    process merging holds its own key directory besides."""
+    last: dict[bytes, int] = {}
     records = 0
     done = 0
     now = time.time()
     for i, (fid, size) in enumerate(zip(inputs, sizes, strict=True)):
-        hints = read_hints(os.path.join(db.path, hint_name(fid)), size)
+        top = i << FILE_SHIFT
+        hints = load_hints(os.path.join(db.path, hint_name(fid)), size)
         if hints is not None:
-            for key, off, rsize, expiry in hints:
-                records += 1
-                if expiry and expiry <= now:
-                    last.pop(key, None)
-                else:
-                    last[key] = (i, off, rsize, expiry)
+            records += len(hints)
+            if any(e and e <= now for e in hints.expiries):
+                for key, loc, expiry in zip(hints.keys, hints.locations, hints.expiries, strict=True):
+                    if expiry and expiry <= now:
+                        last.pop(key, None)
+                    else:
+                        last[key] = top | loc
+            else:
+                last.update(zip(hints.keys, [top | loc for loc in hints.locations], strict=True))
         else:
             reached = rec.FILE_HEADER_SIZE
             for base, res in rec.scan_file(fds.fd(i), rec.FILE_HEADER_SIZE, size, trust_lengths=True):
                 for rtype, key, off, rsize, expiry in res.entries:
                     records += 1
                     if rtype == rec.PUT and not (expiry and expiry <= now):
-                        last[key] = (i, base + off, rsize, expiry)
+                        last[key] = top | ((base + off) << 32) | rsize
                     else:
                         last.pop(key, None)
                 reached = base + res.end
@@ -268,48 +282,54 @@ def _write_outputs(
     db: DB,
     inputs: list[FileId],
     fds: _Inputs,
-    last: dict[bytes, tuple[int, int, int, float]],
+    locations: list[int],
     report: MergeReport,
     progress: Callable[[int, int], None] | None,
     total: int,
 ) -> list[tuple[FileId, int]]:
-    """Copy the live records into temporary output files; return [(file id, size)]."""
+    """Copy the live records at ``locations`` (packed, in log order) into temporary output files;
+    return [(file id, size)]. A record's key and expiry are its own (a hint file gives the same)."""
     major = inputs[-1][0]
     minor = max(fid[1] for fid in inputs if fid[0] == major)
-    by_input: list[list[tuple[int, int, bytes, float]]] = [[] for _ in inputs]
-    for key, (i, off, size, expiry) in last.items():
-        by_input[i].append((off, size, key, expiry))
     outputs: list[tuple[FileId, int]] = []
     out: _Output | None = None
-    done = 0
+    done = finished = 0  # (bytes of the inputs done, and how many of them)
     limit = min(db.max_file_size, MAX_OUTPUT_SIZE)
-    try:
-        for i, items in enumerate(by_input):
-            items.sort()
-            fd = fds.fd(i) if items else -1
-            for off, size, key, expiry in items:
-                data = os.pread(fd, size, off)
-                header = rec.HEADER.unpack_from(data) if len(data) >= rec.HEADER_SIZE else None
-                if (
-                    header is None
-                    or len(data) != size
-                    or rec.crc32(memoryview(data)[4:]) != header[0]
-                    or header[1] != rec.PUT  # a type unknown to this version: damage, as replay takes it
-                ):
-                    report.corrupt_dropped += 1
-                    continue
-                if header[2]:  # batch flag: the copy stands alone, so re-encode it without
-                    data = rec.encode(rec.PUT, key, data[rec.HEADER_SIZE + header[3] :], expiry)
-                if out is None or (out.end + len(data) > limit and out.end > rec.FILE_HEADER_SIZE):
-                    if out is not None:
-                        outputs.append(out.finish())
-                    minor += 1
-                    out = _Output(db.path, (major, minor), db._sync_interval is not None)
-                out.add(key, data, expiry)
-                report.records_kept += 1
-            done += fds.size(i)
+
+    def inputs_done(upto: int) -> None:
+        nonlocal done, finished
+        while finished < upto:
+            done += fds.size(finished)
+            finished += 1
             if progress is not None:
                 progress(total // 2 + done // 2, total)
+
+    try:
+        for loc in locations:
+            i, off, size = unpack(loc)
+            inputs_done(i)
+            data = os.pread(fds.fd(i), size, off)
+            header = rec.HEADER.unpack_from(data) if len(data) >= rec.HEADER_SIZE else None
+            if (
+                header is None
+                or len(data) != size
+                or rec.crc32(memoryview(data)[4:]) != header[0]
+                or header[1] != rec.PUT  # a type unknown to this version: damage, as replay takes it
+            ):
+                report.corrupt_dropped += 1
+                continue
+            key_end = rec.HEADER_SIZE + header[3]
+            key, expiry = data[rec.HEADER_SIZE : key_end], header[5]
+            if header[2]:  # batch flag: the copy stands alone, so re-encode it without
+                data = rec.encode(rec.PUT, key, data[key_end:], expiry)
+            if out is None or (out.end + len(data) > limit and out.end > rec.FILE_HEADER_SIZE):
+                if out is not None:
+                    outputs.append(out.finish())
+                minor += 1
+                out = _Output(db.path, (major, minor), db._sync_interval is not None)
+            out.add(key, data, expiry)
+            report.records_kept += 1
+        inputs_done(len(inputs))
         if out is not None:
             outputs.append(out.finish())
             out = None
@@ -373,6 +393,11 @@ def _remove_temporaries(path: str, outputs: list[tuple[FileId, int]]) -> None:
                 pass
 
 
+def _location(offset: int, size: int) -> int:
+    """A hint file's location of a record."""
+    return (offset << 32) | size
+
+
 class _Output:
     """One output data file being written under a temporary name, with its hints."""
 
@@ -385,9 +410,12 @@ class _Output:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, self.mode)
         except OSError as exc:
             raise storage_error(exc, f"cannot create merge output {self.path}") from exc
-        self.keys: list[bytes] = []
-        self.locations: list[int] = []
-        self.expiries: list[float] = []
+        # The hint file's columns, a few bytes a record (a location packs offset << 32 | size when
+        # the hint file is written, where an offset past 32 bits fails).
+        self.keys = KeyColumn()
+        self.offsets = array("Q")
+        self.sizes = array("I")
+        self.expiries = array("d")
         self.parts: list[bytes] = [rec.FILE_HEADER_BYTES]
         self.buffered = rec.FILE_HEADER_SIZE
         self.written = 0
@@ -395,7 +423,8 @@ class _Output:
 
     def add(self, key: bytes, data: bytes, expiry: float) -> None:
         self.keys.append(key)
-        self.locations.append((self.end << 32) | len(data))
+        self.offsets.append(self.end)
+        self.sizes.append(len(data))
         self.expiries.append(expiry)
         self.parts.append(data)
         self.buffered += len(data)
@@ -423,7 +452,8 @@ class _Output:
                 fsync_file(fd)
             finally:
                 os.close(fd)
-            write_hints(self.hint_path, self.end, self.keys, self.locations, self.expiries, self.mode)
+            locations = map(_location, self.offsets, self.sizes)
+            write_hints(self.hint_path, self.end, self.keys, locations, self.expiries, self.mode)
         except OSError as exc:  # disk full, I/O error: the merge fails, the store is untouched
             raise storage_error(exc, f"cannot write merge output {self.path} and its hint file") from exc
         return self.fid, self.end
