@@ -311,8 +311,14 @@ def _keep_damaged(
             append(item)
 
 
+#: How many bytes replay, merge and recovery scan at once. The records of a chunk are indexed as a list
+#: of tuples, about 200 bytes per small record: an 8 MiB chunk (some 180,000 records of 45 bytes) held
+#: 40 MB besides the key directory at every open, where 2 MiB holds 10 MB and scans as fast.
+SCAN_CHUNK = 2 << 20
+
+
 def scan_file(
-    fd: int, start: int, end: int, *, trust_lengths: bool = False, chunk: int = 8 << 20
+    fd: int, start: int, end: int, *, trust_lengths: bool = False, chunk: int = SCAN_CHUNK
 ) -> Iterator[tuple[int, ScanResult]]:
     """Scan ``fd`` from ``start`` to ``end`` in big chunks; yield ``(offset of the chunk, result)``.
 
@@ -341,7 +347,7 @@ def scan_read(
     end: int,
     *,
     trust_lengths: bool = False,
-    chunk: int = 8 << 20,
+    chunk: int = SCAN_CHUNK,
     open_end: bool = False,
 ) -> Iterator[tuple[int, ScanResult]]:
     """:func:`scan_file` of the bytes ``read(offset, n)`` returns (fewer at the end of the file).

@@ -169,7 +169,7 @@ def _next_step(read: Read, nxt: int, stop: int) -> int:
 
 
 def _strict(
-    read: Read, start: int, size: int, chunk: int = 8 << 20, *, trust_lengths: bool = False
+    read: Read, start: int, size: int, chunk: int = rec.SCAN_CHUNK, *, trust_lengths: bool = False
 ) -> tuple[int, int]:
     """Read from ``start`` by the unpublished rules (with ``trust_lengths``, by the published rules 1
     and 2, the end of the file confirming nothing): (the end of the last complete record or
