@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from kv_backend import record as rec
 from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
-from kv_backend.hint import read_hints
+from kv_backend.hint import usable as usable_hints
 from kv_backend.state import published_tail
 from kv_backend.unpublished import end_without_page, page_end, reader_of, tail_end, tail_files
 
@@ -149,7 +149,7 @@ def _check(path: str) -> CheckReport:
             if isinstance(buf, _DataFile):
                 buf.close()
         hpath = os.path.join(path, hint_name(fid))
-        if os.path.exists(hpath) and read_hints(hpath, size) is None:
+        if os.path.exists(hpath) and not usable_hints(hpath, size):
             report.notes.append(f"{hpath}: damaged or stale hint file (ignored; the data file is replayed)")
     return report
 

@@ -113,6 +113,44 @@ def read_hints(path: str, data_size: int) -> list[tuple[bytes, int, int, float]]
     return None if hints is None else hints.entries()
 
 
+def usable(path: str, data_size: int, *, step: int = 1 << 17) -> bool:
+    """Whether :func:`load` would take the hint file at ``path``, read ``step`` entries (and a MiB of
+    the CRC) at a time: ``kvb check`` asks it of every hint file in memory that does not grow with them
+    (loading one builds every key, some 60 bytes each, besides the file's bytes)."""
+    try:
+        with open(path, "rb") as f:
+            return _usable(f.fileno(), data_size, step)
+    except OSError:
+        return False
+
+
+def _usable(fd: int, data_size: int, step: int) -> bool:
+    hsize = HINT_HEADER.size
+    head = os.pread(fd, hsize, 0)
+    if len(head) < hsize:
+        return False
+    magic, version, count, size, crc, _, key_bytes = HINT_HEADER.unpack(head)
+    if magic != HINT_MAGIC or version != HINT_VERSION or size != data_size:
+        return False
+    if os.fstat(fd).st_size != hsize + count * (4 + 8 + 8) + key_bytes:
+        return False
+    running, pos = 0, hsize
+    while chunk := os.pread(fd, 1 << 20, pos):
+        running = crc32(chunk, running)
+        pos += len(chunk)
+    if running != crc:
+        return False
+    total = 0
+    reach = 0
+    for start in range(0, count, step):
+        n = min(step, count - start)
+        total += sum(_column(os.pread(fd, 4 * n, hsize + 4 * start), "I", 0, n))
+        # (offset << 32 | size as two 32-bit words, as load() checks them)
+        words = _column(os.pread(fd, 8 * n, hsize + 4 * count + 8 * start), "I", 0, 2 * n)
+        reach = max(reach, max(map(add, words[1::2], words[0::2])))
+    return total == key_bytes and reach <= data_size
+
+
 class KeyColumn:
     """Keys as a hint file stores them, their lengths and their bytes end to end: about the key's
     length plus 4 bytes each, where a list of ``bytes`` holds about 57 for a 16-byte key (a merge
