@@ -107,12 +107,6 @@ def load(path: str, data_size: int) -> Hints | None:
     return Hints(keys, locs, exps, sizes)
 
 
-def read_hints(path: str, data_size: int) -> list[tuple[bytes, int, int, float]] | None:
-    """Return the entries ``(key, offset, size, expiry)`` of a hint file, or None if unusable."""
-    hints = load(path, data_size)
-    return None if hints is None else hints.entries()
-
-
 def usable(path: str, data_size: int, *, step: int = 1 << 17) -> bool:
     """Whether :func:`load` would take the hint file at ``path``, read ``step`` entries (and a MiB of
     the CRC) at a time: ``kvb check`` asks it of every hint file in memory that does not grow with them
