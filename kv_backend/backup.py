@@ -959,7 +959,7 @@ def parse_storage_options(pairs: list[str] | None, *targets: Callable[..., objec
     named like one of a target's own parameters (``url``, ``name``...) would
     collide with the command's argument, so it is refused, as is a pair
     without ``=``: both with :class:`ConfigurationError`. So is ``self``,
-    whatever ``target``: the command may call a method (``db.backup``), whose
+    whatever the targets: the command may call a method (``db.backup``), whose
     ``self`` it would collide with, and no fsspec filesystem takes it (they
     receive the options as keyword arguments of their ``__init__(self, ...)``).
     """
