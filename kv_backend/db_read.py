@@ -467,7 +467,9 @@ class _Reading(_Parts):
             if value is not _MISSING:
                 yield key, value
 
-    def values(self) -> Iterator[bytes]:  # type: ignore[override]
-        """Yield the values in key order."""
-        for _, value in self.items():
+    def values(  # type: ignore[override]
+        self, *, prefix: bytes = b"", start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[bytes]:
+        """Yield the values in key order (see :meth:`keys`)."""
+        for _, value in self.items(prefix=prefix, start=start, reverse=reverse):
             yield value

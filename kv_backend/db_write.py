@@ -850,6 +850,37 @@ class _Writing(_Parts):
         self._after_write()
         return value
 
+    def popitem(self) -> tuple[bytes, bytes]:
+        """Remove and return the pair with the smallest key, atomically; KeyError if empty.
+
+        Of many processes popping at once, each pair goes to exactly one, and none is told the
+        store is empty while a key is left.
+        """
+        while True:
+            for key in self.keys():
+                value = self.pop(key, None)
+                if value is not None:
+                    return key, value
+                break  # another thread or process took it meanwhile: look again
+            else:
+                raise KeyError("popitem(): the store is empty")
+
+    def setdefault(self, key: bytes, default: BytesLike | None = None) -> bytes:
+        """Return the value of ``key``, storing ``default`` first if it is absent, atomically.
+
+        Of many processes calling it at once for an absent key, one stores its ``default`` and
+        all of them return that stored value.
+        """
+        data: bytes | None = None
+        while True:
+            value = self.get(key)
+            if value is not None:
+                return value
+            if data is None:
+                data = _check_value(default)  # checked only when it is to be stored, as by a dict
+            if self.put_if_absent(key, data):
+                return data
+
     def batch(self) -> Batch:
         """Collect puts and deletes and apply them all at once, or none of them.
 

@@ -416,14 +416,7 @@ class Database(MutableMapping[bytes, bytes]):
     def popitem(self) -> tuple[bytes, bytes]:
         """Remove and return the pair with the smallest key; KeyError if empty (atomic across processes)."""
         try:
-            while True:
-                for k in self.db:
-                    value = self.db.pop(k, _MISSING)
-                    if value is not _MISSING:
-                        return k, value
-                    break  # another process took it meanwhile: look again
-                else:
-                    raise KeyError("popitem(): the database is empty")
+            return self.db.popitem()
         except KVError as exc:
             raise self._convert(exc) from None
 
