@@ -1679,8 +1679,9 @@ def create_app(
     Bearer <token>``. ``max_value_size`` caps PUT and POST /v1/txn bodies (413 beyond it).
     ``sync`` is the :class:`DB` durability policy used when opening a path.
     """
-    if not isinstance(max_value_size, int) or isinstance(max_value_size, bool) or max_value_size < 0:
-        raise ConfigurationError(f"max_value_size must be an int >= 0, not {max_value_size!r}")
+    if not isinstance(max_value_size, int) or isinstance(max_value_size, bool) or max_value_size < 1:
+        # (0 would refuse every value but the empty one, and every transaction)
+        raise ConfigurationError(f"max_value_size must be an int >= 1 (bytes), not {max_value_size!r}")
     if token is not None and (not isinstance(token, str) or not token):
         raise ConfigurationError("token must be a non-empty string (or None for no authentication)")
     if token is not None and (token != token.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in token)):

@@ -40,8 +40,11 @@ def _env_size(name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a number of bytes, not {raw!r}") from None
-    if value < 0:
-        raise ConfigurationError(f"{name} must be >= 0, not {value}")
+    if value < 1:
+        raise ConfigurationError(
+            f"{name} must be a number of bytes >= 1, not {value}: a limit of 0 would refuse every "
+            "value but the empty one, and every transaction (unset, it is 64 MiB)"
+        )
     return value
 
 
