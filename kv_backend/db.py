@@ -84,15 +84,14 @@ class _ClosedWord:
 
     @property
     def value(self) -> int:
-        raise DatabaseClosedError(f"the store at {self.path} is closed; open a new DB to use it again")
+        raise DatabaseClosedError.at(self.path)
 
     @value.setter
     def value(self, _: int) -> None:
         # A write of another thread that close() overtook, publishing its record: it fails as any
         # call after close does (its record, past the published tail, is left to tail recovery).
-        raise DatabaseClosedError(
-            f"the store at {self.path} was closed by another thread during this write, which may or "
-            "may not have taken effect; open a new DB to use it again"
+        raise DatabaseClosedError.at(
+            self.path, "was closed by another thread during this write, which may or may not have happened"
         )
 
 
@@ -296,7 +295,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             pass
 
     def _raise_closed(self) -> None:
-        raise DatabaseClosedError(f"the store at {self.path} is closed; open a new DB to use it again")
+        raise DatabaseClosedError.at(self.path)
 
     def _check_open(self) -> None:
         if self._closed:

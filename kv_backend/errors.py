@@ -107,6 +107,11 @@ class ReadOnlyError(KVError):
 class DatabaseClosedError(KVError, ValueError):
     """The store was used after :meth:`kv_backend.DB.close`."""
 
+    @classmethod
+    def at(cls, path: str, what: str = "is closed") -> DatabaseClosedError:
+        """The error for the store at ``path``, saying what to do whatever object the caller used."""
+        return cls(f"the store at {path} {what}; open the path again (a new DB, Store, shelf...) to use it")
+
 
 class MergeInProgressError(KVError):
     """Another process is merging this store right now."""

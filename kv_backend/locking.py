@@ -127,9 +127,7 @@ class WriteLock:
     def _closed_error(self) -> None:
         """Let the thread lock go and raise: the store was closed while this thread waited for it."""
         self._tlock.release()
-        raise DatabaseClosedError(
-            f"the store at {os.path.dirname(self.path)} is closed; open a new DB to use it again"
-        )
+        raise DatabaseClosedError.at(os.path.dirname(self.path))
 
     def _contended(self) -> None:
         self._check_not_self_held()
