@@ -313,17 +313,46 @@ def store_part(env: dict[str, str], var_dir: Path) -> None:
         subprocess.run(code, env=env, check=True, timeout=60)
 
 
+#: Marks a data directory as one this script made, and so may empty for the next run.
+DEMO_MARK = ".kvb-demo-data"
+
+
+def prepare_var_dir(var_dir: Path, keep: bool) -> None:
+    """Make ``var_dir`` the data directory of a run: emptied first unless ``keep``.
+
+    Only what an earlier demo made is deleted: the default ``var/`` here, or a directory holding
+    this script's mark. Any other directory with files in it (``--var ~`` by mistake) is refused
+    with ValueError, nothing deleted.
+    """
+    if not keep and var_dir.is_dir() and any(var_dir.iterdir()):
+        if var_dir != HERE / "var" and not (var_dir / DEMO_MARK).exists():
+            raise ValueError(
+                f"{var_dir} holds files this demo did not make, and a run starts by deleting its data "
+                "directory: give --var a new or empty directory (or --keep to run on what is there)"
+            )
+        shutil.rmtree(var_dir)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    (var_dir / DEMO_MARK).touch()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", choices=["runserver", "gunicorn"], default="runserver")
-    parser.add_argument("--var", default=str(HERE / "var"), help="data directory (default: var/ here)")
+    parser.add_argument(
+        "--var",
+        default=str(HERE / "var"),
+        help="data directory (default: var/ here), emptied first unless --keep; refused if it holds files "
+        "an earlier run did not make",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data of earlier runs")
     args = parser.parse_args(argv)
 
     var_dir = Path(args.var).resolve()
-    if not args.keep:
-        shutil.rmtree(var_dir, ignore_errors=True)
-    var_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        prepare_var_dir(var_dir, args.keep)
+    except ValueError as exc:
+        print(f"run_demo.py: {exc}", file=sys.stderr)
+        return 2
     env = child_env(var_dir)
 
     step("migrate")
