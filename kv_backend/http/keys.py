@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-from kv_backend.errors import KVError
+from kv_backend.errors import InvalidKeyError, KVError
 
 __all__ = ["PercentEncodingError", "RepeatedParameterError", "decode_key", "encode_key", "parse_query"]
 
@@ -39,9 +39,15 @@ def _unquote(raw: bytes, what: str) -> bytes:
     return unquote_to_bytes(raw)
 
 
-def encode_key(key: bytes) -> str:
-    """Return ``key`` percent-encoded, safe to put in a URL path segment or a query parameter."""
-    text = quote_from_bytes(key, safe="")
+def encode_key(key: bytes | bytearray | memoryview) -> str:
+    """Return ``key`` percent-encoded, safe to put in a URL path segment or a query parameter.
+
+    ``key`` is the key's bytes (a bytes-like object); anything else raises InvalidKeyError (a TypeError).
+    """
+    if not isinstance(key, (bytes, bytearray, memoryview)):
+        hint = " (encode_key(key.encode()) for its UTF-8 bytes)" if isinstance(key, str) else ""
+        raise InvalidKeyError(f"encode_key takes a key's bytes, not {type(key).__name__}{hint}")
+    text = quote_from_bytes(bytes(key), safe="")
     if text in (".", ".."):
         text = text.replace(".", "%2E")
     return text
@@ -50,8 +56,11 @@ def encode_key(key: bytes) -> str:
 def decode_key(text: str | bytes) -> bytes:
     """Return the bytes of a percent-encoded key (the inverse of :func:`encode_key`).
 
-    Raises :class:`PercentEncodingError` for a ``%`` that starts no ``%XX`` escape.
+    Raises :class:`PercentEncodingError` for a ``%`` that starts no ``%XX`` escape, and
+    InvalidKeyError (a TypeError) for anything but text or bytes.
     """
+    if not isinstance(text, (str, bytes)):
+        raise InvalidKeyError(f"decode_key takes a key's percent-encoded text, not {type(text).__name__}")
     return _unquote(text.encode("utf-8") if isinstance(text, str) else text, "the key")
 
 
