@@ -270,12 +270,15 @@ def parse_bool(raw: bytes | None, name: str) -> bool:
     """Parse a boolean query parameter (1/0, true/false, yes/no, on/off; absent = false)."""
     if raw is None:
         return False
-    text = _text(raw, name).lower()
+    given = _text(raw, name)
+    text = given.lower()
     if text in _TRUE:
         return True
     if text in _FALSE:
         return False
-    raise HTTPAPIError(400, "invalid_parameter", f"{name} must be true or false, got {text[:40]!r}")
+    raise HTTPAPIError(
+        400, "invalid_parameter", f"{name} must be true or false (or 1/0, yes/no, on/off), got {given[:40]!r}"
+    )
 
 
 def format_ttl(ttl: float | None) -> str | None:
