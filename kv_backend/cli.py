@@ -685,6 +685,19 @@ class _CommandParser(argparse.ArgumentParser):
         super().error(message)
 
 
+_HOST_HELP = "address to listen on (default: 127.0.0.1, local clients only)"
+
+
+def _add_storage_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="fsspec storage option, repeatable; VALUE is read as JSON when it can be (give credentials "
+        "through the environment: arguments show in ps)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``kvb``."""
     from kv_backend import __version__
@@ -739,8 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
         "keys", help="list keys in order, one a line (a key that is not plain text as a bytes literal)"
     )
     s.add_argument("path", type=_directory)
-    s.add_argument("--prefix", default="")
-    s.add_argument("--reverse", action="store_true")
+    s.add_argument("--prefix", default="", help="list only the keys that start with PREFIX (any bytes)")
+    s.add_argument("--reverse", action="store_true", help="the largest key first")
     s.add_argument("--limit", type=_count, default=None, metavar="N", help="list at most N keys")
     s.add_argument("-0", "--null", action="store_true", help="each key's bytes, then NUL (for xargs -0)")
     s.set_defaults(func=cmd_keys)
@@ -756,27 +769,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path", type=_directory)
     s.add_argument("url")
     s.add_argument("--name", default=None, help="backup name (default: a timestamp)")
-    s.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    _add_storage_option(s)
     s.set_defaults(func=cmd_backup)
 
     s = sub.add_parser("restore", help="restore a backup into an empty directory")
     s.add_argument("url")
     s.add_argument("path", type=_directory)
     s.add_argument("--name", default=None, help="which backup (default: the newest)")
-    s.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    _add_storage_option(s)
     s.set_defaults(func=cmd_restore)
 
     s = sub.add_parser("backups", help="list the backups under a URL (and prune old ones)")
     s.add_argument("url")
     s.add_argument("--keep", type=_keep, default=None, metavar="N", help="delete all but the newest N (>= 1)")
     s.add_argument("--json", action="store_true", help="print the list as one JSON object")
-    s.add_argument("--storage-option", action="append", metavar="KEY=VALUE")
+    _add_storage_option(s)
     s.set_defaults(func=cmd_backups)
 
     s = sub.add_parser("serve", help="serve the store over the Redis protocol (RESP2/RESP3)")
     s.add_argument("--dir", type=_directory, required=True, help="store directory")
-    s.add_argument("--host", type=_host, default="127.0.0.1")
-    s.add_argument("--port", type=_port, default=6380)
+    s.add_argument("--host", type=_host, default="127.0.0.1", help=_HOST_HELP)
+    s.add_argument("--port", type=_port, default=6380, help="TCP port (default: 6380; 0 picks a free one)")
     password = s.add_mutually_exclusive_group()
     password.add_argument(
         "--requirepass",
@@ -791,13 +804,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="require the password held in this file (default: $KVB_REQUIREPASS, if set)",
     )
-    s.add_argument("--unixsocket", type=_given("a path", "no unix socket"), default=None)
+    s.add_argument(
+        "--unixsocket",
+        type=_given("a path", "no unix socket"),
+        default=None,
+        metavar="PATH",
+        help="also listen on this unix socket",
+    )
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("http", help="serve the store over HTTP (JSON/binary REST API)")
     s.add_argument("--dir", type=_directory, required=True, help="store directory")
-    s.add_argument("--host", type=_host, default="127.0.0.1")
-    s.add_argument("--port", type=_port, default=8380)
+    s.add_argument("--host", type=_host, default="127.0.0.1", help=_HOST_HELP)
+    s.add_argument("--port", type=_port, default=8380, help="TCP port (default: 8380)")
     token = s.add_mutually_exclusive_group()
     token.add_argument(
         "--token",
