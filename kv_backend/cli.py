@@ -685,6 +685,10 @@ class _CommandParser(argparse.ArgumentParser):
         super().error(message)
 
 
+_PATH_HELP = "the store's directory"
+_RESTORE_PATH_HELP = "the directory to restore into: new or empty"
+_KEY_HELP = "the key, the argument's bytes (write -- before one that starts with -)"
+_URL_HELP = "the backup URL: a directory, file://, s3://BUCKET/path... (any fsspec URL)"
 _HOST_HELP = "address to listen on (default: 127.0.0.1, local clients only)"
 
 
@@ -708,12 +712,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
 
     s = sub.add_parser("stats", help="show keys, sizes and files of a store")
-    s.add_argument("path", type=_directory)
+    s.add_argument("path", type=_directory, help=_PATH_HELP)
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_stats)
 
     s = sub.add_parser("check", help="verify every record's checksum; exit 1 if any is damaged")
-    s.add_argument("path", type=_directory)
+    s.add_argument("path", type=_directory, help=_PATH_HELP)
     s.add_argument("--json", action="store_true", help="print the report as one JSON object")
     s.set_defaults(func=cmd_check)
 
@@ -721,22 +725,22 @@ def build_parser() -> argparse.ArgumentParser:
         "salvage",
         help="copy the readable keys of a damaged store into a new store; exit 1 if damage was skipped",
     )
-    s.add_argument("src", type=_directory)
-    s.add_argument("dst", type=_directory)
+    s.add_argument("src", type=_directory, help="the damaged store (only read)")
+    s.add_argument("dst", type=_directory, help="the new store: a new or empty directory")
     s.set_defaults(func=cmd_salvage)
 
     s = sub.add_parser(
         "get", help="print the value of KEY (any bytes); a binary value as a bytes literal, or --raw"
     )
-    s.add_argument("path", type=_directory)
-    s.add_argument("key")
+    s.add_argument("path", type=_directory, help=_PATH_HELP)
+    s.add_argument("key", help=_KEY_HELP)
     s.add_argument("--raw", action="store_true", help="write the value's exact bytes, with no newline")
     s.set_defaults(func=cmd_get)
 
     s = sub.add_parser("put", help="store VALUE, or the bytes of --stdin, under KEY (any bytes)")
-    s.add_argument("path", type=_directory)
-    s.add_argument("key")
-    s.add_argument("value", nargs="?")
+    s.add_argument("path", type=_directory, help=_PATH_HELP)
+    s.add_argument("key", help=_KEY_HELP)
+    s.add_argument("value", nargs="?", help="the value (the argument's bytes), or --stdin")
     s.add_argument("--stdin", action="store_true", help="read the value's bytes from standard input")
     s.add_argument(
         "--ttl", type=_ttl, default=None, metavar="SECONDS", help="seconds to live (> 0; default: never)"
@@ -744,14 +748,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_put)
 
     s = sub.add_parser("delete", help="delete a key; exit 1 if it did not exist")
-    s.add_argument("path", type=_directory)
-    s.add_argument("key")
+    s.add_argument("path", type=_directory, help=_PATH_HELP)
+    s.add_argument("key", help=_KEY_HELP)
     s.set_defaults(func=cmd_delete)
 
     s = sub.add_parser(
         "keys", help="list keys in order, one a line (a key that is not plain text as a bytes literal)"
     )
-    s.add_argument("path", type=_directory)
+    s.add_argument("path", type=_directory, help=_PATH_HELP)
     s.add_argument("--prefix", default="", help="list only the keys that start with PREFIX (any bytes)")
     s.add_argument("--reverse", action="store_true", help="the largest key first")
     s.add_argument("--limit", type=_count, default=None, metavar="N", help="list at most N keys")
@@ -759,28 +763,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_keys)
 
     s = sub.add_parser("merge", help="compact the store (drop overwritten, deleted and expired records)")
-    s.add_argument("path", type=_directory)
+    s.add_argument("path", type=_directory, help=_PATH_HELP)
     s.add_argument(
         "--wait", action="store_true", help="if another process is merging, wait for it, then merge"
     )
     s.set_defaults(func=cmd_merge)
 
     s = sub.add_parser("backup", help="copy a consistent snapshot to an fsspec URL (incremental)")
-    s.add_argument("path", type=_directory)
-    s.add_argument("url")
+    s.add_argument("path", type=_directory, help=_PATH_HELP)
+    s.add_argument("url", help=_URL_HELP)
     s.add_argument("--name", default=None, help="backup name (default: a timestamp)")
     _add_storage_option(s)
     s.set_defaults(func=cmd_backup)
 
     s = sub.add_parser("restore", help="restore a backup into an empty directory")
-    s.add_argument("url")
-    s.add_argument("path", type=_directory)
+    s.add_argument("url", help=_URL_HELP)
+    s.add_argument("path", type=_directory, help=_RESTORE_PATH_HELP)
     s.add_argument("--name", default=None, help="which backup (default: the newest)")
     _add_storage_option(s)
     s.set_defaults(func=cmd_restore)
 
     s = sub.add_parser("backups", help="list the backups under a URL (and prune old ones)")
-    s.add_argument("url")
+    s.add_argument("url", help=_URL_HELP)
     s.add_argument("--keep", type=_keep, default=None, metavar="N", help="delete all but the newest N (>= 1)")
     s.add_argument("--json", action="store_true", help="print the list as one JSON object")
     _add_storage_option(s)

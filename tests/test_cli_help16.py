@@ -1,8 +1,9 @@
-"""Every option of kvb's subcommands says in --help what it does.
+"""Every option and argument of kvb's subcommands says in --help what it does.
 
 ``--storage-option`` (backup, restore, backups), ``keys --prefix``/``--reverse`` and ``serve``'s and
 ``http``'s ``--host``, ``--port`` and ``--unixsocket`` had no help text, so ``kvb backup --help``
-did not say what a storage option is or how its value is read (docs/backup.md did).
+did not say what a storage option is or how its value is read (docs/backup.md did); no
+positional argument (path, key, url...) said what it names.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 @pytest.mark.parametrize("name", sorted(_subcommands()))
-def test_every_option_has_help(name):
+def test_every_option_and_argument_has_help(name):
     for action in _subcommands()[name]._actions:
-        if action.option_strings:
-            assert action.help, f"kvb {name} {'/'.join(action.option_strings)} has no help text"
+        said = "/".join(action.option_strings) or action.dest
+        assert action.help, f"kvb {name} {said} has no help text"
 
 
 def test_storage_option_help_says_how_values_are_read():
