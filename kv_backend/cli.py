@@ -820,7 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("http", help="serve the store over HTTP (JSON/binary REST API)")
     s.add_argument("--dir", type=_directory, required=True, help="store directory")
     s.add_argument("--host", type=_host, default="127.0.0.1", help=_HOST_HELP)
-    s.add_argument("--port", type=_port, default=8380, help="TCP port (default: 8380)")
+    s.add_argument("--port", type=_port, default=8380, help="TCP port (default: 8380; 0 picks a free one)")
     token = s.add_mutually_exclusive_group()
     token.add_argument(
         "--token",
