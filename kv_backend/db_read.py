@@ -75,7 +75,8 @@ class _Reading(_Parts):
         except ValueError:
             self._closed_under_read()
             raise
-        if _crc32(body) != crc or klen != len(key) or not body.startswith(key, _BODY_KEY):
+        vstart = _BODY_KEY + klen  # (a slice compared: cheaper than startswith's argument parsing)
+        if _crc32(body) != crc or klen != len(key) or body[_BODY_KEY:vstart] != key:
             if self._stale(kd):
                 return self.get(key, default)
             self._raise_corrupt(loc)
@@ -94,7 +95,7 @@ class _Reading(_Parts):
                 return self.get(key, default)
         if expiry and expiry <= _time():
             return default
-        return body[_BODY_KEY + klen :]
+        return body[vstart:]
 
     def get_with_expiry(self, key: bytes) -> tuple[bytes, float | None] | None:
         """Return ``(value, absolute expiry time or None)`` for a live key, or None if absent."""
@@ -160,7 +161,8 @@ class _Reading(_Parts):
         except ValueError:
             self._closed_under_read()
             raise
-        if _crc32(body) != crc or klen != len(key) or not body.startswith(key, _BODY_KEY):
+        vstart = _BODY_KEY + klen
+        if _crc32(body) != crc or klen != len(key) or body[_BODY_KEY:vstart] != key:
             if self._stale(kd):
                 return self._get_record(key)
             self._raise_corrupt(loc)
@@ -173,7 +175,7 @@ class _Reading(_Parts):
                 return self._get_record(key)
         if expiry and expiry <= _time():
             return None
-        return body[_BODY_KEY + klen :], expiry
+        return body[vstart:], expiry
 
     def _first_value_byte(self, key: bytes) -> int | None:
         """The first byte of ``key``'s live value, unchecked; None if absent, expired or empty.

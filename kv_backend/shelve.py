@@ -161,7 +161,8 @@ class KVShelf(_ShelfBase):
             except TypeError:  # an unhashable key: the checked path below says a key must be a str
                 pass
         try:  # fast path: straight to the engine
-            data = self.dict._get(key.encode(self.keyencoding), _MISSING)
+            get = self.dict._get  # (read, then called: the interpreter specializes that, see Store)
+            data = get(key.encode(self.keyencoding), _MISSING)
         except (AttributeError, KVError, UnicodeError):  # closed shelf, bad key...: the checked path
             data = self.dict[self._ek(key)]
         if data is _MISSING:

@@ -176,11 +176,13 @@ class Store(MutableMapping[K, Any], Generic[K]):
             k = key.encode() if self._strkeys and type(key) is str else self._ek(key)
         except UnicodeEncodeError:
             k = self._ek(key)  # raises the project's error
-        data = self._get(k, _MISSING)
+        # (Attributes read, then called: the interpreter specializes that, not a method call on them.)
+        get, loads = self._get, self._floads
+        data = get(k, _MISSING)
         if data is _MISSING:
             raise KeyError(key)
         try:
-            return self._floads(data)
+            return loads(data)
         except DeserializationError:  # from the checked loads itself: do not decode twice
             raise
         except Exception:
@@ -289,7 +291,8 @@ class Store(MutableMapping[K, Any], Generic[K]):
             raise
         except Exception:
             data = self._dumps(value)  # raises SerializationError
-        self._put(k, data)
+        put = self._put  # (see __getitem__)
+        put(k, data)
 
     def set(self, key: K, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires then (``ttl <= 0`` deletes)."""
