@@ -155,11 +155,10 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self._txn = None  # the transaction a thread has open (see DB.transaction)
         self._txn_cond = threading.Condition()  # other threads' reads wait on it for that transaction
         self._merge_thread = None
-        self._merge_lock = None
-        # (thread ident, set when done) of a merge running in this process: close() waits for it.
+        # (thread ident, set when done, its merge lock) of a merge running in this process: close()
+        # waits for it. (DB keeps at most 29 attributes: CPython 3.11 keeps an instance's attributes
+        # inline, which makes every self.x of the hot paths cheaper, only up to that many.)
         self._merging = None
-        #: Set when a full reload replaced the index while changes were followed (see take_changes).
-        self._changes_lost = False
         self._closing = False  # close() has begun: a merge that registers after its check must not run
         try:
             if new:
@@ -359,11 +358,10 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             changing = True
         if changing:
             self._seen = self._gen = -1
-        self._merging = None  # a merge of the parent's threads is not the child's
+        merging, self._merging = self._merging, None  # a merge of the parent's threads is not the child's
         self._closing = False  # nor is a close() of theirs that had not yet closed anything
-        if self._merge_lock is not None:
-            self._merge_lock.forget_in_child()
-            self._merge_lock = None
+        if merging is not None:
+            merging[2].forget_in_child()
         try:
             self._lock.after_fork_in_child()
         except StorageError:
@@ -402,7 +400,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         """
         with self._rlock:
             self._ix.sink = [] if on else None
-            self._changes_lost = False
+            self._ix.sink_lost = False
 
     def take_changes(self) -> list[bytes] | None:
         """The keys noted as changed since the last call (see :meth:`follow_changes`), in the
@@ -415,12 +413,13 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         if self._tailw.value != self._seen:
             self._refresh()
         with self._rlock:
-            sink = self._ix.sink
-            lost, self._changes_lost = self._changes_lost, False
+            ix = self._ix
+            sink = ix.sink
+            lost, ix.sink_lost = ix.sink_lost, False
             if sink is None:
                 return []
             if sink:
-                self._ix.sink = []
+                ix.sink = []
             elif not lost:
                 return []
             return None if lost else sink

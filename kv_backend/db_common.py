@@ -106,9 +106,7 @@ class _Parts(MutableMapping[bytes, bytes]):
     _txn: _Transaction | None
     _txn_cond: threading.Condition
     _merge_thread: threading.Thread | None
-    _merge_lock: MergeLock | None
-    _merging: tuple[int, threading.Event] | None
-    _changes_lost: bool
+    _merging: tuple[int, threading.Event, MergeLock] | None
 
     if TYPE_CHECKING:  # defined by DB and its other parts
 

@@ -454,7 +454,7 @@ class _Opening(_Parts):
                     # which keys differ from the index being replaced is not known: a follower
                     # must assume every key may have changed (see DB.take_changes)
                     ix.sink = self._ix.sink
-                    self._changes_lost = True
+                    ix.sink_lost = True
                 self._ix = ix
                 self._files = files
                 self._view = (ix.kd, maps)

@@ -52,7 +52,7 @@ def unpack(loc: int) -> tuple[int, int, int]:
 class KeyDir:
     """Key -> packed location, plus expiry times, live byte count and sorted index."""
 
-    __slots__ = ("exp", "kd", "live", "sink", "sorted", "sorted_add", "sorted_cap", "sorted_del")
+    __slots__ = ("exp", "kd", "live", "sink", "sink_lost", "sorted", "sorted_add", "sorted_cap", "sorted_del")
 
     def __init__(self) -> None:
         self.kd: dict[bytes, int] = {}
@@ -66,6 +66,9 @@ class KeyDir:
         #: While someone follows changes (:meth:`kv_backend.db.DB.follow_changes`): every key a
         #: record indexed here names, this process's writes and those replayed from others alike.
         self.sink: list[bytes] | None = None
+        #: Set when this index replaced one whose changes were followed: which keys differ from it
+        #: is not known, so a follower must assume every key may have changed (see take_changes).
+        self.sink_lost = False
 
     def apply(self, file_index: int, base: int, entries: list[tuple[int, bytes, int, int, float]]) -> None:
         """Index replayed records ``(type, key, offset - base, size, expiry)`` in log order."""

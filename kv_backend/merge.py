@@ -139,6 +139,7 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
             "running in another process or thread needs the write lock the block holds to finish, "
             "so the wait would never end; merge after the block ends"
         )
+    done = threading.Event()  # (made first: the lock is registered as soon as it is taken)
     lock = MergeLock(os.path.join(db.path, MERGE_LOCK_FILE))
     if wait:
         lock.acquire()
@@ -146,9 +147,7 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
         raise MergeInProgressError(
             f"another process is merging {db.path} right now; wait for it to finish, or call merge(wait=True)"
         )
-    db._merge_lock = lock
-    done = threading.Event()
-    db._merging = (threading.get_ident(), done)
+    db._merging = (threading.get_ident(), done, lock)
     try:
         if db._closing:
             # close() began in another thread (while this waited for the merge lock, say) and may
@@ -158,7 +157,6 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
             db._raise_closed()
         return _merge_locked(db, progress)
     finally:
-        db._merge_lock = None
         db._merging = None
         done.set()  # a close() of another thread waits for this
         lock.release()
