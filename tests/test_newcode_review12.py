@@ -61,7 +61,7 @@ def test_child_forked_while_another_thread_starts_the_chord_recovery_can_start_i
     # The Celery backend's lock around "which process runs the chord recovery" was not renewed at
     # fork, unlike its store lock: a child forked while another thread held it (a moment, in
     # start_chord_recovery) hung at its own start of the recovery.
-    import kv_backend_celery.backend as celery_backend
+    import kv_backend_celery.chord_recovery as celery_backend
 
     class App:
         backend = None  # not a KVBackend: start_chord_recovery only notes the process

@@ -311,7 +311,7 @@ def test_worker_ready_starts_the_recovery_only_where_tasks_run(store_path, pool)
 
     from celery.concurrency.prefork import TaskPool as PreforkPool
     from celery.concurrency.solo import TaskPool as SoloPool
-    from kv_backend_celery import backend as module
+    from kv_backend_celery import chord_recovery as module
 
     app = make_app(f"kvb://{store_path}")
     pid = os.fork()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-import kv_backend_celery.backend as backend_module
+import kv_backend_celery.chords as backend_module
 import pytest
 from celery import states
 from celery.exceptions import ChordError

@@ -217,7 +217,7 @@ def test_a_task_failing_with_a_base_exception_keeps_it_as_its_result(url):
 @pytest.mark.filterwarnings("ignore:Task name .* is already registered")  # (other tests' shared tasks)
 def test_a_generator_header_chord_fires_with_compressed_results(store_path, monkeypatch):
     # Its group is built from the parts' recorded positions by the part that completes it.
-    import kv_backend_celery.backend as backend_module
+    import kv_backend_celery.chords as backend_module
     from celery.backends.base import COMPRESSED_PAYLOAD_MAGIC
     from test_chord_generator13 import _Chord, generator_app
 

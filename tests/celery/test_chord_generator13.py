@@ -20,7 +20,7 @@ import time
 import uuid
 
 import celery_helpers
-import kv_backend_celery.backend as backend_module
+import kv_backend_celery.chords as backend_module
 import pytest
 from celery import Celery, chain, chord, signals
 from celery.app.task import Context

@@ -1,0 +1,172 @@
+"""The ``kvb://`` URL of the result backend, and the checks of the settings it reads.
+
+A typo fails when the backend is built, with a message saying what to write
+instead, rather than at the first result stored.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from celery.exceptions import ImproperlyConfigured
+
+from kv_backend.db_common import MAX_FILE_SIZE, MIN_FILE_SIZE
+from kv_backend.errors import ConfigurationError
+
+__all__ = ["OPTIONS", "SCHEME", "KVBackendConfigurationError", "parse_url"]
+
+SCHEME = "kvb"
+#: Query options of a ``kvb://`` URL and the engine option each one sets.
+OPTIONS = ("sync", "max_file_size", "auto_merge", "read_only")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+class KVBackendConfigurationError(ImproperlyConfigured, ConfigurationError):
+    """A ``kvb://`` result backend URL that cannot be used (Celery's ImproperlyConfigured)."""
+
+
+def _bad(url: str, why: str) -> KVBackendConfigurationError:
+    return KVBackendConfigurationError(
+        f"invalid kv_backend result backend URL {url!r}: {why}. "
+        "Expected kvb:///absolute/path[?sync=never|always|SECONDS&max_file_size=BYTES"
+        "&auto_merge=FRACTION&read_only=0|1]"
+    )
+
+
+def _seconds(setting: str, value: Any) -> float | None:
+    """A lifetime setting as seconds (None: keep for ever), or ImproperlyConfigured naming the setting.
+
+    Numeric strings (a value read from the environment) are accepted, as
+    Celery's redis backend does; anything else would otherwise fail at every
+    stored result, with an error that doesn't say which setting is wrong.
+    """
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not math.isfinite(seconds):
+        raise KVBackendConfigurationError(
+            f"{setting} must be a finite number of seconds or a timedelta "
+            f"(None or 0 keeps results for ever), not {value!r}"
+        )
+    return seconds
+
+
+def _parse_sync(url: str, text: str) -> str | float:
+    if text in ("never", "always"):
+        return text
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise _bad(url, f"sync must be 'never', 'always' or a number of seconds, not {text!r}") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise _bad(url, f"sync must be a finite number of seconds >= 0, not {text!r}")
+    return seconds
+
+
+def _parse_size(url: str, text: str) -> int:
+    t = text.strip().lower().removesuffix("b")
+    factor = 1
+    if t and t[-1] in _SIZE_SUFFIXES:
+        factor, t = _SIZE_SUFFIXES[t[-1]], t[:-1]
+    try:
+        size = int(t) * factor
+    except ValueError:
+        raise _bad(url, f"max_file_size must be a byte count such as 67108864 or 64M, not {text!r}") from None
+    if size < MIN_FILE_SIZE:
+        raise _bad(url, f"max_file_size must be at least {MIN_FILE_SIZE} bytes, not {text!r}")
+    if size >= MAX_FILE_SIZE:
+        raise _bad(url, f"max_file_size must be below 1 TiB (at most 1023G), not {text!r}")
+    return size
+
+
+def _parse_fraction(url: str, text: str) -> float | None:
+    if text.lower() in ("", "none", "off", "0"):
+        return None
+    try:
+        fraction = float(text)
+    except ValueError:
+        raise _bad(url, f"auto_merge must be a fraction between 0 and 1 (or 'off'), not {text!r}") from None
+    if not 0 < fraction < 1:
+        raise _bad(url, f"auto_merge must be a fraction between 0 and 1 (or 'off'), not {text!r}")
+    return fraction
+
+
+def _parse_bool(url: str, name: str, text: str) -> bool:
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise _bad(url, f"{name} must be 1/0, true/false, yes/no or on/off, not {text!r}")
+
+
+def parse_url(url: str) -> tuple[str, dict[str, Any]]:
+    """Split a ``kvb://`` URL into the store's absolute path and its :class:`kv_backend.DB` options.
+
+    Raises :class:`KVBackendConfigurationError` (an ``ImproperlyConfigured``)
+    for anything that is not an absolute path with known options, so a typo
+    fails when the app starts rather than when the first result is written.
+    """
+    if not isinstance(url, str) or not url:
+        raise KVBackendConfigurationError(
+            f"the kv_backend result backend needs a URL such as kvb:///var/lib/proj/results, got {url!r}"
+        )
+    parts = urlsplit(url)
+    if parts.scheme.lower() != SCHEME:
+        raise _bad(url, f"the scheme must be {SCHEME}://, not {parts.scheme or 'missing'}")
+    if parts.fragment:
+        raise _bad(url, "a URL fragment (#...) has no meaning here")
+    if parts.netloc.startswith("~") or unquote(parts.path).lstrip("/").startswith("~"):
+        # Not expanded: workers and clients may run as different users, with different homes.
+        written = parts.netloc + unquote(parts.path) if parts.netloc.startswith("~") else unquote(parts.path)
+        home, _, rest = written.lstrip("/").partition("/")
+        meant = os.path.normpath(os.path.join(os.path.expanduser(home), rest))
+        if not os.path.isabs(meant):  # an unknown ~user
+            meant = "/var/lib/proj/results"
+        raise _bad(
+            url,
+            "'~' is not expanded (workers and clients may run as different users); "
+            f"write the absolute directory instead, e.g. kvb://{meant}",
+        )
+    if parts.netloc.lower() not in ("", "localhost"):  # host names are case-insensitive
+        raise _bad(
+            url,
+            f"the path must be absolute (three slashes: kvb:///{parts.netloc}{parts.path}); "
+            f"{parts.netloc!r} would be a host name, and relative paths are refused because "
+            "workers and clients may run in different directories",
+        )
+    path = unquote(parts.path)
+    if "\0" in path:
+        raise _bad(url, "the path holds a NUL byte (%00), which no file name can contain")
+    if not path or not os.path.isabs(path):
+        raise _bad(url, "the URL names no absolute directory")
+    path = os.path.normpath(path)
+    if path == "/":
+        raise _bad(url, "the store needs a directory of its own, not the file system root")
+    options: dict[str, Any] = {}
+    try:
+        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise _bad(url, f"cannot parse the query string {parts.query!r}") from None
+    for name, value in pairs:
+        if name not in OPTIONS:
+            raise _bad(url, f"unknown option {name!r} (known options: {', '.join(OPTIONS)})")
+        if name in options:
+            raise _bad(url, f"option {name!r} is given twice")
+        if name == "sync":
+            options[name] = _parse_sync(url, value)
+        elif name == "max_file_size":
+            options[name] = _parse_size(url, value)
+        elif name == "auto_merge":
+            options[name] = _parse_fraction(url, value)
+        else:
+            options[name] = _parse_bool(url, name, value)
+    return path, options
