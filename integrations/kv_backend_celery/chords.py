@@ -168,13 +168,27 @@ class ChordBackend(ChordPartResults, DamagedChords):
 
         Parts add one as they finish, so the counter reaches exactly zero when
         the last one does, whichever order the size and the parts arrive in.
+
+        A counter damaged on disk (parts counted before the size, then a disk fault) raised
+        CorruptionError out of the client's ``apply_async``, before the header's last task was
+        sent: the chord never completed. It is left as it is: the parts still to come (the last
+        one is sent next) meet the damage and fail the chord (see :meth:`_take_damaged`).
         """
         key = self.get_key_for_chord(group_id)
         db = self.db
         with db.locked():
             if self._damaged_key(group_id) in db:  # failed already for a damaged record: keep its 0
                 return
-            db.incr(key, -int(chord_size))
+            try:
+                db.incr(key, -int(chord_size))
+            except CorruptionError as exc:
+                logger.error(
+                    "chord %s: its counter is damaged (%s); its size is not recorded, and the chord "
+                    "fails when its next part meets the damage",
+                    group_id,
+                    exc,
+                )
+                return
         self.expire(key, self._chord_counter_ttl())
 
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:

@@ -16,8 +16,11 @@ def make_app(url: str, main: str = "kvb-test", **conf: Any) -> Celery:
     return app
 
 
-def make_chord(backend: Any, monkeypatch: Any, parts: int = 3, sent: list | None = None):
-    """A chord of ``parts`` parts on ``backend``, size announced; the callbacks it sends go to ``sent``.
+def make_chord(
+    backend: Any, monkeypatch: Any, parts: int = 3, sent: list | None = None, announce: bool = True
+):
+    """A chord of ``parts`` parts on ``backend``, size announced (unless not ``announce``: the client
+    announces it before sending the last part); the callbacks it sends go to ``sent``.
 
     Returns ``(group id, part ids, callback signature, sent)``.
     """
@@ -36,7 +39,8 @@ def make_chord(backend: Any, monkeypatch: Any, parts: int = 3, sent: list | None
     body = tsum.s()
     body.freeze()
     backend.apply_chord((gid, [app.AsyncResult(i) for i in ids]), body)
-    backend.set_chord_size(gid, parts)
+    if announce:
+        backend.set_chord_size(gid, parts)
     return gid, ids, body, sent
 
 
