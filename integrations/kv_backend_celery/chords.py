@@ -26,6 +26,7 @@ from kv_backend.errors import CorruptionError
 from kv_backend_celery.chord_damage import DamagedChords
 from kv_backend_celery.chord_parts import ChordPartResults, _chord_part
 from kv_backend_celery.chord_recovery import _recovery_pids, _start_recovery_late, _TakenOver
+from kv_backend_celery.config import chord_join_timeout
 from kv_backend_celery.store import ensure_bytes
 
 __all__ = ["ChordBackend"]
@@ -356,7 +357,7 @@ class ChordBackend(ChordPartResults, DamagedChords):
         Twice the longest join (``result_chord_join_timeout``; 5 s when it is
         unbounded), so a live owner is never overtaken while it joins.
         """
-        join = self.app.conf.get("result_chord_join_timeout")
+        join = chord_join_timeout(self.app.conf)
         return max(self.chord_claim_min, 2.0 * (join or 5.0))
 
     def _chord_publish_ttl(self, callback: Any) -> float:
@@ -459,7 +460,7 @@ class ChordBackend(ChordPartResults, DamagedChords):
             try:
                 join = deps.join_native if deps.supports_native_join else deps.join
                 with allow_join_result():
-                    values = join(timeout=self.app.conf.result_chord_join_timeout, propagate=True)
+                    values = join(timeout=chord_join_timeout(self.app.conf), propagate=True)
                 joined = True  # (every part succeeded: a failed one raises)
             except Exception as exc:
                 cause: BaseException = exc

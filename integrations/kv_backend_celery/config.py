@@ -39,7 +39,11 @@ def _bad(url: str, why: str) -> KVBackendConfigurationError:
     )
 
 
-def _seconds(setting: str, value: Any) -> float | None:
+def _seconds(
+    setting: str,
+    value: Any,
+    expected: str = "a finite number of seconds or a timedelta (None or 0 keeps results for ever)",
+) -> float | None:
     """A lifetime setting as seconds (None: keep for ever), or ImproperlyConfigured naming the setting.
 
     Numeric strings (a value read from the environment) are accepted, as
@@ -53,11 +57,23 @@ def _seconds(setting: str, value: Any) -> float | None:
     except (TypeError, ValueError):
         seconds = float("nan")
     if isinstance(value, bool) or not math.isfinite(seconds):
-        raise KVBackendConfigurationError(
-            f"{setting} must be a finite number of seconds or a timedelta "
-            f"(None or 0 keeps results for ever), not {value!r}"
-        )
+        raise KVBackendConfigurationError(f"{setting} must be {expected}, not {value!r}")
     return seconds
+
+
+def chord_join_timeout(conf: Any) -> float | None:
+    """``result_chord_join_timeout`` in seconds (None: no limit), or ImproperlyConfigured naming it.
+
+    The part completing a chord joins the header with it and holds the chord's claim for twice
+    as long; a numeric string there (a value read from the environment) failed every chord part
+    in the step that stores its result with its count: the part's result was lost, and the chord
+    never completed.
+    """
+    return _seconds(
+        "result_chord_join_timeout",
+        conf.get("result_chord_join_timeout"),
+        "a finite number of seconds (None waits for ever)",
+    )
 
 
 def _parse_sync(url: str, text: str) -> str | float:

@@ -37,7 +37,7 @@ from kv_backend.errors import (
     ValueTooLargeError,
 )
 from kv_backend.files import STATE_FILE
-from kv_backend_celery.config import _seconds, parse_url
+from kv_backend_celery.config import _seconds, chord_join_timeout, parse_url
 
 __all__ = ["StoreBackend", "bytes_to_str", "ensure_bytes"]
 
@@ -166,6 +166,7 @@ class StoreBackend(KeyValueStoreBackend):
             # Checked here too: Celery reads it with int() at every chord, so a value such as
             # "1 day", "1.5" or inf failed the first chord sent, in the client, naming no setting.
             self._chord_expires = _seconds("result_chord_expires", self.prepare_expires(chord_expires))
+        chord_join_timeout(self.app.conf)  # checked here too: read when a chord completes
         self._db: DB | None = None
 
     # ------------------------------------------------------------------ store
