@@ -159,6 +159,14 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
             f"{parts.netloc!r} would be a host name, and relative paths are refused because "
             "workers and clients may run in different directories",
         )
+    if parts.path != parts.path.rstrip():
+        # Most often left over from an environment variable or a settings file: a process given
+        # the URL without it would use another directory, and never see these results.
+        raise _bad(
+            url,
+            f"the path ends in a space ({parts.path!r}); remove it, or write a space that is part "
+            "of the directory's name as %20",
+        )
     path = unquote(parts.path)
     if "\0" in path:
         raise _bad(url, "the path holds a NUL byte (%00), which no file name can contain")
@@ -171,7 +179,8 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     try:
         pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError:
-        raise _bad(url, f"cannot parse the query string {parts.query!r}") from None
+        why = f"cannot parse the query string {parts.query!r}: write each option as name=value, joined by &"
+        raise _bad(url, why) from None
     for name, value in pairs:
         if name not in OPTIONS:
             raise _bad(url, f"unknown option {name!r} (known options: {', '.join(OPTIONS)})")
