@@ -42,13 +42,14 @@ def _bad(url: str, why: str) -> KVBackendConfigurationError:
 def _seconds(
     setting: str,
     value: Any,
-    expected: str = "a finite number of seconds or a timedelta (None or 0 keeps results for ever)",
+    expected: str = "a finite number of seconds >= 0 or a timedelta (None or 0 keeps results for ever)",
 ) -> float | None:
     """A lifetime setting as seconds (None: keep for ever), or ImproperlyConfigured naming the setting.
 
     Numeric strings (a value read from the environment) are accepted, as
     Celery's redis backend does; anything else would otherwise fail at every
-    stored result, with an error that doesn't say which setting is wrong.
+    stored result, with an error that doesn't say which setting is wrong. A negative value
+    kept results for ever, the opposite of any lifetime.
     """
     if value is None:
         return None
@@ -56,7 +57,7 @@ def _seconds(
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = float("nan")
-    if isinstance(value, bool) or not math.isfinite(seconds):
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds < 0:
         raise KVBackendConfigurationError(f"{setting} must be {expected}, not {value!r}")
     return seconds
 
@@ -72,7 +73,7 @@ def chord_join_timeout(conf: Any) -> float | None:
     return _seconds(
         "result_chord_join_timeout",
         conf.get("result_chord_join_timeout"),
-        "a finite number of seconds (None waits for ever)",
+        "a finite number of seconds >= 0 (None waits for ever)",
     )
 
 
