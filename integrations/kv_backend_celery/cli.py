@@ -5,9 +5,10 @@ entry-point group, which the ``celery`` program (``celery worker``,
 ``python -m celery``, ``app.worker_main()``) loads before it runs anything.
 It connects one handler to ``worker_init``, sent when a worker starts, before
 its pool does: if the app's result backend is a ``kvb://`` URL, it loads
-:mod:`kv_backend_celery.backend`, whose own handlers (``worker_ready``,
-``worker_process_init``) then start the stuck-chord recovery in every worker
-process that runs tasks. Without it, ``celery -q worker``, which prints no
+:mod:`kv_backend_celery.backend`, and with it the handlers of
+:mod:`kv_backend_celery.chord_recovery` (``worker_ready``,
+``worker_process_init``), which then start the stuck-chord recovery in every
+worker process that runs tasks. Without it, ``celery -q worker``, which prints no
 banner and so builds no result backend before its first task, started the
 recovery only at the first task (prefork) or the first chord part (solo,
 threads...). This module imports neither kv_backend nor the backend unless
@@ -36,7 +37,7 @@ def _load_backend_in_worker(sender: Any = None, **kwargs: Any) -> None:
     """Load the backend module (and so its recovery handlers) in a worker whose results go to kvb://."""
     app = getattr(sender, "app", None)
     if app is not None and _uses_kvb_url(app):
-        import kv_backend_celery.backend  # noqa: F401  (connects the worker signal handlers)
+        import kv_backend_celery.backend  # noqa: F401  (and the recovery's worker signal handlers)
 
 
 @click.command("kvb-recover-chords", cls=CeleryCommand)
