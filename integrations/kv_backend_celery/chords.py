@@ -27,7 +27,7 @@ from kv_backend_celery.chord_damage import DamagedChords
 from kv_backend_celery.chord_parts import ChordPartResults, _chord_part
 from kv_backend_celery.chord_recovery import _recovery_pids, _start_recovery_late, _TakenOver
 from kv_backend_celery.config import chord_join_timeout
-from kv_backend_celery.store import ensure_bytes
+from kv_backend_celery.store import bytes_to_str, ensure_bytes
 
 __all__ = ["ChordBackend"]
 
@@ -126,6 +126,10 @@ class ChordBackend(ChordPartResults, DamagedChords):
         self.ensure_chords_allowed()
         self.db.put(self._slots_key(header_result_args[0]), b"0", ttl=self._ttl(self._chord_counter_ttl()))
 
+    def _size_key(self, gid: str) -> bytes:
+        """Set with the chord's size: a counter missing after it was dropped (see :meth:`_count_part`)."""
+        return ensure_bytes(self.get_key_for_chord(gid, ".size"))
+
     def _slots_key(self, gid: str) -> bytes:
         """How many parts of a generator-header chord recorded their position (also marks such a chord)."""
         return ensure_bytes(self.get_key_for_chord(gid, ".slots"))
@@ -190,6 +194,8 @@ class ChordBackend(ChordPartResults, DamagedChords):
                     exc,
                 )
                 return
+            size = str(int(chord_size)).encode()
+            db.put(self._size_key(group_id), size, ttl=self._ttl(self._chord_counter_ttl()))
         self.expire(key, self._chord_counter_ttl())
 
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:
@@ -324,6 +330,13 @@ class ChordBackend(ChordPartResults, DamagedChords):
                     "chord %s: part %s finished again after the chord was complete; ignored", gid, task_id
                 )
                 return None
+            if raw is None and self._size_key(gid) in db:
+                # The size was announced, so the counter was written: a merge dropped it, as
+                # a record failing its checksum (counting from 0 again, the chord never completed).
+                raise CorruptionError(
+                    f"its counter {bytes_to_str(key)!r} is gone after its size was announced "
+                    "(a merge drops a record that fails its checksum)"
+                )
             left = (int(raw) if raw is not None else 0) + 1
             record = self._encode_callback(gid, chord_sig) if left == 0 and claim else None
             counter_ttl = self._ttl(self._chord_counter_ttl())
@@ -450,6 +463,7 @@ class ChordBackend(ChordPartResults, DamagedChords):
             db = self.db
             with db.locked(), db.batch() as batch:  # the parts' markers expire with _chord_counter_ttl()
                 batch.delete(ensure_bytes(key))
+                batch.delete(self._size_key(gid))
                 batch.delete(self._claim_key(gid))
                 batch.delete(self._callback_key(gid))
                 self._note_firing(batch, db, drop=[gid])
@@ -557,12 +571,14 @@ class ChordBackend(ChordPartResults, DamagedChords):
             batch.delete(self._claim_key(gid))
             batch.delete(self._callback_key(gid))
             batch.delete(self._damaged_key(gid))
+            batch.delete(self._size_key(gid))
             self._note_firing(batch, db, drop=[gid])
             for dep in parts:
                 batch.delete(self._part_marker(gid, dep.id))
             for nested in _nested_groups(results):
                 if getattr(nested, "id", None):
                     batch.delete(ensure_bytes(self.get_key_for_chord(nested.id)))
+                    batch.delete(self._size_key(nested.id))
         # The chord is over: header results get back their normal lifetime, which for a failed
         # part is result_failure_expires (its state is read only where a part may have failed
         # and that lifetime differs).
