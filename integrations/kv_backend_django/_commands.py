@@ -77,12 +77,12 @@ def progress_unless_quiet(description: str, verbosity: int) -> Iterator[Callable
         yield progress
 
 
-def parse_storage_options(items: list[str] | None, target: Callable[..., object]) -> dict[str, Any]:
-    """``--storage-option`` pairs as fsspec options for ``target`` (kv_backend.backup's rules)."""
+def parse_storage_options(items: list[str] | None, *targets: Callable[..., object]) -> dict[str, Any]:
+    """``--storage-option`` pairs as fsspec options for ``targets`` (kv_backend.backup's rules)."""
     from kv_backend.backup import parse_storage_options as parse
 
     try:
-        return parse(items, target)
+        return parse(items, *targets)
     except ConfigurationError as exc:
         raise CommandError(str(exc)) from exc
 
@@ -124,13 +124,13 @@ def human_bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def existing_store(cache: KVCache) -> DB:
-    """The cache's store, for a command; a LOCATION that holds no store yet is a CommandError.
+def require_store(cache: KVCache) -> None:
+    """A CommandError if the cache's LOCATION holds no store yet; nothing is created.
 
     The cache creates its store on first use. A command that created it (run as root
     from cron, on a fresh server) would leave a directory and files owned by root,
     which the site's own user may then be unable to use; a backup would copy an
-    empty store. Errors opening an existing store are left to the caller.
+    empty store. Other errors (a LOCATION this user may not read) are left to the caller.
     """
     try:
         prepare_directory(cache.location, create=False)
@@ -139,6 +139,12 @@ def existing_store(cache: KVCache) -> DB:
             f"{exc.strerror or exc}; the cache creates its store on first use, this command creates "
             "nothing: check LOCATION (and the settings module in use)"
         ) from exc
+
+
+def existing_store(cache: KVCache) -> DB:
+    """The cache's store, for a command (see :func:`require_store`); errors opening it are left to
+    the caller."""
+    require_store(cache)
     return cache.db
 
 
@@ -193,7 +199,7 @@ def permission_denied(location: str, command: str, needs: str, where: str) -> Co
 
 @contextmanager
 def store_for_reading(cache: KVCache) -> Iterator[DB]:
-    """The cache's store, for commands that only read it (kv_stats, kv_backup).
+    """The cache's store, opened, for a command that only reads it (kv_stats).
 
     A user allowed to read the cache's directory but not to write it (a backup or
     monitoring account) cannot open it the way the cache does; for them the store

@@ -17,7 +17,7 @@ from kv_backend_django._commands import (
     get_kv_cache,
     parse_storage_options,
     progress_unless_quiet,
-    store_for_reading,
+    require_store,
 )
 
 
@@ -39,10 +39,11 @@ class Command(BaseCommand):
         add_storage_option_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from kv_backend.backup import backup, in_process_url
+        from kv_backend.backup import backup, backup_store, in_process_url
 
         cache = get_kv_cache(options["cache"])
-        storage = parse_storage_options(options["storage_option"], backup)
+        # (the options kvb backup refuses: those either entry point takes)
+        storage = parse_storage_options(options["storage_option"], backup_store, backup)
         url = options["url"]
         if in_process_url(url):
             raise CommandError(
@@ -53,27 +54,34 @@ class Command(BaseCommand):
         if verbose:
             self.stdout.write(f"Backing up cache {options['cache']!r} at {cache.location} to {url} ...")
         try:
-            # an existing store only (none is created), opened under the usual umask; read-only
-            # for a user who may read the cache but not write it
-            with store_for_reading(cache) as db:
-                # The copies hold what the store holds (sessions, private pages): files and
-                # directories the backup creates on a local filesystem get no permission that the
-                # store's directory withholds (0700: files 0600), whatever the umask. A backup
-                # only reads the store, so no store file is created under the stricter umask.
-                mode = stat.S_IMODE(os.stat(cache.location).st_mode)
-                umask = os.umask(0o077)
-                try:
-                    os.umask(umask | (0o777 & ~mode))
-                    with progress_unless_quiet("backup", options["verbosity"]) as progress:
-                        report = db.backup(url, name=options["name"], progress=progress, **storage)
-                finally:
-                    os.umask(umask)
-                # found by the backup in what it copied (and by the replay that opened the store)
-                damaged = max(report.damaged_records, db.stats()["corrupt_records"])
+            # An existing store only (none is created). It is not opened: the snapshot is taken
+            # under its write lock from the file list and the state page, so a store never merged
+            # is not replayed into a key directory first, and a user who may read LOCATION but not
+            # write it backs it up all the same.
+            require_store(cache)
+            mode = stat.S_IMODE(os.stat(cache.location).st_mode)
+            # The copies hold what the store holds (sessions, private pages). On a local target
+            # backup_store itself gives the files and directories it creates no permission that
+            # LOCATION withholds, but not on a URL that reaches the local disk through another
+            # fsspec filesystem (simplecache::file://, dir::file://), whose files fsspec creates
+            # under the umask: hence the umask, which withholds the same. (In the store the backup
+            # creates at most a missing LOCK file, as any reader does; the stricter umask withholds
+            # nothing from it that LOCATION grants, so whoever may write the store may lock it.)
+            umask = os.umask(0o077)
+            try:
+                os.umask(umask | (0o777 & ~mode))
+                with progress_unless_quiet("backup", options["verbosity"]) as progress:
+                    report = backup_store(
+                        cache.location, url, name=options["name"], progress=progress, **storage
+                    )
+            finally:
+                os.umask(umask)
         except (KVError, OSError, ValueError) as exc:
             raise access_error(exc, cache, "kv_backup") or CommandError(
                 f"backup of {cache.location} to {url} failed: {exc}"
             ) from exc
+        # found by the backup in the records of every data file it copied (as kv_restore checks them)
+        damaged = report.damaged_records
         if damaged:
             # As kvb backup: the copy is exact, damage included, and kv_restore checks every record,
             # so a cron job must hear of it now, not on the day the backup is needed.
