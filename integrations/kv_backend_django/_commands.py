@@ -141,6 +141,31 @@ def require_store(cache: KVCache) -> None:
         ) from exc
 
 
+def refuse_root_writing(cache: KVCache, command: str) -> None:
+    """A CommandError if this process runs as root and another user owns the cache's LOCATION.
+
+    Root may write every file, so nothing stops it; but the files a writer adds to the store
+    (a merge's data and hint files, the next active data file, its lock) would be root's, which
+    the site's workers (the owner of LOCATION) cannot write: the next one to open the store, or
+    to write once the merge made a new active file, fails. Nothing is changed.
+    """
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    try:
+        uid = os.stat(cache.location).st_uid
+    except OSError:
+        return  # (the command's own error says what is wrong with LOCATION)
+    if uid == 0:
+        return
+    owner = user_name(uid) or str(uid)
+    raise CommandError(
+        f"{command} would write the cache at {cache.location} as root, but {owner} owns it: the files "
+        f"{command} adds would be root's, which the site's workers could not write, and the cache would "
+        f"fail. Run it as the site's user: sudo -u {owner} python manage.py {command} (and in that "
+        "user's crontab)"
+    )
+
+
 def existing_store(cache: KVCache) -> DB:
     """The cache's store, for a command (see :func:`require_store`); errors opening it are left to
     the caller."""

@@ -10,10 +10,11 @@ from kv_backend.errors import KVError, MergeInProgressError
 from kv_backend_django._commands import (
     access_error,
     add_cache_argument,
-    existing_store,
     format_report,
     get_kv_cache,
     progress_unless_quiet,
+    refuse_root_writing,
+    require_store,
 )
 
 
@@ -37,8 +38,10 @@ class Command(BaseCommand):
         if verbose:
             self.stdout.write(f"Merging cache {options['cache']!r} at {cache.location} ...")
         try:
+            require_store(cache)  # (none is created)
+            refuse_root_writing(cache, "kv_merge")
             with progress_unless_quiet("merge", options["verbosity"]) as progress:
-                report = existing_store(cache).merge(progress=progress)
+                report = cache.db.merge(progress=progress)
         except MergeInProgressError as exc:
             # The engine's advice, "call merge(wait=True)", is for a program.
             raise CommandError(
