@@ -1,7 +1,8 @@
-"""sudo manage.py kv_merge (or root's crontab) on a cache owned by the site's user: root may write
-every file, so the merge ran, and left its merged data and hint files, the merge lock and the next
-active data file root's. The site's workers could then no longer open the store (permission denied
-on the active data file). kv_merge now refuses, naming the owner to run it as, and changes nothing."""
+"""sudo manage.py kv_merge (or root's crontab) on a cache of the site's user: root may write every
+file, so the merge ran, and left its merged data and hint files, the merge lock and the next active
+data file root's. The site's workers could then no longer open the store (permission denied on the
+active data file). kv_merge now refuses where the store's files are another user's, naming that user
+to run it as, and changes nothing."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_kv_merge_as_root_on_a_cache_the_site_user_owns_refuses_and_changes_noth
 
             run_as_nobody(lambda: site_writes(0))
             before = {n: os.stat(os.path.join(location, n)).st_mtime_ns for n in os.listdir(location)}
-            with pytest.raises(CommandError, match=r"as root, but nobody owns it") as caught:
+            with pytest.raises(CommandError, match=r"as root, but its files are nobody's") as caught:
                 call_command("kv_merge", "--cache", "c", stdout=StringIO())
             assert "sudo -u nobody python manage.py kv_merge" in str(caught.value)
             assert {n: os.stat(os.path.join(location, n)).st_mtime_ns for n in os.listdir(location)} == before
@@ -66,21 +67,25 @@ def test_kv_merge_as_root_on_a_cache_the_site_user_owns_refuses_and_changes_noth
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_kv_merge_as_root_on_a_cache_root_owns_merges():
-    """A site that runs as root (its LOCATION root's) merges as before."""
+def test_kv_merge_as_root_on_a_store_of_root_files_merges():
+    """A site that runs as root merges as before, also where another uid owns LOCATION itself (a
+    container's volume): the store's files are root's, and so are its workers."""
     from kv_backend_django.cache import close_all
 
     base = tempfile.mkdtemp(prefix="kvb-django-root-merge-")
     try:
         location = os.path.join(base, "cache")
         with override_settings(CACHES={"c": {"BACKEND": KV, "LOCATION": location}}):
-            for i in range(100):
-                caches["c"].set(f"k{i % 10}", i, None)
-            close_all()
-            out = StringIO()
-            call_command("kv_merge", "--cache", "c", stdout=out)
-            assert "Merge finished" in out.getvalue()
-            assert caches["c"].get("k9") == 99
+            for owner in (0, NOBODY):
+                os.makedirs(location, exist_ok=True)
+                os.chown(location, owner, owner)
+                for i in range(100):
+                    caches["c"].set(f"k{i % 10}", i + owner, None)
+                close_all()
+                out = StringIO()
+                call_command("kv_merge", "--cache", "c", stdout=out)
+                assert "Merge finished" in out.getvalue()
+                assert caches["c"].get("k9") == 99 + owner
     finally:
         close_all()
         shutil.rmtree(base, ignore_errors=True)
