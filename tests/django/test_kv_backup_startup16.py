@@ -131,9 +131,13 @@ def test_kv_backup_through_a_chained_local_url_is_no_more_open_than_the_store(tm
 def test_kv_backup_by_a_reader_of_a_store_without_lock_or_state_page():
     """A store copied by hand (no LOCK file, no state page) backed up by a user who may read it but
     not write it: nothing can be created in it, nothing is, and the copy holds every key."""
+    # (imported here: the child, nobody, may not read the standard library or site-packages, and the
+    # backup reads the boot id as ascii)
+    import encodings.ascii  # noqa: F401
     import shutil
     import tempfile
 
+    import fsspec.implementations.local  # noqa: F401
     from helpers import run_as_nobody
     from kv_backend_django.cache import close_all
 
@@ -172,10 +176,11 @@ def test_kv_backup_by_a_user_who_may_not_read_a_file_of_the_store_says_what_it_n
     """The store is no longer opened, but its files are still read (the format file, the lock and
     state page the snapshot is taken under, the data files): one this user may not read is the
     operator's permission error, naming the file, and nothing is written to the backup URL."""
+    import encodings.ascii  # noqa: F401  (the child, nobody, may not read the standard library)
     import shutil
     import tempfile
 
-    import fsspec.implementations.local  # noqa: F401  (the child may not read site-packages)
+    import fsspec.implementations.local  # noqa: F401  (nor site-packages)
     from django.core.management.base import CommandError
     from helpers import run_as_nobody
     from kv_backend_django.cache import close_all
