@@ -77,6 +77,20 @@ def progress_unless_quiet(description: str, verbosity: int) -> Iterator[Callable
         yield progress
 
 
+@contextmanager
+def umask_of(mode: int, *, grant: bool) -> Iterator[None]:
+    """Run the block under a umask that withholds what a directory of ``mode`` withholds: on top of
+    the process's own umask, or with ``grant`` in its place, so that the files made meanwhile get
+    the permissions the directory grants whatever the umask of whoever runs the command (cron's
+    022, say). The process's umask is back afterwards."""
+    umask = os.umask(0o077)  # (read by setting one that is no looser meanwhile)
+    try:
+        os.umask((0 if grant else umask) | (0o777 & ~mode))
+        yield
+    finally:
+        os.umask(umask)
+
+
 def parse_storage_options(items: list[str] | None, *targets: Callable[..., object]) -> dict[str, Any]:
     """``--storage-option`` pairs as fsspec options for ``targets`` (kv_backend.backup's rules)."""
     from kv_backend.backup import parse_storage_options as parse

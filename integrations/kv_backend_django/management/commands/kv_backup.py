@@ -18,6 +18,7 @@ from kv_backend_django._commands import (
     parse_storage_options,
     progress_unless_quiet,
     require_store,
+    umask_of,
 )
 
 
@@ -67,15 +68,11 @@ class Command(BaseCommand):
             # under the umask: hence the umask, which withholds the same. (In the store the backup
             # creates at most a missing LOCK file, as any reader does; the stricter umask withholds
             # nothing from it that LOCATION grants, so whoever may write the store may lock it.)
-            umask = os.umask(0o077)
-            try:
-                os.umask(umask | (0o777 & ~mode))
-                with progress_unless_quiet("backup", options["verbosity"]) as progress:
-                    report = backup_store(
-                        cache.location, url, name=options["name"], progress=progress, **storage
-                    )
-            finally:
-                os.umask(umask)
+            with (
+                umask_of(mode, grant=False),
+                progress_unless_quiet("backup", options["verbosity"]) as progress,
+            ):
+                report = backup_store(cache.location, url, name=options["name"], progress=progress, **storage)
         except (KVError, OSError, ValueError) as exc:
             raise access_error(exc, cache, "kv_backup") or CommandError(
                 f"backup of {cache.location} to {url} failed: {exc}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -15,6 +17,7 @@ from kv_backend_django._commands import (
     progress_unless_quiet,
     refuse_root_writing,
     require_store,
+    umask_of,
 )
 
 
@@ -40,7 +43,13 @@ class Command(BaseCommand):
         try:
             require_store(cache)  # (none is created)
             refuse_root_writing(cache, "kv_merge")
-            with progress_unless_quiet("merge", options["verbosity"]) as progress:
+            # The files the merge adds (merged data and hint files, the next active data file) get
+            # the read and write bits LOCATION grants, whatever the umask of cron (022): in a 2770
+            # LOCATION shared by a group's workers they were 0644, and the other users' workers
+            # could not write the new active file. (The engine gives them no more than the store's
+            # format file grants either.)
+            mode = stat.S_IMODE(os.stat(cache.location).st_mode)
+            with umask_of(mode, grant=True), progress_unless_quiet("merge", options["verbosity"]) as progress:
                 report = cache.db.merge(progress=progress)
         except MergeInProgressError as exc:
             # The engine's advice, "call merge(wait=True)", is for a program.
