@@ -259,7 +259,11 @@ def test_kv_stats_and_kv_backup_work_for_a_user_who_may_only_read_the_cache():
     from kv_backend_django.cache import close_all
 
     pytest.importorskip("fsspec")
-    import fsspec.implementations.local  # noqa: F401  (imported here: the child may not read site-packages)
+    # (imported here: the child may not read the standard library nor site-packages, and the backup
+    # reads the boot id as ascii)
+    import encodings.ascii  # noqa: F401
+
+    import fsspec.implementations.local  # noqa: F401
 
     base = tempfile.mkdtemp(prefix="kvb-django-ro-")
     try:
