@@ -1,0 +1,147 @@
+"""Children forked from a process that has already imported the project.
+
+A fresh interpreter spends most of its start importing the project (about 0.3 s, several seconds
+on a loaded machine); a test that kills a child at a random moment and starts another, many
+times over, spent most of its time there. A :class:`Zygote` is one such interpreter, started once:
+it imports the project, then forks a child for each :meth:`Zygote.start`, which runs the test's
+script as ``python -c`` would, with its own stdout and stderr pipes. The zygote never opens a
+store, so each child starts as a fresh process would, the project imported and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import textwrap
+from typing import IO
+
+from helpers import spawn_python
+
+#: The zygote: commands arrive on a SOCK_SEQPACKET socket, one per message: ``start`` (with the
+#: child's stdout and stderr pipes passed along) answers the new child's pid, ``wait PID`` its exit
+#: code once it has ended (negative: the signal that killed it).
+ZYGOTE = """
+import os, socket, sys, traceback
+import kv_backend  # what every forked child would otherwise import first
+
+sock = socket.socket(fileno=int(sys.argv[1]))
+code = compile(sys.argv[2], "<forked child>", "exec")
+
+def run_child(args, fds):
+    sock.close()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(fds[0], 1)
+    os.dup2(fds[1], 2)
+    for fd in (null, *fds):
+        os.close(fd)
+    sys.argv = ["-c", *args]
+    status = 0
+    try:
+        exec(code, {"__name__": "__main__"})
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else (exc.code is not None)
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+while True:
+    msg, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
+    if not msg:
+        break  # the test closed its end
+    kind, *args = msg.decode().split("\\0")
+    if kind == "start":
+        pid = os.fork()
+        if pid == 0:
+            run_child(args, fds)
+        for fd in fds:
+            os.close(fd)
+        sock.send(b"%d" % pid)
+    else:
+        _, status = os.waitpid(int(args[0]), 0)
+        sock.send(b"%d" % os.waitstatus_to_exitcode(status))
+"""
+
+
+class ForkedChild:
+    """A child of the zygote, read and killed as a :class:`subprocess.Popen` with text pipes is."""
+
+    def __init__(self, zygote: Zygote, pid: int, stdout: IO[str], stderr: IO[str]) -> None:
+        self.zygote = zygote
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            self.returncode = int(self.zygote.ask(f"wait\0{self.pid}"))
+        return self.returncode
+
+
+class Zygote:
+    """One interpreter that has imported the project and forks a child running ``code`` per
+    :meth:`start`; a context manager: on exit, children still running are killed."""
+
+    def __init__(self, code: str) -> None:
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.settimeout(60)
+        try:
+            fd = theirs.fileno()
+            self.proc = spawn_python(ZYGOTE, str(fd), textwrap.dedent(code), pass_fds=[fd])
+        finally:
+            theirs.close()
+        self.children: list[ForkedChild] = []
+
+    def ask(self, message: str, fds: list[int] | None = None) -> str:
+        socket.send_fds(self.sock, [message.encode()], fds or [])
+        return self.sock.recv(64).decode()
+
+    def start(self, *args: str) -> ForkedChild:
+        """Fork a child that runs the code with ``sys.argv[1:] == args``."""
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            pid = int(self.ask("\0".join(("start", *args)), [out_w, err_w]))
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        stdout = open(out_r, encoding="utf-8")  # noqa: SIM115 - closed by close()
+        stderr = open(err_r, encoding="utf-8")  # noqa: SIM115 - closed by close()
+        child = ForkedChild(self, pid, stdout, stderr)
+        self.children.append(child)
+        return child
+
+    def close(self) -> None:
+        try:
+            for child in self.children:
+                if child.returncode is None:
+                    child.kill()
+                    child.wait()
+                child.stdout.close()
+                child.stderr.close()
+        finally:
+            self.sock.close()  # the zygote reads the end of its input and exits
+            self.proc.wait(60)
+
+    def __enter__(self) -> Zygote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
