@@ -257,16 +257,19 @@ def test_a_child_forked_inside_a_locked_block_keeps_a_sound_lock(store_path):
     try:
         db.put(b"a", b"1")
         to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
         pid = -1
         try:
             with db.locked():
                 pid = os.fork()
                 if pid == 0:
                     os.close(from_parent)
+                    os.close(to_parent)
         except TransactionError as exc:
             assert pid == 0 and "forked inside a locked() block" in str(exc)
             os.read(to_child, 1)  # the parent holds the lock again
             ok = not db._lock.try_acquire() and db._lock._depth == 0
+            os.write(from_child, b"x")  # until this, the parent holds it
             db.put(b"child", b"1")  # waits for the parent's block
             os._exit(0 if ok and db._lock._depth == 0 else 1)
         except BaseException:
@@ -276,10 +279,12 @@ def test_a_child_forked_inside_a_locked_block_keeps_a_sound_lock(store_path):
         if pid == 0:
             os._exit(3)  # the child left the block without an error
         os.close(to_child)
+        os.close(from_child)
         with db.locked():
             os.write(from_parent, b"x")
-            time.sleep(0.05)
-            assert db.get(b"child") is None  # the child's put waits for this block
+            assert os.read(to_parent, 1) == b"x"  # the child tried the lock while this block held it
+            time.sleep(0.05)  # (the child's put, next, waits for the block)
+            assert db.get(b"child") is None
         assert exit_code(pid) == 0
         assert db.get(b"child") == b"1"
         with db.locked():  # the parent's own lock is intact
