@@ -121,6 +121,23 @@ def kill_when_ready(code: str, *args: str, delay: float) -> None:
             proc.stdout.close()
 
 
+def process_cpu_seconds(pid: int) -> Callable[[], float]:
+    """A function giving the CPU time (user + system, in seconds) process ``pid`` has used so far:
+    what a process spent, which a busy machine does not stretch as it does the wall clock (Linux)."""
+    if not os.path.exists(f"/proc/{pid}/stat"):
+        import pytest
+
+        pytest.skip("needs /proc/PID/stat (Linux)")
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def seconds() -> float:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime: fields 14 and 15
+
+    return seconds
+
+
 def wait_for(pred: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:
     """Return once ``pred()`` is true, checking every 5 ms; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -105,11 +105,17 @@ def wait_blocked(conn: Any, n: int = 1, timeout: float = 10.0) -> None:
 
 def blocked_clients(conn: Any) -> int:
     """INFO's blocked_clients, through a redis-py client (with or without its reply parsing) or Raw."""
-    info = conn.call("INFO", "clients") if isinstance(conn, Raw) else conn.execute_command("INFO", "clients")
+    return info_number(conn, "clients", "blocked_clients")
+
+
+def info_number(conn: Any, section: str, field: str) -> int:
+    """The number ``field`` of INFO ``section``, through a redis-py client (with or without its reply
+    parsing) or Raw."""
+    info = conn.call("INFO", section) if isinstance(conn, Raw) else conn.execute_command("INFO", section)
     if isinstance(info, dict):
-        return int(info["blocked_clients"])
+        return int(info[field])
     text = info.decode() if isinstance(info, bytes) else str(info)
-    found = re.search(r"blocked_clients:(\d+)", text)
+    found = re.search(rf"{field}:(\d+)", text)
     assert found, text
     return int(found.group(1))
 
