@@ -82,7 +82,10 @@ def test_local_paths_with_a_colon_and_file_urls_still_work(store_path, tmp_path,
         db.put(b"k", b"v")
         db.backup("./s3:/bucket", name="a")
         db.backup(f"file:{tmp_path}/plain", name="b")
-        db.backup(f"simplecache::file://{tmp_path}/cached", name="c")
+        # (fsspec makes simplecache's default cache directory in TMPDIR and removes it only when this
+        # process exits, which pytest-xdist may cut short: the cache is given a place here.)
+        cache = {"cache_storage": str(tmp_path / "simplecache")}
+        db.backup(f"simplecache::file://{tmp_path}/cached", name="c", simplecache=cache)
         db.backup(pathlib.Path("s3:/bucket"), name="d")  # a path object is a local path
     assert [b.name for b in list_backups(str(tmp_path / "s3:" / "bucket"))] == ["a", "d"]
     assert [b.name for b in list_backups(str(tmp_path / "plain"))] == ["b"]
