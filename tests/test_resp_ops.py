@@ -190,23 +190,34 @@ def test_slowlog_as_redis(ports):
 
 def test_slowlog_default_threshold(ports):
     """By default (as Redis: 10 ms, 128 entries) a fast command is not logged and a slow one is,
-    with its duration in microseconds."""
+    with its duration in microseconds. (On a busy machine a fast command, such as one of the
+    script's own TIME calls, may take the server over 10 ms, and is then rightly logged: what is
+    checked is that every entry took 10 ms or more, and that the newest is the script.)"""
     conn = Raw(ports[1], 2)
+    entry = re.compile(rb"\*6\r\n:\d+\r\n:\d+\r\n:(\d+)\r\n\*\d+\r\n\$\d+\r\n([A-Z]+)\r\n")
+
+    def slowlog() -> list[tuple[int, bytes]]:
+        """(microseconds, command name) of each entry, newest first."""
+        log = conn.call("SLOWLOG", "GET")
+        entries = [(int(micros), name) for micros, name in entry.findall(log)]
+        assert log.startswith(b"*%d\r\n" % len(entries)), log
+        return entries
+
     try:
         assert conn.call("CONFIG", "GET", "slowlog-*") == (
             b"*4\r\n$23\r\nslowlog-log-slower-than\r\n$5\r\n10000\r\n$15\r\nslowlog-max-len\r\n$3\r\n128\r\n"
         )
         conn.call("SLOWLOG", "RESET")
         conn.call("SET", "a", "b")
-        assert conn.call("SLOWLOG", "LEN") == b":0\r\n"
+        assert all(micros >= 10000 for micros, _ in slowlog())
+        conn.call("SLOWLOG", "RESET")
         script = (
             "local t = redis.call('TIME') repeat local n = redis.call('TIME') "
             "until (n[1] - t[1]) * 1000000 + n[2] - t[2] > 12000"
         )
         conn.call("EVAL", script, "0")
-        entry = conn.call("SLOWLOG", "GET")
-        assert entry.startswith(b"*1\r\n*6\r\n:") and b"$4\r\nEVAL\r\n" in entry
-        micros = int(entry.split(b"\r\n")[4][1:])
-        assert 12000 <= micros < 5_000_000
+        (micros, name), *inside = slowlog()
+        assert name == b"EVAL" and 12000 <= micros < 5_000_000
+        assert all(micros >= 10000 and name == b"TIME" for micros, name in inside), inside
     finally:
         conn.close()
