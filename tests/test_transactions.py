@@ -7,12 +7,12 @@ import contextlib
 import os
 import random
 import signal
-import subprocess
 import threading
 import time
 
 import pytest
 from helpers import data_files, spawn_python
+from zygote import Zygote
 
 from kv_backend import DB, ReadOnlyError, StorageError, TransactionError
 from kv_backend.check import check
@@ -282,21 +282,11 @@ def test_sigkill_at_random_moments_keeps_every_transaction_whole(store_path):
     """Two writers run transactions of 21 writes; each is SIGKILLed at random, 12 times over."""
     rnd = random.Random(int.from_bytes(os.urandom(4), "little"))
     acked = 0
-    with DB(store_path, max_file_size=8192) as survivor:
+    with DB(store_path, max_file_size=8192) as survivor, Zygote(CRASH_CHILD) as zygote:
         reader = DB(store_path, read_only=True)
         try:
             for _ in range(12):
-                procs = [
-                    spawn_python(
-                        CRASH_CHILD,
-                        store_path,
-                        str(rnd.randrange(1 << 30)),
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                        text=True,
-                    )
-                    for _ in range(2)
-                ]
+                procs = [zygote.start(store_path, str(rnd.randrange(1 << 30))) for _ in range(2)]
                 for p in procs:
                     assert p.stdout.readline().strip() == "ready", p.stderr.read()
                 deadline = time.monotonic() + rnd.uniform(0.05, 0.3)
@@ -309,7 +299,8 @@ def test_sigkill_at_random_moments_keeps_every_transaction_whole(store_path):
                 for p in procs:
                     p.send_signal(signal.SIGKILL)
                 for p in procs:
-                    out, _ = p.communicate()
+                    out = p.stdout.read()
+                    assert p.wait() == -signal.SIGKILL, p.stderr.read()
                     lines = out.split("\n")[:-1]  # the last piece may be cut by the kill
                     if lines:
                         acked = max(acked, int(lines[-1]))
