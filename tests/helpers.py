@@ -102,25 +102,6 @@ def exit_code(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def kill_when_ready(code: str, *args: str, delay: float) -> None:
-    """Start ``code`` (which prints "ready" once it has started its work), SIGKILL it ``delay`` s later."""
-    import signal
-    import time
-
-    proc = spawn_python(code, *args, stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        time.sleep(delay)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
 def process_cpu_seconds(pid: int) -> Callable[[], float]:
     """A function giving the CPU time (user + system, in seconds) process ``pid`` has used so far:
     what a process spent, which a busy machine does not stretch as it does the wall clock (Linux)."""

@@ -10,8 +10,9 @@ import time
 
 import pytest
 import redis
-from helpers import kill_when_ready, run_python, spawn_python
+from helpers import spawn_python
 from resp_helpers import RunningServer
+from zygote import Zygote
 
 from kv_backend.structures import CommandError, Structures, WrongTypeError
 
@@ -268,29 +269,28 @@ def test_sigkill_during_reads_and_acks_keeps_the_group_consistent(store_path):
                 ids = [e[0] for e in found[0][1]]
                 s.xack("q", "g", *ids[:2])  # the third stays pending
     """
+    check = """
+        import sys
+        from kv_backend.structures import Structures
+        with Structures(sys.argv[1]) as s:
+            [g] = s.xinfo_groups("q")
+            last = int(g["last-delivered-id"].split(b"-")[0])
+            pending = [int(r[0].split(b"-")[0]) for r in s.xpending_range("q", "g", "-", "+", 10**6)]
+            # every pending entry was delivered, and each batch of 3 is either wholly pending
+            # (killed between read and ack) or left with only its third entry pending
+            assert all(p <= last for p in pending), (pending[-3:], last)
+            assert g["pending"] == len(pending) and g["entries-read"] == last and last % 3 == 0
+            batches = {}
+            for p in pending:
+                batches.setdefault((p - 1) // 3, []).append(p % 3)
+            assert all(b in ([0], [1, 2, 0]) for b in batches.values()), batches
+            assert len(batches) == last // 3, (len(batches), last)
+    """
     rng = random.Random(5)
-    for _ in range(4):
-        kill_when_ready(code, store_path, delay=rng.uniform(0.02, 0.2))
-        run_python(
-            """
-            import sys
-            from kv_backend.structures import Structures
-            with Structures(sys.argv[1]) as s:
-                [g] = s.xinfo_groups("q")
-                last = int(g["last-delivered-id"].split(b"-")[0])
-                pending = [int(r[0].split(b"-")[0]) for r in s.xpending_range("q", "g", "-", "+", 10**6)]
-                # every pending entry was delivered, and each batch of 3 is either wholly pending
-                # (killed between read and ack) or left with only its third entry pending
-                assert all(p <= last for p in pending), (pending[-3:], last)
-                assert g["pending"] == len(pending) and g["entries-read"] == last and last % 3 == 0
-                batches = {}
-                for p in pending:
-                    batches.setdefault((p - 1) // 3, []).append(p % 3)
-                assert all(b in ([0], [1, 2, 0]) for b in batches.values()), batches
-                assert len(batches) == last // 3, (len(batches), last)
-            """,
-            store_path,
-        )
+    with Zygote(code) as consumers, Zygote(check) as checkers:
+        for _ in range(4):
+            consumers.kill_when_ready(store_path, delay=rng.uniform(0.02, 0.2))
+            checkers.run(store_path)
 
 
 def test_blocking_reads_in_process_wake_on_another_process(s, store_path):

@@ -9,10 +9,11 @@ import subprocess
 import time
 
 import pytest
-from helpers import kill_when_ready, run_python, spawn_python
+from helpers import spawn_python
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from zygote import Zygote
 
 from kv_backend.structures import CommandError, Structures, WrongTypeError
 
@@ -226,23 +227,22 @@ def test_sigkill_during_xadd_and_trim_keeps_stream_consistent(store_path):
                         s.xdel("log", first[0][0])
                 i += 1
     """
+    check = """
+        import sys
+        from kv_backend.structures import Structures
+        with Structures(sys.argv[1]) as s:
+            entries = s.xrange("log")
+            assert s.xlen("log") == len(entries), (s.xlen("log"), len(entries))
+            ids = [tuple(map(int, e[0].split(b"-"))) for e in entries]
+            assert ids == sorted(ids) and len(set(ids)) == len(ids)
+            values = [int(dict(e[1])[b"i"]) for e in entries]
+            assert values == sorted(values)
+    """
     rng = random.Random(3)
-    for _ in range(4):
-        kill_when_ready(code, store_path, delay=rng.uniform(0.05, 0.4))
-        run_python(
-            """
-            import sys
-            from kv_backend.structures import Structures
-            with Structures(sys.argv[1]) as s:
-                entries = s.xrange("log")
-                assert s.xlen("log") == len(entries), (s.xlen("log"), len(entries))
-                ids = [tuple(map(int, e[0].split(b"-"))) for e in entries]
-                assert ids == sorted(ids) and len(set(ids)) == len(ids)
-                values = [int(dict(e[1])[b"i"]) for e in entries]
-                assert values == sorted(values)
-            """,
-            store_path,
-        )
+    with Zygote(code) as writers, Zygote(check) as checkers:
+        for _ in range(4):
+            writers.kill_when_ready(store_path, delay=rng.uniform(0.05, 0.4))
+            checkers.run(store_path)
 
 
 def test_xread_in_process(s):

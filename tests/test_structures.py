@@ -10,10 +10,11 @@ import subprocess
 import time
 
 import pytest
-from helpers import kill_when_ready, run_python, spawn_python
+from helpers import spawn_python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from zygote import Zygote
 
 from kv_backend import DB
 from kv_backend.errors import DatabaseClosedError, KeyTooLargeError, KVError, NotAnIntegerError
@@ -723,32 +724,29 @@ def test_sigkill_mid_operation_never_leaves_half_a_structure(store_path):
                 i += 1
     """
     rng = random.Random(7)
-    for _ in range(4):
-        kill_when_ready(code, store_path, delay=rng.uniform(0.05, 0.4))
-        check_consistent(store_path)
+    with Zygote(code) as writers, Zygote(CHECK_CONSISTENT) as checkers:
+        for _ in range(4):
+            writers.kill_when_ready(store_path, delay=rng.uniform(0.05, 0.4))
+            checkers.run(store_path)
 
 
-def check_consistent(path: str) -> None:
-    """Every collection's metadata agrees with its member records."""
-    run_python(
-        """
-        import sys
-        from kv_backend.structures import Structures
-        from kv_backend.structures.layout import ZIDX, ZMEM, _lp
-        with Structures(sys.argv[1]) as s:
-            h = s.hgetall("h")
-            assert s.hlen("h") == len(h), (s.hlen("h"), len(h))
-            items = s.lrange("l", 0, -1)
-            assert s.llen("l") == len(items) and all(x is not None for x in items)
-            z = s.zrange("z", 0, -1, withscores=True)
-            members = list(s.db.keys(prefix=ZMEM + _lp(b"z")))
-            index = list(s.db.keys(prefix=ZIDX + _lp(b"z")))
-            assert s.zcard("z") == len(z) == len(members) == len(index)
-            assert s.scard("s") == len(s.smembers("s"))
-            assert s.scard("s") % 2 == 0
-        """,
-        path,
-    )
+#: Every collection's metadata agrees with its member records.
+CHECK_CONSISTENT = """
+import sys
+from kv_backend.structures import Structures
+from kv_backend.structures.layout import ZIDX, ZMEM, _lp
+with Structures(sys.argv[1]) as s:
+    h = s.hgetall("h")
+    assert s.hlen("h") == len(h), (s.hlen("h"), len(h))
+    items = s.lrange("l", 0, -1)
+    assert s.llen("l") == len(items) and all(x is not None for x in items)
+    z = s.zrange("z", 0, -1, withscores=True)
+    members = list(s.db.keys(prefix=ZMEM + _lp(b"z")))
+    index = list(s.db.keys(prefix=ZIDX + _lp(b"z")))
+    assert s.zcard("z") == len(z) == len(members) == len(index)
+    assert s.scard("s") == len(s.smembers("s"))
+    assert s.scard("s") % 2 == 0
+"""
 
 
 def test_in_process_users_see_each_others_writes(store_path):

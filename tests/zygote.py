@@ -14,6 +14,8 @@ import os
 import signal
 import socket
 import textwrap
+import threading
+import time
 from typing import IO
 
 from helpers import spawn_python
@@ -127,6 +129,31 @@ class Zygote:
         child = ForkedChild(self, pid, stdout, stderr)
         self.children.append(child)
         return child
+
+    def kill_when_ready(self, *args: str, delay: float) -> None:
+        """Fork a child (which prints "ready" once it has started its work) and SIGKILL it ``delay`` s
+        after it says so; fail if it did not get there, or failed before the kill (it may have
+        finished its work)."""
+        child = self.start(*args)
+        ready = child.stdout.readline().strip() == "ready"
+        if ready:
+            time.sleep(delay)
+        child.kill()
+        code = child.wait()
+        assert ready and code in (0, -signal.SIGKILL), f"the child failed ({code}):\n{child.stderr.read()}"
+
+    def run(self, *args: str) -> str:
+        """Fork a child, wait for it to end and return its output; fail, with what it wrote, unless
+        it exited 0."""
+        child = self.start(*args)
+        errors: list[str] = []
+        reader = threading.Thread(target=lambda: errors.append(child.stderr.read()))
+        reader.start()
+        out = child.stdout.read()
+        code = child.wait()
+        reader.join()
+        assert code == 0, f"child failed ({code}):\n{out}\n{errors[0]}"
+        return out
 
     def close(self) -> None:
         try:
