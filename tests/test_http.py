@@ -20,6 +20,7 @@ from helpers import ROOT, before_expiry, child_env, free_port, spawn_python
 from helpers import key_url as url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from zygote import ForkedChild, Zygote
 
 from kv_backend import DB
 from kv_backend.http import encode_key
@@ -38,7 +39,10 @@ class Server:
         token: str | None = None,
         env: dict | None = None,
         command: list[str] | None = None,
+        zygote: Zygote | None = None,
     ) -> None:
+        """With ``zygote`` (whose code is zygote.KVB_COMMAND), the server is forked from it rather than
+        started in a fresh interpreter."""
         self.path = path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -51,9 +55,14 @@ class Server:
         else:
             args = [sys.executable, *command, "--port", str(self.port)]
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed by stop() / kill()
-        self.proc = subprocess.Popen(
-            args, env={**child_env(), **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        self.proc: subprocess.Popen | ForkedChild
+        if zygote is not None:
+            assert env is None and command is None, "a forked server has the zygote's environment"
+            self.proc = zygote.start(*args[3:], output=self._log.fileno())
+        else:
+            self.proc = subprocess.Popen(
+                args, env={**child_env(), **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT
+            )
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60) -> None:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 from test_http import TOKEN, Server
+from zygote import KVB_COMMAND, Zygote
 
 from kv_backend import DB
 from kv_backend.http import create_app, encode_key
@@ -565,7 +566,9 @@ def test_a_server_killed_during_a_large_transaction_keeps_all_of_it_or_none(tmp_
     n = 3000
     keys = [f"big:{i:05}" for i in range(n)]
     rnd = random.Random(7)
-    srv = Server(path, log, TOKEN)
+    # The server is started 9 times: forked from an interpreter that has imported it.
+    zygote = Zygote(KVB_COMMAND, preload=("kv_backend.cli", "kv_backend.http", "uvicorn"))
+    srv = Server(path, log, TOKEN, zygote=zygote)
     outcomes = {"all": 0, "none": 0}
     watcher = DB(path, read_only=True)
     try:
@@ -603,7 +606,7 @@ def test_a_server_killed_during_a_large_transaction_keeps_all_of_it_or_none(tmp_
                     assert time.monotonic() < deadline, "the transaction was never written"
             srv.kill()
             sender.join()
-            srv = Server(path, log, TOKEN)  # restart on the same store
+            srv = Server(path, log, TOKEN, zygote=zygote)  # restart on the same store
             with srv.client() as c:
                 page = c.get("/v1/keys?prefix=big%3A&values=true&limit=10000").json()
             assert page["keys"] == [encode_key(k.encode()) for k in keys]
@@ -621,6 +624,7 @@ def test_a_server_killed_during_a_large_transaction_keeps_all_of_it_or_none(tmp_
     finally:
         watcher.close()
         srv.stop()
+        zygote.close()
     assert outcomes["none"] >= 3, outcomes  # the kills did land in the middle of transactions
 
 

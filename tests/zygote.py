@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import textwrap
 import threading
 import time
@@ -21,14 +22,15 @@ from typing import IO
 from helpers import spawn_python
 
 #: The zygote: commands arrive on a SOCK_SEQPACKET socket, one per message: ``start`` (with the
-#: child's stdout and stderr pipes passed along) answers the new child's pid, ``wait PID`` its exit
-#: code once it has ended (negative: the signal that killed it).
+#: child's stdout and stderr passed along) answers the new child's pid, ``wait PID`` its exit code
+#: once it has ended (negative: the signal that killed it), ``poll PID`` that or ``-`` at once.
 ZYGOTE = """
-import os, socket, sys, traceback
-import kv_backend  # what every forked child would otherwise import first
+import importlib, os, socket, sys, traceback
 
 sock = socket.socket(fileno=int(sys.argv[1]))
 code = compile(sys.argv[2], "<forked child>", "exec")
+for name in sys.argv[3:]:
+    importlib.import_module(name)  # what every forked child would otherwise import first
 
 def run_child(args, fds):
     sock.close()
@@ -65,15 +67,23 @@ while True:
             os.close(fd)
         sock.send(b"%d" % pid)
     else:
-        _, status = os.waitpid(int(args[0]), 0)
-        sock.send(b"%d" % os.waitstatus_to_exitcode(status))
+        pid, status = os.waitpid(int(args[0]), os.WNOHANG if kind == "poll" else 0)
+        sock.send(b"%d" % os.waitstatus_to_exitcode(status) if pid else b"-")
+"""
+
+
+#: A zygote's code that runs the ``kvb`` command line (``python -m kv_backend ARGS``).
+KVB_COMMAND = """
+import runpy
+runpy.run_module("kv_backend", run_name="__main__", alter_sys=True)
 """
 
 
 class ForkedChild:
-    """A child of the zygote, read and killed as a :class:`subprocess.Popen` with text pipes is."""
+    """A child of the zygote, read, waited for and killed as a :class:`subprocess.Popen` with text
+    pipes is (``stdout`` and ``stderr`` are None where its output went to a file)."""
 
-    def __init__(self, zygote: Zygote, pid: int, stdout: IO[str], stderr: IO[str]) -> None:
+    def __init__(self, zygote: Zygote, pid: int, stdout: IO[str] | None, stderr: IO[str] | None) -> None:
         self.zygote = zygote
         self.pid = pid
         self.stdout = stdout
@@ -87,8 +97,23 @@ class ForkedChild:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
-    def wait(self) -> int:
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def poll(self) -> int | None:
         if self.returncode is None:
+            answer = self.zygote.ask(f"poll\0{self.pid}")
+            self.returncode = None if answer == "-" else int(answer)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if timeout is not None:
+            deadline = time.monotonic() + timeout
+            while self.poll() is None:
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(f"forked child {self.pid}", timeout)
+                time.sleep(0.01)
+        elif self.returncode is None:
             self.returncode = int(self.zygote.ask(f"wait\0{self.pid}"))
         return self.returncode
 
@@ -97,12 +122,12 @@ class Zygote:
     """One interpreter that has imported the project and forks a child running ``code`` per
     :meth:`start`; a context manager: on exit, children still running are killed."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, preload: tuple[str, ...] = ("kv_backend",)) -> None:
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock.settimeout(60)
         try:
             fd = theirs.fileno()
-            self.proc = spawn_python(ZYGOTE, str(fd), textwrap.dedent(code), pass_fds=[fd])
+            self.proc = spawn_python(ZYGOTE, str(fd), textwrap.dedent(code), *preload, pass_fds=[fd])
         finally:
             theirs.close()
         self.children: list[ForkedChild] = []
@@ -111,8 +136,14 @@ class Zygote:
         socket.send_fds(self.sock, [message.encode()], fds or [])
         return self.sock.recv(64).decode()
 
-    def start(self, *args: str) -> ForkedChild:
-        """Fork a child that runs the code with ``sys.argv[1:] == args``."""
+    def start(self, *args: str, output: int | None = None) -> ForkedChild:
+        """Fork a child that runs the code with ``sys.argv[1:] == args``: its stdout and stderr are
+        pipes, or both go to the file open as ``output``."""
+        if output is not None:
+            pid = int(self.ask("\0".join(("start", *args)), [output, output]))
+            child = ForkedChild(self, pid, None, None)
+            self.children.append(child)
+            return child
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -161,8 +192,9 @@ class Zygote:
                 if child.returncode is None:
                     child.kill()
                     child.wait()
-                child.stdout.close()
-                child.stderr.close()
+                for stream in (child.stdout, child.stderr):
+                    if stream is not None:
+                        stream.close()
         finally:
             self.sock.close()  # the zygote reads the end of its input and exits
             self.proc.wait(60)
