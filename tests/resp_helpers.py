@@ -14,17 +14,32 @@ from contextlib import contextmanager
 from typing import Any
 
 from helpers import child_env, free_port, require_tool, wait_for
+from zygote import KVB_COMMAND, ForkedChild, Zygote
+
+
+def serve_zygote() -> Zygote:
+    """A zygote that has imported ``kvb serve``: a test that starts the server many times forks each
+    from it (``RunningServer(..., zygote=...)``) instead of starting a fresh interpreter."""
+    return Zygote(KVB_COMMAND, preload=("kv_backend.cli", "kv_backend.server.resp"))
 
 
 class RunningServer:
-    """A ``kvb serve`` subprocess on 127.0.0.1 (and optionally a unix socket)."""
+    """A ``kvb serve`` subprocess on 127.0.0.1 (and optionally a unix socket), or a child forked
+    from ``zygote`` (see :func:`serve_zygote`)."""
 
-    def __init__(self, path: str, requirepass: str | None = None, unixsocket: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        requirepass: str | None = None,
+        unixsocket: str | None = None,
+        zygote: Zygote | None = None,
+    ) -> None:
         self.path = path
         self.port = free_port()
         self.requirepass = requirepass
         self.unixsocket = unixsocket
-        self.proc: subprocess.Popen | None = None
+        self.zygote = zygote
+        self.proc: subprocess.Popen | ForkedChild | None = None
 
     def start(self) -> RunningServer:
         cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", self.path, "--port", str(self.port)]
@@ -33,7 +48,10 @@ class RunningServer:
         if self.unixsocket:
             cmd += ["--unixsocket", self.unixsocket]
         restart = self.proc is not None
-        self.proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if self.zygote is not None:
+            self.proc = self.zygote.start(*cmd[3:])
+        else:
+            self.proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         wait_for_port(self.port, self.proc)
         if restart:
             self._check_listener()
@@ -82,12 +100,15 @@ class RunningServer:
         return self.proc is not None and self.proc.poll() is None
 
 
-def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+def wait_for_port(
+    port: int, proc: subprocess.Popen | ForkedChild | None = None, timeout: float = 20.0
+) -> None:
     """Wait until something accepts connections on 127.0.0.1:port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
+            err = proc.stderr.read() if proc.stderr else ""
+            err = err.decode() if isinstance(err, bytes) else err
             raise AssertionError(f"server exited with {proc.returncode}: {err}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from helpers import run_python
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from resp_helpers import RunningServer, wait_blocked
+from resp_helpers import RunningServer, serve_zygote, wait_blocked
 
 from kv_backend.structures import Structures
 
@@ -310,19 +310,20 @@ def test_server_killed_while_clients_wait_loses_and_duplicates_nothing(tmp_path)
     pushed: list[bytes] = []
     lock = threading.Lock()
     consumers, runs = 3, 8
-    for run in range(runs):
-        srv = RunningServer(path).start()
-        stop = threading.Event()
-        threads = [threading.Thread(target=_produce, args=(srv.port, run, stop, lock, pushed))]
-        for _ in range(consumers):
-            threads.append(threading.Thread(target=_consume, args=(srv.port, lock, received)))
-        for t in threads:
-            t.start()
-        time.sleep(rng.uniform(0.2, 0.8))
-        srv.kill()
-        stop.set()
-        for t in threads:
-            t.join(20)
+    with serve_zygote() as zygote:
+        for run in range(runs):
+            srv = RunningServer(path, zygote=zygote).start()
+            stop = threading.Event()
+            threads = [threading.Thread(target=_produce, args=(srv.port, run, stop, lock, pushed))]
+            for _ in range(consumers):
+                threads.append(threading.Thread(target=_consume, args=(srv.port, lock, received)))
+            for t in threads:
+                t.start()
+            time.sleep(rng.uniform(0.2, 0.8))
+            srv.kill()
+            stop.set()
+            for t in threads:
+                t.join(20)
     with Structures(path) as st:
         remaining = st.lrange(b"jobs", 0, -1)
     assert received, "the consumers got nothing: the test did not exercise the blocking path"

@@ -16,7 +16,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from resp_helpers import RunningServer
+from resp_helpers import RunningServer, serve_zygote
 
 from kv_backend.structures import Structures, rdb
 
@@ -527,7 +527,8 @@ def test_sigkill_during_restore_leaves_old_or_new_value(tmp_path):
     holds either its old value or the whole new one, never part of it."""
     rng = random.Random(7)
     path = str(tmp_path / "store")
-    server = RunningServer(path).start()
+    zygote = serve_zygote()  # the server is started 5 times
+    server = RunningServer(path, zygote=zygote).start()
     values = [[b"old-%d" % i for i in range(30000)]]
     c = redis.Redis(port=server.port)
     c.restore("s", 0, rdb.dump(rdb.Value("set", values[0])))
@@ -540,13 +541,14 @@ def test_sigkill_during_restore_leaves_old_or_new_value(tmp_path):
             time.sleep(rng.uniform(0.0, 0.6))
             server.kill()
             sock.close()
-            server = RunningServer(path).start()
+            server = RunningServer(path, zygote=zygote).start()
             c = redis.Redis(port=server.port)
             members = c.smembers("s")
             c.close()
             assert any(members == set(v) for v in values), (run, len(members))
     finally:
         server.stop()
+        zygote.close()
 
 
 def test_damaged_payloads_give_redis_errors_only():

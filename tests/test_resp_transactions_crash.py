@@ -10,7 +10,7 @@ import time
 
 import pytest
 import redis
-from resp_helpers import RunningServer
+from resp_helpers import RunningServer, serve_zygote
 
 from kv_backend import DB
 
@@ -69,7 +69,8 @@ def _values(db: DB, keys: list[bytes]) -> list[bytes | None]:
 @pytest.mark.slow
 def test_exec_script_and_function_are_all_or_nothing_across_a_sigkill(tmp_path):
     path = str(tmp_path / "store")
-    server = RunningServer(path).start()
+    zygote = serve_zygote()  # the server is started 13 times
+    server = RunningServer(path, zygote=zygote).start()
     rnd = random.Random()
     outcomes: dict[str, set[str]] = {"exec": set(), "eval": set(), "fcall": set()}
     problems: list[str] = []
@@ -132,4 +133,5 @@ def test_exec_script_and_function_are_all_or_nothing_across_a_sigkill(tmp_path):
             reader.close()
     finally:
         server.stop()
+        zygote.close()
     assert not problems, problems

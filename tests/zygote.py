@@ -40,6 +40,10 @@ def run_child(args, fds):
     os.dup2(fds[1], 2)
     for fd in (null, *fds):
         os.close(fd)
+    # Streams of their own, as a new interpreter has: the zygote's knew another file (seekable...).
+    sys.stdin = open(0, closefd=False)
+    sys.stdout = open(1, "w", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")
     sys.argv = ["-c", *args]
     status = 0
     try:
