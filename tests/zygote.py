@@ -4,7 +4,7 @@ A fresh interpreter spends most of its start importing the project (about 0.3 s,
 on a loaded machine); a test that kills a child at a random moment and starts another, many
 times over, spent most of its time there. A :class:`Zygote` is one such interpreter, started once:
 it imports the project, then forks a child for each :meth:`Zygote.start`, which runs the test's
-script as ``python -c`` would, with its own stdout and stderr pipes. The zygote never opens a
+script as ``python -c`` would, with stdout and stderr pipes of its own. The zygote never opens a
 store, so each child starts as a fresh process would, the project imported and nothing else.
 """
 
@@ -146,22 +146,20 @@ class Zygote:
         if output is not None:
             pid = int(self.ask("\0".join(("start", *args)), [output, output]))
             child = ForkedChild(self, pid, None, None)
-            self.children.append(child)
-            return child
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        try:
-            pid = int(self.ask("\0".join(("start", *args)), [out_w, err_w]))
-        except BaseException:
-            for fd in (out_r, err_r):
-                os.close(fd)
-            raise
-        finally:
-            os.close(out_w)
-            os.close(err_w)
-        stdout = open(out_r, encoding="utf-8")  # noqa: SIM115 - closed by close()
-        stderr = open(err_r, encoding="utf-8")  # noqa: SIM115 - closed by close()
-        child = ForkedChild(self, pid, stdout, stderr)
+        else:
+            (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+            try:
+                pid = int(self.ask("\0".join(("start", *args)), [out_w, err_w]))
+            except BaseException:
+                os.close(out_r)
+                os.close(err_r)
+                raise
+            finally:
+                os.close(out_w)
+                os.close(err_w)
+            stdout = open(out_r, encoding="utf-8")  # noqa: SIM115 - closed by close()
+            stderr = open(err_r, encoding="utf-8")  # noqa: SIM115 - closed by close()
+            child = ForkedChild(self, pid, stdout, stderr)
         self.children.append(child)
         return child
 
