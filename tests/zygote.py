@@ -10,6 +10,7 @@ store, so each child starts as a fresh process would, the project imported and n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,7 +22,7 @@ from typing import IO
 
 from helpers import spawn_python
 
-#: The zygote: commands arrive on a SOCK_SEQPACKET socket, one per message: ``start`` (with the
+#: The zygote: commands arrive on a SOCK_SEQPACKET (or datagram) socket, one per message: ``start`` (with the
 #: child's stdout and stderr passed along) answers the new child's pid, ``wait PID`` its exit code
 #: once it has ended (negative: the signal that killed it), ``poll PID`` that or ``-`` at once.
 ZYGOTE = """
@@ -61,7 +62,7 @@ def run_child(args, fds):
 while True:
     msg, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
     if not msg:
-        break  # the test closed its end
+        break  # the test closed its end, or sent an empty message (see Zygote.close)
     kind, *args = msg.decode().split("\\0")
     if kind == "start":
         pid = os.fork()
@@ -122,12 +123,20 @@ class ForkedChild:
         return self.returncode
 
 
+def _message_socketpair() -> tuple[socket.socket, socket.socket]:
+    """A connected pair of unix sockets that keep each message whole, and pass descriptors."""
+    try:
+        return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except OSError:  # (macOS has no SOCK_SEQPACKET unix sockets: datagrams keep messages whole too)
+        return socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+
 class Zygote:
     """One interpreter that has imported the project and forks a child running ``code`` per
     :meth:`start`; a context manager: on exit, children still running are killed."""
 
     def __init__(self, code: str, preload: tuple[str, ...] = ("kv_backend",)) -> None:
-        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock, theirs = _message_socketpair()
         self.sock.settimeout(60)
         try:
             fd = theirs.fileno()
@@ -198,7 +207,9 @@ class Zygote:
                     if stream is not None:
                         stream.close()
         finally:
-            self.sock.close()  # the zygote reads the end of its input and exits
+            with contextlib.suppress(OSError):
+                self.sock.send(b"")  # an empty message: the zygote exits (a datagram socket has no end)
+            self.sock.close()
             self.proc.wait(60)
 
     def __enter__(self) -> Zygote:
