@@ -22,6 +22,8 @@ from kv_backend.files import (
     data_name,
     fsync_dir,
     fsync_file,
+    give_to_owner_of,
+    give_to_store_owner,
     hint_name,
     list_data_files,
     remove_stray_hints,
@@ -180,10 +182,14 @@ class _Opening(_Parts):
             try:
                 tmp = marker + TMP_SUFFIX
                 with open(tmp, "w", encoding="utf-8") as f:
+                    # Root making a store in a directory another user prepared for it (sudo kvb put)
+                    # makes it that user's: every file added later gets this file's owner.
+                    give_to_owner_of(f.fileno(), self.path)
                     f.write(FORMAT_TEXT)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, marker)
+                self._lock.give_to_store_owner()  # (made before the format file named the owner)
                 fsync_dir(self.path)
             except OSError as exc:
                 raise storage_error(exc, f"cannot create a store in {self.path}") from exc
@@ -203,6 +209,7 @@ class _Opening(_Parts):
                 return
             else:
                 try:
+                    give_to_store_owner(fd, self.path)
                     os.ftruncate(fd, 4096)
                 finally:
                     os.close(fd)

@@ -44,6 +44,7 @@ from kv_backend.files import (
     data_name,
     fsync_dir,
     fsync_file,
+    give_to_store_owner,
     new_file_mode,
     storage_error,
     write_all,
@@ -522,6 +523,7 @@ class _Writing(_Parts):
         durable = self._files_must_be_durable()
         try:
             try:
+                give_to_store_owner(fd, self.path)
                 write_all(fd, rec.FILE_HEADER_BYTES, 0)
                 if durable:
                     fsync_file(fd)

@@ -339,6 +339,36 @@ def new_file_mode(directory: str) -> int:
     return withheld_modes(granted)[0]
 
 
+def give_to_store_owner(fd: int, directory: str) -> None:
+    """Give the file just created at ``fd`` in the store at ``directory`` the owner and group of
+    the store's format file, when root creates it.
+
+    Root may write every file, so a command it runs by habit (``sudo kvb merge``, a root crontab)
+    on a store of the site's user would otherwise leave root's files there (the next active data
+    file, a merge's data and hint files, the lock and state files), which that user's processes
+    cannot write: they would fail with permission denied. Other users cannot give files away and
+    need not: their files are the store's already, or the store is theirs. Best effort: where
+    root may not chown (no CAP_CHOWN, an id unmapped in a user namespace), the file stays root's.
+    """
+    give_to_owner_of(fd, os.path.join(directory, FORMAT_FILE))
+
+
+def give_to_owner_of(fd: int, path: str) -> None:
+    """Give the file at ``fd`` the owner and group of ``path`` if this process is root and the file
+    is root's (see :func:`give_to_store_owner`); nothing otherwise, or if either cannot be looked at
+    or changed. A file another user owns is left theirs: one of a group's users (of a store shared by
+    its group) made it, and only they might write it if it were given to the store's owner."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    try:
+        owner = os.stat(path)
+        mine = os.fstat(fd)
+        if mine.st_uid == 0 and (mine.st_uid, mine.st_gid) != (owner.st_uid, owner.st_gid):
+            os.fchown(fd, owner.st_uid, owner.st_gid)
+    except OSError:
+        pass
+
+
 def storage_error(exc: OSError, what: str) -> StorageError:
     """Wrap an OSError in the project's exception with a message that says what to do."""
     hint = ""

@@ -29,6 +29,7 @@ from operator import add
 from typing import Any
 
 from kv_backend.checksum import crc32
+from kv_backend.files import give_to_store_owner
 
 HINT_MAGIC = b"KVBHINT\x00"
 HINT_VERSION = 3
@@ -193,6 +194,7 @@ def write_hints(
         crc = crc32(part, crc)
     header = HINT_HEADER.pack(HINT_MAGIC, HINT_VERSION, len(column), data_size, crc, 0, len(column.blob))
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
+        give_to_store_owner(f.fileno(), os.path.dirname(path))
         f.write(header)
         for part in body:
             f.write(part)

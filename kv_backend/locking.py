@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Iterator
 
 from kv_backend.errors import DatabaseClosedError, KVError, StorageError, TransactionError
-from kv_backend.files import new_file_mode, storage_error
+from kv_backend.files import give_to_store_owner, new_file_mode, storage_error
 
 _flock = fcntl.flock
 _LOCK_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
@@ -78,8 +78,16 @@ class WriteLock:
         #: holds nothing in the child (see :meth:`after_fork_in_child`).
         self.forks = 0
         self._fd = self._open()
+        self.give_to_store_owner()
         with _registry() as locks:
             locks.setdefault(path, weakref.WeakSet()).add(self)
+
+    def give_to_store_owner(self) -> None:
+        """Give the lock file the owner of the store's format file if root runs this (see
+        :func:`kv_backend.files.give_to_store_owner`): root may have just created it, or, for a
+        new store, created it before the format file that names the owner."""
+        if self._fd >= 0:
+            give_to_store_owner(self._fd, os.path.dirname(self.path))
 
     def _open(self) -> int:
         flags = (os.O_RDWR | os.O_CREAT) if self._create else os.O_RDONLY
@@ -268,9 +276,11 @@ class MergeLock:
         # A new lock file is no more open than the store's files (see new_file_mode).
         mode = new_file_mode(os.path.dirname(self.path))
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), mode)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), mode)
         except OSError as exc:  # too many open files (a merge is what a store of many files needs)
             raise storage_error(exc, f"cannot open the merge lock file {self.path}") from exc
+        give_to_store_owner(fd, os.path.dirname(self.path))
+        return fd
 
     def try_acquire(self) -> bool:
         """Take the merge lock if free; return whether it was taken."""

@@ -56,6 +56,7 @@ from kv_backend.files import (
     data_name,
     fsync_dir,
     fsync_file,
+    give_to_store_owner,
     hint_name,
     list_data_files,
     new_file_mode,
@@ -408,6 +409,7 @@ class _Output:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, self.mode)
         except OSError as exc:
             raise storage_error(exc, f"cannot create merge output {self.path}") from exc
+        give_to_store_owner(self.fd, directory)
         # The hint file's columns, a few bytes a record (a location packs offset << 32 | size when
         # the hint file is written, where an offset past 32 bits fails).
         self.keys = KeyColumn()

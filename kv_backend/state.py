@@ -31,7 +31,7 @@ import mmap
 import os
 import struct
 
-from kv_backend.files import MMAP_NO_FD, STATE_FILE, new_file_mode, storage_error
+from kv_backend.files import MMAP_NO_FD, STATE_FILE, give_to_store_owner, new_file_mode, storage_error
 
 MAGIC = b"KVBSTAT2"
 VERSION = 2
@@ -111,6 +111,7 @@ class SharedState:
                 # No more open than the store's files (see new_file_mode), whatever the umask.
                 mode = new_file_mode(os.path.dirname(path))
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | cloexec, mode)
+                give_to_store_owner(fd, os.path.dirname(path))
             else:
                 try:
                     fd = os.open(path, os.O_RDWR | cloexec)

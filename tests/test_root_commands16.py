@@ -1,0 +1,143 @@
+"""kvb commands run as root (sudo, a root crontab) on a store another user owns.
+
+Root may write every file, so they ran, and left the files they made root's: a merge's data and hint
+files and MERGE.lock, the next active data file of a put, the LOCK and STATE files that a read-only
+command (kvb get, keys, stats, check, backup) makes for a store that has none. The owner's processes
+then failed to open or write the store (permission denied). The engine now gives each file root
+makes in a store the owner and group of the store's format file; a new store root makes in a
+directory another user prepared is that user's."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+from helpers import NOBODY, run_as_nobody
+
+# (Imported here: the nobody user may not be able to read the Python install to import them later.)
+import kv_backend.backup
+import kv_backend.check
+import kv_backend.merge
+import kv_backend.progress
+import kv_backend.salvage  # noqa: F401
+from kv_backend import DB
+from kv_backend.cli import main
+from kv_backend.files import LOCK_FILE, STATE_FILE
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not hasattr(os, "fork"),
+    reason="runs kvb as root on a store of the nobody user",
+)
+
+
+@pytest.fixture
+def base() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="kvb-root-commands-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _nobody_dir(base: str, name: str = "kv") -> str:
+    path = os.path.join(base, name)
+    os.mkdir(path, 0o700)  # only nobody may use it: a root-owned file there is one nobody cannot write
+    os.chown(path, NOBODY, NOBODY)
+    return path
+
+
+def _nobody_store(base: str) -> str:
+    path = _nobody_dir(base)
+
+    def fill() -> None:
+        with DB(path) as db:
+            for i in range(300):
+                db.put(b"k%d" % (i % 30), b"v%d" % i)  # overwritten records: a merge has work
+
+    run_as_nobody(fill)
+    return path
+
+
+def _kvb(*argv: str) -> int:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return main(list(argv))
+
+
+def _owners(path: str) -> dict[str, tuple[int, int]]:
+    return {n: (st.st_uid, st.st_gid) for n in os.listdir(path) for st in [os.stat(os.path.join(path, n))]}
+
+
+def _nobody_writes_and_merges(path: str, key: bytes) -> bytes | None:
+    """As nobody: open the store, write (through a rotation), merge, and read ``key`` back."""
+
+    def work() -> bytes | None:
+        with DB(path, max_file_size=4096) as db:
+            for i in range(200):
+                db.put(b"n%d" % (i % 10), b"x" * 100)
+            db.merge()
+            return db.get(key)
+
+    return run_as_nobody(work)
+
+
+def test_merge_as_root_leaves_the_owners_files(base):
+    path = _nobody_store(base)
+    assert _kvb("merge", path) == 0
+    assert any(n.endswith(".hint") for n in os.listdir(path))  # the merge ran
+    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert _nobody_writes_and_merges(path, b"k29") == b"v299"
+
+
+def test_put_and_delete_as_root_through_a_rotation_leave_the_owners_files(base):
+    path = _nobody_store(base)
+    assert _kvb("put", path, "k0", "root") == 0
+    assert _kvb("delete", path, "k1") == 0
+    with DB(path, max_file_size=4096) as db:  # what a root service writing many keys does
+        for i in range(100):
+            db.put(b"r%d" % i, b"y" * 100)
+    assert len([n for n in os.listdir(path) if n.endswith(".data")]) > 3
+    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert _nobody_writes_and_merges(path, b"k0") == b"root"
+
+
+@pytest.mark.parametrize("command", ["get", "keys", "stats", "check", "backup"])
+def test_read_only_command_as_root_on_a_store_without_lock_and_state(base, command):
+    path = _nobody_store(base)
+    os.unlink(os.path.join(path, LOCK_FILE))  # a store copied by hand
+    os.unlink(os.path.join(path, STATE_FILE))
+    argv = {
+        "get": ["get", path, "k3"],
+        "keys": ["keys", path],
+        "stats": ["stats", path],
+        "check": ["check", path],
+        "backup": ["backup", path, os.path.join(base, "backups")],
+    }[command]
+    assert _kvb(*argv) == 0
+    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert _nobody_writes_and_merges(path, b"k3") == b"v273"
+
+
+def test_a_new_store_root_makes_in_a_directory_the_owner_prepared_is_the_owners(base):
+    path = _nobody_dir(base)
+    assert _kvb("put", path, "a", "1") == 0
+    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert _nobody_writes_and_merges(path, b"a") == b"1"
+
+
+def test_a_store_of_root_and_a_file_of_another_user_are_left_alone(base):
+    """A root store stays root's; a file a group's other user made stays theirs (only root's are given)."""
+    path = os.path.join(base, "kv")
+    assert _kvb("put", path, "a", "1") == 0
+    assert set(_owners(path).values()) == {(0, 0)}
+    lock = os.path.join(path, LOCK_FILE)
+    os.chown(lock, NOBODY, NOBODY)
+    os.chmod(lock, 0o666)
+    assert _kvb("merge", path) == 0
+    assert _owners(path).pop(LOCK_FILE) == (NOBODY, NOBODY)
+    assert set(_owners(path).values()) - {(NOBODY, NOBODY)} == {(0, 0)}
+    assert stat.S_IMODE(os.stat(lock).st_mode) == 0o666
