@@ -16,7 +16,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from kv_backend import DB
 from kv_backend.errors import ConfigurationError, StorageError, StoreNotFoundError
-from kv_backend.files import FORMAT_FILE, prepare_directory, user_name
+from kv_backend.files import prepare_directory, user_name
 from kv_backend_django.cache import KVCache
 
 
@@ -153,33 +153,6 @@ def require_store(cache: KVCache) -> None:
             f"{exc.strerror or exc}; the cache creates its store on first use, this command creates "
             "nothing: check LOCATION (and the settings module in use)"
         ) from exc
-
-
-def refuse_root_writing(cache: KVCache, command: str) -> None:
-    """A CommandError if this process runs as root and another user owns the cache's store.
-
-    Root may write every file, so nothing stops it; but the files a writer adds to the store
-    (a merge's data and hint files, the next active data file, its lock) would be root's, which
-    the site's workers cannot write: the next one to open the store, or to write once the merge
-    made a new active file, fails. Their user is the owner of the store's files (its format file):
-    a site that runs as root (in a container, on a volume some other uid owns) is not refused.
-    Nothing is changed.
-    """
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return
-    try:
-        uid = os.stat(os.path.join(cache.location, FORMAT_FILE)).st_uid
-    except OSError:
-        return  # (the command's own error says what is wrong with LOCATION)
-    if uid == 0:
-        return
-    owner = user_name(uid) or str(uid)
-    raise CommandError(
-        f"{command} would write the cache at {cache.location} as root, but its files are {owner}'s: "
-        f"the files {command} adds would be root's, which the site's workers could not write, and the "
-        f"cache would fail. Run it as the site's user: sudo -u {owner} python manage.py {command} (and "
-        "in that user's crontab)"
-    )
 
 
 def existing_store(cache: KVCache) -> DB:

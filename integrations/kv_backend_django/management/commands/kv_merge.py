@@ -15,7 +15,6 @@ from kv_backend_django._commands import (
     format_report,
     get_kv_cache,
     progress_unless_quiet,
-    refuse_root_writing,
     require_store,
     umask_of,
 )
@@ -42,7 +41,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Merging cache {options['cache']!r} at {cache.location} ...")
         try:
             require_store(cache)  # (none is created)
-            refuse_root_writing(cache, "kv_merge")
+            # Run as root (sudo, root's crontab) on a cache of the site's user, the files the merge adds
+            # are given that user (the engine gives every file root adds to a store the owner of its
+            # format file), so the site's workers go on writing them.
             # The files the merge adds (merged data and hint files, the next active data file) get
             # the read and write bits LOCATION grants, whatever the umask of cron (022): in a 2770
             # LOCATION shared by a group's workers they were 0644, and the other users' workers
