@@ -349,22 +349,32 @@ def give_to_store_owner(fd: int, directory: str) -> None:
     cannot write: they would fail with permission denied. Other users cannot give files away and
     need not: their files are the store's already, or the store is theirs. Best effort: where
     root may not chown (no CAP_CHOWN, an id unmapped in a user namespace), the file stays root's.
+    In a setgid directory (a store shared by a group) the file keeps the group the directory gave
+    it, as every writer's files get: the format file's may be an older one (the group was set after
+    the store was made).
     """
-    give_to_owner_of(fd, os.path.join(directory, FORMAT_FILE))
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    try:
+        shared = bool(os.stat(directory).st_mode & stat.S_ISGID)
+    except OSError:
+        return
+    give_to_owner_of(fd, os.path.join(directory, FORMAT_FILE), group=not shared)
 
 
-def give_to_owner_of(fd: int, path: str) -> None:
-    """Give the file at ``fd`` the owner and group of ``path`` if this process is root and the file
-    is root's (see :func:`give_to_store_owner`); nothing otherwise, or if either cannot be looked at
-    or changed. A file another user owns is left theirs: one of a group's users (of a store shared by
-    its group) made it, and only they might write it if it were given to the store's owner."""
+def give_to_owner_of(fd: int, path: str, *, group: bool = True) -> None:
+    """Give the file at ``fd`` the owner (and, if ``group``, the group) of ``path`` if this process
+    is root and the file is root's (see :func:`give_to_store_owner`); nothing otherwise, or if either
+    cannot be looked at or changed. A file another user owns is left theirs: one of a group's users
+    (of a store shared by its group) made it, and only they might write it if it were given away."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return
     try:
         owner = os.stat(path)
         mine = os.fstat(fd)
-        if mine.st_uid == 0 and (mine.st_uid, mine.st_gid) != (owner.st_uid, owner.st_gid):
-            os.fchown(fd, owner.st_uid, owner.st_gid)
+        wanted = (owner.st_uid, owner.st_gid if group else mine.st_gid)
+        if mine.st_uid == 0 and (mine.st_uid, mine.st_gid) != wanted:
+            os.fchown(fd, *wanted)
     except OSError:
         pass
 

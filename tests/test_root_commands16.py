@@ -141,3 +141,18 @@ def test_a_store_of_root_and_a_file_of_another_user_are_left_alone(base):
     assert _owners(path).pop(LOCK_FILE) == (NOBODY, NOBODY)
     assert set(_owners(path).values()) - {(NOBODY, NOBODY)} == {(0, 0)}
     assert stat.S_IMODE(os.stat(lock).st_mode) == 0o666
+
+
+def test_in_a_setgid_directory_roots_files_keep_the_directorys_group(base):
+    """A store whose group was set after it was made (chgrp, chmod g+s): the files root adds are the
+    owner's, in the directory's group as every writer's new files, not the format file's old group."""
+    path = _nobody_store(base)
+    group = 4242  # (any group id: root may give files to one without a name)
+    os.chown(path, NOBODY, group)
+    os.chmod(path, 0o2770)
+    with DB(path, max_file_size=4096) as db:
+        for i in range(100):
+            db.put(b"r%d" % i, b"y" * 100)
+    new = [n for n, owner in _owners(path).items() if owner != (NOBODY, NOBODY)]
+    assert len(new) > 3
+    assert {_owners(path)[n] for n in new} == {(NOBODY, group)}
