@@ -366,7 +366,11 @@ def give_to_owner_of(fd: int, path: str, *, group: bool = True) -> None:
     """Give the file at ``fd`` the owner (and, if ``group``, the group) of ``path`` if this process
     is root and the file is root's (see :func:`give_to_store_owner`); nothing otherwise, or if either
     cannot be looked at or changed. A file another user owns is left theirs: one of a group's users
-    (of a store shared by its group) made it, and only they might write it if it were given away."""
+    (of a store shared by its group) made it, and only they might write it if it were given away.
+
+    A file given away also gets the read and write bits ``path`` grants (see :func:`withheld_modes`),
+    whatever root's umask: root's cron runs under 022, which made the files it gave a store shared
+    by a group (0660) 0640, and the group's other users could not write them."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return
     try:
@@ -375,6 +379,7 @@ def give_to_owner_of(fd: int, path: str, *, group: bool = True) -> None:
         wanted = (owner.st_uid, owner.st_gid if group else mine.st_gid)
         if mine.st_uid == 0 and (mine.st_uid, mine.st_gid) != wanted:
             os.fchown(fd, *wanted)
+            os.fchmod(fd, withheld_modes(owner.st_mode)[0])
     except OSError:
         pass
 

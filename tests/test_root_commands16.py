@@ -156,3 +156,29 @@ def test_in_a_setgid_directory_roots_files_keep_the_directorys_group(base):
     new = [n for n, owner in _owners(path).items() if owner != (NOBODY, NOBODY)]
     assert len(new) > 3
     assert {_owners(path)[n] for n in new} == {(NOBODY, group)}
+
+
+def test_roots_files_in_a_store_shared_by_a_group_are_group_writable_whatever_roots_umask(base):
+    """Root's cron runs under umask 022: the files it gave a 2770 store of 0660 files were 0640, and
+    the group's other users could not write the next active data file."""
+    path = _nobody_dir(base)
+    os.chown(path, NOBODY, 4242)
+    os.chmod(path, 0o2770)
+
+    def make() -> None:
+        os.umask(0o007)
+        with DB(path) as db:
+            db.put(b"a", b"1")
+
+    run_as_nobody(make)
+    old = os.umask(0o022)
+    try:
+        assert _kvb("merge", path) == 0
+        with DB(path, max_file_size=4096) as db:
+            for i in range(100):
+                db.put(b"r%d" % i, b"y" * 100)
+    finally:
+        os.umask(old)
+    modes = {stat.S_IMODE(os.stat(os.path.join(path, n)).st_mode) for n in os.listdir(path)}
+    assert modes == {0o660}
+    assert set(_owners(path).values()) == {(NOBODY, 4242)}
