@@ -19,6 +19,7 @@ from kv_backend.files import (
     TMP_SUFFIX,
     DataFile,
     FileId,
+    create_for_store_owner,
     data_name,
     fsync_dir,
     fsync_file,
@@ -201,8 +202,9 @@ class _Opening(_Parts):
             # page if the directory allows, so that a writer opening later publishes
             # through it and this reader sees its writes; otherwise nobody can write
             # here, and a static snapshot is exact.
+            made = create_for_store_owner(path, 0o666, 4096)  # (root's, given to the owner: see there)
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+                fd = made if made is not None else os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:
                 pass
             except OSError:

@@ -384,6 +384,44 @@ def give_to_owner_of(fd: int, path: str, *, group: bool = True) -> None:
         pass
 
 
+def create_for_store_owner(path: str, mode: int, size: int = 0) -> int | None:
+    """Create the missing file ``path`` of a store that every process opens (``LOCK``, ``STATE``,
+    ``MERGE.lock``) already given to the store's owner, if root runs this: return its fd (read and
+    write), or None where the caller is to open or create it itself (not root, the file exists, or
+    the system cannot do it: no ``O_TMPFILE`` or ``/proc``).
+
+    Created by name and given away afterwards, the file would be root's for a moment, and a process
+    of the owner opening it then fails (permission denied): made unnamed, given away (and ``size``
+    bytes long), then linked into place, no other process ever sees it root's.
+    """
+    if not hasattr(os, "O_TMPFILE") or os.geteuid() != 0 or os.path.lexists(path):
+        return None
+    directory, name = os.path.split(path)
+    cloexec = getattr(os, "O_CLOEXEC", 0)
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | cloexec)
+    except OSError:
+        return None
+    fd = -1
+    try:
+        fd = os.open(".", os.O_TMPFILE | os.O_RDWR | cloexec, mode, dir_fd=dir_fd)
+        give_to_store_owner(fd, directory)
+        if size:
+            os.ftruncate(fd, size)
+        # (dst_dir_fd: Python then calls linkat with AT_SYMLINK_FOLLOW, which follows /proc's link to
+        # the unnamed file; link() would try to link the symbolic link itself, across file systems.)
+        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
+        # Opened again by its name: the unnamed file's descriptor goes on showing as a deleted file
+        # (in /proc/PID/fd, to lsof), as if the store's lock were a file that had been removed.
+        return os.open(name, os.O_RDWR | cloexec, dir_fd=dir_fd)
+    except OSError:  # another process made it meanwhile (the caller opens that one), no /proc...
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        os.close(dir_fd)
+
+
 def storage_error(exc: OSError, what: str) -> StorageError:
     """Wrap an OSError in the project's exception with a message that says what to do."""
     hint = ""

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Iterator
 
 from kv_backend.errors import DatabaseClosedError, KVError, StorageError, TransactionError
-from kv_backend.files import give_to_store_owner, new_file_mode, storage_error
+from kv_backend.files import create_for_store_owner, give_to_store_owner, new_file_mode, storage_error
 
 _flock = fcntl.flock
 _LOCK_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
@@ -90,6 +90,10 @@ class WriteLock:
             give_to_store_owner(self._fd, os.path.dirname(self.path))
 
     def _open(self) -> int:
+        # A missing LOCK file (any opener makes one: see below) is the store owner's from the start.
+        made = create_for_store_owner(self.path, 0o666)
+        if made is not None:
+            return made
         flags = (os.O_RDWR | os.O_CREAT) if self._create else os.O_RDONLY
         try:
             return os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o666)
@@ -275,6 +279,9 @@ class MergeLock:
     def _open(self) -> int:
         # A new lock file is no more open than the store's files (see new_file_mode).
         mode = new_file_mode(os.path.dirname(self.path))
+        made = create_for_store_owner(self.path, mode)
+        if made is not None:
+            return made
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), mode)
         except OSError as exc:  # too many open files (a merge is what a store of many files needs)

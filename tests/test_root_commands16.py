@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -182,3 +183,52 @@ def test_roots_files_in_a_store_shared_by_a_group_are_group_writable_whatever_ro
     modes = {stat.S_IMODE(os.stat(os.path.join(path, n)).st_mode) for n in os.listdir(path)}
     assert modes == {0o660}
     assert set(_owners(path).values()) == {(NOBODY, 4242)}
+
+
+def test_a_lock_file_root_makes_is_never_roots_to_the_owners_processes(base):
+    """Made by name and given away afterwards, a LOCK file a root reader made was root's (0644) for
+    some microseconds, and a process of the owner opening the store then failed (permission denied):
+    in 0.5 s of root's read-only opens, about 3000 of a worker's opens did. Now it is made given."""
+    path = _nobody_store(base)
+    lock = os.path.join(path, LOCK_FILE)
+    r, w = os.pipe()
+
+    def worker() -> int:
+        os.close(w)
+        denied = 0
+        while True:
+            try:
+                os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o666))
+            except PermissionError:
+                denied += 1
+            except FileNotFoundError:  # (made meanwhile by root, then unlinked: no matter)
+                pass
+            try:
+                if not os.read(r, 1):  # the test closed its end: done
+                    return denied
+            except BlockingIOError:  # (still open)
+                pass
+
+    os.set_blocking(r, False)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 101  # (an exception in the child)
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            code = min(worker(), 100)
+        finally:
+            os._exit(code)
+    os.close(r)
+    try:
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+            with DB(path, read_only=True) as db:
+                assert db.get(b"k3") == b"v273"
+    finally:
+        os.close(w)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # (the number of opens refused, up to 100)
