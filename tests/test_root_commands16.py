@@ -2,10 +2,10 @@
 
 Root may write every file, so they ran, and left the files they made root's: a merge's data and hint
 files and MERGE.lock, the next active data file of a put, the LOCK and STATE files that a read-only
-command (kvb get, keys, stats, check, backup) makes for a store that has none. The owner's processes
-then failed to open or write the store (permission denied). The engine now gives each file root
-makes in a store the owner and group of the store's format file; a new store root makes in a
-directory another user prepared is that user's."""
+command (kvb get, keys, stats, backup; kvb check makes none) makes for a store that has none. The
+owner's processes then failed to open or write the store (permission denied). The engine now gives
+each file root makes in a store the owner and group of the store's format file; a new store root
+makes in a directory another user prepared is that user's."""
 
 from __future__ import annotations
 
