@@ -232,3 +232,13 @@ def test_a_lock_file_root_makes_is_never_roots_to_the_owners_processes(base):
         os.close(w)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0  # (the number of opens refused, up to 100)
+
+
+def test_a_root_lock_file_left_by_an_earlier_run_is_given_back_at_roots_next_open(base):
+    path = _nobody_store(base)
+    lock = os.path.join(path, LOCK_FILE)
+    os.chown(lock, 0, 0)  # what a root command left before files were given away
+    os.chmod(lock, 0o644)
+    assert _kvb("get", path, "k3") == 0
+    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert _nobody_writes_and_merges(path, b"k3") == b"v273"
