@@ -278,6 +278,7 @@ class _Target:
             raise BackupError(f"cannot use {url}: {exc} ({advice})") from exc
         except Exception as exc:
             raise BackupError(f"cannot use {url}: {type(exc).__name__}: {exc}") from exc
+        self.fs, root = _unwrapped(self.fs, root, self.url)
         self.root = root.rstrip("/") if root not in ("", "/") else root
         protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
         self.local = "file" in protocols or "local" in protocols
@@ -609,6 +610,41 @@ def _file_url_with_authority(url: str) -> str:
         if last.startswith(scheme + "/") and not last.startswith(scheme + "//"):
             return head + sep + scheme + "//" + last[len(scheme) :]
     return url
+
+
+def _unwrapped(fs: Any, root: str, url: str) -> tuple[Any, str]:
+    """The filesystem that stores what ``fs`` writes at ``root``, and the path there, when that is the
+    local disk or this process's memory: ``simplecache::``, ``filecache::``, ``blockcache::`` and
+    ``dir::`` over ``file://`` write local files, which must get what a ``file://`` backup gets (no
+    permission the store withholds; no backup inside a store). Else ``fs`` and ``root`` as given."""
+    from fsspec.implementations.cached import CachingFileSystem
+    from fsspec.implementations.dirfs import DirFileSystem
+    from fsspec.implementations.local import LocalFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    inner, path = fs, root
+    while True:
+        if isinstance(inner, CachingFileSystem):
+            inner = inner.fs
+        elif isinstance(inner, DirFileSystem):
+            base = inner.path.rstrip("/")
+            if base and path.rstrip("/") == base:
+                # fsspec gives dir:: the URL's path both as its directory and as the path in it:
+                # dir::file:///X wrote under /X/X (as fsspec.open does with that URL).
+                doubled = f"{base}/{path.lstrip('/')}"
+                raise ConfigurationError(
+                    f"the backup URL {url!r} names its directory twice: fsspec roots its dir:: "
+                    f"filesystem at {base} and takes {path} again for the path in it, so the backups "
+                    f"would go to {doubled}; write {url.rpartition('::')[2]} (or {doubled} for backups "
+                    "made through this URL before)"
+                )
+            path = posixpath.join(base, path.lstrip("/")) if base else path
+            inner = inner.fs
+        else:
+            break
+    if isinstance(inner, (LocalFileSystem, MemoryFileSystem)):
+        return inner, path
+    return fs, root
 
 
 def _fsync_dir(path: str) -> None:
