@@ -62,10 +62,10 @@ class Command(BaseCommand):
             require_store(cache)
             mode = stat.S_IMODE(os.stat(cache.location).st_mode)
             # The copies hold what the store holds (sessions, private pages). On a local target
-            # backup_store itself gives the files and directories it creates no permission that
-            # LOCATION withholds, but not on a URL that reaches the local disk through another
-            # fsspec filesystem (simplecache::file://, dir::file://), whose files fsspec creates
-            # under the umask: hence the umask, which withholds the same. (In the store the backup
+            # (simplecache::file:// and dir:: over file:// too) backup_store itself gives the files
+            # and directories it creates no permission that LOCATION withholds; a filesystem that
+            # writes local files in a way it does not know of creates them under the umask: hence
+            # the umask, which withholds the same. (In the store the backup
             # creates at most a missing LOCK file, as any reader does; the stricter umask withholds
             # nothing from it that LOCATION grants, so whoever may write the store may lock it.)
             with (
