@@ -578,6 +578,17 @@ def _check_url_typos(url: str) -> None:
                     f"the backup URL {url!r} names no directory (it would mean the current one): "
                     f"write {prefix}/path/to/backups"
                 )
+            host = last[len(prefix) :].split("/", 1)[0] if prefix.endswith("//") else ""
+            if host and not host.startswith("~") and host not in (".", ".."):
+                # file://localhost/x is /x to RFC 8089 and urllib, file://backups/x a slash short of
+                # /backups/x: fsspec takes both for a directory under the current one (./localhost/x).
+                rest = last[len(prefix) :]
+                meant = "/" + (rest.partition("/")[2] if host.lower() == "localhost" else rest)
+                raise ConfigurationError(
+                    f"the backup URL {url!r} names the host {host!r}, which fsspec takes for a directory "
+                    f"under the current one (./{rest}): write {prefix}{meant} for {meant}, or ./{rest} "
+                    "for a directory under the current one"
+                )
             if _ESCAPE_RE.search(last):
                 # Path("/mnt/backup disk").as_uri() gives file:///mnt/backup%20disk, which fsspec
                 # takes for a new directory named "backup%20disk", often on another disk than meant.
