@@ -1191,7 +1191,7 @@ class _Api:
                 f'"storage_options" cannot contain {", ".join(map(repr, reserved))}: it holds fsspec '
                 'options only (give the destination and the backup name as "url" and "name")',
             )
-        if not _URL_SCHEME.match(url) and not os.path.isabs(url):
+        if _relative_local(url):
             # A relative path (or ~) is taken relative to the server's working directory, which the
             # client does not know (/ under systemd): the backup would land out of anyone's sight.
             raise HTTPAPIError(
@@ -1220,6 +1220,19 @@ class _Api:
 
 #: What starts a URL (``s3:``, ``file:``, ``simplecache::s3:``): anything else is a local path.
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+#: What starts a local file URL: the rest is its path (after ``//``, the path of ``file:///x``).
+_LOCAL_SCHEME = re.compile(r"(?i)(?:file|local):(?://)?")
+
+
+def _relative_local(url: str) -> bool:
+    """Whether ``url`` names a local directory by a relative path (``backups``, ``~/backups``), also
+    as a URL (``file:backups``, ``file://~/backups``) or through another filesystem
+    (``simplecache::backups``): fsspec takes it relative to the working directory of the process."""
+    storage = url.rpartition("::")[2]  # the filesystem that stores what the chain writes
+    scheme = _LOCAL_SCHEME.match(storage)
+    if scheme is None and _URL_SCHEME.match(storage):
+        return False  # s3://, memory://, ...
+    return not os.path.isabs(storage[scheme.end() :] if scheme else storage)
 
 
 def _check_params(query: Mapping[str, bytes], allowed: tuple[str, ...], what: str) -> None:
