@@ -624,14 +624,14 @@ def _file_url_with_authority(url: str) -> str:
 
 
 def _unwrapped(fs: Any, root: str, url: str) -> tuple[Any, str]:
-    """The filesystem that stores what ``fs`` writes at ``root``, and the path there, when that is the
-    local disk or this process's memory: ``simplecache::``, ``filecache::``, ``blockcache::`` and
-    ``dir::`` over ``file://`` write local files, which must get what a ``file://`` backup gets (no
-    permission the store withholds; no backup inside a store). Else ``fs`` and ``root`` as given."""
+    """The filesystem that stores what ``fs`` writes at ``root``, past the caches (``simplecache::``,
+    ``filecache::``, ``blockcache::``) and ``dir::``, and the path there: over ``file://`` they write
+    local files, which must get what a ``file://`` backup gets (no permission the store withholds; no
+    backup inside a store), over ``s3://`` objects, which must get what an ``s3://`` backup gets (no
+    bucket created; no empty path segment; conditional manifests). A backup reads each object once:
+    a cache saves it nothing."""
     from fsspec.implementations.cached import CachingFileSystem
     from fsspec.implementations.dirfs import DirFileSystem
-    from fsspec.implementations.local import LocalFileSystem
-    from fsspec.implementations.memory import MemoryFileSystem
 
     inner, path = fs, root
     while True:
@@ -652,10 +652,7 @@ def _unwrapped(fs: Any, root: str, url: str) -> tuple[Any, str]:
             path = posixpath.join(base, path.lstrip("/")) if base else path
             inner = inner.fs
         else:
-            break
-    if isinstance(inner, (LocalFileSystem, MemoryFileSystem)):
-        return inner, path
-    return fs, root
+            return inner, path
 
 
 def _fsync_dir(path: str) -> None:
