@@ -564,6 +564,13 @@ def _check_url_typos(url: str) -> None:
     and ``file://`` (no path) as the current directory: a backup meant for S3 or
     for a configured directory would land somewhere else, and report success.
     """
+    if "::" in url and not all(url.split("::")):
+        # "::file:///x", "simplecache::": fsspec took the empty part for a directory named ':'
+        # under the current one, where the backup went.
+        raise ConfigurationError(
+            f"the backup URL {url!r} has an empty part where '::' chains filesystems: write a "
+            "filesystem on each side of '::' (simplecache::s3://bucket/path), or the URL alone (file:///path)"
+        )
     last = url.rsplit("::", 1)[-1]  # the storage of a chained URL (simplecache::s3://...)
     m = _SCHEME_TYPO_RE.match(last)
     if m and m.group(1).lower() not in ("file", "local"):
