@@ -278,6 +278,7 @@ class _Target:
             raise BackupError(f"cannot use {url}: {exc} ({advice})") from exc
         except Exception as exc:
             raise BackupError(f"cannot use {url}: {type(exc).__name__}: {exc}") from exc
+        _check_chain(self.fs, url)
         self.fs, root = _unwrapped(self.fs, root, self.url)
         self.root = root.rstrip("/") if root not in ("", "/") else root
         protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
@@ -628,6 +629,21 @@ def _file_url_with_authority(url: str) -> str:
         if last.startswith(scheme + "/") and not last.startswith(scheme + "//"):
             return head + sep + scheme + "//" + last[len(scheme) :]
     return url
+
+
+def _check_chain(fs: Any, url: str) -> None:
+    """Refuse a chained URL whose first filesystem wraps none (``memory::file:///x``, ``file::s3://b``):
+    fsspec ignores what follows it, and ``kvb backup`` reported a backup complete in the memory of a
+    process that then exited, or in a local directory, not where the URL went on to name."""
+    from fsspec.implementations.local import LocalFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    if "::" in url and isinstance(fs, (LocalFileSystem, MemoryFileSystem)):
+        first, _, rest = url.partition("::")
+        raise ConfigurationError(
+            f"the backup URL {url!r} chains {first!r} in front of {rest!r}, which fsspec ignores: "
+            f"{first!r} wraps no other filesystem; write the URL of the storage alone ({rest})"
+        )
 
 
 def _unwrapped(fs: Any, root: str, url: str) -> tuple[Any, str]:
