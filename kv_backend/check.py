@@ -11,7 +11,7 @@ from kv_backend import record as rec
 from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
 from kv_backend.hint import usable as usable_hints
 from kv_backend.state import published_tail
-from kv_backend.unpublished import end_without_page, page_end, reader_of, tail_end, tail_files
+from kv_backend.unpublished import end_without_page, holds_nothing, page_end, reader_of, tail_end, tail_files
 
 
 @dataclass
@@ -40,6 +40,13 @@ class CheckReport:
     def ok(self) -> bool:
         """True if no record is damaged."""
         return not self.problems
+
+
+#: What a closed data file shorter than its header is (see :func:`~kv_backend.unpublished.holds_nothing`).
+LOST_FILE = (
+    "a closed data file shorter than its header: it lost the records it held, and which keys they held "
+    "cannot be known (copy the readable keys with `kvb salvage`, or restore the store from a backup)"
+)
 
 
 def check(path: str) -> CheckReport:
@@ -101,11 +108,7 @@ def _check(path: str) -> CheckReport:
         try:
             size = len(buf)
             report.files += 1
-            if (
-                (i >= newest or (i == rotated and published is None))
-                and fid[1] == 0
-                and size < rec.FILE_HEADER_SIZE
-            ):
+            if size < rec.FILE_HEADER_SIZE and holds_nothing(fids, i, newest, rotated, published):
                 # (Shorter than a header, the active file or a newer one, or without a page the one a
                 # rotation that died did not close: recovery removes it or gives it its header,
                 # whatever its bytes, and it holds no record. One the page names lost bytes, and its
@@ -116,11 +119,12 @@ def _check(path: str) -> CheckReport:
                     "(holds no record; the next writer removes it or completes it)"
                 )
                 continue
-            if size < rec.FILE_HEADER_SIZE or buf[:8] != rec.FILE_MAGIC:
+            if size < rec.FILE_HEADER_SIZE:
+                report.bytes += size
+                report.problems.append(Problem(fpath, 0, LOST_FILE))
+                continue
+            if buf[:8] != rec.FILE_MAGIC:
                 report.problems.append(Problem(fpath, 0, "missing or damaged file header"))
-                if size < rec.FILE_HEADER_SIZE:
-                    report.bytes += size
-                    continue
                 # (Its records are read all the same, as the engine reads them: each has its own CRC.)
             version = rec.foreign_version(buf[:12])
             if version is not None:
@@ -167,11 +171,12 @@ def snapshot_problems(
     """
     if tail and (size < rec.FILE_HEADER_SIZE or read(0, size) == rec.FILE_HEADER_BYTES):
         return []  # a rotation's new file, not finished: holds no record (see check)
+    if size < rec.FILE_HEADER_SIZE:
+        return [Problem(name, 0, LOST_FILE)]
     report = CheckReport()
-    if size < rec.FILE_HEADER_SIZE or read(0, 8) != rec.FILE_MAGIC:
+    if read(0, 8) != rec.FILE_MAGIC:
         report.problems.append(Problem(name, 0, "missing or damaged file header"))
-        if size < rec.FILE_HEADER_SIZE:
-            return report.problems  # (else its records are read all the same, as check reads them)
+        # (Its records are read all the same, as check reads them.)
     # (A restored copy has no STATE page: where a newest file's data ends is read from its bytes.)
     end = end_without_page(read, size, closing=closing) if tail else 0
     _check_records(_Reader(read, size), size, name, tail, report, published_end=end)

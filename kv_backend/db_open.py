@@ -35,7 +35,7 @@ from kv_backend.hint import load as load_hints
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock
 from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
-from kv_backend.unpublished import data_end, end_without_page, tail_end, tail_files
+from kv_backend.unpublished import data_end, end_without_page, holds_nothing, tail_end, tail_files
 
 if TYPE_CHECKING:
     import mmap
@@ -139,6 +139,19 @@ def _replay(
         if nxt is None:
             return end
         pos = nxt
+
+
+def _lost_file(path: str, corrupt: list[tuple[str, int]]) -> None:
+    """List and log a closed data file shorter than its header: it lost its records, as a damaged
+    region loses them (see :func:`~kv_backend.unpublished.holds_nothing`)."""
+    corrupt.append((path, 0))
+    _log.warning(
+        "%s: a closed data file shorter than its header: the records it held are lost, and which keys "
+        "they held cannot be known. `kvb check %s` lists the damage; restore the store from a backup, "
+        "or copy its readable keys with `kvb salvage`",
+        path,
+        os.path.dirname(path),
+    )
 
 
 def _replay_tail(
@@ -402,7 +415,8 @@ class _Opening(_Parts):
         sizes = {f.fid: f.size() for f in files}
         small = bool(files) and sizes[fids[-1]] <= rec.FILE_HEADER_SIZE
         head = os.pread(files[-1].fd, rec.FILE_HEADER_SIZE, 0) if small else None
-        rotated = tail_files(fids, head, (major, end) if published is not None else None)[1]
+        page = (major, end) if published is not None else None
+        newest, rotated = tail_files(fids, head, page)
         # The files whose records are all published up to ``limit`` below: with a page, the files
         # before the one it names and that one (to its published end); without one, all but the
         # newest file and, while that holds only its header, the one before it (whose ends a crash
@@ -420,6 +434,8 @@ class _Opening(_Parts):
         maps: list[mmap.mmap | bytes] = []
         for idx, f in enumerate(files):
             fidx[f.fid] = idx
+            if sizes[f.fid] < rec.FILE_HEADER_SIZE and not holds_nothing(fids, idx, newest, rotated, page):
+                _lost_file(f.path, corrupt)
             limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]
             hints = None
             if f.fid != active_fid:

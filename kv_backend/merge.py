@@ -220,6 +220,18 @@ def _merge_locked(db: DB, progress: Callable[[int, int], None] | None) -> MergeR
     return report
 
 
+def _refused(store: str, path: str, offset: int, why: str) -> CorruptionError:
+    """The error a merge refuses the damaged data file ``path`` of ``store`` with (``why``: what is
+    wrong at ``offset`` and what merging would lose)."""
+    return CorruptionError(
+        f"cannot merge {store}: {path} {why}; nothing was changed. `kvb check` lists the damage; restore "
+        "the store from a backup, or copy its readable keys into a new store with "
+        f"`kvb salvage {store} NEW_PATH`",
+        path,
+        offset,
+    )
+
+
 def _last_operations(
     db: DB,
     inputs: list[FileId],
@@ -236,6 +248,16 @@ def _last_operations(
     done = 0
     now = time.time()
     for i, (fid, size) in enumerate(zip(inputs, sizes, strict=True)):
+        if size < rec.FILE_HEADER_SIZE:
+            # A closed file that lost its records: merging it away would hide that they are lost.
+            path = os.path.join(db.path, data_name(fid))
+            raise _refused(
+                db.path,
+                path,
+                0,
+                "is a closed data file shorter than its header (it lost the records it held, and which "
+                "keys they held cannot be known), and merging would delete it",
+            )
         top = i << FILE_SHIFT
         hints = load_hints(os.path.join(db.path, hint_name(fid)), size)
         if hints is not None:
@@ -262,14 +284,12 @@ def _last_operations(
                 # A damaged length: the records after it cannot be found, so the merge
                 # could neither copy them nor know which older values they replaced.
                 path = os.path.join(db.path, data_name(fid))
-                raise CorruptionError(
-                    f"cannot merge {db.path}: {path} cannot be read past offset {reached} (a damaged "
-                    f"record header), and merging would delete the {size - reached} bytes after it; "
-                    "nothing was changed. `kvb check` lists the damage; restore the store from a "
-                    "backup, or copy its readable keys into a new store with `kvb salvage "
-                    f"{db.path} NEW_PATH`",
+                raise _refused(
+                    db.path,
                     path,
                     reached,
+                    f"cannot be read past offset {reached} (a damaged record header), and merging would "
+                    f"delete the {size - reached} bytes after it",
                 )
         done += size
         if progress is not None:

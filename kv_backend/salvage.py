@@ -43,7 +43,7 @@ from kv_backend.hint import Hints
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.state import published_tail
-from kv_backend.unpublished import page_end, reader_of, tail_end, tail_files
+from kv_backend.unpublished import holds_nothing, page_end, reader_of, tail_end, tail_files
 
 _BATCH_SIZE = 1000
 DAMAGED = -1
@@ -177,6 +177,12 @@ def salvage(
             # nothing, and the one before it is still the active file.
             report.notes.append(f"{paths[-1]}: a data file without its header (an interrupted rotation)")
         for i, buf in enumerate(maps[: last + 1]):
+            if len(buf) < rec.FILE_HEADER_SIZE and holds_nothing(fids, i, last, rotated, published):
+                # (The active file cut inside its header, or without a page the file a rotation that
+                # died did not close: recovery gives it its header again, and it holds nothing.)
+                report.notes.append(f"{paths[i]}: a data file without its header (holds no record)")
+                done += len(buf)
+                continue
             # Before the active file's published end, a damaged record is damage (readers raise
             # CorruptionError for it), not the unfinished last write it can look like.
             end = 0

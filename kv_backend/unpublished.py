@@ -61,6 +61,18 @@ def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int
     return newest, rotated
 
 
+def holds_nothing(
+    fids: list[FileId], i: int, newest: int, rotated: int, published: tuple[int, int] | None
+) -> bool:
+    """Whether the data file ``fids[i]``, shorter than a file header, holds nothing whatever its bytes
+    (``newest`` and ``rotated`` from :func:`tail_files`): the active file or a newer one (a rotation
+    that died before the header was whole, or the active file cut inside it: its end read from its
+    bytes), and without a ``published`` end the file a rotation that died did not close. Recovery
+    removes it or gives it its header. Any other such file was closed whole: it lost its records,
+    which keys they held cannot be known, and every reader reports it (docs/file-format.md)."""
+    return fids[i][1] == 0 and (i >= newest or (i == rotated and published is None))
+
+
 def page_end(published: tuple[int, int] | None, fid: FileId) -> int | None:
     """The published end the ``published`` tail (``(major, end)`` of a STATE page, or None) gives the
     data file ``fid``: only the file it names has one (for :func:`tail_end`)."""
