@@ -123,7 +123,7 @@ def _check(path: str) -> CheckReport:
                 report.bytes += size
                 report.problems.append(Problem(fpath, 0, LOST_FILE))
                 continue
-            if buf[:8] != rec.FILE_MAGIC:
+            if rec.damaged_file_header(buf[:12]):
                 report.problems.append(Problem(fpath, 0, "missing or damaged file header"))
                 # (Its records are read all the same, as the engine reads them: each has its own CRC.)
             version = rec.foreign_version(buf[:12])
@@ -174,7 +174,7 @@ def snapshot_problems(
     if size < rec.FILE_HEADER_SIZE:
         return [Problem(name, 0, LOST_FILE)]
     report = CheckReport()
-    if read(0, 8) != rec.FILE_MAGIC:
+    if rec.damaged_file_header(read(0, 12)):
         report.problems.append(Problem(name, 0, "missing or damaged file header"))
         # (Its records are read all the same, as check reads them.)
     # (A restored copy has no STATE page: where a newest file's data ends is read from its bytes.)

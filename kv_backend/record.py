@@ -58,10 +58,18 @@ COUNT = struct.Struct("<I")
 _pack_body = BODY_HEADER.pack
 
 
+def damaged_file_header(head: bytes | memoryview | mmap.mmap) -> bool:
+    """Whether a data file's first 12 bytes (of a file at least a header long) are a damaged header:
+    the magic is not whole, or the version field reads 0, which no version writes (a zeroed block,
+    not another format version). The file's records are read all the same: each has its own CRC."""
+    return bytes(head[:8]) != FILE_MAGIC or int.from_bytes(head[8:12], "little") == 0
+
+
 def foreign_version(head: bytes | memoryview | mmap.mmap) -> int | None:
-    """The format version a data file's first 12 bytes name when its magic is whole and the version
-    is not this one's (a store this version refuses, docs/file-format.md), else None."""
-    if len(head) < 12 or head[:8] != FILE_MAGIC:
+    """The format version a data file's first 12 bytes name when the header is not damaged
+    (:func:`damaged_file_header`) and the version is not this one's (a store this version refuses,
+    docs/file-format.md), else None."""
+    if len(head) < 12 or damaged_file_header(head):
         return None
     version = int.from_bytes(head[8:12], "little")
     return None if version == FILE_VERSION else version

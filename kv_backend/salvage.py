@@ -348,7 +348,8 @@ def _replay(
     record is damaged; a delete removes the key) and ``exp``. In a ``tail`` file, what follows
     ``published_end`` may be an unfinished write; before it, damage is damage."""
     end = len(buf)
-    if end < rec.FILE_HEADER_SIZE or buf[:8] != rec.FILE_MAGIC or rec.foreign_version(buf[:12]) is not None:
+    head = bytes(buf[:12])
+    if end < rec.FILE_HEADER_SIZE or rec.damaged_file_header(head) or rec.foreign_version(head) is not None:
         # (Another version's records rarely check out as this one's: read as damage where they do not.)
         report.regions.append(DamagedRegion(path, 0, min(end, rec.FILE_HEADER_SIZE)))
     pos = rec.FILE_HEADER_SIZE

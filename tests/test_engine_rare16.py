@@ -12,7 +12,7 @@ import os
 import pytest
 import test_format_reader11 as reader
 from helpers import data_files
-from test_engine_review13 import _salvaged_matches_db
+from test_engine_review13 import _patch, _salvaged_matches_db
 
 from kv_backend import DB, BackupError, CorruptionError
 from kv_backend import record as rec
@@ -109,3 +109,28 @@ def test_without_a_page_a_file_before_a_part_header_file_both_cut_inside_their_h
     reader.assert_same(store_path)
     assert _view(store_path, read_only=False) == want
     assert check(store_path).ok and not check(store_path).notes
+
+
+@pytest.mark.parametrize("which", ["closed", "active"])
+def test_a_version_field_of_0_is_a_damaged_header_not_another_version(store_path, tmp_path, which):
+    """A data file whose version field reads 0 (a zeroed block: no version writes 0) made the store
+    refuse to open as one of another format version. It is a damaged header, as a damaged magic is:
+    every reader reads its records (each has its own CRC) and reports the header."""
+    _several_files(store_path)
+    with DB(store_path, read_only=True) as db:
+        want = dict(db.items())
+    damaged = data_files(store_path)[0 if which == "closed" else -1]
+    _patch(damaged, 8, bytes(4))
+    assert _view(store_path, read_only=True) == (want, 0)
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(damaged, 0)]
+    report = salvage(store_path, str(tmp_path / "copy"))
+    assert [(r.path, r.offset) for r in report.regions] == [(damaged, 0)]
+    with DB(str(tmp_path / "copy"), read_only=True) as db:
+        assert dict(db.items()) == want
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
+    reader.assert_same(store_path)
+    with DB(store_path) as db:
+        assert dict(db.items()) == want
+        db.put(b"after", b"open")
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(damaged, 0)]

@@ -264,8 +264,9 @@ def read_store(path: str, now: float | None = None, use_hints: bool = True) -> d
             buf = f.read()
         if len(buf) < 16:
             continue  # holds nothing
-        # Another version is refused; a damaged magic is not (the records carry their own CRCs).
-        assert buf[:8] != b"KVBDATA\0" or struct.unpack_from("<I", buf, 8)[0] == 1, name
+        # Another version is refused; a damaged magic is not (the records carry their own CRCs), nor
+        # is a version field of 0, which no version writes (damage too).
+        assert buf[:8] != b"KVBDATA\0" or struct.unpack_from("<I", buf, 8)[0] in (0, 1), name
         newest = os.path.getsize(os.path.join(path, f"{ids[-1][0]:010d}-{ids[-1][1]:03d}.data"))
         before_active = i == len(ids) - 2 and fid[1] == 0 and ids[-1][1] == 0 and newest <= 16
         # (with a page, a newest file shorter than a header holds nothing: the one before is active)
