@@ -11,7 +11,15 @@ from kv_backend import record as rec
 from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
 from kv_backend.hint import usable as usable_hints
 from kv_backend.state import published_tail
-from kv_backend.unpublished import end_without_page, holds_nothing, page_end, reader_of, tail_end, tail_files
+from kv_backend.unpublished import (
+    data_end,
+    end_without_page,
+    holds_nothing,
+    page_end,
+    reader_of,
+    tail_end,
+    tail_files,
+)
 
 
 @dataclass
@@ -276,8 +284,29 @@ def _check_unpublished(buf: bytes | _DataFile, pos: int, size: int, fpath: str, 
         report.records += len(res.entries)
         end, why = base + res.end, res.stop_reason
     data = rec.zeros_start(read, end, size)  # (the zeros a writer reserved after it are no data)
-    if data > end:
-        _note_unfinished(report, fpath, end, f"{why}; {data - end} bytes after it cannot be read")
+    if data <= end:
+        return
+    kept = data_end(read, end, size)  # (what a reading without a page would keep after it)
+    if kept > end:
+        # Records that check out follow it: a killed writer leaves no such thing (nothing it wrote
+        # follows its unfinished last write), so the page lags records written after its end.
+        report.problems.append(Problem(fpath, end, _lagging_page(why, kept)))
+        return
+    _note_unfinished(report, fpath, end, f"{why}; {data - end} bytes after it cannot be read")
+
+
+def _lagging_page(why: str | None, kept: int) -> str:
+    """What :func:`check` reports for a record past the published end that records which check out
+    follow, up to ``kept``: the next writer cuts them (file-format.md, "The end of the active file")."""
+    return (
+        f"{why} past the end the STATE page publishes, with records that check out after it (up to "
+        f"@ {kept}), which a killed writer cannot leave: the page lags records written after its end (it "
+        "reaches the disk later than they do, so a power failure can keep them and not it; under "
+        "sync='always' they may have been acknowledged). The next writer to open the store cuts them off "
+        "with this record, as tail recovery does past the published end; to keep them, remove the STATE "
+        "file while no process has the store open: without a page, recovery keeps them, and this record "
+        "is damage"
+    )
 
 
 def _note_unfinished(report: CheckReport, fpath: str, at: int, what: str) -> None:
