@@ -127,26 +127,10 @@ def _check(path: str) -> CheckReport:
                     "(holds no record; the next writer removes it or completes it)"
                 )
                 continue
-            if size < rec.FILE_HEADER_SIZE:
+            problems, records = _header_problems(buf[:12], size, fpath)
+            report.problems += problems
+            if not records:
                 report.bytes += size
-                report.problems.append(Problem(fpath, 0, LOST_FILE))
-                continue
-            if rec.damaged_file_header(buf[:12]):
-                report.problems.append(Problem(fpath, 0, "missing or damaged file header"))
-                # (Its records are read all the same, as the engine reads them: each has its own CRC.)
-            version = rec.foreign_version(buf[:12])
-            if version is not None:
-                # The engine refuses the store for it: its records may mean something else.
-                report.bytes += size
-                report.problems.append(
-                    Problem(
-                        fpath,
-                        8,
-                        f"the file header names format version {version}, not {rec.FILE_VERSION} (written by "
-                        "another kv_backend version, or damaged): the store does not open; its records are "
-                        "not checked",
-                    )
-                )
                 continue
             # (A tail file is one where an unfinished write may end the file.)
             tail = i in (newest, rotated)
@@ -179,16 +163,34 @@ def snapshot_problems(
     """
     if tail and (size < rec.FILE_HEADER_SIZE or read(0, size) == rec.FILE_HEADER_BYTES):
         return []  # a rotation's new file, not finished: holds no record (see check)
-    if size < rec.FILE_HEADER_SIZE:
-        return [Problem(name, 0, LOST_FILE)]
     report = CheckReport()
-    if rec.damaged_file_header(read(0, 12)):
-        report.problems.append(Problem(name, 0, "missing or damaged file header"))
-        # (Its records are read all the same, as check reads them.)
+    report.problems, records = _header_problems(read(0, 12), size, name)
+    if not records:
+        return report.problems
     # (A restored copy has no STATE page: where a newest file's data ends is read from its bytes.)
     end = end_without_page(read, size, closing=closing) if tail else 0
     _check_records(_Reader(read, size), size, name, tail, report, published_end=end)
     return report.problems
+
+
+def _header_problems(head: bytes, size: int, path: str) -> tuple[list[Problem], bool]:
+    """What is wrong with the header of a data file of ``size`` bytes (at least a header's unless it is
+    a closed file that lost its records) whose first 12 bytes are ``head``, and whether its records are
+    to be checked: they are after a damaged header (the engine reads them: each has its own CRC), not
+    after one naming another format version (the engine refuses the store: they may mean something
+    else)."""
+    if size < rec.FILE_HEADER_SIZE:
+        return [Problem(path, 0, LOST_FILE)], False
+    if rec.damaged_file_header(head):
+        return [Problem(path, 0, "missing or damaged file header")], True
+    version = rec.foreign_version(head)
+    if version is None:
+        return [], True
+    what = (
+        f"the file header names format version {version}, not {rec.FILE_VERSION} (written by another "
+        "kv_backend version, or damaged): the store does not open; its records are not checked"
+    )
+    return [Problem(path, 8, what)], False
 
 
 #: Bytes of a data file scanned at a time: what :func:`check` holds in memory, whatever the file's

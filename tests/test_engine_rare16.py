@@ -188,3 +188,19 @@ def test_kvb_check_still_notes_a_torn_last_write_past_the_page(store_path):
     assert report.ok and len(report.notes) == 1 and "unfinished write" in report.notes[0]
     assert _view(store_path, read_only=False) == ({b"a": b"1", b"f": b"first"}, 0)
     assert check(store_path).ok and not check(store_path).notes
+
+
+def test_a_backup_counts_a_header_naming_another_version_as_check_does(store_path, tmp_path):
+    """A closed data file whose version field came to name another format version while a process
+    had the store open: kvb check reports the header (the store no longer opens), and a restore of a
+    backup refuses it, but the backup counted no damage (its scan checked the magic alone)."""
+    url = f"file://{tmp_path / 'backups'}"
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(40):
+            db.put(b"k%02d" % i, b"v" * 100)
+        closed = data_files(store_path)[0]
+        _patch(closed, 8, (3).to_bytes(4, "little"))
+        assert [(p.path, p.offset) for p in check(store_path).problems] == [(closed, 8)]
+        assert db.backup(url).damaged_records == 1
+    with pytest.raises(BackupError, match="format version 3"):
+        restore(url, str(tmp_path / "restored"))
