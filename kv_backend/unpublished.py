@@ -41,18 +41,19 @@ def rotation_unpublished(fids: list[FileId], published: tuple[int, int] | None) 
 
 def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int] | None) -> tuple[int, int]:
     """Which of the data files ``fids`` may end in an unfinished write: ``(newest, rotated)``, the index
-    of the active file (the newest, or the one before it when the newest holds part of a header: a
-    rotation died before the header was whole), and that of the file a rotation that died may have
-    left unclosed before a newest file holding its header alone (see :func:`rotation_unpublished`),
-    or part of it without a ``published`` end, -1 if none. ``head`` holds the first bytes of the
-    newest file if it holds at most a file header, else None. Past the ``published`` end (where the
-    page gives one) they may; all the other files were closed before anything after them was
-    published, damage at their end included."""
+    of the active file (the newest, or the one before it when the newest holds part of a header and
+    the page does not name it: a rotation died before the header was whole), and that of the file a
+    rotation that died may have left unclosed before a newest file holding its header alone (see
+    :func:`rotation_unpublished`), or part of it without a ``published`` end, -1 if none. ``head``
+    holds the first bytes of the newest file if it holds at most a file header, else None. Past the
+    ``published`` end (where the page gives one) they may; all the other files were closed before
+    anything after them was published, damage at their end included."""
     newest, rotated = len(fids) - 1, -1
     # By its size alone, as tail recovery goes: a file of at most a header holds no record, whatever
-    # its bytes (a damaged header is reported as such).
+    # its bytes (a damaged header is reported as such). One shorter than a header that the page
+    # names is the active file cut inside its header: the file before it was closed.
     if fids and fids[-1][1] == 0 and head is not None:
-        if len(head) < rec.FILE_HEADER_SIZE:
+        if len(head) < rec.FILE_HEADER_SIZE and (published is None or published[0] != fids[-1][0]):
             newest -= 1
             if published is None and newest >= 0 and fids[newest][1] == 0:
                 rotated = newest  # (without a page, recovery closes it before completing the new file)

@@ -12,7 +12,8 @@ import os
 import pytest
 import test_format_reader11 as reader
 from helpers import data_files
-from test_engine_review13 import _patch, _salvaged_matches_db
+from test_engine_review13 import _offsets, _patch, _salvaged_matches_db
+from test_rotation_damage15 import _reader_view, _view
 
 from kv_backend import DB, BackupError, CorruptionError
 from kv_backend import record as rec
@@ -27,17 +28,6 @@ def _several_files(store: str) -> None:
     with DB(store, max_file_size=4096) as db:
         for i in range(40):
             db.put(b"k%02d" % i, b"v%02d" % i * 60)
-
-
-def _view(store: str, *, read_only: bool) -> tuple[dict, int]:
-    out: dict = {}
-    with DB(store, read_only=read_only) as db:
-        for key in sorted(db.keys()):
-            try:
-                out[key] = db.get(key)
-            except CorruptionError:
-                out[key] = "damaged"
-        return out, db.stats()["corrupt_records"]
 
 
 @pytest.mark.parametrize("which", ["named before a dead rotation", "older"])
@@ -204,3 +194,32 @@ def test_a_backup_counts_a_header_naming_another_version_as_check_does(store_pat
         assert db.backup(url).damaged_records == 1
     with pytest.raises(BackupError, match="format version 3"):
         restore(url, str(tmp_path / "restored"))
+
+
+def test_the_file_before_an_active_file_cut_inside_its_header_is_closed_for_every_reader(
+    store_path, tmp_path
+):
+    """The STATE page names the active file, cut inside its header (it lost bytes: its end is read from
+    them, nothing there), and the last record of the file before it is damaged. Recovery and replay
+    take that file for closed (damage at its end is damage: its key raises CorruptionError), but kvb
+    check, salvage and the format reader took it for the active file (the newest shorter than a header
+    made them step back, as after a rotation that died), so that the damage was an unfinished write,
+    a note, and the key read its older value."""
+    from test_engine_agree15 import _flip_last_record
+
+    _several_files(store_path)
+    *_, before, active = data_files(store_path)
+    at = _flip_last_record(before)
+    key = {v: k for k, v in _offsets(before).items()}[at]
+    os.truncate(active, 5)
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(before, at)]
+    view, corrupt = _view(store_path, read_only=True)
+    assert view[key] == "damaged" and corrupt == 1
+    assert _reader_view(store_path) == view
+    report = salvage(store_path, str(tmp_path / "copy"))
+    assert key in report.damaged_keys
+    _salvaged_matches_db(store_path, str(tmp_path / "copy2"))
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
+    assert _view(store_path, read_only=False) == (view, 1)
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(before, at)]

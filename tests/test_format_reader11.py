@@ -269,8 +269,11 @@ def read_store(path: str, now: float | None = None, use_hints: bool = True) -> d
         assert buf[:8] != b"KVBDATA\0" or struct.unpack_from("<I", buf, 8)[0] in (0, 1), name
         newest = os.path.getsize(os.path.join(path, f"{ids[-1][0]:010d}-{ids[-1][1]:03d}.data"))
         before_active = i == len(ids) - 2 and fid[1] == 0 and ids[-1][1] == 0 and newest <= 16
-        # (with a page, a newest file shorter than a header holds nothing: the one before is active)
-        active = (i == len(ids) - 1 and fid[1] == 0) or (before_active and page is not None and newest < 16)
+        # (a newest file shorter than a header holds nothing: where the page names the one before, that
+        # one is active)
+        active = (i == len(ids) - 1 and fid[1] == 0) or (
+            before_active and page is not None and newest < 16 and page[0] == fid[0]
+        )
         before_active = before_active and not active
         named = page is not None and page[0] == fid[0] and fid[1] == 0 and len(buf) >= page[1]
         limit = len(buf)
