@@ -223,3 +223,21 @@ def test_the_file_before_an_active_file_cut_inside_its_header_is_closed_for_ever
         assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
     assert _view(store_path, read_only=False) == (view, 1)
     assert [(p.path, p.offset) for p in check(store_path).problems] == [(before, at)]
+
+
+def test_salvage_reads_a_commit_without_its_batch_in_published_data_as_replay_does(store_path, tmp_path):
+    """Without a STATE page, a COMMIT of count 2 outside any batch with a record after it: the data goes
+    on past it (a record that checks out follows), and in published data such a COMMIT does nothing
+    (rule 2: records it closed that are gone were damaged, and count where they lie). Replay and kvb
+    check found nothing wrong; salvage counted the COMMIT as a skipped record, so its copy was not
+    clean."""
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+    _past_the_page(store_path, rec.encode_commit(2) + rec.encode(rec.PUT, b"b", b"2"))
+    os.unlink(os.path.join(store_path, "STATE"))
+    assert check(store_path).ok
+    assert _view(store_path, read_only=True) == ({b"a": b"1", b"b": b"2"}, 0)
+    report = salvage(store_path, str(tmp_path / "copy"))
+    assert report.clean, str(report)
+    _salvaged_matches_db(store_path, str(tmp_path / "copy2"))
+    reader.assert_same(store_path)
