@@ -83,7 +83,9 @@ class SalvageReport:
     keys_copied: int = 0
     records_read: int = 0
     records_skipped: int = 0
-    """Records not applied: damaged (CRC mismatch) or in a batch that cannot be shown to have committed.
+    """Records not applied: damaged (CRC mismatch) or in a batch that cannot be shown to have committed
+    (one still open at the end of a closed file; not one a record without the batch flag interrupts,
+    which the format ignores as a whole, as replay and kvb check do).
 
     Not counted (a note instead): the write a crash cut short at the end of the active file, a torn
     last record or a batch or transaction whose COMMIT never came, which replay ignores too."""
@@ -361,9 +363,11 @@ def _replay(
         for key, loc, expiry in items:
             _index(newest, exp, key, loc, expiry)
 
-    def drop_pending(unfinished: bool = False) -> None:
+    def drop_pending(unfinished: bool = False, *, interrupted: bool = False) -> None:
         """Drop the open batch; ``unfinished``: it ends the active file, a write a crash cut short
-        (a batch or transaction whose COMMIT never came), which replay ignores too: no damage."""
+        (a batch or transaction whose COMMIT never came), which replay ignores too: no damage;
+        ``interrupted``: a record without the batch flag follows it, and the format ignores it as a
+        whole, as replay and kvb check do (its damaged records count as damage all the same)."""
         nonlocal pending
         if pending is not None:
             if unfinished:
@@ -371,7 +375,7 @@ def _replay(
                     f"{path} @ {pending_at}: {len(pending)} record(s) of a batch whose COMMIT never "
                     "reached the file (a batch or transaction cut by a crash; skipped, as replay does)"
                 )
-            else:
+            elif not interrupted:
                 report.records_skipped += len(pending)
             # A damaged record's batch flag cannot be trusted: its key may have been written alone.
             apply([item for item in pending if item[1] == DAMAGED])
@@ -496,7 +500,7 @@ def _replay(
                 pending, pending_at = [], pos
             pending.append(item)
         else:
-            drop_pending()
+            drop_pending(interrupted=True)
             apply([item])
         pos += size
     drop_pending(unfinished=tail)

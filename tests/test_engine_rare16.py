@@ -241,3 +241,21 @@ def test_salvage_reads_a_commit_without_its_batch_in_published_data_as_replay_do
     assert report.clean, str(report)
     _salvaged_matches_db(store_path, str(tmp_path / "copy2"))
     reader.assert_same(store_path)
+
+
+def test_salvage_ignores_a_batch_a_plain_record_interrupts_as_replay_does(store_path, tmp_path):
+    """Without a STATE page, two batch records without their COMMIT, then a plain record: the data goes
+    on to that record, and the format ignores a batch a record without the batch flag interrupts, as
+    a whole. Replay and kvb check did; salvage counted its two records as skipped, so that its copy
+    of a store kvb check finds sound was not clean."""
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+    batch = b"".join(rec.encode(rec.PUT, b"w%d" % i, b"z", flags=rec.FLAG_BATCH) for i in range(2))
+    _past_the_page(store_path, batch + rec.encode(rec.PUT, b"b", b"2"))
+    os.unlink(os.path.join(store_path, "STATE"))
+    assert check(store_path).ok
+    assert _view(store_path, read_only=True) == ({b"a": b"1", b"b": b"2"}, 0)
+    report = salvage(store_path, str(tmp_path / "copy"))
+    assert report.clean, str(report)
+    _salvaged_matches_db(store_path, str(tmp_path / "copy2"))
+    reader.assert_same(store_path)
