@@ -190,6 +190,11 @@ def salvage(
             end = 0
             if i in (last, rotated) and len(buf) >= rec.FILE_HEADER_SIZE:
                 end = tail_end(reader_of(buf), len(buf), page_end(published, fids[i]), closing=i == rotated)
+            head = bytes(buf[:12])
+            if len(buf) < rec.FILE_HEADER_SIZE or rec.damaged_file_header(head) or rec.foreign_version(head):
+                # (Read all the same, through its hint file too. Another version's records rarely check
+                # out as this one's: read as damage where they do not.)
+                report.regions.append(DamagedRegion(paths[i], 0, min(len(buf), rec.FILE_HEADER_SIZE)))
             hints = None
             if i not in (last, rotated):
                 hints = load_hints(os.path.join(src, hint_name(fids[i])), len(buf))
@@ -350,10 +355,6 @@ def _replay(
     record is damaged; a delete removes the key) and ``exp``. In a ``tail`` file, what follows
     ``published_end`` may be an unfinished write; before it, damage is damage."""
     end = len(buf)
-    head = bytes(buf[:12])
-    if end < rec.FILE_HEADER_SIZE or rec.damaged_file_header(head) or rec.foreign_version(head) is not None:
-        # (Another version's records rarely check out as this one's: read as damage where they do not.)
-        report.regions.append(DamagedRegion(path, 0, min(end, rec.FILE_HEADER_SIZE)))
     pos = rec.FILE_HEADER_SIZE
     # The open batch: its records (key, location, None for a delete or DAMAGED; expiry), or None.
     pending: list[Item] | None = None

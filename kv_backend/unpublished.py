@@ -51,11 +51,16 @@ def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int
     newest, rotated = len(fids) - 1, -1
     # By its size alone, as tail recovery goes: a file of at most a header holds no record, whatever
     # its bytes (a damaged header is reported as such). One shorter than a header that the page
-    # names is the active file cut inside its header: the file before it was closed.
+    # names is the active file cut inside its header, and one after a merge output the active file
+    # recovery was creating after a merge: the file before it was closed either way.
     if fids and fids[-1][1] == 0 and head is not None:
-        if len(head) < rec.FILE_HEADER_SIZE and (published is None or published[0] != fids[-1][0]):
+        if (
+            len(head) < rec.FILE_HEADER_SIZE
+            and (published is None or published[0] != fids[-1][0])
+            and (len(fids) < 2 or fids[-2][1] == 0)
+        ):
             newest -= 1
-            if published is None and newest >= 0 and fids[newest][1] == 0:
+            if published is None and newest >= 0:
                 rotated = newest  # (without a page, recovery closes it before completing the new file)
         elif rotation_unpublished(fids, published):
             rotated = newest - 1
