@@ -425,7 +425,9 @@ class _Opening(_Parts):
             whole = {fid for fid in fids if fid <= active_fid}
         else:
             rotating = len(fids) > 1 and fids[-1][1] == 0 and fids[-2][1] == 0
-            open_ends = fids[-2:] if rotating and sizes[fids[-1]] <= rec.FILE_HEADER_SIZE else fids[-1:]
+            # (A merge output is never active: with one newest, every file is closed.)
+            newest_active = [fid for fid in fids[-1:] if fid[1] == 0]
+            open_ends = fids[-2:] if rotating and sizes[fids[-1]] <= rec.FILE_HEADER_SIZE else newest_active
             whole = set(fids) - set(open_ends)
         ix = KeyDir()
         fidx: dict[FileId, int] = {}

@@ -47,13 +47,17 @@ def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int
     :func:`rotation_unpublished`), or part of it without a ``published`` end, -1 if none. ``head``
     holds the first bytes of the newest file if it holds at most a file header, else None. Past the
     ``published`` end (where the page gives one) they may; all the other files were closed before
-    anything after them was published, damage at their end included."""
+    anything after them was published, damage at their end included. Where the newest file is a merge
+    output, no file is active: ``(len(fids), -1)``."""
+    if fids and fids[-1][1] != 0:
+        # (Every file is closed: tail recovery creates the active file.)
+        return len(fids), -1
     newest, rotated = len(fids) - 1, -1
     # By its size alone, as tail recovery goes: a file of at most a header holds no record, whatever
     # its bytes (a damaged header is reported as such). One shorter than a header that the page
     # names is the active file cut inside its header, and one after a merge output the active file
     # recovery was creating after a merge: the file before it was closed either way.
-    if fids and fids[-1][1] == 0 and head is not None:
+    if fids and head is not None:
         if (
             len(head) < rec.FILE_HEADER_SIZE
             and (published is None or published[0] != fids[-1][0])

@@ -320,3 +320,28 @@ def test_a_merge_output_before_a_part_header_file_is_closed_for_every_reader(sto
     with DB(store_path, read_only=True) as db:
         assert db.stats()["corrupt_records"] == 1
         assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
+
+
+def test_a_newest_merge_output_is_closed_for_every_reader(store_path, tmp_path):
+    """Without a STATE page, a merge output that is the newest data file (no active file yet: every
+    file is closed, and tail recovery creates the active file) whose last record is cut: damage for
+    recovery, and for the format reader, but read-only replay, kvb check, salvage and a backup took
+    the merge output for the active file, its cut record for an unfinished write (a note; its key
+    read an older value) until a writer had opened the store."""
+    merged = _merged_store(store_path, after=False)
+    for p in data_files(store_path):
+        if p != merged:
+            os.unlink(p)
+    os.unlink(os.path.join(store_path, "STATE"))
+    os.unlink(merged[: -len(".data")] + ".hint")
+    os.truncate(merged, os.path.getsize(merged) - 7)
+    (problem,) = check(store_path).problems
+    assert problem.path == merged and not check(store_path).notes
+    view, corrupt = _view(store_path, read_only=True)
+    assert corrupt == 1 and _reader_view(store_path) == view
+    report = salvage(store_path, str(tmp_path / "copy"))
+    assert [(r.path, r.offset) for r in report.regions] == [(merged, problem.offset)]
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
+    assert _view(store_path, read_only=False) == (view, 1)
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(merged, problem.offset)]
