@@ -18,6 +18,7 @@ from kv_backend.errors import StorageError
 from kv_backend.files import (
     LOCK_FILE,
     STATE_FILE,
+    FileId,
     data_name,
     foreign_version_error,
     hint_name,
@@ -77,6 +78,7 @@ def take_snapshot(
             active_major, active_end = unpack_tail(published[0]) if published else (-1, -1)
             fids = list_data_files(path)
             data: list[SnapshotFile] = []
+            data_fids: list[FileId] = []  # (the ids of ``data``)
             named: SnapshotFile | None = None  # the data file the page names
             for fid in fids:
                 name = data_name(fid)
@@ -90,6 +92,7 @@ def take_snapshot(
                     continue
                 out.append(SnapshotFile(name, fd, length))
                 data.append(out[-1])
+                data_fids.append(fid)
                 if after:
                     # The header of a rotation that died before publishing it (recovery adopts
                     # it): copied, so that the file before it reads as closed, as it does here,
@@ -110,11 +113,16 @@ def take_snapshot(
                 out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
             if named is not None and data[-1] is not named:
                 named.tail = False
-            if published is None and data:
-                # No published end (a store no writer opened since it was copied, open read-only):
-                # the files whose end may be an unfinished write are those kvb check allows.
+            if named is None and data:
+                # No published end (a store no writer opened since it was copied, open read-only,
+                # or whose page names a file that is gone): the files whose end may be an
+                # unfinished write are those kvb check allows.
                 head = data[-1].read(0, rec.FILE_HEADER_SIZE + 1)
-                newest, rotated = tail_files(fids, head if len(head) <= rec.FILE_HEADER_SIZE else None, None)
+                newest, rotated = tail_files(
+                    data_fids,
+                    head if len(head) <= rec.FILE_HEADER_SIZE else None,
+                    (active_major, active_end) if published is not None else None,
+                )
                 # (after the newest: a file holding part of a header, which holds nothing)
                 for i in [*range(max(newest, 0), len(data)), rotated]:
                     if i >= 0:

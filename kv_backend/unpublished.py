@@ -42,7 +42,7 @@ def rotation_unpublished(fids: list[FileId], published: tuple[int, int] | None) 
 def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int] | None) -> tuple[int, int]:
     """Which of the data files ``fids`` may end in an unfinished write: ``(newest, rotated)``, the index
     of the active file (the newest, or the one before it when the newest holds part of a header and
-    the page does not name it: a rotation died before the header was whole), and that of the file a
+    the page, if any, names that one: a rotation died before the header was whole), and that of the file a
     rotation that died may have left unclosed before a newest file holding its header alone (see
     :func:`rotation_unpublished`), or part of it without a ``published`` end, -1 if none. ``head``
     holds the first bytes of the newest file if it holds at most a file header, else None. Past the
@@ -54,20 +54,16 @@ def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int
         return len(fids), -1
     newest, rotated = len(fids) - 1, -1
     # By its size alone, as tail recovery goes: a file of at most a header holds no record, whatever
-    # its bytes (a damaged header is reported as such). One shorter than a header that the page
-    # names is the active file cut inside its header, and one after a merge output the active file
-    # recovery was creating after a merge: the file before it was closed either way.
-    if fids and head is not None:
-        if (
-            len(head) < rec.FILE_HEADER_SIZE
-            and (published is None or published[0] != fids[-1][0])
-            and (len(fids) < 2 or fids[-2][1] == 0)
-        ):
+    # its bytes (a damaged header is reported as such). Only where the page names the file before
+    # it (or there is no page) is that file still the active one: where the page names the short
+    # file, it is the active file cut inside its header, and a merge output before it is closed.
+    if fids and head is not None and len(head) < rec.FILE_HEADER_SIZE:
+        if len(fids) > 1 and fids[-2][1] == 0 and (published is None or published[0] == fids[-2][0]):
             newest -= 1
-            if published is None and newest >= 0:
+            if published is None:
                 rotated = newest  # (without a page, recovery closes it before completing the new file)
-        elif rotation_unpublished(fids, published):
-            rotated = newest - 1
+    elif fids and head is not None and rotation_unpublished(fids, published):
+        rotated = newest - 1
     return newest, rotated
 
 

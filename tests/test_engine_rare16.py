@@ -345,3 +345,29 @@ def test_a_newest_merge_output_is_closed_for_every_reader(store_path, tmp_path):
         assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
     assert _view(store_path, read_only=False) == (view, 1)
     assert [(p.path, p.offset) for p in check(store_path).problems] == [(merged, problem.offset)]
+
+
+def test_a_part_header_file_after_a_closed_file_where_the_page_names_neither(store_path, tmp_path):
+    """The STATE page names a file that is gone (the active file lost), and the newest file left holds
+    part of its header: recovery gives it its header and keeps the file before it closed (the page
+    does not name it), so a damaged last record there is damage. kvb check and salvage took that file
+    for the active one (a newest file shorter than a header made them step back, whatever the page
+    named): the damage was an unfinished write; and a backup counted the part-header file as a file
+    that lost its records, which kvb check notes as holding nothing."""
+    from test_engine_agree15 import _flip_last_record
+
+    _several_files(store_path)
+    *_, before, newest, active = data_files(store_path)
+    at = _flip_last_record(before)
+    os.unlink(active)
+    os.truncate(newest, 2)
+    assert published_tail(store_path)[0] == int(os.path.basename(newest)[:10]) + 1
+    report = check(store_path)
+    assert [(p.path, p.offset) for p in report.problems] == [(before, at)] and len(report.notes) == 1
+    view, corrupt = _view(store_path, read_only=True)
+    assert corrupt == 1 and _reader_view(store_path) == view
+    assert [(r.path, r.offset) for r in salvage(store_path, str(tmp_path / "copy")).regions] == [(before, at)]
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
+    assert _view(store_path, read_only=False) == (view, 1)
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(before, at)]
