@@ -421,8 +421,11 @@ class _Opening(_Parts):
         # before the one it names and that one (to its published end); without one, all but the
         # newest file and, while that holds only its header, the one before it (whose ends a crash
         # may have torn, see file-format.md).
+        # (A page naming a file that is gone gives no published end: the newest file's is read from its
+        # bytes, as without a page, and as tail recovery reads it.)
+        gone = published is not None and bool(fids) and fids[-1][1] == 0 and active_fid not in fids
         if published is not None:
-            whole = {fid for fid in fids if fid <= active_fid}
+            whole = {fid for fid in fids if fid <= active_fid} - ({fids[-1]} if gone else set())
         else:
             rotating = len(fids) > 1 and fids[-1][1] == 0 and fids[-2][1] == 0
             # (A merge output is never active: with one newest, every file is closed.)
@@ -448,7 +451,7 @@ class _Opening(_Parts):
             else:
                 pub = f.fid in whole and limit <= sizes[f.fid]
                 size = sizes[f.fid]
-                if not pub and size >= rec.FILE_HEADER_SIZE and (published is None or limit > size):
+                if not pub and size >= rec.FILE_HEADER_SIZE and (published is None or limit > size or gone):
                     # No published end (a read-only open of a store no writer opened since it was
                     # copied, or whose active file lost bytes): the end of a file a crash may have
                     # left unfinished is read from its bytes, as tail recovery would

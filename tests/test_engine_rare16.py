@@ -371,3 +371,21 @@ def test_a_part_header_file_after_a_closed_file_where_the_page_names_neither(sto
         assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
     assert _view(store_path, read_only=False) == (view, 1)
     assert [(p.path, p.offset) for p in check(store_path).problems] == [(before, at)]
+
+
+def test_where_the_page_names_a_file_that_is_gone_the_newest_end_is_read_from_its_bytes(store_path):
+    """The STATE page names a file that is gone (the active file lost): the newest file left is the
+    active one with no published end, its end read from its bytes (docs/file-format.md, step 2), by
+    tail recovery, kvb check and the format reader, so zeros at its end are reserved space. A
+    read-only open took it for a closed file, read whole: the zeros were a damaged region
+    (corrupt_records 1, a warning) until a writer had opened the store."""
+    _several_files(store_path)
+    *_, newest, active = data_files(store_path)
+    at = max(_offsets(newest).values())
+    _patch(newest, at, bytes(os.path.getsize(newest) - at))
+    os.unlink(active)
+    assert check(store_path).ok
+    view, corrupt = _view(store_path, read_only=True)
+    assert corrupt == 0 and _reader_view(store_path) == view
+    assert _view(store_path, read_only=False) == (view, 0)
+    assert check(store_path).ok
