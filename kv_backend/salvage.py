@@ -488,9 +488,9 @@ def _replay(
             else:
                 # Published data, where a COMMIT always ends a batch that committed: a damaged record,
                 # or a damaged region, made the count differ. Its last n records are the batch (all
-                # of them if fewer), as replay takes it (file-format.md, rule 2).
+                # of them if fewer), as replay takes it (file-format.md, rule 2); the damaged records
+                # among those before them count, the others are not the batch's, as for replay.
                 cut = max(len(pending) - n, 0)
-                report.records_skipped += cut
                 apply([item for item in pending[:cut] if item[1] == DAMAGED] + pending[cut:])
                 pending = None
             pos += size
