@@ -1,7 +1,9 @@
 """The rare crash-plus-damage cases of the engine's readers: a closed data file cut inside its header,
 the file before a dead rotation and the next one both shorter than a header without a STATE page, a
-data file whose version field reads 0, and damage past the end of a STATE page that lags the records
-after it. Every reader (replay read-only and read-write, kvb check, salvage, a backup and its restore,
+data file whose version field reads 0, damage past the end of a STATE page that lags the records
+after it; and what a fuzzing of such cases found besides (a page naming a file that is gone, a merge
+output as the newest file or before a part-header file, batches and COMMITs rule 2 reads in published
+data). Every reader (replay read-only and read-write, kvb check, salvage, a backup and its restore,
 merge, the format reader of test_format_reader11) follows one rule (docs/file-format.md)."""
 
 from __future__ import annotations
