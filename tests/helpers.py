@@ -7,6 +7,7 @@ import os
 import pickle
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -313,3 +314,13 @@ def key_url(key: bytes, suffix: str = "") -> str:
     from kv_backend.http import encode_key
 
     return "/v1/keys/" + encode_key(key) + suffix
+
+
+def tree_modes(root: str) -> dict[str, int]:
+    """The permission bits of every file and directory under ``root``, by path relative to it."""
+    out = {}
+    for where, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(where, n)
+            out[os.path.relpath(p, root)] = stat.S_IMODE(os.lstat(p).st_mode)
+    return out

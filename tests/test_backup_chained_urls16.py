@@ -8,9 +8,9 @@ path in it. Such URLs now get what ``file://`` gets, and ``dir::file:///X`` is r
 from __future__ import annotations
 
 import os
-import stat
 
 import pytest
+from helpers import tree_modes
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 from kv_backend import DB
@@ -18,15 +18,6 @@ from kv_backend.backup import BackupExistsError, backup_store, list_backups, pru
 from kv_backend.errors import ConfigurationError
 
 CACHES = ("simplecache", "filecache", "blockcache")
-
-
-def _modes(root: str) -> dict[str, int]:
-    out = {}
-    for where, dirs, files in os.walk(root):
-        for n in dirs + files:
-            p = os.path.join(where, n)
-            out[os.path.relpath(p, root)] = stat.S_IMODE(os.lstat(p).st_mode)
-    return out
 
 
 @pytest.fixture
@@ -41,7 +32,7 @@ def store(tmp_path):
 
 
 def _check_private(root: str) -> None:
-    modes = _modes(root)
+    modes = tree_modes(root)
     assert modes, root
     for rel, mode in modes.items():
         want = 0o700 if os.path.isdir(os.path.join(root, rel)) else 0o600

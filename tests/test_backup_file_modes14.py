@@ -11,20 +11,11 @@ import stat
 import tempfile
 
 import pytest
-from helpers import run_as_nobody
+from helpers import run_as_nobody, tree_modes
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 from kv_backend import DB
 from kv_backend.backup import restore
-
-
-def _modes(root: str) -> dict[str, int]:
-    out = {}
-    for where, dirs, files in os.walk(root):
-        for n in dirs + files:
-            p = os.path.join(where, n)
-            out[os.path.relpath(p, root)] = stat.S_IMODE(os.lstat(p).st_mode)
-    return out
 
 
 @pytest.fixture
@@ -51,7 +42,7 @@ def test_a_local_backup_withholds_what_the_store_directory_withholds(
     code, _out, err = run(capsys, "backup", store, str(tmp_path / "cli"), "--name", "one")
     assert code == 0, err
     for root in ("api", "cli"):
-        modes = _modes(str(tmp_path / root))
+        modes = tree_modes(str(tmp_path / root))
         assert modes and all(
             mode == (dir_mode if os.path.isdir(tmp_path / root / rel) else file_mode)
             for rel, mode in modes.items()
@@ -76,7 +67,7 @@ def test_a_store_in_a_read_only_directory_still_gives_a_backup_its_owner_can_wri
             with DB(store, read_only=True) as db:
                 db.backup(os.path.join(base, "bk"), name="one")
                 db.backup(os.path.join(base, "bk"), name="two")
-            return _modes(os.path.join(base, "bk"))
+            return tree_modes(os.path.join(base, "bk"))
 
         modes = run_as_nobody(back_up_twice)
         assert set(modes.values()) == {0o755, 0o644}, {k: oct(v) for k, v in modes.items()}
@@ -97,19 +88,19 @@ def test_a_restore_into_a_new_directory_withholds_what_the_store_directory_withh
         db.put(b"k", b"v")
         db.backup(str(tmp_path / "bk"), name="open")
     restore(str(tmp_path / "bk"), tmp_path / "new" / "r1", name="private")
-    assert _modes(str(tmp_path / "new")) == {
+    assert tree_modes(str(tmp_path / "new")) == {
         "r1": 0o700,
         **{f"r1/{n}": 0o600 for n in os.listdir(tmp_path / "new" / "r1")},
     }
     restore(str(tmp_path / "bk"), tmp_path / "r2", name="open")
-    assert set(_modes(str(tmp_path / "r2")).values()) == {0o644}
+    assert set(tree_modes(str(tmp_path / "r2")).values()) == {0o644}
     assert stat.S_IMODE(os.stat(tmp_path / "r2").st_mode) == 0o755
     # An empty directory prepared for it still decides (a group's 2770: 0660 files).
     (tmp_path / "r3").mkdir()
     os.chmod(tmp_path / "r3", 0o2770)
     restore(str(tmp_path / "bk"), tmp_path / "r3", name="private")
     assert stat.S_IMODE(os.stat(tmp_path / "r3").st_mode) == 0o2770
-    assert set(_modes(str(tmp_path / "r3")).values()) == {0o660}
+    assert set(tree_modes(str(tmp_path / "r3")).values()) == {0o660}
     with DB(str(tmp_path / "new" / "r1")) as db:
         assert db.get(b"secret") == b"hunter2"
         db.put(b"more", b"x")
