@@ -65,6 +65,21 @@ def test_a_cache_over_file_is_a_local_backup(store, tmp_path, cache):
     _round_trip(store, f"{cache}::file://{local}", local, tmp_path)
 
 
+def _dir_takes_the_path_twice() -> bool:
+    """Whether this fsspec gives dir:: the URL's path both as its directory and as the path in it (as
+    releases since 2023 do; 2023.3 takes it as the directory alone, and refuses a dir= option beside)."""
+    import fsspec.core
+
+    return fsspec.core.url_to_fs("dir::file:///tmp/x")[1] != ""
+
+
+needs_dir_chains = pytest.mark.skipif(
+    not _dir_takes_the_path_twice(),
+    reason="this fsspec release takes dir::file:///X as the directory X alone (and refuses dir= beside it)",
+)
+
+
+@needs_dir_chains
 def test_dir_over_file_writes_where_its_directory_and_path_say(store, tmp_path):
     # dir::file:///sub with the dir:: filesystem's directory given as an option: /base/sub.
     base = tmp_path / "base"
@@ -88,6 +103,7 @@ def test_a_chained_url_inside_the_store_is_refused(store, url):
     assert sorted(os.listdir(store)) == before
 
 
+@needs_dir_chains
 def test_a_dir_url_inside_the_store_is_refused(store):
     before = sorted(os.listdir(store))
     with pytest.raises(ConfigurationError, match="lies inside the store"):
@@ -95,6 +111,7 @@ def test_a_dir_url_inside_the_store_is_refused(store):
     assert sorted(os.listdir(store)) == before
 
 
+@needs_dir_chains
 def test_dir_over_file_naming_its_directory_twice_is_refused(store, tmp_path):
     target = tmp_path / "bk"
     url = f"dir::file://{target}"
