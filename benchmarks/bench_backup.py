@@ -9,6 +9,10 @@ docs/charts/backup.png.
     python benchmarks/bench_backup.py [--quick] [--no-write]
     python benchmarks/bench_backup.py --startup 1000000   # start-up of an incremental backup only
 
+``--check-rate`` prints (and writes nothing) how long the CRC check of every record costs that a backup
+runs on each data file it sends (``kv_backend.check.snapshot_problems``), per 50 MB of records with
+values of 60 bytes, 1 KiB and 4 KiB: docs/backup.md quotes it.
+
 ``--startup KEYS`` prints (and writes nothing) what an incremental backup of a never-merged store of
 KEYS small keys costs in a fresh process, with the store opened first (``db.backup``) and without
 (``backup_store``, what ``kvb backup`` runs): seconds and peak resident memory.
@@ -49,9 +53,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a small data set (about 20 MB)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     ap.add_argument("--startup", type=int, metavar="KEYS", help="only time an incremental backup's start-up")
+    ap.add_argument(
+        "--check-rate",
+        action="store_true",
+        help="only time the record check a backup runs on the files it sends",
+    )
     args = ap.parse_args()
     if args.startup:
         startup(args.startup)
+        return
+    if args.check_rate:
+        check_rate()
         return
     n = 20_000 if args.quick else 200_000
     value_size = 1000
@@ -218,6 +230,45 @@ def startup(n: int) -> None:
         print(table(["how", "seconds (median of 3)", "peak RSS MiB"], rows))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def check_rate(target: int = 50 << 20) -> None:
+    """Print the seconds the record check of a backup takes per 50 MB of records, by value size."""
+    from kv_backend.check import snapshot_problems
+    from kv_backend.files import data_name, list_data_files
+
+    rows = []
+    for value_size in (60, 1024, 4096):
+        work = tempfile.mkdtemp(prefix="kvb-bench-backup-check-")
+        try:
+            path = os.path.join(work, "kv")
+            value = os.urandom(value_size)
+            n = target // (value_size + 40)
+            with DB(path, max_file_size=1 << 30) as db:
+                for start in range(0, n, 1000):
+                    with db.batch() as b:
+                        for i in range(start, min(start + 1000, n)):
+                            b.put(b"key-%012d" % i, value)
+            names = [os.path.join(path, data_name(fid)) for fid in list_data_files(path)]
+            size = sum(os.path.getsize(name) for name in names)
+            best = float("inf")
+            for _ in range(3):
+                spent = 0.0
+                for name in names:
+                    with open(name, "rb") as f:
+                        data = f.read()
+                    t = time.perf_counter()
+                    problems = snapshot_problems(
+                        lambda off, k, d=data: d[off : off + k], len(data), name, tail=True
+                    )
+                    spent += time.perf_counter() - t
+                    assert not problems, problems
+                best = min(best, spent)
+            rows.append([f"{value_size:,} B", f"{n:,}", f"{size >> 20}", f"{best * (50 << 20) / size:.2f}"])
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"record check of the data files a backup sends, best of 3, load {os.getloadavg()[0]:.1f}")
+    print(table(["values", "records", "MiB", "seconds per 50 MB"], rows))
 
 
 def chart(t: dict[str, dict[str, float]]) -> None:
