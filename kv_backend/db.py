@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, SupportsIndex, TypeVar
 # own first merge (or auto-merge) for ever.
 from kv_backend import merge as _merge_module
 from kv_backend import record as rec
-from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, check_tuning_options
+from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, _check_flag, check_tuning_options
 from kv_backend.db_open import _Opening
 from kv_backend.db_read import _Reading
 from kv_backend.db_write import Batch, _Writing
@@ -130,9 +130,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self.sync_mode = sync
         self.max_file_size = max_file_size
         self.auto_merge = auto_merge
-        if not isinstance(read_only, bool):  # a truthy "false" or "no" from a config file opened read-only
-            raise InvalidArgumentError(f"read_only must be True or False, not {read_only!r}")
-        self.read_only = read_only
+        self.read_only = _check_flag(read_only, "read_only")  # ("false" from a config file opened read-only)
         new = prepare_directory(self.path, create=not self.read_only)
         warn_if_network(self.path)
         self._lock = WriteLock(os.path.join(self.path, LOCK_FILE), create=not self.read_only)
@@ -398,6 +396,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         and those of other processes as it catches up with them. Off (the
         default), nothing is noted and writes cost nothing more.
         """
+        _check_flag(on, "on")
         with self._rlock:
             self._ix.sink = [] if on else None
             self._ix.sink_lost = False
@@ -434,6 +433,9 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         raises :class:`~kv_backend.errors.TransactionError`: nobody else can
         write while the block holds the write lock.
         """
+        if not isinstance(token, int) or isinstance(token, bool):
+            # Never equal to the word watched: the wait would end at once, as if a write had happened.
+            raise InvalidArgumentError(f"token must be an int from change_token(), not {token!r}")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout != timeout):
             # A NaN deadline is never reached: the wait would never end.
             raise ConfigurationError(
@@ -477,7 +479,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         :class:`~kv_backend.errors.MergeInProgressError` if another merge is
         running, unless ``wait`` is true. See :mod:`kv_backend.merge`.
         """
-        return _merge_module.merge(self, progress=progress, wait=wait)
+        return _merge_module.merge(self, progress=progress, wait=_check_flag(wait, "wait"))
 
     def _maybe_auto_merge(self) -> None:
         _merge_module.maybe_auto_merge(self)

@@ -162,6 +162,14 @@ def _check_key(key: object) -> bytes:
     return key
 
 
+def _check_flag(value: object, name: str) -> bool:
+    """``value`` if it is True or False; InvalidArgumentError for anything else: a truthy "no" or
+    "false" (from a config file, a query string) would otherwise mean yes."""
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
 def _check_bound(bound: object, name: str) -> bytes:
     """Return a scan's ``prefix`` or ``start`` as bytes; any length is fine, as it is no stored key.
 

@@ -16,6 +16,7 @@ from kv_backend.db_common import (
     _PUT,
     T,
     _check_bound,
+    _check_flag,
     _check_key,
     _crc32,
     _Parts,
@@ -399,6 +400,8 @@ class _Reading(_Parts):
             prefix = _check_bound(prefix, "prefix") if prefix is not None else b""
         if start is not None and type(start) is not bytes:
             start = _check_bound(start, "start")
+        if reverse is not False:
+            _check_flag(reverse, "reverse")
         last: bytes | None = None
         size = 8
         while True:
