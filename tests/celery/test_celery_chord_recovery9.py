@@ -23,7 +23,7 @@ import pytest
 from celery import Celery, chord
 from celery.app.task import Context
 from celery_helpers import CountingList, finish_part, make_chord
-from helpers import child_env
+from helpers import child_env, wait_for
 from kv_backend_celery.backend import KVBackend, start_chord_recovery
 from resp_helpers import start_redis_server
 
@@ -291,7 +291,10 @@ def test_chord_fires_once_when_the_pool_process_sending_its_callback_is_killed(k
     r = chord(header)(app.signature("kvb_chord_kill_app.collect", args=(tag, when)))
     assert r.get(timeout=30) == {"sum": 6, "runs": 1}
     # Each send passes the hook: the killed one, then (if the callback never left) the recovery's.
-    assert side.get(f"killed-{tag}".encode()) == (b"2" if when == "before" else b"1")
+    # ("after" counts once the send returns, which may be after the callback has run: waited for.)
+    killed = f"killed-{tag}".encode()
+    wait_for(lambda: side.get(killed) is not None, 15, "the hook's count of the killed send")
+    assert side.get(killed) == (b"2" if when == "before" else b"1")
     backend = app.backend
     gid = r.parent.id
     deadline = time.monotonic() + 15  # the chord is cleared once the dead sender's claim lapses
