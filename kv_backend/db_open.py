@@ -19,14 +19,13 @@ from kv_backend.files import (
     TMP_SUFFIX,
     DataFile,
     FileId,
-    create_for_store_owner,
     data_name,
     fsync_dir,
     fsync_file,
     give_to_owner_of,
-    give_to_store_owner,
     hint_name,
     list_data_files,
+    open_store_file,
     remove_stray_hints,
     storage_error,
     write_all,
@@ -215,16 +214,14 @@ class _Opening(_Parts):
             # page if the directory allows, so that a writer opening later publishes
             # through it and this reader sees its writes; otherwise nobody can write
             # here, and a static snapshot is exact.
-            made = create_for_store_owner(path, 0o666, 4096)  # (root's, given to the owner: see there)
             try:
-                fd = made if made is not None else os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+                fd = open_store_file(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666, size=4096)
             except FileExistsError:
                 pass
             except OSError:
                 return
             else:
                 try:
-                    give_to_store_owner(fd, self.path)
                     os.ftruncate(fd, 4096)
                 finally:
                     os.close(fd)

@@ -422,6 +422,20 @@ def create_for_store_owner(path: str, mode: int, size: int = 0) -> int | None:
         os.close(dir_fd)
 
 
+def open_store_file(path: str, flags: int, mode: int, *, size: int = 0) -> int:
+    """``os.open(path, flags, mode)`` (close-on-exec) of a file of a store that the call may create
+    (``O_CREAT`` in ``flags``): one root creates is the store owner's from the start, or given to
+    them at once where the system cannot make it unnamed (see :func:`create_for_store_owner`; an
+    unnamed one is ``size`` bytes long before any process sees it). OSError as ``os.open`` raises it.
+    """
+    made = create_for_store_owner(path, mode, size)
+    if made is not None:
+        return made
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), mode)
+    give_to_store_owner(fd, os.path.dirname(path))
+    return fd
+
+
 def storage_error(exc: OSError, what: str) -> StorageError:
     """Wrap an OSError in the project's exception with a message that says what to do."""
     hint = ""

@@ -21,7 +21,13 @@ import weakref
 from collections.abc import Iterator
 
 from kv_backend.errors import DatabaseClosedError, KVError, StorageError, TransactionError
-from kv_backend.files import create_for_store_owner, give_to_store_owner, new_file_mode, storage_error
+from kv_backend.files import (
+    create_for_store_owner,
+    give_to_store_owner,
+    new_file_mode,
+    open_store_file,
+    storage_error,
+)
 
 _flock = fcntl.flock
 _LOCK_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
@@ -279,15 +285,10 @@ class MergeLock:
     def _open(self) -> int:
         # A new lock file is no more open than the store's files (see new_file_mode).
         mode = new_file_mode(os.path.dirname(self.path))
-        made = create_for_store_owner(self.path, mode)
-        if made is not None:
-            return made
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), mode)
+            return open_store_file(self.path, os.O_RDWR | os.O_CREAT, mode)
         except OSError as exc:  # too many open files (a merge is what a store of many files needs)
             raise storage_error(exc, f"cannot open the merge lock file {self.path}") from exc
-        give_to_store_owner(fd, os.path.dirname(self.path))
-        return fd
 
     def try_acquire(self) -> bool:
         """Take the merge lock if free; return whether it was taken."""

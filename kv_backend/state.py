@@ -34,9 +34,8 @@ import struct
 from kv_backend.files import (
     MMAP_NO_FD,
     STATE_FILE,
-    create_for_store_owner,
-    give_to_store_owner,
     new_file_mode,
+    open_store_file,
     storage_error,
 )
 
@@ -117,10 +116,7 @@ class SharedState:
             if writable:
                 # No more open than the store's files (see new_file_mode), whatever the umask.
                 mode = new_file_mode(os.path.dirname(path))
-                fd = create_for_store_owner(path, mode)  # (None: made as before)
-                if fd is None:
-                    fd = os.open(path, os.O_RDWR | os.O_CREAT | cloexec, mode)
-                    give_to_store_owner(fd, os.path.dirname(path))
+                fd = open_store_file(path, os.O_RDWR | os.O_CREAT, mode)
             else:
                 try:
                     fd = os.open(path, os.O_RDWR | cloexec)
