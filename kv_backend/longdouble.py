@@ -108,10 +108,16 @@ def from_number(value: float | int) -> LongDouble:
     return _round(Fraction(value))
 
 
+def _with_infinity(x: LongDouble) -> float:
+    """``x`` as a float for arithmetic with an infinity, where only a finite number's sign counts
+    (``float()`` of one beyond a double's range, up to ~1.19e4932, would raise OverflowError)."""
+    return x if isinstance(x, float) else float((x > 0) - (x < 0))
+
+
 def add(a: LongDouble, b: LongDouble) -> LongDouble:
     """``a + b`` rounded to a long double; NaN (infinities of both signs) raises ValueError."""
     if isinstance(a, float) or isinstance(b, float):
-        total = float(a) + float(b)
+        total = _with_infinity(a) + _with_infinity(b)
         if math.isnan(total):
             raise ValueError("NaN")
         return total
@@ -122,7 +128,7 @@ def multiply(a: LongDouble, b: LongDouble) -> LongDouble:
     """``a * b`` rounded to a long double (Redis's seconds to milliseconds of a blocking command's
     timeout); NaN (an infinity times 0) raises ValueError."""
     if isinstance(a, float) or isinstance(b, float):
-        product = float(a) * float(b)
+        product = _with_infinity(a) * _with_infinity(b)
         if math.isnan(product):
             raise ValueError("NaN")
         return product
