@@ -55,3 +55,31 @@ def test_structures_incrbyfloat_of_an_infinity_on_a_huge_value(tmp_path):
         assert st.get(b"f") == _BEYOND_DOUBLE
     finally:
         st.close()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        ("BITPOS", "missing", "1", "a", "b", "c", "d"),
+        ("BITPOS", "missing", "0", "0", "1", "BIT", "x"),
+        ("BITPOS", "missing", "2", "0", "1", "BIT", "x"),
+        ("BITPOS", "s", "1", "0", "1", "BIT", "x"),
+        ("BITPOS", "s", "x", "0", "1", "BIT", "x"),
+        ("BITPOS", "l", "1", "0", "1", "BIT", "x"),
+        ("BITPOS", "l", "3", "0", "1", "BIT", "x"),
+    ],
+)
+def test_bitpos_with_too_many_arguments_answers_as_redis(ports, call):
+    """BITPOS of a missing key answers -1 (0 for a 0 bit) however many arguments follow, since
+    Redis looks the key up before it counts them; kvb answered ERR syntax error."""
+    replies = []
+    for port in ports:
+        conn = Raw(port, 2)
+        try:
+            conn.call("FLUSHALL")
+            conn.call("SET", "s", "\xff")
+            conn.call("RPUSH", "l", "a")
+            replies.append(conn.call(*call))
+        finally:
+            conn.close()
+    assert replies[1] == replies[0]

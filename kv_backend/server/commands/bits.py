@@ -35,7 +35,11 @@ def cmd_bitcount(conn: Connection, args: list[bytes]) -> Any:
 def cmd_bitpos(conn: Connection, args: list[bytes]) -> Any:
     st = conn.st
     if len(args) > 6:
-        st.bitpos(args[1], args[2])  # the bit, then the key (a missing one answers), as Redis checks
+        # As Redis 7: the bit is read, then the key looked up, so a missing key answers (-1 for a 1
+        # bit, 0 for a 0) whatever follows it; only an existing string's call is a syntax error.
+        answer = st.bitpos(args[1], args[2])
+        if st.get(args[1]) is None:
+            return answer
         raise syntax()
     return st.bitpos(args[1], *args[2:])
 
