@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from resp_helpers import Raw
+from resp_helpers import Raw, wait_blocked
 
 from kv_backend import longdouble
 from kv_backend.structures import CommandError, Structures
@@ -83,3 +83,45 @@ def test_bitpos_with_too_many_arguments_answers_as_redis(ports, call):
         finally:
             conn.close()
     assert replies[1] == replies[0]
+
+
+def _command(*args: str) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a.encode()) for a in args)
+
+
+def _pipeline_beside_a_waiter(port: int, blocking: tuple[str, ...], pipeline: list[tuple[str, ...]]):
+    """Run ``pipeline`` (sent in one write) while another client waits in ``blocking``: the
+    pipeline's replies, the waiter's reply and the lists ``a`` and ``b`` after."""
+    conn, waiter = Raw(port, 2), Raw(port, 2)
+    try:
+        conn.call("FLUSHALL")
+        waiter.sock.sendall(_command(*blocking))
+        wait_blocked(conn)
+        conn.sock.sendall(b"".join(_command(*c) for c in pipeline))
+        replies = [conn._read() for _ in pipeline]
+        lists = [conn.call("LRANGE", key, "0", "-1") for key in ("a", "b")]
+        return replies, waiter._read(), lists
+    finally:
+        conn.close()
+        waiter.close()
+
+
+@pytest.mark.parametrize(
+    ("blocking", "pipeline"),
+    [
+        (("BLPOP", "a", "5"), [("RPUSH", "a", "x"), ("LPOP", "a")]),
+        (("BLPOP", "a", "5"), [("RPUSH", "a", "x", "y"), ("LPOP", "a"), ("LLEN", "a")]),
+        (("BLMOVE", "a", "b", "LEFT", "RIGHT", "5"), [("RPUSH", "a", "x"), ("LPOP", "a"), ("LPOP", "b")]),
+        (("BZPOPMIN", "a", "5"), [("ZADD", "a", "1", "m"), ("ZPOPMIN", "a")]),
+        (
+            ("BLPOP", "a", "5"),  # a transaction is one command: its own pop takes first
+            [("MULTI",), ("RPUSH", "a", "x"), ("LPOP", "a"), ("EXEC",), ("RPUSH", "a", "y")],
+        ),
+    ],
+)
+def test_a_waiter_is_served_right_after_the_command_that_fed_it(ports, blocking, pipeline):
+    """A client blocked on a key gets what a command adds to it before the next command runs, as
+    in Redis: kvb served waiters only after the whole pipeline (of every client read in the same
+    turn), so a pipelined RPUSH then LPOP took the element from under the waiting BLPOP."""
+    real, ours = (_pipeline_beside_a_waiter(port, blocking, pipeline) for port in ports)
+    assert ours == real

@@ -196,12 +196,19 @@ class Connection(asyncio.Protocol):
                 self._close_on_protocol_error(transport)
             return
         tracking = self.server.tracking.clients  # a live set: empty (no wrapper, no cost) while nobody tracks
+        # As Redis, clients blocked on a key a command wrote are served right after that command,
+        # before the next one (of this pipeline or of another client) can take what it added.
+        waiters = self.server.waiters
         if len(commands) == 1:  # the usual case: one command per read, no list to join
             transport.write(self._reply_tracked(commands[0]) if tracking else self._reply(commands[0]))
+            if waiters.ready:
+                waiters.serve()
         else:
             out = []
             for i, args in enumerate(commands):
                 out.append(self._reply_tracked(args) if tracking else self._reply(args))
+                if waiters.ready:
+                    waiters.serve()
                 if self.close_after_reply:
                     break
                 if self.blocked is not None:
