@@ -344,6 +344,28 @@ def _refuse_json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _json_int(text: str) -> int:
+    """A JSON integer of at most :data:`MAX_INT_DIGITS` digits, as a query parameter's (Python
+    converts at most 4300 and refuses more with advice about its own settings)."""
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        raise ValueError(f"a number has {digits} digits; at most {MAX_INT_DIGITS} are accepted")
+    return int(text)
+
+
+def load_json(body: bytes, refuse_constants: bool = False) -> Any:
+    """A request body's JSON (empty: null); ValueError, with a message for the client, for one that
+    is not JSON, gives an object's member twice, a number of too many digits, or nests too deeply
+    (and, with ``refuse_constants``, for NaN and Infinity)."""
+    hooks: dict[str, Any] = {"parse_constant": _refuse_json_constant} if refuse_constants else {}
+    try:
+        return json.loads(
+            body or b"null", object_pairs_hook=_json_object_without_duplicates, parse_int=_json_int, **hooks
+        )
+    except RecursionError:
+        raise ValueError("its arrays and objects are nested too deeply") from None
+
+
 def _json_object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """Build a JSON object, refusing a member given twice (which one would count is a guess)."""
     obj: dict[str, Any] = {}
@@ -464,12 +486,8 @@ def parse_txn(body: bytes) -> list[_TxnOp]:
     """
     example = '{"ops": [{"op": "put", "key": "k", "value": "v"}]}'
     try:
-        spec = json.loads(
-            body or b"null",
-            object_pairs_hook=_json_object_without_duplicates,
-            parse_constant=_refuse_json_constant,
-        )
-    except (ValueError, RecursionError) as exc:
+        spec = load_json(body, refuse_constants=True)
+    except ValueError as exc:
         raise HTTPAPIError(
             400, "invalid_request", f"the body must be a JSON object like {example}: {exc}"
         ) from None
@@ -1162,8 +1180,8 @@ class _Api:
         body = await self.read_body(request, MAX_JSON_BODY, "the request body")
         try:
             # a member given twice is refused, as in a transaction: which one counts is a guess
-            spec = json.loads(body or b"null", object_pairs_hook=_json_object_without_duplicates)
-        except (ValueError, RecursionError) as exc:
+            spec = load_json(body)
+        except ValueError as exc:
             raise HTTPAPIError(400, "invalid_request", f"the body must be a JSON object: {exc}") from None
         if not isinstance(spec, dict):
             raise HTTPAPIError(
