@@ -151,7 +151,7 @@ class RawSerializer:
     def dumps(self, value: Any) -> bytes:
         if type(value) is bytes:
             return value
-        if isinstance(value, (bytearray, memoryview)):
+        if isinstance(value, (bytes, bytearray, memoryview)):  # a bytes subclass (numpy.bytes_...) too
             return bytes(value)
         raise SerializationError(
             f"serializer='raw' stores bytes only, not {type(value).__name__}; "
@@ -182,7 +182,7 @@ class _Checked:
                 f"{self.name}.dumps failed for a value of type {type(value).__name__}: {exc}"
             ) from exc
         if type(data) is not bytes:
-            if isinstance(data, (bytearray, memoryview)):
+            if isinstance(data, (bytes, bytearray, memoryview)):  # a bytes subclass too: stored as bytes
                 return bytes(data)
             if isinstance(data, str):
                 try:
