@@ -57,5 +57,6 @@ def refuse_pickling(what: str, path: str | None) -> NoReturn:
     where = f"open {path!r} again" if path else "open its path again"
     raise PickleSerializationError(
         f"a {what} cannot be pickled or copied (it holds open files and locks); {where} where "
-        "another handle is needed (in another process too), or use dict(...) for a copy of its items"
+        "another handle is needed (in another process too), or use dict(x.items()) for a copy of its items "
+        "(dict(x) raises KeyError if another process deletes a key while it copies)"
     )
