@@ -1,0 +1,39 @@
+"""Numbers as dbm keys and values (docs/store.md, kv_backend.dbm): Python 3.13's dbm.sqlite3 stores an
+int or a float as its decimal text; kv_backend.dbm refuses them with a TypeError, and str(n) is the way.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import kv_backend.dbm as kdbm
+from kv_backend.errors import InvalidKeyError, InvalidValueError
+
+
+@pytest.mark.parametrize("number", [1, 1.5])
+def test_a_number_is_refused_and_its_text_is_stored(tmp_path, number):
+    with kdbm.open(str(tmp_path / "db"), "c") as db:
+        with pytest.raises(InvalidValueError, match="must be bytes or str"):
+            db["n"] = number
+        with pytest.raises(InvalidKeyError, match="must be bytes or str"):
+            db[number] = "v"
+        with pytest.raises(TypeError):
+            db.get(number)
+        assert number not in db
+        db["n"] = str(number)
+        db[str(number)] = "v"
+        assert db["n"] == str(number).encode()
+        assert db.get(str(number).encode()) == b"v"
+
+
+@pytest.mark.parametrize("number", [1, 1.5])
+def test_dbm_sqlite3_stores_a_number_as_its_text(tmp_path, number):
+    sqlite_dbm = pytest.importorskip("dbm.sqlite3", reason="dbm.sqlite3 is new in Python 3.13")
+    db = sqlite_dbm.open(str(tmp_path / "db.sqlite"), "c")
+    try:
+        db["n"] = number
+        db[number] = "v"
+        assert db["n"] == str(number).encode()  # what the docs say kv_backend.dbm stores for str(n)
+        assert db[str(number)] == b"v"
+    finally:
+        db.close()
