@@ -1,10 +1,11 @@
-"""Numbers as dbm keys and values (docs/store.md, kv_backend.dbm): Python 3.13's dbm.sqlite3 stores an
+"""kv_backend.dbm beside Python 3.13's dbm.sqlite3 (docs/store.md). Numbers: dbm.sqlite3 stores an
 int or a float as its decimal text; kv_backend.dbm refuses them with a TypeError, and str(n) is the way.
 """
 
 from __future__ import annotations
 
 import pytest
+from helpers import spawn_python
 
 import kv_backend.dbm as kdbm
 from kv_backend.errors import InvalidKeyError, InvalidValueError
@@ -35,5 +36,30 @@ def test_dbm_sqlite3_stores_a_number_as_its_text(tmp_path, number):
         db[number] = "v"
         assert db["n"] == str(number).encode()  # what the docs say kv_backend.dbm stores for str(n)
         assert db[str(number)] == b"v"
+    finally:
+        db.close()
+
+
+def test_dbm_sqlite3_shares_a_database_between_processes(tmp_path):
+    # What docs/store.md grants 3.13's dbm.sqlite3 beside kv_backend: another process's write is
+    # seen without reopening, and a process killed after a write leaves it stored.
+    sqlite_dbm = pytest.importorskip("dbm.sqlite3", reason="dbm.sqlite3 is new in Python 3.13")
+    path = str(tmp_path / "db.sqlite")
+    db = sqlite_dbm.open(path, "c")
+    try:
+        db["before"] = "1"
+        child = spawn_python(
+            """
+import os, sys
+import dbm.sqlite3
+db = dbm.sqlite3.open(sys.argv[1], "w")
+assert db["before"] == b"1"
+db["from-child"] = "2"
+os.kill(os.getpid(), 9)
+""",
+            path,
+        )
+        assert child.wait(timeout=60) == -9
+        assert db["from-child"] == b"2"
     finally:
         db.close()
