@@ -17,6 +17,7 @@ from functools import partial
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
+from kv_backend.db_common import _check_flag
 from kv_backend.errors import ConfigurationError, InvalidArgumentError, KVError
 
 __all__ = [
@@ -113,7 +114,7 @@ class JSONSerializer:
     name = "json"
 
     def __init__(self, *, sort_keys: bool = False) -> None:
-        self.sort_keys = sort_keys
+        self.sort_keys = _check_flag(sort_keys, "sort_keys")  # a truthy "no" would sort
         self._encoder = json.JSONEncoder(
             ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys
         )

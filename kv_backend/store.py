@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from kv_backend.db import DB
+from kv_backend.db_common import _check_flag
 from kv_backend.db_write import SpentOps
 from kv_backend.errors import (
     ConfigurationError,
@@ -645,7 +646,7 @@ class _View(Generic[K]):
         self._mapping = store
         self._prefix: K | None = prefix
         self._start: K | None = start
-        self._reverse = reverse
+        self._reverse = _check_flag(reverse, "reverse")  # (reversed(view) flips it before the engine sees it)
         self._bprefix = store._ek(prefix) if prefix is not None else b""  # an empty one is checked too
         self._bstart = store._ek(start) if start is not None else None
 
