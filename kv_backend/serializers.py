@@ -11,10 +11,11 @@ come from untrusted writers. ``"raw"`` stores bytes unchanged. Any object with
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import pickle
 from functools import partial
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from kv_backend.db_common import _check_flag
@@ -234,9 +235,12 @@ def get_serializer(spec: str | Any) -> Any:
             ) from None
     if type(spec) in (PickleSerializer, JSONSerializer, RawSerializer, _Checked):
         return spec
-    if isinstance(spec, type) and issubclass(spec, (PickleSerializer, JSONSerializer, RawSerializer)):
-        # The class has dumps and loads too, but as functions that want an instance: every
-        # write and read would fail with a confusing "missing argument". Say so at open.
+    if isinstance(spec, type) and any(
+        isinstance(inspect.getattr_static(spec, name, None), FunctionType) for name in ("dumps", "loads")
+    ):
+        # The class has dumps and loads too, but as functions that want an instance (the built-in
+        # classes, a user's class with plain methods): every write and read would fail with a
+        # confusing "missing argument". Say so at open. (Static and class methods need none.)
         raise ConfigurationError(
             f"serializer={spec.__name__} is the class; pass an instance such as {spec.__name__}()"
         )
