@@ -172,7 +172,9 @@ class _Checked:
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.name = getattr(inner, "name", type(inner).__name__)
+        # For error messages: "json.dumps failed", not "module.dumps failed" (or "type." for a class).
+        named = isinstance(inner, (ModuleType, type))
+        self.name = getattr(inner, "name", inner.__name__ if named else type(inner).__name__)
 
     def dumps(self, value: Any) -> bytes:
         try:
