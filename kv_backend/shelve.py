@@ -215,13 +215,7 @@ class KVShelf(_ShelfBase):
         encoded = [(self._ek(k), self._dumps(v)) for k, v in pairs]
         if not encoded:
             return
-        d = self.dict
-        if isinstance(d, _ClosedDict):
-            d.closed()
-        try:
-            _write_all(d.db, encoded)
-        except KVError as exc:
-            raise d._convert(exc) from None
+        self._write_all(encoded)
         if self.writeback:
             self.cache.update(pairs)
             prints = self._fingerprints
@@ -387,6 +381,20 @@ class KVShelf(_ShelfBase):
             except KeyError:
                 continue  # and it is already gone again
 
+    def _write_all(self, encoded: list[tuple[bytes, bytes]]) -> None:
+        """Write every ``(key, data)`` pair at once; a failure (a full disk...) is this module's error.
+
+        The write-back of sync() and close() let the engine's StorageError through, which
+        ``except kv_backend.dbm.error:`` (or the stdlib's ``except dbm.error:``) missed.
+        """
+        d = self.dict
+        if isinstance(d, _ClosedDict):
+            d.closed()
+        try:
+            _write_all(d.db, encoded)
+        except KVError as exc:
+            raise d._convert(exc) from None
+
     def _read_only(self) -> bool:
         db = getattr(self.dict, "db", None)
         return db is not None and db.read_only
@@ -409,7 +417,7 @@ class KVShelf(_ShelfBase):
                     if seen.get(k) != _digest(data):
                         encoded.append((self._ek(k), data))
                 if encoded:
-                    _write_all(self.dict.db, encoded)
+                    self._write_all(encoded)  # on failure the cache stays, for another sync()
                 self.cache = {}
             self._fingerprints = {}
         if hasattr(self.dict, "sync"):
