@@ -117,3 +117,34 @@ def test_two_caches_changing_one_entry_the_later_sync_wins_and_modify_merges(tmp
         store.modify("tags", lambda tags: [*tags, "modified"])
     with kshelve.open(path, "r") as shelf:
         assert shelf["tags"] == ["a", "from-second", "modified"]
+
+
+def test_a_forked_multiprocessing_child_loses_what_it_did_not_sync(tmp_path):
+    # A forked multiprocessing child ends with os._exit(): a shelf it still holds is not collected,
+    # nor written back. (One it no longer references is collected, and written back, at once.)
+    import multiprocessing
+
+    path = str(tmp_path / "shelf")
+    with kshelve.open(path) as shelf:
+        shelf["unsynced"] = [0]
+        shelf["synced"] = [0]
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_change_in_child, args=(path,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    with kshelve.open(path, "r") as shelf:
+        assert shelf["synced"] == [0, "child"]
+        assert shelf["unsynced"] == [0]
+
+
+_HELD: list[kshelve.KVShelf] = []  # a shelf a worker keeps, as in a global opened by a pool's initializer
+
+
+def _change_in_child(path: str) -> None:
+    shelf = kshelve.open(path, writeback=True)
+    _HELD.append(shelf)
+    shelf["synced"].append("child")
+    shelf.sync()
+    shelf["unsynced"].append("child")
+    # returns without close(), the shelf still held: the process ends with os._exit()
