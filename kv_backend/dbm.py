@@ -304,7 +304,10 @@ class Database(MutableMapping[bytes, bytes]):
         The mixin's version wrote pair by pair, so a bad pair left the earlier ones written.
         """
         pairs = update_pairs(other, kwargs)
-        encoded = [(_key(k), _value(v)) for k, v in pairs]  # all checked before any is written
+        self._write_pairs([(_key(k), _value(v)) for k, v in pairs])  # all checked before any is written
+
+    def _write_pairs(self, encoded: list[tuple[bytes, bytes]]) -> None:
+        """Write ``(key, value)`` pairs already checked as one atomic batch; a failure is :class:`error`."""
         try:
             if len(encoded) == 1:  # a single write is atomic by itself
                 self._put(*encoded[0])

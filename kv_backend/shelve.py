@@ -215,7 +215,7 @@ class KVShelf(_ShelfBase):
         encoded = [(self._ek(k), self._dumps(v)) for k, v in pairs]
         if not encoded:
             return
-        self._write_all(encoded)
+        self._write_pairs(encoded)
         if self.writeback:
             self.cache.update(pairs)
             prints = self._fingerprints
@@ -381,8 +381,8 @@ class KVShelf(_ShelfBase):
             except KeyError:
                 continue  # and it is already gone again
 
-    def _write_all(self, encoded: list[tuple[bytes, bytes]]) -> None:
-        """Write every ``(key, data)`` pair at once; a failure (a full disk...) is this module's error.
+    def _write_pairs(self, encoded: list[tuple[bytes, bytes]]) -> None:
+        """Write every ``(key, data)`` pair at once; a failure (a full disk...) is kv_backend.dbm's error.
 
         The write-back of sync() and close() let the engine's StorageError through, which
         ``except kv_backend.dbm.error:`` (or the stdlib's ``except dbm.error:``) missed.
@@ -390,10 +390,7 @@ class KVShelf(_ShelfBase):
         d = self.dict
         if isinstance(d, _ClosedDict):
             d.closed()
-        try:
-            _write_all(d.db, encoded)
-        except KVError as exc:
-            raise d._convert(exc) from None
+        d._write_pairs(encoded)
 
     def _read_only(self) -> bool:
         db = getattr(self.dict, "db", None)
@@ -417,7 +414,7 @@ class KVShelf(_ShelfBase):
                     if seen.get(k) != _digest(data):
                         encoded.append((self._ek(k), data))
                 if encoded:
-                    self._write_all(encoded)  # on failure the cache stays, for another sync()
+                    self._write_pairs(encoded)  # on failure the cache stays, for another sync()
                 self.cache = {}
             self._fingerprints = {}
         if hasattr(self.dict, "sync"):
@@ -439,16 +436,6 @@ class KVShelf(_ShelfBase):
                 # not go on serving it (and nothing can write it back now).
                 self.cache = {}
                 self._fingerprints = {}
-
-
-def _write_all(db: Any, encoded: list[tuple[bytes, bytes]]) -> None:
-    """Write every ``(key, data)`` pair at once (a single pair needs no batch to be atomic)."""
-    if len(encoded) == 1:
-        db.put(*encoded[0])
-        return
-    with db.batch() as b:
-        for k, data in encoded:
-            b.put(k, data)
 
 
 def open(
