@@ -460,11 +460,17 @@ class Database(MutableMapping[bytes, bytes]):
             raise self._convert(exc) from None
 
     def reorganize(self) -> MergeReport:
-        """Reclaim the space of overwritten and deleted values (runs the engine's merge)."""
+        """Reclaim the space of overwritten and deleted values (runs the engine's merge).
+
+        If another process is merging the database, this waits for that merge to end and then
+        merges: as with ``dbm.gnu``, the call completes. Without waiting it raised the engine's
+        MergeInProgressError, which ``except dbm.error:`` missed, advising a ``merge(wait=True)``
+        that this method does not take.
+        """
         if self.db.read_only:
             raise self._convert(ReadOnlyError())
         try:
-            return self.db.merge()
+            return self.db.merge(wait=True)
         except KVError as exc:
             raise self._convert(exc) from None
 
