@@ -63,3 +63,22 @@ os.kill(os.getpid(), 9)
         assert db["from-child"] == b"2"
     finally:
         db.close()
+
+
+def test_dbm_sqlite3_setdefault_and_equality_as_the_docs_say(tmp_path):
+    sqlite_dbm = pytest.importorskip("dbm.sqlite3", reason="dbm.sqlite3 is new in Python 3.13")
+    theirs = sqlite_dbm.open(str(tmp_path / "db.sqlite"), "c")
+    try:
+        assert theirs.setdefault(b"k", "text") == "text"  # the default as given
+        with pytest.raises(sqlite_dbm.error):
+            theirs.setdefault(b"absent")  # its default None is refused
+        assert theirs == {b"k": b"text"}
+        with pytest.raises(TypeError):
+            hash(theirs)
+    finally:
+        theirs.close()
+    with kdbm.open(str(tmp_path / "kv"), "c") as ours:
+        assert ours.setdefault(b"k", "text") == b"text"  # the stored bytes
+        assert ours.setdefault(b"absent") == b""
+        assert ours != {b"k": b"text", b"absent": b""}
+        assert hash(ours) == hash(ours)
