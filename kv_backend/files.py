@@ -388,13 +388,14 @@ def create_for_store_owner(path: str, mode: int, size: int = 0) -> int | None:
     """Create the missing file ``path`` of a store that every process opens (``LOCK``, ``STATE``,
     ``MERGE.lock``) already given to the store's owner, if root runs this: return its fd (read and
     write), or None where the caller is to open or create it itself (not root, the file exists, or
-    the system cannot do it: no ``O_TMPFILE`` or ``/proc``).
+    the file system has no way to do it: neither ``O_TMPFILE`` with ``/proc`` nor hard links).
 
     Created by name and given away afterwards, the file would be root's for a moment, and a process
-    of the owner opening it then fails (permission denied): made unnamed, given away (and ``size``
-    bytes long), then linked into place, no other process ever sees it root's.
+    of the owner opening it then fails (permission denied): made unnamed (Linux), or under a
+    temporary name elsewhere, given away (and ``size`` bytes long), then linked into place, no other
+    process ever sees it root's. A link never replaces a file another process made meanwhile.
     """
-    if not hasattr(os, "O_TMPFILE") or os.geteuid() != 0 or os.path.lexists(path):
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or os.path.lexists(path):
         return None
     directory, name = os.path.split(path)
     cloexec = getattr(os, "O_CLOEXEC", 0)
@@ -402,24 +403,89 @@ def create_for_store_owner(path: str, mode: int, size: int = 0) -> int | None:
         dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | cloexec)
     except OSError:
         return None
-    fd = -1
     try:
-        fd = os.open(".", os.O_TMPFILE | os.O_RDWR | cloexec, mode, dir_fd=dir_fd)
+        made = _link_unnamed(dir_fd, directory, name, mode, size)
+        if made is _NO_WAY:
+            made = _link_from_temporary_name(dir_fd, directory, name, mode, size)
+        # Opened again by its name: the descriptor it was made through goes on showing as a deleted
+        # file (in /proc/PID/fd, to lsof), as if the store's lock were a file that had been removed.
+        return os.open(name, os.O_RDWR | cloexec, dir_fd=dir_fd) if made is True else None
+    except OSError:  # another process made it meanwhile (the caller opens that one)...
+        return None
+    finally:
+        os.close(dir_fd)
+
+
+#: What :func:`_link_unnamed` returns where the system cannot make unnamed files (no ``O_TMPFILE``,
+#: a file system without them, no ``/proc``), and :func:`_link_from_temporary_name` on one without
+#: hard links: the next way is to be tried.
+_NO_WAY: Any = object()
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV}
+"""What link() raises on a file system without hard links (EPERM on FAT and exFAT)."""
+
+
+def _link_unnamed(dir_fd: int, directory: str, name: str, mode: int, size: int) -> object:
+    """Make ``name`` in ``directory`` (open at ``dir_fd``) as an unnamed file given to the store's
+    owner, then linked into place: True, None if another process made ``name`` first, or _NO_WAY."""
+    if not hasattr(os, "O_TMPFILE"):
+        return _NO_WAY
+    try:
+        fd = os.open(".", os.O_TMPFILE | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), mode, dir_fd=dir_fd)
+    except OSError:  # (EOPNOTSUPP, EISDIR: a file system or a kernel without unnamed files)
+        return _NO_WAY
+    try:
         give_to_store_owner(fd, directory)
         if size:
             os.ftruncate(fd, size)
         # (dst_dir_fd: Python then calls linkat with AT_SYMLINK_FOLLOW, which follows /proc's link to
         # the unnamed file; link() would try to link the symbolic link itself, across file systems.)
         os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
-        # Opened again by its name: the unnamed file's descriptor goes on showing as a deleted file
-        # (in /proc/PID/fd, to lsof), as if the store's lock were a file that had been removed.
-        return os.open(name, os.O_RDWR | cloexec, dir_fd=dir_fd)
-    except OSError:  # another process made it meanwhile (the caller opens that one), no /proc...
+        return True
+    except FileExistsError:
         return None
+    except OSError:  # no /proc (a chroot, a container without it)
+        return _NO_WAY
     finally:
-        if fd >= 0:
-            os.close(fd)
-        os.close(dir_fd)
+        os.close(fd)
+
+
+def _link_from_temporary_name(dir_fd: int, directory: str, name: str, mode: int, size: int) -> object:
+    """:func:`_link_unnamed` where files cannot be unnamed (macOS, BSD): made under a temporary name
+    (:func:`creating_name`), given away, then hard-linked to ``name``, which fails rather than
+    replace a file of that name, and the temporary name removed. True, None if another process made
+    ``name`` first (or a writer's clean-up removed the temporary one: the caller opens as it would),
+    or _NO_WAY on a file system without hard links. A process killed in between leaves the temporary
+    file, which the next writer's open removes (as it does a merge's temporary files)."""
+    temporary = creating_name(name)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(temporary, flags, mode, dir_fd=dir_fd)
+    try:
+        give_to_store_owner(fd, directory)
+        if size:
+            os.ftruncate(fd, size)
+        os.link(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        return True
+    except (FileExistsError, FileNotFoundError):
+        return None
+    except OSError as exc:
+        if exc.errno in _NO_HARD_LINKS:
+            return _NO_WAY
+        raise
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(temporary, dir_fd=dir_fd)
+        except OSError:
+            pass
+
+
+_CREATING_RE = re.compile(r"^(?:LOCK|STATE|MERGE\.lock)\.\d+-[0-9a-f]{8}\.tmp\Z")
+
+
+def creating_name(name: str) -> str:
+    """A temporary name for the store file ``name`` (``LOCK``, ``STATE``, ``MERGE.lock``) while root
+    makes it (see :func:`_link_from_temporary_name`), unique to this process and call."""
+    return f"{name}.{os.getpid()}-{os.urandom(4).hex()}{TMP_SUFFIX}"
 
 
 def open_store_file(path: str, flags: int, mode: int, *, size: int = 0) -> int:
@@ -525,7 +591,7 @@ def enclosing_store(path: str) -> str | None:
 
 def _is_store_file(name: str) -> bool:
     """True for names a store (or one being created right now) may hold."""
-    if name in (LOCK_FILE, STATE_FILE, MERGE_LOCK_FILE, FORMAT_FILE + TMP_SUFFIX):
+    if name in (LOCK_FILE, STATE_FILE, MERGE_LOCK_FILE, FORMAT_FILE + TMP_SUFFIX) or _CREATING_RE.match(name):
         return True
     base = name[: -len(TMP_SUFFIX)] if name.endswith(TMP_SUFFIX) else name
     if base.endswith(HINT_SUFFIX):

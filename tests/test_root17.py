@@ -1,0 +1,162 @@
+"""Root (sudo, a root crontab) on a store another user owns: the cases test_root_commands16.py leaves.
+
+Files an earlier version left root's in such a store are given back at root's next writing open, and
+``kvb check`` names them; root's LOCK, STATE and MERGE.lock are never root's to the owner's processes,
+also where files cannot be made unnamed (no O_TMPFILE: macOS); a store ``kvb restore`` or
+``kvb salvage`` makes as root at a new path is the owner's of the directory it is made in; a backup
+root writes into a directory another user owns is that user's."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+
+import pytest
+from helpers import NOBODY, run_as_nobody
+
+# (Imported here: the nobody user may not be able to read the Python install to import them later.)
+import kv_backend.backup
+import kv_backend.check
+import kv_backend.merge
+import kv_backend.progress
+import kv_backend.salvage  # noqa: F401
+from kv_backend import DB
+from kv_backend.cli import main
+from kv_backend.files import LOCK_FILE
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not hasattr(os, "fork"),
+    reason="runs kvb as root on stores, backups and directories of the nobody user",
+)
+
+
+@pytest.fixture
+def base() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="kvb-root17-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _nobody_dir(base: str, name: str = "kv") -> str:
+    path = os.path.join(base, name)
+    os.mkdir(path, 0o700)  # only nobody may use it: a root-owned file there is one nobody cannot write
+    os.chown(path, NOBODY, NOBODY)
+    return path
+
+
+def _nobody_store(base: str) -> str:
+    path = _nobody_dir(base)
+
+    def fill() -> None:
+        with DB(path) as db:
+            for i in range(300):
+                db.put(b"k%d" % (i % 30), b"v%d" % i)
+
+    run_as_nobody(fill)
+    return path
+
+
+def _kvb(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = main(list(argv))
+    return code, out.getvalue()
+
+
+def _owners(path: str) -> dict[str, tuple[int, int]]:
+    return {n: (st.st_uid, st.st_gid) for n in os.listdir(path) for st in [os.stat(os.path.join(path, n))]}
+
+
+def _nobody_writes_and_merges(path: str, key: bytes) -> bytes | None:
+    """As nobody: open the store, write (through a rotation), merge, and read ``key`` back."""
+
+    def work() -> bytes | None:
+        with DB(path, max_file_size=4096) as db:
+            for i in range(200):
+                db.put(b"n%d" % (i % 10), b"x" * 100)
+            db.merge()
+            return db.get(key)
+
+    return run_as_nobody(work)
+
+
+def _count_denied_opens_while(path: str, root_work) -> int:
+    """Run ``root_work()`` (as root, again and again for 0.4 s, after removing the store's LOCK file
+    each time) while a process of nobody opens LOCK for writing in a loop, as a writer of the store
+    does (without creating it: root is to make it); return how many of nobody's opens were refused
+    (up to 100)."""
+    lock = os.path.join(path, LOCK_FILE)
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 101  # (an exception in the child)
+        try:
+            os.close(w)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            denied = 0
+            while True:
+                try:
+                    os.close(os.open(lock, os.O_RDWR))
+                except PermissionError:
+                    denied += 1
+                except FileNotFoundError:  # (not made again yet)
+                    pass
+                try:
+                    if not os.read(r, 1):
+                        break
+                except BlockingIOError:
+                    pass
+            code = min(denied, 100)
+        finally:
+            os._exit(code)
+    os.close(r)
+    try:
+        deadline = time.monotonic() + 0.4
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+            root_work()
+    finally:
+        os.close(w)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_without_unnamed_files_the_lock_root_makes_is_never_roots_to_the_owners_processes(base, monkeypatch):
+    """Where files cannot be made unnamed (no O_TMPFILE: macOS, BSD), root made LOCK by name and gave
+    it away afterwards, so a process of the owner opening it in between was refused (more than 100
+    opens in 0.4 s on Linux with O_TMPFILE hidden). It is made under a temporary name, given away,
+    then linked into place."""
+    path = _nobody_store(base)
+    monkeypatch.delattr(os, "O_TMPFILE", raising=False)
+
+    def open_read_only() -> None:
+        with DB(path, read_only=True) as db:
+            assert db.get(b"k3") == b"v273"
+
+    assert _count_denied_opens_while(path, open_read_only) == 0
+    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert not [n for n in os.listdir(path) if n.endswith(".tmp")]
+    assert _nobody_writes_and_merges(path, b"k3") == b"v273"
+
+
+def test_a_temporary_lock_file_left_by_a_killed_root_process_is_no_foreign_file_and_is_removed(base):
+    """Root killed between making LOCK under its temporary name and linking it leaves that file: a new
+    store is still made in the directory (not refused as holding foreign files), and the next writer's
+    open removes it, as it does a merge's temporary files."""
+    path = _nobody_dir(base)
+    left = os.path.join(path, "LOCK.12345-0123abcd.tmp")
+    with open(left, "wb"):
+        pass
+    assert _kvb("put", path, "a", "1")[0] == 0
+    assert not os.path.exists(left)
+    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
