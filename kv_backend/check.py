@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from kv_backend import record as rec
-from kv_backend.files import data_name, hint_name, list_data_files, prepare_directory, storage_error
+from kv_backend.files import (
+    FORMAT_FILE,
+    data_name,
+    hint_name,
+    list_data_files,
+    prepare_directory,
+    roots_files,
+    storage_error,
+    user_name,
+)
 from kv_backend.hint import usable as usable_hints
 from kv_backend.state import published_tail
 from kv_backend.unpublished import (
@@ -147,7 +156,28 @@ def _check(path: str) -> CheckReport:
         hpath = os.path.join(path, hint_name(fid))
         if os.path.exists(hpath) and not usable_hints(hpath, size):
             report.notes.append(f"{hpath}: damaged or stale hint file (ignored; the data file is replayed)")
+    _note_roots_files(path, report)
     return report
+
+
+def _note_roots_files(path: str, report: CheckReport) -> None:
+    """Note the files of the store at ``path`` that are root's while the store is another user's
+    (see :func:`kv_backend.files.roots_files`): not damage, but that user's processes fail on them."""
+    names = roots_files(path)
+    if not names:
+        return
+    try:
+        uid = os.stat(os.path.join(path, FORMAT_FILE)).st_uid
+    except OSError:  # (removed meanwhile)
+        return
+    owner = user_name(uid) or str(uid)
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    report.notes.append(
+        f"{path}: {len(names)} file(s) owned by root in this store of user {owner} ({shown}), left by a "
+        f"command root ran with an earlier kv_backend: {owner}'s processes may fail on them with permission "
+        f"denied (at the next write, rotation or merge). Open the store for writing once as root (`sudo kvb "
+        f"merge {path}`), which gives root's files in it to {owner}, or chown them to {owner}"
+    )
 
 
 def snapshot_problems(

@@ -22,6 +22,7 @@ from kv_backend.files import (
     data_name,
     fsync_dir,
     fsync_file,
+    give_back_roots_files,
     give_to_owner_of,
     hint_name,
     list_data_files,
@@ -391,6 +392,7 @@ class _Opening(_Parts):
         with self._lock:
             if writable:
                 self._clean_merge_leftovers()
+                give_back_roots_files(self.path)  # (root only: what earlier versions left root's)
                 self._recover_tail_locked()
             published = self._published()
             fids = list_data_files(self.path)

@@ -359,14 +359,17 @@ def give_to_store_owner(fd: int, directory: str) -> None:
         shared = bool(os.stat(directory).st_mode & stat.S_ISGID)
     except OSError:
         return
-    give_to_owner_of(fd, os.path.join(directory, FORMAT_FILE), group=not shared)
+    # (A new file has the setgid directory's group already; one an earlier version left root's, given
+    # back at root's next writing open, gets it too.)
+    give_to_owner_of(fd, os.path.join(directory, FORMAT_FILE), group_of=directory if shared else None)
 
 
-def give_to_owner_of(fd: int, path: str, *, group: bool = True) -> None:
-    """Give the file at ``fd`` the owner (and, if ``group``, the group) of ``path`` if this process
-    is root and the file is root's (see :func:`give_to_store_owner`); nothing otherwise, or if either
-    cannot be looked at or changed. A file another user owns is left theirs: one of a group's users
-    (of a store shared by its group) made it, and only they might write it if it were given away.
+def give_to_owner_of(fd: int, path: str, *, group_of: str | None = None) -> None:
+    """Give the file at ``fd`` the owner and group of ``path`` (the group of ``group_of`` if given)
+    if this process is root and the file is root's (see :func:`give_to_store_owner`); nothing
+    otherwise, or if either cannot be looked at or changed. A file another user owns is left theirs:
+    one of a group's users (of a store shared by its group) made it, and only they might write it if
+    it were given away.
 
     A file given away also gets the read and write bits ``path`` grants (see :func:`withheld_modes`),
     whatever root's umask: root's cron runs under 022, which made the files it gave a store shared
@@ -376,12 +379,54 @@ def give_to_owner_of(fd: int, path: str, *, group: bool = True) -> None:
     try:
         owner = os.stat(path)
         mine = os.fstat(fd)
-        wanted = (owner.st_uid, owner.st_gid if group else mine.st_gid)
+        wanted = (owner.st_uid, owner.st_gid if group_of is None else os.stat(group_of).st_gid)
         if mine.st_uid == 0 and (mine.st_uid, mine.st_gid) != wanted:
             os.fchown(fd, *wanted)
             os.fchmod(fd, withheld_modes(owner.st_mode)[0])
     except OSError:
         pass
+
+
+def roots_files(directory: str, names: list[str] | None = None) -> list[str]:
+    """The names of the store's files (of ``names``, the directory's listing, if given) that are root's
+    in the store at ``directory``, whose format file another user owns: an earlier version left them
+    so (a root command's merge, rotation or read-only open), and that user's processes cannot write
+    them (permission denied at the next write, rotation or merge). Empty if the store is root's."""
+    try:
+        if os.stat(os.path.join(directory, FORMAT_FILE)).st_uid == 0:
+            return []
+        listed = os.listdir(directory) if names is None else names
+    except OSError:
+        return []
+    found = []
+    for name in sorted(listed):
+        if name == FORMAT_FILE or not _is_store_file(name):
+            continue
+        try:
+            st = os.lstat(os.path.join(directory, name))
+        except OSError:  # (removed meanwhile: a merge)
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_uid == 0:
+            found.append(name)
+    return found
+
+
+def give_back_roots_files(directory: str) -> None:
+    """Give the files :func:`roots_files` finds in the store at ``directory`` to the store's owner, as
+    root gives the files it makes now (see :func:`give_to_store_owner`), if root runs this: what a
+    writing open by root does, so that the owner's processes can write the store again. Best effort."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for name in roots_files(directory):
+        try:
+            fd = os.open(os.path.join(directory, name), flags)
+        except OSError:
+            continue
+        try:
+            give_to_store_owner(fd, directory)
+        finally:
+            os.close(fd)
 
 
 def create_for_store_owner(path: str, mode: int, size: int = 0) -> int | None:

@@ -160,3 +160,62 @@ def test_a_temporary_lock_file_left_by_a_killed_root_process_is_no_foreign_file_
     assert _kvb("put", path, "a", "1")[0] == 0
     assert not os.path.exists(left)
     assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
+
+
+def _leave_roots_files(path: str) -> list[str]:
+    """Make the files of nobody's store at ``path`` root's (0600, as root's umask 077 made them), as
+    an earlier version's root commands left them: all but KVB_FORMAT and LOCK (given back at any open)."""
+    names = [n for n in os.listdir(path) if n not in ("KVB_FORMAT", LOCK_FILE)]
+    assert any(n.endswith(".data") for n in names) and "STATE" in names
+    with DB(path) as db:  # (a merge by root before files were given: its data, hint and lock files)
+        db.merge()
+    names = [n for n in os.listdir(path) if n not in ("KVB_FORMAT", LOCK_FILE)]
+    assert any(n.endswith(".hint") for n in names) and "MERGE.lock" in names
+    for name in names:
+        os.chown(os.path.join(path, name), 0, 0)
+        os.chmod(os.path.join(path, name), 0o600)
+    return sorted(names)
+
+
+def test_kvb_check_names_the_files_an_earlier_version_left_roots(base):
+    """Files root's commands left root's before they were given away make the owner's processes fail
+    at their next write, rotation or merge (permission denied): kvb check, run by anyone, names them
+    (a note: nothing is damaged), and changes nothing."""
+    path = _nobody_store(base)
+    names = _leave_roots_files(path)
+    code, out = _kvb("check", path)
+    assert code == 0
+    assert f"{len(names)} file(s) owned by root in this store of user nobody" in out
+    assert names[0] in out and f"sudo kvb merge {path}" in out
+    assert {n for n, owner in _owners(path).items() if owner == (0, 0)} == set(names)
+    with pytest.raises(AssertionError, match="Permission denied"):
+        _nobody_writes_and_merges(path, b"k3")
+    roots_own = os.path.join(base, "roots")
+    assert _kvb("put", roots_own, "a", "1")[0] == 0
+    assert "owned by root" not in _kvb("check", roots_own)[1]  # (a store of root's own: nothing to say)
+
+
+def test_a_writing_open_by_root_gives_back_the_files_an_earlier_version_left_roots(base):
+    path = _nobody_store(base)
+    _leave_roots_files(path)
+    assert _kvb("get", path, "k3") == (0, "v273\n")  # a read-only open changes none but LOCK
+    assert any(owner == (0, 0) for owner in _owners(path).values())
+    assert _kvb("put", path, "k3", "root")[0] == 0
+    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
+    # (And the read and write bits the format file grants, which root's 0600 withheld from the group.)
+    modes = {os.stat(os.path.join(path, n)).st_mode & 0o777 for n in os.listdir(path)}
+    assert modes == {os.stat(os.path.join(path, "KVB_FORMAT")).st_mode & 0o777}
+    assert "owned by root" not in _kvb("check", path)[1]
+    assert _nobody_writes_and_merges(path, b"k3") == b"root"
+
+
+def test_in_a_setgid_directory_roots_old_files_get_the_directorys_group_back(base):
+    path = _nobody_store(base)
+    _leave_roots_files(path)
+    os.chown(path, NOBODY, 4242)
+    os.chmod(path, 0o2770)
+    with DB(path):
+        pass
+    assert {owner for n, owner in _owners(path).items() if n not in ("KVB_FORMAT", LOCK_FILE)} == {
+        (NOBODY, 4242)
+    }
