@@ -39,7 +39,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import BackupError, ConfigurationError, KVError
-from kv_backend.files import check_new_store_target, enclosing_store, missing_directories, withheld_modes
+from kv_backend.files import (
+    check_new_store_target,
+    enclosing_store,
+    give_new_paths,
+    missing_directories,
+    new_path_owner,
+    withheld_modes,
+)
 
 if TYPE_CHECKING:
     from kv_backend.db import DB, SnapshotFile
@@ -1473,8 +1480,10 @@ def restore(
         )
     parent = os.path.dirname(dest)
     made = missing_directories(parent)  # created here; removed again if the restore fails
+    owner = new_path_owner(missing_directories(dest))  # (root restoring under a service's directory)
     try:
         os.makedirs(parent, exist_ok=True)
+        give_new_paths(made, owner)
         tmp, claim = new_claimed_directory(parent, os.path.basename(dest), "restore", doc.get("store_mode"))
     except OSError as exc:
         _remove_empty(made)
@@ -1566,7 +1575,7 @@ def restore(
             )
         report.records = result.records
         check_new_store_target(dest, "restore", BackupError)
-        keep_directory_access(dest, tmp, doc.get("store_mode"))
+        keep_directory_access(dest, tmp, doc.get("store_mode"), owner)
         try:
             os.rename(tmp, dest)  # replaces an empty directory atomically
         except OSError as exc:
@@ -1722,7 +1731,9 @@ def _remove_empty(directories: list[str]) -> None:
             return
 
 
-def keep_directory_access(dest: str, tmp: str, source_mode: int | None = None) -> None:
+def keep_directory_access(
+    dest: str, tmp: str, source_mode: int | None = None, owner: tuple[int, int] | None = None
+) -> None:
     """Give ``tmp`` the permission bits (and, where allowed, owner and group, also of the files in
     it) of the empty directory ``dest`` it is about to replace: a directory prepared as 0700, or for
     a service's group, must not come back as a world-readable directory of whoever ran the restore.
@@ -1735,7 +1746,8 @@ def keep_directory_access(dest: str, tmp: str, source_mode: int | None = None) -
     A ``dest`` that does not exist leaves ``tmp`` as made (the umask applies), unless ``source_mode``
     gives the mode of the store directory the copy was made from (salvage's source, a backup's
     store): then ``tmp`` and its files keep no permission that directory withholds, as a backup's
-    files do."""
+    files do; and ``tmp`` and its files get ``owner`` (uid, gid) if given (see
+    :func:`kv_backend.files.new_path_owner`)."""
     try:
         st = os.stat(dest)
     except FileNotFoundError:
@@ -1745,6 +1757,7 @@ def keep_directory_access(dest: str, tmp: str, source_mode: int | None = None) -
                 path = os.path.join(tmp, name)
                 os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) & withheld_modes(source_mode)[0])
             os.chmod(tmp, stat.S_IMODE(os.stat(tmp).st_mode) & allowed)
+        give_new_paths([tmp, *(os.path.join(tmp, name) for name in os.listdir(tmp))], owner)
         return  # a new directory: made like any other (the umask applies)
     file_mode = withheld_modes(st.st_mode)[0]
     for name in os.listdir(tmp):

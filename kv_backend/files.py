@@ -586,6 +586,35 @@ def missing_directories(path: str) -> list[str]:
     return missing
 
 
+def new_path_owner(made: list[str]) -> tuple[int, int] | None:
+    """The owner and group that the directories ``made`` (:func:`missing_directories` of a new
+    store's path, about to be created) are to get, with the store made in them: those of the
+    nearest directory above them that exists, if root runs this and that directory is another
+    user's. A store root makes, restores or salvages at a new path under a directory prepared for a
+    service (``/srv/app`` of www-data) is the service's, which is to use it, as one made in an
+    existing empty directory of the service is; under root's own directories it stays root's.
+    None otherwise (nothing to give)."""
+    if not made or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    try:
+        st = os.stat(os.path.dirname(made[-1]))
+    except OSError:
+        return None
+    return None if st.st_uid == 0 else (st.st_uid, st.st_gid)
+
+
+def give_new_paths(paths: list[str], owner: tuple[int, int] | None) -> None:
+    """Give ``paths`` (directories created for a new store, the store's files) ``owner`` (see
+    :func:`new_path_owner`); nothing if it is None. Best effort, as :func:`give_to_owner_of`."""
+    if owner is None:
+        return
+    for path in paths:
+        try:
+            os.chown(path, *owner, follow_symlinks=False)
+        except OSError:
+            pass
+
+
 def check_new_store_target(path: str, action: str, error: type[Exception]) -> None:
     """Refuse ``path`` as the place a new store is built and moved into (restore, salvage).
 
@@ -679,10 +708,13 @@ def prepare_directory(path: str, *, create: bool) -> bool:
             raise StoreNotFoundError(
                 errno.ENOENT, f"no kv_backend store at {path}: the directory does not exist"
             )
+        made = missing_directories(path)
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as exc:
             raise storage_error(exc, f"cannot create store directory {path}") from exc
+        # (The format file, and every file root adds to the store, then gets the store directory's owner.)
+        give_new_paths(made, new_path_owner(made))
     marker = os.path.join(path, FORMAT_FILE)
     if os.path.lexists(marker):
         try:

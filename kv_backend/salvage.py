@@ -35,8 +35,11 @@ from kv_backend.files import (
     check_new_store_target,
     data_name,
     fsync_dir,
+    give_new_paths,
     hint_name,
     list_data_files,
+    missing_directories,
+    new_path_owner,
     prepare_directory,
 )
 from kv_backend.hint import Hints
@@ -213,8 +216,11 @@ def salvage(
         from kv_backend.backup import keep_directory_access, new_claimed_directory
 
         parent = os.path.dirname(dst)
+        made = missing_directories(parent)
+        owner = new_path_owner(missing_directories(dst))  # (root salvaging under a service's directory)
         try:
             os.makedirs(parent, exist_ok=True)
+            give_new_paths(made, owner)
             tmp, claim = new_claimed_directory(parent, os.path.basename(dst), "salvage", os.stat(src).st_mode)
         except OSError as exc:
             raise SalvageError(f"cannot create a directory next to {dst}: {exc.strerror or exc}") from exc
@@ -234,7 +240,7 @@ def salvage(
             try:
                 # The copy holds what the source holds: an empty directory prepared for it keeps its
                 # mode (and owner), a new one gets no permission the source's directory withholds.
-                keep_directory_access(dst, tmp, os.stat(src).st_mode)
+                keep_directory_access(dst, tmp, os.stat(src).st_mode, owner)
                 os.rename(tmp, dst)
                 fsync_dir(parent)
             except OSError as exc:

@@ -219,3 +219,61 @@ def test_in_a_setgid_directory_roots_old_files_get_the_directorys_group_back(bas
     assert {owner for n, owner in _owners(path).items() if n not in ("KVB_FORMAT", LOCK_FILE)} == {
         (NOBODY, 4242)
     }
+
+
+def _service_dir(base: str) -> str:
+    """/srv/app of the site's user: a directory of nobody's, readable by all (0755)."""
+    path = os.path.join(base, "srv-app")
+    os.mkdir(path, 0o755)
+    os.chown(path, NOBODY, NOBODY)
+    return path
+
+
+def _all_owners(top: str) -> set[tuple[int, int]]:
+    found = set()
+    for here, dirs, files in os.walk(top):
+        for name in [*dirs, *files]:
+            st = os.lstat(os.path.join(here, name))
+            found.add((st.st_uid, st.st_gid))
+    return found
+
+
+@pytest.mark.parametrize("command", ["restore", "salvage", "put"])
+def test_a_store_root_makes_at_a_new_path_under_a_service_directory_is_the_services(base, command):
+    """sudo kvb restore URL /srv/app/data/kv, where /srv/app is www-data's: the store (and the missing
+    directory above it) was root's, and the site could not open it (permission denied on LOCK). It is
+    the owner's of the nearest directory that exists, as one made in an existing empty directory of
+    the service is; under a directory of root's it stays root's."""
+    source = os.path.join(base, "source")
+    with DB(source) as db:
+        db.put(b"k", b"v")
+    url = "file://" + os.path.join(base, "backups")
+    assert _kvb("backup", source, url)[0] == 0
+    for parent, wanted in ((_service_dir(base), {(NOBODY, NOBODY)}), (os.path.join(base, "root"), {(0, 0)})):
+        dest = os.path.join(parent, "data", "kv")
+        argv = {
+            "restore": ["restore", url, dest],
+            "salvage": ["salvage", source, dest],
+            "put": ["put", dest, "k", "v"],
+        }
+        assert _kvb(*argv[command])[0] == 0
+        assert _all_owners(parent) == wanted  # (data, the store's directory, its files)
+        if wanted == {(NOBODY, NOBODY)}:
+            assert run_as_nobody(lambda dest=dest: _read_and_write(dest)) == b"v"
+
+
+def _read_and_write(path: str) -> bytes | None:
+    with DB(path, max_file_size=4096) as db:
+        for i in range(100):
+            db.put(b"n%d" % i, b"x" * 100)
+        return db.get(b"k")
+
+
+def test_a_database_dbm_opens_as_root_in_a_directory_of_another_user_is_theirs(base):
+    import kv_backend.dbm
+
+    path = os.path.join(_service_dir(base), "cache.db")
+    with kv_backend.dbm.open(path, "c") as db:
+        db[b"k"] = b"v"
+    assert _all_owners(path) | {(os.stat(path).st_uid, os.stat(path).st_gid)} == {(NOBODY, NOBODY)}
+    assert run_as_nobody(lambda: _read_and_write(path)) == b"v"
