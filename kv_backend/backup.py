@@ -40,10 +40,12 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import BackupError, ConfigurationError, KVError
 from kv_backend.files import (
+    FORMAT_FILE,
     check_new_store_target,
     enclosing_store,
     give_new_paths,
     missing_directories,
+    nearest_directory,
     new_path_owner,
     withheld_modes,
 )
@@ -304,6 +306,7 @@ class _Target:
         with _io(f"cannot reach {self.url}"):
             self.fs.invalidate_cache()
         self.file_mode, self.dir_mode = 0o666, 0o777  # (less the umask) what local files get
+        self.owner: tuple[int, int] | None = None  # who local files and directories are given to
         self.create_only = None if self.local else _create_only(self.fs)
 
     def withhold(self, store_mode: int) -> None:
@@ -316,10 +319,34 @@ class _Target:
         self.file_mode &= file_mode
         self.dir_mode &= dir_mode
 
+    def give_to_owner_of(self, store: str) -> None:
+        """Give the local files and directories created from now on the owner and group of the URL's
+        directory (or of the nearest directory above it that exists) if root runs this, that
+        directory is another user's, and the store at ``store`` is that user's too: root backing up
+        the site's store into the site's backup directory (sudo kvb backup, a root crontab) does
+        what the site's own job does, whose next backup and prune must be able to write there (its
+        files/, backups/ and pending/ directories, made root's, refused them). A target or a store
+        of root's keeps root's backups: root chose it, and the copies may hold what only root reads."""
+        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+            return
+        there = nearest_directory(self.root)
+        try:
+            owner = os.stat(os.path.join(store, FORMAT_FILE)).st_uid
+        except OSError:
+            return
+        if there is not None and there.st_uid == owner != 0:
+            self.owner = (there.st_uid, there.st_gid)
+
     def _create(self, path: str) -> Any:
         """A new local file at ``path`` (replacing one there), open for writing, of ``file_mode``."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-        return os.fdopen(os.open(path, flags, self.file_mode), "wb")
+        fd = os.open(path, flags, self.file_mode)
+        if self.owner is not None:
+            try:
+                os.fchown(fd, *self.owner)
+            except OSError:  # (best effort, as the engine's: see give_to_owner_of)
+                pass
+        return os.fdopen(fd, "wb")
 
     def path(self, *parts: str) -> str:
         """The full path of ``parts`` (relative to the backup URL) in the filesystem."""
@@ -337,7 +364,8 @@ class _Target:
                     try:
                         os.mkdir(d, self.dir_mode)
                     except FileExistsError:  # another backup made it meanwhile
-                        pass
+                        continue
+                    give_new_paths([d], self.owner)
                 for d in made:  # deepest first: each new entry made durable in its parent
                     _fsync_dir(posixpath.dirname(d))
             elif not self.object_store:
@@ -1137,6 +1165,7 @@ def _backup(
         store_mode = stat.S_IMODE(os.stat(path).st_mode)
     if target.local:
         target.withhold(store_mode)
+        target.give_to_owner_of(path)
         store = os.path.realpath(path)
         root = os.path.realpath(target.root)
         if os.path.commonpath([store, root]) == store:
@@ -1349,7 +1378,7 @@ def _entry(snap: SnapshotFile, sha: str, stored: str) -> dict[str, Any]:
 
 
 def _store_format(path: str) -> str:
-    from kv_backend.files import FORMAT_FILE, FORMAT_TEXT
+    from kv_backend.files import FORMAT_TEXT
 
     try:
         with open(os.path.join(path, FORMAT_FILE), encoding="utf-8") as f:
@@ -1457,7 +1486,7 @@ def restore(
     are downloaded; an exception it raises comes through unchanged.
     """
     from kv_backend.check import check
-    from kv_backend.files import FORMAT_FILE, FORMAT_TEXT, LOCK_FILE
+    from kv_backend.files import FORMAT_TEXT, LOCK_FILE
 
     started = time.monotonic()
     progress = _check_progress(progress)

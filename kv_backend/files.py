@@ -596,11 +596,22 @@ def new_path_owner(made: list[str]) -> tuple[int, int] | None:
     None otherwise (nothing to give)."""
     if not made or not hasattr(os, "geteuid") or os.geteuid() != 0:
         return None
-    try:
-        st = os.stat(os.path.dirname(made[-1]))
-    except OSError:
-        return None
-    return None if st.st_uid == 0 else (st.st_uid, st.st_gid)
+    st = nearest_directory(os.path.dirname(made[-1]))
+    return None if st is None or st.st_uid == 0 else (st.st_uid, st.st_gid)
+
+
+def nearest_directory(path: str) -> os.stat_result | None:
+    """The ``stat`` of ``path``, or of the nearest of its parents that exists; None if none can be seen."""
+    while True:
+        try:
+            return os.stat(path)
+        except FileNotFoundError:
+            parent = os.path.dirname(path)
+            if parent == path:
+                return None
+            path = parent
+        except OSError:
+            return None
 
 
 def give_new_paths(paths: list[str], owner: tuple[int, int] | None) -> None:

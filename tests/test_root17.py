@@ -277,3 +277,33 @@ def test_a_database_dbm_opens_as_root_in_a_directory_of_another_user_is_theirs(b
         db[b"k"] = b"v"
     assert _all_owners(path) | {(os.stat(path).st_uid, os.stat(path).st_gid)} == {(NOBODY, NOBODY)}
     assert run_as_nobody(lambda: _read_and_write(path)) == b"v"
+
+
+def test_a_backup_root_makes_of_a_store_into_its_owners_directory_is_the_owners(base):
+    """sudo kvb backup of the site's store into the site's backup directory (first run: a new
+    subdirectory of it) left the backup's directories (files/, backups/, pending/) and files root's:
+    the site's own nightly backup could then not write there, nor its prune delete what it
+    collects. They are the owner's now, as the site's own job would have made them."""
+    path = _nobody_store(base)
+    target = os.path.join(_service_dir(base), "backups", "kv")
+    url = "file://" + target
+    assert _kvb("backup", path, url, "--name", "by-root")[0] == 0
+    assert _all_owners(os.path.dirname(target)) == {(NOBODY, NOBODY)}
+
+    def back_up_and_prune() -> list[str]:
+        kv_backend.backup.backup_store(path, url, name="by-owner")
+        return kv_backend.backup.prune_backups(url, keep=1)
+
+    assert run_as_nobody(back_up_and_prune) == ["by-root"]
+
+
+def test_a_backup_root_makes_of_its_own_store_or_into_its_own_directory_stays_roots(base):
+    """A target or a store of root's keeps root's backups: root chose it, and the copies may hold
+    what only root reads."""
+    roots_store = os.path.join(base, "roots-store")
+    assert _kvb("put", roots_store, "a", "1")[0] == 0
+    into_nobodys = os.path.join(_service_dir(base), "backups")
+    assert _kvb("backup", roots_store, "file://" + into_nobodys)[0] == 0
+    into_roots = os.path.join(base, "root-backups")
+    assert _kvb("backup", _nobody_store(base), "file://" + into_roots)[0] == 0
+    assert _all_owners(into_nobodys) == _all_owners(into_roots) == {(0, 0)}
