@@ -341,7 +341,8 @@ def new_file_mode(directory: str) -> int:
 
 def give_to_store_owner(fd: int, directory: str) -> None:
     """Give the file just created at ``fd`` in the store at ``directory`` the owner and group of
-    the store's format file, when root creates it.
+    the store's format file, when root creates it; when another user does, the read and write bits
+    the format file grants (see :func:`grant_store_mode`).
 
     Root may write every file, so a command it runs by habit (``sudo kvb merge``, a root crontab)
     on a store of the site's user would otherwise leave root's files there (the next active data
@@ -353,7 +354,10 @@ def give_to_store_owner(fd: int, directory: str) -> None:
     it, as every writer's files get: the format file's may be an older one (the group was set after
     the store was made).
     """
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+    if not hasattr(os, "geteuid"):
+        return
+    if os.geteuid() != 0:
+        grant_store_mode(fd, directory)
         return
     try:
         shared = bool(os.stat(directory).st_mode & stat.S_ISGID)
@@ -362,6 +366,23 @@ def give_to_store_owner(fd: int, directory: str) -> None:
     # (A new file has the setgid directory's group already; one an earlier version left root's, given
     # back at root's next writing open, gets it too.)
     give_to_owner_of(fd, os.path.join(directory, FORMAT_FILE), group_of=directory if shared else None)
+
+
+def grant_store_mode(fd: int, directory: str) -> None:
+    """Give the file at ``fd``, of this process's user, in the store at ``directory`` the read and
+    write bits the store's format file grants that it lacks (see :func:`withheld_modes`): the umask
+    of the process that made it withheld them. A group's member whose shell or cron runs under umask
+    022 (`kvb put`, `kvb merge`) made the next active data file (or a merge's files, MERGE.lock) 0644
+    in a store of 0664 files shared by the group, and every other member's next write there failed
+    (permission denied). Never takes a bit away; nothing where the format file cannot be looked at
+    (a store being created: its first files follow the umask) or the file is another user's."""
+    try:
+        granted = withheld_modes(os.stat(os.path.join(directory, FORMAT_FILE)).st_mode)[0]
+        mine = os.fstat(fd)
+        if mine.st_uid == os.geteuid() and stat.S_IMODE(mine.st_mode) & granted != granted:
+            os.fchmod(fd, stat.S_IMODE(mine.st_mode) | granted)
+    except OSError:
+        pass
 
 
 def give_to_owner_of(fd: int, path: str, *, group_of: str | None = None) -> None:
@@ -431,16 +452,18 @@ def give_back_roots_files(directory: str) -> None:
 
 def create_for_store_owner(path: str, mode: int, size: int = 0) -> int | None:
     """Create the missing file ``path`` of a store that every process opens (``LOCK``, ``STATE``,
-    ``MERGE.lock``) already given to the store's owner, if root runs this: return its fd (read and
-    write), or None where the caller is to open or create it itself (not root, the file exists, or
-    the file system has no way to do it: neither ``O_TMPFILE`` with ``/proc`` nor hard links).
+    ``MERGE.lock``) already given to the store's owner if root runs this, with the read and write
+    bits the store grants otherwise (see :func:`give_to_store_owner`): return its fd (read and
+    write), or None where the caller is to open or create it itself (the file exists, or the file
+    system has no way to do it: neither ``O_TMPFILE`` with ``/proc`` nor hard links).
 
-    Created by name and given away afterwards, the file would be root's for a moment, and a process
-    of the owner opening it then fails (permission denied): made unnamed (Linux), or under a
-    temporary name elsewhere, given away (and ``size`` bytes long), then linked into place, no other
-    process ever sees it root's. A link never replaces a file another process made meanwhile.
+    Created by name and given away afterwards, the file would be root's (or narrowed by the umask of
+    a group's member) for a moment, and another process of the store opening it then fails
+    (permission denied): made unnamed (Linux), or under a temporary name elsewhere, given away (and
+    ``size`` bytes long), then linked into place, no other process ever sees it so. A link never
+    replaces a file another process made meanwhile.
     """
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or os.path.lexists(path):
+    if not hasattr(os, "geteuid") or os.path.lexists(path):
         return None
     directory, name = os.path.split(path)
     cloexec = getattr(os, "O_CLOEXEC", 0)

@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ import kv_backend.backup
 import kv_backend.check
 import kv_backend.merge
 import kv_backend.progress
-import kv_backend.salvage  # noqa: F401
+import kv_backend.salvage
 from kv_backend import DB
 from kv_backend.cli import main
 from kv_backend.files import LOCK_FILE
@@ -307,3 +308,51 @@ def test_a_backup_root_makes_of_its_own_store_or_into_its_own_directory_stays_ro
     into_roots = os.path.join(base, "root-backups")
     assert _kvb("backup", _nobody_store(base), "file://" + into_roots)[0] == 0
     assert _all_owners(into_nobodys) == _all_owners(into_roots) == {(0, 0)}
+
+
+SHARED_GID = 4242
+OTHER_UID = 4243  # (a second member of the group: root may run as an id without a name)
+
+
+def _as_member(uid: int, umask: int, fn) -> int:
+    """Run ``fn()`` in a child as ``uid`` in group SHARED_GID with ``umask``; return its exit status."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.setgroups([SHARED_GID])
+            os.setgid(SHARED_GID)
+            os.setuid(uid)
+            os.umask(umask)
+            fn()
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_a_group_member_under_umask_022_adds_files_the_whole_group_can_write(base):
+    """A store shared by a group (2770 directory, 0660 files made under umask 007): a member running
+    `kvb put` or `kvb merge` from a shell or cron under the common umask 022 made the next active data
+    file, a merge's files and MERGE.lock 0640, and every other member's next write or merge failed with
+    permission denied. The files a member adds get the read and write bits the store's format file
+    grants, whatever the umask (never more: a 0600 store stays 0600, as test_state_mode13.py checks)."""
+    path = os.path.join(base, "kv")
+    os.mkdir(path)
+    os.chown(path, NOBODY, SHARED_GID)
+    os.chmod(path, 0o2770)
+
+    def work() -> None:
+        with DB(path, max_file_size=4096) as db:
+            for i in range(60):
+                db.put(b"k%d" % (i % 20), b"x" * 100)
+            db.merge()
+            for i in range(60):
+                db.put(b"k%d" % (i % 20), b"y" * 100)
+
+    assert _as_member(NOBODY, 0o007, lambda: DB(path).close()) == 0
+    assert not os.path.exists(os.path.join(path, "MERGE.lock"))  # (the member under 022 makes it)
+    assert _as_member(OTHER_UID, 0o022, work) == 0
+    modes = {n: stat.S_IMODE(os.stat(os.path.join(path, n)).st_mode) for n in os.listdir(path)}
+    assert set(modes.values()) == {0o660}, modes
+    assert _as_member(NOBODY, 0o007, work) == 0
