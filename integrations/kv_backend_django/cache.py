@@ -40,7 +40,7 @@ from django.core.signals import setting_changed
 from kv_backend import DB
 from kv_backend.db_common import check_tuning_options
 from kv_backend.errors import ConfigurationError, CorruptionError, NotAStoreError, StorageError
-from kv_backend.files import missing_directories, user_name
+from kv_backend.files import give_new_paths, missing_directories, new_path_owner, user_name
 from kv_backend.record import MAX_KEY_SIZE
 
 __all__ = [
@@ -190,15 +190,21 @@ def _create_private_directory(path: str) -> None:
     Cached values often hold sessions and personal data, so a new cache
     directory is private, as Django's file-based cache makes its own. An
     existing directory keeps its mode. Errors are left to the store's open,
-    which reports them.
+    which reports them. Made by root (``sudo manage.py shell``, a root cron job
+    using the cache) under a directory of the site's user, they are that
+    user's, with the store in them (see ``kv_backend.files.new_path_owner``):
+    root's, 0700, the site's workers could not use the cache.
     """
-    for directory in reversed(missing_directories(path)):
+    made = missing_directories(path)
+    owner = new_path_owner(made)
+    for directory in reversed(made):
         try:
             os.mkdir(directory, 0o700)
         except FileExistsError:
             pass  # another process created it first
         except OSError:
             return
+        give_new_paths([directory], owner)
 
 
 def close_all() -> None:
