@@ -194,6 +194,9 @@ def _error_line(exc: KVError, command: str) -> str:
     if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not text.endswith(advice):
         return text
     text = text[: len(text) - len(advice)].rstrip()
+    left = _left_by_root(exc)
+    if left:
+        return f"{text} {left}"
     if exc.errno == errno.EROFS:
         return (
             f"{text} The filesystem is mounted read-only: kvb {command} cannot write there "
@@ -205,6 +208,27 @@ def _error_line(exc: KVError, command: str) -> str:
     return (
         f"{text} kvb {command} writes to the store, and user {_user()} may not write there: run kvb as a "
         f"user who may (the store's owner), or give this one write access; {_READERS} only read."
+    )
+
+
+def _left_by_root(exc: OSError) -> str:
+    """Advice for a file refused to this user (not root) that is root's in a store of another user:
+    a command root ran with an earlier kv_backend left it so, and "run kvb as the store's owner",
+    who may be this very user, would not help. Empty for any other error."""
+    from kv_backend.files import FORMAT_FILE, roots_files, user_name
+
+    name = exc.filename
+    if exc.errno not in (errno.EACCES, errno.EPERM) or not isinstance(name, str) or os.geteuid() == 0:
+        return ""
+    directory = os.path.dirname(name)
+    if os.path.basename(name) not in roots_files(directory):
+        return ""
+    uid = os.stat(os.path.join(directory, FORMAT_FILE)).st_uid  # (roots_files looked at it just now)
+    owner = user_name(uid) or str(uid)
+    return (
+        f"The file is root's, in a store of user {owner}: a command root ran with an earlier kv_backend "
+        f"left it so. Have root open the store for writing once (sudo kvb merge {directory}), which gives "
+        f"root's files in it back to {owner}, or change its owner (sudo chown {owner} {name})."
     )
 
 

@@ -356,3 +356,19 @@ def test_a_group_member_under_umask_022_adds_files_the_whole_group_can_write(bas
     modes = {n: stat.S_IMODE(os.stat(os.path.join(path, n)).st_mode) for n in os.listdir(path)}
     assert set(modes.values()) == {0o660}, modes
     assert _as_member(NOBODY, 0o007, work) == 0
+
+
+def test_the_owners_kvb_refused_a_file_root_left_says_so_and_what_to_do(base):
+    """The store's owner refused a file root left in the store was told to run kvb as the store's
+    owner, which it was; it is told the file is root's, and how to give it back."""
+    path = _nobody_store(base)
+    _leave_roots_files(path)
+    lock = os.path.join(path, LOCK_FILE)
+    os.chown(lock, 0, 0)
+    os.chmod(lock, 0o600)
+    code, out = run_as_nobody(lambda: _kvb("put", path, "k3", "v"))
+    assert code == 2
+    assert f"{lock}: Permission denied. The file is root's, in a store of user nobody" in out
+    assert f"(sudo kvb merge {path})" in out and "run kvb as a user who may" not in out
+    code, out = run_as_nobody(lambda: _kvb("check", path))
+    assert code == 2 and "The file is root's, in a store of user nobody" in out
