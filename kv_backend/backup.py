@@ -43,7 +43,8 @@ from kv_backend.files import (
     FORMAT_FILE,
     check_new_store_target,
     enclosing_store,
-    give_new_paths,
+    give_new_directories,
+    give_tree,
     missing_directories,
     nearest_directory,
     new_path_owner,
@@ -364,8 +365,8 @@ class _Target:
                     try:
                         os.mkdir(d, self.dir_mode)
                     except FileExistsError:  # another backup made it meanwhile
-                        continue
-                    give_new_paths([d], self.owner)
+                        pass
+                give_new_directories(made, self.owner)
                 for d in made:  # deepest first: each new entry made durable in its parent
                     _fsync_dir(posixpath.dirname(d))
             elif not self.object_store:
@@ -1512,7 +1513,7 @@ def restore(
     owner = new_path_owner(missing_directories(dest))  # (root restoring under a service's directory)
     try:
         os.makedirs(parent, exist_ok=True)
-        give_new_paths(made, owner)
+        give_new_directories(made, owner)
         tmp, claim = new_claimed_directory(parent, os.path.basename(dest), "restore", doc.get("store_mode"))
     except OSError as exc:
         _remove_empty(made)
@@ -1786,23 +1787,22 @@ def keep_directory_access(
                 path = os.path.join(tmp, name)
                 os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) & withheld_modes(source_mode)[0])
             os.chmod(tmp, stat.S_IMODE(os.stat(tmp).st_mode) & allowed)
-        give_new_paths([tmp, *(os.path.join(tmp, name) for name in os.listdir(tmp))], owner)
+        if owner is not None:
+            try:
+                give_tree(tmp, owner)
+            except OSError:  # (best effort, as the engine's)
+                pass
         return  # a new directory: made like any other (the umask applies)
     file_mode = withheld_modes(st.st_mode)[0]
     for name in os.listdir(tmp):
         os.chmod(os.path.join(tmp, name), file_mode)
+    # And the store's files: a directory prepared for a service and restored by root held files only
+    # root could write, and the service could not open the store (its LOCK file).
     for uid in (st.st_uid, -1):  # only root may give a directory to another user
         try:
-            os.chown(tmp, uid, st.st_gid)
+            give_tree(tmp, (uid, st.st_gid))
         except OSError:
             continue
-        # And the store's files: a directory prepared for a service and restored by root held
-        # files only root could write, and the service could not open the store (its LOCK file).
-        for name in os.listdir(tmp):
-            try:
-                os.chown(os.path.join(tmp, name), uid, st.st_gid)
-            except OSError:
-                pass
         break
     os.chmod(tmp, stat.S_IMODE(st.st_mode))
 

@@ -41,7 +41,7 @@ from kv_backend.errors import (
     UnencodableTextError,
     ValueTooLargeError,
 )
-from kv_backend.files import FORMAT_FILE, give_new_paths, new_path_owner
+from kv_backend.files import FORMAT_FILE, give_new_directories, new_path_owner
 from kv_backend.mapping import refuse_pickling, update_pairs
 
 if TYPE_CHECKING:
@@ -551,7 +551,7 @@ def _create(path: str, mode: int) -> bool:
         return False
     except OSError as exc:
         raise _os_error(exc.errno, f"cannot create the database {path}: {exc.strerror}") from exc
-    give_new_paths([path], new_path_owner([path]))  # (root, in a directory of another user: theirs)
+    give_new_directories([path], new_path_owner([path]))  # (root, in a directory of another user: theirs)
     return True
 
 

@@ -637,16 +637,49 @@ def nearest_directory(path: str) -> os.stat_result | None:
             return None
 
 
-def give_new_paths(paths: list[str], owner: tuple[int, int] | None) -> None:
-    """Give ``paths`` (directories created for a new store, the store's files) ``owner`` (see
-    :func:`new_path_owner`); nothing if it is None. Best effort, as :func:`give_to_owner_of`."""
-    if owner is None:
+#: How a directory whose entries are changed through its descriptor is opened (never through a link).
+_DIRECTORY = (
+    os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+def give_new_directories(made: list[str], owner: tuple[int, int] | None) -> None:
+    """Give the directories ``made`` (:func:`missing_directories` of a new store's path, now created)
+    ``owner`` (see :func:`new_path_owner`); nothing if it is None. Each is opened from the one above
+    it, never through a symbolic link: the user they are given to owns the directory they are made
+    in, and could put a link to another place there meanwhile. Best effort, as :func:`give_to_owner_of`."""
+    if owner is None or not made:
         return
-    for path in paths:
-        try:
-            os.chown(path, *owner, follow_symlinks=False)
-        except OSError:
-            pass
+    try:
+        fd = os.open(os.path.dirname(made[-1]), _DIRECTORY & ~getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return
+    try:
+        for path in reversed(made):
+            below = os.open(os.path.basename(path), _DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+            os.fchown(fd, *owner)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def give_tree(path: str, owner: tuple[int, int]) -> None:
+    """Give the directory ``path`` and the entries in it (a new store's files) ``owner`` (uid, gid;
+    -1 keeps one), through its descriptor, as :func:`give_new_directories` does. OSError if the
+    directory cannot be given; entries that cannot be are left as they are."""
+    fd = os.open(path, _DIRECTORY)
+    try:
+        os.fchown(fd, *owner)
+        for name in os.listdir(fd):
+            try:
+                os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
 
 
 def check_new_store_target(path: str, action: str, error: type[Exception]) -> None:
@@ -748,7 +781,7 @@ def prepare_directory(path: str, *, create: bool) -> bool:
         except OSError as exc:
             raise storage_error(exc, f"cannot create store directory {path}") from exc
         # (The format file, and every file root adds to the store, then gets the store directory's owner.)
-        give_new_paths(made, new_path_owner(made))
+        give_new_directories(made, new_path_owner(made))
     marker = os.path.join(path, FORMAT_FILE)
     if os.path.lexists(marker):
         try:

@@ -35,7 +35,7 @@ from kv_backend.files import (
     check_new_store_target,
     data_name,
     fsync_dir,
-    give_new_paths,
+    give_new_directories,
     hint_name,
     list_data_files,
     missing_directories,
@@ -220,7 +220,7 @@ def salvage(
         owner = new_path_owner(missing_directories(dst))  # (root salvaging under a service's directory)
         try:
             os.makedirs(parent, exist_ok=True)
-            give_new_paths(made, owner)
+            give_new_directories(made, owner)
             tmp, claim = new_claimed_directory(parent, os.path.basename(dst), "salvage", os.stat(src).st_mode)
         except OSError as exc:
             raise SalvageError(f"cannot create a directory next to {dst}: {exc.strerror or exc}") from exc

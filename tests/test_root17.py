@@ -372,3 +372,29 @@ def test_the_owners_kvb_refused_a_file_root_left_says_so_and_what_to_do(base):
     assert f"(sudo kvb merge {path})" in out and "run kvb as a user who may" not in out
     code, out = run_as_nobody(lambda: _kvb("check", path))
     assert code == 2 and "The file is root's, in a store of user nobody" in out
+
+
+def test_what_root_gives_the_owner_of_the_directory_above_is_never_reached_through_a_link(base):
+    """The user who gets a new store's directories owns the directory they are made in, and may put a
+    symbolic link there meanwhile: root gives each directory opened from the one above it, never
+    through a link, so nothing the link points to (a store of root's) becomes theirs."""
+    from kv_backend.files import give_new_directories, give_tree
+
+    site = _service_dir(base)
+    victim = os.path.join(base, "victim")
+    os.makedirs(os.path.join(victim, "b"))
+    with open(os.path.join(victim, "KVB_FORMAT"), "w"):
+        pass
+    made = [os.path.join(site, "a", "b"), os.path.join(site, "a")]
+    os.symlink(victim, os.path.join(site, "a"))  # (root made a/b; the site's user swapped a for a link)
+    give_new_directories(made, (NOBODY, NOBODY))
+    with pytest.raises(OSError):
+        give_tree(os.path.join(site, "a"), (NOBODY, NOBODY))
+    assert _all_owners(victim) == {(0, 0)} and os.stat(victim).st_uid == 0
+    os.unlink(os.path.join(site, "a"))
+    os.makedirs(made[0])
+    with open(os.path.join(made[0], "KVB_FORMAT"), "w"):
+        pass
+    give_new_directories(made, (NOBODY, NOBODY))
+    give_tree(made[0], (NOBODY, NOBODY))
+    assert _all_owners(site) == {(NOBODY, NOBODY)}

@@ -40,7 +40,7 @@ from django.core.signals import setting_changed
 from kv_backend import DB
 from kv_backend.db_common import check_tuning_options
 from kv_backend.errors import ConfigurationError, CorruptionError, NotAStoreError, StorageError
-from kv_backend.files import give_new_paths, missing_directories, new_path_owner, user_name
+from kv_backend.files import give_new_directories, missing_directories, new_path_owner, user_name
 from kv_backend.record import MAX_KEY_SIZE
 
 __all__ = [
@@ -203,8 +203,8 @@ def _create_private_directory(path: str) -> None:
         except FileExistsError:
             pass  # another process created it first
         except OSError:
-            return
-        give_new_paths([directory], owner)
+            break
+    give_new_directories(made, owner)
 
 
 def close_all() -> None:

@@ -138,7 +138,7 @@ class Command(BaseCommand):
                 owner = os.stat(location)
                 for uid in (owner.st_uid, -1):  # only root may give a directory to another user
                     try:
-                        os.chown(target, uid, owner.st_gid)
+                        os.chown(target, uid, owner.st_gid, follow_symlinks=False)
                         break
                     except OSError:
                         continue
