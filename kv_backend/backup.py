@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from kv_backend.errors import BackupError, ConfigurationError, KVError
 from kv_backend.files import (
     FORMAT_FILE,
+    NO_HARD_LINKS,
     check_new_store_target,
     enclosing_store,
     give_new_directories,
@@ -89,8 +90,6 @@ belong to backups that died; prune removes them."""
 
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2"}
 
-_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
-"""What os.link raises on a file system without hard links (EPERM on FAT and exFAT)."""
 
 JOURNAL_INTERVAL = 2.0
 """Seconds between updates of a running backup's journal (what a retry after a kill may reuse)."""
@@ -441,7 +440,7 @@ class _Target:
                         except FileExistsError:
                             raise _ExistsError(f"{self.where(rel)} already exists") from None
                         except OSError as exc:
-                            if exc.errno not in _NO_HARD_LINKS:
+                            if exc.errno not in NO_HARD_LINKS:
                                 raise
                             # FAT/exFAT drives, SMB and some FUSE mounts have no hard links: check,
                             # then rename (the caller reads the object back, as on object stores).

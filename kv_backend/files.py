@@ -488,13 +488,14 @@ def create_for_store_owner(path: str, mode: int, size: int = 0) -> int | None:
 #: a file system without them, no ``/proc``), and :func:`_link_from_temporary_name` on one without
 #: hard links: the next way is to be tried.
 _NO_WAY: Any = object()
-_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV}
-"""What link() raises on a file system without hard links (EPERM on FAT and exFAT)."""
+NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
+"""What os.link raises on a file system without hard links (EPERM on FAT and exFAT)."""
 
 
 def _link_unnamed(dir_fd: int, directory: str, name: str, mode: int, size: int) -> object:
     """Make ``name`` in ``directory`` (open at ``dir_fd``) as an unnamed file given to the store's
-    owner, then linked into place: True, None if another process made ``name`` first, or _NO_WAY."""
+    owner, or its mode (see :func:`give_to_store_owner`), then linked into place: True, None if
+    another process made ``name`` first, or _NO_WAY."""
     if not hasattr(os, "O_TMPFILE"):
         return _NO_WAY
     try:
@@ -536,7 +537,7 @@ def _link_from_temporary_name(dir_fd: int, directory: str, name: str, mode: int,
     except (FileExistsError, FileNotFoundError):
         return None
     except OSError as exc:
-        if exc.errno in _NO_HARD_LINKS:
+        if exc.errno in NO_HARD_LINKS:
             return _NO_WAY
         raise
     finally:
@@ -551,8 +552,8 @@ _CREATING_RE = re.compile(r"^(?:LOCK|STATE|MERGE\.lock)\.\d+-[0-9a-f]{8}\.tmp\Z"
 
 
 def creating_name(name: str) -> str:
-    """A temporary name for the store file ``name`` (``LOCK``, ``STATE``, ``MERGE.lock``) while root
-    makes it (see :func:`_link_from_temporary_name`), unique to this process and call."""
+    """A temporary name for the store file ``name`` (``LOCK``, ``STATE``, ``MERGE.lock``) while it is
+    made (see :func:`_link_from_temporary_name`), unique to this process and call."""
     return f"{name}.{os.getpid()}-{os.urandom(4).hex()}{TMP_SUFFIX}"
 
 
