@@ -28,6 +28,7 @@ from kv_backend.files import (
     list_data_files,
     open_store_file,
     remove_stray_hints,
+    share_with_directory_group,
     storage_error,
     write_all,
 )
@@ -199,6 +200,7 @@ class _Opening(_Parts):
                     # Root making a store in a directory another user prepared for it (sudo kvb put)
                     # makes it that user's: every file added later gets this file's owner.
                     give_to_owner_of(f.fileno(), self.path)
+                    share_with_directory_group(f.fileno(), self.path)
                     f.write(FORMAT_TEXT)
                     f.flush()
                     os.fsync(f.fileno())

@@ -385,6 +385,22 @@ def grant_store_mode(fd: int, directory: str) -> None:
         pass
 
 
+def share_with_directory_group(fd: int, directory: str) -> None:
+    """Give a new store's format file at ``fd`` the group's read and write bits its setgid
+    ``directory`` grants, if this process (not root: see :func:`give_to_owner_of`) made it and its
+    umask withheld them. A setgid directory is how a store is shared by a group (docs/engine.md);
+    a store its first user made there under the common umask 022 had 0644 files (every file added
+    later gets its format file's bits), and every other member of the group failed to write it."""
+    try:
+        st = os.stat(directory)
+        mine = os.fstat(fd)
+        wanted = st.st_mode & 0o060
+        if st.st_mode & stat.S_ISGID and mine.st_uid == os.geteuid() != 0 and mine.st_mode & wanted != wanted:
+            os.fchmod(fd, stat.S_IMODE(mine.st_mode) | wanted)
+    except OSError:
+        pass
+
+
 def give_to_owner_of(fd: int, path: str, *, group_of: str | None = None) -> None:
     """Give the file at ``fd`` the owner and group of ``path`` (the group of ``group_of`` if given)
     if this process is root and the file is root's (see :func:`give_to_store_owner`); nothing

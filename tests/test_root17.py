@@ -398,3 +398,29 @@ def test_what_root_gives_the_owner_of_the_directory_above_is_never_reached_throu
     give_new_directories(made, (NOBODY, NOBODY))
     give_tree(made[0], (NOBODY, NOBODY))
     assert _all_owners(site) == {(NOBODY, NOBODY)}
+
+
+def test_a_store_made_under_umask_022_in_a_setgid_directory_of_a_group_is_the_groups(base):
+    """chgrp app DIR; chmod 2770 DIR is how a store is shared by a group: the first member to use it
+    under the common umask 022 made 0644 files (every later file gets the format file's bits), and the
+    other members could not write the store. Its files get the group's bits the directory grants."""
+    path = os.path.join(base, "kv")
+    os.mkdir(path)
+    os.chown(path, NOBODY, SHARED_GID)
+    os.chmod(path, 0o2770)
+
+    def write() -> None:
+        with DB(path, max_file_size=4096) as db:
+            for i in range(60):
+                db.put(b"k%d" % (i % 20), b"x" * 100)
+            db.merge()
+
+    assert _as_member(NOBODY, 0o022, write) == 0
+    modes = {n: stat.S_IMODE(os.stat(os.path.join(path, n)).st_mode) for n in os.listdir(path)}
+    assert set(modes.values()) == {0o664}, modes
+    assert _as_member(OTHER_UID, 0o022, write) == 0
+    private = os.path.join(base, "private")  # (not setgid: the umask's, as before)
+    os.mkdir(private, 0o770)
+    os.chown(private, NOBODY, SHARED_GID)
+    assert _as_member(NOBODY, 0o022, lambda: DB(private).close()) == 0
+    assert {stat.S_IMODE(os.stat(os.path.join(private, n)).st_mode) for n in os.listdir(private)} == {0o644}
