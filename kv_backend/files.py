@@ -375,9 +375,16 @@ def grant_store_mode(fd: int, directory: str) -> None:
     022 (`kvb put`, `kvb merge`) made the next active data file (or a merge's files, MERGE.lock) 0644
     in a store of 0664 files shared by the group, and every other member's next write there failed
     (permission denied). Never takes a bit away; nothing where the format file cannot be looked at
-    (a store being created: its first files follow the umask) or the file is another user's."""
+    or the file is another user's. A store being created has no format file yet: its first files
+    (LOCK) follow the umask, less what a setgid directory grants (see :func:`share_with_directory_group`)."""
     try:
         granted = withheld_modes(os.stat(os.path.join(directory, FORMAT_FILE)).st_mode)[0]
+    except FileNotFoundError:
+        share_with_directory_group(fd, directory)
+        return
+    except OSError:
+        return
+    try:
         mine = os.fstat(fd)
         if mine.st_uid == os.geteuid() and stat.S_IMODE(mine.st_mode) & granted != granted:
             os.fchmod(fd, stat.S_IMODE(mine.st_mode) | granted)
@@ -386,7 +393,7 @@ def grant_store_mode(fd: int, directory: str) -> None:
 
 
 def share_with_directory_group(fd: int, directory: str) -> None:
-    """Give a new store's format file at ``fd`` the group's read and write bits its setgid
+    """Give a new store's format file (or lock file) at ``fd`` the group's read and write bits its setgid
     ``directory`` grants, if this process (not root: see :func:`give_to_owner_of`) made it and its
     umask withheld them. A setgid directory is how a store is shared by a group (docs/engine.md);
     a store its first user made there under the common umask 022 had 0644 files (every file added

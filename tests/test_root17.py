@@ -424,3 +424,17 @@ def test_a_store_made_under_umask_022_in_a_setgid_directory_of_a_group_is_the_gr
     os.chown(private, NOBODY, SHARED_GID)
     assert _as_member(NOBODY, 0o022, lambda: DB(private).close()) == 0
     assert {stat.S_IMODE(os.stat(os.path.join(private, n)).st_mode) for n in os.listdir(private)} == {0o644}
+
+
+def test_the_lock_file_of_a_store_being_made_in_a_setgid_directory_is_the_groups_from_the_start(base):
+    """LOCK is made before the format file: it followed the opener's umask (0644 under 022) until the
+    format file existed, and another member opening the new store meanwhile was refused."""
+    from kv_backend.locking import WriteLock
+
+    path = os.path.join(base, "kv")
+    os.mkdir(path)
+    os.chown(path, NOBODY, SHARED_GID)
+    os.chmod(path, 0o2770)
+    lock = os.path.join(path, LOCK_FILE)
+    assert _as_member(NOBODY, 0o022, lambda: WriteLock(lock, create=True).close()) == 0
+    assert stat.S_IMODE(os.stat(lock).st_mode) == 0o664
