@@ -254,9 +254,35 @@ def _io(what: str) -> Iterator[None]:
             raise BackupError(f"{what}: {type(exc).__name__}: {exc}") from exc
         # The operating system's reason, as kvb says it for a store: "[Errno 20] ...: 'PATH'" around
         # it would repeat the path that ``what`` names.
-        raise BackupError(f"{what}: {exc.strerror}") from exc
+        raise BackupError(f"{what}: {exc.strerror}{whose(exc)}") from exc
     except Exception as exc:
         raise BackupError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def whose(exc: OSError) -> str:
+    """What to do about a local file or directory this user may not use (backups root or another
+    user made, private to them): which one refused (the nearest that this user can see) and whose it
+    is, as kvb says of a store. Empty for other errors."""
+    if not isinstance(exc, PermissionError) or not isinstance(exc.filename, str):
+        return ""
+    from kv_backend.files import user_name
+
+    path = exc.filename
+    while True:
+        try:
+            st = os.stat(path)
+            break
+        except OSError:  # (missing: the file being made; or a directory above refuses)
+            parent = os.path.dirname(path)
+            if parent == path:
+                return ""
+            path = parent
+    owner = user_name(st.st_uid) or str(st.st_uid)
+    me = user_name() or str(os.geteuid())
+    return (
+        f". User {me} may not use {path} ({owner}'s, mode {stat.S_IMODE(st.st_mode):04o}): run kvb as a "
+        "user who may, or give this one access"
+    )
 
 
 class _Target:
@@ -1520,7 +1546,7 @@ def restore(
         if os.path.lexists(above) and not os.path.isdir(above):
             why = f"{above} is a file, not a directory"  # rather than "File exists" or "Not a directory"
         else:
-            why = exc.strerror or str(exc)
+            why = (exc.strerror or str(exc)) + whose(exc)
         raise BackupError(f"cannot create a directory next to {dest}: {why}") from exc
     report = RestoreReport(name=name, url=target.url, path=given)
     callback_error: list[BaseException] = []  # what the caller's progress raised: passed on as it is

@@ -213,7 +213,7 @@ def salvage(
         del newest  # (the keys are read again from the records: the copy's key directory holds them)
         # (the copy's temporary directory: locked while this runs, so that the next salvage into dst
         # deletes those a salvage killed midway left, and only those)
-        from kv_backend.backup import keep_directory_access, new_claimed_directory
+        from kv_backend.backup import keep_directory_access, new_claimed_directory, whose
 
         parent = os.path.dirname(dst)
         made = missing_directories(parent)
@@ -223,7 +223,9 @@ def salvage(
             give_new_directories(made, owner)
             tmp, claim = new_claimed_directory(parent, os.path.basename(dst), "salvage", os.stat(src).st_mode)
         except OSError as exc:
-            raise SalvageError(f"cannot create a directory next to {dst}: {exc.strerror or exc}") from exc
+            raise SalvageError(
+                f"cannot create a directory next to {dst}: {exc.strerror or exc}{whose(exc)}"
+            ) from exc
         try:
             copied = written = 0
             records = _records(maps, offsets)

@@ -438,3 +438,23 @@ def test_the_lock_file_of_a_store_being_made_in_a_setgid_directory_is_the_groups
     lock = os.path.join(path, LOCK_FILE)
     assert _as_member(NOBODY, 0o022, lambda: WriteLock(lock, create=True).close()) == 0
     assert stat.S_IMODE(os.stat(lock).st_mode) == 0o664
+
+
+def test_a_user_refused_backups_or_a_target_directory_is_told_which_directory_and_whose(base):
+    """kvb backups, backup, restore and salvage said only 'Permission denied' of a file or directory
+    (often one the user did not name: a temporary file, pending/, the directory next to the target).
+    They name the directory that refused, its owner and mode, and what to do."""
+    store = _nobody_store(base)
+    backups = os.path.join(base, "root-backups")  # (root's backups of a store of its own: 0700)
+    roots_store = os.path.join(base, "roots-store")
+    os.mkdir(roots_store, 0o700)
+    assert _kvb("put", roots_store, "a", "1")[0] == 0
+    assert _kvb("backup", roots_store, "file://" + backups)[0] == 0
+    assert os.stat(backups).st_mode & 0o777 == 0o700
+    told = f"User nobody may not use {backups} (root's, mode 0700): run kvb as a user who may"
+    for argv in (["backups", "file://" + backups], ["backup", store, "file://" + backups]):
+        code, out = run_as_nobody(lambda argv=argv: _kvb(*argv))
+        assert code == 2 and told in out, out
+    told = f"User nobody may not use {base} (root's, mode 0755)"
+    code, out = run_as_nobody(lambda: _kvb("salvage", store, os.path.join(base, "copy")))
+    assert code == 2 and told in out, out
