@@ -41,15 +41,17 @@ from typing import TYPE_CHECKING, Any
 from kv_backend.errors import BackupError, ConfigurationError, KVError
 from kv_backend.files import (
     FORMAT_FILE,
-    NO_HARD_LINKS,
     check_new_store_target,
     enclosing_store,
+    missing_directories,
+    withheld_modes,
+)
+from kv_backend.owners import (
+    NO_HARD_LINKS,
     give_new_directories,
     give_tree,
-    missing_directories,
     nearest_directory,
     new_path_owner,
-    withheld_modes,
 )
 
 if TYPE_CHECKING:
@@ -1802,7 +1804,7 @@ def keep_directory_access(
     gives the mode of the store directory the copy was made from (salvage's source, a backup's
     store): then ``tmp`` and its files keep no permission that directory withholds, as a backup's
     files do; and ``tmp`` and its files get ``owner`` (uid, gid) if given (see
-    :func:`kv_backend.files.new_path_owner`)."""
+    :func:`kv_backend.owners.new_path_owner`)."""
     try:
         st = os.stat(dest)
     except FileNotFoundError:

@@ -14,11 +14,11 @@ from kv_backend.files import (
     hint_name,
     list_data_files,
     prepare_directory,
-    roots_files,
     storage_error,
     user_name,
 )
 from kv_backend.hint import usable as usable_hints
+from kv_backend.owners import roots_files
 from kv_backend.state import published_tail
 from kv_backend.unpublished import (
     data_end,
@@ -162,7 +162,7 @@ def _check(path: str) -> CheckReport:
 
 def _note_roots_files(path: str, report: CheckReport) -> None:
     """Note the files of the store at ``path`` that are root's while the store is another user's
-    (see :func:`kv_backend.files.roots_files`): not damage, but that user's processes fail on them."""
+    (see :func:`kv_backend.owners.roots_files`): not damage, but that user's processes fail on them."""
     names = roots_files(path)
     if not names:
         return

@@ -215,7 +215,8 @@ def _left_by_root(exc: OSError) -> str:
     """Advice for a file refused to this user (not root) that is root's in a store of another user:
     a command root ran with an earlier kv_backend left it so, and "run kvb as the store's owner",
     who may be this very user, would not help. Empty for any other error."""
-    from kv_backend.files import FORMAT_FILE, roots_files, user_name
+    from kv_backend.files import FORMAT_FILE, user_name
+    from kv_backend.owners import roots_files
 
     name = exc.filename
     if exc.errno not in (errno.EACCES, errno.EPERM) or not isinstance(name, str) or os.geteuid() == 0:

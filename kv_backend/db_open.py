@@ -22,19 +22,21 @@ from kv_backend.files import (
     data_name,
     fsync_dir,
     fsync_file,
-    give_back_roots_files,
-    give_to_owner_of,
     hint_name,
     list_data_files,
-    open_store_file,
     remove_stray_hints,
-    share_with_directory_group,
     storage_error,
     write_all,
 )
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock
+from kv_backend.owners import (
+    give_back_roots_files,
+    give_to_owner_of,
+    open_store_file,
+    share_with_directory_group,
+)
 from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
 from kv_backend.unpublished import data_end, end_without_page, holds_nothing, tail_end, tail_files
 

@@ -44,12 +44,12 @@ from kv_backend.files import (
     data_name,
     fsync_dir,
     fsync_file,
-    give_to_store_owner,
     new_file_mode,
     storage_error,
     write_all,
 )
 from kv_backend.mapping import update_pairs
+from kv_backend.owners import give_to_store_owner
 from kv_backend.state import unpack_tail
 
 #: The DB that a ``locked()`` or ``transaction()`` block gives its ``with ... as`` target.

@@ -41,8 +41,9 @@ from kv_backend.errors import (
     UnencodableTextError,
     ValueTooLargeError,
 )
-from kv_backend.files import FORMAT_FILE, give_new_directories, new_path_owner
+from kv_backend.files import FORMAT_FILE
 from kv_backend.mapping import refuse_pickling, update_pairs
+from kv_backend.owners import give_new_directories, new_path_owner
 
 if TYPE_CHECKING:
     from kv_backend.merge import MergeReport

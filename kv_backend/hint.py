@@ -29,7 +29,7 @@ from operator import add
 from typing import Any
 
 from kv_backend.checksum import crc32
-from kv_backend.files import give_to_store_owner
+from kv_backend.owners import give_to_store_owner
 
 HINT_MAGIC = b"KVBHINT\x00"
 HINT_VERSION = 3

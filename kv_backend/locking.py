@@ -21,13 +21,8 @@ import weakref
 from collections.abc import Iterator
 
 from kv_backend.errors import DatabaseClosedError, KVError, StorageError, TransactionError
-from kv_backend.files import (
-    create_for_store_owner,
-    give_to_store_owner,
-    new_file_mode,
-    open_store_file,
-    storage_error,
-)
+from kv_backend.files import new_file_mode, storage_error
+from kv_backend.owners import create_for_store_owner, give_to_store_owner, open_store_file
 
 _flock = fcntl.flock
 _LOCK_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
@@ -90,7 +85,7 @@ class WriteLock:
 
     def give_to_store_owner(self) -> None:
         """Give the lock file the owner of the store's format file if root runs this (see
-        :func:`kv_backend.files.give_to_store_owner`): root may have just created it, or, for a
+        :func:`kv_backend.owners.give_to_store_owner`): root may have just created it, or, for a
         new store, created it before the format file that names the owner."""
         if self._fd >= 0:
             give_to_store_owner(self._fd, os.path.dirname(self.path))

@@ -56,7 +56,6 @@ from kv_backend.files import (
     data_name,
     fsync_dir,
     fsync_file,
-    give_to_store_owner,
     hint_name,
     list_data_files,
     new_file_mode,
@@ -68,6 +67,7 @@ from kv_backend.hint import KeyColumn, write_hints
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, unpack
 from kv_backend.locking import MergeLock
+from kv_backend.owners import give_to_store_owner
 from kv_backend.threads import start_daemon_thread
 
 if TYPE_CHECKING:

@@ -35,16 +35,15 @@ from kv_backend.files import (
     check_new_store_target,
     data_name,
     fsync_dir,
-    give_new_directories,
     hint_name,
     list_data_files,
     missing_directories,
-    new_path_owner,
     prepare_directory,
 )
 from kv_backend.hint import Hints
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
+from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.state import published_tail
 from kv_backend.unpublished import holds_nothing, page_end, reader_of, tail_end, tail_files
 

@@ -31,13 +31,8 @@ import mmap
 import os
 import struct
 
-from kv_backend.files import (
-    MMAP_NO_FD,
-    STATE_FILE,
-    new_file_mode,
-    open_store_file,
-    storage_error,
-)
+from kv_backend.files import MMAP_NO_FD, STATE_FILE, new_file_mode, storage_error
+from kv_backend.owners import open_store_file
 
 MAGIC = b"KVBSTAT2"
 VERSION = 2

@@ -378,7 +378,7 @@ def test_what_root_gives_the_owner_of_the_directory_above_is_never_reached_throu
     """The user who gets a new store's directories owns the directory they are made in, and may put a
     symbolic link there meanwhile: root gives each directory opened from the one above it, never
     through a link, so nothing the link points to (a store of root's) becomes theirs."""
-    from kv_backend.files import give_new_directories, give_tree
+    from kv_backend.owners import give_new_directories, give_tree
 
     site = _service_dir(base)
     victim = os.path.join(base, "victim")

@@ -40,7 +40,8 @@ from django.core.signals import setting_changed
 from kv_backend import DB
 from kv_backend.db_common import check_tuning_options
 from kv_backend.errors import ConfigurationError, CorruptionError, NotAStoreError, StorageError
-from kv_backend.files import give_new_directories, missing_directories, new_path_owner, user_name
+from kv_backend.files import missing_directories, user_name
+from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.record import MAX_KEY_SIZE
 
 __all__ = [
@@ -192,7 +193,7 @@ def _create_private_directory(path: str) -> None:
     existing directory keeps its mode. Errors are left to the store's open,
     which reports them. Made by root (``sudo manage.py shell``, a root cron job
     using the cache) under a directory of the site's user, they are that
-    user's, with the store in them (see ``kv_backend.files.new_path_owner``):
+    user's, with the store in them (see ``kv_backend.owners.new_path_owner``):
     root's, 0700, the site's workers could not use the cache.
     """
     made = missing_directories(path)
