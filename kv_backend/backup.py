@@ -335,6 +335,7 @@ class _Target:
             self.fs.invalidate_cache()
         self.file_mode, self.dir_mode = 0o666, 0o777  # (less the umask) what local files get
         self.owner: tuple[int, int] | None = None  # who local files and directories are given to
+        self.granted = False  # whether they get file_mode and dir_mode whatever the umask (see withhold)
         self.create_only = None if self.local else _create_only(self.fs)
 
     def withhold(self, store_mode: int) -> None:
@@ -342,10 +343,25 @@ class _Target:
         directory of mode ``store_mode`` withholds (0700: files 0600, directories 0700), whatever the
         umask: the copies hold what the store holds, which its directory kept from other users.
         The owner keeps reading and writing them (a read-only store directory, 0555, still gives
-        a backup it can write)."""
+        a backup it can write). And no fewer than it grants its group, whatever the umask: a member
+        of a group sharing a store (2770) who backed it up first under umask 022 made files/,
+        backups/ and pending/ 2750, and every other member's backup there failed (permission
+        denied). (Other users' bits follow the umask: a store in a 0777 directory does not make
+        backups every user may change.)"""
         file_mode, dir_mode = withheld_modes(store_mode)
         self.file_mode &= file_mode
         self.dir_mode &= dir_mode
+        self.granted = True
+
+    def _grant(self, fd: int, mode: int) -> None:
+        """Give the local file or directory this process just made at ``fd`` the owner's and group's
+        bits of ``mode`` (``file_mode`` or ``dir_mode``) its umask withheld, once :meth:`withhold`
+        set them."""
+        mode &= 0o770
+        if self.granted:
+            current = stat.S_IMODE(os.fstat(fd).st_mode)
+            if current & mode != mode:
+                os.fchmod(fd, current | mode)
 
     def give_to_owner_of(self, store: str) -> None:
         """Give the local files and directories created from now on the owner and group of the URL's
@@ -369,6 +385,11 @@ class _Target:
         """A new local file at ``path`` (replacing one there), open for writing, of ``file_mode``."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(path, flags, self.file_mode)
+        try:
+            self._grant(fd, self.file_mode)
+        except OSError:
+            os.close(fd)
+            raise
         if self.owner is not None:
             try:
                 os.fchown(fd, *self.owner)
@@ -392,7 +413,12 @@ class _Target:
                     try:
                         os.mkdir(d, self.dir_mode)
                     except FileExistsError:  # another backup made it meanwhile
-                        pass
+                        continue
+                    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    try:
+                        self._grant(fd, self.dir_mode)
+                    finally:
+                        os.close(fd)
                 give_new_directories(made, self.owner)
                 for d in made:  # deepest first: each new entry made durable in its parent
                     _fsync_dir(posixpath.dirname(d))

@@ -9,6 +9,7 @@ root writes into a directory another user owns is that user's."""
 from __future__ import annotations
 
 import contextlib
+import encodings.ascii  # noqa: F401  (a backup reads the boot id; a child may not import it)
 import io
 import os
 import shutil
@@ -458,3 +459,31 @@ def test_a_user_refused_backups_or_a_target_directory_is_told_which_directory_an
     told = f"User nobody may not use {base} (root's, mode 0755)"
     code, out = run_as_nobody(lambda: _kvb("salvage", store, os.path.join(base, "copy")))
     assert code == 2 and told in out, out
+
+
+def test_backups_a_group_member_makes_under_umask_022_are_the_groups(base):
+    """A store shared by a group (2770) backed up into the group's directory: the member who backed it
+    up first, under umask 022, made files/, backups/ and pending/ 2750 (and 0640 files), and every
+    other member's backup there failed (permission denied). They get what the store's directory
+    grants, whatever the umask: 2770 directories, 0660 files."""
+    store = os.path.join(base, "kv")
+    target = os.path.join(base, "backups")
+    for path in (store, target):
+        os.mkdir(path)
+        os.chown(path, NOBODY, SHARED_GID)
+        os.chmod(path, 0o2770)
+    url = "file://" + target
+    assert kv_backend.backup.list_backups(url) == []  # (imports fsspec, which a child may not read)
+
+    def back_up() -> None:
+        with DB(store) as db:
+            db.put(os.urandom(8), b"v")
+        kv_backend.backup.backup_store(store, url)
+
+    assert _as_member(OTHER_UID, 0o022, back_up) == 0
+    modes = set()
+    for here, dirs, files in os.walk(target):
+        modes |= {stat.S_IMODE(os.stat(os.path.join(here, n)).st_mode) for n in dirs + files}
+    assert modes == {0o2770, 0o660}
+    assert _as_member(NOBODY, 0o022, back_up) == 0
+    assert _as_member(NOBODY, 0o022, lambda: kv_backend.backup.prune_backups(url, keep=1)) == 0
