@@ -50,6 +50,21 @@ class UnencodableKeyError(KeyEncodingError, UnencodableTextError):
         return "key " + UnencodableTextError.__str__(self)
 
 
+class UndecodableKeyError(KeyEncodingError, UnicodeDecodeError):
+    """A stored key that a shelf cannot decode with its keyencoding (a ``UnicodeDecodeError`` too).
+
+    Written through ``kv_backend.dbm`` or a bytes ``Store``: the stdlib's shelf raises the bare
+    ``UnicodeDecodeError`` there, which code written for it still catches.
+    """
+
+    def __str__(self) -> str:
+        return (
+            f"the stored key {self.object[:60]!r} is not {self.encoding} text ({self.reason}); it was "
+            "written through kv_backend.dbm or a Store with key_type=bytes: read or remove it through "
+            "those (kv_backend.dbm.open(path, 'w'), or kv_backend.Store(path, key_type=bytes))"
+        )
+
+
 class ValueTooLargeError(KVError, ValueError):
     """A value is larger than :data:`kv_backend.record.MAX_VALUE_SIZE`."""
 

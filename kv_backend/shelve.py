@@ -29,6 +29,7 @@ from kv_backend.errors import (
     InvalidArgumentError,
     InvalidKeyError,
     KVError,
+    UndecodableKeyError,
     UnencodableKeyError,
 )
 from kv_backend.mapping import refuse_pickling, update_pairs
@@ -260,7 +261,7 @@ class KVShelf(_ShelfBase):
         """
         enc = self.keyencoding
         for k in self.dict.keys():  # noqa: SIM118 - a snapshot, not a live walk
-            yield k.decode(enc)
+            yield _decode_key(k, enc)
 
     def clear(self) -> None:
         """Remove every entry at once (one atomic batch), without reading or unpickling any value."""
@@ -294,7 +295,7 @@ class KVShelf(_ShelfBase):
 
         def take(old: bytes | None) -> None:
             if old is not None:
-                key = k.decode(enc) if decode_key else None
+                key = _decode_key(k, enc) if decode_key else None
                 try:
                     value = pickle.loads(old)
                 except Exception as exc:
@@ -436,6 +437,14 @@ class KVShelf(_ShelfBase):
                 # not go on serving it (and nothing can write it back now).
                 self.cache = {}
                 self._fingerprints = {}
+
+
+def _decode_key(k: bytes, encoding: str) -> str:
+    """A stored key as the shelf's ``str``; one that is not text raises :class:`UndecodableKeyError`."""
+    try:
+        return k.decode(encoding)
+    except UnicodeDecodeError as exc:  # the stdlib's error, and the project's, saying where it came from
+        raise UndecodableKeyError(exc.encoding, exc.object, exc.start, exc.end, exc.reason) from None
 
 
 def open(
