@@ -20,6 +20,9 @@ import os
 import re
 import stat
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kv_backend import record as rec
@@ -330,13 +333,50 @@ def new_file_mode(directory: str) -> int:
     ``mode`` sets it), so a data file made by a rotation or a merge, a hint file or
     the merge lock is never more open than the store's first files, whatever the
     umask of the process that makes it; the owner always gets read and write.
-    The umask still applies. 0o666 (the umask alone) if the format file is unreadable.
+    The umask still applies (and :func:`kv_backend.owners.grant_store_mode` gives back
+    what it withheld). 0o666 (the umask alone) if the format file is unreadable.
     """
     try:
         granted = os.stat(os.path.join(directory, FORMAT_FILE)).st_mode
     except OSError:
         return 0o666
     return withheld_modes(granted)[0]
+
+
+_granting = threading.local()  # (.mode: the cap of files_granting() in this thread, or None)
+
+
+@contextmanager
+def files_granting(directory_mode: int) -> Iterator[None]:
+    """Within the block, the files this thread adds to a store (data and hint files, ``STATE``,
+    ``MERGE.lock``: those :func:`settle_new_file` is called for; not a missing ``LOCK`` file, which
+    only the open of a store copied without one makes) get exactly the mode they are created with
+    (:func:`new_file_mode`: what the store's format file grants), less what a directory of
+    ``directory_mode`` withholds (see :func:`withheld_modes`), whatever the umask.
+
+    For a command run under a stricter umask than the store's users (``kv_merge`` from cron's 022 on
+    a store shared by a group): what ``os.umask`` would do, for this thread only, as the umask is
+    one for the whole process, and a command called from a threaded server or a Celery task
+    changed it for every other thread's files meanwhile.
+    """
+    previous = getattr(_granting, "mode", None)
+    _granting.mode = withheld_modes(directory_mode)[0]
+    try:
+        yield
+    finally:
+        _granting.mode = previous
+
+
+def settle_new_file(fd: int, mode: int) -> None:
+    """The last step of creating a store file at ``fd`` with ``mode``: inside this thread's
+    :func:`files_granting` block, the file gets ``mode`` less what that block withholds, whatever
+    the umask (nothing happens outside one). Best effort, as for :func:`give_to_store_owner`."""
+    cap = getattr(_granting, "mode", None)
+    if cap is not None:
+        try:
+            os.fchmod(fd, mode & cap)
+        except OSError:
+            pass
 
 
 _CREATING_RE = re.compile(r"^(?:LOCK|STATE|MERGE\.lock)\.\d+-[0-9a-f]{8}\.tmp\Z")

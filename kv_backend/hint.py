@@ -29,6 +29,7 @@ from operator import add
 from typing import Any
 
 from kv_backend.checksum import crc32
+from kv_backend.files import settle_new_file
 from kv_backend.owners import give_to_store_owner
 
 HINT_MAGIC = b"KVBHINT\x00"
@@ -177,7 +178,8 @@ def write_hints(
 ) -> None:
     """Write a hint file to ``path`` and fsync it (the caller renames it into place).
 
-    A new file gets the permission ``mode``, less the umask.
+    A new file gets the permission ``mode``, less the umask (or what
+    :func:`kv_backend.files.files_granting` withholds instead, in its block).
     """
     column = keys if isinstance(keys, KeyColumn) else KeyColumn(keys)
     klens = column.lengths
@@ -195,6 +197,7 @@ def write_hints(
     header = HINT_HEADER.pack(HINT_MAGIC, HINT_VERSION, len(column), data_size, crc, 0, len(column.blob))
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
         give_to_store_owner(f.fileno(), os.path.dirname(path))
+        settle_new_file(f.fileno(), mode)
         f.write(header)
         for part in body:
             f.write(part)

@@ -14,13 +14,13 @@ import os
 import stat
 from typing import Any
 
-from kv_backend.files import FORMAT_FILE, creating_name, is_store_file, withheld_modes
+from kv_backend.files import FORMAT_FILE, creating_name, is_store_file, settle_new_file, withheld_modes
 
 
-def give_to_store_owner(fd: int, directory: str) -> None:
+def give_to_store_owner(fd: int, directory: str, *, added: bool = True) -> None:
     """Give the file just created at ``fd`` in the store at ``directory`` the owner and group of
-    the store's format file, when root creates it; when another user does, the read and write bits
-    the format file grants (see :func:`grant_store_mode`).
+    the store's format file, when root creates it; one that stays this process's (any other user's,
+    or root's in a store of root's) the read and write bits the store grants (see :func:`grant_store_mode`).
 
     Root may write every file, so a command it runs by habit (``sudo kvb merge``, a root crontab)
     on a store of the site's user would otherwise leave root's files there (the next active data
@@ -30,20 +30,21 @@ def give_to_store_owner(fd: int, directory: str) -> None:
     root may not chown (no CAP_CHOWN, an id unmapped in a user namespace), the file stays root's.
     In a setgid directory (a store shared by a group) the file keeps the group the directory gave
     it, as every writer's files get: the format file's may be an older one (the group was set after
-    the store was made).
+    the store was made). A file found rather than ``added`` (a ``LOCK`` an earlier version left
+    root's) is only given away: its mode stays as it is.
     """
     if not hasattr(os, "geteuid"):
         return
-    if os.geteuid() != 0:
-        grant_store_mode(fd, directory)
-        return
-    try:
-        shared = bool(os.stat(directory).st_mode & stat.S_ISGID)
-    except OSError:
-        return
-    # (A new file has the setgid directory's group already; one an earlier version left root's, given
-    # back at root's next writing open, gets it too.)
-    give_to_owner_of(fd, os.path.join(directory, FORMAT_FILE), group_of=directory if shared else None)
+    if os.geteuid() == 0:
+        try:
+            shared = bool(os.stat(directory).st_mode & stat.S_ISGID)
+        except OSError:
+            return
+        # (A new file has the setgid directory's group already; one an earlier version left root's,
+        # given back at root's next writing open, gets it too.)
+        give_to_owner_of(fd, os.path.join(directory, FORMAT_FILE), group_of=directory if shared else None)
+    if added:
+        grant_store_mode(fd, directory)  # (a file still this process's: root's own store, any other user's)
 
 
 def grant_store_mode(fd: int, directory: str) -> None:
@@ -257,9 +258,20 @@ def open_store_file(path: str, flags: int, mode: int, *, size: int = 0) -> int:
     """
     made = create_for_store_owner(path, mode, size)
     if made is not None:
+        settle_new_file(made, mode)
         return made
-    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), mode)
-    give_to_store_owner(fd, os.path.dirname(path))
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    created = False
+    if flags & os.O_CREAT and not flags & os.O_EXCL:
+        try:  # (only a file this call creates gets the store's bits: one found keeps its mode)
+            fd, created = os.open(path, flags | os.O_EXCL, mode), True
+        except FileExistsError:
+            fd = os.open(path, flags, mode)
+    else:
+        fd, created = os.open(path, flags, mode), bool(flags & os.O_EXCL)
+    give_to_store_owner(fd, os.path.dirname(path), added=created)
+    if created:
+        settle_new_file(fd, mode)
     return fd
 
 

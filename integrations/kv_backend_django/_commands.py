@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import errno
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -77,18 +78,23 @@ def progress_unless_quiet(description: str, verbosity: int) -> Iterator[Callable
         yield progress
 
 
+_umask_lock = threading.Lock()
+
+
 @contextmanager
-def umask_of(mode: int, *, grant: bool) -> Iterator[None]:
-    """Run the block under a umask that withholds what a directory of ``mode`` withholds: on top of
-    the process's own umask, or with ``grant`` in its place, so that the files made meanwhile get
-    the permissions the directory grants whatever the umask of whoever runs the command (cron's
-    022, say). The process's umask is back afterwards."""
-    umask = os.umask(0o077)  # (read by setting one that is no looser meanwhile)
-    try:
-        os.umask((0 if grant else umask) | (0o777 & ~mode))
-        yield
-    finally:
-        os.umask(umask)
+def umask_of(mode: int) -> Iterator[None]:
+    """Run the block under a umask that withholds, on top of the process's own, what a directory of
+    ``mode`` withholds: for files that a third-party filesystem (fsspec's) creates, where no mode
+    can be given. The umask is the whole process's, so other threads' files get it too meanwhile:
+    use it only where nothing else can. Such blocks run one at a time: two interleaved in two
+    threads left the process under the first one's umask for good. It is back afterwards."""
+    with _umask_lock:
+        umask = os.umask(0o077)  # (read by setting one that is no looser meanwhile)
+        try:
+            os.umask(umask | (0o777 & ~mode))
+            yield
+        finally:
+            os.umask(umask)
 
 
 def parse_storage_options(items: list[str] | None, *targets: Callable[..., object]) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def open_store(path: str, **options: Any) -> DB:
         with _stores_lock:
             entry = _stores.get(path)
             if entry is None or entry[0].closed:
-                _create_private_directory(path)
+                create_private_directory(path)
                 try:
                     db = DB(path, **options)
                 except ConfigurationError as exc:
@@ -185,7 +185,7 @@ def _permission_error(path: str, exc: StorageError) -> StorageError:
     return err
 
 
-def _create_private_directory(path: str) -> None:
+def create_private_directory(path: str) -> None:
     """Create a missing LOCATION, and missing parents, readable by this user only (0o700).
 
     Cached values often hold sessions and personal data, so a new cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from typing import Any
@@ -63,13 +64,13 @@ class Command(BaseCommand):
             mode = stat.S_IMODE(os.stat(cache.location).st_mode)
             # The copies hold what the store holds (sessions, private pages). On a local target
             # (simplecache::file:// and dir:: over file:// too) backup_store itself gives the files
-            # and directories it creates no permission that LOCATION withholds; a filesystem that
-            # writes local files in a way it does not know of creates them under the umask: hence
-            # the umask, which withholds the same. (In the store the backup
-            # creates at most a missing LOCK file, as any reader does; the stricter umask withholds
-            # nothing from it that LOCATION grants, so whoever may write the store may lock it.)
+            # and directories it creates no permission that LOCATION withholds, and on a remote one
+            # (s3://) no file is made here. A filesystem that writes a local file itself
+            # (zip://...::file:///backups/cache.zip) creates it under the umask: there only, the
+            # umask withholds the same meanwhile (from the files of the process's other threads too).
+            local_through_fsspec = writes_local_files_itself(url, storage)
             with (
-                umask_of(mode, grant=False),
+                umask_of(mode) if local_through_fsspec else contextlib.nullcontext(),
                 progress_unless_quiet("backup", options["verbosity"]) as progress,
             ):
                 report = backup_store(cache.location, url, name=options["name"], progress=progress, **storage)
@@ -92,3 +93,38 @@ class Command(BaseCommand):
         if verbose:
             self.stdout.write(self.style.SUCCESS("Backup finished."))
             self.stdout.write(format_report(report))
+
+
+#: fsspec filesystems that hold no files of their own: the backup writes through them to the one
+#: under them (see kv_backend.backup's _unwrapped)
+_PASSED_THROUGH = ("simplecache", "filecache", "blockcache", "cached", "dir")
+
+
+def writes_local_files_itself(url: str, storage: dict[str, Any]) -> bool:
+    """Whether the backup to ``url`` (with fsspec ``storage`` options) goes to a filesystem that writes
+    local files itself, whose modes the backup cannot give: one that keeps its objects in a local file
+    (an archive: ``zip://x::file:///backups/cache.zip``, or its ``fo`` option naming a local path) or
+    over a local filesystem (a ``target_protocol`` of ``file``). False for a local target, whose files
+    the backup makes itself, and for a remote one."""
+
+    def protocol(part: str, last: bool) -> str:
+        # "simplecache::file:///x": a link of a chain may be a bare protocol; the last one is a
+        # URL or a local path
+        if "://" in part:
+            return part.split("://", 1)[0].lower()
+        return "file" if last else part.lower()
+
+    def local(where: object) -> bool:
+        return isinstance(where, str) and protocol(where, True) in ("file", "local")
+
+    parts = url.split("::")
+    protocols = [protocol(part, i == len(parts) - 1) for i, part in enumerate(parts)]
+    while protocols and protocols[0] in _PASSED_THROUGH:
+        protocols.pop(0)
+    if not protocols or protocols[0] in ("file", "local"):
+        return False
+    return (
+        any(p in ("file", "local") for p in protocols[1:])
+        or storage.get("target_protocol") in ("file", "local")
+        or local(storage.get("fo"))
+    )

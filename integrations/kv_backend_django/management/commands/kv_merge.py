@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError, MergeInProgressError
+from kv_backend.files import files_granting
 from kv_backend_django._commands import (
     access_error,
     add_cache_argument,
@@ -16,7 +17,6 @@ from kv_backend_django._commands import (
     get_kv_cache,
     progress_unless_quiet,
     require_store,
-    umask_of,
 )
 
 
@@ -48,9 +48,10 @@ class Command(BaseCommand):
             # the read and write bits LOCATION grants, whatever the umask of cron (022): in a 2770
             # LOCATION shared by a group's workers they were 0644, and the other users' workers
             # could not write the new active file. (The engine gives them no more than the store's
-            # format file grants either.)
+            # format file grants either.) Not through os.umask, which is the whole process's: called
+            # from a threaded server or a Celery task, it changed the files of every other thread.
             mode = stat.S_IMODE(os.stat(cache.location).st_mode)
-            with umask_of(mode, grant=True), progress_unless_quiet("merge", options["verbosity"]) as progress:
+            with files_granting(mode), progress_unless_quiet("merge", options["verbosity"]) as progress:
                 report = cache.db.merge(progress=progress)
         except MergeInProgressError as exc:
             # The engine's advice, "call merge(wait=True)", is for a program.

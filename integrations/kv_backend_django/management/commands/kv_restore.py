@@ -13,7 +13,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import KVError, NotAStoreError, StoreNotFoundError
-from kv_backend.files import enclosing_store, exchange_paths, fsync_dir, prepare_directory
+from kv_backend.files import (
+    enclosing_store,
+    exchange_paths,
+    fsync_dir,
+    missing_directories,
+    prepare_directory,
+)
 from kv_backend.state import in_use
 from kv_backend_django._commands import (
     add_cache_argument,
@@ -24,7 +30,7 @@ from kv_backend_django._commands import (
     permission_denied,
     progress_unless_quiet,
 )
-from kv_backend_django.cache import close_all
+from kv_backend_django.cache import close_all, create_private_directory
 
 
 class Command(BaseCommand):
@@ -121,15 +127,18 @@ class Command(BaseCommand):
             _remove_abandoned_staging(location)
         target = f"{location}.restoring-{os.getpid()}" if occupied else location
         # The restored store gets the mode the cache would have: an existing LOCATION keeps its
-        # own, a new one (and its missing parents) is private, as the cache creates it. Files
-        # are written under a umask as strict as that mode, so they are never more open meanwhile.
+        # own, a new one (and its missing parents) is private, made here as the cache makes it.
+        # restore() fills the existing directory through one of mode 0700 beside it, and gives the
+        # files the read and write bits the directory grants at the end: they are never more open
+        # meanwhile, whatever the umask, which is left alone (it is the whole process's: called
+        # from a threaded server or a Celery task, changing it changed every other thread's files).
+        made = [] if occupied else missing_directories(location)
+        create_private_directory(location)
         mode = stat.S_IMODE(os.stat(location).st_mode) if os.path.isdir(location) else 0o700
         verbose = options["verbosity"] >= 1  # -v 0 (cron): errors only
         if verbose:
             self.stdout.write(f"Restoring cache {options['cache']!r} at {location} from {url} ...")
-        umask = os.umask(0o077)
         try:
-            os.umask(umask | (0o777 & ~mode))
             if target != location:
                 # Owned as LOCATION is: restore() gives the store the owner and group of the empty
                 # directory it fills, so run by root, it does not come back root's, which the
@@ -151,9 +160,12 @@ class Command(BaseCommand):
         except (KVError, OSError, ValueError) as exc:
             if target != location:
                 shutil.rmtree(target, ignore_errors=True)
+            for directory in made:  # those made above, deepest first: missing again, as before
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    break
             raise CommandError(f"restore of {location} from {url} failed: {exc}") from exc
-        finally:
-            os.umask(umask)
         if occupied and in_use(location):
             # Checked again: a download can take long, and a worker started meanwhile (a deploy, a
             # restart) has the old store open; swapped under it, its writes would be lost.
