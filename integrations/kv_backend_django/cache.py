@@ -253,6 +253,8 @@ setting_changed.connect(_close_stores_left_by_settings)
 
 # "scheme://": a URL, such as the LOCATION of a Redis or memcached alias, or a file:// URL; and
 # memcached's "host:port" and "unix:/path/to/socket".
+# What separates the servers of a memcached or Redis LOCATION: "host1:11211;host2:11211".
+_LIST_SEPARATOR = re.compile(r"[;,]")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|[A-Za-z0-9.-]+:\d+(?:/|$)|unix:")
 
 
@@ -268,6 +270,9 @@ def location_path(location: Any) -> str:
     literally, making a directory named ``~`` in each working directory (another store per
     process), which is never what the setting meant.
     """
+    if isinstance(location, (list, tuple)) and location:
+        # Django's memcached and Redis backends take a list of servers as LOCATION.
+        raise _several_locations(location)
     if not location or not isinstance(location, (str, os.PathLike)):
         raise KVCacheConfigurationError(
             "kv_backend_django.cache.KVCache needs LOCATION: the directory that holds the cache "
@@ -283,6 +288,11 @@ def location_path(location: Any) -> str:
             + ", which no intended directory name does (a value read from a file or an environment "
             "variable with its newline?): give the directory's path alone"
         )
+    parts = [part.strip() for part in _LIST_SEPARATOR.split(path)]
+    if len(parts) > 1 and all(part.startswith(("/", "~")) for part in parts):
+        # "/a;/b" or "/a,/b": how memcached's and Redis's LOCATION list servers, and one directory
+        # named "b" inside "/a;" (or "/a,") to the filesystem.
+        raise _several_locations(parts)
     if _URL.match(path):
         hint = (
             f"use the path itself, {urllib.parse.unquote(urllib.parse.urlsplit(path).path)!r}"
@@ -302,6 +312,23 @@ def location_path(location: Any) -> str:
             )
         path = expanded
     return path
+
+
+def _several_locations(locations: list[Any] | tuple[Any, ...]) -> KVCacheConfigurationError:
+    """The error for a LOCATION that lists directories, as memcached's and Redis's list servers."""
+    first = locations[0]
+    example = os.fspath(first) if isinstance(first, (str, os.PathLike)) else "/var/cache/mysite"
+    if len(locations) == 1:
+        return KVCacheConfigurationError(
+            f"kv_backend_django.cache.KVCache needs LOCATION as one directory, not a "
+            f"{type(locations).__name__} ({locations!r}): give the directory itself, {example!r}"
+        )
+    return KVCacheConfigurationError(
+        f"kv_backend_django.cache.KVCache needs LOCATION as one directory, not {len(locations)} "
+        f"({locations!r}) as a memcached or Redis LOCATION lists servers: a KVCache keeps its cache in "
+        f"one directory, which every process of the machine shares; give one, such as {example!r}, and "
+        "for several stores configure a cache alias for each directory"
+    )
 
 
 class KVCache(BaseCache):
