@@ -19,6 +19,7 @@ cross-process write lock.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import inspect
 import logging
@@ -29,8 +30,8 @@ import random
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
@@ -39,7 +40,13 @@ from django.core.signals import setting_changed
 
 from kv_backend import DB
 from kv_backend.db_common import check_tuning_options
-from kv_backend.errors import ConfigurationError, CorruptionError, NotAStoreError, StorageError
+from kv_backend.errors import (
+    ConfigurationError,
+    CorruptionError,
+    DatabaseClosedError,
+    NotAStoreError,
+    StorageError,
+)
 from kv_backend.files import missing_directories, user_name
 from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.record import MAX_KEY_SIZE
@@ -49,6 +56,7 @@ __all__ = [
     "KVCache",
     "KVCacheConfigurationError",
     "close_all",
+    "close_store",
     "location_path",
     "open_store",
 ]
@@ -217,6 +225,14 @@ def close_all() -> None:
         db.close()
 
 
+def close_store(path: str) -> None:
+    """Close this process's store of the directory ``path``, if it is open (it reopens on next use)."""
+    with _stores_lock:
+        entry = _stores.pop(os.path.realpath(path), None)
+    if entry is not None:
+        entry[0].close()
+
+
 def _close_stores_left_by_settings(*, setting: str, enter: bool, **kwargs: Any) -> None:
     """When a CACHES override ends, close the stores that no alias of the restored CACHES uses.
 
@@ -331,6 +347,30 @@ def _several_locations(locations: list[Any] | tuple[Any, ...]) -> KVCacheConfigu
     )
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _reopening(method: _Method) -> _Method:
+    """Run a cache method once more, on the store reopened, if the store was closed under it.
+
+    ``close_all()`` (a shutdown hook, a test, ``kv_restore``) closes the stores of the process,
+    which reopen on next use; a call in flight in another thread meanwhile failed with
+    DatabaseClosedError. The engine raises it only for a call that wrote nothing (a write that
+    took effect returns), so running the method again changes nothing twice.
+    """
+
+    @functools.wraps(method)
+    def run(self: KVCache, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except DatabaseClosedError:
+            if not self._closed_under_it():
+                raise
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 class KVCache(BaseCache):
     """Django cache backend on a kv_backend store; LOCATION is the store's directory."""
 
@@ -406,6 +446,18 @@ class KVCache(BaseCache):
         if db is None or db.closed:
             db = self._db = open_store(self._path, **self._options)
         return db
+
+    def _closed_under_it(self) -> bool:
+        """After a DatabaseClosedError: whether the store was closed (or is closing) under this cache,
+        by ``close_all()`` or its own ``close()``; then the next :attr:`db` is the store reopened."""
+        db = self._db
+        if db is None:
+            return False
+        entry = _stores.get(os.path.realpath(self._path))
+        if not db.closed and entry is not None and entry[0] is db:
+            return False  # (neither closed nor taken from the registry to be closed)
+        self._db = None
+        return True
 
     def validate_key(self, key: str) -> None:
         """Warn (CacheKeyWarning) about keys memcached would reject, exactly as Django does.
@@ -557,6 +609,11 @@ class KVCache(BaseCache):
             raw = db.get(k, _MISSING)
         except CorruptionError as exc:
             raw = self._drop_damaged(db, k, exc)
+        except DatabaseClosedError:  # (as _reopening does, without a call more on the hottest path)
+            if not self._closed_under_it():
+                raise
+            db = self.db
+            raw = self._read(db, k)
         if raw is _MISSING:
             return default
         try:  # _loads(), inlined
@@ -565,6 +622,7 @@ class KVCache(BaseCache):
             self._drop_damaged(db, k, exc, raw)
             return default
 
+    @_reopening
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         k = self._key(key, version)
         data = self._dumps(value)
@@ -574,6 +632,7 @@ class KVCache(BaseCache):
             self._maybe_cull(db)
         db.put(k, data, ttl)
 
+    @_reopening
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         k = self._key(key, version)
         data = self._dumps(value)
@@ -589,6 +648,7 @@ class KVCache(BaseCache):
         self._maybe_cull(db)
         return db.put_if_absent(k, data, ttl)
 
+    @_reopening
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         k = self._key(key, version)
         ttl = self._ttl(timeout)
@@ -601,18 +661,22 @@ class KVCache(BaseCache):
         except CorruptionError as exc:  # damaged since: as above
             return self._drop_damaged(db, k, exc) is not _MISSING
 
+    @_reopening
     def delete(self, key: Any, version: int | None = None) -> bool:
         return self.db.delete(self._key(key, version))
 
+    @_reopening
     def has_key(self, key: Any, version: int | None = None) -> bool:
         k = self._key(key, version)
         db = self.db
         return k in db and self._holds(db, k)
 
+    @_reopening
     def clear(self) -> None:
         """Remove every entry of the LOCATION (all aliases and prefixes), as Django's backends do."""
         self.db.clear()
 
+    @_reopening
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         db = self.db
         out: dict[Any, Any] = {}
@@ -625,6 +689,7 @@ class KVCache(BaseCache):
                     out[key] = value
         return out
 
+    @_reopening
     def set_many(
         self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> list[Any]:
@@ -650,10 +715,12 @@ class KVCache(BaseCache):
                 b.put(k, v, ttl)
         return []
 
+    @_reopening
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         """Delete ``keys`` in one atomic step: another process sees all of them or none."""
         _delete_present(self.db, [self._key(key, version) for key in keys])
 
+    @_reopening
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         """Add ``delta`` to the stored value atomically (across processes); it keeps its expiry."""
         k = self._key(key, version)
@@ -686,6 +753,7 @@ class KVCache(BaseCache):
     def decr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         return self.incr(key, -delta, version=version)
 
+    @_reopening
     def get_or_set(
         self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> Any:
@@ -717,6 +785,7 @@ class KVCache(BaseCache):
                 db.put(k, data, ttl)
         return pickle.loads(data)
 
+    @_reopening
     def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Move ``key`` to version ``version + delta`` atomically; it gets the default timeout."""
         if version is None:

@@ -30,7 +30,7 @@ from kv_backend_django._commands import (
     permission_denied,
     progress_unless_quiet,
 )
-from kv_backend_django.cache import close_all, create_private_directory
+from kv_backend_django.cache import close_store, create_private_directory
 
 
 class Command(BaseCommand):
@@ -117,7 +117,9 @@ class Command(BaseCommand):
                         "the old one)",
                         where,
                     )
-        close_all()  # this process must not hold the store open while it is replaced
+        # This process must not hold the store open while it is replaced (its other stores, those of the
+        # other aliases, stay open: called from a running site, its other requests go on using them).
+        close_store(location)
         if occupied and in_use(location):
             raise CommandError(
                 f"{location} is open in another process (a web or Celery worker, a shell...): stop them "
