@@ -289,7 +289,7 @@ def location_path(location: Any) -> str:
     if isinstance(location, (list, tuple)) and location:
         # Django's memcached and Redis backends take a list of servers as LOCATION.
         raise _several_locations(location)
-    if not location or not isinstance(location, (str, os.PathLike)):
+    if not location or not isinstance(location, (str, bytes, os.PathLike)):
         raise KVCacheConfigurationError(
             "kv_backend_django.cache.KVCache needs LOCATION: the directory that holds the cache "
             f"(it is created if missing), got {location!r}"
