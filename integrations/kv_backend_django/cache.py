@@ -385,29 +385,34 @@ class KVCache(BaseCache):
                 f"OPTIONS of KVCache at {location!r} must be a dict such as {{'MAX_ENTRIES': 10000}}, "
                 f"not {type(params['OPTIONS']).__name__} {params['OPTIONS']!r}"
             )
-        timeout = params.get("TIMEOUT")
+        # Django's BaseCache also reads "timeout", "max_entries" and "cull_frequency" beside OPTIONS
+        # (before TIMEOUT and OPTIONS); they are checked where Django reads them.
+        timeout_key = "timeout" if "timeout" in params else "TIMEOUT"
+        timeout = params.get(timeout_key)
         if isinstance(timeout, float) and timeout == math.inf:
-            params = {**params, "TIMEOUT": None}  # forever, as for a call's timeout (int() refuses inf)
+            params = {**params, timeout_key: None}  # forever, as for a call's timeout (int() refuses inf)
         elif timeout is not None:
             # Django reads TIMEOUT with int() and silently uses 300 when that fails ("1h", "none").
             try:
                 int(timeout)
             except (TypeError, ValueError, OverflowError):
                 raise KVCacheConfigurationError(
-                    f"TIMEOUT of KVCache at {location!r} must be a number of seconds or None (never "
+                    f"{timeout_key} of KVCache at {location!r} must be a number of seconds or None (never "
                     f"expire), not {timeout!r}"
                 ) from None
         for name in _CACHE_OPTIONS:
             # Django reads these with int() and silently uses its default (300, 3) when that fails:
             # a MAX_ENTRIES of "1e5" would cull at 300 entries, logging out cached sessions. Checked
             # before Django reads them: float("inf") (meant as "unlimited") was its raw OverflowError.
-            value = params["OPTIONS"].get(name, 0)
+            beside = name.lower() in params
+            value = params[name.lower()] if beside else params["OPTIONS"].get(name, 0)
             try:
                 int(value)
             except (TypeError, ValueError, OverflowError):
                 raise KVCacheConfigurationError(
-                    f"OPTIONS {name} of KVCache at {location!r} must be a whole number, not "
-                    f"{value!r} (Django would silently use its default; there is no 'unlimited')"
+                    f"{name.lower() if beside else 'OPTIONS ' + name} of KVCache at {location!r} must be a "
+                    f"whole number, not {value!r} (Django would silently use its default; there is no "
+                    "'unlimited')"
                 ) from None
         super().__init__(params)
         self._path = os.path.abspath(location_path(location))
