@@ -353,8 +353,8 @@ _Method = TypeVar("_Method", bound=Callable[..., Any])
 def _reopening(method: _Method) -> _Method:
     """Run a cache method once more, on the store reopened, if the store was closed under it.
 
-    ``close_all()`` (a shutdown hook, a test, ``kv_restore``) closes the stores of the process,
-    which reopen on next use; a call in flight in another thread meanwhile failed with
+    ``close_all()`` (a shutdown hook, a test) and ``close_store()`` (``kv_restore``) close stores of
+    the process, which reopen on next use; a call in flight in another thread meanwhile failed with
     DatabaseClosedError. The engine raises it only for a call that wrote nothing (a write that
     took effect returns), so running the method again changes nothing twice.
     """
@@ -454,7 +454,8 @@ class KVCache(BaseCache):
 
     def _closed_under_it(self) -> bool:
         """After a DatabaseClosedError: whether the store was closed (or is closing) under this cache,
-        by ``close_all()`` or its own ``close()``; then the next :attr:`db` is the store reopened."""
+        by ``close_all()``, ``close_store()`` or a ``close()`` of its ``db``; then the next :attr:`db` is
+        the store reopened."""
         db = self._db
         if db is None:
             return False
