@@ -201,13 +201,14 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         sizes[self._tail[0]] = self._tail[1]
         total = sum(sizes.values())
         data_bytes = total - rec.FILE_HEADER_SIZE * len(sizes)
-        expired = ix.expired_count()
+        expired, expired_bytes = ix.expired()
+        live = ix.live - expired_bytes  # (an expired record is dead: the next merge drops it)
         return {
             "path": self.path,
             "keys": len(ix.kd) - expired,
             "expired_keys": expired,
-            "live_bytes": ix.live,
-            "dead_bytes": max(data_bytes - ix.live, 0),
+            "live_bytes": live,
+            "dead_bytes": max(data_bytes - live, 0),
             "total_bytes": total,
             "files": len(self._files),
             "active_file": data_name(self._tail[0]),

@@ -189,6 +189,20 @@ class KeyDir:
         now = time.time()
         return sum(1 for e in list(self.exp.values()) if e <= now)
 
+    def expired(self) -> tuple[int, int]:
+        """``(count, bytes)`` of the indexed keys that have expired but not yet been dropped: their
+        records are dead data that a merge reclaims, though :attr:`live` still counts them."""
+        if not self.exp:
+            return 0, 0
+        now = time.time()
+        kd = self.kd
+        count = size = 0
+        for key, expiry in list(self.exp.items()):
+            if expiry <= now:
+                count += 1
+                size += kd.get(key, 0) & M32
+        return count, size
+
     def ensure_sorted(self) -> SortedList:
         """Return the sorted index, up to date: built on first use, pending changes applied."""
         srt = self.sorted

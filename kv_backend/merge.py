@@ -535,7 +535,10 @@ def maybe_auto_merge(db: DB) -> None:
     total = closed + db._tail[1]
     if closed < AUTO_MERGE_MIN_BYTES or total <= 0:
         return
-    dead = max(total - db._ix.live, 0)
+    # Expired records are dead too: a cache whose entries all expire (and are never overwritten)
+    # counted them live until something dropped them from the key directory, and never merged.
+    ix = db._ix
+    dead = max(total - (ix.live - ix.expired()[1]), 0)
     if dead / total < db.auto_merge:
         return
 
