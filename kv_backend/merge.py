@@ -535,15 +535,20 @@ def maybe_auto_merge(db: DB) -> None:
     total = closed + db._tail[1]
     if closed < AUTO_MERGE_MIN_BYTES or total <= 0:
         return
-    # Expired records are dead too: a cache whose entries all expire (and are never overwritten)
-    # counted them live until something dropped them from the key directory, and never merged.
-    ix = db._ix
-    dead = max(total - (ix.live - ix.expired()[1]), 0)
-    if dead / total < db.auto_merge:
+    dead_enough = max(total - db._ix.live, 0) / total >= db.auto_merge
+    if not dead_enough and not db._ix.exp:
         return
 
     def run() -> None:
         try:
+            if not dead_enough:
+                # Expired records are dead too, though the key directory counts them live until they
+                # are dropped from it: a cache whose entries all expire (never overwritten) was never
+                # merged. Counted here, not under the write lock the rotation holds: it reads every
+                # expiry.
+                ix = db._ix
+                if max(total - (ix.live - ix.expired()[1]), 0) / total < db.auto_merge:
+                    return
             merge(db)
         except MergeInProgressError:
             pass  # another process got there first
