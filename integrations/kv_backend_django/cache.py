@@ -233,6 +233,12 @@ def close_store(path: str) -> None:
         entry[0].close()
 
 
+def store_open_here(path: str) -> bool:
+    """Whether a cache of this process has the store of the directory ``path`` open."""
+    entry = _stores.get(os.path.realpath(path))
+    return entry is not None and not entry[0].closed
+
+
 def _close_stores_left_by_settings(*, setting: str, enter: bool, **kwargs: Any) -> None:
     """When a CACHES override ends, close the stores that no alias of the restored CACHES uses.
 

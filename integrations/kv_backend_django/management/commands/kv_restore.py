@@ -30,7 +30,7 @@ from kv_backend_django._commands import (
     permission_denied,
     progress_unless_quiet,
 )
-from kv_backend_django.cache import close_store, create_private_directory
+from kv_backend_django.cache import close_store, create_private_directory, store_open_here
 
 
 class Command(BaseCommand):
@@ -121,9 +121,10 @@ class Command(BaseCommand):
         # other aliases, stay open: called from a running site, its other requests go on using them).
         close_store(location)
         if occupied and in_use(location):
+            where, advice = _where_open(location)
             raise CommandError(
-                f"{location} is open in another process (a web or Celery worker, a shell...): stop them "
-                "first. A process that kept the old store open would go on writing to it, and lose that."
+                f"{location} is open in {where}: {advice} first. A process that kept the old store open "
+                "would go on writing to it, and lose that."
             )
         if occupied:
             _remove_abandoned_staging(location)
@@ -172,9 +173,10 @@ class Command(BaseCommand):
             # Checked again: a download can take long, and a worker started meanwhile (a deploy, a
             # restart) has the old store open; swapped under it, its writes would be lost.
             shutil.rmtree(target, ignore_errors=True)
+            where, advice = _where_open(location)
             raise CommandError(
-                f"{location} was opened by another process (a web or Celery worker, a shell...) while "
-                "the backup was restored; nothing was replaced. Stop them and run again."
+                f"{location} was opened by {where} while the backup was restored; nothing was replaced: "
+                f"{advice} and run again."
             )
         swapped = False
         if occupied:
@@ -212,6 +214,19 @@ class Command(BaseCommand):
         if verbose:
             self.stdout.write(self.style.SUCCESS("Restore finished."))
             self.stdout.write(format_report(report))
+
+
+def _where_open(location: str) -> tuple[str, str]:
+    """Who has the store at ``location`` open, and what to do, for a message (see :func:`in_use`)."""
+    if store_open_here(location):
+        # Called from a running site or a Celery worker (call_command): another thread's cache call
+        # opens the store again at once.
+        return (
+            "this process (another of its threads uses the cache: a request, a task)",
+            "run kv_restore in a process that does not use the cache (manage.py kv_restore in a shell), "
+            "the site's workers stopped",
+        )
+    return "another process (a web or Celery worker, a shell...)", "stop them"
 
 
 def _remove_abandoned_staging(location: str) -> None:
