@@ -354,10 +354,12 @@ def _several_locations(locations: list[Any] | tuple[Any, ...]) -> KVCacheConfigu
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
+_REOPEN_TRIES = 3
 
 
 def _reopening(method: _Method) -> _Method:
-    """Run a cache method once more, on the store reopened, if the store was closed under it.
+    """Run a cache method again, on the store reopened, if the store was closed under it (up to
+    _REOPEN_TRIES times in all: a store reopened may be closed again before the call is done).
 
     ``close_all()`` (a shutdown hook, a test) and ``close_store()`` (``kv_restore``) close stores of
     the process, which reopen on next use; a call in flight in another thread meanwhile failed with
@@ -367,12 +369,13 @@ def _reopening(method: _Method) -> _Method:
 
     @functools.wraps(method)
     def run(self: KVCache, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except DatabaseClosedError:
-            if not self._closed_under_it():
-                raise
-            return method(self, *args, **kwargs)
+        for _ in range(_REOPEN_TRIES - 1):
+            try:
+                return method(self, *args, **kwargs)
+            except DatabaseClosedError:
+                if not self._closed_under_it():
+                    raise
+        return method(self, *args, **kwargs)
 
     return run  # type: ignore[return-value]
 
@@ -624,8 +627,7 @@ class KVCache(BaseCache):
         except DatabaseClosedError:  # (as _reopening does, without a call more on the hottest path)
             if not self._closed_under_it():
                 raise
-            db = self.db
-            raw = self._read(db, k)
+            return self._get_reopened(k, default)
         if raw is _MISSING:
             return default
         try:  # _loads(), inlined
@@ -633,6 +635,14 @@ class KVCache(BaseCache):
         except Exception as exc:
             self._drop_damaged(db, k, exc, raw)
             return default
+
+    @_reopening
+    def _get_reopened(self, k: bytes, default: Any) -> Any:
+        """What get() of the made key ``k`` returns, on the store reopened (see :func:`_reopening`)."""
+        db = self.db
+        raw = self._read(db, k)
+        value = _MISSING if raw is _MISSING else self._loads(db, k, raw)
+        return default if value is _MISSING else value
 
     @_reopening
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
