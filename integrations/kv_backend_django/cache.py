@@ -698,8 +698,12 @@ class KVCache(BaseCache):
         """Remove every entry of the LOCATION (all aliases and prefixes), as Django's backends do."""
         self.db.clear()
 
-    @_reopening
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        # (read once, into a list: a generator would be empty for the call run again by _reopening)
+        return self._get_many(list(keys), version)
+
+    @_reopening
+    def _get_many(self, keys: list[Any], version: int | None) -> dict[Any, Any]:
         db = self.db
         out: dict[Any, Any] = {}
         for key in keys:
@@ -737,10 +741,14 @@ class KVCache(BaseCache):
                 b.put(k, v, ttl)
         return []
 
-    @_reopening
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         """Delete ``keys`` in one atomic step: another process sees all of them or none."""
-        _delete_present(self.db, [self._key(key, version) for key in keys])
+        self._delete_made([self._key(key, version) for key in keys])
+
+    @_reopening
+    def _delete_made(self, made: list[bytes]) -> None:
+        # (the made keys, read once: see get_many)
+        _delete_present(self.db, made)
 
     @_reopening
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:

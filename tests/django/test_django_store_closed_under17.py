@@ -77,6 +77,9 @@ def test_calls_in_flight_survive_close_all(tmp_path):
         ("clear", lambda c: c.clear(), None),
         ("batch", lambda c: c.set_many({"m": 1, "n": 2}), []),
         ("locked", lambda c: c.get_or_set("g", 4), 4),
+        # keys given as a generator, read once for the call run again
+        ("get", lambda c: c.get_many(k for k in ("k", "x")), {"k": 1}),
+        ("__contains__", lambda c: (c.delete_many(k for k in ("k", "x")), c.get("k", "gone"))[1], "gone"),
     ],
 )
 def test_a_call_whose_store_closes_under_it_runs_again(
