@@ -120,6 +120,13 @@ def test_kv_merge_gives_a_group_store_group_writable_files_without_the_umask(tmp
     added = set(os.listdir(location)) - before
     assert "MERGE.lock" in added and any(n.endswith(".data") for n in added)
     assert {_mode(location / n) for n in added} == {0o660}, {n: oct(_mode(location / n)) for n in added}
+    # A file the merge finds there is not one it adds: its mode stays as it is.
+    os.chmod(location / "MERGE.lock", 0o640)
+    with override_settings(CACHES={"c": {"BACKEND": KV, "LOCATION": str(location)}}), process_umask(0o022):
+        caches["c"].set("more", 1)
+        call_command("kv_merge", "--cache", "c", stdout=StringIO())
+        close_all()
+    assert _mode(location / "MERGE.lock") == 0o640
 
 
 @pytest.mark.parametrize("replace", [False, True], ids=["new-location", "replace"])
