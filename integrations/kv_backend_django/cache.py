@@ -59,6 +59,7 @@ __all__ = [
     "close_store",
     "location_path",
     "open_store",
+    "store_open_here",
 ]
 
 #: OPTIONS passed through to :class:`kv_backend.DB` (everything else but
