@@ -274,10 +274,10 @@ setting_changed.connect(_close_stores_left_by_settings)
 
 # ------------------------------------------------------------------ backend
 
-# "scheme://": a URL, such as the LOCATION of a Redis or memcached alias, or a file:// URL; and
-# memcached's "host:port" and "unix:/path/to/socket".
 # What separates the servers of a memcached or Redis LOCATION: "host1:11211;host2:11211".
 _LIST_SEPARATOR = re.compile(r"[;,]")
+# "scheme://": a URL, such as the LOCATION of a Redis or memcached alias, or a file:// URL; and
+# memcached's "host:port" and "unix:/path/to/socket".
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|[A-Za-z0-9.-]+:\d+(?:/|$)|unix:")
 
 
