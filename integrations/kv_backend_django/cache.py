@@ -370,7 +370,12 @@ def _reopening(method: _Method) -> _Method:
 
     @functools.wraps(method)
     def run(self: KVCache, *args: Any, **kwargs: Any) -> Any:
-        for _ in range(_REOPEN_TRIES - 1):
+        try:  # (the common case first: nothing more than a try on the way)
+            return method(self, *args, **kwargs)
+        except DatabaseClosedError:
+            if not self._closed_under_it():
+                raise
+        for _ in range(_REOPEN_TRIES - 2):
             try:
                 return method(self, *args, **kwargs)
             except DatabaseClosedError:
@@ -645,15 +650,25 @@ class KVCache(BaseCache):
         value = _MISSING if raw is _MISSING else self._loads(db, k, raw)
         return default if value is _MISSING else value
 
-    @_reopening
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         k = self._key(key, version)
         data = self._dumps(value)
         ttl = self._ttl(timeout)
+        try:  # (as get(), without _reopening's call on a hot path: 0.4 us of 6.5)
+            self._store(k, data, ttl)
+        except DatabaseClosedError:
+            if not self._closed_under_it():
+                raise
+            self._store_reopened(k, data, ttl)
+
+    def _store(self, k: bytes, data: bytes, ttl: float | None) -> None:
+        """set() of the made key ``k`` to the pickled ``data``."""
         db = self.db
         if ttl is None or ttl > 0:
             self._maybe_cull(db)
         db.put(k, data, ttl)
+
+    _store_reopened = _reopening(_store)
 
     @_reopening
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
