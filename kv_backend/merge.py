@@ -525,7 +525,8 @@ def _switch_over(db: DB, inputs: list[FileId], outputs: list[tuple[FileId, int]]
 
 def maybe_auto_merge(db: DB) -> None:
     """Start a background merge if enough of the store is dead (called after a file closes)."""
-    if db.auto_merge is None or db.read_only:
+    threshold = db.auto_merge
+    if threshold is None or db.read_only:
         return
     thread = db._merge_thread
     if thread is not None and thread.is_alive():
@@ -535,7 +536,7 @@ def maybe_auto_merge(db: DB) -> None:
     total = closed + db._tail[1]
     if closed < AUTO_MERGE_MIN_BYTES or total <= 0:
         return
-    dead_enough = max(total - db._ix.live, 0) / total >= db.auto_merge
+    dead_enough = max(total - db._ix.live, 0) / total >= threshold
     if not dead_enough and not db._ix.exp:
         return
 
@@ -547,7 +548,7 @@ def maybe_auto_merge(db: DB) -> None:
                 # merged. Counted here, not under the write lock the rotation holds: it reads every
                 # expiry.
                 ix = db._ix
-                if max(total - (ix.live - ix.expired()[1]), 0) / total < db.auto_merge:
+                if max(total - (ix.live - ix.expired()[1]), 0) / total < threshold:
                     return
             merge(db)
         except MergeInProgressError:

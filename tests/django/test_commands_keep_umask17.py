@@ -2,8 +2,9 @@
 the modes LOCATION grants. The umask is one for the whole process: called with call_command from a
 threaded server or a Celery task, they changed the mode of every file another thread created
 meanwhile (0600 instead of 0644 under umask 022). Their files get those modes without it now (the
-engine's files_granting, restore's own modes); only a backup to a filesystem that writes a local file
-itself (zip::file://), where nothing else can, still sets a umask, one such block at a time."""
+engine gives a file it adds the bits the store grants; restore sets its own); only a backup to a
+filesystem that writes a local file itself (zip::file://), where nothing else can, still sets a
+umask, one such block at a time."""
 
 from __future__ import annotations
 
