@@ -4,11 +4,19 @@ checked against a real redis-server where it runs (the ``ports`` fixture) and in
 from __future__ import annotations
 
 import math
+import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
-from resp_helpers import Raw, wait_blocked
+from helpers import child_env, wait_for
+from resp_helpers import Raw, RunningServer, wait_blocked
 
 from kv_backend import longdouble
+from kv_backend.errors import KVError
+from kv_backend.server import unixsock
 from kv_backend.structures import CommandError, Structures
 
 # A number beyond a double's range (2e308), which a long double holds (INCRBYFLOAT 1e308 on 1e308
@@ -125,3 +133,82 @@ def test_a_waiter_is_served_right_after_the_command_that_fed_it(ports, blocking,
     turn), so a pipelined RPUSH then LPOP took the element from under the waiting BLPOP."""
     real, ours = (_pipeline_beside_a_waiter(port, blocking, pipeline) for port in ports)
     assert ours == real
+
+
+def _listener(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    sock.listen()
+    return sock
+
+
+def _ping_unix(path: str) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(b"PING\r\n")
+        return sock.recv(100)
+
+
+def test_a_unix_socket_a_server_listens_on_is_not_taken(tmp_path):
+    path = str(tmp_path / "s.sock")
+    live = _listener(path)
+    try:
+        with pytest.raises(KVError, match="another server is listening on it; choose another --unixsocket"):
+            unixsock.claim(path)
+        assert os.path.exists(path)
+    finally:
+        live.close()
+    unixsock.claim(path)  # nobody listens any more: a stale socket file, removed
+    assert not os.path.exists(path)
+    (tmp_path / "plain").write_bytes(b"x")
+    unixsock.claim(str(tmp_path / "plain"))  # not a socket: left for the bind to refuse
+    assert (tmp_path / "plain").read_bytes() == b"x"
+
+
+def test_a_server_removes_its_unix_socket_only_while_the_path_is_still_its_own(tmp_path):
+    path = str(tmp_path / "s.sock")
+    first = _listener(path)
+    bound = unixsock.identity(path)
+    first.close()
+    os.unlink(path)
+    time.sleep(0.05)  # a later file (which may get the same inode) has a later change time
+    second = _listener(path)  # another server bound the path since
+    try:
+        unixsock.release(path, bound)
+        assert os.path.exists(path)
+        unixsock.release(path, unixsock.identity(path))
+        assert not os.path.exists(path)
+    finally:
+        second.close()
+
+
+def test_a_second_serve_on_the_same_unix_socket_leaves_the_first_one_reachable(tmp_path):
+    """A second kvb serve given the --unixsocket of a running one (several may serve one store)
+    removed the first one's socket and bound its own; when it stopped it removed the path, so the
+    first server, still running, could no longer be reached there. It now refuses to start (exit 2),
+    and a server that stops removes the path only while it is still its own socket."""
+    path = str(tmp_path / "kvb.sock")
+    store = str(tmp_path / "store")
+    first = RunningServer(store, unixsocket=path).start()
+    try:
+        wait_for(lambda: os.path.exists(path), 20, "the unix socket")
+        cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", store, "--port", "0"]
+        try:
+            second = subprocess.run(
+                [*cmd, "--unixsocket", path], env=child_env(), capture_output=True, text=True, timeout=30
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("a second server started on the unix socket of a running one")
+        assert second.returncode == 2, second.stderr
+        assert f"cannot listen on the unix socket {path}: another server is listening on it" in second.stderr
+        assert _ping_unix(path) == b"+PONG\r\n"
+        os.unlink(path)  # as if another server had taken the path over
+        other = _listener(path)
+        try:
+            assert first.stop() == 0
+            assert os.path.exists(path)  # the other one's socket stays
+        finally:
+            other.close()
+    finally:
+        first.stop()

@@ -26,7 +26,7 @@ from typing import Any
 
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
-from kv_backend.server import listen_error
+from kv_backend.server import listen_error, unixsock
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
 from kv_backend.server.commands.geo import store_key as geo_store_key
@@ -958,18 +958,20 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
     sockname = tcp.sockets[0].getsockname()
     server.host, server.port = str(sockname[0]), int(sockname[1])
     where = f"{server.host}:{server.port}"
+    bound = None
     if unixsocket:
-        with contextlib.suppress(FileNotFoundError):
-            if not os.path.exists(unixsocket) or _is_socket(unixsocket):
-                os.unlink(unixsocket)
         try:
+            unixsock.claim(unixsocket)  # a stale socket file goes; a live server's is refused
             servers.append(await loop.create_unix_server(lambda: Connection(server, "unix"), unixsocket))
-        except OSError as exc:  # not the TCP port's fault, so not serve()'s "choose another --port"
+        except (OSError, KVError) as exc:  # not the TCP port's fault: not serve()'s "choose another --port"
             tcp.close()
+            if isinstance(exc, KVError):
+                raise
             raise KVError(
                 f"cannot listen on the unix socket {unixsocket}: {exc.strerror or exc}; "
                 "choose another --unixsocket"
             ) from exc
+        bound = unixsock.identity(unixsocket)
         server.unixsocket = unixsocket
         where += f" and {unixsocket}"
     server.log(f"serving {server.path} on {where} (Redis protocol, pid {os.getpid()})")
@@ -985,8 +987,7 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(s.wait_closed(), 2)
         if unixsocket:
-            with contextlib.suppress(OSError):
-                os.unlink(unixsocket)
+            unixsock.release(unixsocket, bound)  # unless another server has bound the path since
         server.log("stopped")
 
 
@@ -1223,12 +1224,6 @@ def _run_on_new_loop(main: Coroutine[Any, Any, None], loop_factory: Callable[[],
         finally:
             asyncio.set_event_loop(None)
             loop.close()
-
-
-def _is_socket(path: str) -> bool:
-    import stat
-
-    return stat.S_ISSOCK(os.stat(path).st_mode)
 
 
 def serve(
