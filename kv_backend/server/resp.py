@@ -845,9 +845,11 @@ class Server:
         from kv_backend import __version__
 
         want = set(sections) - {b"all", b"everything", b"default"}
-        stats = self.db.stats()
-        keys = self.st.dbsize()
-        expiring, avg_ttl = self.st.expiring() if keys and (not want or b"keyspace" in want) else (0, 0)
+        # The store's figures only for the sections that show them: counting the keys walks every
+        # name, which INFO server or clients (a version check, a monitoring probe) must not wait for.
+        stats = self.db.stats() if not want or b"memory" in want else {}
+        keys = self.st.dbsize() if not want or b"keyspace" in want else 0
+        expiring, avg_ttl = self.st.expiring() if keys else (0, 0)
         now = time.time()
         uptime = int(now - self.started)
         uname = os.uname()
