@@ -238,3 +238,45 @@ def test_info_of_a_section_without_key_counts_does_not_count_the_keys(tmp_path, 
         assert b"db0:keys=1,expires=1," in bytes(conn.execute([b"INFO"]))
     finally:
         server.db.close()
+
+
+def test_zrange_by_rank_walks_from_the_nearer_end(tmp_path, monkeypatch):
+    """ZRANGE k -1 -1 (the highest member; also ZRANGE k -10 -1 and ZREVRANGE's last ranks) walked
+    the whole sorted set from its lowest score: 66 ms for 100,000 members where ZREVRANGE k 0 0
+    took 0.1 ms. It now walks from the nearer end, with the same answers."""
+    st = Structures(str(tmp_path / "db"))
+    try:
+        members = {b"m%03d" % i: float(i // 3) for i in range(300)}  # equal scores: ties by member
+        st.zadd(b"z", members)
+        ordered = sorted(members, key=lambda m: (members[m], m))
+        bounds = [-400, -301, -300, -299, -150, -2, -1, 0, 1, 2, 149, 150, 298, 299, 300, 400]
+        for start in bounds:
+            for end in bounds:
+                for desc in (False, True):
+                    model = list(reversed(ordered)) if desc else ordered
+                    n = len(model)
+                    lo = max(n + start, 0) if start < 0 else start
+                    hi = min(n + end if end < 0 else end, n - 1) + 1
+                    expected = [(m, members[m]) for m in model[lo:hi]] if lo < hi else []
+                    got = st.zrange(b"z", start, end, desc=desc, withscores=True)
+                    assert got == expected, (start, end, desc)
+        read = []
+        real = Structures._zscan_order
+
+        def counted(self, name, reverse=False):
+            for item in real(self, name, reverse):
+                read.append(item)
+                yield item
+
+        monkeypatch.setattr(Structures, "_zscan_order", counted)
+        for start, end, desc, expected in [
+            (-1, -1, False, [ordered[-1]]),
+            (-2, -1, True, [ordered[1], ordered[0]]),
+            (290, 298, False, ordered[290:299]),
+            (0, 2, False, ordered[:3]),
+        ]:
+            read.clear()
+            assert st.zrange(b"z", start, end, desc=desc) == expected
+            assert len(read) <= 10, (start, end, desc)
+    finally:
+        st.close()

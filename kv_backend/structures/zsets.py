@@ -256,13 +256,19 @@ class SortedSets(Keyspace):
         found = self._meta(name, T_ZSET)
         if found is None:
             return []
-        lo, hi = self._range(start, end, self._count(found[0])[0])
-        out: list[Any] = []
-        for i, (member, score) in enumerate(self._zscan_order(name, reverse=desc)):
-            if i >= hi:
-                break
-            if i >= lo:
-                out.append((member, score) if withscores else member)
+        size = self._count(found[0])[0]
+        lo, hi = self._range(start, end, size)
+        if lo >= hi:
+            return []
+        # Walk from the nearer end of the index (ZRANGE k -1 -1 reads one member, not the set),
+        # and turn the slice round if that was the other one.
+        turn = size - hi < lo
+        if turn:
+            lo, hi = size - hi, size - lo
+        picked = islice(self._zscan_order(name, reverse=desc != turn), lo, hi)
+        out: list[Any] = [(member, score) if withscores else member for member, score in picked]
+        if turn:
+            out.reverse()
         return out
 
     def _zrange_by(
