@@ -280,3 +280,33 @@ def test_zrange_by_rank_walks_from_the_nearer_end(tmp_path, monkeypatch):
             assert len(read) <= 10, (start, end, desc)
     finally:
         st.close()
+
+
+def test_zrank_walks_from_both_ends(tmp_path, monkeypatch):
+    """ZRANK of a member near the top (ZREVRANK near the bottom) walked the whole sorted set from
+    the other end; it now walks from both ends at once, with the same answers."""
+    st = Structures(str(tmp_path / "db"))
+    try:
+        members = {b"m%03d" % i: float(i // 4) for i in range(101)}  # ties ranked by member
+        st.zadd(b"z", members)
+        ordered = sorted(members, key=lambda m: (members[m], m))
+        for rank, member in enumerate(ordered):
+            assert st.zrank(b"z", member) == rank
+            assert st.zrevrank(b"z", member, withscore=True) == [100 - rank, members[member]]
+        assert st.zrank(b"z", b"nope") is None
+        read = []
+        real = st.db.keys
+
+        def counted(*args, **kwargs):
+            for key in real(*args, **kwargs):
+                read.append(key)
+                yield key
+
+        monkeypatch.setattr(st.db, "keys", counted)
+        near_ends = [(ordered[-1], False, 100), (ordered[0], True, 100), (ordered[98], False, 98)]
+        for member, desc, rank in near_ends:
+            read.clear()
+            assert st.zrank(b"z", member, desc=desc) == rank
+            assert len(read) <= 6
+    finally:
+        st.close()

@@ -355,14 +355,20 @@ class SortedSets(Keyspace):
         ``withscore`` (Redis 7.2's ``WITHSCORE``, redis-py's name): ``[rank, score]``, or None.
         """
         name, member = _b(name), _b(member)
-        if self._meta(name, T_ZSET) is None:
+        found = self._meta(name, T_ZSET)
+        if found is None:
             return None
         raw = self._value(ZMEM + _lp(name) + member)
         if raw is None:
             return None
         target = ZIDX + _lp(name) + raw + member
-        for rank, key in enumerate(self.db.keys(prefix=ZIDX + _lp(name), reverse=desc)):
-            if key == target:
+        last = self._count(found[0])[0] - 1
+        # From both ends at once: a member near either one is found after a few steps.
+        pfx = ZIDX + _lp(name)
+        walks = self.db.keys(prefix=pfx, reverse=desc), self.db.keys(prefix=pfx, reverse=not desc)
+        for steps, (near, far) in enumerate(zip(*walks, strict=False)):
+            if near == target or far == target:
+                rank = steps if near == target else last - steps
                 return [rank, decode_score(raw)] if withscore else rank  # (the score ranked)
         return None
 
