@@ -67,6 +67,7 @@ __all__ = [
     "backup",
     "backup_store",
     "in_process_url",
+    "is_url_chain",
     "list_backups",
     "misplaced_url_hint",
     "parse_storage_options",
@@ -108,6 +109,9 @@ _STORED_RE = re.compile(r"^files/\d{10}-\d{3}\.(data|hint)\.[0-9a-f]{8,64}\Z")
 # "s3:/bucket" or "memory:x": a protocol without "//", which fsspec takes for a local path.
 _ESCAPE_RE = re.compile(r"%[0-9A-Fa-f]{2}")
 _SCHEME_TYPO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!//)")
+# A protocol as the part of a chained URL starts with it ("zip", "s3:", "file://...").
+_PROTOCOL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*(?::|\Z)")
+_LOCAL_URL_RE = re.compile(r"(?i)(?:file|local):(?://)?")
 
 Progress = Callable[[int, int], None]
 
@@ -290,7 +294,9 @@ def whose(exc: OSError) -> str:
 class _Target:
     """The storage under a backup URL: an fsspec filesystem and the root path in it."""
 
-    def __init__(self, url: object, storage_options: dict[str, Any]) -> None:
+    def __init__(self, url: object, storage_options: dict[str, Any], *, writes: bool = False) -> None:
+        """``writes``: the caller writes or deletes there (a backup, a prune), which a read-only
+        archive (``zip::``, ``tar::``) refuses."""
         if not isinstance(url, (str, os.PathLike)):
             raise InvalidBackupArgumentError(f"the backup URL must be a string, not {type(url).__name__}")
         given = url
@@ -300,12 +306,22 @@ class _Target:
         stripped = url.rstrip("/")
         # "memory://" or "file:///" (a filesystem's root) stays whole: "memory:" is no URL to pass back.
         self.url = stripped if stripped and not stripped.endswith(":") else url
-        if isinstance(given, str):  # a path object names a local directory, whatever its name
+        # A path object names a local directory, whatever its name; so does a path with "::" in it
+        # (/data/a::b/bk), which fsspec would split into a chain of filesystems.
+        plain = not isinstance(given, str) or ("::" in url and not is_url_chain(url))
+        if not plain:
             _check_url_typos(url)
             url = _file_url_with_authority(url)
+            _check_archive(url, storage_options, writes)
         core = _import_fsspec()
+        if not plain:
+            _check_first_protocol(url)
         try:
-            self.fs, root = core.url_to_fs(url, **storage_options)
+            if plain:
+                self.fs = core.filesystem("file", **storage_options)
+                root = self.fs._strip_protocol(url)
+            else:
+                self.fs, root = core.url_to_fs(url, **storage_options)
         except ImportError as exc:
             # S3's driver has an extra of its own: name it, as for every other missing dependency.
             if url.partition("://")[0].lower() in ("s3", "s3a"):
@@ -315,9 +331,18 @@ class _Target:
             raise BackupError(f"cannot use {url}: {exc} ({advice})") from exc
         except Exception as exc:
             raise BackupError(f"cannot use {url}: {type(exc).__name__}: {exc}") from exc
-        _check_chain(self.fs, url)
+        if not plain:
+            _check_chain(self.fs, url)
         self.fs, root = _unwrapped(self.fs, root, self.url)
+        if writes and _is_archive(self.fs):  # (reached by a way _check_archive does not read)
+            raise ConfigurationError(_archive_refusal(self.url, type(self.fs).__name__))
         self.root = root.rstrip("/") if root not in ("", "/") else root
+        self.archive = _is_archive(self.fs)
+        if self.archive and not self.root.strip("/"):
+            with _io(f"cannot read {self.url}"):
+                if [n.rstrip("/") for n in self.fs.ls(self.root, detail=False)] == ["."]:
+                    # tar -C DIR -cf x.tar . names every member ./backups/...: DIR is "." in it.
+                    self.root = "."
         protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
         self.local = "file" in protocols or "local" in protocols
         # Object stores have no directories; creating one could create a bucket, which is not ours to do.
@@ -720,6 +745,87 @@ def _file_url_with_authority(url: str) -> str:
     return url
 
 
+def is_url_chain(url: str) -> bool:
+    """Whether fsspec reads ``url`` as a chain of filesystems (``simplecache::s3://bucket/kv``,
+    ``zip::file:///x.zip``): it holds ``::`` and starts with a protocol (a name, maybe followed by
+    ``:``). A path with ``::`` in it (``/data/a::b/bk``, ``./a::b``) is a local directory's, whatever
+    fsspec would make of it."""
+    first, sep, _ = url.partition("::")
+    return bool(sep) and (not first or _PROTOCOL_RE.match(first) is not None)
+
+
+def _check_first_protocol(url: str) -> None:
+    """Refuse a chained URL that starts with a word that is no fsspec protocol (``a::b``, a directory
+    named with ``::`` given without ``./``, or a misspelt protocol): fsspec reads it as a local path
+    or fails with "Protocol not known", neither saying how to write what was meant."""
+    from fsspec.registry import available_protocols
+
+    first = url.partition("::")[0]
+    word = is_url_chain(url) and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", first) is not None
+    if word and first.lower() not in available_protocols():
+        raise ConfigurationError(
+            f"the backup URL {url!r} starts with {first!r}, which is no fsspec protocol: for a local "
+            f"directory with '::' in its name give the path itself: ./{url}; for a chain of "
+            "filesystems, check the spelling of the protocol"
+        )
+
+
+def _protocols(url: str) -> list[str]:
+    """The protocols that the chained URL ``url`` names, first to last (``zip``, ``file``)."""
+    out = []
+    for part in url.split("::"):
+        m = _PROTOCOL_RE.match(part)
+        if m is not None and (m.end() == len(part) or "://" in part):
+            out.append(part[: m.end()].rstrip(":").lower())
+    return out
+
+
+def _is_archive(fs: Any) -> bool:
+    """Whether ``fs`` is one of fsspec's archive filesystems (zip, tar, libarchive): read-only."""
+    try:
+        from fsspec.archive import AbstractArchiveFileSystem
+    except ImportError:  # pragma: no cover - every supported fsspec has it
+        return False
+    return isinstance(fs, AbstractArchiveFileSystem) or (
+        isinstance(fs, type) and issubclass(fs, AbstractArchiveFileSystem)
+    )
+
+
+def _archive_refusal(url: str, kind: str) -> str:
+    return (
+        f"the backup URL {url!r} is inside a {kind} archive, which fsspec reads only: a backup or a "
+        "prune cannot write there; back up to a directory or a bucket (file:///path, s3://bucket/path) "
+        "and archive that if you like (kvb backups and kvb restore read backups from an archive)"
+    )
+
+
+def _check_archive(url: str, storage_options: dict[str, Any], writes: bool) -> None:
+    """Refuse a backup or prune (``writes``) through an archive (``zip::file:///x.zip``) before
+    fsspec opens it, and any ``mode`` but ``r`` for one: fsspec's zip filesystem opened with
+    ``mode="w"`` empties the archive at once, backups in it and all."""
+    from fsspec.registry import get_filesystem_class
+
+    for protocol in _protocols(url) if is_url_chain(url) or "://" in url else ():
+        try:
+            archive = _is_archive(get_filesystem_class(protocol))
+        except (ValueError, ImportError):  # unknown, or its driver missing: fsspec says so next
+            continue
+        if not archive:
+            continue
+        if writes:
+            raise ConfigurationError(_archive_refusal(url, protocol))
+        options = storage_options.get(protocol)
+        modes = [storage_options.get("mode")] if _protocols(url)[0] == protocol else []
+        modes += [options.get("mode")] if isinstance(options, dict) else []
+        for mode in modes:
+            if mode not in (None, "r", "rb"):
+                raise ConfigurationError(
+                    f"the storage option mode={mode!r} would open the {protocol} archive of {url!r} for "
+                    "writing, which replaces it (and the backups in it) with a new one; leave mode out: "
+                    "backups are read from an archive, never written into one"
+                )
+
+
 def _check_chain(fs: Any, url: str) -> None:
     """Refuse a chained URL whose first filesystem wraps none (``memory::file:///x``, ``file::s3://b``):
     fsspec ignores what follows it, and ``kvb backup`` reported a backup complete in the memory of a
@@ -729,6 +835,17 @@ def _check_chain(fs: Any, url: str) -> None:
 
     if "::" in url and isinstance(fs, (LocalFileSystem, MemoryFileSystem)):
         first, _, rest = url.partition("::")
+        if isinstance(fs, LocalFileSystem) and not is_url_chain(rest) and "://" not in rest:
+            # file:///a::b/bk, or a::b: a local directory with '::' in its name, which a URL cannot
+            # name (fsspec splits it there), but a path can.
+            scheme = _LOCAL_URL_RE.match(url)
+            path = url[scheme.end() :] if scheme else url
+            if not path.startswith(("/", "~", ".")):
+                path = f"./{path}"
+            raise ConfigurationError(
+                f"the backup URL {url!r} names a directory with '::' in its name, where fsspec splits a "
+                f"URL into a chain of filesystems; give the path itself: {path}"
+            )
         raise ConfigurationError(
             f"the backup URL {url!r} chains {first!r} in front of {rest!r}, which fsspec ignores: "
             f"{first!r} wraps no other filesystem; write the URL of the storage alone ({rest})"
@@ -1214,7 +1331,7 @@ def _backup(
     progress = _check_progress(progress)
     if name is not None:
         _check_name(name)
-    target = _Target(url, storage_options)
+    target = _Target(url, storage_options, writes=True)
     with _io(f"cannot read {path}"):
         store_mode = stat.S_IMODE(os.stat(path).st_mode)
     if target.local:
@@ -1490,12 +1607,35 @@ def _why_no_manifest(target: _Target) -> str:
             bucket = target.root.lstrip("/").split("/", 1)[0]
             what, exists = f"the bucket {bucket!r}", bool(target.fs.exists(bucket))
         else:
-            return default
+            return _archive_hint(target) or default
     except Exception:  # only a better message was at stake
         return default
     if not exists:
         return f": {what} does not exist (check the URL for a typo)"
     return _misplaced(target) or default
+
+
+def _archive_hint(target: _Target) -> str:
+    """Where ``target`` is an archive (``zip::file:///x.zip``) that holds a backup URL's directories
+    one level down (made by ``zip -r x.zip bk``), how to name that directory in the URL."""
+    first, sep, rest = target.url.partition("::")
+    if not (target.archive and sep):
+        return ""
+    try:
+        tops = [
+            i["name"].rstrip("/")
+            for i in target.fs.ls(target.root, detail=True)
+            if i.get("type") == "directory"
+            and target.fs.exists(posixpath.join(i["name"].rstrip("/"), MANIFEST_DIR))
+        ]
+    except Exception:  # only a better message was at stake
+        return ""
+    if len(tops) != 1:
+        return ""
+    protocol, _, inner = first.partition("://")
+    below = posixpath.join(inner, posixpath.relpath(tops[0], target.root) if target.root else tops[0])
+    url = f"{protocol}://{below}::{rest}"
+    return f": the archive holds the backups under {tops[0]}/: give {url}"
 
 
 def _misplaced(target: _Target) -> str:
@@ -1521,7 +1661,8 @@ def misplaced_url_hint(url: str, **storage_options: Any) -> str:
     backup URL ABOVE: give ABOVE"), else "". The manifests are what one finds when looking for the
     backups, and their directory, given as the URL, lists as empty. So does a store's directory,
     given for the URL it was backed up to (": URL is a kv_backend store, not a backup URL ...")."""
-    return _misplaced(_Target(url, storage_options))
+    target = _Target(url, storage_options)
+    return _misplaced(target) or _archive_hint(target)
 
 
 def restore(
@@ -1910,7 +2051,7 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
         raise InvalidBackupArgumentError(f"keep must be an int, not {type(keep).__name__}")
     if keep < 0:
         raise ConfigurationError(f"keep must be >= 0, not {keep}")
-    target = _Target(url, storage_options)
+    target = _Target(url, storage_options, writes=True)
     manifests = _load_all(target)
     valid = sorted(((doc["created"], n, doc) for n, doc, _err in manifests if doc is not None))
     doomed = valid[: max(len(valid) - keep, 0)]  # keep >= len(valid): nothing to remove

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kv_backend import __version__
 from kv_backend import record as rec
-from kv_backend.backup import BackupExistsError, BackupTargetFullError, in_process_url
+from kv_backend.backup import BackupExistsError, BackupTargetFullError, in_process_url, is_url_chain
 from kv_backend.db import DB
 from kv_backend.db_common import _check_key as check_key  # the engine's own key rules and messages
 from kv_backend.db_common import _check_value as check_value
@@ -1218,6 +1218,16 @@ class _Api:
                 f"cannot back up to {url!r}: a relative path would be taken relative to the server's "
                 "working directory; give an absolute path (or a file:// URL)",
             )
+        relative = _relative_option(options)
+        if relative is not None:
+            # The same for a path that a storage option names (dir::'s directory, a cache's): the
+            # backup, or the cache's directories, would land under the server's working directory.
+            raise HTTPAPIError(
+                400,
+                "invalid_backup_target",
+                f"cannot back up to {url!r}: the storage option {relative} is a relative path, which "
+                "would be taken relative to the server's working directory; give an absolute path",
+            )
         if in_process_url(url):  # fsspec's memory filesystem: the backup would die with this process
             raise HTTPAPIError(
                 400,
@@ -1246,11 +1256,35 @@ def _relative_local(url: str) -> bool:
     """Whether ``url`` names a local directory by a relative path (``backups``, ``~/backups``), also
     as a URL (``file:backups``, ``file://~/backups``) or through another filesystem
     (``simplecache::backups``): fsspec takes it relative to the working directory of the process."""
-    storage = url.rpartition("::")[2]  # the filesystem that stores what the chain writes
+    # the filesystem that stores what the chain writes (a path with '::' in it is one directory)
+    storage = url.rpartition("::")[2] if is_url_chain(url) else url
     scheme = _LOCAL_SCHEME.match(storage)
     if scheme is None and _URL_SCHEME.match(storage):
         return False  # s3://, memory://, ...
     return not os.path.isabs(storage[scheme.end() :] if scheme else storage)
+
+
+#: fsspec's storage options that name a local path (or a URL): dir::'s directory, a cache's
+#: directories (a string or a list), an archive's file (zip::, tar::).
+_PATH_OPTIONS = ("path", "cache_storage", "fo")
+
+
+def _relative_option(options: Mapping[str, object], where: str = "") -> str | None:
+    """The first storage option in ``options`` (or in the options of a filesystem of the chain,
+    ``{"dir": {"path": ...}}``, or ``target_options``) that names a relative local path, as
+    ``dir.path='bk'``; None if there is none."""
+    for key, value in options.items():
+        name = f"{where}{key}"
+        if isinstance(value, Mapping):
+            found = _relative_option(value, f"{name}.")
+            if found is not None:
+                return found
+        elif key in _PATH_OPTIONS:
+            for path in value if isinstance(value, list) else [value]:
+                temporary = (key, path) == ("cache_storage", "TMP")  # (the caches' default: a new one)
+                if isinstance(path, str) and _relative_local(path) and not temporary:
+                    return f"{name}={path!r}"
+    return None
 
 
 def _check_params(query: Mapping[str, bytes], allowed: tuple[str, ...], what: str) -> None:
