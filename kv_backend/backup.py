@@ -22,6 +22,7 @@ import copy
 import errno
 import fcntl
 import hashlib
+import inspect
 import json
 import os
 import posixpath
@@ -316,6 +317,7 @@ class _Target:
         core = _import_fsspec()
         if not plain:
             _check_first_protocol(url)
+            _check_chain_options(url, storage_options)
         try:
             if plain:
                 self.fs = core.filesystem("file", **storage_options)
@@ -768,6 +770,50 @@ def _check_first_protocol(url: str) -> None:
             f"directory with '::' in its name give the path itself: ./{url}; for a chain of "
             "filesystems, check the spelling of the protocol"
         )
+
+
+_ANY_FILESYSTEM_OPTIONS = frozenset(
+    {"skip_instance_cache", "use_listings_cache", "listings_expiry_time", "max_paths", "asynchronous", "loop"}
+)
+"""Options that every fsspec filesystem takes (its instance and listings caches, its event loop)."""
+
+_DROPPED_OPTIONS = frozenset({"protocol", "mode", "compression", "encoding", "errors", "newline", "num"})
+"""Options that fsspec's url_to_fs takes for its own, or drops, before it makes a filesystem."""
+
+
+def _check_chain_options(url: str, storage_options: dict[str, Any]) -> None:
+    """Refuse a storage option given at the top level for a chained URL whose first filesystem is a
+    cache, ``dir::`` or an archive, when that filesystem does not take it: fsspec gives the top-level
+    options to the first filesystem of a chain, and these ignore what they do not know, so
+    ``endpoint_url=`` (or ``key=``, ``secret=``) for ``simplecache::s3://bucket/kv`` never reached S3,
+    which went to AWS with the default credentials instead of the server named."""
+    from fsspec.implementations.cached import CachingFileSystem
+    from fsspec.implementations.dirfs import DirFileSystem
+    from fsspec.registry import available_protocols, get_filesystem_class
+
+    protocols = _protocols(url) if is_url_chain(url) else []
+    if not protocols:
+        return
+    try:
+        first = get_filesystem_class(protocols[0])
+    except (ValueError, ImportError):  # fsspec says so next
+        return
+    if not (issubclass(first, (CachingFileSystem, DirFileSystem)) or _is_archive(first)):
+        return
+    takes = set(_ANY_FILESYSTEM_OPTIONS | _DROPPED_OPTIONS) | set(available_protocols())
+    for cls in first.__mro__:
+        init = vars(cls).get("__init__")
+        if init is not None:
+            takes.update(inspect.signature(init).parameters)
+    last = protocols[-1] if len(protocols) > 1 and "://" in url.rpartition("::")[2] else "file"
+    for key in storage_options:
+        if key not in takes:
+            raise ConfigurationError(
+                f"the storage option {key}= would go to {protocols[0]!r}, the first filesystem of the "
+                f"chained URL {url!r}, which does not take it (fsspec would drop it): give the options "
+                f"of the storage behind it under its protocol, {last}={{{key!r}: ...}} "
+                f"(kvb: --storage-option '{last}={{\"{key}\": ...}}')"
+            )
 
 
 def _protocols(url: str) -> list[str]:
@@ -1236,7 +1282,6 @@ def parse_storage_options(pairs: list[str] | None, *targets: Callable[..., objec
     ``self`` it would collide with, and no fsspec filesystem takes it (they
     receive the options as keyword arguments of their ``__init__(self, ...)``).
     """
-    import inspect
 
     params = [p for target in targets for p in inspect.signature(target).parameters.values()]
     reserved = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
