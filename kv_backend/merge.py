@@ -30,6 +30,7 @@ because every older file is an input.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -81,6 +82,9 @@ AUTO_MERGE_MIN_BYTES = 1 << 20
 #: The largest merge output, whatever ``max_file_size`` allows: a hint file's
 #: locations hold each record's offset in 32 bits (see docs/file-format.md).
 MAX_OUTPUT_SIZE = 1 << 32
+#: The largest minor id of a data file: its name gives it three digits (docs/file-format.md), and
+#: no reader lists a file named with four (0000000007-1000.data).
+MAX_MINOR = 999
 
 
 class InvalidMergeArgumentError(ConfigurationError, TypeError):
@@ -315,6 +319,17 @@ def _write_outputs(
     out: _Output | None = None
     done = finished = 0  # (bytes of the inputs done, and how many of them)
     limit = min(db.max_file_size, MAX_OUTPUT_SIZE)
+    # The outputs take the minor ids after the newest input's: they must fit in those left, however
+    # much there is to copy, or the records of the outputs past 999 were lost (files no reader lists).
+    room = MAX_MINOR - minor
+    if locations and room < 1:
+        raise StorageError(
+            errno.EFBIG,
+            f"cannot merge {db.path} before its next write: the files of the last merge took every file "
+            f"name left after {data_name(inputs[-1])}; nothing was changed (merge again after a write)",
+        )
+    live = sum(unpack(loc)[2] for loc in locations)
+    limit = max(limit, min(-(-live // max(room, 1)) + rec.FILE_HEADER_SIZE, MAX_OUTPUT_SIZE))
 
     def inputs_done(upto: int) -> None:
         nonlocal done, finished
@@ -342,11 +357,18 @@ def _write_outputs(
             key, expiry = data[rec.HEADER_SIZE : key_end], header[5]
             if header[2]:  # batch flag: the copy stands alone, so re-encode it without
                 data = rec.encode(rec.PUT, key, data[key_end:], expiry)
-            if out is None or (out.end + len(data) > limit and out.end > rec.FILE_HEADER_SIZE):
+            full = out is not None and out.end + len(data) > limit and out.end > rec.FILE_HEADER_SIZE
+            if out is None or (full and minor < MAX_MINOR):
                 if out is not None:
                     outputs.append(out.finish())
                 minor += 1
                 out = _Output(db.path, (major, minor), db._sync_interval is not None)
+            elif out.end + len(data) > MAX_OUTPUT_SIZE:  # (the last minor id, over 4 TiB to copy)
+                raise StorageError(
+                    errno.EFBIG,
+                    f"cannot merge {db.path}: its live records need more than {MAX_MINOR} merged files of "
+                    f"{MAX_OUTPUT_SIZE >> 30} GiB; nothing was changed",
+                )
             out.add(key, data, expiry)
             report.records_kept += 1
         inputs_done(len(inputs))
