@@ -317,6 +317,7 @@ class _Target:
         core = _import_fsspec()
         if not plain:
             _check_first_protocol(url)
+            _check_chain_parts(url)
             _check_chain_options(url, storage_options)
         try:
             if plain:
@@ -756,6 +757,60 @@ def is_url_chain(url: str) -> bool:
     return bool(sep) and (not first or _PROTOCOL_RE.match(first) is not None)
 
 
+def _init_parameters(cls: type) -> set[str]:
+    """The names of the parameters of every ``__init__`` of ``cls`` and its bases."""
+    out: set[str] = set()
+    for c in cls.__mro__:
+        init = vars(c).get("__init__")
+        if init is not None:
+            try:
+                out.update(inspect.signature(init).parameters)
+            except (TypeError, ValueError):  # pragma: no cover - a builtin's
+                pass
+    return out
+
+
+def _check_chain_parts(url: str) -> None:
+    """Refuse a chained URL with a part before its last that wraps no other filesystem (a path, a
+    ``file://``, ``s3://`` or ``http://`` URL): fsspec drops what follows it, so
+    ``simplecache::/srv/a::b/bk`` (a path with ``::`` in it) backed up to ``/srv/a``, and
+    ``s3://bucket/a::b/kv`` to ``s3://bucket/a``. The first part, when local (or ``memory://``),
+    :func:`_check_chain` refuses once fsspec has read the URL."""
+    from fsspec.registry import get_filesystem_class
+
+    parts = url.split("::")
+    for i in range(len(parts) - 1):
+        local = _LOCAL_URL_RE.match(parts[i])
+        m = _PROTOCOL_RE.match(parts[i])
+        if local is None and m is not None:
+            protocol = parts[i][: m.end()].rstrip(":").lower()
+            if i == 0 and protocol == "memory":
+                continue  # (_check_chain says so)
+            try:
+                if "target_protocol" in _init_parameters(get_filesystem_class(protocol)):
+                    continue  # a cache, dir::, an archive: it wraps the next one
+            except (ValueError, ImportError):  # unknown, or its driver missing: fsspec says so next
+                continue
+        elif i == 0:
+            continue  # (_check_chain says so)
+        rest = "::".join(parts[i + 1 :])
+        if is_url_chain(rest) or "://" in rest:
+            raise ConfigurationError(
+                f"the backup URL {url!r} chains {parts[i]!r} in front of {rest!r}, which fsspec ignores: "
+                f"{parts[i]!r} wraps no other filesystem; write the URL of the storage alone ({rest})"
+            )
+        path = "::".join(parts[i:])[local.end() if local else 0 :]
+        through = f" through {'::'.join(parts[:i])}" if i else ""
+        if local or m is None:  # a local directory: a path alone names it
+            advice = f"give the path alone, {path} (the backup writes past a cache), or rename it"
+        else:
+            advice = "choose a name without '::'"
+        raise ConfigurationError(
+            f"the backup URL {url!r} names {path!r}, with '::' in it{through}: fsspec splits a URL at "
+            f"each '::', so no chained URL can name it: {advice}"
+        )
+
+
 def _check_first_protocol(url: str) -> None:
     """Refuse a chained URL that starts with a word that is no fsspec protocol (``a::b``, a directory
     named with ``::`` given without ``./``, or a misspelt protocol): fsspec reads it as a local path
@@ -800,11 +855,7 @@ def _check_chain_options(url: str, storage_options: dict[str, Any]) -> None:
         return
     if not (issubclass(first, (CachingFileSystem, DirFileSystem)) or _is_archive(first)):
         return
-    takes = set(_ANY_FILESYSTEM_OPTIONS | _DROPPED_OPTIONS) | set(available_protocols())
-    for cls in first.__mro__:
-        init = vars(cls).get("__init__")
-        if init is not None:
-            takes.update(inspect.signature(init).parameters)
+    takes = _ANY_FILESYSTEM_OPTIONS | _DROPPED_OPTIONS | set(available_protocols()) | _init_parameters(first)
     last = protocols[-1] if len(protocols) > 1 and "://" in url.rpartition("::")[2] else "file"
     for key in storage_options:
         if key not in takes:

@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from test_backup_s3 import s3, s3_server  # noqa: F401 - the moto server and a fresh bucket
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 from kv_backend import DB
@@ -214,3 +215,28 @@ def test_a_write_mode_for_an_archive_is_refused_before_it_is_emptied(backups, tm
         list_backups(f"zip::file://{archive}", **options)
     assert Path(archive).read_bytes() == before
     assert [b.name for b in list_backups(f"zip::file://{archive}", mode="r")] == ["first", "second"]
+
+
+@pytest.mark.parametrize("form", ["simplecache::{}", "simplecache::file://{}", "filecache::local://{}"])
+def test_a_path_with_double_colons_behind_a_cache_is_refused_not_cut_short(store, tmp_path, form):
+    # fsspec split it there and dropped the rest: the backup went to the directory before '::'
+    path = f"{tmp_path}/a::b/bk"
+    with pytest.raises(ConfigurationError) as e:
+        backup_store(store, form.format(path))
+    assert f"give the path alone, {path}" in str(e.value)
+    with pytest.raises(ConfigurationError, match="no chained URL can name it"):
+        list_backups(f"zip::{tmp_path}/a::b.zip")
+    assert sorted(os.listdir(tmp_path)) == ["store"]
+
+
+def test_an_object_store_path_with_double_colons_is_refused_not_cut_short(s3, store, tmp_path):  # noqa: F811
+    # fsspec split s3://bucket/a::b/kv there and dropped the rest: the backup went to s3://bucket/a
+    url, options, fs = s3
+    bucket = url[len("s3://") :].split("/")[0]
+    for bad in (f"s3://{bucket}/a::b/kv", f"simplecache::s3://{bucket}/a::b/kv"):
+        with pytest.raises(ConfigurationError, match="no chained URL can name it: choose a name without"):
+            backup_store(store, bad, **({"s3": options} if bad.startswith("simple") else options))
+    with pytest.raises(ConfigurationError, match="wraps no other filesystem"):
+        backup_store(store, f"s3://{bucket}/kv::file://{tmp_path}/bk", s3=options)
+    assert fs.find(bucket) == []
+    assert sorted(os.listdir(tmp_path)) == ["store"]
