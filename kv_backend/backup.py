@@ -256,6 +256,13 @@ def _io(what: str) -> Iterator[None]:
         raise
     except FileNotFoundError as exc:
         raise BackupError(f"{what}: not found ({exc})") from exc
+    except NotImplementedError as exc:
+        # (http://, a read-only fsspec filesystem: "NotImplementedError: " said nothing more)
+        detail = f": {exc}" if str(exc) else ""
+        raise BackupError(
+            f"{what}: the fsspec filesystem of this URL cannot do that (NotImplementedError{detail}); use "
+            "a URL of storage that can (a directory, file://, s3://...)"
+        ) from exc
     except OSError as exc:
         if exc.errno is None or not exc.strerror:  # (a remote filesystem's error: its name says what)
             raise BackupError(f"{what}: {type(exc).__name__}: {exc}") from exc
