@@ -340,7 +340,13 @@ class _Target:
                 advice = "install the fsspec driver for this protocol, e.g. s3fs for s3://"
             raise BackupError(f"cannot use {url}: {exc} ({advice})") from exc
         except Exception as exc:
-            raise BackupError(f"cannot use {url}: {type(exc).__name__}: {exc}") from exc
+            hint = ""
+            if type(exc).__name__ == "ReadError" and "tar" in _protocols(url):  # (tarfile's)
+                hint = (
+                    " (fsspec knows a tar's compression by its name: .tar.gz, .tar.bz2, .tar.xz; for "
+                    "another, give it: tar={'compression': 'gzip'})"
+                )
+            raise BackupError(f"cannot use {url}: {type(exc).__name__}: {exc}{hint}") from exc
         if not plain:
             _check_chain(self.fs, url)
         self.fs, root = _unwrapped(self.fs, root, self.url)

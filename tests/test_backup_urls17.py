@@ -24,7 +24,7 @@ import pytest
 from test_backup_s3 import s3, s3_server  # noqa: F401 - the moto server and a fresh bucket
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
-from kv_backend import DB
+from kv_backend import DB, BackupError
 from kv_backend.backup import backup_store, is_url_chain, list_backups, prune_backups, restore
 from kv_backend.errors import ConfigurationError
 
@@ -240,3 +240,10 @@ def test_an_object_store_path_with_double_colons_is_refused_not_cut_short(s3, st
         backup_store(store, f"s3://{bucket}/kv::file://{tmp_path}/bk", s3=options)
     assert fs.find(bucket) == []
     assert sorted(os.listdir(tmp_path)) == ["store"]
+
+
+def test_a_tgz_says_how_to_name_its_compression(backups, tmp_path):
+    url = f"tar::file://{_tar(backups, str(tmp_path / 'bk.tgz'), '.')}"
+    with pytest.raises(BackupError, match=r"tar=\{'compression': 'gzip'\}"):
+        list_backups(url)
+    assert [b.name for b in list_backups(url, tar={"compression": "gzip"})] == ["first", "second"]
