@@ -321,6 +321,15 @@ class _Target:
             _check_url_typos(url)
             url = _file_url_with_authority(url)
             _check_archive(url, storage_options, writes)
+        for option in ("protocol", "target_protocol"):
+            if option in storage_options:
+                # fsspec takes it for the filesystem of the URL (of its last part): protocol=memory
+                # made a backup "complete at /srv/bk" in the memory of a process that then exited.
+                raise ConfigurationError(
+                    f"the storage option {option}= would replace the filesystem that the backup URL "
+                    f"{self.url!r} names; write the protocol in the URL instead (s3://bucket/path, "
+                    "simplecache::s3://bucket/path)"
+                )
         core = _import_fsspec()
         if not plain:
             _check_first_protocol(url)
