@@ -1,0 +1,353 @@
+"""What a backup URL may be, checked before fsspec reads it (see docs/backup.md).
+
+fsspec reads much that is no URL as one, or as a local path, and drops what it does not take: a
+protocol without ``//`` (``s3:/bucket``), a ``file://`` URL naming a host, a chain whose part wraps
+no other filesystem (``memory::file:///x``), a path with ``::`` in it, a storage option given to the
+wrong filesystem of a chain. These functions refuse such URLs with a
+:class:`~kv_backend.errors.ConfigurationError` that says what to write, and find the filesystem
+that stores what a backup writes past the caches and ``dir::``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import posixpath
+import re
+from typing import Any
+
+from kv_backend.errors import ConfigurationError
+
+# "s3:/bucket" or "memory:x": a protocol without "//", which fsspec takes for a local path.
+_ESCAPE_RE = re.compile(r"%[0-9A-Fa-f]{2}")
+_SCHEME_TYPO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!//)")
+# A protocol as the part of a chained URL starts with it ("zip", "s3:", "file://...").
+_PROTOCOL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*(?::|\Z)")
+_LOCAL_URL_RE = re.compile(r"(?i)(?:file|local):(?://)?")
+
+
+def in_process_url(url: str) -> bool:
+    """Whether ``url`` (or a filesystem it chains, ``simplecache::memory://...``) is fsspec's ``memory://``.
+
+    That filesystem lives in the memory of the process: a backup there is gone when the process
+    exits, so the command-line tools (``kvb backup``, ``manage.py kv_backup``) refuse it.
+    """
+    return any(part.split("://", 1)[0].lower() == "memory" for part in url.split("::") if "://" in part)
+
+
+def _check_protocol_options(url: str, storage_options: dict[str, Any]) -> None:
+    """Refuse the storage options ``protocol`` and ``target_protocol``: fsspec takes them for the
+    filesystem of the URL (of its last part), and ``protocol=memory`` made a backup "complete at
+    /srv/bk" in the memory of a process that then exited."""
+    for option in ("protocol", "target_protocol"):
+        if option in storage_options:
+            raise ConfigurationError(
+                f"the storage option {option}= would replace the filesystem that the backup URL "
+                f"{url!r} names; write the protocol in the URL instead (s3://bucket/path, "
+                "simplecache::s3://bucket/path)"
+            )
+
+
+def _check_url_typos(url: str) -> None:
+    """Refuse URLs that fsspec would quietly take for the current or a local directory.
+
+    fsspec reads ``s3:/bucket/kv`` (one slash) as the local path ``./s3:/bucket/kv``
+    and ``file://`` (no path) as the current directory: a backup meant for S3 or
+    for a configured directory would land somewhere else, and report success.
+    """
+    if "::" in url and not all(url.split("::")):
+        # "::file:///x", "simplecache::": fsspec took the empty part for a directory named ':'
+        # under the current one, where the backup went.
+        raise ConfigurationError(
+            f"the backup URL {url!r} has an empty part where '::' chains filesystems: write a "
+            "filesystem on each side of '::' (simplecache::s3://bucket/path), or the URL alone (file:///path)"
+        )
+    last = url.rsplit("::", 1)[-1]  # the storage of a chained URL (simplecache::s3://...)
+    m = _SCHEME_TYPO_RE.match(last)
+    if m and m.group(1).lower() not in ("file", "local"):
+        raise ConfigurationError(
+            f"the backup URL {url!r} is not a URL: write {m.group(1)}://{last[m.end() :].lstrip('/')} "
+            f"(with '//'), or ./{last} for a local directory with ':' in its name"
+        )
+    for prefix in ("file://", "local://", "file:", "local:"):
+        if last.startswith(prefix):
+            if not last[len(prefix) :]:
+                raise ConfigurationError(
+                    f"the backup URL {url!r} names no directory (it would mean the current one): "
+                    f"write {prefix}/path/to/backups"
+                )
+            host = last[len(prefix) :].split("/", 1)[0] if prefix.endswith("//") else ""
+            if host and not host.startswith("~") and host not in (".", ".."):
+                # file://localhost/x is /x to RFC 8089 and urllib, file://backups/x a slash short of
+                # /backups/x: fsspec takes both for a directory under the current one (./localhost/x).
+                rest = last[len(prefix) :]
+                meant = "/" + (rest.partition("/")[2] if host.lower() == "localhost" else rest)
+                raise ConfigurationError(
+                    f"the backup URL {url!r} names the host {host!r}, which fsspec takes for a directory "
+                    f"under the current one (./{rest}): write {prefix}{meant} for {meant}, or ./{rest} "
+                    "for a directory under the current one"
+                )
+            if _ESCAPE_RE.search(last):
+                # Path("/mnt/backup disk").as_uri() gives file:///mnt/backup%20disk, which fsspec
+                # takes for a new directory named "backup%20disk", often on another disk than meant.
+                from urllib.parse import unquote
+
+                path = unquote(last[len(prefix) :])
+                raise ConfigurationError(
+                    f"the backup URL {url!r} holds percent-escapes, which fsspec does not decode: it "
+                    f"would name a directory with '%' in its name, not {path!r}; give the path "
+                    "itself instead (a directory with '%' in its name too)"
+                )
+            break
+    else:
+        scheme, sep, rest = last.partition("://")
+        if sep and scheme.lower() != "memory" and not rest.strip("/"):
+            # fsspec takes the first word of the path for the bucket (or container, or host): with
+            # none, s3:// listed and wrote s3://backups/..., a bucket named "backups", anyone's.
+            raise ConfigurationError(
+                f"the backup URL {url!r} names no bucket or directory: write {scheme}://BUCKET/path "
+                "(the bucket, container or host, then the directory in it)"
+            )
+
+
+def _file_url_with_authority(url: str) -> str:
+    """``file:/abs`` (a file URL without ``//``, RFC 8089) as ``file:///abs``: older fsspec releases
+    (2023.3, the oldest supported) read the short form as the local path ``./file:/abs``, newer
+    ones as ``/abs``."""
+    head, sep, last = url.rpartition("::")
+    for scheme in ("file:", "local:"):
+        if last.startswith(scheme + "/") and not last.startswith(scheme + "//"):
+            return head + sep + scheme + "//" + last[len(scheme) :]
+    return url
+
+
+def is_url_chain(url: str) -> bool:
+    """Whether fsspec reads ``url`` as a chain of filesystems (``simplecache::s3://bucket/kv``,
+    ``zip::file:///x.zip``): it holds ``::`` and starts with a protocol (a name, maybe followed by
+    ``:``). A path with ``::`` in it (``/data/a::b/bk``, ``./a::b``) is a local directory's, whatever
+    fsspec would make of it."""
+    first, sep, _ = url.partition("::")
+    return bool(sep) and (not first or _PROTOCOL_RE.match(first) is not None)
+
+
+def _init_parameters(cls: type) -> set[str]:
+    """The names of the parameters of every ``__init__`` of ``cls`` and its bases."""
+    out: set[str] = set()
+    for c in cls.__mro__:
+        init = vars(c).get("__init__")
+        if init is not None:
+            try:
+                out.update(inspect.signature(init).parameters)
+            except (TypeError, ValueError):  # pragma: no cover - a builtin's
+                pass
+    return out
+
+
+def _check_chain_parts(url: str) -> None:
+    """Refuse a chained URL with a part before its last that wraps no other filesystem (a path, a
+    ``file://``, ``s3://`` or ``http://`` URL): fsspec drops what follows it, so
+    ``simplecache::/srv/a::b/bk`` (a path with ``::`` in it) backed up to ``/srv/a``, and
+    ``s3://bucket/a::b/kv`` to ``s3://bucket/a``. The first part, when local (or ``memory://``),
+    :func:`_check_chain` refuses once fsspec has read the URL."""
+    from fsspec.registry import get_filesystem_class
+
+    parts = url.split("::")
+    for i in range(len(parts) - 1):
+        local = _LOCAL_URL_RE.match(parts[i])
+        m = _PROTOCOL_RE.match(parts[i])
+        if local is None and m is not None:
+            protocol = parts[i][: m.end()].rstrip(":").lower()
+            if i == 0 and protocol == "memory":
+                continue  # (_check_chain says so)
+            try:
+                if "target_protocol" in _init_parameters(get_filesystem_class(protocol)):
+                    continue  # a cache, dir::, an archive: it wraps the next one
+            except (ValueError, ImportError):  # unknown, or its driver missing: fsspec says so next
+                continue
+        elif i == 0:
+            continue  # (_check_chain says so)
+        rest = "::".join(parts[i + 1 :])
+        if is_url_chain(rest) or "://" in rest:
+            raise ConfigurationError(
+                f"the backup URL {url!r} chains {parts[i]!r} in front of {rest!r}, which fsspec ignores: "
+                f"{parts[i]!r} wraps no other filesystem; write the URL of the storage alone ({rest})"
+            )
+        path = "::".join(parts[i:])[local.end() if local else 0 :]
+        through = f" through {'::'.join(parts[:i])}" if i else ""
+        if local or m is None:  # a local directory: a path alone names it
+            advice = f"give the path alone, {path} (the backup writes past a cache), or rename it"
+        else:
+            advice = "choose a name without '::'"
+        raise ConfigurationError(
+            f"the backup URL {url!r} names {path!r}, with '::' in it{through}: fsspec splits a URL at "
+            f"each '::', so no chained URL can name it: {advice}"
+        )
+
+
+def _check_first_protocol(url: str) -> None:
+    """Refuse a chained URL that starts with a word that is no fsspec protocol (``a::b``, a directory
+    named with ``::`` given without ``./``, or a misspelt protocol): fsspec reads it as a local path
+    or fails with "Protocol not known", neither saying how to write what was meant."""
+    from fsspec.registry import available_protocols
+
+    first = url.partition("::")[0]
+    word = is_url_chain(url) and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", first) is not None
+    if word and first.lower() not in available_protocols():
+        raise ConfigurationError(
+            f"the backup URL {url!r} starts with {first!r}, which is no fsspec protocol: for a local "
+            f"directory with '::' in its name give the path itself: ./{url}; for a chain of "
+            "filesystems, check the spelling of the protocol"
+        )
+
+
+_ANY_FILESYSTEM_OPTIONS = frozenset(
+    {"skip_instance_cache", "use_listings_cache", "listings_expiry_time", "max_paths", "asynchronous", "loop"}
+)
+"""Options that every fsspec filesystem takes (its instance and listings caches, its event loop)."""
+
+_DROPPED_OPTIONS = frozenset({"protocol", "mode", "compression", "encoding", "errors", "newline", "num"})
+"""Options that fsspec's url_to_fs takes for its own, or drops, before it makes a filesystem."""
+
+
+def _check_chain_options(url: str, storage_options: dict[str, Any]) -> None:
+    """Refuse a storage option given at the top level for a chained URL whose first filesystem is a
+    cache, ``dir::`` or an archive, when that filesystem does not take it: fsspec gives the top-level
+    options to the first filesystem of a chain, and these ignore what they do not know, so
+    ``endpoint_url=`` (or ``key=``, ``secret=``) for ``simplecache::s3://bucket/kv`` never reached S3,
+    which went to AWS with the default credentials instead of the server named."""
+    from fsspec.implementations.cached import CachingFileSystem
+    from fsspec.implementations.dirfs import DirFileSystem
+    from fsspec.registry import available_protocols, get_filesystem_class
+
+    protocols = _protocols(url) if is_url_chain(url) else []
+    if not protocols:
+        return
+    try:
+        first = get_filesystem_class(protocols[0])
+    except (ValueError, ImportError):  # fsspec says so next
+        return
+    if not (issubclass(first, (CachingFileSystem, DirFileSystem)) or _is_archive(first)):
+        return
+    takes = _ANY_FILESYSTEM_OPTIONS | _DROPPED_OPTIONS | set(available_protocols()) | _init_parameters(first)
+    last = protocols[-1] if len(protocols) > 1 and "://" in url.rpartition("::")[2] else "file"
+    for key in storage_options:
+        if key not in takes:
+            raise ConfigurationError(
+                f"the storage option {key}= would go to {protocols[0]!r}, the first filesystem of the "
+                f"chained URL {url!r}, which does not take it (fsspec would drop it): give the options "
+                f"of the storage behind it under its protocol, {last}={{{key!r}: ...}} "
+                f"(kvb: --storage-option '{last}={{\"{key}\": ...}}')"
+            )
+
+
+def _protocols(url: str) -> list[str]:
+    """The protocols that the chained URL ``url`` names, first to last (``zip``, ``file``)."""
+    out = []
+    for part in url.split("::"):
+        m = _PROTOCOL_RE.match(part)
+        if m is not None and (m.end() == len(part) or "://" in part):
+            out.append(part[: m.end()].rstrip(":").lower())
+    return out
+
+
+def _is_archive(fs: Any) -> bool:
+    """Whether ``fs`` is one of fsspec's archive filesystems (zip, tar, libarchive): read-only."""
+    try:
+        from fsspec.archive import AbstractArchiveFileSystem
+    except ImportError:  # pragma: no cover - every supported fsspec has it
+        return False
+    return isinstance(fs, AbstractArchiveFileSystem) or (
+        isinstance(fs, type) and issubclass(fs, AbstractArchiveFileSystem)
+    )
+
+
+def _archive_refusal(url: str, kind: str) -> str:
+    return (
+        f"the backup URL {url!r} is inside a {kind} archive, which fsspec reads only: a backup or a "
+        "prune cannot write there; back up to a directory or a bucket (file:///path, s3://bucket/path) "
+        "and archive that if you like (kvb backups and kvb restore read backups from an archive)"
+    )
+
+
+def _check_archive(url: str, storage_options: dict[str, Any], writes: bool) -> None:
+    """Refuse a backup or prune (``writes``) through an archive (``zip::file:///x.zip``) before
+    fsspec opens it, and any ``mode`` but ``r`` for one: fsspec's zip filesystem opened with
+    ``mode="w"`` empties the archive at once, backups in it and all."""
+    from fsspec.registry import get_filesystem_class
+
+    for protocol in _protocols(url) if is_url_chain(url) or "://" in url else ():
+        try:
+            archive = _is_archive(get_filesystem_class(protocol))
+        except (ValueError, ImportError):  # unknown, or its driver missing: fsspec says so next
+            continue
+        if not archive:
+            continue
+        if writes:
+            raise ConfigurationError(_archive_refusal(url, protocol))
+        options = storage_options.get(protocol)
+        modes = [storage_options.get("mode")] if _protocols(url)[0] == protocol else []
+        modes += [options.get("mode")] if isinstance(options, dict) else []
+        for mode in modes:
+            if mode not in (None, "r", "rb"):
+                raise ConfigurationError(
+                    f"the storage option mode={mode!r} would open the {protocol} archive of {url!r} for "
+                    "writing, which replaces it (and the backups in it) with a new one; leave mode out: "
+                    "backups are read from an archive, never written into one"
+                )
+
+
+def _check_chain(fs: Any, url: str) -> None:
+    """Refuse a chained URL whose first filesystem wraps none (``memory::file:///x``, ``file::s3://b``):
+    fsspec ignores what follows it, and ``kvb backup`` reported a backup complete in the memory of a
+    process that then exited, or in a local directory, not where the URL went on to name."""
+    from fsspec.implementations.local import LocalFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    if "::" in url and isinstance(fs, (LocalFileSystem, MemoryFileSystem)):
+        first, _, rest = url.partition("::")
+        if isinstance(fs, LocalFileSystem) and not is_url_chain(rest) and "://" not in rest:
+            # file:///a::b/bk, or a::b: a local directory with '::' in its name, which a URL cannot
+            # name (fsspec splits it there), but a path can.
+            scheme = _LOCAL_URL_RE.match(url)
+            path = url[scheme.end() :] if scheme else url
+            if not path.startswith(("/", "~", ".")):
+                path = f"./{path}"
+            raise ConfigurationError(
+                f"the backup URL {url!r} names a directory with '::' in its name, where fsspec splits a "
+                f"URL into a chain of filesystems; give the path itself: {path}"
+            )
+        raise ConfigurationError(
+            f"the backup URL {url!r} chains {first!r} in front of {rest!r}, which fsspec ignores: "
+            f"{first!r} wraps no other filesystem; write the URL of the storage alone ({rest})"
+        )
+
+
+def _unwrapped(fs: Any, root: str, url: str) -> tuple[Any, str]:
+    """The filesystem that stores what ``fs`` writes at ``root``, past the caches (``simplecache::``,
+    ``filecache::``, ``blockcache::``) and ``dir::``, and the path there: over ``file://`` they write
+    local files, which must get what a ``file://`` backup gets (no permission the store withholds; no
+    backup inside a store), over ``s3://`` objects, which must get what an ``s3://`` backup gets (no
+    bucket created; no empty path segment; conditional manifests). A backup reads each object once:
+    a cache saves it nothing."""
+    from fsspec.implementations.cached import CachingFileSystem
+    from fsspec.implementations.dirfs import DirFileSystem
+
+    inner, path = fs, root
+    while True:
+        if isinstance(inner, CachingFileSystem):
+            inner = inner.fs
+        elif isinstance(inner, DirFileSystem):
+            base = inner.path.rstrip("/")
+            if base and path.rstrip("/") == base:
+                # fsspec gives dir:: the URL's path both as its directory and as the path in it:
+                # dir::file:///X wrote under /X/X (as fsspec.open does with that URL).
+                doubled = f"{base}/{path.lstrip('/')}"
+                raise ConfigurationError(
+                    f"the backup URL {url!r} names its directory twice: fsspec roots its dir:: "
+                    f"filesystem at {base} and takes {path} again for the path in it, so the backups "
+                    f"would go to {doubled}; write {url.rpartition('::')[2]} (or {doubled} for backups "
+                    "made through this URL before)"
+                )
+            path = posixpath.join(base, path.lstrip("/")) if base else path
+            inner = inner.fs
+        else:
+            return inner, path
