@@ -11,6 +11,7 @@ that stores what a backup writes past the caches and ``dir::``.
 from __future__ import annotations
 
 import inspect
+import os
 import posixpath
 import re
 from typing import Any
@@ -32,6 +33,22 @@ def in_process_url(url: str) -> bool:
     exits, so the command-line tools (``kvb backup``, ``manage.py kv_backup``) refuse it.
     """
     return any(part.split("://", 1)[0].lower() == "memory" for part in url.split("::") if "://" in part)
+
+
+#: What starts a URL (``s3:``, ``file:``, ``simplecache::s3:``): anything else is a local path.
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def relative_local_url(url: str) -> bool:
+    """Whether ``url`` names a local directory by a relative path (``backups``, ``~/backups``), also
+    as a URL (``file:backups``, ``file://~/backups``) or through another filesystem
+    (``simplecache::backups``): fsspec takes it relative to the working directory of the process."""
+    # the filesystem that stores what the chain writes (a path with '::' in it is one directory)
+    storage = url.rpartition("::")[2] if is_url_chain(url) else url
+    scheme = _LOCAL_URL_RE.match(storage)
+    if scheme is None and _URL_SCHEME.match(storage):
+        return False  # s3://, memory://, ...
+    return not os.path.isabs(storage[scheme.end() :] if scheme else storage)
 
 
 def _check_protocol_options(url: str, storage_options: dict[str, Any]) -> None:

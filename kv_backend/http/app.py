@@ -39,7 +39,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kv_backend import __version__
 from kv_backend import record as rec
-from kv_backend.backup import BackupExistsError, BackupTargetFullError, in_process_url, is_url_chain
+from kv_backend.backup import BackupExistsError, BackupTargetFullError, in_process_url
+from kv_backend.backup_urls import relative_local_url
 from kv_backend.db import DB
 from kv_backend.db_common import _check_key as check_key  # the engine's own key rules and messages
 from kv_backend.db_common import _check_value as check_value
@@ -1209,7 +1210,7 @@ class _Api:
                 f'"storage_options" cannot contain {", ".join(map(repr, reserved))}: it holds fsspec '
                 'options only (give the destination and the backup name as "url" and "name")',
             )
-        if _relative_local(url):
+        if relative_local_url(url):
             # A relative path (or ~) is taken relative to the server's working directory, which the
             # client does not know (/ under systemd): the backup would land out of anyone's sight.
             raise HTTPAPIError(
@@ -1246,24 +1247,6 @@ class _Api:
         return JSONResponse(jsonable(report))
 
 
-#: What starts a URL (``s3:``, ``file:``, ``simplecache::s3:``): anything else is a local path.
-_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
-#: What starts a local file URL: the rest is its path (after ``//``, the path of ``file:///x``).
-_LOCAL_SCHEME = re.compile(r"(?i)(?:file|local):(?://)?")
-
-
-def _relative_local(url: str) -> bool:
-    """Whether ``url`` names a local directory by a relative path (``backups``, ``~/backups``), also
-    as a URL (``file:backups``, ``file://~/backups``) or through another filesystem
-    (``simplecache::backups``): fsspec takes it relative to the working directory of the process."""
-    # the filesystem that stores what the chain writes (a path with '::' in it is one directory)
-    storage = url.rpartition("::")[2] if is_url_chain(url) else url
-    scheme = _LOCAL_SCHEME.match(storage)
-    if scheme is None and _URL_SCHEME.match(storage):
-        return False  # s3://, memory://, ...
-    return not os.path.isabs(storage[scheme.end() :] if scheme else storage)
-
-
 #: fsspec's storage options that name a local path (or a URL): dir::'s directory, a cache's
 #: directories (a string or a list), an archive's file (zip::, tar::).
 _PATH_OPTIONS = ("path", "cache_storage", "fo")
@@ -1282,7 +1265,7 @@ def _relative_option(options: Mapping[str, object], where: str = "") -> str | No
         elif key in _PATH_OPTIONS:
             for path in value if isinstance(value, list) else [value]:
                 temporary = (key, path) == ("cache_storage", "TMP")  # (the caches' default: a new one)
-                if isinstance(path, str) and _relative_local(path) and not temporary:
+                if isinstance(path, str) and relative_local_url(path) and not temporary:
                     return f"{name}={path!r}"
     return None
 
