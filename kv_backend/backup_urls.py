@@ -245,14 +245,15 @@ def _check_chain_options(url: str, storage_options: dict[str, Any]) -> None:
     if not (issubclass(first, (CachingFileSystem, DirFileSystem)) or _is_archive(first)):
         return
     takes = _ANY_FILESYSTEM_OPTIONS | _DROPPED_OPTIONS | set(available_protocols()) | _init_parameters(first)
-    last = protocols[-1] if len(protocols) > 1 and "://" in url.rpartition("::")[2] else "file"
+    behind = protocols[1:] if "://" in url.rpartition("::")[2] else [*protocols[1:], "file"]
     for key in storage_options:
         if key not in takes:
+            forms = " or ".join(f"{p}={{{key!r}: ...}}" for p in behind)
             raise ConfigurationError(
                 f"the storage option {key}= would go to {protocols[0]!r}, the first filesystem of the "
-                f"chained URL {url!r}, which does not take it (fsspec would drop it): give the options "
-                f"of the storage behind it under its protocol, {last}={{{key!r}: ...}} "
-                f"(kvb: --storage-option '{last}={{\"{key}\": ...}}')"
+                f"chained URL {url!r}, which does not take it (fsspec would drop it): give it under the "
+                f"protocol of the filesystem it is for, {forms} "
+                f"(kvb: --storage-option '{behind[-1]}={{\"{key}\": ...}}')"
             )
 
 

@@ -65,3 +65,8 @@ def test_options_under_the_s3_protocol_reach_it_through_a_cache_and_an_archive(
     restore(f"zip::{url}.zip", str(tmp_path / "r"), s3=options)
     with DB(str(tmp_path / "r"), read_only=True) as db:
         assert db.get(b"k") == b"v"
+
+
+def test_an_option_for_a_middle_filesystem_is_named_with_each_it_may_be_for(tmp_path):
+    with pytest.raises(ConfigurationError, match=r"dir=\{'path': \.\.\.\} or file=\{'path'"):
+        list_backups("simplecache::dir::file:///sub", path=str(tmp_path))
