@@ -455,7 +455,14 @@ class _Target:
 
     def where(self, rel: str) -> str:
         """A readable URL of the object at ``rel``, for messages."""
+        if self.archive and "::" in self.url:  # (zip::file:///x.zip/files/... names no file)
+            return self.archive_url(self.path(rel))
         return f"{self.url}{rel}" if self.url.endswith("/") else f"{self.url}/{rel}"
+
+    def archive_url(self, path: str) -> str:
+        """The URL of ``path`` in the archive that the chained URL opens (``zip://PATH::file:///x.zip``)."""
+        first, _, rest = self.url.partition("::")
+        return f"{first.partition('://')[0]}://{path}::{rest}"
 
     def makedirs(self, rel: str) -> None:
         with _io(f"cannot create {self.where(rel)}"):
@@ -1423,8 +1430,7 @@ def _why_no_manifest(target: _Target) -> str:
 def _archive_hint(target: _Target) -> str:
     """Where ``target`` is an archive (``zip::file:///x.zip``) that holds a backup URL's directories
     one level down (made by ``zip -r x.zip bk``), how to name that directory in the URL."""
-    first, sep, rest = target.url.partition("::")
-    if not (target.archive and sep):
+    if not (target.archive and "::" in target.url):
         return ""
     try:
         tops = [
@@ -1437,10 +1443,7 @@ def _archive_hint(target: _Target) -> str:
         return ""
     if len(tops) != 1:
         return ""
-    protocol, _, inner = first.partition("://")
-    below = posixpath.join(inner, posixpath.relpath(tops[0], target.root) if target.root else tops[0])
-    url = f"{protocol}://{below}::{rest}"
-    return f": the archive holds the backups under {tops[0]}/: give {url}"
+    return f": the archive holds the backups under {tops[0]}/: give {target.archive_url(tops[0])}"
 
 
 def _misplaced(target: _Target) -> str:

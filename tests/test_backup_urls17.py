@@ -15,6 +15,7 @@ which URL to give."""
 
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 import zipfile
@@ -247,3 +248,18 @@ def test_a_tgz_says_how_to_name_its_compression(backups, tmp_path):
     with pytest.raises(BackupError, match=r"tar=\{'compression': 'gzip'\}"):
         list_backups(url)
     assert [b.name for b in list_backups(url, tar={"compression": "gzip"})] == ["first", "second"]
+
+
+def test_a_damaged_file_in_an_archive_is_named_by_a_url_that_reaches_it(backups, tmp_path):
+    with open(os.path.join(backups, "backups", "first.json"), encoding="utf-8") as f:
+        stored = json.load(f)["files"][0]["stored_as"].removeprefix("files/")
+    with open(os.path.join(backups, "files", stored), "r+b") as f:
+        f.seek(20)
+        f.write(b"\xff")
+    archive = _zip(backups, str(tmp_path / "bk.zip"), "old/bk/")
+    url = f"zip://old/bk::file://{archive}"
+    with pytest.raises(BackupError) as e:
+        restore(url, str(tmp_path / "r"), name="first")
+    named = f"zip://old/bk/files/{stored}::file://{archive}"
+    assert named in str(e.value), str(e.value)
+    assert [b.name for b in list_backups(named.replace(f"/files/{stored}", ""))] == ["first", "second"]
