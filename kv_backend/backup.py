@@ -339,7 +339,9 @@ class _Target:
             _check_chain_options(url, storage_options)
         try:
             if plain:
-                self.fs = core.filesystem("file", **storage_options)
+                from fsspec.registry import filesystem
+
+                self.fs = filesystem("file", **storage_options)
                 root = self.fs._strip_protocol(url)
             else:
                 self.fs, root = core.url_to_fs(url, **storage_options)
