@@ -304,7 +304,7 @@ def whose(exc: OSError) -> str:
     owner = user_name(st.st_uid) or str(st.st_uid)
     me = user_name() or str(os.geteuid())
     return (
-        f". User {me} may not use {path} ({owner}'s, mode {stat.S_IMODE(st.st_mode):04o}): run kvb as a "
+        f". User {me} may not use {path} ({owner}'s, mode {stat.S_IMODE(st.st_mode):04o}): run it as a "
         "user who may, or give this one access"
     )
 

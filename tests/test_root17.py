@@ -452,7 +452,7 @@ def test_a_user_refused_backups_or_a_target_directory_is_told_which_directory_an
     assert _kvb("put", roots_store, "a", "1")[0] == 0
     assert _kvb("backup", roots_store, "file://" + backups)[0] == 0
     assert os.stat(backups).st_mode & 0o777 == 0o700
-    told = f"User nobody may not use {backups} (root's, mode 0700): run kvb as a user who may"
+    told = f"User nobody may not use {backups} (root's, mode 0700): run it as a user who may"
     for argv in (["backups", "file://" + backups], ["backup", store, "file://" + backups]):
         code, out = run_as_nobody(lambda argv=argv: _kvb(*argv))
         assert code == 2 and told in out, out
