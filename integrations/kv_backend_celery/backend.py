@@ -31,6 +31,7 @@ from celery import states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 
+from kv_backend import DB
 from kv_backend_celery.chord_recovery import start_chord_recovery
 from kv_backend_celery.chords import ChordBackend
 from kv_backend_celery.config import KVBackendConfigurationError, parse_url
@@ -59,6 +60,15 @@ class KVBackend(ChordBackend):
         check = getattr(self, "_ensure_not_eager", None)
         if check is not None:
             check()
+
+    @staticmethod
+    def _nap(db: DB | None, token: int | None, seconds: float) -> None:
+        """Sleep up to ``seconds``, waking at the store's next write; a read-only store that does
+        not exist yet (``db`` None, see ``_reader``) is looked for again after them."""
+        if db is None or token is None:
+            time.sleep(max(seconds, 0.0))
+        else:
+            db.wait_for_change(token, max(seconds, 0.0))
 
     def wait_for(
         self,
@@ -93,8 +103,8 @@ class KVBackend(ChordBackend):
         waited = False
         seen: dict[str, Any] | None = None
         while True:
-            db = self.db  # a store deleted meanwhile is opened anew
-            token = db.change_token()
+            db = self._reader()  # a store deleted meanwhile is opened anew
+            token = None if db is None else db.change_token()
             meta: dict[str, Any] = self.get_task_meta(task_id)
             if on_message is not None and meta["status"] != states.PENDING and meta != seen:
                 seen = meta
@@ -112,7 +122,7 @@ class KVBackend(ChordBackend):
             nap = min(cap, next_tick - now) if on_interval is not None else cap
             if deadline is not None:
                 nap = min(nap, deadline - now)
-            db.wait_for_change(token, max(nap, 0.0))
+            self._nap(db, token, nap)
             waited = True
 
     def wait_for_pending(
@@ -170,8 +180,8 @@ class KVBackend(ChordBackend):
         next_tick = now
         passes = 0
         while pending:
-            db = self.db  # a store deleted meanwhile is opened anew
-            token = db.change_token()
+            db = self._reader()  # a store deleted meanwhile is opened anew
+            token = None if db is None else db.change_token()
             ids = list(pending)
             values = self.mget([self.get_key_for_task(t) for t in ids])
             for task_id, raw in zip(ids, values, strict=True):
@@ -197,4 +207,4 @@ class KVBackend(ChordBackend):
             nap = min(cap, next_tick - now) if on_interval is not None else cap
             if deadline is not None:
                 nap = min(nap, deadline - now)
-            db.wait_for_change(token, max(nap, 0.0))
+            self._nap(db, token, nap)

@@ -168,6 +168,7 @@ class StoreBackend(KeyValueStoreBackend):
             self._chord_expires = _seconds("result_chord_expires", self.prepare_expires(chord_expires))
         chord_join_timeout(self.app.conf)  # checked here too: read when a chord completes
         self._db: DB | None = None
+        self._missing = False  # a read-only store found missing was logged (see _reader)
 
     # ------------------------------------------------------------------ store
 
@@ -178,6 +179,28 @@ class StoreBackend(KeyValueStoreBackend):
         if db is None or not _is_current(db, self.path):
             db = self._db = _open_shared(self.path, self.options)
         return db
+
+    def _reader(self) -> DB | None:
+        """The store to read results from; None for a read-only backend whose store does not exist.
+
+        A read-only client (a web process that only reads results) may start before any worker
+        has created the store, or find it deleted and not yet created again by a worker: its
+        results are not stored yet, as with any backend (``PENDING``), and ``get()`` waits until a
+        worker creates the store and stores them, instead of raising StoreNotFoundError at once.
+        """
+        try:
+            return self.db
+        except StoreNotFoundError as exc:
+            if not self.options.get("read_only"):
+                raise
+            if not self._missing:
+                self._missing = True
+                logger.warning(
+                    "%s; reading every result as not stored yet (PENDING) until a worker creates the "
+                    "store (check the path if no worker uses it)",
+                    exc.strerror or exc,
+                )
+            return None
 
     def close(self) -> None:
         """Drop this backend's handle on the store (it reopens on next use)."""
@@ -191,12 +214,16 @@ class StoreBackend(KeyValueStoreBackend):
         return float(expires)
 
     def get(self, key: bytes | str) -> bytes | None:
-        """Return the raw value stored at ``key``, or None."""
-        return self.db.get(ensure_bytes(key))
+        """Return the raw value stored at ``key``, or None (also from a read-only store not created yet)."""
+        db = self._reader()
+        return None if db is None else db.get(ensure_bytes(key))
 
     def mget(self, keys: Iterable[bytes | str]) -> list[bytes | None]:
         """Return the raw values of ``keys`` in order (None for missing ones)."""
-        get = self.db.get
+        db = self._reader()
+        if db is None:
+            return [None for _ in keys]
+        get = db.get
         return [get(ensure_bytes(k)) for k in keys]
 
     def set(self, key: bytes | str, value: bytes | str, expires: float | None = None) -> None:
