@@ -410,14 +410,19 @@ class ChordBackend(ChordPartResults, DamagedChords):
             db.put(claim_key, claim, ttl=ttl)
         return True
 
-    @staticmethod
-    def _count_of(db: DB, gid: str, key: bytes) -> bytes | None:
-        """The chord's stored count; ``b"0"`` for one damaged on disk (see :meth:`_keep_claim`)."""
+    def _count_of(self, db: DB, gid: str, key: bytes) -> bytes | None:
+        """The chord's stored count; ``b"0"`` for one damaged on disk (see :meth:`_keep_claim`), or gone
+        while the chord is not over (its size key, which goes with it, is there): a merge dropped it,
+        failing its checksum. None: the chord is over."""
         try:
-            return db.get(key)
+            count = db.get(key)
         except CorruptionError as exc:
             logger.error("chord %s: its count is damaged (%s)", gid, exc)
             return b"0"
+        if count is None and self._size_key(gid) in db:
+            logger.error("chord %s: its count is gone (a merge drops a record failing its checksum)", gid)
+            return b"0"
+        return count
 
     def _part_marker(self, gid: str, task_id: str) -> bytes:
         return ensure_bytes(self.get_key_for_chord(gid, f".part.{task_id}"))
