@@ -158,13 +158,20 @@ class DamagedChords(ChordRecovery):
         """Fail the callback of a chord that a damaged record keeps from completing, and end the chord.
 
         Only as the owner of its claim (see :meth:`_take_damaged`): once, and never as well as sent.
+        A chord failed so before the client announced its size keeps the note saying why (for
+        ``result_chord_expires``, as the counter would have lived): the size announced next and the
+        parts still to come find the chord failed, and leave nothing behind.
         """
         if not self._keep_claim(gid, key, claim, self._chord_publish_ttl(callback)):
             return self._taken_over(gid)
+        try:
+            announced = self.db.get(self._size_key(gid)) != b""  # (see _apply_chord_incr)
+        except CorruptionError:
+            announced = False
         try:
             try:
                 raise ChordError(reason)
             except ChordError as exc:  # chord_error_from_stack records the traceback being handled
                 return self.chord_error_from_stack(callback, exc)
         finally:
-            self._end_chord(gid, key, self._saved_group(gid))
+            self._end_chord(gid, key, self._saved_group(gid), keep_note=not announced)

@@ -119,15 +119,28 @@ class ChordBackend(ChordPartResults, DamagedChords):
         the positions cannot order the header: there the generator is unrolled and its group
         saved first, as for a list.
         """
+        gid = header_result_args[0]
         results = header_result_args[1] if len(header_result_args) > 1 else None
-        if not isinstance(results, _regen) or not _GROUPS_KEEP_TASK_INDEXES:
+        slotted = isinstance(results, _regen) and _GROUPS_KEEP_TASK_INDEXES
+        if not slotted:
             super()._apply_chord_incr(header_result_args, body, **kwargs)
-            return
-        self.ensure_chords_allowed()
-        self.db.put(self._slots_key(header_result_args[0]), b"0", ttl=self._ttl(self._chord_counter_ttl()))
+        else:
+            self.ensure_chords_allowed()
+        # The counter is there from now on, and the size key says so (see _count_part): a
+        # counter a merge dropped before the size is announced is not counted from 0 again.
+        ttl = self._ttl(self._chord_counter_ttl())
+        db = self.db
+        with db.locked(), db.batch() as batch:
+            if self.get_key_for_chord(gid) not in db:
+                batch.put(self.get_key_for_chord(gid), b"0", ttl=ttl)
+                batch.put(self._size_key(gid), b"", ttl=ttl)
+            if slotted:
+                batch.put(self._slots_key(gid), b"0", ttl=ttl)
 
     def _size_key(self, gid: str) -> bytes:
-        """Set with the chord's size: a counter missing after it was dropped (see :meth:`_count_part`)."""
+        """Written (empty) with the counter when the chord is sent, then holding the size the client
+        announces; it goes with the counter: a counter missing while it is there was dropped by a
+        merge (see :meth:`_count_part`)."""
         return ensure_bytes(self.get_key_for_chord(gid, ".size"))
 
     def _slots_key(self, gid: str) -> bytes:
@@ -176,27 +189,43 @@ class ChordBackend(ChordPartResults, DamagedChords):
 
         A counter damaged on disk (parts counted before the size, then a disk fault) raised
         CorruptionError out of the client's ``apply_async``, before the header's last task was
-        sent: the chord never completed. It is left as it is: the parts still to come (the last
-        one is sent next) meet the damage and fail the chord (see :meth:`_take_damaged`).
+        sent: the chord never completed. It is left as it is (the size is recorded): the parts
+        still to come (the last one is sent next) meet the damage and fail the chord (see
+        :meth:`_take_damaged`).
+
+        A counter gone (a merge drops a record failing its checksum) after the client wrote it
+        when it sent the chord (see :meth:`_apply_chord_incr`) is not counted from 0 again: the
+        size is recorded without it, and the parts still to come meet it gone (see
+        :meth:`_count_part`).
         """
         key = self.get_key_for_chord(group_id)
+        size_key = self._size_key(group_id)
         db = self.db
         with db.locked():
             if self._damaged_key(group_id) in db:  # failed already for a damaged record: keep its 0
                 return
-            try:
-                db.incr(key, -int(chord_size))
-            except CorruptionError as exc:
+            counted = False
+            if key not in db and size_key in db:  # written with the counter (see _apply_chord_incr)
                 logger.error(
-                    "chord %s: its counter is damaged (%s); its size is not recorded, and the chord "
-                    "fails when its next part meets the damage",
+                    "chord %s: its counter is gone (a merge drops a record failing its checksum); "
+                    "the chord fails when its next part finds it gone",
                     group_id,
-                    exc,
                 )
-                return
+            else:
+                try:
+                    db.incr(key, -int(chord_size))
+                    counted = True
+                except CorruptionError as exc:
+                    logger.error(
+                        "chord %s: its counter is damaged (%s); the chord fails when its next part "
+                        "meets the damage",
+                        group_id,
+                        exc,
+                    )
             size = str(int(chord_size)).encode()
-            db.put(self._size_key(group_id), size, ttl=self._ttl(self._chord_counter_ttl()))
-        self.expire(key, self._chord_counter_ttl())
+            db.put(size_key, size, ttl=self._ttl(self._chord_counter_ttl()))
+        if counted:
+            self.expire(key, self._chord_counter_ttl())
 
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> Any:
         """Count a finished chord part with one atomic ``incr``; the part that brings it to zero fires.
@@ -331,10 +360,12 @@ class ChordBackend(ChordPartResults, DamagedChords):
                 )
                 return None
             if raw is None and self._size_key(gid) in db:
-                # The size was announced, so the counter was written: a merge dropped it, as
-                # a record failing its checksum (counting from 0 again, the chord never completed).
+                # The client wrote the counter when it sent the chord (the size key says so): a
+                # merge dropped it, as a record failing its checksum (counting from 0 again, the
+                # chord never completed).
+                when = "its size was announced" if db.get(self._size_key(gid)) else "the chord was sent"
                 raise CorruptionError(
-                    f"its counter {bytes_to_str(key)!r} is gone after its size was announced "
+                    f"its counter {bytes_to_str(key)!r} is gone after {when} "
                     "(a merge drops a record that fails its checksum)"
                 )
             left = (int(raw) if raw is not None else 0) + 1
@@ -557,7 +588,9 @@ class ChordBackend(ChordPartResults, DamagedChords):
         except CorruptionError:
             return False
 
-    def _end_chord(self, gid: str, key: bytes, deps: GroupResult | None, succeeded: bool = False) -> None:
+    def _end_chord(
+        self, gid: str, key: bytes, deps: GroupResult | None, succeeded: bool = False, keep_note: bool = False
+    ) -> None:
         """Drop the chord's saved group, counter, claim, markers and stored callback, in one write.
 
         One write: a process killed after sending the callback leaves either
@@ -565,6 +598,8 @@ class ChordBackend(ChordPartResults, DamagedChords):
         The tasks of groups nested in the header are parts too, and Celery
         announces each nested group's size under its own id: that counter,
         never reached by a part, goes as well. ``succeeded``: every part is known to have succeeded.
+        ``keep_note``: the note of a chord failed for a damaged record stays (see
+        :meth:`_fail_for_damage`).
         """
         self._cache.pop(gid, None)
         results = deps.results if deps is not None else []
@@ -575,7 +610,8 @@ class ChordBackend(ChordPartResults, DamagedChords):
             batch.delete(ensure_bytes(key))
             batch.delete(self._claim_key(gid))
             batch.delete(self._callback_key(gid))
-            batch.delete(self._damaged_key(gid))
+            if not keep_note:
+                batch.delete(self._damaged_key(gid))
             batch.delete(self._size_key(gid))
             self._note_firing(batch, db, drop=[gid])
             for dep in parts:
