@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from celery import states
+from celery import group, states
+from celery.app.task import Context
 
 from kv_backend import DB
 from kv_backend.errors import CorruptionError
@@ -97,6 +98,27 @@ def _chained_part(request: Any, task_id: str, state: str) -> _ChordPart | None:
     if not gid or not getattr(request, "chord", None) or getattr(request, "id", None) != task_id:
         return None
     return _ChordPart(request, gid, chained=True)
+
+
+def _enclosing_part(callback: Any) -> Context | None:
+    """The request of a chord callback that is itself a part of an enclosing chord, failed unsent.
+
+    A chord nested in another chord's header has a callback that counts as a part of the
+    enclosing chord (its options name that chord: ``chord``, ``group_id``). Run, it is counted
+    with its result as any part; failed without being sent (a part of its own chord failed),
+    Celery stores its failure with no request, so the enclosing chord never counted it and never
+    completed. None for anything else (a group callback, a chord that is no part).
+    """
+    options = getattr(callback, "options", None)
+    if not isinstance(options, dict) or isinstance(callback, group):
+        return None
+    if not options.get("chord") or not options.get("group_id") or not options.get("task_id"):
+        return None
+    request = Context(dict(callback))
+    request.update(options)
+    request.id, request.group = options["task_id"], options["group_id"]
+    request.chain = None  # Celery fails the tasks chained after the callback itself
+    return request
 
 
 class ChordPartResults(StoreBackend):
@@ -187,8 +209,14 @@ class ChordPartResults(StoreBackend):
         """Celery's ``mark_as_failure``; a chord part's failure is stored and counted in one transaction.
 
         So is the failure Celery gives the chord part that ends a chain in a
-        chord header when an earlier task of that chain fails.
+        chord header when an earlier task of that chain fails, and the failure of
+        a chord's callback that is a part of an enclosing chord (see
+        :meth:`chord_error_from_stack`).
         """
+        if request is None:
+            enclosing = _chord_part.__dict__.get("enclosing")
+            if enclosing is not None and enclosing.id == task_id:
+                request = enclosing
         with _storing_chord_part(request), _failing_chains():
             return super().mark_as_failure(
                 task_id,
@@ -219,7 +247,15 @@ class ChordPartResults(StoreBackend):
 
         Celery 5.7+ also fails the tasks chained after a failed chord callback:
         one of them that is a part of an enclosing chord is stored and counted
-        in one transaction, as in :meth:`mark_as_failure`.
+        in one transaction, as in :meth:`mark_as_failure`. So is the callback
+        itself when it is a part of an enclosing chord (a chord in a chord's
+        header): Celery stored its failure and left the enclosing chord waiting
+        for it for ever (its callback never sent nor failed).
         """
-        with _failing_chains():
-            return super().chord_error_from_stack(callback, exc)
+        previous = _chord_part.__dict__.get("enclosing")
+        _chord_part.enclosing = _enclosing_part(callback)
+        try:
+            with _failing_chains():
+                return super().chord_error_from_stack(callback, exc)
+        finally:
+            _chord_part.enclosing = previous
