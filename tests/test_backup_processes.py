@@ -324,6 +324,7 @@ kb.CHUNK_SIZE = 256
 def show(done, total):
     sys.stdout.write(f"{done}\\n")
     sys.stdout.flush()
+    sys.stdin.readline()  # (the parent's go-ahead: the restore cannot run ahead of the kill)
 kb.restore(sys.argv[1], sys.argv[2], progress=show)
 print("DONE", flush=True)
 """
@@ -339,16 +340,22 @@ def test_killed_restore_leaves_no_store(tmp_path):
     rng = random.Random(99)
     target = str(tmp_path / "target")
     for _ in range(2):
-        child = spawn_python(RESTORE_CHILD, url, target, stdout=subprocess.PIPE, text=True)
+        child = spawn_python(
+            RESTORE_CHILD, url, target, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         stop_at = rng.randint(1, 40)
         try:
-            for n, _line in enumerate(child.stdout, 1):
+            for n, line in enumerate(child.stdout, 1):
+                assert line != "DONE\n", "the restore ended before the kill"
                 if n >= stop_at:
-                    break
+                    break  # killed while it waits in its progress call, mid-restore
+                child.stdin.write("\n")
+                child.stdin.flush()
             os.kill(child.pid, signal.SIGKILL)
         finally:
             child.wait()
             child.stdout.close()
+            child.stdin.close()
         assert not os.path.exists(target), "a killed restore never leaves a partial store at the target"
     report = restore(url, target)
     assert report.files >= 3
