@@ -29,7 +29,10 @@ def test_restoring_from_an_unreadable_backup_says_permission_denied(tmp_path):
 
         def attempt() -> tuple[str, str]:
             out = []
-            for call in (lambda: restore(f"file://{base}/bk", f"{base}/restored"), lambda: list_backups(f"file://{base}/bk")):
+            for call in (
+                lambda: restore(f"file://{base}/bk", f"{base}/restored"),
+                lambda: list_backups(f"file://{base}/bk"),
+            ):
                 try:
                     call()
                     out.append("no error")

@@ -65,7 +65,6 @@ def test_engine_crc_speed_up_matches_the_crc_section():
     assert min(large) > 10, large
 
 
-
 def test_engine_and_django_key_directory_memory_match_the_engine_section():
     """engine.md's "about 123 bytes per 16-byte key at a million keys" and django.md's "about 120
     bytes per key plus the key" are the engine section's Python-heap figure (key included)."""
@@ -468,5 +467,5 @@ def test_redis_without_uvloop_and_hiredis_claim_has_a_measurement():
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "PLAIN" for t in node.targets)
     ]
     assert [ast.literal_eval(v) for v in plain] == [("uvloop", "hiredis")]
-    assert "start_kvb_serve(os.path.join(tmp, \"plain\"), without=PLAIN)" in source
+    assert 'start_kvb_serve(os.path.join(tmp, "plain"), without=PLAIN)' in source
     assert "of the throughput with them." in source

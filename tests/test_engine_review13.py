@@ -53,9 +53,7 @@ def random_store(base: str, rnd: random.Random, writes: int) -> None:
                 db.put(key, rnd.randbytes(rnd.randrange(1, 300)))
 
 
-def damage_record(
-    name: str, r: tuple, rnd: random.Random, *, shorter: bool, zeros: tuple[int, ...]
-) -> None:
+def damage_record(name: str, r: tuple, rnd: random.Random, *, shorter: bool, zeros: tuple[int, ...]) -> None:
     """Damage the record ``r`` (the format reader's tuple) of data file ``name`` one random way: its
     key length, its value length (also ``shorter`` than it is), ``zeros`` over it, or one byte."""
     how = rnd.choice(["klen", "vlen", "zeros", "byte"])

@@ -57,5 +57,3 @@ def test_the_option_and_the_variable(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("KVB_HTTP_KEEP_ALIVE", "0")
     with pytest.raises(ConfigurationError, match="KVB_HTTP_KEEP_ALIVE"):
         _env_keep_alive()
-
-

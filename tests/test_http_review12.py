@@ -399,8 +399,10 @@ def test_the_host_check_is_left_to_the_token_or_to_a_non_loopback_address(monkey
     _while_served(
         monkeypatch,
         tmp_path,
-        lambda app: _call_host(app, "GET", b"/v1/keys", [*evil, (b"authorization", b"Bearer t")])[0] == 200
-        or pytest.fail("refused with a token"),
+        lambda app: (
+            _call_host(app, "GET", b"/v1/keys", [*evil, (b"authorization", b"Bearer t")])[0] == 200
+            or pytest.fail("refused with a token")
+        ),
         token="t",
     )
     # reached by any name, it warns instead (no token); in your own ASGI app, the Host is yours

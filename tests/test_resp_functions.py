@@ -102,8 +102,7 @@ def test_load_and_fcall_as_redis(raw):
         "#!lua name=a\nredis.register_function('g')",
         "#!lua name=a\nredis.register_function()",
         "#!lua name=a\nredis.register_function('g', function() end, 3)",
-        "#!lua name=a\nredis.register_function{function_name='g', callback=function() end,"
-        " flags={'bad'}}",
+        "#!lua name=a\nredis.register_function{function_name='g', callback=function() end, flags={'bad'}}",
         "#!lua name=a\nredis.register_function{function_name='g', callback=function() end,"
         " flags='no-writes'}",
         "#!lua name=a\nredis.register_function{function_name='g', callback=function() end, foo=1}",

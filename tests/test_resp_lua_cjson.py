@@ -40,17 +40,102 @@ def probe(servers, f: str, *args: str | bytes) -> bytes:
 
 
 DECODE_CASES = [
-    "", " ", "1", "-1", "01", "-01", "1.", ".5", "+1", "0x10", "1e5", "1E+2", "1e", "-", "--1", "NaN",
-    "nan", "-nan", "inf", "-inf", "Infinity", "-Infinity", "INF", "1 2", "[1,2,]", '{"a":1,}',
-    '{"a" 1}', "{1:2}", "[", "]", "{", "tru", "true", "nul", "null", "false", '"abc', '"a\\x"',
-    '"\\u00e9"', '"\\u12"', '"\\ud83d\\ude00"', '"\\ud83d"', '"\\ude00"', '"\\ud83dx"', '"\\u0000"',
-    '"\\/"', '"\\b\\f\\n\\r\\t"', "[1,[2,[3]]]", '{"a":{"b":[]}}', "  [ 1 , 2 ]  ", "@", "1x",
-    "123abc", '"a"b', "0.1e-400", "1e400", "-1e400", "123456789012345678901234567890",
-    "9007199254740993", "9223372036854775807", "truex", "[true,false,null]", '{"":1}', "-0", "00",
-    "1.5.5", "0x", "nan(12)", "nanx", "0x1p4", "0x1.8", "-0x10", "+inf", "infin", "1e+", "-.5",
-    '{"a":1,"a":2}', "[1,2,3", '{"a":1', '{"a":', '{"a"', "[[[", '"\\', '"\\u', "\f1", "\v1",
-    "\r\n\t 1", "1\x00x", '"a\x00b"', '"a\tb\x01"', '"\\uD83D\\u0041"', '"\\uffff"', '"\\u07ff"',
-    "Null", "[1,null,3]", '{"a":[1,{"b":null}],"c":"d"}',
+    "",
+    " ",
+    "1",
+    "-1",
+    "01",
+    "-01",
+    "1.",
+    ".5",
+    "+1",
+    "0x10",
+    "1e5",
+    "1E+2",
+    "1e",
+    "-",
+    "--1",
+    "NaN",
+    "nan",
+    "-nan",
+    "inf",
+    "-inf",
+    "Infinity",
+    "-Infinity",
+    "INF",
+    "1 2",
+    "[1,2,]",
+    '{"a":1,}',
+    '{"a" 1}',
+    "{1:2}",
+    "[",
+    "]",
+    "{",
+    "tru",
+    "true",
+    "nul",
+    "null",
+    "false",
+    '"abc',
+    '"a\\x"',
+    '"\\u00e9"',
+    '"\\u12"',
+    '"\\ud83d\\ude00"',
+    '"\\ud83d"',
+    '"\\ude00"',
+    '"\\ud83dx"',
+    '"\\u0000"',
+    '"\\/"',
+    '"\\b\\f\\n\\r\\t"',
+    "[1,[2,[3]]]",
+    '{"a":{"b":[]}}',
+    "  [ 1 , 2 ]  ",
+    "@",
+    "1x",
+    "123abc",
+    '"a"b',
+    "0.1e-400",
+    "1e400",
+    "-1e400",
+    "123456789012345678901234567890",
+    "9007199254740993",
+    "9223372036854775807",
+    "truex",
+    "[true,false,null]",
+    '{"":1}',
+    "-0",
+    "00",
+    "1.5.5",
+    "0x",
+    "nan(12)",
+    "nanx",
+    "0x1p4",
+    "0x1.8",
+    "-0x10",
+    "+inf",
+    "infin",
+    "1e+",
+    "-.5",
+    '{"a":1,"a":2}',
+    "[1,2,3",
+    '{"a":1',
+    '{"a":',
+    '{"a"',
+    "[[[",
+    '"\\',
+    '"\\u',
+    "\f1",
+    "\v1",
+    "\r\n\t 1",
+    "1\x00x",
+    '"a\x00b"',
+    '"a\tb\x01"',
+    '"\\uD83D\\u0041"',
+    '"\\uffff"',
+    '"\\u07ff"',
+    "Null",
+    "[1,null,3]",
+    '{"a":[1,{"b":null}],"c":"d"}',
 ]
 
 
@@ -70,8 +155,30 @@ def test_decode_with_invalid_numbers_refused(servers):
     cjson.decode_invalid_numbers(true)
     return out
     """
-    texts = ["01", "-01", "+1", "0x10", "nan", "inf", "-inf", "Infinity", "1.", "00", "0", "-0", "1e5",
-             "-.5", "0x", "-0x1", "-nan", "-00", "0e", "-i", "n", "+"]
+    texts = [
+        "01",
+        "-01",
+        "+1",
+        "0x10",
+        "nan",
+        "inf",
+        "-inf",
+        "Infinity",
+        "1.",
+        "00",
+        "0",
+        "-0",
+        "1e5",
+        "-.5",
+        "0x",
+        "-0x1",
+        "-nan",
+        "-00",
+        "0e",
+        "-i",
+        "n",
+        "+",
+    ]
     same(servers, "EVAL", script, "0", *texts)
 
 
@@ -135,8 +242,7 @@ def test_encode_edge_cases(servers):
         "local t = {} local c = t for i=1,999 do c[1] = {} c = c[1] end return #cjson.encode(t)",
         "local t = {} t[1] = t return cjson.encode(t)",
         "local t = {} local c = t for i=1,1000 do c.a = {} c = c.a end return cjson.encode(t)",
-        "local t = {} for i = 0, 255 do t[#t + 1] = string.char(i) end"
-        " return cjson.encode(table.concat(t))",
+        "local t = {} for i = 0, 255 do t[#t + 1] = string.char(i) end return cjson.encode(table.concat(t))",
         "return cjson.encode(ARGV)",
         "return cjson._NAME .. cjson._VERSION",
         "return tostring(cjson.null)",
@@ -203,8 +309,12 @@ def test_settings(servers):
         "cjson.decode_max_depth(2) return cjson.decode('[[[]]]')",
         "cjson.decode_max_depth(2) return cjson.encode(cjson.decode('[[1]]'))",
     ]:
-        same(servers, "EVAL", f"local ok, r = pcall(function() {body} end){restore}"
-             " if ok then return r end error(r, 0)", "0")
+        same(
+            servers,
+            "EVAL",
+            f"local ok, r = pcall(function() {body} end){restore} if ok then return r end error(r, 0)",
+            "0",
+        )
         same(servers, "EVAL", body + restore, "0")
     # a setting lasts, as in Redis, for later scripts
     same(servers, "EVAL", "return cjson.encode_number_precision(3)", "0")
@@ -254,7 +364,7 @@ def test_random_round_trips(servers):
         text = json.dumps(value, ensure_ascii=rng.random() < 0.5, allow_nan=True)
         if rng.random() < 0.1:  # damage some
             i = rng.randrange(len(text) + 1)
-            text = text[:i] + rng.choice(["", "x", ",", "]", "}", '"', "\\", "e", "-"]) + text[i + 1:]
+            text = text[:i] + rng.choice(["", "x", ",", "]", "}", '"', "\\", "e", "-"]) + text[i + 1 :]
         docs.append(text.encode())
     same(servers, "EVAL", script, "0", *docs)
 
@@ -280,8 +390,20 @@ def test_random_numbers_encoded(servers):
 
 # ---------------------------------------------------------------------------------------- bit
 
-BIT_FUNCTIONS = ["tobit", "bnot", "band", "bor", "bxor", "lshift", "rshift", "arshift", "rol", "ror",
-                 "bswap", "tohex"]
+BIT_FUNCTIONS = [
+    "tobit",
+    "bnot",
+    "band",
+    "bor",
+    "bxor",
+    "lshift",
+    "rshift",
+    "arshift",
+    "rol",
+    "ror",
+    "bswap",
+    "tohex",
+]
 
 
 def test_bit_random(servers):
@@ -299,8 +421,22 @@ def test_bit_random(servers):
             return repr(struct.unpack("<d", rng.randbytes(8))[0])
         if pick == 4:
             return str(rng.randrange(-40, 40) / 2)
-        return rng.choice(["0", "-0", "inf", "-inf", "nan", "4294967295", "2147483648", "-2147483649",
-                           "6755399441055744", "-6755399441055744", "2251799813685248", "0x7fffffff"])
+        return rng.choice(
+            [
+                "0",
+                "-0",
+                "inf",
+                "-inf",
+                "nan",
+                "4294967295",
+                "2147483648",
+                "-2147483649",
+                "6755399441055744",
+                "-6755399441055744",
+                "2251799813685248",
+                "0x7fffffff",
+            ]
+        )
 
     script = """
     local out = {}
@@ -315,8 +451,11 @@ def test_bit_random(servers):
     args = []
     for _ in range(600):
         name = rng.choice(BIT_FUNCTIONS)
-        second = str(rng.randrange(-40, 40)) if name in ("lshift", "rshift", "arshift", "rol", "ror",
-                                                         "tohex") and rng.random() < 0.7 else number()
+        second = (
+            str(rng.randrange(-40, 40))
+            if name in ("lshift", "rshift", "arshift", "rol", "ror", "tohex") and rng.random() < 0.7
+            else number()
+        )
         args += [name, number(), second, number()]
     same(servers, "EVAL", script, "0", *args)
 
@@ -350,11 +489,13 @@ def test_libraries_read_only_and_in_functions(servers):
         "return type(cjson.null)",
     ]:
         same(servers, "EVAL", body, "0")
-    lib = ("#!lua name=cjlib\n"
-           "redis.register_function('cj', function(keys, args)"
-           " return cjson.encode(cjson.decode(args[1])) end)\n"
-           "redis.register_function('bt', function(keys, args)"
-           " return bit.bxor(args[1], args[2]) end)\n")
+    lib = (
+        "#!lua name=cjlib\n"
+        "redis.register_function('cj', function(keys, args)"
+        " return cjson.encode(cjson.decode(args[1])) end)\n"
+        "redis.register_function('bt', function(keys, args)"
+        " return bit.bxor(args[1], args[2]) end)\n"
+    )
     same(servers, "FUNCTION", "LOAD", "REPLACE", lib)
     same(servers, "FCALL", "cj", "0", '{"a":[1,2,{"b":null}]}')
     same(servers, "FCALL", "cj", "0", "[1,")

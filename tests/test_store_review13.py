@@ -336,7 +336,13 @@ def test_store_views_raise_after_close_whatever_is_asked(tmp_path):
     s["a"] = 1
     keys, items, bounded = s.keys(), s.items(), s.keys(prefix="b")
     s.close()
-    for probe in (lambda: 1 in keys, lambda: "a" in bounded, lambda: 5 in items, lambda: (1, 1) in items,
-                  lambda: ("a", 1) in s.items(prefix="b"), lambda: "a" in keys):
+    for probe in (
+        lambda: 1 in keys,
+        lambda: "a" in bounded,
+        lambda: 5 in items,
+        lambda: (1, 1) in items,
+        lambda: ("a", 1) in s.items(prefix="b"),
+        lambda: "a" in keys,
+    ):
         with pytest.raises(DatabaseClosedError):
             probe()

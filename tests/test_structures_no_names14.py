@@ -99,4 +99,3 @@ def test_redis_py_gets_the_same_error_from_redis_server(real_redis, method, args
         getattr(real_redis, method)(*args, **kwargs)
     assert "ERR " + str(info.value) == error
     assert real_redis.get("d") == b"kept"
-

@@ -151,9 +151,7 @@ class ChordBackend(ChordPartResults, DamagedChords):
         """Where the ``slot``-th counted part of a generator-header chord keeps its position and task id."""
         return ensure_bytes(self.get_key_for_chord(gid, f".slot.{slot}"))
 
-    def _slotted_group(
-        self, db: DB, gid: str, slots: int, last: tuple[Any, str], batch: Any
-    ) -> bytes | None:
+    def _slotted_group(self, db: DB, gid: str, slots: int, last: tuple[Any, str], batch: Any) -> bytes | None:
         """The encoded header group of a generator-header chord its last part completes (write lock held).
 
         Read from the positions its other ``slots - 1`` parts recorded, plus

@@ -308,4 +308,3 @@ def _unpack(stored: bytes) -> list[bytes]:
 
 def _text(value: Any) -> str:
     return quoted(value) if isinstance(value, bytes) else str(value)
-

@@ -15,7 +15,9 @@ from typing import Any
 
 from kv_backend.server.lua_common import C_FUNCTION
 
-_SOURCE = C_FUNCTION + r"""
+_SOURCE = (
+    C_FUNCTION
+    + r"""
 local type, tonumber, select, error = type, tonumber, select, error
 local floor, frexp, huge = math.floor, math.frexp, math.huge
 local format, sub, upper = string.format, string.sub, string.upper
@@ -128,6 +130,7 @@ bit.tohex = c_function(function(...)
 end)
 return bit
 """
+)
 
 
 def install(lua: Any, loadstring: Any) -> None:

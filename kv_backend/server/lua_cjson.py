@@ -20,7 +20,9 @@ from typing import Any
 
 from kv_backend.server.lua_common import C_FUNCTION
 
-_SOURCE = C_FUNCTION + r"""
+_SOURCE = (
+    C_FUNCTION
+    + r"""
 local type, tostring, tonumber, select, next, rawget = type, tostring, tonumber, select, next, rawget
 local pcall, error, setmetatable = pcall, error, setmetatable
 local format, sub, byte, char, find, match, gsub, lower, rep =
@@ -434,6 +436,7 @@ end
 
 return module()
 """
+)
 
 
 def install(lua: Any, loadstring: Any) -> None:

@@ -122,17 +122,11 @@ def _setid_id(raw: bytes, meta: StreamMeta) -> ID:
 
 
 def _nogroup(name: bytes, group: bytes, where: str = "") -> CommandError:
-    return CommandError(
-        f"NOGROUP No such key '{quoted(name)}' or consumer group "
-        f"'{quoted(group)}'{where}"
-    )
+    return CommandError(f"NOGROUP No such key '{quoted(name)}' or consumer group '{quoted(group)}'{where}")
 
 
 def _nogroup_for_key(name: bytes, group: bytes) -> CommandError:
-    return CommandError(
-        f"NOGROUP No such consumer group '{quoted(group)}' "
-        f"for key name '{quoted(name)}'"
-    )
+    return CommandError(f"NOGROUP No such consumer group '{quoted(group)}' for key name '{quoted(name)}'")
 
 
 class StreamGroups(Streams):

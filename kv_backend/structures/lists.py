@@ -170,9 +170,11 @@ class Lists(Keyspace):
     ) -> tuple[bytes, bytes] | None:
         keys = _given(_name_list(names), command)
         return self._wait_for(
-            lambda first: self.pop_first(keys, left)
-            if first
-            else self._retry_pop(keys, lambda one: self.pop_first(one, left)),
+            lambda first: (
+                self.pop_first(keys, left)
+                if first
+                else self._retry_pop(keys, lambda one: self.pop_first(one, left))
+            ),
             timeout,
         )
 
@@ -453,9 +455,11 @@ class Lists(Keyspace):
         if count < 1:
             raise CommandError("ERR count should be greater than 0")
         return self._wait_for(
-            lambda first: self.lmpop(keys, left, count)
-            if first
-            else self._retry_pop(keys, lambda one: self.lmpop(one, left, count)),
+            lambda first: (
+                self.lmpop(keys, left, count)
+                if first
+                else self._retry_pop(keys, lambda one: self.lmpop(one, left, count))
+            ),
             timeout,
         )
 

@@ -517,9 +517,11 @@ class SortedSets(Keyspace):
         if count < 1:
             raise CommandError("ERR count should be greater than 0")
         return self._wait_for(
-            lambda first: self.zmpop(keys, where, count)
-            if first
-            else self._retry_pop(keys, lambda one: self.zmpop(one, where, count)),
+            lambda first: (
+                self.zmpop(keys, where, count)
+                if first
+                else self._retry_pop(keys, lambda one: self.zmpop(one, where, count))
+            ),
             timeout,
         )
 
@@ -904,7 +906,16 @@ class SortedSets(Keyspace):
                 # (items is the name of the sorted set to read here, and the pairs to store otherwise)
                 if byscore or bylex or offset is not None or num is not None:
                     items = self._zrange_by(
-                        items, start, end, desc, True, byscore, bylex, offset, num, store=True  # type: ignore[arg-type]
+                        items,
+                        start,
+                        end,
+                        desc,
+                        True,
+                        byscore,
+                        bylex,
+                        offset,
+                        num,
+                        store=True,  # type: ignore[arg-type]
                     )
                 else:
                     items = self.zrange(items, start, end, desc, withscores=True)  # type: ignore[arg-type]

@@ -24,7 +24,9 @@ def test_an_encoded_space_at_the_end_names_the_directory():
     assert parse_url("kvb:///var/lib/my%20results?sync=always") == ("/var/lib/my results", {"sync": "always"})
 
 
-@pytest.mark.parametrize("url", ["kvb:///r?read_only", "kvb:///r?sync=always&", "kvb:///r?sync=always&&read_only=1"])
+@pytest.mark.parametrize(
+    "url", ["kvb:///r?read_only", "kvb:///r?sync=always&", "kvb:///r?sync=always&&read_only=1"]
+)
 def test_an_option_without_a_value_says_how_to_write_it(url):
     with pytest.raises(KVBackendConfigurationError, match="write each option as name=value, joined by &"):
         parse_url(url)

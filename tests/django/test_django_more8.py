@@ -180,7 +180,6 @@ def test_kv_restore_replace_refuses_a_location_holding_another_caches_location(t
     close_all()
 
 
-
 def test_commands_are_silent_with_verbosity_0(tmp_path, monkeypatch):
     """``-v 0`` (a cron job, whose output is mailed) prints nothing and shows no progress, as Django's own."""
     pytest.importorskip("kv_backend.backup")

@@ -488,9 +488,7 @@ def _config_get(params: dict[bytes, bytes], names: list[bytes]) -> dict[bytes, b
 
 def _config_failed(name: bytes, why: str) -> CommandError:
     """Redis's error for a CONFIG SET that names a known parameter it cannot set to this value."""
-    return CommandError(
-        f"ERR CONFIG SET failed (possibly related to argument '{quoted(name)}') - {why}"
-    )
+    return CommandError(f"ERR CONFIG SET failed (possibly related to argument '{quoted(name)}') - {why}")
 
 
 def _config_set(conn: Connection, args: list[bytes]) -> Any:

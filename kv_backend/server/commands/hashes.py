@@ -108,4 +108,3 @@ def cmd_hrandfield(conn: Connection, args: list[bytes]) -> Any:
     if conn.resp3:
         return [[f, v] for f, v in chosen]
     return [x for pair in chosen for x in pair]
-

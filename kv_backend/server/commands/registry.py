@@ -100,8 +100,7 @@ def help_only(args: list[bytes], lines: list[str]) -> list[str]:
 def unknown_subcommand(args: list[bytes]) -> CommandError:
     """Redis's error for a subcommand a container command (CONFIG, XGROUP...) does not have."""
     return CommandError(
-        f"ERR unknown subcommand '{printed(args[1])}'. "
-        f"Try {args[0].decode('utf-8', 'replace').upper()} HELP."
+        f"ERR unknown subcommand '{printed(args[1])}'. Try {args[0].decode('utf-8', 'replace').upper()} HELP."
     )
 
 
