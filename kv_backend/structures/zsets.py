@@ -906,7 +906,7 @@ class SortedSets(Keyspace):
                 # (items is the name of the sorted set to read here, and the pairs to store otherwise)
                 if byscore or bylex or offset is not None or num is not None:
                     items = self._zrange_by(
-                        items,
+                        items,  # type: ignore[arg-type]
                         start,
                         end,
                         desc,
@@ -915,7 +915,7 @@ class SortedSets(Keyspace):
                         bylex,
                         offset,
                         num,
-                        store=True,  # type: ignore[arg-type]
+                        store=True,
                     )
                 else:
                     items = self.zrange(items, start, end, desc, withscores=True)  # type: ignore[arg-type]
