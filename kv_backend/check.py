@@ -23,11 +23,13 @@ from kv_backend.state import published_tail
 from kv_backend.unpublished import (
     data_end,
     end_without_page,
+    filled_end,
     holds_nothing,
     page_end,
     reader_of,
     tail_end,
     tail_files,
+    zero_filled,
 )
 
 
@@ -115,7 +117,7 @@ def _check(path: str) -> CheckReport:
     )
     for i, fid in enumerate(fids):
         fpath = os.path.join(path, data_name(fid))
-        buf = _read(fpath)
+        buf = opened = _read(fpath)
         if buf is None:
             report.notes.append(
                 f"{fpath}: removed while being checked, by another process (a merge, which copied its "
@@ -136,6 +138,11 @@ def _check(path: str) -> CheckReport:
                     "(holds no record; the next writer removes it or completes it)"
                 )
                 continue
+            filled = filled_end(fids, i, newest, published, size)
+            if filled is not None:
+                # It lost bytes below its published end: read as recovery fills it, with zeros up
+                # to there (see unpublished.filled_end), so that the records it lost are damage.
+                buf, size = _Reader(zero_filled(reader_of(buf), size, filled), filled), filled
             problems, records = _header_problems(buf[:12], size, fpath)
             report.problems += problems
             if not records:
@@ -151,8 +158,8 @@ def _check(path: str) -> CheckReport:
             size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size
         finally:
-            if isinstance(buf, _DataFile):
-                buf.close()
+            if isinstance(opened, _DataFile):
+                opened.close()
         hpath = os.path.join(path, hint_name(fid))
         if os.path.exists(hpath) and not usable_hints(hpath, size):
             report.notes.append(f"{hpath}: damaged or stale hint file (ignored; the data file is replayed)")

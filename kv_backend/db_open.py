@@ -38,7 +38,16 @@ from kv_backend.owners import (
     share_with_directory_group,
 )
 from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
-from kv_backend.unpublished import data_end, end_without_page, holds_nothing, tail_end, tail_files
+from kv_backend.unpublished import (
+    Read,
+    data_end,
+    end_without_page,
+    filled_end,
+    holds_nothing,
+    reader_of,
+    tail_end,
+    tail_files,
+)
 
 if TYPE_CHECKING:
     import mmap
@@ -89,6 +98,7 @@ def _replay(
     corrupt: list[tuple[str, int]],
     *,
     published: bool = False,
+    read: Read | None = None,
 ) -> int:
     """Index the records of ``f`` from ``start`` up to ``end``; return where replay stopped.
 
@@ -104,12 +114,15 @@ def _replay(
     record (:func:`~kv_backend.record.resync`), the damaged region is listed in
     ``corrupt`` and logged, and ``end`` is returned: a writer appends after the
     published end, never over records the damage hides.
+
+    The bytes are read with ``read`` (by default from ``f``'s descriptor).
     """
+    read = rec.file_reader(f.fd) if read is None else read
     pos = start
     while True:
         res = None
         base = pos
-        for base, res in rec.scan_file(f.fd, pos, end, trust_lengths=True):
+        for base, res in rec.scan_read(read, pos, end, trust_lengths=True):
             ix.apply(idx, base, res.entries)
             if res.corrupt:
                 corrupt.extend((f.path, base + off) for off in res.corrupt)
@@ -119,7 +132,6 @@ def _replay(
         if res is None or res.stop_at < 0 or res.stop_reason == "uncommitted batch" or pos >= end:
             return end
         at = base + res.stop_at
-        read = rec.file_reader(f.fd)
         if res.pending:
             ix.apply(idx, base, res.pending)  # published, so its COMMIT was too (it lies in the damage)
         damaged = rec.damaged_key(read, at, end)
@@ -366,6 +378,15 @@ class _Opening(_Parts):
             # anything else after the last good record is damage that `kvb check` must report,
             # never data to throw away.
             if published:
+                if rec.FILE_HEADER_SIZE <= size < start:
+                    # It lost bytes below its published end: all of it was published (the rotation had
+                    # created the next file), so the records it lost were acknowledged. Cut at a record
+                    # boundary, it would read as a sound file; filled with zeros up to there, as every
+                    # reader reads it until now (unpublished.filled_end), the loss is damage they report.
+                    os.ftruncate(fd, start)
+                    size = start
+                    if self._sync_interval is not None:
+                        fsync_file(fd)
                 end = _valid_end(fd, min(max(start, rec.FILE_HEADER_SIZE), size), size)
             elif size < rec.FILE_HEADER_SIZE:
                 # It lost bytes down to inside its header (it holds no record, whatever they are, as
@@ -445,6 +466,7 @@ class _Opening(_Parts):
             if sizes[f.fid] < rec.FILE_HEADER_SIZE and not holds_nothing(fids, idx, newest, rotated, page):
                 _lost_file(f.path, corrupt)
             limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]
+            view_bytes: bytes | None = None
             hints = None
             if f.fid != active_fid:
                 hints = load_hints(os.path.join(self.path, hint_name(f.fid)), sizes[f.fid])
@@ -452,17 +474,29 @@ class _Opening(_Parts):
                 ix.apply_hints(idx, hints)
                 file_sizes[f.fid] = sizes[f.fid]
             else:
-                pub = f.fid in whole and limit <= sizes[f.fid]
                 size = sizes[f.fid]
+                read = rec.file_reader(f.fd)
+                filled = filled_end(fids, idx, newest, page, size)
+                if filled is not None:
+                    # It lost bytes below its published end before a newer file (a read-only open:
+                    # a writer's recovery fills it): read, and served, as recovery fills it, with zeros
+                    # up to there (the loss is damage, see unpublished.filled_end), never past the
+                    # mapping of what it holds.
+                    mapped = bytes(f.mm[:size]) if f.mm is not None else b""
+                    view_bytes = mapped + bytes(filled - len(mapped))
+                    read, size = reader_of(view_bytes), filled
+                pub = f.fid in whole and limit <= size
                 if not pub and size >= rec.FILE_HEADER_SIZE and (published is None or limit > size or gone):
                     # No published end (a read-only open of a store no writer opened since it was
                     # copied, or whose active file lost bytes): the end of a file a crash may have
                     # left unfinished is read from its bytes, as tail recovery would
                     # (file-format.md, "The end of the active file").
                     page_end = end if published is not None and f.fid == active_fid else None
-                    limit, pub = tail_end(rec.file_reader(f.fd), size, page_end, closing=idx == rotated), True
-                file_sizes[f.fid] = _replay(ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt, published=pub)
-            maps.append(f.mm if f.mm is not None else b"")
+                    limit, pub = tail_end(read, size, page_end, closing=idx == rotated), True
+                file_sizes[f.fid] = _replay(
+                    ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt, published=pub, read=read
+                )
+            maps.append(view_bytes if view_bytes is not None else f.mm if f.mm is not None else b"")
             if f.fid < active_fid:
                 f.seal()  # indexed, and never written again: the mapping alone serves reads
         if self._ix.sorted is not None:

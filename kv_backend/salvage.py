@@ -45,7 +45,7 @@ from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.state import published_tail
-from kv_backend.unpublished import holds_nothing, page_end, reader_of, tail_end, tail_files
+from kv_backend.unpublished import filled_end, holds_nothing, page_end, reader_of, tail_end, tail_files
 
 _BATCH_SIZE = 1000
 DAMAGED = -1
@@ -187,6 +187,15 @@ def salvage(
                 report.notes.append(f"{paths[i]}: a data file without its header (holds no record)")
                 done += len(buf)
                 continue
+            filled = filled_end(fids, i, last, published, len(buf))
+            if filled is not None:
+                # It lost bytes below its published end: read (and copied from) as recovery fills it,
+                # with zeros up to there (see unpublished.filled_end): the records it lost are damage.
+                maps[i] = bytes(buf) + bytes(filled - len(buf))
+                total += filled - len(buf)
+                if isinstance(buf, mmap.mmap):
+                    buf.close()
+                buf = maps[i]
             # Before the active file's published end, a damaged record is damage (readers raise
             # CorruptionError for it), not the unfinished last write it can look like.
             end = 0

@@ -36,12 +36,15 @@ __all__ = ["SnapshotFile", "store_snapshot", "take_snapshot"]
 class SnapshotFile:
     """One file of a frozen snapshot: its name, an open fd, and how many bytes belong to it."""
 
-    __slots__ = ("closing", "fd", "length", "name", "tail")
+    __slots__ = ("closing", "fd", "filled_from", "length", "name", "tail")
 
     def __init__(self, name: str, fd: int, length: int) -> None:
         self.name = name
         self.fd = fd
         self.length = length
+        self.filled_from = length
+        """Where zeros stand for the bytes up to ``length`` (a file that lost bytes below its published
+        end, read as recovery fills it: see :func:`kv_backend.unpublished.filled_end`)."""
         self.tail = False
         """Whether the data file may end in an unfinished write (no published end bounds it)."""
         self.closing = False
@@ -50,10 +53,12 @@ class SnapshotFile:
     def read(self, offset: int, size: int) -> bytes:
         """Read up to ``size`` bytes at ``offset`` (never past ``length``)."""
         size = max(0, min(size, self.length - offset))
+        held = max(0, min(size, self.filled_from - offset))
         try:
-            return os.pread(self.fd, size, offset) if size else b""
+            data = os.pread(self.fd, held, offset) if held else b""
         except OSError as exc:  # an I/O error of the disk the store is on
             raise storage_error(exc, f"cannot read {self.name} of the store") from exc
+        return data + bytes(size - held) if len(data) == held else data
 
     def close(self) -> None:
         """Close the fd."""
@@ -113,6 +118,11 @@ def take_snapshot(
                 out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
             if named is not None and data[-1] is not named:
                 named.tail = False
+                if data_fids[-1][1] == 0 and rec.FILE_HEADER_SIZE <= named.length < active_end:
+                    # It lost bytes below its published end before a newer file: copied as recovery
+                    # fills it, with zeros up to there, so that the loss is damage, counted here and
+                    # refused by a restore (see unpublished.filled_end).
+                    named.filled_from, named.length = named.length, active_end
             if named is None and data:
                 # No published end (a store no writer opened since it was copied, open read-only,
                 # or whose page names a file that is gone): the files whose end may be an

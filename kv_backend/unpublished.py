@@ -79,6 +79,36 @@ def holds_nothing(
     return fids[i][1] == 0 and (i >= newest or (i == rotated and published is None))
 
 
+def filled_end(
+    fids: list[FileId], i: int, newest: int, published: tuple[int, int] | None, size: int
+) -> int | None:
+    """The published end up to which every reader reads the data file ``fids[i]`` of ``size`` bytes as
+    if zeros followed its bytes, None for a file read as it is. That is the file the ``published``
+    tail names where a newer file follows it that tail recovery adopts (``i`` below ``newest``, from
+    :func:`tail_files`, and no merge output newest), when it lost bytes below its published end
+    (not down to inside its header: it then lost all its records, see :func:`holds_nothing`): a
+    rotation that died had created the next file, so it was published whole up to there, and the
+    records it lost were acknowledged. Cut at a record boundary, it would read as a sound file and
+    the loss go unseen; recovery, which closes it, fills it with zeros up to there, and every reader
+    reports them as damage (docs/file-format.md, "The file before the active one")."""
+    end = page_end(published, fids[i])
+    if end is not None and i < newest < len(fids) and rec.FILE_HEADER_SIZE <= size < end:
+        return end
+    return None
+
+
+def zero_filled(read: Read, size: int, end: int) -> Read:
+    """``read(offset, n)`` of a file of ``size`` bytes read as if zeros followed them up to ``end``
+    (see :func:`filled_end`): fewer bytes only past ``end``."""
+
+    def fill(offset: int, n: int) -> bytes:
+        n = max(0, min(n, end - offset))
+        got = read(offset, min(n, size - offset)) if offset < size else b""
+        return got + bytes(n - len(got))
+
+    return fill
+
+
 def page_end(published: tuple[int, int] | None, fid: FileId) -> int | None:
     """The published end the ``published`` tail (``(major, end)`` of a STATE page, or None) gives the
     data file ``fid``: only the file it names has one (for :func:`tail_end`)."""

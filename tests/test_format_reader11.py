@@ -275,6 +275,10 @@ def read_store(path: str, now: float | None = None, use_hints: bool = True) -> d
             before_active and page is not None and newest < 16 and page[0] == fid[0]
         )
         before_active = before_active and not active
+        if page is not None and page[0] == fid[0] and fid[1] == 0 and not active and ids[-1][1] == 0:
+            # A file the page names before a newer one, shorter than its published end (it lost
+            # bytes): read as if zeros followed its bytes up to that end.
+            buf += bytes(max(page[1] - len(buf), 0))
         named = page is not None and page[0] == fid[0] and fid[1] == 0 and len(buf) >= page[1]
         limit = len(buf)
         if (active or before_active) and named:

@@ -1,0 +1,122 @@
+"""The last silent-loss case of the engine's readers.
+
+A data file the STATE page names before a newer file (a rotation that died after creating it), cut
+exactly at a record boundary below its published end: the records it lost were acknowledged, and
+every reader read the file as a sound one that never held them. Recovery now fills it with zeros up
+to its published end and every reader reads it so before that (docs/file-format.md, "The file before
+the active one"). And a newest merge output without a page, read through its hint file by a writer's
+open, was replayed by a read-only one, which counted a damaged record the other did not."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import test_format_reader11 as reader
+from helpers import data_files
+from test_engine_review13 import _offsets, _salvaged_matches_db
+from test_rotation_damage15 import _reader_view, _view
+
+from kv_backend import DB, BackupError, CorruptionError
+from kv_backend import record as rec
+from kv_backend.backup import restore
+from kv_backend.check import check
+from kv_backend.files import data_name
+from kv_backend.salvage import salvage
+from kv_backend.state import published_tail
+
+
+def _store_cut_below_its_published_end(store: str, newest: str, cut: str) -> tuple[str, int, int]:
+    """A store whose STATE page names a file that a newer one follows (``newest``: its header alone, or
+    a record too), cut below its published end (``cut``: at the record boundary before the last
+    record, between two records of a batch, inside the last record); (its path, the offset of the
+    damage every reader reports, the published end)."""
+    with DB(store) as db:
+        db.put(b"a", b"old")
+        db.put(b"b", b"x" * 50)
+        with db.batch() as b:
+            for i in range(3):
+                b.put(b"w%d" % i, b"batch" * 4)
+        db.put(b"a", b"new" * 20)
+        db.put(b"c", b"only here")
+    major, end = published_tail(store)
+    path = os.path.join(store, data_name((major, 0)))
+    later = rec.encode(rec.PUT, b"z", b"after") if newest == "records" else b""
+    with open(os.path.join(store, data_name((major + 1, 0))), "wb") as f:
+        f.write(rec.FILE_HEADER_BYTES + later)
+    offsets = _offsets(path)
+    at = {"boundary": offsets[b"c"], "batch": offsets[b"w2"], "record": offsets[b"c"]}[cut]
+    os.truncate(path, at + 30 if cut == "record" else at)
+    assert os.path.getsize(path) < end
+    return path, at, end
+
+
+@pytest.mark.parametrize("cut", ["boundary", "batch", "record"])
+@pytest.mark.parametrize("newest", ["header", "records"])
+def test_a_file_cut_below_its_published_end_before_a_newer_file_is_damage_for_every_reader(
+    store_path, tmp_path, newest, cut
+):
+    """The page says its records were published up to its end (a rotation that died had created the
+    next file, or a power failure kept the next file's records and not the page): cut at a record
+    boundary, replay, kvb check, salvage, a backup and the format reader all read a sound file, and
+    the records it lost (``c``, written only there; ``a``'s newest value) were gone with nobody saying
+    so. Every reader now reads it as recovery leaves it, filled with zeros up to its published end:
+    one damaged region where the loss starts, and merge refuses the store."""
+    path, at, end = _store_cut_below_its_published_end(store_path, newest, cut)
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(path, at)]
+    view, corrupt = _view(store_path, read_only=True)
+    assert corrupt == 1 and view.get(b"c", "damaged") == "damaged"  # (cut inside its value: damaged)
+    assert _reader_view(store_path) == view
+    if cut == "batch":  # (its COMMIT was published with it: the batch applies, by rule 3)
+        assert view[b"w0"] == view[b"w1"] == b"batch" * 4 and b"w2" not in view
+    report = salvage(store_path, str(tmp_path / "copy"))
+    assert [(r.path, r.offset) for r in report.regions] == [(path, at)]
+    _salvaged_matches_db(store_path, str(tmp_path / "copy2"))
+    url = f"file://{tmp_path / 'backups'}"
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(url).damaged_records == 1
+    with pytest.raises(BackupError, match="damaged"):
+        restore(url, str(tmp_path / "restored"))
+    assert _view(store_path, read_only=False) == (view, 1)
+    assert os.path.getsize(path) == end  # (filled, so that the loss stays reported)
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(path, at)]
+    reader.assert_same(store_path)
+    with DB(store_path) as db:
+        if cut == "record":
+            # (Cut inside its last record, whose lengths the published end confirms: a damaged record
+            # merge drops, and says so, as any other whose lengths are sound.)
+            assert db.merge(wait=True).corrupt_dropped == 1
+            return
+        with pytest.raises(CorruptionError):
+            db.merge(wait=True)
+    assert _view(store_path, read_only=True) == (view, 1)
+
+
+def test_a_file_cut_inside_its_header_below_its_published_end_is_left_as_it_is(store_path):
+    """Cut down to inside its header, the file lost all its records: a lost file every reader reports
+    as such (test_engine_rare16), which recovery does not fill."""
+    path, _, _ = _store_cut_below_its_published_end(store_path, "header", "boundary")
+    os.truncate(path, 9)
+    problems = [(p.path, p.offset) for p in check(store_path).problems]
+    assert problems == [(path, 0)]
+    assert _view(store_path, read_only=False)[1] == 1
+    assert os.path.getsize(path) == 9 and [(p.path, p.offset) for p in check(store_path).problems] == problems
+
+
+@pytest.mark.parametrize("newest", ["none", "part-header"])
+def test_the_active_file_cut_below_its_published_end_is_not_filled(store_path, newest):
+    """Where no newer file follows it (or only one shorter than a header, which holds nothing), the file
+    the page names is the active one, whose end is read from its bytes when it lost some (a store
+    copied while written: its STATE page copied later than the file): recovery does not fill it."""
+    path, _, end = _store_cut_below_its_published_end(store_path, "header", "boundary")
+    nxt = data_files(store_path)[-1]
+    if newest == "none":
+        os.unlink(nxt)
+    else:
+        os.truncate(nxt, 5)
+    size = os.path.getsize(path)
+    assert check(store_path).ok
+    view = _view(store_path, read_only=True)
+    assert view[1] == 0 and _reader_view(store_path) == view[0]
+    assert _view(store_path, read_only=False) == view
+    assert os.path.getsize(path) == size < end
