@@ -468,7 +468,9 @@ class _Opening(_Parts):
             limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]
             view_bytes: bytes | None = None
             hints = None
-            if f.fid != active_fid:
+            if f.fid != active_fid or f.fid[1] != 0:
+                # (A merge output is closed even where, newest without a page, it stands for the active
+                # file here: read through its hint file, as once recovery has created the active file.)
                 hints = load_hints(os.path.join(self.path, hint_name(f.fid)), sizes[f.fid])
             if hints is not None:
                 ix.apply_hints(idx, hints)

@@ -1,4 +1,4 @@
-"""The last silent-loss case of the engine's readers.
+"""The last silent-loss case of the engine's readers, and a count they disagreed on.
 
 A data file the STATE page names before a newer file (a rotation that died after creating it), cut
 exactly at a record boundary below its published end: the records it lost were acknowledged, and
@@ -14,6 +14,8 @@ import os
 import pytest
 import test_format_reader11 as reader
 from helpers import data_files
+from test_engine_agree15 import _flip_last_record
+from test_engine_rare16 import _merged_store
 from test_engine_review13 import _offsets, _salvaged_matches_db
 from test_rotation_damage15 import _reader_view, _view
 
@@ -120,3 +122,34 @@ def test_the_active_file_cut_below_its_published_end_is_not_filled(store_path, n
     assert view[1] == 0 and _reader_view(store_path) == view[0]
     assert _view(store_path, read_only=False) == view
     assert os.path.getsize(path) == size < end
+
+
+@pytest.mark.parametrize("where", ["last", "middle"])
+def test_a_newest_merge_output_with_its_hint_file_counts_alike_for_every_open(store_path, where):
+    """Without a STATE page, a merge output that is the newest data file (every file closed) holding a
+    damaged record, with its hint file: a writer's open reads it through the hint file (recovery has
+    created the active file), which finds no damage until the record is read, but a read-only open
+    replayed it as the active file and counted the record in corrupt_records (1, against 0). Both
+    read it through its hint file now; the key raises CorruptionError either way, and kvb check
+    reports the record."""
+    merged = _merged_store(store_path, after=False)
+    for p in data_files(store_path):
+        if p != merged:
+            os.unlink(p)
+    os.unlink(os.path.join(store_path, "STATE"))
+    offsets = _offsets(merged)
+    if where == "last":
+        at = _flip_last_record(merged)
+    else:
+        at = sorted(offsets.values())[3]
+        with open(merged, "r+b") as f:
+            f.seek(at + 30)
+            f.write(b"\xff")
+    key = {v: k for k, v in offsets.items()}[at]
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(merged, at)]
+    view, corrupt = _view(store_path, read_only=True)
+    assert view[key] == "damaged" and corrupt == 0
+    assert _reader_view(store_path) == view
+    assert _view(store_path, read_only=False) == (view, 0)
+    assert _view(store_path, read_only=True) == (view, 0)
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(merged, at)]
