@@ -449,7 +449,8 @@ class _Opening(_Parts):
         # bytes, as without a page, and as tail recovery reads it.)
         gone = published is not None and bool(fids) and fids[-1][1] == 0 and active_fid not in fids
         if published is not None:
-            whole = {fid for fid in fids if fid <= active_fid} - ({fids[-1]} if gone else set())
+            # (Files after the one it names, but the newest, are closed too: recovery adopts the newest.)
+            whole = set(fids[:newest]) | ({active_fid} & set(fids))
         else:
             rotating = len(fids) > 1 and fids[-1][1] == 0 and fids[-2][1] == 0
             # (A merge output is never active: with one newest, every file is closed.)
@@ -488,11 +489,16 @@ class _Opening(_Parts):
                     view_bytes = mapped + bytes(filled - len(mapped))
                     read, size = reader_of(view_bytes), filled
                 pub = f.fid in whole and limit <= size
-                if not pub and size >= rec.FILE_HEADER_SIZE and (published is None or limit > size or gone):
+                if (
+                    not pub
+                    and size >= rec.FILE_HEADER_SIZE
+                    and (published is None or limit > size or gone or f.fid > active_fid)
+                ):
                     # No published end (a read-only open of a store no writer opened since it was
-                    # copied, or whose active file lost bytes): the end of a file a crash may have
-                    # left unfinished is read from its bytes, as tail recovery would
-                    # (file-format.md, "The end of the active file").
+                    # copied, or whose active file lost bytes, or whose page lags a newer file that a
+                    # power failure kept): the end of a file a crash may have left unfinished is read
+                    # from its bytes, as tail recovery would (file-format.md, "The end of the active
+                    # file").
                     page_end = end if published is not None and f.fid == active_fid else None
                     limit, pub = tail_end(read, size, page_end, closing=idx == rotated), True
                 file_sizes[f.fid] = _replay(

@@ -43,8 +43,9 @@ def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int
     """Which of the data files ``fids`` may end in an unfinished write: ``(newest, rotated)``, the index
     of the active file (the newest, or the one before it when the newest holds part of a header and
     the page, if any, names that one: a rotation died before the header was whole), and that of the file a
-    rotation that died may have left unclosed before a newest file holding its header alone (see
-    :func:`rotation_unpublished`), or part of it without a ``published`` end, -1 if none. ``head``
+    rotation that died may have left unclosed, -1 if none: where the ``published`` tail names a file
+    older than the newest, that one (recovery closes it); without a page, the one before a newest file
+    holding its header alone, or part of it (see :func:`rotation_unpublished`). ``head``
     holds the first bytes of the newest file if it holds at most a file header, else None. Past the
     ``published`` end (where the page gives one) they may; all the other files were closed before
     anything after them was published, damage at their end included. Where the newest file is a merge
@@ -57,12 +58,20 @@ def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int
     # its bytes (a damaged header is reported as such). Only where the page names the file before
     # it (or there is no page) is that file still the active one: where the page names the short
     # file, it is the active file cut inside its header, and a merge output before it is closed.
-    if fids and head is not None and len(head) < rec.FILE_HEADER_SIZE:
-        if len(fids) > 1 and fids[-2][1] == 0 and (published is None or published[0] == fids[-2][0]):
-            newest -= 1
-            if published is None:
-                rotated = newest  # (without a page, recovery closes it before completing the new file)
-    elif fids and head is not None and rotation_unpublished(fids, published):
+    short = head is not None and len(head) < rec.FILE_HEADER_SIZE
+    if short and len(fids) > 1 and fids[-2][1] == 0 and (published is None or published[0] == fids[-2][0]):
+        newest -= 1
+        if published is None:
+            rotated = newest  # (without a page, recovery closes it before completing the new file)
+        return newest, rotated
+    if published is not None:
+        # Where the page names a file older than the newest (a rotation that died after creating the
+        # next file; or the page lags files a power failure kept, which hold records), recovery closes
+        # that one from its published end on, as the active file's end is recovered (its reserved
+        # zeros, a torn write there, are no damage); it names none of the others.
+        if (published[0], 0) in fids[:newest]:
+            rotated = fids.index((published[0], 0))
+    elif head is not None and not short and rotation_unpublished(fids, published):
         rotated = newest - 1
     return newest, rotated
 

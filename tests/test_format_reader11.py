@@ -274,8 +274,10 @@ def read_store(path: str, now: float | None = None, use_hints: bool = True) -> d
         active = (i == len(ids) - 1 and fid[1] == 0) or (
             before_active and page is not None and newest < 16 and page[0] == fid[0]
         )
-        before_active = before_active and not active
-        if page is not None and page[0] == fid[0] and fid[1] == 0 and not active and ids[-1][1] == 0:
+        # (a file the page names that newer files follow: read as the file before the active one)
+        lagged = page is not None and page[0] == fid[0] and fid[1] == 0 and not active and ids[-1][1] == 0
+        before_active = (before_active or lagged) and not active
+        if lagged:
             # A file the page names before a newer one, shorter than its published end (it lost
             # bytes): read as if zeros followed its bytes up to that end.
             buf += bytes(max(page[1] - len(buf), 0))
