@@ -33,6 +33,7 @@ import struct
 
 from kv_backend.files import MMAP_NO_FD, STATE_FILE, new_file_mode, storage_error
 from kv_backend.owners import open_store_file
+from kv_backend.record import FILE_HEADER_SIZE
 
 MAGIC = b"KVBSTAT2"
 VERSION = 2
@@ -157,10 +158,11 @@ class SharedState:
 
     @property
     def initialized(self) -> bool:
-        """True once a writer has written the magic and version (which then never change)."""
+        """True once a writer has written the magic and version (which then never change), and the tail
+        they publish can be one (see :func:`_valid`)."""
         if self._initialized:
             return True
-        self._initialized = self._mm[:8] == MAGIC and int.from_bytes(self._mm[8:12], "little") == VERSION
+        self._initialized = _valid(self._mm[:24])
         return self._initialized
 
     def initialize(self, gen: int, major: int, end: int) -> None:
@@ -201,9 +203,22 @@ def published_tail(store: str) -> tuple[int, int] | None:
             page = f.read(24)
     except OSError:
         return None
-    if len(page) < 24 or page[:8] != MAGIC or int.from_bytes(page[8:12], "little") != VERSION:
+    if not _valid(page):
         return None
     return unpack_tail(struct.unpack_from("=Q", page, 16)[0])
+
+
+def _valid(head: bytes) -> bool:
+    """Whether ``head``, the first 24 bytes of a STATE page, makes a valid page: its magic and version,
+    and a tail whose published end is not inside a data file's header, which no writer publishes. A
+    damaged page that named such an end would make tail recovery cut every record of the active
+    file (all acknowledged) off as past it: a page that is not valid is rebuilt from the data files."""
+    return (
+        len(head) >= 24
+        and head[:8] == MAGIC
+        and int.from_bytes(head[8:12], "little") == VERSION
+        and unpack_tail(struct.unpack_from("=Q", head, 16)[0])[1] >= FILE_HEADER_SIZE
+    )
 
 
 def in_use(store: str) -> bool:

@@ -11,6 +11,7 @@ lags newer files (which hold records, or two rotations that died) was read four 
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 import test_format_reader11 as reader
@@ -206,4 +207,35 @@ def test_a_page_that_lags_newer_files_is_read_as_recovery_reads_it(store_path, t
     assert _view(store_path, read_only=False) == view
     assert os.path.getsize(named) == end
     assert [(p.path, p.offset) for p in check(store_path).problems] == problems
+    reader.assert_same(store_path)
+
+
+@pytest.mark.parametrize("end", [0, 3, 15])
+def test_a_page_publishing_an_end_inside_a_file_header_is_not_valid(store_path, tmp_path, end):
+    """A damaged STATE page whose tail names the active file with a published end inside its 16-byte
+    header (no writer publishes one): every reader took it as valid, so read-only opens, kvb check and
+    the format reader saw none of the active file's records, a backup counted the file as damaged, and
+    the next writer's tail recovery cut every record of the active file off as past the published
+    end: all of them acknowledged, lost with nothing reported. Such a page is not valid: readers read
+    the store as without a page, and the next writer rebuilds it from the data files."""
+    with DB(store_path) as db:
+        for i in range(5):
+            db.put(b"k%d" % i, b"v%d" % i)
+    major, real_end = published_tail(store_path)
+    want = {b"k%d" % i: b"v%d" % i for i in range(5)}
+    with open(os.path.join(store_path, "STATE"), "r+b") as f:
+        f.seek(16)
+        f.write(((major << 40) | end).to_bytes(8, sys.byteorder))
+    assert published_tail(store_path) is None
+    assert check(store_path).ok
+    assert _view(store_path, read_only=True) == (want, 0)
+    assert _reader_view(store_path) == want
+    assert salvage(store_path, str(tmp_path / "copy")).keys_copied == 5
+    url = f"file://{tmp_path / 'backups'}"
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(url).damaged_records == 0
+    restore(url, str(tmp_path / "restored"))
+    assert _view(str(tmp_path / "restored"), read_only=True) == (want, 0)
+    assert _view(store_path, read_only=False) == (want, 0)
+    assert published_tail(store_path) == (major, real_end)
     reader.assert_same(store_path)

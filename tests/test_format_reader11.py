@@ -211,6 +211,8 @@ def _state_tail(path: str) -> tuple[int, int] | None:
     if len(page) < 24 or page[:8] != b"KVBSTAT2" or struct.unpack_from("<I", page, 8)[0] != 2:
         return None
     tail = int.from_bytes(page[16:24], sys.byteorder)
+    if tail & ((1 << 40) - 1) < 16:
+        return None  # a published end inside a file header: not a valid page
     return tail >> 40, tail & ((1 << 40) - 1)
 
 
