@@ -10,6 +10,7 @@ from typing import BinaryIO
 from kv_backend import record as rec
 from kv_backend.files import (
     FORMAT_FILE,
+    STATE_FILE,
     data_name,
     hint_name,
     list_data_files,
@@ -29,6 +30,7 @@ from kv_backend.unpublished import (
     reader_of,
     tail_end,
     tail_files,
+    trusted_page_of,
     zero_filled,
 )
 
@@ -110,11 +112,20 @@ def _check(path: str) -> CheckReport:
     fids = list_data_files(path)
     # Read before the data files: whatever a writer publishes meanwhile lies past this end.
     published = published_tail(path)
+    head = _head(os.path.join(path, data_name(fids[-1]))) if fids else None
+    try:
+        page = trusted_page_of(path, fids, published)
+    except OSError as exc:
+        raise storage_error(exc, f"cannot read the data files of {path}") from exc
+    if page is None and published is not None:
+        report.notes.append(
+            f"{os.path.join(path, STATE_FILE)}: a damaged page (it publishes an end inside a record of "
+            f"{data_name((published[0], 0))}): ignored, as by every reader; the next writer rebuilds it"
+        )
+        published = None
     # The file whose unfinished end is an interrupted write, not damage, and the file a killed
     # rotation did not finish closing (reserved zeros may follow it).
-    newest, rotated = tail_files(
-        fids, _head(os.path.join(path, data_name(fids[-1]))) if fids else None, published
-    )
+    newest, rotated = tail_files(fids, head, published)
     for i, fid in enumerate(fids):
         fpath = os.path.join(path, data_name(fid))
         buf = opened = _read(fpath)

@@ -47,6 +47,8 @@ from kv_backend.unpublished import (
     reader_of,
     tail_end,
     tail_files,
+    trusted_page,
+    trusted_page_of,
 )
 
 if TYPE_CHECKING:
@@ -309,7 +311,10 @@ class _Opening(_Parts):
                 path = os.path.join(self.path, data_name(active))
         start = rec.FILE_HEADER_SIZE
         published = False  # whether ``start`` is this file's published end
-        if st.initialized:
+        page = self._trusted_page(fids)
+        if page is None and st.initialized:
+            gen = max(gen, st.generation.value + 1)  # (a damaged page: rebuilt as without one)
+        if page is not None:
             tail = st.tail.value
             major, end = unpack_tail(tail)
             if major == active[0]:
@@ -356,6 +361,15 @@ class _Opening(_Parts):
         finally:
             os.close(fd)
         st.initialize(gen, active[0], end)
+
+    def _trusted_page(self, fids: list[FileId]) -> tuple[int, int] | None:
+        """The ``(major, end)`` of the tail the state page publishes, None without a valid page or where
+        it is damaged (see :func:`~kv_backend.unpublished.trusted_page`)."""
+        published = self._published()
+        try:
+            return trusted_page_of(self.path, fids, None if published is None else unpack_tail(published[0]))
+        except OSError as exc:
+            raise storage_error(exc, f"cannot read the data files of {self.path}") from exc
 
     def _close_exactly(self, path: str, start: int, *, published: bool = False) -> None:
         """Cut the reserved zeros off a file that should have been closed by a rotation.
@@ -440,6 +454,15 @@ class _Opening(_Parts):
         small = bool(files) and sizes[fids[-1]] <= rec.FILE_HEADER_SIZE
         head = os.pread(files[-1].fd, rec.FILE_HEADER_SIZE, 0) if small else None
         page = (major, end) if published is not None else None
+        if (
+            page is not None
+            and trusted_page(fids, head, page, lambda i: (rec.file_reader(files[i].fd), sizes[fids[i]]))
+            is None
+        ):
+            # A damaged page (a read-only open: a writer's recovery rebuilds it): read as without one,
+            # as recovery reads it (``tail`` and ``gen`` kept, so that only a writer's change of the
+            # page makes this process look again).
+            published, page, end, active_fid = None, None, -1, fids[-1]
         newest, rotated = tail_files(fids, head, page)
         # The files whose records are all published up to ``limit`` below: with a page, the files
         # before the one it names and that one (to its published end); without one, all but the

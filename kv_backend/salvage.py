@@ -32,6 +32,7 @@ from kv_backend import record as rec
 from kv_backend.errors import KVError
 from kv_backend.files import (
     MMAP_NO_FD,
+    STATE_FILE,
     check_new_store_target,
     data_name,
     fsync_dir,
@@ -45,7 +46,15 @@ from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.state import published_tail
-from kv_backend.unpublished import filled_end, holds_nothing, page_end, reader_of, tail_end, tail_files
+from kv_backend.unpublished import (
+    filled_end,
+    holds_nothing,
+    page_end,
+    reader_of,
+    tail_end,
+    tail_files,
+    trusted_page,
+)
 
 _BATCH_SIZE = 1000
 DAMAGED = -1
@@ -175,6 +184,12 @@ def salvage(
         # The active file (an unfinished write at its end is no damage), and the file before a
         # rotation killed before publishing the next (active still).
         head = bytes(maps[-1]) if maps and len(maps[-1]) <= rec.FILE_HEADER_SIZE else None
+        page = trusted_page(fids, head, published, lambda i: (reader_of(maps[i]), len(maps[i])))
+        if page is None and published is not None:
+            report.notes.append(
+                f"{os.path.join(src, STATE_FILE)}: a damaged page (ignored, as by every reader)"
+            )
+            published = None
         last, rotated = tail_files(fids, head, published)
         if last < len(maps) - 1:
             # A rotation killed before the next file had its whole header: that file holds

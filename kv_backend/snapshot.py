@@ -28,7 +28,7 @@ from kv_backend.files import (
 )
 from kv_backend.locking import WriteLock
 from kv_backend.state import SharedState, unpack_tail
-from kv_backend.unpublished import tail_files
+from kv_backend.unpublished import tail_files, trusted_page_of
 
 __all__ = ["SnapshotFile", "store_snapshot", "take_snapshot"]
 
@@ -80,8 +80,10 @@ def take_snapshot(
     try:
         with lock:
             published = published_now()
-            active_major, active_end = unpack_tail(published[0]) if published else (-1, -1)
             fids = list_data_files(path)
+            if published is not None and trusted_page_of(path, fids, unpack_tail(published[0])) is None:
+                published = None  # a damaged page: copied as without one, as every reader reads it
+            active_major, active_end = unpack_tail(published[0]) if published else (-1, -1)
             data: list[SnapshotFile] = []
             data_fids: list[FileId] = []  # (the ids of ``data``)
             named: SnapshotFile | None = None  # the data file the page names

@@ -17,11 +17,12 @@ in published data (rule 3).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from kv_backend import record as rec
-from kv_backend.files import FileId
+from kv_backend.files import FileId, data_name
 
 Read = Callable[[int, int], bytes]
 Sliceable = Any  # bytes, an mmap, kvb check's file reader: what gives bytes when sliced
@@ -74,6 +75,60 @@ def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int
     elif head is not None and not short and rotation_unpublished(fids, published):
         rotated = newest - 1
     return newest, rotated
+
+
+def trusted_page(
+    fids: list[FileId],
+    head: bytes | None,
+    published: tuple[int, int] | None,
+    file_of: Callable[[int], tuple[Read, int]],
+) -> tuple[int, int] | None:
+    """The ``published`` tail of a STATE page, or None where it is damaged and every reader reads the
+    store as without a page (``fids`` and ``head`` as for :func:`tail_files`; ``file_of(i)`` gives
+    ``(read, size)`` of the data file ``fids[i]``). It is damaged where it names a file older than
+    the newest, which recovery closes from its published end on (see :func:`tail_files`), and that
+    end lies inside a sound record of the file (read from its header by the unpublished rules): no
+    writer publishes such an end, and recovery would cut that record and every one after it off a
+    file that was closed whole (a page's major id that damage turned into an older file's)."""
+    if published is None:
+        return None
+    _, rotated = tail_files(fids, head, published)
+    if rotated < 0 or fids[rotated] != (published[0], 0):
+        return published
+    read, size = file_of(rotated)
+    end = published[1]
+    if not rec.FILE_HEADER_SIZE < end < size:
+        return published
+    pos, _ = _strict(read, rec.FILE_HEADER_SIZE, end)
+    inside = pos < end and rec.sound_size(read, pos, size) > end - pos
+    return None if inside else published
+
+
+def trusted_page_of(
+    store: str, fids: list[FileId], published: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """:func:`trusted_page` of the data files ``fids`` of the store at ``store`` (an OSError if one
+    cannot be read)."""
+    if published is None:
+        return None
+    fds: list[int] = []
+
+    def file_of(i: int) -> tuple[Read, int]:
+        try:
+            fds.append(os.open(os.path.join(store, data_name(fids[i])), os.O_RDONLY))
+        except FileNotFoundError:
+            return reader_of(b""), 0  # (a merge removed it since it was listed: nothing to go by)
+        return rec.file_reader(fds[-1]), os.fstat(fds[-1]).st_size
+
+    try:
+        head = None
+        if fids:
+            read, size = file_of(len(fids) - 1)
+            head = read(0, rec.FILE_HEADER_SIZE) if size <= rec.FILE_HEADER_SIZE else None
+        return trusted_page(fids, head, published, file_of)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def holds_nothing(

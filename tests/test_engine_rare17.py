@@ -239,3 +239,42 @@ def test_a_page_publishing_an_end_inside_a_file_header_is_not_valid(store_path, 
     assert _view(store_path, read_only=False) == (want, 0)
     assert published_tail(store_path) == (major, real_end)
     reader.assert_same(store_path)
+
+
+def test_a_page_naming_an_older_file_with_an_end_inside_one_of_its_records_is_damaged(store_path, tmp_path):
+    """A damaged STATE page whose tail names a closed data file older than the active one (damage to
+    its major id), with a published end inside a sound record of that file, which no writer
+    publishes: recovery took it for a rotation that died and cut that file at that end, losing the
+    record there and every one after it in that closed file (all acknowledged), kvb check saying
+    beforehand only that the next writer would cut them. Every reader, recovery first, now reads the
+    store as without a page; kvb check notes the damaged page, and the next writer rebuilds it."""
+    _several = [(b"k%02d" % i, b"v%02d" % i * 60) for i in range(40)]
+    with DB(store_path, max_file_size=4096) as db:
+        for key, value in _several:
+            db.put(key, value)
+    want = dict(_several)
+    *_, older, _before, active = data_files(store_path)
+    major, end = published_tail(store_path)
+    sizes = {p: os.path.getsize(p) for p in data_files(store_path)}
+    inside = sorted(_offsets(older).values())[-2] + 30
+    older_major = int(os.path.basename(older)[:10])
+    with open(os.path.join(store_path, "STATE"), "r+b") as f:
+        f.seek(16)
+        f.write(((older_major << 40) | inside).to_bytes(8, sys.byteorder))
+    report = check(store_path)
+    assert report.ok and any("damaged page" in n for n in report.notes)
+    assert _view(store_path, read_only=True) == (want, 0)
+    assert _reader_view(store_path) == want
+    assert salvage(store_path, str(tmp_path / "copy")).clean
+    url = f"file://{tmp_path / 'backups'}"
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(url).damaged_records == 0
+    restore(url, str(tmp_path / "restored"))
+    assert _view(str(tmp_path / "restored"), read_only=True) == (want, 0)
+    assert _view(store_path, read_only=False) == (want, 0)
+    assert {p: os.path.getsize(p) for p in data_files(store_path) if p != active} == {
+        p: s for p, s in sizes.items() if p != active
+    }
+    assert published_tail(store_path) == (major, end)
+    assert check(store_path).ok and not check(store_path).notes
+    reader.assert_same(store_path)

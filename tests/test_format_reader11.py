@@ -216,6 +216,25 @@ def _state_tail(path: str) -> tuple[int, int] | None:
     return tail >> 40, tail & ((1 << 40) - 1)
 
 
+def _page_inside_a_record(path: str, ids: list[tuple[int, int]], page: tuple[int, int]) -> bool:
+    """Whether the page names a file that newer ones follow (not a newest file shorter than a header
+    just after it) with a published end inside a sound record of it: a damaged page."""
+    named = (page[0], 0)
+    sizes = [os.path.getsize(os.path.join(path, f"{m:010d}-{n:03d}.data")) for m, n in ids]
+    if named not in ids or ids[-1][1] != 0:
+        return False
+    i = ids.index(named)
+    if i == len(ids) - 1 or (i == len(ids) - 2 and sizes[-1] < 16):
+        return False
+    with open(os.path.join(path, f"{page[0]:010d}-000.data"), "rb") as f:
+        buf = f.read()
+    if not 16 < page[1] < len(buf):
+        return False
+    pos = _scan(buf, 16, page[1], published=False)[1]
+    end = _sound(buf, pos) if pos < page[1] else None
+    return end is not None and end > page[1]
+
+
 def _hint_entries(hint: bytes, data_size: int) -> list[tuple[bytes, int, int, float]] | None:
     if len(hint) < 40 or hint[:8] != b"KVBHINT\0":
         return None
@@ -259,6 +278,8 @@ def read_store(path: str, now: float | None = None, use_hints: bool = True) -> d
         assert f.readline() == b"kv_backend store, format 1\n"
     ids = sorted((int(m[1]), int(m[2])) for m in map(DATA_NAME.match, os.listdir(path)) if m)
     page = _state_tail(path)
+    if page is not None and _page_inside_a_record(path, ids, page):
+        page = None  # a damaged page: read as without one
     view: dict = {}
     for i, fid in enumerate(ids):
         name = os.path.join(path, f"{fid[0]:010d}-{fid[1]:03d}")
