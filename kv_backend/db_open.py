@@ -309,9 +309,21 @@ class _Opening(_Parts):
                 fids.pop()
                 active = fids[-1]
                 path = os.path.join(self.path, data_name(active))
+        page = self._trusted_page(fids)
+        for fid in [f for f in fids[:-1] if page is not None and f > (page[0], 0) and f[1] == 0]:
+            # Between the file the page names and the newest, one shorter than a header: a rotation
+            # that died before its header was whole, which later ones followed (a power failure kept
+            # them and not the page). It holds nothing, and left here it would read as a closed file
+            # that lost its records once the page names a newer one: removed, as the newest is.
+            if 0 <= _file_size(os.path.join(self.path, data_name(fid))) < rec.FILE_HEADER_SIZE:
+                try:
+                    os.unlink(os.path.join(self.path, data_name(fid)))
+                except OSError as exc:
+                    raise storage_error(exc, f"cannot remove the empty data file {data_name(fid)}") from exc
+                st.generation.value = st.generation.value + 1  # (see above)
+                fids.remove(fid)
         start = rec.FILE_HEADER_SIZE
         published = False  # whether ``start`` is this file's published end
-        page = self._trusted_page(fids)
         if page is None and st.initialized:
             gen = max(gen, st.generation.value + 1)  # (a damaged page: rebuilt as without one)
         if page is not None:

@@ -137,9 +137,12 @@ def holds_nothing(
     """Whether the data file ``fids[i]``, shorter than a file header, holds nothing whatever its bytes
     (``newest`` and ``rotated`` from :func:`tail_files`): the active file or a newer one (a rotation
     that died before the header was whole, or the active file cut inside it: its end read from its
-    bytes), and without a ``published`` end the file a rotation that died did not close. Recovery
-    removes it or gives it its header. Any other such file was closed whole: it lost its records,
+    bytes), without a ``published`` end the file a rotation that died did not close, and with one any
+    file after the one it names (rotations that died after it). Recovery removes it or gives it its
+    header. Any other such file was closed whole: it lost its records,
     which keys they held cannot be known, and every reader reports it (docs/file-format.md)."""
+    if published is not None and fids[i] > (published[0], 0) and fids[i][1] == 0:
+        return True  # (never published: rotations that died after the page's file, see tail recovery)
     return fids[i][1] == 0 and (i >= newest or (i == rotated and published is None))
 
 

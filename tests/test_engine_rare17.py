@@ -278,3 +278,34 @@ def test_a_page_naming_an_older_file_with_an_end_inside_one_of_its_records_is_da
     assert published_tail(store_path) == (major, end)
     assert check(store_path).ok and not check(store_path).notes
     reader.assert_same(store_path)
+
+
+@pytest.mark.parametrize("middle", [b"", rec.FILE_HEADER_BYTES[:7]], ids=["empty", "part"])
+def test_a_short_file_between_the_page_s_file_and_the_newest_holds_nothing(store_path, tmp_path, middle):
+    """Two rotations that died after the file the STATE page names (a power failure kept them and not
+    the page): the first new file shorter than a header, the second holding its header. Recovery
+    adopted the newest and left the short one, which from then on read as a closed file that lost its
+    records: kvb check reported it, merge refused the store, for a file that never held anything (and
+    a backup, which leaves it out, counted nothing). Every reader takes it as holding nothing, and
+    recovery removes it."""
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+    major, _ = published_tail(store_path)
+    short = os.path.join(store_path, data_name((major + 1, 0)))
+    with open(short, "wb") as f:
+        f.write(middle)
+    with open(os.path.join(store_path, data_name((major + 2, 0))), "wb") as f:
+        f.write(rec.FILE_HEADER_BYTES)
+    report = check(store_path)
+    assert report.ok and any(short in n for n in report.notes)
+    assert _view(store_path, read_only=True) == ({b"a": b"1"}, 0)
+    assert salvage(store_path, str(tmp_path / "copy")).clean
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 0
+    with DB(store_path) as db:
+        assert dict(db.items()) == {b"a": b"1"} and db.stats()["corrupt_records"] == 0
+        db.put(b"b", b"2")
+        db.merge(wait=True)
+    assert not os.path.exists(short)
+    assert check(store_path).ok and not check(store_path).notes
+    reader.assert_same(store_path)
