@@ -85,23 +85,45 @@ def trusted_page(
 ) -> tuple[int, int] | None:
     """The ``published`` tail of a STATE page, or None where it is damaged and every reader reads the
     store as without a page (``fids`` and ``head`` as for :func:`tail_files`; ``file_of(i)`` gives
-    ``(read, size)`` of the data file ``fids[i]``). It is damaged where it names a file older than
-    the newest, which recovery closes from its published end on (see :func:`tail_files`), and that
-    end lies inside a sound record of the file (read from its header by the unpublished rules): no
-    writer publishes such an end, and recovery would cut that record and every one after it off a
-    file that was closed whole (a page's major id that damage turned into an older file's)."""
+    ``(read, size)`` of the data file ``fids[i]``). It is damaged where the file it names is the
+    active one, or one older than the newest that recovery closes from its published end on (see
+    :func:`tail_files`), and that end lies inside a sound record of the file: what follows it cannot
+    start a write (:func:`_may_start_a_write`), and reading the file from its header by the
+    unpublished rules finds a sound record that reaches past it. No writer publishes such an end,
+    and recovery would cut that record and every one after it off the file, all acknowledged (a
+    damaged end, or a major id that damage turned into an older file's)."""
     if published is None:
         return None
-    _, rotated = tail_files(fids, head, published)
-    if rotated < 0 or fids[rotated] != (published[0], 0):
+    newest, rotated = tail_files(fids, head, published)
+    named = (published[0], 0)
+    if rotated >= 0 and fids[rotated] == named:
+        i = rotated
+    elif newest < len(fids) and fids[newest] == named:
+        i = newest
+    else:
         return published
-    read, size = file_of(rotated)
+    read, size = file_of(i)
     end = published[1]
-    if not rec.FILE_HEADER_SIZE < end < size:
+    if not rec.FILE_HEADER_SIZE < end < size or _may_start_a_write(read(end, rec.HEADER_SIZE)):
         return published
     pos, _ = _strict(read, rec.FILE_HEADER_SIZE, end)
     inside = pos < end and rec.sound_size(read, pos, size) > end - pos
     return None if inside else published
+
+
+def _may_start_a_write(head: bytes) -> bool:
+    """Whether ``head``, the bytes at a published end (up to a record header's), can be what a writer
+    leaves there: reserved zeros, or the start of a record (complete or not, the rest of its header
+    still zeros): a type of at most 3, flags of at most 1, lengths in bounds. Bytes inside a record
+    rarely are (for :func:`trusted_page`, which then reads the file to make sure)."""
+    fields: tuple[int, int, int, int, int, float] = rec.HEADER.unpack(head.ljust(rec.HEADER_SIZE, b"\0"))
+    _, rtype, flags, klen, vlen, _ = fields
+    return (
+        rtype <= rec.COMMIT
+        and flags <= rec.FLAG_BATCH
+        and klen <= rec.MAX_KEY_SIZE
+        and vlen <= rec.MAX_VALUE_SIZE
+    )
 
 
 def trusted_page_of(

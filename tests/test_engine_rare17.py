@@ -309,3 +309,33 @@ def test_a_short_file_between_the_page_s_file_and_the_newest_holds_nothing(store
     assert not os.path.exists(short)
     assert check(store_path).ok and not check(store_path).notes
     reader.assert_same(store_path)
+
+
+@pytest.mark.parametrize("lower", [1, 1 << 10])
+def test_a_page_whose_end_lies_inside_a_record_of_the_active_file_is_damaged(store_path, tmp_path, lower):
+    """A damaged STATE page whose published end (lowered by damage) lies inside a sound record of the
+    active file, past the start of which no writer publishes: the next writer's recovery, finding no
+    record start there, cut the file at that end, losing that record and every one after it (all
+    acknowledged; reported as one damaged record, the loss after it unsaid). Every reader now takes
+    such a page for damaged and reads the store as without one, and the writer rebuilds it."""
+    with DB(store_path) as db:
+        for i in range(40):
+            db.put(b"k%02d" % i, b"\xee" * 60)
+    major, end = published_tail(store_path)
+    active = data_files(store_path)[-1]
+    want = {b"k%02d" % i: b"\xee" * 60 for i in range(40)}
+    at = max(o for o in _offsets(active).values() if o + 40 <= end - lower)
+    with open(os.path.join(store_path, "STATE"), "r+b") as f:
+        f.seek(16)
+        f.write(((major << 40) | (at + 30)).to_bytes(8, sys.byteorder))
+    report = check(store_path)
+    assert report.ok and any("damaged page" in n for n in report.notes)
+    assert _view(store_path, read_only=True) == (want, 0)
+    assert _reader_view(store_path) == want
+    assert salvage(store_path, str(tmp_path / "copy")).clean
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 0
+    assert _view(store_path, read_only=False) == (want, 0)
+    assert published_tail(store_path) == (major, end)
+    assert check(store_path).ok and not check(store_path).notes
+    reader.assert_same(store_path)

@@ -217,18 +217,19 @@ def _state_tail(path: str) -> tuple[int, int] | None:
 
 
 def _page_inside_a_record(path: str, ids: list[tuple[int, int]], page: tuple[int, int]) -> bool:
-    """Whether the page names a file that newer ones follow (not a newest file shorter than a header
-    just after it) with a published end inside a sound record of it: a damaged page."""
+    """Whether the page names a data file (minor id 0; no merge output newest) whose published end
+    cannot start a write (bytes there other than a type up to 3, flags up to 1 and lengths in bounds)
+    and lies inside a sound record of it, read from its header by the unpublished rules: a damaged
+    page."""
     named = (page[0], 0)
-    sizes = [os.path.getsize(os.path.join(path, f"{m:010d}-{n:03d}.data")) for m, n in ids]
     if named not in ids or ids[-1][1] != 0:
-        return False
-    i = ids.index(named)
-    if i == len(ids) - 1 or (i == len(ids) - 2 and sizes[-1] < 16):
         return False
     with open(os.path.join(path, f"{page[0]:010d}-000.data"), "rb") as f:
         buf = f.read()
     if not 16 < page[1] < len(buf):
+        return False
+    _, rtype, flags, klen, vlen, _ = HEADER.unpack(buf[page[1] : page[1] + 22].ljust(22, b"\0"))
+    if rtype <= COMMIT and flags <= 1 and klen <= MAX_KEY and vlen <= MAX_VALUE:
         return False
     pos = _scan(buf, 16, page[1], published=False)[1]
     end = _sound(buf, pos) if pos < page[1] else None
