@@ -429,6 +429,8 @@ class _Opening(_Parts):
                 os.ftruncate(fd, end)
                 if self._sync_interval is not None:
                     fsync_file(fd)
+        except OSError as exc:  # disk full (filling it takes blocks where files cannot have holes), I/O error
+            raise storage_error(exc, f"cannot finish closing {path}") from exc
         finally:
             os.close(fd)
 

@@ -10,6 +10,7 @@ lags newer files (which hold records, or two rotations that died) was read four 
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -21,7 +22,7 @@ from test_engine_rare16 import _merged_store
 from test_engine_review13 import _offsets, _salvaged_matches_db
 from test_rotation_damage15 import _reader_view, _view
 
-from kv_backend import DB, BackupError, CorruptionError
+from kv_backend import DB, BackupError, CorruptionError, StorageError
 from kv_backend import record as rec
 from kv_backend.backup import restore
 from kv_backend.check import check
@@ -339,3 +340,25 @@ def test_a_page_whose_end_lies_inside_a_record_of_the_active_file_is_damaged(sto
     assert published_tail(store_path) == (major, end)
     assert check(store_path).ok and not check(store_path).notes
     reader.assert_same(store_path)
+
+
+def test_a_full_disk_while_recovery_fills_a_file_raises_storage_error(store_path, monkeypatch):
+    """Where filling the file takes blocks the disk no longer has (a filesystem without holes), the
+    writer's open raises StorageError saying the disk is full, and leaves the file as it was: a
+    read-only open still reads the store, the loss still reported."""
+    path, at, _ = _store_cut_below_its_published_end(store_path, "header", "boundary")
+    size = os.path.getsize(path)
+    real = os.ftruncate
+
+    def full(fd: int, length: int) -> None:
+        if length > os.fstat(fd).st_size:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, length)
+
+    monkeypatch.setattr(os, "ftruncate", full)
+    with pytest.raises(StorageError, match="disk is full"):
+        DB(store_path)
+    monkeypatch.setattr(os, "ftruncate", real)
+    assert os.path.getsize(path) == size
+    assert _view(store_path, read_only=True)[1] == 1
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(path, at)]
