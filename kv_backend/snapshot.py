@@ -89,12 +89,18 @@ def take_snapshot(
             named: SnapshotFile | None = None  # the data file the page names
             for fid in fids:
                 name = data_name(fid)
-                after = published is not None and fid > (active_major, 0)
+                after = published is not None and fid[0] > active_major  # (a merge output is older)
                 fd = os.open(os.path.join(path, name), flags)
                 length = os.fstat(fd).st_size
-                if after and length < rec.FILE_HEADER_SIZE:
+                if (
+                    after
+                    and length < rec.FILE_HEADER_SIZE
+                    and (fid != fids[-1] or (len(fids) > 1 and fids[-2] == (active_major, 0)))
+                ):
                     # Created by a rotation that died before its header was whole: it holds
-                    # nothing, and recovery removes it (kvb check does not count it).
+                    # nothing, and recovery removes it (kvb check does not count it). (Recovery gives
+                    # a newest one its header where the page names no file just before it: copied, so
+                    # that the file before it reads as closed, as it does here.)
                     os.close(fd)
                     continue
                 out.append(SnapshotFile(name, fd, length))
@@ -126,6 +132,8 @@ def take_snapshot(
                     # refused by a restore (see unpublished.filled_end).
                     named.filled_from, named.length = named.length, active_end
             if named is None and data:
+                for snap in data:
+                    snap.tail = False  # (set below from scratch: no file the page names comes before them)
                 # No published end (a store no writer opened since it was copied, open read-only,
                 # or whose page names a file that is gone): the files whose end may be an
                 # unfinished write are those kvb check allows.
