@@ -18,6 +18,7 @@ from kv_backend.files import (
     storage_error,
     user_name,
 )
+from kv_backend.hint import entries as hint_entries
 from kv_backend.hint import usable as usable_hints
 from kv_backend.owners import roots_files
 from kv_backend.state import published_tail
@@ -168,12 +169,17 @@ def _check(path: str) -> CheckReport:
                 end = tail_end(reader_of(buf), size, page_end(published, fid), closing=i == rotated)
             size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size
+            hpath = os.path.join(path, hint_name(fid))
+            if os.path.exists(hpath):
+                if not usable_hints(hpath, size):
+                    report.notes.append(
+                        f"{hpath}: damaged or stale hint file (ignored; the data file is replayed)"
+                    )
+                elif not tail:
+                    _check_hints(hpath, buf, fpath, report)
         finally:
             if isinstance(opened, _DataFile):
                 opened.close()
-        hpath = os.path.join(path, hint_name(fid))
-        if os.path.exists(hpath) and not usable_hints(hpath, size):
-            report.notes.append(f"{hpath}: damaged or stale hint file (ignored; the data file is replayed)")
     _note_roots_files(path, report)
     return report
 
@@ -196,6 +202,34 @@ def _note_roots_files(path: str, report: CheckReport) -> None:
         f"denied (at the next write, rotation or merge). Open the store for writing once as root (`sudo kvb "
         f"merge {path}`), which gives root's files in it to {owner}, or chown them to {owner}"
     )
+
+
+def _check_hints(hpath: str, buf: bytes | _DataFile, fpath: str, report: CheckReport) -> None:
+    """Report the entries of the hint file at ``hpath``, one the engine reads the data file ``buf``
+    through, that point to no sound record of their key (the engine checks a record only when its
+    value is read: the key then raises CorruptionError), but where the data file's own check found
+    damage already."""
+    read = reader_of(buf)
+    known = {p.offset for p in report.problems if p.path == fpath}
+    for key, off, size in hint_entries(hpath):
+        head = read(off, rec.HEADER_SIZE + len(key))
+        if (
+            size >= rec.HEADER_SIZE
+            and rec.sound_size(read, off, off + size) == size
+            and head[4] == rec.PUT
+            and rec.HEADER.unpack_from(head)[3] == len(key)
+            and head[rec.HEADER_SIZE :] == key
+        ) or off in known:
+            continue
+        report.problems.append(
+            Problem(
+                fpath,
+                off,
+                f"the hint file {os.path.basename(hpath)} points here for the key {key!r}, where no sound "
+                "record of it lies: reading the key raises CorruptionError (remove the hint file while "
+                "no process has the store open, and the data file is replayed instead)",
+            )
+        )
 
 
 def snapshot_problems(

@@ -23,7 +23,7 @@ import os
 import struct
 import sys
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import accumulate, pairwise
 from operator import add
 from typing import Any
@@ -145,6 +145,26 @@ def _usable(fd: int, data_size: int, step: int) -> bool:
         words = _column(os.pread(fd, 8 * n, hsize + 4 * count + 8 * start), "I", 0, 2 * n)
         reach = max(reach, max(map(add, words[1::2], words[0::2])))
     return total == key_bytes and reach <= data_size
+
+
+def entries(path: str, step: int = 1 << 10) -> Iterator[tuple[bytes, int, int]]:
+    """``(key, offset, size)`` of each record the hint file at ``path`` (one :func:`usable` takes) points
+    to, its columns read ``step`` entries at a time (``kvb check``: memory that does not grow with it)."""
+    hsize = HINT_HEADER.size
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        count = HINT_HEADER.unpack(os.pread(fd, hsize, 0))[2]
+        key_pos = hsize + 20 * count
+        for start in range(0, count, step):
+            n = min(step, count - start)
+            klens = _column(os.pread(fd, 4 * n, hsize + 4 * start), "I", 0, n)
+            locs = _column(os.pread(fd, 8 * n, hsize + 4 * count + 8 * start), "Q", 0, n)
+            blob = os.pread(fd, sum(klens), key_pos)
+            key_pos += len(blob)
+            p = 0
+            for klen, loc in zip(klens, locs, strict=True):
+                yield blob[p : p + klen], loc >> 32, loc & 0xFFFFFFFF
+                p += klen
 
 
 class KeyColumn:

@@ -386,3 +386,37 @@ def test_a_backup_reads_a_page_naming_a_file_that_is_gone_as_kvb_check_does(stor
         assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == 1
     assert _view(store_path, read_only=False) == ({b"a": b"1"}, 1)
     assert [(p.path, p.offset) for p in check(store_path).problems] == problems
+
+
+def test_kvb_check_reports_a_hint_entry_that_points_to_no_record_of_its_key(store_path, tmp_path):
+    """A hint file that checks out (its CRC matching) whose entry for a key points elsewhere than that
+    key's record: the engine reads the merged file through it, and reading the key raises
+    CorruptionError; salvage reported a damaged region there; kvb check found nothing wrong (it
+    checked the data file's records and the hint file's own checksum only). It reports the entry,
+    and removing the hint file as it says makes the store whole."""
+    import struct
+
+    merged = _merged_store(store_path, after=False)
+    hint = merged[: -len(".data")] + ".hint"
+    with open(hint, "rb") as f:
+        buf = bytearray(f.read())
+    count = struct.unpack_from("<I", buf, 12)[0]
+    at = 40 + 4 * count + 8 * 3  # (the location of the fourth entry)
+    loc = struct.unpack_from("<Q", buf, at)[0]
+    moved = (loc >> 32) + 1
+    struct.pack_into("<Q", buf, at, (moved << 32) | (loc & 0xFFFFFFFF))
+    struct.pack_into("<I", buf, 24, rec.crc32(bytes(buf[40:])))
+    with open(hint, "wb") as f:
+        f.write(buf)
+    key = reader._hint_entries(bytes(buf), os.path.getsize(merged))[3][0]
+    problems = check(store_path).problems
+    assert [(p.path, p.offset) for p in problems] == [(merged, moved)] and key.decode() in problems[0].what
+    assert [(r.path, r.offset) for r in salvage(store_path, str(tmp_path / "copy")).regions] == [
+        (merged, moved)
+    ]
+    with DB(store_path, read_only=True) as db, pytest.raises(CorruptionError):
+        db.get(key)
+    os.unlink(hint)
+    assert check(store_path).ok
+    with DB(store_path, read_only=True) as db:
+        assert db.get(key) is not None
