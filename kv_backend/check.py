@@ -19,6 +19,7 @@ from kv_backend.files import (
     user_name,
 )
 from kv_backend.hint import entries as hint_entries
+from kv_backend.hint import lost_from
 from kv_backend.hint import usable as usable_hints
 from kv_backend.owners import roots_files
 from kv_backend.state import published_tail
@@ -150,18 +151,22 @@ def _check(path: str) -> CheckReport:
                     "(holds no record; the next writer removes it or completes it)"
                 )
                 continue
+            # (A tail file is one where an unfinished write may end the file.)
+            tail = i in (newest, rotated)
+            hpath = os.path.join(path, hint_name(fid))
             filled = filled_end(fids, i, newest, published, size)
+            if filled is None and not tail:
+                filled = lost_from(hpath, size)
             if filled is not None:
-                # It lost bytes below its published end: read as recovery fills it, with zeros up
-                # to there (see unpublished.filled_end), so that the records it lost are damage.
+                # It lost bytes below its published end, or below the size its hint file gives: read
+                # as recovery fills it, with zeros up to there (see unpublished.filled_end and
+                # hint.lost_from), so that the records it lost are damage.
                 buf, size = _Reader(zero_filled(reader_of(buf), size, filled), filled), filled
             problems, records = _header_problems(buf[:12], size, fpath)
             report.problems += problems
             if not records:
                 report.bytes += size
                 continue
-            # (A tail file is one where an unfinished write may end the file.)
-            tail = i in (newest, rotated)
             # Where the published records of a tail file end: a damaged record before that is no
             # unfinished write (readers raise CorruptionError for it), whatever follows it.
             end = 0
@@ -169,7 +174,6 @@ def _check(path: str) -> CheckReport:
                 end = tail_end(reader_of(buf), size, page_end(published, fid), closing=i == rotated)
             size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size
-            hpath = os.path.join(path, hint_name(fid))
             if os.path.exists(hpath):
                 if not usable_hints(hpath, size):
                     report.notes.append(
@@ -208,18 +212,23 @@ def _check_hints(hpath: str, buf: bytes | _DataFile, fpath: str, report: CheckRe
     """Report the entries of the hint file at ``hpath``, one the engine reads the data file ``buf``
     through, that point to no sound record of their key (the engine checks a record only when its
     value is read: the key then raises CorruptionError), but where the data file's own check found
-    damage already."""
+    damage already: at the entry's record, or a region of zeros it lies in (where the file lost
+    bytes below the size the hint file gives, see hint.lost_from)."""
     read = reader_of(buf)
     known = {p.offset for p in report.problems if p.path == fpath}
     for key, off, size in hint_entries(hpath):
         head = read(off, rec.HEADER_SIZE + len(key))
         if (
-            size >= rec.HEADER_SIZE
-            and rec.sound_size(read, off, off + size) == size
-            and head[4] == rec.PUT
-            and rec.HEADER.unpack_from(head)[3] == len(key)
-            and head[rec.HEADER_SIZE :] == key
-        ) or off in known:
+            not read(off, rec.HEADER_SIZE).strip(b"\0")
+            or (
+                size >= rec.HEADER_SIZE
+                and rec.sound_size(read, off, off + size) == size
+                and head[4] == rec.PUT
+                and rec.HEADER.unpack_from(head)[3] == len(key)
+                and head[rec.HEADER_SIZE :] == key
+            )
+            or off in known
+        ):
             continue
         report.problems.append(
             Problem(

@@ -29,6 +29,7 @@ from kv_backend.files import (
     write_all,
 )
 from kv_backend.hint import load as load_hints
+from kv_backend.hint import lost_from
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock
 from kv_backend.owners import (
@@ -447,6 +448,7 @@ class _Opening(_Parts):
                 self._clean_merge_leftovers()
                 give_back_roots_files(self.path)  # (root only: what earlier versions left root's)
                 self._recover_tail_locked()
+                self._fill_lost_locked()
             published = self._published()
             fids = list_data_files(self.path)
             files: list[DataFile] = []
@@ -509,10 +511,18 @@ class _Opening(_Parts):
             if f.fid != active_fid or f.fid[1] != 0:
                 # (A merge output is closed even where, newest without a page, it stands for the active
                 # file here: read through its hint file, as once recovery has created the active file.)
-                hints = load_hints(os.path.join(self.path, hint_name(f.fid)), sizes[f.fid])
+                hints = load_hints(self._hint_path(f.fid), sizes[f.fid])
+                lost = None if hints is not None else lost_from(self._hint_path(f.fid), sizes[f.fid])
+                if lost is not None:
+                    # It lost bytes below the size its hint file gives (a read-only open: a writer
+                    # fills it): read through its hint file as filled with zeros up to there, so that
+                    # the keys it lost raise CorruptionError (see hint.lost_from).
+                    mapped = bytes(f.mm[: sizes[f.fid]]) if f.mm is not None else b""
+                    view_bytes = mapped + bytes(lost - len(mapped))
+                    hints = load_hints(self._hint_path(f.fid), lost)
             if hints is not None:
                 ix.apply_hints(idx, hints)
-                file_sizes[f.fid] = sizes[f.fid]
+                file_sizes[f.fid] = sizes[f.fid] if view_bytes is None else len(view_bytes)
             else:
                 size = sizes[f.fid]
                 read = rec.file_reader(f.fd)
@@ -582,6 +592,34 @@ class _Opening(_Parts):
                 # process indexes itself past its mapping would read back as damaged.
                 self._alloc = len(maps[fidx[active_fid]]) if active_fid in fidx else 0
                 self._seen = tail
+
+    def _fill_lost_locked(self) -> None:
+        """Fill with zeros up to the size its hint file gives a closed data file that lost bytes below it
+        (see :func:`~kv_backend.hint.lost_from`), as every reader reads it until then: read through its
+        hint file, the keys whose records it lost raise CorruptionError, never silently gone (caller
+        holds the write lock; a new generation makes every process read it again)."""
+        fids = list_data_files(self.path)
+        for fid in fids:
+            path = os.path.join(self.path, data_name(fid))
+            if (fid == fids[-1] and fid[1] == 0) or (
+                end := lost_from(self._hint_path(fid), _file_size(path))
+            ) is None:
+                continue
+            try:
+                fd = os.open(path, os.O_RDWR)
+                try:
+                    os.ftruncate(fd, end)
+                    if self._sync_interval is not None:
+                        fsync_file(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise storage_error(exc, f"cannot fill {path} up to the size its hint file gives") from exc
+            assert self._state is not None
+            self._state.generation.value = self._state.generation.value + 1
+
+    def _hint_path(self, fid: FileId) -> str:
+        return os.path.join(self.path, hint_name(fid))
 
     def _clean_merge_leftovers(self) -> None:
         """Remove temporary files of a merge that died (only when no merge runs), and stray hint

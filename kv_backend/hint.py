@@ -115,27 +115,51 @@ def usable(path: str, data_size: int, *, step: int = 1 << 17) -> bool:
     (loading one builds every key, some 60 bytes each, besides the file's bytes)."""
     try:
         with open(path, "rb") as f:
-            return _usable(f.fileno(), data_size, step)
+            return _usable(f.fileno(), data_size, step) >= 0
     except OSError:
         return False
 
 
-def _usable(fd: int, data_size: int, step: int) -> bool:
+def lost_from(path: str, data_size: int) -> int | None:
+    """The size of the data file the hint file at ``path`` describes, where its data file is ``data_size``
+    bytes, shorter than that, and the hint file checks out for that size with records past
+    ``data_size`` (so not its size field alone damaged): the data file lost bytes, and with them the
+    acknowledged records there (a merge output holds the only copy of the values it kept). None
+    otherwise: no hint file, one that does not check out, or one that describes ``data_size`` or less.
+    Every reader reads such a data file as if zeros followed its bytes up to that size, and recovery
+    fills it so: read through its hint file, the keys lost raise CorruptionError (docs/file-format.md,
+    "Hint files")."""
+    try:
+        with open(path, "rb") as f:
+            head = os.pread(f.fileno(), HINT_HEADER.size, 0)
+            if len(head) < HINT_HEADER.size:
+                return None
+            size = HINT_HEADER.unpack(head)[3]
+            if size <= data_size:
+                return None
+            return size if _usable(f.fileno(), size, 1 << 17) > data_size else None
+    except OSError:
+        return None
+
+
+def _usable(fd: int, data_size: int, step: int) -> int:
+    """How far the records the hint file open as ``fd`` points to reach if it checks out for a data file
+    of ``data_size`` bytes, else -1."""
     hsize = HINT_HEADER.size
     head = os.pread(fd, hsize, 0)
     if len(head) < hsize:
-        return False
+        return -1
     magic, version, count, size, crc, _, key_bytes = HINT_HEADER.unpack(head)
     if magic != HINT_MAGIC or version != HINT_VERSION or size != data_size:
-        return False
+        return -1
     if os.fstat(fd).st_size != hsize + count * (4 + 8 + 8) + key_bytes:
-        return False
+        return -1
     running, pos = 0, hsize
     while chunk := os.pread(fd, 1 << 20, pos):
         running = crc32(chunk, running)
         pos += len(chunk)
     if running != crc:
-        return False
+        return -1
     total = 0
     reach = 0
     for start in range(0, count, step):
@@ -144,7 +168,7 @@ def _usable(fd: int, data_size: int, step: int) -> bool:
         # (offset << 32 | size as two 32-bit words, as load() checks them)
         words = _column(os.pread(fd, 8 * n, hsize + 4 * count + 8 * start), "I", 0, 2 * n)
         reach = max(reach, max(map(add, words[1::2], words[0::2])))
-    return total == key_bytes and reach <= data_size
+    return reach if total == key_bytes and reach <= data_size else -1
 
 
 def entries(path: str, step: int = 1 << 10) -> Iterator[tuple[bytes, int, int]]:

@@ -41,7 +41,7 @@ from kv_backend.files import (
     missing_directories,
     prepare_directory,
 )
-from kv_backend.hint import Hints
+from kv_backend.hint import Hints, lost_from
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.owners import give_new_directories, new_path_owner
@@ -203,9 +203,12 @@ def salvage(
                 done += len(buf)
                 continue
             filled = filled_end(fids, i, last, published, len(buf))
+            if filled is None and i not in (last, rotated):
+                filled = lost_from(os.path.join(src, hint_name(fids[i])), len(buf))
             if filled is not None:
-                # It lost bytes below its published end: read (and copied from) as recovery fills it,
-                # with zeros up to there (see unpublished.filled_end): the records it lost are damage.
+                # It lost bytes below its published end, or below the size its hint file gives: read
+                # (and copied from) as recovery fills it, with zeros up to there (see
+                # unpublished.filled_end and hint.lost_from): the records it lost are damage.
                 maps[i] = bytes(buf) + bytes(filled - len(buf))
                 total += filled - len(buf)
                 if isinstance(buf, mmap.mmap):

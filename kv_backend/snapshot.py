@@ -26,6 +26,7 @@ from kv_backend.files import (
     prepare_directory,
     storage_error,
 )
+from kv_backend.hint import lost_from
 from kv_backend.locking import WriteLock
 from kv_backend.state import SharedState, unpack_tail
 from kv_backend.unpublished import tail_files, trusted_page_of
@@ -123,6 +124,14 @@ def take_snapshot(
                     hfd = os.open(os.path.join(path, hname), flags)
                 except FileNotFoundError:
                     continue
+                snap = out[-1]
+                lost = (
+                    lost_from(os.path.join(path, hname), snap.length) if fid != fids[-1] or fid[1] else None
+                )
+                if lost is not None:
+                    # It lost bytes below the size its hint file gives: copied as recovery fills it,
+                    # with zeros up to there, so that the loss is damage (see hint.lost_from).
+                    snap.filled_from, snap.length = snap.length, lost
                 out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
             if named is not None and data[-1] is not named:
                 named.tail = False

@@ -420,3 +420,58 @@ def test_kvb_check_reports_a_hint_entry_that_points_to_no_record_of_its_key(stor
     assert check(store_path).ok
     with DB(store_path, read_only=True) as db:
         assert db.get(key) is not None
+
+
+def test_a_merged_file_cut_at_a_record_boundary_below_its_hint_file_s_size_is_damage(store_path, tmp_path):
+    """A merged data file (it holds the only copy of the values it kept) cut exactly at a record
+    boundary, its hint file intact: the hint file no longer matched the file's size, so every reader
+    replayed the file as a sound one, and the keys whose records were cut off were gone with nothing
+    reported (kvb check noted a stale hint file). The hint file, which checks out for the size it
+    gives, says the file lost bytes: every reader reads it as if zeros followed them up to that size,
+    recovery fills it so, and through the hint file each key lost raises CorruptionError."""
+    merged = _merged_store(store_path)
+    with DB(store_path, read_only=True) as db:
+        before = dict(db.items())
+    size = os.path.getsize(merged)
+    offsets = _offsets(merged)
+    cut = sorted(offsets.values())[-3]
+    lost = {k for k, o in offsets.items() if o >= cut}
+    os.truncate(merged, cut)
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(merged, cut)]
+    view, corrupt = _view(store_path, read_only=True)
+    assert {k for k, v in view.items() if v == "damaged"} == lost and corrupt == 0
+    assert {k: v for k, v in view.items() if k not in lost} == {
+        k: v for k, v in before.items() if k not in lost
+    }
+    assert _reader_view(store_path) == view
+    report = salvage(store_path, str(tmp_path / "copy"))
+    assert set(report.damaged_keys) == lost
+    url = f"file://{tmp_path / 'backups'}"
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(url).damaged_records == 1
+    with pytest.raises(BackupError, match="damaged"):
+        restore(url, str(tmp_path / "restored"))
+    assert _view(store_path, read_only=False) == (view, 0)
+    assert os.path.getsize(merged) == size
+    assert [(p.path, p.offset) for p in check(store_path).problems] == [(merged, cut)]
+    assert _reader_view(store_path) == view  # (through the hint file: a replay cannot name the keys)
+
+
+def test_a_hint_file_whose_size_field_alone_is_larger_fills_nothing(store_path):
+    """A hint file whose header gives a larger data size than its data file's (its header is outside its
+    checksum) while every record it points to lies inside the data file: the hint file is damaged,
+    not the data file, which is read as it is (the hint file ignored, as before)."""
+    import struct
+
+    merged = _merged_store(store_path)
+    with DB(store_path, read_only=True) as db:
+        before = dict(db.items())
+    hint = merged[: -len(".data")] + ".hint"
+    with open(hint, "r+b") as f:
+        f.seek(16)
+        f.write(struct.pack("<Q", os.path.getsize(merged) + 100))
+    size = os.path.getsize(merged)
+    report = check(store_path)
+    assert report.ok and len(report.notes) == 1
+    assert _view(store_path, read_only=False) == (before, 0)
+    assert os.path.getsize(merged) == size
