@@ -111,7 +111,9 @@ def take_snapshot(
                     # The header of a rotation that died before publishing it (recovery adopts
                     # it): copied, so that the file before it reads as closed, as it does here,
                     # and damage to that header is counted as kvb check counts it.
-                    out[-1].tail = length > rec.FILE_HEADER_SIZE
+                    # Only the newest may end in an unfinished write (any between the page's file and
+                    # it is closed, as recovery leaves it), and one shorter than a header holds nothing.
+                    out[-1].tail = fid == fids[-1] and length != rec.FILE_HEADER_SIZE
                 if fid == (active_major, 0):
                     named = out[-1]
                     out[-1].length = min(length, active_end)

@@ -18,7 +18,7 @@ import pytest
 import test_format_reader11 as reader
 from helpers import data_files
 from test_engine_agree15 import _flip_last_record
-from test_engine_rare16 import _merged_store
+from test_engine_rare16 import _damaged, _merged_store
 from test_engine_review13 import _offsets, _salvaged_matches_db
 from test_rotation_damage15 import _reader_view, _view
 
@@ -475,3 +475,29 @@ def test_a_hint_file_whose_size_field_alone_is_larger_fills_nothing(store_path):
     assert report.ok and len(report.notes) == 1
     assert _view(store_path, read_only=False) == (before, 0)
     assert os.path.getsize(merged) == size
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_a_backup_reads_files_after_the_page_s_file_as_kvb_check_does(store_path, tmp_path, damaged):
+    """The STATE page names a file that a file holding records follows (a power failure kept it and not
+    the page), and then a newest file holding part of its header. Recovery closes the named file, keeps
+    the file between closed (a damaged record at its end is damage), and gives the newest its header.
+    A backup took the file between for one that may end in an unfinished write (a note, not counted)
+    and the part-header file for a closed file that lost its records (counted)."""
+    with DB(store_path) as db:
+        db.put(b"a", b"1")
+    major, _ = published_tail(store_path)
+    between = os.path.join(store_path, data_name((major + 1, 0)))
+    with open(between, "wb") as f:
+        last = _damaged(b"c", b"3") if damaged else rec.encode(rec.PUT, b"c", b"3")
+        f.write(rec.FILE_HEADER_BYTES + rec.encode(rec.PUT, b"b", b"2") + last)
+    with open(os.path.join(store_path, data_name((major + 2, 0))), "wb") as f:
+        f.write(rec.FILE_HEADER_BYTES[:7])
+    at = rec.FILE_HEADER_SIZE + len(rec.encode(rec.PUT, b"b", b"2"))
+    problems = [(p.path, p.offset) for p in check(store_path).problems]
+    assert problems == ([(between, at)] if damaged else [])
+    with DB(store_path, read_only=True) as db:
+        assert db.backup(f"file://{tmp_path / 'backups'}").damaged_records == damaged
+    want = {b"a": b"1", b"b": b"2", b"c": "damaged" if damaged else b"3"}
+    assert _view(store_path, read_only=False) == (want, damaged)
+    assert [(p.path, p.offset) for p in check(store_path).problems] == problems
