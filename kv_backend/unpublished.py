@@ -87,11 +87,12 @@ def trusted_page(
     store as without a page (``fids`` and ``head`` as for :func:`tail_files`; ``file_of(i)`` gives
     ``(read, size)`` of the data file ``fids[i]``). It is damaged where the file it names is the
     active one, or one older than the newest that recovery closes from its published end on (see
-    :func:`tail_files`), and that end lies inside a sound record of the file: what follows it cannot
-    start a write (:func:`_may_start_a_write`), and reading the file from its header by the
-    unpublished rules finds a sound record that reaches past it. No writer publishes such an end,
-    and recovery would cut that record and every one after it off the file, all acknowledged (a
-    damaged end, or a major id that damage turned into an older file's)."""
+    :func:`tail_files`), and that end lies inside a sound record of the file: what follows it is not
+    what a writer leaves (:func:`_may_start_a_write`), and following the file's sound records one
+    after the other from its header (the unpublished rules first, for speed), one reaches past it.
+    No writer publishes such an end, and recovery would cut that record and every one after it off
+    the file, all acknowledged (a damaged end, or a major id that damage turned into an older
+    file's)."""
     if published is None:
         return None
     newest, rotated = tail_files(fids, head, published)
@@ -107,17 +108,21 @@ def trusted_page(
     if not rec.FILE_HEADER_SIZE < end < size or _may_start_a_write(read(end, rec.HEADER_SIZE)):
         return published
     pos, _ = _strict(read, rec.FILE_HEADER_SIZE, end)
-    inside = pos < end and rec.sound_size(read, pos, size) > end - pos
-    return None if inside else published
+    # (From the last boundary found, past the records of a batch whose COMMIT the end may cut.)
+    while pos < end and (n := rec.sound_size(read, pos, size)):
+        pos += n
+    return None if pos > end else published
 
 
 def _may_start_a_write(head: bytes) -> bool:
-    """Whether ``head``, the bytes at a published end (up to a record header's), can be what a writer
-    leaves there: reserved zeros, or the start of a record (complete or not, the rest of its header
-    still zeros): a type of at most 3, flags of at most 1, lengths in bounds. Bytes inside a record
-    rarely are (for :func:`trusted_page`, which then reads the file to make sure)."""
+    """Whether ``head``, the bytes at a published end (up to a record header's), are what a writer
+    leaves there: reserved zeros, or a record's header (a type of 1 to 3, flags of at most 1, lengths
+    in bounds), complete or not. Bytes inside a record rarely are (for :func:`trusted_page`, which
+    otherwise reads the file to make sure: a torn header may send it there too)."""
     fields: tuple[int, int, int, int, int, float] = rec.HEADER.unpack(head.ljust(rec.HEADER_SIZE, b"\0"))
     _, rtype, flags, klen, vlen, _ = fields
+    if not rtype:
+        return not head.strip(b"\0")
     return (
         rtype <= rec.COMMIT
         and flags <= rec.FLAG_BATCH

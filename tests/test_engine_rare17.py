@@ -501,3 +501,29 @@ def test_a_backup_reads_files_after_the_page_s_file_as_kvb_check_does(store_path
     want = {b"a": b"1", b"b": b"2", b"c": "damaged" if damaged else b"3"}
     assert _view(store_path, read_only=False) == (want, damaged)
     assert [(p.path, p.offset) for p in check(store_path).problems] == problems
+
+
+def test_a_page_end_inside_a_commit_record_of_an_older_file_is_damaged(store_path):
+    """As above, the published end inside the COMMIT that ends a batch of an older file, where the bytes
+    are mostly zeros (its flags, key length, expiry) and could pass for reserved space, and where the
+    unpublished rules end the data before the batch: the page is damaged all the same, and nothing of
+    that file is cut."""
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(30):
+            with db.batch() as b:
+                b.put(b"k%02d" % i, b"v" * 90)
+                b.put(b"j%02d" % i, b"w" * 90)
+    with DB(store_path, read_only=True) as db:
+        want = dict(db.items())
+    older = data_files(store_path)[0]
+    sizes = {p: os.path.getsize(p) for p in data_files(store_path)[:-1]}
+    commit = next(r[0] for r in reader.records(older) if r[1] == rec.COMMIT)
+    with open(os.path.join(store_path, "STATE"), "r+b") as f:
+        f.seek(16)
+        f.write(((int(os.path.basename(older)[:10]) << 40) | (commit + 7)).to_bytes(8, sys.byteorder))
+    report = check(store_path)
+    assert report.ok and any("damaged page" in n for n in report.notes)
+    assert _view(store_path, read_only=True) == (want, 0)
+    assert _view(store_path, read_only=False) == (want, 0)
+    assert {p: os.path.getsize(p) for p in data_files(store_path)[:-1]} == sizes
+    reader.assert_same(store_path)

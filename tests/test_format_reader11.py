@@ -217,10 +217,10 @@ def _state_tail(path: str) -> tuple[int, int] | None:
 
 
 def _page_inside_a_record(path: str, ids: list[tuple[int, int]], page: tuple[int, int]) -> bool:
-    """Whether the page names a data file (minor id 0; no merge output newest) whose published end
-    cannot start a write (bytes there other than a type up to 3, flags up to 1 and lengths in bounds)
-    and lies inside a sound record of it, read from its header by the unpublished rules: a damaged
-    page."""
+    """Whether the page names a data file (minor id 0; no merge output newest) whose published end is
+    not followed by what a writer leaves (22 zero bytes, or a header of type 1 to 3, flags up to 1 and
+    lengths in bounds) and lies inside a sound record of it, following its sound records one after the
+    other from its header: a damaged page."""
     named = (page[0], 0)
     if named not in ids or ids[-1][1] != 0:
         return False
@@ -229,11 +229,15 @@ def _page_inside_a_record(path: str, ids: list[tuple[int, int]], page: tuple[int
     if not 16 < page[1] < len(buf):
         return False
     _, rtype, flags, klen, vlen, _ = HEADER.unpack(buf[page[1] : page[1] + 22].ljust(22, b"\0"))
-    if rtype <= COMMIT and flags <= 1 and klen <= MAX_KEY and vlen <= MAX_VALUE:
+    head = buf[page[1] : page[1] + 22]
+    if (rtype == 0 and not head.strip(b"\0")) or (
+        0 < rtype <= COMMIT and flags <= 1 and klen <= MAX_KEY and vlen <= MAX_VALUE
+    ):
         return False
-    pos = _scan(buf, 16, page[1], published=False)[1]
-    end = _sound(buf, pos) if pos < page[1] else None
-    return end is not None and end > page[1]
+    pos = 16
+    while pos < page[1] and (nxt := _sound(buf, pos)) is not None:
+        pos = nxt
+    return pos > page[1]
 
 
 def _hint_entries(hint: bytes, data_size: int) -> list[tuple[bytes, int, int, float]] | None:
