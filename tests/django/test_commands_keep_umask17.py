@@ -208,15 +208,15 @@ def test_which_backup_urls_have_fsspec_write_local_files(url, storage, expected)
     assert writes_local_files_itself(url, storage) is expected
 
 
-def test_kv_backup_into_a_local_archive_still_withholds_what_location_withholds(tmp_path):
-    """zip::file:// writes its archive under the umask (the backup then fails: fsspec's zip filesystem
-    cannot read back what it writes); that file holds the cache's data, and gets no more than LOCATION
-    grants."""
+def test_kv_backup_into_a_local_archive_is_refused_before_anything_is_written(tmp_path):
+    """zip::file:// wrote its archive under the umask (the backup then failed: fsspec's zip filesystem
+    cannot read back what it writes), a file holding the cache's data. A backup into an archive is
+    now refused before the archive is opened (docs/backup.md): no file, the umask untouched."""
     archive = tmp_path / "cache.zip"
     conf = {"c": {"BACKEND": KV, "LOCATION": str(tmp_path / "c")}}
     with process_umask(0o022), override_settings(CACHES=conf):
         caches["c"].set("session", "secret")
-        with pytest.raises(CommandError):
+        with pytest.raises(CommandError, match="archive"):
             call_command(
                 "kv_backup",
                 f"zip://cache::{archive.as_uri()}",
@@ -227,7 +227,7 @@ def test_kv_backup_into_a_local_archive_still_withholds_what_location_withholds(
                 stdout=StringIO(),
             )
         assert os.umask(0o022) == 0o022
-    assert archive.exists() and _mode(archive) == 0o600
+    assert not archive.exists()
 
 
 def test_umask_blocks_of_two_threads_do_not_interleave():
