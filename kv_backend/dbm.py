@@ -244,6 +244,8 @@ class Database(MutableMapping[bytes, bytes]):
         if isinstance(exc, DatabaseClosedError):
             return ClosedError(errno.EBADF, f"the database {self.db.path} has already been closed")
         if isinstance(exc, KeyTooLargeError):
+            if self.db.closed:  # the engine checks the key's size first; dbm.gnu checks the close first
+                return self._convert(DatabaseClosedError())
             return KeySizeError(errno.EINVAL, str(exc))
         if isinstance(exc, ValueTooLargeError):
             return ValueSizeError(errno.EFBIG, str(exc))

@@ -137,17 +137,21 @@ class KVShelf(_ShelfBase):
         refuse_pickling("kv_backend.shelve shelf", getattr(getattr(self.dict, "db", None), "path", None))
 
     def _ek(self, key: object) -> bytes:
+        """``key`` encoded; a bad key raises its error, but on a closed shelf the closed error first."""
         if isinstance(key, str):
             try:
                 return key.encode(self.keyencoding)
             except UnicodeEncodeError as exc:  # the stdlib's error, and the project's
+                self._open_db()
                 raise UnencodableKeyError(exc.encoding, exc.object, exc.start, exc.end, exc.reason) from None
+        self._open_db()
         raise InvalidKeyError(f"shelf keys must be str, not {type(key).__name__}")
 
     def _dumps(self, value: Any) -> bytes:
         try:
             return pickle.dumps(value, self._protocol)
         except Exception as exc:
+            self._open_db()  # on a closed shelf the closed error first, whatever the value
             raise PickleSerializationError(
                 f"cannot pickle a value of type {type(value).__name__}: {exc}; nothing was stored"
             ) from exc
@@ -212,7 +216,11 @@ class KVShelf(_ShelfBase):
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Like ``dict.update``, written as one atomic batch: a bad key or value stores nothing."""
-        pairs = update_pairs(other, kwargs)
+        try:
+            pairs = update_pairs(other, kwargs)
+        except KVError:
+            self._open_db()  # on a closed shelf the closed error first, whatever the arguments
+            raise
         encoded = [(self._ek(k), self._dumps(v)) for k, v in pairs]
         if not encoded:
             return

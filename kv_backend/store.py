@@ -40,6 +40,7 @@ from kv_backend.errors import (
     ReadOnlyError,
 )
 from kv_backend.mapping import update_pairs
+from kv_backend.record import MAX_KEY_SIZE
 from kv_backend.serializers import (
     DeserializationError,
     PickleSerializer,
@@ -170,13 +171,41 @@ class Store(MutableMapping[K, Any], Generic[K]):
         self._get = self.db.get
         self._put = self.db.put
 
+    def _key(self, key: object) -> bytes:
+        """``key`` as stored; a key of the wrong type, or one no store can hold, raises its error,
+        but after close() the closed error first, as every call on a closed store does."""
+        k = self._bound(key)
+        if not 0 < len(k) <= MAX_KEY_SIZE:
+            self.db._check_open()  # (the engine checks the key's size first)
+        return k
+
+    def _dumped(self, value: Any) -> bytes:
+        """``value`` serialized; one that cannot be raises SerializationError, but after close() the
+        closed error first, as every call on a closed store does."""
+        try:
+            return self._dumps(value)
+        except SerializationError:
+            self.db._check_open()
+            raise
+
+    def _bound(self, bound: object) -> bytes:
+        """A scan's ``prefix`` or ``start`` as bytes (any length); after close() the closed error first."""
+        try:
+            return self._ek(bound)
+        except (InvalidKeyError, KeyEncodingError):
+            self.db._check_open()
+            raise
+
     # ------------------------------------------------------------- reading
 
     def __getitem__(self, key: K) -> Any:
         try:
             k = key.encode() if self._strkeys and type(key) is str else self._ek(key)
         except UnicodeEncodeError:
-            k = self._ek(key)  # raises the project's error
+            k = self._key(key)  # raises the project's error
+        except InvalidKeyError:
+            self.db._check_open()  # after close(), every call raises the closed error, whatever the key
+            raise
         # (Attributes read, then called: the interpreter specializes that, not a method call on them.)
         get, loads = self._get, self._floads
         data = get(k, _MISSING)
@@ -199,7 +228,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
         A key the store cannot hold (empty, or over the size limit) is absent, as for ``in``.
         """
         try:
-            data = self._get(self._ek(key), _MISSING)
+            data = self._get(self._key(key), _MISSING)
         except KeyTooLargeError:
             return default
         if data is _MISSING:
@@ -216,7 +245,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
         _check_key_list(keys, "get_many")
         self.db._check_open()  # also when no key is asked for: use after close() always raises
         out: dict[K, Any] = {}
-        get, ek, loads, strkeys = self._get, self._ek, self._loads, self._strkeys
+        get, ek, loads, strkeys = self._get, self._key, self._loads, self._strkeys
         for key in keys:
             try:
                 k = ek(key)
@@ -272,10 +301,13 @@ class Store(MutableMapping[K, Any], Generic[K]):
         return StoreValuesView(self, prefix, start, reverse)
 
     def ttl(self, key: K) -> float | None:
-        """Seconds ``key`` has left to live, or None if it never expires; KeyError if absent."""
+        """Seconds ``key`` has left to live, or None if it never expires; KeyError if absent.
+
+        A key the store cannot hold (empty, or over the size limit) is absent: KeyError.
+        """
         try:
-            return self.db.ttl(self._ek(key))
-        except KeyError:
+            return self.db.ttl(self._key(key))
+        except (KeyError, KeyTooLargeError):
             raise KeyError(key) from None
 
     # ------------------------------------------------------------- writing
@@ -284,33 +316,48 @@ class Store(MutableMapping[K, Any], Generic[K]):
         try:
             k = key.encode() if self._strkeys and type(key) is str else self._ek(key)
         except UnicodeEncodeError:
-            k = self._ek(key)  # raises the project's error
+            k = self._key(key)  # raises the project's error
+        except InvalidKeyError:
+            self.db._check_open()  # after close(), every call raises the closed error, whatever the key
+            raise
         try:
             proto = self._proto
             data = _pickle_dumps(value, proto) if proto is not None else self._fdumps(value)
         except SerializationError:  # from the checked dumps itself: do not encode twice
             raise
         except Exception:
-            data = self._dumps(value)  # raises SerializationError
+            data = self._dumped(value)  # raises SerializationError (or, after close(), the closed error)
         put = self._put  # (see __getitem__)
-        put(k, data)
+        try:
+            put(k, data)
+        except KeyTooLargeError:
+            self.db._check_open()  # checked after the key by the engine: use after close() raises
+            raise
 
     def set(self, key: K, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires then (``ttl <= 0`` deletes)."""
-        self._put(self._ek(key), self._dumps(value), ttl)
+        self._put(self._key(key), self._dumped(value), ttl)
 
     def add(self, key: K, value: Any, ttl: float | None = None) -> bool:
         """Store ``value`` only if ``key`` is absent; return whether it was stored (atomic, cross-process).
 
         A ``ttl`` of 0 or less stores nothing (the value would expire at once): False.
         """
-        return self.db.put_if_absent(self._ek(key), self._dumps(value), ttl)
+        return self.db.put_if_absent(self._key(key), self._dumped(value), ttl)
 
     def set_many(self, mapping: Mapping[K, Any] | Iterable[tuple[K, Any]], ttl: float | None = None) -> None:
         """Store every pair at once, all or nothing (one batch)."""
-        pairs = mapping.items() if isinstance(mapping, Mapping) else update_pairs(mapping, {})
-        ek, dumps = self._ek, self._dumps
+        pairs = mapping.items() if isinstance(mapping, Mapping) else self._pairs(mapping, {})
+        ek, dumps = self._key, self._dumped
         self._apply([(ek(k), dumps(v), ttl) for k, v in pairs])  # serialize all before writing any
+
+    def _pairs(self, other: Any, kwargs: dict[str, Any]) -> list[tuple[Any, Any]]:
+        """:func:`update_pairs`; after close() the closed error first, whatever the arguments."""
+        try:
+            return update_pairs(other, kwargs)
+        except InvalidArgumentError:
+            self.db._check_open()
+            raise
 
     def _apply(self, ops: list[tuple[bytes, bytes | None, float | None]]) -> None:
         """Write ``(key, data or None to delete, ttl)`` operations all at once."""
@@ -333,7 +380,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Like ``dict.update``, but applied all at once: a bad key or value writes nothing."""
-        self.set_many(update_pairs(other, kwargs))
+        self.set_many(self._pairs(other, kwargs))
 
     def __ior__(self: _S, other: Any) -> _S:
         """``s |= other``: :meth:`update` (atomic) with a mapping or pairs, as ``dict |=`` takes."""
@@ -361,17 +408,22 @@ class Store(MutableMapping[K, Any], Generic[K]):
         return merged
 
     def __delitem__(self, key: K) -> None:
-        if not self.db.delete(self._ek(key)):
-            raise KeyError(key)
+        if not self.delete(key):
+            raise KeyError(key)  # also for a key the store cannot hold, absent as for ``in``
 
     def delete(self, key: K) -> bool:
-        """Remove ``key``; return whether it existed."""
-        return self.db.delete(self._ek(key))
+        """Remove ``key``; return whether it existed (False for a key the store cannot hold)."""
+        k = self._key(key)
+        try:
+            return self.db.delete(k)
+        except KeyTooLargeError:
+            return False  # no key of that size can be stored, so it is absent
 
     def delete_many(self, keys: Iterable[K]) -> None:
-        """Remove every key in ``keys`` at once (missing keys are ignored)."""
+        """Remove every key in ``keys`` at once (missing keys, and keys no store can hold, are ignored)."""
         _check_key_list(keys, "delete_many")
-        self._apply([(self._ek(k), None, None) for k in keys])
+        encoded = [self._key(k) for k in keys]
+        self._apply([(k, None, None) for k in encoded if len(k) <= MAX_KEY_SIZE and k])
 
     @overload
     def pop(self, key: K) -> Any: ...
@@ -380,17 +432,15 @@ class Store(MutableMapping[K, Any], Generic[K]):
     def pop(self, key: K, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value (or ``default``); atomic across processes.
 
-        A key the store cannot hold (empty, or over the size limit) is absent, as for ``in``.
-        On a read-only store an absent key needs no write: it gives ``default`` (or KeyError).
+        A key the store cannot hold (empty, or over the size limit) is absent, as for ``in``: it
+        gives ``default``, or KeyError, as ``del`` does. On a read-only store an absent key needs no
+        write: it gives ``default`` (or KeyError).
         """
-        try:
-            k = self._ek(key)
+        k = self._key(key)
+        if not 0 < len(k) <= MAX_KEY_SIZE:
+            found = None  # no key of that size can be stored, so it is absent
+        else:
             found = None if self.db.read_only and k not in self.db else self._take(k, _decode_none)
-        except KeyTooLargeError:
-            self.db._check_open()  # checked after the key by the engine: use after close() raises
-            if default is _MISSING:
-                raise
-            return default
         if found is None:
             if default is _MISSING:
                 raise KeyError(key)
@@ -428,11 +478,11 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     def setdefault(self, key: K, default: Any = None) -> Any:
         """Return the value of ``key``, storing ``default`` first if it is absent (atomic)."""
-        k = self._ek(key)
+        k = self._key(key)
         data = self._get(k, _MISSING)
         if data is not _MISSING:
             return self._loads(data)
-        encoded = self._dumps(default)
+        encoded = self._dumped(default)
         while True:
             if self.db.put_if_absent(k, encoded):
                 return default
@@ -467,11 +517,12 @@ class Store(MutableMapping[K, Any], Generic[K]):
             result.append(new)
             return data
 
-        self.db.update(self._ek(key), apply)
+        self.db.update(self._key(key), apply)
         return result[0]
 
     def incr(self, key: K, delta: int | float = 1) -> Any:
         """Add ``delta`` to the int or float stored at ``key`` (missing = 0) and return it; atomic."""
+        self.db._check_open()  # after close(), the closed error first, whatever the arguments
         if not isinstance(delta, (int, float)) or isinstance(delta, bool):
             raise InvalidValueError(f"delta must be an int or a float, not {type(delta).__name__}")
         if isinstance(delta, float) and not math.isfinite(delta):
@@ -502,12 +553,23 @@ class Store(MutableMapping[K, Any], Generic[K]):
         return self.modify(key, add, default=0)
 
     def expire(self, key: K, ttl: float | None) -> bool:
-        """Give ``key`` a new time to live (None: forever; <= 0 deletes); return whether it exists."""
-        return self.db.expire(self._ek(key), ttl)
+        """Give ``key`` a new time to live (None: forever; <= 0 deletes); return whether it exists.
+
+        A key the store cannot hold (empty, or over the size limit) is absent: False.
+        """
+        k = self._key(key)
+        try:
+            return self.db.expire(k, ttl)
+        except KeyTooLargeError:
+            return False  # (after the engine checked ttl: a bad ttl raises whatever the key)
 
     def persist(self, key: K) -> bool:
-        """Make ``key`` never expire; return whether it exists."""
-        return self.db.persist(self._ek(key))
+        """Make ``key`` never expire; return whether it exists (False for a key the store cannot hold)."""
+        k = self._key(key)
+        try:
+            return self.db.persist(k)
+        except KeyTooLargeError:
+            return False
 
     @contextmanager
     def batch(self) -> Iterator[StoreBatch[K]]:
@@ -619,13 +681,13 @@ class StoreBatch(Generic[K]):
 
     def set(self, key: K, value: Any, ttl: float | None = None) -> None:
         """Add a set of ``key`` to the batch."""
-        self._ops.append((self._store._ek(key), self._store._dumps(value), ttl))
+        self._ops.append((self._store._key(key), self._store._dumped(value), ttl))
 
     __setitem__ = set
 
     def delete(self, key: K) -> None:
         """Add a delete of ``key`` to the batch (a missing key is ignored)."""
-        self._ops.append((self._store._ek(key), None, None))
+        self._ops.append((self._store._key(key), None, None))
 
     __delitem__ = delete
 
@@ -647,8 +709,8 @@ class _View(Generic[K]):
         self._prefix: K | None = prefix
         self._start: K | None = start
         self._reverse = _check_flag(reverse, "reverse")  # (reversed(view) flips it before the engine sees it)
-        self._bprefix = store._ek(prefix) if prefix is not None else b""  # an empty one is checked too
-        self._bstart = store._ek(start) if start is not None else None
+        self._bprefix = store._bound(prefix) if prefix is not None else b""  # an empty one is checked too
+        self._bstart = store._bound(start) if start is not None else None
 
     def _bounded(self) -> bool:
         return bool(self._bprefix) or self._bstart is not None
