@@ -2,7 +2,9 @@
 
 Same signature, flags, ``writeback`` cache, ``sync()``/``close()``, context
 manager and ``ValueError`` after close as :func:`shelve.open`; the object is
-a :class:`shelve.Shelf` (and :class:`shelve.DbfilenameShelf`) subclass.
+a :class:`shelve.Shelf` (and :class:`shelve.DbfilenameShelf`) subclass. The
+``serializer=``/``deserializer=`` arguments, ``ShelveError`` and
+``reorganize()`` of Python 3.15's shelve are here on every Python.
 What changes is underneath: the shelf is a :mod:`kv_backend.dbm` database
 (a directory), so many processes can read and write it at once and a
 killed process loses no completed write.
@@ -21,7 +23,7 @@ import pickle
 import shelve as _std_shelve
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, SupportsIndex, TypeVar
+from typing import Any, NoReturn, SupportsIndex, TypeVar
 
 from kv_backend import dbm as _kv_dbm
 from kv_backend.errors import (
@@ -34,24 +36,28 @@ from kv_backend.errors import (
 )
 from kv_backend.mapping import refuse_pickling, update_pairs
 from kv_backend.serializers import PickleDeserializationError, PickleSerializationError
+from kv_backend.shelve_compat import (
+    BsdDbShelf,
+    DbfilenameShelf,
+    Deserializer,
+    Serializer,
+    Shelf,
+    ShelveError,
+    codec,
+)
 
-__all__ = ["BsdDbShelf", "DbfilenameShelf", "KVShelf", "Shelf", "open"]
+__all__ = ["BsdDbShelf", "DbfilenameShelf", "KVShelf", "Shelf", "ShelveError", "open"]
 
-# The stdlib's shelf classes, the same objects, so that code that imports this module in place
-# of ``shelve`` keeps its ``shelve.Shelf(...)`` calls and ``isinstance(x, shelve.Shelf)`` checks.
-Shelf = _std_shelve.Shelf
-BsdDbShelf = _std_shelve.BsdDbShelf
-DbfilenameShelf = _std_shelve.DbfilenameShelf
+# The shelf classes (the stdlib's, or on Pythons before 3.15 subclasses of them that take a serializer),
+# so that code that imports this module in place of ``shelve`` keeps its ``shelve.Shelf(...)`` calls
+# and ``isinstance(x, shelve.Shelf)`` checks: see kv_backend.shelve_compat.
 
 _MISSING: Any = object()
 _SH = TypeVar("_SH", bound="KVShelf")  # a KVShelf or subclass, as with open(...) as shelf: gives it
 #: What ``shelve`` puts in place of a closed shelf's database (private to it, so typeshed leaves it out).
 _ClosedDict: type[Any] = _std_shelve._ClosedDict  # type: ignore[attr-defined]
 
-if TYPE_CHECKING:  # generic in typeshed (in the values' type), not at run time
-    _ShelfBase = _std_shelve.DbfilenameShelf[Any]
-else:
-    _ShelfBase = _std_shelve.DbfilenameShelf
+_ShelfBase = DbfilenameShelf
 
 
 def _digest(data: bytes) -> bytes:
@@ -80,6 +86,9 @@ class KVShelf(_ShelfBase):
     :class:`~kv_backend.serializers.PickleSerializationError` (a TypeError and a
     ``pickle.PicklingError``) before anything is written or cached; closing a
     read-only shelf with ``writeback=True`` drops the cache instead of failing.
+
+    With a ``serializer`` and a ``deserializer`` (Python 3.15's arguments), values are
+    what they make, and what they raise reaches the caller unchanged, as in the stdlib.
     """
 
     #: The :mod:`kv_backend.dbm` database that holds the shelf (``shelve.Shelf.dict``).
@@ -88,7 +97,10 @@ class KVShelf(_ShelfBase):
     keyencoding: str
     writeback: bool
     cache: builtins.dict[str, Any]  # (``dict`` is the database here)
-    _protocol: int | None
+    _protocol: int
+    #: ``serializer(obj, protocol)`` makes the stored bytes of a value, ``deserializer(data)`` reads them.
+    serializer: Serializer
+    deserializer: Deserializer
 
     def __init__(
         self,
@@ -97,8 +109,15 @@ class KVShelf(_ShelfBase):
         protocol: int | None = None,
         writeback: bool = False,
         keyencoding: str = "utf-8",
+        *,
+        serializer: Serializer | None = None,
+        deserializer: Deserializer | None = None,
     ) -> None:
-        if protocol is not None:  # checked before anything is opened or created
+        # All checked before anything is opened or created.
+        dumps, loads = codec(serializer, deserializer)
+        #: Values are pickles (the errors of pickle are then the project's), not a caller's format.
+        self._pickles = serializer is None
+        if protocol is not None and self._pickles:
             if not isinstance(protocol, int):
                 raise InvalidArgumentError(  # a TypeError, as the stdlib's (at the first write)
                     f"protocol must be an int such as pickle.DEFAULT_PROTOCOL, not {protocol!r}"
@@ -111,6 +130,7 @@ class KVShelf(_ShelfBase):
         #: sync() writes back only the entries this process changed (see :meth:`sync`).
         self._fingerprints: dict[str, bytes] = {}
         _std_shelve.Shelf.__init__(self, _kv_dbm.open(filename, flag), protocol, writeback, keyencoding)
+        self.serializer, self.deserializer = dumps, loads
         if writeback:
             _writeback_shelves[id(self)] = self
 
@@ -123,11 +143,17 @@ class KVShelf(_ShelfBase):
         """
         prints: dict[str, bytes] = {}
         for key, value in self.cache.items():
-            try:
-                prints[key] = _digest(pickle.dumps(value, self._protocol))
-            except Exception:
-                pass  # no fingerprint: sync() pickles it again and raises, as it would have
+            fingerprint = self._print(value)
+            if fingerprint is not None:  # (none: sync() serializes it again and raises, as it would have)
+                prints[key] = fingerprint
         self._fingerprints = prints
+
+    def _print(self, value: Any) -> bytes | None:
+        """The fingerprint of the stored form this shelf makes of ``value``; None if it cannot make one."""
+        try:
+            return _digest(self._dumps(value))
+        except Exception:
+            return None
 
     def __enter__(self: _SH) -> _SH:
         self._open_db()  # a with block on a closed shelf raises ValueError, as any use after close()
@@ -148,13 +174,43 @@ class KVShelf(_ShelfBase):
         raise InvalidKeyError(f"shelf keys must be str, not {type(key).__name__}")
 
     def _dumps(self, value: Any) -> bytes:
+        """The stored form of ``value`` (see :meth:`__setitem__`, which does the same inline)."""
         try:
-            return pickle.dumps(value, self._protocol)
+            data = self.serializer(value, self._protocol)
         except Exception as exc:
-            self._open_db()  # on a closed shelf the closed error first, whatever the value
-            raise PickleSerializationError(
-                f"cannot pickle a value of type {type(value).__name__}: {exc}; nothing was stored"
-            ) from exc
+            raise self._unwritable(value, exc)  # noqa: B904 - it sets the cause
+        return data if type(data) is bytes else self._stored_form(data)
+
+    def _unwritable(self, value: Any, exc: Exception) -> Exception:
+        """The error for a value the serializer refused (on a closed shelf, the closed error first)."""
+        self._open_db()
+        if not self._pickles:
+            return exc  # a caller's serializer: its error unchanged, as in the stdlib
+        err = PickleSerializationError(
+            f"cannot pickle a value of type {type(value).__name__}: {exc}; nothing was stored"
+        )
+        err.__cause__ = exc
+        return err
+
+    def _stored_form(self, data: object) -> bytes:
+        """What a caller's serializer returned, as bytes (a str as UTF-8, as dbm stores it)."""
+        try:
+            return _kv_dbm._value(data)
+        except KVError as exc:
+            raise type(exc)(
+                f"the shelf's serializer must return bytes (or str), not {type(data).__name__}; "
+                "nothing was stored"
+            ) from None
+
+    def _unreadable(self, key: object, exc: Exception) -> Exception:
+        """The error for a stored value the deserializer refused."""
+        if not self._pickles:
+            return exc  # a caller's deserializer: its error unchanged, as in the stdlib
+        err = PickleDeserializationError(
+            f"the value of {key!r} is not a readable pickle ({exc}); it was not written by a shelf"
+        )
+        err.__cause__ = exc
+        return err
 
     def __getitem__(self, key: str) -> Any:
         cache = self.cache
@@ -173,21 +229,16 @@ class KVShelf(_ShelfBase):
         if data is _MISSING:
             raise KeyError(key)
         try:
-            value = pickle.loads(data)
+            value = self.deserializer(data)
         except Exception as exc:
-            raise PickleDeserializationError(
-                f"the value of {key!r} is not a readable pickle ({exc}); it was not written by a shelf"
-            ) from exc
+            raise self._unreadable(key, exc)  # noqa: B904 - it sets the cause
         if self.writeback:
             cache[key] = value
             # The fingerprint of the pickle this shelf makes of the object, which sync() compares
             # with: the stored one may come from another protocol, or list a set of str in
             # another process's hash order, and would make an entry only read look changed.
-            try:
-                data = pickle.dumps(value, self._protocol)
-            except Exception:
-                pass  # sync() raises for it, as it would have
-            self._fingerprints[key] = _digest(data)
+            # (If it cannot make one, sync() raises for it, as it would have.)
+            self._fingerprints[key] = self._print(value) or _digest(data)
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -199,17 +250,20 @@ class KVShelf(_ShelfBase):
     def __setitem__(self, key: str, value: Any) -> None:
         try:  # fast path: straight to the engine
             k = key.encode(self.keyencoding)
-            data = pickle.dumps(value, self._protocol)
             put = self.dict._put
-        except Exception:  # closed shelf, bad key, unpicklable value: the checked path raises
+        except Exception:  # closed shelf, bad key: the checked path raises
             k = self._ek(key)
-            data = self._dumps(value)
-            self.dict[k] = data
-        else:
-            try:
-                put(k, data)
-            except KVError as exc:
-                raise self.dict._convert(exc) from None
+            put = self._open_db().put
+        try:  # (as _dumps does, inline: the serializer is called once, and a failure raises)
+            data = self.serializer(value, self._protocol)
+        except Exception as exc:
+            raise self._unwritable(value, exc)  # noqa: B904 - it sets the cause
+        if type(data) is not bytes:
+            data = self._stored_form(data)
+        try:
+            put(k, data)
+        except KVError as exc:
+            raise self.dict._convert(exc) from None
         if self.writeback:  # cached only once stored
             self.cache[key] = value
             self._fingerprints[key] = _digest(data)
@@ -305,11 +359,9 @@ class KVShelf(_ShelfBase):
             if old is not None:
                 key = _decode_key(k, enc) if decode_key else None
                 try:
-                    value = pickle.loads(old)
+                    value = self.deserializer(old)
                 except Exception as exc:
-                    raise PickleDeserializationError(
-                        f"the value of {k!r} is not a readable pickle ({exc}); it was not written by a shelf"
-                    ) from exc
+                    raise self._unreadable(k, exc)  # noqa: B904 - it sets the cause
                 found.append((key, value))
             return None  # delete the key (a no-op if it is absent)
 
@@ -429,6 +481,15 @@ class KVShelf(_ShelfBase):
         if hasattr(self.dict, "sync"):
             self.dict.sync()
 
+    def reorganize(self) -> None:
+        """Write back the cache, then reclaim the space of overwritten and deleted values (a merge).
+
+        Python 3.15's ``Shelf.reorganize()``; the database's :meth:`~kv_backend.dbm.Database.reorganize`.
+        """
+        self._open_db()
+        self.sync()
+        self.dict.reorganize()
+
     def close(self) -> None:
         """Write back the cache, then close the database; later use raises ValueError."""
         d = self.dict
@@ -460,12 +521,17 @@ def open(
     flag: str = "c",
     protocol: int | None = None,
     writeback: bool = False,
+    *,
+    serializer: Serializer | None = None,
+    deserializer: Deserializer | None = None,
 ) -> KVShelf:
     """Open a persistent dictionary at ``filename`` (a directory), as :func:`shelve.open` does.
 
     ``flag`` is ``"c"`` (default: create if needed), ``"r"``, ``"w"`` or
     ``"n"``; ``protocol`` is the pickle protocol; ``writeback=True`` caches
     every entry read and writes the cache back on :meth:`~shelve.Shelf.sync`
-    and :meth:`~shelve.Shelf.close`.
+    and :meth:`~shelve.Shelf.close`. ``serializer(obj, protocol)`` and
+    ``deserializer(data)``, given together (else :class:`ShelveError`), replace
+    ``pickle.dumps`` and ``pickle.loads``, as in Python 3.15.
     """
-    return KVShelf(filename, flag, protocol, writeback)
+    return KVShelf(filename, flag, protocol, writeback, serializer=serializer, deserializer=deserializer)

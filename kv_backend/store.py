@@ -183,10 +183,11 @@ class Store(MutableMapping[K, Any], Generic[K]):
         """``value`` serialized; one that cannot be raises SerializationError, but after close() the
         closed error first, as every call on a closed store does."""
         try:
-            return self._dumps(value)
+            data: bytes = self._dumps(value)
         except SerializationError:
             self.db._check_open()
             raise
+        return data
 
     def _bound(self, bound: object) -> bytes:
         """A scan's ``prefix`` or ``start`` as bytes (any length); after close() the closed error first."""
