@@ -60,6 +60,7 @@ __all__ = [
     "ValueSizeError",
     "error",
     "open",
+    "open_flags",
     "whichdb",
 ]
 
@@ -70,6 +71,9 @@ _V = TypeVar("_V")
 _MISSING: Any = object()
 _FLAGS = "rwcn"
 _MODIFIERS = "fsu"
+#: Every character :func:`open`'s ``flag`` may hold, as ``dbm.gnu.open_flags`` lists its own: a first
+#: character of ``"rwcn"``, then any of the modifiers ``"fsu"``.
+open_flags = _FLAGS + _MODIFIERS
 
 
 class error(KVError, OSError):  # the name every dbm module uses
@@ -445,7 +449,12 @@ class Database(MutableMapping[bytes, bytes]):
         return None
 
     def nextkey(self, key: bytes | str) -> bytes | None:
-        """The key after ``key`` in byte order, or None after the last one (as in ``dbm.gnu``)."""
+        """The key after ``key`` in byte order, or None after the last one (as in ``dbm.gnu``).
+
+        ``key`` need not be in the database: a walk goes on after the key it is at was deleted
+        (by this process or another), from where that key was. ``dbm.gnu`` returns None for a key
+        that is not there, which silently ended such a walk.
+        """
         k = _key(key)
         try:
             for nxt in self.db.keys(start=k):
