@@ -38,6 +38,7 @@ from kv_backend.errors import (
     KeyEncodingError,
     KeyTooLargeError,
     ReadOnlyError,
+    ValueTooLargeError,
 )
 from kv_backend.mapping import update_pairs
 from kv_backend.record import MAX_KEY_SIZE
@@ -56,6 +57,16 @@ T = TypeVar("T")
 _S = TypeVar("_S", bound="Store[Any]")  # a Store or subclass, as with Store(...) as s: gives it
 _MISSING: Any = object()
 _pickle_dumps = pickle.dumps
+#: A bad argument (key, value, ttl, option): after close() a call raises the closed error instead.
+_ARGUMENT_ERRORS = (
+    InvalidKeyError,
+    InvalidValueError,
+    KeyEncodingError,
+    KeyTooLargeError,
+    ValueTooLargeError,
+    ConfigurationError,  # (and InvalidArgumentError): a ttl or an option
+    SerializationError,
+)
 
 
 def _encode_str(key: object) -> bytes:
@@ -174,7 +185,11 @@ class Store(MutableMapping[K, Any], Generic[K]):
     def _key(self, key: object) -> bytes:
         """``key`` as stored; a key of the wrong type, or one no store can hold, raises its error,
         but after close() the closed error first, as every call on a closed store does."""
-        k = self._bound(key)
+        try:
+            k = self._ek(key)
+        except (InvalidKeyError, KeyEncodingError):
+            self.db._check_open()
+            raise
         if not 0 < len(k) <= MAX_KEY_SIZE:
             self.db._check_open()  # (the engine checks the key's size first)
         return k
@@ -188,14 +203,6 @@ class Store(MutableMapping[K, Any], Generic[K]):
             self.db._check_open()
             raise
         return data
-
-    def _bound(self, bound: object) -> bytes:
-        """A scan's ``prefix`` or ``start`` as bytes (any length); after close() the closed error first."""
-        try:
-            return self._ek(bound)
-        except (InvalidKeyError, KeyEncodingError):
-            self.db._check_open()
-            raise
 
     # ------------------------------------------------------------- reading
 
@@ -229,9 +236,12 @@ class Store(MutableMapping[K, Any], Generic[K]):
         A key the store cannot hold (empty, or over the size limit) is absent, as for ``in``.
         """
         try:
-            data = self._get(self._key(key), _MISSING)
+            data = self._get(self._ek(key), _MISSING)
         except KeyTooLargeError:
             return default
+        except _ARGUMENT_ERRORS:
+            self.db._check_open()  # after close(), the closed error first, whatever the key
+            raise
         if data is _MISSING:
             return default
         return self._loads(data)
@@ -331,20 +341,28 @@ class Store(MutableMapping[K, Any], Generic[K]):
         put = self._put  # (see __getitem__)
         try:
             put(k, data)
-        except KeyTooLargeError:
-            self.db._check_open()  # checked after the key by the engine: use after close() raises
+        except _ARGUMENT_ERRORS:
+            self.db._check_open()  # checked after the key and value by the engine: use after close() raises
             raise
 
     def set(self, key: K, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``; with ``ttl`` (seconds) it expires then (``ttl <= 0`` deletes)."""
-        self._put(self._key(key), self._dumped(value), ttl)
+        try:
+            self._put(self._ek(key), self._dumps(value), ttl)
+        except _ARGUMENT_ERRORS:
+            self.db._check_open()  # after close(), the closed error first, whatever the arguments
+            raise
 
     def add(self, key: K, value: Any, ttl: float | None = None) -> bool:
         """Store ``value`` only if ``key`` is absent; return whether it was stored (atomic, cross-process).
 
         A ``ttl`` of 0 or less stores nothing (the value would expire at once): False.
         """
-        return self.db.put_if_absent(self._key(key), self._dumped(value), ttl)
+        try:
+            return self.db.put_if_absent(self._ek(key), self._dumps(value), ttl)
+        except _ARGUMENT_ERRORS:
+            self.db._check_open()  # after close(), the closed error first, whatever the arguments
+            raise
 
     def set_many(self, mapping: Mapping[K, Any] | Iterable[tuple[K, Any]], ttl: float | None = None) -> None:
         """Store every pair at once, all or nothing (one batch)."""
@@ -365,6 +383,13 @@ class Store(MutableMapping[K, Any], Generic[K]):
         if not ops:
             self.db._check_open()  # nothing to write, but use after close() always raises
             return
+        try:
+            self._write(ops)
+        except _ARGUMENT_ERRORS:  # (a ttl, a value too large): checked by the engine before the close
+            self.db._check_open()
+            raise
+
+    def _write(self, ops: list[tuple[bytes, bytes | None, float | None]]) -> None:
         if len(ops) == 1:  # a single write is atomic by itself
             k, data, ttl = ops[0]
             if data is None:
@@ -563,6 +588,9 @@ class Store(MutableMapping[K, Any], Generic[K]):
             return self.db.expire(k, ttl)
         except KeyTooLargeError:
             return False  # (after the engine checked ttl: a bad ttl raises whatever the key)
+        except _ARGUMENT_ERRORS:
+            self.db._check_open()  # after close(), the closed error first, whatever the ttl
+            raise
 
     def persist(self, key: K) -> bool:
         """Make ``key`` never expire; return whether it exists (False for a key the store cannot hold)."""
@@ -709,9 +737,13 @@ class _View(Generic[K]):
         self._mapping = store
         self._prefix: K | None = prefix
         self._start: K | None = start
-        self._reverse = _check_flag(reverse, "reverse")  # (reversed(view) flips it before the engine sees it)
-        self._bprefix = store._bound(prefix) if prefix is not None else b""  # an empty one is checked too
-        self._bstart = store._bound(start) if start is not None else None
+        try:
+            self._reverse = _check_flag(reverse, "reverse")  # (reversed(view) flips it before the engine)
+            self._bprefix = store._ek(prefix) if prefix is not None else b""  # an empty one is checked too
+            self._bstart = store._ek(start) if start is not None else None
+        except _ARGUMENT_ERRORS:
+            store.db._check_open()  # after close(), the closed error first, whatever the arguments
+            raise
 
     def _bounded(self) -> bool:
         return bool(self._bprefix) or self._bstart is not None

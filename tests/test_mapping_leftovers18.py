@@ -86,6 +86,12 @@ def _store_calls(s: Store[Any]) -> dict[str, Callable[[], object]]:
         "s.add('a', f)": lambda: s.add("a", lambda: 0),
         "s.set_many({'a': f})": lambda: s.set_many({"a": lambda: 0}),
         "s.setdefault('b', f)": lambda: s.setdefault("b", lambda: 0),
+        "s.set('a', 1, ttl='x')": lambda: s.set("a", 1, ttl="x"),
+        "s.add('a', 1, ttl='x')": lambda: s.add("a", 1, ttl="x"),
+        "s.expire('a', 'x')": lambda: s.expire("a", "x"),
+        "s.set_many({'a': 1}, ttl='x')": lambda: s.set_many({"a": 1}, ttl="x"),
+        "s.keys(reverse='yes')": lambda: s.keys(reverse="yes"),
+        "s.items(start=1)": lambda: s.items(start=1),
     }
 
 
