@@ -295,6 +295,48 @@ def run_as_nobody(fn: Callable[[], Any]) -> Any:
     return value
 
 
+def nobody_dir(base: str, name: str = "kv") -> str:
+    """A directory ``base/name`` (0700) of the nobody user: a root file there is one nobody cannot write."""
+    path = os.path.join(base, name)
+    os.mkdir(path, 0o700)
+    os.chown(path, NOBODY, NOBODY)
+    return path
+
+
+def nobody_store(base: str) -> str:
+    """A store of the nobody user in :func:`nobody_dir`, of overwritten records (a merge has work)."""
+    from kv_backend import DB
+
+    path = nobody_dir(base)
+
+    def fill() -> None:
+        with DB(path) as db:
+            for i in range(300):
+                db.put(b"k%d" % (i % 30), b"v%d" % i)
+
+    run_as_nobody(fill)
+    return path
+
+
+def file_owners(path: str) -> dict[str, tuple[int, int]]:
+    """``{name: (uid, gid)}`` of the entries of the directory ``path``."""
+    return {n: (st.st_uid, st.st_gid) for n in os.listdir(path) for st in [os.stat(os.path.join(path, n))]}
+
+
+def nobody_writes_and_merges(path: str, key: bytes) -> bytes | None:
+    """As nobody: open the store at ``path``, write (through a rotation), merge, and read ``key`` back."""
+    from kv_backend import DB
+
+    def work() -> bytes | None:
+        with DB(path, max_file_size=4096) as db:
+            for i in range(200):
+                db.put(b"n%d" % (i % 10), b"x" * 100)
+            db.merge()
+            return db.get(key)
+
+    return run_as_nobody(work)
+
+
 def thread_reporting(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
     """A daemon thread (not started) that runs ``fn()``, and the list that receives what it
     returned or the exception it raised, for tests that pause it at a chosen point."""

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import NOBODY, run_as_nobody
+from helpers import NOBODY, file_owners, nobody_dir, nobody_store, nobody_writes_and_merges, run_as_nobody
 
 # (Imported here: the nobody user may not be able to read the Python install to import them later.)
 import kv_backend.backup
@@ -45,47 +45,11 @@ def base() -> Iterator[str]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _nobody_dir(base: str, name: str = "kv") -> str:
-    path = os.path.join(base, name)
-    os.mkdir(path, 0o700)  # only nobody may use it: a root-owned file there is one nobody cannot write
-    os.chown(path, NOBODY, NOBODY)
-    return path
-
-
-def _nobody_store(base: str) -> str:
-    path = _nobody_dir(base)
-
-    def fill() -> None:
-        with DB(path) as db:
-            for i in range(300):
-                db.put(b"k%d" % (i % 30), b"v%d" % i)
-
-    run_as_nobody(fill)
-    return path
-
-
 def _kvb(*argv: str) -> tuple[int, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         code = main(list(argv))
     return code, out.getvalue()
-
-
-def _owners(path: str) -> dict[str, tuple[int, int]]:
-    return {n: (st.st_uid, st.st_gid) for n in os.listdir(path) for st in [os.stat(os.path.join(path, n))]}
-
-
-def _nobody_writes_and_merges(path: str, key: bytes) -> bytes | None:
-    """As nobody: open the store, write (through a rotation), merge, and read ``key`` back."""
-
-    def work() -> bytes | None:
-        with DB(path, max_file_size=4096) as db:
-            for i in range(200):
-                db.put(b"n%d" % (i % 10), b"x" * 100)
-            db.merge()
-            return db.get(key)
-
-    return run_as_nobody(work)
 
 
 def _count_denied_opens_while(path: str, root_work) -> int:
@@ -138,7 +102,7 @@ def test_without_unnamed_files_the_lock_root_makes_is_never_roots_to_the_owners_
     it away afterwards, so a process of the owner opening it in between was refused (more than 100
     opens in 0.4 s on Linux with O_TMPFILE hidden). It is made under a temporary name, given away,
     then linked into place."""
-    path = _nobody_store(base)
+    path = nobody_store(base)
     monkeypatch.delattr(os, "O_TMPFILE", raising=False)
 
     def open_read_only() -> None:
@@ -146,22 +110,22 @@ def test_without_unnamed_files_the_lock_root_makes_is_never_roots_to_the_owners_
             assert db.get(b"k3") == b"v273"
 
     assert _count_denied_opens_while(path, open_read_only) == 0
-    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert set(file_owners(path).values()) == {(NOBODY, NOBODY)}
     assert not [n for n in os.listdir(path) if n.endswith(".tmp")]
-    assert _nobody_writes_and_merges(path, b"k3") == b"v273"
+    assert nobody_writes_and_merges(path, b"k3") == b"v273"
 
 
 def test_a_temporary_lock_file_left_by_a_killed_root_process_is_no_foreign_file_and_is_removed(base):
     """Root killed between making LOCK under its temporary name and linking it leaves that file: a new
     store is still made in the directory (not refused as holding foreign files), and the next writer's
     open removes it, as it does a merge's temporary files."""
-    path = _nobody_dir(base)
+    path = nobody_dir(base)
     left = os.path.join(path, "LOCK.12345-0123abcd.tmp")
     with open(left, "wb"):
         pass
     assert _kvb("put", path, "a", "1")[0] == 0
     assert not os.path.exists(left)
-    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert set(file_owners(path).values()) == {(NOBODY, NOBODY)}
 
 
 def _leave_roots_files(path: str) -> list[str]:
@@ -183,42 +147,42 @@ def test_kvb_check_names_the_files_an_earlier_version_left_roots(base):
     """Files root's commands left root's before they were given away make the owner's processes fail
     at their next write, rotation or merge (permission denied): kvb check, run by anyone, names them
     (a note: nothing is damaged), and changes nothing."""
-    path = _nobody_store(base)
+    path = nobody_store(base)
     names = _leave_roots_files(path)
     code, out = _kvb("check", path)
     assert code == 0
     assert f"{len(names)} file(s) owned by root in this store of user nobody" in out
     assert names[0] in out and f"sudo kvb merge {path}" in out
-    assert {n for n, owner in _owners(path).items() if owner == (0, 0)} == set(names)
+    assert {n for n, owner in file_owners(path).items() if owner == (0, 0)} == set(names)
     with pytest.raises(AssertionError, match="Permission denied"):
-        _nobody_writes_and_merges(path, b"k3")
+        nobody_writes_and_merges(path, b"k3")
     roots_own = os.path.join(base, "roots")
     assert _kvb("put", roots_own, "a", "1")[0] == 0
     assert "owned by root" not in _kvb("check", roots_own)[1]  # (a store of root's own: nothing to say)
 
 
 def test_a_writing_open_by_root_gives_back_the_files_an_earlier_version_left_roots(base):
-    path = _nobody_store(base)
+    path = nobody_store(base)
     _leave_roots_files(path)
     assert _kvb("get", path, "k3") == (0, "v273\n")  # a read-only open changes none but LOCK
-    assert any(owner == (0, 0) for owner in _owners(path).values())
+    assert any(owner == (0, 0) for owner in file_owners(path).values())
     assert _kvb("put", path, "k3", "root")[0] == 0
-    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert set(file_owners(path).values()) == {(NOBODY, NOBODY)}
     # (And the read and write bits the format file grants, which root's 0600 withheld from the group.)
     modes = {os.stat(os.path.join(path, n)).st_mode & 0o777 for n in os.listdir(path)}
     assert modes == {os.stat(os.path.join(path, "KVB_FORMAT")).st_mode & 0o777}
     assert "owned by root" not in _kvb("check", path)[1]
-    assert _nobody_writes_and_merges(path, b"k3") == b"root"
+    assert nobody_writes_and_merges(path, b"k3") == b"root"
 
 
 def test_in_a_setgid_directory_roots_old_files_get_the_directorys_group_back(base):
-    path = _nobody_store(base)
+    path = nobody_store(base)
     _leave_roots_files(path)
     os.chown(path, NOBODY, 4242)
     os.chmod(path, 0o2770)
     with DB(path):
         pass
-    assert {owner for n, owner in _owners(path).items() if n not in ("KVB_FORMAT", LOCK_FILE)} == {
+    assert {owner for n, owner in file_owners(path).items() if n not in ("KVB_FORMAT", LOCK_FILE)} == {
         (NOBODY, 4242)
     }
 
@@ -286,7 +250,7 @@ def test_a_backup_root_makes_of_a_store_into_its_owners_directory_is_the_owners(
     subdirectory of it) left the backup's directories (files/, backups/, pending/) and files root's:
     the site's own nightly backup could then not write there, nor its prune delete what it
     collects. They are the owner's now, as the site's own job would have made them."""
-    path = _nobody_store(base)
+    path = nobody_store(base)
     target = os.path.join(_service_dir(base), "backups", "kv")
     url = "file://" + target
     assert _kvb("backup", path, url, "--name", "by-root")[0] == 0
@@ -307,7 +271,7 @@ def test_a_backup_root_makes_of_its_own_store_or_into_its_own_directory_stays_ro
     into_nobodys = os.path.join(_service_dir(base), "backups")
     assert _kvb("backup", roots_store, "file://" + into_nobodys)[0] == 0
     into_roots = os.path.join(base, "root-backups")
-    assert _kvb("backup", _nobody_store(base), "file://" + into_roots)[0] == 0
+    assert _kvb("backup", nobody_store(base), "file://" + into_roots)[0] == 0
     assert _all_owners(into_nobodys) == _all_owners(into_roots) == {(0, 0)}
 
 
@@ -362,7 +326,7 @@ def test_a_group_member_under_umask_022_adds_files_the_whole_group_can_write(bas
 def test_the_owners_kvb_refused_a_file_root_left_says_so_and_what_to_do(base):
     """The store's owner refused a file root left in the store was told to run kvb as the store's
     owner, which it was; it is told the file is root's, and how to give it back."""
-    path = _nobody_store(base)
+    path = nobody_store(base)
     _leave_roots_files(path)
     lock = os.path.join(path, LOCK_FILE)
     os.chown(lock, 0, 0)
@@ -445,7 +409,7 @@ def test_a_user_refused_backups_or_a_target_directory_is_told_which_directory_an
     """kvb backups, backup, restore and salvage said only 'Permission denied' of a file or directory
     (often one the user did not name: a temporary file, pending/, the directory next to the target).
     They name the directory that refused, its owner and mode, and what to do."""
-    store = _nobody_store(base)
+    store = nobody_store(base)
     backups = os.path.join(base, "root-backups")  # (root's backups of a store of its own: 0700)
     roots_store = os.path.join(base, "roots-store")
     os.mkdir(roots_store, 0o700)

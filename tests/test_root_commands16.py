@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import NOBODY, run_as_nobody
+from helpers import NOBODY, file_owners, nobody_dir, nobody_store, nobody_writes_and_merges, run_as_nobody
 
 # (Imported here: the nobody user may not be able to read the Python install to import them later.)
 import kv_backend.backup
@@ -45,70 +45,34 @@ def base() -> Iterator[str]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _nobody_dir(base: str, name: str = "kv") -> str:
-    path = os.path.join(base, name)
-    os.mkdir(path, 0o700)  # only nobody may use it: a root-owned file there is one nobody cannot write
-    os.chown(path, NOBODY, NOBODY)
-    return path
-
-
-def _nobody_store(base: str) -> str:
-    path = _nobody_dir(base)
-
-    def fill() -> None:
-        with DB(path) as db:
-            for i in range(300):
-                db.put(b"k%d" % (i % 30), b"v%d" % i)  # overwritten records: a merge has work
-
-    run_as_nobody(fill)
-    return path
-
-
 def _kvb(*argv: str) -> int:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return main(list(argv))
 
 
-def _owners(path: str) -> dict[str, tuple[int, int]]:
-    return {n: (st.st_uid, st.st_gid) for n in os.listdir(path) for st in [os.stat(os.path.join(path, n))]}
-
-
-def _nobody_writes_and_merges(path: str, key: bytes) -> bytes | None:
-    """As nobody: open the store, write (through a rotation), merge, and read ``key`` back."""
-
-    def work() -> bytes | None:
-        with DB(path, max_file_size=4096) as db:
-            for i in range(200):
-                db.put(b"n%d" % (i % 10), b"x" * 100)
-            db.merge()
-            return db.get(key)
-
-    return run_as_nobody(work)
-
-
 def test_merge_as_root_leaves_the_owners_files(base):
-    path = _nobody_store(base)
+    path = nobody_store(base)
     assert _kvb("merge", path) == 0
     assert any(n.endswith(".hint") for n in os.listdir(path))  # the merge ran
-    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
-    assert _nobody_writes_and_merges(path, b"k29") == b"v299"
+    assert set(file_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert nobody_writes_and_merges(path, b"k29") == b"v299"
 
 
 def test_put_and_delete_as_root_through_a_rotation_leave_the_owners_files(base):
-    path = _nobody_store(base)
+    path = nobody_store(base)
     assert _kvb("put", path, "k0", "root") == 0
     assert _kvb("delete", path, "k1") == 0
     with DB(path, max_file_size=4096) as db:  # what a root service writing many keys does
         for i in range(100):
             db.put(b"r%d" % i, b"y" * 100)
     assert len([n for n in os.listdir(path) if n.endswith(".data")]) > 3
-    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
-    assert _nobody_writes_and_merges(path, b"k0") == b"root"
+    assert set(file_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert nobody_writes_and_merges(path, b"k0") == b"root"
 
 
 @pytest.mark.parametrize("command", ["get", "keys", "stats", "check", "backup"])
 def test_read_only_command_as_root_on_a_store_without_lock_and_state(base, command):
-    path = _nobody_store(base)
+    path = nobody_store(base)
     os.unlink(os.path.join(path, LOCK_FILE))  # a store copied by hand
     os.unlink(os.path.join(path, STATE_FILE))
     argv = {
@@ -119,50 +83,50 @@ def test_read_only_command_as_root_on_a_store_without_lock_and_state(base, comma
         "backup": ["backup", path, os.path.join(base, "backups")],
     }[command]
     assert _kvb(*argv) == 0
-    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
-    assert _nobody_writes_and_merges(path, b"k3") == b"v273"
+    assert set(file_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert nobody_writes_and_merges(path, b"k3") == b"v273"
 
 
 def test_a_new_store_root_makes_in_a_directory_the_owner_prepared_is_the_owners(base):
-    path = _nobody_dir(base)
+    path = nobody_dir(base)
     assert _kvb("put", path, "a", "1") == 0
-    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
-    assert _nobody_writes_and_merges(path, b"a") == b"1"
+    assert set(file_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert nobody_writes_and_merges(path, b"a") == b"1"
 
 
 def test_a_store_of_root_and_a_file_of_another_user_are_left_alone(base):
     """A root store stays root's; a file a group's other user made stays theirs (only root's are given)."""
     path = os.path.join(base, "kv")
     assert _kvb("put", path, "a", "1") == 0
-    assert set(_owners(path).values()) == {(0, 0)}
+    assert set(file_owners(path).values()) == {(0, 0)}
     lock = os.path.join(path, LOCK_FILE)
     os.chown(lock, NOBODY, NOBODY)
     os.chmod(lock, 0o666)
     assert _kvb("merge", path) == 0
-    assert _owners(path).pop(LOCK_FILE) == (NOBODY, NOBODY)
-    assert set(_owners(path).values()) - {(NOBODY, NOBODY)} == {(0, 0)}
+    assert file_owners(path).pop(LOCK_FILE) == (NOBODY, NOBODY)
+    assert set(file_owners(path).values()) - {(NOBODY, NOBODY)} == {(0, 0)}
     assert stat.S_IMODE(os.stat(lock).st_mode) == 0o666
 
 
 def test_in_a_setgid_directory_roots_files_keep_the_directorys_group(base):
     """A store whose group was set after it was made (chgrp, chmod g+s): the files root adds are the
     owner's, in the directory's group as every writer's new files, not the format file's old group."""
-    path = _nobody_store(base)
+    path = nobody_store(base)
     group = 4242  # (any group id: root may give files to one without a name)
     os.chown(path, NOBODY, group)
     os.chmod(path, 0o2770)
     with DB(path, max_file_size=4096) as db:
         for i in range(100):
             db.put(b"r%d" % i, b"y" * 100)
-    new = [n for n, owner in _owners(path).items() if owner != (NOBODY, NOBODY)]
+    new = [n for n, owner in file_owners(path).items() if owner != (NOBODY, NOBODY)]
     assert len(new) > 3
-    assert {_owners(path)[n] for n in new} == {(NOBODY, group)}
+    assert {file_owners(path)[n] for n in new} == {(NOBODY, group)}
 
 
 def test_roots_files_in_a_store_shared_by_a_group_are_group_writable_whatever_roots_umask(base):
     """Root's cron runs under umask 022: the files it gave a 2770 store of 0660 files were 0640, and
     the group's other users could not write the next active data file."""
-    path = _nobody_dir(base)
+    path = nobody_dir(base)
     os.chown(path, NOBODY, 4242)
     os.chmod(path, 0o2770)
 
@@ -182,14 +146,14 @@ def test_roots_files_in_a_store_shared_by_a_group_are_group_writable_whatever_ro
         os.umask(old)
     modes = {stat.S_IMODE(os.stat(os.path.join(path, n)).st_mode) for n in os.listdir(path)}
     assert modes == {0o660}
-    assert set(_owners(path).values()) == {(NOBODY, 4242)}
+    assert set(file_owners(path).values()) == {(NOBODY, 4242)}
 
 
 def test_a_lock_file_root_makes_is_never_roots_to_the_owners_processes(base):
     """Made by name and given away afterwards, a LOCK file a root reader made was root's (0644) for
     some microseconds, and a process of the owner opening the store then failed (permission denied):
     in 0.5 s of root's read-only opens, about 3000 of a worker's opens did. Now it is made given."""
-    path = _nobody_store(base)
+    path = nobody_store(base)
     lock = os.path.join(path, LOCK_FILE)
     r, w = os.pipe()
 
@@ -235,10 +199,10 @@ def test_a_lock_file_root_makes_is_never_roots_to_the_owners_processes(base):
 
 
 def test_a_root_lock_file_left_by_an_earlier_run_is_given_back_at_roots_next_open(base):
-    path = _nobody_store(base)
+    path = nobody_store(base)
     lock = os.path.join(path, LOCK_FILE)
     os.chown(lock, 0, 0)  # what a root command left before files were given away
     os.chmod(lock, 0o644)
     assert _kvb("get", path, "k3") == 0
-    assert set(_owners(path).values()) == {(NOBODY, NOBODY)}
-    assert _nobody_writes_and_merges(path, b"k3") == b"v273"
+    assert set(file_owners(path).values()) == {(NOBODY, NOBODY)}
+    assert nobody_writes_and_merges(path, b"k3") == b"v273"
