@@ -31,6 +31,7 @@ from celery import states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 
+import kv_backend_celery.worker_check  # noqa: F401  (connects its worker_init handler)
 from kv_backend import DB
 from kv_backend_celery.chord_recovery import start_chord_recovery
 from kv_backend_celery.chords import ChordBackend

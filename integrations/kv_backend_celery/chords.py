@@ -119,6 +119,7 @@ class ChordBackend(ChordPartResults, DamagedChords):
         the positions cannot order the header: there the generator is unrolled and its group
         saved first, as for a list.
         """
+        self._check_writable("cannot send a chord: chords need a writable client (it stores their counters)")
         gid = header_result_args[0]
         results = header_result_args[1] if len(header_result_args) > 1 else None
         slotted = isinstance(results, _regen) and _GROUPS_KEEP_TASK_INDEXES

@@ -11,7 +11,8 @@ its pool does: if the app's result backend is a ``kvb://`` URL, it loads
 worker process that runs tasks. Without it, ``celery -q worker``, which prints no
 banner and so builds no result backend before its first task, started the
 recovery only at the first task (prefork) or the first chord part (solo,
-threads...). This module imports neither kv_backend nor the backend unless
+threads...). The same handler stops a worker whose store is read-only
+(``read_only=1``), which could store no result. This module imports neither kv_backend nor the backend unless
 a worker needs them: other apps and commands don't pay for it.
 """
 
@@ -34,10 +35,14 @@ def _uses_kvb_url(app: Any) -> bool:
 
 @signals.worker_init.connect(weak=False, dispatch_uid="kv_backend_celery.cli.worker_init")
 def _load_backend_in_worker(sender: Any = None, **kwargs: Any) -> None:
-    """Load the backend module (and so its recovery handlers) in a worker whose results go to kvb://."""
+    """Load the backend module (and so its recovery handlers) in a worker whose results go to kvb://,
+    and refuse to start if its store is read-only (see :mod:`kv_backend_celery.worker_check`)."""
     app = getattr(sender, "app", None)
     if app is not None and _uses_kvb_url(app):
         import kv_backend_celery.backend  # noqa: F401  (and the recovery's worker signal handlers)
+        from kv_backend_celery.worker_check import check_worker
+
+        check_worker(app)
 
 
 @click.command("kvb-recover-chords", cls=CeleryCommand)

@@ -14,9 +14,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from celery.exceptions import ImproperlyConfigured
 
 from kv_backend.db_common import MAX_FILE_SIZE, MIN_FILE_SIZE
-from kv_backend.errors import ConfigurationError
+from kv_backend.errors import ConfigurationError, ReadOnlyError
 
-__all__ = ["OPTIONS", "SCHEME", "KVBackendConfigurationError", "parse_url"]
+__all__ = ["OPTIONS", "SCHEME", "KVBackendConfigurationError", "parse_url", "read_only_error"]
 
 SCHEME = "kvb"
 #: Query options of a ``kvb://`` URL and the engine option each one sets.
@@ -36,6 +36,14 @@ def _bad(url: str, why: str) -> KVBackendConfigurationError:
         f"invalid kv_backend result backend URL {url!r}: {why}. "
         "Expected kvb:///absolute/path[?sync=never|always|SECONDS&max_file_size=BYTES"
         "&auto_merge=FRACTION&read_only=0|1]"
+    )
+
+
+def read_only_error(url: str | None, what: str) -> ReadOnlyError:
+    """The error for ``what`` (a write) through a backend whose URL has ``read_only=1``, naming the option."""
+    return ReadOnlyError(
+        f"{what}, but the result backend URL {url!r} opens the store read-only (read_only=1), which is "
+        "for clients that only read results; use the URL without read_only=1 (or with read_only=0) here"
     )
 
 

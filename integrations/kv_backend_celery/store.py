@@ -37,7 +37,7 @@ from kv_backend.errors import (
     ValueTooLargeError,
 )
 from kv_backend.files import STATE_FILE
-from kv_backend_celery.config import _seconds, chord_join_timeout, parse_url
+from kv_backend_celery.config import _seconds, chord_join_timeout, parse_url, read_only_error
 
 __all__ = ["StoreBackend", "bytes_to_str", "ensure_bytes"]
 
@@ -201,6 +201,14 @@ class StoreBackend(KeyValueStoreBackend):
                     exc.strerror or exc,
                 )
             return None
+
+    def _check_writable(self, what: str) -> None:
+        """Raise ReadOnlyError naming the URL's ``read_only=1`` if this backend cannot do ``what`` (a write).
+
+        The engine's own message speaks of ``DB(read_only=True)``, which a Celery user never wrote.
+        """
+        if self.options.get("read_only"):
+            raise read_only_error(self.url, what)
 
     def close(self) -> None:
         """Drop this backend's handle on the store (it reopens on next use)."""
