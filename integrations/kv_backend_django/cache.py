@@ -311,11 +311,23 @@ def location_path(location: Any) -> str:
             + ", which no intended directory name does (a value read from a file or an environment "
             "variable with its newline?): give the directory's path alone"
         )
-    parts = [part.strip() for part in _LIST_SEPARATOR.split(path)]
+    parts = [part for part in (part.strip() for part in _LIST_SEPARATOR.split(path)) if part]
     if len(parts) > 1 and all(part.startswith(("/", "~")) for part in parts):
-        # "/a;/b" or "/a,/b": how memcached's and Redis's LOCATION list servers, and one directory
-        # named "b" inside "/a;" (or "/a,") to the filesystem.
+        # "/a;/b" or "/a,/b" (or "/a;/b;"): how memcached's and Redis's LOCATION list servers, and
+        # one directory named "b" inside "/a;" (or "/a,") to the filesystem.
         raise _several_locations(parts)
+    if (
+        _LIST_SEPARATOR.fullmatch(path[-1])
+        and not _URL.match(path)
+        and not os.path.isdir(os.path.expanduser(path))
+    ):
+        # "/var/cache/site,": a list's separator, or a settings line's, left over.
+        raise KVCacheConfigurationError(
+            f"LOCATION of KVCache {path!r} ends with {path[-1]!r}, left over from a list or a line of "
+            "settings (a KVCache keeps its cache in one directory): give the directory alone, "
+            f"{path.rstrip(';,').rstrip()!r} (a directory whose name ends with {path[-1]!r} is used "
+            "only if it exists already)"
+        )
     if _URL.match(path):
         hint = (
             f"use the path itself, {urllib.parse.unquote(urllib.parse.urlsplit(path).path)!r}"
