@@ -398,6 +398,24 @@ def _reopening(method: _Method) -> _Method:
     return run  # type: ignore[return-value]
 
 
+def _culled(count: int, incoming: int, max_entries: int, frequency: int) -> int:
+    """How many of ``count`` stored entries Django's backends cull while ``incoming`` new ones are
+    ``set`` one by one: each that finds ``max_entries`` or more removes ``entries // frequency``.
+
+    Only stored entries are culled (the new ones are stored after): a ``set_many`` of more than
+    MAX_ENTRIES keys is stored whole.
+    """
+    old = count
+    new = 0
+    while new < incoming and old:
+        if old + new < max_entries:
+            new = min(incoming, max_entries - old)  # the sets that find room cull nothing
+            continue
+        old -= min(old, (old + new) // frequency)
+        new += 1
+    return count - old
+
+
 class KVCache(BaseCache):
     """Django cache backend on a kv_backend store; LOCATION is the store's directory."""
 
@@ -548,10 +566,10 @@ class KVCache(BaseCache):
     def _maybe_cull(self, db: DB, incoming: int = 1) -> None:
         """Cull before storing ``incoming`` new entries if the store holds MAX_ENTRIES or more.
 
-        Each round removes ``entries // CULL_FREQUENCY`` random entries, as one
-        ``set`` of Django's own backends does; rounds repeat until the incoming
-        entries fit under MAX_ENTRIES, so a ``set_many`` leaves the store no
-        fuller than the same keys ``set`` one by one would.
+        As the same entries ``set`` one by one into one of Django's own backends: each that finds
+        MAX_ENTRIES or more entries first removes ``entries // CULL_FREQUENCY`` random ones (see
+        :func:`_culled`). One ``set`` culls one round however far over MAX_ENTRIES the store is (a
+        MAX_ENTRIES lowered since), as FileBasedCache does, rather than the store at once.
         """
         if _indexed_count(db) + incoming - 1 < self._max_entries:
             return  # the cheap upper bound (it counts expired keys too) is below the limit
@@ -565,9 +583,7 @@ class KVCache(BaseCache):
                 return
             else:
                 random.shuffle(live)
-                while count + incoming - 1 >= self._max_entries and count // self._cull_frequency > 0:
-                    count -= count // self._cull_frequency
-                doomed = expired + live[count:]
+                doomed = expired + live[: _culled(count, incoming, self._max_entries, self._cull_frequency)]
             if doomed:
                 with db.batch() as b:
                     for k in doomed:
