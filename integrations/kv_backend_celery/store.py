@@ -210,6 +210,13 @@ class StoreBackend(KeyValueStoreBackend):
         if self.options.get("read_only"):
             raise read_only_error(self.url, what)
 
+    def _writer(self, what: str) -> DB:
+        """The store, to do ``what`` (a write): a missing read-only store raises StoreNotFoundError
+        (as a read finds it), then a read-only backend ReadOnlyError naming ``read_only=1``."""
+        db = self.db
+        self._check_writable(what)
+        return db
+
     def close(self) -> None:
         """Drop this backend's handle on the store (it reopens on next use)."""
         self._db = None
@@ -237,8 +244,9 @@ class StoreBackend(KeyValueStoreBackend):
     def set(self, key: bytes | str, value: bytes | str, expires: float | None = None) -> None:
         """Store ``value`` with the result lifetime (``expires`` seconds if given, else result_expires)."""
         ttl = self._ttl(self.expires if expires is None else expires)
+        db = self._writer(f"cannot store {bytes_to_str(key)}")
         try:
-            self.db.put(ensure_bytes(key), ensure_bytes(value), ttl=ttl)
+            db.put(ensure_bytes(key), ensure_bytes(value), ttl=ttl)
         except ValueTooLargeError as exc:
             raise BackendStoreError(f"result too large for the kv_backend store: {exc}") from exc
 
@@ -261,18 +269,19 @@ class StoreBackend(KeyValueStoreBackend):
 
     def delete(self, key: bytes | str) -> None:
         """Remove ``key`` (no error if it is missing)."""
-        self.db.delete(ensure_bytes(key))
+        self._writer(f"cannot delete {bytes_to_str(key)}").delete(ensure_bytes(key))
 
     def incr(self, key: bytes | str, delta: int = 1) -> int:
         """Atomically add ``delta`` to the counter at ``key`` across every process; return the new value."""
-        return self.db.incr(ensure_bytes(key), delta)
+        return self._writer(f"cannot count {bytes_to_str(key)}").incr(ensure_bytes(key), delta)
 
     def expire(self, key: bytes | str, value: float | None) -> bool:
         """Give ``key`` a lifetime of ``value`` seconds; 0 or None keeps it forever (as Celery means)."""
         ttl = self._ttl(value)
+        db = self._writer(f"cannot set the lifetime of {bytes_to_str(key)}")
         if ttl is None:
-            return self.db.persist(ensure_bytes(key))
-        return self.db.expire(ensure_bytes(key), ttl)
+            return db.persist(ensure_bytes(key))
+        return db.expire(ensure_bytes(key), ttl)
 
     def _write_result(self, db: DB, task_id: str, key: bytes | str, payload: bytes | str, state: str) -> None:
         """Store a task's encoded result, unless the one stored must stay (write lock held).

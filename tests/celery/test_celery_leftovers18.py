@@ -151,3 +151,17 @@ def test_storing_through_a_read_only_client_names_the_url_option(store_path):
     backend = make_app(url + "?read_only=1").backend
     with pytest.raises(ReadOnlyError, match=r"result of task t1.*read_only=1"):
         backend.store_result("t1", 1, states.SUCCESS)
+
+
+def test_forgetting_or_saving_a_group_through_a_read_only_client_names_the_url_option(store_path):
+    # A web process that reads a result and then forgets it, or saves a group's result.
+    url = f"kvb://{store_path}"
+    make_app(url).backend.store_result("t1", 1, states.SUCCESS)
+    reader = make_app(url + "?read_only=1")
+    result = reader.AsyncResult("t1")
+    assert result.get(timeout=5) == 1
+    with pytest.raises(ReadOnlyError, match=r"cannot delete celery-task-meta-t1, .*read_only=1"):
+        result.forget()
+    with pytest.raises(ReadOnlyError, match=r"cannot store celery-taskset-meta-g1, .*read_only=1"):
+        reader.GroupResult("g1", [result]).save()
+    assert make_app(url).AsyncResult("t1").get(timeout=5) == 1  # still there
