@@ -42,7 +42,10 @@ def check_worker(app: Any) -> None:
     """
     from kv_backend_celery.store import StoreBackend
 
-    backend = app.backend
+    try:
+        backend = app.backend
+    except Exception:  # a configuration error: the worker reports it itself, as without this check
+        return
     if not isinstance(backend, StoreBackend) or not backend.options.get("read_only"):
         return
     storing = tasks_storing_results(app)

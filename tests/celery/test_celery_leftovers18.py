@@ -165,3 +165,21 @@ def test_forgetting_or_saving_a_group_through_a_read_only_client_names_the_url_o
     with pytest.raises(ReadOnlyError, match=r"cannot store celery-taskset-meta-g1, .*read_only=1"):
         reader.GroupResult("g1", [result]).save()
     assert make_app(url).AsyncResult("t1").get(timeout=5) == 1  # still there
+
+
+def test_worker_init_leaves_a_bad_url_to_the_worker_to_report():
+    # The check builds the backend; a URL it cannot build is reported by the worker as before,
+    # not also logged as a failed signal handler.
+    script = """if True:
+        from celery import Celery, signals
+        import kv_backend_celery.cli
+
+        class Worker:
+            def __init__(self, app):
+                self.app = app
+        app = Celery("ro18", broker="memory://", backend="kvb://relative/x", set_as_current=False)
+        print(signals.worker_init.send(sender=Worker(app)))
+    """
+    done = subprocess.run([sys.executable, "-c", script], env=child_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Signal handler" not in done.stderr and "None)]" in done.stdout
