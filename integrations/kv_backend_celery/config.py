@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -21,6 +22,9 @@ __all__ = ["OPTIONS", "SCHEME", "KVBackendConfigurationError", "parse_url", "rea
 SCHEME = "kvb"
 #: Query options of a ``kvb://`` URL and the engine option each one sets.
 OPTIONS = ("sync", "max_file_size", "auto_merge", "read_only")
+
+#: A second URL in the path: "kvb:///a;kvb:///b", as Celery's broker_url lists failover brokers.
+_SECOND_URL = re.compile(r"[;,]\s*[A-Za-z][A-Za-z0-9+.-]*://")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -175,6 +179,20 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
             url,
             f"the path ends in a space ({parts.path!r}); remove it, or write a space that is part "
             "of the directory's name as %20",
+        )
+    if _SECOND_URL.search(parts.path):
+        raise _bad(
+            url,
+            "the result backend takes one URL, not a list (Celery's broker_url lists failover brokers "
+            "separated by ';', result_backend does not): give one store's URL",
+        )
+    if parts.path[-1:] in (",", ";") and not os.path.isdir(unquote(parts.path)):
+        # Left over from a list or a line of settings: a process given the URL without it would use
+        # another directory, and never see these results.
+        raise _bad(
+            url,
+            f"the path ends with {parts.path[-1]!r} ({parts.path!r}); remove it, or write one that is "
+            f"part of the directory's name as {'%2C' if parts.path[-1] == ',' else '%3B'}",
         )
     path = unquote(parts.path)
     if "\0" in path:
