@@ -42,7 +42,7 @@ def _load_backend_in_worker(sender: Any = None, **kwargs: Any) -> None:
         import kv_backend_celery.backend  # noqa: F401  (and the recovery's worker signal handlers)
         from kv_backend_celery.worker_check import check_worker
 
-        check_worker(app)
+        check_worker(app, sender)
 
 
 @click.command("kvb-recover-chords", cls=CeleryCommand)

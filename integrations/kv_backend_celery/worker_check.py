@@ -9,10 +9,12 @@ id, for a worker started otherwise in a process that had loaded the backend alre
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 from celery import signals
+from celery.utils.nodenames import node_format
 
 from kv_backend_celery.config import read_only_error
 
@@ -33,12 +35,28 @@ def tasks_storing_results(app: Any) -> list[str]:
     )
 
 
-def check_worker(app: Any) -> None:
+def _tell_log_file(worker: Any, message: str) -> None:
+    """Append ``message`` to the log file of ``worker``, if it has one: a detached worker (``celery
+    multi``, ``--detach``) has no stderr, and its logging is set up only after ``worker_init``."""
+    logfile, hostname = getattr(worker, "logfile", None), getattr(worker, "hostname", None)
+    if not isinstance(logfile, str) or not logfile or not isinstance(hostname, str):
+        return
+    with contextlib.suppress(OSError):
+        handler = logging.FileHandler(node_format(logfile, hostname), encoding="utf-8")
+        try:
+            handler.setFormatter(logging.Formatter(worker.app.conf.worker_log_format))
+            handler.emit(logger.makeRecord(logger.name, logging.CRITICAL, __file__, 0, message, None, None))
+        finally:
+            handler.close()
+
+
+def check_worker(app: Any, worker: Any = None) -> None:
     """Stop a worker of ``app`` whose kvb:// result store is read-only, unless no task stores results.
 
     Raises SystemExit (a signal handler's other exceptions are only logged by Celery, and the
-    worker would start anyway). With every task ignoring its results, a warning is logged: a
-    call that asks for its result (``ignore_result=False``) still fails to store it.
+    worker would start anyway), and writes why to ``worker``'s log file too. With every task
+    ignoring its results, a warning is logged: a call that asks for its result
+    (``ignore_result=False``) still fails to store it.
     """
     from kv_backend_celery.store import StoreBackend
 
@@ -52,7 +70,9 @@ def check_worker(app: Any) -> None:
     if storing:
         shown = ", ".join(storing[:5]) + (f" and {len(storing) - 5} more" if len(storing) > 5 else "")
         error = read_only_error(backend.url, f"a worker stores its tasks' results (here those of {shown})")
-        raise SystemExit(f"celery worker: refusing to start: {error}") from error
+        message = f"celery worker: refusing to start: {error}"
+        _tell_log_file(worker, message)
+        raise SystemExit(message) from error
     logger.warning(
         "%s; every task of this worker ignores its results, so it starts, but a call that asks for "
         "its result (ignore_result=False) fails to store it",
@@ -64,4 +84,4 @@ def check_worker(app: Any) -> None:
 def _check_worker_at_start(sender: Any = None, **kwargs: Any) -> None:
     app = getattr(sender, "app", None)
     if app is not None:
-        check_worker(app)
+        check_worker(app, sender)

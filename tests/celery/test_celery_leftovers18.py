@@ -183,3 +183,26 @@ def test_worker_init_leaves_a_bad_url_to_the_worker_to_report():
     done = subprocess.run([sys.executable, "-c", script], env=child_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "Signal handler" not in done.stderr and "None)]" in done.stdout
+
+
+def test_a_detached_worker_says_why_in_its_log_file(app_env, tmp_path):
+    # celery multi / --detach: no stderr, and the worker's logging is not set up yet at worker_init.
+    app_env["RO18_STORING"] = "1"
+    log, pidfile = tmp_path / "%n.log", tmp_path / "worker.pid"
+    command = [*_worker(app_env, "solo"), "--detach", f"--logfile={log}", f"--pidfile={pidfile}"]
+    done = subprocess.run(command, env=app_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr  # the detaching parent
+    written = tmp_path / "celery.log"  # %n: the node name's first part
+    deadline = time.monotonic() + 30
+    try:
+        while "refusing to start" not in (written.read_text() if written.exists() else ""):
+            assert time.monotonic() < deadline, "the detached worker wrote no refusal"
+            time.sleep(0.05)
+        text = written.read_text()
+        assert "CRITICAL/MainProcess" in text and "read_only=1" in text and "ro18_app.storing" in text
+        while pidfile.exists():  # the worker exited, removing its pid file
+            assert time.monotonic() < deadline, "the detached worker is still running"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(OSError, ValueError):  # a worker that started after all
+            os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
