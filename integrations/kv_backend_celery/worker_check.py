@@ -17,6 +17,7 @@ from celery import signals
 from celery.utils.nodenames import node_format
 
 from kv_backend_celery.config import read_only_error
+from kv_backend_celery.store import StoreBackend
 
 __all__ = ["WORKER_INIT_UID", "check_worker", "tasks_storing_results"]
 
@@ -35,7 +36,7 @@ def tasks_storing_results(app: Any) -> list[str]:
     )
 
 
-def _tell_log_file(worker: Any, message: str) -> None:
+def _tell_log_file(worker: Any, level: int, message: str) -> None:
     """Append ``message`` to the log file of ``worker``, if it has one: a detached worker (``celery
     multi``, ``--detach``) has no stderr, and its logging is set up only after ``worker_init``."""
     logfile, hostname = getattr(worker, "logfile", None), getattr(worker, "hostname", None)
@@ -45,7 +46,7 @@ def _tell_log_file(worker: Any, message: str) -> None:
         handler = logging.FileHandler(node_format(logfile, hostname), encoding="utf-8")
         try:
             handler.setFormatter(logging.Formatter(worker.app.conf.worker_log_format))
-            handler.emit(logger.makeRecord(logger.name, logging.CRITICAL, __file__, 0, message, None, None))
+            handler.emit(logger.makeRecord(logger.name, level, __file__, 0, message, None, None))
         finally:
             handler.close()
 
@@ -58,8 +59,6 @@ def check_worker(app: Any, worker: Any = None) -> None:
     ignoring its results, a warning is logged: a call that asks for its result
     (``ignore_result=False``) still fails to store it.
     """
-    from kv_backend_celery.store import StoreBackend
-
     try:
         backend = app.backend
     except Exception:  # a configuration error: the worker reports it itself, as without this check
@@ -71,13 +70,15 @@ def check_worker(app: Any, worker: Any = None) -> None:
         shown = ", ".join(storing[:5]) + (f" and {len(storing) - 5} more" if len(storing) > 5 else "")
         error = read_only_error(backend.url, f"a worker stores its tasks' results (here those of {shown})")
         message = f"celery worker: refusing to start: {error}"
-        _tell_log_file(worker, message)
+        _tell_log_file(worker, logging.CRITICAL, message)
         raise SystemExit(message) from error
-    logger.warning(
-        "%s; every task of this worker ignores its results, so it starts, but a call that asks for "
-        "its result (ignore_result=False) fails to store it",
-        read_only_error(backend.url, "this worker can store no result"),
+    message = (
+        f"{read_only_error(backend.url, 'this worker can store no result')}; every task of this worker "
+        "ignores its results, so it starts, but a call that asks for its result (ignore_result=False) "
+        "fails to store it"
     )
+    logger.warning("%s", message)
+    _tell_log_file(worker, logging.WARNING, message)
 
 
 @signals.worker_init.connect(weak=False, dispatch_uid=WORKER_INIT_UID)

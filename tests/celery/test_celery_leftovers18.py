@@ -75,24 +75,25 @@ def test_worker_storing_results_refuses_a_read_only_url(app_env, pool):
     assert "ready" not in done.stderr  # stopped before it took a task
 
 
-def test_worker_whose_tasks_ignore_results_starts_with_a_warning(app_env, tmp_path):
-    log = tmp_path / "worker.log"
-    with open(log, "w") as out:
+@pytest.mark.parametrize("logfile", [False, True])
+def test_worker_whose_tasks_ignore_results_starts_with_a_warning(app_env, tmp_path, logfile):
+    out_path, log = tmp_path / "out.txt", tmp_path / "worker.log"
+    command = _worker(app_env, "solo") + ([f"--logfile={log}"] if logfile else [])
+    with open(out_path, "w") as out:
         worker = subprocess.Popen(
-            _worker(app_env, "solo"),
-            env=app_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command, env=app_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
+    watched = log if logfile else out_path
     try:
         deadline = time.monotonic() + 60
-        while " ready." not in log.read_text():
-            assert worker.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
+        while " ready." not in (watched.read_text() if watched.exists() else ""):
+            assert worker.poll() is None, out_path.read_text()
+            assert time.monotonic() < deadline, out_path.read_text()
             time.sleep(0.05)
-        text = log.read_text()
+        text = watched.read_text()
         assert "read_only=1" in text and "every task of this worker ignores its results" in text
+        if logfile:
+            assert "WARNING/MainProcess" in text
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, signal.SIGKILL)
