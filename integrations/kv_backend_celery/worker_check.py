@@ -73,9 +73,10 @@ def check_worker(app: Any, worker: Any = None) -> None:
         _tell_log_file(worker, logging.CRITICAL, message)
         raise SystemExit(message) from error
     message = (
-        f"{read_only_error(backend.url, 'this worker can store no result')}; every task of this worker "
-        "ignores its results, so it starts, but a call that asks for its result (ignore_result=False) "
-        "fails to store it"
+        f"the result backend URL {backend.url!r} opens the store read-only (read_only=1), so this worker "
+        "can store no result; every task of this worker ignores its results, so it starts, but a call "
+        "that asks for its result (ignore_result=False) fails to store it: give workers the URL "
+        "without read_only=1"
     )
     logger.warning("%s", message)
     _tell_log_file(worker, logging.WARNING, message)

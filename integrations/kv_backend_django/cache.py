@@ -288,10 +288,11 @@ def location_path(location: Any) -> str:
     memcached server (``"127.0.0.1:11211"``, ``"unix:/run/memcached.sock"``), would otherwise
     be a directory named like it under the working directory, so it is
     refused; so are whitespace around the path (``"/var/cache/site\\n"`` read from a file
-    would be another directory than the one every other tool is given) and a NUL character.
-    ``~`` and ``~user`` are expanded as a shell does: Django's file-based cache takes them
-    literally, making a directory named ``~`` in each working directory (another store per
-    process), which is never what the setting meant.
+    would be another directory than the one every other tool is given), a NUL character, a
+    list of directories (``"/a;/b"``) and a path ending with ``,`` or ``;`` (unless a directory
+    of that very name exists already). ``~`` and ``~user`` are expanded as a shell does:
+    Django's file-based cache takes them literally, making a directory named ``~`` in each
+    working directory (another store per process), which is never what the setting meant.
     """
     if isinstance(location, (list, tuple)) and location:
         # Django's memcached and Redis backends take a list of servers as LOCATION.
