@@ -46,7 +46,7 @@ def _tell_log_file(worker: Any, level: int, message: str) -> None:
         handler = logging.FileHandler(node_format(logfile, hostname), encoding="utf-8")
         try:
             handler.setFormatter(logging.Formatter(worker.app.conf.worker_log_format))
-            handler.emit(logger.makeRecord(logger.name, level, __file__, 0, message, None, None))
+            handler.emit(logger.makeRecord(logger.name, level, __file__, 0, message, (), None))
         finally:
             handler.close()
 
