@@ -137,7 +137,7 @@ class ChordPartResults(StoreBackend):
         meta["task_id"] = bytes_to_str(task_id)
         payload = self.encode(meta)  # encoded before taking the lock: other writers don't wait on it
         key = self.get_key_for_task(task_id)
-        db = self._writer(f"cannot store the result of task {meta['task_id']}")
+        db = self._writer("cannot store the result of task", meta["task_id"])
         part = _chord_part.__dict__.get("part")
         if part is None or part.request is not request:
             part = _chained_part(request, meta["task_id"], state)

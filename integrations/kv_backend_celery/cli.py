@@ -12,8 +12,9 @@ worker process that runs tasks. Without it, ``celery -q worker``, which prints n
 banner and so builds no result backend before its first task, started the
 recovery only at the first task (prefork) or the first chord part (solo,
 threads...). The same handler stops a worker whose store is read-only
-(``read_only=1``), which could store no result. This module imports neither kv_backend nor the backend unless
-a worker needs them: other apps and commands don't pay for it.
+(``read_only=1``), which could store no result. This module imports neither
+kv_backend nor the backend unless a worker needs them: other apps and commands
+don't pay for it.
 """
 
 from __future__ import annotations

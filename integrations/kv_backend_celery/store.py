@@ -202,19 +202,20 @@ class StoreBackend(KeyValueStoreBackend):
                 )
             return None
 
-    def _check_writable(self, what: str) -> None:
-        """Raise ReadOnlyError naming the URL's ``read_only=1`` if this backend cannot do ``what`` (a write).
+    def _check_writable(self, what: str, key: bytes | str | None = None) -> None:
+        """Raise ReadOnlyError naming the URL's ``read_only=1`` if this backend cannot do ``what`` (a
+        write, of ``key`` if given: the message is made only then).
 
         The engine's own message speaks of ``DB(read_only=True)``, which a Celery user never wrote.
         """
         if self.options.get("read_only"):
-            raise read_only_error(self.url, what)
+            raise read_only_error(self.url, what if key is None else f"{what} {bytes_to_str(key)}")
 
-    def _writer(self, what: str) -> DB:
-        """The store, to do ``what`` (a write): a missing read-only store raises StoreNotFoundError
+    def _writer(self, what: str, key: bytes | str) -> DB:
+        """The store, to do ``what`` to ``key``: a missing read-only store raises StoreNotFoundError
         (as a read finds it), then a read-only backend ReadOnlyError naming ``read_only=1``."""
         db = self.db
-        self._check_writable(what)
+        self._check_writable(what, key)
         return db
 
     def close(self) -> None:
@@ -244,7 +245,7 @@ class StoreBackend(KeyValueStoreBackend):
     def set(self, key: bytes | str, value: bytes | str, expires: float | None = None) -> None:
         """Store ``value`` with the result lifetime (``expires`` seconds if given, else result_expires)."""
         ttl = self._ttl(self.expires if expires is None else expires)
-        db = self._writer(f"cannot store {bytes_to_str(key)}")
+        db = self._writer("cannot store", key)
         try:
             db.put(ensure_bytes(key), ensure_bytes(value), ttl=ttl)
         except ValueTooLargeError as exc:
@@ -269,16 +270,16 @@ class StoreBackend(KeyValueStoreBackend):
 
     def delete(self, key: bytes | str) -> None:
         """Remove ``key`` (no error if it is missing)."""
-        self._writer(f"cannot delete {bytes_to_str(key)}").delete(ensure_bytes(key))
+        self._writer("cannot delete", key).delete(ensure_bytes(key))
 
     def incr(self, key: bytes | str, delta: int = 1) -> int:
         """Atomically add ``delta`` to the counter at ``key`` across every process; return the new value."""
-        return self._writer(f"cannot count {bytes_to_str(key)}").incr(ensure_bytes(key), delta)
+        return self._writer("cannot count", key).incr(ensure_bytes(key), delta)
 
     def expire(self, key: bytes | str, value: float | None) -> bool:
         """Give ``key`` a lifetime of ``value`` seconds; 0 or None keeps it forever (as Celery means)."""
         ttl = self._ttl(value)
-        db = self._writer(f"cannot set the lifetime of {bytes_to_str(key)}")
+        db = self._writer("cannot set the lifetime of", key)
         if ttl is None:
             return db.persist(ensure_bytes(key))
         return db.expire(ensure_bytes(key), ttl)
