@@ -30,9 +30,11 @@ def in_process_url(url: str) -> bool:
     """Whether ``url`` (or a filesystem it chains, ``simplecache::memory://...``) is fsspec's ``memory://``.
 
     That filesystem lives in the memory of the process: a backup there is gone when the process
-    exits, so the command-line tools (``kvb backup``, ``manage.py kv_backup``) refuse it.
+    exits, so the command-line tools (``kvb backup``, ``manage.py kv_backup``) refuse it. A path with
+    ``::`` in it (``/x::memory://y``) is a local directory's, as for :func:`is_url_chain`.
     """
-    return any(part.split("://", 1)[0].lower() == "memory" for part in url.split("::") if "://" in part)
+    parts = url.split("::") if is_url_chain(url) else [url]
+    return any(part.split("://", 1)[0].lower() == "memory" for part in parts if "://" in part)
 
 
 #: What starts a URL (``s3:``, ``file:``, ``simplecache::s3:``): anything else is a local path.
