@@ -810,7 +810,8 @@ def _is_time(value: object) -> bool:
     return value == value
 
 
-def _check_name(name: object) -> str:
+def check_backup_name(name: object) -> str:
+    """``name`` if it is a valid backup name; else a :class:`ConfigurationError` saying what one is."""
     if not isinstance(name, str):
         raise InvalidBackupArgumentError(f"a backup name must be a string, not {type(name).__name__}")
     if not _NAME_RE.match(name):
@@ -1144,7 +1145,7 @@ def _backup(
     started = time.monotonic()
     progress = _check_progress(progress)
     if name is not None:
-        _check_name(name)
+        check_backup_name(name)
     target = _Target(url, storage_options, writes=True)
     with _io(f"cannot read {path}"):
         store_mode = stat.S_IMODE(os.stat(path).st_mode)
@@ -1385,7 +1386,7 @@ def list_backups(url: str, **storage_options: Any) -> list[BackupInfo]:
 
 def _choose(target: _Target, name: str | None) -> tuple[str, dict[str, Any]]:
     if name is not None:
-        _check_name(name)
+        check_backup_name(name)
         rel = _manifest_rel(name)
         try:
             data = target.read_bytes(rel)

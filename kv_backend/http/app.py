@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kv_backend import __version__
 from kv_backend import record as rec
-from kv_backend.backup import BackupExistsError, BackupTargetFullError, in_process_url
+from kv_backend.backup import BackupExistsError, BackupTargetFullError, check_backup_name, in_process_url
 from kv_backend.backup_urls import relative_local_url
 from kv_backend.db import DB
 from kv_backend.db_common import _check_key as check_key  # the engine's own key rules and messages
@@ -1198,6 +1198,11 @@ class _Api:
             raise HTTPAPIError(400, "invalid_request", '"url" must be a non-empty string (an fsspec URL)')
         if name is not None and (not isinstance(name, str) or not name):
             raise HTTPAPIError(400, "invalid_request", '"name" must be a non-empty string or null')
+        if name is not None:
+            try:
+                check_backup_name(name)
+            except ConfigurationError as exc:  # (the name, not the target: checked first)
+                raise HTTPAPIError(400, "invalid_request", f'"name": {exc}') from None
         if not isinstance(options, dict):
             raise HTTPAPIError(400, "invalid_request", '"storage_options" must be a JSON object')
         # Names of DB.backup's and backup()'s own arguments: passed along, they would collide
@@ -1236,15 +1241,27 @@ class _Api:
                 f"cannot back up to {url!r}: it is in the memory of the server process, gone when it "
                 "exits and out of reach of kvb restore; give a URL that outlives it (file://, s3://...)",
             )
+
+        def run_backup() -> object:
+            try:
+                return self.db.backup(url, name=name, **options)
+            except ConfigurationError as exc:  # the URL or its storage options (the name passed above)
+                raise _backup_target_error(url, exc) from exc
+
         try:
-            report = await self.call(lambda: self.db.backup(url, name=name, **options))
+            report = await self.call(run_backup)
         except ModuleNotFoundError as exc:
             raise HTTPAPIError(501, "not_implemented", f"this build cannot back up: {exc}") from exc
         except (ValueError, TypeError, ImportError) as exc:
-            raise HTTPAPIError(400, "invalid_backup_target", f"cannot back up to {url!r}: {exc}") from exc
+            raise _backup_target_error(url, exc) from exc
         except OSError as exc:
             raise HTTPAPIError(502, "backup_failed", f"backup to {url!r} failed: {exc}") from exc
         return JSONResponse(jsonable(report))
+
+
+def _backup_target_error(url: str, exc: BaseException) -> HTTPAPIError:
+    """400 ``invalid_backup_target``: the backup's URL, or a storage option of it, was refused."""
+    return HTTPAPIError(400, "invalid_backup_target", f"cannot back up to {url!r}: {exc}")
 
 
 #: fsspec's storage options that name a local path (or a URL): dir::'s directory, a cache's

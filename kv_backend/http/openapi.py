@@ -442,7 +442,10 @@ _DOCUMENT: dict[str, Any] = {
                 },
                 "responses": {
                     "200": _json("The backup report.", "#/components/schemas/BackupReport"),
-                    "400": _error("The body or the target URL is invalid."),
+                    "400": _error(
+                        "The body is invalid (invalid_request), or the target URL or its storage options "
+                        "(invalid_backup_target)."
+                    ),
                     "401": _UNAUTHORIZED,
                     "408": _error("No byte of the body arrived for 60 s; nothing was done."),
                     "409": _error("A backup of the given name already exists at the URL (backup_exists)."),
