@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -185,7 +186,35 @@ def _check(path: str) -> CheckReport:
             if isinstance(opened, _DataFile):
                 opened.close()
     _note_roots_files(path, report)
+    _note_unlisted_merge_outputs(path, report)
     return report
+
+
+#: The files a merge of an earlier version named past minor id 999 (``0000000007-1000.data``).
+_UNLISTED_OUTPUT_RE = re.compile(r"\A\d{10}-\d{4,}\.(?:data|hint)\Z")
+
+
+def _note_unlisted_merge_outputs(path: str, report: CheckReport) -> None:
+    """Note the data and hint files of the store at ``path`` with a minor id of four digits or more:
+    a merge of an earlier version named its outputs past the 999th so, and no reader lists them (see
+    file-format.md). Not damage of the store, whose records they are not part of, but the keys they
+    held were missing from it since that merge, unless written again after it."""
+    try:
+        names = sorted(n for n in os.listdir(path) if _UNLISTED_OUTPUT_RE.match(n))
+    except OSError as exc:
+        raise storage_error(exc, f"cannot list the store {path}") from exc
+    if not names:
+        return
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    report.notes.append(
+        f"{path}: {len(names)} file(s) with a four-digit minor id ({shown}), outputs of a merge by an "
+        "earlier kv_backend version that filled more than 999 files: no reader lists them, so their "
+        "records are not part of the store, and the keys they held have been missing from it since "
+        "that merge unless written again after it (a backup made before that merge holds them: restore it "
+        "into another directory and copy them from there). Keep these files, and do not rename them: "
+        "they are the only copy of what that merge wrote there, and as store files they would bring back "
+        "keys deleted or overwritten since"
+    )
 
 
 def _note_roots_files(path: str, report: CheckReport) -> None:
