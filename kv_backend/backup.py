@@ -39,6 +39,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.backup_uploads import abort_uploads, stale_uploads
 from kv_backend.backup_urls import (
     _archive_refusal,
     _check_archive,
@@ -1870,11 +1871,13 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
     for _created, n, _doc in doomed:
         target.remove(_manifest_rel(n))
         removed.append(n)
-    # Order matters (see docs/backup.md): list the objects, then the journals, then the manifests.
+    # Order matters (see docs/backup.md): list the objects (and S3's incomplete uploads of objects),
+    # then the journals, then the manifests.
     # An object listed here was stored before the journals are read, so the backup that stored it
     # either still has a journal (then nothing is collected, or, if it was killed, not what that
     # journal names) or has written its manifest already.
     objects = target.listdir(FILES_DIR)
+    uploads = stale_uploads(target.fs, target.root, FILES_DIR, _STORED_RE)  # (S3's incomplete ones)
     now = time.time()
     running = False
     referenced: set[str] = set()
@@ -1894,6 +1897,7 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
     _remove_stale_temporaries(target, now)
     if running:
         return removed
+    abort_uploads(target.fs, uploads)  # (what killed backups were sending in parts)
     for _n, doc, _err in current:
         if doc is None:
             # A damaged manifest (or one written by a newer kv_backend) may still name objects
