@@ -161,6 +161,19 @@ def _init_parameters(cls: type) -> set[str]:
     return out
 
 
+def _takes_any_keyword(cls: type) -> bool:
+    """Whether an ``__init__`` of ``cls`` or a base (but ``object``) takes ``**kwargs``."""
+    for c in cls.__mro__[:-1]:
+        init = vars(c).get("__init__")
+        try:
+            params = inspect.signature(init).parameters.values() if init is not None else ()
+        except (TypeError, ValueError):  # pragma: no cover - a builtin's
+            continue
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return True
+    return False
+
+
 def _check_chain_parts(url: str) -> None:
     """Refuse a chained URL with a part before its last that wraps no other filesystem (a path, a
     ``file://``, ``s3://`` or ``http://`` URL): fsspec drops what follows it, so
@@ -257,6 +270,40 @@ def _check_chain_options(url: str, storage_options: dict[str, Any]) -> None:
                 f"protocol of the filesystem it is for, {forms} "
                 f"(kvb: --storage-option '{behind[-1]}={{\"{key}\": ...}}')"
             )
+
+
+def _check_session_options(fs: Any, url: str) -> None:
+    """Refuse a storage option that s3fs does not take for the URL's filesystem ``fs``: s3fs hands
+    what it does not know to its botocore session, which refused it only at the first request, as
+    "cannot list ...: TypeError: AioSession.__init__() got an unexpected keyword argument
+    'region_name'" (a failure to reach the target, 502 over HTTP), not saying where it goes."""
+    try:
+        from aiobotocore.session import AioSession
+        from s3fs import S3FileSystem
+    except ImportError:
+        return
+    if not isinstance(fs, S3FileSystem):
+        return
+    if _takes_any_keyword(AioSession):  # (a later aiobotocore's, maybe: nothing to tell)
+        return
+    takes = _init_parameters(AioSession)
+    from botocore.session import Session
+
+    client = set(inspect.signature(Session.create_client).parameters) - {"self", "service_name"}
+    for key in getattr(fs, "kwargs", {}):
+        if key in takes:
+            continue
+        if key in client:
+            raise ConfigurationError(
+                f"the storage option {key}= of the backup URL {url!r} is a setting of the botocore "
+                f'client, which s3fs does not take itself: give it as client_kwargs={{"{key}": ...}} '
+                f"(kvb: --storage-option 'client_kwargs={{\"{key}\": ...}}')"
+            )
+        raise ConfigurationError(
+            f"the storage option {key}= is not one that s3fs takes for the backup URL {url!r}: check its "
+            "name among s3fs.S3FileSystem's arguments (endpoint_url, key, secret, token, profile, "
+            "default_block_size, client_kwargs, config_kwargs, ...)"
+        )
 
 
 def _protocols(url: str) -> list[str]:
