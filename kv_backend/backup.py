@@ -1639,6 +1639,13 @@ def restore(
                 f"{exc}; backup {name} was pruned while it was restored (kvb backups --keep, prune_backups): "
                 "restore one of the backups kept (kvb backups lists them)"
             ) from exc
+        if isinstance(exc, BackupError) and isinstance(exc.__cause__, FileNotFoundError):
+            # (a missing object whose manifest is there: deleted by something other than prune)
+            raise BackupError(
+                f"{exc}; backup {name} is incomplete (something other than kv_backend deleted an object it "
+                "needs) and cannot be restored: restore another backup (kvb backups lists them); nothing "
+                "was restored"
+            ) from exc
         raise
     finally:
         os.close(claim)
