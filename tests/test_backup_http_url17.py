@@ -54,6 +54,16 @@ def test_a_prune_over_http_says_the_filesystem_cannot_delete(served):
     assert os.listdir(os.path.join(root, "backups")) == ["one.json"]
 
 
+def _http_writes() -> bool:
+    from fsspec.implementations.http import HTTPFileSystem
+
+    return "_pipe_file" in HTTPFileSystem.__dict__
+
+
+@pytest.mark.skipif(
+    not _http_writes(),
+    reason="this fsspec release's HTTP filesystem cannot write (no request is sent: no answer to report)",
+)
 def test_a_backup_over_http_fails_saying_what_the_server_answered(served):
     url, root, store = served
     with pytest.raises(BackupError, match=r"cannot write .*/pending/.*501"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from test_backup_chained_urls16 import needs_dir_chains
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 from kv_backend import DB
@@ -57,7 +58,7 @@ def client(tmp_path):
     ("url", "says"),
     [
         ("zip::file:///ABS/x.zip", "archive"),
-        ("dir::file:///ABS/bk", "twice"),
+        pytest.param("dir::file:///ABS/bk", "twice", marks=needs_dir_chains),
         ("memory::file:///ABS/bk", "wraps no other filesystem"),
         ("file:///ABS/bk", "storage option protocol="),
         ("bk", "relative path"),

@@ -146,9 +146,39 @@ def _tar(top: str, archive: str, arcname: str) -> str:
     return archive
 
 
+def _tar_reads_gzip() -> bool:
+    """Whether this fsspec release's tar filesystem reads a gzip-compressed tar (2023.3's does not:
+    BadGzipFile, with or without compression='gzip')."""
+    import io
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "t.tar.gz")
+        with tarfile.open(path, "w:gz") as t:
+            info = tarfile.TarInfo("x")
+            info.size = 1
+            t.addfile(info, io.BytesIO(b"x"))
+        try:
+            from fsspec.implementations.tar import TarFileSystem
+
+            return TarFileSystem(path, compression="gzip").cat("x") == b"x"
+        except Exception:
+            return False
+
+
+needs_gzip_tar = pytest.mark.skipif(
+    not _tar_reads_gzip(), reason="this fsspec release's tar filesystem cannot read a gzip-compressed tar"
+)
+
+
 @pytest.mark.parametrize(
     "kind",
-    ["zip", "zip_under_dir", "tar_of_dot", "tar_under_dir"],
+    [
+        "zip",
+        "zip_under_dir",
+        pytest.param("tar_of_dot", marks=needs_gzip_tar),
+        pytest.param("tar_under_dir", marks=needs_gzip_tar),
+    ],
 )
 def test_a_backup_restores_from_an_archive_of_it(backups, tmp_path, kind):
     pytest.importorskip("fsspec.implementations.zip")
@@ -243,6 +273,7 @@ def test_an_object_store_path_with_double_colons_is_refused_not_cut_short(s3, st
     assert sorted(os.listdir(tmp_path)) == ["store"]
 
 
+@needs_gzip_tar
 def test_a_tgz_says_how_to_name_its_compression(backups, tmp_path):
     url = f"tar::file://{_tar(backups, str(tmp_path / 'bk.tgz'), '.')}"
     with pytest.raises(BackupError, match=r"tar=\{'compression': 'gzip'\}"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from test_backup_chained_urls16 import needs_dir_chains
 
 from kv_backend import DB
 from kv_backend.backup import list_backups
@@ -50,6 +51,7 @@ def test_a_relative_path_in_a_storage_option_is_refused(client, tmp_path, url, o
     assert sorted(os.listdir(tmp_path)) == ["s"]  # nothing written, no cache directory made
 
 
+@needs_dir_chains
 def test_an_absolute_dir_path_option_is_taken(client, tmp_path):
     r = client.post(
         "/v1/backup",
