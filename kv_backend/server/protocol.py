@@ -189,19 +189,13 @@ class Parser:
                             if n - pos > MAX_INLINE:
                                 raise ProtocolError("Protocol error: too big mbulk count string")
                             break
-                        raw = buf[pos + 1 : nl]
-                        if not raw.isdigit():
-                            if raw[:1] == b"-" and raw[1:].isdigit():
-                                pos = nl + 2  # a null or negative array: ignored, as Redis does
-                                continue
-                            raise ProtocolError("Protocol error: invalid multibulk length")
-                        count = int(raw) if len(raw) < 12 else MAX_ARRAY + 1
-                        if count > MAX_ARRAY:
+                        count = _length(buf[pos + 1 : nl])
+                        if count is None or count > MAX_ARRAY:
                             raise ProtocolError("Protocol error: invalid multibulk length")
                         if limited and count > UNAUTH_ARRAY:
                             raise ProtocolError("Protocol error: unauthenticated multibulk length")
                         pos = nl + 2
-                        if count == 0:
+                        if count <= 0:  # an empty, null or negative array: ignored, as Redis does
                             continue
                         args = []
                         need = count
@@ -231,11 +225,8 @@ class Parser:
                         if n - pos > MAX_INLINE:
                             raise ProtocolError("Protocol error: too big bulk count string")
                         break
-                    raw = buf[pos + 1 : nl]
-                    if not raw.isdigit() or len(raw) > 12:
-                        raise ProtocolError("Protocol error: invalid bulk length")
-                    size = int(raw)
-                    if size > MAX_BULK:
+                    size = _length(buf[pos + 1 : nl])
+                    if size is None or size < 0 or size > MAX_BULK:
                         raise ProtocolError("Protocol error: invalid bulk length")
                     if limited and size > UNAUTH_BULK:
                         raise ProtocolError("Protocol error: unauthenticated bulk length")
@@ -274,6 +265,17 @@ class Parser:
             self.chunks, self.start = [], 0
             self.have = 0
         return out
+
+
+def _length(raw: bytes) -> int | None:
+    """An array's or bulk string's length as Redis reads it (its ``string2ll``), or None: only a
+    plain decimal within 64 bits, minus sign allowed, is one (no ``+``, spaces, leading zeros or ``-0``:
+    Redis refuses ``*01`` and ``$04`` as invalid lengths)."""
+    digits = raw[1:] if raw[:1] == b"-" else raw
+    if not digits.isdigit() or (digits[0] == 48 and len(raw) > 1) or len(digits) > 19:
+        return None
+    value = int(raw)
+    return value if -(2**63) <= value < 2**63 else None
 
 
 #: An array (or RESP3 set, push, map, attribute) header of 1,000 or more elements after the first
@@ -328,6 +330,11 @@ _END = os.urandom(16).hex().encode()
 _END_MSG = b"*1\r\n$%d\r\n%b\r\n" % (len(_END), _END)
 
 
+#: A line that may be an array's or bulk string's length not spelled as a client spells it (``0``,
+#: ``-1`` or digits without a leading zero).
+_ODD_LENGTH = re.compile(rb"(?:^|\n)[*$](?!0\r|-1\r|[1-9][0-9]*\r)")
+
+
 def _read_whole(reader: Any, data: bytes) -> list[list[bytes]] | None:
     """The commands in ``data`` read by hiredis, or None unless it holds whole, plain commands.
 
@@ -339,6 +346,8 @@ def _read_whole(reader: Any, data: bytes) -> list[list[bytes]] | None:
     """
     if b"\r\n+" in data or b"\r\n=" in data:
         return None  # maybe a simple or verbatim string where a bulk string belongs: hiredis would take it
+    if _ODD_LENGTH.search(data) is not None:
+        return None  # hiredis would take lengths Redis refuses (``*01``, ``$-0``)
     reader.feed(data)
     reader.feed(_END_MSG)
     out: list[list[bytes]] = []

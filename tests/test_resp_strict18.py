@@ -1,0 +1,104 @@
+"""Array and bulk string lengths read as strictly as Redis 7 reads them: ``*01``, ``$04``, ``*-0``,
+``*+1`` are invalid lengths (the reply is the protocol error and the connection is closed), with
+the Python parser and with hiredis reading whole commands."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from hiredis import Reader
+
+from kv_backend.server import protocol
+from kv_backend.server.protocol import Parser, ProtocolError
+
+PING = b"*1\r\n$4\r\nPING\r\n"
+MULTIBULK = "Protocol error: invalid multibulk length"
+BULK = "Protocol error: invalid bulk length"
+
+#: (bytes sent, the error Redis 7 answers): each is refused, never answered +PONG.
+REFUSED = [
+    (b"*01\r\n$4\r\nPING\r\n", MULTIBULK),
+    (b"*00\r\n" + PING, MULTIBULK),
+    (b"*-0\r\n" + PING, MULTIBULK),
+    (b"*-01\r\n" + PING, MULTIBULK),
+    (b"*+1\r\n$4\r\nPING\r\n", MULTIBULK),
+    (b"* 1\r\n$4\r\nPING\r\n", MULTIBULK),
+    (b"*-99999999999999999999\r\n" + PING, MULTIBULK),
+    (b"*-9223372036854775809\r\n" + PING, MULTIBULK),
+    (b"*1\r\n$04\r\nPING\r\n", BULK),
+    (b"*1\r\n$0004\r\nPING\r\n", BULK),
+    (b"*1\r\n$-0\r\n", BULK),
+    (b"*1\r\n$-1\r\n", BULK),
+    (b"*1\r\n$+4\r\nPING\r\n", BULK),
+    (b"*1\r\n$4 \r\nPING\r\n", BULK),
+    (b"*2\r\n$4\r\nECHO\r\n$01\r\nx\r\n", BULK),
+]
+
+#: Null, empty and negative arrays Redis skips: the PING after them is answered.
+SKIPPED = [b"*0\r\n", b"*-1\r\n", b"*-5\r\n", b"*-9223372036854775808\r\n"]
+
+
+@pytest.fixture(params=["hiredis", "python"])
+def parser(request, monkeypatch):
+    """A parser reading whole commands with hiredis, or the Python parser alone."""
+    if request.param == "python":
+        monkeypatch.setattr(protocol, "_HiredisReader", None)
+    made = Parser()
+    assert (made.reader is not None) == (request.param == "hiredis")
+    return made
+
+
+@pytest.mark.parametrize(("data", "error"), REFUSED)
+def test_lengths_redis_refuses_are_protocol_errors(parser, data, error):
+    with pytest.raises(ProtocolError, match=f"^{error}$"):
+        parser.feed(data)
+
+
+@pytest.mark.parametrize("data", SKIPPED)
+def test_empty_null_and_negative_arrays_are_skipped(parser, data):
+    assert parser.feed(data + PING) == [[b"PING"]]
+
+
+def test_commands_before_an_invalid_length_are_kept(parser):
+    with pytest.raises(ProtocolError, match=MULTIBULK) as caught:
+        parser.feed(PING + b"*01\r\n$4\r\nPING\r\n")
+    assert caught.value.commands == [[b"PING"]]
+
+
+@pytest.mark.parametrize(("data", "error"), REFUSED)
+def test_hiredis_is_not_given_a_length_redis_refuses(data, error):
+    """hiredis itself takes ``*01`` and ``$04``: such a read must go to the Python parser."""
+    assert protocol._read_whole(Reader(), data) is None
+
+
+def test_hiredis_still_reads_plain_pipelines():
+    echoes = b"*2\r\n$4\r\nECHO\r\n$10\r\n0123456789\r\n*2\r\n$4\r\nECHO\r\n$0\r\n\r\n"
+    data = b"*0\r\n*-1\r\n" + PING + echoes
+    assert protocol._read_whole(Reader(), data) == [[b"PING"], [b"ECHO", b"0123456789"], [b"ECHO", b""]]
+
+
+def _exchange(port: int, data: bytes) -> tuple[bytes, bool]:
+    """Send ``data``; return what came back and whether the server closed the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.settimeout(0.5)
+        got = b""
+        try:
+            while True:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return got, True
+                got += chunk
+        except TimeoutError:
+            return got, False
+
+
+def test_server_answers_invalid_lengths_as_redis_does(ports):
+    for data, error in REFUSED[:3] + REFUSED[8:11]:
+        replies = [_exchange(port, PING + data + PING) for port in ports]
+        assert replies[1] == replies[0] == (b"+PONG\r\n-ERR %s\r\n" % error.encode(), True), data
+    for data in SKIPPED:
+        replies = [_exchange(port, data + PING) for port in ports]
+        assert replies[1] == replies[0] == (b"+PONG\r\n", False), data
+
