@@ -11,6 +11,7 @@ from hiredis import Reader
 
 from kv_backend.server import protocol
 from kv_backend.server.protocol import Parser, ProtocolError
+from kv_backend.structures import CommandError, Structures
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 MULTIBULK = "Protocol error: invalid multibulk length"
@@ -102,3 +103,40 @@ def test_server_answers_invalid_lengths_as_redis_does(ports):
         replies = [_exchange(port, data + PING) for port in ports]
         assert replies[1] == replies[0] == (b"+PONG\r\n", False), data
 
+
+# ---------------------------------------------------------------- XADD ms-* past the last sequence
+
+_LAST_SEQ = "5-18446744073709551615"
+
+
+@pytest.mark.parametrize("trim", [(), ("MAXLEN", "0"), ("NOMKSTREAM",)])
+def test_xadd_ms_star_after_the_last_sequence_of_that_ms_answers_as_redis(raw, trim):
+    """``XADD s 5-*`` when ``5-18446744073709551615`` is the stream's last ID: Redis 7.0 answers
+    'Elements are too large to be stored' (kvb said 'equal or smaller than the target stream top
+    item', which Redis answers for a millisecond below the last one)."""
+    replies = []
+    for conn in raw:
+        replies.append(
+            [
+                conn.call("XADD", "s", _LAST_SEQ, "a", "1"),
+                conn.call("XADD", "s", *trim, "5-*", "a", "2"),
+                conn.call("XADD", "s", *trim, "4-*", "a", "3"),
+                conn.call("XADD", "s", *trim, "6-*", "a", "4"),
+                conn.call("XLEN", "s"),
+            ]
+        )
+    assert replies[1] == replies[0]
+    assert replies[1][1] == b"-ERR Elements are too large to be stored\r\n"
+    assert replies[1][2].endswith(b"is equal or smaller than the target stream top item\r\n")
+    assert replies[1][3] == b"$3\r\n6-0\r\n"
+
+
+def test_structures_xadd_ms_star_after_the_last_sequence(tmp_path):
+    st = Structures(str(tmp_path / "db"))
+    try:
+        st.xadd(b"s", {b"a": b"1"}, id=_LAST_SEQ.encode())
+        with pytest.raises(CommandError, match=r"^ERR Elements are too large to be stored$"):
+            st.xadd(b"s", {b"a": b"2"}, id=b"5-*")
+        assert st.xlen(b"s") == 1
+    finally:
+        st.close()

@@ -431,8 +431,11 @@ def _next_stream_id(raw: bytes, last: tuple[int, int]) -> tuple[int, int]:
     if seq is None:
         if ms > last_ms:
             return ms, 0
-        if ms == last_ms and last_seq < _U64_MAX:
-            return ms, last_seq + 1
+        if ms == last_ms:
+            if last_seq < _U64_MAX:
+                return ms, last_seq + 1
+            # Redis 7.0's wording when the sequence numbers of that millisecond are used up
+            raise CommandError("ERR Elements are too large to be stored")
         raise CommandError(ID_TOO_SMALL)
     new = (ms, seq)  # above 0-0: check_add_id ran first
     if new <= last:
