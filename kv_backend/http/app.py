@@ -51,7 +51,6 @@ from kv_backend.errors import (
     CorruptionError,
     DatabaseClosedError,
     InvalidKeyError,
-    InvalidValueError,
     KeyTooLargeError,
     KVError,
     MergeInProgressError,
@@ -141,13 +140,12 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
-#: Engine exceptions and what a client sees for them, most specific first.
+#: Engine exceptions and what a client sees for them, most specific first; docs/http.md lists the codes.
 _ERROR_STATUS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
     ((InvalidKeyError, KeyTooLargeError), 400, "invalid_key"),
     ((PercentEncodingError,), 400, "invalid_encoding"),
     ((RepeatedParameterError,), 400, "invalid_parameter"),
     ((ValueTooLargeError,), 413, "value_too_large"),
-    ((InvalidValueError,), 400, "invalid_value"),
     ((NotAnIntegerError,), 409, "not_an_integer"),
     ((ReadOnlyError,), 403, "read_only"),
     ((DatabaseClosedError,), 503, "store_closed"),
@@ -174,7 +172,9 @@ def engine_error(exc: BaseException) -> HTTPAPIError:
     for types, status, code in _ERROR_STATUS:
         if isinstance(exc, types):
             return HTTPAPIError(status, code, str(exc))
-    return HTTPAPIError(500, "kv_error", str(exc))
+    # Another project error (a value of the wrong type, a transaction misused...) can only come from
+    # a defect of this server, which checks every request before it reaches the engine.
+    return HTTPAPIError(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
 
 def jsonable(obj: Any) -> Any:
