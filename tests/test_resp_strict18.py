@@ -140,3 +140,43 @@ def test_structures_xadd_ms_star_after_the_last_sequence(tmp_path):
         assert st.xlen(b"s") == 1
     finally:
         st.close()
+
+
+# ---------------------------------------------------------------- CONFIG SET hz
+
+
+def test_config_set_hz_is_taken_as_redis_takes_it(raw):
+    """Clients and tools set hz; kvb answered 'Unknown option or number of arguments for CONFIG SET'."""
+    steps = [
+        ("CONFIG", "SET", "hz", "1000"),
+        ("CONFIG", "GET", "hz"),
+        ("CONFIG", "SET", "HZ", "0"),
+        ("CONFIG", "GET", "hz"),
+        ("CONFIG", "SET", "hz", "-1"),
+        ("CONFIG", "SET", "hz", "05"),
+        ("CONFIG", "SET", "hz", "abc"),
+        ("CONFIG", "SET", "hz", "2147483648"),
+        ("CONFIG", "SET", "hz", "20", "hz", "30"),
+        ("CONFIG", "SET", "hz", "100"),
+        ("CONFIG", "GET", "hz"),
+    ]
+    replies = []
+    try:
+        for conn in raw:
+            replies.append([conn.call(*args) for args in steps])
+            info = conn.call("INFO", "server")
+            replies[-1].append([line for line in info.split(b"\r\n") if line.startswith(b"configured_hz:")])
+    finally:
+        for conn in raw:
+            conn.call("CONFIG", "SET", "hz", "10")
+    assert replies[1] == replies[0]
+    ours = replies[1]
+    assert ours[0] == b"+OK\r\n"
+    assert b"500" in ours[1] and b"$1\r\n1\r\n" in ours[3]
+    assert ours[4] == (
+        b"-ERR CONFIG SET failed (possibly related to argument 'hz') - argument must be "
+        b"between 0 and 2147483647 inclusive\r\n"
+    )
+    assert ours[5].endswith(b"argument couldn't be parsed into an integer\r\n")
+    assert ours[8].endswith(b"duplicate parameter\r\n")
+    assert b"100" in ours[10] and ours[11] == [b"configured_hz:100"]

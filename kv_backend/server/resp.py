@@ -605,6 +605,9 @@ class Server:
         self.slowlog_seconds: float | None = 0.009999999
         self.slowlog_max_len = 128
         self.slowlog_next_id = 0
+        #: CONFIG SET hz's value, shown by CONFIG GET and INFO's configured_hz; kvb's timers keep
+        #: their own pace (INFO's hz), whatever it says.
+        self.configured_hz = 10
         self.waiters = Waiters(self)
         #: The keys blocked clients wait on (the waiters' own dict: a cheap "anyone blocked?" test).
         self.blocked_keys = self.waiters.by_key
@@ -838,6 +841,7 @@ class Server:
             b"slowlog-max-len": str(self.slowlog_max_len).encode(),
             b"latency-monitor-threshold": b"0",
             b"tracking-table-max-keys": str(self.tracking.max_keys).encode(),
+            b"hz": str(self.configured_hz).encode(),
         }
 
     def info(self, sections: list[bytes]) -> bytes:
@@ -875,7 +879,7 @@ class Server:
                 f"uptime_in_seconds:{uptime}",
                 f"uptime_in_days:{uptime // 86400}",
                 "hz:10",
-                "configured_hz:10",
+                f"configured_hz:{self.configured_hz}",
                 f"lru_clock:{int(now) & 0xFFFFFF}",
                 f"executable:{sys.executable}",
                 "config_file:",

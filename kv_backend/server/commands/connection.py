@@ -439,8 +439,8 @@ _CONFIG_HELP = help_reply(
         (
             "SET <directive> <value> [<directive> <value> ...]",
             "Change settings, all or none: notify-keyspace-events, slowlog-log-slower-than,\n"
-            "slowlog-max-len and tracking-table-max-keys are honoured, save and appendonly are\n"
-            "accepted and ignored; the others keep the value kvb serve was started with.",
+            "slowlog-max-len and tracking-table-max-keys are honoured, save, appendonly and hz\n"
+            "are accepted and ignored; the others keep the value kvb serve was started with.",
         ),
         ("RESETSTAT", "Reset the counters INFO stats reports (connections and commands)."),
         ("REWRITE", "Refused: kvb serve has no configuration file."),
@@ -533,19 +533,23 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
             server.slowlog_max_len = checked
         elif name == b"tracking-table-max-keys":
             server.tracking.max_keys = checked
+        elif name == b"hz":
+            server.configured_hz = checked
     return OK
 
 
 #: What CONFIG SET does with each parameter CONFIG GET reports: ``honour`` it, ``ignore`` a valid
 #: value (harmless: kvb logs every write before replying, whatever snapshot or AOF settings say),
-#: keep a ``fixed`` one (accepted only as its current value), or refuse an ``immutable`` or
-#: ``protected`` one as Redis does.
+#: ``show`` a valid value without acting on it (``hz``: kvb's timers keep their pace), keep a
+#: ``fixed`` one (accepted only as its current value), or refuse an ``immutable`` or ``protected``
+#: one as Redis does.
 _CONFIG_KINDS = {
     b"notify-keyspace-events": "honour",
     b"slowlog-log-slower-than": "honour",
     b"slowlog-max-len": "honour",
     b"tracking-table-max-keys": "honour",
     b"latency-monitor-threshold": "fixed",
+    b"hz": "show",
     b"save": "ignore",
     b"appendonly": "ignore",
     b"appendfsync": "fixed",
@@ -632,6 +636,8 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
         return n
     if name == b"port":
         return _bounded(name, value, 0, 65535)
+    if name == b"hz":  # any int, taken as Redis takes it: brought into 1 to 500
+        return min(max(_bounded(name, value, 0, 2147483647), 1), 500)
     if name == b"tracking-table-max-keys":
         return _bounded(name, value, 0, (1 << 63) - 1)
     if name in (b"slowlog-log-slower-than", b"slowlog-max-len", b"latency-monitor-threshold"):
