@@ -114,6 +114,10 @@ class Connection(asyncio.Protocol):
         #: While this client's commands run: the tracking messages for it, sent after the replies
         #: of the commands that came before them (see :meth:`_reply`).
         self.tracking_out: list[bytes] | None = None
+        #: While this client's pipeline runs: the replies so far, sent together once it ends; a
+        #: message for this client (its own PUBLISH, a keyspace event of its own write) joins them
+        #: in turn, after the replies of the commands before the one that sent it, as in Redis.
+        self.batch: list[bytes] | None = None
 
     # -------------------------------------------------------- asyncio hooks
 
@@ -204,16 +208,19 @@ class Connection(asyncio.Protocol):
             if waiters.ready:
                 waiters.serve()
         else:
-            out = []
-            for i, args in enumerate(commands):
-                out.append(self._reply_tracked(args) if tracking else self._reply(args))
-                if waiters.ready:
-                    waiters.serve()
-                if self.close_after_reply:
-                    break
-                if self.blocked is not None:
-                    self.pending = commands[i + 1 :]
-                    break
+            self.batch = out = []
+            try:
+                for i, args in enumerate(commands):
+                    out.append(self._reply_tracked(args) if tracking else self._reply(args))
+                    if waiters.ready:
+                        waiters.serve()
+                    if self.close_after_reply:
+                        break
+                    if self.blocked is not None:
+                        self.pending = commands[i + 1 :]
+                        break
+            finally:
+                self.batch = None
             transport.write(b"".join(out))
         if self.close_after_reply:
             transport.close()
@@ -522,6 +529,9 @@ class Connection(asyncio.Protocol):
         """Send a pub/sub message; drop a subscriber that does not read its messages."""
         transport = self.transport
         if transport is None:
+            return
+        if self.batch is not None:  # sent by a command of its own pipeline: after the replies before it
+            self.batch.append(encode(message, self.resp3))
             return
         if transport.get_write_buffer_size() > MAX_PUBSUB_BACKLOG:
             self.server.log(f"client {self.id} ({self.peer}) closed: pub/sub output backlog over the limit")
