@@ -180,3 +180,14 @@ def test_config_set_hz_is_taken_as_redis_takes_it(raw):
     assert ours[5].endswith(b"argument couldn't be parsed into an integer\r\n")
     assert ours[8].endswith(b"duplicate parameter\r\n")
     assert b"100" in ours[10] and ours[11] == [b"configured_hz:100"]
+
+
+# ---------------------------------------------------------------- a CR or LF quoted in a protocol error
+
+
+@pytest.mark.parametrize("data", [b"*1\r\n\r\n", b"*1\r\n\nPING\r\n", b"*2\r\n$4\r\nECHO\r\n\r\nx\r\n"])
+def test_a_line_end_quoted_by_a_protocol_error_is_a_space(ports, data):
+    """'expected '$', got ...' quoted a CR or LF as it came, so the error line ended early (a client
+    splitting lines at LF read half an error and then a stray line); Redis sends a space."""
+    replies = [_exchange(port, data) for port in ports]
+    assert replies[1] == replies[0] == (b"-ERR Protocol error: expected '$', got ' '\r\n", True)

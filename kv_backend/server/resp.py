@@ -171,8 +171,10 @@ class Connection(asyncio.Protocol):
         try:
             return self.parser.feed(data)
         except ProtocolError as exc:
-            # latin-1: the byte a message quotes ("expected '$', got '\xff'") goes back as it came
-            self.protocol_error = b"-ERR " + str(exc).encode("latin-1") + b"\r\n"
+            # latin-1: the byte a message quotes ("expected '$', got '\xff'") goes back as it came, but
+            # a CR or LF as a space (ErrorReply's), as Redis: it would end the error line early
+            message = ErrorReply(f"ERR {exc}").message
+            self.protocol_error = b"-" + message.encode("latin-1") + b"\r\n"
             if not exc.commands and not self.pending and self.blocked is None:
                 self._close_on_protocol_error(transport)
             return exc.commands
