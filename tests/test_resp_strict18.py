@@ -68,8 +68,9 @@ def test_commands_before_an_invalid_length_are_kept(parser):
 
 
 @pytest.mark.parametrize(("data", "error"), REFUSED)
-def test_hiredis_is_not_given_a_length_redis_refuses(data, error):
-    """hiredis itself takes ``*01`` and ``$04``: such a read must go to the Python parser."""
+def test_hiredis_does_not_read_a_length_redis_refuses(data, error):
+    """hiredis refuses such a read itself (it reads lengths as Redis does), which then goes to the
+    Python parser, whose error the client gets: a release of hiredis that took ``*01`` would fail here."""
     assert protocol._read_whole(Reader(), data) is None
 
 

@@ -189,7 +189,8 @@ class Parser:
                             if n - pos > MAX_INLINE:
                                 raise ProtocolError("Protocol error: too big mbulk count string")
                             break
-                        count = _length(buf[pos + 1 : nl])
+                        raw = buf[pos + 1 : nl]
+                        count = int(raw) if raw.isdigit() and raw[0] != 48 and len(raw) < 12 else _length(raw)
                         if count is None or count > MAX_ARRAY:
                             raise ProtocolError("Protocol error: invalid multibulk length")
                         if limited and count > UNAUTH_ARRAY:
@@ -225,7 +226,8 @@ class Parser:
                         if n - pos > MAX_INLINE:
                             raise ProtocolError("Protocol error: too big bulk count string")
                         break
-                    size = _length(buf[pos + 1 : nl])
+                    raw = buf[pos + 1 : nl]
+                    size = int(raw) if raw.isdigit() and raw[0] != 48 and len(raw) < 12 else _length(raw)
                     if size is None or size < 0 or size > MAX_BULK:
                         raise ProtocolError("Protocol error: invalid bulk length")
                     if limited and size > UNAUTH_BULK:
@@ -270,7 +272,8 @@ class Parser:
 def _length(raw: bytes) -> int | None:
     """An array's or bulk string's length as Redis reads it (its ``string2ll``), or None: only a
     plain decimal within 64 bits, minus sign allowed, is one (no ``+``, spaces, leading zeros or ``-0``:
-    Redis refuses ``*01`` and ``$04`` as invalid lengths)."""
+    Redis refuses ``*01`` and ``$04`` as invalid lengths). The parser reads plain digits without
+    a leading zero itself, the usual case; this takes the others. hiredis reads lengths so already."""
     digits = raw[1:] if raw[:1] == b"-" else raw
     if not digits.isdigit() or (digits[0] == 48 and len(raw) > 1) or len(digits) > 19:
         return None
@@ -330,11 +333,6 @@ _END = os.urandom(16).hex().encode()
 _END_MSG = b"*1\r\n$%d\r\n%b\r\n" % (len(_END), _END)
 
 
-#: A line that may be an array's or bulk string's length not spelled as a client spells it (``0``,
-#: ``-1`` or digits without a leading zero).
-_ODD_LENGTH = re.compile(rb"(?:^|\n)[*$](?!0\r|-1\r|[1-9][0-9]*\r)")
-
-
 def _read_whole(reader: Any, data: bytes) -> list[list[bytes]] | None:
     """The commands in ``data`` read by hiredis, or None unless it holds whole, plain commands.
 
@@ -346,8 +344,6 @@ def _read_whole(reader: Any, data: bytes) -> list[list[bytes]] | None:
     """
     if b"\r\n+" in data or b"\r\n=" in data:
         return None  # maybe a simple or verbatim string where a bulk string belongs: hiredis would take it
-    if _ODD_LENGTH.search(data) is not None:
-        return None  # hiredis would take lengths Redis refuses (``*01``, ``$-0``)
     reader.feed(data)
     reader.feed(_END_MSG)
     out: list[list[bytes]] = []
