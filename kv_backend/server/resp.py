@@ -131,6 +131,14 @@ class Connection(asyncio.Protocol):
         self.server.connections_received += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.detach()
+        self.transport = None
+
+    def detach(self) -> None:
+        """Leave the server: its client list, the keys blocked clients wait on, WATCH, MONITOR,
+        pub/sub and tracking. Done once the connection is lost, and by CLIENT KILL at once, as Redis
+        frees a killed client: an element pushed later in the same pipeline must not be handed to
+        a client being closed (it would be lost), nor a message counted for it."""
         self.server.clients.pop(self.id, None)
         if self.blocked is not None:
             self.server.waiters.unblock(self)
@@ -139,7 +147,6 @@ class Connection(asyncio.Protocol):
         self.drop_subscriptions()
         if self.tracking is not None:
             self.server.tracking.disable(self)
-        self.transport = None
 
     def pause_writing(self) -> None:
         if self.transport is not None and not self._paused:

@@ -363,7 +363,9 @@ def _kill(conn: Connection, target: Connection) -> None:
     if target is conn:
         conn.close_after_reply = True
     elif target.transport is not None:
+        target.detach()  # now, not when the loop sees the connection closed (see Connection.detach)
         target.transport.close()
+        target.transport = None
 
 
 _COMMAND_HELP = help_reply(
