@@ -136,6 +136,9 @@ class Waiters:
                     blk = conn.blocked
                     if blk is None:
                         continue
+                    if conn.transport is None:  # being closed (a pub/sub backlog over the limit):
+                        self.unblock(conn)  # what it popped could not reach it, and would be lost
+                        continue
                     reply = conn.attempt(blk)
                     if reply is None:
                         if META + key in self.server.db:
