@@ -166,6 +166,9 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             self._full_reload()
         except BaseException:
             self._closed = True
+            # (The views into the page first, as close() drops them: while they hold its mapping, it
+            # stays mapped, with its descriptor, for as long as a caller keeps the error.)
+            self._tailw = self._intentw = _ClosedWord(self.path)
             if self._state is not None:
                 self._state.close()
             self._lock.close()

@@ -455,9 +455,13 @@ class _Opening(_Parts):
             for fid in fids:
                 try:
                     files.append(DataFile(self.path, fid, writable=writable and fid == fids[-1]))
-                except NotAStoreError:
-                    raise  # another format version: says what to do
-                except OSError as exc:
+                except (NotAStoreError, OSError) as exc:
+                    # Closed now, not when the error's traceback goes: a caller that keeps it (a test
+                    # runner's report) kept thousands of descriptors open, and its next open failed too.
+                    for f in files:
+                        f.close()
+                    if isinstance(exc, NotAStoreError):
+                        raise  # another format version: says what to do
                     raise storage_error(exc, f"cannot open data file {data_name(fid)}") from exc
         if published is not None:
             tail, gen = published

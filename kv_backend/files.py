@@ -137,7 +137,11 @@ class DataFile:
         flags = os.O_RDWR if writable else os.O_RDONLY
         self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0))
         self.mm: mmap.mmap | None = None
-        mm = self.remap()
+        try:
+            mm = self.remap()
+        except BaseException:  # (too many open files for the mapping's own descriptor...): none kept
+            self.close()
+            raise
         # (A file shorter than a header holds no record, whatever its bytes: a rotation that died
         # left it, and recovery removes it or gives it its header.)
         version = rec.foreign_version(mm[:12]) if len(mm) >= rec.FILE_HEADER_SIZE else None

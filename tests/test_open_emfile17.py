@@ -1,0 +1,43 @@
+"""An open that runs out of file descriptors (a store of more data files than the limit allows)
+closed the files it had opened only when its error was dropped: a caller keeping the error (a test
+runner's report, a logged traceback, an error kept for a retry) kept them all open, and its next
+open of any store failed too. They are closed before the error is raised."""
+
+from __future__ import annotations
+
+import os
+import resource
+
+import pytest
+from helpers import exit_code, fork_child
+
+from kv_backend import DB
+from kv_backend.errors import StorageError
+
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("read_only", [True, False], ids=["read-only", "writer"])
+def test_an_open_out_of_descriptors_keeps_none_while_its_error_is_kept(tmp_path, read_only):
+    path = str(tmp_path / "store")
+    with DB(path, max_file_size=4096) as db:
+        for i in range(300):
+            db.put(b"k%d" % i, os.urandom(1500))  # two records a file: ~150 data files
+
+    def child() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (120, 120))
+        before = _open_fds()
+        kept = []
+        for _ in range(3):
+            with pytest.raises(StorageError, match="Too many open files") as e:
+                DB(path, read_only=read_only)
+            kept.append(e.value)  # the error, and through its traceback the open's frames, kept
+            assert _open_fds() == before, (before, _open_fds())
+        with DB(str(tmp_path / "other")) as other:  # another store opens: descriptors are left
+            other.put(b"k", b"v")
+
+    assert exit_code(fork_child(child)) == 0  # (the child's traceback, if any, is on stderr)
