@@ -545,10 +545,11 @@ def test_opens_and_checks_beside_a_live_writer_never_take_its_page_for_a_damaged
 
     def writer() -> None:
         with DB(store_path, max_file_size=4096) as db:
-            i = 0
-            while True:
-                db.put(b"k%03d" % (i % 200), os.urandom(1500))
-                i += 1
+            # (Values of 150 bytes, ~24 to a file, at most 40,000: with 1,500-byte values a fast
+            # machine made ~10,000 files, and every read-only open ran out of descriptors.)
+            for i in range(40_000):
+                db.put(b"k%03d" % (i % 200), os.urandom(150))
+            time.sleep(60)  # (killed before)
 
     pid = fork_child(writer)
     try:
