@@ -45,7 +45,6 @@ from kv_backend.files import (
     fsync_dir,
     fsync_file,
     new_file_mode,
-    settle_new_file,
     storage_error,
     write_all,
 )
@@ -517,16 +516,14 @@ class _Writing(_Parts):
     def _new_data_file(self, fid: FileId) -> DataFile:
         """Create the data file ``fid`` with its header (not yet published); none is left on failure."""
         path = os.path.join(self.path, data_name(fid))
-        mode = new_file_mode(self.path)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, mode)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, new_file_mode(self.path))
         except OSError as exc:
             raise storage_error(exc, f"cannot create data file {path}") from exc
         durable = self._files_must_be_durable()
         try:
             try:
                 give_to_store_owner(fd, self.path)
-                settle_new_file(fd, mode)
                 write_all(fd, rec.FILE_HEADER_BYTES, 0)
                 if durable:
                     fsync_file(fd)

@@ -353,10 +353,10 @@ _granting = threading.local()  # (.mode: the cap of files_granting() in this thr
 @contextmanager
 def files_granting(directory_mode: int) -> Iterator[None]:
     """Within the block, the files this thread adds to a store (data and hint files, ``STATE``,
-    ``MERGE.lock``: those :func:`settle_new_file` is called for; not a missing ``LOCK`` file, which
-    only the open of a store copied without one makes) get exactly the mode they are created with
-    (:func:`new_file_mode`: what the store's format file grants), less what a directory of
-    ``directory_mode`` withholds (see :func:`withheld_modes`), whatever the umask.
+    ``MERGE.lock``, a missing ``LOCK``: those :func:`kv_backend.owners.give_to_store_owner` is told
+    were added) get exactly the store's bits (:func:`new_file_mode`: what its format file grants),
+    less what a directory of ``directory_mode`` withholds (see :func:`withheld_modes`), whatever the
+    umask.
 
     For a command run under a stricter umask than the store's users (``kv_merge`` from cron's 022 on
     a store shared by a group): what ``os.umask`` would do, for this thread only, as the umask is
@@ -371,14 +371,15 @@ def files_granting(directory_mode: int) -> Iterator[None]:
         _granting.mode = previous
 
 
-def settle_new_file(fd: int, mode: int) -> None:
-    """The last step of creating a store file at ``fd`` with ``mode``: inside this thread's
-    :func:`files_granting` block, the file gets ``mode`` less what that block withholds, whatever
-    the umask (nothing happens outside one). Best effort, as for :func:`give_to_store_owner`."""
+def settle_new_file(fd: int) -> None:
+    """The last step of creating a store file at ``fd``, once it has the store's bits (see
+    :func:`kv_backend.owners.give_to_store_owner`): inside this thread's :func:`files_granting`
+    block, it keeps them less what that block withholds, whatever the umask (nothing happens outside
+    one). Best effort, as giving it away is."""
     cap = getattr(_granting, "mode", None)
     if cap is not None:
         try:
-            os.fchmod(fd, mode & cap)
+            os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) & cap)
         except OSError:
             pass
 

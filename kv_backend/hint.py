@@ -29,7 +29,6 @@ from operator import add
 from typing import Any
 
 from kv_backend.checksum import crc32
-from kv_backend.files import settle_new_file
 from kv_backend.owners import give_to_store_owner
 
 HINT_MAGIC = b"KVBHINT\x00"
@@ -241,7 +240,6 @@ def write_hints(
     header = HINT_HEADER.pack(HINT_MAGIC, HINT_VERSION, len(column), data_size, crc, 0, len(column.blob))
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
         give_to_store_owner(f.fileno(), os.path.dirname(path))
-        settle_new_file(f.fileno(), mode)
         f.write(header)
         for part in body:
             f.write(part)

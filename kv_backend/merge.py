@@ -61,7 +61,6 @@ from kv_backend.files import (
     list_data_files,
     new_file_mode,
     remove_stray_hints,
-    settle_new_file,
     storage_error,
     write_all,
 )
@@ -453,7 +452,6 @@ class _Output:
         except OSError as exc:
             raise storage_error(exc, f"cannot create merge output {self.path}") from exc
         give_to_store_owner(self.fd, directory)
-        settle_new_file(self.fd, self.mode)
         # The hint file's columns, a few bytes a record (a location packs offset << 32 | size when
         # the hint file is written, where an offset past 32 bits fails).
         self.keys = KeyColumn()

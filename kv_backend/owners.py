@@ -45,6 +45,7 @@ def give_to_store_owner(fd: int, directory: str, *, added: bool = True) -> None:
         give_to_owner_of(fd, os.path.join(directory, FORMAT_FILE), group_of=directory if shared else None)
     if added:
         grant_store_mode(fd, directory)  # (a file still this process's: root's own store, any other user's)
+        settle_new_file(fd)  # (inside a files_granting block: no more than it allows)
 
 
 def grant_store_mode(fd: int, directory: str) -> None:
@@ -258,7 +259,6 @@ def open_store_file(path: str, flags: int, mode: int, *, size: int = 0) -> int:
     """
     made = create_for_store_owner(path, mode, size)
     if made is not None:
-        settle_new_file(made, mode)
         return made
     flags |= getattr(os, "O_CLOEXEC", 0)
     created = False
@@ -270,8 +270,6 @@ def open_store_file(path: str, flags: int, mode: int, *, size: int = 0) -> int:
     else:
         fd, created = os.open(path, flags, mode), bool(flags & os.O_EXCL)
     give_to_store_owner(fd, os.path.dirname(path), added=created)
-    if created:
-        settle_new_file(fd, mode)
     return fd
 
 
