@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from kv_backend.db import DB
-from kv_backend.db_common import _check_flag
+from kv_backend.db_common import _BODY_KEY, _M32, _M40, _PLAIN_PUT, _check_flag, _crc32, _time, _unpack_check
 from kv_backend.db_write import SpentOps
 from kv_backend.errors import (
     ConfigurationError,
@@ -207,6 +207,43 @@ class Store(MutableMapping[K, Any], Generic[K]):
     # ------------------------------------------------------------- reading
 
     def __getitem__(self, key: K) -> Any:
+        if type(key) is str and self._strkeys:
+            # The engine's point read (DB.get) inlined, the hottest read of every front end: it answers
+            # only for a sound, current, unexpired plain PUT of a view no other writer has moved since;
+            # anything else (absent, batch record, damage, a closed store...) takes the full path below,
+            # which decides, and raises, exactly as DB.get does.
+            db = self.db
+            kd, maps = db._view  # the view first, then the check (see DB._current_view)
+            if db._tailw.value == db._seen:
+                try:
+                    k = key.encode()
+                    loc = kd[k]
+                    off = (loc >> 32) & _M40
+                    mm = maps[loc >> 72]
+                    body = mm[off + 4 : off + (loc & _M32)]
+                    crc, kind, klen, expiry = _unpack_check(mm, off)
+                except Exception:  # the full path below says what it was
+                    pass
+                else:
+                    vstart = _BODY_KEY + klen
+                    if (
+                        kind == _PLAIN_PUT
+                        and _crc32(body) == crc
+                        and klen == len(k)
+                        and body[_BODY_KEY:vstart] == k
+                        and (not expiry or expiry > _time())
+                    ):
+                        data = body[vstart:]
+                        try:
+                            return self._floads(data)
+                        except DeserializationError:  # from the checked loads itself: not twice
+                            raise
+                        except Exception:
+                            return self._loads(data)  # raises DeserializationError
+        return self._getitem(key)
+
+    def _getitem(self, key: K) -> Any:
+        """The full read of ``store[key]``, for any key and any record (see __getitem__)."""
         try:
             k = key.encode() if self._strkeys and type(key) is str else self._ek(key)
         except UnicodeEncodeError:
@@ -215,12 +252,11 @@ class Store(MutableMapping[K, Any], Generic[K]):
             self.db._check_open()  # after close(), every call raises the closed error, whatever the key
             raise
         # (Attributes read, then called: the interpreter specializes that, not a method call on them.)
-        get, loads = self._get, self._floads
-        data = get(k, _MISSING)
+        data = self._get(k, _MISSING)
         if data is _MISSING:
             raise KeyError(key)
         try:
-            return loads(data)
+            return self._floads(data)
         except DeserializationError:  # from the checked loads itself: do not decode twice
             raise
         except Exception:
