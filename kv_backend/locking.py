@@ -91,13 +91,16 @@ class WriteLock:
             give_to_store_owner(self._fd, os.path.dirname(self.path))
 
     def _open(self) -> int:
-        # A missing LOCK file (any opener makes one: see below) is the store owner's from the start.
-        made = create_for_store_owner(self.path, 0o666)
+        # A missing LOCK file (any opener makes one: see below) is the store owner's from the start,
+        # and no more open than the store's other files (see new_file_mode): made with 0o666, a store
+        # of 0600 files copied without its LOCK got a LOCK of 0666 from a process under umask 000.
+        mode = new_file_mode(os.path.dirname(self.path))
+        made = create_for_store_owner(self.path, mode)
         if made is not None:
             return made
         flags = (os.O_RDWR | os.O_CREAT) if self._create else os.O_RDONLY
         try:
-            return os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o666)
+            return os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), mode)
         except FileNotFoundError:
             if self._create:
                 raise
@@ -106,7 +109,7 @@ class WriteLock:
             # and this reader agree on one lock; if it does not, nobody can
             # write here and no file lock is needed.
             try:
-                return os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+                return os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), mode)
             except OSError:
                 return -1
         except OSError as exc:
