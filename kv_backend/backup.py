@@ -176,8 +176,9 @@ class BackupReport:
     bytes_skipped: int = 0
     seconds: float = 0.0
     damaged_records: int = 0
-    """Damaged spots in the copied data files (as ``kvb check`` counts them): copied as they are, and
-    a restore refuses such a backup; 0 for a backup that restores."""
+    """Damaged spots in the copied data files, and entries of their hint files that point to no sound
+    record of their key (as ``kvb check`` counts them): copied as they are, and a restore refuses such
+    a backup; 0 for a backup that restores."""
 
     @property
     def files(self) -> int:
@@ -742,6 +743,10 @@ def _encode_manifest(body: dict[str, Any]) -> bytes:
     return json.dumps(doc, indent=1, sort_keys=True).encode("utf-8") + b"\n"
 
 
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None
+
+
 def _check_entries(files: object, where: str) -> list[dict[str, Any]]:
     if not isinstance(files, list):
         raise BackupError(f"{where}: 'files' is not a list")
@@ -755,7 +760,7 @@ def _check_entries(files: object, where: str) -> list[dict[str, Any]]:
             raise BackupError(f"{where}: bad or repeated file name {name!r}")
         if not (isinstance(size, int) and size >= 0):
             raise BackupError(f"{where}: bad size for {name}")
-        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        if not _is_sha256(sha):
             raise BackupError(f"{where}: bad sha256 for {name}")
         if not (isinstance(stored, str) and _STORED_RE.match(stored)):
             raise BackupError(f"{where}: bad stored_as for {name}")
@@ -766,6 +771,9 @@ def _check_entries(files: object, where: str) -> list[dict[str, Any]]:
         counted = isinstance(damaged, int) and not isinstance(damaged, bool) and damaged >= 0
         if counted and isinstance(as_tail, bool):
             entry["damaged_records"], entry["scanned_as_tail"] = damaged, as_tail
+            hint_sha = item.get("hint_sha256")  # (the hint file counted with it, if any)
+            if _is_sha256(hint_sha):
+                entry["hint_sha256"] = hint_sha
         out.append(entry)
     return out
 
@@ -1223,6 +1231,7 @@ def _backup(
             if progress is not None:
                 progress(0, total)
             entries = []
+            earlier: list[dict[str, Any] | None] = []  # (the entry of an earlier backup of each file)
             for snap in snapshot:
                 mark = done
                 candidates = known.get((snap.name, snap.length))
@@ -1230,7 +1239,7 @@ def _backup(
                     sha = _hash_snapshot(snap, advance)
                     if sha in candidates:
                         entries.append(_entry(snap, sha, candidates[sha]["stored_as"]))
-                        _note_damage(entries[-1], snap, candidates[sha])
+                        earlier.append(candidates[sha])
                         report.files_skipped += 1
                         report.bytes_skipped += snap.length
                         continue
@@ -1238,12 +1247,13 @@ def _backup(
                 stored = f"{FILES_DIR}/{snap.name}.{token}"
                 sha = _upload(target, snap, stored, advance)
                 entries.append(_entry(snap, sha, stored))
-                _note_damage(entries[-1], snap, None)
+                earlier.append(None)
                 report.files_copied += 1
                 report.bytes_copied += snap.length
                 journal["files"].append(entries[-1])
                 if time.time() - journal["updated"] >= JOURNAL_INTERVAL:
                     write_journal()
+            _note_all_damage(snapshot, entries, earlier)
             report.damaged_records = sum(e.get("damaged_records", 0) for e in entries)
             # Every object must be in place before the manifest says the backup is complete.
             if target.local and report.files_copied:
@@ -1333,33 +1343,60 @@ def _full(exc: BaseException) -> bool:
     return False
 
 
-def _note_damage(entry: dict[str, Any], snap: SnapshotFile, known: dict[str, Any] | None) -> None:
+def _note_all_damage(
+    snapshot: list[SnapshotFile], entries: list[dict[str, Any]], earlier: list[dict[str, Any] | None]
+) -> None:
+    """:func:`_note_damage` of each data file of ``snapshot`` (the manifest ``entries`` of its files, and
+    the entries of an earlier backup holding the same bytes, if any), with its hint file's."""
+    copied = {snap.name: (snap, entry["sha256"]) for snap, entry in zip(snapshot, entries, strict=True)}
+    for snap, entry, known in zip(snapshot, entries, earlier, strict=True):
+        if snap.name.endswith(".data"):
+            _note_damage(entry, snap, known, copied.get(snap.name[: -len(".data")] + ".hint"))
+
+
+def _note_damage(
+    entry: dict[str, Any],
+    snap: SnapshotFile,
+    known: dict[str, Any] | None,
+    hint: tuple[SnapshotFile, str] | None,
+) -> None:
     """Note in a data file's manifest ``entry`` its damaged spots, as a restore's store check finds
-    them: from the entry of an earlier backup holding the same bytes (scanned the same way), else
-    by scanning the file, so that an incremental backup reads again only what it sends. The snapshot
-    says whether the file may end in an unfinished write (``snap.tail``), which is no damage there:
-    none does in a snapshot up to a published end (every file before the active one was closed first).
+    them, those of the entries of its ``hint`` file (its snapshot and sha256) that point to no sound
+    record of their key among them: from the entry of an earlier backup holding the same bytes
+    (scanned the same way, with the same hint file), else by scanning the file, so that an
+    incremental backup reads again only what it sends. The snapshot says whether the file may end in
+    an unfinished write (``snap.tail``), which is no damage there: none does in a snapshot up to a
+    published end (every file before the active one was closed first).
 
     A store's open checks the records of files without a hint file only, and a long-running process
     checked them when it opened the store: damage in a merged file, or that happened since, was
-    found by the restore alone, on the day the backup was needed.
+    found by the restore alone, on the day the backup was needed. Its hint file is read instead of
+    its records when a store opens: an entry of it that points to the wrong record passes its
+    checksum, and the backup reported no damage for a store a restore refused.
     """
-    if not snap.name.endswith(".data"):
-        return
     tail = snap.tail
-    # (A file a rotation that died did not finish closing is scanned anew: its end reads otherwise.)
+    # (The hint file a restore's check reads with the data file: that of a closed one.)
+    hint_sha = None if hint is None or tail else hint[1]
+    # (A file a rotation that died did not finish closing is scanned anew: its end reads otherwise.
+    # One noted by an earlier version, without the hint file it was checked with, is too.)
     if (
         known is not None
         and not snap.closing
         and known.get("scanned_as_tail") is tail
         and "damaged_records" in known
+        and known.get("hint_sha256") == hint_sha
     ):
         damaged = known["damaged_records"]
     else:
         from kv_backend.check import snapshot_problems
 
-        damaged = len(snapshot_problems(snap.read, snap.length, snap.name, tail=tail, closing=snap.closing))
+        hints = None if hint is None or tail else (hint[0].name, hint[0].fd)
+        damaged = len(
+            snapshot_problems(snap.read, snap.length, snap.name, tail=tail, closing=snap.closing, hints=hints)
+        )
     entry["damaged_records"], entry["scanned_as_tail"] = damaged, tail
+    if hint_sha is not None:
+        entry["hint_sha256"] = hint_sha
 
 
 def _entry(snap: SnapshotFile, sha: str, stored: str) -> dict[str, Any]:

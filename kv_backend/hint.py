@@ -114,7 +114,15 @@ def usable(path: str, data_size: int, *, step: int = 1 << 17) -> bool:
     (loading one builds every key, some 60 bytes each, besides the file's bytes)."""
     try:
         with open(path, "rb") as f:
-            return _usable(f.fileno(), data_size, step) >= 0
+            return usable_at(f.fileno(), data_size, step=step)
+    except OSError:
+        return False
+
+
+def usable_at(fd: int, data_size: int, *, step: int = 1 << 17) -> bool:
+    """:func:`usable` of the hint file open as ``fd`` (a backup's snapshot of it)."""
+    try:
+        return _usable(fd, data_size, step) >= 0
     except OSError:
         return False
 
@@ -173,21 +181,25 @@ def _usable(fd: int, data_size: int, step: int) -> int:
 def entries(path: str, step: int = 1 << 10) -> Iterator[tuple[bytes, int, int]]:
     """``(key, offset, size)`` of each record the hint file at ``path`` (one :func:`usable` takes) points
     to, its columns read ``step`` entries at a time (``kvb check``: memory that does not grow with it)."""
-    hsize = HINT_HEADER.size
     with open(path, "rb") as f:
-        fd = f.fileno()
-        count = HINT_HEADER.unpack(os.pread(fd, hsize, 0))[2]
-        key_pos = hsize + 20 * count
-        for start in range(0, count, step):
-            n = min(step, count - start)
-            klens = _column(os.pread(fd, 4 * n, hsize + 4 * start), "I", 0, n)
-            locs = _column(os.pread(fd, 8 * n, hsize + 4 * count + 8 * start), "Q", 0, n)
-            blob = os.pread(fd, sum(klens), key_pos)
-            key_pos += len(blob)
-            p = 0
-            for klen, loc in zip(klens, locs, strict=True):
-                yield blob[p : p + klen], loc >> 32, loc & 0xFFFFFFFF
-                p += klen
+        yield from entries_at(f.fileno(), step)
+
+
+def entries_at(fd: int, step: int = 1 << 10) -> Iterator[tuple[bytes, int, int]]:
+    """:func:`entries` of the hint file open as ``fd`` (a backup's snapshot of it)."""
+    hsize = HINT_HEADER.size
+    count = HINT_HEADER.unpack(os.pread(fd, hsize, 0))[2]
+    key_pos = hsize + 20 * count
+    for start in range(0, count, step):
+        n = min(step, count - start)
+        klens = _column(os.pread(fd, 4 * n, hsize + 4 * start), "I", 0, n)
+        locs = _column(os.pread(fd, 8 * n, hsize + 4 * count + 8 * start), "Q", 0, n)
+        blob = os.pread(fd, sum(klens), key_pos)
+        key_pos += len(blob)
+        p = 0
+        for klen, loc in zip(klens, locs, strict=True):
+            yield blob[p : p + klen], loc >> 32, loc & 0xFFFFFFFF
+            p += klen
 
 
 class KeyColumn:

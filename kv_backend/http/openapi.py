@@ -571,8 +571,9 @@ _DOCUMENT: dict[str, Any] = {
                     "seconds": {"type": "number"},
                     "damaged_records": {
                         "type": "integer",
-                        "description": "Damaged records copied as they are (kvb check lists them): the "
-                        "backup is made, but a restore refuses it. 0 for a backup that restores.",
+                        "description": "Damaged records copied as they are, and hint file entries that point "
+                        "to no sound record of their key (kvb check lists them): the backup is made, but a "
+                        "restore refuses it. 0 for a backup that restores.",
                     },
                 },
                 "additionalProperties": True,
