@@ -24,6 +24,7 @@ from kv_backend.files import (
     fsync_file,
     hint_name,
     list_data_files,
+    new_file_mode,
     remove_stray_hints,
     storage_error,
     write_all,
@@ -233,9 +234,12 @@ class _Opening(_Parts):
             # No writer has opened this store yet. Create the (empty, uninitialised)
             # page if the directory allows, so that a writer opening later publishes
             # through it and this reader sees its writes; otherwise nobody can write
-            # here, and a static snapshot is exact.
+            # here, and a static snapshot is exact. No more open than the store's files (see
+            # new_file_mode), as a writer makes it: made 0o666, a reader under umask 000 left every
+            # local user a page they could write the published end of the active file to.
+            mode = new_file_mode(self.path)
             try:
-                fd = open_store_file(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666, size=4096)
+                fd = open_store_file(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode, size=4096)
             except FileExistsError:
                 pass
             except OSError:
