@@ -241,32 +241,53 @@ def store_open_here(path: str) -> bool:
 
 
 def _close_stores_left_by_settings(*, setting: str, enter: bool, **kwargs: Any) -> None:
-    """When a CACHES override ends, close the stores that no alias of the restored CACHES uses.
+    """When a CACHES override ends, close the stores that no alias of the restored CACHES uses; when
+    one begins or ends, those open with other engine OPTIONS than an alias of the CACHES now in
+    effect gives their LOCATION.
 
     Tests that give a cache a temporary directory (``override_settings(CACHES=...)``, pytest-django's
     ``settings`` fixture, or CACHES changed in place with ``setting_changed`` sent, as Django's own
     file-based cache tests do) otherwise kept every store they opened open for the rest of the run,
     with five file descriptors each: "Too many open files" after a few hundred tests. Only the end
-    of an override (``enter=False``) closes, so the stores of the outer settings stay open during
-    it; a KVCache still held somewhere reopens its store on next use.
+    of an override (``enter=False``) closes those no alias uses, so the stores of the outer settings
+    stay open during it; a KVCache still held somewhere reopens its store on next use. A test that
+    overrides the ``sync``, ``max_file_size`` or ``auto_merge`` of a cache on its LOCATION got
+    KVCacheConfigurationError ("two caches use LOCATION ... with different engine OPTIONS") on every
+    call, the store being still open with the outer settings' options (and after the override, the
+    outer settings' cache got it): such a store is closed, and reopens with the options in effect.
     """
-    if setting != "CACHES" or enter:
+    if setting != "CACHES":
         return
     from django.conf import settings
     from django.utils.module_loading import import_string
 
-    keep = set()
+    wanted: dict[str, list[dict[str, Any]]] = {}  # (the OPTIONS of each KVCache LOCATION)
     for config in settings.CACHES.values():
         try:
             cls = import_string(config.get("BACKEND", ""))
             if isinstance(cls, type) and issubclass(cls, KVCache):
-                keep.add(os.path.realpath(location_path(config.get("LOCATION"))))
+                path = os.path.realpath(location_path(config.get("LOCATION")))
+                wanted.setdefault(path, []).append(config.get("OPTIONS") or {})
         except (ImportError, AttributeError, ImproperlyConfigured):
             continue  # not a KVCache, or one the cache itself refuses when it is created
     with _stores_lock:
-        entries = [_stores.pop(path) for path in [path for path in _stores if path not in keep]]
+        doomed = [path for path, (_, opened) in _stores.items() if _unwanted(opened, wanted.get(path), enter)]
+        entries = [_stores.pop(path) for path in doomed]
     for db, _ in entries:
         db.close()
+
+
+def _unwanted(opened: dict[str, Any], wanted: list[Any] | None, enter: bool) -> bool:
+    """Whether a store opened with the engine options ``opened`` is to be closed as CACHES changes,
+    the KVCache aliases of the new CACHES giving its LOCATION the OPTIONS ``wanted`` (None: none does)
+    (see :func:`_close_stores_left_by_settings`)."""
+    if wanted is None:
+        return not enter
+    try:
+        effective = effective_engine_options(opened)
+        return any(not isinstance(o, dict) or effective_engine_options(o) != effective for o in wanted)
+    except ConfigurationError:  # (OPTIONS the cache refuses: it opens no store with them either)
+        return True
 
 
 setting_changed.connect(_close_stores_left_by_settings)
