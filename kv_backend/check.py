@@ -288,19 +288,22 @@ def _hint_problems(
 
 
 def _windowed(read: Callable[[int, int], bytes]) -> Callable[[int, int], bytes]:
-    """``read(offset, n)`` a :data:`WINDOW` at a time: the records a hint file points to, in the order
-    a merge wrote them, each read through a call of ``read`` of its own (a syscall, where a backup
-    reads its snapshot) made the check of a file's hint entries take three times as long as that of
-    all its records."""
-    held = [0, b""]
+    """``read(offset, n)`` a :data:`WINDOW` at a time where the reads follow each other: the records a
+    hint file points to, in the order a merge wrote them, each read through a call of ``read`` of its
+    own (a syscall, where a backup reads its snapshot) made the check of a file's hint entries take
+    three times as long as that of all its records. A read elsewhere (a hint file in another order)
+    reads what it asks for alone."""
+    held = [0, b"", 0]  # (where the window starts, its bytes, where the last read ended)
 
     def windowed(offset: int, n: int) -> bytes:
-        start, window = held
-        if not start <= offset <= offset + n <= start + len(window):
-            if n >= WINDOW:
-                return read(offset, n)
-            start, window = held[:] = offset, read(offset, WINDOW)
-        return window[offset - start : offset - start + n]
+        start, window, last = held
+        held[2] = offset + n
+        if start <= offset and offset + n <= start + len(window):
+            return window[offset - start : offset - start + n]
+        if n >= WINDOW or not last <= offset <= last + rec.HEADER_SIZE:
+            return read(offset, n)
+        held[0], held[1] = offset, read(offset, WINDOW)
+        return held[1][:n]
 
     return windowed
 
