@@ -293,17 +293,17 @@ def _windowed(read: Callable[[int, int], bytes]) -> Callable[[int, int], bytes]:
     own (a syscall, where a backup reads its snapshot) made the check of a file's hint entries take
     three times as long as that of all its records. A read elsewhere (a hint file in another order)
     reads what it asks for alone."""
-    held = [0, b"", 0]  # (where the window starts, its bytes, where the last read ended)
+    start, window, last = 0, b"", 0  # (where the window starts, its bytes, where the last read ended)
 
     def windowed(offset: int, n: int) -> bytes:
-        start, window, last = held
-        held[2] = offset + n
+        nonlocal start, window, last
+        follows, last = last <= offset <= last + rec.HEADER_SIZE, offset + n
         if start <= offset and offset + n <= start + len(window):
             return window[offset - start : offset - start + n]
-        if n >= WINDOW or not last <= offset <= last + rec.HEADER_SIZE:
+        if n >= WINDOW or not follows:
             return read(offset, n)
-        held[0], held[1] = offset, read(offset, WINDOW)
-        return held[1][:n]
+        start, window = offset, read(offset, WINDOW)
+        return window[:n]
 
     return windowed
 
