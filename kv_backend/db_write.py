@@ -821,6 +821,10 @@ class _Writing(_Parts):
                 return False
             if gone:
                 self._delete_locked(key)
+            elif found[1] == expiry:
+                # Nothing to change (persist() of a key without expiry, Django's touch(key, None)):
+                # rewriting the record would only add the value's size of dead bytes, every call.
+                return True
             else:
                 self._put_locked(key, found[0], expiry)
         self._after_write()
