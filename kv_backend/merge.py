@@ -149,8 +149,11 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
     if wait:
         lock.acquire()
     elif not lock.try_acquire():
+        who = (
+            "another process is" if db._merging is None else "this process (another thread, or auto_merge) is"
+        )
         raise MergeInProgressError(
-            f"another process is merging {db.path} right now; wait for it to finish, or call merge(wait=True)"
+            f"{who} merging {db.path} right now; wait for it to finish, or call merge(wait=True)"
         )
     db._merging = (threading.get_ident(), done, lock)
     try:
