@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 from kv_backend.errors import DatabaseClosedError, KVError, StorageError, TransactionError
 from kv_backend.files import new_file_mode, storage_error
-from kv_backend.owners import create_for_store_owner, give_to_store_owner, open_store_file
+from kv_backend.owners import create_for_store_owner, give_to_store_owner, grant_store_mode, open_store_file
 
 _flock = fcntl.flock
 _LOCK_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
@@ -88,19 +88,29 @@ class WriteLock:
         :func:`kv_backend.owners.give_to_store_owner`): root may have just created it, or, for a
         new store, created it before the format file that names the owner."""
         if self._fd >= 0:
-            give_to_store_owner(self._fd, os.path.dirname(self.path))
+            directory = os.path.dirname(self.path)
+            give_to_store_owner(self._fd, directory, added=self._added)
+            if not self._added:
+                # One found keeps its mode, but gets the store's bits it lacks (one an earlier version
+                # made under a stricter umask): never narrowed, not even in a files_granting block,
+                # where a found LOCK of 0666 became 0640 in a store of 0660 files and the group's
+                # other writers could no longer open it.
+                grant_store_mode(self._fd, directory)
 
     def _open(self) -> int:
         # A missing LOCK file (any opener makes one: see below) is the store owner's from the start,
         # and no more open than the store's other files (see new_file_mode): made with 0o666, a store
         # of 0600 files copied without its LOCK got a LOCK of 0666 from a process under umask 000.
+        # Only one this open makes gets the store's bits (and a files_granting cap): one found keeps
+        # its mode, as every store file found does.
         mode = new_file_mode(os.path.dirname(self.path))
         made = create_for_store_owner(self.path, mode)
+        self._added = made is not None
         if made is not None:
             return made
         flags = (os.O_RDWR | os.O_CREAT) if self._create else os.O_RDONLY
         try:
-            return os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), mode)
+            return self._open_noting(flags, mode)
         except FileNotFoundError:
             if self._create:
                 raise
@@ -109,11 +119,24 @@ class WriteLock:
             # and this reader agree on one lock; if it does not, nobody can
             # write here and no file lock is needed.
             try:
-                return os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), mode)
+                return self._open_noting(os.O_RDWR | os.O_CREAT, mode)
             except OSError:
                 return -1
         except OSError as exc:
             raise storage_error(exc, f"cannot open lock file {self.path}") from exc
+
+    def _open_noting(self, flags: int, mode: int) -> int:
+        """``os.open`` of the lock file (close-on-exec), noting whether this call created it."""
+        flags |= getattr(os, "O_CLOEXEC", 0)
+        if flags & os.O_CREAT:
+            try:
+                fd = os.open(self.path, flags | os.O_EXCL, mode)
+            except FileExistsError:
+                pass
+            else:
+                self._added = True
+                return fd
+        return os.open(self.path, flags, mode)
 
     def acquire(self) -> None:
         """Take the lock, blocking; nested calls in the owning thread are free.
