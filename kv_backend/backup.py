@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.backup_uploads import abort_uploads, stale_uploads
@@ -209,12 +209,21 @@ class RestoreReport:
     bytes: int = 0
     records: int = 0
     seconds: float = 0.0
+    hints_dropped: list[str] = field(default_factory=list)
+    """Hint files of the backup left out of the restored store: some of their entries pointed to no
+    sound record of their key (their data files are sound, and the store replays them instead)."""
 
     def __str__(self) -> str:
+        dropped = (
+            f"; left out {len(self.hints_dropped)} damaged hint file(s) ({', '.join(self.hints_dropped)}): "
+            "their data files are replayed instead"
+            if self.hints_dropped
+            else ""
+        )
         return (
             f"restored backup {self.name} from {self.url} to {self.path}: {self.files} files "
             f"({_size(self.bytes)}), {self.records} records verified "
-            f"in {self.seconds:.2f} s"
+            f"in {self.seconds:.2f} s{dropped}"
         )
 
 
@@ -1640,6 +1649,15 @@ def restore(
         _fsync_dir(tmp)
         try:
             result = check(tmp)
+            if result.problems and all(p.hint for p in result.problems):
+                # Only hint entries are wrong: the data files they index are sound. Without those hint
+                # files the restored store replays them and reads every key (refused, the backup's data
+                # was out of reach, the error's advice to remove the hint file not one to follow here).
+                report.hints_dropped = sorted({p.hint for p in result.problems})
+                for hint in report.hints_dropped:
+                    os.unlink(os.path.join(tmp, hint))
+                _fsync_dir(tmp)
+                result = check(tmp)
         except KVError as exc:
             raise BackupError(f"backup {name} does not form a readable store: {exc}") from exc
         if not result.ok:

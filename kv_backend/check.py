@@ -45,6 +45,9 @@ class Problem:
     path: str
     offset: int
     what: str
+    hint: str = ""
+    """For an entry of a hint file that points to no sound record of its key: that hint file's name
+    (the data file is sound there; without the hint file, an open replays it and reads every key)."""
 
     def __str__(self) -> str:
         return f"{self.path} @ {self.offset}: {self.what}"
@@ -282,6 +285,7 @@ def _hint_problems(
                 f"the hint file {hname} points here for the key {key!r}, where no sound "
                 "record of it lies: reading the key raises CorruptionError (remove the hint file while "
                 "no process has the store open, and the data file is replayed instead)",
+                hname,
             )
         )
     return problems

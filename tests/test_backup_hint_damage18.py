@@ -57,10 +57,31 @@ def test_a_backup_counts_a_hint_entry_pointing_to_the_wrong_record(tmp_path, cap
     assert [p.path for p in problems] == [dpath] and "points here for the key b'k00'" in problems[0].what
     url = f"file://{tmp_path / 'backups'}"
     assert backup_store(store, url, name="api").damaged_records == 1
-    with pytest.raises(BackupError, match="points here for the key"):
-        restore(url, str(tmp_path / "restored"))
+    # The data files are sound: the restore leaves the damaged hint file out, and every key reads.
+    restored = str(tmp_path / "restored")
+    report = restore(url, restored)
+    assert report.hints_dropped == [os.path.basename(hint_name(list_data_files(store)[0]))]
+    assert "left out 1 damaged hint file(s)" in str(report)
+    assert check(restored).ok
+    with DB(restored, read_only=True) as db:
+        assert db.get(b"k00") == db.get(b"k01") == b"v" * 100 and db.get(b"after") == b"merge"
+        assert len(db) == 61
     code, _out, err = run(capsys, "backup", store, url, "--name", "cli")
     assert code == 1 and "holds 1 damaged record(s)" in err
+
+
+def test_a_restore_still_refuses_a_damaged_record_besides_a_damaged_hint_file(tmp_path):
+    store = _merged_store(str(tmp_path / "store"))
+    _rewrite_hints(store, swap=True)
+    active = os.path.join(store, data_name(list_data_files(store)[-1]))
+    with open(active, "r+b") as f:  # a value byte of the active file's last record
+        f.seek(record.FILE_HEADER_SIZE + record.HEADER_SIZE + len(b"after"))
+        f.write(b"M")
+    url = f"file://{tmp_path / 'backups'}"
+    assert backup_store(store, url).damaged_records == 2
+    with pytest.raises(BackupError, match="damaged"):
+        restore(url, str(tmp_path / "restored"))
+    assert not os.path.exists(tmp_path / "restored")
 
 
 def test_an_incremental_backup_checks_a_hint_file_that_changed_with_its_data_file_unchanged(tmp_path):

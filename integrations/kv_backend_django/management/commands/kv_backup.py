@@ -87,7 +87,7 @@ class Command(BaseCommand):
                 self.stdout.write(format_report(report))
             raise CommandError(
                 f"the cache at {cache.location} holds {damaged} damaged record(s), and so does backup "
-                f"{report.name}, which kv_restore will refuse; kvb check {cache.location} lists them, and "
+                f"{report.name}, which kv_restore may refuse; kvb check {cache.location} lists them, and "
                 "kvb salvage copies the readable keys into a new store to use (and back up) instead"
             )
         if verbose:
