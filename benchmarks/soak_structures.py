@@ -244,7 +244,9 @@ def start_server(args, rnd: random.Random):
             env=child_env(),
             stderr=subprocess.PIPE,
         )
-        line = proc.stderr.readline()  # "kvb serve: serving ..." once it listens
+        line = proc.stderr.readline()  # "kvb serve: serving ..." once it listens and its store is open
+        while line.startswith(b"kvb serve: listening on"):  # (the store still opening)
+            line = proc.stderr.readline()
         if b"serving" in line:
             threading.Thread(target=forward, args=(proc.stderr,), daemon=True).start()
             client = redis.Redis(port=port, socket_timeout=30)

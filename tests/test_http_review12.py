@@ -339,6 +339,45 @@ def _call_host(app, method: str, raw_path: bytes, headers: list[tuple[bytes, byt
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
+def _opened(app) -> None:
+    """Start the lifespan of the ASGI app kvb http hands to uvicorn, as uvicorn does (the store is
+    opened then, while the server listens) and wait until the store is open (GET /healthz is 200)."""
+    from test_http_review11 import _scope
+
+    async def start() -> None:
+        messages = [{"type": "lifespan.startup"}]
+        started = asyncio.Event()
+
+        async def receive() -> dict:
+            if messages:
+                return messages.pop()
+            await asyncio.Event().wait()  # (no shutdown: the task is cancelled)
+            return {}
+
+        async def send(message: dict) -> None:
+            started.set()
+
+        lifespan = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+        await started.wait()
+        sent: list[dict] = [{"status": 503}]
+        deadline = time.monotonic() + 20
+        while sent[0]["status"] == 503 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            sent.clear()
+
+            async def note(message: dict) -> None:
+                sent.append(message)
+
+            async def request() -> dict:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            await app(_scope("GET", "/healthz", []), request, note)
+        lifespan.cancel()
+        assert sent[0]["status"] == 200, sent
+
+    asyncio.run(start())
+
+
 def _while_served(monkeypatch, tmp_path, check, **kwargs) -> None:
     """Run ``check(app)`` on the ASGI app kvb http (``serve``) hands to uvicorn, without listening."""
     import uvicorn
@@ -352,6 +391,7 @@ def _while_served(monkeypatch, tmp_path, check, **kwargs) -> None:
             self.app = config.app  # type: ignore[attr-defined]
 
         def run(self) -> None:
+            _opened(self.app)
             check(self.app)
 
     monkeypatch.delenv("KVB_HTTP_TOKEN", raising=False)

@@ -1734,6 +1734,22 @@ class AsteriskOptions:
         await self.app(scope, receive, send)
 
 
+def check_app_options(token: str | None, max_value_size: int) -> None:
+    """Refuse (ConfigurationError) a token or value size limit the app cannot serve with."""
+    if not isinstance(max_value_size, int) or isinstance(max_value_size, bool) or max_value_size < 1:
+        # (0 would refuse every value but the empty one, and every transaction)
+        raise ConfigurationError(f"max_value_size must be an int >= 1 (bytes), not {max_value_size!r}")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ConfigurationError("token must be a non-empty string (or None for no authentication)")
+    if token is not None and (token != token.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in token)):
+        # No client can send such a token intact in a header: every request would get 401.
+        raise ConfigurationError(
+            "the token starts or ends with whitespace or contains a control character (a trailing "
+            "newline read from a file?), so no client could send it in an Authorization header; "
+            "remove those characters"
+        )
+
+
 def create_app(
     db_or_path: DB | str | os.PathLike[str],
     token: str | None = None,
@@ -1747,18 +1763,7 @@ def create_app(
     Bearer <token>``. ``max_value_size`` caps PUT and POST /v1/txn bodies (413 beyond it).
     ``sync`` is the :class:`DB` durability policy used when opening a path.
     """
-    if not isinstance(max_value_size, int) or isinstance(max_value_size, bool) or max_value_size < 1:
-        # (0 would refuse every value but the empty one, and every transaction)
-        raise ConfigurationError(f"max_value_size must be an int >= 1 (bytes), not {max_value_size!r}")
-    if token is not None and (not isinstance(token, str) or not token):
-        raise ConfigurationError("token must be a non-empty string (or None for no authentication)")
-    if token is not None and (token != token.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in token)):
-        # No client can send such a token intact in a header: every request would get 401.
-        raise ConfigurationError(
-            "the token starts or ends with whitespace or contains a control character (a trailing "
-            "newline read from a file?), so no client could send it in an Authorization header; "
-            "remove those characters"
-        )
+    check_app_options(token, max_value_size)
     owned = not isinstance(db_or_path, DB)
     # (sync is any text here, as from KVB_HTTP_SYNC: DB refuses a wrong one with the project's error)
     db = db_or_path if isinstance(db_or_path, DB) else DB(db_or_path, sync=sync)  # type: ignore[arg-type]

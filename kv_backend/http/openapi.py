@@ -134,7 +134,10 @@ _DOCUMENT: dict[str, Any] = {
                 "security": [],
                 "responses": {
                     "200": _json("The server is up and its store is open.", "#/components/schemas/Health"),
-                    "503": _error("The store is closed."),
+                    "503": _error(
+                        "The store is still being opened, its log replayed (loading, with "
+                        "Retry-After), or it is closed (store_closed)."
+                    ),
                 },
             }
         },
@@ -423,9 +426,9 @@ _DOCUMENT: dict[str, Any] = {
                     "413": _error("The body is larger than the server's limit (KVB_HTTP_MAX_VALUE_SIZE)."),
                     "415": _error("A Content-Encoding other than identity."),
                     "503": _error(
-                        "The store is closed (store_closed), or, on a server that opened the store "
-                        "read-only, it changed during each of 50 reads of a read-only transaction (busy, "
-                        "with Retry-After): retry."
+                        "The store is still being opened (loading, with Retry-After) or is closed "
+                        "(store_closed), or, on a server that opened the store read-only, it changed during "
+                        "each of 50 reads of a read-only transaction (busy, with Retry-After): retry."
                     ),
                 },
             }
@@ -708,7 +711,13 @@ def _add_store_errors(doc: dict[str, Any]) -> None:
                     "A record failed its checksum, the OS refused an operation, or an unexpected failure."
                 ),
             )
-            responses.setdefault("503", _error("The store is closed (the server is shutting down)."))
+            responses.setdefault(
+                "503",
+                _error(
+                    "The store is still being opened, its log replayed (loading, with Retry-After: "
+                    "retry), or it is closed (store_closed: the server is shutting down)."
+                ),
+            )
             op["responses"] = dict(sorted(responses.items()))
 
 

@@ -6,13 +6,16 @@ import asyncio
 import ipaddress
 import logging
 import os
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError
-from kv_backend.http.app import DEFAULT_MAX_VALUE_SIZE, LocalHostOnly, create_app
+from kv_backend.http.app import DEFAULT_MAX_VALUE_SIZE, LocalHostOnly, check_app_options, create_app
+from kv_backend.http.loading import OpenWhileListening
 from kv_backend.server import listen_error
 
 __all__ = ["app_from_env", "serve"]
@@ -121,7 +124,9 @@ def serve(
 ) -> None:
     """Serve the store at ``path`` over HTTP with uvicorn until SIGINT/SIGTERM (blocking).
 
-    The store is opened once, before the server starts listening. ``token``
+    The store is opened once, while the server listens: requests get ``503 loading`` until it is
+    open (see :class:`~kv_backend.http.loading.OpenWhileListening`); a store that cannot be opened
+    stops the server and its error is raised here. ``token``
     defaults to ``$KVB_HTTP_TOKEN`` (which keeps it out of ``ps`` output) and
     ``max_value_size`` to ``$KVB_HTTP_MAX_VALUE_SIZE`` or 64 MiB, ``sync`` (the
     store's fsync policy) to ``$KVB_HTTP_SYNC`` or ``"never"``, ``keep_alive`` (seconds an idle
@@ -147,7 +152,17 @@ def serve(
         keep_alive = _env_keep_alive()
     elif not 0 < keep_alive < float("inf"):
         raise ConfigurationError(f"keep_alive must be a number of seconds > 0, not {keep_alive!r}")
-    app = create_app(path, token=token, max_value_size=max_value_size, sync=sync)
+    check_app_options(token, max_value_size)  # (refused before the server starts)
+    server: Any = None
+
+    def failed() -> None:  # the store cannot be opened: stop (the error is raised below)
+        server.should_exit = True
+
+    app = OpenWhileListening(
+        partial(DB, path, sync=sync),  # type: ignore[arg-type]  # (a wrong sync: the project's error)
+        partial(create_app, token=token, max_value_size=max_value_size),
+        failed,
+    )
     if token is None and not _is_loopback(host):
         log.warning(
             "serving %s on %s without a token: anyone who can reach it can read and change the store; "
@@ -188,7 +203,9 @@ def serve(
     finally:
         uvicorn_log.removeFilter(_cancelled_at_shutdown)
         uvicorn_log.removeHandler(bind_errors)
-        app.state.db.close()
+        app.close()
+    if app.error is not None:
+        raise app.error
 
 
 def _server_class(uvicorn: Any) -> type:

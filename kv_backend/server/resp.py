@@ -21,6 +21,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
+from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -33,6 +34,7 @@ from kv_backend.server.commands.geo import store_key as geo_store_key
 from kv_backend.server.commands.metadata import sort_keys
 from kv_backend.server.commands.registry import CONTAINERS
 from kv_backend.server.functions import Functions
+from kv_backend.server.loading import LOADING_GRACE, open_in_background
 from kv_backend.server.notify import EXPIRED, Notifier, format_flags
 from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, Replies, encode
 from kv_backend.server.scripting import Scripts
@@ -51,6 +53,10 @@ HIGH_WATER = 4 * 1024 * 1024
 SWEEP_INTERVAL = 0.1
 
 _TX_ALLOWED = {b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"}
+#: The reply, while the store opens, to a command that needs it (Redis's, which clients recognise).
+LOADING_ERROR = "LOADING Redis is loading the dataset in memory"
+#: Commands Redis answers while loading that need the store here: refused with LOADING.
+_NEED_THE_STORE = frozenset({b"watch", b"client|tracking"})
 _SUBSCRIBE_ALLOWED = (
     "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
     "are allowed in this context"
@@ -62,7 +68,8 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, server: Server, transport_kind: str = "tcp") -> None:
         self.server = server
-        self.st = server.st
+        if not server.loading:  # else given when it is open (Server.loaded), or made (connection_made)
+            self.st = server.st
         self.id = next(server.ids)
         self.kind = transport_kind
         self.transport: asyncio.Transport | None = None
@@ -89,6 +96,8 @@ class Connection(asyncio.Protocol):
         #: SSUBSCRIBE's shard channels: a namespace of their own, counted apart (as in Redis).
         self.shard_channels: dict[bytes, None] = {}
         self.close_after_reply = False
+        #: The client shut down its side while its commands were held: close once they have run.
+        self.eof = False
         self.pending: list[list[bytes]] = []
         self.queued = False
         self.peer = self.local = ""
@@ -127,12 +136,24 @@ class Connection(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or self.kind)
         local = transport.get_extra_info("sockname")
         self.local = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else f"{local or self.kind}:0"
-        self.server.clients[self.id] = self
-        self.server.connections_received += 1
+        server = self.server
+        server.clients[self.id] = self
+        server.connections_received += 1
+        if not server.loading:  # (the store opened after this connection was accepted: see __init__)
+            self.st = server.st
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.detach()
         self.transport = None
+
+    def eof_received(self) -> bool:
+        """The client shut down its side of the connection (it sends nothing more). Commands held
+        while the store opens (see :meth:`Server.schedule`) are answered first, as those of any
+        read are, and the connection closed then (True keeps it open meanwhile)."""
+        if self.queued and self.server.holding_back:
+            self.eof = True
+            return True
+        return False
 
     def detach(self) -> None:
         """Leave the server: its client list, the keys blocked clients wait on, WATCH, MONITOR,
@@ -345,6 +366,12 @@ class Connection(asyncio.Protocol):
             full = self.last_command.decode() if cmd.subcommands is not None else cmd.name
             return ErrorReply("ERR " + _SUBSCRIBE_ALLOWED.format(full))
         server = self.server
+        if server.loading and self._needs_the_store(name):
+            if name == b"exec":
+                return self._refuse_exec(LOADING_ERROR)
+            if self.multi is not None:
+                self.multi_error = True  # as Redis: EXEC then discards the transaction
+            return ErrorReply(LOADING_ERROR)
         monitors = server.monitors
         if monitors and self in monitors and _flagged(args, _KEYSPACE):
             return ErrorReply("ERR Replica can't interact with the keyspace")  # a monitor is a replica
@@ -413,6 +440,14 @@ class Connection(asyncio.Protocol):
                     server.touch([k for k, t in deleted.items() if server.st.watch_token(k) != t])
             server.waiters.signal(keys)
         return reply
+
+    def _needs_the_store(self, name: bytes) -> bool:
+        """While the store opens: whether this command is refused with LOADING. EXEC only when it
+        would run a transaction: without MULTI, or after a queued command's error, it answers that
+        error, as Redis does."""
+        if name == b"exec":
+            return self.multi is not None and not self.multi_error
+        return self.last_command not in _answered_while_loading()
 
     def _refuse_exec(self, why: str) -> ErrorReply:
         """An EXEC refused before it runs (wrong arity, NOAUTH, subscribe mode): as in Redis, the
@@ -603,10 +638,18 @@ class Server:
 
     REDIS_VERSION = "7.2.0"
 
-    def __init__(self, path: str, requirepass: str | None = None) -> None:
+    db: DB
+    st: Structures
+
+    def __init__(self, path: str, requirepass: str | None = None, *, loading: bool = False) -> None:
+        """A server of the store at ``path``, opened here unless ``loading``: then commands that need
+        the store are answered ``LOADING`` until :meth:`loaded` is given it (see :func:`serve`)."""
         self.path = os.path.abspath(path)
-        self.db = DB(self.path)
-        self.st = Structures(self.db)
+        #: Whether the store is still being opened; :data:`LOADING_GRACE` seconds into it, held
+        #: commands are answered (see :meth:`schedule`).
+        self.loading = loading
+        self.loading_since = time.time()
+        self.holding_back = loading
         self.requirepass = requirepass or None
         self.clients: dict[int, Connection] = {}
         self.channels: dict[bytes, set[Connection]] = {}
@@ -655,6 +698,23 @@ class Server:
         #: Whether :meth:`flush` holds the store's write lock (no other process can write meanwhile).
         self.holding_lock = False
         _tracked_read(b"get", [b"get"])  # fills _READONLY and _READS
+        if not loading:
+            self.loaded(*open_store(self.path))
+
+    def loaded(self, db: DB, st: Structures) -> None:
+        """The store is open: serve it, and run the commands held meanwhile."""
+        self.db, self.st = db, st
+        for conn in self.clients.values():
+            conn.st = st
+        self.loading = False
+        self.release_held()
+
+    def release_held(self) -> None:
+        """Stop holding commands back (the store is open, or has taken :data:`LOADING_GRACE` seconds
+        to open so far: what waits is answered, LOADING where it needs the store)."""
+        self.holding_back = False
+        if self._queue:
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def log(self, message: str) -> None:
         print(f"kvb serve: {message}", file=sys.stderr, flush=True)
@@ -691,7 +751,7 @@ class Server:
 
     def schedule(self, conn: Connection) -> None:
         """Queue a connection with received commands for the next :meth:`flush`."""
-        if not self._queue:
+        if not self._queue and not self.holding_back:
             asyncio.get_running_loop().call_soon(self.flush)
         if not conn.queued:
             conn.queued = True
@@ -706,7 +766,7 @@ class Server:
         """
         queue, self._queue = self._queue, []
         lock = None
-        if _any_may_write(queue):
+        if not self.loading and _any_may_write(queue):
             try:
                 lock = self.db.locked()
                 lock.__enter__()
@@ -720,6 +780,8 @@ class Server:
                 conn.run_pending()
                 if conn.parser.held:
                     conn.run_held()
+                if conn.eof and conn.transport is not None:
+                    conn.transport.close()
             if self.waiters.ready:
                 self.waiters.serve()  # under the same lock hold as the writes that fed them
             if self.tracking.clients:
@@ -832,7 +894,8 @@ class Server:
         if not self.notify_flags & EXPIRED:
             return
         try:
-            self.notifier.sweep()
+            if not self.loading:
+                self.notifier.sweep()
         except Exception as exc:  # the store is unusable: try again later; the loop must go on
             self.log(f"cannot sweep expired keys: {exc!r}")
         self._sweep = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep_expired)
@@ -870,8 +933,10 @@ class Server:
         want = set(sections) - {b"all", b"everything", b"default"}
         # The store's figures only for the sections that show them: counting the keys walks every
         # name, which INFO server or clients (a version check, a monitoring probe) must not wait for.
-        stats = self.db.stats() if not want or b"memory" in want else {}
-        keys = self.st.dbsize() if not want or b"keyspace" in want else 0
+        # (Nothing of the store while it opens: INFO is one of the commands answered then, as in Redis.)
+        loading = self.loading
+        stats = self.db.stats() if not loading and (not want or b"memory" in want) else {}
+        keys = self.st.dbsize() if not loading and (not want or b"keyspace" in want) else 0
         expiring, avg_ttl = self.st.expiring() if keys else (0, 0)
         now = time.time()
         uptime = int(now - self.started)
@@ -918,7 +983,14 @@ class Server:
                 "maxmemory_human:0B",
                 "maxmemory_policy:noeviction",
             ],
-            b"persistence": ["loading:0", "aof_enabled:1", "rdb_changes_since_last_save:0"],
+            # (in Redis's order; loading_start_time only while loading, as Redis's loading_* fields)
+            b"persistence": [
+                f"loading:{int(loading)}",
+                "async_loading:0",
+                "rdb_changes_since_last_save:0",
+                "aof_enabled:1",
+                *([f"loading_start_time:{int(self.loading_since)}"] if loading else []),
+            ],
             # Only what kvb serve counts: no keyspace_hits/misses or network byte counters.
             b"stats": [
                 f"total_connections_received:{self.connections_received}",
@@ -950,7 +1022,8 @@ class Server:
             self._sweep = None
         self.waiters.close()
         self.tracking.close()
-        self.db.close()
+        if not self.loading:
+            self.db.close()
 
 
 def _human_bytes(n: int) -> str:
@@ -999,9 +1072,12 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
         bound = unixsock.identity(unixsocket)
         server.unixsocket = unixsocket
         where += f" and {unixsocket}"
-    server.log(f"serving {server.path} on {where} (Redis protocol, pid {os.getpid()})")
+    failed = True  # (then kvb serve's one line is the error's)
     try:
-        await stop.wait()
+        if await _open(server, stop, where):
+            server.log(f"serving {server.path} on {where} (Redis protocol, pid {os.getpid()})")
+            await stop.wait()
+        failed = False
     finally:
         for s in servers:
             s.close()
@@ -1013,7 +1089,65 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
                 await asyncio.wait_for(s.wait_closed(), 2)
         if unixsocket:
             unixsock.release(unixsocket, bound)  # unless another server has bound the path since
-        server.log("stopped")
+        if not failed:
+            server.log("stopped")
+
+
+async def _open(server: Server, stop: asyncio.Event, where: str) -> bool:
+    """Open the server's store while it listens (commands that need it are answered LOADING after
+    :data:`LOADING_GRACE` seconds); True once it is open, False if told to stop first. An open that
+    fails raises its error (the server stops, and ``kvb serve`` exits with its message)."""
+    loop = asyncio.get_running_loop()
+
+    def grace_over() -> None:
+        server.log(
+            f"listening on {where} while {server.path} opens: commands that need the store are "
+            "answered LOADING until it is open"
+        )
+        server.release_held()
+
+    opening = open_in_background(partial(_open_and_vacuum, server.path), _close_opened)
+    grace = loop.call_later(LOADING_GRACE, grace_over)
+    stopping = asyncio.ensure_future(stop.wait())
+    either: set[asyncio.Future[Any]] = {opening, stopping}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        grace.cancel()
+        stopping.cancel()
+    if not opening.done():
+        opening.cancel()  # the store is closed once open (the thread cannot be stopped)
+        server.log(f"stopping before {server.path} is open")
+        return False
+    db, st, vacuumed = opening.result()
+    if vacuumed:
+        server.log(f"removed {vacuumed} records of expired keys")
+    server.loaded(db, st)
+    return True
+
+
+def open_store(path: str) -> tuple[DB, Structures]:
+    """The store at ``path`` and its Redis structures."""
+    db = DB(path)
+    try:
+        return db, Structures(db)
+    except BaseException:
+        db.close()
+        raise
+
+
+def _open_and_vacuum(path: str) -> tuple[DB, Structures, int]:
+    """Open the store and drop the records of expired keys (run by :func:`_open`, in a thread)."""
+    db, st = open_store(path)
+    try:
+        return db, st, st.vacuum()
+    except BaseException:
+        db.close()
+        raise
+
+
+def _close_opened(opened: tuple[DB, Structures, int]) -> None:
+    opened[0].close()
 
 
 _READ_ONLY = frozenset(name for name, cmd in COMMANDS.items() if "write" not in cmd.flags) - {
@@ -1022,6 +1156,21 @@ _READ_ONLY = frozenset(name for name, cmd in COMMANDS.items() if "write" not in 
 }
 #: Whether a command may write, by its name as clients usually spell it (lower or upper case).
 _MAY_WRITE = {n: name not in _READ_ONLY for name in COMMANDS for n in (name, name.upper())}
+
+
+_WHILE_LOADING: frozenset[bytes] = frozenset()
+
+
+def _answered_while_loading() -> frozenset[bytes]:
+    """The commands (``client|list`` for a subcommand) answered while the store opens: Redis's
+    ``loading`` ones (INFO, AUTH, HELLO, CLIENT, CONFIG, pub/sub...) but those that need the store."""
+    global _WHILE_LOADING
+    if not _WHILE_LOADING:
+        from kv_backend.server.commands import metadata
+
+        infos = [sub for info in metadata.described() for sub in (info, *info.subcommands)]
+        _WHILE_LOADING = frozenset(i.name.encode() for i in infos if "loading" in i.flags) - _NEED_THE_STORE
+    return _WHILE_LOADING
 
 
 def _may_write(commands: list[list[bytes]]) -> bool:
@@ -1262,11 +1411,8 @@ def serve(
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535, not {port!r}")
     loop_factory = _loop_factory()  # (a bad KVB_EVENT_LOOP is refused before the store is opened)
-    server = Server(path, requirepass=requirepass)
+    server = Server(path, requirepass=requirepass, loading=True)  # opened once it listens (_open)
     try:
-        vacuumed = server.st.vacuum()
-        if vacuumed:
-            server.log(f"removed {vacuumed} records of expired keys")
         _run_on_new_loop(_run(server, host, port, unixsocket), loop_factory)
     finally:
         server.close()
