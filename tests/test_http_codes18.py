@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 
 import pytest
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from kv_backend.errors import InvalidValueError, StorageError, TransactionError
@@ -72,3 +74,39 @@ def test_values_and_deltas_of_the_wrong_type_are_refused_before_the_engine(db, p
     assert reply.status_code == 400
     assert reply.json()["error"] in ("invalid_request", "invalid_parameter")
     assert db.get(b"k") is None
+
+
+# Starlette's HTTPException, which the app answered with codes the table does not list: "bad_request"
+# (400), "value_too_large" (413) and "http_<status>" for any other status. The router's 404 for a path
+# no route matches is the only one the app can meet; it is the documented not_found.
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "PROPFIND"])
+@pytest.mark.parametrize("path", ["/nope", "/v1/stats/", "/v1", "/v1/merge/x"])
+def test_a_path_no_route_matches_is_not_found_whatever_the_method(db, method, path):
+    with TestClient(create_app(db)) as client:
+        reply = client.request(method, path)
+    assert reply.status_code == 404
+    if method != "HEAD":
+        assert reply.json() == {"error": "not_found", "message": f"no endpoint {path}"}
+    assert (404, "not_found") in documented_codes()
+
+
+@pytest.mark.parametrize("status", [400, 405, 413, 418, 503])
+def test_any_other_starlette_http_exception_is_an_internal_error(db, status):
+    """A route raising Starlette's HTTPException (none does: this stands for a defect) gets the
+    documented internal_error, not an undocumented code."""
+    app = create_app(db)
+
+    async def broken(request):
+        raise HTTPException(status, "detail of the exception")
+
+    app.router.routes.insert(0, Route("/broken", broken))
+    with TestClient(app) as client:
+        reply = client.get("/broken")
+    assert reply.status_code == 500
+    assert reply.json() == {
+        "error": "internal_error",
+        "message": f"HTTPException: {status}: detail of the exception",
+    }
+    assert (500, "internal_error") in documented_codes()

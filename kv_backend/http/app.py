@@ -1498,9 +1498,6 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.code, exc.message, exc.headers, exc.index)
 
 
-_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "value_too_large"}
-
-
 async def _kv_error(request: Request, exc: Exception) -> Response:
     """A project error raised outside :meth:`_Api.call` (e.g. while decoding the request)."""
     api_exc = engine_error(exc)
@@ -1508,10 +1505,17 @@ async def _kv_error(request: Request, exc: Exception) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's router answers a path no route matches with HTTPException(404): ``not_found``.
+
+    That is the only HTTPException this app meets (each endpoint answers a method it does not serve
+    itself, as ``method_not_allowed``, and no request is read as a form): any other would be a
+    defect, an ``internal_error`` as other unexpected failures, so that every code a client can get
+    is in docs/http.md's table.
+    """
     assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    message = exc.detail if exc.status_code != 404 else f"no endpoint {request.url.path}"
-    return error_response(exc.status_code, code, str(message), exc.headers)
+    if exc.status_code == 404:
+        return error_response(404, "not_found", f"no endpoint {request.url.path}", exc.headers)
+    return await _internal_error(request, exc)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
