@@ -57,6 +57,8 @@ _TX_ALLOWED = {b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"}
 LOADING_ERROR = "LOADING Redis is loading the dataset in memory"
 #: Commands Redis answers while loading that need the store here: refused with LOADING.
 _NEED_THE_STORE = frozenset({b"watch", b"client|tracking"})
+#: Refused inside MULTI, as Redis refuses its ``no_multi`` commands.
+_NO_MULTI = frozenset({b"save", b"shutdown"})
 _SUBSCRIBE_ALLOWED = (
     "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
     "are allowed in this context"
@@ -359,6 +361,9 @@ class Connection(asyncio.Protocol):
             if name == b"exec":
                 return self._refuse_exec("NOAUTH Authentication required.")
             return ErrorReply("NOAUTH Authentication required.")
+        if self.multi is not None and name in _NO_MULTI:
+            self.multi_error = True  # (EXEC then discards the transaction)
+            return ErrorReply("ERR Command not allowed inside a transaction")
         if not self.resp3 and self.in_subscribe_mode() and "pubsub" not in cmd.flags:
             if name == b"exec":
                 return self._refuse_exec(_SUBSCRIBE_ALLOWED.format(cmd.name))
@@ -697,6 +702,8 @@ class Server:
         self.script_caller: Connection | None = None
         #: Whether :meth:`flush` holds the store's write lock (no other process can write meanwhile).
         self.holding_lock = False
+        #: Set to stop the server (SIGTERM, SIGINT, SHUTDOWN); :func:`_run` makes it.
+        self.stopping: asyncio.Event | None = None
         _tracked_read(b"get", [b"get"])  # fills _READONLY and _READS
         if not loading:
             self.loaded(*open_store(self.path))
@@ -715,6 +722,13 @@ class Server:
         self.holding_back = False
         if self._queue:
             asyncio.get_running_loop().call_soon(self.flush)
+
+    def shut_down(self, conn: Connection) -> None:
+        """SHUTDOWN: stop as SIGTERM does, once the commands received so far have run and their
+        replies are sent."""
+        self.log(f"SHUTDOWN from {conn.peer if conn.kind == 'tcp' else conn.kind}: stopping")
+        if self.stopping is not None:
+            self.stopping.set()
 
     def log(self, message: str) -> None:
         print(f"kvb serve: {message}", file=sys.stderr, flush=True)
@@ -1023,6 +1037,12 @@ class Server:
         self.waiters.close()
         self.tracking.close()
         if not self.loading:
+            try:
+                # As redis-server fsyncs its append-only file when it stops (whatever appendfsync
+                # says): what it acknowledged survives a power loss after a clean stop too.
+                self.db.sync()
+            except KVError as exc:
+                self.log(f"cannot fsync the store: {exc}")
             self.db.close()
 
 
@@ -1036,7 +1056,7 @@ def _human_bytes(n: int) -> str:
 
 async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> None:
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = server.stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)

@@ -386,6 +386,7 @@ _FORBIDDEN = {
     b"fcall_ro",
     b"save",
     b"bgsave",
+    b"shutdown",
     # the blocking commands Redis 7.0 refuses in scripts (BLMPOP and BZMPOP, and XREAD and
     # XREADGROUP without BLOCK, run without waiting, as in MULTI)
     b"blpop",

@@ -68,6 +68,7 @@ time                  | loading stale fast | | nondeterministic_output
 lastsave              | loading stale fast | @admin @dangerous | nondeterministic_output
 save                  | admin no_async_loading no_multi
 bgsave                | admin no_async_loading
+shutdown              | admin loading stale no_multi allow_busy
 xadd                  | write denyoom fast | @stream | nondeterministic_output | RW,update@1
 xlen                  | readonly fast | @stream | | RO@1
 xrange                | readonly | @stream | | RO,access@1

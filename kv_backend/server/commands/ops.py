@@ -1,4 +1,5 @@
-"""Operational commands that monitoring and debugging tools call: MONITOR, SLOWLOG, MEMORY, LATENCY."""
+"""Operational commands that monitoring and debugging tools call: MONITOR, SLOWLOG, MEMORY, LATENCY,
+SHUTDOWN."""
 
 from __future__ import annotations
 
@@ -21,6 +22,26 @@ from kv_backend.structures.errors import quoted
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection
+
+
+#: SHUTDOWN's options: kvb has no snapshot to save or skip, no replicas to wait for.
+_SHUTDOWN_OPTIONS = frozenset({b"NOSAVE", b"SAVE", b"NOW", b"FORCE", b"ABORT"})
+
+
+@command("SHUTDOWN", -1)
+def cmd_shutdown(conn: Connection, args: list[bytes]) -> Any:
+    """Synchronously save the dataset to disk and then shut down the server."""
+    options = {upper(a) for a in args[1:]}
+    both = {b"NOSAVE", b"SAVE"} <= options
+    if not options <= _SHUTDOWN_OPTIONS or both or (b"ABORT" in options and len(options) > 1):
+        raise syntax()
+    if b"ABORT" in options:  # a shutdown is never in progress: it stops the server at once
+        raise CommandError("ERR No shutdown in progress.")
+    # As SIGTERM: the server stops, its store fsynced and closed (Server.close); as in Redis, the
+    # client gets no reply, its connection closed.
+    conn.server.shut_down(conn)
+    conn.close_after_reply = True
+    return Replies()
 
 
 @command("MONITOR", 1)
