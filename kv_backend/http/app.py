@@ -18,6 +18,7 @@ import errno
 import hmac
 import ipaddress
 import json
+import logging
 import math
 import os
 import re
@@ -68,6 +69,7 @@ from kv_backend.http.keys import (
     parse_query,
 )
 from kv_backend.http.openapi import openapi_document
+from kv_backend.server import close_synced
 
 __all__ = [
     "DEFAULT_LIST_LIMIT",
@@ -1779,7 +1781,7 @@ def create_app(
             yield
         finally:
             if owned:
-                db.close()
+                close_synced(db, logging.getLogger("kv_backend.http").warning)
 
     routes = [
         Route("/healthz", _Methods(api.healthz, _GET_METHODS)),

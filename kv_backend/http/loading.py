@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kv_backend.db import DB
 from kv_backend.http.app import CloseConnectionWhenUnsafe, error_response
+from kv_backend.server import close_synced
 from kv_backend.server.loading import LOADING_GRACE, open_in_background
+
+log = logging.getLogger("kv_backend.http")
 
 
 class OpenWhileListening:
@@ -87,6 +91,6 @@ class OpenWhileListening:
         self._failed()
 
     def close(self) -> None:
-        """Close the store, if it was opened."""
+        """Close the store, fsynced, if it was opened."""
         if self.db is not None:
-            self.db.close()
+            close_synced(self.db, log.warning)

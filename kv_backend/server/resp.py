@@ -27,7 +27,7 @@ from typing import Any
 
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
-from kv_backend.server import listen_error, unixsock
+from kv_backend.server import close_synced, listen_error, unixsock
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
 from kv_backend.server.commands.geo import store_key as geo_store_key
@@ -1037,13 +1037,7 @@ class Server:
         self.waiters.close()
         self.tracking.close()
         if not self.loading:
-            try:
-                # As redis-server fsyncs its append-only file when it stops (whatever appendfsync
-                # says): what it acknowledged survives a power loss after a clean stop too.
-                self.db.sync()
-            except KVError as exc:
-                self.log(f"cannot fsync the store: {exc}")
-            self.db.close()
+            close_synced(self.db, self.log)
 
 
 def _human_bytes(n: int) -> str:
