@@ -51,6 +51,10 @@ MAX_PUBSUB_BACKLOG = 32 * 1024 * 1024
 HIGH_WATER = 4 * 1024 * 1024
 #: How often (seconds) expired keys are looked for while ``expired`` events are on (Redis: hz 10).
 SWEEP_INTERVAL = 0.1
+#: INFO's instantaneous_ops_per_sec, as Redis's: the mean of the command rates of the last
+#: :data:`OPS_SAMPLES` intervals of :data:`OPS_INTERVAL` seconds.
+OPS_INTERVAL = 0.1
+OPS_SAMPLES = 16
 
 _TX_ALLOWED = {b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"}
 #: The reply, while the store opens, to a command that needs it (Redis's, which clients recognise).
@@ -686,6 +690,9 @@ class Server:
         # INFO's stats (CONFIG RESETSTAT zeroes them)
         self.connections_received = 0
         self.commands_processed = 0
+        self.ops_rates: deque[float] = deque([0.0] * OPS_SAMPLES, maxlen=OPS_SAMPLES)
+        self._ops_sampled = (time.monotonic(), 0)
+        self._ops_timer: asyncio.TimerHandle | None = None
         #: INFO's run_id: 40 random hex digits, new for each server process, as in Redis.
         self.run_id = os.urandom(20).hex()
         self.host = ""
@@ -729,6 +736,22 @@ class Server:
         self.log(f"SHUTDOWN from {conn.peer if conn.kind == 'tcp' else conn.kind}: stopping")
         if self.stopping is not None:
             self.stopping.set()
+
+    def sample_ops(self) -> None:
+        """Note the rate of commands since the last sample, then again in :data:`OPS_INTERVAL`
+        seconds (started by :func:`_run`, as Redis samples it in its cron)."""
+        now = time.monotonic()
+        then, count = self._ops_sampled
+        done = self.commands_processed - count
+        self.ops_rates.append(done / (now - then) if done > 0 and now > then else 0.0)
+        self._ops_sampled = (now, self.commands_processed)
+        self._ops_timer = asyncio.get_running_loop().call_later(OPS_INTERVAL, self.sample_ops)
+
+    def reset_stats(self) -> None:
+        """CONFIG RESETSTAT: zero the counters INFO stats reports."""
+        self.connections_received = self.commands_processed = 0
+        self.ops_rates.extend([0.0] * OPS_SAMPLES)
+        self._ops_sampled = (time.monotonic(), 0)
 
     def log(self, message: str) -> None:
         print(f"kvb serve: {message}", file=sys.stderr, flush=True)
@@ -1009,7 +1032,9 @@ class Server:
             b"stats": [
                 f"total_connections_received:{self.connections_received}",
                 f"total_commands_processed:{self.commands_processed}",
+                f"instantaneous_ops_per_sec:{int(sum(self.ops_rates) / OPS_SAMPLES)}",
                 "rejected_connections:0",
+                "evicted_keys:0",  # (noeviction: nothing is)
                 f"pubsub_channels:{sum(1 for c in self.channels.values() if c)}",
                 f"pubsub_patterns:{sum(1 for c in self.patterns.values() if c)}",
                 f"pubsubshard_channels:{sum(1 for c in self.shard_channels.values() if c)}",
@@ -1031,6 +1056,9 @@ class Server:
         return "\r\n".join(out).encode()
 
     def close(self) -> None:
+        if self._ops_timer is not None:
+            self._ops_timer.cancel()
+            self._ops_timer = None
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
@@ -1067,6 +1095,7 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
     except OSError as exc:
         raise listen_error(host, port, exc) from exc
     servers.append(tcp)
+    server.sample_ops()
     sockname = tcp.sockets[0].getsockname()
     server.host, server.port = str(sockname[0]), int(sockname[1])
     where = f"{server.host}:{server.port}"

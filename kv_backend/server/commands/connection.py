@@ -460,7 +460,7 @@ def cmd_config(conn: Connection, args: list[bytes]) -> Any:
     if sub == b"SET" and len(args) >= 4:
         return _config_set(conn, args)
     if sub == b"RESETSTAT" and len(args) == 2:
-        conn.server.connections_received = conn.server.commands_processed = 0
+        conn.server.reset_stats()
         return OK
     if sub == b"REWRITE" and len(args) == 2:
         raise CommandError("ERR The server is running without a config file")
