@@ -604,8 +604,14 @@ def cmd_http(args: argparse.Namespace) -> int:
         # raises it again: without it, that second SIGTERM killed the process (status 143).
         raise _Stopped
 
+    def hangup(signum: int, frame: object) -> None:
+        # As kvb serve (and redis-server): a closed terminal does not stop the server; by default
+        # SIGHUP killed it, without closing (nor fsyncing) the store.
+        _say("kvb http: SIGHUP ignored: stop kvb http with SIGTERM or SIGINT")
+
     trap = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, stop) if trap else None
+    previous_hup = signal.signal(signal.SIGHUP, hangup) if trap and hasattr(signal, "SIGHUP") else None
     try:
         token = args.token if args.token is not None else args.token_file
         serve(args.dir, host=args.host, port=args.port, token=token, keep_alive=args.keep_alive)
@@ -620,6 +626,8 @@ def cmd_http(args: argparse.Namespace) -> int:
     finally:
         if trap:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+            if hasattr(signal, "SIGHUP"):
+                signal.signal(signal.SIGHUP, signal.SIG_DFL if previous_hup is None else previous_hup)
     return 0
 
 
