@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kv_backend.db import DB
 from kv_backend.http.app import CloseConnectionWhenUnsafe, error_response
-from kv_backend.server import close_synced
+from kv_backend.server import close_synced, systemd
 from kv_backend.server.loading import LOADING_GRACE, open_in_background
 
 log = logging.getLogger("kv_backend.http")
@@ -71,6 +71,7 @@ class OpenWhileListening:
                 self._opening.add_done_callback(self._opened)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                systemd.notify("STOPPING=1")
                 if self._opening is not None and not self._opening.done():
                     self._opening.cancel()  # the store is closed once open (the thread cannot be stopped)
                 await send({"type": "lifespan.shutdown.complete"})
@@ -84,6 +85,7 @@ class OpenWhileListening:
             self.db = future.result()
             try:
                 self.app = self._build(self.db)
+                systemd.notify("READY=1", f"STATUS=serving {self.db.path}")
                 return
             except Exception as exc:  # (not left answering 503 for ever)
                 error = exc

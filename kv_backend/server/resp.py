@@ -27,7 +27,7 @@ from typing import Any
 
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
-from kv_backend.server import close_synced, listen_error, unixsock
+from kv_backend.server import close_synced, listen_error, systemd, unixsock
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.commands import COMMANDS
 from kv_backend.server.commands.geo import store_key as geo_store_key
@@ -993,7 +993,7 @@ class Server:
                 f"os:{uname.sysname} {uname.release} {uname.machine}",
                 f"arch_bits:{struct.calcsize('P') * 8}",
                 f"process_id:{os.getpid()}",
-                "process_supervised:no",
+                f"process_supervised:{'systemd' if systemd.supervised() else 'no'}",
                 f"run_id:{self.run_id}",
                 f"tcp_port:{self.port}",
                 f"server_time_usec:{int(now * 1_000_000)}",
@@ -1119,9 +1119,11 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
     try:
         if await _open(server, stop, where):
             server.log(f"serving {server.path} on {where} (Redis protocol, pid {os.getpid()})")
+            systemd.notify("READY=1", f"STATUS=serving {server.path} on {where}")
             await stop.wait()
         failed = False
     finally:
+        systemd.notify("STOPPING=1")
         for s in servers:
             s.close()
         for conn in list(server.clients.values()):
@@ -1147,6 +1149,7 @@ async def _open(server: Server, stop: asyncio.Event, where: str) -> bool:
             f"listening on {where} while {server.path} opens: commands that need the store are "
             "answered LOADING until it is open"
         )
+        systemd.notify(f"STATUS=opening {server.path} (commands that need it are answered LOADING)")
         server.release_held()
 
     opening = open_in_background(partial(_open_and_vacuum, server.path), _close_opened)
