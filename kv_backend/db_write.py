@@ -821,9 +821,11 @@ class _Writing(_Parts):
                 return False
             if gone:
                 self._delete_locked(key)
-            elif found[1] == expiry:
-                # Nothing to change (persist() of a key without expiry, Django's touch(key, None)):
+            elif not expiry and not found[1]:
+                # No expiry to remove (persist() of a key that has none, Django's touch(key, None)):
                 # rewriting the record would only add the value's size of dead bytes, every call.
+                # (A new expiry equal to the old one is written: Redis's EXPIREAT counts as a change
+                # of the key for WATCH even then, and kvb serve's WATCH sees the key's writes.)
                 return True
             else:
                 self._put_locked(key, found[0], expiry)
