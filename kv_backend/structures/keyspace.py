@@ -682,7 +682,7 @@ class Keyspace:
 
     def dbsize(self) -> int:
         """Number of keys (of every type)."""
-        return sum(1 for _ in self.db.keys(prefix=META))
+        return self.db.count(prefix=META)
 
     def expiring(self) -> tuple[int, int]:
         """``(live keys with a time to live, their mean remaining TTL in ms)``: INFO's ``expires`` and
