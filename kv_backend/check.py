@@ -23,6 +23,7 @@ from kv_backend.hint import entries as hint_entries
 from kv_backend.hint import entries_at, lost_from, usable_at
 from kv_backend.hint import usable as usable_hints
 from kv_backend.owners import roots_files
+from kv_backend.record import reader_of
 from kv_backend.state import published_tail
 from kv_backend.unpublished import (
     data_end,
@@ -30,7 +31,6 @@ from kv_backend.unpublished import (
     filled_end,
     holds_nothing,
     page_end,
-    reader_of,
     tail_end,
     tail_files,
     trusted_page_of,

@@ -39,6 +39,7 @@ from kv_backend.owners import (
     open_store_file,
     share_with_directory_group,
 )
+from kv_backend.record import reader_of
 from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
 from kv_backend.unpublished import (
     Read,
@@ -46,7 +47,6 @@ from kv_backend.unpublished import (
     end_without_page,
     filled_end,
     holds_nothing,
-    reader_of,
     tail_end,
     tail_files,
     trusted_page,
@@ -119,9 +119,10 @@ def _replay(
     ``corrupt`` and logged, and ``end`` is returned: a writer appends after the
     published end, never over records the damage hides.
 
-    The bytes are read with ``read`` (by default from ``f``'s descriptor).
+    The bytes are read with ``read`` (by default :meth:`DataFile.reader`: the descriptor, or the
+    mapping of a sealed file).
     """
-    read = rec.file_reader(f.fd) if read is None else read
+    read = f.reader() if read is None else read
     pos = start
     while True:
         res = None
@@ -455,10 +456,21 @@ class _Opening(_Parts):
                 self._fill_lost_locked()
             published = self._published()
             fids = list_data_files(self.path)
+            if published is not None:
+                tail, gen = published
+                major, end = unpack_tail(tail)
+                active_fid: FileId = (major, 0)
+            else:
+                tail, gen, end = 0, 0, -1
+                active_fid = fids[-1] if fids else _FIRST_FILE
             files: list[DataFile] = []
             for fid in fids:
                 try:
                     files.append(DataFile(self.path, fid, writable=writable and fid == fids[-1]))
+                    if fid < active_fid:
+                        # Closed: it never changes again, and the mapping alone keeps it (see
+                        # filemaps), so the open needs no descriptor per file, even for a moment.
+                        files[-1].seal()
                 except (NotAStoreError, OSError) as exc:
                     # Closed now, not when the error's traceback goes: a caller that keeps it (a test
                     # runner's report) kept thousands of descriptors open, and its next open failed too.
@@ -467,21 +479,13 @@ class _Opening(_Parts):
                     if isinstance(exc, NotAStoreError):
                         raise  # another format version: says what to do
                     raise storage_error(exc, f"cannot open data file {data_name(fid)}") from exc
-        if published is not None:
-            tail, gen = published
-            major, end = unpack_tail(tail)
-            active_fid: FileId = (major, 0)
-        else:
-            tail, gen, end = 0, 0, -1
-            active_fid = fids[-1] if fids else _FIRST_FILE
         sizes = {f.fid: f.size() for f in files}
         small = bool(files) and sizes[fids[-1]] <= rec.FILE_HEADER_SIZE
-        head = os.pread(files[-1].fd, rec.FILE_HEADER_SIZE, 0) if small else None
+        head = files[-1].reader()(0, rec.FILE_HEADER_SIZE) if small else None
         page = (major, end) if published is not None else None
         if (
             page is not None
-            and trusted_page(fids, head, page, lambda i: (rec.file_reader(files[i].fd), sizes[fids[i]]))
-            is None
+            and trusted_page(fids, head, page, lambda i: (files[i].reader(), sizes[fids[i]])) is None
         ):
             # A damaged page (a read-only open: a writer's recovery rebuilds it): read as without one,
             # as recovery reads it (``tail`` and ``gen`` kept, so that only a writer's change of the
@@ -514,7 +518,7 @@ class _Opening(_Parts):
             if sizes[f.fid] < rec.FILE_HEADER_SIZE and not holds_nothing(fids, idx, newest, rotated, page):
                 _lost_file(f.path, corrupt)
             limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]
-            view_bytes: bytes | None = None
+            view_bytes: mmap.mmap | bytes | None = None
             hints = None
             if f.fid != active_fid or f.fid[1] != 0:
                 # (A merge output is closed even where, newest without a page, it stands for the active
@@ -525,23 +529,21 @@ class _Opening(_Parts):
                     # It lost bytes below the size its hint file gives (a read-only open: a writer
                     # fills it): read through its hint file as filled with zeros up to there, so that
                     # the keys it lost raise CorruptionError (see hint.lost_from).
-                    mapped = bytes(f.mm[: sizes[f.fid]]) if f.mm is not None else b""
-                    view_bytes = mapped + bytes(lost - len(mapped))
+                    view_bytes = f.filled(sizes[f.fid], lost)
                     hints = load_hints(self._hint_path(f.fid), lost)
             if hints is not None:
                 ix.apply_hints(idx, hints)
                 file_sizes[f.fid] = sizes[f.fid] if view_bytes is None else len(view_bytes)
             else:
                 size = sizes[f.fid]
-                read = rec.file_reader(f.fd)
+                read = f.reader()
                 filled = filled_end(fids, idx, newest, page, size)
                 if filled is not None:
                     # It lost bytes below its published end before a newer file (a read-only open:
                     # a writer's recovery fills it): read, and served, as recovery fills it, with zeros
                     # up to there (the loss is damage, see unpublished.filled_end), never past the
-                    # mapping of what it holds.
-                    mapped = bytes(f.mm[:size]) if f.mm is not None else b""
-                    view_bytes = mapped + bytes(filled - len(mapped))
+                    # mapping of what it holds (neither copied into memory: see filemaps.map_filled).
+                    view_bytes = f.filled(size, filled)
                     read, size = reader_of(view_bytes), filled
                 pub = f.fid in whole and limit <= size
                 if (

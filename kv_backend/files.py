@@ -21,7 +21,7 @@ import re
 import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +33,7 @@ from kv_backend.errors import (
     StorageError,
     StoreNotFoundError,
 )
+from kv_backend.filemaps import map_file, map_filled
 
 FORMAT_FILE = "KVB_FORMAT"
 FORMAT_TEXT = "kv_backend store, format 1\n"
@@ -103,10 +104,6 @@ def list_data_files(path: str) -> list[FileId]:
     return ids
 
 
-#: Python 3.13+ can map a file without keeping a duplicate of its descriptor.
-MMAP_NO_FD: dict[str, Any] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
-
-
 def foreign_version_error(path: str, version: int) -> NotAStoreError:
     """The error for the data file at ``path``, of another format ``version`` than this one reads."""
     return NotAStoreError(
@@ -129,7 +126,7 @@ class DataFile:
     file readable on POSIX).
     """
 
-    __slots__ = ("__weakref__", "fd", "fid", "mm", "path")
+    __slots__ = ("__weakref__", "fd", "fid", "ident", "mm", "path")
 
     def __init__(self, directory: str, fid: FileId, *, writable: bool = False) -> None:
         self.fid = fid
@@ -137,6 +134,7 @@ class DataFile:
         flags = os.O_RDWR if writable else os.O_RDONLY
         self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0))
         self.mm: mmap.mmap | None = None
+        self.ident = (-1, -1)  # (st_dev, st_ino) of the file mapped
         try:
             mm = self.remap()
         except BaseException:  # (too many open files for the mapping's own descriptor...): none kept
@@ -158,13 +156,14 @@ class DataFile:
         still hold it, and it is unmapped when the last reference goes.
         """
         for _ in range(100):
-            size = os.fstat(self.fd).st_size
+            st = os.fstat(self.fd)
+            size, self.ident = st.st_size, (st.st_dev, st.st_ino)
             if size == 0:
                 # An empty file cannot be mapped; an empty bytes object reads the same.
                 self.mm = None
                 return _EMPTY_MAP  # type: ignore[return-value]
             try:
-                self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ, **MMAP_NO_FD)
+                self.mm = map_file(self.fd, size)
                 return self.mm
             except ValueError:
                 # Another process cut the file (rotation drops reserved zeros)
@@ -173,15 +172,40 @@ class DataFile:
         raise OSError(errno.EAGAIN, f"{self.path} keeps changing size while being mapped")
 
     def size(self) -> int:
-        """Return the file's current size in bytes."""
-        return os.fstat(self.fd).st_size
+        """Return the file's current size in bytes (a sealed file's: what its mapping covers)."""
+        return os.fstat(self.fd).st_size if self.fd >= 0 else len(self.mm or b"")
+
+    def reader(self) -> Callable[[int, int], bytes]:
+        """``read(offset, n)`` of the file's bytes (see :func:`kv_backend.record.file_reader`): through
+        the fd, or, once sealed, from the mapping."""
+        return rec.file_reader(self.fd) if self.fd >= 0 else rec.reader_of(self.mm or b"")
+
+    def filled(self, size: int, length: int) -> mmap.mmap | bytes:
+        """The file's first ``size`` bytes followed by zeros up to ``length`` (see
+        :func:`kv_backend.filemaps.map_filled`: nothing is copied into memory). A sealed file is
+        opened again by its name for it; if the name no longer holds the file mapped (a merge
+        removed it since), its mapping is copied into memory instead."""
+        if self.fd >= 0:
+            return map_filled(self.fd, size, length)
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return (self.mm or b"")[:size] + bytes(length - size)
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == self.ident:
+                return map_filled(fd, size, length)
+            return (self.mm or b"")[:size] + bytes(length - size)
+        finally:
+            os.close(fd)
 
     def seal(self) -> None:
         """Close the fd of a file that will never change again (older than the active file).
 
         Reads go through the mapping alone, so a store of many files costs
-        one descriptor per file (the mapping's own; none from Python 3.13).
-        A sealed file must not be grown, remapped or scanned by fd again.
+        no descriptor per file (see :mod:`kv_backend.filemaps`: one, the
+        mapping's own, where maps keep one). A sealed file must not be
+        grown or remapped; :meth:`reader` reads it from the mapping.
         """
         if self.mm is None:
             return  # nothing is mapped (an empty file): the fd is all there is

@@ -26,7 +26,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kv_backend.checksum import RANGE_STEP, RangeCrc
 from kv_backend.checksum import crc32 as crc32  # also the engine's, merge's and the tools'
@@ -347,6 +347,12 @@ def file_reader(fd: int) -> Callable[[int, int], bytes]:
 
 def _pread_at(fd: int, pos: int, n: int) -> bytes:
     return os.pread(fd, n, pos)
+
+
+def reader_of(buf: Any) -> Callable[[int, int], bytes]:
+    """``read(offset, n)`` over the bytes of ``buf`` (bytes, an mmap: anything sliced as bytes are),
+    as :func:`file_reader` reads a file."""
+    return lambda offset, n: buf[offset : offset + n]
 
 
 def scan_read(

@@ -30,8 +30,8 @@ from itertools import islice
 
 from kv_backend import record as rec
 from kv_backend.errors import KVError
+from kv_backend.filemaps import map_file, map_filled
 from kv_backend.files import (
-    MMAP_NO_FD,
     STATE_FILE,
     check_new_store_target,
     data_name,
@@ -45,12 +45,12 @@ from kv_backend.hint import Hints, lost_from
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.owners import give_new_directories, new_path_owner
+from kv_backend.record import reader_of
 from kv_backend.state import published_tail
 from kv_backend.unpublished import (
     filled_end,
     holds_nothing,
     page_end,
-    reader_of,
     tail_end,
     tail_files,
     trusted_page,
@@ -168,14 +168,7 @@ def salvage(
     maps: list[bytes | mmap.mmap] = []
     try:
         for p in paths:
-            try:
-                with open(p, "rb") as f:
-                    size = os.fstat(f.fileno()).st_size
-                    maps.append(
-                        mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ, **MMAP_NO_FD) if size else b""
-                    )
-            except OSError as exc:
-                raise SalvageError(f"cannot read {p}: {exc.strerror or exc}") from exc
+            maps.append(_map_data_file(p))
         total = sum(len(m) for m in maps)
         done = 0
         now = time.time()
@@ -209,7 +202,7 @@ def salvage(
                 # It lost bytes below its published end, or below the size its hint file gives: read
                 # (and copied from) as recovery fills it, with zeros up to there (see
                 # unpublished.filled_end and hint.lost_from): the records it lost are damage.
-                maps[i] = bytes(buf) + bytes(filled - len(buf))
+                maps[i] = _map_data_file(paths[i], (len(buf), filled))
                 total += filled - len(buf)
                 if isinstance(buf, mmap.mmap):
                     buf.close()
@@ -302,6 +295,19 @@ def _live_offsets(newest: Newest, exp: Expiries, files: int, now: float) -> tupl
     for i, offs in enumerate(offsets):
         offsets[i] = array("Q", sorted(offs))
     return offsets, max(to_write, 1)
+
+
+def _map_data_file(path: str, filled: tuple[int, int] | None = None) -> bytes | mmap.mmap:
+    """The data file at ``path``, mapped (holding no descriptor, see :mod:`kv_backend.filemaps`);
+    with ``filled`` = ``(size, end)``, its first ``size`` bytes followed by zeros up to ``end``."""
+    try:
+        with open(path, "rb") as f:
+            if filled is not None:
+                return map_filled(f.fileno(), *filled)
+            size = os.fstat(f.fileno()).st_size
+            return map_file(f.fileno(), size) if size else b""
+    except OSError as exc:
+        raise SalvageError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _records(maps: list[bytes | mmap.mmap], offsets: list[array[int]]) -> Iterator[tuple[bytes, bytes, int]]:

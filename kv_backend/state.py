@@ -31,7 +31,8 @@ import mmap
 import os
 import struct
 
-from kv_backend.files import MMAP_NO_FD, STATE_FILE, new_file_mode, storage_error
+from kv_backend.filemaps import MMAP_NO_FD
+from kv_backend.files import STATE_FILE, new_file_mode, storage_error
 from kv_backend.owners import open_store_file
 from kv_backend.record import FILE_HEADER_SIZE
 

@@ -19,18 +19,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
 
 from kv_backend import record as rec
 from kv_backend.files import FileId, data_name
+from kv_backend.record import reader_of
 
 Read = Callable[[int, int], bytes]
-Sliceable = Any  # bytes, an mmap, kvb check's file reader: what gives bytes when sliced
-
-
-def reader_of(buf: Sliceable) -> Read:
-    """``read(offset, n)`` over the bytes of ``buf`` (anything sliced as bytes are)."""
-    return lambda offset, n: buf[offset : offset + n]
 
 
 def rotation_unpublished(fids: list[FileId], published: tuple[int, int] | None) -> bool:

@@ -626,10 +626,11 @@ def test_in_use_tells_whether_any_process_has_the_store_open(store_path):
 
 def test_closed_files_keep_no_descriptor_of_ours(store_path):
     """Files this process closed by rotating, or saw another process close, keep only their
-    mapping's descriptor (none from Python 3.13), so long-running processes stay within limits."""
-    import sys
+    mapping's descriptor (none where maps keep none, see kv_backend.filemaps), so long-running
+    processes stay within limits."""
+    from kv_backend.filemaps import MAPS_HOLD_FD
 
-    per_file = 0 if sys.version_info >= (3, 13) else 1
+    per_file = 1 if MAPS_HOLD_FD else 0
 
     def fds() -> int:
         return len(os.listdir("/proc/self/fd"))

@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import struct
-import sys
 import time
 
 from helpers import data_files, exit_code, fork_child
@@ -15,6 +14,7 @@ from helpers import data_files, exit_code, fork_child
 from kv_backend import DB
 from kv_backend import record as rec
 from kv_backend.check import check
+from kv_backend.filemaps import MAPS_HOLD_FD
 from kv_backend.salvage import salvage
 
 
@@ -210,9 +210,9 @@ def test_a_reader_out_of_file_descriptors_fails_clearly_and_recovers(store_path)
     """A process at its open-file limit when another process rotates to a new data file could not
     follow: the read raised a bare OSError (EMFILE), and every later call a bare EBADF, even once
     descriptors were free again (the file it had sealed was scanned again through its closed fd).
-    It now raises StorageError (EMFILE) and works again once it can open the new file. From Python
-    3.13 the spare descriptor is enough: the mappings keep none."""
-    needs_descriptor = sys.version_info < (3, 13)
+    It now raises StorageError (EMFILE) and works again once it can open the new file. Where the
+    mappings keep no descriptor (see kv_backend.filemaps) the spare one is enough."""
+    needs_descriptor = MAPS_HOLD_FD
     with DB(store_path, max_file_size=4096) as db:
         for i in range(20):
             db.put(b"k%d" % i, b"x" * 1000)
@@ -243,7 +243,7 @@ def test_a_reader_out_of_file_descriptors_fails_clearly_and_recovers(store_path)
                 got = db.get(b"new")
             except StorageError as exc:
                 assert needs_descriptor and exc.errno == errno.EMFILE, exc
-            else:  # from Python 3.13 the new file's mapping keeps no descriptor: nothing to run out of
+            else:  # the new file's mapping keeps no descriptor: nothing to run out of
                 assert not needs_descriptor, "the read did not need a new file"
                 assert got == b"n" * 1000
         for fd in spare:
@@ -266,10 +266,10 @@ def test_a_reader_out_of_file_descriptors_fails_clearly_and_recovers(store_path)
 
 
 def test_a_writer_out_of_file_descriptors_when_its_file_grows_raises_storage_error(store_path):
-    """Growing the active file maps it again, which takes a descriptor before Python 3.13: at the
-    limit, that raised a bare OSError. It raises StorageError, and the next write succeeds. From
-    Python 3.13 the mapping takes no descriptor, so the write succeeds at the limit."""
-    needs_descriptor = sys.version_info < (3, 13)
+    """Growing the active file maps it again, which takes a descriptor where maps hold one (see
+    kv_backend.filemaps): at the limit, that raised a bare OSError. It raises StorageError, and the
+    next write succeeds. Where the mapping takes no descriptor, the write succeeds at the limit."""
+    needs_descriptor = MAPS_HOLD_FD
 
     def writer() -> None:
         import errno

@@ -1,0 +1,138 @@
+"""Read-only memory maps of data files that hold no file descriptor of their own.
+
+Python's ``mmap`` keeps a duplicate of the descriptor it maps (before Python 3.13, which can
+drop it: ``trackfd=False``), so a process with thousands of data files mapped holds thousands
+of descriptors. :func:`map_file` maps a file without one, and can also give a map that reads
+as the file followed by zeros up to a length past its end (what the engine reads a data file
+that lost bytes as, see :func:`kv_backend.unpublished.filled_end`), without copying the file
+into memory and without materialising the zeros: an anonymous read-only map of the whole
+length, which reads as zeros and takes no memory, has the file mapped over its first part.
+Both are ordinary ``mmap`` objects, sliced and read exactly as the maps of whole files are.
+
+Where this cannot be done (a platform other than Linux and macOS, or a Python without
+``ctypes.pythonapi``), the file is mapped as Python maps it, and zeros past its end are
+copies of it in memory, as before.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import sys
+from typing import Any
+
+#: Python 3.13+ can map a file without keeping a duplicate of its descriptor.
+MMAP_NO_FD: dict[str, Any] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
+
+_MAP_FIXED = 0x10  # (the same value on Linux and macOS)
+_stranded: list[mmap.mmap] = []
+"""Maps whose range a failed ``MAP_FIXED`` may have given back to the system: never unmapped, as
+the range may now belong to another mapping of the process (a failure that practically never
+happens: the process is out of map areas, and any other map would fail too)."""
+
+
+def _place_file() -> Any:
+    """The function that maps a file over the start of an anonymous map, or None where it cannot."""
+    if not (sys.platform.startswith("linux") or sys.platform == "darwin"):
+        return None
+    try:
+        import ctypes
+
+        libc_mmap = ctypes.CDLL(None, use_errno=True).mmap
+        get_buffer = ctypes.pythonapi.PyObject_GetBuffer
+        release_buffer = ctypes.pythonapi.PyBuffer_Release
+    except (ImportError, AttributeError, OSError):
+        return None
+    if ctypes.sizeof(ctypes.c_void_p) != 8:  # (off_t is a long on the 64-bit systems alone)
+        return None
+
+    class _Buffer(ctypes.Structure):  # Py_buffer, part of the stable ABI since Python 3.11
+        _fields_ = [
+            ("buf", ctypes.c_void_p),
+            ("obj", ctypes.c_void_p),
+            ("len", ctypes.c_ssize_t),
+            ("itemsize", ctypes.c_ssize_t),
+            ("readonly", ctypes.c_int),
+            ("ndim", ctypes.c_int),
+            ("format", ctypes.c_char_p),
+            ("shape", ctypes.c_void_p),
+            ("strides", ctypes.c_void_p),
+            ("suboffsets", ctypes.c_void_p),
+            ("internal", ctypes.c_void_p),
+        ]
+
+    get_buffer.argtypes = [ctypes.py_object, ctypes.POINTER(_Buffer), ctypes.c_int]
+    get_buffer.restype = ctypes.c_int
+    release_buffer.argtypes = [ctypes.POINTER(_Buffer)]
+    release_buffer.restype = None
+    libc_mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc_mmap.restype = ctypes.c_void_p
+
+    def place(mm: mmap.mmap, fd: int, size: int) -> None:
+        view = _Buffer()
+        get_buffer(mm, ctypes.byref(view), 0)  # (PyBUF_SIMPLE: its address, read-only as it is)
+        try:
+            address = view.buf
+        finally:
+            release_buffer(ctypes.byref(view))
+        got = libc_mmap(address, size, mmap.PROT_READ, mmap.MAP_SHARED | _MAP_FIXED, fd, 0)
+        if got != address:
+            code = ctypes.get_errno()
+            _stranded.append(mm)
+            raise OSError(code, os.strerror(code))
+
+    return place
+
+
+_place = _place_file()
+
+MAPS_HOLD_FD = _place is None and not MMAP_NO_FD
+"""Whether every map :func:`map_file` makes holds a descriptor of its own (its duplicate of the file's):
+where neither ``trackfd=False`` (Python 3.13+) nor maps placed over an anonymous one are available."""
+
+
+def map_file(fd: int, size: int) -> mmap.mmap:
+    """A read-only map of the first ``size`` bytes (at least 1) of the file open at ``fd`` that keeps
+    no descriptor: ``fd`` may be closed once it returns (the map keeps the file readable, also once
+    unlinked).
+
+    Raises ValueError where the file is shorter than ``size``, as ``mmap`` does (another process
+    cut it meanwhile: look at its size again), OSError where the system refuses the map.
+    """
+    if _place is None or MMAP_NO_FD:
+        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ, **MMAP_NO_FD)
+    return _placed(fd, size, size)
+
+
+def map_filled(fd: int, size: int, length: int) -> mmap.mmap | bytes:
+    """What the file open at ``fd`` reads as when its first ``size`` bytes are followed by zeros up to
+    ``length`` (above ``size``), as :func:`map_file` maps it: neither the file nor the zeros are
+    copied into memory (but on a platform where maps cannot be made so)."""
+    if _place is None:
+        if not size:
+            return bytes(length)
+        with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as mm:
+            return mm[:] + bytes(length - size)
+    return _placed(fd, size, length)
+
+
+def _placed(fd: int, size: int, length: int) -> mmap.mmap:
+    """An anonymous read-only map of ``length`` bytes (zeros) with the first ``size`` bytes of the file
+    at ``fd`` mapped over its start."""
+    mm = mmap.mmap(-1, length, mmap.MAP_PRIVATE, mmap.PROT_READ)
+    if size:
+        assert _place is not None
+        _place(mm, fd, size)
+    if os.fstat(fd).st_size < size:
+        # (Python's mmap checks the size before it maps; a map past the file's end would raise
+        # SIGBUS where it is read.)
+        mm.close()
+        raise ValueError("mmap length is greater than file size")
+    return mm
