@@ -383,8 +383,26 @@ def scan_read(
             continue
         if got < n or got == end - (pos - res.end):
             return  # a real stop: the region ends in a torn or damaged record
+        if res.stop_reason not in _NEEDS_BYTES or _runs_past(buf, res.stop_at, end - (pos - res.end)):
+            # Damage that no more bytes can change: read no further. (Reading again from the stop in
+            # larger chunks read the rest of the region into memory, ~2x the file at a damaged header.)
+            return
         if res.end == 0:
             chunk *= 2  # one record (or batch) is bigger than the chunk
+
+
+#: The stops of :func:`scan` that more bytes than its buffer held may change: a record or batch that
+#: goes on past it, or the confirmation of a damaged record's lengths.
+_NEEDS_BYTES = frozenset({"truncated header", "truncated record", "uncommitted batch"})
+
+
+def _runs_past(buf: bytes, at: int, room: int) -> bool:
+    """Whether the record header at ``at`` of ``buf`` (if whole there) declares a record that no bytes
+    can complete: a key length above the limit, or an end past ``room``, where the region ends."""
+    if at < 0 or at + HEADER_SIZE > len(buf):
+        return False
+    _, _, _, klen, vlen, _ = HEADER.unpack_from(buf, at)
+    return klen > MAX_KEY_SIZE or at + HEADER_SIZE + klen + vlen > room
 
 
 #: The type and lengths of a header that may start a sound record: a known type, any flags byte (bits
