@@ -26,7 +26,6 @@ import time
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 
 from kv_backend import record as rec
 from kv_backend.errors import KVError
@@ -57,6 +56,9 @@ from kv_backend.unpublished import (
 )
 
 _BATCH_SIZE = 1000
+_BATCH_BYTES = 4 << 20
+"""A batch of the copy holds at most this many records, and stops at the first that brings it to this
+many bytes: its values, their records and the batch's bytes are all held while it is written."""
 DAMAGED = -1
 """In the index of newest records: the key's newest record is damaged (never a packed location)."""
 
@@ -247,10 +249,10 @@ def salvage(
             ) from exc
         try:
             copied = written = 0
-            records = _records(maps, offsets)
+            batches = _batches(_records(maps, offsets))
             # sync='always': every batch, and every file the copy closes, is on disk before the rename.
             with DB(tmp, sync="always") as db:
-                while chunk := list(islice(records, _BATCH_SIZE)):
+                for chunk in batches:
                     with db.batch() as b:
                         for key, value, size in chunk:
                             b.put(key, value, expires_at=exp.get(key, 0.0))
@@ -308,6 +310,21 @@ def _map_data_file(path: str, filled: tuple[int, int] | None = None) -> bytes | 
             return map_file(f.fileno(), size) if size else b""
     except OSError as exc:
         raise SalvageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _batches(records: Iterator[tuple[bytes, bytes, int]]) -> Iterator[list[tuple[bytes, bytes, int]]]:
+    """``records`` in lists of at most ``_BATCH_SIZE`` records and, but for a record larger alone,
+    about ``_BATCH_BYTES`` bytes (a thousand values of a megabyte held 3 GB at once)."""
+    chunk: list[tuple[bytes, bytes, int]] = []
+    held = 0
+    for item in records:
+        chunk.append(item)
+        held += item[2]
+        if len(chunk) == _BATCH_SIZE or held >= _BATCH_BYTES:
+            yield chunk
+            chunk, held = [], 0
+    if chunk:
+        yield chunk
 
 
 def _records(maps: list[bytes | mmap.mmap], offsets: list[array[int]]) -> Iterator[tuple[bytes, bytes, int]]:
