@@ -455,21 +455,15 @@ def test_reader_survives_a_file_shrinking_while_it_maps_it(store_path, monkeypat
             writer.put(b"k%d" % i, b"v" * 300)  # the file grows (space is reserved past the tail)
         active = os.path.join(store_path, data_name(list_data_files(store_path)[-1]))
         end = writer.stats()["active_end"]
-        real_mmap = files_module.mmap.mmap
+        real_map_file = files_module.map_file
 
-        class RacingMmap:
-            """mmap, except that the file shrinks first, as when a writer closes it at that moment."""
+        def racing_map_file(fd: int, size: int):
+            """map_file, except that the file shrinks first, as when a writer closes it at that moment."""
+            if os.readlink(f"/proc/self/fd/{fd}") == active and size > end:
+                os.truncate(active, end)  # what DB._rotate does to the file it closes
+            return real_map_file(fd, size)
 
-            MAP_SHARED = files_module.mmap.MAP_SHARED
-            PROT_READ = files_module.mmap.PROT_READ
-
-            @staticmethod
-            def mmap(fd, length, *args, **kwargs):
-                if os.readlink(f"/proc/self/fd/{fd}") == active and length > end:
-                    os.truncate(active, end)  # what DB._rotate does to the file it closes
-                return real_mmap(fd, length, *args, **kwargs)
-
-        monkeypatch.setattr(files_module, "mmap", RacingMmap)
+        monkeypatch.setattr(files_module, "map_file", racing_map_file)
         assert reader.get(b"k5") == b"v" * 300
     finally:
         reader.close()
