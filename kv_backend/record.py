@@ -401,6 +401,8 @@ def _runs_past(buf: bytes, at: int, room: int) -> bool:
     can complete: a key length above the limit, or an end past ``room``, where the region ends."""
     if at < 0 or at + HEADER_SIZE > len(buf):
         return False
+    klen: int
+    vlen: int
     _, _, _, klen, vlen, _ = HEADER.unpack_from(buf, at)
     return klen > MAX_KEY_SIZE or at + HEADER_SIZE + klen + vlen > room
 
