@@ -24,7 +24,7 @@ from kv_backend.hint import entries_at, lost_from, usable_at
 from kv_backend.hint import usable as usable_hints
 from kv_backend.owners import roots_files
 from kv_backend.record import reader_of
-from kv_backend.state import published_tail
+from kv_backend.state import page_intent, published_tail
 from kv_backend.unpublished import (
     data_end,
     end_without_page,
@@ -120,13 +120,15 @@ def _check(path: str) -> CheckReport:
     published = published_tail(path)
     head = _head(os.path.join(path, data_name(fids[-1]))) if fids else None
     try:
-        page = trusted_page_of(path, fids, published)
+        page = trusted_page_of(path, fids, published, page_intent(path))
     except OSError as exc:
         raise storage_error(exc, f"cannot read the data files of {path}") from exc
     if page is None and published is not None:
         report.notes.append(
             f"{os.path.join(path, STATE_FILE)}: a damaged page (it publishes an end inside a record of "
-            f"{data_name((published[0], 0))}): ignored, as by every reader; the next writer rebuilds it"
+            f"{data_name((published[0], 0))}, or past the end of that file, which newer files follow, "
+            "and its intent word does not vouch for it): ignored, as by every reader; the next writer "
+            "rebuilds it"
         )
         published = None
     # The file whose unfinished end is an interrupted write, not damage, and the file a killed

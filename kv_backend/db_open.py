@@ -385,9 +385,17 @@ class _Opening(_Parts):
         it is damaged (see :func:`~kv_backend.unpublished.trusted_page`)."""
         published = self._published()
         try:
-            return trusted_page_of(self.path, fids, None if published is None else unpack_tail(published[0]))
+            return trusted_page_of(
+                self.path, fids, None if published is None else unpack_tail(published[0]), self._page_intent()
+            )
         except OSError as exc:
             raise storage_error(exc, f"cannot read the data files of {self.path}") from exc
+
+    def _page_intent(self) -> tuple[int, int] | None:
+        """``(major, end)`` of the state page's intent word (read after its tail: see
+        :func:`~kv_backend.unpublished.vouches`), None without a valid page."""
+        st = self._state
+        return unpack_tail(st.intent.value) if st is not None and st.initialized else None
 
     def _close_exactly(self, path: str, start: int, *, published: bool = False) -> None:
         """Cut the reserved zeros off a file that should have been closed by a rotation.
@@ -455,6 +463,7 @@ class _Opening(_Parts):
                 self._recover_tail_locked()
                 self._fill_lost_locked()
             published = self._published()
+            intent = self._page_intent()
             fids = list_data_files(self.path)
             if published is not None:
                 tail, gen = published
@@ -485,7 +494,7 @@ class _Opening(_Parts):
         page = (major, end) if published is not None else None
         if (
             page is not None
-            and trusted_page(fids, head, page, lambda i: (files[i].reader(), sizes[fids[i]])) is None
+            and trusted_page(fids, head, page, lambda i: (files[i].reader(), sizes[fids[i]]), intent) is None
         ):
             # A damaged page (a read-only open: a writer's recovery rebuilds it): read as without one,
             # as recovery reads it (``tail`` and ``gen`` kept, so that only a writer's change of the

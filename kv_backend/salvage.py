@@ -45,7 +45,7 @@ from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.record import reader_of
-from kv_backend.state import published_tail
+from kv_backend.state import page_intent, published_tail
 from kv_backend.unpublished import (
     filled_end,
     holds_nothing,
@@ -165,6 +165,7 @@ def salvage(
         dst = os.path.realpath(dst)
     check_new_store_target(dst, "salvage", SalvageError)
     published = published_tail(src)  # (read first: see kvb check)
+    intent = page_intent(src)
     fids = list_data_files(src)
     paths = [os.path.join(src, data_name(fid)) for fid in fids]
     maps: list[bytes | mmap.mmap] = []
@@ -179,7 +180,7 @@ def salvage(
         # The active file (an unfinished write at its end is no damage), and the file before a
         # rotation killed before publishing the next (active still).
         head = bytes(maps[-1]) if maps and len(maps[-1]) <= rec.FILE_HEADER_SIZE else None
-        page = trusted_page(fids, head, published, lambda i: (reader_of(maps[i]), len(maps[i])))
+        page = trusted_page(fids, head, published, lambda i: (reader_of(maps[i]), len(maps[i])), intent)
         if page is None and published is not None:
             report.notes.append(
                 f"{os.path.join(src, STATE_FILE)}: a damaged page (ignored, as by every reader)"

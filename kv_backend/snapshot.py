@@ -28,7 +28,7 @@ from kv_backend.files import (
 )
 from kv_backend.hint import lost_from
 from kv_backend.locking import WriteLock
-from kv_backend.state import SharedState, unpack_tail
+from kv_backend.state import SharedState, page_intent, unpack_tail
 from kv_backend.unpublished import tail_files, trusted_page_of
 
 __all__ = ["SnapshotFile", "store_snapshot", "take_snapshot"]
@@ -82,7 +82,10 @@ def take_snapshot(
         with lock:
             published = published_now()
             fids = list_data_files(path)
-            if published is not None and trusted_page_of(path, fids, unpack_tail(published[0])) is None:
+            if (
+                published is not None
+                and trusted_page_of(path, fids, unpack_tail(published[0]), page_intent(path)) is None
+            ):
                 published = None  # a damaged page: copied as without one, as every reader reads it
             active_major, active_end = unpack_tail(published[0]) if published else (-1, -1)
             data: list[SnapshotFile] = []

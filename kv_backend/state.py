@@ -199,14 +199,25 @@ def published_tail(store: str) -> tuple[int, int] | None:
     """``(major id of the active file, end of its published records)`` as the ``STATE`` page of the
     store at ``store`` gives them, read without mapping or locking it (for tools that only look:
     ``kvb check``, ``kvb salvage``); None if the page is missing, unreadable or not valid."""
+    return _page_word(store, 16)
+
+
+def page_intent(store: str) -> tuple[int, int] | None:
+    """``(major, end)`` of the tail a writer is about to reach (the intent word), as the ``STATE`` page
+    of the store at ``store`` gives it (read after :func:`published_tail`, as a writer stores it before
+    the tail), read as that function reads the tail; None if the page is missing or not valid."""
+    return _page_word(store, 32)
+
+
+def _page_word(store: str, offset: int) -> tuple[int, int] | None:
     try:
         with open(os.path.join(store, STATE_FILE), "rb") as f:
-            page = f.read(24)
+            page = f.read(40)
     except OSError:
         return None
-    if not _valid(page):
+    if len(page) < 40 or not _valid(page):
         return None
-    return unpack_tail(struct.unpack_from("=Q", page, 16)[0])
+    return unpack_tail(struct.unpack_from("=Q", page, offset)[0])
 
 
 def _valid(head: bytes) -> bool:

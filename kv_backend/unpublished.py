@@ -76,6 +76,7 @@ def trusted_page(
     head: bytes | None,
     published: tuple[int, int] | None,
     file_of: Callable[[int], tuple[Read, int]],
+    intent: tuple[int, int] | None,
 ) -> tuple[int, int] | None:
     """The ``published`` tail of a STATE page, or None where it is damaged and every reader reads the
     store as without a page (``fids`` and ``head`` as for :func:`tail_files`; ``file_of(i)`` gives
@@ -86,7 +87,13 @@ def trusted_page(
     after the other from its header (the unpublished rules first, for speed), one reaches past it.
     No writer publishes such an end, and recovery would cut that record and every one after it off
     the file, all acknowledged (a damaged end, or a major id that damage turned into an older
-    file's)."""
+    file's).
+
+    It is damaged too where it names a file that newer files follow with an end past that file's end
+    (which every reader would read, and recovery fill, with zeros up to there: the file lost bytes,
+    see :func:`filled_end`) and the page's ``intent`` word (read after the tail) does not vouch for
+    its tail (:func:`vouches`): a bit flipped in the end (or in the major id, naming an older file)
+    would have had every reader read a sound file as damaged, with up to a terabyte of zeros."""
     if published is None:
         return None
     newest, rotated = tail_files(fids, head, published)
@@ -99,6 +106,8 @@ def trusted_page(
         return published
     read, size = file_of(i)
     end = published[1]
+    if i == rotated and end > size and not vouches(intent, published):
+        return None
     if not rec.FILE_HEADER_SIZE < end < size or _may_start_a_write(read(end, rec.HEADER_SIZE)):
         return published
     pos, _ = _strict(read, rec.FILE_HEADER_SIZE, end)
@@ -106,6 +115,19 @@ def trusted_page(
     while pos < end and (n := rec.sound_size(read, pos, size)):
         pos += n
     return None if pos > end else published
+
+
+def vouches(intent: tuple[int, int] | None, published: tuple[int, int]) -> bool:
+    """Whether the ``intent`` word of a STATE page (``(major, end)``, None if unknown) agrees with its
+    tail ``published`` as writers leave them: equal; in the same file past it (a write in flight, or
+    a writer that died in it); or the header's end of the next file (a rotation between its two
+    stores). A damaged tail word rarely does (the intent lies in another word)."""
+    if intent is None:
+        return False
+    return (intent[0] == published[0] and intent[1] >= published[1]) or intent == (
+        published[0] + 1,
+        rec.FILE_HEADER_SIZE,
+    )
 
 
 def _may_start_a_write(head: bytes) -> bool:
@@ -126,7 +148,7 @@ def _may_start_a_write(head: bytes) -> bool:
 
 
 def trusted_page_of(
-    store: str, fids: list[FileId], published: tuple[int, int] | None
+    store: str, fids: list[FileId], published: tuple[int, int] | None, intent: tuple[int, int] | None
 ) -> tuple[int, int] | None:
     """:func:`trusted_page` of the data files ``fids`` of the store at ``store`` (an OSError if one
     cannot be read)."""
@@ -146,7 +168,7 @@ def trusted_page_of(
         if fids:
             read, size = file_of(len(fids) - 1)
             head = read(0, rec.FILE_HEADER_SIZE) if size <= rec.FILE_HEADER_SIZE else None
-        return trusted_page(fids, head, published, file_of)
+        return trusted_page(fids, head, published, file_of, intent)
     finally:
         for fd in fds:
             os.close(fd)
