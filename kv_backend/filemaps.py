@@ -16,6 +16,7 @@ copies of it in memory, as before.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import sys
@@ -106,30 +107,41 @@ def map_file(fd: int, size: int) -> mmap.mmap:
     Raises ValueError where the file is shorter than ``size``, as ``mmap`` does (another process
     cut it meanwhile: look at its size again), OSError where the system refuses the map.
     """
-    if _place is None or MMAP_NO_FD:
-        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ, **MMAP_NO_FD)
-    return _placed(fd, size, size)
+    if _place is not None and not MMAP_NO_FD and (mm := _placed(fd, size, size)) is not None:
+        return mm
+    return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ, **MMAP_NO_FD)
 
 
 def map_filled(fd: int, size: int, length: int) -> mmap.mmap | bytes:
     """What the file open at ``fd`` reads as when its first ``size`` bytes are followed by zeros up to
     ``length`` (above ``size``), as :func:`map_file` maps it: neither the file nor the zeros are
     copied into memory (but on a platform where maps cannot be made so)."""
-    if _place is None:
-        if not size:
-            return bytes(length)
-        with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as mm:
-            return mm[:] + bytes(length - size)
-    return _placed(fd, size, length)
+    if _place is not None and (mm := _placed(fd, size, length)) is not None:
+        return mm
+    if not size:
+        return bytes(length)
+    with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) as mm:
+        return mm[:] + bytes(length - size)
 
 
-def _placed(fd: int, size: int, length: int) -> mmap.mmap:
+def _placed(fd: int, size: int, length: int) -> mmap.mmap | None:
     """An anonymous read-only map of ``length`` bytes (zeros) with the first ``size`` bytes of the file
-    at ``fd`` mapped over its start."""
+    at ``fd`` mapped over its start; None where the system refuses to map a file over another map (a
+    sandbox may): the process then maps files as Python does from there on."""
+    global _place
     mm = mmap.mmap(-1, length, mmap.MAP_PRIVATE, mmap.PROT_READ)
+    place = _place
     if size:
-        assert _place is not None
-        _place(mm, fd, size)
+        if place is None:  # (another thread found it refused meanwhile)
+            mm.close()
+            return None
+        try:
+            place(mm, fd, size)
+        except OSError as exc:
+            if exc.errno in (errno.ENOMEM, errno.EACCES, errno.EBADF, errno.ENODEV):
+                raise  # (out of maps, a file that cannot be mapped: Python's mmap fails alike)
+            _place = None
+            return None
     if os.fstat(fd).st_size < size:
         # (Python's mmap checks the size before it maps; a map past the file's end would raise
         # SIGBUS where it is read.)

@@ -12,6 +12,7 @@ is mapped."""
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import tracemalloc
@@ -192,3 +193,24 @@ def test_a_store_of_more_data_files_than_the_descriptor_limit_opens_follows_and_
         assert len(os.listdir("/proc/self/fd")) == before
 
     assert exit_code(fork_child(child)) == 0
+
+
+def test_where_the_system_refuses_to_place_a_map_files_are_mapped_as_python_does(store_path, monkeypatch):
+    """A sandbox may refuse to map a file over another map: the process then maps files as Python does
+    (a descriptor each before Python 3.13), and reads all the same."""
+    with DB(store_path, max_file_size=4096) as db:
+        for i in range(50):
+            db.put(b"k%02d" % i, b"%02d" % i * 100)
+    calls = []
+
+    def refused(mm, fd, size):
+        calls.append(size)
+        raise OSError(errno.EINVAL, "refused")
+
+    monkeypatch.setattr(filemaps, "_place", refused)
+    with DB(store_path, read_only=True) as db:
+        assert dict(db.items()) == {b"k%02d" % i: b"%02d" % i * 100 for i in range(50)}
+    assert len(calls) == 1 and filemaps._place is None
+    with DB(store_path) as db:
+        db.put(b"more", b"x" * 5000)
+        assert db[b"more"] == b"x" * 5000 and len(db) == 51
