@@ -190,14 +190,14 @@ class DataFile:
         try:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
-            return (self.mm or b"")[:size] + bytes(length - size)
+            fd = -1
         try:
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) == self.ident:
+            if fd >= 0 and ((st := os.fstat(fd)).st_dev, st.st_ino) == self.ident:
                 return map_filled(fd, size, length)
-            return (self.mm or b"")[:size] + bytes(length - size)
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
+        return (self.mm or b"")[:size] + bytes(length - size)
 
     def seal(self) -> None:
         """Close the fd of a file that will never change again (older than the active file).
