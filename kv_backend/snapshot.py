@@ -9,6 +9,7 @@ whole log first.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,7 +76,40 @@ def take_snapshot(
     path: str, lock: WriteLock, published_now: Callable[[], tuple[int, int] | None]
 ) -> list[SnapshotFile]:
     """Freeze the files of the store at ``path`` under ``lock`` (see :meth:`kv_backend.DB.snapshot_files`);
-    ``published_now()`` reads the state page's (tail word, generation), None without a valid page."""
+    ``published_now()`` reads the state page's (tail word, generation), None without a valid page.
+
+    The snapshot holds a descriptor per data and hint file (a merge may remove them while a backup
+    copies them). Where the process runs out of descriptors (a store of more files than the soft
+    limit, often 1,024), the soft limit is raised to the hard one, as far as it allows, and the
+    snapshot taken again: a store whose open needs no descriptor per file could otherwise not be
+    backed up.
+    """
+    try:
+        return _take_snapshot(path, lock, published_now)
+    except StorageError as exc:
+        if not (isinstance(exc.__cause__, OSError) and exc.__cause__.errno == errno.EMFILE and _more_fds()):
+            raise
+    return _take_snapshot(path, lock, published_now)
+
+
+def _more_fds() -> bool:
+    """Raise this process's soft limit of open files to its hard limit; whether it rose."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return True
+    except (ImportError, ValueError, OSError):
+        pass
+    return False
+
+
+def _take_snapshot(
+    path: str, lock: WriteLock, published_now: Callable[[], tuple[int, int] | None]
+) -> list[SnapshotFile]:
+    """The body of :func:`take_snapshot`."""
     out: list[SnapshotFile] = []
     flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
     try:
