@@ -133,6 +133,13 @@ class ChordPartResults(StoreBackend):
         request: Any = None,
         **kwargs: Any,
     ) -> Any:
+        if self._dropped_by_read_only_worker(
+            f"cannot store the {state} state of {{task}}",
+            task_id,
+            request,
+            "its clients see the task as PENDING",
+        ):
+            return result
         meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
         meta["task_id"] = bytes_to_str(task_id)
         payload = self.encode(meta)  # encoded before taking the lock: other writers don't wait on it

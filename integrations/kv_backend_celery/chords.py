@@ -240,6 +240,13 @@ class ChordBackend(ChordPartResults, DamagedChords):
         chord_sig = getattr(request, "chord", None)
         if not gid or not chord_sig:
             return None
+        if self._dropped_by_read_only_worker(
+            f"cannot count {{task}} as a part of chord {gid}",
+            getattr(request, "id", None),
+            request,
+            "the chord never completes",
+        ):
+            return None
         if _recovery_pids.get(id(self.app)) != os.getpid():
             _start_recovery_late(self.app, request)
         key = self.get_key_for_chord(gid)

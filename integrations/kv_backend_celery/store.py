@@ -39,7 +39,7 @@ from kv_backend.errors import (
 from kv_backend.files import STATE_FILE
 from kv_backend_celery.config import _seconds, chord_join_timeout, parse_url, read_only_error
 
-__all__ = ["StoreBackend", "bytes_to_str", "ensure_bytes"]
+__all__ = ["StoreBackend", "bytes_to_str", "ensure_bytes", "read_only_workers"]
 
 # The backend's one logger, whatever module logs: the name users configure.
 logger = logging.getLogger("kv_backend_celery.backend")
@@ -70,6 +70,11 @@ _shared: weakref.WeakValueDictionary[tuple[str, tuple[tuple[str, Any], ...]], DB
 _shared_lock = threading.Lock()
 # The identity of the store each open DB found (see _store_identity).
 _identities: weakref.WeakKeyDictionary[DB, tuple[Any, ...] | None] = weakref.WeakKeyDictionary()
+
+#: The apps of this process (and of its forked pool processes) whose worker started on a
+#: ``read_only=1`` URL because every task ignores its results (see kv_backend_celery.worker_check):
+#: a state such a worker is asked to store after all is dropped with an error in its log.
+read_only_workers: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _store_identity(path: str) -> tuple[Any, ...] | None:
@@ -217,6 +222,24 @@ class StoreBackend(KeyValueStoreBackend):
         db = self.db
         self._check_writable(what, key)
         return db
+
+    def _dropped_by_read_only_worker(self, what: str, task_id: Any, request: Any, outcome: str) -> bool:
+        """True (with an error logged) if this is a worker on a read_only=1 URL, which drops ``what``
+        (a write, naming the task as ``{task}``).
+
+        Such a worker starts only if every task ignores its results; a call that asks for its
+        result after all (``apply_async(..., ignore_result=False)``), or a chord part run there,
+        raised ReadOnlyError from the worker's own handling of the task: a solo worker exited
+        ("Unrecoverable error"), a prefork one logged two tracebacks and no outcome. The task runs
+        as usual and what it would store is dropped, as with no result backend; ``outcome`` says
+        what its clients see.
+        """
+        if not self.options.get("read_only") or self.app not in read_only_workers:
+            return False
+        name = getattr(request, "task", None) or getattr(request, "name", None) or "task"
+        error = read_only_error(self.url, what.replace("{task}", f"{name}[{bytes_to_str(task_id)}]"))
+        logger.error("%s; it is dropped: %s", error, outcome)
+        return True
 
     def close(self) -> None:
         """Drop this backend's handle on the store (it reopens on next use)."""

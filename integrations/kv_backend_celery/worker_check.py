@@ -17,7 +17,7 @@ from celery import signals
 from celery.utils.nodenames import node_format
 
 from kv_backend_celery.config import read_only_error
-from kv_backend_celery.store import StoreBackend
+from kv_backend_celery.store import StoreBackend, read_only_workers
 
 __all__ = ["WORKER_INIT_UID", "check_worker", "tasks_storing_results"]
 
@@ -72,11 +72,12 @@ def check_worker(app: Any, worker: Any = None) -> None:
         message = f"celery worker: refusing to start: {error}"
         _tell_log_file(worker, logging.CRITICAL, message)
         raise SystemExit(message) from error
+    read_only_workers.add(app)
     message = (
         f"the result backend URL {backend.url!r} opens the store read-only (read_only=1), so this worker "
         "can store no result; every task of this worker ignores its results, so it starts, but a call "
-        "that asks for its result (ignore_result=False) fails to store it: give workers the URL "
-        "without read_only=1"
+        "that asks for its result (ignore_result=False) still has it dropped (an error is logged, and "
+        "its clients see the task as PENDING): give workers the URL without read_only=1"
     )
     logger.warning("%s", message)
     _tell_log_file(worker, logging.WARNING, message)
