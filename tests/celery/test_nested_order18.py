@@ -1,0 +1,193 @@
+"""The order of nested results, ``kvb://`` side by side with Celery's ``redis://`` backend.
+
+A chord whose header mixes a chain, a group and a task (``chord([chain(a, b), group(c, d), e])``),
+groups in groups (``group(group(a, b), c)``), chords in groups and in chord headers: the value the
+callback gets and ``GroupResult.get()`` must come out as with ``redis://``, whatever order the
+tasks finish in. Celery, not the backend, decides some of these orders (a group inside a chord
+header is flattened into the callback's list, its tasks last first), so the reference is a
+``redis://`` result backend running the same canvases on a real redis-server, which is also the
+broker of both workers. In a generator header a nested group numbers its own tasks, so two parts
+can share a position: those two come in an order neither backend ties to the header (finishing
+order, task id order), and are compared as a set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from celery import chain, chord, group
+from helpers import child_env, require_tool
+from resp_helpers import start_redis_server, stop_process
+
+pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(180)]
+
+APP = """
+import os
+import time
+
+from celery import Celery
+
+
+def build(broker, backend):
+    app = Celery("nest18", broker=broker, backend=backend, set_as_current=False)
+    app.conf.update(
+        worker_hijack_root_logger=False,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        result_extended=True,
+    )
+
+    @app.task(name="nest18.slow", shared=False)
+    def slow(x, delay=0.0):
+        time.sleep(delay)
+        return x
+
+    @app.task(name="nest18.mul", shared=False)
+    def mul(x, y):
+        return x * y
+
+    @app.task(name="nest18.collect", shared=False)
+    def collect(values):
+        return values
+
+    return app
+
+
+if os.environ.get("NEST18_BACKEND"):
+    app = build(os.environ["NEST18_BROKER"], os.environ["NEST18_BACKEND"])
+"""
+
+#: Delays (seconds) for the tasks marked ``d[i]``: the header order, then its reverse.
+DELAYS = [(0.0, 0.1, 0.2, 0.3), (0.3, 0.2, 0.1, 0.0)]
+
+
+def _canvases(app, d):
+    slow, mul, collect = (app.tasks[f"nest18.{name}"] for name in ("slow", "mul", "collect"))
+    s = slow.s
+    return {
+        "chord[chain, group, task]": lambda: chord(
+            [chain(s(1, d[0]), mul.s(10)), group(s(2, d[1]), s(3, d[2])), s(4, d[3])]
+        )(collect.s()),
+        "group(group(a, b), c)": lambda: group(group(s(1, d[0]), s(2, d[1])), s(3, d[2])).apply_async(),
+        "group(c, group(a, group(b, e)))": lambda: group(
+            s(3, d[2]), group(s(1, d[0]), group(s(2, d[1]), s(5, d[3])))
+        ).apply_async(),
+        "chord[group(group(a, b), c), e]": lambda: chord(
+            [group(group(s(1, d[0]), s(2, d[1])), s(3, d[2])), s(4, d[3])]
+        )(collect.s()),
+        "chord[chain(a, group(b, c)), e]": lambda: chord(
+            [chain(s(1, d[0]), group(mul.s(2), mul.s(3))), s(4, d[3])]
+        )(collect.s()),
+        "group(chord([a, b], cb), c)": lambda: group(
+            chord([s(1, d[0]), s(2, d[1])], collect.s()), s(3, d[2])
+        ).apply_async(),
+        "chord[chord([a, b], cb), c]": lambda: chord(
+            [chord([s(1, d[0]), s(2, d[1])], collect.s()), s(3, d[2])]
+        )(collect.s()),
+        # A group in a generator header numbers its own tasks, so two parts share a position
+        # (b and c here, c and e below): redis:// orders those by task id, kvb:// as they finished.
+        "~chord(generator: group(a, b), c)": lambda: chord(
+            (t for t in (group(s(1, d[0]), s(2, d[1])), s(3, d[2]))), collect.s()
+        )(),
+        "~chord(generator: chain(a, group(b, c)), e)": lambda: chord(
+            (t for t in (chain(s(1, d[0]), group(mul.s(2), mul.s(3))), s(4, d[3]))), collect.s()
+        )(),
+        "chord[chain(group(a, b), cb), c]": lambda: chord(
+            [chain(group(s(1, d[0]), s(2, d[1])), collect.s()), s(3, d[2])]
+        )(collect.s()),
+    }
+
+
+def _send(app) -> dict:
+    """Every canvas with every delay pattern, sent at once."""
+    return {f"{name} {d}": send() for d in DELAYS for name, send in _canvases(app, d).items()}
+
+
+def _get(sent: dict) -> dict:
+    """What ``get()`` gives for each canvas sent, or the error it raises."""
+    results = {}
+    for name, result in sent.items():
+        try:
+            results[name] = result.get(timeout=30)
+        except Exception as exc:  # compared as such: both backends must fail alike
+            results[name] = repr(exc)
+    return results
+
+
+def _flat(value) -> list:
+    return [x for v in value for x in _flat(v)] if isinstance(value, list) else [value]
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    """A redis-server (the broker, and the reference result backend) and one prefork worker per backend."""
+    require_tool("redis-server")
+    base = tmp_path_factory.mktemp("nest18")
+    (base / "nest18_app.py").write_text(textwrap.dedent(APP))
+    redis_proc, port = start_redis_server(str(base))
+    backends = {"kvb": f"kvb://{base / 'results'}", "redis": f"redis://127.0.0.1:{port}/3"}
+    brokers = {"kvb": f"redis://127.0.0.1:{port}/1", "redis": f"redis://127.0.0.1:{port}/2"}
+    procs: list[subprocess.Popen] = []
+    sys.path.insert(0, str(base))
+    try:
+        import nest18_app
+
+        for name, backend in backends.items():
+            env = child_env()
+            env["PYTHONPATH"] = os.pathsep.join([str(base), env["PYTHONPATH"]])
+            env.update(NEST18_BROKER=brokers[name], NEST18_BACKEND=backend)
+            procs.append(
+                subprocess.Popen(
+                    [
+                        *(sys.executable, "-m", "celery", "-A", "nest18_app", "worker", "-P", "prefork"),
+                        *("-c", "3", "-n", f"nest18-{name}@%h", "-l", "warning", "--without-gossip"),
+                        *("--without-mingle", "--without-heartbeat", f"--logfile={base / name}.log"),
+                    ],
+                    env=env,
+                    cwd=str(base),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        apps = {name: nest18_app.build(brokers[name], backend) for name, backend in backends.items()}
+        deadline = time.monotonic() + 60
+        for name, app in apps.items():
+            while not app.control.ping(timeout=0.5):
+                assert all(p.poll() is None for p in procs), f"a worker exited; see {base}/*.log"
+                assert time.monotonic() < deadline, f"the {name} worker did not answer; see {base}/{name}.log"
+        yield apps
+    finally:
+        sys.path.remove(str(base))
+        sys.modules.pop("nest18_app", None)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        stop_process(redis_proc)
+
+
+def test_nested_results_come_in_the_order_redis_gives(workers):
+    sent = {name: _send(app) for name, app in workers.items()}  # both workers run at once
+    kvb, reference = _get(sent["kvb"]), _get(sent["redis"])
+    for results in (kvb, reference):  # the order of results sharing a position is unspecified
+        for name in [name for name in results if name.startswith("~")]:
+            value = results[name]
+            results[name] = [value[0], sorted(value[1:])] if isinstance(value, list) else value
+    assert kvb == reference
+    for name, value in kvb.items():  # every canvas ran to its end, with every task's value in it
+        assert isinstance(value, list), (name, value)
+        assert len(_flat(value)) >= 3, (name, value)
