@@ -24,6 +24,7 @@ from celery.utils.functional import _regen
 from kv_backend import DB
 from kv_backend.errors import CorruptionError
 from kv_backend_celery.chord_damage import DamagedChords
+from kv_backend_celery.chord_forget import ForgottenParts
 from kv_backend_celery.chord_parts import ChordPartResults, _chord_part
 from kv_backend_celery.chord_recovery import _recovery_pids, _start_recovery_late, _TakenOver
 from kv_backend_celery.config import chord_join_timeout
@@ -79,7 +80,7 @@ def _nested_groups(results: Iterable[Any]) -> Iterator[ResultSet]:
             yield from _nested_groups(result.results)
 
 
-class ChordBackend(ChordPartResults, DamagedChords):
+class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
     """Counts a chord's parts, and sends its callback from the part that completes it."""
 
     #: Shortest lifetime (seconds) of the claim the part that completes a chord
@@ -461,9 +462,6 @@ class ChordBackend(ChordPartResults, DamagedChords):
             return b"0"
         return count
 
-    def _part_marker(self, gid: str, task_id: str) -> bytes:
-        return ensure_bytes(self.get_key_for_chord(gid, f".part.{task_id}"))
-
     def _restore_chord_group(self, gid: str, chord_sig: Any) -> GroupResult | None:
         """The chord's saved header group, or None after recording a ChordError on the callback."""
         try:
@@ -512,6 +510,7 @@ class ChordBackend(ChordPartResults, DamagedChords):
             return None
         owner = joined = False
         publish_ttl = self._chord_publish_ttl(callback)
+        self._recall_forgotten(gid, _header_parts(deps.results))
         try:
             try:
                 join = deps.join_native if deps.supports_native_join else deps.join
@@ -546,6 +545,7 @@ class ChordBackend(ChordPartResults, DamagedChords):
                 logger.exception("chord %s: cannot send its callback", gid)
                 return self.chord_error_from_stack(callback, _chord_error(f"Callback error: {exc!r}", exc))
         finally:
+            self._end_recall()
             if owner:
                 self._end_chord(gid, key, deps, succeeded=joined)
 

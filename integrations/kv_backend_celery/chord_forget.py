@@ -1,0 +1,103 @@
+"""A chord part whose result is forgotten while its chord runs: the chord still gets that result.
+
+``AsyncResult.forget()`` of a header task whose chord had not ended deleted the only copy of its
+result the chord's join reads: the join waited ``result_chord_join_timeout`` for it, then failed
+the chord with a ChordError (``TimeoutError``) although every part had succeeded. ``redis://``
+keeps each part's result with its chord too, and its callback gets it. Here the forgotten result
+moves into the part's "counted" marker, which lives as long as the chord and goes with its end,
+in one write; the join reads it from there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from celery import states
+
+from kv_backend import DB
+from kv_backend.errors import CorruptionError
+from kv_backend_celery.store import StoreBackend, bytes_to_str, ensure_bytes
+
+__all__ = ["ForgottenParts"]
+
+#: The value of a part's marker while its result is where it belongs.
+_COUNTED = b"1"
+
+#: The results of parts forgotten while their chord ran, by key, for the join in this thread.
+_recalled = threading.local()
+
+
+class ForgottenParts(StoreBackend):
+    """``forget()`` of a chord part before its chord ended, and the join that still gets its result."""
+
+    def _part_marker(self, gid: str, task_id: str) -> bytes:
+        """The key marking ``task_id`` as counted in chord ``gid`` (holding its result once forgotten)."""
+        return ensure_bytes(self.get_key_for_chord(gid, f".part.{task_id}"))
+
+    def _running_part(self, db: DB, key: bytes) -> tuple[bytes, bytes] | None:
+        """``(marker, stored result)`` if the result at ``key`` is a counted part of a chord not ended."""
+        try:
+            raw = db.get(key)
+        except CorruptionError:
+            return None  # a damaged record (a disk fault): nothing to keep
+        if raw is None:
+            return None
+        meta = self.decode_result(raw)
+        gid, task_id = meta.get("group_id"), meta.get("task_id")
+        if not gid or not task_id or meta.get("status") not in states.READY_STATES:
+            return None
+        marker = self._part_marker(bytes_to_str(gid), bytes_to_str(task_id))
+        return (marker, raw) if marker in db else None
+
+    def _forget(self, task_id: str) -> None:
+        """Delete the result of ``task_id``; a chord part's moves to its marker until its chord ends."""
+        key = ensure_bytes(self.get_key_for_task(task_id))
+        db = self._writer("cannot delete", key)
+        with db.locked():
+            running = self._running_part(db, key)
+            if running is None:
+                db.delete(key)
+                return
+            marker, raw = running
+            left = db.ttl(marker)
+            with db.batch() as batch:
+                batch.put(marker, raw, ttl=None if left is None else max(left, 0.001))
+                batch.delete(key)
+
+    def _recall_forgotten(self, gid: str, parts: Iterable[Any]) -> None:
+        """Until :meth:`_end_recall`, reads in this thread find the results of chord ``gid``'s
+        ``parts`` forgotten while it ran (the join and its look for a failed part read them)."""
+        db = self.db
+        found: dict[bytes, bytes] = {}
+        for part in parts:
+            key = ensure_bytes(self.get_key_for_task(part.id))
+            if key in db:
+                continue
+            try:
+                raw = db.get(self._part_marker(gid, part.id))
+            except CorruptionError:
+                continue  # the join reports the part as missing
+            if raw is not None and raw != _COUNTED:
+                found[key] = raw
+        _recalled.values = found
+
+    @staticmethod
+    def _end_recall() -> None:
+        _recalled.values = None
+
+    def get(self, key: bytes | str) -> bytes | None:
+        """The raw value at ``key``; during a chord's join, a part's result forgotten meanwhile."""
+        value = super().get(key)
+        recalled = _recalled.__dict__.get("values")
+        return recalled.get(ensure_bytes(key)) if value is None and recalled else value
+
+    def mget(self, keys: Iterable[bytes | str]) -> list[bytes | None]:
+        """The raw values of ``keys``; during a chord's join, parts' results forgotten meanwhile."""
+        keys = list(keys)
+        values = super().mget(keys)
+        recalled = _recalled.__dict__.get("values")
+        if not recalled:
+            return values
+        return [recalled.get(ensure_bytes(k)) if v is None else v for k, v in zip(keys, values, strict=True)]
