@@ -1,11 +1,13 @@
-"""A chord part whose result is forgotten while its chord runs: the chord still gets that result.
+"""Results a chord keeps with its parts' markers: forgotten while it ran, or never stored.
 
 ``AsyncResult.forget()`` of a header task whose chord had not ended deleted the only copy of its
 result the chord's join reads: the join waited ``result_chord_join_timeout`` for it, then failed
-the chord with a ChordError (``TimeoutError``) although every part had succeeded. ``redis://``
-keeps each part's result with its chord too, and its callback gets it. Here the forgotten result
-moves into the part's "counted" marker, which lives as long as the chord and goes with its end,
-in one write; the join reads it from there.
+the chord with a ChordError (``TimeoutError``) although every part had succeeded. So did a header
+task that ignores its result (``ignore_result=True``, or ``task_ignore_result``), which stores
+none. ``redis://`` keeps each part's result with its chord too, and its callback gets them. Here
+the forgotten result moves into the part's "counted" marker, which lives as long as the chord and
+goes with its end, in one write; a part that stores no result keeps it in its marker when it is
+counted; the join reads them from there.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from kv_backend_celery.store import StoreBackend, bytes_to_str, ensure_bytes
 
 __all__ = ["ForgottenParts"]
 
-#: The value of a part's marker while its result is where it belongs.
+#: The value of a part's marker while its result is where it belongs (or it has none).
 _COUNTED = b"1"
 
 #: The results of parts forgotten while their chord ran, by key, for the join in this thread.
@@ -30,7 +32,7 @@ _recalled = threading.local()
 
 
 class ForgottenParts(StoreBackend):
-    """``forget()`` of a chord part before its chord ended, and the join that still gets its result."""
+    """Parts' results kept with their chord (forgotten while it ran, or never stored), for its join."""
 
     def _part_marker(self, gid: str, task_id: str) -> bytes:
         """The key marking ``task_id`` as counted in chord ``gid`` (holding its result once forgotten)."""
@@ -51,6 +53,19 @@ class ForgottenParts(StoreBackend):
         marker = self._part_marker(bytes_to_str(gid), bytes_to_str(task_id))
         return (marker, raw) if marker in db else None
 
+    def _unstored_result(self, request: Any, task_id: str | None, state: str, result: Any) -> bytes | None:
+        """The encoded result of a finished chord part that stored none (it ignores its result), to
+        keep in its marker; None if it stored its result."""
+        if not task_id or state not in states.READY_STATES:
+            return None
+        if ensure_bytes(self.get_key_for_task(task_id)) in self.db:
+            return None
+        meta = self._get_result_meta(
+            result=self.encode_result(result, state), state=state, traceback=None, request=request
+        )
+        meta["task_id"] = bytes_to_str(task_id)
+        return ensure_bytes(self.encode(meta))
+
     def _forget(self, task_id: str) -> None:
         """Delete the result of ``task_id``; a chord part's moves to its marker until its chord ends."""
         key = ensure_bytes(self.get_key_for_task(task_id))
@@ -67,8 +82,9 @@ class ForgottenParts(StoreBackend):
                 batch.delete(key)
 
     def _recall_forgotten(self, gid: str, parts: Iterable[Any]) -> None:
-        """Until :meth:`_end_recall`, reads in this thread find the results of chord ``gid``'s
-        ``parts`` forgotten while it ran (the join and its look for a failed part read them)."""
+        """Until :meth:`_end_recall`, reads in this thread find the results chord ``gid`` keeps for
+        its ``parts`` (forgotten while it ran, or never stored): the join and its look for a failed
+        part read them."""
         db = self.db
         found: dict[bytes, bytes] = {}
         for part in parts:

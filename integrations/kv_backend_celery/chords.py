@@ -24,7 +24,7 @@ from celery.utils.functional import _regen
 from kv_backend import DB
 from kv_backend.errors import CorruptionError
 from kv_backend_celery.chord_damage import DamagedChords
-from kv_backend_celery.chord_forget import ForgottenParts
+from kv_backend_celery.chord_forget import _COUNTED, ForgottenParts
 from kv_backend_celery.chord_parts import ChordPartResults, _chord_part
 from kv_backend_celery.chord_recovery import _recovery_pids, _start_recovery_late, _TakenOver
 from kv_backend_celery.config import chord_join_timeout
@@ -261,7 +261,14 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         else:
             claim = uuid.uuid4().hex.encode()
             left = self._count_undamaged(
-                key, gid, task_id, keep, claim, chord_sig, getattr(request, "group_index", None)
+                key,
+                gid,
+                task_id,
+                keep,
+                claim,
+                chord_sig,
+                getattr(request, "group_index", None),
+                self._unstored_result(request, task_id, state, result),
             )
         if left is None:
             return None
@@ -281,6 +288,7 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         claim: bytes,
         chord_sig: Any,
         group_index: Any = None,
+        unstored: bytes | None = None,
     ) -> int | None:
         """:meth:`_count_part`; if a record of the chord is damaged on disk, the chord is failed.
 
@@ -291,7 +299,7 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         :meth:`_take_damaged`): 0 is returned to the one part that takes that failure over.
         """
         try:
-            return self._count_part(key, gid, task_id, keep, claim, chord_sig, group_index)
+            return self._count_part(key, gid, task_id, keep, claim, chord_sig, group_index, unstored)
         except CorruptionError as exc:
             return self._take_damaged(key, gid, task_id, keep, claim, chord_sig, exc)
 
@@ -304,6 +312,7 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         claim: bytes = b"",
         chord_sig: Any = None,
         group_index: Any = None,
+        unstored: bytes | None = None,
     ) -> int | None:
         """Add one to the chord counter for ``task_id``, once; None if that part was counted already.
 
@@ -333,6 +342,9 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         the chord among those being fired, in the same batch, so that
         :meth:`recover_chords` can send it if that process dies and no part
         is delivered again.
+
+        ``unstored``: the part's encoded result, which it did not store (``ignore_result``), kept
+        in its marker for the chord's join (see :class:`ForgottenParts`).
         """
         db = self.db
         if not task_id:
@@ -379,7 +391,7 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
             record = self._encode_callback(gid, chord_sig) if left == 0 and claim else None
             counter_ttl = self._ttl(self._chord_counter_ttl())
             with db.batch() as batch:
-                batch.put(marker, b"1", ttl=self._ttl(keep))
+                batch.put(marker, unstored or _COUNTED, ttl=self._ttl(keep))
                 batch.put(key, str(left).encode(), ttl=counter_ttl)
                 if slots is not None:  # a generator header: this part's position, or the whole group
                     slot = int(slots) + 1
