@@ -26,7 +26,11 @@ from celery import chain, chord, group
 from helpers import child_env, require_tool
 from resp_helpers import start_redis_server, stop_process
 
-pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.xdist_group("celery"),
+    pytest.mark.timeout(180),
+    pytest.mark.filterwarnings("ignore:Task name .* is already registered"),  # tasks of other tests
+]
 
 APP = """
 import os

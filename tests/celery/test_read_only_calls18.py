@@ -32,7 +32,11 @@ from test_celery_shutdown11 import redis_broker  # noqa: F401  (a fixture)
 
 from kv_backend.errors import ReadOnlyError
 
-pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.xdist_group("celery"),
+    pytest.mark.timeout(120),
+    pytest.mark.filterwarnings("ignore:Task name .* is already registered"),  # tasks of other tests
+]
 
 APP = """
 import os
@@ -140,7 +144,9 @@ def test_only_the_warned_worker_drops_writes(store_path, caplog):
     # The same read_only=1 URL in a client (no worker started on it) still raises at once.
     url = f"kvb://{store_path}"
     make_app(url).backend.store_result("before", 1, states.SUCCESS)
-    worker_app, client_app = make_app(url + "?read_only=1"), make_app(url + "?read_only=1")
+    # (task_ignore_result: tasks shared by every app, those of kvb_celery_app, ignore their results too)
+    worker_app = make_app(url + "?read_only=1", task_ignore_result=True)
+    client_app = make_app(url + "?read_only=1", task_ignore_result=True)
     with caplog.at_level(logging.WARNING, logger="kv_backend_celery.backend"):
         check_worker(worker_app)  # no task stores results: it starts, with the warning
     assert "every task of this worker ignores its results" in caplog.text
