@@ -374,9 +374,7 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
             group_key = ensure_bytes(self.get_key_for_group(gid))
             slots = None if group_key in db else db.get(self._slots_key(gid))
             if raw is None and slots is None and group_key not in db:
-                logger.warning(
-                    "chord %s: part %s finished again after the chord was complete; ignored", gid, task_id
-                )
+                self._log_late_part(gid, task_id, chord_sig)
                 return None
             if raw is None and self._size_key(gid) in db:
                 # The client wrote the counter when it sent the chord (the size key says so): a
@@ -410,6 +408,30 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
                         batch.put(self._callback_key(gid), record, ttl=self._ttl(self._chord_counter_ttl()))
                         self._note_firing(batch, db, add=[gid])
         return left
+
+    def _log_late_part(self, gid: str, task_id: str, chord_sig: Any) -> None:
+        """Say why a part finding its chord gone is not counted: the chord is over, or it expired.
+
+        Every part of a chord that expired (no part finished for ``result_chord_expires``, or
+        ``result_expires`` when that is unset) finds it gone too, as a part delivered again after
+        the chord ended does; such a part was logged as delivered again, and the chord, whose
+        callback is never called, as complete.
+        """
+        callback = maybe_signature(chord_sig, app=self.app) if chord_sig else None
+        lifetime = self._ttl(self._chord_counter_ttl())
+        if lifetime is None or (callback is not None and self._callback_finished(callback)):
+            logger.warning(
+                "chord %s: part %s finished again after the chord was complete; ignored", gid, task_id
+            )
+            return
+        logger.warning(
+            "chord %s: part %s finished after the chord was complete (its callback is not finished yet), or "
+            "after the chord expired: no part had finished for %g s (result_chord_expires, or result_expires "
+            "when it is unset), and a chord that expired never calls its callback; not counted",
+            gid,
+            task_id,
+            lifetime,
+        )
 
     def _claim_key(self, gid: str) -> bytes:
         return ensure_bytes(self.get_key_for_chord(gid, ".claim"))
