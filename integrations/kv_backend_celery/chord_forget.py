@@ -46,7 +46,10 @@ class ForgottenParts(StoreBackend):
             return None  # a damaged record (a disk fault): nothing to keep
         if raw is None:
             return None
-        meta = self.decode_result(raw)
+        try:
+            meta = self.decode_result(raw)
+        except Exception:  # not readable here (a serializer this client does not accept): deleted
+            return None
         gid, task_id = meta.get("group_id"), meta.get("task_id")
         if not gid or not task_id or meta.get("status") not in states.READY_STATES:
             return None

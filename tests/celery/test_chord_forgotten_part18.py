@@ -76,3 +76,14 @@ def test_forgetting_after_the_chord_ended_or_outside_chords_deletes(store_path, 
         client.AsyncResult(task_id).forget()
     assert _left(backend, gid) == []
     assert set(backend.db.keys()) == set()  # nothing kept anywhere
+
+
+def test_forgetting_a_result_this_client_cannot_read_deletes_it(store_path):
+    # Looking whether it is a chord's part must not make forget() fail where it deleted before.
+    url = f"kvb://{store_path}"
+    make_app(url, result_serializer="pickle", result_accept_content=["pickle"]).backend.store_result(
+        "t1", {1, 2}, states.SUCCESS
+    )
+    client = make_app(url, result_accept_content=["json"])
+    client.AsyncResult("t1").forget()
+    assert set(client.backend.db.keys()) == set()
