@@ -84,10 +84,10 @@ class ForgottenParts(StoreBackend):
                 batch.put(marker, raw, ttl=None if left is None else max(left, 0.001))
                 batch.delete(key)
 
-    def _recall_forgotten(self, gid: str, parts: Iterable[Any]) -> None:
+    def _recall_forgotten(self, gid: str, parts: Iterable[Any]) -> dict[bytes, bytes] | None:
         """Until :meth:`_end_recall`, reads in this thread find the results chord ``gid`` keeps for
         its ``parts`` (forgotten while it ran, or never stored): the join and its look for a failed
-        part read them."""
+        part read them. Returns what an enclosing join had recalled, for :meth:`_end_recall`."""
         db = self.db
         found: dict[bytes, bytes] = {}
         for part in parts:
@@ -100,11 +100,14 @@ class ForgottenParts(StoreBackend):
                 continue  # the join reports the part as missing
             if raw is not None and raw != _COUNTED:
                 found[key] = raw
-        _recalled.values = found
+        previous: dict[bytes, bytes] | None = _recalled.__dict__.get("values")
+        _recalled.values = {**previous, **found} if previous else found
+        return previous
 
     @staticmethod
-    def _end_recall() -> None:
-        _recalled.values = None
+    def _end_recall(previous: dict[bytes, bytes] | None) -> None:
+        """The join is over: reads find what they found before it."""
+        _recalled.values = previous
 
     def get(self, key: bytes | str) -> bytes | None:
         """The raw value at ``key``; during a chord's join, a part's result forgotten meanwhile."""

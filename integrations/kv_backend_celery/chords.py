@@ -544,7 +544,7 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
             return None
         owner = joined = False
         publish_ttl = self._chord_publish_ttl(callback)
-        self._recall_forgotten(gid, _header_parts(deps.results))
+        recalled = self._recall_forgotten(gid, _header_parts(deps.results))
         try:
             try:
                 join = deps.join_native if deps.supports_native_join else deps.join
@@ -579,7 +579,7 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
                 logger.exception("chord %s: cannot send its callback", gid)
                 return self.chord_error_from_stack(callback, _chord_error(f"Callback error: {exc!r}", exc))
         finally:
-            self._end_recall()
+            self._end_recall(recalled)
             if owner:
                 self._end_chord(gid, key, deps, succeeded=joined)
 
