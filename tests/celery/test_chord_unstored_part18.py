@@ -13,7 +13,7 @@ unstored (``PENDING``), as ``ignore_result`` asks.
 from __future__ import annotations
 
 import pytest
-from celery import states
+from celery import chord, states
 from celery.app.task import Context
 from celery.exceptions import ChordError
 from celery_helpers import finish_part, make_app, make_chord
@@ -69,3 +69,12 @@ def test_a_part_delivered_again_keeps_what_it_kept(store_path, monkeypatch):
     backend.mark_as_done(ids[0], 8, request=_request(gid, ids[0], body))
     finish_part(backend, gid, ids[1], body, value=1)
     assert sent == [([7, 1],)]
+
+
+def test_parts_that_ignore_their_results_with_workers(celery_env):
+    m = celery_env.app_module
+    header = [m.add.s(1, 1).set(ignore_result=True), m.add.s(2, 2), m.add.s(3, 3).set(ignore_result=True)]
+    result = chord(header, m.tsum.s()).apply_async()
+    assert result.get(timeout=30) == 12
+    ignored = result.parent.results[0]
+    assert ignored.state == states.PENDING  # its own result is still not stored
