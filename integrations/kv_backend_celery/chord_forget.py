@@ -27,7 +27,7 @@ __all__ = ["ForgottenParts"]
 #: The value of a part's marker while its result is where it belongs (or it has none).
 _COUNTED = b"1"
 
-#: The results of parts forgotten while their chord ran, by key, for the join in this thread.
+#: For the chord being joined in this thread: the key of each part's result, and its marker's.
 _recalled = threading.local()
 
 
@@ -86,40 +86,39 @@ class ForgottenParts(StoreBackend):
 
     def _recall_forgotten(self, gid: str, parts: Iterable[Any]) -> dict[bytes, bytes] | None:
         """Until :meth:`_end_recall`, reads in this thread find the results chord ``gid`` keeps for
-        its ``parts`` (forgotten while it ran, or never stored): the join and its look for a failed
-        part read them. Returns what an enclosing join had recalled, for :meth:`_end_recall`."""
-        db = self.db
-        found: dict[bytes, bytes] = {}
-        for part in parts:
-            key = ensure_bytes(self.get_key_for_task(part.id))
-            if key in db:
-                continue
-            try:
-                raw = db.get(self._part_marker(gid, part.id))
-            except CorruptionError:
-                continue  # the join reports the part as missing
-            if raw is not None and raw != _COUNTED:
-                found[key] = raw
-        previous: dict[bytes, bytes] | None = _recalled.__dict__.get("values")
-        _recalled.values = {**previous, **found} if previous else found
+        its ``parts`` (forgotten while it ran, or never stored), where the parts' own are missing:
+        the join and its look for a failed part read them. Each is looked for when its part's is
+        found missing, so a part forgotten while the join reads is found too. Returns what an
+        enclosing join had recalled, for :meth:`_end_recall`."""
+        markers = {ensure_bytes(self.get_key_for_task(p.id)): self._part_marker(gid, p.id) for p in parts}
+        previous: dict[bytes, bytes] | None = _recalled.__dict__.get("markers")
+        _recalled.markers = {**previous, **markers} if previous else markers
         return previous
 
     @staticmethod
     def _end_recall(previous: dict[bytes, bytes] | None) -> None:
         """The join is over: reads find what they found before it."""
-        _recalled.values = previous
+        _recalled.markers = previous
+
+    def _kept(self, key: bytes | str) -> bytes | None:
+        """The result a chord being joined in this thread keeps for the part whose result is at
+        ``key``, missing there (see :meth:`_recall_forgotten`)."""
+        markers = _recalled.__dict__.get("markers")
+        marker = markers.get(ensure_bytes(key)) if markers else None
+        if marker is None:
+            return None
+        try:
+            raw = self.db.get(marker)
+        except CorruptionError:
+            return None  # the join reports the part as missing
+        return None if raw == _COUNTED else raw
 
     def get(self, key: bytes | str) -> bytes | None:
-        """The raw value at ``key``; during a chord's join, a part's result forgotten meanwhile."""
+        """The raw value at ``key``; during a chord's join, a part's result it keeps (see :meth:`_kept`)."""
         value = super().get(key)
-        recalled = _recalled.__dict__.get("values")
-        return recalled.get(ensure_bytes(key)) if value is None and recalled else value
+        return self._kept(key) if value is None else value
 
     def mget(self, keys: Iterable[bytes | str]) -> list[bytes | None]:
-        """The raw values of ``keys``; during a chord's join, parts' results forgotten meanwhile."""
+        """The raw values of ``keys``; during a chord's join, parts' results it keeps (see :meth:`_kept`)."""
         keys = list(keys)
-        values = super().mget(keys)
-        recalled = _recalled.__dict__.get("values")
-        if not recalled:
-            return values
-        return [recalled.get(ensure_bytes(k)) if v is None else v for k, v in zip(keys, values, strict=True)]
+        return [self._kept(k) if v is None else v for k, v in zip(keys, super().mget(keys), strict=True)]

@@ -27,19 +27,22 @@ def _apps(store_path):
     return make_app(url, result_chord_join_timeout=0.5).backend, make_app(url)
 
 
-@pytest.mark.parametrize("last", [False, True])
-def test_the_callback_gets_a_result_forgotten_before_the_chord_ended(store_path, monkeypatch, last):
+@pytest.mark.parametrize("when", ["running", "before the join", "during the join"])
+def test_the_callback_gets_a_result_forgotten_before_the_chord_ended(store_path, monkeypatch, when):
     backend, client = _apps(store_path)
     gid, ids, body, sent = make_chord(backend, monkeypatch, parts=3)
+    last = when != "running"
     forgotten = ids[-1] if last else ids[0]
-    if last:  # the part that completes the chord, forgotten between its count and the join
-        restore = backend._restore_chord_group
+    if last:  # the part that completes the chord, forgotten between its count and the join's reads
+        step = "_restore_chord_group" if when == "before the join" else "_recall_forgotten"
+        original = getattr(backend, step)
 
-        def forget_then_restore(*args):
+        def then_forget(*args):
+            done = original(*args)
             client.AsyncResult(forgotten).forget()
-            return restore(*args)
+            return done
 
-        monkeypatch.setattr(backend, "_restore_chord_group", forget_then_restore)
+        monkeypatch.setattr(backend, step, then_forget)
     for i, task_id in enumerate(ids):
         finish_part(backend, gid, task_id, body, value=i + 1)
         if task_id == forgotten and not last:
