@@ -103,6 +103,15 @@ def _canvases(app, d):
         "~chord(generator: chain(a, group(b, c)), e)": lambda: chord(
             (t for t in (chain(s(1, d[0]), group(mul.s(2), mul.s(3))), s(4, d[3]))), collect.s()
         )(),
+        "chord[chord([a, b], cb), chord([c, e], cb)]": lambda: chord(
+            [chord([s(1, d[0]), s(2, d[1])], collect.s()), chord([s(3, d[2]), s(4, d[3])], collect.s())]
+        )(collect.s()),
+        "chord(group of chains)": lambda: chord(group(chain(s(i + 1, d[i]), mul.s(10)) for i in range(3)))(
+            collect.s()
+        ),
+        "group(chain(a, chord([b, c], cb)), e)": lambda: group(
+            chain(s(3, d[0]), chord([mul.s(2), mul.s(3)], collect.s())), s(9, d[3])
+        ).apply_async(),
         "chord[chain(group(a, b), cb), c]": lambda: chord(
             [chain(group(s(1, d[0]), s(2, d[1])), collect.s()), s(3, d[2])]
         )(collect.s()),
