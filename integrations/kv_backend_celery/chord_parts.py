@@ -121,6 +121,20 @@ def _enclosing_part(callback: Any) -> Context | None:
     return request
 
 
+def _without_errbacks(callback: Any, called: list[dict[str, Any]]) -> Any:
+    """``callback`` without the errbacks in ``called``: those a chord nested in its chord's header
+    called already, failing first (Celery links a chord's errbacks to the chords in its header)."""
+    if isinstance(callback, group) or not called:
+        return callback
+    errbacks = callback.options.get("link_error") or []
+    kept = [e for e in errbacks if dict(e) not in called]
+    if len(kept) == len(errbacks):
+        return callback
+    callback = callback.clone()
+    callback.options["link_error"] = kept
+    return callback
+
+
 class ChordPartResults(StoreBackend):
     """Stores a finishing chord part's result and its count in one transaction (see :meth:`_store_result`)."""
 
@@ -257,12 +271,21 @@ class ChordPartResults(StoreBackend):
         in one transaction, as in :meth:`mark_as_failure`. So is the callback
         itself when it is a part of an enclosing chord (a chord in a chord's
         header): Celery stored its failure and left the enclosing chord waiting
-        for it for ever (its callback never sent nor failed).
+        for it for ever (its callback never sent nor failed). The enclosing
+        chord's errbacks that the nested chord's failure called already (Celery
+        links a chord's errbacks to the chords in its header too) are not called
+        again when the enclosing chord fails in turn.
         """
         previous = _chord_part.__dict__.get("enclosing")
+        called = _chord_part.__dict__.get("errbacks_called") or []
+        callback = _without_errbacks(callback, called)
         _chord_part.enclosing = _enclosing_part(callback)
+        if not isinstance(callback, group):  # its errbacks are called next (Celery calls a group's tasks')
+            errbacks = callback.options.get("link_error") or []
+            _chord_part.errbacks_called = [*called, *(dict(e) for e in errbacks)]
         try:
             with _failing_chains():
                 return super().chord_error_from_stack(callback, exc)
         finally:
             _chord_part.enclosing = previous
+            _chord_part.errbacks_called = called
