@@ -97,7 +97,8 @@ class DamagedChords(ChordRecovery):
                 self._damaged_key(gid) in db
                 or claim_key in db
                 or not claim
-                or not any(k in db for k in (key, group_key, slots_key))  # over since the damage was met
+                # over since the damage was met:
+                or not any(k in db for k in (key, group_key, slots_key, self._kept_group_key(gid)))
             ):
                 logger.error(
                     "chord %s: a record of it is damaged (%s); part %s not counted, the chord is failed "

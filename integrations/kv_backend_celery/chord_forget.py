@@ -1,4 +1,5 @@
-"""Results a chord keeps with its parts' markers: forgotten while it ran, or never stored.
+"""Results a chord keeps with its parts' markers (forgotten while it ran, or never stored), and its
+header group deleted while it ran.
 
 ``AsyncResult.forget()`` of a header task whose chord had not ended deleted the only copy of its
 result the chord's join reads: the join waited ``result_chord_join_timeout`` for it, then failed
@@ -8,6 +9,11 @@ none. ``redis://`` keeps each part's result with its chord too, and its callback
 the forgotten result moves into the part's "counted" marker, which lives as long as the chord and
 goes with its end, in one write; a part that stores no result keeps it in its marker when it is
 counted; the join reads them from there.
+
+``GroupResult.delete()`` of a running chord's header (``result.parent.delete()``) deleted the group
+the part completing the chord reads: the chord failed with "GroupResult ... no longer exists",
+where ``redis://`` gives the callback every value. The group now moves to the chord
+(``chord-unlock-<group id>.group``), which reads it from there and deletes it at its end.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from celery import states
+from celery.result import GroupResult
 
 from kv_backend import DB
 from kv_backend.errors import CorruptionError
@@ -32,7 +39,8 @@ _recalled = threading.local()
 
 
 class ForgottenParts(StoreBackend):
-    """Parts' results kept with their chord (forgotten while it ran, or never stored), for its join."""
+    """Parts' results (forgotten while their chord ran, or never stored) and a header group deleted
+    while it ran, kept with the chord for its end."""
 
     def _part_marker(self, gid: str, task_id: str) -> bytes:
         """The key marking ``task_id`` as counted in chord ``gid`` (holding its result once forgotten)."""
@@ -79,10 +87,48 @@ class ForgottenParts(StoreBackend):
                 db.delete(key)
                 return
             marker, raw = running
-            left = db.ttl(marker)
-            with db.batch() as batch:
-                batch.put(marker, raw, ttl=None if left is None else max(left, 0.001))
-                batch.delete(key)
+            self._move(db, key, marker, raw, db.ttl(marker))
+
+    @staticmethod
+    def _move(db: DB, key: bytes, kept: bytes, raw: bytes, left: float | None) -> None:
+        """Move the value ``raw`` of ``key`` to ``kept``, living ``left`` more seconds (None: for ever),
+        in one write (write lock held)."""
+        with db.batch() as batch:
+            batch.put(kept, raw, ttl=None if left is None else max(left, 0.001))
+            batch.delete(key)
+
+    def _kept_group_key(self, gid: str) -> bytes:
+        """Where chord ``gid`` keeps its header group deleted while it ran (see :meth:`_delete_group`)."""
+        return ensure_bytes(self.get_key_for_chord(gid, ".group"))
+
+    def _delete_group(self, group_id: str) -> None:
+        """Delete a saved group (``GroupResult.delete()``); a running chord's header moves to the chord.
+
+        Every reader finds the group deleted at once; the chord reads it where it keeps it (see
+        :meth:`_restore_header`) and deletes it at its end, whenever that comes. A chord runs while
+        its counter is there. A group damaged on disk (failing its checksum) is only deleted.
+        """
+        key = ensure_bytes(self.get_key_for_group(group_id))
+        db = self._writer("cannot delete", key)
+        with db.locked():
+            raw = None
+            if ensure_bytes(self.get_key_for_chord(group_id)) in db:
+                try:
+                    raw = db.get(key)
+                except CorruptionError:
+                    raw = None
+            if raw is None:
+                db.delete(key)
+                return
+            self._move(db, key, self._kept_group_key(group_id), raw, db.ttl(key))
+
+    def _restore_header(self, gid: str) -> GroupResult | None:
+        """Chord ``gid``'s header group: saved, or kept by the chord once deleted while it ran."""
+        previous = self._recall({ensure_bytes(self.get_key_for_group(gid)): self._kept_group_key(gid)})
+        try:
+            return GroupResult.restore(gid, backend=self)
+        finally:
+            self._end_recall(previous)
 
     def _recall_forgotten(self, gid: str, parts: Iterable[Any]) -> dict[bytes, bytes] | None:
         """Until :meth:`_end_recall`, reads in this thread find the results chord ``gid`` keeps for
@@ -90,7 +136,14 @@ class ForgottenParts(StoreBackend):
         the join and its look for a failed part read them. Each is looked for when its part's is
         found missing, so a part forgotten while the join reads is found too. Returns what an
         enclosing join had recalled, for :meth:`_end_recall`."""
-        markers = {ensure_bytes(self.get_key_for_task(p.id)): self._part_marker(gid, p.id) for p in parts}
+        return self._recall(
+            {ensure_bytes(self.get_key_for_task(p.id)): self._part_marker(gid, p.id) for p in parts}
+        )
+
+    @staticmethod
+    def _recall(markers: dict[bytes, bytes]) -> dict[bytes, bytes] | None:
+        """Until :meth:`_end_recall`, a read in this thread of a key of ``markers`` that finds nothing
+        reads the key it maps to; returns what was recalled before, for :meth:`_end_recall`."""
         previous: dict[bytes, bytes] | None = _recalled.__dict__.get("markers")
         _recalled.markers = {**previous, **markers} if previous else markers
         return previous
@@ -101,8 +154,8 @@ class ForgottenParts(StoreBackend):
         _recalled.markers = previous
 
     def _kept(self, key: bytes | str) -> bytes | None:
-        """The result a chord being joined in this thread keeps for the part whose result is at
-        ``key``, missing there (see :meth:`_recall_forgotten`)."""
+        """What a chord being read in this thread keeps for ``key``, missing there: a part's result
+        (see :meth:`_recall_forgotten`), or its header group (see :meth:`_restore_header`)."""
         markers = _recalled.__dict__.get("markers")
         marker = markers.get(ensure_bytes(key)) if markers else None
         if marker is None:

@@ -275,6 +275,8 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         if left == 0:
             return self._run_chord_callback(gid, chord_sig, key, claim, isinstance(left, _TakenOver))
         self.expire(self.get_key_for_group(gid), keep)
+        if self._kept_group_key(gid) in self.db:  # deleted while the chord runs (see _delete_group)
+            self.expire(self._kept_group_key(gid), keep)
         if task_id:  # (a failed part's result_failure_expires may be longer)
             self.expire(self.get_key_for_task(task_id), self._longest(keep, self._lifetime(state)))
         return None
@@ -373,7 +375,7 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
             raw = db.get(key)
             group_key = ensure_bytes(self.get_key_for_group(gid))
             slots = None if group_key in db else db.get(self._slots_key(gid))
-            if raw is None and slots is None and group_key not in db:
+            if raw is None and slots is None and group_key not in db and self._kept_group_key(gid) not in db:
                 self._log_late_part(gid, task_id, chord_sig)
                 return None
             if raw is None and self._size_key(gid) in db:
@@ -499,7 +501,7 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
     def _restore_chord_group(self, gid: str, chord_sig: Any) -> GroupResult | None:
         """The chord's saved header group, or None after recording a ChordError on the callback."""
         try:
-            deps = GroupResult.restore(gid, backend=self)
+            deps = self._restore_header(gid)
         except Exception as exc:
             logger.exception("chord %s: cannot restore its group", gid)
             self.chord_error_from_stack(
@@ -586,7 +588,7 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
     def _saved_group(self, gid: str) -> GroupResult | None:
         """The chord's saved header group, if it can be read, only to end the chord."""
         try:
-            return GroupResult.restore(gid, backend=self)
+            return self._restore_header(gid)
         except Exception:
             return None
 
@@ -647,6 +649,7 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         db = self.db
         with db.locked(), db.batch() as batch:
             batch.delete(ensure_bytes(self.get_key_for_group(gid)))
+            batch.delete(self._kept_group_key(gid))
             batch.delete(ensure_bytes(key))
             batch.delete(self._claim_key(gid))
             batch.delete(self._callback_key(gid))
@@ -660,6 +663,7 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
                 if getattr(nested, "id", None):
                     batch.delete(ensure_bytes(self.get_key_for_chord(nested.id)))
                     batch.delete(self._size_key(nested.id))
+                    batch.delete(self._kept_group_key(nested.id))
         # The chord is over: header results get back their normal lifetime, which for a failed
         # part is result_failure_expires (its state is read only where a part may have failed
         # and that lifetime differs).

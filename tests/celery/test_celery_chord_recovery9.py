@@ -128,7 +128,7 @@ def test_normal_chord_and_lost_group_leave_no_recovery_entry(store_path, monkeyp
     assert backend.db.get(backend._firing_key()) is None
     # A chord whose saved group was lost ends with a ChordError on its callback, and is cleared too.
     gid, ids, body, sent = make_chord(backend, monkeypatch)
-    backend.delete_group(gid)
+    backend.delete(backend.get_key_for_group(gid))  # lost, not GroupResult.delete()
     for i in ids:
         finish_part(backend, gid, i, body)
     assert backend.get_task_meta(body.id)["status"] == "FAILURE"
