@@ -76,3 +76,11 @@ def app_client(db):
 
     with TestClient(create_app(db)) as client:
         yield client
+
+
+@pytest.fixture
+def umask_000():
+    """The process umask 000 for the test (a container's default, a daemon that clears it)."""
+    old = os.umask(0)
+    yield
+    os.umask(old)

@@ -366,3 +366,24 @@ def tree_modes(root: str) -> dict[str, int]:
             p = os.path.join(where, n)
             out[os.path.relpath(p, root)] = stat.S_IMODE(os.lstat(p).st_mode)
     return out
+
+
+def store_of_mode(path: Any, file_mode: int, *, without: str | None = None, dir_mode: int = 0o700) -> str:
+    """A store at ``path`` (one key) whose files are all ``file_mode``, in a directory of ``dir_mode``,
+    with its file ``without`` (``"LOCK"``, ``"STATE"``) removed, as a store copied without it."""
+    from kv_backend import DB
+
+    store = str(path)
+    os.mkdir(store, dir_mode)
+    with DB(store) as db:
+        db.put(b"k", b"v")
+    for name in os.listdir(store):
+        os.chmod(os.path.join(store, name), file_mode)
+    if without is not None:
+        os.unlink(os.path.join(store, without))
+    return store
+
+
+def mode_of(store: str, name: str) -> int:
+    """The permission bits of the file ``name`` of ``store``."""
+    return stat.S_IMODE(os.stat(os.path.join(store, name)).st_mode)

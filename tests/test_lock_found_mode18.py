@@ -6,29 +6,22 @@ files, which the group's other writers could then no longer open for writing (#2
 from __future__ import annotations
 
 import os
-import stat
+
+from helpers import mode_of, store_of_mode
 
 from kv_backend import DB
 from kv_backend.files import files_granting
 
 
 def _store(path, file_mode: int, lock_mode: int | None) -> str:
-    store = str(path)
-    os.mkdir(store, 0o770)
-    with DB(store) as db:
-        db.put(b"k", b"v")
-    for name in os.listdir(store):
-        os.chmod(os.path.join(store, name), file_mode)
-    lock = os.path.join(store, "LOCK")
-    if lock_mode is None:
-        os.unlink(lock)
-    else:
-        os.chmod(lock, lock_mode)
+    store = store_of_mode(path, file_mode, without="LOCK" if lock_mode is None else None, dir_mode=0o770)
+    if lock_mode is not None:
+        os.chmod(os.path.join(store, "LOCK"), lock_mode)
     return store
 
 
 def _lock_mode(store: str) -> int:
-    return stat.S_IMODE(os.stat(os.path.join(store, "LOCK")).st_mode)
+    return mode_of(store, "LOCK")
 
 
 def test_a_found_lock_is_not_narrowed_in_a_files_granting_block(tmp_path):

@@ -11,31 +11,18 @@ import os
 import stat
 
 import pytest
+from helpers import mode_of, store_of_mode
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 from kv_backend import DB, locking
 
 
 def _store_without_lock(path, file_mode: int) -> str:
-    store = str(path)
-    os.mkdir(store, 0o700)
-    with DB(store) as db:
-        db.put(b"k", b"v")
-    for name in os.listdir(store):
-        os.chmod(os.path.join(store, name), file_mode)
-    os.unlink(os.path.join(store, "LOCK"))
-    return store
+    return store_of_mode(path, file_mode, without="LOCK")
 
 
 def _lock_mode(store: str) -> int:
-    return stat.S_IMODE(os.stat(os.path.join(store, "LOCK")).st_mode)
-
-
-@pytest.fixture
-def umask_000():
-    old = os.umask(0)
-    yield
-    os.umask(old)
+    return mode_of(store, "LOCK")
 
 
 def _write(store: str, capsys) -> None:

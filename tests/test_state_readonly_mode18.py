@@ -7,34 +7,18 @@ file's bits from a reader's open too, whatever the umask."""
 
 from __future__ import annotations
 
-import os
-import stat
-
 import pytest
+from helpers import mode_of, store_of_mode
 
 from kv_backend import DB, owners
 
 
 def _store_without_state(path, file_mode: int) -> str:
-    store = str(path)
-    os.mkdir(store, 0o700)
-    with DB(store) as db:
-        db.put(b"k", b"v")
-    for name in os.listdir(store):
-        os.chmod(os.path.join(store, name), file_mode)
-    os.unlink(os.path.join(store, "STATE"))
-    return store
+    return store_of_mode(path, file_mode, without="STATE")
 
 
 def _state_mode(store: str) -> int:
-    return stat.S_IMODE(os.stat(os.path.join(store, "STATE")).st_mode)
-
-
-@pytest.fixture
-def umask_000():
-    old = os.umask(0)
-    yield
-    os.umask(old)
+    return mode_of(store, "STATE")
 
 
 @pytest.mark.parametrize("file_mode", [0o600, 0o640])
