@@ -201,19 +201,38 @@ def _end_without_page(buf: bytes) -> int:
             best = pos
 
 
-def _state_tail(path: str) -> tuple[int, int] | None:
-    """(major id, published end) from a valid STATE page, else None."""
+def _state_words(path: str) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The tail and the intent word of a valid STATE page, each as (major id, end), else None."""
     try:
         with open(os.path.join(path, "STATE"), "rb") as f:
             page = f.read(4096)
     except FileNotFoundError:
         return None
-    if len(page) < 24 or page[:8] != b"KVBSTAT2" or struct.unpack_from("<I", page, 8)[0] != 2:
+    if len(page) < 40 or page[:8] != b"KVBSTAT2" or struct.unpack_from("<I", page, 8)[0] != 2:
         return None
-    tail = int.from_bytes(page[16:24], sys.byteorder)
+    tail, intent = (int.from_bytes(page[at : at + 8], sys.byteorder) for at in (16, 32))
     if tail & ((1 << 40) - 1) < 16:
         return None  # a published end inside a file header: not a valid page
-    return tail >> 40, tail & ((1 << 40) - 1)
+    return (tail >> 40, tail & ((1 << 40) - 1)), (intent >> 40, intent & ((1 << 40) - 1))
+
+
+def _page_past_a_closed_end(
+    path: str, ids: list[tuple[int, int]], page: tuple[int, int], intent: tuple[int, int]
+) -> bool:
+    """Whether the page names a data file that newer files follow (no merge output newest, and not only
+    a newest file shorter than a header), with a published end past that file's end, and its intent
+    word does not vouch for its tail (equal to it, in the same file at or past its end, or the end of
+    the next file's header): a damaged page."""
+    named = (page[0], 0)
+    if named not in ids or named == ids[-1] or ids[-1][1] != 0:
+        return False
+    newest = os.path.getsize(os.path.join(path, f"{ids[-1][0]:010d}-{ids[-1][1]:03d}.data"))
+    if named == ids[-2] and newest < 16:
+        return False  # (the file before a newest one shorter than a header is still the active one)
+    if os.path.getsize(os.path.join(path, f"{page[0]:010d}-000.data")) >= page[1]:
+        return False
+    vouched = (intent[0] == page[0] and intent[1] >= page[1]) or intent == (page[0] + 1, 16)
+    return not vouched
 
 
 def _page_inside_a_record(path: str, ids: list[tuple[int, int]], page: tuple[int, int]) -> bool:
@@ -282,8 +301,11 @@ def read_store(path: str, now: float | None = None, use_hints: bool = True) -> d
     with open(os.path.join(path, "KVB_FORMAT"), "rb") as f:
         assert f.readline() == b"kv_backend store, format 1\n"
     ids = sorted((int(m[1]), int(m[2])) for m in map(DATA_NAME.match, os.listdir(path)) if m)
-    page = _state_tail(path)
-    if page is not None and _page_inside_a_record(path, ids, page):
+    words = _state_words(path)
+    page = None if words is None else words[0]
+    if page is not None and (
+        _page_inside_a_record(path, ids, page) or _page_past_a_closed_end(path, ids, page, words[1])
+    ):
         page = None  # a damaged page: read as without one
     view: dict = {}
     for i, fid in enumerate(ids):

@@ -1,0 +1,113 @@
+"""The independent format reader of test_format_reader11 against DB on damaged STATE pages and cut files.
+
+The reader did not know the rule (docs/protocol.md, "The state page") that a page whose tail names a
+data file newer files follow, with a published end past that file's size, is trusted only where the
+page's intent word vouches for the tail: it took every such file for one that lost bytes and read it
+as filled with zeros up to that end, where DB reads the store as without a page (and a bit flipped
+high in the end made the reader itself fail with MemoryError, building the zeros).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+from test_format_reader11 import DAMAGED, assert_same, data_files, patch
+
+from kv_backend import DB
+from kv_backend import record as rec
+from kv_backend.files import data_name
+from kv_backend.state import published_tail
+
+_WANT = {b"k%02d" % i: b"%02d" % i * 200 for i in range(30)}
+
+
+def _store(path: str) -> tuple[int, int]:
+    """A store of a few closed files and an active one; the page's (major, end)."""
+    with DB(path, max_file_size=4096) as db:
+        for key, value in _WANT.items():
+            db.put(key, value)
+    tail = published_tail(path)
+    assert tail is not None and len(data_files(path)) >= 3
+    return tail
+
+
+def _set_page(path: str, tail: tuple[int, int], intent: tuple[int, int]) -> None:
+    with open(os.path.join(path, "STATE"), "r+b") as f:
+        for at, (major, end) in ((16, tail), (32, intent)):
+            f.seek(at)
+            f.write(struct.pack("=Q", (major << 40) | end))
+
+
+def _dead_rotation(path: str, major: int, head: bytes = rec.FILE_HEADER_BYTES) -> str:
+    """The next data file a rotation that died left after the file ``major`` (``head``: what it holds)."""
+    name = os.path.join(path, data_name((major + 1, 0)))
+    with open(name, "wb") as f:
+        f.write(head)
+    return name
+
+
+def _whole(view: dict) -> bool:
+    return {k: v[0] for k, v in view.items() if v != DAMAGED} == _WANT and DAMAGED not in view.values()
+
+
+def test_a_flipped_high_bit_of_the_end_before_a_dead_rotation(store_path):
+    """No MemoryError: the intent (equal to the old tail) does not vouch for it, the page is damaged."""
+    major, end = _store(store_path)
+    _dead_rotation(store_path, major)
+    _set_page(store_path, (major, end | (1 << 37)), (major, end))
+    assert _whole(assert_same(store_path))
+
+
+def test_a_major_id_flipped_to_an_older_file(store_path):
+    major, end = _store(store_path)
+    older = int(os.path.basename(data_files(store_path)[0])[:10])
+    _set_page(store_path, (older, os.path.getsize(data_files(store_path)[0]) + 1000), (major, end))
+    assert _whole(assert_same(store_path))
+
+
+@pytest.mark.parametrize(
+    "intent, vouched",
+    [
+        ((0, 0), True),  # equal to the tail
+        ((0, 300), True),  # the same file, past the tail: a write in flight
+        ((1, None), True),  # the next file's header end: a rotation in flight
+        ((0, -100), False),  # the same file, before the tail (the tail's end raised by damage)
+        ((1, 1), False),  # the next file, past its header
+        ((2, None), False),  # two files on
+        ((-1, 0), False),  # an older file
+    ],
+)
+def test_a_published_end_past_the_file_before_a_dead_rotation(store_path, intent, vouched):
+    """The file the page names ends in a record whose last bytes are zeros, and the page's end lies 100
+    bytes past the file. Vouched for, the file lost bytes: both read it as filled with zeros up to the
+    published end, and that record, published whole, is damage; not vouched for, both read the store
+    as without a page, and that record is a rotation's torn last write, cut (never acknowledged)."""
+    major, end = _store(store_path)
+    _dead_rotation(store_path, major)
+    named = os.path.join(store_path, data_name((major, 0)))
+    os.truncate(named, end)
+    patch(named, end - 50, bytes(50))
+    tail = (major, end + 100)
+    bump, delta = intent
+    _set_page(store_path, tail, (major + bump, rec.FILE_HEADER_SIZE if delta is None else tail[1] + delta))
+    view = assert_same(store_path)
+    if vouched:
+        assert {key for key, value in view.items() if value == DAMAGED} == {b"k29"}
+        assert os.path.getsize(named) == end + 100  # (filled by recovery)
+    else:
+        assert DAMAGED not in view.values() and set(view) == set(_WANT) - {b"k29"}
+        assert os.path.getsize(named) < end - 50  # (the torn write cut)
+
+
+def test_a_newest_file_shorter_than_a_header_keeps_the_page_whatever_its_intent(store_path):
+    """Where only a newest file shorter than a header follows the named file, that one is the active file:
+    the intent rule does not apply (its end read from its bytes, as the page's end lies past them)."""
+    major, end = _store(store_path)
+    short = _dead_rotation(store_path, major, rec.FILE_HEADER_BYTES[:9])
+    os.truncate(os.path.join(store_path, data_name((major, 0))), end)
+    _set_page(store_path, (major, end + 500), (major - 1, 16))
+    assert _whole(assert_same(store_path))
+    # (Recovery removed the short file, the named one staying active; without a page it adopts it.)
+    assert not os.path.exists(short)
