@@ -312,11 +312,6 @@ def read_store(path: str, now: float | None = None, use_hints: bool = True) -> d
         name = os.path.join(path, f"{fid[0]:010d}-{fid[1]:03d}")
         with open(name + ".data", "rb") as f:
             buf = f.read()
-        if len(buf) < 16:
-            continue  # holds nothing
-        # Another version is refused; a damaged magic is not (the records carry their own CRCs), nor
-        # is a version field of 0, which no version writes (damage too).
-        assert buf[:8] != b"KVBDATA\0" or struct.unpack_from("<I", buf, 8)[0] in (0, 1), name
         newest = os.path.getsize(os.path.join(path, f"{ids[-1][0]:010d}-{ids[-1][1]:03d}.data"))
         before_active = i == len(ids) - 2 and fid[1] == 0 and ids[-1][1] == 0 and newest <= 16
         # (a newest file shorter than a header holds nothing: where the page names the one before, that
@@ -335,7 +330,12 @@ def read_store(path: str, now: float | None = None, use_hints: bool = True) -> d
             described = struct.unpack_from("<Q", hint, 16)[0] if len(hint) >= 40 else 0
             entries = _hint_entries(hint, described) if described > len(buf) else None
             if entries and max(off + size for _, off, size, _ in entries) > len(buf):
-                buf += bytes(described - len(buf))
+                buf += bytes(described - len(buf))  # (one cut inside its header too)
+        if len(buf) < 16:
+            continue  # holds nothing, or lost the records it held, which nothing says (damage)
+        # Another version is refused; a damaged magic is not (the records carry their own CRCs), nor
+        # is a version field of 0, which no version writes (damage too).
+        assert buf[:8] != b"KVBDATA\0" or struct.unpack_from("<I", buf, 8)[0] in (0, 1), name
         if lagged:
             # A file the page names before a newer one, shorter than its published end (it lost
             # bytes): read as if zeros followed its bytes up to that end.

@@ -4,7 +4,10 @@ The reader did not know the rule (docs/protocol.md, "The state page") that a pag
 data file newer files follow, with a published end past that file's size, is trusted only where the
 page's intent word vouches for the tail: it took every such file for one that lost bytes and read it
 as filled with zeros up to that end, where DB reads the store as without a page (and a bit flipped
-high in the end made the reader itself fail with MemoryError, building the zeros).
+high in the end made the reader itself fail with MemoryError, building the zeros). And a closed merge
+output cut inside its 16-byte header, whose hint file checks out for a larger size, the reader
+skipped (its keys absent), where DB reads it through the hint file as filled with zeros, its keys
+damaged (docs/file-format.md, "Data files" and "Hint files": a loss is reported, never silent).
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import os
 import struct
 
 import pytest
-from test_format_reader11 import DAMAGED, assert_same, data_files, patch
+from test_format_reader11 import DAMAGED, assert_same, data_files, db_view, patch, read_store
 
 from kv_backend import DB
 from kv_backend import record as rec
+from kv_backend.check import check
 from kv_backend.files import data_name
 from kv_backend.state import published_tail
 
@@ -111,3 +115,28 @@ def test_a_newest_file_shorter_than_a_header_keeps_the_page_whatever_its_intent(
     assert _whole(assert_same(store_path))
     # (Recovery removed the short file, the named one staying active; without a page it adopts it.)
     assert not os.path.exists(short)
+
+
+@pytest.mark.parametrize("left", [0, 9])
+def test_a_merge_output_cut_inside_its_header_reads_through_its_hint_file(store_path, left):
+    with DB(store_path, max_file_size=4096) as db:
+        for key, value in _WANT.items():
+            db.put(key, value)
+        db.merge()
+        db.put(b"after", b"merge")
+    merged = [n for n in data_files(store_path) if not n.endswith("-000.data")]
+    assert len(merged) >= 2 and all(os.path.exists(n[: -len(".data")] + ".hint") for n in merged)
+    os.truncate(merged[0], left)
+    mine = read_store(store_path)
+    lost = {key for key, value in mine.items() if value == DAMAGED}
+    assert lost and lost < set(_WANT)  # every key the hint file names for it, and no other
+    assert set(mine) == set(_WANT) | {b"after"}
+    assert not check(store_path).ok
+    for read_only in (True, False):  # a writer's open fills the file with zeros: the keys stay damaged
+        theirs = db_view(store_path, read_only=read_only)
+        assert {k: v if v == DAMAGED else v[0] for k, v in theirs.items()} == {
+            k: v if v == DAMAGED else v[0] for k, v in mine.items()
+        }
+    assert os.path.getsize(merged[0]) > rec.FILE_HEADER_SIZE
+    assert read_store(store_path) == mine
+    assert not check(store_path).ok
