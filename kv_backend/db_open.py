@@ -47,6 +47,7 @@ from kv_backend.unpublished import (
     end_without_page,
     filled_end,
     holds_nothing,
+    kept_end,
     tail_end,
     tail_files,
     trusted_page,
@@ -555,6 +556,12 @@ class _Opening(_Parts):
                     view_bytes = f.filled(size, filled)
                     read, size = reader_of(view_bytes), filled
                 pub = f.fid in whole and limit <= size
+                if pub and idx == rotated and f.fid == active_fid and limit == end:
+                    # The file the page names, newer files following it (a rotation that died, or a page
+                    # a power failure kept older than the records after its end, acknowledged): what
+                    # follows its published end is kept as recovery keeps it (a read-only open; a
+                    # writer's recovery has closed it so), never an older value in its place.
+                    limit = kept_end(read, limit, size)
                 if (
                     not pub
                     and size >= rec.FILE_HEADER_SIZE

@@ -299,6 +299,13 @@ def data_end(read: Read, start: int, size: int) -> int:
             best = pos
 
 
+def kept_end(read: Read, end: int, size: int) -> int:
+    """Where the data of a data file of ``size`` bytes ends past its published ``end``, where what follows
+    that end is kept as tail recovery keeps it: the end of the last complete record or committed batch
+    read from there by the unpublished rules (docs/file-format.md, "The end of the active file")."""
+    return _strict(read, end, size)[0]
+
+
 def _next_step(read: Read, nxt: int, stop: int) -> int:
     """The record boundary to step from after a strict reading from ``nxt`` found nothing, up to where
     it stopped at ``stop``: so the records in between are all the open batch's (a plain record
