@@ -30,7 +30,7 @@ from kv_backend.files import (
 from kv_backend.hint import lost_from
 from kv_backend.locking import WriteLock
 from kv_backend.state import SharedState, page_intent, unpack_tail
-from kv_backend.unpublished import tail_files, trusted_page_of
+from kv_backend.unpublished import kept_end, tail_files, trusted_page_of
 
 __all__ = ["SnapshotFile", "store_snapshot", "take_snapshot"]
 
@@ -179,6 +179,13 @@ def _take_snapshot(
                     # fills it, with zeros up to there, so that the loss is damage, counted here and
                     # refused by a restore (see unpublished.filled_end).
                     named.filled_from, named.length = named.length, active_end
+                size = os.fstat(named.fd).st_size
+                if data_fids[-1][1] == 0 and named.length == active_end < size:
+                    # Records after its published end (a page a power failure kept older than them and
+                    # than the rotation after them, which they were acknowledged before): copied as
+                    # recovery keeps them, or a restore would give an older value in their place.
+                    named.length = size
+                    named.length = kept_end(named.read, active_end, size)
             if named is None and data:
                 for snap in data:
                     snap.tail = False  # (set below from scratch: no file the page names comes before them)
