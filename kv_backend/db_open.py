@@ -162,15 +162,22 @@ def _replay(
         pos = nxt
 
 
-def _lost_file(path: str, corrupt: list[tuple[str, int]]) -> None:
+def _lost_file(path: str, corrupt: list[tuple[str, int]], *, hinted: bool = False) -> None:
     """List and log a closed data file shorter than its header: it lost its records, as a damaged
-    region loses them (see :func:`~kv_backend.unpublished.holds_nothing`)."""
+    region loses them (see :func:`~kv_backend.unpublished.holds_nothing`); ``hinted`` where its hint
+    file still names the keys they held (reading those raises CorruptionError)."""
     corrupt.append((path, 0))
+    which = (
+        "its hint file names the keys they held, whose reads raise CorruptionError"
+        if hinted
+        else "which keys they held cannot be known"
+    )
     _log.warning(
-        "%s: a closed data file shorter than its header: the records it held are lost, and which keys "
-        "they held cannot be known. `kvb check %s` lists the damage; restore the store from a backup, "
-        "or copy its readable keys with `kvb salvage`",
+        "%s: a closed data file shorter than its header: the records it held are lost, and %s. "
+        "`kvb check %s` lists the damage; restore the store from a backup, or copy its readable keys "
+        "with `kvb salvage`",
         path,
+        which,
         os.path.dirname(path),
     )
 
@@ -526,7 +533,10 @@ class _Opening(_Parts):
         for idx, f in enumerate(files):
             fidx[f.fid] = idx
             if sizes[f.fid] < rec.FILE_HEADER_SIZE and not holds_nothing(fids, idx, newest, rotated, page):
-                _lost_file(f.path, corrupt)
+                hinted = (f.fid != active_fid or f.fid[1] != 0) and (
+                    lost_from(self._hint_path(f.fid), sizes[f.fid]) is not None
+                )
+                _lost_file(f.path, corrupt, hinted=hinted)
             limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]
             view_bytes: mmap.mmap | bytes | None = None
             hints = None
@@ -631,6 +641,16 @@ class _Opening(_Parts):
                 end := lost_from(self._hint_path(fid), _file_size(path))
             ) is None:
                 continue
+            _log.warning(
+                "%s: a closed data file that lost bytes below the size its hint file gives (%d of %d "
+                "bytes left): filled with zeros, and its hint file names the keys it held, whose reads "
+                "raise CorruptionError. `kvb check %s` lists the damage; restore the store from a "
+                "backup, or copy its readable keys with `kvb salvage`",
+                path,
+                _file_size(path),
+                end,
+                self.path,
+            )
             try:
                 fd = os.open(path, os.O_RDWR)
                 try:
