@@ -14,6 +14,7 @@ order, task id order), and are compared as a set.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ import sys
 import textwrap
 import time
 
+import celery
 import pytest
 from celery import chain, chord, group
 from helpers import child_env, require_tool
@@ -47,6 +49,13 @@ def build(broker, backend):
         broker_connection_retry_on_startup=True,
         result_extended=True,
     )
+    if backend.startswith("redis://"):
+        # An AsyncResult of the redis backend left for the garbage collector reconnects from its
+        # __del__ (Celery 5.3: with retries, for a minute each) if the server is gone by then, stalling
+        # whatever test the collection runs in: retry once, at once.
+        app.conf.result_backend_transport_options = {
+            "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
+        }
 
     @app.task(name="nest18.slow", shared=False)
     def slow(x, delay=0.0):
@@ -141,6 +150,12 @@ def _flat(value) -> list:
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory):
     """A redis-server (the broker, and the reference result backend) and one prefork worker per backend."""
+    if celery.VERSION[:2] < (5, 6):
+        pytest.skip(
+            "before Celery 5.6 generator headers number their parts otherwise (docs/celery.md), and with "
+            "Celery 5.3 a list header holding a chain that ends in a group never completes on kvb:// "
+            "(a known defect, see docs/celery.md): compared with redis:// on Celery 5.6 and later"
+        )
     require_tool("redis-server")
     base = tmp_path_factory.mktemp("nest18")
     (base / "nest18_app.py").write_text(textwrap.dedent(APP))
@@ -178,6 +193,7 @@ def workers(tmp_path_factory):
                 assert time.monotonic() < deadline, f"the {name} worker did not answer; see {base}/{name}.log"
         yield apps
     finally:
+        gc.collect()  # (the redis backend's results left in cycles let go while the server runs)
         sys.path.remove(str(base))
         sys.modules.pop("nest18_app", None)
         for proc in procs:
