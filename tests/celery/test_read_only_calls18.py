@@ -24,6 +24,7 @@ import time
 
 import pytest
 from celery import chord, states
+from celery.app import task as celery_task_module
 from celery_helpers import make_app
 from helpers import child_env
 from kv_backend_celery.worker_check import check_worker
@@ -68,6 +69,16 @@ def _wait_for(path, text: str, worker: subprocess.Popen, timeout: float = 60) ->
         time.sleep(0.05)
 
 
+# Celery releases without get_actual_ignore_result (5.3) take a task's ignore_result over the call's
+# (apply_async(ignore_result=False) stores nothing there): a worker then has no write to drop for it.
+_CALL_OVERRIDES_IGNORE_RESULT = hasattr(celery_task_module, "get_actual_ignore_result")
+
+
+@pytest.mark.skipif(
+    not _CALL_OVERRIDES_IGNORE_RESULT,
+    reason="this Celery release takes the task's ignore_result over apply_async(ignore_result=False): "
+    "the call stores nothing, so a read_only=1 worker has nothing to drop",
+)
 @pytest.mark.parametrize("pool", ["solo", "prefork"])
 def test_a_call_asking_for_its_result_runs_and_its_state_is_dropped_with_one_error(
     tmp_path,
