@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pytest
 from celery import chord, states
+from celery.app import task as celery_task_module
 from celery.app.task import Context
 from celery.exceptions import ChordError
 from celery_helpers import finish_part, make_app, make_chord
@@ -71,6 +72,11 @@ def test_a_part_delivered_again_keeps_what_it_kept(store_path, monkeypatch):
     assert sent == [([7, 1],)]
 
 
+@pytest.mark.skipif(
+    not hasattr(celery_task_module, "get_actual_ignore_result"),
+    reason="Celery 5.3 (no get_actual_ignore_result): a chord whose header tasks ignore their results "
+    "still fails on its join's timeout (a known defect, see docs/celery.md)",
+)
 def test_parts_that_ignore_their_results_with_workers(celery_env):
     m = celery_env.app_module
     header = [m.add.s(1, 1).set(ignore_result=True), m.add.s(2, 2), m.add.s(3, 3).set(ignore_result=True)]
