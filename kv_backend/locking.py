@@ -22,7 +22,13 @@ from collections.abc import Iterator
 
 from kv_backend.errors import DatabaseClosedError, KVError, StorageError, TransactionError
 from kv_backend.files import new_file_mode, storage_error
-from kv_backend.owners import create_for_store_owner, give_to_store_owner, grant_store_mode, open_store_file
+from kv_backend.owners import (
+    create_for_store_owner,
+    give_to_store_owner,
+    grant_store_mode,
+    open_noting_creation,
+    open_store_file,
+)
 
 _flock = fcntl.flock
 _LOCK_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
@@ -127,16 +133,9 @@ class WriteLock:
 
     def _open_noting(self, flags: int, mode: int) -> int:
         """``os.open`` of the lock file (close-on-exec), noting whether this call created it."""
-        flags |= getattr(os, "O_CLOEXEC", 0)
-        if flags & os.O_CREAT:
-            try:
-                fd = os.open(self.path, flags | os.O_EXCL, mode)
-            except FileExistsError:
-                pass
-            else:
-                self._added = True
-                return fd
-        return os.open(self.path, flags, mode)
+        fd, created = open_noting_creation(self.path, flags, mode)
+        self._added = self._added or created
+        return fd
 
     def acquire(self) -> None:
         """Take the lock, blocking; nested calls in the owning thread are free.

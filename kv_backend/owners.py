@@ -260,17 +260,23 @@ def open_store_file(path: str, flags: int, mode: int, *, size: int = 0) -> int:
     made = create_for_store_owner(path, mode, size)
     if made is not None:
         return made
-    flags |= getattr(os, "O_CLOEXEC", 0)
-    created = False
-    if flags & os.O_CREAT and not flags & os.O_EXCL:
-        try:  # (only a file this call creates gets the store's bits: one found keeps its mode)
-            fd, created = os.open(path, flags | os.O_EXCL, mode), True
-        except FileExistsError:
-            fd = os.open(path, flags, mode)
-    else:
-        fd, created = os.open(path, flags, mode), bool(flags & os.O_EXCL)
+    # (Only a file this call creates gets the store's bits: one found keeps its mode.)
+    fd, created = open_noting_creation(path, flags, mode)
     give_to_store_owner(fd, os.path.dirname(path), added=created)
     return fd
+
+
+def open_noting_creation(path: str, flags: int, mode: int) -> tuple[int, bool]:
+    """``(fd, created)``: ``os.open(path, flags, mode)`` (close-on-exec), and whether this call created
+    the file (with ``O_CREAT``: tried with ``O_EXCL`` first). OSError as ``os.open`` raises it."""
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    if flags & os.O_CREAT and not flags & os.O_EXCL:
+        try:
+            return os.open(path, flags | os.O_EXCL, mode), True
+        except FileExistsError:
+            pass
+        return os.open(path, flags, mode), False
+    return os.open(path, flags, mode), bool(flags & os.O_EXCL)
 
 
 def new_path_owner(made: list[str]) -> tuple[int, int] | None:
