@@ -9,17 +9,14 @@ import os
 
 import pytest
 from helpers import data_files
+from test_backup_hint_damage18 import _merged_store  # (closed files a merge wrote, with hints)
 
 from kv_backend import DB
 from kv_backend.errors import CorruptionError
 
 
 def _merged_then_cut(path: str) -> str:
-    with DB(path, max_file_size=4096) as db:
-        for i in range(60):
-            db.put(b"k%02d" % i, b"v" * 100)
-        db.merge()
-        db.put(b"after", b"merge")
+    _merged_store(path)
     first = data_files(path)[0]
     assert os.path.exists(first[: -len(".data")] + ".hint")
     with open(first, "r+b") as f:
