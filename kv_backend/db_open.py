@@ -30,7 +30,7 @@ from kv_backend.files import (
     write_all,
 )
 from kv_backend.hint import load as load_hints
-from kv_backend.hint import lost_from
+from kv_backend.hint import lost_from, zeroed
 from kv_backend.keydir import KeyDir
 from kv_backend.locking import MergeLock
 from kv_backend.owners import (
@@ -165,8 +165,11 @@ def _replay(
 def _lost_file(path: str, corrupt: list[tuple[str, int]], *, hinted: bool = False) -> None:
     """List and log a closed data file shorter than its header: it lost its records, as a damaged
     region loses them (see :func:`~kv_backend.unpublished.holds_nothing`); ``hinted`` where its hint
-    file still names the keys they held (reading those raises CorruptionError)."""
-    corrupt.append((path, 0))
+    file still names the keys they held (reading those raises CorruptionError): the region of zeros
+    that stands in for them is listed then, as read through the hint file (see
+    :func:`~kv_backend.hint.zeroed`)."""
+    if not hinted:
+        corrupt.append((path, 0))
     which = (
         "its hint file names the keys they held, whose reads raise CorruptionError"
         if hinted
@@ -529,6 +532,7 @@ class _Opening(_Parts):
         fidx: dict[FileId, int] = {}
         file_sizes: dict[FileId, int] = {}
         corrupt: list[tuple[str, int]] = []
+        through_hints: set[str] = set()  # the files read through their hint files
         maps: list[mmap.mmap | bytes] = []
         for idx, f in enumerate(files):
             fidx[f.fid] = idx
@@ -554,6 +558,12 @@ class _Opening(_Parts):
             if hints is not None:
                 ix.apply_hints(idx, hints)
                 file_sizes[f.fid] = sizes[f.fid] if view_bytes is None else len(view_bytes)
+                # The records it lost, where zeros stand in for them (read so, or filled so by a writer's
+                # recovery): a read of their keys raises CorruptionError; one damaged region, as kvb
+                # check counts it (and replay counts a region).
+                read = f.reader() if view_bytes is None else reader_of(view_bytes)
+                corrupt.extend((f.path, off) for off in zeroed(hints, read, file_sizes[f.fid])[:1])
+                through_hints.add(f.path)
             else:
                 size = sizes[f.fid]
                 read = f.reader()
@@ -618,6 +628,11 @@ class _Opening(_Parts):
                 self._view = (ix.kd, maps)
                 self._fidx = fidx
                 self._sizes = file_sizes
+                # Damage a read of this process found in a file read through its hint file (whose records
+                # are checked only when read) is still there: such a file never changes (a fill only
+                # adds zeros), and a merge, which drops its damage, removes it.
+                found = set(corrupt)
+                corrupt += [c for c in self._corrupt if c[0] in through_hints and c not in found]
                 self._corrupt = corrupt
                 self._gen = gen
                 self._tail = (active_fid, file_sizes.get(active_fid, rec.FILE_HEADER_SIZE))

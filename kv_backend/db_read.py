@@ -262,6 +262,18 @@ class _Reading(_Parts):
             what = f"is a record of type {rtype}, which holds no value (a newer version wrote it, or damage)"
         else:
             what = f"is of unknown type {rtype} (written by a newer kv_backend, or damaged)"
+        try:
+            # (One whose header is zeros lies in a region of zeros, counted as one where the open found
+            # it, as kvb check counts it.)
+            head = self._view[1][idx][offset : offset + _HEADER_SIZE] if idx < len(files) else b""
+            counted = bool(head.strip(b"\0"))
+        except ValueError:  # (closed meanwhile, by another thread's close())
+            counted = False
+        if counted:
+            # A record read through a hint file is checked only now: stats() counts it from here on.
+            with self._rlock:
+                if (path, offset) not in self._corrupt:
+                    self._corrupt.append((path, offset))
         raise CorruptionError(
             f"record at offset {offset} of {path} {what}; the value is "
             "not returned. Run 'kvb check' on the store and restore the key from a backup.",

@@ -23,11 +23,12 @@ import os
 import struct
 import sys
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate, pairwise
 from operator import add
 from typing import Any
 
+from kv_backend import record as rec
 from kv_backend.checksum import crc32
 from kv_backend.owners import give_to_store_owner
 
@@ -147,6 +148,35 @@ def lost_from(path: str, data_size: int) -> int | None:
             return size if _usable(f.fileno(), size, 1 << 17) > data_size else None
     except OSError:
         return None
+
+
+def zeroed(hints: Hints, read: Callable[[int, int], bytes], data_size: int) -> list[int]:
+    """The offsets of the records ``hints`` points to that zeros ending their data file (``data_size``
+    bytes, read with ``read``) stand in for, in file order: where the data file lost bytes below the size
+    its hint file gives (see :func:`lost_from`), read, or filled by recovery, with zeros up to there, the
+    records it lost and the one the loss cut. A read of each of their keys raises CorruptionError.
+
+    Cheap enough for every open: a data file that ends in another byte is looked at no further, and
+    otherwise the entries are walked back from the last, in the file order a merge writes them, while
+    their record's header is all zeros (no record's is: its type is never 0), then the record before
+    them is checked whole (a value may end in zeros)."""
+    if not len(hints) or read(data_size - 1, 1) != b"\0":
+        return []
+    lost: list[int] = []
+    after = data_size
+    m32 = (1 << 32) - 1
+    for i in range(len(hints) - 1, -1, -1):
+        loc = hints.locations[i]
+        off, size = loc >> 32, loc & m32
+        if off + size > after:
+            break  # (not in file order, as no merge writes a hint file: nothing more is told)
+        if read(off, rec.HEADER_SIZE).strip(b"\0"):
+            if not rec.holds_put(read, off, size, hints.keys[i]):
+                lost.append(off)
+            break
+        lost.append(off)
+        after = off
+    return lost[::-1]
 
 
 def _usable(fd: int, data_size: int, step: int) -> int:

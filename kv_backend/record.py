@@ -445,6 +445,19 @@ def sound_size(read: Callable[[int, int], bytes], pos: int, end: int, crcs: Rang
     return size if _crc_matches(read, crcs, pos, size, COUNT.unpack_from(head)[0]) else 0
 
 
+def holds_put(read: Callable[[int, int], bytes], pos: int, size: int, key: bytes) -> bool:
+    """Whether a sound PUT of ``key``, ``size`` bytes long, lies at ``pos``: what a read of the key through
+    a hint file entry checks (its lengths, type, key and CRC)."""
+    head = read(pos, HEADER_SIZE)
+    return (
+        len(head) == HEADER_SIZE
+        and head[4] == PUT
+        and HEADER.unpack(head)[3] == len(key)
+        and read(pos + HEADER_SIZE, len(key)) == key
+        and sound_size(read, pos, pos + size) == size
+    )
+
+
 def _crc_matches(
     read: Callable[[int, int], bytes], crcs: RangeCrc | None, pos: int, size: int, crc: int
 ) -> bool:
