@@ -1399,7 +1399,7 @@ def _note_damage(
     else:
         from kv_backend.check import snapshot_problems
 
-        hints = None if hint is None or tail else (hint[0].name, hint[0].fd)
+        hints = None if hint is None or tail else (hint[0].name, hint[0].read, hint[0].length)
         damaged = len(
             snapshot_problems(snap.read, snap.length, snap.name, tail=tail, closing=snap.closing, hints=hints)
         )

@@ -321,13 +321,13 @@ def snapshot_problems(
     *,
     tail: bool,
     closing: bool = False,
-    hints: tuple[str, int] | None = None,
+    hints: tuple[str, Callable[[int, int], bytes], int] | None = None,
 ) -> list[Problem]:
     """The damaged spots of one data file of a backup's snapshot (``size`` bytes, read with
     ``read(offset, n)``): what :func:`check` of a restored copy reports for it. ``tail`` for the
     newest files, whose end may be an unfinished write (not damage), as :func:`check` allows;
     ``closing`` for the one a rotation that died did not finish closing (see ``end_without_page``);
-    ``hints``, the name and open descriptor of its hint file, copied with it: its entries that point
+    ``hints``, the name, ``read(offset, n)`` and size of its hint file, copied with it: its entries that point
     to no sound record of their key count too, as :func:`check` counts them.
 
     A backup copies damage as it is, and a restore refuses it: the backup tells at once, from the
@@ -342,7 +342,7 @@ def snapshot_problems(
     # (A restored copy has no STATE page: where a newest file's data ends is read from its bytes.)
     end = end_without_page(read, size, closing=closing) if tail else 0
     size = _check_records(_Reader(read, size), size, name, tail, report, published_end=end)
-    if hints is not None and not tail and usable_at(hints[1], size):
+    if hints is not None and not tail and usable_at(hints[1], hints[2], size):
         known = {p.offset for p in report.problems}
         report.problems += _hint_problems(entries_at(hints[1]), hints[0], read, name, known)
     return report.problems

@@ -373,9 +373,10 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         """Freeze a consistent point-in-time view of the store's files.
 
         Under the write lock: every published data file (the active one up to
-        its published end) and every hint file, each with an open fd. Closed files
-        never change and the fds keep them readable even if a merge removes
-        them, so the caller can copy them at leisure (used by backups).
+        its published end) and every hint file, each held open (the files that never
+        change through a map that keeps no descriptor, see :mod:`kv_backend.snapshot`).
+        Closed files never change and being held keeps them readable even if a merge
+        removes them, so the caller can copy them at leisure (used by backups).
         Close the returned objects when done.
         """
         self._check_open()

@@ -115,15 +115,18 @@ def usable(path: str, data_size: int, *, step: int = 1 << 17) -> bool:
     (loading one builds every key, some 60 bytes each, besides the file's bytes)."""
     try:
         with open(path, "rb") as f:
-            return usable_at(f.fileno(), data_size, step=step)
+            return usable_at(rec.file_reader(f.fileno()), os.fstat(f.fileno()).st_size, data_size, step=step)
     except OSError:
         return False
 
 
-def usable_at(fd: int, data_size: int, *, step: int = 1 << 17) -> bool:
-    """:func:`usable` of the hint file open as ``fd`` (a backup's snapshot of it)."""
+def usable_at(
+    read: Callable[[int, int], bytes], file_size: int, data_size: int, *, step: int = 1 << 17
+) -> bool:
+    """:func:`usable` of the hint file of ``file_size`` bytes read with ``read(offset, n)`` (a backup's
+    snapshot of it)."""
     try:
-        return _usable(fd, data_size, step) >= 0
+        return _usable(read, file_size, data_size, step) >= 0
     except OSError:
         return False
 
@@ -145,7 +148,8 @@ def lost_from(path: str, data_size: int) -> int | None:
             size = HINT_HEADER.unpack(head)[3]
             if size <= data_size:
                 return None
-            return size if _usable(f.fileno(), size, 1 << 17) > data_size else None
+            reach = _usable(rec.file_reader(f.fileno()), os.fstat(f.fileno()).st_size, size, 1 << 17)
+            return size if reach > data_size else None
     except OSError:
         return None
 
@@ -179,20 +183,20 @@ def zeroed(hints: Hints, read: Callable[[int, int], bytes], data_size: int) -> l
     return lost[::-1]
 
 
-def _usable(fd: int, data_size: int, step: int) -> int:
-    """How far the records the hint file open as ``fd`` points to reach if it checks out for a data file
-    of ``data_size`` bytes, else -1."""
+def _usable(read: Callable[[int, int], bytes], file_size: int, data_size: int, step: int) -> int:
+    """How far the records the hint file of ``file_size`` bytes read with ``read(offset, n)`` points to
+    reach if it checks out for a data file of ``data_size`` bytes, else -1."""
     hsize = HINT_HEADER.size
-    head = os.pread(fd, hsize, 0)
+    head = read(0, hsize)
     if len(head) < hsize:
         return -1
     magic, version, count, size, crc, _, key_bytes = HINT_HEADER.unpack(head)
     if magic != HINT_MAGIC or version != HINT_VERSION or size != data_size:
         return -1
-    if os.fstat(fd).st_size != hsize + count * (4 + 8 + 8) + key_bytes:
+    if file_size != hsize + count * (4 + 8 + 8) + key_bytes:
         return -1
     running, pos = 0, hsize
-    while chunk := os.pread(fd, 1 << 20, pos):
+    while pos < file_size and (chunk := read(pos, min(1 << 20, file_size - pos))):
         running = crc32(chunk, running)
         pos += len(chunk)
     if running != crc:
@@ -201,9 +205,9 @@ def _usable(fd: int, data_size: int, step: int) -> int:
     reach = 0
     for start in range(0, count, step):
         n = min(step, count - start)
-        total += sum(_column(os.pread(fd, 4 * n, hsize + 4 * start), "I", 0, n))
+        total += sum(_column(read(hsize + 4 * start, 4 * n), "I", 0, n))
         # (offset << 32 | size as two 32-bit words, as load() checks them)
-        words = _column(os.pread(fd, 8 * n, hsize + 4 * count + 8 * start), "I", 0, 2 * n)
+        words = _column(read(hsize + 4 * count + 8 * start, 8 * n), "I", 0, 2 * n)
         reach = max(reach, max(map(add, words[1::2], words[0::2])))
     return reach if total == key_bytes and reach <= data_size else -1
 
@@ -212,19 +216,19 @@ def entries(path: str, step: int = 1 << 10) -> Iterator[tuple[bytes, int, int]]:
     """``(key, offset, size)`` of each record the hint file at ``path`` (one :func:`usable` takes) points
     to, its columns read ``step`` entries at a time (``kvb check``: memory that does not grow with it)."""
     with open(path, "rb") as f:
-        yield from entries_at(f.fileno(), step)
+        yield from entries_at(rec.file_reader(f.fileno()), step)
 
 
-def entries_at(fd: int, step: int = 1 << 10) -> Iterator[tuple[bytes, int, int]]:
-    """:func:`entries` of the hint file open as ``fd`` (a backup's snapshot of it)."""
+def entries_at(read: Callable[[int, int], bytes], step: int = 1 << 10) -> Iterator[tuple[bytes, int, int]]:
+    """:func:`entries` of the hint file read with ``read(offset, n)`` (a backup's snapshot of it)."""
     hsize = HINT_HEADER.size
-    count = HINT_HEADER.unpack(os.pread(fd, hsize, 0))[2]
+    count = HINT_HEADER.unpack(read(0, hsize))[2]
     key_pos = hsize + 20 * count
     for start in range(0, count, step):
         n = min(step, count - start)
-        klens = _column(os.pread(fd, 4 * n, hsize + 4 * start), "I", 0, n)
-        locs = _column(os.pread(fd, 8 * n, hsize + 4 * count + 8 * start), "Q", 0, n)
-        blob = os.pread(fd, sum(klens), key_pos)
+        klens = _column(read(hsize + 4 * start, 4 * n), "I", 0, n)
+        locs = _column(read(hsize + 4 * count + 8 * start, 8 * n), "Q", 0, n)
+        blob = read(key_pos, sum(klens))
         key_pos += len(blob)
         p = 0
         for klen, loc in zip(klens, locs, strict=True):

@@ -1,21 +1,23 @@
 """Snapshots of a store's files, as backups copy them: taken under the write lock, with or without an
 open :class:`~kv_backend.db.DB`.
 
-A backup needs the store's file list, the active file's published end and an open descriptor per file,
-not the key directory: :func:`store_snapshot` takes them from a store's directory with the lock and the
-state page alone, so that a backup of a store that is not open (``kvb backup``) does not replay its
-whole log first.
+A backup needs the store's file list, the active file's published end and each file held so that a merge
+cannot take it away (see :class:`SnapshotFile`), not the key directory: :func:`store_snapshot` takes
+them from a store's directory with the lock and the state page alone, so that a backup of a store that
+is not open (``kvb backup``) does not replay its whole log first.
 """
 
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from kv_backend import record as rec
 from kv_backend.errors import StorageError
+from kv_backend.filemaps import MAPS_HOLD_FD, map_file
 from kv_backend.files import (
     LOCK_FILE,
     STATE_FILE,
@@ -36,13 +38,17 @@ __all__ = ["SnapshotFile", "store_snapshot", "take_snapshot"]
 
 
 class SnapshotFile:
-    """One file of a frozen snapshot: its name, an open fd, and how many bytes belong to it."""
+    """One file of a frozen snapshot: its name, an open fd (or, once :meth:`let_go`, a read-only map of it
+    and its identity), and how many bytes belong to it."""
 
-    __slots__ = ("closing", "fd", "filled_from", "length", "name", "tail")
+    __slots__ = ("closing", "fd", "filled_from", "ident", "length", "mm", "name", "path", "tail")
 
-    def __init__(self, name: str, fd: int, length: int) -> None:
+    def __init__(self, name: str, fd: int, length: int, path: str = "") -> None:
         self.name = name
         self.fd = fd
+        self.path = path
+        self.mm: mmap.mmap | bytes = b""
+        self.ident = (-1, -1)  # (st_dev, st_ino) of the file, once let go of
         self.length = length
         self.filled_from = length
         """Where zeros stand for the bytes up to ``length`` (a file that lost bytes below its published
@@ -52,21 +58,58 @@ class SnapshotFile:
         self.closing = False
         """Whether that is the file a rotation that died did not finish closing (see kvb check)."""
 
+    def let_go(self) -> None:
+        """Close the fd of a file that never changes again (a closed data file, a hint file), keeping
+        the file through a read-only map that holds no descriptor (see :mod:`kv_backend.filemaps`):
+        a merge that removes the file meanwhile leaves it readable, as the fd did, and a snapshot of
+        any number of files holds a few descriptors. Reads open the file again by its name, where it
+        is still the file mapped (an I/O error of the disk is then a StorageError, where a read of
+        the map would end the process with SIGBUS), and read the map where it is gone."""
+        st = os.fstat(self.fd)
+        if st.st_size:
+            try:
+                self.mm = map_file(self.fd, st.st_size)
+            except (OSError, ValueError):  # (out of map areas; cut meanwhile, by another program)
+                return  # the fd is kept
+        self.ident = (st.st_dev, st.st_ino)
+        fd, self.fd = self.fd, -1
+        os.close(fd)
+
     def read(self, offset: int, size: int) -> bytes:
         """Read up to ``size`` bytes at ``offset`` (never past ``length``)."""
         size = max(0, min(size, self.length - offset))
         held = max(0, min(size, self.filled_from - offset))
         try:
-            data = os.pread(self.fd, held, offset) if held else b""
+            data = self._pread(held, offset) if held else b""
         except OSError as exc:  # an I/O error of the disk the store is on
             raise storage_error(exc, f"cannot read {self.name} of the store") from exc
         return data + bytes(size - held) if len(data) == held else data
 
+    def _pread(self, n: int, offset: int) -> bytes:
+        if self.fd >= 0:
+            return os.pread(self.fd, n, offset)
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:  # removed by a merge, no descriptor left: the map holds its bytes
+            return self.mm[offset : offset + n]
+        try:
+            if ((st := os.fstat(fd)).st_dev, st.st_ino) != self.ident:
+                return self.mm[offset : offset + n]  # (not the file the snapshot holds)
+            return os.pread(fd, n, offset)
+        finally:
+            os.close(fd)
+
     def close(self) -> None:
-        """Close the fd."""
+        """Close the fd, or the map."""
         fd, self.fd = self.fd, -1
+        mm, self.mm = self.mm, b""
         if fd >= 0:
             os.close(fd)
+        if isinstance(mm, mmap.mmap):
+            try:
+                mm.close()
+            except BufferError:
+                pass
 
     def __repr__(self) -> str:
         return f"<SnapshotFile {self.name} {self.length} bytes>"
@@ -78,11 +121,13 @@ def take_snapshot(
     """Freeze the files of the store at ``path`` under ``lock`` (see :meth:`kv_backend.DB.snapshot_files`);
     ``published_now()`` reads the state page's (tail word, generation), None without a valid page.
 
-    The snapshot holds a descriptor per data and hint file (a merge may remove them while a backup
-    copies them). Where the process runs out of descriptors (a store of more files than the soft
-    limit, often 1,024), the soft limit is raised to the hard one, as far as it allows, and the
-    snapshot taken again: a store whose open needs no descriptor per file could otherwise not be
-    backed up.
+    The snapshot holds every data and hint file (a merge may remove them while a backup copies them):
+    those that never change again through a read-only map that keeps no descriptor (see
+    :meth:`SnapshotFile.let_go`), the newest data files and the one the page names (which a writer's
+    recovery may cut past what the snapshot holds of them) through a descriptor each. Where maps keep a
+    descriptor (see :data:`kv_backend.filemaps.MAPS_HOLD_FD`), every file keeps its descriptor, and
+    where the process runs out of them (a store of more files than the soft limit, often 1,024), the
+    soft limit is raised to the hard one, as far as it allows, and the snapshot taken again.
     """
     try:
         return _take_snapshot(path, lock, published_now)
@@ -125,6 +170,7 @@ def _take_snapshot(
             data: list[SnapshotFile] = []
             data_fids: list[FileId] = []  # (the ids of ``data``)
             named: SnapshotFile | None = None  # the data file the page names
+            let_go = not MAPS_HOLD_FD  # (where maps hold a descriptor each, the fds are kept instead)
             for fid in fids:
                 name = data_name(fid)
                 after = published is not None and fid[0] > active_major  # (a merge output is older)
@@ -141,7 +187,7 @@ def _take_snapshot(
                     # that the file before it reads as closed, as it does here.)
                     os.close(fd)
                     continue
-                out.append(SnapshotFile(name, fd, length))
+                out.append(SnapshotFile(name, fd, length, os.path.join(path, name)))
                 data.append(out[-1])
                 data_fids.append(fid)
                 if after:
@@ -158,6 +204,10 @@ def _take_snapshot(
                     # and its end is read from its bytes, unless a rotation that died had created
                     # the next file: then all of it was published (recovery closes it whole).
                     out[-1].tail = length < active_end
+                if let_go and fid not in fids[-2:] and fid != (active_major, 0):
+                    # Closed (what may end in an unfinished write, or be cut by a writer's recovery, is
+                    # among the two newest files or the one the page names): it never changes again.
+                    out[-1].let_go()
                 hname = hint_name(fid)
                 try:
                     hfd = os.open(os.path.join(path, hname), flags)
@@ -171,7 +221,9 @@ def _take_snapshot(
                     # It lost bytes below the size its hint file gives: copied as recovery fills it,
                     # with zeros up to there, so that the loss is damage (see hint.lost_from).
                     snap.filled_from, snap.length = snap.length, lost
-                out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size))
+                out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size, os.path.join(path, hname)))
+                if let_go:
+                    out[-1].let_go()  # (never changes: written whole before it was renamed into place)
             if named is not None and data[-1] is not named:
                 named.tail = False
                 if data_fids[-1][1] == 0 and rec.FILE_HEADER_SIZE <= named.length < active_end:
