@@ -32,6 +32,7 @@ import shutil
 import socket
 import stat
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,6 +55,7 @@ from kv_backend.backup_urls import (
     _is_archive,
     _protocols,
     _unwrapped,
+    cache_storage_options,
     in_process_url,
     is_url_chain,
 )
@@ -321,6 +323,20 @@ def whose(exc: OSError) -> str:
     )
 
 
+def _url_to_fs(core: Any, url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
+    """fsspec's ``url_to_fs``, where a cache the URL chains (``simplecache::``) that is given no
+    ``cache_storage`` makes no temporary directory that outlives the call (see
+    :func:`~kv_backend.backup_urls.cache_storage_options`)."""
+    if cache_storage_options(url, storage_options, "") is None:
+        return core.url_to_fs(url, **storage_options)  # type: ignore[no-any-return]
+    spare = tempfile.mkdtemp(prefix="kvb-unused-cache-")
+    try:
+        options = cache_storage_options(url, storage_options, spare)
+        return core.url_to_fs(url, **(options or storage_options))  # type: ignore[no-any-return]
+    finally:
+        shutil.rmtree(spare, ignore_errors=True)
+
+
 class _Target:
     """The storage under a backup URL: an fsspec filesystem and the root path in it."""
 
@@ -356,7 +372,7 @@ class _Target:
                 self.fs = filesystem("file", **storage_options)
                 root = self.fs._strip_protocol(url)
             else:
-                self.fs, root = core.url_to_fs(url, **storage_options)
+                self.fs, root = _url_to_fs(core, url, storage_options)
         except ImportError as exc:
             # S3's driver has an extra of its own: name it, as for every other missing dependency.
             if url.partition("://")[0].lower() in ("s3", "s3a"):

@@ -306,6 +306,38 @@ def _check_session_options(fs: Any, url: str) -> None:
         )
 
 
+#: fsspec's caches, which a chained URL may put in front of the storage (``simplecache::s3://...``).
+_CACHES = frozenset({"simplecache", "filecache", "blockcache"})
+
+
+def cache_storage_options(url: str, storage_options: dict[str, Any], spare: str) -> dict[str, Any] | None:
+    """``storage_options`` in which each cache of the chained URL ``url`` given no ``cache_storage`` (or
+    fsspec's ``"TMP"``, a temporary directory) gets one under the directory ``spare``, which the caller
+    removes once the filesystem is made (a backup reads and writes past the caches: see
+    :func:`_unwrapped`), and no place in fsspec's instance cache (which would keep it, its directory
+    gone); None where no cache needs one.
+
+    Without it fsspec makes such a cache a temporary directory of its own (``tmpXXXXXXXX`` in TMPDIR),
+    which fsspec before 2023.9.1 never removed: every backup, restore or listing through such a URL
+    left one, empty, and a process's end removes it since only if it exits normally."""
+    protocols = _protocols(url) if is_url_chain(url) else []
+    out = dict(storage_options)
+    for i, protocol in enumerate(protocols):
+        layer = storage_options.get(protocol, {})
+        if (
+            protocol not in _CACHES
+            or protocols.count(protocol) > 1  # (fsspec gives the options of that name to one of them)
+            or not isinstance(layer, dict)
+            or layer.get("cache_storage", "TMP") != "TMP"
+            or (i == 0 and storage_options.get("cache_storage", "TMP") != "TMP")  # (the first takes these)
+        ):
+            continue
+        out[protocol] = {**layer, "cache_storage": os.path.join(spare, protocol), "skip_instance_cache": True}
+        if i == 0:
+            out.pop("cache_storage", None)  # ("TMP" at the top level: the first filesystem's)
+    return None if out == storage_options else out
+
+
 def _protocols(url: str) -> list[str]:
     """The protocols that the chained URL ``url`` names, first to last (``zip``, ``file``)."""
     out = []
