@@ -15,6 +15,8 @@ from kv_backend.files import (
     data_name,
     hint_name,
     list_data_files,
+    missing_data_files,
+    missing_files_text,
     prepare_directory,
     storage_error,
     user_name,
@@ -192,6 +194,8 @@ def _check(path: str) -> CheckReport:
                 opened.close()
     _note_roots_files(path, report)
     _note_unlisted_merge_outputs(path, report)
+    if missing := missing_data_files(fids):
+        report.notes.append(missing_files_text(path, missing))
     return report
 
 

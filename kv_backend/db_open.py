@@ -24,6 +24,8 @@ from kv_backend.files import (
     fsync_file,
     hint_name,
     list_data_files,
+    missing_data_files,
+    missing_files_text,
     new_file_mode,
     remove_stray_hints,
     storage_error,
@@ -476,6 +478,8 @@ class _Opening(_Parts):
             published = self._published()
             intent = self._page_intent()
             fids = list_data_files(self.path)
+            if self._gen < 0 and (missing := missing_data_files(fids)):
+                _log.warning("%s", missing_files_text(self.path, missing))  # (at the open alone)
             if published is not None:
                 tail, gen = published
                 major, end = unpack_tail(tail)

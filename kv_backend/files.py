@@ -104,6 +104,43 @@ def list_data_files(path: str) -> list[FileId]:
     return ids
 
 
+def missing_data_files(fids: list[FileId]) -> list[FileId]:
+    """The data files that the names of ``fids`` (a store's, oldest first) say are missing: a rotation
+    names its new file after the active one (major + 1, minor 0), a merge its outputs after its newest
+    input (same major, minor + 1, ...), and the active file after a merge is the one after its outputs'
+    major; a merge removes its inputs oldest first. So the files of minor id 0 after the newest merge
+    output's major run on from the one after it without a gap, and so do those of a store without merge
+    outputs, and the outputs of a major, by minor id. Files before them, the first of a store and the last
+    output of a merge cannot be told missing so. A gap is a file deleted (its records gone: older
+    values come back), or, harmless, files of rotations that died one after the other before a power
+    failure, holding no record, which recovery removed (see docs/file-format.md)."""
+    missing: list[FileId] = []
+    outputs = [fid for fid in fids if fid[1] > 0]
+    for major in sorted({fid[0] for fid in outputs}):
+        minors = [fid[1] for fid in outputs if fid[0] == major]
+        missing += [(major, m) for m in range(minors[0], minors[-1]) if m not in set(minors)]
+    majors = [fid[0] for fid in fids if fid[1] == 0 and (not outputs or fid[0] > outputs[-1][0])]
+    if majors:
+        first = outputs[-1][0] + 1 if outputs else majors[0]
+        missing += [(m, 0) for m in range(first, majors[-1]) if m not in set(majors)]
+    return sorted(missing)
+
+
+def missing_files_text(path: str, missing: list[FileId]) -> str:
+    """What ``kvb check`` notes, and an open logs, for the data files :func:`missing_data_files` finds
+    missing in the store at ``path``."""
+    shown = ", ".join(data_name(fid) for fid in missing[:5]) + (
+        f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    )
+    return (
+        f"{path}: {len(missing)} data file(s) missing from the sequence the others' names follow ({shown}): "
+        "if one was deleted, the keys whose newest records it held read older values or are gone; restore "
+        "the store from a backup made before (a merge would make the loss permanent and this note go). "
+        "(Rotations that died one after the other before a power failure leave such a gap too, holding "
+        "no record: then nothing is lost)"
+    )
+
+
 def foreign_version_error(path: str, version: int) -> NotAStoreError:
     """The error for the data file at ``path``, of another format ``version`` than this one reads."""
     return NotAStoreError(

@@ -37,7 +37,9 @@ from kv_backend.files import (
     fsync_dir,
     hint_name,
     list_data_files,
+    missing_data_files,
     missing_directories,
+    missing_files_text,
     prepare_directory,
 )
 from kv_backend.hint import Hints, lost_from
@@ -167,6 +169,8 @@ def salvage(
     published = published_tail(src)  # (read first: see kvb check)
     intent = page_intent(src)
     fids = list_data_files(src)
+    if missing := missing_data_files(fids):
+        report.notes.append(missing_files_text(src, missing))
     paths = [os.path.join(src, data_name(fid)) for fid in fids]
     maps: list[bytes | mmap.mmap] = []
     try:
