@@ -16,11 +16,14 @@ untrusted writers use ``kv_backend.Store(path, serializer="json")``).
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import hashlib
 import os
 import pickle
 import shelve as _std_shelve
+import sys
+import traceback
 import weakref
 from collections.abc import Iterator
 from typing import Any, NoReturn, SupportsIndex, TypeVar
@@ -76,6 +79,28 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _write_back_at_exit() -> None:
+    """At a normal interpreter exit, write back the caches of the writeback shelves still open.
+
+    Left to the garbage collector, a shelf held in a global was written back during the
+    interpreter's teardown, when an instance of a class of the script (``__main__``) can no
+    longer be pickled: the write-back, one batch, then stored none of the cached changes.
+    A shelf whose write-back fails is reported on stderr and its cache dropped (the teardown
+    would only fail again, and report it twice); the other shelves are still written back.
+    """
+    for shelf in list(_writeback_shelves.values()):
+        try:
+            shelf.sync()  # (nothing to do for a closed shelf)
+        except Exception as exc:
+            path = getattr(getattr(shelf.dict, "db", None), "path", "?")
+            print(f"kv_backend.shelve: the write-back at exit of the shelf {path} failed:", file=sys.stderr)
+            traceback.print_exception(exc)
+            shelf.cache, shelf._fingerprints = {}, {}
+
+
+atexit.register(_write_back_at_exit)
 
 
 class KVShelf(_ShelfBase):
