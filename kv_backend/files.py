@@ -265,12 +265,13 @@ class DataFile:
             except OSError:
                 pass
 
-    def __del__(self) -> None:
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
         # getattr: __init__ may have failed before the fd was set (the file vanished: a merge).
+        # _close: a file dropped during the interpreter's teardown finds this module's os set to None.
         fd, self.fd = getattr(self, "fd", -1), -1
         if fd >= 0:
             try:
-                os.close(fd)
+                _close(fd)
             except OSError:
                 pass
 

@@ -30,6 +30,7 @@ import fcntl
 import mmap
 import os
 import struct
+from collections.abc import Callable
 
 from kv_backend.filemaps import MMAP_NO_FD
 from kv_backend.files import STATE_FILE, new_file_mode, storage_error
@@ -186,11 +187,13 @@ class SharedState:
         if fd >= 0:
             os.close(fd)
 
-    def __del__(self) -> None:  # a DB dropped without close(): still let go of the in-use lock
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+        """A DB dropped without close(): still let go of the in-use lock (through ``_close``: one
+        dropped during the interpreter's teardown finds this module's os set to None)."""
         fd, self._fd = getattr(self, "_fd", -1), -1
         if fd >= 0:
             try:
-                os.close(fd)
+                _close(fd)
             except OSError:
                 pass
 
