@@ -41,6 +41,7 @@ def test_a_store_dropped_during_the_teardown_closes_quietly(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "store")],
         env=child_env(),
+        cwd=tmp_path,  # (hypothesis keeps its example database in the working directory)
         capture_output=True,
         text=True,
         timeout=120,
