@@ -705,6 +705,8 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
     except error:
         raise
     except StoreNotFoundError as exc:
+        if mode_char != "r":  # a flag that creates, refused all the same (a symbolic link to nothing)
+            raise DatabaseNotFoundError(errno.ENOENT, _message(exc)) from exc
         raise DatabaseNotFoundError(
             errno.ENOENT, f"no database at {path}; use flag 'c' or 'n' to create one"
         ) from exc
