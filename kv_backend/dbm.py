@@ -41,7 +41,7 @@ from kv_backend.errors import (
     UnencodableTextError,
     ValueTooLargeError,
 )
-from kv_backend.files import FORMAT_FILE
+from kv_backend.files import FORMAT_FILE, refuse_dangling_link
 from kv_backend.mapping import refuse_pickling, update_pairs
 from kv_backend.owners import give_new_directories, new_path_owner
 
@@ -683,6 +683,7 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
             db = DB(path, sync=sync)
         else:
             was_store = _is_store(path)
+            refuse_dangling_link(path)  # (a mkdir under one said only "No such file or directory")
             created = _create(path, mode)
             try:
                 db = DB(path, sync=sync)

@@ -566,22 +566,25 @@ def store_directory(path: object) -> str:
     return os.path.abspath(name)
 
 
-def _refuse_dangling_link(path: str) -> None:
-    """Raise if ``path`` is a symbolic link to nothing (a volume not mounted yet, say).
+def refuse_dangling_link(path: str) -> None:
+    """Raise if ``path``, or a missing directory above it, is a symbolic link to nothing (a volume
+    not mounted yet, say).
 
     Creating the store said only "File exists" (mkdir does not follow the link), and opening it
-    read-only that the directory does not exist, while ``ls`` shows the path there. Nothing is
-    made at the link's target: a store created on the disk below a missing mount is lost from view.
+    read-only that the directory does not exist, while ``ls`` shows the link there. Nothing is made
+    at the link's target: a store created on the disk below a missing mount is lost from view.
     """
-    try:
-        target = os.readlink(path)
-    except OSError:
-        return  # not a link (or gone): the caller says what it finds
-    raise StoreNotFoundError(
-        errno.ENOENT,
-        f"{path} is a symbolic link to {os.path.join(os.path.dirname(path), target)}, which does not exist "
-        "(a volume not mounted?): create that directory, or point the link at the store's directory",
-    )
+    for missing in missing_directories(path):
+        try:
+            target = os.readlink(missing)
+        except OSError:
+            continue  # not a link: a directory still to make
+        under = f" (the store's path {path} is under it)" if missing != path else ""
+        raise StoreNotFoundError(
+            errno.ENOENT,
+            f"{missing} is a symbolic link to {os.path.join(os.path.dirname(missing), target)}, which does "
+            f"not exist{under} (a volume not mounted?): create that directory, or point the link elsewhere",
+        )
 
 
 def prepare_directory(path: str, *, create: bool) -> bool:
@@ -601,7 +604,7 @@ def prepare_directory(path: str, *, create: bool) -> bool:
     if is_dir is False:
         raise NotAStoreError(errno.ENOTDIR, f"{path} is a file, not a kv_backend store directory")
     if not is_dir:
-        _refuse_dangling_link(path)
+        refuse_dangling_link(path)
         if not create:
             raise StoreNotFoundError(
                 errno.ENOENT, f"no kv_backend store at {path}: the directory does not exist"

@@ -56,3 +56,12 @@ def test_a_link_to_an_existing_directory_is_the_store(tmp_path):
         s["k"] = 1
     with Store(str(target)) as s:
         assert s["k"] == 1
+
+
+def test_a_dangling_link_above_the_store_path_is_named_too(tmp_path, link):
+    below = os.path.join(link, "app", "kv")
+    for opener in (Store, lambda p: kdbm.open(p, "c"), lambda p: Store(p, read_only=True)):
+        with pytest.raises(FileNotFoundError, match="symbolic link") as info:
+            opener(below)
+        assert link in str(info.value) and str(tmp_path / "volume" / "kv") in str(info.value)
+    assert not os.path.exists(tmp_path / "volume")
