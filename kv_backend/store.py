@@ -113,16 +113,24 @@ def _decode_none(key: bytes) -> None:
     return None
 
 
-def _check_key_list(keys: object, method: str) -> None:
-    """Refuse one str or bytes key where an iterable of keys belongs: it would be taken as its characters.
+def _key_list(keys: object, method: str) -> Iterator[Any]:
+    """An iterator over ``keys``; one str or bytes key, or an object that is not iterable, is refused.
 
-    ``store.delete_many("user:1")`` deleted the keys "u", "s", "e", "r", ":" and "1".
+    One key would be taken as its characters: ``store.delete_many("user:1")`` deleted the keys "u",
+    "s", "e", "r", ":" and "1". And ``get_many(None)`` raised a bare "'NoneType' object is not iterable".
     """
     if isinstance(keys, (str, bytes, bytearray, memoryview)):
         raise InvalidArgumentError(
             f"{method}() takes an iterable of keys, not a single {type(keys).__name__} "
             f"(which would be taken as its characters); pass [key]"
         )
+    try:
+        it: Iterator[Any] = iter(keys)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidArgumentError(
+            f"{method}() takes an iterable of keys (a list, a set...), not {type(keys).__name__}"
+        ) from None
+    return it
 
 
 class Store(MutableMapping[K, Any], Generic[K]):
@@ -289,8 +297,8 @@ class Store(MutableMapping[K, Any], Generic[K]):
         The keys of a bytes store come back as ``bytes`` whatever bytes-like object was asked
         (a bytearray or memoryview cannot be a dict key).
         """
-        _check_key_list(keys, "get_many")
-        self.db._check_open()  # also when no key is asked for: use after close() always raises
+        self.db._check_open()  # first, and also when no key is asked for: use after close() always raises
+        keys = _key_list(keys, "get_many")
         out: dict[K, Any] = {}
         get, ek, loads, strkeys = self._get, self._key, self._loads, self._strkeys
         for key in keys:
@@ -483,7 +491,11 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     def delete_many(self, keys: Iterable[K]) -> None:
         """Remove every key in ``keys`` at once (missing keys, and keys no store can hold, are ignored)."""
-        _check_key_list(keys, "delete_many")
+        try:
+            keys = _key_list(keys, "delete_many")
+        except InvalidArgumentError:
+            self.db._check_open()  # after close(), the closed error first, whatever the arguments
+            raise
         encoded = [self._key(k) for k in keys]
         self._apply([(k, None, None) for k in encoded if len(k) <= MAX_KEY_SIZE and k])
 
@@ -564,6 +576,11 @@ class Store(MutableMapping[K, Any], Generic[K]):
         ``default`` it raises KeyError. The key keeps its expiry. If ``fn`` or
         the serializer raises, nothing is written.
         """
+        if not callable(fn):  # (it would raise a bare TypeError from inside the engine's update)
+            self.db._check_open()  # after close(), the closed error first, whatever the arguments
+            raise InvalidArgumentError(
+                f"modify() takes a function of the old value returning the new one, not {type(fn).__name__}"
+            )
         loads, dumps = self._loads, self._dumps
         result: list[Any] = []
 
