@@ -579,11 +579,12 @@ def refuse_dangling_link(path: str) -> None:
             target = os.readlink(missing)
         except OSError:
             continue  # not a link: a directory still to make
+        target = os.path.normpath(os.path.join(os.path.dirname(missing), target))  # (a relative one too)
         under = f" (the store's path {path} is under it)" if missing != path else ""
         raise StoreNotFoundError(
             errno.ENOENT,
-            f"{missing} is a symbolic link to {os.path.join(os.path.dirname(missing), target)}, which does "
-            f"not exist{under} (a volume not mounted?): create that directory, or point the link elsewhere",
+            f"{missing} is a symbolic link to {target}, which does not exist{under} (a volume not "
+            "mounted?): create that directory, or point the link elsewhere",
         )
 
 

@@ -65,3 +65,10 @@ def test_a_dangling_link_above_the_store_path_is_named_too(tmp_path, link):
             opener(below)
         assert link in str(info.value) and str(tmp_path / "volume" / "kv") in str(info.value)
     assert not os.path.exists(tmp_path / "volume")
+
+
+def test_a_relative_link_is_named_by_the_path_it_points_to(tmp_path):
+    os.symlink(os.path.join("..", "volume"), tmp_path / "data")  # relative to the link's directory
+    with pytest.raises(StoreNotFoundError) as info:
+        Store(str(tmp_path / "data"))
+    assert str(tmp_path.parent / "volume") in str(info.value)
