@@ -27,7 +27,17 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from kv_backend.db import DB
-from kv_backend.db_common import _BODY_KEY, _M32, _M40, _PLAIN_PUT, _check_flag, _crc32, _time, _unpack_check
+from kv_backend.db_common import (
+    _BODY_KEY,
+    _M32,
+    _M40,
+    _PLAIN_PUT,
+    _check_flag,
+    _check_key,
+    _crc32,
+    _time,
+    _unpack_check,
+)
 from kv_backend.db_write import SpentOps
 from kv_backend.errors import (
     ConfigurationError,
@@ -763,13 +773,16 @@ class StoreBatch(Generic[K]):
 
     def set(self, key: K, value: Any, ttl: float | None = None) -> None:
         """Add a set of ``key`` to the batch."""
-        self._ops.append((self._store._key(key), self._store._dumped(value), ttl))
+        # A key no store can hold raises here, at the line at fault, not when the block ends.
+        self._ops.append((_check_key(self._store._key(key)), self._store._dumped(value), ttl))
 
     __setitem__ = set
 
     def delete(self, key: K) -> None:
         """Add a delete of ``key`` to the batch (a missing key is ignored)."""
-        self._ops.append((self._store._key(key), None, None))
+        k = self._store._key(key)
+        if 0 < len(k) <= MAX_KEY_SIZE:  # a key no store can hold is absent (Store.delete is False for it)
+            self._ops.append((k, None, None))
 
     __delitem__ = delete
 
