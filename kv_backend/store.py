@@ -35,6 +35,7 @@ from kv_backend.db_common import (
     _check_flag,
     _check_key,
     _crc32,
+    _expiry,
     _time,
     _unpack_check,
 )
@@ -773,8 +774,16 @@ class StoreBatch(Generic[K]):
 
     def set(self, key: K, value: Any, ttl: float | None = None) -> None:
         """Add a set of ``key`` to the batch."""
-        # A key no store can hold raises here, at the line at fault, not when the block ends.
-        self._ops.append((_check_key(self._store._key(key)), self._store._dumped(value), ttl))
+        # A key no store can hold, or a bad ttl, raises here, at the line at fault, not when the block ends.
+        store = self._store
+        k = _check_key(store._key(key))
+        if ttl is not None:
+            try:
+                _expiry(ttl)
+            except _ARGUMENT_ERRORS:
+                store.db._check_open()  # after close(), the closed error first, whatever the ttl
+                raise
+        self._ops.append((k, store._dumped(value), ttl))
 
     __setitem__ = set
 

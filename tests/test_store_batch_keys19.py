@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from kv_backend import Store
-from kv_backend.errors import DatabaseClosedError, KeyTooLargeError
+from kv_backend.errors import ConfigurationError, DatabaseClosedError, InvalidArgumentError, KeyTooLargeError
 
 UNSTORABLE = ["", "x" * 65537]
 
@@ -58,3 +58,23 @@ def test_after_close_the_closed_error_comes_first(tmp_path):
     with pytest.raises(DatabaseClosedError), s.batch() as b:
         s.close()
         b.set("", 1)
+
+
+@pytest.mark.parametrize("ttl", ["x", float("nan"), True])
+def test_a_bad_ttl_raises_at_the_call_too(store, ttl):
+    with pytest.raises((InvalidArgumentError, ConfigurationError)), store.batch() as b:
+        b["a"] = 1
+        b.set("b", 2, ttl=ttl)
+        pytest.fail("the set should have raised")
+    assert dict(store.items()) == {"old": 0}
+    with store.batch() as b:  # a good one is taken as before
+        b.set("c", 3, ttl=100)
+        b.set("d", 4, ttl=0)  # (0 or less: deleted, as by set())
+    assert store["c"] == 3 and 0 < store.ttl("c") <= 100 and "d" not in store
+
+
+def test_after_close_a_bad_ttl_gives_the_closed_error(tmp_path):
+    s = Store(str(tmp_path / "s"))
+    with pytest.raises(DatabaseClosedError), s.batch() as b:
+        s.close()
+        b.set("a", 1, ttl="x")
