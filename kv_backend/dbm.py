@@ -37,6 +37,7 @@ from kv_backend.errors import (
     NotAStoreError,
     ReadOnlyError,
     StoreNotFoundError,
+    TransactionError,
     UnencodableKeyError,
     UnencodableTextError,
     ValueTooLargeError,
@@ -703,7 +704,7 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
                 except BaseException:
                     db.close()
                     raise
-    except error:
+    except (error, TransactionError):  # (the latter a mistake in the caller's code, as for a write)
         raise
     except StoreNotFoundError as exc:
         if mode_char != "r":  # a flag that creates, refused all the same (a symbolic link to nothing)
