@@ -579,8 +579,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     requirepass = args.requirepass if args.requirepass is not None else args.requirepass_file
     if requirepass is None:
         requirepass = os.environ.get("KVB_REQUIREPASS") or None
-    serve(args.dir, host=args.host, port=args.port, requirepass=requirepass, unixsocket=args.unixsocket)
-    return 0
+    return serve(
+        args.dir, host=args.host, port=args.port, requirepass=requirepass, unixsocket=args.unixsocket
+    )
 
 
 #: What ``kvb http`` needs beyond the engine, all in the ``server`` extra.

@@ -127,7 +127,7 @@ class Waiters:
         waiter's own writes (BLMOVE pushes) signal further keys, served in the
         same call.
         """
-        if not self.ready:
+        if not self.ready or self.server.busy is not None:  # none in the middle of a script
             return
         with self.server.db.locked():
             while self.ready:

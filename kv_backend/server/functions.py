@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server.protocol import OrderedSet
+from kv_backend.server.protocol import ErrorReply, OrderedSet
 from kv_backend.structures import CommandError, glob_match, parse_int, rdb
 from kv_backend.structures.errors import quoted
 from kv_backend.structures.layout import FUNCTIONS
@@ -233,16 +233,23 @@ class Functions:
             out.append(entry)
         return out
 
-    def stats(self) -> dict[bytes, Any]:
-        self.sync()
+    def stats(self) -> Any:
+        """FUNCTION STATS: the function running long (while one does: see busy.py), and the counts."""
+        run = self.scripts.running
+        if run is None:
+            self.sync()  # (not while a function runs: the libraries it sees stay as they are)
+        elif run.is_eval:  # as Redis: EVAL's scripts are not shown
+            return ErrorReply(run.busy_error)
         functions = sum(len(lib.functions) for lib in self.libraries.values())
         counts = {b"libraries_count": len(self.libraries), b"functions_count": functions}
-        return {b"running_script": None, b"engines": {b"LUA": counts}}
+        running = None if run is None else run.stats()
+        return {b"running_script": running, b"engines": {b"LUA": counts}}
 
     # ------------------------------------------------------------ FCALL
 
-    def call(self, conn: Connection, name: bytes, rest: builtins.list[bytes], read_only: bool) -> Any:
+    def call(self, conn: Connection, command: builtins.list[bytes], read_only: bool) -> Any:
         """FCALL / FCALL_RO ``name numkeys key... arg...`` (run under the store lock, as EVAL)."""
+        name, rest = command[1], command[2:]
         self.sync()
         found = self._functions.get(name.lower())
         if found is None:
@@ -259,7 +266,9 @@ class Functions:
         no_writes = "no-writes" in function.flags
         if read_only and not no_writes:
             raise CommandError("ERR Can not execute a script with write flag using *_ro command.")
-        return self.scripts.run_function(conn, function.callback, function.name, rest[1:], numkeys, no_writes)
+        return self.scripts.run_function(
+            conn, function.callback, function.name, rest[1:], numkeys, no_writes, command
+        )
 
 
 def _fold(name: str) -> bytes:

@@ -29,6 +29,7 @@ from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
 from kv_backend.server import close_synced, listen_error, systemd, unixsock
 from kv_backend.server.blocking import Block, Waiters
+from kv_backend.server.busy import BusyTransport, Halted
 from kv_backend.server.commands import COMMANDS
 from kv_backend.server.commands.geo import store_key as geo_store_key
 from kv_backend.server.commands.metadata import sort_keys
@@ -45,6 +46,8 @@ from kv_backend.structures.parsing import keyword
 
 __all__ = ["Connection", "Server", "serve"]
 
+#: How long a stopping server waits for clients to take the replies they were given (see _drain).
+DRAIN_SECONDS = 5.0
 #: A subscriber whose unsent output grows past this is disconnected (as Redis's pubsub buffer limit).
 MAX_PUBSUB_BACKLOG = 32 * 1024 * 1024
 #: Reading from a client pauses while this much output waits to be sent.
@@ -137,7 +140,12 @@ class Connection(asyncio.Protocol):
     # -------------------------------------------------------- asyncio hooks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        before, self.transport = self.transport, transport  # type: ignore[assignment]
+        if isinstance(before, BusyTransport):  # accepted while a script ran: the event loop takes over
+            before.closed = True
+            if before.unsent:
+                transport.write(bytes(before.unsent))  # type: ignore[attr-defined]
+            return
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or self.kind)
         local = transport.get_extra_info("sockname")
@@ -255,6 +263,9 @@ class Connection(asyncio.Protocol):
                     if self.blocked is not None:
                         self.pending = commands[i + 1 :]
                         break
+            except Halted:  # the server stops (SHUTDOWN NOSAVE in a script): what ran is answered
+                transport.write(b"".join(out))
+                raise
             finally:
                 self.batch = None
             transport.write(b"".join(out))
@@ -381,6 +392,13 @@ class Connection(asyncio.Protocol):
             if self.multi is not None:
                 self.multi_error = True  # as Redis: EXEC then discards the transaction
             return ErrorReply(LOADING_ERROR)
+        busy = server.busy  # a script runs long: only what Redis allows then runs (see busy.py)
+        if busy is not None and self.kind != "script" and self.last_command not in _allowed_while_busy():
+            if name == b"exec":
+                return self._refuse_exec(busy)
+            if self.multi is not None:
+                self.multi_error = True
+            return ErrorReply(busy)
         monitors = server.monitors
         if monitors and self in monitors and _flagged(args, _KEYSPACE):
             return ErrorReply("ERR Replica can't interact with the keyspace")  # a monitor is a replica
@@ -711,6 +729,18 @@ class Server:
         self.holding_lock = False
         #: Set to stop the server (SIGTERM, SIGINT, SHUTDOWN); :func:`_run` makes it.
         self.stopping: asyncio.Event | None = None
+        #: busy-reply-threshold (alias lua-time-limit): after so many milliseconds a running script
+        #: lets the server answer other clients (BUSY, SCRIPT KILL...: see busy.py).
+        self.busy_reply_threshold = 5000
+        #: While a script runs long: the error other clients get (its BUSY), else None.
+        self.busy: str | None = None
+        #: The listening sockets (fd, address family, connection kind), for busy.Pump.
+        self.listening: list[tuple[int, int, str]] = []
+        #: The server stops: no command runs any more (SHUTDOWN NOSAVE cut a script short...).
+        self.halting = False
+        #: kvb serve's exit status: 1 once a second SIGINT forced the stop, as Redis exits then.
+        self.exit_status = 0
+        self._signalled = False
         _tracked_read(b"get", [b"get"])  # fills _READONLY and _READS
         if not loading:
             self.loaded(*open_store(self.path))
@@ -736,6 +766,25 @@ class Server:
         self.log(f"SHUTDOWN from {conn.peer if conn.kind == 'tcp' else conn.kind}: stopping")
         if self.stopping is not None:
             self.stopping.set()
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        """SIGTERM or SIGINT, as Python sees it at once: the event loop stops the server when it next
+        runs (so, as Redis, only once a running script has ended); a SIGINT after a first signal
+        stops it at once, as Redis's "You insist" (exit status 1): a running script is cut short,
+        keeping none of its writes, and slow readers are not waited for."""
+        again, self._signalled = self._signalled, True
+        run = self.scripts.running
+        if again and signum == signal.SIGINT:
+            self.log("SIGINT again: stopping at once" + (", the running script cut short" if run else ""))
+            self.exit_status = 1
+            if run is not None:
+                run.halt()
+        elif run is not None and not run.loading:
+            self.log(
+                f"{signal.Signals(signum).name} received while a script runs: stopping once it ends "
+                "(SCRIPT KILL or FUNCTION KILL ends one that has not written; SHUTDOWN NOSAVE or a "
+                "second SIGINT stops the server at once, keeping none of the script's writes)"
+            )
 
     def sample_ops(self) -> None:
         """Note the rate of commands since the last sample, then again in :data:`OPS_INTERVAL`
@@ -802,6 +851,8 @@ class Server:
         its reply is sent.
         """
         queue, self._queue = self._queue, []
+        if self.halting:
+            return
         lock = None
         if not self.loading and _any_may_write(queue):
             try:
@@ -824,6 +875,8 @@ class Server:
             if self.tracking.clients:
                 self.tracking.absorb(None)  # what served waiters changed
                 self.tracking.settle()  # BCAST: one message per prefix for all these commands
+        except Halted:  # SHUTDOWN NOSAVE while a script ran: nothing more runs, the server stops
+            self.halting = True
         finally:
             self.holding_lock = False
             if lock is not None:
@@ -961,6 +1014,8 @@ class Server:
             b"latency-monitor-threshold": b"0",
             b"tracking-table-max-keys": str(self.tracking.max_keys).encode(),
             b"hz": str(self.configured_hz).encode(),
+            b"busy-reply-threshold": str(self.busy_reply_threshold).encode(),
+            b"lua-time-limit": str(self.busy_reply_threshold).encode(),
         }
 
     def info(self, sections: list[bytes]) -> bytes:
@@ -1082,6 +1137,9 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+            # Python's handler runs at once, also while a script runs (see Server.on_signal); the
+            # loop still learns of the signal through its wakeup descriptor.
+            signal.signal(sig, server.on_signal)
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         # As redis-server: a closed terminal (or a reload signal) does not stop the server.
         loop.add_signal_handler(
@@ -1095,6 +1153,7 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
     except OSError as exc:
         raise listen_error(host, port, exc) from exc
     servers.append(tcp)
+    server.listening = [(s.fileno(), s.family, "tcp") for s in tcp.sockets]
     server.sample_ops()
     sockname = tcp.sockets[0].getsockname()
     server.host, server.port = str(sockname[0]), int(sockname[1])
@@ -1104,6 +1163,7 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
         try:
             unixsock.claim(unixsocket)  # a stale socket file goes; a live server's is refused
             servers.append(await loop.create_unix_server(lambda: Connection(server, "unix"), unixsocket))
+            server.listening += [(s.fileno(), s.family, "unix") for s in servers[-1].sockets]
         except (OSError, KVError) as exc:  # not the TCP port's fault: not serve()'s "choose another --port"
             tcp.close()
             if isinstance(exc, KVError):
@@ -1126,9 +1186,7 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
         systemd.notify("STOPPING=1")
         for s in servers:
             s.close()
-        for conn in list(server.clients.values()):
-            if conn.transport is not None:
-                conn.transport.close()
+        await _drain(server)
         for s in servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(s.wait_closed(), 2)
@@ -1136,6 +1194,27 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
             unixsock.release(unixsocket, bound)  # unless another server has bound the path since
         if not failed:
             server.log("stopped")
+
+
+async def _drain(server: Server) -> None:
+    """Close every client's connection once the replies it was given are sent: run no command
+    more, wait at most :data:`DRAIN_SECONDS` (or until a second SIGINT) for clients that read
+    slowly, then drop the connections left (their writes are in the store all the same)."""
+    server.halting = True
+    server.waiters.close()  # (a blocked client's timeout would answer a connection being closed)
+    for conn in list(server.clients.values()):
+        if conn.transport is not None:
+            conn.transport.close()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_SECONDS
+    while server.clients and loop.time() < deadline and not server.exit_status:
+        await asyncio.sleep(0.01)
+    for conn in list(server.clients.values()):
+        if conn.transport is not None:
+            if conn.transport.get_write_buffer_size():
+                server.log(f"client {conn.id} ({conn.peer}) closed before its replies were all sent")
+            conn.transport.abort()
+    await asyncio.sleep(0)
 
 
 async def _open(server: Server, stop: asyncio.Event, where: str) -> bool:
@@ -1204,19 +1283,32 @@ _READ_ONLY = frozenset(name for name, cmd in COMMANDS.items() if "write" not in 
 _MAY_WRITE = {n: name not in _READ_ONLY for name in COMMANDS for n in (name, name.upper())}
 
 
-_WHILE_LOADING: frozenset[bytes] = frozenset()
+#: Command names (``client|list`` for a subcommand) by a flag they have (see _flagged_names).
+_BY_FLAG: dict[str, frozenset[bytes]] = {}
 
 
-def _answered_while_loading() -> frozenset[bytes]:
-    """The commands (``client|list`` for a subcommand) answered while the store opens: Redis's
-    ``loading`` ones (INFO, AUTH, HELLO, CLIENT, CONFIG, pub/sub...) but those that need the store."""
-    global _WHILE_LOADING
-    if not _WHILE_LOADING:
+def _flagged_names(flag: str) -> frozenset[bytes]:
+    """The commands and subcommands (``client|list``) that have ``flag`` in COMMAND INFO."""
+    names = _BY_FLAG.get(flag)
+    if names is None:
         from kv_backend.server.commands import metadata
 
         infos = [sub for info in metadata.described() for sub in (info, *info.subcommands)]
-        _WHILE_LOADING = frozenset(i.name.encode() for i in infos if "loading" in i.flags) - _NEED_THE_STORE
-    return _WHILE_LOADING
+        names = _BY_FLAG[flag] = frozenset(i.name.encode() for i in infos if flag in i.flags)
+    return names
+
+
+def _answered_while_loading() -> frozenset[bytes]:
+    """The commands answered while the store opens: Redis's ``loading`` ones (INFO, AUTH, HELLO,
+    CLIENT, CONFIG, pub/sub...) but those that need the store."""
+    return _flagged_names("loading") - _NEED_THE_STORE
+
+
+def _allowed_while_busy() -> frozenset[bytes]:
+    """The commands other clients may run while a script runs long (Redis's ``allow_busy`` ones:
+    AUTH, HELLO, MULTI, DISCARD, WATCH, SCRIPT KILL, FUNCTION KILL, SHUTDOWN...); the others are
+    answered BUSY."""
+    return _flagged_names("allow_busy")
 
 
 def _may_write(commands: list[list[bytes]]) -> bool:
@@ -1452,8 +1544,9 @@ def serve(
     port: int = 6380,
     requirepass: str | None = None,
     unixsocket: str | None = None,
-) -> None:
-    """Serve the store at ``path`` over the Redis protocol until SIGTERM/SIGINT (blocking)."""
+) -> int:
+    """Serve the store at ``path`` over the Redis protocol until SIGTERM/SIGINT (blocking); return
+    the exit status (1 when a second SIGINT forced the stop, as redis-server exits then, else 0)."""
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535, not {port!r}")
     loop_factory = _loop_factory()  # (a bad KVB_EVENT_LOOP is refused before the store is opened)
@@ -1462,3 +1555,4 @@ def serve(
         _run_on_new_loop(_run(server, host, port, unixsocket), loop_factory)
     finally:
         server.close()
+    return server.exit_status

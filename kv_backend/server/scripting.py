@@ -17,11 +17,13 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server import lua_bit, lua_cjson
+from kv_backend.server.busy import HOOK_COUNT, NOTBUSY, Halted, ScriptRun
 from kv_backend.server.commands.registry import COMMANDS
 from kv_backend.server.lua_common import C_FUNCTION
 from kv_backend.server.lua_msgpack import install as install_msgpack
 from kv_backend.server.protocol import (
     NULL_ARRAY,
+    OK,
     BigNumber,
     DoubleText,
     ErrorReply,
@@ -40,8 +42,8 @@ if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
 
 _PRELUDE = """
-local bridge, sha1, version, version_num, set_resp, c_function, acl_check = ...
-local getinfo, find, sub, gsub = debug.getinfo, string.find, string.sub, string.gsub
+local bridge, sha1, version, version_num, set_resp, c_function, acl_check, tick, hook_count = ...
+local getinfo, sethook, find, sub, gsub = debug.getinfo, debug.sethook, string.find, string.sub, string.gsub
 local select, type, tostring = select, type, tostring
 -- Redis's form of an error table's text: ``-CODE message`` or ``message`` (code ERR), CR/LF trimmed
 local function error_text(e)
@@ -167,6 +169,42 @@ local function on_error(err)
   if i then err.source = i.source; err.line = i.currentline end
   return err
 end
+-- Scripts that run long (kv_backend/server/busy.py): a count hook calls tick every hook_count
+-- instructions. Once it answers an error (SCRIPT KILL, a library's load timing out...), every
+-- line of the user's code raises it (a line hook: a pcall cannot keep the script going), as in
+-- Redis; this prelude's code does not (its error handlers must work). Threads (coroutines) get
+-- the hook of the thread that creates them.
+local stopping = nil
+local function hook()
+  if stopping == nil then
+    stopping = tick()
+    if stopping == nil then sethook(hook, '', hook_count); return end
+  end
+  sethook(hook, 'l')
+  local i = getinfo(2, 'S')
+  if i and i.source ~= '=kvb' then error({err = stopping}, 0) end
+end
+local function arm() stopping = nil; sethook(hook, '', hook_count) end
+local function disarm(...) sethook(); stopping = nil; return ... end
+-- Lua 5.1 keeps a hook set by debug.sethook to its thread: a coroutine the script makes gets it
+-- here. These are C functions to Lua, as the originals (c_function: kv_backend/server/lua_common.py),
+-- with their errors; coroutine.wrap's thread sets the hook itself when it starts.
+local raw_create = coroutine.create
+local function lua_function(f, name)
+  if type(f) ~= 'function' or getinfo(f, 'S').what == 'C' then
+    error('bad argument #1 to ' .. "'" .. name .. "'" .. ' (Lua function expected)', 0)
+  end
+end
+coroutine.create = c_function(function(f)
+  lua_function(f, 'create')
+  local co = raw_create(f)
+  sethook(co, hook, '', hook_count)
+  return co
+end)
+coroutine.wrap = c_function(function(f)
+  lua_function(f, 'wrap')
+  return co_wrap(function(...) sethook(hook, '', hook_count); return f(...) end)
+end)
 -- Redis 7 functions (FUNCTION LOAD / FCALL). A library's code runs once, when it is loaded, in an
 -- environment that has only a small ``redis`` table (register_function, log and its levels); its
 -- functions run later with every global but KEYS and ARGV. Both refuse unknown globals and writes.
@@ -266,7 +304,10 @@ local script_env = strict(function(k)
 end)
 visible._G = script_env
 shown[script_env], meta_view[script_env] = visible, view(raw_getmetatable(script_env))
-function __kvb_run(f) renew(); raw_setfenv(f, script_env); return raw_xpcall(f, on_error) end
+function __kvb_run(f)
+  renew(); raw_setfenv(f, script_env); arm()
+  return disarm(raw_xpcall(f, on_error))
+end
 local FLAGS = {['no-writes'] = true, ['allow-oom'] = true, ['allow-stale'] = true,
                ['no-cluster'] = true, ['allow-cross-slot-keys'] = true}
 local function refuse(msg) error({err = 'ERR ' .. msg}, 0) end
@@ -343,15 +384,16 @@ end
 function __kvb_load_library(chunk)
   raw_setfenv(chunk, new_env())
   registering, loading = {}, true
-  local ok, err = raw_xpcall(chunk, load_error)
+  arm()
+  local ok, err = disarm(raw_xpcall(chunk, load_error))
   local found = registering
   registering, loading = nil, false
   if not ok then return false, err end
   return true, found
 end
 function __kvb_call_function(f, keys, args)
-  renew()
-  return raw_xpcall(function() return f(keys, args) end, on_error)
+  renew(); arm()
+  return disarm(raw_xpcall(function() return f(keys, args) end, on_error))
 end
 python = nil
 os = nil
@@ -457,6 +499,8 @@ class Scripts:
         self._lua: Any = None
         self._client: Connection | None = None
         self._read_only = False  # running an EVAL_RO / EVALSHA_RO script
+        #: The script or function running now, or the library whose code runs (FUNCTION LOAD).
+        self.running: ScriptRun | None = None
         #: The running (or last) script called ``redis.setresp(3)``: its commands reply in RESP3,
         #: and its own reply is converted as a RESP3 script's (booleans stay booleans).
         self._resp3 = False
@@ -484,12 +528,22 @@ class Scripts:
             major, minor, patch = (int(p) for p in version.split("."))
             sha1 = lambda s: hashlib.sha1(bytes(s)).hexdigest().encode()  # noqa: E731
             number = (major << 16) | (minor << 8) | patch
-            prelude(self._bridge, sha1, version.encode(), number, self._set_resp, c_function, self._acl_check)
+            prelude(
+                self._bridge,
+                sha1,
+                version.encode(),
+                number,
+                self._set_resp,
+                c_function,
+                self._acl_check,
+                self._tick,
+                HOOK_COUNT,
+            )
             self._lua = lua
             self._loader = lua.eval("function(src) return loadstring(src, '@user_script') end")
             g = lua.globals()
             self._runner, g[b"__kvb_run"] = g[b"__kvb_run"], None
-            self.load_library, g[b"__kvb_load_library"] = g[b"__kvb_load_library"], None
+            self._load_library, g[b"__kvb_load_library"] = g[b"__kvb_load_library"], None
             self.call_function, g[b"__kvb_call_function"] = g[b"__kvb_call_function"], None
             self.function_loader = lua.eval("function(src) return loadstring(src, '@user_function') end")
             self._lua_type = module.lua_type
@@ -567,11 +621,10 @@ class Scripts:
         self._flags.clear()
         self.bodies.clear()
 
-    def eval(
-        self, conn: Connection, script: bytes, rest: list[bytes], by_sha: bool, read_only: bool = False
-    ) -> Any:
-        """Run a script (by body or by SHA1) with ``numkeys key... arg...`` (``read_only``: EVAL_RO,
-        whose script may not call a command that writes)."""
+    def eval(self, conn: Connection, command: list[bytes], by_sha: bool, read_only: bool = False) -> Any:
+        """Run a script (by body or by SHA1) with ``numkeys key... arg...``: ``command`` is the
+        EVAL... call (``read_only``: EVAL_RO, whose script may not call a command that writes)."""
+        script, rest = command[1], command[2:]
         if by_sha and len(script) != 40:  # no SHA1: as Redis, NOSCRIPT before the key count is read
             return ErrorReply("NOSCRIPT No matching script. Please use EVAL.")
         numkeys = parse_int(rest[0])
@@ -599,46 +652,73 @@ class Scripts:
         g = lua.globals()
         g.KEYS = lua.table_from(keys)
         g.ARGV = lua.table_from(argv)
-        self._start(conn, read_only)
-        try:
-            with self.server.db.transaction():  # all of its writes or none, also across a crash
-                outcome = self._runner(self._funcs[sha])
-        finally:
-            self._end()
-        ok, result = (outcome[0], outcome[1]) if isinstance(outcome, tuple) else (outcome, None)
-        if not ok:
-            return self._raised(result, sha)
-        return self._to_reply(result)
+        run = ScriptRun(self.server, conn, command, sha, True)
+        return self._run(conn, run, read_only, self._runner, self._funcs[sha])
 
     def run_function(
-        self, conn: Connection, callback: Any, name: str, words: list[bytes], numkeys: int, read_only: bool
+        self,
+        conn: Connection,
+        callback: Any,
+        name: str,
+        words: list[bytes],
+        numkeys: int,
+        read_only: bool,
+        command: list[bytes],
     ) -> Any:
-        """Run a library function (FCALL) with its keys and arguments, as :meth:`eval` runs a script
-        (``read_only``: a ``no-writes`` function, which may not call a command that writes)."""
+        """Run a library function (FCALL ``command``) with its keys and arguments, as :meth:`eval`
+        runs a script (``read_only``: a ``no-writes`` function, which may not call a command that
+        writes)."""
         lua = self._runtime()
         keys, argv = lua.table_from(words[:numkeys]), lua.table_from(words[numkeys:])
-        self._start(conn, read_only)
-        try:
-            with self.server.db.transaction():
-                outcome = self.call_function(callback, keys, argv)
-        finally:
-            self._end()
-        ok, result = (outcome[0], outcome[1]) if isinstance(outcome, tuple) else (outcome, None)
-        if not ok:
-            return self._raised(result, name)
-        return self._to_reply(result)
+        run = ScriptRun(self.server, conn, command, name, False)
+        return self._run(conn, run, read_only, self.call_function, callback, keys, argv)
 
-    def _start(self, conn: Connection, read_only: bool) -> None:
-        """Set up the run of a script or function for ``conn``: every one starts in RESP2, as in Redis."""
+    def _run(self, conn: Connection, run: ScriptRun, read_only: bool, call: Any, *args: Any) -> Any:
+        """Run a script or function (``call(*args)``, in Lua) for ``conn`` as one transaction: all
+        of its writes or none, also across a crash. It starts in RESP2, as in Redis; one that the
+        server stops in the middle (SHUTDOWN NOSAVE) raises :class:`Halted`, keeping none of its
+        writes."""
         self._client = self.server.script_client(conn)
         self._client.resp3 = self._resp3 = False
         self._read_only = read_only
-
-    def _end(self) -> None:
-        if self._client is not None:
+        self.running = run
+        try:
+            with self.server.db.transaction():
+                outcome = call(*args)
+                if run.halted:
+                    raise Halted
+        finally:
+            self.running = None
+            run.end()
             self._client.resp3 = False
-        self._client = None
-        self._read_only = False
+            self._client = None
+            self._read_only = False
+        ok, result = (outcome[0], outcome[1]) if isinstance(outcome, tuple) else (outcome, None)
+        if not ok:
+            return self._raised(result, run.name)
+        return self._to_reply(result)
+
+    def _tick(self) -> bytes | None:
+        """The Lua hook's call (every :data:`HOOK_COUNT` instructions): the error that stops the
+        running code, or None."""
+        run = self.running
+        return None if run is None else run.tick()
+
+    def load_library(self, chunk: Any) -> Any:
+        """Run a library's code (FUNCTION LOAD), for at most :data:`LOAD_TIMEOUT` seconds, as Redis."""
+        before, self.running = self.running, ScriptRun(self.server, None, [], "", False)
+        try:
+            return self._load_library(chunk)
+        finally:
+            self.running = before
+
+    def kill(self, is_eval: bool) -> Any:
+        """SCRIPT KILL (``is_eval``) or FUNCTION KILL: stop the script that runs long, unless it wrote."""
+        run = self.running
+        if run is None or run.pump is None:  # (nothing else runs while a script runs for less)
+            return ErrorReply(NOTBUSY)
+        error = run.kill(is_eval)
+        return OK if error is None else ErrorReply(error)
 
     def _set_resp(self, resp3: bool) -> None:
         """``redis.setresp(2|3)``: the protocol the script's commands reply in from now on."""
@@ -703,6 +783,9 @@ class Scripts:
         if refused is not None:
             return False, lua.table_from({b"err": wire_text(refused)})
         assert client is not None  # (refused above)
+        run = self.running
+        if run is not None and "write" in COMMANDS[words[0].lower()].flags:
+            run.wrote = True  # as Redis: SCRIPT KILL no longer stops it, even if nothing changes
         reply = client.execute(words)
         if isinstance(reply, ErrorReply):
             return False, lua.table_from({b"err": wire_text(_error_table_text(reply.message))})

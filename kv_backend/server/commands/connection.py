@@ -441,8 +441,9 @@ _CONFIG_HELP = help_reply(
         (
             "SET <directive> <value> [<directive> <value> ...]",
             "Change settings, all or none: notify-keyspace-events, slowlog-log-slower-than,\n"
-            "slowlog-max-len and tracking-table-max-keys are honoured, save, appendonly and hz\n"
-            "are accepted and ignored; the others keep the value kvb serve was started with.",
+            "slowlog-max-len, tracking-table-max-keys and busy-reply-threshold (lua-time-limit)\n"
+            "are honoured, save, appendonly and hz are accepted and ignored; the others keep the\n"
+            "value kvb serve was started with.",
         ),
         ("RESETSTAT", "Reset the counters INFO stats reports (connections and commands)."),
         ("REWRITE", "Refused: kvb serve has no configuration file."),
@@ -537,6 +538,8 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
             server.tracking.max_keys = checked
         elif name == b"hz":
             server.configured_hz = checked
+        elif name in (b"busy-reply-threshold", b"lua-time-limit"):
+            server.busy_reply_threshold = checked
     return OK
 
 
@@ -550,6 +553,8 @@ _CONFIG_KINDS = {
     b"slowlog-log-slower-than": "honour",
     b"slowlog-max-len": "honour",
     b"tracking-table-max-keys": "honour",
+    b"busy-reply-threshold": "honour",
+    b"lua-time-limit": "honour",  # (Redis's old name of busy-reply-threshold)
     b"latency-monitor-threshold": "fixed",
     b"hz": "show",
     b"save": "ignore",
@@ -640,7 +645,7 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
         return _bounded(name, value, 0, 65535)
     if name == b"hz":  # any int, taken as Redis takes it: brought into 1 to 500
         return min(max(_bounded(name, value, 0, 2147483647), 1), 500)
-    if name == b"tracking-table-max-keys":
+    if name in (b"tracking-table-max-keys", b"busy-reply-threshold", b"lua-time-limit"):
         return _bounded(name, value, 0, (1 << 63) - 1)
     if name in (b"slowlog-log-slower-than", b"slowlog-max-len", b"latency-monitor-threshold"):
         try:

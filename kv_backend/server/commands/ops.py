@@ -16,7 +16,7 @@ from kv_backend.server.commands.registry import (
     unknown_subcommand,
     upper,
 )
-from kv_backend.server.protocol import OK, DoubleText, Replies, Verbatim
+from kv_backend.server.protocol import OK, DoubleText, ErrorReply, Replies, Verbatim
 from kv_backend.structures import CommandError
 from kv_backend.structures.errors import quoted
 
@@ -37,6 +37,11 @@ def cmd_shutdown(conn: Connection, args: list[bytes]) -> Any:
         raise syntax()
     if b"ABORT" in options:  # a shutdown is never in progress: it stops the server at once
         raise CommandError("ERR No shutdown in progress.")
+    run = conn.server.scripts.running
+    if run is not None:  # (a script runs long: see busy.py) as Redis, only NOSAVE stops it,
+        if b"NOSAVE" not in options:  # keeping none of its writes
+            return ErrorReply(run.busy_error)
+        run.halt()
     # As SIGTERM: the server stops, its store fsynced and closed (Server.close); as in Redis, the
     # client gets no reply, its connection closed.
     conn.server.shut_down(conn)

@@ -12,7 +12,7 @@ from kv_backend.server.commands.registry import (
     unknown_subcommand,
     upper,
 )
-from kv_backend.server.protocol import OK, ErrorReply
+from kv_backend.server.protocol import OK
 from kv_backend.structures import CommandError
 from kv_backend.structures.errors import quoted
 
@@ -22,24 +22,24 @@ if TYPE_CHECKING:
 
 @command("EVAL", -3, "write")
 def cmd_eval(conn: Connection, args: list[bytes]) -> Any:
-    return conn.server.scripts.eval(conn, args[1], args[2:], by_sha=False)
+    return conn.server.scripts.eval(conn, args, by_sha=False)
 
 
 @command("EVALSHA", -3, "write")
 def cmd_evalsha(conn: Connection, args: list[bytes]) -> Any:
-    return conn.server.scripts.eval(conn, args[1], args[2:], by_sha=True)
+    return conn.server.scripts.eval(conn, args, by_sha=True)
 
 
 @command("EVAL_RO", -3)
 def cmd_eval_ro(conn: Connection, args: list[bytes]) -> Any:
     """Run a script that may not call commands that write (Redis's read-only EVAL)."""
-    return conn.server.scripts.eval(conn, args[1], args[2:], by_sha=False, read_only=True)
+    return conn.server.scripts.eval(conn, args, by_sha=False, read_only=True)
 
 
 @command("EVALSHA_RO", -3)
 def cmd_evalsha_ro(conn: Connection, args: list[bytes]) -> Any:
     """Run a cached script that may not call commands that write (Redis's read-only EVALSHA)."""
-    return conn.server.scripts.eval(conn, args[1], args[2:], by_sha=True, read_only=True)
+    return conn.server.scripts.eval(conn, args, by_sha=True, read_only=True)
 
 
 _SCRIPT_HELP = help_reply(
@@ -47,7 +47,7 @@ _SCRIPT_HELP = help_reply(
     [
         ("EXISTS <sha1> [<sha1> ...]", "1 or 0 for each SHA1: is that script cached?"),
         ("FLUSH [ASYNC|SYNC]", "Forget every cached script."),
-        ("KILL", "Kill the running script (none ever runs while another command waits here)."),
+        ("KILL", "Kill the running script, if it has not written (only while it runs long: BUSY)."),
         ("LOAD <script>", "Compile and cache a script; reply its SHA1 (for EVALSHA)."),
     ],
 )
@@ -69,21 +69,20 @@ def cmd_script(conn: Connection, args: list[bytes]) -> Any:
         scripts.flush()
         return OK
     if sub == b"KILL":
-        # scripts run under the store lock in the event loop: none runs while a command waits here
-        return ErrorReply("NOTBUSY No scripts in execution right now.")
+        return scripts.kill(is_eval=True)
     raise unknown_subcommand(args)
 
 
 @command("FCALL", -3, "write")
 def cmd_fcall(conn: Connection, args: list[bytes]) -> Any:
     """Call a function of a loaded library: ``FCALL name numkeys key... arg...``."""
-    return conn.server.functions.call(conn, args[1], args[2:], read_only=False)
+    return conn.server.functions.call(conn, args, read_only=False)
 
 
 @command("FCALL_RO", -3)
 def cmd_fcall_ro(conn: Connection, args: list[bytes]) -> Any:
     """Call a function flagged ``no-writes`` (others are refused, as Redis's FCALL_RO)."""
-    return conn.server.functions.call(conn, args[1], args[2:], read_only=True)
+    return conn.server.functions.call(conn, args, read_only=True)
 
 
 _FUNCTION_HELP = help_reply(
@@ -95,8 +94,8 @@ _FUNCTION_HELP = help_reply(
             "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
             "The libraries (those whose name matches PATTERN), their functions and, with WITHCODE, code.",
         ),
-        ("STATS", "The running function (always nil here) and the number of libraries and functions."),
-        ("KILL", "Kill the running function (none ever runs while another command waits here)."),
+        ("STATS", "The function running long (or nil) and the number of libraries and functions."),
+        ("KILL", "Kill the running function, if it has not written (only while it runs long: BUSY)."),
         ("FLUSH [ASYNC|SYNC]", "Delete every library."),
         ("DUMP", "Every library's code as a payload for FUNCTION RESTORE (Redis's format)."),
         (
@@ -156,7 +155,7 @@ def cmd_function(conn: Connection, args: list[bytes]) -> Any:
     if sub == b"STATS":
         return functions.stats()
     if sub == b"KILL":
-        return ErrorReply("NOTBUSY No scripts in execution right now.")
+        return conn.server.scripts.kill(is_eval=False)
     if sub == b"FLUSH":
         if len(args) > 3:
             raise subcommand_syntax_error(args)
