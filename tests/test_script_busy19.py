@@ -260,3 +260,16 @@ def test_a_connection_closed_while_the_script_runs_is_let_go(tmp_path, monkeypat
         wait_for(lambda: other.call("CLIENT", "LIST").count(b"id=") == 2, 10, "two clients left")
     finally:
         assert server.stop() == 0
+
+
+def test_a_script_past_the_threshold_in_a_server_without_network_ends_as_usual(tmp_path):
+    server = resp.Server(str(tmp_path / "store"))  # (in-process: no event loop, nothing listens)
+    try:
+        conn = resp.Connection(server)
+        assert conn._reply([b"CONFIG", b"SET", b"busy-reply-threshold", b"0"]) == b"+OK\r\n"
+        body = b"local n = 0 for i = 1, 300000 do n = n + i end redis.call('set', 'k', n) return n"
+        assert conn._reply([b"EVAL", body, b"0"]) == b":45000150000\r\n"
+        assert server.busy is None and server.scripts.running is None
+        assert conn._reply([b"GET", b"k"]) == b"$11\r\n45000150000\r\n"
+    finally:
+        server.close()

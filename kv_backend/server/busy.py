@@ -230,11 +230,10 @@ class Pump:
         self.selector.close()
         for sock in self.listeners:
             sock.close()
-        loop = asyncio.get_running_loop()
         for conn in self.accepted:
             transport = conn.transport
             if isinstance(transport, BusyTransport):
-                task = loop.create_task(transport.hand_over(conn))
+                task = asyncio.get_running_loop().create_task(transport.hand_over(conn))
                 _HANDING_OVER.add(task)  # (a task nothing refers to may be collected before its end)
                 task.add_done_callback(_HANDING_OVER.discard)
 

@@ -1135,7 +1135,7 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
     loop = asyncio.get_running_loop()
     stop = server.stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # (not the main thread)
             loop.add_signal_handler(sig, stop.set)
             # Python's handler runs at once, also while a script runs (see Server.on_signal); the
             # loop still learns of the signal through its wakeup descriptor.
