@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -273,3 +274,27 @@ def test_a_script_past_the_threshold_in_a_server_without_network_ends_as_usual(t
         assert conn._reply([b"GET", b"k"]) == b"$11\r\n45000150000\r\n"
     finally:
         server.close()
+
+
+def test_a_client_flooding_commands_while_the_script_runs_gets_every_reply_in_order(tmp_path, monkeypatch):
+    server, caller = _start(tmp_path, "asyncio", monkeypatch)
+    try:
+        other = _other(server)
+        flood = _other(server).sock  # (read from directly below: nothing is left in Raw's buffer)
+        _send(caller, "EVAL", "while true do end", "0")
+        _busy(other)
+        count = 60_000  # more BUSY replies than the buffers hold: the server stops reading it meanwhile
+        sender = threading.Thread(target=flood.sendall, args=(b"PING\r\n" * count,))
+        sender.start()
+        time.sleep(0.5)
+        assert other.call("SCRIPT", "KILL") == b"+OK\r\n"
+        assert caller._read().startswith(b"-ERR Script killed")
+        replies = bytearray()
+        while replies.count(b"\r\n") < count:
+            replies += flood.recv(1 << 20)
+        sender.join(30)
+        lines = bytes(replies).split(b"\r\n")[:-1]
+        busy = lines.count(BUSY[:-2])
+        assert busy > 0 and lines == [BUSY[:-2]] * busy + [b"+PONG"] * (count - busy)
+    finally:
+        assert server.stop() == 0

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 HOOK_COUNT = 100_000
 #: How long a library's code may run when it is loaded (Redis's FUNCTION LOAD timeout).
 LOAD_TIMEOUT = 0.5
+#: A client whose unsent replies grow past this is no longer read from while the script runs (the
+#: event loop's transports pause it sooner; those of connections accepted meanwhile do not).
+MAX_UNSENT = 4 * 1024 * 1024
 
 BUSY_SCRIPT = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
 BUSY_FUNCTION = "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
@@ -203,6 +206,9 @@ class Pump:
     def _read(self, conn: Connection, fd: int) -> None:
         transport = conn.transport
         if transport is None or conn.blocked is not None or conn._paused or conn.protocol_error is not None:
+            self.forget(fd)
+            return
+        if transport.get_write_buffer_size() > MAX_UNSENT:  # it does not read its replies: wait
             self.forget(fd)
             return
         try:
