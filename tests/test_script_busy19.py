@@ -276,13 +276,19 @@ def test_a_script_past_the_threshold_in_a_server_without_network_ends_as_usual(t
         server.close()
 
 
-def test_a_client_flooding_commands_while_the_script_runs_gets_every_reply_in_order(tmp_path, monkeypatch):
+@pytest.mark.parametrize("late", [False, True])
+def test_a_client_flooding_commands_while_the_script_runs_gets_every_reply_in_order(
+    tmp_path, monkeypatch, late
+):
     server, caller = _start(tmp_path, "asyncio", monkeypatch)
     try:
         other = _other(server)
-        flood = _other(server).sock  # (read from directly below: nothing is left in Raw's buffer)
+        # (read from directly below: nothing is left in Raw's buffer)
+        flood = None if late else _other(server).sock
         _send(caller, "EVAL", "while true do end", "0")
         _busy(other)
+        if flood is None:  # accepted while the script runs, then handed to the event loop
+            flood = socket.create_connection(("127.0.0.1", server.port), timeout=30)
         count = 60_000  # more BUSY replies than the buffers hold: the server stops reading it meanwhile
         sender = threading.Thread(target=flood.sendall, args=(b"PING\r\n" * count,))
         sender.start()
