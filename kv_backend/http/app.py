@@ -69,6 +69,7 @@ from kv_backend.http.keys import (
     parse_query,
 )
 from kv_backend.http.openapi import openapi_document
+from kv_backend.http.ranges import RangeNotSatisfiable, byte_range
 from kv_backend.server import close_synced
 
 __all__ = [
@@ -926,7 +927,22 @@ class _Api:
                 "ttl": ttl,
             }
             return JSONResponse(body, headers=_ttl_headers(ttl))
-        return Response(value, media_type=OCTET, headers=_ttl_headers(ttl))
+        headers = {**_ttl_headers(ttl), "Accept-Ranges": "bytes"}
+        try:
+            part = byte_range(request.headers.getlist("range"), "if-range" in request.headers, len(value))
+        except RangeNotSatisfiable:
+            raise HTTPAPIError(
+                416,
+                "range_not_satisfiable",
+                f"the Range {request.headers['range'][:60]!r} starts at or past the end of the value, "
+                f"which is {len(value)} bytes long",
+                {**headers, "Content-Range": f"bytes */{len(value)}"},
+            ) from None
+        if part is None:
+            return Response(value, media_type=OCTET, headers=headers)
+        first, last = part
+        headers["Content-Range"] = f"bytes {first}-{last}/{len(value)}"
+        return Response(value[first : last + 1], status_code=206, media_type=OCTET, headers=headers)
 
     async def head(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         """HEAD of a key: GET's status and headers, from the key directory and the record's header.
@@ -953,6 +969,7 @@ class _Api:
             media_type = "application/json"
         else:
             length, media_type = size, OCTET
+            headers["Accept-Ranges"] = "bytes"
         return Response(media_type=media_type, headers={**headers, "Content-Length": str(length)})
 
     def _size_with_ttl(self, key: bytes) -> tuple[int, float | None] | None:

@@ -34,6 +34,15 @@ _TTL_HEADER = {
     }
 }
 
+OCTET_STREAM = "application/octet-stream"
+
+_ACCEPT_RANGES = {
+    "Accept-Ranges": {
+        "description": "`bytes` on a `format=raw` answer: a GET may ask for one byte range of the value.",
+        "schema": {"type": "string", "enum": ["bytes"]},
+    }
+}
+
 _KEY_PARAM = {
     "name": "key",
     "in": "path",
@@ -231,27 +240,61 @@ _DOCUMENT: dict[str, Any] = {
                         "description": "`raw` (default): the value as the body; `json`: a KeyValue object.",
                         "schema": {"type": "string", "enum": ["raw", "json"], "default": "raw"},
                     },
+                    {
+                        "name": "Range",
+                        "in": "header",
+                        "required": False,
+                        "description": (
+                            "One byte range of the value (`format=raw` only), answered 206: "
+                            "`bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-SUFFIX`. Several ranges, "
+                            "another unit, a malformed range or any If-Range: the whole value (200)."
+                        ),
+                        "schema": {"type": "string"},
+                    },
                 ],
                 "responses": {
                     "200": {
                         "description": "The value.",
-                        "headers": _TTL_HEADER,
+                        "headers": {**_TTL_HEADER, **_ACCEPT_RANGES},
                         "content": {
                             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                             "application/json": {"schema": {"$ref": "#/components/schemas/KeyValue"}},
                         },
                     },
+                    "206": {
+                        "description": "The byte range of the value that `Range` asked for.",
+                        "headers": {
+                            **_TTL_HEADER,
+                            **_ACCEPT_RANGES,
+                            "Content-Range": {
+                                "description": "`bytes FIRST-LAST/SIZE`: the bytes sent, the value's size.",
+                                "required": True,
+                                "schema": {"type": "string", "pattern": r"^bytes [0-9]+-[0-9]+/[0-9]+$"},
+                            },
+                        },
+                        "content": {OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+                    },
                     "304": {"description": "`If-None-Match: *` and the key exists.", "headers": _TTL_HEADER},
                     "400": _BAD_KEY,
                     "401": _UNAUTHORIZED,
                     "404": _error("No such key (or it expired)."),
+                    "416": {
+                        **_error("The range starts at or past the end of the value; nothing of it is sent."),
+                        "headers": {
+                            "Content-Range": {
+                                "description": "`bytes */SIZE`: the value's size.",
+                                "required": True,
+                                "schema": {"type": "string", "pattern": r"^bytes \*/[0-9]+$"},
+                            }
+                        },
+                    },
                 },
             },
             "head": {
                 "operationId": "headKey",
                 "summary": "Check that a key exists; X-KV-TTL and Content-Length as for GET",
                 "responses": {
-                    "200": {"description": "The key exists.", "headers": _TTL_HEADER},
+                    "200": {"description": "The key exists.", "headers": {**_TTL_HEADER, **_ACCEPT_RANGES}},
                     "304": {"description": "`If-None-Match: *` and the key exists.", "headers": _TTL_HEADER},
                     "400": {"description": "The key is invalid."},
                     "401": {"description": "Missing or wrong bearer token."},
