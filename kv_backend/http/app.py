@@ -884,6 +884,7 @@ class _Api:
                 return await self.head(request, key, query)
             if method == "PUT":
                 _check_params(query, ("ttl",), "PUT")
+                _refuse_ttl_header(request, "nothing was stored")
                 return await self.put(request, key, query)
             if method == "DELETE":
                 _check_params(query, (), "DELETE")
@@ -896,6 +897,7 @@ class _Api:
             if method != "POST":
                 raise _not_allowed(method, _POST_METHODS)
             _refuse_preconditions(request, segments[1].decode("ascii"))
+            _refuse_ttl_header(request, "nothing was done")
             _check_params(query, ("delta",) if segments[1] == b"incr" else ("ttl",), segments[1].decode())
             if segments[1] == b"incr":
                 await self.refuse_body(request, "incr", "give delta in the query string: ?delta=5")
@@ -1350,6 +1352,21 @@ def _refuse_preconditions(request: Request, what: str) -> None:
                 "invalid_request",
                 f"{what} does not support {name}; conditions apply to GET, HEAD, PUT and DELETE of a key",
             )
+
+
+def _refuse_ttl_header(request: Request, outcome: str) -> None:
+    """Answer 400 to a write that sends ``X-KV-TTL``, the header GET answers with.
+
+    Ignored, it stored a key forever (PUT) or removed its expiry (``/expire``) while the
+    client believed it had set one: the time to live travels in the query string.
+    """
+    if "x-kv-ttl" in request.headers:
+        raise HTTPAPIError(
+            400,
+            "invalid_request",
+            "X-KV-TTL is only a response header: give the time to live in the query string, "
+            f"?ttl=SECONDS; {outcome}",
+        )
 
 
 #: The ``Allow`` header of each kind of resource (also the answer to OPTIONS).

@@ -334,7 +334,10 @@ _DOCUMENT: dict[str, Any] = {
                         "always the answer of a put-if-absent (`If-None-Match: *`)."
                     },
                     "204": {"description": "Stored over the key's existing value."},
-                    "400": _error("Invalid key, ttl, precondition header or Content-Range (no partial PUT)."),
+                    "400": _error(
+                        "Invalid key, ttl, precondition header, Content-Range (no partial PUT) or "
+                        "an X-KV-TTL header (give ttl in the query)."
+                    ),
                     "401": _UNAUTHORIZED,
                     "412": _error("The If-None-Match / If-Match condition failed; nothing was stored."),
                     "408": _error("No byte of the body arrived for 60 s; nothing was done."),
