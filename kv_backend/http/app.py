@@ -916,6 +916,13 @@ class _Api:
     async def get(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         fmt = _read_format(query)
         _, if_none_match = _preconditions(request)
+        if not key:  # GET /v1/keys/: a listing, as etcd's /v2/keys/ or Consul's /v1/kv/, was meant
+            try:
+                check_key(key)
+            except KVError as exc:
+                raise HTTPAPIError(
+                    400, "invalid_key", f"{exc}; to list keys, GET /v1/keys, without a '/' after it"
+                ) from None
         found = await self.call(self._read, key)
         if found is None:  # If-Match: * fails too, but a 404 answer ignores preconditions (RFC 9110)
             raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
