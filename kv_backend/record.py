@@ -75,10 +75,18 @@ def foreign_version(head: bytes | memoryview | mmap.mmap) -> int | None:
     return None if version == FILE_VERSION else version
 
 
+#: From this size on, :func:`encode` copies a value once, not twice (two CRC calls cost more below it).
+_LARGE_VALUE = 1 << 16
+
+
 def encode(rtype: int, key: bytes, value: bytes, expiry: float = 0.0, flags: int = 0) -> bytes:
     """Return the bytes of one record (header, key, value) with its CRC."""
-    body = _pack_body(rtype, flags, len(key), len(value), expiry) + key + value
-    return crc32(body).to_bytes(4, "little") + body
+    if len(value) < _LARGE_VALUE:
+        body = _pack_body(rtype, flags, len(key), len(value), expiry) + key + value
+        return crc32(body).to_bytes(4, "little") + body
+    # A large value is copied once, into the record: a put holds it twice at most, not three times.
+    head = _pack_body(rtype, flags, len(key), len(value), expiry) + key
+    return crc32(value, crc32(head)).to_bytes(4, "little") + head + value
 
 
 @functools.lru_cache(maxsize=64)
