@@ -1385,9 +1385,9 @@ _SERVER_METHODS = "GET, HEAD, PUT, DELETE, POST, OPTIONS"
 
 
 def _seconds_left(expiry: float | None) -> float | None:
-    """The ``ttl`` an answer gives for an absolute expiry time: seconds left (never below 0), or None
-    for a key that never expires."""
-    return None if expiry is None else max(expiry - time.time(), 0.0)
+    """The ``ttl`` an answer gives for an absolute expiry time: seconds left (never below 0) to the
+    millisecond, as the ``X-KV-TTL`` header gives them, or None for a key that never expires."""
+    return None if expiry is None else round(max(expiry - time.time(), 0.0), 3)
 
 
 def _options(allowed: str) -> Response:
