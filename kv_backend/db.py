@@ -32,7 +32,7 @@ from kv_backend import merge as _merge_module
 from kv_backend import record as rec
 from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, _check_flag, check_tuning_options
 from kv_backend.db_open import _Opening
-from kv_backend.db_read import _Reading
+from kv_backend.db_read import _Reading, empty_key_chunks
 from kv_backend.db_write import Batch, _Writing
 from kv_backend.errors import (
     ConfigurationError,
@@ -269,6 +269,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                 self._txn_cond.notify_all()  # reads waiting for a transaction: the store is closed
             _open_dbs.discard(self)
             with self._rlock:
+                empty_key_chunks(self)  # an iterator over the keys raises at its next step
                 for f in self._files:
                     f.close()
                 self._files = []

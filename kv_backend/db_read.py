@@ -31,6 +31,20 @@ if TYPE_CHECKING:
     import mmap
 
 
+#: ``id(chunk): (db, chunk)`` for the chunk of keys each iteration over a DB's keys is walking in this
+#: process (a DB has no room for more attributes): see :func:`empty_key_chunks`.
+_walked: dict[int, tuple[object, list[bytes]]] = {}
+
+
+def empty_key_chunks(db: object) -> None:
+    """Empty the chunks that iterations over ``db``'s keys are walking (``close()`` does, holding ``_rlock``):
+    each iterator then raises DatabaseClosedError at its next step, as any use after close() does,
+    instead of yielding what is left of its chunk (up to 512 keys)."""
+    for owner, chunk in list(_walked.values()):  # (a snapshot taken at once: other threads add and remove)
+        if owner is db:
+            chunk.clear()
+
+
 def _prefix_end(prefix: bytes) -> bytes | None:
     """Return the smallest key greater than every key starting with ``prefix``."""
     p = bytearray(prefix)
@@ -416,14 +430,25 @@ class _Reading(_Parts):
             _check_flag(reverse, "reverse")
         last: bytes | None = None
         size = 8
-        while True:
-            chunk = self._key_chunk(prefix, start, reverse, last, size)
-            if not chunk:
-                return
-            yield from chunk
-            last = chunk[-1]
-            if size < 512:
-                size <<= 2
+        chunk: list[bytes] = []
+        walked = _walked
+        try:
+            while True:
+                chunk = self._key_chunk(prefix, start, reverse, last, size)
+                if not chunk:
+                    return
+                walked[id(chunk)] = self, chunk  # close() empties it: the loop below then ends
+                if self._closed:  # (closed before it could be)
+                    self._raise_closed()
+                yield from chunk
+                del walked[id(chunk)]
+                if not chunk:
+                    self._raise_closed()
+                last = chunk[-1]
+                if size < 512:
+                    size <<= 2
+        finally:
+            walked.pop(id(chunk), None)  # (an iteration left unfinished)
 
     def count(self, *, prefix: bytes = b"") -> int:
         """Return the number of live keys starting with ``prefix`` (all of them by default), without
