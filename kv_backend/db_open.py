@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from typing import TYPE_CHECKING
 
 from kv_backend import record as rec
@@ -218,6 +219,22 @@ def _replay_tail(
     return end
 
 
+#: The DBs of this process whose open created their store (wrote its format file): see :func:`took_creation`.
+#: (A DB has no room for another attribute.)
+_creators: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def took_creation(db: object) -> bool:
+    """Whether opening ``db`` created its store (wrote the format file, which one open only does, under the
+    write lock): of many processes creating one path at once, only that one's creation options apply
+    (``kv_backend.dbm.open``'s ``mode``). Answers once: the note is dropped."""
+    try:
+        _creators.remove(db)
+    except KeyError:
+        return False
+    return True
+
+
 class _Opening(_Parts):
     """Opening a store and following other processes: recovery of the tail, full reloads, replay."""
 
@@ -237,6 +254,7 @@ class _Opening(_Parts):
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, marker)
+                _creators.add(self)
                 self._lock.give_to_store_owner()  # (made before the format file named the owner)
                 fsync_dir(self.path)
             except OSError as exc:

@@ -25,6 +25,7 @@ from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, Values
 from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, SupportsIndex, TypeVar, overload
 
 from kv_backend.db import DB
+from kv_backend.db_open import took_creation
 from kv_backend.errors import (
     ConfigurationError,
     CorruptionError,
@@ -683,7 +684,6 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
                 )
             db = DB(path, sync=sync)
         else:
-            was_store = _is_store(path)
             refuse_dangling_link(path)  # (a mkdir under one said only "No such file or directory")
             created = _create(path, mode)
             try:
@@ -693,11 +693,14 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
                     _undo_create(path)
                     _check_owner_access(path, mode, exc)
                 raise
-            if created:
+            # The mode applies to a database this call created only, as the stdlib's applies to a file
+            # it creates: of processes creating one path at once, the one whose open wrote the store's
+            # format file. (Testing whether the path held a store before this open, a second process
+            # re-chmodded the files of a store the first was creating with another mode.)
+            if took_creation(db):
                 _apply_mode(path, mode)
-            elif not was_store:  # an existing empty directory has just become the database
-                _apply_mode(path, mode)
-                _restrict_dir(path, mode)
+                if not created:  # an existing empty directory has just become the database
+                    _restrict_dir(path, mode)
             if mode_char == "n":
                 try:
                     db.clear()
