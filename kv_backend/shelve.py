@@ -97,10 +97,39 @@ def _write_back_at_exit() -> None:
             path = getattr(getattr(shelf.dict, "db", None), "path", "?")
             print(f"kv_backend.shelve: the write-back at exit of the shelf {path} failed:", file=sys.stderr)
             traceback.print_exception(exc)
-            shelf.cache, shelf._fingerprints = {}, {}
+            shelf.cache, shelf._fingerprints, shelf._inherited = {}, {}, {}
 
 
 atexit.register(_write_back_at_exit)
+
+
+class _ForkedCache(dict):  # type: ignore[type-arg]
+    """A forked child's cache: its parent's cached entries (the shelf's ``_inherited``) are in it for
+    reads, ``in`` and ``len``, each taken as the child's own (:meth:`KVShelf._claim`) when first read.
+
+    Only the child pays for this: in any other process the cache is a plain dict, and the shelf's
+    reads look no further than it."""
+
+    def __init__(self, shelf: KVShelf) -> None:
+        super().__init__()
+        self._shelf = weakref.ref(shelf)
+
+    def _inherited(self) -> dict[str, Any]:
+        shelf = self._shelf()
+        return {} if shelf is None else shelf._inherited
+
+    def __missing__(self, key: str) -> Any:
+        shelf = self._shelf()
+        value = _MISSING if shelf is None else shelf._claim(key)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or key in self._inherited()
+
+    def __len__(self) -> int:
+        return dict.__len__(self) + len(self._inherited())
 
 
 class KVShelf(_ShelfBase):
@@ -154,24 +183,54 @@ class KVShelf(_ShelfBase):
         #: With writeback, the fingerprint of each cached entry's pickle as read or stored, so that
         #: sync() writes back only the entries this process changed (see :meth:`sync`).
         self._fingerprints: dict[str, bytes] = {}
+        #: In a forked child, the cached entries inherited from the parent and not used since (see
+        #: :meth:`_adopt_cache`): served as cached, never written back; empty in any other process.
+        self._inherited: dict[str, Any] = {}
         _std_shelve.Shelf.__init__(self, _kv_dbm.open(filename, flag), protocol, writeback, keyencoding)
         self.serializer, self.deserializer = dumps, loads
         if writeback:
             _writeback_shelves[id(self)] = self
 
     def _adopt_cache(self) -> None:
-        """In a forked child: take the inherited cache as this process's own, as if just read.
+        """In a forked child: set the inherited cache aside, to be taken as this process's own, as if
+        just read, entry by entry as the child uses them (:meth:`_claim`).
 
         The parent's changes still in it are the parent's to write back (its sync() does).
         Written back by the child too, when it closed its copy of the shelf (at exit, say),
         they undid what other processes had stored meanwhile in entries the child never used.
+        Nothing is pickled here: pickling the whole cache at every fork cost the child time in
+        proportion to it, and a value whose pickling takes a lock some thread of the parent held
+        at the fork hung the child.
         """
-        prints: dict[str, bytes] = {}
-        for key, value in self.cache.items():
+        if self._inherited:  # (a child's child: what its parent had not used yet is inherited too)
+            self._inherited.update(self.cache)
+        else:
+            self._inherited = self.cache if type(self.cache) is dict else dict(self.cache)
+        self.cache, self._fingerprints = _ForkedCache(self), {}
+
+    def _claim(self, key: Any) -> Any:
+        """The inherited entry ``key`` (see :meth:`_adopt_cache`), now cached as if just read, its
+        fingerprint taken before the child can change it; ``_MISSING`` if there is none."""
+        try:
+            value = self._inherited.pop(key, _MISSING)
+        except TypeError:  # an unhashable key: the caller's checked path says a key must be a str
+            return _MISSING
+        if value is not _MISSING:
+            self.cache[key] = value
             fingerprint = self._print(value)
             if fingerprint is not None:  # (none: sync() serializes it again and raises, as it would have)
-                prints[key] = fingerprint
-        self._fingerprints = prints
+                self._fingerprints[key] = fingerprint
+        return value
+
+    def _forget(self, key: str) -> Any:
+        """Drop the cached entry ``key`` (an inherited one too); return its object, or ``_MISSING``."""
+        self._fingerprints.pop(key, None)
+        cached = self.cache.pop(key, _MISSING)
+        if self._inherited:
+            inherited = self._inherited.pop(key, _MISSING)
+            if cached is _MISSING:
+                return inherited
+        return cached
 
     def _print(self, value: Any) -> bytes | None:
         """The fingerprint of the stored form this shelf makes of ``value``; None if it cannot make one."""
@@ -317,12 +376,10 @@ class KVShelf(_ShelfBase):
             # With writeback, a key this process has cached is present for it (reads serve it)
             # even if another process deleted it: deleting it succeeds, and drops the cached
             # entry, which sync() would otherwise write back.
-            self._fingerprints.pop(key, None)
-            if self.cache.pop(key, _MISSING) is _MISSING:
+            if self._forget(key) is _MISSING:
                 raise
         else:
-            self.cache.pop(key, None)
-            self._fingerprints.pop(key, None)
+            self._forget(key)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
@@ -355,6 +412,7 @@ class KVShelf(_ShelfBase):
         self.dict.clear()
         self.cache.clear()
         self._fingerprints.clear()
+        self._inherited = {}
 
     def items(self) -> _kv_dbm.LiveItemsView[str, Any]:
         """A view of the ``(key, value)`` pairs; keys other processes delete meanwhile are skipped."""
@@ -410,8 +468,7 @@ class KVShelf(_ShelfBase):
             found = self._take(k, False)
         except _kv_dbm.KeySizeError:
             found = None  # no key of that size can be stored, so it is absent
-        self._fingerprints.pop(key, None)
-        cached = self.cache.pop(key, _MISSING)
+        cached = self._forget(key)
         if cached is not _MISSING:
             return cached  # with writeback, the object this process has been using
         if found is None:
@@ -433,8 +490,8 @@ class KVShelf(_ShelfBase):
                 found = self._take(k, True)
                 if found is not None:
                     key, value = found
-                    self._fingerprints.pop(key, None)
-                    return key, self.cache.pop(key, value)
+                    cached = self._forget(key)
+                    return key, value if cached is _MISSING else cached
                 break  # another process took it: look again
             else:
                 raise KeyError("popitem(): the shelf is empty")
@@ -503,6 +560,7 @@ class KVShelf(_ShelfBase):
                     self._write_pairs(encoded)  # on failure the cache stays, for another sync()
                 self.cache = {}
             self._fingerprints = {}
+        self._inherited = {}  # (the parent's to write back, as sync() empties the cache)
         if hasattr(self.dict, "sync"):
             self.dict.sync()
 
@@ -531,6 +589,7 @@ class KVShelf(_ShelfBase):
                 # not go on serving it (and nothing can write it back now).
                 self.cache = {}
                 self._fingerprints = {}
+                self._inherited = {}
 
 
 def _decode_key(k: bytes, encoding: str) -> str:
