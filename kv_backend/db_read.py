@@ -362,6 +362,7 @@ class _Reading(_Parts):
         if self._tailw.value != self._seen:
             self._refresh()
         with self._rlock:
+            self._check_open()  # (closed by another thread since the check above: its keys are gone)
             ix = self._ix
             now = _time()
             dead = [k for k, e in ix.exp.items() if e <= now]
@@ -385,6 +386,7 @@ class _Reading(_Parts):
         if self._tailw.value != self._seen:
             self._refresh()
         with self._rlock:
+            self._check_open()  # (closed by another thread since the check above: its keys are gone)
             if not self._other_transaction_wrote():
                 return self._unordered_snapshot()
         return self.unordered_keys()  # waits, out of the lock, for the other thread's block to end
@@ -396,6 +398,7 @@ class _Reading(_Parts):
         if self._tailw.value != self._seen:
             self._refresh()
         with self._rlock:
+            self._check_open()  # (closed by another thread since the check above: its keys are gone)
             if not self._other_transaction_wrote():
                 return list(self._ix.exp.items())
         return self._expiry_snapshot()  # waits, out of the lock, for the other thread's block to end
@@ -436,6 +439,8 @@ class _Reading(_Parts):
             while True:
                 chunk = self._key_chunk(prefix, start, reverse, last, size)
                 if not chunk:
+                    if self._closed:  # (the empty key directory close() leaves, found by a race with it)
+                        self._raise_closed()
                     return
                 walked[id(chunk)] = self, chunk  # close() empties it: the loop below then ends
                 if self._closed:  # (closed before it could be)
@@ -463,6 +468,7 @@ class _Reading(_Parts):
         if self._tailw.value != self._seen:
             self._refresh()
         with self._rlock:
+            self._check_open()  # (closed by another thread since the check above: its keys are gone)
             if not self._other_transaction_wrote():
                 ix = self._ix
                 srt = ix.ensure_sorted()
@@ -481,6 +487,7 @@ class _Reading(_Parts):
         if self._tailw.value != self._seen:
             self._refresh()
         with self._rlock:
+            self._check_open()  # (closed by another thread since the check above: its keys are gone)
             if not self._other_transaction_wrote():
                 return self._key_chunk_locked(prefix, start, reverse, last, size)
         return self._key_chunk(prefix, start, reverse, last, size)  # waits, out of the lock, for it

@@ -126,3 +126,52 @@ def test_iterations_leave_nothing_behind(store):
     with pytest.raises(DatabaseClosedError):
         next(it)
     assert len(db_read._walked) == before
+
+
+def test_close_racing_the_next_chunk_raises(store):
+    """A walk whose next chunk is taken just as another thread closes the store finds the empty key
+    directory close() leaves: it raises the closed error, rather than ending as if all keys were seen."""
+    db = store.db
+    real = db._key_chunk
+    calls = []
+
+    def chunk_as_close_wins(*args):
+        calls.append(args)
+        if len(calls) == 2:  # the second chunk: the close ran between the check and the lock
+            store.close()
+            return []
+        return real(*args)
+
+    db._key_chunk = chunk_as_close_wins
+    it = iter(store)
+    assert [next(it) for _ in range(8)] == [f"k{i:05d}" for i in range(8)]
+    with pytest.raises(DatabaseClosedError):
+        next(it)
+
+
+class _WordReadBeforeClose:
+    """The state word as a reader saw it just before another thread's close() replaced it."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda db: list(db.keys()),
+        lambda db: db.unordered_keys(),
+        lambda db: db.count(prefix=b"k"),
+        lambda db: db._expiry_snapshot(),
+        lambda db: db.purge_expired(),
+    ],
+)
+def test_reads_of_the_key_directory_racing_close_raise(store, read):
+    """A read that checked the store was current, then took the lock after another thread's close(),
+    found the empty key directory close() leaves: [] or 0, no error. It raises the closed error."""
+    db = store.db
+    seen = db._seen
+    store.close()
+    db._tailw = _WordReadBeforeClose(seen)  # the check passes, as it did before the close
+    with pytest.raises(DatabaseClosedError):
+        read(db)
