@@ -820,9 +820,6 @@ class _View(Generic[K]):
             store.db._check_open()  # after close(), the closed error first, whatever the arguments
             raise
 
-    def _bounded(self) -> bool:
-        return bool(self._bprefix) or self._bstart is not None
-
     def _raw_keys(self) -> Iterator[bytes]:
         return self._mapping.db.keys(prefix=self._bprefix, start=self._bstart, reverse=self._reverse)
 
@@ -847,8 +844,10 @@ class _View(Generic[K]):
         return k <= self._bstart if self._reverse else k >= self._bstart
 
     def __len__(self) -> int:
-        if not self._bounded():
-            return len(self._mapping)
+        if self._bstart is None:
+            if not self._bprefix:
+                return len(self._mapping)
+            return self._mapping.db.count(prefix=self._bprefix)  # in the sorted index, not walked
         return sum(1 for _ in self._raw_keys())
 
     def __repr__(self) -> str:
