@@ -169,10 +169,13 @@ class DamagedChords(ChordRecovery):
             announced = self.db.get(self._size_key(gid)) != b""  # (see _apply_chord_incr)
         except CorruptionError:
             announced = False
+        deps = self._saved_group(gid)
+        if self._sized_when_sent(gid, deps):  # its size may be announced still
+            announced = False
         try:
             try:
                 raise ChordError(reason)
             except ChordError as exc:  # chord_error_from_stack records the traceback being handled
                 return self.chord_error_from_stack(callback, exc)
         finally:
-            self._end_chord(gid, key, self._saved_group(gid), keep_note=not announced)
+            self._end_chord(gid, key, deps, keep_note=not announced)

@@ -80,6 +80,20 @@ def _nested_groups(results: Iterable[Any]) -> Iterator[ResultSet]:
             yield from _nested_groups(result.results)
 
 
+def _size_if_shared(gid: str, results: Iterable[Any]) -> int | None:
+    """The chord's size if a group nested in its header bears the chord's own id, else None.
+
+    Before Celery 5.6 the group ending a header chain takes the chord's group id as its own, and
+    the worker applying it announces its size under that id too: a second announcement, made
+    before or after the client's, which the counter must not subtract. The client knows the
+    size then (one part per task result in the header, nested ones included).
+    """
+    results = list(results)
+    if not any(getattr(nested, "id", None) == gid for nested in _nested_groups(results)):
+        return None
+    return sum(1 for _ in _header_parts(results))
+
+
 class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
     """Counts a chord's parts, and sends its callback from the part that completes it."""
 
@@ -129,13 +143,15 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         else:
             self.ensure_chords_allowed()
         # The counter is there from now on, and the size key says so (see _count_part): a
-        # counter a merge dropped before the size is announced is not counted from 0 again.
+        # counter a merge dropped before the size is announced is not counted from 0 again. A
+        # size known now (see _size_if_shared) is counted at once: announcements are then ignored.
+        size = None if slotted or results is None else _size_if_shared(gid, results)
         ttl = self._ttl(self._chord_counter_ttl())
         db = self.db
         with db.locked(), db.batch() as batch:
             if self.get_key_for_chord(gid) not in db:
-                batch.put(self.get_key_for_chord(gid), b"0", ttl=ttl)
-                batch.put(self._size_key(gid), b"", ttl=ttl)
+                batch.put(self.get_key_for_chord(gid), str(-(size or 0)).encode(), ttl=ttl)
+                batch.put(self._size_key(gid), b"" if size is None else str(size).encode(), ttl=ttl)
             if slotted:
                 batch.put(self._slots_key(gid), b"0", ttl=ttl)
 
@@ -144,6 +160,20 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         announces; it goes with the counter: a counter missing while it is there was dropped by a
         merge (see :meth:`_count_part`)."""
         return ensure_bytes(self.get_key_for_chord(gid, ".size"))
+
+    @staticmethod
+    def _sized(db: DB, size_key: bytes) -> bool:
+        """Whether the chord's size is recorded (one damaged on disk is taken as not recorded)."""
+        try:
+            return bool(db.get(size_key))
+        except CorruptionError:
+            return False
+
+    @staticmethod
+    def _sized_when_sent(gid: str, deps: GroupResult | None) -> bool:
+        """Whether the chord was sent with its size counted (see :func:`_size_if_shared`): its size
+        may still be announced, by the client or by a group nested in its header."""
+        return deps is not None and _size_if_shared(gid, deps.results) is not None
 
     def _slots_key(self, gid: str) -> bytes:
         """How many parts of a generator-header chord recorded their position (also marks such a chord)."""
@@ -197,12 +227,19 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         when it sent the chord (see :meth:`_apply_chord_incr`) is not counted from 0 again: the
         size is recorded without it, and the parts still to come meet it gone (see
         :meth:`_count_part`).
+
+        A size recorded already is not subtracted again: the chord was sent with its size (a group
+        nested in its header bears its id, see :func:`_size_if_shared`), and this is the client's
+        announcement or that nested group's.
         """
         key = self.get_key_for_chord(group_id)
         size_key = self._size_key(group_id)
         db = self.db
         with db.locked():
             if self._damaged_key(group_id) in db:  # failed already for a damaged record: keep its 0
+                return
+            if self._sized(db, size_key):
+                logger.debug("chord %s: its size is counted already; %s not subtracted", group_id, chord_size)
                 return
             counted = False
             if key not in db and size_key in db:  # written with the counter (see _apply_chord_incr)

@@ -7,7 +7,6 @@ import random
 import time
 import uuid
 
-import celery
 import celery_helpers
 import pytest
 from celery import Celery, chain, chord, group
@@ -207,11 +206,6 @@ def test_chord_with_a_group_nested_in_its_header_leaves_nothing_behind(store_pat
     assert _chord_keys(backend, gid) == [] and _chord_keys(backend, inner) == []
 
 
-@pytest.mark.skipif(
-    celery.VERSION < (5, 7),
-    reason="Celery 5.3 (make test-oldest) never fires a chord whose header chain ends in a group, "
-    "with redis:// results too",
-)
 def test_chord_with_a_group_nested_in_its_header_leaves_nothing_with_workers(celery_env):
     m = celery_env.app_module
     backend = celery_env.app.backend

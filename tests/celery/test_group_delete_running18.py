@@ -144,19 +144,21 @@ def test_header_deleted_while_the_chord_runs_on_workers_as_with_redis(workers):
     sent = {}
     for name, app in workers.items():
         slow, mul, collect = (app.tasks[f"nest18.{task}"] for task in ("slow", "mul", "collect"))
-        sent[name] = {
-            "tasks": chord([slow.s(i, 0.3) for i in range(3)])(collect.s()),
-            "chain to a group": chord([chain(slow.s(1, 0.3), group(mul.s(10), mul.s(20))), slow.s(4, 0.3)])(
-                collect.s()
-            ),
-        }
+        sent[name] = {"tasks": chord([slow.s(i, 0.3) for i in range(3)])(collect.s())}
+        # (before Celery 5.6 redis:// can fire this one early, missing a value, or never: see
+        # test_nested_order18.SHARED_NESTED_IDS)
+        if name == "kvb" or not test_nested_order18.SHARED_NESTED_IDS:
+            sent[name]["chain to a group"] = chord(
+                [chain(slow.s(1, 0.3), group(mul.s(10), mul.s(20))), slow.s(4, 0.3)]
+            )(collect.s())
         for result in sent[name].values():
             result.parent.delete()
             assert app.GroupResult.restore(result.parent.id) is None
     got = {name: {c: r.get(timeout=30) for c, r in results.items()} for name, results in sent.items()}
     assert got["kvb"]["tasks"] == got["redis"]["tasks"] == [0, 1, 2]
     # redis:// falls back to its flat list of the parts' values; kvb:// keeps the header's shape.
-    assert sorted(got["redis"]["chain to a group"]) == [4, 10, 20]  # (in the order they finished)
+    if "chain to a group" in got["redis"]:
+        assert sorted(got["redis"]["chain to a group"]) == [4, 10, 20]  # (in the order they finished)
     assert got["kvb"]["chain to a group"] == [[10, 20], 4]
     app = workers["kvb"]
     for result in sent["kvb"].values():

@@ -150,12 +150,6 @@ def _flat(value) -> list:
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory):
     """A redis-server (the broker, and the reference result backend) and one prefork worker per backend."""
-    if celery.VERSION[:2] < (5, 6):
-        pytest.skip(
-            "before Celery 5.6 generator headers number their parts otherwise (docs/celery.md), and with "
-            "Celery 5.3 a list header holding a chain that ends in a group never completes on kvb:// "
-            "(a known defect, see docs/celery.md): compared with redis:// on Celery 5.6 and later"
-        )
     require_tool("redis-server")
     base = tmp_path_factory.mktemp("nest18")
     (base / "nest18_app.py").write_text(textwrap.dedent(APP))
@@ -209,9 +203,22 @@ def workers(tmp_path_factory):
         stop_process(redis_proc)
 
 
+#: Before Celery 5.6 the group ending a header chain (or placed in a generator header) takes the
+#: chord's id and announces its own size there, which redis:// takes as the chord's: its callback
+#: can fire before every part is in and miss a value ([2, 4] for [2, 3, 4]). A list header has
+#: its group saved, which redis:// joins, waiting for every value; a generator header's canvases
+#: are compared from 5.6 on.
+SHARED_NESTED_IDS = celery.VERSION[:2] < (5, 6)
+
+
 def test_nested_results_come_in_the_order_redis_gives(workers):
     sent = {name: _send(app) for name, app in workers.items()}  # both workers run at once
     kvb, reference = _get(sent["kvb"]), _get(sent["redis"])
+    if SHARED_NESTED_IDS:
+        for name in [name for name in kvb if name.startswith("~")]:
+            reference.pop(name)
+            value = kvb.pop(name)
+            assert sorted(_flat(value)) == ([1, 2, 3] if "group(a, b)" in name else [2, 3, 4]), (name, value)
     for results in (kvb, reference):  # the order of results sharing a position is unspecified
         for name in [name for name in results if name.startswith("~")]:
             value = results[name]
