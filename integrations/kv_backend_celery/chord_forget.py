@@ -66,11 +66,19 @@ class ForgottenParts(StoreBackend):
 
     def _unstored_result(self, request: Any, task_id: str | None, state: str, result: Any) -> bytes | None:
         """The encoded result of a finished chord part that stored none (it ignores its result), to
-        keep in its marker; None if it stored its result."""
+        keep in its marker; None if it stored its result.
+
+        Celery 5.3 stores the ``STARTED`` state of a task whose call asks to ignore its result
+        (``.set(ignore_result=True)``) with ``task_track_started``, then no result: a part whose
+        stored state is not a finished one stored none.
+        """
         if not task_id or state not in states.READY_STATES:
             return None
-        if ensure_bytes(self.get_key_for_task(task_id)) in self.db:
-            return None
+        try:
+            if self._stored_state(task_id) in states.READY_STATES:
+                return None
+        except CorruptionError:
+            pass  # a damaged record (a disk fault): the result kept is the one to read
         meta = self._get_result_meta(
             result=self.encode_result(result, state), state=state, traceback=None, request=request
         )
@@ -132,18 +140,18 @@ class ForgottenParts(StoreBackend):
 
     def _recall_forgotten(self, gid: str, parts: Iterable[Any]) -> dict[bytes, bytes] | None:
         """Until :meth:`_end_recall`, reads in this thread find the results chord ``gid`` keeps for
-        its ``parts`` (forgotten while it ran, or never stored), where the parts' own are missing:
-        the join and its look for a failed part read them. Each is looked for when its part's is
-        found missing, so a part forgotten while the join reads is found too. Returns what an
-        enclosing join had recalled, for :meth:`_end_recall`."""
+        its ``parts`` (forgotten while it ran, or never stored) rather than the parts' own: the join
+        and its look for a failed part read them. Each is looked for at each read of its part's, so
+        a part forgotten while the join reads is found too. Returns what an enclosing join had
+        recalled, for :meth:`_end_recall`."""
         return self._recall(
             {ensure_bytes(self.get_key_for_task(p.id)): self._part_marker(gid, p.id) for p in parts}
         )
 
     @staticmethod
     def _recall(markers: dict[bytes, bytes]) -> dict[bytes, bytes] | None:
-        """Until :meth:`_end_recall`, a read in this thread of a key of ``markers`` that finds nothing
-        reads the key it maps to; returns what was recalled before, for :meth:`_end_recall`."""
+        """Until :meth:`_end_recall`, a read in this thread of a key of ``markers`` reads first the key
+        it maps to (see :meth:`_kept`); returns what was recalled before, for :meth:`_end_recall`."""
         previous: dict[bytes, bytes] | None = _recalled.__dict__.get("markers")
         _recalled.markers = {**previous, **markers} if previous else markers
         return previous
@@ -154,8 +162,10 @@ class ForgottenParts(StoreBackend):
         _recalled.markers = previous
 
     def _kept(self, key: bytes | str) -> bytes | None:
-        """What a chord being read in this thread keeps for ``key``, missing there: a part's result
-        (see :meth:`_recall_forgotten`), or its header group (see :meth:`_restore_header`)."""
+        """What a chord being read in this thread keeps for ``key``: a part's result (see
+        :meth:`_recall_forgotten`), or its header group (see :meth:`_restore_header`). It is read
+        before ``key``: kept there, it is the one that counts (a part that stored no result may have
+        stored its ``STARTED`` state, see :meth:`_unstored_result`)."""
         markers = _recalled.__dict__.get("markers")
         marker = markers.get(ensure_bytes(key)) if markers else None
         if marker is None:
@@ -168,10 +178,13 @@ class ForgottenParts(StoreBackend):
 
     def get(self, key: bytes | str) -> bytes | None:
         """The raw value at ``key``; during a chord's join, a part's result it keeps (see :meth:`_kept`)."""
-        value = super().get(key)
-        return self._kept(key) if value is None else value
+        kept = self._kept(key)
+        return super().get(key) if kept is None else kept
 
     def mget(self, keys: Iterable[bytes | str]) -> list[bytes | None]:
         """The raw values of ``keys``; during a chord's join, parts' results it keeps (see :meth:`_kept`)."""
         keys = list(keys)
-        return [self._kept(k) if v is None else v for k, v in zip(keys, super().mget(keys), strict=True)]
+        kept = [self._kept(k) for k in keys]
+        stored = super().mget([k for k, v in zip(keys, kept, strict=True) if v is None])
+        values = iter(stored)
+        return [next(values) if v is None else v for v in kept]

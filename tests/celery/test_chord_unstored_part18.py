@@ -72,15 +72,13 @@ def test_a_part_delivered_again_keeps_what_it_kept(store_path, monkeypatch):
     assert sent == [([7, 1],)]
 
 
-@pytest.mark.skipif(
-    not hasattr(celery_task_module, "get_actual_ignore_result"),
-    reason="Celery 5.3 (no get_actual_ignore_result): a chord whose header tasks ignore their results "
-    "still fails on its join's timeout (a known defect, see docs/celery.md)",
-)
 def test_parts_that_ignore_their_results_with_workers(celery_env):
     m = celery_env.app_module
     header = [m.add.s(1, 1).set(ignore_result=True), m.add.s(2, 2), m.add.s(3, 3).set(ignore_result=True)]
     result = chord(header, m.tsum.s()).apply_async()
     assert result.get(timeout=30) == 12
     ignored = result.parent.results[0]
-    assert ignored.state == states.PENDING  # its own result is still not stored
+    # Its own result is still not stored. Celery releases without get_actual_ignore_result (5.3 to
+    # 5.5) store the STARTED state of such a call (task_track_started), going by the task's setting.
+    started = not hasattr(celery_task_module, "get_actual_ignore_result")
+    assert ignored.state == (states.STARTED if started else states.PENDING)
