@@ -34,6 +34,10 @@ __all__ = ["ForgottenParts"]
 #: The value of a part's marker while its result is where it belongs (or it has none).
 _COUNTED = b"1"
 
+#: The value of a generator-header chord's kept group while it has none: its group was deleted
+#: before its last part saved it (see ``_delete_group``).
+_DELETED = b""
+
 #: For the chord being joined in this thread: the key of each part's result, and its marker's.
 _recalled = threading.local()
 
@@ -115,16 +119,27 @@ class ForgottenParts(StoreBackend):
         Every reader finds the group deleted at once; the chord reads it where it keeps it (see
         :meth:`_restore_header`) and deletes it at its end, whenever that comes. A chord runs while
         its counter is there. A group damaged on disk (failing its checksum) is only deleted.
+
+        A generator header has no group saved until its last part completes the chord (see
+        ``ChordBackend._count_part``): the delete is noted with the chord, and that part keeps the
+        group with the chord rather than where readers would find it again.
         """
         key = ensure_bytes(self.get_key_for_group(group_id))
         db = self._writer("cannot delete", key)
         with db.locked():
             raw = None
-            if ensure_bytes(self.get_key_for_chord(group_id)) in db:
+            running = ensure_bytes(self.get_key_for_chord(group_id)) in db
+            if running:
                 try:
                     raw = db.get(key)
                 except CorruptionError:
                     raw = None
+            slots = self._slots_key(group_id)
+            if raw is None and running and slots in db:  # a generator header, its group not saved yet
+                left = db.ttl(slots)  # (it lives as long as the chord's counter)
+                ttl = None if left is None else max(left, 0.001)
+                db.put(self._kept_group_key(group_id), _DELETED, ttl=ttl)
+                return
             if raw is None:
                 db.delete(key)
                 return
@@ -174,7 +189,7 @@ class ForgottenParts(StoreBackend):
             raw = self.db.get(marker)
         except CorruptionError:
             return None  # the join reports the part as missing
-        return None if raw == _COUNTED else raw
+        return None if raw in (_COUNTED, _DELETED) else raw
 
     def get(self, key: bytes | str) -> bytes | None:
         """The raw value at ``key``; during a chord's join, a part's result it keeps (see :meth:`_kept`)."""

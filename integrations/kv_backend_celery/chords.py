@@ -435,8 +435,9 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
                     if left == 0:
                         batch.delete(self._slots_key(gid))
                         header = self._slotted_group(db, gid, slot, (group_index, task_id), batch)
+                        kept = self._kept_group_key(gid)  # there if it was deleted (see _delete_group)
                         if header is not None:
-                            batch.put(group_key, header, ttl=self._ttl(keep))
+                            batch.put(kept if kept in db else group_key, header, ttl=self._ttl(keep))
                     else:
                         entry = json.dumps([group_index, task_id]).encode()
                         batch.put(self._slots_key(gid), str(slot).encode(), ttl=counter_ttl)
