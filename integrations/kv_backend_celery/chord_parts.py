@@ -15,6 +15,8 @@ from typing import Any
 
 from celery import group, states
 from celery.app.task import Context
+from celery.backends.base import Backend
+from celery.canvas import _chain, _chord
 
 from kv_backend import DB
 from kv_backend.errors import CorruptionError
@@ -36,6 +38,10 @@ class _ChordPart:
         self.left: int | None = None
         self.claim = b""
 
+
+#: Whether Celery fails the tasks chained after a chord callback that failed (5.7+); before, the
+#: callback's chain was left unrun, and a part of an enclosing chord there never counted.
+_CALLBACK_CHAINS_FAILED = hasattr(Backend, "_fail_chain")
 
 #: The chord part each thread is marking finished (``part``): its result and its count are
 #: written in one transaction by ``_store_result``, which ``on_chord_part_return`` then uses.
@@ -101,24 +107,52 @@ def _chained_part(request: Any, task_id: str, state: str) -> _ChordPart | None:
 
 
 def _enclosing_part(callback: Any) -> Context | None:
-    """The request of a chord callback that is itself a part of an enclosing chord, failed unsent.
+    """The request to fail a chord callback with, failed unsent, where Celery gives it none.
 
     A chord nested in another chord's header has a callback that counts as a part of the
     enclosing chord (its options name that chord: ``chord``, ``group_id``). Run, it is counted
     with its result as any part; failed without being sent (a part of its own chord failed),
     Celery stores its failure with no request, so the enclosing chord never counted it and never
-    completed. None for anything else (a group callback, a chord that is no part).
+    completed. So is a callback followed by a chain (``chain(chord(header, cb), t)`` in another
+    chord's header): before Celery 5.7 its chain was not failed with it, and ``t``, a part of the
+    enclosing chord, was never counted; the request carries that chain, which Celery's
+    ``mark_as_failure`` fails then. None for anything else (a group callback, a chord that is no
+    part and has no chain to fail, or one Celery fails itself).
     """
     options = getattr(callback, "options", None)
-    if not isinstance(options, dict) or isinstance(callback, group):
+    if not isinstance(options, dict) or isinstance(callback, group) or not options.get("task_id"):
         return None
-    if not options.get("chord") or not options.get("group_id") or not options.get("task_id"):
+    part = bool(options.get("chord") and options.get("group_id"))
+    chain = None if _CALLBACK_CHAINS_FAILED else options.get("chain")
+    if not part and not chain:
         return None
     request = Context(dict(callback))
     request.update(options)
-    request.id, request.group = options["task_id"], options["group_id"]
-    request.chain = None  # Celery fails the tasks chained after the callback itself
+    request.id, request.group = options["task_id"], options.get("group_id") if part else None
+    if not part:
+        request.chord = None
+    request.chain = chain or None  # (Celery 5.7+ fails the tasks chained after the callback itself)
     return request
+
+
+def _chain_as_task(callback: Any) -> Any:
+    """A chord callback that is a chain, as its first task followed by the rest: what Celery fails.
+
+    Before Celery 5.7 ``chain(chord(header, cb), t)`` is sent as a chord whose callback is
+    ``chain(cb, t)``, which has no task id of its own: failing it (a header task failed) raised
+    ``ValueError: task_id must not be empty`` out of the part completing the chord, and neither
+    ``cb`` nor ``t`` was failed. ``cb`` is failed, with ``t`` chained after it (see
+    :func:`_enclosing_part`). Any other callback is returned as it is.
+    """
+    if not isinstance(callback, _chain) or not callback.tasks:
+        return callback
+    first, rest = callback.tasks[0], callback.tasks[1:]
+    if isinstance(first, (group, _chain, _chord)) or not first.options.get("task_id"):
+        return callback
+    first = first.clone()
+    # Celery lists a chain's tasks still to run last first.
+    first.options["chain"] = [*(callback.options.get("chain") or []), *(dict(t) for t in reversed(rest))]
+    return first
 
 
 def _without_errbacks(callback: Any, called: list[dict[str, Any]]) -> Any:
@@ -278,7 +312,7 @@ class ChordPartResults(StoreBackend):
         """
         previous = _chord_part.__dict__.get("enclosing")
         called = _chord_part.__dict__.get("errbacks_called") or []
-        callback = _without_errbacks(callback, called)
+        callback = _without_errbacks(_chain_as_task(callback), called)
         _chord_part.enclosing = _enclosing_part(callback)
         if not isinstance(callback, group):  # its errbacks are called next (Celery calls a group's tasks')
             errbacks = callback.options.get("link_error") or []
