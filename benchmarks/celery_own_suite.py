@@ -135,6 +135,8 @@ def unpack(archive: str, into: str, unskip: bool) -> str:
     if unskip:
         for name in ("test_tasks.py", "test_canvas.py", "test_group_chains.py"):
             path = os.path.join(root, "t", "integration", name)
+            if not os.path.exists(path):  # (test_group_chains.py is newer than Celery 5.3)
+                continue
             with open(path, encoding="utf-8") as f:
                 text = f.read()
             text = _GATE.sub("result_backend.startswith(('redis', 'kvb'))", text)
