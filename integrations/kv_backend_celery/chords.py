@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -39,6 +40,18 @@ logger = logging.getLogger("kv_backend_celery.backend")
 #: later): before, a ``group_index`` among a group's options (a chord member replaced by a group)
 #: went to every task, and a chord with a generator header cannot be ordered by the indexes.
 _GROUPS_KEEP_TASK_INDEXES = "group_index" in inspect.signature(group._apply_tasks).parameters
+
+#: Before Celery 5.6: the generator-header chord this thread is sending, whose size its client
+#: announces from this thread (see ``ChordBackend.set_chord_size``).
+_sending = threading.local()
+
+
+def _replaces_a_part(body: Any) -> bool:
+    """Whether a chord's callback carries a chord part's ``group_index``: the chord Celery makes of
+    the group a part is replaced with (``Task.replace()``), which before 5.6 sends that index with
+    every task of its header."""
+    options = getattr(body, "options", None)
+    return isinstance(options, dict) and options.get("group_index") is not None
 
 
 def _chord_error(message: str, cause: BaseException) -> ChordError:
@@ -131,17 +144,21 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
 
         Before Celery 5.6 a group applied with a ``group_index`` option of its own (the group a
         task is replaced with inside a chord) handed that one index to every task it sent, so
-        the positions cannot order the header: there the generator is unrolled and its group
-        saved first, as for a list.
+        the positions cannot order such a chord's header: there the generator is unrolled and
+        its group saved first, as for a list. A group nested in a generator header takes the
+        chord's id there, and announces its size under it: only the announcement of the thread
+        sending the chord counts (see :meth:`set_chord_size`).
         """
         self._check_writable("cannot send a chord: chords need a writable client (it stores their counters)")
         gid = header_result_args[0]
         results = header_result_args[1] if len(header_result_args) > 1 else None
-        slotted = isinstance(results, _regen) and _GROUPS_KEEP_TASK_INDEXES
+        slotted = isinstance(results, _regen) and (_GROUPS_KEEP_TASK_INDEXES or not _replaces_a_part(body))
         if not slotted:
             super()._apply_chord_incr(header_result_args, body, **kwargs)
         else:
             self.ensure_chords_allowed()
+            if not _GROUPS_KEEP_TASK_INDEXES:
+                _sending.gid = gid
         # The counter is there from now on, and the size key says so (see _count_part): a
         # counter a merge dropped before the size is announced is not counted from 0 again. A
         # size known now (see _size_if_shared) is counted at once: announcements are then ignored.
@@ -228,6 +245,9 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         size is recorded without it, and the parts still to come meet it gone (see
         :meth:`_count_part`).
 
+        Before Celery 5.6 a generator header's size is the one its client announces, from the
+        thread that sent the chord (see :meth:`_apply_chord_incr`).
+
         A size recorded already is not subtracted again: the chord was sent with its size (a group
         nested in its header bears its id, see :func:`_size_if_shared`), and this is the client's
         announcement or that nested group's.
@@ -238,6 +258,13 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         with db.locked():
             if self._damaged_key(group_id) in db:  # failed already for a damaged record: keep its 0
                 return
+            if not _GROUPS_KEEP_TASK_INDEXES and self._slots_key(group_id) in db:
+                if _sending.__dict__.get("gid") != group_id:  # a nested group's, under the chord's id
+                    logger.debug(
+                        "chord %s: size %s of a group in its header not subtracted", group_id, chord_size
+                    )
+                    return
+                _sending.gid = None
             if self._sized(db, size_key):
                 logger.debug("chord %s: its size is counted already; %s not subtracted", group_id, chord_size)
                 return

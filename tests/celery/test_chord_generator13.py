@@ -71,10 +71,12 @@ def app(store_path) -> Celery:
 class _Chord:
     """A chord sent on ``app`` with a generator header of ``n`` additions, as a worker sees its parts.
 
-    ``on_pull(chord, i)`` runs as the generator makes its item ``i``.
+    ``on_pull(chord, i)`` runs as the generator makes its item ``i``. ``replacing``: the chord is
+    sent as Celery's ``Task.replace()`` sends the chord made of a group replacing a chord part
+    (with that part's ``group_index``).
     """
 
-    def __init__(self, app: Celery, monkeypatch, n: int, on_pull=None) -> None:
+    def __init__(self, app: Celery, monkeypatch, n: int, on_pull=None, replacing: bool = False) -> None:
         self.app, self.backend = app, app.backend
         self.events: list[tuple[str, int]] = []
         self.parts: list[tuple[str, int]] = []  # (task id, group_index) of each header task sent
@@ -98,7 +100,8 @@ class _Chord:
 
         signals.before_task_publish.connect(published, weak=False)
         try:
-            self.result = chord(header(), app.tasks["gen13.tsum"].s()).apply_async()
+            sig = chord(header(), app.tasks["gen13.tsum"].s())
+            self.result = (sig.set(group_index=1) if replacing else sig).apply_async()
         finally:
             signals.before_task_publish.disconnect(published)
 
@@ -246,10 +249,6 @@ def test_list_header_still_saves_its_group_first(app, monkeypatch):
 # ------------------------------------------------------------------ with workers
 
 
-@pytest.mark.skipif(
-    not backend_module._GROUPS_KEEP_TASK_INDEXES,
-    reason="before Celery 5.6 a generator header is unrolled before its first task is sent (see below)",
-)
 def test_generator_chord_on_workers(celery_env):
     """Celery's test_generator, shortened: the last item is made only once the first task has run."""
     m = celery_env.app_module
@@ -278,10 +277,10 @@ def test_generator_chord_on_workers(celery_env):
 def test_before_celery_5_6_a_generator_header_is_unrolled_and_its_group_saved_first(app, monkeypatch):
     """Celery 5.3 to 5.5 send a replaced task's own group_index with every task of the group that
     replaces it (a chord of its own): the parts all report index 0, so the group cannot be
-    ordered from them (the results came back as [0, 2, 1]). There the header is unrolled and
-    its group saved first, as for a list."""
+    ordered from them (the results came back as [0, 2, 1]). There such a header is unrolled and
+    its group saved first, as for a list (test_generator_lazy_before_5_6_19.py: other chords)."""
     monkeypatch.setattr(backend_module, "_GROUPS_KEEP_TASK_INDEXES", False)
-    c = _Chord(app, monkeypatch, 4)
+    c = _Chord(app, monkeypatch, 4, replacing=True)
     sends = [i for i, e in enumerate(c.events) if e[0] == "send"]
     assert sends and min(sends) > c.events.index(("pull", 3))  # the whole generator first
     saved = [r.id for r in c.backend.restore_group(c.gid).results]
