@@ -17,6 +17,7 @@ import time
 import pytest
 from helpers import wait_for
 from resp_helpers import Raw, RunningServer
+from test_resp_shutdown18 import _stored
 
 from kv_backend.db import DB
 from kv_backend.server import resp
@@ -55,14 +56,6 @@ def _other(server: RunningServer) -> Raw:
     conn = Raw(server.port, 2)
     assert conn.call("PING") == b"+PONG\r\n"
     return conn
-
-
-def _stored(store: str, key: bytes) -> bytes | None:
-    db = DB(store)
-    try:
-        return Structures(db).get(key)
-    finally:
-        db.close()
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])

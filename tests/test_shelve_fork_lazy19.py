@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from helpers import fork_child
 
 import kv_backend.shelve as kv_shelve
 
@@ -36,14 +37,7 @@ class Guarded:
 
 def _run_in_child(fn, timeout: float = 10.0) -> int:
     """Fork, run ``fn()`` in the child; its exit code, or -1 if it had not ended within ``timeout``."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            fn()
-            code = 0
-        finally:
-            os._exit(code)
+    pid = fork_child(fn)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
