@@ -32,6 +32,7 @@ from kv_backend.unpublished import (
     end_without_page,
     filled_end,
     holds_nothing,
+    names_a_gone_file,
     page_end,
     tail_end,
     tail_files,
@@ -126,11 +127,15 @@ def _check(path: str) -> CheckReport:
     except OSError as exc:
         raise storage_error(exc, f"cannot read the data files of {path}") from exc
     if page is None and published is not None:
+        why = (
+            f"it names {data_name((published[0], 0))}, which is gone, older than the newest data file"
+            if names_a_gone_file(fids, published)
+            else f"it publishes an end inside a record of {data_name((published[0], 0))}, or past the end "
+            "of that file, which newer files follow, and its intent word does not vouch for it"
+        )
         report.notes.append(
-            f"{os.path.join(path, STATE_FILE)}: a damaged page (it publishes an end inside a record of "
-            f"{data_name((published[0], 0))}, or past the end of that file, which newer files follow, "
-            "and its intent word does not vouch for it): ignored, as by every reader; the next writer "
-            "rebuilds it"
+            f"{os.path.join(path, STATE_FILE)}: a damaged page ({why}): ignored, as by every reader; the "
+            "next writer rebuilds it"
         )
         published = None
     # The file whose unfinished end is an interrupted write, not damage, and the file a killed

@@ -93,8 +93,9 @@ def trusted_page(
     (which every reader would read, and recovery fill, with zeros up to there: the file lost bytes,
     see :func:`filled_end`) and the page's ``intent`` word (read after the tail) does not vouch for
     its tail (:func:`vouches`): a bit flipped in the end (or in the major id, naming an older file)
-    would have had every reader read a sound file as damaged, with up to a terabyte of zeros."""
-    if published is None:
+    would have had every reader read a sound file as damaged, with up to a terabyte of zeros. And it
+    is damaged where it names a file that is gone, older than the active one (:func:`names_a_gone_file`)."""
+    if published is None or names_a_gone_file(fids, published):
         return None
     newest, rotated = tail_files(fids, head, published)
     named = (published[0], 0)
@@ -115,6 +116,16 @@ def trusted_page(
     while pos < end and (n := rec.sound_size(read, pos, size)):
         pos += n
     return None if pos > end else published
+
+
+def names_a_gone_file(fids: list[FileId], published: tuple[int, int]) -> bool:
+    """Whether the ``published`` tail of a STATE page names a data file the store does not hold, older
+    than its newest data file, the active one (minor id 0): no writer leaves that (a rotation publishes
+    the file it created, and a merge never removes the active file), so its major id is damaged (or the
+    file the page named was deleted), and the page says nothing of where any file ends. Read with it,
+    the file before a newest one that a rotation that died left holding at most a header would read as
+    closed, its reserved zeros as damage that no merge gets past (for :func:`trusted_page`)."""
+    return bool(fids) and fids[-1][1] == 0 and published[0] < fids[-1][0] and (published[0], 0) not in fids
 
 
 def vouches(intent: tuple[int, int] | None, published: tuple[int, int]) -> bool:

@@ -303,8 +303,10 @@ def read_store(path: str, now: float | None = None, use_hints: bool = True) -> d
     ids = sorted((int(m[1]), int(m[2])) for m in map(DATA_NAME.match, os.listdir(path)) if m)
     words = _state_words(path)
     page = None if words is None else words[0]
+    # (naming a file that is gone, older than the active one: damage to its major id)
+    gone = page is not None and ids[-1][1] == 0 and page[0] < ids[-1][0] and (page[0], 0) not in ids
     if page is not None and (
-        _page_inside_a_record(path, ids, page) or _page_past_a_closed_end(path, ids, page, words[1])
+        gone or _page_inside_a_record(path, ids, page) or _page_past_a_closed_end(path, ids, page, words[1])
     ):
         page = None  # a damaged page: read as without one
     view: dict = {}
