@@ -497,7 +497,7 @@ def _replay(
                 and klen <= rec.MAX_KEY_SIZE
                 and vlen <= rec.MAX_VALUE_SIZE
                 and nxt <= lim
-                and (nxt <= confirmed or _confirms(nxt, lim) or _zeros_from(buf, nxt))
+                and (nxt <= confirmed or _confirms(nxt, lim))
             ):
                 # Sound lengths, confirmed by what follows: one damaged record (a CRC mismatch).
                 report.records_skipped += 1
