@@ -619,6 +619,12 @@ class _Opening(_Parts):
                 file_sizes[f.fid] = _replay(
                     ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt, published=pub, read=read
                 )
+            if (sizes[f.fid] if view_bytes is None else len(view_bytes)) >= rec.FILE_HEADER_SIZE and (
+                rec.damaged_file_header(read(0, 12))
+            ):
+                # A damaged file header (its records are read all the same: each has its own CRC), as kvb
+                # check counts it; one a file that lost bytes was filled with too (see hint.lost_from).
+                corrupt.append((f.path, 0))
             maps.append(view_bytes if view_bytes is not None else f.mm if f.mm is not None else b"")
             if f.fid < active_fid:
                 f.seal()  # indexed, and never written again: the mapping alone serves reads

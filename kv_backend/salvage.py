@@ -42,7 +42,7 @@ from kv_backend.files import (
     missing_files_text,
     prepare_directory,
 )
-from kv_backend.hint import Hints, lost_from
+from kv_backend.hint import Hints, lost_from, zeroed
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.owners import give_new_directories, new_path_owner
@@ -353,10 +353,19 @@ def _apply_hints(
 ) -> None:
     """Apply the entries of a merged data file's hint file that checks out, as the engine does (it reads
     the file through it): a record it points to is damaged, its key not copied, unless it is a sound
-    PUT of that key and size (what a read checks); the expiry comes from the hint file."""
+    PUT of that key and size (what a read checks); the expiry comes from the hint file. The records that
+    zeros ending the file stand in for (it lost bytes, see hint.zeroed) are one damaged region up to its
+    end, as replay and kvb check count them."""
+    lost = zeroed(hints, reader_of(buf), len(buf))
+    if lost:
+        report.regions.append(DamagedRegion(path, lost[0], len(buf) - lost[0]))
+    gone = set(lost)
     for key, loc, expiry in zip(hints.keys, hints.locations, hints.expiries, strict=True):
         off, size, klen = loc >> 32, loc & M32, len(key)
-        if (
+        if off in gone:
+            report.records_skipped += 1
+            _index(newest, exp, key, DAMAGED, 0.0)
+        elif (
             _sound_at(buf, off, off + size) == size
             and buf[off + 4] == rec.PUT
             and rec.HEADER.unpack_from(buf, off)[3] == klen
