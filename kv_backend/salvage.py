@@ -42,7 +42,7 @@ from kv_backend.files import (
     missing_files_text,
     prepare_directory,
 )
-from kv_backend.hint import Hints, lost_from, zeroed
+from kv_backend.hint import Hints, lost_from
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.owners import give_new_directories, new_path_owner
@@ -353,19 +353,14 @@ def _apply_hints(
 ) -> None:
     """Apply the entries of a merged data file's hint file that checks out, as the engine does (it reads
     the file through it): a record it points to is damaged, its key not copied, unless it is a sound
-    PUT of that key and size (what a read checks); the expiry comes from the hint file. The records that
-    zeros ending the file stand in for (it lost bytes, see hint.zeroed) are one damaged region up to its
-    end, as replay and kvb check count them."""
-    lost = zeroed(hints, reader_of(buf), len(buf))
-    if lost:
-        report.regions.append(DamagedRegion(path, lost[0], len(buf) - lost[0]))
-    gone = set(lost)
+    PUT of that key and size (what a read checks); the expiry comes from the hint file. The damaged
+    regions are those of the file's records, read as replay reads them (as kvb check reports them: a
+    region of zeros, or one a damaged length hides, once, however many records it holds), and each
+    other entry that points to a damaged record."""
+    damaged: list[DamagedRegion] = []
     for key, loc, expiry in zip(hints.keys, hints.locations, hints.expiries, strict=True):
         off, size, klen = loc >> 32, loc & M32, len(key)
-        if off in gone:
-            report.records_skipped += 1
-            _index(newest, exp, key, DAMAGED, 0.0)
-        elif (
+        if (
             _sound_at(buf, off, off + size) == size
             and buf[off + 4] == rec.PUT
             and rec.HEADER.unpack_from(buf, off)[3] == klen
@@ -375,8 +370,17 @@ def _apply_hints(
             _index(newest, exp, key, pack(fi, off, size), expiry)
         else:
             report.records_skipped += 1
-            report.regions.append(DamagedRegion(path, off, size))
+            damaged.append(DamagedRegion(path, off, size))
             _index(newest, exp, key, DAMAGED, 0.0)
+    if damaged:
+        records = SalvageReport(report.src, report.dst)
+        _replay(buf, fi, path, False, {}, {}, records)
+        starts = {r.offset for r in records.regions}
+        report.regions += records.regions + [
+            r
+            for r in damaged
+            if r.offset not in starts and bytes(buf[r.offset : r.offset + rec.HEADER_SIZE]).strip(b"\0")
+        ]
 
 
 def _index(newest: Newest, exp: Expiries, key: bytes, loc: int | None, expiry: float) -> None:

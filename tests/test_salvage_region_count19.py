@@ -3,7 +3,9 @@ to the next sound record, or the published end): a damaged record whose lengths 
 zeros is a damaged header, so the record and the zeros after it are one region. Salvage took zeros
 after where such a record's lengths point for a confirmation of them, and reported two regions (the
 record, then the zeros) where kvb check reported one: for a data file cut below its published end, as
-for a closed file whose last records were zeroed."""
+for a closed file whose last records were zeroed. And for a merged file read through its hint file,
+salvage listed one region per entry pointing to a damaged record, where kvb check lists the regions of
+its records."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 
 import pytest
 import test_format_reader11 as reader
+from test_engine_rare16 import _merged_store
 
 from kv_backend import DB
 from kv_backend import record as rec
@@ -70,3 +73,27 @@ def test_a_closed_file_whose_last_record_was_zeroed_is_one_region(store_path, tm
     problems, regions, _ = _regions(store_path, str(tmp_path / "copy"))
     assert problems == [(closed, at)]
     assert regions == [(closed, at, os.path.getsize(closed) - at)]
+
+
+@pytest.mark.parametrize("damage", ["zeros", "values"])
+def test_a_merged_file_read_through_its_hint_file_has_the_regions_kvb_check_has(store_path, tmp_path, damage):
+    """A merged file read through its hint file: salvage listed one region per entry pointing to a
+    damaged record, so two records zeroed in place (one region for kvb check and replay: the zeros hide
+    where the second starts) were two; two records whose values took a bit flip each stay two regions
+    (their lengths are confirmed)."""
+    merged = _merged_store(store_path)
+    records = reader.records(merged)
+    first, second = records[3], records[4]
+    with open(merged, "r+b") as f:
+        if damage == "zeros":
+            f.seek(first[0])
+            f.write(bytes(records[5][0] - first[0]))
+        else:
+            for r in (first, second):
+                f.seek(r[0] + rec.HEADER_SIZE + r[4])
+                f.write(b"\xff")
+    problems, regions, damaged = _regions(store_path, str(tmp_path / "copy"))
+    assert [(path, offset) for path, offset, _ in regions] == problems
+    want = [(merged, first[0])] if damage == "zeros" else [(merged, first[0]), (merged, second[0])]
+    assert problems == want
+    assert damaged == sorted([first[3], second[3]])
