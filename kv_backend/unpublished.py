@@ -85,6 +85,7 @@ def trusted_page(
     :func:`tail_files`), and that end lies inside a sound record of the file: what follows it is not
     what a writer leaves (:func:`_may_start_a_write`), and following the file's sound records one
     after the other from its header (the unpublished rules first, for speed), one reaches past it.
+    (A damaged record whose lengths the sound record right after it confirms is stepped over.)
     No writer publishes such an end, and recovery would cut that record and every one after it off
     the file, all acknowledged (a damaged end, or a major id that damage turned into an older
     file's).
@@ -112,10 +113,25 @@ def trusted_page(
     if not rec.FILE_HEADER_SIZE < end < size or _may_start_a_write(read(end, rec.HEADER_SIZE)):
         return published
     pos, _ = _strict(read, rec.FILE_HEADER_SIZE, end)
-    # (From the last boundary found, past the records of a batch whose COMMIT the end may cut.)
-    while pos < end and (n := rec.sound_size(read, pos, size)):
+    # (From the last boundary found, past the records of a batch whose COMMIT the end may cut, and past
+    # a damaged record whose lengths are confirmed.)
+    while pos < end and (n := rec.sound_size(read, pos, size) or _confirmed_size(read, pos, size)):
         pos += n
     return None if pos > end else published
+
+
+def _confirmed_size(read: Read, pos: int, size: int) -> int:
+    """The size the damaged record at ``pos`` of a file of ``size`` bytes gives itself where its lengths
+    are confirmed by a sound record right after it (rule 1 of the published part), else 0: a bit flipped
+    in a record before a damaged page's end no longer hides that the end lies inside a record."""
+    head = read(pos, rec.HEADER_SIZE)
+    if len(head) < rec.HEADER_SIZE or not head.strip(b"\0"):
+        return 0
+    _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
+    n = rec.HEADER_SIZE + klen + vlen
+    if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE or pos + n > size:
+        return 0
+    return n if rec.sound_size(read, pos + n, size) else 0
 
 
 def names_a_gone_file(fids: list[FileId], published: tuple[int, int]) -> bool:

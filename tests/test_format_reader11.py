@@ -254,7 +254,14 @@ def _page_inside_a_record(path: str, ids: list[tuple[int, int]], page: tuple[int
     ):
         return False
     pos = 16
-    while pos < page[1] and (nxt := _sound(buf, pos)) is not None:
+    while pos < page[1]:
+        nxt = _sound(buf, pos)
+        if nxt is None:
+            # (a damaged record whose lengths the sound record right after it confirms: stepped over)
+            lengths = _sound_lengths(buf, pos)
+            nxt = lengths if lengths is not None and _sound(buf, lengths) is not None else None
+        if nxt is None:
+            break
         pos = nxt
     return pos > page[1]
 
