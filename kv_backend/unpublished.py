@@ -85,7 +85,8 @@ def trusted_page(
     :func:`tail_files`), and that end lies inside a sound record of the file: what follows it is not
     what a writer leaves (:func:`_may_start_a_write`), and following the file's sound records one
     after the other from its header (the unpublished rules first, for speed), one reaches past it.
-    (A damaged record whose lengths the sound record right after it confirms is stepped over.)
+    (A damaged record whose lengths the sound record right after it confirms is stepped over, and a
+    damaged region up to where replay reads on after it, where that is not past the end.)
     No writer publishes such an end, and recovery would cut that record and every one after it off
     the file, all acknowledged (a damaged end, or a major id that damage turned into an older
     file's).
@@ -113,17 +114,23 @@ def trusted_page(
     if not rec.FILE_HEADER_SIZE < end < size or _may_start_a_write(read(end, rec.HEADER_SIZE)):
         return published
     pos, _ = _strict(read, rec.FILE_HEADER_SIZE, end)
-    # (From the last boundary found, past the records of a batch whose COMMIT the end may cut, and past
-    # a damaged record whose lengths are confirmed.)
-    while pos < end and (n := rec.sound_size(read, pos, size) or _confirmed_size(read, pos, size)):
-        pos += n
+    # (From the last boundary found, past the records of a batch whose COMMIT the end may cut, past a
+    # damaged record whose lengths are confirmed, and past a damaged region to where replay reads on,
+    # unless that is past the end: what lay at the end is then unknown.)
+    while pos < end:
+        if n := rec.sound_size(read, pos, size) or _confirmed_size(read, pos, size):
+            pos += n
+        elif (nxt := rec.resync(read, pos, size)) is not None and nxt <= end:
+            pos = nxt
+        else:
+            break
     return None if pos > end else published
 
 
 def _confirmed_size(read: Read, pos: int, size: int) -> int:
     """The size the damaged record at ``pos`` of a file of ``size`` bytes gives itself where its lengths
     are confirmed by a sound record right after it (rule 1 of the published part), else 0: a bit flipped
-    in a record before a damaged page's end no longer hides that the end lies inside a record."""
+    in a record before a damaged page's end does not hide that the end lies inside a record."""
     head = read(pos, rec.HEADER_SIZE)
     if len(head) < rec.HEADER_SIZE or not head.strip(b"\0"):
         return 0

@@ -261,7 +261,10 @@ def _page_inside_a_record(path: str, ids: list[tuple[int, int]], page: tuple[int
             lengths = _sound_lengths(buf, pos)
             nxt = lengths if lengths is not None and _sound(buf, lengths) is not None else None
         if nxt is None:
-            break
+            # (a damaged region: up to where reading resumes, unless that is past the end)
+            nxt = _resume(buf, pos)
+            if nxt is None or nxt > page[1]:
+                break
         pos = nxt
     return pos > page[1]
 
