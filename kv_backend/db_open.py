@@ -107,6 +107,7 @@ def _replay(
     *,
     published: bool = False,
     read: Read | None = None,
+    closed: bool = False,
 ) -> int:
     """Index the records of ``f`` from ``start`` up to ``end``; return where replay stopped.
 
@@ -125,6 +126,10 @@ def _replay(
 
     The bytes are read with ``read`` (by default :meth:`DataFile.reader`: the descriptor, or the
     mapping of a sealed file).
+
+    With ``closed`` too (a closed file, whose end is no unfinished write), a batch still open where its
+    data ends is ignored, as the format has it, and listed in ``corrupt``, as kvb check reports it: the
+    file lost its COMMIT and whatever followed (it was cut at a record boundary).
     """
     read = f.reader() if read is None else read
     pos = start
@@ -139,6 +144,8 @@ def _replay(
         if not published:
             return pos
         if res is None or res.stop_at < 0 or res.stop_reason == "uncommitted batch" or pos >= end:
+            if closed and res is not None and res.stop_reason == "uncommitted batch":
+                corrupt.append((f.path, pos))
             return end
         at = base + res.stop_at
         if res.pending:
@@ -617,7 +624,15 @@ class _Opening(_Parts):
                     page_end = end if published is not None and f.fid == active_fid else None
                     limit, pub = tail_end(read, size, page_end, closing=idx == rotated), True
                 file_sizes[f.fid] = _replay(
-                    ix, f, idx, rec.FILE_HEADER_SIZE, limit, corrupt, published=pub, read=read
+                    ix,
+                    f,
+                    idx,
+                    rec.FILE_HEADER_SIZE,
+                    limit,
+                    corrupt,
+                    published=pub,
+                    read=read,
+                    closed=idx not in (newest, rotated),
                 )
             if (sizes[f.fid] if view_bytes is None else len(view_bytes)) >= rec.FILE_HEADER_SIZE and (
                 rec.damaged_file_header(read(0, 12))
@@ -808,7 +823,7 @@ class _Opening(_Parts):
                 if cur == fid:
                     self._sizes[cur] = _replay_tail(ix, f, idx, pos, stop, self._corrupt)
                     break
-                self._sizes[cur] = _replay(ix, f, idx, pos, stop, self._corrupt, published=True)
+                self._sizes[cur] = _replay(ix, f, idx, pos, stop, self._corrupt, published=True, closed=True)
                 f.seal()  # another process closed this file: all of it is indexed and mapped
                 cur, pos = (cur[0] + 1, 0), rec.FILE_HEADER_SIZE
                 # Indexed up to here: a catch-up that fails further on (the next file cannot be
