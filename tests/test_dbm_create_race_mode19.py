@@ -14,7 +14,8 @@ import time
 
 import kv_backend.dbm as kv_dbm
 
-_ctx = multiprocessing.get_context("fork")
+# (spawn: a forked child of a test process whose other threads hold locks may hang on them)
+_ctx = multiprocessing.get_context("spawn")
 
 
 def _modes(path: str) -> dict[str, int]:

@@ -33,6 +33,7 @@ def test_an_open_out_of_descriptors_keeps_none_while_its_error_is_kept(tmp_path,
         # Where maps keep a descriptor each (forced here: see kv_backend.filemaps, whose maps keep
         # none where the platform allows), such a store needs more than the limit.
         filemaps._place = None
+        filemaps.MMAP_NO_FD = {}  # (Python 3.13+: maps made with trackfd=False keep none either)
         resource.setrlimit(resource.RLIMIT_NOFILE, (120, 120))
         before = _open_fds()
         kept = []

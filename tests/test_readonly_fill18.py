@@ -214,7 +214,10 @@ def test_where_the_system_refuses_to_place_a_map_files_are_mapped_as_python_does
     monkeypatch.setattr(filemaps, "_place", refused)
     with DB(store_path, read_only=True) as db:
         assert dict(db.items()) == {b"k%02d" % i: b"%02d" % i * 100 for i in range(50)}
-    assert len(calls) == 1 and filemaps._place is None
+    if filemaps.MMAP_NO_FD:  # (Python 3.13+: a sound file is mapped with trackfd=False, never placed)
+        assert calls == [] and filemaps._place is refused
+    else:
+        assert len(calls) == 1 and filemaps._place is None
     with DB(store_path) as db:
         db.put(b"more", b"x" * 5000)
         assert db[b"more"] == b"x" * 5000 and len(db) == 51
