@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import pytest
 from helpers import child_env
 from resp_helpers import start_redis_server
+from worker_procs import start_worker, stop_workers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -83,6 +84,7 @@ def celery_env(tmp_path_factory) -> CeleryEnv:
     base = tmp_path_factory.mktemp("celery")
     redis_proc, port = start_redis_server(str(base))
     workers: list[subprocess.Popen] = []
+    module = None
     saved = {k: os.environ.get(k) for k in ("KVB_TEST_BROKER", "KVB_TEST_BACKEND", "KVB_TEST_SIDE")}
     try:
         broker = f"redis://127.0.0.1:{port}/0"
@@ -96,20 +98,7 @@ def celery_env(tmp_path_factory) -> CeleryEnv:
         for i in range(WORKERS):
             log = str(base / f"worker{i}.log")
             logs.append(log)
-            workers.append(
-                subprocess.Popen(
-                    [
-                        *(sys.executable, "-m", "celery", "-A", "kvb_celery_app", "worker"),
-                        *("-P", "prefork", "-c", str(CONCURRENCY), "-n", f"kvbtest{i}@%h", "-l", "info"),
-                        *("--without-gossip", "--without-mingle", "--without-heartbeat", "--logfile", log),
-                    ],
-                    env=env,
-                    cwd=str(base),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
+            workers.append(start_worker(env, str(base), f"kvbtest{i}@%h", log, CONCURRENCY))
         os.environ.update(KVB_TEST_BROKER=broker, KVB_TEST_BACKEND=backend, KVB_TEST_SIDE=side)
         sys.modules.pop("kvb_celery_app", None)
         if HERE not in sys.path:
@@ -127,13 +116,8 @@ def celery_env(tmp_path_factory) -> CeleryEnv:
                 raise RuntimeError(f"celery workers did not answer within 60 s; see {logs}")
         yield CeleryEnv(broker, backend, results, side, env, module, logs)
     finally:
-        for w in workers:  # stop them all at once: a warm shutdown takes a few seconds each
-            if w.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    w.send_signal(signal.SIGTERM)
-        for w in workers:
-            with contextlib.suppress(Exception):
-                _stop(w)
+        # Once idle (see worker_procs), all at once: a warm shutdown takes a few seconds each.
+        stop_workers(workers, module.app if module is not None else None)
         _stop(redis_proc, timeout=5)
         for k, v in saved.items():
             if v is None:
