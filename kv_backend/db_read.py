@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 _walked: dict[int, tuple[object, list[bytes]]] = {}
 
 
+def _tag(offset: int, crc: int) -> int:
+    """A record's tag: its offset in its data file and its checksum (see ``DB.get_with_tag``)."""
+    return (offset << 32) | crc
+
+
 def empty_key_chunks(db: object) -> None:
     """Empty the chunks that iterations over ``db``'s keys are walking (``close()`` does, holding ``_rlock``):
     each iterator then raises DatabaseClosedError at its next step, as any use after close() does,
@@ -119,6 +124,20 @@ class _Reading(_Parts):
             return None
         return found[0], (found[1] or None)
 
+    def get_with_tag(self, key: bytes) -> tuple[bytes, float | None, int] | None:
+        """Return ``(value, absolute expiry time or None, tag)`` for a live key, or None if absent.
+
+        The tag identifies the record read: its position in its data file and its checksum
+        (which covers the key, the value and the expiry), so every write of the key, even of the
+        same value, gives it another tag, and the tag is the same in every process that reads
+        the store. A merge, which moves records, changes it too. :meth:`size_with_tag` returns
+        the same tag without reading the value.
+        """
+        found = self._get_record(_check_key(key), True)
+        if found is None:
+            return None
+        return found[0], (found[1] or None), found[2]
+
     def size_with_expiry(self, key: bytes) -> tuple[int, float | None] | None:
         """Return ``(size of the value in bytes, absolute expiry time or None)`` for a live key, or
         None if it is absent or expired, without reading the value.
@@ -130,18 +149,27 @@ class _Reading(_Parts):
         ``kvb check`` to find such records). A header or key that does not match the key directory
         raises ``CorruptionError``, as :meth:`get` does.
         """
+        found = self.size_with_tag(key)
+        return None if found is None else found[:2]
+
+    def size_with_tag(self, key: bytes) -> tuple[int, float | None, int] | None:
+        """Return ``(size of the value, absolute expiry time or None, tag)`` for a live key, or None.
+
+        As :meth:`size_with_expiry` (the value is neither read nor verified); the tag is the one
+        :meth:`get_with_tag` returns, read from the record's header.
+        """
         key = _check_key(key)
         kd, maps = view = self._view  # then the check (see _current_view)
         if self._tailw.value != self._seen:
             kd, maps = view = self._current_view()
         loc = kd.get(key)
         if loc is None:
-            return self.size_with_expiry(key) if self._view is not view else None  # see get
+            return self.size_with_tag(key) if self._view is not view else None  # see get
         off = (loc >> 32) & _M40
         start = off + _HEADER_SIZE
         mm = maps[loc >> 72]
         try:
-            _, _, flags, klen, vlen, expiry = _unpack_header(mm, off)
+            crc, _, flags, klen, vlen, expiry = _unpack_header(mm, off)
             sound = (
                 klen == len(key)
                 and _HEADER_SIZE + klen + vlen == loc & _M32
@@ -152,22 +180,23 @@ class _Reading(_Parts):
             raise
         if not sound:
             if self._stale(kd):
-                return self.size_with_expiry(key)
+                return self.size_with_tag(key)
             self._raise_corrupt(loc)
         if flags and self._view is not view:  # see get
-            return self.size_with_expiry(key)
+            return self.size_with_tag(key)
         if expiry and expiry <= _time():
             return None
-        return vlen, (expiry or None)
+        return vlen, (expiry or None), _tag(off, crc)
 
-    def _get_record(self, key: bytes) -> tuple[bytes, float] | None:
-        """Return ``(value, expiry)`` of a live key, or None (expiry 0.0 = never)."""
+    def _get_record(self, key: bytes, tagged: bool = False) -> tuple[Any, ...] | None:
+        """Return ``(value, expiry)`` of a live key, or None (expiry 0.0 = never); ``tagged`` adds
+        the record's tag (see :meth:`get_with_tag`)."""
         kd, maps = view = self._view  # then the check (see _current_view)
         if self._tailw.value != self._seen:
             kd, maps = view = self._current_view()
         loc = kd.get(key)
         if loc is None:
-            return self._get_record(key) if self._view is not view else None  # see get
+            return self._get_record(key, tagged) if self._view is not view else None  # see get
         off = (loc >> 32) & _M40
         mm = maps[loc >> 72]
         try:
@@ -179,17 +208,19 @@ class _Reading(_Parts):
         vstart = _BODY_KEY + klen
         if _crc32(body) != crc or klen != len(key) or body[_BODY_KEY:vstart] != key:
             if self._stale(kd):
-                return self._get_record(key)
+                return self._get_record(key, tagged)
             self._raise_corrupt(loc)
         if kind != _PLAIN_PUT:  # see get
             if kind & 0xFF != _PUT:
                 if self._stale(kd):
-                    return self._get_record(key)
+                    return self._get_record(key, tagged)
                 self._raise_corrupt(loc, kind & 0xFF)
             if self._view is not view:
-                return self._get_record(key)
+                return self._get_record(key, tagged)
         if expiry and expiry <= _time():
             return None
+        if tagged:
+            return body[vstart:], expiry, _tag(off, crc)
         return body[vstart:], expiry
 
     def _first_value_byte(self, key: bytes) -> int | None:

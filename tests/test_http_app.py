@@ -264,7 +264,7 @@ def test_corrupt_record_and_unexpected_errors_answer_json(db, monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(db, "get", corrupt)
-    monkeypatch.setattr(db, "get_with_expiry", corrupt)
+    monkeypatch.setattr(db, "get_with_tag", corrupt)
     monkeypatch.setattr(db, "stats", broken)
     with TestClient(create_app(db), raise_server_exceptions=False) as c:
         r = c.get(key_url(b"k"))

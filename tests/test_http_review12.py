@@ -74,7 +74,7 @@ def test_head_answers_what_get_answers_without_its_body(app_client, db, monkeypa
     assert r.status_code == 304 and r.content == b""
     assert app_client.head(url(b"missing"), headers={"If-None-Match": "*"}).status_code == 404
     assert app_client.head(url(b"forever"), headers={"If-Match": "*"}).status_code == 200
-    assert app_client.head(url(b"forever"), headers={"If-Match": '"tag"'}).status_code == 400
+    assert app_client.head(url(b"forever"), headers={"If-Match": '"tag"'}).status_code == 412
     assert app_client.head(url(b"forever") + "?format=xml").status_code == 400
     assert app_client.head(url(b"forever") + "?ttl=1").status_code == 400
     with TestClient(create_app(db, token="t")) as c:
@@ -460,7 +460,7 @@ def test_head_of_a_value_as_json_builds_nothing_of_the_value_size(app_client, db
     """HEAD ?format=json measured GET's JSON body by building it around a placeholder as long as
     the value's base64: 1.4 GB of text (twice) for a 1 GiB value, on a request meant to be cheap."""
     db.put(b"k", b"v" * 3000)
-    monkeypatch.setattr(db, "size_with_expiry", lambda key: (64 << 20, None))  # as if 64 MiB
+    monkeypatch.setattr(db, "size_with_tag", lambda key: (64 << 20, None, 1))  # as if 64 MiB
     tracemalloc = pytest.importorskip("tracemalloc")
     tracemalloc.start()
     try:

@@ -61,6 +61,14 @@ from kv_backend.errors import (
     ValueTooLargeError,
 )
 from kv_backend.files import valid_unicode
+from kv_backend.http.etags import (
+    ANY,
+    Condition,
+    format_tag,
+    if_match_holds,
+    if_none_match_holds,
+    parse_condition,
+)
 from kv_backend.http.keys import (
     PercentEncodingError,
     RepeatedParameterError,
@@ -896,16 +904,15 @@ class _Api:
                 return _options(_POST_METHODS)
             if method != "POST":
                 raise _not_allowed(method, _POST_METHODS)
-            _refuse_preconditions(request, segments[1].decode("ascii"))
             _refuse_ttl_header(request, "nothing was done")
             _check_params(query, ("delta",) if segments[1] == b"incr" else ("ttl",), segments[1].decode())
             if segments[1] == b"incr":
                 await self.refuse_body(request, "incr", "give delta in the query string: ?delta=5")
-                return await self.incr(key, query)
+                return await self.incr(request, key, query)
             await self.refuse_body(
                 request, "expire", "give ttl in the query string, ?ttl=300; without it the key never expires"
             )
-            return await self.expire(key, query)
+            return await self.expire(request, key, query)
         raise HTTPAPIError(
             404,
             "not_found",
@@ -915,7 +922,7 @@ class _Api:
 
     async def get(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         fmt = _read_format(query)
-        _, if_none_match = _preconditions(request)
+        if_match, if_none_match = _preconditions(request)
         if not key:  # GET /v1/keys/: a listing, as etcd's /v2/keys/ or Consul's /v1/kv/, was meant
             try:
                 check_key(key)
@@ -926,19 +933,23 @@ class _Api:
         found = await self.call(self._read, key)
         if found is None:  # If-Match: * fails too, but a 404 answer ignores preconditions (RFC 9110)
             raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
-        value, ttl = found
-        if if_none_match:  # the key exists, so "If-None-Match: *" is false: 304 for GET and HEAD
-            return Response(status_code=304, headers=_ttl_headers(ttl))
+        value, ttl, etag = found
+        headers = {**_ttl_headers(ttl), "ETag": etag}
+        not_modified = _read_conditions(key, if_match, if_none_match, headers)
+        if not_modified is not None:
+            return not_modified
         if fmt == "json":
             body = {
                 "key": encode_key(key),
                 "value_base64": base64.b64encode(value).decode("ascii"),
                 "ttl": ttl,
             }
-            return JSONResponse(body, headers=_ttl_headers(ttl))
-        headers = {**_ttl_headers(ttl), "Accept-Ranges": "bytes"}
+            return JSONResponse(body, headers=headers)
+        headers["Accept-Ranges"] = "bytes"
+        # If-Range: the range only if the value still has the strong tag sent (a date never matches)
+        if_range = request.headers.get("if-range")
         try:
-            part = byte_range(request.headers.getlist("range"), "if-range" in request.headers, len(value))
+            part = byte_range(request.headers.getlist("range"), if_range not in (None, etag), len(value))
         except RangeNotSatisfiable:
             raise HTTPAPIError(
                 416,
@@ -962,14 +973,15 @@ class _Api:
         its value is, GET is what verifies the value.
         """
         fmt = _read_format(query)
-        _, if_none_match = _preconditions(request)
+        if_match, if_none_match = _preconditions(request)
         found = await self.call(self._size_with_ttl, key)
         if found is None:
             raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
-        size, ttl = found
-        headers = _ttl_headers(ttl)
-        if if_none_match:
-            return Response(status_code=304, headers=headers)
+        size, ttl, etag = found
+        headers = {**_ttl_headers(ttl), "ETag": etag}
+        not_modified = _read_conditions(key, if_match, if_none_match, headers)
+        if not_modified is not None:
+            return not_modified
         if fmt == "json":
             # GET's JSON body with an empty value_base64, plus the length of the value's base64:
             # base64 needs no escaping in JSON (and building it would cost what HEAD avoids).
@@ -981,26 +993,49 @@ class _Api:
             headers["Accept-Ranges"] = "bytes"
         return Response(media_type=media_type, headers={**headers, "Content-Length": str(length)})
 
-    def _size_with_ttl(self, key: bytes) -> tuple[int, float | None] | None:
-        """Return ``(size of the value, ttl)`` of the key, or None if it is absent (one engine read)."""
+    def _size_with_ttl(self, key: bytes) -> tuple[int, float | None, str] | None:
+        """Return ``(size of the value, ttl, entity tag)`` of the key, or None if it is absent (one
+        engine read, of the record's header)."""
         with self.gate.reading():  # never half of a transaction of this process
-            found = self.db.size_with_expiry(key)
-        return None if found is None else (found[0], _seconds_left(found[1]))
+            found = self.db.size_with_tag(key)
+        return None if found is None else (found[0], _seconds_left(found[1]), format_tag(found[2]))
 
-    def _read(self, key: bytes) -> tuple[bytes, float | None] | None:
-        """Return ``(value, ttl)`` of the key, or None if it is absent.
+    def _read(self, key: bytes) -> tuple[bytes, float | None, str] | None:
+        """Return ``(value, ttl, entity tag)`` of the key, or None if it is absent.
 
-        Both come from one read of one record (:meth:`DB.get_with_expiry`), so
+        All three come from one read of one record (:meth:`DB.get_with_tag`), so
         they always belong together without re-reading the value, or waiting for
         the write lock, when other processes write meanwhile.
         """
         with self.gate.reading():  # never half of a transaction of this process
-            found = self.db.get_with_expiry(key)
-        return None if found is None else (found[0], _seconds_left(found[1]))
+            found = self.db.get_with_tag(key)
+        return None if found is None else (found[0], _seconds_left(found[1]), format_tag(found[2]))
 
-    def _exists(self, key: bytes) -> bool:
-        with self.gate.reading():
-            return key in self.db
+    def _tag(self, key: bytes) -> str | None:
+        """The key's entity tag, or None if it is absent (its record's header only is read)."""
+        found = self.db.size_with_tag(key)
+        return None if found is None else format_tag(found[2])
+
+    def _write_if(
+        self,
+        key: bytes,
+        conditions: tuple[Condition, Condition],
+        write: Callable[[], T],
+        missing: str | None = None,
+    ) -> tuple[T, bool, str | None]:
+        """Run ``write`` if the key's tag meets ``(If-Match, If-None-Match)``, checked under the write lock.
+
+        Returns what ``write`` returned, whether the key was absent before, and the key's tag after.
+        Raises 412 if a condition fails, and 404 (``missing`` says what was not done) if the key is
+        absent and ``missing`` is given: a response that would not be 2xx ignores conditions.
+        """
+        with self.db.locked():  # no other thread or process writes between the check and the write
+            current = self._tag(key)
+            if current is None and missing is not None:
+                raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}; {missing}")
+            _check_write(key, *conditions, current)
+            result = write()
+            return result, current is None, self._tag(key)
 
     async def put(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         ttl = parse_ttl(query.get("ttl"))
@@ -1017,73 +1052,49 @@ class _Api:
         await self.call(check_key, key)  # reject a bad key before reading a large body
         # 413/415 before any 412: preconditions count only for a request that would otherwise succeed
         self.check_body_headers(request, self.max_put_size, "the value")
-        if if_none_match and if_match:
-            # "exists" and "does not exist" at once: RFC 9110 evaluation fails one of them
-            raise HTTPAPIError(
-                412, "precondition_failed", "If-Match: * and If-None-Match: * can never both hold"
-            )
-        if if_none_match or if_match:
+        conditions = (if_match, if_none_match)
+        if if_match is not None or if_none_match is not None:
             # Answer a condition that already fails before reading the body, so a client that
             # sent "Expect: 100-continue" is never asked to upload a value that cannot be
             # stored. Only a shortcut: the write below evaluates the condition again,
-            # atomically, since another client may create or delete the key meanwhile.
-            exists = await self.call(self._exists, key)
-            if if_none_match and exists:
-                raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} already exists")
-            if if_match and not exists:
-                raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} does not exist")
+            # atomically, since another client may write or delete the key meanwhile.
+            _check_write(key, if_match, if_none_match, await self.call(self._read_tag, key))
         value = await self.read_body(request, self.max_put_size, "the value")
-        if if_none_match:
-            if not await self.call(self.db.put_if_absent, key, value, ttl):
-                raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} already exists")
-            return Response(status_code=201)
-        if if_match:
-            if not await self.call(self._put_if_present, key, value, ttl):
-                raise HTTPAPIError(412, "precondition_failed", f"key {encode_key(key)} does not exist")
-            return Response(status_code=204)
-        created = await self.call(self._put_reporting_creation, key, value, ttl)
-        return Response(status_code=201 if created else 204)
+        _, created, etag = await self.call(
+            self._write_if, key, conditions, lambda: self.db.put(key, value, ttl)
+        )
+        return Response(status_code=201 if created else 204, headers=_etag_header(etag))
 
-    def _put_reporting_creation(self, key: bytes, value: bytes, ttl: float | None) -> bool:
-        """Store ``key`` and say whether it was absent before (RFC 9110: 201 then, else 204).
-
-        The check and the write run under the write lock, so of two clients creating
-        the same key at once exactly one is told it created it.
-        """
-        with self.db.locked():
-            existed = key in self.db
-            self.db.put(key, value, ttl)
-            return not existed
-
-    def _put_if_present(self, key: bytes, value: bytes, ttl: float | None) -> bool:
-        with self.db.locked():
-            if key not in self.db:
-                return False
-            self.db.put(key, value, ttl)
-            return True
+    def _read_tag(self, key: bytes) -> str | None:
+        with self.gate.reading():  # never half of a transaction of this process
+            return self._tag(key)
 
     async def delete(self, request: Request, key: bytes) -> Response:
-        _, if_none_match = _preconditions(request)  # If-Match: * is what DELETE checks anyway
-        if if_none_match:  # "only if the key does not exist": there is then nothing to delete
-            if await self.call(self._exists, key):
-                raise HTTPAPIError(
-                    412, "precondition_failed", f"key {encode_key(key)} exists; nothing was deleted"
-                )
-            raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
-        if not await self.call(self.db.delete, key):
-            raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
+        conditions = _preconditions(request)
+        if conditions == (None, None):
+            if not await self.call(self.db.delete, key):
+                raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
+        else:  # (If-Match: * is what DELETE checks anyway; If-None-Match: * can only fail)
+            await self.call(
+                self._write_if, key, conditions, lambda: self.db.delete(key), "nothing was deleted"
+            )
         return Response(status_code=204)
 
-    async def incr(self, key: bytes, query: dict[str, bytes]) -> Response:
+    async def incr(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         delta = parse_int(query.get("delta"), "delta", 1)
-        value = await self.call(self.db.incr, key, delta)
-        return JSONResponse({"value": value})
+        conditions = _preconditions(request)
+        value, _, etag = await self.call(self._write_if, key, conditions, lambda: self.db.incr(key, delta))
+        return JSONResponse({"value": value}, headers=_etag_header(etag))
 
-    async def expire(self, key: bytes, query: dict[str, bytes]) -> Response:
+    async def expire(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         ttl = parse_ttl(query.get("ttl"))
-        if not await self.call(self.db.expire, key, ttl):
+        conditions = _preconditions(request)
+        done, _, etag = await self.call(
+            self._write_if, key, conditions, lambda: self.db.expire(key, ttl), "no expiry was set"
+        )
+        if not done:  # expired meanwhile (the check and the write are under one lock, so hardly ever)
             raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
-        return JSONResponse({"ttl": ttl})
+        return JSONResponse({"ttl": ttl}, headers=_etag_header(etag))
 
     async def list_keys(self, request: Request) -> Response:
         query = parse_query(request.scope.get("query_string", b""))
@@ -1330,24 +1341,61 @@ def _check_params(query: Mapping[str, bytes], allowed: tuple[str, ...], what: st
             )
 
 
-def _preconditions(request: Request) -> tuple[bool, bool]:
-    """Return whether ``If-Match: *`` and ``If-None-Match: *`` were sent; 400 for any other value.
+def _preconditions(request: Request) -> tuple[Condition, Condition]:
+    """Return the ``If-Match`` and ``If-None-Match`` conditions sent (None: not sent); 400 if malformed.
 
-    The API has no entity tags, so ``*`` (the key exists / does not) is the only
-    condition it can evaluate; a tag is refused rather than ignored, since
-    ignoring it would turn a conditional write or delete into an unconditional one.
-    Every line of a header sent several times is checked: they add up to one list
-    (RFC 9110 5.3), so a tag on a second line must not be dropped either.
+    A malformed value is refused rather than ignored, since ignoring it would turn a conditional
+    write or delete into an unconditional one. Every line of a header sent several times counts:
+    they add up to one list (RFC 9110 5.3).
     """
-    sent = {}
-    for name in ("If-None-Match", "If-Match"):
-        lines = request.headers.getlist(name)
-        if any(line.strip() != "*" for line in lines):
-            raise HTTPAPIError(
-                400, "invalid_request", f"{name} supports only '*' (this API has no entity tags)"
-            )
-        sent[name] = bool(lines)
-    return sent["If-Match"], sent["If-None-Match"]
+    found = []
+    for name in ("If-Match", "If-None-Match"):
+        try:
+            found.append(parse_condition(request.headers.getlist(name), name))
+        except ValueError as exc:
+            raise HTTPAPIError(400, "invalid_request", str(exc)) from None
+    return found[0], found[1]
+
+
+def _read_conditions(
+    key: bytes, if_match: Condition, if_none_match: Condition, headers: dict[str, str]
+) -> Response | None:
+    """Evaluate the conditions of a GET or HEAD of an existing key: 412, a 304 response, or None (200)."""
+    if not if_match_holds(if_match, headers["ETag"]):
+        raise HTTPAPIError(
+            412,
+            "precondition_failed",
+            f"key {encode_key(key)} has entity tag {headers['ETag']}, not one If-Match names",
+        )
+    if not if_none_match_holds(if_none_match, headers["ETag"]):  # "*" or a tag (weakly) equal
+        return Response(status_code=304, headers=headers)
+    return None
+
+
+def _check_write(key: bytes, if_match: Condition, if_none_match: Condition, current: str | None) -> None:
+    """Raise 412 unless both conditions of a write hold for a key whose tag is ``current`` (None: absent)."""
+    name = encode_key(key)
+    if if_match == ANY and if_none_match == ANY:
+        # "exists" and "does not exist" at once: RFC 9110 evaluation fails one of them
+        message = "If-Match: * and If-None-Match: * can never both hold"
+    elif not if_match_holds(if_match, current):
+        message = (
+            f"key {name} does not exist"
+            if current is None
+            else f"key {name} has entity tag {current}, not one If-Match names (it was written since)"
+        )
+    elif not if_none_match_holds(if_none_match, current):
+        message = (
+            f"key {name} already exists" if if_none_match == ANY else f"key {name} has entity tag {current}"
+        )
+    else:
+        return
+    raise HTTPAPIError(412, "precondition_failed", f"{message}; nothing was changed")
+
+
+def _etag_header(etag: str | None) -> dict[str, str]:
+    """The ``ETag`` of a key just written (none if it expired at once)."""
+    return {} if etag is None else {"ETag": etag}
 
 
 def _refuse_preconditions(request: Request, what: str) -> None:

@@ -36,6 +36,53 @@ _TTL_HEADER = {
 
 OCTET_STREAM = "application/octet-stream"
 
+_ETAG_HEADER = {
+    "ETag": {
+        "description": (
+            "The key's strong entity tag: it changes at every write of the key (value or expiry, even "
+            "of the same value) and at a merge, and every server on the store answers the same one."
+        ),
+        "schema": {"type": "string", "pattern": r'^"[0-9a-f]{16}"$'},
+    }
+}
+_TAGS = 'a list of entity tags (`"..."`, from ETag; `W/"..."` is weak)'
+
+# "*", or a list of entity tags (two schemas, so that a generator of header values can draw from each)
+_CONDITION = {
+    "anyOf": [
+        {"type": "string", "enum": ["*"]},
+        {"type": "string", "pattern": r'^(W/)?"[!#-~]*"( ?, ?(W/)?"[!#-~]*")*$'},
+    ]
+}
+
+
+def _if_match(star: str, tags: str) -> dict[str, Any]:
+    return {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "description": f"`*`: {star}; {_TAGS}: {tags} (strong comparison: a weak tag never matches).",
+        "schema": _CONDITION,
+    }
+
+
+def _if_none_match(star: str, tags: str) -> dict[str, Any]:
+    return {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "description": f"`*`: {star}; {_TAGS}: {tags} (weak comparison: `W/` is ignored).",
+        "schema": _CONDITION,
+    }
+
+
+_NOT_MODIFIED = {
+    "description": "If-None-Match did not hold: `*` and the key exists, or its tag was listed.",
+    "headers": {**_TTL_HEADER, **_ETAG_HEADER},
+}
+_WRITE_IF = "only if the key's tag is one of them (checked atomically with the write; 412 otherwise)"
+_WRITE_IF_NONE = "only if the key is absent or its tag is none of them (atomic; 412 otherwise)"
+
 _ACCEPT_RANGES = {
     "Accept-Ranges": {
         "description": "`bytes` on a `format=raw` answer: a GET may ask for one byte range of the value.",
@@ -226,13 +273,11 @@ _DOCUMENT: dict[str, Any] = {
                 "operationId": "getKey",
                 "summary": "Read a value",
                 "parameters": [
-                    {
-                        "name": "If-None-Match",
-                        "in": "header",
-                        "required": False,
-                        "description": "`*`: answer 304 without the value if the key exists.",
-                        "schema": {"type": "string", "enum": ["*"]},
-                    },
+                    _if_none_match(
+                        "answer 304 without the value if the key exists",
+                        "answer 304 without the value if the key's tag is one of them",
+                    ),
+                    _if_match("changes nothing", "412 unless the key's tag is one of them"),
                     {
                         "name": "format",
                         "in": "query",
@@ -247,7 +292,8 @@ _DOCUMENT: dict[str, Any] = {
                         "description": (
                             "One byte range of the value (`format=raw` only), answered 206: "
                             "`bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-SUFFIX`. Several ranges, "
-                            "another unit, a malformed range or any If-Range: the whole value (200)."
+                            "another unit, a malformed range, or an If-Range other than the key's ETag: "
+                            "the whole value (200)."
                         ),
                         "schema": {"type": "string"},
                     },
@@ -255,7 +301,7 @@ _DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "200": {
                         "description": "The value.",
-                        "headers": {**_TTL_HEADER, **_ACCEPT_RANGES},
+                        "headers": {**_TTL_HEADER, **_ETAG_HEADER, **_ACCEPT_RANGES},
                         "content": {
                             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                             "application/json": {"schema": {"$ref": "#/components/schemas/KeyValue"}},
@@ -265,6 +311,7 @@ _DOCUMENT: dict[str, Any] = {
                         "description": "The byte range of the value that `Range` asked for.",
                         "headers": {
                             **_TTL_HEADER,
+                            **_ETAG_HEADER,
                             **_ACCEPT_RANGES,
                             "Content-Range": {
                                 "description": "`bytes FIRST-LAST/SIZE`: the bytes sent, the value's size.",
@@ -274,10 +321,11 @@ _DOCUMENT: dict[str, Any] = {
                         },
                         "content": {OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}},
                     },
-                    "304": {"description": "`If-None-Match: *` and the key exists.", "headers": _TTL_HEADER},
+                    "304": _NOT_MODIFIED,
                     "400": _BAD_KEY,
                     "401": _UNAUTHORIZED,
                     "404": _error("No such key (or it expired)."),
+                    "412": _error("If-Match named tags and the key's tag is none of them."),
                     "416": {
                         **_error("The range starts at or past the end of the value; nothing of it is sent."),
                         "headers": {
@@ -292,13 +340,17 @@ _DOCUMENT: dict[str, Any] = {
             },
             "head": {
                 "operationId": "headKey",
-                "summary": "Check that a key exists; X-KV-TTL and Content-Length as for GET",
+                "summary": "Check that a key exists; X-KV-TTL, ETag and Content-Length as for GET",
                 "responses": {
-                    "200": {"description": "The key exists.", "headers": {**_TTL_HEADER, **_ACCEPT_RANGES}},
-                    "304": {"description": "`If-None-Match: *` and the key exists.", "headers": _TTL_HEADER},
+                    "200": {
+                        "description": "The key exists.",
+                        "headers": {**_TTL_HEADER, **_ETAG_HEADER, **_ACCEPT_RANGES},
+                    },
+                    "304": _NOT_MODIFIED,
                     "400": {"description": "The key is invalid."},
                     "401": {"description": "Missing or wrong bearer token."},
                     "404": {"description": "No such key."},
+                    "412": {"description": "If-Match named tags and the key's tag is none of them."},
                 },
             },
             "put": {
@@ -306,20 +358,10 @@ _DOCUMENT: dict[str, Any] = {
                 "summary": "Store a value (the raw request body)",
                 "parameters": [
                     _TTL_PARAM,
-                    {
-                        "name": "If-None-Match",
-                        "in": "header",
-                        "required": False,
-                        "description": "`*`: store only if the key does not exist (atomic; 412 otherwise).",
-                        "schema": {"type": "string", "enum": ["*"]},
-                    },
-                    {
-                        "name": "If-Match",
-                        "in": "header",
-                        "required": False,
-                        "description": "`*`: store only if the key exists (atomic; 412 otherwise).",
-                        "schema": {"type": "string", "enum": ["*"]},
-                    },
+                    _if_none_match(
+                        "store only if the key does not exist (atomic; 412 otherwise)", _WRITE_IF_NONE
+                    ),
+                    _if_match("store only if the key exists (atomic; 412 otherwise)", _WRITE_IF),
                 ],
                 "requestBody": {
                     "required": False,
@@ -331,9 +373,10 @@ _DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "201": {
                         "description": "Stored, and the key did not exist (or had expired) before: "
-                        "always the answer of a put-if-absent (`If-None-Match: *`)."
+                        "always the answer of a put-if-absent (`If-None-Match: *`).",
+                        "headers": _ETAG_HEADER,
                     },
-                    "204": {"description": "Stored over the key's existing value."},
+                    "204": {"description": "Stored over the key's existing value.", "headers": _ETAG_HEADER},
                     "400": _error(
                         "Invalid key, ttl, precondition header, Content-Range (no partial PUT) or "
                         "an X-KV-TTL header (give ttl in the query)."
@@ -349,27 +392,17 @@ _DOCUMENT: dict[str, Any] = {
                 "operationId": "deleteKey",
                 "summary": "Delete a key",
                 "parameters": [
-                    {
-                        "name": "If-Match",
-                        "in": "header",
-                        "required": False,
-                        "description": "`*`: delete only if the key exists (as without it: 404 otherwise).",
-                        "schema": {"type": "string", "enum": ["*"]},
-                    },
-                    {
-                        "name": "If-None-Match",
-                        "in": "header",
-                        "required": False,
-                        "description": "`*`: only if the key does not exist, so never deletes (412 or 404).",
-                        "schema": {"type": "string", "enum": ["*"]},
-                    },
+                    _if_match("delete only if the key exists (as without it: 404 otherwise)", _WRITE_IF),
+                    _if_none_match(
+                        "only if the key does not exist, so never deletes (412 or 404)", _WRITE_IF_NONE
+                    ),
                 ],
                 "responses": {
                     "204": {"description": "Deleted."},
                     "400": _error("Invalid key or precondition header."),
                     "401": _UNAUTHORIZED,
                     "404": _error("No such key."),
-                    "412": _error("`If-None-Match: *` and the key exists; nothing was deleted."),
+                    "412": _error("If-Match / If-None-Match did not hold for the key; nothing was deleted."),
                 },
             },
         },
@@ -385,13 +418,21 @@ _DOCUMENT: dict[str, Any] = {
                         "required": False,
                         "description": "The amount to add (may be negative; up to 4000 digits).",
                         "schema": {"type": "integer", "default": 1},
-                    }
+                    },
+                    _if_match("add only if the key exists (atomic; 412 otherwise)", _WRITE_IF),
+                    _if_none_match(
+                        "add only if the key does not exist (atomic; 412 otherwise)", _WRITE_IF_NONE
+                    ),
                 ],
                 "responses": {
-                    "200": _json("The new value.", "#/components/schemas/IncrResult"),
+                    "200": {
+                        **_json("The new value.", "#/components/schemas/IncrResult"),
+                        "headers": _ETAG_HEADER,
+                    },
                     "400": _BAD_KEY,
                     "401": _UNAUTHORIZED,
                     "409": _error("The stored value is not a decimal integer."),
+                    "412": _error("If-Match / If-None-Match did not hold for the key; nothing was added."),
                 },
             },
         },
@@ -400,12 +441,24 @@ _DOCUMENT: dict[str, Any] = {
             "post": {
                 "operationId": "expireKey",
                 "summary": "Set a key's time to live, or remove its expiry when `ttl` is absent",
-                "parameters": [_TTL_PARAM],
+                "parameters": [
+                    _TTL_PARAM,
+                    _if_match("changes nothing (a missing key is 404 anyway)", _WRITE_IF),
+                    _if_none_match(
+                        "only if the key does not exist, so never sets one (412 or 404)", _WRITE_IF_NONE
+                    ),
+                ],
                 "responses": {
-                    "200": _json("The new time to live.", "#/components/schemas/ExpireResult"),
+                    "200": {
+                        **_json("The new time to live.", "#/components/schemas/ExpireResult"),
+                        "headers": _ETAG_HEADER,
+                    },
                     "400": _BAD_KEY,
                     "401": _UNAUTHORIZED,
                     "404": _error("No such key."),
+                    "412": _error(
+                        "If-Match / If-None-Match did not hold for the key; the expiry is unchanged."
+                    ),
                 },
             },
         },

@@ -1,8 +1,8 @@
 """Byte ranges of a value for ``GET /v1/keys/{key}`` (RFC 9110 section 14).
 
 One range per request is served, as ``206 Partial Content``; anything the server may ignore under
-RFC 9110 (another unit, several ranges, a malformed header, an ``If-Range``, which this API has no
-validator to compare) gets the whole value with ``200``, as a server without range support answers.
+RFC 9110 (another unit, several ranges, a malformed header, an ``If-Range`` other than the key's
+current entity tag) gets the whole value with ``200``, as a server without range support answers.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ def byte_range(ranges: list[str], if_range: bool, size: int) -> tuple[int, int] 
     """Return ``(first, last)`` (inclusive) of the one range requested of a value of ``size`` bytes.
 
     ``ranges`` are the lines of the ``Range`` header. None means "answer with the whole value":
-    no ``Range``, an ``If-Range`` (no entity tags or dates to compare it with, so it never
-    matches), several lines or ranges, another unit, a malformed spec or an empty value.
+    no ``Range``, an ``If-Range`` that failed (``if_range``: it is not the key's current entity tag),
+    several lines or ranges, another unit, a malformed spec or an empty value.
     Raises :class:`RangeNotSatisfiable` for a range that selects no byte of the value.
     """
     if len(ranges) != 1 or if_range or size == 0:
