@@ -330,7 +330,7 @@ _TXN_MEMBERS: dict[str, frozenset[str]] = {
     "delete": frozenset(),
     "incr": frozenset({"delta"}),
     "expire": frozenset({"ttl"}),
-    "check": frozenset({"exists", "value", "value_base64"}),
+    "check": frozenset({"exists", "value", "value_base64", "etag"}),
 }
 _TXN_WRITES = frozenset({"put", "delete", "incr", "expire"})
 
@@ -346,6 +346,7 @@ class _TxnOp:
     ttl: float | None = None  # put, expire (None: never expires)
     delta: int = 1  # incr
     exists: bool | None = None  # check of existence
+    etag: str | None = None  # check of the entity tag
 
 
 def _txn_error(index: int, message: str, status: int = 400, code: str = "invalid_request") -> HTTPAPIError:
@@ -477,14 +478,28 @@ def _parse_txn_op(index: int, op: Any) -> _TxnOp:
     if kind == "check":
         value = _txn_bytes(index, op, "value", False)
         exists = op.get("exists")
-        if (value is None) == ("exists" not in op):
+        if (value is not None) + ("exists" in op) + ("etag" in op) != 1:
             raise _txn_error(
-                index, 'a check needs exactly one of "exists" (true or false), "value" or "value_base64"'
+                index,
+                'a check needs exactly one of "exists" (true or false), "value", "value_base64" or "etag"',
             )
-        if value is None and not isinstance(exists, bool):
+        if "exists" in op and not isinstance(exists, bool):
             raise _txn_error(index, '"exists" must be true or false')
-        return _TxnOp(index, kind, key, value=value, exists=exists)
+        return _TxnOp(index, kind, key, value=value, exists=exists, etag=_txn_etag(index, op.get("etag")))
     return _TxnOp(index, kind, key)  # get, delete
+
+
+def _txn_etag(index: int, etag: object) -> str | None:
+    """The one strong entity tag a check names (None: the check is of something else)."""
+    if etag is None:
+        return None
+    try:
+        tags = parse_condition([etag], "etag") if isinstance(etag, str) else None
+    except ValueError:
+        tags = None
+    if not isinstance(tags, list) or len(tags) != 1 or tags[0][0]:
+        raise _txn_error(index, '"etag" must be one strong entity tag as ETag gives it, quotes included')
+    return tags[0][1]
 
 
 def parse_txn(body: bytes) -> list[_TxnOp]:
@@ -553,6 +568,20 @@ class _TxnPlan:
             return None
         return stored[0], stored[1] or 0.0
 
+    def check_tag(self, op: _TxnOp) -> None:
+        """Fail the transaction (409) unless the key's stored record has the entity tag ``op.etag``."""
+        name = encode_key(op.key)
+        if op.key in self.writes:
+            raise self.check_failed(
+                op,
+                f"key {name} was written by an earlier operation of this transaction, so it has no tag yet",
+            )
+        found = self.db.size_with_tag(op.key)
+        if found is None:
+            raise self.check_failed(op, f"key {name} does not exist")
+        if format_tag(found[2]) != op.etag:
+            raise self.check_failed(op, f"key {name} has entity tag {format_tag(found[2])}")
+
     def run(self, ops: list[_TxnOp]) -> None:
         for op in ops:
             try:
@@ -579,7 +608,9 @@ class _TxnPlan:
             ttl = _seconds_left(expiry or None)  # (0.0: never expires)
             return {"op": "get", "found": True, "value_base64": _encode_b64(value), "ttl": ttl}
         if op.op == "check":
-            if op.exists is not None:
+            if op.etag is not None:
+                self.check_tag(op)
+            elif op.exists is not None:
                 if (found is not None) != op.exists:
                     state = "exists" if found is not None else "does not exist"
                     raise self.check_failed(op, f"key {encode_key(key)} {state}")

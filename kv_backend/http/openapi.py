@@ -716,11 +716,13 @@ _DOCUMENT: dict[str, Any] = {
                     ),
                     _txn_op(
                         "check",
-                        "Abort the transaction (409) unless the key exists / does not exist, or holds value.",
-                        {**_TXN_VALUE, "exists": {"type": "boolean"}},
+                        "Abort the transaction (409) unless the key exists / does not exist, holds value, "
+                        "or its stored record has the entity tag etag (as ETag gives it).",
+                        {**_TXN_VALUE, "exists": {"type": "boolean"}, "etag": _ETAG_HEADER["ETag"]["schema"]},
                         {
                             "oneOf": [
                                 {"required": ["exists"]},
+                                {"required": ["etag"]},
                                 {"required": ["value"]},
                                 {"required": ["value_base64"]},
                             ]
