@@ -128,9 +128,10 @@ class _Reading(_Parts):
         """Return ``(value, absolute expiry time or None, tag)`` for a live key, or None if absent.
 
         The tag identifies the record read: its position in its data file and its checksum
-        (which covers the key, the value and the expiry), so every write of the key, even of the
-        same value, gives it another tag, and the tag is the same in every process that reads
-        the store. A merge, which moves records, changes it too. :meth:`size_with_tag` returns
+        (which covers the key, the value and the expiry), so a write of another value or expiry
+        gives it another tag (and so does one of the same value, unless it lands at the same
+        offset of a later data file), and the tag is the same in every process that reads the
+        store. A merge, which copies records, may change it too. :meth:`size_with_tag` returns
         the same tag without reading the value.
         """
         found = self._get_record(_check_key(key), True)

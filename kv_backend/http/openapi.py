@@ -39,8 +39,9 @@ OCTET_STREAM = "application/octet-stream"
 _ETAG_HEADER = {
     "ETag": {
         "description": (
-            "The key's strong entity tag: it changes at every write of the key (value or expiry, even "
-            "of the same value) and at a merge, and every server on the store answers the same one."
+            "The key's strong entity tag, from its record's position and checksum: it changes whenever "
+            "the value or expiry does (and a merge may change it), and every server on the store answers "
+            "the same one."
         ),
         "schema": {"type": "string", "pattern": r'^"[0-9a-f]{16}"$'},
     }
