@@ -237,3 +237,8 @@ def test_two_servers_on_one_store_let_exactly_one_compare_and_set_win(tmp_path):
             for proc, _ in procs:
                 proc.terminate()
                 proc.wait(15)
+
+
+def test_endpoints_other_than_a_key_still_refuse_conditions_and_name_the_ones_that_take_them(app_client):
+    r = app_client.get("/v1/stats", headers={"If-Match": '"0000001a8c3e07f2"'})
+    assert r.status_code == 400 and "incr, expire" in r.json()["message"]

@@ -1436,7 +1436,8 @@ def _refuse_preconditions(request: Request, what: str) -> None:
             raise HTTPAPIError(
                 400,
                 "invalid_request",
-                f"{what} does not support {name}; conditions apply to GET, HEAD, PUT and DELETE of a key",
+                f"{what} does not support {name}; "
+                "conditions apply to a key (GET, HEAD, PUT, DELETE, incr, expire)",
             )
 
 
