@@ -4,7 +4,6 @@ of a key, If-Range, and a compare-and-set raced by threads and by two ``kvb http
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -13,9 +12,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from helpers import child_env, free_port
 
 from kv_backend.db import DB
-from tests.helpers import child_env
 
 TAG = re.compile(r'^"[0-9a-f]{16}"$')
 
@@ -176,19 +175,8 @@ def test_threads_racing_one_compare_and_set_exactly_one_wins(app_client, db):
         assert db.get(b"k") != b"start"
 
 
-def _port() -> int:
-    for port in range(49100, 49500):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port")
-
-
 def _serve(path: str, log) -> tuple[subprocess.Popen, str]:
-    port = _port()
+    port = free_port()  # (taken once the server answers: the next call finds another)
     args = [sys.executable, "-m", "kv_backend", "http", "--dir", path, "--port", str(port)]
     proc = subprocess.Popen(args, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
