@@ -63,11 +63,15 @@ def if_match_holds(condition: Condition, current: str | None) -> bool:
         return True
     if current is None:
         return False
-    return condition == ANY or any(not weak and tag == current for weak, tag in condition)
+    if isinstance(condition, str):  # ANY
+        return True
+    return any(not weak and tag == current for weak, tag in condition)
 
 
 def if_none_match_holds(condition: Condition, current: str | None) -> bool:
     """Whether ``If-None-Match`` holds for a key whose tag is ``current`` (None: it does not exist)."""
     if condition is None or current is None:
         return True
-    return condition != ANY and all(tag != current for _, tag in condition)
+    if isinstance(condition, str):  # ANY
+        return False
+    return all(tag != current for _, tag in condition)
