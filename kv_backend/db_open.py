@@ -81,6 +81,17 @@ def _clean_after(path: str, end: int) -> bool:
     return not after.strip(b"\0")
 
 
+def _kept_past(f: DataFile, end: int) -> int:
+    """Where the records of the active file ``f`` that tail recovery keeps past its published ``end``
+    end (``end`` itself where none follow it, or the file is shorter than ``end``): see
+    :func:`~kv_backend.unpublished.kept_end`."""
+    try:
+        size = f.size()
+        return kept_end(f.reader(), end, size) if end <= size else end
+    except OSError as exc:
+        raise storage_error(exc, f"cannot read the end of {f.path}") from exc
+
+
 def _file_size(path: str) -> int:
     """The size of the file at ``path``, -1 if it cannot be told."""
     try:
@@ -528,6 +539,16 @@ class _Opening(_Parts):
                     if isinstance(exc, NotAStoreError):
                         raise  # another format version: says what to do
                     raise storage_error(exc, f"cannot open data file {data_name(fid)}") from exc
+            # Read under the write lock, which a writer holds from its intent to its publication: records
+            # past the active file's published end are then none a live writer is writing, but those of
+            # one that died (or that a power failure kept while the page lagged them), which the next
+            # writer's recovery keeps (a read-only open: a writer's has just done so). Read as it keeps
+            # them, never an older value in their place; catch-up replays on from their end.
+            kept = -1
+            if not writable and end >= 0 and files and files[-1].fid == active_fid and (
+                self._lock.excludes_writers
+            ):
+                kept = _kept_past(files[-1], end)
         sizes = {f.fid: f.size() for f in files}
         small = bool(files) and sizes[fids[-1]] <= rec.FILE_HEADER_SIZE
         head = files[-1].reader()(0, rec.FILE_HEADER_SIZE) if small else None
@@ -571,6 +592,8 @@ class _Opening(_Parts):
                 )
                 _lost_file(f.path, corrupt, hinted=hinted)
             limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]
+            if f.fid == active_fid and limit == end and kept > end:
+                limit = kept
             view_bytes: mmap.mmap | bytes | None = None
             hints = None
             if f.fid != active_fid or f.fid[1] != 0:

@@ -230,6 +230,13 @@ class WriteLock:
             self._tlock.release()
 
     @property
+    def excludes_writers(self) -> bool:
+        """Whether holding the lock keeps every writer out: not where the lock file could not be opened
+        (a read-only open of a store without ``LOCK`` in a directory it cannot write), where a writer that
+        can create the file may open the store meanwhile and write without waiting for this process."""
+        return self._fd >= 0
+
+    @property
     def held(self) -> bool:
         """True while the calling thread holds the lock."""
         return self._depth > 0 and self._tlock._is_owned()  # type: ignore[attr-defined]

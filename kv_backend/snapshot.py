@@ -151,6 +151,15 @@ def _more_fds() -> bool:
     return False
 
 
+def _keep_past(named: SnapshotFile, end: int) -> None:
+    """Copy of the data file the page names the records tail recovery keeps after its published ``end``
+    (see :func:`~kv_backend.unpublished.kept_end`; caller holds the write lock)."""
+    size = os.fstat(named.fd).st_size
+    if named.length == end < size:
+        named.length = size  # (what ``read`` reads)
+        named.length = kept_end(named.read, end, size)
+
+
 def _take_snapshot(
     path: str, lock: WriteLock, published_now: Callable[[], tuple[int, int] | None]
 ) -> list[SnapshotFile]:
@@ -224,6 +233,12 @@ def _take_snapshot(
                 out.append(SnapshotFile(hname, hfd, os.fstat(hfd).st_size, os.path.join(path, hname)))
                 if let_go:
                     out[-1].let_go()  # (never changes: written whole before it was renamed into place)
+            if named is not None and data[-1] is named and not named.tail and lock.excludes_writers:
+                # Records after the active file's published end, under the write lock, which a writer
+                # holds from its intent to its publication: those of a writer that died (or that a
+                # power failure kept while the page lagged them), copied as recovery keeps them, as a
+                # read-only open reads them, or a restore would give an older value in their place.
+                _keep_past(named, active_end)
             if named is not None and data[-1] is not named:
                 named.tail = False
                 if data_fids[-1][1] == 0 and rec.FILE_HEADER_SIZE <= named.length < active_end:
@@ -231,13 +246,11 @@ def _take_snapshot(
                     # fills it, with zeros up to there, so that the loss is damage, counted here and
                     # refused by a restore (see unpublished.filled_end).
                     named.filled_from, named.length = named.length, active_end
-                size = os.fstat(named.fd).st_size
-                if data_fids[-1][1] == 0 and named.length == active_end < size:
+                if data_fids[-1][1] == 0:
                     # Records after its published end (a page a power failure kept older than them and
                     # than the rotation after them, which they were acknowledged before): copied as
                     # recovery keeps them, or a restore would give an older value in their place.
-                    named.length = size
-                    named.length = kept_end(named.read, active_end, size)
+                    _keep_past(named, active_end)
             if named is None and data:
                 for snap in data:
                     snap.tail = False  # (set below from scratch: no file the page names comes before them)
