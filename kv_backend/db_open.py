@@ -545,8 +545,12 @@ class _Opening(_Parts):
             # writer's recovery keeps (a read-only open: a writer's has just done so). Read as it keeps
             # them, never an older value in their place; catch-up replays on from their end.
             kept = -1
-            if not writable and end >= 0 and files and files[-1].fid == active_fid and (
-                self._lock.excludes_writers
+            if (
+                not writable
+                and end >= 0
+                and files
+                and files[-1].fid == active_fid
+                and self._lock.excludes_writers
             ):
                 kept = _kept_past(files[-1], end)
         sizes = {f.fid: f.size() for f in files}
