@@ -55,7 +55,23 @@ class RunningServer:
         wait_for_port(self.port, self.proc)
         if restart:
             self._check_listener()
+        self._wait_loaded()
         return self
+
+    def _wait_loaded(self, timeout: float = 60.0) -> None:
+        """Wait until the store is open: the port opens first, and until then most commands are
+        answered -LOADING (a store a SIGKILL left with a long log to replay takes a while)."""
+        conn = Raw(self.port, 5)
+        try:
+            if self.requirepass:
+                conn.call("AUTH", self.requirepass)  # (answered while loading, as in Redis)
+            deadline = time.monotonic() + timeout
+            while (reply := conn.call("PING")).startswith(b"-LOADING"):
+                assert time.monotonic() < deadline, f"the server was still loading after {timeout} s"
+                time.sleep(0.02)
+            assert reply == b"+PONG\r\n", reply
+        finally:
+            conn.close()
 
     def _check_listener(self) -> None:
         """Fail if what listens on the port is not this server: another process may bind it (a
