@@ -6,6 +6,7 @@ import logging
 import os
 import pickle
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -387,3 +388,17 @@ def store_of_mode(path: Any, file_mode: int, *, without: str | None = None, dir_
 def mode_of(store: str, name: str) -> int:
     """The permission bits of the file ``name`` of ``store``."""
     return stat.S_IMODE(os.stat(os.path.join(store, name)).st_mode)
+
+
+def kill_at_call(call: str, n: int) -> None:
+    """In a forked child: make the ``n``-th call of ``os.<call>`` (``"replace"``, ``"unlink"``...) from
+    now on kill this process with SIGKILL before it runs: a crash at that step of what follows."""
+    real, calls = getattr(os, call), [0]
+
+    def step(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+
+    setattr(os, call, step)

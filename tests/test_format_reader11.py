@@ -22,7 +22,7 @@ import time
 import zlib
 
 import pytest
-from helpers import exit_code, fork_child
+from helpers import exit_code, fork_child, kill_at_call
 
 from kv_backend import DB, CorruptionError
 
@@ -535,15 +535,7 @@ def test_a_merge_killed_at_each_step(store_path, call, killed_at):
                 db.delete(b"k%d" % rnd.randrange(120))
 
     def child() -> None:
-        real, calls = getattr(os, call), [0]
-
-        def step(*args: str) -> None:
-            calls[0] += 1
-            if calls[0] == killed_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            real(*args)
-
-        setattr(os, call, step)  # the child's own module: a crash at the n-th call
+        kill_at_call(call, killed_at)  # (the child's own os module)
         with DB(store_path, max_file_size=8192) as db:
             db.merge()
 

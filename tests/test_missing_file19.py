@@ -12,7 +12,7 @@ import os
 import signal
 
 import pytest
-from helpers import exit_code, fork_child
+from helpers import exit_code, fork_child, kill_at_call
 
 from kv_backend import DB
 from kv_backend.check import check
@@ -74,15 +74,7 @@ def test_a_merge_killed_midway_leaves_no_gap(store_path, call, killed_at):
     _store(store_path)
 
     def child() -> None:
-        real, calls = getattr(os, call), [0]
-
-        def step(*args: str) -> None:
-            calls[0] += 1
-            if calls[0] == killed_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            real(*args)
-
-        setattr(os, call, step)
+        kill_at_call(call, killed_at)  # (the child's own os module)
         with DB(store_path, max_file_size=4096) as db:
             db.merge()
 

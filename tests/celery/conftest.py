@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pytest
 from helpers import child_env
 from resp_helpers import start_redis_server
-from worker_procs import start_worker, stop_workers
+from worker_procs import start_worker, stop_workers, wait_or_kill
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -68,13 +68,7 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15
         return
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        # Kill the worker's whole process group (its pool children too).
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+    wait_or_kill(proc, timeout)
 
 
 @pytest.fixture(scope="session")

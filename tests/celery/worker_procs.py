@@ -55,7 +55,7 @@ def wait_idle(app: Any, workers: int, timeout: float = 5) -> bool:
         time.sleep(0.05)
 
 
-def _stop(proc: subprocess.Popen, timeout: float) -> None:
+def wait_or_kill(proc: subprocess.Popen, timeout: float) -> None:
     """Wait up to ``timeout`` s for a signalled worker, then kill its whole process group."""
     try:
         proc.wait(timeout)
@@ -77,4 +77,4 @@ def stop_workers(workers: list[subprocess.Popen], app: Any = None, timeout: floa
             w.send_signal(signal.SIGTERM)
     for w in running:
         with contextlib.suppress(Exception):
-            _stop(w, timeout)
+            wait_or_kill(w, timeout)
