@@ -1490,7 +1490,7 @@ _POPS = frozenset({b"blpop", b"brpop", b"bzpopmin", b"bzpopmax", b"lmpop", b"zmp
 
 
 def _loop_factory() -> Any:
-    """uvloop's event loop when it is installed (0.21 or newer), else asyncio's.
+    """uvloop's event loop when it is installed (0.23 or newer), else asyncio's.
 
     Set ``KVB_EVENT_LOOP=asyncio`` to force the standard loop, ``uvloop`` to require uvloop's; any
     other value is a :class:`~kv_backend.errors.ConfigurationError` (a typo must not pass unseen).
@@ -1514,20 +1514,20 @@ def _loop_factory() -> Any:
         return None
     version: str = getattr(uvloop, "__version__", "0")
     if _version_tuple(version) < MIN_UVLOOP:
-        # Before 0.21 a transport's small writes wait for the loop's next turn, which a script that
+        # Before 0.23 a transport's small writes wait for the loop's next turn, which a script that
         # runs long holds up: clients would get no BUSY reply while it runs (see kv_backend.server.busy).
         if choice == "uvloop":
             raise ConfigurationError(
                 f"KVB_EVENT_LOOP=uvloop but uvloop {version} is older than "
                 f"{'.'.join(map(str, MIN_UVLOOP))}, whose transports send replies at once: upgrade it "
-                "(pip install -U 'uvloop>=0.21') or unset KVB_EVENT_LOOP"
+                "(pip install -U 'uvloop>=0.23') or unset KVB_EVENT_LOOP"
             )
         return None
     return uvloop.new_event_loop
 
 
 #: The oldest uvloop the server runs on (its transports hold small writes until the loop turns before).
-MIN_UVLOOP = (0, 21)
+MIN_UVLOOP = (0, 23)
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
