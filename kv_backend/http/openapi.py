@@ -57,24 +57,23 @@ _CONDITION = {
 }
 
 
-def _if_match(star: str, tags: str) -> dict[str, Any]:
+def _condition(name: str, star: str, tags: str, comparison: str) -> dict[str, Any]:
+    """A conditional request header: what ``*`` and a list of tags do, and how tags compare."""
     return {
-        "name": "If-Match",
+        "name": name,
         "in": "header",
         "required": False,
-        "description": f"`*`: {star}; {_TAGS}: {tags} (strong comparison: a weak tag never matches).",
+        "description": f"`*`: {star}; {_TAGS}: {tags} ({comparison}).",
         "schema": _CONDITION,
     }
+
+
+def _if_match(star: str, tags: str) -> dict[str, Any]:
+    return _condition("If-Match", star, tags, "strong comparison: a weak tag never matches")
 
 
 def _if_none_match(star: str, tags: str) -> dict[str, Any]:
-    return {
-        "name": "If-None-Match",
-        "in": "header",
-        "required": False,
-        "description": f"`*`: {star}; {_TAGS}: {tags} (weak comparison: `W/` is ignored).",
-        "schema": _CONDITION,
-    }
+    return _condition("If-None-Match", star, tags, "weak comparison: `W/` is ignored")
 
 
 _NOT_MODIFIED = {
