@@ -22,8 +22,14 @@ tools:
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# The suite's Python processes write and reuse bytecode caches even where the environment
+# asks for none (PYTHONDONTWRITEBYTECODE=1): it starts hundreds of Python processes (servers,
+# Celery workers, crash-loop writers, kvb commands), and without the caches each compiles the
+# package again, and each pytest worker rewrites every test module's asserts again.
+TEST_ENV := PYTHONDONTWRITEBYTECODE=
+
 test: $(STAMP) tools lint
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadgroup
 
 # The whole suite on the oldest Python and dependency lines the project supports
 # (.ci/oldest.txt), in a venv of its own. Not part of `make test`: it needs a
@@ -36,7 +42,7 @@ test-oldest: tools
 	$(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(OLDEST_VENV)/bin/python -m pip install --quiet -e '.[dev]' -c .ci/oldest.txt
-	$(OLDEST_VENV)/bin/python -m pytest -n 2 --dist loadgroup
+	$(TEST_ENV) $(OLDEST_VENV)/bin/python -m pytest -n 2 --dist loadgroup
 
 # The whole suite on the newest Python found (3.14, 3.13 or 3.12, through pyenv or on PATH)
 # with the newest releases that install there (Django 6.x needs 3.12+), in a venv of its own.
@@ -49,7 +55,7 @@ test-newest: tools
 	$(NEWEST_PYTHON) -m venv $(NEWEST_VENV)
 	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade -e '.[dev]'
-	$(NEWEST_VENV)/bin/python -m pytest -n 2 --dist loadgroup
+	$(TEST_ENV) $(NEWEST_VENV)/bin/python -m pytest -n 2 --dist loadgroup
 
 demo: $(STAMP)
 	$(PY) example_project/run_demo.py
