@@ -503,6 +503,9 @@ class KVCache(BaseCache):
         except ConfigurationError as exc:
             raise KVCacheConfigurationError(f"OPTIONS of KVCache at {self._path}: {exc}") from exc
         self._db: DB | None = None
+        # Records of Redis keys (kvb serve's, on the same directory) that the last cull's scan found:
+        # they are no entries, so the cheap bound that decides whether to scan again leaves them out.
+        self._kept = 0
 
     # ---------------------------------------------------------- plumbing
 
@@ -593,23 +596,24 @@ class KVCache(BaseCache):
         :func:`_culled`). One ``set`` culls one round however far over MAX_ENTRIES the store is (a
         MAX_ENTRIES lowered since), as FileBasedCache does, rather than the store at once.
         """
-        if _indexed_count(db) + incoming - 1 < self._max_entries:
+        if _indexed_count(db) - self._kept + incoming - 1 < self._max_entries:
             return  # the cheap upper bound (it counts expired keys too) is below the limit
         with db.locked():
-            live, expired = _scan(db)
+            live, self._kept = _scan(db)
             count = len(live)
             if count + incoming - 1 < self._max_entries:
-                doomed = expired  # only expired leftovers made the bound high: drop them
-            elif self._cull_frequency == 0:
+                return  # only expired leftovers (dropped by the scan) or Redis records made the bound high
+            if self._cull_frequency == 0 and not self._kept:
                 db.clear()
                 return
+            if self._cull_frequency == 0:
+                doomed = live
             else:
                 random.shuffle(live)
-                doomed = expired + live[: _culled(count, incoming, self._max_entries, self._cull_frequency)]
-            if doomed:
-                with db.batch() as b:
-                    for k in doomed:
-                        b.delete(k)
+                doomed = live[: _culled(count, incoming, self._max_entries, self._cull_frequency)]
+            with db.batch() as b:
+                for k in doomed:
+                    b.delete(k)
 
     # ---------------------------------------------------------- the contract
 
@@ -964,12 +968,18 @@ def _delete_present(db: DB, made: list[bytes]) -> None:
                     b.delete(k)
 
 
-def _scan(db: DB) -> tuple[list[bytes], list[bytes]]:
-    """Return ``(live keys, expired keys to delete)``; call with ``db.locked()`` held.
+def _scan(db: DB) -> tuple[list[bytes], int]:
+    """Return ``(the cache's live keys, how many records of Redis keys were left out)``; call with
+    ``db.locked()`` held.
 
-    Expired keys are dropped from the index without writing anything (their
-    records are invisible everywhere and go at the next merge), so the second
-    list is always empty.
+    Expired keys are dropped from the index without writing anything (their records are invisible
+    everywhere and go at the next merge). The records of ``kvb serve``'s Redis keys (or of
+    ``Structures``) on the same directory are no cache entries: culling one alone would leave its Redis
+    key damaged (a hash counting fields it no longer has, a list with a hole), so they are left out.
     """
+    from kv_backend.structures.layout import is_structures_key
+
     db.purge_expired()
-    return db.unordered_keys(), []
+    keys = db.unordered_keys()
+    live = [k for k in keys if not is_structures_key(k)]
+    return live, len(keys) - len(live)

@@ -58,6 +58,16 @@ FUNCTIONS = b"\x00F"
 #: SCRIPT FLUSH changes, which tells every server to forget the scripts it cached (EVAL's too).
 SCRIPTS = b"\x00S"
 
+#: The second byte of every engine key of this layout (each starts with a NUL byte).
+_LAYOUT_BYTES = frozenset(prefix[1] for prefix in (*ALL_PREFIXES, FUNCTIONS, SCRIPTS))
+
+
+def is_structures_key(key: bytes) -> bool:
+    """Whether the engine key ``key`` is one of this layout's records (of a Redis key, of
+    ``kvb serve``'s functions or scripts): a record other front ends on the directory must leave
+    alone, as removing it alone leaves a Redis key damaged (a hash counting fields it no longer has)."""
+    return key[:1] == b"\x00" and len(key) > 1 and key[1] in _LAYOUT_BYTES
+
 
 T_STRING = 0x73  # b"s"
 
