@@ -58,10 +58,13 @@ class UndecodableKeyError(KeyEncodingError, UnicodeDecodeError):
     """
 
     def __str__(self) -> str:
-        return (
-            f"the stored key {self.object[:60]!r} is not {self.encoding} text ({self.reason}); it was "
-            "written through kv_backend.dbm or a Store with key_type=bytes: read or remove it through "
-            "those (kv_backend.dbm.open(path, 'w'), or kv_backend.Store(path, key_type=bytes))"
+        from kv_backend.structures.layout import redis_record_advice  # (not at import: the error's only)
+
+        said = f"the stored key {self.object[:60]!r} is not {self.encoding} text ({self.reason}); "
+        return said + (
+            redis_record_advice(self.object, "a shelf")
+            or "it was written through kv_backend.dbm or a Store with key_type=bytes: read or remove it "
+            "through those (kv_backend.dbm.open(path, 'w'), or kv_backend.Store(path, key_type=bytes))"
         )
 
 

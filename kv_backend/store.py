@@ -98,9 +98,14 @@ def _decode_str(key: bytes) -> str:
     try:
         return key.decode("utf-8")
     except UnicodeDecodeError:
+        from kv_backend.structures.layout import redis_record_advice  # (not at import: the error's only)
+
         raise KeyEncodingError(
-            f"the stored key {key[:60]!r} is not UTF-8 text (it was written through another "
-            "interface); open the store with key_type=bytes to read it"
+            f"the stored key {key[:60]!r} is not UTF-8 text: "
+            + (
+                redis_record_advice(key, "a Store with str keys")
+                or "it was written through another interface; open the store with key_type=bytes to read it"
+            )
         ) from None
 
 
