@@ -28,7 +28,7 @@ from kv_backend.server.notify import EXPIRED
 from kv_backend.server.protocol import Push, encode
 from kv_backend.structures import CommandError
 from kv_backend.structures.errors import quoted
-from kv_backend.structures.layout import _LEN, ALL_PREFIXES, META
+from kv_backend.structures.layout import ALL_PREFIXES, META, member_name
 from kv_backend.structures.parsing import keyword
 
 if TYPE_CHECKING:
@@ -85,9 +85,8 @@ def redis_name(key: bytes) -> bytes | None:
     tag = key[:2]
     if tag == META:
         return key[2:]
-    if tag in _MEMBER_PREFIXES and len(key) >= 6:
-        (n,) = _LEN.unpack_from(key, 2)
-        return key[6 : 6 + n]
+    if tag in _MEMBER_PREFIXES:
+        return member_name(key)
     return None
 
 

@@ -19,7 +19,6 @@ from kv_backend.state import unpack_tail
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError, wrong_arity
 from kv_backend.structures.layout import (
     _CNT,
-    _LEN,
     _LST,
     _U64,
     ALL_PREFIXES,
@@ -43,6 +42,7 @@ from kv_backend.structures.layout import (
     _b,
     _lp,
     _time,
+    member_name,
 )
 from kv_backend.structures.parsing import (
     CursorTable,
@@ -726,8 +726,9 @@ class Keyspace:
                 orphans: list[tuple[bytes, bytes]] = []
                 alive: dict[bytes, bool] = {}
                 for key in db.keys(prefix=prefix):
-                    (n,) = _LEN.unpack_from(key, 2)
-                    name = key[6 : 6 + n]
+                    name = member_name(key)
+                    if name is None:
+                        continue  # no record of a Redis key: another front end's, left alone
                     ok = alive.get(name)
                     if ok is None:
                         found = db.get(META + name)

@@ -212,6 +212,16 @@ def _lp(name: bytes) -> bytes:
     return _LEN.pack(len(name)) + name
 
 
+def member_name(key: bytes) -> bytes | None:
+    """The name of the Redis key whose member record is ``key`` (an engine key under one of the member
+    prefixes: ``prefix + len(name) + name + ...``), or None where ``key`` cannot be one: shorter than
+    the length it holds says, it is a key another front end wrote (``Store(path)["\\x00hello"]``)."""
+    if len(key) < 6:
+        return None
+    end = 6 + _LEN.unpack_from(key, 2)[0]
+    return key[6:end] if len(key) >= end else None
+
+
 def encode_score(score: float) -> bytes:
     """8 bytes that sort (as unsigned bytes) in the same order as the doubles."""
     if score == 0.0:
