@@ -42,6 +42,7 @@ from kv_backend.server.scripting import Scripts
 from kv_backend.server.tracking import ClientTracking, Tracking
 from kv_backend.structures import StructureError, Structures, glob_match
 from kv_backend.structures.errors import c_string, printed, quoted
+from kv_backend.structures.layout import META, foreign_meta
 from kv_backend.structures.parsing import keyword
 
 __all__ = ["Connection", "Server", "serve"]
@@ -447,7 +448,7 @@ class Connection(asyncio.Protocol):
                 server.slowlog_check(self, args, start)
             if monitors and name not in _MONITORED_FIRST:
                 server.feed_monitors(self, args)
-            return self._error(exc, cmd.name)
+            return self._error(exc, cmd.name, args)
         # the threshold as the command left it (CONFIG SET slowlog-log-slower-than 0 logs itself)
         slow = server.slowlog_seconds
         if slow is not None and (not start or perf_counter() - start >= slow) and type(reply) is not Block:
@@ -497,8 +498,8 @@ class Connection(asyncio.Protocol):
         with self.server.db.locked():
             return handler(self, args)
 
-    def _error(self, exc: Exception, command: str) -> ErrorReply:
-        """The error reply for an exception raised by a command."""
+    def _error(self, exc: Exception, command: str, args: list[bytes] | None = None) -> ErrorReply:
+        """The error reply for an exception raised by the command ``args``."""
         if isinstance(exc, KeyTooLargeError):
             # The engine's text counts the engine key, which adds a prefix (and a field or member)
             # to the name: "1 to 65536 bytes, got 65537" for a name of 65535 bytes misleads. (A
@@ -515,6 +516,13 @@ class Connection(asyncio.Protocol):
             return ErrorReply("ERR value is not an integer or out of range")
         if isinstance(exc, (KVError, ValueError, TypeError, OverflowError)):
             return ErrorReply(f"ERR {exc}")
+        foreign = _foreign_key(self.server.db, args) if args else None
+        if foreign is not None:  # not a bug: another front end wrote the key's metadata record
+            return ErrorReply(
+                f"ERR the store's record of key '{quoted(foreign)}' was not written by kvb serve but "
+                f"by another front end on its directory (as the engine key {META + foreign!r}); "
+                "DEL the key to remove it"
+            )
         # A bug must cost one reply, never the server.
         self.server.log(f"error in {command}: {exc!r}")
         return ErrorReply(f"ERR internal error in '{command}': {type(exc).__name__}")
@@ -1320,6 +1328,22 @@ def _may_write(commands: list[list[bytes]]) -> bool:
         if writes:
             return True
     return False
+
+
+def _foreign_key(db: DB, args: list[bytes]) -> bytes | None:
+    """The first key ``args`` name whose metadata record another front end wrote (see
+    :func:`~kv_backend.structures.layout.foreign_meta`), or None."""
+    from kv_backend.server.commands import metadata
+
+    try:
+        keys = [k for k, _ in metadata.keys_of(args)]
+        for key in keys:
+            meta = db.get(META + key)
+            if meta is not None and foreign_meta(meta):
+                return key
+    except Exception:  # a call that names no keys, a key too long for the engine...
+        pass
+    return None
 
 
 def _any_may_write(queue: list[Connection]) -> bool:

@@ -321,9 +321,10 @@ class Keyspace:
             self._purge(b, name, tag)
 
     def _drop(self, b: Batch, name: bytes, meta: bytes) -> None:
-        """Delete a live key: its metadata and all its members."""
+        """Delete a live key: its metadata and all its members (a metadata record another front end
+        wrote, empty or of no type, has none: DEL removes it)."""
         b.delete(META + name)
-        self._purge(b, name, meta[0])
+        self._purge(b, name, meta[0] if meta else 0)
 
     @staticmethod
     def _replacing(meta: bytes, old: bytes | None) -> bytes:
@@ -606,7 +607,7 @@ class Keyspace:
                 continue
             if tag is not None:
                 found = db.get(key)
-                if found is None or found[0] != tag:
+                if not found or found[0] != tag:  # (empty: another front end's record, of no type)
                     continue
             yield name
 

@@ -120,6 +120,20 @@ MEMBER_PREFIXES = {
 }
 
 
+#: The sizes of a collection's metadata record (a string's holds its value: any size). A stream's
+#: metadata written before consumer groups existed is the shorter one.
+_META_SIZES = {T_HASH: (17,), T_SET: (17,), T_ZSET: (17,), T_LIST: (25,), T_STREAM: (33, 57)}
+
+
+def foreign_meta(meta: bytes) -> bool:
+    """Whether ``meta``, the value of a metadata record, cannot have been written by this layout (but
+    by another front end, as the engine key ``META + name``: a Store's ``"\\x00mname"``)."""
+    if not meta or meta[0] not in TYPE_NAMES:
+        return True
+    sizes = _META_SIZES.get(meta[0])
+    return sizes is not None and len(meta) not in sizes
+
+
 _CNT = struct.Struct(">QQ")  # count, version
 
 
