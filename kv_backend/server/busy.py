@@ -11,12 +11,13 @@ costs one Python call per :data:`HOOK_COUNT` Lua instructions.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import selectors
 import socket
 import time
 from typing import TYPE_CHECKING, Any
+
+from kv_backend.server.listen import AcceptedTransport, accept
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
@@ -39,10 +40,6 @@ NOTBUSY = "NOTBUSY No scripts in execution right now."
 #: The error a killed script raises (its caller gets it with where the script was).
 KILLED = b"ERR Script killed by user with SCRIPT KILL..."
 LOAD_TIMED_OUT = b"ERR FUNCTION LOAD timeout"
-
-
-#: The tasks handing connections accepted while a script ran over to the event loop.
-_HANDING_OVER: set[Any] = set()
 
 
 class Halted(BaseException):
@@ -149,7 +146,6 @@ class Pump:
         self.server = server
         self.caller = caller
         self.selector = selectors.DefaultSelector()
-        self.accepted: list[Connection] = []
         self.listeners: list[socket.socket] = []
         for fd, family, kind in server.listening:
             sock = socket.socket(family, socket.SOCK_STREAM, fileno=os.dup(fd))
@@ -186,22 +182,12 @@ class Pump:
                 self._read(key.data, key.fd)
 
     def _accept(self, listener: socket.socket, kind: str) -> None:
-        from kv_backend.server.resp import Connection
-
         try:
-            sock, _ = listener.accept()
-        except (BlockingIOError, InterruptedError):
+            conn = accept(self.server, listener, kind)
+        except OSError:  # out of file descriptors...: the client waits in the backlog
             return
-        except OSError as exc:  # out of file descriptors...: the client waits in the backlog
-            self.server.log(f"cannot accept a connection while a script runs: {exc}")
-            return
-        sock.setblocking(False)
-        if kind == "tcp":
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection(self.server, kind)
-        conn.connection_made(BusyTransport(sock, self))
-        self.accepted.append(conn)
-        self.selector.register(sock, selectors.EVENT_READ, conn)
+        if conn is not None:
+            self._watch(conn)
 
     def _read(self, conn: Connection, fd: int) -> None:
         transport = conn.transport
@@ -219,7 +205,7 @@ class Pump:
             data = b""
         if not data:
             self.forget(fd)
-            if isinstance(transport, BusyTransport):
+            if isinstance(transport, AcceptedTransport):
                 transport.close()
             return
         conn.data_received(data)  # (it queues the connection for the loop too: nothing is left then)
@@ -230,84 +216,10 @@ class Pump:
             self.forget(fd)
 
     def close(self) -> None:
-        """The script ended: the event loop serves the clients again, those accepted here too."""
+        """The script ended: the event loop serves the clients again, those accepted here too (see
+        :func:`kv_backend.server.listen.accept`)."""
         for key in list(self.selector.get_map().values()):
             self.forget(key.fd)
         self.selector.close()
         for sock in self.listeners:
             sock.close()
-        for conn in self.accepted:
-            transport = conn.transport
-            if isinstance(transport, BusyTransport):
-                task = asyncio.get_running_loop().create_task(transport.hand_over(conn))
-                _HANDING_OVER.add(task)  # (a task nothing refers to may be collected before its end)
-                task.add_done_callback(_HANDING_OVER.discard)
-
-
-class BusyTransport(asyncio.Transport):
-    """The transport of a connection accepted while a script runs, until the event loop takes the
-    socket over (:meth:`hand_over`; what could not be sent yet goes first)."""
-
-    def __init__(self, sock: socket.socket, pump: Pump) -> None:
-        super().__init__()
-        self.sock = sock
-        self.pump = pump
-        self.unsent = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        data = bytes(data)
-        if self.closed:
-            return
-        if not self.unsent:
-            try:
-                data = data[self.sock.send(data) :]
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                data = b""
-        self.unsent += data
-
-    def get_write_buffer_size(self) -> int:
-        return len(self.unsent)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        try:
-            if name == "peername":
-                return self.sock.getpeername()
-            if name == "sockname":
-                return self.sock.getsockname()
-        except OSError:
-            return default
-        return self.sock if name == "socket" else default
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.pump.forget(self.sock.fileno())
-        self.sock.close()
-        conn = next((c for c in self.pump.accepted if c.transport is self), None)
-        if conn is not None:
-            conn.connection_lost(None)
-
-    def abort(self) -> None:
-        self.close()
-
-    async def hand_over(self, conn: Connection) -> None:
-        if self.closed:
-            return
-        try:
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, self.sock)
-        except Exception as exc:  # the socket went bad meanwhile
-            conn.server.log(f"cannot serve a connection accepted while a script ran: {exc!r}")
-            self.close()

@@ -29,12 +29,13 @@ from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
 from kv_backend.server import close_synced, listen_error, systemd, unixsock
 from kv_backend.server.blocking import Block, Waiters
-from kv_backend.server.busy import BusyTransport, Halted
+from kv_backend.server.busy import Halted
 from kv_backend.server.commands import COMMANDS
 from kv_backend.server.commands.geo import store_key as geo_store_key
 from kv_backend.server.commands.metadata import sort_keys
 from kv_backend.server.commands.registry import CONTAINERS
 from kv_backend.server.functions import Functions
+from kv_backend.server.listen import AcceptedTransport, Listeners, listen_tcp, listen_unix
 from kv_backend.server.loading import LOADING_GRACE, open_in_background
 from kv_backend.server.notify import EXPIRED, Notifier, format_flags
 from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, Replies, encode
@@ -83,6 +84,8 @@ class Connection(asyncio.Protocol):
         self.id = next(server.ids)
         self.kind = transport_kind
         self.transport: asyncio.Transport | None = None
+        #: The transport it was accepted on, until the event loop's takes over (see connection_made).
+        self.accepted: AcceptedTransport | None = None
         self.parser = Parser(limited=server.requirepass is not None)
         self.resp3 = False
         self.authed = server.requirepass is None
@@ -141,12 +144,15 @@ class Connection(asyncio.Protocol):
     # -------------------------------------------------------- asyncio hooks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        before, self.transport = self.transport, transport  # type: ignore[assignment]
-        if isinstance(before, BusyTransport):  # accepted while a script ran: the event loop takes over
-            before.closed = True
-            if before.unsent:
-                transport.write(bytes(before.unsent))  # type: ignore[attr-defined]
+        accepted = self.accepted
+        if accepted is not None:  # the event loop takes the socket over (see kv_backend.server.listen)
+            self.accepted = None
+            if accepted.take_over(transport):  # type: ignore[arg-type]
+                self.transport = transport  # type: ignore[assignment]
             return
+        self.transport = transport  # type: ignore[assignment]
+        if isinstance(transport, AcceptedTransport):
+            self.accepted = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or self.kind)
         local = transport.get_extra_info("sockname")
@@ -1153,27 +1159,23 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
         loop.add_signal_handler(
             signal.SIGHUP, server.log, "SIGHUP ignored: stop kvb serve with SIGTERM or SIGINT"
         )
-    servers = []
+    listeners = Listeners(server)
     try:
-        tcp = await loop.create_server(
-            lambda: Connection(server), host, port, reuse_address=True, backlog=511
-        )
+        tcp = await listen_tcp(host, port)
     except OSError as exc:
         raise listen_error(host, port, exc) from exc
-    servers.append(tcp)
-    server.listening = [(s.fileno(), s.family, "tcp") for s in tcp.sockets]
+    listeners.add(tcp, "tcp")
     server.sample_ops()
-    sockname = tcp.sockets[0].getsockname()
+    sockname = tcp[0].getsockname()
     server.host, server.port = str(sockname[0]), int(sockname[1])
     where = f"{server.host}:{server.port}"
     bound = None
     if unixsocket:
         try:
             unixsock.claim(unixsocket)  # a stale socket file goes; a live server's is refused
-            servers.append(await loop.create_unix_server(lambda: Connection(server, "unix"), unixsocket))
-            server.listening += [(s.fileno(), s.family, "unix") for s in servers[-1].sockets]
+            listeners.add([listen_unix(unixsocket)], "unix")
         except (OSError, KVError) as exc:  # not the TCP port's fault: not serve()'s "choose another --port"
-            tcp.close()
+            listeners.close()
             if isinstance(exc, KVError):
                 raise
             raise KVError(
@@ -1192,12 +1194,8 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
         failed = False
     finally:
         systemd.notify("STOPPING=1")
-        for s in servers:
-            s.close()
+        listeners.close()
         await _drain(server)
-        for s in servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(s.wait_closed(), 2)
         if unixsocket:
             unixsock.release(unixsocket, bound)  # unless another server has bound the path since
         if not failed:

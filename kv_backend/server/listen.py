@@ -1,0 +1,228 @@
+"""The listening sockets of ``kvb serve``, and the connections accepted from them.
+
+asyncio's and uvloop's servers accept a connection in one turn of the event loop and set it up (its
+protocol, reading from it) in a later one: a script that started to run long in between (a command
+read in the same turn) kept a client the loop had accepted out of sight until the script's end,
+where Redis answers it BUSY. Here the loop's own callback accepts each connection and makes its
+:class:`~kv_backend.server.resp.Connection` at once, on an :class:`AcceptedTransport` that sends on
+the socket itself, then hands the socket over to the event loop (``connect_accepted_socket``). A
+script that runs long meanwhile serves it as it serves the others (see :mod:`kv_backend.server.busy`),
+and so are the connections it accepts itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kv_backend.server.resp import Connection, Server
+
+#: The listening sockets' backlog, as redis-server's (and the most accepted in one turn of the loop).
+BACKLOG = 511
+#: How long accepting pauses when the process is out of file descriptors (as asyncio's servers).
+ACCEPT_RETRY_DELAY = 1.0
+#: Out of file descriptors or memory: the connections wait in the backlog meanwhile.
+_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+#: The tasks handing accepted connections over to the event loop.
+_HANDING_OVER: set[Any] = set()
+
+
+async def listen_tcp(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address ``host`` names (all interfaces if empty), as asyncio's
+    ``create_server`` makes them: the address reused at once, an IPv6 socket for IPv6 only."""
+    loop = asyncio.get_running_loop()
+    found = await loop.getaddrinfo(
+        host or None, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    socks: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            _listen(sock)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def listen_unix(path: str) -> socket.socket:
+    """A listening socket at ``path`` (see :func:`kv_backend.server.unixsock.claim` first)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        _listen(sock)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _listen(sock: socket.socket) -> None:
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+
+
+def accept(server: Server, listener: socket.socket, kind: str) -> Connection | None:
+    """Accept one connection and make its Connection, on an :class:`AcceptedTransport` until the event
+    loop takes it over; None if none waits. An OSError is the process's lack of file descriptors or
+    memory (logged), or the listener's."""
+    from kv_backend.server.resp import Connection
+
+    try:
+        sock, _ = listener.accept()
+    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+        return None
+    except OSError as exc:
+        server.log(f"cannot accept a connection: {exc}")
+        raise
+    sock.setblocking(False)
+    if kind == "tcp":
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = Connection(server, kind)
+    transport = AcceptedTransport(sock, conn)
+    conn.connection_made(transport)
+    task = asyncio.get_running_loop().create_task(transport.hand_over())
+    _HANDING_OVER.add(task)  # (a task nothing refers to may be collected before its end)
+    task.add_done_callback(_HANDING_OVER.discard)
+    return conn
+
+
+class Listeners:
+    """The server's listening sockets, each accepted from by the event loop's own callback."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.socks: list[tuple[socket.socket, str]] = []
+
+    def add(self, socks: list[socket.socket], kind: str) -> None:
+        """Listen on ``socks`` (``kind``: "tcp" or "unix"), and note them for the script pump."""
+        for sock in socks:
+            self.socks.append((sock, kind))
+            self.server.listening.append((sock.fileno(), sock.family, kind))
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._ready, sock, kind)
+
+    def _ready(self, listener: socket.socket, kind: str) -> None:
+        """Accept what waits (at most one backlog's worth: the loop has others to serve)."""
+        for _ in range(BACKLOG):
+            try:
+                if accept(self.server, listener, kind) is None:
+                    return
+            except OSError as exc:
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(listener.fileno())
+                if exc.errno in _RESOURCES:  # (else the listener is broken: no more accepting)
+                    loop.call_later(ACCEPT_RETRY_DELAY, self._resume, listener, kind)
+                return
+
+    def _resume(self, listener: socket.socket, kind: str) -> None:
+        if any(sock is listener for sock, _ in self.socks):
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._ready, listener, kind)
+
+    def close(self) -> None:
+        """Stop listening (the connections made stay)."""
+        loop = asyncio.get_running_loop()
+        for sock, _ in self.socks:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        self.socks.clear()
+        self.server.listening.clear()
+
+
+class AcceptedTransport(asyncio.Transport):
+    """The transport of a connection just accepted (by the event loop's callback, or while a script
+    runs long), until the event loop takes the socket over (:meth:`hand_over`; what could not be sent
+    yet goes first)."""
+
+    def __init__(self, sock: socket.socket, conn: Connection) -> None:
+        super().__init__()
+        self.sock = sock
+        self.conn = conn
+        self.unsent = bytearray()
+        #: Closed here (the socket then with it unless the event loop has it), or taken over.
+        self.closed = False
+        #: The event loop has the socket (its transport calls connection_made once set up).
+        self.handed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        data = bytes(data)
+        if self.closed:
+            return
+        if not self.unsent:
+            try:
+                data = data[self.sock.send(data) :]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                data = b""
+        self.unsent += data
+
+    def get_write_buffer_size(self) -> int:
+        return len(self.unsent)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        try:
+            if name == "peername":
+                return self.sock.getpeername()
+            if name == "sockname":
+                return self.sock.getsockname()
+        except OSError:
+            return default
+        return self.sock if name == "socket" else default
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        """Close the connection (CLIENT KILL, QUIT, the client gone while a script runs, the server
+        stopping). Once the event loop has the socket, its transport is closed as soon as it is set
+        up (see Connection.connection_made)."""
+        if self.closed:
+            return
+        self.closed = True
+        run = self.conn.server.scripts.running
+        if run is not None and run.pump is not None:
+            run.pump.forget(self.sock.fileno())
+        if not self.handed:
+            self.sock.close()
+        self.conn.connection_lost(None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def take_over(self, transport: asyncio.Transport) -> bool:
+        """The event loop's transport is set up: send what waits on it; False if this connection
+        was closed meanwhile (the loop's transport is then closed too)."""
+        if self.closed:
+            transport.close()
+            return False
+        self.closed = True
+        if self.unsent:
+            transport.write(bytes(self.unsent))
+        return True
+
+    async def hand_over(self) -> None:
+        if self.closed:
+            return
+        self.handed = True
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: self.conn, self.sock)
+        except Exception as exc:  # the socket went bad meanwhile
+            self.conn.server.log(f"cannot serve an accepted connection: {exc!r}")
+            self.handed = False
+            self.close()
