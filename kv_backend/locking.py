@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 
@@ -35,6 +36,8 @@ _LOCK_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
 _yield = getattr(os, "sched_yield", lambda: None)
 #: Non-blocking retries of a contended write lock before sleeping in the kernel.
 SPIN_TRIES = 200
+#: How long (seconds) a thread that must not wait for the lock retries it (see WriteLock.no_wait_thread).
+NO_WAIT_SPIN = 0.001
 #: This process's write locks by lock file, so that a thread about to wait for a lock it already
 #: holds through another DB object on the same store is told instead (see WriteLock._contended).
 _LOCKS: dict[str, weakref.WeakSet[WriteLock]] = {}
@@ -72,8 +75,20 @@ def _registry() -> Iterator[dict[str, weakref.WeakSet[WriteLock]]]:
         _registry_thread.inside = False
 
 
+class WouldWait(BaseException):
+    """Raised by a contended acquire in the thread a :class:`WriteLock` must not make wait (its
+    ``no_wait_thread``: ``kvb serve``'s event loop, which serves its other clients meanwhile and
+    runs the command again later). Nothing has been written when it is raised: the lock comes first.
+    A BaseException, so that no ``except Exception`` on the way turns it into an error reply."""
+
+
 class WriteLock:
     """Re-entrant exclusive lock shared by every thread and process of one store."""
+
+    #: The thread (``threading.get_ident()``) whose acquire raises :class:`WouldWait` instead of
+    #: waiting for another process or thread, after the usual non-blocking tries; None: every
+    #: thread waits.
+    no_wait_thread: int | None = None
 
     def __init__(self, path: str, *, create: bool) -> None:
         self.path = path
@@ -170,6 +185,9 @@ class WriteLock:
     def _contended(self) -> None:
         self._check_not_self_held()
         fd = self._fd
+        if self.no_wait_thread is not None and self.no_wait_thread == threading.get_ident():
+            self._contended_no_wait(fd)
+            return
         for _ in range(SPIN_TRIES):
             _yield()
             try:
@@ -178,6 +196,19 @@ class WriteLock:
             except BlockingIOError:
                 pass
         _flock(fd, fcntl.LOCK_EX)
+
+    def _contended_no_wait(self, fd: int) -> None:
+        """:meth:`_contended` in the ``no_wait_thread``: retry for at most :data:`NO_WAIT_SPIN`
+        seconds (a yield may give the CPU away for longer on a busy machine), then raise WouldWait."""
+        deadline = time.monotonic() + NO_WAIT_SPIN
+        while time.monotonic() < deadline:
+            _yield()
+            try:
+                _flock(fd, _LOCK_EX_NB)
+                return
+            except BlockingIOError:
+                pass
+        raise WouldWait(self.path)
 
     def _check_not_self_held(self) -> None:
         """Raise if this thread holds the file lock through another WriteLock of this process.

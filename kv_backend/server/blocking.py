@@ -23,6 +23,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.locking import WouldWait
 from kv_backend.server.notify import EXPIRED
 from kv_backend.server.protocol import NULL_ARRAY
 from kv_backend.structures.layout import META
@@ -129,6 +130,12 @@ class Waiters:
         """
         if not self.ready or self.server.busy is not None:  # none in the middle of a script
             return
+        try:
+            self._serve_locked()
+        except WouldWait:  # another process holds the store's write lock: the next poll tries again
+            pass
+
+    def _serve_locked(self) -> None:
         with self.server.db.locked():
             while self.ready:
                 key = self.ready.pop()
@@ -173,7 +180,10 @@ class Waiters:
             if token != self._token:
                 self._token = token
                 self.ready.update(self.by_key)
+            if self.ready:  # (also those the store's write lock held up: see serve)
                 self.serve()
+        except WouldWait:  # another process holds the store's write lock: next time
+            pass
         except Exception as exc:  # the store is unusable: the waiters time out; the loop must go on
             self.server.log(f"cannot serve blocked clients: {exc!r}")
         self._poll = asyncio.get_running_loop().call_later(POLL_INTERVAL, self._check_others)

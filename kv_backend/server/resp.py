@@ -18,6 +18,7 @@ import os
 import signal
 import struct
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -27,6 +28,7 @@ from typing import Any
 
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
+from kv_backend.locking import WouldWait
 from kv_backend.server import close_synced, listen_error, systemd, unixsock
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.busy import Halted
@@ -64,6 +66,15 @@ OPS_SAMPLES = 16
 _TX_ALLOWED = {b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"}
 #: The reply, while the store opens, to a command that needs it (Redis's, which clients recognise).
 LOADING_ERROR = "LOADING Redis is loading the dataset in memory"
+#: The reply to a command that waited busy-reply-threshold milliseconds for the store's write lock,
+#: which another process holds (see Connection._lock_busy).
+LOCK_BUSY = (
+    "BUSY another process holds the store's write lock (a script running long on another kvb serve of "
+    "this directory, or a long transaction): the command did not run; retry it later, or raise "
+    "busy-reply-threshold to wait longer"
+)
+#: How often (seconds) a server whose clients wait for the store's write lock tries it again.
+LOCK_RETRY = 0.002
 #: Commands Redis answers while loading that need the store here: refused with LOADING.
 _NEED_THE_STORE = frozenset({b"watch", b"client|tracking"})
 #: Refused inside MULTI, as Redis refuses its ``no_multi`` commands.
@@ -111,6 +122,10 @@ class Connection(asyncio.Protocol):
         self.close_after_reply = False
         #: The client shut down its side while its commands were held: close once they have run.
         self.eof = False
+        #: When this client started to wait for the store's write lock, which another process holds
+        #: (None: it does not wait); ``parked``: its pending commands wait to run again.
+        self.lock_since: float | None = None
+        self.parked = False
         self.pending: list[list[bytes]] = []
         self.queued = False
         self.peer = self.local = ""
@@ -171,8 +186,9 @@ class Connection(asyncio.Protocol):
         """The client shut down its side of the connection (it sends nothing more). Commands held
         while the store opens (see :meth:`Server.schedule`) are answered first, as those of any
         read are, and the connection closed then (True keeps it open meanwhile)."""
-        if self.queued and self.server.holding_back:
-            self.eof = True
+        server = self.server
+        if self.parked or (self.queued and (server.holding_back or server.lock_waiters)):
+            self.eof = True  # (its commands may wait for the store's write lock: see _lock_busy)
             return True
         return False
 
@@ -182,6 +198,7 @@ class Connection(asyncio.Protocol):
         frees a killed client: an element pushed later in the same pipeline must not be handed to
         a client being closed (it would be lost), nor a message counted for it."""
         self.server.clients.pop(self.id, None)
+        self.server.lock_waiters.discard(self)
         if self.blocked is not None:
             self.server.waiters.unblock(self)
         self.server.watchers.discard(self)
@@ -236,7 +253,7 @@ class Connection(asyncio.Protocol):
 
     def run_held(self) -> None:
         """Before AUTH, requests are parsed one at a time: run each after the one before it."""
-        while self.parser.held and self.blocked is None and self.transport is not None:
+        while self.parser.held and self.blocked is None and not self.parked and self.transport is not None:
             self.pending = self._parse(self.transport, b"")
             self.run_pending()
 
@@ -255,14 +272,24 @@ class Connection(asyncio.Protocol):
         # before the next one (of this pipeline or of another client) can take what it added.
         waiters = self.server.waiters
         if len(commands) == 1:  # the usual case: one command per read, no list to join
-            transport.write(self._reply_tracked(commands[0]) if tracking else self._reply(commands[0]))
+            try:
+                transport.write(self._reply_tracked(commands[0]) if tracking else self._reply(commands[0]))
+            except WouldWait:  # the store's write lock is another process's: run it again later
+                self.pending = commands
+                self.server.park(self)
+                return
             if waiters.ready:
                 waiters.serve()
         else:
             self.batch = out = []
             try:
                 for i, args in enumerate(commands):
-                    out.append(self._reply_tracked(args) if tracking else self._reply(args))
+                    try:
+                        out.append(self._reply_tracked(args) if tracking else self._reply(args))
+                    except WouldWait:  # the store's write lock is another process's: later
+                        self.pending = commands[i:]
+                        self.server.park(self)
+                        break
                     if waiters.ready:
                         waiters.serve()
                     if self.close_after_reply:
@@ -412,6 +439,9 @@ class Connection(asyncio.Protocol):
         if self.multi is not None and name not in _TX_ALLOWED:
             self.multi.append(args)
             return "QUEUED"
+        writes = "write" in cmd.flags
+        if server.lock_contended and (writes or (name == b"exec" and self.multi and not self.multi_error)):
+            return self._lock_busy(name)  # (before it changes anything: see Server.flush)
         if server.tracking.clients:
             server.track(self, name, args)
         # WATCH: as in Redis, only a write that changed something makes a watcher's EXEC fail.
@@ -421,7 +451,6 @@ class Connection(asyncio.Protocol):
         notifying = server.notify_flags  # keyspace notifications: off (0) unless CONFIG SET
         slow = server.slowlog_seconds  # SLOWLOG: every command is timed, as in Redis (None: off)
         start = perf_counter() if slow is not None else 0.0
-        writes = "write" in cmd.flags
         # a write that watchers or blocked clients must hear of (a write command cannot add either)
         signals = writes and (server.watchers or server.blocked_keys)
         try:
@@ -449,6 +478,8 @@ class Connection(asyncio.Protocol):
                 else:
                     if db._seen != seen and db._tailw.value != token:
                         reply = self._read_again(cmd.handler, args)
+        except WouldWait:  # a command that takes the store's write lock itself (DUMP, LCS, EVAL_RO...)
+            return self._lock_busy(name)
         except Exception as exc:
             if server.slowlog_seconds is not None:
                 server.slowlog_check(self, args, start)
@@ -474,6 +505,23 @@ class Connection(asyncio.Protocol):
                     server.touch([k for k, t in deleted.items() if server.st.watch_token(k) != t])
             server.waiters.signal(keys)
         return reply
+
+    def _lock_busy(self, name: bytes) -> ErrorReply:
+        """This command needs the store's write lock, which another process holds (a script running
+        long on another server of the directory...): raise WouldWait, so that the server runs it
+        again once the lock is free and serves its other clients meanwhile, until this client has
+        waited ``busy-reply-threshold`` milliseconds; then the error (the command does not run)."""
+        server = self.server
+        now = time.monotonic()
+        if self.lock_since is None:
+            self.lock_since = now
+            server.lock_waiters.add(self)
+        if (now - self.lock_since) * 1000 < server.busy_reply_threshold:
+            server.commands_processed -= 1  # (counted when it runs)
+            raise WouldWait(server.path)
+        if name == b"exec":
+            return self._refuse_exec(LOCK_BUSY)
+        return ErrorReply(LOCK_BUSY)
 
     def _needs_the_store(self, name: bytes) -> bool:
         """While the store opens: whether this command is refused with LOADING. EXEC only when it
@@ -741,6 +789,14 @@ class Server:
         self.script_caller: Connection | None = None
         #: Whether :meth:`flush` holds the store's write lock (no other process can write meanwhile).
         self.holding_lock = False
+        #: Whether :meth:`flush` found the store's write lock another process's: what needs it waits
+        #: (see Connection._lock_busy), and the loop serves the other clients meanwhile.
+        self.lock_contended = False
+        #: The clients waiting for the write lock (their lock_since set), and those of them whose
+        #: commands wait to run again (see :meth:`park`).
+        self.lock_waiters: set[Connection] = set()
+        self._parked: list[Connection] = []
+        self._lock_retry: asyncio.TimerHandle | None = None
         #: Set to stop the server (SIGTERM, SIGINT, SHUTDOWN); :func:`_run` makes it.
         self.stopping: asyncio.Event | None = None
         #: busy-reply-threshold (alias lua-time-limit): after so many milliseconds a running script
@@ -872,9 +928,15 @@ class Server:
             try:
                 lock = self.db.locked()
                 lock.__enter__()
+            except WouldWait:  # another process holds it: the commands that need it wait (_lock_busy)
+                lock = None
+                self.lock_contended = True
             except Exception as exc:  # the store is unusable: still answer (with errors) rather than hang
                 self.log(f"cannot take the store's write lock: {exc!r}")
                 lock = None
+            else:
+                if self.lock_waiters:
+                    self._lock_free()
         self.holding_lock = lock is not None
         try:
             for conn in queue:
@@ -882,7 +944,7 @@ class Server:
                 conn.run_pending()
                 if conn.parser.held:
                     conn.run_held()
-                if conn.eof and conn.transport is not None:
+                if conn.eof and conn.transport is not None and not conn.parked:
                     conn.transport.close()
             if self.waiters.ready:
                 self.waiters.serve()  # under the same lock hold as the writes that fed them
@@ -892,9 +954,48 @@ class Server:
         except Halted:  # SHUTDOWN NOSAVE while a script ran: nothing more runs, the server stops
             self.halting = True
         finally:
-            self.holding_lock = False
+            self.holding_lock = self.lock_contended = False
             if lock is not None:
                 lock.__exit__(None, None, None)
+
+    def park(self, conn: Connection) -> None:
+        """Run a client's pending commands again in :data:`LOCK_RETRY` seconds: the first needs the
+        store's write lock, which another process holds (see Connection._lock_busy)."""
+        conn.parked = True
+        self._parked.append(conn)
+        self._retry_lock_later()
+
+    def _retry_lock_later(self) -> None:
+        if self._lock_retry is None and not self.halting:
+            self._lock_retry = asyncio.get_running_loop().call_later(LOCK_RETRY, self._retry_lock)
+
+    def _retry_lock(self) -> None:
+        """Run the parked clients' commands again (their flush tries the lock); with none parked, see
+        whether the lock is free, so that a client refused for waiting too long waits afresh."""
+        self._lock_retry = None
+        parked, self._parked = self._parked, []
+        for conn in parked:
+            conn.parked = False
+            if conn.transport is not None:
+                self.schedule(conn)
+        if not parked and self.lock_waiters:
+            lock = self.db._lock
+            if lock.try_acquire():
+                lock.release()
+                self._lock_free()
+        if self.lock_waiters:
+            self._retry_lock_later()
+
+    def _lock_free(self) -> None:
+        """The write lock was free: a client that waited for it waits afresh next time."""
+        for conn in self.lock_waiters:
+            conn.lock_since = None
+        self.lock_waiters.clear()
+
+    def refuse_lock_waits(self, refuse: bool) -> None:
+        """Make the event loop's thread raise WouldWait where it would wait for the store's write lock
+        (see Connection._lock_busy), or wait again (the server stops)."""
+        self.db._lock.no_wait_thread = threading.get_ident() if refuse else None
 
     def watched_tokens(self, keys: list[bytes] | None) -> dict[bytes, Any]:
         """The current WATCH token of each of ``keys`` (None: every key) that a client watches."""
@@ -1000,6 +1101,8 @@ class Server:
         try:
             if not self.loading:
                 self.notifier.sweep()
+        except WouldWait:  # another process holds the store's write lock: next time
+            pass
         except Exception as exc:  # the store is unusable: try again later; the loop must go on
             self.log(f"cannot sweep expired keys: {exc!r}")
         self._sweep = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep_expired)
@@ -1133,7 +1236,11 @@ class Server:
             self._sweep = None
         self.waiters.close()
         self.tracking.close()
+        if self._lock_retry is not None:
+            self._lock_retry.cancel()
+            self._lock_retry = None
         if not self.loading:
+            self.refuse_lock_waits(False)
             close_synced(self.db, self.log)
 
 
@@ -1254,6 +1361,7 @@ async def _open(server: Server, stop: asyncio.Event, where: str) -> bool:
     if vacuumed:
         server.log(f"removed {vacuumed} records of expired keys")
     server.loaded(db, st)
+    server.refuse_lock_waits(True)  # (another process's script must not stop the event loop)
     return True
 
 

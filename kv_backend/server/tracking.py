@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.locking import WouldWait
 from kv_backend.server.notify import EXPIRED
 from kv_backend.server.protocol import Push, encode
 from kv_backend.structures import CommandError
@@ -383,6 +384,8 @@ class Tracking:
                 self._token = token
                 self.absorb(None)
                 self.settle()
+        except WouldWait:  # another process holds the store's write lock (reloading after its merge)
+            pass
         except Exception as exc:  # the store is unusable: try again later; the loop must go on
             server.log(f"cannot follow the store for tracking clients: {exc!r}")
         if self.clients:
@@ -404,6 +407,8 @@ class Tracking:
             self.absorb(None)
             self.settle()
             self.limit()  # as Redis's cron: even while no command comes
+        except WouldWait:  # another process holds the store's write lock: next time
+            pass
         except Exception as exc:  # the store is unusable: try again later; the loop must go on
             server.log(f"cannot sweep expired keys for tracking clients: {exc!r}")
         if self.clients:
