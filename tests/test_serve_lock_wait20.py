@@ -16,7 +16,7 @@ import time
 
 import pytest
 from helpers import child_env
-from resp_helpers import Raw, RunningServer
+from resp_helpers import Raw, RunningServer, info_number
 from test_resp_shutdown18 import _stored
 from test_script_busy19 import _busy, _other, _send
 
@@ -81,9 +81,9 @@ def test_a_second_server_keeps_serving_while_the_first_ones_script_holds_the_loc
         _send(writer, "GET", "y")  # (waits behind the write, as in a pipeline)
         for _ in range(5):
             reply, took = _timed(reader, "PING")
-            assert reply == b"+PONG\r\n" and took < 0.5
+            assert reply == b"+PONG\r\n" and took < 1
             reply, took = _timed(reader, "GET", "k")  # reads never need the lock
-            assert reply == b"$1\r\nv\r\n" and took < 0.5
+            assert reply == b"$1\r\nv\r\n" and took < 1
             time.sleep(0.1)
         assert writer._read() == b"-" + LOCK_BUSY + b"\r\n"
         assert writer._read() == b"$-1\r\n"
@@ -117,7 +117,7 @@ def test_a_write_waiting_for_the_lock_runs_once_it_is_free(tmp_path, loop, monke
         assert writer._read() == b"+QUEUED\r\n"  # (queued without the lock)
         time.sleep(0.3)
         reply, took = _timed(reader, "GET", "n")
-        assert reply == b"$-1\r\n" and took < 0.5
+        assert reply == b"$-1\r\n" and took < 1
         assert select.select([writer.sock], [], [], 0.2)[0] == []  # EXEC waits
         holder.release()
         assert writer._read() == b"*1\r\n:1\r\n"
@@ -132,20 +132,21 @@ def test_a_write_waiting_for_the_lock_runs_once_it_is_free(tmp_path, loop, monke
 def test_past_the_threshold_exec_and_reads_that_take_the_lock_are_refused(server):
     conn, reader = Raw(server.port, 2), Raw(server.port, 2)
     assert conn.call("SET", "a", "x") == b"+OK\r\n"
-    assert conn.call("CONFIG", "SET", "busy-reply-threshold", "200") == b"+OK\r\n"
+    assert conn.call("CONFIG", "SET", "busy-reply-threshold", "1000") == b"+OK\r\n"
     holder = Holder(server.path)
     try:
+        processed = info_number(reader, "stats", "total_commands_processed")
         assert conn.call("MULTI") == b"+OK\r\n"
         assert conn.call("SET", "a", "y") == b"+QUEUED\r\n"
         reply, took = _timed(conn, "EXEC")
         assert reply == b"-EXECABORT Transaction discarded because of: " + LOCK_BUSY + b"\r\n"
-        assert took >= 0.19
+        assert took >= 0.99
         reply, took = _timed(conn, "LCS", "a", "a")  # refused at once: the lock was not seen free since
-        assert reply == b"-" + LOCK_BUSY + b"\r\n" and took < 0.5
+        assert reply == b"-" + LOCK_BUSY + b"\r\n" and took < 0.9
         assert conn.call("EXEC") == b"-ERR EXEC without MULTI\r\n"  # (discarded)
         assert conn.call("GET", "a") == b"$1\r\nx\r\n"
-        info = reader.call("INFO", "stats")
-        assert b"total_commands_processed:" in info
+        # each command counted once, not once per try (MULTI, SET, EXEC, LCS, EXEC, GET, INFO)
+        assert info_number(reader, "stats", "total_commands_processed") == processed + 7
     finally:
         holder.release()
     time.sleep(0.1)  # (the server sees the lock free again: the next write waits afresh)
