@@ -203,3 +203,19 @@ def test_only_the_no_wait_thread_is_refused_the_wait(tmp_path):
     finally:
         holder.release()
         db.close()
+
+
+def test_pfcount_of_a_cached_count_or_a_missing_key_does_not_wait_for_the_lock(server):
+    """PFCOUNT took the write lock even to read a count its value caches (or a missing key's 0)."""
+    conn = Raw(server.port, 2)
+    assert conn.call("PFADD", "hll", "a", "b", "c") == b":1\r\n"
+    assert conn.call("PFCOUNT", "hll") == b":3\r\n"  # (caches the count)
+    holder = Holder(server.path)
+    try:
+        for key, count in (("hll", b":3\r\n"), ("missing", b":0\r\n")):
+            reply, took = _timed(conn, "PFCOUNT", key)
+            assert reply == count and took < 1
+    finally:
+        holder.release()
+    assert conn.call("PFADD", "hll", "d") == b":1\r\n"  # (the cache is out of date: counted again)
+    assert conn.call("PFCOUNT", "hll") == b":4\r\n"

@@ -361,13 +361,15 @@ class HyperLogLogs(Keyspace):
                     merged = bytearray(map(max, merged, registers_of(found[0])))
             return estimate(merged)
         name = _b(names[0])
-        if self.db.read_only:  # which cannot take the write lock: one record, read as it is, no cache
-            found = self._hll(name)
-            if found is None:
-                return 0
-            value = found[0]
-            if not value[15] & 0x80:  # the cached count is valid
-                return int.from_bytes(value[8:16], "little")
+        # One record, read as it is: a missing key or a valid cached count needs no write lock (which
+        # another process may hold for long), nor does a store opened read-only, which cannot cache.
+        found = self._hll(name)
+        if found is None:
+            return 0
+        value = found[0]
+        if not value[15] & 0x80:  # the cached count is valid
+            return int.from_bytes(value[8:16], "little")
+        if self.db.read_only:
             return estimate(registers_of(value))
         with self.db.locked():
             found = self._hll(name)
