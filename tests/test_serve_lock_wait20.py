@@ -112,7 +112,7 @@ def test_a_write_waiting_for_the_lock_runs_once_it_is_free(tmp_path, loop, monke
         _send(writer, "MULTI")
         _send(writer, "INCR", "n")
         _send(writer, "EXEC")
-        _send(writer, "DUMP", "n")  # a read that takes the lock itself waits too, in its turn
+        _send(writer, "DUMP", "n")  # (behind EXEC, as in a pipeline)
         assert writer._read() == b"+OK\r\n"
         assert writer._read() == b"+QUEUED\r\n"  # (queued without the lock)
         time.sleep(0.3)
@@ -129,7 +129,7 @@ def test_a_write_waiting_for_the_lock_runs_once_it_is_free(tmp_path, loop, monke
         assert server.stop() == 0
 
 
-def test_past_the_threshold_exec_and_reads_that_take_the_lock_are_refused(server):
+def test_past_the_threshold_exec_and_eval_ro_are_refused(server):
     conn, reader = Raw(server.port, 2), Raw(server.port, 2)
     assert conn.call("SET", "a", "x") == b"+OK\r\n"
     assert conn.call("CONFIG", "SET", "busy-reply-threshold", "1000") == b"+OK\r\n"
@@ -141,11 +141,12 @@ def test_past_the_threshold_exec_and_reads_that_take_the_lock_are_refused(server
         reply, took = _timed(conn, "EXEC")
         assert reply == b"-EXECABORT Transaction discarded because of: " + LOCK_BUSY + b"\r\n"
         assert took >= 0.99
-        reply, took = _timed(conn, "LCS", "a", "a")  # refused at once: the lock was not seen free since
+        # (a script runs as one transaction, under the lock): refused at once, the lock not seen free since
+        reply, took = _timed(conn, "EVAL_RO", "return 1", "0")
         assert reply == b"-" + LOCK_BUSY + b"\r\n" and took < 0.9
         assert conn.call("EXEC") == b"-ERR EXEC without MULTI\r\n"  # (discarded)
         assert conn.call("GET", "a") == b"$1\r\nx\r\n"
-        # each command counted once, not once per try (MULTI, SET, EXEC, LCS, EXEC, GET, INFO)
+        # each command counted once, not once per try (MULTI, SET, EXEC, EVAL_RO, EXEC, GET, INFO)
         assert info_number(reader, "stats", "total_commands_processed") == processed + 7
     finally:
         holder.release()
@@ -219,3 +220,24 @@ def test_pfcount_of_a_cached_count_or_a_missing_key_does_not_wait_for_the_lock(s
         holder.release()
     assert conn.call("PFADD", "hll", "d") == b":1\r\n"  # (the cache is out of date: counted again)
     assert conn.call("PFCOUNT", "hll") == b":4\r\n"
+
+
+def test_reads_of_several_records_at_one_moment_do_not_wait_for_the_lock(server):
+    """DUMP, LCS and SORT_RO read several records as one moment left them: under the write lock, so
+    that with another process holding it they waited like writes. They now read without it, again
+    while another process writes in the middle, and take it only if that keeps happening."""
+    conn = Raw(server.port, 2)
+    assert conn.call("RPUSH", "l", "2", "1") == b":2\r\n"
+    assert conn.call("MSET", "a", "ohmytext", "b", "mynewtext") == b"+OK\r\n"
+    dumped = conn.call("DUMP", "l")
+    holder = Holder(server.path)
+    try:
+        for args, expected in (
+            (("DUMP", "l"), dumped),
+            (("LCS", "a", "b"), b"$6\r\nmytext\r\n"),
+            (("SORT_RO", "l"), b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n"),
+        ):
+            reply, took = _timed(conn, *args)
+            assert reply == expected and took < 1
+    finally:
+        holder.release()

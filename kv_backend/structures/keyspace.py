@@ -84,6 +84,8 @@ _DB_OPTIONS = frozenset({"sync", "max_file_size", "read_only", "auto_merge"})
 #: How many times a read of several records on a read-only store runs before the last try stands
 #: (see :meth:`Keyspace._read_consistent`).
 _READ_TRIES = 20
+#: How many times it runs on a writable store before it runs under the write lock.
+_TRIES_BEFORE_LOCKING = 3
 
 
 def _check_seconds(value: object, what: str, absolute: bool = False) -> float:
@@ -256,15 +258,13 @@ class Keyspace:
     def _read_consistent(self, read: Callable[[], _T]) -> _T:
         """Return ``read()``, a read of several records that must see them as one moment left them.
 
-        It runs under the write lock, which a store opened with ``read_only=True`` cannot take
-        (LCS, DUMP, SORT raised ReadOnlyError there, though they write nothing): there it runs
-        again until no process wrote while it ran (a few tries; the last one stands).
+        It runs until no process wrote while it ran (a few tries), without the write lock,
+        which another process may hold for long (a script running long on another server) and a
+        store opened with ``read_only=True`` cannot take (LCS, DUMP, SORT raised ReadOnlyError
+        there, though they write nothing); then under the lock, or, read-only, the last try stands.
         """
         db = self.db
-        if not db.read_only:
-            with db.locked():
-                return read()
-        for _ in range(_READ_TRIES - 1):
+        for _ in range(_READ_TRIES - 1 if db.read_only else _TRIES_BEFORE_LOCKING):
             token = db.change_token()
             try:
                 out = read()
@@ -274,7 +274,10 @@ class Keyspace:
                 continue  # (a key read half before and half after another process's change)
             if db.change_token() == token:
                 return out
-        return read()
+        if db.read_only:
+            return read()
+        with db.locked():
+            return read()
 
     def _record(self, mk: bytes) -> tuple[bytes, float] | None:
         """Return ``(metadata, absolute expiry or 0)`` of a live key, or None."""
