@@ -89,6 +89,8 @@ def test_a_second_server_keeps_serving_while_the_first_ones_script_holds_the_loc
         assert writer._read() == b"$-1\r\n"
         assert time.monotonic() - started >= 1.4
         assert reader.call("PING") == b"+PONG\r\n"
+        # (the script runs on the first server: this one has none to kill)
+        assert reader.call("SCRIPT", "KILL") == b"-NOTBUSY No scripts in execution right now.\r\n"
         _send(other, "SHUTDOWN", "NOSAVE")  # the first server stops, keeping none of the script's writes
         assert first.proc.wait(15) == 0
         assert writer.call("SET", "y", "2") == b"+OK\r\n"  # the lock is free again
