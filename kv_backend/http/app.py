@@ -15,6 +15,7 @@ import base64
 import contextlib
 import dataclasses
 import errno
+import functools
 import hmac
 import ipaddress
 import json
@@ -28,6 +29,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from typing import Any, TypeVar
 from urllib.parse import unquote, unquote_to_bytes
 
+import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
@@ -752,6 +755,20 @@ class _ReadGate:
 # --------------------------------------------------------------- the app
 
 
+#: How many engine calls that take the store's write lock may run at once (see _Api.call_locking).
+LOCKING_THREADS = 20
+
+
+async def _translated(work: Awaitable[T]) -> T:
+    """The result of an engine call, its errors as the API's."""
+    try:
+        return await work
+    except HTTPAPIError:
+        raise
+    except KVError as exc:
+        raise engine_error(exc) from exc
+
+
 class _Api:
     """The endpoints, bound to one open :class:`DB`."""
 
@@ -762,15 +779,21 @@ class _Api:
         # server read (and hold) the whole body, up to max_value_size, only for the engine to refuse it.
         self.max_put_size = min(max_value_size, rec.MAX_VALUE_SIZE)
         self.gate = _ReadGate()
+        self.locking_limiter: anyio.CapacityLimiter | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run an engine call in a worker thread and translate its errors."""
-        try:
-            return await run_in_threadpool(fn, *args, **kwargs)
-        except HTTPAPIError:
-            raise
-        except KVError as exc:
-            raise engine_error(exc) from exc
+        return await _translated(run_in_threadpool(fn, *args, **kwargs))
+
+    async def call_locking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`call` for an engine call that takes the store's write lock: at most
+        :data:`LOCKING_THREADS` at once, beside the thread pool's, so that calls waiting for a lock
+        another process holds (a script running long on a ``kvb serve`` of the store, a long
+        transaction) cannot take every thread and leave reads none."""
+        if self.locking_limiter is None:  # (made in the event loop, as anyio requires)
+            self.locking_limiter = anyio.CapacityLimiter(LOCKING_THREADS)
+        work = anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.locking_limiter)
+        return await _translated(work)
 
     @staticmethod
     def check_body_headers(request: Request, limit: int, what: str) -> None:
@@ -1091,7 +1114,7 @@ class _Api:
             # atomically, since another client may write or delete the key meanwhile.
             _check_write(key, if_match, if_none_match, await self.call(self._read_tag, key))
         value = await self.read_body(request, self.max_put_size, "the value")
-        _, created, etag = await self.call(
+        _, created, etag = await self.call_locking(
             self._write_if, key, conditions, lambda: self.db.put(key, value, ttl)
         )
         return Response(status_code=201 if created else 204, headers=_etag_header(etag))
@@ -1103,10 +1126,10 @@ class _Api:
     async def delete(self, request: Request, key: bytes) -> Response:
         conditions = _preconditions(request)
         if conditions == (None, None):
-            if not await self.call(self.db.delete, key):
+            if not await self.call_locking(self.db.delete, key):
                 raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
         else:  # (If-Match: * is what DELETE checks anyway; If-None-Match: * can only fail)
-            await self.call(
+            await self.call_locking(
                 self._write_if, key, conditions, lambda: self.db.delete(key), "nothing was deleted"
             )
         return Response(status_code=204)
@@ -1114,13 +1137,15 @@ class _Api:
     async def incr(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         delta = parse_int(query.get("delta"), "delta", 1)
         conditions = _preconditions(request)
-        value, _, etag = await self.call(self._write_if, key, conditions, lambda: self.db.incr(key, delta))
+        value, _, etag = await self.call_locking(
+            self._write_if, key, conditions, lambda: self.db.incr(key, delta)
+        )
         return JSONResponse({"value": value}, headers=_etag_header(etag))
 
     async def expire(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         ttl = parse_ttl(query.get("ttl"))
         conditions = _preconditions(request)
-        done, _, etag = await self.call(
+        done, _, etag = await self.call_locking(
             self._write_if, key, conditions, lambda: self.db.expire(key, ttl), "no expiry was set"
         )
         if not done:  # expired meanwhile (the check and the write are under one lock, so hardly ever)
@@ -1181,7 +1206,7 @@ class _Api:
         body = await self.read_body(request, self.max_value_size, "the transaction")
         ops = parse_txn(body)
         writes = any(op.op in _TXN_WRITES for op in ops)
-        return JSONResponse({"results": await self.call(self._run_txn, ops, writes)})
+        return JSONResponse({"results": await self.call_locking(self._run_txn, ops, writes)})
 
     def _run_txn(self, ops: list[_TxnOp], writes: bool) -> list[dict[str, Any]]:
         """Evaluate the transaction under the write lock, then write it if every operation succeeded.
@@ -1238,7 +1263,8 @@ class _Api:
         wait = parse_bool(query.get("wait"), "wait")
         await self.refuse_body(request, "merge", "give wait in the query string: ?wait=true")
         try:
-            report = await self.call(self.db.merge, wait=True) if wait else await self.call(self.db.merge)
+            merge = functools.partial(self.db.merge, wait=True) if wait else self.db.merge
+            report = await self.call_locking(merge)
         except ModuleNotFoundError as exc:
             raise HTTPAPIError(501, "not_implemented", f"this build cannot merge: {exc}") from exc
         return JSONResponse(jsonable(report))
@@ -1319,7 +1345,7 @@ class _Api:
                 raise _backup_target_error(url, exc) from exc
 
         try:
-            report = await self.call(run_backup)
+            report = await self.call_locking(run_backup)
         except ModuleNotFoundError as exc:
             raise HTTPAPIError(501, "not_implemented", f"this build cannot back up: {exc}") from exc
         except (ValueError, TypeError, ImportError) as exc:
