@@ -7,6 +7,7 @@ is answered a BUSY error saying so, without running."""
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import subprocess
@@ -243,3 +244,26 @@ def test_reads_of_several_records_at_one_moment_do_not_wait_for_the_lock(server)
             assert reply == expected and took < 1
     finally:
         holder.release()
+
+
+def test_a_long_wait_for_the_lock_costs_the_server_little_cpu(server):
+    """Each retry of a waiting write tried the lock for up to a millisecond, every 2 ms: a third of
+    a CPU for as long as another server's script ran. After 0.1 s of waiting a retry only looks."""
+    conn = Raw(server.port, 2)
+    assert conn.call("CONFIG", "SET", "busy-reply-threshold", "20000") == b"+OK\r\n"
+    holder = Holder(server.path)
+    try:
+        _send(conn, "SET", "a", "1")
+        time.sleep(0.3)
+
+        def cpu_seconds() -> float:
+            with open(f"/proc/{server.proc.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        before = cpu_seconds()
+        time.sleep(3)
+        assert cpu_seconds() - before < 0.75
+    finally:
+        holder.release()
+    assert conn._read() == b"+OK\r\n"

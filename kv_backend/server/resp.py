@@ -75,6 +75,9 @@ LOCK_BUSY = (
 )
 #: How often (seconds) a server whose clients wait for the store's write lock tries it again.
 LOCK_RETRY = 0.002
+#: For how long (seconds) a client's wait for the lock tries it for up to a millisecond each time;
+#: a longer wait only looks (see Server._retry_lock).
+LOCK_SPIN_WAIT = 0.1
 #: Commands Redis answers while loading that need the store here: refused with LOADING.
 _NEED_THE_STORE = frozenset({b"watch", b"client|tracking"})
 #: Refused inside MULTI, as Redis refuses its ``no_multi`` commands.
@@ -970,20 +973,28 @@ class Server:
             self._lock_retry = asyncio.get_running_loop().call_later(LOCK_RETRY, self._retry_lock)
 
     def _retry_lock(self) -> None:
-        """Run the parked clients' commands again (their flush tries the lock); with none parked, see
-        whether the lock is free, so that a client refused for waiting too long waits afresh."""
+        """See whether the write lock is free (one try). Run the parked clients' commands again
+        (their flush tries the lock, for up to a millisecond) if it is, if they have waited only a
+        little (under load the lock changes hands often), or to refuse them once they have waited
+        long enough; the others wait for the next look, costing nothing meanwhile."""
         self._lock_retry = None
+        lock = self.db._lock
+        free = lock.try_acquire()
+        if free:
+            lock.release()
+            self._lock_free()  # (a client refused for waiting too long waits afresh)
+        now = time.monotonic()
+        young, refused = now - LOCK_SPIN_WAIT, now - self.busy_reply_threshold / 1000
         parked, self._parked = self._parked, []
         for conn in parked:
-            conn.parked = False
-            if conn.transport is not None:
-                self.schedule(conn)
-        if not parked and self.lock_waiters:
-            lock = self.db._lock
-            if lock.try_acquire():
-                lock.release()
-                self._lock_free()
-        if self.lock_waiters:
+            since = conn.lock_since
+            if since is None or since > young or since <= refused:
+                conn.parked = False
+                if conn.transport is not None:
+                    self.schedule(conn)
+            else:
+                self._parked.append(conn)
+        if self.lock_waiters or self._parked:
             self._retry_lock_later()
 
     def _lock_free(self) -> None:
