@@ -540,19 +540,15 @@ class _Opening(_Parts):
                         raise  # another format version: says what to do
                     raise storage_error(exc, f"cannot open data file {data_name(fid)}") from exc
             # Read under the write lock, which a writer holds from its intent to its publication: records
-            # past the active file's published end are then none a live writer is writing, but those of
-            # one that died (or that a power failure kept while the page lagged them), which the next
-            # writer's recovery keeps (a read-only open: a writer's has just done so). Read as it keeps
-            # them, never an older value in their place; catch-up replays on from their end.
+            # past the published end of the file the page names are then none a live writer is writing,
+            # but those of one that died (or that a power failure kept while the page lagged them), which
+            # the next writer's recovery keeps, whether that file is still the active one or a rotation
+            # that died left a newer file after it (a read-only open: a writer's has just done so). Read
+            # as it keeps them, never an older value in their place; catch-up replays on from their end.
             kept = -1
-            if (
-                not writable
-                and end >= 0
-                and files
-                and files[-1].fid == active_fid
-                and self._lock.excludes_writers
-            ):
-                kept = _kept_past(files[-1], end)
+            named = [f for f in files if f.fid == active_fid]
+            if not writable and end >= 0 and named and self._lock.excludes_writers:
+                kept = _kept_past(named[0], end)
         sizes = {f.fid: f.size() for f in files}
         small = bool(files) and sizes[fids[-1]] <= rec.FILE_HEADER_SIZE
         head = files[-1].reader()(0, rec.FILE_HEADER_SIZE) if small else None
@@ -596,7 +592,8 @@ class _Opening(_Parts):
                 )
                 _lost_file(f.path, corrupt, hinted=hinted)
             limit = end if (f.fid == active_fid and end >= 0) else sizes[f.fid]
-            if f.fid == active_fid and limit == end and kept > end:
+            if f.fid == active_fid and limit == end and kept > end and idx in (newest, rotated):
+                # (Not where the newest file is a merge output: recovery then reads the named file whole.)
                 limit = kept
             view_bytes: mmap.mmap | bytes | None = None
             hints = None
@@ -632,12 +629,6 @@ class _Opening(_Parts):
                     view_bytes = f.filled(size, filled)
                     read, size = reader_of(view_bytes), filled
                 pub = f.fid in whole and limit <= size
-                if pub and idx == rotated and f.fid == active_fid and limit == end:
-                    # The file the page names, newer files following it (a rotation that died, or a page
-                    # a power failure kept older than the records after its end, acknowledged): what
-                    # follows its published end is kept as recovery keeps it (a read-only open; a
-                    # writer's recovery has closed it so), never an older value in its place.
-                    limit = kept_end(read, limit, size)
                 if (
                     not pub
                     and size >= rec.FILE_HEADER_SIZE

@@ -246,10 +246,11 @@ def _take_snapshot(
                     # fills it, with zeros up to there, so that the loss is damage, counted here and
                     # refused by a restore (see unpublished.filled_end).
                     named.filled_from, named.length = named.length, active_end
-                if data_fids[-1][1] == 0:
+                if data_fids[-1][1] == 0 and lock.excludes_writers:
                     # Records after its published end (a page a power failure kept older than them and
                     # than the rotation after them, which they were acknowledged before): copied as
-                    # recovery keeps them, or a restore would give an older value in their place.
+                    # recovery keeps them, or a restore would give an older value in their place. (As
+                    # for the active file, only under a lock that keeps every writer out.)
                     _keep_past(named, active_end)
             if named is None and data:
                 for snap in data:
