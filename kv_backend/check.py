@@ -130,8 +130,9 @@ def _check(path: str) -> CheckReport:
         why = (
             f"it names {data_name((published[0], 0))}, which is gone, older than the newest data file"
             if names_a_gone_file(fids, published)
-            else f"it publishes an end inside a record of {data_name((published[0], 0))}, or past the end "
-            "of that file, which newer files follow, and its intent word does not vouch for it"
+            else f"it publishes an end inside a record of {data_name((published[0], 0))}, or inside a batch "
+            "that committed after it, or past the end of that file, which newer files follow, and its intent "
+            "word does not vouch for it"
         )
         report.notes.append(
             f"{os.path.join(path, STATE_FILE)}: a damaged page ({why}): ignored, as by every reader; the "

@@ -111,8 +111,10 @@ def trusted_page(
     end = published[1]
     if i == rotated and end > size and not vouches(intent, published):
         return None
-    if not rec.FILE_HEADER_SIZE < end < size or _may_start_a_write(read(end, rec.HEADER_SIZE)):
+    if not rec.FILE_HEADER_SIZE < end < size:
         return published
+    if _may_start_a_write(read(end, rec.HEADER_SIZE)):
+        return None if _inside_a_batch(read, end, size) else published
     pos, _ = _strict(read, rec.FILE_HEADER_SIZE, end)
     # (From the last boundary found, past the records of a batch whose COMMIT the end may cut, past a
     # damaged record whose lengths are confirmed, and past a damaged region to where replay reads on,
@@ -125,6 +127,43 @@ def trusted_page(
         else:
             break
     return None if pos > end else published
+
+
+def _inside_a_batch(read: Read, end: int, size: int) -> bool:
+    """Whether the published ``end`` of a data file of ``size`` bytes lies inside a batch that committed
+    after it: read from ``end`` by the unpublished rules, ``k`` records of a batch and then a COMMIT whose
+    count ``n`` is larger (no writer leaves that after its published end: a batch, or a transaction, is
+    written whole after it, its COMMIT counting its records), and following the file's sound records from
+    its header, the ``n - k`` records right before ``end`` are records of a batch. No writer publishes an
+    end there (a batch is published with its COMMIT), and recovery would cut the batch, and every
+    acknowledged record after it, off the file (damage to the tail word that left a record boundary)."""
+    _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(end, rec.HEADER_SIZE).ljust(rec.HEADER_SIZE, b"\0"))
+    if rtype != rec.COMMIT and not (rtype and flags & rec.FLAG_BATCH):
+        return False  # (the common case, reserved zeros: nothing more is read)
+    stop, at, kept = "", end, end
+    for base, res in rec.scan_read(read, end, size, open_end=True):
+        stop, at, kept = res.stop_reason or "", base + res.stop_at, base + res.end
+    if stop != "orphan commit" or kept != end:
+        return False  # (a plain record after the end: what follows it is no part of a batch before it)
+    after = _batch_records(read, end, at, size)
+    n: int = rec.COUNT.unpack(read(at + rec.HEADER_SIZE, 4))[0]
+    if after < 0 or n <= after:
+        return False
+    return _batch_records(read, rec.FILE_HEADER_SIZE, end, size) >= n - after
+
+
+def _batch_records(read: Read, pos: int, end: int, size: int) -> int:
+    """How many records of a batch (flagged, no COMMIT after them) end the sound records that follow one
+    another from ``pos`` up to ``end`` exactly, -1 where they do not reach it (see _inside_a_batch)."""
+    run = 0
+    while pos < end:
+        n = rec.sound_size(read, pos, size)
+        if not n:
+            return -1
+        _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(pos, rec.HEADER_SIZE))
+        run = run + 1 if rtype != rec.COMMIT and flags & rec.FLAG_BATCH else 0
+        pos += n
+    return run if pos == end else -1
 
 
 def _confirmed_size(read: Read, pos: int, size: int) -> int:
