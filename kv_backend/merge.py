@@ -239,6 +239,26 @@ def _refused(store: str, path: str, offset: int, why: str) -> CorruptionError:
     )
 
 
+def _unreadable(fd: int, reached: int, size: int) -> str:
+    """What :func:`_refused` says of a data file of ``size`` bytes open as ``fd`` that cannot be read past
+    ``reached``: zeros from there to its end (which reserved space a rotation left unclosed makes, as the
+    recovery of an earlier version left it before a rotation that died: nothing readable is lost with
+    it) are named as such."""
+    if rec.only_zeros(rec.file_reader(fd), reached, size):
+        return (
+            f"cannot be read past offset {reached}: the {size - reached} bytes from there to the end of "
+            "the file are all zeros. A closed data file ends with its last record: zeros there are space a "
+            "writer reserved ahead of its records and nobody cut off (the recovery of an earlier version "
+            "left it so in the file before a rotation that died), or records that damage zeroed, which "
+            "merging would delete for good (where they are reserved space, a copy made with `kvb salvage` "
+            "holds every key the store holds)"
+        )
+    return (
+        f"cannot be read past offset {reached} (a damaged record header), and merging would delete the "
+        f"{size - reached} bytes after it"
+    )
+
+
 def _last_operations(
     db: DB,
     inputs: list[FileId],
@@ -291,13 +311,7 @@ def _last_operations(
                 # A damaged length: the records after it cannot be found, so the merge
                 # could neither copy them nor know which older values they replaced.
                 path = os.path.join(db.path, data_name(fid))
-                raise _refused(
-                    db.path,
-                    path,
-                    reached,
-                    f"cannot be read past offset {reached} (a damaged record header), and merging would "
-                    f"delete the {size - reached} bytes after it",
-                )
+                raise _refused(db.path, path, reached, _unreadable(fds.fd(i), reached, size))
         done += size
         if progress is not None:
             progress(done // 2, total)
