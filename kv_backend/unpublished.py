@@ -149,19 +149,26 @@ def _inside_a_batch(read: Read, end: int, size: int) -> bool:
     n: int = rec.COUNT.unpack(read(at + rec.HEADER_SIZE, 4))[0]
     if after < 0 or n <= after:
         return False
-    return _batch_records(read, rec.FILE_HEADER_SIZE, end, size) >= n - after
+    # (Where damage before the end stops the walk, the COMMIT alone shows the end is no writer's.)
+    before = _batch_records(read, rec.FILE_HEADER_SIZE, end, size)
+    return before < 0 or before >= n - after
 
 
 def _batch_records(read: Read, pos: int, end: int, size: int) -> int:
-    """How many records of a batch (flagged, no COMMIT after them) end the sound records that follow one
-    another from ``pos`` up to ``end`` exactly, -1 where they do not reach it (see _inside_a_batch)."""
+    """How many records of a batch (flagged, no COMMIT after them) end the records that follow one another
+    from ``pos`` up to ``end`` exactly, -1 where they do not reach it (see _inside_a_batch). A damaged
+    record whose lengths the sound record after it confirms is stepped over, and counted as one of the
+    batch's (its flag cannot be trusted, as in rule 1 of the published part)."""
     run = 0
     while pos < end:
         n = rec.sound_size(read, pos, size)
-        if not n:
+        if n:
+            _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(pos, rec.HEADER_SIZE))
+            run = run + 1 if rtype != rec.COMMIT and flags & rec.FLAG_BATCH else 0
+        elif n := _confirmed_size(read, pos, size):
+            run += 1
+        else:
             return -1
-        _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(pos, rec.HEADER_SIZE))
-        run = run + 1 if rtype != rec.COMMIT and flags & rec.FLAG_BATCH else 0
         pos += n
     return run if pos == end else -1
 

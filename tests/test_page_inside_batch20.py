@@ -102,3 +102,25 @@ def test_an_end_before_the_batch_is_trusted(store_path):
     assert _view(store_path, read_only=True) == (_WANT, 0)
     assert _view(store_path) == (_WANT, 0)
     assert published_tail(store_path) == (major, last)
+
+
+def test_with_a_damaged_record_before_the_end(store_path):
+    """The batch's record right before the end damaged too (its last bytes zeroed: its lengths are sound,
+    and the sound record after it confirms them): the page is damaged all the same, and only that key
+    reads as damaged."""
+    from kv_backend import CorruptionError
+
+    _store(store_path, 2)
+    record = HEADER_SIZE + len(b"b1") + len(b"in batch 1")
+    major, end = published_tail(store_path)
+    with open(os.path.join(store_path, data_name((major, 0))), "r+b") as f:
+        f.seek(end - 5)
+        f.write(bytes(5))
+    assert end - record > 0
+    want = {k: v for k, v in _WANT.items() if k != b"b1"}
+    for read_only in (True, False):
+        with DB(store_path, read_only=read_only) as db:
+            with pytest.raises(CorruptionError):
+                db.get(b"b1")
+            assert {k: db.get(k) for k in db if k != b"b1"} == want
+            assert db.stats()["corrupt_records"] == 1
