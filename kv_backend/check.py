@@ -28,6 +28,7 @@ from kv_backend.owners import roots_files
 from kv_backend.record import reader_of
 from kv_backend.state import page_intent, published_tail
 from kv_backend.unpublished import (
+    closed_whole,
     data_end,
     end_without_page,
     filled_end,
@@ -186,6 +187,7 @@ def _check(path: str) -> CheckReport:
             end = 0
             if tail:
                 end = tail_end(reader_of(buf), size, page_end(published, fid), closing=i == rotated)
+                tail = not closed_whole(i == rotated, published, end, size)
             size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size
             if os.path.exists(hpath):
@@ -351,6 +353,7 @@ def snapshot_problems(
         return report.problems
     # (A restored copy has no STATE page: where a newest file's data ends is read from its bytes.)
     end = end_without_page(read, size, closing=closing) if tail else 0
+    tail = tail and not closed_whole(closing, None, end, size)
     size = _check_records(_Reader(read, size), size, name, tail, report, published_end=end)
     if hints is not None and not tail and usable_at(hints[1], hints[2], size):
         known = {p.offset for p in report.problems}

@@ -46,6 +46,7 @@ from kv_backend.record import reader_of
 from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
 from kv_backend.unpublished import (
     Read,
+    closed_whole,
     data_end,
     end_without_page,
     filled_end,
@@ -650,7 +651,8 @@ class _Opening(_Parts):
                     corrupt,
                     published=pub,
                     read=read,
-                    closed=idx not in (newest, rotated),
+                    closed=idx not in (newest, rotated)
+                    or closed_whole(idx == rotated, published, limit, size),
                 )
             if (sizes[f.fid] if view_bytes is None else len(view_bytes)) >= rec.FILE_HEADER_SIZE and (
                 rec.damaged_file_header(read(0, 12))

@@ -49,6 +49,7 @@ from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.record import reader_of
 from kv_backend.state import page_intent, published_tail
 from kv_backend.unpublished import (
+    closed_whole,
     filled_end,
     holds_nothing,
     page_end,
@@ -217,8 +218,10 @@ def salvage(
             # Before the active file's published end, a damaged record is damage (readers raise
             # CorruptionError for it), not the unfinished last write it can look like.
             end = 0
-            if i in (last, rotated) and len(buf) >= rec.FILE_HEADER_SIZE:
+            tail = i in (last, rotated)
+            if tail and len(buf) >= rec.FILE_HEADER_SIZE:
                 end = tail_end(reader_of(buf), len(buf), page_end(published, fids[i]), closing=i == rotated)
+                tail = not closed_whole(i == rotated, published, end, len(buf))
             head = bytes(buf[:12])
             if len(buf) < rec.FILE_HEADER_SIZE or rec.damaged_file_header(head) or rec.foreign_version(head):
                 # (Read all the same, through its hint file too. Another version's records rarely check
@@ -230,7 +233,7 @@ def salvage(
             if hints is not None:
                 _apply_hints(buf, i, paths[i], hints, newest, exp, report)
             else:
-                _replay(buf, i, paths[i], i in (last, rotated), newest, exp, report, published_end=end)
+                _replay(buf, i, paths[i], tail, newest, exp, report, published_end=end)
             done += len(buf)
             if progress is not None:
                 progress(done // 2, total)

@@ -322,6 +322,14 @@ def tail_end(read: Read, size: int, page_end: int | None, *, closing: bool = Fal
     return end_without_page(read, size, closing=closing)
 
 
+def closed_whole(closing: bool, published: tuple[int, int] | None, end: int, size: int) -> bool:
+    """Whether the file a rotation that died did not finish ``closing``, without a ``published`` page,
+    is read whole: its data ``end`` (:func:`end_without_page`) reaches its ``size``, so none of it can be
+    an unfinished write, and recovery closes it as it is. A batch still open at its end is then a closed
+    file's, which lost its COMMIT: damage (docs/file-format.md), never a torn write cut on next open."""
+    return closing and published is None and end >= size
+
+
 def end_without_page(read: Read, size: int, *, closing: bool = False) -> int:
     """Where the data of a file of ``size`` bytes that no published end bounds ends: that of the
     active file (:func:`data_end`), or of the file a rotation that died did not finish ``closing``,
