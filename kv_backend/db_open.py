@@ -347,8 +347,11 @@ class _Opening(_Parts):
             return
         active = fids[-1]
         path = os.path.join(self.path, data_name(active))
-        if st.initialized and len(fids) > 1 and 0 <= _file_size(path) < rec.FILE_HEADER_SIZE:
-            major = unpack_tail(st.tail.value)[0]
+        # (Judged with every file listed, as readers judge it: a damaged page says nothing of which file
+        # is the active one, and the store is then recovered as without a page.)
+        page = self._trusted_page(fids)
+        if page is not None and len(fids) > 1 and 0 <= _file_size(path) < rec.FILE_HEADER_SIZE:
+            major = page[0]
             if fids[-2] == (major, 0) and major < active[0]:
                 # A rotation that failed (disk full) or died before the next file had its
                 # header: the file holds nothing and was never published. The previous file
@@ -365,7 +368,6 @@ class _Opening(_Parts):
                 fids.pop()
                 active = fids[-1]
                 path = os.path.join(self.path, data_name(active))
-        page = self._trusted_page(fids)
         for fid in [f for f in fids[:-1] if page is not None and f > (page[0], 0) and f[1] == 0]:
             # Between the file the page names and the newest, one shorter than a header: a rotation
             # that died before its header was whole, which later ones followed (a power failure kept

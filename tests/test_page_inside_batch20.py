@@ -124,3 +124,27 @@ def test_with_a_damaged_record_before_the_end(store_path):
                 db.get(b"b1")
             assert {k: db.get(k) for k in db if k != b"b1"} == want
             assert db.stats()["corrupt_records"] == 1
+
+
+def test_with_a_rotation_that_died_before_the_next_files_header(store_path):
+    """A newest file shorter than a header after the file the damaged page names, and a transaction
+    killed before its COMMIT at that file's end: a writer's recovery took the page's word that the file
+    it names is the active one (removing the short file, and cutting the transaction as an unfinished
+    write), while every reader, reading the store as without a page, read that file as a rotation that
+    died left it (closed whole: the transaction's records are no single torn write). Recovery now judges
+    the page before it removes anything, and reads the store as every reader does."""
+    from kv_backend import record as rec
+
+    major, last = _store(store_path, 2)
+    path = os.path.join(store_path, data_name((major, 0)))
+    txn = b"".join(rec.encode(rec.PUT, b"t%d" % i, b"uncommitted", 0.0, rec.FLAG_BATCH) for i in range(2))
+    with open(path, "r+b") as f:
+        f.seek(last)
+        f.write(txn)
+    with open(os.path.join(store_path, data_name((major + 1, 0))), "wb"):
+        pass
+    with DB(store_path, read_only=True) as ro:
+        seen = {k: ro.get(k) for k in ro}, ro.stats()["corrupt_records"]
+    assert {k: v for k, v in seen[0].items() if k in _WANT} == _WANT
+    assert _view(store_path) == seen
+    assert _view(store_path, read_only=True) == seen
