@@ -18,6 +18,7 @@ in published data (rule 3).
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable
 
 from kv_backend import record as rec
@@ -130,47 +131,42 @@ def trusted_page(
 
 
 def _inside_a_batch(read: Read, end: int, size: int) -> bool:
-    """Whether the published ``end`` of a data file of ``size`` bytes lies inside a batch that committed
-    after it: read from ``end`` by the unpublished rules, ``k`` records of a batch and then a COMMIT whose
-    count ``n`` is larger (no writer leaves that after its published end: a batch, or a transaction, is
-    written whole after it, its COMMIT counting its records), and following the file's sound records from
-    its header, the ``n - k`` records right before ``end`` are records of a batch. No writer publishes an
+    """Whether the published ``end`` of a data file of ``size`` bytes lies inside a batch, where the record
+    there is a batch's or a COMMIT (what a writer leaves past its end only when it died in a batch or a
+    transaction: this reads nothing more for the reserved zeros of a live store). No writer publishes an
     end there (a batch is published with its COMMIT), and recovery would cut the batch, and every
-    acknowledged record after it, off the file (damage to the tail word that left a record boundary)."""
+    acknowledged record after it, off the file (damage to the tail word that left a record boundary).
+
+    It does where, reading the file from its header by the rules of the published part, a batch is open
+    at ``end``; or, read from ``end`` by the unpublished rules, ``k`` records of a batch are followed by a
+    COMMIT whose count ``n`` is larger (no writer leaves that after its end: a batch, or a transaction, is
+    written whole after it, its COMMIT counting its own records) and the walk from the header finds the
+    ``n - k`` records of the batch before ``end``, or cannot reach ``end`` for damage."""
     _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(end, rec.HEADER_SIZE).ljust(rec.HEADER_SIZE, b"\0"))
     if rtype != rec.COMMIT and not (rtype and flags & rec.FLAG_BATCH):
         return False  # (the common case, reserved zeros: nothing more is read)
+    before = _batch_records(read, rec.FILE_HEADER_SIZE, end)
+    if before > 0:
+        return True
     stop, at, kept = "", end, end
     for base, res in rec.scan_read(read, end, size, open_end=True):
         stop, at, kept = res.stop_reason or "", base + res.stop_at, base + res.end
     if stop != "orphan commit" or kept != end:
         return False  # (a plain record after the end: what follows it is no part of a batch before it)
-    after = _batch_records(read, end, at, size)
+    after = _batch_records(read, end, at)
     n: int = rec.COUNT.unpack(read(at + rec.HEADER_SIZE, 4))[0]
-    if after < 0 or n <= after:
-        return False
     # (Where damage before the end stops the walk, the COMMIT alone shows the end is no writer's.)
-    before = _batch_records(read, rec.FILE_HEADER_SIZE, end, size)
-    return before < 0 or before >= n - after
+    return after >= 0 and n > after and before < 0
 
 
-def _batch_records(read: Read, pos: int, end: int, size: int) -> int:
-    """How many records of a batch (flagged, no COMMIT after them) end the records that follow one another
-    from ``pos`` up to ``end`` exactly, -1 where they do not reach it (see _inside_a_batch). A damaged
-    record whose lengths the sound record after it confirms is stepped over, and counted as one of the
-    batch's (its flag cannot be trusted, as in rule 1 of the published part)."""
-    run = 0
-    while pos < end:
-        n = rec.sound_size(read, pos, size)
-        if n:
-            _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(pos, rec.HEADER_SIZE))
-            run = run + 1 if rtype != rec.COMMIT and flags & rec.FLAG_BATCH else 0
-        elif n := _confirmed_size(read, pos, size):
-            run += 1
-        else:
-            return -1
-        pos += n
-    return run if pos == end else -1
+def _batch_records(read: Read, pos: int, end: int) -> int:
+    """How many records of a batch still open at ``end`` end the records read from ``pos`` up to ``end`` by
+    the rules of the published part (a damaged record whose lengths are confirmed stepped over as rule 1
+    has it), -1 where a damaged header stops them before it (see _inside_a_batch)."""
+    last = deque(rec.scan_read(read, pos, end, trust_lengths=True), maxlen=1)
+    if not last or (res := last[0][1]).stop_reason is None:
+        return 0
+    return len(res.pending or ()) if res.stop_reason == "uncommitted batch" else -1
 
 
 def _confirmed_size(read: Read, pos: int, size: int) -> int:
