@@ -137,26 +137,29 @@ def _inside_a_batch(read: Read, end: int, size: int) -> bool:
     end there (a batch is published with its COMMIT), and recovery would cut the batch, and every
     acknowledged record after it, off the file (damage to the tail word that left a record boundary).
 
-    It does where, reading the file from its header by the rules of the published part, a batch is open
-    at ``end``; or, read from ``end`` by the unpublished rules, ``k`` records of a batch are followed by a
+    Read from ``end`` by the unpublished rules, what follows is either what a writer that died there
+    leaves (records of its batch, the last perhaps torn, then zeros or the end of the file: nothing more is
+    read) or not; where not, it does if, reading the file from its header by the rules of the published
+    part, a batch is open at ``end``. And where ``k`` records of a batch read from ``end`` are followed by a
     COMMIT whose count ``n`` is larger (no writer leaves that after its end: a batch, or a transaction, is
-    written whole after it, its COMMIT counting its own records) and the walk from the header finds the
-    ``n - k`` records of the batch before ``end``, or cannot reach ``end`` for damage."""
+    written whole after it, its COMMIT counting its own records), that COMMIT decides alone where damage
+    stops the reading from the header before ``end``."""
     _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(end, rec.HEADER_SIZE).ljust(rec.HEADER_SIZE, b"\0"))
     if rtype != rec.COMMIT and not (rtype and flags & rec.FLAG_BATCH):
         return False  # (the common case, reserved zeros: nothing more is read)
-    before = _batch_records(read, rec.FILE_HEADER_SIZE, end)
-    if before > 0:
-        return True
-    stop, at, kept = "", end, end
+    stop, at, kept = "", size, end
     for base, res in rec.scan_read(read, end, size, open_end=True):
-        stop, at, kept = res.stop_reason or "", base + res.stop_at, base + res.end
-    if stop != "orphan commit" or kept != end:
-        return False  # (a plain record after the end: what follows it is no part of a batch before it)
+        stop, kept = res.stop_reason or "", base + res.end
+        at = base + res.stop_at if stop else size
+    orphan = stop == "orphan commit" and kept == end
+    if not orphan and (at >= size or may_be_torn(read, at, size)):
+        return False  # (a writer's write that it died in, or none)
+    before = _batch_records(read, rec.FILE_HEADER_SIZE, end)
+    if before >= 0 or not orphan:
+        return before > 0
     after = _batch_records(read, end, at)
     n: int = rec.COUNT.unpack(read(at + rec.HEADER_SIZE, 4))[0]
-    # (Where damage before the end stops the walk, the COMMIT alone shows the end is no writer's.)
-    return after >= 0 and n > after and before < 0
+    return after >= 0 and n > after
 
 
 def _batch_records(read: Read, pos: int, end: int) -> int:
