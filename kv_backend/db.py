@@ -281,7 +281,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             self._lock.close()
 
     def _sync_on_close(self) -> None:
-        """Fsync the active file at close unless ``sync="never"``.
+        """Fsync at close what this handle wrote and has not fsynced yet, unless ``sync="never"``.
 
         The zeros reserved past the tail are left in place: other processes
         may be appending, and cutting them would make every reader remap the
@@ -292,7 +292,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         # As _after_write does: a catch-up of another thread (a read's, outside the write lock) may
         # be sealing the active file, another process having rotated, whose descriptor is then gone.
         try:
-            self._fsync_active()
+            self._sync_written()  # (nothing if it wrote nothing, or fsynced every write: "always")
         except StorageError:
             pass
 

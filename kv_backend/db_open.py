@@ -682,6 +682,9 @@ class _Opening(_Parts):
                 # since the snapshot: its fsync, which runs after the lock, would now find the
                 # snapshot's (older) active file. Flush it here, before the view goes back.
                 self._fsync_data_file(replaced)
+            for old in self._files:
+                if old.unsynced and (i := fidx.get(old.fid)) is not None:
+                    files[i].unsynced = True  # (for close() and sync(): see DB._sync_written)
             with self._rlock:
                 if self._ix.sink is not None:
                     # which keys differ from the index being replaced is not known: a follower

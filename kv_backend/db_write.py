@@ -369,6 +369,7 @@ class _Writing(_Parts):
         except OSError:
             self._intentw.value = self._seen
             self._append_at(data, end, tail)  # retries, or raises the project's StorageError
+        active.unsynced = True  # type: ignore[union-attr]  # (after the write: see _fsync_data_file)
         rlock = self._rlock
         rlock.acquire()
         try:
@@ -451,6 +452,7 @@ class _Writing(_Parts):
         except OSError as exc:
             self._intentw.value = self._seen if published is None else published
             raise storage_error(exc, f"cannot append to {active.path}") from exc
+        active.unsynced = True  # (after the write: an fsync that clears it before then may miss it)
 
     def _extend(self, new_end: int) -> None:
         """Grow the active file ahead of the tail so mappings need remapping rarely."""
@@ -488,8 +490,10 @@ class _Writing(_Parts):
         try:
             os.ftruncate(old.fd, end)  # drop the preallocated slack: closed files are exact
             if self._files_must_be_durable():
+                old.unsynced = False
                 fsync_file(old.fd)
         except OSError as exc:
+            old.unsynced = True  # (for the next sync(), in case it was cleared above)
             f.close()
             _remove_unpublished(f.path)
             raise storage_error(exc, f"cannot close data file {old.path}") from exc
@@ -583,13 +587,37 @@ class _Writing(_Parts):
         if active is not None:
             self._fsync_data_file(active)
 
+    def _sync_written(self) -> None:
+        """fsync each data file this handle wrote records to since it last fsynced it; nothing if none.
+
+        What ``close()`` flushes under a sync policy, and what a dbm database's or a shelf's
+        ``sync()`` flushes (as ``dbm.gnu``'s: this object's writes). An fsync of a file nothing
+        was written to still costs a flush of the disk's cache (milliseconds on some disks), which
+        every open, read and close of a shelf paid. Files this handle wrote before a rotation
+        (its own or another process's) are flushed too, not only the active file.
+        """
+        for f in list(self._files):  # (a copy: other threads may rotate meanwhile)
+            if f.unsynced:
+                self._fsync_data_file(f)
+
     def _fsync_data_file(self, active: DataFile) -> None:
         """fsync ``active``, a file this process writes or wrote (StorageError if that fails).
 
         It may run outside the write lock, so a rotation of another thread may seal the file
         (close its descriptor, whose number a file opened since may reuse) meanwhile: the file
         is then fsynced by its name, for the records written before this call are in it.
+        Its ``unsynced`` mark is cleared first: a write that sets it again meanwhile is
+        flushed by the next fsync, if not by this one.
         """
+        active.unsynced = False
+        try:
+            self._fsync_file_of(active)
+        except BaseException:
+            active.unsynced = True
+            raise
+
+    def _fsync_file_of(self, active: DataFile) -> None:
+        """The body of :meth:`_fsync_data_file`."""
         fd = active.fd
         if fd >= 0:
             try:

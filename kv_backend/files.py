@@ -163,10 +163,13 @@ class DataFile:
     file readable on POSIX).
     """
 
-    __slots__ = ("__weakref__", "fd", "fid", "ident", "mm", "path")
+    __slots__ = ("__weakref__", "fd", "fid", "ident", "mm", "path", "unsynced")
 
     def __init__(self, directory: str, fid: FileId, *, writable: bool = False) -> None:
         self.fid = fid
+        #: Whether the DB holding this object wrote records here that it has not fsynced since (set after
+        #: each write, cleared before each fsync: see DB._sync_written).
+        self.unsynced = False
         self.path = os.path.join(directory, data_name(fid))
         flags = os.O_RDWR if writable else os.O_RDONLY
         self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0))

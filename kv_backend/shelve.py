@@ -540,7 +540,8 @@ class KVShelf(_ShelfBase):
         return db is not None and db.read_only
 
     def sync(self) -> None:
-        """Write back (all at once) the cached entries this process changed, then flush to stable storage.
+        """Write back (all at once) the cached entries this process changed, then flush to stable storage
+        what this shelf wrote (nothing if it wrote nothing: see :meth:`kv_backend.dbm.Database.sync`).
 
         An entry whose pickle is the one read or stored is not written again: the stdlib writes
         back every cached entry, so one this process only read replaced what another process

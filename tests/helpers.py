@@ -402,3 +402,31 @@ def kill_at_call(call: str, n: int) -> None:
         return real(*args, **kwargs)
 
     setattr(os, call, step)
+
+
+class FsyncSpy:
+    """Counts fdatasync/fsync calls and remembers what the file held at each call."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.calls: list[int] = []
+        self.contents: list[bytes] = []
+        real_fdatasync, real_fsync = os.fdatasync, os.fsync
+
+        def fdatasync(fd):
+            self._seen(fd)
+            real_fdatasync(fd)
+
+        def fsync(fd):
+            self._seen(fd)
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fdatasync", fdatasync)
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    def _seen(self, fd: int) -> None:
+        self.calls.append(fd)
+        try:
+            size = os.fstat(fd).st_size
+            self.contents.append(os.pread(fd, size, 0) if size <= (16 << 20) else b"")
+        except OSError:
+            self.contents.append(b"")

@@ -7,7 +7,7 @@ import os
 import time
 
 import pytest
-from helpers import patch_engine, run_python
+from helpers import FsyncSpy, patch_engine, run_python
 
 import kv_backend.db_write
 from kv_backend import DB, record
@@ -320,34 +320,6 @@ def test_bad_options(tmp_path, options):
 
 
 # ------------------------------------------------------------------ sync policy
-
-
-class FsyncSpy:
-    """Counts fdatasync/fsync calls and remembers what the file held at each call."""
-
-    def __init__(self, monkeypatch) -> None:
-        self.calls: list[int] = []
-        self.contents: list[bytes] = []
-        real_fdatasync, real_fsync = os.fdatasync, os.fsync
-
-        def fdatasync(fd):
-            self._seen(fd)
-            real_fdatasync(fd)
-
-        def fsync(fd):
-            self._seen(fd)
-            real_fsync(fd)
-
-        monkeypatch.setattr(os, "fdatasync", fdatasync)
-        monkeypatch.setattr(os, "fsync", fsync)
-
-    def _seen(self, fd: int) -> None:
-        self.calls.append(fd)
-        try:
-            size = os.fstat(fd).st_size
-            self.contents.append(os.pread(fd, size, 0) if size <= (16 << 20) else b"")
-        except OSError:
-            self.contents.append(b"")
 
 
 def test_sync_always_fsyncs_before_returning(store_path, monkeypatch):
