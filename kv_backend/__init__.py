@@ -7,7 +7,9 @@ backend, the Redis-protocol and HTTP servers) are thin layers over it.
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import TYPE_CHECKING, Any
 
 if sys.platform == "win32":
     # pip installs the wheel anywhere (pure Python); say why it cannot run rather than let the first
@@ -41,7 +43,33 @@ from kv_backend.errors import (
 from kv_backend.mounts import NetworkFilesystemWarning
 from kv_backend.store import Store
 
+if TYPE_CHECKING:  # (type checkers see the submodules below as attributes, as they are at run time)
+    from kv_backend import check as check
+    from kv_backend import dbm as dbm
+    from kv_backend import salvage as salvage
+    from kv_backend import shelve as shelve
+    from kv_backend import structures as structures
+
 __version__ = "0.1.0"
+
+#: The public submodules the docs use as attributes of the package (``kv_backend.shelve.open``, as
+#: ``import dbm; dbm.open`` in the stdlib), imported at their first use (PEP 562), not by
+#: ``import kv_backend``. (``kv_backend.backup``, ``errors`` and ``serializers`` are imported with it
+#: anyway; ``kv_backend.http`` needs the ``server`` extra: ``import kv_backend.http`` says so.)
+_SUBMODULES = frozenset({"check", "dbm", "salvage", "shelve", "structures"})
+
+
+if not TYPE_CHECKING:  # (seen by a type checker, it made every name of the package valid, typos too)
+
+    def __getattr__(name: str) -> Any:
+        if name in _SUBMODULES:
+            return importlib.import_module(f"{__name__}.{name}")  # (which sets the attribute: once only)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SUBMODULES)
+
 
 __all__ = [
     "DB",
