@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import copy
 import hashlib
 import os
 import pickle
@@ -25,8 +26,8 @@ import shelve as _std_shelve
 import sys
 import traceback
 import weakref
-from collections.abc import Iterator
-from typing import Any, NoReturn, SupportsIndex, TypeVar
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any, ClassVar, NoReturn, SupportsIndex, TypeVar
 
 from kv_backend import dbm as _kv_dbm
 from kv_backend.errors import (
@@ -57,6 +58,7 @@ __all__ = ["BsdDbShelf", "DbfilenameShelf", "KVShelf", "Shelf", "ShelveError", "
 
 _MISSING: Any = object()
 _SH = TypeVar("_SH", bound="KVShelf")  # a KVShelf or subclass, as with open(...) as shelf: gives it
+_T = TypeVar("_T")
 #: What ``shelve`` puts in place of a closed shelf's database (private to it, so typeshed leaves it out).
 _ClosedDict: type[Any] = _std_shelve._ClosedDict  # type: ignore[attr-defined]
 
@@ -155,6 +157,15 @@ class KVShelf(_ShelfBase):
     #: ``serializer(obj, protocol)`` makes the stored bytes of a value, ``deserializer(data)`` reads them.
     serializer: Serializer
     deserializer: Deserializer
+    #: Whether the class overrides ``__getitem__``, ``__setitem__`` or ``__delitem__``: then update(),
+    #: setdefault(), pop(), popitem() and clear() go through them, as the stdlib shelf's do (see
+    #: :meth:`_through_items`).
+    _overrides_items: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        names = ("__getitem__", "__setitem__", "__delitem__")
+        cls._overrides_items = any(getattr(cls, n) is not getattr(KVShelf, n) for n in names)
 
     def __init__(
         self,
@@ -221,6 +232,37 @@ class KVShelf(_ShelfBase):
             if fingerprint is not None:  # (none: sync() serializes it again and raises, as it would have)
                 self._fingerprints[key] = fingerprint
         return value
+
+    def _through_items(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn``, the stdlib's (``MutableMapping``'s) way of a method, through the item methods
+        a subclass overrides, as one transaction: atomic across processes, all of it or nothing.
+
+        The fast paths write and read the database directly: a subclass whose ``__setitem__``
+        wraps or checks values had update() and setdefault() store them unwrapped and unchecked,
+        and pop() and popitem() returned what its ``__getitem__`` would have unwrapped.
+        """
+        db = self._open_db()
+        if db.read_only:
+            return fn()  # (nothing to make atomic: a write raises the dbm error)
+        saved = (copy.copy(self.cache), dict(self._fingerprints), dict(self._inherited))
+        try:
+            with db.transaction():
+                txn, written = db._txn, db._txn.count
+                try:
+                    return fn()
+                except Exception as exc:
+                    if txn.count != written:
+                        raise  # (its writes are discarded)
+                    # Nothing written (a missing key, a bad argument): the block ends as it began,
+                    # so that a transaction of the caller's that it joined is not spoilt by it.
+                    failed = exc
+        except BaseException as exc:
+            self.cache, self._fingerprints, self._inherited = saved  # (none of its writes took effect)
+            if isinstance(exc, KVError) and not isinstance(exc, _kv_dbm.error):
+                raise self.dict._convert(exc) from None  # (a failed commit: a full disk...)
+            raise
+        self.cache, self._fingerprints, self._inherited = saved
+        raise failed
 
     def _forget(self, key: str) -> Any:
         """Drop the cached entry ``key`` (an inherited one too); return its object, or ``_MISSING``."""
@@ -359,6 +401,14 @@ class KVShelf(_ShelfBase):
         except KVError:
             self._open_db()  # on a closed shelf the closed error first, whatever the arguments
             raise
+        if self._overrides_items and pairs:
+
+            def set_each() -> None:
+                for k, v in pairs:
+                    self[k] = v
+
+            self._through_items(set_each)
+            return
         encoded = [(self._ek(k), self._dumps(v)) for k, v in pairs]
         if not encoded:
             return
@@ -409,6 +459,13 @@ class KVShelf(_ShelfBase):
 
     def clear(self) -> None:
         """Remove every entry at once (one atomic batch), without reading or unpickling any value."""
+        if self._overrides_items:
+
+            def delete_each() -> None:
+                for key in list(self):
+                    del self[key]
+
+            self._through_items(delete_each)
         self.dict.clear()
         self.cache.clear()
         self._fingerprints.clear()
@@ -461,8 +518,14 @@ class KVShelf(_ShelfBase):
         removed it in between, the delete raised KeyError even with a default,
         and both processes had the value.
         """
-        if self._read_only():  # nothing to remove here: a present key raises the dbm error
-            return super().pop(key) if default is _MISSING else super().pop(key, default)
+        if self._overrides_items or self._read_only():  # (read-only: a present key raises the dbm error)
+            return self._through_items(
+                lambda: (
+                    MutableMapping.pop(self, key)
+                    if default is _MISSING
+                    else MutableMapping.pop(self, key, default)
+                )
+            )
         k = self._ek(key)
         try:
             found = self._take(k, False)
@@ -483,8 +546,8 @@ class KVShelf(_ShelfBase):
         Atomic across processes: the mixin's version raised KeyError for a
         non-empty shelf when another process took the key it had picked.
         """
-        if self._read_only():
-            return super().popitem()  # raises: KeyError if empty, else the dbm error
+        if self._overrides_items or self._read_only():  # (read-only: KeyError if empty, else the dbm error)
+            return self._through_items(lambda: MutableMapping.popitem(self))
         while True:
             for k in self._open_db():
                 found = self._take(k, True)
@@ -502,6 +565,8 @@ class KVShelf(_ShelfBase):
         With the mixin's version two processes could both store their default,
         each returning its own while only the last one stayed stored.
         """
+        if self._overrides_items:
+            return self._through_items(lambda: MutableMapping.setdefault(self, key, default))
         try:
             return self[key]
         except KeyError:
