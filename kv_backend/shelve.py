@@ -20,6 +20,7 @@ import atexit
 import builtins
 import copy
 import hashlib
+import operator
 import os
 import pickle
 import shelve as _std_shelve
@@ -183,10 +184,13 @@ class KVShelf(_ShelfBase):
         #: Values are pickles (the errors of pickle are then the project's), not a caller's format.
         self._pickles = serializer is None
         if protocol is not None and self._pickles:
-            if not isinstance(protocol, int):
+            try:
+                # An integer of any type that is one (numpy's...), as pickle takes it, and so the stdlib.
+                protocol = operator.index(protocol)
+            except TypeError:
                 raise InvalidArgumentError(  # a TypeError, as the stdlib's (at the first write)
                     f"protocol must be an int such as pickle.DEFAULT_PROTOCOL, not {protocol!r}"
-                )
+                ) from None
             if protocol > pickle.HIGHEST_PROTOCOL:
                 raise ConfigurationError(
                     f"pickle protocol must be <= {pickle.HIGHEST_PROTOCOL}, not {protocol}"
