@@ -176,10 +176,12 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         _open_dbs.add(self)
 
     def sync(self) -> None:
-        """Flush everything written so far to stable storage (fsync)."""
+        """Flush everything written so far to stable storage (fsync): the active file, and the
+        records this handle wrote to files a rotation (another process's, say) closed since."""
         self._check_open()
         try:
             self._fsync_active()
+            self._sync_written()  # (the active file's mark is clear now: not fsynced twice)
         except StorageError:
             # (EBADF) close() of another thread closed the file meanwhile: say so, as a sync() that
             # came after it does (close() fsyncs unless sync="never").
