@@ -113,6 +113,9 @@ class Tracking:
         #: How many :meth:`limit` calls in a row left the table over the limit (each does more).
         self._over = 0
         self._token: int | None = None
+        #: An :meth:`absorb` could not catch up with the store: another process merged it and a
+        #: process holds the write lock, which the reload needs. The poll tries again once it is free.
+        self._behind = False
         self._poll: asyncio.TimerHandle | None = None
         self._sweep: asyncio.TimerHandle | None = None
 
@@ -232,7 +235,7 @@ class Tracking:
         self.table.clear()
         self.items = 0
         self.bcast_keys.clear()
-        self.flushed = False
+        self.flushed = self._behind = False
         self._over = 0
 
     # ------------------------------------------------------------ reads
@@ -289,9 +292,14 @@ class Tracking:
 
     def absorb(self, modifier: Connection | None) -> None:
         """Send the messages for the keys changed since the last look (``modifier``: the client
-        whose command changed them, for NOLOOP; None: other processes, expiry, served waiters)."""
+        whose command changed them, for NOLOOP; None: other processes, expiry, served waiters).
+        While the changes cannot be read without waiting for the write lock (the event loop never
+        waits), they stay for the poll to send once the lock is free."""
         try:
             changes = self.server.db.take_changes()
+        except WouldWait:
+            self._behind = True
+            return
         except Exception as exc:  # what changed cannot be read: no cached value may be trusted
             self.server.log(f"cannot follow the store for tracking clients: {exc!r}")
             changes = None
@@ -380,16 +388,25 @@ class Tracking:
         server = self.server
         try:
             token = server.db.change_token()
-            if token != self._token:
+            if token != self._token or (self._behind and self._lock_free()):
                 self._token = token
-                self.absorb(None)
+                self._behind = False
+                self.absorb(None)  # (behind again if the lock was taken meanwhile)
                 self.settle()
-        except WouldWait:  # another process holds the store's write lock (reloading after its merge)
-            pass
+        except WouldWait:  # another process holds the store's write lock
+            self._behind = True
         except Exception as exc:  # the store is unusable: try again later; the loop must go on
             server.log(f"cannot follow the store for tracking clients: {exc!r}")
         if self.clients:
             self._poll = asyncio.get_running_loop().call_later(POLL_INTERVAL, self._check_others)
+
+    def _lock_free(self) -> bool:
+        """Whether the store's write lock is free now (one try: no waiting, little work while it is not)."""
+        lock = self.server.db._lock
+        if not lock.try_acquire():
+            return False
+        lock.release()
+        return True
 
     def _sweep_expired(self) -> None:
         """Delete keys that expired (so that their readers are told), as Redis's active expiry does."""
