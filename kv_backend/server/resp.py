@@ -149,6 +149,9 @@ class Connection(asyncio.Protocol):
         self.drop_blocked_reply = False
         #: MONITOR lines of this monitor's own commands, sent after the command's reply (as Redis).
         self.own_lines: list[bytes] = []
+        #: The script command (EVAL...) last shown to the monitors before it ran: one that waited
+        #: for the store's write lock runs again (see :meth:`_lock_busy`) and is not shown twice.
+        self.shown_first: list[bytes] | None = None
         #: CLIENT TRACKING's settings (None: off).
         self.tracking: ClientTracking | None = None
         #: While this client's commands run: the tracking messages for it, sent after the replies
@@ -457,8 +460,9 @@ class Connection(asyncio.Protocol):
         # a write that watchers or blocked clients must hear of (a write command cannot add either)
         signals = writes and (server.watchers or server.blocked_keys)
         try:
-            if monitors and name in _MONITORED_FIRST:  # a script shows before its commands
-                server.feed_monitors(self, args)
+            if monitors and name in _MONITORED_FIRST and args is not self.shown_first:
+                server.feed_monitors(self, args)  # a script shows before its commands
+                self.shown_first = args  # once, though it waits for the lock and runs again
             if writes and (signals or notifying):  # the keys it writes, worked out once
                 keys = _written_keys(name, args)
             if notifying:
