@@ -44,8 +44,8 @@ from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Pu
 from kv_backend.server.scripting import Scripts
 from kv_backend.server.tracking import ClientTracking, Tracking
 from kv_backend.structures import StructureError, Structures, glob_match
-from kv_backend.structures.errors import c_string, printed, quoted
-from kv_backend.structures.layout import META, foreign_meta
+from kv_backend.structures.errors import ForeignRecordError, c_string, printed, quoted
+from kv_backend.structures.foreign import first_foreign
 from kv_backend.structures.parsing import keyword
 
 __all__ = ["Connection", "Server", "serve"]
@@ -579,11 +579,7 @@ class Connection(asyncio.Protocol):
             return ErrorReply(f"ERR {exc}")
         foreign = _foreign_key(self.server.db, args) if args else None
         if foreign is not None:  # not a bug: another front end wrote the key's metadata record
-            return ErrorReply(
-                f"ERR the store's record of key '{quoted(foreign)}' was not written by kvb serve but "
-                f"by another front end on its directory (as the engine key {META + foreign!r}); "
-                "DEL the key to remove it"
-            )
+            return ErrorReply(str(ForeignRecordError(foreign)))
         # A bug must cost one reply, never the server.
         self.server.log(f"error in {command}: {exc!r}")
         return ErrorReply(f"ERR internal error in '{command}': {type(exc).__name__}")
@@ -1458,13 +1454,9 @@ def _foreign_key(db: DB, args: list[bytes]) -> bytes | None:
 
     try:
         keys = [k for k, _ in metadata.keys_of(args)]
-        for key in keys:
-            meta = db.get(META + key)
-            if meta is not None and foreign_meta(meta):
-                return key
-    except Exception:  # a call that names no keys, a key too long for the engine...
-        pass
-    return None
+    except Exception:  # a call that names no keys
+        return None
+    return first_foreign(db, keys)
 
 
 def _any_may_write(queue: list[Connection]) -> bool:

@@ -42,12 +42,14 @@ from kv_backend.structures.bits import Bits
 from kv_backend.structures.dumps import Dumps
 from kv_backend.structures.errors import (
     CommandError,
+    ForeignRecordError,
     HashValueNotAnIntegerError,
     KeyNameTooLongError,
     NotAFloatError,
     StructureError,
     WrongTypeError,
 )
+from kv_backend.structures.foreign import guard_methods
 from kv_backend.structures.geo import GeoSets
 from kv_backend.structures.groups import StreamGroups
 from kv_backend.structures.hashes import Hashes
@@ -63,6 +65,7 @@ from kv_backend.structures.zsets import SortedSets
 
 __all__ = [
     "CommandError",
+    "ForeignRecordError",
     "HashValueNotAnIntegerError",
     "KeyNameTooLongError",
     "NotAFloatError",
@@ -92,3 +95,12 @@ class Structures(
     names, fields and values may be bytes, str or numbers, results are bytes.
     Safe to use from many processes at once on one directory.
     """
+
+
+# A metadata record another front end wrote raises ForeignRecordError from every method, not the
+# IndexError or struct.error of the read it failed. The hottest commands check for it in their own
+# bodies, at no cost until they fail (incr and decr through incrby), the rest through a wrapper.
+_CHECKED_INLINE = frozenset(
+    {"get", "set", "hget", "incrby", "incr", "decr", "hset", "hset_pairs", "sadd", "lpush", "rpush", "zadd"}
+)
+guard_methods(Structures, _CHECKED_INLINE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kv_backend.errors import KeyTooLargeError, KVError, NotAnIntegerError
+from kv_backend.structures.layout import META
 
 
 class StructureError(KVError):
@@ -16,6 +17,19 @@ class WrongTypeError(StructureError, TypeError):
         self, msg: str = "WRONGTYPE Operation against a key holding the wrong kind of value"
     ) -> None:
         super().__init__(msg)
+
+
+class ForeignRecordError(StructureError):
+    """A Redis key's metadata record (the engine key ``\\x00m`` + name) that another front end on the
+    directory wrote (a Store's key ``"\\x00mname"``), not this layout: the message names it and says to
+    delete the key, which removes it."""
+
+    def __init__(self, name: bytes) -> None:
+        super().__init__(
+            f"ERR the store's record of key '{quoted(name)}' was not written by kvb serve but by another "
+            f"front end on its directory (as the engine key {META + name!r}); DEL the key to remove it"
+        )
+        self.name = name
 
 
 class NotAFloatError(StructureError, ValueError):

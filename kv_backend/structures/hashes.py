@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -16,6 +17,7 @@ from kv_backend.structures.errors import (
     NotAFloatError,
     wrong_arity,
 )
+from kv_backend.structures.foreign import foreign_error
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, scan_pages
 from kv_backend.structures.layout import (
     _I64_MAX,
@@ -99,6 +101,8 @@ class Hashes(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_HASH]) from None
+        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
+            raise foreign_error(self.db, name) from None
 
     def hmset(self, name: Name, mapping: Mapping[NameT, Value] | Iterable[tuple[Name, Value]]) -> bool:
         """Set hash fields from a mapping (HMSET, deprecated in Redis and redis-py for HSET); True.
@@ -119,6 +123,8 @@ class Hashes(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_HASH]) from None
+        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
+            raise foreign_error(self.db, name) from None
 
     def _hset(self, name: bytes, items: list[tuple[bytes, bytes]], nx: bool) -> int:
         db = self.db

@@ -16,7 +16,13 @@ from kv_backend.db import DB, Batch
 from kv_backend.errors import ConfigurationError, InvalidArgumentError, KeyTooLargeError, NotAnIntegerError
 from kv_backend.record import FILE_HEADER_SIZE, HEADER_SIZE, MAX_KEY_SIZE, PUT, scan
 from kv_backend.state import unpack_tail
-from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError, wrong_arity
+from kv_backend.structures.errors import (
+    CommandError,
+    ForeignRecordError,
+    KeyNameTooLongError,
+    WrongTypeError,
+    wrong_arity,
+)
 from kv_backend.structures.layout import (
     _CNT,
     _LST,
@@ -305,8 +311,11 @@ class Keyspace:
     def _meta(self, name: bytes, tag: int) -> tuple[bytes, float] | None:
         """The metadata of ``name`` if it exists; WRONGTYPE if it holds another type."""
         found = self.db._get_record(META + name)
-        if found is not None and found[0][0] != tag:
-            raise WrongTypeError()
+        try:
+            if found is not None and found[0][0] != tag:
+                raise WrongTypeError()
+        except IndexError:  # an empty record: another front end's (see .foreign)
+            raise ForeignRecordError(name) from None
         return found
 
     def _purge(self, b: Batch, name: bytes, tag: int) -> None:

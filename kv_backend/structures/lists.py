@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from typing import Any, overload
 
 from kv_backend.db import Batch
 from kv_backend.errors import KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, wrong_arity
+from kv_backend.structures.foreign import foreign_error
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, _name_list
 from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp
 from kv_backend.structures.parsing import keyword, parse_index
@@ -72,6 +74,8 @@ class Lists(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_LIST]) from None
+        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
+            raise foreign_error(self.db, name) from None
 
     def rpush(self, name: Name, *values: Value) -> int:
         """Append values to a list; return the new length."""
@@ -81,6 +85,8 @@ class Lists(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_LIST]) from None
+        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
+            raise foreign_error(self.db, name) from None
 
     def lpushx(self, name: Name, *values: Value) -> int:
         """LPUSH only if the list exists."""

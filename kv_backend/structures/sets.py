@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kv_backend.errors import InvalidArgumentError, KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, wrong_arity
+from kv_backend.structures.foreign import foreign_error
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, intset_order, scan_pages
 from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _list_or_args, _lp
 from kv_backend.structures.parsing import (
@@ -48,6 +50,8 @@ class Sets(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_SET]) from None
+        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
+            raise foreign_error(self.db, name) from None
 
     def srem(self, name: Name, *members: Value) -> int:
         """Remove members from a set; return how many were there."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import struct
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -10,7 +11,8 @@ from typing import Any
 
 from kv_backend import longdouble
 from kv_backend.errors import KeyTooLargeError
-from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
+from kv_backend.structures.errors import CommandError, ForeignRecordError, KeyNameTooLongError, WrongTypeError
+from kv_backend.structures.foreign import foreign_error
 from kv_backend.structures.keyspace import (
     TOO_LONG,
     Keyspace,
@@ -78,8 +80,11 @@ class Strings(Keyspace):
             return None  # a name too long to be stored is missing (see _value)
         if found is None:
             return None
-        if found[0] != T_STRING:
-            raise WrongTypeError()
+        try:
+            if found[0] != T_STRING:
+                raise WrongTypeError()
+        except IndexError:  # an empty record: another front end's (see .foreign)
+            raise ForeignRecordError(_b(name)) from None
         return found[1:]
 
     def set(
@@ -147,6 +152,8 @@ class Strings(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_STRING]) from None
+        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
+            raise foreign_error(self.db, name) from None
 
     @_name_limit(T_STRING)
     def setnx(self, name: Name, value: Value) -> bool:
@@ -376,6 +383,8 @@ class Strings(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_STRING]) from None
+        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
+            raise foreign_error(self.db, name) from None
 
     def incr(self, name: Name, amount: int = 1) -> int:
         """Add 1 (or ``amount``, as redis-py's ``incr``) to an integer string."""

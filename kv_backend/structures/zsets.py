@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
 from kv_backend.errors import InvalidArgumentError, KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError, wrong_arity
+from kv_backend.structures.foreign import foreign_error
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, _name_list, scan_pages
 from kv_backend.structures.layout import (
     _I64_MAX,
@@ -155,6 +157,8 @@ class SortedSets(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_ZSET]) from None
+        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
+            raise foreign_error(self.db, name) from None
 
     @_name_limit(T_ZSET)
     def zincrby(self, name: Name, amount: float, member: Value) -> float:
