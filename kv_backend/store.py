@@ -24,7 +24,7 @@ from collections.abc import (
     ValuesView,
 )
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
 from kv_backend.db import DB
 from kv_backend.db_common import (
@@ -107,6 +107,18 @@ def _decode_str(key: bytes) -> str:
                 or "it was written through another interface; open the store with key_type=bytes to read it"
             )
         ) from None
+
+
+def _reraise_loading(k: bytes, exc: DeserializationError) -> NoReturn:
+    """Raise ``exc``, the serializer's error for the stored value of ``k``; for a record of a Redis key
+    (whose key is text, as a string's ``"\\x00mname"``, so a Store lists it) an error of its type
+    saying what the record is instead (on the error path only: reads that succeed pay nothing)."""
+    from kv_backend.structures.layout import redis_record_advice  # (not at import: the error's only)
+
+    advice = redis_record_advice(k, "a Store", "read its records as values")
+    if not advice:
+        raise exc
+    raise type(exc)(f"the stored value of key {k[:60]!r} is not a value of this Store: {advice}") from exc
 
 
 def _encode_bytes(key: object) -> bytes:
@@ -260,10 +272,10 @@ class Store(MutableMapping[K, Any], Generic[K]):
                         data = body[vstart:]
                         try:
                             return self._floads(data)
-                        except DeserializationError:  # from the checked loads itself: not twice
-                            raise
+                        except DeserializationError as exc:  # from the checked loads itself: not twice
+                            _reraise_loading(k, exc)
                         except Exception:
-                            return self._loads(data)  # raises DeserializationError
+                            return self._loading(k, data)  # raises DeserializationError
         return self._getitem(key)
 
     def _getitem(self, key: K) -> Any:
@@ -281,10 +293,18 @@ class Store(MutableMapping[K, Any], Generic[K]):
             raise KeyError(key)
         try:
             return self._floads(data)
-        except DeserializationError:  # from the checked loads itself: do not decode twice
-            raise
+        except DeserializationError as exc:  # from the checked loads itself: do not decode twice
+            _reraise_loading(k, exc)
         except Exception:
-            return self._loads(data)  # raises DeserializationError
+            return self._loading(k, data)  # raises DeserializationError
+
+    def _loading(self, k: bytes, data: bytes) -> Any:
+        """``self._loads(data)``, the stored value of ``k``, for a read that is not the hottest: its
+        error says what a record of a Redis key is (see :func:`_reraise_loading`)."""
+        try:
+            return self._loads(data)
+        except DeserializationError as exc:
+            _reraise_loading(k, exc)
 
     @overload
     def get(self, key: K) -> Any | None: ...
@@ -296,7 +316,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
         A key the store cannot hold (empty, or over the size limit) is absent, as for ``in``.
         """
         try:
-            data = self._get(self._ek(key), _MISSING)
+            data = self._get(k := self._ek(key), _MISSING)
         except KeyTooLargeError:
             return default
         except _ARGUMENT_ERRORS:
@@ -304,7 +324,10 @@ class Store(MutableMapping[K, Any], Generic[K]):
             raise
         if data is _MISSING:
             return default
-        return self._loads(data)
+        try:
+            return self._loads(data)
+        except DeserializationError as exc:
+            _reraise_loading(k, exc)
 
     def get_many(self, keys: Iterable[K]) -> dict[K, Any]:
         """Return ``{key: value}`` for those of ``keys`` that are present.
@@ -324,7 +347,10 @@ class Store(MutableMapping[K, Any], Generic[K]):
             except KeyTooLargeError:
                 continue
             if data is not _MISSING:
-                out[key if strkeys else k] = loads(data)  # type: ignore[index]
+                try:
+                    out[key if strkeys else k] = loads(data)  # type: ignore[index]
+                except DeserializationError as exc:
+                    _reraise_loading(k, exc)
         return out
 
     def __contains__(self, key: object) -> bool:
@@ -556,11 +582,11 @@ class Store(MutableMapping[K, Any], Generic[K]):
         a key that is not UTF-8) raises and stays stored instead of being lost.
         """
         found: list[tuple[Any, Any]] = []
-        loads = self._loads
+        loads = self._loading
 
         def take(old: bytes | None) -> None:
             if old is not None:
-                found.append((dk(k), loads(old)))
+                found.append((dk(k), loads(k, old)))
             return None  # delete the key (a no-op if it is absent)
 
         self.db.update(k, take)
@@ -571,14 +597,14 @@ class Store(MutableMapping[K, Any], Generic[K]):
         k = self._key(key)
         data = self._get(k, _MISSING)
         if data is not _MISSING:
-            return self._loads(data)
+            return self._loading(k, data)
         encoded = self._dumped(default)
         while True:
             if self.db.put_if_absent(k, encoded):
                 return default
             data = self._get(k, _MISSING)
             if data is not _MISSING:
-                return self._loads(data)
+                return self._loading(k, data)
 
     def clear(self) -> None:
         """Remove every key, atomically."""
@@ -898,7 +924,12 @@ class StoreItemsView(_View[K], ItemsView[K, Any]):
         for k in keys:
             data = get(k, _MISSING)
             if data is not _MISSING:  # deleted by someone else meanwhile
-                yield dk(k), loads(data)
+                key = dk(k)  # (first: a key that is not text says so, whatever its value)
+                try:
+                    value = loads(data)
+                except DeserializationError as exc:
+                    _reraise_loading(k, exc)
+                yield key, value
 
     def __contains__(self, item: object) -> bool:
         if not isinstance(item, tuple) or len(item) != 2:

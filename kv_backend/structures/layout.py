@@ -69,15 +69,18 @@ def is_structures_key(key: bytes) -> bool:
     return key[:1] == b"\x00" and len(key) > 1 and key[1] in _LAYOUT_BYTES
 
 
-def redis_record_advice(key: bytes, front_end: str) -> str:
-    """What to say of a stored ``key`` that ``front_end`` cannot list, if it is a record of a Redis key
-    (of ``kvb serve`` or ``kv_backend.structures`` on the same directory); "" for any other key."""
+def redis_record_advice(
+    key: bytes, front_end: str, cannot: str = "list a directory holding Redis keys"
+) -> str:
+    """What to say of a stored ``key`` that ``front_end`` cannot list (or do what ``cannot`` says with),
+    if it is a record of a Redis key (of ``kvb serve`` or ``kv_backend.structures`` on the same
+    directory); "" for any other key."""
     if not is_structures_key(bytes(key)):
         return ""
     return (
         "it is a record of a Redis key of kvb serve (or kv_backend.structures), which keeps its keys in "
-        f"the same directory as several records each: {front_end} cannot list a directory holding Redis "
-        "keys; give it a directory of its own. To look at the records, open the directory with "
+        f"the same directory as several records each: {front_end} cannot {cannot}; give it a directory "
+        "of its own. To look at the records, open the directory with "
         "kv_backend.Store(path, key_type=bytes); change those whose key starts with a NUL byte only through "
         "kvb serve: removing one alone leaves its Redis key damaged"
     )
