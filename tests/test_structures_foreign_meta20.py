@@ -90,3 +90,19 @@ def test_other_errors_are_raised_as_they_were(s):
         s.lrange("real", 0, -1)
     assert list(inspect.signature(Structures.lrange).parameters) == ["self", "name", "start", "stop"]
     assert Structures.lrange.__doc__ and Structures.lrange.__name__ == "lrange"
+
+
+def test_the_guarded_methods_take_their_arguments_as_before(s):
+    s.zadd("z", {"a": 1, "b": 2})
+    assert s.zrange("z", 0, -1, withscores=True) == [(b"a", 1.0), (b"b", 2.0)]
+    assert s.zrange("z", 0, -1, True) == [b"b", b"a"]  # desc, given by position
+    s.sadd("set2", "m", "n")
+    assert s.sintercard("set", "set2", limit=0) == 1 and s.sintercard(["set", "set2"]) == 1  # *names, kw-only
+    assert s.srandmember("set", number=1) == [b"m"]  # keyword-only alias
+    assert s.copy("z", "z2", True, destination_db=None) and s.zcard("z2") == 2
+    s.geoadd("g", (13.36, 38.11, "p"))
+    assert s.georadius("g", 13.36, 38.11, 10, "km", withdist=True)[0][0] == b"p"  # **options
+    with pytest.raises(TypeError):
+        s.zrange("z", 0, -1, nosuch=True)
+    with pytest.raises(TypeError):
+        s.copy("z", "z3", True, None)  # destination_db only by keyword

@@ -48,20 +48,71 @@ def _candidates(args: tuple[Any, ...]) -> Iterator[Any]:
             yield arg
 
 
-def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except KVError:
-            raise
-        except Exception:
-            name = first_foreign(self.db, _candidates(args))
-            if name is None:
-                raise
-            raise ForeignRecordError(name) from None
+def _blame(self: Any, args: tuple[Any, ...]) -> None:
+    """In a guarded method's ``except`` block: raise ForeignRecordError if one of the names among its
+    positional arguments ``args`` has a metadata record another front end wrote."""
+    name = first_foreign(self.db, _candidates(args))
+    if name is not None:
+        raise ForeignRecordError(name) from None
 
-    return call
+
+_WRAPPER = """
+def {name}({params}):
+    try:
+        return _guard_method({call})
+    except _guard_KVError:
+        raise
+    except Exception:
+        _guard_blame({first}, ({positional}))
+        raise
+"""
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` in a wrapper that raises ForeignRecordError for it (see :func:`_blame`).
+
+    The wrapper has ``method``'s own parameters (its defaults the same objects), so a call passes them
+    on as they are: a ``(*args, **kwargs)`` wrapper packed them again, 0.15 µs a call where this costs
+    0.02 µs."""
+    params, call, positional, namespace = [], [], [], {}
+    last_kind = None
+    for i, p in enumerate(inspect.signature(method).parameters.values()):
+        if last_kind == p.POSITIONAL_ONLY and p.kind != p.POSITIONAL_ONLY:
+            params.append("/")
+        if p.kind == p.KEYWORD_ONLY and last_kind not in (p.KEYWORD_ONLY, p.VAR_POSITIONAL):
+            params.append("*")
+        last_kind = p.kind
+        text = p.name
+        if p.default is not p.empty:
+            namespace[f"_guard_default{i}"] = p.default
+            text += f"=_guard_default{i}"
+        if p.kind == p.VAR_POSITIONAL:
+            params.append("*" + p.name)
+            call.append("*" + p.name)
+            positional.append("*" + p.name)
+        elif p.kind == p.VAR_KEYWORD:
+            params.append("**" + p.name)
+            call.append("**" + p.name)
+        elif p.kind == p.KEYWORD_ONLY:
+            params.append(text)
+            call.append(f"{p.name}={p.name}")
+        else:
+            params.append(text)
+            call.append(p.name)
+            positional.append(p.name)
+    if last_kind == inspect.Parameter.POSITIONAL_ONLY:
+        params.append("/")
+    first = positional.pop(0)  # self
+    namespace.update(_guard_method=method, _guard_KVError=KVError, _guard_blame=_blame)
+    source = _WRAPPER.format(
+        name=method.__name__,
+        params=", ".join(params),
+        call=", ".join(call),
+        first=first,
+        positional="".join(f"{a}, " for a in positional),
+    )
+    exec(source, namespace)  # (source built above from the method's own signature alone)
+    return functools.wraps(method)(namespace[method.__name__])
 
 
 def guard_methods(cls: type, checked_inline: frozenset[str]) -> None:
