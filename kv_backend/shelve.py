@@ -336,9 +336,15 @@ class KVShelf(_ShelfBase):
         """The error for a stored value the deserializer refused."""
         if not self._pickles:
             return exc  # a caller's deserializer: its error unchanged, as in the stdlib
-        err = PickleDeserializationError(
-            f"the value of {key!r} is not a readable pickle ({exc}); it was not written by a shelf"
-        )
+        from kv_backend.structures.layout import redis_record_advice  # (not at import: the error's only)
+
+        try:
+            k = key.encode(self.keyencoding) if isinstance(key, str) else bytes(key)  # type: ignore[call-overload]
+        except (UnicodeError, TypeError):
+            k = b""
+        said = redis_record_advice(k, "a shelf", "read its records as values")
+        said = said or "it was not written by a shelf"
+        err = PickleDeserializationError(f"the value of {key!r} is not a readable pickle ({exc}); {said}")
         err.__cause__ = exc
         return err
 

@@ -72,3 +72,22 @@ def test_other_unreadable_values_keep_the_serializers_message(tmp_path):
             assert "Redis" not in str(info.value)
             with pytest.raises(PickleDeserializationError, match="not a readable pickle"):
                 st.get(key)
+
+
+def test_a_shelf_reading_one_says_so_too(path):
+    from kv_backend import shelve
+
+    with shelve.open(path) as shelf:
+        shelf["mine"] = 1
+        for read in (lambda: shelf["\x00mgreeting"], lambda: shelf.pop("\x00mgreeting"), shelf.popitem):
+            with pytest.raises(PickleDeserializationError) as info:
+                read()
+            message = str(info.value)
+            assert "is not a readable pickle" in message
+            assert "a shelf cannot read its records as values; give it a directory of its own" in message
+        assert shelf["mine"] == 1 and "\x00mgreeting" in shelf
+    with DB(path) as db:
+        db.put(b"plain", b"not a pickle")
+    with shelve.open(path) as shelf, pytest.raises(PickleDeserializationError) as info:
+        shelf["plain"]
+    assert str(info.value).endswith("it was not written by a shelf")
