@@ -311,12 +311,12 @@ class Keyspace:
     def _meta(self, name: bytes, tag: int) -> tuple[bytes, float] | None:
         """The metadata of ``name`` if it exists; WRONGTYPE if it holds another type."""
         found = self.db._get_record(META + name)
-        try:
+        try:  # (the return inside: no jump past the handler on the hot path)
             if found is not None and found[0][0] != tag:
                 raise WrongTypeError()
+            return found
         except IndexError:  # an empty record: another front end's (see .foreign)
             raise ForeignRecordError(name) from None
-        return found
 
     def _purge(self, b: Batch, name: bytes, tag: int) -> None:
         """Delete member records a previous, expired or deleted, key of this name left behind."""

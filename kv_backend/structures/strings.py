@@ -80,12 +80,12 @@ class Strings(Keyspace):
             return None  # a name too long to be stored is missing (see _value)
         if found is None:
             return None
-        try:
+        try:  # (the return inside: no jump past the handler on the hot path)
             if found[0] != T_STRING:
                 raise WrongTypeError()
+            return found[1:]
         except IndexError:  # an empty record: another front end's (see .foreign)
             raise ForeignRecordError(_b(name)) from None
-        return found[1:]
 
     def set(
         self,
