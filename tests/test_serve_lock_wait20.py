@@ -183,7 +183,6 @@ def test_a_client_that_shuts_down_its_side_while_its_write_waits_gets_the_reply(
         holder.release()
 
 
-
 def test_only_the_no_wait_thread_is_refused_the_wait(tmp_path):
     path = str(tmp_path / "store")
     db = DB(path)
