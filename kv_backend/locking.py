@@ -243,6 +243,16 @@ class WriteLock:
         self._depth += 1
         return True
 
+    def is_free(self) -> bool:
+        """Whether this thread could take the lock now: one non-blocking try, released at once. A poll
+        that must not wait (``kvb serve``'s event loop) looks with this before it takes the lock, which in
+        the ``no_wait_thread`` tries for up to :data:`NO_WAIT_SPIN` seconds: the look costs one system
+        call for as long as another process holds the lock."""
+        if not self.try_acquire():
+            return False
+        self.release()
+        return True
+
     def release(self) -> None:
         """Release one level of the lock; the ``flock`` goes with the last one."""
         self._depth -= 1

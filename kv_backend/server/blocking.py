@@ -180,7 +180,9 @@ class Waiters:
             if token != self._token:
                 self._token = token
                 self.ready.update(self.by_key)
-            if self.ready:  # (also those the store's write lock held up: see serve)
+            # (also those the store's write lock held up: see serve). While another process holds the
+            # lock, one try says so, where serve's no-wait acquire would try for up to a millisecond
+            if self.ready and self.server.db._lock.is_free():
                 self.serve()
         except WouldWait:  # another process holds the store's write lock: next time
             pass

@@ -978,10 +978,7 @@ class Server:
         little (under load the lock changes hands often), or to refuse them once they have waited
         long enough; the others wait for the next look, costing nothing meanwhile."""
         self._lock_retry = None
-        lock = self.db._lock
-        free = lock.try_acquire()
-        if free:
-            lock.release()
+        if self.db._lock.is_free():
             self._lock_free()  # (a client refused for waiting too long waits afresh)
         now = time.monotonic()
         young, refused = now - LOCK_SPIN_WAIT, now - self.busy_reply_threshold / 1000

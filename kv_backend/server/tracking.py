@@ -388,7 +388,7 @@ class Tracking:
         server = self.server
         try:
             token = server.db.change_token()
-            if token != self._token or (self._behind and self._lock_free()):
+            if token != self._token or (self._behind and server.db._lock.is_free()):
                 self._token = token
                 self._behind = False
                 self.absorb(None)  # (behind again if the lock was taken meanwhile)
@@ -399,14 +399,6 @@ class Tracking:
             server.log(f"cannot follow the store for tracking clients: {exc!r}")
         if self.clients:
             self._poll = asyncio.get_running_loop().call_later(POLL_INTERVAL, self._check_others)
-
-    def _lock_free(self) -> bool:
-        """Whether the store's write lock is free now (one try: no waiting, little work while it is not)."""
-        lock = self.server.db._lock
-        if not lock.try_acquire():
-            return False
-        lock.release()
-        return True
 
     def _sweep_expired(self) -> None:
         """Delete keys that expired (so that their readers are told), as Redis's active expiry does."""
