@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.locking import WouldWait
-from kv_backend.server.notify import EXPIRED
 from kv_backend.server.protocol import NULL_ARRAY
 from kv_backend.structures.layout import META
 
@@ -194,12 +193,8 @@ class Waiters:
         """Delete the keys clients wait on that expired, as Redis's active expiry would, and serve
         their waiters: a client blocked in XREADGROUP on a stream that expires is told it is gone
         (it waited for ever, since an expired key changes nothing in the store until deleted)."""
-        server = self.server
-        st = server.st
-        gone = [key for key in list(self.by_key) if st.remove_expired(key)]
+        gone = self.server.notifier.remove_expired(list(self.by_key))
         if gone:
-            if server.notify_flags & EXPIRED:
-                server.notifier.emit([(EXPIRED, b"expired", key) for key in gone])
             self.signal(gone)
             self.serve()
 

@@ -13,7 +13,7 @@ the same directory changes keys without events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.protocol import OK
@@ -139,8 +139,7 @@ class Notifier:
         if flags & (EXPIRED | KEY_MISS):
             named = _named_keys(args)
             if flags & EXPIRED:
-                expired = [k for k in dict.fromkeys(named) if st.remove_expired(k)]
-                self.emit([(EXPIRED, b"expired", k) for k in expired])
+                self.remove_expired(dict.fromkeys(named))
             if flags & KEY_MISS:
                 self.emit([(KEY_MISS, b"keymiss", k) for k in _read_keys(name, args) if not st.exists(k)])
         if not writes:
@@ -185,11 +184,24 @@ class Notifier:
 
     def sweep(self, limit: int = 200) -> int:
         """Delete up to ``limit`` keys found expired and report each (Redis's active expiry); how many."""
+        return len(self.remove_expired(self.server.st.expired_names(limit)))
+
+    def remove_expired(self, keys: Iterable[bytes]) -> list[bytes]:
+        """Delete those of ``keys`` that expired, publish their ``expired`` events, return them.
+
+        Each deletion takes the store's write lock on its own: when another process takes it between
+        two of them (WouldWait in the event loop), the keys already deleted are reported before the
+        WouldWait goes on, since nothing would report them later."""
         st = self.server.st
-        found = [k for k in st.expired_names(limit) if st.remove_expired(k)]
-        if found:
-            self.emit([(EXPIRED, b"expired", k) for k in found])
-        return len(found)
+        found: list[bytes] = []
+        try:
+            for key in keys:
+                if st.remove_expired(key):
+                    found.append(key)
+        finally:
+            if found:
+                self.emit([(EXPIRED, b"expired", k) for k in found])
+        return found
 
 
 class _Call:
