@@ -35,6 +35,7 @@ DATA_NAME = re.compile(r"^(\d{10})-(\d{3})\.data$")
 MAX_KEY = 65536
 MAX_VALUE = 1 << 30
 DAMAGED = "DAMAGED"  # a key whose newest record is damaged: reading it must raise
+REGION = "REGION"  # (an operation that applies nothing: a damaged region the readers report)
 
 
 def _record(buf: bytes, pos: int) -> tuple | None:
@@ -56,18 +57,20 @@ def _record(buf: bytes, pos: int) -> tuple | None:
 
 
 def _scan(
-    buf: bytes, start: int, limit: int, published: bool, rule3: bool = True
+    buf: bytes, start: int, limit: int, published: bool, rule3: bool = True, by_end: bool | None = None
 ) -> tuple[list[tuple], int, int]:
     """Read the records from ``start`` to ``limit``: (the operations they apply, end of the data,
     where the record that stopped the reading starts). Without ``rule3``, the published rules
-    stop at a damaged header, and ``limit`` (the end of a file, no published end) confirms nothing."""
+    stop at a damaged header, and ``limit`` (the end of a file, no published end) confirms nothing
+    unless ``by_end`` says it does (a published end)."""
+    by_end = rule3 if by_end is None else by_end
     buf = buf[:limit]
     ops: list[tuple] = []
     batch: list[tuple] | None = None
     pos = data_end = start
     while True:
         r = _record(buf, pos)
-        if published and r is not None and not r[0] and not _confirmed(buf, r[6], rule3):
+        if published and r is not None and not r[0] and not _confirmed(buf, r[6], by_end):
             r = None  # a damaged record whose lengths nothing confirms: a damaged header (rule 1)
         if r is None:
             if not published or pos >= len(buf) or not rule3:
@@ -77,6 +80,7 @@ def _scan(
             if batch is not None:
                 ops.extend(batch)
                 batch = None
+            ops.append((REGION, b"", b"", 0.0))
             if len(buf) - pos >= 22:
                 klen = HEADER.unpack_from(buf, pos)[3]
                 if 0 < klen <= MAX_KEY and pos + 22 + klen <= len(buf):
@@ -90,6 +94,7 @@ def _scan(
         if not good:
             if not published:
                 break
+            ops.append((REGION, b"", b"", 0.0))
             if key:
                 op = (DAMAGED, key, b"", 0.0)
                 (batch if batch is not None else ops).append(op)
@@ -125,6 +130,8 @@ def _scan(
         pos = end
         if batch is None:
             data_end = pos
+    if published and batch is not None and pos >= len(buf):
+        ops.append((REGION, b"", b"", 0.0))  # a batch still open at the end of a closed file: damage
     return ops, data_end, pos
 
 
@@ -269,6 +276,47 @@ def _page_inside_a_record(path: str, ids: list[tuple[int, int]], page: tuple[int
     return pos > page[1]
 
 
+def _left_by_a_dead_writer(buf: bytes, pos: int) -> bool:
+    """Whether what follows ``pos`` is what a writer that died there leaves: records of its batch (that
+    check out), the last perhaps torn, then zeros or the end of the file."""
+    while (r := _record(buf, pos)) is not None and r[0] and r[2] & 1 and r[1] != COMMIT:
+        pos = r[6]
+    if not buf[pos:].strip(b"\0"):
+        return True
+    if len(buf) - pos < 22:
+        return True  # (a header cut by the end of the file)
+    klen, vlen = HEADER.unpack_from(buf, pos)[3:5]
+    end = pos + 22 + klen + vlen
+    return klen <= MAX_KEY and vlen <= MAX_VALUE and (end > len(buf) or not buf[end:].strip(b"\0"))
+
+
+def _page_inside_a_batch(path: str, ids: list[tuple[int, int]], page: tuple[int, int]) -> bool:
+    """Whether the page names a data file (minor id 0; no merge output newest) whose published end is a
+    record boundary inside a batch that committed after it (docs/protocol.md, "The state page"): the
+    record there is a batch's or a COMMIT, what follows is not what a writer that died there leaves, and
+    either the file read from its header by the published rules has a batch open at the end, or a damaged
+    header stops that reading and, read from the end by the unpublished rules, k records of a batch are
+    followed by a COMMIT of a count above k: a damaged page."""
+    named = (page[0], 0)
+    if named not in ids or ids[-1][1] != 0:
+        return False
+    with open(os.path.join(path, f"{page[0]:010d}-000.data"), "rb") as f:
+        buf = f.read()
+    end = page[1]
+    if not 16 < end <= len(buf) - 22:
+        return False
+    rtype, flags = HEADER.unpack_from(buf, end)[1:3]
+    if not (flags & 1 or rtype == COMMIT) or _left_by_a_dead_writer(buf, end):
+        return False
+    _, data_end, stop = _scan(buf, 16, end, published=True, rule3=False, by_end=True)
+    if stop >= end:
+        return data_end < end  # (a batch open at the end)
+    k, pos = 0, end  # a damaged header stopped the reading: the COMMIT after the end decides
+    while (r := _record(buf, pos)) is not None and r[0] and r[2] & 1 and r[1] != COMMIT:
+        k, pos = k + 1, r[6]
+    return r is not None and r[0] and r[1] == COMMIT and struct.unpack("<I", r[4])[0] > k
+
+
 def _hint_entries(hint: bytes, data_size: int) -> list[tuple[bytes, int, int, float]] | None:
     if len(hint) < 40 or hint[:8] != b"KVBHINT\0":
         return None
@@ -305,8 +353,14 @@ def _hinted_ops(entries: list[tuple[bytes, int, int, float]], buf: bytes) -> lis
     return ops
 
 
-def read_store(path: str, now: float | None = None, use_hints: bool = True) -> dict:
-    """{key: (value, expiry) or DAMAGED} of the store at ``path``, as a writer opening it sees it."""
+def read_store(
+    path: str, now: float | None = None, use_hints: bool = True, regions: list | None = None
+) -> dict:
+    """{key: (value, expiry) or DAMAGED} of the store at ``path``, as a writer opening it sees it.
+
+    ``regions`` gets the name of the data file of each damaged region the records of the data files show
+    (damaged records, damaged headers, a batch open at the end of a closed file); damage a hint file or a
+    file shorter than its header shows is not counted there."""
     now = time.time() if now is None else now
     with open(os.path.join(path, "KVB_FORMAT"), "rb") as f:
         assert f.readline() == b"kv_backend store, format 1\n"
@@ -316,7 +370,10 @@ def read_store(path: str, now: float | None = None, use_hints: bool = True) -> d
     # (naming a file that is gone, older than the active one: damage to its major id)
     gone = page is not None and ids[-1][1] == 0 and page[0] < ids[-1][0] and (page[0], 0) not in ids
     if page is not None and (
-        gone or _page_inside_a_record(path, ids, page) or _page_past_a_closed_end(path, ids, page, words[1])
+        gone
+        or _page_inside_a_record(path, ids, page)
+        or _page_inside_a_batch(path, ids, page)
+        or _page_past_a_closed_end(path, ids, page, words[1])
     ):
         page = None  # a damaged page: read as without one
     view: dict = {}
@@ -372,7 +429,10 @@ def read_store(path: str, now: float | None = None, use_hints: bool = True) -> d
         if ops is None:
             ops = _scan(buf, 16, limit, published=True)[0]
         for kind, key, value, expiry in ops:
-            if kind == DAMAGED:
+            if kind == REGION:
+                if regions is not None:
+                    regions.append(name)
+            elif kind == DAMAGED:
                 view[key] = DAMAGED
             elif kind == DELETE or (expiry != 0.0 and expiry <= now):
                 view.pop(key, None)
