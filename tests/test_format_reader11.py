@@ -131,7 +131,7 @@ def _scan(
         if batch is None:
             data_end = pos
     if published and batch is not None and pos >= len(buf):
-        ops.append((REGION, b"", b"", 0.0))  # a batch still open at the end of a closed file: damage
+        ops.append((REGION, b"open batch", b"", 0.0))  # (at the end of a closed file: damage)
     return ops, data_end, pos
 
 
@@ -277,16 +277,18 @@ def _page_inside_a_record(path: str, ids: list[tuple[int, int]], page: tuple[int
 
 
 def _left_by_a_dead_writer(buf: bytes, pos: int) -> bool:
-    """Whether what follows ``pos`` is what a writer that died there leaves: records of its batch (that
-    check out), the last perhaps torn, then zeros or the end of the file."""
-    while (r := _record(buf, pos)) is not None and r[0] and r[2] & 1 and r[1] != COMMIT:
-        pos = r[6]
-    if not buf[pos:].strip(b"\0"):
-        return True
-    if len(buf) - pos < 22:
-        return True  # (a header cut by the end of the file)
-    klen, vlen = HEADER.unpack_from(buf, pos)[3:5]
-    end = pos + 22 + klen + vlen
+    """Whether what follows ``pos`` is what a writer that died there leaves: read by the unpublished rules
+    (records of its batch, then what they keep after them), they stop at the end of the file or at what
+    can be an unfinished last write, and not at once at a COMMIT counting other than the records of a
+    batch that follow ``pos``."""
+    _, kept, stop = _scan(buf, pos, len(buf), published=False)
+    r = _record(buf, stop)
+    if kept == pos and r is not None and r[0] and r[1] == COMMIT:
+        return False
+    if len(buf) - stop < 22 or not buf[stop:].strip(b"\0"):
+        return True  # (the end of the file, a header it cuts, or zeros)
+    klen, vlen = HEADER.unpack_from(buf, stop)[3:5]
+    end = stop + 22 + klen + vlen
     return klen <= MAX_KEY and vlen <= MAX_VALUE and (end > len(buf) or not buf[end:].strip(b"\0"))
 
 
@@ -430,7 +432,7 @@ def read_store(
             ops = _scan(buf, 16, limit, published=True)[0]
         for kind, key, value, expiry in ops:
             if kind == REGION:
-                if regions is not None:
+                if regions is not None and not (active and key):
                     regions.append(name)
             elif kind == DAMAGED:
                 view[key] = DAMAGED

@@ -15,7 +15,16 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_format_reader11 import DAMAGED, assert_same, patch, read_store
+from test_format_reader11 import (
+    DAMAGED,
+    _page_inside_a_batch,
+    _state_words,
+    assert_same,
+    data_files,
+    patch,
+    read_store,
+    records,
+)
 from test_page_inside_batch20 import _WANT as _BATCH_WANT
 from test_page_inside_batch20 import _store as _batch_store
 from test_readonly_closing_batch20 import _store as _closing_store
@@ -24,6 +33,7 @@ from test_readonly_rotated_dead20 import _store as _rotated_store
 
 from kv_backend import DB
 from kv_backend import record as rec
+from kv_backend.check import check
 from kv_backend.files import data_name
 from kv_backend.state import published_tail
 
@@ -119,3 +129,30 @@ def test_an_end_inside_a_batch_after_a_damaged_header(store_path, inside):
     patch(os.path.join(store_path, data_name((major, 0))), rec.FILE_HEADER_SIZE + 6, b"\xff\xff\xff\x7f")
     view = _values(_same(store_path))
     assert view == {k: v for k, v in _BATCH_WANT.items() if k != b"a0"}  # (its key length lost)
+
+
+@pytest.mark.parametrize("inside", [1, 2])
+@pytest.mark.parametrize(
+    "how", ["as left", "commit overwritten", "commit overwritten, last zeroed", "commit damaged"]
+)
+def test_the_reader_judges_the_page_as_kvb_check_does(store_path, inside, how):
+    """What a writer that died at the end leaves is what the unpublished rules read from there up to a stop
+    that can be an unfinished last write: the batch's COMMIT overwritten by a record without the flag (the
+    batch then never committed), the page is sound, even with an acknowledged record after it."""
+    major, _ = _batch_store(store_path, inside)
+    name = os.path.join(store_path, data_name((major, 0)))
+    recs = records(name)
+    commit = [r for r in recs if r[1] == rec.COMMIT][-1]
+    if how.startswith("commit overwritten"):
+        patch(name, commit[0], rec.encode(rec.PUT, b"z", b"abc", 0.0, 0))  # (as long as the COMMIT)
+    if how.endswith("last zeroed") or how == "commit damaged":
+        patch(name, recs[-1][0], bytes(rec.HEADER_SIZE + recs[-1][4] + recs[-1][5]))
+    if how == "commit damaged":
+        patch(name, commit[0] + rec.HEADER_SIZE, b"\xff")
+    ids = sorted((int(n[:10]), int(n[11:14])) for n in map(os.path.basename, data_files(store_path)))
+    words = _state_words(store_path)
+    assert words is not None
+    damaged = _page_inside_a_batch(store_path, ids, words[0])
+    assert damaged == any("inside a batch" in note for note in check(store_path).notes)
+    assert damaged == (how == "as left")
+    _same(store_path)
