@@ -725,6 +725,10 @@ def test_damaged_records(tmp_path, case, page):
             _refresh_crc(name, r[0])
     if page == "no state":
         os.unlink(os.path.join(path, "STATE"))
+    regions: list = []
+    read_store(path, regions=regions)
+    with DB(path, read_only=True) as db:  # (the damage each reports, before a writer's recovery)
+        assert db.stats()["corrupt_records"] == len(regions)
     view = assert_same(path)
     if page == "no state" and case == "end of the active file":
         # Without a published end, a damaged last record reads as a torn write: recovery cuts it.
