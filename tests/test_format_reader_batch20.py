@@ -13,6 +13,7 @@ stats()["corrupt_records"] of a read-only and of a writer's open.
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from test_format_reader11 import (
@@ -26,6 +27,7 @@ from test_format_reader11 import (
     records,
 )
 from test_page_inside_batch20 import _WANT as _BATCH_WANT
+from test_page_inside_batch20 import _set_tail
 from test_page_inside_batch20 import _store as _batch_store
 from test_readonly_closing_batch20 import _store as _closing_store
 from test_readonly_rotated_dead20 import _WANT as _ROTATED_WANT
@@ -156,3 +158,38 @@ def test_the_reader_judges_the_page_as_kvb_check_does(store_path, inside, how):
     assert damaged == any("inside a batch" in note for note in check(store_path).notes)
     assert damaged == (how == "as left")
     _same(store_path)
+
+
+@pytest.mark.parametrize("dead", [None, 16])
+def test_every_end_around_a_batch_and_a_transaction(store_path, tmp_path, dead):
+    """The page's end at each record boundary of a file holding a batch and a transaction, with no damage, a
+    bit flipped in the last byte of a batch's record or of the transaction's COMMIT (and, ``dead``, a
+    rotation that died after that file): the reader and DB read and report the same."""
+    with DB(store_path) as db:
+        for i in range(3):
+            db.put(b"a%d" % i, b"x%d" % i)
+        with db.batch() as b:
+            for i in range(3):
+                b.put(b"b%d" % i, b"y%d" % i)
+        db.put(b"m", b"mid")
+        with db.transaction():
+            db.put(b"t0", b"z")
+            db.delete(b"a1")
+        db.put(b"after", b"ack")
+    major, last = published_tail(store_path)
+    recs = records(data_files(store_path)[-1])
+    damages = [None, recs[4], recs[-2]]  # (b1, the transaction's COMMIT)
+    assert damages[1][3] == b"b1" and damages[2][1] == rec.COMMIT
+    for n, (damage, r) in enumerate((d, r) for d in damages for r in [*recs[3:], None]):
+        path = str(tmp_path / str(n))
+        shutil.copytree(store_path, path)
+        name = data_files(path)[-1]
+        if damage is not None:
+            at = damage[0] + rec.HEADER_SIZE + damage[4] + damage[5] - 1
+            with open(name, "rb") as f:
+                patch(name, at, bytes([f.read()[at] ^ 1]))
+        _set_tail(path, major, last if r is None else r[0])
+        if dead is not None:
+            with open(os.path.join(path, data_name((major + 1, 0))), "wb") as f:
+                f.write(rec.FILE_HEADER_BYTES[:dead])
+        _same(path)
