@@ -285,11 +285,10 @@ def _left_by_a_dead_writer(buf: bytes, pos: int) -> bool:
     r = _record(buf, stop)
     if kept == pos and r is not None and r[0] and r[1] == COMMIT:
         return False
-    if len(buf) - stop < 22 or not buf[stop:].strip(b"\0"):
-        return True  # (the end of the file, a header it cuts, or zeros)
+    if len(buf) - stop < 22 or _may_be_torn(buf, stop):
+        return True  # (the end of the file, a header it cuts, zeros, a record before zeros)
     klen, vlen = HEADER.unpack_from(buf, stop)[3:5]
-    end = stop + 22 + klen + vlen
-    return klen <= MAX_KEY and vlen <= MAX_VALUE and (end > len(buf) or not buf[end:].strip(b"\0"))
+    return klen <= MAX_KEY and vlen <= MAX_VALUE and stop + 22 + klen + vlen > len(buf)  # (cut by the end)
 
 
 def _page_inside_a_batch(path: str, ids: list[tuple[int, int]], page: tuple[int, int]) -> bool:
