@@ -28,6 +28,7 @@ from kv_backend.owners import roots_files
 from kv_backend.record import reader_of
 from kv_backend.state import page_intent, published_tail
 from kv_backend.unpublished import (
+    closed_at,
     closed_whole,
     data_end,
     end_without_page,
@@ -184,11 +185,18 @@ def _check(path: str) -> CheckReport:
                 continue
             # Where the published records of a tail file end: a damaged record before that is no
             # unfinished write (readers raise CorruptionError for it), whatever follows it.
-            end = 0
+            end, closes = 0, -1
             if tail:
                 end = tail_end(reader_of(buf), size, page_end(published, fid), closing=i == rotated)
                 tail = not closed_whole(i == rotated, published, end, size)
-            size = _check_records(buf, size, fpath, tail, report, published_end=end)
+                closes = closed_at(reader_of(buf), i == rotated, published, end, size)
+            if closes >= 0:
+                # Recovery closes it there: up to there a closed file (a batch open at its end is damage),
+                # then what it cuts (see unpublished.closed_at).
+                if _check_records(buf, closes, fpath, False, report) == closes < size:
+                    _check_unpublished(buf, closes, size, fpath, report)
+            else:
+                size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size
             if os.path.exists(hpath):
                 if not usable_hints(hpath, size):

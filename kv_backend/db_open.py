@@ -653,7 +653,10 @@ class _Opening(_Parts):
                     corrupt,
                     published=pub,
                     read=read,
+                    # (With a page, recovery closes the file a rotation that died left at ``limit``, where
+                    # the records it keeps past the published end end: see unpublished.closed_at.)
                     closed=idx not in (newest, rotated)
+                    or (idx == rotated and page is not None)
                     or closed_whole(idx == rotated, published, limit, size),
                 )
             if (sizes[f.fid] if view_bytes is None else len(view_bytes)) >= rec.FILE_HEADER_SIZE and (

@@ -49,6 +49,7 @@ from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.record import reader_of
 from kv_backend.state import page_intent, published_tail
 from kv_backend.unpublished import (
+    closed_at,
     closed_whole,
     filled_end,
     holds_nothing,
@@ -217,11 +218,12 @@ def salvage(
                 buf = maps[i]
             # Before the active file's published end, a damaged record is damage (readers raise
             # CorruptionError for it), not the unfinished last write it can look like.
-            end = 0
+            end, closes = 0, -1
             tail = i in (last, rotated)
             if tail and len(buf) >= rec.FILE_HEADER_SIZE:
                 end = tail_end(reader_of(buf), len(buf), page_end(published, fids[i]), closing=i == rotated)
                 tail = not closed_whole(i == rotated, published, end, len(buf))
+                closes = closed_at(reader_of(buf), i == rotated, published, end, len(buf))
             head = bytes(buf[:12])
             if len(buf) < rec.FILE_HEADER_SIZE or rec.damaged_file_header(head) or rec.foreign_version(head):
                 # (Read all the same, through its hint file too. Another version's records rarely check
@@ -233,7 +235,7 @@ def salvage(
             if hints is not None:
                 _apply_hints(buf, i, paths[i], hints, newest, exp, report)
             else:
-                _replay(buf, i, paths[i], tail, newest, exp, report, published_end=end)
+                _replay(buf, i, paths[i], tail, newest, exp, report, published_end=end, closes=closes)
             done += len(buf)
             if progress is not None:
                 progress(done // 2, total)
@@ -428,10 +430,13 @@ def _replay(
     report: SalvageReport,
     *,
     published_end: int = 0,
+    closes: int = -1,
 ) -> None:
     """Apply the records of one data file to ``newest`` (key -> packed location, DAMAGED if its newest
     record is damaged; a delete removes the key) and ``exp``. In a ``tail`` file, what follows
-    ``published_end`` may be an unfinished write; before it, damage is damage."""
+    ``published_end`` may be an unfinished write; before it, damage is damage. ``closes``: where
+    recovery closes the file (unpublished.closed_at), a batch open there being damage, as at the end
+    of a closed file."""
     end = len(buf)
     pos = rec.FILE_HEADER_SIZE
     # The open batch: its records (key, location, None for a delete or DAMAGED; expiry), or None.
@@ -477,7 +482,15 @@ def _replay(
         confirmed = max(confirmed, reach)
         return reach >= 0
 
+    def lost_commit() -> None:
+        """A batch still open where a closed file's data ends: it lost its COMMIT and what followed (cut at
+        a record boundary), a damaged region as kvb check reports it."""
+        report.regions.append(DamagedRegion(path, pending_at, pos - pending_at))
+        drop_pending()
+
     while pos < end:
+        if pos == closes and pending is not None:
+            lost_commit()
         if (
             end - pos >= rec.HEADER_SIZE
             and not buf[pos : pos + rec.HEADER_SIZE].strip(b"\0")
@@ -582,8 +595,6 @@ def _replay(
             drop_pending(interrupted=True)
             apply([item])
         pos += size
-    if pending is not None and not tail:
-        # A batch still open where a closed file's data ends: it lost its COMMIT and what followed (cut at
-        # a record boundary), a damaged region as kvb check reports it.
-        report.regions.append(DamagedRegion(path, pending_at, end - pending_at))
+    if pending is not None and (not tail or pos == closes):
+        lost_commit()
     drop_pending(unfinished=tail)

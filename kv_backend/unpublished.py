@@ -325,8 +325,21 @@ def closed_whole(closing: bool, published: tuple[int, int] | None, end: int, siz
     """Whether the file a rotation that died did not finish ``closing``, without a ``published`` page,
     is read whole: its data ``end`` (:func:`end_without_page`) reaches its ``size``, so none of it can be
     an unfinished write, and recovery closes it as it is. A batch still open at its end is then a closed
-    file's, which lost its COMMIT: damage (docs/file-format.md), never a torn write cut on next open."""
+    file's, which lost its COMMIT: damage (docs/file-format.md), never a torn write cut on next open.
+    (With a page, see :func:`closed_at`.)"""
     return closing and published is None and end >= size
+
+
+def closed_at(read: Read, closing: bool, published: tuple[int, int] | None, end: int, size: int) -> int:
+    """Where recovery closes the file of ``size`` bytes a rotation that died did not finish ``closing``,
+    which the ``published`` page names with its published ``end`` (:func:`tail_end`): at the end of the
+    records it keeps past that end (:func:`kept_end`), everything after them cut (an unfinished write);
+    -1 for any other file. Read up to there, the file is a closed one: a batch still open where its data
+    ends (published without its COMMIT: damage moved the page's end back inside it, and the file lost
+    the rest) is damage, as for any closed file, not an unfinished write."""
+    if not closing or published is None or end > size:
+        return -1
+    return kept_end(read, end, size)
 
 
 def end_without_page(read: Read, size: int, *, closing: bool = False) -> int:

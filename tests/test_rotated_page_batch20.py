@@ -1,0 +1,77 @@
+"""A store whose STATE page names the file before a newest file of its header alone (a rotation that
+died before publishing the new file), where the published part of that file ends in a batch without its
+COMMIT and nothing follows that end (damage moved the tail word back inside the batch, and the file lost
+its COMMIT and what followed).
+
+A writer's recovery closes that file at its published end, and a batch still open at the end of a closed
+file is damage (docs/file-format.md): stats()['corrupt_records'] counted it, and so did a backup; a
+read-only open and kvb check still read the file as the active one, whose open batch is an unfinished
+write, and reported one damaged record fewer. They count it as recovery does now.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from kv_backend import DB
+from kv_backend import record as rec
+from kv_backend.backup import backup_store
+from kv_backend.check import check
+from kv_backend.files import data_name
+from kv_backend.salvage import salvage
+from kv_backend.state import published_tail
+
+_WANT = {b"a%d" % i: b"x%d" % i for i in range(5)}
+
+
+def _set_tail(path: str, major: int, end: int) -> None:
+    with open(os.path.join(path, "STATE"), "r+b") as f:
+        f.seek(16)
+        f.write(struct.pack("=Q", (major << 40) | end))
+
+
+def _store(path: str, *, after: bytes = b"") -> None:
+    """Five puts and a batch of two; the file then cut before the batch's COMMIT, the tail moved there,
+    ``after`` (an unfinished write's bytes) past it, and the next file created holding its header alone."""
+    with DB(path) as db:
+        for i in range(5):
+            db.put(b"a%d" % i, b"x%d" % i)
+        with db.batch() as b:
+            b.put(b"b0", b"in batch 0")
+            b.put(b"b1", b"in batch 1")
+    major, end = published_tail(path)
+    fpath = os.path.join(path, data_name((major, 0)))
+    end -= rec.HEADER_SIZE + 4  # (the COMMIT)
+    os.truncate(fpath, end)
+    with open(fpath, "ab") as f:
+        f.write(after)
+    _set_tail(path, major, end)
+    with open(os.path.join(path, data_name((major + 1, 0))), "wb") as f:
+        f.write(rec.FILE_HEADER_BYTES)
+
+
+def _view(path: str, read_only: bool) -> tuple[dict[bytes, bytes | None], int]:
+    with DB(path, read_only=read_only) as db:
+        return {k: db.get(k) for k in db}, db.stats()["corrupt_records"]
+
+
+def _agree(path: str, tmp_path) -> None:
+    assert _view(path, read_only=True) == (_WANT, 1)
+    assert len(check(path).problems) == 1
+    assert backup_store(path, (tmp_path / "backups").as_uri()).damaged_records == 1
+    assert salvage(path, str(tmp_path / "salvaged")).records_skipped == 2
+    assert _view(path, read_only=False) == (_WANT, 1)  # the writer's recovery closes the file
+    assert _view(path, read_only=True) == (_WANT, 1)
+    assert len(check(path).problems) == 1
+
+
+def test_the_open_batch_at_the_published_end_counts_as_recovery_counts_it(store_path, tmp_path):
+    _store(store_path)
+    _agree(store_path, tmp_path)
+
+
+def test_a_torn_write_after_it_is_no_damage(store_path, tmp_path):
+    torn = rec.encode(rec.PUT, b"c0", b"unfinished")[:-4] + bytes(4)
+    _store(store_path, after=torn + bytes(100))
+    _agree(store_path, tmp_path)
