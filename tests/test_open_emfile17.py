@@ -34,7 +34,15 @@ def test_an_open_out_of_descriptors_keeps_none_while_its_error_is_kept(tmp_path,
         # none where the platform allows), such a store needs more than the limit.
         filemaps._place = None
         filemaps.MMAP_NO_FD = {}  # (Python 3.13+: maps made with trackfd=False keep none either)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (120, 120))
+        # The limit bounds descriptor numbers, and new ones take the lowest free: leave 60 free numbers
+        # below it whatever the test process holds already (a worker late in a run holds more than a
+        # fresh one), well short of the store's ~150 files, plenty for another store.
+        used = {int(n) for n in os.listdir("/proc/self/fd")}
+        limit = free = 0
+        while free < 60:
+            free += limit not in used
+            limit += 1
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
         before = _open_fds()
         kept = []
         for _ in range(3):
