@@ -75,6 +75,16 @@ def _registry() -> Iterator[dict[str, weakref.WeakSet[WriteLock]]]:
         _registry_thread.inside = False
 
 
+def _taken_after_yield(fd: int) -> bool:
+    """One retry of a contended lock: give the CPU away, then a non-blocking ``flock``; whether it took."""
+    _yield()
+    try:
+        _flock(fd, _LOCK_EX_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 class WouldWait(BaseException):
     """Raised by a contended acquire in the thread a :class:`WriteLock` must not make wait (its
     ``no_wait_thread``: ``kvb serve``'s event loop, which serves its other clients meanwhile and
@@ -189,12 +199,8 @@ class WriteLock:
             self._contended_no_wait(fd)
             return
         for _ in range(SPIN_TRIES):
-            _yield()
-            try:
-                _flock(fd, _LOCK_EX_NB)
+            if _taken_after_yield(fd):
                 return
-            except BlockingIOError:
-                pass
         _flock(fd, fcntl.LOCK_EX)
 
     def _contended_no_wait(self, fd: int) -> None:
@@ -202,12 +208,8 @@ class WriteLock:
         seconds (a yield may give the CPU away for longer on a busy machine), then raise WouldWait."""
         deadline = time.monotonic() + NO_WAIT_SPIN
         while time.monotonic() < deadline:
-            _yield()
-            try:
-                _flock(fd, _LOCK_EX_NB)
+            if _taken_after_yield(fd):
                 return
-            except BlockingIOError:
-                pass
         raise WouldWait(self.path)
 
     def _check_not_self_held(self) -> None:
