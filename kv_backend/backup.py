@@ -355,12 +355,12 @@ class _Target:
         # A path object names a local directory, whatever its name; so does a path with "::" in it
         # (/data/a::b/bk), which fsspec would split into a chain of filesystems.
         plain = not isinstance(given, str) or ("::" in url and not is_url_chain(url))
+        core = _import_fsspec()  # first: the checks below read fsspec's registry
         if not plain:
             _check_url_typos(url)
             url = _file_url_with_authority(url)
             _check_archive(url, storage_options, writes)
         _check_protocol_options(self.url, storage_options)
-        core = _import_fsspec()
         if not plain:
             _check_first_protocol(url)
             _check_chain_parts(url)
