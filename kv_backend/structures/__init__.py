@@ -49,7 +49,6 @@ from kv_backend.structures.errors import (
     StructureError,
     WrongTypeError,
 )
-from kv_backend.structures.foreign import guard_methods
 from kv_backend.structures.geo import GeoSets
 from kv_backend.structures.groups import StreamGroups
 from kv_backend.structures.hashes import Hashes
@@ -95,12 +94,3 @@ class Structures(
     names, fields and values may be bytes, str or numbers, results are bytes.
     Safe to use from many processes at once on one directory.
     """
-
-
-# A metadata record another front end wrote raises ForeignRecordError from every method, not the
-# IndexError or struct.error of the read it failed. The hottest commands check for it in their own
-# bodies, at no cost until they fail (incr and decr through incrby), the rest through a wrapper.
-_CHECKED_INLINE = frozenset(
-    {"get", "set", "hget", "incrby", "incr", "decr", "hset", "hset_pairs", "sadd", "lpush", "rpush", "zadd"}
-)
-guard_methods(Structures, _CHECKED_INLINE)

@@ -69,7 +69,7 @@ class Dumps(StreamGroups):
 
     def _dump_value(self, name: bytes) -> rdb.Value | None:
         db = self.db
-        found = self._record(META + name)
+        found = self._whole_record(name)
         if found is None:
             return None
         meta = found[0]
@@ -146,7 +146,7 @@ class Dumps(StreamGroups):
             # round to a negative one, which has already passed
             expiry = at_ms / 1000 if at_ms <= _I64_MAX else 0.0
         with db.locked():
-            old = db.get(META + name)
+            old = self._meta_value(name)
             if old is not None and not replace:
                 raise CommandError(BUSYKEY)
             if ttl and (expiry == 0.0 or expiry <= _time()):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -17,7 +16,6 @@ from kv_backend.structures.errors import (
     NotAFloatError,
     wrong_arity,
 )
-from kv_backend.structures.foreign import foreign_error
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, scan_pages
 from kv_backend.structures.layout import (
     _I64_MAX,
@@ -101,8 +99,6 @@ class Hashes(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_HASH]) from None
-        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
-            raise foreign_error(self.db, name) from None
 
     def hmset(self, name: Name, mapping: Mapping[NameT, Value] | Iterable[tuple[Name, Value]]) -> bool:
         """Set hash fields from a mapping (HMSET, deprecated in Redis and redis-py for HSET); True.
@@ -123,8 +119,6 @@ class Hashes(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_HASH]) from None
-        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
-            raise foreign_error(self.db, name) from None
 
     def _hset(self, name: bytes, items: list[tuple[bytes, bytes]], nx: bool) -> int:
         db = self.db
@@ -138,7 +132,7 @@ class Hashes(Keyspace):
                     db.put(pfx + field, value)
                     return 0
             found = self._meta(name, T_HASH)
-            count, version = self._count(found[0]) if found else (0, 0)
+            count, version = self._count(name, found[0]) if found else (0, 0)
             expiry = found[1] if found else 0.0
             added = 0
             puts: dict[bytes, bytes] = {}
@@ -211,8 +205,9 @@ class Hashes(Keyspace):
 
     def hlen(self, name: Name) -> int:
         """Number of fields in a hash."""
-        found = self._meta(_b(name), T_HASH)
-        return self._count(found[0])[0] if found else 0
+        name = _b(name)
+        found = self._meta(name, T_HASH)
+        return self._count(name, found[0])[0] if found else 0
 
     def hexists(self, name: Name, field: Name) -> bool:
         """Whether a hash has a field."""

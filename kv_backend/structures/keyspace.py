@@ -20,12 +20,12 @@ from kv_backend.structures.errors import (
     CommandError,
     ForeignRecordError,
     KeyNameTooLongError,
+    StructureError,
     WrongTypeError,
     wrong_arity,
 )
 from kv_backend.structures.layout import (
     _CNT,
-    _LST,
     _U64,
     ALL_PREFIXES,
     GROUP,
@@ -41,6 +41,7 @@ from kv_backend.structures.layout import (
     T_STREAM,
     T_STRING,
     T_ZSET,
+    TAG_OF,
     TYPE_NAMES,
     ZMEM,
     Name,
@@ -48,6 +49,8 @@ from kv_backend.structures.layout import (
     _b,
     _lp,
     _time,
+    counts,
+    has_type_tag,
     member_name,
 )
 from kv_backend.structures.parsing import (
@@ -178,6 +181,12 @@ def _block_seconds(block: object) -> float:
         return math.inf if block > 0 else -math.inf
 
 
+def mismatch(name: bytes, meta: bytes) -> StructureError:
+    """The error of a command on ``name`` for one type whose metadata ``meta`` is not of it: WRONGTYPE,
+    or ForeignRecordError where no type tag of this layout starts it (another front end wrote it)."""
+    return WrongTypeError() if has_type_tag(meta) else ForeignRecordError(name)
+
+
 #: The message of the :class:`KeyNameTooLongError` a write to a key of each type raises (None:
 #: of any type: every type's limit).
 TOO_LONG: dict[int | None, str] = {
@@ -286,8 +295,29 @@ class Keyspace:
             return read()
 
     def _record(self, mk: bytes) -> tuple[bytes, float] | None:
-        """Return ``(metadata, absolute expiry or 0)`` of a live key, or None."""
-        return self.db._get_record(mk)
+        """Return ``(metadata, absolute expiry or 0)`` of a live key, or None, read from its metadata
+        record ``mk`` (``META + name``); ForeignRecordError if no type tag of this layout starts it."""
+        found = self.db._get_record(mk)
+        if found is not None and not has_type_tag(found[0]):
+            raise ForeignRecordError(mk[len(META) :])
+        return found
+
+    def _whole_record(self, name: bytes) -> tuple[bytes, float] | None:
+        """:meth:`_record` of ``name``, for a command that reads or copies the whole key (RENAME,
+        COPY, DUMP, SORT, MEMORY USAGE...): a collection's metadata this layout cannot have written
+        (see :func:`~kv_backend.structures.layout.counts`) is a ForeignRecordError too."""
+        found = self._record(META + name)
+        if found is not None and found[0][0] != T_STRING and counts(found[0]) is None:
+            raise ForeignRecordError(name)
+        return found
+
+    def _meta_value(self, name: bytes) -> bytes | None:
+        """The metadata of ``name`` (``self._value(META + name)``), or None; ForeignRecordError if no
+        type tag of this layout starts it."""
+        found = self._value(META + name)
+        if found is not None and not has_type_tag(found):
+            raise ForeignRecordError(name)
+        return found
 
     def _value(self, key: bytes) -> bytes | None:
         """``db.get(key)``, and None for a key too long for the engine as for a missing one.
@@ -309,13 +339,15 @@ class Keyspace:
             return False
 
     def _meta(self, name: bytes, tag: int) -> tuple[bytes, float] | None:
-        """The metadata of ``name`` if it exists; WRONGTYPE if it holds another type."""
+        """The metadata of ``name`` if it exists; WRONGTYPE if it holds another type, ForeignRecordError
+        if no type's (see :func:`mismatch`). A collection's count is checked where it is read
+        (:meth:`_count`)."""
         found = self.db._get_record(META + name)
         try:  # (the return inside: no jump past the handler on the hot path)
             if found is not None and found[0][0] != tag:
-                raise WrongTypeError()
+                raise mismatch(name, found[0])
             return found
-        except IndexError:  # an empty record: another front end's (see .foreign)
+        except IndexError:  # an empty record
             raise ForeignRecordError(name) from None
 
     def _purge(self, b: Batch, name: bytes, tag: int) -> None:
@@ -340,30 +372,38 @@ class Keyspace:
 
     @staticmethod
     def _replacing(meta: bytes, old: bytes | None) -> bytes:
-        """``meta`` to write over a key whose metadata is ``old`` (None: missing), its write
-        counter moved past ``old``'s.
+        """``meta``, a collection's metadata checked whole (:meth:`_whole_record`) or this layout's
+        own, to write over a key whose metadata is ``old`` (None: missing), its write counter moved
+        past ``old``'s.
 
         A collection copied or renamed over one of the same size would otherwise leave the
         metadata record as it was, and a watcher in another process, who sees only that
-        record, would not see the key replaced.
+        record, would not see the key replaced. An ``old`` another front end wrote has no counter.
         """
-        if old is None:
-            return meta
-        at, old_at = _VERSION_AT.get(meta[0]), _VERSION_AT.get(old[0])
-        if at is None or old_at is None:
+        at = _VERSION_AT.get(meta[0])
+        old_counts = counts(old) if old is not None else None
+        if at is None or old_counts is None:
             return meta
         (version,) = _U64.unpack_from(meta, at)
-        (old_version,) = _U64.unpack_from(old, old_at)
-        if version > old_version:
+        if version > old_counts[1]:
             return meta
-        return meta[:at] + _U64.pack(old_version + 1) + meta[at + 8 :]
+        return meta[:at] + _U64.pack(old_counts[1] + 1) + meta[at + 8 :]
 
     @staticmethod
-    def _count(meta: bytes) -> tuple[int, int]:
-        if meta[0] == T_LIST:
-            head, tail, version = _LST.unpack_from(meta, 1)
-            return tail - head, version
-        return _CNT.unpack_from(meta, 1)
+    def _version_over(old: bytes | None, tag: int) -> int:
+        """The write counter a collection of type ``tag`` written over a key whose metadata is ``old``
+        (None: missing) goes on from: ``old``'s if it is one of that type, else 0."""
+        found = counts(old) if old is not None and old[:1] == TAG_OF[tag] else None
+        return 0 if found is None else found[1]
+
+    @staticmethod
+    def _count(name: bytes, meta: bytes) -> tuple[int, int]:
+        """``(count, version)`` of collection ``name`` from its metadata ``meta``; ForeignRecordError
+        if this layout cannot have written it (see :func:`~kv_backend.structures.layout.counts`)."""
+        found = counts(meta)
+        if found is None:
+            raise ForeignRecordError(name)
+        return found
 
     def _put_count(self, b: Batch, name: bytes, tag: int, count: int, version: int, expiry: float) -> None:
         if count <= 0:
@@ -429,8 +469,8 @@ class Keyspace:
 
     def type(self, name: Name) -> str:
         """The type of a key: ``string``, ``hash``, ``list``, ``set``, ``zset`` or ``none``."""
-        found = self._value(META + _b(name))
-        return "none" if found is None else TYPE_NAMES.get(found[0], "none")
+        found = self._meta_value(_b(name))
+        return "none" if found is None else TYPE_NAMES[found[0]]
 
     def exists(self, *names: Name) -> int:
         """How many of ``names`` exist (a name given twice counts twice)."""
@@ -671,12 +711,12 @@ class Keyspace:
         src, dst = _b(src), _b(dst)
         db = self.db
         with db.locked():
-            found = self._record(META + src)
+            found = self._whole_record(src)
             if found is None:
                 raise KeyError(src)
             if src == dst:
                 return not nx
-            old = db.get(META + dst)
+            old = self._meta_value(dst)
             if nx and old is not None:
                 return False
             meta, expiry = found
@@ -745,7 +785,7 @@ class Keyspace:
                     ok = alive.get(name)
                     if ok is None:
                         found = db.get(META + name)
-                        ok = alive[name] = found is not None and found[0] == tag
+                        ok = alive[name] = found is not None and found[:1] == TAG_OF[tag]
                     if not ok:
                         orphans.append((name, key))
                     if len(orphans) >= chunk:
@@ -766,7 +806,7 @@ class Keyspace:
                 ok = alive.get(name)
                 if ok is None:
                     found = db.get(META + name)
-                    ok = alive[name] = found is not None and found[0] == tag
+                    ok = alive[name] = found is not None and found[:1] == TAG_OF[tag]
                 if not ok and key in db:
                     b.delete(key)
                     removed += 1
@@ -910,7 +950,7 @@ class Keyspace:
             found = self._meta(name, type_)
             if found is None:
                 return 0
-            count, version = self._count(found[0])
+            count, version = self._count(name, found[0])
             removed = 0
             with db.batch() as b:
                 for member in {_b(m) for m in members}:
@@ -975,10 +1015,10 @@ class Keyspace:
             raise CommandError("ERR source and destination objects are the same")
         db = self.db
         with db.locked():
-            found = self._record(META + src)
+            found = self._whole_record(src)
             if found is None:
                 return False
-            old = db.get(META + dst)
+            old = self._meta_value(dst)
             if old is not None and not replace:
                 return False
             meta, expiry = found
@@ -1009,7 +1049,7 @@ class Keyspace:
         or ``skiplist``; a stream ``stream``. At most a bounded number of members is read.
         """
         name = _b(name)
-        found = self._value(META + name)
+        found = self._meta_value(name)
         if found is None:
             return None
         tag = found[0]
@@ -1018,9 +1058,9 @@ class Keyspace:
             if _redis_int(value) is not None:
                 return "int"
             return "embstr" if len(value) <= 44 else "raw"
+        count = self._count(name, found)[0]
         if tag == T_STREAM:
             return "stream"
-        count = self._count(found)[0]
         if tag == T_LIST:
             return "listpack" if self._fits_listpack(name, count) else "quicklist"
         if tag == T_SET:
@@ -1045,7 +1085,7 @@ class Keyspace:
     def object_refcount(self, name: Name) -> int | None:
         """What OBJECT REFCOUNT answers in Redis: 2147483647 for the integers 0-9999 (shared
         objects there), 1 for any other value; None if the key is missing."""
-        found = self._value(META + _b(name))
+        found = self._meta_value(_b(name))
         if found is None:
             return None
         if found[0] == T_STRING:
@@ -1066,7 +1106,7 @@ class Keyspace:
         name = _b(name)
         if parse_index(samples) < 0:
             raise CommandError("ERR samples must be 0 (all) or more")  # a ValueError too, as it was
-        found = self._record(META + name)
+        found = self._whole_record(name)
         if found is None:
             return None
         meta = found[0]
@@ -1074,7 +1114,7 @@ class Keyspace:
         tag = meta[0]
         if tag == T_STRING:
             return size
-        count = self._count(meta)[0]
+        count = self._count(name, meta)[0]
         prefixes = MEMBER_PREFIXES[tag][:1] if tag == T_STREAM else MEMBER_PREFIXES[tag]
         for prefix in prefixes:
             pfx = prefix + _lp(name)

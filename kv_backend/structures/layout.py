@@ -127,14 +127,56 @@ MEMBER_PREFIXES = {
 #: metadata written before consumer groups existed is the shorter one.
 _META_SIZES = {T_HASH: (17,), T_SET: (17,), T_ZSET: (17,), T_LIST: (25,), T_STREAM: (33, 57)}
 
+#: A bound that the numbers of a collection's metadata record never reach: its count (each member is a
+#: record whose key every process holds in memory), its write counter (one a write: 2**48 writes take 89
+#: years at 100,000 a second) and a list's head and tail indexes. Where another front end's value has the
+#: size of such a record, its bytes read as numbers past it unless the first two bytes of each are zero:
+#: the bytes of text (or of most binary values) never pass for one (see docs/redis.md, "Storage layout").
+_BOUND = 1 << 48
+
+#: Each type's tag as the first byte of its metadata record (a one-byte bytes).
+TAG_OF = {tag: bytes((tag,)) for tag in TYPE_NAMES}
+_TAG_BYTES = frozenset(TAG_OF.values())
+
+
+def has_type_tag(meta: bytes) -> bool:
+    """Whether ``meta``, the value of a metadata record, starts with a type tag of this layout (an
+    empty value, or a pickle, JSON value or dbm value starting with another byte, does not)."""
+    return meta[:1] in _TAG_BYTES
+
+
+def list_meta(meta: bytes) -> tuple[int, int, int] | None:
+    """``(head, tail, version)`` of a list's metadata record ``meta``, or None if this layout cannot
+    have written it (the wrong size, or numbers no list reaches: see :data:`_BOUND`)."""
+    if len(meta) != 25:
+        return None
+    head, tail, version = _LST.unpack_from(meta, 1)
+    return (head, tail, version) if -_BOUND < head <= tail < _BOUND and version < _BOUND else None
+
+
+def counts(meta: bytes) -> tuple[int, int] | None:
+    """``(count, version)`` of the metadata record ``meta`` of a hash, set, sorted set, list or
+    stream, or None if this layout cannot have written it (no collection's tag, the wrong size, or
+    numbers no collection reaches: see :data:`_BOUND`): the one check of a metadata record every
+    command that reads a collection's count goes through."""
+    if not meta:
+        return None
+    if meta[0] == T_LIST:
+        found = list_meta(meta)
+        return None if found is None else (found[1] - found[0], found[2])
+    sizes = _META_SIZES.get(meta[0])
+    if sizes is None or len(meta) not in sizes:
+        return None
+    count, version = _CNT.unpack_from(meta, 1)
+    return (count, version) if count < _BOUND and version < _BOUND else None
+
 
 def foreign_meta(meta: bytes) -> bool:
     """Whether ``meta``, the value of a metadata record, cannot have been written by this layout (but
-    by another front end, as the engine key ``META + name``: a Store's ``"\\x00mname"``)."""
-    if not meta or meta[0] not in TYPE_NAMES:
-        return True
-    sizes = _META_SIZES.get(meta[0])
-    return sizes is not None and len(meta) not in sizes
+    by another front end, as the engine key ``META + name``: a Store's ``"\\x00mname"``). A string's
+    record is its type tag and any bytes: one of another front end's that starts with that tag
+    cannot be told from one (see docs/redis.md, "Storage layout")."""
+    return not meta or (meta[0] != T_STRING and counts(meta) is None)
 
 
 _CNT = struct.Struct(">QQ")  # count, version

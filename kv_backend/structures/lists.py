@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
 from typing import Any, overload
 
 from kv_backend.db import Batch
 from kv_backend.errors import KeyTooLargeError
-from kv_backend.structures.errors import CommandError, KeyNameTooLongError, wrong_arity
-from kv_backend.structures.foreign import foreign_error
+from kv_backend.structures.errors import CommandError, ForeignRecordError, KeyNameTooLongError, wrong_arity
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, _name_list
-from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp
+from kv_backend.structures.layout import _LST, LIST, META, T_LIST, Name, Value, _b, _idx, _lp, list_meta
 from kv_backend.structures.parsing import keyword, parse_index
 
 #: LPOS's error for RANK 0.
@@ -25,11 +23,15 @@ class Lists(Keyspace):
     """The list commands of :class:`~kv_backend.structures.Structures`."""
 
     def _list(self, name: bytes) -> tuple[int, int, int, float] | None:
+        """``(head, tail, version, expiry)`` of list ``name``, None if it is missing; WRONGTYPE for
+        another type, ForeignRecordError for a record this layout cannot have written."""
         found = self._meta(name, T_LIST)
         if found is None:
             return None
-        head, tail, version = _LST.unpack_from(found[0], 1)
-        return head, tail, version, found[1]
+        decoded = list_meta(found[0])
+        if decoded is None:
+            raise ForeignRecordError(name)
+        return (*decoded, found[1])
 
     def _put_list(self, b: Batch, name: bytes, head: int, tail: int, version: int, expiry: float) -> None:
         if tail <= head:
@@ -74,8 +76,6 @@ class Lists(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_LIST]) from None
-        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
-            raise foreign_error(self.db, name) from None
 
     def rpush(self, name: Name, *values: Value) -> int:
         """Append values to a list; return the new length."""
@@ -85,8 +85,6 @@ class Lists(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_LIST]) from None
-        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
-            raise foreign_error(self.db, name) from None
 
     def lpushx(self, name: Name, *values: Value) -> int:
         """LPUSH only if the list exists."""

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import random
-import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kv_backend.errors import InvalidArgumentError, KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, wrong_arity
-from kv_backend.structures.foreign import foreign_error
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, intset_order, scan_pages
-from kv_backend.structures.layout import META, SET, T_SET, Name, Value, _b, _list_or_args, _lp
+from kv_backend.structures.layout import SET, T_SET, Name, Value, _b, _list_or_args, _lp
 from kv_backend.structures.parsing import (
     glob_match,
     parse_cursor,
@@ -34,7 +32,7 @@ class Sets(Keyspace):
             pfx = SET + _lp(name)
             with db.locked():
                 found = self._meta(name, T_SET)
-                count, version = self._count(found[0]) if found else (0, 0)
+                count, version = self._count(name, found[0]) if found else (0, 0)
                 added = 0
                 with db.batch() as b:
                     if found is None:
@@ -50,8 +48,6 @@ class Sets(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_SET]) from None
-        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
-            raise foreign_error(self.db, name) from None
 
     def srem(self, name: Name, *members: Value) -> int:
         """Remove members from a set; return how many were there."""
@@ -80,8 +76,9 @@ class Sets(Keyspace):
 
     def scard(self, name: Name) -> int:
         """Number of members of a set."""
-        found = self._meta(_b(name), T_SET)
-        return self._count(found[0])[0] if found else 0
+        name = _b(name)
+        found = self._meta(name, T_SET)
+        return self._count(name, found[0])[0] if found else 0
 
     def sinter(self, *names: Name | Iterable[Name]) -> set[bytes]:
         """Intersection of sets (the smallest one's members looked up in the others); the names
@@ -157,7 +154,7 @@ class Sets(Keyspace):
         if found is None:
             return 0, []
         parse_scan_count(count)  # refused also where it is not used, as Redis does
-        if cursor == 0 and self._count(found[0])[0] <= 512:
+        if cursor == 0 and self._count(name, found[0])[0] <= 512:
             whole = self._intset_members(name)
             if whole is not None:
                 pattern = _b(match) if match is not None else None
@@ -193,7 +190,7 @@ class Sets(Keyspace):
                 return False
             if src == dst:
                 return True
-            count, version = self._count(found[0])
+            count, version = self._count(src, found[0])
             with db.batch() as b:
                 b.delete(spfx + member)
                 self._put_count(b, src, T_SET, count - 1, version, found[1])
@@ -203,7 +200,7 @@ class Sets(Keyspace):
                     self._put_count(b, dst, T_SET, 1, 0, 0.0)
                 elif dpfx + member not in db:
                     b.put(dpfx + member, b"")
-                    dcount, dversion = self._count(target[0])
+                    dcount, dversion = self._count(dst, target[0])
                     self._put_count(b, dst, T_SET, dcount + 1, dversion, target[1])
             return True
 
@@ -213,7 +210,7 @@ class Sets(Keyspace):
         for n in names:
             name = _b(n)
             found = self._meta(name, T_SET)
-            out.append((name, self._count(found[0])[0] if found else 0))
+            out.append((name, self._count(name, found[0])[0] if found else 0))
         return out
 
     def _intersect(self, names: tuple[Name, ...], limit: int = 0) -> list[bytes]:
@@ -257,7 +254,7 @@ class Sets(Keyspace):
         """
         dst = _b(dst)
         db = self.db
-        old = db.get(META + dst)
+        old = self._meta_value(dst)
         if not members:
             if old is not None:
                 with db.batch() as b:
@@ -265,7 +262,7 @@ class Sets(Keyspace):
             return 0
         pfx = SET + _lp(dst)
         # A replaced set's write counter goes on, so its WATCH token changes even for the same members.
-        version = self._count(old)[1] if old is not None and old[0] == T_SET else 0
+        version = self._version_over(old, T_SET)
         with db.batch() as b:
             if old is not None:
                 self._drop(b, dst, old)

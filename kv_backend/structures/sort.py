@@ -202,7 +202,7 @@ class Sorting(Lists, Sets, SortedSets):
         script: bool,
     ) -> list[bytes | None]:
         """The elements :meth:`sort` returns or stores (``storing``), read as one view."""
-        found = self._record(META + name)
+        found = self._whole_record(name)
         tag = found[0][0] if found is not None else T_LIST
         if tag not in (T_LIST, T_SET, T_ZSET):
             raise WrongTypeError()
@@ -272,7 +272,7 @@ class Sorting(Lists, Sets, SortedSets):
         """Replace ``dst`` (of any type, its TTL dropped) by a list of ``elements``; none deletes
         it. The caller holds the lock."""
         db = self.db
-        old = db.get(META + dst)
+        old = self._meta_value(dst)
         with db.batch() as b:
             if old is not None:
                 self._drop(b, dst, old)

@@ -9,9 +9,21 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from kv_backend.db import Batch
-from kv_backend.structures.errors import CommandError, c_string, wrong_arity
+from kv_backend.structures.errors import CommandError, ForeignRecordError, c_string, wrong_arity
 from kv_backend.structures.keyspace import Keyspace, _block_seconds, _name_limit
-from kv_backend.structures.layout import _LEN, META, STREAM, T_STREAM, Name, NameT, Value, _b, _lp, _pairs
+from kv_backend.structures.layout import (
+    _LEN,
+    META,
+    STREAM,
+    T_STREAM,
+    Name,
+    NameT,
+    Value,
+    _b,
+    _lp,
+    _pairs,
+    counts,
+)
 from kv_backend.structures.parsing import parse_index, parse_read_count
 
 _XMETA = struct.Struct(">QQQQQQQ")  # count, version, last ID, entries added, largest deleted ID
@@ -42,6 +54,8 @@ class Streams(Keyspace):
         if found is None:
             return None
         meta, expiry = found
+        if counts(meta) is None:
+            raise ForeignRecordError(name)
         if len(meta) == 1 + _XMETA_V1.size:
             count, version, ms, seq = _XMETA_V1.unpack_from(meta, 1)
             return StreamMeta(count, version, (ms, seq), expiry, count, (0, 0))

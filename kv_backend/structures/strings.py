@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import struct
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -11,8 +10,7 @@ from typing import Any
 
 from kv_backend import longdouble
 from kv_backend.errors import KeyTooLargeError
-from kv_backend.structures.errors import CommandError, ForeignRecordError, KeyNameTooLongError, WrongTypeError
-from kv_backend.structures.foreign import foreign_error
+from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError
 from kv_backend.structures.keyspace import (
     TOO_LONG,
     Keyspace,
@@ -20,6 +18,7 @@ from kv_backend.structures.keyspace import (
     _check_seconds,
     _given,
     _name_limit,
+    mismatch,
 )
 from kv_backend.structures.layout import (
     _I64_MAX,
@@ -81,11 +80,11 @@ class Strings(Keyspace):
         if found is None:
             return None
         try:  # (the return inside: no jump past the handler on the hot path)
-            if found[0] != T_STRING:
-                raise WrongTypeError()
-            return found[1:]
-        except IndexError:  # an empty record: another front end's (see .foreign)
-            raise ForeignRecordError(_b(name)) from None
+            if found[0] == T_STRING:
+                return found[1:]
+        except IndexError:  # an empty record: another front end's
+            pass
+        raise mismatch(_b(name), found)
 
     def set(
         self,
@@ -152,8 +151,6 @@ class Strings(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_STRING]) from None
-        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
-            raise foreign_error(self.db, name) from None
 
     @_name_limit(T_STRING)
     def setnx(self, name: Name, value: Value) -> bool:
@@ -181,7 +178,7 @@ class Strings(Keyspace):
         names may come as a list, as redis-py's ``mget(keys, *args)`` takes them."""
         out: list[bytes | None] = []
         for n in _list_or_args(names):
-            found = self._value(META + _b(n))
+            found = self._meta_value(_b(n))
             out.append(found[1:] if found is not None and found[0] == T_STRING else None)
         return out
 
@@ -193,7 +190,7 @@ class Strings(Keyspace):
         with db.locked(), db.batch() as b:
             for n, v in pairs:
                 name = _b(n)
-                found = db.get(META + name)
+                found = self._meta_value(name)
                 if found is not None and found[0] != T_STRING:
                     self._purge(b, name, found[0])
                 b.put(META + name, b"s" + _b(v))
@@ -383,8 +380,6 @@ class Strings(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_STRING]) from None
-        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
-            raise foreign_error(self.db, name) from None
 
     def incr(self, name: Name, amount: int = 1) -> int:
         """Add 1 (or ``amount``, as redis-py's ``incr``) to an integer string."""

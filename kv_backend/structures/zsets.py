@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import math
 import random
-import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
 from kv_backend.errors import InvalidArgumentError, KeyTooLargeError
 from kv_backend.structures.errors import CommandError, KeyNameTooLongError, WrongTypeError, wrong_arity
-from kv_backend.structures.foreign import foreign_error
 from kv_backend.structures.keyspace import TOO_LONG, Keyspace, _given, _name_limit, _name_list, scan_pages
 from kv_backend.structures.layout import (
     _I64_MAX,
@@ -113,7 +111,7 @@ class SortedSets(Keyspace):
             mpfx, ipfx = ZMEM + _lp(name), ZIDX + _lp(name)
             with db.locked():
                 found = self._meta(name, T_ZSET)
-                count, version = self._count(found[0]) if found else (0, 0)
+                count, version = self._count(name, found[0]) if found else (0, 0)
                 added = changed = 0
                 result: float | None = None
                 with db.batch() as b:
@@ -157,8 +155,6 @@ class SortedSets(Keyspace):
             raise
         except KeyTooLargeError:
             raise KeyNameTooLongError(TOO_LONG[T_ZSET]) from None
-        except (IndexError, struct.error):  # a record another front end wrote (see .foreign)
-            raise foreign_error(self.db, name) from None
 
     @_name_limit(T_ZSET)
     def zincrby(self, name: Name, amount: float, member: Value) -> float:
@@ -187,8 +183,9 @@ class SortedSets(Keyspace):
 
     def zcard(self, name: Name) -> int:
         """Number of members of a sorted set."""
-        found = self._meta(_b(name), T_ZSET)
-        return self._count(found[0])[0] if found else 0
+        name = _b(name)
+        found = self._meta(name, T_ZSET)
+        return self._count(name, found[0])[0] if found else 0
 
     def _zscan_order(self, name: bytes, reverse: bool = False) -> Iterator[tuple[bytes, float]]:
         """Yield ``(member, score)`` in score order."""
@@ -260,7 +257,7 @@ class SortedSets(Keyspace):
         found = self._meta(name, T_ZSET)
         if found is None:
             return []
-        size = self._count(found[0])[0]
+        size = self._count(name, found[0])[0]
         lo, hi = self._range(start, end, size)
         if lo >= hi:
             return []
@@ -366,7 +363,7 @@ class SortedSets(Keyspace):
         if raw is None:
             return None
         target = ZIDX + _lp(name) + raw + member
-        last = self._count(found[0])[0] - 1
+        last = self._count(name, found[0])[0] - 1
         # From both ends at once: a member near either one is found after a few steps.
         pfx = ZIDX + _lp(name)
         walks = self.db.keys(prefix=pfx, reverse=desc), self.db.keys(prefix=pfx, reverse=not desc)
@@ -426,7 +423,7 @@ class SortedSets(Keyspace):
             return 0, []
         parse_scan_count(count)  # refused also where it is not used, as Redis does
         if cursor == 0:
-            whole = self._zlistpack_items(name, self._count(found[0])[0])
+            whole = self._zlistpack_items(name, self._count(name, found[0])[0])
             if whole is not None:
                 pattern = _b(match) if match is not None else None
                 return 0, [(m, s) for m, s in whole if pattern is None or glob_match(pattern, m)]
@@ -463,7 +460,7 @@ class SortedSets(Keyspace):
             # (a count past what islice takes, 2**63 - 1, asks for them all as well)
             items = list(islice(self._zscan_order(name, reverse=highest), min(count, _I64_MAX)))
             if items:
-                total, version = self._count(found[0])
+                total, version = self._count(name, found[0])
                 mpfx, ipfx = ZMEM + _lp(name), ZIDX + _lp(name)
                 with db.batch() as b:
                     for member, score in items:
@@ -650,7 +647,7 @@ class SortedSets(Keyspace):
         if count is None:
             if found is None:
                 return None
-            size = self._count(found[0])[0]
+            size = self._count(name, found[0])[0]
             for member, score in islice(self._zscan_order(name), random.randrange(size), None):
                 return (member, score) if withscores else member
             return None
@@ -670,13 +667,13 @@ class SortedSets(Keyspace):
 
     def _zsource(self, name: bytes) -> tuple[int, int] | None:
         """``(type tag, size)`` of a set-algebra input (a sorted set or a set); WRONGTYPE for others."""
-        found = self.db._get_record(META + name)
+        found = self._record(META + name)
         if found is None:
             return None
         tag = found[0][0]
         if tag not in (T_ZSET, T_SET):
             raise WrongTypeError()
-        return tag, self._count(found[0])[0]
+        return tag, self._count(name, found[0])[0]
 
     def _zsource_items(self, name: bytes, tag: int) -> Iterator[tuple[bytes, float]]:
         """The members of an input with their scores (a set's members score 1)."""
@@ -782,8 +779,8 @@ class SortedSets(Keyspace):
         """
         dest = _b(dest)
         db = self.db
-        old = db.get(META + dest)
-        version = self._count(old)[1] if old is not None and old[0] == T_ZSET else 0
+        old = self._meta_value(dest)
+        version = self._version_over(old, T_ZSET)
         if old is None and not result:
             return 0
         mpfx, ipfx = ZMEM + _lp(dest), ZIDX + _lp(dest)
