@@ -426,9 +426,19 @@ class Database(MutableMapping[bytes, bytes]):
         return value
 
     def popitem(self) -> tuple[bytes, bytes]:
-        """Remove and return the pair with the smallest key; KeyError if empty (atomic across processes)."""
+        """Remove and return the pair with the smallest key; KeyError if empty (atomic across processes).
+        The records of Redis keys (of ``kvb serve`` on the same directory) are left alone: removing one
+        damages its key."""
+        from kv_backend.structures.layout import pop_first  # (not at import: popitem's only)
+
+        db = self.db
+
+        def take(key: bytes) -> tuple[bytes, bytes] | None:
+            value = db.pop(key, None)
+            return None if value is None else (key, value)
+
         try:
-            return self.db.popitem()
+            return pop_first(db, take, "database")
         except KVError as exc:
             raise self._convert(exc) from None
 

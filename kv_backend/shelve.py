@@ -558,16 +558,11 @@ class KVShelf(_ShelfBase):
         """
         if self._overrides_items or self._read_only():  # (read-only: KeyError if empty, else the dbm error)
             return self._through_items(lambda: MutableMapping.popitem(self))
-        while True:
-            for k in self._open_db():
-                found = self._take(k, True)
-                if found is not None:
-                    key, value = found
-                    cached = self._forget(key)
-                    return key, value if cached is _MISSING else cached
-                break  # another process took it: look again
-            else:
-                raise KeyError("popitem(): the shelf is empty")
+        from kv_backend.structures.layout import pop_first  # (not at import: popitem's only)
+
+        key, value = pop_first(self._open_db(), lambda k: self._take(k, True), "shelf")
+        cached = self._forget(key)
+        return key, value if cached is _MISSING else cached
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         """Return the value of ``key``, storing ``default`` first if it is absent (atomic across processes).

@@ -564,15 +564,11 @@ class Store(MutableMapping[K, Any], Generic[K]):
         return found[1]
 
     def popitem(self) -> tuple[K, Any]:
-        """Remove and return the pair with the smallest key; KeyError if empty."""
-        while True:
-            for k in self.db:
-                found = self._take(k, self._dk)
-                if found is not None:
-                    return found
-                break  # another process took it: start again
-            else:
-                raise KeyError("popitem(): the store is empty")
+        """Remove and return the pair with the smallest key; KeyError if empty. The records of Redis
+        keys (of ``kvb serve`` on the same directory) are left alone: removing one damages its key."""
+        from kv_backend.structures.layout import pop_first  # (not at import: popitem's only)
+
+        return pop_first(self.db, lambda k: self._take(k, self._dk), "store")
 
     def _take(self, k: bytes, dk: Callable[[bytes], Any]) -> tuple[Any, Any] | None:
         """Atomically remove ``k`` and return ``(dk(k), value)``; None if it is absent.

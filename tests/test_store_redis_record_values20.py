@@ -2,9 +2,10 @@
 kv_backend.structures: the records' keys are text (a string's ``"\\x00mgreeting"``, a hash field's
 ``"\\x00h\\x00\\x00\\x00\\x01hf"``), so iteration lists them, and reading one raised the serializer's
 generic "not a readable pickle ... another serializer?". Now every read of one (``[]``, ``get``,
-``get_many``, ``items()``, ``values()``, ``pop``, ``popitem``, ``setdefault``) raises the same error type
+``get_many``, ``items()``, ``values()``, ``pop``, ``setdefault``) raises the same error type
 saying it is a record of a Redis key and what to do, and leaves the record stored; other unreadable
-values keep the serializer's message.
+values keep the serializer's message. (``popitem()`` passes over the records of Redis keys: see
+test_popitem_leaves_redis_records21.py.)
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ READS = {
     "items": lambda st: list(st.items()),
     "values": lambda st: list(st.values()),
     "pop": lambda st: st.pop("\x00mgreeting"),
-    "popitem": lambda st: st.popitem(),  # the smallest key: the hash field's record
     "setdefault": lambda st: st.setdefault("\x00mgreeting", 1),
 }
 
@@ -79,7 +79,7 @@ def test_a_shelf_reading_one_says_so_too(path):
 
     with shelve.open(path) as shelf:
         shelf["mine"] = 1
-        for read in (lambda: shelf["\x00mgreeting"], lambda: shelf.pop("\x00mgreeting"), shelf.popitem):
+        for read in (lambda: shelf["\x00mgreeting"], lambda: shelf.pop("\x00mgreeting")):
             with pytest.raises(PickleDeserializationError) as info:
                 read()
             message = str(info.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from kv_backend.errors import InvalidArgumentError, UnencodableTextError
@@ -18,6 +18,7 @@ Value = bytes | str | int | float
 #: Name rather than Name itself, because a Mapping is invariant in its key type, so a plain
 #: ``dict[str, str]`` is no ``Mapping[Name, Value]`` and a type checker refused it.
 NameT = TypeVar("NameT", bound=Name)
+_T = TypeVar("_T")
 
 
 META = b"\x00m"
@@ -67,6 +68,41 @@ def is_structures_key(key: bytes) -> bool:
     ``kvb serve``'s functions or scripts): a record other front ends on the directory must leave
     alone, as removing it alone leaves a Redis key damaged (a hash counting fields it no longer has)."""
     return key[:1] == b"\x00" and len(key) > 1 and key[1] in _LAYOUT_BYTES
+
+
+def own_keys(db: Any) -> Iterator[bytes]:
+    """The keys of the :class:`~kv_backend.DB` ``db`` in byte order but the records of Redis keys
+    (:func:`is_structures_key`), each of whose prefixes is jumped over, not walked."""
+    start = None
+    while True:
+        for key in db.keys(start=start):
+            if is_structures_key(key):
+                start = key[:1] + bytes((key[1] + 1,))
+                break
+            yield key
+        else:
+            return
+
+
+def pop_first(db: Any, take: Callable[[bytes], _T | None], what: str) -> _T:
+    """``take(key)`` for the smallest key of ``db`` that is no record of a Redis key (a front end's
+    ``popitem()``: removing one of those alone damages its Redis key, so they are left alone as the
+    Django cache's culling leaves them), again from the smallest while another process takes it first
+    (``take`` returns None); KeyError when none is left, saying so of the ``what`` (``"store"``...)."""
+    while True:
+        for key in own_keys(db):
+            found = take(key)
+            if found is not None:
+                return found
+            break  # another thread or process took it meanwhile: look again
+        else:
+            if next(db.keys(), None) is None:
+                raise KeyError(f"popitem(): the {what} is empty")
+            raise KeyError(
+                f"popitem(): the {what} holds only records of Redis keys (of kvb serve or "
+                "kv_backend.structures), which popitem() leaves alone: removing one alone damages its Redis "
+                "key; delete those keys through kvb serve"
+            )
 
 
 def redis_record_advice(
