@@ -167,3 +167,25 @@ def test_kvb_serve_answers_the_same_error(tmp_path):
         assert conn.execute([b"HSET", b"bar", b"f", b"v"]) == 1
     finally:
         server.db.close()
+
+
+def test_what_only_asks_whether_the_key_exists_counts_it(tmp_path):
+    path = str(tmp_path / "kv")
+    with DB(path) as db:
+        db.put(b"\x00mbar", UNTAGGED["pickle"])
+    server = resp.Server(path)
+    try:
+        conn = resp.Connection(server)
+        assert conn.execute([b"EXISTS", b"bar"]) == 1 and conn.execute([b"TOUCH", b"bar"]) == 1
+        assert conn.execute([b"OBJECT", b"IDLETIME", b"bar"]) == 0
+        assert conn.execute([b"KEYS", b"*"]) == [b"bar"] and conn.execute([b"DBSIZE"]) == 1
+        refused = ([b"EXPIRE", b"bar", b"9"], [b"TTL", b"bar"], [b"PERSIST", b"bar"], [b"SET", b"bar", b"v"])
+        for args in refused:
+            assert "was not written by kvb serve" in conn.execute(args).message, args
+    finally:
+        server.db.close()
+    with Structures(path) as s:  # in-process, the engine's expiry of the record is set and read as it is
+        assert s.expire("bar", 100) is True and 99 < s.ttl("bar") <= 100
+        with pytest.raises(ForeignRecordError):
+            s.persist("bar")
+        assert s.db.get(b"\x00mbar") == UNTAGGED["pickle"]
