@@ -19,7 +19,6 @@ if sys.platform == "win32":
         "which Windows lacks; run it under WSL"
     )
 
-from kv_backend.backup import restore
 from kv_backend.db import DB, Batch
 from kv_backend.errors import (
     BackupError,
@@ -49,14 +48,19 @@ if TYPE_CHECKING:  # (type checkers see the submodules below as attributes, as t
     from kv_backend import salvage as salvage
     from kv_backend import shelve as shelve
     from kv_backend import structures as structures
+    from kv_backend.backup import restore as restore
 
 __version__ = "0.1.0"
 
 #: The public submodules the docs use as attributes of the package (``kv_backend.shelve.open``, as
 #: ``import dbm; dbm.open`` in the stdlib), imported at their first use (PEP 562), not by
-#: ``import kv_backend``. (``kv_backend.backup``, ``errors`` and ``serializers`` are imported with it
-#: anyway; ``kv_backend.http`` needs the ``server`` extra: ``import kv_backend.http`` says so.)
+#: ``import kv_backend``. (``errors`` and ``serializers`` are imported with it anyway;
+#: ``kv_backend.http`` needs the ``server`` extra: ``import kv_backend.http`` says so.)
 _SUBMODULES = frozenset({"check", "dbm", "salvage", "shelve", "structures"})
+#: Functions of the package that live in a module ``import kv_backend`` does not need: ``restore``
+#: imports the backup machinery (its URL and upload helpers, sockets, temporary files...) at its
+#: first use, which a program that only opens stores (a web or Celery worker) never pays.
+_LAZY_NAMES = {"restore": "backup"}
 
 
 if not TYPE_CHECKING:  # (seen by a type checker, it made every name of the package valid, typos too)
@@ -64,11 +68,15 @@ if not TYPE_CHECKING:  # (seen by a type checker, it made every name of the pack
     def __getattr__(name: str) -> Any:
         if name in _SUBMODULES:
             return importlib.import_module(f"{__name__}.{name}")  # (which sets the attribute: once only)
+        if name in _LAZY_NAMES:
+            value = getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
+            globals()[name] = value  # (once only, as for a submodule)
+            return value
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _SUBMODULES)
+    return sorted(set(globals()) | _SUBMODULES | set(_LAZY_NAMES))
 
 
 __all__ = [
