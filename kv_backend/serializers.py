@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import operator
 import pickle
 from functools import partial
 from types import FunctionType, ModuleType
@@ -62,6 +63,26 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any: ...
 
 
+_PROTOCOL_TYPE = "pickle protocol must be an int such as pickle.DEFAULT_PROTOCOL, not {protocol!r}"
+
+
+def check_pickle_protocol(protocol: object) -> int:
+    """``protocol`` as the int :func:`pickle.dumps` takes (any integer type: numpy's too), checked.
+
+    The errors are those pickle raises at the first value, raised before any: one that is not an
+    integer is an :class:`InvalidArgumentError` (a ``TypeError``, as pickle's), one above
+    :data:`pickle.HIGHEST_PROTOCOL` a :class:`ConfigurationError` (a ``ValueError``, as pickle's).
+    Both are ConfigurationErrors, as for every other bad option.
+    """
+    try:
+        n = operator.index(protocol)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidArgumentError(_PROTOCOL_TYPE.format(protocol=protocol)) from None
+    if n > pickle.HIGHEST_PROTOCOL:
+        raise ConfigurationError(f"pickle protocol must be <= {pickle.HIGHEST_PROTOCOL}, not {n}")
+    return n
+
+
 class PickleSerializer:
     """Pickle with a fixed protocol (default :data:`pickle.DEFAULT_PROTOCOL`).
 
@@ -73,10 +94,9 @@ class PickleSerializer:
     def __init__(self, protocol: int | None = None) -> None:
         if protocol is None:
             protocol = pickle.DEFAULT_PROTOCOL
-        if not isinstance(protocol, int) or isinstance(protocol, bool) or protocol > pickle.HIGHEST_PROTOCOL:
-            raise ConfigurationError(
-                f"pickle protocol must be an int <= {pickle.HIGHEST_PROTOCOL}, not {protocol!r}"
-            )
+        elif isinstance(protocol, bool):  # (an int to pickle, but here a flag given by mistake)
+            raise InvalidArgumentError(_PROTOCOL_TYPE.format(protocol=protocol))
+        protocol = check_pickle_protocol(protocol)
         if protocol < 0:
             protocol = pickle.HIGHEST_PROTOCOL
         self.protocol = protocol

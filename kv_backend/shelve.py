@@ -20,9 +20,7 @@ import atexit
 import builtins
 import copy
 import hashlib
-import operator
 import os
-import pickle
 import shelve as _std_shelve
 import sys
 import traceback
@@ -32,15 +30,13 @@ from typing import Any, ClassVar, NoReturn, SupportsIndex, TypeVar
 
 from kv_backend import dbm as _kv_dbm
 from kv_backend.errors import (
-    ConfigurationError,
-    InvalidArgumentError,
     InvalidKeyError,
     KVError,
     UndecodableKeyError,
     UnencodableKeyError,
 )
 from kv_backend.mapping import refuse_pickling, update_pairs
-from kv_backend.serializers import PickleDeserializationError, PickleSerializationError
+from kv_backend.serializers import PickleDeserializationError, PickleSerializationError, check_pickle_protocol
 from kv_backend.shelve_compat import (
     BsdDbShelf,
     DbfilenameShelf,
@@ -184,17 +180,9 @@ class KVShelf(_ShelfBase):
         #: Values are pickles (the errors of pickle are then the project's), not a caller's format.
         self._pickles = serializer is None
         if protocol is not None and self._pickles:
-            try:
-                # An integer of any type that is one (numpy's...), as pickle takes it, and so the stdlib.
-                protocol = operator.index(protocol)
-            except TypeError:
-                raise InvalidArgumentError(  # a TypeError, as the stdlib's (at the first write)
-                    f"protocol must be an int such as pickle.DEFAULT_PROTOCOL, not {protocol!r}"
-                ) from None
-            if protocol > pickle.HIGHEST_PROTOCOL:
-                raise ConfigurationError(
-                    f"pickle protocol must be <= {pickle.HIGHEST_PROTOCOL}, not {protocol}"
-                )
+            # An integer of any type that is one (numpy's...), True too, as pickle takes it, and so the
+            # stdlib; refused with pickle's exceptions, at open where the stdlib raises at the first write.
+            protocol = check_pickle_protocol(protocol)
         #: With writeback, the fingerprint of each cached entry's pickle as read or stored, so that
         #: sync() writes back only the entries this process changed (see :meth:`sync`).
         self._fingerprints: dict[str, bytes] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 
 import pytest
 from helpers import exit_code, fork_child
@@ -67,7 +68,7 @@ def test_setdefault_returns_what_is_stored_when_another_process_stored_first(pat
     only if the key is still absent; otherwise the stored value is returned."""
     with kshelve.open(path) as sh:
         other = _race_after_reads(
-            monkeypatch, path, lambda db, k: db.put_if_absent(k, kshelve.pickle.dumps(["theirs"]))
+            monkeypatch, path, lambda db, k: db.put_if_absent(k, pickle.dumps(["theirs"]))
         )
         assert sh.setdefault("k", ["mine"]) == ["theirs"]
         monkeypatch.undo()
