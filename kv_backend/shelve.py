@@ -238,23 +238,25 @@ class KVShelf(_ShelfBase):
             return fn()  # (nothing to make atomic: a write raises the dbm error)
         saved = (copy.copy(self.cache), dict(self._fingerprints), dict(self._inherited))
         try:
-            with db.transaction():
-                txn, written = db._txn, db._txn.count
-                try:
-                    return fn()
-                except Exception as exc:
-                    if txn.count != written:
-                        raise  # (its writes are discarded)
-                    # Nothing written (a missing key, a bad argument): the block ends as it began,
-                    # so that a transaction of the caller's that it joined is not spoilt by it.
-                    failed = exc
-        except BaseException as exc:
-            self.cache, self._fingerprints, self._inherited = saved  # (none of its writes took effect)
-            if isinstance(exc, KVError) and not isinstance(exc, _kv_dbm.error):
+            try:
+                with db.transaction():
+                    txn, written = db._txn, db._txn.count
+                    try:
+                        return fn()
+                    except Exception as exc:
+                        if txn.count != written:
+                            raise  # (its writes are discarded)
+                        # Nothing written (a missing key, a bad argument): the block ends as it began,
+                        # so that a transaction of the caller's that it joined is not spoilt by it.
+                        failed = exc
+            except KVError as exc:
+                if isinstance(exc, _kv_dbm.error):
+                    raise
                 raise self.dict._convert(exc) from None  # (a failed commit: a full disk...)
+            raise failed
+        except BaseException:
+            self.cache, self._fingerprints, self._inherited = saved  # (none of its writes took effect)
             raise
-        self.cache, self._fingerprints, self._inherited = saved
-        raise failed
 
     def _forget(self, key: str) -> Any:
         """Drop the cached entry ``key`` (an inherited one too); return its object, or ``_MISSING``."""
