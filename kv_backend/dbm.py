@@ -551,6 +551,32 @@ def _is_store(path: str) -> bool:
     return os.path.isdir(path) and os.path.exists(os.path.join(path, FORMAT_FILE))
 
 
+#: The magic number of a Berkeley DB hash file, the ``.db`` file of a ``dbm.ndbm`` built on Berkeley DB
+#: (Debian's Python, macOS's): at byte 12 since Berkeley DB 2, at byte 0 in 1.85 (macOS), in the byte
+#: order of the machine that wrote it.
+_BERKELEY_HASH_MAGIC = ((0x061561).to_bytes(4, "little"), (0x061561).to_bytes(4, "big"))
+
+
+def _is_berkeley_hash(path: str) -> bool:
+    try:
+        with builtins.open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return head[0:4] in _BERKELEY_HASH_MAGIC or head[12:16] in _BERKELEY_HASH_MAGIC
+
+
+def _stdlib_kind(path: str) -> str | None:
+    """The stdlib's ``dbm.whichdb(path)``, also naming ``"dbm.ndbm"`` the ``path.db`` file of a
+    ``dbm.ndbm`` that this interpreter lacks (built without ``_dbm``), which the stdlib recognises only by
+    opening it with that module: it answered None ("nothing there"), and ``open(path, "c")`` (a shelf's
+    default) made a new, empty database beside it instead of refusing the path."""
+    kind = _std_dbm.whichdb(path)
+    if kind is None and _is_berkeley_hash(path + ".db"):
+        return "dbm.ndbm"
+    return kind
+
+
 def whichdb(filename: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str | None:
     """Name the module that opens ``filename``: ``"kv_backend.dbm"`` for a store, else the stdlib's answer."""
     path = os.fsdecode(filename)
@@ -558,7 +584,7 @@ def whichdb(filename: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> st
         return "kv_backend.dbm"
     if os.path.isdir(path):
         return ""  # exists, but is not a database any module knows
-    return _std_dbm.whichdb(path)
+    return _stdlib_kind(path)
 
 
 def _dir_mode(mode: int) -> int:
@@ -679,7 +705,7 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
         except OSError as exc:
             raise _os_error(exc.errno, f"cannot replace the file {path}: {exc.strerror}") from exc
     # A directory is checked by the engine (it may be a store another process is creating right now).
-    kind = None if os.path.isdir(path) else _std_dbm.whichdb(path)
+    kind = None if os.path.isdir(path) else _stdlib_kind(path)
     if kind is not None:
         what = f"a {kind} database" if kind else "not a kv_backend database"
         raise error(
