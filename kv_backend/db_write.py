@@ -817,6 +817,11 @@ class _Writing(_Parts):
             found = self._get_record(key)
             old, expiry = found if found is not None else (None, 0.0)
             new: bytes | None = fn(old)
+            if self._closed:  # fn closed the store (a Store.modify function, a value's unpickling)
+                raise DatabaseClosedError(
+                    f"the store at {self.path} was closed by the function given to update() (or "
+                    "Store.modify()), so nothing was written; close it after the call returns"
+                )
             if new is None:
                 if old is not None:
                     self._delete_locked(key)
