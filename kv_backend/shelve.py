@@ -252,7 +252,7 @@ class KVShelf(_ShelfBase):
             except KVError as exc:
                 if isinstance(exc, _kv_dbm.error):
                     raise
-                raise self.dict._convert(exc) from None  # (a failed commit: a full disk...)
+                raise self._dbm_error(exc) from None  # (a failed commit: a full disk...)
             raise failed
         except BaseException:
             self.cache, self._fingerprints, self._inherited = saved  # (none of its writes took effect)
@@ -389,7 +389,7 @@ class KVShelf(_ShelfBase):
         try:
             put(k, data)
         except KVError as exc:
-            raise self.dict._convert(exc) from None
+            raise self._dbm_error(exc) from None
         if self.writeback:  # cached only once stored
             self.cache[key] = value
             self._fingerprints[key] = _digest(data)
@@ -479,6 +479,19 @@ class KVShelf(_ShelfBase):
         """A view of the values; keys other processes delete meanwhile are skipped."""
         return _kv_dbm.LiveValuesView(self)
 
+    def _dbm_error(self, exc: KVError) -> Exception:
+        """The error to raise for the engine's ``exc``: :mod:`kv_backend.dbm`'s, or, where the shelf was
+        closed during the call (by another thread, or by a value's pickling), the ValueError of every
+        use of a closed shelf (the closed shelf has no database left to convert it: AttributeError)."""
+        d = self.dict
+        if isinstance(d, _ClosedDict):
+            try:
+                d.closed()
+            except ValueError as closed:
+                return closed
+        converted: Exception = d._convert(exc)
+        return converted
+
     def _open_db(self) -> Any:
         """The engine under the shelf; ValueError if the shelf is closed (as every stdlib shelf op)."""
         d = self.dict
@@ -508,7 +521,7 @@ class KVShelf(_ShelfBase):
         try:
             self._open_db().update(k, take)
         except KVError as exc:
-            raise self.dict._convert(exc) from None
+            raise self._dbm_error(exc) from None
         return found[0] if found else None
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
@@ -573,7 +586,7 @@ class KVShelf(_ShelfBase):
             try:
                 stored = self._open_db().put_if_absent(k, data)
             except KVError as exc:
-                raise self.dict._convert(exc) from None
+                raise self._dbm_error(exc) from None
             if stored:
                 if self.writeback:
                     self.cache[key] = default
