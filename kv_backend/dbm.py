@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import dbm as _std_dbm
 import errno
+import operator
 import os
 import stat
 from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
@@ -686,8 +687,12 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
         raise ConfigurationError(  # a ValueError, as the stdlib's
             f"flag must be 'r', 'w', 'c' or 'n' (optionally followed by 'f', 's', 'u'), not {flag!r}"
         )
-    if not isinstance(mode, int) or isinstance(mode, bool):
-        raise InvalidArgumentError(f"mode must be an int such as 0o666, not {type(mode).__name__}")
+    try:
+        if isinstance(mode, bool):  # (an int to the stdlib, but a flag given by mistake: mode 0o001)
+            raise TypeError
+        mode = operator.index(mode)  # an integer of any type (numpy's...), as the stdlib modules take
+    except TypeError:
+        raise InvalidArgumentError(f"mode must be an int such as 0o666, not {type(mode).__name__}") from None
     if not isinstance(file, (str, bytes, os.PathLike)):
         raise InvalidArgumentError(
             f"file must be the database's directory (str, bytes or os.PathLike), not {type(file).__name__}"
