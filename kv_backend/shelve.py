@@ -462,10 +462,15 @@ class KVShelf(_ShelfBase):
         if self._overrides_items:
 
             def delete_each() -> None:
-                for key in list(self):
+                keys = dict.fromkeys(self)
+                # With writeback, the entries another process deleted that this one still has cached,
+                # present for it (see __contains__): deleted too, as the direct path drops the cache.
+                keys.update(dict.fromkeys([*self.cache, *self._inherited]))
+                for key in keys:
                     del self[key]
 
             self._through_items(delete_each)
+            return
         self.dict.clear()
         self.cache.clear()
         self._fingerprints.clear()
