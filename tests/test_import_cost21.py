@@ -26,9 +26,6 @@ HEAVY = [
     "kv_backend.salvage",
     "kv_backend.server",
     "kv_backend.structures",
-    "secrets",
-    "socket",
-    "tempfile",
 ]
 
 
