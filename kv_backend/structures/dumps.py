@@ -45,7 +45,7 @@ from kv_backend.structures.layout import (
     encode_score,
 )
 from kv_backend.structures.parsing import parse_index
-from kv_backend.structures.streams import _XID, _XMETA, _decode_pairs, _encode_pairs
+from kv_backend.structures.streams import _XID, _XMETA, _decode_pairs, _encode_pairs, _entry_id
 
 BUSYKEY = "BUSYKEY Target key name already exists."
 BAD_TTL = "ERR Invalid TTL value, must be >= 0"
@@ -87,14 +87,14 @@ class Dumps(StreamGroups):
             return rdb.Value("set", [key[n:] for key, _ in items])
         if tag == T_HASH:
             return rdb.Value("hash", [(key[n:], value) for key, value in items])
-        return rdb.Value("zset", [(key[n:], decode_score(value)) for key, value in items])
+        return rdb.Value("zset", [(key[n:], decode_score(value, key)) for key, value in items])
 
     def _dump_stream(self, name: bytes) -> rdb.Stream:
         meta = self._stream(name)
         assert meta is not None
         pfx = STREAM + _lp(name)
         n = len(pfx)
-        entries = [(_XID.unpack_from(key, n), _decode_pairs(data)) for key, data in self.db.items(prefix=pfx)]
+        entries = [(_entry_id(key, n), _decode_pairs(data, key)) for key, data in self.db.items(prefix=pfx)]
         stream = rdb.Stream(entries, meta.last, meta.added, meta.max_deleted)
         for group, g in self._groups(name).items():
             pending = [rdb.Pending(p.id, p.consumer, p.delivered, p.count) for p in self._pel(name, group)]

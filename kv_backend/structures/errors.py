@@ -20,16 +20,23 @@ class WrongTypeError(StructureError, TypeError):
 
 
 class ForeignRecordError(StructureError):
-    """A Redis key's metadata record (the engine key ``\\x00m`` + name) that another front end on the
-    directory wrote (a Store's key ``"\\x00mname"``), not this layout: the message names it and says to
-    delete the key, which removes it."""
+    """A record of a Redis key (its metadata record, the engine key ``\\x00m`` + name, or with
+    ``record`` one of its member records: a score, a stream entry, a consumer group...) that another
+    front end on the directory wrote (a Store's key ``"\\x00mname"``), not this layout: the message
+    names it and says to delete the key, which removes it."""
 
-    def __init__(self, name: bytes) -> None:
+    def __init__(self, name: bytes, record: bytes | None = None) -> None:
+        if record is None:
+            record = META + name
+            what = f"the store's record of key '{quoted(name)}'"
+        else:
+            what = f"a record of the members of key '{quoted(name)}' in the store"
         super().__init__(
-            f"ERR the store's record of key '{quoted(name)}' was not written by kvb serve but by another "
-            f"front end on its directory (as the engine key {META + name!r}); DEL the key to remove it"
+            f"ERR {what} was not written by kvb serve but by another front end on its directory (as the "
+            f"engine key {record!r}); DEL the key to remove it"
         )
         self.name = name
+        self.record = record
 
 
 class NotAFloatError(StructureError, ValueError):

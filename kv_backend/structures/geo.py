@@ -190,8 +190,9 @@ class GeoSets(SortedSets):
 
     def _geo_xy(self, name: bytes, member: Value) -> tuple[float, float] | None:
         """The position of a member of an existing sorted set, or None."""
-        raw = self._value(ZMEM + _lp(name) + _b(member))
-        return None if raw is None else geohash.decode(decode_score(raw))
+        key = ZMEM + _lp(name) + _b(member)
+        raw = self._value(key)
+        return None if raw is None else geohash.decode(decode_score(raw, key))
 
     def geopos(self, name: Name, *members: Value) -> list[tuple[float, float] | None]:
         """``(longitude, latitude)`` of each member (None for a missing one): its cell's centre."""
@@ -217,8 +218,9 @@ class GeoSets(SortedSets):
         exists = self._meta(name, T_ZSET) is not None
         out: list[bytes | None] = []
         for member in given:
-            raw = self._value(ZMEM + _lp(name) + member) if exists else None
-            out.append(None if raw is None else geohash.geohash_string(decode_score(raw)))
+            key = ZMEM + _lp(name) + member
+            raw = self._value(key) if exists else None
+            out.append(None if raw is None else geohash.geohash_string(decode_score(raw, key)))
         return out
 
     # ------------------------------------------------------------------ search

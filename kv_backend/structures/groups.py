@@ -39,6 +39,7 @@ from kv_backend.structures.layout import (
     _b,
     _lp,
     _pairs,
+    foreign_member,
 )
 from kv_backend.structures.parsing import parse_index, parse_read_count
 from kv_backend.structures.streams import (
@@ -47,6 +48,7 @@ from kv_backend.structures.streams import (
     StreamMeta,
     Streams,
     _decode_pairs,
+    _entry_id,
     _id_text,
     _parse_stream_id,
     _range_id,
@@ -87,14 +89,31 @@ def _consumer_prefix(name: bytes, group: bytes) -> bytes:
     return CONSUMER + _lp(name) + _lp(group)
 
 
-def _decode_group(value: bytes) -> Group:
-    ms, seq, entries_read = _GRP.unpack(value)
+def _decode_group(value: bytes, record: bytes) -> Group:
+    """The consumer group whose record (the engine key ``record``) is ``value``."""
+    try:
+        ms, seq, entries_read = _GRP.unpack(value)
+    except struct.error:
+        raise foreign_member(record) from None
     return Group((ms, seq), entries_read)
 
 
-def _decode_pending(xid: ID, value: bytes) -> Pending:
-    delivered, count = _NACK.unpack_from(value)
+def _decode_pending(xid: ID, value: bytes, record: bytes) -> Pending:
+    """The pending entry ``xid`` whose record (the engine key ``record``) is ``value``."""
+    try:
+        delivered, count = _NACK.unpack_from(value)
+    except struct.error:
+        raise foreign_member(record) from None
     return Pending(xid, value[_NACK.size :], delivered, count)
+
+
+def _decode_consumer(value: bytes, record: bytes) -> tuple[int, int]:
+    """``(seen time, active time)`` of the consumer whose record (the engine key ``record``) is ``value``."""
+    try:
+        times: tuple[int, int] = _CONS.unpack(value)
+    except struct.error:
+        raise foreign_member(record) from None
+    return times
 
 
 def _now() -> int:
@@ -135,8 +154,9 @@ class StreamGroups(Streams):
     # ------------------------------------------------------------ records
 
     def _group(self, name: bytes, group: bytes) -> Group | None:
-        data = self._value(GROUP + _lp(name) + group)
-        return None if data is None else _decode_group(data)
+        key = GROUP + _lp(name) + group
+        data = self._value(key)
+        return None if data is None else _decode_group(data, key)
 
     @staticmethod
     def _put_group(b: Batch, name: bytes, group: bytes, g: Group) -> None:
@@ -145,7 +165,7 @@ class StreamGroups(Streams):
     def _groups(self, name: bytes) -> dict[bytes, Group]:
         """``{group name: group}`` of a stream, in name order."""
         pfx = GROUP + _lp(name)
-        return {key[len(pfx) :]: _decode_group(value) for key, value in self.db.items(prefix=pfx)}
+        return {key[len(pfx) :]: _decode_group(value, key) for key, value in self.db.items(prefix=pfx)}
 
     def _consumers(self, name: bytes, group: bytes) -> dict[bytes, tuple[int, int]]:
         """``{consumer: (seen time, active time)}`` in name order."""
@@ -153,7 +173,7 @@ class StreamGroups(Streams):
         n = len(pfx)
         out = {}
         for key, value in self.db.items(prefix=pfx):
-            out[key[n:]] = _CONS.unpack(value)
+            out[key[n:]] = _decode_consumer(value, key)
         return out
 
     def _pel(self, name: bytes, group: bytes, start: ID = (0, 0), end: ID | None = None) -> list[Pending]:
@@ -162,15 +182,16 @@ class StreamGroups(Streams):
         n = len(pfx)
         out = []
         for key, value in self.db.items(prefix=pfx, start=pfx + _XID.pack(*start)):
-            xid = _XID.unpack_from(key, n)
+            xid = _entry_id(key, n)
             if end is not None and xid > end:
                 break
-            out.append(_decode_pending(xid, value))
+            out.append(_decode_pending(xid, value, key))
         return out
 
     def _pending(self, name: bytes, group: bytes, xid: ID) -> Pending | None:
-        value = self._value(_pel_prefix(name, group) + _XID.pack(*xid))
-        return None if value is None else _decode_pending(xid, value)
+        key = _pel_prefix(name, group) + _XID.pack(*xid)
+        value = self._value(key)
+        return None if value is None else _decode_pending(xid, value, key)
 
     @staticmethod
     def _put_pending(b: Batch, name: bytes, group: bytes, p: Pending) -> None:
@@ -189,7 +210,7 @@ class StreamGroups(Streams):
         """
         key = _consumer_prefix(name, group) + consumer
         data = self.db.get(key)
-        old = _CONS.unpack(data) if data is not None else None
+        old = _decode_consumer(data, key) if data is not None else None
         new = (
             now if seen or old is None else old[0],
             now if active else (old[1] if old is not None else UNKNOWN),
@@ -198,8 +219,9 @@ class StreamGroups(Streams):
             b.put(key, _CONS.pack(*new))
 
     def _entry(self, name: bytes, xid: ID) -> list[tuple[bytes, bytes]] | None:
-        data = self.db.get(STREAM + _lp(name) + _XID.pack(*xid))
-        return None if data is None else _decode_pairs(data)
+        key = STREAM + _lp(name) + _XID.pack(*xid)
+        data = self.db.get(key)
+        return None if data is None else _decode_pairs(data, key)
 
     def _behind_first(self, name: bytes, xid: ID) -> bool:
         """Whether ``xid`` comes before the stream's first entry (trimming took every entry up to
@@ -213,7 +235,7 @@ class StreamGroups(Streams):
     def _first_id(self, name: bytes) -> ID:
         pfx = STREAM + _lp(name)
         for key in self.db.keys(prefix=pfx):
-            return _XID.unpack_from(key, len(pfx))
+            return _entry_id(key, len(pfx))
         return (0, 0)
 
     def _existing_group(self, name: bytes, group: bytes, where: str = "") -> tuple[StreamMeta, Group]:
@@ -415,7 +437,7 @@ class StreamGroups(Streams):
             if meta.count:
                 pfx = STREAM + _lp(name)
                 top = next(iter(db.keys(prefix=pfx, reverse=True)))
-                if new_last < _XID.unpack_from(top, len(pfx)):
+                if new_last < _entry_id(top, len(pfx)):
                     raise CommandError(
                         "ERR The ID specified in XSETID is smaller than the target stream top item"
                     )
@@ -544,7 +566,7 @@ class StreamGroups(Streams):
         lname = _lp(name)
         pel = PENDING + lname + _lp(group)  # _pel_prefix(name, group), the name prefixed once
         delivery = _NACK.pack(now, 1) + consumer  # each entry's PEL record: delivered now, once
-        for xid, data in self._entries_after(STREAM + lname, g.last, meta.last):
+        for xid, key, data in self._entries_after(STREAM + lname, g.last, meta.last):
             if read != UNKNOWN and last == g.last and self._behind_first(name, last):
                 read = UNKNOWN  # trimmed past the group: its counter no longer counts from here
             if read != UNKNOWN and not self._has_tombstones_after(meta, last):
@@ -554,7 +576,7 @@ class StreamGroups(Streams):
                     first = self._first_id(name)
                 read = self._reads_up_to(meta, xid, first)
             last = xid
-            entries.append((_fmt(xid), _decode_pairs(data)))
+            entries.append((_fmt(xid), _decode_pairs(data, key)))
             if not noack:
                 b.put(pel + _XID.pack(*xid), delivery)
             if limit is not None and len(entries) >= limit:
@@ -563,8 +585,9 @@ class StreamGroups(Streams):
             self._put_group(b, name, group, Group(last, read))
         return entries
 
-    def _entries_after(self, pfx: bytes, after: ID, top: ID) -> Iterator[tuple[ID, bytes]]:
-        """The entries (``pfx``: the stream's) with IDs above ``after``, in ID order, as (ID, record).
+    def _entries_after(self, pfx: bytes, after: ID, top: ID) -> Iterator[tuple[ID, bytes, bytes]]:
+        """The entries (``pfx``: the stream's) with IDs above ``after``, in ID order, as (ID, engine key,
+        record).
 
         ``top`` is the stream's last ID: no entry lies beyond it. Entries added in a burst
         have consecutive IDs (``ms-0``, ``ms-1``...), so the ID right after the last one
@@ -576,15 +599,16 @@ class StreamGroups(Streams):
         xid = after
         while xid < top:
             xid = (xid[0], xid[1] + 1) if xid[1] < _U64_MAX else (xid[0] + 1, 0)
-            found = get(pfx + _XID.pack(*xid))
+            key = pfx + _XID.pack(*xid)
+            found = get(key)
             if found is None:
                 break
-            yield xid, found[0]
+            yield xid, key, found[0]
         else:
             return
         n = len(pfx)
         for key, data in self.db.items(prefix=pfx, start=pfx + _XID.pack(*xid)):
-            yield _XID.unpack_from(key, n), data
+            yield _entry_id(key, n), key, data
 
     def _deliver_history(
         self, b: Batch, name: bytes, group: bytes, consumer: bytes, after: ID, limit: int | None, now: int

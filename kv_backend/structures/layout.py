@@ -326,9 +326,22 @@ def encode_score(score: float) -> bytes:
     return _U64.pack(bits)
 
 
-def decode_score(data: bytes) -> float:
-    """Inverse of :func:`encode_score`."""
-    (bits,) = _U64.unpack(data)
+def foreign_member(record: bytes) -> Exception:
+    """The :class:`~kv_backend.structures.ForeignRecordError` for the member record ``record`` (the
+    engine key of a score, a stream entry, a consumer group...) whose key or value this layout cannot
+    have written: another front end on the directory wrote it (a Store's ``"\\x00z..."``)."""
+    from kv_backend.structures.errors import ForeignRecordError  # (which imports this module)
+
+    return ForeignRecordError(member_name(record) or b"", record)
+
+
+def decode_score(data: bytes, record: bytes = b"") -> float:
+    """Inverse of :func:`encode_score`; ForeignRecordError naming the engine key ``record`` (whose
+    value or key bytes ``data`` is) if ``data`` is not 8 bytes."""
+    try:
+        (bits,) = _U64.unpack(data)
+    except struct.error:
+        raise foreign_member(record) from None
     bits = bits ^ _BIAS if bits & _BIAS else bits ^ 0xFFFFFFFFFFFFFFFF
     score: float = struct.unpack(">d", _U64.pack(bits))[0]
     return score

@@ -23,6 +23,7 @@ from kv_backend.structures.layout import (
     _lp,
     _pairs,
     counts,
+    foreign_member,
 )
 from kv_backend.structures.parsing import parse_index, parse_read_count
 
@@ -190,14 +191,17 @@ class Streams(Keyspace):
         db = self.db
         out: list[tuple[bytes, list[tuple[bytes, bytes]]]] = []
         keys = db.keys(prefix=pfx, start=pfx + _XID.pack(*(hi if reverse else lo)), reverse=reverse)
+        n = len(pfx)
         for key in keys:
-            xid = _XID.unpack_from(key, len(pfx))
+            if len(key) != n + 16:
+                raise foreign_member(key)
+            xid = _XID.unpack_from(key, n)
             if (xid < lo) if reverse else (xid > hi):
                 break
             data = db.get(key)
             if data is None:
                 continue
-            out.append((b"%d-%d" % xid, _decode_pairs(data)))
+            out.append((b"%d-%d" % xid, _decode_pairs(data, key)))
             if count is not None and len(out) >= count:
                 break
         return out
@@ -323,18 +327,35 @@ def _encode_pairs(pairs: Iterable[tuple[Name, Value]]) -> bytes:
     return b"".join(out)
 
 
-def _decode_pairs(data: bytes) -> list[tuple[bytes, bytes]]:
+def _decode_pairs(data: bytes, record: bytes) -> list[tuple[bytes, bytes]]:
+    """The fields and values of the stream entry ``data`` (the value of the engine key ``record``);
+    ForeignRecordError where its lengths do not add up to it (another front end wrote the record)."""
     out = []
     pos = 0
     n = len(data)
-    while pos < n:
-        (fl,) = _LEN.unpack_from(data, pos)
-        f = data[pos + 4 : pos + 4 + fl]
-        pos += 4 + fl
-        (vl,) = _LEN.unpack_from(data, pos)
-        out.append((f, data[pos + 4 : pos + 4 + vl]))
-        pos += 4 + vl
+    try:
+        while pos < n:
+            (fl,) = _LEN.unpack_from(data, pos)
+            f = data[pos + 4 : pos + 4 + fl]
+            pos += 4 + fl
+            (vl,) = _LEN.unpack_from(data, pos)
+            out.append((f, data[pos + 4 : pos + 4 + vl]))
+            pos += 4 + vl
+    except struct.error:
+        raise foreign_member(record) from None
+    if pos != n:
+        raise foreign_member(record)
     return out
+
+
+def _entry_id(key: bytes, n: int) -> tuple[int, int]:
+    """The entry ID that the engine key ``key`` (of a stream entry or a pending entry) holds after its
+    ``n`` bytes of prefix; ForeignRecordError where it holds not just 16 bytes there (another front end
+    wrote it)."""
+    if len(key) != n + 16:
+        raise foreign_member(key)
+    xid: tuple[int, int] = _XID.unpack_from(key, n)
+    return xid
 
 
 #: White space C's ``isspace`` knows (in the C locale), which ``strtoull`` skips.

@@ -123,7 +123,7 @@ class SortedSets(Keyspace):
                             old: float | None = pending[member]
                         else:
                             raw = db.get(mpfx + member) if found is not None else None
-                            old = decode_score(raw) if raw is not None else None
+                            old = decode_score(raw, mpfx + member) if raw is not None else None
                         if incr:
                             score = (old or 0.0) + score
                             if math.isnan(score):
@@ -174,8 +174,9 @@ class SortedSets(Keyspace):
         name, member = _b(name), _b(member)  # a member of the wrong type is refused, key or not
         if self._meta(name, T_ZSET) is None:
             return None
-        raw = self._value(ZMEM + _lp(name) + member)
-        return None if raw is None else decode_score(raw)
+        key = ZMEM + _lp(name) + member
+        raw = self._value(key)
+        return None if raw is None else decode_score(raw, key)
 
     def zmscore(self, name: Name, *members: Value | Iterable[Value]) -> list[float | None]:
         """The scores of several members (which may come as a list, as redis-py takes them)."""
@@ -192,7 +193,7 @@ class SortedSets(Keyspace):
         ipfx = ZIDX + _lp(name)
         n = len(ipfx)
         for key in self.db.keys(prefix=ipfx, reverse=reverse):
-            yield key[n + 8 :], decode_score(key[n : n + 8])
+            yield key[n + 8 :], decode_score(key[n : n + 8], key)
 
     def _zscore_range(
         self, name: bytes, lo: tuple[float, bool], hi: tuple[float, bool], reverse: bool = False
@@ -208,7 +209,7 @@ class SortedSets(Keyspace):
             (bits,) = _U64.unpack(encode_score(mx))
             start = ipfx + _U64.pack(bits + 1) if bits < 0xFFFFFFFFFFFFFFFF else None
         for key in self.db.keys(prefix=ipfx, start=start, reverse=reverse):
-            score = decode_score(key[n : n + 8])
+            score = decode_score(key[n : n + 8], key)
             if score < mn or (mn_ex and score == mn):
                 if reverse:
                     return
@@ -359,9 +360,11 @@ class SortedSets(Keyspace):
         found = self._meta(name, T_ZSET)
         if found is None:
             return None
-        raw = self._value(ZMEM + _lp(name) + member)
+        key = ZMEM + _lp(name) + member
+        raw = self._value(key)
         if raw is None:
             return None
+        score = decode_score(raw, key)  # (a record of another front end's ranks nowhere)
         target = ZIDX + _lp(name) + raw + member
         last = self._count(name, found[0])[0] - 1
         # From both ends at once: a member near either one is found after a few steps.
@@ -370,7 +373,7 @@ class SortedSets(Keyspace):
         for steps, (near, far) in enumerate(zip(*walks, strict=False)):
             if near == target or far == target:
                 rank = steps if near == target else last - steps
-                return [rank, decode_score(raw)] if withscore else rank  # (the score ranked)
+                return [rank, score] if withscore else rank  # (the score ranked)
         return None
 
     def zrevrank(self, name: Name, member: Value, withscore: bool = False) -> Any:
@@ -427,8 +430,9 @@ class SortedSets(Keyspace):
             if whole is not None:
                 pattern = _b(match) if match is not None else None
                 return 0, [(m, s) for m, s in whole if pattern is None or glob_match(pattern, m)]
-        cur, items = self._member_scan(ZMEM + _lp(name), cursor, match, count)
-        return cur, [(m, decode_score(s)) for m, s in items]
+        mpfx = ZMEM + _lp(name)
+        cur, items = self._member_scan(mpfx, cursor, match, count)
+        return cur, [(m, decode_score(s, mpfx + m)) for m, s in items]
 
     def _zlistpack_items(self, name: bytes, count: int) -> list[tuple[bytes, float]] | None:
         """The whole sorted set in score order if Redis 7.2 would keep it as a listpack (at most
@@ -583,7 +587,7 @@ class SortedSets(Keyspace):
                 found = True
             if not stay(member, other):
                 return
-            yield member, decode_score(key[n : n + 8])
+            yield member, decode_score(key[n : n + 8], key)
 
     def _zlex(
         self,
@@ -688,8 +692,9 @@ class SortedSets(Keyspace):
     def _zsource_score(self, name: bytes, tag: int, member: bytes) -> float | None:
         """One member's score in an input, or None."""
         if tag == T_ZSET:
-            raw = self._value(ZMEM + _lp(name) + member)
-            return None if raw is None else decode_score(raw)
+            key = ZMEM + _lp(name) + member
+            raw = self._value(key)
+            return None if raw is None else decode_score(raw, key)
         return 1.0 if self._stored(SET + _lp(name) + member) else None
 
     @staticmethod
