@@ -896,15 +896,17 @@ class _Writing(_Parts):
 
         Of many processes popping at once, each pair goes to exactly one, and none is told the
         store is empty while a key is left.
+        The records of Redis keys (of ``kvb serve`` or ``kv_backend.structures`` on the same store) are
+        left alone, as by a Store's popitem(): removing one alone damages its Redis key.
         """
-        while True:
-            for key in self.keys():
-                value = self.pop(key, None)
-                if value is not None:
-                    return key, value
-                break  # another thread or process took it meanwhile: look again
-            else:
-                raise KeyError("popitem(): the store is empty")
+        from kv_backend.structures.layout import pop_first  # (not at import: popitem's only)
+
+        return pop_first(self, self._pop_pair, "store")
+
+    def _pop_pair(self, key: bytes) -> tuple[bytes, bytes] | None:
+        """Atomically remove ``key`` and return ``(key, value)``; None if it is absent."""
+        value = self.pop(key, None)
+        return None if value is None else (key, value)
 
     def setdefault(self, key: bytes, default: BytesLike | None = None) -> bytes:
         """Return the value of ``key``, storing ``default`` first if it is absent, atomically.

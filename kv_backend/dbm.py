@@ -389,12 +389,15 @@ class Database(MutableMapping[bytes, bytes]):
         """Remove every key at once: one atomic batch, as flag ``"n"`` empties a database.
 
         Clearing an empty database opened with ``"r"`` does nothing, as with the
-        stdlib's (there is nothing to remove); a non-empty one raises ReadOnlyDatabaseError.
+        stdlib's (there is nothing to remove); a non-empty one raises ReadOnlyDatabaseError. The
+        records of Redis keys (of ``kvb serve`` on the same directory) are left whole.
         """
+        from kv_backend.structures.layout import clear_own, own_keys  # (not at import: clear's only)
+
         try:
-            if self.db.read_only and not len(self.db):
+            if self.db.read_only and next(own_keys(self.db), None) is None:
                 return
-            self.db.clear()
+            clear_own(self.db)
         except KVError as exc:
             raise self._convert(exc) from None
 
@@ -432,14 +435,8 @@ class Database(MutableMapping[bytes, bytes]):
         damages its key."""
         from kv_backend.structures.layout import pop_first  # (not at import: popitem's only)
 
-        db = self.db
-
-        def take(key: bytes) -> tuple[bytes, bytes] | None:
-            value = db.pop(key, None)
-            return None if value is None else (key, value)
-
         try:
-            return pop_first(db, take, "database")
+            return pop_first(self.db, self.db._pop_pair, "database")
         except KVError as exc:
             raise self._convert(exc) from None
 
@@ -749,8 +746,10 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
                 if not created:  # an existing empty directory has just become the database
                     _restrict_dir(path, mode)
             if mode_char == "n":
+                from kv_backend.structures.layout import clear_own  # (not at import: flag "n"'s only)
+
                 try:
-                    db.clear()
+                    clear_own(db)  # (a directory kvb serve also uses keeps its Redis keys, as clear() does)
                 except BaseException:
                     db.close()
                     raise

@@ -458,11 +458,14 @@ class KVShelf(_ShelfBase):
             yield _decode_key(k, enc)
 
     def clear(self) -> None:
-        """Remove every entry at once (one atomic batch), without reading or unpickling any value."""
+        """Remove every entry at once (one atomic batch), without reading or unpickling any value; the
+        records of Redis keys (of ``kvb serve`` on the same directory) are left whole."""
         if self._overrides_items:
+            from kv_backend.structures.layout import own_keys  # (not at import: this path's only)
 
-            def delete_each() -> None:
-                keys = dict.fromkeys(self)
+            def delete_each() -> None:  # (the records of Redis keys are left whole, as dbm's clear() does)
+                enc = self.keyencoding
+                keys = dict.fromkeys(_decode_key(k, enc) for k in list(own_keys(self._open_db())))
                 # With writeback, the entries another process deleted that this one still has cached,
                 # present for it (see __contains__): deleted too, as the direct path drops the cache.
                 keys.update(dict.fromkeys([*self.cache, *self._inherited]))
@@ -564,9 +567,17 @@ class KVShelf(_ShelfBase):
         Atomic across processes: the mixin's version raised KeyError for a
         non-empty shelf when another process took the key it had picked.
         """
-        if self._overrides_items or self._read_only():  # (read-only: KeyError if empty, else the dbm error)
-            return self._through_items(lambda: MutableMapping.popitem(self))
         from kv_backend.structures.layout import pop_first  # (not at import: popitem's only)
+
+        if self._overrides_items or self._read_only():  # (read-only: KeyError if empty, else the dbm error)
+
+            def through_items(k: bytes) -> tuple[str, Any]:
+                key = _decode_key(k, self.keyencoding)
+                value = self[key]  # as MutableMapping.popitem, but from the smallest key of the shelf's own
+                del self[key]
+                return key, value
+
+            return self._through_items(lambda: pop_first(self._open_db(), through_items, "shelf"))
 
         key, value = pop_first(self._open_db(), lambda k: self._take(k, True), "shelf")
         cached = self._forget(key)

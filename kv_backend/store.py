@@ -603,8 +603,11 @@ class Store(MutableMapping[K, Any], Generic[K]):
                 return self._loading(k, data)
 
     def clear(self) -> None:
-        """Remove every key, atomically."""
-        self.db.clear()
+        """Remove every key, atomically, but the records of Redis keys (of ``kvb serve`` on the same
+        directory: its keys, functions and scripts), which it leaves whole (see docs/store.md)."""
+        from kv_backend.structures.layout import clear_own  # (not at import: clear's only)
+
+        clear_own(self.db)
 
     def modify(self, key: K, fn: Callable[[Any], Any], default: Any = _MISSING) -> Any:
         """Atomically replace the value of ``key`` by ``fn(value)`` and return the new value.

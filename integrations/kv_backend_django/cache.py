@@ -765,8 +765,11 @@ class KVCache(BaseCache):
 
     @_reopening
     def clear(self) -> None:
-        """Remove every entry of the LOCATION (all aliases and prefixes), as Django's backends do."""
-        self.db.clear()
+        """Remove every entry of the LOCATION (all aliases and prefixes), as Django's backends do; the
+        records of Redis keys (of ``kvb serve`` on the same directory), no entries, are left whole."""
+        from kv_backend.structures.layout import clear_own  # (not at import: clear's only)
+
+        clear_own(self.db)
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         # (read once, into a list: a generator would be empty for the call run again by _reopening)

@@ -105,6 +105,20 @@ def pop_first(db: Any, take: Callable[[bytes], _T | None], what: str) -> _T:
             )
 
 
+def clear_own(db: Any) -> None:
+    """Remove every key of the :class:`~kv_backend.DB` ``db`` but this layout's records
+    (:func:`is_structures_key`), in one atomic batch under the write lock: the ``clear()`` of a front end
+    (Store, dbm, shelf, the Django cache) on a directory ``kvb serve`` also uses leaves its Redis keys,
+    functions and scripts whole, as its ``popitem()`` and the Django cache's culling leave them."""
+    with db.locked():
+        db.purge_expired()  # (expired keys, which no listing shows, leave the index as by DB.clear())
+        doomed = [key for key in db.unordered_keys() if not is_structures_key(key)]
+        if doomed:
+            with db.batch() as b:
+                for key in doomed:
+                    b.delete(key)
+
+
 def redis_record_advice(
     key: bytes, front_end: str, cannot: str = "list a directory holding Redis keys"
 ) -> str:

@@ -4,8 +4,8 @@ A Redis key is several engine records (its metadata, one record per hash field, 
 set member...). Culling removed random records of the directory, so it removed some of a Redis
 key's records and not others: the server then answered HLEN 10 for a hash whose HGETALL gave 4
 fields, and lost lists and sorted sets whole. Culling now leaves the records of Redis keys alone
-(they are no cache entries, and MAX_ENTRIES does not count them); ``clear()`` still empties the
-directory, Redis keys included, whole.
+(they are no cache entries, and MAX_ENTRIES does not count them); ``clear()`` leaves them whole too
+(tests/django/test_django_clear_leaves_redis_keys22.py).
 """
 
 from __future__ import annotations
@@ -59,15 +59,4 @@ def test_a_directory_of_redis_keys_over_max_entries_is_not_culled_at_every_set(t
         cache.set(f"k{i}", i)
     assert scans == []  # 11 entries: far from MAX_ENTRIES, no scan under the write lock
     assert cache.get_many(["first", "k9"]) == {"first": 1, "k9": 9}
-    s.close()
-
-
-def test_clear_removes_redis_keys_whole(tmp_path):
-    path = str(tmp_path / "kv")
-    s = _redis_keys(path)
-    cache = KVCache(path, {})
-    cache.set("k", 1)
-    cache.clear()
-    assert s.dbsize() == 0 and s.hlen("h") == 0 and cache.get("k") is None
-    assert list(s.db.keys()) == []
     s.close()
