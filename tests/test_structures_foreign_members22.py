@@ -16,7 +16,7 @@ import pytest
 from kv_backend import Store
 from kv_backend.server import resp
 from kv_backend.structures import ForeignRecordError, Structures
-from kv_backend.structures.layout import CONSUMER, GROUP, PENDING, STREAM, ZIDX, ZMEM, _lp
+from kv_backend.structures.layout import CONSUMER, GROUP, LIST, PENDING, STREAM, ZIDX, ZMEM, _lp
 from kv_backend.structures.streams import _XID
 
 ID = _XID.pack(1, 1)
@@ -173,3 +173,17 @@ def test_kvb_serve_answers_the_error_and_logs_no_bug(tmp_path):
         assert conn.execute([b"ZADD", b"z", b"1", b"m"]) == 1
     finally:
         server.db.close()
+
+
+def test_dump_of_a_list_holds_the_elements_lrange_reads(tmp_path):
+    # DUMP read every record under the list's prefix: one another front end wrote there (not at an
+    # index of the list) came back as an element LRANGE never answered, and RESTORE made it one.
+    path = str(tmp_path / "kv")
+    with Structures(path) as s:
+        s.rpush("l", "a", "b")
+    with Store(path, key_type=bytes, serializer="raw") as store:
+        store[LIST + _lp(b"l") + b"stray"] = b"not an element"
+    with Structures(path) as s:
+        assert s.lrange("l", 0, -1) == [b"a", b"b"]
+        s.restore("copy", 0, s.dump("l"))
+        assert s.lrange("copy", 0, -1) == [b"a", b"b"]

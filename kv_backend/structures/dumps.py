@@ -80,9 +80,11 @@ class Dumps(StreamGroups):
             return rdb.Value("stream", self._dump_stream(name))
         prefix = {T_LIST: LIST, T_SET: SET, T_HASH: HASH, T_ZSET: ZMEM}[tag] + _lp(name)
         n = len(prefix)
+        if tag == T_LIST:  # the elements LRANGE reads, not any record another front end put under the prefix
+            head, tail = _LST.unpack_from(meta, 1)[:2]  # (checked by _whole_record)
+            get = db.get
+            return rdb.Value("list", [get(prefix + _idx(i), b"") for i in range(head, tail)])
         items = db.items(prefix=prefix)
-        if tag == T_LIST:
-            return rdb.Value("list", [value for _, value in items])
         if tag == T_SET:
             return rdb.Value("set", [key[n:] for key, _ in items])
         if tag == T_HASH:
