@@ -119,17 +119,26 @@ def clear_own(db: Any) -> None:
                     b.delete(key)
 
 
+#: What :func:`redis_record_advice` calls the records of ``kvb serve`` that are of no Redis key.
+_SERVER_RECORDS = {
+    FUNCTIONS: "kvb serve's record of its function libraries",
+    SCRIPTS: "a record of kvb serve's script cache",
+}
+
+
 def redis_record_advice(
     key: bytes, front_end: str, cannot: str = "list a directory holding Redis keys"
 ) -> str:
     """What to say of a stored ``key`` that ``front_end`` cannot list (or do what ``cannot`` says with),
     if it is a record of a Redis key (of ``kvb serve`` or ``kv_backend.structures`` on the same
     directory); "" for any other key."""
-    if not is_structures_key(bytes(key)):
+    key = bytes(key)
+    if not is_structures_key(key):
         return ""
+    what = _SERVER_RECORDS.get(key[:2], "a record of a Redis key of kvb serve (or kv_backend.structures)")
     return (
-        "it is a record of a Redis key of kvb serve (or kv_backend.structures), which keeps its keys in "
-        f"the same directory as several records each: {front_end} cannot {cannot}; give it a directory "
+        f"it is {what}; kvb serve keeps its keys (several records each), functions and scripts in the same "
+        f"directory, and {front_end} cannot {cannot}; give it a directory "
         "of its own. To look at the records, open the directory with "
         "kv_backend.Store(path, key_type=bytes); change those whose key starts with a NUL byte only through "
         "kvb serve: removing one alone leaves its Redis key damaged"
