@@ -187,3 +187,21 @@ def test_dump_of_a_list_holds_the_elements_lrange_reads(tmp_path):
         assert s.lrange("l", 0, -1) == [b"a", b"b"]
         s.restore("copy", 0, s.dump("l"))
         assert s.lrange("copy", 0, -1) == [b"a", b"b"]
+
+
+@pytest.mark.parametrize("trim", [{"maxlen": 2}, {"minid": "9999999999999-0"}])
+def test_trimming_refuses_a_record_it_would_take_for_an_entry(tmp_path, trim):
+    # XTRIM (and XADD's trimming) deleted the first records under the stream's prefix as entries: one
+    # another front end wrote there went as one, and XLEN then said 2 of the 3 entries left.
+    path = str(tmp_path / "kv")
+    with Structures(path) as s:
+        for i in range(3):
+            s.xadd("x", {"f": str(i)}, id=f"{i + 1}-0")
+    stray = STREAM + _lp(b"x") + b"\x00"
+    with Store(path, key_type=bytes, serializer="raw") as store:
+        store[stray] = b"stray"
+    with Structures(path) as s:
+        with pytest.raises(ForeignRecordError) as info:
+            s.xtrim("x", **trim)
+        assert info.value.record == stray
+        assert s.xlen("x") == len(s.xrange("x")) == 3

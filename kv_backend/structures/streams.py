@@ -150,6 +150,8 @@ class Streams(Keyspace):
             if pending is not None and pending < threshold and room:
                 goners.append(pfx + _XID.pack(*pending))
         for key in goners:
+            if len(key) != len(pfx) + 16:  # no entry's: it would go as one, the count one short
+                raise foreign_member(key)
             b.delete(key)
         return len(goners)
 
