@@ -19,6 +19,13 @@ from kv_backend_django._commands import (
 _BYTES = ("live_bytes", "dead_bytes", "total_bytes")
 
 
+def _redis_records(db: Any) -> int:
+    """How many of the live keys of ``db`` are records of Redis keys (of ``kvb serve`` on the directory)."""
+    from kv_backend.structures.layout import is_structures_key  # (not at import: kv_stats's only)
+
+    return sum(1 for key in db.unordered_keys() if is_structures_key(key))
+
+
 class Command(BaseCommand):
     help = "Show the entries, sizes and settings of a kv_backend cache (--json for scripts)."
 
@@ -38,11 +45,16 @@ class Command(BaseCommand):
         try:
             with store_for_reading(cache) as db:
                 engine_stats = db.stats()
+                kept = _redis_records(db)
         except KVError as exc:
             raise access_error(exc, cache, "kv_stats") or CommandError(
                 f"cannot read the stats of {cache.location}: {exc}"
             ) from exc
         stats.update((k, v) for k, v in engine_stats.items() if k != "path")
+        # The records of kvb serve's Redis keys in the directory are among the keys, and no entries: culling,
+        # MAX_ENTRIES and clear() leave them out, so the entries are told apart from them here.
+        stats["entries"] = max(stats.get("keys", 0) - kept, 0)
+        stats["redis_records"] = kept
         total = stats.get("live_bytes", 0) + stats.get("dead_bytes", 0)
         stats["dead_ratio"] = round(stats.get("dead_bytes", 0) / total, 4) if total else 0.0
         stats.update(
