@@ -119,11 +119,12 @@ class SortedSets(Keyspace):
                         self._purge(b, name, T_ZSET)
                     pending: dict[bytes, float] = {}
                     for member, score in items:
+                        mk = mpfx + member
                         if member in pending:
                             old: float | None = pending[member]
                         else:
-                            raw = db.get(mpfx + member) if found is not None else None
-                            old = decode_score(raw, mpfx + member) if raw is not None else None
+                            raw = db.get(mk) if found is not None else None
+                            old = decode_score(raw, mk) if raw is not None else None
                         if incr:
                             score = (old or 0.0) + score
                             if math.isnan(score):
@@ -143,7 +144,7 @@ class SortedSets(Keyspace):
                             changed += 1
                             b.delete(ipfx + encode_score(old) + member)
                         enc = encode_score(score)
-                        b.put(mpfx + member, enc)
+                        b.put(mk, enc)
                         b.put(ipfx + enc + member, b"")
                         pending[member] = score
                     if len(b):
