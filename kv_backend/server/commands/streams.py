@@ -85,16 +85,19 @@ def _xrange(conn: Connection, args: list[bytes], reverse: bool) -> Any:
     lo, hi = (args[3], args[2]) if reverse else (args[2], args[3])
     st.check_stream_range(lo, hi)
     count = None
-    rest = args[4:]
-    if rest:
-        if len(rest) != 2 or upper(rest[0]) != b"COUNT":
+    # As Redis: COUNT may come more than once (the last one counts), each value is read where it
+    # stands, so a bad value before a stray word is a bad integer, not a syntax error.
+    i = 4
+    while i < len(args):
+        if upper(args[i]) != b"COUNT" or i + 1 == len(args):
             raise syntax()
-        count = max(0, arg_int(rest[1]))
-        if count == 0:  # as Redis: an empty array for a missing key, a null array for a stream
-            kind = st.type(args[1])
-            if kind not in ("none", "stream"):
-                raise WrongTypeError()
-            return [] if kind == "none" else NULL_ARRAY
+        count = max(0, arg_int(args[i + 1]))
+        i += 2
+    if count == 0:  # as Redis: an empty array for a missing key, a null array for a stream
+        kind = st.type(args[1])
+        if kind not in ("none", "stream"):
+            raise WrongTypeError()
+        return [] if kind == "none" else NULL_ARRAY
     entries = st.xrevrange(args[1], hi, lo, count) if reverse else st.xrange(args[1], lo, hi, count)
     return entries_reply(entries)
 
