@@ -762,6 +762,9 @@ class Server:
         #: CONFIG SET hz's value, shown by CONFIG GET and INFO's configured_hz; kvb's timers keep
         #: their own pace (INFO's hz), whatever it says.
         self.configured_hz = 10
+        #: The eviction settings CONFIG SET takes and CONFIG GET shows, which change nothing: kvb evicts
+        #: no key (maxmemory 0, noeviction), as redis-server with those settings does not either.
+        self.eviction_settings = {b"maxmemory-samples": b"5", b"maxmemory-eviction-tenacity": b"10"}
         self.waiters = Waiters(self)
         #: The keys blocked clients wait on (the waiters' own dict: a cheap "anyone blocked?" test).
         self.blocked_keys = self.waiters.by_key
@@ -1128,11 +1131,14 @@ class Server:
             b"appendfsync": b"no",
             b"maxmemory": b"0",
             b"maxmemory-policy": b"noeviction",
+            **self.eviction_settings,
+            b"maxmemory-clients": b"0",
             b"timeout": b"0",
             b"requirepass": b"",
             b"proto-max-bulk-len": b"536870912",
             b"hll-sparse-max-bytes": b"3000",
             b"maxclients": b"10000",
+            b"io-threads": b"1",
             b"notify-keyspace-events": format_flags(self.notify_flags),
             b"slowlog-log-slower-than": str(self.slowlog_slower_than).encode(),
             b"slowlog-max-len": str(self.slowlog_max_len).encode(),

@@ -442,8 +442,8 @@ _CONFIG_HELP = help_reply(
             "SET <directive> <value> [<directive> <value> ...]",
             "Change settings, all or none: notify-keyspace-events, slowlog-log-slower-than,\n"
             "slowlog-max-len, tracking-table-max-keys and busy-reply-threshold (lua-time-limit)\n"
-            "are honoured, save, appendonly and hz are accepted and ignored; the others keep the\n"
-            "value kvb serve was started with.",
+            "are honoured, save, appendonly, hz, maxmemory-samples and maxmemory-eviction-tenacity\n"
+            "are accepted and ignored; the others keep the value kvb serve was started with.",
         ),
         ("RESETSTAT", "Reset the counters INFO stats reports (connections and commands)."),
         ("REWRITE", "Refused: kvb serve has no configuration file."),
@@ -538,6 +538,8 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
             server.tracking.max_keys = checked
         elif name == b"hz":
             server.configured_hz = checked
+        elif name in server.eviction_settings:
+            server.eviction_settings[name] = str(checked).encode()
         elif name in (b"busy-reply-threshold", b"lua-time-limit"):
             server.busy_reply_threshold = checked
     return OK
@@ -564,6 +566,9 @@ _CONFIG_KINDS = {
     b"bind": "fixed",
     b"maxmemory": "fixed",
     b"maxmemory-policy": "fixed",
+    b"maxmemory-samples": "show",
+    b"maxmemory-eviction-tenacity": "show",
+    b"maxmemory-clients": "fixed",
     b"timeout": "fixed",
     b"requirepass": "fixed",
     b"proto-max-bulk-len": "fixed",
@@ -571,6 +576,7 @@ _CONFIG_KINDS = {
     b"maxclients": "fixed",
     b"databases": "immutable",
     b"unixsocket": "immutable",
+    b"io-threads": "immutable",
     b"dir": "protected",
 }
 
@@ -590,6 +596,21 @@ def _memory(name: bytes, value: bytes) -> int:
     if not digits.isdigit() or unit not in _MEMORY_UNITS:
         raise _config_failed(name, "argument must be a memory value")
     return int(digits) * _MEMORY_UNITS[unit]
+
+
+def _memory_or_percent(name: bytes, value: bytes) -> int:
+    """A memory value or a percentage (``5%``, at most 100), as Redis reads one: 0 and 0% alike."""
+    digits = c_string(value)
+    if digits.endswith(b"%"):
+        if not digits[:-1].isdigit():
+            raise _config_failed(name, "argument must be a memory or percent value")
+        if int(digits[:-1]) > 100:
+            raise _config_failed(name, "percentage argument must be less or equal to 100")
+        return -int(digits[:-1])  # (a percentage, told apart from a size by its sign)
+    try:
+        return _memory(name, value)
+    except CommandError:
+        raise _config_failed(name, "argument must be a memory or percent value") from None
 
 
 def _bounded(name: bytes, value: bytes, low: int, high: int) -> int:
@@ -632,6 +653,12 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
         return value
     if name in (b"maxmemory", b"hll-sparse-max-bytes"):
         return _memory(name, value)
+    if name == b"maxmemory-clients":  # a memory value, or a percentage of maxmemory (0: no limit)
+        return _memory_or_percent(name, value)
+    if name == b"maxmemory-samples":
+        return _bounded(name, value, 1, 2147483647)
+    if name == b"maxmemory-eviction-tenacity":
+        return _bounded(name, value, 0, 100)
     if name == b"timeout":
         return _bounded(name, value, 0, 2147483647)
     if name == b"maxclients":
