@@ -615,7 +615,14 @@ def cmd_http(args: argparse.Namespace) -> int:
     previous_hup = signal.signal(signal.SIGHUP, hangup) if trap and hasattr(signal, "SIGHUP") else None
     try:
         token = args.token if args.token is not None else args.token_file
-        serve(args.dir, host=args.host, port=args.port, token=token, keep_alive=args.keep_alive)
+        serve(
+            args.dir,
+            host=args.host,
+            port=args.port,
+            token=token,
+            keep_alive=args.keep_alive,
+            lock_timeout=args.lock_timeout,
+        )
     except ModuleNotFoundError as exc:
         if exc.name not in _HTTP_PACKAGES:
             raise
@@ -876,6 +883,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long an idle connection stays open (default: $KVB_HTTP_KEEP_ALIVE or 5); behind a "
         "proxy, more than the proxy's idle timeout",
+    )
+    s.add_argument(
+        "--lock-timeout",
+        type=_seconds_above_zero,
+        default=None,
+        metavar="SECONDS",
+        help="how long a write waits for the store's write lock held by another process before it is "
+        "answered 503 lock_timeout (default: $KVB_HTTP_LOCK_TIMEOUT or 5)",
     )
     s.set_defaults(func=cmd_http)
     return p

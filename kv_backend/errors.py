@@ -135,6 +135,11 @@ class MergeInProgressError(KVError):
     """Another process is merging this store right now."""
 
 
+class LockTimeoutError(KVError, TimeoutError):
+    """The store's write lock stayed held (by another process, or another thread of this one) past the
+    time a call could wait for it (``kvb http``'s ``--lock-timeout``): nothing was written."""
+
+
 class TransactionError(KVError):
     """A transaction was discarded (a block nested in it, or one of its writes, raised), or an operation
     cannot run inside one."""

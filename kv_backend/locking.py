@@ -21,7 +21,7 @@ import time
 import weakref
 from collections.abc import Iterator
 
-from kv_backend.errors import DatabaseClosedError, KVError, StorageError, TransactionError
+from kv_backend.errors import DatabaseClosedError, KVError, LockTimeoutError, StorageError, TransactionError
 from kv_backend.files import new_file_mode, storage_error
 from kv_backend.owners import (
     create_for_store_owner,
@@ -46,6 +46,11 @@ _LOCKS_GUARD = threading.Lock()
 #: cyclic garbage collector may run at any allocation there and call ``DB.__del__``, whose close()
 #: unregisters its lock: waiting for the guard this very thread holds would hang for ever.
 _registry_thread = threading.local()
+#: ``.deadline`` (a time.monotonic() value, or None): when a contended acquire of any write lock in
+#: this thread gives up with LockTimeoutError (see :func:`waiting_until`).
+_wait_limit = threading.local()
+#: The longest sleep between two tries of a lock a thread waits for until a deadline.
+DEADLINE_POLL = 0.05
 
 
 def _new_guard_in_child() -> None:
@@ -83,6 +88,21 @@ def _taken_after_yield(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def waiting_until(deadline: float) -> Iterator[None]:
+    """In this thread, make the first take of a write lock held elsewhere (another process, another
+    thread) wait only until ``deadline`` (``time.monotonic()``), then raise LockTimeoutError:
+    ``kvb http``'s writes, which must not hold a thread (and their client) for as long as a long
+    transaction lasts. Nothing has been written when it is raised, as a write takes the lock before
+    it writes; once taken, the lock is waited for as usual (a later take in the same call, once
+    something may have been written, must not fail for a deadline)."""
+    _wait_limit.deadline = deadline
+    try:
+        yield
+    finally:
+        _wait_limit.deadline = None
 
 
 class WouldWait(BaseException):
@@ -171,13 +191,18 @@ class WriteLock:
         in between (which also lets a preempted holder run), and only then
         sleeps in the kernel.
         """
-        self._tlock.acquire()
+        deadline = getattr(_wait_limit, "deadline", None)
+        if deadline is None:
+            self._tlock.acquire()
+        elif not self._tlock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise self._timed_out()
         if self._depth == 0 and self._fd >= 0:
             try:
                 try:
                     _flock(self._fd, _LOCK_EX_NB)
                 except BlockingIOError:
-                    self._contended()
+                    self._contended(deadline)
+                _wait_limit.deadline = None  # (taken: see waiting_until)
             except BaseException as exc:
                 self._tlock.release()
                 if isinstance(exc, OSError) and not isinstance(exc, KVError):
@@ -192,7 +217,7 @@ class WriteLock:
         self._tlock.release()
         raise DatabaseClosedError.at(os.path.dirname(self.path))
 
-    def _contended(self) -> None:
+    def _contended(self, deadline: float | None) -> None:
         self._check_not_self_held()
         fd = self._fd
         if self.no_wait_thread is not None and self.no_wait_thread == threading.get_ident():
@@ -201,7 +226,26 @@ class WriteLock:
         for _ in range(SPIN_TRIES):
             if _taken_after_yield(fd):
                 return
-        _flock(fd, fcntl.LOCK_EX)
+        if deadline is None:
+            _flock(fd, fcntl.LOCK_EX)
+            return
+        pause = 0.001  # (a sleep in flock cannot end at a deadline: poll, less often as time goes by)
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, DEADLINE_POLL)
+            try:
+                _flock(fd, _LOCK_EX_NB)
+            except BlockingIOError:
+                continue
+            return
+        raise self._timed_out()
+
+    def _timed_out(self) -> LockTimeoutError:
+        return LockTimeoutError(
+            f"the write lock of the store at {os.path.dirname(self.path)} stayed held by another process "
+            "or thread (a long transaction, a script running long on a kvb serve of the store) for as "
+            "long as this call could wait for it: nothing was written; retry later"
+        )
 
     def _contended_no_wait(self, fd: int) -> None:
         """:meth:`_contended` in the ``no_wait_thread``: retry for at most :data:`NO_WAIT_SPIN`

@@ -57,6 +57,7 @@ from kv_backend.errors import (
     InvalidKeyError,
     KeyTooLargeError,
     KVError,
+    LockTimeoutError,
     MergeInProgressError,
     NotAnIntegerError,
     ReadOnlyError,
@@ -81,6 +82,7 @@ from kv_backend.http.keys import (
 )
 from kv_backend.http.openapi import openapi_document
 from kv_backend.http.ranges import RangeNotSatisfiable, byte_range
+from kv_backend.locking import waiting_until
 from kv_backend.server import close_synced
 
 __all__ = [
@@ -758,6 +760,23 @@ class _ReadGate:
 #: How many engine calls that take the store's write lock may run at once (see _Api.call_locking).
 LOCKING_THREADS = 20
 
+#: Seconds a write waits for the store's write lock (held by another process: a long transaction, a
+#: script running long on a ``kvb serve`` of the store) before it is answered 503 lock_timeout,
+#: unless ``create_app(lock_timeout=...)`` says otherwise: kvb serve's busy-reply-threshold.
+DEFAULT_LOCK_TIMEOUT = 5.0
+
+
+def _until(
+    deadline: float, timed_out: Callable[[], HTTPAPIError], fn: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """``fn(*args, **kwargs)`` in a thread whose first wait for the store's write lock ends at
+    ``deadline``: then the error ``timed_out`` makes is raised, nothing written."""
+    try:
+        with waiting_until(deadline):
+            return fn(*args, **kwargs)
+    except LockTimeoutError:
+        raise timed_out() from None
+
 
 async def _translated(work: Awaitable[T]) -> T:
     """The result of an engine call, its errors as the API's."""
@@ -772,14 +791,16 @@ async def _translated(work: Awaitable[T]) -> T:
 class _Api:
     """The endpoints, bound to one open :class:`DB`."""
 
-    def __init__(self, db: DB, max_value_size: int) -> None:
+    def __init__(self, db: DB, max_value_size: int, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         self.db = db
         self.max_value_size = max_value_size
+        self.lock_timeout = lock_timeout
         # A PUT body is one value: never more than the engine stores, or a larger limit had the
         # server read (and hold) the whole body, up to max_value_size, only for the engine to refuse it.
         self.max_put_size = min(max_value_size, rec.MAX_VALUE_SIZE)
         self.gate = _ReadGate()
         self.locking_limiter: anyio.CapacityLimiter | None = None
+        self.locking_threads: anyio.CapacityLimiter | None = None  # (never waited for: see call_locking)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run an engine call in a worker thread and translate its errors."""
@@ -790,10 +811,48 @@ class _Api:
         :data:`LOCKING_THREADS` at once, beside the thread pool's, so that calls waiting for a lock
         another process holds (a script running long on a ``kvb serve`` of the store, a long
         transaction) cannot take every thread and leave reads none."""
+        work = anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._turns())
+        return await _translated(work)
+
+    def _turns(self) -> anyio.CapacityLimiter:
+        """The limiter of :data:`LOCKING_THREADS` turns, with :attr:`locking_threads` beside it."""
         if self.locking_limiter is None:  # (made in the event loop, as anyio requires)
             self.locking_limiter = anyio.CapacityLimiter(LOCKING_THREADS)
-        work = anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.locking_limiter)
-        return await _translated(work)
+            self.locking_threads = anyio.CapacityLimiter(LOCKING_THREADS)
+        return self.locking_limiter
+
+    async def call_writing(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`call_locking` for a write (PUT, DELETE, incr, expire, a transaction), which waits for
+        a turn and for the store's write lock at most :attr:`lock_timeout` seconds in all, then is
+        answered 503 lock_timeout, nothing written, rather than holding its client (and a thread)
+        for as long as another process holds the lock."""
+        turns = self._turns()
+        assert self.locking_threads is not None
+        deadline = time.monotonic() + self.lock_timeout
+        # A turn is waited for here, where the wait can be given up; the thread's own limiter then
+        # never makes it wait (it has as many tokens): a cancelled wait for a thread already running
+        # would lose its reply, and the client would not know whether the write was made.
+        turn = False
+        with anyio.move_on_after(self.lock_timeout):
+            await turns.acquire()
+            turn = True
+        if not turn:
+            raise self._lock_timeout()
+        try:
+            call = functools.partial(_until, deadline, self._lock_timeout, fn, *args, **kwargs)
+            return await _translated(anyio.to_thread.run_sync(call, limiter=self.locking_threads))
+        finally:
+            turns.release()
+
+    def _lock_timeout(self) -> HTTPAPIError:
+        return HTTPAPIError(
+            503,
+            "lock_timeout",
+            f"the store's write lock stayed held by another process (a long transaction, a script running "
+            f"long on a kvb serve of the store) for the {self.lock_timeout:g} s this server waits for it "
+            "(--lock-timeout, KVB_HTTP_LOCK_TIMEOUT): nothing was written; retry later",
+            {"Retry-After": "1"},
+        )
 
     @staticmethod
     def check_body_headers(request: Request, limit: int, what: str) -> None:
@@ -1114,7 +1173,7 @@ class _Api:
             # atomically, since another client may write or delete the key meanwhile.
             _check_write(key, if_match, if_none_match, await self.call(self._read_tag, key))
         value = await self.read_body(request, self.max_put_size, "the value")
-        _, created, etag = await self.call_locking(
+        _, created, etag = await self.call_writing(
             self._write_if, key, conditions, lambda: self.db.put(key, value, ttl)
         )
         return Response(status_code=201 if created else 204, headers=_etag_header(etag))
@@ -1126,10 +1185,10 @@ class _Api:
     async def delete(self, request: Request, key: bytes) -> Response:
         conditions = _preconditions(request)
         if conditions == (None, None):
-            if not await self.call_locking(self.db.delete, key):
+            if not await self.call_writing(self.db.delete, key):
                 raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
         else:  # (If-Match: * is what DELETE checks anyway; If-None-Match: * can only fail)
-            await self.call_locking(
+            await self.call_writing(
                 self._write_if, key, conditions, lambda: self.db.delete(key), "nothing was deleted"
             )
         return Response(status_code=204)
@@ -1137,7 +1196,7 @@ class _Api:
     async def incr(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         delta = parse_int(query.get("delta"), "delta", 1)
         conditions = _preconditions(request)
-        value, _, etag = await self.call_locking(
+        value, _, etag = await self.call_writing(
             self._write_if, key, conditions, lambda: self.db.incr(key, delta)
         )
         return JSONResponse({"value": value}, headers=_etag_header(etag))
@@ -1145,7 +1204,7 @@ class _Api:
     async def expire(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         ttl = parse_ttl(query.get("ttl"))
         conditions = _preconditions(request)
-        done, _, etag = await self.call_locking(
+        done, _, etag = await self.call_writing(
             self._write_if, key, conditions, lambda: self.db.expire(key, ttl), "no expiry was set"
         )
         if not done:  # expired meanwhile (the check and the write are under one lock, so hardly ever)
@@ -1206,7 +1265,7 @@ class _Api:
         body = await self.read_body(request, self.max_value_size, "the transaction")
         ops = parse_txn(body)
         writes = any(op.op in _TXN_WRITES for op in ops)
-        return JSONResponse({"results": await self.call_locking(self._run_txn, ops, writes)})
+        return JSONResponse({"results": await self.call_writing(self._run_txn, ops, writes)})
 
     def _run_txn(self, ops: list[_TxnOp], writes: bool) -> list[dict[str, Any]]:
         """Evaluate the transaction under the write lock, then write it if every operation succeeded.
@@ -1887,11 +1946,19 @@ class AsteriskOptions:
         await self.app(scope, receive, send)
 
 
-def check_app_options(token: str | None, max_value_size: int) -> None:
-    """Refuse (ConfigurationError) a token or value size limit the app cannot serve with."""
+def check_app_options(
+    token: str | None, max_value_size: int, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+) -> None:
+    """Refuse (ConfigurationError) a token, value size limit or lock timeout the app cannot serve with."""
     if not isinstance(max_value_size, int) or isinstance(max_value_size, bool) or max_value_size < 1:
         # (0 would refuse every value but the empty one, and every transaction)
         raise ConfigurationError(f"max_value_size must be an int >= 1 (bytes), not {max_value_size!r}")
+    if (
+        isinstance(lock_timeout, bool)
+        or not isinstance(lock_timeout, (int, float))
+        or not 0 < lock_timeout < math.inf
+    ):
+        raise ConfigurationError(f"lock_timeout must be a number of seconds > 0, not {lock_timeout!r}")
     if token is not None and (not isinstance(token, str) or not token):
         raise ConfigurationError("token must be a non-empty string (or None for no authentication)")
     if token is not None and (token != token.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in token)):
@@ -1909,18 +1976,21 @@ def create_app(
     *,
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
     sync: str | float = "never",
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> Starlette:
     """Return the ASGI app serving a store: a :class:`DB` you own, or a path this app opens and closes.
 
     With ``token``, every endpoint but ``/healthz`` requires ``Authorization:
     Bearer <token>``. ``max_value_size`` caps PUT and POST /v1/txn bodies (413 beyond it).
-    ``sync`` is the :class:`DB` durability policy used when opening a path.
+    ``sync`` is the :class:`DB` durability policy used when opening a path. A write waits at most
+    ``lock_timeout`` seconds for the store's write lock (held by another process), then is answered
+    503 lock_timeout, nothing written.
     """
-    check_app_options(token, max_value_size)
+    check_app_options(token, max_value_size, lock_timeout)
     owned = not isinstance(db_or_path, DB)
     # (sync is any text here, as from KVB_HTTP_SYNC: DB refuses a wrong one with the project's error)
     db = db_or_path if isinstance(db_or_path, DB) else DB(db_or_path, sync=sync)  # type: ignore[arg-type]
-    api = _Api(db, max_value_size)
+    api = _Api(db, max_value_size, lock_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -526,7 +526,9 @@ _DOCUMENT: dict[str, Any] = {
                     "415": _error("A Content-Encoding other than identity."),
                     "503": _error(
                         "The store is still being opened (loading, with Retry-After) or is closed "
-                        "(store_closed), or, on a server that opened the store read-only, it changed during "
+                        "(store_closed); or another process held the store's write lock for longer than "
+                        "the server's --lock-timeout (lock_timeout, with Retry-After: nothing was written); "
+                        "or, on a server that opened the store read-only, it changed during "
                         "each of 50 reads of a read-only transaction (busy, with Retry-After): retry."
                     ),
                 },
@@ -806,6 +808,16 @@ def _add_store_errors(doc: dict[str, Any]) -> None:
             if (path, method) in _WRITES:
                 responses.setdefault("403", _error("The store was opened read-only."))
                 responses.setdefault("507", _error("The disk is full; nothing was written."))
+            if (path, method) in _WRITES and path != "/v1/merge":
+                responses.setdefault(
+                    "503",
+                    _error(
+                        "The store is still being opened, its log replayed (loading, with Retry-After: "
+                        "retry), or it is closed (store_closed: the server is shutting down), or another "
+                        "process held the store's write lock for longer than the server's --lock-timeout "
+                        "(lock_timeout, with Retry-After: nothing was written; retry)."
+                    ),
+                )
             responses.setdefault(
                 "500",
                 _error(

@@ -14,7 +14,13 @@ from starlette.types import ASGIApp
 
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError
-from kv_backend.http.app import DEFAULT_MAX_VALUE_SIZE, LocalHostOnly, check_app_options, create_app
+from kv_backend.http.app import (
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_MAX_VALUE_SIZE,
+    LocalHostOnly,
+    check_app_options,
+    create_app,
+)
 from kv_backend.http.loading import OpenWhileListening
 from kv_backend.server import listen_error
 
@@ -66,17 +72,22 @@ def _env_sync() -> str | float:
     return seconds
 
 
-def _env_keep_alive() -> float:
-    raw = os.environ.get("KVB_HTTP_KEEP_ALIVE", "").strip()
+def _env_seconds(name: str, default: float) -> float:
+    """A number of seconds > 0 from the variable ``name`` (KVB_HTTP_KEEP_ALIVE...), ``default`` if unset."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_KEEP_ALIVE
+        return default
     try:
         seconds = float(raw)
     except ValueError:
         seconds = float("nan")
     if not 0 < seconds < float("inf"):  # (NaN too)
-        raise ConfigurationError(f"KVB_HTTP_KEEP_ALIVE must be a number of seconds > 0, not {raw!r}")
+        raise ConfigurationError(f"{name} must be a number of seconds > 0, not {raw!r}")
     return seconds
+
+
+def _env_keep_alive() -> float:
+    return _env_seconds("KVB_HTTP_KEEP_ALIVE", DEFAULT_KEEP_ALIVE)
 
 
 def _is_loopback(host: str) -> bool:
@@ -103,6 +114,7 @@ def app_from_env() -> Starlette:
         token=token,
         max_value_size=_env_size("KVB_HTTP_MAX_VALUE_SIZE", DEFAULT_MAX_VALUE_SIZE),
         sync=_env_sync(),
+        lock_timeout=_env_seconds("KVB_HTTP_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
     )
     if token is None:
         # As kvb http on a loopback address: keep rebound web pages out. The address uvicorn or
@@ -121,6 +133,7 @@ def serve(
     sync: str | float | None = None,
     log_level: str = "info",
     keep_alive: float | None = None,
+    lock_timeout: float | None = None,
 ) -> None:
     """Serve the store at ``path`` over HTTP with uvicorn until SIGINT/SIGTERM (blocking).
 
@@ -130,7 +143,8 @@ def serve(
     defaults to ``$KVB_HTTP_TOKEN`` (which keeps it out of ``ps`` output) and
     ``max_value_size`` to ``$KVB_HTTP_MAX_VALUE_SIZE`` or 64 MiB, ``sync`` (the
     store's fsync policy) to ``$KVB_HTTP_SYNC`` or ``"never"``, ``keep_alive`` (seconds an idle
-    connection stays open) to ``$KVB_HTTP_KEEP_ALIVE`` or 5.
+    connection stays open) to ``$KVB_HTTP_KEEP_ALIVE`` or 5, ``lock_timeout`` (seconds a write waits
+    for the store's write lock before it is answered 503) to ``$KVB_HTTP_LOCK_TIMEOUT`` or 5.
     """
     try:
         import uvicorn
@@ -152,7 +166,9 @@ def serve(
         keep_alive = _env_keep_alive()
     elif not 0 < keep_alive < float("inf"):
         raise ConfigurationError(f"keep_alive must be a number of seconds > 0, not {keep_alive!r}")
-    check_app_options(token, max_value_size)  # (refused before the server starts)
+    if lock_timeout is None:
+        lock_timeout = _env_seconds("KVB_HTTP_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
+    check_app_options(token, max_value_size, lock_timeout)  # (refused before the server starts)
     server: Any = None
 
     def failed() -> None:  # the store cannot be opened: stop (the error is raised below)
@@ -160,7 +176,7 @@ def serve(
 
     app = OpenWhileListening(
         partial(DB, path, sync=sync),  # type: ignore[arg-type]  # (a wrong sync: the project's error)
-        partial(create_app, token=token, max_value_size=max_value_size),
+        partial(create_app, token=token, max_value_size=max_value_size, lock_timeout=lock_timeout),
         failed,
     )
     if token is None and not _is_loopback(host):

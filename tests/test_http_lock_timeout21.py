@@ -1,0 +1,161 @@
+"""``kvb http``'s writes waited for the store's write lock for as long as another process held it (a
+long transaction, a script running long on a ``kvb serve`` of the store): the client hung with no
+answer and each waiting write held one of the server's threads. A write now waits at most
+``--lock-timeout`` seconds (``KVB_HTTP_LOCK_TIMEOUT``, default 5), then is answered 503 lock_timeout
+with Retry-After, nothing written."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import httpx
+import pytest
+from helpers import run_kvb
+from starlette.testclient import TestClient
+from test_http_etag19 import _serve
+from test_serve_lock_wait20 import Holder
+
+from kv_backend.db import DB
+from kv_backend.errors import ConfigurationError, LockTimeoutError
+from kv_backend.http import create_app
+from kv_backend.http.app import DEFAULT_LOCK_TIMEOUT, LOCKING_THREADS
+from kv_backend.locking import waiting_until
+
+
+def _assert_timed_out(reply: httpx.Response) -> None:
+    assert reply.status_code == 503, reply.text
+    assert reply.headers["retry-after"] == "1"
+    body = reply.json()
+    assert body["error"] == "lock_timeout"
+    assert "nothing was written" in body["message"] and "--lock-timeout" in body["message"]
+
+
+def test_writes_give_up_after_the_lock_timeout_and_write_nothing(tmp_path, monkeypatch):
+    path = str(tmp_path / "store")
+    monkeypatch.setenv("KVB_HTTP_LOCK_TIMEOUT", "0.5")
+    with open(tmp_path / "log", "ab") as log:
+        proc, url = _serve(path, log)
+        holder = None
+        try:
+            assert httpx.put(f"{url}/v1/keys/a", content=b"1").status_code == 201
+            holder = Holder(path)
+            replies: list[httpx.Response] = []
+
+            def put(i: int) -> None:
+                replies.append(httpx.put(f"{url}/v1/keys/k{i}", content=b"x", timeout=30))
+
+            # more writes than may wait in threads at once: those without a thread give up too
+            writers = [threading.Thread(target=put, args=(i,)) for i in range(LOCKING_THREADS + 10)]
+            started = time.monotonic()
+            for writer in writers:
+                writer.start()
+            for writer in writers:
+                writer.join(30)
+            assert time.monotonic() - started < 10
+            assert len(replies) == len(writers)
+            for reply in replies:
+                _assert_timed_out(reply)
+            _assert_timed_out(httpx.delete(f"{url}/v1/keys/a"))
+            _assert_timed_out(httpx.post(f"{url}/v1/keys/a/incr"))
+            txn = [{"op": "put", "key": "t", "value": "v"}]
+            _assert_timed_out(httpx.post(f"{url}/v1/txn", json={"ops": txn}))
+            got = httpx.get(f"{url}/v1/keys/a", timeout=5)  # reads are answered meanwhile
+            assert got.status_code == 200 and got.content == b"1"
+            holder.release()
+            assert httpx.get(f"{url}/v1/keys/k0").status_code == 404  # nothing was written
+            assert httpx.get(f"{url}/v1/keys/t").status_code == 404
+            assert httpx.put(f"{url}/v1/keys/k0", content=b"y").status_code == 201  # free again
+            assert httpx.post(f"{url}/v1/keys/a/incr").json() == {"value": 2}
+        finally:
+            if holder is not None:
+                holder.release()
+            proc.terminate()
+            proc.wait(15)
+
+
+def test_a_write_waits_for_a_lock_released_within_the_timeout(tmp_path):
+    path = str(tmp_path / "store")
+    with DB(path) as db, DB(path) as other:
+        client = TestClient(create_app(db, lock_timeout=5))
+        with client:
+            held = threading.Event()
+
+            def hold() -> None:
+                with other.locked():
+                    held.set()
+                    time.sleep(0.5)
+
+            holder = threading.Thread(target=hold)
+            holder.start()
+            held.wait(5)
+            assert client.put("/v1/keys/k", content=b"v").status_code == 201
+            holder.join()
+        assert db.get(b"k") == b"v"
+
+
+def test_a_transaction_held_in_another_thread_of_the_process_times_out_too(tmp_path):
+    path = str(tmp_path / "store")
+    with DB(path) as db:
+        release, held = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with db.locked():
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            held.wait(5)
+            with TestClient(create_app(db, lock_timeout=0.3)) as client:
+                started = time.monotonic()
+                _assert_timed_out(client.put("/v1/keys/k", content=b"v"))
+                assert time.monotonic() - started < 3
+        finally:
+            release.set()
+            holder.join()
+        assert db.get(b"k") is None
+
+
+def test_waiting_until_bounds_only_the_first_take_of_the_lock(tmp_path):
+    path = str(tmp_path / "store")
+    with DB(path) as db:
+        release, held = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with db.locked():
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            held.wait(5)
+            started = time.monotonic()
+            with pytest.raises(LockTimeoutError, match="nothing was written"), waiting_until(started + 0.2):
+                db.put(b"k", b"v")
+            assert 0.15 < time.monotonic() - started < 2
+        finally:
+            release.set()
+            holder.join()
+        with waiting_until(time.monotonic() - 1):  # past, but the lock is free: taken at once
+            db.put(b"k", b"v")
+            db.put(b"k2", b"v")  # (a later take in the same block is not bounded)
+        assert db.get(b"k") == b"v" and db.get(b"k2") == b"v"
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, True, "5"])
+def test_a_lock_timeout_the_app_cannot_use_is_refused(tmp_path, bad):
+    with DB(str(tmp_path / "store")) as db, pytest.raises(ConfigurationError, match="lock_timeout"):
+        create_app(db, lock_timeout=bad)
+
+
+def test_the_cli_option_and_the_variable_are_checked(tmp_path, monkeypatch):
+    assert DEFAULT_LOCK_TIMEOUT == 5
+    done = run_kvb("http", "--dir", str(tmp_path / "s"), "--lock-timeout", "0", timeout=60)
+    assert done.returncode == 2 and "--lock-timeout" in done.stderr
+    monkeypatch.setenv("KVB_HTTP_LOCK_TIMEOUT", "soon")
+    done = run_kvb("http", "--dir", str(tmp_path / "s"), "--port", "0", timeout=60)
+    assert done.returncode == 2 and "KVB_HTTP_LOCK_TIMEOUT must be a number of seconds > 0" in done.stderr
