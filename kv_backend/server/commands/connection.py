@@ -373,7 +373,10 @@ _COMMAND_HELP = help_reply(
     [
         ("(no subcommand)", "Name, arity, flags, key positions... of every command (as COMMAND INFO)."),
         ("COUNT", "How many commands kvb serve knows."),
-        ("DOCS [<command-name> ...]", "A summary and the group of the given commands (default: all)."),
+        (
+            "DOCS [<command-name> ...]",
+            "Summary, since, group, complexity and arguments of the given commands (default: all).",
+        ),
         ("GETKEYS <full-command>", "The keys in a call of a command."),
         ("GETKEYSANDFLAGS <full-command>", "The keys in a call of a command, with what it does to them."),
         (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kv_backend.server.commands.docs import Docs, read_table
 from kv_backend.server.commands.registry import COMMANDS, upper
 from kv_backend.server.protocol import OrderedSet
 from kv_backend.structures import CommandError, glob_match
@@ -361,6 +362,18 @@ _DOCS_GROUPS = {
     "@scripting": "scripting",
     "@connection": "connection",
 }
+#: Commands Redis files under another group than their ACL categories say (COMMAND under server,
+#: though @connection).
+_GROUP_OF = {
+    "command": "server",
+    "dbsize": "server",
+    "flushall": "server",
+    "flushdb": "server",
+    "swapdb": "server",
+    "sort": "generic",
+    "sort_ro": "generic",
+    "wait": "generic",
+}
 
 
 class KeySpec:
@@ -461,11 +474,11 @@ class KeySpec:
 class Info:
     """A command's (or subcommand's) description."""
 
-    __slots__ = ("arity", "categories", "flags", "keys", "name", "specs", "subcommands", "summary", "tips")
+    __slots__ = ("arity", "categories", "flags", "keys", "name", "specs", "subcommands", "tips")
 
-    def __init__(self, name: str, arity: int, row: list[str], noscript: bool, summary: str) -> None:
+    def __init__(self, name: str, arity: int, row: list[str], noscript: bool) -> None:
         flags, categories, tips, specs = [*row, "", "", "", ""][:4]
-        self.name, self.arity, self.summary = name, arity, summary
+        self.name, self.arity = name, arity
         self.specs = [KeySpec(s.strip()) for s in specs.split(";") if s.strip()]
         flag_set = set(flags.split())
         if noscript:
@@ -516,18 +529,25 @@ class Info:
             [s.reply() for s in self.subcommands] if self.subcommands else OrderedSet(),
         ]
 
+    def group(self) -> str:
+        """COMMAND DOCS's group of a command, which its subcommands share: by its ACL categories, a
+        container's by those of its first subcommand but HELP (it has none of its own)."""
+        if self.name in _GROUP_OF:
+            return _GROUP_OF[self.name]
+        which = next((s for s in self.subcommands if not s.name.endswith("|help")), self)
+        return next((_DOCS_GROUPS[c] for c in which.categories if c in _DOCS_GROUPS), "server")
+
     def docs(self) -> dict[bytes, Any]:
-        """COMMAND DOCS: a summary (the handler's docstring, if it has one) and a group."""
-        group = next((_DOCS_GROUPS[c] for c in self.categories if c in _DOCS_GROUPS), "server")
-        if self.name.split("|")[0] == "command":  # Redis files COMMAND under server, though @connection
-            group = "server"
-        out: dict[bytes, Any] = {b"summary": self.summary.encode(), b"group": group.encode()}
+        """COMMAND DOCS: summary, since, group, complexity, deprecation and arguments, from the docs
+        table (:mod:`kv_backend.server.commands.docs_table`), and the subcommands'."""
+        out = _DOCS[self.name].reply(_DESCRIBED[self.name.split("|")[0]].group(), len(self.specs))
         if self.subcommands:
             out[b"subcommands"] = {s.name.encode(): s.docs() for s in self.subcommands}
         return out
 
 
 _DESCRIBED: dict[str, Info] = {}  # every command and subcommand, by its full lower-case name
+_DOCS: dict[str, Docs] = {}  # their docs, by the same names
 _TOP: list[Info] = []  # the commands, in the order they were registered
 
 
@@ -539,20 +559,22 @@ def _build() -> None:
         name = line.split()[0]
         rows[name] = [c.strip() for c in line[len(name) :].split("|")][1:]
     for key, cmd in COMMANDS.items():
-        doc = (cmd.handler.__doc__ or "").strip().split("\n")[0]
         # a container's subcommands are what a script may not call, not the container itself
-        info = _describe(cmd.name, cmd.arity, rows, key in _FORBIDDEN and cmd.subcommands is None, doc)
+        info = _describe(cmd.name, cmd.arity, rows, key in _FORBIDDEN and cmd.subcommands is None)
         for sub, arity in (cmd.subcommands or {}).items():
             full = f"{cmd.name}|{sub.decode().lower()}"
             noscript = key in _FORBIDDEN or full.encode() in _FORBIDDEN
-            info.subcommands.append(_describe(full, arity, rows, noscript, ""))
+            info.subcommands.append(_describe(full, arity, rows, noscript))
         _TOP.append(info)
     if set(rows) != set(_DESCRIBED):
         raise LookupError(f"the command table and the commands differ: {sorted(set(rows) ^ set(_DESCRIBED))}")
+    _DOCS.update(read_table())
+    if set(_DOCS) != set(_DESCRIBED):
+        raise LookupError(f"the docs table and the commands differ: {sorted(set(_DOCS) ^ set(_DESCRIBED))}")
 
 
-def _describe(name: str, arity: int, rows: dict[str, list[str]], noscript: bool, summary: str) -> Info:
-    info = _DESCRIBED[name] = Info(name, arity, rows[name], noscript, summary)
+def _describe(name: str, arity: int, rows: dict[str, list[str]], noscript: bool) -> Info:
+    info = _DESCRIBED[name] = Info(name, arity, rows[name], noscript)
     return info
 
 
