@@ -13,6 +13,7 @@ import subprocess
 import pytest
 import redis
 from helpers import require_tool
+from resp_helpers import Raw
 
 from kv_backend.server.commands import metadata
 from kv_backend.server.commands.docs import SyntaxLineError, parse_syntax, read_table
@@ -185,3 +186,18 @@ def test_syntax_lines():
             parse_syntax(bad)
     with pytest.raises(SyntaxLineError, match="lack a summary"):
         read_table("get 1.0.0\n= key\n~ O(1)\n")
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_command_named_twice_is_answered_twice(ports, protocol):
+    """kvb answered a command named twice once (a dict), where Redis answers it each time."""
+    heads = []
+    for port in ports:
+        conn = Raw(port, protocol)
+        try:
+            reply = conn.call("COMMAND", "DOCS", "get", "nosuch", "GET")
+        finally:
+            conn.close()
+        heads.append(reply.split(b"\r\n", 1)[0])
+        assert reply.count(b"$3\r\nget\r\n") == 2
+    assert heads[1] == heads[0] == (b"*4" if protocol == 2 else b"%2")

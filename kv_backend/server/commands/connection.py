@@ -22,7 +22,7 @@ from kv_backend.server.commands.registry import (
     unknown_subcommand,
     upper,
 )
-from kv_backend.server.protocol import OK, ErrorReply, OrderedSet, Verbatim
+from kv_backend.server.protocol import OK, ErrorReply, OrderedSet, Pairs, Verbatim
 from kv_backend.structures import CommandError, glob_match
 from kv_backend.structures.errors import c_string, quoted
 
@@ -417,7 +417,8 @@ def cmd_command(conn: Connection, args: list[bytes]) -> Any:
         return [info.reply() if info else None for info in map(metadata.lookup, args[2:])]
     if sub == b"DOCS":
         found = metadata.described() if len(args) == 2 else [metadata.lookup(a) for a in args[2:]]
-        return {info.name.encode(): info.docs() for info in found if info is not None}
+        # (a command named twice is answered twice, as Redis does: a map whose keys may repeat)
+        return Pairs((info.name.encode(), info.docs()) for info in found if info is not None)
     if sub == b"LIST":
         if len(args) == 2:
             return metadata.names()
