@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend.server.commands.registry import (
     arg_int,
-    block_ms,
     command,
     help_reply,
     int_or_error,
@@ -18,7 +17,7 @@ from kv_backend.server.commands.registry import (
     syntax,
     upper,
 )
-from kv_backend.server.commands.streams import entries_reply, stream_read, streams_reply
+from kv_backend.server.commands.streams import entries_reply, read_options, stream_read, streams_reply
 from kv_backend.server.protocol import NULL_ARRAY, OK
 from kv_backend.structures import CommandError
 from kv_backend.structures.errors import quoted
@@ -107,42 +106,11 @@ def cmd_xgroup(conn: Connection, args: list[bytes]) -> Any:
 @command("XREADGROUP", -7, "write")
 def cmd_xreadgroup(conn: Connection, args: list[bytes]) -> Any:
     """Read as a consumer of a group: GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS key... id..."""
-    count: int | None = None
-    block: float | None = None
-    noack = False
-    group = consumer = None
-    i = 1
-    n = len(args)
-    while i < n:
-        word = upper(args[i])
-        more = n - i - 1
-        if word == b"BLOCK" and more:
-            block = block_ms(conn, args[0], args[i + 1])
-            i += 2
-        elif word == b"COUNT" and more:
-            count = max(0, arg_int(args[i + 1]))
-            i += 2
-        elif word == b"STREAMS" and more:
-            break
-        elif word == b"GROUP" and more >= 2:
-            group, consumer = args[i + 1], args[i + 2]
-            i += 3
-        elif word == b"NOACK":
-            noack = True
-            i += 1
-        else:
-            raise syntax()
-    if i >= n:
-        raise syntax()
-    rest = args[i + 1 :]
-    if len(rest) % 2:
-        raise CommandError(
-            "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified."
-        )
+    options = read_options(conn, args, group=True)
+    group, consumer, streams = options.group, options.consumer, options.streams
     if group is None or consumer is None:
         raise CommandError("ERR Missing GROUP option for XREADGROUP")
-    half = len(rest) // 2
-    streams = list(zip(rest[:half], rest[half:], strict=True))
+    count, block, noack = options.count, options.block, options.noack
     st = conn.st
     if block is None:  # the usual read: once, without the retries (and their closures) a wait needs
         found = st.xreadgroup(group, consumer, streams, count, noack=noack)

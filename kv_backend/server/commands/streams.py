@@ -122,34 +122,72 @@ def cmd_xrevrange(conn: Connection, args: list[bytes]) -> Any:
 @command("XREAD", -4)
 def cmd_xread(conn: Connection, args: list[bytes]) -> Any:
     """Entries after the given IDs of one or more streams: [COUNT n] [BLOCK ms] STREAMS key... id..."""
-    count: int | None = None
-    block: float | None = None
-    i = 1
-    while i < len(args):
-        word = upper(args[i])
-        if word == b"COUNT" and i + 1 < len(args):
-            count = max(0, arg_int(args[i + 1]))
-            i += 2
-        elif word == b"BLOCK" and i + 1 < len(args):
-            block = block_ms(conn, args[0], args[i + 1])
-            i += 2
-        elif word == b"STREAMS":
-            break
-        else:
-            raise syntax()
-    rest = args[i + 1 :]
-    if i >= len(args) or not rest or len(rest) % 2:
-        raise CommandError(
-            "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified."
-        )
-    half = len(rest) // 2
+    options = read_options(conn, args, group=False)
     st = conn.st
-    positions = st.stream_positions(list(zip(rest[:half], rest[half:], strict=True)))
+    positions = st.stream_positions(options.streams)
 
     def read() -> list[tuple[bytes, list[Any]]]:
-        return [(name, entries_reply(entries)) for name, entries in st.xread_after(positions, count)]
+        return [(name, entries_reply(entries)) for name, entries in st.xread_after(positions, options.count)]
 
-    return stream_read(conn, [name for name, _ in positions], block, read)
+    return stream_read(conn, [name for name, _ in positions], options.block, read)
+
+
+class ReadOptions:
+    """The options of an XREAD or XREADGROUP call (see :func:`read_options`)."""
+
+    __slots__ = ("block", "consumer", "count", "group", "noack", "streams")
+
+    def __init__(self) -> None:
+        self.count: int | None = None
+        self.block: float | None = None
+        self.noack = False
+        self.group: bytes | None = None
+        self.consumer: bytes | None = None
+        self.streams: list[tuple[bytes, bytes]] = []
+
+
+def read_options(conn: Connection, args: list[bytes], group: bool) -> ReadOptions:
+    """XREAD's or (``group``) XREADGROUP's options, read as Redis reads them: in any order until
+    STREAMS, which must have words after it (else, or if missing, a syntax error); GROUP and NOACK
+    are XREADGROUP's (XREAD says so); an odd number of words after STREAMS is unbalanced."""
+    out = ReadOptions()
+    i, n = 1, len(args)
+    while i < n:
+        word = upper(args[i])
+        more = n - i - 1
+        if word == b"BLOCK" and more:
+            out.block = block_ms(conn, args[0], args[i + 1])
+            i += 2
+        elif word == b"COUNT" and more:
+            out.count = max(0, arg_int(args[i + 1]))
+            i += 2
+        elif word == b"STREAMS" and more:
+            rest = args[i + 1 :]
+            if len(rest) % 2:
+                raise CommandError(
+                    "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be "
+                    "specified."
+                )
+            half = len(rest) // 2
+            out.streams = list(zip(rest[:half], rest[half:], strict=True))
+            return out
+        elif word == b"GROUP" and more >= 2:
+            if not group:
+                raise CommandError(
+                    "ERR The GROUP option is only supported by XREADGROUP. You called XREAD instead."
+                )
+            out.group, out.consumer = args[i + 1], args[i + 2]
+            i += 3
+        elif word == b"NOACK":
+            if not group:
+                raise CommandError(
+                    "ERR The NOACK option is only supported by XREADGROUP. You called XREAD instead."
+                )
+            out.noack = True
+            i += 1
+        else:
+            raise syntax()
+    raise syntax()  # (no STREAMS)
 
 
 def stream_read(
