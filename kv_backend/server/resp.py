@@ -15,6 +15,7 @@ import contextlib
 import hmac
 import itertools
 import os
+import resource
 import signal
 import struct
 import sys
@@ -1229,6 +1230,7 @@ class Server:
                 f"tracking_total_prefixes:{tracked_prefixes}",
             ],
             b"replication": ["role:master", "connected_slaves:0"],
+            b"cpu": _cpu_lines(),
             b"cluster": ["cluster_enabled:0"],
             b"keyspace": [f"db0:keys={keys},expires={expiring},avg_ttl={avg_ttl}"] if keys else [],
         }
@@ -1236,7 +1238,7 @@ class Server:
         for name, lines in parts.items():
             if want and name not in want:
                 continue
-            out.append("# " + name.decode().capitalize())
+            out.append("# " + ("CPU" if name == b"cpu" else name.decode().capitalize()))
             out.extend(lines)
             out.append("")
         return "\r\n".join(out).encode()
@@ -1256,6 +1258,24 @@ class Server:
         if not self.loading:
             self.refuse_lock_waits(False)
             close_synced(self.db, self.log)
+
+
+def _cpu_lines() -> list[str]:
+    """INFO's cpu section, as Redis writes it: seconds of system and user CPU time of the process, of
+    its children that ended, and of the thread that runs the commands (this one) where the OS says."""
+    lines = []
+    for suffix, who in (
+        ("", resource.RUSAGE_SELF),
+        ("_children", resource.RUSAGE_CHILDREN),
+        ("_main_thread", getattr(resource, "RUSAGE_THREAD", None)),
+    ):
+        if who is not None:
+            usage = resource.getrusage(who)
+            lines += [
+                f"used_cpu_sys{suffix}:{usage.ru_stime:.6f}",
+                f"used_cpu_user{suffix}:{usage.ru_utime:.6f}",
+            ]
+    return lines
 
 
 def _human_bytes(n: int) -> str:
