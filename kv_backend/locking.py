@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 from kv_backend.errors import DatabaseClosedError, KVError, LockTimeoutError, StorageError, TransactionError
 from kv_backend.files import new_file_mode, storage_error
+from kv_backend.lock_waiter import LockWaiter
 from kv_backend.owners import (
     create_for_store_owner,
     give_to_store_owner,
@@ -49,8 +50,6 @@ _registry_thread = threading.local()
 #: ``.deadline`` (a time.monotonic() value, or None): when a contended acquire of any write lock in
 #: this thread gives up with LockTimeoutError (see :func:`waiting_until`).
 _wait_limit = threading.local()
-#: The longest sleep between two tries of a lock a thread waits for until a deadline.
-DEADLINE_POLL = 0.05
 
 
 def _new_guard_in_child() -> None:
@@ -126,6 +125,9 @@ class WriteLock:
         self._tlock = threading.RLock()
         self._depth = 0
         self._closed = False  # close() ran: a thread that takes the lock afterwards is told so
+        #: The thread waiting in the kernel's queue for a thread that waits until a deadline, if any
+        #: (see _wait_until); only the thread holding ``_tlock`` uses it.
+        self._waiter: LockWaiter | None = None
         #: Times the process forked since the lock was made: a block entered before a fork
         #: holds nothing in the child (see :meth:`after_fork_in_child`).
         self.forks = 0
@@ -229,16 +231,22 @@ class WriteLock:
         if deadline is None:
             _flock(fd, fcntl.LOCK_EX)
             return
-        pause = 0.001  # (a sleep in flock cannot end at a deadline: poll, less often as time goes by)
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, DEADLINE_POLL)
-            try:
-                _flock(fd, _LOCK_EX_NB)
-            except BlockingIOError:
-                continue
-            return
-        raise self._timed_out()
+        self._wait_until(fd, deadline)
+
+    def _wait_until(self, fd: int, deadline: float) -> None:
+        """Wait for the lock in the kernel's queue, as a blocking acquire does, but only until
+        ``deadline`` (see :mod:`kv_backend.lock_waiter`): raise LockTimeoutError then."""
+        waiter = self._waiter
+        if waiter is None or waiter.spent:
+            waiter = self._waiter = LockWaiter(self.path, fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE)
+        taken = waiter.wait(deadline - time.monotonic())
+        if waiter.done.is_set():
+            self._waiter = None
+        if not taken:
+            if waiter.error is not None:
+                raise waiter.error
+            raise self._timed_out()
+        waiter.take_into(fd)
 
     def _timed_out(self) -> LockTimeoutError:
         return LockTimeoutError(
@@ -344,6 +352,7 @@ class WriteLock:
         old = self._fd
         self._tlock = threading.RLock()
         self._depth = 0
+        self._waiter = None  # (the parent's: its thread is not in the child, which closed its fd)
         self.forks += 1
         try:
             self._fd = self._open()

@@ -7,12 +7,16 @@ with Retry-After, nothing written."""
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
 import httpx
 import pytest
-from helpers import run_kvb
+from helpers import child_env, run_kvb
 from starlette.testclient import TestClient
 from test_http_etag19 import _serve
 from test_serve_lock_wait20 import Holder
@@ -159,3 +163,101 @@ def test_the_cli_option_and_the_variable_are_checked(tmp_path, monkeypatch):
     monkeypatch.setenv("KVB_HTTP_LOCK_TIMEOUT", "soon")
     done = run_kvb("http", "--dir", str(tmp_path / "s"), "--port", "0", timeout=60)
     assert done.returncode == 2 and "KVB_HTTP_LOCK_TIMEOUT must be a number of seconds > 0" in done.stderr
+
+
+_HOG = """
+import sys, time
+from kv_backend.db import DB
+db = DB(sys.argv[1])
+print('go', flush=True)
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    with db.locked():  # held, let go and taken again at once: a busy writer
+        db.put(b'hog', b'x')
+        time.sleep(0.002)
+"""
+
+
+def test_a_bounded_wait_gets_the_lock_from_a_busy_writer_as_a_blocking_one_does(tmp_path):
+    """Waiting until a deadline by polling the lock found it free hardly ever while another process
+    took it again at once after each hold: most writes gave up. The wait is now queued in the kernel
+    as a blocking acquire is, and every write gets its turn."""
+    path = str(tmp_path / "store")
+    DB(path).close()
+    hog = subprocess.Popen([sys.executable, "-c", _HOG, path, "4"], stdout=subprocess.PIPE, env=child_env())
+    try:
+        assert hog.stdout.readline() == b"go\n"
+        time.sleep(0.2)
+        with DB(path) as db:
+            outcomes: list[str] = []
+
+            def write(i: int) -> None:
+                try:
+                    with waiting_until(time.monotonic() + 3):
+                        db.put(b"k%d" % i, b"v")
+                    outcomes.append("written")
+                except LockTimeoutError:
+                    outcomes.append("gave up")
+
+            writers = [threading.Thread(target=write, args=(i,)) for i in range(10)]
+            for writer in writers:
+                writer.start()
+            for writer in writers:
+                writer.join(30)
+            assert outcomes == ["written"] * 10
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def _waiter_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "kvb-lock-waiter")
+
+
+def test_writes_that_give_up_leave_one_waiting_thread_which_lets_the_lock_go(tmp_path):
+    path = str(tmp_path / "store")
+    with DB(path) as db:
+        holder = Holder(path)
+        try:
+            for _ in range(5):
+                with pytest.raises(LockTimeoutError), waiting_until(time.monotonic() + 0.05):
+                    db.put(b"k", b"v")
+            assert _waiter_threads() <= 1  # the next wait takes over the one still queued
+        finally:
+            holder.release()
+        deadline = time.monotonic() + 10
+        while _waiter_threads() and time.monotonic() < deadline:  # it got the lock, and let it go
+            time.sleep(0.01)
+        assert _waiter_threads() == 0
+        # (another description: it waits if anything still held the lock)
+        with DB(path) as other, waiting_until(time.monotonic() + 2):
+            other.put(b"k", b"w")
+        assert db.get(b"k") == b"w"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_keep_the_lock_the_waiting_thread_gets(tmp_path):
+    """A child forked while a waiting thread is queued has a copy of its descriptor; were it kept, the
+    lock that description gets would stay held, after the parent lets it go, for as long as the
+    child lives."""
+    path = str(tmp_path / "store")
+    with DB(path) as db, DB(path) as other:
+        holder = Holder(path)
+        try:
+            with pytest.raises(LockTimeoutError), waiting_until(time.monotonic() + 0.05):
+                db.put(b"k", b"v")
+            pid = os.fork()
+            if pid == 0:  # the child: only lives on, holding whatever it inherited
+                holder.proc.stdin.close()  # (but the holder's stdin: the holder must see its end)
+                time.sleep(5)
+                os._exit(0)
+        finally:
+            holder.release()
+        try:
+            started = time.monotonic()
+            with waiting_until(started + 3):
+                other.put(b"k", b"w")
+            assert time.monotonic() - started < 2.5
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
