@@ -31,7 +31,8 @@ _LEXEME = re.compile(r'\s*("[^"]+"|\.\.\.|[\[\]()|*]|[^\s\[\]()|*".]+)')
 
 
 class SyntaxLineError(ValueError):
-    """A syntax line of the docs table that cannot be read (a defect of the table, found at start)."""
+    """A syntax line of the docs table that cannot be read (a defect of the table: the first command
+    the server runs, and the tests, fail with it)."""
 
 
 class Argument:
