@@ -79,9 +79,13 @@ class LockWaiter:
         """Whether it ended without giving the lock to anybody (a new waiter is needed)."""
         return self.done.is_set() and not self.granted
 
-    def wait(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` for the lock; whether it came (then the caller owns :attr:`fd`)."""
+    def wait(self, seconds: float) -> bool | None:
+        """Wait up to ``seconds`` for the lock: True if it came (then the caller owns :attr:`fd`),
+        False if not (or :attr:`error`), None if the waiter had already ended, having let the lock go
+        with nobody waiting for it (the caller needs a new one)."""
         with self._state:
+            if self.done.is_set():
+                return None if self.error is None else False
             self.waiting = True
         self.done.wait(max(seconds, 0.0))
         with self._state:

@@ -236,12 +236,19 @@ class WriteLock:
     def _wait_until(self, fd: int, deadline: float) -> None:
         """Wait for the lock in the kernel's queue, as a blocking acquire does, but only until
         ``deadline`` (see :mod:`kv_backend.lock_waiter`): raise LockTimeoutError then."""
-        waiter = self._waiter
-        if waiter is None or waiter.spent:
-            waiter = self._waiter = LockWaiter(self.path, fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE)
-        taken = waiter.wait(deadline - time.monotonic())
-        if waiter.done.is_set():
-            self._waiter = None
+        while True:
+            waiter = self._waiter
+            if waiter is None or waiter.spent:
+                flags = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+                waiter = self._waiter = LockWaiter(self.path, flags)
+            taken = waiter.wait(deadline - time.monotonic())
+            if waiter.done.is_set():
+                self._waiter = None
+            if taken is not None:
+                break
+            # It got the lock before this thread could claim it, and let it go: free now, most likely.
+            if _taken_after_yield(fd):
+                return
         if not taken:
             if waiter.error is not None:
                 raise waiter.error

@@ -261,3 +261,46 @@ def test_a_forked_child_does_not_keep_the_lock_the_waiting_thread_gets(tmp_path)
         finally:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+
+
+_COUNTER = """
+import sys, threading, time
+from kv_backend.db import DB
+from kv_backend.errors import LockTimeoutError
+from kv_backend.locking import waiting_until
+db = DB(sys.argv[1])
+gave_up = []
+
+def work():
+    for _ in range(100):
+        try:
+            with waiting_until(time.monotonic() + 30), db.locked():
+                value = int(db.get(b"c") or b"0")
+                time.sleep(0.0005)
+                db.put(b"c", b"%d" % (value + 1))
+        except LockTimeoutError:
+            gave_up.append(1)
+
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(gave_up))
+"""
+
+
+def test_bounded_waits_of_two_processes_neither_give_up_early_nor_overlap(tmp_path):
+    """A waiting thread found the waiter queued for it already ended (it had got the lock just before
+    with nobody waiting, and let it go) and gave up at once, far before its deadline: a few writes in
+    a hundred, under two processes' contention. It now takes the lock, or queues anew."""
+    path = str(tmp_path / "store")
+    DB(path).close()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _COUNTER, path], stdout=subprocess.PIPE, env=child_env())
+        for _ in range(2)
+    ]
+    gave_up = [int(proc.communicate(timeout=120)[0]) for proc in procs]
+    assert gave_up == [0, 0]
+    with DB(path) as db:
+        assert db.get(b"c") == b"800"  # every increment under the lock, none lost

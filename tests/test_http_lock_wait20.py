@@ -16,8 +16,11 @@ from test_serve_lock_wait20 import Holder
 from kv_backend.http.app import LOCKING_THREADS
 
 
-def test_reads_are_answered_while_many_writes_wait_for_the_lock(tmp_path):
+def test_reads_are_answered_while_many_writes_wait_for_the_lock(tmp_path, monkeypatch):
     path = str(tmp_path / "store")
+    # (writes wait at most --lock-timeout, 5 s by default: on a loaded machine, 65 writes queued
+    # behind a held lock may take longer than that once it is free; this test wants each one made)
+    monkeypatch.setenv("KVB_HTTP_LOCK_TIMEOUT", "60")
     with open(tmp_path / "log", "ab") as log:
         proc, url = _serve(path, log)
         holder = None
