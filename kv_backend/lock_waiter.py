@@ -61,7 +61,11 @@ class LockWaiter:
         self.waiting = False  # a thread waits for the lock now (else the waiter lets it go)
         self.granted = False  # it got the lock for the thread waiting: that thread takes its fd
         self.error: OSError | None = None
-        threading.Thread(target=self._run, name="kvb-lock-waiter", daemon=True).start()
+        try:
+            threading.Thread(target=self._run, name="kvb-lock-waiter", daemon=True).start()
+        except BaseException:  # (no thread to be had: nothing will use the descriptor)
+            self.close()
+            raise
 
     def _run(self) -> None:
         try:
@@ -87,7 +91,15 @@ class LockWaiter:
             if self.done.is_set():
                 return None if self.error is None else False
             self.waiting = True
-        self.done.wait(max(seconds, 0.0))
+        try:
+            self.done.wait(max(seconds, 0.0))
+        except BaseException:  # (interrupted: a lock got for a thread that leaves is let go)
+            if self._stop_waiting():
+                self.close()
+            raise
+        return self._stop_waiting()
+
+    def _stop_waiting(self) -> bool:
         with self._state:
             self.waiting = False
             return self.granted

@@ -25,6 +25,7 @@ from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, LockTimeoutError
 from kv_backend.http import create_app
 from kv_backend.http.app import DEFAULT_LOCK_TIMEOUT, LOCKING_THREADS
+from kv_backend.lock_waiter import LockWaiter
 from kv_backend.locking import waiting_until
 
 
@@ -267,6 +268,7 @@ _COUNTER = """
 import sys, threading, time
 from kv_backend.db import DB
 from kv_backend.errors import LockTimeoutError
+from kv_backend.lock_waiter import LockWaiter
 from kv_backend.locking import waiting_until
 db = DB(sys.argv[1])
 gave_up = []
@@ -304,3 +306,25 @@ def test_bounded_waits_of_two_processes_neither_give_up_early_nor_overlap(tmp_pa
     assert gave_up == [0, 0]
     with DB(path) as db:
         assert db.get(b"c") == b"800"  # every increment under the lock, none lost
+
+
+def test_a_waiter_interrupted_after_it_got_the_lock_lets_it_go(tmp_path):
+    path = str(tmp_path / "store")
+    with DB(path) as other:
+        holder = Holder(path)
+        waiter = LockWaiter(os.path.join(path, "LOCK"), os.O_RDWR)
+        real_wait = waiter.done.wait
+
+        def interrupted(seconds: float) -> bool:
+            holder.release()
+            assert real_wait(10)  # the waiter got the lock for this thread...
+            raise KeyboardInterrupt  # ...which leaves before it takes it
+
+        waiter.done.wait = interrupted  # type: ignore[method-assign]
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                waiter.wait(10)
+        finally:
+            holder.release()
+        with waiting_until(time.monotonic() + 2):  # nothing holds it any more
+            other.put(b"k", b"v")
