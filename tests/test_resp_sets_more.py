@@ -539,7 +539,7 @@ def test_object_encoding_of_lists_and_sets_follows_redis_7_2(pair):
     ours.execute_command("SADD", "words", "a", "b")
     ours.execute_command("SADD", "longword", "a", "x" * 65)
     ours.execute_command("SADD", "manywords", *[f"w{i}" for i in range(129)])
-    ours.execute_command("HSET", "manyfields", *[x for i in range(129) for x in (f"f{i}", "v")])
+    ours.execute_command("HSET", "manyfields", *[x for i in range(513) for x in (f"f{i}", "v")])
     ours.execute_command("ZADD", "manymembers", *[x for i in range(129) for x in (i, f"m{i}")])
     expected = {
         "small": b"listpack",

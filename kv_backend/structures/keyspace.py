@@ -1044,7 +1044,7 @@ class Keyspace:
         ``int`` (a 64-bit integer written as Redis writes it), ``embstr`` (up to 44 bytes) or
         ``raw``; a small list ``listpack`` (up to 8 KiB as a listpack), else ``quicklist``; a
         set ``intset`` (up to 512 integers), ``listpack`` (up to 128 members of up to 64 bytes)
-        or ``hashtable``; a hash ``listpack`` (up to 128 fields, fields and values of up to 64
+        or ``hashtable``; a hash ``listpack`` (up to 512 fields, fields and values of up to 64
         bytes) or ``hashtable``; a sorted set ``listpack`` (up to 128 members of up to 64 bytes)
         or ``skiplist``; a stream ``stream``. At most a bounded number of members is read.
         """
@@ -1071,7 +1071,7 @@ class Keyspace:
                 if count <= 128 and all(len(m) <= 64 for m, _ in members):
                     return "listpack"
             return "hashtable"
-        small = count <= 128
+        small = count <= (512 if tag == T_HASH else 128)  # (hash-max-listpack-entries, zset-max-...)
         if small:
             pfx = (HASH if tag == T_HASH else ZMEM) + _lp(name)
             items = self._first_members(pfx, count)
