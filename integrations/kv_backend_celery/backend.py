@@ -162,6 +162,9 @@ class KVBackend(ChordBackend):
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield ``(task_id, meta)`` as each task becomes ready, waking on the store's writes.
 
+        ``on_message`` is called with the meta of each state of the tasks seen stored while
+        waiting (``STARTED``, progress states..., the final one), once each, as Celery's redis
+        backend calls it for each state message of a group's tasks.
         ``max_iterations`` bounds the number of reads of the pending results
         (1 = look once and return without waiting).
         """
@@ -180,16 +183,20 @@ class KVBackend(ChordBackend):
         deadline = None if timeout is None else now + timeout
         next_tick = now
         passes = 0
+        seen: dict[str, bytes] = {}  # the unfinished state last given to on_message, by task
         while pending:
             db = self._reader()  # a store deleted meanwhile is opened anew
             token = None if db is None else db.change_token()
             ids = list(pending)
             values = self.mget([self.get_key_for_task(t) for t in ids])
             for task_id, raw in zip(ids, values, strict=True):
-                if raw is None:
+                if raw is None or (on_message is not None and seen.get(task_id) == raw):
                     continue
                 meta = self.decode_result(raw)
                 if meta["status"] not in READY_STATES:
+                    if on_message is not None and meta["status"] != states.PENDING:
+                        seen[task_id] = raw
+                        on_message(meta)
                     continue
                 pending.discard(task_id)
                 cache[task_id] = meta
