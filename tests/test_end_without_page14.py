@@ -17,7 +17,7 @@ import struct
 import time
 
 import pytest
-from helpers import data_files, exit_code, fork_child, patch_engine
+from helpers import data_files, exit_code, fork_child, patch_engine, wait_for
 from test_format_reader11 import DAMAGED, assert_same, records
 
 from kv_backend import DB, StorageError
@@ -112,15 +112,22 @@ def _writer(path: str, log: str, seed: int) -> None:
             i += 1
 
 
-@pytest.mark.parametrize("run", range(12))
+@pytest.mark.parametrize("run", range(18))
 def test_sigkilled_writers_then_no_page_keeps_every_acknowledged_write_and_no_phantom(tmp_path, run):
-    """Writers killed at random points, their store then opened without its STATE page."""
+    """Writers killed at random points, their store then opened without its STATE page.
+
+    They are killed within 60 ms of their first acknowledged write: where a kill lands (between
+    writes, inside a value's write, inside a transaction) does not depend on how long they ran, and
+    the readers then check a few MB, not up to 100. With the engine taking a torn last write for
+    damage, 13 of 60 such rounds fail (kvb check reports the torn value as damage): 18 rounds miss
+    it about once in 90 suites, as the 12 rounds of 0.05 to 0.45 s did (9 of 30 failed)."""
     path = str(tmp_path / "s")
     DB(path).close()
     log = str(tmp_path / "log")
     open(log, "wb").close()
     pids = [fork_child(lambda s=s: _writer(path, log, run * 10 + s)) for s in range(2)]
-    time.sleep(0.05 + random.Random(run).random() * 0.4)
+    wait_for(lambda: os.path.getsize(log), what="a first acknowledged write")
+    time.sleep(random.Random(run).random() * 0.06)
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     assert [exit_code(pid) for pid in pids] == [-signal.SIGKILL] * 2
