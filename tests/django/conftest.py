@@ -89,6 +89,26 @@ def _remove_cache_root():
     shutil.rmtree(CACHE_ROOT, ignore_errors=True)
 
 
+# The LOCATIONs of the settings' caches: their stores stay open from test to test.
+SETTINGS_STORES = {
+    os.path.realpath(c["LOCATION"]) for c in cache_settings(CACHE_ROOT).values() if c["BACKEND"] == KV
+}
+
+
+@pytest.fixture(autouse=True)
+def _close_stores_made():
+    """After each test, close the stores its caches opened on other LOCATIONs (a temporary directory,
+    mostly): a process keeps one store per LOCATION open until closed, with its file descriptors,
+    and a pytest worker ended a run holding a hundred or more of them. A cache still held reopens
+    its store on next use."""
+    yield
+    from kv_backend_django import cache as kvcache
+
+    for path in list(kvcache._stores):
+        if path not in SETTINGS_STORES:
+            kvcache.close_store(path)
+
+
 @pytest.fixture(autouse=True)
 def _clean_caches():
     """Every test starts with empty caches."""
