@@ -34,6 +34,7 @@ PUT, DELETE, COMMIT = 1, 2, 3
 DATA_NAME = re.compile(r"^(\d{10})-(\d{3})\.data$")
 MAX_KEY = 65536
 MAX_VALUE = 1 << 30
+NOT_ZERO = re.compile(rb"[^\0]")
 DAMAGED = "DAMAGED"  # a key whose newest record is damaged: reading it must raise
 REGION = "REGION"  # (an operation that applies nothing: a damaged region the readers report)
 
@@ -158,10 +159,20 @@ def _confirmed(buf: bytes, pos: int, by_end: bool = True) -> bool:
 
 def _resume(buf: bytes, pos: int) -> int | None:
     """Where reading resumes after the damaged header at ``pos``: the first confirmed sound record."""
-    for c in range(pos + 1, len(buf) - 21):
+    c = pos + 1
+    while c < len(buf) - 21:
+        if NOT_ZERO.search(buf, c, c + 22) is None:
+            # A header of zeros is no record, nor is any up to the next byte that is not zero (the
+            # reserved zeros of an active file: stepping through them byte by byte took seconds).
+            nxt = NOT_ZERO.search(buf, c + 22)
+            if nxt is None:
+                return None
+            c = nxt.start() - 21
+            continue
         end = _sound(buf, c)
         if end is not None and (_sound(buf, end) is not None or not buf[end:].strip(b"\0")):
             return c
+        c += 1
     return None
 
 
