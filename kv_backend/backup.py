@@ -31,7 +31,6 @@ import secrets
 import shutil
 import socket
 import stat
-import sys
 import tempfile
 import threading
 import time
@@ -57,6 +56,7 @@ from kv_backend.backup_urls import (
     _unwrapped,
     cache_storage_options,
     in_process_url,
+    is_s3fs,
     is_url_chain,
 )
 from kv_backend.errors import BackupError, ConfigurationError, KVError
@@ -715,8 +715,7 @@ def _create_only(fs: Any) -> Callable[[str, bytes], None] | None:
                 fs.pipe_file(path, data)
 
         return create_in_memory
-    s3fs = sys.modules.get("s3fs")  # (imported already where ``fs`` is one of its filesystems)
-    if s3fs is None or not isinstance(fs, s3fs.S3FileSystem):
+    if not is_s3fs(fs):
         return None
     if _release("s3fs") < S3FS_CREATE_ONLY or _release("botocore") < BOTOCORE_CREATE_ONLY:
         return None

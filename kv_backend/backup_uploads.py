@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from kv_backend.backup_urls import is_s3fs
+
 Upload = tuple[str, str, str]
 """An incomplete multipart upload: its bucket, its key and its upload id."""
 
@@ -26,11 +28,7 @@ def stale_uploads(fs: Any, root: str, directory: str, names: re.Pattern[str]) ->
     """The incomplete multipart uploads of the s3fs filesystem ``fs`` to keys in ``directory`` under
     ``root`` (``bucket/prefix``) whose path relative to ``root`` matches ``names``; none for another
     filesystem, or where they cannot be listed."""
-    try:
-        from s3fs import S3FileSystem
-    except ImportError:
-        return []
-    if not isinstance(fs, S3FileSystem):
+    if not is_s3fs(fs):
         return []
     bucket, key, _ = fs.split_path(root)
     base = f"{key.strip('/')}/" if key.strip("/") else ""

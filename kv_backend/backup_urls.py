@@ -14,6 +14,7 @@ import inspect
 import os
 import posixpath
 import re
+import sys
 from typing import Any
 
 from kv_backend.errors import ConfigurationError
@@ -272,17 +273,24 @@ def _check_chain_options(url: str, storage_options: dict[str, Any]) -> None:
             )
 
 
+def is_s3fs(fs: Any) -> bool:
+    """Whether the fsspec filesystem ``fs`` is s3fs's, without importing s3fs (imported already where it
+    is): importing it, and aiobotocore, to tell took half a second of each kvb command on a local or
+    memory backup URL."""
+    s3fs = sys.modules.get("s3fs")
+    return s3fs is not None and isinstance(fs, s3fs.S3FileSystem)
+
+
 def _check_session_options(fs: Any, url: str) -> None:
     """Refuse a storage option that s3fs does not take for the URL's filesystem ``fs``: s3fs hands
     what it does not know to its botocore session, which refused it only at the first request, as
     "cannot list ...: TypeError: AioSession.__init__() got an unexpected keyword argument
     'region_name'" (a failure to reach the target, 502 over HTTP), not saying where it goes."""
+    if not is_s3fs(fs):
+        return
     try:
         from aiobotocore.session import AioSession
-        from s3fs import S3FileSystem
     except ImportError:
-        return
-    if not isinstance(fs, S3FileSystem):
         return
     if _takes_any_keyword(AioSession):  # (a later aiobotocore's, maybe: nothing to tell)
         return
