@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 
 import django
 import pytest
@@ -58,12 +59,19 @@ def _unpacked(archive: str) -> str:
     named for the sdist's SHA-256, so another download of the same version is unpacked anew) and
     never written to: unpacking took 4 to 6 s of every run. A process that finds it missing
     unpacks it beside it and renames it into place, so one that runs at the same time never sees
-    a part of it."""
+    a part of it (and removes what a run killed while unpacking left)."""
     with open(archive, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:16]
     cache = os.path.dirname(archive)
     done = os.path.join(cache, f"{os.path.basename(archive)[: -len('.tar.gz')].lower()}-tests-{digest}")
     if not os.path.isdir(done):
+        for name in os.listdir(cache):  # (what a run killed while unpacking left, an hour ago or more)
+            stale = os.path.join(cache, name)
+            try:
+                if name.startswith(".unpacking-") and os.path.getmtime(stale) < time.time() - 3600:
+                    shutil.rmtree(stale, ignore_errors=True)
+            except OSError:
+                continue  # (removed meanwhile)
         part = tempfile.mkdtemp(prefix=".unpacking-", dir=cache)
         try:
             with tarfile.open(archive) as tar:
