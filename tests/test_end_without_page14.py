@@ -126,10 +126,12 @@ def test_sigkilled_writers_then_no_page_keeps_every_acknowledged_write_and_no_ph
     log = str(tmp_path / "log")
     open(log, "wb").close()
     pids = [fork_child(lambda s=s: _writer(path, log, run * 10 + s)) for s in range(2)]
-    wait_for(lambda: os.path.getsize(log), what="a first acknowledged write")
-    time.sleep(random.Random(run).random() * 0.06)
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+    try:
+        wait_for(lambda: os.path.getsize(log), what="a first acknowledged write")
+        time.sleep(random.Random(run).random() * 0.06)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
     assert [exit_code(pid) for pid in pids] == [-signal.SIGKILL] * 2
     os.unlink(os.path.join(path, "STATE"))
     with open(log, "rb") as f:
