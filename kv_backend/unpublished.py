@@ -349,7 +349,26 @@ def end_without_page(read: Read, size: int, *, closing: bool = False) -> int:
     write: :func:`may_be_torn`), else at its end (docs/file-format.md, "The file before the active
     one"): anything else after it belongs to the published part."""
     end = data_end(read, rec.FILE_HEADER_SIZE, size)
-    return end if not closing or end == size or may_be_torn(read, end, size) else size
+    if not closing or end == size or may_be_torn(read, end, size) or unfinished_batch(read, end, size):
+        return end
+    return size
+
+
+def unfinished_batch(read: Read, pos: int, size: int) -> bool:
+    """Whether what starts at ``pos`` in a data file of ``size`` bytes, where its data ends, is a transaction
+    a writer died in: records of a batch that check out, without their COMMIT, then what can be an
+    unfinished last write (:func:`may_be_torn`: reserved zeros, or one torn record before them), not the
+    end of the file. A killed writer's rotation cuts them (tail recovery) before it closes the file, but a
+    power failure can lose that cut with the page, and keep the file's reserved zeros and the new file
+    shorter than its header: they are the unfinished write of the file a rotation that died did not
+    close (see :func:`end_without_page`), never applied. (A batch that reaches the end of the file lost
+    its COMMIT with what followed: the rotation had cut the reserved zeros, so the file was closed.)"""
+    last = deque(rec.scan_read(read, pos, size, open_end=True), maxlen=1)
+    if not last:
+        return False
+    base, res = last[0]
+    at = base + res.stop_at  # (the end of the file where the batch reaches it)
+    return bool(res.pending) and base + res.end == pos and at < size and may_be_torn(read, at, size)
 
 
 def data_end(read: Read, start: int, size: int) -> int:

@@ -192,6 +192,19 @@ def _may_be_torn(buf: bytes, pos: int) -> bool:
     return not buf[pos if end is None else end :].strip(b"\0")
 
 
+def _unfinished_transaction(buf: bytes, pos: int) -> bool:
+    """Whether what follows ``pos``, where the data of the file before a newest one holding at most a header
+    ends without a page, is a transaction a writer died in: records of a batch that check out, without
+    their COMMIT, then reserved zeros or one torn record before them (not the end of the file)."""
+    _, kept, stop = _scan(buf, pos, len(buf), published=False)
+    k, at = 0, pos
+    while at < stop and (r := _record(buf, at)) is not None and r[0] and r[2] & 1 and r[1] != COMMIT:
+        k, at = k + 1, r[6]
+    r = _record(buf, stop)
+    commit = r is not None and r[0] and r[1] == COMMIT
+    return kept == pos and k > 0 and at == stop < len(buf) and not commit and _may_be_torn(buf, stop)
+
+
 def _end_without_page(buf: bytes) -> int:
     """Where the data of a file with no published end ends (step 2 of "The end of the active file")."""
     _, best, stop = _scan(buf, 16, len(buf), published=False)
@@ -429,8 +442,7 @@ def read_store(
             limit = _end_without_page(buf)
         elif before_active and page is None:
             limit = _end_without_page(buf)
-            torn = _sound_lengths(buf, limit)
-            if buf[limit if torn is None else torn :].strip(b"\0"):
+            if not _may_be_torn(buf, limit) and not _unfinished_transaction(buf, limit):
                 limit = len(buf)  # damage, not what a rotation that died left
         ops = None
         if use_hints and not active and os.path.exists(name + ".hint"):
