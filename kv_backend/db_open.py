@@ -31,6 +31,7 @@ from kv_backend.files import (
     remove_stray_hints,
     storage_error,
     write_all,
+    write_zeros,
 )
 from kv_backend.hint import load as load_hints
 from kv_backend.hint import lost_from, zeroed
@@ -120,6 +121,7 @@ def _replay(
     published: bool = False,
     read: Read | None = None,
     closed: bool = False,
+    open_at: list[int] | None = None,
 ) -> int:
     """Index the records of ``f`` from ``start`` up to ``end``; return where replay stopped.
 
@@ -141,7 +143,8 @@ def _replay(
 
     With ``closed`` too (a closed file, whose end is no unfinished write), a batch still open where its
     data ends is ignored, as the format has it, and listed in ``corrupt``, as kvb check reports it: the
-    file lost its COMMIT and whatever followed (it was cut at a record boundary).
+    file lost its COMMIT and whatever followed (it was cut at a record boundary). Otherwise, where
+    ``open_at`` is given, the offset where such a batch starts is appended to it.
     """
     read = f.reader() if read is None else read
     pos = start
@@ -156,8 +159,11 @@ def _replay(
         if not published:
             return pos
         if res is None or res.stop_at < 0 or res.stop_reason == "uncommitted batch" or pos >= end:
-            if closed and res is not None and res.stop_reason == "uncommitted batch":
-                corrupt.append((f.path, pos))
+            if res is not None and res.stop_reason == "uncommitted batch":
+                if closed:
+                    corrupt.append((f.path, pos))
+                elif open_at is not None:
+                    open_at.append(pos)
             return end
         at = base + res.stop_at
         if res.pending:
@@ -582,6 +588,10 @@ class _Opening(_Parts):
             open_ends = fids[-2:] if rotating and sizes[fids[-1]] <= rec.FILE_HEADER_SIZE else newest_active
             whole = set(fids) - set(open_ends)
         ix = KeyDir()
+        # Where a batch without its COMMIT starts that ends the published part of the active file (a
+        # writer's open: see _cut_open_batch).
+        open_at: list[int] = []
+        cuts = writable and page is not None
         fidx: dict[FileId, int] = {}
         file_sizes: dict[FileId, int] = {}
         corrupt: list[tuple[str, int]] = []
@@ -658,6 +668,7 @@ class _Opening(_Parts):
                     closed=idx not in (newest, rotated)
                     or (idx == rotated and page is not None)
                     or closed_whole(idx == rotated, published, limit, size),
+                    open_at=open_at if cuts and f.fid == fids[-1] == active_fid else None,
                 )
             if (sizes[f.fid] if view_bytes is None else len(view_bytes)) >= rec.FILE_HEADER_SIZE and (
                 rec.damaged_file_header(read(0, 12))
@@ -675,6 +686,11 @@ class _Opening(_Parts):
         # between the snapshot and the install; anything published since the
         # snapshot is replayed by the next catch-up (``_seen`` is the snapshot's).
         with self._lock:
+            if open_at and active is not None and self._cut_open_batch(active, tail, gen, open_at[0]):
+                # (This view holds nothing of the batch: installed at the tail published now.)
+                assert self._state is not None
+                tail, gen = self._state.tail.value, self._state.generation.value
+                file_sizes[active_fid] = open_at[0]
             replaced = self._active
             if (
                 replaced is not None
@@ -714,6 +730,35 @@ class _Opening(_Parts):
                 # process indexes itself past its mapping would read back as damaged.
                 self._alloc = len(maps[fidx[active_fid]]) if active_fid in fidx else 0
                 self._seen = tail
+
+    def _cut_open_batch(self, active: DataFile, tail: int, gen: int, at: int) -> bool:
+        """Publish ``at``, where a batch without its COMMIT that ends the published part of the ``active``
+        file starts, as its end, and overwrite the batch with zeros; whether it did (caller holds the write
+        lock; ``tail`` and ``gen``, the page's words the view was read at, must still be there).
+
+        No writer publishes an end inside a batch (it publishes the batch with its COMMIT): damage to the
+        tail word left it there, and what followed was zeroed or cut. No reader applies the batch, but a
+        rotation would close the file at that end, and a closed file ending in an open batch is damage,
+        which every merge refuses. It is an unfinished write, cut as recovery cuts one: every process
+        reads the files again (a new generation), and the zeros read as reserved space."""
+        st = self._state
+        assert st is not None
+        if st.tail.value != tail or st.intent.value != tail or st.generation.value != gen:
+            return False  # (another writer published since: the batch is no longer at the end)
+        major, end = unpack_tail(tail)
+        st.initialize(gen + 1, major, at)
+        try:
+            write_zeros(active.fd, at, end)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot cut the open batch at the end of {active.path}") from exc
+        _log.warning(
+            "%s @ %d: a batch without its COMMIT ended the part of the file the STATE page publishes (%d "
+            "bytes; damage to the page): it was never applied, and is cut as an unfinished write",
+            active.path,
+            at,
+            end - at,
+        )
+        return True
 
     def _fill_lost_locked(self) -> None:
         """Fill with zeros up to the size its hint file gives a closed data file that lost bytes below it

@@ -47,6 +47,7 @@ from kv_backend.files import (
     new_file_mode,
     storage_error,
     write_all,
+    write_zeros,
 )
 from kv_backend.mapping import update_pairs
 from kv_backend.owners import give_to_store_owner
@@ -1059,10 +1060,8 @@ class _Writing(_Parts):
         (cur, _), end = self._tail
         if active is None or cur != major or end <= pub_end:
             return
-        zeros = bytes(min(end - pub_end, 1 << 20))  # a block may be far larger than that
         try:
-            for pos in range(pub_end, end, len(zeros)):
-                write_all(active.fd, memoryview(zeros)[: min(len(zeros), end - pos)], pos)
+            write_zeros(active.fd, pub_end, end)
         except OSError:
             return
         self._intentw.value = tail

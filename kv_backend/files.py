@@ -352,6 +352,14 @@ def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         done += n
 
 
+def write_zeros(fd: int, start: int, end: int) -> None:
+    """Overwrite bytes ``start`` to ``end`` of the file ``fd`` with zeros, a MiB at most at a time (what
+    they overwrite may be far larger than that)."""
+    zeros = memoryview(bytes(min(end - start, 1 << 20)))
+    for pos in range(start, end, len(zeros)):
+        write_all(fd, zeros[: min(len(zeros), end - pos)], pos)
+
+
 def valid_unicode(value: Any) -> Any:
     """``value`` (text, or dicts and lists of it) with every text made valid Unicode, for JSON
     (kvb's --json output, the HTTP API's answers): a path that is not UTF-8 reaches Python with
