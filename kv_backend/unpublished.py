@@ -356,19 +356,28 @@ def end_without_page(read: Read, size: int, *, closing: bool = False) -> int:
 
 def unfinished_batch(read: Read, pos: int, size: int) -> bool:
     """Whether what starts at ``pos`` in a data file of ``size`` bytes, where its data ends, is a transaction
-    a writer died in: records of a batch that check out, without their COMMIT, then what can be an
-    unfinished last write (:func:`may_be_torn`: reserved zeros, or one torn record before them), not the
-    end of the file. A killed writer's rotation cuts them (tail recovery) before it closes the file, but a
-    power failure can lose that cut with the page, and keep the file's reserved zeros and the new file
-    shorter than its header: they are the unfinished write of the file a rotation that died did not
-    close (see :func:`end_without_page`), never applied. (A batch that reaches the end of the file lost
-    its COMMIT with what followed: the rotation had cut the reserved zeros, so the file was closed.)"""
-    last = deque(rec.scan_read(read, pos, size, open_end=True), maxlen=1)
-    if not last:
-        return False
-    base, res = last[0]
-    at = base + res.stop_at  # (the end of the file where the batch reaches it)
-    return bool(res.pending) and base + res.end == pos and at < size and may_be_torn(read, at, size)
+    a writer died in: up to reserved zeros that run to the end of the file, records of a batch that check
+    out, without their COMMIT, and no other record that checks out (no COMMIT, none without the batch
+    flag), with bytes that are no record around them (one torn at the end, or sectors of the transaction
+    that a power failure lost while it kept later ones). A killed writer's rotation cuts it (tail recovery)
+    before it closes the file, but a power failure can lose that cut with the page, and keep the file's
+    reserved zeros and the new file shorter than its header: it is the unfinished write of the file a
+    rotation that died did not close (see :func:`end_without_page`), never applied. (A batch that reaches
+    the end of the file lost its COMMIT with what followed: the rotation had cut the reserved zeros, so the
+    file was closed.)"""
+    zeros = rec.zeros_start(read, pos, size)
+    found = False
+    while pos < zeros:
+        if n := rec.sound_size(read, pos, size):
+            _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(pos, rec.HEADER_SIZE))
+            if rtype == rec.COMMIT or not flags & rec.FLAG_BATCH:
+                return False
+            found, pos = True, pos + n
+        elif (nxt := rec.resync(read, pos, size)) is not None and nxt < zeros:
+            pos = nxt
+        else:
+            break
+    return found and zeros < size
 
 
 def data_end(read: Read, start: int, size: int) -> int:

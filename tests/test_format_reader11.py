@@ -169,8 +169,7 @@ def _resume(buf: bytes, pos: int) -> int | None:
                 return None
             c = nxt.start() - 21
             continue
-        end = _sound(buf, c)
-        if end is not None and (_sound(buf, end) is not None or not buf[end:].strip(b"\0")):
+        if _resumes_at(buf, c):
             return c
         c += 1
     return None
@@ -194,15 +193,28 @@ def _may_be_torn(buf: bytes, pos: int) -> bool:
 
 def _unfinished_transaction(buf: bytes, pos: int) -> bool:
     """Whether what follows ``pos``, where the data of the file before a newest one holding at most a header
-    ends without a page, is a transaction a writer died in: records of a batch that check out, without
-    their COMMIT, then reserved zeros or one torn record before them (not the end of the file)."""
-    _, kept, stop = _scan(buf, pos, len(buf), published=False)
-    k, at = 0, pos
-    while at < stop and (r := _record(buf, at)) is not None and r[0] and r[2] & 1 and r[1] != COMMIT:
-        k, at = k + 1, r[6]
-    r = _record(buf, stop)
-    commit = r is not None and r[0] and r[1] == COMMIT
-    return kept == pos and k > 0 and at == stop < len(buf) and not commit and _may_be_torn(buf, stop)
+    ends without a page, is a transaction a writer died in: up to reserved zeros that run to the end of the
+    file, records of a batch that check out and no other record that checks out (no COMMIT, none without
+    the batch flag), bytes that are no record around them."""
+    zeros = len(buf.rstrip(b"\0"))
+    found = False
+    while pos < zeros:
+        end = _sound(buf, pos)
+        if end is not None:
+            r = _record(buf, pos)
+            if r is None or r[1] == COMMIT or not r[2] & 1:
+                return False
+            found, pos = True, end
+            continue
+        # (where reading would resume after bytes that are no record: the next confirmed sound record)
+        pos = next((c for c in range(pos + 1, zeros) if _resumes_at(buf, c)), zeros)
+    return found and zeros < len(buf)
+
+
+def _resumes_at(buf: bytes, pos: int) -> bool:
+    """A confirmed sound record starts at ``pos``: one followed by another, or by zeros to the end."""
+    end = _sound(buf, pos)
+    return end is not None and (_sound(buf, end) is not None or not buf[end:].strip(b"\0"))
 
 
 def _end_without_page(buf: bytes) -> int:

@@ -38,8 +38,9 @@ _ACKED = {
 
 def _store(path: str, shape: str, header: int) -> str:
     """Acknowledged puts and a batch, then a transaction killed before its COMMIT (overwriting a0 and
-    deleting a1, adding t0); ``shape``: as it left it ("zeros"), with a torn record after it ("torn") or
-    with the file cut right after it ("cut"). The page lost, and a newest file of ``header`` bytes of its
+    deleting a1, adding t0); ``shape``: as it left it ("zeros"), with a torn record after it ("torn"), its
+    first bytes zeroed (a power failure kept a later sector of it and not the first: "lost sector") or with
+    the file cut right after it ("cut"). The page lost, and a newest file of ``header`` bytes of its
     header (a rotation that died). Returns the name of the file holding the transaction."""
     with DB(path) as db:
         for k, v in _ACKED.items():
@@ -67,6 +68,9 @@ def _store(path: str, shape: str, header: int) -> str:
         if shape == "torn":
             f.seek(txn_end)
             f.write(rec.encode(rec.PUT, b"t1", b"never written whole", 0.0, rec.FLAG_BATCH)[:30])
+        elif shape == "lost sector":
+            f.seek(end)
+            f.write(bytes(7))  # (its first record's first bytes: its length fields damaged too)
     if shape == "cut":
         os.truncate(name, txn_end)
     os.unlink(os.path.join(path, "STATE"))
@@ -87,7 +91,7 @@ def _reader(path: str) -> tuple[dict[bytes, bytes | str], int]:
 
 
 @pytest.mark.parametrize("header", [0, 8, 16])
-@pytest.mark.parametrize("shape", ["zeros", "torn"])
+@pytest.mark.parametrize("shape", ["zeros", "torn", "lost sector"])
 def test_the_transaction_is_an_unfinished_write_for_every_reader(store_path, tmp_path, shape, header):
     name = _store(store_path, shape, header)
     report = check(store_path)
