@@ -132,9 +132,8 @@ def _check(path: str) -> CheckReport:
         why = (
             f"it names {data_name((published[0], 0))}, which is gone, older than the newest data file"
             if names_a_gone_file(fids, published)
-            else f"it publishes an end inside a record of {data_name((published[0], 0))}, or inside a batch "
-            "that committed after it, or past the end of that file, which newer files follow, and its intent "
-            "word does not vouch for it"
+            else f"its intent word does not vouch for its tail, or it publishes an end inside a record of "
+            f"{data_name((published[0], 0))}, or inside a batch that committed after it"
         )
         report.notes.append(
             f"{os.path.join(path, STATE_FILE)}: a damaged page ({why}): ignored, as by every reader; the "

@@ -97,8 +97,14 @@ def trusted_page(
     see :func:`filled_end`) and the page's ``intent`` word (read after the tail) does not vouch for
     its tail (:func:`vouches`): a bit flipped in the end (or in the major id, naming an older file)
     would have had every reader read a sound file as damaged, with up to a terabyte of zeros. And it
-    is damaged where it names a file that is gone, older than the active one (:func:`names_a_gone_file`)."""
+    is damaged where it names a file that is gone, older than the active one (:func:`names_a_gone_file`).
+    And wherever the ``intent`` word, known, does not vouch for the tail, which no writer leaves: a bit
+    flipped in the end can move it past the data into the reserved zeros after it, past the records of
+    a transaction a killed writer left there without its COMMIT, which would then be read as published,
+    the zeros as a damaged header, and the open batch applied (rule 3)."""
     if published is None or names_a_gone_file(fids, published):
+        return None
+    if intent is not None and not vouches(intent, published):
         return None
     newest, rotated = tail_files(fids, head, published)
     named = (published[0], 0)

@@ -274,8 +274,13 @@ def _page_past_a_closed_end(
         return False  # (the file before a newest one shorter than a header is still the active one)
     if os.path.getsize(os.path.join(path, f"{page[0]:010d}-000.data")) >= page[1]:
         return False
-    vouched = (intent[0] == page[0] and intent[1] >= page[1]) or intent == (page[0] + 1, 16)
-    return not vouched
+    return not _vouched(page, intent)
+
+
+def _vouched(page: tuple[int, int], intent: tuple[int, int]) -> bool:
+    """Whether the intent word vouches for the page's tail: equal to it, in the same file at or past its
+    end, or the end of the next file's header. A page whose intent does not is damaged."""
+    return (intent[0] == page[0] and intent[1] >= page[1]) or intent == (page[0] + 1, 16)
 
 
 def _page_inside_a_record(path: str, ids: list[tuple[int, int]], page: tuple[int, int]) -> bool:
@@ -408,6 +413,7 @@ def read_store(
     gone = page is not None and ids[-1][1] == 0 and page[0] < ids[-1][0] and (page[0], 0) not in ids
     if page is not None and (
         gone
+        or not _vouched(page, words[1])
         or _page_inside_a_record(path, ids, page)
         or _page_inside_a_batch(path, ids, page)
         or _page_past_a_closed_end(path, ids, page, words[1])

@@ -105,16 +105,19 @@ def test_a_published_end_past_the_file_before_a_dead_rotation(store_path, intent
         assert os.path.getsize(named) < end - 50  # (the torn write cut)
 
 
-def test_a_newest_file_shorter_than_a_header_keeps_the_page_whatever_its_intent(store_path):
-    """Where only a newest file shorter than a header follows the named file, that one is the active file:
-    the intent rule does not apply (its end read from its bytes, as the page's end lies past them)."""
+@pytest.mark.parametrize("intent", ["vouches", "does not vouch"])
+def test_a_newest_file_shorter_than_a_header_after_the_named_file(store_path, intent):
+    """Where only a newest file shorter than a header follows the named file, that one is the active file
+    (its end read from its bytes, as the page's end lies past them). An intent that does not vouch for the
+    tail (no writer leaves one) makes the page damaged, as anywhere: read as without one."""
     major, end = _store(store_path)
     short = _dead_rotation(store_path, major, rec.FILE_HEADER_BYTES[:9])
     os.truncate(os.path.join(store_path, data_name((major, 0))), end)
-    _set_page(store_path, (major, end + 500), (major - 1, 16))
+    _set_page(store_path, (major, end + 500), (major, end + 500) if intent == "vouches" else (major - 1, 16))
     assert _whole(assert_same(store_path))
-    # (Recovery removed the short file, the named one staying active; without a page it adopts it.)
-    assert not os.path.exists(short)
+    # (With the page, recovery removed the short file, the named one staying active; without one it
+    # adopts it.)
+    assert os.path.exists(short) == (intent != "vouches")
 
 
 @pytest.mark.parametrize("left", [0, 9])

@@ -29,25 +29,23 @@ from kv_backend.files import data_name
 from kv_backend.salvage import salvage
 from kv_backend.state import published_tail
 
-_ACKED = {
+ACKED = {
     **{b"a%d" % i: b"x%d" % i for i in range(4)},
     **{b"b%d" % i: b"in batch %d" % i for i in range(2)},
     b"a0": b"overwritten",
 }
 
 
-def _store(path: str, shape: str, header: int) -> str:
+def killed_transaction(path: str) -> tuple[int, int, int]:
     """Acknowledged puts and a batch, then a transaction killed before its COMMIT (overwriting a0 and
-    deleting a1, adding t0); ``shape``: as it left it ("zeros"), with a torn record after it ("torn"), its
-    first bytes zeroed (a power failure kept a later sector of it and not the first: "lost sector") or with
-    the file cut right after it ("cut"). The page lost, and a newest file of ``header`` bytes of its
-    header (a rotation that died). Returns the name of the file holding the transaction."""
+    deleting a1, adding t0), followed by reserved zeros. Returns the major id of its file, where it starts
+    (the published end) and where it ends."""
     with DB(path) as db:
-        for k, v in _ACKED.items():
+        for k, v in ACKED.items():
             if not k.startswith(b"b"):
                 db.put(k, v)
         with db.batch() as b:
-            for k, v in _ACKED.items():
+            for k, v in ACKED.items():
                 if k.startswith(b"b"):
                     b.put(k, v)
     major, end = published_tail(path)
@@ -60,11 +58,21 @@ def _store(path: str, shape: str, header: int) -> str:
             os.kill(os.getpid(), signal.SIGKILL)
 
     assert exit_code(fork_child(die_in_a_transaction)) == -signal.SIGKILL
-    name = os.path.join(path, data_name((major, 0)))
     txn_end = end + sum(rec.HEADER_SIZE + len(k) + len(v) for k, v in [(b"a0", b"uncommitted"), (b"a1", b"")])
     txn_end += rec.HEADER_SIZE + len(b"t0") + len(b"uncommitted")
-    with open(name, "r+b") as f:
+    with open(os.path.join(path, data_name((major, 0))), "rb") as f:
         assert f.read()[txn_end:].strip(b"\0") == b""  # (the transaction, then reserved zeros)
+    return major, end, txn_end
+
+
+def _store(path: str, shape: str, header: int) -> str:
+    """:func:`killed_transaction`; ``shape``: as it left it ("zeros"), with a torn record after it ("torn"),
+    its first bytes zeroed (a power failure kept a later sector of it and not the first: "lost sector") or
+    with the file cut right after it ("cut"). The page lost, and a newest file of ``header`` bytes of its
+    header (a rotation that died). Returns the name of the file holding the transaction."""
+    major, end, txn_end = killed_transaction(path)
+    name = os.path.join(path, data_name((major, 0)))
+    with open(name, "r+b") as f:
         if shape == "torn":
             f.seek(txn_end)
             f.write(rec.encode(rec.PUT, b"t1", b"never written whole", 0.0, rec.FLAG_BATCH)[:30])
@@ -79,12 +87,12 @@ def _store(path: str, shape: str, header: int) -> str:
     return name
 
 
-def _view(path: str, read_only: bool) -> tuple[dict[bytes, bytes | None], int]:
+def view(path: str, read_only: bool) -> tuple[dict[bytes, bytes | None], int]:
     with DB(path, read_only=read_only) as db:
         return {k: db.get(k) for k in db}, db.stats()["corrupt_records"]
 
 
-def _reader(path: str) -> tuple[dict[bytes, bytes | str], int]:
+def reader_view(path: str) -> tuple[dict[bytes, bytes | str], int]:
     regions: list = []
     view = read_store(path, regions=regions)
     return {k: v if v == DAMAGED else v[0] for k, v in view.items()}, len(regions)
@@ -97,33 +105,33 @@ def test_the_transaction_is_an_unfinished_write_for_every_reader(store_path, tmp
     report = check(store_path)
     assert report.problems == []
     assert any("unfinished write" in note for note in report.notes)
-    assert _reader(store_path) == (_ACKED, 0)
+    assert reader_view(store_path) == (ACKED, 0)
     url = (tmp_path / "backups").as_uri()
     assert backup_store(store_path, url).damaged_records == 0
     restore(url, str(tmp_path / "restored"))
-    assert _view(str(tmp_path / "restored"), read_only=True) == (_ACKED, 0)
+    assert view(str(tmp_path / "restored"), read_only=True) == (ACKED, 0)
     salvaged = salvage(store_path, str(tmp_path / "salvaged"))
     assert salvaged.clean and salvaged.records_skipped == 0
-    assert _view(str(tmp_path / "salvaged"), read_only=True) == (_ACKED, 0)
-    assert _view(store_path, read_only=True) == (_ACKED, 0)
-    assert _view(store_path, read_only=False) == (_ACKED, 0)  # the writer's recovery cuts it
+    assert view(str(tmp_path / "salvaged"), read_only=True) == (ACKED, 0)
+    assert view(store_path, read_only=True) == (ACKED, 0)
+    assert view(store_path, read_only=False) == (ACKED, 0)  # the writer's recovery cuts it
     assert os.path.getsize(name) < rec.FILE_HEADER_SIZE + 400  # (the reserved zeros cut with it)
-    assert _view(store_path, read_only=True) == (_ACKED, 0)
+    assert view(store_path, read_only=True) == (ACKED, 0)
     assert check(store_path).problems == []
     with DB(store_path) as db:
         db.merge(wait=True)  # (refused while the closed file ended in zeros)
-        assert {k: db.get(k) for k in db} == _ACKED
-    assert _reader(store_path) == (_ACKED, 0)
+        assert {k: db.get(k) for k in db} == ACKED
+    assert reader_view(store_path) == (ACKED, 0)
 
 
 def test_an_open_batch_that_reaches_the_end_of_the_file_is_damage(store_path, tmp_path):
     """No zeros after it: the file was closed (a rotation cuts them), and lost the batch's COMMIT."""
     _store(store_path, "cut", 16)
     assert len(check(store_path).problems) == 1
-    assert _reader(store_path) == (_ACKED, 1)
+    assert reader_view(store_path) == (ACKED, 1)
     assert backup_store(store_path, (tmp_path / "backups").as_uri()).damaged_records == 1
     salvaged = salvage(store_path, str(tmp_path / "salvaged"))
     assert len(salvaged.regions) == 1 and salvaged.records_skipped == 3
-    assert _view(str(tmp_path / "salvaged"), read_only=True) == (_ACKED, 0)
+    assert view(str(tmp_path / "salvaged"), read_only=True) == (ACKED, 0)
     for read_only in (True, False, True):
-        assert _view(store_path, read_only=read_only) == (_ACKED, 1)
+        assert view(store_path, read_only=read_only) == (ACKED, 1)
