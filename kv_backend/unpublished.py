@@ -90,7 +90,10 @@ def trusted_page(
     damaged region up to where replay reads on after it, where that is not past the end.)
     No writer publishes such an end, and recovery would cut that record and every one after it off
     the file, all acknowledged (a damaged end, or a major id that damage turned into an older
-    file's).
+    file's). Zeros at the end pass for reserved space only where the ``intent`` word equals the tail
+    (or is unknown): where it lies past it, the file is read to make sure (a run of zeros inside a
+    value is no rarity, and the end of a damaged tail that the intent vouches for, moved back, lands
+    in one as readily).
 
     It is damaged too where it names a file that newer files follow with an end past that file's end
     (which every reader would read, and recovery fill, with zeros up to there: the file lost bytes,
@@ -120,8 +123,14 @@ def trusted_page(
         return None
     if not rec.FILE_HEADER_SIZE < end < size:
         return published
-    if _may_start_a_write(read(end, rec.HEADER_SIZE)):
-        return None if _inside_a_batch(read, end, size) else published
+    head = read(end, rec.HEADER_SIZE)
+    if _may_start_a_write(head):
+        if _inside_a_batch(read, end, size):
+            return None
+        if head.strip(b"\0") or intent is None or intent == published:
+            return published  # (a clean page, or a writer's record there: nothing more is read)
+        # Zeros at an end the intent word is past: where a writer died between storing its intent and
+        # writing, or a bit flipped in the tail moved its end into a run of zeros inside a value.
     pos, _ = _strict(read, rec.FILE_HEADER_SIZE, end)
     # (From the last boundary found, past the records of a batch whose COMMIT the end may cut, past a
     # damaged record whose lengths are confirmed, and past a damaged region to where replay reads on,

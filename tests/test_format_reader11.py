@@ -283,11 +283,13 @@ def _vouched(page: tuple[int, int], intent: tuple[int, int]) -> bool:
     return (intent[0] == page[0] and intent[1] >= page[1]) or intent == (page[0] + 1, 16)
 
 
-def _page_inside_a_record(path: str, ids: list[tuple[int, int]], page: tuple[int, int]) -> bool:
+def _page_inside_a_record(
+    path: str, ids: list[tuple[int, int]], page: tuple[int, int], intent: tuple[int, int]
+) -> bool:
     """Whether the page names a data file (minor id 0; no merge output newest) whose published end is
-    not followed by what a writer leaves (22 zero bytes, or a header of type 1 to 3, flags up to 1 and
-    lengths in bounds) and lies inside a sound record of it, following its sound records one after the
-    other from its header: a damaged page."""
+    not followed by what a writer leaves (22 zero bytes, where the intent word equals the tail, or a
+    header of type 1 to 3, flags up to 1 and lengths in bounds) and lies inside a sound record of it,
+    following its sound records one after the other from its header: a damaged page."""
     named = (page[0], 0)
     if named not in ids or ids[-1][1] != 0:
         return False
@@ -297,7 +299,7 @@ def _page_inside_a_record(path: str, ids: list[tuple[int, int]], page: tuple[int
         return False
     _, rtype, flags, klen, vlen, _ = HEADER.unpack(buf[page[1] : page[1] + 22].ljust(22, b"\0"))
     head = buf[page[1] : page[1] + 22]
-    if (rtype == 0 and not head.strip(b"\0")) or (
+    if (rtype == 0 and not head.strip(b"\0") and intent == page) or (
         0 < rtype <= COMMIT and flags <= 1 and klen <= MAX_KEY and vlen <= MAX_VALUE
     ):
         return False
@@ -414,7 +416,7 @@ def read_store(
     if page is not None and (
         gone
         or not _vouched(page, words[1])
-        or _page_inside_a_record(path, ids, page)
+        or _page_inside_a_record(path, ids, page, words[1])
         or _page_inside_a_batch(path, ids, page)
         or _page_past_a_closed_end(path, ids, page, words[1])
     ):

@@ -15,6 +15,7 @@ import os
 import struct
 
 import pytest
+from test_format_reader11 import read_store
 from test_lost_page_open_batch21 import ACKED, killed_transaction, reader_view, view
 
 from kv_backend import DB
@@ -54,3 +55,27 @@ def test_a_tail_flipped_past_a_killed_transaction(store_path, tmp_path, dead):
         db.merge(wait=True)
         assert {k: db.get(k) for k in db} == ACKED
     assert check(store_path).problems == []
+
+
+def test_a_tail_flipped_back_into_zeros_inside_a_value(store_path, tmp_path):
+    """A writer killed in its write (its intent past the tail), and a bit flipped in the tail that moves
+    its end back into a run of zeros inside an acknowledged value: those zeros passed for reserved space,
+    the page was trusted, and recovery cut every acknowledged record after the end. The intent lies past
+    the tail, so the file is read to make sure: the end lies inside a record, the page is damaged."""
+    value = b"v" + bytes(200) + b"w"
+    with DB(store_path) as db:
+        db.put(b"zeros", value)
+        db.put(b"after", b"acknowledged")
+    major, end = published_tail(store_path)
+    inside = rec.FILE_HEADER_SIZE + rec.HEADER_SIZE + len(b"zeros") + 64
+    with open(os.path.join(store_path, "STATE"), "r+b") as f:
+        f.seek(16)
+        f.write(struct.pack("=Q", major << 40 | inside))
+        f.seek(32)
+        f.write(struct.pack("=Q", major << 40 | end + 100))  # (a write in flight)
+    want = {b"zeros": value, b"after": b"acknowledged"}
+    assert check(store_path).problems == []
+    assert {k: v[0] for k, v in read_store(store_path).items()} == want
+    assert view(store_path, read_only=True) == (want, 0)
+    assert view(store_path, read_only=False) == (want, 0)
+    assert published_tail(store_path) == (major, end)
