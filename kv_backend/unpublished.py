@@ -402,7 +402,8 @@ def data_end(read: Read, start: int, size: int) -> int:
     The unpublished rules read it first; where they stop, records with sound lengths are stepped
     over one by one, and where sound records or committed batches follow, the data goes on to the
     end of the last of them. Where nothing more is found that way, the record where reading
-    stopped is the file's unfinished last write if it can be one (:func:`may_be_torn`): the data
+    stopped is the file's unfinished last write if it can be one (:func:`may_be_torn`), and so is a
+    transaction a writer died in, some of its sectors perhaps lost (:func:`unfinished_batch`): the data
     ends there. Otherwise it is damage: the published rules 1 and 2 read on from the end found so
     far (a damaged record whose lengths a sound record confirms is skipped, a batch holding one
     commits with its COMMIT), and where they stop too, reading resumes at the next confirmed sound
@@ -425,8 +426,8 @@ def data_end(read: Read, start: int, size: int) -> int:
                 best, origin = pos, stop
             else:
                 pos = _next_step(read, nxt, stop)
-        if origin >= size or may_be_torn(read, origin, size):
-            return best
+        if origin >= size or may_be_torn(read, origin, size) or unfinished_batch(read, best, size):
+            return best  # (a torn last write, or a transaction a power failure tore: see unfinished_batch)
         # Damage, not a torn write: read on by the published rules 1 and 2 (a damaged record whose
         # lengths something sound after it confirms is skipped, and its batch commits with its
         # COMMIT); where they stop too, at a damaged header, by rule 3.

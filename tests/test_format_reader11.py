@@ -230,7 +230,7 @@ def _end_without_page(buf: bytes) -> int:
                 pos = nxt
         # Where nothing more follows that way: the data ends there if what stopped the reading can
         # be a torn last write; otherwise it is damage, read by rules 1 and 2, else by rule 3.
-        if stop >= len(buf) or _may_be_torn(buf, stop):
+        if stop >= len(buf) or _may_be_torn(buf, stop) or _unfinished_transaction(buf, best):
             return best
         _, pos, after = _scan(buf, best, len(buf), published=True, rule3=False)
         if pos > best:  # damaged records (confirmed) or batches holding them, by rules 1 and 2

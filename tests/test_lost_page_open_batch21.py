@@ -65,11 +65,12 @@ def killed_transaction(path: str) -> tuple[int, int, int]:
     return major, end, txn_end
 
 
-def _store(path: str, shape: str, header: int) -> str:
+def _store(path: str, shape: str, header: int | None) -> str:
     """:func:`killed_transaction`; ``shape``: as it left it ("zeros"), with a torn record after it ("torn"),
-    its first bytes zeroed (a power failure kept a later sector of it and not the first: "lost sector") or
-    with the file cut right after it ("cut"). The page lost, and a newest file of ``header`` bytes of its
-    header (a rotation that died). Returns the name of the file holding the transaction."""
+    its first bytes zeroed (a power failure kept a later sector of it and not the first: "lost sector"; the
+    first record's CRC alone: "lost crc") or with the file cut right after it ("cut"). The page lost, and
+    a newest file of ``header`` bytes of its header (a rotation that died; none where None). Returns the
+    name of the file holding the transaction."""
     major, end, txn_end = killed_transaction(path)
     name = os.path.join(path, data_name((major, 0)))
     with open(name, "r+b") as f:
@@ -79,11 +80,15 @@ def _store(path: str, shape: str, header: int) -> str:
         elif shape == "lost sector":
             f.seek(end)
             f.write(bytes(7))  # (its first record's first bytes: its length fields damaged too)
+        elif shape == "lost crc":
+            f.seek(end)
+            f.write(bytes(3))  # (its first record's CRC alone: its lengths sound)
     if shape == "cut":
         os.truncate(name, txn_end)
     os.unlink(os.path.join(path, "STATE"))
-    with open(os.path.join(path, data_name((major + 1, 0))), "wb") as f:
-        f.write(rec.FILE_HEADER_BYTES[:header])
+    if header is not None:
+        with open(os.path.join(path, data_name((major + 1, 0))), "wb") as f:
+            f.write(rec.FILE_HEADER_BYTES[:header])
     return name
 
 
@@ -98,8 +103,8 @@ def reader_view(path: str) -> tuple[dict[bytes, bytes | str], int]:
     return {k: v if v == DAMAGED else v[0] for k, v in view.items()}, len(regions)
 
 
-@pytest.mark.parametrize("header", [0, 8, 16])
-@pytest.mark.parametrize("shape", ["zeros", "torn", "lost sector"])
+@pytest.mark.parametrize("header", [None, 0, 8, 16])
+@pytest.mark.parametrize("shape", ["zeros", "torn", "lost sector", "lost crc"])
 def test_the_transaction_is_an_unfinished_write_for_every_reader(store_path, tmp_path, shape, header):
     name = _store(store_path, shape, header)
     report = check(store_path)
