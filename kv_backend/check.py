@@ -26,7 +26,7 @@ from kv_backend.hint import entries_at, lost_from, usable_at
 from kv_backend.hint import usable as usable_hints
 from kv_backend.owners import roots_files
 from kv_backend.record import reader_of
-from kv_backend.state import page_intent, published_tail
+from kv_backend.state import page_words
 from kv_backend.unpublished import (
     closed_at,
     closed_whole,
@@ -122,10 +122,10 @@ def _check(path: str) -> CheckReport:
     report = CheckReport()
     fids = list_data_files(path)
     # Read before the data files: whatever a writer publishes meanwhile lies past this end.
-    published = published_tail(path)
+    published, intent = page_words(path)
     head = _head(os.path.join(path, data_name(fids[-1]))) if fids else None
     try:
-        page = trusted_page_of(path, fids, published, page_intent(path))
+        page = trusted_page_of(path, fids, published, intent)
     except OSError as exc:
         raise storage_error(exc, f"cannot read the data files of {path}") from exc
     if page is None and published is not None:

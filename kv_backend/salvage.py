@@ -47,7 +47,7 @@ from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.record import reader_of
-from kv_backend.state import page_intent, published_tail
+from kv_backend.state import page_words
 from kv_backend.unpublished import (
     closed_at,
     closed_whole,
@@ -168,8 +168,7 @@ def salvage(
         # link stays; a directory cannot be renamed over a link (which failed after all the work).
         dst = os.path.realpath(dst)
     check_new_store_target(dst, "salvage", SalvageError)
-    published = published_tail(src)  # (read first: see kvb check)
-    intent = page_intent(src)
+    published, intent = page_words(src)  # (read first: see kvb check)
     fids = list_data_files(src)
     if missing := missing_data_files(fids):
         report.notes.append(missing_files_text(src, missing))

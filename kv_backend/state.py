@@ -212,6 +212,22 @@ def page_intent(store: str) -> tuple[int, int] | None:
     return _page_word(store, 32)
 
 
+def page_words(store: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """:func:`published_tail` and :func:`page_intent` of the store at ``store``, read so that they go
+    together while a writer may be writing (for the tools that read without the write lock): the intent
+    read after the tail, then the tail again, until it has not moved (a writer stores its intent before
+    its tail, so an intent read while the tail stood still is one a writer left with that tail). The
+    intent is None (unknown) where the tail never stood still that long."""
+    tail = published_tail(store)
+    for _ in range(100):
+        intent = page_intent(store)
+        again = published_tail(store)
+        if again == tail:
+            return tail, intent
+        tail = again
+    return tail, None
+
+
 def _page_word(store: str, offset: int) -> tuple[int, int] | None:
     try:
         with open(os.path.join(store, STATE_FILE), "rb") as f:
