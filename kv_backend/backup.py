@@ -65,6 +65,7 @@ from kv_backend.files import (
     check_new_store_target,
     enclosing_store,
     missing_directories,
+    refuse_unusable_path,
     withheld_modes,
 )
 from kv_backend.owners import (
@@ -1562,6 +1563,11 @@ def restore(
     progress = _check_progress(progress)
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidBackupArgumentError(f"path must be a directory path, not {type(path).__name__}")
+    refuse_unusable_path(
+        os.fsdecode(path),
+        "the path to restore into",
+        "name a new or empty directory ('.' for the working one)",
+    )
     given = dest = os.path.abspath(os.fspath(path))
     if os.path.islink(dest) and os.path.isdir(dest):
         # A link to an empty directory: the store goes into that directory (the link stays), built

@@ -570,11 +570,18 @@ def store_directory(path: object) -> str:
             f"path must be the store's directory (str, bytes or os.PathLike), not {type(path).__name__}"
         )
     name = os.fsdecode(path)  # a bytes path too, as open() and dbm take
-    if not name:  # abspath("") is the working directory: a setting left empty would open it
-        raise ConfigurationError("the store's path is empty: name its directory ('.' for this one)")
-    if "\x00" in name:  # the system refuses it (a bare ValueError from the first os call)
-        raise ConfigurationError(f"the store's path {name!r} holds a NUL character, which no path can")
+    refuse_unusable_path(name, "the store's path", "name its directory ('.' for this one)")
     return os.path.abspath(name)
+
+
+def refuse_unusable_path(name: str, what: str, advice: str) -> None:
+    """Raise ConfigurationError for a path that is empty (``abspath("")`` is the working directory: a
+    setting left empty would name it; the message says ``advice``) or that holds a NUL character (the
+    system refuses it with a bare ValueError from the first os call); ``what`` names the path."""
+    if not name:
+        raise ConfigurationError(f"{what} is empty: {advice}")
+    if "\x00" in name:
+        raise ConfigurationError(f"{what} {name!r} holds a NUL character, which no path can")
 
 
 def refuse_dangling_link(path: str) -> None:
