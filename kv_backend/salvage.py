@@ -41,6 +41,8 @@ from kv_backend.files import (
     missing_directories,
     missing_files_text,
     prepare_directory,
+    refuse_unusable_path,
+    store_directory,
 )
 from kv_backend.hint import Hints, lost_from
 from kv_backend.hint import load as load_hints
@@ -151,7 +153,12 @@ def salvage(
     """
     from kv_backend.db import DB
 
-    src = os.path.abspath(os.fspath(src))
+    src = store_directory(src)
+    refuse_unusable_path(
+        os.fsdecode(dst),
+        "the path to salvage into",
+        "name a new or empty directory ('.' for the working one)",
+    )
     dst = os.path.abspath(os.fspath(dst))
     prepare_directory(src, create=False)
     if src == dst:
