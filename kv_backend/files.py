@@ -510,8 +510,13 @@ def check_new_store_target(path: str, action: str, error: type[Exception]) -> No
 
     It may be missing or an empty directory; a file, a non-empty directory (a live
     store, or anything else worth keeping), a mount point (which a rename cannot
-    replace) or a path inside a store's directory raises ``error`` before any work is done.
+    replace), a path that is or lies under a symbolic link to nothing (a volume not mounted: mkdir said
+    only "File exists") or a path inside a store's directory raises ``error`` before any work is done.
     """
+    try:
+        refuse_dangling_link(path)
+    except StoreNotFoundError as exc:
+        raise error(f"cannot {action} into {path}: {exc.strerror}") from exc
     if os.path.lexists(path) and not os.path.isdir(path):
         raise error(f"cannot {action} into {path}: it exists and is not a directory")
     if os.path.isdir(path):
