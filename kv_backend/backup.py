@@ -59,12 +59,13 @@ from kv_backend.backup_urls import (
     is_s3fs,
     is_url_chain,
 )
-from kv_backend.errors import BackupError, ConfigurationError, KVError
+from kv_backend.errors import BackupError, ConfigurationError, KVError, StoreNotFoundError
 from kv_backend.files import (
     FORMAT_FILE,
     check_new_store_target,
     enclosing_store,
     missing_directories,
+    refuse_dangling_link,
     refuse_unusable_path,
     withheld_modes,
 )
@@ -1186,6 +1187,10 @@ def _backup(
     with _io(f"cannot read {path}"):
         store_mode = stat.S_IMODE(os.stat(path).st_mode)
     if target.local:
+        try:
+            refuse_dangling_link(target.root, "the backup directory")  # (mkdir said "not found")
+        except StoreNotFoundError as exc:
+            raise BackupError(f"cannot back up to {target.url}: {exc.strerror}") from exc
         target.withhold(store_mode)
         target.give_to_owner_of(path)
         store = os.path.realpath(path)

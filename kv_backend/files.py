@@ -589,9 +589,9 @@ def refuse_unusable_path(name: str, what: str, advice: str) -> None:
         raise ConfigurationError(f"{what} {name!r} holds a NUL character, which no path can")
 
 
-def refuse_dangling_link(path: str) -> None:
-    """Raise if ``path``, or a missing directory above it, is a symbolic link to nothing (a volume
-    not mounted yet, say).
+def refuse_dangling_link(path: str, what: str = "the store's path") -> None:
+    """Raise if ``path`` (``what`` names it), or a missing directory above it, is a symbolic link to
+    nothing (a volume not mounted yet, say).
 
     Creating the store said only "File exists" (mkdir does not follow the link), and opening it
     read-only that the directory does not exist, while ``ls`` shows the link there. Nothing is made
@@ -603,7 +603,7 @@ def refuse_dangling_link(path: str) -> None:
         except OSError:
             continue  # not a link: a directory still to make
         target = os.path.normpath(os.path.join(os.path.dirname(missing), target))  # (a relative one too)
-        under = f" (the store's path {path} is under it)" if missing != path else ""
+        under = f" ({what} {path} is under it)" if missing != path else ""
         raise StoreNotFoundError(
             errno.ENOENT,
             f"{missing} is a symbolic link to {target}, which does not exist{under} (a volume not "
