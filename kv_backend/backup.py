@@ -351,6 +351,7 @@ class _Target:
         url = os.fspath(url)
         if not isinstance(url, str) or not url:
             raise ConfigurationError("the backup URL must be a non-empty string such as s3://bucket/prefix")
+        refuse_unusable_path(url, "the backup URL", "give one such as s3://bucket/prefix")  # (a NUL in it)
         stripped = url.rstrip("/")
         # "memory://" or "file:///" (a filesystem's root) stays whole: "memory:" is no URL to pass back.
         self.url = stripped if stripped and not stripped.endswith(":") else url
