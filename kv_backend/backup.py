@@ -639,6 +639,12 @@ class _Target:
                 self.fs.rm_file(self.path(rel))
             except FileNotFoundError:
                 pass
+            except PermissionError as exc:
+                if self.local:
+                    # Deleting is the directory's to allow: the error named the file (a manifest of
+                    # mode 0644), whose mode does not matter.
+                    exc.filename = posixpath.dirname(self.path(rel))
+                raise
 
     def open_write(self, rel: str) -> Any:
         """A binary file to stream an object into (see :func:`_upload`)."""
