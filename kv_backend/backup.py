@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +59,7 @@ from kv_backend.backup_urls import (
     is_s3fs,
     is_url_chain,
 )
-from kv_backend.errors import BackupError, ConfigurationError, KVError, StoreNotFoundError
+from kv_backend.errors import BackupError, ConfigurationError, KVError, StorageError, StoreNotFoundError
 from kv_backend.files import (
     FORMAT_FILE,
     check_new_store_target,
@@ -1637,7 +1637,7 @@ def restore(
             try:
                 with _io(writing):
                     out = open(local, "wb")  # noqa: SIM115 - closed below, errors wrapped
-                with out:
+                try:
                     while True:
                         with _io(reading):
                             chunk = src.read(CHUNK_SIZE)
@@ -1654,6 +1654,13 @@ def restore(
                     with _io(writing):
                         out.flush()
                         os.fsync(out.fileno())
+                        out.close()
+                except BaseException:
+                    # Closed quietly: closing flushes what the file still buffers, and on a full disk
+                    # that failed again, with a bare OSError in place of the error that names the file.
+                    with suppress(OSError):
+                        out.close()
+                    raise
             finally:
                 try:
                     src.close()
@@ -1672,12 +1679,16 @@ def restore(
                 )
             report.files += 1
             report.bytes += got
-        with open(os.path.join(tmp, FORMAT_FILE), "w", encoding="utf-8") as f:
+        with (
+            _io(f"cannot write {os.path.join(tmp, FORMAT_FILE)}"),  # (a full disk: say which file)
+            open(os.path.join(tmp, FORMAT_FILE), "w", encoding="utf-8") as f,
+        ):
             f.write(doc["store_format"])
             f.flush()
             os.fsync(f.fileno())
         # An empty lock file lets read-only processes open the restored store at once.
-        os.close(os.open(os.path.join(tmp, LOCK_FILE), os.O_WRONLY | os.O_CREAT, 0o666))
+        with _io(f"cannot write {os.path.join(tmp, LOCK_FILE)}"):
+            os.close(os.open(os.path.join(tmp, LOCK_FILE), os.O_WRONLY | os.O_CREAT, 0o666))
         _publish_restored(tmp, doc["files"])
         _fsync_dir(tmp)
         try:
@@ -1715,7 +1726,11 @@ def restore(
         if exc in callback_error:
             raise
         if _full(exc):
-            reason = exc if isinstance(exc, KVError) else getattr(exc, "strerror", None) or exc
+            reason: object = exc if isinstance(exc, KVError) else getattr(exc, "strerror", None) or exc
+            if isinstance(exc, StorageError) and exc.advice:
+                # The engine's (the copy's STATE page), whose advice ("nothing acknowledged was lost") is
+                # a store's: the restore says its own.
+                reason = (exc.strerror or "").removesuffix(exc.advice).rstrip(" .")
             raise BackupError(
                 f"cannot restore into {dest}: {reason}; the disk of {parent} is full: free space there (the "
                 "restore needs room for the whole store), then restore again"
