@@ -47,12 +47,14 @@ from kv_backend.record import reader_of
 from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
 from kv_backend.unpublished import (
     Read,
+    closed_at,
     closed_whole,
     data_end,
     end_without_page,
     filled_end,
     holds_nothing,
     kept_end,
+    left_as_it_died,
     tail_end,
     tail_files,
     trusted_page,
@@ -92,6 +94,18 @@ def _kept_past(f: DataFile, end: int) -> int:
         return kept_end(f.reader(), end, size) if end <= size else end
     except OSError as exc:
         raise storage_error(exc, f"cannot read the end of {f.path}") from exc
+
+
+def _log_cut_batch(path: str, at: int, end: int) -> None:
+    """Log the cut of a batch without its COMMIT at ``at`` that ended the published part of the data file at
+    ``path`` at ``end`` (see DB._cut_open_batch)."""
+    _log.warning(
+        "%s @ %d: a batch without its COMMIT ended the part of the file the STATE page publishes (%d "
+        "bytes; damage to the page): it was never applied, and is cut as an unfinished write",
+        path,
+        at,
+        end - at,
+    )
 
 
 def _file_size(path: str) -> int:
@@ -403,7 +417,9 @@ class _Opening(_Parts):
                     # A rotation died between creating the next file and publishing it:
                     # finish closing the previous file (cut its reserved zeros, and the torn
                     # write of a writer that died there after the rotation did).
-                    self._close_exactly(os.path.join(self.path, data_name((major, 0))), end, published=True)
+                    closing = os.path.join(self.path, data_name((major, 0)))
+                    end = self._cut_closing_batch(closing, major, end, gen)
+                    self._close_exactly(closing, end, published=True)
         elif len(fids) > 1 and fids[-2][1] == 0 and 0 <= _file_size(path) <= rec.FILE_HEADER_SIZE:
             # (Once the active file holds a record, the rotation that made it had closed the file
             # before it: that file is closed, damage at its end included. One shorter than its
@@ -454,6 +470,25 @@ class _Opening(_Parts):
         :func:`~kv_backend.unpublished.vouches`), None without a valid page."""
         st = self._state
         return unpack_tail(st.intent.value) if st is not None and st.initialized else None
+
+    def _cut_closing_batch(self, path: str, major: int, end: int, gen: int) -> int:
+        """The published ``end`` of the file at ``path`` (of major id ``major``) that a rotation that died
+        did not close, moved back to the start of a batch without its COMMIT that ends its published part
+        where nothing it keeps follows (see :func:`~kv_backend.unpublished.closed_at`): published there
+        first, with the generation ``gen``, so that the batch is unpublished before the file is cut there
+        (caller holds the write lock)."""
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                at = closed_at(rec.file_reader(f.fileno()), True, (major, end), end, size)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot read the end of {path}") from exc
+        if not 0 <= at < end:
+            return end
+        assert self._state is not None
+        self._state.initialize(gen, major, at)
+        _log_cut_batch(path, at, end)
+        return at
 
     def _close_exactly(self, path: str, start: int, *, published: bool = False) -> None:
         """Cut the reserved zeros off a file that should have been closed by a rotation.
@@ -591,6 +626,8 @@ class _Opening(_Parts):
         # Where a batch without its COMMIT starts that ends the published part of the active file (a
         # writer's open: see _cut_open_batch).
         open_at: list[int] = []
+        # Where such a batch starts in the file a rotation that died did not close, which the page names.
+        closing_open: list[int] = []
         cuts = writable and page is not None
         fidx: dict[FileId, int] = {}
         file_sizes: dict[FileId, int] = {}
@@ -663,13 +700,19 @@ class _Opening(_Parts):
                     corrupt,
                     published=pub,
                     read=read,
-                    # (With a page, recovery closes the file a rotation that died left at ``limit``, where
-                    # the records it keeps past the published end end: see unpublished.closed_at.)
                     closed=idx not in (newest, rotated)
-                    or (idx == rotated and page is not None)
                     or closed_whole(idx == rotated, published, limit, size),
-                    open_at=open_at if cuts and f.fid == fids[-1] == active_fid else None,
+                    open_at=open_at
+                    if cuts and f.fid == fids[-1] == active_fid
+                    else closing_open
+                    if idx == rotated and page is not None
+                    else None,
                 )
+                if closing_open and not left_as_it_died(read, limit, size):
+                    # (With a page, recovery closes the file a rotation that died left where the records it
+                    # keeps past the published end end, a batch open there damage; but where what follows is
+                    # what a writer that died leaves, before the batch, which it cuts: see closed_at.)
+                    corrupt.append((f.path, closing_open[0]))
             if (sizes[f.fid] if view_bytes is None else len(view_bytes)) >= rec.FILE_HEADER_SIZE and (
                 rec.damaged_file_header(read(0, 12))
             ):
@@ -751,13 +794,7 @@ class _Opening(_Parts):
             write_zeros(active.fd, at, end)
         except OSError as exc:
             raise storage_error(exc, f"cannot cut the open batch at the end of {active.path}") from exc
-        _log.warning(
-            "%s @ %d: a batch without its COMMIT ended the part of the file the STATE page publishes (%d "
-            "bytes; damage to the page): it was never applied, and is cut as an unfinished write",
-            active.path,
-            at,
-            end - at,
-        )
+        _log_cut_batch(active.path, at, end)
         return True
 
     def _fill_lost_locked(self) -> None:

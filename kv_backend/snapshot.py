@@ -32,7 +32,7 @@ from kv_backend.files import (
 from kv_backend.hint import lost_from
 from kv_backend.locking import WriteLock
 from kv_backend.state import SharedState, page_intent, unpack_tail
-from kv_backend.unpublished import kept_end, tail_files, trusted_page_of
+from kv_backend.unpublished import closed_at, kept_end, tail_files, trusted_page_of
 
 __all__ = ["SnapshotFile", "store_snapshot", "take_snapshot"]
 
@@ -151,13 +151,18 @@ def _more_fds() -> bool:
     return False
 
 
-def _keep_past(named: SnapshotFile, end: int) -> None:
+def _keep_past(named: SnapshotFile, end: int, closing: tuple[int, int] | None = None) -> None:
     """Copy of the data file the page names the records tail recovery keeps after its published ``end``
-    (see :func:`~kv_backend.unpublished.kept_end`; caller holds the write lock)."""
+    (see :func:`~kv_backend.unpublished.kept_end`; caller holds the write lock). ``closing``, the page's
+    tail where that file is the one a rotation that died did not close: copied up to where recovery closes
+    it (:func:`~kv_backend.unpublished.closed_at`: before a batch open at that end that it cuts)."""
     size = os.fstat(named.fd).st_size
-    if named.length == end < size:
+    if named.length == end and (end < size or (closing is not None and end == size)):
         named.length = size  # (what ``read`` reads)
-        named.length = kept_end(named.read, end, size)
+        if closing is not None:
+            named.length = closed_at(named.read, True, closing, end, size)
+        else:
+            named.length = kept_end(named.read, end, size)
 
 
 def _take_snapshot(
@@ -250,8 +255,9 @@ def _take_snapshot(
                     # Records after its published end (a page a power failure kept older than them and
                     # than the rotation after them, which they were acknowledged before): copied as
                     # recovery keeps them, or a restore would give an older value in their place. (As
-                    # for the active file, only under a lock that keeps every writer out.)
-                    _keep_past(named, active_end)
+                    # for the active file, only under a lock that keeps every writer out.) A batch open at
+                    # its published end with none of them after it is cut as recovery cuts it.
+                    _keep_past(named, active_end, (active_major, active_end))
             if named is None and data:
                 for snap in data:
                     snap.tail = False  # (set below from scratch: no file the page names comes before them)

@@ -162,10 +162,7 @@ def _inside_a_batch(read: Read, end: int, size: int) -> bool:
     _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(end, rec.HEADER_SIZE).ljust(rec.HEADER_SIZE, b"\0"))
     if rtype != rec.COMMIT and not (rtype and flags & rec.FLAG_BATCH):
         return False  # (the common case, reserved zeros: nothing more is read)
-    stop, at, kept = "", size, end
-    for base, res in rec.scan_read(read, end, size, open_end=True):
-        stop, kept = res.stop_reason or "", base + res.end
-        at = base + res.stop_at if stop else size
+    stop, at, kept = _stop_after(read, end, size)
     orphan = stop == "orphan commit" and kept == end
     if not orphan and (at >= size or may_be_torn(read, at, size)):
         return False  # (a writer's write that it died in, or none)
@@ -175,6 +172,16 @@ def _inside_a_batch(read: Read, end: int, size: int) -> bool:
     after = _batch_records(read, end, at)
     n: int = rec.COUNT.unpack(read(at + rec.HEADER_SIZE, 4))[0]
     return after >= 0 and n > after
+
+
+def _stop_after(read: Read, end: int, size: int) -> tuple[str, int, int]:
+    """Read from ``end`` to ``size`` by the unpublished rules: (why the reading stopped, "" where nothing
+    stopped it; where the record that stopped it starts, ``size`` if none; where the data read ends)."""
+    stop, at, kept = "", size, end
+    for base, res in rec.scan_read(read, end, size, open_end=True):
+        stop, kept = res.stop_reason or "", base + res.end
+        at = base + res.stop_at if stop else size
+    return stop, at, kept
 
 
 def _batch_records(read: Read, pos: int, end: int) -> int:
@@ -349,12 +356,48 @@ def closed_at(read: Read, closing: bool, published: tuple[int, int] | None, end:
     """Where recovery closes the file of ``size`` bytes a rotation that died did not finish ``closing``,
     which the ``published`` page names with its published ``end`` (:func:`tail_end`): at the end of the
     records it keeps past that end (:func:`kept_end`), everything after them cut (an unfinished write);
-    -1 for any other file. Read up to there, the file is a closed one: a batch still open where its data
-    ends (published without its COMMIT: damage moved the page's end back inside it, and the file lost
-    the rest) is damage, as for any closed file, not an unfinished write."""
+    -1 for any other file. Where it keeps none, what follows that end is what a writer that died there
+    leaves (as :func:`trusted_page` judges it: nothing, reserved zeros, a torn write) and its published
+    part ends in a batch without its COMMIT (:func:`open_batch_at`: no writer publishes such an end,
+    damage moved the page's end back inside the batch, and the file lost the rest), at the start of that
+    batch: the batch is cut with what follows it, an unfinished write as at the end of the active file,
+    never applied and no damage. Read up to there, the file is a closed one (a batch still open at its
+    end, where something else follows, is damage)."""
     if not closing or published is None or end > size:
         return -1
+    if left_as_it_died(read, end, size) and (start := open_batch_at(read, end)) >= 0:
+        return start
     return kept_end(read, end, size)
+
+
+def left_as_it_died(read: Read, end: int, size: int) -> bool:
+    """Whether what follows the published ``end`` of a data file of ``size`` bytes is what a writer that
+    died there leaves, none of it kept: read by the unpublished rules, nothing, reserved zeros or a torn
+    write (records of a batch before them, the last perhaps torn), not a COMMIT (see :func:`closed_at`).
+    Not a damaged record with sound records after it: that is damage, and a batch open at ``end`` may be
+    one acknowledged with its COMMIT among them, left for every reader to report."""
+    stop, at, kept = _stop_after(read, end, size)
+    return kept == end and stop != "orphan commit" and (at >= size or may_be_torn(read, at, size))
+
+
+def open_batch_at(read: Read, end: int) -> int:
+    """Where a batch without its COMMIT starts that ends the published part of a data file (up to ``end``)
+    as replay reads it (the published rules, reading on past a damaged header at the next confirmed sound
+    record), -1 if none does (see :func:`closed_at`)."""
+    pos = rec.FILE_HEADER_SIZE
+    while pos < end:
+        base, res = pos, None
+        for base, res in rec.scan_read(read, pos, end, trust_lengths=True):
+            pos = base + res.end
+        if res is None or res.stop_at < 0:
+            return -1
+        if res.stop_reason == "uncommitted batch":
+            return pos
+        nxt = rec.resync(read, base + res.stop_at, end)
+        if nxt is None:
+            return -1
+        pos = nxt
+    return -1
 
 
 def end_without_page(read: Read, size: int, *, closing: bool = False) -> int:

@@ -334,6 +334,18 @@ def _left_by_a_dead_writer(buf: bytes, pos: int) -> bool:
     return klen <= MAX_KEY and vlen <= MAX_VALUE and stop + 22 + klen + vlen > len(buf)  # (cut by the end)
 
 
+def _cut_at(buf: bytes, pos: int) -> bool:
+    """Whether recovery cuts everything after ``pos``, the published end of the file a rotation that died
+    did not close, and a batch open there with it: read by the unpublished rules, nothing is kept after
+    ``pos``, and the reading stops at the end of the file or at what can be an unfinished last write, not
+    at a COMMIT (one that counts other records than follow ``pos``)."""
+    _, kept, stop = _scan(buf, pos, len(buf), published=False)
+    r = _record(buf, stop)
+    if kept != pos or (r is not None and r[0] and r[1] == COMMIT):
+        return False
+    return stop >= len(buf) or _may_be_torn(buf, stop)
+
+
 def _page_inside_a_batch(path: str, ids: list[tuple[int, int]], page: tuple[int, int]) -> bool:
     """Whether the page names a data file (minor id 0; no merge output newest) whose published end is a
     record boundary inside a batch that committed after it (docs/protocol.md, "The state page"): the
@@ -456,8 +468,11 @@ def read_store(
             buf += bytes(max(page[1] - len(buf), 0))
         named = page is not None and page[0] == fid[0] and fid[1] == 0 and len(buf) >= page[1]
         limit = len(buf)
+        cut = False  # whether a batch open where the data ends is an unfinished write, cut by recovery
         if (active or before_active) and named:
             limit = _scan(buf, page[1], len(buf), published=False)[1]
+            # (the file a rotation that died did not close too, where it is cut at its published end)
+            cut = _cut_at(buf, page[1])
         elif active:
             limit = _end_without_page(buf)
         elif before_active and page is None:
@@ -474,7 +489,7 @@ def read_store(
             ops = _scan(buf, 16, limit, published=True)[0]
         for kind, key, value, expiry in ops:
             if kind == REGION:
-                if regions is not None and not (active and key):
+                if regions is not None and not ((active or cut) and key):
                     regions.append(name)
             elif kind == DAMAGED:
                 view[key] = DAMAGED
