@@ -484,11 +484,21 @@ class KVCache(BaseCache):
         super().__init__(params)
         self._path = os.path.abspath(location_path(location))
         options = params.get("OPTIONS") or {}
-        unknown = sorted(set(options) - set(ENGINE_OPTIONS) - set(_CACHE_OPTIONS))
+        # (named by repr, sorted as text: an OPTIONS key that is no string, {1: 2}, was a raw TypeError)
+        unknown = sorted(map(repr, set(options) - set(ENGINE_OPTIONS) - set(_CACHE_OPTIONS)))
         if unknown:
             raise KVCacheConfigurationError(
                 f"unknown OPTIONS for KVCache at {self._path}: {', '.join(unknown)}; "
                 f"valid ones are {', '.join(_CACHE_OPTIONS + ENGINE_OPTIONS)}"
+            )
+        if self._max_entries < 1:
+            # Django takes it and culls before every write: the cache keeps 3 entries or so (sessions
+            # logged out at once), each write scanning the store. 0 or -1 often means "no limit" elsewhere.
+            setting = "max_entries" if "max_entries" in params else "OPTIONS MAX_ENTRIES"
+            raise KVCacheConfigurationError(
+                f"{setting} of KVCache at {self._path} is {self._max_entries}: the cache would be culled "
+                "before every write and keep almost nothing; give the number of entries to keep (1 or "
+                "more; there is no 'unlimited': use a large number such as 1_000_000)"
             )
         if self._cull_frequency < 0:
             raise KVCacheConfigurationError(
