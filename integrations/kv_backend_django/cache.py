@@ -18,12 +18,14 @@ cross-process write lock.
 
 from __future__ import annotations
 
+import decimal
 import errno
 import functools
 import hashlib
 import inspect
 import logging
 import math
+import numbers
 import os
 import pickle
 import random
@@ -456,17 +458,22 @@ class KVCache(BaseCache):
         # (before TIMEOUT and OPTIONS); they are checked where Django reads them.
         timeout_key = "timeout" if "timeout" in params else "TIMEOUT"
         timeout = params.get(timeout_key)
+        fraction: float | None = None  # a TIMEOUT that is no whole number of seconds, kept as given
         if isinstance(timeout, float) and timeout == math.inf:
             params = {**params, timeout_key: None}  # forever, as for a call's timeout (int() refuses inf)
         elif timeout is not None:
             # Django reads TIMEOUT with int() and silently uses 300 when that fails ("1h", "none").
             try:
-                int(timeout)
+                whole = int(timeout)
             except (TypeError, ValueError, OverflowError):
                 raise KVCacheConfigurationError(
                     f"{timeout_key} of KVCache at {location!r} must be a number of seconds or None (never "
                     f"expire), not {timeout!r}"
                 ) from None
+            if isinstance(timeout, (numbers.Real, decimal.Decimal)) and timeout != whole:
+                # Django's int() cut 0.5 to 0 ("don't cache": nothing was stored) and 2.5 to 2, where a
+                # call's timeout=0.5 keeps the value half a second.
+                fraction = float(timeout)
         for name in _CACHE_OPTIONS:
             # Django reads these with int() and silently uses its default (300, 3) when that fails:
             # a MAX_ENTRIES of "1e5" would cull at 300 entries, logging out cached sessions. Checked
@@ -482,6 +489,8 @@ class KVCache(BaseCache):
                     "'unlimited')"
                 ) from None
         super().__init__(params)
+        if fraction is not None:
+            self.default_timeout = fraction
         self._path = os.path.abspath(location_path(location))
         options = params.get("OPTIONS") or {}
         # (named by repr, sorted as text: an OPTIONS key that is no string, {1: 2}, was a raw TypeError)
