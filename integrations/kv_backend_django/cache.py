@@ -440,6 +440,40 @@ def _culled(count: int, incoming: int, max_entries: int, frequency: int) -> int:
     return count - old
 
 
+#: The keys of a CACHES entry that Django reads for a KVCache (BACKEND and LOCATION it takes out
+#: before it creates the cache; called directly, a KVCache may be given them).
+_ENTRY_KEYS = ("BACKEND", "LOCATION", "TIMEOUT", "OPTIONS", "KEY_PREFIX", "VERSION", "KEY_FUNCTION")
+_ENTRY_KEYS_BESIDE = ("timeout", "max_entries", "cull_frequency")
+
+
+def _check_entry_keys(location: Any, params: dict[Any, Any]) -> None:
+    """KVCacheConfigurationError for a key of the CACHES entry that Django does not read.
+
+    Django ignores it: "MAX_ENTRIES": 100_000 given beside OPTIONS instead of in it left the cache
+    culling at 300 entries (cached sessions logged out), and a typo ("OPTION", "TIMEOUTS") or a
+    setting of another backend ("SHARDS") went unnoticed, as one in OPTIONS does not.
+    """
+    unknown = [key for key in params if key not in _ENTRY_KEYS and key not in _ENTRY_KEYS_BESIDE]
+    if not unknown:
+        return
+    options = {name.lower(): name for name in _CACHE_OPTIONS + ENGINE_OPTIONS}
+    misplaced = [
+        (key, options[key.lower()]) for key in unknown if isinstance(key, str) and key.lower() in options
+    ]
+    if misplaced:
+        key, name = misplaced[0]
+        raise KVCacheConfigurationError(
+            f"{key!r} of KVCache at {location!r} is given beside OPTIONS, where Django does not read it: "
+            f"put it in OPTIONS, as {{'OPTIONS': {{{name!r}: {params[key]!r}}}}}"
+        )
+    raise KVCacheConfigurationError(
+        f"unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(sorted(map(repr, unknown)))} in the "
+        f"CACHES entry of KVCache at {location!r}, which Django would ignore; valid ones are "
+        f"{', '.join(_ENTRY_KEYS)} (and {', '.join(_ENTRY_KEYS_BESIDE)}, which Django also reads there), "
+        "and the cache's own settings go in OPTIONS"
+    )
+
+
 class KVCache(BaseCache):
     """Django cache backend on a kv_backend store; LOCATION is the store's directory."""
 
@@ -454,6 +488,7 @@ class KVCache(BaseCache):
                 f"OPTIONS of KVCache at {location!r} must be a dict such as {{'MAX_ENTRIES': 10000}}, "
                 f"not {type(params['OPTIONS']).__name__} {params['OPTIONS']!r}"
             )
+        _check_entry_keys(location, params)
         # Django's BaseCache also reads "timeout", "max_entries" and "cull_frequency" beside OPTIONS
         # (before TIMEOUT and OPTIONS); they are checked where Django reads them.
         timeout_key = "timeout" if "timeout" in params else "TIMEOUT"
