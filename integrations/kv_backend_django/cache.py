@@ -440,6 +440,42 @@ def _culled(count: int, incoming: int, max_entries: int, frequency: int) -> int:
     return count - old
 
 
+def _setting_name(params: dict[Any, Any], name: str) -> str:
+    """How the CACHES entry ``params`` gives the cache option ``name``: ``max_entries`` beside OPTIONS
+    (which Django reads first) or ``OPTIONS MAX_ENTRIES``."""
+    return name.lower() if name.lower() in params else f"OPTIONS {name}"
+
+
+def _check_culling(path: str, params: dict[Any, Any], max_entries: int, cull_frequency: int) -> None:
+    """KVCacheConfigurationError for MAX_ENTRIES and CULL_FREQUENCY with which culling cannot work."""
+    if max_entries < 1:
+        # Django takes it and culls before every write: the cache keeps 3 entries or so (sessions
+        # logged out at once), each write scanning the store. 0 or -1 often means "no limit" elsewhere.
+        raise KVCacheConfigurationError(
+            f"{_setting_name(params, 'MAX_ENTRIES')} of KVCache at {path} is {max_entries}: the cache would "
+            "be culled before every write and keep almost nothing; give the number of entries to keep (1 or "
+            "more; there is no 'unlimited': use a large number such as 1_000_000)"
+        )
+    frequency = _setting_name(params, "CULL_FREQUENCY")
+    if cull_frequency < 0:
+        raise KVCacheConfigurationError(
+            f"{frequency} of KVCache at {path} is {cull_frequency}: use N > 0 "
+            "(culling removes 1/N of the entries) or 0 (culling empties the cache)"
+        )
+    given = "cull_frequency" in params or "CULL_FREQUENCY" in (params.get("OPTIONS") or {})
+    if cull_frequency > max_entries and given:
+        # A cull of MAX_ENTRIES entries removed MAX_ENTRIES // N = 0 of them, so the cache outgrew
+        # MAX_ENTRIES up to N entries, every write scanning them all under the store's lock. (The
+        # default 3 with a MAX_ENTRIES of 1 or 2 only lets a tiny cache hold 3 entries.)
+        raise KVCacheConfigurationError(
+            f"{frequency} of KVCache at {path} is {cull_frequency}, more than MAX_ENTRIES ({max_entries}): a "
+            f"cache full at {max_entries} entries would cull {max_entries} // {cull_frequency} = 0 of them, "
+            "and grow on, every write scanning all of its entries. CULL_FREQUENCY N removes 1/N of the "
+            "entries when the cache is full (it is not how often): use a small N such as 3 (the default), "
+            "or 0 to empty the cache"
+        )
+
+
 #: The keys of a CACHES entry that Django reads for a KVCache (BACKEND and LOCATION it takes out
 #: before it creates the cache; called directly, a KVCache may be given them).
 _ENTRY_KEYS = ("BACKEND", "LOCATION", "TIMEOUT", "OPTIONS", "KEY_PREFIX", "VERSION", "KEY_FUNCTION")
@@ -519,7 +555,7 @@ class KVCache(BaseCache):
                 int(value)
             except (TypeError, ValueError, OverflowError):
                 raise KVCacheConfigurationError(
-                    f"{name.lower() if beside else 'OPTIONS ' + name} of KVCache at {location!r} must be a "
+                    f"{_setting_name(params, name)} of KVCache at {location!r} must be a "
                     f"whole number, not {value!r} (Django would silently use its default; there is no "
                     "'unlimited')"
                 ) from None
@@ -535,20 +571,7 @@ class KVCache(BaseCache):
                 f"unknown OPTIONS for KVCache at {self._path}: {', '.join(unknown)}; "
                 f"valid ones are {', '.join(_CACHE_OPTIONS + ENGINE_OPTIONS)}"
             )
-        if self._max_entries < 1:
-            # Django takes it and culls before every write: the cache keeps 3 entries or so (sessions
-            # logged out at once), each write scanning the store. 0 or -1 often means "no limit" elsewhere.
-            setting = "max_entries" if "max_entries" in params else "OPTIONS MAX_ENTRIES"
-            raise KVCacheConfigurationError(
-                f"{setting} of KVCache at {self._path} is {self._max_entries}: the cache would be culled "
-                "before every write and keep almost nothing; give the number of entries to keep (1 or "
-                "more; there is no 'unlimited': use a large number such as 1_000_000)"
-            )
-        if self._cull_frequency < 0:
-            raise KVCacheConfigurationError(
-                f"OPTIONS CULL_FREQUENCY of KVCache at {self._path} is {self._cull_frequency}: use N > 0 "
-                "(culling removes 1/N of the entries) or 0 (culling empties the cache)"
-            )
+        _check_culling(self._path, params, self._max_entries, self._cull_frequency)
         self._options = {k: options[k] for k in ENGINE_OPTIONS if k in options}
         # Checked now, not when the store opens on the first request: ``manage.py check`` (which
         # creates every cache) then reports a bad value such as sync "allways" at deploy time.
