@@ -608,7 +608,9 @@ class Soak:
         chaos = [
             threading.Thread(target=self.chaos, daemon=True),
             threading.Thread(
-                target=self.cron_loop, args=("kv_merge", [*manage, "kv_merge", "-v", "0"], 7), daemon=True
+                target=self.cron_loop,
+                args=("kv_merge", [*manage, "kv_merge", "--wait", "-v", "0"], 7),
+                daemon=True,
             ),
             threading.Thread(
                 target=self.cron_loop,

@@ -33,6 +33,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         add_cache_argument(parser)
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="if another process is merging the cache (a worker's auto_merge), wait for it, then merge",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         cache = get_kv_cache(options["cache"])
@@ -52,13 +57,14 @@ class Command(BaseCommand):
             # from a threaded server or a Celery task, it changed the files of every other thread.
             mode = stat.S_IMODE(os.stat(cache.location).st_mode)
             with files_granting(mode), progress_unless_quiet("merge", options["verbosity"]) as progress:
-                report = cache.db.merge(progress=progress)
+                report = cache.db.merge(progress=progress, wait=options["wait"])
         except MergeInProgressError as exc:
             # The engine's advice, "call merge(wait=True)", is for a program.
             raise CommandError(
                 f"another process is merging the cache at {cache.location} right now (a worker's "
                 "auto_merge, or another kv_merge): it compacts the same files; run kv_merge again "
-                "after it finished if the store still has much dead data (see kv_stats)"
+                "after it finished if the store still has much dead data (see kv_stats), or run kv_merge "
+                "--wait to wait for it and then merge"
             ) from exc
         except KVError as exc:
             raise access_error(exc, cache, "kv_merge") or CommandError(
