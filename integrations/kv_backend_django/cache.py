@@ -440,6 +440,14 @@ def _culled(count: int, incoming: int, max_entries: int, frequency: int) -> int:
     return count - old
 
 
+_OPTION_NAMES = {name.lower(): name for name in _CACHE_OPTIONS + ENGINE_OPTIONS}
+
+
+def _spelled(key: Any) -> str | None:
+    """The OPTIONS name that ``key`` spells in other letter case ("SYNC": "sync"), or None."""
+    return _OPTION_NAMES.get(key.lower()) if isinstance(key, str) else None
+
+
 def _setting_name(params: dict[Any, Any], name: str) -> str:
     """How the CACHES entry ``params`` gives the cache option ``name``: ``max_entries`` beside OPTIONS
     (which Django reads first) or ``OPTIONS MAX_ENTRIES``."""
@@ -492,10 +500,7 @@ def _check_entry_keys(location: Any, params: dict[Any, Any]) -> None:
     unknown = [key for key in params if key not in _ENTRY_KEYS and key not in _ENTRY_KEYS_BESIDE]
     if not unknown:
         return
-    options = {name.lower(): name for name in _CACHE_OPTIONS + ENGINE_OPTIONS}
-    misplaced = [
-        (key, options[key.lower()]) for key in unknown if isinstance(key, str) and key.lower() in options
-    ]
+    misplaced = [(key, _spelled(key)) for key in unknown if _spelled(key)]
     if misplaced:
         key, name = misplaced[0]
         raise KVCacheConfigurationError(
@@ -565,11 +570,14 @@ class KVCache(BaseCache):
         self._path = os.path.abspath(location_path(location))
         options = params.get("OPTIONS") or {}
         # (named by repr, sorted as text: an OPTIONS key that is no string, {1: 2}, was a raw TypeError)
-        unknown = sorted(map(repr, set(options) - set(ENGINE_OPTIONS) - set(_CACHE_OPTIONS)))
+        unknown = set(options) - set(ENGINE_OPTIONS) - set(_CACHE_OPTIONS)
         if unknown:
+            # (names are case-sensitive: "SYNC" and "max_entries" are typos of "sync" and "MAX_ENTRIES")
+            meant = [f"{key!r} is {_spelled(key)!r}" for key in unknown if _spelled(key)]
             raise KVCacheConfigurationError(
-                f"unknown OPTIONS for KVCache at {self._path}: {', '.join(unknown)}; "
+                f"unknown OPTIONS for KVCache at {self._path}: {', '.join(sorted(map(repr, unknown)))}; "
                 f"valid ones are {', '.join(_CACHE_OPTIONS + ENGINE_OPTIONS)}"
+                + (f" (the names are case-sensitive: {', '.join(sorted(meant))})" if meant else "")
             )
         _check_culling(self._path, params, self._max_entries, self._cull_frequency)
         self._options = {k: options[k] for k in ENGINE_OPTIONS if k in options}

@@ -44,3 +44,24 @@ def test_options_keys_that_are_no_strings_are_named(tmp_path, options):
         KVCache(str(tmp_path / "c"), {"OPTIONS": options})
     for key in options:
         assert repr(key) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"SYNC": "always"}, "'SYNC' is 'sync'"),
+        ({"max_entries": 10_000}, "'max_entries' is 'MAX_ENTRIES'"),
+        ({"Auto_Merge": 0.5, "typo": 1}, "'Auto_Merge' is 'auto_merge')"),
+    ],
+)
+def test_an_option_in_the_wrong_letter_case_is_named_with_its_spelling(tmp_path, options, says):
+    """'unknown OPTIONS ...: 'max_entries'' left the reader to see that only the case was wrong."""
+    with pytest.raises(KVCacheConfigurationError, match="the names are case-sensitive") as err:
+        KVCache(str(tmp_path / "c"), {"OPTIONS": options})
+    assert says in str(err.value)
+
+
+def test_an_unknown_option_of_no_other_spelling_gets_no_case_hint(tmp_path):
+    with pytest.raises(KVCacheConfigurationError) as err:
+        KVCache(str(tmp_path / "c"), {"OPTIONS": {"CLIENT_CLASS": "x"}})
+    assert "case-sensitive" not in str(err.value) and "'CLIENT_CLASS'" in str(err.value)
