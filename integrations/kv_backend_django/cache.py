@@ -988,7 +988,8 @@ class KVCache(BaseCache):
             self._maybe_cull(db)
             with db.batch() as b:
                 b.put(new_k, raw, self._ttl(DEFAULT_TIMEOUT))
-                b.delete(old_k)
+                if new_k != old_k:  # (delta 0, or a KEY_FUNCTION that leaves the version out: Django's
+                    b.delete(old_k)  # set-then-delete lost the value it was moving)
         return version + delta
 
     def decr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
