@@ -490,29 +490,34 @@ _ENTRY_KEYS = ("BACKEND", "LOCATION", "TIMEOUT", "OPTIONS", "KEY_PREFIX", "VERSI
 _ENTRY_KEYS_BESIDE = ("timeout", "max_entries", "cull_frequency")
 
 
+def unknown_entry_keys(params: dict[Any, Any]) -> list[Any]:
+    """The keys of a CACHES entry that Django does not read for a KVCache and that are no cache option
+    given beside OPTIONS (those :func:`_check_entry_keys` refuses): a typo (``"OPTION"``), another
+    backend's setting (``"SHARDS"``), a key of the site's own; ``manage.py check`` warns of them (W005)."""
+    return [
+        key
+        for key in params
+        if key not in _ENTRY_KEYS and key not in _ENTRY_KEYS_BESIDE and not _spelled(key)
+    ]
+
+
 def _check_entry_keys(location: Any, params: dict[Any, Any]) -> None:
-    """KVCacheConfigurationError for a key of the CACHES entry that Django does not read.
+    """KVCacheConfigurationError for a cache option given beside OPTIONS, where Django does not read it.
 
     Django ignores it: "MAX_ENTRIES": 100_000 given beside OPTIONS instead of in it left the cache
-    culling at 300 entries (cached sessions logged out), and a typo ("OPTION", "TIMEOUTS") or a
-    setting of another backend ("SHARDS") went unnoticed, as one in OPTIONS does not.
+    culling at 300 entries (cached sessions logged out), "sync": "always" never fsynced. Other keys
+    Django ignores (a typo, another backend's setting) are left to the system check W005, which warns
+    of them: a harmless extra key must not stop a site that ran with it.
     """
-    unknown = [key for key in params if key not in _ENTRY_KEYS and key not in _ENTRY_KEYS_BESIDE]
-    if not unknown:
-        return
-    misplaced = [(key, _spelled(key)) for key in unknown if _spelled(key)]
-    if misplaced:
-        key, name = misplaced[0]
-        raise KVCacheConfigurationError(
-            f"{key!r} of KVCache at {location!r} is given beside OPTIONS, where Django does not read it: "
-            f"put it in OPTIONS, as {{'OPTIONS': {{{name!r}: {params[key]!r}}}}}"
-        )
-    raise KVCacheConfigurationError(
-        f"unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(sorted(map(repr, unknown)))} in the "
-        f"CACHES entry of KVCache at {location!r}, which Django would ignore; valid ones are "
-        f"{', '.join(_ENTRY_KEYS)} (and {', '.join(_ENTRY_KEYS_BESIDE)}, which Django also reads there), "
-        "and the cache's own settings go in OPTIONS"
-    )
+    for key in params:
+        if key in _ENTRY_KEYS or key in _ENTRY_KEYS_BESIDE:
+            continue
+        name = _spelled(key)
+        if name:
+            raise KVCacheConfigurationError(
+                f"{key!r} of KVCache at {location!r} is given beside OPTIONS, where Django does not read it: "
+                f"put it in OPTIONS, as {{'OPTIONS': {{{name!r}: {params[key]!r}}}}}"
+            )
 
 
 class KVCache(BaseCache):

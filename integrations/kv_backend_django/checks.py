@@ -28,6 +28,7 @@ from kv_backend_django.cache import (
     KVCache,
     effective_engine_options,
     location_path,
+    unknown_entry_keys,
 )
 
 
@@ -294,6 +295,27 @@ def check_location_not_celery_results(app_configs: Any, **kwargs: Any) -> list[C
                 "e.g. /var/lib/site/cache and /var/lib/site/celery-results.",
                 obj=f"CACHES[{alias!r}]",
                 id="kv_backend_django.W004",
+            )
+        )
+    return found
+
+
+@register(Tags.caches)
+def check_entry_keys(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """W005: keys of a KVCache entry that Django ignores (a typo, another backend's setting)."""
+    found: list[CheckMessage] = []
+    for alias, config in _kv_configs():
+        unknown = unknown_entry_keys(config)
+        if not unknown:
+            continue
+        found.append(
+            Warning(
+                f"The CACHES entry of the {alias!r} cache has {'a key' if len(unknown) == 1 else 'keys'} "
+                f"that Django ignores: {', '.join(sorted(map(repr, unknown)))}.",
+                hint="Check the spelling (BACKEND, LOCATION, TIMEOUT, OPTIONS, KEY_PREFIX, VERSION, "
+                "KEY_FUNCTION); the cache's own settings go in OPTIONS; remove what another backend read.",
+                obj=f"CACHES[{alias!r}]",
+                id="kv_backend_django.W005",
             )
         )
     return found

@@ -3,7 +3,8 @@
 Django ignores them: "MAX_ENTRIES": 100_000 given beside OPTIONS rather than in it left the cache
 culling at 300 entries (cached sessions logged out), silently; so did "sync": "always" there (no
 fsync), a typo ("OPTION", "TIMEOUTS") or a setting of another backend (diskcache's "SHARDS").
-They are refused with ImproperlyConfigured naming the key, as unknown OPTIONS are.
+A cache option there is refused with ImproperlyConfigured saying where it goes; any other such key is
+reported by manage.py check (W005) and does not stop the cache.
 """
 
 from __future__ import annotations
@@ -45,12 +46,36 @@ def test_a_cache_option_beside_options_is_refused_saying_where_it_goes(tmp_path,
 
 
 @pytest.mark.parametrize("keys", [["OPTION"], ["TIMEOUTS"], ["SHARDS", "DATABASE_TIMEOUT"], [1]])
-def test_an_unknown_key_is_refused_naming_it_and_the_valid_ones(tmp_path, keys):
-    with pytest.raises(KVCacheConfigurationError) as err:
-        KVCache(str(tmp_path / "c"), {"OPTIONS": {}, **{key: 1 for key in keys}})
-    message = str(err.value)
-    assert all(repr(key) in message for key in keys), message
-    assert "which Django would ignore; valid ones are BACKEND, LOCATION, TIMEOUT, OPTIONS" in message
+def test_an_unknown_key_is_reported_by_check_and_does_not_stop_the_cache(tmp_path, keys):
+    from django.core import checks
+
+    entry = {"BACKEND": "kv_backend_django.cache.KVCache", "LOCATION": str(tmp_path / "c")}
+    entry.update({key: 1 for key in keys})
+    cache = KVCache(str(tmp_path / "c"), {k: v for k, v in entry.items() if k not in ("BACKEND", "LOCATION")})
+    cache.set("k", 1)
+    assert cache.get("k") == 1
+    with override_settings(CACHES={"default": entry}):
+        found = [m for m in checks.run_checks(tags=[checks.Tags.caches]) if m.id == "kv_backend_django.W005"]
+    assert len(found) == 1, found
+    assert found[0].obj == "CACHES['default']"
+    assert all(repr(key) in found[0].msg for key in keys), found[0].msg
+
+
+def test_check_is_silent_for_the_keys_django_reads(tmp_path):
+    from django.core import checks
+
+    entry = {
+        "BACKEND": "kv_backend_django.cache.KVCache",
+        "LOCATION": str(tmp_path / "c"),
+        "TIMEOUT": 60,
+        "OPTIONS": {"MAX_ENTRIES": 10},
+        "KEY_PREFIX": "p",
+        "VERSION": 2,
+    }
+    with override_settings(CACHES={"default": entry}):
+        assert not [
+            m for m in checks.run_checks(tags=[checks.Tags.caches]) if m.id == "kv_backend_django.W005"
+        ]
 
 
 def test_every_key_django_reads_is_taken(tmp_path):
