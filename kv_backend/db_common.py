@@ -122,6 +122,10 @@ class _Parts(MutableMapping[bytes, bytes]):
         def _fsync_data_file(self, active: DataFile) -> None: ...
 
 
+#: The largest ``sync`` interval taken as a number (a year; more is no fsync in practice, say "never").
+_LONGEST_SYNC_INTERVAL = 365 * 24 * 3600.0
+
+
 def check_tuning_options(sync: object, max_file_size: object, auto_merge: object) -> float | None:
     """Check the ``sync``, ``max_file_size`` and ``auto_merge`` options of :class:`~kv_backend.DB`.
 
@@ -132,6 +136,11 @@ def check_tuning_options(sync: object, max_file_size: object, auto_merge: object
     if sync in ("never", "always"):
         interval: float | None = None if sync == "never" else 0.0
     elif isinstance(sync, (int, float)) and not isinstance(sync, bool) and sync >= 0:
+        if not sync <= _LONGEST_SYNC_INTERVAL:  # (an int too large for a float, infinity: never reached)
+            raise ConfigurationError(
+                f"sync must be a number of seconds up to a year ({_LONGEST_SYNC_INTERVAL:.0f}), "
+                f"not {sync!r}: for no fsync at all, give 'never'"
+            )
         interval = float(sync)
     else:
         raise ConfigurationError(f"sync must be 'never', 'always' or a number of seconds >= 0, not {sync!r}")
