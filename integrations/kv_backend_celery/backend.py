@@ -116,20 +116,20 @@ class KVBackend(ChordBackend):
         ``interval`` only paces ``on_interval`` (and bounds each sleep): the
         result is seen typically within a millisecond of being written in the
         first 0.1 s of the wait, later within 2 % of the time waited, at most
-        50 ms (see ``wait_poll_share``). A result
-        that became ready while waiting is followed by one more
-        ``on_interval`` call before it is returned, as Celery's redis backend
-        does after every message: ``AsyncResult.get()`` passes its check of
-        the parents there, so a failed parent (a chord's header) is raised
-        rather than the ChordError its failure left on this task, whenever
-        the failure lands.
+        50 ms (see ``wait_poll_share``). A ready result is followed by one
+        more ``on_interval`` call before it is returned, as Celery's redis
+        backend calls it after every message: ``AsyncResult.get()`` passes
+        its check of the parents there, so a failed parent (a chord's header)
+        is raised rather than the ChordError its failure left on this task,
+        whenever the failure lands: also between get()'s own first check of
+        the parents and this wait's first look at the store (the result
+        ready at once), where the ChordError came out.
         """
         self._check_not_eager()
         cap = self._wait_cap(interval)
         now = started = time.monotonic()
         deadline = None if timeout is None else now + timeout
         next_tick = now
-        waited = False
         seen: dict[str, Any] | None = None
         while True:
             db = self._reader()  # a store deleted meanwhile is opened anew
@@ -139,7 +139,7 @@ class KVBackend(ChordBackend):
                 seen = meta
                 on_message(meta)
             if meta["status"] in states.READY_STATES:
-                if waited and on_interval is not None:
+                if on_interval is not None:
                     on_interval()
                 return meta
             now = time.monotonic()
@@ -152,7 +152,6 @@ class KVBackend(ChordBackend):
             if deadline is not None:
                 nap = min(nap, deadline - now)
             self._nap(db, token, nap, started)
-            waited = True
 
     def wait_for_pending(
         self,

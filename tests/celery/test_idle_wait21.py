@@ -5,7 +5,8 @@ whole wait: an idle ``get()`` woke about 450 times a second and took 1.5-2.5 % o
 as the task ran (a web process with 40 threads waiting: a whole CPU). Now the first 0.1 s of a wait
 is watched as closely as before, then the pause between two looks grows with the time waited (2 %
 of it) up to 50 ms: a result is still seen within milliseconds of a short task, and within 50 ms of
-a long one.
+a long one. These tests check the pauses a wait asks for (the arguments of its sleeps), not the
+wall-clock times, which a loaded machine stretches (timing goals live in benchmarks/).
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ def app(store_path):
 
 @pytest.fixture
 def sleeps(monkeypatch):
-    """The times (since the fixture began) at which this thread started a sleep."""
+    """``(time since the fixture began, seconds asked)`` of each sleep this thread started."""
     started, ident, real = time.monotonic(), threading.get_ident(), time.sleep
-    times: list[float] = []
+    times: list[tuple[float, float]] = []
 
     def counting_sleep(seconds):
         if threading.get_ident() == ident:
-            times.append(time.monotonic() - started)
+            times.append((time.monotonic() - started, seconds))
         real(seconds)
 
     monkeypatch.setattr(time, "sleep", counting_sleep)
@@ -51,41 +52,48 @@ def test_an_idle_wait_looks_at_the_store_a_few_times_a_second(app, sleeps, how):
     }[how]
     with pytest.raises(CeleryTimeoutError):
         wait()
-    last_second = [t for t in sleeps if t >= 2.0]
-    # 50 ms pauses: about 20 (every 2 ms: about 450).
-    assert 5 <= len(last_second) <= 40, len(last_second)
+    last_second = [t for t, _ in sleeps if t >= 2.0]
+    # 50 ms pauses: about 20 (every 2 ms: about 450); none longer than 50 ms.
+    assert len(last_second) <= 40, len(last_second)
+    assert max(seconds for _, seconds in sleeps) <= 0.05 + 1e-9
 
 
-def _latency(app, after: float) -> float:
-    """Seconds between a result stored ``after`` seconds into a get() and that get() returning."""
-    stored: list[float] = []
+def _result_after(app, after: float):
+    """What a get() returns for a result stored ``after`` seconds into it."""
     task_id = f"late-{uuid.uuid4()}"
 
     def finish():
         time.sleep(after)
-        stored.append(time.monotonic())
         app.backend.mark_as_done(task_id, after)
 
     writer = threading.Thread(target=finish)
     writer.start()
     try:
-        assert app.AsyncResult(task_id).get(timeout=30) == after
-        return time.monotonic() - stored[0]
+        return app.AsyncResult(task_id).get(timeout=30)
     finally:
         writer.join()
 
 
-def test_a_short_task_is_still_seen_at_once(app):
-    # Within the first 0.1 s the store is checked every 0.2-2 ms (Celery's own polling: 500 ms).
-    lat = [_latency(app, 0.03) for _ in range(3)]
-    assert min(lat) < 0.02, lat
+def test_the_first_tenth_of_a_second_is_watched_every_2_ms_at_most(app, sleeps):
+    # Within the first 0.1 s the store is checked every 0.2-2 ms (Celery's own polling: 500 ms), so a
+    # short task's result is seen within milliseconds.
+    with pytest.raises(CeleryTimeoutError):
+        app.AsyncResult("never").get(timeout=0.6)
+    early = [seconds for t, seconds in sleeps if t < 0.09]
+    assert early and max(early) <= 0.002 + 1e-9, early
+    later = [seconds for t, seconds in sleeps if t >= 0.15]
+    assert any(seconds > 0.002 for seconds in later), later  # (then the pauses grow)
 
 
-def test_a_long_task_is_seen_within_50_ms(app):
-    assert _latency(app, 1.5) < 0.05 + 0.1  # the longest pause, and room for a busy machine
+def test_results_stored_during_a_wait_are_returned(app):
+    assert _result_after(app, 0.03) == 0.03
+    assert _result_after(app, 0.6) == 0.6
 
 
-def test_a_zero_share_checks_every_2_ms_all_along(app, monkeypatch):
+def test_a_zero_share_checks_every_2_ms_all_along(app, monkeypatch, sleeps):
     # wait_poll_share = 0 gives the former behaviour (the engine's checks every 0.2-2 ms) back, no error.
     monkeypatch.setattr(type(app.backend), "wait_poll_share", 0)
-    assert _latency(app, 0.3) < 0.1
+    with pytest.raises(CeleryTimeoutError):
+        app.AsyncResult("never").get(timeout=0.4)
+    assert sleeps and max(seconds for _, seconds in sleeps) <= 0.002 + 1e-9
+    assert _result_after(app, 0.05) == 0.05
