@@ -490,15 +490,16 @@ _ENTRY_KEYS = ("BACKEND", "LOCATION", "TIMEOUT", "OPTIONS", "KEY_PREFIX", "VERSI
 _ENTRY_KEYS_BESIDE = ("timeout", "max_entries", "cull_frequency")
 
 
+def _ignored_keys(params: dict[Any, Any]) -> list[Any]:
+    """The keys of a CACHES entry that Django does not read for a KVCache."""
+    return [key for key in params if key not in _ENTRY_KEYS and key not in _ENTRY_KEYS_BESIDE]
+
+
 def unknown_entry_keys(params: dict[Any, Any]) -> list[Any]:
     """The keys of a CACHES entry that Django does not read for a KVCache and that are no cache option
     given beside OPTIONS (those :func:`_check_entry_keys` refuses): a typo (``"OPTION"``), another
     backend's setting (``"SHARDS"``), a key of the site's own; ``manage.py check`` warns of them (W005)."""
-    return [
-        key
-        for key in params
-        if key not in _ENTRY_KEYS and key not in _ENTRY_KEYS_BESIDE and not _spelled(key)
-    ]
+    return [key for key in _ignored_keys(params) if not _spelled(key)]
 
 
 def _check_entry_keys(location: Any, params: dict[Any, Any]) -> None:
@@ -509,9 +510,7 @@ def _check_entry_keys(location: Any, params: dict[Any, Any]) -> None:
     Django ignores (a typo, another backend's setting) are left to the system check W005, which warns
     of them: a harmless extra key must not stop a site that ran with it.
     """
-    for key in params:
-        if key in _ENTRY_KEYS or key in _ENTRY_KEYS_BESIDE:
-            continue
+    for key in _ignored_keys(params):
         name = _spelled(key)
         if name:
             raise KVCacheConfigurationError(
