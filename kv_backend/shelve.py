@@ -465,7 +465,7 @@ class KVShelf(_ShelfBase):
 
             def delete_each() -> None:  # (the records of Redis keys are left whole, as dbm's clear() does)
                 enc = self.keyencoding
-                keys = dict.fromkeys(_decode_key(k, enc) for k in list(own_keys(self._open_db())))
+                keys = dict.fromkeys(_decode_key(k, enc) for k in own_keys(self._open_db()))
                 # With writeback, the entries another process deleted that this one still has cached,
                 # present for it (see __contains__): deleted too, as the direct path drops the cache.
                 keys.update(dict.fromkeys([*self.cache, *self._inherited]))
