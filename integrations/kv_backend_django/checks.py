@@ -6,8 +6,9 @@ depends on the working directory. A KVCache store holds pickled pages and
 sessions in the same way, so the same two mistakes are checked here, and
 aliases sharing a LOCATION with engine OPTIONS that cannot both apply, or
 nesting one LOCATION in another, or a LOCATION on the store of the kvb:// Celery
-result backend, and a LOCATION the cache cannot open: a file, or a directory of
-other files.
+result backend, a LOCATION the cache cannot open: a file, or a directory of
+other files, and an alias that culls the sessions of the cache session engine
+on their LOCATION sooner than their own alias would.
 """
 
 from __future__ import annotations
@@ -316,6 +317,90 @@ def check_entry_keys(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
                 "KEY_FUNCTION); the cache's own settings go in OPTIONS; remove what another backend read.",
                 obj=f"CACHES[{alias!r}]",
                 id="kv_backend_django.W005",
+            )
+        )
+    return found
+
+
+def _cache_sessions_alias() -> str | None:
+    """The alias holding the sessions when SESSION_ENGINE keeps them in a cache only (Django's ``cache``
+    engine or one built on it), else None: the ``cached_db`` engine reads a culled session from the
+    database again, so culling costs it a query, not the session."""
+    from importlib import import_module
+
+    from django.contrib.sessions.backends.cache import SessionStore as CacheSessionStore
+
+    try:
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+    except (ImportError, AttributeError):
+        return None  # Django reports an engine that does not import when a request first uses it
+    if not (isinstance(store, type) and issubclass(store, CacheSessionStore)):
+        return None
+    return getattr(settings, "SESSION_CACHE_ALIAS", "default")
+
+
+def _culling(alias: str) -> tuple[int, int] | None:
+    """``(MAX_ENTRIES, CULL_FREQUENCY)`` of the cache ``alias`` as it culls, or None if it cannot be
+    created (it reports that itself, as Django's own cache checks create every cache)."""
+    from django.core.cache import caches
+
+    try:
+        cache = caches[alias]
+    except Exception:
+        return None
+    return (cache._max_entries, cache._cull_frequency) if isinstance(cache, KVCache) else None
+
+
+@register(Tags.caches)
+def check_sessions_culled_by_another_alias(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """W006: an alias on the LOCATION of the cache-only sessions that culls sooner than their own alias.
+
+    Culling counts and removes the entries of the whole directory, whatever the alias: an alias with a
+    smaller MAX_ENTRIES (fragments meant to be few) culls every few writes once the directory holds
+    that many entries, sessions included, and one with CULL_FREQUENCY 0 empties the directory,
+    logging out every user at once.
+    """
+    sessions = _cache_sessions_alias()
+    configs = dict(_kv_configs())
+    if sessions not in configs or not _location(configs[sessions]):
+        return []
+    own = _culling(sessions)
+    if own is None:
+        return []
+    store = _resolved(_location(configs[sessions]))
+    found: list[CheckMessage] = []
+    for alias, config in configs.items():
+        location = _location(config)
+        if alias == sessions or not location or _resolved(location) != store:
+            continue
+        culling = _culling(alias)
+        if culling is None:
+            continue
+        (max_entries, frequency), (own_max, own_frequency) = culling, own
+        if frequency == 0 and own_frequency != 0:
+            what = (
+                f"CULL_FREQUENCY 0: a write of it to the directory holding {max_entries} entries empties "
+                "it, logging out every user"
+            )
+        elif max_entries < own_max:
+            share = "all" if frequency == 0 else f"1/{frequency}"
+            what = (
+                f"a smaller MAX_ENTRIES ({max_entries}, the sessions' cache {own_max}): once the directory "
+                f"holds {max_entries} entries, its writes remove {share} of them, sessions included, "
+                "logging out those users"
+            )
+        else:
+            continue
+        found.append(
+            Warning(
+                f"The {alias!r} cache shares the LOCATION {str(store)!r} of the {sessions!r} cache, which "
+                f"holds the sessions (SESSION_ENGINE {settings.SESSION_ENGINE!r}), with {what}: culling "
+                "counts and removes the entries of every alias on the directory.",
+                hint="Give the sessions a cache alias (SESSION_CACHE_ALIAS) and a LOCATION of their own "
+                "with a large MAX_ENTRIES, or give the aliases on the directory the same MAX_ENTRIES and "
+                "CULL_FREQUENCY.",
+                obj=f"CACHES[{alias!r}]",
+                id="kv_backend_django.W006",
             )
         )
     return found
