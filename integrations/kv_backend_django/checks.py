@@ -332,8 +332,8 @@ def _cache_sessions_alias() -> str | None:
 
     try:
         store = import_module(settings.SESSION_ENGINE).SessionStore
-    except (ImportError, AttributeError):
-        return None  # Django reports an engine that does not import when a request first uses it
+    except Exception:  # (an engine whose module fails to import: Django reports it on the first request)
+        return None
     if not (isinstance(store, type) and issubclass(store, CacheSessionStore)):
         return None
     return getattr(settings, "SESSION_CACHE_ALIAS", "default")
@@ -360,8 +360,11 @@ def check_sessions_culled_by_another_alias(app_configs: Any, **kwargs: Any) -> l
     that many entries, sessions included, and one with CULL_FREQUENCY 0 empties the directory,
     logging out every user at once.
     """
-    sessions = _cache_sessions_alias()
     configs = dict(_kv_configs())
+    stores = [_resolved(_location(config)) for config in configs.values() if _location(config)]
+    if len(set(stores)) == len(stores):
+        return []  # no LOCATION shared (the session engine is not even imported)
+    sessions = _cache_sessions_alias()
     if sessions not in configs or not _location(configs[sessions]):
         return []
     own = _culling(sessions)

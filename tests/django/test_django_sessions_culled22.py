@@ -79,3 +79,8 @@ def test_the_sessions_alias_is_session_cache_alias(tmp_path):
     conf["default"]["OPTIONS"] = {"MAX_ENTRIES": 10}
     with override_settings(CACHES=conf, SESSION_ENGINE=CACHE_ENGINE, SESSION_CACHE_ALIAS="fragments"):
         assert [obj for obj, _ in _w006()] == ["CACHES['default']"]
+
+
+def test_a_session_engine_that_does_not_import_is_left_to_django(tmp_path):
+    with override_settings(CACHES=_caches(tmp_path, MAX_ENTRIES=50), SESSION_ENGINE="no_such.engine"):
+        assert _w006() == []
