@@ -381,24 +381,19 @@ def check_sessions_culled_by_another_alias(app_configs: Any, **kwargs: Any) -> l
             continue
         (max_entries, frequency), (own_max, own_frequency) = culling, own
         if frequency == 0 and own_frequency != 0:
-            what = (
-                f"CULL_FREQUENCY 0: a write of it to the directory holding {max_entries} entries empties "
-                "it, logging out every user"
-            )
+            setting, share = "CULL_FREQUENCY 0", "all of them, logging out every user"
         elif max_entries < own_max:
+            setting = f"a smaller MAX_ENTRIES ({max_entries}, the sessions' cache {own_max})"
             share = "all" if frequency == 0 else f"1/{frequency}"
-            what = (
-                f"a smaller MAX_ENTRIES ({max_entries}, the sessions' cache {own_max}): once the directory "
-                f"holds {max_entries} entries, its writes remove {share} of them, sessions included, "
-                "logging out those users"
-            )
+            share += " of them, sessions included (those users are logged out)"
         else:
             continue
         found.append(
             Warning(
                 f"The {alias!r} cache shares the LOCATION {str(store)!r} of the {sessions!r} cache, which "
-                f"holds the sessions (SESSION_ENGINE {settings.SESSION_ENGINE!r}), with {what}: culling "
-                "counts and removes the entries of every alias on the directory.",
+                f"holds the sessions (SESSION_ENGINE {settings.SESSION_ENGINE!r}), with {setting}. Culling "
+                "counts and removes the entries of every alias on the directory: once it holds "
+                f"{max_entries} entries, a write of the {alias!r} cache removes {share}.",
                 hint="Give the sessions a cache alias (SESSION_CACHE_ALIAS) and a LOCATION of their own "
                 "with a large MAX_ENTRIES, or give the aliases on the directory the same MAX_ENTRIES and "
                 "CULL_FREQUENCY.",

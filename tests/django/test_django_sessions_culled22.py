@@ -34,7 +34,7 @@ def test_a_smaller_max_entries_on_the_sessions_directory_logs_users_out_and_is_r
         found = _w006()
         assert [obj for obj, _ in found] == ["CACHES['fragments']"]
         assert "smaller MAX_ENTRIES (50, the sessions' cache 1000)" in found[0][1]
-        assert "remove 1/3 of them, sessions included" in found[0][1]
+        assert "removes 1/3 of them, sessions included (those users are logged out)" in found[0][1]
         # What it warns of: 60 sessions, far below their alias's MAX_ENTRIES, and one fragment stored.
         keys = []
         for n in range(60):
