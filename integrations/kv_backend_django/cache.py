@@ -31,7 +31,9 @@ import pickle
 import random
 import re
 import threading
+import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -49,7 +51,7 @@ from kv_backend.errors import (
     NotAStoreError,
     StorageError,
 )
-from kv_backend.files import missing_directories, user_name
+from kv_backend.files import STATE_FILE, missing_directories, user_name
 from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.record import MAX_KEY_SIZE
 
@@ -114,6 +116,18 @@ class _Undecodable(Exception):
 
 _stores: dict[str, tuple[DB, dict[str, Any]]] = {}
 _stores_lock = threading.Lock()
+#: ``(st_dev, st_ino)`` of the STATE file of each store of the registry as it was opened: a LOCATION
+#: that holds another one since (deleted and made anew) is no longer that store (see KVCache.close).
+_opened_as: weakref.WeakKeyDictionary[DB, tuple[int, int] | None] = weakref.WeakKeyDictionary()
+
+
+def _state_ident(state_path: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the STATE file ``state_path`` of a store; None if there is none."""
+    try:
+        st = os.stat(state_path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _reset_lock_after_fork() -> None:
@@ -160,6 +174,7 @@ def open_store(path: str, **options: Any) -> DB:
                     raise
                 entry = (db, dict(options))
                 _stores[path] = entry
+                _opened_as[db] = _state_ident(os.path.join(path, STATE_FILE))
     if effective_engine_options(entry[1]) != effective_engine_options(options):
         raise KVCacheConfigurationError(
             f"two caches use LOCATION {path} with different engine OPTIONS "
@@ -390,6 +405,10 @@ def _several_locations(locations: list[Any] | tuple[Any, ...]) -> KVCacheConfigu
     )
 
 
+#: How often, at most, KVCache.close() (at the end of each request) looks whether LOCATION still holds
+#: the store this process has open, in seconds.
+_LOCATION_CHECK_INTERVAL = 1.0
+
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 _REOPEN_TRIES = 3
 
@@ -595,6 +614,8 @@ class KVCache(BaseCache):
         # Records of Redis keys (kvb serve's, on the same directory) that the last cull's scan found:
         # they are no entries, so the cheap bound that decides whether to scan again leaves them out.
         self._kept = 0
+        self._state_path = os.path.join(self._path, STATE_FILE)
+        self._checked_at = -math.inf  # (when close() last looked whether LOCATION still holds the store)
 
     # ---------------------------------------------------------- plumbing
 
@@ -1000,11 +1021,38 @@ class KVCache(BaseCache):
         return self.incr_version(key, -delta, version)
 
     def close(self, **kwargs: Any) -> None:
-        """Called by Django after every request: the shared store stays open (nothing to do).
+        """Called by Django after every request: the shared store stays open, unless LOCATION no longer
+        holds it.
 
-        Writes are already in the files when they return; the ``sync`` option
-        decides when they are fsynced.
+        Writes are already in the files when they return; the ``sync`` option decides when they are
+        fsynced. A LOCATION deleted, or emptied, while the site runs (``rm -rf``, as one clears a
+        file-based cache) left each running process writing to its deleted store for good, unseen by
+        the others and by every process started since, which make a new store there: a user logged in
+        on one worker was logged out on the next. One stat of its STATE file, at most once a second,
+        tells: the store is then closed, and the next request opens the one at LOCATION (made anew if
+        there is none).
         """
+        db = self._db
+        if db is None or db.closed:
+            return
+        now = time.monotonic()
+        if now - self._checked_at < _LOCATION_CHECK_INTERVAL:
+            return
+        self._checked_at = now
+        opened = _opened_as.get(db, _MISSING)
+        if opened is _MISSING or _state_ident(self._state_path) == opened:
+            return
+        logger.warning(
+            "kv_backend cache at %s: the directory no longer holds the store this process has open (deleted "
+            "or replaced while it ran); closing it, the next request opens the store there",
+            self._path,
+        )
+        with _stores_lock:
+            for path, entry in list(_stores.items()):
+                if entry[0] is db:
+                    del _stores[path]
+        self._db = None
+        db.close()
 
     # ---------------------------------------------------------- async API
     # The base class builds several async methods from other async calls (not
@@ -1036,7 +1084,8 @@ class KVCache(BaseCache):
         return await sync_to_async(self.incr_version, thread_sensitive=True)(key, delta, version)
 
     async def aclose(self, **kwargs: Any) -> None:
-        """Nothing to close per request (see :meth:`close`)."""
+        """As :meth:`close` (one stat, no thread hop)."""
+        self.close()
 
 
 # ------------------------------------------------------- engine helpers
