@@ -1224,7 +1224,7 @@ def _backup(
         if name is None:
             base = _default_name(created)
             name, n = base, 1
-            while name in existing:
+            while name in existing or _blocked_manifest(target, name):
                 n += 1
                 name = f"{base}-{n}"
         elif name in existing:
@@ -1233,6 +1233,8 @@ def _backup(
                 f"reuse this one, delete its manifest {target.where(_manifest_rel(name))}: the next prune "
                 "collects what only it used)"
             )
+        else:
+            _refuse_blocked_manifest(target, name)  # (before anything is sent, not after)
         token = _token()
         journal_rel = f"{PENDING_DIR}/{token}.json"
         journal: dict[str, Any] = {
@@ -1332,6 +1334,7 @@ def _backup(
                     break
                 except _ExistsError as exc:
                     if base is None:
+                        _refuse_blocked_manifest(target, name)  # (made while the backup ran)
                         raise BackupExistsError(
                             f"another backup named {name!r} completed at {target.url} meanwhile; choose "
                             "another name"
@@ -1369,6 +1372,43 @@ def _backup(
         raise
     finally:
         closing.close()
+
+
+def _blocked_manifest(target: _Target, name: str) -> str:
+    """What, other than a manifest, holds the path of backup ``name``'s manifest, where no backup of
+    that name is listed (a directory made by hand or by another tool, a symbolic link to nothing), so
+    that the manifest cannot be written there; "" where nothing does. An object store is never
+    blocked: an object and a prefix of one name live side by side there."""
+    rel = _manifest_rel(name)
+    full = target.path(rel)
+    with _io(f"cannot read {target.where(rel)}"):
+        if target.local:
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                return ""
+            if stat.S_ISDIR(st.st_mode) or os.path.isdir(full):
+                return "a directory"
+            if stat.S_ISLNK(st.st_mode) and not os.path.exists(full):
+                return f"a symbolic link to nothing ({os.readlink(full)})"
+            return "" if os.path.isfile(full) or not os.path.lexists(full) else "not a regular file"
+        if not target.object_store and target.fs.isdir(full):
+            return "a directory"
+    return ""
+
+
+def _refuse_blocked_manifest(target: _Target, name: str) -> None:
+    """A :class:`BackupError` if :func:`_blocked_manifest` finds the path of ``name``'s manifest taken:
+    the backup would send every file, then fail to publish it (taken for another backup of that
+    name, which no listing showed)."""
+    what = _blocked_manifest(target, name)
+    if what:
+        where = target.where(_manifest_rel(name))
+        raise BackupError(
+            f"cannot back up as {name!r} to {target.url}: {where}, where the manifest of a backup of that "
+            f"name goes, is {what}, not a backup (kvb backups does not list it); move or delete it, or "
+            "choose another name"
+        )
 
 
 def _full(exc: BaseException) -> bool:
