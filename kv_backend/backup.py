@@ -47,12 +47,14 @@ from kv_backend.backup_urls import (
     _check_chain_options,
     _check_chain_parts,
     _check_first_protocol,
+    _check_ignored_options,
     _check_protocol_options,
     _check_session_options,
     _check_url_typos,
     _file_url_with_authority,
     _is_archive,
     _protocols,
+    _top_level_options,
     _unwrapped,
     cache_storage_options,
     in_process_url,
@@ -395,6 +397,7 @@ class _Target:
             _check_chain(self.fs, url)
         self.fs, root = _unwrapped(self.fs, root, self.url)
         _check_session_options(self.fs, self.url)
+        _check_ignored_options(self.fs, self.url, _top_level_options(url, storage_options, plain))
         if writes and _is_archive(self.fs):  # (reached by a way _check_archive does not read)
             raise ConfigurationError(_archive_refusal(self.url, type(self.fs).__name__))
         self.root = root.rstrip("/") if root not in ("", "/") else root

@@ -314,6 +314,71 @@ def _check_session_options(fs: Any, url: str) -> None:
         )
 
 
+def _top_level_options(url: str, storage_options: dict[str, Any], plain: bool) -> dict[str, Any]:
+    """The storage options given at the top level that all go to the filesystem of ``url`` itself
+    (see :func:`_check_ignored_options`): all of them for a path (``plain``); none for a chained URL,
+    whose first filesystem takes them (see :func:`_check_chain_options`); for another URL, all but
+    the one named by its protocol, whose options fsspec adds to them (``file={"auto_mkdir": True}``)."""
+    if plain:
+        return storage_options
+    if is_url_chain(url):
+        return {}
+    from fsspec.core import split_protocol
+
+    protocol = split_protocol(url)[0] or "file"
+    return {k: v for k, v in storage_options.items() if k != protocol}
+
+
+def _check_ignored_options(fs: Any, url: str, given: dict[str, Any]) -> None:
+    """Refuse the storage options that the URL's filesystem ``fs`` would ignore, where it is fsspec's
+    local or memory filesystem: they take unknown keyword arguments and keep them unused, so a
+    misspelt option, credentials given for a ``file://`` target (``key=``, ``anon=``) or an option
+    fsspec drops before it makes a filesystem (``mode=``) went unnoticed, and whoever gave them
+    believed they applied. ``given``: the options given at the top level of a URL that is no chain
+    (all of which are this filesystem's); for a chain, what reached ``fs`` is checked (its
+    ``storage_options``, from the option named by its protocol). Other filesystems hand what they do
+    not know to a client (s3fs: see :func:`_check_session_options`), so they are left to it."""
+    from fsspec.implementations.local import LocalFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    if type(fs) not in (LocalFileSystem, MemoryFileSystem):
+        return
+    own = set()
+    for c in type(fs).__mro__:
+        init = vars(c).get("__init__")
+        if init is not None:
+            own.update(
+                p.name
+                for p in inspect.signature(init).parameters.values()
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
+            )
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    ignored = sorted(
+        key
+        for key in {*getattr(fs, "storage_options", {}), *given}
+        if key not in own and key not in _ANY_FILESYSTEM_OPTIONS
+    )
+    if not ignored:
+        return
+    from fsspec.config import conf
+
+    configured = [k for k in ignored if k not in given and any(k in conf.get(p, {}) for p in protocols)]
+    where = (
+        f" ({', '.join(configured)} from fsspec's configuration: an FSSPEC_{protocols[0].upper()}_... "
+        "environment variable or a file in ~/.config/fsspec)"
+        if configured
+        else ""
+    )
+    kind = "local" if isinstance(fs, LocalFileSystem) else "memory"
+    takes = ", ".join(sorted(own)) or "none of its own"
+    raise ConfigurationError(
+        f"the storage option{'s' * (len(ignored) > 1)} {', '.join(f'{k}=' for k in ignored)}{where} "
+        f"would be ignored by fsspec's {kind} filesystem, which the backup URL {url!r} names (it takes "
+        f"{takes}): leave {'them' if len(ignored) > 1 else 'it'} out; credentials and endpoints are "
+        "for the storage of a URL such as s3://bucket/path"
+    )
+
+
 #: fsspec's caches, which a chained URL may put in front of the storage (``simplecache::s3://...``).
 _CACHES = frozenset({"simplecache", "filecache", "blockcache"})
 
