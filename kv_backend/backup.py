@@ -68,6 +68,7 @@ from kv_backend.files import (
     enclosing_store,
     missing_directories,
     refuse_dangling_link,
+    refuse_filled_meanwhile,
     refuse_unusable_path,
     withheld_modes,
 )
@@ -1754,11 +1755,14 @@ def restore(
                 f"({len(result.problems)} damaged spot(s) in all)"
             )
         report.records = result.records
+        refuse_filled_meanwhile(dest, "restore", BackupError)  # (a worker that started meanwhile)
         check_new_store_target(dest, "restore", BackupError)
         keep_directory_access(dest, tmp, doc.get("store_mode"), owner)
         try:
             os.rename(tmp, dest)  # replaces an empty directory atomically
         except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                refuse_filled_meanwhile(dest, "restore", BackupError)
             raise BackupError(f"cannot move the restored store into {dest}: {exc.strerror or exc}") from exc
         _fsync_dir(parent)
         for d in made:  # the directories created for it: durable too, or the store goes with them

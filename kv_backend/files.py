@@ -547,6 +547,33 @@ def check_new_store_target(path: str, action: str, error: type[Exception]) -> No
         )
 
 
+def refuse_filled_meanwhile(path: str, action: str, error: type[Exception]) -> None:
+    """Raise ``error`` if ``path``, missing or empty when a restore (or salvage) into it started (see
+    :func:`check_new_store_target`), holds files now: most often a process that uses the store there
+    started meanwhile (a web or Celery worker, ``kvb serve``) and created a new, empty store, which
+    it now uses. The message says so and what to do, where "the directory is not empty", or the
+    rename's "Directory not empty", read as if the caller had named a directory in use."""
+    try:
+        entries = sorted(os.listdir(path))
+    except OSError:  # (missing, or not a directory: check_new_store_target says so)
+        return
+    if not entries:
+        return
+    held = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    if any(name == FORMAT_FILE or is_store_file(name) for name in entries):
+        why = (
+            "a process opened a store at that path meanwhile (a web or Celery worker, kvb serve, a shell "
+            "that started) and created a new, empty one, which it now uses"
+        )
+    else:
+        why = "another process put them there meanwhile"
+    raise error(
+        f"cannot {action} into {path}: it was empty when the {action} started, but now holds {held}: {why}; "
+        f"nothing was {action}d there. Stop every process that uses {path}, move aside what it made there "
+        f"(or delete it if it holds nothing you need), and {action} again"
+    )
+
+
 def enclosing_store(path: str) -> str | None:
     """The store directory (one holding ``KVB_FORMAT``) that is ``path`` or one of its parents, if any."""
     while True:

@@ -19,6 +19,7 @@ they were real."""
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import shutil
@@ -41,6 +42,7 @@ from kv_backend.files import (
     missing_directories,
     missing_files_text,
     prepare_directory,
+    refuse_filled_meanwhile,
     refuse_unusable_path,
     store_directory,
 )
@@ -279,10 +281,13 @@ def salvage(
             try:
                 # The copy holds what the source holds: an empty directory prepared for it keeps its
                 # mode (and owner), a new one gets no permission the source's directory withholds.
+                refuse_filled_meanwhile(dst, "salvage", SalvageError)  # (a worker that started meanwhile)
                 keep_directory_access(dst, tmp, os.stat(src).st_mode, owner)
                 os.rename(tmp, dst)
                 fsync_dir(parent)
             except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    refuse_filled_meanwhile(dst, "salvage", SalvageError)
                 raise SalvageError(
                     f"cannot move the copy into place at {dst}: {exc.strerror or exc}"
                 ) from exc
