@@ -107,6 +107,15 @@ def parse_storage_options(items: list[str] | None, *targets: Callable[..., objec
         raise CommandError(str(exc)) from exc
 
 
+def error_text(exc: BaseException) -> str:
+    """The message of ``exc`` as ``kvb`` says it: without the ``[Errno N]`` (and file name) that the
+    text of an OSError, such as the engine's ``StorageError``, puts around it ("[Errno 22] PATH is not
+    a kv_backend store ...")."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 def report_dict(report: Any) -> dict[str, Any]:
     """Best-effort plain dict of a report object (dataclass, mapping, or object with attributes)."""
     if report is None:

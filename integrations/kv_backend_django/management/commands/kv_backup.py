@@ -14,6 +14,7 @@ from kv_backend_django._commands import (
     access_error,
     add_cache_argument,
     add_storage_option_argument,
+    error_text,
     format_report,
     get_kv_cache,
     parse_storage_options,
@@ -76,7 +77,7 @@ class Command(BaseCommand):
                 report = backup_store(cache.location, url, name=options["name"], progress=progress, **storage)
         except (KVError, OSError, ValueError) as exc:
             raise access_error(exc, cache, "kv_backup") or CommandError(
-                f"backup of {cache.location} to {url} failed: {exc}"
+                f"backup of {cache.location} to {url} failed: {error_text(exc)}"
             ) from exc
         # found by the backup in the records of every data file it copied (as kv_restore checks them)
         damaged = report.damaged_records
