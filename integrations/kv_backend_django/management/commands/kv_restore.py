@@ -203,8 +203,19 @@ class Command(BaseCommand):
             try:
                 os.rename(target, location)
             except OSError as exc:
-                os.rename(old, location)  # put the old store back
                 shutil.rmtree(target, ignore_errors=True)
+                try:
+                    os.rename(old, location)  # put the old store back
+                except OSError:
+                    # (LOCATION is taken: a worker that started between the two renames made a new
+                    # store there, which it uses; the old store must not be lost with it)
+                    raise CommandError(
+                        f"cannot move the restored store into {location}: {exc.strerror or exc}; a process "
+                        f"opened the cache between the two renames that replace its store (a worker that "
+                        f"started) and made a new, empty store at {location}: the old store is at {old}, "
+                        "untouched. Stop every process that uses the cache, move aside what it made at "
+                        f"{location}, then move {old} back there, or run kv_restore again"
+                    ) from exc
                 raise CommandError(f"cannot move the restored store into {location}: {exc}") from exc
             with contextlib.suppress(OSError):  # durable before the old store goes, where it can
                 fsync_dir(os.path.dirname(location))
