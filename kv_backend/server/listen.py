@@ -17,6 +17,8 @@ import errno
 import socket
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.server import clientlimit
+
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
 
@@ -74,17 +76,24 @@ def _listen(sock: socket.socket) -> None:
 
 def accept(server: Server, listener: socket.socket, kind: str) -> Connection | None:
     """Accept one connection and make its Connection, on an :class:`AcceptedTransport` until the event
-    loop takes it over; None if none waits. An OSError is the process's lack of file descriptors or
+    loop takes it over; None if none waits. Connections past maxclients are refused meanwhile (see
+    :mod:`kv_backend.server.clientlimit`). An OSError is the process's lack of file descriptors or
     memory (logged), or the listener's."""
     from kv_backend.server.resp import Connection
 
-    try:
-        sock, _ = listener.accept()
-    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-        return None
-    except OSError as exc:
-        server.log(f"cannot accept a connection: {exc}")
-        raise
+    for _ in range(BACKLOG):
+        try:
+            sock, _ = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return None
+        except OSError as exc:
+            server.log(f"cannot accept a connection: {exc}")
+            raise
+        if len(server.clients) < server.maxclients:
+            break
+        clientlimit.refuse(server, sock)  # (as Redis: told so, and closed)
+    else:
+        return None  # (a backlog's worth refused: the loop has others to serve)
     sock.setblocking(False)
     if kind == "tcp":
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

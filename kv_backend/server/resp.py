@@ -30,7 +30,7 @@ from typing import Any
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
 from kv_backend.locking import WouldWait
-from kv_backend.server import close_synced, listen_error, systemd, unixsock
+from kv_backend.server import clientlimit, close_synced, listen_error, systemd, unixsock
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.busy import Halted
 from kv_backend.server.commands import COMMANDS
@@ -745,6 +745,8 @@ class Server:
         self.holding_back = loading
         self.requirepass = requirepass or None
         self.clients: dict[int, Connection] = {}
+        #: The most clients served at once (see kv_backend.server.clientlimit; CONFIG SET maxclients).
+        self.maxclients = clientlimit.DEFAULT_MAXCLIENTS
         self.channels: dict[bytes, set[Connection]] = {}
         self.patterns: dict[bytes, set[Connection]] = {}
         self.shard_channels: dict[bytes, set[Connection]] = {}
@@ -777,6 +779,7 @@ class Server:
         # INFO's stats (CONFIG RESETSTAT zeroes them)
         self.connections_received = 0
         self.commands_processed = 0
+        self.rejected_connections = 0
         self.ops_rates: deque[float] = deque([0.0] * OPS_SAMPLES, maxlen=OPS_SAMPLES)
         self._ops_sampled = (time.monotonic(), 0)
         self._ops_timer: asyncio.TimerHandle | None = None
@@ -875,7 +878,7 @@ class Server:
 
     def reset_stats(self) -> None:
         """CONFIG RESETSTAT: zero the counters INFO stats reports."""
-        self.connections_received = self.commands_processed = 0
+        self.connections_received = self.commands_processed = self.rejected_connections = 0
         self.ops_rates.extend([0.0] * OPS_SAMPLES)
         self._ops_sampled = (time.monotonic(), 0)
 
@@ -1138,7 +1141,7 @@ class Server:
             b"requirepass": b"",
             b"proto-max-bulk-len": b"536870912",
             b"hll-sparse-max-bytes": b"3000",
-            b"maxclients": b"10000",
+            b"maxclients": str(self.maxclients).encode(),
             b"io-threads": b"1",
             b"notify-keyspace-events": format_flags(self.notify_flags),
             b"slowlog-log-slower-than": str(self.slowlog_slower_than).encode(),
@@ -1195,7 +1198,7 @@ class Server:
             ],
             b"clients": [
                 f"connected_clients:{len(self.clients)}",
-                "maxclients:10000",
+                f"maxclients:{self.maxclients}",
                 f"blocked_clients:{len(self.waiters)}",
                 f"tracking_clients:{len(self.tracking.clients)}",
             ],
@@ -1220,7 +1223,7 @@ class Server:
                 f"total_connections_received:{self.connections_received}",
                 f"total_commands_processed:{self.commands_processed}",
                 f"instantaneous_ops_per_sec:{int(sum(self.ops_rates) / OPS_SAMPLES)}",
-                "rejected_connections:0",
+                f"rejected_connections:{self.rejected_connections}",
                 "evicted_keys:0",  # (noeviction: nothing is)
                 f"pubsub_channels:{sum(1 for c in self.channels.values() if c)}",
                 f"pubsub_patterns:{sum(1 for c in self.patterns.values() if c)}",
@@ -1737,6 +1740,7 @@ def serve(
     loop_factory = _loop_factory()  # (a bad KVB_EVENT_LOOP is refused before the store is opened)
     server = Server(path, requirepass=requirepass, loading=True)  # opened once it listens (_open)
     try:
+        clientlimit.start_limit(server)  # (as redis-server: descriptors for its clients, or fewer clients)
         _run_on_new_loop(_run(server, host, port, unixsocket), loop_factory)
     finally:
         server.close()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
+from kv_backend.server import clientlimit
 from kv_backend.server.blocking import Block
 from kv_backend.server.commands import metadata
 from kv_backend.server.commands.registry import (
@@ -530,6 +531,14 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
                 f"kvb serve cannot change it (it is {current[name].decode('utf-8', 'replace')!r} "
                 "for as long as it runs)",
             )
+        if name == b"maxclients":  # as Redis: the limit of open files raised to fit them, if it can be
+            allowed, _ = clientlimit.fit(checked)
+            if allowed < checked:
+                raise _config_failed(
+                    name,
+                    "The operating system is not able to handle the specified number of clients, "
+                    f"try with {allowed}",
+                )
         applied.append((name, checked))
     for name, checked in applied:
         if name == b"notify-keyspace-events":
@@ -546,6 +555,8 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
             server.eviction_settings[name] = str(checked).encode()
         elif name in (b"busy-reply-threshold", b"lua-time-limit"):
             server.busy_reply_threshold = checked
+        elif name == b"maxclients":  # (the clients served already stay, as in Redis)
+            server.maxclients = checked
     return OK
 
 
@@ -577,7 +588,7 @@ _CONFIG_KINDS = {
     b"requirepass": "fixed",
     b"proto-max-bulk-len": "fixed",
     b"hll-sparse-max-bytes": "fixed",
-    b"maxclients": "fixed",
+    b"maxclients": "honour",
     b"databases": "immutable",
     b"unixsocket": "immutable",
     b"io-threads": "immutable",
