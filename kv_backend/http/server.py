@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError
+from kv_backend.http import connlimit
 from kv_backend.http.app import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_VALUE_SIZE,
@@ -169,6 +170,7 @@ def serve(
     if lock_timeout is None:
         lock_timeout = _env_seconds("KVB_HTTP_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
     check_app_options(token, max_value_size, lock_timeout)  # (refused before the server starts)
+    max_connections = connlimit.start_limit()  # (the descriptors the store needs stay its own)
     server: Any = None
 
     def failed() -> None:  # the store cannot be opened: stop (the error is raised below)
@@ -203,7 +205,7 @@ def serve(
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
         timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # annotated int, any number of seconds works
     )
-    server = _server_class(uvicorn)(config)
+    server = _server_class(uvicorn, max_connections)(config)
     bind_errors = _BindErrors()
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addHandler(bind_errors)
@@ -224,13 +226,19 @@ def serve(
         raise app.error
 
 
-def _server_class(uvicorn: Any) -> type:
-    """uvicorn's Server, but a forced exit (a second Ctrl-C during the shutdown) still ends as the
-    grace period's end does: the unfinished requests are cancelled and the app shut down (the store
-    closed). uvicorn skips both, and asyncio then cancelled the app's lifespan task on the way out,
-    which Starlette reported as an "Exception in 'lifespan' protocol" traceback."""
+def _server_class(uvicorn: Any, max_connections: int) -> type:
+    """uvicorn's Server, keeping at most ``max_connections`` connections open (see
+    :mod:`kv_backend.http.connlimit`), and where a forced exit (a second Ctrl-C during the shutdown)
+    still ends as the grace period's end does: the unfinished requests are cancelled and the app shut
+    down (the store closed). uvicorn skips both, and asyncio then cancelled the app's lifespan task on
+    the way out, which Starlette reported as an "Exception in 'lifespan' protocol" traceback."""
 
     class Server(uvicorn.Server):  # type: ignore[misc]
+        async def startup(self, sockets: Any = None) -> None:
+            config = self.config  # (loaded by now: its protocol class is h11's, as config.http says)
+            config.http_protocol_class = connlimit.limited(config.http_protocol_class, max_connections)
+            await super().startup(sockets)
+
         async def shutdown(self, sockets: Any = None) -> None:
             await super().shutdown(sockets)
             if self.force_exit:

@@ -56,24 +56,34 @@ def fit(clients: int) -> tuple[int, int | None]:
     return min(clients, soft - RESERVED_FDS), soft
 
 
+def fit_at_start(wanted: int, program: str, each: str, fewer: str) -> tuple[int, str | None]:
+    """At a server's start: :func:`fit` ``wanted`` connections (``each``: "client", "connection") in
+    the limit of open files; return how many to keep and, where fewer, the warning to give, ending
+    in ``fewer`` (what is done then, given the number); a limit that leaves no descriptor for one
+    is a KVError naming ``program``."""
+    allowed, limit = fit(wanted)
+    need = wanted + RESERVED_FDS
+    if allowed < 1:
+        raise KVError(
+            f"the limit of open files (ulimit -n) is {limit}: {program} keeps {RESERVED_FDS} descriptors "
+            f"for its store and needs one per {each}; raise the limit (to {need} for {wanted} {each}s: "
+            "ulimit -n, systemd LimitNOFILE=)"
+        )
+    if allowed >= wanted:
+        return allowed, None
+    return allowed, (
+        f"the limit of open files (ulimit -n) is {limit}, below the {need} that {wanted} {each}s need (one "
+        f"descriptor each, and {RESERVED_FDS} for the store): {fewer.format(allowed)}; raise the limit "
+        "(ulimit -n, systemd LimitNOFILE=) to keep more"
+    )
+
+
 def start_limit(server: Server) -> None:
     """At start: fit Redis's default maxclients in the limit of open files, or serve fewer clients
     (said on stderr); a limit that leaves no descriptor for any client stops kvb serve."""
-    allowed, limit = fit(DEFAULT_MAXCLIENTS)
-    need = DEFAULT_MAXCLIENTS + RESERVED_FDS
-    if allowed < 1:
-        raise KVError(
-            f"the limit of open files (ulimit -n) is {limit}: kvb serve keeps {RESERVED_FDS} descriptors "
-            f"for its store and needs one per client; raise the limit (to {need} for Redis's "
-            f"{DEFAULT_MAXCLIENTS} clients: ulimit -n, systemd LimitNOFILE=)"
-        )
-    if allowed < DEFAULT_MAXCLIENTS:
-        server.log(
-            f"the limit of open files (ulimit -n) is {limit}, below the {need} that {DEFAULT_MAXCLIENTS} "
-            f"clients need (one descriptor each, and {RESERVED_FDS} for the store): maxclients is {allowed}; "
-            "raise the limit (ulimit -n, systemd LimitNOFILE=) to serve more"
-        )
-    server.maxclients = allowed
+    server.maxclients, warning = fit_at_start(DEFAULT_MAXCLIENTS, "kvb serve", "client", "maxclients is {}")
+    if warning is not None:
+        server.log(warning)
 
 
 def refuse(server: Server, sock: socket.socket) -> None:
