@@ -97,6 +97,8 @@ def accept(server: Server, listener: socket.socket, kind: str) -> Connection | N
     sock.setblocking(False)
     if kind == "tcp":
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if server.tcp_keepalive > 0:
+            keep_alive(sock, server.tcp_keepalive)
     conn = Connection(server, kind)
     transport = AcceptedTransport(sock, conn)
     conn.connection_made(transport)
@@ -104,6 +106,27 @@ def accept(server: Server, listener: socket.socket, kind: str) -> Connection | N
     _HANDING_OVER.add(task)  # (a task nothing refers to may be collected before its end)
     task.add_done_callback(_HANDING_OVER.discard)
     return conn
+
+
+def keep_alive(sock: socket.socket, seconds: int) -> None:
+    """TCP keepalive on a client's connection, as redis-server's ``tcp-keepalive`` sets it: probes after
+    ``seconds`` of silence, then every third of that, and the connection closed after 3 unanswered.
+    So the connection of a client whose host died, or that a network cut off, is closed (and, were it
+    waiting in BLPOP, no longer served the next element pushed) rather than kept for good. Options the
+    system refuses (an interval above its maximum) are left at its defaults, as Redis leaves them."""
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    idle = getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None))  # (macOS: KEEPALIVE)
+    if idle is not None:
+        options.append((socket.IPPROTO_TCP, idle, seconds))
+    if hasattr(socket, "TCP_KEEPINTVL"):
+        options.append((socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, seconds // 3)))
+    if hasattr(socket, "TCP_KEEPCNT"):
+        options.append((socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3))
+    for level, option, value in options:
+        try:
+            sock.setsockopt(level, option, value)
+        except OSError:
+            pass
 
 
 class Listeners:

@@ -747,6 +747,9 @@ class Server:
         self.clients: dict[int, Connection] = {}
         #: The most clients served at once (see kv_backend.server.clientlimit; CONFIG SET maxclients).
         self.maxclients = clientlimit.DEFAULT_MAXCLIENTS
+        #: tcp-keepalive: seconds of silence before a TCP client's connection is probed (0: never), as
+        #: in Redis; a CONFIG SET applies to the connections made after it.
+        self.tcp_keepalive = 300
         self.channels: dict[bytes, set[Connection]] = {}
         self.patterns: dict[bytes, set[Connection]] = {}
         self.shard_channels: dict[bytes, set[Connection]] = {}
@@ -1138,6 +1141,7 @@ class Server:
             **self.eviction_settings,
             b"maxmemory-clients": b"0",
             b"timeout": b"0",
+            b"tcp-keepalive": str(self.tcp_keepalive).encode(),
             b"requirepass": b"",
             b"proto-max-bulk-len": b"536870912",
             b"hll-sparse-max-bytes": b"3000",

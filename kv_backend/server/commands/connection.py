@@ -557,6 +557,8 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
             server.busy_reply_threshold = checked
         elif name == b"maxclients":  # (the clients served already stay, as in Redis)
             server.maxclients = checked
+        elif name == b"tcp-keepalive":  # (for the connections made from now on, as in Redis)
+            server.tcp_keepalive = checked
     return OK
 
 
@@ -585,6 +587,7 @@ _CONFIG_KINDS = {
     b"maxmemory-eviction-tenacity": "show",
     b"maxmemory-clients": "fixed",
     b"timeout": "fixed",
+    b"tcp-keepalive": "honour",
     b"requirepass": "fixed",
     b"proto-max-bulk-len": "fixed",
     b"hll-sparse-max-bytes": "fixed",
@@ -674,7 +677,7 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
         return _bounded(name, value, 1, 2147483647)
     if name == b"maxmemory-eviction-tenacity":
         return _bounded(name, value, 0, 100)
-    if name == b"timeout":
+    if name in (b"timeout", b"tcp-keepalive"):
         return _bounded(name, value, 0, 2147483647)
     if name == b"maxclients":
         return _bounded(name, value, 1, 4294967295)
