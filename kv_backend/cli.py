@@ -580,7 +580,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if requirepass is None:
         requirepass = os.environ.get("KVB_REQUIREPASS") or None
     return serve(
-        args.dir, host=args.host, port=args.port, requirepass=requirepass, unixsocket=args.unixsocket
+        args.dir,
+        host=args.host,
+        port=args.port,
+        requirepass=requirepass,
+        unixsocket=args.unixsocket,
+        protected_mode=args.protected_mode == "yes",
     )
 
 
@@ -855,6 +860,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help="also listen on this unix socket",
+    )
+    s.add_argument(
+        "--protected-mode",
+        choices=("yes", "no"),
+        default="yes",
+        help="without a password, serve only clients on this machine (default: yes, as redis-server)",
     )
     s.set_defaults(func=cmd_serve)
 

@@ -86,13 +86,18 @@ def start_limit(server: Server) -> None:
         server.log(warning)
 
 
-def refuse(server: Server, sock: socket.socket) -> None:
-    """Answer a connection past maxclients Redis's error and close it (best effort: the client may
-    be gone already)."""
+def send_and_close(sock: socket.socket, reply: bytes) -> None:
+    """Send ``reply`` on a connection just accepted and close it (best effort: the client may be gone
+    already)."""
     try:
         sock.setblocking(False)
-        sock.send(REFUSAL)
+        sock.send(reply)
     except OSError:
         pass
     sock.close()
+
+
+def refuse(server: Server, sock: socket.socket) -> None:
+    """Answer a connection past maxclients Redis's error and close it."""
+    send_and_close(sock, REFUSAL)
     server.rejected_connections += 1

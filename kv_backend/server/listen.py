@@ -17,7 +17,7 @@ import errno
 import socket
 from typing import TYPE_CHECKING, Any
 
-from kv_backend.server import clientlimit
+from kv_backend.server import clientlimit, protected
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
@@ -76,8 +76,9 @@ def _listen(sock: socket.socket) -> None:
 
 def accept(server: Server, listener: socket.socket, kind: str) -> Connection | None:
     """Accept one connection and make its Connection, on an :class:`AcceptedTransport` until the event
-    loop takes it over; None if none waits. Connections past maxclients are refused meanwhile (see
-    :mod:`kv_backend.server.clientlimit`). An OSError is the process's lack of file descriptors or
+    loop takes it over; None if none waits. Connections past maxclients, and those protected mode
+    refuses, are answered and closed meanwhile (see :mod:`kv_backend.server.clientlimit` and
+    :mod:`kv_backend.server.protected`). An OSError is the process's lack of file descriptors or
     memory (logged), or the listener's."""
     from kv_backend.server.resp import Connection
 
@@ -89,9 +90,10 @@ def accept(server: Server, listener: socket.socket, kind: str) -> Connection | N
         except OSError as exc:
             server.log(f"cannot accept a connection: {exc}")
             raise
-        if len(server.clients) < server.maxclients:
+        if len(server.clients) >= server.maxclients:
+            clientlimit.refuse(server, sock)  # (as Redis: told so, and closed)
+        elif not protected.denied(server, sock, kind):
             break
-        clientlimit.refuse(server, sock)  # (as Redis: told so, and closed)
     else:
         return None  # (a backlog's worth refused: the loop has others to serve)
     sock.setblocking(False)

@@ -30,7 +30,7 @@ from typing import Any
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
 from kv_backend.locking import WouldWait
-from kv_backend.server import clientlimit, close_synced, listen_error, systemd, unixsock
+from kv_backend.server import clientlimit, close_synced, listen_error, protected, systemd, unixsock
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.busy import Halted
 from kv_backend.server.commands import COMMANDS
@@ -750,6 +750,8 @@ class Server:
         #: tcp-keepalive: seconds of silence before a TCP client's connection is probed (0: never), as
         #: in Redis; a CONFIG SET applies to the connections made after it.
         self.tcp_keepalive = 300
+        #: protected-mode: without a password, only clients on this machine are served (see protected.py).
+        self.protected_mode = True
         self.channels: dict[bytes, set[Connection]] = {}
         self.patterns: dict[bytes, set[Connection]] = {}
         self.shard_channels: dict[bytes, set[Connection]] = {}
@@ -1142,6 +1144,7 @@ class Server:
             b"maxmemory-clients": b"0",
             b"timeout": b"0",
             b"tcp-keepalive": str(self.tcp_keepalive).encode(),
+            b"protected-mode": b"yes" if self.protected_mode else b"no",
             b"requirepass": b"",
             b"proto-max-bulk-len": b"536870912",
             b"hll-sparse-max-bytes": b"3000",
@@ -1313,6 +1316,7 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
     except OSError as exc:
         raise listen_error(host, port, exc) from exc
     listeners.add(tcp, "tcp")
+    protected.warn_at_start(server, host)
     server.sample_ops()
     sockname = tcp[0].getsockname()
     server.host, server.port = str(sockname[0]), int(sockname[1])
@@ -1736,13 +1740,16 @@ def serve(
     port: int = 6380,
     requirepass: str | None = None,
     unixsocket: str | None = None,
+    protected_mode: bool = True,
 ) -> int:
     """Serve the store at ``path`` over the Redis protocol until SIGTERM/SIGINT (blocking); return
-    the exit status (1 when a second SIGINT forced the stop, as redis-server exits then, else 0)."""
+    the exit status (1 when a second SIGINT forced the stop, as redis-server exits then, else 0).
+    ``protected_mode``: without ``requirepass``, serve only clients on this machine, as Redis."""
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535, not {port!r}")
     loop_factory = _loop_factory()  # (a bad KVB_EVENT_LOOP is refused before the store is opened)
     server = Server(path, requirepass=requirepass, loading=True)  # opened once it listens (_open)
+    server.protected_mode = protected_mode
     try:
         clientlimit.start_limit(server)  # (as redis-server: descriptors for its clients, or fewer clients)
         _run_on_new_loop(_run(server, host, port, unixsocket), loop_factory)

@@ -559,6 +559,8 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
             server.maxclients = checked
         elif name == b"tcp-keepalive":  # (for the connections made from now on, as in Redis)
             server.tcp_keepalive = checked
+        elif name == b"protected-mode":  # (for the connections made from now on, as in Redis)
+            server.protected_mode = checked == b"yes"
     return OK
 
 
@@ -588,6 +590,7 @@ _CONFIG_KINDS = {
     b"maxmemory-clients": "fixed",
     b"timeout": "fixed",
     b"tcp-keepalive": "honour",
+    b"protected-mode": "honour",
     b"requirepass": "fixed",
     b"proto-max-bulk-len": "fixed",
     b"hll-sparse-max-bytes": "fixed",
@@ -652,7 +655,7 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
             raise _config_failed(name, BAD_CLASS)
         return flags
     word = upper(value).lower()  # a yes/no or one-of value, compared as Redis compares it (a C string)
-    if name in (b"appendonly",):
+    if name in (b"appendonly", b"protected-mode"):
         if word not in (b"yes", b"no"):
             raise _config_failed(name, "argument must be 'yes' or 'no'")
         return word
