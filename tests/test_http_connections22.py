@@ -11,6 +11,7 @@ descriptors of its own, or keeps fewer connections open (said on stderr); one pa
 from __future__ import annotations
 
 import http.client
+import os
 import resource
 import socket
 import subprocess
@@ -18,7 +19,8 @@ import sys
 import time
 
 import pytest
-from helpers import child_env, free_port
+from helpers import child_env, free_port, wait_for
+from test_resp_tcp_keepalive22 import server_end_timer
 
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (it comes with the server extra)")
 
@@ -134,3 +136,25 @@ def test_a_limit_leaving_no_connection_stops_kvb_http(tmp_path):
     finally:
         err = _stop(proc)
     assert "the limit of open files (ulimit -n) is 32" in err and "raise the limit (to 10032" in err, err
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="needs Linux's /proc/net/tcp")
+def test_connections_are_kept_alive(tmp_path):
+    """A client whose host died kept its connection (and its place among the connections kept) for
+    good when it had sent no request: the connections now get TCP keepalive probes after 300 s."""
+    proc, port = _start(str(tmp_path / "store"), 1024, 1024)
+    try:
+        _wait_healthy(proc, port).close()
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert client.recv(4096).startswith(b"HTTP/1.1 200 ")  # (accepted and set up by now)
+            wait_for(lambda: server_end_timer(port, client) is not None, 10, "the server's end")
+            found = server_end_timer(port, client)
+            assert found is not None
+            kind, left = found
+            assert kind == 2 and 250 < left <= 300, found
+        finally:
+            client.close()
+    finally:
+        _stop(proc)

@@ -21,7 +21,7 @@ from resp_helpers import Raw, RunningServer
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="needs Linux's /proc/net/tcp")
 
 
-def _server_end_timer(server_port: int, client: socket.socket) -> tuple[int, float] | None:
+def server_end_timer(server_port: int, client: socket.socket) -> tuple[int, float] | None:
     """The timer of the server's end of ``client``'s connection: (kind, seconds left), kind 2 being
     keepalive; None while the server has not accepted it."""
     client_port = client.getsockname()[1]
@@ -40,8 +40,8 @@ def _timer_of_new_connection(port: int) -> tuple[int, float]:
     try:
         client.sendall(b"PING\r\n")
         assert client.recv(100) == b"+PONG\r\n"  # (accepted and set up by now)
-        wait_for(lambda: _server_end_timer(port, client) is not None, 10, "the server's end in /proc/net/tcp")
-        found = _server_end_timer(port, client)
+        wait_for(lambda: server_end_timer(port, client) is not None, 10, "the server's end in /proc/net/tcp")
+        found = server_end_timer(port, client)
         assert found is not None
         return found
     finally:

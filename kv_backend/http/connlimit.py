@@ -9,7 +9,9 @@ request fail with ``500`` ("Too many open files"), writes and reads alike. As ``
 (:mod:`kv_backend.server.clientlimit`), ``kvb http`` raises its soft limit of open files to fit
 :data:`MAX_CONNECTIONS` connections plus the descriptors it keeps for itself, or keeps that many
 fewer connections (said on stderr); a connection past the limit is answered ``503
-too_many_connections`` (``Retry-After: 1``, ``Connection: close``) and closed at once.
+too_many_connections`` (``Retry-After: 1``, ``Connection: close``) and closed at once. The TCP
+connections it keeps get keepalive probes after :data:`KEEPALIVE` seconds of silence, so those of
+clients whose host died are closed.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from typing import Any
 
 from kv_backend.server.clientlimit import fit_at_start
+from kv_backend.server.listen import keep_alive
 
 log = logging.getLogger("kv_backend.http")
 
@@ -29,6 +33,10 @@ log = logging.getLogger("kv_backend.http")
 MAX_CONNECTIONS = 10000
 #: Seconds between two warnings about refused connections.
 WARN_EVERY = 10.0
+#: Seconds of silence before a connection is probed (TCP keepalive, as kvb serve's and redis-server's
+#: default tcp-keepalive): a client whose host died before it sent its request would otherwise keep its
+#: connection, and its place among the MAX_CONNECTIONS, for good.
+KEEPALIVE = 300
 
 
 def start_limit() -> int:
@@ -69,6 +77,9 @@ def limited(protocol: type[asyncio.Protocol], limit: int) -> type[asyncio.Protoc
 
         def connection_made(self, transport: Any) -> None:
             if len(self.connections) < limit:
+                sock = transport.get_extra_info("socket")
+                if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                    keep_alive(sock, KEEPALIVE)
                 super().connection_made(transport)
                 return
             self.refused = True
