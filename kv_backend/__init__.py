@@ -7,7 +7,6 @@ backend, the Redis-protocol and HTTP servers) are thin layers over it.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ from kv_backend.errors import (
     TransactionError,
     ValueTooLargeError,
 )
+from kv_backend.lazy import load
 from kv_backend.mounts import NetworkFilesystemWarning
 from kv_backend.store import Store
 
@@ -67,9 +67,9 @@ if not TYPE_CHECKING:  # (seen by a type checker, it made every name of the pack
 
     def __getattr__(name: str) -> Any:
         if name in _SUBMODULES:
-            return importlib.import_module(f"{__name__}.{name}")  # (which sets the attribute: once only)
+            return load(f"{__name__}.{name}")  # (which sets the attribute: once only)
         if name in _LAZY_NAMES:
-            value = getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
+            value = getattr(load(f"{__name__}.{_LAZY_NAMES[name]}"), name)
             globals()[name] = value  # (once only, as for a submodule)
             return value
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,6 +48,7 @@ from kv_backend.files import (
     store_directory,
 )
 from kv_backend.keydir import KeyDir
+from kv_backend.lazy import load
 from kv_backend.locking import WriteLock
 from kv_backend.mapping import refuse_pickling
 from kv_backend.mounts import warn_if_network
@@ -475,6 +476,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self, url: str, name: str | None = None, progress: Progress | None = None, **storage_options: Any
     ) -> BackupReport:
         """Copy a consistent snapshot of the store to an fsspec URL; see :mod:`kv_backend.backup`."""
+        load("kv_backend.backup")  # (fork-safely: see kv_backend.lazy)
         from kv_backend.backup import backup
 
         return backup(self, url, name=name, progress=progress, **storage_options)

@@ -49,6 +49,7 @@ from kv_backend.files import (
     write_all,
     write_zeros,
 )
+from kv_backend.lazy import load
 from kv_backend.mapping import update_pairs
 from kv_backend.owners import give_to_store_owner
 from kv_backend.state import unpack_tail
@@ -900,6 +901,7 @@ class _Writing(_Parts):
         The records of Redis keys (of ``kvb serve`` or ``kv_backend.structures`` on the same store) are
         left alone, as by a Store's popitem(): removing one alone damages its Redis key.
         """
+        load("kv_backend.structures.layout")  # (fork-safely: see kv_backend.lazy)
         from kv_backend.structures.layout import pop_first  # (not at import: popitem's only)
 
         return pop_first(self, self._pop_pair, "store")

@@ -45,6 +45,7 @@ from kv_backend.errors import (
     ValueTooLargeError,
 )
 from kv_backend.files import FORMAT_FILE, refuse_dangling_link
+from kv_backend.lazy import load
 from kv_backend.mapping import refuse_pickling, update_pairs
 from kv_backend.owners import give_new_directories, new_path_owner
 
@@ -392,6 +393,7 @@ class Database(MutableMapping[bytes, bytes]):
         stdlib's (there is nothing to remove); a non-empty one raises ReadOnlyDatabaseError. The
         records of Redis keys (of ``kvb serve`` on the same directory) are left whole.
         """
+        load("kv_backend.structures.layout")  # (fork-safely: see kv_backend.lazy)
         from kv_backend.structures.layout import clear_own, own_keys  # (not at import: clear's only)
 
         try:
@@ -433,6 +435,7 @@ class Database(MutableMapping[bytes, bytes]):
         """Remove and return the pair with the smallest key; KeyError if empty (atomic across processes).
         The records of Redis keys (of ``kvb serve`` on the same directory) are left alone: removing one
         damages its key."""
+        load("kv_backend.structures.layout")  # (fork-safely: see kv_backend.lazy)
         from kv_backend.structures.layout import pop_first  # (not at import: popitem's only)
 
         try:
@@ -746,6 +749,7 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
                 if not created:  # an existing empty directory has just become the database
                     _restrict_dir(path, mode)
             if mode_char == "n":
+                load("kv_backend.structures.layout")  # (fork-safely: see kv_backend.lazy)
                 from kv_backend.structures.layout import clear_own  # (not at import: flag "n"'s only)
 
                 try:

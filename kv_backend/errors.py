@@ -8,6 +8,8 @@ not know this module.
 
 from __future__ import annotations
 
+from kv_backend.lazy import load
+
 
 class KVError(Exception):
     """Base class of every kv_backend error."""
@@ -58,6 +60,7 @@ class UndecodableKeyError(KeyEncodingError, UnicodeDecodeError):
     """
 
     def __str__(self) -> str:
+        load("kv_backend.structures.layout")  # (fork-safely: see kv_backend.lazy)
         from kv_backend.structures.layout import redis_record_advice  # (not at import: the error's only)
 
         said = f"the stored key {self.object[:60]!r} is not {self.encoding} text ({self.reason}); "

@@ -51,6 +51,7 @@ from kv_backend.errors import (
     ReadOnlyError,
     ValueTooLargeError,
 )
+from kv_backend.lazy import load
 from kv_backend.mapping import update_pairs
 from kv_backend.record import MAX_KEY_SIZE
 from kv_backend.serializers import (
@@ -98,6 +99,7 @@ def _decode_str(key: bytes) -> str:
     try:
         return key.decode("utf-8")
     except UnicodeDecodeError:
+        load("kv_backend.structures.layout")  # (fork-safely: see kv_backend.lazy)
         from kv_backend.structures.layout import redis_record_advice  # (not at import: the error's only)
 
         raise KeyEncodingError(
@@ -113,6 +115,7 @@ def _reraise_loading(k: bytes, exc: DeserializationError) -> NoReturn:
     """Raise ``exc``, the serializer's error for the stored value of ``k``; for a record of a Redis key
     (whose key is text, as a string's ``"\\x00mname"``, so a Store lists it) an error of its type
     saying what the record is instead (on the error path only: reads that succeed pay nothing)."""
+    load("kv_backend.structures.layout")  # (fork-safely: see kv_backend.lazy)
     from kv_backend.structures.layout import redis_record_advice  # (not at import: the error's only)
 
     advice = redis_record_advice(k, "a Store", "read its records as values")
@@ -566,6 +569,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
     def popitem(self) -> tuple[K, Any]:
         """Remove and return the pair with the smallest key; KeyError if empty. The records of Redis
         keys (of ``kvb serve`` on the same directory) are left alone: removing one damages its key."""
+        load("kv_backend.structures.layout")  # (fork-safely: see kv_backend.lazy)
         from kv_backend.structures.layout import pop_first  # (not at import: popitem's only)
 
         return pop_first(self.db, lambda k: self._take(k, self._dk), "store")
@@ -605,6 +609,7 @@ class Store(MutableMapping[K, Any], Generic[K]):
     def clear(self) -> None:
         """Remove every key, atomically, but the records of Redis keys (of ``kvb serve`` on the same
         directory: its keys, functions and scripts), which it leaves whole (see docs/store.md)."""
+        load("kv_backend.structures.layout")  # (fork-safely: see kv_backend.lazy)
         from kv_backend.structures.layout import clear_own  # (not at import: clear's only)
 
         clear_own(self.db)
