@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import decimal
 import math
 import numbers
 import os
 import struct
+import sys
 import time
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
@@ -207,7 +207,12 @@ def _check_value(value: object) -> bytes:
 def _other_number(value: Any, must: str) -> float:
     """``value``, a number of another type than ``int``/``float`` (NumPy's, ``Decimal``,
     ``Fraction``), as a float; InvalidArgumentError for anything else (``bool`` too)."""
-    if isinstance(value, (numbers.Real, decimal.Decimal)) and not isinstance(value, bool):
+    # (A Decimal is no numbers.Real. Not imported for this test: a process that has no decimal module
+    # imported has no Decimal to pass.)
+    decimal = sys.modules.get("decimal")
+    if (
+        isinstance(value, numbers.Real) or (decimal is not None and isinstance(value, decimal.Decimal))
+    ) and not isinstance(value, bool):
         try:
             return float(value)
         except (OverflowError, ValueError):

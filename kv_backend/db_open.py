@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import weakref
@@ -36,6 +35,7 @@ from kv_backend.files import (
 from kv_backend.hint import load as load_hints
 from kv_backend.hint import lost_from, zeroed
 from kv_backend.keydir import KeyDir
+from kv_backend.lazy import log_warning
 from kv_backend.locking import MergeLock
 from kv_backend.owners import (
     give_back_roots_files,
@@ -64,7 +64,7 @@ from kv_backend.unpublished import (
 if TYPE_CHECKING:
     import mmap
 
-_log = logging.getLogger("kv_backend.db")
+_LOGGER = "kv_backend.db"  # (the engine's warnings: logging is imported at the first, see kv_backend.lazy)
 
 
 def _clean_after(path: str, end: int) -> bool:
@@ -99,7 +99,8 @@ def _kept_past(f: DataFile, end: int) -> int:
 def _log_cut_batch(path: str, at: int, end: int) -> None:
     """Log the cut of a batch without its COMMIT at ``at`` that ended the published part of the data file at
     ``path`` at ``end`` (see DB._cut_open_batch)."""
-    _log.warning(
+    log_warning(
+        _LOGGER,
         "%s @ %d: a batch without its COMMIT ended the part of the file the STATE page publishes (%d "
         "bytes; damage to the page): it was never applied, and is cut as an unfinished write",
         path,
@@ -188,7 +189,8 @@ def _replay(
             ix.apply(idx, 0, [(rec.PUT, damaged[0], at, damaged[1], 0.0)])
         nxt = rec.resync(read, at, end)
         corrupt.append((f.path, at))
-        _log.warning(
+        log_warning(
+            _LOGGER,
             "%s @ %d: damaged record header (%s); %d bytes skipped up to %s: the records there are "
             "lost, and which keys they held cannot be known. `kvb check %s` lists the damage; "
             "restore the store from a backup, or copy its readable keys with `kvb salvage`",
@@ -217,7 +219,8 @@ def _lost_file(path: str, corrupt: list[tuple[str, int]], *, hinted: bool = Fals
         if hinted
         else "which keys they held cannot be known"
     )
-    _log.warning(
+    log_warning(
+        _LOGGER,
         "%s: a closed data file shorter than its header: the records it held are lost, and %s. "
         "`kvb check %s` lists the damage; restore the store from a backup, or copy its readable keys "
         "with `kvb salvage`",
@@ -559,7 +562,7 @@ class _Opening(_Parts):
             intent = self._page_intent()
             fids = list_data_files(self.path)
             if self._gen < 0 and (missing := missing_data_files(fids)):
-                _log.warning("%s", missing_files_text(self.path, missing))  # (at the open alone)
+                log_warning(_LOGGER, "%s", missing_files_text(self.path, missing))  # (at the open alone)
             if published is not None:
                 tail, gen = published
                 major, end = unpack_tail(tail)
@@ -809,7 +812,8 @@ class _Opening(_Parts):
                 end := lost_from(self._hint_path(fid), _file_size(path))
             ) is None:
                 continue
-            _log.warning(
+            log_warning(
+                _LOGGER,
                 "%s: a closed data file that lost bytes below the size its hint file gives (%d of %d "
                 "bytes left): filled with zeros, and its hint file names the keys it held, whose reads "
                 "raise CorruptionError. `kvb check %s` lists the damage; restore the store from a "

@@ -2,7 +2,8 @@
 
 ``import kv_backend`` leaves out what opening a store does not need (the backup machinery behind
 ``restore``, the front ends other than ``Store``, the Redis layout that ``clear()`` and ``popitem()``
-consult): each is imported by the first call that needs it. A first use in
+consult, ``dataclasses`` for a merge's report, ``logging`` for the engine's rare warnings, ``json``
+for a JSON store): each is imported by the first call that needs it. A first use in
 one thread while another thread forks (gunicorn ``--preload``, a Celery prefork pool, a
 ``multiprocessing`` fork) was a hazard: the child inherits the module's import lock, held by a
 thread it does not have, and hangs for ever at its own first use of the module.
@@ -21,6 +22,7 @@ import os
 import sys
 import threading
 from types import ModuleType
+from typing import Any
 
 #: The longest a fork waits for the imports other threads have under way through :func:`load`.
 FORK_WAIT = 30.0
@@ -73,3 +75,8 @@ def load(name: str) -> ModuleType:
                 _importing[me] = left
             else:
                 _guard.notify_all()
+
+
+def log_warning(logger: str, message: str, *args: Any) -> None:
+    """``logging.getLogger(logger).warning(message, *args)``, ``logging`` being imported at its first use."""
+    load("logging").getLogger(logger).warning(message, *args)

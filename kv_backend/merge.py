@@ -31,14 +31,12 @@ because every older file is an input.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import threading
 import time
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kv_backend import record as rec
 from kv_backend.errors import (
@@ -67,14 +65,13 @@ from kv_backend.files import (
 from kv_backend.hint import KeyColumn, write_hints
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, unpack
+from kv_backend.lazy import load, log_warning
 from kv_backend.locking import MergeLock
 from kv_backend.owners import give_to_store_owner
 from kv_backend.threads import start_daemon_thread
 
 if TYPE_CHECKING:
     from kv_backend.db import DB
-
-_log = logging.getLogger(__name__)
 
 #: Closed files must hold at least this many bytes before auto-merge considers them.
 AUTO_MERGE_MIN_BYTES = 1 << 20
@@ -90,30 +87,14 @@ class InvalidMergeArgumentError(ConfigurationError, TypeError):
     """An argument of :func:`merge` has the wrong type."""
 
 
-@dataclass
-class MergeReport:
-    """What a merge did."""
+if TYPE_CHECKING:
+    from kv_backend.merge_report import MergeReport as MergeReport
+else:
 
-    files_before: int = 0
-    files_after: int = 0
-    bytes_before: int = 0
-    bytes_after: int = 0
-    records_kept: int = 0
-    records_dropped: int = 0
-    corrupt_dropped: int = 0
-    seconds: float = 0.0
-
-    def __str__(self) -> str:
-        saved = self.bytes_before - self.bytes_after
-        text = (
-            f"merged {self.files_before} file(s) into {self.files_after}: "
-            f"{self.bytes_before} -> {self.bytes_after} bytes ({saved} reclaimed), "
-            f"{self.records_kept} records kept, {self.records_dropped} dropped, "
-            f"in {self.seconds:.2f} s"
-        )
-        if self.corrupt_dropped:
-            text += f"; {self.corrupt_dropped} damaged record(s) could not be copied"
-        return text
+    def __getattr__(name: str) -> Any:
+        if name == "MergeReport":  # (a dataclass: its module is imported at its first use, see there)
+            return load("kv_backend.merge_report").MergeReport
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: bool = False) -> MergeReport:
@@ -172,7 +153,7 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
 
 def _merge_locked(db: DB, progress: Callable[[int, int], None] | None) -> MergeReport:
     t0 = time.monotonic()
-    report = MergeReport()
+    report: MergeReport = load("kv_backend.merge_report").MergeReport()
     with db._lock:
         db._writer_catch_up()
         if db._tail[1] > rec.FILE_HEADER_SIZE:
@@ -593,7 +574,9 @@ def maybe_auto_merge(db: DB) -> None:
         except DatabaseClosedError:
             pass  # the store was closed inside a locked() or transaction() block: nothing to merge
         except Exception as exc:  # the writer that noticed must not fail; the next rotation retries
-            _log.warning("auto-merge of %s failed (the next file rotation retries): %s", db.path, exc)
+            log_warning(
+                __name__, "auto-merge of %s failed (the next file rotation retries): %s", db.path, exc
+            )
 
     thread = start_daemon_thread(run, f"kv_backend auto-merge {db.path}")
     # Published once started: close() joins it, and a thread that is still starting cannot be

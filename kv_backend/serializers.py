@@ -10,17 +10,18 @@ come from untrusted writers. ``"raw"`` stores bytes unchanged. Any object with
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import json
 import operator
 import pickle
 from functools import partial
 from types import FunctionType, ModuleType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from kv_backend.db_common import _check_flag
 from kv_backend.errors import ConfigurationError, InvalidArgumentError, KVError
+from kv_backend.lazy import load
+
+if TYPE_CHECKING:
+    from json import JSONDecoder, JSONEncoder
 
 __all__ = [
     "DeserializationError",
@@ -136,10 +137,11 @@ class JSONSerializer:
 
     def __init__(self, *, sort_keys: bool = False) -> None:
         self.sort_keys = _check_flag(sort_keys, "sort_keys")  # a truthy "no" would sort
-        self._encoder = json.JSONEncoder(
+        json = load("json")  # (at the first JSON store: a pickle Store's process never imports it)
+        self._encoder: JSONEncoder = json.JSONEncoder(
             ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys
         )
-        self._decoder = json.JSONDecoder()
+        self._decoder: JSONDecoder = json.JSONDecoder()
 
     def dumps(self, value: Any) -> bytes:
         try:
@@ -240,7 +242,13 @@ class _Checked:
 
 def _checked_module(name: str) -> _Checked:
     """Rebuild, in another process, a serializer that is a module such as ``json`` (for pickled Stores)."""
-    return _Checked(importlib.import_module(name))
+    return _Checked(load(name))
+
+
+def _wants_an_instance(cls: type) -> bool:
+    """Whether the class ``cls`` has ``dumps`` or ``loads`` as a plain function (an instance method)."""
+    getattr_static = load("inspect").getattr_static  # (a class given as serializer is rare: not at import)
+    return any(isinstance(getattr_static(cls, name, None), FunctionType) for name in ("dumps", "loads"))
 
 
 _BUILTIN = {"pickle": PickleSerializer, "json": JSONSerializer, "raw": RawSerializer}
@@ -257,9 +265,7 @@ def get_serializer(spec: str | Any) -> Any:
             ) from None
     if type(spec) in (PickleSerializer, JSONSerializer, RawSerializer, _Checked):
         return spec
-    if isinstance(spec, type) and any(
-        isinstance(inspect.getattr_static(spec, name, None), FunctionType) for name in ("dumps", "loads")
-    ):
+    if isinstance(spec, type) and _wants_an_instance(spec):
         # The class has dumps and loads too, but as functions that want an instance (the built-in
         # classes, a user's class with plain methods): every write and read would fail with a
         # confusing "missing argument". Say so at open. (Static and class methods need none.)

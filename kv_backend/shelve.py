@@ -19,11 +19,9 @@ from __future__ import annotations
 import atexit
 import builtins
 import copy
-import hashlib
 import os
 import shelve as _std_shelve
 import sys
-import traceback
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, ClassVar, NoReturn, SupportsIndex, TypeVar
@@ -35,6 +33,7 @@ from kv_backend.errors import (
     UndecodableKeyError,
     UnencodableKeyError,
 )
+from kv_backend.lazy import load
 from kv_backend.mapping import refuse_pickling, update_pairs
 from kv_backend.serializers import PickleDeserializationError, PickleSerializationError, check_pickle_protocol
 from kv_backend.shelve_compat import (
@@ -64,7 +63,8 @@ _ShelfBase = DbfilenameShelf
 
 def _digest(data: bytes) -> bytes:
     """A short fingerprint of a pickle, kept per cached entry instead of the pickle itself."""
-    return hashlib.blake2b(data, digest_size=16).digest()
+    digest: bytes = load("hashlib").blake2b(data, digest_size=16).digest()  # (not imported with the module)
+    return digest
 
 
 #: The open shelves with writeback of this process, by id, so that a forked child can adopt their caches.
@@ -95,7 +95,7 @@ def _write_back_at_exit() -> None:
         except Exception as exc:
             path = getattr(getattr(shelf.dict, "db", None), "path", "?")
             print(f"kv_backend.shelve: the write-back at exit of the shelf {path} failed:", file=sys.stderr)
-            traceback.print_exception(exc)
+            load("traceback").print_exception(exc)
             shelf.cache, shelf._fingerprints, shelf._inherited = {}, {}, {}
 
 

@@ -1,11 +1,12 @@
 """A child forked while another thread makes the first use of a module kv_backend imports at first use.
 
 ``import kv_backend`` leaves out ``restore``'s backup machinery, the front ends other than ``Store``
-(``kv_backend.shelve``...) and the module ``Store.clear()`` and ``popitem()`` need: each is imported
-by its first use. A fork in one thread while another thread was importing one (gunicorn
-``--preload``, a Celery prefork pool, a ``multiprocessing`` fork) left the child the module's import
-lock, held by a thread the child has not: its own first use of the module hung for ever. A fork now
-waits for such an import to end (kv_backend/lazy.py), and the child uses the module.
+(``kv_backend.shelve``...), the module ``Store.clear()`` and ``popitem()`` need, the dataclass of a
+merge's report and ``json`` for a JSON store: each is imported by its first use. A fork in one
+thread while another thread was importing one (gunicorn ``--preload``, a Celery prefork pool, a
+``multiprocessing`` fork) left the child the module's import lock, held by a thread the child has
+not: its own first use of the module hung for ever. A fork now waits for such an import to end
+(kv_backend/lazy.py), and the child uses the module.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from helpers import run_python
 _FORK_DURING_FIRST_USE = """
 import importlib.abc, os, signal, sys, threading, time
 import kv_backend
-from kv_backend import Store
+from kv_backend import DB, Store
 
 MODULE, PATH = sys.argv[1], sys.argv[2]
 entered = threading.Event()
@@ -41,6 +42,14 @@ def first_use():
         with Store(os.path.join(PATH, "store")) as store:
             store["k"] = 1
             store.clear()
+    elif MODULE == "kv_backend.merge_report":
+        with DB(os.path.join(PATH, "db")) as db:
+            db.put(b"k", b"v")
+            db.merge(wait=True)
+    elif MODULE == "json":
+        with Store(os.path.join(PATH, "json"), serializer="json") as store:
+            store["k"] = [1]
+            assert store["k"] == [1]
 
 
 assert MODULE not in sys.modules
@@ -65,6 +74,8 @@ print(os.waitstatus_to_exitcode(status))
         "kv_backend.backup",
         "kv_backend.shelve",
         "kv_backend.structures.layout",
+        "kv_backend.merge_report",  # (the dataclass of a merge's report, made by a first merge)
+        "json",  # (by a first JSON store)
     ],
 )
 def test_a_child_forked_during_another_threads_first_use_can_use_the_module(module, tmp_path):
