@@ -56,6 +56,7 @@ from kv_backend.mapping import update_pairs
 from kv_backend.record import MAX_KEY_SIZE
 from kv_backend.serializers import (
     DeserializationError,
+    PickleSerializationError,
     PickleSerializer,
     SerializationError,
     get_serializer,
@@ -771,7 +772,8 @@ class Store(MutableMapping[K, Any], Generic[K]):
         """Pickling a Store (e.g. to send it to a worker process) reopens the same path over there.
 
         A subclass's instance comes back as an instance of that subclass, with the attributes
-        the subclass added (pickled as for any object, without calling its ``__init__``).
+        the subclass added, those in its ``__slots__`` too (pickled as for any object, without calling
+        its ``__init__``).
         """
         if self.closed:
             raise DatabaseClosedError(f"the store at {self.path} is closed and cannot be pickled")
@@ -779,7 +781,8 @@ class Store(MutableMapping[K, Any], Generic[K]):
         if type(self) is Store:
             return (_reopen, args)
         extra = {name: value for name, value in vars(self).items() if name not in _STORE_ATTRIBUTES}
-        return (_reopen, (*args, type(self)), extra or None)
+        slots = _slot_values(self)
+        return (_reopen, (*args, type(self)), (extra or None, slots) if slots else (extra or None))
 
     # A store compares equal to any mapping with the same items (like dict), so it is unhashable.
     __hash__ = None  # type: ignore[assignment]
@@ -790,6 +793,24 @@ _STORE_ATTRIBUTES = frozenset(
     {"_ek", "_dk", "key_type", "serializer", "_dumps", "_loads", "_fdumps", "_floads", "_strkeys", "_proto"}
     | {"db", "path", "_engine_options", "_get", "_put"}
 )
+
+
+def _slot_values(obj: object) -> dict[str, Any]:
+    """The attributes ``obj`` holds in the ``__slots__`` of its classes (those set), by name, as
+    ``object.__getstate__`` gives them (Python 3.11 and later; a pickle loads them into the slots)."""
+    values: dict[str, Any] = {}
+    for cls in type(obj).__mro__:
+        names = cls.__dict__.get("__slots__", ())
+        for name in (names,) if isinstance(names, str) else names:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):  # a private name, stored mangled
+                name = f"_{cls.__name__.lstrip('_')}{name}"
+            try:
+                values[name] = getattr(obj, name)
+            except AttributeError:  # (never set)
+                pass
+    return values
 
 
 def _reopen(
@@ -832,6 +853,15 @@ class StoreBatch(Generic[K]):
 
     def __len__(self) -> int:
         return len(self._ops)
+
+    def __reduce__(self) -> NoReturn:
+        """Refused: the writes of a batch are made when its ``with`` block ends, in this process, so
+        those given to a pickled or copied batch would be lost without a word."""
+        raise PickleSerializationError(
+            "a Store batch cannot be pickled or copied: its writes are made when its with block ends, "
+            "and those given to a copy would never be; pass the keys and values themselves (to "
+            "set_many() or to another batch)"
+        )
 
 
 class _View(Generic[K]):
