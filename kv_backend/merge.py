@@ -87,6 +87,16 @@ class InvalidMergeArgumentError(ConfigurationError, TypeError):
     """An argument of :func:`merge` has the wrong type."""
 
 
+__all__ = [
+    "AUTO_MERGE_MIN_BYTES",
+    "MAX_MINOR",
+    "MAX_OUTPUT_SIZE",
+    "InvalidMergeArgumentError",
+    "MergeReport",
+    "maybe_auto_merge",
+    "merge",
+]
+
 if TYPE_CHECKING:
     from kv_backend.merge_report import MergeReport as MergeReport
 else:
@@ -95,6 +105,10 @@ else:
         if name == "MergeReport":  # (a dataclass: its module is imported at its first use, see there)
             return load("kv_backend.merge_report").MergeReport
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"MergeReport"})
 
 
 def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: bool = False) -> MergeReport:

@@ -55,6 +55,10 @@ def test_the_merge_report_is_still_the_dataclass_of_kv_backend_merge(store_path)
     assert dataclasses.asdict(report)["records_kept"] == 1
     assert pickle.loads(pickle.dumps(report)) == report
     assert "merged" in str(report)
+    assert "MergeReport" in dir(kv_backend.merge)
+    names: dict[str, object] = {}
+    exec("from kv_backend.merge import *", names)
+    assert names["MergeReport"] is MergeReport and names["merge"] is kv_backend.merge.merge
 
 
 def test_what_moved_still_works_where_it_is_used(tmp_path):
