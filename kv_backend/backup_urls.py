@@ -343,7 +343,7 @@ def _check_ignored_options(fs: Any, url: str, given: dict[str, Any]) -> None:
 
     if type(fs) not in (LocalFileSystem, MemoryFileSystem):
         return
-    own = set()
+    own: set[str] = set()
     for c in type(fs).__mro__:
         init = vars(c).get("__init__")
         if init is not None:
