@@ -45,6 +45,7 @@ from kv_backend.files import (
     fsync_dir,
     fsync_file,
     new_file_mode,
+    reserve_space,
     storage_error,
     write_all,
     write_zeros,
@@ -452,6 +453,12 @@ class _Writing(_Parts):
             if written != len(data):
                 write_all(active.fd, memoryview(data)[written:], end + written)
         except OSError as exc:
+            # What reached the file is overwritten with zeros (blocks it already has: no more room is
+            # needed), as reserved space reads: a shorter write that lands there next would otherwise
+            # leave the rest of it past the published end, where recovery keeps a record that checks out
+            # (one inside a value, say) as a dead writer's, though this write was never acknowledged.
+            with contextlib.suppress(OSError):
+                write_zeros(active.fd, end, min(end + len(data), os.fstat(active.fd).st_size))
             self._intentw.value = self._seen if published is None else published
             raise storage_error(exc, f"cannot append to {active.path}") from exc
         active.unsynced = True  # (after the write: an fsync that clears it before then may miss it)
@@ -461,16 +468,23 @@ class _Writing(_Parts):
         active = self._active
         assert active is not None
         target = ((new_end + _ALLOC_STEP - 1) // _ALLOC_STEP) * _ALLOC_STEP
+        end = self._tail[1]
         try:
-            if os.fstat(active.fd).st_size < target:
-                os.ftruncate(active.fd, target)
+            # Reserved, not only grown: writes into a hole need blocks as they go, and on a full disk
+            # failed half-way through a record. Short of room for the whole step, the write's own bytes.
+            try:
+                reserve_space(active.fd, end, target)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC or target == new_end:
+                    raise
+                reserve_space(active.fd, end, new_end)
             # Map the grown file now, so that writes up to the new size never need to.
             mm = active.remap()
         except OSError as exc:
             raise storage_error(exc, f"cannot grow {active.path}") from exc
         with self._rlock:
             self._view[1][self._active_idx] = mm
-        self._alloc = target
+        self._alloc = len(mm)
 
     def _put_locked(self, key: bytes, value: bytes, expiry: float) -> None:
         # (With the lock held, a transaction open here is this thread's: flag its record at once.)

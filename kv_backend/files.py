@@ -360,6 +360,31 @@ def write_zeros(fd: int, start: int, end: int) -> None:
         write_all(fd, zeros[: min(len(zeros), end - pos)], pos)
 
 
+_NO_FALLOCATE = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV, errno.ENOSYS)
+"""What ``posix_fallocate`` gives where the file system cannot reserve blocks."""
+
+
+def reserve_space(fd: int, start: int, end: int) -> None:
+    """Give bytes ``start`` to ``end`` of the file ``fd`` disk blocks of their own, growing the file to
+    ``end`` if it is shorter (``posix_fallocate``; it never changes bytes that are there).
+
+    A file grown by ``ftruncate`` alone is a hole there: every write into it must find blocks then,
+    and on a full disk it fails (ENOSPC) half-way through. Reserved, a full disk is an ENOSPC here,
+    before anything is written. Where the platform or file system cannot reserve (macOS, some network
+    and FUSE file systems), the file is only grown; other errors (ENOSPC above all) raise OSError.
+    """
+    fallocate = getattr(os, "posix_fallocate", None)  # not on macOS
+    if fallocate is not None and end > start:
+        try:
+            fallocate(fd, start, end - start)
+            return
+        except OSError as exc:
+            if exc.errno not in _NO_FALLOCATE:
+                raise
+    if os.fstat(fd).st_size < end:
+        os.ftruncate(fd, end)
+
+
 def valid_unicode(value: Any) -> Any:
     """``value`` (text, or dicts and lists of it) with every text made valid Unicode, for JSON
     (kvb's --json output, the HTTP API's answers): a path that is not UTF-8 reaches Python with

@@ -33,7 +33,7 @@ import struct
 from collections.abc import Callable
 
 from kv_backend.filemaps import MMAP_NO_FD
-from kv_backend.files import STATE_FILE, new_file_mode, storage_error
+from kv_backend.files import STATE_FILE, new_file_mode, reserve_space, storage_error
 from kv_backend.owners import open_store_file
 from kv_backend.record import FILE_HEADER_SIZE
 
@@ -83,16 +83,7 @@ def _reserve(fd: int) -> None:
     process with SIGBUS; ``posix_fallocate`` makes it an ENOSPC here instead.
     It never changes bytes that are there, so concurrent openers are safe.
     """
-    fallocate = getattr(os, "posix_fallocate", None)  # not on macOS
-    if fallocate is not None:
-        try:
-            fallocate(fd, 0, SIZE)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):
-                raise  # ENOSPC above all
-    if os.fstat(fd).st_size < SIZE:
-        os.ftruncate(fd, SIZE)
+    reserve_space(fd, 0, SIZE)
 
 
 class SharedState:
