@@ -3,18 +3,20 @@
 The protocol, and why every crash point leaves a valid store:
 
 1. Take ``MERGE.lock`` (a non-blocking ``flock``): one merge per store at a time.
-2. Under the write lock, close the active file if it holds records. The
-   *inputs* are all data files older than the (new) active file.
+2. Under the write lock, close the active file if it holds records (on a full
+   disk, where the next file cannot be made, it stays active). The *inputs*
+   are all data files older than the active file.
 3. Without any store lock: find the last operation on every key among the
    inputs; copy the records of keys whose last operation is a live put into
    new files named ``M-(m+1).data.tmp``, ``M-(m+2).data.tmp`` ... where
    ``(M, m)`` is the newest input, with a hint file for each; fsync them.
    Writers go on appending to the active file meanwhile.
 4. Under the write lock (the switch-over): rename each hint, then each data
-   file to its final name, fsync the directory, bump the generation, unlink
-   the inputs oldest first (and stray hint files, see below), fsync the
-   directory, and append a no-op record so that every process notices the
-   change and reloads its key directory.
+   file to its final name, fsync the directory, bump the generation, append a
+   no-op record so that every process notices the change and reloads its key
+   directory (where it finds no room, the outputs are removed again and the
+   merge fails), unlink the inputs oldest first (and stray hint files, see
+   below) and fsync the directory.
 
 An output is only a copy of the newest live version of some keys among the
 inputs, and sorts after every input and before the active file. So a crash
@@ -30,6 +32,7 @@ because every older file is an input.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -168,12 +171,22 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
 def _merge_locked(db: DB, progress: Callable[[int, int], None] | None) -> MergeReport:
     t0 = time.monotonic()
     report: MergeReport = load("kv_backend.merge_report").MergeReport()
+    no_room: StorageError | None = None
     with db._lock:
         db._writer_catch_up()
         if db._tail[1] > rec.FILE_HEADER_SIZE:
-            db._rotate(auto_merge=False)
+            try:
+                db._rotate(auto_merge=False)
+            except StorageError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                # No room for the next file on a full disk: the closed files are merged all the same
+                # (room is needed only for the live records they hold), and the active file next time.
+                no_room = exc
         active_major = db._tail[0][0]
         inputs = [fid for fid in list_data_files(db.path) if fid[0] < active_major]
+    if no_room is not None and not inputs:
+        raise no_room  # (a store of one file: nothing can be merged before there is room for the next)
     # Closed files never change, and only a merge (this one: it holds the merge lock) removes them.
     fds = _Inputs(db.path, inputs)
     try:
@@ -386,10 +399,17 @@ def _write_outputs(
         if out is not None:
             outputs.append(out.finish())
             out = None
-    except BaseException:
+    except BaseException as exc:
         if out is not None:
             out.abandon()
         _remove_temporaries(db.path, outputs)
+        if isinstance(exc, StorageError) and exc.errno == errno.ENOSPC:
+            raise StorageError(
+                errno.ENOSPC,
+                f"cannot merge {db.path}: the disk is full (no space left) for the {len(locations)} live "
+                f"records it copies ({live} bytes, and their hint files); nothing was changed. Free that "
+                "much space on its filesystem, then merge again",
+            ) from exc
         raise
     return outputs
 
@@ -539,6 +559,27 @@ def _switch_over(db: DB, inputs: list[FileId], outputs: list[tuple[FileId, int]]
             os.replace(os.path.join(path, data_name(fid)) + TMP_SUFFIX, os.path.join(path, data_name(fid)))
         fsync_dir(path)
         st.generation.value = st.generation.value + 1
+        # Move the tail so that every process looks, sees the new generation and reloads (listing the
+        # files under this lock: after the inputs are gone). Before they go: on a full disk there may
+        # be no room for it, and then the merge is undone, the outputs removed again (a store without
+        # them reads the same), for a process that never looked would keep every input it holds, and
+        # with it their space, for as long as no write moved the tail.
+        try:
+            db._write(rec.encode_commit(0), [])
+        except BaseException as exc:
+            for fid, _ in outputs:
+                for name in (data_name(fid), hint_name(fid)):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(path, name))
+            if isinstance(exc, StorageError) and exc.errno == errno.ENOSPC:
+                raise StorageError(
+                    errno.ENOSPC,
+                    f"cannot merge {path}: the disk is full (no space left) for the record that tells the "
+                    f"other processes of the merge (in {db._active.path if db._active else path}); nothing "
+                    "was changed. "
+                    "Free some space on that filesystem, then merge again",
+                ) from exc
+            raise
         for fid in inputs:
             for name in (data_name(fid), hint_name(fid)):
                 try:
@@ -550,9 +591,6 @@ def _switch_over(db: DB, inputs: list[FileId], outputs: list[tuple[FileId, int]]
         # its descriptor) if the hint file is gone by the time it reads it.
         remove_stray_hints(path)
         fsync_dir(path)
-        # Move the tail so that every process looks, sees the new generation and reloads.
-        marker = rec.encode_commit(0)
-        db._write(marker, [])
 
 
 def maybe_auto_merge(db: DB) -> None:
