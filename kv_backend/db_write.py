@@ -460,7 +460,7 @@ class _Writing(_Parts):
             with contextlib.suppress(OSError):
                 write_zeros(active.fd, end, min(end + len(data), os.fstat(active.fd).st_size))
             self._intentw.value = self._seen if published is None else published
-            raise storage_error(exc, f"cannot append to {active.path}") from exc
+            raise storage_error(exc, f"cannot append to {active.path}", self._freeing_advice()) from exc
         active.unsynced = True  # (after the write: an fsync that clears it before then may miss it)
 
     def _extend(self, new_end: int) -> None:
@@ -481,7 +481,7 @@ class _Writing(_Parts):
             # Map the grown file now, so that writes up to the new size never need to.
             mm = active.remap()
         except OSError as exc:
-            raise storage_error(exc, f"cannot grow {active.path}") from exc
+            raise storage_error(exc, f"cannot grow {active.path}", self._freeing_advice()) from exc
         with self._rlock:
             self._view[1][self._active_idx] = mm
         self._alloc = len(mm)
@@ -512,7 +512,7 @@ class _Writing(_Parts):
             old.unsynced = True  # (for the next sync(), in case it was cleared above)
             f.close()
             _remove_unpublished(f.path)
-            raise storage_error(exc, f"cannot close data file {old.path}") from exc
+            raise storage_error(exc, f"cannot close data file {old.path}", self._freeing_advice()) from exc
         tail = ((major + 1) << 40) | rec.FILE_HEADER_SIZE
         self._rlock.acquire()
         try:
@@ -539,7 +539,7 @@ class _Writing(_Parts):
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, new_file_mode(self.path))
         except OSError as exc:
-            raise storage_error(exc, f"cannot create data file {path}") from exc
+            raise storage_error(exc, f"cannot create data file {path}", self._freeing_advice()) from exc
         durable = self._files_must_be_durable()
         try:
             try:
@@ -554,7 +554,23 @@ class _Writing(_Parts):
             return DataFile(self.path, fid, writable=True)
         except OSError as exc:
             _remove_unpublished(path)
-            raise storage_error(exc, f"cannot create data file {path}") from exc
+            raise storage_error(exc, f"cannot create data file {path}", self._freeing_advice()) from exc
+
+    def _freeing_advice(self) -> str:
+        """What frees space for the store's writes on a full disk, with what this process knows of its
+        bytes: a merge reclaims the dead ones (overwritten, deleted, expired), and needs room for the
+        live records it copies."""
+        sizes = dict(self._sizes)
+        total = sum(size for fid, size in sizes.items() if fid != self._tail[0]) + self._tail[1]
+        live = self._ix.live
+        dead = max(total - live, 0)
+        where = f"free space on the filesystem of {self.path}"
+        if dead < max(total // 20, 1 << 16):  # (next to nothing for a merge to reclaim)
+            return f"{where} (its {total} bytes are nearly all live records, which a merge keeps)"
+        return (
+            f"{where}: with up to {live} bytes free for the live records it copies, `kvb merge {self.path}` "
+            f"runs and reclaims about {dead} bytes of overwritten, deleted and expired records"
+        )
 
     def _files_must_be_durable(self) -> bool:
         """Whether a rotation fsyncs the file it closes and the one it creates (and the directory).
@@ -1133,4 +1149,26 @@ class _Writing(_Parts):
             self._writer_catch_up()
             keys = list(self._view[0])
             if keys:
-                self._commit_batch([(rec.DELETE, k, b"", 0.0) for k in keys])
+                try:
+                    self._commit_batch([(rec.DELETE, k, b"", 0.0) for k in keys])
+                except StorageError as exc:
+                    raise self._no_room_to_clear(exc, keys) from exc
+
+    def _no_room_to_clear(self, exc: StorageError, keys: list[bytes]) -> StorageError:
+        """``exc``, a clear's failed batch of deletes of ``keys``, or, on a full disk, the error that says
+        how much room the clear needs and what frees it."""
+        if exc.errno != errno.ENOSPC:
+            return exc
+        need = sum(rec.HEADER_SIZE + len(k) for k in keys) + rec.HEADER_SIZE  # (the deletes, the COMMIT)
+        err = StorageError(
+            errno.ENOSPC,
+            f"cannot clear {self.path}: the disk is full (no space left). A clear writes a delete record for "
+            f"each of its {len(keys)} keys, about {need} bytes, and they do not fit; nothing was removed. "
+            f"Free that much space on the filesystem of {self.path}, then clear again (a merge then "
+            "reclaims the space of the cleared records); or, while no process has the store open, remove "
+            "the directory, which empties it for good",
+        )
+        if exc.filename is not None:
+            err.filename = exc.filename  # (set to None, str(err) would end in ": None")
+        err.advice = "free space, then clear again"
+        return err

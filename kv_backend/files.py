@@ -491,11 +491,15 @@ def creating_name(name: str) -> str:
     return f"{name}.{os.getpid()}-{os.urandom(4).hex()}{TMP_SUFFIX}"
 
 
-def storage_error(exc: OSError, what: str) -> StorageError:
-    """Wrap an OSError in the project's exception with a message that says what to do."""
+def storage_error(exc: OSError, what: str, no_space: str = "") -> StorageError:
+    """Wrap an OSError in the project's exception with a message that says what to do (for a full disk,
+    ``no_space``, the sentence that says how to free space, if the caller knows more than "free some")."""
     hint = ""
     if exc.errno == errno.ENOSPC:
-        hint = " The disk is full: free space, then retry; nothing acknowledged was lost."
+        hint = (
+            f" The disk is full (no space left): {no_space or 'free space'}, then retry; nothing "
+            "acknowledged was lost."
+        )
     elif exc.errno == errno.EROFS:
         hint = " The filesystem is mounted read-only: open the store with read_only=True."
     elif exc.errno in (errno.EACCES, errno.EPERM):

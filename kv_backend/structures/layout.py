@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from kv_backend.errors import InvalidArgumentError, UnencodableTextError
+from kv_backend.errors import InvalidArgumentError, StorageError, UnencodableTextError
 
 Name = bytes | str | int | float
 
@@ -114,9 +114,12 @@ def clear_own(db: Any) -> None:
         db.purge_expired()  # (expired keys, which no listing shows, leave the index as by DB.clear())
         doomed = [key for key in db.unordered_keys() if not is_structures_key(key)]
         if doomed:
-            with db.batch() as b:
-                for key in doomed:
-                    b.delete(key)
+            try:
+                with db.batch() as b:
+                    for key in doomed:
+                        b.delete(key)
+            except StorageError as exc:
+                raise db._no_room_to_clear(exc, doomed) from exc
 
 
 #: What :func:`redis_record_advice` calls the records of ``kvb serve`` that are of no Redis key.
