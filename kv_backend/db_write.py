@@ -565,11 +565,14 @@ class _Writing(_Parts):
         live = self._ix.live
         dead = max(total - live, 0)
         where = f"free space on the filesystem of {self.path}"
-        if dead < max(total // 20, 1 << 16):  # (next to nothing for a merge to reclaim)
+        if total <= rec.FILE_HEADER_SIZE:  # (nothing indexed yet: a store being opened or created)
+            return where
+        if dead < total // 20:  # (next to nothing for a merge to reclaim)
             return f"{where} (its {total} bytes are nearly all live records, which a merge keeps)"
+        room = f"up to {live} bytes free for the live records it copies" if live else "next to no room free"
         return (
-            f"{where}: with up to {live} bytes free for the live records it copies, `kvb merge {self.path}` "
-            f"runs and reclaims about {dead} bytes of overwritten, deleted and expired records"
+            f"{where}: with {room}, `kvb merge {self.path}` runs and reclaims about {dead} bytes of "
+            "overwritten, deleted and expired records"
         )
 
     def _files_must_be_durable(self) -> bool:

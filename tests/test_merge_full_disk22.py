@@ -104,3 +104,22 @@ def test_no_room_to_tell_the_others_undoes_the_merge(store_path, monkeypatch):
     with DB(store_path) as db:
         assert dict(db.items()) == kept
     assert check(store_path).ok
+
+
+def test_a_refused_write_says_what_a_merge_would_reclaim(store_path, monkeypatch):
+    def no_room(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with DB(store_path, max_file_size=4096) as db:
+        kept = _fill(db)
+        monkeypatch.setattr(os, "posix_fallocate", no_room)
+        db._alloc = db._tail[1]
+        with pytest.raises(StorageError) as info:
+            db.put(b"one more", b"x" * 100)
+        said = str(info.value)
+        assert info.value.errno == errno.ENOSPC and "disk is full" in said, said
+        assert f"`kvb merge {store_path}`" in said and "bytes free for the live records" in said, said
+        words = (" bytes free", " bytes of overwritten")
+        live, dead = (int(said.split(word)[0].split()[-1]) for word in words)
+        assert 0 < live < dead, said
+        assert dict(db.items()) == kept
