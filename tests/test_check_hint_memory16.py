@@ -9,6 +9,7 @@ import os
 import tracemalloc
 
 import pytest
+from line_tables import with_line_tables
 
 from kv_backend import DB
 from kv_backend.check import check
@@ -17,11 +18,11 @@ from kv_backend.hint import HINT_HEADER, load, usable, write_hints
 N = 60_000
 
 
-def _merged(path: str) -> str:
+def _merged(path: str, n: int = N) -> str:
     with DB(path) as db:
-        for start in range(0, N, 1000):
+        for start in range(0, n, 1000):
             with db.batch() as b:
-                for i in range(start, start + 1000):
+                for i in range(start, min(start + 1000, n)):
                     b.put(b"key-%012d" % i, b"v%08d" % i)
         db.merge()
     (hint,) = [n for n in os.listdir(path) if n.endswith(".hint")]
@@ -39,7 +40,10 @@ def _check_peak(path: str) -> int:
     return peak
 
 
-def test_kvb_check_of_a_merged_store_does_not_load_its_hint_files(store_path):
+def test_kvb_check_of_a_merged_store_does_not_load_its_hint_files(store_path, tmp_path):
+    small = str(tmp_path / "small")
+    _merged(small, 100)
+    with_line_tables(lambda: check(small))
     hint = _merged(store_path)
     with_hints = _check_peak(store_path)
     os.rename(hint, hint + ".away")  # (not a hint file's name: the data file alone is checked)

@@ -11,22 +11,38 @@ from __future__ import annotations
 import time
 import tracemalloc
 
+from line_tables import with_line_tables
+
 from kv_backend import DB
 
 N = 20_000
 
 
-def test_merge_peak_memory_stays_near_the_key_directory(store_path):
+def _fill(path: str, n: int) -> dict:
+    """``n`` keys put twice (every other one the second time), one in five with an expiry, in data files
+    of 256 KiB; returns what the store holds."""
     far = time.time() + 3600
-    with DB(store_path, max_file_size=256 << 10) as db:
+    with DB(path, max_file_size=256 << 10) as db:
         for rnd in range(2):
-            for start in range(rnd, N, 2000 if rnd else 1000):
+            for start in range(rnd, n, 2000 if rnd else 1000):
                 with db.batch() as b:
-                    for i in range(start, min(start + 1000, N)):
+                    for i in range(start, min(start + 1000, n)):
                         b.put(
                             b"key-%012d" % i, b"v%d-%08d" % (rnd, i), expires_at=far if i % 5 == 0 else None
                         )
-        expected = {k: db.get_with_expiry(k) for k in db}
+        return {k: db.get_with_expiry(k) for k in db}
+
+
+def _merge(path: str) -> None:
+    with DB(path, max_file_size=256 << 10) as db:
+        db.merge()
+
+
+def test_merge_peak_memory_stays_near_the_key_directory(store_path, tmp_path):
+    small = str(tmp_path / "small")
+    _fill(small, 50)
+    with_line_tables(lambda: _merge(small))
+    expected = _fill(store_path, N)
     tracemalloc.start()
     try:
         db = DB(store_path, max_file_size=256 << 10)

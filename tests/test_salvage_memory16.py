@@ -10,6 +10,7 @@ import time
 import tracemalloc
 
 from helpers import data_files
+from line_tables import with_line_tables
 from test_format_reader11 import records
 
 from kv_backend import DB
@@ -19,15 +20,23 @@ from kv_backend.salvage import salvage
 N = 20_000
 
 
-def _fill(path: str) -> None:
+def _fill(path: str, n: int = N) -> None:
     with DB(path) as db:
-        for start in range(0, N, 1000):
+        for start in range(0, n, 1000):
             with db.batch() as b:
-                for i in range(start, start + 1000):
+                for i in range(start, min(start + 1000, n)):
                     b.put(b"key-%012d" % i, b"v%08d" % i, ttl=3600 if i % 10 == 0 else None)
 
 
 def test_salvage_peak_memory_stays_near_the_key_directory(tmp_path):
+    small = str(tmp_path / "small")
+    _fill(small, 20)
+
+    def warm_up() -> None:
+        DB(small, read_only=True).close()
+        salvage(small, str(tmp_path / "small-copy"))
+
+    with_line_tables(warm_up)
     src = str(tmp_path / "src")
     _fill(src)
     tracemalloc.start()
