@@ -248,20 +248,21 @@ def make_client(port: int, protocol: int) -> redis.Redis:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    with redis_and_kvb(tmp_path_factory) as (port, ours):
+    # (hz=500: a random sequence's blocking commands time out in 12 ms, not 18)
+    with redis_and_kvb(tmp_path_factory, hz=500) as (port, ours):
         clients = {p: (make_client(port, p), make_client(ours.port, p)) for p in PROTOCOLS}
         yield clients
         for c in [c for both in clients.values() for c in both]:
             c.close()
 
 
+#: Empties a database: DISCARD first, as a previous example may have left a MULTI open (refused if not).
+FLUSH = [["DISCARD"], ["FLUSHALL"]]
+
+
 def flush(clients) -> None:
-    for c in clients:
-        try:
-            c.execute_command("DISCARD")  # a previous example may have left a MULTI open
-        except ResponseError:
-            pass
-        assert c.execute_command("FLUSHALL") == b"OK"
+    _, flushed = run_all(clients, FLUSH)
+    assert flushed == (b"OK", b"OK"), flushed
 
 
 @pytest.fixture(params=PROTOCOLS, ids=lambda p: f"RESP{p}")
@@ -787,19 +788,33 @@ def run(client: redis.Redis, cmd: list[str]) -> Any:
         return exc
 
 
+def _reply(client: redis.Redis, cmd: list[str]) -> Any:
+    """The reply to ``cmd`` (sent already) read from ``client``'s connection; an error as a value."""
+    try:
+        return client.parse_response(client.connection, cmd[0])
+    except ResponseError as exc:
+        return exc
+
+
 def run_both(clients, cmd: list[str]) -> tuple[Any, Any]:
     """``run`` on both servers at once: ``cmd`` goes to each before either reply is read, so they
     work (and a blocking command waits out its timeout) side by side; each still gets one command
     at a time on its connection, as with ``run``."""
     for client in clients:
         client.connection.send_command(*cmd)
-    replies = []
+    want, got = (_reply(client, cmd) for client in clients)
+    return want, got
+
+
+def run_all(clients, commands: list[list[str]]) -> list[tuple[Any, Any]]:
+    """``run_both`` of each of ``commands`` in turn, pipelined: all of them go to each server before any
+    reply is read, so a whole sequence costs one round trip instead of one per command. Each server
+    still runs them one after another on one connection (a blocking command holds back the ones after
+    it until it times out, as it would with ``run``), and the replies are compared in that order."""
     for client in clients:
-        try:
-            replies.append(client.parse_response(client.connection, cmd[0]))
-        except ResponseError as exc:
-            replies.append(exc)
-    return replies[0], replies[1]
+        client.connection.send_packed_command(client.connection.pack_commands(commands))
+    real, ours = ([_reply(client, cmd) for cmd in commands] for client in clients)
+    return list(zip(real, ours, strict=True))
 
 
 def _sort_key(reply: Any) -> str:
@@ -911,13 +926,15 @@ def shown(reply: Any) -> str:
 
 
 def compare(clients, commands: list[list[str]]) -> None:
-    flush(clients)
+    """Run ``commands`` on both servers, their databases emptied first (in the same pipeline, as
+    ``flush`` empties them), and compare the replies step by step."""
+    _, flushed, *replies = run_all(clients, [*FLUSH, *commands])
+    assert flushed == (b"OK", b"OK"), flushed
     cmp = Comparison()
     queued: list[str] = []
     in_multi = False
-    for i, cmd in enumerate(commands):
+    for i, (cmd, (want, got)) in enumerate(zip(commands, replies, strict=True)):
         name = cmd[0].upper()
-        want, got = run_both(clients, cmd)
         pairs = [(name, want, got)]
         if name == "MULTI" and want == b"OK":
             in_multi, queued = True, []
