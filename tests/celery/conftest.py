@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import pytest
@@ -118,6 +119,32 @@ def celery_env(tmp_path_factory) -> CeleryEnv:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(autouse=True)
+def _close_the_tests_result_stores():
+    """Close the result stores a test opened once it is done.
+
+    A backend's store stays open as long as its app lives, and a test's apps (make_app...) live on
+    in reference cycles until the garbage collector runs: a pytest worker ended a run holding some
+    forty stores of finished tests, four descriptors each. The stores opened during the test are
+    closed after it, but for one an app made before it (a session's or a module's fixture) still
+    uses: such an app's backend would reopen it at its next use, at a cost.
+    """
+    from celery import _state
+    from kv_backend_celery import store
+
+    apps_before = weakref.WeakSet(_state._apps)
+    open_before = weakref.WeakSet(store._shared.values())
+    yield
+    kept = set()
+    for app in apps_before:
+        backend = app._backend  # (this thread's backend, if the app made one)
+        if isinstance(backend, store.StoreBackend) and backend._db is not None:
+            kept.add(id(backend._db))
+    for db in list(store._shared.values()):
+        if db not in open_before and id(db) not in kept:
+            db.close()
 
 
 @pytest.hookimpl(hookwrapper=True)
