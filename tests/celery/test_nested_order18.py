@@ -157,6 +157,7 @@ def workers(tmp_path_factory):
     backends = {"kvb": f"kvb://{base / 'results'}", "redis": f"redis://127.0.0.1:{port}/3"}
     brokers = {"kvb": f"redis://127.0.0.1:{port}/1", "redis": f"redis://127.0.0.1:{port}/2"}
     procs: list[subprocess.Popen] = []
+    apps: dict = {}
     sys.path.insert(0, str(base))
     try:
         import nest18_app
@@ -179,15 +180,20 @@ def workers(tmp_path_factory):
                     start_new_session=True,
                 )
             )
-        apps = {name: nest18_app.build(brokers[name], backend) for name, backend in backends.items()}
+        apps.update((name, nest18_app.build(brokers[name], backend)) for name, backend in backends.items())
         deadline = time.monotonic() + 60
-        for name, app in apps.items():
-            while not app.control.ping(timeout=0.5):
+        for name in apps:
+            while not apps[name].control.ping(timeout=0.5):
                 assert all(p.poll() is None for p in procs), f"a worker exited; see {base}/*.log"
                 assert time.monotonic() < deadline, f"the {name} worker did not answer; see {base}/{name}.log"
         yield apps
     finally:
-        gc.collect()  # (the redis backend's results left in cycles let go while the server runs)
+        # The apps and the results their redis backend holds let go while the server runs: a result's
+        # __del__ unsubscribes from its channel, reconnecting to a server stopped by then (an unraisable
+        # RuntimeError warned of in whichever later test the garbage collector ran in). The test holds
+        # this dict too, and the collection ran with the apps still in it.
+        apps.clear()
+        gc.collect()
         sys.path.remove(str(base))
         sys.modules.pop("nest18_app", None)
         for proc in procs:
