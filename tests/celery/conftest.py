@@ -18,6 +18,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
+import nest18_workers
 import pytest
 from helpers import child_env
 from resp_helpers import start_redis_server
@@ -36,6 +37,8 @@ def _load_root_conftest():
 
 
 require_tool = _load_root_conftest().require_tool
+#: A session's redis-server and workers, shared by the modules comparing nested results with redis://.
+workers = nest18_workers.workers
 WORKERS = 2  # two `worker -P prefork -c 2` processes: four pool children in all
 CONCURRENCY = 2
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import kv_backend_celery.chords as backend_module
 import pytest
-import test_nested_order18
 from celery import chord
 from celery.canvas import Signature
 from test_chord_generator13 import _Chord, app  # noqa: F401  (the app fixture)
@@ -68,10 +67,6 @@ def test_a_generator_header_not_deleted_is_read_while_its_callback_is_sent(app, 
     assert c.sent == [([0, 2],)]
     assert [r.id for r in seen[0].results] == [t for t, _ in c.parts]
     assert c.left() == []
-
-
-#: A redis-server (broker and reference result backend), a prefork worker for each backend.
-workers = test_nested_order18.workers
 
 
 def test_deleted_as_with_redis_on_workers(workers):
