@@ -80,7 +80,12 @@ _KNOWN_FAILURES_5_7 = {
     "t/integration/test_worker.py::test_pidbox_reset_after_repeated_control_errors": (
         "after test_inspect.py in the same run, get() raises 'Never call result.get() within a task!'"
     ),
-    # These three are gated on redis:// (they run with --unskip).
+    # These are gated on redis://: the first runs on redis:// only (--unskip deselects it, see
+    # NEEDS_REDIS_BACKEND), the three others with --unskip too.
+    "t/integration/test_canvas.py::test_chord::test_chord_on_error": (
+        "the results it reads from the chord's '.j' key in the backend's Redis hold no success "
+        "([] for [3, 7])"
+    ),
     "t/integration/test_canvas.py::test_chord::test_enabling_flag_allow_error_cb_on_chord_header": (
         "a subtest times out waiting for an errback's message"
     ),
@@ -263,11 +268,17 @@ def run(root: str, broker: str, backend: str, redis_port: int, args: argparse.Na
     return unexpected
 
 
+_COUNTS = re.compile(r"^=+ .* in [\d.]+s\b.* =+$")
+
+
 def summary(seg: Segment) -> str:
     """pytest's closing counts of a session, or, for one killed as it stalled, those of the tests it
     had reported and the test it stalled in."""
     if not seg.stalled:
-        return seg.lines[-1].strip("= ") if seg.lines else "no output"
+        # (the last line but for what the interpreter prints at exit: a redis:// result backend's
+        # "Exception ignored" tracebacks follow it)
+        closing = [line for line in seg.lines if _COUNTS.match(line)] or seg.lines or ["no output"]
+        return closing[-1].strip("= ")
     counts = Counter(outcome for outcome in seg.reported.values() if outcome != "RERUN")
     done = ", ".join(f"{n} {outcome.lower()}" for outcome, n in counts.items()) or "no test reported"
     return f"{done}, then stalled in {seg.hung or 'no test (killed)'}"
