@@ -33,6 +33,17 @@ class Segment:
     stalled: bool = False
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (``timeout``'s, a service manager's) end this process as an exception would, so a
+    running session is killed with every process it started, and the caller's cleanup runs; by
+    default the session, in a process group of its own, ran on with its Celery worker."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)

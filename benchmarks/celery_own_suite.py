@@ -52,7 +52,7 @@ import celery
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _services import ROOT, ServiceError, start_kvb_serve, start_redis_server, stop  # noqa: E402
-from _watched_pytest import Segment, printer, run_segments  # noqa: E402
+from _watched_pytest import Segment, exit_on_sigterm, printer, run_segments  # noqa: E402
 
 DEFAULT_FILES = ["t/integration/test_tasks.py", "t/integration/test_canvas.py"]
 
@@ -325,6 +325,7 @@ def main() -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="print pytest's output as it comes")
     args = parser.parse_args()
     brokers = ["redis-server", "kvb-serve"] if args.broker == "both" else [args.broker]
+    exit_on_sigterm()  # (run under `timeout`: its SIGTERM stops the session, the broker, the files)
     unexpected: list[str] = []
     with tempfile.TemporaryDirectory(prefix="celery-own-suite-") as tmp:
         root = unpack(sdist(celery.__version__), os.path.join(tmp, "src"), args.unskip)

@@ -13,6 +13,8 @@ open), and runs the remaining tests in a new session.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -133,3 +135,35 @@ def test_chord_on_error_is_known_to_fail_with_redis_on_5_7():
     node = "t/integration/test_canvas.py::test_chord::test_chord_on_error"
     assert node in celery_own_suite.known_failures("5.7.0")[1]
     assert celery_own_suite.unexpected_failures([node], "5.7.0", "redis") == []
+
+
+RUNNER = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from _watched_pytest import exit_on_sigterm, run_segments
+exit_on_sigterm()
+cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v"]
+try:
+    run_segments(cmd, ["test_x.py::test_b_hangs"], ".", dict(os.environ), 600, lambda line: None)
+finally:
+    open("cleaned", "w").close()
+"""
+
+
+def test_sigterm_stops_the_session_with_every_process_it_started(tmp_path):
+    """`timeout` (as the script is meant to be run) ends it with SIGTERM: the pytest session, in a
+    process group of its own, ran on, Celery worker and all, and the script's cleanup never ran."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_x.py").write_text(TESTS)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    env = dict(os.environ, PIDS=str(pids), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, BENCH_DIR], cwd=tmp_path, env=env)
+    deadline = time.monotonic() + 30
+    while not (pids / "b").exists():  # the hanging test has started (and forked its child)
+        assert time.monotonic() < deadline and runner.poll() is None
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(15) == 128 + signal.SIGTERM
+    assert (tmp_path / "cleaned").exists()
+    assert not _alive(int((pids / "b").read_text()))
