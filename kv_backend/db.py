@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, SupportsIndex, TypeVar
 # own first merge (or auto-merge) for ever.
 from kv_backend import merge as _merge_module
 from kv_backend import record as rec
-from kv_backend.db_common import _FIRST_FILE, DEFAULT_MAX_FILE_SIZE, _check_flag, check_tuning_options
+from kv_backend.db_common import (
+    _FIRST_FILE,
+    DEFAULT_MAX_FILE_SIZE,
+    _check_flag,
+    _StaticWord,
+    check_tuning_options,
+)
 from kv_backend.db_open import _Opening
 from kv_backend.db_read import _Reading, empty_key_chunks
 from kv_backend.db_write import Batch, _Writing
@@ -96,15 +102,6 @@ class _ClosedWord:
         )
 
 
-class _StaticWord:
-    """Stands in for the tail word when no state page exists (a read-only snapshot)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0
-
-
 class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
     """A durable key-value store in a directory, shared safely by many processes.
 
@@ -160,9 +157,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self._merging = None
         self._closing = False  # close() has begun: a merge that registers after its check must not run
         try:
-            if new:
-                self._create_store()
-            self._open_state()
+            self._open_one_store(new)
             self._closed = False
             self._full_reload()
         except BaseException:

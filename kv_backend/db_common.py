@@ -69,6 +69,15 @@ class TailWord(Protocol):
     value: int
 
 
+class _StaticWord:
+    """Stands in for the tail word when no state page exists (a read-only snapshot)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 class _Parts(MutableMapping[bytes, bytes]):
     """What the parts of :class:`kv_backend.db.DB` (:mod:`~kv_backend.db_open`,
     :mod:`~kv_backend.db_read`, :mod:`~kv_backend.db_write`) share: the attributes ``DB.__init__``

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import weakref
 from typing import TYPE_CHECKING
 
 from kv_backend import record as rec
-from kv_backend.db_common import _FIRST_FILE, _HEADER_SIZE, _crc32, _Parts, _pread, _unpack_header
+from kv_backend.db_common import (
+    _FIRST_FILE,
+    _HEADER_SIZE,
+    _crc32,
+    _Parts,
+    _pread,
+    _StaticWord,
+    _unpack_header,
+)
 from kv_backend.db_write import _IN_TRANSACTION
-from kv_backend.errors import NotAStoreError
+from kv_backend.errors import NotAStoreError, StorageError
 from kv_backend.files import (
     FORMAT_FILE,
     FORMAT_TEXT,
+    LOCK_FILE,
     MERGE_LOCK_FILE,
     STATE_FILE,
     TMP_SUFFIX,
@@ -27,6 +37,7 @@ from kv_backend.files import (
     missing_data_files,
     missing_files_text,
     new_file_mode,
+    prepare_directory,
     remove_stray_hints,
     storage_error,
     write_all,
@@ -36,7 +47,7 @@ from kv_backend.hint import load as load_hints
 from kv_backend.hint import lost_from, zeroed
 from kv_backend.keydir import KeyDir
 from kv_backend.lazy import log_warning
-from kv_backend.locking import MergeLock
+from kv_backend.locking import MergeLock, WriteLock
 from kv_backend.owners import (
     give_back_roots_files,
     give_to_owner_of,
@@ -65,6 +76,10 @@ if TYPE_CHECKING:
     import mmap
 
 _LOGGER = "kv_backend.db"  # (the engine's warnings: logging is imported at the first, see kv_backend.lazy)
+
+#: How many times an open goes back to a path where a store was swapped in while it opened (see
+#: ``_Opening._open_one_store``) before it gives up.
+_REOPENS = 5
 
 
 def _clean_after(path: str, end: int) -> bool:
@@ -279,6 +294,42 @@ def took_creation(db: object) -> bool:
 
 class _Opening(_Parts):
     """Opening a store and following other processes: recovery of the tail, full reloads, replay."""
+
+    def _open_one_store(self, new: bool) -> None:
+        """Create the store if ``new``, and open its state page; then make sure that the ``LOCK`` and
+        ``STATE`` files this open holds are still the ones at their paths.
+
+        Where one is not, another store directory took the path meanwhile (``kv_restore --replace`` swaps
+        the restored store in): this open would hold the old store's locks and read the data files of the
+        store now there, and its writes, excluding no one, would go to a store that was never locked.
+        It lets go of them and opens the store at the path again (whose page a swap keeps locked until
+        it is done: see :func:`~kv_backend.state.kept_unopened`); the data files are listed after this,
+        so all of them are that store's. Only a few times: a path swapped at every open is an error.
+        """
+        for attempt in range(_REOPENS):
+            if new:
+                self._create_store()
+            self._open_state()
+            st = self._state
+            if self._lock.at_its_path() and (st is None or st.at_its_path()):
+                return
+            self._state = None
+            if st is not None:
+                # (The views into the page first: while they hold its mapping, it stays mapped, and
+                # where a mapping holds a descriptor of its own, so does the page's in-use lock.)
+                self._tailw, self._intentw = _StaticWord(), _StaticWord()
+                st.close()
+            self._lock.close()
+            if attempt == _REOPENS - 1:
+                break
+            new = prepare_directory(self.path, create=not self.read_only)
+            self._lock = WriteLock(os.path.join(self.path, LOCK_FILE), create=not self.read_only)
+        raise StorageError(
+            errno.EAGAIN,
+            f"cannot open {self.path}: another directory took its place while it was being opened, "
+            f"{_REOPENS} times in a row (a restore that replaces the store, run again and again?); "
+            "open it again once nothing replaces it",
+        )
 
     def _create_store(self) -> None:
         with self._lock:

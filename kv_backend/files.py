@@ -309,6 +309,17 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def still_at(fd: int, path: str) -> bool:
+    """Whether the file open as ``fd`` is still the one at ``path`` (same device and inode): false where
+    another file (or none) took its name since it was opened, as when a store directory was swapped at
+    its path (``kv_restore --replace``)."""
+    try:
+        held, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
+
+
 _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
 _NO_EXCHANGE = {errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EXDEV}

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Iterator
 
 from kv_backend.errors import DatabaseClosedError, KVError, LockTimeoutError, StorageError, TransactionError
-from kv_backend.files import new_file_mode, storage_error
+from kv_backend.files import new_file_mode, still_at, storage_error
 from kv_backend.lock_waiter import LockWaiter
 from kv_backend.owners import (
     create_for_store_owner,
@@ -149,6 +149,11 @@ class WriteLock:
                 # where a found LOCK of 0666 became 0640 in a store of 0660 files and the group's
                 # other writers could no longer open it.
                 grant_store_mode(self._fd, directory)
+
+    def at_its_path(self) -> bool:
+        """Whether the lock file this lock holds is still the one at its path (see
+        :func:`~kv_backend.files.still_at`); true without one (nobody can write the store)."""
+        return self._fd < 0 or still_at(self._fd, self.path)
 
     def _open(self) -> int:
         # A missing LOCK file (any opener makes one: see below) is the store owner's from the start,

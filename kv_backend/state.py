@@ -24,16 +24,17 @@ Readers compare ``tail`` with the value they last saw: one memory read.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
 import mmap
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from kv_backend.filemaps import MMAP_NO_FD
-from kv_backend.files import STATE_FILE, new_file_mode, reserve_space, storage_error
+from kv_backend.files import STATE_FILE, new_file_mode, reserve_space, still_at, storage_error
 from kv_backend.owners import open_store_file
 from kv_backend.record import FILE_HEADER_SIZE
 
@@ -166,6 +167,11 @@ class SharedState:
         self.tail.value = tail
         self._mm[:12] = MAGIC + VERSION.to_bytes(4, "little")
 
+    def at_its_path(self) -> bool:
+        """Whether the page this process mapped is still the file at its path (see
+        :func:`~kv_backend.files.still_at`)."""
+        return still_at(self._fd, self.path)
+
     def close(self) -> None:
         """Drop the views, unmap the page and let go of the in-use lock."""
         for name in ("tail", "generation", "intent", "last_sync"):
@@ -248,23 +254,37 @@ def in_use(store: str) -> bool:
 
     Every process that opens a store holds a shared ``flock`` on its ``STATE``
     page until it closes it; this tries for an exclusive one, without waiting.
-    Tools that replace a store's files (a restore) check it first.
+    Tools that replace a store's files (a restore) check it first, and, to swap
+    the store out, hold it with :func:`kept_unopened`.
     """
+    with kept_unopened(store) as unused:
+        return not unused
+
+
+@contextlib.contextmanager
+def kept_unopened(store: str) -> Iterator[bool]:
+    """Yield whether no process has the store at ``store`` open, keeping every open out until the block
+    ends where none has: the exclusive ``flock`` on its ``STATE`` page that :func:`in_use` tries for, held
+    (nothing held without a page). An open that comes meanwhile waits for it, and then finds that the
+    page it locked is no longer the one at its path if the block swapped the store out: it opens the
+    store again, the one now at the path (see ``DB`` opening, docs/protocol.md)."""
     try:
         fd = os.open(os.path.join(store, STATE_FILE), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        return False
+        yield True
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return True
+            unused = False
         except OSError as exc:
             raise storage_error(exc, f"cannot lock {os.path.join(store, STATE_FILE)}") from exc
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
+        else:
+            unused = True
+        yield unused
     finally:
-        os.close(fd)
+        os.close(fd)  # (which lets go of the lock)
 
 
 def _fd_writable(fd: int) -> bool:
