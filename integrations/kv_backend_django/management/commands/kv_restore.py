@@ -20,7 +20,7 @@ from kv_backend.files import (
     missing_directories,
     prepare_directory,
 )
-from kv_backend.state import in_use
+from kv_backend.state import in_use, kept_unopened
 from kv_backend_django._commands import (
     add_cache_argument,
     add_storage_option_argument,
@@ -169,62 +169,71 @@ class Command(BaseCommand):
                 except OSError:
                     break
             raise CommandError(f"restore of {location} from {url} failed: {exc}") from exc
-        if occupied and in_use(location):
-            # Checked again: a download can take long, and a worker started meanwhile (a deploy, a
-            # restart) has the old store open; swapped under it, its writes would be lost.
-            shutil.rmtree(target, ignore_errors=True)
-            where, advice = _where_open(location)
-            raise CommandError(
-                f"{location} was opened by {where} while the backup was restored; nothing was replaced: "
-                f"{advice} and run again."
-            )
-        swapped = False
         if occupied:
-            # The backup checked out: swap it in, then drop the old store. In one step where the
-            # system can: killed between two renames, LOCATION held no store at all, and the cache
-            # started the next worker on a new, empty one beside the old store moved aside.
-            try:
-                swapped = exchange_paths(target, location)
-            except OSError as exc:  # nothing changed
-                shutil.rmtree(target, ignore_errors=True)
-                raise CommandError(f"cannot move the restored store into {location}: {exc}") from exc
-            if swapped:
-                with contextlib.suppress(OSError):  # durable before the old store goes, where it can
-                    fsync_dir(os.path.dirname(location))
-                shutil.rmtree(target, ignore_errors=True)  # the old store, now
-                report = dataclasses.replace(report, path=location)
-        if occupied and not swapped:
-            old = f"{location}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-            try:
-                os.rename(location, old)
-            except OSError as exc:  # the old store stays in place, untouched
-                shutil.rmtree(target, ignore_errors=True)
-                raise CommandError(f"cannot move the old store at {location} aside: {exc}") from exc
-            try:
-                os.rename(target, location)
-            except OSError as exc:
-                shutil.rmtree(target, ignore_errors=True)
-                try:
-                    os.rename(old, location)  # put the old store back
-                except OSError:
-                    # (LOCATION is taken: a worker that started between the two renames made a new
-                    # store there, which it uses; the old store must not be lost with it)
+            # Checked again, and kept so until the restored store is in place: a download can take long,
+            # and a worker started meanwhile (a deploy, a restart) has the old store open; swapped under
+            # it, its writes would be lost. One that starts to open it now waits for the swap, then
+            # finds the store it opened gone from LOCATION and opens the restored one (see
+            # kept_unopened).
+            with kept_unopened(location) as unused:
+                if not unused:
+                    shutil.rmtree(target, ignore_errors=True)
+                    where, advice = _where_open(location)
                     raise CommandError(
-                        f"cannot move the restored store into {location}: {exc.strerror or exc}; a process "
-                        f"opened the cache between the two renames that replace its store (a worker that "
-                        f"started) and made a new, empty store at {location}: the old store is at {old}, "
-                        "untouched. Stop every process that uses the cache, move aside what it made at "
-                        f"{location}, then move {old} back there, or run kv_restore again"
-                    ) from exc
-                raise CommandError(f"cannot move the restored store into {location}: {exc}") from exc
-            with contextlib.suppress(OSError):  # durable before the old store goes, where it can
-                fsync_dir(os.path.dirname(location))
+                        f"{location} was opened by {where} while the backup was restored; nothing was "
+                        f"replaced: {advice} and run again."
+                    )
+                old = _swap_in(target, location)
+            # Dropped once every open that waited may go on: it finds the store it opened gone from
+            # LOCATION whether or not it is deleted yet, and a large one takes a while.
             shutil.rmtree(old, ignore_errors=True)
             # The report named the staging directory, gone now: report the LOCATION it became.
             report = dataclasses.replace(report, path=location)
         if verbose:
             self.stdout.write(self.style.SUCCESS("Restore finished."))
             self.stdout.write(format_report(report))
+
+
+def _swap_in(target: str, location: str) -> str:
+    """Put the restored store at ``target`` in the place of the old one at ``location`` (the caller keeps
+    every process from opening it meanwhile); return where the old one is now, for the caller to drop."""
+    # In one step where the system can: killed between two renames, LOCATION held no store at all, and
+    # the cache started the next worker on a new, empty one beside the old store moved aside.
+    try:
+        swapped = exchange_paths(target, location)
+    except OSError as exc:  # nothing changed
+        shutil.rmtree(target, ignore_errors=True)
+        raise CommandError(f"cannot move the restored store into {location}: {exc}") from exc
+    if swapped:
+        with contextlib.suppress(OSError):  # durable before the old store goes, where it can
+            fsync_dir(os.path.dirname(location))
+        return target  # the old store, now
+    old = f"{location}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    try:
+        os.rename(location, old)
+    except OSError as exc:  # the old store stays in place, untouched
+        shutil.rmtree(target, ignore_errors=True)
+        raise CommandError(f"cannot move the old store at {location} aside: {exc}") from exc
+    try:
+        os.rename(target, location)
+    except OSError as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.rename(old, location)  # put the old store back
+        except OSError:
+            # (LOCATION is taken: a worker that started between the two renames made a new
+            # store there, which it uses; the old store must not be lost with it)
+            raise CommandError(
+                f"cannot move the restored store into {location}: {exc.strerror or exc}; a process "
+                f"opened the cache between the two renames that replace its store (a worker that "
+                f"started) and made a new, empty store at {location}: the old store is at {old}, "
+                "untouched. Stop every process that uses the cache, move aside what it made at "
+                f"{location}, then move {old} back there, or run kv_restore again"
+            ) from exc
+        raise CommandError(f"cannot move the restored store into {location}: {exc}") from exc
+    with contextlib.suppress(OSError):  # durable before the old store goes, where it can
+        fsync_dir(os.path.dirname(location))
+    return old
 
 
 def _where_open(location: str) -> tuple[str, str]:
