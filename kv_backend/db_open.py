@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
 import weakref
@@ -19,7 +18,7 @@ from kv_backend.db_common import (
     _unpack_header,
 )
 from kv_backend.db_write import _IN_TRANSACTION
-from kv_backend.errors import NotAStoreError, StorageError
+from kv_backend.errors import NotAStoreError
 from kv_backend.files import (
     FORMAT_FILE,
     FORMAT_TEXT,
@@ -55,7 +54,14 @@ from kv_backend.owners import (
     share_with_directory_group,
 )
 from kv_backend.record import reader_of
-from kv_backend.state import SYNCING_MARK, SharedState, unpack_tail
+from kv_backend.state import (
+    REOPENS,
+    SYNCING_MARK,
+    SharedState,
+    held_at_their_paths,
+    replaced_at_every_open,
+    unpack_tail,
+)
 from kv_backend.unpublished import (
     Read,
     closed_at,
@@ -76,10 +82,6 @@ if TYPE_CHECKING:
     import mmap
 
 _LOGGER = "kv_backend.db"  # (the engine's warnings: logging is imported at the first, see kv_backend.lazy)
-
-#: How many times an open goes back to a path where a store was swapped in while it opened (see
-#: ``_Opening._open_one_store``) before it gives up.
-_REOPENS = 5
 
 
 def _clean_after(path: str, end: int) -> bool:
@@ -306,12 +308,12 @@ class _Opening(_Parts):
         it is done: see :func:`~kv_backend.state.kept_unopened`); the data files are listed after this,
         so all of them are that store's. Only a few times: a path swapped at every open is an error.
         """
-        for attempt in range(_REOPENS):
+        for attempt in range(REOPENS):
             if new:
                 self._create_store()
             self._open_state()
             st = self._state
-            if self._lock.at_its_path() and (st is None or st.at_its_path()):
+            if held_at_their_paths(self._lock, st):
                 return
             self._state = None
             if st is not None:
@@ -320,16 +322,11 @@ class _Opening(_Parts):
                 self._tailw, self._intentw = _StaticWord(), _StaticWord()
                 st.close()
             self._lock.close()
-            if attempt == _REOPENS - 1:
+            if attempt == REOPENS - 1:
                 break
             new = prepare_directory(self.path, create=not self.read_only)
             self._lock = WriteLock(os.path.join(self.path, LOCK_FILE), create=not self.read_only)
-        raise StorageError(
-            errno.EAGAIN,
-            f"cannot open {self.path}: another directory took its place while it was being opened, "
-            f"{_REOPENS} times in a row (a restore that replaces the store, run again and again?); "
-            "open it again once nothing replaces it",
-        )
+        raise replaced_at_every_open(self.path)
 
     def _create_store(self) -> None:
         with self._lock:

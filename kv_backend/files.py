@@ -315,8 +315,10 @@ def still_at(fd: int, path: str) -> bool:
     its path (``kv_restore --replace``)."""
     try:
         held, there = os.fstat(fd), os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
+    except OSError as exc:
+        raise storage_error(exc, f"cannot look at {path}") from exc
     return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
 
 

@@ -31,7 +31,14 @@ from kv_backend.files import (
 )
 from kv_backend.hint import lost_from
 from kv_backend.locking import WriteLock
-from kv_backend.state import SharedState, page_intent, unpack_tail
+from kv_backend.state import (
+    REOPENS,
+    SharedState,
+    held_at_their_paths,
+    page_intent,
+    replaced_at_every_open,
+    unpack_tail,
+)
 from kv_backend.unpublished import closed_at, kept_end, tail_files, trusted_page_of
 
 __all__ = ["SnapshotFile", "store_snapshot", "take_snapshot"]
@@ -286,6 +293,36 @@ def _take_snapshot(
     return out
 
 
+def _open_locks(path: str) -> tuple[WriteLock, SharedState | None]:
+    """The lock file and the state page (None without one) of the store at ``path``, as a read-only
+    open takes them: of one store, opened again where another directory took the path meanwhile (see
+    :func:`~kv_backend.state.held_at_their_paths`); the files are listed after this."""
+    for _ in range(REOPENS):
+        prepare_directory(path, create=False)
+        lock = WriteLock(os.path.join(path, LOCK_FILE), create=False)
+        state = None
+        try:
+            page = os.path.join(path, STATE_FILE)
+            if os.path.exists(page):
+                try:
+                    state = SharedState(page, writable=False)
+                except ValueError:
+                    pass  # too small to be a page: no published end, as a read-only open has it
+            if held_at_their_paths(lock, state):
+                return lock, state
+        except BaseException:
+            _let_go(lock, state)
+            raise
+        _let_go(lock, state)
+    raise replaced_at_every_open(path)
+
+
+def _let_go(lock: WriteLock, state: SharedState | None) -> None:
+    if state is not None:
+        state.close()
+    lock.close()
+
+
 @contextmanager
 def store_snapshot(path: str) -> Iterator[list[SnapshotFile]]:
     """A snapshot of the files of the store at ``path``, which is not opened: no key directory is built.
@@ -294,16 +331,8 @@ def store_snapshot(path: str) -> Iterator[list[SnapshotFile]]:
     state page stays mapped with its shared lock, as an open store holds it (see
     :func:`kv_backend.state.in_use`); the files are closed when it ends.
     """
-    prepare_directory(path, create=False)
-    lock = WriteLock(os.path.join(path, LOCK_FILE), create=False)
-    state = None
+    lock, state = _open_locks(path)
     try:
-        page = os.path.join(path, STATE_FILE)
-        if os.path.exists(page):
-            try:
-                state = SharedState(page, writable=False)
-            except ValueError:
-                pass  # too small to be a page: no published end, as a read-only open has it
 
         def published_now() -> tuple[int, int] | None:
             if state is None or not state.initialized:
@@ -324,6 +353,4 @@ def store_snapshot(path: str) -> Iterator[list[SnapshotFile]]:
             for snap in snapshot:
                 snap.close()
     finally:
-        if state is not None:
-            state.close()
-        lock.close()
+        _let_go(lock, state)

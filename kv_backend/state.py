@@ -32,11 +32,16 @@ import mmap
 import os
 import struct
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
+from kv_backend.errors import StorageError
 from kv_backend.filemaps import MMAP_NO_FD
 from kv_backend.files import STATE_FILE, new_file_mode, reserve_space, still_at, storage_error
 from kv_backend.owners import open_store_file
 from kv_backend.record import FILE_HEADER_SIZE
+
+if TYPE_CHECKING:
+    from kv_backend.locking import WriteLock
 
 MAGIC = b"KVBSTAT2"
 VERSION = 2
@@ -285,6 +290,30 @@ def kept_unopened(store: str) -> Iterator[bool]:
         yield unused
     finally:
         os.close(fd)  # (which lets go of the lock)
+
+
+#: How many times an open goes back to a path where another store directory was swapped in while it
+#: opened the store's files (see :func:`held_at_their_paths`) before it gives up.
+REOPENS = 5
+
+
+def held_at_their_paths(lock: WriteLock, page: SharedState | None) -> bool:
+    """Whether the lock file and state page an open of a store holds (``page`` None: it has none) are
+    still the files at their paths. Where one is not, another store directory took the path while it
+    opened them (``kv_restore --replace`` swaps the restored store in): the open would hold the old
+    store's locks and list the files of the one now there; it must let both go and open again (see
+    :func:`kept_unopened`). Checked before the data files are listed."""
+    return lock.at_its_path() and (page is None or page.at_its_path())
+
+
+def replaced_at_every_open(path: str) -> StorageError:
+    """The error of an open that found the store at ``path`` replaced :data:`REOPENS` times in a row."""
+    return StorageError(
+        errno.EAGAIN,
+        f"cannot open {path}: another directory took its place while it was being opened, {REOPENS} "
+        "times in a row (a restore that replaces the store, run again and again?); open it again once "
+        "nothing replaces it",
+    )
 
 
 def _fd_writable(fd: int) -> bool:
