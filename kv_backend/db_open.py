@@ -35,7 +35,6 @@ from kv_backend.files import (
     list_data_files,
     missing_data_files,
     missing_files_text,
-    new_file_mode,
     prepare_directory,
     remove_stray_hints,
     storage_error,
@@ -50,7 +49,6 @@ from kv_backend.locking import MergeLock, WriteLock
 from kv_backend.owners import (
     give_back_roots_files,
     give_to_owner_of,
-    open_store_file,
     share_with_directory_group,
 )
 from kv_backend.record import reader_of
@@ -58,6 +56,7 @@ from kv_backend.state import (
     REOPENS,
     SYNCING_MARK,
     SharedState,
+    add_empty_page,
     held_at_their_paths,
     replaced_at_every_open,
     unpack_tail,
@@ -352,25 +351,10 @@ class _Opening(_Parts):
 
     def _open_state(self) -> None:
         path = os.path.join(self.path, STATE_FILE)
-        if self.read_only and not os.path.exists(path):
-            # No writer has opened this store yet. Create the (empty, uninitialised)
-            # page if the directory allows, so that a writer opening later publishes
-            # through it and this reader sees its writes; otherwise nobody can write
-            # here, and a static snapshot is exact. No more open than the store's files (see
-            # new_file_mode), as a writer makes it: made 0o666, a reader under umask 000 left every
-            # local user a page they could write the published end of the active file to.
-            mode = new_file_mode(self.path)
-            try:
-                fd = open_store_file(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode, size=4096)
-            except FileExistsError:
-                pass
-            except OSError:
-                return
-            else:
-                try:
-                    os.ftruncate(fd, 4096)
-                finally:
-                    os.close(fd)
+        if self.read_only and not os.path.exists(path) and not add_empty_page(self.path):
+            # No writer has opened this store yet, and the page could not be made for one that will
+            # (see add_empty_page): nobody can write here, and a static snapshot is exact.
+            return
         try:
             st = SharedState(path, writable=not self.read_only)
         except ValueError:

@@ -254,6 +254,30 @@ def _valid(head: bytes) -> bool:
     )
 
 
+def add_empty_page(store: str) -> bool:
+    """Create the (empty, uninitialised) ``STATE`` page of the store at ``store`` where it has none
+    (no writer opened it yet) and the directory allows; whether it has one now.
+
+    A reader that opens the store makes it, so that a writer opening later publishes through it and the
+    reader sees its writes; a tool that swaps the store out, so that it has a page to hold every open
+    out on (see :func:`kept_unopened`). No more open than the store's files (see new_file_mode), as a
+    writer makes it: made 0o666, a reader under umask 000 left every local user a page they could write
+    the published end of the active file to.
+    """
+    path = os.path.join(store, STATE_FILE)
+    try:
+        fd = open_store_file(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, new_file_mode(store), size=SIZE)
+    except FileExistsError:
+        return True
+    except OSError:
+        return False
+    try:
+        os.ftruncate(fd, SIZE)
+    finally:
+        os.close(fd)
+    return True
+
+
 def in_use(store: str) -> bool:
     """True if a process has the store at ``store`` open (or a fork of one still has it).
 
@@ -262,17 +286,22 @@ def in_use(store: str) -> bool:
     Tools that replace a store's files (a restore) check it first, and, to swap
     the store out, hold it with :func:`kept_unopened`.
     """
-    with kept_unopened(store) as unused:
+    with kept_unopened(store, add_page=False) as unused:
         return not unused
 
 
 @contextlib.contextmanager
-def kept_unopened(store: str) -> Iterator[bool]:
+def kept_unopened(store: str, *, add_page: bool = True) -> Iterator[bool]:
     """Yield whether no process has the store at ``store`` open, keeping every open out until the block
-    ends where none has: the exclusive ``flock`` on its ``STATE`` page that :func:`in_use` tries for, held
-    (nothing held without a page). An open that comes meanwhile waits for it, and then finds that the
-    page it locked is no longer the one at its path if the block swapped the store out: it opens the
-    store again, the one now at the path (see ``DB`` opening, docs/protocol.md)."""
+    ends where none has: the exclusive ``flock`` on its ``STATE`` page that :func:`in_use` tries for, held.
+    An open that comes meanwhile waits for it, and then finds that the page it locked is no longer the
+    one at its path if the block swapped the store out: it opens the store again, the one now at the
+    path (see ``DB`` opening, docs/protocol.md). A store without a page (no writer opened it yet) is
+    given one first (with ``add_page``, and where the directory allows: see :func:`add_empty_page`), so
+    that an open coming meanwhile, which would make one and lock it, finds this one held instead; where
+    none can be made, nothing is held (only readers can open such a store, and they take no lock)."""
+    if add_page:
+        add_empty_page(store)
     try:
         fd = os.open(os.path.join(store, STATE_FILE), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
