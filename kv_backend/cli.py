@@ -109,6 +109,14 @@ def _count(text: str) -> int:
     return count
 
 
+def _bytes_above_zero(text: str) -> int:
+    """An argparse type: a number of bytes >= 1 (0 would refuse every request body)."""
+    size = _count(text)
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"must be a number of bytes >= 1, not {text!r}")
+    return size
+
+
 def _keep(text: str) -> int:
     """An argparse type: how many of the newest backups ``kvb backups --keep`` keeps, at least 1.
 
@@ -627,6 +635,7 @@ def cmd_http(args: argparse.Namespace) -> int:
             token=token,
             keep_alive=args.keep_alive,
             lock_timeout=args.lock_timeout,
+            max_pending_bytes=args.max_pending_bytes,
         )
     except ModuleNotFoundError as exc:
         if exc.name not in _HTTP_PACKAGES:
@@ -902,6 +911,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long a write waits for the store's write lock held by another process before it is "
         "answered 503 lock_timeout (default: $KVB_HTTP_LOCK_TIMEOUT or 5)",
+    )
+    s.add_argument(
+        "--max-pending-bytes",
+        type=_bytes_above_zero,
+        default=None,
+        metavar="BYTES",
+        help="the most bytes of request bodies held at once; an upload that would pass it is answered "
+        "503 too_many_uploads (default: $KVB_HTTP_MAX_PENDING_BYTES or 4 times the value limit)",
     )
     s.set_defaults(func=cmd_http)
     return p

@@ -81,6 +81,7 @@ from kv_backend.http.keys import (
     parse_query,
 )
 from kv_backend.http.openapi import openapi_document
+from kv_backend.http.pending import DEFAULT_BODIES, PendingBodies, ReleaseBodies
 from kv_backend.http.ranges import RangeNotSatisfiable, byte_range
 from kv_backend.locking import waiting_until
 from kv_backend.server import close_synced
@@ -791,13 +792,20 @@ async def _translated(work: Awaitable[T]) -> T:
 class _Api:
     """The endpoints, bound to one open :class:`DB`."""
 
-    def __init__(self, db: DB, max_value_size: int, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+    def __init__(
+        self,
+        db: DB,
+        max_value_size: int,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        max_pending_bytes: int | None = None,
+    ) -> None:
         self.db = db
         self.max_value_size = max_value_size
         self.lock_timeout = lock_timeout
         # A PUT body is one value: never more than the engine stores, or a larger limit had the
         # server read (and hold) the whole body, up to max_value_size, only for the engine to refuse it.
         self.max_put_size = min(max_value_size, rec.MAX_VALUE_SIZE)
+        self.bodies = PendingBodies(max_pending_bytes or DEFAULT_BODIES * max_value_size)
         self.gate = _ReadGate()
         self.locking_limiter: anyio.CapacityLimiter | None = None
         self.locking_threads: anyio.CapacityLimiter | None = None  # (never waited for: see call_locking)
@@ -882,9 +890,37 @@ class _Api:
                     413, "value_too_large", f"{what} is {declared} bytes; this server accepts at most {limit}"
                 )
 
+    def hold(self, request: Request, size: int, what: str) -> None:
+        """Count ``size`` more bytes of the body of ``request`` as held, or refuse it (before reading
+        them) where the bodies held at once would pass their total: 413 where this body alone is
+        larger than the total, else 503 with Retry-After. Either closes the connection (the rest of
+        the body is never read)."""
+        if self.bodies.reserve(request.scope, size):
+            return
+        total = self.bodies.total
+        if self.bodies.held_by(request.scope) + size > total:
+            raise HTTPAPIError(
+                413,
+                "value_too_large",
+                f"{what} is larger than {total} bytes, the most of request bodies this server holds at "
+                "once (--max-pending-bytes, KVB_HTTP_MAX_PENDING_BYTES); nothing was stored",
+                {"Connection": "close"},
+            )
+        raise HTTPAPIError(
+            503,
+            "too_many_uploads",
+            f"the request bodies this server holds at once would pass {total} bytes (--max-pending-bytes, "
+            f"KVB_HTTP_MAX_PENDING_BYTES) with {what}: nothing was stored; retry later",
+            {"Retry-After": "1", "Connection": "close"},
+        )
+
     async def read_body(self, request: Request, limit: int, what: str) -> bytes:
-        """Read the whole request body, refusing with 413 as soon as it exceeds ``limit`` bytes."""
+        """Read the whole request body, refusing with 413 as soon as it exceeds ``limit`` bytes, and as
+        :meth:`hold` says where the bodies held at once would pass their total."""
         self.check_body_headers(request, limit, what)
+        declared = request.headers.get("content-length")
+        if declared is not None:  # (a number: checked above) counted whole before any of it is read
+            self.hold(request, int(declared), what)
         chunks: list[bytes] = []
         size = 0
         receive = request.receive
@@ -920,6 +956,8 @@ class _Api:
                         "value_too_large",
                         f"{what} is larger than {limit} bytes, the most this server accepts",
                     )
+                if declared is None:
+                    self.hold(request, len(chunk), what)
                 chunks.append(chunk)
         except ClientDisconnect:
             # The client went away mid-upload (aborted, timed out, killed): its
@@ -1947,12 +1985,18 @@ class AsteriskOptions:
 
 
 def check_app_options(
-    token: str | None, max_value_size: int, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    token: str | None,
+    max_value_size: int,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    max_pending_bytes: int | None = None,
 ) -> None:
-    """Refuse (ConfigurationError) a token, value size limit or lock timeout the app cannot serve with."""
-    if not isinstance(max_value_size, int) or isinstance(max_value_size, bool) or max_value_size < 1:
-        # (0 would refuse every value but the empty one, and every transaction)
-        raise ConfigurationError(f"max_value_size must be an int >= 1 (bytes), not {max_value_size!r}")
+    """Refuse (ConfigurationError) a token, size limit or lock timeout the app cannot serve with."""
+    for name, size in (("max_value_size", max_value_size), ("max_pending_bytes", max_pending_bytes)):
+        if name == "max_pending_bytes" and size is None:
+            continue
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            # (0 would refuse every value but the empty one, and every transaction)
+            raise ConfigurationError(f"{name} must be an int >= 1 (bytes), not {size!r}")
     if (
         isinstance(lock_timeout, bool)
         or not isinstance(lock_timeout, (int, float))
@@ -1977,6 +2021,7 @@ def create_app(
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
     sync: str | float = "never",
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    max_pending_bytes: int | None = None,
 ) -> Starlette:
     """Return the ASGI app serving a store: a :class:`DB` you own, or a path this app opens and closes.
 
@@ -1984,13 +2029,15 @@ def create_app(
     Bearer <token>``. ``max_value_size`` caps PUT and POST /v1/txn bodies (413 beyond it).
     ``sync`` is the :class:`DB` durability policy used when opening a path. A write waits at most
     ``lock_timeout`` seconds for the store's write lock (held by another process), then is answered
-    503 lock_timeout, nothing written.
+    503 lock_timeout, nothing written. At most ``max_pending_bytes`` bytes of request bodies (by default
+    4 times ``max_value_size``) are held at once: a body that would pass them is refused before it is
+    read (503 too_many_uploads, or 413 where it alone is larger).
     """
-    check_app_options(token, max_value_size, lock_timeout)
+    check_app_options(token, max_value_size, lock_timeout, max_pending_bytes)
     owned = not isinstance(db_or_path, DB)
     # (sync is any text here, as from KVB_HTTP_SYNC: DB refuses a wrong one with the project's error)
     db = db_or_path if isinstance(db_or_path, DB) else DB(db_or_path, sync=sync)  # type: ignore[arg-type]
-    api = _Api(db, max_value_size, lock_timeout)
+    api = _Api(db, max_value_size, lock_timeout, max_pending_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -2012,6 +2059,7 @@ def create_app(
     ]
     # first: every answer, the token check's 401 too, must close an ambiguously framed connection
     middleware = [
+        Middleware(ReleaseBodies, bodies=api.bodies),
         Middleware(CloseConnectionWhenUnsafe),
         Middleware(OriginForm),
         Middleware(NoCrossOrigin, refuse_writes=token is None),

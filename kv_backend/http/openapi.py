@@ -834,7 +834,43 @@ def _add_store_errors(doc: dict[str, Any]) -> None:
             op["responses"] = dict(sorted(responses.items()))
 
 
+#: The operations whose request body the server reads and holds (PUT's value, a transaction, a backup's
+#: JSON): those ``--max-pending-bytes`` can refuse.
+_UPLOADS = {("/v1/keys/{key}", "put"), ("/v1/txn", "post"), ("/v1/backup", "post")}
+
+_TOO_MANY_CONNECTIONS = (
+    " Under kvb http: a connection made while the server keeps as many open as it can is answered "
+    "too_many_connections (with Retry-After and Connection: close) before its request is read; retry, "
+    "or keep fewer idle connections."
+)
+_TOO_MANY_UPLOADS = (
+    " Or the request bodies held at once would pass the server's --max-pending-bytes with this one "
+    "(too_many_uploads, with Retry-After and Connection: close): nothing was stored; retry."
+)
+_PENDING_413 = (
+    " Or, alone, larger than the bytes of request bodies the server holds at once (--max-pending-bytes, "
+    "with Connection: close)."
+)
+
+
+def _add_server_answers(doc: dict[str, Any]) -> None:
+    """Give every operation the 503s the server itself answers, whatever the endpoint (docs/http.md's
+    Connections), and the operations that upload a body those of ``--max-pending-bytes``."""
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            responses = op["responses"]
+            unavailable = responses.setdefault("503", _error(""))
+            if (path, method) in _UPLOADS:
+                unavailable["description"] += _TOO_MANY_UPLOADS
+                responses["413"]["description"] += _PENDING_413
+            unavailable["description"] = (unavailable["description"] + _TOO_MANY_CONNECTIONS).lstrip()
+            op["responses"] = dict(sorted(responses.items()))
+
+
 _add_store_errors(_DOCUMENT)
+_add_server_answers(_DOCUMENT)
 
 
 def openapi_document() -> dict[str, Any]:

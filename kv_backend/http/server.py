@@ -42,7 +42,7 @@ DEFAULT_KEEP_ALIVE = 5.0
 MAX_REQUEST_HEAD = 256 << 10
 
 
-def _env_size(name: str, default: int) -> int:
+def _env_size(name: str, default: int, unset: str = "64 MiB") -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -53,9 +53,13 @@ def _env_size(name: str, default: int) -> int:
     if value < 1:
         raise ConfigurationError(
             f"{name} must be a number of bytes >= 1, not {value}: a limit of 0 would refuse every "
-            "value but the empty one, and every transaction (unset, it is 64 MiB)"
+            f"value but the empty one, and every transaction (unset, it is {unset})"
         )
     return value
+
+
+#: What KVB_HTTP_MAX_PENDING_BYTES is when unset (read as 0), as its errors say.
+_PENDING_UNSET = "4 times the value limit"
 
 
 def _env_sync() -> str | float:
@@ -116,6 +120,7 @@ def app_from_env() -> Starlette:
         max_value_size=_env_size("KVB_HTTP_MAX_VALUE_SIZE", DEFAULT_MAX_VALUE_SIZE),
         sync=_env_sync(),
         lock_timeout=_env_seconds("KVB_HTTP_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT),
+        max_pending_bytes=_env_size("KVB_HTTP_MAX_PENDING_BYTES", 0, _PENDING_UNSET) or None,
     )
     if token is None:
         # As kvb http on a loopback address: keep rebound web pages out. The address uvicorn or
@@ -135,6 +140,7 @@ def serve(
     log_level: str = "info",
     keep_alive: float | None = None,
     lock_timeout: float | None = None,
+    max_pending_bytes: int | None = None,
 ) -> None:
     """Serve the store at ``path`` over HTTP with uvicorn until SIGINT/SIGTERM (blocking).
 
@@ -145,7 +151,9 @@ def serve(
     ``max_value_size`` to ``$KVB_HTTP_MAX_VALUE_SIZE`` or 64 MiB, ``sync`` (the
     store's fsync policy) to ``$KVB_HTTP_SYNC`` or ``"never"``, ``keep_alive`` (seconds an idle
     connection stays open) to ``$KVB_HTTP_KEEP_ALIVE`` or 5, ``lock_timeout`` (seconds a write waits
-    for the store's write lock before it is answered 503) to ``$KVB_HTTP_LOCK_TIMEOUT`` or 5.
+    for the store's write lock before it is answered 503) to ``$KVB_HTTP_LOCK_TIMEOUT`` or 5,
+    ``max_pending_bytes`` (the bytes of request bodies held at once) to ``$KVB_HTTP_MAX_PENDING_BYTES``
+    or 4 times ``max_value_size``.
     """
     try:
         import uvicorn
@@ -169,7 +177,10 @@ def serve(
         raise ConfigurationError(f"keep_alive must be a number of seconds > 0, not {keep_alive!r}")
     if lock_timeout is None:
         lock_timeout = _env_seconds("KVB_HTTP_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
-    check_app_options(token, max_value_size, lock_timeout)  # (refused before the server starts)
+    if max_pending_bytes is None:
+        max_pending_bytes = _env_size("KVB_HTTP_MAX_PENDING_BYTES", 0, _PENDING_UNSET) or None
+    # (refused before the server starts)
+    check_app_options(token, max_value_size, lock_timeout, max_pending_bytes)
     max_connections = connlimit.start_limit()  # (the descriptors the store needs stay its own)
     server: Any = None
 
@@ -178,7 +189,13 @@ def serve(
 
     app = OpenWhileListening(
         partial(DB, path, sync=sync),  # type: ignore[arg-type]  # (a wrong sync: the project's error)
-        partial(create_app, token=token, max_value_size=max_value_size, lock_timeout=lock_timeout),
+        partial(
+            create_app,
+            token=token,
+            max_value_size=max_value_size,
+            lock_timeout=lock_timeout,
+            max_pending_bytes=max_pending_bytes,
+        ),
         failed,
     )
     if token is None and not _is_loopback(host):
