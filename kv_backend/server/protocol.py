@@ -127,7 +127,7 @@ class Parser:
     many small reads costs linear time.
     """
 
-    __slots__ = ("args", "chunks", "have", "held", "limited", "need", "reader", "start", "want")
+    __slots__ = ("args", "args_size", "chunks", "have", "held", "limited", "need", "reader", "start", "want")
 
     def __init__(self, limited: bool = False) -> None:
         #: True until the client authenticates: requests are held to UNAUTH_ARRAY/UNAUTH_BULK,
@@ -140,7 +140,14 @@ class Parser:
         self.have = 0  # bytes in chunks
         self.want = 0  # bytes needed before parsing is worth trying again
         self.args: list[bytes] | None = None
+        self.args_size = 0  # bytes of the bulk strings in ``args`` (the command still arriving)
         self.need = 0  # bulk strings still missing from ``args``
+
+    @property
+    def pending_size(self) -> int:
+        """Bytes held for requests still arriving: unparsed input, and the arguments of an unfinished
+        command (what client-query-buffer-limit bounds)."""
+        return self.have + self.args_size
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Add received bytes and return the commands they complete (possibly none)."""
@@ -176,6 +183,7 @@ class Parser:
         n = len(buf)
         stopped = False
         args = self.args
+        args_size = self.args_size
         need = self.need
         want = 0
         try:
@@ -199,6 +207,7 @@ class Parser:
                         if count <= 0:  # an empty, null or negative array: ignored, as Redis does
                             continue
                         args = []
+                        args_size = 0
                         need = count
                     else:
                         nl = buf.find(b"\n", pos)
@@ -239,6 +248,7 @@ class Parser:
                     if buf[end : end + 2] != b"\r\n":
                         raise ProtocolError("Protocol error: bulk string not terminated by CRLF")
                     args.append(buf[nl + 2 : end])
+                    args_size += size
                     pos = end + 2
                     need -= 1
                 if need:
@@ -253,6 +263,7 @@ class Parser:
             raise
         self.held = stopped and pos < n
         self.args = args
+        self.args_size = args_size if args is not None else 0
         self.need = need
         self.want = want
         if pos < n:

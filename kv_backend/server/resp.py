@@ -242,7 +242,11 @@ class Connection(asyncio.Protocol):
         """The commands ``data`` completes; on a protocol error, reply it and close the connection
         once the commands received before the bad one have run (as Redis does)."""
         try:
-            return self.parser.feed(data)
+            commands = self.parser.feed(data)
+            if self.parser.pending_size > self.server.client_query_buffer_limit:
+                self._close_over_query_buffer_limit(transport)
+                return []
+            return commands
         except ProtocolError as exc:
             # latin-1: the byte a message quotes ("expected '$', got '\xff'") goes back as it came, but
             # a CR or LF as a space (ErrorReply's), as Redis: it would end the error line early
@@ -251,6 +255,20 @@ class Connection(asyncio.Protocol):
             if not exc.commands and not self.pending and self.blocked is None:
                 self._close_on_protocol_error(transport)
             return exc.commands
+
+    def _close_over_query_buffer_limit(self, transport: asyncio.Transport) -> None:
+        """As redis-server: a client whose requests still arriving hold more than client-query-buffer-limit
+        bytes is closed without a reply (a request that large cannot be run), and the log says so."""
+        parser = self.parser
+        start = parser.chunks[0][parser.start : parser.start + 64] if parser.chunks else b""
+        self.server.log(
+            "Closing client that reached max query buffer length (client-query-buffer-limit "
+            f"{self.server.client_query_buffer_limit}): {self.describe().decode('utf-8', 'replace')} "
+            f"(qbuf initial bytes: {start!r})"
+        )
+        self.parser = Parser()  # (what it held is let go at once)
+        transport.close()
+        self.transport = None
 
     def _close_on_protocol_error(self, transport: asyncio.Transport) -> None:
         """Send the protocol error the client's input ended with, and close the connection."""
@@ -750,6 +768,9 @@ class Server:
         #: tcp-keepalive: seconds of silence before a TCP client's connection is probed (0: never), as
         #: in Redis; a CONFIG SET applies to the connections made after it.
         self.tcp_keepalive = 300
+        #: client-query-buffer-limit: the most bytes a client's requests still arriving may hold (its
+        #: unparsed input and the arguments of an unfinished command) before it is closed, as in Redis.
+        self.client_query_buffer_limit = 1 << 30
         #: protected-mode: without a password, only clients on this machine are served (see protected.py).
         self.protected_mode = True
         self.channels: dict[bytes, set[Connection]] = {}
@@ -1147,6 +1168,7 @@ class Server:
             b"protected-mode": b"yes" if self.protected_mode else b"no",
             b"requirepass": b"",
             b"proto-max-bulk-len": b"536870912",
+            b"client-query-buffer-limit": str(self.client_query_buffer_limit).encode(),
             b"hll-sparse-max-bytes": b"3000",
             b"maxclients": str(self.maxclients).encode(),
             b"io-threads": b"1",

@@ -559,6 +559,8 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
             server.maxclients = checked
         elif name == b"tcp-keepalive":  # (for the connections made from now on, as in Redis)
             server.tcp_keepalive = checked
+        elif name == b"client-query-buffer-limit":  # (every client's next read, as in Redis)
+            server.client_query_buffer_limit = checked
         elif name == b"protected-mode":  # (for the connections made from now on, as in Redis)
             server.protected_mode = checked == b"yes"
     return OK
@@ -593,6 +595,7 @@ _CONFIG_KINDS = {
     b"protected-mode": "honour",
     b"requirepass": "fixed",
     b"proto-max-bulk-len": "fixed",
+    b"client-query-buffer-limit": "honour",
     b"hll-sparse-max-bytes": "fixed",
     b"maxclients": "honour",
     b"databases": "immutable",
@@ -684,7 +687,7 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
         return _bounded(name, value, 0, 2147483647)
     if name == b"maxclients":
         return _bounded(name, value, 1, 4294967295)
-    if name == b"proto-max-bulk-len":
+    if name in (b"proto-max-bulk-len", b"client-query-buffer-limit"):
         n = _memory(name, value)  # a memory value: plain digits too, leading zeros and all
         if not 1048576 <= n <= (1 << 63) - 1:
             raise _config_failed(name, "argument must be between 1048576 and 9223372036854775807 inclusive")
