@@ -94,3 +94,18 @@ def test_the_arguments_of_a_command_still_arriving_count_too(limited):
     assert _outcome(limited[1], [many]) == b"<closed>"
     under = b"*100000\r\n$4\r\nECHO\r\n" + b"".join(b"$1000\r\n" + b"w" * 1000 + b"\r\n" for _ in range(900))
     assert _outcome(limited[1], [under]) == b"<open>"
+
+
+def test_commands_sent_behind_a_blocked_one_count_too(limited):
+    """redis-server parses nothing of a blocked client's input: what it sends meanwhile (a pipeline
+    behind BLPOP) stays in its query buffer, against the limit. kvb serve parses it at once and holds
+    the commands: they count the same, and the client is closed the same."""
+    blpop = b"*3\r\n$5\r\nBLPOP\r\n$7\r\nqbuf:22\r\n$1\r\n0\r\n"
+    pings = b"*2\r\n$4\r\nECHO\r\n$100\r\n" + b"p" * 100 + b"\r\n"
+    for port in limited:
+        assert _outcome(port, [blpop, pings * 5000]) == b"<open>", port  # about 0.6 MB: held
+        assert _outcome(port, [blpop] + [pings * 5000] * 3) == b"<closed>", port  # about 1.6 MB
+        control = Raw(port, 2)
+        assert control.call("LPUSH", "qbuf:22", "v") == b":1\r\n"  # nobody waits now: it stays
+        assert control.call("LPOP", "qbuf:22") == b"$1\r\nv\r\n"
+        control.close()

@@ -131,6 +131,9 @@ class Connection(asyncio.Protocol):
         self.lock_since: float | None = None
         self.parked = False
         self.pending: list[list[bytes]] = []
+        #: Bytes of the commands in ``pending`` received while it waited (blocked, or parked), which
+        #: count against client-query-buffer-limit as redis-server's unread query buffer does.
+        self.waiting_bytes = 0
         self.queued = False
         self.peer = self.local = ""
         self.created = self.last_active = time.time()
@@ -232,6 +235,11 @@ class Connection(asyncio.Protocol):
         commands = self._parse(transport, data)
         if not commands:
             return
+        if self.pending or self.blocked is not None:  # (they wait, held, as Redis holds them unparsed)
+            self.waiting_bytes += _size(commands)
+            if self.waiting_bytes + self.parser.pending_size > self.server.client_query_buffer_limit:
+                self._close_over_query_buffer_limit(transport)
+                return
         if self.pending:
             self.pending.extend(commands)
         else:
@@ -267,6 +275,9 @@ class Connection(asyncio.Protocol):
             f"(qbuf initial bytes: {start!r})"
         )
         self.parser = Parser()  # (what it held is let go at once)
+        self.pending = []
+        self.waiting_bytes = 0
+        self.detach()  # now, as CLIENT KILL: an element pushed meanwhile must not go to a closed client
         transport.close()
         self.transport = None
 
@@ -287,6 +298,7 @@ class Connection(asyncio.Protocol):
         if self.blocked is not None:
             return  # the commands wait until the blocking one is answered
         commands, self.pending = self.pending, []
+        self.waiting_bytes = 0
         transport = self.transport
         if transport is None or not commands:
             if transport is not None and self.protocol_error is not None:
@@ -328,6 +340,8 @@ class Connection(asyncio.Protocol):
             finally:
                 self.batch = None
             transport.write(b"".join(out))
+        if self.pending:  # (what still waits: behind a blocked command, or parked)
+            self.waiting_bytes = _size(self.pending)
         if self.close_after_reply:
             transport.close()
             self.transport = None
@@ -730,6 +744,11 @@ class Connection(asyncio.Protocol):
             f"resp={3 if self.resp3 else 2} lib-name={text(self.lib.get('LIB-NAME'))} "
             f"lib-ver={text(self.lib.get('LIB-VER'))}"
         ).encode()
+
+
+def _size(commands: list[list[bytes]]) -> int:
+    """Bytes of the arguments of ``commands``."""
+    return sum(len(arg) for args in commands for arg in args)
 
 
 def _tracking_flags(state: ClientTracking | None) -> str:
