@@ -84,8 +84,8 @@ def _put(port: int, key: str, size: int) -> int:
 
 def test_an_upload_past_the_total_held_is_refused_before_its_body_is_read(server):
     port = server
-    stalled = _put_head(port, "/v1/keys/a", 600)  # holds 600 of the 1000 bytes
-    stalled.sendall(b"a" * 10)
+    stalled = _put_head(port, "/v1/keys/a", 601)
+    stalled.sendall(b"a" * 600)  # holds 600 of the 1000 bytes
     time.sleep(0.3)
     # 600 more would pass 1000: refused from its head alone (no byte of the body is sent)
     status, headers, body = _answer(_put_head(port, "/v1/keys/b", 600))
@@ -93,16 +93,26 @@ def test_an_upload_past_the_total_held_is_refused_before_its_body_is_read(server
     assert headers["retry-after"] == "1" and headers["connection"] == "close"
     assert "--max-pending-bytes" in body["message"] and "nothing was stored" in body["message"]
     assert _put(port, "c", 400) == 201  # what fits is served meanwhile
-    stalled.sendall(b"a" * 590)
+    stalled.sendall(b"a")
     assert _answer(stalled)[0] == 201
     assert _put(port, "b", 600) == 201  # released once answered
     assert _put(port, "d", 800) == 201
 
 
+def test_a_declared_length_holds_nothing_until_its_bytes_arrive(server):
+    """A client that declares a length and then sends nothing (the first read of a body has no timer)
+    must not keep the others out for good: only the bytes received are held."""
+    silent = [_put_head(server, f"/v1/keys/s{i}", 800) for i in range(3)]
+    time.sleep(0.3)
+    assert _put(server, "a", 800) == 201
+    for sock in silent:
+        sock.close()
+
+
 def test_a_chunked_upload_is_stopped_when_it_crosses_the_total(server):
     port = server
-    stalled = _put_head(port, "/v1/keys/a", 700)
-    stalled.sendall(b"a")
+    stalled = _put_head(port, "/v1/keys/a", 701)
+    stalled.sendall(b"a" * 700)
     time.sleep(0.3)
     chunked = _put_head(port, "/v1/keys/b", None)
     chunked.sendall(b"c8\r\n" + b"b" * 200 + b"\r\n")  # 200: 900 held

@@ -890,12 +890,14 @@ class _Api:
                     413, "value_too_large", f"{what} is {declared} bytes; this server accepts at most {limit}"
                 )
 
-    def hold(self, request: Request, size: int, what: str) -> None:
-        """Count ``size`` more bytes of the body of ``request`` as held, or refuse it (before reading
-        them) where the bodies held at once would pass their total: 413 where this body alone is
-        larger than the total, else 503 with Retry-After. Either closes the connection (the rest of
-        the body is never read)."""
-        if self.bodies.reserve(request.scope, size):
+    def hold(self, request: Request, size: int, what: str, count: bool = True) -> None:
+        """Count ``size`` more bytes of the body of ``request`` as held (only check that they fit,
+        without ``count``), or refuse them where the bodies held at once would pass their total: 413
+        where this body alone is larger than the total, else 503 with Retry-After. Either closes the
+        connection (the rest of the body is never read)."""
+        if size <= self.bodies.room:
+            if count:
+                self.bodies.reserve(request.scope, size)
             return
         total = self.bodies.total
         if self.bodies.held_by(request.scope) + size > total:
@@ -919,8 +921,10 @@ class _Api:
         :meth:`hold` says where the bodies held at once would pass their total."""
         self.check_body_headers(request, limit, what)
         declared = request.headers.get("content-length")
-        if declared is not None:  # (a number: checked above) counted whole before any of it is read
-            self.hold(request, int(declared), what)
+        if declared is not None:  # (a number: checked above) refused before any of it is read
+            # Counted as it arrives, as a chunked body, and not from here: a client that declares a
+            # length and then sends nothing (the first read has no timer) would keep it for good.
+            self.hold(request, int(declared), what, count=False)
         chunks: list[bytes] = []
         size = 0
         receive = request.receive
@@ -956,8 +960,7 @@ class _Api:
                         "value_too_large",
                         f"{what} is larger than {limit} bytes, the most this server accepts",
                     )
-                if declared is None:
-                    self.hold(request, len(chunk), what)
+                self.hold(request, len(chunk), what)
                 chunks.append(chunk)
         except ClientDisconnect:
             # The client went away mid-upload (aborted, timed out, killed): its

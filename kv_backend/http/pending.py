@@ -4,7 +4,8 @@ A PUT's value, or a transaction, is read whole into memory before its write runs
 writes running at once bounds the writes, not the uploads: a dozen clients uploading values near
 the value limit (64 MiB) at once took ``kvb http`` past 1.6 GB of resident memory, and more would take
 every byte the machine has. :class:`PendingBodies` counts the bytes of the bodies held, from the first
-byte read until the request is answered, and refuses those that would take it past its total.
+byte read until the request is answered, and refuses those that would take it past its total (from
+its Content-Length, before reading any of it, and as its bytes arrive).
 Every count happens in the event loop's thread, so no lock is needed.
 """
 
@@ -25,14 +26,15 @@ class PendingBodies:
         self.total = total
         self.held = 0
 
-    def reserve(self, scope: Scope, size: int) -> bool:
-        """Count ``size`` more bytes held by the request of ``scope``; False (nothing counted) where
-        that would take the bytes held past :attr:`total`."""
-        if self.held + size > self.total:
-            return False
+    @property
+    def room(self) -> int:
+        """The bytes that may still be held."""
+        return self.total - self.held
+
+    def reserve(self, scope: Scope, size: int) -> None:
+        """Count ``size`` more bytes held by the request of ``scope`` (that fit in :attr:`room`)."""
         self.held += size
         scope[_HELD][0] += size
-        return True
 
     @staticmethod
     def held_by(scope: Scope) -> int:
