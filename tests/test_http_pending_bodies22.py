@@ -172,3 +172,19 @@ def test_the_openapi_document_lists_the_servers_own_503s():
                 assert "--max-pending-bytes" in op["responses"]["413"]["description"]
             seen.add((path, method))
     assert uploads <= seen and ("/openapi.json", "get") in seen
+
+
+def test_app_from_env_reads_the_total_from_its_variable(tmp_path, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from kv_backend.http import app_from_env
+
+    monkeypatch.setenv("KVB_HTTP_DIR", str(tmp_path / "s"))
+    monkeypatch.setenv("KVB_HTTP_MAX_PENDING_BYTES", "10")
+    with TestClient(app_from_env(), base_url="http://localhost") as client:
+        response = client.put("/v1/keys/k", content=b"x" * 11)
+        assert response.status_code == 413 and "--max-pending-bytes" in response.json()["message"]
+        assert client.put("/v1/keys/k", content=b"x" * 10).status_code == 201
+    monkeypatch.setenv("KVB_HTTP_MAX_PENDING_BYTES", "0")
+    with pytest.raises(ConfigurationError, match="KVB_HTTP_MAX_PENDING_BYTES"):
+        app_from_env()
