@@ -109,3 +109,35 @@ def test_commands_sent_behind_a_blocked_one_count_too(limited):
         assert control.call("LPUSH", "qbuf:22", "v") == b":1\r\n"  # nobody waits now: it stays
         assert control.call("LPOP", "qbuf:22") == b"$1\r\nv\r\n"
         control.close()
+
+
+def _info_clients(port: int) -> dict[str, int]:
+    control = Raw(port, 2)
+    text = control.call("INFO", "clients").decode()
+    control.close()
+    return {k: int(v) for k, _, v in (line.partition(":") for line in text.split("\r\n")[1:]) if v.isdigit()}
+
+
+def test_info_shows_the_largest_input_a_client_holds(ports):
+    """INFO clients has Redis 7.0's client_recent_max_input_buffer (redis_exporter charts it), which
+    shows a client holding a large request still arriving, and its other fields in Redis's order."""
+    redis_fields, our_fields = (list(_info_clients(port)) for port in ports)
+    assert [f for f in redis_fields if f in our_fields] == our_fields  # (Redis has one more: timeouts)
+    holders = []
+    for port in ports:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$800000\r\n" + b"x" * 500000)
+        holders.append(sock)
+    try:
+        for port in ports:  # (redis-server takes it from its cron, within a second)
+            deadline = time.monotonic() + 5
+            while _info_clients(port)["client_recent_max_input_buffer"] < 500000:
+                assert time.monotonic() < deadline, _info_clients(port)
+                time.sleep(0.1)
+    finally:
+        for sock in holders:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while _info_clients(ports[1])["client_recent_max_input_buffer"] != 0:  # kvb: what clients hold now
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

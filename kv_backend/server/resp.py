@@ -1167,6 +1167,17 @@ class Server:
             self.log(f"cannot sweep expired keys: {exc!r}")
         self._sweep = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep_expired)
 
+    def _buffer_lines(self) -> list[str]:
+        """INFO's client_recent_max_input_buffer and client_recent_max_output_buffer: the most bytes a
+        client holds now, of requests still arriving (what client-query-buffer-limit bounds) and of
+        replies not yet sent (Redis: the most over its last seconds)."""
+        held = sent = 0
+        for conn in self.clients.values():
+            held = max(held, conn.parser.pending_size + conn.waiting_bytes)
+            if conn.transport is not None:
+                sent = max(sent, conn.transport.get_write_buffer_size())
+        return [f"client_recent_max_input_buffer:{held}", f"client_recent_max_output_buffer:{sent}"]
+
     def config(self) -> dict[bytes, bytes]:
         """The parameters CONFIG GET reports."""
         return {
@@ -1246,7 +1257,9 @@ class Server:
             ],
             b"clients": [
                 f"connected_clients:{len(self.clients)}",
+                "cluster_connections:0",
                 f"maxclients:{self.maxclients}",
+                *self._buffer_lines(),
                 f"blocked_clients:{len(self.waiters)}",
                 f"tracking_clients:{len(self.tracking.clients)}",
             ],
