@@ -1,6 +1,7 @@
 """What docs/engine.md (Memory and speed, Command line), docs/store.md and docs/django.md (Limits) say
 of the disk a store takes: from its first write the active file is reserved ahead of its end in 1 MiB
-steps, the reservation stays after close, and ``stats()["total_bytes"]`` counts the records only."""
+steps, the reservation stays after close, and ``stats()["total_bytes"]`` counts the records only, as
+INFO's ``used_memory_disk`` of ``kvb serve`` does (docs/redis.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import errno
 import os
 import re
 from pathlib import Path
+
+from resp_helpers import Raw, RunningServer, info_number
 
 from kv_backend import DB
 
@@ -44,6 +47,8 @@ def test_docs_say_a_small_store_takes_a_mib_of_disk() -> None:
     assert "the space reserved past the active file's end, see [Memory and speed]" in engine
     assert "a store takes about 1 MiB of disk however few keys it holds" in _flat("store.md")
     assert "Each `LOCATION` takes about 1 MiB of disk from its first `set`" in _flat("django.md")
+    redis = _flat("redis.md")
+    assert "`used_memory_disk` (the bytes of the log files' records, kvb's: the store's" in redis
 
 
 def test_a_small_store_reserves_a_mib_that_stats_do_not_count(tmp_path: Path) -> None:
@@ -61,3 +66,19 @@ def test_a_small_store_reserves_a_mib_that_stats_do_not_count(tmp_path: Path) ->
         db.put(b"big", b"x" * (MIB + 1000))
         end = db.stats()["active_end"]
     assert active.stat().st_size == -(-end // MIB) * MIB == 2 * MIB
+
+
+def test_info_used_memory_disk_is_the_stores_total_bytes(tmp_path: Path) -> None:
+    path = str(tmp_path / "kv")
+    server = RunningServer(path).start()
+    try:
+        conn = Raw(server.port, 2)
+        try:
+            assert conn.call("SET", "k", "v") == b"+OK\r\n"
+            on_disk = info_number(conn, "memory", "used_memory_disk")
+        finally:
+            conn.close()
+        with DB(path, read_only=True) as db:
+            assert on_disk == db.stats()["total_bytes"] < MIB
+    finally:
+        server.stop()
