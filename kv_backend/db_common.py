@@ -49,6 +49,9 @@ _FLAG_BATCH = rec.FLAG_BATCH
 _MAX_KEY = rec.MAX_KEY_SIZE
 _MAX_VALUE = rec.MAX_VALUE_SIZE
 _ALLOC_STEP = 1 << 20
+#: The first reservation of an active file: a store of a few keys takes this much disk, not a whole step;
+#: each growth below _ALLOC_STEP doubles the file (64 KiB, 128 KiB ... 1 MiB), then 1 MiB steps.
+_ALLOC_FIRST = 64 << 10
 _time = time.time
 _M32 = (1 << 32) - 1
 _M40 = (1 << 40) - 1

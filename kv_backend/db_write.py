@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from kv_backend import record as rec
 from kv_backend.db_common import (
+    _ALLOC_FIRST,
     _ALLOC_STEP,
     _FLAG_BATCH,
     _M32,
@@ -467,7 +468,10 @@ class _Writing(_Parts):
         """Grow the active file ahead of the tail so mappings need remapping rarely."""
         active = self._active
         assert active is not None
-        target = ((new_end + _ALLOC_STEP - 1) // _ALLOC_STEP) * _ALLOC_STEP
+        # Doubling up to a whole step: a small store's reservation stays small (posix_fallocate gives it
+        # real blocks), and a growing one remaps a few times more only, while under a step.
+        step = _ALLOC_STEP if new_end > _ALLOC_STEP else max(_ALLOC_FIRST, 1 << (new_end - 1).bit_length())
+        target = -(-new_end // step) * step
         end = self._tail[1]
         try:
             # Reserved, not only grown: writes into a hole need blocks as they go, and on a full disk

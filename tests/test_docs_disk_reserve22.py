@@ -1,6 +1,6 @@
 """What docs/engine.md (Memory and speed, Command line), docs/store.md and docs/django.md (Limits) say
-of the disk a store takes: from its first write the active file is reserved ahead of its end in 1 MiB
-steps, the reservation stays after close, and ``stats()["total_bytes"]`` counts the records only, as
+of the disk a store takes: from its first write the active file is reserved ahead of its end in steps
+(64 KiB, doubling up to 1 MiB, then 1 MiB each), the reservation stays after close, and ``stats()["total_bytes"]`` counts the records only, as
 INFO's ``used_memory_disk`` of ``kvb serve`` does (docs/redis.md)."""
 
 from __future__ import annotations
@@ -40,18 +40,18 @@ def _allocates(directory: Path) -> bool:
         probe.unlink()
 
 
-def test_docs_say_a_small_store_takes_a_mib_of_disk() -> None:
+def test_docs_say_a_small_store_takes_64_kib_of_disk() -> None:
     engine = _flat("engine.md")
-    assert "reserves the active file's space ahead of its end in 1 MiB steps" in engine
+    assert "reserves the active file's space ahead of its end in steps of 64 KiB, doubling up to 1 MiB" in engine
     assert "the reservation stays after the store is closed" in engine
     assert "the space reserved past the active file's end, see [Memory and speed]" in engine
-    assert "a store takes about 1 MiB of disk however few keys it holds" in _flat("store.md")
-    assert "Each `LOCATION` takes about 1 MiB of disk from its first `set`" in _flat("django.md")
+    assert "a store takes about 64 KiB of disk however few keys it holds" in _flat("store.md")
+    assert "Each `LOCATION` takes about 64 KiB of disk from its first `set`" in _flat("django.md")
     redis = _flat("redis.md")
     assert "`used_memory_disk` (the bytes of the log files' records, kvb's: the store's" in redis
 
 
-def test_a_small_store_reserves_a_mib_that_stats_do_not_count(tmp_path: Path) -> None:
+def test_a_small_store_reserves_64_kib_that_stats_do_not_count(tmp_path: Path) -> None:
     path = tmp_path / "kv"
     with DB(str(path)) as db:
         db.put(b"greeting", b"hello")
@@ -59,9 +59,9 @@ def test_a_small_store_reserves_a_mib_that_stats_do_not_count(tmp_path: Path) ->
         active = path / stats["active_file"]
     assert stats["files"] == 1 and stats["total_bytes"] == stats["active_end"] < 100
     st = active.stat()  # after close: the reservation stays
-    assert st.st_size == MIB
+    assert st.st_size == 64 << 10
     if _allocates(tmp_path):
-        assert st.st_blocks * 512 >= MIB
+        assert st.st_blocks * 512 >= 64 << 10
     with DB(str(path)) as db:
         db.put(b"big", b"x" * (MIB + 1000))
         end = db.stats()["active_end"]
