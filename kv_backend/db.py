@@ -66,6 +66,14 @@ if TYPE_CHECKING:
 
 __all__ = ["DB", "Batch", "SnapshotFile"]
 
+#: How often :meth:`DB.wait_for_change` checks the change counter: every 0.2 ms doubling to every
+#: ``_WAIT_POLL_FAST`` seconds, for the first 0.1 s of a wait (``_WAIT_POLL_FAST / _WAIT_POLL_SHARE``);
+#: then every ``_WAIT_POLL_SHARE`` of the time waited so far, at most every ``_WAIT_POLL_MAX`` seconds
+#: (reached after 2.5 s), as the Celery backend's ``get()`` paces its own waits.
+_WAIT_POLL_FAST = 0.002
+_WAIT_POLL_SHARE = 0.02
+_WAIT_POLL_MAX = 0.05
+
 _DB = TypeVar("_DB", bound="DB")  # a DB or subclass, as with DB(...) as db: gives it
 
 # Every open DB of this process, so that a forked child can reopen their locks.
@@ -431,8 +439,10 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         """Block until a write by any process changes :meth:`change_token` from ``token``.
 
         Returns True if a write happened, False on timeout. It watches one word
-        of shared memory, checking every 0.2-2 ms, so it wakes within about a
-        millisecond without any notification channel between processes.
+        of shared memory, without any notification channel between processes:
+        every 0.2-2 ms for the first 0.1 s of the wait (a write is seen within
+        a millisecond or two), then every 2 % of the time waited so far, at
+        most every 50 ms, so a long idle wait costs next to no CPU.
         Inside this thread's :meth:`transaction` or :meth:`locked` block it
         raises :class:`~kv_backend.errors.TransactionError`: nobody else can
         write while the block holds the write lock.
@@ -455,16 +465,21 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             )
         # A duration: measured on the monotonic clock, which a change of the wall clock (NTP, a
         # manual setting) does not move, so the wait neither ends early nor outlasts its timeout.
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
         delay = 0.0002
         while self._tailw.value == token:
+            now = time.monotonic()
+            # Checking every 2 ms for as long as it waited, an idle blocked caller (blpop()...) woke
+            # some 400 times a second and took 1.5 % of a CPU for nothing.
+            pause = max(delay, min(_WAIT_POLL_MAX, (now - started) * _WAIT_POLL_SHARE))
             if deadline is not None:
-                left = deadline - time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     return False
-                delay = min(delay, left)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.002)
+                pause = min(pause, left)
+            time.sleep(pause)
+            delay = min(delay * 2, _WAIT_POLL_FAST)
         return True
 
     def backup(

@@ -69,8 +69,10 @@ class KVBackend(ChordBackend):
     #: a second and took 1.5-2.5 % of a CPU for nothing.
     wait_poll_share = 0.02
     wait_poll_max = 0.05
-    #: The engine's longest pause between two checks (docs/engine.md).
+    #: The engine's longest pause between two checks in the first ``_ENGINE_FAST`` seconds of a
+    #: ``DB.wait_for_change`` (docs/engine.md), which then pauses longer.
     _ENGINE_POLL = 0.002
+    _ENGINE_FAST = 0.1
 
     @classmethod
     def _nap(cls, db: DB | None, token: int | None, seconds: float, started: float) -> None:
@@ -90,7 +92,7 @@ class KVBackend(ChordBackend):
             step = min(cls.wait_poll_max, (now - started) * share)
             if step <= cls._ENGINE_POLL:  # early in the wait (or share 0): the engine checks every 0.2-2 ms
                 until_longer = cls._ENGINE_POLL / share - (now - started) if share > 0 else left
-                if db.wait_for_change(token, min(left, max(until_longer, 0.001))):
+                if db.wait_for_change(token, min(left, max(until_longer, 0.001), cls._ENGINE_FAST)):
                     return
             else:
                 time.sleep(min(step, left))
