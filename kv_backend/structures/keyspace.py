@@ -33,6 +33,7 @@ from kv_backend.structures.layout import (
     LIST,
     MEMBER_PREFIXES,
     META,
+    META_SIZE,
     PENDING,
     SET,
     T_HASH,
@@ -50,7 +51,7 @@ from kv_backend.structures.layout import (
     _lp,
     _time,
     counts,
-    has_type_tag,
+    has_layout_form,
     member_name,
 )
 from kv_backend.structures.parsing import (
@@ -183,8 +184,9 @@ def _block_seconds(block: object) -> float:
 
 def mismatch(name: bytes, meta: bytes) -> StructureError:
     """The error of a command on ``name`` for one type whose metadata ``meta`` is not of it: WRONGTYPE,
-    or ForeignRecordError where no type tag of this layout starts it (another front end wrote it)."""
-    return WrongTypeError() if has_type_tag(meta) else ForeignRecordError(name)
+    or ForeignRecordError where it has not the form of a record of this layout (another front end
+    wrote it: see :func:`~kv_backend.structures.layout.has_layout_form`)."""
+    return WrongTypeError() if has_layout_form(meta) else ForeignRecordError(name)
 
 
 #: The message of the :class:`KeyNameTooLongError` a write to a key of each type raises (None:
@@ -296,9 +298,10 @@ class Keyspace:
 
     def _record(self, mk: bytes) -> tuple[bytes, float] | None:
         """Return ``(metadata, absolute expiry or 0)`` of a live key, or None, read from its metadata
-        record ``mk`` (``META + name``); ForeignRecordError if no type tag of this layout starts it."""
+        record ``mk`` (``META + name``); ForeignRecordError if it has not the form of one of this
+        layout (:func:`~kv_backend.structures.layout.has_layout_form`)."""
         found = self.db._get_record(mk)
-        if found is not None and not has_type_tag(found[0]):
+        if found is not None and not has_layout_form(found[0]):
             raise ForeignRecordError(mk[len(META) :])
         return found
 
@@ -312,10 +315,10 @@ class Keyspace:
         return found
 
     def _meta_value(self, name: bytes) -> bytes | None:
-        """The metadata of ``name`` (``self._value(META + name)``), or None; ForeignRecordError if no
-        type tag of this layout starts it."""
+        """The metadata of ``name`` (``self._value(META + name)``), or None; ForeignRecordError if it
+        has not the form of one of this layout (see :meth:`_record`)."""
         found = self._value(META + name)
-        if found is not None and not has_type_tag(found):
+        if found is not None and not has_layout_form(found):
             raise ForeignRecordError(name)
         return found
 
@@ -338,13 +341,18 @@ class Keyspace:
         except KeyTooLargeError:
             return False
 
-    def _meta(self, name: bytes, tag: int) -> tuple[bytes, float] | None:
+    def _meta(self, name: bytes, tag: int, _size: dict[int, int] = META_SIZE) -> tuple[bytes, float] | None:
         """The metadata of ``name`` if it exists; WRONGTYPE if it holds another type, ForeignRecordError
-        if no type's (see :func:`mismatch`). A collection's count is checked where it is read
-        (:meth:`_count`)."""
+        if it has not the form of a record of this layout (see :func:`mismatch`): that of a collection
+        ``tag`` is of its size. A collection's count is checked where it is read (:meth:`_count`).
+        (``_size``: :data:`~kv_backend.structures.layout.META_SIZE` as a local name, a few ns faster.)"""
         found = self.db._get_record(META + name)
         try:  # (the return inside: no jump past the handler on the hot path)
-            if found is not None and found[0][0] != tag:
+            if (
+                found is not None
+                and (found[0][0] != tag or len(found[0]) != _size[tag])
+                and (found[0][0] != tag or not has_layout_form(found[0]))  # (a stream's older size passes)
+            ):
                 raise mismatch(name, found[0])
             return found
         except IndexError:  # an empty record
@@ -659,7 +667,7 @@ class Keyspace:
                 continue
             if tag is not None:
                 found = db.get(key)
-                if not found or found[0] != tag:  # (empty: another front end's record, of no type)
+                if not found or found[0] != tag or not has_layout_form(found):  # (another front end's)
                     continue
             yield name
 

@@ -198,13 +198,21 @@ _BOUND = 1 << 48
 
 #: Each type's tag as the first byte of its metadata record (a one-byte bytes).
 TAG_OF = {tag: bytes((tag,)) for tag in TYPE_NAMES}
-_TAG_BYTES = frozenset(TAG_OF.values())
+
+#: The size of each collection's metadata record by its tag (a stream's of today), for the commands
+#: that read a collection's members without its count (:meth:`Keyspace._meta`): one ``len()``.
+META_SIZE = {tag: sizes[-1] for tag, sizes in _META_SIZES.items()}
+_SIZES_BY_TAG_BYTE = {TAG_OF[tag]: sizes for tag, sizes in _META_SIZES.items()}
 
 
-def has_type_tag(meta: bytes) -> bool:
-    """Whether ``meta``, the value of a metadata record, starts with a type tag of this layout (an
-    empty value, or a pickle, JSON value or dbm value starting with another byte, does not)."""
-    return meta[:1] in _TAG_BYTES
+def has_layout_form(meta: bytes) -> bool:
+    """Whether ``meta``, the value of a metadata record, has the form of one this layout writes: a
+    string's type tag (and any bytes), or a collection's tag and that collection's size. An empty
+    value, a pickle, a JSON value or a dbm value starting with another byte has not, nor one starting
+    with a collection's tag but of another size (JSON's ``true``: a set's tag, 4 bytes). A
+    collection's numbers are not read here: see :func:`counts`."""
+    tag = meta[:1]
+    return tag == b"s" or len(meta) in _SIZES_BY_TAG_BYTE.get(tag, ())
 
 
 def list_meta(meta: bytes) -> tuple[int, int, int] | None:
