@@ -534,12 +534,7 @@ class Keyspace:
         name = _b(name)
         if seconds is not None:
             seconds = _check_seconds(seconds, "the expire time")
-        if seconds is not None and seconds <= 0:
-            return self.delete(name) == 1
-        try:
-            return self.db.expire(META + name, seconds)
-        except KeyTooLargeError:
-            return False  # a name too long to be stored: missing (see _value)
+        return self._set_expiry(name, seconds, seconds is not None and seconds <= 0)
 
     def expireat(
         self,
@@ -559,12 +554,20 @@ class Keyspace:
         if nx or xx or gt or lt:
             _check_expire_options(nx, xx, gt, lt)
             return self._expire_if(name, timestamp, nx, xx, gt, lt)
-        if timestamp <= _time():
-            return self.delete(name) == 1
-        try:
-            return self.db.expire(META + name, expires_at=timestamp)
-        except KeyTooLargeError:
-            return False  # a name too long to be stored: missing (see _value)
+        return self._set_expiry(name, None, timestamp <= _time(), at=timestamp)
+
+    def _set_expiry(self, name: bytes, seconds: float | None, gone: bool, at: float | None = None) -> bool:
+        """Give key ``name`` a time to live of ``seconds`` (None: none), or the Unix time ``at`` to
+        expire at, or delete it if ``gone`` (a time to live of 0 or less, a time past); False if it is
+        missing. A metadata record another front end wrote is a ForeignRecordError, as through kvb
+        serve's EXPIRE: its expiry is that front end's key's, and DEL alone removes it."""
+        mk = META + name
+        with self.db.locked():
+            if self._record(mk) is None:  # (a name too long to be stored too: missing, see _value)
+                return False
+            if gone:
+                return self.delete(name) == 1
+            return self.db.expire(mk, seconds) if at is None else self.db.expire(mk, expires_at=at)
 
     def _expire_if(self, name: bytes, at: float, nx: bool, xx: bool, gt: bool, lt: bool) -> bool:
         """EXPIRE's NX/XX/GT/LT: expire ``name`` at Unix time ``at`` if the options allow it."""
@@ -631,11 +634,8 @@ class Keyspace:
 
     def ttl(self, name: Name) -> float | None:
         """Seconds a key has left (None: no expiry); raises ``KeyError`` if the key is missing."""
-        name = _b(name)
-        try:
-            return self.db.ttl(META + name)
-        except (KeyError, KeyTooLargeError):  # (a name too long to be stored is missing too)
-            raise KeyError(name) from None
+        at = self.expiretime(name)  # (ForeignRecordError for another front end's record, as TTL's)
+        return None if at is None else max(at - _time(), 0.0)
 
     def pttl(self, name: Name) -> int | None:
         """Milliseconds a key has left (None: no expiry); raises ``KeyError`` if the key is missing."""
