@@ -84,7 +84,8 @@ class Dumps(StreamGroups):
             head, tail = _LST.unpack_from(meta, 1)[:2]  # (checked by _whole_record)
             get = db.get
             return rdb.Value("list", [get(prefix + _idx(i), b"") for i in range(head, tail)])
-        items = db.items(prefix=prefix)
+        items = list(db.items(prefix=prefix))
+        self._check_members(name, meta, len(items))
         if tag == T_SET:
             return rdb.Value("set", [key[n:] for key, _ in items])
         if tag == T_HASH:

@@ -38,6 +38,23 @@ class ForeignRecordError(StructureError):
         self.name = name
         self.record = record
 
+    @classmethod
+    def miscounted(cls, name: bytes, prefix: bytes, counted: int, found: int) -> ForeignRecordError:
+        """The error for the hash, set or sorted set ``name`` whose metadata counts ``counted`` members
+        where ``found`` records of them are stored under the engine key prefix ``prefix``: another front
+        end on the directory wrote records there (or removed some), which cannot be told from the
+        layout's own (``.record`` is the prefix)."""
+        error = cls.__new__(cls)
+        StructureError.__init__(
+            error,
+            f"ERR key '{quoted(name)}' has {found} records of members in the store where its metadata counts "
+            f"{counted}: another front end on its directory wrote or removed records under its engine keys "
+            f"(those starting {prefix!r}); DEL the key to remove them",
+        )
+        error.name = name
+        error.record = prefix
+        return error
+
 
 class NotAFloatError(StructureError, ValueError):
     """A value or argument is not a valid floating point number."""

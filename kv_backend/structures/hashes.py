@@ -185,11 +185,19 @@ class Hashes(Keyspace):
         return [self._value(pfx + f) for f in raw]
 
     def _hitems(self, name: bytes) -> list[tuple[bytes, bytes]]:
-        if self._meta(name, T_HASH) is None:
+        """Every field and value of hash ``name``, read as one moment left them: as many as its
+        metadata counts (see :meth:`_check_members`)."""
+        return self._read_consistent(lambda: self._hitems_now(name))
+
+    def _hitems_now(self, name: bytes) -> list[tuple[bytes, bytes]]:
+        found = self._meta(name, T_HASH)
+        if found is None:
             return []
         pfx = HASH + _lp(name)
         n = len(pfx)
-        return [(k[n:], v) for k, v in self.db.items(prefix=pfx)]
+        items = [(k[n:], v) for k, v in self.db.items(prefix=pfx)]
+        self._check_members(name, found[0], len(items))
+        return items
 
     def hgetall(self, name: Name) -> dict[bytes, bytes]:
         """All fields and values of a hash."""

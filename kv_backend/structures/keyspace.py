@@ -44,6 +44,7 @@ from kv_backend.structures.layout import (
     T_ZSET,
     TAG_OF,
     TYPE_NAMES,
+    ZIDX,
     ZMEM,
     Name,
     Value,
@@ -413,6 +414,24 @@ class Keyspace:
             raise ForeignRecordError(name)
         return found
 
+    def _check_members(self, name: bytes, meta: bytes, found: int | None = None) -> None:
+        """Check that the hash, set or sorted set ``name`` (with metadata ``meta``; any other type passes)
+        has as many records of members as its metadata counts: ``found`` of them (those a command read
+        whole), else those stored, counted. A record another front end wrote under its prefix (a Store's
+        ``"\\x00h" + len + name + field``) cannot be told from a member, but the count tells that one is
+        there: :meth:`ForeignRecordError.miscounted`. Call it where the records and ``meta`` are read as
+        one moment left them (:meth:`_read_consistent`, or under the write lock)."""
+        prefixes = _COUNTED.get(meta[0])
+        if prefixes is None:
+            return
+        count = self._count(name, meta)[0]
+        for prefix in prefixes:
+            prefix += _lp(name)
+            stored = self.db.count(prefix=prefix) if found is None else found
+            if stored != count:
+                raise ForeignRecordError.miscounted(name, prefix, count, stored)
+            found = None  # (a sorted set's order index is counted)
+
     def _put_count(self, b: Batch, name: bytes, tag: int, count: int, version: int, expiry: float) -> None:
         if count <= 0:
             b.delete(META + name)
@@ -722,6 +741,7 @@ class Keyspace:
             found = self._whole_record(src)
             if found is None:
                 raise KeyError(src)
+            self._check_members(src, found[0])
             if src == dst:
                 return not nx
             old = self._meta_value(dst)
@@ -1026,6 +1046,7 @@ class Keyspace:
             found = self._whole_record(src)
             if found is None:
                 return False
+            self._check_members(src, found[0])
             old = self._meta_value(dst)
             if old is not None and not replace:
                 return False
@@ -1159,6 +1180,9 @@ class Keyspace:
 
 
 _LISTPACK_LIMIT = 8192
+
+#: The prefixes of the member records a collection's count counts, one record each a member.
+_COUNTED = {T_HASH: (HASH,), T_SET: (SET,), T_ZSET: (ZMEM, ZIDX)}
 
 #: Where the write counter is in each collection's metadata (a string has none).
 _VERSION_AT = {T_HASH: 9, T_SET: 9, T_ZSET: 9, T_STREAM: 9, T_LIST: 17}

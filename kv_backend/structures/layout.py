@@ -371,13 +371,16 @@ def foreign_member(record: bytes) -> Exception:
 
 def decode_score(data: bytes, record: bytes = b"") -> float:
     """Inverse of :func:`encode_score`; ForeignRecordError naming the engine key ``record`` (whose
-    value or key bytes ``data`` is) if ``data`` is not 8 bytes."""
+    value or key bytes ``data`` is) if ``data`` is not 8 bytes, or is the bytes of a NaN, which no
+    score is (8 zero bytes, say)."""
     try:
         (bits,) = _U64.unpack(data)
     except struct.error:
         raise foreign_member(record) from None
     bits = bits ^ _BIAS if bits & _BIAS else bits ^ 0xFFFFFFFFFFFFFFFF
     score: float = struct.unpack(">d", _U64.pack(bits))[0]
+    if score != score:
+        raise foreign_member(record)
     return score
 
 

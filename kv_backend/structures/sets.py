@@ -55,13 +55,20 @@ class Sets(Keyspace):
         return self._remove_members(name, T_SET, SET + _lp(name), _given(members, "srem"))
 
     def smembers(self, name: Name) -> set[bytes]:
-        """All members of a set."""
+        """All members of a set (read as one moment left them: as many as its metadata counts, see
+        :meth:`_check_members`)."""
         name = _b(name)
-        if self._meta(name, T_SET) is None:
+        return self._read_consistent(lambda: self._smembers_now(name))
+
+    def _smembers_now(self, name: bytes) -> set[bytes]:
+        found = self._meta(name, T_SET)
+        if found is None:
             return set()
         pfx = SET + _lp(name)
         n = len(pfx)
-        return {k[n:] for k in self.db.keys(prefix=pfx)}
+        members = {k[n:] for k in self.db.keys(prefix=pfx)}
+        self._check_members(name, found[0], len(members))
+        return members
 
     def sismember(self, name: Name, member: Value) -> bool:
         """Whether ``member`` is in the set."""

@@ -208,6 +208,8 @@ class Sorting(Lists, Sets, SortedSets):
             raise WrongTypeError()
         if nosort and tag == T_SET and (storing or script):
             nosort, alpha, by_b = False, True, None
+        if found is not None:
+            self._check_members(name, found[0])
         elements = [] if found is None else self._sort_elements(name, tag, found[0])
         n = len(elements)
         start = min(max(offset, 0), n)
