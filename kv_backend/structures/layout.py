@@ -217,18 +217,20 @@ def has_layout_form(meta: bytes) -> bool:
 
 def list_meta(meta: bytes) -> tuple[int, int, int] | None:
     """``(head, tail, version)`` of a list's metadata record ``meta``, or None if this layout cannot
-    have written it (the wrong size, or numbers no list reaches: see :data:`_BOUND`)."""
+    have written it (the wrong size, no element: a list's last pop deletes the record, or numbers no
+    list reaches: see :data:`_BOUND`)."""
     if len(meta) != 25:
         return None
     head, tail, version = _LST.unpack_from(meta, 1)
-    return (head, tail, version) if -_BOUND < head <= tail < _BOUND and version < _BOUND else None
+    return (head, tail, version) if -_BOUND < head < tail < _BOUND and version < _BOUND else None
 
 
 def counts(meta: bytes) -> tuple[int, int] | None:
     """``(count, version)`` of the metadata record ``meta`` of a hash, set, sorted set, list or
-    stream, or None if this layout cannot have written it (no collection's tag, the wrong size, or
-    numbers no collection reaches: see :data:`_BOUND`): the one check of a metadata record every
-    command that reads a collection's count goes through."""
+    stream, or None if this layout cannot have written it (no collection's tag, the wrong size, no
+    member where the last one's removal deletes the record: all but a stream, or numbers no
+    collection reaches: see :data:`_BOUND`): the one check of a metadata record every command that
+    reads a collection's count goes through."""
     if not meta:
         return None
     if meta[0] == T_LIST:
@@ -238,7 +240,9 @@ def counts(meta: bytes) -> tuple[int, int] | None:
     if sizes is None or len(meta) not in sizes:
         return None
     count, version = _CNT.unpack_from(meta, 1)
-    return (count, version) if count < _BOUND and version < _BOUND else None
+    if count >= _BOUND or version >= _BOUND or (count == 0 and meta[0] != T_STREAM):
+        return None
+    return count, version
 
 
 def foreign_meta(meta: bytes) -> bool:
