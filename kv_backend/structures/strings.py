@@ -202,7 +202,9 @@ class Strings(Keyspace):
         db = self.db
         pairs = _given(_pairs(mapping, "mapping"), "msetnx")
         with db.locked():
-            if any(META + _b(n) in db for n, _ in pairs):
+            # Every name's record read (a list, not any() stopping at the first key found): another front
+            # end's is refused, as by SET ... NX and by mset(), whatever the other names hold.
+            if any([self._meta_value(_b(n)) is not None for n, _ in pairs]):
                 return False
             return self.mset(pairs)
 
