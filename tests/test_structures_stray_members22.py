@@ -132,9 +132,11 @@ def test_writes_of_another_process_meanwhile_are_no_stray_records(tmp_path):
     def write() -> None:
         with Structures(path) as other:  # its own handle: as another process
             i = 0
-            while not stop.is_set():
-                other.hset("h", f"f{i}", "v")
-                other.sadd("s", i)
+            while not stop.is_set():  # (the counts change, the sizes stay small)
+                other.hset("h", f"f{i % 20}", "v")
+                other.hdel("h", f"f{(i + 10) % 20}")
+                other.sadd("s", i % 20)
+                other.srem("s", (i + 10) % 20)
                 i += 1
 
     with Structures(path) as s:
@@ -143,7 +145,7 @@ def test_writes_of_another_process_meanwhile_are_no_stray_records(tmp_path):
         writer = threading.Thread(target=write)
         writer.start()
         try:
-            for _ in range(200):
+            for _ in range(100):
                 assert len(s.hgetall("h")) >= 1 and len(s.smembers("s")) >= 1
         finally:
             stop.set()
