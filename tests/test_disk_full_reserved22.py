@@ -1,6 +1,7 @@
 """A full disk and the active file's reserved space (docs/protocol.md, "Writing", step 3).
 
-The active file grows ahead of its tail in steps (64 KiB, doubling up to 1 MiB, then 1 MiB each). Grown with ftruncate alone that space is a
+The active file grows ahead of its tail in steps (64 KiB, doubling up to 1 MiB, then 1 MiB each).
+Grown with ftruncate alone that space is a
 hole, which reserves nothing: on a full disk (tmpfs, ext4, xfs alike) the appends into it failed
 half-way through a record. It is now reserved with posix_fallocate, so a full disk is refused before
 anything is written; and a write that fails all the same leaves no part of itself behind for a later

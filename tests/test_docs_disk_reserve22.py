@@ -1,7 +1,8 @@
 """What docs/engine.md (Memory and speed, Command line), docs/store.md and docs/django.md (Limits) say
-of the disk a store takes: from its first write the active file is reserved ahead of its end in steps
-(64 KiB, doubling up to 1 MiB, then 1 MiB each), the reservation stays after close, and ``stats()["total_bytes"]`` counts the records only, as
-INFO's ``used_memory_disk`` of ``kvb serve`` does (docs/redis.md)."""
+of the disk a store takes: from its first write the active file is reserved ahead of its end in
+steps (64 KiB, doubling up to 1 MiB, then 1 MiB each), the reservation stays after close, and
+``stats()["total_bytes"]`` counts the records only, as INFO's ``used_memory_disk`` of ``kvb serve``
+does (docs/redis.md)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def _allocates(directory: Path) -> bool:
 
 def test_docs_say_a_small_store_takes_64_kib_of_disk() -> None:
     engine = _flat("engine.md")
-    assert "reserves the active file's space ahead of its end in steps of 64 KiB, doubling up to 1 MiB" in engine
+    steps = "reserves the active file's space ahead of its end in steps of 64 KiB, doubling up to 1 MiB"
+    assert steps in engine
     assert "the reservation stays after the store is closed" in engine
     assert "the space reserved past the active file's end, see [Memory and speed]" in engine
     assert "a store takes about 64 KiB of disk however few keys it holds" in _flat("store.md")
