@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
 from kv_backend import DB
-from kv_backend.errors import ConfigurationError, StorageError, StoreNotFoundError
+from kv_backend.errors import ConfigurationError, KVError, StorageError, StoreNotFoundError
 from kv_backend.files import prepare_directory, user_name
 from kv_backend_django.cache import KVCache
 
@@ -110,10 +110,14 @@ def parse_storage_options(items: list[str] | None, *targets: Callable[..., objec
 def error_text(exc: BaseException) -> str:
     """The message of ``exc`` as ``kvb`` says it: without the ``[Errno N]`` (and file name) that the
     text of an OSError, such as the engine's ``StorageError``, puts around it ("[Errno 22] PATH is not
-    a kv_backend store ...")."""
-    if isinstance(exc, OSError) and exc.strerror:
+    a kv_backend store ..."). A system call's own OSError (a command's os.mkdir, os.rename) names its
+    file in front instead ("PATH: File exists"), since its reason alone does not say which."""
+    if not isinstance(exc, OSError) or not exc.strerror:
+        return str(exc)
+    if isinstance(exc, KVError) or exc.filename is None:
         return exc.strerror
-    return str(exc)
+    names = (str(os.fsdecode(n)) for n in (exc.filename, exc.filename2) if n is not None)
+    return f"{' -> '.join(names)}: {exc.strerror}"
 
 
 def report_dict(report: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from kv_backend.files import files_granting
 from kv_backend_django._commands import (
     access_error,
     add_cache_argument,
+    error_text,
     format_report,
     get_kv_cache,
     progress_unless_quiet,
@@ -68,7 +69,7 @@ class Command(BaseCommand):
             ) from exc
         except KVError as exc:
             raise access_error(exc, cache, "kv_merge") or CommandError(
-                f"merge of {cache.location} failed: {exc}"
+                f"merge of {cache.location} failed: {error_text(exc)}"
             ) from exc
         if verbose:
             self.stdout.write(self.style.SUCCESS("Merge finished."))

@@ -24,6 +24,7 @@ from kv_backend.state import in_use, kept_unopened
 from kv_backend_django._commands import (
     add_cache_argument,
     add_storage_option_argument,
+    error_text,
     format_report,
     get_kv_cache,
     parse_storage_options,
@@ -168,7 +169,7 @@ class Command(BaseCommand):
                     os.rmdir(directory)
                 except OSError:
                     break
-            raise CommandError(f"restore of {location} from {url} failed: {exc}") from exc
+            raise CommandError(f"restore of {location} from {url} failed: {error_text(exc)}") from exc
         if occupied:
             # Checked again, and kept so until the restored store is in place: a download can take long,
             # and a worker started meanwhile (a deploy, a restart) has the old store open; swapped under
@@ -203,7 +204,7 @@ def _swap_in(target: str, location: str) -> str:
         swapped = exchange_paths(target, location)
     except OSError as exc:  # nothing changed
         shutil.rmtree(target, ignore_errors=True)
-        raise CommandError(f"cannot move the restored store into {location}: {exc}") from exc
+        raise CommandError(f"cannot move the restored store into {location}: {error_text(exc)}") from exc
     if swapped:
         with contextlib.suppress(OSError):  # durable before the old store goes, where it can
             fsync_dir(os.path.dirname(location))
@@ -213,7 +214,7 @@ def _swap_in(target: str, location: str) -> str:
         os.rename(location, old)
     except OSError as exc:  # the old store stays in place, untouched
         shutil.rmtree(target, ignore_errors=True)
-        raise CommandError(f"cannot move the old store at {location} aside: {exc}") from exc
+        raise CommandError(f"cannot move the old store at {location} aside: {error_text(exc)}") from exc
     try:
         os.rename(target, location)
     except OSError as exc:
@@ -230,7 +231,7 @@ def _swap_in(target: str, location: str) -> str:
                 "untouched. Stop every process that uses the cache, move aside what it made at "
                 f"{location}, then move {old} back there, or run kv_restore again"
             ) from exc
-        raise CommandError(f"cannot move the restored store into {location}: {exc}") from exc
+        raise CommandError(f"cannot move the restored store into {location}: {error_text(exc)}") from exc
     with contextlib.suppress(OSError):  # durable before the old store goes, where it can
         fsync_dir(os.path.dirname(location))
     return old

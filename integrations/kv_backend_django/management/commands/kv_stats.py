@@ -11,6 +11,7 @@ from kv_backend.errors import KVError
 from kv_backend_django._commands import (
     access_error,
     add_cache_argument,
+    error_text,
     get_kv_cache,
     human_bytes,
     store_for_reading,
@@ -48,7 +49,7 @@ class Command(BaseCommand):
                 kept = _redis_records(db)
         except KVError as exc:
             raise access_error(exc, cache, "kv_stats") or CommandError(
-                f"cannot read the stats of {cache.location}: {exc}"
+                f"cannot read the stats of {cache.location}: {error_text(exc)}"
             ) from exc
         stats.update((k, v) for k, v in engine_stats.items() if k != "path")
         # The records of kvb serve's Redis keys in the directory are among the keys, and no entries: culling,
