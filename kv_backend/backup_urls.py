@@ -263,14 +263,25 @@ def _check_chain_options(url: str, storage_options: dict[str, Any]) -> None:
     takes = _ANY_FILESYSTEM_OPTIONS | _DROPPED_OPTIONS | set(available_protocols()) | _init_parameters(first)
     behind = protocols[1:] if "://" in url.rpartition("::")[2] else [*protocols[1:], "file"]
     for key in storage_options:
-        if key not in takes:
-            forms = " or ".join(f"{p}={{{key!r}: ...}}" for p in behind)
+        if key in takes:
+            continue
+        storage = _plain_storage(behind)
+        if storage is not None and not any(key in _filesystem_takes(p) for p in behind):
+            # (the advice below led to file={'anon': ...}, which the local filesystem refuses in turn)
+            kind, own = storage
             raise ConfigurationError(
-                f"the storage option {key}= would go to {protocols[0]!r}, the first filesystem of the "
-                f"chained URL {url!r}, which does not take it (fsspec would drop it): give it under the "
-                f"protocol of the filesystem it is for, {forms} "
-                f"(kvb: --storage-option '{behind[-1]}={{\"{key}\": ...}}')"
+                f"the storage option {key}= is not one that fsspec's {kind} filesystem takes, which holds "
+                f"the backups of the chained URL {url!r} (it takes {own}), nor one of {protocols[0]!r} in "
+                "front of it: leave it out; credentials and endpoints are for the storage of a URL such "
+                "as s3://bucket/path"
             )
+        forms = " or ".join(f"{p}={{{key!r}: ...}}" for p in behind)
+        raise ConfigurationError(
+            f"the storage option {key}= would go to {protocols[0]!r}, the first filesystem of the "
+            f"chained URL {url!r}, which does not take it (fsspec would drop it): give it under the "
+            f"protocol of the filesystem it is for, {forms} "
+            f"(kvb: --storage-option '{behind[-1]}={{\"{key}\": ...}}')"
+        )
 
 
 def is_s3fs(fs: Any) -> bool:
@@ -329,6 +340,54 @@ def _top_level_options(url: str, storage_options: dict[str, Any], plain: bool) -
     return {k: v for k, v in storage_options.items() if k != protocol}
 
 
+def _own_parameters(cls: type) -> set[str]:
+    """The named parameters of every ``__init__`` of ``cls`` and its bases (not ``*args``, ``**kwargs``,
+    ``self``): the options a filesystem that keeps unknown keyword arguments unused really takes."""
+    own: set[str] = set()
+    for c in cls.__mro__:
+        init = vars(c).get("__init__")
+        if init is not None:
+            own.update(
+                p.name
+                for p in inspect.signature(init).parameters.values()
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
+            )
+    return own
+
+
+def _plain_storage(protocols: list[str]) -> tuple[str, str] | None:
+    """For the protocols behind the first of a chain, ending with its storage: ("local" or "memory",
+    the options that filesystem takes) where the storage is fsspec's local or memory filesystem, which
+    take no credentials nor endpoints; None for another (s3...)."""
+    from fsspec.implementations.local import LocalFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+    from fsspec.registry import get_filesystem_class
+
+    try:
+        cls = get_filesystem_class(protocols[-1])
+    except (ValueError, ImportError):
+        return None
+    if cls not in (LocalFileSystem, MemoryFileSystem):
+        return None
+    kind = "local" if cls is LocalFileSystem else "memory"
+    return kind, ", ".join(sorted(_own_parameters(cls))) or "none of its own"
+
+
+def _filesystem_takes(protocol: str) -> set[str]:
+    """The options the filesystem of ``protocol`` takes by name (for the local and memory ones, which
+    keep others unused, only those), and those every filesystem takes."""
+    from fsspec.implementations.local import LocalFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+    from fsspec.registry import get_filesystem_class
+
+    try:
+        cls = get_filesystem_class(protocol)
+    except (ValueError, ImportError):
+        return set()
+    own = _own_parameters(cls) if cls in (LocalFileSystem, MemoryFileSystem) else _init_parameters(cls)
+    return own | _ANY_FILESYSTEM_OPTIONS
+
+
 def _check_ignored_options(fs: Any, url: str, given: dict[str, Any]) -> None:
     """Refuse the storage options that the URL's filesystem ``fs`` would ignore, where it is fsspec's
     local or memory filesystem: they take unknown keyword arguments and keep them unused, so a
@@ -343,15 +402,7 @@ def _check_ignored_options(fs: Any, url: str, given: dict[str, Any]) -> None:
 
     if type(fs) not in (LocalFileSystem, MemoryFileSystem):
         return
-    own: set[str] = set()
-    for c in type(fs).__mro__:
-        init = vars(c).get("__init__")
-        if init is not None:
-            own.update(
-                p.name
-                for p in inspect.signature(init).parameters.values()
-                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
-            )
+    own = _own_parameters(type(fs))
     protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
     ignored = sorted(
         key
