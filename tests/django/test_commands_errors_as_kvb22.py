@@ -118,3 +118,19 @@ def test_kv_restore_says_why_the_restored_store_could_not_be_moved(tmp_path, url
     assert not os.path.exists(staging)
     with DB(str(location), read_only=True) as db:
         assert db.get(b"old") == b"1"
+
+
+@pytest.mark.parametrize("replace", [(), ("--replace",)])
+@pytest.mark.parametrize("where", ["LOCATION", "above LOCATION"])
+def test_kv_restore_refuses_a_link_to_nothing_as_kvb_restore_does(tmp_path, capsys, url, where, replace):
+    """A LOCATION that is (or lies under) a symbolic link to nothing, a volume not mounted, was
+    followed: kv_restore made the directory the link names, on the disk below the missing mount, and
+    restored the cache there, where the cache itself (and kvb restore) refuse the link."""
+    link = tmp_path / "volume"
+    link.symlink_to(tmp_path / "mnt" / "volume")
+    location = link if where == "LOCATION" else link / "cache"
+    said = _kvb_line(capsys, "restore", url, str(location))
+    msg = _command_error(location, "kv_restore", url, *replace)
+    assert msg == f"restore of {location} from {url} failed: {said}", (msg, said)
+    assert "symbolic link to" in msg
+    assert not (tmp_path / "mnt").exists()

@@ -19,6 +19,7 @@ from kv_backend.files import (
     fsync_dir,
     missing_directories,
     prepare_directory,
+    refuse_dangling_link,
 )
 from kv_backend.state import in_use, kept_unopened
 from kv_backend_django._commands import (
@@ -65,6 +66,15 @@ class Command(BaseCommand):
             raise CommandError(f"backups need kv_backend.backup and its dependencies: {exc}") from exc
         storage = parse_storage_options(options["storage_option"], restore)
         url = options["url"]
+        try:
+            # As kvb restore, and the cache itself: a link to nothing (a volume not mounted) is not
+            # followed, or the store was made on the disk below the missing mount, lost from view.
+            refuse_dangling_link(cache.location)
+        except StoreNotFoundError as exc:
+            raise CommandError(
+                f"restore of {cache.location} from {url} failed: cannot restore into {cache.location}: "
+                f"{error_text(exc)}"
+            ) from exc
         # A LOCATION that is a symlink (to a larger disk, say) keeps pointing at the store: the
         # directory it names is the one replaced, and the link itself stays as it is.
         location = os.path.realpath(cache.location)
