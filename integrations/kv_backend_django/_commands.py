@@ -208,11 +208,17 @@ def access_error(exc: BaseException, cache: KVCache, command: str) -> CommandErr
         return None  # not the store: a backup's destination, say
     needs = NEEDS[command]
     if exc.errno == errno.EROFS:
-        return CommandError(
-            f"{command} cannot change the cache at {location}: its filesystem is mounted read-only, and "
-            f"{command} needs {needs}"
-        )
+        return read_only_filesystem(location, command, needs)
     return permission_denied(location, command, needs, where)
+
+
+def read_only_filesystem(location: str, command: str, needs: str) -> CommandError:
+    """The CommandError of ``command``, which needs ``needs``, on a cache at ``location`` whose
+    filesystem is mounted read-only (where running it as another user would not help)."""
+    return CommandError(
+        f"{command} cannot change the cache at {location}: its filesystem is mounted read-only, and "
+        f"{command} needs {needs}"
+    )
 
 
 def permission_denied(location: str, command: str, needs: str, where: str) -> CommandError:

@@ -31,6 +31,7 @@ from kv_backend_django._commands import (
     parse_storage_options,
     permission_denied,
     progress_unless_quiet,
+    read_only_filesystem,
 )
 from kv_backend_django.cache import close_store, create_private_directory, store_open_here
 
@@ -116,18 +117,19 @@ class Command(BaseCommand):
             # into its place, and the old one deleted. The engine's "Permission denied" at the end
             # named a staging directory, not what to do.
             parent = os.path.dirname(location)
+            needs = (
+                f"write permission on LOCATION and on its parent directory {parent} (--replace builds the "
+                "restored store beside LOCATION, renames it into place and deletes the old one)"
+            )
             for where in (parent, location):
                 if not os.access(
                     where, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids
                 ):
-                    raise permission_denied(
-                        location,
-                        "kv_restore",
-                        f"write permission on LOCATION and on its parent directory {parent} (--replace "
-                        "builds the restored store beside LOCATION, renames it into place and deletes "
-                        "the old one)",
-                        where,
-                    )
+                    # (not "permission denied ... run it as the site's user", which would not help)
+                    with contextlib.suppress(OSError):
+                        if os.statvfs(where).f_flag & os.ST_RDONLY:
+                            raise read_only_filesystem(location, "kv_restore", needs)
+                    raise permission_denied(location, "kv_restore", needs, where)
         # This process must not hold the store open while it is replaced (its other stores, those of the
         # other aliases, stay open: called from a running site, its other requests go on using them).
         close_store(location)
