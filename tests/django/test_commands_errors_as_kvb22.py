@@ -83,18 +83,19 @@ def test_kv_restore_says_what_kvb_restore_says(tmp_path, capsys, url, failure):
 
 
 def test_kv_restore_names_the_file_of_a_system_calls_error(tmp_path, url):
-    """A staging directory of this process's id (left by a killed kv_restore whose id a later one got,
-    as a container's processes do) stopped --replace with "[Errno 17] File exists: 'PATH'"."""
+    """A file where --replace makes its staging directory (not one kv_restore made, which it would
+    delete) stopped it with "[Errno 17] File exists: 'PATH'"."""
     location = tmp_path / "cache"
     with DB(str(location)) as db:
         db.put(b"old", b"1")
     staging = f"{location}.restoring-{os.getpid()}"
-    os.mkdir(staging)
-    (tmp_path / "marker").write_text("x")
-    os.rename(tmp_path / "marker", os.path.join(staging, "marker"))  # (not taken for an empty one)
+    with open(staging, "w") as f:
+        f.write("someone else's")
     msg = _command_error(location, "kv_restore", url, "--replace")
     assert "[Errno" not in msg, msg
     assert msg == f"restore of {location} from {url} failed: {staging}: File exists", msg
+    with open(staging) as f:
+        assert f.read() == "someone else's"
     with DB(str(location), read_only=True) as db:
         assert db.get(b"old") == b"1"
 

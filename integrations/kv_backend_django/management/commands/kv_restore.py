@@ -7,6 +7,7 @@ import dataclasses
 import os
 import shutil
 import stat
+import threading
 import time
 from typing import Any
 
@@ -60,6 +61,16 @@ class Command(BaseCommand):
         add_storage_option_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        global _restores_here
+        with _restores_lock:
+            _restores_here += 1
+        try:
+            self._restore(options)
+        finally:
+            with _restores_lock:
+                _restores_here -= 1
+
+    def _restore(self, options: dict[str, Any]) -> None:
         cache = get_kv_cache(options["cache"])
         try:
             from kv_backend.backup import restore
@@ -154,12 +165,14 @@ class Command(BaseCommand):
         verbose = options["verbosity"] >= 1  # -v 0 (cron): errors only
         if verbose:
             self.stdout.write(f"Restoring cache {options['cache']!r} at {location} from {url} ...")
+        staged = False  # (the staging directory made here, and only that, is removed on failure)
         try:
             if target != location:
                 # Owned as LOCATION is: restore() gives the store the owner and group of the empty
                 # directory it fills, so run by root, it does not come back root's, which the
                 # site's workers (the owner of LOCATION) could not open.
                 os.mkdir(target, 0o700)
+                staged = True
                 owner = os.stat(location)
                 for uid in (owner.st_uid, -1):  # only root may give a directory to another user
                     try:
@@ -174,7 +187,7 @@ class Command(BaseCommand):
                 report = restore(url, target, name=options["name"], progress=progress, **storage)
             os.chmod(target, mode)
         except (KVError, OSError, ValueError) as exc:
-            if target != location:
+            if staged:  # (not one already there: another kv_restore's of this process, in another thread)
                 shutil.rmtree(target, ignore_errors=True)
             for directory in made:  # those made above, deepest first: missing again, as before
                 try:
@@ -262,6 +275,11 @@ def _where_open(location: str) -> tuple[str, str]:
     return "another process (a web or Celery worker, a shell...)", "stop them"
 
 
+#: How many kv_restore commands this process runs now (call_command from several threads).
+_restores_here = 0
+_restores_lock = threading.Lock()
+
+
 def _remove_abandoned_staging(location: str) -> None:
     """Delete the staging directories (``LOCATION.restoring-PID``, and the temporary directory of
     the restore into it) of a ``kv_restore --replace`` that was killed (SIGKILL, a reboot) before it
@@ -279,7 +297,13 @@ def _remove_abandoned_staging(location: str) -> None:
         pid = name[len(base) + len(".restoring-") :]
         if not name.startswith(f"{base}.restoring-") or not pid.isdigit() or not pid.isascii():
             continue
-        if int(pid) == os.getpid() or _running(int(pid)):
+        if int(pid) == os.getpid():
+            # This process's id: another kv_restore of this process (call_command in two threads),
+            # or a killed one whose id it got (a container's processes get the same ids each time).
+            with _restores_lock:
+                if _restores_here > 1:
+                    continue
+        elif _running(int(pid)):
             continue
         path = os.path.join(parent, name)
         if os.path.isdir(path) and not os.path.islink(path):
