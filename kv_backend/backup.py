@@ -1547,8 +1547,20 @@ def _why_no_manifest(target: _Target) -> str:
     except Exception:  # only a better message was at stake
         return default
     if not exists:
-        return f": {what} does not exist (check the URL for a typo)"
+        return _dangling(target) or f": {what} does not exist (check the URL for a typo)"
     return _misplaced(target) or default
+
+
+def _dangling(target: _Target) -> str:
+    """Where ``target`` is a local directory that is, or lies under, a symbolic link to nothing (a volume
+    not mounted), what to say after "no backups at URL", else "": not a typo, as kvb backup says."""
+    if not target.local:
+        return ""
+    try:
+        refuse_dangling_link(target.root, "the backup directory")
+    except StoreNotFoundError as exc:
+        return f": {exc.strerror}"
+    return ""
 
 
 def _archive_hint(target: _Target) -> str:
@@ -1592,9 +1604,11 @@ def misplaced_url_hint(url: str, **storage_options: Any) -> str:
     backups in it, what to say after "no backups at URL" (": URL is the backups/ directory of the
     backup URL ABOVE: give ABOVE"), else "". The manifests are what one finds when looking for the
     backups, and their directory, given as the URL, lists as empty. So does a store's directory,
-    given for the URL it was backed up to (": URL is a kv_backend store, not a backup URL ...")."""
+    given for the URL it was backed up to (": URL is a kv_backend store, not a backup URL ..."), and a
+    local directory that is a symbolic link to nothing (": PATH is a symbolic link to ..., which does not
+    exist (a volume not mounted?) ...")."""
     target = _Target(url, storage_options)
-    return _misplaced(target) or _archive_hint(target)
+    return _dangling(target) or _misplaced(target) or _archive_hint(target)
 
 
 def restore(
