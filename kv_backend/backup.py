@@ -1661,13 +1661,7 @@ def restore(
         give_new_directories(made, owner)
         tmp, claim = new_claimed_directory(parent, os.path.basename(dest), "restore", doc.get("store_mode"))
     except OSError as exc:
-        _remove_empty(made)
-        above = os.path.dirname(made[-1]) if made else parent  # the nearest one that exists
-        if os.path.lexists(above) and not os.path.isdir(above):
-            why = f"{above} is a file, not a directory"  # rather than "File exists" or "Not a directory"
-        else:
-            why = (exc.strerror or str(exc)) + whose(exc)
-        raise BackupError(f"cannot create a directory next to {dest}: {why}") from exc
+        raise BackupError(beside_failure(dest, made, exc)) from exc
     report = RestoreReport(name=name, url=target.url, path=given)
     callback_error: list[BaseException] = []  # what the caller's progress raised: passed on as it is
 
@@ -1928,6 +1922,18 @@ def remove_abandoned_copies(parent: str, base: str, kind: str = "restore") -> No
             pass  # still in use (or no lock to be had): left alone
         finally:
             os.close(fd)
+
+
+def beside_failure(dest: str, made: list[str], exc: OSError) -> str:
+    """The message of a restore or salvage into ``dest`` that could not create its directory beside
+    ``dest`` (``exc``), after removing the parents of ``dest`` it created (``made``, deepest first)."""
+    _remove_empty(made)
+    above = os.path.dirname(made[-1]) if made else os.path.dirname(dest)  # the nearest one that exists
+    if os.path.lexists(above) and not os.path.isdir(above):
+        why = f"{above} is a file, not a directory"  # rather than "File exists" or "Not a directory"
+    else:
+        why = (exc.strerror or str(exc)) + whose(exc)
+    return f"cannot create a directory next to {dest}: {why}"
 
 
 def _remove_empty(directories: list[str]) -> None:

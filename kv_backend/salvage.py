@@ -252,7 +252,7 @@ def salvage(
         del newest  # (the keys are read again from the records: the copy's key directory holds them)
         # (the copy's temporary directory: locked while this runs, so that the next salvage into dst
         # deletes those a salvage killed midway left, and only those)
-        from kv_backend.backup import keep_directory_access, new_claimed_directory, whose
+        from kv_backend.backup import beside_failure, keep_directory_access, new_claimed_directory
 
         parent = os.path.dirname(dst)
         made = missing_directories(parent)
@@ -262,9 +262,7 @@ def salvage(
             give_new_directories(made, owner)
             tmp, claim = new_claimed_directory(parent, os.path.basename(dst), "salvage", os.stat(src).st_mode)
         except OSError as exc:
-            raise SalvageError(
-                f"cannot create a directory next to {dst}: {exc.strerror or exc}{whose(exc)}"
-            ) from exc
+            raise SalvageError(beside_failure(dst, made, exc)) from exc
         try:
             copied = written = 0
             batches = _batches(_records(maps, offsets))
