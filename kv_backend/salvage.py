@@ -328,7 +328,9 @@ def _map_data_file(path: str, filled: tuple[int, int] | None = None) -> bytes | 
             size = os.fstat(f.fileno()).st_size
             return map_file(f.fileno(), size) if size else b""
     except OSError as exc:
-        raise SalvageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        from kv_backend.backup import whose  # (not at import: salvage does without backups otherwise)
+
+        raise SalvageError(f"cannot read {path}: {exc.strerror or exc}{whose(exc)}") from exc
 
 
 def _batches(records: Iterator[tuple[bytes, bytes, int]]) -> Iterator[list[tuple[bytes, bytes, int]]]:
