@@ -617,7 +617,8 @@ class _Opening(_Parts):
                         f.close()
                     if isinstance(exc, NotAStoreError):
                         raise  # another format version: says what to do
-                    raise storage_error(exc, f"cannot open data file {data_name(fid)}") from exc
+                    where = os.path.join(self.path, data_name(fid))  # (which store's: a site's log has many)
+                    raise storage_error(exc, f"cannot open data file {where}") from exc
             # Read under the write lock, which a writer holds from its intent to its publication: records
             # past the published end of the file the page names are then none a live writer is writing,
             # but those of one that died (or that a power failure kept while the page lagged them), which
