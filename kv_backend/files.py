@@ -177,8 +177,11 @@ class DataFile:
         self.ident = (-1, -1)  # (st_dev, st_ino) of the file mapped
         try:
             mm = self.remap()
-        except BaseException:  # (too many open files for the mapping's own descriptor...): none kept
+        except BaseException as exc:  # (too many open files for the mapping's own descriptor...): none kept
             self.close()
+            if isinstance(exc, OSError) and exc.errno == errno.ENODEV and os.path.isdir(self.path):
+                # A directory opens read-only, and its mapping said "No such device".
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self.path) from None
             raise
         # (A file shorter than a header holds no record, whatever its bytes: a rotation that died
         # left it, and recovery removes it or gives it its header.)
