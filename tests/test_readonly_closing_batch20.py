@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import os
 
+from puts_and_batch22 import puts_and_a_batch
+
 from kv_backend import DB
 from kv_backend.backup import backup_store
 from kv_backend.check import check
 from kv_backend.files import data_name
 from kv_backend.record import FILE_HEADER_BYTES, HEADER_SIZE
 from kv_backend.salvage import salvage
-from kv_backend.state import published_tail
 
 
 def _store(path: str) -> None:
-    with DB(path) as db:
-        for i in range(5):
-            db.put(b"a%d" % i, b"x%d" % i)
-        with db.batch() as b:
-            b.put(b"b0", b"in batch 0")
-            b.put(b"b1", b"in batch 1")
-    major, end = published_tail(path)
+    major, end = puts_and_a_batch(path)
     os.truncate(os.path.join(path, data_name((major, 0))), end - HEADER_SIZE - 4)  # its COMMIT lost
     with open(os.path.join(path, data_name((major + 1, 0))), "wb") as f:
         f.write(FILE_HEADER_BYTES)

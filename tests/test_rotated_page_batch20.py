@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 import struct
 
+from puts_and_batch22 import puts_and_a_batch
+
 from kv_backend import DB
 from kv_backend import record as rec
 from kv_backend.backup import backup_store
 from kv_backend.check import check
 from kv_backend.files import data_name
 from kv_backend.salvage import salvage
-from kv_backend.state import published_tail
 
 _WANT = {b"a%d" % i: b"x%d" % i for i in range(5)}
 
@@ -35,13 +36,7 @@ def _set_tail(path: str, major: int, end: int) -> None:
 def _store(path: str, *, after: bytes = b"") -> None:
     """Five puts and a batch of two; the file then cut before the batch's COMMIT, the tail moved there,
     ``after`` (an unfinished write's bytes) past it, and the next file created holding its header alone."""
-    with DB(path) as db:
-        for i in range(5):
-            db.put(b"a%d" % i, b"x%d" % i)
-        with db.batch() as b:
-            b.put(b"b0", b"in batch 0")
-            b.put(b"b1", b"in batch 1")
-    major, end = published_tail(path)
+    major, end = puts_and_a_batch(path)
     fpath = os.path.join(path, data_name((major, 0)))
     end -= rec.HEADER_SIZE + 4  # (the COMMIT)
     os.truncate(fpath, end)

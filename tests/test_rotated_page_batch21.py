@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from puts_and_batch22 import puts_and_a_batch
 from test_format_reader11 import read_store
 from test_format_reader_batch20 import _same, _values
 from test_page_inside_batch20 import _set_tail
@@ -34,13 +35,7 @@ def _store(path: str, inside: int, after: bytes = b"") -> tuple[int, int, int]:
     """Five puts and a batch of two; the page's end moved after the ``inside``-th record of the batch, the
     file cut there, ``after`` written past it, and the next file created holding its header alone. Returns
     the file's major id, where the batch starts and the page's end."""
-    with DB(path) as db:
-        for i in range(5):
-            db.put(b"a%d" % i, b"x%d" % i)
-        with db.batch() as b:
-            b.put(b"b0", b"in batch 0")
-            b.put(b"b1", b"in batch 1")
-    major, end = published_tail(path)
+    major, end = puts_and_a_batch(path)
     start = end - rec.HEADER_SIZE - 4 - 2 * _RECORD
     end = start + inside * _RECORD
     name = os.path.join(path, data_name((major, 0)))
