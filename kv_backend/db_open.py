@@ -522,6 +522,9 @@ class _Opening(_Parts):
             return end
         assert self._state is not None
         self._state.initialize(gen, major, at)
+        # On disk before the cut: a power failure that kept the cut and not the new end would leave a file
+        # shorter than its published end, read as one that lost acknowledged records (damage).
+        self._state.flush()
         _log_cut_batch(path, at, end)
         return at
 
@@ -826,6 +829,9 @@ class _Opening(_Parts):
             return False  # (another writer published since: the batch is no longer at the end)
         major, end = unpack_tail(tail)
         st.initialize(gen + 1, major, at)
+        # On disk before the zeros: a power failure that kept them and not the new end would leave zeros
+        # inside the published part, damage every reader reports.
+        st.flush()
         try:
             write_zeros(active.fd, at, end)
         except OSError as exc:

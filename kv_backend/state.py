@@ -177,6 +177,15 @@ class SharedState:
         :func:`~kv_backend.files.still_at`)."""
         return still_at(self._fd, self.path)
 
+    def flush(self) -> None:
+        """Write the page to disk now (``msync``; a page is otherwise never flushed): for the rare change
+        that must reach the disk before the data files change, so that no power failure keeps the change
+        to the files and not the page's (the cut of a batch without its COMMIT: see DB._cut_open_batch)."""
+        try:
+            self._mm.flush()
+        except OSError as exc:
+            raise storage_error(exc, f"cannot write {self.path} to disk") from exc
+
     def close(self) -> None:
         """Drop the views, unmap the page and let go of the in-use lock."""
         for name in ("tail", "generation", "intent", "last_sync"):
