@@ -124,13 +124,12 @@ def trusted_page(
     if not rec.FILE_HEADER_SIZE < end < size:
         return published
     head = read(end, rec.HEADER_SIZE)
-    if _may_start_a_write(head):
-        if _inside_a_batch(read, end, size):
-            return None
-        if head.strip(b"\0") or intent is None or intent == published:
-            return published  # (a clean page, or a writer's record there: nothing more is read)
-        # Zeros at an end the intent word is past: where a writer died between storing its intent and
-        # writing, or a bit flipped in the tail moved its end into a run of zeros inside a value.
+    if _inside_a_batch(read, end, size):
+        return None
+    if _may_start_a_write(head) and (head.strip(b"\0") or intent is None or intent == published):
+        return published  # (a clean page, or a writer's record there: nothing more is read)
+    # (Zeros at an end the intent word is past: where a writer died between storing its intent and writing,
+    # or a bit flipped in the tail moved its end into a run of zeros inside a value.)
     pos, _ = _strict(read, rec.FILE_HEADER_SIZE, end)
     # (From the last boundary found, past the records of a batch whose COMMIT the end may cut, past a
     # damaged record whose lengths are confirmed, and past a damaged region to where replay reads on,
@@ -148,7 +147,9 @@ def trusted_page(
 def _inside_a_batch(read: Read, end: int, size: int) -> bool:
     """Whether the published ``end`` of a data file of ``size`` bytes lies inside a batch, where the record
     there is a batch's or a COMMIT (what a writer leaves past its end only when it died in a batch or a
-    transaction: this reads nothing more for the reserved zeros of a live store). No writer publishes an
+    transaction: this reads nothing more for the reserved zeros of a live store). A record's batch flag
+    says so even where its type byte is damaged: the rest of the batch, its COMMIT and acknowledged records
+    may follow that one damaged record, which recovery would cut with them. No writer publishes an
     end there (a batch is published with its COMMIT), and recovery would cut the batch, and every
     acknowledged record after it, off the file (damage to the tail word that left a record boundary).
 
@@ -160,7 +161,7 @@ def _inside_a_batch(read: Read, end: int, size: int) -> bool:
     written whole after it, its COMMIT counting its own records), that COMMIT decides alone where damage
     stops the reading from the header before ``end``."""
     _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(end, rec.HEADER_SIZE).ljust(rec.HEADER_SIZE, b"\0"))
-    if rtype != rec.COMMIT and not (rtype and flags & rec.FLAG_BATCH):
+    if rtype != rec.COMMIT and not flags & rec.FLAG_BATCH:
         return False  # (the common case, reserved zeros: nothing more is read)
     stop, at, kept = _stop_after(read, end, size)
     orphan = stop == "orphan commit" and kept == end
