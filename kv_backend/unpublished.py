@@ -418,14 +418,17 @@ def unfinished_batch(read: Read, pos: int, size: int) -> bool:
     a writer died in: up to reserved zeros that run to the end of the file, records of a batch that check
     out, without their COMMIT, and no other record that checks out (no COMMIT, none without the batch
     flag), with bytes that are no record around them (one torn at the end, or sectors of the transaction
-    that a power failure lost while it kept later ones). A killed writer's rotation cuts it (tail recovery)
+    that a power failure lost while it kept later ones); or records of a batch every one of which a power
+    failure damaged, of the dying writer's transaction or batch (:func:`_damaged_batch`). A killed writer's
+    rotation cuts it (tail recovery)
     before it closes the file, but a power failure can lose that cut with the page, and keep the file's
     reserved zeros and the new file shorter than its header: it is the unfinished write of the file a
-    rotation that died did not close (see :func:`end_without_page`), never applied. (A batch that reaches
-    the end of the file lost its COMMIT with what followed: the rotation had cut the reserved zeros, so the
-    file was closed.)"""
+    rotation that died did not close (see :func:`end_without_page`), never applied. (Records that
+    ``sync="always"`` acknowledged were fsynced before the rotation began, and a power failure damages no
+    fsynced byte. A batch that reaches the end of the file lost its COMMIT with what followed: the rotation
+    had cut the reserved zeros, so the file was closed.)"""
     zeros = rec.zeros_start(read, pos, size)
-    found = False
+    start, found = pos, False
     while pos < zeros:
         if n := rec.sound_size(read, pos, size):
             _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(pos, rec.HEADER_SIZE))
@@ -436,7 +439,27 @@ def unfinished_batch(read: Read, pos: int, size: int) -> bool:
             pos = nxt
         else:
             break
-    return found and zeros < size
+    return zeros < size and (found or _damaged_batch(read, start, zeros, size))
+
+
+def _damaged_batch(read: Read, pos: int, zeros: int, size: int) -> bool:
+    """Whether, from ``pos`` to ``zeros``, where reserved zeros start that run to the end of a data file of
+    ``size`` bytes, lie records of a batch none of which checks out (see :func:`unfinished_batch`): two or
+    more with the batch flag and sound lengths, each ending where the next starts, the last at or past
+    ``zeros`` (its value may end in zeros), as a power failure leaves a transaction or a batch it lost a
+    sector of each record of (an intact header, part of the value lost). Junk, lengths out of bounds, a
+    record without the flag: no. (One such record is a torn last write: :func:`may_be_torn`.)"""
+    count = 0
+    while pos < zeros:
+        head = read(pos, rec.HEADER_SIZE)
+        if len(head) < rec.HEADER_SIZE:
+            return False
+        _, _, flags, klen, vlen, _ = rec.HEADER.unpack(head)
+        if not flags & rec.FLAG_BATCH or klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE:
+            return False
+        pos += rec.HEADER_SIZE + klen + vlen
+        count += 1
+    return count > 1 and pos <= size
 
 
 def data_end(read: Read, start: int, size: int) -> int:

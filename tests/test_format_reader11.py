@@ -195,9 +195,10 @@ def _unfinished_transaction(buf: bytes, pos: int) -> bool:
     """Whether what follows ``pos``, where the data of the file before a newest one holding at most a header
     ends without a page, is a transaction a writer died in: up to reserved zeros that run to the end of the
     file, records of a batch that check out and no other record that checks out (no COMMIT, none without
-    the batch flag), bytes that are no record around them."""
+    the batch flag), bytes that are no record around them; or two or more records of a batch, none of which
+    checks out, with sound lengths, each ending where the next starts and the last past the zeros' start."""
     zeros = len(buf.rstrip(b"\0"))
-    found = False
+    start, found = pos, False
     while pos < zeros:
         end = _sound(buf, pos)
         if end is not None:
@@ -208,7 +209,12 @@ def _unfinished_transaction(buf: bytes, pos: int) -> bool:
             continue
         # (where reading would resume after bytes that are no record: the next confirmed sound record)
         pos = next((c for c in range(pos + 1, zeros) if _resumes_at(buf, c)), zeros)
-    return found and zeros < len(buf)
+    if found or zeros == len(buf):
+        return found and zeros < len(buf)
+    pos, count = start, 0  # (every record of it damaged)
+    while pos < zeros and (end := _sound_lengths(buf, pos)) is not None and buf[pos + 5] & 1:
+        pos, count = end, count + 1
+    return count > 1 and pos >= zeros
 
 
 def _resumes_at(buf: bytes, pos: int) -> bool:
