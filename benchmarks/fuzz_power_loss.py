@@ -17,7 +17,8 @@ Each is SIGKILLed at a chosen system call (a ``pwrite``, ``ftruncate``, ``fsync`
 take: each data file's bytes as they were at its last fsync, the directory at its last fsync, and the
 STATE page's words at every system call (and at each flush of the page).
 
-With ``--damage`` the store is then changed as a power failure may leave it: each data file keeps its
+With ``--damage`` the store is then changed as a power failure may leave it (and, half the time, also
+before a writer that follows another, which recovers what it left): each data file keeps its
 fsynced bytes, and of the bytes written since, sectors are kept or lost (read as what was there at the
 fsync, zeros past it), in order or at random, its size either; a newest file no directory fsync made
 durable is lost or cut short (a dead rotation's short new file); the STATE page is lost, left as
@@ -33,7 +34,8 @@ open after it, and a merge. The seed is bad where: a reader returns a value that
 (of an aborted transaction, or of the batch or transaction a kill cut short before its COMMIT); without
 damage reported, the store is not the state after some prefix of the operations (each one in flight at
 a kill in or out) that holds every acknowledged one (without ``--damage``) or every one an fsync made
-durable (with ``--damage``: every acknowledged one under ``sync="always"``); the readers disagree (on
+durable (with ``--damage``: every acknowledged one under ``sync="always"``; ``sync="never"`` promises
+nothing, not even a prefix); the readers disagree (on
 the values, or on whether there is damage, but for what docs/protocol.md says only some of them find);
 a reader raises; a merge of a store without damage fails or changes it; or, without ``--damage``, any
 damage is reported. Bad seeds are printed with a one-line reason, and the exit status is 1.
@@ -249,7 +251,11 @@ def writer(
                     pass
         elif r < 0.88:
             rec.log(i=i, op="merge", w={})
-            db.merge(wait=True)
+            try:
+                db.merge(wait=True)
+            except CorruptionError:  # (refused: damage a power failure before this writer left)
+                rec.log(ack=i, file=data_name(db._tail[0]), refused=True)
+                continue
         elif r < 0.92:
             rec.log(i=i, op="reopen", w={})
             db.close()
@@ -293,6 +299,7 @@ class History:
         self.acked: set[int] = set()
         self.aborted: set[int] = set()
         self.fsynced: set[int] = set()  # the acknowledged operations a later fsync made durable
+        self.bounds = [0]  # where each run of operations between power failures starts (positions in ops)
         file_of: dict[int, str] = {}
         self.pages: list[tuple[bytes, bool]] = []
         self.durable_dir: list[str] | None = None
@@ -304,14 +311,18 @@ class History:
                 elif "ack" in e:
                     self.acked.add(e["ack"])
                     file_of[e["ack"]] = e["file"]
-                    if self.ops[-1]["op"] == "merge":  # (its outputs, fsynced, hold what came before)
-                        self.fsynced |= self.acked - {e["ack"]}
+                    if self.ops[-1]["op"] == "merge" and not e.get("refused"):
+                        # (its outputs, fsynced, hold what came before it since the last power failure)
+                        self.fsynced |= set(file_of) - {e["ack"]}
                 elif "aborting" in e:
                     self.aborted.add(e["aborting"])
                 elif "page" in e:
                     self.pages.append((bytes.fromhex(e["page"]), e["flushed"]))
                 elif "dir" in e:
                     self.durable_dir = e["dir"]
+                elif "power_failure" in e:
+                    self.bounds.append(len(self.ops))
+                    file_of.clear()  # (an fsync after it makes no operation before it durable)
                 elif e.get("data_file"):
                     self.fsynced |= {i for i, name in file_of.items() if name == e["synced"]}
         for op in self.ops:
@@ -322,18 +333,16 @@ class History:
         """The operations a kill cut short (logged, never acknowledged), that wrote something."""
         return [op["i"] for op in self.ops if op["i"] not in self.acked | self.aborted and op["w"]]
 
-    def durable(self, sync: object) -> int:
-        """How many operations, from the first, are promised to survive a power failure."""
+    def durable(self, sync: object) -> list[int]:
+        """Per run of operations between power failures, how many of all the operations up to its end are
+        promised to survive the power failure that ends it (at least the run's start)."""
         promised = self.acked if sync == "always" else self.fsynced
-        return max((n for n, op in enumerate(self.ops) if op["i"] in promised), default=-1) + 1
-
-    def state(self, upto: int, left_out: set[int]) -> dict[str, str]:
-        state: dict[str, str | None] = {}
-        for op in self.ops[:upto]:
-            if op["i"] in self.aborted or op["i"] in left_out:
-                continue
-            state.update(op["w"])
-        return {k: v for k, v in state.items() if v is not None}
+        at = [n + 1 for n, op in enumerate(self.ops) if op["i"] in promised]
+        ends = [*self.bounds[1:], len(self.ops)]
+        return [
+            max([start] + [n for n in at if start < n <= end])
+            for start, end in zip(self.bounds, ends, strict=True)
+        ]
 
     def never_committed(self, committed: set[int]) -> dict[str, set[str]]:
         """Per key, the values no reader may ever return: of aborted transactions, and of the operations
@@ -346,21 +355,40 @@ class History:
                         out.setdefault(k, set()).add(v)
         return out
 
-    def a_prefix(self, view: dict[str, str], at_least: int) -> bool:
-        """Whether ``view`` is the state after some prefix of the operations, at least ``at_least`` long,
-        each operation in flight at a kill in it or out."""
+    def a_prefix(self, view: dict[str, str], at_least: list[int]) -> bool:
+        """Whether ``view`` is the state after some prefix of each run of operations between power failures,
+        the one of run ``r`` at least ``at_least[r]`` operations from the first long (a power failure ends a
+        run where it cut it: the next starts from there), each operation in flight at a kill in it or out."""
         flying = self.in_flight()
-        for upto in range(len(self.ops), at_least - 1, -1):
-            for outs in product([False, True], repeat=len(flying)):
-                if self.state(upto, {i for i, out in zip(flying, outs, strict=True) if out}) == view:
+        for outs in product([False, True], repeat=len(flying)):
+            left_out = self.aborted | {i for i, out in zip(flying, outs, strict=True) if out}
+            if self._cut(view, 0, {}, at_least, left_out):
+                return True
+        return False
+
+    def _cut(
+        self, view: dict[str, str], run: int, state: dict, at_least: list[int], left_out: set[int]
+    ) -> bool:
+        """Whether some prefix of ``run`` and of each run after it, applied to ``state``, gives ``view``."""
+        start = self.bounds[run]
+        end = self.bounds[run + 1] if run + 1 < len(self.bounds) else len(self.ops)
+        state = dict(state)
+        for n in range(start, end + 1):
+            if n >= at_least[run]:
+                if run + 1 < len(self.bounds):
+                    if self._cut(view, run + 1, state, at_least, left_out):
+                        return True
+                elif {k: v for k, v in state.items() if v is not None} == view:
                     return True
+            if n < end and self.ops[n]["i"] not in left_out:
+                state.update(self.ops[n]["w"])
         return False
 
 
 # ------------------------------------------------------------------ the power failure
 
 
-def power_failure(store: str, logdir: str, hist: History, rnd: random.Random) -> list[str]:
+def power_failure(store: str, logdir: str, hist: History, rnd: random.Random, rot: bool = True) -> list[str]:
     """Change the store as a power failure may leave it (see the module's docstring); what was done."""
     done: list[str] = []
     names = sorted(n for n in os.listdir(store) if n.endswith(".data"))
@@ -404,11 +432,12 @@ def power_failure(store: str, logdir: str, hist: History, rnd: random.Random) ->
         if size != len(now):
             done.append(f"{name}: {len(now)} -> {size} bytes")
         with open(path, "wb") as f:
-            f.write(image)
+            f.write(image.rstrip(b"\0"))  # (the zeros after, a hole: less to write)
+            f.truncate(size)
     page = _page_lost(store, hist, rnd, done)
     # (More often where the page's end was moved back to a record boundary: two damages in one place.)
     inside = page is not None and page[1] in _records(os.path.join(store, data_name((page[0], 0))), True)
-    if rnd.random() < (0.6 if inside else 0.2):
+    if rot and rnd.random() < (0.6 if inside else 0.2):
         _bit_rot(store, page, rnd, done)
     return done
 
@@ -600,12 +629,15 @@ def judge(
     if any(damaged.values()) or lagging:
         return "damage reported after plain kills" if not damage else None
     if not damage:
-        at_least = len(hist.ops)
-        while at_least and hist.ops[at_least - 1]["i"] not in hist.acked:
-            at_least -= 1
+        last = len(hist.ops)
+        while last and hist.ops[last - 1]["i"] not in hist.acked:
+            last -= 1
+        at_least = [last]
     else:
         at_least = hist.durable(sync)
-    if not hist.a_prefix(base, at_least):
+    # (sync="never" promises nothing of a power failure: the unsynced records of a file a rotation closed can
+    # be lost while a newer file's are kept, which a page that lags both cannot tell from unfinished writes.)
+    if (not damage or sync != "never") and not hist.a_prefix(base, at_least):
         return f"no damage reported, and the store is not the state after {at_least} operations or more"
     try:
         with DB(store) as db:
@@ -621,8 +653,9 @@ def judge(
 # ------------------------------------------------------------------ one seed
 
 
-def run_seed(seed: int, damage: bool, workdir: str) -> tuple[str | None, list[str]]:
-    """Run one seed in ``workdir`` (made empty): (why it is bad or None, the damage done)."""
+def run_seed(seed: int, damage: bool, workdir: str, keep: bool = False) -> tuple[str | None, list[str]]:
+    """Run one seed in ``workdir`` (made empty): (why it is bad or None, the damage done); with ``keep``, a
+    copy of the store as the readers find it in ``as-left`` there."""
     rnd = random.Random(f"{seed}/{damage}")
     store, logdir, scratch = (os.path.join(workdir, d) for d in ("store", "logs", "scratch"))
     for d in (store, os.path.join(logdir, "durable"), scratch):
@@ -630,7 +663,9 @@ def run_seed(seed: int, damage: bool, workdir: str) -> tuple[str | None, list[st
     sync = rnd.choice(["always", "always", "always", 0.05, "never"] if damage else ["always", "never", 0.05])
     first = 0
     committed_ops: set[int] = set()
-    for child in range(rnd.choice([1, 1, 2, 3] if not damage else [1, 1, 2])):
+    done: list[str] = []
+    writers = rnd.choice([1, 1, 2, 3] if not damage else [1, 1, 2, 2])
+    for child in range(writers):
         n_ops = rnd.randint(15, 60)
         kill_at = rnd.randint(1, 12) if child and rnd.random() < 0.5 else rnd.randint(1, 6 * n_ops)
         if (raised := run_writer(logdir, store, seed, child, first, n_ops, kill_at, sync)) is not None:
@@ -640,14 +675,49 @@ def run_seed(seed: int, damage: bool, workdir: str) -> tuple[str | None, list[st
         try:
             committed_ops |= committed(store, scratch, hist)
         except Exception as exc:
-            return f"read-only open after the kill raised {type(exc).__name__}: {str(exc)[:200]}", []
+            return f"read-only open after the kill raised {type(exc).__name__}: {str(exc)[:200]}", done
+        if damage and child < writers - 1 and rnd.random() < 0.5 and _is_store(store):
+            # A power failure before the next writer, which recovers what it left (and is killed in turn).
+            # (No bit rot then: a writer's recovery cuts, without a word, a damaged record a stale page's end
+            # leaves it at, with what follows, as it cuts a torn write; docs/file-format.md, "The end of the
+            # active file", step 1. Only kvb check, before it, would say.)
+            done += [f"then {what}" for what in power_failure(store, logdir, hist, rnd, rot=False)]
+            _settled(store, logdir)
     hist = History(logdir)
-    if not os.path.exists(os.path.join(store, "KVB_FORMAT")):
+    if not _is_store(store):
         # (The first writer was killed while it created the store: there is none, and nothing was written.)
         return (f"no store, after {len(hist.acked)} acknowledged operations" if hist.acked else None), []
-    done = power_failure(store, logdir, hist, rnd) if damage else []
-    shutil.copytree(store, os.path.join(workdir, "as-left"))  # (kept with a bad seed, for a look)
+    done += power_failure(store, logdir, hist, rnd) if damage else []
+    if keep:
+        shutil.copytree(store, os.path.join(workdir, "as-left"))  # (kept with a bad seed, for a look)
     return judge(store, scratch, hist, sync, damage, committed_ops), done
+
+
+def _is_store(store: str) -> bool:
+    return os.path.exists(os.path.join(store, "KVB_FORMAT"))
+
+
+def _settled(store: str, logdir: str) -> None:
+    """Record the store as a power failure left it as what the disk holds (for the next power failure):
+    every data file as fsynced, the directory too, the STATE page as flushed."""
+    log = open(os.path.join(logdir, "ops.log"), "a", encoding="utf-8")  # noqa: SIM115
+    with log:
+        log.write(json.dumps({"power_failure": True}) + "\n")
+        for name in set(os.listdir(os.path.join(logdir, "durable"))) - set(os.listdir(store)):
+            os.remove(os.path.join(logdir, "durable", name))  # (a file the power failure lost)
+        for name in os.listdir(store):
+            if name.endswith((".data", ".hint")):
+                with open(os.path.join(store, name), "rb") as f:
+                    data = f.read()
+                with open(os.path.join(logdir, "durable", name), "wb") as f:
+                    f.write(len(data).to_bytes(8, "little") + data.rstrip(b"\0"))
+        log.write(json.dumps({"dir": sorted(os.listdir(store))}) + "\n")
+        try:
+            with open(os.path.join(store, "STATE"), "rb") as f:
+                words = f.read(PAGE_WORDS)
+        except FileNotFoundError:
+            words = b""  # (a page the next writer makes may be on the disk as zeros)
+        log.write(json.dumps({"page": words.hex(), "flushed": True}) + "\n")
 
 
 def _skip(fd: int) -> None:
@@ -676,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.start, args.start + args.seeds):
             workdir = os.path.join(base, f"seed{seed}")
             shutil.rmtree(workdir, ignore_errors=True)
-            why, done = run_seed(seed, args.damage, workdir)
+            why, done = run_seed(seed, args.damage, workdir, args.keep)
             if why is not None:
                 bad += 1
                 print(f"seed {seed}: {why}" + (f" [{'; '.join(done)}]" if done else ""), flush=True)
