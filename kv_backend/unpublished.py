@@ -148,8 +148,9 @@ def _inside_a_batch(read: Read, end: int, size: int) -> bool:
     """Whether the published ``end`` of a data file of ``size`` bytes lies inside a batch, where the record
     there is a batch's or a COMMIT (what a writer leaves past its end only when it died in a batch or a
     transaction: this reads nothing more for the reserved zeros of a live store). A record's batch flag
-    says so even where its type byte is damaged: the rest of the batch, its COMMIT and acknowledged records
-    may follow that one damaged record, which recovery would cut with them. No writer publishes an
+    says so even where its type byte is damaged, and a damaged record without a key is a COMMIT (rule 1):
+    the rest of the batch, its COMMIT and acknowledged records may follow that one damaged record, which
+    recovery would cut with them. No writer publishes an
     end there (a batch is published with its COMMIT), and recovery would cut the batch, and every
     acknowledged record after it, off the file (damage to the tail word that left a record boundary).
 
@@ -160,8 +161,11 @@ def _inside_a_batch(read: Read, end: int, size: int) -> bool:
     COMMIT whose count ``n`` is larger (no writer leaves that after its end: a batch, or a transaction, is
     written whole after it, its COMMIT counting its own records), that COMMIT decides alone where damage
     stops the reading from the header before ``end``."""
-    _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(end, rec.HEADER_SIZE).ljust(rec.HEADER_SIZE, b"\0"))
-    if rtype != rec.COMMIT and not flags & rec.FLAG_BATCH:
+    head = read(end, rec.HEADER_SIZE).ljust(rec.HEADER_SIZE, b"\0")
+    _, rtype, flags, klen, _, _ = rec.HEADER.unpack(head)
+    # (A damaged record without a key is a COMMIT, by rule 1; a sound one without a key is one of its type.)
+    commit = rtype == rec.COMMIT or (not klen and head.strip(b"\0") and not rec.sound_size(read, end, size))
+    if not commit and not flags & rec.FLAG_BATCH:
         return False  # (the common case, reserved zeros: nothing more is read)
     stop, at, kept = _stop_after(read, end, size)
     orphan = stop == "orphan commit" and kept == end

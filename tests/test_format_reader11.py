@@ -367,8 +367,10 @@ def _page_inside_a_batch(path: str, ids: list[tuple[int, int]], page: tuple[int,
     end = page[1]
     if not 16 < end <= len(buf) - 22:
         return False
-    rtype, flags = HEADER.unpack_from(buf, end)[1:3]
-    if not (flags & 1 or rtype == COMMIT) or _left_by_a_dead_writer(buf, end):
+    rtype, flags, klen = HEADER.unpack_from(buf, end)[1:4]
+    # (a damaged record without a key is a COMMIT, as rule 1 has it)
+    damaged_commit = klen == 0 and buf[end : end + 22].strip(b"\0") and _sound(buf, end) is None
+    if not (flags & 1 or rtype == COMMIT or damaged_commit) or _left_by_a_dead_writer(buf, end):
         return False
     _, data_end, stop = _scan(buf, 16, end, published=True, rule3=False, by_end=True)
     if stop >= end:

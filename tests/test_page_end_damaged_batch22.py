@@ -112,3 +112,20 @@ def test_an_uncommitted_transaction_is_an_unfinished_write(store_path, tmp_path,
     with DB(store_path) as db:
         db.merge(wait=True)
         assert {k: db.get(k) for k in db} == want
+
+
+@pytest.mark.parametrize("to", [0, 4, 0x81])
+def test_the_batchs_commit_at_the_end_damaged(store_path, tmp_path, to):
+    """The end after the batch's last record, at its COMMIT, whose type byte is damaged: a damaged record
+    without a key is a COMMIT (rule 1), so the batch committed after the end, and the page is damaged. The
+    batch is applied (the damaged COMMIT applies it) and the damage is reported; nothing is cut."""
+    major, last = _batch_store(store_path, 3)
+    _, end = published_tail(store_path)
+    _damage_type(store_path, major, end, to)
+    assert any("damaged page" in note for note in check(store_path).notes)
+    assert len(check(store_path).problems) == 1
+    assert not salvage(store_path, str(tmp_path / "salvaged")).clean
+    assert _view(store_path, read_only=True) == (_WANT, 1)
+    assert _values(_same(store_path)) == _WANT
+    assert _view(store_path, read_only=False) == (_WANT, 1)
+    assert os.path.getsize(os.path.join(store_path, data_name((major, 0)))) >= last
