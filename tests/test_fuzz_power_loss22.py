@@ -30,20 +30,20 @@ def test_the_fuzzer_finds_nothing_in_twenty_seeds(tmp_path, mode):
 def test_a_bad_seed_is_reported(tmp_path):
     """The checks bite: with the engine's test of a STATE page whose end lies inside a batch turned off (a
     defect of an earlier version, tests/test_page_inside_batch20.py), the seed that moves a page's end there
-    is reported, with a one-line reason. (Seed 63 as the fuzzer stands: a change to what it draws per seed
-    may move it.)"""
+    is reported, with a one-line reason. (Seed 3 as the fuzzer and the engine stand: a change to what it
+    draws per seed, or to the files it damages, such as the space a writer reserves, may move it.)"""
     benchmarks = os.path.join(ROOT, "benchmarks")
     code = (
         f"import sys; sys.path.insert(0, {benchmarks!r})\n"
         "import fuzz_power_loss as f\n"
         "import kv_backend.unpublished as u\n"
         "u._inside_a_batch = lambda *args: False\n"
-        "sys.exit(f.main(['--seeds', '1', '--start', '63', '--damage']))\n"
+        "sys.exit(f.main(['--seeds', '1', '--start', '3', '--damage']))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=240
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("seed 63: ") and "the tail's end moved back" in lines[0]
-    assert lines[-1] == "1 seeds (power failures, from 63): 1 bad"
+    assert lines[0].startswith("seed 3: ") and "the tail's end moved back" in lines[0]
+    assert lines[-1] == "1 seeds (power failures, from 3): 1 bad"
