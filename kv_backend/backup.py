@@ -90,6 +90,7 @@ __all__ = [
     "BackupReport",
     "BackupTargetFullError",
     "RestoreReport",
+    "absent_url_hint",
     "backup",
     "backup_store",
     "in_process_url",
@@ -1536,6 +1537,14 @@ def _why_no_manifest(target: _Target) -> str:
     """Why ``target`` holds no manifest, for the message: the directory or bucket it names may not
     exist at all (mistyped in a hurry), which says more than an empty list of backups."""
     default = f" (no manifest under {MANIFEST_DIR}/)"
+    if not (target.local or target.object_store):
+        return _archive_hint(target) or default
+    return _absent(target) or _misplaced(target) or default
+
+
+def _absent(target: _Target) -> str:
+    """Where the local directory or the bucket ``target`` names does not exist (a typo, a symbolic link
+    to nothing), what to say after "no backups at URL", else ""."""
     try:
         if target.local:
             what, exists = f"the directory {target.root}", os.path.isdir(target.root)
@@ -1543,12 +1552,20 @@ def _why_no_manifest(target: _Target) -> str:
             bucket = target.root.lstrip("/").split("/", 1)[0]
             what, exists = f"the bucket {bucket!r}", bool(target.fs.exists(bucket))
         else:
-            return _archive_hint(target) or default
+            return ""
     except Exception:  # only a better message was at stake
-        return default
-    if not exists:
-        return _dangling(target) or f": {what} does not exist (check the URL for a typo)"
-    return _misplaced(target) or default
+        return ""
+    if exists:
+        return ""
+    return _dangling(target) or f": {what} does not exist (check the URL for a typo)"
+
+
+def absent_url_hint(url: str, **storage_options: Any) -> str:
+    """Where the local directory (or a symbolic link to nothing) or the bucket ``url`` names does not
+    exist, what to say after "no backups at URL" (": the directory PATH does not exist (check the URL
+    for a typo)", ": PATH is a symbolic link to ..."), else "": a prune there found nothing to prune
+    because the backups are not where it looked, not because there are none."""
+    return _absent(_Target(url, storage_options))
 
 
 def _dangling(target: _Target) -> str:

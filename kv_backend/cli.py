@@ -536,7 +536,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_backups(args: argparse.Namespace) -> int:
-    from kv_backend.backup import list_backups, misplaced_url_hint, parse_storage_options, prune_backups
+    from kv_backend.backup import (
+        absent_url_hint,
+        list_backups,
+        misplaced_url_hint,
+        parse_storage_options,
+        prune_backups,
+    )
 
     options = parse_storage_options(args.storage_option, prune_backups)
     removed = []
@@ -551,6 +557,13 @@ def cmd_backups(args: argparse.Namespace) -> int:
     else:
         for info in infos:
             _print(info)
+    if not infos and args.keep is not None:
+        absent = absent_url_hint(args.url, **options)
+        if absent:
+            # A prune of a volume not mounted (or a mistyped URL) pruned nothing: an exit status a cron
+            # job notices, where a listing of it only reports what is there.
+            _say(f"kvb: no backups at {args.url}{absent}")
+            return 2
     if not infos:  # said on stderr, so a script reading the list still gets an empty one
         _say(f"kvb: no backups at {args.url}{misplaced_url_hint(args.url, **options)}")
     damaged = [info.name for info in infos if not info.ok]

@@ -31,8 +31,8 @@ def _said(link, tmp_path, under=""):
 def test_kvb_backups_and_restore_name_the_link(tmp_path, capsys, link, form):
     url = form.format(link)
     assert run(capsys, "backups", url) == (0, "", f"kvb: no backups at {url}: {_said(link, tmp_path)}\n")
-    assert run(capsys, "backups", url, "--keep", "1") == (
-        0,
+    assert run(capsys, "backups", url, "--keep", "1") == (  # a prune: kvb's error status
+        2,
         "",
         f"kvb: no backups at {url}: {_said(link, tmp_path)}\n",
     )
