@@ -224,19 +224,21 @@ class _Reading(_Parts):
             return body[vstart:], expiry, _tag(off, crc)
         return body[vstart:], expiry
 
-    def _first_value_byte(self, key: bytes) -> int | None:
-        """The first byte of ``key``'s live value, unchecked; None if absent, expired or empty.
+    def _first_value_byte(self, key: bytes, size: int = 0) -> int | None:
+        """The first byte of ``key``'s live value, unchecked; None if absent, expired or empty, or
+        (``size`` given) if the value is not ``size`` bytes long.
 
         Reads one byte and skips the CRC check, so it must only choose a code
         path (the structures layer reads a key's type tag with it before
-        overwriting the key) and never be returned to a caller as data.
+        overwriting the key, and a hash's tag and size before overwriting one of
+        its fields) and never be returned to a caller as data.
         """
         kd, maps = view = self._view  # then the check (see _current_view)
         if self._tailw.value != self._seen:
             kd, maps = view = self._current_view()
         loc = kd.get(key)
         if self._view is not view:  # another thread's transaction wrote meanwhile (see get)
-            return self._first_value_byte(key)
+            return self._first_value_byte(key, size)
         if loc is None:
             return None
         exp = self._ix.exp
@@ -246,7 +248,8 @@ class _Reading(_Parts):
                 return None
         off = (loc >> 32) & _M40
         start = off + _HEADER_SIZE + len(key)
-        if start >= off + (loc & _M32):
+        end = off + (loc & _M32)
+        if (end - start != size) if size else (start >= end):
             return None
         try:
             return maps[loc >> 72][start]

@@ -22,6 +22,7 @@ from kv_backend.structures.layout import (
     _I64_MIN,
     HASH,
     META,
+    META_SIZE,
     T_HASH,
     Name,
     NameT,
@@ -39,6 +40,8 @@ from kv_backend.structures.parsing import (
     parse_int,
     random_repeats,
 )
+
+_HASH_META = META_SIZE[T_HASH]  # the size of a hash's metadata record
 
 
 class Hashes(Keyspace):
@@ -124,9 +127,10 @@ class Hashes(Keyspace):
         db = self.db
         pfx = HASH + _lp(name)
         with db.locked():
-            if len(items) == 1 and not nx and db._first_value_byte(META + name) == T_HASH:
+            if len(items) == 1 and not nx and db._first_value_byte(META + name, _HASH_META) == T_HASH:
                 # One existing field of a live hash overwritten: one record, the metadata is
-                # unchanged, so its type tag is all that must be read.
+                # unchanged, so its type tag and size are all that must be read (another front
+                # end's record with a hash's tag, of another size, is refused below, as by _meta).
                 ((field, value),) = items
                 if pfx + field in db:
                     db.put(pfx + field, value)
