@@ -21,8 +21,9 @@ import signal
 
 from helpers import exit_code, fork_child
 from test_format_reader11 import DAMAGED, read_store
+from test_page_end_damaged_batch22 import _view
 
-from kv_backend import DB, CorruptionError
+from kv_backend import DB
 from kv_backend.backup import backup_store
 from kv_backend.check import check
 from kv_backend.files import data_name, list_data_files
@@ -62,17 +63,6 @@ def _store(path: str, *, reserved_zeros: bool) -> tuple[int, int]:
     with open(os.path.join(path, data_name((major + 1, 0))), "wb") as f:
         f.write(FILE_HEADER_BYTES)
     return major, start
-
-
-def _view(path: str, read_only: bool) -> tuple[dict[bytes, bytes | str | None], int]:
-    with DB(path, read_only=read_only) as db:
-        out: dict[bytes, bytes | str | None] = {}
-        for k in db:
-            try:
-                out[k] = db.get(k)
-            except CorruptionError:
-                out[k] = DAMAGED
-        return out, db.stats()["corrupt_records"]
 
 
 def test_before_reserved_zeros_it_is_the_unfinished_write(store_path, tmp_path):

@@ -12,18 +12,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
+from test_commands_errors_as_kvb22 import _location
 
 KV = "kv_backend_django.cache.KVCache"
 
 
 @pytest.mark.parametrize("kind", ["other files", "a file"])
 def test_kv_backup_says_what_kvb_says(tmp_path, capsys, kind):
-    location = tmp_path / "cache"
-    if kind == "a file":
-        location.write_text("x")
-    else:
-        location.mkdir()
-        (location / "notes.txt").write_text("x")
+    location = _location(tmp_path, kind)
     url = str(tmp_path / "bk")
     code, _, err = run(capsys, "backup", str(location), url)
     assert code == 2, err
