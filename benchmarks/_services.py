@@ -81,6 +81,16 @@ def start_kvb_serve(path: str, without: tuple[str, ...] = ()) -> tuple[subproces
     return proc, port
 
 
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group of ``proc`` (started with ``start_new_session=True``: the process and the
+    children it forked) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
     """Stop a service with SIGTERM, then SIGKILL if it does not exit in time."""
     if proc.poll() is not None:

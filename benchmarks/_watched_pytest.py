@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from _services import kill_group
+
 OUTCOMES = ("PASSED", "FAILED", "ERROR", "SKIPPED", "XFAIL", "XPASS", "RERUN")
 _RESULT = re.compile(r"^(\S+::\S+) (" + "|".join(OUTCOMES) + r")\b")
 
@@ -42,14 +44,6 @@ def exit_on_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def run_watched(
@@ -89,7 +83,7 @@ def run_watched(
                 echo(line)
     finally:
         sel.close()
-        _kill_group(proc)
+        kill_group(proc)
         proc.stdout.close()
     tail = partial.decode("utf-8", "replace").strip()
     if seg.stalled:
@@ -140,4 +134,3 @@ def printer(verbose: bool, started: float) -> Callable[[str], None]:
             print(f"  ... {seen['tests']} tests done in {(now - started) / 60:.0f} min", flush=True)
 
     return echo
-

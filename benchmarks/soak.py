@@ -55,6 +55,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from _services import kill_group
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -395,13 +397,7 @@ def spawn(args, role: str, inc: str, seed: int) -> subprocess.Popen:
         return subprocess.Popen(cmd, stderr=err, stdout=err, env=child_env(), start_new_session=True)
 
 
-def kill(p: subprocess.Popen) -> None:
-    """SIGKILL the process group of ``p`` (the process and the children it forked) and reap it."""
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    p.wait()
+kill = kill_group  # (SIGKILL of a child's process group, and reaping it: soak_structures uses it too)
 
 
 def locked_check(args, errors: list[str], salvage_too: bool) -> None:
