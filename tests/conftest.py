@@ -33,6 +33,16 @@ def store_path(tmp_path):
 
 
 @pytest.fixture
+def one_key_store(store_path):
+    """The path of a closed store holding one key (``k``: ``v``), for tests of what reads or copies it."""
+    from kv_backend import DB
+
+    with DB(store_path) as db:
+        db.put(b"k", b"v")
+    return store_path
+
+
+@pytest.fixture
 def db(store_path):
     """A writable DB on a new store, closed after the test."""
     from kv_backend import DB

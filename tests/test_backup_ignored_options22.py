@@ -23,17 +23,9 @@ from kv_backend.backup import backup_store, list_backups, prune_backups, restore
 from kv_backend.errors import ConfigurationError
 
 
-@pytest.fixture
-def store(tmp_path):
-    path = str(tmp_path / "store")
-    with DB(path) as db:
-        db.put(b"k", b"v")
-    return path
-
-
-def every_call(store, url, tmp_path, options):
+def every_call(one_key_store, url, tmp_path, options):
     return (
-        lambda: backup_store(store, url, name="one", **options),
+        lambda: backup_store(one_key_store, url, name="one", **options),
         lambda: list_backups(url, **options),
         lambda: restore(url, str(tmp_path / "restored"), **options),
         lambda: prune_backups(url, keep=1, **options),
@@ -50,10 +42,10 @@ def every_call(store, url, tmp_path, options):
         ("chain", {"file": {"endpoint_url": "http://127.0.0.1:9"}}, "endpoint_url="),
     ],
 )
-def test_a_local_target_refuses_what_it_would_ignore(store, tmp_path, form, options, named):
+def test_a_local_target_refuses_what_it_would_ignore(one_key_store, tmp_path, form, options, named):
     bk = tmp_path / "bk"
     url = {"path": str(bk), "file": bk.as_uri(), "chain": f"simplecache::{bk.as_uri()}"}[form]
-    for call in every_call(store, url, tmp_path, options):
+    for call in every_call(one_key_store, url, tmp_path, options):
         with pytest.raises(ConfigurationError) as info:
             call()
         msg = str(info.value)
@@ -62,30 +54,30 @@ def test_a_local_target_refuses_what_it_would_ignore(store, tmp_path, form, opti
     assert not bk.exists() and not (tmp_path / "restored").exists()
 
 
-def test_a_memory_target_refuses_what_it_would_ignore(store, tmp_path):
+def test_a_memory_target_refuses_what_it_would_ignore(one_key_store, tmp_path):
     url = "memory://ignored22"
-    for call in every_call(store, url, tmp_path, {"anon": True}):
+    for call in every_call(one_key_store, url, tmp_path, {"anon": True}):
         with pytest.raises(ConfigurationError, match="option anon= would be ignored by fsspec's memory"):
             call()
     assert list_backups(url) == []
 
 
-def test_options_the_filesystem_takes_still_work(store, tmp_path):
+def test_options_the_filesystem_takes_still_work(one_key_store, tmp_path):
     url = (tmp_path / "bk").as_uri()
     taken = {"auto_mkdir": True, "use_listings_cache": False, "file": {"auto_mkdir": True}}
-    assert backup_store(store, url, name="one", **taken).files_copied == 1
+    assert backup_store(one_key_store, url, name="one", **taken).files_copied == 1
     assert [b.name for b in list_backups(url, **taken)] == ["one"]
     restore(url, str(tmp_path / "restored"), **taken)
     assert prune_backups(url, keep=1, **taken) == []
 
 
-def test_kvb_storage_option_for_a_directory(store, tmp_path, capsys):
+def test_kvb_storage_option_for_a_directory(one_key_store, tmp_path, capsys):
     url = str(tmp_path / "bk")
-    code, _, err = run(capsys, "backup", store, url, "--storage-option", "anon=true")
+    code, _, err = run(capsys, "backup", one_key_store, url, "--storage-option", "anon=true")
     assert code == 2 and err.count("\n") == 1, err
     assert "anon= would be ignored by fsspec's local filesystem" in err
     assert not os.path.exists(url)
-    code, _, err = run(capsys, "backup", store, url, "--storage-option", "auto-mkdir=true")
+    code, _, err = run(capsys, "backup", one_key_store, url, "--storage-option", "auto-mkdir=true")
     assert code == 0, err
 
 
@@ -101,10 +93,12 @@ def test_post_backup_answers_invalid_backup_target(tmp_path):
     assert "key= would be ignored" in r.json()["message"]
 
 
-def test_s3_refuses_an_option_nobody_takes_and_passes_on_its_own(s3, store, tmp_path):  # noqa: F811
+def test_s3_refuses_an_option_nobody_takes_and_passes_on_its_own(s3, one_key_store, tmp_path):  # noqa: F811
     url, options, _fs = s3
     with pytest.raises(ConfigurationError, match="storage option anno= is not one that s3fs takes"):
-        backup_store(store, url, name="one", **options, anno=True)
+        backup_store(one_key_store, url, name="one", **options, anno=True)
     # (anon, use_ssl are s3fs's own: passed on, not refused; the credentials given win over anon=False)
-    assert backup_store(store, url, name="one", **options, anon=False, use_ssl=False).files_copied == 1
+    assert (
+        backup_store(one_key_store, url, name="one", **options, anon=False, use_ssl=False).files_copied == 1
+    )
     assert [b.name for b in list_backups(url, **options)] == ["one"]

@@ -16,19 +16,11 @@ from kv_backend.backup import backup_store, list_backups, prune_backups, restore
 from kv_backend.errors import ConfigurationError
 
 
-@pytest.fixture
-def store(tmp_path):
-    path = str(tmp_path / "store")
-    with DB(path) as db:
-        db.put(b"k", b"v")
-    return path
-
-
 @pytest.mark.parametrize("option", ["protocol", "target_protocol"])
-def test_a_protocol_option_is_refused_by_every_function(store, tmp_path, option):
+def test_a_protocol_option_is_refused_by_every_function(one_key_store, tmp_path, option):
     url = str(tmp_path / "bk")
     calls = [
-        lambda: backup_store(store, url, **{option: "memory"}),
+        lambda: backup_store(one_key_store, url, **{option: "memory"}),
         lambda: list_backups(url, **{option: "memory"}),
         lambda: restore(url, str(tmp_path / "r"), **{option: "memory"}),
         lambda: prune_backups(f"simplecache::file://{url}", keep=0, **{option: "memory"}),
@@ -39,21 +31,21 @@ def test_a_protocol_option_is_refused_by_every_function(store, tmp_path, option)
     assert sorted(os.listdir(tmp_path)) == ["store"]
 
 
-def test_kvb_backup_with_protocol_memory_fails_instead_of_reporting_a_backup(store, tmp_path, capsys):
+def test_kvb_backup_with_protocol_memory_fails_instead_of_reporting_a_backup(one_key_store, tmp_path, capsys):
     url = str(tmp_path / "bk")
-    code, out, err = run(capsys, "backup", store, url, "--storage-option", "protocol=memory")
+    code, out, err = run(capsys, "backup", one_key_store, url, "--storage-option", "protocol=memory")
     assert (code, out) == (2, ""), (code, out, err)
     assert "write the protocol in the URL" in err
     assert not os.path.exists(url)
 
 
-def test_the_http_endpoint_refuses_it(store, tmp_path):
+def test_the_http_endpoint_refuses_it(one_key_store, tmp_path):
     pytest.importorskip("starlette")
     from starlette.testclient import TestClient
 
     from kv_backend.http import create_app
 
-    with DB(store) as db, TestClient(create_app(db)) as client:
+    with DB(one_key_store) as db, TestClient(create_app(db)) as client:
         r = client.post(
             "/v1/backup", json={"url": str(tmp_path / "bk"), "storage_options": {"protocol": "memory"}}
         )

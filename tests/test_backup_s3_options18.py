@@ -19,14 +19,6 @@ from kv_backend.errors import ConfigurationError
 pytest.importorskip("s3fs")
 
 
-@pytest.fixture
-def store(tmp_path):
-    path = str(tmp_path / "store")
-    with DB(path) as db:
-        db.put(b"k", b"v")
-    return path
-
-
 @pytest.mark.parametrize(
     ("option", "says"),
     [
@@ -36,11 +28,17 @@ def store(tmp_path):
         ("block_size", "default_block_size"),
     ],
 )
-def test_an_option_s3fs_does_not_take_is_refused_before_any_request(s3, store, tmp_path, option, says):  # noqa: F811
+def test_an_option_s3fs_does_not_take_is_refused_before_any_request(
+    s3,  # noqa: F811
+    one_key_store,
+    tmp_path,
+    option,
+    says,
+):
     url, options, fs = s3
     bad = {**options, option: "x"}
     for call in (
-        lambda: backup_store(store, url, name="one", **bad),
+        lambda: backup_store(one_key_store, url, name="one", **bad),
         lambda: list_backups(url, **bad),
         lambda: restore(url, str(tmp_path / "r"), **bad),
         lambda: prune_backups(url, keep=1, **bad),
@@ -49,11 +47,11 @@ def test_an_option_s3fs_does_not_take_is_refused_before_any_request(s3, store, t
             call()
         assert says in str(info.value) and "AioSession" not in str(info.value)
     assert fs.ls(url.removeprefix("s3://").partition("/")[0]) == []  # nothing written
-    backup_store(store, url, name="one", **options)  # (the same without it)
+    backup_store(one_key_store, url, name="one", **options)  # (the same without it)
     assert [b.name for b in list_backups(url, **options)] == ["one"]
 
 
-def test_kvb_says_where_the_option_goes(s3, store, capsys):  # noqa: F811
+def test_kvb_says_where_the_option_goes(s3, one_key_store, capsys):  # noqa: F811
     url, options, _fs = s3
     args = [f"--storage-option={k}={v}" for k, v in options.items() if isinstance(v, str)]
     code, _, err = run(capsys, "backups", url, *args, "--storage-option=region_name=us-east-1")
