@@ -26,6 +26,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Task name .* is already registered"),
 ]
 
+
 def _backend(store_path: str, **conf) -> KVBackend:
     backend = celery_helpers.make_app(f"kvb://{store_path}", "kvb-gdel18", **conf).backend
     backend.chord_claim_min = 0.0  # with a short join timeout, a lost sender's claim lapses at once
