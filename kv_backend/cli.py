@@ -110,8 +110,15 @@ def _count(text: str) -> int:
 
 
 def _bytes_above_zero(text: str) -> int:
-    """An argparse type: a number of bytes >= 1 (0 would refuse every request body)."""
-    size = _count(text)
+    """An argparse type: a number of bytes >= 1 (0 would refuse every request body).
+
+    Parsed here rather than through ``_count``, whose message ("a whole number >= 0") would name 0
+    as a value this option takes.
+    """
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
     if size < 1:
         raise argparse.ArgumentTypeError(f"must be a number of bytes >= 1, not {text!r}")
     return size
