@@ -500,7 +500,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if in_process_url(args.url):
         # fsspec's memory filesystem lives in this process: the backup would be gone when kvb exits.
         _say(
-            f"kvb backup: {args.url} is in the memory of this kvb process, which is gone when it exits; "
+            f"kvb: {args.url} is in the memory of this kvb process, which is gone when it exits; "
             "give a URL that outlives it (a directory, file://, s3://...)"
         )
         return 2

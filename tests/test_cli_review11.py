@@ -544,6 +544,6 @@ def test_backup_to_this_process_memory_is_refused(store_path, capsys, url):
     code, out, err = run(capsys, "backup", store_path, url)
     assert (code, out) == (2, "")
     assert err == (
-        f"kvb backup: {url} is in the memory of this kvb process, which is gone when it exits; give a URL "
+        f"kvb: {url} is in the memory of this kvb process, which is gone when it exits; give a URL "
         "that outlives it (a directory, file://, s3://...)\n"
     )
