@@ -428,8 +428,7 @@ def cmd_put(args: argparse.Namespace) -> int:
     from kv_backend import DB
 
     if (args.value is None) == (not args.stdin):
-        _say("kvb put: give either VALUE or --stdin")
-        return 2
+        args.usage_error("give either VALUE or --stdin")  # the usage, then the line, exit 2
     from kv_backend.db_common import _check_key, _check_value
 
     value = _read_stdin() if args.stdin else _value(args.value)
@@ -820,7 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--ttl", type=_ttl, default=None, metavar="SECONDS", help="seconds to live (> 0; default: never)"
     )
-    s.set_defaults(func=cmd_put)
+    s.set_defaults(func=cmd_put, usage_error=s.error)
 
     s = sub.add_parser("delete", help="delete a key; exit 1 if it did not exist")
     s.add_argument("path", type=_directory, help=_PATH_HELP)
