@@ -271,7 +271,7 @@ def _import_fsspec() -> Any:
         import fsspec.core
     except ImportError as exc:  # pragma: no cover - fsspec is a dependency of the backup extra
         raise BackupError(
-            "backups need the fsspec package: pip install 'kv_backend[backup]' (or pip install fsspec; "
+            "backups need the fsspec package: pip install 'kv-backend[backup]' (or pip install fsspec; "
             "add s3fs, gcsfs or adlfs for cloud storage)"
         ) from exc
     return fsspec.core

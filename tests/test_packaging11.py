@@ -245,7 +245,7 @@ def test_http_backup_without_fsspec_is_501_as_docs_http_says(monkeypatch, db, tm
         r = client.post("/v1/backup", json={"url": str(tmp_path / "backups")})
     assert r.status_code == 501
     assert r.json()["error"] == "not_implemented"
-    assert "pip install 'kv_backend[backup]'" in r.json()["message"]
+    assert "pip install 'kv-backend[backup]'" in r.json()["message"]
     assert not (tmp_path / "backups").exists()
 
 

@@ -1734,7 +1734,7 @@ def _loop_factory() -> Any:
         if choice == "uvloop":
             raise ConfigurationError(
                 "KVB_EVENT_LOOP=uvloop but the uvloop package cannot be imported: install it "
-                "(pip install 'kv_backend[server]') or unset KVB_EVENT_LOOP"
+                "(pip install 'kv-backend[server]') or unset KVB_EVENT_LOOP"
             ) from None
         return None
     version: str = getattr(uvloop, "__version__", "0")
