@@ -739,7 +739,7 @@ def _skip(fd: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # 1st paragraph
     ap.add_argument("--seeds", type=int, default=200, help="how many seeds to run")
     ap.add_argument("--start", type=int, default=0, help="the first seed")
     ap.add_argument(
