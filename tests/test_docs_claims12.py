@@ -59,10 +59,12 @@ def test_engine_crc_speed_up_matches_the_crc_section():
     assert "more so when the CPU caches are cold" not in text
     assert "about 5 times faster on a record of 40 to 126 bytes" in text
     assert all(4 <= r <= 6.5 for r in warm), warm
-    assert "about 4 times when the CPU caches were evicted first" in text
-    assert all(3 <= r < 5 for r in cold) and max(cold) < min(warm), (cold, warm)
-    assert "over ten times faster on the 4 KiB and 1 MiB buffers" in text
-    assert min(large) > 10, large
+    # (the figures with the caches evicted, and those of the large buffers, vary from run to run on
+    # one machine: 4.3x and 4.0x, then 2.6x and 3.2x; 14.2x and 13.6x, then 10.1x and 9.4x)
+    assert "2.5 to 4.5 times when the CPU caches were evicted first" in text
+    assert all(2.5 <= r <= 4.5 for r in cold) and max(cold) < min(warm), (cold, warm)
+    assert "9 to 14 times faster on the 4 KiB and 1 MiB buffers" in text
+    assert all(9 <= r <= 14.5 for r in large), large
 
 
 def test_engine_and_django_key_directory_memory_match_the_engine_section():
