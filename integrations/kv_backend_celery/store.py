@@ -136,6 +136,56 @@ def _open_shared(path: str, options: dict[str, Any]) -> DB:
         return db
 
 
+# The apps whose backends use each open store (see _hook_app_close).
+_users: weakref.WeakKeyDictionary[DB, weakref.WeakSet[Any]] = weakref.WeakKeyDictionary()
+
+
+def _hook_app_close(app: Any) -> None:
+    """Make ``app.close()`` (also run at the end of ``with Celery(...) as app``) release the stores
+    the app's result backends opened: Celery's close does not reach its backends, and a store holds
+    files and locks. Done once per app, on the instance; the app's own close runs first."""
+    if vars(app).get("_kvb_close_hooked"):
+        return
+    own = vars(app).get("close")  # one set on the instance before, kept
+    app_ref = weakref.ref(app)  # (no cycle through the app's own attribute)
+
+    def close() -> None:
+        target = app_ref()
+        try:
+            if own is not None:
+                own()
+            elif target is not None:
+                type(target).close(target)
+        finally:
+            if target is not None:
+                _release(target)
+
+    close.__doc__ = type(app).close.__doc__
+    app.close = close
+    app._kvb_close_hooked = True
+
+
+def _use(db: DB, app: Any) -> None:
+    """Note that ``app``'s backend uses ``db``."""
+    with _shared_lock:
+        _users.setdefault(db, weakref.WeakSet()).add(app)
+
+
+def _release(app: Any) -> None:
+    """Close every store ``app`` used that no other app of this process uses (their backends open
+    it again at their next use)."""
+    with _shared_lock:
+        unused = []
+        for db, apps in list(_users.items()):
+            if app in apps:
+                apps.discard(app)
+                if not apps:
+                    unused.append(db)
+                    del _users[db]
+    for db in unused:
+        db.close()
+
+
 class StoreBackend(KeyValueStoreBackend):
     """Celery's key-value backend on a kv_backend store: results stored and read, with their lifetimes.
 
@@ -173,6 +223,7 @@ class StoreBackend(KeyValueStoreBackend):
             self._chord_expires = _seconds("result_chord_expires", self.prepare_expires(chord_expires))
         chord_join_timeout(self.app.conf)  # checked here too: read when a chord completes
         self._db: DB | None = None
+        _hook_app_close(self.app)
         self._missing = False  # a read-only store found missing was logged (see _reader)
 
     # ------------------------------------------------------------------ store
@@ -183,6 +234,7 @@ class StoreBackend(KeyValueStoreBackend):
         db = self._db
         if db is None or not _is_current(db, self.path):
             db = self._db = _open_shared(self.path, self.options)
+            _use(db, self.app)
         return db
 
     def _reader(self) -> DB | None:
