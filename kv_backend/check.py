@@ -65,6 +65,10 @@ class CheckReport:
     files: int = 0
     records: int = 0
     bytes: int = 0
+    """The bytes of the data files read as records and headers (or found damaged)."""
+    reserved: int = 0
+    """The zero bytes a writer reserved past the end of the active file's data (fallocated space the
+    next writes fill): read, but no data, so not in :attr:`bytes`."""
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -185,6 +189,7 @@ def _check(path: str) -> CheckReport:
             # Where the published records of a tail file end: a damaged record before that is no
             # unfinished write (readers raise CorruptionError for it), whatever follows it.
             end, closes = 0, -1
+            reserved_before = report.reserved
             if tail:
                 end = tail_end(reader_of(buf), size, page_end(published, fid), closing=i == rotated)
                 tail = not closed_whole(i == rotated, published, end, size)
@@ -196,7 +201,7 @@ def _check(path: str) -> CheckReport:
                     _check_unpublished(buf, closes, size, fpath, report)
             else:
                 size = _check_records(buf, size, fpath, tail, report, published_end=end)
-            report.bytes += size
+            report.bytes += size - (report.reserved - reserved_before)
             if os.path.exists(hpath):
                 if not usable_hints(hpath, size):
                     report.notes.append(
@@ -487,6 +492,7 @@ def _check_unpublished(buf: bytes | _DataFile, pos: int, size: int, fpath: str, 
         report.records += len(res.entries)
         end, why = base + res.end, res.stop_reason
     data = rec.zeros_start(read, end, size)  # (the zeros a writer reserved after it are no data)
+    report.reserved += size - max(data, end)
     if data <= end:
         return
     kept = data_end(read, end, size)  # (what a reading without a page would keep after it)

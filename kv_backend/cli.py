@@ -377,6 +377,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 "files": report.files,
                 "records": report.records,
                 "bytes": report.bytes,
+                "reserved": report.reserved,
                 "damaged": len(report.problems),
                 "problems": [
                     {"file": os.path.basename(p.path), "offset": p.offset, "what": p.what}
@@ -386,7 +387,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             }
         )
         return 0 if report.ok else 1
-    _print(f"{report.files} files, {report.records} records, {report.bytes} bytes checked")
+    reserved = ""
+    if report.reserved:  # (fallocated space the next writes fill: read, but no data)
+        reserved = f", plus {report.reserved} reserved after the active file's end (zeros)"
+    _print(f"{report.files} files, {report.records} records, {report.bytes} bytes checked{reserved}")
     for note in report.notes:
         _print(f"note: {note}")
     for problem in report.problems:

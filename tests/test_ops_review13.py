@@ -278,6 +278,7 @@ def test_kvb_check_json(tmp_path, capsys):
         "files": files,
         "records": 80,
         "bytes": report["bytes"],
+        "reserved": report["reserved"],
         "damaged": 0,
         "problems": [],
         "notes": [],
