@@ -24,7 +24,7 @@ from collections.abc import (
     ValuesView,
 )
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, SupportsIndex, TypeVar, overload
 
 from kv_backend.db import DB
 from kv_backend.db_common import (
@@ -777,7 +777,8 @@ class Store(MutableMapping[K, Any], Generic[K]):
         """
         if self.closed:
             raise DatabaseClosedError(f"the store at {self.path} is closed and cannot be pickled")
-        args: tuple[Any, ...] = (self.path, self.serializer, self.key_type, self._engine_options)
+        serializer = _SerializerArgument(self.serializer)
+        args: tuple[Any, ...] = (self.path, serializer, self.key_type, self._engine_options)
         if type(self) is Store:
             return (_reopen, args)
         extra = {name: value for name, value in vars(self).items() if name not in _STORE_ATTRIBUTES}
@@ -813,9 +814,43 @@ def _slot_values(obj: object) -> dict[str, Any]:
     return values
 
 
+class _SerializerArgument:
+    """A Store's serializer as its pickle carries it (see Store.__reduce__): one holding what no
+    pickler carries (a lock, an open file: pickle's TypeError) raises PickleSerializationError naming
+    it. Other failures of pickle (a class defined in a function) are left to the pickler at work,
+    which may carry it (as cloudpickle does). A shallow copy of the store, which pickles nothing,
+    passes it on as it is."""
+
+    __slots__ = ("serializer",)
+
+    def __init__(self, serializer: Any) -> None:
+        self.serializer = serializer
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        try:
+            pickle.dumps(self.serializer, protocol.__index__())
+        except TypeError as exc:
+            raise PickleSerializationError(
+                f"the store's serializer {self.serializer!r} cannot be pickled ({exc}), so neither can "
+                "the store, which is opened again with it where it is unpickled: give Store a serializer "
+                "that pickle can carry (one holding no lock, open file or other such object: make those "
+                "when first used), or open the store in the other process with its own serializer"
+            ) from exc
+        except Exception:  # (pickle.PicklingError, AttributeError...): the pickler at work may carry it
+            pass
+        return (_serializer_of, (self.serializer,))
+
+
+def _serializer_of(serializer: Any) -> Any:
+    """The serializer an unpickled :class:`_SerializerArgument` carried."""
+    return serializer
+
+
 def _reopen(
     path: str, serializer: Any, key_type: type, engine_options: dict[str, Any], cls: type[Store[Any]] = Store
 ) -> Store[Any]:
+    if isinstance(serializer, _SerializerArgument):  # (a shallow copy of the store)
+        serializer = serializer.serializer
     store = cls.__new__(cls)
     Store.__init__(store, path, serializer, key_type=key_type, **engine_options)
     return store
