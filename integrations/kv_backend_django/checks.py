@@ -7,8 +7,9 @@ sessions in the same way, so the same two mistakes are checked here, and
 aliases sharing a LOCATION with engine OPTIONS that cannot both apply, or
 nesting one LOCATION in another, or a LOCATION on the store of the kvb:// Celery
 result backend, a LOCATION the cache cannot open: a file, or a directory of
-other files, and an alias that culls the sessions of the cache session engine
-on their LOCATION sooner than their own alias would.
+other files, an alias that culls the sessions of the cache session engine
+on their LOCATION sooner than their own alias would, and a sessions alias
+that culls at Django's default of 300 entries.
 """
 
 from __future__ import annotations
@@ -322,19 +323,26 @@ def check_entry_keys(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     return found
 
 
+def _session_store() -> type | None:
+    """The SessionStore class of SESSION_ENGINE, or None if its module fails to import (Django reports
+    that on the first request)."""
+    from importlib import import_module
+
+    try:
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+    except Exception:
+        return None
+    return store if isinstance(store, type) else None
+
+
 def _cache_sessions_alias() -> str | None:
     """The alias holding the sessions when SESSION_ENGINE keeps them in a cache only (Django's ``cache``
     engine or one built on it), else None: the ``cached_db`` engine reads a culled session from the
     database again, so culling costs it a query, not the session."""
-    from importlib import import_module
-
     from django.contrib.sessions.backends.cache import SessionStore as CacheSessionStore
 
-    try:
-        store = import_module(settings.SESSION_ENGINE).SessionStore
-    except Exception:  # (an engine whose module fails to import: Django reports it on the first request)
-        return None
-    if not (isinstance(store, type) and issubclass(store, CacheSessionStore)):
+    store = _session_store()
+    if store is None or not issubclass(store, CacheSessionStore):
         return None
     return getattr(settings, "SESSION_CACHE_ALIAS", "default")
 
@@ -402,3 +410,44 @@ def check_sessions_culled_by_another_alias(app_configs: Any, **kwargs: Any) -> l
             )
         )
     return found
+
+
+@register(Tags.caches)
+def check_sessions_alias_max_entries(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """W007: SESSION_ENGINE keeps the sessions in a KVCache alias (``cache`` or ``cached_db`` engine, or
+    one built on them) that does not set MAX_ENTRIES, so it culls at Django's default of 300 entries:
+    on a busy site, users are logged out (``cache``) or their sessions read from the database again
+    (``cached_db``) within minutes."""
+    from django.contrib.sessions.backends.cache import SessionStore as CacheSessionStore
+    from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBSessionStore
+
+    store = _session_store()
+    if store is None or not issubclass(store, (CacheSessionStore, CachedDBSessionStore)):
+        return []
+    alias = getattr(settings, "SESSION_CACHE_ALIAS", "default")
+    config = dict(_kv_configs()).get(alias)
+    if config is None:
+        return []
+    options = config.get("OPTIONS")
+    if "max_entries" in config or (isinstance(options, dict) and "MAX_ENTRIES" in options):
+        return []
+    culling = _culling(alias)
+    if culling is None:
+        return []
+    lost = (
+        "a culled session is read from the database again, a query on its user's next request"
+        if issubclass(store, CachedDBSessionStore)
+        else "the users whose sessions are culled are logged out"
+    )
+    return [
+        Warning(
+            f"The {alias!r} cache holds the sessions (SESSION_ENGINE {settings.SESSION_ENGINE!r}) and sets "
+            f"no MAX_ENTRIES, so it culls at Django's default of {culling[0]} entries: once that many "
+            f"sessions (and other entries of its LOCATION) are stored, {lost}.",
+            hint=f"Set OPTIONS MAX_ENTRIES of CACHES[{alias!r}] above the number of sessions the site "
+            "keeps alive at once (100_000, say); each entry costs every process about 120 bytes of "
+            "memory plus its key.",
+            obj=f"CACHES[{alias!r}]",
+            id="kv_backend_django.W007",
+        )
+    ]

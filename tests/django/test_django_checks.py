@@ -7,6 +7,8 @@ import os
 from django.core.checks import run_checks
 
 KV = "kv_backend_django.cache.KVCache"
+#: W007: "default" holds the sessions of these tests (SESSION_ENGINE cache) and sets no MAX_ENTRIES.
+SESSIONS = ("kv_backend_django.W007", "CACHES['default']")
 
 
 def _ids(**kwargs) -> list[tuple[str, str]]:
@@ -27,7 +29,7 @@ def test_locations_inside_or_around_published_directories_warn(settings, tmp_pat
         "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     }
     nested = ("kv_backend_django.W003", "CACHES['around']")  # tmp_path holds the other LOCATIONs
-    assert _ids() == [nested]  # W001 is a deployment check only
+    assert sorted(_ids()) == [nested, SESSIONS]  # W001 is a deployment check only
     found = _ids(include_deployment_checks=True)
     assert sorted(found) == [
         ("kv_backend_django.W001", "CACHES['around']"),
@@ -35,6 +37,7 @@ def test_locations_inside_or_around_published_directories_warn(settings, tmp_pat
         ("kv_backend_django.W001", "CACHES['inside']"),
         ("kv_backend_django.W001", "CACHES['same']"),
         nested,
+        SESSIONS,
     ]
     messages = {m.obj: m.msg for m in run_checks(tags=["caches"], include_deployment_checks=True)}
     assert "is inside MEDIA_ROOT" in messages["CACHES['inside']"]
@@ -47,4 +50,4 @@ def test_a_relative_location_warns(settings, tmp_path, monkeypatch):
         "default": {"BACKEND": KV, "LOCATION": str(tmp_path / "abs")},
         "relative": {"BACKEND": KV, "LOCATION": os.path.join("var", "cache")},
     }
-    assert _ids() == [("kv_backend_django.W002", "CACHES['relative']")]
+    assert sorted(_ids()) == [("kv_backend_django.W002", "CACHES['relative']"), SESSIONS]
