@@ -1749,16 +1749,17 @@ def restore(
             report.files += 1
             report.bytes += got
         with (
-            _io(f"cannot write {os.path.join(tmp, FORMAT_FILE)}"),  # (a full disk: say which file)
+            _late_step(dest, f"cannot write {os.path.join(tmp, FORMAT_FILE)}"),  # (a full disk: which file)
             open(os.path.join(tmp, FORMAT_FILE), "w", encoding="utf-8") as f,
         ):
             f.write(doc["store_format"])
             f.flush()
             os.fsync(f.fileno())
         # An empty lock file lets read-only processes open the restored store at once.
-        with _io(f"cannot write {os.path.join(tmp, LOCK_FILE)}"):
+        with _late_step(dest, f"cannot write {os.path.join(tmp, LOCK_FILE)}"):
             os.close(os.open(os.path.join(tmp, LOCK_FILE), os.O_WRONLY | os.O_CREAT, 0o666))
-        _publish_restored(tmp, doc["files"])
+        with _late_step(dest, f"cannot give the restored copy in {tmp} its STATE page"):
+            _publish_restored(tmp, doc["files"])
         _fsync_dir(tmp)
         try:
             result = check(tmp)
@@ -1768,9 +1769,12 @@ def restore(
                 # was out of reach, the error's advice to remove the hint file not one to follow here).
                 report.hints_dropped = sorted({p.hint for p in result.problems})
                 for hint in report.hints_dropped:
-                    os.unlink(os.path.join(tmp, hint))
+                    with _late_step(dest, f"cannot remove the damaged hint file {os.path.join(tmp, hint)}"):
+                        os.unlink(os.path.join(tmp, hint))
                 _fsync_dir(tmp)
                 result = check(tmp)
+        except BackupError:
+            raise  # (the hint file's, which says what failed)
         except KVError as exc:
             raise BackupError(f"backup {name} does not form a readable store: {exc}") from exc
         if not result.ok:
@@ -1782,13 +1786,17 @@ def restore(
         report.records = result.records
         refuse_filled_meanwhile(dest, "restore", BackupError)  # (a worker that started meanwhile)
         check_new_store_target(dest, "restore", BackupError)
-        keep_directory_access(dest, tmp, doc.get("store_mode"), owner)
+        with _late_step(dest, f"cannot give the restored copy in {tmp} the permissions of {dest}"):
+            keep_directory_access(dest, tmp, doc.get("store_mode"), owner)
         try:
             os.rename(tmp, dest)  # replaces an empty directory atomically
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 refuse_filled_meanwhile(dest, "restore", BackupError)
-            raise BackupError(f"cannot move the restored store into {dest}: {exc.strerror or exc}") from exc
+            raise BackupError(
+                f"cannot move the restored store into {dest}: {exc.strerror or exc}{whose(exc)}; "
+                f"{_NOTHING_RESTORED}"
+            ) from exc
         _fsync_dir(parent)
         for d in made:  # the directories created for it: durable too, or the store goes with them
             _fsync_dir(os.path.dirname(d))
@@ -1808,7 +1816,10 @@ def restore(
                 "restore needs room for the whole store), then restore again"
             ) from exc
         if isinstance(exc, OSError) and not isinstance(exc, KVError):
-            raise BackupError(f"cannot restore into {dest}: {exc}") from exc
+            named = f" ({exc.filename})" if exc.filename is not None and exc.strerror else ""
+            raise BackupError(
+                f"cannot restore into {dest}: {exc.strerror or exc}{named}{whose(exc)}; {_NOTHING_RESTORED}"
+            ) from exc
         if _pruned_meanwhile(exc, target, name):
             raise BackupError(
                 f"{exc}; backup {name} was pruned while it was restored (kvb backups --keep, prune_backups): "
@@ -1826,6 +1837,27 @@ def restore(
         os.close(claim)
     report.seconds = time.monotonic() - started
     return report
+
+
+#: What a restore that failed after its download says of what it left: nothing, and what to do.
+_NOTHING_RESTORED = "nothing was restored (its temporary copy is removed): remedy that, then restore again"
+
+
+@contextmanager
+def _late_step(dest: str, what: str) -> Iterator[None]:
+    """Turn an OSError of a restore's steps on its local copy after the download (``what``, naming
+    the file) into a BackupError that says what to do, without the ``[Errno N]`` of an OSError's
+    text: kvb and ``kv_restore`` print a project error's message as it is. A full disk is left to
+    the restore's own message, which says where to free space."""
+    try:
+        yield
+    except KVError:
+        raise
+    except OSError as exc:
+        reason = f"{what}: {exc.strerror or exc}{whose(exc)}"
+        if _full(exc):
+            raise BackupError(reason) from exc
+        raise BackupError(f"cannot restore into {dest}: {reason}; {_NOTHING_RESTORED}") from exc
 
 
 def _publish_restored(store: str, entries: list[dict[str, Any]]) -> None:
