@@ -435,7 +435,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
                 return []
             return None if lost else sink
 
-    def wait_for_change(self, token: int, timeout: float | None = None) -> bool:
+    def wait_for_change(self, token: int, timeout: float | None = None, since: float | None = None) -> bool:
         """Block until a write by any process changes :meth:`change_token` from ``token``.
 
         Returns True if a write happened, False on timeout. It watches one word
@@ -443,6 +443,10 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         every 0.2-2 ms for the first 0.1 s of the wait (a write is seen within
         a millisecond or two), then every 2 % of the time waited so far, at
         most every 50 ms, so a long idle wait costs next to no CPU.
+        ``since``, a :func:`time.monotonic` value, is when the caller's own wait
+        began, for a caller that waits again after a change it did not want
+        (another key written): the pauses grow from then, not from this call,
+        which would look every 0.2-2 ms again after each such change.
         Inside this thread's :meth:`transaction` or :meth:`locked` block it
         raises :class:`~kv_backend.errors.TransactionError`: nobody else can
         write while the block holds the write lock.
@@ -454,6 +458,12 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             # A NaN deadline is never reached: the wait would never end.
             raise ConfigurationError(
                 f"timeout must be a number of seconds (or None to wait forever), not {timeout!r}"
+            )
+        if since is not None and (
+            not isinstance(since, (int, float)) or isinstance(since, bool) or since != since
+        ):
+            raise InvalidArgumentError(
+                f"since must be a time.monotonic() value (when the caller's wait began), not {since!r}"
             )
         if self._lock.held:
             # Without this, the wait could only time out (for ever, without a timeout), or, with a
@@ -467,12 +477,13 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         # manual setting) does not move, so the wait neither ends early nor outlasts its timeout.
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
+        begun = started if since is None else min(since, started)  # (a start still to come: now)
         delay = 0.0002
         while self._tailw.value == token:
             now = time.monotonic()
             # Checking every 2 ms for as long as it waited, an idle blocked caller (blpop()...) woke
             # some 400 times a second and took 1.5 % of a CPU for nothing.
-            pause = max(delay, min(_WAIT_POLL_MAX, (now - started) * _WAIT_POLL_SHARE))
+            pause = max(delay, min(_WAIT_POLL_MAX, (now - begun) * _WAIT_POLL_SHARE))
             if deadline is not None:
                 left = deadline - now
                 if left <= 0:
