@@ -62,43 +62,17 @@ class KVBackend(ChordBackend):
         if check is not None:
             check()
 
-    #: How often a long wait looks at the store's change counter: every ``wait_poll_share`` of the
-    #: time waited so far, at most every ``wait_poll_max`` seconds. The first 0.1 s of a wait is
-    #: left to the engine's check every 0.2-2 ms (``DB.wait_for_change``), so short tasks are seen
-    #: within a millisecond or two; checking every 2 ms for ever, an idle ``get()`` woke 450 times
-    #: a second and took 1.5-2.5 % of a CPU for nothing.
-    wait_poll_share = 0.02
-    wait_poll_max = 0.05
-    #: The engine's longest pause between two checks in the first ``_ENGINE_FAST`` seconds of a
-    #: ``DB.wait_for_change`` (docs/engine.md), which then pauses longer.
-    _ENGINE_POLL = 0.002
-    _ENGINE_FAST = 0.1
-
-    @classmethod
-    def _nap(cls, db: DB | None, token: int | None, seconds: float, started: float) -> None:
-        """Sleep up to ``seconds``, waking at the store's next write, soon after it (see
-        ``wait_poll_share``) in a wait that began at ``started`` (``time.monotonic()``); a read-only
-        store that does not exist yet (``db`` None, see ``_reader``) is looked for again after them."""
+    @staticmethod
+    def _nap(db: DB | None, token: int | None, seconds: float, started: float) -> None:
+        """Sleep up to ``seconds``, waking at the store's next write, soon after it in a wait that began
+        at ``started`` (``time.monotonic()``): the engine looks every 0.2-2 ms in the first 0.1 s of
+        the wait, then every 2 % of the time waited, at most every 50 ms (``DB.wait_for_change``,
+        counting from ``started`` across the naps). A read-only store that does not exist yet
+        (``db`` None, see ``_reader``) is looked for again after them."""
         if db is None or token is None:
             time.sleep(max(seconds, 0.0))
             return
-        now = time.monotonic()
-        deadline = now + max(seconds, 0.0)
-        while True:
-            left = deadline - now
-            if left <= 0:
-                return
-            share = cls.wait_poll_share
-            step = min(cls.wait_poll_max, (now - started) * share)
-            if step <= cls._ENGINE_POLL:  # early in the wait (or share 0): the engine checks every 0.2-2 ms
-                until_longer = cls._ENGINE_POLL / share - (now - started) if share > 0 else left
-                if db.wait_for_change(token, min(left, max(until_longer, 0.001), cls._ENGINE_FAST)):
-                    return
-            else:
-                time.sleep(min(step, left))
-                if db.change_token() != token:
-                    return
-            now = time.monotonic()
+        db.wait_for_change(token, max(seconds, 0.0), since=started)
 
     def wait_for(
         self,
@@ -118,7 +92,7 @@ class KVBackend(ChordBackend):
         ``interval`` only paces ``on_interval`` (and bounds each sleep): the
         result is seen typically within a millisecond of being written in the
         first 0.1 s of the wait, later within 2 % of the time waited, at most
-        50 ms (see ``wait_poll_share``). A ready result is followed by one
+        50 ms (see ``_nap``). A ready result is followed by one
         more ``on_interval`` call before it is returned, as Celery's redis
         backend calls it after every message: ``AsyncResult.get()`` passes
         its check of the parents there, so a failed parent (a chord's header)

@@ -90,10 +90,29 @@ def test_results_stored_during_a_wait_are_returned(app):
     assert _result_after(app, 0.6) == 0.6
 
 
-def test_a_zero_share_checks_every_2_ms_all_along(app, monkeypatch, sleeps):
-    # wait_poll_share = 0 gives the former behaviour (the engine's checks every 0.2-2 ms) back, no error.
-    monkeypatch.setattr(type(app.backend), "wait_poll_share", 0)
-    with pytest.raises(CeleryTimeoutError):
-        app.AsyncResult("never").get(timeout=0.4)
-    assert sleeps and max(seconds for _, seconds in sleeps) <= 0.002 + 1e-9
-    assert _result_after(app, 0.05) == 0.05
+def test_writes_of_other_results_do_not_bring_the_short_pauses_back(app, sleeps):
+    # Each write to the store ends a pause; the wait for a result still missing then goes on with the
+    # pauses its length calls for (DB.wait_for_change's since=), not 0.2-2 ms anew after every write
+    # of another task's result, which a busy store makes many times a second.
+    written = threading.Event()
+    stop = threading.Event()
+
+    def others():
+        n = 0
+        while not stop.wait(0.1):
+            app.backend.mark_as_done(f"other-{n}", n)
+            n += 1
+            written.set()
+
+    writer = threading.Thread(target=others)
+    writer.start()
+    try:
+        with pytest.raises(CeleryTimeoutError):
+            app.backend.wait_for("never", timeout=2.5)
+    finally:
+        stop.set()
+        writer.join()
+    assert written.is_set()
+    late = [seconds for t, seconds in sleeps if t >= 1.0]
+    # (a few short ones: where a pause is cut to what is left of the wait)
+    assert len([seconds for seconds in late if seconds < 0.002]) <= 3, late
