@@ -459,7 +459,8 @@ class Keyspace:
             raise CommandError("ERR timeout is negative")
         # A duration, on the monotonic clock: a change of the wall clock (NTP, an operator) during
         # the wait neither ends it early nor stretches it (DB.wait_for_change measures it so too).
-        deadline = None if timeout == 0 or math.isinf(timeout) else time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = None if timeout == 0 or math.isinf(timeout) else started + timeout
         db = self.db
         first = True
         while True:
@@ -470,11 +471,13 @@ class Keyspace:
             if db._lock.held:
                 return None
             first = False
+            # since=: a write of another key, which ends a wait, does not bring back the engine's
+            # checks every 0.2-2 ms; its pauses keep growing from the start of this wait.
             if deadline is None:
-                db.wait_for_change(token)
+                db.wait_for_change(token, since=started)
             else:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not db.wait_for_change(token, remaining):
+                if remaining <= 0 or not db.wait_for_change(token, remaining, since=started):
                     return None
 
     def _retry_pop(self, keys: list[bytes], pop: Callable[[list[bytes]], _T | None]) -> _T | None:
