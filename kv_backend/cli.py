@@ -485,11 +485,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
                 "or with --wait to wait for it and then merge"
             ) from None
     _print(report)
-    if report.corrupt_dropped:
-        # As kvb check and kvb salvage: an exit status a cron job notices, for keys now gone.
+    if report.corrupt_kept:
+        # The merge lost nothing, but the damage it found is still there: as kvb check and kvb salvage,
+        # an exit status a cron job notices.
         _say(
-            f"kvb: {report.corrupt_dropped} damaged record(s) could not be copied: their keys are gone "
-            "from the store now; restore them from a backup"
+            f"kvb: {report.corrupt_kept} damaged record(s) were kept as they are: reading their keys "
+            f"raises CorruptionError until each is written or deleted again. `kvb check {args.path}` "
+            f"lists them; restore their keys from a backup, or copy the readable keys into a new store "
+            f"with `kvb salvage {args.path} NEW_PATH`"
         )
         return 1
     return 0

@@ -197,13 +197,13 @@ def _merge_locked(db: DB, progress: Callable[[int, int], None] | None) -> MergeR
         report.files_before = len(inputs)
         report.bytes_before = sum(sizes)
         total = report.bytes_before
-        last, records = _last_operations(db, inputs, fds, sizes, progress, total)
+        last, records, hinted = _last_operations(db, inputs, fds, sizes, progress, total)
         report.records_dropped = records - len(last)
         # Packed (input, offset, size): sorted, the records to copy in log order. The keys are read
         # again from the records, so that the index of keys goes before the outputs are written.
         locations = sorted(last.values())
         del last
-        outputs = _write_outputs(db, inputs, fds, locations, report, progress, total)
+        outputs = _write_outputs(db, inputs, fds, locations, hinted, report, progress, total)
         del locations  # (before the reload builds the new key directory next to the old)
         try:
             _switch_over(db, inputs, outputs)
@@ -274,11 +274,13 @@ def _last_operations(
     sizes: list[int],
     progress: Callable[[int, int], None] | None,
     total: int,
-) -> tuple[dict[bytes, int], int]:
+) -> tuple[dict[bytes, int], int, set[int]]:
     """Return key -> packed location (:func:`kv_backend.keydir.pack` of input index, offset, size) of
-    each key's live last put, and the record count. One int per key, as in the key directory: the
-    process merging holds its own key directory besides."""
+    each key's live last put (a damaged record counts as one, as replay indexes it), the record count,
+    and the indexes of the inputs read through their hint files. One int per key, as in the key
+    directory: the process merging holds its own key directory besides."""
     last: dict[bytes, int] = {}
+    hinted: set[int] = set()
     records = 0
     done = 0
     now = time.time()
@@ -296,6 +298,7 @@ def _last_operations(
         top = i << FILE_SHIFT
         hints = load_hints(os.path.join(db.path, hint_name(fid)), size)
         if hints is not None:
+            hinted.add(i)
             records += len(hints)
             if any(e and e <= now for e in hints.expiries):
                 for key, loc, expiry in zip(hints.keys, hints.locations, hints.expiries, strict=True):
@@ -323,7 +326,7 @@ def _last_operations(
         done += size
         if progress is not None:
             progress(done // 2, total)
-    return last, records
+    return last, records, hinted
 
 
 def _write_outputs(
@@ -331,12 +334,18 @@ def _write_outputs(
     inputs: list[FileId],
     fds: _Inputs,
     locations: list[int],
+    hinted: set[int],
     report: MergeReport,
     progress: Callable[[int, int], None] | None,
     total: int,
 ) -> list[tuple[FileId, int]]:
     """Copy the live records at ``locations`` (packed, in log order) into temporary output files;
-    return [(file id, size)]. A record's key and expiry are its own (a hint file gives the same)."""
+    return [(file id, size)]. A record's key and expiry are its own (a hint file gives the same).
+
+    A damaged record (its lengths are sound: replay stepped over it, and indexed its key as damaged)
+    is copied as it is, under the key the input indexed it by, never expiring: dropped, its key would
+    read as absent after the merge and no reader would report the damage any more. Its bytes are
+    kept so that every reader of the output reads what it read in the input."""
     major = inputs[-1][0]
     minor = max(fid[1] for fid in inputs if fid[0] == major)
     outputs: list[tuple[FileId, int]] = []
@@ -353,6 +362,7 @@ def _write_outputs(
             f"name left after {data_name(inputs[-1])}; nothing was changed (merge again after a write)",
         )
     live = sum(unpack(loc)[2] for loc in locations)
+    damaged = _Damaged(db.path, inputs, fds, hinted)
     limit = max(limit, min(-(-live // max(room, 1)) + rec.FILE_HEADER_SIZE, MAX_OUTPUT_SIZE))
 
     def inputs_done(upto: int) -> None:
@@ -368,19 +378,23 @@ def _write_outputs(
             i, off, size = unpack(loc)
             inputs_done(i)
             data = os.pread(fds.fd(i), size, off)
-            header = rec.HEADER.unpack_from(data) if len(data) >= rec.HEADER_SIZE else None
+            if len(data) != size or size < rec.HEADER_SIZE:
+                # (A closed input never changes, and its hint file was checked against its size.)
+                path = os.path.join(db.path, data_name(inputs[i]))
+                raise _refused(db.path, path, off, f"ends inside the record at offset {off}")
+            header = rec.HEADER.unpack_from(data)
+            key_end = rec.HEADER_SIZE + header[3]
             if (
-                header is None
-                or len(data) != size
-                or rec.crc32(memoryview(data)[4:]) != header[0]
+                rec.crc32(memoryview(data)[4:]) != header[0]
                 or header[1] != rec.PUT  # a type unknown to this version: damage, as replay takes it
             ):
-                report.corrupt_dropped += 1
-                continue
-            key_end = rec.HEADER_SIZE + header[3]
-            key, expiry = data[rec.HEADER_SIZE : key_end], header[5]
-            if header[2]:  # batch flag: the copy stands alone, so re-encode it without
-                data = rec.encode(rec.PUT, key, data[key_end:], expiry)
+                (key, data), expiry = damaged.copy(i, off, data), 0.0
+                report.corrupt_kept += 1
+            else:
+                key, expiry = data[rec.HEADER_SIZE : key_end], header[5]
+                if header[2]:  # batch flag: the copy stands alone, so re-encode it without
+                    data = rec.encode(rec.PUT, key, data[key_end:], expiry)
+                report.records_kept += 1
             full = out is not None and out.end + len(data) > limit and out.end > rec.FILE_HEADER_SIZE
             if out is None or (full and minor < MAX_MINOR):
                 if out is not None:
@@ -394,7 +408,6 @@ def _write_outputs(
                     f"{MAX_OUTPUT_SIZE >> 30} GiB; nothing was changed",
                 )
             out.add(key, data, expiry)
-            report.records_kept += 1
         inputs_done(len(inputs))
         if out is not None:
             outputs.append(out.finish())
@@ -412,6 +425,35 @@ def _write_outputs(
             ) from exc
         raise
     return outputs
+
+
+class _Damaged:
+    """The copies of a merge's damaged records, each under the key its input indexed it by: its own key,
+    as the scan of its input read it, or, for an input read through its hint file, the hint file's. A
+    hint file is loaded again, once, at its input's first damaged record (the merge keeps no key of a
+    location, see :func:`_last_operations`)."""
+
+    def __init__(self, store: str, inputs: list[FileId], fds: _Inputs, hinted: set[int]) -> None:
+        self._store, self._inputs, self._fds, self._hinted = store, inputs, fds, hinted
+        self._hints: dict[int, dict[int, bytes]] = {}
+
+    def copy(self, i: int, off: int, data: bytes) -> tuple[bytes, bytes]:
+        """The key of the damaged record ``data`` at ``off`` of input ``i``, and the bytes of its copy:
+        ``data`` itself where its header frames a record of that key (a scan of the output reads the
+        same damaged record there), else :func:`kv_backend.record.encode_damaged` of the key (damage
+        to the key or the lengths of a record a hint file points to, or the zeros of a lost region:
+        copied as they are, a scan would read another key there, or none)."""
+        _, _, _, klen, vlen, _ = rec.HEADER.unpack_from(data)
+        key = data[rec.HEADER_SIZE : rec.HEADER_SIZE + klen]
+        if i in self._hinted:
+            if i not in self._hints:
+                fid = self._inputs[i]
+                hints = load_hints(os.path.join(self._store, hint_name(fid)), self._fds.size(i))
+                self._hints[i] = {} if hints is None else dict(zip(hints.locations, hints.keys, strict=True))
+            indexed = self._hints[i].get(_location(off, len(data)))
+            if indexed is not None and (indexed != key or rec.HEADER_SIZE + klen + vlen != len(data)):
+                return indexed, rec.encode_damaged(indexed, data[rec.HEADER_SIZE :])
+        return key, data
 
 
 class _Inputs:

@@ -22,7 +22,11 @@ class MergeReport:
     bytes_after: int = 0
     records_kept: int = 0
     records_dropped: int = 0
+    corrupt_kept: int = 0
+    """Damaged records (lengths sound, checksum or type not) copied as they are: their keys read as
+    damaged after the merge as before it, until each is written or deleted again."""
     corrupt_dropped: int = 0
+    """Kept for callers of earlier versions, whose merges dropped damaged records: always 0 now."""
     seconds: float = 0.0
 
     def __str__(self) -> str:
@@ -33,8 +37,11 @@ class MergeReport:
             f"{self.records_kept} records kept, {self.records_dropped} dropped, "
             f"in {self.seconds:.2f} s"
         )
-        if self.corrupt_dropped:
-            text += f"; {self.corrupt_dropped} damaged record(s) could not be copied"
+        if self.corrupt_kept:
+            text += (
+                f"; {self.corrupt_kept} damaged record(s) kept as they are (their keys still read as "
+                "damaged: `kvb check` lists them)"
+            )
         return text
 
 

@@ -89,6 +89,14 @@ def encode(rtype: int, key: bytes, value: bytes, expiry: float = 0.0, flags: int
     return crc32(value, crc32(head)).to_bytes(4, "little") + head + value
 
 
+def encode_damaged(key: bytes, value: bytes) -> bytes:
+    """Return a PUT record of ``key`` whose CRC does not match: sound lengths and a key, so that every
+    reader reads it as the damaged record of ``key`` (a merge writes one for a damaged record whose own
+    bytes no longer say which key it belongs to, see docs/file-format.md)."""
+    record = encode(PUT, key, value)
+    return (int.from_bytes(record[:4], "little") ^ 0xFFFFFFFF).to_bytes(4, "little") + record[4:]
+
+
 @functools.lru_cache(maxsize=64)
 def encode_commit(count: int) -> bytes:
     """Return the COMMIT record that closes a batch of ``count`` records (small counts are cached)."""

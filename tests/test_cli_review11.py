@@ -410,9 +410,10 @@ def test_check_reports_a_damaged_published_last_record_that_get_raises_for(store
     assert code == 1 and f"note: {data} @ {end}: " in out and out.count("DAMAGED") == 1
 
 
-def test_merge_that_drops_damaged_records_exits_1(store_path, capsys):
-    """kvb merge skipped a damaged record (its key then gone for good) and exited 0, as for a clean
-    merge; as kvb check and kvb salvage, it now exits 1 and says so on stderr."""
+def test_merge_that_finds_damaged_records_exits_1(store_path, capsys):
+    """kvb merge that met a damaged record exited 0, as for a clean merge; as kvb check and kvb
+    salvage, it now exits 1 and says on stderr what the damage means and what to do (the record is
+    kept as it is, so every merge after it says the same until the key is written again)."""
     with DB(store_path, max_file_size=4096) as db:
         for i in range(100):
             db.put(b"k%03d" % i, b"v" * 60)
@@ -421,12 +422,17 @@ def test_merge_that_drops_damaged_records_exits_1(store_path, capsys):
         at = f.read().index(b"k005") + 10
         f.seek(at)
         f.write(b"X")
-    code, out, err = run(capsys, "merge", store_path)
-    assert code == 1 and out.rstrip().endswith("; 1 damaged record(s) could not be copied")
-    assert err == (
-        "kvb: 1 damaged record(s) could not be copied: their keys are gone from the store now; "
-        "restore them from a backup\n"
-    )
+    for _ in range(2):
+        code, out, err = run(capsys, "merge", store_path)
+        assert code == 1 and "; 1 damaged record(s) kept as they are" in out
+        assert err == (
+            "kvb: 1 damaged record(s) were kept as they are: reading their keys raises CorruptionError "
+            f"until each is written or deleted again. `kvb check {store_path}` lists them; restore their "
+            "keys from a backup, or copy the readable keys into a new store with "
+            f"`kvb salvage {store_path} NEW_PATH`\n"
+        )
+    with DB(store_path) as db:
+        db.put(b"k005", b"written again")
     assert run(capsys, "merge", store_path)[0] == 0  # nothing damaged left
 
 

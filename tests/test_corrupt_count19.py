@@ -8,7 +8,7 @@ damaged region, but stats() said 0 after the fill, and 0 read-only before it too
 inside its header). A record of such a file that failed its checksum when read was not counted either.
 Each of these is now counted: the region of zeros at every open (one, as kvb check and replay count a
 region), and the damaged records this process's reads meet (kept across a reload while their file is
-there; a merge drops them, with their file)."""
+there; a merge copies them as they are, and a read meets them again in its output)."""
 
 from __future__ import annotations
 
@@ -112,10 +112,11 @@ def test_replay_counts_the_region_a_fill_of_a_published_file_gives_back(store_pa
     assert len(check(store_path).problems) == 1
 
 
-def test_a_damaged_record_a_read_meets_is_counted_until_a_merge_drops_it(store_path):
+def test_a_damaged_record_a_read_meets_is_counted_before_and_after_a_merge(store_path):
     """A record of a merged file that fails its checksum: an open does not look at it (the hint file
     points to it), its read raises and counts it, a reload (here: another file filled by a writer, a
-    new generation) keeps it counted, and a merge drops it with its file."""
+    new generation) keeps it counted, and so does a reload after a merge that keeps it, as it is (a
+    record of its key where the file lost bytes: one every reader reads as damage), once a read meets it."""
     first, second = _merged(store_path, 30, max_file_size=8192)[:2]
     with open(first, "r+b") as f:
         f.seek(rec.FILE_HEADER_SIZE + 100)  # inside the value of the file's first record
@@ -141,9 +142,13 @@ def test_a_damaged_record_a_read_meets_is_counted_until_a_merge_drops_it(store_p
         assert reader.stats()["generation"] > generation
         assert reader.stats()["corrupt_records"] == zeroed + 1
         assert _damaged_reads(reader) >= 2 and reader.stats()["corrupt_records"] == zeroed + 1
+        damaged = _damaged_reads(reader)
         with DB(store_path) as writer:
-            report = writer.merge(wait=True)  # (through the hint files: the damaged records dropped)
-            assert report.corrupt_dropped >= 2
-        assert reader.stats()["corrupt_records"] == 0
-        assert _damaged_reads(reader) == 0 and b"k000" not in reader and reader[b"moved"] == b"on"
-    assert check(store_path).ok
+            report = writer.merge(wait=True)  # (through the hint files: the damaged records kept)
+            assert report.corrupt_kept == damaged
+        assert reader.stats()["corrupt_records"] == 0  # (a reload: counted again as reads meet them)
+        assert _damaged_reads(reader) == damaged and reader.stats()["corrupt_records"] == damaged
+        with pytest.raises(CorruptionError):
+            reader.get(b"k000")
+        assert reader[b"moved"] == b"on"
+    assert len(check(store_path).problems) == damaged

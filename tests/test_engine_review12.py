@@ -65,7 +65,7 @@ def test_a_sound_record_of_an_unknown_type_is_damage_not_the_end_of_the_data(sto
     """A CRC-valid record of an unknown type ended its file's data silently: every record after it
     was ignored (b"z" was gone, b"c" read as its older value) and `kvb check` found nothing wrong
     in a closed file. It is damage now, skipped by its length: the records after it are read, its
-    key raises CorruptionError, check reports it, and merge drops it as damaged."""
+    key raises CorruptionError, check reports it, and merge keeps it as it is (still damage)."""
     name = _store_with_unknown_type(store_path, closed=closed)
     for read_only in (True, False):
         with DB(store_path, read_only=read_only) as db:
@@ -83,10 +83,11 @@ def test_a_sound_record_of_an_unknown_type_is_damage_not_the_end_of_the_data(sto
     assert salvaged.damaged_keys == [b"c"]
     with DB(store_path) as db:
         merged = db.merge()
-        assert merged.corrupt_dropped == 1
-        assert db.get(b"c") is None  # dropped with its damage: never the older value
+        assert merged.corrupt_kept == 1
+        with pytest.raises(CorruptionError, match="unknown type 9"):
+            db.get(b"c")  # kept with its damage: never the older value, nor absent
         assert db.get(b"z") == b"after"
-    assert check(store_path).ok
+    assert [p.what.split(" (")[0] for p in check(store_path).problems] == ["unknown record type 9"]
 
 
 # ------------------------------------------------------------------ stray hint files

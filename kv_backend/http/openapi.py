@@ -657,7 +657,15 @@ _DOCUMENT: dict[str, Any] = {
                     "bytes_after": {"type": "integer"},
                     "records_kept": {"type": "integer"},
                     "records_dropped": {"type": "integer"},
-                    "corrupt_dropped": {"type": "integer"},
+                    "corrupt_kept": {
+                        "type": "integer",
+                        "description": "Damaged records copied as they are: their keys still read as damaged "
+                        "(500 corrupt_record) until written or deleted again.",
+                    },
+                    "corrupt_dropped": {
+                        "type": "integer",
+                        "description": "Always 0: merges of earlier releases dropped damaged records.",
+                    },
                     "seconds": {"type": "number"},
                 },
                 "additionalProperties": True,

@@ -1,10 +1,12 @@
-"""A chord whose counter a merge dropped (it failed its checksum) fails, instead of hanging for ever.
+"""A chord whose counter is gone (a merge of an earlier release dropped it) fails, instead of hanging.
 
-A merge does not copy a record that fails its checksum: the key is gone afterwards. A chord's
-damaged counter dropped so was read as "no count yet", and the parts still to come counted from
-0 again: the count never reached 0, the callback was neither sent nor failed, and ``get()`` on
-the chord waited for ever. Once the size is announced the counter must be there: its absence is
-now met as its damage is, and the chord fails with a ChordError, once.
+A merge of an earlier release did not copy a record that failed its checksum: the key was gone
+afterwards (merges now keep such a record as it is, and its reads raise, as
+test_celery_chord_counter_fails16 has it). A chord's damaged counter dropped so was read as "no count
+yet", and the parts still to come counted from 0 again: the count never reached 0, the callback was
+neither sent nor failed, and ``get()`` on the chord waited for ever. Once the size is announced the
+counter must be there: its absence is now met as its damage is, and the chord fails with a
+ChordError, once.
 """
 
 from __future__ import annotations
@@ -13,8 +15,17 @@ import pytest
 from celery import states
 from celery.exceptions import ChordError
 from celery_helpers import finish_part, make_app, make_chord
-from test_celery_chord_counter_fails16 import _counting_failures, _damage_count
+from kv_backend_celery.backend import KVBackend
+from test_celery_chord_counter_fails16 import _counting_failures
 from test_celery_chord_recovery9 import _left
+
+
+def _lose_count(backend: KVBackend, gid: str) -> None:
+    """Remove the chord's counter, as a merge of an earlier release left a counter that failed its
+    checksum."""
+    key = backend.get_key_for_chord(gid)
+    assert key in backend.db
+    backend.db.delete(key)
 
 
 @pytest.mark.parametrize("counted", [0, 1, 2])
@@ -25,12 +36,7 @@ def test_a_counter_dropped_by_a_merge_fails_the_chord_once(store_path, monkeypat
     gid, ids, body, sent = make_chord(backend, monkeypatch, parts=3)
     for task_id in ids[:counted]:
         finish_part(backend, gid, task_id, body)
-    for i in range(60):  # the counter's file is closed, so a merge compacts it
-        backend.set(f"filler-{i}", b"x" * 100)
-    _damage_count(backend, store_path, gid)
-    report = backend.db.merge()
-    assert report.corrupt_dropped == 1
-    assert backend.get_key_for_chord(gid) not in backend.db
+    _lose_count(backend, gid)
     for task_id in ids[counted:]:
         finish_part(backend, gid, task_id, body, value=9)
         assert backend.get_task_meta(task_id, cache=False)["result"] == 9

@@ -1,17 +1,18 @@
 """A chord whose counter a merge dropped before its size was announced fails once, instead of hanging.
 
-A merge does not copy a record that fails its checksum: a chord's damaged counter is gone after
-it. A counter dropped after the chord's first parts were counted and before the client announced
-its size was counted from 0 again (by the client announcing the size, or by a part finishing
-first): the count never reached 0, the callback was neither sent nor failed, and ``get()`` on the
-chord waited for ever. The client now writes the counter (at 0) and the size key when it sends
-the chord, so a counter found gone is met as damaged, and the chord fails with a ChordError,
-once, as for a counter damaged before the size was announced.
+A merge of an earlier release did not copy a record that failed its checksum: a chord's damaged
+counter was gone after it (merges now keep such a record as it is). A counter dropped after the
+chord's first parts were counted and before the client announced its size was counted from 0 again
+(by the client announcing the size, or by a part finishing first): the count never reached 0, the
+callback was neither sent nor failed, and ``get()`` on the chord waited for ever. The client now
+writes the counter (at 0) and the size key when it sends the chord, so a counter found gone is met
+as damaged, and the chord fails with a ChordError, once, as for a counter damaged before the size
+was announced.
 
-Failing it, rather than rebuilding the count from the parts' markers: a marker is as exposed to
-the disk fault as the counter (a merge drops it as silently), a count rebuilt short would never
-complete, and finding the markers takes a scan of the store's keys. A failed chord says what
-happened, as it does for a counter that is only damaged.
+Failing it, rather than rebuilding the count from the parts' markers: a marker is as exposed to the
+disk fault as the counter (a merge of an earlier release dropped it as silently), a count rebuilt
+short would never complete, and finding the markers takes a scan of the store's keys. A failed chord
+says what happened, as it does for a counter that is only damaged.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from celery import states
 from celery_helpers import finish_part, make_chord
 from test_celery_chord_counter_fails16 import _counting_failures, _failed_with_chord_error
 from test_celery_chord_recovery9 import _left
-from test_chord_dropped_complete17 import _backend, _drop_count
+from test_chord_counter_dropped16 import _lose_count
+from test_chord_dropped_complete17 import _backend
 
 pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(60)]
 
@@ -37,7 +39,7 @@ def test_counter_dropped_before_the_size_is_announced_fails_the_chord_once(
     gid, ids, body, sent = make_chord(backend, monkeypatch, parts=4, announce=False)
     for task_id in ids[:counted]:
         finish_part(backend, gid, task_id, body)
-    _drop_count(backend, store_path, gid)
+    _lose_count(backend, gid)
     rest = ids[counted:]
     if part_before_size:  # a part counted from 0 again would have hidden the loss from the size
         finish_part(backend, gid, rest[0], body, value=5)

@@ -1,12 +1,12 @@
-"""A complete chord whose sender was lost and whose counter a merge dropped is sent, once, not cleared.
+"""A complete chord whose sender was lost and whose counter is gone is sent, once, not cleared.
 
-A merge does not copy a record that fails its checksum: a chord's damaged counter is gone after
-it. A complete chord (all parts counted, its callback stored) whose sender was lost and whose
-counter was dropped so was taken by the workers' recovery for a chord that had expired: it was
-cleared and its callback never sent. The chord's size key lives no longer than its counter and
-goes with the chord's end, so a counter missing while it is there was dropped, and counted 0:
-the recovery sends the callback, once, as for a complete chord whose counter is only damaged,
-and a sender still alive sends it at once.
+A merge of an earlier release did not copy a record that failed its checksum: a chord's damaged
+counter was gone after it (merges now keep such a record as it is). A complete chord (all parts
+counted, its callback stored) whose sender was lost and whose counter was dropped so was taken by
+the workers' recovery for a chord that had expired: it was cleared and its callback never sent. The
+chord's size key lives no longer than its counter and goes with the chord's end, so a counter missing
+while it is there was dropped, and counted 0: the recovery sends the callback, once, as for a
+complete chord whose counter is only damaged, and a sender still alive sends it at once.
 """
 
 from __future__ import annotations
@@ -16,26 +16,17 @@ import time
 import pytest
 from celery_helpers import finish_part, make_app, make_chord
 from kv_backend_celery.backend import KVBackend
-from test_celery_chord_counter_fails16 import _damage_count
 from test_celery_chord_recovery9 import _left
+from test_chord_counter_dropped16 import _lose_count
 
 pytestmark = [pytest.mark.xdist_group("celery"), pytest.mark.timeout(60)]
 
 
 def _backend(store_path: str) -> KVBackend:
-    # Small data files, so that a merge compacts the counter's; a short claim on completed chords.
-    backend = make_app(f"kvb://{store_path}?max_file_size=4096", result_chord_join_timeout=0.05).backend
+    # A short claim on completed chords.
+    backend = make_app(f"kvb://{store_path}", result_chord_join_timeout=0.05).backend
     backend.chord_claim_min = 0.0
     return backend
-
-
-def _drop_count(backend: KVBackend, store_path: str, gid: str) -> None:
-    """Damage the chord's counter on disk, then merge: the merge drops it."""
-    for i in range(60):  # the counter's file is closed, so the merge compacts it
-        backend.set(f"filler-{i}", b"x" * 100)
-    _damage_count(backend, store_path, gid)
-    assert backend.db.merge().corrupt_dropped == 1
-    assert backend.get_key_for_chord(gid) not in backend.db
 
 
 def _complete(backend: KVBackend, monkeypatch, claim: bytes):
@@ -52,7 +43,7 @@ def _complete(backend: KVBackend, monkeypatch, claim: bytes):
 def test_recovery_sends_a_complete_chord_whose_counter_was_dropped(store_path, monkeypatch):
     backend = _backend(store_path)
     gid, ids, body, sent = _complete(backend, monkeypatch, b"lost")
-    _drop_count(backend, store_path, gid)
+    _lose_count(backend, gid)
     time.sleep(backend._chord_claim_ttl() + 0.05)  # the lost sender's claim lapses
     assert backend.recover_chords() == 1
     assert sent == [([1, 1, 1],)]
@@ -67,7 +58,7 @@ def test_recovery_sends_a_complete_chord_whose_counter_was_dropped(store_path, m
 def test_live_sender_sends_a_chord_whose_counter_was_dropped_after_it_completed(store_path, monkeypatch):
     backend = _backend(store_path)
     gid, _, body, sent = _complete(backend, monkeypatch, b"mine")
-    _drop_count(backend, store_path, gid)
+    _lose_count(backend, gid)
     backend._run_chord_callback(gid, dict(body), backend.get_key_for_chord(gid), b"mine")
     assert sent == [([1, 1, 1],)]
     assert _left(backend, gid) == []
