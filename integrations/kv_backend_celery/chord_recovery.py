@@ -277,7 +277,7 @@ class ChordRecovery(StoreBackend):
                     continue  # owned by a live process: the usual case, seen without the write lock
                 with db.locked():
                     count = db.get(key)
-                    if count is None:  # a merge dropped it (failing its checksum) if its size is there
+                    if count is None:  # dropped (by an earlier release's merge) if its size is there
                         count = self._count_of(db, gid, key)
                     record = db.get(self._callback_key(gid))
                     if count is None or record is None:

@@ -160,7 +160,8 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
             if not _GROUPS_KEEP_TASK_INDEXES:
                 _sending.gid = gid
         # The counter is there from now on, and the size key says so (see _count_part): a
-        # counter a merge dropped before the size is announced is not counted from 0 again. A
+        # counter gone before the size is announced (a merge of an earlier release dropped it for
+        # failing its checksum) is not counted from 0 again. A
         # size known now (see _size_if_shared) is counted at once: announcements are then ignored.
         size = None if slotted or results is None else _size_if_shared(gid, results)
         ttl = self._ttl(self._chord_counter_ttl())
@@ -240,7 +241,8 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
         still to come (the last one is sent next) meet the damage and fail the chord (see
         :meth:`_take_damaged`).
 
-        A counter gone (a merge drops a record failing its checksum) after the client wrote it
+        A counter gone (a merge of an earlier release dropped a record failing its checksum) after
+        the client wrote it
         when it sent the chord (see :meth:`_apply_chord_incr`) is not counted from 0 again: the
         size is recorded without it, and the parts still to come meet it gone (see
         :meth:`_count_part`).
@@ -271,7 +273,8 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
             counted = False
             if key not in db and size_key in db:  # written with the counter (see _apply_chord_incr)
                 logger.error(
-                    "chord %s: its counter is gone (a merge drops a record failing its checksum); "
+                    "chord %s: its counter is gone (a merge of an earlier release dropped a record "
+                    "failing its checksum); "
                     "the chord fails when its next part finds it gone",
                     group_id,
                 )
@@ -444,12 +447,12 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
                 return None
             if raw is None and self._size_key(gid) in db:
                 # The client wrote the counter when it sent the chord (the size key says so): a
-                # merge dropped it, as a record failing its checksum (counting from 0 again, the
-                # chord never completed).
+                # merge of an earlier release dropped it, as a record failing its checksum (counting
+                # from 0 again, the chord never completed).
                 when = "its size was announced" if db.get(self._size_key(gid)) else "the chord was sent"
                 raise CorruptionError(
                     f"its counter {bytes_to_str(key)!r} is gone after {when} "
-                    "(a merge drops a record that fails its checksum)"
+                    "(a merge of an earlier release dropped a record that failed its checksum)"
                 )
             left = (int(raw) if raw is not None else 0) + 1
             record = self._encode_callback(gid, chord_sig) if left == 0 and claim else None
@@ -551,15 +554,19 @@ class ChordBackend(ChordPartResults, DamagedChords, ForgottenParts):
 
     def _count_of(self, db: DB, gid: str, key: bytes) -> bytes | None:
         """The chord's stored count; ``b"0"`` for one damaged on disk (see :meth:`_keep_claim`), or gone
-        while the chord is not over (its size key, which goes with it, is there): a merge dropped it,
-        failing its checksum. None: the chord is over."""
+        while the chord is not over (its size key, which goes with it, is there): a merge of an earlier
+        release dropped it, failing its checksum. None: the chord is over."""
         try:
             count = db.get(key)
         except CorruptionError as exc:
             logger.error("chord %s: its count is damaged (%s)", gid, exc)
             return b"0"
         if count is None and self._size_key(gid) in db:
-            logger.error("chord %s: its count is gone (a merge drops a record failing its checksum)", gid)
+            logger.error(
+                "chord %s: its count is gone (a merge of an earlier release dropped a record failing its "
+                "checksum)",
+                gid,
+            )
             return b"0"
         return count
 
