@@ -53,9 +53,13 @@ class Problem:
     hint: str = ""
     """For an entry of a hint file that points to no sound record of its key: that hint file's name
     (the data file is sound there; without the hint file, an open replays it and reads every key)."""
+    key: bytes | None = field(default=None, compare=False)
+    """For a damaged record whose lengths are sound: its key, as the record holds it (the key whose
+    reads raise, where the record is its newest: the one to restore from a backup)."""
 
     def __str__(self) -> str:
-        return f"{self.path} @ {self.offset}: {self.what}"
+        key = "" if self.key is None else f" (a record of the key {self.key!r})"
+        return f"{self.path} @ {self.offset}: {self.what}{key}"
 
 
 @dataclass
@@ -429,7 +433,7 @@ def _check_records(
         for off in res.corrupt:
             if needed and off >= res.end:
                 continue  # in the batch scanned again in the next window
-            report.problems.append(Problem(fpath, pos + off, _damage(chunk, off)))
+            report.problems.append(Problem(fpath, pos + off, _damage(chunk, off), key=_key_of(chunk, off)))
         if needed:
             window = max(needed, WINDOW) if res.end else max(needed, 2 * window)
             pos += res.end
@@ -523,6 +527,12 @@ def _note_unfinished(report: CheckReport, fpath: str, at: int, what: str) -> Non
         f"{fpath} @ {at}: {what} (an unfinished write, batch or transaction: if its writer is alive it "
         "is still writing it; if not, it is cut off on next open)"
     )
+
+
+def _key_of(chunk: bytes, off: int) -> bytes | None:
+    """The key of the damaged record with sound lengths at ``off`` in ``chunk`` (None for one without)."""
+    klen = rec.HEADER.unpack_from(chunk, off)[3]
+    return bytes(chunk[off + rec.HEADER_SIZE : off + rec.HEADER_SIZE + klen]) if klen else None
 
 
 def _damage(chunk: bytes, off: int) -> str:

@@ -381,6 +381,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 "damaged": len(report.problems),
                 "problems": [
                     {"file": os.path.basename(p.path), "offset": p.offset, "what": p.what}
+                    | ({} if p.key is None else {"key": repr(p.key)})
                     for p in report.problems
                 ],
                 "notes": report.notes,

@@ -402,7 +402,7 @@ def test_check_reports_a_damaged_published_last_record_that_get_raises_for(store
     code, _, err = run(capsys, "get", store_path, "key")
     assert code == 2 and "failed its checksum" in err
     code, out, _ = run(capsys, "check", store_path)
-    assert code == 1 and f"DAMAGED: {data} @ 16: checksum mismatch\n" in out
+    assert code == 1 and f"DAMAGED: {data} @ 16: checksum mismatch (a record of the key b'key')\n" in out
     with open(data, "r+b") as f:  # a torn write after it, never published: a note
         f.seek(end)
         f.write(rec.encode(rec.PUT, b"torn", b"x" * 50)[:30])

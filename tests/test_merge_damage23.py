@@ -11,6 +11,7 @@ drops the old record as any record a newer one replaced.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -91,7 +92,8 @@ def _assert_damage_reported(path: str, values: dict[bytes, bytes], tmp: str) -> 
     salvaged = salvage(path, os.path.join(tmp, "salvaged"))
     assert salvaged.damaged_keys == [KEY]
     with DB(path, read_only=True) as db:
-        assert db.backup(f"file://{os.path.join(tmp, 'backups')}").damaged_records == 1
+        # (A merge killed after its switch-over leaves the damaged record in an input and its copy.)
+        assert db.backup(f"file://{os.path.join(tmp, 'backups')}").damaged_records >= 1
 
 
 @pytest.mark.parametrize("where", sorted(WHERE))
@@ -158,8 +160,12 @@ def test_kvb_merge_says_what_the_damage_is_and_what_to_do(store_path):
     assert proc.returncode == 1, proc.stderr  # (damage found, as kvb check and kvb salvage say)
     assert "1 damaged record(s) were kept as they are" in proc.stderr
     assert "kvb check" in proc.stderr and "kvb salvage" in proc.stderr
-    proc = run_kvb("check", store_path)
-    assert proc.returncode == 1 and "checksum mismatch" in proc.stdout + proc.stderr
+    proc = run_kvb("check", store_path)  # (names the key to restore)
+    assert proc.returncode == 1 and "checksum mismatch (a record of the key b'damaged')" in proc.stdout
+    proc = run_kvb("check", "--json", store_path)
+    assert [(p["what"], p["key"]) for p in json.loads(proc.stdout)["problems"]] == [
+        ("checksum mismatch", "b'damaged'")
+    ]
     _reads_damaged(store_path, values, read_only=True)
 
 

@@ -293,7 +293,12 @@ def test_kvb_check_json(tmp_path, capsys):
     report = json.loads(out)
     assert (code, err, report["ok"], report["damaged"]) == (1, "", False, 1)
     assert report["problems"] == [
-        {"file": os.path.basename(first), "offset": record.FILE_HEADER_SIZE, "what": "checksum mismatch"}
+        {
+            "file": os.path.basename(first),
+            "offset": record.FILE_HEADER_SIZE,
+            "what": "checksum mismatch",
+            "key": repr(b"k00"),
+        }
     ]
 
 
@@ -354,7 +359,7 @@ def test_kvb_check_json_has_the_fields_docs_engine_md_names(tmp_path, capsys):
     para = doc[doc.index("`kvb check PATH --json` prints") :]
     para = para[: para.index("In the JSON of")]
     named = set(re.findall(r"`([a-z_]+)`", para))
-    assert named == set(report) | {"file", "offset", "what"}
+    assert named == set(report) | {"file", "offset", "what", "key"}
 
 
 def test_http_backup_to_a_taken_name_is_409_not_a_failed_destination(tmp_path):
