@@ -243,7 +243,14 @@ def test_readers_in_other_processes_read_the_damage_through_merges(store_path, t
 
 def _merge_killed(path: str, rnd: random.Random) -> int:
     """Merge ``path`` in a child killed at a random step of the merge; its exit code."""
-    call, n = rnd.choice([("replace", rnd.randrange(1, 5)), ("unlink", rnd.randrange(1, 6)), ("time", 0)])
+    call, n = rnd.choice(
+        [
+            ("pread", rnd.randrange(1, 120)),  # reading the inputs, copying their records
+            ("replace", rnd.randrange(1, 5)),  # the switch-over: renaming the outputs
+            ("unlink", rnd.randrange(1, 6)),  # removing the inputs
+            ("time", 0),
+        ]
+    )
 
     def merge() -> None:
         with DB(path, max_file_size=4096) as db:
@@ -265,7 +272,7 @@ def test_a_merge_killed_at_any_point_leaves_the_damage_reported(store_path, tmp_
     values = {**written, **{b"e%03d" % i: b"e" * 40 + b"%d" % i for i in range(40)}}  # (some, maybe)
     rnd = random.Random(23)
     killed = 0
-    for run in range(16):
+    for run in range(20):
         code = _merge_killed(store_path, rnd)
         assert code in (0, -signal.SIGKILL), code
         killed += code == -signal.SIGKILL
