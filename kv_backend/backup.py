@@ -1199,26 +1199,9 @@ def _backup(
     with _io(f"cannot read {path}"):
         store_mode = stat.S_IMODE(os.stat(path).st_mode)
     if target.local:
-        try:
-            refuse_dangling_link(target.root, "the backup directory")  # (mkdir said "not found")
-        except StoreNotFoundError as exc:
-            raise BackupError(f"cannot back up to {target.url}: {exc.strerror}") from exc
+        _check_local_target(target, path)
         target.withhold(store_mode)
         target.give_to_owner_of(path)
-        store = os.path.realpath(path)
-        root = os.path.realpath(target.root)
-        if os.path.commonpath([store, root]) == store:
-            raise ConfigurationError(
-                f"the backup URL {target.url} lies inside the store {path}; back up to another directory"
-            )
-        other = enclosing_store(root)
-        if other is not None:
-            # Another store's directory (two paths swapped or mistyped): its files/, backups/ and
-            # pending/ would sit among that store's files, and go with it when it is replaced.
-            raise ConfigurationError(
-                f"the backup URL {target.url} lies inside the kv_backend store {other}; back up to a "
-                "directory of its own"
-            )
     closing = ExitStack()
     snapshot = closing.enter_context(take_snapshot())
     try:
@@ -1377,6 +1360,51 @@ def _backup(
         raise
     finally:
         closing.close()
+
+
+def _check_local_target(target: _Target, path: str) -> None:
+    """Refuse a local backup directory that the store at ``path`` could not be backed up into: a
+    symbolic link to nothing, a directory inside the store itself or inside another store."""
+    try:
+        refuse_dangling_link(target.root, "the backup directory")  # (mkdir said "not found")
+    except StoreNotFoundError as exc:
+        raise BackupError(f"cannot back up to {target.url}: {exc.strerror}") from exc
+    store = os.path.realpath(path)
+    root = os.path.realpath(target.root)
+    if os.path.commonpath([store, root]) == store:
+        raise ConfigurationError(
+            f"the backup URL {target.url} lies inside the store {path}; back up to another directory"
+        )
+    other = enclosing_store(root)
+    if other is not None:
+        # Another store's directory (two paths swapped or mistyped): its files/, backups/ and
+        # pending/ would sit among that store's files, and go with it when it is replaced.
+        raise ConfigurationError(
+            f"the backup URL {target.url} lies inside the kv_backend store {other}; back up to a "
+            "directory of its own"
+        )
+
+
+def check_backup_url(
+    path: str | os.PathLike[str], url: str, name: str | None = None, **storage_options: Any
+) -> None:
+    """Refuse, as :func:`backup_store` would before it reads or writes anything, a backup of the store
+    at ``path`` to ``url``: a URL or storage options it cannot use (options its filesystem would
+    ignore, an archive it cannot write...), a bad ``name``, a local directory inside a store. Nothing
+    is made. For a command that must refuse these before it says it started (``manage.py kv_backup``)."""
+    if name is not None:
+        check_backup_name(name)
+    target = _Target(url, storage_options, writes=True)
+    if target.local:
+        _check_local_target(target, os.fspath(path))
+
+
+def check_restore_url(url: str, name: str | None = None, **storage_options: Any) -> None:
+    """Refuse, as :func:`restore` would before it makes anything, a restore from ``url``: a URL or
+    storage options it cannot use, a bad ``name``, no such backup there (or no complete one, for the
+    newest). It reads the manifests, and nothing else. For a command that must refuse these before
+    it says it started (``manage.py kv_restore``)."""
+    _choose(_Target(url, storage_options), name)
 
 
 def _blocked_manifest(target: _Target, name: str) -> str:

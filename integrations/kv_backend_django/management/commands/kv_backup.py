@@ -22,6 +22,7 @@ from kv_backend_django._commands import (
     require_store,
     umask_of,
 )
+from kv_backend_django.cache import KVCache
 
 
 class Command(BaseCommand):
@@ -42,7 +43,7 @@ class Command(BaseCommand):
         add_storage_option_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from kv_backend.backup import backup, backup_store, in_process_url
+        from kv_backend.backup import backup, backup_store, check_backup_url, in_process_url
 
         cache = get_kv_cache(options["cache"])
         # (the options kvb backup refuses: those either entry point takes)
@@ -53,16 +54,23 @@ class Command(BaseCommand):
                 f"{url} is in the memory of this manage.py process, which is gone when it exits; "
                 "give a URL that outlives it (file:///backups/cache, s3://bucket/prefix...)"
             )
-        verbose = options["verbosity"] >= 1  # -v 0 (cron): errors only
-        if verbose:
-            self.stdout.write(f"Backing up cache {options['cache']!r} at {cache.location} to {url} ...")
         try:
+            # Refused before anything is said or made, as kvb backup refuses them: a LOCATION without
+            # a store, then a URL, storage options (anon= for a file:// URL...) or --name the backup
+            # could not use. "Backing up ..." was printed first, as if the backup had started.
             # An existing store only (none is created). It is not opened: the snapshot is taken
             # under its write lock from the file list and the state page, so a store never merged
             # is not replayed into a key directory first, and a user who may read LOCATION but not
             # write it backs it up all the same.
             require_store(cache)
+            check_backup_url(cache.location, url, options["name"], **storage)
             mode = stat.S_IMODE(os.stat(cache.location).st_mode)
+        except (KVError, OSError, ValueError) as exc:
+            raise self._failure(exc, cache, url) from exc
+        verbose = options["verbosity"] >= 1  # -v 0 (cron): errors only
+        if verbose:
+            self.stdout.write(f"Backing up cache {options['cache']!r} at {cache.location} to {url} ...")
+        try:
             # The copies hold what the store holds (sessions, private pages). On a local target
             # (simplecache::file:// and dir:: over file:// too) backup_store itself gives the files
             # and directories it creates no permission that LOCATION withholds, and on a remote one
@@ -76,9 +84,7 @@ class Command(BaseCommand):
             ):
                 report = backup_store(cache.location, url, name=options["name"], progress=progress, **storage)
         except (KVError, OSError, ValueError) as exc:
-            raise access_error(exc, cache, "kv_backup") or CommandError(
-                f"backup of {cache.location} to {url} failed: {error_text(exc)}"
-            ) from exc
+            raise self._failure(exc, cache, url) from exc
         # found by the backup in the records of every data file it copied (as kv_restore checks them)
         damaged = report.damaged_records
         if damaged:
@@ -94,6 +100,14 @@ class Command(BaseCommand):
         if verbose:
             self.stdout.write(self.style.SUCCESS("Backup finished."))
             self.stdout.write(format_report(report))
+
+    @staticmethod
+    def _failure(exc: BaseException, cache: KVCache, url: str) -> CommandError:
+        """The CommandError of a backup of ``cache`` to ``url`` that failed with ``exc``: kvb backup's
+        message for it, or the operator's one for a permission error on LOCATION."""
+        return access_error(exc, cache, "kv_backup") or CommandError(
+            f"backup of {cache.location} to {url} failed: {error_text(exc)}"
+        )
 
 
 #: fsspec filesystems that hold no files of their own: the backup writes through them to the one

@@ -14,11 +14,12 @@ from kv_backend_django._commands import (
     access_error,
     add_cache_argument,
     error_text,
+    existing_store,
     format_report,
     get_kv_cache,
     progress_unless_quiet,
-    require_store,
 )
+from kv_backend_django.cache import KVCache
 
 
 class Command(BaseCommand):
@@ -42,11 +43,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         cache = get_kv_cache(options["cache"])
+        try:
+            # Opened before anything is said: a LOCATION without a store (none is created), one this
+            # user may not write, a damaged one fail as kvb merge fails, not after "Merging ...".
+            db = existing_store(cache)
+            mode = stat.S_IMODE(os.stat(cache.location).st_mode)
+        except KVError as exc:
+            raise self._failure(exc, cache) from exc
         verbose = options["verbosity"] >= 1  # -v 0 (cron): errors only
         if verbose:
             self.stdout.write(f"Merging cache {options['cache']!r} at {cache.location} ...")
         try:
-            require_store(cache)  # (none is created)
             # Run as root (sudo, root's crontab) on a cache of the site's user, the files the merge adds
             # are given that user (the engine gives every file root adds to a store the owner of its
             # format file), so the site's workers go on writing them.
@@ -56,9 +63,8 @@ class Command(BaseCommand):
             # could not write the new active file. (The engine gives them no more than the store's
             # format file grants either.) Not through os.umask, which is the whole process's: called
             # from a threaded server or a Celery task, it changed the files of every other thread.
-            mode = stat.S_IMODE(os.stat(cache.location).st_mode)
             with files_granting(mode), progress_unless_quiet("merge", options["verbosity"]) as progress:
-                report = cache.db.merge(progress=progress, wait=options["wait"])
+                report = db.merge(progress=progress, wait=options["wait"])
         except MergeInProgressError as exc:
             # The engine's advice, "call merge(wait=True)", is for a program.
             raise CommandError(
@@ -68,9 +74,15 @@ class Command(BaseCommand):
                 "--wait to wait for it and then merge"
             ) from exc
         except KVError as exc:
-            raise access_error(exc, cache, "kv_merge") or CommandError(
-                f"merge of {cache.location} failed: {error_text(exc)}"
-            ) from exc
+            raise self._failure(exc, cache) from exc
         if verbose:
             self.stdout.write(self.style.SUCCESS("Merge finished."))
             self.stdout.write(format_report(report))
+
+    @staticmethod
+    def _failure(exc: KVError, cache: KVCache) -> CommandError:
+        """The CommandError of a merge of ``cache`` that failed with ``exc``: kvb merge's message for
+        it, or the operator's one for a permission error on LOCATION."""
+        return access_error(exc, cache, "kv_merge") or CommandError(
+            f"merge of {cache.location} failed: {error_text(exc)}"
+        )

@@ -73,7 +73,7 @@ class Command(BaseCommand):
     def _restore(self, options: dict[str, Any]) -> None:
         cache = get_kv_cache(options["cache"])
         try:
-            from kv_backend.backup import restore
+            from kv_backend.backup import check_restore_url, restore
         except ImportError as exc:
             raise CommandError(f"backups need kv_backend.backup and its dependencies: {exc}") from exc
         storage = parse_storage_options(options["storage_option"], restore)
@@ -141,6 +141,13 @@ class Command(BaseCommand):
                         if os.statvfs(where).f_flag & os.ST_RDONLY:
                             raise read_only_filesystem(location, "kv_restore", needs)
                     raise permission_denied(location, "kv_restore", needs, where)
+        try:
+            # Refused before anything is said, closed or made, as kvb restore refuses them: a URL,
+            # storage options (anon= for a file:// URL...) or --name it cannot use, no such backup
+            # there. "Restoring ..." was printed first, LOCATION made and removed again.
+            check_restore_url(url, options["name"], **storage)
+        except (KVError, OSError, ValueError) as exc:
+            raise CommandError(f"restore of {location} from {url} failed: {error_text(exc)}") from exc
         # This process must not hold the store open while it is replaced (its other stores, those of the
         # other aliases, stay open: called from a running site, its other requests go on using them).
         close_store(location)
