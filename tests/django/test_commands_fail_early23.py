@@ -160,3 +160,15 @@ def test_every_command_refuses_a_bad_alias_before_it_says_it_started(tmp_path, c
     assert out.getvalue() == ""
     assert ("no cache alias 'nope'" if alias == "nope" else "not a kv_backend cache") in str(info.value)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_kv_restore_refuses_a_location_it_cannot_make_before_it_says_it_started(tmp_path, capsys, url, where):
+    (tmp_path / "file").write_text("x")
+    location = tmp_path / "file" if where == "a file" else tmp_path / "file" / "cache"
+    said = _kvb_line(capsys, "restore", url, str(location))
+    msg, printed = _refused(location, "kv_restore", url)
+    assert printed == ""
+    assert msg == f"restore of {location} from {url} failed: {said}", (msg, said)
+    assert (tmp_path / "file").read_text() == "x"
+    assert sorted(os.listdir(tmp_path)) == ["bk", "file", "src"]

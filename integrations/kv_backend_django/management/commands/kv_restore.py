@@ -13,8 +13,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from kv_backend.errors import KVError, NotAStoreError, StoreNotFoundError
+from kv_backend.errors import BackupError, KVError, NotAStoreError, StoreNotFoundError
 from kv_backend.files import (
+    check_new_store_target,
     enclosing_store,
     exchange_paths,
     fsync_dir,
@@ -73,7 +74,7 @@ class Command(BaseCommand):
     def _restore(self, options: dict[str, Any]) -> None:
         cache = get_kv_cache(options["cache"])
         try:
-            from kv_backend.backup import check_restore_url, restore
+            from kv_backend.backup import beside_failure, check_restore_url, restore
         except ImportError as exc:
             raise CommandError(f"backups need kv_backend.backup and its dependencies: {exc}") from exc
         storage = parse_storage_options(options["storage_option"], restore)
@@ -146,6 +147,8 @@ class Command(BaseCommand):
             # storage options (anon= for a file:// URL...) or --name it cannot use, no such backup
             # there. "Restoring ..." was printed first, LOCATION made and removed again.
             check_restore_url(url, options["name"], **storage)
+            if not occupied:  # (a file at LOCATION...: as restore() refuses it)
+                check_new_store_target(location, "restore", BackupError)
         except (KVError, OSError, ValueError) as exc:
             raise CommandError(f"restore of {location} from {url} failed: {error_text(exc)}") from exc
         # This process must not hold the store open while it is replaced (its other stores, those of the
@@ -168,7 +171,17 @@ class Command(BaseCommand):
         # from a threaded server or a Celery task, changing it changed every other thread's files).
         made = [] if occupied else missing_directories(location)
         create_private_directory(location)
-        mode = stat.S_IMODE(os.stat(location).st_mode) if os.path.isdir(location) else 0o700
+        if not os.path.isdir(location):
+            # (create_private_directory leaves its errors to the store's open) A LOCATION that cannot
+            # be made (under a file, in a directory this user may not write) fails here, with the
+            # text restore() gives it, not after "Restoring ...".
+            try:
+                os.makedirs(location, 0o700)
+            except OSError as exc:
+                raise CommandError(
+                    f"restore of {location} from {url} failed: {beside_failure(location, made, exc)}"
+                ) from exc
+        mode = stat.S_IMODE(os.stat(location).st_mode)
         verbose = options["verbosity"] >= 1  # -v 0 (cron): errors only
         if verbose:
             self.stdout.write(f"Restoring cache {options['cache']!r} at {location} from {url} ...")
