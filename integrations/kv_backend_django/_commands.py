@@ -40,7 +40,8 @@ def add_storage_option_argument(parser: CommandParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="fsspec storage option, repeatable (e.g. endpoint_url=http://127.0.0.1:9000)",
+        help="fsspec storage option, repeatable (e.g. endpoint_url=http://127.0.0.1:9000); VALUE is read "
+        "as JSON when it can be (give credentials through the environment: arguments show in ps)",
     )
 
 
