@@ -59,7 +59,9 @@ def time_open(path: str, repeat: int = 3) -> tuple[float, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument(
+        "--keys", type=int, default=1_000_000, help="keys written to the store merged (default: 1000000)"
+    )
     parser.add_argument("--quick", action="store_true", help="100k keys")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = parser.parse_args(argv)

@@ -308,7 +308,12 @@ def main() -> int:
     parser.add_argument(
         "tests", nargs="*", help=f"test files or node ids (default: {' '.join(DEFAULT_FILES)})"
     )
-    parser.add_argument("--broker", choices=["redis-server", "kvb-serve", "both"], default="redis-server")
+    parser.add_argument(
+        "--broker",
+        choices=["redis-server", "kvb-serve", "both"],
+        default="redis-server",
+        help="the broker the suite's workers use (default: redis-server); both: one run with each",
+    )
     parser.add_argument("--backend", choices=["kvb", "redis"], default="kvb", help="redis: the reference run")
     parser.add_argument(
         "--unskip", action="store_true", help="run the tests gated on redis:// too (see above)"

@@ -871,9 +871,13 @@ def main() -> int:
         "role", choices=["run", "writer", "aux", "check"], help="run: the soak; the others are its parts"
     )
     ap.add_argument("--dir", help="working directory (must not exist); default: a new temporary one")
-    ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--writers", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=60, help="how long the writers run (default: 60)")
+    ap.add_argument(
+        "--seed", type=int, default=1, help="seed of the kills and of the processes' keys (default: 1)"
+    )
+    ap.add_argument(
+        "--writers", type=int, default=2, help="writer processes killed and restarted (default: 2)"
+    )
     ap.add_argument("--kill-every", type=float, default=0.5, help="mean seconds between two SIGKILLs")
     ap.add_argument("--quick", action="store_true", help="a 3-second run")
     ap.add_argument("--keep", action="store_true", help="keep --dir after a run that passed")

@@ -702,16 +702,18 @@ class Soak:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run")
-    run.add_argument("--seconds", type=float, default=300)
-    run.add_argument("--clients", type=int, default=8)
-    run.add_argument("--seed", type=int, default=7)
-    run.add_argument("--preload", action="store_true")
+    run = sub.add_parser("run", help="run the soak and check what it left")
+    run.add_argument("--seconds", type=float, default=300, help="how long the load runs (default: 300)")
+    run.add_argument("--clients", type=int, default=8, help="threads of HTTP clients (default: 8)")
+    run.add_argument(
+        "--seed", type=int, default=7, help="seed of the clients' requests and of the kills (default: 7)"
+    )
+    run.add_argument("--preload", action="store_true", help="start gunicorn with --preload")
     run.add_argument(
         "--broker", choices=["kvb", "redis"], default="kvb", help="kvb serve (default) or a redis-server"
     )
-    run.add_argument("--port", type=int, default=0)
-    run.add_argument("--broker-port", type=int, default=0)
+    run.add_argument("--port", type=int, default=0, help="port of the site (default: a free one)")
+    run.add_argument("--broker-port", type=int, default=0, help="port of the broker (default: a free one)")
     run.add_argument(
         "--settle", type=float, default=90, help="seconds to wait for late tasks and chords after the load"
     )

@@ -630,8 +630,10 @@ def main() -> int:
         "role", choices=["run", "server", "inproc", "aux"], help="run: the soak; the others: its parts"
     )
     ap.add_argument("--dir", help="working directory (must not exist); default: a new temporary one")
-    ap.add_argument("--seconds", type=float, default=120)
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=120, help="how long the workers run (default: 120)")
+    ap.add_argument(
+        "--seed", type=int, default=1, help="seed of the kills and of the workers' commands (default: 1)"
+    )
     ap.add_argument("--servers", type=int, default=2, help="kvb serve workers")
     ap.add_argument("--inproc", type=int, default=1, help="in-process Structures workers")
     ap.add_argument("--kill-every", type=float, default=0.7, help="mean seconds between two SIGKILLs")

@@ -337,7 +337,12 @@ def prepare_var_dir(var_dir: Path, keep: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server", choices=["runserver", "gunicorn"], default="runserver")
+    parser.add_argument(
+        "--server",
+        choices=["runserver", "gunicorn"],
+        default="runserver",
+        help="serve the site with manage.py runserver (default) or gunicorn with 2 workers",
+    )
     parser.add_argument(
         "--var",
         default=str(HERE / "var"),
