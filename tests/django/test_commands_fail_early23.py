@@ -17,6 +17,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
+from helpers import run_as_nobody
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 from kv_backend import DB
@@ -172,3 +173,20 @@ def test_kv_restore_refuses_a_location_it_cannot_make_before_it_says_it_started(
     assert msg == f"restore of {location} from {url} failed: {said}", (msg, said)
     assert (tmp_path / "file").read_text() == "x"
     assert sorted(os.listdir(tmp_path)) == ["bk", "file", "src"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the command as another user")
+def test_kv_merge_refuses_a_user_it_cannot_merge_for_before_it_says_it_started(store):
+    """Run by a user who may not write LOCATION (a backup account's cron), kv_merge printed "Merging
+    cache ..." and then said it may not use the cache."""
+    caches = {"default": {"BACKEND": KV, "LOCATION": str(store)}}
+
+    def merge() -> tuple[str, str]:
+        out = StringIO()
+        with override_settings(CACHES=caches), pytest.raises(CommandError) as info:
+            call_command("kv_merge", stdout=out)
+        return str(info.value), out.getvalue()
+
+    msg, printed = run_as_nobody(merge)
+    assert printed == ""
+    assert msg.startswith(f"kv_merge may not use the cache at {store} as user nobody: permission denied")
