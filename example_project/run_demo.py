@@ -338,10 +338,7 @@ def prepare_var_dir(var_dir: Path, keep: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--server",
-        choices=["runserver", "gunicorn"],
-        default="runserver",
-        help="serve the site with manage.py runserver (default) or gunicorn with 2 workers",
+        "--server", choices=["runserver", "gunicorn"], default="runserver", help="web server of the site"
     )
     parser.add_argument(
         "--var",
