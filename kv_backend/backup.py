@@ -1215,14 +1215,8 @@ def _backup(
             while name in existing or _blocked_manifest(target, name):
                 n += 1
                 name = f"{base}-{n}"
-        elif name in existing:
-            raise BackupExistsError(
-                f"a backup named {name!r} already exists at {target.url}; choose another name (or, to "
-                f"reuse this one, delete its manifest {target.where(_manifest_rel(name))}: the next prune "
-                "collects what only it used)"
-            )
         else:
-            _refuse_blocked_manifest(target, name)  # (before anything is sent, not after)
+            _refuse_taken_name(target, name, existing)  # (before anything is sent, not after)
         token = _token()
         journal_rel = f"{PENDING_DIR}/{token}.json"
         journal: dict[str, Any] = {
@@ -1390,13 +1384,16 @@ def check_backup_url(
 ) -> None:
     """Refuse, as :func:`backup_store` would before it reads or writes anything, a backup of the store
     at ``path`` to ``url``: a URL or storage options it cannot use (options its filesystem would
-    ignore, an archive it cannot write...), a bad ``name``, a local directory inside a store. Nothing
-    is made. For a command that must refuse these before it says it started (``manage.py kv_backup``)."""
+    ignore, an archive it cannot write...), a bad ``name`` or one a backup there has, a local
+    directory inside a store. It reads the manifests' names, and makes nothing. For a command that
+    must refuse these before it says it started (``manage.py kv_backup``)."""
     if name is not None:
         check_backup_name(name)
     target = _Target(url, storage_options, writes=True)
     if target.local:
         _check_local_target(target, os.fspath(path))
+    if name is not None:
+        _refuse_taken_name(target, name, set(_manifest_names(target)))
 
 
 def check_restore_url(url: str, name: str | None = None, **storage_options: Any) -> None:
@@ -1428,6 +1425,18 @@ def _blocked_manifest(target: _Target, name: str) -> str:
         if not target.object_store and target.fs.isdir(full):
             return "a directory"
     return ""
+
+
+def _refuse_taken_name(target: _Target, name: str, existing: set[str]) -> None:
+    """Refuse the backup name ``name`` at ``target`` if a backup has it (``existing``: the names of
+    the backups there) or the path of its manifest is taken (see :func:`_refuse_blocked_manifest`)."""
+    if name in existing:
+        raise BackupExistsError(
+            f"a backup named {name!r} already exists at {target.url}; choose another name (or, to "
+            f"reuse this one, delete its manifest {target.where(_manifest_rel(name))}: the next prune "
+            "collects what only it used)"
+        )
+    _refuse_blocked_manifest(target, name)
 
 
 def _refuse_blocked_manifest(target: _Target, name: str) -> None:

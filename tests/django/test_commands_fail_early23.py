@@ -190,3 +190,11 @@ def test_kv_merge_refuses_a_user_it_cannot_merge_for_before_it_says_it_started(s
     msg, printed = run_as_nobody(merge)
     assert printed == ""
     assert msg.startswith(f"kv_merge may not use the cache at {store} as user nobody: permission denied")
+
+
+def test_kv_backup_refuses_a_name_taken_before_it_says_it_started(tmp_path, capsys, store, url):
+    said = _kvb_line(capsys, "backup", str(store), url, "--name", "b1")
+    msg, printed = _refused(store, "kv_backup", url, "--name", "b1")
+    assert printed == ""
+    assert msg == f"backup of {store} to {url} failed: {said}", (msg, said)
+    assert "a backup named 'b1' already exists" in msg
