@@ -11,19 +11,23 @@ Each now fails with kvb's text and nothing on stdout, as Django's CommandError.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
-from helpers import run_as_nobody
+from helpers import child_env, run_as_nobody
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 from kv_backend import DB
 from kv_backend.backup import backup
 
 KV = "kv_backend_django.cache.KVCache"
+EXAMPLE = Path(__file__).resolve().parent.parent.parent / "example_project"
 
 
 def _refused(location, *args):
@@ -198,3 +202,21 @@ def test_kv_backup_refuses_a_name_taken_before_it_says_it_started(tmp_path, caps
     assert printed == ""
     assert msg == f"backup of {store} to {url} failed: {said}", (msg, said)
     assert "a backup named 'b1' already exists" in msg
+
+
+def test_manage_py_kv_backup_exits_1_saying_only_why(tmp_path, capsys, store):
+    """The command line of the report: manage.py (the example project's) exits with the status of a
+    CommandError, 1, with kvb backup's text on stderr and nothing on stdout."""
+    url = f"file://{tmp_path}/out"
+    said = _kvb_line(capsys, "backup", str(store), url, "--storage-option", "anon=false")
+    env = {**child_env(), "KVB_EXAMPLE_VAR": str(tmp_path / "var"), "KVB_EXAMPLE_CACHE": str(store)}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE / "manage.py"), "kv_backup", url, "--storage-option", "anon=false"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout) == (1, ""), (done.returncode, done.stdout, done.stderr)
+    assert done.stderr == f"CommandError: backup of {store} to {url} failed: {said}\n"
+    assert not (tmp_path / "out").exists()
