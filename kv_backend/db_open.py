@@ -56,8 +56,8 @@ from kv_backend.state import (
     REOPENS,
     SYNCING_MARK,
     SharedState,
-    add_empty_page,
     held_at_their_paths,
+    page_for_reading,
     replaced_at_every_open,
     unpack_tail,
 )
@@ -312,6 +312,8 @@ class _Opening(_Parts):
                 self._create_store()
             self._open_state()
             st = self._state
+            if st is None:
+                self._lock.hold_directory()  # (the in-use lock, which an open takes on its page)
             if held_at_their_paths(self._lock, st):
                 return
             self._state = None
@@ -350,17 +352,14 @@ class _Opening(_Parts):
                 raise storage_error(exc, f"cannot create a store in {self.path}") from exc
 
     def _open_state(self) -> None:
-        path = os.path.join(self.path, STATE_FILE)
-        if self.read_only and not os.path.exists(path) and not add_empty_page(self.path):
-            # No writer has opened this store yet, and the page could not be made for one that will
-            # (see add_empty_page): nobody can write here, and a static snapshot is exact.
-            return
-        try:
-            st = SharedState(path, writable=not self.read_only)
-        except ValueError:
-            if not self.read_only:
-                raise
-            return
+        if self.read_only:
+            st = page_for_reading(self.path, add=True)
+            if st is None:
+                # No writer has opened this store yet, and the page could not be made for one that will:
+                # nobody can write here, and a static snapshot is exact (or it was swapped meanwhile).
+                return
+        else:
+            st = SharedState(os.path.join(self.path, STATE_FILE), writable=True)
         self._state = st
         self._tailw = st.tail
         self._intentw = st.intent

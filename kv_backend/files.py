@@ -98,8 +98,15 @@ def remove_stray_hints(path: str, names: list[str] | None = None) -> None:
 
 
 def list_data_files(path: str) -> list[FileId]:
-    """Return the ids of the data files in ``path``, oldest first."""
-    ids = [fid for fid in map(parse_data_name, os.listdir(path)) if fid is not None]
+    """Return the ids of the data files in ``path``, oldest first (StorageError where it cannot be listed,
+    but for a missing ``path``)."""
+    try:
+        names = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except OSError as exc:
+        raise storage_error(exc, f"cannot list the files of the store at {path}", reading=True) from exc
+    ids = [fid for fid in map(parse_data_name, names) if fid is not None]
     ids.sort()
     return ids
 
@@ -507,9 +514,17 @@ def creating_name(name: str) -> str:
     return f"{name}.{os.getpid()}-{os.urandom(4).hex()}{TMP_SUFFIX}"
 
 
-def storage_error(exc: OSError, what: str, no_space: str = "") -> StorageError:
+#: The advice of a refused read of a store file or directory, which opening read-only does not help.
+READ_DENIED = (
+    " Reading a store needs read permission on its directory and files (and search permission on the"
+    " directories above): grant it (chmod, or the store's group), or run as the store's owner."
+)
+
+
+def storage_error(exc: OSError, what: str, no_space: str = "", *, reading: bool = False) -> StorageError:
     """Wrap an OSError in the project's exception with a message that says what to do (for a full disk,
-    ``no_space``, the sentence that says how to free space, if the caller knows more than "free some")."""
+    ``no_space``, the sentence that says how to free space, if the caller knows more than "free some";
+    ``reading``: what was refused is a read, which a read-only open needs too)."""
     hint = ""
     if exc.errno == errno.ENOSPC:
         hint = (
@@ -519,7 +534,9 @@ def storage_error(exc: OSError, what: str, no_space: str = "") -> StorageError:
     elif exc.errno == errno.EROFS:
         hint = " The filesystem is mounted read-only: open the store with read_only=True."
     elif exc.errno in (errno.EACCES, errno.EPERM):
-        hint = " Check the directory's permissions, or open it with read_only=True."
+        hint = (
+            READ_DENIED if reading else " Check the directory's permissions, or open it with read_only=True."
+        )
     elif exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
         hint = (
             " The filesystem refuses the file locks (flock) that keep the processes sharing a store"

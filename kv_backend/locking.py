@@ -104,6 +104,16 @@ def waiting_until(deadline: float) -> Iterator[None]:
         _wait_limit.deadline = None
 
 
+def open_directory(store: str) -> int:
+    """Open the store directory ``store`` read-only (close-on-exec), for a ``flock`` on it: the in-use
+    lock of an open without a ``STATE`` page (see :meth:`WriteLock.hold_directory`). Raises
+    StorageError, saying what to do, where it cannot be opened."""
+    try:
+        return os.open(store, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise storage_error(exc, f"cannot open the store directory {store}", reading=True) from exc
+
+
 class WouldWait(BaseException):
     """Raised by a contended acquire in the thread a :class:`WriteLock` must not make wait (its
     ``no_wait_thread``: ``kvb serve``'s event loop, which serves its other clients meanwhile and
@@ -131,6 +141,9 @@ class WriteLock:
         #: Times the process forked since the lock was made: a block entered before a fork
         #: holds nothing in the child (see :meth:`after_fork_in_child`).
         self.forks = 0
+        #: The store directory, open read-only and share-locked, where the open holding this lock has no
+        #: ``STATE`` page to hold its in-use lock on (see :meth:`hold_directory`); -1 otherwise.
+        self._dir_fd = -1
         self._fd = self._open()
         self.give_to_store_owner()
         with _registry() as locks:
@@ -151,9 +164,29 @@ class WriteLock:
                 grant_store_mode(self._fd, directory)
 
     def at_its_path(self) -> bool:
-        """Whether the lock file this lock holds is still the one at its path (see
-        :func:`~kv_backend.files.still_at`); true without one (nobody can write the store)."""
-        return self._fd < 0 or still_at(self._fd, self.path)
+        """Whether the lock file this lock holds, and the directory it holds (see :meth:`hold_directory`),
+        are still the ones at their paths (see :func:`~kv_backend.files.still_at`); true of one it does not
+        hold (no lock file: nobody can write the store)."""
+        return (self._fd < 0 or still_at(self._fd, self.path)) and (
+            self._dir_fd < 0 or still_at(self._dir_fd, os.path.dirname(self.path))
+        )
+
+    def hold_directory(self) -> None:
+        """Take the in-use lock of an open that has no ``STATE`` page to take it on (a read-only open of a
+        store no writer opened, in a directory it cannot write): a shared ``flock`` on the store directory
+        itself, which every process that can list the store can open, held until :meth:`close`. A tool
+        that swaps the store out tries for an exclusive one (see :func:`kv_backend.state.kept_unopened`),
+        and while it holds that this waits; :meth:`at_its_path` then tells whether the store was swapped."""
+        directory = os.path.dirname(self.path)
+        fd = open_directory(directory)
+        try:
+            _flock(fd, fcntl.LOCK_SH)
+        except BaseException as exc:
+            os.close(fd)
+            if isinstance(exc, OSError):
+                raise storage_error(exc, f"cannot lock the store directory {directory}") from exc
+            raise
+        self._dir_fd = fd
 
     def _open(self) -> int:
         # A missing LOCK file (any opener makes one: see below) is the store owner's from the start,
@@ -181,7 +214,7 @@ class WriteLock:
             except OSError:
                 return -1
         except OSError as exc:
-            raise storage_error(exc, f"cannot open lock file {self.path}") from exc
+            raise storage_error(exc, f"cannot open lock file {self.path}", reading=not self._create) from exc
 
     def _open_noting(self, flags: int, mode: int) -> int:
         """``os.open`` of the lock file (close-on-exec), noting whether this call created it."""
@@ -360,6 +393,8 @@ class WriteLock:
 
         The inherited fd shares the parent's ``flock``; it is closed here, which
         does not release the parent's lock because the parent's fd stays open.
+        A directory held (see :meth:`hold_directory`) stays held: the child has the
+        store open too, as it keeps the inherited ``STATE`` page's in-use lock.
         """
         old = self._fd
         self._tlock = threading.RLock()
@@ -397,6 +432,9 @@ class WriteLock:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
+        fd, self._dir_fd = self._dir_fd, -1
+        if fd >= 0:
+            os.close(fd)  # (which lets go of the in-use lock held on the directory, if this was its last)
         if getattr(_registry_thread, "inside", False):
             # Closed by the garbage collector (DB.__del__) inside this thread's own use of the
             # registry: it stays registered, which is harmless (a closed lock, fd -1, is skipped),

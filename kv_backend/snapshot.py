@@ -20,7 +20,6 @@ from kv_backend.errors import StorageError
 from kv_backend.filemaps import MAPS_HOLD_FD, map_file
 from kv_backend.files import (
     LOCK_FILE,
-    STATE_FILE,
     FileId,
     data_name,
     foreign_version_error,
@@ -35,6 +34,7 @@ from kv_backend.state import (
     REOPENS,
     SharedState,
     held_at_their_paths,
+    page_for_reading,
     page_intent,
     replaced_at_every_open,
     unpack_tail,
@@ -302,12 +302,9 @@ def _open_locks(path: str) -> tuple[WriteLock, SharedState | None]:
         lock = WriteLock(os.path.join(path, LOCK_FILE), create=False)
         state = None
         try:
-            page = os.path.join(path, STATE_FILE)
-            if os.path.exists(page):
-                try:
-                    state = SharedState(page, writable=False)
-                except ValueError:
-                    pass  # too small to be a page: no published end, as a read-only open has it
+            state = page_for_reading(path, add=False)
+            if state is None:
+                lock.hold_directory()  # (the in-use lock, which an open takes on its page)
             if held_at_their_paths(lock, state):
                 return lock, state
         except BaseException:

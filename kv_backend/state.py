@@ -120,7 +120,7 @@ class SharedState:
                         raise
                     fd = os.open(path, os.O_RDONLY | cloexec)  # no write access, or a read-only mount
         except OSError as exc:
-            raise storage_error(exc, f"cannot open {path}") from exc
+            raise storage_error(exc, f"cannot open {path}", reading=not writable) from exc
         what = "map"
         try:
             mapped_writable = _fd_writable(fd)
@@ -287,11 +287,31 @@ def add_empty_page(store: str) -> bool:
     return True
 
 
+def page_for_reading(store: str, *, add: bool) -> SharedState | None:
+    """The ``STATE`` page of the store at ``store`` mapped for a read-only open (or a backup's snapshot),
+    or None where it has none: missing (and, with ``add``, not makeable here: see :func:`add_empty_page`),
+    too small to be a page, or gone since it was looked for, the store at the path swapped meanwhile
+    (``kv_restore --replace``: the open then finds its lock file, or the directory it holds instead, moved,
+    and opens again; see :func:`held_at_their_paths`)."""
+    path = os.path.join(store, STATE_FILE)
+    if not os.path.exists(path) and not (add and add_empty_page(store)):
+        return None
+    try:
+        return SharedState(path, writable=False)
+    except ValueError:
+        return None  # too small to be a page: no published end
+    except StorageError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+        return None
+
+
 def in_use(store: str) -> bool:
     """True if a process has the store at ``store`` open (or a fork of one still has it).
 
     Every process that opens a store holds a shared ``flock`` on its ``STATE``
-    page until it closes it; this tries for an exclusive one, without waiting.
+    page until it closes it (on the store directory, one that has no page);
+    this tries for an exclusive one on each, without waiting.
     Tools that replace a store's files (a restore) check it first, and, to swap
     the store out, hold it with :func:`kept_unopened`.
     """
@@ -302,32 +322,37 @@ def in_use(store: str) -> bool:
 @contextlib.contextmanager
 def kept_unopened(store: str, *, add_page: bool = True) -> Iterator[bool]:
     """Yield whether no process has the store at ``store`` open, keeping every open out until the block
-    ends where none has: the exclusive ``flock`` on its ``STATE`` page that :func:`in_use` tries for, held.
-    An open that comes meanwhile waits for it, and then finds that the page it locked is no longer the
-    one at its path if the block swapped the store out: it opens the store again, the one now at the
-    path (see ``DB`` opening, docs/protocol.md). A store without a page (no writer opened it yet) is
-    given one first (with ``add_page``, and where the directory allows: see :func:`add_empty_page`), so
-    that an open coming meanwhile, which would make one and lock it, finds this one held instead; where
-    none can be made, nothing is held (only readers can open such a store, and they take no lock)."""
+    ends where none has: the exclusive ``flock`` on its ``STATE`` page that :func:`in_use` tries for, then
+    the one on the store directory itself (which an open that has no page holds shared instead: see
+    :meth:`~kv_backend.locking.WriteLock.hold_directory`), both held. Neither is waited for, so this
+    waits for no process. An open that comes meanwhile waits for them, and then finds that the page (or
+    directory) it locked is no longer the one at its path if the block swapped the store out: it opens
+    the store again, the one now at the path (see ``DB`` opening, docs/protocol.md). A store without a
+    page (no writer opened it yet) is given one first (with ``add_page``, and where the directory allows:
+    see :func:`add_empty_page`), so that an open coming meanwhile, which would make one and lock it,
+    finds this one held instead. A missing ``store`` is unused."""
     if add_page:
         add_empty_page(store)
-    try:
-        fd = os.open(os.path.join(store, STATE_FILE), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        yield True
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            unused = False
-        except OSError as exc:
-            raise storage_error(exc, f"cannot lock {os.path.join(store, STATE_FILE)}") from exc
-        else:
-            unused = True
+    with contextlib.ExitStack() as held:
+        unused = True
+        for path in (os.path.join(store, STATE_FILE), store):
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError:
+                continue  # (no page: the directory holds the opens)
+            except OSError as exc:
+                raise storage_error(
+                    exc, f"cannot open {path} to tell whether a process has the store open"
+                ) from exc
+            held.callback(os.close, fd)  # (which lets go of the lock)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                unused = False
+                break
+            except OSError as exc:
+                raise storage_error(exc, f"cannot lock {path}") from exc
         yield unused
-    finally:
-        os.close(fd)  # (which lets go of the lock)
 
 
 #: How many times an open goes back to a path where another store directory was swapped in while it

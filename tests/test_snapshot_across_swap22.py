@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-import kv_backend.snapshot as snapshot_module
+import kv_backend.state as state_module
 from kv_backend import DB, StorageError
 from kv_backend.files import exchange_paths
 from kv_backend.snapshot import store_snapshot
@@ -30,7 +30,7 @@ def _stores(tmp_path):
 
 
 def _swap_after_the_page_opens(monkeypatch, loc, restored, times):
-    real = snapshot_module.SharedState
+    real = state_module.SharedState
     swaps = []
 
     def page(*args, **kwargs):
@@ -41,7 +41,7 @@ def _swap_after_the_page_opens(monkeypatch, loc, restored, times):
                 pytest.skip("this file system cannot exchange two directories in one step")
         return st
 
-    monkeypatch.setattr(snapshot_module, "SharedState", page)
+    monkeypatch.setattr(state_module, "SharedState", page)  # (the snapshot maps it through page_for_reading)
 
 
 def test_a_snapshot_straddling_the_swap_holds_the_store_at_the_path(tmp_path, monkeypatch):
