@@ -367,3 +367,62 @@ def test_a_page_gone_when_mapped_is_a_swap_and_the_store_swapped_in_is_read(base
     monkeypatch.setattr(SharedState, "__init__", swapped_first)
     assert read(path) == b"new"
     assert swaps == [True]
+
+
+def test_a_read_only_open_of_a_store_whose_page_is_too_short_keeps_it_in_use(base):
+    """A page too short to be one (cut by a full disk, say) is read as no page: the open held no lock."""
+    path = _unwritable_store(os.path.join(base, "cache"), b"old")
+    os.chmod(path, 0o755)
+    with open(os.path.join(path, STATE_FILE), "wb"):
+        pass
+    os.chmod(path, 0o555)
+    pid, opened, close = _hold_in_child(_open_db, path)
+    try:
+        assert os.read(opened, 1) == b"o"
+        assert in_use(path)
+    finally:
+        os.write(close, b"c")
+        assert exit_code(pid) == 0
+        os.close(opened)
+        os.close(close)
+    assert not in_use(path)
+
+
+def test_a_child_forked_with_the_store_open_keeps_it_in_use_after_its_parent_closes_it(base):
+    path = _unwritable_store(os.path.join(base, "cache"), b"old")
+    said_r, said_w = os.pipe()
+    tell_r, tell_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.close(said_r)
+            os.close(tell_w)  # (the test's alone: closing it tells the grandchild too, should the test fail)
+            _drop_privileges()
+            db = DB(path, read_only=True)
+            grandchild = os.fork()
+            if grandchild == 0:
+                try:
+                    os.read(tell_r, 1)
+                    assert _tag(db) == b"old"  # (still open here)
+                    db.close()
+                    os.write(said_w, b"b")
+                finally:
+                    os._exit(0)
+            db.close()
+            os.write(said_w, b"a")
+            code = exit_code(grandchild)
+        finally:
+            os._exit(code)
+    os.close(said_w)
+    os.close(tell_r)
+    try:
+        assert os.read(said_r, 1) == b"a"  # the parent closed the store; its child has it open
+        assert in_use(path)
+        os.write(tell_w, b"c")
+        assert os.read(said_r, 1) == b"b"
+        assert not in_use(path)
+    finally:
+        os.close(tell_w)
+        assert exit_code(pid) == 0
+        os.close(said_r)
