@@ -14,6 +14,7 @@ keep stores on a local filesystem.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
@@ -104,6 +105,14 @@ def waiting_until(deadline: float) -> Iterator[None]:
         _wait_limit.deadline = None
 
 
+#: What ``flock`` on a directory gives on a filesystem that has no locks on directories (some network and
+#: FUSE filesystems): no open holds the in-use lock there, and a swap finds none held (see
+#: :meth:`WriteLock.hold_directory`).
+NO_DIRECTORY_LOCKS = frozenset(
+    {errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOLCK, errno.EINVAL, errno.EBADF, errno.ENOSYS}
+)
+
+
 def open_directory(store: str) -> int:
     """Open the store directory ``store`` read-only (close-on-exec), for a ``flock`` on it: the in-use
     lock of an open without a ``STATE`` page (see :meth:`WriteLock.hold_directory`). Raises
@@ -181,10 +190,14 @@ class WriteLock:
         fd = open_directory(directory)
         try:
             _flock(fd, fcntl.LOCK_SH)
-        except BaseException as exc:
-            os.close(fd)
-            if isinstance(exc, OSError):
+        except OSError as exc:
+            if exc.errno not in NO_DIRECTORY_LOCKS:
+                os.close(fd)
                 raise storage_error(exc, f"cannot lock the store directory {directory}") from exc
+            # No locks on directories here: none held (a swap finds none either), but the directory
+            # is kept, for at_its_path.
+        except BaseException:
+            os.close(fd)
             raise
         self._dir_fd = fd
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from kv_backend.errors import StorageError
 from kv_backend.filemaps import MMAP_NO_FD
 from kv_backend.files import STATE_FILE, new_file_mode, reserve_space, still_at, storage_error
+from kv_backend.locking import NO_DIRECTORY_LOCKS
 from kv_backend.owners import open_store_file
 from kv_backend.record import FILE_HEADER_SIZE
 
@@ -351,6 +352,8 @@ def kept_unopened(store: str, *, add_page: bool = True) -> Iterator[bool]:
                 unused = False
                 break
             except OSError as exc:
+                if path == store and exc.errno in NO_DIRECTORY_LOCKS:
+                    continue  # (no locks on directories here: no open holds one either)
                 raise storage_error(exc, f"cannot lock {path}") from exc
         yield unused
 

@@ -12,11 +12,13 @@ store directories are 0555 besides, so that a reader running as their owner cann
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import select
 import shutil
 import signal
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -426,3 +428,28 @@ def test_a_child_forked_with_the_store_open_keeps_it_in_use_after_its_parent_clo
         os.close(tell_w)
         assert exit_code(pid) == 0
         os.close(said_r)
+
+
+def test_a_filesystem_without_locks_on_directories_still_opens_and_swaps(base, monkeypatch):
+    """Some network and FUSE filesystems refuse ``flock`` on a directory: an open without a page, and the
+    check of a swap, go on without that lock there (as before it was taken) rather than fail."""
+    import fcntl
+
+    import kv_backend.locking
+
+    real = fcntl.flock
+
+    def no_directory_locks(fd: int, operation: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        real(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", no_directory_locks)
+    monkeypatch.setattr(kv_backend.locking, "_flock", no_directory_locks)
+    path = _unwritable_store(os.path.join(base, "cache"), b"old")
+
+    def open_and_check() -> tuple[bytes, bool]:
+        with DB(path, read_only=True) as db:
+            return _tag(db), in_use(path)
+
+    assert run_as_nobody(open_and_check) == (b"old", False)
