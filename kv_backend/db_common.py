@@ -20,7 +20,7 @@ from kv_backend.errors import (
     KeyTooLargeError,
     ValueTooLargeError,
 )
-from kv_backend.files import FileId
+from kv_backend.files import STATE_FILE, FileId
 
 if TYPE_CHECKING:
     import mmap
@@ -79,6 +79,36 @@ class _StaticWord:
 
     def __init__(self) -> None:
         self.value = 0
+
+
+#: How often (seconds) a read-only open that found no ``STATE`` page looks whether a writer made one since.
+PAGE_LOOK_INTERVAL = 1.0
+
+
+class _PageToCome:
+    """The tail word of a read-only open that found no state page (no writer had opened the store since it
+    was restored or copied, and this process may not make the page): 0, the tail of the static view it
+    read, until a look, at most every :data:`PAGE_LOOK_INTERVAL` seconds, finds that a writer (a user who
+    may write the directory) made the page since; then 1, a tail no view was read at, so that the next
+    read catches up, maps the page and follows that writer (see ``DB._catch_up``). Without it, such a
+    reader kept serving the values of its open for ever, whatever the store's writers wrote."""
+
+    __slots__ = ("_next", "_page", "_seen")
+
+    def __init__(self, store: str) -> None:
+        self._page = os.path.join(store, STATE_FILE)
+        self._next = time.monotonic() + PAGE_LOOK_INTERVAL
+        self._seen = 0
+
+    @property
+    def value(self) -> int:
+        if self._seen:
+            return 1
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + PAGE_LOOK_INTERVAL
+            self._seen = int(os.path.exists(self._page))
+        return self._seen
 
 
 class _Parts(MutableMapping[bytes, bytes]):

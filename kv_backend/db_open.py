@@ -12,13 +12,14 @@ from kv_backend.db_common import (
     _FIRST_FILE,
     _HEADER_SIZE,
     _crc32,
+    _PageToCome,
     _Parts,
     _pread,
     _StaticWord,
     _unpack_header,
 )
 from kv_backend.db_write import _IN_TRANSACTION
-from kv_backend.errors import NotAStoreError
+from kv_backend.errors import NotAStoreError, StorageError
 from kv_backend.files import (
     FORMAT_FILE,
     FORMAT_TEXT,
@@ -315,6 +316,10 @@ class _Opening(_Parts):
             if st is None:
                 self._lock.hold_directory()  # (the in-use lock, which an open takes on its page)
             if held_at_their_paths(self._lock, st):
+                if st is None and self._lock.excludes_writers:
+                    # (Where its lock keeps writers out: one that made the page could not be followed
+                    # under a lock that keeps none out.)
+                    self._tailw = _PageToCome(self.path)  # type: ignore[assignment]  # (only read)
                 return
             self._state = None
             if st is not None:
@@ -355,8 +360,9 @@ class _Opening(_Parts):
         if self.read_only:
             st = page_for_reading(self.path, add=True)
             if st is None:
-                # No writer has opened this store yet, and the page could not be made for one that will:
-                # nobody can write here, and a static snapshot is exact (or it was swapped meanwhile).
+                # No writer has opened this store yet, and this process may not make the page for one
+                # that will: it reads the store as it is, and looks for a page made later (see
+                # _PageToCome). (Or it was swapped meanwhile: see _open_one_store.)
                 return
         else:
             st = SharedState(os.path.join(self.path, STATE_FILE), writable=True)
@@ -929,6 +935,24 @@ class _Opening(_Parts):
         if not done:
             self._full_reload()
 
+    def _adopt_page(self) -> bool:
+        """Map the state page a writer made since this read-only process opened the store without one (see
+        :class:`~kv_backend.db_common._PageToCome`; caller holds ``_rlock``), and take its in-use lock
+        too; whether it did. Where it cannot (too short, unreadable to this user), look again later."""
+        try:
+            st = page_for_reading(self.path, add=False)
+        except StorageError:
+            st = None
+        if st is not None and not held_at_their_paths(self._lock, st):
+            st.close()  # (another store at the path: a filesystem without locks on directories)
+            st = None
+        if st is None:
+            self._tailw = _PageToCome(self.path)  # type: ignore[assignment]  # (only read)
+            return False
+        self._state = st
+        self._tailw, self._intentw = st.tail, st.intent
+        return True
+
     def _catch_up(self) -> bool:
         """Replay what was published since we last looked (caller holds ``_rlock``).
 
@@ -943,7 +967,8 @@ class _Opening(_Parts):
             return True
         published = self._published()
         if published is None or published[0] == self._seen:
-            return True
+            # (A read-only open without a page whose look found one made since: mapped, read again.)
+            return published is not None or self._state is not None or not self._adopt_page()
         tail, gen = published
         if gen != self._gen:
             return False

@@ -21,6 +21,7 @@ import signal
 import stat
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -136,21 +137,25 @@ def test_an_open_without_a_page_waits_for_the_swap_then_opens_the_store_swapped_
     path = _unwritable_store(os.path.join(base, "cache"), b"old")
     restored = _unwritable_store(os.path.join(base, "cache.restoring-1"), b"new")
     tags_r, tags_w = os.pipe()
+    go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         code = 1
         try:
             _drop_privileges()
+            os.read(go_r, 1)
             with DB(path, read_only=True) as db:
                 os.write(tags_w, _tag(db))
             code = 0
         finally:
             os._exit(code)
     os.close(tags_w)
+    os.close(go_r)
     try:
         # (No page added: the open has none, and waits on the directory.)
         with kept_unopened(path, add_page=False) as unused:
             assert unused
+            os.write(go_w, b"g")  # (the open starts now, the swap's locks held)
             inode = os.stat(path).st_ino
 
             def waits_or_is_done() -> bool:
@@ -163,6 +168,7 @@ def test_an_open_without_a_page_waits_for_the_swap_then_opens_the_store_swapped_
         assert exit_code(pid) == 0
         assert os.read(tags_r, 16) == b"new"  # the store now at the path, not the one swapped out
     finally:
+        os.close(go_w)  # (should the test fail before the child was told to start)
         os.close(tags_r)
 
 
@@ -453,3 +459,44 @@ def test_a_filesystem_without_locks_on_directories_still_opens_and_swaps(base, m
             return _tag(db), in_use(path)
 
     assert run_as_nobody(open_and_check) == (b"old", False)
+
+
+@pytest.mark.parametrize("empty_page_first", [False, True], ids=["page-by-writer", "empty-page-by-a-swap"])
+def test_a_read_only_open_without_a_page_follows_a_writer_that_makes_one(base, monkeypatch, empty_page_first):
+    """A reader that opened a store no writer had opened, in a directory it may not write, read the store as
+    it was then for ever: a writer (a user who may write the directory) that opened it later made the page
+    and wrote, and the reader never looked at it. It now looks for the page, and follows it once made
+    (also where a swap that found the store in use made it empty first, and a writer filled it later)."""
+    import kv_backend.db_common
+
+    monkeypatch.setattr(kv_backend.db_common, "PAGE_LOOK_INTERVAL", 0.01)
+    path = _unwritable_store(os.path.join(base, "cache"), b"old")
+    said_r, said_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.close(said_r)
+            _drop_privileges()
+            with DB(path, read_only=True) as db:
+                assert _tag(db) == b"old"
+                os.write(said_w, b"o")
+                wait_for(lambda: db.get(b"k00") == b"new", 30, "the writer's value")
+                assert _tag(db) == b"new" and in_use(path)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(said_w)
+    try:
+        assert os.read(said_r, 1) == b"o"
+        if empty_page_first:
+            with kept_unopened(path) as unused:
+                assert not unused  # (and the page is made, empty)
+        with DB(path) as db, db.transaction():  # (root, or the owner: may write the directory)
+            for i in range(KEYS):
+                db.put(b"k%02d" % i, b"new")
+    finally:
+        assert exit_code(pid) == 0
+        os.close(said_r)
