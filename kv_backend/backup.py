@@ -1680,7 +1680,7 @@ def restore(
     ``path`` as it was. ``progress(done_bytes, total_bytes)`` is called as files
     are downloaded; an exception it raises comes through unchanged.
     """
-    from kv_backend.check import check
+    from kv_backend.check import check_kept
     from kv_backend.files import FORMAT_TEXT, LOCK_FILE
 
     started = time.monotonic()
@@ -1799,7 +1799,7 @@ def restore(
             _publish_restored(tmp, doc["files"])
         _fsync_dir(tmp)
         try:
-            result = check(tmp)
+            result = check_kept(tmp)
             if result.problems and all(p.hint for p in result.problems):
                 # Only hint entries are wrong: the data files they index are sound. Without those hint
                 # files the restored store replays them and reads every key (refused, the backup's data
@@ -1809,7 +1809,7 @@ def restore(
                     with _late_step(dest, f"cannot remove the damaged hint file {os.path.join(tmp, hint)}"):
                         os.unlink(os.path.join(tmp, hint))
                 _fsync_dir(tmp)
-                result = check(tmp)
+                result = check_kept(tmp)
         except BackupError:
             raise  # (the hint file's, which says what failed)
         except KVError as exc:

@@ -26,7 +26,7 @@ from kv_backend.hint import entries_at, lost_from, usable_at
 from kv_backend.hint import usable as usable_hints
 from kv_backend.owners import roots_files
 from kv_backend.record import reader_of
-from kv_backend.state import page_words
+from kv_backend.state import page_words, read_unswapped
 from kv_backend.unpublished import (
     closed_at,
     closed_whole,
@@ -115,6 +115,15 @@ def check(path: str) -> CheckReport:
     A data file is read :data:`WINDOW` bytes at a time (a record or batch
     larger than that, whole), so memory does not grow with the files' size.
     """
+    prepare_directory(path, create=False)
+    with read_unswapped(path):  # (a swap deleting the store meanwhile would have it read two stores)
+        return check_kept(path)
+
+
+def check_kept(path: str) -> CheckReport:
+    """:func:`check` of the store at ``path``, which the caller keeps from every other process (a restore,
+    the directory it builds the store in, which it holds an exclusive lock on): without the shared in-use
+    lock, which that lock would keep this waiting for, for ever."""
     report = _check(path)
     if not report.problems:
         return report

@@ -123,6 +123,24 @@ def open_directory(store: str) -> int:
         raise storage_error(exc, f"cannot open the store directory {store}", reading=True) from exc
 
 
+def directory_shared(store: str) -> int:
+    """The store directory ``store`` open (see :func:`open_directory`) with a shared ``flock`` on it, waited
+    for: the in-use lock of a process that reads the store without its ``STATE`` page (see
+    :meth:`WriteLock.hold_directory`), held until the descriptor returned is closed. On a filesystem
+    without locks on directories, open without one (a swap finds none held there either)."""
+    fd = open_directory(store)
+    try:
+        _flock(fd, fcntl.LOCK_SH)
+    except OSError as exc:
+        if exc.errno not in NO_DIRECTORY_LOCKS:
+            os.close(fd)
+            raise storage_error(exc, f"cannot lock the store directory {store}") from exc
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class WouldWait(BaseException):
     """Raised by a contended acquire in the thread a :class:`WriteLock` must not make wait (its
     ``no_wait_thread``: ``kvb serve``'s event loop, which serves its other clients meanwhile and
@@ -186,20 +204,7 @@ class WriteLock:
         itself, which every process that can list the store can open, held until :meth:`close`. A tool
         that swaps the store out tries for an exclusive one (see :func:`kv_backend.state.kept_unopened`),
         and while it holds that this waits; :meth:`at_its_path` then tells whether the store was swapped."""
-        directory = os.path.dirname(self.path)
-        fd = open_directory(directory)
-        try:
-            _flock(fd, fcntl.LOCK_SH)
-        except OSError as exc:
-            if exc.errno not in NO_DIRECTORY_LOCKS:
-                os.close(fd)
-                raise storage_error(exc, f"cannot lock the store directory {directory}") from exc
-            # No locks on directories here: none held (a swap finds none either), but the directory
-            # is kept, for at_its_path.
-        except BaseException:
-            os.close(fd)
-            raise
-        self._dir_fd = fd
+        self._dir_fd = directory_shared(os.path.dirname(self.path))
 
     def _open(self) -> int:
         # A missing LOCK file (any opener makes one: see below) is the store owner's from the start,

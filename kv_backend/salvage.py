@@ -51,7 +51,7 @@ from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.record import reader_of
-from kv_backend.state import page_words
+from kv_backend.state import page_words, read_unswapped
 from kv_backend.unpublished import (
     closed_at,
     closed_whole,
@@ -143,8 +143,10 @@ def salvage(
 ) -> SalvageReport:
     """Copy the newest readable value of every key of store ``src`` into the new store ``dst``.
 
-    ``src`` is only read (never written, locked or repaired: it is the
-    evidence); run this on a store no process is writing. ``dst``, outside ``src``, must not
+    ``src`` is only read (never written, write-locked or repaired: it is the
+    evidence; it holds the shared in-use lock of its directory, so that
+    ``kv_restore --replace`` does not swap it out meanwhile); run this on a
+    store no process is writing. ``dst``, outside ``src``, must not
     exist or be an empty directory; the copy is built next to it and moved
     into place when complete. Keys are written in log order with their
     expiry; expired keys, deleted keys and batches without their COMMIT are
@@ -153,8 +155,6 @@ def salvage(
     that cannot be read as records, reading resumes at the next sound record
     (see the module docstring for what a false match takes).
     """
-    from kv_backend.db import DB
-
     src = store_directory(src)
     refuse_unusable_path(
         os.fsdecode(dst),
@@ -177,6 +177,16 @@ def salvage(
         # link stays; a directory cannot be renamed over a link (which failed after all the work).
         dst = os.path.realpath(dst)
     check_new_store_target(dst, "salvage", SalvageError)
+    with read_unswapped(src):  # (a swap deleting it meanwhile would have the copy hold two stores' keys)
+        return _salvage(src, dst, report, progress)
+
+
+def _salvage(
+    src: str, dst: str, report: SalvageReport, progress: Callable[[int, int], None] | None
+) -> SalvageReport:
+    """:func:`salvage` of ``src`` into ``dst`` (both checked), ``src`` kept in use."""
+    from kv_backend.db import DB
+
     published, intent = page_words(src)  # (read first: see kvb check)
     fids = list_data_files(src)
     if missing := missing_data_files(fids):

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from kv_backend.errors import StorageError
 from kv_backend.filemaps import MMAP_NO_FD
 from kv_backend.files import STATE_FILE, new_file_mode, reserve_space, still_at, storage_error
-from kv_backend.locking import NO_DIRECTORY_LOCKS
+from kv_backend.locking import NO_DIRECTORY_LOCKS, directory_shared
 from kv_backend.owners import open_store_file
 from kv_backend.record import FILE_HEADER_SIZE
 
@@ -370,6 +370,24 @@ def held_at_their_paths(lock: WriteLock, page: SharedState | None) -> bool:
     store's locks and list the files of the one now there; it must let both go and open again (see
     :func:`kept_unopened`). Checked before the data files are listed."""
     return lock.at_its_path() and (page is None or page.at_its_path())
+
+
+@contextlib.contextmanager
+def read_unswapped(store: str) -> Iterator[None]:
+    """Keep the store at ``store`` in use while a tool reads its files without opening it (``kvb check``,
+    ``kvb salvage``): the shared ``flock`` on its directory that an open without a page holds (see
+    :meth:`~kv_backend.locking.WriteLock.hold_directory`), so that ``kv_restore --replace`` refuses to swap
+    it out and delete it meanwhile (the tool would read files of two stores). Taken on the directory at the
+    path when the block starts: one swapped meanwhile is let go, and the new one taken (a few times)."""
+    for _ in range(REOPENS):
+        fd = directory_shared(store)
+        try:
+            if still_at(fd, store):
+                yield
+                return
+        finally:
+            os.close(fd)
+    raise replaced_at_every_open(store)
 
 
 def replaced_at_every_open(path: str) -> StorageError:

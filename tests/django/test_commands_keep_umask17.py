@@ -148,7 +148,7 @@ def test_kv_restore_leaves_the_files_of_other_threads_alone(tmp_path, monkeypatc
         if replace:
             caches["target"].set("old", 1)
             close_all()
-        _hook(monkeypatch, kv_backend.check, "check", other.create)  # restore() checks the copy
+        _hook(monkeypatch, kv_backend.check, "check_kept", other.create)  # restore() checks the copy
         args = ["--replace"] if replace else []
         call_command("kv_restore", url, "--cache", "target", *args, stdout=StringIO())
         assert other.modes == [0o644]

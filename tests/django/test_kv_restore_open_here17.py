@@ -40,10 +40,12 @@ def test_kv_restore_names_this_process_when_its_threads_use_the_store(tmp_path, 
             monkeypatch.setattr(
                 command, "close_store", lambda path: (close_store(path), _use_from_another_thread("c"))
             )
-        else:  # while the backup is restored
-            check = kv_backend.check.check
+        else:  # while the backup is restored (whose store restore() checks with check_kept)
+            check = kv_backend.check.check_kept
             monkeypatch.setattr(
-                kv_backend.check, "check", lambda *a, **k: (_use_from_another_thread("c"), check(*a, **k))[1]
+                kv_backend.check,
+                "check_kept",
+                lambda *a, **k: (_use_from_another_thread("c"), check(*a, **k))[1],
             )
         with pytest.raises(
             CommandError, match=r"open(ed by| in) this process \(another of its threads"
