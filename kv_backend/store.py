@@ -274,8 +274,9 @@ class Store(MutableMapping[K, Any], Generic[K]):
                         and (not expiry or expiry > _time())
                     ):
                         data = body[vstart:]
+                        loads = self._floads  # (read, then called: see _getitem)
                         try:
-                            return self._floads(data)
+                            return loads(data)
                         except DeserializationError as exc:  # from the checked loads itself: not twice
                             _reraise_loading(k, exc)
                         except Exception:
