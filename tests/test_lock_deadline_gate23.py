@@ -75,3 +75,33 @@ def test_blocks_ended_by_an_error_or_in_any_order_leave_no_gate_open():
         may_leave.set()
         other.join(10)
     assert not locking._limits_open
+
+
+class _Watched(threading.local):
+    """A stand-in for the deadline's thread-local that counts every look at it."""
+
+    looks = 0
+
+    def __getattribute__(self, name: str) -> object:
+        type(self).looks += 1
+        return super().__getattribute__(name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        type(self).looks += 1
+        super().__setattr__(name, value)
+
+
+def test_writes_outside_any_block_leave_the_thread_local_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(locking, "_wait_limit", _Watched())
+    with DB(str(tmp_path / "store")) as db:
+        _Watched.looks = 0
+        for i in range(20):
+            db.put(b"k%d" % i, b"v")
+        db.delete(b"k0")
+        with db.locked():
+            db.put(b"k0", b"v")
+        assert _Watched.looks == 0
+        with waiting_until(time.monotonic() + 60):
+            db.put(b"k1", b"w")  # inside a block the deadline is read, and cleared once the lock is taken
+        assert _Watched.looks > 0
+        assert db.get(b"k0") == b"v" and db.get(b"k1") == b"w"
