@@ -65,6 +65,7 @@ from kv_backend.errors import (
     ValueTooLargeError,
 )
 from kv_backend.files import valid_unicode
+from kv_backend.http.bodytimer import BodyTimer
 from kv_backend.http.etags import (
     ANY,
     Condition,
@@ -102,9 +103,10 @@ DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 10_000
 #: Largest JSON request body (POST /v1/backup).
 MAX_JSON_BODY = 1 << 20
-#: Seconds a request body may go without a single byte arriving before the request is answered 408
-#: (nginx's client_body_timeout has the same default): a client that stalls mid-upload would
-#: otherwise hold what it sent, up to the value size limit, in memory for as long as it lives.
+#: Seconds a request body may go without a single byte arriving, counted from when the request first
+#: asks for it, before the request is answered 408 (nginx's client_body_timeout has the same
+#: default): a client that stalls mid-upload would otherwise hold what it sent, up to the value size
+#: limit, in memory for as long as it lives, and one that sends no byte of it a connection slot.
 BODY_TIMEOUT = 60.0
 #: Largest ``?ttl=`` in seconds (about 285 million years). Redis refuses an EXPIRE whose expiry time
 #: in milliseconds does not fit a signed 64-bit integer (about 9.22e15 s from now); a fixed, round
@@ -923,32 +925,17 @@ class _Api:
         declared = request.headers.get("content-length")
         if declared is not None:  # (a number: checked above) refused before any of it is read
             # Counted as it arrives, as a chunked body, and not from here: a client that declares a
-            # length and then sends nothing (the first read has no timer) would keep it for good.
+            # length and then sends nothing holds nothing of it until the timer below ends it.
             self.hold(request, int(declared), what, count=False)
         chunks: list[bytes] = []
         size = 0
         receive = request.receive
         more = True
-        first = True
+        timer = BodyTimer(BODY_TIMEOUT)  # from the first read on: nothing of the body may have come yet
         try:
             while more:
-                if first:
-                    # No timer for the first message: most bodies arrive whole in it, and a timer
-                    # per message costs more than the rest of a small PUT. Until it comes, nothing
-                    # of the body is held.
-                    first = False
-                    message = await receive()
-                else:
-                    try:
-                        message = await asyncio.wait_for(receive(), BODY_TIMEOUT)
-                    except asyncio.TimeoutError:  # (TimeoutError itself only from Python 3.11)
-                        raise HTTPAPIError(
-                            408,
-                            "request_timeout",
-                            f"no byte of {what} arrived for {BODY_TIMEOUT:g} s (after {size} bytes); "
-                            "nothing was stored",
-                            {"Connection": "close"},
-                        ) from None
+                message = await receive()
+                timer.arrived()
                 if message["type"] != "http.request":  # http.disconnect
                     raise ClientDisconnect()
                 chunk = message.get("body", b"")
@@ -972,13 +959,22 @@ class _Api:
                 "nothing was stored",
             ) from None
         except asyncio.CancelledError:
-            # The server is shutting down and stopped waiting for a client still sending its body
-            # (kvb http's SHUTDOWN_GRACE). Left to propagate, the cancellation makes uvicorn answer
-            # a plain-text 500, as for a bug, and leaves the client guessing whether the value was
-            # stored. Nothing was: say so, in the API's own shape, and end the request normally.
+            # The body timer ended the wait, or the server is shutting down and stopped waiting for
+            # a client still sending its body (kvb http's SHUTDOWN_GRACE). Left to propagate, the
+            # cancellation makes uvicorn answer a plain-text 500, as for a bug, and leaves the
+            # client guessing whether the value was stored. Nothing was: say so, in the API's own
+            # shape, and end the request normally.
             task = asyncio.current_task()
             if task is not None and hasattr(task, "uncancel"):  # Python 3.11+
                 task.uncancel()
+            if timer.fired:
+                raise HTTPAPIError(
+                    408,
+                    "request_timeout",
+                    f"no byte of {what} arrived for {BODY_TIMEOUT:g} s (after {size} bytes); "
+                    "nothing was stored",
+                    {"Connection": "close"},
+                ) from None
             raise HTTPAPIError(
                 503,
                 "store_closed",
@@ -986,6 +982,8 @@ class _Api:
                 "bytes; nothing was stored: send the request again once the server is back",
                 {"Connection": "close"},
             ) from None
+        finally:
+            timer.stop()
         return b"".join(chunks)
 
     async def refuse_body(self, request: Request, what: str, hint: str) -> None:

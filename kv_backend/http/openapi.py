@@ -113,6 +113,12 @@ _TTL_PARAM = {
 }
 
 _UNAUTHORIZED = _error("Missing or wrong bearer token (only when the server was started with a token).")
+#: The body timeout (kv_backend.http.app.BODY_TIMEOUT), counted from when the request asks for its body.
+_BODY_TIMEOUT = _error("No byte of the body arrived for 60 s (none at all, or no more); nothing was done.")
+#: The same timeout met by a chunked body sent to an endpoint that takes none (it is read to be refused).
+_NO_BODY_TIMEOUT = _error(
+    "A chunked request body (this endpoint takes none) sent no byte for 60 s; nothing was done."
+)
 _BAD_KEY = _error(
     "The key is empty or longer than 65536 bytes, or has a '%' that starts no %XX escape; "
     "or a parameter is invalid."
@@ -383,7 +389,7 @@ _DOCUMENT: dict[str, Any] = {
                     ),
                     "401": _UNAUTHORIZED,
                     "412": _error("The If-None-Match / If-Match condition failed; nothing was stored."),
-                    "408": _error("No byte of the body arrived for 60 s; nothing was done."),
+                    "408": _BODY_TIMEOUT,
                     "413": _error("The value is larger than the server's limit."),
                     "415": _error("A Content-Encoding other than identity; nothing was stored."),
                 },
@@ -431,6 +437,7 @@ _DOCUMENT: dict[str, Any] = {
                     },
                     "400": _BAD_KEY,
                     "401": _UNAUTHORIZED,
+                    "408": _NO_BODY_TIMEOUT,
                     "409": _error("The stored value is not a decimal integer."),
                     "412": _error("If-Match / If-None-Match did not hold for the key; nothing was added."),
                 },
@@ -456,6 +463,7 @@ _DOCUMENT: dict[str, Any] = {
                     "400": _BAD_KEY,
                     "401": _UNAUTHORIZED,
                     "404": _error("No such key."),
+                    "408": _NO_BODY_TIMEOUT,
                     "412": _error(
                         "If-Match / If-None-Match did not hold for the key; the expiry is unchanged."
                     ),
@@ -490,6 +498,7 @@ _DOCUMENT: dict[str, Any] = {
                     "200": _json("The merge report.", "#/components/schemas/MergeReport"),
                     "400": _error("A parameter is invalid."),
                     "401": _UNAUTHORIZED,
+                    "408": _NO_BODY_TIMEOUT,
                     "409": _error("Another process is merging this store."),
                     "501": _error("This installation cannot merge."),
                 },
@@ -521,7 +530,7 @@ _DOCUMENT: dict[str, Any] = {
                         "A check failed (check_failed) or incr met a non-integer value (not_an_integer); "
                         "nothing was written. `index` names the operation."
                     ),
-                    "408": _error("No byte of the body arrived for 60 s; nothing was done."),
+                    "408": _BODY_TIMEOUT,
                     "413": _error("The body is larger than the server's limit (KVB_HTTP_MAX_VALUE_SIZE)."),
                     "415": _error("A Content-Encoding other than identity."),
                     "503": _error(
@@ -551,7 +560,7 @@ _DOCUMENT: dict[str, Any] = {
                         "(invalid_backup_target)."
                     ),
                     "401": _UNAUTHORIZED,
-                    "408": _error("No byte of the body arrived for 60 s; nothing was done."),
+                    "408": _BODY_TIMEOUT,
                     "409": _error("A backup of the given name already exists at the URL (backup_exists)."),
                     "413": _error("The body is larger than 1 MiB."),
                     "415": _error("A Content-Encoding other than identity."),
