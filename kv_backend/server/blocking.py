@@ -81,6 +81,12 @@ class Waiters:
         """How many clients are blocked."""
         return len({id(c) for conns in self.by_key.values() for c in conns})
 
+    def with_timeout(self) -> int:
+        """How many blocked clients wait with a timeout (INFO's clients_in_timeout_table, as Redis's)."""
+        return len(
+            {id(c) for conns in self.by_key.values() for c in conns if c.blocked and c.blocked.timeout > 0}
+        )
+
     def block(self, conn: Connection, blk: Block) -> None:
         """Park ``conn`` until one of ``blk.keys`` may have data or the timeout passes."""
         conn.blocked = blk

@@ -1262,6 +1262,7 @@ class Server:
                 *self._buffer_lines(),
                 f"blocked_clients:{len(self.waiters)}",
                 f"tracking_clients:{len(self.tracking.clients)}",
+                f"clients_in_timeout_table:{self.waiters.with_timeout()}",
             ],
             b"memory": [
                 f"used_memory:{used}",
