@@ -224,21 +224,21 @@ class _Reading(_Parts):
             return body[vstart:], expiry, _tag(off, crc)
         return body[vstart:], expiry
 
-    def _first_value_byte(self, key: bytes, size: int = 0) -> int | None:
-        """The first byte of ``key``'s live value, unchecked; None if absent, expired or empty, or
-        (``size`` given) if the value is not ``size`` bytes long.
+    def _peek_value(self, key: bytes, size: int = 0) -> bytes | None:
+        """``key``'s live value if it is ``size`` bytes long, else None; without ``size``, the
+        value's first byte (None if it is empty). Unchecked, as None if absent or expired.
 
-        Reads one byte and skips the CRC check, so it must only choose a code
-        path (the structures layer reads a key's type tag with it before
-        overwriting the key, and a hash's tag and size before overwriting one of
-        its fields) and never be returned to a caller as data.
+        Reads those bytes and skips the CRC check, so it must only choose a code path (the
+        structures layer reads a key's type tag with it before overwriting the key, and a hash's
+        whole metadata record before overwriting one of its fields) and never be returned to a
+        caller as data.
         """
         kd, maps = view = self._view  # then the check (see _current_view)
         if self._tailw.value != self._seen:
             kd, maps = view = self._current_view()
         loc = kd.get(key)
         if self._view is not view:  # another thread's transaction wrote meanwhile (see get)
-            return self._first_value_byte(key, size)
+            return self._peek_value(key, size)
         if loc is None:
             return None
         exp = self._ix.exp
@@ -249,10 +249,15 @@ class _Reading(_Parts):
         off = (loc >> 32) & _M40
         start = off + _HEADER_SIZE + len(key)
         end = off + (loc & _M32)
-        if (end - start != size) if size else (start >= end):
+        if size:
+            if end - start != size:
+                return None
+        elif start < end:
+            end = start + 1
+        else:
             return None
         try:
-            return maps[loc >> 72][start]
+            return maps[loc >> 72][start:end]
         except ValueError:
             self._closed_under_read()
             raise

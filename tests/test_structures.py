@@ -296,9 +296,9 @@ def test_set_over_a_collection_replaces_it(s):
 def test_set_reads_the_type_tag_of_what_it_replaces(s, store_path):
     """SET peeks at the old value's type tag without reading it whole; every case still comes out right."""
     db = s.db
-    assert db._first_value_byte(META + b"nothing") is None
+    assert db._peek_value(META + b"nothing") is None
     s.set("str", "x" * 5000)
-    assert db._first_value_byte(META + b"str") == ord("s")
+    assert db._peek_value(META + b"str") == b"s"
     s.set("str", "y")
     assert s.get("str") == b"y"
     s.rpush("lst", "a", "b")
@@ -306,11 +306,11 @@ def test_set_reads_the_type_tag_of_what_it_replaces(s, store_path):
     assert s.get("lst") == b"now a string" and list(db.keys(prefix=LIST)) == []
     s.set("short", "v", ex=0.05)
     time.sleep(0.1)
-    assert db._first_value_byte(META + b"short") is None  # expired: treated as absent
+    assert db._peek_value(META + b"short") is None  # expired: treated as absent
     s.set("short", "again")
     assert s.get("short") == b"again" and s.ttl("short") is None
     db.put(b"empty", b"")
-    assert db._first_value_byte(b"empty") is None
+    assert db._peek_value(b"empty") is None
     # Another handle on the same store sees the type change at once.
     with Structures(store_path) as other:
         assert other.get("lst") == b"now a string"

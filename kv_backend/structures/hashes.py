@@ -21,6 +21,8 @@ from kv_backend.structures.layout import (
     _I64_MAX,
     _I64_MIN,
     HASH,
+    HASH_META_ABOVE,
+    HASH_META_BELOW,
     META,
     META_SIZE,
     T_HASH,
@@ -127,10 +129,17 @@ class Hashes(Keyspace):
         db = self.db
         pfx = HASH + _lp(name)
         with db.locked():
-            if len(items) == 1 and not nx and db._first_value_byte(META + name, _HASH_META) == T_HASH:
+            meta = db._peek_value(META + name, _HASH_META) if len(items) == 1 and not nx else None
+            if (
+                meta is not None
+                and HASH_META_ABOVE < meta < HASH_META_BELOW  # a hash's tag, 0 < count < _BOUND
+                and not meta[9]  # version < _BOUND
+                and not meta[10]
+            ):
                 # One existing field of a live hash overwritten: one record, the metadata is
-                # unchanged, so its type tag and size are all that must be read (another front
-                # end's record with a hash's tag, of another size, is refused below, as by _meta).
+                # unchanged, so it is read only to check that it has a hash's form, unchecked
+                # (another front end's record with a hash's tag, of another size or with counts no
+                # hash has, such as 0, is refused below, by _meta and _count).
                 ((field, value),) = items
                 if pfx + field in db:
                     db.put(pfx + field, value)

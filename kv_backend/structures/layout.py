@@ -254,6 +254,11 @@ def foreign_meta(meta: bytes) -> bool:
 
 
 _CNT = struct.Struct(">QQ")  # count, version
+#: A hash's metadata record of its size (17 bytes) lies strictly between these two as bytes exactly when
+#: it has a hash's tag and a count from 1 to _BOUND - 1; with its version's first two bytes zero, that is
+#: when counts() accepts it. HSET's fast path checks it so, with no unpacking (see Hashes._hset).
+HASH_META_ABOVE = bytes([T_HASH]) + bytes(8) + b"\xff" * 8
+HASH_META_BELOW = bytes([T_HASH, 0, 1])
 
 
 _LST = struct.Struct(">qqQ")  # head (inclusive), tail (exclusive), version

@@ -127,8 +127,8 @@ class Strings(Keyspace):
             data = b"s" + value
             if not (nx or xx or keepttl or get):
                 # Only the type tag matters here, and the key is overwritten either way.
-                tag = db._first_value_byte(mk)
-                if tag is None or tag == T_STRING:
+                tag = db._peek_value(mk)
+                if tag is None or tag == b"s":
                     db.put(mk, data, ex, expires_at=exat)
                     return True
             with db.locked():
