@@ -713,7 +713,8 @@ class Connection(asyncio.Protocol):
         """One CLIENT LIST line, with Redis 7.2's fields in its order (clients parse them by name).
 
         Buffer fields Redis has and this server does not keep (argv-mem,
-        rbs...) are 0; ``omem`` is what waits in the transport's write buffer.
+        rbs...) are 0; ``omem`` is what waits in the transport's write buffer, ``multi-mem`` the
+        bytes of the arguments of the commands queued in MULTI.
         """
         now = time.time()
         text = _text
@@ -732,13 +733,14 @@ class Connection(asyncio.Protocol):
         omem = transport.get_write_buffer_size() if transport is not None else 0
         sock = transport.get_extra_info("socket") if transport is not None else None
         qbuf = self.parser.have
+        queued = _size(self.multi) if self.multi else 0  # (held in memory until EXEC or DISCARD)
         return (
             f"id={self.id} addr={self.peer} laddr={self.local} fd={sock.fileno() if sock else -1} "
             f"name={text(self.name)} age={int(now - self.created)} idle={int(now - self.last_active)} "
             f"flags={flags or 'N'} db=0 sub={len(self.channels)} psub={len(self.patterns)} "
             f"ssub={len(self.shard_channels)} "
             f"multi={-1 if self.multi is None else len(self.multi)} qbuf={qbuf} qbuf-free=0 argv-mem=0 "
-            f"multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} tot-mem={qbuf + omem} "
+            f"multi-mem={queued} rbs=0 rbp=0 obl=0 oll=0 omem={omem} tot-mem={qbuf + queued + omem} "
             f"events={'rw' if omem else 'r'} cmd={text(self.last_command)} user=default "
             f"redir={self.tracking.redirect if self.tracking is not None else -1} "
             f"resp={3 if self.resp3 else 2} lib-name={text(self.lib.get('LIB-NAME'))} "
