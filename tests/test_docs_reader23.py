@@ -328,7 +328,13 @@ def read_store(path: str, now: float) -> Contents:
     replay = Replay(out, now)
     tail = state_tail(path)
     newest = os.path.join(path, names[-1][2]) if names else ""
-    dead_rotation_after = bool(names) and names[-1][1] == 0 and os.path.getsize(newest) <= 16
+    # A newest file holding at most its header, which no page names: a rotation may have died after it.
+    dead_rotation_after = (
+        bool(names)
+        and names[-1][1] == 0
+        and os.path.getsize(newest) <= 16
+        and (tail is None or tail[0] != names[-1][0])
+    )
     for i, (major, minor, name) in enumerate(names):
         with open(os.path.join(path, name), "rb") as f:
             buf = f.read()
