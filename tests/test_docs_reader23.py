@@ -5,7 +5,10 @@ records. Where the two differ, the docs (or the engine) are wrong.
 
 The reader part (up to "The comparison") imports nothing from kv_backend. Its simplifications: it
 does not check for a published end inside a committed batch, nor read a transaction a power failure
-tore, nor the no-page rules for the file before a rotation that died (none of which these stores hold).
+tore (none of which these stores hold), and reads the file before a rotation that died without a page
+only roughly. Beyond tests/test_format_reader11.py it adds: a reader that follows the current text,
+random damage to every record field with and without a page and hint files, merges that keep damaged
+records, merge outputs cut short, and agreement with `kvb check` on whether there is damage at all.
 """
 
 from __future__ import annotations
