@@ -38,18 +38,19 @@ def path(tmp_path, request):
     return path, request.param
 
 
-def test_hset_of_an_existing_field_is_refused(path):
-    path, value = path
+def assert_refused(path: str, value: bytes, calls) -> None:
+    """Each of ``calls`` on the store at ``path`` (whose key bar's metadata record is ``value``) raises
+    ForeignRecordError naming bar, and writes nothing."""
     with Structures(path) as s:
-        for call in CALLS:
+        for call in calls:
             with pytest.raises(ForeignRecordError) as info:
                 call(s)
             assert info.value.name == b"bar"
         assert s.db.get(FIELD) == b"old" and s.db.get(b"\x00mbar") == value  # nothing written
 
 
-def test_kvb_serve_answers_an_error(path):
-    path, value = path
+def assert_serve_refuses(path: str, value: bytes) -> None:
+    """kvb serve answers HSET and HMSET of bar's field f with the foreign-record error, writing nothing."""
     server = resp.Server(path)
     try:
         conn = resp.Connection(server)
@@ -59,6 +60,14 @@ def test_kvb_serve_answers_an_error(path):
         assert server.db.get(FIELD) == b"old" and server.db.get(b"\x00mbar") == value
     finally:
         server.db.close()
+
+
+def test_hset_of_an_existing_field_is_refused(path):
+    assert_refused(*path, CALLS)
+
+
+def test_kvb_serve_answers_an_error(path):
+    assert_serve_refuses(*path)
 
 
 def test_a_hash_of_the_layout_is_set_as_before(tmp_path):

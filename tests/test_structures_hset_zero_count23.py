@@ -13,11 +13,10 @@ import random
 import struct
 
 import pytest
-from test_structures_hset_foreign_size22 import FIELD
+from test_structures_hset_foreign_size22 import FIELD, assert_refused, assert_serve_refuses
 
 from kv_backend import DB
-from kv_backend.server import resp
-from kv_backend.structures import ForeignRecordError, Structures
+from kv_backend.structures import Structures
 from kv_backend.structures.layout import _BOUND, HASH_META_ABOVE, HASH_META_BELOW, T_HASH, counts
 
 #: HSET's forms, and two commands that read the count (HGET and HEXISTS read the field alone and
@@ -50,26 +49,11 @@ def path(tmp_path, request):
 
 
 def test_hset_of_an_existing_field_is_refused_as_every_hash_command_refuses_it(path):
-    path, value = path
-    with Structures(path) as s:
-        for call in CALLS:
-            with pytest.raises(ForeignRecordError) as info:
-                call(s)
-            assert info.value.name == b"bar"
-        assert s.db.get(FIELD) == b"old" and s.db.get(b"\x00mbar") == value  # nothing written
+    assert_refused(*path, CALLS)
 
 
 def test_kvb_serve_answers_an_error_and_writes_nothing(path):
-    path, value = path
-    server = resp.Server(path)
-    try:
-        conn = resp.Connection(server)
-        for args in ([b"HSET", b"bar", b"f", b"new"], [b"HMSET", b"bar", b"f", b"new"]):
-            reply = conn.execute(args)
-            assert "not written by kvb serve but by another front end" in reply.message, args
-        assert server.db.get(FIELD) == b"old" and server.db.get(b"\x00mbar") == value
-    finally:
-        server.db.close()
+    assert_serve_refuses(*path)
 
 
 def test_a_hash_at_the_largest_counts_the_layout_accepts_is_overwritten_in_place(tmp_path):
