@@ -421,7 +421,8 @@ def unfinished_batch(read: Read, pos: int, size: int) -> bool:
     """Whether what starts at ``pos`` in a data file of ``size`` bytes, where its data ends, is a transaction
     a writer died in: up to reserved zeros that run to the end of the file, records of a batch that check
     out, without their COMMIT, and no other record that checks out (no COMMIT, none without the batch
-    flag), with bytes that are no record around them (one torn at the end, or sectors of the transaction
+    flag, also where the lengths of bytes that are no record lead: :func:`_commit_by_lengths`), with
+    bytes that are no record around them (one torn at the end, or sectors of the transaction
     that a power failure lost while it kept later ones); or records of a batch every one of which a power
     failure damaged, of the dying writer's transaction or batch (:func:`_damaged_batch`). A killed writer's
     rotation cuts it (tail recovery)
@@ -439,11 +440,37 @@ def unfinished_batch(read: Read, pos: int, size: int) -> bool:
             if rtype == rec.COMMIT or not flags & rec.FLAG_BATCH:
                 return False
             found, pos = True, pos + n
+        elif _commit_by_lengths(read, pos, zeros, size):
+            return False
         elif (nxt := rec.resync(read, pos, size)) is not None and nxt < zeros:
             pos = nxt
         else:
             break
     return zeros < size and (found or _damaged_batch(read, start, zeros, size))
+
+
+def _commit_by_lengths(read: Read, pos: int, zeros: int, size: int) -> bool:
+    """Whether stepping from ``pos`` (bytes that are no record, before ``zeros``) over damaged records by
+    their sound lengths reaches a sound record, so confirming those lengths (rule 1 of the published part),
+    and a COMMIT is among what it reached: a sound COMMIT or record without the batch flag, or a damaged
+    record without a key (rule 1: a COMMIT). A dying writer writes a transaction's COMMIT last, so the
+    batch before it committed: damage, not the unfinished write (the COMMIT itself may be no confirmed
+    record, followed by a sector of the next transaction the power failure kept, and reading would not
+    resume there)."""
+    keyless = False
+    while pos < zeros:
+        head = read(pos, rec.HEADER_SIZE)
+        if len(head) < rec.HEADER_SIZE or not head.strip(b"\0"):
+            return False
+        _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
+        if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE:
+            return False
+        keyless = keyless or klen == 0
+        pos += rec.HEADER_SIZE + klen + vlen
+        if pos < zeros and rec.sound_size(read, pos, size):
+            _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(pos, rec.HEADER_SIZE))
+            return keyless or rtype == rec.COMMIT or not flags & rec.FLAG_BATCH
+    return False
 
 
 def _damaged_batch(read: Read, pos: int, zeros: int, size: int) -> bool:

@@ -195,8 +195,9 @@ def _unfinished_transaction(buf: bytes, pos: int) -> bool:
     """Whether what follows ``pos``, where the data of the file before a newest one holding at most a header
     ends without a page, is a transaction a writer died in: up to reserved zeros that run to the end of the
     file, records of a batch that check out and no other record that checks out (no COMMIT, none without
-    the batch flag), bytes that are no record around them; or two or more records of a batch, none of which
-    checks out, with sound lengths, each ending where the next starts and the last past the zeros' start."""
+    the batch flag, nor a COMMIT reached by the lengths of bytes that are no record), bytes that are no
+    record around them; or two or more records of a batch, none of which checks out, with sound lengths,
+    each ending where the next starts and the last past the zeros' start."""
     zeros = len(buf.rstrip(b"\0"))
     start, found = pos, False
     while pos < zeros:
@@ -207,6 +208,17 @@ def _unfinished_transaction(buf: bytes, pos: int) -> bool:
                 return False
             found, pos = True, end
             continue
+        # (bytes that are no record, whose lengths lead over damaged records to a sound one, which confirms
+        # them: a COMMIT among them, sound or damaged without a key, ends a batch that committed)
+        keyless, step = False, pos
+        while step < zeros and (nxt := _sound_lengths(buf, step)) is not None:
+            keyless = keyless or HEADER.unpack_from(buf, step)[3] == 0
+            if nxt < zeros and _sound(buf, nxt) is not None:
+                r = _record(buf, nxt)
+                if r is None or keyless or r[1] == COMMIT or not r[2] & 1:
+                    return False
+                break
+            step = nxt
         # (where reading would resume after bytes that are no record: the next confirmed sound record)
         pos = next((c for c in range(pos + 1, zeros) if _resumes_at(buf, c)), zeros)
     if found or zeros == len(buf):
