@@ -492,6 +492,14 @@ class _Opening(_Parts):
             raise storage_error(exc, f"cannot recover the end of {path}") from exc
         finally:
             os.close(fd)
+        if self._files_must_be_durable():
+            # The active file may be one a rotation that died created, before the directory fsync that
+            # makes its name durable: this writer's acknowledged writes go there (a file's fsync does
+            # not make its name durable).
+            try:
+                fsync_dir(self.path)
+            except OSError as exc:
+                raise storage_error(exc, f"cannot fsync the directory {self.path}") from exc
         st.initialize(gen, active[0], end)
 
     def _trusted_page(self, fids: list[FileId]) -> tuple[int, int] | None:

@@ -405,11 +405,13 @@ def kill_at_call(call: str, n: int) -> None:
 
 
 class FsyncSpy:
-    """Counts fdatasync/fsync calls and remembers what the file held at each call."""
+    """Counts fdatasync/fsync calls and remembers what the file (or directory: ``paths``) was and held at
+    each call."""
 
     def __init__(self, monkeypatch) -> None:
         self.calls: list[int] = []
         self.contents: list[bytes] = []
+        self.paths: list[str] = []
         real_fdatasync, real_fsync = os.fdatasync, os.fsync
 
         def fdatasync(fd):
@@ -425,6 +427,7 @@ class FsyncSpy:
 
     def _seen(self, fd: int) -> None:
         self.calls.append(fd)
+        self.paths.append(os.readlink(f"/proc/self/fd/{fd}"))
         try:
             size = os.fstat(fd).st_size
             self.contents.append(os.pread(fd, size, 0) if size <= (16 << 20) else b"")
