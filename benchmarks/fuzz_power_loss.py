@@ -596,8 +596,11 @@ def judge(
         problems = check(store).problems
         damaged["check"] = any(LAGGING not in p.what for p in problems)
         lagging = any(LAGGING in p.what for p in problems)
-        # (An open reads a file through its hint file, and so finds only the damage of the records it reads.)
-        hinted = all(os.path.exists(p.path[: -len(".data")] + ".hint") for p in problems)
+        # (An open reads a file through its hint file, and so finds only the damage of the records it reads;
+        # the stop after a lagging page is no damage an open finds, whatever else kvb check reports.)
+        hinted = all(
+            os.path.exists(p.path[: -len(".data")] + ".hint") for p in problems if LAGGING not in p.what
+        )
         step = "kvb salvage"
         report = salvage(store, os.path.join(scratch, "salvaged"))
         damaged["salvage"] = bool(report.regions or report.records_skipped or report.damaged_keys)
