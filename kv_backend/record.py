@@ -547,6 +547,26 @@ def resync(read: Callable[[int, int], bytes], pos: int, end: int) -> int | None:
     return None
 
 
+def sound_within(read: Callable[[int, int], bytes], start: int, end: int) -> bool:
+    """Whether a sound record (:func:`sound_size`, lying inside ``end``) starts anywhere in ``[start, end)``,
+    confirmed or not; read a window at a time, the headers that may start one found, and checksummed from
+    prefix CRCs, as :func:`resync` does (candidates that overlap read each byte once)."""
+    p = start
+    crcs = RangeCrc(read, start + 1, crc32)
+    while p <= end - HEADER_SIZE:
+        window = read(p, min(_RESYNC_WINDOW, end - p))
+        last = len(window) - HEADER_SIZE
+        if last < 0:
+            return False
+        i = 4
+        while (m := _MAYBE_RECORD.search(window, i, last + 14)) is not None:
+            i = m.start() + 1
+            if sound_size(read, p + m.start() - 4, end, crcs):
+                return True
+        p += last + 1
+    return False
+
+
 def only_zeros(read: Callable[[int, int], bytes], pos: int, end: int) -> bool:
     """True if only zero bytes (space reserved ahead of the data) lie between ``pos`` and ``end``,
     read a window at a time; bytes the file does not hold count as zeros."""

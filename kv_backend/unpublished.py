@@ -139,9 +139,33 @@ def trusted_page(
             pos += n
         elif (nxt := rec.resync(read, pos, size)) is not None and nxt <= end:
             pos = nxt
+        elif _inside_an_open_batch(read, pos, end, size):
+            return None
         else:
             break
     return None if pos > end else published
+
+
+def _inside_an_open_batch(read: Read, pos: int, end: int, size: int) -> bool:
+    """Whether the published ``end`` of a data file of ``size`` bytes lies inside the damaged record at
+    ``pos``, reached from the file's header (no reading resumes after it before ``end``), of a batch open
+    there: its lengths sound and inside the file, records of a batch without their COMMIT before it (read
+    from the header by the rules of the published part), and no sound record between it and ``end``, where
+    that COMMIT would lie had it been published. No writer publishes an end inside a record or a batch: a
+    bit flipped in the tail moved it into a transaction a killed writer left after the end, whose records a
+    power failure damaged, and its intent word vouches for it. Read with it, that record would be a damaged
+    header and the batch applied (rule 3), returning values never committed."""
+    head = read(pos, rec.HEADER_SIZE)
+    if len(head) < rec.HEADER_SIZE or not head.strip(b"\0"):
+        return False
+    _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
+    if (
+        klen > rec.MAX_KEY_SIZE
+        or vlen > rec.MAX_VALUE_SIZE
+        or not end < pos + rec.HEADER_SIZE + klen + vlen <= size
+    ):
+        return False
+    return _batch_records(read, rec.FILE_HEADER_SIZE, pos) > 0 and not rec.sound_within(read, pos + 1, end)
 
 
 def _inside_a_batch(read: Read, end: int, size: int) -> bool:

@@ -307,7 +307,8 @@ def _page_inside_a_record(
     """Whether the page names a data file (minor id 0; no merge output newest) whose published end is
     not followed by what a writer leaves (22 zero bytes, where the intent word equals the tail, or a
     header of type 1 to 3, flags up to 1 and lengths in bounds) and lies inside a sound record of it,
-    following its sound records one after the other from its header: a damaged page."""
+    following its sound records one after the other from its header, or inside a damaged record of a batch
+    open there that reaching it stops at: a damaged page."""
     named = (page[0], 0)
     if named not in ids or ids[-1][1] != 0:
         return False
@@ -332,9 +333,23 @@ def _page_inside_a_record(
             # (a damaged region: up to where reading resumes, unless that is past the end)
             nxt = _resume(buf, pos)
             if nxt is None or nxt > page[1]:
-                break
+                return _inside_an_open_batch(buf, pos, page[1])
         pos = nxt
     return pos > page[1]
+
+
+def _inside_an_open_batch(buf: bytes, pos: int, end: int) -> bool:
+    """Whether the published ``end`` lies inside the damaged record at ``pos`` (where no reading resumes
+    before the end), its lengths sound and inside the file, where a batch is open (read from the header by
+    the published rules), with no sound record between its start and the end: a damaged page."""
+    after = _sound_lengths(buf, pos)
+    if after is None or after <= end:
+        return False
+    _, data_end, stop = _scan(buf, 16, pos, published=True, rule3=False, by_end=True)
+    if stop < pos or data_end >= pos:
+        return False
+    part = buf[:end]
+    return all(_sound(part, c) is None for c in range(pos + 1, end - 21))
 
 
 def _left_by_a_dead_writer(buf: bytes, pos: int) -> bool:
