@@ -25,7 +25,9 @@ durable is lost or cut short (a dead rotation's short new file); the STATE page 
 zeros, or one its writers left at some system call (not older than its last flush), then sometimes a
 bit flipped in its tail or intent word, or its end moved back to another record boundary of its file;
 and now and then the type byte of a record that a sound record follows is damaged (more often the one
-at the page's end: two damages in one place).
+at the page's end: two damages in one place), not one with a key that records of a batch that never
+commits follow (without a page, that reads as a transaction a writer died in, its first record damaged
+by the power failure, which readers need not tell from it).
 
 Then every reader reads the store: a read-only open, the format reader of the tests
 (tests/test_format_reader11.py, where the tests are there), ``kvb check``, ``kvb salvage`` (and the
@@ -38,8 +40,10 @@ durable (with ``--damage``: every acknowledged one under ``sync="always"``; ``sy
 nothing, not even a prefix, and neither does damage reported after a power failure before the last
 writer, whose merge may drop a damaged record); the readers disagree (on
 the values, or on whether there is damage, but for what docs/protocol.md says only some of them find);
-a reader raises; a merge of a store without damage fails or changes it; or, without ``--damage``, any
-damage is reported. Bad seeds are printed with a one-line reason, and the exit status is 1.
+a reader raises, or a writer does (but for a merge or an ``expire``, which reads its key, refused by
+damage a power failure before that writer left, kvb check having reported it: then counted as not
+done); a merge of a store without damage fails or changes it; or, without ``--damage``, any damage is
+reported. Bad seeds are printed with a one-line reason, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ from kv_backend.backup import backup_store, restore  # noqa: E402
 from kv_backend.check import check  # noqa: E402
 from kv_backend.errors import CorruptionError  # noqa: E402
 from kv_backend.files import data_name  # noqa: E402
-from kv_backend.record import FILE_HEADER_SIZE, HEADER, reader_of, sound_size  # noqa: E402
+from kv_backend.record import COMMIT, FILE_HEADER_SIZE, FLAG_BATCH, HEADER, reader_of, sound_size  # noqa: E402
 from kv_backend.salvage import salvage  # noqa: E402
 
 SECTOR = 512
@@ -187,10 +191,19 @@ def value(key: bytes, opid: str, rnd: random.Random) -> bytes:
 
 
 def writer(
-    store: str, logdir: str, seed: int, child: int, first_op: int, n_ops: int, kill_at: int, sync: object
+    store: str,
+    logdir: str,
+    seed: int,
+    child: int,
+    first_op: int,
+    n_ops: int,
+    kill_at: int,
+    sync: object,
+    damaged: bool = False,
 ) -> None:
     """One writer process (forked): ``n_ops`` random operations numbered from ``first_op``, killed at its
-    ``kill_at``-th system call (or after the last operation)."""
+    ``kill_at``-th system call (or after the last operation); ``damaged``: kvb check reported damage a
+    power failure before it left, which an operation that reads a key may find (it raises)."""
     rnd = random.Random(f"{seed}/{child}")
     clock = [2_000_000_000.0 + child * 1000]  # (a clock of its own: the expiries written are the seed's)
 
@@ -226,7 +239,14 @@ def writer(
             key = rnd.choice(KEYS)
             ttl = rnd.choice([3600.0, 0.0])
             rec.log(i=i, op="expire", w={} if ttl > 0 else {key.decode(): None})
-            db.expire(key, ttl)
+            try:
+                db.expire(key, ttl)  # (it reads the key)
+            except CorruptionError:
+                if not damaged:
+                    raise
+                # (Refused: the key's newest record is damage a power failure before this writer left.)
+                rec.log(ack=i, file=data_name(db._tail[0]), refused=True)
+                continue
         elif r < 0.8:
             group = rnd.choice(GROUPS)
             w = {
@@ -312,6 +332,8 @@ class History:
                 elif "ack" in e:
                     self.acked.add(e["ack"])
                     file_of[e["ack"]] = e["file"]
+                    if e.get("refused") and self.ops[-1]["op"] != "merge":
+                        self.aborted.add(e["ack"])  # (refused, as damage read: it did nothing)
                     if self.ops[-1]["op"] == "merge" and not e.get("refused"):
                         # (its outputs, fsynced, hold what came before it since the last power failure)
                         self.fsynced |= set(file_of) - {e["ack"]}
@@ -483,7 +505,8 @@ def _page_lost(store: str, hist: History, rnd: random.Random, done: list[str]) -
 
 def _records(path: str, followed: bool = False) -> list[int]:
     """Where the records of the data file at ``path`` start, stepping over them by their lengths (with
-    ``followed``, only those a sound record follows)."""
+    ``followed``, only those a sound record follows, and not one with a key that records of a batch that
+    never commits follow: see :func:`_bit_rot`)."""
     try:
         with open(path, "rb") as f:
             buf = f.read()
@@ -494,15 +517,30 @@ def _records(path: str, followed: bool = False) -> list[int]:
     while pos + HEADER.size <= len(buf) and buf[pos : pos + HEADER.size].strip(b"\0"):
         _, _, _, klen, vlen, _ = HEADER.unpack_from(buf, pos)
         nxt = pos + HEADER.size + klen + vlen
-        if not followed or sound_size(read, nxt, len(buf)):
+        if not followed or (sound_size(read, nxt, len(buf)) and not (klen and _uncommitted(buf, nxt))):
             starts.append(pos)
         pos = nxt
     return starts
 
 
+def _uncommitted(buf: bytes, pos: int) -> bool:
+    """Whether the sound records from ``pos`` on are records of a batch that reach no COMMIT (a transaction
+    a writer died in, some of it perhaps lost), nor any record without the batch flag."""
+    read = reader_of(buf)
+    while n := sound_size(read, pos, len(buf)):
+        _, rtype, flags, _, _, _ = HEADER.unpack_from(buf, pos)
+        if rtype == COMMIT or not flags & FLAG_BATCH:
+            return False
+        pos += n
+    return True
+
+
 def _bit_rot(store: str, page: tuple[int, int] | None, rnd: random.Random, done: list[str]) -> None:
     """Damage the type byte of one record followed by a sound record (without one after it, a damaged
-    record can be a torn write, which readers need not tell): the one at the page's end, or any."""
+    record can be a torn write, which readers need not tell): the one at the page's end, or any. Not a
+    record with a key that a batch that never commits follows: without a page, that reads as a transaction a
+    writer died in, its first record damaged by a power failure (docs/file-format.md, "The end of the
+    active file", step 2), and readers need not tell that either."""
     names = sorted(n for n in os.listdir(store) if n.endswith(".data"))
     if page is not None and data_name((page[0], 0)) in names and rnd.random() < 0.5:
         name = data_name((page[0], 0))
@@ -680,7 +718,9 @@ def run_seed(seed: int, damage: bool, workdir: str, keep: bool = False) -> tuple
     for child in range(writers):
         n_ops = rnd.randint(15, 60)
         kill_at = rnd.randint(1, 12) if child and rnd.random() < 0.5 else rnd.randint(1, 6 * n_ops)
-        if (raised := run_writer(logdir, store, seed, child, first, n_ops, kill_at, sync)) is not None:
+        if (
+            raised := run_writer(logdir, store, seed, child, first, n_ops, kill_at, sync, reported)
+        ) is not None:
             return raised, []
         hist = History(logdir)
         first = hist.ops[-1]["i"] + 1 if hist.ops else first
