@@ -486,8 +486,10 @@ class _Opening(_Parts):
                 end = _valid_end(fd, start, size) if published else data_end(rec.file_reader(fd), start, size)
                 if end < size:
                     os.ftruncate(fd, end)
-                    if self._sync_interval is not None:
-                        fsync_file(fd)
+                    # (Whatever ``sync`` says: a power failure that undid the cut would bring back the records
+                    # of a transaction that never committed, into a file a rotation closes later, where
+                    # every reader would apply them.)
+                    fsync_file(fd)
         except OSError as exc:  # disk full, I/O error
             raise storage_error(exc, f"cannot recover the end of {path}") from exc
         finally:
@@ -585,8 +587,7 @@ class _Opening(_Parts):
                 end = end_without_page(rec.file_reader(fd), size, closing=True)
             if end < size:
                 os.ftruncate(fd, end)
-                if self._sync_interval is not None:
-                    fsync_file(fd)
+                fsync_file(fd)  # (whatever ``sync`` says, as tail recovery's cut of the active file)
         except OSError as exc:  # disk full (filling it takes blocks where files cannot have holes), I/O error
             raise storage_error(exc, f"cannot finish closing {path}") from exc
         finally:
