@@ -355,16 +355,15 @@ def _inside_an_open_batch(buf: bytes, pos: int, end: int) -> bool:
 def _left_by_a_dead_writer(buf: bytes, pos: int) -> bool:
     """Whether what follows ``pos`` is what a writer that died there leaves: read by the unpublished rules
     (records of its batch, then what they keep after them), they stop at the end of the file or at what
-    can be an unfinished last write, and not at once at a COMMIT counting other than the records of a
-    batch that follow ``pos``."""
+    can be an unfinished last write (zeros to the end of the file, or a record whose lengths point inside
+    the file with only zeros after: not one the end of the file cuts, as a writer grows a file before it
+    writes there), and not at once at a COMMIT counting other than the records of a batch that follow
+    ``pos``."""
     _, kept, stop = _scan(buf, pos, len(buf), published=False)
     r = _record(buf, stop)
     if kept == pos and r is not None and r[0] and r[1] == COMMIT:
         return False
-    if len(buf) - stop < 22 or _may_be_torn(buf, stop):
-        return True  # (the end of the file, a header it cuts, zeros, a record before zeros)
-    klen, vlen = HEADER.unpack_from(buf, stop)[3:5]
-    return klen <= MAX_KEY and vlen <= MAX_VALUE and stop + 22 + klen + vlen > len(buf)  # (cut by the end)
+    return stop >= len(buf) or _may_be_torn(buf, stop)
 
 
 def _cut_at(buf: bytes, pos: int) -> bool:
