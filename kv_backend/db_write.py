@@ -543,7 +543,11 @@ class _Writing(_Parts):
         """Create the data file ``fid`` with its header (not yet published); none is left on failure."""
         path = os.path.join(self.path, data_name(fid))
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, new_file_mode(self.path))
+            # Not O_TRUNC: a file of that name is one a writer killed in its own rotation left (created,
+            # never published), which a backup taken meanwhile copies. Its header is written over in place
+            # and what follows it cut, so it never holds fewer bytes than its header: made anew, it held
+            # none for a moment, and such a backup failed to read its copy.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, new_file_mode(self.path))
         except OSError as exc:
             raise storage_error(exc, f"cannot create data file {path}", self._freeing_advice()) from exc
         durable = self._files_must_be_durable()
@@ -551,6 +555,7 @@ class _Writing(_Parts):
             try:
                 give_to_store_owner(fd, self.path)
                 write_all(fd, rec.FILE_HEADER_BYTES, 0)
+                os.ftruncate(fd, rec.FILE_HEADER_SIZE)
                 if durable:
                     fsync_file(fd)
             finally:
