@@ -72,6 +72,13 @@ def tail_files(fids: list[FileId], head: bytes | None, published: tuple[int, int
     return newest, rotated
 
 
+#: The most a power failure takes from the data file a page names before newer files (see
+#: :func:`trusted_page`): what no fsync made durable, the writes in flight (under ``sync="always"``) or
+#: those of the last interval (under ``sync=<seconds>``). A published end further past the file's end is
+#: a damaged tail word (a bit of its end flipped, from bit 26 up), whose zeros every reader would read.
+MAX_LOSS = 64 << 20
+
+
 def trusted_page(
     fids: list[FileId],
     head: bytes | None,
@@ -99,7 +106,10 @@ def trusted_page(
     (which every reader would read, and recovery fill, with zeros up to there: the file lost bytes,
     see :func:`filled_end`) and the page's ``intent`` word (read after the tail) does not vouch for
     its tail (:func:`vouches`): a bit flipped in the end (or in the major id, naming an older file)
-    would have had every reader read a sound file as damaged, with up to a terabyte of zeros. And it
+    would have had every reader read a sound file as damaged, with up to a terabyte of zeros. So it is
+    where that end lies more than :data:`MAX_LOSS` past the file's end, even where the intent vouches for
+    it (a bit flipped in each word, or one in the tail while the intent names the next file's header):
+    every reader would resynchronise over its zeros for hours. And it
     is damaged where it names a file that is gone, older than the active one (:func:`names_a_gone_file`).
     And wherever the ``intent`` word, known, does not vouch for the tail, which no writer leaves: a bit
     flipped in the end can move it past the data into the reserved zeros after it, past the records of
@@ -119,7 +129,7 @@ def trusted_page(
         return published
     read, size = file_of(i)
     end = published[1]
-    if i == rotated and end > size and not vouches(intent, published):
+    if i == rotated and end > size and (not vouches(intent, published) or end - size > MAX_LOSS):
         return None
     if not rec.FILE_HEADER_SIZE < end < size:
         return published

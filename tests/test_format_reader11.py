@@ -283,16 +283,18 @@ def _page_past_a_closed_end(
     """Whether the page names a data file that newer files follow (no merge output newest, and not only
     a newest file shorter than a header), with a published end past that file's end, and its intent
     word does not vouch for its tail (equal to it, in the same file at or past its end, or the end of
-    the next file's header): a damaged page."""
+    the next file's header), or that end lies more than 64 MiB past the file's end, more than a power
+    failure takes: a damaged page."""
     named = (page[0], 0)
     if named not in ids or named == ids[-1] or ids[-1][1] != 0:
         return False
     newest = os.path.getsize(os.path.join(path, f"{ids[-1][0]:010d}-{ids[-1][1]:03d}.data"))
     if named == ids[-2] and newest < 16:
         return False  # (the file before a newest one shorter than a header is still the active one)
-    if os.path.getsize(os.path.join(path, f"{page[0]:010d}-000.data")) >= page[1]:
+    size = os.path.getsize(os.path.join(path, f"{page[0]:010d}-000.data"))
+    if size >= page[1]:
         return False
-    return not _vouched(page, intent)
+    return not _vouched(page, intent) or page[1] - size > 64 << 20
 
 
 def _vouched(page: tuple[int, int], intent: tuple[int, int]) -> bool:
