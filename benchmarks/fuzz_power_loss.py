@@ -37,8 +37,7 @@ open after it, and a merge. The seed is bad where: a reader returns a value that
 damage reported, the store is not the state after some prefix of the operations (each one in flight at
 a kill in or out) that holds every acknowledged one (without ``--damage``) or every one an fsync made
 durable (with ``--damage``: every acknowledged one under ``sync="always"``; ``sync="never"`` promises
-nothing, not even a prefix, and neither does damage reported after a power failure before the last
-writer, whose merge may drop a damaged record); the readers disagree (on
+nothing, not even a prefix); the readers disagree (on
 the values, or on whether there is damage, but for what docs/protocol.md says only some of them find);
 a reader raises, or a writer does (but for a merge or an ``expire``, which reads its key, refused by
 damage a power failure before that writer left, kvb check having reported it: then counted as not
@@ -613,10 +612,8 @@ def judge(
     sync: object,
     damage: bool,
     committed_ops: set[int],
-    reported: bool = False,
 ) -> str | None:
-    """Read the store with every reader; why the seed is bad, None if it is not (``reported``: damage was
-    reported after a power failure before the last writer, so that no prefix is promised)."""
+    """Read the store with every reader; why the seed is bad, None if it is not."""
     views: dict[str, dict[str, str]] = {}
     damaged: dict[str, bool] = {}
     step = ""
@@ -686,7 +683,7 @@ def judge(
         at_least = hist.durable(sync)
     # (sync="never" promises nothing of a power failure: the unsynced records of a file a rotation closed can
     # be lost while a newer file's are kept, which a page that lags both cannot tell from unfinished writes.)
-    if (not damage or sync != "never") and not reported and not hist.a_prefix(base, at_least):
+    if (not damage or sync != "never") and not hist.a_prefix(base, at_least):
         return f"no damage reported, and the store is not the state after {at_least} operations or more"
     try:
         with DB(store) as db:
@@ -737,8 +734,7 @@ def run_seed(seed: int, damage: bool, workdir: str, keep: bool = False) -> tuple
             _settled(store, logdir)
             if keep:
                 shutil.copytree(store, os.path.join(workdir, f"as-left-{child}"))  # (before the next writer)
-            # Damage reported then (a merge of the next writer may drop it, as it skips a damaged record whose
-            # lengths are sound): no prefix is promised from then on.
+            # Damage reported then: the next writer's merge or expire that reads a damaged key is refused.
             reported = reported or any(LAGGING not in p.what for p in check(store).problems)
     hist = History(logdir)
     if not _is_store(store):
@@ -747,7 +743,7 @@ def run_seed(seed: int, damage: bool, workdir: str, keep: bool = False) -> tuple
     done += power_failure(store, logdir, hist, rnd) if damage else []
     if keep:
         shutil.copytree(store, os.path.join(workdir, "as-left"))  # (kept with a bad seed, for a look)
-    return judge(store, scratch, hist, sync, damage, committed_ops, reported), done
+    return judge(store, scratch, hist, sync, damage, committed_ops), done
 
 
 def _is_store(store: str) -> bool:
