@@ -28,6 +28,7 @@ from kv_backend.owners import roots_files
 from kv_backend.record import reader_of
 from kv_backend.state import page_words, read_unswapped
 from kv_backend.unpublished import (
+    MAX_LOSS,
     closed_at,
     closed_whole,
     data_end,
@@ -150,7 +151,8 @@ def _check(path: str) -> CheckReport:
             f"it names {data_name((published[0], 0))}, which is gone, older than the newest data file"
             if names_a_gone_file(fids, published)
             else f"its intent word does not vouch for its tail, or it publishes an end inside a record of "
-            f"{data_name((published[0], 0))}, or inside a batch that committed after it"
+            f"{data_name((published[0], 0))}, or inside a batch that committed after it, or more than "
+            f"{MAX_LOSS >> 20} MiB past its end where newer files follow it"
         )
         report.notes.append(
             f"{os.path.join(path, STATE_FILE)}: a damaged page ({why}): ignored, as by every reader; the "
