@@ -18,6 +18,7 @@ from helpers import run_python
 from test_state_page_damage18 import _set_tail, _sizes, _store
 
 from kv_backend import record as rec
+from kv_backend.check import check
 from kv_backend.files import data_name
 from kv_backend.state import published_tail
 from kv_backend.unpublished import MAX_LOSS
@@ -72,6 +73,4 @@ def test_a_loss_up_to_the_limit_is_still_damage(store_path):
     path = os.path.join(store_path, data_name((major, 0)))
     size = os.path.getsize(path)
     _set_tail(store_path, major, size + MAX_LOSS, intent=(major, size + MAX_LOSS))
-    from kv_backend.check import check
-
     assert [p.path for p in check(store_path).problems] == [path]
