@@ -109,7 +109,12 @@ def trusted_page(
     would have had every reader read a sound file as damaged, with up to a terabyte of zeros. So it is
     where that end lies more than :data:`MAX_LOSS` past the file's end, even where the intent vouches for
     it (a bit flipped in each word, or one in the tail while the intent names the next file's header):
-    every reader would resynchronise over its zeros for hours. And it
+    every reader would resynchronise over its zeros for hours. So it is where the file reaches that end
+    but the intent word names an end in it more than :data:`MAX_LOSS` past the file's end: a writer grows
+    the file over its write before it stores its intent, and a power failure takes no more than that from
+    it, so a bit flipped in the intent word carried it there, and it vouches for nothing (with a bit
+    flipped in the tail too, moving its end past a transaction a killed writer left without its COMMIT,
+    that transaction would be applied). And it
     is damaged where it names a file that is gone, older than the active one (:func:`names_a_gone_file`).
     And wherever the ``intent`` word, known, does not vouch for the tail, which no writer leaves: a bit
     flipped in the end can move it past the data into the reserved zeros after it, past the records of
@@ -131,6 +136,8 @@ def trusted_page(
     end = published[1]
     if i == rotated and end > size and (not vouches(intent, published) or end - size > MAX_LOSS):
         return None
+    if intent is not None and intent[0] == published[0] and end <= size and intent[1] - size > MAX_LOSS:
+        return None  # (an intent past the file a writer grew over it before storing it: damaged)
     if not rec.FILE_HEADER_SIZE < end < size:
         return published
     head = read(end, rec.HEADER_SIZE)

@@ -297,6 +297,17 @@ def _page_past_a_closed_end(
     return not _vouched(page, intent) or page[1] - size > 64 << 20
 
 
+def _intent_past_the_file(path: str, page: tuple[int, int], intent: tuple[int, int]) -> bool:
+    """Whether the file the page names reaches its end while the intent word names an end in that file
+    more than 64 MiB past the file's end: a writer grows the file over its write before it stores its
+    intent, and a power failure takes no more than that, so that intent is damaged, and the page too."""
+    name = os.path.join(path, f"{page[0]:010d}-000.data")
+    if intent[0] != page[0] or not os.path.exists(name):
+        return False
+    size = os.path.getsize(name)
+    return page[1] <= size and intent[1] - size > 64 << 20
+
+
 def _vouched(page: tuple[int, int], intent: tuple[int, int]) -> bool:
     """Whether the intent word vouches for the page's tail: equal to it, in the same file at or past its
     end, or the end of the next file's header. A page whose intent does not is damaged."""
@@ -464,6 +475,7 @@ def read_store(
     if page is not None and (
         gone
         or not _vouched(page, words[1])
+        or _intent_past_the_file(path, page, words[1])
         or _page_inside_a_record(path, ids, page, words[1])
         or _page_inside_a_batch(path, ids, page)
         or _page_past_a_closed_end(path, ids, page, words[1])
