@@ -4,6 +4,7 @@ reader, so that the fuzzer keeps working as the engine changes (docs/protocol.md
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -30,20 +31,23 @@ def test_the_fuzzer_finds_nothing_in_twenty_seeds(tmp_path, mode):
 def test_a_bad_seed_is_reported(tmp_path):
     """The checks bite: with the engine's test of a STATE page whose end lies inside a batch turned off (a
     defect of an earlier version, tests/test_page_inside_batch20.py), the seed that moves a page's end there
-    is reported, with a one-line reason. (Seed 3 as the fuzzer and the engine stand: a change to what it
-    draws per seed, or to the files it damages, such as the space a writer reserves, may move it.)"""
+    is reported, with a one-line reason. Forty seeds, of which such seeds are a few (5 and 32 as the fuzzer
+    and the engine stand): which seeds they are moves with any change to what the fuzzer draws per seed,
+    to the files it damages, or to the system calls a writer makes, at which it kills them (one seed
+    named here moved that way twice)."""
     benchmarks = os.path.join(ROOT, "benchmarks")
     code = (
         f"import sys; sys.path.insert(0, {benchmarks!r})\n"
         "import fuzz_power_loss as f\n"
         "import kv_backend.unpublished as u\n"
         "u._inside_a_batch = lambda *args: False\n"
-        "sys.exit(f.main(['--seeds', '1', '--start', '3', '--damage']))\n"
+        "sys.exit(f.main(['--seeds', '40', '--start', '0', '--damage']))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=240
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[0].startswith("seed 3: ") and "the tail's end moved back" in lines[0]
-    assert lines[-1] == "1 seeds (power failures, from 3): 1 bad"
+    *bad, summary = proc.stdout.splitlines()
+    assert bad, proc.stdout
+    assert all(re.match(r"seed \d+: ", line) and "the tail's end moved back" in line for line in bad), bad
+    assert summary == f"40 seeds (power failures, from 0): {len(bad)} bad"
