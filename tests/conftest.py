@@ -43,6 +43,19 @@ def one_key_store(store_path):
 
 
 @pytest.fixture
+def one_backup_url(tmp_path):
+    """A local backup URL (``tmp_path/bk``) holding one backup, ``b1``, of a store of one key (``k``: ``v``)
+    at ``tmp_path/src``, for tests of what restores or lists it."""
+    from kv_backend import DB
+    from kv_backend.backup import backup
+
+    with DB(str(tmp_path / "src")) as db:
+        db.put(b"k", b"v")
+        backup(db, str(tmp_path / "bk"), name="b1")
+    return str(tmp_path / "bk")
+
+
+@pytest.fixture
 def db(store_path):
     """A writable DB on a new store, closed after the test."""
     from kv_backend import DB

@@ -19,7 +19,6 @@ from django.test import override_settings
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 from kv_backend import DB
-from kv_backend.backup import backup
 
 KV = "kv_backend_django.cache.KVCache"
 
@@ -62,11 +61,9 @@ def test_kv_merge_and_kv_stats_say_what_kvb_says(tmp_path, capsys, kind, command
 
 
 @pytest.fixture
-def url(tmp_path):
-    with DB(str(tmp_path / "src")) as db:
-        db.put(b"k", b"v")
-        backup(db, str(tmp_path / "bk"), name="b1")
-    return str(tmp_path / "bk")
+def url(one_backup_url):
+    """A URL holding one backup, b1 (see conftest's one_backup_url)."""
+    return one_backup_url
 
 
 @pytest.mark.parametrize("failure", ["under a file", "no such backup"])

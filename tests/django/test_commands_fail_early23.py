@@ -24,7 +24,6 @@ from helpers import child_env, run_as_nobody
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 from kv_backend import DB
-from kv_backend.backup import backup
 
 KV = "kv_backend_django.cache.KVCache"
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "example_project"
@@ -54,12 +53,9 @@ def store(tmp_path):
 
 
 @pytest.fixture
-def url(tmp_path):
-    """A URL holding one backup, b1."""
-    with DB(str(tmp_path / "src")) as db:
-        db.put(b"k", b"v")
-        backup(db, str(tmp_path / "bk"), name="b1")
-    return str(tmp_path / "bk")
+def url(one_backup_url):
+    """A URL holding one backup, b1 (see conftest's one_backup_url)."""
+    return one_backup_url
 
 
 def _url(tmp_path, form):
