@@ -172,15 +172,8 @@ def _inside_an_open_batch(read: Read, pos: int, end: int, size: int) -> bool:
     bit flipped in the tail moved it into a transaction a killed writer left after the end, whose records a
     power failure damaged, and its intent word vouches for it. Read with it, that record would be a damaged
     header and the batch applied (rule 3), returning values never committed."""
-    head = read(pos, rec.HEADER_SIZE)
-    if len(head) < rec.HEADER_SIZE or not head.strip(b"\0"):
-        return False
-    _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
-    if (
-        klen > rec.MAX_KEY_SIZE
-        or vlen > rec.MAX_VALUE_SIZE
-        or not end < pos + rec.HEADER_SIZE + klen + vlen <= size
-    ):
+    framed = _framed(read, pos)
+    if framed is None or not end < pos + framed[1] <= size:
         return False
     return _batch_records(read, rec.FILE_HEADER_SIZE, pos) > 0 and not rec.sound_within(read, pos + 1, end)
 
@@ -240,17 +233,27 @@ def _batch_records(read: Read, pos: int, end: int) -> int:
     return len(res.pending or ()) if res.stop_reason == "uncommitted batch" else -1
 
 
+def _framed(read: Read, pos: int) -> tuple[int, int] | None:
+    """``(key length, size)`` that the record header at ``pos`` gives itself, whatever its checksum and
+    type say (a damaged record's lengths may still be sound); None where no whole header is there, it is
+    zeros (reserved space), or its lengths are past the format's bounds."""
+    head = read(pos, rec.HEADER_SIZE)
+    if len(head) < rec.HEADER_SIZE or not head.strip(b"\0"):
+        return None
+    _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
+    if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE:
+        return None
+    return klen, rec.HEADER_SIZE + klen + vlen
+
+
 def _confirmed_size(read: Read, pos: int, size: int) -> int:
     """The size the damaged record at ``pos`` of a file of ``size`` bytes gives itself where its lengths
     are confirmed by a sound record right after it (rule 1 of the published part), else 0: a bit flipped
     in a record before a damaged page's end does not hide that the end lies inside a record."""
-    head = read(pos, rec.HEADER_SIZE)
-    if len(head) < rec.HEADER_SIZE or not head.strip(b"\0"):
+    framed = _framed(read, pos)
+    if framed is None or pos + framed[1] > size:
         return 0
-    _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
-    n = rec.HEADER_SIZE + klen + vlen
-    if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE or pos + n > size:
-        return 0
+    n = framed[1]
     return n if rec.sound_size(read, pos + n, size) else 0
 
 
@@ -500,14 +503,11 @@ def _commit_by_lengths(read: Read, pos: int, zeros: int, size: int) -> bool:
     resume there)."""
     keyless = False
     while pos < zeros:
-        head = read(pos, rec.HEADER_SIZE)
-        if len(head) < rec.HEADER_SIZE or not head.strip(b"\0"):
+        framed = _framed(read, pos)
+        if framed is None:
             return False
-        _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
-        if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE:
-            return False
-        keyless = keyless or klen == 0
-        pos += rec.HEADER_SIZE + klen + vlen
+        keyless = keyless or framed[0] == 0
+        pos += framed[1]
         if pos < zeros and rec.sound_size(read, pos, size):
             _, rtype, flags, _, _, _ = rec.HEADER.unpack(read(pos, rec.HEADER_SIZE))
             return keyless or rtype == rec.COMMIT or not flags & rec.FLAG_BATCH
@@ -553,13 +553,10 @@ def data_end(read: Read, start: int, size: int) -> int:
     pos = best
     while True:
         while pos < size:
-            head = read(pos, rec.HEADER_SIZE)
-            if len(head) < rec.HEADER_SIZE or not head.strip(b"\0"):
-                break  # the end of the file, or reserved zeros
-            _, _, _, klen, vlen, _ = rec.HEADER.unpack(head)
-            nxt = pos + rec.HEADER_SIZE + klen + vlen
-            if klen > rec.MAX_KEY_SIZE or vlen > rec.MAX_VALUE_SIZE or nxt > size:
+            framed = _framed(read, pos)  # (None: the end of the file, reserved zeros, or no lengths)
+            if framed is None or pos + framed[1] > size:
                 break
+            nxt = pos + framed[1]
             pos, stop = _strict(read, nxt, size, chunk=1 << 16)
             if pos > nxt:
                 best, origin = pos, stop
