@@ -497,74 +497,69 @@ def resync(read: Callable[[int, int], bytes], pos: int, end: int) -> int | None:
     collision twice over, can still be taken for records. ``read(offset, n)`` returns the
     file's bytes; they are read a window at a time.
     """
-    p = pos + 1
     zeros_from = -1  # where the zero bytes ending the region start, once needed
     # Every candidate's CRC: derived from prefix CRCs, so that checking candidates that overlap (a
     # value of small int32s followed by another: every 4 bytes a header of 64 KiB key and value whose
     # lengths lead to another) reads each byte once, not once per candidate (4 GB per such damaged spot).
     crcs: RangeCrc | None = None
+    for p, window, at in _candidates(read, pos + 1, end):
+        # What the candidate's lengths lead to must look like a record, or be where the zeros
+        # ending the region start, before either record is checksummed: a value of small int32s
+        # (01 00 00 00...) looks like a header of 64 KiB key and value every 4 bytes, and
+        # checksumming each of them whole took seconds per megabyte.
+        size = _plausible_size(window, at)
+        c = p + at
+        nxt = c + size
+        if not size or nxt > end:
+            continue
+        w = nxt - p
+        if w + HEADER_SIZE <= len(window):
+            head = window[w : w + HEADER_SIZE]
+        else:
+            head = read(nxt, min(HEADER_SIZE, end - nxt))  # nothing past the region's end
+        if len(head) == HEADER_SIZE and _plausible_size(head, 0):
+            zeros = False
+        elif head.strip(b"\0"):
+            continue
+        else:
+            if zeros_from < 0:
+                zeros_from = zeros_start(read, pos, end)
+            zeros = nxt >= zeros_from
+            if not zeros:
+                continue
+        if crcs is None:
+            crcs = RangeCrc(read, pos + 1, crc32)
+        # (sound_size(c) but for what the tests above found already)
+        if _crc_matches(read, crcs, c, size, COUNT.unpack_from(window, at)[0]) and (
+            zeros or sound_size(read, nxt, end, crcs)
+        ):
+            return c
+    return None
+
+
+def _candidates(read: Callable[[int, int], bytes], p: int, end: int) -> Iterator[tuple[int, bytes, int]]:
+    """The offsets from ``p`` on where a record may start before ``end`` (its type byte one the format
+    knows), as ``(window start, window, offset in the window)``: read a window at a time, the windows
+    overlapping by a header less a byte, so that each candidate's whole header lies in its window."""
     while p <= end - HEADER_SIZE:
         window = read(p, min(_RESYNC_WINDOW, end - p))
         last = len(window) - HEADER_SIZE  # a candidate's whole header lies in the window
         if last < 0:
-            return None
+            return
         # A record at window offset ``i`` has its type at ``i + 4``; the candidates are 0 .. last.
         i = 4
         while (m := _MAYBE_RECORD.search(window, i, last + 14)) is not None:
             i = m.start() + 1
-            # What the candidate's lengths lead to must look like a record, or be where the zeros
-            # ending the region start, before either record is checksummed: a value of small int32s
-            # (01 00 00 00...) looks like a header of 64 KiB key and value every 4 bytes, and
-            # checksumming each of them whole took seconds per megabyte.
-            size = _plausible_size(window, m.start() - 4)
-            c = p + m.start() - 4
-            nxt = c + size
-            if not size or nxt > end:
-                continue
-            w = nxt - p
-            if w + HEADER_SIZE <= len(window):
-                head = window[w : w + HEADER_SIZE]
-            else:
-                head = read(nxt, min(HEADER_SIZE, end - nxt))  # nothing past the region's end
-            if len(head) == HEADER_SIZE and _plausible_size(head, 0):
-                zeros = False
-            elif head.strip(b"\0"):
-                continue
-            else:
-                if zeros_from < 0:
-                    zeros_from = zeros_start(read, pos, end)
-                zeros = nxt >= zeros_from
-                if not zeros:
-                    continue
-            if crcs is None:
-                crcs = RangeCrc(read, pos + 1, crc32)
-            # (sound_size(c) but for what the tests above found already)
-            if _crc_matches(read, crcs, c, size, COUNT.unpack_from(window, m.start() - 4)[0]) and (
-                zeros or sound_size(read, nxt, end, crcs)
-            ):
-                return c
+            yield p, window, m.start() - 4
         p += last + 1
-    return None
 
 
 def sound_within(read: Callable[[int, int], bytes], start: int, end: int) -> bool:
     """Whether a sound record (:func:`sound_size`, lying inside ``end``) starts anywhere in ``[start, end)``,
     confirmed or not; read a window at a time, the headers that may start one found, and checksummed from
     prefix CRCs, as :func:`resync` does (candidates that overlap read each byte once)."""
-    p = start
     crcs = RangeCrc(read, start + 1, crc32)
-    while p <= end - HEADER_SIZE:
-        window = read(p, min(_RESYNC_WINDOW, end - p))
-        last = len(window) - HEADER_SIZE
-        if last < 0:
-            return False
-        i = 4
-        while (m := _MAYBE_RECORD.search(window, i, last + 14)) is not None:
-            i = m.start() + 1
-            if sound_size(read, p + m.start() - 4, end, crcs):
-                return True
-        p += last + 1
-    return False
+    return any(sound_size(read, p + at, end, crcs) for p, _, at in _candidates(read, start, end))
 
 
 def only_zeros(read: Callable[[int, int], bytes], pos: int, end: int) -> bool:
