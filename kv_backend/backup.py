@@ -1196,15 +1196,19 @@ def _backup(
     if name is not None:
         check_backup_name(name)
     target = _Target(url, storage_options, writes=True)
-    with _io(f"cannot read {path}"):
-        store_mode = stat.S_IMODE(os.stat(path).st_mode)
     if target.local:
         _check_local_target(target, path)
-        target.withhold(store_mode)
-        target.give_to_owner_of(path)
     closing = ExitStack()
     snapshot = closing.enter_context(take_snapshot())
     try:
+        # The directory's mode (and owner), read while the snapshot holds the store open, which keeps
+        # it from being swapped out at its path (kv_restore --replace): that of the directory the
+        # snapshot was taken from. Read before it, it was the old directory's where a swap came between.
+        with _io(f"cannot read {path}"):
+            store_mode = stat.S_IMODE(os.stat(path).st_mode)
+        if target.local:
+            target.withhold(store_mode)
+            target.give_to_owner_of(path)
         created = time.time()
         store_format = _store_format(path)
         existing = set(_manifest_names(target))
