@@ -1400,12 +1400,17 @@ def check_backup_url(
         _refuse_taken_name(target, name, set(_manifest_names(target)))
 
 
-def check_restore_url(url: str, name: str | None = None, **storage_options: Any) -> None:
+def check_restore_url(url: str, name: str | None = None, **storage_options: Any) -> str:
     """Refuse, as :func:`restore` would before it makes anything, a restore from ``url``: a URL or
     storage options it cannot use, a bad ``name``, no such backup there (or no complete one, for the
     newest). It reads the manifests, and nothing else. For a command that must refuse these before
-    it says it started (``manage.py kv_restore``)."""
-    _choose(_Target(url, storage_options), name)
+    it says it started (``manage.py kv_restore``).
+
+    Returns the name of the backup a restore would restore (``name``, or the newest's): the restore
+    that follows, given it, reads that backup's manifest by its name, and lists none of them again
+    (a second listing is another request, paid for on S3, and may find a backup completed or
+    pruned since the first)."""
+    return _choose(_Target(url, storage_options), name)[0]
 
 
 def _blocked_manifest(target: _Target, name: str) -> str:

@@ -145,8 +145,9 @@ class Command(BaseCommand):
         try:
             # Refused before anything is said, closed or made, as kvb restore refuses them: a URL,
             # storage options (anon= for a file:// URL...) or --name it cannot use, no such backup
-            # there. "Restoring ..." was printed first, LOCATION made and removed again.
-            check_restore_url(url, options["name"], **storage)
+            # there. "Restoring ..." was printed first, LOCATION made and removed again. The backup it
+            # found is the one restored, by its name: the manifests are listed once (a request each).
+            name = check_restore_url(url, options["name"], **storage)
             if not occupied:  # (a file at LOCATION...: as restore() refuses it)
                 check_new_store_target(location, "restore", BackupError)
         except (KVError, OSError, ValueError) as exc:
@@ -204,7 +205,7 @@ class Command(BaseCommand):
                 # 2770 LOCATION shared by a group's workers: 0660 files), as when it fills LOCATION.
                 os.chmod(target, mode)
             with progress_unless_quiet("restore", options["verbosity"]) as progress:
-                report = restore(url, target, name=options["name"], progress=progress, **storage)
+                report = restore(url, target, name=name, progress=progress, **storage)
             os.chmod(target, mode)
         except (KVError, OSError, ValueError) as exc:
             if staged:  # (not one already there: another kv_restore's of this process, in another thread)
