@@ -66,6 +66,7 @@ from kv_backend.files import (
     FORMAT_FILE,
     check_new_store_target,
     enclosing_store,
+    fsync_dir,
     missing_directories,
     refuse_dangling_link,
     refuse_filled_meanwhile,
@@ -89,6 +90,7 @@ __all__ = [
     "BackupInfo",
     "BackupReport",
     "BackupTargetFullError",
+    "RestoreNotDurableError",
     "RestoreReport",
     "absent_url_hint",
     "backup",
@@ -149,6 +151,22 @@ class BackupExistsError(BackupError):
 class BackupTargetFullError(BackupError):
     """:func:`backup` ran out of space at its destination (the disk, bucket quota or volume is full):
     the target's own condition, not a failure to reach it. The message says how to make room."""
+
+
+class RestoreNotDurableError(BackupError):
+    """:func:`restore` moved the restored store into place, checked, but could not make that move
+    durable: an fsync of ``directory`` (the one above the store, or one the restore created above
+    it) failed (``reason``). The store is there and may be used, but a crash or power failure before
+    the system writes that directory may undo the restore. ``report`` is the restore's report. The
+    message says what to do."""
+
+    def __init__(
+        self, message: str, report: RestoreReport | None = None, directory: str = "", reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.report = report
+        self.directory = directory
+        self.reason = reason
 
 
 class _ExistsError(BackupError):
@@ -1687,7 +1705,9 @@ def restore(
     directory next to ``path``; only a backup that checks out is moved into
     place. Any damage raises :class:`BackupError` naming the file, and leaves
     ``path`` as it was. ``progress(done_bytes, total_bytes)`` is called as files
-    are downloaded; an exception it raises comes through unchanged.
+    are downloaded; an exception it raises comes through unchanged. A store moved
+    into place whose move cannot be made durable (a directory fsync fails) stays
+    there, and :class:`RestoreNotDurableError` says so.
     """
     from kv_backend.check import check_kept
     from kv_backend.files import FORMAT_TEXT, LOCK_FILE
@@ -1806,7 +1826,8 @@ def restore(
             os.close(os.open(os.path.join(tmp, LOCK_FILE), os.O_WRONLY | os.O_CREAT, 0o666))
         with _late_step(dest, f"cannot give the restored copy in {tmp} its STATE page"):
             _publish_restored(tmp, doc["files"])
-        _fsync_dir(tmp)
+        with _late_step(dest, f"cannot fsync the directory {tmp}"):  # (its files' names: durable first)
+            fsync_dir(tmp)
         try:
             result = check_kept(tmp)
             if result.problems and all(p.hint for p in result.problems):
@@ -1817,7 +1838,8 @@ def restore(
                 for hint in report.hints_dropped:
                     with _late_step(dest, f"cannot remove the damaged hint file {os.path.join(tmp, hint)}"):
                         os.unlink(os.path.join(tmp, hint))
-                _fsync_dir(tmp)
+                with _late_step(dest, f"cannot fsync the directory {tmp}"):
+                    fsync_dir(tmp)
                 result = check_kept(tmp)
         except BackupError:
             raise  # (the hint file's, which says what failed)
@@ -1843,9 +1865,12 @@ def restore(
                 f"cannot move the restored store into {dest}: {exc.strerror or exc}{whose(exc)}; "
                 f"{_NOTHING_RESTORED}"
             ) from exc
-        _fsync_dir(parent)
-        for d in made:  # the directories created for it: durable too, or the store goes with them
-            _fsync_dir(os.path.dirname(d))
+        report.seconds = time.monotonic() - started
+        # The rename, and the directories created for it (or the store goes with them), made durable
+        # while the copy's directory is still claimed (see docs/protocol.md, "Opening").
+        _durable_in_place(report, [parent, *(os.path.dirname(d) for d in made)])
+    except RestoreNotDurableError:
+        raise  # (the store is in place: nothing to remove)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(made)
@@ -1881,8 +1906,33 @@ def restore(
         raise
     finally:
         os.close(claim)
-    report.seconds = time.monotonic() - started
     return report
+
+
+def _durable_in_place(report: RestoreReport, directories: list[str]) -> None:
+    """fsync ``directories``, which hold the entries that put the restored store in place (the rename
+    into the one above it, the directories the restore created); :class:`RestoreNotDurableError` if
+    one fails, as the engine fails an operation whose directory fsync fails: the restore is not done
+    until a crash cannot undo it. The store stays in place, checked, and perhaps opened already."""
+    failed: tuple[str, OSError] | None = None
+    for d in directories:
+        try:
+            fsync_dir(d)
+        except OSError as exc:
+            failed = failed or (d, exc)
+    if failed is None:
+        return
+    d, error = failed
+    reason = f"{error.strerror or error}{whose(error)}"
+    raise RestoreNotDurableError(
+        f"restored backup {report.name} into {report.path}, but cannot make that durable: cannot fsync the "
+        f"directory {d}: {reason}. The store is in place and checks out, but a crash or power failure "
+        f"before the system writes that directory may undo the restore: check the disk (the system log "
+        f"says why), then run `sync {d}`; once it succeeds, the restore is durable",
+        report,
+        d,
+        reason,
+    ) from error
 
 
 #: What a restore that failed after its download says of what it left: nothing, and what to do.

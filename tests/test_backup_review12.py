@@ -90,13 +90,13 @@ def test_a_restore_syncs_the_parent_directories_it_creates(store_path, tmp_path,
         db.put(b"k", b"v")
         db.backup(str(tmp_path / "bk"), name="b")
     synced: list[str] = []
-    real = kvbackup._fsync_dir
+    real = kvbackup.fsync_dir
 
     def fsync_dir(path):
         synced.append(os.path.realpath(path))
         real(path)
 
-    monkeypatch.setattr(kvbackup, "_fsync_dir", fsync_dir)
+    monkeypatch.setattr(kvbackup, "fsync_dir", fsync_dir)
     dest = tmp_path / "new" / "a" / "store"
     restore(str(tmp_path / "bk"), dest)
     assert {str(tmp_path), str(tmp_path / "new"), str(tmp_path / "new" / "a")} <= set(synced), synced

@@ -74,7 +74,7 @@ class Command(BaseCommand):
     def _restore(self, options: dict[str, Any]) -> None:
         cache = get_kv_cache(options["cache"])
         try:
-            from kv_backend.backup import beside_failure, check_restore_url, restore
+            from kv_backend.backup import RestoreNotDurableError, beside_failure, check_restore_url, restore
         except ImportError as exc:
             raise CommandError(f"backups need kv_backend.backup and its dependencies: {exc}") from exc
         storage = parse_storage_options(options["storage_option"], restore)
@@ -215,6 +215,14 @@ class Command(BaseCommand):
                     os.rmdir(directory)
                 except OSError:
                     break
+            if staged and isinstance(exc, RestoreNotDurableError):
+                # (in place in the staging directory, now removed: its text would say the store is there)
+                raise CommandError(
+                    f"restore of {location} from {url} failed: cannot fsync the directory {exc.directory}: "
+                    f"{exc.reason}, which the swap into {location} needs to be durable; nothing was replaced "
+                    "(the restored copy is removed): check the disk (the system log says why), then run "
+                    "kv_restore again"
+                ) from exc
             raise CommandError(f"restore of {location} from {url} failed: {error_text(exc)}") from exc
         if occupied:
             # Checked again, and kept so until the restored store is in place: a download can take long,
@@ -252,8 +260,7 @@ def _swap_in(target: str, location: str) -> str:
         shutil.rmtree(target, ignore_errors=True)
         raise CommandError(f"cannot move the restored store into {location}: {error_text(exc)}") from exc
     if swapped:
-        with contextlib.suppress(OSError):  # durable before the old store goes, where it can
-            fsync_dir(os.path.dirname(location))
+        _durable_swap(location, target)
         return target  # the old store, now
     old = f"{location}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     try:
@@ -278,9 +285,24 @@ def _swap_in(target: str, location: str) -> str:
                 f"{location}, then move {old} back there, or run kv_restore again"
             ) from exc
         raise CommandError(f"cannot move the restored store into {location}: {error_text(exc)}") from exc
-    with contextlib.suppress(OSError):  # durable before the old store goes, where it can
-        fsync_dir(os.path.dirname(location))
+    _durable_swap(location, old)
     return old
+
+
+def _durable_swap(location: str, old: str) -> None:
+    """Make the swap that put the restored store at ``location`` durable before the old store, now at
+    ``old``, is deleted; a CommandError that keeps it, and says what to do, where the fsync fails: a
+    crash or power failure may yet undo the swap and bring the old store back to ``location``."""
+    parent = os.path.dirname(location)
+    try:
+        fsync_dir(parent)
+    except OSError as exc:
+        raise CommandError(
+            f"the restored store is in place at {location}, but cannot make the swap durable: cannot fsync "
+            f"the directory {parent}: {exc.strerror or exc}; a crash or power failure may yet bring the old "
+            f"store back there, so it is left at {old}: check the disk (the system log says why), run "
+            f"`sync {parent}`, and once it succeeds delete {old}"
+        ) from exc
 
 
 def _where_open(location: str) -> tuple[str, str]:
