@@ -157,9 +157,11 @@ def scan(
 
     A damaged record is stepped over by its lengths only when they are confirmed: what they point
     to is the end of the region, a sound record, or a damaged record confirmed in turn
-    (docs/file-format.md, rule 1). Otherwise the scan stops there with :data:`UNCONFIRMED`. Without
-    ``final`` (``end`` is not the region's end, only the buffer's), a confirmation that needs bytes
-    past ``end`` stops the scan as a ``"truncated record"`` would, to be read again in a larger buffer.
+    (docs/file-format.md, rule 1; the end of the region not where the zeros that end it reach into
+    the record's key, see :func:`key_in_end_zeros`). Otherwise the scan stops there with
+    :data:`UNCONFIRMED`. Without ``final`` (``end`` is not the region's end, only the buffer's), a
+    confirmation that needs bytes past ``end`` stops the scan as a ``"truncated record"`` would, to be
+    read again in a larger buffer.
     """
     unpack = HEADER.unpack_from
     hsize = HEADER_SIZE
@@ -205,7 +207,7 @@ def scan(
                 stop = "checksum mismatch"
                 break
             if pos >= confirmed_to:
-                reach = _confirm(mv, pos + size, end, final)
+                reach = _confirm(mv, pos + size, end, final, pos + hsize + klen if klen else 0)
                 if reach < 0:
                     stop = "truncated record" if reach == -1 else UNCONFIRMED
                     break
@@ -265,14 +267,20 @@ def scan(
     return ScanResult(entries, committed_end, stop, corrupt, pos if stop is not None else -1, pending)
 
 
-def _confirm(mv: bytes | memoryview | mmap.mmap, p: int, end: int, final: bool) -> int:
+def _confirm(mv: bytes | memoryview | mmap.mmap, p: int, end: int, final: bool, key_end: int = 0) -> int:
     """Whether the lengths of a damaged record that point to ``p`` are confirmed: return the offset
     of what confirms them (``end``, or a sound record, reached through damaged records with sound
     lengths, which it confirms too); -2 if they are not; -1 if that takes bytes past ``end``,
-    which is not the region's end (not ``final``)."""
+    which is not the region's end (not ``final``).
+
+    ``key_end`` is where that record's key ends (0 for a record without a key). ``end`` confirms no
+    record whose key the zeros that end the region reach into (see :func:`key_in_end_zeros`): such a
+    key is no record's, and the record a damaged header (docs/file-format.md, rule 1)."""
     while True:
         if p == end:
-            return p if final else -1
+            if not final:
+                return -1
+            return -2 if key_end and key_in_end_zeros(_bytes_of(mv), key_end, end) else p
         if end - p < HEADER_SIZE:
             return -2 if final else -1
         crc, rtype, _flags, klen, vlen, _expiry = HEADER.unpack_from(mv, p)
@@ -288,6 +296,7 @@ def _confirm(mv: bytes | memoryview | mmap.mmap, p: int, end: int, final: bool) 
             and crc32(mv[p + 4 : p + size]) == crc
         ):
             return p
+        key_end = p + HEADER_SIZE + klen if klen else 0
         p += size
 
 
@@ -363,6 +372,11 @@ def file_reader(fd: int) -> Callable[[int, int], bytes]:
 
 def _pread_at(fd: int, pos: int, n: int) -> bytes:
     return os.pread(fd, n, pos)
+
+
+def _bytes_of(buf: bytes | memoryview | mmap.mmap) -> Callable[[int, int], bytes]:
+    """:func:`reader_of` ``buf``, a memoryview's slices copied into bytes."""
+    return lambda offset, n: bytes(buf[offset : offset + n])
 
 
 def reader_of(buf: Any) -> Callable[[int, int], bytes]:
@@ -590,14 +604,25 @@ def damaged_key(read: Callable[[int, int], bytes], pos: int, end: int) -> tuple[
     if len(head) < HEADER_SIZE:
         return None
     _, _, _, klen, vlen, _ = HEADER.unpack(head)
-    if not 0 < klen <= MAX_KEY_SIZE or pos + HEADER_SIZE + klen > end:
+    key_end = pos + HEADER_SIZE + klen
+    if not 0 < klen <= MAX_KEY_SIZE or key_end > end or key_in_end_zeros(read, key_end, end):
         return None
     return read(pos + HEADER_SIZE, klen), min(HEADER_SIZE + klen + vlen, end - pos)
 
 
-def confirmed_to(buf: bytes | memoryview | mmap.mmap, p: int, end: int) -> int:
+def key_in_end_zeros(read: Callable[[int, int], bytes], key_end: int, end: int) -> bool:
+    """Whether the zero bytes that end the published region ending at ``end`` reach into the key of a
+    damaged record that ends at ``key_end`` (its last byte is one of them): zeros that stand in for
+    bytes a file lost (read as zeros, or filled with them by recovery) or reserved zeros, never a key
+    that was written. Such a key is not taken: it would list a key nobody wrote, ``b"\\x00" * n`` or
+    a key's first bytes followed by zeros (docs/file-format.md, rules 1 and 3)."""
+    return only_zeros(read, key_end - 1, end)
+
+
+def confirmed_to(buf: bytes | memoryview | mmap.mmap, p: int, end: int, key_end: int = 0) -> int:
     """Whether the lengths of a damaged record of a published region ending at ``end`` (all of it
-    in ``buf``), which point to ``p``, are confirmed (see :func:`scan`): the offset of what confirms
-    them (``end``, or the sound record reached through damaged records whose lengths it confirms
-    too, so that they need not be looked at again), or -1 if they are not."""
-    return max(_confirm(buf, p, end, True), -1)
+    in ``buf``), which point to ``p``, are confirmed (see :func:`scan`; ``key_end``: where its key
+    ends, 0 without one, see :func:`_confirm`): the offset of what confirms them (``end``, or the sound
+    record reached through damaged records whose lengths it confirms too, so that they need not be
+    looked at again), or -1 if they are not."""
+    return max(_confirm(buf, p, end, True, key_end), -1)

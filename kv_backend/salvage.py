@@ -495,11 +495,11 @@ def _replay(
 
     confirmed = -1  # damaged records whose lengths point at or before this offset are confirmed
 
-    def _confirms(nxt: int, lim: int) -> bool:
+    def _confirms(nxt: int, lim: int, key_end: int) -> bool:
         """rec.confirmed_to, remembering how far it reached: a run of damaged records is walked once
         (asking for each record of a run of n anew walked the rest of the run: n * n / 2 checksums)."""
         nonlocal confirmed
-        reach = rec.confirmed_to(buf, nxt, lim)
+        reach = rec.confirmed_to(buf, nxt, lim, key_end)
         confirmed = max(confirmed, reach)
         return reach >= 0
 
@@ -547,7 +547,7 @@ def _replay(
                 and klen <= rec.MAX_KEY_SIZE
                 and vlen <= rec.MAX_VALUE_SIZE
                 and nxt <= lim
-                and (nxt <= confirmed or _confirms(nxt, lim))
+                and (nxt <= confirmed or _confirms(nxt, lim, pos + rec.HEADER_SIZE + klen if klen else 0))
             ):
                 # Sound lengths, confirmed by what follows: one damaged record (a CRC mismatch).
                 report.records_skipped += 1

@@ -146,16 +146,22 @@ def confirmed_sound(buf: bytes, pos: int, end: int) -> bool:
 
 
 def lengths_confirmed(buf: bytes, rec: Record, end: int) -> bool:
-    """Rule 1: a damaged record's lengths point to the end, a sound record or a confirmed damaged one."""
+    """Rule 1: a damaged record's lengths point to the end, a sound record or a confirmed damaged one;
+    the end not where the zeros that end the data reach into the key of the record pointing to it."""
     while True:
         if rec.end == end:
-            return True
+            return not in_end_zeros(buf, rec.pos + 22 + len(rec.key) if rec.key else 0, end)
         nxt = frame(buf, rec.end, end)
         if nxt is None:
             return False
         if nxt.sound:
             return True
         rec = nxt
+
+
+def in_end_zeros(buf: bytes, key_end: int, end: int) -> bool:
+    """Whether the zeros that end `buf[:end]` reach into the key ending at `key_end` (0: no key)."""
+    return key_end > 0 and not buf[key_end - 1 : end].strip(b"\0")
 
 
 def read_published(buf: bytes, start: int, end: int, replay: Replay) -> None:
@@ -176,7 +182,7 @@ def read_published(buf: bytes, start: int, end: int, replay: Replay) -> None:
             replay.commit(None)
         if end - pos >= 22:
             k = HEADER.unpack_from(buf, pos)[3]
-            if 1 <= k <= MAX_KEY and pos + 22 + k <= end:
+            if 1 <= k <= MAX_KEY and pos + 22 + k <= end and not in_end_zeros(buf, pos + 22 + k, end):
                 key = buf[pos + 22 : pos + 22 + k]
                 replay.apply("damaged", Record(pos, pos, False, 0, 0, key, b"", 0.0))
         replay.out.regions += 1

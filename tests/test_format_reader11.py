@@ -71,7 +71,8 @@ def _scan(
     pos = data_end = start
     while True:
         r = _record(buf, pos)
-        if published and r is not None and not r[0] and not _confirmed(buf, r[6], by_end):
+        key_end = pos + 22 + len(r[3]) if r is not None and r[3] else 0
+        if published and r is not None and not r[0] and not _confirmed(buf, r[6], by_end, key_end):
             r = None  # a damaged record whose lengths nothing confirms: a damaged header (rule 1)
         if r is None:
             if not published or pos >= len(buf) or not rule3:
@@ -84,7 +85,9 @@ def _scan(
             ops.append((REGION, b"", b"", 0.0))
             if len(buf) - pos >= 22:
                 klen = HEADER.unpack_from(buf, pos)[3]
-                if 0 < klen <= MAX_KEY and pos + 22 + klen <= len(buf):
+                # (not where the zeros that end the data reach into it: no key was written there)
+                key_end = pos + 22 + klen
+                if 0 < klen <= MAX_KEY and key_end <= len(buf) and not _end_zeros(buf, key_end):
                     ops.append((DAMAGED, buf[pos + 22 : pos + 22 + klen], b"", 0.0))
             pos = _resume(buf, pos)
             if pos is None:
@@ -144,17 +147,24 @@ def _sound(buf: bytes, pos: int) -> int | None:
     return r[6]
 
 
-def _confirmed(buf: bytes, pos: int, by_end: bool = True) -> bool:
+def _confirmed(buf: bytes, pos: int, by_end: bool = True, key_end: int = 0) -> bool:
     """Rule 1: the lengths of a damaged record that point to ``pos`` are confirmed (``by_end``: the
-    published end, the end of ``buf``, confirms them)."""
+    published end, the end of ``buf``, confirms them, unless the zeros that end it reach into the key
+    of the record whose lengths point there, which ends at ``key_end``)."""
     while pos != len(buf):
         r = _record(buf, pos)
         if r is None:
             return False
         if _sound(buf, pos) is not None:
             return True
+        key_end = pos + 22 + len(r[3]) if r[3] else 0
         pos = r[6]
-    return by_end
+    return by_end and not _end_zeros(buf, key_end)
+
+
+def _end_zeros(buf: bytes, key_end: int) -> bool:
+    """Whether the zeros that end ``buf`` reach into the key that ends at ``key_end`` (none: 0 or less)."""
+    return 0 < key_end <= len(buf) and not buf[key_end - 1 :].strip(b"\0")
 
 
 def _resume(buf: bytes, pos: int) -> int | None:
