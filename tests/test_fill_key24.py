@@ -20,7 +20,7 @@ import pytest
 import test_docs_reader23 as docs_reader
 from test_format_reader11 import DAMAGED, read_store
 
-from kv_backend import DB, CorruptionError
+from kv_backend import DB, CorruptionError, Store
 from kv_backend import record as rec
 from kv_backend.check import check
 from kv_backend.files import data_name
@@ -85,6 +85,8 @@ def test_no_key_is_taken_from_the_zeros_that_stand_in_for_lost_bytes(store_path,
         view, count, corrupt = _view(store_path, read_only=read_only)
         assert view == {b"a": b"1"} and count == 1, (read_only, view)
         assert corrupt >= 1
+    with Store(store_path, key_type=bytes, read_only=True) as store:
+        assert list(store) == list(store.keys()) == [b"a"] and len(store) == 1
     assert check(store_path).problems
     with DB(store_path) as db, pytest.raises(CorruptionError, match="damaged record header"):
         db.merge(wait=True)  # (merging would delete the loss, which every reader reports)
