@@ -88,6 +88,7 @@ __all__ = [
     "BackupError",
     "BackupExistsError",
     "BackupInfo",
+    "BackupNotDurableError",
     "BackupReport",
     "BackupTargetFullError",
     "RestoreNotDurableError",
@@ -153,6 +154,22 @@ class BackupTargetFullError(BackupError):
     the target's own condition, not a failure to reach it. The message says how to make room."""
 
 
+class BackupNotDurableError(BackupError):
+    """:func:`backup` wrote the manifest of a complete backup to a local directory, but could not make
+    it durable: the fsync of ``directory`` (the URL's ``backups/``, which names the manifest) failed
+    (``reason``). The backup is there and restores, but a crash or power failure before the system
+    writes that directory may lose it. ``report`` is the backup's report. The message says what to
+    do."""
+
+    def __init__(
+        self, message: str, report: BackupReport | None = None, directory: str = "", reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.report = report
+        self.directory = directory
+        self.reason = reason
+
+
 class RestoreNotDurableError(BackupError):
     """:func:`restore` moved the restored store into place, checked, but could not make that move
     durable: an fsync of ``directory`` (the one above the store, or one the restore created above
@@ -171,6 +188,17 @@ class RestoreNotDurableError(BackupError):
 
 class _ExistsError(BackupError):
     """An object written with ``exclusive=True`` is already there (another writer was first)."""
+
+
+class _NotDurable(BackupError):
+    """An fsync of the local ``directory`` of a backup target failed (``reason``): what was just
+    created or renamed in it (a directory, a journal, a manifest, objects' names) may not survive a
+    crash or power failure. The backup turns it into an error that says what that means."""
+
+    def __init__(self, directory: str, reason: str) -> None:
+        super().__init__(f"cannot fsync the directory {directory}: {reason}")
+        self.directory = directory
+        self.reason = reason
 
 
 # --------------------------------------------------------------------- reports
@@ -525,19 +553,31 @@ class _Target:
         with _io(f"cannot create {self.where(rel)}"):
             if self.local:
                 made = missing_directories(self.path(rel))
+                created = []
                 for d in reversed(made):
                     try:
                         os.mkdir(d, self.dir_mode)
                     except FileExistsError:  # another backup made it meanwhile
                         continue
+                    created.append(d)
                     fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
                     try:
                         self._grant(fd, self.dir_mode)
                     finally:
                         os.close(fd)
                 give_new_directories(made, self.owner)
-                for d in made:  # deepest first: each new entry made durable in its parent
-                    _fsync_dir(posixpath.dirname(d))
+                try:
+                    for d in made:  # deepest first: each new entry made durable in its parent
+                        _fsync_dir(posixpath.dirname(d))
+                except _NotDurable:
+                    # Missing again, so that the next backup makes them, and fsyncs their entries then:
+                    # left, a later backup found them there and fsynced them never.
+                    for d in reversed(created):  # (deepest first; one in use by another backup stays)
+                        try:
+                            os.rmdir(d)
+                        except OSError:
+                            break
+                    raise
             elif not self.object_store:
                 try:
                     self.fs.makedirs(self.path(rel), exist_ok=True)
@@ -769,16 +809,12 @@ def _exists_error(exc: OSError) -> bool:
 
 
 def _fsync_dir(path: str) -> None:
+    """fsync the local directory ``path`` (what was created or renamed in it made durable), as the
+    engine does; :class:`_NotDurable` if that fails."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        fsync_dir(path)
+    except OSError as exc:
+        raise _NotDurable(path, f"{exc.strerror or exc}{whose(exc)}") from exc
 
 
 def _token() -> str:
@@ -1250,10 +1286,12 @@ def _backup(
         }
         for rel in (FILES_DIR, MANIFEST_DIR, PENDING_DIR):
             target.makedirs(rel)
-        # The journal goes first: while it is fresh, prune leaves unreferenced objects alone.
-        target.write_bytes(journal_rel, json.dumps(journal).encode())
         report = BackupReport(name=name, url=target.url)
+        not_durable: _NotDurable | None = None  # (the fsync of the manifest's directory, failed)
         try:
+            # The journal goes first: while it is fresh, prune leaves unreferenced objects alone.
+            # (In this try: one written but not fsynced is removed, not left to hold prune back.)
+            target.write_bytes(journal_rel, json.dumps(journal).encode())
             known = _known_copies(target, created)
             total = sum(s.length for s in snapshot)
             done = reported = 0
@@ -1299,9 +1337,11 @@ def _backup(
             _note_all_damage(snapshot, entries, earlier)
             report.damaged_records = sum(e.get("damaged_records", 0) for e in entries)
             # Every object must be in place before the manifest says the backup is complete.
-            if target.local and report.files_copied:
+            if target.local and entries:
                 # The objects are synced, but their names are entries of files/: a manifest that
-                # survives a power loss must not name objects whose entries did not.
+                # survives a power loss must not name objects whose entries did not. Those of a
+                # backup that copied nothing too: it may reuse the objects of one still running, or
+                # killed, whose own fsync of files/ is yet to come, or never came.
                 _fsync_dir(target.path(FILES_DIR))
             present = target.listdir(FILES_DIR)
             for e in entries:
@@ -1336,6 +1376,9 @@ def _backup(
                 try:
                     target.write_bytes(rel, manifest, exclusive=True)
                     break
+                except _NotDurable as exc:
+                    not_durable = exc  # (written: checked below as any manifest, then said)
+                    break
                 except _ExistsError as exc:
                     if base is None:
                         _refuse_blocked_manifest(target, name)  # (made while the backup ran)
@@ -1366,11 +1409,34 @@ def _backup(
             except BackupError:
                 pass  # a stale journal only delays garbage collection by prune
         report.seconds = time.monotonic() - started
+        if not_durable is not None:
+            d = not_durable.directory
+            raise BackupNotDurableError(
+                f"backup {report.name} of {path} was written to {target.url}, but cannot make it durable: "
+                f"{not_durable}. The backup is complete and restores, but a crash or power failure before "
+                f"the system writes that directory may lose it: check the disk (the system log says why), "
+                f"then run `sync {d}`; once it succeeds, the backup is durable",
+                report,
+                d,
+                not_durable.reason,
+            ) from not_durable
         return report
+    except BackupNotDurableError:
+        raise  # (in place and complete: its own message)
     except BackupError as exc:
+        error: BackupError = exc
+        if isinstance(exc, _NotDurable):
+            # Before the manifest (the directories made, a journal, the objects' names in files/): a
+            # backup that a crash could take away, or make name objects that are gone, is none.
+            error = BackupError(f"cannot back up {path} to {target.url}: {exc}")
+            if not _full(exc):
+                raise BackupError(
+                    f"{error}; nothing was backed up (a later prune deletes what was copied): check the disk "
+                    "(the system log says why), then back up again"
+                ) from exc
         if _full(exc):
             raise BackupTargetFullError(
-                f"{exc}; the backup target is full: free space there (kvb backups URL --keep N, or "
+                f"{error}; the backup target is full: free space there (kvb backups URL --keep N, or "
                 "prune_backups, deletes older backups and what failed ones left), then back up again"
             ) from exc
         raise
