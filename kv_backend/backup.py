@@ -1980,16 +1980,10 @@ def _durable_in_place(report: RestoreReport, directories: list[str]) -> None:
     into the one above it, the directories the restore created); :class:`RestoreNotDurableError` if
     one fails, as the engine fails an operation whose directory fsync fails: the restore is not done
     until a crash cannot undo it. The store stays in place, checked, and perhaps opened already."""
-    failed: tuple[str, OSError] | None = None
-    for d in directories:
-        try:
-            fsync_dir(d)
-        except OSError as exc:
-            failed = failed or (d, exc)
+    failed = fsync_directories(directories)
     if failed is None:
         return
-    d, error = failed
-    reason = f"{error.strerror or error}{whose(error)}"
+    d, reason, error = failed
     raise RestoreNotDurableError(
         f"restored backup {report.name} into {report.path}, but cannot make that durable: cannot fsync the "
         f"directory {d}: {reason}. The store is in place and checks out, but a crash or power failure "
@@ -1999,6 +1993,18 @@ def _durable_in_place(report: RestoreReport, directories: list[str]) -> None:
         d,
         reason,
     ) from error
+
+
+def fsync_directories(directories: list[str]) -> tuple[str, str, OSError] | None:
+    """fsync each of ``directories`` (every one, whichever fails): the first that failed, the system's
+    reason as a message says it (who may not use it, for a permission error) and the error; else None."""
+    failed = None
+    for d in directories:
+        try:
+            fsync_dir(d)
+        except OSError as exc:
+            failed = failed or (d, f"{exc.strerror or exc}{whose(exc)}", exc)
+    return failed
 
 
 #: What a restore that failed after its download says of what it left: nothing, and what to do.

@@ -35,7 +35,6 @@ from kv_backend.files import (
     STATE_FILE,
     check_new_store_target,
     data_name,
-    fsync_dir,
     hint_name,
     list_data_files,
     missing_data_files,
@@ -81,6 +80,22 @@ Item = tuple[bytes, int | None, float]
 
 class SalvageError(KVError):
     """``kvb salvage`` cannot start or finish (the target is not empty, a file cannot be read...)."""
+
+
+class SalvageNotDurableError(SalvageError):
+    """:func:`salvage` moved the new store into place, but could not make that move durable: an
+    fsync of ``directory`` (the one above the new store, or one the salvage created above it) failed
+    (``reason``). The store is there and may be used, but a crash or power failure before the system
+    writes that directory may undo the salvage. ``report`` is the salvage's report. The message says
+    what to do."""
+
+    def __init__(
+        self, message: str, report: SalvageReport | None = None, directory: str = "", reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.report = report
+        self.directory = directory
+        self.reason = reason
 
 
 @dataclass
@@ -262,7 +277,12 @@ def _salvage(
         del newest  # (the keys are read again from the records: the copy's key directory holds them)
         # (the copy's temporary directory: locked while this runs, so that the next salvage into dst
         # deletes those a salvage killed midway left, and only those)
-        from kv_backend.backup import beside_failure, keep_directory_access, new_claimed_directory
+        from kv_backend.backup import (
+            beside_failure,
+            fsync_directories,
+            keep_directory_access,
+            new_claimed_directory,
+        )
 
         parent = os.path.dirname(dst)
         made = missing_directories(parent)
@@ -292,19 +312,34 @@ def _salvage(
                 refuse_filled_meanwhile(dst, "salvage", SalvageError)  # (a worker that started meanwhile)
                 keep_directory_access(dst, tmp, os.stat(src).st_mode, owner)
                 os.rename(tmp, dst)
-                fsync_dir(parent)
             except OSError as exc:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
                     refuse_filled_meanwhile(dst, "salvage", SalvageError)
                 raise SalvageError(
                     f"cannot move the copy into place at {dst}: {exc.strerror or exc}"
                 ) from exc
+            report.keys_copied = copied
+            # The rename, and the directories created for it (or the store goes with them), made
+            # durable while the copy's directory is still claimed, as a restore does.
+            failed = fsync_directories([parent, *(os.path.dirname(d) for d in made)])
+            if failed is not None:
+                d, reason, error = failed
+                raise SalvageNotDurableError(
+                    f"salvaged {src} into {dst}, but cannot make that durable: cannot fsync the directory "
+                    f"{d}: {reason}. The new store is in place, but a crash or power failure before the "
+                    f"system writes that directory may undo the salvage: check the disk (the system log "
+                    f"says why), then run `sync {d}`; once it succeeds, the salvage is durable",
+                    report,
+                    d,
+                    reason,
+                ) from error
+        except SalvageNotDurableError:
+            raise  # (the new store is in place: nothing to remove)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
             os.close(claim)
-        report.keys_copied = copied
         if progress is not None:
             progress(total, total)
     finally:
