@@ -1603,8 +1603,9 @@ def _note_damage(
         from kv_backend.check import snapshot_problems
 
         hints = None if hint is None or tail else (hint[0].name, hint[0].read, hint[0].length)
+        read = snap.reader()  # (telling where zeros stand for bytes the file lost: skipped unread)
         damaged = len(
-            snapshot_problems(snap.read, snap.length, snap.name, tail=tail, closing=snap.closing, hints=hints)
+            snapshot_problems(read, snap.length, snap.name, tail=tail, closing=snap.closing, hints=hints)
         )
     entry["damaged_records"], entry["scanned_as_tail"] = damaged, tail
     if hint_sha is not None:

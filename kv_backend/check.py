@@ -598,6 +598,11 @@ class _DataFile:
         start, stop, _ = index.indices(self._size)
         return os.pread(self._f.fileno(), max(stop - start, 0), start) if stop > start else b""
 
+    def data_from(self, pos: int) -> int:
+        """Where the file may hold a byte that is not zero from ``pos`` on (a hole of a sparse file, as
+        recovery's fill leaves, is read by no reader: see :func:`kv_backend.record.data_from`)."""
+        return rec.data_from(rec.file_reader(self._f.fileno()), pos, rec.NO_DATA)
+
     def close(self) -> None:
         self._f.close()
 
@@ -613,6 +618,10 @@ class _Reader(_DataFile):
     def __getitem__(self, index: slice) -> bytes:
         start, stop, _ = index.indices(self._size)
         return self._read(start, stop - start) if stop > start else b""
+
+    def data_from(self, pos: int) -> int:
+        """What ``read`` tells of where its file holds bytes (see :func:`kv_backend.record.data_from`)."""
+        return rec.data_from(self._read, pos, rec.NO_DATA)
 
     def close(self) -> None:
         pass  # the caller owns what ``read`` reads

@@ -359,14 +359,15 @@ def filled_end(
 
 def zero_filled(read: Read, size: int, end: int) -> Read:
     """``read(offset, n)`` of a file of ``size`` bytes read as if zeros followed them up to ``end``
-    (see :func:`filled_end`): fewer bytes only past ``end``."""
+    (see :func:`filled_end`): fewer bytes only past ``end``. It tells where those zeros are (see
+    :func:`kv_backend.record.data_from`): readers skip them unread."""
 
     def fill(offset: int, n: int) -> bytes:
         n = max(0, min(n, end - offset))
         got = read(offset, min(n, size - offset)) if offset < size else b""
         return got + bytes(n - len(got))
 
-    return fill
+    return rec.zeros_past(fill, size, read)
 
 
 def page_end(published: tuple[int, int] | None, fid: FileId) -> int | None:
