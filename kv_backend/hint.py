@@ -134,9 +134,13 @@ def usable_at(
 def lost_from(path: str, data_size: int) -> int | None:
     """The size of the data file the hint file at ``path`` describes, where its data file is ``data_size``
     bytes, shorter than that, and the hint file checks out for that size with records past
-    ``data_size`` (so not its size field alone damaged): the data file lost bytes, and with them the
-    acknowledged records there (a merge output holds the only copy of the values it kept). None
-    otherwise: no hint file, one that does not check out, or one that describes ``data_size`` or less.
+    ``data_size`` (so not its size field alone damaged), the last of them ending at that size: the data
+    file lost bytes, and with them the acknowledged records there (a merge output holds the only copy of
+    the values it kept). None otherwise: no hint file, one that does not check out, or one that describes
+    ``data_size`` or less; or one whose size lies past the end of the last record it points to, which no
+    merge writes (its outputs hold nothing but the records their hint files list), so damage to the size
+    field, outside the checksum: a bit flipped there high would have had every reader read, and recovery
+    fill, up to a terabyte of zeros.
     Every reader reads such a data file as if zeros followed its bytes up to that size, and recovery
     fills it so: read through its hint file, the keys lost raise CorruptionError (docs/file-format.md,
     "Hint files")."""
@@ -149,7 +153,7 @@ def lost_from(path: str, data_size: int) -> int | None:
             if size <= data_size:
                 return None
             reach = _usable(rec.file_reader(f.fileno()), os.fstat(f.fileno()).st_size, size, 1 << 17)
-            return size if reach > data_size else None
+            return size if data_size < reach == size else None
     except OSError:
         return None
 

@@ -508,12 +508,13 @@ def read_store(
         before_active = (before_active or lagged) and not active
         if not active and os.path.exists(name + ".hint"):
             # A data file shorter than the size its hint file gives, which checks out for that size with
-            # records past the data file's end: it lost bytes, read as if zeros followed them.
+            # records past the data file's end, the last of them ending at that size: it lost bytes, read
+            # as if zeros followed them.
             with open(name + ".hint", "rb") as f:
                 hint = f.read()
             described = struct.unpack_from("<Q", hint, 16)[0] if len(hint) >= 40 else 0
             entries = _hint_entries(hint, described) if described > len(buf) else None
-            if entries and max(off + size for _, off, size, _ in entries) > len(buf):
+            if entries and len(buf) < max(off + size for _, off, size, _ in entries) == described:
                 buf += bytes(described - len(buf))  # (one cut inside its header too)
         if len(buf) < 16:
             continue  # holds nothing, or lost the records it held, which nothing says (damage)
