@@ -151,7 +151,8 @@ def _check(path: str) -> CheckReport:
             f"it names {data_name((published[0], 0))}, which is gone, older than the newest data file"
             if names_a_gone_file(fids, published)
             else f"its intent word does not vouch for its tail, or it publishes an end inside a record of "
-            f"{data_name((published[0], 0))}, or inside a batch that committed after it, or more than "
+            f"{data_name((published[0], 0))}, or inside a batch that committed after it, or in zeros after a "
+            "batch without its COMMIT, or more than "
             f"{MAX_LOSS >> 20} MiB past its end where newer files follow it"
         )
         report.notes.append(

@@ -156,11 +156,32 @@ def trusted_page(
             pos += n
         elif (nxt := rec.resync(read, pos, size)) is not None and nxt <= end:
             pos = nxt
-        elif _inside_an_open_batch(read, pos, end, size):
+        elif _inside_an_open_batch(read, pos, end, size) or _zeros_after_an_open_batch(read, pos, end):
             return None
         else:
             break
     return None if pos > end else published
+
+
+def _zeros_after_an_open_batch(read: Read, pos: int, end: int) -> bool:
+    """Whether nothing but zeros lies from ``pos``, where following the records of a data file from its
+    header stopped (no reading resumes after it before ``end``), to its published ``end``, and records of a
+    batch without their COMMIT come before them (read from the header by the rules of the published part),
+    where the page's intent word lies past that end (see :func:`trusted_page`). A writer publishes a batch
+    with its COMMIT: either a power failure lost that COMMIT with what followed it, in a write that had not
+    returned (``sync="always"`` fsyncs it before it returns, and any later fsync would have kept it), which,
+    read as without the page, is the file's unfinished write, as good as applying it; or a bit flipped in
+    the tail carried it past a transaction a killed writer left after the end, into the reserved zeros
+    there, with one flipped in the intent word leaving it at or past that tail (so it vouches for it, by
+    however few bits, where a flip beyond :data:`MAX_LOSS` is caught as past the file). Read with it, the
+    zeros would be a damaged header and the open batch applied (rule 3), values never committed."""
+    framed = _framed(read, pos)
+    return (
+        framed is None
+        and not read(pos, rec.HEADER_SIZE).strip(b"\0")
+        and rec.only_zeros(read, pos, end)
+        and _batch_records(read, rec.FILE_HEADER_SIZE, pos) > 0
+    )
 
 
 def _inside_an_open_batch(read: Read, pos: int, end: int, size: int) -> bool:

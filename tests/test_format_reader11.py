@@ -356,9 +356,20 @@ def _page_inside_a_record(
             # (a damaged region: up to where reading resumes, unless that is past the end)
             nxt = _resume(buf, pos)
             if nxt is None or nxt > page[1]:
-                return _inside_an_open_batch(buf, pos, page[1])
+                end = page[1]
+                return _inside_an_open_batch(buf, pos, end) or _zeros_after_an_open_batch(buf, pos, end)
         pos = nxt
     return pos > page[1]
+
+
+def _zeros_after_an_open_batch(buf: bytes, pos: int, end: int) -> bool:
+    """Whether only zeros lie from ``pos`` (where reaching the end stopped) to the published ``end``, where
+    the intent word lies past it (zeros at the end with the intent equal to the tail are what a writer
+    leaves), after a batch open there (read from the header by the published rules): a damaged page."""
+    if buf[pos:end].strip(b"\0"):
+        return False
+    _, data_end, stop = _scan(buf, 16, pos, published=True, rule3=False, by_end=True)
+    return stop >= pos and data_end < pos
 
 
 def _inside_an_open_batch(buf: bytes, pos: int, end: int) -> bool:
