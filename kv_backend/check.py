@@ -599,11 +599,6 @@ class _DataFile:
         start, stop, _ = index.indices(self._size)
         return os.pread(self._f.fileno(), max(stop - start, 0), start) if stop > start else b""
 
-    def data_from(self, pos: int) -> int:
-        """Where the file may hold a byte that is not zero from ``pos`` on (a hole of a sparse file, as
-        recovery's fill leaves, is read by no reader: see :func:`kv_backend.record.data_from`)."""
-        return rec.data_from(rec.file_reader(self._f.fileno()), pos, rec.NO_DATA)
-
     def close(self) -> None:
         self._f.close()
 

@@ -114,45 +114,14 @@ def map_file(fd: int, size: int) -> mmap.mmap:
 
 
 _FILLED: weakref.WeakKeyDictionary[mmap.mmap, int] = weakref.WeakKeyDictionary()
-"""The maps :func:`map_filled` made, and how many of their first bytes the file holds; and the maps of
-files that end in a hole (:func:`note_hole_at_end`), and where it starts."""
+"""The maps :func:`map_filled` made, and how many of their first bytes the file holds."""
 
 
 def filled_from(buf: object) -> int | None:
     """Where the zeros that end a map start that no byte of a file holds: those that follow the file's
-    bytes in a map :func:`map_filled` made, or a hole that ends the file mapped (:func:`note_hole_at_end`).
-    Readers skip them unread (see :func:`kv_backend.record.data_from`). None where none are known."""
+    bytes in a map :func:`map_filled` made. Readers skip them unread (see
+    :func:`kv_backend.record.data_from`). None where none are known."""
     return _FILLED.get(buf) if isinstance(buf, mmap.mmap) else None
-
-
-#: How many data extents :func:`note_hole_at_end` passes, at most, to find the hole that ends a file.
-_EXTENTS = 8
-
-
-def note_hole_at_end(mm: mmap.mmap, fd: int) -> None:
-    """Note where a hole starts that ends the file open at ``fd``, which ``mm`` maps whole (a file that
-    never changes again), if the system tells it (``SEEK_HOLE``) past a few extents: see
-    :func:`filled_from`."""
-    seek_data, seek_hole = getattr(os, "SEEK_DATA", None), getattr(os, "SEEK_HOLE", None)
-    if seek_data is None or seek_hole is None:
-        return
-    size, pos = len(mm), 0
-    try:
-        was = os.lseek(fd, 0, os.SEEK_CUR)
-    except OSError:
-        return
-    try:
-        for _ in range(_EXTENTS):
-            try:
-                pos = os.lseek(fd, os.lseek(fd, pos, seek_data), seek_hole)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO and pos < size:
-                    _FILLED[mm] = pos  # (no data from ``pos`` on: a hole up to the end)
-                return
-            if pos >= size:
-                return  # (data up to the end)
-    finally:
-        os.lseek(fd, was, os.SEEK_SET)
 
 
 def map_filled(fd: int, size: int, length: int) -> mmap.mmap | bytes:

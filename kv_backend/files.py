@@ -33,7 +33,7 @@ from kv_backend.errors import (
     StorageError,
     StoreNotFoundError,
 )
-from kv_backend.filemaps import map_file, map_filled, note_hole_at_end
+from kv_backend.filemaps import map_file, map_filled
 
 FORMAT_FILE = "KVB_FORMAT"
 FORMAT_TEXT = "kv_backend store, format 1\n"
@@ -261,9 +261,6 @@ class DataFile:
             return  # nothing is mapped (an empty file): the fd is all there is
         fd, self.fd = self.fd, -1
         if fd >= 0:
-            # (A hole that ends the file, as recovery's fill of a file that lost bytes leaves it: readers
-            # of the mapping skip its zeros unread, see kv_backend.record.data_from.)
-            note_hole_at_end(self.mm, fd)
             os.close(fd)
 
     def close(self) -> None:

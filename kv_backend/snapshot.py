@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from kv_backend import record as rec
 from kv_backend.errors import StorageError
-from kv_backend.filemaps import MAPS_HOLD_FD, map_file, note_hole_at_end
+from kv_backend.filemaps import MAPS_HOLD_FD, map_file
 from kv_backend.files import (
     LOCK_FILE,
     FileId,
@@ -78,7 +78,6 @@ class SnapshotFile:
                 self.mm = map_file(self.fd, st.st_size)
             except (OSError, ValueError):  # (out of map areas; cut meanwhile, by another program)
                 return  # the fd is kept
-            note_hole_at_end(self.mm, self.fd)  # (see reader)
         self.ident = (st.st_dev, st.st_ino)
         fd, self.fd = self.fd, -1
         os.close(fd)
@@ -95,10 +94,9 @@ class SnapshotFile:
 
     def reader(self) -> Callable[[int, int], bytes]:
         """:meth:`read` as ``read(offset, n)``, telling where the file holds no bytes (the zeros that
-        stand for what it lost, a hole that ends it: see :func:`kv_backend.record.data_from`), which a
-        check of the snapshot skips unread."""
-        held = rec.file_reader(self.fd) if self.fd >= 0 else rec.reader_of(self.mm)
-        return rec.zeros_past(self.read, self.filled_from, held)
+        stand for what it lost: see :func:`kv_backend.record.data_from`), which a check of the snapshot
+        skips unread."""
+        return rec.zeros_past(self.read, self.filled_from)
 
     def _pread(self, n: int, offset: int) -> bytes:
         if self.fd >= 0:
