@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 sys.path.insert(0, os.path.dirname(__file__))
 
 from helpers import require_tool  # re-exported for tests that import it from here
-from resp_helpers import Raw, redis_and_kvb
+from resp_helpers import Raw, RespServers, redis_and_kvb
 
 __all__ = ["require_tool"]
 
@@ -80,11 +80,32 @@ def backup_url(request, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ports(tmp_path_factory):
-    """(redis-server's port, kvb serve's port): one of each per test module, for the
-    differential RESP tests."""
+def resp_servers(tmp_path_factory):
+    """A throw-away redis-server and a ``kvb serve`` on a new directory, one of each per test module,
+    for the tests that compare them: :class:`~resp_helpers.RespServers` (their ports, the store's
+    directory). Skipped where redis-server is missing. Each server listens on a port the system gave
+    as free (``free_port``), so the servers of parallel workers do not meet."""
     with redis_and_kvb(tmp_path_factory) as (port, ours):
-        yield port, ours.port
+        yield RespServers(port, ours.port, ours.path)
+
+
+@pytest.fixture(scope="module")
+def ports(resp_servers):
+    """(redis-server's port, kvb serve's port) of the module's :func:`resp_servers`."""
+    return resp_servers.redis, resp_servers.kvb
+
+
+@pytest.fixture(params=["redis", "kvb"])
+def port(request, resp_servers) -> int:
+    """The port of each of the module's :func:`resp_servers` in turn (redis-server's, then kvb serve's),
+    its database emptied first."""
+    p = resp_servers.redis if request.param == "redis" else resp_servers.kvb
+    conn = Raw(p, 2)
+    try:
+        assert conn.call("FLUSHALL") == b"+OK\r\n"
+    finally:
+        conn.close()
+    return p
 
 
 @pytest.fixture(params=[2, 3], ids=lambda p: f"RESP{p}")

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from helpers import child_env, free_port, require_tool, wait_for
 from zygote import KVB_COMMAND, ForkedChild, Zygote
@@ -190,6 +190,14 @@ def start_redis_server(tmpdir: str, hz: int = 100) -> tuple[subprocess.Popen, in
         stop_process(proc)
         raise
     return proc, port
+
+
+class RespServers(NamedTuple):
+    """A redis-server and a ``kvb serve`` to compare (conftest.py's ``resp_servers``)."""
+
+    redis: int  #: redis-server's port
+    kvb: int  #: kvb serve's port
+    kvb_path: str  #: kvb serve's store
 
 
 @contextmanager

@@ -7,18 +7,14 @@ import random
 import time
 
 import pytest
-from resp_helpers import redis_and_kvb
-from test_resp_differential import Comparison, flush, make_client, run
+from test_resp_differential import Comparison, clients_by_protocol, flush, make_client, run
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    """{protocol: (redis-server client, kvb serve client)}."""
-    with redis_and_kvb(tmp_path_factory) as (port, ours):
-        clients = {p: (make_client(port, p), make_client(ours.port, p)) for p in (2, 3)}
+def servers(ports):
+    """{protocol: (redis-server client, kvb serve client)}, of conftest.py's ``ports``."""
+    with clients_by_protocol(ports) as clients:
         yield clients
-        for c in [c for both in clients.values() for c in both]:
-            c.close()
 
 
 @pytest.fixture(params=[2, 3], ids=lambda p: f"RESP{p}")

@@ -26,6 +26,8 @@ import os
 import shlex
 import time
 import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -246,14 +248,27 @@ def make_client(port: int, protocol: int) -> redis.Redis:
 # -------------------------------------------------------------------- fixtures
 
 
+@contextmanager
+def clients_by_protocol(ports: Iterable[int]) -> Iterator[dict[int, tuple[redis.Redis, redis.Redis]]]:
+    """``{protocol: (redis-server client, kvb serve client)}`` for each of PROTOCOLS, given the two
+    servers' ports (redis-server's first); the clients are closed afterwards."""
+    real, ours = ports
+    clients = {p: (make_client(real, p), make_client(ours, p)) for p in PROTOCOLS}
+    try:
+        yield clients
+    finally:
+        for c in [c for both in clients.values() for c in both]:
+            c.close()
+
+
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     # (hz=500: a random sequence's blocking commands time out in 12 ms, not 18)
-    with redis_and_kvb(tmp_path_factory, hz=500) as (port, ours):
-        clients = {p: (make_client(port, p), make_client(ours.port, p)) for p in PROTOCOLS}
+    with (
+        redis_and_kvb(tmp_path_factory, hz=500) as (port, ours),
+        clients_by_protocol((port, ours.port)) as clients,
+    ):
         yield clients
-        for c in [c for both in clients.values() for c in both]:
-            c.close()
 
 
 #: Empties a database: DISCARD first, as a previous example may have left a MULTI open (refused if not).

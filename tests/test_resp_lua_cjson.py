@@ -8,15 +8,18 @@ import random
 import struct
 
 import pytest
-from resp_helpers import Raw, redis_and_kvb
+from resp_helpers import Raw
 
 pytest.importorskip("lupa")
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    with redis_and_kvb(tmp_path_factory) as (redis_port, ours):
-        yield Raw(redis_port, 2), Raw(ours.port, 2)
+def servers(ports):
+    """RESP2 connections to (redis-server, kvb serve): conftest.py's ``ports``."""
+    conns = tuple(Raw(p, 2) for p in ports)
+    yield conns
+    for c in conns:
+        c.close()
 
 
 def same(servers, *words: str | bytes) -> bytes:

@@ -12,26 +12,18 @@ from __future__ import annotations
 
 import pytest
 import redis
-from resp_helpers import redis_and_kvb
 
 VALUE = b"x" * 10_000
 QUEUED = 150  # 1.5 MB of arguments, past a 1 MB query buffer limit
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    with redis_and_kvb(tmp_path_factory) as (port, ours):
-        yield {"redis": port, "kvb": ours.port}
-
-
-@pytest.fixture(params=["redis", "kvb"])
-def port(request, servers) -> int:
-    """The port of each server in turn, its database empty and its query buffer limit 1 MB."""
-    with redis.Redis(port=servers[request.param]) as r:
-        r.flushall()
+@pytest.fixture
+def port(port: int) -> int:
+    """conftest.py's ``port`` (each server in turn, its database empty), its query buffer limit 1 MB."""
+    with redis.Redis(port=port) as r:
         r.config_set("client-query-buffer-limit", "1mb")
-    yield servers[request.param]
-    with redis.Redis(port=servers[request.param]) as r:
+    yield port
+    with redis.Redis(port=port) as r:
         r.config_set("client-query-buffer-limit", "1gb")
 
 

@@ -13,25 +13,9 @@ import time
 import pytest
 import redis
 from helpers import note_waits
-from resp_helpers import blocked_clients, redis_and_kvb, wait_blocked
+from resp_helpers import blocked_clients, wait_blocked
 
 from kv_backend.structures import Structures
-
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    """``{"redis": port, "kvb": port}``: one redis-server and one kvb serve."""
-    with redis_and_kvb(tmp_path_factory) as (port, ours):
-        yield {"redis": port, "kvb": ours.port, "kvb_path": ours.path}
-
-
-@pytest.fixture(params=["redis", "kvb"])
-def port(request, servers) -> int:
-    """The port of each server in turn, its database empty."""
-    p = servers[request.param]
-    with redis.Redis(port=p) as r:
-        r.flushall()
-    return p
 
 
 def in_thread(fn, *args) -> tuple[threading.Thread, dict]:
@@ -162,15 +146,15 @@ def test_structures_blocking_pops_skip_a_key_that_changed_type(tmp_path, monkeyp
     ids=["set", "hash", "zset", "list", "stream", "set-older"],
 )
 @pytest.mark.parametrize("how", ["copy", "rename"])
-def test_watch_sees_another_process_replace_the_key(servers, setup, how):
+def test_watch_sees_another_process_replace_the_key(resp_servers, setup, how):
     # docs/redis.md: a key's deletion or replacement by another process fails a watcher's EXEC. A
     # collection copied or renamed over one of the same type and size must not leave the watched
     # metadata record as it was.
-    a = redis.Redis(port=servers["kvb"])
+    a = redis.Redis(port=resp_servers.kvb)
     a.flushall()
     for cmd in setup:
         a.execute_command(*cmd)
-    st = Structures(servers["kvb_path"])
+    st = Structures(resp_servers.kvb_path)
     try:
         with a.pipeline() as p:
             p.watch("dst")

@@ -6,24 +6,9 @@ missing from kvb serve's INFO. The same steps run against redis-server and kvb s
 
 from __future__ import annotations
 
-import pytest
 import redis
 from helpers import wait_for
-from resp_helpers import info_number, redis_and_kvb, wait_blocked
-
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    with redis_and_kvb(tmp_path_factory) as (port, ours):
-        yield {"redis": port, "kvb": ours.port}
-
-
-@pytest.fixture(params=["redis", "kvb"])
-def port(request, servers) -> int:
-    """The port of each server in turn, its database empty."""
-    with redis.Redis(port=servers[request.param]) as r:
-        r.flushall()
-    return servers[request.param]
+from resp_helpers import info_number, wait_blocked
 
 
 def _in_table(r: redis.Redis) -> int:
