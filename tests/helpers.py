@@ -21,6 +21,17 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pyproject() -> dict[str, Any]:
+    """The project's pyproject.toml, parsed (by tomli before Python 3.11, which has no tomllib: the dev
+    extra installs it there)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)
+
+
 def child_env() -> dict[str, str]:
     """Environment for child Python processes: the project importable from this checkout."""
     env = dict(os.environ)

@@ -358,10 +358,9 @@ def test_readme_kvb_admin_commands_run_as_written(tmp_path, capsys):
 def test_readme_install_extras_and_named_parts_exist():
     """Each ``pip install "kv-backend[...]"`` extra of the README exists, and the packages its
     comments name are in the dependencies it says they come with."""
-    import pytest
+    from helpers import pyproject
 
-    tomllib = pytest.importorskip("tomllib")
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = pyproject()["project"]
     extras = project["optional-dependencies"]
     block = _readme_block("", "pip install kv-backend")
     for names in re.findall(r"kv-backend\[([\w,]+)\]", block):

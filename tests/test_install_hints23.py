@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import pyproject
 
 ROOT = Path(__file__).resolve().parent.parent
 ADVICE = re.compile(r"pip install '([\w.-]+)\[([\w,]+)\]'")
@@ -33,7 +34,6 @@ def test_messages_give_pip_advice_at_all():
 
 @pytest.mark.parametrize(("path", "name", "extras"), _advice())
 def test_pip_advice_names_the_distribution_and_its_extras(path, name, extras):
-    tomllib = pytest.importorskip("tomllib")
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = pyproject()["project"]
     assert name == project["name"], f"{path}: pip install '{name}[...]', not {project['name']}"
     assert set(extras.split(",")) <= set(project["optional-dependencies"]), f"{path}: no extra {extras}"
