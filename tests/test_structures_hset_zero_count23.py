@@ -19,8 +19,8 @@ from kv_backend import DB
 from kv_backend.structures import Structures
 from kv_backend.structures.layout import _BOUND, HASH_META_ABOVE, HASH_META_BELOW, T_HASH, counts
 
-#: HSET's forms, and two commands that read the count (HGET and HEXISTS read the field alone and
-#: answer from it under such a record as under any hash-sized one).
+#: HSET's forms, and two commands that read the count (HGET, HEXISTS, HSTRLEN and HMGET check it too:
+#: tests/test_resp_zero_count24.py).
 CALLS = [
     lambda s: s.hset("bar", "f", "new"),
     lambda s: s.hset("bar", mapping={"f": "new"}),
