@@ -43,7 +43,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kv_backend import __version__
 from kv_backend import record as rec
-from kv_backend.backup import BackupExistsError, BackupTargetFullError, check_backup_name, in_process_url
+from kv_backend.backup import (
+    BackupExistsError,
+    BackupNotDurableError,
+    BackupTargetFullError,
+    check_backup_name,
+    in_process_url,
+)
 from kv_backend.backup_urls import relative_local_url
 from kv_backend.db import DB
 from kv_backend.db_common import _check_key as check_key  # the engine's own key rules and messages
@@ -132,6 +138,7 @@ class HTTPAPIError(KVError):
         message: str,
         headers: Mapping[str, str] | None = None,
         index: int | None = None,
+        report: Any = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -139,6 +146,7 @@ class HTTPAPIError(KVError):
         self.message = message
         self.headers = dict(headers or {})
         self.index = index  # POST /v1/txn: the position of the operation that failed
+        self.report = report  # POST /v1/backup, backup_not_durable: the report of the backup in place
 
 
 def error_response(
@@ -147,15 +155,19 @@ def error_response(
     message: str,
     headers: Mapping[str, str] | None = None,
     index: int | None = None,
+    report: Any = None,
 ) -> Response:
     """Return the JSON error body every failing request gets: ``{"error": code, "message": text}``.
 
-    An error of one operation of a transaction also names its position in ``"index"``.
+    An error of one operation of a transaction also names its position in ``"index"``; a backup
+    written but not durable (``backup_not_durable``) gives its report in ``"report"``.
     """
     # (valid Unicode: a message naming a path that is not UTF-8 failed to encode, a bare 500)
     body: dict[str, Any] = {"error": code, "message": valid_unicode(message)}
     if index is not None:
         body["index"] = index
+    if report is not None:
+        body["report"] = jsonable(report)
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
@@ -171,6 +183,8 @@ _ERROR_STATUS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
     ((MergeInProgressError,), 409, "merge_in_progress"),
     ((BackupExistsError,), 409, "backup_exists"),
     ((BackupTargetFullError,), 507, "backup_target_full"),
+    # (written and restorable, but a power failure may lose it: not a backup to make again)
+    ((BackupNotDurableError,), 502, "backup_not_durable"),
     ((BackupError,), 502, "backup_failed"),
     ((CorruptionError,), 500, "corrupt_record"),
     ((ConfigurationError,), 400, "invalid_request"),
@@ -190,7 +204,8 @@ def engine_error(exc: BaseException) -> HTTPAPIError:
         return HTTPAPIError(501, "not_implemented", f"this build cannot back up: {exc}")
     for types, status, code in _ERROR_STATUS:
         if isinstance(exc, types):
-            return HTTPAPIError(status, code, str(exc))
+            report = exc.report if isinstance(exc, BackupNotDurableError) else None
+            return HTTPAPIError(status, code, str(exc), report=report)
     # Another project error (a value of the wrong type, a transaction misused...) can only come from
     # a defect of this server, which checks every request before it reaches the engine.
     return HTTPAPIError(500, "internal_error", f"{type(exc).__name__}: {exc}")
@@ -1742,7 +1757,7 @@ class BearerAuth:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPAPIError)
-    return error_response(exc.status, exc.code, exc.message, exc.headers, exc.index)
+    return error_response(exc.status, exc.code, exc.message, exc.headers, exc.index, exc.report)
 
 
 async def _kv_error(request: Request, exc: Exception) -> Response:

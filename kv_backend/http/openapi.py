@@ -565,7 +565,13 @@ _DOCUMENT: dict[str, Any] = {
                     "413": _error("The body is larger than 1 MiB."),
                     "415": _error("A Content-Encoding other than identity."),
                     "501": _error("This installation cannot back up."),
-                    "502": _error("The backup target could not be reached or failed (backup_failed)."),
+                    "502": _error(
+                        "The backup target could not be reached or failed (backup_failed); or the backup "
+                        "was written, complete, to a local directory whose fsync failed "
+                        "(backup_not_durable, with the backup's report): it is in place and restores, "
+                        "but a power failure may lose it until the server's disk is checked and `sync` "
+                        "run on the directory the message names; do not back up again for it."
+                    ),
                     "507": _error(
                         "The backup target is full or over its quota (backup_target_full): free space "
                         "there, e.g. prune older backups, then back up again."
@@ -596,6 +602,11 @@ _DOCUMENT: dict[str, Any] = {
                         "type": "integer",
                         "minimum": 0,
                         "description": "POST /v1/txn: the position of the operation that failed.",
+                    },
+                    "report": {
+                        "$ref": "#/components/schemas/BackupReport",
+                        "description": "POST /v1/backup, backup_not_durable: the report of the backup, "
+                        "which is in place.",
                     },
                 },
             },
