@@ -650,6 +650,18 @@ def cmd_http(args: argparse.Namespace) -> int:
         # SIGHUP killed it, without closing (nor fsyncing) the store.
         _say("kvb http: SIGHUP ignored: stop kvb http with SIGTERM or SIGINT")
 
+    from kv_backend.http.tls import server_context
+
+    try:  # loaded now: a file that cannot serve TLS is a usage error, before anything listens
+        ssl_context = server_context(
+            args.ssl_certfile,
+            args.ssl_keyfile,
+            args.ssl_keyfile_password_file,
+            args.ssl_ca_certs,
+            args.ssl_cert_reqs,
+        )
+    except ConfigurationError as exc:
+        args.usage_error(str(exc))
     trap = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, stop) if trap else None
     previous_hup = signal.signal(signal.SIGHUP, hangup) if trap and hasattr(signal, "SIGHUP") else None
@@ -663,6 +675,7 @@ def cmd_http(args: argparse.Namespace) -> int:
             keep_alive=args.keep_alive,
             lock_timeout=args.lock_timeout,
             max_pending_bytes=args.max_pending_bytes,
+            ssl_context=ssl_context,
         )
     except ModuleNotFoundError as exc:
         if exc.name not in _HTTP_PACKAGES:
@@ -947,7 +960,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="the most bytes of request bodies held at once; an upload that would pass it is answered "
         "503 too_many_uploads (default: $KVB_HTTP_MAX_PENDING_BYTES or 4 times the value limit)",
     )
-    s.set_defaults(func=cmd_http)
+    s.add_argument(
+        "--ssl-certfile",
+        type=_given("a file", "plain HTTP"),
+        default=None,
+        metavar="PATH",
+        help="serve HTTPS with the certificate (chain) in this PEM file",
+    )
+    s.add_argument(
+        "--ssl-keyfile",
+        type=_given("a file", "the key in --ssl-certfile"),
+        default=None,
+        metavar="PATH",
+        help="the certificate's private key, a PEM file (default: the key in --ssl-certfile)",
+    )
+    s.add_argument(
+        "--ssl-keyfile-password-file",
+        type=_secret_file,
+        default=None,
+        metavar="PATH",
+        help="the password of an encrypted --ssl-keyfile, held in this file",
+    )
+    s.add_argument(
+        "--ssl-ca-certs",
+        type=_given("a file", "no client certificates"),
+        default=None,
+        metavar="PATH",
+        help="the CA certificates (PEM) that sign the client certificates --ssl-cert-reqs asks for",
+    )
+    s.add_argument(
+        "--ssl-cert-reqs",
+        choices=("none", "optional", "required"),
+        default="none",
+        help="whether a client must show a certificate signed by a CA of --ssl-ca-certs: none "
+        "(default), optional (verified if shown), required",
+    )
+    s.set_defaults(func=cmd_http, usage_error=s.error)
     return p
 
 

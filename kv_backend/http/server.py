@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import ssl
 from functools import partial
 from typing import Any
 
@@ -14,7 +15,7 @@ from starlette.types import ASGIApp
 
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError
-from kv_backend.http import connlimit
+from kv_backend.http import connlimit, tls
 from kv_backend.http.app import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_VALUE_SIZE,
@@ -141,6 +142,7 @@ def serve(
     keep_alive: float | None = None,
     lock_timeout: float | None = None,
     max_pending_bytes: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve the store at ``path`` over HTTP with uvicorn until SIGINT/SIGTERM (blocking).
 
@@ -153,7 +155,10 @@ def serve(
     connection stays open) to ``$KVB_HTTP_KEEP_ALIVE`` or 5, ``lock_timeout`` (seconds a write waits
     for the store's write lock before it is answered 503) to ``$KVB_HTTP_LOCK_TIMEOUT`` or 5,
     ``max_pending_bytes`` (the bytes of request bodies held at once) to ``$KVB_HTTP_MAX_PENDING_BYTES``
-    or 4 times ``max_value_size``.
+    or 4 times ``max_value_size``. With ``ssl_context`` (a server context, as
+    :func:`kv_backend.http.tls.server_context` loads it from the files of ``kvb http --ssl-certfile``
+    and the rest), it serves HTTPS: a connection has :data:`~kv_backend.http.tls.HANDSHAKE_TIMEOUT`
+    seconds to complete its TLS handshake.
     """
     try:
         import uvicorn
@@ -222,7 +227,7 @@ def serve(
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
         timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # annotated int, any number of seconds works
     )
-    server = _server_class(uvicorn, max_connections)(config)
+    server = _server_class(uvicorn, max_connections, ssl_context)(config)
     bind_errors = _BindErrors()
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addHandler(bind_errors)
@@ -243,9 +248,12 @@ def serve(
         raise app.error
 
 
-def _server_class(uvicorn: Any, max_connections: int) -> type:
+def _server_class(uvicorn: Any, max_connections: int, ssl_context: ssl.SSLContext | None = None) -> type:
     """uvicorn's Server, keeping at most ``max_connections`` connections open (see
-    :mod:`kv_backend.http.connlimit`), and where a forced exit (a second Ctrl-C during the shutdown)
+    :mod:`kv_backend.http.connlimit`), serving TLS with ``ssl_context`` if given (loaded before, so
+    uvicorn does not load the files again, and with a handshake timeout of
+    :data:`~kv_backend.http.tls.HANDSHAKE_TIMEOUT` where uvicorn leaves asyncio's 60 s), and where a
+    forced exit (a second Ctrl-C during the shutdown)
     still ends as the grace period's end does: the unfinished requests are cancelled and the app shut
     down (the store closed). uvicorn skips both, and asyncio then cancelled the app's lifespan task on
     the way out, which Starlette reported as an "Exception in 'lifespan' protocol" traceback."""
@@ -254,7 +262,21 @@ def _server_class(uvicorn: Any, max_connections: int) -> type:
         async def startup(self, sockets: Any = None) -> None:
             config = self.config  # (loaded by now: its protocol class is h11's, as config.http says)
             config.http_protocol_class = connlimit.limited(config.http_protocol_class, max_connections)
-            await super().startup(sockets)
+            if ssl_context is None:
+                await super().startup(sockets)
+                return
+            config.ssl = ssl_context
+            # uvicorn passes no handshake timeout to create_server (and has no option for one): the
+            # loop's method is given one for the time of the startup (the loop's own attribute, which
+            # asyncio's and uvloop's loops take).
+            loop = asyncio.get_running_loop()
+            vars(loop)["create_server"] = partial(
+                loop.create_server, ssl_handshake_timeout=tls.HANDSHAKE_TIMEOUT
+            )
+            try:
+                await super().startup(sockets)
+            finally:
+                del vars(loop)["create_server"]
 
         async def shutdown(self, sockets: Any = None) -> None:
             await super().shutdown(sockets)
