@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import resource
 import socket
 import ssl
@@ -390,3 +391,25 @@ def test_tls_connections_count_against_the_limit_and_get_keepalive_probes(certs,
         wait_for(lambda: _server_ends(port) == 0, 10, "the connections closed")
         with httpx.Client(verify=client, timeout=10) as c:
             assert c.get(f"https://127.0.0.1:{port}/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("context", "says"),
+    [
+        ("server.pem", "ssl_context must be an ssl.SSLContext"),
+        (ssl.create_default_context(), "ssl_context is a client context (PROTOCOL_TLS_CLIENT)"),
+    ],
+    ids=["a file name", "a client context"],
+)
+def test_serve_refuses_a_context_that_cannot_serve_before_it_starts(context, says, tmp_path):
+    """serve(ssl_context=...) from Python: a file name, or a client's context (with which every
+    handshake would fail), is the project's error before the store is opened or anything listens."""
+    from kv_backend.errors import ConfigurationError, InvalidArgumentError
+    from kv_backend.http import serve
+
+    store = tmp_path / "store"
+    with pytest.raises(ConfigurationError, match=re.escape(says)) as info:
+        serve(str(store), port=27499, ssl_context=context)
+    assert isinstance(info.value, InvalidArgumentError) == isinstance(context, str)
+    assert "kv_backend.http.tls.server_context" in str(info.value)
+    assert not store.exists()

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from kv_backend.db import DB
-from kv_backend.errors import ConfigurationError
+from kv_backend.errors import ConfigurationError, InvalidArgumentError
 from kv_backend.http import connlimit, tls
 from kv_backend.http.app import (
     DEFAULT_LOCK_TIMEOUT,
@@ -186,6 +186,7 @@ def serve(
         max_pending_bytes = _env_size("KVB_HTTP_MAX_PENDING_BYTES", 0, _PENDING_UNSET) or None
     # (refused before the server starts)
     check_app_options(token, max_value_size, lock_timeout, max_pending_bytes)
+    _check_ssl_context(ssl_context)
     max_connections = connlimit.start_limit()  # (the descriptors the store needs stay its own)
     server: Any = None
 
@@ -246,6 +247,23 @@ def serve(
         app.close()
     if app.error is not None:
         raise app.error
+
+
+def _check_ssl_context(ssl_context: object) -> None:
+    """Refuse what cannot serve TLS as ``serve``'s ``ssl_context``: every handshake would fail, and
+    uvicorn would only say so once a client connects (or not at all)."""
+    if ssl_context is None:
+        return
+    load = "kv_backend.http.tls.server_context loads one from the certificate and key files"
+    if not isinstance(ssl_context, ssl.SSLContext):
+        raise InvalidArgumentError(
+            f"ssl_context must be an ssl.SSLContext, not {type(ssl_context).__name__} ({load})"
+        )
+    if ssl_context.protocol == ssl.PROTOCOL_TLS_CLIENT:
+        raise ConfigurationError(
+            "ssl_context is a client context (PROTOCOL_TLS_CLIENT), which cannot serve: give a server "
+            f"context ({load})"
+        )
 
 
 def _server_class(uvicorn: Any, max_connections: int, ssl_context: ssl.SSLContext | None = None) -> type:
