@@ -34,6 +34,19 @@ def _port(text: str) -> int:
     return port
 
 
+def _tls_port(text: str) -> int:
+    """An argparse type: a TLS port number, 1 to 65535 (as redis-server's tls-port, 0 would be none)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to 65535, not {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"must be a number from 1 to 65535, not {port} (leave it out for no TLS)"
+        )
+    return port
+
+
 def _directory(text: str) -> str:
     """An argparse type: a store's directory. An empty one (``kvb put "$UNSET" ...``) would mean the
     current directory, and a store made there, so that one must be asked for by name (``.``)."""
@@ -614,6 +627,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     requirepass = args.requirepass if args.requirepass is not None else args.requirepass_file
     if requirepass is None:
         requirepass = os.environ.get("KVB_REQUIREPASS") or None
+    tls = _tls_settings(args)
+    if tls is not None:
+        from kv_backend.server.tls import configure
+
+        try:  # (a file that cannot be loaded is the command line's mistake: refused before the store opens)
+            configure(tls)
+        except ConfigurationError as exc:
+            args.usage_error(str(exc))
     return serve(
         args.dir,
         host=args.host,
@@ -621,6 +642,71 @@ def cmd_serve(args: argparse.Namespace) -> int:
         requirepass=requirepass,
         unixsocket=args.unixsocket,
         protected_mode=args.protected_mode == "yes",
+        tls=tls,
+        loglevel=args.loglevel,
+    )
+
+
+#: The ``kvb serve`` options that only a TLS port uses (argparse's dest, the option).
+_TLS_ONLY = (
+    ("tls_cert_file", "--tls-cert-file"),
+    ("tls_key_file", "--tls-key-file"),
+    ("tls_key_file_pass", "--tls-key-file-pass"),
+    ("tls_key_file_pass_file", "--tls-key-file-pass-file"),
+    ("tls_ca_cert_file", "--tls-ca-cert-file"),
+    ("tls_ca_cert_dir", "--tls-ca-cert-dir"),
+    ("tls_auth_clients", "--tls-auth-clients"),
+    ("tls_protocols", "--tls-protocols"),
+    ("tls_ciphers", "--tls-ciphers"),
+    ("tls_prefer_server_ciphers", "--tls-prefer-server-ciphers"),
+    ("tls_handshake_timeout", "--tls-handshake-timeout"),
+)
+
+
+def _tls_settings(args: argparse.Namespace) -> Any:
+    """The TLS port's settings ``kvb serve``'s options give (None without --tls-port); a usage error
+    (exit 2) for options that do not go together."""
+    from kv_backend.server.tls import HANDSHAKE_TIMEOUT, TLSSettings, protocol_versions
+
+    fail = args.usage_error
+    if args.tls_port is None:
+        given = [option for dest, option in _TLS_ONLY if getattr(args, dest) is not None]
+        if given:
+            fail(f"{given[0]} is for a TLS port: give --tls-port too (and --port 0 to serve TLS only)")
+        return None
+    if args.tls_cert_file is None or args.tls_key_file is None:
+        missing = "--tls-cert-file" if args.tls_cert_file is None else "--tls-key-file"
+        fail(
+            "--tls-port needs --tls-cert-file and --tls-key-file (the server's certificate and its key): "
+            f"give {missing}"
+        )
+    if args.tls_port == args.port:
+        fail(f"--tls-port and --port are both {args.port}: give them different ports (--port 0: TLS only)")
+    has_ca = args.tls_ca_cert_file is not None or args.tls_ca_cert_dir is not None
+    if args.tls_auth_clients in ("yes", "optional") and not has_ca:
+        fail(
+            f"--tls-auth-clients {args.tls_auth_clients} checks client certificates against a CA: give "
+            "--tls-ca-cert-file or --tls-ca-cert-dir, or --tls-auth-clients no"
+        )
+    if args.tls_protocols is not None:
+        try:
+            protocol_versions(args.tls_protocols)
+        except ConfigurationError as exc:
+            fail(str(exc))
+    password = args.tls_key_file_pass if args.tls_key_file_pass is not None else args.tls_key_file_pass_file
+    timeout = args.tls_handshake_timeout
+    return TLSSettings(
+        port=args.tls_port,
+        cert_file=args.tls_cert_file,
+        key_file=args.tls_key_file,
+        key_file_pass=password,
+        ca_cert_file=args.tls_ca_cert_file,
+        ca_cert_dir=args.tls_ca_cert_dir,
+        auth_clients=args.tls_auth_clients,
+        protocols=args.tls_protocols,
+        ciphers=args.tls_ciphers,
+        prefer_server_ciphers=args.tls_prefer_server_ciphers == "yes",
+        handshake_timeout=HANDSHAKE_TIMEOUT if timeout is None else timeout,
     )
 
 
@@ -916,7 +1002,87 @@ def build_parser() -> argparse.ArgumentParser:
         default="yes",
         help="without a password, serve only clients on this machine (default: yes, as redis-server)",
     )
-    s.set_defaults(func=cmd_serve)
+    s.add_argument(
+        "--loglevel",
+        choices=("debug", "verbose", "notice", "warning"),
+        default="notice",
+        help="debug also logs failed TLS handshakes (default: notice)",
+    )
+    tls = s.add_argument_group("TLS (as redis-server's tls-* options)")
+    tls.add_argument(
+        "--tls-port",
+        type=_tls_port,
+        default=None,
+        metavar="PORT",
+        help="also listen on this port for TLS clients",
+    )
+    tls.add_argument(
+        "--tls-cert-file",
+        type=_given("a path", "no TLS"),
+        metavar="PATH",
+        help="the server's certificate (PEM)",
+    )
+    tls.add_argument(
+        "--tls-key-file",
+        type=_given("a path", "no TLS"),
+        metavar="PATH",
+        help="the certificate's private key (PEM)",
+    )
+    passphrase = tls.add_mutually_exclusive_group()
+    passphrase.add_argument(
+        "--tls-key-file-pass",
+        type=_given("a passphrase", "an unencrypted key"),
+        metavar="PASS",
+        help="the key's passphrase (visible in ps: prefer --tls-key-file-pass-file)",
+    )
+    passphrase.add_argument(
+        "--tls-key-file-pass-file",
+        type=_secret_file,
+        metavar="PATH",
+        help="the key's passphrase, held in this file",
+    )
+    tls.add_argument(
+        "--tls-ca-cert-file",
+        type=_given("a path", "no CA"),
+        metavar="PATH",
+        help="the CA certificates (PEM) client certificates are checked against",
+    )
+    tls.add_argument(
+        "--tls-ca-cert-dir",
+        type=_given("a directory", "no CA"),
+        metavar="DIR",
+        help="a directory of CA certificates (c_rehash's hashed names)",
+    )
+    tls.add_argument(
+        "--tls-auth-clients",
+        choices=("yes", "no", "optional"),
+        default=None,
+        help="require a client certificate (yes), check one if given (optional), or not (no); default: "
+        "yes with a CA, else no",
+    )
+    tls.add_argument(
+        "--tls-protocols",
+        default=None,
+        metavar="'TLSv1.2 TLSv1.3'",
+        help="the TLS versions served (default: both)",
+    )
+    tls.add_argument(
+        "--tls-ciphers", default=None, metavar="LIST", help="the TLSv1.2 ciphers, an OpenSSL cipher list"
+    )
+    tls.add_argument(
+        "--tls-prefer-server-ciphers",
+        choices=("yes", "no"),
+        default=None,
+        help="choose the cipher by the server's order rather than the client's (default: no)",
+    )
+    tls.add_argument(
+        "--tls-handshake-timeout",
+        type=_seconds_above_zero,
+        default=None,
+        metavar="SECONDS",
+        help="close a TLS connection whose handshake takes longer (default: 10)",
+    )
+    s.set_defaults(func=cmd_serve, usage_error=s.error)
 
     s = sub.add_parser("http", help="serve the store over HTTP (JSON/binary REST API)")
     s.add_argument("--dir", type=_directory, required=True, help="store directory")

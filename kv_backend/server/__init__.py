@@ -25,12 +25,12 @@ def close_synced(db: DB, warn: Callable[[str], object]) -> None:
     db.close()
 
 
-def listen_error(host: str, port: int, exc: OSError) -> KVError:
+def listen_error(host: str, port: int, exc: OSError, option: str = "--port") -> KVError:
     """The error for a TCP address a server (``kvb serve``, ``kvb http``) cannot listen on, naming the
-    option to change: ``--host`` when it names no address of this machine, else ``--port`` (in use,
-    or reserved to root)."""
+    option to change: ``--host`` when it names no address of this machine, else ``option`` (the port:
+    in use, or reserved to root)."""
     if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
         fix = "give --host an address of this machine (127.0.0.1, 0.0.0.0, ::1, ::)"
     else:
-        fix = "choose another --port"
+        fix = f"choose another {option}"
     return KVError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {fix}")

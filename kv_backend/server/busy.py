@@ -148,6 +148,8 @@ class Pump:
         self.selector = selectors.DefaultSelector()
         self.listeners: list[socket.socket] = []
         for fd, family, kind in server.listening:
+            if kind == "tls":  # (its handshakes need the event loop: they wait in the backlog)
+                continue
             sock = socket.socket(family, socket.SOCK_STREAM, fileno=os.dup(fd))
             sock.setblocking(False)
             self.listeners.append(sock)
@@ -160,6 +162,8 @@ class Pump:
     def _watch(self, conn: Connection) -> None:
         transport = conn.transport
         if conn is self.caller or transport is None or conn.blocked is not None or conn._paused:
+            return
+        if conn.tls:  # (what it sends is encrypted: the event loop reads it once the script ends)
             return
         if conn.protocol_error is not None or transport.is_closing():
             return

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import ssl
+import sys
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.server import clientlimit, protected
@@ -28,6 +30,9 @@ BACKLOG = 511
 ACCEPT_RETRY_DELAY = 1.0
 #: Out of file descriptors or memory: the connections wait in the backlog meanwhile.
 _RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+#: Seconds a TLS connection being closed waits for the client's close_notify (then it is closed anyway).
+TLS_SHUTDOWN_TIMEOUT = 5.0
 
 #: The tasks handing accepted connections over to the event loop.
 _HANDING_OVER: set[Any] = set()
@@ -131,6 +136,92 @@ def keep_alive(sock: socket.socket, seconds: int) -> None:
             pass
 
 
+def accept_tls(server: Server, listener: socket.socket, context: ssl.SSLContext) -> bool:
+    """Accept one connection on a TLS listener and start its handshake (the event loop's, with its
+    timeout): its Connection is made once the handshake is done; False if none waits. A connection
+    past maxclients is closed at once, before any handshake (its client sees the connection
+    closed), and counted in rejected_connections; one protected mode refuses is told so over TLS."""
+    try:
+        sock, _ = listener.accept()
+    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+        return False
+    except OSError as exc:
+        server.log(f"cannot accept a connection: {exc}")
+        raise
+    if len(server.clients) + server.tls_handshakes >= server.maxclients:
+        sock.close()
+        server.rejected_connections += 1
+        return True
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if server.tcp_keepalive > 0:
+        keep_alive(sock, server.tcp_keepalive)
+    refusal = protected.DENIAL if protected.refuses(server, sock, "tcp") else None
+    task = asyncio.get_running_loop().create_task(_handshake(server, sock, context, refusal))
+    _HANDING_OVER.add(task)
+    task.add_done_callback(_HANDING_OVER.discard)
+    return True
+
+
+async def _handshake(
+    server: Server, sock: socket.socket, context: ssl.SSLContext, refusal: bytes | None
+) -> None:
+    """Hand ``sock`` to the event loop, which does the TLS handshake (within the server's handshake
+    timeout) and then makes its Connection (or, given ``refusal``, sends it and closes). A handshake
+    that fails (plaintext, a client certificate missing or not trusted, silence) closes the
+    connection, is logged at debug and counted."""
+    from kv_backend.server.resp import Connection
+
+    def made() -> asyncio.Protocol:
+        if refusal is not None:
+            return _Refusal(refusal)
+        conn = Connection(server, "tcp")
+        conn.tls = True
+        return conn
+
+    assert server.tls is not None
+    loop = asyncio.get_running_loop()
+    options: dict[str, Any] = {"ssl_handshake_timeout": server.tls.handshake_timeout}
+    if sys.version_info >= (3, 11) or type(loop).__module__.startswith("uvloop"):
+        # (a client that does not answer the server's close_notify holds its descriptor no longer)
+        options["ssl_shutdown_timeout"] = TLS_SHUTDOWN_TIMEOUT
+    peer = _peer(sock)
+    server.tls_handshakes += 1
+    try:
+        await loop.connect_accepted_socket(made, sock, ssl=context, **options)
+    except Exception as exc:  # (whatever the client did, the server goes on)
+        server.tls_handshake_failures += 1
+        server.debug(f"TLS handshake with {peer} failed: {_reason(exc)}")
+        sock.close()
+    finally:
+        server.tls_handshakes -= 1
+
+
+def _peer(sock: socket.socket) -> str:
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return "a client"
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    return str(exc) or type(exc).__name__
+
+
+class _Refusal(asyncio.Protocol):
+    """A TLS client protected mode refuses: told so over TLS once the handshake is done, and closed."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(self.reply)  # type: ignore[attr-defined]
+        transport.close()
+
+
 class Listeners:
     """The server's listening sockets, each accepted from by the event loop's own callback."""
 
@@ -139,7 +230,9 @@ class Listeners:
         self.socks: list[tuple[socket.socket, str]] = []
 
     def add(self, socks: list[socket.socket], kind: str) -> None:
-        """Listen on ``socks`` (``kind``: "tcp" or "unix"), and note them for the script pump."""
+        """Listen on ``socks`` (``kind``: "tcp", "unix", or "tls": TCP with the server's TLS
+        context), and note them for the script pump (which accepts no TLS connection: those wait in
+        the backlog while a script runs long)."""
         for sock in socks:
             self.socks.append((sock, kind))
             self.server.listening.append((sock.fileno(), sock.family, kind))
@@ -147,9 +240,14 @@ class Listeners:
 
     def _ready(self, listener: socket.socket, kind: str) -> None:
         """Accept what waits (at most one backlog's worth: the loop has others to serve)."""
+        context = self.server.tls_context
         for _ in range(BACKLOG):
             try:
-                if accept(self.server, listener, kind) is None:
+                if kind == "tls":
+                    assert context is not None
+                    if not accept_tls(self.server, listener, context):
+                        return
+                elif accept(self.server, listener, kind) is None:
                     return
             except OSError as exc:
                 loop = asyncio.get_running_loop()

@@ -38,15 +38,20 @@ def _loopback(peer: object) -> bool:
     return (mapped or address).is_loopback
 
 
-def denied(server: Server, sock: socket.socket, kind: str) -> bool:
-    """Whether protected mode refuses the connection just accepted on ``sock`` (told so and closed)."""
+def refuses(server: Server, sock: socket.socket, kind: str) -> bool:
+    """Whether protected mode refuses the connection just accepted on ``sock``."""
     if not server.protected_mode or server.requirepass is not None or kind != "tcp":
         return False
     try:
         peer = sock.getpeername()
     except OSError:
         peer = None
-    if _loopback(peer):
+    return not _loopback(peer)
+
+
+def denied(server: Server, sock: socket.socket, kind: str) -> bool:
+    """Whether protected mode refuses the connection just accepted on ``sock`` (told so and closed)."""
+    if not refuses(server, sock, kind):
         return False
     clientlimit.send_and_close(sock, DENIAL)
     return True

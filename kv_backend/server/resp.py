@@ -16,7 +16,9 @@ import hmac
 import itertools
 import os
 import resource
+import select
 import signal
+import ssl
 import struct
 import sys
 import threading
@@ -43,6 +45,7 @@ from kv_backend.server.loading import LOADING_GRACE, open_in_background
 from kv_backend.server.notify import EXPIRED, Notifier, format_flags
 from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, Replies, encode
 from kv_backend.server.scripting import Scripts
+from kv_backend.server.tls import TLSSettings, config_entries
 from kv_backend.server.tracking import ClientTracking, Tracking
 from kv_backend.structures import StructureError, Structures, glob_match
 from kv_backend.structures.errors import ForeignRecordError, c_string, printed, quoted
@@ -98,6 +101,8 @@ class Connection(asyncio.Protocol):
             self.st = server.st
         self.id = next(server.ids)
         self.kind = transport_kind
+        #: Accepted on the TLS port (its transport is the event loop's TLS one, set up after the handshake).
+        self.tls = False
         self.transport: asyncio.Transport | None = None
         #: The transport it was accepted on, until the event loop's takes over (see connection_made).
         self.accepted: AcceptedTransport | None = None
@@ -794,6 +799,15 @@ class Server:
         self.client_query_buffer_limit = 1 << 30
         #: protected-mode: without a password, only clients on this machine are served (see protected.py).
         self.protected_mode = True
+        #: loglevel: "debug" also logs what only debugging needs (a failed TLS handshake); the others
+        #: (verbose, notice, warning) log what kvb serve always logs.
+        self.loglevel = "notice"
+        #: The TLS port's settings and context (see kv_backend.server.tls), None without --tls-port.
+        self.tls: TLSSettings | None = None
+        self.tls_context: ssl.SSLContext | None = None
+        #: TLS handshakes under way (they count against maxclients), and those that failed (INFO).
+        self.tls_handshakes = 0
+        self.tls_handshake_failures = 0
         self.channels: dict[bytes, set[Connection]] = {}
         self.patterns: dict[bytes, set[Connection]] = {}
         self.shard_channels: dict[bytes, set[Connection]] = {}
@@ -926,11 +940,17 @@ class Server:
     def reset_stats(self) -> None:
         """CONFIG RESETSTAT: zero the counters INFO stats reports."""
         self.connections_received = self.commands_processed = self.rejected_connections = 0
+        self.tls_handshake_failures = 0
         self.ops_rates.extend([0.0] * OPS_SAMPLES)
         self._ops_sampled = (time.monotonic(), 0)
 
     def log(self, message: str) -> None:
         print(f"kvb serve: {message}", file=sys.stderr, flush=True)
+
+    def debug(self, message: str) -> None:
+        """Log ``message`` if loglevel is debug."""
+        if self.loglevel == "debug":
+            self.log(message)
 
     def script_client(self, caller: Connection) -> Connection:
         """The pseudo-client scripts run their commands as (authenticated, RESP2, no transaction)."""
@@ -1212,6 +1232,8 @@ class Server:
             b"hz": str(self.configured_hz).encode(),
             b"busy-reply-threshold": str(self.busy_reply_threshold).encode(),
             b"lua-time-limit": str(self.busy_reply_threshold).encode(),
+            b"loglevel": self.loglevel.encode(),
+            **config_entries(self.tls),
         }
 
     def info(self, sections: list[bytes]) -> bytes:
@@ -1288,6 +1310,7 @@ class Server:
                 f"total_commands_processed:{self.commands_processed}",
                 f"instantaneous_ops_per_sec:{int(sum(self.ops_rates) / OPS_SAMPLES)}",
                 f"rejected_connections:{self.rejected_connections}",
+                f"kvb_tls_handshake_failures:{self.tls_handshake_failures}",
                 "evicted_keys:0",  # (noeviction: nothing is)
                 f"pubsub_channels:{sum(1 for c in self.channels.values() if c)}",
                 f"pubsub_patterns:{sum(1 for c in self.patterns.values() if c)}",
@@ -1368,16 +1391,29 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
             signal.SIGHUP, server.log, "SIGHUP ignored: stop kvb serve with SIGTERM or SIGINT"
         )
     listeners = Listeners(server)
-    try:
-        tcp = await listen_tcp(host, port)
-    except OSError as exc:
-        raise listen_error(host, port, exc) from exc
-    listeners.add(tcp, "tcp")
+    tls = server.tls
+    places = []
+    if port or tls is None:  # (as redis-server: with a TLS port, port 0 is no plaintext port)
+        try:
+            tcp = await listen_tcp(host, port)
+        except OSError as exc:
+            raise listen_error(host, port, exc) from exc
+        listeners.add(tcp, "tcp")
+        sockname = tcp[0].getsockname()
+        server.host, server.port = str(sockname[0]), int(sockname[1])
+        places.append(f"{server.host}:{server.port}")
+    if tls is not None:
+        try:
+            secure = await listen_tcp(host, tls.port)
+        except OSError as exc:
+            listeners.close()
+            raise listen_error(host, tls.port, exc, "--tls-port") from exc
+        listeners.add(secure, "tls")
+        server.host = str(secure[0].getsockname()[0])
+        places.append(f"{server.host}:{tls.port} (TLS)")
     protected.warn_at_start(server, host)
     server.sample_ops()
-    sockname = tcp[0].getsockname()
-    server.host, server.port = str(sockname[0]), int(sockname[1])
-    where = f"{server.host}:{server.port}"
+    where = " and ".join(places)
     bound = None
     if unixsocket:
         try:
@@ -1422,7 +1458,9 @@ async def _drain(server: Server) -> None:
             conn.transport.close()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DRAIN_SECONDS
-    while server.clients and loop.time() < deadline and not server.exit_status:
+    settled = 0  # (turns in a row that found only TLS clients whose replies are all with the kernel)
+    while server.clients and loop.time() < deadline and not server.exit_status and settled < 2:
+        settled = settled + 1 if all(_all_sent(conn) for conn in server.clients.values()) else 0
         await asyncio.sleep(0.01)
     for conn in list(server.clients.values()):
         if conn.transport is not None:
@@ -1430,6 +1468,26 @@ async def _drain(server: Server) -> None:
                 server.log(f"client {conn.id} ({conn.peer}) closed before its replies were all sent")
             conn.transport.abort()
     await asyncio.sleep(0)
+
+
+def _all_sent(conn: Connection) -> bool:
+    """Whether ``conn`` is a TLS client being closed whose replies have all been handed to the kernel:
+    nothing waits in its TLS transport, and its socket takes more (a transport writes to a socket
+    that does as soon as it can). Its TLS shutdown waits for the client's own close_notify, which
+    an idle client (a pooled connection) never sends before it is used again: it is not waited for."""
+    transport = conn.transport
+    if not conn.tls or transport is None:
+        return False
+    if transport.get_write_buffer_size():
+        return False
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return True
+    try:
+        _, writable, _ = select.select([], [sock.fileno()], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(writable)
 
 
 async def _open(server: Server, stop: asyncio.Event, where: str) -> bool:
@@ -1798,15 +1856,24 @@ def serve(
     requirepass: str | None = None,
     unixsocket: str | None = None,
     protected_mode: bool = True,
+    tls: TLSSettings | None = None,
+    loglevel: str = "notice",
 ) -> int:
     """Serve the store at ``path`` over the Redis protocol until SIGTERM/SIGINT (blocking); return
     the exit status (1 when a second SIGINT forced the stop, as redis-server exits then, else 0).
-    ``protected_mode``: without ``requirepass``, serve only clients on this machine, as Redis."""
+    ``protected_mode``: without ``requirepass``, serve only clients on this machine, as Redis.
+    ``tls``: also listen on a TLS port (only there if ``port`` is 0); a certificate or key that
+    cannot be loaded is a ConfigurationError raised before the store is opened."""
+    from kv_backend.server.tls import configure
+
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535, not {port!r}")
+    context = configure(tls) if tls is not None else None
     loop_factory = _loop_factory()  # (a bad KVB_EVENT_LOOP is refused before the store is opened)
     server = Server(path, requirepass=requirepass, loading=True)  # opened once it listens (_open)
     server.protected_mode = protected_mode
+    server.loglevel = loglevel
+    server.tls, server.tls_context = tls, context
     try:
         clientlimit.start_limit(server)  # (as redis-server: descriptors for its clients, or fewer clients)
         _run_on_new_loop(_run(server, host, port, unixsocket), loop_factory)

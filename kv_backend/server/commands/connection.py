@@ -24,6 +24,7 @@ from kv_backend.server.commands.registry import (
     upper,
 )
 from kv_backend.server.protocol import OK, ErrorReply, OrderedSet, Pairs, Verbatim
+from kv_backend.server.tls import config_entries
 from kv_backend.structures import CommandError, glob_match
 from kv_backend.structures.errors import c_string, quoted
 
@@ -563,6 +564,8 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
             server.client_query_buffer_limit = checked
         elif name == b"protected-mode":  # (for the connections made from now on, as in Redis)
             server.protected_mode = checked == b"yes"
+        elif name == b"loglevel":
+            server.loglevel = checked.decode()
     return OK
 
 
@@ -602,6 +605,9 @@ _CONFIG_KINDS = {
     b"unixsocket": "immutable",
     b"io-threads": "immutable",
     b"dir": "protected",
+    b"loglevel": "honour",
+    # The TLS port's (kvb serve --tls-*): set at start, as kvb serve reloads no certificate.
+    **dict.fromkeys(config_entries(None), "fixed"),
 }
 
 _POLICIES = (
@@ -692,8 +698,22 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
         if not 1048576 <= n <= (1 << 63) - 1:
             raise _config_failed(name, "argument must be between 1048576 and 9223372036854775807 inclusive")
         return n
-    if name == b"port":
-        return _bounded(name, value, 0, 65535)
+    if name in (b"port", b"tls-port", b"tls-session-cache-size", b"tls-session-cache-timeout"):
+        return _bounded(name, value, 0, 65535 if name.endswith(b"port") else 2147483647)
+    if name == b"loglevel":
+        if word not in (b"debug", b"verbose", b"notice", b"warning"):
+            raise _config_failed(
+                name, "argument(s) must be one of the following: debug, verbose, notice, warning"
+            )
+        return word
+    if name == b"tls-auth-clients":
+        if word not in (b"yes", b"no", b"optional"):
+            raise _config_failed(name, "argument(s) must be one of the following: no, yes, optional")
+        return word
+    if name in (b"tls-replication", b"tls-cluster", b"tls-prefer-server-ciphers", b"tls-session-caching"):
+        if word not in (b"yes", b"no"):
+            raise _config_failed(name, "argument must be 'yes' or 'no'")
+        return word
     if name == b"hz":  # any int, taken as Redis takes it: brought into 1 to 500
         return min(max(_bounded(name, value, 0, 2147483647), 1), 500)
     if name in (b"tracking-table-max-keys", b"busy-reply-threshold", b"lua-time-limit"):
