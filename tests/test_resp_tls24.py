@@ -494,3 +494,48 @@ def test_a_tls_port_in_use_names_the_option(tmp_path, certs, capsys):
         assert cli.main([*argv, "--tls-cert-file", certs.cert, "--tls-key-file", certs.key]) == 2
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and "choose another --tls-port" in err
+
+
+def test_tls_clients_are_answered_loading_while_the_store_opens(tmp_path, certs, monkeypatch):
+    from helpers import spawn_python
+    from test_serve_loading18 import GATED_SERVE, _fill
+
+    store, gate = str(tmp_path / "store"), str(tmp_path / "gate")
+    _fill(store)
+    monkeypatch.setenv("GATE", gate)
+    port = _free_ports(1)[0]
+    options = [
+        "--port",
+        "0",
+        "--tls-port",
+        str(port),
+        "--tls-cert-file",
+        certs.cert,
+        "--tls-key-file",
+        certs.key,
+    ]
+    proc = spawn_python(GATED_SERVE, "serve", "--dir", store, *options, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, ssl=True, ssl_ca_certs=certs.ca, socket_timeout=10, retry=_NO_RETRY)
+        deadline = time.monotonic() + 20
+        while True:  # (until it listens: a handshake, then LOADING for a command that needs the store)
+            try:
+                client.get("kept")
+            except redis.exceptions.BusyLoadingError:
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+        assert client.info("persistence")["loading"] == 1
+        with open(gate, "w") as f:
+            f.write("open")
+        while True:
+            try:
+                assert client.get("kept") == b"written before the restart"
+                break
+            except redis.exceptions.BusyLoadingError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(10)
