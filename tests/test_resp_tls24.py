@@ -215,6 +215,10 @@ def test_plaintext_to_the_tls_port_fails_and_the_server_keeps_serving(start, cer
     assert plain.set("plain", "2") is True
     assert r.get("plain") == b"2"
     plain.close()
+    mixed = redis.Redis(port=server.port, ssl=True, ssl_ca_certs=certs.ca, socket_timeout=10, retry=_NO_RETRY)
+    with pytest.raises(redis.ConnectionError):
+        mixed.ping()
+    assert r.ping() is True
 
 
 def test_a_client_certificate_is_required_by_default_with_a_ca(start, certs):
