@@ -14,7 +14,6 @@ from kv_backend.files import (
     STATE_FILE,
     data_name,
     hint_name,
-    list_data_files,
     missing_data_files,
     missing_files_text,
     prepare_directory,
@@ -26,7 +25,7 @@ from kv_backend.hint import entries_at, lost_from, usable_at
 from kv_backend.hint import usable as usable_hints
 from kv_backend.owners import roots_files
 from kv_backend.record import reader_of
-from kv_backend.state import page_words, read_unswapped
+from kv_backend.state import read_unswapped
 from kv_backend.unpublished import (
     MAX_LOSS,
     closed_at,
@@ -36,6 +35,7 @@ from kv_backend.unpublished import (
     filled_end,
     holds_nothing,
     names_a_gone_file,
+    page_and_files,
     page_end,
     tail_end,
     tail_files,
@@ -138,9 +138,10 @@ def _check(path: str) -> CheckReport:
     """One pass of :func:`check` over the files of the store at ``path``."""
     prepare_directory(path, create=False)
     report = CheckReport()
-    fids = list_data_files(path)
-    # Read before the data files: whatever a writer publishes meanwhile lies past this end.
-    published, intent = page_words(path)
+    # (Listed, then the page, then listed again where a file made while the first listing ran is missing
+    # from it: see unpublished.page_and_files.) The page is read before the data files: whatever a writer
+    # publishes meanwhile lies past its end.
+    published, intent, fids = page_and_files(path)
     head = _head(os.path.join(path, data_name(fids[-1]))) if fids else None
     try:
         page = trusted_page_of(path, fids, published, intent)

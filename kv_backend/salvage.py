@@ -36,7 +36,6 @@ from kv_backend.files import (
     check_new_store_target,
     data_name,
     hint_name,
-    list_data_files,
     missing_data_files,
     missing_directories,
     missing_files_text,
@@ -50,12 +49,13 @@ from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.record import reader_of
-from kv_backend.state import page_words, read_unswapped
+from kv_backend.state import read_unswapped
 from kv_backend.unpublished import (
     closed_at,
     closed_whole,
     filled_end,
     holds_nothing,
+    page_and_files,
     page_end,
     tail_end,
     tail_files,
@@ -202,8 +202,7 @@ def _salvage(
     """:func:`salvage` of ``src`` into ``dst`` (both checked), ``src`` kept in use."""
     from kv_backend.db import DB
 
-    published, intent = page_words(src)  # (read first: see kvb check)
-    fids = list_data_files(src)
+    published, intent, fids = page_and_files(src)  # (listed, then the page: see kvb check)
     if missing := missing_data_files(fids):
         report.notes.append(missing_files_text(src, missing))
     paths = [os.path.join(src, data_name(fid)) for fid in fids]

@@ -22,8 +22,9 @@ from collections import deque
 from collections.abc import Callable
 
 from kv_backend import record as rec
-from kv_backend.files import FileId, data_name
+from kv_backend.files import FileId, data_name, list_data_files, missing_data_files
 from kv_backend.record import reader_of
+from kv_backend.state import page_words
 
 Read = Callable[[int, int], bytes]
 
@@ -286,6 +287,37 @@ def names_a_gone_file(fids: list[FileId], published: tuple[int, int]) -> bool:
     the file before a newest one that a rotation that died left holding at most a header would read as
     closed, its reserved zeros as damage that no merge gets past (for :func:`trusted_page`)."""
     return bool(fids) and fids[-1][1] == 0 and published[0] < fids[-1][0] and (published[0], 0) not in fids
+
+
+def page_and_files(
+    store: str,
+) -> tuple[tuple[int, int] | None, tuple[int, int] | None, list[FileId]]:
+    """The STATE page's tail and intent words (:func:`~kv_backend.state.page_words`) and the data files of
+    the store at ``store``, read so that they go together beside live writers, without the write lock
+    (``kvb check``, ``kvb salvage``).
+
+    The files are listed first, the page read after: every file listed but the newest was closed
+    before a newer one was published, so only the file the page names (or the newest) may still end
+    in reserved zeros (a rotation in flight). But a directory listing is no snapshot: a file made while
+    it runs may be missing from it while one made after that file is listed (ext4 lists by the names'
+    hashes: beside a writer rotating 4 KiB files, a few listings in a thousand list the newest file
+    and not the one made just before it). The active file missed so, the next rotation's file listed
+    and the page naming the active file (that rotation not yet published), the page named a file that
+    is gone, older than the newest (:func:`names_a_gone_file`: a damaged page); published, the active
+    file was a gap in the sequence of names (a file deleted, it said) and went unread. So where the
+    listing misses a file of that sequence (:func:`~kv_backend.files.missing_data_files`), or the one
+    the page names, older than the newest (the first of a store never merged, which the sequence does
+    not tell missing), the files are listed again, after the page was read, and the files of that
+    second listing older than the first's newest are added: all of them were made before the first
+    listing ended, and the file the page names before it was read, so that the second listing holds
+    them (but for those a merge removed meanwhile, older than the active file). A file missing from
+    both is gone."""
+    fids = list_data_files(store)
+    published, intent = page_words(store)
+    if missing_data_files(fids) or (published is not None and names_a_gone_file(fids, published)):
+        newest = fids[-1]
+        fids = sorted(set(fids).union(fid for fid in list_data_files(store) if fid < newest))
+    return published, intent, fids
 
 
 def vouches(intent: tuple[int, int] | None, published: tuple[int, int]) -> bool:

@@ -46,13 +46,13 @@ def test_a_check_keeps_the_store_in_use(tmp_path, monkeypatch):
 def test_a_salvage_keeps_the_store_in_use(tmp_path, monkeypatch):
     path = _store(str(tmp_path / "cache"), 10)
     seen = []
-    words = kv_backend.salvage.page_words
+    words = kv_backend.salvage.page_and_files
 
-    def noting(at: str) -> tuple[object, object]:
+    def noting(at: str) -> tuple[object, object, object]:
         seen.append(in_use(at))
         return words(at)
 
-    monkeypatch.setattr(kv_backend.salvage, "page_words", noting)
+    monkeypatch.setattr(kv_backend.salvage, "page_and_files", noting)
     assert salvage(path, str(tmp_path / "copy")).keys_copied == 10
     assert seen == [True]
     assert not in_use(path)

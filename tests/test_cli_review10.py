@@ -30,6 +30,7 @@ from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 import kv_backend.check  # (also: imported before a child drops its privileges)
 import kv_backend.files
+import kv_backend.unpublished
 from kv_backend import DB
 from kv_backend.cli import build_parser, main
 
@@ -352,9 +353,9 @@ def test_check_of_a_live_store_notes_a_data_file_a_merge_removed_meanwhile(store
     with DB(store_path, max_file_size=4096) as db:
         for i in range(100):
             db.put(b"k%03d" % i, b"v" * 100)
-    listed = kv_backend.check.list_data_files(store_path)
+    listed = kv_backend.files.list_data_files(store_path)
     gone = os.path.join(store_path, kv_backend.files.data_name(listed[0]))
-    monkeypatch.setattr(kv_backend.check, "list_data_files", lambda path: listed)
+    monkeypatch.setattr(kv_backend.unpublished, "list_data_files", lambda path: listed)
     os.rename(gone, gone + ".merged-away")  # as if a merge removed it right after the listing
     code, out, err = run(capsys, "check", store_path)
     assert (code, err) == (0, "")
