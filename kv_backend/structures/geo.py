@@ -197,7 +197,7 @@ class GeoSets(SortedSets):
     def geopos(self, name: Name, *members: Value) -> list[tuple[float, float] | None]:
         """``(longitude, latitude)`` of each member (None for a missing one): its cell's centre."""
         name, raw = _b(name), [_b(m) for m in members]  # a member of the wrong type is refused, key or not
-        exists = self._meta(name, T_ZSET) is not None
+        exists = self._counted_meta(name, T_ZSET) is not None
         return [self._geo_xy(name, m) if exists else None for m in raw]
 
     def geodist(self, name: Name, member1: Value, member2: Value, unit: Value | None = None) -> float | None:
@@ -205,7 +205,7 @@ class GeoSets(SortedSets):
         Redis replies it; None if either is missing."""
         factor = 1.0 if unit is None else unit_factor(unit)
         name, member1, member2 = _b(name), _b(member1), _b(member2)  # checked, key or not
-        if self._meta(name, T_ZSET) is None:
+        if self._counted_meta(name, T_ZSET) is None:
             return None
         a, b = self._geo_xy(name, member1), self._geo_xy(name, member2)
         if a is None or b is None:
@@ -215,7 +215,7 @@ class GeoSets(SortedSets):
     def geohash(self, name: Name, *members: Value) -> list[bytes | None]:
         """The standard 11-character geohash string of each member (None for a missing one)."""
         name, given = _b(name), [_b(m) for m in members]  # a member of the wrong type is refused, key or not
-        exists = self._meta(name, T_ZSET) is not None
+        exists = self._counted_meta(name, T_ZSET) is not None
         out: list[bytes | None] = []
         for member in given:
             key = ZMEM + _lp(name) + member
@@ -297,7 +297,7 @@ class GeoSets(SortedSets):
                 raise CommandError("ERR height or width cannot be negative")
         if member is None:
             x, y = lon_lat(longitude, latitude)  # type: ignore[arg-type]  # checked before the key
-        if self._meta(name, T_ZSET) is None:
+        if self._counted_meta(name, T_ZSET) is None:
             return None
         if member is not None:
             xy = self._geo_xy(name, member)

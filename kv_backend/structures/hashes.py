@@ -312,7 +312,7 @@ class Hashes(Keyspace):
         """One step of a cursor scan over a hash: ``(next cursor, {field: value})``."""
         name = _b(name)
         cursor = parse_cursor(cursor)  # a malformed cursor is refused first, as in Redis
-        if self._meta(name, T_HASH) is None:
+        if self._counted_meta(name, T_HASH) is None:
             return 0, {}
         cur, items = self._member_scan(HASH + _lp(name), cursor, match, count)
         return cur, dict(items)

@@ -31,6 +31,7 @@ from kv_backend.structures.layout import (
     GROUP,
     HASH,
     LIST,
+    LIVE_META_BOUNDS,
     MEMBER_PREFIXES,
     META,
     META_SIZE,
@@ -66,6 +67,8 @@ from kv_backend.structures.parsing import (
     parse_int,
     parse_scan_count,
 )
+
+_COLLECTION_META = META_SIZE[T_HASH]  # the size of a hash's, set's or sorted set's metadata record
 
 _S = TypeVar("_S", bound="Keyspace")
 _P = TypeVar("_P")
@@ -358,6 +361,26 @@ class Keyspace:
             return found
         except IndexError:  # an empty record
             raise ForeignRecordError(name) from None
+
+    def _counted_meta(
+        self, name: bytes, tag: int, _bounds: dict[int, tuple[bytes, bytes]] = LIVE_META_BOUNDS
+    ) -> tuple[bytes, float] | None:
+        """:meth:`_meta` of a hash, set or sorted set ``tag``, and ForeignRecordError for a record of
+        its size whose counts no such key has (:meth:`_count`): for the commands that read members
+        without the count (ZRANK, ZCOUNT, HSCAN...), which refuse such a record as those reading the
+        count do. A record of the layout is told by one bytes comparison (see
+        :data:`~kv_backend.structures.layout.HASH_META_ABOVE`), so it costs no more than :meth:`_meta`."""
+        found = self.db._get_record(META + name)
+        if found is None:
+            return None
+        meta = found[0]
+        above, below = _bounds[tag]
+        if above < meta < below and len(meta) == _COLLECTION_META and not meta[9] and not meta[10]:
+            return found  # (its tag, 0 < count < _BOUND, version < _BOUND)
+        found = self._meta(name, tag)  # WRONGTYPE, ForeignRecordError for another form, or None
+        if found is not None:
+            self._count(name, found[0])
+        return found
 
     def _purge(self, b: Batch, name: bytes, tag: int) -> None:
         """Delete member records a previous, expired or deleted, key of this name left behind."""

@@ -259,6 +259,18 @@ _CNT = struct.Struct(">QQ")  # count, version
 #: when counts() accepts it. HSET's fast path checks it so, with no unpacking (see Hashes._hset).
 HASH_META_ABOVE = bytes([T_HASH]) + bytes(8) + b"\xff" * 8
 HASH_META_BELOW = bytes([T_HASH, 0, 1])
+#: The same bounds for a set's and a sorted set's records (also 17 bytes), which SISMEMBER and ZSCORE
+#: check so (see Sets.sismember).
+SET_META_ABOVE = bytes([T_SET]) + bytes(8) + b"\xff" * 8
+SET_META_BELOW = bytes([T_SET, 0, 1])
+ZSET_META_ABOVE = bytes([T_ZSET]) + bytes(8) + b"\xff" * 8
+ZSET_META_BELOW = bytes([T_ZSET, 0, 1])
+#: Those bounds by tag (Keyspace._counted_meta).
+LIVE_META_BOUNDS = {
+    T_HASH: (HASH_META_ABOVE, HASH_META_BELOW),
+    T_SET: (SET_META_ABOVE, SET_META_BELOW),
+    T_ZSET: (ZSET_META_ABOVE, ZSET_META_BELOW),
+}
 
 
 _LST = struct.Struct(">qqQ")  # head (inclusive), tail (exclusive), version

@@ -96,6 +96,7 @@ class Sorting(Lists, Sets, SortedSets):
             return meta[1:] if meta[0] == T_STRING else None
         if meta[0] != T_HASH:
             return None
+        self._count(key, meta)  # ForeignRecordError for counts no hash has, as HGET
         return self.db.get(HASH + _lp(key) + field)
 
     def _sort_elements(self, name: bytes, tag: int, meta: bytes) -> list[bytes]:

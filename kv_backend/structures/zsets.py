@@ -15,11 +15,14 @@ from kv_backend.structures.layout import (
     _I64_MAX,
     _U64,
     META,
+    META_SIZE,
     SET,
     T_SET,
     T_ZSET,
     ZIDX,
     ZMEM,
+    ZSET_META_ABOVE,
+    ZSET_META_BELOW,
     Name,
     NameT,
     Value,
@@ -72,6 +75,9 @@ def _where(where: str | bytes) -> bool:
         return _WHERE[keyword(where).decode("latin-1").lower()]
     except KeyError:
         raise CommandError("ERR syntax error") from None
+
+
+_ZSET_META = META_SIZE[T_ZSET]  # the size of a sorted set's metadata record
 
 
 class SortedSets(Keyspace):
@@ -173,10 +179,27 @@ class SortedSets(Keyspace):
     def zscore(self, name: Name, member: Value) -> float | None:
         """The score of a member, or None."""
         name, member = _b(name), _b(member)  # a member of the wrong type is refused, key or not
-        if self._meta(name, T_ZSET) is None:
+        found = self.db._get_record(META + name)
+        if found is None:
+            return None
+        meta = found[0]
+        if (
+            not (
+                ZSET_META_ABOVE < meta < ZSET_META_BELOW  # a sorted set's tag, 0 < count < _BOUND
+                and len(meta) == _ZSET_META
+                and not meta[9]  # version < _BOUND
+                and not meta[10]
+            )
+            # Not a live sorted set of this layout: WRONGTYPE or ForeignRecordError, as every sorted
+            # set command finds it (the common case costs no _meta call, as in HGET and SISMEMBER).
+            and self._counted_meta(name, T_ZSET) is None
+        ):
             return None
         key = ZMEM + _lp(name) + member
-        raw = self._value(key)
+        try:  # (_value written out)
+            raw = self.db.get(key)
+        except KeyTooLargeError:  # a member too long to be stored: absent (see _value)
+            return None
         return None if raw is None else decode_score(raw, key)
 
     def zmscore(self, name: Name, *members: Value | Iterable[Value]) -> list[float | None]:
@@ -230,7 +253,7 @@ class SortedSets(Keyspace):
     def _zcount_found(self, name: bytes, found: Iterator[tuple[bytes, float]]) -> int:
         """How many members ``found`` (a lazy range walk of ``name``, ZCOUNT's or ZLEXCOUNT's)
         yields: 0 for a missing key, WRONGTYPE for another type, before the walk starts."""
-        if self._meta(name, T_ZSET) is None:
+        if self._counted_meta(name, T_ZSET) is None:
             return 0
         return sum(1 for _ in found)
 
@@ -325,7 +348,7 @@ class SortedSets(Keyspace):
         name = _b(name)
         lo, hi = _score_bound(min), _score_bound(max)
         offset, num = parse_index(start or 0), None if num is None else parse_index(num)
-        if self._meta(name, T_ZSET) is None:
+        if self._counted_meta(name, T_ZSET) is None:
             return []
         out: list[Any] = []
         if num is not None and num < 0:
@@ -358,7 +381,7 @@ class SortedSets(Keyspace):
         ``withscore`` (Redis 7.2's ``WITHSCORE``, redis-py's name): ``[rank, score]``, or None.
         """
         name, member = _b(name), _b(member)
-        found = self._meta(name, T_ZSET)
+        found = self._counted_meta(name, T_ZSET)
         if found is None:
             return None
         key = ZMEM + _lp(name) + member
@@ -392,7 +415,7 @@ class SortedSets(Keyspace):
         ZREMRANGEBYLEX's) yields and return how many; the walk and the removal run under one
         lock, so they are atomic. 0 for a missing key."""
         with self.db.locked():
-            if self._meta(name, T_ZSET) is None:
+            if self._counted_meta(name, T_ZSET) is None:
                 return 0
             members = [m for m, _ in found]
             return self.zrem(name, *members) if members else 0
@@ -426,8 +449,9 @@ class SortedSets(Keyspace):
         if found is None:
             return 0, []
         parse_scan_count(count)  # refused also where it is not used, as Redis does
+        size = self._count(name, found[0])[0]  # (every step: ForeignRecordError as ZCARD's)
         if cursor == 0:
-            whole = self._zlistpack_items(name, self._count(name, found[0])[0])
+            whole = self._zlistpack_items(name, size)
             if whole is not None:
                 pattern = _b(match) if match is not None else None
                 return 0, [(m, s) for m, s in whole if pattern is None or glob_match(pattern, m)]
@@ -459,7 +483,7 @@ class SortedSets(Keyspace):
             raise CommandError("ERR value is out of range, must be positive")
         db = self.db
         with db.locked():
-            found = self._meta(name, T_ZSET)
+            found = self._counted_meta(name, T_ZSET)
             if found is None:
                 return None
             # (a count past what islice takes, 2**63 - 1, asks for them all as well)
@@ -603,7 +627,7 @@ class SortedSets(Keyspace):
         name = _b(name)
         lo, hi = _lex_bound(min), _lex_bound(max)  # the bounds before the key's type, as Redis
         offset, num = parse_index(start or 0), None if num is None else parse_index(num)
-        if self._meta(name, T_ZSET) is None:
+        if self._counted_meta(name, T_ZSET) is None:
             return []
         if offset < 0:
             return []
@@ -648,7 +672,7 @@ class SortedSets(Keyspace):
         members that may repeat. With ``withscores`` the items are ``(member, score)`` pairs.
         """
         name = _b(name)
-        found = self._meta(name, T_ZSET)
+        found = self._counted_meta(name, T_ZSET)
         if count is None:
             if found is None:
                 return None

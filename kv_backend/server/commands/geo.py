@@ -61,7 +61,7 @@ def cmd_geodist(conn: Connection, args: list[bytes]) -> Any:
     elif len(args) > 5:
         raise syntax()
     st = conn.st
-    if st._meta(args[1], T_ZSET) is None:
+    if st._counted_meta(args[1], T_ZSET) is None:
         return None
     a, b = st._geo_xy(args[1], args[2]), st._geo_xy(args[1], args[3])
     if a is None or b is None:
@@ -105,7 +105,7 @@ def _search(
     st = conn.st
     name = args[0].decode("utf-8", "replace")  # Redis names the command as the client spelled it
     src = args[2] if store_form else args[1]
-    exists = st._meta(src, T_ZSET) is not None
+    exists = st._counted_meta(src, T_ZSET) is not None
     xy: tuple[float, float] | None = None
     width = unit = 0.0
     height: float | None = None
