@@ -107,7 +107,7 @@ def celery_env(tmp_path_factory) -> CeleryEnv:
             for w in workers:
                 if w.poll() is not None:
                     raise RuntimeError(f"a celery worker exited with code {w.returncode}; see {logs}")
-            replies = module.app.control.ping(timeout=0.5)
+            replies = module.app.control.ping(timeout=0.5, limit=WORKERS)
             if len(replies) >= WORKERS:
                 break
             if time.monotonic() > deadline:

@@ -100,7 +100,7 @@ def workers(tmp_path_factory):
         apps.update((name, nest18_app.build(brokers[name], backend)) for name, backend in backends.items())
         deadline = time.monotonic() + 60
         for name in apps:
-            while not apps[name].control.ping(timeout=0.5):
+            while not apps[name].control.ping(timeout=0.5, limit=1):
                 assert all(p.poll() is None for p in procs), f"a worker exited; see {base}/*.log"
                 assert time.monotonic() < deadline, f"the {name} worker did not answer; see {base}/{name}.log"
         yield apps

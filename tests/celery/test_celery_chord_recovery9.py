@@ -261,7 +261,7 @@ def kill_env(tmp_path_factory):
     app.conf.update(broker_connection_retry_on_startup=True)
     try:
         deadline = time.monotonic() + 60
-        while not app.control.ping(timeout=0.5):
+        while not app.control.ping(timeout=0.5, limit=1):
             assert worker.poll() is None, f"the worker exited; see {log}"
             assert time.monotonic() < deadline, f"the worker did not answer; see {log}"
         yield app, DB(env["KVB_TEST_SIDE"]), log

@@ -39,7 +39,7 @@ def test_workers_stop_quickly_right_after_a_nested_chord_failed(tmp_path, round_
     app.conf.update(broker_connection_retry_on_startup=True)
     try:
         deadline = time.monotonic() + 60
-        while not app.control.ping(timeout=0.5):
+        while not app.control.ping(timeout=0.5, limit=1):
             assert worker.poll() is None and time.monotonic() < deadline, "the worker never answered"
         sig = app.signature
         inner = chord(

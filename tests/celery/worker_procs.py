@@ -42,9 +42,10 @@ def wait_idle(app: Any, workers: int, timeout: float = 5) -> bool:
     """Wait until ``workers`` workers answer and none has a task in progress; False on ``timeout``.
 
     A worker lists a task as active until its main process has read the pool process's report
-    that the task is done, so an idle worker has no such report left to read.
+    that the task is done, so an idle worker has no such report left to read. Each look ends as
+    soon as ``workers`` workers have answered (``limit``), not at the end of its 0.5 s.
     """
-    inspect = app.control.inspect(timeout=0.5)
+    inspect = app.control.inspect(timeout=0.5, limit=workers)
     deadline = time.monotonic() + timeout
     while True:
         active = inspect.active() or {}
