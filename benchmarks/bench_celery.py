@@ -81,7 +81,7 @@ class Worker:
             start_new_session=True,
         )
         deadline = time.monotonic() + 60
-        while not app.control.ping(timeout=0.5):
+        while not app.control.ping(timeout=0.5, limit=1):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 sys.exit(f"the celery worker for {backend} did not start; see {log}")
