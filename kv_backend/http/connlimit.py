@@ -20,9 +20,11 @@ import asyncio
 import json
 import logging
 import socket
+import ssl
 import time
 from typing import Any
 
+from kv_backend.http import tls
 from kv_backend.server.clientlimit import fit_at_start
 from kv_backend.server.listen import keep_alive
 
@@ -66,45 +68,130 @@ def _refusal(limit: int) -> bytes:
     return head.encode() + body
 
 
-def limited(protocol: type[asyncio.Protocol], limit: int) -> type[asyncio.Protocol]:
+def _drive(coroutine: Any, done: Any) -> None:
+    """Run ``coroutine`` (one that awaits asyncio futures only) now, up to its first wait, then on as
+    each future it waits for is done, as a task would but without a task's first step a loop
+    iteration later; ``done(result, None)`` or ``done(None, exception)`` at its end."""
+    try:
+        future = coroutine.send(None)
+    except StopIteration as end:
+        done(end.value, None)
+    except Exception as exc:  # (an exception of the coroutine's is its result)
+        done(None, exc)
+    else:
+        future.add_done_callback(lambda _: _drive(coroutine, done))
+
+
+def limited(
+    protocol: type[asyncio.Protocol], limit: int, ssl_context: ssl.SSLContext | None = None
+) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol ``protocol`` (h11's), answering a connection made while ``limit``
-    are open ``503 too_many_connections`` and closing it at once."""
+    are open ``503 too_many_connections`` and closing it at once.
+
+    With ``ssl_context``, the protocol serves TLS itself (the server listens without TLS): a
+    connection counts from the moment it is accepted, its handshake (at most
+    :data:`kv_backend.http.tls.HANDSHAKE_TIMEOUT` seconds) included, so that connections which never
+    complete one cannot take the descriptors kept for the store; one past the limit is closed at
+    once, unanswered (an answer would need its handshake first). ``protocol`` sees the connection
+    once the handshake is done. The class's ``handshakes`` holds the connections in their handshake
+    (their ``transport``, the one accepted, is what a shutdown closes).
+    """
     refusal = _refusal(limit)
     warned = [0.0, 0]  # (when the last warning was logged, connections refused since)
+    handshakes: set[asyncio.Protocol] = set()
 
     class Limited(protocol):  # type: ignore[misc,valid-type]
         refused = False
+        # Until its handshake is done, a TLS connection's protocol is not ``protocol`` yet: what
+        # arrives meanwhile (the data that came with the end of the handshake) is kept for it.
+        early: list[tuple[str, Any]] | None = None
 
         def connection_made(self, transport: Any) -> None:
-            if len(self.connections) < limit:
-                sock = transport.get_extra_info("socket")
-                if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                    keep_alive(sock, KEEPALIVE)
+            if len(self.connections) + len(handshakes) >= limit:
+                self.refused = True
+                if ssl_context is None:
+                    transport.write(refusal)
+                transport.close()
+                warned[1] += 1
+                now = time.monotonic()
+                if now - warned[0] >= WARN_EVERY:
+                    log.warning(
+                        "%s connections refused: %s are open, the most kept at once", warned[1], limit
+                    )
+                    warned[:] = [now, 0]
+                return
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                keep_alive(sock, KEEPALIVE)
+            if ssl_context is None:
                 super().connection_made(transport)
                 return
-            self.refused = True
-            transport.write(refusal)
-            transport.close()
-            warned[1] += 1
-            now = time.monotonic()
-            if now - warned[0] >= WARN_EVERY:
-                log.warning("%s connections refused: %s are open, the most kept at once", warned[1], limit)
-                warned[:] = [now, 0]
+            self.transport = transport  # (until the handshake is done: the TCP one)
+            self.early = []
+            handshakes.add(self)
+            # start_tls runs here, at once, up to its wait for the handshake: asyncio's and uvloop's
+            # loops start reading when connection_made returns, and the client's first bytes must
+            # go to the TLS layer, not to this protocol.
+            _drive(
+                asyncio.get_running_loop().start_tls(
+                    transport,
+                    self,
+                    ssl_context,
+                    server_side=True,
+                    ssl_handshake_timeout=tls.HANDSHAKE_TIMEOUT,
+                ),
+                self._handshake_done,
+            )
+
+        def _handshake_done(self, tls_transport: Any, exc: BaseException | None) -> None:
+            handshakes.discard(self)
+            early, self.early = self.early or [], None
+            if exc is not None or tls_transport is None or self.transport.is_closing():
+                # Not TLS, a failed or unfinished handshake (the transport is closed), or a
+                # connection closed in its handshake (at a shutdown: uvloop's start_tls then returns
+                # a transport all the same) or as it ended: nothing for ``protocol``.
+                self.refused = True
+                log.debug("TLS handshake failed: %r", exc)
+                return
+            super().connection_made(tls_transport)
+            for method, argument in early:
+                if method == "connection_lost":
+                    super().connection_lost(argument)
+                    return
+                if method == "eof_received":
+                    super().eof_received()
+                else:
+                    getattr(super(), method)(*argument)
+
+        def _deferred(self, method: str, *argument: Any) -> bool:
+            """Whether the call is for a connection ``protocol`` does not see (yet), keeping it for later."""
+            if self.refused:
+                return True
+            if self.early is not None:
+                self.early.append((method, argument[0] if method == "connection_lost" else argument))
+                return True
+            return False
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if not self.refused:
+            if not self._deferred("connection_lost", exc):
                 super().connection_lost(exc)
 
+        def eof_received(self) -> Any:
+            if not self._deferred("eof_received"):
+                return super().eof_received()
+            return None
+
         def data_received(self, data: bytes) -> None:
-            if not self.refused:
+            if not self._deferred("data_received", data):
                 super().data_received(data)
 
         def pause_writing(self) -> None:
-            if not self.refused:
+            if not self._deferred("pause_writing"):
                 super().pause_writing()
 
         def resume_writing(self) -> None:
-            if not self.refused:
+            if not self._deferred("resume_writing"):
                 super().resume_writing()
 
+    Limited.handshakes = handshakes
     return Limited

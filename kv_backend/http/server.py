@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, InvalidArgumentError
-from kv_backend.http import connlimit, tls
+from kv_backend.http import connlimit
 from kv_backend.http.app import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_VALUE_SIZE,
@@ -269,8 +269,9 @@ def _check_ssl_context(ssl_context: object) -> None:
 def _server_class(uvicorn: Any, max_connections: int, ssl_context: ssl.SSLContext | None = None) -> type:
     """uvicorn's Server, keeping at most ``max_connections`` connections open (see
     :mod:`kv_backend.http.connlimit`), serving TLS with ``ssl_context`` if given (loaded before, so
-    uvicorn does not load the files again, and with a handshake timeout of
-    :data:`~kv_backend.http.tls.HANDSHAKE_TIMEOUT` where uvicorn leaves asyncio's 60 s), and where a
+    uvicorn does not load the files again; the protocol does the handshake, with a timeout of
+    :data:`~kv_backend.http.tls.HANDSHAKE_TIMEOUT` where uvicorn leaves asyncio's 60 s, and the
+    connection counts against the limit from its accept on), and where a
     forced exit (a second Ctrl-C during the shutdown)
     still ends as the grace period's end does: the unfinished requests are cancelled and the app shut
     down (the store closed). uvicorn skips both, and asyncio then cancelled the app's lifespan task on
@@ -279,24 +280,34 @@ def _server_class(uvicorn: Any, max_connections: int, ssl_context: ssl.SSLContex
     class Server(uvicorn.Server):  # type: ignore[misc]
         async def startup(self, sockets: Any = None) -> None:
             config = self.config  # (loaded by now: its protocol class is h11's, as config.http says)
-            config.http_protocol_class = connlimit.limited(config.http_protocol_class, max_connections)
+            protocol = connlimit.limited(config.http_protocol_class, max_connections, ssl_context)
+            self.handshakes = protocol.handshakes  # type: ignore[attr-defined]
+            config.http_protocol_class = protocol
             if ssl_context is None:
                 await super().startup(sockets)
                 return
+            # The protocol does the TLS handshake (so that a connection counts against the limit
+            # from its accept on, not once its handshake is done): the server listens without TLS.
+            # config.ssl still says it serves TLS (uvicorn's "running on https://" line); the loop's
+            # create_server is told not to, for the time of the startup (the loop's own attribute,
+            # which asyncio's and uvloop's loops take: uvicorn has no option for it).
             config.ssl = ssl_context
-            # uvicorn passes no handshake timeout to create_server (and has no option for one): the
-            # loop's method is given one for the time of the startup (the loop's own attribute, which
-            # asyncio's and uvloop's loops take).
             loop = asyncio.get_running_loop()
-            vars(loop)["create_server"] = partial(
-                loop.create_server, ssl_handshake_timeout=tls.HANDSHAKE_TIMEOUT
-            )
+            create_server = loop.create_server
+
+            async def without_tls(*args: Any, **kwargs: Any) -> Any:
+                kwargs["ssl"] = None
+                return await create_server(*args, **kwargs)
+
+            vars(loop)["create_server"] = without_tls
             try:
                 await super().startup(sockets)
             finally:
                 del vars(loop)["create_server"]
 
         async def shutdown(self, sockets: Any = None) -> None:
+            for connection in list(getattr(self, "handshakes", ())):  # (still in their TLS handshake)
+                connection.transport.abort()
             await super().shutdown(sockets)
             if self.force_exit:
                 for task in self.server_state.tasks:
