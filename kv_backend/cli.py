@@ -759,6 +759,7 @@ def cmd_http(args: argparse.Namespace) -> int:
             port=args.port,
             token=token,
             keep_alive=args.keep_alive,
+            header_timeout=args.header_timeout,
             lock_timeout=args.lock_timeout,
             max_pending_bytes=args.max_pending_bytes,
             ssl_context=ssl_context,
@@ -1109,6 +1110,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long an idle connection stays open (default: $KVB_HTTP_KEEP_ALIVE or 5); behind a "
         "proxy, more than the proxy's idle timeout",
+    )
+    s.add_argument(
+        "--header-timeout",
+        type=_seconds_above_zero,
+        default=None,
+        metavar="SECONDS",
+        help="how long a request's line and headers may take to arrive; a connection that sent nothing "
+        "by then is closed, one that sent part of them answered 408 (default: $KVB_HTTP_HEADER_TIMEOUT "
+        "or 20)",
     )
     s.add_argument(
         "--lock-timeout",

@@ -26,8 +26,10 @@ httpx = pytest.importorskip("httpx", reason="httpx is not installed (it comes wi
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="needs Linux's /proc/net/tcp")
 
-#: The servers of these tests listen on the first free port of this range.
-PORTS = range(27600, 27650)
+#: The servers of these tests listen on the first free port of this range (a half of it for each of
+#: two pytest-xdist workers, which would otherwise both pick the same one now and then).
+_HALF = (27650 - 27600) // 2
+PORTS = range(27600 + _HALF * (int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) % 2), 27650)
 
 #: With the limit of open files at 60, kvb http keeps 28 connections (60 less the 32 it keeps).
 OPEN_FILES = 60

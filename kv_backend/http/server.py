@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, InvalidArgumentError
-from kv_backend.http import connlimit
+from kv_backend.http import connlimit, headtimer
 from kv_backend.http.app import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_VALUE_SIZE,
@@ -38,6 +38,10 @@ SHUTDOWN_GRACE = 10
 #: connections to its upstreams open longer (an AWS load balancer: 60 s), set it above the proxy's
 #: idle timeout, or the server may close a connection as the proxy sends on it (a 502 there).
 DEFAULT_KEEP_ALIVE = 5.0
+
+#: Seconds a request's head (request line and headers) may take to arrive (see
+#: :mod:`kv_backend.http.headtimer`).
+DEFAULT_HEADER_TIMEOUT = headtimer.DEFAULT_HEADER_TIMEOUT
 
 #: Room for a request line holding a 64 KiB key percent-encoded three times over, plus headers.
 MAX_REQUEST_HEAD = 256 << 10
@@ -96,6 +100,10 @@ def _env_keep_alive() -> float:
     return _env_seconds("KVB_HTTP_KEEP_ALIVE", DEFAULT_KEEP_ALIVE)
 
 
+def _env_header_timeout() -> float:
+    return _env_seconds("KVB_HTTP_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -143,6 +151,7 @@ def serve(
     lock_timeout: float | None = None,
     max_pending_bytes: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    header_timeout: float | None = None,
 ) -> None:
     """Serve the store at ``path`` over HTTP with uvicorn until SIGINT/SIGTERM (blocking).
 
@@ -155,7 +164,9 @@ def serve(
     connection stays open) to ``$KVB_HTTP_KEEP_ALIVE`` or 5, ``lock_timeout`` (seconds a write waits
     for the store's write lock before it is answered 503) to ``$KVB_HTTP_LOCK_TIMEOUT`` or 5,
     ``max_pending_bytes`` (the bytes of request bodies held at once) to ``$KVB_HTTP_MAX_PENDING_BYTES``
-    or 4 times ``max_value_size``. With ``ssl_context`` (a server context, as
+    or 4 times ``max_value_size``, ``header_timeout`` (seconds a request's head may take to arrive
+    before the connection is closed, answered ``408 request_timeout`` if part of it came) to
+    ``$KVB_HTTP_HEADER_TIMEOUT`` or 20. With ``ssl_context`` (a server context, as
     :func:`kv_backend.http.tls.server_context` loads it from the files of ``kvb http --ssl-certfile``
     and the rest), it serves HTTPS: a connection has :data:`~kv_backend.http.tls.HANDSHAKE_TIMEOUT`
     seconds to complete its TLS handshake.
@@ -180,6 +191,10 @@ def serve(
         keep_alive = _env_keep_alive()
     elif not 0 < keep_alive < float("inf"):
         raise ConfigurationError(f"keep_alive must be a number of seconds > 0, not {keep_alive!r}")
+    if header_timeout is None:
+        header_timeout = _env_header_timeout()
+    elif not 0 < header_timeout < float("inf"):
+        raise ConfigurationError(f"header_timeout must be a number of seconds > 0, not {header_timeout!r}")
     if lock_timeout is None:
         lock_timeout = _env_seconds("KVB_HTTP_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
     if max_pending_bytes is None:
@@ -228,7 +243,7 @@ def serve(
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
         timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # annotated int, any number of seconds works
     )
-    server = _server_class(uvicorn, max_connections, ssl_context)(config)
+    server = _server_class(uvicorn, max_connections, ssl_context, header_timeout)(config)
     bind_errors = _BindErrors()
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addHandler(bind_errors)
@@ -266,9 +281,15 @@ def _check_ssl_context(ssl_context: object) -> None:
         )
 
 
-def _server_class(uvicorn: Any, max_connections: int, ssl_context: ssl.SSLContext | None = None) -> type:
+def _server_class(
+    uvicorn: Any,
+    max_connections: int,
+    ssl_context: ssl.SSLContext | None = None,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+) -> type:
     """uvicorn's Server, keeping at most ``max_connections`` connections open (see
-    :mod:`kv_backend.http.connlimit`), serving TLS with ``ssl_context`` if given (loaded before, so
+    :mod:`kv_backend.http.connlimit`), giving a request's head ``header_timeout`` seconds to arrive
+    (:mod:`kv_backend.http.headtimer`), serving TLS with ``ssl_context`` if given (loaded before, so
     uvicorn does not load the files again; the protocol does the handshake, with a timeout of
     :data:`~kv_backend.http.tls.HANDSHAKE_TIMEOUT` where uvicorn leaves asyncio's 60 s, and the
     connection counts against the limit from its accept on), and where a
@@ -280,7 +301,8 @@ def _server_class(uvicorn: Any, max_connections: int, ssl_context: ssl.SSLContex
     class Server(uvicorn.Server):  # type: ignore[misc]
         async def startup(self, sockets: Any = None) -> None:
             config = self.config  # (loaded by now: its protocol class is h11's, as config.http says)
-            protocol = connlimit.limited(config.http_protocol_class, max_connections, ssl_context)
+            timed = headtimer.head_timed(config.http_protocol_class, header_timeout)
+            protocol = connlimit.limited(timed, max_connections, ssl_context)
             self.handshakes = protocol.handshakes  # type: ignore[attr-defined]
             config.http_protocol_class = protocol
             if ssl_context is None:
