@@ -191,3 +191,36 @@ def test_a_shutdown_closes_the_connections_in_their_handshake(certs, tmp_path, l
         finally:
             for sock in silent:
                 sock.close()
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_request_sent_with_the_end_of_the_handshake_is_served(certs, tmp_path, loop):
+    """The client's last handshake message and its request in one write: the request arrives with the
+    handshake's end, before the HTTP protocol has the connection, and is answered all the same."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop is not installed")
+    client = certs.client_context()
+    with _https(str(tmp_path / "store"), certs.both, client, loop) as (port, _):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = client.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    raw.sendall(outgoing.read())
+                    data = raw.recv(65536)
+                    assert data, "the server closed the connection in the handshake"
+                    incoming.write(data)
+            tls.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            raw.sendall(outgoing.read())  # the client's Finished and the request, at once
+            answer = b""
+            while data := raw.recv(65536):
+                incoming.write(data)
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    while chunk := tls.read(65536):
+                        answer += chunk
+                if answer.endswith(b"}"):
+                    break
+        assert answer.startswith(b"HTTP/1.1 200 "), answer

@@ -9,7 +9,9 @@ request fail with ``500`` ("Too many open files"), writes and reads alike. As ``
 (:mod:`kv_backend.server.clientlimit`), ``kvb http`` raises its soft limit of open files to fit
 :data:`MAX_CONNECTIONS` connections plus the descriptors it keeps for itself, or keeps that many
 fewer connections (said on stderr); a connection past the limit is answered ``503
-too_many_connections`` (``Retry-After: 1``, ``Connection: close``) and closed at once. The TCP
+too_many_connections`` (``Retry-After: 1``, ``Connection: close``) and closed at once. Over TLS, a
+connection counts from its accept on, its handshake included (which :func:`limited` then does, not
+the loop), and one past the limit is closed unanswered. The TCP
 connections it keeps get keepalive probes after :data:`KEEPALIVE` seconds of silence, so those of
 clients whose host died are closed.
 """
@@ -151,24 +153,21 @@ def limited(
                 # connection closed in its handshake (at a shutdown: uvloop's start_tls then returns
                 # a transport all the same) or as it ended: nothing for ``protocol``.
                 self.refused = True
-                log.debug("TLS handshake failed: %r", exc)
+                if exc is not None:
+                    log.debug("TLS handshake failed: %r", exc)
                 return
             super().connection_made(tls_transport)
-            for method, argument in early:
+            for method, arguments in early:
+                getattr(super(), method)(*arguments)
                 if method == "connection_lost":
-                    super().connection_lost(argument)
                     return
-                if method == "eof_received":
-                    super().eof_received()
-                else:
-                    getattr(super(), method)(*argument)
 
         def _deferred(self, method: str, *argument: Any) -> bool:
             """Whether the call is for a connection ``protocol`` does not see (yet), keeping it for later."""
             if self.refused:
                 return True
             if self.early is not None:
-                self.early.append((method, argument[0] if method == "connection_lost" else argument))
+                self.early.append((method, argument))
                 return True
             return False
 
