@@ -34,7 +34,7 @@ _HALF = (27700 - 27650) // 2
 PORTS = range(27650 + _HALF * (int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) % 2), 27700)
 
 #: The header timeout of the servers started here.
-TIMEOUT = 0.5
+TIMEOUT = 0.8
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -112,18 +112,18 @@ def _answer(sock: socket.socket) -> bytes:
 
 
 def test_a_connection_that_sends_nothing_is_closed(connect):
+    started = time.monotonic()  # (before the server's timer starts)
     with connect() as sock:
-        started = time.monotonic()
         assert read_until_closed(sock) == b""  # (kept for ever: the socket's 10 s timeout fails)
-        assert TIMEOUT * 0.8 <= time.monotonic() - started < 5
+        assert TIMEOUT * 0.95 <= time.monotonic() - started < 5
 
 
 def test_a_partial_head_is_answered_408(connect):
+    started = time.monotonic()  # (before the server's timer starts)
     with connect() as sock:
         sock.sendall(b"PUT /v1/keys/k HTTP/1.1\r\nHost: x\r\nContent-Le")
-        started = time.monotonic()
         answer = read_until_closed(sock)
-        assert TIMEOUT * 0.8 <= time.monotonic() - started < 5
+        assert TIMEOUT * 0.95 <= time.monotonic() - started < 5
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 "), answer
     assert b"connection: close" in head.lower()
@@ -133,16 +133,16 @@ def test_a_partial_head_is_answered_408(connect):
 
 
 def test_a_slow_but_steady_client_is_served(connect):
-    """A head sent in 8 parts over 0.35 s, within the 0.5 s: answered; then the next request on the
+    """A head sent in 5 parts over 0.2 s, within the 0.8 s: answered; then the next request on the
     same connection as well, after the connection was left idle longer than the header timeout (an
     idle keep-alive connection is closed after --keep-alive seconds, 5 here, not this timeout)."""
     with connect() as sock:
-        step = len(HEAD) // 8 + 1
+        step = len(HEAD) // 5 + 1
         for start in range(0, len(HEAD), step):
             sock.sendall(HEAD[start : start + step])
-            time.sleep(0.05)  # (the pace of the client, not a wait for the server)
+            time.sleep(0.04)  # (the pace of the client, not a wait for the server)
         assert _answer(sock).startswith(b"HTTP/1.1 200 ")
-        sock.settimeout(TIMEOUT * 2)
+        sock.settimeout(TIMEOUT * 1.25)
         with pytest.raises(TimeoutError):  # idle, not closed
             sock.recv(1)
         sock.settimeout(10)
@@ -152,7 +152,7 @@ def test_a_slow_but_steady_client_is_served(connect):
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
         started = time.monotonic()
         assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
-        assert TIMEOUT * 0.8 <= time.monotonic() - started < 5
+        assert TIMEOUT * 0.95 <= time.monotonic() - started < 5
 
 
 def test_the_option_and_the_variable(tmp_path, capsys, monkeypatch):
