@@ -23,8 +23,8 @@ __all__ = ["CERT_REQS", "HANDSHAKE_TIMEOUT", "server_context"]
 CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
 #: Seconds a connection has to complete its TLS handshake before it is closed. A client that
-#: connects and sends nothing (or not TLS) holds a file descriptor until then (asyncio's default is
-#: 60 s): see docs/http.md, "TLS".
+#: connects and sends nothing (or not TLS) holds a file descriptor, and a place among the connections
+#: kept (:mod:`kv_backend.http.connlimit`), until then (asyncio's default is 60 s): see docs/http.md, "TLS".
 HANDSHAKE_TIMEOUT = 10.0
 
 
