@@ -8,16 +8,14 @@ head slowly but within the time is served, and an idle keep-alive connection is 
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import read_until_closed, spawn_python
+from helpers import free_port, read_until_closed, spawn_python
 from resp_helpers import stop_process
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 from test_http_tls24 import Certs
@@ -28,10 +26,6 @@ from kv_backend.errors import ConfigurationError
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (it comes with the server extra)")
 pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
 
-#: The servers of these tests listen on the first free port of this range (a half of it for each of
-#: two pytest-xdist workers, which would otherwise both pick the same one now and then).
-_HALF = (27700 - 27650) // 2
-PORTS = range(27650 + _HALF * (int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) % 2), 27700)
 
 #: The header timeout of the servers started here.
 TIMEOUT = 0.8
@@ -44,25 +38,12 @@ def certs(tmp_path_factory) -> Certs:
     return Certs(tmp_path_factory.mktemp("certs"))
 
 
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise
-                continue
-            return port
-    raise AssertionError(f"no free port in {PORTS}")
-
-
 @pytest.fixture(params=["plain", "tls"])
 def connect(request, certs, tmp_path) -> Iterator:
     """A function opening a connection (TLS: its handshake done) to a kvb http started with
     ``--header-timeout TIMEOUT``, plain or over TLS."""
     tls = request.param == "tls"
-    port = _free_port()
+    port = free_port()
     options = ["--ssl-certfile", certs.both] if tls else []
     proc = spawn_python(
         "import sys; from kv_backend.cli import main; sys.exit(main(['http', *sys.argv[1:]]))",

@@ -10,7 +10,6 @@ to the TLS port fails without stopping the server.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import resource
@@ -21,7 +20,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import read_until_closed, spawn_python, wait_for
+from helpers import free_port, read_until_closed, spawn_python, wait_for
 from resp_helpers import stop_process
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 from test_resp_tcp_keepalive22 import server_end_timer
@@ -30,8 +29,6 @@ pytest.importorskip("uvicorn", reason="uvicorn is not installed (it comes with t
 trustme = pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
 httpx = pytest.importorskip("httpx", reason="httpx is not installed (it comes with the dev extra)")
 
-#: The servers of these tests listen on the first free port of this range.
-PORTS = range(27400, 27500)
 
 #: The handshake timeout of the servers started here (kv_backend.http.tls.HANDSHAKE_TIMEOUT is 10 s).
 HANDSHAKE = 0.5
@@ -93,25 +90,12 @@ def certs(tmp_path_factory) -> Certs:
     return Certs(tmp_path_factory.mktemp("certs"))
 
 
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise
-                continue
-            return port
-    raise AssertionError(f"no free port in {PORTS}")
-
-
 @contextlib.contextmanager
 def _https(
     store: str, *options: str, client: ssl.SSLContext, open_files: int | None = None
 ) -> Iterator[tuple[int, subprocess.Popen]]:
     """kvb http with TLS ``options`` (and that limit of open files), once it answers ``client`` over HTTPS."""
-    port = _free_port()
+    port = free_port()
 
     def limit() -> None:
         if open_files is not None:

@@ -5,7 +5,6 @@ descriptors kept for the store, and one past the limit is closed at once."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import resource
 import select
@@ -16,7 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import read_until_closed, spawn_python, wait_for
+from helpers import free_port, read_until_closed, spawn_python, wait_for
 from resp_helpers import stop_process
 from test_http_tls24 import Certs
 
@@ -26,10 +25,6 @@ httpx = pytest.importorskip("httpx", reason="httpx is not installed (it comes wi
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="needs Linux's /proc/net/tcp")
 
-#: The servers of these tests listen on the first free port of this range (a half of it for each of
-#: two pytest-xdist workers, which would otherwise both pick the same one now and then).
-_HALF = (27650 - 27600) // 2
-PORTS = range(27600 + _HALF * (int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) % 2), 27650)
 
 #: With the limit of open files at 60, kvb http keeps 28 connections (60 less the 32 it keeps).
 OPEN_FILES = 60
@@ -49,26 +44,13 @@ def certs(tmp_path_factory) -> Certs:
     return Certs(tmp_path_factory.mktemp("certs"))
 
 
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise
-                continue
-            return port
-    raise AssertionError(f"no free port in {PORTS}")
-
-
 @contextlib.contextmanager
 def _https(
     store: str, certfile: str, client: ssl.SSLContext, loop: str
 ) -> Iterator[tuple[int, subprocess.Popen]]:
     """kvb http over TLS (handshake timeout 10 s) at OPEN_FILES open files, once it answers ``client``;
     on uvloop's loop (which uvicorn takes where it is installed) or asyncio's."""
-    port = _free_port()
+    port = free_port()
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
