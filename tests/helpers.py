@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pickle
@@ -444,3 +445,37 @@ class FsyncSpy:
             self.contents.append(os.pread(fd, size, 0) if size <= (16 << 20) else b"")
         except OSError:
             self.contents.append(b"")
+
+
+def fail_fsync_of(monkeypatch, where: Any, code: int = errno.EIO) -> list[str]:
+    """Make every later ``os.fsync`` of a directory fail with ``code`` (``OSError(code, strerror)``), and
+    return the list of the real paths (as ``/proc/self/fd`` names them) it failed for, filled as it does.
+
+    ``where`` is the directory (a path: it matches the directory there by ``os.path.samestat``, while one
+    exists there), or a predicate on the real path of the directory being fsynced. Other fsyncs (of
+    files, of other directories) run as usual."""
+    real = os.fsync
+    failed: list[str] = []
+    matches: Callable[[int, str], bool]
+    if callable(where):
+
+        def matches(fd: int, path: str) -> bool:
+            return os.path.isdir(path) and bool(where(path))
+
+    else:
+
+        def matches(fd: int, path: str) -> bool:
+            try:
+                return os.path.samestat(os.fstat(fd), os.stat(where))
+            except FileNotFoundError:
+                return False
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if matches(fd, path):
+            failed.append(path)
+            raise OSError(code, os.strerror(code))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return failed

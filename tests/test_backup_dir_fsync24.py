@@ -18,6 +18,7 @@ import os
 import time
 
 import pytest
+from helpers import fail_fsync_of
 
 from kv_backend import DB, BackupError
 from kv_backend.backup import (
@@ -31,27 +32,6 @@ from kv_backend.backup import (
 from kv_backend.cli import main
 
 EIO = os.strerror(errno.EIO)
-
-
-def _fail_fsync_of(monkeypatch, matches, code: int = errno.EIO) -> list[str]:
-    """Make ``os.fsync`` fail (``code``) for a directory whose real path ``matches``; return those paths."""
-    real = os.fsync
-    failed = []
-
-    def fsync(fd):
-        path = os.readlink(f"/proc/self/fd/{fd}")
-        if os.path.isdir(path) and matches(path):
-            failed.append(path)
-            raise OSError(code, os.strerror(code))
-        return real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    return failed
-
-
-def _is(*paths) -> object:
-    wanted = {os.path.realpath(p) for p in paths}
-    return lambda path: path in wanted
 
 
 @pytest.fixture
@@ -75,7 +55,7 @@ def _names(directory) -> list[str]:
 
 def test_a_failed_fsync_of_files_writes_no_manifest(store, tmp_path, monkeypatch):
     root = tmp_path / "bk"
-    failed = _fail_fsync_of(monkeypatch, _is(root / "files"))
+    failed = fail_fsync_of(monkeypatch, root / "files")
     with pytest.raises(BackupError) as info:
         backup_store(store, str(root), name="b1")
     assert failed == [os.path.realpath(root / "files")]
@@ -96,7 +76,7 @@ def test_a_failed_fsync_of_files_writes_no_manifest(store, tmp_path, monkeypatch
 
 def test_a_full_disk_says_so(store, tmp_path, monkeypatch):
     root = tmp_path / "bk"
-    _fail_fsync_of(monkeypatch, _is(root / "files"), errno.ENOSPC)
+    fail_fsync_of(monkeypatch, root / "files", code=errno.ENOSPC)
     with pytest.raises(BackupTargetFullError) as info:
         backup_store(store, str(root), name="b1")
     message = str(info.value)
@@ -109,7 +89,7 @@ def test_a_full_disk_says_so(store, tmp_path, monkeypatch):
 
 def test_a_failed_fsync_after_the_journal_fails_the_backup(store, tmp_path, monkeypatch):
     root = tmp_path / "bk"
-    failed = _fail_fsync_of(monkeypatch, _is(root / "pending"))
+    failed = fail_fsync_of(monkeypatch, root / "pending")
     with pytest.raises(BackupError) as info:
         backup_store(store, str(root), name="b1")
     assert failed  # (the journal's first write)
@@ -124,7 +104,7 @@ def test_a_failed_fsync_after_the_journal_fails_the_backup(store, tmp_path, monk
 
 def test_a_failed_fsync_of_new_directories_fails_and_removes_them(store, tmp_path, monkeypatch):
     root = tmp_path / "new" / "bk"  # (new, bk and files made by the backup)
-    failed = _fail_fsync_of(monkeypatch, _is(tmp_path / "new"))
+    failed = fail_fsync_of(monkeypatch, tmp_path / "new")
     with pytest.raises(BackupError) as info:
         backup_store(store, str(root), name="b1")
     assert failed == [os.path.realpath(tmp_path / "new")]
@@ -150,7 +130,7 @@ def test_a_failed_fsync_of_the_manifests_directory_says_the_backup_is_not_durabl
     store, tmp_path, monkeypatch, code
 ):
     root = tmp_path / "bk"
-    failed = _fail_fsync_of(monkeypatch, _is(root / "backups"), code)
+    failed = fail_fsync_of(monkeypatch, root / "backups", code=code)
     with pytest.raises(BackupNotDurableError) as info:
         backup_store(store, str(root), name="b1")
     assert failed == [os.path.realpath(root / "backups")]
@@ -176,14 +156,14 @@ def test_a_failed_fsync_of_the_manifests_directory_says_the_backup_is_not_durabl
 
 def test_db_backup_raises_it_too(store, tmp_path, monkeypatch):
     root = tmp_path / "bk"
-    _fail_fsync_of(monkeypatch, _is(root / "backups"))
+    fail_fsync_of(monkeypatch, root / "backups")
     with DB(store) as db, pytest.raises(BackupNotDurableError) as info:
         backup(db, str(root), name="b1")
     assert str(info.value).startswith(f"backup b1 of {store} was written to {root}, but cannot make it")
 
 
 def test_a_memory_target_fsyncs_no_directory(store, monkeypatch):
-    failed = _fail_fsync_of(monkeypatch, lambda path: True)
+    failed = fail_fsync_of(monkeypatch, lambda path: True)
     url = "memory://kvb-backup-dir-fsync24"
     try:
         report = backup_store(store, url, name="b1")
@@ -197,7 +177,7 @@ def test_a_memory_target_fsyncs_no_directory(store, monkeypatch):
 
 def test_kvb_backup_prints_it_and_fails(store, tmp_path, monkeypatch, capsys):
     root = tmp_path / "bk"
-    _fail_fsync_of(monkeypatch, _is(root / "backups"))
+    fail_fsync_of(monkeypatch, root / "backups")
     assert main(["backup", store, str(root), "--name", "b1"]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith(f"kvb: backup b1 of {store} was written to {root}, but cannot make it")
@@ -205,7 +185,7 @@ def test_kvb_backup_prints_it_and_fails(store, tmp_path, monkeypatch, capsys):
     assert "complete" not in captured.out  # (no report of a backup done)
     monkeypatch.undo()
     root = tmp_path / "bk2"
-    _fail_fsync_of(monkeypatch, _is(root / "files"))
+    fail_fsync_of(monkeypatch, root / "files")
     assert main(["backup", store, str(root), "--name", "b2"]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith(f"kvb: cannot back up {store} to {root}: cannot fsync the directory")
@@ -223,7 +203,7 @@ def test_a_backup_that_copies_nothing_fsyncs_files_too(store, tmp_path, monkeypa
     journal = {"name": "running", "started": now, "updated": now, "files": entries, "process": None}
     (root / "pending" / "0123456789ab.json").write_text(json.dumps(journal))
     manifest.unlink()  # (vouched for by the journal alone)
-    failed = _fail_fsync_of(monkeypatch, _is(root / "files"))
+    failed = fail_fsync_of(monkeypatch, root / "files")
     with pytest.raises(BackupError) as info:
         backup_store(store, str(root), name="b2")
     assert failed and "nothing was backed up" in str(info.value)

@@ -14,8 +14,8 @@ import json
 import os
 
 import pytest
+from helpers import fail_fsync_of
 from starlette.testclient import TestClient
-from test_backup_dir_fsync24 import _fail_fsync_of, _is
 
 from kv_backend import DB
 from kv_backend.backup import list_backups, restore
@@ -35,7 +35,7 @@ def test_a_backup_whose_directory_fsync_fails_is_backup_not_durable_with_its_rep
 ):
     db.put(b"k", b"v")
     root = tmp_path / "bk"
-    failed = _fail_fsync_of(monkeypatch, _is(root / "backups"))
+    failed = fail_fsync_of(monkeypatch, root / "backups")
     r = client.post("/v1/backup", json={"url": str(root), "name": "nightly"})
     assert failed == [os.path.realpath(root / "backups")]
     assert r.status_code == 502, r.text
@@ -63,7 +63,7 @@ def test_a_backup_that_fails_before_its_manifest_stays_backup_failed(db, client,
     """A failed fsync of files/ fails the backup (no manifest): that is backup_failed, no report."""
     db.put(b"k", b"v")
     root = tmp_path / "bk"
-    _fail_fsync_of(monkeypatch, _is(root / "files"))
+    fail_fsync_of(monkeypatch, root / "files")
     r = client.post("/v1/backup", json={"url": str(root), "name": "nightly"})
     assert r.status_code == 502, r.text
     body = r.json()

@@ -16,26 +16,11 @@ import fcntl
 import os
 
 import pytest
+from helpers import fail_fsync_of
 
 from kv_backend import DB, BackupError
 from kv_backend.backup import RestoreNotDurableError, restore
 from kv_backend.cli import main
-
-
-def _fail_fsync_of(monkeypatch, matches) -> list[str]:
-    """Make ``os.fsync`` fail with EIO for a directory whose path ``matches``; return those paths."""
-    real = os.fsync
-    failed = []
-
-    def fsync(fd):
-        path = os.readlink(f"/proc/self/fd/{fd}")
-        if os.path.isdir(path) and matches(path):
-            failed.append(path)
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        return real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    return failed
 
 
 def _value(path) -> bytes | None:
@@ -52,7 +37,7 @@ def test_a_failed_fsync_of_the_directory_above_leaves_the_store_and_says_so(
     dest = parent / "new"
     if exists:
         dest.mkdir()
-    failed = _fail_fsync_of(monkeypatch, lambda path: path == str(parent))
+    failed = fail_fsync_of(monkeypatch, parent)
     with pytest.raises(RestoreNotDurableError) as info:
         restore(one_backup_url, str(dest))
     assert failed == [str(parent)]
@@ -71,7 +56,7 @@ def test_a_failed_fsync_of_the_directory_above_leaves_the_store_and_says_so(
 
 def test_the_directories_the_restore_made_above_the_store_count_too(one_backup_url, tmp_path, monkeypatch):
     dest = tmp_path / "made" / "deeper" / "new"  # (made and deeper: created by the restore)
-    failed = _fail_fsync_of(monkeypatch, lambda path: path == str(tmp_path))
+    failed = fail_fsync_of(monkeypatch, tmp_path)
     with pytest.raises(RestoreNotDurableError) as info:
         restore(one_backup_url, str(dest))
     assert failed == [str(tmp_path)]
@@ -112,7 +97,7 @@ def test_the_store_stays_claimed_until_its_fsyncs_are_done(one_backup_url, tmp_p
 
 def test_a_failed_fsync_of_the_copy_restores_nothing(one_backup_url, tmp_path, monkeypatch):
     dest = tmp_path / "new"
-    failed = _fail_fsync_of(monkeypatch, lambda path: ".new.restore-" in path)
+    failed = fail_fsync_of(monkeypatch, lambda path: ".new.restore-" in path)
     with pytest.raises(BackupError) as info:
         restore(one_backup_url, str(dest))
     assert failed and not isinstance(info.value, RestoreNotDurableError)
@@ -127,7 +112,7 @@ def test_a_failed_fsync_of_the_copy_restores_nothing(one_backup_url, tmp_path, m
 
 def test_kvb_restore_prints_it_and_fails(one_backup_url, tmp_path, monkeypatch, capsys):
     dest = tmp_path / "new"
-    _fail_fsync_of(monkeypatch, lambda path: path == str(tmp_path))
+    fail_fsync_of(monkeypatch, tmp_path)
     assert main(["restore", one_backup_url, str(dest)]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith(f"kvb: restored backup b1 into {dest}, but cannot make that durable")

@@ -14,29 +14,13 @@ import errno
 import os
 
 import pytest
+from helpers import fail_fsync_of
 
 from kv_backend import DB
 from kv_backend.cli import main
 from kv_backend.salvage import SalvageError, SalvageNotDurableError, salvage
 
 EIO = os.strerror(errno.EIO)
-
-
-def _fail_fsync_of(monkeypatch, directory) -> list[str]:
-    """Make ``os.fsync`` of the directory ``directory`` fail with EIO; return the paths it failed for."""
-    real = os.fsync
-    wanted = os.path.realpath(directory)
-    failed = []
-
-    def fsync(fd):
-        path = os.readlink(f"/proc/self/fd/{fd}")
-        if path == wanted:
-            failed.append(path)
-            raise OSError(errno.EIO, EIO)
-        return real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    return failed
 
 
 def _value(path) -> bytes | None:
@@ -53,7 +37,7 @@ def test_a_failed_fsync_after_the_move_leaves_the_copy_and_says_so(
     dst = parent / "new"
     if exists:
         dst.mkdir()
-    failed = _fail_fsync_of(monkeypatch, parent)
+    failed = fail_fsync_of(monkeypatch, parent)
     with pytest.raises(SalvageNotDurableError) as info:
         salvage(one_key_store, str(dst))
     assert failed == [str(parent)]
@@ -76,7 +60,7 @@ def test_a_failed_fsync_after_the_move_leaves_the_copy_and_says_so(
 
 def test_the_directories_it_made_above_the_new_store_are_fsynced(one_key_store, tmp_path, monkeypatch):
     dst = tmp_path / "made" / "deeper" / "new"  # (made and deeper: created by the salvage)
-    failed = _fail_fsync_of(monkeypatch, tmp_path)
+    failed = fail_fsync_of(monkeypatch, tmp_path)
     with pytest.raises(SalvageNotDurableError) as info:
         salvage(one_key_store, str(dst))
     assert failed == [str(tmp_path)]
@@ -87,7 +71,7 @@ def test_the_directories_it_made_above_the_new_store_are_fsynced(one_key_store, 
 
 def test_kvb_salvage_prints_it_and_fails(one_key_store, tmp_path, monkeypatch, capsys):
     dst = tmp_path / "new"
-    _fail_fsync_of(monkeypatch, tmp_path)
+    fail_fsync_of(monkeypatch, tmp_path)
     assert main(["salvage", one_key_store, str(dst)]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith(f"kvb: salvaged {one_key_store} into {dst}, but cannot make that durable")

@@ -16,6 +16,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
+from helpers import fail_fsync_of
 
 from kv_backend import DB
 from kv_backend.backup import list_backups
@@ -32,18 +33,6 @@ def location(tmp_path):
     return tmp_path / "cache"
 
 
-def _fail_fsync_of(monkeypatch, directory) -> None:
-    """Make every later ``os.fsync`` of ``directory`` fail with EIO."""
-    real = os.fsync
-
-    def fsync(fd):
-        if os.path.exists(directory) and os.path.samestat(os.fstat(fd), os.stat(directory)):
-            raise OSError(errno.EIO, EIO)
-        return real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-
-
 def _backup(location, url: str) -> StringIO:
     out = StringIO()
     with override_settings(CACHES={"default": {"BACKEND": KV, "LOCATION": str(location)}}):
@@ -54,7 +43,7 @@ def _backup(location, url: str) -> StringIO:
 def test_a_manifest_not_made_durable_is_not_reported_finished(location, tmp_path, monkeypatch):
     url = str(tmp_path / "bk")
     out = StringIO()
-    _fail_fsync_of(monkeypatch, tmp_path / "bk" / "backups")
+    fail_fsync_of(monkeypatch, tmp_path / "bk" / "backups")
     with (
         pytest.raises(CommandError) as info,
         override_settings(CACHES={"default": {"BACKEND": KV, "LOCATION": str(location)}}),
@@ -73,7 +62,7 @@ def test_a_manifest_not_made_durable_is_not_reported_finished(location, tmp_path
 
 def test_a_failed_fsync_before_the_manifest_fails_it(location, tmp_path, monkeypatch):
     url = str(tmp_path / "bk")
-    _fail_fsync_of(monkeypatch, tmp_path / "bk" / "files")
+    fail_fsync_of(monkeypatch, tmp_path / "bk" / "files")
     with pytest.raises(CommandError) as info:
         _backup(location, url)
     message = str(info.value)

@@ -18,6 +18,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
+from helpers import fail_fsync_of
 
 from kv_backend import DB
 
@@ -36,22 +37,6 @@ def _value(path) -> bytes | None:
 
 
 @pytest.fixture
-def fsync_of(monkeypatch):
-    """``fsync_of(path)``: make every later ``os.fsync`` of the directory ``path`` fail with EIO."""
-    real = os.fsync
-
-    def fail_for(path) -> None:
-        def fsync(fd):
-            if os.path.samestat(os.fstat(fd), os.stat(path)):
-                raise OSError(errno.EIO, EIO)
-            return real(fd)
-
-        monkeypatch.setattr(os, "fsync", fsync)
-
-    return fail_for
-
-
-@pytest.fixture
 def old_store(tmp_path):
     """LOCATION (``tmp_path/cache``), holding a store of ``k``: ``old``."""
     with DB(str(tmp_path / "cache")) as db:
@@ -59,8 +44,8 @@ def old_store(tmp_path):
     return tmp_path / "cache"
 
 
-def test_replace_replaces_nothing_and_says_so(one_backup_url, old_store, tmp_path, fsync_of, monkeypatch):
-    fsync_of(tmp_path)
+def test_replace_replaces_nothing_and_says_so(one_backup_url, old_store, tmp_path, monkeypatch):
+    fail_fsync_of(monkeypatch, tmp_path)
     with pytest.raises(CommandError) as info:
         _restore(old_store, one_backup_url, "--replace")
     message = str(info.value)
@@ -71,9 +56,9 @@ def test_replace_replaces_nothing_and_says_so(one_backup_url, old_store, tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["bk", "cache", "src"]  # (no staging left)
 
 
-def test_a_new_location_keeps_the_restored_store_and_says_so(one_backup_url, tmp_path, fsync_of, monkeypatch):
+def test_a_new_location_keeps_the_restored_store_and_says_so(one_backup_url, tmp_path, monkeypatch):
     location = tmp_path / "cache"
-    fsync_of(tmp_path)
+    fail_fsync_of(monkeypatch, tmp_path)
     with pytest.raises(CommandError) as info:
         _restore(location, one_backup_url)
     message = str(info.value)
