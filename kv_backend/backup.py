@@ -61,7 +61,14 @@ from kv_backend.backup_urls import (
     is_s3fs,
     is_url_chain,
 )
-from kv_backend.errors import BackupError, ConfigurationError, KVError, StorageError, StoreNotFoundError
+from kv_backend.errors import (
+    BackupError,
+    ConfigurationError,
+    KVError,
+    NotDurableError,
+    StorageError,
+    StoreNotFoundError,
+)
 from kv_backend.files import (
     FORMAT_FILE,
     check_new_store_target,
@@ -154,36 +161,24 @@ class BackupTargetFullError(BackupError):
     the target's own condition, not a failure to reach it. The message says how to make room."""
 
 
-class BackupNotDurableError(BackupError):
+class BackupNotDurableError(BackupError, NotDurableError):
     """:func:`backup` wrote the manifest of a complete backup to a local directory, but could not make
     it durable: the fsync of ``directory`` (the URL's ``backups/``, which names the manifest) failed
     (``reason``). The backup is there and restores, but a crash or power failure before the system
     writes that directory may lose it. ``report`` is the backup's report. The message says what to
     do."""
 
-    def __init__(
-        self, message: str, report: BackupReport | None = None, directory: str = "", reason: str = ""
-    ) -> None:
-        super().__init__(message)
-        self.report = report
-        self.directory = directory
-        self.reason = reason
+    report: BackupReport | None
 
 
-class RestoreNotDurableError(BackupError):
+class RestoreNotDurableError(BackupError, NotDurableError):
     """:func:`restore` moved the restored store into place, checked, but could not make that move
     durable: an fsync of ``directory`` (the one above the store, or one the restore created above
     it) failed (``reason``). The store is there and may be used, but a crash or power failure before
     the system writes that directory may undo the restore. ``report`` is the restore's report. The
     message says what to do."""
 
-    def __init__(
-        self, message: str, report: RestoreReport | None = None, directory: str = "", reason: str = ""
-    ) -> None:
-        super().__init__(message)
-        self.report = report
-        self.directory = directory
-        self.reason = reason
+    report: RestoreReport | None
 
 
 class _ExistsError(BackupError):

@@ -8,6 +8,8 @@ not know this module.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kv_backend.lazy import load
 
 
@@ -152,6 +154,23 @@ class BackupError(KVError):
     """A backup or restore could not be completed; the message names the file."""
 
 
+class NotDurableError(KVError):
+    """An operation's result is in place, but an fsync of ``directory`` failed (``reason``, the
+    system's): a crash or power failure before the system writes that directory may undo it.
+    ``report`` is the operation's report. The message says what to do (check the disk, then ``sync``
+    the directory). Raised as ``kv_backend.backup.BackupNotDurableError`` and
+    ``RestoreNotDurableError`` (also ``BackupError``s) and ``kv_backend.salvage.SalvageNotDurableError``
+    (also a ``SalvageError``)."""
+
+    report: Any
+
+    def __init__(self, message: str, report: Any = None, directory: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.report = report
+        self.directory = directory
+        self.reason = reason
+
+
 __all__ = [
     "BackupError",
     "ConfigurationError",
@@ -165,6 +184,7 @@ __all__ = [
     "MergeInProgressError",
     "NotAStoreError",
     "NotAnIntegerError",
+    "NotDurableError",
     "ReadOnlyError",
     "StorageError",
     "StoreNotFoundError",

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from kv_backend import record as rec
-from kv_backend.errors import KVError
+from kv_backend.errors import KVError, NotDurableError
 from kv_backend.filemaps import map_file, map_filled
 from kv_backend.files import (
     STATE_FILE,
@@ -82,20 +82,14 @@ class SalvageError(KVError):
     """``kvb salvage`` cannot start or finish (the target is not empty, a file cannot be read...)."""
 
 
-class SalvageNotDurableError(SalvageError):
+class SalvageNotDurableError(SalvageError, NotDurableError):
     """:func:`salvage` moved the new store into place, but could not make that move durable: an
     fsync of ``directory`` (the one above the new store, or one the salvage created above it) failed
     (``reason``). The store is there and may be used, but a crash or power failure before the system
     writes that directory may undo the salvage. ``report`` is the salvage's report. The message says
     what to do."""
 
-    def __init__(
-        self, message: str, report: SalvageReport | None = None, directory: str = "", reason: str = ""
-    ) -> None:
-        super().__init__(message)
-        self.report = report
-        self.directory = directory
-        self.reason = reason
+    report: SalvageReport | None
 
 
 @dataclass
