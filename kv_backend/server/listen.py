@@ -79,6 +79,19 @@ def _listen(sock: socket.socket) -> None:
     sock.setblocking(False)
 
 
+def _accept_one(server: Server, listener: socket.socket) -> socket.socket | None:
+    """The next connection waiting on ``listener``; None if none does (nothing waits, a signal came,
+    or the client gave up before it was accepted). An OSError is the process's lack of file
+    descriptors or memory, or the listener's: logged, and raised."""
+    try:
+        return listener.accept()[0]
+    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+        return None
+    except OSError as exc:
+        server.log(f"cannot accept a connection: {exc}")
+        raise
+
+
 def accept(server: Server, listener: socket.socket, kind: str) -> Connection | None:
     """Accept one connection and make its Connection, on an :class:`AcceptedTransport` until the event
     loop takes it over; None if none waits. Connections past maxclients, and those protected mode
@@ -88,13 +101,9 @@ def accept(server: Server, listener: socket.socket, kind: str) -> Connection | N
     from kv_backend.server.resp import Connection
 
     for _ in range(BACKLOG):
-        try:
-            sock, _ = listener.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+        sock = _accept_one(server, listener)
+        if sock is None:
             return None
-        except OSError as exc:
-            server.log(f"cannot accept a connection: {exc}")
-            raise
         if len(server.clients) >= server.maxclients:
             clientlimit.refuse(server, sock)  # (as Redis: told so, and closed)
         elif not protected.denied(server, sock, kind):
@@ -141,13 +150,9 @@ def accept_tls(server: Server, listener: socket.socket, context: ssl.SSLContext)
     timeout): its Connection is made once the handshake is done; False if none waits. A connection
     past maxclients is closed at once, before any handshake (its client sees the connection
     closed), and counted in rejected_connections; one protected mode refuses is told so over TLS."""
-    try:
-        sock, _ = listener.accept()
-    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+    sock = _accept_one(server, listener)
+    if sock is None:
         return False
-    except OSError as exc:
-        server.log(f"cannot accept a connection: {exc}")
-        raise
     if len(server.clients) + server.tls_handshakes >= server.maxclients:
         sock.close()
         server.rejected_connections += 1
