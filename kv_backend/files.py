@@ -547,6 +547,15 @@ def storage_error(exc: OSError, what: str, no_space: str = "", *, reading: bool 
             " Every data file of an open store holds a file descriptor: raise the limit"
             " (ulimit -n, systemd LimitNOFILE=), or merge the store (kvb merge) so it has fewer files."
         )
+    elif exc.errno == errno.ENOMEM:
+        hint = (
+            " The system refused a memory map: every data file of an open store takes one, and a process"
+            " may have only so many (Linux: vm.max_map_count, 65,530 by default). Merge the store"
+            " (kvb merge) so it has fewer, fuller files, or raise the limit (sysctl -w"
+            " vm.max_map_count=262144, as root; first, where kvb merge fails alike). With few data files,"
+            " the process is out of memory or address space instead (ulimit -v). Nothing acknowledged"
+            " was lost."
+        )
     err = StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}.{hint}")
     if exc.filename is not None:
         err.filename = exc.filename  # (set to None, str(err) would end in ": None")
