@@ -368,7 +368,14 @@ def _map_data_file(path: str, filled: tuple[int, int] | None = None) -> bytes | 
     except OSError as exc:
         from kv_backend.backup import whose  # (not at import: salvage does without backups otherwise)
 
-        raise SalvageError(f"cannot read {path}: {exc.strerror or exc}{whose(exc)}") from exc
+        advice = whose(exc)
+        if exc.errno == errno.ENOMEM:
+            advice = (
+                ". The system refused a memory map: salvage maps every data file of the store at once, and a"
+                " process may have only so many (Linux: vm.max_map_count, 65,530 by default). Raise the limit"
+                " (sysctl -w vm.max_map_count=262144, as root) and salvage again; the store is left as it was"
+            )
+        raise SalvageError(f"cannot read {path}: {exc.strerror or exc}{advice}") from exc
 
 
 def _batches(records: Iterator[tuple[bytes, bytes, int]]) -> Iterator[list[tuple[bytes, bytes, int]]]:

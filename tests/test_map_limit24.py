@@ -158,3 +158,17 @@ def test_the_command_line_prints_the_advice_not_a_traceback(tmp_path, limit, cap
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "kvb merge" in err and "vm.max_map_count" in err, err
+
+
+def test_salvage_past_the_map_limit_says_to_raise_it(tmp_path, limit, capsys):
+    path = tmp_path / "s"
+    _fill(path, 60)
+    limit.left = 2  # (salvage maps every data file at once)
+    assert cli.main(["salvage", str(path), str(tmp_path / "copy")]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "memory map" in err and "vm.max_map_count" in err, err
+    limit.left = None
+    assert cli.main(["salvage", str(path), str(tmp_path / "copy")]) == 0
+    with DB(tmp_path / "copy") as db:
+        assert all(db.get(b"k%d" % i) == VALUE for i in range(60))
