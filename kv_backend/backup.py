@@ -566,12 +566,9 @@ class _Target:
                         _fsync_dir(posixpath.dirname(d))
                 except _NotDurable:
                     # Missing again, so that the next backup makes them, and fsyncs their entries then:
-                    # left, a later backup found them there and fsynced them never.
-                    for d in reversed(created):  # (deepest first; one in use by another backup stays)
-                        try:
-                            os.rmdir(d)
-                        except OSError:
-                            break
+                    # left, a later backup found them there and fsynced them never. (Deepest first; one
+                    # in use by another backup stays.)
+                    _remove_empty(created[::-1])
                     raise
             elif not self.object_store:
                 try:
@@ -2151,7 +2148,8 @@ def beside_failure(dest: str, made: list[str], exc: OSError) -> str:
 
 def _remove_empty(directories: list[str]) -> None:
     """Remove ``directories`` (deepest first) where they are still empty: a failed restore leaves
-    no trace of the parents it created, and never removes what something else put there."""
+    no trace of the parents it created (nor a backup of the directories whose fsync failed), and
+    never removes what something else put there."""
     for d in directories:
         try:
             os.rmdir(d)
