@@ -176,10 +176,8 @@ def _zeros_after_an_open_batch(read: Read, pos: int, end: int) -> bool:
     there, with one flipped in the intent word leaving it at or past that tail (so it vouches for it, by
     however few bits, where a flip beyond :data:`MAX_LOSS` is caught as past the file). Read with it, the
     zeros would be a damaged header and the open batch applied (rule 3), values never committed."""
-    framed = _framed(read, pos)
     return (
-        framed is None
-        and not read(pos, rec.HEADER_SIZE).strip(b"\0")
+        not read(pos, rec.HEADER_SIZE).strip(b"\0")
         and rec.only_zeros(read, pos, end)
         and _batch_records(read, rec.FILE_HEADER_SIZE, pos) > 0
     )
