@@ -654,6 +654,26 @@ def _bounded(name: bytes, value: bytes, low: int, high: int) -> int:
     return n
 
 
+#: The parameters CONFIG SET takes as one of a few words: those words, as Redis's error lists them.
+_ONE_OF = {
+    b"appendfsync": "everysec, always, no",
+    b"maxmemory-policy": _POLICIES,
+    b"loglevel": "debug, verbose, notice, warning",
+    b"tls-auth-clients": "no, yes, optional",
+}
+#: The parameters CONFIG SET takes as yes or no.
+_YES_NO = frozenset(
+    (
+        b"appendonly",
+        b"protected-mode",
+        b"tls-replication",
+        b"tls-cluster",
+        b"tls-prefer-server-ciphers",
+        b"tls-session-caching",
+    )
+)
+
+
 def _check_config_value(name: bytes, value: bytes) -> Any:
     """The value CONFIG SET would give ``name``, or Redis's error for a value it does not take."""
     from kv_backend.server.notify import BAD_CLASS, parse_flags
@@ -664,17 +684,13 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
             raise _config_failed(name, BAD_CLASS)
         return flags
     word = upper(value).lower()  # a yes/no or one-of value, compared as Redis compares it (a C string)
-    if name in (b"appendonly", b"protected-mode"):
+    if name in _YES_NO:
         if word not in (b"yes", b"no"):
             raise _config_failed(name, "argument must be 'yes' or 'no'")
         return word
-    if name == b"appendfsync":
-        if word not in (b"everysec", b"always", b"no"):
-            raise _config_failed(name, "argument(s) must be one of the following: everysec, always, no")
-        return word
-    if name == b"maxmemory-policy":
-        if word.decode("utf-8", "replace") not in _POLICIES.split(", "):
-            raise _config_failed(name, f"argument(s) must be one of the following: {_POLICIES}")
+    if (choices := _ONE_OF.get(name)) is not None:
+        if word.decode("utf-8", "replace") not in choices.split(", "):
+            raise _config_failed(name, f"argument(s) must be one of the following: {choices}")
         return word
     if name == b"save":
         words = value.split()
@@ -689,7 +705,7 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
         return _bounded(name, value, 1, 2147483647)
     if name == b"maxmemory-eviction-tenacity":
         return _bounded(name, value, 0, 100)
-    if name in (b"timeout", b"tcp-keepalive"):
+    if name in (b"timeout", b"tcp-keepalive", b"tls-session-cache-size", b"tls-session-cache-timeout"):
         return _bounded(name, value, 0, 2147483647)
     if name == b"maxclients":
         return _bounded(name, value, 1, 4294967295)
@@ -698,22 +714,8 @@ def _check_config_value(name: bytes, value: bytes) -> Any:
         if not 1048576 <= n <= (1 << 63) - 1:
             raise _config_failed(name, "argument must be between 1048576 and 9223372036854775807 inclusive")
         return n
-    if name in (b"port", b"tls-port", b"tls-session-cache-size", b"tls-session-cache-timeout"):
-        return _bounded(name, value, 0, 65535 if name.endswith(b"port") else 2147483647)
-    if name == b"loglevel":
-        if word not in (b"debug", b"verbose", b"notice", b"warning"):
-            raise _config_failed(
-                name, "argument(s) must be one of the following: debug, verbose, notice, warning"
-            )
-        return word
-    if name == b"tls-auth-clients":
-        if word not in (b"yes", b"no", b"optional"):
-            raise _config_failed(name, "argument(s) must be one of the following: no, yes, optional")
-        return word
-    if name in (b"tls-replication", b"tls-cluster", b"tls-prefer-server-ciphers", b"tls-session-caching"):
-        if word not in (b"yes", b"no"):
-            raise _config_failed(name, "argument must be 'yes' or 'no'")
-        return word
+    if name in (b"port", b"tls-port"):
+        return _bounded(name, value, 0, 65535)
     if name == b"hz":  # any int, taken as Redis takes it: brought into 1 to 500
         return min(max(_bounded(name, value, 0, 2147483647), 1), 500)
     if name in (b"tracking-table-max-keys", b"busy-reply-threshold", b"lua-time-limit"):
