@@ -188,20 +188,20 @@ class Hashes(Keyspace):
         if found is None:
             return None
         meta = found[0]
-        if not (
-            HASH_META_ABOVE < meta < HASH_META_BELOW  # a hash's tag, 0 < count < _BOUND (as HSET's fast path)
-            and len(meta) == _HASH_META
-            and not meta[9]  # version < _BOUND
-            and not meta[10]
-        ):
+        if (
+            not (
+                HASH_META_ABOVE < meta < HASH_META_BELOW  # a hash's tag, 0 < count < _BOUND (as HSET's)
+                and len(meta) == _HASH_META
+                and not meta[9]  # version < _BOUND
+                and not meta[10]
+            )
             # Not a live hash of this layout: another type (WRONGTYPE), another front end's record
             # or one with counts no hash has (ForeignRecordError), as every hash command finds it.
-            # (The common case costs no _meta call: the comparison above is the whole check, and
-            # HGET is no slower for it.)
-            found = self._meta(name, T_HASH)
-            if found is None:
-                return None
-            self._count(name, found[0])
+            # (The common case costs no _counted_meta call: the comparison above is its whole check,
+            # written out, and HGET is no slower for it.)
+            and self._counted_meta(name, T_HASH) is None
+        ):
+            return None
         try:  # (_value written out)
             return self.db.get(HASH + _lp(name) + field)
         except KeyTooLargeError:  # a field too long to be stored: absent (see _value)
@@ -211,10 +211,8 @@ class Hashes(Keyspace):
         """The values of several hash fields (which may come as a list, as redis-py takes them)."""
         name = _b(name)
         raw = [_b(f) for f in _given(_list_or_args(fields), "hmget")]  # wrong types refused, key or not
-        found = self._meta(name, T_HASH)
-        if found is None:
+        if self._counted_meta(name, T_HASH) is None:  # (ForeignRecordError for counts no hash has, as HGET)
             return [None] * len(raw)
-        self._count(name, found[0])  # ForeignRecordError for counts no hash has, as HGET
         pfx = HASH + _lp(name)
         return [self._value(pfx + f) for f in raw]
 
