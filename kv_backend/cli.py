@@ -23,28 +23,21 @@ def _value(text: str) -> bytes:
     return os.fsencode(text)
 
 
-def _port(text: str) -> int:
-    """An argparse type: a TCP port number, 0 to 65535 (0 picks a free one)."""
+def _port(text: str, lowest: int = 0, instead: str = "") -> int:
+    """An argparse type: a TCP port number, 0 to 65535 (0 picks a free one); from ``lowest`` on, a
+    number out of range refused with ``instead`` (what to do) after the range."""
     try:
         port = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 65535, not {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 65535, not {port}")
+        raise argparse.ArgumentTypeError(f"must be a number from {lowest} to 65535, not {text!r}") from None
+    if not lowest <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a number from {lowest} to 65535, not {port}{instead}")
     return port
 
 
 def _tls_port(text: str) -> int:
     """An argparse type: a TLS port number, 1 to 65535 (as redis-server's tls-port, 0 would be none)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number from 1 to 65535, not {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(
-            f"must be a number from 1 to 65535, not {port} (leave it out for no TLS)"
-        )
-    return port
+    return _port(text, 1, " (leave it out for no TLS)")
 
 
 def _directory(text: str) -> str:
