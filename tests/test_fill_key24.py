@@ -39,6 +39,12 @@ def _cut_before_dead_rotation(store: str, *, last: bool, cut_in: int) -> None:
         db.put(_KEY, b"value")
         if not last:
             db.put(b"b", b"2")
+    _cut_in_the_key_record(store, cut_in)
+
+
+def _cut_in_the_key_record(store: str, cut_in: int) -> None:
+    """The file the page names cut ``cut_in`` bytes into the record of ``_KEY``, and a next file holding
+    a header (a rotation that died) made: the reader supplies zeros from the cut to the published end."""
     major, end = published_tail(store)
     path = os.path.join(store, data_name((major, 0)))
     with open(path, "rb") as f:
@@ -126,13 +132,7 @@ def test_a_batch_cut_inside_its_last_record_committed(store_path, tmp_path, cut_
     with DB(store_path) as db, db.batch() as b:
         b.put(b"x", b"1")
         b.put(_KEY, b"value")
-    major, _ = published_tail(store_path)
-    path = os.path.join(store_path, data_name((major, 0)))
-    with open(path, "rb") as f:
-        at = f.read().index(_KEY) - rec.HEADER_SIZE
-    with open(os.path.join(store_path, data_name((major + 1, 0))), "wb") as f:
-        f.write(rec.FILE_HEADER_BYTES)
-    os.truncate(path, at + cut_in)
+    _cut_in_the_key_record(store_path, cut_in)
     assert read_store(store_path) == {b"x": (b"1", 0.0)}
     by_docs = docs_reader.read_store(store_path, time.time())
     assert (by_docs.live, by_docs.damaged) == ({b"x": (b"1", 0.0)}, set()) and by_docs.regions
