@@ -13,18 +13,13 @@ import struct
 
 import pytest
 from test_structures_hset_foreign_size22 import FIELD
+from test_structures_hset_zero_count23 import RECORDS
 
 from kv_backend import DB
 from kv_backend.server import resp
 from kv_backend.structures import ForeignRecordError, Structures, WrongTypeError
 
 _COUNTS = struct.Struct(">QQ")
-RECORDS = {
-    "zero count": b"h" + _COUNTS.pack(0, 0),
-    "zero count, version 7": b"h" + _COUNTS.pack(0, 7),
-    "count past the bound": b"h" + _COUNTS.pack(1 << 48, 1),
-    "version past the bound": b"h" + _COUNTS.pack(1, 1 << 48),
-}
 CALLS = {
     "HGET": lambda s: s.hget("bar", "f"),
     "HEXISTS": lambda s: s.hexists("bar", "f"),
