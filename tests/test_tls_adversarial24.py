@@ -220,11 +220,11 @@ def test_http_tls_close_waits_for_the_response_to_be_sent_before_the_tls_close()
     meanwhile the connection says it is closing, reads nothing more and writes nothing more."""
     import asyncio
 
-    from kv_backend.http.connlimit import _EndingTLS
+    from kv_backend.server.tlsclose import EndingTLS
 
     async def scenario() -> None:
         tls, tcp = _FakeTransport(), _FakeTransport()
-        ending = _EndingTLS(tls, tcp)
+        ending = EndingTLS(tls, tcp)
         tls.buffered = 1 << 20  # (the response, not sent yet)
         ending.close()
         assert ending.is_closing() and not tls.closed and not tls.reading

@@ -29,6 +29,7 @@ from typing import Any
 from kv_backend.http import tls
 from kv_backend.server.clientlimit import fit_at_start
 from kv_backend.server.listen import keep_alive
+from kv_backend.server.tlsclose import EndingTLS, drive
 
 log = logging.getLogger("kv_backend.http")
 
@@ -41,11 +42,6 @@ WARN_EVERY = 10.0
 #: default tcp-keepalive): a client whose host died before it sent its request would otherwise keep its
 #: connection, and its place among the MAX_CONNECTIONS, for good.
 KEEPALIVE = 300
-#: Seconds between the first two looks, after the server closed a TLS connection, at whether all it
-#: was given is sent (then twice as long each time, up to :data:`END_EVERY_MOST`): see
-#: :class:`_EndingTLS`.
-END_FIRST = 0.005
-END_EVERY_MOST = 0.2
 
 
 def start_limit() -> int:
@@ -75,81 +71,6 @@ def _refusal(limit: int) -> bytes:
     return head.encode() + body
 
 
-def _drive(coroutine: Any, done: Any) -> None:
-    """Run ``coroutine`` (one that awaits asyncio futures only) now, up to its first wait, then on as
-    each future it waits for is done, as a task would but without a task's first step a loop
-    iteration later; ``done(result, None)`` or ``done(None, exception)`` at its end."""
-    try:
-        future = coroutine.send(None)
-    except StopIteration as end:
-        done(end.value, None)
-    except Exception as exc:  # (an exception of the coroutine's is its result)
-        done(None, exc)
-    else:
-        future.add_done_callback(lambda _: _drive(coroutine, done))
-
-
-class _EndingTLS:
-    """A TLS connection's transport as uvicorn's protocol sees it: the TLS transport, whose
-    :meth:`close` waits until all that was written is with the kernel, then begins the TLS close
-    (close_notify) and ends the TCP connection under it once that is sent too.
-
-    asyncio's and uvloop's TLS layers keep the connection open after a close until the client
-    answers with its own close_notify, or for 30 s, and then close it whether all was sent or not:
-    a client that never answered (one that sends nothing after its handshake, closed by the header
-    timeout; an idle keep-alive connection closed at a shutdown, which then waited its whole grace
-    period) kept its descriptor and its place among the connections kept that long, and a response
-    still being sent 30 s after it (a large one to a slow client, ``Connection: close``) was cut
-    short. As over plain HTTP, a connection the server closes sends all it was given, and is over
-    then. Between the close and then, it says it is closing, and reads and writes nothing more."""
-
-    def __init__(self, tls_transport: Any, tcp_transport: Any) -> None:
-        self._tls = tls_transport
-        self._tcp = tcp_transport
-        self._closing = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tls, name)
-
-    def is_closing(self) -> bool:
-        return self._closing or bool(self._tls.is_closing())
-
-    def write(self, data: Any) -> None:
-        if not self._closing:
-            self._tls.write(data)
-
-    def writelines(self, chunks: Any) -> None:
-        if not self._closing:
-            self._tls.writelines(chunks)
-
-    def resume_reading(self) -> None:
-        if not self._closing:
-            self._tls.resume_reading()
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        if self._tls.is_closing():  # (lost, or closed by the TLS layer: nothing more to send)
-            self._tls.close()
-            return
-        self._tls.pause_reading()
-        self._end_when_sent(0.0)
-
-    def _end_when_sent(self, waited: float) -> None:
-        if self._tcp.is_closing():  # (ended: the client's close_notify came, or the connection broke)
-            return
-        loop = asyncio.get_running_loop()
-        if self._tls.get_write_buffer_size() or self._tcp.get_write_buffer_size():
-            wait = min(max(2 * waited, END_FIRST), END_EVERY_MOST)
-            loop.call_later(wait, self._end_when_sent, wait)
-        elif not self._tls.is_closing():
-            self._tls.close()  # (its close_notify, looked at once the loop has run)
-            loop.call_soon(self._end_when_sent, 0.0)
-        else:
-            self._tcp.abort()  # (the socket closed: what the kernel holds is still sent, then FIN)
-
-
 def limited(
     protocol: type[asyncio.Protocol], limit: int, ssl_context: ssl.SSLContext | None = None
 ) -> type[asyncio.Protocol]:
@@ -161,9 +82,9 @@ def limited(
     :data:`kv_backend.http.tls.HANDSHAKE_TIMEOUT` seconds) included, so that connections which never
     complete one cannot take the descriptors kept for the store; one past the limit is closed at
     once, unanswered (an answer would need its handshake first). ``protocol`` sees the connection
-    once the handshake is done (its transport a :class:`_EndingTLS`). The class's ``handshakes``
-    holds the connections in their handshake (their ``transport``, the one accepted, is what a
-    shutdown closes).
+    once the handshake is done (its transport a :class:`~kv_backend.server.tlsclose.EndingTLS`).
+    The class's ``handshakes`` holds the connections in their handshake (their ``transport``, the
+    one accepted, is what a shutdown closes).
     """
     refusal = _refusal(limit)
     warned = [0.0, 0]  # (when the last warning was logged, connections refused since)
@@ -201,7 +122,7 @@ def limited(
             # start_tls runs here, at once, up to its wait for the handshake: asyncio's and uvloop's
             # loops start reading when connection_made returns, and the client's first bytes must
             # go to the TLS layer, not to this protocol.
-            _drive(
+            drive(
                 asyncio.get_running_loop().start_tls(
                     transport,
                     self,
@@ -223,7 +144,7 @@ def limited(
                 if exc is not None:
                     log.debug("TLS handshake failed: %r", exc)
                 return
-            super().connection_made(_EndingTLS(tls_transport, self.transport))
+            super().connection_made(EndingTLS(tls_transport, self.transport))
             for method, arguments in early:
                 getattr(super(), method)(*arguments)
                 if method == "connection_lost":

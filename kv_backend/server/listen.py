@@ -17,9 +17,10 @@ import errno
 import socket
 import ssl
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kv_backend.server import clientlimit, protected
+from kv_backend.server.tlsclose import EndingTLS, drive
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Connection, Server
@@ -31,7 +32,9 @@ ACCEPT_RETRY_DELAY = 1.0
 #: Out of file descriptors or memory: the connections wait in the backlog meanwhile.
 _RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
-#: Seconds a TLS connection being closed waits for the client's close_notify (then it is closed anyway).
+#: Seconds the TLS layer waits for a client's close_notify after the server's, where it closes a
+#: connection itself (a connection the server closes is ended as soon as its close_notify is sent:
+#: see :class:`~kv_backend.server.tlsclose.EndingTLS`).
 TLS_SHUTDOWN_TIMEOUT = 5.0
 
 #: The tasks handing accepted connections over to the event loop.
@@ -171,10 +174,10 @@ def accept_tls(server: Server, listener: socket.socket, context: ssl.SSLContext)
 async def _handshake(
     server: Server, sock: socket.socket, context: ssl.SSLContext, refusal: bytes | None
 ) -> None:
-    """Hand ``sock`` to the event loop, which does the TLS handshake (within the server's handshake
-    timeout) and then makes its Connection (or, given ``refusal``, sends it and closes). A handshake
-    that fails (plaintext, a client certificate missing or not trusted, silence) closes the
-    connection, is logged at debug and counted."""
+    """Hand ``sock`` to the event loop, then do its TLS handshake (within the server's handshake
+    timeout) and make its Connection (or, given ``refusal``, send it and close): see
+    :class:`_TLSStart`. A handshake that fails (plaintext, a client certificate missing or not
+    trusted, silence) closes the connection, is logged at debug and counted."""
     from kv_backend.server.resp import Connection
 
     def made() -> asyncio.Protocol:
@@ -188,18 +191,104 @@ async def _handshake(
     loop = asyncio.get_running_loop()
     options: dict[str, Any] = {"ssl_handshake_timeout": server.tls.handshake_timeout}
     if sys.version_info >= (3, 11) or type(loop).__module__.startswith("uvloop"):
-        # (a client that does not answer the server's close_notify holds its descriptor no longer)
         options["ssl_shutdown_timeout"] = TLS_SHUTDOWN_TIMEOUT
-    peer = _peer(sock)
+    start = _TLSStart(server, _peer(sock), made, context, options)
     server.tls_handshakes += 1
     try:
-        await loop.connect_accepted_socket(made, sock, ssl=context, **options)
-    except Exception as exc:  # (whatever the client did, the server goes on)
-        server.tls_handshake_failures += 1
-        server.debug(f"TLS handshake with {peer} failed: {_reason(exc)}")
+        await loop.connect_accepted_socket(lambda: start, sock)
+    except Exception as exc:  # (the socket went bad before the event loop took it)
         sock.close()
-    finally:
+        start.ended(exc)
+
+
+class _TLSStart(asyncio.Protocol):
+    """A connection accepted on the TLS port, from its accept to the end of its TLS handshake: the
+    event loop's ``start_tls`` on its TCP transport, started as soon as the loop has set that up
+    (before it reads: the client's first bytes go to the TLS layer). Once the handshake is done, the
+    protocol ``made()`` gives (a Connection) takes over, on an :class:`~kv_backend.server.tlsclose.
+    EndingTLS` (the TLS transport and the TCP one under it: a connection the server closes is ended
+    once all it was given is sent, and its close_notify, not when the client answers that), and gets
+    what came meanwhile (the data that came with the end of the handshake). A handshake that fails
+    is counted and logged as it ends (the TLS layer has closed the connection then)."""
+
+    def __init__(
+        self, server: Server, peer: str, made: Any, context: ssl.SSLContext, options: dict[str, Any]
+    ) -> None:
+        self.server = server
+        self.peer = peer
+        self.made = made
+        self.context = context
+        self.options = options
+        self.tcp: Any = None
+        self.early: list[tuple[str, tuple[Any, ...]]] = []
+        #: ``made()``'s, once the handshake is done.
+        self.protocol: asyncio.Protocol | None = None
+        self.handshaking = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.tcp = transport
+        start = asyncio.get_running_loop().start_tls(
+            transport,
+            self,
+            self.context,
+            server_side=True,
+            **self.options,
+        )
+        drive(start, self._done)
+
+    def ended(self, exc: BaseException | None) -> None:
+        """The handshake is over: no longer counted among those under way; ``exc``: it failed
+        (counted, and logged at debug)."""
+        if not self.handshaking:
+            return
+        self.handshaking = False
+        server = self.server
         server.tls_handshakes -= 1
+        if exc is not None:
+            server.tls_handshake_failures += 1
+            server.debug(f"TLS handshake with {self.peer} failed: {_reason(exc)}")
+
+    def _done(self, tls_transport: Any, exc: BaseException | None) -> None:
+        self.ended(exc)
+        if exc is not None:  # (the TLS layer has closed the connection)
+            self.tcp.abort()
+            return
+        if tls_transport is None or self.tcp.is_closing():
+            # Closed as its handshake ended (the client's close came with its Finished, or a
+            # shutdown): nothing to serve, no failed handshake either.
+            self.tcp.abort()
+            return
+        protocol = self.protocol = self.made()
+        tls_transport.set_protocol(protocol)
+        protocol.connection_made(cast(asyncio.Transport, EndingTLS(tls_transport, self.tcp)))
+        early, self.early = self.early, []
+        for method, arguments in early:
+            getattr(protocol, method)(*arguments)
+
+    # What the TLS layer hands on before the handshake's end is seen here (kept for ``made()``'s
+    # protocol), or in a call it had scheduled before (passed on).
+
+    def _event(self, method: str, *arguments: Any) -> None:
+        if self.protocol is not None:
+            getattr(self.protocol, method)(*arguments)
+        else:
+            self.early.append((method, arguments))
+
+    def data_received(self, data: bytes) -> None:
+        self._event("data_received", data)
+
+    def eof_received(self) -> bool | None:
+        self._event("eof_received")
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._event("connection_lost", exc)
+
+    def pause_writing(self) -> None:
+        self._event("pause_writing")
+
+    def resume_writing(self) -> None:
+        self._event("resume_writing")
 
 
 def _peer(sock: socket.socket) -> str:

@@ -16,7 +16,6 @@ import hmac
 import itertools
 import os
 import resource
-import select
 import signal
 import ssl
 import struct
@@ -1458,9 +1457,8 @@ async def _drain(server: Server) -> None:
             conn.transport.close()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DRAIN_SECONDS
-    settled = 0  # (turns in a row that found only TLS clients whose replies are all with the kernel)
-    while server.clients and loop.time() < deadline and not server.exit_status and settled < 2:
-        settled = settled + 1 if all(_all_sent(conn) for conn in server.clients.values()) else 0
+    # (a TLS client is gone once its replies and the close_notify are sent: kv_backend.server.tlsclose)
+    while server.clients and loop.time() < deadline and not server.exit_status:
         await asyncio.sleep(0.01)
     for conn in list(server.clients.values()):
         if conn.transport is not None:
@@ -1468,26 +1466,6 @@ async def _drain(server: Server) -> None:
                 server.log(f"client {conn.id} ({conn.peer}) closed before its replies were all sent")
             conn.transport.abort()
     await asyncio.sleep(0)
-
-
-def _all_sent(conn: Connection) -> bool:
-    """Whether ``conn`` is a TLS client being closed whose replies have all been handed to the kernel:
-    nothing waits in its TLS transport, and its socket takes more (a transport writes to a socket
-    that does as soon as it can). Its TLS shutdown waits for the client's own close_notify, which
-    an idle client (a pooled connection) never sends before it is used again: it is not waited for."""
-    transport = conn.transport
-    if not conn.tls or transport is None:
-        return False
-    if transport.get_write_buffer_size():
-        return False
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return True
-    try:
-        _, writable, _ = select.select([], [sock.fileno()], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(writable)
 
 
 async def _open(server: Server, stop: asyncio.Event, where: str) -> bool:
