@@ -621,11 +621,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if requirepass is None:
         requirepass = os.environ.get("KVB_REQUIREPASS") or None
     tls = _tls_settings(args)
+    context = None
     if tls is not None:
         from kv_backend.server.tls import configure
 
         try:  # (a file that cannot be loaded is the command line's mistake: refused before the store opens)
-            configure(tls)
+            context = configure(tls)
         except ConfigurationError as exc:
             args.usage_error(str(exc))
     return serve(
@@ -637,6 +638,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         protected_mode=args.protected_mode == "yes",
         tls=tls,
         loglevel=args.loglevel,
+        tls_context=context,
     )
 
 

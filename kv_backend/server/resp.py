@@ -1836,17 +1836,25 @@ def serve(
     protected_mode: bool = True,
     tls: TLSSettings | None = None,
     loglevel: str = "notice",
+    tls_context: ssl.SSLContext | None = None,
 ) -> int:
     """Serve the store at ``path`` over the Redis protocol until SIGTERM/SIGINT (blocking); return
     the exit status (1 when a second SIGINT forced the stop, as redis-server exits then, else 0).
     ``protected_mode``: without ``requirepass``, serve only clients on this machine, as Redis.
     ``tls``: also listen on a TLS port (only there if ``port`` is 0); a certificate or key that
-    cannot be loaded is a ConfigurationError raised before the store is opened."""
+    cannot be loaded is a ConfigurationError raised before the store is opened. ``tls_context``: the
+    context ``tls`` gives (:func:`kv_backend.server.tls.configure`), where the caller has built it
+    already (kvb serve, which checks its options with it): not built again."""
     from kv_backend.server.tls import configure
 
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535, not {port!r}")
-    context = configure(tls) if tls is not None else None
+    if tls is None:
+        context = None
+    elif tls_context is not None:
+        context = tls_context
+    else:
+        context = configure(tls)
     loop_factory = _loop_factory()  # (a bad KVB_EVENT_LOOP is refused before the store is opened)
     server = Server(path, requirepass=requirepass, loading=True)  # opened once it listens (_open)
     server.protected_mode = protected_mode
