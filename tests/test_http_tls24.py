@@ -24,6 +24,7 @@ from helpers import free_port, read_until_closed, spawn_python, wait_for
 from resp_helpers import stop_process
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 from test_resp_tcp_keepalive22 import server_end_timer
+from tls_helpers import Certs, wait_for_https
 
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (it comes with the server extra)")
 trustme = pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
@@ -40,49 +41,6 @@ tls.HANDSHAKE_TIMEOUT = {HANDSHAKE}
 from kv_backend.cli import main
 sys.exit(main(["http", *sys.argv[1:]]))
 """
-
-
-class Certs:
-    """A CA, the server's certificate for 127.0.0.1 and localhost, and a client's, as PEM files."""
-
-    def __init__(self, base) -> None:
-        self.base = base
-        self.ca = trustme.CA()
-        server = self.ca.issue_cert("127.0.0.1", "localhost")
-        self.ca_file = self._write("ca.pem", self.ca.cert_pem.bytes())
-        self.cert = self._write("server.pem", b"".join(blob.bytes() for blob in server.cert_chain_pems))
-        self.key = self._write("server.key", server.private_key_pem.bytes())
-        self.both = self._write("both.pem", server.private_key_and_cert_chain_pem.bytes())
-        other = self.ca.issue_cert("other.example")
-        self.other_key = self._write("other.key", other.private_key_pem.bytes())
-        client = self.ca.issue_cert("client@example")
-        self.client = self._write("client.pem", client.private_key_and_cert_chain_pem.bytes())
-        stranger = trustme.CA().issue_cert("stranger@example")  # signed by another CA
-        self.stranger = self._write("stranger.pem", stranger.private_key_and_cert_chain_pem.bytes())
-
-    def _write(self, name: str, data: bytes) -> str:
-        path = os.path.join(self.base, name)
-        with open(path, "wb") as f:
-            f.write(data)
-        return path
-
-    def encrypted_key(self, password: bytes) -> str:
-        from cryptography.hazmat.primitives import serialization
-
-        with open(self.key, "rb") as f:
-            key = serialization.load_pem_private_key(f.read(), None)
-        data = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(password),
-        )
-        return self._write("encrypted.key", data)
-
-    def client_context(self, cert: str | None = None) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.ca_file)
-        if cert is not None:
-            context.load_cert_chain(cert)
-        return context
 
 
 @pytest.fixture(scope="module")
@@ -113,17 +71,7 @@ def _https(
         preexec_fn=limit,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"kvb http stopped (status {proc.returncode})"
-            try:
-                with httpx.Client(verify=client, timeout=5) as c:
-                    if c.get(f"https://127.0.0.1:{port}/healthz").status_code == 200:
-                        break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_for_https(proc, port, client)
         yield port, proc
     finally:
         stop_process(proc)

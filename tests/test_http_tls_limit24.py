@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import free_port, read_until_closed, spawn_python, wait_for
 from resp_helpers import stop_process
-from test_http_tls24 import Certs
+from tls_helpers import Certs, wait_for_https
 
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (it comes with the server extra)")
 pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
@@ -68,17 +68,7 @@ def _https(
         preexec_fn=limit,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"kvb http stopped (status {proc.returncode})"
-            try:
-                with httpx.Client(verify=client, timeout=5) as c:
-                    if c.get(f"https://127.0.0.1:{port}/healthz").status_code == 200:
-                        break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_for_https(proc, port, client)
         wait_for(lambda: _server_ends(port) == 0, 10, "the first client's connection closed")
         yield port, proc
     finally:

@@ -20,6 +20,7 @@ import time
 
 import pytest
 from helpers import child_env
+from tls_helpers import Certs
 
 from kv_backend import cli
 from kv_backend.errors import ConfigurationError
@@ -60,33 +61,6 @@ def _free_ports(n: int) -> list[int]:
         if len(found) == n:
             return found
     raise AssertionError(f"no {n} free ports in {PORTS}")
-
-
-class Certs:
-    """A CA, the server's certificate and key, a client's, and a client's of another CA."""
-
-    def __init__(self, where) -> None:
-        ca = trustme.CA()
-        other = trustme.CA()
-        self.dir = where
-        self.ca = str(where / "ca.pem")
-        ca.cert_pem.write_to_path(self.ca)
-        server = ca.issue_cert("127.0.0.1", "localhost")
-        self.cert = str(where / "server.pem")
-        self.key = str(where / "server.key")
-        server.cert_chain_pems[0].write_to_path(self.cert)
-        server.private_key_pem.write_to_path(self.key)
-        self.client_cert, self.client_key = self._client(ca, "client")
-        self.stranger_cert, self.stranger_key = self._client(other, "stranger")
-        self.other_key = str(where / "other.key")
-        ca.issue_cert("other.example").private_key_pem.write_to_path(self.other_key)
-
-    def _client(self, ca, name: str) -> tuple[str, str]:
-        issued = ca.issue_cert(f"{name}@example.com")
-        cert, key = str(self.dir / f"{name}.pem"), str(self.dir / f"{name}.key")
-        issued.cert_chain_pems[0].write_to_path(cert)
-        issued.private_key_pem.write_to_path(key)
-        return cert, key
 
 
 @pytest.fixture(scope="module")

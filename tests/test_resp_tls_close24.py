@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import child_env, free_port, wait_for
 from resp_helpers import stop_process
-from test_http_tls24 import Certs
+from tls_helpers import Certs
 
 pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="needs Linux's /proc/net/tcp")

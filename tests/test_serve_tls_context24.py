@@ -12,7 +12,7 @@ from kv_backend import cli
 from kv_backend.server import resp, tls
 
 pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
-from test_http_tls24 import Certs
+from tls_helpers import Certs
 
 
 def test_serve_builds_its_tls_context_once_and_serves_with_it(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import free_port, spawn_python, wait_for
 from resp_helpers import stop_process
-from test_http_tls24 import Certs
+from tls_helpers import Certs
 
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (it comes with the server extra)")
 pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
