@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import free_port, read_until_closed, spawn_python, wait_for
 from resp_helpers import stop_process
-from tls_helpers import Certs, wait_for_https
+from tls_helpers import HTTP_ON_LOOP, Certs, wait_for_https
 
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (it comes with the server extra)")
 pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
@@ -56,11 +56,7 @@ def _https(
         resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
 
     proc = spawn_python(
-        "import sys\n"
-        "if sys.argv.pop(1) == 'asyncio':\n"
-        "    sys.modules['uvloop'] = None  # (uvicorn then runs asyncio's loop)\n"
-        "from kv_backend.cli import main\n"
-        "sys.exit(main(['http', *sys.argv[1:]]))\n",
+        HTTP_ON_LOOP,
         loop,
         *("--dir", store, "--port", str(port), "--ssl-certfile", certfile),
         stdout=subprocess.DEVNULL,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import free_port, spawn_python, wait_for
 from resp_helpers import stop_process
-from tls_helpers import Certs
+from tls_helpers import HTTP_ON_LOOP, Certs
 
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (it comes with the server extra)")
 pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
@@ -74,11 +74,7 @@ def _https(store: str, certs: Certs, loop: str, *options: str) -> Iterator[tuple
         pytest.importorskip("uvloop", reason="uvloop is not installed")
     port = free_port()
     proc = spawn_python(
-        "import sys\n"
-        "if sys.argv.pop(1) == 'asyncio':\n"
-        "    sys.modules['uvloop'] = None  # (uvicorn then runs asyncio's loop)\n"
-        "from kv_backend.cli import main\n"
-        "sys.exit(main(['http', *sys.argv[1:]]))\n",
+        HTTP_ON_LOOP,
         loop,
         *("--dir", store, "--port", str(port), "--ssl-certfile", certs.cert, "--ssl-keyfile", certs.key),
         *options,

@@ -15,6 +15,16 @@ import pytest
 trustme = pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
 httpx = pytest.importorskip("httpx", reason="httpx is not installed (it comes with the dev extra)")
 
+#: The source of a child running ``kvb http`` with the arguments after its first, which names the event loop
+#: it runs on: "uvloop" (which uvicorn takes where it is installed) or "asyncio" (for spawn_python).
+HTTP_ON_LOOP = (
+    "import sys\n"
+    "if sys.argv.pop(1) == 'asyncio':\n"
+    "    sys.modules['uvloop'] = None  # (uvicorn then runs asyncio's loop)\n"
+    "from kv_backend.cli import main\n"
+    "sys.exit(main(['http', *sys.argv[1:]]))\n"
+)
+
 
 class Certs:
     """A CA (``ca``, also ``ca_file``), the server's certificate for 127.0.0.1 and localhost (``cert``,
