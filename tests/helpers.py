@@ -162,6 +162,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def read_http_response(sock: socket.socket, *, whole: bool = False) -> tuple[bytes, bytes]:
+    """Read one HTTP response from ``sock``: its head (status line and headers) and its Content-Length
+    body. A connection closed before the head ends is an AssertionError; one closed mid-body ends the
+    body there, or, with ``whole``, is an AssertionError too."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed after {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            assert not whole, "connection closed mid-body"
+            break
+        body += chunk
+    return head, body
+
+
 def connect_when_listening(port: int, wait: float = 20) -> socket.socket:
     """Connect to 127.0.0.1:``port`` as soon as a server listens there (within ``wait`` seconds)."""
     deadline = time.monotonic() + wait

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 from helpers import key_url as url
+from helpers import read_http_response as _read_response
 from starlette.testclient import TestClient
 from test_http import TOKEN, Server
 
@@ -31,28 +32,6 @@ def server(tmp_path_factory):
 def client(server):
     with server.client() as c:
         yield c
-
-
-def _read_response(sock: socket.socket) -> tuple[bytes, bytes]:
-    """Read one response (status line and headers, then a Content-Length body) from ``sock``."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed after {data!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return head, body
 
 
 def _expect_continue(server, method: str, path: str, size: int, token: str | None = TOKEN, **headers):

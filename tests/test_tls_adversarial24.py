@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import free_port, spawn_python, wait_for
+from helpers import free_port, read_http_response, spawn_python, wait_for
 from resp_helpers import stop_process
 from tls_helpers import HTTP_ON_LOOP, Certs
 
@@ -45,26 +45,6 @@ def _tls_connect(port: int, context: ssl.SSLContext, wait: float = 20) -> ssl.SS
             time.sleep(0.02)
             continue
         return context.wrap_socket(sock, server_hostname="127.0.0.1")
-
-
-def _response(sock: ssl.SSLSocket) -> bytes:
-    """One whole response without a body, or with a Content-Length one."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed after {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed mid-body"
-        body += chunk
-    return head + b"\r\n\r\n" + body
 
 
 @contextlib.contextmanager
@@ -102,7 +82,7 @@ def test_http_stops_at_once_with_idle_tls_keep_alive_clients(tmp_path, certs, lo
             sock = _tls_connect(port, context)
             sock.settimeout(5)
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert _response(sock).startswith(b"HTTP/1.1 200 ")
+            assert read_http_response(sock, whole=True)[0].startswith(b"HTTP/1.1 200 ")
             idle.append(sock)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -134,7 +114,7 @@ def test_http_shutdown_sends_a_large_tls_response_whole(tmp_path, certs, loop):
         with sock:
             head = f"PUT /v1/keys/big HTTP/1.1\r\nHost: x\r\nContent-Length: {len(value)}\r\n\r\n"
             sock.sendall(head.encode() + value)
-            assert _response(sock).startswith(b"HTTP/1.1 201 ")
+            assert read_http_response(sock, whole=True)[0].startswith(b"HTTP/1.1 201 ")
             sock.sendall(b"GET /v1/keys/big HTTP/1.1\r\nHost: x\r\n\r\n")
             first = sock.recv(65536)  # (the response has begun: the rest waits, unread)
             proc.send_signal(signal.SIGTERM)
