@@ -63,14 +63,21 @@ def test_an_end_past_what_a_power_failure_can_take_is_a_damaged_page(store_path,
     assert _sizes(store_path)[(major, 0)] <= sizes[(major, 0)]  # (not filled with zeros: reserved ones cut)
 
 
+def lost_store(path: str) -> str:
+    """A store whose page names a file that a dead rotation's new file follows, with a published end
+    64 MiB past that file's end, the intent word vouching for it; the path of that file."""
+    _store(path)
+    major, _ = published_tail(path)
+    with open(os.path.join(path, data_name((major + 1, 0))), "wb") as f:
+        f.write(rec.FILE_HEADER_BYTES)
+    lost = os.path.join(path, data_name((major, 0)))
+    size = os.path.getsize(lost)
+    _set_tail(path, major, size + MAX_LOSS, intent=(major, size + MAX_LOSS))
+    return lost
+
+
 def test_a_loss_up_to_the_limit_is_still_damage(store_path):
     """The page intact, the file it names before a dead rotation's file with its
     published end the most a power failure may take past its end: the loss is reported, as before."""
-    _store(store_path)
-    major, _ = published_tail(store_path)
-    with open(os.path.join(store_path, data_name((major + 1, 0))), "wb") as f:
-        f.write(rec.FILE_HEADER_BYTES)
-    path = os.path.join(store_path, data_name((major, 0)))
-    size = os.path.getsize(path)
-    _set_tail(store_path, major, size + MAX_LOSS, intent=(major, size + MAX_LOSS))
+    path = lost_store(store_path)
     assert [p.path for p in check(store_path).problems] == [path]

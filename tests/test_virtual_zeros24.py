@@ -15,15 +15,14 @@ import os
 import re
 
 import pytest
-from test_state_page_damage18 import _WANT, _set_tail, _store
+from test_page_end_past_loss23 import lost_store as _lost_store
+from test_state_page_damage18 import _WANT
 
 from kv_backend import DB
 from kv_backend import record as rec
 from kv_backend.backup import backup_store
 from kv_backend.check import check
-from kv_backend.files import data_name
 from kv_backend.salvage import salvage
-from kv_backend.state import published_tail
 from kv_backend.unpublished import MAX_LOSS, zero_filled
 
 
@@ -116,19 +115,6 @@ def test_a_file_that_ends_in_a_hole_reads_as_its_bytes_do(tmp_path):
         assert rec.only_zeros(read, len(data), end)
     finally:
         os.close(fd)
-
-
-def _lost_store(path: str) -> str:
-    """A store whose page names a file that a dead rotation's new file follows, with a published end
-    64 MiB past that file's end, the intent word vouching for it; the path of that file."""
-    _store(path)
-    major, _ = published_tail(path)
-    with open(os.path.join(path, data_name((major + 1, 0))), "wb") as f:
-        f.write(rec.FILE_HEADER_BYTES)
-    lost = os.path.join(path, data_name((major, 0)))
-    size = os.path.getsize(lost)
-    _set_tail(path, major, size + MAX_LOSS, intent=(major, size + MAX_LOSS))
-    return lost
 
 
 def _reads(path: str, *, read_only: bool) -> None:
