@@ -55,20 +55,26 @@ def start_limit() -> int:
     return allowed
 
 
-def _refusal(limit: int) -> bytes:
-    body = json.dumps(
-        {
-            "error": "too_many_connections",
-            "message": f"this server keeps at most {limit} connections open at once, and has as many: "
-            "retry later, or close idle connections (a smaller client pool)",
-        },
-        separators=(",", ":"),
-    ).encode()
+def raw_error(status: str, error: str, message: str, headers: str = "") -> bytes:
+    """A whole HTTP/1.1 answer ``status`` ("503 Service Unavailable") with the interface's JSON error body
+    (``error``, ``message``), ``headers`` (each ending in CRLF) and ``Connection: close``, written
+    straight to a connection the app never sees (refused, timed out)."""
+    body = json.dumps({"error": error, "message": message}, separators=(",", ":")).encode()
     head = (
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n"
+        f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n{headers}connection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+def _refusal(limit: int) -> bytes:
+    return raw_error(
+        "503 Service Unavailable",
+        "too_many_connections",
+        f"this server keeps at most {limit} connections open at once, and has as many: "
+        "retry later, or close idle connections (a smaller client pool)",
+        "retry-after: 1\r\n",
+    )
 
 
 def limited(

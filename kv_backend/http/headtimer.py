@@ -12,8 +12,9 @@ nothing by then is closed, one that sent part of a head is answered ``408 reques
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
+
+from kv_backend.http.connlimit import raw_error
 
 __all__ = ["DEFAULT_HEADER_TIMEOUT", "head_timed"]
 
@@ -24,19 +25,12 @@ DEFAULT_HEADER_TIMEOUT = 20.0
 
 
 def _answer(timeout: float) -> bytes:
-    body = json.dumps(
-        {
-            "error": "request_timeout",
-            "message": f"the request's head (its request line and headers) did not arrive whole within "
-            f"{timeout:g} s; send it at once",
-        },
-        separators=(",", ":"),
-    ).encode()
-    head = (
-        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    return raw_error(
+        "408 Request Timeout",
+        "request_timeout",
+        f"the request's head (its request line and headers) did not arrive whole within {timeout:g} s; "
+        "send it at once",
     )
-    return head.encode() + body
 
 
 def head_timed(protocol: type[asyncio.Protocol], timeout: float) -> type[asyncio.Protocol]:
