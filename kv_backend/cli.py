@@ -677,12 +677,6 @@ def _tls_settings(args: argparse.Namespace) -> Any:
         )
     if args.tls_port == args.port:
         fail(f"--tls-port and --port are both {args.port}: give them different ports (--port 0: TLS only)")
-    has_ca = args.tls_ca_cert_file is not None or args.tls_ca_cert_dir is not None
-    if args.tls_auth_clients in ("yes", "optional") and not has_ca:
-        fail(
-            f"--tls-auth-clients {args.tls_auth_clients} checks client certificates against a CA: give "
-            "--tls-ca-cert-file or --tls-ca-cert-dir, or --tls-auth-clients no"
-        )
     if args.tls_protocols is not None:
         try:
             protocol_versions(args.tls_protocols)

@@ -48,6 +48,19 @@ async def listen_tcp(host: str, port: int) -> list[socket.socket]:
     found = await loop.getaddrinfo(
         host or None, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
+    return _bind_all(found)
+
+
+def listen_tcp_now(host: str, port: int) -> list[socket.socket]:
+    """:func:`listen_tcp` without the event loop's resolver (for a command: CONFIG SET tls-port)."""
+    found = socket.getaddrinfo(
+        host or None, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    return _bind_all(found)
+
+
+def _bind_all(found: list[Any]) -> list[socket.socket]:
+    """A listening socket on each address ``getaddrinfo`` ``found`` (all closed if one cannot listen)."""
     socks: list[socket.socket] = []
     try:
         for family, kind, proto, _, address in dict.fromkeys(found):
@@ -353,6 +366,15 @@ class Listeners:
     def _resume(self, listener: socket.socket, kind: str) -> None:
         if any(sock is listener for sock, _ in self.socks):
             asyncio.get_running_loop().add_reader(listener.fileno(), self._ready, listener, kind)
+
+    def remove(self, kind: str) -> None:
+        """Stop listening on the sockets of ``kind`` (the connections made stay)."""
+        loop = asyncio.get_running_loop()
+        for sock, _ in [entry for entry in self.socks if entry[1] == kind]:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        self.socks = [entry for entry in self.socks if entry[1] != kind]
+        self.server.listening[:] = [entry for entry in self.server.listening if entry[2] != kind]
 
     def close(self) -> None:
         """Stop listening (the connections made stay)."""

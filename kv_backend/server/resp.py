@@ -801,7 +801,9 @@ class Server:
         #: loglevel: "debug" also logs what only debugging needs (a failed TLS handshake); the others
         #: (verbose, notice, warning) log what kvb serve always logs.
         self.loglevel = "notice"
-        #: The TLS port's settings and context (see kv_backend.server.tls), None without --tls-port.
+        #: The TLS port's settings and context (see kv_backend.server.tls), None without --tls-port
+        #: (CONFIG SET tls-* changes them: see kv_backend.server.tlsreload; the context is None while
+        #: no TLS port is open).
         self.tls: TLSSettings | None = None
         self.tls_context: ssl.SSLContext | None = None
         #: TLS handshakes under way (they count against maxclients), and those that failed (INFO).
@@ -876,6 +878,9 @@ class Server:
         self.busy: str | None = None
         #: The listening sockets (fd, address family, connection kind), for busy.Pump.
         self.listening: list[tuple[int, int, str]] = []
+        #: The listeners, and the host they listen on as given (CONFIG SET tls-port opens one there).
+        self.listeners: Listeners | None = None
+        self.listen_host = ""
         #: The server stops: no command runs any more (SHUTDOWN NOSAVE cut a script short...).
         self.halting = False
         #: kvb serve's exit status: 1 once a second SIGINT forced the stop, as Redis exits then.
@@ -1389,7 +1394,8 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
         loop.add_signal_handler(
             signal.SIGHUP, server.log, "SIGHUP ignored: stop kvb serve with SIGTERM or SIGINT"
         )
-    listeners = Listeners(server)
+    listeners = server.listeners = Listeners(server)
+    server.listen_host = host
     tls = server.tls
     places = []
     if port or tls is None:  # (as redis-server: with a TLS port, port 0 is no plaintext port)
@@ -1664,13 +1670,23 @@ def _shown(args: list[bytes]) -> str:
     return quoted(shown)
 
 
+#: The parameters whose values CONFIG SET's entry in SLOWLOG hides: Redis's (its passwords) and the TLS
+#: keys' passphrases (which Redis shows there, and kvb nowhere).
+_SECRET_CONFIGS = frozenset(
+    (b"requirepass", b"masterauth", b"tls-key-file-pass", b"tls-client-key-file-pass")
+)
+
+
 def _redacted(args: list[bytes]) -> list[bytes]:
-    """The arguments MONITOR shows: passwords replaced as Redis replaces them (only those its
-    parsing reached: ``AUTH a b c`` is a syntax error shown as it is, as is a HELLO it rejected
-    before its AUTH option)."""
+    """The arguments MONITOR and SLOWLOG show: passwords replaced as Redis replaces them (only those
+    its parsing reached: ``AUTH a b c`` is a syntax error shown as it is, as is a HELLO it rejected
+    before its AUTH option), and CONFIG SET's secrets (:data:`_SECRET_CONFIGS`)."""
     name = args[0].lower()
     if name == b"auth":
         return args if len(args) > 3 else [args[0]] + [b"(redacted)"] * (len(args) - 1)
+    if name == b"config" and len(args) > 3 and args[1].lower() == b"set":
+        secret = [i + 1 for i in range(2, len(args) - 1, 2) if args[i].lower() in _SECRET_CONFIGS]
+        return [b"(redacted)" if i in secret else arg for i, arg in enumerate(args)]
     if name != b"hello" or len(args) < 3:
         return args
     if args[1] not in (b"2", b"3"):

@@ -4,15 +4,17 @@
 Its connections are handshaken by the event loop (asyncio's or uvloop's ``ssl=``) before the client
 is made, within :data:`HANDSHAKE_TIMEOUT` seconds: a client that connects and says nothing, or
 speaks plaintext, is dropped then and counted (INFO's ``kvb_tls_handshake_failures``), never served.
-The context is built once at start (:func:`configure`), so that a certificate that cannot be read,
-a key that does not match it or a wrong passphrase stops ``kvb serve`` before it listens, with an
-error that says which option to fix.
+The context is built at start (:func:`configure`), so that a certificate that cannot be read, a key
+that does not match it or a wrong passphrase stops ``kvb serve`` before it listens, with an error
+that says which option to fix; CONFIG SET builds a new one, checked the same way, for the
+connections made after it (see :mod:`kv_backend.server.tlsreload`).
 """
 
 from __future__ import annotations
 
 import os
 import ssl
+import stat
 from dataclasses import dataclass
 
 from kv_backend.errors import ConfigurationError
@@ -105,9 +107,13 @@ def protocol_versions(text: str) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
 
 
 def _readable(option: str, path: str, directory: bool = False) -> None:
+    """A ConfigurationError unless ``path`` is a directory that can be listed, or a regular file
+    that can be read (not a FIFO, whose opening would wait for a writer, nor a device)."""
     try:
         if directory:
             os.listdir(path)
+        elif not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigurationError(f"cannot read {option} {path}: not a regular file; give a PEM file")
         else:
             with open(path, "rb"):
                 pass
@@ -138,7 +144,12 @@ def configure(settings: TLSSettings) -> ssl.SSLContext:
     """The server's SSL context for ``settings``; a ConfigurationError that names the option to fix
     for a file that cannot be read or holds no certificate or key, a key that does not match the
     certificate, a wrong or missing passphrase, a CA that holds no certificate, or a bad protocol
-    or cipher list."""
+    or cipher list, or client certificates asked for without a CA to check them."""
+    if settings.client_auth in ("yes", "optional") and not (settings.ca_cert_file or settings.ca_cert_dir):
+        raise ConfigurationError(
+            f"--tls-auth-clients {settings.client_auth} checks client certificates against a CA: give "
+            "--tls-ca-cert-file or --tls-ca-cert-dir, or --tls-auth-clients no"
+        )
     _readable("--tls-cert-file", settings.cert_file)
     _readable("--tls-key-file", settings.key_file)
     if settings.ca_cert_file:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
-from kv_backend.server import clientlimit
+from kv_backend.server import clientlimit, tlsreload
 from kv_backend.server.blocking import Block
 from kv_backend.server.commands import metadata
 from kv_backend.server.commands.registry import (
@@ -448,8 +448,10 @@ _CONFIG_HELP = help_reply(
             "SET <directive> <value> [<directive> <value> ...]",
             "Change settings, all or none: notify-keyspace-events, slowlog-log-slower-than,\n"
             "slowlog-max-len, tracking-table-max-keys and busy-reply-threshold (lua-time-limit)\n"
-            "are honoured, save, appendonly, hz, maxmemory-samples and maxmemory-eviction-tenacity\n"
-            "are accepted and ignored; the others keep the value kvb serve was started with.",
+            "are honoured, as are tls-port and the TLS certificate, key, CA, protocols and ciphers\n"
+            "(for the TLS connections made after it); save, appendonly, hz, maxmemory-samples and\n"
+            "maxmemory-eviction-tenacity are accepted and ignored; the others keep the value kvb\n"
+            "serve was started with.",
         ),
         ("RESETSTAT", "Reset the counters INFO stats reports (connections and commands)."),
         ("REWRITE", "Refused: kvb serve has no configuration file."),
@@ -541,6 +543,12 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
                     f"try with {allowed}",
                 )
         applied.append((name, checked))
+    try:  # (a new TLS context built, a new TLS port bound, before anything changes)
+        tls_change = tlsreload.prepare(server, applied)
+    except tlsreload.Refused as refused:
+        raise _config_failed(refused.name, refused.reason) from None
+    if tls_change is not None:
+        tlsreload.commit(server, tls_change)
     for name, checked in applied:
         if name == b"notify-keyspace-events":
             server.set_notify_flags(checked)
@@ -606,8 +614,10 @@ _CONFIG_KINDS = {
     b"io-threads": "immutable",
     b"dir": "protected",
     b"loglevel": "honour",
-    # The TLS port's (kvb serve --tls-*): set at start, as kvb serve reloads no certificate.
+    # The TLS port's (kvb serve --tls-*): those Python's ssl module can set are honoured (see
+    # kv_backend.server.tlsreload), the others keep Redis's defaults.
     **dict.fromkeys(config_entries(None), "fixed"),
+    **dict.fromkeys(tlsreload.FIELDS, "honour"),
 }
 
 _POLICIES = (
