@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -389,3 +390,39 @@ def test_a_fifo_given_at_start_is_a_usage_error(tmp_path, certs, capsys):
     assert stopped.value.code == 2
     assert f"cannot read --tls-cert-file {fifo}: not a regular file" in capsys.readouterr().err
     assert not os.path.exists(store)
+
+
+def test_rotating_while_clients_connect_fails_no_handshake(serve, certs, other):
+    server = serve(*_with(certs))
+    trust_both = ssl.create_default_context(cafile=certs.ca)
+    trust_both.load_verify_locations(cafile=other.ca)
+    seen: list[bytes] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def connect_again_and_again() -> None:
+        while not stop.is_set():
+            try:
+                with (
+                    socket.create_connection(("127.0.0.1", server.tls_port), timeout=10) as raw,
+                    trust_both.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+                ):
+                    tls.sendall(b"PING\r\n")
+                    assert tls.recv(7) == b"+PONG\r\n"
+                    seen.append(tls.getpeercert(binary_form=True) or b"")
+            except BaseException as exc:  # (reported below)
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=connect_again_and_again) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for turn in range(20):
+        use = other if turn % 2 == 0 else certs
+        assert server.config_set("tls-cert-file", use.cert, "tls-key-file", use.key) == "OK"
+        time.sleep(0.02)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors[0]
+    assert {der(certs.cert), der(other.cert)} <= set(seen)
