@@ -752,6 +752,8 @@ def cmd_http(args: argparse.Namespace) -> int:
             lock_timeout=args.lock_timeout,
             max_pending_bytes=args.max_pending_bytes,
             ssl_context=ssl_context,
+            log_level=args.log_level,
+            access_log=args.access_log,
         )
     except ModuleNotFoundError as exc:
         if exc.name not in _HTTP_PACKAGES:
@@ -1159,6 +1161,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="none",
         help="whether a client must show a certificate signed by a CA of --ssl-ca-certs: none "
         "(default), optional (verified if shown), required",
+    )
+    s.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+        default="info",
+        help="the least severe messages written to stderr, as uvicorn's option (default: info, which "
+        "includes a line for each request)",
+    )
+    s.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="no line on stderr for each request (uvicorn's access log), whatever --log-level says",
     )
     s.set_defaults(func=cmd_http, usage_error=s.error)
     return p

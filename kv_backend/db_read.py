@@ -124,6 +124,18 @@ class _Reading(_Parts):
             return None
         return found[0], (found[1] or None)
 
+    def read_is_quick(self, key: bytes, limit: int | None) -> bool:
+        """Whether a read of ``key`` would now be answered from this process's key directory as it
+        is, without catching up with other processes' writes (which may replay their records, or wait
+        for the write lock after a merge), from a record of at most ``limit`` bytes (None: of any
+        size, for a read of its header only): an event loop
+        can then make the read itself rather than hand it to a thread. A later read may still find
+        the store changed meanwhile and catch up: this is a cost estimate, not a promise."""
+        if self._tailw.value != self._seen:
+            return False
+        loc = self._view[0].get(key)
+        return loc is None or limit is None or (loc & _M32) <= limit
+
     def get_with_tag(self, key: bytes) -> tuple[bytes, float | None, int] | None:
         """Return ``(value, absolute expiry time or None, tag)`` for a live key, or None if absent.
 

@@ -693,6 +693,11 @@ class _TxnPlan:
                     db.put(key, state[0], expires_at=state[1])  # an expiry already past deletes the key
 
 
+#: The largest record (header, key and value) a GET reads on the event loop itself (see
+#: :meth:`_Api.call_read`): copying and checksumming it takes a few microseconds; a larger one is read
+#: in a worker thread, so that one large value does not hold up every other connection meanwhile.
+QUICK_READ = 64 * 1024
+
 #: Reads of a read-only transaction on a read-only store before it gives up (503) rather than
 #: answer from a state that changed while it read.
 _SNAPSHOT_TRIES = 50
@@ -730,10 +735,23 @@ class _ReadGate:
         try:
             yield
         finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+            self.leave()
+
+    def enter_now(self) -> bool:
+        """Enter as a reader, as :meth:`reading` does, unless a transaction is being written: then
+        return False, holding nothing, rather than wait (the event loop's own reads)."""
+        with self._cond:
+            if self._writing:
+                return False
+            self._readers += 1
+            return True
+
+    def leave(self) -> None:
+        """Leave after :meth:`enter_now` (or :meth:`reading`'s entry)."""
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
 
     @contextlib.contextmanager
     def writing(self, timeout: float) -> Iterator[bool]:
@@ -830,6 +848,28 @@ class _Api:
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run an engine call in a worker thread and translate its errors."""
         return await _translated(run_in_threadpool(fn, *args, **kwargs))
+
+    async def call_read(self, fn: Callable[[bytes], T], key: bytes, limit: int | None = QUICK_READ) -> T:
+        """``fn(key)``, a read of one key, inside the gate, its errors as the API's.
+
+        Made on the event loop itself where it cannot wait (:meth:`DB.read_is_quick`: no catching
+        up with other processes, a record of at most ``limit`` bytes, no transaction of this process
+        being written), which spares the hand-over to a worker thread and back, most of a small
+        read's cost; otherwise in a worker thread, as every engine call.
+        """
+        try:
+            if self.db.read_is_quick(key, limit) and self.gate.enter_now():
+                try:
+                    return fn(key)
+                finally:
+                    self.gate.leave()
+        except KVError as exc:
+            raise engine_error(exc) from exc
+        return await self.call(self._gated, fn, key)
+
+    def _gated(self, fn: Callable[[bytes], T], key: bytes) -> T:
+        with self.gate.reading():  # never half of a transaction of this process
+            return fn(key)
 
     async def call_locking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """:meth:`call` for an engine call that takes the store's write lock: at most
@@ -1097,7 +1137,7 @@ class _Api:
                 raise HTTPAPIError(
                     400, "invalid_key", f"{exc}; to list keys, GET /v1/keys, without a '/' after it"
                 ) from None
-        found = await self.call(self._read, key)
+        found = await self.call_read(self._read, key)
         if found is None:  # If-Match: * fails too, but a 404 answer ignores preconditions (RFC 9110)
             raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
         value, ttl, etag = found
@@ -1141,7 +1181,7 @@ class _Api:
         """
         fmt = _read_format(query)
         if_match, if_none_match = _preconditions(request)
-        found = await self.call(self._size_with_ttl, key)
+        found = await self.call_read(self._size_with_ttl, key, None)  # (the value is not read)
         if found is None:
             raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
         size, ttl, etag = found
@@ -1162,20 +1202,19 @@ class _Api:
 
     def _size_with_ttl(self, key: bytes) -> tuple[int, float | None, str] | None:
         """Return ``(size of the value, ttl, entity tag)`` of the key, or None if it is absent (one
-        engine read, of the record's header)."""
-        with self.gate.reading():  # never half of a transaction of this process
-            found = self.db.size_with_tag(key)
+        engine read, of the record's header; inside the gate: see :meth:`call_read`)."""
+        found = self.db.size_with_tag(key)
         return None if found is None else (found[0], _seconds_left(found[1]), format_tag(found[2]))
 
     def _read(self, key: bytes) -> tuple[bytes, float | None, str] | None:
-        """Return ``(value, ttl, entity tag)`` of the key, or None if it is absent.
+        """Return ``(value, ttl, entity tag)`` of the key, or None if it is absent (inside the gate:
+        see :meth:`call_read`).
 
         All three come from one read of one record (:meth:`DB.get_with_tag`), so
         they always belong together without re-reading the value, or waiting for
         the write lock, when other processes write meanwhile.
         """
-        with self.gate.reading():  # never half of a transaction of this process
-            found = self.db.get_with_tag(key)
+        found = self.db.get_with_tag(key)
         return None if found is None else (found[0], _seconds_left(found[1]), format_tag(found[2]))
 
     def _tag(self, key: bytes) -> str | None:

@@ -152,6 +152,7 @@ def serve(
     max_pending_bytes: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
     header_timeout: float | None = None,
+    access_log: bool = True,
 ) -> None:
     """Serve the store at ``path`` over HTTP with uvicorn until SIGINT/SIGTERM (blocking).
 
@@ -169,7 +170,8 @@ def serve(
     ``$KVB_HTTP_HEADER_TIMEOUT`` or 20. With ``ssl_context`` (a server context, as
     :func:`kv_backend.http.tls.server_context` loads it from the files of ``kvb http --ssl-certfile``
     and the rest), it serves HTTPS: a connection has :data:`~kv_backend.http.tls.HANDSHAKE_TIMEOUT`
-    seconds to complete its TLS handshake.
+    seconds to complete its TLS handshake. ``log_level`` and ``access_log`` are uvicorn's: the
+    access log writes a line to stderr for each request.
     """
     try:
         import uvicorn
@@ -233,6 +235,7 @@ def serve(
         host=host,
         port=port,
         log_level=log_level,
+        access_log=access_log,
         lifespan="on",
         # h11 always: uvicorn would take httptools wherever it is installed (uvicorn[standard]),
         # whose parser has none of the request-head limit and answers below (a plain-text 400 for a
