@@ -62,7 +62,9 @@ demo: $(STAMP)
 
 # bench_celery.py, bench_django.py and bench_resp.py compare with a redis-server (and
 # redis-benchmark): without them the first stops and the second drops its RedisCache row.
-bench: $(STAMP) tools
+# bench_http.py needs wrk and webdis too, which ensure-tools.sh --bench installs where it can.
+bench: $(STAMP)
+	@bash scripts/ensure-tools.sh --bench
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
