@@ -203,3 +203,13 @@ def test_an_unknown_log_level_is_a_usage_error(tmp_path):
     assert done.returncode == 2
     assert "--log-level" in done.stderr and "invalid choice" in done.stderr
     assert not (tmp_path / "s").exists()  # refused before the store was made
+
+
+def test_a_put_of_a_key_no_store_can_hold_is_refused_before_its_body(db):
+    """The key is checked where the request is handled (not in a worker thread): still a 400
+    invalid_key, and nothing is stored."""
+    from test_http_review11 import _call
+
+    status, body = _call(create_app(db), "PUT", b"/v1/keys/" + b"k" * 65537)
+    assert status == 400 and b"invalid_key" in body
+    assert list(db.keys()) == []

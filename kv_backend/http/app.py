@@ -1255,7 +1255,7 @@ class _Api:
                 "a PUT with Content-Range sends part of a value, and this API has no partial updates: "
                 "send the whole value without Content-Range; nothing was stored",
             )
-        await self.call(check_key, key)  # reject a bad key before reading a large body
+        check_key(key)  # reject a bad key before reading a large body (its KVError: _kv_error)
         # 413/415 before any 412: preconditions count only for a request that would otherwise succeed
         self.check_body_headers(request, self.max_put_size, "the value")
         conditions = (if_match, if_none_match)
