@@ -20,14 +20,13 @@ from kv_backend.files import (
     storage_error,
     user_name,
 )
-from kv_backend.hint import entries as hint_entries
 from kv_backend.hint import entries_at, lost_from, usable_at
-from kv_backend.hint import usable as usable_hints
 from kv_backend.owners import roots_files
 from kv_backend.record import reader_of
 from kv_backend.state import read_unswapped
 from kv_backend.unpublished import (
     MAX_LOSS,
+    PASSES,
     closed_at,
     closed_whole,
     data_end,
@@ -104,7 +103,14 @@ def check(path: str) -> CheckReport:
     files are noted; the engine ignores them and replays the data file instead.
     A data file that cannot be read (permissions, an I/O error) raises
     :class:`~kv_backend.errors.StorageError` naming it: nothing about it is known.
-    One that a merge in another process removed after it was listed is noted.
+
+    A merge in another process removes the files it merged while this lists and reads them: a
+    listing across its unlinks can hold an older input and miss a newer one (a gap in the names,
+    which says a file was deleted), and a hint file can go between two readings of it. So a pass
+    that finds a file it listed removed starts over against the files there then, up to
+    :data:`PASSES` times; a hint file is read through one descriptor. Should every pass find one
+    removed, the last is reported, with a note that the store changed too often to check, and none
+    of the notes the listing decides (a missing file, a damaged page).
 
     On a live store, a file can look damaged for a moment: a read copies the
     active file page after page while another process appends to it, so a
@@ -125,19 +131,39 @@ def check_kept(path: str) -> CheckReport:
     """:func:`check` of the store at ``path``, which the caller keeps from every other process (a restore,
     the directory it builds the store in, which it holds an exclusive lock on): without the shared in-use
     lock, which that lock would keep this waiting for, for ever."""
-    report = _check(path)
+    report = _settled(path)
     if not report.problems:
         return report
-    again = _check(path)
+    again = _settled(path)
     first = {(p.path, p.offset) for p in report.problems}
     again.problems = [p for p in again.problems if (p.path, p.offset) in first]
     return again
 
 
-def _check(path: str) -> CheckReport:
-    """One pass of :func:`check` over the files of the store at ``path``."""
+def _settled(path: str) -> CheckReport:
+    """A pass of :func:`check` over the store at ``path`` during which no merge removed a file it listed,
+    starting over up to :data:`PASSES` times; failing that, the last pass, noted so."""
+    for _ in range(PASSES):
+        report, removed = _check(path)
+        if not removed:
+            return report
+    shown = ", ".join(removed[:3]) + (f" and {len(removed) - 3} more" if len(removed) > 3 else "")
+    report.notes.append(
+        f"{path}: the store changed too often to check: in each of {PASSES} passes, a merge in another "
+        f"process removed files the pass had listed (the last: {shown}), having copied their live records "
+        "into newer files: not damage. What was read is checked; check again to cover the newer files"
+    )
+    return report
+
+
+def _check(path: str) -> tuple[CheckReport, list[str]]:
+    """One pass of :func:`check` over the files of the store at ``path``, and the data files it listed that
+    were removed (by a merge) before it opened them: where there are any, the pass notes nothing the
+    listing decides, which the merge may have made wrong."""
     prepare_directory(path, create=False)
     report = CheckReport()
+    removed: list[str] = []
+    page_note = ""
     # (Listed, then the page, then listed again where a file made while the first listing ran is missing
     # from it: see unpublished.page_and_files.) The page is read before the data files: whatever a writer
     # publishes meanwhile lies past its end.
@@ -156,7 +182,7 @@ def _check(path: str) -> CheckReport:
             "batch without its COMMIT, or more than "
             f"{MAX_LOSS >> 20} MiB past its end where newer files follow it"
         )
-        report.notes.append(
+        page_note = (
             f"{os.path.join(path, STATE_FILE)}: a damaged page ({why}): ignored, as by every reader; the "
             "next writer rebuilds it"
         )
@@ -168,10 +194,7 @@ def _check(path: str) -> CheckReport:
         fpath = os.path.join(path, data_name(fid))
         buf = opened = _read(fpath)
         if buf is None:
-            report.notes.append(
-                f"{fpath}: removed while being checked, by another process (a merge, which copied its "
-                "live records into a newer file first): not damage; check again to cover the newer file"
-            )
+            removed.append(fpath)  # (by a merge, which copied its live records into newer files first)
             continue
         try:
             size = len(buf)
@@ -219,21 +242,19 @@ def _check(path: str) -> CheckReport:
             else:
                 size = _check_records(buf, size, fpath, tail, report, published_end=end)
             report.bytes += size - (report.reserved - reserved_before)
-            if os.path.exists(hpath):
-                if not usable_hints(hpath, size):
-                    report.notes.append(
-                        f"{hpath}: damaged or stale hint file (ignored; the data file is replayed)"
-                    )
-                elif not tail:
-                    _check_hints(hpath, buf, fpath, report)
+            _check_hint_file(hpath, buf, size, fpath, tail, report)
         finally:
             if isinstance(opened, _DataFile):
                 opened.close()
     _note_roots_files(path, report)
     _note_unlisted_merge_outputs(path, report)
+    if removed:
+        return report, removed
+    if page_note:
+        report.notes.append(page_note)
     if missing := missing_data_files(fids):
         report.notes.append(missing_files_text(path, missing))
-    return report
+    return report, removed
 
 
 #: The files a merge of an earlier version named past minor id 999 (``0000000007-1000.data``).
@@ -283,15 +304,45 @@ def _note_roots_files(path: str, report: CheckReport) -> None:
     )
 
 
-def _check_hints(hpath: str, buf: bytes | _DataFile, fpath: str, report: CheckReport) -> None:
-    """Report the entries of the hint file at ``hpath``, one the engine reads the data file ``buf``
+def _check_hint_file(
+    hpath: str, buf: bytes | _DataFile, size: int, fpath: str, tail: bool, report: CheckReport
+) -> None:
+    """Check the hint file at ``hpath``, if any, of the data file ``fpath`` (``size`` bytes, read as ``buf``)
+    into ``report``, read through one descriptor: a merge that removes it with its data file meanwhile
+    (read already) leaves nothing to check. One that does not check out is noted (the engine replays the
+    data file); one that does (and is not a ``tail`` file's, which no engine reads through a hint file) is
+    checked entry by entry."""
+    stale = f"{hpath}: damaged or stale hint file (ignored; the data file is replayed)"
+    try:
+        f = open(hpath, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return
+    except OSError:
+        report.notes.append(stale)  # (unreadable: the engine, which cannot load it, replays the data file)
+        return
+    with f:
+        read = rec.file_reader(f.fileno())
+        if not usable_at(read, os.fstat(f.fileno()).st_size, size):
+            report.notes.append(stale)
+        elif not tail:
+            _check_hints(entries_at(read), hpath, buf, fpath, report)
+
+
+def _check_hints(
+    entries: Iterable[tuple[bytes, int, int]],
+    hpath: str,
+    buf: bytes | _DataFile,
+    fpath: str,
+    report: CheckReport,
+) -> None:
+    """Report the ``entries`` of the hint file at ``hpath``, one the engine reads the data file ``buf``
     through, that point to no sound record of their key (the engine checks a record only when its
     value is read: the key then raises CorruptionError), but where the data file's own check found
     damage already: at the entry's record, or a region of zeros it lies in (where the file lost
     bytes below the size the hint file gives, see hint.lost_from)."""
     known = {p.offset for p in report.problems if p.path == fpath}
     hname = os.path.basename(hpath)
-    report.problems += _hint_problems(hint_entries(hpath), hname, reader_of(buf), fpath, known)
+    report.problems += _hint_problems(entries, hname, reader_of(buf), fpath, known)
 
 
 def _hint_problems(

@@ -21,6 +21,7 @@ import mmap
 import os
 import sys
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 #: Python 3.13+ can map a file without keeping a duplicate of its descriptor.
@@ -138,12 +139,38 @@ def map_filled(fd: int, size: int, length: int) -> mmap.mmap | bytes:
         return mm[:] + bytes(length - size)
 
 
-def _placed(fd: int, size: int, length: int) -> mmap.mmap | None:
-    """An anonymous read-only map of ``length`` bytes (zeros) with the first ``size`` bytes of the file
-    at ``fd`` mapped over its start; None where the system refuses to map a file over another map (a
-    sandbox may): the process then maps files as Python does from there on."""
+def map_cuttable(fd: int, size: int, keep: int) -> mmap.mmap | bytes:
+    """What the first ``size`` bytes of the file open at ``fd`` read as now, where another process may cut
+    the file at ``keep`` or past it, never before (the active data file of a live writer, whose reserved
+    zeros a rotation cuts off): its bytes up to ``keep`` (down to a page's start) mapped as
+    :func:`map_file` maps them, the rest copied now into an anonymous map (not Python's heap), bytes cut
+    before they were read reading as zeros; a map read past a cut would kill the process (SIGBUS). Where
+    a file cannot be mapped over an anonymous map, a copy of it all, as bytes."""
+    start = min(keep, size) // mmap.PAGESIZE * mmap.PAGESIZE
+
+    def copy_rest(mm: mmap.mmap) -> None:
+        for pos in range(start, size, 1 << 20):
+            chunk = os.pread(fd, min(1 << 20, size - pos), pos)
+            mm[pos : pos + len(chunk)] = chunk
+
+    if size and _place is not None and (mm := _placed(fd, start, size, copy_rest)) is not None:
+        return mm
+    return b"".join(os.pread(fd, min(1 << 20, size - pos), pos) for pos in range(0, size, 1 << 20))
+
+
+def _placed(
+    fd: int, size: int, length: int, fill: Callable[[mmap.mmap], None] | None = None
+) -> mmap.mmap | None:
+    """An anonymous read-only map of ``length`` bytes (zeros; with ``fill``, writable, and what ``fill``
+    writes into it first) with the first ``size`` bytes of the file at ``fd`` mapped over its start; None
+    where the system refuses to map a file over another map (a sandbox may): the process then maps files
+    as Python does from there on."""
     global _place
-    mm = mmap.mmap(-1, length, mmap.MAP_PRIVATE, mmap.PROT_READ)
+    if fill is None:
+        mm = mmap.mmap(-1, length, mmap.MAP_PRIVATE, mmap.PROT_READ)
+    else:
+        mm = mmap.mmap(-1, length, mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE)
+        fill(mm)
     place = _place
     if size:
         if place is None:  # (another thread found it refused meanwhile)

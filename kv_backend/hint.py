@@ -111,8 +111,8 @@ def load(path: str, data_size: int) -> Hints | None:
 
 def usable(path: str, data_size: int, *, step: int = 1 << 17) -> bool:
     """Whether :func:`load` would take the hint file at ``path``, read ``step`` entries (and a MiB of
-    the CRC) at a time: ``kvb check`` asks it of every hint file in memory that does not grow with them
-    (loading one builds every key, some 60 bytes each, besides the file's bytes)."""
+    the CRC) at a time, as ``kvb check`` asks it (:func:`usable_at`) of every hint file: in memory that
+    does not grow with them (loading one builds every key, some 60 bytes each, besides the file's bytes)."""
     try:
         with open(path, "rb") as f:
             return usable_at(rec.file_reader(f.fileno()), os.fstat(f.fileno()).st_size, data_size, step=step)
@@ -216,15 +216,10 @@ def _usable(read: Callable[[int, int], bytes], file_size: int, data_size: int, s
     return reach if total == key_bytes and reach <= data_size else -1
 
 
-def entries(path: str, step: int = 1 << 10) -> Iterator[tuple[bytes, int, int]]:
-    """``(key, offset, size)`` of each record the hint file at ``path`` (one :func:`usable` takes) points
-    to, its columns read ``step`` entries at a time (``kvb check``: memory that does not grow with it)."""
-    with open(path, "rb") as f:
-        yield from entries_at(rec.file_reader(f.fileno()), step)
-
-
 def entries_at(read: Callable[[int, int], bytes], step: int = 1 << 10) -> Iterator[tuple[bytes, int, int]]:
-    """:func:`entries` of the hint file read with ``read(offset, n)`` (a backup's snapshot of it)."""
+    """``(key, offset, size)`` of each record the hint file read with ``read(offset, n)`` (one that
+    :func:`usable_at` takes: ``kvb check``'s through one descriptor, a backup's snapshot) points to, its
+    columns read ``step`` entries at a time (memory that does not grow with it)."""
     hsize = HINT_HEADER.size
     count = HINT_HEADER.unpack(read(0, hsize))[2]
     key_pos = hsize + 20 * count

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 
 from kv_backend import record as rec
 from kv_backend.errors import KVError, NotDurableError
-from kv_backend.filemaps import map_file, map_filled
+from kv_backend.filemaps import map_cuttable, map_file, map_filled
 from kv_backend.files import (
     STATE_FILE,
+    FileId,
     check_new_store_target,
     data_name,
     hint_name,
@@ -51,6 +52,7 @@ from kv_backend.owners import give_new_directories, new_path_owner
 from kv_backend.record import reader_of
 from kv_backend.state import read_unswapped
 from kv_backend.unpublished import (
+    PASSES,
     closed_at,
     closed_whole,
     filled_end,
@@ -196,14 +198,11 @@ def _salvage(
     """:func:`salvage` of ``src`` into ``dst`` (both checked), ``src`` kept in use."""
     from kv_backend.db import DB
 
-    published, intent, fids = page_and_files(src)  # (listed, then the page: see kvb check)
+    published, intent, fids, maps = _listed_and_mapped(src)
     if missing := missing_data_files(fids):
         report.notes.append(missing_files_text(src, missing))
     paths = [os.path.join(src, data_name(fid)) for fid in fids]
-    maps: list[bytes | mmap.mmap] = []
     try:
-        for p in paths:
-            maps.append(_map_data_file(p))
         total = sum(len(m) for m in maps)
         done = 0
         now = time.time()
@@ -356,15 +355,63 @@ def _live_offsets(newest: Newest, exp: Expiries, files: int, now: float) -> tupl
     return offsets, max(to_write, 1)
 
 
-def _map_data_file(path: str, filled: tuple[int, int] | None = None) -> bytes | mmap.mmap:
-    """The data file at ``path``, mapped (holding no descriptor, see :mod:`kv_backend.filemaps`);
-    with ``filled`` = ``(size, end)``, its first ``size`` bytes followed by zeros up to ``end``."""
+class _Gone(SalvageError):
+    """A data file listed is gone: a merge in another process removed it (see :func:`_listed_and_mapped`)."""
+
+
+def _listed_and_mapped(
+    src: str,
+) -> tuple[tuple[int, int] | None, tuple[int, int] | None, list[FileId], list[bytes | mmap.mmap]]:
+    """The STATE page's tail and intent words and the data files of the store ``src``, listed (then the
+    page: see kvb check) and mapped; listed and mapped again where a merge in another process removed one
+    before it was mapped (a listing across its unlinks may miss a file between two it holds: a gap in the
+    names, a file deleted, it says), up to :data:`~kv_backend.unpublished.PASSES` times.
+
+    A live writer may cut the file the page names past its published end (a rotation, a merge's among
+    them, cuts off the zeros reserved after the data), and the newest file, of minor id 0, past its header
+    (one a rotation made after the page was read): their bytes past there are copied
+    (:func:`~kv_backend.filemaps.map_cuttable`), for reading a map past such a cut kills the process
+    (SIGBUS)."""
+    for _ in range(PASSES):
+        published, intent, fids = page_and_files(src)
+        keep = {fid: rec.FILE_HEADER_SIZE for fid in fids[-1:] if fid[1] == 0}
+        if published is not None:
+            keep[(published[0], 0)] = published[1]
+        maps: list[bytes | mmap.mmap] = []
+        try:
+            for fid in fids:
+                maps.append(_map_data_file(os.path.join(src, data_name(fid)), keep=keep.get(fid)))
+        except BaseException as exc:
+            for m in maps:
+                if isinstance(m, mmap.mmap):
+                    m.close()
+            if isinstance(exc, _Gone):
+                continue
+            raise
+        return published, intent, fids, maps
+    raise SalvageError(
+        f"cannot salvage {src}: the store changed too often to read it, a merge in another process "
+        f"removing files it had listed, {PASSES} times in a row; salvage it while no process writes to it"
+    )
+
+
+def _map_data_file(
+    path: str, filled: tuple[int, int] | None = None, *, keep: int | None = None
+) -> bytes | mmap.mmap:
+    """The data file at ``path``, mapped (holding no descriptor, see :mod:`kv_backend.filemaps`); with
+    ``keep``, the bytes past it copied (a file a live writer may cut there: see
+    :func:`~kv_backend.filemaps.map_cuttable`); with ``filled`` = ``(size, end)``, its first ``size`` bytes
+    followed by zeros up to ``end``."""
     try:
         with open(path, "rb") as f:
             if filled is not None:
                 return map_filled(f.fileno(), *filled)
             size = os.fstat(f.fileno()).st_size
+            if keep is not None:
+                return map_cuttable(f.fileno(), size, keep)
             return map_file(f.fileno(), size) if size else b""
+    except FileNotFoundError as exc:
+        raise _Gone(f"cannot read {path}: {exc.strerror or exc}") from exc
     except OSError as exc:
         from kv_backend.backup import whose  # (not at import: salvage does without backups otherwise)
 

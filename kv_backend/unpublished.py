@@ -287,6 +287,11 @@ def names_a_gone_file(fids: list[FileId], published: tuple[int, int]) -> bool:
     return bool(fids) and fids[-1][1] == 0 and published[0] < fids[-1][0] and (published[0], 0) not in fids
 
 
+#: How many times ``kvb check`` and ``kvb salvage`` list and read a store again where a merge in another
+#: process removed a file they listed before they opened it (their listing may have run across its unlinks).
+PASSES = 5
+
+
 def page_and_files(
     store: str,
 ) -> tuple[tuple[int, int] | None, tuple[int, int] | None, list[FileId]]:
