@@ -90,7 +90,7 @@ from kv_backend.http.keys import (
 from kv_backend.http.openapi import openapi_document
 from kv_backend.http.pending import DEFAULT_BODIES, PendingBodies, ReleaseBodies
 from kv_backend.http.ranges import RangeNotSatisfiable, byte_range
-from kv_backend.locking import waiting_until
+from kv_backend.locking import NO_WAIT, waiting_until
 from kv_backend.server import close_synced
 
 __all__ = [
@@ -697,6 +697,8 @@ class _TxnPlan:
 #: :meth:`_Api.call_read`): copying and checksumming it takes a few microseconds; a larger one is read
 #: in a worker thread, so that one large value does not hold up every other connection meanwhile.
 QUICK_READ = 64 * 1024
+#: The largest value a write of one key makes on the event loop itself (see :meth:`_Api.call_write`).
+QUICK_WRITE = 64 * 1024
 
 #: Reads of a read-only transaction on a read-only store before it gives up (503) rather than
 #: answer from a state that changed while it read.
@@ -885,6 +887,25 @@ class _Api:
             self.locking_limiter = anyio.CapacityLimiter(LOCKING_THREADS)
             self.locking_threads = anyio.CapacityLimiter(LOCKING_THREADS)
         return self.locking_limiter
+
+    async def call_write(self, fn: Callable[[], T], size: int) -> T:
+        """:meth:`call_writing` of the write of one key (PUT, DELETE, incr, expire): ``fn()``, made on
+        the event loop itself where it can be made at once (no other process or thread holds the
+        store's write lock, the value is at most :data:`QUICK_WRITE` bytes, and the store does not
+        fsync its writes: an fsync takes milliseconds), which spares the hand-over to a worker thread
+        and back; where the lock is held elsewhere, nothing has been written, and the write waits
+        for it in a worker thread, as every other write does."""
+        if size <= QUICK_WRITE and self.db.sync_mode == "never":
+            try:
+                with waiting_until(NO_WAIT):
+                    return fn()
+            except LockTimeoutError:
+                pass  # (held elsewhere, by another process or a worker thread: nothing was written)
+            except HTTPAPIError:
+                raise
+            except KVError as exc:
+                raise engine_error(exc) from exc
+        return await self.call_writing(fn)
 
     async def call_writing(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """:meth:`call_locking` for a write (PUT, DELETE, incr, expire, a transaction), which waits for
@@ -1266,8 +1287,8 @@ class _Api:
             # atomically, since another client may write or delete the key meanwhile.
             _check_write(key, if_match, if_none_match, await self.call(self._read_tag, key))
         value = await self.read_body(request, self.max_put_size, "the value")
-        _, created, etag = await self.call_writing(
-            self._write_if, key, conditions, lambda: self.db.put(key, value, ttl)
+        _, created, etag = await self.call_write(
+            lambda: self._write_if(key, conditions, lambda: self.db.put(key, value, ttl)), len(value)
         )
         return Response(status_code=201 if created else 204, headers=_etag_header(etag))
 
@@ -1278,27 +1299,27 @@ class _Api:
     async def delete(self, request: Request, key: bytes) -> Response:
         conditions = _preconditions(request)
         if conditions == (None, None):
-            if not await self.call_writing(self.db.delete, key):
+            if not await self.call_write(lambda: self.db.delete(key), 0):
                 raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
         else:  # (If-Match: * is what DELETE checks anyway; If-None-Match: * can only fail)
-            await self.call_writing(
-                self._write_if, key, conditions, lambda: self.db.delete(key), "nothing was deleted"
+            await self.call_write(
+                lambda: self._write_if(key, conditions, lambda: self.db.delete(key), "nothing was deleted"), 0
             )
         return Response(status_code=204)
 
     async def incr(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         delta = parse_int(query.get("delta"), "delta", 1)
         conditions = _preconditions(request)
-        value, _, etag = await self.call_writing(
-            self._write_if, key, conditions, lambda: self.db.incr(key, delta)
+        value, _, etag = await self.call_write(
+            lambda: self._write_if(key, conditions, lambda: self.db.incr(key, delta)), 0
         )
         return JSONResponse({"value": value}, headers=_etag_header(etag))
 
     async def expire(self, request: Request, key: bytes, query: dict[str, bytes]) -> Response:
         ttl = parse_ttl(query.get("ttl"))
         conditions = _preconditions(request)
-        done, _, etag = await self.call_writing(
-            self._write_if, key, conditions, lambda: self.db.expire(key, ttl), "no expiry was set"
+        done, _, etag = await self.call_write(
+            lambda: self._write_if(key, conditions, lambda: self.db.expire(key, ttl), "no expiry was set"), 0
         )
         if not done:  # expired meanwhile (the check and the write are under one lock, so hardly ever)
             raise HTTPAPIError(404, "not_found", f"no key {encode_key(key)}")
