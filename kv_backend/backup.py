@@ -544,37 +544,40 @@ class _Target:
         first, _, rest = self.url.partition("::")
         return f"{first.partition('://')[0]}://{path}::{rest}"
 
-    def makedirs(self, rel: str) -> None:
-        with _io(f"cannot create {self.where(rel)}"):
-            if self.local:
-                made = missing_directories(self.path(rel))
-                created = []
-                for d in reversed(made):
+    def makedirs(self, rels: tuple[str, ...]) -> None:
+        """Create the directories ``rels`` (relative to the URL) where missing, the URL's own and its
+        missing parents too. On a local disk, then make every entry on their paths durable, whoever
+        made it (see :func:`_fsync_upwards`)."""
+        if not self.local:
+            for rel in rels:
+                with _io(f"cannot create {self.where(rel)}"):
+                    if not self.object_store:
+                        try:
+                            self.fs.makedirs(self.path(rel), exist_ok=True)
+                        except (FileExistsError, NotImplementedError):
+                            pass
+            return
+        parents = set()  # (where this process made a directory)
+        for rel in rels:
+            with _io(f"cannot create {self.where(rel)}"):
+                missing = missing_directories(self.path(rel))
+                for d in reversed(missing):
                     try:
                         os.mkdir(d, self.dir_mode)
                     except FileExistsError:  # another backup made it meanwhile
                         continue
-                    created.append(d)
+                    parents.add(os.path.realpath(posixpath.dirname(d)))
                     fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
                     try:
                         self._grant(fd, self.dir_mode)
                     finally:
                         os.close(fd)
-                give_new_directories(made, self.owner)
-                try:
-                    for d in made:  # deepest first: each new entry made durable in its parent
-                        _fsync_dir(posixpath.dirname(d))
-                except _NotDurable:
-                    # Missing again, so that the next backup makes them, and fsyncs their entries then:
-                    # left, a later backup found them there and fsynced them never. (Deepest first; one
-                    # in use by another backup stays.)
-                    _remove_empty(created[::-1])
-                    raise
-            elif not self.object_store:
-                try:
-                    self.fs.makedirs(self.path(rel), exist_ok=True)
-                except (FileExistsError, NotImplementedError):
-                    pass
+                give_new_directories(missing, self.owner)
+        # Not only those this backup made: another backup to the URL may have made one and failed, or
+        # been killed, before its fsync. (None is removed again: another backup may be using it
+        # already, and the next one makes its entry durable here.)
+        with _io(f"cannot reach {self.url}"):
+            _fsync_upwards(self.root, parents)
 
     def listdir(self, rel: str) -> dict[str, int]:
         """Names and sizes of the objects directly in directory ``rel`` (empty if missing)."""
@@ -807,6 +810,27 @@ def _fsync_dir(path: str) -> None:
         fsync_dir(path)
     except OSError as exc:
         raise _NotDurable(path, f"{exc.strerror or exc}{whose(exc)}") from exc
+
+
+def _fsync_upwards(root: str, parents: set[str]) -> None:
+    """fsync the local directory ``root`` and every directory above it on its filesystem (to its
+    mount point), so that the entries of ``root``'s subdirectories and of ``root`` and each directory
+    on its path are durable; :class:`_NotDurable` if one fails. A directory above ``root`` that this
+    user may not read (open) is passed by, unless it is one of ``parents``, where this process made
+    a directory: no backup of this user made what is in it."""
+    d = os.path.realpath(root)
+    top = os.stat(d).st_dev
+    while True:
+        try:
+            _fsync_dir(d)
+        except _NotDurable as exc:
+            cause = exc.__cause__
+            if d == os.path.realpath(root) or d in parents or not isinstance(cause, PermissionError):
+                raise
+        parent = os.path.dirname(d)
+        if parent == d or os.stat(parent).st_dev != top:
+            return
+        d = parent
 
 
 def _token() -> str:
@@ -1276,8 +1300,7 @@ def _backup(
             "files": [],
             "process": _this_process(),  # (so that a prune here can tell when it was killed)
         }
-        for rel in (FILES_DIR, MANIFEST_DIR, PENDING_DIR):
-            target.makedirs(rel)
+        target.makedirs((FILES_DIR, MANIFEST_DIR, PENDING_DIR))
         report = BackupReport(name=name, url=target.url)
         not_durable: _NotDurable | None = None  # (the fsync of the manifest's directory, failed)
         try:
@@ -2148,8 +2171,7 @@ def beside_failure(dest: str, made: list[str], exc: OSError) -> str:
 
 def _remove_empty(directories: list[str]) -> None:
     """Remove ``directories`` (deepest first) where they are still empty: a failed restore leaves
-    no trace of the parents it created (nor a backup of the directories whose fsync failed), and
-    never removes what something else put there."""
+    no trace of the parents it created, and never removes what something else put there."""
     for d in directories:
         try:
             os.rmdir(d)

@@ -102,7 +102,7 @@ def test_a_failed_fsync_after_the_journal_fails_the_backup(store, tmp_path, monk
     assert _names(root / "pending") == [] and _names(root / "backups") == []
 
 
-def test_a_failed_fsync_of_new_directories_fails_and_removes_them(store, tmp_path, monkeypatch):
+def test_a_failed_fsync_of_new_directories_fails_and_the_next_backup_syncs_them(store, tmp_path, monkeypatch):
     root = tmp_path / "new" / "bk"  # (new, bk and files made by the backup)
     failed = fail_fsync_of(monkeypatch, tmp_path / "new")
     with pytest.raises(BackupError) as info:
@@ -111,8 +111,9 @@ def test_a_failed_fsync_of_new_directories_fails_and_removes_them(store, tmp_pat
     message = str(info.value)
     assert f"cannot fsync the directory {tmp_path / 'new'}: {EIO}; nothing was backed up" in message, message
     monkeypatch.undo()
-    # Made again by the next backup, which fsyncs their entries then: kept, they were never fsynced again.
-    assert not (tmp_path / "new").exists()
+    # Left (another backup may be using them: tests/test_backup_dir_race25.py); the next backup fsyncs
+    # their entries, though it finds them there.
+    assert _names(root) == ["backups", "files", "pending"] and _names(root / "files") == []
     synced = []
     real = os.fsync
 
