@@ -34,7 +34,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -547,7 +547,7 @@ class _Target:
     def makedirs(self, rels: tuple[str, ...]) -> None:
         """Create the directories ``rels`` (relative to the URL) where missing, the URL's own and its
         missing parents too. On a local disk, then make every entry on their paths durable, whoever
-        made it (see :func:`_fsync_upwards`)."""
+        made it (see :func:`fsync_upwards`)."""
         if not self.local:
             for rel in rels:
                 with _io(f"cannot create {self.where(rel)}"):
@@ -557,7 +557,7 @@ class _Target:
                         except (FileExistsError, NotImplementedError):
                             pass
             return
-        parents = set()  # (where this process made a directory)
+        made = []
         for rel in rels:
             with _io(f"cannot create {self.where(rel)}"):
                 missing = missing_directories(self.path(rel))
@@ -566,7 +566,7 @@ class _Target:
                         os.mkdir(d, self.dir_mode)
                     except FileExistsError:  # another backup made it meanwhile
                         continue
-                    parents.add(os.path.realpath(posixpath.dirname(d)))
+                    made.append(d)
                     fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
                     try:
                         self._grant(fd, self.dir_mode)
@@ -577,7 +577,9 @@ class _Target:
         # been killed, before its fsync. (None is removed again: another backup may be using it
         # already, and the next one makes its entry durable here.)
         with _io(f"cannot reach {self.url}"):
-            _fsync_upwards(self.root, parents)
+            failed = fsync_upwards(self.root, made)
+        if failed is not None:
+            raise _NotDurable(failed[0], failed[1]) from failed[2]
 
     def listdir(self, rel: str) -> dict[str, int]:
         """Names and sizes of the objects directly in directory ``rel`` (empty if missing)."""
@@ -810,27 +812,6 @@ def _fsync_dir(path: str) -> None:
         fsync_dir(path)
     except OSError as exc:
         raise _NotDurable(path, f"{exc.strerror or exc}{whose(exc)}") from exc
-
-
-def _fsync_upwards(root: str, parents: set[str]) -> None:
-    """fsync the local directory ``root`` and every directory above it on its filesystem (to its
-    mount point), so that the entries of ``root``'s subdirectories and of ``root`` and each directory
-    on its path are durable; :class:`_NotDurable` if one fails. A directory above ``root`` that this
-    user may not read (open) is passed by, unless it is one of ``parents``, where this process made
-    a directory: no backup of this user made what is in it."""
-    d = os.path.realpath(root)
-    top = os.stat(d).st_dev
-    while True:
-        try:
-            _fsync_dir(d)
-        except _NotDurable as exc:
-            cause = exc.__cause__
-            if d == os.path.realpath(root) or d in parents or not isinstance(cause, PermissionError):
-                raise
-        parent = os.path.dirname(d)
-        if parent == d or os.stat(parent).st_dev != top:
-            return
-        d = parent
 
 
 def _token() -> str:
@@ -1819,14 +1800,9 @@ def restore(
             "cannot open; upgrade kv_backend to restore it"
         )
     parent = os.path.dirname(dest)
-    made = missing_directories(parent)  # created here; removed again if the restore fails
     owner = new_path_owner(missing_directories(dest))  # (root restoring under a service's directory)
-    try:
-        os.makedirs(parent, exist_ok=True)
-        give_new_directories(made, owner)
-        tmp, claim = new_claimed_directory(parent, os.path.basename(dest), "restore", doc.get("store_mode"))
-    except OSError as exc:
-        raise BackupError(beside_failure(dest, made, exc)) from exc
+    # (made: created here; removed again if the restore fails)
+    made, tmp, claim = claim_beside(dest, "restore", doc.get("store_mode"), owner, BackupError)
     report = RestoreReport(name=name, url=target.url, path=given)
     callback_error: list[BaseException] = []  # what the caller's progress raised: passed on as it is
 
@@ -1950,7 +1926,7 @@ def restore(
         report.seconds = time.monotonic() - started
         # The rename, and the directories created for it (or the store goes with them), made durable
         # while the copy's directory is still claimed (see docs/protocol.md, "Opening").
-        _durable_in_place(report, [parent, *(os.path.dirname(d) for d in made)])
+        _durable_in_place(report, parent, made)
     except RestoreNotDurableError:
         raise  # (the store is in place: nothing to remove)
     except BaseException as exc:
@@ -1991,12 +1967,12 @@ def restore(
     return report
 
 
-def _durable_in_place(report: RestoreReport, directories: list[str]) -> None:
-    """fsync ``directories``, which hold the entries that put the restored store in place (the rename
-    into the one above it, the directories the restore created); :class:`RestoreNotDurableError` if
+def _durable_in_place(report: RestoreReport, parent: str, made: list[str]) -> None:
+    """fsync the directory ``parent`` the restored store was renamed into and those above it (see
+    :func:`fsync_upwards`; ``made``, those the restore created); :class:`RestoreNotDurableError` if
     one fails, as the engine fails an operation whose directory fsync fails: the restore is not done
     until a crash cannot undo it. The store stays in place, checked, and perhaps opened already."""
-    failed = fsync_directories(directories)
+    failed = fsync_upwards(parent, made)
     if failed is None:
         return
     d, reason, error = failed
@@ -2011,16 +1987,28 @@ def _durable_in_place(report: RestoreReport, directories: list[str]) -> None:
     ) from error
 
 
-def fsync_directories(directories: list[str]) -> tuple[str, str, OSError] | None:
-    """fsync each of ``directories`` (every one, whichever fails): the first that failed, the system's
-    reason as a message says it (who may not use it, for a permission error) and the error; else None."""
+def fsync_upwards(path: str, made: Iterable[str] = ()) -> tuple[str, str, OSError] | None:
+    """fsync the local directory ``path`` and every directory above it on its filesystem (up to its
+    mount point): the entries that keep ``path`` in place, whoever made them (a backup, restore or
+    salvage beside this one may have made one, then failed or been killed before its fsync). Each is
+    fsynced, whichever fails: the first that failed, the system's reason as a message says it (who
+    may not use it, for a permission error) and the error; else None. A directory above ``path`` that this
+    user may not open is passed by, unless one of ``made`` (those this process created) is in it:
+    nothing a process of this user made is in it."""
+    d = os.path.realpath(path)
+    needed = {d, *(os.path.realpath(os.path.dirname(m)) for m in made)}
+    top = os.stat(d).st_dev
     failed = None
-    for d in directories:
+    while True:
         try:
             fsync_dir(d)
         except OSError as exc:
-            failed = failed or (d, f"{exc.strerror or exc}{whose(exc)}", exc)
-    return failed
+            if d in needed or not isinstance(exc, PermissionError):
+                failed = failed or (d, f"{exc.strerror or exc}{whose(exc)}", exc)
+        parent = os.path.dirname(d)
+        if parent == d or os.stat(parent).st_dev != top:
+            return failed
+        d = parent
 
 
 #: What a restore that failed after its download says of what it left: nothing, and what to do.
@@ -2081,6 +2069,37 @@ def _pruned_meanwhile(exc: BaseException, target: _Target, name: str) -> bool:
         return f"{name}{MANIFEST_SUFFIX}" not in target.listdir(MANIFEST_DIR)
     except BackupError:
         return False  # (only a better message was at stake)
+
+
+def claim_beside(
+    dest: str, kind: str, source_mode: int | None, owner: tuple[int, int] | None, error: type[Exception]
+) -> tuple[list[str], str, int]:
+    """Create the missing directories above ``dest`` (given to ``owner``) and the claimed temporary
+    directory a restore (or a salvage: ``kind``) builds its store in beside it (see
+    :func:`new_claimed_directory`); return the directories made (deepest first), that directory and its
+    claim. A restore that fails removes the parents it made (:func:`_remove_empty`): where one
+    removed a parent this one found there before its copy's directory was in it, it is made again.
+    Raises ``error`` saying why (:func:`beside_failure`) if that cannot be done."""
+    parent = os.path.dirname(dest)
+    made: list[str] = []
+    attempts = 0
+    while True:
+        attempts += 1
+        missing = missing_directories(parent)
+        made = sorted({*made, *missing}, key=len, reverse=True)  # (a chain: the deepest is the longest)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            give_new_directories(missing, owner)
+            tmp, claim = new_claimed_directory(parent, os.path.basename(dest), kind, source_mode)
+            return made, tmp, claim
+        except OSError as exc:
+            if not isinstance(exc, FileNotFoundError) or attempts == _CLAIM_ATTEMPTS:
+                raise error(beside_failure(dest, made, exc)) from exc
+
+
+_CLAIM_ATTEMPTS = 5
+"""How many times :func:`claim_beside` makes the directories above a store again that failed restores
+removed meanwhile: each removes them once."""
 
 
 def new_claimed_directory(

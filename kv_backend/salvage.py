@@ -48,7 +48,7 @@ from kv_backend.files import (
 from kv_backend.hint import Hints, lost_from
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
-from kv_backend.owners import give_new_directories, new_path_owner
+from kv_backend.owners import new_path_owner
 from kv_backend.record import reader_of
 from kv_backend.state import read_unswapped
 from kv_backend.unpublished import (
@@ -269,22 +269,11 @@ def _salvage(
         del newest  # (the keys are read again from the records: the copy's key directory holds them)
         # (the copy's temporary directory: locked while this runs, so that the next salvage into dst
         # deletes those a salvage killed midway left, and only those)
-        from kv_backend.backup import (
-            beside_failure,
-            fsync_directories,
-            keep_directory_access,
-            new_claimed_directory,
-        )
+        from kv_backend.backup import claim_beside, fsync_upwards, keep_directory_access
 
         parent = os.path.dirname(dst)
-        made = missing_directories(parent)
         owner = new_path_owner(missing_directories(dst))  # (root salvaging under a service's directory)
-        try:
-            os.makedirs(parent, exist_ok=True)
-            give_new_directories(made, owner)
-            tmp, claim = new_claimed_directory(parent, os.path.basename(dst), "salvage", os.stat(src).st_mode)
-        except OSError as exc:
-            raise SalvageError(beside_failure(dst, made, exc)) from exc
+        made, tmp, claim = claim_beside(dst, "salvage", os.stat(src).st_mode, owner, SalvageError)
         try:
             copied = written = 0
             batches = _batches(_records(maps, offsets))
@@ -313,7 +302,7 @@ def _salvage(
             report.keys_copied = copied
             # The rename, and the directories created for it (or the store goes with them), made
             # durable while the copy's directory is still claimed, as a restore does.
-            failed = fsync_directories([parent, *(os.path.dirname(d) for d in made)])
+            failed = fsync_upwards(parent, made)
             if failed is not None:
                 d, reason, error = failed
                 raise SalvageNotDurableError(

@@ -7,6 +7,10 @@ write there (``cannot copy ... No such file or directory``), though nothing was 
 and where it had put something in one of them first, the directories above stayed, never fsynced by
 anyone. Now a failed backup leaves the directories it made, and every backup fsyncs the entries of
 the directories it uses, whoever made them, before its manifest names anything in them.
+
+A restore that fails removes the parent directories it made: another restore into the same new
+parent, which had found them there, failed the same way, and now makes them again; restores and
+salvages fsync the directories above the new store, whoever made them, too.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 
 import pytest
 from helpers import exit_code, fail_fsync_of, fork_child, nobody_dir, nobody_store, run_as_nobody
@@ -21,6 +26,7 @@ from helpers import exit_code, fail_fsync_of, fork_child, nobody_dir, nobody_sto
 import kv_backend.backup as kvbackup
 from kv_backend import DB, BackupError
 from kv_backend.backup import backup_store, list_backups, restore
+from kv_backend.salvage import salvage
 
 
 @pytest.fixture
@@ -39,29 +45,29 @@ def _content(path: str) -> dict[bytes, bytes]:
 
 
 class _Paused:
-    """A child process that backs up ``store`` to ``url`` once told to start, and stops before its
-    first write there (its directories made) until told to go on: the second of two backups."""
+    """A child process that runs ``fn`` once told to start, and stops at its first call of
+    ``owner.attr`` until told to go on (the second of two processes, at the step the test chose)."""
 
-    def __init__(self, store: str, url: str, name: str) -> None:
+    def __init__(self, fn: Callable[[], object], owner: object, attr: str) -> None:
         self._start, start_w = os.pipe()
         ready_r, self._ready = os.pipe()
         self._go, go_w = os.pipe()
-        real_fsync, real_write = os.fsync, kvbackup._Target.write_bytes
+        real_fsync, real = os.fsync, getattr(owner, attr)
 
         def child() -> None:
-            os.fsync = real_fsync  # (the fault is the parent's)
+            os.fsync = real_fsync  # (a fault the test makes is the parent's)
             first = [True]
 
-            def write_bytes(target, rel, data, **kwargs):
+            def paused(*args, **kwargs):
                 if first[0]:
                     first[0] = False
                     os.write(self._ready, b"r")
                     os.read(self._go, 1)
-                return real_write(target, rel, data, **kwargs)
+                return real(*args, **kwargs)
 
-            kvbackup._Target.write_bytes = write_bytes  # type: ignore[method-assign]
+            setattr(owner, attr, paused)
             os.read(self._start, 1)
-            backup_store(store, url, name=name)
+            fn()
 
         self.pid = fork_child(child)
         self._start_w, self._go_w = start_w, go_w
@@ -69,7 +75,7 @@ class _Paused:
         for fd in (self._start, self._ready, self._go):
             os.close(fd)
 
-    def run_to_first_write(self) -> None:
+    def run_to_pause(self) -> None:
         os.write(self._start_w, b"s")
         assert os.read(self._ready_r, 1) == b"r"
 
@@ -82,13 +88,14 @@ class _Paused:
 
 def test_a_backup_beside_one_whose_directory_fsync_fails_completes(store, tmp_path, monkeypatch):
     root = tmp_path / "new" / "bk"  # (new, bk and files made by the first backup)
-    other = _Paused(store, str(root), "b2")
+    # The other stops at its first write (its journal), its directories made.
+    other = _Paused(lambda: backup_store(store, str(root), name="b2"), kvbackup._Target, "write_bytes")
     failing = fail_fsync_of(monkeypatch, tmp_path / "new")
     fail = os.fsync
 
     def fsync(fd):
         if os.readlink(f"/proc/self/fd/{fd}") == os.path.realpath(tmp_path / "new") and not failing:
-            other.run_to_first_write()  # it finds the directories there, and makes the rest
+            other.run_to_pause()  # it finds the directories there, and makes the rest
         fail(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
@@ -120,3 +127,61 @@ def test_a_directory_above_that_the_user_may_not_read_is_passed_by():
         assert run_as_nobody(back_up_and_restore)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["restore", "salvage"])
+def test_a_restore_beside_one_that_fails_completes(store, tmp_path, kind):
+    # One that fails removes the parent directories it made: another into the same new parent,
+    # which found them there, made its copy's directory in one that was no more ("cannot create a
+    # directory next to NEW/b: No such file or directory"). It makes them again.
+    url = str(tmp_path / "bk")
+    backup_store(store, url, name="b1")
+    new = tmp_path / "new"
+    if kind == "restore":
+        second = lambda: restore(url, str(new / "b"))  # noqa: E731
+    else:
+        second = lambda: salvage(store, str(new / "b"))  # noqa: E731
+    other = _Paused(second, kvbackup, "new_claimed_directory")  # (its parents made, not its copy's)
+
+    def progress(done: int, total: int) -> None:
+        if new.exists():  # (a salvage reads its source first)
+            other.run_to_pause()
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        if kind == "restore":
+            restore(url, str(new / "a"), progress=progress)
+        else:
+            salvage(store, str(new / "a"), progress=progress)
+    assert other.finish() == 0
+    assert sorted(os.listdir(new)) == ["b"]
+    assert _content(str(new / "b")) == _content(store)
+
+
+@pytest.mark.parametrize("kind", ["restore", "salvage"])
+def test_a_restore_fsyncs_the_directories_above_whoever_made_them(store, tmp_path, monkeypatch, kind):
+    # Those another restore made, which failed before its fsync and could not remove them (this
+    # one's copy was in them), hold this store's entries too.
+    url = str(tmp_path / "bk")
+    backup_store(store, url, name="b1")
+    above = tmp_path / "x" / "y"
+    above.mkdir(parents=True)
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    if kind == "restore":
+        restore(url, str(above / "r"))
+    else:
+        salvage(store, str(above / "r"))
+    monkeypatch.undo()
+    assert {os.path.realpath(p) for p in (above, tmp_path / "x", tmp_path)} <= set(synced)
+    assert _content(str(above / "r")) == _content(store)
