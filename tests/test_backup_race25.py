@@ -87,19 +87,22 @@ def children(*loops: Callable[[], None]) -> Iterator[list[int]]:
 
 
 @pytest.fixture
-def live(tmp_path) -> Iterator[tuple[str, str]]:
+def live(tmp_path, request) -> Iterator[tuple[str, str]]:
     """A store (``tmp_path/store``) that a writer process fills batch after batch while the test
-    runs, and the file where it publishes how many it committed (after 30 of them)."""
+    runs, and the file where it publishes how many it committed (after 30 of them). A test module
+    may set ``WRITER_PAUSE`` (seconds between batches) and ``FILE_SIZE`` (the store's max_file_size)."""
     store, ack = str(tmp_path / "store"), str(tmp_path / "ack")
-    DB(store, max_file_size=4096).close()
+    pause = getattr(request.module, "WRITER_PAUSE", 0.001)
+    size = getattr(request.module, "FILE_SIZE", 4096)
+    DB(store, max_file_size=size).close()
     fd = os.open(ack, os.O_RDWR | os.O_CREAT)
 
     def write() -> None:
-        with DB(store, max_file_size=4096) as db:
+        with DB(store, max_file_size=size) as db:
             for i in range(10**7):
                 _batch(db, i)
                 os.pwrite(fd, struct.pack("<Q", i + 1), 0)
-                time.sleep(0.001)
+                time.sleep(pause)
 
     with children(write):
         wait_for(lambda: acked(ack) >= 30)
@@ -107,9 +110,10 @@ def live(tmp_path) -> Iterator[tuple[str, str]]:
     os.close(fd)
 
 
-def _backed_up(store: str, ack: str, url: str, name: str) -> tuple[int, int]:
+def _backed_up(store: str, ack: str, url: str, name: str, **options: object) -> tuple[int, int]:
+    """Back up ``store`` as ``name``; return the batches acknowledged before and after."""
     floor = acked(ack)
-    backup_store(store, url, name=name)
+    backup_store(store, url, name=name, **options)
     return floor, acked(ack)
 
 
@@ -266,6 +270,34 @@ def test_a_backup_after_one_killed_midway_reuses_only_sound_objects(live, tmp_pa
     report = backup_store(store, url, name="next")
     ceiling = acked(ack)
     assert (report.files_skipped > 0) == reused
+    restore(url, str(tmp_path / "r"), name="next")
+    assert_snapshot(str(tmp_path / "r"), floor, ceiling)
+    _check_objects(url, "next")
+
+
+def test_a_prune_after_a_killed_backup_keeps_what_the_next_one_reuses(live, tmp_path):
+    store, ack = live
+    url = str(tmp_path / "bk")
+    wait_for(lambda: acked(ack) >= 100)
+
+    def killed() -> None:
+        kvbackup.JOURNAL_INTERVAL = 0
+        _kill_at_fsync("/files/", 3)  # (two objects named by its journal, the third cut short)
+        backup_store(store, url, name="killed")
+
+    assert exit_code(fork_child(killed)) == -signal.SIGKILL
+    (journal,) = os.listdir(tmp_path / "bk" / "pending")
+    with open(tmp_path / "bk" / "pending" / journal, "rb") as f:
+        named = {e["stored_as"].partition("/")[2] for e in json.load(f)["files"]}
+    assert len(named) == 2 and len(os.listdir(tmp_path / "bk" / "files")) == 3
+    # In another process on this machine: the backup is known to be dead, and what it did not name
+    # is collected at once.
+    assert exit_code(fork_child(lambda: prune_backups(url, keep=1))) == 0
+    assert set(os.listdir(tmp_path / "bk" / "files")) == named
+    floor = acked(ack)
+    report = backup_store(store, url, name="next")
+    ceiling = acked(ack)
+    assert report.files_skipped >= 1
     restore(url, str(tmp_path / "r"), name="next")
     assert_snapshot(str(tmp_path / "r"), floor, ceiling)
     _check_objects(url, "next")
