@@ -12,14 +12,13 @@ import errno
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
-from helpers import child_env
+from helpers import child_env, free_port
 
 import kv_backend.backup as kvbackup
 from kv_backend import DB
@@ -64,18 +63,6 @@ needs_conditional_writes = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    """A free port of 45000-45999, a range of its own for this module's server."""
-    for port in range(45000 + os.getpid() % 500, 46000):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 45000-45999")
-
-
 @pytest.fixture(scope="module")
 def s3_options():
     pytest.importorskip("moto")
@@ -85,7 +72,7 @@ def s3_options():
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
