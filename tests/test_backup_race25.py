@@ -345,3 +345,37 @@ def test_backups_of_two_stores_to_one_url_at_once_are_kept_apart(tmp_path):
     assert objects["a"] and objects["b"] and not objects["a"] & objects["b"]
     names = {o.rpartition(".")[0] for o in objects["a"]}
     assert names == {o.rpartition(".")[0] for o in objects["b"]}  # (the same file names)
+
+
+def test_backups_while_writers_are_killed_midway(tmp_path):
+    # A writer SIGKILLed at any moment (mid-batch, mid-rotation) and the next one going on where it
+    # stopped: each backup holds whole batches only, those acknowledged before it at least.
+    store, ack = str(tmp_path / "store"), str(tmp_path / "ack")
+    url = str(tmp_path / "bk")
+    DB(store, max_file_size=4096).close()
+    fd = os.open(ack, os.O_RDWR | os.O_CREAT)
+
+    def write() -> None:
+        with DB(store, max_file_size=4096) as db:
+            i = max((int(k[1:]) + 1 for k in db.keys(prefix=b"n")), default=0)  # (where the last stopped)
+            while True:
+                _batch(db, i)
+                i += 1
+                os.pwrite(fd, struct.pack("<Q", i), 0)
+
+    bounds = {}
+    try:
+        for k in range(6):
+            pid = fork_child(write)
+            wait_for(lambda k=k: acked(ack) > 40 * k + 20)
+            if k % 2:
+                bounds[f"k{k}"] = _backed_up(store, ack, url, f"k{k}")  # (while it writes)
+            os.kill(pid, signal.SIGKILL)
+            exit_code(pid)
+            if not k % 2:
+                bounds[f"k{k}"] = _backed_up(store, ack, url, f"k{k}")  # (after its death)
+    finally:
+        os.close(fd)
+    for n, (floor, ceiling) in bounds.items():
+        restore(url, str(tmp_path / f"r-{n}"), name=n)
+        assert_snapshot(str(tmp_path / f"r-{n}"), floor, ceiling)
