@@ -177,7 +177,8 @@ class ValueSizeError(error, ValueTooLargeError):
 
 
 def _as_bytes(obj: object, what: str, error: type[TypeError]) -> bytes:
-    """``obj`` as bytes (str as UTF-8), as the stdlib dbm modules accept keys and values.
+    """``obj`` as bytes (str as UTF-8, any other bytes-like object as its bytes), as the stdlib dbm
+    modules accept keys and values.
 
     Other types raise ``error``: the project's InvalidKeyError or InvalidValueError,
     both TypeErrors as in the stdlib modules.
@@ -192,7 +193,14 @@ def _as_bytes(obj: object, what: str, error: type[TypeError]) -> bytes:
             raise unencodable(exc.encoding, exc.object, exc.start, exc.end, exc.reason) from None
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj)
-    raise error(f"dbm {what} must be bytes or str, not {type(obj).__name__}")
+    try:  # any other bytes-like object (array.array, mmap...), as dbm.sqlite3 takes one
+        view = memoryview(obj)  # type: ignore[arg-type]  # (TypeError where it has no buffer)
+    except TypeError:
+        raise error(
+            f"dbm {what} must be bytes or str (or another bytes-like object), not {type(obj).__name__}"
+        ) from None
+    with view:
+        return view.tobytes()
 
 
 def _key(key: object) -> bytes:

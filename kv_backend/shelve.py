@@ -313,12 +313,14 @@ class KVShelf(_ShelfBase):
         return err
 
     def _stored_form(self, data: object) -> bytes:
-        """What a caller's serializer returned, as bytes (a str as UTF-8, as dbm stores it)."""
+        """What a caller's serializer returned, as bytes (a str as UTF-8, as dbm stores it; any other
+        bytes-like object as its bytes)."""
         try:
             return _kv_dbm._value(data)
         except KVError as exc:
             raise type(exc)(
-                f"the shelf's serializer must return bytes (or str), not {type(data).__name__}; "
+                f"the shelf's serializer must return bytes (or another bytes-like object, or str), "
+                f"not {type(data).__name__}; "
                 "nothing was stored"
             ) from None
 
