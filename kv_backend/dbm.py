@@ -57,6 +57,7 @@ __all__ = [
     "DamagedRecordError",
     "Database",
     "DatabaseNotFoundError",
+    "FlagError",
     "KeySizeError",
     "PathNotADirectoryError",
     "PermissionDeniedError",
@@ -90,6 +91,11 @@ class ReadOnlyDatabaseError(error, ReadOnlyError):
 
 class ClosedError(error, DatabaseClosedError):
     """The database was used after :meth:`Database.close`."""
+
+
+class FlagError(error, ConfigurationError):
+    """A ``flag`` :func:`open` does not know: this module's error, as ``dbm.gnu`` and ``dbm.ndbm`` raise
+    theirs, and a ``ValueError``, as ``dbm.dumb`` and ``dbm.sqlite3`` raise."""
 
 
 class DatabaseNotFoundError(error, FileNotFoundError):
@@ -692,8 +698,9 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
         or flag[0] not in _FLAGS
         or any(c not in _MODIFIERS for c in flag[1:])
     ):
-        raise ConfigurationError(  # a ValueError, as the stdlib's
-            f"flag must be 'r', 'w', 'c' or 'n' (optionally followed by 'f', 's', 'u'), not {flag!r}"
+        raise FlagError(
+            errno.EINVAL,
+            f"flag must be 'r', 'w', 'c' or 'n' (optionally followed by 'f', 's', 'u'), not {flag!r}",
         )
     try:
         if isinstance(mode, bool):  # (an int to the stdlib, but a flag given by mistake: mode 0o001)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import array
+import errno
 import mmap
+import os
 
 import pytest
 
 import kv_backend.dbm as kdbm
-from kv_backend.errors import InvalidKeyError, InvalidValueError
+import kv_backend.shelve as kshelve
+from kv_backend.errors import ConfigurationError, InvalidKeyError, InvalidValueError
 
 
 def _buffers() -> list[object]:
@@ -60,3 +63,20 @@ def test_dbm_sqlite3_takes_them_too(tmp_path, obj, data):
         assert db[b"k"] == data
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("flag", ["C", "rw", "", "cx", "cm"])
+def test_a_bad_flag_is_this_modules_error_and_a_value_error(tmp_path, flag):
+    """dbm.gnu and dbm.ndbm raise their ``error`` for a flag they do not know (dbm.gnu's docs: "The
+    exception error is raised if an invalid flag is specified"), dbm.dumb and dbm.sqlite3 a ValueError.
+    This module, whose flags and open_flags are dbm.gnu's, raised a ValueError only, which
+    ``except dbm.error:`` missed."""
+    import dbm
+
+    path = str(tmp_path / "db")
+    for opener in (kdbm.open, kshelve.open):
+        with pytest.raises(kdbm.error, match="flag must be") as info:
+            opener(path, flag)
+        assert isinstance(info.value, ValueError) and isinstance(info.value, ConfigurationError)
+        assert isinstance(info.value, dbm.error) and info.value.errno == errno.EINVAL
+    assert not os.path.exists(path)
