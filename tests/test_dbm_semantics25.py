@@ -6,12 +6,16 @@ import array
 import errno
 import mmap
 import os
+import struct
 
 import pytest
+from redis_records_fixture22 import add_redis_keys, assert_redis_keys_whole
 
 import kv_backend.dbm as kdbm
 import kv_backend.shelve as kshelve
+from kv_backend import Store
 from kv_backend.errors import ConfigurationError, InvalidKeyError, InvalidValueError
+from kv_backend.structures import Structures
 
 
 def _buffers() -> list[object]:
@@ -80,3 +84,91 @@ def test_a_bad_flag_is_this_modules_error_and_a_value_error(tmp_path, flag):
         assert isinstance(info.value, ValueError) and isinstance(info.value, ConfigurationError)
         assert isinstance(info.value, dbm.error) and info.value.errno == errno.EINVAL
     assert not os.path.exists(path)
+
+
+#: Keys a dbm user may write that have the form of the records kvb serve keeps its Redis keys in (a NUL
+#: byte, then one of its prefix letters) without being any, with the value of each.
+BINARY_KEYS = {
+    struct.pack(">H", 109): b"1",  # b"\x00m": a metadata record's form, a value no record has
+    "mykey".encode("utf-16-be"): b"2",  # b"\x00m\x00y...": UTF-16-BE text
+    "hello".encode("utf-16-be"): b"3",  # b"\x00h\x00e...": a member record's prefix, no length after it
+    b"\x00h\x00\x00\x00\x01qf": b"4",  # a member record's form, of a Redis key that does not exist
+    b"\x00S" + b"0" * 40: b"5",  # a cached script's form, whose SHA1 is not the value's
+    b"\x00F\x01": b"6",
+    b"plain": b"7",
+}
+
+
+def _fill(db) -> None:
+    for key, value in BINARY_KEYS.items():
+        db[key] = value
+
+
+def test_clear_and_flag_n_empty_a_database_of_binary_keys(tmp_path):
+    """clear() and flag "n" left every key of that form, in any database (server or not): a dbm of
+    2-byte packed integers or of UTF-16-BE text was not emptied, as every stdlib dbm module empties it."""
+    path = str(tmp_path / "db")
+    with kdbm.open(path, "c") as db:
+        _fill(db)
+        db.clear()
+        assert len(db) == 0 and db.keys() == []
+        _fill(db)
+    with kdbm.open(path, "n") as db:
+        assert len(db) == 0
+        _fill(db)
+    with Store(path, key_type=bytes, serializer="raw") as st:
+        st.clear()
+        assert len(st) == 0
+
+
+def test_popitem_takes_every_binary_key(tmp_path):
+    """popitem() passed over them and raised KeyError while len() still counted them: a
+    ``while db: db.popitem()`` loop failed."""
+    with kdbm.open(str(tmp_path / "db"), "c") as db:
+        _fill(db)
+        taken = {}
+        while db:
+            key, value = db.popitem()
+            taken[key] = value
+        assert taken == BINARY_KEYS
+        with pytest.raises(KeyError, match="empty"):
+            db.popitem()
+
+
+def test_the_records_kvb_serve_wrote_are_still_left_whole(tmp_path):
+    """On a directory kvb serve also uses, its records stay whole and the binary keys go."""
+    path = str(tmp_path / "kv")
+    sha = add_redis_keys(path)
+    with kdbm.open(path, "w") as db:
+        _fill(db)
+        db.clear()
+        assert not any(key in db for key in BINARY_KEYS)
+    assert_redis_keys_whole(path, sha)
+    with kdbm.open(path, "w") as db:
+        _fill(db)
+        assert {db.popitem()[0] for _ in BINARY_KEYS} == set(BINARY_KEYS)
+        with pytest.raises(KeyError, match="only records of Redis keys"):
+            db.popitem()
+    assert_redis_keys_whole(path, sha)
+    with kdbm.open(path, "w") as db:
+        _fill(db)
+    kdbm.open(path, "n").close()
+    with kdbm.open(path, "r") as db:
+        assert not any(key in db for key in BINARY_KEYS)
+        db.clear()  # nothing of its own left: nothing to do, as in the stdlib
+    assert_redis_keys_whole(path, sha)
+
+
+def test_popitem_does_not_read_every_record_of_a_shared_directory(tmp_path):
+    """Telling a record from a key of its form takes a read of its metadata record: popitem() makes
+    those reads only when no key of another form is left, so many Redis keys do not slow it down."""
+    path = str(tmp_path / "kv")
+    with Structures(path) as s:
+        s.mset({f"k{i}": "v" for i in range(300)})
+    with kdbm.open(path, "w") as db:
+        db[b"mine"] = b"1"
+        reads = []
+        get = db.db.get
+        db.db.get = lambda *a, **k: reads.append(a[0]) or get(*a, **k)  # type: ignore[method-assign]
+        assert db.popitem() == (b"mine", b"1")
+        assert len(reads) < 10

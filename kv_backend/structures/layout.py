@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from kv_backend.errors import InvalidArgumentError, StorageError, UnencodableTextError
+from kv_backend.lazy import load
 
 Name = bytes | str | int | float
 
@@ -70,8 +71,66 @@ def is_structures_key(key: bytes) -> bool:
     return key[:1] == b"\x00" and len(key) > 1 and key[1] in _LAYOUT_BYTES
 
 
-def own_keys(db: Any) -> Iterator[bytes]:
-    """The keys of the :class:`~kv_backend.DB` ``db`` in byte order but the records of Redis keys
+def record_test(db: Any) -> Callable[[bytes], bool]:
+    """A test of whether a key of the :class:`~kv_backend.DB` ``db`` is a record the server wrote, which
+    other front ends leave alone: a metadata record whose value has this layout's form (not
+    :func:`foreign_meta`), a member record of a Redis key that has such a metadata record of its type,
+    the function libraries' record, the script cache's mark, or a cached script (its key the SHA1 of
+    its value). Other keys of :func:`is_structures_key`'s form (a dbm's ``b"\\x00m"``, UTF-16-BE text)
+    are another front end's, as they are to the server (to which a member record without its metadata
+    record is a leftover to remove, and a metadata record of another front end's value no Redis key's).
+    Metadata records are read once per test (it keeps what it read)."""
+    metas: dict[bytes, bytes | None] = {}
+
+    def live_meta(name: bytes) -> bytes | None:
+        if name not in metas:
+            meta = db.get(META + name)
+            metas[name] = None if meta is None or foreign_meta(meta) else meta
+        return metas[name]
+
+    def is_record(key: bytes) -> bool:
+        if not is_structures_key(key):
+            return False
+        prefix = key[:2]
+        if prefix == META:
+            return live_meta(key[2:]) is not None
+        if prefix in (FUNCTIONS, SCRIPTS):
+            return _server_record(key, db.get(key))
+        name = member_name(key)
+        meta = None if name is None else live_meta(name)
+        return meta is not None and prefix in MEMBER_PREFIXES.get(meta[0], ())
+
+    return is_record
+
+
+def _server_record(key: bytes, value: bytes | None) -> bool:
+    """Whether ``key`` (under :data:`FUNCTIONS` or :data:`SCRIPTS`) and ``value`` are a record the server
+    writes there: its function libraries (length-prefixed codes), its script cache's mark (8 bytes) or a
+    script under the SHA1 of its body."""
+    if value is None:
+        return False
+    if key == FUNCTIONS:
+        at = 0
+        while at + 4 <= len(value):
+            at += 4 + _LEN.unpack_from(value, at)[0]
+        return at == len(value) > 0
+    if key == SCRIPTS:
+        return len(value) == 8
+    sha = key[2:]
+    return len(sha) == 40 and load("hashlib").sha1(value).hexdigest().encode() == sha  # (not at import)
+
+
+def _past(key: bytes) -> bytes:
+    """Where :func:`own_keys` looks next after ``key``, a member record: past every record of its Redis key
+    under the same prefix (all of them start with ``prefix + len(name) + name``)."""
+    name = member_name(key)
+    assert name is not None  # (is_record accepted it)
+    group = key[: 6 + len(name)]
+    return group[:-1] + bytes((group[-1] + 1,)) if group[-1] < 0xFF else key + b"\x00"
+
+
+def _formless_keys(db: Any) -> Iterator[bytes]:
+    """The keys of ``db`` in byte order that have not the form of the server's records
     (:func:`is_structures_key`), each of whose prefixes is jumped over, not walked."""
     start = None
     while True:
@@ -84,17 +143,39 @@ def own_keys(db: Any) -> Iterator[bytes]:
             return
 
 
-def pop_first(db: Any, take: Callable[[bytes], _T | None], what: str) -> _T:
-    """``take(key)`` for the smallest key of ``db`` that is no record of a Redis key (a front end's
-    ``popitem()``: removing one of those alone damages its Redis key, so they are left alone as the
-    Django cache's culling leaves them), again from the smallest while another process takes it first
-    (``take`` returns None); KeyError when none is left, saying so of the ``what`` (``"store"``...)."""
+def own_keys(db: Any) -> Iterator[bytes]:
+    """The keys of the :class:`~kv_backend.DB` ``db`` in byte order but the records the server wrote
+    (:func:`record_test`); the member records of a Redis key are jumped over, not walked."""
+    is_record = record_test(db)
+    start = None
     while True:
-        for key in own_keys(db):
+        for key in db.keys(start=start):
+            if not is_record(key):
+                yield key
+            elif key[:2] not in (META, FUNCTIONS, SCRIPTS):  # (one record each: walked on)
+                start = _past(key)
+                break
+        else:
+            return
+
+
+def pop_first(db: Any, take: Callable[[bytes], _T | None], what: str) -> _T:
+    """``take(key)`` for the smallest key of ``db`` that has not the form of a record of a Redis key or,
+    when only keys of that form are left, for the smallest of them that the server did not write (a
+    front end's ``popitem()``: removing a record alone damages its Redis key, so they are left alone as
+    the Django cache's culling leaves them; the keys of that form are read only then, so that a
+    directory of many Redis keys does not cost every popitem() a read of each), again while another
+    process takes it first (``take`` returns None); KeyError when none is left, saying so of the
+    ``what`` (``"store"``...)."""
+    while True:
+        key = next(_formless_keys(db), None)
+        if key is None:
+            key = next(own_keys(db), None)
+        if key is not None:
             found = take(key)
             if found is not None:
                 return found
-            break  # another thread or process took it meanwhile: look again
+            # another thread or process took it meanwhile: look again
         else:
             if next(db.keys(), None) is None:
                 raise KeyError(f"popitem(): the {what} is empty")
@@ -106,13 +187,14 @@ def pop_first(db: Any, take: Callable[[bytes], _T | None], what: str) -> _T:
 
 
 def clear_own(db: Any) -> None:
-    """Remove every key of the :class:`~kv_backend.DB` ``db`` but this layout's records
-    (:func:`is_structures_key`), in one atomic batch under the write lock: the ``clear()`` of a front end
+    """Remove every key of the :class:`~kv_backend.DB` ``db`` but the records the server wrote
+    (:func:`record_test`), in one atomic batch under the write lock: the ``clear()`` of a front end
     (Store, dbm, shelf, the Django cache) on a directory ``kvb serve`` also uses leaves its Redis keys,
     functions and scripts whole, as its ``popitem()`` and the Django cache's culling leave them."""
     with db.locked():
         db.purge_expired()  # (expired keys, which no listing shows, leave the index as by DB.clear())
-        doomed = [key for key in db.unordered_keys() if not is_structures_key(key)]
+        is_record = record_test(db)
+        doomed = [key for key in db.unordered_keys() if not is_record(key)]
         if doomed:
             try:
                 with db.batch() as b:
