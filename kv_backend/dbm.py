@@ -82,7 +82,16 @@ open_flags = _FLAGS + _MODIFIERS
 
 
 class error(KVError, OSError):  # the name every dbm module uses
-    """The exception of this dbm module (an ``OSError``, as the stdlib's ``dbm.error`` entries are)."""
+    """The exception of this dbm module (an ``OSError``, as the stdlib's ``dbm.error`` entries are).
+
+    One that :func:`open` raises about the path has it in ``filename``, as an ``OSError`` of the
+    ``os`` module (and ``dbm.gnu``'s) has; its message names the path already.
+    """
+
+    def __str__(self) -> str:
+        if self.filename is None or self.strerror is None:
+            return super().__str__()
+        return f"[Errno {self.errno}] {self.strerror}"  # (OSError's adds ": 'filename'")
 
 
 class ReadOnlyDatabaseError(error, ReadOnlyError):
@@ -717,6 +726,16 @@ def open(file: str | bytes | os.PathLike[Any], flag: str = "r", mode: int = 0o66
         raise DatabaseNotFoundError(errno.ENOENT, "the database path is empty: name the database's directory")
     if "\x00" in path:  # the system refuses it (a bare ValueError from the first os call)
         raise ConfigurationError(f"the database path {path!r} holds a NUL character, which no path can")
+    try:
+        return _open_path(path, flag, mode)
+    except error as exc:
+        if exc.filename is None:  # (an OSError of the os module, dbm.gnu's and dbm.dumb's name the path)
+            exc.filename = file
+        raise
+
+
+def _open_path(path: str, flag: str, mode: int) -> Database:
+    """:func:`open` of the checked ``path``, ``flag`` and ``mode``."""
     if flag[0] == "n" and os.path.isfile(path) and not os.path.islink(path):
         # "n" always makes a new, empty database, as in the stdlib (dbm.gnu truncates whatever
         # file is there): a regular file at the path gives way to the new store directory.

@@ -172,3 +172,27 @@ def test_popitem_does_not_read_every_record_of_a_shared_directory(tmp_path):
         db.db.get = lambda *a, **k: reads.append(a[0]) or get(*a, **k)  # type: ignore[method-assign]
         assert db.popitem() == (b"mine", b"1")
         assert len(reads) < 10
+
+
+def test_an_error_about_the_path_names_it_in_filename(tmp_path):
+    """dbm.gnu's error for a missing file has the path in ``filename`` (CPython's test_dbm_gnu checks it),
+    as dbm.dumb's FileNotFoundError has, and as every OSError of the os module has; this module's had
+    None. Its message, which names the path already, is unchanged."""
+    (tmp_path / "file").write_text("not a database")
+    (tmp_path / "under").write_text("")
+    cases = [
+        (str(tmp_path / "missing"), "r", kdbm.DatabaseNotFoundError),
+        (os.fsencode(tmp_path / "missing"), "w", kdbm.DatabaseNotFoundError),
+        (tmp_path / "no" / "parent", "c", kdbm.DatabaseNotFoundError),
+        (str(tmp_path / "under" / "db"), "c", kdbm.PathNotADirectoryError),
+        (str(tmp_path / "file"), "c", kdbm.error),
+    ]
+    for file, flag, cls in cases:
+        with pytest.raises(cls) as info:
+            kdbm.open(file, flag)
+        assert info.value.filename == file
+        assert str(info.value).startswith(f"[Errno {info.value.errno}] ")
+        assert not str(info.value).endswith(f": {file!r}")  # (not named twice)
+    with pytest.raises(kdbm.error) as info:
+        kshelve.open(str(tmp_path / "missing"), "r")
+    assert info.value.filename == str(tmp_path / "missing")
