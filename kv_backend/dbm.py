@@ -50,7 +50,14 @@ from kv_backend.mapping import refuse_pickling, update_pairs
 from kv_backend.owners import give_new_directories, new_path_owner
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from typing_extensions import Buffer
+
     from kv_backend.merge import MergeReport
+
+    #: A key or value as given: a str (stored as UTF-8) or any bytes-like object (stored as its bytes).
+    _Bytes: TypeAlias = str | Buffer
 
 __all__ = [
     "ClosedError",
@@ -296,7 +303,7 @@ class Database(MutableMapping[bytes, bytes]):
         if self.db.closed:
             raise self._convert(DatabaseClosedError())
 
-    def __getitem__(self, key: bytes | str) -> bytes:
+    def __getitem__(self, key: _Bytes) -> bytes:
         if type(key) is not bytes:
             key = _key(key)
         try:
@@ -310,19 +317,19 @@ class Database(MutableMapping[bytes, bytes]):
         return value
 
     @overload
-    def get(self, key: bytes | str) -> bytes | None: ...
+    def get(self, key: _Bytes) -> bytes | None: ...
 
     @overload
-    def get(self, key: bytes | str, default: bytes | T) -> bytes | T: ...
+    def get(self, key: _Bytes, default: bytes | T) -> bytes | T: ...
 
-    def get(self, key: bytes | str, default: Any = None) -> Any:
+    def get(self, key: _Bytes, default: Any = None) -> Any:
         """Return the value of ``key``, or ``default``."""
         try:
             return self[key]
         except KeyError:
             return default
 
-    def __setitem__(self, key: bytes | str, value: bytes | bytearray | memoryview | str) -> None:
+    def __setitem__(self, key: _Bytes, value: _Bytes) -> None:
         if type(key) is not bytes:
             key = _key(key)
         if type(value) is not bytes:
@@ -352,7 +359,7 @@ class Database(MutableMapping[bytes, bytes]):
         except KVError as exc:
             raise self._convert(exc) from None
 
-    def setdefault(self, key: bytes | str, default: bytes | bytearray | memoryview | str = b"") -> bytes:
+    def setdefault(self, key: _Bytes, default: _Bytes = b"") -> bytes:
         """Return the value of ``key``, storing ``default`` first if it is absent (atomic).
 
         As in ``dbm.gnu`` and ``dbm.dumb``, ``default`` is checked only when it is
@@ -372,7 +379,7 @@ class Database(MutableMapping[bytes, bytes]):
         except KVError as exc:
             raise self._convert(exc) from None
 
-    def __delitem__(self, key: bytes | str) -> None:
+    def __delitem__(self, key: _Bytes) -> None:
         key = _key(key)
         try:
             existed = self.db.delete(key)
@@ -427,12 +434,12 @@ class Database(MutableMapping[bytes, bytes]):
             raise self._convert(exc) from None
 
     @overload
-    def pop(self, key: bytes | str) -> bytes: ...
+    def pop(self, key: _Bytes) -> bytes: ...
 
     @overload
-    def pop(self, key: bytes | str, default: bytes | T) -> bytes | T: ...
+    def pop(self, key: _Bytes, default: bytes | T) -> bytes | T: ...
 
-    def pop(self, key: bytes | str, default: Any = _MISSING) -> Any:
+    def pop(self, key: _Bytes, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value, or ``default`` if it is absent (atomic across processes).
 
         The mixin's version read the key, then deleted it: when another process
@@ -484,7 +491,7 @@ class Database(MutableMapping[bytes, bytes]):
             return k
         return None
 
-    def nextkey(self, key: bytes | str) -> bytes | None:
+    def nextkey(self, key: _Bytes) -> bytes | None:
         """The key after ``key`` in byte order, or None after the last one (as in ``dbm.gnu``).
 
         ``key`` need not be in the database: a walk goes on after the key it is at was deleted

@@ -7,6 +7,7 @@ a missing overload, a mapping parameter that refuses a plain ``dict``) fails the
 
 from __future__ import annotations
 
+import array
 import json
 import shelve
 from collections.abc import MutableMapping
@@ -53,6 +54,8 @@ def dbms(path: str) -> None:
         db["k"] = "v"
         db[b"k"] = bytearray(b"v")  # as the stdlib's dbm takes (typeshed: str | bytes | bytearray)
         db.setdefault(b"k", bytearray(b"v"))
+        db[memoryview(b"k")] = array.array("b", b"v")  # any bytes-like object, key or value (docs/store.md)
+        assert_type(db.get(bytearray(b"k")), bytes | None)
         assert_type(db[b"k"], bytes)
         assert_type(db.get(b"k"), bytes | None)  # the values and pairs below were all Any
         assert_type(db.get("k", b""), bytes)
