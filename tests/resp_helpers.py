@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -242,9 +242,16 @@ class Raw:
             assert self.call("HELLO", "3").startswith(b"%")
 
     def call(self, *args: str | bytes) -> bytes:
-        words = [a.encode() if isinstance(a, str) else a for a in args]
-        self.sock.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in words))
-        return self._read()
+        return self.pipeline([args])[0]
+
+    def pipeline(self, commands: Sequence[Sequence[str | bytes]]) -> list[bytes]:
+        """Send ``commands`` in one write, then read one reply each (their exact bytes)."""
+        out = []
+        for args in commands:
+            words = [a.encode() if isinstance(a, str) else a for a in args]
+            out.append(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in words))
+        self.sock.sendall(b"".join(out))
+        return [self._read() for _ in commands]
 
     def _read(self) -> bytes:
         line = self.file.readline()
