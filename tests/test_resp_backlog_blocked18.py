@@ -14,13 +14,6 @@ MIB = b"x" * (1024 * 1024)
 LIMIT = 32 * 1024 * 1024  # the server's pub/sub backlog limit
 
 
-def _send(conn: Raw, *commands: tuple[bytes, ...]) -> list[bytes]:
-    conn.sock.sendall(
-        b"".join(b"*%d\r\n" % len(c) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in c) for c in commands)
-    )
-    return [conn._read() for _ in commands]
-
-
 def _omem(conn: Raw, client_id: bytes) -> int:
     """CLIENT LIST's omem of a client: the bytes waiting in the server's buffer for it."""
     line = conn.call("CLIENT", "LIST", "ID", client_id)
@@ -40,9 +33,9 @@ def test_a_subscriber_dropped_for_its_backlog_takes_no_element(tmp_path):
             # Fill its backlog just over the limit (the kernel's buffers take their part first),
             # so that the next message drops it.
             while _omem(publisher, slow_id) <= LIMIT:
-                assert _send(publisher, (b"PUBLISH", b"ch", MIB)) == [b":1\r\n"]
-            replies = _send(
-                publisher, (b"PUBLISH", b"ch", b"m"), (b"LPUSH", b"q", b"x"), (b"LRANGE", b"q", b"0", b"-1")
+                assert publisher.call(b"PUBLISH", b"ch", MIB) == b":1\r\n"
+            replies = publisher.pipeline(
+                [(b"PUBLISH", b"ch", b"m"), (b"LPUSH", b"q", b"x"), (b"LRANGE", b"q", b"0", b"-1")]
             )
             assert replies[1:] == [b":1\r\n", b"*1\r\n$1\r\nx\r\n"]
             assert b"id=%b " % slow_id not in publisher.call("CLIENT", "LIST")  # it was dropped

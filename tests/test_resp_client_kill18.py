@@ -12,14 +12,6 @@ from __future__ import annotations
 from resp_helpers import Raw, wait_blocked
 
 
-def _pipeline(conn: Raw, *commands: tuple[str, ...]) -> list[bytes]:
-    data = [[w.encode() for w in c] for c in commands]
-    conn.sock.sendall(
-        b"".join(b"*%d\r\n" % len(c) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in c) for c in data)
-    )
-    return [conn._read() for _ in commands]
-
-
 def _client_id(conn: Raw) -> str:
     return conn.call("CLIENT", "ID")[1:-2].decode()
 
@@ -42,8 +34,8 @@ def test_a_killed_blocked_client_takes_nothing_pushed_after_the_kill(ports):
             waiter.sock.sendall(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n")
             wait_blocked(admin)
             results.append(
-                _pipeline(
-                    admin, ("CLIENT", "KILL", "ID", wid), ("LPUSH", "q", "x"), ("LRANGE", "q", "0", "-1")
+                admin.pipeline(
+                    [("CLIENT", "KILL", "ID", wid), ("LPUSH", "q", "x"), ("LRANGE", "q", "0", "-1")]
                 )
             )
             assert _closed(waiter)
@@ -63,13 +55,14 @@ def test_a_killed_subscriber_is_gone_for_the_commands_after_the_kill(ports):
             addr = f"{host}:{port_}"
             assert subscriber.call("SUBSCRIBE", "ch").startswith(b"*3\r\n$9\r\nsubscribe")
             results.append(
-                _pipeline(
-                    admin,
-                    ("CLIENT", "KILL", addr),
-                    ("PUBLISH", "ch", "m"),
-                    ("CLIENT", "LIST", "ID", sid),
-                    ("CLIENT", "KILL", addr),
-                    ("CLIENT", "KILL", "ID", sid),
+                admin.pipeline(
+                    [
+                        ("CLIENT", "KILL", addr),
+                        ("PUBLISH", "ch", "m"),
+                        ("CLIENT", "LIST", "ID", sid),
+                        ("CLIENT", "KILL", addr),
+                        ("CLIENT", "KILL", "ID", sid),
+                    ]
                 )
             )
             assert _closed(subscriber)
