@@ -1,8 +1,9 @@
 """Malformed and edge forms of the commands whose arguments come in many shapes (geo, sorted sets,
 lists, sets, hashes, strings, bitmaps, streams, SORT, OBJECT, the EXPIRE family), sent to a real
-redis-server 7.0 and to ``kvb serve``: every reply must be the same bytes, errors included, so each
-error comes first where Redis's argument parsing finds it (a key of the wrong type together with a
-syntax error, a bad number, a missing option, a repeated one...).
+redis-server 7.0 and to ``kvb serve`` (over RESP2 and RESP3, alone and inside MULTI/EXEC): every
+reply must be the same bytes, errors included, so each error comes first where Redis's argument
+parsing finds it (a key of the wrong type together with a syntax error, a bad number, a missing
+option, a repeated one...).
 
 A case is one line of commands separated by `` ; `` (shlex words; ``''`` is an empty argument,
 ``<NUL>`` a NUL byte), run after FLUSHALL and the commands of the keys of ``DATA`` that its words
@@ -1887,21 +1888,26 @@ def test_the_tables_name_each_case_once():
     assert not set(DIFFERS) - set(cases), set(DIFFERS) - set(cases)
 
 
-def _replies(conn: Raw, case: str) -> list[bytes]:
-    """FLUSHALL, the keys of DATA the case names, then the case's commands: the replies of all."""
+def _replies(conn: Raw, case: str, in_multi: bool) -> list[bytes]:
+    """FLUSHALL, the keys of DATA the case names, then the case's commands (between MULTI and EXEC
+    if ``in_multi``): the replies of all."""
     commands = [[w.replace("<NUL>", "\0") for w in shlex.split(part)] for part in case.split(" ; ")]
     named = {w for command in commands for w in command}
     setup = [["FLUSHALL"], *(c for key, made in DATA.items() if key in named for c in made)]
+    if in_multi:
+        commands = [["MULTI"], *commands, ["EXEC"]]
     return conn.pipeline([*setup, *commands])
 
 
+@pytest.mark.parametrize("in_multi", [False, True], ids=["alone", "in MULTI"])
 @pytest.mark.parametrize("table", TABLES)
-def test_replies_match_redis(conns, table):
+def test_replies_match_redis(conns, table, in_multi):
     """Every case of the table gets the same reply bytes from both servers, but those of DIFFERS,
-    which must differ; a failure names each case that did otherwise."""
+    which must differ; a failure names each case that did otherwise. In MULTI, what is checked when
+    a command is queued (its name and arity) and what when EXEC runs it (the rest) are Redis's too."""
     wrong = []
     for case in TABLES[table]:
-        want, got = (_replies(conn, case) for conn in conns)
+        want, got = (_replies(conn, case, in_multi) for conn in conns)
         if case in DIFFERS and got == want:
             wrong.append(f"{case}\n  the same replies, where docs/redis.md says they differ: {DIFFERS[case]}")
         elif case not in DIFFERS and got != want:
