@@ -148,21 +148,23 @@ def cmd_zrange(conn: Connection, args: list[bytes]) -> Any:
     if opts["by"] == "score":
         lo, hi = (args[3], args[2]) if opts["rev"] else (args[2], args[3])
         return _by_score(conn, args[1], lo, hi, opts, opts["rev"])
-    if opts["limit"] and opts["limit"][1] != -1:  # Redis lets "LIMIT <offset> -1" pass, and ignores it
+    return _by_rank(conn, args, opts, opts["rev"])
+
+
+def _by_rank(conn: Connection, args: list[bytes], opts: dict[str, Any], rev: bool) -> Any:
+    """ZRANGE by rank and ZREVRANGE: LIMIT is refused (but ``LIMIT <offset> -1``, which Redis takes
+    for no limit and ignores), then the ranks are read, then the key."""
+    if opts["limit"] and opts["limit"][1] != -1:
         raise CommandError(
             "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
         )
-    items = conn.st.zrange(args[1], arg_int(args[2]), arg_int(args[3]), desc=opts["rev"], withscores=True)
+    items = conn.st.zrange(args[1], arg_int(args[2]), arg_int(args[3]), desc=rev, withscores=True)
     return _scored(conn, items) if opts["withscores"] else [m for m, _ in items]
 
 
 @command("ZREVRANGE", -4)
 def cmd_zrevrange(conn: Connection, args: list[bytes]) -> Any:
-    opts = _range_opts(args, 4, allow_by=False)
-    if opts["limit"]:
-        raise syntax()
-    items = conn.st.zrange(args[1], arg_int(args[2]), arg_int(args[3]), desc=True, withscores=True)
-    return _scored(conn, items) if opts["withscores"] else [m for m, _ in items]
+    return _by_rank(conn, args, _range_opts(args, 4, allow_by=False), rev=True)
 
 
 @command("ZRANGEBYSCORE", -4)
