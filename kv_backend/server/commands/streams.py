@@ -57,10 +57,15 @@ def _stream_options(args: list[bytes], i: int, xadd: bool) -> tuple[dict[str, An
         else:
             raise syntax()
         i += 1
-    if "limit" in options and "maxlen" not in options and "minid" not in options:
+    # Then, as Redis checks them before the fields and the key: a LIMIT (but LIMIT 0, no limit) needs
+    # a strategy, XTRIM needs one, and any LIMIT needs ~.
+    strategy = "maxlen" in options or "minid" in options
+    if options.get("limit") and not strategy:
         raise CommandError("ERR syntax error, LIMIT cannot be used without specifying a trimming strategy")
-    if not xadd and "maxlen" not in options and "minid" not in options:
+    if not xadd and not strategy:
         raise CommandError("ERR syntax error, XTRIM must be called with a trimming strategy")
+    if "limit" in options and not options.get("approximate"):
+        raise CommandError("ERR syntax error, LIMIT cannot be used without the special ~ option")
     return options, i
 
 
