@@ -255,6 +255,9 @@ GEOSEARCH g FROMMEMBER Palermo BYRADIUS 0 m WITHDIST
 GEOSEARCH g FROMMEMBER Palermo BYBOX 0 0 m WITHDIST WITHHASH WITHCOORD
 GEORADIUS g 180 85.05112878 20000 km ASC COUNT 1
 GEORADIUS g -180 0 20000 km DESC
+GEODIST g Palermo Catania
+GEOSEARCH g FROMMEMBER Palermo BYRADIUS 200 km WITHCOORD WITHDIST WITHHASH ASC
+GEORADIUS g 15 37 200 km WITHCOORD
 """
 
 ZSETS = """
@@ -529,6 +532,26 @@ ZADD z 0e0 m ; ZSCORE z m
 ZADD z -0 m ; ZSCORE z m
 ZADD z -0.0 m ; ZRANGE z 0 -1 WITHSCORES
 ZINCRBY z -0 a
+ZRANGE z (1 +inf BYSCORE WITHSCORES
+ZRANDMEMBER Z1 1 WITHSCORES
+ZRANDMEMBER Z1 -2 WITHSCORES
+ZRANDMEMBER Z1 -2
+ZRANDMEMBER Z1
+ZSCORE z a
+ZMSCORE z a nosuch
+ZINCRBY z 1.5 a
+ZADD z INCR 1.5 a
+ZPOPMIN z
+ZPOPMIN z 2
+ZPOPMAX none
+ZPOPMAX none 2
+ZMPOP 1 z MIN
+ZMPOP 1 z MIN COUNT 2
+ZMPOP 1 none MIN
+BZPOPMIN z 0
+BZMPOP 0 1 z MAX COUNT 2
+ZUNION 2 z S WITHSCORES
+ZSCAN Z1 0
 """
 
 LISTS = """
@@ -659,6 +682,14 @@ BLPOP s none x
 LPUSHX s a
 RPUSHX none a
 LPUSH s a
+LPOS l a
+LPOS l z COUNT 0
+LPOS l z
+LMPOP 1 l LEFT COUNT 2
+BLMPOP 0 1 l RIGHT
+LPOP l 2
+LPOP none 2
+RPOP l 0
 """
 
 SETS_HASHES = """
@@ -793,6 +824,24 @@ STRLEN l
 HINCRBYFLOAT h f2 1e4000
 HINCRBYFLOAT h f2 123456789012345678901234567890
 HSET h f3 1e400 ; HINCRBYFLOAT h f3 0
+HRANDFIELD H1 1 WITHVALUES
+HRANDFIELD H1 -2 WITHVALUES
+SPOP S1 1
+SPOP S1 0
+SPOP I 5
+SRANDMEMBER S1 1
+SRANDMEMBER S1 -2
+SMEMBERS I
+SINTER I I
+SUNION I none
+SDIFF I none
+HINCRBYFLOAT h f2 1
+HGETALL H1
+HGETALL none
+HMGET h f1 nosuch
+SMISMEMBER S a nosuch
+HSCAN H1 0
+SSCAN S1 0
 """
 
 STRINGS = """
@@ -1133,6 +1182,15 @@ GETEX s EXAT 9223372036854775 ; EXPIRETIME s
 GETEX s PXAT 9223372036854775807 ; PEXPIRETIME s
 GETEX s PXAT 0
 GETEX s PXAT -1
+SET a ohellno ; LCS a s IDX
+SET a ohellno ; LCS a s IDX WITHMATCHLEN MINMATCHLEN 2
+INCRBYFLOAT n 1.5
+BITFIELD s GET u8 0 GET i4 4
+BITFIELD s OVERFLOW FAIL INCRBY u8 0 255
+BITPOS s 1
+BITCOUNT s
+GETEX s
+SET k v GET
 """
 
 STREAMS = """
@@ -1676,6 +1734,16 @@ XINFO STREAM none FULL COUNT x
 XINFO GROUPS s
 XINFO CONSUMERS s grp
 XINFO CONSUMERS none grp
+XREAD STREAMS x 0
+XREAD COUNT 1 STREAMS x x 0 1-0
+XREAD STREAMS x 9-0
+XREADGROUP GROUP grp c2 STREAMS x >
+XINFO STREAM x
+XINFO GROUPS x
+XCLAIM x grp c 0 1-0
+XPENDING x grp IDLE 9999999 - + 1
+XRANGE x - +
+XRANGE x 5 +
 """
 
 KEYS = """
@@ -1899,19 +1967,22 @@ EXPIRE t -9223372036854775808 ; EXISTS t
 PEXPIRE t -9223372036854775808 ; EXISTS t
 EXPIREAT t -9223372036854775808 ; EXISTS t
 PEXPIREAT t -9223372036854775808 ; EXISTS t
-# Elements held as text: INCRBYFLOAT first clears redis-server's errno, which an out-of-range
-# number read before (by any command) leaves set and SORT reads (docs/redis.md, SORT).
-INCRBYFLOAT e 0 ; RPUSH q 3 1 2 ; SORT q
-INCRBYFLOAT e 0 ; RPUSH q 3 1x 2 ; SORT q
-INCRBYFLOAT e 0 ; RPUSH q ' 3' 1 2 ; SORT q
-INCRBYFLOAT e 0 ; RPUSH q 3.5 1e1 -inf inf ; SORT q
-INCRBYFLOAT e 0 ; RPUSH q 3 nan 2 ; SORT q
-INCRBYFLOAT e 0 ; RPUSH q 0x10 1 2 ; SORT q
-INCRBYFLOAT e 0 ; RPUSH q 1e400 1 ; SORT q
-INCRBYFLOAT e 0 ; RPUSH q '' 1 ; SORT q
-INCRBYFLOAT e 0 ; RPUSH q b a<NUL>z a ; SORT q ALPHA
-INCRBYFLOAT e 0 ; RPUSH q b a<NUL>z a ; SORT q ALPHA STORE d ; LRANGE d 0 -1
+RPUSH q 3 1 2 ; SORT q
+RPUSH q 3 1x 2 ; SORT q
+RPUSH q ' 3' 1 2 ; SORT q
+RPUSH q 3.5 1e1 -inf inf ; SORT q
+RPUSH q 3 nan 2 ; SORT q
+RPUSH q 0x10 1 2 ; SORT q
+RPUSH q 1e400 1 ; SORT q
+RPUSH q '' 1 ; SORT q
+RPUSH q b a<NUL>z a ; SORT q ALPHA
+RPUSH q b a<NUL>z a ; SORT q ALPHA STORE d ; LRANGE d 0 -1
 ZADD z 1e-400 m ; RPUSH q 2.5 1 ; SORT q
+TTL none
+OBJECT IDLETIME s
+SORT I GET # GET nokey_*
+SORT_RO I
+SCAN 0 TYPE string
 """
 
 # Number edges, each put where a template has {n}: every integer argument of these commands is read
@@ -2105,12 +2176,21 @@ def test_the_tables_name_each_case_once():
     assert not set(DIFFERS) - set(cases), set(DIFFERS) - set(cases)
 
 
+# redis-server 7.0's SORT reads errno after strtod without clearing it first, so an out-of-range
+# number read before, by any command of any client, makes it refuse elements held as text
+# (docs/redis.md, SORT). INCRBYFLOAT clears it (it sets errno to 0 before its strtold): cases of SORT
+# start so, so that what they answer does not depend on the cases before them.
+CLEAR_ERRNO = [["INCRBYFLOAT", "errno", "0"], ["DEL", "errno"]]
+
+
 def _replies(conn: Raw, case: str, in_multi: bool) -> tuple[list[bytes], list[bytes]]:
     """FLUSHALL and the keys of DATA the case names, then the case's commands (between MULTI and
     EXEC if ``in_multi``): the replies of the first, and those of the case."""
     commands = [[w.replace("<NUL>", "\0") for w in shlex.split(part)] for part in case.split(" ; ")]
     named = {w for command in commands for w in command}
     setup = [["FLUSHALL"], *(c for key, made in DATA.items() if key in named for c in made)]
+    if named & {"SORT", "SORT_RO"}:
+        setup += CLEAR_ERRNO
     if in_multi:
         commands = [["MULTI"], *commands, ["EXEC"]]
     replies = conn.pipeline([*setup, *commands])
