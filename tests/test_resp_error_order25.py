@@ -6,15 +6,16 @@ parsing finds it (a key of the wrong type together with a syntax error, a bad nu
 option, a repeated one...).
 
 A case is one line of commands separated by `` ; `` (shlex words; ``''`` is an empty argument,
-``<NUL>`` a NUL byte), run after FLUSHALL and the commands of the keys of ``DATA`` that its words
-name; every reply of the line is compared, so a line may check what a command left behind. A
-failure names each case whose replies differed. The keys: ``s`` a string, ``n`` the string 10, ``t``
-a string with a TTL, ``l`` a list, ``h`` a hash, ``S``/``S2`` sets, ``I`` a set of integers, ``z`` a
-sorted set, ``S1``/``H1``/``Z1`` a set, hash and sorted set of one member (random-member counts
-answer the same there), ``g`` a geo set (Palermo, Catania), ``x`` a stream with a group ``grp``
-whose consumer ``c1`` holds entry 1-0; ``none`` and the other names do not exist. The replies of
-``DIFFERS`` differ on purpose (docs/redis.md says why); they must differ. Left out: what depends on
-time or on Redis's hash tables (``*`` IDs, idle times, the order of sets of strings)."""
+``<NUL>`` a NUL byte; a line starting with ``#`` is a comment), run after FLUSHALL and the commands
+of the keys of ``DATA`` that its words name (and, for SORT, ``CLEAR_ERRNO``); every reply of the
+line is compared, so a line may check what a command left behind. A failure names each case whose
+replies differed. The keys: ``s`` a string, ``n`` the string 10, ``t`` a string with a TTL, ``l`` a
+list, ``h`` a hash, ``S``/``S2`` sets, ``I`` a set of integers, ``z`` a sorted set,
+``S1``/``H1``/``Z1`` a set, hash and sorted set of one member (random-member counts answer the same
+there), ``g`` a geo set (Palermo, Catania), ``x`` a stream with a group ``grp`` whose consumer
+``c1`` holds entry 1-0; ``none`` and the other names do not exist. The replies of ``DIFFERS`` differ
+on purpose (docs/redis.md says why); they must differ. Left out: what depends on time or on Redis's
+hash tables (``*`` IDs, idle times, the order of sets of strings)."""
 
 from __future__ import annotations
 
