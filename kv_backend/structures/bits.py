@@ -41,10 +41,11 @@ def _int_or(raw: Value, message: str) -> int:
 def bit_offset(raw: Value, bits: int = 0) -> int:
     """A bit offset argument checked as Redis checks it: 0 to 2**32 - 1.
 
-    With ``bits`` (BITFIELD), ``#n`` means the n-th field of that width (``n * bits``).
+    With ``bits`` (BITFIELD), ``#n`` means the n-th field of that width (``n * bits``), a product
+    Redis makes in 64 bits that wrap, as kvb does: ``#-9223372036854775808`` of ``u8`` is offset 0.
     """
     if bits and isinstance(raw, (bytes, str)) and _b(raw)[:1] == b"#":
-        offset = _int_or(_b(raw)[1:], BIT_OFFSET_ERROR) * bits
+        offset = (_int_or(_b(raw)[1:], BIT_OFFSET_ERROR) * bits + 2**63) % 2**64 - 2**63
     else:
         offset = _int_or(raw, BIT_OFFSET_ERROR)
     if not 0 <= offset <= MAX_BIT_OFFSET:
