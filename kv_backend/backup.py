@@ -39,6 +39,12 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, suppre
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.backup_stores import (
+    BackupOfAnotherStoreError,
+    refuse_another_store,
+    refuse_to_choose,
+    retention_groups,
+)
 from kv_backend.backup_uploads import abort_uploads, stale_uploads
 from kv_backend.backup_urls import (
     _archive_refusal,
@@ -87,6 +93,7 @@ from kv_backend.owners import (
     nearest_directory,
     new_path_owner,
 )
+from kv_backend.store_id import is_store_id, parse_store_id
 
 if TYPE_CHECKING:
     from kv_backend.db import DB, SnapshotFile
@@ -96,6 +103,7 @@ __all__ = [
     "BackupExistsError",
     "BackupInfo",
     "BackupNotDurableError",
+    "BackupOfAnotherStoreError",
     "BackupReport",
     "BackupTargetFullError",
     "RestoreNotDurableError",
@@ -289,6 +297,8 @@ class BackupInfo:
     bytes: int = 0
     source: str = ""
     error: str | None = None
+    #: The id of the store backed up (None: a backup made before stores had ids, or of a store without one).
+    store_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -890,6 +900,8 @@ def _decode_manifest(data: bytes, where: str) -> dict[str, Any]:
     mode = doc.get("store_mode")  # (optional: older backups lack it)
     if not (isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o7777):
         doc.pop("store_mode", None)
+    if not is_store_id(doc.get("store_id")):  # (optional: older backups, and stores without one, lack it)
+        doc.pop("store_id", None)
     if not isinstance(doc.get("created"), (int, float)) or not isinstance(doc.get("store_format"), str):
         raise BackupError(f"manifest {where} is damaged (missing creation time or store format)")
     if not _is_time(doc["created"]):
@@ -948,13 +960,18 @@ def _manifest_names(target: _Target) -> list[str]:
 
 
 def _load_all(target: _Target) -> list[tuple[str, dict[str, Any] | None, str | None]]:
-    """Every manifest under the URL as (name, manifest or None, error or None).
+    """Every manifest under the URL as (name, manifest or None, error or None): see :func:`_load`."""
+    return _load(target, _manifest_names(target))
+
+
+def _load(target: _Target, names: Iterable[str]) -> list[tuple[str, dict[str, Any] | None, str | None]]:
+    """The manifests ``names`` (listed under the URL) as (name, manifest or None, error or None).
 
     A manifest that cannot be *read* raises (the storage is failing); one that
     reads but does not check out is returned with its error.
     """
     out: list[tuple[str, dict[str, Any] | None, str | None]] = []
-    for name in _manifest_names(target):
+    for name in names:
         rel = _manifest_rel(name)
         if not _NAME_RE.match(name):
             out.append(
@@ -988,6 +1005,7 @@ def _info(name: str, doc: dict[str, Any] | None, error: str | None) -> BackupInf
         files=len(doc["files"]),
         bytes=sum(f["size"] for f in doc["files"]),
         source=str(doc.get("source", "")),
+        store_id=doc.get("store_id"),
     )
 
 
@@ -1262,7 +1280,11 @@ def _backup(
             target.give_to_owner_of(path)
         created = time.time()
         store_format = _store_format(path)
-        existing = set(_manifest_names(target))
+        store_id = parse_store_id(store_format)
+        # Before anything is written there: a URL holding another store's backups is refused.
+        manifests = _load_all(target)
+        refuse_another_store(target.url, path, store_id, manifests)
+        existing = {n for n, _doc, _err in manifests}
         base = None  # the default name (a timestamp), when the caller gave none: it may take a suffix
         if name is None:
             base = _default_name(created)
@@ -1346,6 +1368,10 @@ def _backup(
                         f"{target.where(e['stored_as'])} (copy of {e['name']}) is missing or has the wrong "
                         "size after the copy; was the backup pruned meanwhile? Run the backup again"
                     )
+            # (Two stores' backups started at once both found none of the other's: the one whose manifest
+            # came first goes on.)
+            came = [n for n in _manifest_names(target) if n not in existing]
+            refuse_another_store(target.url, path, store_id, _load(target, came), late=True)
             body = {
                 "kv_backend_backup": MANIFEST_VERSION,
                 "name": name,
@@ -1354,6 +1380,7 @@ def _backup(
                 "store_format": store_format,
                 "source": path,
                 "store_mode": store_mode,
+                **({"store_id": store_id} if store_id is not None else {}),
                 "host": socket.gethostname(),
                 "journal": token,  # (so that prune knows its journal for a completed backup's)
                 "files": entries,
@@ -1656,6 +1683,7 @@ def _choose(target: _Target, name: str | None) -> tuple[str, dict[str, Any]]:
             f"{err}; the newest backup cannot be determined while backup {n!r} is damaged: "
             "pass name= (kvb restore --name) to restore a specific backup"
         )
+    refuse_to_choose(target.url, manifests)
     chosen = max(manifests, key=lambda m: (m[1]["created"], m[0]))  # type: ignore[index]
     return chosen[0], chosen[1]  # type: ignore[return-value]
 
@@ -2297,7 +2325,8 @@ def prune_backups(url: str, keep: int, **storage_options: Any) -> list[str]:
     target = _Target(url, storage_options, writes=True)
     manifests = _load_all(target)
     valid = sorted(((doc["created"], n, doc) for n, doc, _err in manifests if doc is not None))
-    doomed = valid[: max(len(valid) - keep, 0)]  # keep >= len(valid): nothing to remove
+    # The newest ``keep`` of each store's (keep >= a store's count: none of its removed).
+    doomed = sorted(d for group in retention_groups(valid) for d in group[: max(len(group) - keep, 0)])
     removed = []
     for _created, n, _doc in doomed:
         target.remove(_manifest_rel(n))

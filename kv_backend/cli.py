@@ -611,6 +611,7 @@ def _backup_json(info: Any) -> dict[str, object]:
         "files": info.files if info.ok else None,
         "bytes": info.bytes if info.ok else None,
         "source": info.source if info.ok else None,
+        "store_id": info.store_id,
     }
 
 

@@ -192,6 +192,14 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             self._check_open()
             raise
 
+    @property
+    def store_id(self) -> str | None:
+        """The store's id, as its format file names it now (None: a store made before ids, not yet opened
+        for writing; see docs/file-format.md)."""
+        from kv_backend.store_id import read_store_id
+
+        return read_store_id(self.path)
+
     def stats(self) -> dict[str, Any]:
         """Return counts and sizes: keys, live_bytes, dead_bytes, files and more."""
         self._check_open()

@@ -22,7 +22,6 @@ from kv_backend.db_write import _IN_TRANSACTION
 from kv_backend.errors import NotAStoreError, StorageError
 from kv_backend.files import (
     FORMAT_FILE,
-    FORMAT_TEXT,
     LOCK_FILE,
     MERGE_LOCK_FILE,
     STATE_FILE,
@@ -62,6 +61,7 @@ from kv_backend.state import (
     replaced_at_every_open,
     unpack_tail,
 )
+from kv_backend.store_id import add_store_id, format_text, new_store_id
 from kv_backend.unpublished import (
     Read,
     closed_at,
@@ -346,7 +346,7 @@ class _Opening(_Parts):
                     # makes it that user's: every file added later gets this file's owner.
                     give_to_owner_of(f.fileno(), self.path)
                     share_with_directory_group(f.fileno(), self.path)
-                    f.write(FORMAT_TEXT)
+                    f.write(format_text(new_store_id()))
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, marker)
@@ -605,6 +605,8 @@ class _Opening(_Parts):
             if writable:
                 self._clean_merge_leftovers()
                 give_back_roots_files(self.path)  # (root only: what earlier versions left root's)
+                if self._gen < 0:
+                    add_store_id(self.path)  # (at the open alone: a store made before ids gets one)
                 self._recover_tail_locked()
                 self._fill_lost_locked()
             published = self._published()

@@ -51,6 +51,7 @@ from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.owners import new_path_owner
 from kv_backend.record import reader_of
 from kv_backend.state import read_unswapped
+from kv_backend.store_id import give_store_id, read_store_id
 from kv_backend.unpublished import (
     PASSES,
     closed_at,
@@ -287,6 +288,9 @@ def _salvage(
                             written += size
                     if progress is not None:
                         progress(total // 2 + written * (total - total // 2) // to_write, total)
+            source_id = read_store_id(src)  # (the copy is that store, as a restored one is)
+            if source_id is not None and not give_store_id(tmp, source_id):
+                raise SalvageError(f"cannot give the copy in {tmp} the id of {src}: nothing was salvaged")
             try:
                 # The copy holds what the source holds: an empty directory prepared for it keeps its
                 # mode (and owner), a new one gets no permission the source's directory withholds.

@@ -86,13 +86,13 @@ def test_a_restore_into_a_new_directory_withholds_what_the_store_directory_withh
         db.backup(str(tmp_path / "bk"), name="private")
     with DB(str(tmp_path / "open")) as db:  # 0755 under this umask
         db.put(b"k", b"v")
-        db.backup(str(tmp_path / "bk"), name="open")
+        db.backup(str(tmp_path / "bk-open"), name="open")  # (another store: a URL of its own)
     restore(str(tmp_path / "bk"), tmp_path / "new" / "r1", name="private")
     assert tree_modes(str(tmp_path / "new")) == {
         "r1": 0o700,
         **{f"r1/{n}": 0o600 for n in os.listdir(tmp_path / "new" / "r1")},
     }
-    restore(str(tmp_path / "bk"), tmp_path / "r2", name="open")
+    restore(str(tmp_path / "bk-open"), tmp_path / "r2", name="open")
     assert set(tree_modes(str(tmp_path / "r2")).values()) == {0o644}
     assert stat.S_IMODE(os.stat(tmp_path / "r2").st_mode) == 0o755
     # An empty directory prepared for it still decides (a group's 2770: 0660 files).

@@ -7,6 +7,7 @@ what the killed backup sent, which a new backup reuses."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 
@@ -54,6 +55,11 @@ def _fill(store: str, prefix: bytes) -> None:
             db.put(prefix + b"%04d" % i, os.urandom(40))
 
 
+def _as_the_same_store(store: str, other: str) -> None:
+    """Give ``other`` the id of ``store`` (as a copy of it has): a URL holds the backups of one store."""
+    shutil.copyfile(os.path.join(store, "KVB_FORMAT"), os.path.join(other, "KVB_FORMAT"))
+
+
 def test_prune_collects_at_once_after_a_backup_was_killed(tmp_path):
     store, url = str(tmp_path / "store"), str(tmp_path / "bk")
     _fill(store, b"old-")
@@ -61,6 +67,7 @@ def test_prune_collects_at_once_after_a_backup_was_killed(tmp_path):
         db.backup(url, name="one")
     old = _objects(url)
     _fill(str(tmp_path / "other"), b"new-")  # another store: the killed backup sends all of it
+    _as_the_same_store(store, str(tmp_path / "other"))
     child = spawn_python(CHILD, str(tmp_path / "other"), url, "kill")
     assert child.wait(timeout=120) == -signal.SIGKILL
     journals = os.listdir(os.path.join(url, "pending"))
@@ -87,6 +94,7 @@ def test_a_running_backup_of_another_process_still_holds_prune_back(tmp_path):
         db.backup(url, name="one")
     old = _objects(url)
     _fill(str(tmp_path / "other"), b"new-")
+    _as_the_same_store(store, str(tmp_path / "other"))
     child = spawn_python(
         CHILD, str(tmp_path / "other"), url, "wait", stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )

@@ -46,6 +46,7 @@ from kv_backend import record as rec
 from kv_backend.backup import (
     BackupExistsError,
     BackupNotDurableError,
+    BackupOfAnotherStoreError,
     BackupTargetFullError,
     check_backup_name,
     in_process_url,
@@ -182,6 +183,7 @@ _ERROR_STATUS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
     ((DatabaseClosedError,), 503, "store_closed"),
     ((MergeInProgressError,), 409, "merge_in_progress"),
     ((BackupExistsError,), 409, "backup_exists"),
+    ((BackupOfAnotherStoreError,), 409, "backup_url_taken"),
     ((BackupTargetFullError,), 507, "backup_target_full"),
     # (written and restorable, but a power failure may lose it: not a backup to make again)
     ((BackupNotDurableError,), 502, "backup_not_durable"),

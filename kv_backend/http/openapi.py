@@ -561,7 +561,10 @@ _DOCUMENT: dict[str, Any] = {
                     ),
                     "401": _UNAUTHORIZED,
                     "408": _BODY_TIMEOUT,
-                    "409": _error("A backup of the given name already exists at the URL (backup_exists)."),
+                    "409": _error(
+                        "A backup of the given name already exists at the URL (backup_exists); or the URL "
+                        "holds the backups of another store (backup_url_taken): nothing was written there."
+                    ),
                     "413": _error("The body is larger than 1 MiB."),
                     "415": _error("A Content-Encoding other than identity."),
                     "501": _error("This installation cannot back up."),

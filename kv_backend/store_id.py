@@ -1,0 +1,127 @@
+"""A store's identity: a random id on the second line of its format file, ``id <32 hex digits>``.
+
+A store gets one when it is created; a store made before ids gets one from the first writable open that
+holds its write lock (see :func:`add_store_id`). A restored store keeps the id of its backup, a salvaged
+one that of its source, and a copy made with ``cp -r`` has its original's. Backups record it, so that
+backups of two stores never mix at one URL (see docs/backup.md). Readers compare only the first line of
+the format file, so versions before ids open stores that have one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import uuid
+
+from kv_backend.files import FORMAT_FILE, FORMAT_TEXT, TMP_SUFFIX, fsync_dir, fsync_file, write_all
+
+_ID_LINE = re.compile(r"id ([0-9a-f]{32})\Z")
+
+
+def new_store_id() -> str:
+    """A new random store id (a uuid4's 32 lowercase hex digits)."""
+    return uuid.uuid4().hex
+
+
+def is_store_id(value: object) -> bool:
+    """Whether ``value`` is a store id (32 lowercase hex digits)."""
+    return isinstance(value, str) and _ID_LINE.match(f"id {value}") is not None
+
+
+def format_text(store_id: str | None) -> str:
+    """The content of a format file naming ``store_id`` (none: the first line alone)."""
+    return FORMAT_TEXT + (f"id {store_id}\n" if store_id is not None else "")
+
+
+def parse_store_id(text: str) -> str | None:
+    """The id the format file content ``text`` names on its second line; None if that line is missing
+    or is not ``id`` and 32 lowercase hex digits (lines after it are ignored)."""
+    lines = text.split("\n", 2)
+    if len(lines) < 2:
+        return None
+    match = _ID_LINE.match(lines[1].rstrip("\r"))
+    return match.group(1) if match else None
+
+
+def read_store_id(path: str) -> str | None:
+    """The id of the store at ``path`` (None without one, or where its format file cannot be read)."""
+    try:
+        with open(os.path.join(path, FORMAT_FILE), encoding="utf-8", errors="replace") as f:
+            return parse_store_id(f.read(4096))
+    except OSError:
+        return None
+
+
+def add_store_id(path: str) -> str | None:
+    """Give the store at ``path`` an id if its format file holds its first line alone; return its id.
+
+    The caller holds the store's write lock, so concurrent openers agree on one id: each decides under
+    it, after reading the file again. The file is replaced atomically (a temporary copy, fsynced,
+    renamed over it, the directory fsynced), with the owner, group and mode of the one it replaces:
+    a crash leaves the old file or the new one, whole. Where that cannot be done (a read-only file
+    system, a directory this user may not write, a format file of another user that this process may
+    not give away, a full disk), or where the file holds anything else after its first line (a second
+    line that is no id: left as it is), the store goes without: None.
+    """
+    marker = os.path.join(path, FORMAT_FILE)
+    try:
+        with open(marker, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read(4096)
+    except OSError:
+        return None
+    text = data.decode("utf-8", "replace")
+    found = parse_store_id(text)
+    first, _, rest = text.partition("\n")
+    if found is not None or rest.strip() or first.rstrip("\r") != FORMAT_TEXT.rstrip("\n"):
+        return found
+    if os.geteuid() not in (0, st.st_uid):
+        return None  # (replaced, it would become this user's: left for its owner's next open)
+    store_id = new_store_id()
+    return store_id if replace_format_file(path, format_text(store_id), st) else None
+
+
+def replace_format_file(path: str, content: str, st: os.stat_result) -> bool:
+    """Replace the format file of the store at ``path`` (whose ``os.stat`` is ``st``) with ``content``,
+    atomically, keeping its owner, group and mode; False where the system refuses (nothing changed).
+    The caller holds the store's write lock, or the store is one no other process knows of yet."""
+    marker = os.path.join(path, FORMAT_FILE)
+    tmp = marker + TMP_SUFFIX
+    try:
+        try:
+            os.unlink(tmp)  # (what a creation or an addition killed midway left: the lock is ours)
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            mine = os.fstat(fd)
+            if (mine.st_uid, mine.st_gid) != (st.st_uid, st.st_gid):
+                os.fchown(fd, st.st_uid, st.st_gid)
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            write_all(fd, content.encode("utf-8"), 0)
+            fsync_file(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, marker)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+    try:
+        fsync_dir(path)
+    except OSError:
+        pass  # (the rename is done: a crash before the directory reaches the disk leaves the old file)
+    return True
+
+
+def give_store_id(path: str, store_id: str) -> bool:
+    """Give the store at ``path``, which no other process knows of yet (a salvage's copy), ``store_id``;
+    False where its format file cannot be replaced."""
+    try:
+        st = os.stat(os.path.join(path, FORMAT_FILE))
+    except OSError:
+        return False
+    return replace_format_file(path, format_text(store_id), st)
