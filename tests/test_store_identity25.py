@@ -341,3 +341,27 @@ def test_a_backup_that_another_stores_manifest_overtook_is_not_completed(tmp_pat
     with open(url / "backups" / "b0.json", "rb") as f:
         needed = {e["stored_as"] for e in json.load(f)["files"]}
     assert {f"files/{n}" for n in os.listdir(url / "files")} == needed
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a store to another user")
+def test_the_id_added_by_root_keeps_the_owner_and_another_users_open_adds_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root's writable open of another user's old store: the new KVB_FORMAT is still that user's (every
+    # file root adds later takes its owner from it). A writable open by a user who does not own the
+    # file (a group's member) leaves it as it is, to its owner's next open.
+    store = _old_store(tmp_path / "a")
+    for p in [store, *store.iterdir()]:
+        os.chown(p, 65534, 65534)
+    os.chmod(store / FORMAT_FILE, 0o660)
+    before = (store / FORMAT_FILE).stat()
+    with DB(str(store)) as db:
+        assert db.store_id is not None
+    after = (store / FORMAT_FILE).stat()
+    assert (after.st_uid, after.st_gid, after.st_mode) == (before.st_uid, before.st_gid, before.st_mode)
+    assert after.st_ino != before.st_ino and _id_of(store) is not None
+    mine = _old_store(tmp_path / "mine")
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)  # (a user other than the file's owner, root)
+    with DB(str(mine)) as db:
+        assert db.store_id is None and db[b"k"] == b"mine"
+    assert _format(mine) == FORMAT_TEXT.encode()
