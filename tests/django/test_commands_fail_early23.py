@@ -193,6 +193,8 @@ def test_kv_merge_refuses_a_user_it_cannot_merge_for_before_it_says_it_started(s
 
 
 def test_kv_backup_refuses_a_name_taken_before_it_says_it_started(tmp_path, capsys, store, url):
+    # (The store of the URL's backup, by its id: a URL holds the backups of one store.)
+    (store / "KVB_FORMAT").write_bytes((tmp_path / "src" / "KVB_FORMAT").read_bytes())
     said = _kvb_line(capsys, "backup", str(store), url, "--name", "b1")
     msg, printed = _refused(store, "kv_backup", url, "--name", "b1")
     assert printed == ""
