@@ -365,3 +365,28 @@ def test_the_id_added_by_root_keeps_the_owner_and_another_users_open_adds_none(
     with DB(str(mine)) as db:
         assert db.store_id is None and db[b"k"] == b"mine"
     assert _format(mine) == FORMAT_TEXT.encode()
+
+
+def test_a_store_restored_from_a_backup_without_an_id_goes_on_at_its_url_given_the_id(tmp_path: Path) -> None:
+    # As docs/backup.md says: without an id, the restored store gets a new one and its backups there are
+    # refused; given the original's id (appended to its KVB_FORMAT) first, they go on.
+    a = _store(tmp_path / "a")
+    url = tmp_path / "bk"
+    backup_store(str(a), str(url), name="old")
+    _strip_ids(url)
+    backup_store(str(a), str(url), name="new")
+    for target, given in ((tmp_path / "r1", False), (tmp_path / "r2", True)):
+        restore(str(url), str(target), name="old")
+        assert _id_of(target) is None
+        if given:
+            with open(target / FORMAT_FILE, "a") as f:
+                f.write(f"id {_id_of(a)}\n")
+        with DB(str(target)):
+            pass
+        if given:
+            assert _id_of(target) == _id_of(a)
+            backup_store(str(target), str(url), name="restored")
+        else:
+            assert _id_of(target) not in (None, _id_of(a))
+            with pytest.raises(kvbackup.BackupOfAnotherStoreError):
+                backup_store(str(target), str(url))
