@@ -92,6 +92,17 @@ def _seconds_above_zero(text: str) -> float:
     return seconds
 
 
+def _processes(text: str) -> int:
+    """An argparse type: a whole number of processes >= 1."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of processes >= 1, not {text!r}")
+    return count
+
+
 def _given(what: str, instead: str) -> Callable[[str], str]:
     """An argparse type that refuses an empty argument (``--requirepass "$UNSET"``), which would
     silently mean ``instead`` (no password, no unix socket): ``what`` is what to give."""
@@ -755,6 +766,7 @@ def cmd_http(args: argparse.Namespace) -> int:
             ssl_context=ssl_context,
             log_level=args.log_level,
             access_log=args.access_log,
+            workers=args.workers,
         )
     except ModuleNotFoundError as exc:
         if exc.name not in _HTTP_PACKAGES:
@@ -1175,6 +1187,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="access_log",
         action="store_false",
         help="no line on stderr for each request (uvicorn's access log), whatever --log-level says",
+    )
+    s.add_argument(
+        "--workers",
+        type=_processes,
+        default=None,
+        metavar="N",
+        help="serve from N worker processes, each with its own connection limit, on one socket; one "
+        "that is killed is replaced (default: $KVB_HTTP_WORKERS or 1)",
     )
     s.set_defaults(func=cmd_http, usage_error=s.error)
     return p

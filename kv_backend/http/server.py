@@ -6,7 +6,9 @@ import asyncio
 import ipaddress
 import logging
 import os
+import socket
 import ssl
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -24,6 +26,7 @@ from kv_backend.http.app import (
     create_app,
 )
 from kv_backend.http.loading import OpenWhileListening
+from kv_backend.http.workers import supervise
 from kv_backend.server import listen_error
 
 __all__ = ["app_from_env", "serve"]
@@ -153,6 +156,7 @@ def serve(
     ssl_context: ssl.SSLContext | None = None,
     header_timeout: float | None = None,
     access_log: bool = True,
+    workers: int | None = None,
 ) -> None:
     """Serve the store at ``path`` over HTTP with uvicorn until SIGINT/SIGTERM (blocking).
 
@@ -171,7 +175,10 @@ def serve(
     :func:`kv_backend.http.tls.server_context` loads it from the files of ``kvb http --ssl-certfile``
     and the rest), it serves HTTPS: a connection has :data:`~kv_backend.http.tls.HANDSHAKE_TIMEOUT`
     seconds to complete its TLS handshake. ``log_level`` and ``access_log`` are uvicorn's: the
-    access log writes a line to stderr for each request.
+    access log writes a line to stderr for each request. ``workers`` (default ``$KVB_HTTP_WORKERS``
+    or 1) above 1 binds the address here, then serves it from that many forked worker processes, each
+    as one server of its own (see :mod:`kv_backend.http.workers`); fork it only from a process
+    without other threads.
     """
     try:
         import uvicorn
@@ -201,26 +208,13 @@ def serve(
         lock_timeout = _env_seconds("KVB_HTTP_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
     if max_pending_bytes is None:
         max_pending_bytes = _env_size("KVB_HTTP_MAX_PENDING_BYTES", 0, _PENDING_UNSET) or None
+    if workers is None:
+        workers = _env_workers()
+    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigurationError(f"workers must be a whole number >= 1, not {workers!r}")
     # (refused before the server starts)
     check_app_options(token, max_value_size, lock_timeout, max_pending_bytes)
     _check_ssl_context(ssl_context)
-    max_connections = connlimit.start_limit()  # (the descriptors the store needs stay its own)
-    server: Any = None
-
-    def failed() -> None:  # the store cannot be opened: stop (the error is raised below)
-        server.should_exit = True
-
-    app = OpenWhileListening(
-        partial(DB, path, sync=sync),  # type: ignore[arg-type]  # (a wrong sync: the project's error)
-        partial(
-            create_app,
-            token=token,
-            max_value_size=max_value_size,
-            lock_timeout=lock_timeout,
-            max_pending_bytes=max_pending_bytes,
-        ),
-        failed,
-    )
     if token is None and not _is_loopback(host):
         log.warning(
             "serving %s on %s without a token: anyone who can reach it can read and change the store; "
@@ -228,10 +222,8 @@ def serve(
             path,
             host,
         )
-    # On a loopback address without a token, the Host check is what keeps web pages out (DNS rebinding).
-    asgi: ASGIApp = LocalHostOnly(app) if token is None and _is_loopback(host) else app
     config = uvicorn.Config(
-        asgi,
+        None,  # type: ignore[arg-type]  # (each process that serves sets its own app: _run)
         host=host,
         port=port,
         log_level=log_level,
@@ -246,13 +238,96 @@ def serve(
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
         timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # annotated int, any number of seconds works
     )
+    build = partial(
+        create_app,
+        token=token,
+        max_value_size=max_value_size,
+        lock_timeout=lock_timeout,
+        max_pending_bytes=max_pending_bytes,
+    )
+    # On a loopback address without a token, the Host check is what keeps web pages out (DNS rebinding).
+    host_check = token is None and _is_loopback(host)
+    open_db = partial(DB, path, sync=sync)  # type: ignore[arg-type]  # (a wrong sync: the project's error)
+    run = partial(_run, uvicorn, config, open_db, build, host_check, ssl_context, header_timeout)
+    if workers == 1:
+        run()
+        return
+    sockets = [_bind(host, port, "http" if ssl_context is None else "https")]  # every worker accepts on it
+    try:
+        supervise(workers, partial(run, sockets), os.fspath(path))
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _env_workers() -> int:
+    raw = os.environ.get("KVB_HTTP_WORKERS", "").strip()
+    if not raw:
+        return 1
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigurationError(f"KVB_HTTP_WORKERS must be a whole number of processes >= 1, not {raw!r}")
+    return count
+
+
+def _bind(host: str, port: int, scheme: str) -> socket.socket:
+    """The listening socket of ``kvb http --workers``, bound as uvicorn binds its own (an error: one
+    line), and uvicorn's line saying where it listens."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)  # (uvicorn's backlog): connections wait while the workers start
+    except OSError as exc:
+        sock.close()
+        raise listen_error(host, port, exc) from None
+    where = f"[{host.strip('[]')}]" if ":" in host else host
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.info(
+        "Uvicorn running on %s://%s:%d (Press CTRL+C to quit)", scheme, where, sock.getsockname()[1]
+    )
+    return sock
+
+
+def _run(
+    uvicorn: Any,
+    config: Any,
+    open_db: Callable[[], DB],
+    build: Callable[[DB], ASGIApp],
+    host_check: bool,
+    ssl_context: ssl.SSLContext | None,
+    header_timeout: float,
+    sockets: list[socket.socket] | None = None,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve in this process (on ``sockets`` if given, else binding config's address itself) until
+    stopped; ``ready`` is called once the store is open."""
+    max_connections = connlimit.start_limit()  # (the descriptors the store needs stay its own)
+    server: Any = None
+
+    def failed() -> None:  # the store cannot be opened: stop (the error is raised below)
+        server.should_exit = True
+
+    def build_ready(db: DB) -> ASGIApp:
+        app = build(db)
+        if ready is not None:
+            ready()
+        return app
+
+    app = OpenWhileListening(open_db, build_ready, failed)
+    host, port = config.host, config.port
+    config.app = LocalHostOnly(app) if host_check else app
     server = _server_class(uvicorn, max_connections, ssl_context, header_timeout)(config)
     bind_errors = _BindErrors()
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addHandler(bind_errors)
     uvicorn_log.addFilter(_cancelled_at_shutdown)
     try:
-        server.run()
+        server.run() if sockets is None else server.run(sockets)
     except SystemExit:
         # uvicorn logs why it cannot listen, then exits with its own status (3): say it as kvb serve
         # does, as one line with kvb's exit status for an error (2).

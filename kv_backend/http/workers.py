@@ -1,0 +1,257 @@
+"""``kvb http --workers N``: N forked worker processes serving one listening socket, supervised.
+
+The parent binds the socket and opens no store; each worker is a whole ``kvb http`` (its connection
+limit, head timeout, TLS, its own store opened while it listens, fsynced and closed at its stop). The
+parent replaces a worker that a signal killed (SIGKILL, the OOM killer), stops every worker gracefully
+on SIGTERM or SIGINT (a second SIGINT forces them), and stops them all where one fails (its store
+cannot be opened): that error is raised, not retried in a loop. SIGHUP is left to the caller (``kvb
+http`` ignores it); the workers ignore it, since a closed terminal sends it to all of them at once.
+Under systemd, the parent sends ``READY=1`` once every worker has its store open, ``STOPPING=1`` at
+the stop; the workers send nothing.
+
+uvicorn's own supervisor (``uvicorn.supervisors.Multiprocess``) does not fit: it starts its workers by
+``spawn``, pickling a config whose app and TLS context cannot be pickled, and runs uvicorn's Server
+class in them, not ``kvb http``'s.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import pickle
+import select
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+
+from kv_backend.errors import ConfigurationError
+from kv_backend.server import systemd
+
+__all__ = ["supervise"]
+
+log = logging.getLogger("uvicorn.error")  # (in uvicorn's log, as its own supervisor's lines)
+
+#: What a worker runs: serve until stopped, calling its argument once the store is open; raise if it fails.
+RunWorker = Callable[[Callable[[], None]], None]
+
+_READY = "ready"
+
+
+class _Stop(BaseException):
+    """SIGTERM in a worker outside uvicorn's own handling of it (before it starts, or raised again after)."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stop
+
+
+@dataclass
+class _Worker:
+    pid: int
+    reports: Connection | None
+    ready: bool = False
+    error: BaseException | None = field(default=None)
+
+
+def supervise(count: int, run_worker: RunWorker, name: str) -> None:
+    """Run ``count`` workers, each ``run_worker`` in a forked process, until SIGTERM or SIGINT (then
+    return) or until one fails (then raise its error). ``name`` (the store) is for systemd's status."""
+    return _Supervisor(count, run_worker, name).run()
+
+
+class _Supervisor:
+    def __init__(self, count: int, run_worker: RunWorker, name: str) -> None:
+        self.count = count
+        self.run_worker = run_worker
+        self.name = name
+        self.workers: dict[int, _Worker] = {}
+        self.stopping = False
+        self.error: BaseException | None = None
+        self.announced = False
+
+    def run(self) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        self.lifeline_r, self.lifeline_w = os.pipe()  # the workers see its end when the parent is gone
+        self.own_fds = (wake_r, wake_w, self.lifeline_w)
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+        previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in handled}
+        previous_wakeup = signal.set_wakeup_fd(wake_w)
+        try:
+            for _ in range(self.count):
+                self._start()
+            while self.workers:
+                self._wait(wake_r)
+        finally:
+            for worker in self.workers.values():  # (an exception here: none left behind)
+                _kill(worker.pid, signal.SIGKILL)
+            signal.set_wakeup_fd(previous_wakeup)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for fd in (wake_r, wake_w, self.lifeline_r, self.lifeline_w):
+                os.close(fd)
+        systemd.notify("STOPPING=1")
+        if self.error is not None:
+            raise self.error
+
+    def _start(self) -> None:
+        reports, report = Pipe(duplex=False)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover  (the child: measured by the tests' processes, not here)
+            reports.close()
+            _child(self.run_worker, report, self.lifeline_r, self._parent_fds())
+        report.close()
+        self.workers[pid] = _Worker(pid, reports)
+        log.info("Started worker process [%d]", pid)
+
+    def _parent_fds(self) -> list[int]:
+        fds = list(self.own_fds)
+        fds += [w.reports.fileno() for w in self.workers.values() if w.reports is not None]
+        return fds
+
+    def _wait(self, wake_r: int) -> None:
+        watched = {w.reports.fileno(): w for w in self.workers.values() if w.reports is not None}
+        readable, _, _ = select.select([wake_r, *watched], [], [], 1.0)
+        for fd in readable:
+            if fd == wake_r:
+                continue
+            self._read(watched[fd])
+        for signum in _drained(wake_r):
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                self._stop_all(signum)
+        self._reap()
+
+    def _read(self, worker: _Worker) -> None:
+        assert worker.reports is not None
+        try:
+            message = worker.reports.recv()
+        except (EOFError, OSError):
+            worker.reports.close()
+            worker.reports = None
+            return
+        if message == _READY:
+            worker.ready = True
+            if not self.announced and sum(w.ready for w in self.workers.values()) >= self.count:
+                self.announced = True
+                systemd.notify("READY=1", f"STATUS=serving {self.name} with {self.count} workers")
+        elif isinstance(message, BaseException):
+            worker.error = message
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            while worker.reports is not None and worker.reports.poll():  # what it said before it ended
+                self._read(worker)
+            if worker.reports is not None:
+                worker.reports.close()
+            if self.stopping:
+                continue
+            if os.WIFSIGNALED(status):
+                sig = signal.Signals(os.WTERMSIG(status)).name
+                log.warning("worker process [%d] was killed (%s): starting another", pid, sig)
+                self._start()
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if code == 0 and worker.error is None:  # stopped alone (a SIGTERM of its own): replaced
+                log.warning("worker process [%d] stopped: starting another", pid)
+                self._start()
+                continue
+            self.error = worker.error or ConfigurationError(
+                f"worker process [{pid}] exited with status {code}: stopping the server"
+            )
+            self._stop_all(signal.SIGTERM)
+
+    def _stop_all(self, signum: int) -> None:
+        """The first stop asks every worker to stop (SIGTERM: a graceful shutdown); a SIGINT after it is
+        passed on (uvicorn's forced exit)."""
+        if self.stopping and signum != signal.SIGINT:
+            return
+        forward = signal.SIGINT if self.stopping else signal.SIGTERM
+        self.stopping = True
+        for pid in self.workers:
+            _kill(pid, forward)
+
+
+def _drained(fd: int) -> bytes:
+    try:
+        return os.read(fd, 512)
+    except BlockingIOError:
+        return b""
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _child(
+    run_worker: RunWorker, report: Connection, lifeline: int, parent_fds: list[int]
+) -> None:  # pragma: no cover
+    """A worker's life, in the forked process: never returns."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _stop)  # uvicorn raises it again once it has shut down
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for fd in parent_fds:
+        os.close(fd)
+    os.environ.pop("NOTIFY_SOCKET", None)  # (the parent speaks to systemd for all of them)
+    threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()
+    code = 0
+    try:
+        run_worker(lambda: report.send(_READY))
+    except (_Stop, KeyboardInterrupt):
+        pass
+    except BaseException as exc:  # (every failure is the parent's to report)
+        code = 2
+        _send_error(report, exc)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def _send_error(report: Connection, exc: BaseException) -> None:
+    """Send ``exc`` to the parent as it is where it survives pickling, else as its one line of text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        exc = ConfigurationError(str(exc) or type(exc).__name__)
+    if isinstance(exc, SystemExit):
+        exc = ConfigurationError(f"a worker process could not start (status {exc.code})")
+    try:
+        report.send(exc)
+    except OSError as error:
+        if error.errno != errno.EPIPE:
+            raise
+
+
+def _watch_parent(lifeline: int) -> None:  # pragma: no cover
+    """Stop this worker as SIGTERM does once the parent is gone (its end of the pipe closed)."""
+    while True:
+        try:
+            if os.read(lifeline, 1) == b"":
+                break
+        except InterruptedError:
+            continue
+    os.kill(os.getpid(), signal.SIGTERM)
