@@ -4,7 +4,8 @@ Servers, each on a store of its own, alternating, best of ``--rounds`` runs each
 
 - ``kvb http``: the command as users start it (h11 parser, request-head timer, connection limit,
   uvicorn's access log, here written to /dev/null);
-- ``kvb http --no-access-log``: the same without the access log;
+- ``kvb http --no-access-log``: the same without the access log, and with ``--workers 2`` (two
+  worker processes on one socket);
 - ``uvicorn, h11``: the same API through ``uvicorn --factory kv_backend.http:app_from_env --http h11
   --no-access-log``, without kvb http's head timer and connection limit, to show what those cost;
 - ``uvicorn, httptools``: the same with uvicorn's C parser, to show what the parser costs;
@@ -45,6 +46,7 @@ VALUE = "v" * 100
 OPS = ("PUT", "GET")
 KVB = "kvb http"
 QUIET = "kvb http --no-access-log"
+WORKERS = "kvb http --no-access-log --workers 2"
 H11 = "uvicorn, h11"
 HTTPTOOLS = "uvicorn, httptools"
 WEBDIS = "webdis + redis-server"
@@ -253,7 +255,12 @@ def main(argv: list[str] | None = None) -> int:
             procs.append(redis_proc)
             prefill_redis(redis_port)
             servers: dict[str, tuple[int, str]] = {}
-            for name, options in ((KVB, ()), (QUIET, ("--no-access-log",))):
+            kvb_servers = (
+                (KVB, ()),
+                (QUIET, ("--no-access-log",)),
+                (WORKERS, ("--no-access-log", "--workers", "2")),
+            )
+            for name, options in kvb_servers:
                 proc, port = start_kvb_http(os.path.join(tmp, name.replace(" ", "_")), *options)
                 procs.append(proc)
                 servers[name] = (port, "/v1/keys/")
@@ -307,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     log = [best[KVB][op]["rate"] / best[QUIET][op]["rate"] for op in OPS]
     timer = [best[QUIET][op]["rate"] / best[H11][op]["rate"] for op in OPS]
+    scale = [best[WORKERS][op]["rate"] / best[QUIET][op]["rate"] for op in OPS]
     parser = [best[HTTPTOOLS][op]["rate"] / best[H11][op]["rate"] for op in OPS if HTTPTOOLS in best]
     summary = (
         f"kvb http answers {best[KVB]['PUT']['rate'] / peer['PUT']['rate']:.0%} of webdis's PUTs and "
@@ -314,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         f"kvb http serves {min(log):.0%} to {max(log):.0%} of the requests it serves without. Its "
         f"request-head timer and connection limit: without the access log, kvb http's rate is "
         f"{min(timer):.0%} to {max(timer):.0%} of the same app under plain uvicorn with the same parser "
-        "(h11)."
+        f"(h11). Two worker processes (`--workers 2`) serve {min(scale):.1f}x to {max(scale):.1f}x the "
+        "requests of one, wrk sharing the same 2 cores."
     )
     if parser:
         low, high = min(parser), max(parser)
@@ -329,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         f"`wrk -t1 -c{args.clients} -d{seconds_text}s --latency`: `PUT` of a 100-byte value to {KEYS:,} keys "
         "in turn, then `GET` of the same keys, against each server on a store of its own, alternating, "
         f"best of {rounds} run(s) each. `kvb http` as started by its command (h11 parser, request-head "
-        "timer, connection limit, uvicorn's access log, written to /dev/null here), and with "
-        "`--no-access-log`; the same API under `uvicorn --factory kv_backend.http:app_from_env "
+        "timer, connection limit, uvicorn's access log, written to /dev/null here), with "
+        "`--no-access-log`, and with `--workers 2` too; the same API under "
+        "`uvicorn --factory kv_backend.http:app_from_env "
         "--no-access-log` with `--http h11` (and `--http httptools` where httptools is installed); and "
         "webdis (Debian's, 2 threads) in front of a "
         "redis-server without persistence. kvb acknowledges a PUT once it is in its log (durable against "
