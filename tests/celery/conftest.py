@@ -1,8 +1,8 @@
 """Fixtures for the Celery result backend tests: a loopback redis-server broker and prefork workers.
 
-The broker and workers are started once per session (they take a few seconds)
-and shared by every worker test; each test uses its own task ids, so tests
-don't see each other's results.
+The broker and workers are started by the first worker test (they take a few seconds), shared by
+every worker test, and stopped once the tests of this directory are done; each test uses its own
+task ids, so tests don't see each other's results.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import subprocess
 import sys
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import nest18_workers
 import pytest
 from helpers import child_env
 from resp_helpers import start_redis_server
-from worker_procs import start_worker, stop_workers, wait_or_kill
+from worker_procs import SharedHere, start_worker, stop_shared, stop_workers, wait_or_kill
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -37,7 +38,7 @@ def _load_root_conftest():
 
 
 require_tool = _load_root_conftest().require_tool
-#: A session's redis-server and workers, shared by the modules comparing nested results with redis://.
+#: A redis-server and workers, shared by the modules comparing nested results with redis://.
 workers = nest18_workers.workers
 WORKERS = 2  # two `worker -P prefork -c 2` processes: four pool children in all
 CONCURRENCY = 2
@@ -75,9 +76,8 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15
     wait_or_kill(proc, timeout)
 
 
-@pytest.fixture(scope="session")
-def celery_env(tmp_path_factory) -> CeleryEnv:
-    """A redis-server broker on loopback and two prefork workers using the kvb:// result backend."""
+@contextlib.contextmanager
+def _celery_env(tmp_path_factory) -> Iterator[CeleryEnv]:
     require_tool("redis-server")
     base = tmp_path_factory.mktemp("celery")
     redis_proc, port = start_redis_server(str(base))
@@ -122,6 +122,32 @@ def celery_env(tmp_path_factory) -> CeleryEnv:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+_CELERY_ENV = SharedHere(_celery_env)
+
+
+@pytest.fixture(scope="module")  # (set up before a test's own fixtures, as when it lived for the session)
+def celery_env(tmp_path_factory) -> CeleryEnv:
+    """A redis-server broker on loopback and two prefork workers using the kvb:// result backend
+    (started by the first test asking for them, see :class:`~worker_procs.SharedHere`)."""
+    return _CELERY_ENV.get(tmp_path_factory)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Once the tests of this directory are done (the next test to run lies elsewhere, or none is
+    left), stop the workers they shared, after the last one's own teardown."""
+    try:
+        return (yield)
+    finally:
+        if nextitem is None or not str(nextitem.path).startswith(HERE + os.sep):
+            stop_shared()
+
+
+def pytest_sessionfinish(session):
+    """A session stopped in the middle of these tests: stop the shared workers all the same."""
+    stop_shared()
 
 
 @pytest.fixture(autouse=True)

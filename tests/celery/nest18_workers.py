@@ -1,8 +1,8 @@
 """The ``workers`` fixture of the tests comparing nested results with ``redis://`` (test_nested_order18,
 test_generator_group_deleted19, test_group_delete_running18): a redis-server, the broker of both
 workers and the reference result backend, and a prefork worker with each backend, running the
-``nest18`` tasks. Loaded by conftest.py: one session's workers serve the three modules (started and
-stopped for each, they took some 10 s each time).
+``nest18`` tasks. Loaded by conftest.py: the same workers serve the three modules (started and
+stopped for each, they took some 10 s each time), see :class:`~worker_procs.SharedHere`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from helpers import child_env, require_tool
 from resp_helpers import start_redis_server, stop_process
+from worker_procs import SharedHere
 
 APP = """
 import os
@@ -64,9 +67,8 @@ if os.environ.get("NEST18_BACKEND"):
 """
 
 
-@pytest.fixture(scope="session")
-def workers(tmp_path_factory):
-    """A redis-server (the broker, and the reference result backend) and one prefork worker per backend."""
+@contextlib.contextmanager
+def _workers(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
     require_tool("redis-server")
     base = tmp_path_factory.mktemp("nest18")
     (base / "nest18_app.py").write_text(textwrap.dedent(APP))
@@ -124,3 +126,13 @@ def workers(tmp_path_factory):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
         stop_process(redis_proc)
+
+
+_WORKERS = SharedHere(_workers)
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    """A redis-server (the broker, and the reference result backend) and one prefork worker per backend,
+    by name ("kvb", "redis"): the Celery app of each."""
+    return _WORKERS.get(tmp_path_factory)

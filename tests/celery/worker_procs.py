@@ -18,6 +18,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
 from subprocess import Popen
 from typing import Any
 
@@ -79,3 +82,46 @@ def stop_workers(workers: list[subprocess.Popen], app: Any = None, timeout: floa
     for w in running:
         with contextlib.suppress(Exception):
             wait_or_kill(w, timeout)
+
+
+class SharedHere:
+    """Workers (and their broker) that the tests of this directory share: started when a test first
+    asks for them (``get``), stopped by :func:`stop_shared` once the tests of this directory are done
+    (conftest.py's ``pytest_runtest_teardown``), not when the session ends.
+
+    That is pytest's ``package`` scope, which this directory cannot have: an ``__init__.py`` here would
+    make its modules ``celery.*``, hiding Celery. Stopped at the session's end, the workers' warm
+    shutdown (a few seconds) came after the last test of the pytest worker that ran these tests, and
+    so at the end of the whole run.
+    """
+
+    _started: list[SharedHere] = []
+
+    def __init__(self, start: Callable[[Any], AbstractContextManager[Any]]) -> None:
+        self._start = start
+        self._stack: ExitStack | None = None
+        self._value: Any = None
+
+    def get(self, tmp_path_factory: Any) -> Any:
+        """The running workers' handle, started now if they are not running."""
+        if self._stack is None:
+            with ExitStack() as stack:
+                self._value = stack.enter_context(self._start(tmp_path_factory))
+                self._stack = stack.pop_all()
+            SharedHere._started.append(self)
+        return self._value
+
+    def stop(self) -> None:
+        stack, self._stack, self._value = self._stack, None, None
+        if stack is not None:
+            stack.close()
+
+
+def stop_shared() -> None:
+    """Stop every :class:`SharedHere` started, each in a thread of its own: their warm shutdowns
+    (a few seconds each, mostly Celery's pool) overlap instead of adding up."""
+    started, SharedHere._started[:] = list(SharedHere._started), []
+    if started:
+        with ThreadPoolExecutor(len(started)) as pool:
+            for future in [pool.submit(shared.stop) for shared in started]:
+                future.result()
