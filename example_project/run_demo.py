@@ -97,14 +97,29 @@ def wait_until_up(base: str, server: subprocess.Popen, log: Path, timeout: float
             time.sleep(0.2)
 
 
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is None:
+#: The processes told to stop: told once (a second SIGTERM would cut a Celery worker's warm shutdown short).
+_TOLD: set[int] = set()
+
+
+def tell_to_stop(server: subprocess.Popen) -> None:
+    """Ask ``server`` to stop (SIGTERM; SIGINT where there is none), once, without waiting for it."""
+    if server.poll() is None and server.pid not in _TOLD:
+        _TOLD.add(server.pid)
         server.send_signal(signal.SIGTERM if os.name == "posix" else signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+
+
+def wait_stopped(server: subprocess.Popen) -> None:
+    """Wait for ``server``, told to stop, to exit; kill it if it has not within 20 s."""
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    tell_to_stop(server)
+    wait_stopped(server)
 
 
 def request_pages(base: str) -> None:
@@ -166,12 +181,16 @@ def start_broker(var_dir: Path) -> tuple[subprocess.Popen, str]:
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start ``celery -A mysite worker -P prefork -c 2`` and wait until it answers a ping."""
+    """Start ``celery -A mysite worker -P prefork -c 2`` (:func:`wait_for_worker` waits until it answers)."""
     cmd = [sys.executable, "-m", "celery", "-A", "mysite", "worker", "-P", "prefork", "-c", "2"]
     cmd += ["-l", "info", "-n", "demo@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     print("$ celery " + " ".join(cmd[3:]))  # the command run, flags and all
     with open(log, "wb") as out:
-        worker = subprocess.Popen(cmd, env=env, cwd=HERE, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, env=env, cwd=HERE, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_for_worker(worker: subprocess.Popen, env: dict[str, str], log: Path) -> None:
+    """Wait until the worker :func:`start_worker` started answers a ping."""
     # One client pings for up to 10 s: it answers as soon as the worker does (limit=1), and a
     # worker still starting costs a retry, not a new interpreter setting Django up.
     ping = (
@@ -186,14 +205,14 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     while subprocess.run([sys.executable, "-c", ping], env=env, cwd=HERE, timeout=60).returncode != 0:
         if worker.poll() is not None or time.time() > deadline:
             print(log.read_text(errors="replace"))
-            stop_server(worker)
             raise SystemExit("the Celery worker did not start; its log is above")
-    return worker
 
 
-def celery_part(base: str, env: dict[str, str], var_dir: Path) -> None:
-    """Start a worker, have the site start a task through /task/ and show its result, stop the worker."""
-    worker = start_worker(env, var_dir / "worker.log")
+def celery_part(base: str, env: dict[str, str], var_dir: Path, worker: subprocess.Popen) -> None:
+    """Wait for the worker (started with the broker), have the site start a task through /task/ and
+    show its result, and tell the worker to stop: its warm shutdown takes it a few seconds, which the
+    next steps need not wait for (the end of the demo waits for it)."""
+    wait_for_worker(worker, env, var_dir / "worker.log")
     try:
         with urllib.request.urlopen(base + "/task/?text=to+be+or+not+to+be", timeout=30) as r:
             started = json.loads(r.read())
@@ -207,7 +226,7 @@ def celery_part(base: str, env: dict[str, str], var_dir: Path) -> None:
             raise SystemExit("another process did not read the same result from the kvb:// store")
         print(f"The worker stored the result in {var_dir / 'celery-results'}; the site read it back.")
     finally:
-        stop_server(worker)
+        tell_to_stop(worker)
 
 
 def show_cache(env: dict[str, str]) -> None:
@@ -360,8 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     step("migrate")
     manage(env, "migrate", "--noinput", "-v", "0")
 
-    step("start the Celery broker")
+    step("start the Celery broker and a worker")
     broker_proc, env["KVB_EXAMPLE_BROKER"] = start_broker(var_dir)
+    worker = start_worker(env, var_dir / "worker.log")  # (it starts while the site does)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = var_dir / "server.log"
@@ -372,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         step("request pages")
         request_pages(base)
         step("Celery: a task started by a view, its result stored in kvb://")
-        celery_part(base, env, var_dir)
+        celery_part(base, env, var_dir, worker)
         step("what the cache holds")
         show_cache(env)
         step("kv_stats")
@@ -398,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         step("stop the site")
         stop_server(server)
+        stop_server(worker)  # (before its broker)
         stop_server(broker_proc)
     print(
         "\nDemo finished: the site ran on kv_backend for its cache and its sessions, and Celery on it "

@@ -10,7 +10,7 @@ import pytest
 from helpers import ROOT, child_env
 
 
-@pytest.mark.slow  # about 15 s: six Django processes and a server; `make demo` runs the same script
+@pytest.mark.slow  # about 5 s: six Django processes and a server; `make demo` runs the same script
 def test_run_demo(tmp_path):
     pytest.importorskip("kv_backend.backup")  # the demo ends with kv_backup
     env = child_env()
