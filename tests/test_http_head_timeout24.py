@@ -12,7 +12,7 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from helpers import free_port, read_until_closed, spawn_python
@@ -32,22 +32,26 @@ TIMEOUT = 0.8
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
+Connect = Callable[[], socket.socket]
+
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory) -> Certs:
     return Certs(tmp_path_factory.mktemp("certs"))
 
 
-@pytest.fixture(params=["plain", "tls"])
-def connect(request, certs, tmp_path) -> Iterator:
-    """A function opening a connection (TLS: its handshake done) to a kvb http started with
-    ``--header-timeout TIMEOUT``, plain or over TLS."""
+@pytest.fixture(scope="module", params=["plain", "tls"])
+def server(request, certs, tmp_path_factory) -> Iterator[tuple[subprocess.Popen, Connect]]:
+    """A kvb http started with ``--header-timeout TIMEOUT``, plain or over TLS, for the module's tests
+    (each opens connections of its own): the process, and a function opening a connection to it
+    (TLS: its handshake done)."""
     tls = request.param == "tls"
     port = free_port()
     options = ["--ssl-certfile", certs.both] if tls else []
+    store = tmp_path_factory.mktemp("store") / "store"
     proc = spawn_python(
         "import sys; from kv_backend.cli import main; sys.exit(main(['http', *sys.argv[1:]]))",
-        *("--dir", str(tmp_path / "store"), "--port", str(port), "--header-timeout", str(TIMEOUT), *options),
+        *("--dir", str(store), "--port", str(port), "--header-timeout", str(TIMEOUT), *options),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -70,10 +74,17 @@ def connect(request, certs, tmp_path) -> Iterator:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        yield connection
-        assert proc.poll() is None
+        yield proc, connection
     finally:
         stop_process(proc)
+
+
+@pytest.fixture
+def connect(server) -> Iterator[Connect]:
+    """The function opening a connection to the module's :func:`server`, still running after the test."""
+    proc, connection = server
+    yield connection
+    assert proc.poll() is None
 
 
 def _answer(sock: socket.socket) -> bytes:
