@@ -25,6 +25,7 @@ from celery.app.task import Context
 from celery_helpers import CountingList, finish_part, make_chord
 from helpers import child_env, wait_for
 from kv_backend_celery.backend import KVBackend, start_chord_recovery
+from kv_backend_celery.chord_recovery import ChordRecovery
 from resp_helpers import start_redis_server
 
 from kv_backend import DB
@@ -362,6 +363,9 @@ def test_recovery_thread_keeps_looking_after_a_failure(store_path):
             type(app).backend = property(backend)
             KVBackend.recover_chords = recover
             KVBackend.chord_recovery_interval = 0.01
+            # (after a failure to build the backend, the thread waits the class's default interval,
+            # which it knows without a backend: 2 s)
+            ChordRecovery.chord_recovery_interval = 0.01
             assert start_chord_recovery(app)
             deadline = time.monotonic() + 5
             while len(looks) < 5 and time.monotonic() < deadline:
