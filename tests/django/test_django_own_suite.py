@@ -148,7 +148,7 @@ def _finish(proc: subprocess.Popen, what: str) -> int:
 
 # The parts of Django's cache tests (suite/kv_cache_suite.py's PARTS, and the rest): they run side by
 # side, so the suite takes about as long as its longest wait (test_touch's 7 s) instead of their sum.
-CACHE_PARTS = ("touch", "expiry", "middleware", "rest")
+CACHE_PARTS = ("touch", "expiry", "view_decorator", "page_timeout", "rest")
 
 
 def test_djangos_cache_suite_passes_on_kvcache(django_tests_dir):
