@@ -45,7 +45,7 @@ from kv_backend.hint import load as load_hints
 from kv_backend.hint import lost_from, zeroed
 from kv_backend.keydir import KeyDir
 from kv_backend.lazy import log_warning
-from kv_backend.locking import MergeLock, WriteLock
+from kv_backend.locking import MergeLock, WriteLock, may_not_wait, would_wait
 from kv_backend.owners import (
     give_back_roots_files,
     give_to_owner_of,
@@ -921,8 +921,12 @@ class _Opening(_Parts):
         the last tail seen is a mark no tail equals, so every read comes here:
         the transaction's own thread reads on (its view holds its writes), and
         other threads wait for it to end, so they never read what it may yet
-        discard.
+        discard. A thread that may not wait (``kvb http``'s event loop, see
+        :func:`~kv_backend.locking.may_not_wait`) gets LockTimeoutError instead,
+        having done nothing.
         """
+        if may_not_wait():
+            raise would_wait(self.path)
         txn = self._txn
         if txn is not None:
             me = threading.get_ident()

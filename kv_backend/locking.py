@@ -101,6 +101,23 @@ def _taken_after_yield(fd: int) -> bool:
 NO_WAIT = 0.0
 
 
+def may_not_wait() -> bool:
+    """Whether this thread is in a ``waiting_until(NO_WAIT)`` block and has taken no write lock in it yet:
+    then a call must not wait for anything (a transaction of another thread, a catch-up with other
+    processes' writes) before it takes the lock, but raise :func:`would_wait` with nothing written."""
+    return bool(_limits_open) and getattr(_wait_limit, "deadline", None) == NO_WAIT
+
+
+def would_wait(store: str) -> LockTimeoutError:
+    """The error of a call in a ``waiting_until(NO_WAIT)`` block that would have to wait (see
+    :func:`may_not_wait`)."""
+    return LockTimeoutError(
+        f"the store at {store} must first be caught up with other writers, or a transaction of another "
+        "thread must end, and this call may not wait (waiting_until(NO_WAIT)): nothing was written; "
+        "make it where it may wait"
+    )
+
+
 @contextlib.contextmanager
 def waiting_until(deadline: float) -> Iterator[None]:
     """In this thread, make the first take of a write lock held elsewhere (another process, another

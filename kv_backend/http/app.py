@@ -818,6 +818,24 @@ def _until(
         raise timed_out() from None
 
 
+class _Waits:
+    """What :func:`_at_once` returns for a call that would have had to wait."""
+
+
+_WAITS = _Waits()
+
+
+def _at_once(fn: Callable[..., T], *args: Any) -> T | _Waits:
+    """``fn(*args)`` made here (the event loop) where it waits for nothing: where the store's write
+    lock is held elsewhere, the view must first catch up with other processes' writes, or another
+    thread's transaction must end (``waiting_until(NO_WAIT)``), :data:`_WAITS`, nothing done."""
+    try:
+        with waiting_until(NO_WAIT):
+            return fn(*args)
+    except LockTimeoutError:
+        return _WAITS
+
+
 async def _translated(work: Awaitable[T]) -> T:
     """The result of an engine call, its errors as the API's."""
     try:
@@ -864,9 +882,11 @@ class _Api:
         try:
             if self.db.read_is_quick(key, limit) and self.gate.enter_now():
                 try:
-                    return fn(key)
+                    found = _at_once(fn, key)
                 finally:
                     self.gate.leave()
+                if not isinstance(found, _Waits):
+                    return found
         except KVError as exc:
             raise engine_error(exc) from exc
         return await self.call(self._gated, fn, key)
@@ -899,14 +919,13 @@ class _Api:
         for it in a worker thread, as every other write does."""
         if size <= QUICK_WRITE and self.db.sync_mode == "never":
             try:
-                with waiting_until(NO_WAIT):
-                    return fn()
-            except LockTimeoutError:
-                pass  # (held elsewhere, by another process or a worker thread: nothing was written)
+                done = _at_once(fn)
             except HTTPAPIError:
                 raise
             except KVError as exc:
                 raise engine_error(exc) from exc
+            if not isinstance(done, _Waits):
+                return done
         return await self.call_writing(fn)
 
     async def call_writing(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

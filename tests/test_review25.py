@@ -1,0 +1,164 @@
+"""Review of kvb http's reads and writes made on its event loop: nothing there may wait.
+
+A GET/HEAD is read on the loop when DB.read_is_quick says so, and a write of one key is made there
+when the write lock is free (locking.NO_WAIT). Neither may then wait on the loop for what a worker
+thread would wait for: a transaction another thread of the process is writing (a DB shared with the
+user's own code, or POST /v1/txn), or a catch-up with other processes' writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+
+from helpers import ROOT, child_env
+from starlette.testclient import TestClient
+
+from kv_backend.http import create_app, encode_key
+
+
+def url(key: bytes, suffix: str = "") -> str:
+    return "/v1/keys/" + encode_key(key) + suffix
+
+
+def _on_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class OpenTransaction:
+    """A transaction of another thread of this process on ``db`` that has written ``key`` and stays
+    open until :meth:`end` (the user's own code sharing the DB with the app)."""
+
+    def __init__(self, db, key: bytes = b"t") -> None:
+        self.wrote = threading.Event()
+        self._end = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(db, key))
+        self._thread.start()
+        assert self.wrote.wait(10)
+
+    def _run(self, db, key: bytes) -> None:
+        with db.transaction():
+            db.put(key, b"in transaction")
+            self.wrote.set()
+            self._end.wait(30)
+
+    def end(self) -> None:
+        self._end.set()
+        self._thread.join(10)
+
+
+def _answered_meanwhile(client: TestClient, request):
+    """Send ``request(client)`` from a thread; then whether /healthz is answered within 2 s while it
+    is outstanding, and the statuses of both once they are done (the caller ends what holds it)."""
+    got: list[int] = []
+    sent = threading.Thread(target=lambda: got.append(request(client).status_code))
+    sent.start()
+    sent.join(0.3)
+    health: list[int] = []
+    probe = threading.Thread(target=lambda: health.append(client.get("/healthz").status_code))
+    probe.start()
+    probe.join(2)
+    answered = health == [200]
+    return answered, got, sent, probe
+
+
+def _finish(*threads: threading.Thread) -> None:
+    for th in threads:
+        th.join(30)
+        assert not th.is_alive()
+
+
+def test_a_write_beside_another_threads_transaction_does_not_hold_up_the_loop(db):
+    db.put(b"k", b"old")
+    with TestClient(create_app(db)) as client:
+        txn = OpenTransaction(db)
+        try:
+            answered, got, sent, probe = _answered_meanwhile(
+                client, lambda c: c.put(url(b"k"), content=b"new")
+            )
+        finally:
+            txn.end()
+        _finish(sent, probe)
+        assert answered, "the event loop waited for another thread's transaction"
+        assert got == [204]
+    assert db.get(b"k") == b"new" and db.get(b"t") == b"in transaction"
+
+
+def test_a_conditional_delete_beside_another_threads_transaction_does_not_hold_up_the_loop(db):
+    db.put(b"k", b"old")
+    with TestClient(create_app(db)) as client:
+        txn = OpenTransaction(db)
+        try:
+            answered, got, sent, probe = _answered_meanwhile(
+                client, lambda c: c.delete(url(b"k"), headers={"If-Match": "*"})
+            )
+        finally:
+            txn.end()
+        _finish(sent, probe)
+        assert answered, "the event loop waited for another thread's transaction"
+        assert got == [204]
+    assert db.get(b"k") is None
+
+
+def test_a_quick_read_that_meets_a_transaction_begun_after_its_check_does_not_hold_up_the_loop(
+    db, monkeypatch
+):
+    """A transaction of another thread may write between read_is_quick's look and the read (a thread
+    switch there): the loop must not then wait for it to end."""
+    db.put(b"k", b"old")
+    started: list[OpenTransaction] = []
+    real = db.read_is_quick
+
+    def then_a_transaction(key, limit):
+        quick = real(key, limit)
+        if quick and key == b"k" and not started:
+            started.append(OpenTransaction(db))  # it writes right after the look
+        return quick
+
+    monkeypatch.setattr(db, "read_is_quick", then_a_transaction)
+    with TestClient(create_app(db)) as client:
+        try:
+            answered, got, sent, probe = _answered_meanwhile(client, lambda c: c.get(url(b"k")))
+        finally:
+            while not started:
+                time.sleep(0.01)
+            started[0].end()
+        _finish(sent, probe)
+        assert answered, "the event loop waited for another thread's transaction"
+        assert got == [200]
+
+
+def test_a_write_after_another_process_wrote_catches_up_in_a_worker_thread(db, monkeypatch):
+    """Replaying another process's writes (here 5 MB of them) is not done on the event loop, as the
+    docs say of every catch-up: a write that finds the view behind goes to a worker thread."""
+    code = (
+        "import sys\nfrom kv_backend import DB\n"
+        "with DB(sys.argv[1]) as d:\n"
+        "    for i in range(5000):\n"
+        "        d.put(b'p%d' % i, b'x' * 1000)\n"
+    )
+    db.put(b"k", b"old")
+    subprocess.run(
+        [sys.executable, "-c", code, str(db.path)], cwd=ROOT, env=child_env(), check=True, timeout=120
+    )
+    refreshes: list[bool] = []
+    for name in ("_catch_up", "_full_reload"):  # what replays records (see DB._refresh)
+        real = getattr(db, name)
+
+        def traced(*args, _real=real):
+            refreshes.append(_on_loop())
+            return _real(*args)
+
+        monkeypatch.setattr(db, name, traced)
+    with TestClient(create_app(db)) as client:
+        assert client.put(url(b"k"), content=b"new").status_code == 204
+        assert client.delete(url(b"p0")).status_code == 204
+    assert refreshes and True not in refreshes, refreshes
+    assert db.get(b"k") == b"new" and db.get(b"p0") is None and db.get(b"p4999") == b"x" * 1000
