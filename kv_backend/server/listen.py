@@ -51,12 +51,16 @@ async def listen_tcp(host: str, port: int) -> list[socket.socket]:
     return _bind_all(found)
 
 
-def listen_tcp_now(host: str, port: int) -> list[socket.socket]:
-    """:func:`listen_tcp` without the event loop's resolver (for a command: CONFIG SET tls-port)."""
-    found = socket.getaddrinfo(
-        host or None, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    return _bind_all(found)
+def addresses(socks: list[socket.socket]) -> list[tuple[Any, ...]]:
+    """What :func:`listen_tcp_again` needs of the listening sockets ``socks``: their addresses."""
+    return [(sock.family, sock.type, sock.proto, "", sock.getsockname()) for sock in socks]
+
+
+def listen_tcp_again(found: list[tuple[Any, ...]], port: int) -> list[socket.socket]:
+    """Listening sockets on the :func:`addresses` ``found``, at ``port`` (for a command, CONFIG SET
+    tls-port: the addresses the server's host named at start, which nobody looks up again on the event
+    loop, where a slow resolver would hold every client up)."""
+    return _bind_all([(*entry[:4], (entry[4][0], port, *entry[4][2:])) for entry in found])
 
 
 def _bind_all(found: list[Any]) -> list[socket.socket]:

@@ -39,7 +39,7 @@ from kv_backend.server.commands.geo import store_key as geo_store_key
 from kv_backend.server.commands.metadata import sort_keys
 from kv_backend.server.commands.registry import CONTAINERS
 from kv_backend.server.functions import Functions
-from kv_backend.server.listen import AcceptedTransport, Listeners, listen_tcp, listen_unix
+from kv_backend.server.listen import AcceptedTransport, Listeners, addresses, listen_tcp, listen_unix
 from kv_backend.server.loading import LOADING_GRACE, open_in_background
 from kv_backend.server.notify import EXPIRED, Notifier, format_flags
 from kv_backend.server.protocol import OK, ErrorReply, Parser, ProtocolError, Push, Replies, encode
@@ -878,9 +878,10 @@ class Server:
         self.busy: str | None = None
         #: The listening sockets (fd, address family, connection kind), for busy.Pump.
         self.listening: list[tuple[int, int, str]] = []
-        #: The listeners, and the host they listen on as given (CONFIG SET tls-port opens one there).
+        #: The listeners, and the addresses the host named at start (listen.addresses): CONFIG SET
+        #: tls-port opens a listener there.
         self.listeners: Listeners | None = None
-        self.listen_host = ""
+        self.listen_addresses: list[tuple[Any, ...]] = []
         #: The server stops: no command runs any more (SHUTDOWN NOSAVE cut a script short...).
         self.halting = False
         #: kvb serve's exit status: 1 once a second SIGINT forced the stop, as Redis exits then.
@@ -1395,7 +1396,6 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
             signal.SIGHUP, server.log, "SIGHUP ignored: stop kvb serve with SIGTERM or SIGINT"
         )
     listeners = server.listeners = Listeners(server)
-    server.listen_host = host
     tls = server.tls
     places = []
     if port or tls is None:  # (as redis-server: with a TLS port, port 0 is no plaintext port)
@@ -1404,6 +1404,7 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
         except OSError as exc:
             raise listen_error(host, port, exc) from exc
         listeners.add(tcp, "tcp")
+        server.listen_addresses = addresses(tcp)
         sockname = tcp[0].getsockname()
         server.host, server.port = str(sockname[0]), int(sockname[1])
         places.append(f"{server.host}:{server.port}")
@@ -1414,6 +1415,7 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
             listeners.close()
             raise listen_error(host, tls.port, exc, "--tls-port") from exc
         listeners.add(secure, "tls")
+        server.listen_addresses = server.listen_addresses or addresses(secure)
         server.host = str(secure[0].getsockname()[0])
         places.append(f"{server.host}:{tls.port} (TLS)")
     protected.warn_at_start(server, host)

@@ -20,7 +20,7 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import ConfigurationError
-from kv_backend.server.listen import listen_tcp_now
+from kv_backend.server.listen import listen_tcp_again
 from kv_backend.server.tls import TLSSettings, configure
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def prepare(server: Server, given: list[tuple[bytes, Any]]) -> Change | None:
         if server.listeners is None:  # (a server that is not listening: nothing to listen with)
             raise Refused(b"tls-port", LISTEN_FAILED)
         try:
-            socks = listen_tcp_now(server.listen_host, new.port)
+            socks = listen_tcp_again(server.listen_addresses, new.port)
         except OSError as exc:
             server.log(f"CONFIG SET tls-port {new.port} refused: cannot listen on it ({exc.strerror or exc})")
             raise Refused(b"tls-port", LISTEN_FAILED) from None

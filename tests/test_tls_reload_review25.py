@@ -1,0 +1,76 @@
+"""Review of CONFIG SET tls-port: the new TLS listener is bound without a name lookup on the event loop.
+
+kvb serve's --host may be a name (a DNS one); CONFIG SET runs on the event loop, where a lookup of it
+would hold every other client up for as long as the resolver takes (seconds where it is slow or
+unreachable), and could give other addresses than those the server listens on since its start.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from helpers import child_env, free_port
+from tls_helpers import Certs
+
+redis = pytest.importorskip("redis")
+
+#: kvb serve whose name lookups made on its event loop's thread (the main one) take SLOW seconds: a slow
+#: resolver, as seen from the loop (the loop's own getaddrinfo runs in a worker thread, as at start).
+SLOW = 3.0
+_SERVE_WITH_A_SLOW_RESOLVER = (
+    "import socket, sys, threading, time\n"
+    "real = socket.getaddrinfo\n"
+    "def slow(*args, **kwargs):\n"
+    "    if threading.current_thread() is threading.main_thread():\n"
+    f"        time.sleep({SLOW})\n"
+    "    return real(*args, **kwargs)\n"
+    "socket.getaddrinfo = slow\n"
+    "from kv_backend.cli import main\n"
+    "sys.exit(main(['serve', *sys.argv[1:]]))\n"
+)
+
+
+def test_config_set_tls_port_makes_no_name_lookup_on_the_event_loop(tmp_path):
+    (tmp_path / "certs").mkdir()
+    certs = Certs(tmp_path / "certs")
+    port = free_port()
+    cmd = [sys.executable, "-c", _SERVE_WITH_A_SLOW_RESOLVER, "--dir", str(tmp_path / "store")]
+    cmd += ["--host", "localhost", "--port", str(port), "--tls-port", str(free_port())]
+    cmd += ["--tls-cert-file", certs.cert, "--tls-key-file", certs.key, "--tls-auth-clients", "no"]
+    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        plain = redis.Redis(port=port, socket_timeout=20)
+        other = redis.Redis(port=port, socket_timeout=20)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                plain.ping()
+                other.ping()
+                break
+            except redis.ConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        moved = free_port()
+        replies: list[object] = []
+        setter = threading.Thread(target=lambda: replies.append(plain.config_set("tls-port", str(moved))))
+        setter.start()
+        time.sleep(0.2)
+        t = time.monotonic()
+        assert other.ping()
+        waited = time.monotonic() - t
+        setter.join(30)
+        assert replies == [True]
+        assert plain.config_get("tls-port") == {"tls-port": str(moved)}
+        assert waited < SLOW / 2, f"another client waited {waited:.1f} s for CONFIG SET's name lookup"
+        secure = redis.Redis(port=moved, ssl=True, ssl_ca_certs=certs.ca, socket_timeout=20)
+        assert secure.ping()
+        secure.close()
+        plain.close()
+        other.close()
+    finally:
+        proc.terminate()
+        proc.wait(20)
