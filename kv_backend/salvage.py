@@ -56,6 +56,7 @@ from kv_backend.unpublished import (
     PASSES,
     closed_at,
     closed_whole,
+    end_without_page,
     filled_end,
     holds_nothing,
     page_and_files,
@@ -364,10 +365,12 @@ def _listed_and_mapped(
     them, cuts off the zeros reserved after the data), and the newest file, of minor id 0, past its header
     (one a rotation made after the page was read): their bytes past there are copied
     (:func:`~kv_backend.filemaps.map_cuttable`), for reading a map past such a cut kills the process
-    (SIGBUS)."""
+    (SIGBUS). Without a page, a writer that opens the store cuts the newest file where its data ends
+    (tail recovery), which only its bytes past there are copied for: not all of it, maybe a gigabyte."""
     for _ in range(PASSES):
         published, intent, fids = page_and_files(src)
-        keep = {fid: rec.FILE_HEADER_SIZE for fid in fids[-1:] if fid[1] == 0}
+        newest = rec.FILE_HEADER_SIZE if published is not None else _DATA_END
+        keep = {fid: newest for fid in fids[-1:] if fid[1] == 0}
         if published is not None:
             keep[(published[0], 0)] = published[1]
         maps: list[bytes | mmap.mmap] = []
@@ -388,18 +391,27 @@ def _listed_and_mapped(
     )
 
 
+#: The ``keep`` of :func:`_map_data_file` that is where the file's data ends with no published end to go by
+#: (:func:`~kv_backend.unpublished.end_without_page`): where tail recovery cuts it.
+_DATA_END = -1
+
+
 def _map_data_file(
     path: str, filled: tuple[int, int] | None = None, *, keep: int | None = None
 ) -> bytes | mmap.mmap:
     """The data file at ``path``, mapped (holding no descriptor, see :mod:`kv_backend.filemaps`); with
     ``keep``, the bytes past it copied (a file a live writer may cut there: see
-    :func:`~kv_backend.filemaps.map_cuttable`); with ``filled`` = ``(size, end)``, its first ``size`` bytes
-    followed by zeros up to ``end``."""
+    :func:`~kv_backend.filemaps.map_cuttable`; :data:`_DATA_END`: where its data ends); with ``filled`` =
+    ``(size, end)``, its first ``size`` bytes followed by zeros up to ``end``."""
     try:
         with open(path, "rb") as f:
             if filled is not None:
                 return map_filled(f.fileno(), *filled)
             size = os.fstat(f.fileno()).st_size
+            if keep == _DATA_END:
+                keep = (
+                    end_without_page(rec.file_reader(f.fileno()), size) if size > rec.FILE_HEADER_SIZE else 0
+                )
             if keep is not None:
                 return map_cuttable(f.fileno(), size, keep)
             return map_file(f.fileno(), size) if size else b""
