@@ -96,8 +96,9 @@ def _taken_after_yield(fd: int) -> bool:
 
 
 #: The deadline of :func:`waiting_until` that waits not at all: the first take of a write lock held
-#: elsewhere raises LockTimeoutError at once, without the retries a contended take makes first
-#: (``kvb http``'s writes made on its event loop, which go to a worker thread to wait instead).
+#: elsewhere raises LockTimeoutError at once, without the retries a contended take makes first, as does
+#: one this thread holds from before the block (``kvb http``'s writes made on its event loop, which go
+#: to a worker thread to wait instead).
 NO_WAIT = 0.0
 
 
@@ -298,6 +299,12 @@ class WriteLock:
                 if isinstance(exc, OSError) and not isinstance(exc, KVError):
                     raise storage_error(exc, f"cannot lock {self.path}") from exc
                 raise
+        elif self._depth and deadline == NO_WAIT:
+            # This thread holds it already, from outside the waiting_until(NO_WAIT) block (code sharing
+            # kvb http's event loop, inside a locked() or transaction() block across an await): a write
+            # made here would land inside that block, so it is held elsewhere as far as the block goes.
+            self._tlock.release()
+            raise self._timed_out()
         elif self._closed and not self._depth:
             self._closed_error()
         self._depth += 1

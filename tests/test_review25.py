@@ -162,3 +162,67 @@ def test_a_write_after_another_process_wrote_catches_up_in_a_worker_thread(db, m
         assert client.delete(url(b"p0")).status_code == 204
     assert refreshes and True not in refreshes, refreshes
     assert db.get(b"k") == b"new" and db.get(b"p0") is None and db.get(b"p4999") == b"x" * 1000
+
+
+def _users_app(db, hold):
+    """create_app(db) mounted at /kv in the user's own app, whose /hold route runs ``hold()`` (a
+    coroutine function) on the same event loop."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    async def held(request):
+        return PlainTextResponse(await hold())
+
+    return Starlette(routes=[Route("/hold", held), Mount("/kv", app=create_app(db))])
+
+
+def test_a_write_beside_the_users_transaction_on_the_same_loop_is_no_part_of_it(db):
+    """The user's code holds a transaction of the DB across an await on the event loop kvb http runs on:
+    a PUT answered meanwhile must not join that transaction (the loop's thread holds its lock), which
+    the user's code then discards: its write, acknowledged, would be lost."""
+    entered = threading.Event()
+
+    async def hold() -> str:
+        try:
+            with db.transaction():
+                entered.set()
+                await asyncio.sleep(1)  # (a PUT arrives meanwhile)
+                raise RuntimeError("the user's block fails: its transaction is discarded")
+        except RuntimeError:
+            return "discarded"
+
+    with TestClient(_users_app(db, hold)) as client:
+        held: list[str] = []
+        user = threading.Thread(target=lambda: held.append(client.get("/hold").text))
+        user.start()
+        assert entered.wait(10)
+        r = client.put("/kv" + url(b"k"), content=b"acknowledged")
+        user.join(30)
+        assert held == ["discarded"]
+        assert r.status_code == 201
+        assert client.get("/kv" + url(b"k")).content == b"acknowledged"
+    assert db.get(b"k") == b"acknowledged"
+
+
+def test_a_write_inside_the_users_locked_block_on_the_same_loop_waits_for_its_end(db):
+    """Likewise a locked() block of the user's code across an await: the PUT is not made inside it
+    (between the block's read and its write), but after it."""
+    db.put(b"n", b"1")
+    entered = threading.Event()
+
+    async def hold() -> str:
+        with db.locked():
+            entered.set()
+            seen = db.get(b"n")
+            await asyncio.sleep(1)  # (a PUT arrives meanwhile)
+            db.put(b"n", b"%d" % (int(seen) + 1))
+        return "done"
+
+    with TestClient(_users_app(db, hold)) as client:
+        user = threading.Thread(target=lambda: client.get("/hold"))
+        user.start()
+        assert entered.wait(10)
+        assert client.put("/kv" + url(b"n"), content=b"100").status_code == 204
+        user.join(30)
+    assert db.get(b"n") == b"100"  # made after the block's increment, not lost under it
