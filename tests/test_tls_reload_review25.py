@@ -74,3 +74,32 @@ def test_config_set_tls_port_makes_no_name_lookup_on_the_event_loop(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_handshakes_under_way_on_the_old_port_complete_after_tls_port_moves_or_closes(tmp_path):
+    """Connections accepted on the TLS port but not yet handshaken when CONFIG SET tls-port moves the
+    listener (or closes it, or rotates the certificate) keep the context they were accepted with."""
+    from test_tls_reload25 import Serve, der
+
+    certs_dir = tmp_path / "certs"
+    certs_dir.mkdir()
+    certs = Certs(certs_dir)
+    server = Serve(
+        tmp_path, "--tls-cert-file", certs.cert, "--tls-key-file", certs.key, "--tls-auth-clients", "no"
+    )
+    try:
+        import socket
+        import ssl
+
+        context = ssl.create_default_context(cafile=certs.ca)
+        pending = [socket.create_connection(("127.0.0.1", server.tls_port), timeout=10) for _ in range(3)]
+        time.sleep(0.2)  # (accepted: their handshakes wait for the client's hello)
+        assert server.config_set("tls-port", str(free_port())) == "OK"
+        assert server.config_set("tls-port", "0") == "OK"
+        for raw in pending:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                assert tls.getpeercert(binary_form=True) == der(certs.cert)
+                tls.sendall(b"PING\r\n")
+                assert tls.recv(7) == b"+PONG\r\n"
+    finally:
+        server.stop()
