@@ -226,3 +226,28 @@ def test_a_write_inside_the_users_locked_block_on_the_same_loop_waits_for_its_en
         assert client.put("/kv" + url(b"n"), content=b"100").status_code == 204
         user.join(30)
     assert db.get(b"n") == b"100"  # made after the block's increment, not lost under it
+
+
+def test_a_write_after_another_process_merged_rebuilds_the_view_in_a_worker_thread(db, monkeypatch):
+    """A merge in another process changes the file set: the view is rebuilt from the merged files
+    (DB._full_reload), which is not done on the event loop either."""
+    for i in range(2000):
+        db.put(b"m%d" % (i % 100), b"%d" % i)
+    code = "import sys\nfrom kv_backend import DB\nwith DB(sys.argv[1]) as d:\n    d.merge(wait=True)\n"
+    subprocess.run(
+        [sys.executable, "-c", code, str(db.path)], cwd=ROOT, env=child_env(), check=True, timeout=120
+    )
+    rebuilt: list[bool] = []
+    for name in ("_catch_up", "_full_reload"):
+        real = getattr(db, name)
+
+        def traced(*args, _real=real):
+            rebuilt.append(_on_loop())
+            return _real(*args)
+
+        monkeypatch.setattr(db, name, traced)
+    with TestClient(create_app(db)) as client:
+        assert client.put(url(b"m0"), content=b"new").status_code == 204
+        assert client.get(url(b"m1")).content == b"1901"
+    assert rebuilt and True not in rebuilt, rebuilt
+    assert db.get(b"m0") == b"new"
