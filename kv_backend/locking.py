@@ -315,9 +315,9 @@ class WriteLock:
         raise DatabaseClosedError.at(os.path.dirname(self.path))
 
     def _contended(self, deadline: float | None) -> None:
-        self._check_not_self_held()
-        if deadline == NO_WAIT:
+        if deadline == NO_WAIT:  # (first: a hold by this thread through another DB is a holder too)
             raise self._timed_out()
+        self._check_not_self_held()
         fd = self._fd
         if self.no_wait_thread is not None and self.no_wait_thread == threading.get_ident():
             self._contended_no_wait(fd)

@@ -251,3 +251,29 @@ def test_a_write_after_another_process_merged_rebuilds_the_view_in_a_worker_thre
         assert client.get(url(b"m1")).content == b"1901"
     assert rebuilt and True not in rebuilt, rebuilt
     assert db.get(b"m0") == b"new"
+
+
+def test_a_write_beside_the_users_block_on_another_db_of_the_store_waits_for_its_end(db, store_path):
+    """The user's code on the same event loop holds the store's lock through another DB object of the
+    same store across an await: the PUT waits for the block's end in a worker thread, as it does for any
+    holder, rather than be refused for a wait on itself that it never makes."""
+    from kv_backend import DB
+
+    entered = threading.Event()
+
+    with DB(store_path) as other:
+
+        async def hold() -> str:
+            with other.locked():
+                entered.set()
+                await asyncio.sleep(1)  # (a PUT arrives meanwhile)
+            return "done"
+
+        with TestClient(_users_app(db, hold)) as client:
+            user = threading.Thread(target=lambda: client.get("/hold"))
+            user.start()
+            assert entered.wait(10)
+            r = client.put("/kv" + url(b"k"), content=b"v")
+            user.join(30)
+            assert r.status_code == 201, r.text
+    assert db.get(b"k") == b"v"
