@@ -366,7 +366,8 @@ def _listed_and_mapped(
     (one a rotation made after the page was read): their bytes past there are copied
     (:func:`~kv_backend.filemaps.map_cuttable`), for reading a map past such a cut kills the process
     (SIGBUS). Without a page, a writer that opens the store cuts the newest file where its data ends
-    (tail recovery), which only its bytes past there are copied for: not all of it, maybe a gigabyte."""
+    (tail recovery), which only its bytes past there are copied for: not all of it, maybe a gigabyte; so
+    it does a file whose published end lies past its end (it lost bytes, or the page is damaged)."""
     for _ in range(PASSES):
         published, intent, fids = page_and_files(src)
         newest = rec.FILE_HEADER_SIZE if published is not None else _DATA_END
@@ -408,7 +409,9 @@ def _map_data_file(
             if filled is not None:
                 return map_filled(f.fileno(), *filled)
             size = os.fstat(f.fileno()).st_size
-            if keep == _DATA_END:
+            if keep == _DATA_END or (keep is not None and keep > size):
+                # (A published end past the file's end, which lost bytes or whose page is damaged: a writer's
+                # recovery reads it from its header then, and cuts it where its data ends, as without a page.)
                 keep = (
                     end_without_page(rec.file_reader(f.fileno()), size) if size > rec.FILE_HEADER_SIZE else 0
                 )

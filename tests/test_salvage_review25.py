@@ -53,3 +53,53 @@ def test_salvage_of_a_store_without_its_page_copies_no_whole_data_file_into_memo
         assert copy.get(b"k499") == value
     (extra,) = grown
     assert extra < 16 * MIB, f"mapping the store's files took {extra / MIB:.0f} MiB of the process's memory"
+
+
+#: A salvage of the store argv[1] into argv[2] during which a writer opens the store once the files are
+#: mapped (and recovers its tail), in another process.
+_SALVAGE_BESIDE_A_WRITER = """
+import subprocess, sys
+from kv_backend import salvage as sv
+
+real = sv._listed_and_mapped
+
+def then_a_writer(store):
+    found = real(store)
+    code = "import sys\\nfrom kv_backend import DB\\nwith DB(sys.argv[1]) as d: d.put(b'w', b'1')"
+    subprocess.run([sys.executable, "-c", code, store], check=True)
+    return found
+
+sv._listed_and_mapped = then_a_writer
+print(sv.salvage(sys.argv[1], sys.argv[2]).keys_copied)
+"""
+
+
+def test_salvage_beside_a_writer_of_a_store_whose_page_says_it_held_more_is_not_killed(tmp_path):
+    """The page publishes an end past the active file's end (the file lost bytes, or the page is
+    damaged): a writer's recovery then reads the file from its header and cuts it where its data ends,
+    below that end. Salvage mapped all of the file (its bytes up to the page's end were to stay), and
+    was killed by SIGBUS reading its map past the cut."""
+    import struct
+
+    from helpers import run_python
+
+    from kv_backend.files import STATE_FILE, data_name, list_data_files
+
+    src = str(tmp_path / "src")
+    with DB(src) as db:
+        for i in range(2000):
+            db.put(b"k%d" % i, os.urandom(200))
+    (fid,) = list_data_files(src)
+    path = os.path.join(src, data_name(fid))
+    with open(path, "ab") as f:
+        f.write(bytes(256 << 10))  # the zeros a killed writer had reserved
+    end = os.path.getsize(path) + (64 << 10)  # past the file's end, the intent word vouching for it
+    with open(os.path.join(src, STATE_FILE), "r+b") as f:
+        for offset in (16, 32):  # the tail and intent words
+            f.seek(offset)
+            f.write(struct.pack("=Q", (fid[0] << 40) | end))
+    done = run_python(_SALVAGE_BESIDE_A_WRITER, src, str(tmp_path / "dst"), check=False)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == ["2000"]
+    with DB(str(tmp_path / "dst")) as copy:
+        assert len(copy) == 2000
