@@ -367,13 +367,16 @@ def _listed_and_mapped(
     (:func:`~kv_backend.filemaps.map_cuttable`), for reading a map past such a cut kills the process
     (SIGBUS). Without a page, a writer that opens the store cuts the newest file where its data ends
     (tail recovery), which only its bytes past there are copied for: not all of it, maybe a gigabyte; so
-    it does a file whose published end lies past its end (it lost bytes, or the page is damaged)."""
+    it does a file whose published end lies past its end (it lost bytes, or the page is damaged), and,
+    without a page, the file before the newest, which recovery closes (cuts) where a rotation died."""
     for _ in range(PASSES):
         published, intent, fids = page_and_files(src)
         newest = rec.FILE_HEADER_SIZE if published is not None else _DATA_END
         keep = {fid: newest for fid in fids[-1:] if fid[1] == 0}
         if published is not None:
             keep[(published[0], 0)] = published[1]
+        elif len(fids) > 1 and fids[-2][1] == 0:
+            keep[fids[-2]] = _CLOSING_END  # (a rotation that died did not close it: recovery does)
         maps: list[bytes | mmap.mmap] = []
         try:
             for fid in fids:
@@ -395,6 +398,9 @@ def _listed_and_mapped(
 #: The ``keep`` of :func:`_map_data_file` that is where the file's data ends with no published end to go by
 #: (:func:`~kv_backend.unpublished.end_without_page`): where tail recovery cuts it.
 _DATA_END = -1
+#: The ``keep`` of the file before the newest where no page says whether a rotation closed it: where tail
+#: recovery would cut it, finishing that rotation (``end_without_page(closing=True)``).
+_CLOSING_END = -2
 
 
 def _map_data_file(
@@ -409,12 +415,12 @@ def _map_data_file(
             if filled is not None:
                 return map_filled(f.fileno(), *filled)
             size = os.fstat(f.fileno()).st_size
-            if keep == _DATA_END or (keep is not None and keep > size):
+            if keep in (_DATA_END, _CLOSING_END) or (keep is not None and keep > size):
                 # (A published end past the file's end, which lost bytes or whose page is damaged: a writer's
                 # recovery reads it from its header then, and cuts it where its data ends, as without a page.)
-                keep = (
-                    end_without_page(rec.file_reader(f.fileno()), size) if size > rec.FILE_HEADER_SIZE else 0
-                )
+                read = rec.file_reader(f.fileno())
+                closing = keep == _CLOSING_END
+                keep = end_without_page(read, size, closing=closing) if size > rec.FILE_HEADER_SIZE else 0
             if keep is not None:
                 return map_cuttable(f.fileno(), size, keep)
             return map_file(f.fileno(), size) if size else b""

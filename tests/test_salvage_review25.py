@@ -103,3 +103,29 @@ def test_salvage_beside_a_writer_of_a_store_whose_page_says_it_held_more_is_not_
     assert done.stdout.split() == ["2000"]
     with DB(str(tmp_path / "dst")) as copy:
         assert len(copy) == 2000
+
+
+def test_salvage_beside_a_writer_of_a_store_without_page_whose_rotation_died_is_not_killed(tmp_path):
+    """No page, and a rotation died: the newest file holds its header only, and the one before it was
+    never closed (the zeros it had reserved still follow its data). A writer's recovery closes that file,
+    cutting them off; salvage had mapped all of it and was killed by SIGBUS reading its map past the cut."""
+    from helpers import run_python
+
+    from kv_backend import record as rec
+    from kv_backend.files import STATE_FILE, data_name, list_data_files
+
+    src = str(tmp_path / "src")
+    with DB(src, max_file_size=64 << 10) as db:
+        for i in range(2000):
+            db.put(b"k%d" % i, os.urandom(200))
+    fids = list_data_files(src)
+    with open(os.path.join(src, data_name(fids[-1])), "r+b") as f:
+        f.truncate(rec.FILE_HEADER_SIZE)
+    with open(os.path.join(src, data_name(fids[-2])), "ab") as f:
+        f.write(bytes(256 << 10))
+    os.remove(os.path.join(src, STATE_FILE))
+    alone = salvage(src, str(tmp_path / "alone"))  # (what it copies with no writer beside it)
+    done = run_python(_SALVAGE_BESIDE_A_WRITER, src, str(tmp_path / "dst"), check=False)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.split() == [str(alone.keys_copied)]
+    assert alone.keys_copied > 1000
