@@ -42,21 +42,46 @@ class RunningServer:
         self.proc: subprocess.Popen | ForkedChild | None = None
 
     def start(self) -> RunningServer:
+        """Start the server and wait until its store is open. The port :func:`free_port` gave may be
+        given to another test's server too (a parallel worker's: the system hands a free port to
+        whoever asks): where that one listens on it first, this one cannot, and this test would talk
+        to that server. So the first start checks the listener is this server (INFO's process_id),
+        and starts again on another port where it is not; a restart keeps its port, and fails."""
+        restart = self.proc is not None
+        for _ in range(5):
+            self._launch()
+            try:
+                wait_for_port(self.port, self.proc)
+                ours = self._listener_is_ours()
+            except AssertionError:
+                if restart or self.proc is None or self.proc.poll() is None:
+                    raise
+                ours = False  # (it exited: it could not listen on the port, another process's)
+            if ours:
+                self._wait_loaded()
+                return self
+            assert not restart, f"port {self.port} is another server's, after this one's restart"
+            self._discard()
+            self.port = free_port()
+        raise AssertionError("five free ports in a row were other servers' by the time this one listened")
+
+    def _launch(self) -> None:
         cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", self.path, "--port", str(self.port)]
         if self.requirepass:
             cmd += ["--requirepass", self.requirepass]
         if self.unixsocket:
             cmd += ["--unixsocket", self.unixsocket]
-        restart = self.proc is not None
         if self.zygote is not None:
             self.proc = self.zygote.start(*cmd[3:])
         else:
             self.proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        wait_for_port(self.port, self.proc)
-        if restart:
-            self._check_listener()
-        self._wait_loaded()
-        return self
+
+    def _discard(self) -> None:
+        """Stop a server started on a port another server listens on (it could not listen there)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
 
     def _wait_loaded(self, timeout: float = 60.0) -> None:
         """Wait until the store is open: the port opens first, and until then most commands are
@@ -73,9 +98,9 @@ class RunningServer:
         finally:
             conn.close()
 
-    def _check_listener(self) -> None:
-        """Fail if what listens on the port is not this server: another process may bind it (a
-        free port to it) while a restart leaves it free, and the test would talk to that."""
+    def _listener_is_ours(self) -> bool:
+        """Whether what listens on the port is this server: another process may bind it (a free port
+        to it too, or one a restart left free), and the test would talk to that."""
         assert self.proc is not None
         conn = Raw(self.port, 2)
         try:
@@ -84,7 +109,7 @@ class RunningServer:
             info = conn.call("INFO", "server")
         finally:
             conn.close()
-        assert b"process_id:%d\r\n" % self.proc.pid in info, f"port {self.port} is another server's: {info!r}"
+        return b"process_id:%d\r\n" % self.proc.pid in info
 
     def url(self) -> str:
         auth = f":{self.requirepass}@" if self.requirepass else ""

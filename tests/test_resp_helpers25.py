@@ -1,0 +1,35 @@
+"""The tests' kvb serve helper never lets a test talk to another test's server.
+
+A port free_port gave may be given to a parallel worker's server too; where that one listens first,
+this one cannot, and a test that only waited for the port to accept talked to the other server (a
+SET it was answered +OK for landed in the other test's store).
+"""
+
+from __future__ import annotations
+
+from resp_helpers import Raw, RunningServer
+
+
+def test_a_server_whose_port_another_server_took_starts_on_another(tmp_path):
+    first = RunningServer(str(tmp_path / "first")).start()
+    try:
+        second = RunningServer(str(tmp_path / "second"))
+        second.port = first.port  # (as if free_port had given both the same port)
+        second.start()
+        try:
+            assert second.port != first.port
+            conn = Raw(second.port, 2)
+            try:
+                assert conn.call("SET", "mine", "1") == b"+OK\r\n"
+                assert b"process_id:%d\r\n" % second.proc.pid in conn.call("INFO", "server")
+            finally:
+                conn.close()
+            conn = Raw(first.port, 2)
+            try:
+                assert conn.call("EXISTS", "mine") == b":0\r\n"  # (the first server never saw it)
+            finally:
+                conn.close()
+        finally:
+            second.stop()
+    finally:
+        first.stop()
