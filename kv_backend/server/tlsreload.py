@@ -20,7 +20,7 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import ConfigurationError
-from kv_backend.server.listen import listen_tcp_again
+from kv_backend.server.ports import Refused, bind, move, release
 from kv_backend.server.tls import TLSSettings, configure
 
 if TYPE_CHECKING:
@@ -39,22 +39,11 @@ FIELDS = {
     b"tls-ciphers": "ciphers",
     b"tls-prefer-server-ciphers": "prefer_server_ciphers",
 }
-#: Redis's reasons for a CONFIG SET whose TLS settings cannot be put in force.
+#: Redis's reason for a CONFIG SET whose TLS settings cannot be put in force.
 CONFIG_FAILED = "Unable to update TLS configuration. Check server logs."
-LISTEN_FAILED = "Unable to listen on this port. Check server logs."
 #: The TLS settings of a server started without ``--tls-port``, as CONFIG GET shows them (Redis's
 #: defaults: no files, client certificates asked for).
 NO_TLS = TLSSettings(port=0, cert_file="", key_file="", auth_clients="yes")
-
-
-class Refused(Exception):
-    """The TLS settings a CONFIG SET gives cannot be put in force: ``name`` is the parameter Redis's
-    error names, ``reason`` its reason."""
-
-    def __init__(self, name: bytes, reason: str) -> None:
-        super().__init__(reason)
-        self.name = name
-        self.reason = reason
 
 
 @dataclasses.dataclass
@@ -66,6 +55,10 @@ class Change:
     #: The new TLS port's listening sockets (None: the listener stays as it is).
     socks: list[socket.socket] | None
     names: list[bytes]
+
+    def abandon(self) -> None:
+        """Give the change up: its port's sockets closed."""
+        release(self.socks)
 
 
 def _field(name: bytes, value: Any) -> Any:
@@ -82,7 +75,8 @@ def _field(name: bytes, value: Any) -> Any:
 
 def prepare(server: Server, given: list[tuple[bytes, Any]]) -> Change | None:
     """The TLS change CONFIG SET's checked values ``given`` (in order) make, its context built and its
-    port bound (None if they name no TLS parameter); :class:`Refused` if it cannot be made."""
+    port bound (None if they name no TLS parameter); :class:`~kv_backend.server.ports.Refused` if it
+    cannot be made."""
     ours = [(name, value) for name, value in given if name in FIELDS]
     if not ours:
         return None
@@ -101,15 +95,7 @@ def prepare(server: Server, given: list[tuple[bytes, Any]]) -> Change | None:
         except (ConfigurationError, ssl.SSLError, OSError) as exc:
             server.log(f"CONFIG SET {blamed.decode()} refused: {exc}; the TLS settings in force stay")
             raise Refused(blamed, CONFIG_FAILED) from None
-    socks = None
-    if opening:
-        if server.listeners is None:  # (a server that is not listening: nothing to listen with)
-            raise Refused(b"tls-port", LISTEN_FAILED)
-        try:
-            socks = listen_tcp_again(server.listen_addresses, new.port)
-        except OSError as exc:
-            server.log(f"CONFIG SET tls-port {new.port} refused: cannot listen on it ({exc.strerror or exc})")
-            raise Refused(b"tls-port", LISTEN_FAILED) from None
+    socks = bind(server, b"tls-port", new.port) if opening else None
     context = context if new.port else None
     if new == current and context is server.tls_context:
         return None  # (as they are: nothing read again, nothing to say)
@@ -122,10 +108,8 @@ def commit(server: Server, change: Change) -> None:
     old_port = (server.tls or NO_TLS).port
     server.tls, server.tls_context = change.settings, change.context
     port = change.settings.port
-    if port != old_port and server.listeners is not None:
-        server.listeners.remove("tls")
-        if change.socks:
-            server.listeners.add(change.socks, "tls")
+    if port != old_port:
+        move(server, "tls", change.socks)
     names = ", ".join(name.decode() for name in change.names)
     if port:
         server.log(f"CONFIG SET {names}: the TLS connections made from now on (port {port}) use them")

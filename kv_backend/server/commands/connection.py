@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
-from kv_backend.server import clientlimit, tlsreload
+from kv_backend.server import clientlimit, ports, tlsreload
 from kv_backend.server.blocking import Block
 from kv_backend.server.commands import metadata
 from kv_backend.server.commands.registry import (
@@ -29,7 +29,7 @@ from kv_backend.structures import CommandError, glob_match
 from kv_backend.structures.errors import c_string, quoted
 
 if TYPE_CHECKING:
-    from kv_backend.server.resp import Connection
+    from kv_backend.server.resp import Connection, Server
 
 
 @command("PING", -1, "pubsub")
@@ -448,10 +448,10 @@ _CONFIG_HELP = help_reply(
             "SET <directive> <value> [<directive> <value> ...]",
             "Change settings, all or none: notify-keyspace-events, slowlog-log-slower-than,\n"
             "slowlog-max-len, tracking-table-max-keys and busy-reply-threshold (lua-time-limit)\n"
-            "are honoured, as are tls-port and the TLS certificate, key, CA, protocols and ciphers\n"
-            "(for the TLS connections made after it); save, appendonly, hz, maxmemory-samples and\n"
-            "maxmemory-eviction-tenacity are accepted and ignored; the others keep the value kvb\n"
-            "serve was started with.",
+            "are honoured, as are port, tls-port and the TLS certificate, key, CA, protocols and\n"
+            "ciphers (for the TLS connections made after it); save, appendonly, hz,\n"
+            "maxmemory-samples and maxmemory-eviction-tenacity are accepted and ignored; the\n"
+            "others keep the value kvb serve was started with.",
         ),
         ("RESETSTAT", "Reset the counters INFO stats reports (connections and commands)."),
         ("REWRITE", "Refused: kvb serve has no configuration file."),
@@ -543,10 +543,12 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
                     f"try with {allowed}",
                 )
         applied.append((name, checked))
-    try:  # (a new TLS context built, a new TLS port bound, before anything changes)
-        tls_change = tlsreload.prepare(server, applied)
-    except tlsreload.Refused as refused:
+    try:  # (new ports bound, a new TLS context built, before anything changes)
+        port_change, tls_change = _prepare_listeners(server, applied)
+    except ports.Refused as refused:
         raise _config_failed(refused.name, refused.reason) from None
+    if port_change is not None:
+        ports.commit(server, port_change)
     if tls_change is not None:
         tlsreload.commit(server, tls_change)
     for name, checked in applied:
@@ -577,6 +579,30 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
     return OK
 
 
+def _prepare_listeners(
+    server: Server, applied: list[tuple[bytes, Any]]
+) -> tuple[ports.Change | None, tlsreload.Change | None]:
+    """The plaintext port's and the TLS settings' changes CONFIG SET's ``applied`` values make, bound
+    and built (:class:`~kv_backend.server.ports.Refused` if one cannot be, the other given up). As in
+    Redis, the one whose parameter comes first is made first: where both fail, it is the one named."""
+    names = [name for name, _ in applied]
+    tls_first = next((i for i, name in enumerate(names) if name in tlsreload.FIELDS), len(names))
+    port_first = names.index(b"port") if b"port" in names else len(names)
+    port_change = tls_change = None
+    try:
+        if tls_first < port_first:
+            tls_change = tlsreload.prepare(server, applied)
+        port_change = ports.prepare(server, applied)
+        if tls_first > port_first:
+            tls_change = tlsreload.prepare(server, applied)
+    except ports.Refused:
+        for change in (port_change, tls_change):
+            if change is not None:
+                change.abandon()
+        raise
+    return port_change, tls_change
+
+
 #: What CONFIG SET does with each parameter CONFIG GET reports: ``honour`` it, ``ignore`` a valid
 #: value (harmless: kvb logs every write before replying, whatever snapshot or AOF settings say),
 #: ``show`` a valid value without acting on it (``hz``: kvb's timers keep their pace), keep a
@@ -594,7 +620,7 @@ _CONFIG_KINDS = {
     b"save": "ignore",
     b"appendonly": "ignore",
     b"appendfsync": "fixed",
-    b"port": "fixed",
+    b"port": "honour",  # (see kv_backend.server.ports)
     b"bind": "fixed",
     b"maxmemory": "fixed",
     b"maxmemory-policy": "fixed",
