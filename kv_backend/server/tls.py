@@ -15,9 +15,12 @@ from __future__ import annotations
 import os
 import ssl
 import stat
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kv_backend.errors import ConfigurationError
+from kv_backend.server.tlscadir import load_ca_dir
 
 #: Seconds a TLS client has to complete its handshake before its connection is closed.
 HANDSHAKE_TIMEOUT = 10.0
@@ -140,11 +143,35 @@ def _encrypted(path: str) -> bool:
     return b"ENCRYPTED" in head
 
 
-def configure(settings: TLSSettings) -> ssl.SSLContext:
+def _log(message: str) -> None:
+    print(f"kvb serve: {message}", file=sys.stderr, flush=True)
+
+
+def _load_ca_dir(context: ssl.SSLContext, settings: TLSSettings, log: Callable[[str], None]) -> None:
+    """Load ``--tls-ca-cert-dir``'s certificates now (see :mod:`kv_backend.server.tlscadir`); a
+    ConfigurationError if it holds none and no ``--tls-ca-cert-file`` is given."""
+    path = settings.ca_cert_dir or ""
+    try:
+        loaded = load_ca_dir(context, "--tls-ca-cert-dir", path, log)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read --tls-ca-cert-dir {path}: {exc.strerror or exc}; give a readable path"
+        ) from None
+    if not loaded and not settings.ca_cert_file:
+        raise ConfigurationError(
+            f"--tls-ca-cert-dir {path} holds no PEM certificate under a name OpenSSL looks CAs up by "
+            "(HHHHHHHH.0, the subject's hash); run openssl rehash on it (c_rehash), or give the CA "
+            "certificates in one file with --tls-ca-cert-file"
+        )
+
+
+def configure(settings: TLSSettings, log: Callable[[str], None] | None = None) -> ssl.SSLContext:
     """The server's SSL context for ``settings``; a ConfigurationError that names the option to fix
     for a file that cannot be read or holds no certificate or key, a key that does not match the
     certificate, a wrong or missing passphrase, a CA that holds no certificate, or a bad protocol
-    or cipher list, or client certificates asked for without a CA to check them."""
+    or cipher list, or client certificates asked for without a CA to check them. The CA directory's
+    certificates are read now, never during a handshake; ``log`` (default: stderr) says which of its
+    files are skipped."""
     if settings.client_auth in ("yes", "optional") and not (settings.ca_cert_file or settings.ca_cert_dir):
         raise ConfigurationError(
             f"--tls-auth-clients {settings.client_auth} checks client certificates against a CA: give "
@@ -181,9 +208,10 @@ def configure(settings: TLSSettings) -> ssl.SSLContext:
                 f"--tls-ca-cert-file {settings.ca_cert_file} holds no PEM certificate; give the certificate "
                 "of the CA that signs the clients' certificates"
             )
-        context.load_verify_locations(
-            cafile=settings.ca_cert_file or None, capath=settings.ca_cert_dir or None
-        )
+        if settings.ca_cert_file:
+            context.load_verify_locations(cafile=settings.ca_cert_file)
+        if settings.ca_cert_dir:
+            _load_ca_dir(context, settings, log or _log)
     context.verify_mode = AUTH_CLIENTS[settings.client_auth]
     if settings.ciphers:
         try:

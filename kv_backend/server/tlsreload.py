@@ -91,7 +91,7 @@ def prepare(server: Server, given: list[tuple[bytes, Any]]) -> Change | None:
         # (Redis names the first parameter whose change needed the new context)
         blamed = next((name for name, _ in ours if name != b"tls-port" or opening), b"tls-port")
         try:
-            context = configure(new)
+            context = configure(new, log=server.log)
         except (ConfigurationError, ssl.SSLError, OSError) as exc:
             server.log(f"CONFIG SET {blamed.decode()} refused: {exc}; the TLS settings in force stay")
             raise Refused(blamed, CONFIG_FAILED) from None

@@ -1,0 +1,66 @@
+"""The CA certificates of ``kvb serve --tls-ca-cert-dir``, read once, when the TLS context is built.
+
+Handed to OpenSSL as a directory (``capath``), they would be read during client-certificate
+handshakes, on the event loop: a FIFO or a slow file there would hold every client up, and a file
+added or changed would be taken at whatever handshake looked for it. Here the files OpenSSL's lookup
+would open, those named as ``openssl rehash`` (``c_rehash``) names certificates (``HHHHHHHH.N``,
+the subject's hash), are read when :func:`~kv_backend.server.tls.configure` runs (at start, and at
+each CONFIG SET of a TLS setting), and every certificate they hold is trusted; nothing in the
+directory is read after. Files of other names are not read (OpenSSL never opens them), CRLs
+(``HHHHHHHH.rN``) neither (the server checks no CRL, as redis-server); a hashed name that is not a
+regular file (a FIFO, a device, a directory), cannot be read or holds no PEM certificate is skipped,
+and the log says which and why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+import stat
+from collections.abc import Callable
+
+#: The names ``openssl rehash`` gives certificates: the subject's hash, a dot, a sequence number.
+HASHED_NAME = re.compile(r"[0-9a-f]{8}\.[0-9]+")
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _read_regular(path: str) -> bytes:
+    """The content of ``path`` if it is a regular file (opened without waiting: a FIFO put in its
+    place after the check is refused too); ValueError if it is not, OSError if it cannot be read."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError("not a regular file (a FIFO, a device or a directory)")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file (a FIFO, a device or a directory)")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def load_ca_dir(context: ssl.SSLContext, option: str, path: str, log: Callable[[str], None]) -> int:
+    """Load the certificates of the hashed-name files of directory ``path`` into ``context``'s trust
+    store, logging each file skipped and why; the number of files whose certificates were loaded.
+    OSError if the directory cannot be listed."""
+    loaded = 0
+    for name in sorted(os.listdir(path)):
+        if not HASHED_NAME.fullmatch(name):
+            continue
+        try:
+            blocks = _PEM_CERTIFICATE.findall(_read_regular(os.path.join(path, name)))
+            if not blocks:
+                raise ValueError("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+            context.load_verify_locations(cadata=b"\n".join(blocks).decode("ascii"))
+        except ssl.SSLError as exc:  # (an OSError: first)
+            log(f"{option} {path}: {name}: holds a certificate OpenSSL cannot read ({exc.reason}), skipped")
+        except OSError as exc:
+            log(f"{option} {path}: {name}: cannot be read ({exc.strerror or exc}), skipped")
+        except UnicodeError:
+            log(f"{option} {path}: {name}: holds a certificate that is not PEM (not ASCII), skipped")
+        except ValueError as exc:
+            log(f"{option} {path}: {name}: {exc}, skipped")
+        else:
+            loaded += 1
+    return loaded
