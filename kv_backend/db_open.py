@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING
 
@@ -45,7 +46,7 @@ from kv_backend.hint import load as load_hints
 from kv_backend.hint import lost_from, zeroed
 from kv_backend.keydir import KeyDir
 from kv_backend.lazy import log_warning
-from kv_backend.locking import MergeLock, WriteLock, may_not_wait, would_wait
+from kv_backend.locking import MergeLock, WriteLock, held_too_long, may_not_wait, pending_deadline, would_wait
 from kv_backend.owners import (
     give_back_roots_files,
     give_to_owner_of,
@@ -923,25 +924,16 @@ class _Opening(_Parts):
         other threads wait for it to end, so they never read what it may yet
         discard. A thread that may not wait (``kvb http``'s event loop, see
         :func:`~kv_backend.locking.may_not_wait`) gets LockTimeoutError instead,
-        having done nothing.
+        having done nothing; one under a ``waiting_until`` deadline waits until
+        then at most (see :meth:`_wait_for_transaction`).
         """
         if may_not_wait():
             raise would_wait(self.path)
         txn = self._txn
         if txn is not None:
-            me = threading.get_ident()
-            if txn.owner == me:
+            if txn.owner == threading.get_ident():
                 return
-            with self._txn_cond:
-                # Only while the block has written: one that has not (it may read first, or only
-                # read) holds nothing this view lacks, and its catch-up at the lock left none to do.
-                while (
-                    (txn := self._txn) is not None
-                    and txn.owner != me
-                    and self._seen == _IN_TRANSACTION
-                    and not self._closed  # close() wakes them: _catch_up raises DatabaseClosedError
-                ):
-                    self._txn_cond.wait()
+            self._wait_for_transaction()
         self._rlock.acquire()
         try:
             done = self._catch_up()
@@ -949,6 +941,26 @@ class _Opening(_Parts):
             self._rlock.release()
         if not done:
             self._full_reload()
+
+    def _wait_for_transaction(self) -> None:
+        """Wait for another thread's transaction that has written to end (see :meth:`_refresh`): until this
+        thread's ``waiting_until`` deadline at most, if a take of the lock has not spent it (a write of
+        ``kvb http``), then raise LockTimeoutError, nothing written, as that take would."""
+        me = threading.get_ident()
+        deadline = pending_deadline()
+        with self._txn_cond:
+            # Only while the block has written: one that has not (it may read first, or only
+            # read) holds nothing this view lacks, and its catch-up at the lock left none to do.
+            while (
+                (txn := self._txn) is not None
+                and txn.owner != me
+                and self._seen == _IN_TRANSACTION
+                and not self._closed  # close() wakes them: _catch_up raises DatabaseClosedError
+            ):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise held_too_long(self.path)
+                self._txn_cond.wait(left)
 
     def _adopt_page(self) -> bool:
         """Map the state page a writer made since this read-only process opened the store without one (see

@@ -119,6 +119,22 @@ def would_wait(store: str) -> LockTimeoutError:
     )
 
 
+def pending_deadline() -> float | None:
+    """This thread's :func:`waiting_until` deadline while no take of a write lock has spent it yet, else None:
+    how long a call may wait for something else before that take (another thread's transaction to end)."""
+    return getattr(_wait_limit, "deadline", None) if _limits_open else None
+
+
+def held_too_long(store: str) -> LockTimeoutError:
+    """The error of a call whose :func:`waiting_until` deadline passed while the write lock of the store at
+    ``store`` stayed held by another process or thread (nothing was written)."""
+    return LockTimeoutError(
+        f"the write lock of the store at {store} stayed held by another process or thread (a long "
+        "transaction, a script running long on a kvb serve of the store) for as long as this call could "
+        "wait for it: nothing was written; retry later"
+    )
+
+
 @contextlib.contextmanager
 def waiting_until(deadline: float) -> Iterator[None]:
     """In this thread, make the first take of a write lock held elsewhere (another process, another
@@ -353,11 +369,7 @@ class WriteLock:
         waiter.take_into(fd)
 
     def _timed_out(self) -> LockTimeoutError:
-        return LockTimeoutError(
-            f"the write lock of the store at {os.path.dirname(self.path)} stayed held by another process "
-            "or thread (a long transaction, a script running long on a kvb serve of the store) for as "
-            "long as this call could wait for it: nothing was written; retry later"
-        )
+        return held_too_long(os.path.dirname(self.path))
 
     def _contended_no_wait(self, fd: int) -> None:
         """:meth:`_contended` in the ``no_wait_thread``: retry for at most :data:`NO_WAIT_SPIN`

@@ -1,0 +1,121 @@
+"""Waits of a call under a ``waiting_until`` deadline (``kvb http``'s ``--lock-timeout``) that ignored it.
+
+A write of one thread that found another thread's transaction written (``DB.transaction()``, ``POST
+/v1/txn``) waited for that transaction to end before it caught up, with no deadline: a ``PUT`` waited
+as long as the transaction lasted instead of being answered ``503 lock_timeout``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from kv_backend.db import DB
+from kv_backend.errors import LockTimeoutError
+from kv_backend.http import create_app
+from kv_backend.locking import waiting_until
+
+#: How long the other thread's transaction or hold lasts at most (the calls tested wait far less).
+HOLD = 3.0
+#: The deadline of the calls tested, in seconds from their start.
+LIMIT = 0.3
+
+
+class Other:
+    """Another thread inside ``db.transaction()`` (having written a key) or ``db.locked()`` until
+    :meth:`end`, or :data:`HOLD` seconds at most."""
+
+    def __init__(self, db: DB, *, transaction: bool = True) -> None:
+        self._inside = threading.Event()
+        self._end = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(db, transaction), daemon=True)
+        self._thread.start()
+        assert self._inside.wait(10)
+
+    def _run(self, db: DB, transaction: bool) -> None:
+        with db.transaction() if transaction else db.locked():
+            if transaction:
+                db.put(b"txn", b"1")
+            self._inside.set()
+            self._end.wait(HOLD)
+
+    def end(self) -> None:
+        """End the block and wait for the thread."""
+        self._end.set()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def db(tmp_path) -> Iterator[DB]:
+    store = DB(str(tmp_path / "store"))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _timed_out_at_deadline(fn) -> float:
+    """Run ``fn`` under a deadline :data:`LIMIT` seconds away; it must raise LockTimeoutError: its seconds."""
+    started = time.monotonic()
+    with pytest.raises(LockTimeoutError), waiting_until(started + LIMIT):
+        fn()
+    return time.monotonic() - started
+
+
+def test_a_write_waiting_for_another_threads_transaction_gives_up_at_its_deadline(db):
+    db.put(b"a", b"0")
+    other = Other(db)
+    try:
+        took = _timed_out_at_deadline(lambda: db.put(b"k", b"v"))
+        assert LIMIT <= took < HOLD - 1
+        _timed_out_at_deadline(lambda: db.delete(b"a"))
+        _timed_out_at_deadline(lambda: db.incr(b"n"))
+        _timed_out_at_deadline(lambda: db.locked().__enter__())
+    finally:
+        other.end()
+    assert db.get(b"txn") == b"1"  # the transaction was made
+    assert db.get(b"k") is None and db.get(b"a") == b"0" and db.get(b"n") is None  # nothing written
+    with waiting_until(time.monotonic() + LIMIT):  # once it ended, the same write is made
+        db.put(b"k", b"v")
+    assert db.get(b"k") == b"v"
+
+
+def test_without_a_deadline_a_write_still_waits_for_the_transaction(db):
+    other = Other(db)
+    ender = threading.Timer(0.5, other.end)
+    ender.start()
+    try:
+        started = time.monotonic()
+        db.put(b"k", b"v")
+        assert time.monotonic() - started >= 0.4
+        assert db.get(b"txn") == b"1" and db.get(b"k") == b"v"
+    finally:
+        ender.join()
+
+
+def test_kvb_http_answers_lock_timeout_while_another_thread_writes_a_transaction(db):
+    db.put(b"a", b"0")
+    with TestClient(create_app(db, lock_timeout=LIMIT)) as client:
+        other = Other(db)
+        try:
+            for method, url, body in (
+                ("PUT", "/v1/keys/k", {"content": b"v"}),
+                ("DELETE", "/v1/keys/a", {}),
+                ("POST", "/v1/keys/n/incr", {}),
+                ("POST", "/v1/txn", {"json": {"ops": [{"op": "put", "key": "t", "value": "v"}]}}),
+            ):
+                started = time.monotonic()
+                reply = client.request(method, url, **body)
+                assert time.monotonic() - started < HOLD - 1, (method, url)
+                assert reply.status_code == 503, (method, url, reply.text)
+                assert reply.json()["error"] == "lock_timeout"
+        finally:
+            other.end()
+        assert client.get("/v1/keys/k").status_code == 404  # nothing was written
+        assert client.get("/v1/keys/t").status_code == 404
+        assert client.get("/v1/keys/a").content == b"0"
+        assert client.put("/v1/keys/k", content=b"v").status_code == 201  # free again
