@@ -142,14 +142,18 @@ def waiting_until(deadline: float) -> Iterator[None]:
     ``kvb http``'s writes, which must not hold a thread (and their client) for as long as a long
     transaction lasts. Nothing has been written when it is raised, as a write takes the lock before
     it writes; once taken, the lock is waited for as usual (a later take in the same call, once
-    something may have been written, must not fail for a deadline)."""
+    something may have been written, must not fail for a deadline).
+
+    Blocks nest: an inner block's deadline holds inside it, and at its exit the outer one's is back,
+    unless a take inside the inner block spent it (then the outer block's is spent too)."""
     token = object()
+    outer = getattr(_wait_limit, "deadline", None)
     _limits_open.add(token)
     _wait_limit.deadline = deadline
     try:
         yield
     finally:
-        _wait_limit.deadline = None
+        _wait_limit.deadline = None if _wait_limit.deadline is None else outer
         _limits_open.discard(token)
 
 

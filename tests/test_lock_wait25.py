@@ -2,7 +2,9 @@
 
 A write of one thread that found another thread's transaction written (``DB.transaction()``, ``POST
 /v1/txn``) waited for that transaction to end before it caught up, with no deadline: a ``PUT`` waited
-as long as the transaction lasted instead of being answered ``503 lock_timeout``.
+as long as the transaction lasted instead of being answered ``503 lock_timeout``. And a
+``waiting_until`` block nested in another one cleared the thread's deadline at its exit, so that the
+outer block's later take of the lock waited without one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
+from kv_backend import locking
 from kv_backend.db import DB
 from kv_backend.errors import LockTimeoutError
 from kv_backend.http import create_app
@@ -119,3 +122,36 @@ def test_kvb_http_answers_lock_timeout_while_another_thread_writes_a_transaction
         assert client.get("/v1/keys/t").status_code == 404
         assert client.get("/v1/keys/a").content == b"0"
         assert client.put("/v1/keys/k", content=b"v").status_code == 201  # free again
+
+
+def test_a_nested_block_gives_the_outer_deadline_back_at_its_exit(db):
+    other = Other(db, transaction=False)  # holds the lock: a take waits
+    try:
+        started = time.monotonic()
+        with pytest.raises(LockTimeoutError), waiting_until(started + LIMIT):
+            with waiting_until(started + 60):
+                pass  # (takes nothing)
+            db.put(b"k", b"v")  # waits until the outer deadline, not for the hold's end
+        assert time.monotonic() - started < HOLD - 1
+        started = time.monotonic()
+        with pytest.raises(LockTimeoutError), waiting_until(started + 60), waiting_until(started + LIMIT):
+            db.put(b"k", b"v")  # the inner deadline holds inside the inner block
+        assert time.monotonic() - started < HOLD - 1
+    finally:
+        other.end()
+    assert not locking._limits_open  # every block's token is gone
+    assert db.get(b"k") is None
+
+
+def test_a_take_in_the_nested_block_ends_the_outer_deadline_too(db):
+    other = None
+    started = time.monotonic()
+    with waiting_until(started + LIMIT):
+        with waiting_until(started + LIMIT):
+            db.put(b"a", b"1")  # taken: something may have been written in the outer block's call
+        other = Other(db, transaction=False)
+        threading.Timer(0.6, other.end).start()
+        db.put(b"b", b"2")  # so a later take waits as usual, past the deadline
+    assert time.monotonic() - started >= 0.5
+    assert db.get(b"a") == b"1" and db.get(b"b") == b"2"
+    assert not locking._limits_open
