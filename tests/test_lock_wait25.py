@@ -26,6 +26,8 @@ from kv_backend.locking import waiting_until
 HOLD = 3.0
 #: The deadline of the calls tested, in seconds from their start.
 LIMIT = 0.3
+#: A POST /v1/txn body that writes a key.
+TXN = {"ops": [{"op": "put", "key": "t", "value": "v"}]}
 
 
 class Other:
@@ -109,7 +111,7 @@ def test_kvb_http_answers_lock_timeout_while_another_thread_writes_a_transaction
                 ("PUT", "/v1/keys/k", {"content": b"v"}),
                 ("DELETE", "/v1/keys/a", {}),
                 ("POST", "/v1/keys/n/incr", {}),
-                ("POST", "/v1/txn", {"json": {"ops": [{"op": "put", "key": "t", "value": "v"}]}}),
+                ("POST", "/v1/txn", {"json": TXN}),
             ):
                 started = time.monotonic()
                 reply = client.request(method, url, **body)
@@ -155,3 +157,32 @@ def test_a_take_in_the_nested_block_ends_the_outer_deadline_too(db):
     assert time.monotonic() - started >= 0.5
     assert db.get(b"a") == b"1" and db.get(b"b") == b"2"
     assert not locking._limits_open
+
+
+def test_a_transaction_waiting_for_readers_of_the_server_gives_up_at_the_lock_timeout(db, monkeypatch):
+    inside, leave = threading.Event(), threading.Event()
+    stats = db.stats
+
+    def slow_stats() -> dict:
+        inside.set()  # (a read inside the server's gate, which a transaction being written waits for)
+        leave.wait(HOLD)
+        return stats()
+
+    monkeypatch.setattr(db, "stats", slow_stats)
+    with TestClient(create_app(db, lock_timeout=LIMIT)) as client:
+        reader = threading.Thread(target=client.get, args=("/v1/stats",))
+        reader.start()
+        try:
+            assert inside.wait(10)
+            started = time.monotonic()
+            reply = client.post("/v1/txn", json=TXN)
+            took = time.monotonic() - started
+            assert reply.status_code == 503, reply.text
+            assert reply.json()["error"] == "lock_timeout"
+            assert took < HOLD - 1
+        finally:
+            leave.set()
+            reader.join(10)
+        assert client.get("/v1/keys/t").status_code == 404  # nothing was written
+        assert client.post("/v1/txn", json=TXN).status_code == 200  # made once the reader is out
+        assert client.get("/v1/keys/t").content == b"v"

@@ -91,7 +91,7 @@ from kv_backend.http.keys import (
 from kv_backend.http.openapi import openapi_document
 from kv_backend.http.pending import DEFAULT_BODIES, PendingBodies, ReleaseBodies
 from kv_backend.http.ranges import RangeNotSatisfiable, byte_range
-from kv_backend.locking import NO_WAIT, waiting_until
+from kv_backend.locking import NO_WAIT, held_too_long, pending_deadline, waiting_until
 from kv_backend.server import close_synced
 
 __all__ = [
@@ -818,6 +818,16 @@ def _until(
         raise timed_out() from None
 
 
+def _rearmed(deadline: float | None) -> contextlib.AbstractContextManager[None]:
+    """A ``waiting_until(deadline)`` block, or one that changes nothing without a deadline."""
+    return contextlib.nullcontext() if deadline is None else waiting_until(deadline)
+
+
+def _bounded(seconds: float, deadline: float | None) -> float:
+    """``seconds``, or fewer if ``deadline`` comes sooner."""
+    return seconds if deadline is None else max(0.0, min(seconds, deadline - time.monotonic()))
+
+
 class _Waits:
     """What :func:`_at_once` returns for a call that would have had to wait."""
 
@@ -1424,21 +1434,26 @@ class _Api:
                 "consistent answer could be given (this server opened it read-only); retry",
                 {"Retry-After": "1"},
             )
+        # The request's --lock-timeout deadline (see _until), which bounds every round: a round given up
+        # for readers wrote nothing, so the next one's take of the lock may fail for it too.
+        deadline = pending_deadline()
         wait = _GATE_WAIT
         while True:
-            with db.locked():  # a read-only store refuses a transaction that writes here (403)
+            with _rearmed(deadline), db.locked():  # a read-only store refuses a transaction that writes (403)
                 plan = _TxnPlan(db)
                 plan.run(ops)
                 if not plan.writes:
                     return plan.results
-                with self.gate.writing(wait) as clear:
+                with self.gate.writing(_bounded(wait, deadline)) as clear:
                     if clear:
                         plan.apply()
                         return plan.results
             # A request of this process still reads inside the gate, and it may be waiting for the
             # write lock this thread held (catching up with another process's merge takes it):
             # let go of the lock until it is out, then evaluate the transaction again.
-            self.gate.wait_for_readers(wait)
+            self.gate.wait_for_readers(_bounded(wait, deadline))
+            if deadline is not None and time.monotonic() >= deadline:
+                raise held_too_long(db.path)
             wait = min(wait * 2, _GATE_WAIT_MAX)
 
     async def stats(self, request: Request) -> Response:
