@@ -186,3 +186,19 @@ def test_a_transaction_waiting_for_readers_of_the_server_gives_up_at_the_lock_ti
         assert client.get("/v1/keys/t").status_code == 404  # nothing was written
         assert client.post("/v1/txn", json=TXN).status_code == 200  # made once the reader is out
         assert client.get("/v1/keys/t").content == b"v"
+
+
+def test_a_conditional_put_gives_up_at_the_lock_timeout_in_its_early_check_too(db):
+    with TestClient(create_app(db, lock_timeout=LIMIT)) as client:
+        other = Other(db)
+        try:
+            for headers in ({"If-None-Match": "*"}, {"If-Match": "*"}):
+                started = time.monotonic()
+                reply = client.put("/v1/keys/k", content=b"v", headers=headers)
+                assert time.monotonic() - started < HOLD - 1, headers
+                assert reply.status_code == 503, (headers, reply.text)
+                assert reply.json()["error"] == "lock_timeout"
+        finally:
+            other.end()
+        assert client.get("/v1/keys/k").status_code == 404  # nothing was written
+        assert client.put("/v1/keys/k", content=b"v", headers={"If-None-Match": "*"}).status_code == 201

@@ -1315,8 +1315,12 @@ class _Api:
             # Answer a condition that already fails before reading the body, so a client that
             # sent "Expect: 100-continue" is never asked to upload a value that cannot be
             # stored. Only a shortcut: the write below evaluates the condition again,
-            # atomically, since another client may write or delete the key meanwhile.
-            _check_write(key, if_match, if_none_match, await self.call(self._read_tag, key))
+            # atomically, since another client may write or delete the key meanwhile. The read
+            # waits for a transaction another thread is writing at most --lock-timeout seconds,
+            # as the write would (a wait of its own: the body's upload comes between them).
+            deadline = time.monotonic() + self.lock_timeout
+            tag = await self.call(_until, deadline, self._lock_timeout, self._read_tag, key)
+            _check_write(key, if_match, if_none_match, tag)
         value = await self.read_body(request, self.max_put_size, "the value")
         _, created, etag = await self.call_write(
             lambda: self._write_if(key, conditions, lambda: self.db.put(key, value, ttl)), len(value)
