@@ -46,7 +46,15 @@ from kv_backend.hint import load as load_hints
 from kv_backend.hint import lost_from, zeroed
 from kv_backend.keydir import KeyDir
 from kv_backend.lazy import log_warning
-from kv_backend.locking import MergeLock, WriteLock, held_too_long, may_not_wait, pending_deadline, would_wait
+from kv_backend.locking import (
+    MergeLock,
+    WriteLock,
+    deadline_kept,
+    held_too_long,
+    may_not_wait,
+    pending_deadline,
+    would_wait,
+)
 from kv_backend.owners import (
     give_back_roots_files,
     give_to_owner_of,
@@ -940,7 +948,8 @@ class _Opening(_Parts):
         finally:
             self._rlock.release()
         if not done:
-            self._full_reload()
+            with deadline_kept():  # (its takes of the lock write nothing of the call that reads or writes)
+                self._full_reload()
 
     def _wait_for_transaction(self) -> None:
         """Wait for another thread's transaction that has written to end (see :meth:`_refresh`): until this

@@ -125,6 +125,17 @@ def pending_deadline() -> float | None:
     return getattr(_wait_limit, "deadline", None) if _limits_open else None
 
 
+@contextlib.contextmanager
+def deadline_kept() -> Iterator[None]:
+    """Give this thread's pending :func:`waiting_until` deadline back once the block has run: around a take
+    of a write lock that writes nothing of the call (a catch-up's reload of a merged store), so that the
+    call's own take, which comes later, still gives up at it."""
+    deadline = pending_deadline()
+    yield
+    if deadline is not None:
+        _wait_limit.deadline = deadline
+
+
 def held_too_long(store: str) -> LockTimeoutError:
     """The error of a call whose :func:`waiting_until` deadline passed while the write lock of the store at
     ``store`` stayed held by another process or thread (nothing was written)."""

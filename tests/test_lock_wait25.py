@@ -202,3 +202,29 @@ def test_a_conditional_put_gives_up_at_the_lock_timeout_in_its_early_check_too(d
             other.end()
         assert client.get("/v1/keys/k").status_code == 404  # nothing was written
         assert client.put("/v1/keys/k", content=b"v", headers={"If-None-Match": "*"}).status_code == 201
+
+
+def test_a_write_that_first_catches_up_with_a_merge_still_gives_up_at_its_deadline(db, monkeypatch):
+    for i in range(50):
+        db.put(b"k%d" % i, b"v")
+    with DB(db.path) as merger:  # another DB object of the store (another process's, as far as db goes)
+        for i in range(50):
+            merger.put(b"k%d" % i, b"w")
+        merger.merge(wait=True)  # the file set changed: db's next catch-up reloads it, under the lock
+        reload = db._full_reload
+        others: list[Other] = []
+
+        def reload_then_held() -> None:
+            reload()
+            if not others:  # the lock is taken by another as soon as the reload let it go
+                others.append(Other(merger, transaction=False))
+
+        monkeypatch.setattr(db, "_full_reload", reload_then_held)
+        try:
+            took = _timed_out_at_deadline(lambda: db.put(b"new", b"v"))
+            assert took < HOLD - 1
+            assert others  # (the write did reload)
+        finally:
+            for other in others:
+                other.end()
+    assert db.get(b"new") is None and db.get(b"k0") == b"w"
