@@ -1,4 +1,4 @@
-"""How the suite's tests are spread over pytest-xdist's workers (``pytest -n 2 --dist loadgroup``).
+"""How the suite's tests are spread over pytest-xdist's workers (``pytest -n 3 --dist loadgroup``).
 
 Loaded by tests/conftest.py. Tests marked ``xdist_group(name)`` run on one worker, one after another
 (the Celery tests share one session's workers, the mount tests one set of mounts...).
