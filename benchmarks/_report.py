@@ -60,3 +60,38 @@ def write_section(name: str, markdown: str) -> None:
         text = text.rstrip() + "\n\n" + block + "\n"
     with open(DOC, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def grouped_bars(
+    values: dict[str, list[float]],
+    groups: tuple[str, ...],
+    path: str,
+    *,
+    title: str,
+    ylabel: str,
+    log: bool = False,
+    size: tuple[float, float] = (9, 4.5),
+) -> None:
+    """Write a bar chart to ``path``: for each of ``groups`` (the x axis), one bar per name of ``values``
+    (``values[name][i]`` is its figure for ``groups[i]``), side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(values)
+    fig, ax = plt.subplots(figsize=size)
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        ax.bar([i + j * width for i in range(len(groups))], values[name], width, label=name)
+    ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(groups))])
+    ax.set_xticklabels(groups)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -205,26 +205,14 @@ def run_wrk(
 
 
 def chart(best: dict[str, dict[str, dict[str, float]]], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(best)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / len(names)
-    for j, name in enumerate(names):
-        xs = [i + j * width for i in range(len(OPS))]
-        ax.bar(xs, [best[name][op]["rate"] for op in OPS], width, label=name)
-    ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(OPS))])
-    ax.set_xticklabels(OPS)
-    ax.set_ylabel("requests per second (higher is better)")
-    ax.set_title("HTTP: kvb http vs webdis + redis-server (wrk)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _report.grouped_bars(
+        {name: [res[op]["rate"] for op in OPS] for name, res in best.items()},
+        OPS,
+        path,
+        title="HTTP: kvb http vs webdis + redis-server (wrk)",
+        ylabel="requests per second (higher is better)",
+        size=(8, 4),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -155,27 +155,14 @@ def ratio(rounds: list[dict[str, dict[str, float]]], ours: str, peer: str, phase
 
 
 def chart(results: dict[str, dict[str, float]], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(results)
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    width = 0.8 / len(names)
-    for j, name in enumerate(names):
-        xs = [i + j * width for i in range(len(PHASES))]
-        ax.bar(xs, [results[name][p] for p in PHASES], width, label=name)
-    ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(PHASES))])
-    ax.set_xticklabels(PHASES)
-    ax.set_yscale("log")
-    ax.set_ylabel("operations per second (log scale, higher is better)")
-    ax.set_title("Persistent dicts: kv_backend vs stdlib shelve, sqlitedict, diskcache.Index")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _report.grouped_bars(
+        {name: [res[p] for p in PHASES] for name, res in results.items()},
+        PHASES,
+        path,
+        title="Persistent dicts: kv_backend vs stdlib shelve, sqlitedict, diskcache.Index",
+        ylabel="operations per second (log scale, higher is better)",
+        log=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,15 +92,20 @@ def _seconds_above_zero(text: str) -> float:
     return seconds
 
 
-def _processes(text: str) -> int:
-    """An argparse type: a whole number of processes >= 1."""
+def _at_least_one(text: str, what: str) -> int:
+    """``text`` as a whole number of ``what`` >= 1, or argparse's error saying so."""
     try:
         count = int(text)
     except ValueError:
         count = 0
     if count < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of processes >= 1, not {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a {what} >= 1, not {text!r}")
     return count
+
+
+def _processes(text: str) -> int:
+    """An argparse type: a whole number of processes >= 1."""
+    return _at_least_one(text, "whole number of processes")
 
 
 def _given(what: str, instead: str) -> Callable[[str], str]:
@@ -132,13 +137,7 @@ def _bytes_above_zero(text: str) -> int:
     Parsed here rather than through ``_count``, whose message ("a whole number >= 0") would name 0
     as a value this option takes.
     """
-    try:
-        size = int(text)
-    except ValueError:
-        size = 0
-    if size < 1:
-        raise argparse.ArgumentTypeError(f"must be a number of bytes >= 1, not {text!r}")
-    return size
+    return _at_least_one(text, "number of bytes")
 
 
 def _keep(text: str) -> int:

@@ -504,3 +504,15 @@ def fail_fsync_of(monkeypatch, where: Any, code: int = errno.EIO) -> list[str]:
 
     monkeypatch.setattr(os, "fsync", fsync)
     return failed
+
+
+def on_event_loop() -> bool:
+    """Whether the calling thread runs an asyncio event loop now (the server's, for a call made there
+    rather than in a worker thread)."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

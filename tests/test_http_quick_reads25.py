@@ -7,30 +7,18 @@ goes to a worker thread as before. Either way the answer is the same.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import threading
 
 import pytest
-from helpers import ROOT, child_env
+from helpers import ROOT, child_env, on_event_loop
+from helpers import key_url as url
 from starlette.testclient import TestClient
 
 from kv_backend.errors import DatabaseClosedError
-from kv_backend.http import create_app, encode_key
+from kv_backend.http import create_app
 from kv_backend.http.app import QUICK_READ, _ReadGate
-
-
-def url(key: bytes) -> str:
-    return "/v1/keys/" + encode_key(key)
-
-
-def _on_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _put_from_another_process(path, key: bytes, value: bytes) -> None:
@@ -46,7 +34,7 @@ def traced(db, monkeypatch):
         real = getattr(db, name)
 
         def wrapper(key, _real=real, _name=name):
-            seen.append((_name, key, _on_loop()))
+            seen.append((_name, key, on_event_loop()))
             return _real(key)
 
         monkeypatch.setattr(db, name, wrapper)

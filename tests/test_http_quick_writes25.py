@@ -8,33 +8,21 @@ another thread holds the lock, nothing has been written and the write goes to a 
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
-from helpers import ROOT, child_env
+from helpers import ROOT, child_env, on_event_loop
+from helpers import key_url as url
 from starlette.testclient import TestClient
 
 from kv_backend import DB
 from kv_backend.errors import LockTimeoutError
-from kv_backend.http import create_app, encode_key
+from kv_backend.http import create_app
 from kv_backend.http.app import QUICK_WRITE
 from kv_backend.locking import NO_WAIT, waiting_until
-
-
-def url(key: bytes, suffix: str = "") -> str:
-    return "/v1/keys/" + encode_key(key) + suffix
-
-
-def _on_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _trace(db: DB, monkeypatch) -> list[tuple[str, bool]]:
@@ -44,7 +32,7 @@ def _trace(db: DB, monkeypatch) -> list[tuple[str, bool]]:
         real = getattr(db, name)
 
         def wrapper(*args, _real=real, _name=name, **kwargs):
-            seen.append((_name, _on_loop()))
+            seen.append((_name, on_event_loop()))
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(db, name, wrapper)

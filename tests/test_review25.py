@@ -14,22 +14,11 @@ import sys
 import threading
 import time
 
-from helpers import ROOT, child_env
+from helpers import ROOT, child_env, on_event_loop
+from helpers import key_url as url
 from starlette.testclient import TestClient
 
-from kv_backend.http import create_app, encode_key
-
-
-def url(key: bytes, suffix: str = "") -> str:
-    return "/v1/keys/" + encode_key(key) + suffix
-
-
-def _on_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+from kv_backend.http import create_app
 
 
 class OpenTransaction:
@@ -153,7 +142,7 @@ def test_a_write_after_another_process_wrote_catches_up_in_a_worker_thread(db, m
         real = getattr(db, name)
 
         def traced(*args, _real=real):
-            refreshes.append(_on_loop())
+            refreshes.append(on_event_loop())
             return _real(*args)
 
         monkeypatch.setattr(db, name, traced)
@@ -242,7 +231,7 @@ def test_a_write_after_another_process_merged_rebuilds_the_view_in_a_worker_thre
         real = getattr(db, name)
 
         def traced(*args, _real=real):
-            rebuilt.append(_on_loop())
+            rebuilt.append(on_event_loop())
             return _real(*args)
 
         monkeypatch.setattr(db, name, traced)
