@@ -516,3 +516,14 @@ def on_event_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop ``proc`` with SIGTERM if it runs, SIGKILL if it has not exited ``timeout`` s later; reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)

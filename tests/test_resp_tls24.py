@@ -19,7 +19,7 @@ import threading
 import time
 
 import pytest
-from helpers import child_env
+from helpers import child_env, terminate
 from tls_helpers import Certs
 
 from kv_backend import cli
@@ -108,13 +108,7 @@ class TLSServer:
     def stop(self) -> str:
         if self.proc.stderr.closed:
             return ""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
         err = self.proc.stderr.read()
         self.proc.stderr.close()
         return err

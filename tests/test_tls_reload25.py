@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import child_env, free_port
+from helpers import child_env, free_port, terminate
 from tls_helpers import Certs
 
 redis = pytest.importorskip("redis")
@@ -120,13 +120,7 @@ class Serve:
 
     def stop(self) -> None:
         self.plain.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
 
 
 @pytest.fixture
