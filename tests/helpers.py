@@ -527,3 +527,32 @@ def terminate(proc: subprocess.Popen, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout)
+
+
+def listens_on(pid: int, port: int) -> bool | None:
+    """Whether the process ``pid`` holds a listening TCP socket on ``port`` (its descriptors against
+    Linux's /proc/net/tcp and tcp6); None where /proc cannot tell (another system). A server's test
+    helper asks it once the port answers: a free port may be given to a parallel test's server too,
+    and where that one listens first, this one cannot, and the test would talk to that server."""
+    listening: set[str] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            if not os.path.exists(table):
+                continue
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                        listening.add(fields[9])
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in listening:
+            return True
+    return False

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import ROOT, before_expiry, child_env, free_port, spawn_python
+from helpers import ROOT, before_expiry, child_env, free_port, listens_on, spawn_python
 from helpers import key_url as url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -44,26 +44,38 @@ class Server:
         """With ``zygote`` (whose code is zygote.KVB_COMMAND), the server is forked from it rather than
         started in a fresh interpreter."""
         self.path = path
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.token = token
         self.log_path = log_path
-        if command is None:
-            args = [sys.executable, "-m", "kv_backend", "http", "--dir", path, "--port", str(self.port)]
-            if token is not None:
-                args += ["--token", token]
-        else:
-            args = [sys.executable, *command, "--port", str(self.port)]
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed by stop() / kill()
         self.proc: subprocess.Popen | ForkedChild
-        if zygote is not None:
-            assert env is None and command is None, "a forked server has the zygote's environment"
-            self.proc = zygote.start(*args[3:], output=self._log.fileno())
-        else:
-            self.proc = subprocess.Popen(
-                args, env={**child_env(), **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT
-            )
-        self._wait_ready()
+        for _ in range(5):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            if command is None:
+                args = [sys.executable, "-m", "kv_backend", "http", "--dir", path, "--port", str(self.port)]
+                if token is not None:
+                    args += ["--token", token]
+            else:
+                args = [sys.executable, *command, "--port", str(self.port)]
+            if zygote is not None:
+                assert env is None and command is None, "a forked server has the zygote's environment"
+                self.proc = zygote.start(*args[3:], output=self._log.fileno())
+            else:
+                self.proc = subprocess.Popen(
+                    args, env={**child_env(), **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT
+                )
+            try:
+                self._wait_ready()
+            except AssertionError:
+                if self.proc.poll() is None or "cannot listen on" not in self.log():
+                    raise
+                continue  # (it could not listen: a parallel test's server took the port first)
+            if listens_on(self.proc.pid, self.port) is not False:
+                return
+            # The port answered, but from a parallel test's server that took it first (see listens_on).
+            self.proc.kill()
+            self.proc.wait(10)
+        raise AssertionError("five free ports in a row were other servers' by the time this one listened")
 
     def _wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
