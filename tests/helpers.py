@@ -518,7 +518,7 @@ def on_event_loop() -> bool:
     return True
 
 
-def terminate(proc: subprocess.Popen, timeout: float = 10) -> None:
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
     """Stop ``proc`` with SIGTERM if it runs, SIGKILL if it has not exited ``timeout`` s later; reap it."""
     if proc.poll() is None:
         proc.terminate()

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from helpers import child_env, free_port, require_tool, wait_for
+from helpers import child_env, free_port, require_tool, stop_process, wait_for
 from zygote import KVB_COMMAND, ForkedChild, Zygote
 
 
@@ -102,14 +102,7 @@ class RunningServer:
         """Whether what listens on the port is this server: another process may bind it (a free port
         to it too, or one a restart left free), and the test would talk to that."""
         assert self.proc is not None
-        conn = Raw(self.port, 2)
-        try:
-            if self.requirepass:
-                conn.call("AUTH", self.requirepass)
-            info = conn.call("INFO", "server")
-        finally:
-            conn.close()
-        return b"process_id:%d\r\n" % self.proc.pid in info
+        return is_listener(self.port, self.proc.pid, self.requirepass)
 
     def url(self) -> str:
         auth = f":{self.requirepass}@" if self.requirepass else ""
@@ -189,32 +182,51 @@ def start_redis_server(tmpdir: str, hz: int = 100) -> tuple[subprocess.Popen, in
     cron, which runs ``hz`` times a second; at the default 10 a 10 ms timeout took up to 100 ms,
     most of the differential tests' time (kvb serve answers after 10 ms). At 100 it still takes
     about 18 ms; ``hz=500`` (Redis's highest) makes that 12 ms, for tests that time out many."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--hz",
-            str(hz),
-            "--dir",
-            tmpdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, proc)
-    except AssertionError:
+    for _ in range(5):
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--hz",
+                str(hz),
+                "--dir",
+                tmpdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(port, proc)
+        except AssertionError:
+            stop_process(proc)
+            if proc.returncode == 1:  # (it could not listen: a parallel test's server took the port)
+                continue
+            raise
+        # The port answers; where a parallel test's server took it first (a free port to both), that
+        # one answers, and this one cannot listen: another port, then.
+        if is_listener(port, proc.pid):
+            return proc, port
         stop_process(proc)
-        raise
-    return proc, port
+    raise AssertionError("five free ports in a row were other servers' by the time redis-server listened")
+
+
+def is_listener(port: int, pid: int, password: str | None = None) -> bool:
+    """Whether the Redis-protocol server on ``port`` is the process ``pid`` (INFO's process_id)."""
+    conn = Raw(port, 2)
+    try:
+        if password:
+            conn.call("AUTH", password)
+        return b"process_id:%d\r\n" % pid in conn.call("INFO", "server")
+    finally:
+        conn.close()
 
 
 class RespServers(NamedTuple):
@@ -236,16 +248,6 @@ def redis_and_kvb(tmp_path_factory, hz: int = 100) -> Iterator[tuple[int, Runnin
     yield port, ours
     stop_process(proc)
     assert ours.stop() == 0, "kvb serve did not exit cleanly on SIGTERM"
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def tree_kill(proc: subprocess.Popen) -> None:

@@ -7,6 +7,7 @@ SET it was answered +OK for landed in the other test's store).
 
 from __future__ import annotations
 
+from helpers import free_port
 from resp_helpers import Raw, RunningServer
 
 
@@ -31,5 +32,22 @@ def test_a_server_whose_port_another_server_took_starts_on_another(tmp_path):
                 conn.close()
         finally:
             second.stop()
+    finally:
+        first.stop()
+
+
+def test_a_redis_server_whose_port_another_server_took_starts_on_another(tmp_path, monkeypatch):
+    import resp_helpers
+
+    first = RunningServer(str(tmp_path / "first")).start()
+    try:
+        ports = iter([first.port])
+        monkeypatch.setattr(resp_helpers, "free_port", lambda: next(ports, None) or free_port())
+        proc, port = resp_helpers.start_redis_server(str(tmp_path))
+        try:
+            assert port != first.port
+            assert resp_helpers.is_listener(port, proc.pid)
+        finally:
+            resp_helpers.stop_process(proc)
     finally:
         first.stop()

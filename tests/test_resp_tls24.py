@@ -19,7 +19,7 @@ import threading
 import time
 
 import pytest
-from helpers import child_env, terminate
+from helpers import child_env, stop_process
 from tls_helpers import Certs
 
 from kv_backend import cli
@@ -108,7 +108,7 @@ class TLSServer:
     def stop(self) -> str:
         if self.proc.stderr.closed:
             return ""
-        terminate(self.proc)
+        stop_process(self.proc)
         err = self.proc.stderr.read()
         self.proc.stderr.close()
         return err

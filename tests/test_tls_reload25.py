@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import child_env, free_port, terminate
+from helpers import child_env, free_port, stop_process
 from tls_helpers import Certs
 
 redis = pytest.importorskip("redis")
@@ -120,7 +120,7 @@ class Serve:
 
     def stop(self) -> None:
         self.plain.close()
-        terminate(self.proc)
+        stop_process(self.proc)
 
 
 @pytest.fixture
