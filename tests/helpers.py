@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -556,3 +556,24 @@ def listens_on(pid: int, port: int) -> bool | None:
         if link.startswith("socket:[") and link[8:-1] in listening:
             return True
     return False
+
+
+def trace_calls(
+    monkeypatch: Any,
+    obj: object,
+    names: Sequence[str],
+    item: Callable[[str, tuple[Any, ...], bool], Any] = lambda name, args, on_loop: (name, on_loop),
+) -> list[Any]:
+    """Wrap the methods ``names`` of ``obj`` (through ``monkeypatch``) so that each call is recorded, in the
+    list returned, as ``item(name, args, made on an event loop)``: whether a server made the call on its
+    event loop or handed it to a worker thread."""
+    seen: list[Any] = []
+    for name in names:
+        real = getattr(obj, name)
+
+        def wrapper(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            seen.append(item(_name, args, on_event_loop()))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(obj, name, wrapper)
+    return seen

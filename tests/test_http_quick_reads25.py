@@ -12,7 +12,7 @@ import sys
 import threading
 
 import pytest
-from helpers import ROOT, child_env, on_event_loop
+from helpers import ROOT, child_env, trace_calls
 from helpers import key_url as url
 from starlette.testclient import TestClient
 
@@ -29,16 +29,12 @@ def _put_from_another_process(path, key: bytes, value: bytes) -> None:
 @pytest.fixture
 def traced(db, monkeypatch):
     """The DB, its reads recorded as (method, key, made on the event loop)."""
-    seen: list[tuple[str, bytes, bool]] = []
-    for name in ("get_with_tag", "size_with_tag"):
-        real = getattr(db, name)
-
-        def wrapper(key, _real=real, _name=name):
-            seen.append((_name, key, on_event_loop()))
-            return _real(key)
-
-        monkeypatch.setattr(db, name, wrapper)
-    db.seen = seen
+    db.seen = trace_calls(
+        monkeypatch,
+        db,
+        ("get_with_tag", "size_with_tag"),
+        lambda name, args, on_loop: (name, args[0], on_loop),
+    )
     return db
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from helpers import ROOT, child_env, on_event_loop
+from helpers import ROOT, child_env, trace_calls
 from helpers import key_url as url
 from starlette.testclient import TestClient
 
@@ -27,16 +27,7 @@ from kv_backend.locking import NO_WAIT, waiting_until
 
 def _trace(db: DB, monkeypatch) -> list[tuple[str, bool]]:
     """Record each write of ``db`` as (method, made on the event loop)."""
-    seen: list[tuple[str, bool]] = []
-    for name in ("put", "delete", "incr", "expire"):
-        real = getattr(db, name)
-
-        def wrapper(*args, _real=real, _name=name, **kwargs):
-            seen.append((_name, on_event_loop()))
-            return _real(*args, **kwargs)
-
-        monkeypatch.setattr(db, name, wrapper)
-    return seen
+    return trace_calls(monkeypatch, db, ("put", "delete", "incr", "expire"))
 
 
 class LockHolder:

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from helpers import ROOT, child_env, on_event_loop
+from helpers import ROOT, child_env, trace_calls
 from helpers import key_url as url
 from starlette.testclient import TestClient
 
@@ -137,15 +137,10 @@ def test_a_write_after_another_process_wrote_catches_up_in_a_worker_thread(db, m
     subprocess.run(
         [sys.executable, "-c", code, str(db.path)], cwd=ROOT, env=child_env(), check=True, timeout=120
     )
-    refreshes: list[bool] = []
-    for name in ("_catch_up", "_full_reload"):  # what replays records (see DB._refresh)
-        real = getattr(db, name)
-
-        def traced(*args, _real=real):
-            refreshes.append(on_event_loop())
-            return _real(*args)
-
-        monkeypatch.setattr(db, name, traced)
+    # (what replays records: see DB._refresh)
+    refreshes = trace_calls(
+        monkeypatch, db, ("_catch_up", "_full_reload"), lambda name, args, on_loop: on_loop
+    )
     with TestClient(create_app(db)) as client:
         assert client.put(url(b"k"), content=b"new").status_code == 204
         assert client.delete(url(b"p0")).status_code == 204
@@ -226,15 +221,7 @@ def test_a_write_after_another_process_merged_rebuilds_the_view_in_a_worker_thre
     subprocess.run(
         [sys.executable, "-c", code, str(db.path)], cwd=ROOT, env=child_env(), check=True, timeout=120
     )
-    rebuilt: list[bool] = []
-    for name in ("_catch_up", "_full_reload"):
-        real = getattr(db, name)
-
-        def traced(*args, _real=real):
-            rebuilt.append(on_event_loop())
-            return _real(*args)
-
-        monkeypatch.setattr(db, name, traced)
+    rebuilt = trace_calls(monkeypatch, db, ("_catch_up", "_full_reload"), lambda name, args, on_loop: on_loop)
     with TestClient(create_app(db)) as client:
         assert client.put(url(b"m0"), content=b"new").status_code == 204
         assert client.get(url(b"m1")).content == b"1901"
