@@ -98,14 +98,19 @@ class Serve:
         with open(self.stderr, "wb") as err:
             self.proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=err)
         self.plain = redis.Redis(port=self.port, socket_timeout=10, decode_responses=True)
-        deadline = time.monotonic() + 30
+        assert self.answers(30), self.log()
+
+    def answers(self, timeout: float) -> bool:
+        """Wait until the server answers PING on its plaintext port: True, or False if it exited first."""
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 self.plain.ping()
-                break
+                return True
             except redis.ConnectionError:
-                assert self.proc.poll() is None, self.log()
-                assert time.monotonic() < deadline, "kvb serve did not answer"
+                if self.proc.poll() is not None:
+                    return False
+                assert time.monotonic() < deadline, f"the server did not answer in {timeout} s"
                 time.sleep(0.05)
 
     def config_set(self, *words: str) -> str:
@@ -300,16 +305,8 @@ def _redis_server(tmp: Path, certs: Certs) -> Serve:
     with open(server.stderr, "wb") as err:
         server.proc = subprocess.Popen(cmd, stdout=err, stderr=err)
     server.plain = redis.Redis(port=server.port, socket_timeout=10, decode_responses=True)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            server.plain.ping()
-            break
-        except redis.ConnectionError:
-            if server.proc.poll() is not None:
-                pytest.skip("redis-server did not start with TLS (built without it?)")
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    if not server.answers(10):
+        pytest.skip("redis-server did not start with TLS (built without it?)")
     return server
 
 
