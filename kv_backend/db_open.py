@@ -608,9 +608,15 @@ class _Opening(_Parts):
         Listing and opening the files happens under the write lock, so it sees
         a file set no merge is changing; the replay itself runs outside it, so
         other processes keep writing meanwhile.
+
+        Both takes of the lock (the listing's and the install's) wait only until this thread's pending
+        ``waiting_until`` deadline, if it has one: the first take gives it back once it lets the lock go
+        (see :func:`~kv_backend.locking.deadline_kept`), as it wrote nothing of the call; another process
+        may take the lock during the replay and hold it long. A LockTimeoutError there leaves the view
+        as it was (the next call reloads).
         """
         writable = not self.read_only
-        with self._lock:
+        with deadline_kept(), self._lock:
             if writable:
                 self._clean_merge_leftovers()
                 give_back_roots_files(self.path)  # (root only: what earlier versions left root's)
