@@ -50,7 +50,7 @@ from kv_backend.errors import (
 from kv_backend.files import (
     LOCK_FILE,
     data_name,
-    prepare_directory,
+    format_file_text,
     store_directory,
 )
 from kv_backend.keydir import KeyDir
@@ -137,7 +137,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self.max_file_size = max_file_size
         self.auto_merge = auto_merge
         self.read_only = _check_flag(read_only, "read_only")  # ("false" from a config file opened read-only)
-        new = prepare_directory(self.path, create=not self.read_only)
+        found = format_file_text(self.path, create=not self.read_only)
         warn_if_network(self.path)
         self._lock = WriteLock(os.path.join(self.path, LOCK_FILE), create=not self.read_only)
         self._rlock = threading.Lock()  # guards this process's view while it changes
@@ -165,9 +165,9 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self._merging = None
         self._closing = False  # close() has begun: a merge that registers after its check must not run
         try:
-            self._open_one_store(new)
+            has_id = self._open_one_store(found)
             self._closed = False
-            self._full_reload()
+            self._full_reload(has_id)
         except BaseException:
             self._closed = True
             # (The views into the page first, as close() drops them: while they hold its mapping, it

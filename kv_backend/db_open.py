@@ -30,13 +30,13 @@ from kv_backend.files import (
     DataFile,
     FileId,
     data_name,
+    format_file_text,
     fsync_dir,
     fsync_file,
     hint_name,
     list_data_files,
     missing_data_files,
     missing_files_text,
-    prepare_directory,
     remove_stray_hints,
     storage_error,
     write_all,
@@ -70,7 +70,7 @@ from kv_backend.state import (
     replaced_at_every_open,
     unpack_tail,
 )
-from kv_backend.store_id import add_store_id, format_text, new_store_id
+from kv_backend.store_id import add_store_id, format_text, new_store_id, parse_store_id
 from kv_backend.unpublished import (
     Read,
     closed_at,
@@ -306,9 +306,12 @@ def took_creation(db: object) -> bool:
 class _Opening(_Parts):
     """Opening a store and following other processes: recovery of the tail, full reloads, replay."""
 
-    def _open_one_store(self, new: bool) -> None:
-        """Create the store if ``new``, and open its state page; then make sure that the ``LOCK`` and
-        ``STATE`` files this open holds are still the ones at their paths.
+    def _open_one_store(self, found: str | None) -> bool:
+        """Create the store if new (``found``, what :func:`~kv_backend.files.format_file_text` read of its
+        format file, is None), and open its state page; then make sure that the ``LOCK`` and ``STATE``
+        files this open holds are still the ones at their paths. Returns whether the store opened has an
+        id for sure (its format file named one when read, or this open created it with one): an id never
+        changes once written, so the open need not read the file again to add one (see :meth:`_full_reload`).
 
         Where one is not, another store directory took the path meanwhile (``kv_restore --replace`` swaps
         the restored store in): this open would hold the old store's locks and read the data files of the
@@ -318,8 +321,9 @@ class _Opening(_Parts):
         so all of them are that store's. Only a few times: a path swapped at every open is an error.
         """
         for attempt in range(REOPENS):
-            if new:
-                self._create_store()
+            has_id = found is not None and parse_store_id(found) is not None
+            if found is None:
+                has_id = self._create_store()
             self._open_state()
             st = self._state
             if st is None:
@@ -329,7 +333,7 @@ class _Opening(_Parts):
                     # (Where its lock keeps writers out: one that made the page could not be followed
                     # under a lock that keeps none out.)
                     self._tailw = _PageToCome(self.path)  # type: ignore[assignment]  # (only read)
-                return
+                return has_id
             self._state = None
             if st is not None:
                 # (The views into the page first: while they hold its mapping, it stays mapped, and
@@ -339,15 +343,17 @@ class _Opening(_Parts):
             self._lock.close()
             if attempt == REOPENS - 1:
                 break
-            new = prepare_directory(self.path, create=not self.read_only)
+            found = format_file_text(self.path, create=not self.read_only)
             self._lock = WriteLock(os.path.join(self.path, LOCK_FILE), create=not self.read_only)
         raise replaced_at_every_open(self.path)
 
-    def _create_store(self) -> None:
+    def _create_store(self) -> bool:
+        """Create the store (write its format file, with a new id) unless another process did meanwhile;
+        whether this one did."""
         with self._lock:
             marker = os.path.join(self.path, FORMAT_FILE)
             if os.path.exists(marker):
-                return
+                return False
             try:
                 tmp = marker + TMP_SUFFIX
                 with open(tmp, "w", encoding="utf-8") as f:
@@ -364,6 +370,7 @@ class _Opening(_Parts):
                 fsync_dir(self.path)
             except OSError as exc:
                 raise storage_error(exc, f"cannot create a store in {self.path}") from exc
+            return True
 
     def _open_state(self) -> None:
         if self.read_only:
@@ -602,8 +609,11 @@ class _Opening(_Parts):
         finally:
             os.close(fd)
 
-    def _full_reload(self) -> None:
+    def _full_reload(self, has_id: bool = True) -> None:
         """Rebuild the key directory from the data files (open, and after a merge).
+
+        At a writable open of a store that may have no id (``has_id`` False: see :meth:`_open_one_store`),
+        give it one under the lock (see :func:`~kv_backend.store_id.add_store_id`).
 
         Listing and opening the files happens under the write lock, so it sees
         a file set no merge is changing; the replay itself runs outside it, so
@@ -620,7 +630,7 @@ class _Opening(_Parts):
             if writable:
                 self._clean_merge_leftovers()
                 give_back_roots_files(self.path)  # (root only: what earlier versions left root's)
-                if self._gen < 0:
+                if self._gen < 0 and not has_id:
                     add_store_id(self.path)  # (at the open alone: a store made before ids gets one)
                 self._recover_tail_locked()
                 self._fill_lost_locked()

@@ -715,6 +715,13 @@ def prepare_directory(path: str, *, create: bool) -> bool:
     Returns True if the directory is new (has no ``KVB_FORMAT`` yet).
     Raises :class:`StoreNotFoundError` or :class:`NotAStoreError` otherwise.
     """
+    return format_file_text(path, create=create) is None
+
+
+def format_file_text(path: str, *, create: bool) -> str | None:
+    """:func:`prepare_directory`, returning what it read of the format file (its first 4096 characters,
+    the store's id on the second line where it has one): None where the directory is new. An open reads
+    the id there, once (see :func:`kv_backend.store_id.parse_store_id`)."""
     try:
         is_dir: bool | None = stat.S_ISDIR(os.stat(path).st_mode)
     except (FileNotFoundError, NotADirectoryError):
@@ -751,14 +758,14 @@ def prepare_directory(path: str, *, create: bool) -> bool:
             raise NotAStoreError(
                 errno.EINVAL, f"{path} holds a store of an unsupported format: {text.strip()!r}"
             )
-        return False
+        return text
     try:
         entries = os.listdir(path)
     except OSError as exc:
         raise storage_error(exc, f"cannot list {path}") from exc
     if FORMAT_FILE in entries:
         # Another process created the store between our two looks: check it as any store.
-        return prepare_directory(path, create=create)
+        return format_file_text(path, create=create)
     # lost+found alone is what a new filesystem's mount point holds: still an empty directory.
     foreign = [e for e in entries if not is_store_file(e) and e != "lost+found"]
     if foreign:
@@ -771,4 +778,4 @@ def prepare_directory(path: str, *, create: bool) -> bool:
         )
     if not create:
         raise StoreNotFoundError(errno.ENOENT, f"no kv_backend store at {path} (no {FORMAT_FILE} file)")
-    return True
+    return None
