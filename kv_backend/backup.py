@@ -1241,14 +1241,17 @@ def backup_store(
     The snapshot needs the store's files and the published end of its active file, taken under its
     write lock, not its key directory: a store never merged (no hint files) is not replayed first,
     so the backup starts at once however many keys it holds. Nothing is created: a path that holds
-    no store raises :class:`~kv_backend.errors.StoreNotFoundError`, as a read-only open does.
+    no store raises :class:`~kv_backend.errors.StoreNotFoundError`, as a read-only open does. A store
+    made before ids is given its id under that lock, where this user may write its format file, as a
+    writable open would give it: the backup, and every later one, names it (see docs/backup.md).
     """
-    from kv_backend.files import prepare_directory, store_directory
+    from kv_backend.files import format_file_text, store_directory
     from kv_backend.snapshot import store_snapshot
 
     store = store_directory(path)
-    prepare_directory(store, create=False)
-    return _backup(store, lambda: store_snapshot(store), url, name, progress, storage_options)
+    found = format_file_text(store, create=False)
+    add_id = found is None or parse_store_id(found) is None
+    return _backup(store, lambda: store_snapshot(store, add_id=add_id), url, name, progress, storage_options)
 
 
 def _backup(

@@ -39,6 +39,7 @@ from kv_backend.state import (
     replaced_at_every_open,
     unpack_tail,
 )
+from kv_backend.store_id import add_store_id
 from kv_backend.unpublished import closed_at, kept_end, tail_files, trusted_page_of
 
 __all__ = ["SnapshotFile", "store_snapshot", "take_snapshot"]
@@ -327,12 +328,16 @@ def _let_go(lock: WriteLock, state: SharedState | None) -> None:
 
 
 @contextmanager
-def store_snapshot(path: str) -> Iterator[list[SnapshotFile]]:
+def store_snapshot(path: str, *, add_id: bool = False) -> Iterator[list[SnapshotFile]]:
     """A snapshot of the files of the store at ``path``, which is not opened: no key directory is built.
 
     The store must exist (nothing is created, as a read-only open has it). While the block runs the
     state page stays mapped with its shared lock, as an open store holds it (see
     :func:`kv_backend.state.in_use`); the files are closed when it ends.
+
+    ``add_id``: give a store without an id one first (see :func:`~kv_backend.store_id.add_store_id`),
+    under the write lock the snapshot holds, as a writable open would: where this user may not (not the
+    format file's owner, a read-only filesystem), the store goes without, as before. ``kvb backup``'s.
     """
     lock, state = _open_locks(path)
     try:
@@ -342,7 +347,12 @@ def store_snapshot(path: str) -> Iterator[list[SnapshotFile]]:
                 return None
             return state.tail.value, state.generation.value
 
-        snapshot = take_snapshot(path, lock, published_now)
+        if add_id and lock.excludes_writers:
+            with lock:  # (the snapshot's take is nested in it: the lock is taken once, and let go here)
+                add_store_id(path)
+                snapshot = take_snapshot(path, lock, published_now)
+        else:
+            snapshot = take_snapshot(path, lock, published_now)
         try:
             for snap in snapshot:
                 # Records of another format version may check out and mean something else: refused as

@@ -38,11 +38,11 @@ def swap_before_snapshot(tmp_path, monkeypatch):
     real = kvsnapshot.store_snapshot
     swapped = []
 
-    def swap_then_snapshot(store):
+    def swap_then_snapshot(store, **options):
         os.rename(path, tmp_path / "old")  # (as kv_restore --replace does where it cannot exchange)
         os.rename(tmp_path / "restored", path)
         swapped.append(store)
-        return real(store)
+        return real(store, **options)
 
     monkeypatch.setattr(kvsnapshot, "store_snapshot", swap_then_snapshot)
     yield str(path)
