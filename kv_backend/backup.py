@@ -1263,6 +1263,8 @@ def _backup(
     storage_options: dict[str, Any],
 ) -> BackupReport:
     """The backup of the store at ``path``, whose files ``take_snapshot()`` freezes (closed at the end)."""
+    from kv_backend.snapshot import Snapshot, read_format_file
+
     started = time.monotonic()
     progress = _check_progress(progress)
     if name is not None:
@@ -1282,7 +1284,9 @@ def _backup(
             target.withhold(store_mode)
             target.give_to_owner_of(path)
         created = time.time()
-        store_format = _store_format(path)
+        # Read under the lock the snapshot was taken under, which a process giving the store an id holds
+        # until the id is on disk: never an id a power failure may take back (see store_id.add_store_id).
+        store_format = snapshot.store_format if isinstance(snapshot, Snapshot) else read_format_file(path)
         store_id = parse_store_id(store_format)
         # Before anything is written there: a URL holding another store's backups is refused.
         manifests = _load_all(target)
@@ -1640,16 +1644,6 @@ def _note_damage(
 
 def _entry(snap: SnapshotFile, sha: str, stored: str) -> dict[str, Any]:
     return {"name": snap.name, "size": snap.length, "sha256": sha, "stored_as": stored}
-
-
-def _store_format(path: str) -> str:
-    from kv_backend.files import FORMAT_TEXT
-
-    try:
-        with open(os.path.join(path, FORMAT_FILE), encoding="utf-8") as f:
-            return f.read() or FORMAT_TEXT
-    except OSError:
-        return FORMAT_TEXT
 
 
 # ---------------------------------------------------------------------- restore

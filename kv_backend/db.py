@@ -58,7 +58,7 @@ from kv_backend.lazy import load
 from kv_backend.locking import WriteLock
 from kv_backend.mapping import refuse_pickling
 from kv_backend.mounts import warn_if_network
-from kv_backend.snapshot import SnapshotFile, take_snapshot
+from kv_backend.snapshot import Snapshot, SnapshotFile, take_snapshot
 
 if TYPE_CHECKING:
     from kv_backend.backup import BackupReport, Progress
@@ -384,7 +384,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         except StorageError:
             self.close()
 
-    def snapshot_files(self) -> list[SnapshotFile]:
+    def snapshot_files(self) -> Snapshot:
         """Freeze a consistent point-in-time view of the store's files.
 
         Under the write lock: every published data file (the active one up to
@@ -392,7 +392,8 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         change through a map that keeps no descriptor, see :mod:`kv_backend.snapshot`).
         Closed files never change and being held keeps them readable even if a merge
         removes them, so the caller can copy them at leisure (used by backups).
-        Close the returned objects when done.
+        Close the returned objects when done. The list's ``store_format`` is the
+        store's format file (its id), read under the same lock.
         """
         self._check_open()
         return take_snapshot(self.path, self._lock, self._published)

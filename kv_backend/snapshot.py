@@ -19,6 +19,8 @@ from kv_backend import record as rec
 from kv_backend.errors import StorageError
 from kv_backend.filemaps import MAPS_HOLD_FD, map_file
 from kv_backend.files import (
+    FORMAT_FILE,
+    FORMAT_TEXT,
     LOCK_FILE,
     FileId,
     data_name,
@@ -42,7 +44,7 @@ from kv_backend.state import (
 from kv_backend.store_id import add_store_id
 from kv_backend.unpublished import closed_at, kept_end, tail_files, trusted_page_of
 
-__all__ = ["SnapshotFile", "store_snapshot", "take_snapshot"]
+__all__ = ["Snapshot", "SnapshotFile", "read_format_file", "store_snapshot", "take_snapshot"]
 
 
 class SnapshotFile:
@@ -129,9 +131,28 @@ class SnapshotFile:
         return f"<SnapshotFile {self.name} {self.length} bytes>"
 
 
+class Snapshot(list[SnapshotFile]):
+    """The files of a snapshot (see :func:`take_snapshot`), and ``store_format``: the content of the
+    store's format file (its id on the second line, where it has one), read under the write lock the
+    files were frozen under. A process giving the store an id holds that lock until the id is on disk
+    (see :func:`~kv_backend.store_id.add_store_id`): an id read here is one a backup may record."""
+
+    store_format: str = FORMAT_TEXT
+
+
+def read_format_file(path: str) -> str:
+    """The content of the format file of the store at ``path``: the first line alone where it is empty or
+    cannot be read (the store then has no id)."""
+    try:
+        with open(os.path.join(path, FORMAT_FILE), encoding="utf-8") as f:
+            return f.read() or FORMAT_TEXT
+    except OSError:
+        return FORMAT_TEXT
+
+
 def take_snapshot(
     path: str, lock: WriteLock, published_now: Callable[[], tuple[int, int] | None]
-) -> list[SnapshotFile]:
+) -> Snapshot:
     """Freeze the files of the store at ``path`` under ``lock`` (see :meth:`kv_backend.DB.snapshot_files`);
     ``published_now()`` reads the state page's (tail word, generation), None without a valid page.
 
@@ -181,12 +202,13 @@ def _keep_past(named: SnapshotFile, end: int, closing: tuple[int, int] | None = 
 
 def _take_snapshot(
     path: str, lock: WriteLock, published_now: Callable[[], tuple[int, int] | None]
-) -> list[SnapshotFile]:
+) -> Snapshot:
     """The body of :func:`take_snapshot`."""
-    out: list[SnapshotFile] = []
+    out = Snapshot()
     flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
     try:
         with lock:
+            out.store_format = read_format_file(path)
             published = published_now()
             fids = list_data_files(path)
             if (
@@ -328,7 +350,7 @@ def _let_go(lock: WriteLock, state: SharedState | None) -> None:
 
 
 @contextmanager
-def store_snapshot(path: str, *, add_id: bool = False) -> Iterator[list[SnapshotFile]]:
+def store_snapshot(path: str, *, add_id: bool = False) -> Iterator[Snapshot]:
     """A snapshot of the files of the store at ``path``, which is not opened: no key directory is built.
 
     The store must exist (nothing is created, as a read-only open has it). While the block runs the

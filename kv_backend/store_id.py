@@ -59,10 +59,14 @@ def add_store_id(path: str) -> str | None:
     The caller holds the store's write lock, so concurrent openers agree on one id: each decides under
     it, after reading the file again. The file is replaced atomically (a temporary copy, fsynced,
     renamed over it, the directory fsynced), with the owner, group and mode of the one it replaces:
-    a crash leaves the old file or the new one, whole. Where that cannot be done (a read-only file
-    system, a directory this user may not write, a format file of another user that this process may
-    not give away, a full disk), or where the file holds anything else after its first line (a second
-    line that is no id: left as it is), the store goes without: None.
+    a crash leaves the old file or the new one, whole. The lock is held until the directory is fsynced,
+    so a process that reads the id under it (a backup's snapshot) reads only one the disk keeps; where
+    the fsync fails, the old file is put back and the store goes without (a power failure might have
+    taken the id back, and a later open would give it another). Where that cannot be done (a read-only
+    file system, a directory this user may not write, a format file of another user that this process
+    may not give away, a full disk, a directory that cannot be fsynced), or where the file holds
+    anything else after its first line (a second line that is no id: left as it is), the store goes
+    without: None.
     """
     marker = os.path.join(path, FORMAT_FILE)
     try:
@@ -79,13 +83,36 @@ def add_store_id(path: str) -> str | None:
     if os.geteuid() not in (0, st.st_uid):
         return None  # (replaced, it would become this user's: left for its owner's next open)
     store_id = new_store_id()
-    return store_id if replace_format_file(path, format_text(store_id), st) else None
+    return store_id if replace_format_file(path, format_text(store_id), st, old=text) else None
 
 
-def replace_format_file(path: str, content: str, st: os.stat_result) -> bool:
+def replace_format_file(path: str, content: str, st: os.stat_result, *, old: str | None = None) -> bool:
     """Replace the format file of the store at ``path`` (whose ``os.stat`` is ``st``) with ``content``,
     atomically, keeping its owner, group and mode; False where the system refuses (nothing changed).
-    The caller holds the store's write lock, or the store is one no other process knows of yet."""
+    The caller holds the store's write lock, or the store is one no other process knows of yet.
+
+    ``old``, the content replaced: where the directory cannot be fsynced once the new file is renamed
+    into place (the disk may not keep it), put back (as the new one was put there) and False. Without
+    it, a failed fsync of the directory is ignored (a crash may then leave either file)."""
+    if not _replaced(path, content, st):
+        return False
+    try:
+        fsync_dir(path)
+    except OSError:
+        if old is None:
+            return True  # (the rename is done: a crash before the directory reaches the disk leaves either)
+        if _replaced(path, old, st):
+            try:
+                fsync_dir(path)
+            except OSError:
+                pass  # (either file may be on disk: no process uses the new one, which a later open keeps)
+        return False
+    return True
+
+
+def _replaced(path: str, content: str, st: os.stat_result) -> bool:
+    """Rename a copy of ``content`` (fsynced) over the format file of the store at ``path``, with the owner,
+    group and mode of ``st``; whether it was (False: nothing changed)."""
     marker = os.path.join(path, FORMAT_FILE)
     tmp = marker + TMP_SUFFIX
     try:
@@ -110,10 +137,6 @@ def replace_format_file(path: str, content: str, st: os.stat_result) -> bool:
         except OSError:
             pass
         return False
-    try:
-        fsync_dir(path)
-    except OSError:
-        pass  # (the rename is done: a crash before the directory reaches the disk leaves the old file)
     return True
 
 
