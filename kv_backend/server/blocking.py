@@ -41,7 +41,7 @@ TIMED_OUT = NULL_ARRAY
 class Block:
     """What a blocking command returns when it found nothing: what to wait for and how to retry."""
 
-    __slots__ = ("args", "attempt", "keys", "pushes", "timed_out", "timeout", "timer")
+    __slots__ = ("args", "attempt", "by_server", "keys", "pushes", "timed_out", "timeout", "timer")
 
     def __init__(
         self,
@@ -50,8 +50,12 @@ class Block:
         attempt: Callable[[], Any],
         pushes: list[bytes] | None = None,
         timed_out: Any = TIMED_OUT,
+        by_server: bool = False,
     ) -> None:
         self.keys = keys
+        #: The server's own work answers it (a CONFIG SET reading TLS files in a thread: see
+        #: kv_backend.server.tlsreload.Changes), not data: no key, no timeout, no CLIENT UNBLOCK.
+        self.by_server = by_server
         #: Keys the command adds an element to when it is served (BLMOVE's destination).
         self.pushes = pushes or []
         #: Seconds to wait; 0 waits for ever.
@@ -88,8 +92,11 @@ class Waiters:
         )
 
     def block(self, conn: Connection, blk: Block) -> None:
-        """Park ``conn`` until one of ``blk.keys`` may have data or the timeout passes."""
+        """Park ``conn`` until one of ``blk.keys`` may have data or the timeout passes (``by_server``:
+        until the server's own work answers it)."""
         conn.blocked = blk
+        if blk.by_server:
+            return
         for key in dict.fromkeys(blk.keys):
             self.by_key.setdefault(key, []).append(conn)
         loop = asyncio.get_running_loop()

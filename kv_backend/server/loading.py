@@ -22,9 +22,11 @@ T = TypeVar("T")
 LOADING_GRACE = 0.5
 
 
-def open_in_background(opener: Callable[[], T], discard: Callable[[T], Any]) -> asyncio.Future[T]:
-    """Run ``opener()`` in a daemon thread; the returned future (of the running loop) gets its result
-    or exception.
+def open_in_background(
+    opener: Callable[[], T], discard: Callable[[T], Any], name: str = "kvb-open-store"
+) -> asyncio.Future[T]:
+    """Run ``opener()`` in a daemon thread (named ``name``); the returned future (of the running loop)
+    gets its result or exception.
 
     A daemon thread, so that a server told to stop while the store opens exits at once, as
     redis-server stops loading on SIGTERM (the engine is safe to stop at any point). If the future
@@ -56,5 +58,5 @@ def open_in_background(opener: Callable[[], T], discard: Callable[[T], Any]) -> 
             if error is None:
                 discard(result)  # type: ignore[arg-type]
 
-    start_daemon_thread(run, "kvb-open-store")
+    start_daemon_thread(run, name)
     return future

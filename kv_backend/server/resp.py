@@ -31,7 +31,7 @@ from typing import Any
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
 from kv_backend.locking import WouldWait
-from kv_backend.server import clientlimit, close_synced, listen_error, protected, systemd, unixsock
+from kv_backend.server import clientlimit, close_synced, listen_error, protected, systemd, tlsreload, unixsock
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.busy import Halted
 from kv_backend.server.commands import COMMANDS
@@ -203,6 +203,9 @@ class Connection(asyncio.Protocol):
         server = self.server
         if self.parked or (self.queued and (server.holding_back or server.lock_waiters)):
             self.eof = True  # (its commands may wait for the store's write lock: see _lock_busy)
+            return True
+        if _awaits_server(self):
+            self.eof = True  # (its CONFIG SET reads TLS files in a thread: answered, then closed)
             return True
         return False
 
@@ -752,6 +755,12 @@ class Connection(asyncio.Protocol):
         ).encode()
 
 
+def _awaits_server(conn: Connection) -> bool:
+    """Whether ``conn`` waits for the server's own work to answer it (a CONFIG SET reading TLS files
+    in a thread: see kv_backend.server.tlsreload.Changes), not for data as a blocking command."""
+    return conn.blocked is not None and conn.blocked.by_server
+
+
 def _size(commands: list[list[bytes]]) -> int:
     """Bytes of the arguments of ``commands``."""
     return sum(len(arg) for args in commands for arg in args)
@@ -809,6 +818,8 @@ class Server:
         #: TLS handshakes under way (they count against maxclients), and those that failed (INFO).
         self.tls_handshakes = 0
         self.tls_handshake_failures = 0
+        #: CONFIG SETs of TLS settings, their files read off the event loop one after the other.
+        self.tls_changes = tlsreload.Changes(self)
         self.channels: dict[bytes, set[Connection]] = {}
         self.patterns: dict[bytes, set[Connection]] = {}
         self.shard_channels: dict[bytes, set[Connection]] = {}
@@ -1026,7 +1037,7 @@ class Server:
                 conn.run_pending()
                 if conn.parser.held:
                     conn.run_held()
-                if conn.eof and conn.transport is not None and not conn.parked:
+                if conn.eof and conn.transport is not None and not conn.parked and not _awaits_server(conn):
                     conn.transport.close()
             if self.waiters.ready:
                 self.waiters.serve()  # under the same lock hold as the writes that fed them

@@ -9,17 +9,25 @@ fails the whole CONFIG SET with Redis's reply (why is logged) and leaves the set
 :func:`commit` then puts it in force: the connections made after it get the new context, those
 made before keep theirs. While no TLS port is open, the values are kept unchecked (as Redis keeps
 them), and checked when one opens.
+
+The files are read, and the context built, in a thread (:func:`build`, run by :class:`Changes`, one
+CONFIG SET after the other): a slow file holds up the client that asked, never the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import socket
 import ssl
+from collections import deque
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import ConfigurationError
+from kv_backend.server.loading import open_in_background
 from kv_backend.server.ports import Refused, bind, move, release
 from kv_backend.server.tls import TLSSettings, configure
 
@@ -73,17 +81,54 @@ def _field(name: bytes, value: Any) -> Any:
     return text or (None if name not in (b"tls-cert-file", b"tls-key-file") else "")
 
 
-def prepare(server: Server, given: list[tuple[bytes, Any]]) -> Change | None:
-    """The TLS change CONFIG SET's checked values ``given`` (in order) make, its context built and its
-    port bound (None if they name no TLS parameter); :class:`~kv_backend.server.ports.Refused` if it
-    cannot be made."""
-    ours = [(name, value) for name, value in given if name in FIELDS]
-    if not ours:
-        return None
+def _target(server: Server, ours: list[tuple[bytes, Any]]) -> tuple[TLSSettings, TLSSettings]:
+    """The TLS settings in force (``tls-auth-clients`` as CONFIG GET shows it) and those ``ours`` make."""
     current = server.tls or NO_TLS
     # (tls-auth-clients stays what CONFIG GET shows, whatever CA is given or taken away)
     current = dataclasses.replace(current, auth_clients=current.client_auth)
     new = dataclasses.replace(current, **{FIELDS[name]: _field(name, value) for name, value in ours})
+    return current, new
+
+
+def to_build(server: Server, given: list[tuple[bytes, Any]]) -> TLSSettings | None:
+    """The settings whose SSL context :func:`prepare` would build for CONFIG SET's checked values
+    ``given``, were the settings in force what they are now (None: it builds none)."""
+    ours = [(name, value) for name, value in given if name in FIELDS]
+    if not ours:
+        return None
+    _, new = _target(server, ours)
+    changed = any(name != b"tls-port" for name, _ in ours)
+    context = None if changed else server.tls_context
+    return new if new.port and context is None else None
+
+
+@dataclasses.dataclass
+class Built:
+    """A context built (or refused: ``error``) off the event loop for ``settings`` (see :class:`Changes`)."""
+
+    settings: TLSSettings
+    context: ssl.SSLContext | None = None
+    error: Exception | None = None
+
+
+def build(settings: TLSSettings, log: Callable[[str], None]) -> Built:
+    """Read ``settings``' files and build their context (:func:`~kv_backend.server.tls.configure`): run
+    in a thread of its own, never on the event loop."""
+    try:
+        return Built(settings, configure(settings, log=log))
+    except (ConfigurationError, ssl.SSLError, OSError) as exc:
+        return Built(settings, error=exc)
+
+
+def prepare(server: Server, given: list[tuple[bytes, Any]], built: Built | None = None) -> Change | None:
+    """The TLS change CONFIG SET's checked values ``given`` (in order) make, its context built and its
+    port bound (None if they name no TLS parameter); :class:`~kv_backend.server.ports.Refused` if it
+    cannot be made. ``built``: the context :func:`build` made for the settings they make (else it is
+    built here, on the calling thread)."""
+    ours = [(name, value) for name, value in given if name in FIELDS]
+    if not ours:
+        return None
+    current, new = _target(server, ours)
     opening = new.port not in (0, current.port)
     changed = any(name != b"tls-port" for name, _ in ours)
     context = None if changed else server.tls_context  # (a TLS port open has its context)
@@ -91,7 +136,11 @@ def prepare(server: Server, given: list[tuple[bytes, Any]]) -> Change | None:
         # (Redis names the first parameter whose change needed the new context)
         blamed = next((name for name, _ in ours if name != b"tls-port" or opening), b"tls-port")
         try:
-            context = configure(new, log=server.log)
+            if built is None or built.settings != new:
+                built = build(new, server.log)
+            if built.error is not None:
+                raise built.error
+            context = built.context
         except (ConfigurationError, ssl.SSLError, OSError) as exc:
             server.log(f"CONFIG SET {blamed.decode()} refused: {exc}; the TLS settings in force stay")
             raise Refused(blamed, CONFIG_FAILED) from None
@@ -115,3 +164,79 @@ def commit(server: Server, change: Change) -> None:
         server.log(f"CONFIG SET {names}: the TLS connections made from now on (port {port}) use them")
     else:
         server.log(f"CONFIG SET {names}: no TLS port is open (they are checked when one opens)")
+
+
+@dataclasses.dataclass
+class _Job:
+    given: list[tuple[bytes, Any]]
+    finish: Callable[[Built | None], None]
+    #: The settings whose context is being built for it.
+    settings: TLSSettings | None = None
+
+
+class Changes:
+    """The CONFIG SETs of TLS settings of one server, run one after the other, in arrival order; each
+    reads its files and builds its context in a thread of its own (:func:`build`), while the event
+    loop serves the other clients, then is finished on the loop (``finish``: :func:`prepare` given
+    what was built, and :func:`commit`). One that names a TLS parameter waits for those before it,
+    so that each is built from the settings the one before it put in force.
+
+    A CONFIG SET inside EXEC cannot wait (EXEC answers all its commands at once): it builds its
+    context on the loop, at once. One built meanwhile from the settings it replaced is built again.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.waiting: deque[_Job] = deque()
+        self.running: _Job | None = None
+
+    def busy(self) -> bool:
+        """Whether a change is under way or waits (a new one waits behind it)."""
+        return self.running is not None or bool(self.waiting)
+
+    def submit(self, given: list[tuple[bytes, Any]], finish: Callable[[Built | None], None]) -> None:
+        """Queue CONFIG SET's checked values ``given``: ``finish`` is called on the event loop, in their
+        turn, with the context built for them (None: they need none), never before this returns."""
+        self.waiting.append(_Job(given, finish))
+        if self.running is None:
+            asyncio.get_running_loop().call_soon(self._next)
+
+    def _next(self) -> None:
+        while self.running is None and self.waiting and not self.server.halting:
+            self._start(self.waiting.popleft())
+
+    def _start(self, job: _Job) -> None:
+        settings = to_build(self.server, job.given)
+        if settings is None:  # (nothing to read: tls-port alone, or no TLS port open)
+            self._finish(job, None)
+            return
+        self.running, job.settings = job, settings
+        built = open_in_background(partial(build, settings, self.server.log), _drop, "kvb-tls-settings")
+        built.add_done_callback(partial(self._built, job))
+
+    def _built(self, job: _Job, future: asyncio.Future[Built]) -> None:
+        self.running = None
+        server = self.server
+        if server.halting:  # (the server stops: nothing changes any more)
+            names = ", ".join(name.decode() for name, _ in job.given)
+            server.log(f"CONFIG SET {names}: not put in force, the server stops")
+            return
+        try:
+            built = future.result()
+        except Exception as exc:  # (not one of configure's: a bug, which prepare lets CONFIG SET answer)
+            built = Built(job.settings or NO_TLS, error=exc)
+        if to_build(server, job.given) != built.settings:
+            self._start(job)  # the settings in force changed meanwhile (a CONFIG SET inside EXEC)
+        else:
+            self._finish(job, built)
+        self._next()
+
+    def _finish(self, job: _Job, built: Built | None) -> None:
+        try:
+            job.finish(built)
+        except Exception as exc:  # (a bug must cost one reply, never the loop's next changes)
+            self.server.log(f"error in CONFIG SET: {exc!r}")
+
+
+def _drop(built: Built) -> None:
+    """A context built for a server that stopped meanwhile: nothing to do (nobody holds it)."""

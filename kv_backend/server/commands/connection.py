@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.errors import NotAnIntegerError
@@ -238,8 +239,8 @@ def cmd_client(conn: Connection, args: list[bytes]) -> Any:
         if how not in (b"TIMEOUT", b"ERROR"):
             raise CommandError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
         target = conn.server.clients.get(arg_int(args[2]))
-        if target is None or target.blocked is None:
-            return 0
+        if target is None or target.blocked is None or target.blocked.by_server:
+            return 0  # (as Redis: a CONFIG SET waiting for its TLS files is no blocking command)
         blk = conn.server.waiters.unblock(target)
         unblocked = ErrorReply("UNBLOCKED client unblocked via CLIENT UNBLOCK")
         target.resume(blk.timed_out if how == b"TIMEOUT" and blk is not None else unblocked)
@@ -543,8 +544,47 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
                     f"try with {allowed}",
                 )
         applied.append((name, checked))
+    # (inside EXEC, which answers its commands together, a CONFIG SET cannot wait: built at once)
+    names_tls = any(name in tlsreload.FIELDS for name, _ in applied)
+    if names_tls and conn.can_block and (server.tls_changes.busy() or tlsreload.to_build(server, applied)):
+        return _config_set_later(conn, args, applied)
+    return _apply_config(server, applied)
+
+
+def _config_set_later(conn: Connection, args: list[bytes], applied: list[tuple[bytes, Any]]) -> Block:
+    """A CONFIG SET that reads TLS files, or waits for one that does: its files are read, and its
+    context built, in a thread (see :class:`~kv_backend.server.tlsreload.Changes`) while the other
+    clients are served; this client waits for its reply, its later commands with it (as behind a
+    blocking command; CLIENT UNBLOCK cannot end the wait). A client gone meanwhile does not stop it."""
+    server = conn.server
+    start = perf_counter()
+    waiting = Block([], 0, lambda: None, by_server=True)  # (it waits for the server, not for data)
+
+    def finish(built: tlsreload.Built | None) -> None:
+        try:
+            reply = _apply_config(server, applied, built)
+        except Exception as exc:
+            reply = conn._error(exc, "config", args)
+        slow = server.slowlog_seconds  # (as execute logs a command that ran as long)
+        if slow is not None and perf_counter() - start >= slow:
+            server.slowlog_check(conn, args, start)
+        if conn.blocked is waiting:
+            conn.blocked = None
+            conn.resume(reply)
+        if conn.eof and conn.transport is not None:  # (it shut down its side: closed once answered)
+            server.schedule(conn)
+
+    server.tls_changes.submit(applied, finish)
+    return waiting
+
+
+def _apply_config(
+    server: Server, applied: list[tuple[bytes, Any]], built: tlsreload.Built | None = None
+) -> Any:
+    """Put CONFIG SET's checked values ``applied`` in force, all or none (``built``: the TLS context
+    made for them off the event loop; else it is built here)."""
     try:  # (new ports bound, a new TLS context built, before anything changes)
-        port_change, tls_change = _prepare_listeners(server, applied)
+        port_change, tls_change = _prepare_listeners(server, applied, built)
     except ports.Refused as refused:
         raise _config_failed(refused.name, refused.reason) from None
     if port_change is not None:
@@ -580,7 +620,7 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
 
 
 def _prepare_listeners(
-    server: Server, applied: list[tuple[bytes, Any]]
+    server: Server, applied: list[tuple[bytes, Any]], built: tlsreload.Built | None = None
 ) -> tuple[ports.Change | None, tlsreload.Change | None]:
     """The plaintext port's and the TLS settings' changes CONFIG SET's ``applied`` values make, bound
     and built (:class:`~kv_backend.server.ports.Refused` if one cannot be, the other given up). As in
@@ -591,10 +631,10 @@ def _prepare_listeners(
     port_change = tls_change = None
     try:
         if tls_first < port_first:
-            tls_change = tlsreload.prepare(server, applied)
+            tls_change = tlsreload.prepare(server, applied, built)
         port_change = ports.prepare(server, applied)
         if tls_first > port_first:
-            tls_change = tlsreload.prepare(server, applied)
+            tls_change = tlsreload.prepare(server, applied, built)
     except ports.Refused:
         for change in (port_change, tls_change):
             if change is not None:
