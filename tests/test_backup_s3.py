@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import os
 
 import pytest
-from helpers import free_port, run_kvb
+from helpers import run_kvb
+from s3_helpers import moto_server
 
 from kv_backend import DB, BackupError
 from kv_backend.backup import list_backups, prune_backups, restore
@@ -30,18 +30,10 @@ REGION = "us-east-1"
 
 @pytest.fixture(scope="module")
 def s3_server():
-    """moto's S3 server on 127.0.0.1 with a free port, stopped after the module."""
+    """moto's S3 server on 127.0.0.1, on a port of its own (s3_helpers), stopped after the module."""
     require_modules("moto", "s3fs", "boto3", "flask")
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture

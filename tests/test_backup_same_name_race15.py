@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -18,7 +17,8 @@ import threading
 import time
 
 import pytest
-from helpers import child_env, free_port
+from helpers import child_env
+from s3_helpers import moto_server
 
 import kv_backend.backup as kvbackup
 from kv_backend import DB
@@ -69,15 +69,10 @@ def s3_options():
     pytest.importorskip("s3fs")
     pytest.importorskip("flask")
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
+    with moto_server() as url:
         options = {
-            "endpoint_url": f"http://127.0.0.1:{port}",
+            "endpoint_url": url,
             "key": "testing",
             "secret": "testing",
             "client_kwargs": {"region_name": "us-east-1"},
@@ -90,8 +85,6 @@ def s3_options():
             region_name="us-east-1",
         ).create_bucket(Bucket="kvb-race")
         yield options
-    finally:
-        server.stop()
 
 
 def _store(path: str) -> dict[bytes, bytes]:
