@@ -130,6 +130,24 @@ def app_client(db):
         yield client
 
 
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """A CA and its server and client certificates, as files (:class:`tls_helpers.Certs`), one set for the
+    TLS tests of kvb serve and kvb http. Skipped where trustme (the dev extra) is missing."""
+    from tls_helpers import Certs
+
+    return Certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def other(tmp_path_factory):
+    """A second CA and its certificates (:class:`tls_helpers.Certs`), which :func:`certs`' CA does not
+    trust: the ones a server rotates to, or a stranger's."""
+    from tls_helpers import Certs
+
+    return Certs(tmp_path_factory.mktemp("other"))
+
+
 @pytest.fixture
 def umask_000():
     """The process umask 000 for the test (a container's default, a daemon that clears it)."""

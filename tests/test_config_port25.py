@@ -130,11 +130,6 @@ def test_port_0_closes_the_listener_and_a_connection_made_before_opens_another(k
     conn.close()
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
 def test_port_and_tls_port_in_one_config_set_all_or_none(kvb: RunningServer, certs: Certs) -> None:
     """Whichever of the two cannot be listened on, neither moves; the one named first is blamed."""
     assert kvb.proc is not None

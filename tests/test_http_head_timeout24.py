@@ -18,7 +18,6 @@ import pytest
 from helpers import free_port, read_until_closed, spawn_python
 from resp_helpers import stop_process
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
-from test_http_tls24 import Certs
 
 import kv_backend.http
 from kv_backend.errors import ConfigurationError
@@ -33,11 +32,6 @@ TIMEOUT = 0.8
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
 Connect = Callable[[], socket.socket]
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture(scope="module", params=["plain", "tls"])

@@ -43,11 +43,6 @@ sys.exit(main(["http", *sys.argv[1:]]))
 """
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
 @contextlib.contextmanager
 def _https(
     store: str, *options: str, client: ssl.SSLContext, open_files: int | None = None

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import free_port, read_until_closed, spawn_python, wait_for
 from resp_helpers import stop_process
-from tls_helpers import HTTP_ON_LOOP, Certs, wait_for_https
+from tls_helpers import HTTP_ON_LOOP, wait_for_https
 
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (it comes with the server extra)")
 pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
@@ -37,11 +37,6 @@ def _server_ends(port: int) -> int:
     with open("/proc/net/tcp") as f:
         rows = [line.split() for line in f.readlines()[1:]]
     return sum(1 for row in rows if int(row[1].split(":")[1], 16) == port and row[3] in ("01", "08"))
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
 
 
 @contextlib.contextmanager

@@ -63,11 +63,6 @@ def _free_ports(n: int) -> list[int]:
     raise AssertionError(f"no {n} free ports in {PORTS}")
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
 class TLSServer:
     """``kvb serve`` in a child process with a TLS port (and a plaintext one unless ``port`` is 0)."""
 

@@ -24,11 +24,6 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="nee
 LOOPS = ["asyncio", "uvloop"]
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Certs:
-    return Certs(str(tmp_path_factory.mktemp("certs")))
-
-
 @contextlib.contextmanager
 def _server(store: str, certs: Certs, loop: str) -> Iterator[int]:
     """``kvb serve`` on a TLS port only (no client certificates asked); its port."""

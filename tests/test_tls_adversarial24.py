@@ -24,11 +24,6 @@ pytest.importorskip("trustme", reason="trustme is not installed (it comes with t
 LOOPS = ["uvloop", "asyncio"]
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Certs:
-    return Certs(str(tmp_path_factory.mktemp("certs")))
-
-
 def _client_context(certs: Certs) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certs.ca_file)
 

@@ -28,17 +28,6 @@ from test_tls_reload25 import Serve  # noqa: E402
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def other(tmp_path_factory) -> Certs:
-    """Another CA and its certificates."""
-    return Certs(tmp_path_factory.mktemp("other"))
-
-
 @pytest.fixture
 def serve(tmp_path):
     started: list[Serve] = []

@@ -35,17 +35,6 @@ def failed(name: str, reason: str = CONFIG_FAILED) -> str:
     return f"CONFIG SET failed (possibly related to argument '{name}') - {reason}"
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def other(tmp_path_factory) -> Certs:
-    """Another CA and its certificates: the ones rotated to."""
-    return Certs(tmp_path_factory.mktemp("other"))
-
-
 def der(pem_file: str) -> bytes:
     """The first certificate of ``pem_file``, in DER."""
     text = Path(pem_file).read_text()
