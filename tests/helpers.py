@@ -577,3 +577,73 @@ def trace_calls(
 
         monkeypatch.setattr(obj, name, wrapper)
     return seen
+
+
+def start_own_server(
+    launch: Callable[[], tuple[Any, Sequence[int]]],
+    ready: Callable[[Any, list[int]], object] | None = None,
+    tries: int = 5,
+    timeout: float = 60,
+) -> tuple[Any, list[int]]:
+    """Start a server process with ``launch()``, which picks its ports anew on each call (free_port) and
+    returns the process (a Popen) and its ports (a 0 among them: none), until that process is the one
+    listening on all of them; then wait for ``ready(process, ports)`` (which raises if the server is not,
+    and then the process is ended) and return both.
+
+    The system may give a free port to a parallel test too, and where that test's server listens there
+    first, this one cannot: it exits, and a test waiting for the port to answer would talk to that
+    other server. So this waits until Linux's /proc shows the process holds listening sockets on all its
+    ports (:func:`listens_on`; elsewhere, until the ports answer), without connecting to them; where the
+    process exits first while another listens on one of its ports, it starts it again on other ports.
+    One that exits on its own is ``ready``'s to report (its log, a skip), or an AssertionError."""
+    for _ in range(tries):
+        proc, given = launch()
+        ports = [p for p in given if p]
+        ours = _listens_on_all(proc, ports, timeout)
+        if not ours and any(_answers(p) for p in ports):
+            _end(proc, close=True)  # (another process listens on its port: it could not)
+            continue
+        if ready is not None:
+            try:
+                ready(proc, ports)
+            except BaseException:
+                _end(proc)
+                raise
+        if not ours:
+            raise AssertionError(f"the server exited (status {proc.returncode}) before listening on {ports}")
+        return proc, ports
+    raise AssertionError(f"{tries} times in a row another server took a port first, ports {ports} the last")
+
+
+def _listens_on_all(proc: Any, ports: Sequence[int], timeout: float) -> bool:
+    """Wait until ``proc`` listens on all ``ports`` (True) or has exited (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owned = [listens_on(proc.pid, p) for p in ports]
+        if all(owned) or (None in owned and all(_answers(p) for p in ports)):  # (None: no /proc)
+            return True
+        if proc.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            _end(proc)
+            raise AssertionError(f"the server did not listen on {ports} in {timeout} s")
+        time.sleep(0.01)
+
+
+def _answers(port: int) -> bool:
+    """Whether a server listens on 127.0.0.1:``port``."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _end(proc: Any, close: bool = False) -> None:
+    """Kill ``proc`` if it runs and reap it; with ``close``, close its pipes (a start discarded)."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr) if close else ():
+        if pipe is not None:
+            pipe.close()

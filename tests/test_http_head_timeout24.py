@@ -8,14 +8,16 @@ head slowly but within the time is served, and an idle keep-alive connection is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-from helpers import free_port, read_until_closed, spawn_python
+from helpers import free_port, read_until_closed, spawn_python, start_own_server
 from resp_helpers import stop_process
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
@@ -24,6 +26,8 @@ from kv_backend.errors import ConfigurationError
 
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (it comes with the server extra)")
 pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
+if TYPE_CHECKING:
+    from tls_helpers import Certs
 
 
 #: The header timeout of the servers started here.
@@ -34,43 +38,56 @@ HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 Connect = Callable[[], socket.socket]
 
 
-@pytest.fixture(scope="module", params=["plain", "tls"])
-def server(request, certs, tmp_path_factory) -> Iterator[tuple[subprocess.Popen, Connect]]:
-    """A kvb http started with ``--header-timeout TIMEOUT``, plain or over TLS, for the module's tests
-    (each opens connections of its own): the process, and a function opening a connection to it
-    (TLS: its handshake done)."""
-    tls = request.param == "tls"
-    port = free_port()
+@contextlib.contextmanager
+def _http(store: str, certs: Certs, tls: bool) -> Iterator[tuple[subprocess.Popen, Connect, int]]:
+    """A kvb http started with ``--header-timeout TIMEOUT``, plain or over TLS, once it answers (on a
+    port of its own: where another process listens there first, it starts on another): the process, a
+    function opening a connection to it (TLS: its handshake done), and its port."""
     options = ["--ssl-certfile", certs.both] if tls else []
-    store = tmp_path_factory.mktemp("store") / "store"
-    proc = spawn_python(
-        "import sys; from kv_backend.cli import main; sys.exit(main(['http', *sys.argv[1:]]))",
-        *("--dir", str(store), "--port", str(port), "--header-timeout", str(TIMEOUT), *options),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     client = certs.client_context()
 
-    def connection() -> socket.socket:
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        proc = spawn_python(
+            "import sys; from kv_backend.cli import main; sys.exit(main(['http', *sys.argv[1:]]))",
+            *("--dir", store, "--port", str(port), "--header-timeout", str(TIMEOUT), *options),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return proc, [port]
+
+    def connection_to(port: int) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         return client.wrap_socket(sock, server_hostname="127.0.0.1") if tls else sock
 
-    try:
+    def ready(proc: subprocess.Popen, ports: list[int]) -> None:
         deadline = time.monotonic() + 30
         while True:
             assert proc.poll() is None, f"kvb http stopped (status {proc.returncode})"
             try:
-                with connection() as sock:
+                with connection_to(ports[0]) as sock:
                     sock.sendall(HEAD)
                     if sock.recv(4096).startswith(b"HTTP/1.1 200 "):
-                        break
+                        return
             except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        yield proc, connection
+
+    proc, (port,) = start_own_server(launch, ready)
+    try:
+        yield proc, lambda: connection_to(port), port
     finally:
         stop_process(proc)
+
+
+@pytest.fixture(scope="module", params=["plain", "tls"])
+def server(request, certs, tmp_path_factory) -> Iterator[tuple[subprocess.Popen, Connect]]:
+    """:func:`_http`, plain or over TLS, for the module's tests (each opens connections of its own):
+    the process, and a function opening a connection to it."""
+    store = tmp_path_factory.mktemp("store") / "store"
+    with _http(str(store), certs, request.param == "tls") as (proc, connection, _):
+        yield proc, connection
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import free_port, read_until_closed, spawn_python, wait_for
+from helpers import free_port, read_until_closed, spawn_python, start_own_server, wait_for
 from resp_helpers import stop_process
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 from test_resp_tcp_keepalive22 import server_end_timer
@@ -48,25 +48,20 @@ def _https(
     store: str, *options: str, client: ssl.SSLContext, open_files: int | None = None
 ) -> Iterator[tuple[int, subprocess.Popen]]:
     """kvb http with TLS ``options`` (and that limit of open files), once it answers ``client`` over HTTPS."""
-    port = free_port()
 
     def limit() -> None:
         if open_files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
 
-    proc = spawn_python(
-        _SERVER,
-        "--dir",
-        store,
-        "--port",
-        str(port),
-        *options,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=limit,
-    )
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        args = ("--dir", store, "--port", str(port), *options)
+        out = subprocess.DEVNULL
+        return spawn_python(_SERVER, *args, stdout=out, stderr=out, preexec_fn=limit), [port]
+
+    # (on a port of its own: where another process listens there first, it starts on another)
+    proc, (port,) = start_own_server(launch, lambda proc, ports: wait_for_https(proc, ports[0], client))
     try:
-        wait_for_https(proc, port, client)
         yield port, proc
     finally:
         stop_process(proc)

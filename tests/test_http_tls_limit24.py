@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import free_port, read_until_closed, spawn_python, wait_for
+from helpers import free_port, read_until_closed, spawn_python, start_own_server, wait_for
 from resp_helpers import stop_process
 from tls_helpers import HTTP_ON_LOOP, wait_for_https
 
@@ -45,21 +45,19 @@ def _https(
 ) -> Iterator[tuple[int, subprocess.Popen]]:
     """kvb http over TLS (handshake timeout 10 s) at OPEN_FILES open files, once it answers ``client``;
     on uvloop's loop (which uvicorn takes where it is installed) or asyncio's."""
-    port = free_port()
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
 
-    proc = spawn_python(
-        HTTP_ON_LOOP,
-        loop,
-        *("--dir", store, "--port", str(port), "--ssl-certfile", certfile),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=limit,
-    )
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        args = (loop, "--dir", store, "--port", str(port), "--ssl-certfile", certfile)
+        out = subprocess.DEVNULL
+        return spawn_python(HTTP_ON_LOOP, *args, stdout=out, stderr=out, preexec_fn=limit), [port]
+
+    # (on a port of its own: where another process listens there first, it starts on another)
+    proc, (port,) = start_own_server(launch, lambda proc, ports: wait_for_https(proc, ports[0], client))
     try:
-        wait_for_https(proc, port, client)
         wait_for(lambda: _server_ends(port) == 0, 10, "the first client's connection closed")
         yield port, proc
     finally:

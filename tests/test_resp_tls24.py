@@ -19,7 +19,7 @@ import threading
 import time
 
 import pytest
-from helpers import child_env, stop_process
+from helpers import child_env, start_own_server, stop_process
 from tls_helpers import Certs
 
 from kv_backend import cli
@@ -34,7 +34,8 @@ from redis.retry import Retry  # noqa: E402
 
 def _port_range() -> range:
     """The ports this process may use: 27300-27399, split between pytest-xdist's workers (a port two
-    of them found free at once would be taken by one server, and the other's clients reach it)."""
+    of them found free at once would be taken by one server, and the other's clients reach it). Another
+    pytest run on the machine uses the same range: TLSServer checks the server listening is its own."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
     size = 100 // max(1, min(workers, 10))
@@ -68,17 +69,23 @@ class TLSServer:
 
     def __init__(self, store: str, certs: Certs, *options: str, port: int = 0, loop: str = "") -> None:
         self.certs = certs
-        self.tls_port, plain = _free_ports(2)
-        self.port = plain if port else 0
         env = child_env()
         if loop:
             env["KVB_EVENT_LOOP"] = loop
-        cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", store, "--port", str(self.port)]
-        cmd += ["--tls-port", str(self.tls_port), "--tls-cert-file", certs.cert, "--tls-key-file", certs.key]
-        self.proc = subprocess.Popen(
-            [*cmd, *options], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        self.client(cert=True, retry=True).close()
+        files = ["--tls-cert-file", certs.cert, "--tls-key-file", certs.key]
+
+        def launch() -> tuple[subprocess.Popen, list[int]]:
+            self.tls_port, plain = _free_ports(2)
+            self.port = plain if port else 0
+            cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", store, "--port", str(self.port)]
+            cmd += ["--tls-port", str(self.tls_port), *files]
+            self.proc = subprocess.Popen(
+                [*cmd, *options], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
+            return self.proc, [self.tls_port, self.port]
+
+        # (on ports of its own: where another process listens on one first, it starts on others)
+        start_own_server(launch, lambda *_: self.client(cert=True, retry=True).close())
 
     def client(self, cert: bool = True, retry: bool = False, **kwargs) -> redis.Redis:
         """A redis-py client over TLS (with the client certificate unless ``cert`` is False), once

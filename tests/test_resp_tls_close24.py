@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import child_env, free_port, wait_for
+from helpers import child_env, free_port, start_own_server, wait_for
 from resp_helpers import stop_process
 from tls_helpers import Certs
 
@@ -25,27 +25,24 @@ LOOPS = ["asyncio", "uvloop"]
 
 
 @contextlib.contextmanager
-def _server(store: str, certs: Certs, loop: str) -> Iterator[int]:
-    """``kvb serve`` on a TLS port only (no client certificates asked); its port."""
+def _server(store: str, certs: Certs, loop: str) -> Iterator[tuple[int, subprocess.Popen]]:
+    """``kvb serve`` on a TLS port only (no client certificates asked), once it listens there (on a port
+    of its own: where another process listens there first, it starts on another): its port and process."""
     if loop == "uvloop":
         pytest.importorskip("uvloop")
-    port = free_port()
     env = child_env()
     env["KVB_EVENT_LOOP"] = loop
     cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", store, "--port", "0"]
-    cmd += [
-        "--tls-port",
-        str(port),
-        "--tls-cert-file",
-        certs.cert,
-        "--tls-key-file",
-        certs.key,
-        "--tls-auth-clients",
-        "no",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd += ["--tls-cert-file", certs.cert, "--tls-key-file", certs.key, "--tls-auth-clients", "no"]
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        out = subprocess.DEVNULL
+        return subprocess.Popen([*cmd, "--tls-port", str(port)], env=env, stdout=out, stderr=out), [port]
+
+    proc, (port,) = start_own_server(launch)
     try:
-        yield port
+        yield port, proc
     finally:
         stop_process(proc)
 
@@ -96,7 +93,7 @@ def _server_ends(port: int) -> int:
 @pytest.mark.parametrize("loop", LOOPS)
 def test_quit_over_tls_sends_a_large_reply_whole_then_ends_the_connection(tmp_path, certs, loop):
     big = os.urandom(3 << 20)
-    with _server(str(tmp_path / "store"), certs, loop) as port:
+    with _server(str(tmp_path / "store"), certs, loop) as (port, _):
         sock = _connect(port, certs)
         with sock:
             sock.sendall(b"*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$%d\r\n%s\r\n" % (len(big), big))
@@ -112,7 +109,7 @@ def test_quit_over_tls_sends_a_large_reply_whole_then_ends_the_connection(tmp_pa
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_client_kill_of_a_silent_tls_client_ends_its_connection_at_once(tmp_path, certs, loop):
-    with _server(str(tmp_path / "store"), certs, loop) as port:
+    with _server(str(tmp_path / "store"), certs, loop) as (port, _):
         killer, silent = _connect(port, certs), _connect(port, certs)
         with killer, silent:
             silent.sendall(b"CLIENT ID\r\n")

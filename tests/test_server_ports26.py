@@ -79,3 +79,115 @@ def test_moto_s3_server_whose_port_another_took_is_its_own(stranger_http, monkey
     port = int(url.rsplit(":", 1)[1])
     assert port != stranger_http
     assert b"ListAllMyBucketsResult" in body, body
+
+
+@pytest.fixture
+def stranger(tmp_path, certs) -> Iterator[Callable[..., int]]:
+    """``start(kind)``: the port of a server of another process, already listening, of the same kind
+    and certificates as the test's own ("serve": kvb serve in plaintext, "serve-tls": kvb serve on a
+    TLS port only, "http": kvb http, "https": kvb http over TLS): one that would answer the test's
+    clients as its own server would."""
+    from helpers import free_port, start_own_server
+
+    started: list[subprocess.Popen] = []
+
+    def start(kind: str) -> int:
+        port = free_port()
+        store = str(tmp_path / f"stranger-{port}")
+        tls = ["--tls-cert-file", certs.cert, "--tls-key-file", certs.key, "--tls-auth-clients", "no"]
+        args = {
+            "serve": ["serve", "--dir", store, "--port", str(port)],
+            "serve-tls": ["serve", "--dir", store, "--port", "0", "--tls-port", str(port), *tls],
+            "http": ["http", "--dir", store, "--port", str(port)],
+            "https": ["http", "--dir", store, "--port", str(port), "--ssl-certfile", certs.both],
+        }[kind]
+
+        def launch() -> tuple[subprocess.Popen, list[int]]:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kv_backend", *args],
+                env=child_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            started.append(proc)
+            return proc, [port]
+
+        start_own_server(launch, tries=1)
+        return port
+
+    yield start
+    for proc in started:
+        stop_process(proc)
+
+
+def take_first(module: Any, name: str, taken: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``module.name`` (its free_port, or its _free_ports(n)) hand out ``taken`` first."""
+    real = getattr(module, name)
+    if name == "_free_ports":
+        given = [taken]
+        monkeypatch.setattr(module, name, lambda n: [given.pop(), *real(n - 1)] if given else real(n))
+    else:
+        monkeypatch.setattr(module, name, first_then(taken, real))
+
+
+def test_kvb_serve_tls_server_whose_port_another_took_is_its_own(stranger, certs, tmp_path, monkeypatch):
+    import test_resp_tls24
+
+    taken = stranger("serve-tls")
+    take_first(test_resp_tls24, "_free_ports", taken, monkeypatch)
+    server = test_resp_tls24.TLSServer(str(tmp_path / "store"), certs)
+    try:
+        assert server.tls_port != taken
+        assert server.client().info("server")["process_id"] == server.proc.pid
+    finally:
+        server.stop()
+
+
+def test_tls_reload_serve_whose_port_another_took_is_its_own(stranger, tmp_path, monkeypatch):
+    import test_tls_reload25
+
+    taken = stranger("serve")
+    take_first(test_tls_reload25, "free_port", taken, monkeypatch)
+    server = test_tls_reload25.Serve(tmp_path)
+    try:
+        assert server.port != taken
+        assert server.plain.info("server")["process_id"] == server.proc.pid
+    finally:
+        server.stop()
+
+
+def test_tls_close_server_whose_port_another_took_is_its_own(stranger, certs, tmp_path, monkeypatch):
+    import test_resp_tls_close24
+
+    taken = stranger("serve-tls")
+    take_first(test_resp_tls_close24, "free_port", taken, monkeypatch)
+    with test_resp_tls_close24._server(str(tmp_path / "store"), certs, "asyncio") as (port, proc):
+        assert port != taken and listens_on(proc.pid, port)
+
+
+@pytest.mark.parametrize("where", ["test_http_tls24", "test_http_tls_limit24", "test_tls_adversarial24"])
+def test_kvb_https_server_whose_port_another_took_is_its_own(where, stranger, certs, tmp_path, monkeypatch):
+    module = __import__(where)
+    taken = stranger("https")
+    take_first(module, "free_port", taken, monkeypatch)
+    store = str(tmp_path / "store")
+    client = certs.client_context()
+    https = {
+        "test_http_tls24": lambda: module._https(store, "--ssl-certfile", certs.both, client=client),
+        "test_http_tls_limit24": lambda: module._https(store, certs.both, client, "asyncio"),
+        "test_tls_adversarial24": lambda: module._https(store, certs, "asyncio"),
+    }[where]
+    with https() as (port, proc):
+        assert port != taken and listens_on(proc.pid, port)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_http_header_timeout_server_whose_port_another_took_is_its_own(
+    tls, stranger, certs, tmp_path, monkeypatch
+):
+    import test_http_head_timeout24
+
+    taken = stranger("https" if tls else "http")
+    take_first(test_http_head_timeout24, "free_port", taken, monkeypatch)
+    with test_http_head_timeout24._http(str(tmp_path / "store"), certs, tls) as (proc, _, port):
+        assert port != taken and listens_on(proc.pid, port)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import free_port, read_http_response, spawn_python, wait_for
+from helpers import free_port, read_http_response, spawn_python, start_own_server, wait_for
 from resp_helpers import stop_process
 from tls_helpers import HTTP_ON_LOOP, Certs
 
@@ -47,16 +47,22 @@ def _https(store: str, certs: Certs, loop: str, *options: str) -> Iterator[tuple
     """kvb http over TLS on uvloop's loop (which uvicorn takes where it is installed) or asyncio's."""
     if loop == "uvloop":
         pytest.importorskip("uvloop", reason="uvloop is not installed")
-    port = free_port()
-    proc = spawn_python(
-        HTTP_ON_LOOP,
-        loop,
-        *("--dir", store, "--port", str(port), "--ssl-certfile", certs.cert, "--ssl-keyfile", certs.key),
-        *options,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        proc = spawn_python(
+            HTTP_ON_LOOP,
+            loop,
+            *("--dir", store, "--port", str(port), "--ssl-certfile", certs.cert, "--ssl-keyfile", certs.key),
+            *options,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return proc, [port]
+
+    # (listening on a port of its own: where another process listens there first, it starts on another)
+    proc, (port,) = start_own_server(launch)
     try:
         yield port, proc
     finally:

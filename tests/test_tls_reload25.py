@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import child_env, free_port, stop_process
+from helpers import child_env, free_port, start_own_server, stop_process
 from tls_helpers import Certs
 
 redis = pytest.importorskip("redis")
@@ -77,17 +77,24 @@ class Serve:
     a TLS port; its stderr goes to a file (``log()``)."""
 
     def __init__(self, tmp: Path, *tls: str, tls_port: int | None = None) -> None:
-        self.port = free_port()
-        self.tls_port = tls_port if tls_port is not None else (free_port() if tls else 0)
-        self.stderr = tmp / f"serve-{self.port}.err"
-        cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", str(tmp / f"store-{self.port}")]
-        cmd += ["--port", str(self.port)]
-        if tls:
-            cmd += ["--tls-port", str(self.tls_port), *tls]
-        with open(self.stderr, "wb") as err:
-            self.proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=err)
-        self.plain = redis.Redis(port=self.port, socket_timeout=10, decode_responses=True)
-        assert self.answers(30), self.log()
+        def launch() -> tuple[subprocess.Popen, list[int]]:
+            self.port = free_port()
+            self.tls_port = tls_port if tls_port is not None else (free_port() if tls else 0)
+            self.stderr = tmp / f"serve-{self.port}.err"
+            cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", str(tmp / f"store-{self.port}")]
+            cmd += ["--port", str(self.port)]
+            if tls:
+                cmd += ["--tls-port", str(self.tls_port), *tls]
+            with open(self.stderr, "wb") as err:
+                self.proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=err)
+            self.plain = redis.Redis(port=self.port, socket_timeout=10, decode_responses=True)
+            return self.proc, [self.port, self.tls_port]
+
+        def ready(*_: object) -> None:
+            assert self.answers(30), self.log()
+
+        # (on ports of its own: where another process listens on one first, it starts on others)
+        start_own_server(launch, ready)
 
     def answers(self, timeout: float) -> bool:
         """Wait until the server answers PING on its plaintext port: True, or False if it exited first."""
@@ -287,15 +294,22 @@ def _redis_server(tmp: Path, certs: Certs) -> Serve:
     if shutil.which("redis-server") is None:
         pytest.skip("no redis-server")
     server = Serve.__new__(Serve)
-    server.port, server.tls_port = free_port(), free_port()
-    server.stderr = tmp / "redis.err"
-    cmd = ["redis-server", "--port", str(server.port), "--tls-port", str(server.tls_port), "--save", ""]
-    cmd += ["--appendonly", "no", "--dir", str(tmp), *_with(certs, "--tls-auth-clients", "no")]
-    with open(server.stderr, "wb") as err:
-        server.proc = subprocess.Popen(cmd, stdout=err, stderr=err)
-    server.plain = redis.Redis(port=server.port, socket_timeout=10, decode_responses=True)
-    if not server.answers(10):
-        pytest.skip("redis-server did not start with TLS (built without it?)")
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        server.port, server.tls_port = free_port(), free_port()
+        server.stderr = tmp / "redis.err"
+        cmd = ["redis-server", "--port", str(server.port), "--tls-port", str(server.tls_port), "--save", ""]
+        cmd += ["--appendonly", "no", "--dir", str(tmp), *_with(certs, "--tls-auth-clients", "no")]
+        with open(server.stderr, "wb") as err:
+            server.proc = subprocess.Popen(cmd, stdout=err, stderr=err)
+        server.plain = redis.Redis(port=server.port, socket_timeout=10, decode_responses=True)
+        return server.proc, [server.port, server.tls_port]
+
+    def ready(*_: object) -> None:
+        if not server.answers(10):
+            pytest.skip("redis-server did not start with TLS (built without it?)")
+
+    start_own_server(launch, ready)  # (on ports of its own, as Serve)
     return server
 
 
