@@ -595,7 +595,9 @@ def start_own_server(
     other server. So this waits until Linux's /proc shows the process holds listening sockets on all its
     ports (:func:`listens_on`; elsewhere, until the ports answer), without connecting to them; where the
     process exits first while another listens on one of its ports, it starts it again on other ports.
-    One that exits on its own is ``ready``'s to report (its log, a skip), or an AssertionError."""
+    One that exits on its own (a port of its own it could listen on) is ``ready``'s to report (its log,
+    a skip), or, where ``ready`` returns, returned as it is (a test of a start that fails); without
+    ``ready``, an AssertionError."""
     for _ in range(tries):
         proc, given = launch()
         ports = [p for p in given if p]
@@ -609,7 +611,7 @@ def start_own_server(
             except BaseException:
                 _end(proc)
                 raise
-        if not ours:
+        elif not ours:
             raise AssertionError(f"the server exited (status {proc.returncode}) before listening on {ports}")
         return proc, ports
     raise AssertionError(f"{tries} times in a row another server took a port first, ports {ports} the last")

@@ -25,6 +25,7 @@ from helpers import (
     read_until_closed,
     run_as_nobody,
     stalled_upload,
+    start_own_server,
 )
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
@@ -421,9 +422,14 @@ def test_http_stopped_by_sigterm_exits_0_as_serve_does(tmp_path):
     pytest.importorskip("uvicorn")
     import httpx
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "kv_backend", "http", "--dir", str(tmp_path / "s"), "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "kv_backend", "http", "--dir", str(tmp_path / "s"), "--port"]
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        out, err = subprocess.DEVNULL, subprocess.PIPE
+        return subprocess.Popen([*cmd, str(port)], env=child_env(), stdout=out, stderr=err), [port]
+
+    proc, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     try:
         deadline = time.monotonic() + 30
         while True:

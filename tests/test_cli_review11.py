@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import child_env, free_port
-from resp_helpers import wait_for_port
+from helpers import child_env, free_port, start_own_server
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 import kv_backend.server.resp
@@ -128,13 +127,15 @@ def test_serve_password_from_a_file_stays_out_of_ps_and_may_be_any_bytes(tmp_pat
     "ERR 'utf-8' codec can't encode character": it is compared as the bytes it was given."""
     secret = tmp_path / "pass"
     secret.write_bytes(b"s3cr\xffet\n")
-    port = free_port()
-    cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", str(tmp_path / "s"), "--port", str(port)]
-    proc = subprocess.Popen(
-        [*cmd, "--requirepass-file", str(secret)], env=child_env(), stderr=subprocess.DEVNULL
-    )
+    cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", str(tmp_path / "s")]
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        args = [*cmd, "--port", str(port), "--requirepass-file", str(secret)]
+        return subprocess.Popen(args, env=child_env(), stderr=subprocess.DEVNULL), [port]
+
+    proc, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     try:
-        wait_for_port(port, proc)
         with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
             assert b"s3cr" not in f.read()
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:

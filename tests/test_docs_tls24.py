@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import child_env, connect_when_listening, free_port, require_tool
+from helpers import child_env, connect_when_listening, free_port, require_tool, start_own_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,15 +86,14 @@ def test_the_documented_certificates_pass_strict_verification(certs):
 
 
 def test_the_documented_kvb_serve_and_redis_cli_lines(certs, tmp_path):
-    port = free_port()
-    server = subprocess.Popen(
-        _command(SERVE, port, tmp_path / "kv"),
-        cwd=certs,
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        out, err = subprocess.DEVNULL, subprocess.PIPE
+        argv = _command(SERVE, port, tmp_path / "kv")
+        return subprocess.Popen(argv, cwd=certs, env=child_env(), stdout=out, stderr=err, text=True), [port]
+
+    server, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     try:
         raw = connect_when_listening(port)
         with _strict_context(certs).wrap_socket(raw, server_hostname="localhost") as tls:
@@ -119,18 +118,16 @@ def test_the_documented_kvb_serve_and_redis_cli_lines(certs, tmp_path):
 def test_kvb_http_serves_the_documented_certificates_to_a_strict_client(certs, tmp_path):
     mutual = _blocks(_section("http.md", "### TLS (HTTPS)"), "console")[1]
     (line,) = [line.removeprefix("$ ") for line in _lines(mutual) if "kvb http" in line]
-    port = free_port()
-    argv = [*_command(line, port, tmp_path / "kv"), "--port", str(port)]
-    argv[argv.index("0.0.0.0")] = "127.0.0.1"  # (loopback only, here)
-    argv[argv.index("clients-ca.pem")] = "ca.pem"
-    server = subprocess.Popen(
-        argv,
-        cwd=certs,
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        argv = [*_command(line, port, tmp_path / "kv"), "--port", str(port)]
+        argv[argv.index("0.0.0.0")] = "127.0.0.1"  # (loopback only, here)
+        argv[argv.index("clients-ca.pem")] = "ca.pem"
+        out, err = subprocess.DEVNULL, subprocess.PIPE
+        return subprocess.Popen(argv, cwd=certs, env=child_env(), stdout=out, stderr=err, text=True), [port]
+
+    server, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     try:
         connect_when_listening(port).close()
         deadline = time.monotonic() + 20

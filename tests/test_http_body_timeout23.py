@@ -14,7 +14,7 @@ import socket
 import subprocess
 
 import pytest
-from helpers import connect_when_listening, free_port, read_until_closed, spawn_python
+from helpers import connect_when_listening, free_port, read_until_closed, spawn_python, start_own_server
 from resp_helpers import stop_process
 from test_http_review11 import _scope
 
@@ -129,10 +129,13 @@ serve(sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]))
 
 def test_kvb_http_answers_and_closes_a_connection_that_sends_no_body(tmp_path):
     """Over a real socket: the server answers 408 and closes the connection, and goes on serving."""
-    port = free_port()
-    proc = spawn_python(
-        _SERVER, str(tmp_path / "store"), str(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        out = subprocess.DEVNULL
+        return spawn_python(_SERVER, str(tmp_path / "store"), str(port), stdout=out, stderr=out), [port]
+
+    proc, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     try:
         conn = connect_when_listening(port, wait=30)
         conn.settimeout(20)

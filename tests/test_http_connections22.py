@@ -19,26 +19,31 @@ import sys
 import time
 
 import pytest
-from helpers import child_env, free_port, wait_for
+from helpers import child_env, free_port, start_own_server, wait_for
 from test_resp_tcp_keepalive22 import server_end_timer
 
 pytest.importorskip("uvicorn", reason="uvicorn is not installed (it comes with the server extra)")
 
 
 def _start(path: str, soft: int, hard: int) -> tuple[subprocess.Popen, int]:
-    port = free_port()
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kv_backend", "http", "--dir", path, "--port", str(port)],
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=limit,
-    )
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kv_backend", "http", "--dir", path, "--port", str(port)],
+            env=child_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=limit,
+        )
+        return proc, [port]
+
+    # (on a port of its own: see start_own_server; a start that fails is the test's to check)
+    proc, (port,) = start_own_server(launch, lambda *_: None)
     return proc, port
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from helpers import child_env, free_port
+from helpers import child_env, free_port, start_own_server
 
 from kv_backend.db import DB
 
@@ -176,9 +176,13 @@ def test_threads_racing_one_compare_and_set_exactly_one_wins(app_client, db):
 
 
 def _serve(path: str, log) -> tuple[subprocess.Popen, str]:
-    port = free_port()  # (taken once the server answers: the next call finds another)
-    args = [sys.executable, "-m", "kv_backend", "http", "--dir", path, "--port", str(port)]
-    proc = subprocess.Popen(args, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()  # (taken once the server listens: the next call finds another)
+        args = [sys.executable, "-m", "kv_backend", "http", "--dir", path, "--port", str(port)]
+        return subprocess.Popen(args, env=child_env(), stdout=log, stderr=subprocess.STDOUT), [port]
+
+    proc, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

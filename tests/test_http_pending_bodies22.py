@@ -17,7 +17,7 @@ import sys
 import time
 
 import pytest
-from helpers import child_env, free_port, run_kvb
+from helpers import child_env, free_port, run_kvb, start_own_server
 
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError
@@ -30,11 +30,16 @@ TOTAL = 1000
 
 @pytest.fixture
 def server(tmp_path):
-    port = free_port()
-    args = [sys.executable, "-m", "kv_backend", "http", "--dir", str(tmp_path / "s"), "--port", str(port)]
+    args = [sys.executable, "-m", "kv_backend", "http", "--dir", str(tmp_path / "s"), "--port"]
     env = {**child_env(), "KVB_HTTP_MAX_VALUE_SIZE": "800"}
     with open(tmp_path / "log", "wb") as log:
-        proc = subprocess.Popen([*args, "--max-pending-bytes", str(TOTAL)], env=env, stdout=log, stderr=log)
+
+        def launch() -> tuple[subprocess.Popen, list[int]]:
+            port = free_port()
+            options = [str(port), "--max-pending-bytes", str(TOTAL)]
+            return subprocess.Popen([*args, *options], env=env, stdout=log, stderr=log), [port]
+
+        proc, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
         try:
             deadline = time.monotonic() + 60
             while True:

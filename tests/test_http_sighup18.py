@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from helpers import child_env, free_port
+from helpers import child_env, free_port, start_own_server
 
 
 def _health(port: int) -> int | None:
@@ -23,11 +23,14 @@ def _health(port: int) -> int | None:
 
 
 def test_kvb_http_ignores_sighup(tmp_path):
-    port = free_port()
-    cmd = [sys.executable, "-m", "kv_backend", "http", "--dir", str(tmp_path / "store"), "--port", str(port)]
-    proc = subprocess.Popen(
-        cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    cmd = [sys.executable, "-m", "kv_backend", "http", "--dir", str(tmp_path / "store"), "--port"]
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        out, err = subprocess.DEVNULL, subprocess.PIPE
+        return subprocess.Popen([*cmd, str(port)], env=child_env(), stdout=out, stderr=err, text=True), [port]
+
+    proc, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     try:
         deadline = time.monotonic() + 30
         while _health(port) != 200:

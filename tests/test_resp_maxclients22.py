@@ -19,7 +19,7 @@ import sys
 
 import pytest
 import redis
-from helpers import child_env, free_port, wait_for
+from helpers import child_env, free_port, start_own_server, wait_for
 from resp_helpers import Raw, RunningServer, info_number, stop_process, wait_for_port
 
 REFUSAL = b"-ERR max number of clients reached\r\n"
@@ -27,18 +27,23 @@ REFUSAL = b"-ERR max number of clients reached\r\n"
 
 def _start(path: str, soft: int, hard: int) -> tuple[subprocess.Popen, int]:
     """kvb serve with the limit of open files set to (soft, hard)."""
-    port = free_port()
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kv_backend", "serve", "--dir", path, "--port", str(port)],
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        preexec_fn=limit,
-    )
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kv_backend", "serve", "--dir", path, "--port", str(port)],
+            env=child_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=limit,
+        )
+        return proc, [port]
+
+    # (on a port of its own: see start_own_server; a start that fails is the test's to check)
+    proc, (port,) = start_own_server(launch, lambda *_: None)
     return proc, port
 
 

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 import redis
-from helpers import free_port
-from resp_helpers import Raw, stop_process, wait_for_port
+from helpers import free_port, start_own_server
+from resp_helpers import Raw, stop_process
 from test_resp_geo import same
 
 pytest.importorskip("lupa")
@@ -203,16 +203,16 @@ def test_read_only_eval_arguments_and_commands_as_redis(raw):
 @pytest.fixture(scope="module")
 def one_db(ports, tmp_path_factory):
     """(redis-server run with ``--databases 1``, kvb serve) ports: kvb has only database 0."""
-    port = free_port()
     where = str(tmp_path_factory.mktemp("redis1"))
     args = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "1", "--dir", where]
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        out = subprocess.DEVNULL
+        return subprocess.Popen(["redis-server", "--port", str(port), *args], stdout=out, stderr=out), [port]
+
+    proc, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     try:
-        wait_for_port(port, proc)
         yield port, ports[1]
     finally:
         stop_process(proc)

@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 import pytest
-from helpers import child_env, free_port
-from resp_helpers import Raw, stop_process, wait_for_port
+from helpers import child_env, free_port, start_own_server
+from resp_helpers import Raw, stop_process
 
 
 def _own_address() -> str:
@@ -34,23 +34,15 @@ def _own_address() -> str:
 
 
 def _start(path: str, *options: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "kv_backend",
-        "serve",
-        "--dir",
-        path,
-        "--host",
-        "0.0.0.0",
-        "--port",
-        str(port),
-    ]
-    proc = subprocess.Popen(
-        [*cmd, *options], env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    wait_for_port(port, proc)
+    cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", path, "--host", "0.0.0.0", "--port"]
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        out, err = subprocess.DEVNULL, subprocess.PIPE
+        args = [*cmd, str(port), *options]
+        return subprocess.Popen(args, env=child_env(), stdout=out, stderr=err, text=True), [port]
+
+    proc, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     return proc, port
 
 

@@ -431,8 +431,16 @@ def _redis_with_tls(certs: Certs, port: int, tmp) -> subprocess.Popen:
 def test_config_get_tls_answers_as_redis_server(tmp_path, start, certs):
     if shutil.which("redis-server") is None:
         pytest.skip("no redis-server")
-    port = _free_ports(1)[0]
-    proc = _redis_with_tls(certs, port, tmp_path)
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = _free_ports(1)[0]
+        return _redis_with_tls(certs, port, tmp_path), [port]
+
+    def ready(proc: subprocess.Popen, _: object) -> None:
+        if proc.poll() is not None:  # (it exited on its own: not on a port another took)
+            pytest.skip("this redis-server has no TLS")
+
+    proc, (port,) = start_own_server(launch, ready)  # (on a port of its own: see start_own_server)
     try:
         real = redis.Redis(port=port, ssl=True, ssl_ca_certs=certs.ca, socket_timeout=10, retry=_NO_RETRY)
         deadline = time.monotonic() + 10
@@ -477,18 +485,14 @@ def test_tls_clients_are_answered_loading_while_the_store_opens(tmp_path, certs,
     store, gate = str(tmp_path / "store"), str(tmp_path / "gate")
     _fill(store)
     monkeypatch.setenv("GATE", gate)
-    port = _free_ports(1)[0]
-    options = [
-        "--port",
-        "0",
-        "--tls-port",
-        str(port),
-        "--tls-cert-file",
-        certs.cert,
-        "--tls-key-file",
-        certs.key,
-    ]
-    proc = spawn_python(GATED_SERVE, "serve", "--dir", store, *options, stderr=subprocess.DEVNULL)
+    options = ["--port", "0", "--tls-cert-file", certs.cert, "--tls-key-file", certs.key]
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = _free_ports(1)[0]
+        argv = ["serve", "--dir", store, *options, "--tls-port", str(port)]
+        return spawn_python(GATED_SERVE, *argv, stderr=subprocess.DEVNULL), [port]
+
+    proc, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     try:
         client = redis.Redis(port=port, ssl=True, ssl_ca_certs=certs.ca, socket_timeout=10, retry=_NO_RETRY)
         deadline = time.monotonic() + 20

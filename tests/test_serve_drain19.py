@@ -13,8 +13,8 @@ import sys
 import time
 
 import pytest
-from helpers import child_env, free_port
-from resp_helpers import Raw, RunningServer, wait_for_port
+from helpers import child_env, free_port, start_own_server
+from resp_helpers import Raw, RunningServer
 
 SIZE = 6_000_000
 
@@ -54,15 +54,19 @@ def test_replies_given_before_sigterm_reach_a_slow_reader(tmp_path, loop, monkey
 
 
 def test_a_client_that_never_reads_holds_the_stop_for_a_bounded_time(tmp_path):
-    port = free_port()
     code = (
         "import sys; from kv_backend.server import resp; resp.DRAIN_SECONDS = 0.5; "
         "from kv_backend.cli import main; sys.exit(main())"
     )
-    cmd = [sys.executable, "-c", code, "serve", "--dir", str(tmp_path / "store"), "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-c", code, "serve", "--dir", str(tmp_path / "store"), "--port"]
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        out, err = subprocess.DEVNULL, subprocess.PIPE
+        return subprocess.Popen([*cmd, str(port)], env=child_env(), stdout=out, stderr=err), [port]
+
+    proc, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     try:
-        wait_for_port(port, proc)
         assert Raw(port, 2).call("SET", "big", b"x" * SIZE) == b"+OK\r\n"
         sock = _slow_reader(port)
         time.sleep(0.5)

@@ -19,7 +19,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import connect_when_listening, free_port, spawn_python
+from helpers import connect_when_listening, free_port, spawn_python, start_own_server
 from resp_helpers import Raw
 
 from kv_backend.db import DB
@@ -53,9 +53,14 @@ class GatedServer:
     def __init__(self, tmp_path, command: str, *options: str) -> None:
         self.store = str(tmp_path / "store")
         self.gate = str(tmp_path / "gate")
-        self.port = free_port()
-        cmd = [command, "--dir", self.store, "--port", str(self.port), *options]
-        self.proc = spawn_python(GATED_SERVE, *cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        def launch() -> tuple[subprocess.Popen, list[int]]:
+            self.port = free_port()
+            cmd = [command, "--dir", self.store, "--port", str(self.port), *options]
+            self.proc = spawn_python(GATED_SERVE, *cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            return self.proc, [self.port]
+
+        start_own_server(launch)  # (on a port of its own: see start_own_server)
         connect_when_listening(self.port).close()
 
     def release(self, outcome: str = "open") -> None:

@@ -10,7 +10,7 @@ import socket
 import subprocess
 
 import pytest
-from helpers import connect_when_listening, free_port, spawn_python
+from helpers import connect_when_listening, free_port, spawn_python, start_own_server
 from resp_helpers import Raw
 from test_serve_loading18 import GATED_SERVE, LOADING
 
@@ -37,9 +37,13 @@ def _messages(sock: socket.socket, until: str) -> list[str]:
 
 
 def _start(tmp_path, command: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    args = [command, "--dir", str(tmp_path / "store"), "--port", str(port)]
-    proc = spawn_python(GATED_SERVE, *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        args = [command, "--dir", str(tmp_path / "store"), "--port", str(port)]
+        return spawn_python(GATED_SERVE, *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), [port]
+
+    proc, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     connect_when_listening(port).close()
     return proc, port
 

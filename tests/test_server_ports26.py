@@ -191,3 +191,37 @@ def test_http_header_timeout_server_whose_port_another_took_is_its_own(
     take_first(test_http_head_timeout24, "free_port", taken, monkeypatch)
     with test_http_head_timeout24._http(str(tmp_path / "store"), certs, tls) as (proc, _, port):
         assert port != taken and listens_on(proc.pid, port)
+
+
+def test_start_own_server_starts_again_where_another_took_the_port(stranger_http, tmp_path):
+    from helpers import free_port, start_own_server
+
+    given = [stranger_http]
+    launched: list[subprocess.Popen] = []
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = given.pop() if given else free_port()
+        argv, out = [sys.executable, "-c", STRANGER_HTTP, str(port)], subprocess.DEVNULL
+        proc = subprocess.Popen(argv, cwd=tmp_path, stdout=out, stderr=out)
+        launched.append(proc)
+        return proc, [port]
+
+    try:
+        proc, (port,) = start_own_server(launch)
+        assert len(launched) == 2 and launched[0].returncode is not None  # (the first could not listen)
+        assert proc is launched[1] and port != stranger_http and listens_on(proc.pid, port)
+    finally:
+        for started in launched:
+            stop_process(started)
+
+
+def test_a_server_that_exits_on_its_own_is_ready_s_to_report(tmp_path):
+    from helpers import start_own_server
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(2)"]), [1]
+
+    with pytest.raises(AssertionError, match=r"exited \(status 2\) before listening on \[1\]"):
+        start_own_server(launch)
+    proc, _ = start_own_server(launch, lambda *_: None)  # (a test of a start that fails)
+    assert proc.returncode == 2

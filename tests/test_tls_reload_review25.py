@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from helpers import child_env, free_port
+from helpers import child_env, free_port, start_own_server
 from tls_helpers import Certs
 
 redis = pytest.importorskip("redis")
@@ -37,11 +37,16 @@ _SERVE_WITH_A_SLOW_RESOLVER = (
 def test_config_set_tls_port_makes_no_name_lookup_on_the_event_loop(tmp_path):
     (tmp_path / "certs").mkdir()
     certs = Certs(tmp_path / "certs")
-    port = free_port()
-    cmd = [sys.executable, "-c", _SERVE_WITH_A_SLOW_RESOLVER, "--dir", str(tmp_path / "store")]
-    cmd += ["--host", "localhost", "--port", str(port), "--tls-port", str(free_port())]
-    cmd += ["--tls-cert-file", certs.cert, "--tls-key-file", certs.key, "--tls-auth-clients", "no"]
-    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    tls = ["--tls-cert-file", certs.cert, "--tls-key-file", certs.key, "--tls-auth-clients", "no"]
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        ports = [free_port(), free_port()]
+        cmd = [sys.executable, "-c", _SERVE_WITH_A_SLOW_RESOLVER, "--dir", str(tmp_path / "store")]
+        cmd += ["--host", "localhost", "--port", str(ports[0]), "--tls-port", str(ports[1]), *tls]
+        out, err = subprocess.DEVNULL, subprocess.PIPE
+        return subprocess.Popen(cmd, env=child_env(), stdout=out, stderr=err), ports
+
+    proc, (port, _) = start_own_server(launch)  # (on ports of its own: see start_own_server)
     try:
         plain = redis.Redis(port=port, socket_timeout=20)
         other = redis.Redis(port=port, socket_timeout=20)
