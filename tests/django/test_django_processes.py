@@ -14,7 +14,7 @@ import time
 import urllib.request
 
 import pytest
-from helpers import child_env, free_port, run_python, spawn_python
+from helpers import child_env, free_port, run_python, spawn_python, start_own_server
 from kv_backend_django.cache import KVCache
 
 SETUP = """
@@ -203,16 +203,18 @@ application = get_wsgi_application()
 def test_gunicorn_preload_workers_count_exactly(tmp_path):
     pytest.importorskip("gunicorn")
     (tmp_path / "kvb_wsgi_app.py").write_text(WSGI_APP.format(location=str(tmp_path / "gunicorn_cache")))
-    port = free_port()
     env = child_env()
     env["PYTHONPATH"] = str(tmp_path) + os.pathsep + env["PYTHONPATH"]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--preload", "-w", "3", "-b", f"127.0.0.1:{port}", "kvb_wsgi_app"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
+        port = free_port()
+        gunicorn = [sys.executable, "-m", "gunicorn", "--preload", "-w", "3"]
+        argv = [*gunicorn, "-b", f"127.0.0.1:{port}", "kvb_wsgi_app"]
+        out, err = subprocess.DEVNULL, subprocess.PIPE
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=err, text=True), [port]
+
+    # (its master listening on a port of its own: see start_own_server)
+    server, (port,) = start_own_server(launch)
     try:
         url = f"http://127.0.0.1:{port}/hit/"
         deadline = time.time() + 30
