@@ -649,3 +649,47 @@ def _end(proc: Any, close: bool = False) -> None:
     for pipe in (proc.stdin, proc.stdout, proc.stderr) if close else ():
         if pipe is not None:
             pipe.close()
+
+
+def serve_here_with_client(
+    serve: Callable[[int], Any], client: Callable[[int], object], tries: int = 5
+) -> tuple[Any, int, threading.Thread]:
+    """Run ``serve(port)`` (a server in this process, returning when it stops) on a port free_port gives,
+    and ``client(port)`` in a daemon thread once this process listens there; return what ``serve``
+    returned, the port, and the client's thread (for the test to join).
+
+    As for :func:`start_own_server`: where a parallel test's server took that port first, this one
+    cannot listen, and a client waiting for the port to answer would talk to that server (and signal
+    this process, as these tests' clients do, once this server had stopped). The client starts only
+    once /proc shows this process listening there (elsewhere: once the port answers); where ``serve``
+    ends without listening while another listens there, it runs again on another port."""
+    for _ in range(tries):
+        port = free_port()
+        stopped, began = threading.Event(), threading.Event()
+        thread = threading.Thread(target=_client_once_here, args=(client, port, stopped, began), daemon=True)
+        thread.start()
+        try:
+            result = serve(port)
+        except Exception:
+            if began.is_set() or not _answers(port):
+                raise
+            continue  # (it could not listen: another process's port)
+        finally:
+            stopped.set()
+        if began.is_set() or not _answers(port):
+            return result, port, thread
+    raise AssertionError(f"{tries} times in a row another server took a port first, port {port} the last")
+
+
+def _client_once_here(
+    client: Callable[[int], object], port: int, stopped: threading.Event, began: threading.Event
+) -> None:
+    """Run ``client(port)`` (setting ``began``) once this process listens on ``port``, unless ``stopped``
+    is set first."""
+    while not stopped.is_set():
+        here = listens_on(os.getpid(), port)
+        if here or (here is None and _answers(port)):
+            began.set()
+            client(port)
+            return
+        time.sleep(0.005)

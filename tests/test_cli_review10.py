@@ -24,6 +24,7 @@ from helpers import (
     free_port,
     read_until_closed,
     run_as_nobody,
+    serve_here_with_client,
     stalled_upload,
     start_own_server,
 )
@@ -215,11 +216,10 @@ def test_http_sigterm_stops_soon_even_with_a_client_stalled_mid_request(tmp_path
     import kv_backend.http.server as http_server
 
     monkeypatch.setattr(http_server, "SHUTDOWN_GRACE", 0.3)
-    port = free_port()
     sent: list[float] = []
     answer: list[bytes] = []
 
-    def stalled_client() -> None:
+    def stalled_client(port: int) -> None:
         try:  # a PUT whose body never comes
             conn = stalled_upload(port)
             conn.settimeout(30)
@@ -230,10 +230,11 @@ def test_http_sigterm_stops_soon_even_with_a_client_stalled_mid_request(tmp_path
             answer.append(read_until_closed(conn))
 
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # uvicorn raises it again once stopped
-    client = threading.Thread(target=stalled_client, daemon=True)
-    try:
-        client.start()
-        http_server.serve(str(tmp_path / "s"), port=port, log_level="warning")
+    try:  # (the client starts once this process listens on the port: see serve_here_with_client)
+        store = str(tmp_path / "s")
+        _, _, client = serve_here_with_client(
+            lambda port: http_server.serve(store, port=port, log_level="warning"), stalled_client
+        )
         stopped = time.monotonic()
     finally:
         signal.signal(signal.SIGTERM, previous)

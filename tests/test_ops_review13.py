@@ -6,11 +6,10 @@ import asyncio
 import logging
 import os
 import signal
-import threading
 import time
 
 import pytest
-from helpers import LogSays, free_port, read_until_closed, stalled_upload
+from helpers import LogSays, read_until_closed, serve_here_with_client, stalled_upload
 
 from kv_backend import DB
 
@@ -24,13 +23,12 @@ def test_http_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path, capfd):
     pytest.importorskip("uvicorn")
     from kv_backend.cli import main
 
-    port = free_port()
     answer: list[bytes] = []
     first_ctrl_c: list[float] = []
     waiting = LogSays("Waiting for connections to close")  # uvicorn's graceful shutdown has begun
     uvicorn_log = logging.getLogger("uvicorn.error")
 
-    def stalled_client() -> None:
+    def stalled_client(port: int) -> None:
         try:  # a PUT whose body never comes: the shutdown waits for it (up to 10 s)
             conn = stalled_upload(port)
             uvicorn_log.addHandler(waiting)  # uvicorn set its logging up before it listened
@@ -45,10 +43,10 @@ def test_http_second_ctrl_c_exits_at_once_without_a_traceback(tmp_path, capfd):
             answer.append(read_until_closed(conn))
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    client = threading.Thread(target=stalled_client, daemon=True)
-    try:
-        client.start()
-        code = main(["http", "--dir", str(tmp_path / "s"), "--port", str(port)])
+    try:  # (the client starts once this process listens on the port: see serve_here_with_client)
+        code, _, client = serve_here_with_client(
+            lambda port: main(["http", "--dir", str(tmp_path / "s"), "--port", str(port)]), stalled_client
+        )
         stopped = time.monotonic()
     finally:
         signal.signal(signal.SIGINT, previous)

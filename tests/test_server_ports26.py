@@ -225,3 +225,29 @@ def test_a_server_that_exits_on_its_own_is_ready_s_to_report(tmp_path):
         start_own_server(launch)
     proc, _ = start_own_server(launch, lambda *_: None)  # (a test of a start that fails)
     assert proc.returncode == 2
+
+
+def test_an_in_process_server_whose_port_another_took_is_its_own(stranger_http, monkeypatch):
+    import socket
+
+    import helpers
+
+    monkeypatch.setattr(helpers, "free_port", first_then(stranger_http, helpers.free_port))
+    got: list[bytes] = []
+    tried: list[int] = []
+
+    def serve(port: int) -> str:
+        tried.append(port)
+        with socket.create_server(("127.0.0.1", port)) as server:  # (OSError where another listens)
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"ours")
+        return "served"
+
+    def client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            got.append(conn.recv(4))
+
+    result, port, thread = helpers.serve_here_with_client(serve, client)
+    thread.join(10)
+    assert tried == [stranger_http, port] and result == "served" and got == [b"ours"]
