@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from helpers import child_env, free_port, require_tool, stop_process, wait_for
+from helpers import child_env, free_port, require_tool, start_own_server, stop_process, wait_for
 from zygote import KVB_COMMAND, ForkedChild, Zygote
 
 
@@ -182,40 +182,17 @@ def start_redis_server(tmpdir: str, hz: int = 100) -> tuple[subprocess.Popen, in
     cron, which runs ``hz`` times a second; at the default 10 a 10 ms timeout took up to 100 ms,
     most of the differential tests' time (kvb serve answers after 10 ms). At 100 it still takes
     about 18 ms; ``hz=500`` (Redis's highest) makes that 12 ms, for tests that time out many."""
-    for _ in range(5):
+    options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--hz", str(hz), "--dir", tmpdir]
+
+    def launch() -> tuple[subprocess.Popen, list[int]]:
         port = free_port()
-        proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--hz",
-                str(hz),
-                "--dir",
-                tmpdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_port(port, proc)
-        except AssertionError:
-            stop_process(proc)
-            if proc.returncode == 1:  # (it could not listen: a parallel test's server took the port)
-                continue
-            raise
-        # The port answers; where a parallel test's server took it first (a free port to both), that
-        # one answers, and this one cannot listen: another port, then.
-        if is_listener(port, proc.pid):
-            return proc, port
-        stop_process(proc)
-    raise AssertionError("five free ports in a row were other servers' by the time redis-server listened")
+        argv, out = ["redis-server", "--port", str(port), *options], subprocess.DEVNULL
+        return subprocess.Popen(argv, stdout=out, stderr=out), [port]
+
+    # (listening on a port of its own: where a parallel test's server took the one free_port gave
+    # first, redis-server cannot listen there, and exits: it starts again on another)
+    proc, (port,) = start_own_server(launch)
+    return proc, port
 
 
 def is_listener(port: int, pid: int, password: str | None = None) -> bool:
