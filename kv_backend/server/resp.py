@@ -32,6 +32,7 @@ from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
 from kv_backend.locking import WouldWait
 from kv_backend.server import clientlimit, close_synced, listen_error, protected, systemd, tlsreload, unixsock
+from kv_backend.server.bgsave import BackgroundSaves
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.busy import Halted
 from kv_backend.server.commands import COMMANDS
@@ -820,6 +821,8 @@ class Server:
         self.tls_handshake_failures = 0
         #: CONFIG SETs of TLS settings, their files read off the event loop one after the other.
         self.tls_changes = tlsreload.Changes(self)
+        #: BGSAVE: its fsync runs in a thread, one at a time; LASTSAVE and INFO persistence (bgsave.py).
+        self.bgsaves = BackgroundSaves(self)
         self.channels: dict[bytes, set[Connection]] = {}
         self.patterns: dict[bytes, set[Connection]] = {}
         self.shard_channels: dict[bytes, set[Connection]] = {}
@@ -957,6 +960,7 @@ class Server:
         """CONFIG RESETSTAT: zero the counters INFO stats reports."""
         self.connections_received = self.commands_processed = self.rejected_connections = 0
         self.tls_handshake_failures = 0
+        self.bgsaves.saves = 0
         self.ops_rates.extend([0.0] * OPS_SAMPLES)
         self._ops_sampled = (time.monotonic(), 0)
 
@@ -1316,7 +1320,7 @@ class Server:
             b"persistence": [
                 f"loading:{int(loading)}",
                 "async_loading:0",
-                "rdb_changes_since_last_save:0",
+                *self.bgsaves.info_lines(),
                 "aof_enabled:1",
                 *([f"loading_start_time:{int(self.loading_since)}"] if loading else []),
             ],
@@ -1363,6 +1367,8 @@ class Server:
             self._lock_retry = None
         if not self.loading:
             self.refuse_lock_waits(False)
+            if self.bgsaves.running:  # (not waited for: the close fsyncs the store all the same)
+                self.log("closing the store while a background save runs: not waited for (the close fsyncs)")
             close_synced(self.db, self.log)
 
 

@@ -835,19 +835,33 @@ def cmd_time(conn: Connection, args: list[bytes]) -> Any:
 
 @command("LASTSAVE", 1)
 def cmd_lastsave(conn: Connection, args: list[bytes]) -> Any:
-    return int(time.time())
+    """When the last SAVE or BGSAVE that succeeded ended (the server's start before any), as Redis."""
+    return conn.server.bgsaves.last_save_time
 
 
 @command("SAVE", 1)
 def cmd_save(conn: Connection, args: list[bytes]) -> Any:
+    """Fsync the store now, on the event loop (SAVE blocks in Redis too); refused while a BGSAVE runs."""
+    saves = conn.server.bgsaves
+    if saves.running:
+        raise CommandError("ERR Background save already in progress")
     conn.server.db.sync()
+    saves.saved()
     return OK
 
 
 @command("BGSAVE", -1)
 def cmd_bgsave(conn: Connection, args: list[bytes]) -> Any:
-    """BGSAVE [SCHEDULE]: anything else is Redis's syntax error (it synced and answered success)."""
+    """BGSAVE [SCHEDULE]: fsync the store in a thread (bgsave.py), answered at once with Redis's
+    replies: one already running is an error (SCHEDULE too, as in Redis 7.0, where it only waits for
+    another kind of child); inside EXEC it is scheduled, to begin once the transaction has run."""
     if len(args) > 2 or (len(args) == 2 and upper(args[1]) != b"SCHEDULE"):
         raise syntax()
-    conn.server.db.sync()
+    saves = conn.server.bgsaves
+    if saves.running:
+        raise CommandError("ERR Background save already in progress")
+    if not conn.can_block:  # inside EXEC (scripts may not call it)
+        saves.schedule()
+        return "Background saving scheduled"
+    saves.start()
     return "Background saving started"
