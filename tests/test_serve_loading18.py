@@ -34,13 +34,13 @@ import os, sys, time
 from kv_backend import db_open
 from kv_backend.errors import StorageError
 replay = db_open._Opening._full_reload
-def gated(self):
+def gated(self, *args, **kwargs):
     while not os.path.exists(os.environ["GATE"]):
         time.sleep(0.01)
     with open(os.environ["GATE"]) as f:
         if f.read() == "fail":
             raise StorageError(5, "the store's first data file cannot be read")
-    replay(self)
+    replay(self, *args, **kwargs)
 db_open._Opening._full_reload = gated
 from kv_backend.cli import main
 sys.exit(main(sys.argv[1:]))
