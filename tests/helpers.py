@@ -17,7 +17,9 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -615,6 +617,24 @@ def start_own_server(
             raise AssertionError(f"the server exited (status {proc.returncode}) before listening on {ports}")
         return proc, ports
     raise AssertionError(f"{tries} times in a row another server took a port first, ports {ports} the last")
+
+
+def move_to_free_ports(
+    config_set: Callable[..., R], refused: Callable[[R], bool], count: int = 1, tries: int = 5
+) -> tuple[list[int], R]:
+    """Move a running server to ``count`` new ports: ``config_set(*ports)`` (a CONFIG SET of them) on
+    ports :func:`free_port` hands out, and again on others while ``refused(reply)`` (the server's reply
+    for a port it cannot listen on); the ports of the last call and its reply.
+
+    The system may give a free port to a parallel test too, whose server may listen there before this
+    one does: then the CONFIG SET fails, through no fault of the server's. A server that refuses every
+    port still fails the test: its last reply is returned, for the test to check."""
+    for _ in range(tries):
+        ports = [free_port() for _ in range(count)]
+        reply = config_set(*ports)
+        if not refused(reply):
+            break
+    return ports, reply
 
 
 def _listens_on_all(proc: Any, ports: Sequence[int], timeout: float) -> bool:

@@ -1,7 +1,11 @@
 """CONFIG SET port at run time, as redis-server 7.0 takes it: the plaintext listener moves to the new
 port (on the addresses bound at start), the connections made through the old one stay, ``0`` closes
 it; a port that cannot be listened on fails the whole CONFIG SET with Redis's reply, nothing changed.
-Checked against redis-server's replies where it is installed."""
+Checked against redis-server's replies where it is installed.
+
+The ports moved to are ones the system gave as free, which a parallel test may be given too and listen
+on first: a CONFIG SET refused for it moves to others (helpers.move_to_free_ports), and a port the
+server left is checked to be no longer the server's (helpers.listens_on), whatever listens there now."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port
+from helpers import free_port, listens_on, move_to_free_ports
 from resp_helpers import Raw, RunningServer, start_redis_server, stop_process
 from tls_helpers import Certs
 
@@ -38,13 +42,9 @@ def tcp_port(conn: Raw) -> int:
     return int(info.split("tcp_port:", 1)[1].split("\r\n", 1)[0])
 
 
-def refused(port: int) -> bool:
-    """Whether a new connection to 127.0.0.1:``port`` is refused (nothing listens there)."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=10).close()
-    except ConnectionRefusedError:
-        return True
-    return False
+def taken(reply: bytes) -> bool:
+    """Whether a CONFIG SET failed for a port that could not be listened on (another process's)."""
+    return LISTEN_FAILED in reply
 
 
 def serves(port: int, pid: int) -> bool:
@@ -75,9 +75,9 @@ def test_the_port_moves_old_connections_stay_new_ones_on_the_new_port(kvb: Runni
     assert kvb.proc is not None
     first = kvb.port
     old = Raw(first, 2)
-    moved = free_port()
-    assert old.call("CONFIG", "SET", "port", str(moved)) == b"+OK\r\n"
-    assert refused(first)
+    (moved,), reply = move_to_free_ports(lambda port: old.call("CONFIG", "SET", "port", str(port)), taken)
+    assert reply == b"+OK\r\n"
+    assert listens_on(kvb.proc.pid, first) is False
     assert serves(moved, kvb.proc.pid)
     assert old.call("SET", "k", "v") == b"+OK\r\n"  # (made through the old port: stays)
     new = Raw(moved, 2)
@@ -110,7 +110,7 @@ def test_a_bad_other_value_leaves_the_port_unmoved(kvb: RunningServer) -> None:
     moved = free_port()
     reply = conn.call("CONFIG", "SET", "port", str(moved), "maxclients", "0")
     assert reply == failed("maxclients", b"argument must be between 1 and 4294967295 inclusive")
-    assert refused(moved)
+    assert listens_on(kvb.proc.pid, moved) is False
     assert serves(kvb.port, kvb.proc.pid)
     conn.close()
 
@@ -119,12 +119,13 @@ def test_port_0_closes_the_listener_and_a_connection_made_before_opens_another(k
     assert kvb.proc is not None
     conn = Raw(kvb.port, 2)
     assert conn.call("CONFIG", "SET", "port", "0") == b"+OK\r\n"
-    assert refused(kvb.port)  # (as redis-server: listening nowhere, but for this connection)
+    # (as redis-server: listening nowhere, but for this connection)
+    assert listens_on(kvb.proc.pid, kvb.port) is False
     assert config_get(conn, "port") == bulk("0")
     assert tcp_port(conn) == 0
     assert conn.call("CONFIG", "SET", "port", "0") == b"+OK\r\n"
-    again = free_port()
-    assert conn.call("CONFIG", "SET", "port", str(again)) == b"+OK\r\n"
+    (again,), reply = move_to_free_ports(lambda port: conn.call("CONFIG", "SET", "port", str(port)), taken)
+    assert reply == b"+OK\r\n"
     assert serves(again, kvb.proc.pid)
     kvb.port = again
     conn.close()
@@ -137,21 +138,30 @@ def test_port_and_tls_port_in_one_config_set_all_or_none(kvb: RunningServer, cer
     tls = ["tls-cert-file", certs.cert, "tls-key-file", certs.key, "tls-auth-clients", "no"]
     busy = taken_port()
     port = str(next(busy))
-    plain, secure = free_port(), free_port()
-    reply = conn.call("CONFIG", "SET", "port", str(plain), *tls, "tls-port", port)
+    # (a free port another process took too would be blamed first: another one then)
+    (plain,), reply = move_to_free_ports(
+        lambda plain: conn.call("CONFIG", "SET", "port", str(plain), *tls, "tls-port", port),
+        lambda reply: reply == failed("port", LISTEN_FAILED),
+    )
     assert reply == failed("tls-port", LISTEN_FAILED)
-    assert refused(plain) and serves(kvb.port, kvb.proc.pid)
+    assert listens_on(kvb.proc.pid, plain) is False and serves(kvb.port, kvb.proc.pid)
+    secure = free_port()
     reply = conn.call("CONFIG", "SET", "port", port, *tls, "tls-port", str(secure))
     assert reply == failed("port", LISTEN_FAILED)
-    assert refused(secure)
+    assert listens_on(kvb.proc.pid, secure) is False
     reply = conn.call("CONFIG", "SET", "tls-port", port, *tls, "port", port)
     assert reply == failed("tls-port", LISTEN_FAILED)  # (both fail: the first given is named)
     busy.close()
     assert config_get(conn, "tls-port") == bulk("0")
     assert config_get(conn, "port") == bulk(str(kvb.port))
-    assert conn.call("CONFIG", "SET", "port", str(plain), *tls, "tls-port", str(secure)) == b"+OK\r\n"
-    assert refused(kvb.port) and serves(plain, kvb.proc.pid)
-    assert not refused(secure)
+    (plain, secure), reply = move_to_free_ports(
+        lambda plain, secure: conn.call("CONFIG", "SET", "port", str(plain), *tls, "tls-port", str(secure)),
+        taken,
+        count=2,
+    )
+    assert reply == b"+OK\r\n"
+    assert listens_on(kvb.proc.pid, kvb.port) is False and serves(plain, kvb.proc.pid)
+    assert listens_on(kvb.proc.pid, secure) is True
     kvb.port = plain
     # swapping the two: each new port is the other's old one, still listened on (as redis-server)
     reply = conn.call("CONFIG", "SET", "port", str(secure), "tls-port", str(plain))
@@ -160,9 +170,9 @@ def test_port_and_tls_port_in_one_config_set_all_or_none(kvb: RunningServer, cer
     conn.close()
 
 
-def _script(port: int) -> list[bytes]:
-    """The replies of a run of CONFIG SET port on the server at ``port``, ports written by name (and
-    whether each port listens, where it matters)."""
+def _script(port: int, pid: int) -> list[bytes]:
+    """The replies of a run of CONFIG SET port on the server at ``port`` (the process ``pid``), ports
+    written by name (and whether the server listens on each, where it matters)."""
     conn = Raw(port, 2)
     names = {port: "own"}
     out: list[bytes] = []
@@ -173,30 +183,42 @@ def _script(port: int) -> list[bytes]:
             reply = reply.replace(bulk(str(number)), bulk(name))
         out.append(reply)
 
+    def move(name: str, word: str = "port") -> int:
+        """CONFIG SET ``word`` to a free port, called ``name`` (another where another process took it)."""
+        (number,), reply = move_to_free_ports(
+            lambda number: conn.call("CONFIG", "SET", word, str(number)), taken
+        )
+        names[number] = name
+        out.append(reply)
+        return number
+
+    def off(number: int) -> int:
+        return 1 if listens_on(pid, number) is False else 0
+
     busy = taken_port()
-    taken = next(busy)
-    names[taken] = "busy"
-    moved, other, last = free_port(), free_port(), free_port()
-    names.update({moved: "moved", other: "other", last: "last"})
+    used = next(busy)
+    names[used] = "busy"
+    other, last = free_port(), free_port()
+    names.update({other: "other", last: "last"})
     call("CONFIG", "SET", "port", str(port))
-    call("CONFIG", "SET", "port", str(moved))
-    out.append(b"own refused: %d, moved refused: %d" % (refused(port), refused(moved)))
+    moved = move("moved")
+    out.append(b"own refused: %d, moved refused: %d" % (off(port), off(moved)))
     call("PING")
     call("CONFIG", "GET", "port")
     out.append(b"tcp_port: " + names[tcp_port(conn)].encode())
-    call("CONFIG", "SET", "loglevel", "debug", "port", str(taken))
+    call("CONFIG", "SET", "loglevel", "debug", "port", str(used))
     call("CONFIG", "GET", "loglevel")
     call("CONFIG", "SET", "port", str(other), "maxclients", "0")
-    out.append(b"other refused: %d" % refused(other))
+    out.append(b"other refused: %d" % off(other))
     for bad in ("-1", "65536", "x", "+5", " 5", "05"):
         call("CONFIG", "SET", "port", bad)
     call("CONFIG", "SET", "port", str(other), "port", str(last))
     call("CONFIG", "SET", "port", "0")
-    out.append(b"moved refused: %d, tcp_port: %d" % (refused(moved), tcp_port(conn)))
+    out.append(b"moved refused: %d, tcp_port: %d" % (off(moved), tcp_port(conn)))
     call("CONFIG", "GET", "port")
     call("CONFIG", "SET", "port", "0")
-    call("CONFIG", "SET", "PORT", str(last))
-    out.append(b"last refused: %d" % refused(last))
+    last = move("last", "PORT")
+    out.append(b"last refused: %d" % off(last))
     busy.close()
     conn.close()
     return out
@@ -207,12 +229,13 @@ def test_config_set_port_replies_as_redis_server(tmp_path: Path) -> None:
         pytest.skip("no redis-server")
     proc, port = start_redis_server(str(tmp_path))
     try:
-        theirs = _script(port)
+        theirs = _script(port, proc.pid)
     finally:
         stop_process(proc)
     kvb = RunningServer(str(tmp_path / "store")).start()
     try:
-        ours = _script(kvb.port)
+        assert kvb.proc is not None
+        ours = _script(kvb.port, kvb.proc.pid)
     finally:
         assert kvb.stop() == 0
     assert ours == theirs

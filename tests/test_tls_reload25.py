@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import child_env, free_port, start_own_server, stop_process
+from helpers import child_env, free_port, listens_on, move_to_free_ports, start_own_server, stop_process
 from tls_helpers import Certs
 
 redis = pytest.importorskip("redis")
@@ -242,21 +242,20 @@ def test_client_certificates_asked_for_from_now_on(serve, certs):
     assert server.config_set("tls-ca-cert-file", "") == failed("tls-ca-cert-file")
 
 
-def _refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=10).close()
-    except ConnectionRefusedError:
-        return True
-    return False
+def _taken(reply: str) -> bool:
+    """Whether a CONFIG SET failed for a port that could not be listened on: a free port a parallel
+    test's server may have taken first (helpers.move_to_free_ports then tries another)."""
+    return reply.endswith(LISTEN_FAILED)
 
 
 def test_tls_port_moves_closes_and_opens_the_tls_listener(serve, certs):
     server = serve(*_with(certs))
     first = server.tls_port
     old = tls_client(first, certs.ca)
-    moved = free_port()
-    assert server.config_set("tls-port", str(moved)) == "OK"
-    assert _refused(first) and served_cert(moved) == der(certs.cert)
+    (moved,), reply = move_to_free_ports(lambda port: server.config_set("tls-port", str(port)), _taken)
+    assert reply == "OK"
+    # (the server's listener is gone, whatever listens on the port now: a parallel test's may)
+    assert listens_on(server.proc.pid, first) is False and served_cert(moved) == der(certs.cert)
     assert old.ping()
     assert server.plain.config_get("tls-port") == {"tls-port": str(moved)}
     assert server.config_set("tls-port", str(moved)) == "OK"  # (its own port: nothing to do)
@@ -269,9 +268,9 @@ def test_tls_port_moves_closes_and_opens_the_tls_listener(serve, certs):
     got = server.plain.config_get("tls-port", "maxclients")
     assert got == {"tls-port": str(moved), "maxclients": "10000"}
     assert server.config_set("tls-port", "0") == "OK"
-    assert _refused(moved) and old.ping()
-    again = free_port()
-    assert server.config_set("tls-port", str(again)) == "OK"
+    assert listens_on(server.proc.pid, moved) is False and old.ping()
+    (again,), reply = move_to_free_ports(lambda port: server.config_set("tls-port", str(port)), _taken)
+    assert reply == "OK"
     assert tls_client(again, certs.ca).ping()
 
 
@@ -284,7 +283,10 @@ def test_a_server_started_without_tls_opens_a_tls_port(serve, certs):
     assert server.config_set(*files, "tls-port", str(port)) == failed("tls-cert-file")
     assert server.plain.config_get("tls-port", "tls-cert-file") == {"tls-port": "0", "tls-cert-file": ""}
     assert server.config_set(*files) == "OK"  # (no TLS port: kept, checked when one opens)
-    assert server.config_set("tls-auth-clients", "no", "tls-port", str(port)) == "OK"
+    (port,), reply = move_to_free_ports(
+        lambda port: server.config_set("tls-auth-clients", "no", "tls-port", str(port)), _taken
+    )
+    assert reply == "OK"
     assert tls_client(port, certs.ca).ping()
     assert server.plain.config_get("tls-port") == {"tls-port": str(port)}
 
