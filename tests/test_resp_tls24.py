@@ -2,13 +2,13 @@
 TLS only), the certificate and key (a passphrase too), a CA and ``--tls-auth-clients yes|no|optional``,
 ``--tls-protocols``; a handshake timeout, so that a silent client or one speaking plaintext is dropped
 and counted, never served; CONFIG GET tls-* as redis-server answers it. Certificates come from trustme;
-servers run on ports 27300-27399.
+servers run on ports the system gives as free (helpers.free_port), started through
+helpers.start_own_server: on others where a parallel test's server listens on one first.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import socket
@@ -19,7 +19,7 @@ import threading
 import time
 
 import pytest
-from helpers import child_env, start_own_server, stop_process
+from helpers import child_env, free_port, start_own_server, stop_process
 from tls_helpers import Certs
 
 from kv_backend import cli
@@ -31,37 +31,16 @@ trustme = pytest.importorskip("trustme")
 from redis.backoff import NoBackoff  # noqa: E402
 from redis.retry import Retry  # noqa: E402
 
-
-def _port_range() -> range:
-    """The ports this process may use: 27300-27399, split between pytest-xdist's workers (a port two
-    of them found free at once would be taken by one server, and the other's clients reach it). Another
-    pytest run on the machine uses the same range: TLSServer checks the server listening is its own."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    size = 100 // max(1, min(workers, 10))
-    first = 27300 + (worker % 10) * size
-    return range(first, first + size)
-
-
-PORTS = _port_range()
 #: redis-py retries a command whose connection failed (with backoff): a refusal must show at once.
 _NO_RETRY = Retry(NoBackoff(), 0)
 
 
-def _free_ports(n: int) -> list[int]:
-    """``n`` ports of this file's range nothing listens on now."""
-    found: list[int] = []
-    for port in random.sample(PORTS, len(PORTS)):
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        found.append(port)
-        if len(found) == n:
-            return found
-    raise AssertionError(f"no {n} free ports in {PORTS}")
+def _two_ports() -> tuple[int, int]:
+    """Two different free ports (the system may hand out the same one twice)."""
+    first = free_port()
+    while (second := free_port()) == first:
+        pass
+    return first, second
 
 
 class TLSServer:
@@ -75,7 +54,7 @@ class TLSServer:
         files = ["--tls-cert-file", certs.cert, "--tls-key-file", certs.key]
 
         def launch() -> tuple[subprocess.Popen, list[int]]:
-            self.tls_port, plain = _free_ports(2)
+            self.tls_port, plain = _two_ports()
             self.port = plain if port else 0
             cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", store, "--port", str(self.port)]
             cmd += ["--tls-port", str(self.tls_port), *files]
@@ -433,7 +412,7 @@ def test_config_get_tls_answers_as_redis_server(tmp_path, start, certs):
         pytest.skip("no redis-server")
 
     def launch() -> tuple[subprocess.Popen, list[int]]:
-        port = _free_ports(1)[0]
+        port = free_port()
         return _redis_with_tls(certs, port, tmp_path), [port]
 
     def ready(proc: subprocess.Popen, _: object) -> None:
@@ -467,11 +446,10 @@ def test_config_get_tls_answers_as_redis_server(tmp_path, start, certs):
 
 
 def test_a_tls_port_in_use_names_the_option(tmp_path, certs, capsys):
-    port = _free_ports(1)[0]
     with socket.socket() as taken:
-        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        taken.bind(("127.0.0.1", port))
+        taken.bind(("127.0.0.1", 0))  # (a port of its own, which no other test can take)
         taken.listen()
+        port = taken.getsockname()[1]
         argv = ["serve", "--dir", str(tmp_path / "s"), "--port", "0", "--tls-port", str(port)]
         assert cli.main([*argv, "--tls-cert-file", certs.cert, "--tls-key-file", certs.key]) == 2
     err = capsys.readouterr().err
@@ -488,7 +466,7 @@ def test_tls_clients_are_answered_loading_while_the_store_opens(tmp_path, certs,
     options = ["--port", "0", "--tls-cert-file", certs.cert, "--tls-key-file", certs.key]
 
     def launch() -> tuple[subprocess.Popen, list[int]]:
-        port = _free_ports(1)[0]
+        port = free_port()
         argv = ["serve", "--dir", store, *options, "--tls-port", str(port)]
         return spawn_python(GATED_SERVE, *argv, stderr=subprocess.DEVNULL), [port]
 

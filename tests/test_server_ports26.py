@@ -121,20 +121,15 @@ def stranger(tmp_path, certs) -> Iterator[Callable[..., int]]:
 
 
 def take_first(module: Any, name: str, taken: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make ``module.name`` (its free_port, or its _free_ports(n)) hand out ``taken`` first."""
-    real = getattr(module, name)
-    if name == "_free_ports":
-        given = [taken]
-        monkeypatch.setattr(module, name, lambda n: [given.pop(), *real(n - 1)] if given else real(n))
-    else:
-        monkeypatch.setattr(module, name, first_then(taken, real))
+    """Make ``module.name`` (its free_port) hand out ``taken`` first."""
+    monkeypatch.setattr(module, name, first_then(taken, getattr(module, name)))
 
 
 def test_kvb_serve_tls_server_whose_port_another_took_is_its_own(stranger, certs, tmp_path, monkeypatch):
     import test_resp_tls24
 
     taken = stranger("serve-tls")
-    take_first(test_resp_tls24, "_free_ports", taken, monkeypatch)
+    take_first(test_resp_tls24, "free_port", taken, monkeypatch)
     server = test_resp_tls24.TLSServer(str(tmp_path / "store"), certs)
     try:
         assert server.tls_port != taken
