@@ -666,7 +666,7 @@ def _end(proc: Any, close: bool = False) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait(10)
-    for pipe in (proc.stdin, proc.stdout, proc.stderr) if close else ():
+    for pipe in (getattr(proc, name, None) for name in ("stdin", "stdout", "stderr")) if close else ():
         if pipe is not None:
             pipe.close()
 

@@ -45,25 +45,31 @@ class RunningServer:
         """Start the server and wait until its store is open. The port :func:`free_port` gave may be
         given to another test's server too (a parallel worker's: the system hands a free port to
         whoever asks): where that one listens on it first, this one cannot, and this test would talk
-        to that server. So the first start checks the listener is this server (INFO's process_id),
-        and starts again on another port where it is not; a restart keeps its port, and fails."""
-        restart = self.proc is not None
-        for _ in range(5):
+        to that server. So the first start waits until this server's process listens on the port
+        (helpers.start_own_server), and starts again on another port where it could not; a restart
+        keeps its port, and fails where the server answering there is not this one (INFO's process_id)."""
+        if self.proc is not None:  # (a restart: on its port, whoever took it since)
             self._launch()
-            try:
-                wait_for_port(self.port, self.proc)
-                ours = self._listener_is_ours()
-            except AssertionError:
-                if restart or self.proc is None or self.proc.poll() is None:
-                    raise
-                ours = False  # (it exited: it could not listen on the port, another process's)
-            if ours:
-                self._wait_loaded()
-                return self
-            assert not restart, f"port {self.port} is another server's, after this one's restart"
-            self._discard()
-            self.port = free_port()
-        raise AssertionError("five free ports in a row were other servers' by the time this one listened")
+            wait_for_port(self.port, self.proc)
+            assert self._listener_is_ours(), f"port {self.port} is another server's, after this one's restart"
+        else:
+            given = [self.port]
+
+            def launch() -> tuple[subprocess.Popen | ForkedChild, list[int]]:
+                self.port = given.pop() if given else free_port()
+                self._launch()
+                assert self.proc is not None
+                return self.proc, [self.port]
+
+            def exited(proc: subprocess.Popen | ForkedChild, _: object) -> None:
+                if proc.poll() is not None:  # (on its own: not on a port another took)
+                    err = proc.stderr.read() if proc.stderr else ""
+                    err = err.decode() if isinstance(err, bytes) else err
+                    raise AssertionError(f"server exited with {proc.returncode}: {err}")
+
+            start_own_server(launch, exited)
+        self._wait_loaded()
+        return self
 
     def _launch(self) -> None:
         cmd = [sys.executable, "-m", "kv_backend", "serve", "--dir", self.path, "--port", str(self.port)]
@@ -75,13 +81,6 @@ class RunningServer:
             self.proc = self.zygote.start(*cmd[3:])
         else:
             self.proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def _discard(self) -> None:
-        """Stop a server started on a port another server listens on (it could not listen there)."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
 
     def _wait_loaded(self, timeout: float = 60.0) -> None:
         """Wait until the store is open: the port opens first, and until then most commands are

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import ROOT, before_expiry, child_env, free_port, listens_on, spawn_python
+from helpers import ROOT, before_expiry, child_env, free_port, spawn_python, start_own_server
 from helpers import key_url as url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -48,7 +48,8 @@ class Server:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed by stop() / kill()
         self.proc: subprocess.Popen | ForkedChild
-        for _ in range(5):
+
+        def launch() -> tuple[subprocess.Popen | ForkedChild, list[int]]:
             self.port = free_port()
             self.url = f"http://127.0.0.1:{self.port}"
             if command is None:
@@ -64,18 +65,10 @@ class Server:
                 self.proc = subprocess.Popen(
                     args, env={**child_env(), **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT
                 )
-            try:
-                self._wait_ready()
-            except AssertionError:
-                if self.proc.poll() is None or "cannot listen on" not in self.log():
-                    raise
-                continue  # (it could not listen: a parallel test's server took the port first)
-            if listens_on(self.proc.pid, self.port) is not False:
-                return
-            # The port answered, but from a parallel test's server that took it first (see listens_on).
-            self.proc.kill()
-            self.proc.wait(10)
-        raise AssertionError("five free ports in a row were other servers' by the time this one listened")
+            return self.proc, [self.port]
+
+        # (on a port of its own: where a parallel test's server listens on it first, on another)
+        start_own_server(launch, lambda *_: self._wait_ready())
 
     def _wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -51,3 +51,35 @@ def test_a_redis_server_whose_port_another_server_took_starts_on_another(tmp_pat
             resp_helpers.stop_process(proc)
     finally:
         first.stop()
+
+
+def test_a_forked_server_whose_port_another_server_took_starts_on_another_and_restarts_there(tmp_path):
+    from resp_helpers import serve_zygote
+
+    first = RunningServer(str(tmp_path / "first")).start()
+    try:
+        with serve_zygote() as zygote:
+            second = RunningServer(str(tmp_path / "second"), zygote=zygote)
+            second.port = first.port  # (as if free_port had given both the same port)
+            second.start()
+            try:
+                assert second.port != first.port
+                conn = Raw(second.port, 2)
+                try:
+                    assert conn.call("SET", "mine", "1") == b"+OK\r\n"
+                finally:
+                    conn.close()
+                assert second.stop() == 0
+                port = second.port
+                second.start()  # (a restart: on the same port)
+                assert second.port == port
+                conn = Raw(second.port, 2)
+                try:
+                    assert conn.call("GET", "mine") == b"$1\r\n1\r\n"
+                    assert b"process_id:%d\r\n" % second.proc.pid in conn.call("INFO", "server")
+                finally:
+                    conn.close()
+            finally:
+                second.stop()
+    finally:
+        first.stop()
