@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import helpers
 import pytest
@@ -78,3 +79,32 @@ def test_another_listening_on_the_port_left_is_no_failure(
         for sock in taken:
             sock.close()
     assert taken, "the old port was not taken"
+
+
+@pytest.fixture
+def serve_then_take(
+    tmp_path: Path, stranger: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    """test_tls_reload25's ``serve`` fixture, whose free ports hand out the stranger's port first once the
+    server started: the port a CONFIG SET tls-port moves to is then taken."""
+    tls_reload = pytest.importorskip("test_tls_reload25")
+    started: list[Any] = []
+
+    def start(*tls: str) -> Any:
+        started.append(tls_reload.Serve(tmp_path, *tls))
+        handed = first_then(stranger.getsockname()[1], helpers.free_port)
+        monkeypatch.setattr(helpers, "free_port", handed)
+        monkeypatch.setattr(tls_reload, "free_port", handed)  # (the name the test module imported)
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def test_a_tls_port_move_to_a_port_another_took_first_moves_to_another(
+    serve_then_take: Any, certs: Any
+) -> None:
+    import test_tls_reload25
+
+    test_tls_reload25.test_tls_port_moves_closes_and_opens_the_tls_listener(serve_then_take, certs)
