@@ -29,6 +29,7 @@ from kv_backend.files import (
     TMP_SUFFIX,
     DataFile,
     FileId,
+    FormatText,
     data_name,
     format_file_text,
     fsync_dir,
@@ -70,7 +71,7 @@ from kv_backend.state import (
     replaced_at_every_open,
     unpack_tail,
 )
-from kv_backend.store_id import add_store_id, format_text, new_store_id, parse_store_id
+from kv_backend.store_id import add_store_id, format_text, new_store_id, parse_store_id, same_format_file
 from kv_backend.unpublished import (
     Read,
     closed_at,
@@ -89,6 +90,11 @@ from kv_backend.unpublished import (
 
 if TYPE_CHECKING:
     import mmap
+
+#: What an open knows of its store's id before it takes the write lock (see ``_Opening._open_one_store``):
+#: True, it created the store with one; the inode number and size of the format file its check read one
+#: in (on disk if that file is still in place under the lock); False, it read none.
+IdSeen = bool | tuple[int, int]
 
 _LOGGER = "kv_backend.db"  # (the engine's warnings: logging is imported at the first, see kv_backend.lazy)
 
@@ -306,12 +312,14 @@ def took_creation(db: object) -> bool:
 class _Opening(_Parts):
     """Opening a store and following other processes: recovery of the tail, full reloads, replay."""
 
-    def _open_one_store(self, found: str | None) -> bool:
+    def _open_one_store(self, found: FormatText | None) -> IdSeen:
         """Create the store if new (``found``, what :func:`~kv_backend.files.format_file_text` read of its
         format file, is None), and open its state page; then make sure that the ``LOCK`` and ``STATE``
-        files this open holds are still the ones at their paths. Returns whether the store opened has an
-        id for sure (its format file named one when read, or this open created it with one): an id never
-        changes once written, so the open need not read the file again to add one (see :meth:`_full_reload`).
+        files this open holds are still the ones at their paths. Returns what the open knows of the
+        store's id (see :data:`IdSeen`): True where this open created it with one, the inode number and
+        size of the format file where the check read one there (an id never changes once on disk, so the
+        open need not read the file again to add one, but that read was made without the lock: see
+        :meth:`_full_reload`), False where it read none.
 
         Where one is not, another store directory took the path meanwhile (``kv_restore --replace`` swaps
         the restored store in): this open would hold the old store's locks and read the data files of the
@@ -321,9 +329,11 @@ class _Opening(_Parts):
         so all of them are that store's. Only a few times: a path swapped at every open is an error.
         """
         for attempt in range(REOPENS):
-            has_id = found is not None and parse_store_id(found) is not None
+            has_id: IdSeen = False
             if found is None:
                 has_id = self._create_store()
+            elif parse_store_id(found) is not None:
+                has_id = found.seen
             self._open_state()
             st = self._state
             if st is None:
@@ -609,11 +619,13 @@ class _Opening(_Parts):
         finally:
             os.close(fd)
 
-    def _full_reload(self, has_id: bool = True) -> None:
+    def _full_reload(self, has_id: IdSeen = True) -> None:
         """Rebuild the key directory from the data files (open, and after a merge).
 
-        At a writable open of a store that may have no id (``has_id`` False: see :meth:`_open_one_store`),
-        give it one under the lock (see :func:`~kv_backend.store_id.add_store_id`).
+        At a writable open of a store that may have no id (``has_id``: see :meth:`_open_one_store`), give
+        it one under the lock (see :func:`~kv_backend.store_id.add_store_id`): where the format check read
+        none, and where it read one but the file is no longer the one it read (one ``stat``): another
+        process was adding that id, and put the old file back when it could not make it durable.
 
         Listing and opening the files happens under the write lock, so it sees
         a file set no merge is changing; the replay itself runs outside it, so
@@ -630,7 +642,9 @@ class _Opening(_Parts):
             if writable:
                 self._clean_merge_leftovers()
                 give_back_roots_files(self.path)  # (root only: what earlier versions left root's)
-                if self._gen < 0 and not has_id:
+                if self._gen < 0 and not (
+                    has_id is True or (has_id is not False and same_format_file(self.path, has_id))
+                ):
                     add_store_id(self.path)  # (at the open alone: a store made before ids gets one)
                 self._recover_tail_locked()
                 self._fill_lost_locked()

@@ -718,10 +718,20 @@ def prepare_directory(path: str, *, create: bool) -> bool:
     return format_file_text(path, create=create) is None
 
 
-def format_file_text(path: str, *, create: bool) -> str | None:
+class FormatText(str):
+    """What :func:`format_file_text` read of a format file, and ``seen``: that file's inode number and size
+    (``os.fstat`` of the descriptor it was read through), which tell whether the file at the path later is
+    still the one read (see :func:`kv_backend.store_id.same_format_file`)."""
+
+    seen: tuple[int, int] = (-1, -1)
+
+
+def format_file_text(path: str, *, create: bool) -> FormatText | None:
     """:func:`prepare_directory`, returning what it read of the format file (its first 4096 characters,
     the store's id on the second line where it has one): None where the directory is new. An open reads
-    the id there, once (see :func:`kv_backend.store_id.parse_store_id`)."""
+    the id there, once (see :func:`kv_backend.store_id.parse_store_id`). Read without the write lock: an id
+    there may be one another process is adding and may yet take back (see
+    :func:`kv_backend.store_id.add_store_id`), until the file is found still in place under the lock."""
     try:
         is_dir: bool | None = stat.S_ISDIR(os.stat(path).st_mode)
     except (FileNotFoundError, NotADirectoryError):
@@ -751,7 +761,9 @@ def format_file_text(path: str, *, create: bool) -> str | None:
     if os.path.lexists(marker):
         try:
             with open(marker, encoding="utf-8", errors="replace") as f:
-                text = f.read(4096)  # (its first line is all that counts)
+                text = FormatText(f.read(4096))  # (its first line is all that counts)
+                st = os.fstat(f.fileno())
+                text.seen = (st.st_ino, st.st_size)
         except OSError as exc:  # one this user may not read (its owner's only), a directory...
             raise storage_error(exc, f"cannot read {marker}") from exc
         if text.partition("\n")[0].rstrip("\r") != FORMAT_TEXT.rstrip("\n"):

@@ -53,6 +53,21 @@ def read_store_id(path: str) -> str | None:
         return None
 
 
+def same_format_file(path: str, seen: tuple[int, int]) -> bool:
+    """Whether the format file of the store at ``path`` is still the one whose inode number and size were
+    ``seen`` (see :class:`~kv_backend.files.FormatText`): one ``stat``, no read.
+
+    Under the write lock, where the file seen named an id: that id is on disk. A process adding an id
+    holds the lock from the rename through the fsync of the directory, and where the fsync fails it puts
+    back the old file, a new one of another size (the first line alone): a file read in that window, and
+    trusted without this look, stood for an id the store did not keep."""
+    try:
+        st = os.stat(os.path.join(path, FORMAT_FILE))
+    except OSError:
+        return False
+    return (st.st_ino, st.st_size) == seen
+
+
 def add_store_id(path: str) -> str | None:
     """Give the store at ``path`` an id if its format file holds its first line alone; return its id.
 

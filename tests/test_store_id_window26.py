@@ -1,0 +1,96 @@
+"""The window in which a store made before ids shows an id that is not on disk yet: the process adding it
+(``store_id.add_store_id``) holds the write lock from the rename of the new format file into place through
+the fsync of the directory, and where that fsync fails, puts the old file back (the store goes without).
+Whatever reads the file in that window without the lock sees an id the store may never keep; what it does
+with it must be checked under the lock:
+
+* a writable open reads the file once, outside the lock (its format check), and skips the read again under
+  the lock where that first read named an id: one read in the window skipped the id its open should add;
+
+Here the other process is another thread's DB object (its own open file description of LOCK, so the two
+exclude each other as processes do), whose directory fsync alone fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import kv_backend.db as db_module
+import kv_backend.store_id as store_id_module
+from kv_backend import DB
+from kv_backend.files import FORMAT_FILE, FORMAT_TEXT
+from kv_backend.store_id import read_store_id
+
+
+def _old_store(path: Path) -> str:
+    with DB(str(path)) as db:
+        db.put(b"k", b"v")
+    (path / FORMAT_FILE).write_text(FORMAT_TEXT)  # (as versions before ids left it)
+    return str(path)
+
+
+@contextlib.contextmanager
+def _id_in_its_window(store: str, monkeypatch) -> Iterator[threading.Event]:
+    """Another opener of ``store`` (a thread) adds an id and stays, holding the write lock, between the
+    rename and the fsync of the directory, which then fails (the old file is put back). The block runs in
+    that window; setting the event it is given lets the opener go on (at its exit at the latest)."""
+    real = store_id_module.fsync_dir
+    in_window, go_on = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def fsync_dir(path: str) -> None:
+        if threading.current_thread() is not adder:
+            real(path)
+            return
+        if not in_window.is_set():
+            in_window.set()
+            assert go_on.wait(30)
+        raise OSError(errno.EIO, "Input/output error")
+
+    def open_for_writing() -> None:
+        try:
+            with DB(store):
+                pass
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    monkeypatch.setattr(store_id_module, "fsync_dir", fsync_dir)
+    adder = threading.Thread(target=open_for_writing)
+    adder.start()
+    try:
+        assert in_window.wait(30)
+        assert read_store_id(store) is not None  # (the window: an id shows that the disk may not keep)
+        yield go_on
+    finally:
+        go_on.set()
+        adder.join(30)
+    assert not errors and not adder.is_alive()
+
+
+def _going_on_after(go_on: threading.Event, fn):
+    """``fn`` wrapped so that the opener in its window goes on once ``fn`` has returned."""
+
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            go_on.set()
+
+    return wrapped
+
+
+def test_an_open_whose_check_read_an_id_in_its_window_still_adds_one(tmp_path, monkeypatch):
+    store = _old_store(tmp_path / "s")
+    with _id_in_its_window(store, monkeypatch) as go_on:
+        # The format check reads the id in the window; the opener then fails its fsync and puts the old
+        # file back before this open takes the lock (which it waits for).
+        monkeypatch.setattr(db_module, "format_file_text", _going_on_after(go_on, db_module.format_file_text))
+        with DB(store) as db:
+            given = db.store_id
+            assert db[b"k"] == b"v"
+    assert given is not None  # (before: None, the open skipped the add its check seemed to make needless)
+    assert read_store_id(store) == given
