@@ -1245,13 +1245,14 @@ def backup_store(
     made before ids is given its id under that lock, where this user may write its format file, as a
     writable open would give it: the backup, and every later one, names it (see docs/backup.md).
     """
-    from kv_backend.files import format_file_text, store_directory
+    from kv_backend.files import prepare_directory, store_directory
     from kv_backend.snapshot import store_snapshot
 
     store = store_directory(path)
-    found = format_file_text(store, create=False)
-    add_id = found is None or parse_store_id(found) is None
-    return _backup(store, lambda: store_snapshot(store, add_id=add_id), url, name, progress, storage_options)
+    prepare_directory(store, create=False)
+    # (The id is looked for under the lock alone: one read without it may be one another process is adding,
+    # and takes back where it cannot make it durable; see store_id.add_store_id.)
+    return _backup(store, lambda: store_snapshot(store, add_id=True), url, name, progress, storage_options)
 
 
 def _backup(

@@ -4,8 +4,9 @@ the fsync of the directory, and where that fsync fails, puts the old file back (
 Whatever reads the file in that window without the lock sees an id the store may never keep; what it does
 with it must be checked under the lock:
 
-* a writable open reads the file once, outside the lock (its format check), and skips the read again under
+* a writable open reads the file once, outside the lock (its format check), and skipped the read again under
   the lock where that first read named an id: one read in the window skipped the id its open should add;
+* ``kvb backup`` (backup_store) decided the same way whether its snapshot adds the id.
 
 Here the other process is another thread's DB object (its own open file description of LOCK, so the two
 exclude each other as processes do), whose directory fsync alone fails.
@@ -20,8 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import kv_backend.db as db_module
+import kv_backend.files as files_module
 import kv_backend.store_id as store_id_module
 from kv_backend import DB
+from kv_backend.backup import backup_store, list_backups
 from kv_backend.files import FORMAT_FILE, FORMAT_TEXT
 from kv_backend.store_id import read_store_id
 
@@ -94,3 +97,14 @@ def test_an_open_whose_check_read_an_id_in_its_window_still_adds_one(tmp_path, m
             assert db[b"k"] == b"v"
     assert given is not None  # (before: None, the open skipped the add its check seemed to make needless)
     assert read_store_id(store) == given
+
+
+def test_a_backup_whose_check_read_an_id_in_its_window_still_adds_one(tmp_path, monkeypatch):
+    store = _old_store(tmp_path / "s")
+    with _id_in_its_window(store, monkeypatch) as go_on:
+        checked = _going_on_after(go_on, files_module.format_file_text)
+        monkeypatch.setattr(files_module, "format_file_text", checked)
+        backup_store(store, str(tmp_path / "bk"))
+    given = read_store_id(store)
+    assert given is not None  # (before: None)
+    assert [i.store_id for i in list_backups(str(tmp_path / "bk"))] == [given]
