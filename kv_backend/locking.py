@@ -85,6 +85,13 @@ def _registry() -> Iterator[dict[str, weakref.WeakSet[WriteLock]]]:
         _registry_thread.inside = False
 
 
+def held_by_this_thread(path: str) -> bool:
+    """Whether this thread holds the write lock whose lock file is ``path`` through a :class:`WriteLock` of
+    this process (a ``flock`` of its own on that file would wait for this very thread for ever)."""
+    with _registry() as locks:
+        return any(lock.held and lock._fd >= 0 for lock in locks.get(path, ()))
+
+
 def _taken_after_yield(fd: int) -> bool:
     """One retry of a contended lock: give the CPU away, then a non-blocking ``flock``; whether it took."""
     _yield()

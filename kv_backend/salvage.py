@@ -20,6 +20,7 @@ they were real."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 import shutil
@@ -32,6 +33,7 @@ from kv_backend import record as rec
 from kv_backend.errors import KVError, NotDurableError
 from kv_backend.filemaps import map_cuttable, map_file, map_filled
 from kv_backend.files import (
+    LOCK_FILE,
     STATE_FILE,
     FileId,
     check_new_store_target,
@@ -48,6 +50,7 @@ from kv_backend.files import (
 from kv_backend.hint import Hints, lost_from
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
+from kv_backend.locking import held_by_this_thread
 from kv_backend.owners import new_path_owner
 from kv_backend.record import reader_of
 from kv_backend.state import read_unswapped
@@ -156,9 +159,10 @@ def salvage(
 ) -> SalvageReport:
     """Copy the newest readable value of every key of store ``src`` into the new store ``dst``.
 
-    ``src`` is only read (never written, write-locked or repaired: it is the
-    evidence; it holds the shared in-use lock of its directory, so that
-    ``kv_restore --replace`` does not swap it out meanwhile); run this on a
+    ``src`` is only read (never written or repaired: it is the evidence; its
+    write lock is taken for one read of its id alone, at the end; it holds the
+    shared in-use lock of its directory, so that ``kv_restore --replace``
+    does not swap it out meanwhile); run this on a
     store no process is writing. ``dst``, outside ``src``, must not
     exist or be an empty directory; the copy is built next to it and moved
     into place when complete. Keys are written in log order with their
@@ -289,7 +293,7 @@ def _salvage(
                             written += size
                     if progress is not None:
                         progress(total // 2 + written * (total - total // 2) // to_write, total)
-            source_id = read_store_id(src)  # (the copy is that store, as a restored one is)
+            source_id = _source_id(src)  # (the copy is that store, as a restored one is)
             if source_id is not None and not give_store_id(tmp, source_id):
                 raise SalvageError(f"cannot give the copy in {tmp} the id of {src}: nothing was salvaged")
             try:
@@ -333,6 +337,34 @@ def _salvage(
             if isinstance(m, mmap.mmap):
                 m.close()
     return report
+
+
+def _source_id(src: str) -> str | None:
+    """The id of the store ``src`` for its copy: where its format file names one, read again under its write
+    lock, taken for that read alone (and waited for), where this process can take it.
+
+    A process giving a store made before ids its id holds that lock from the rename of the new format file
+    through the fsync of the directory, and where the fsync fails puts the old file back (see
+    :func:`~kv_backend.store_id.add_store_id`): the first read may fall in between, and the copy would be
+    given an id its source never kept. Without a lock file this user can open (none, or not readable), or
+    where this thread holds the lock already (a ``locked()`` block of the program salvaging), the first
+    read is the id: no process can be adding one under it meanwhile."""
+    seen = read_store_id(src)
+    path = os.path.join(src, LOCK_FILE)
+    if seen is None or held_by_this_thread(path):
+        return seen  # (none to give: the copy then gets its own at its first writable open)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return seen
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            return seen  # (a filesystem without flock: no writer can take the lock either)
+        return read_store_id(src)
+    finally:
+        os.close(fd)  # (which lets the lock go)
 
 
 def _live_offsets(newest: Newest, exp: Expiries, files: int, now: float) -> tuple[list[array[int]], int]:

@@ -6,7 +6,8 @@ with it must be checked under the lock:
 
 * a writable open reads the file once, outside the lock (its format check), and skipped the read again under
   the lock where that first read named an id: one read in the window skipped the id its open should add;
-* ``kvb backup`` (backup_store) decided the same way whether its snapshot adds the id.
+* ``kvb backup`` (backup_store) decided the same way whether its snapshot adds the id;
+* a salvage copied its source's id, read without the lock, to the new store.
 
 Here the other process is another thread's DB object (its own open file description of LOCK, so the two
 exclude each other as processes do), whose directory fsync alone fails.
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import kv_backend.db as db_module
 import kv_backend.files as files_module
+import kv_backend.salvage as salvage_module
 import kv_backend.store_id as store_id_module
 from kv_backend import DB
 from kv_backend.backup import backup_store, list_backups
@@ -108,3 +110,29 @@ def test_a_backup_whose_check_read_an_id_in_its_window_still_adds_one(tmp_path, 
     given = read_store_id(store)
     assert given is not None  # (before: None)
     assert [i.store_id for i in list_backups(str(tmp_path / "bk"))] == [given]
+
+
+def test_a_salvage_never_gives_its_copy_an_id_its_source_takes_back(tmp_path, monkeypatch):
+    store = _old_store(tmp_path / "s")
+    with _id_in_its_window(store, monkeypatch) as go_on:
+        shown = read_store_id(store)
+        # The salvage's read of the source's id falls in the window; the opener then fails its fsync.
+        monkeypatch.setattr(
+            salvage_module, "read_store_id", _going_on_after(go_on, salvage_module.read_store_id)
+        )
+        report = salvage_module.salvage(store, str(tmp_path / "copy"))
+    assert report.clean and report.keys_copied == 1
+    assert read_store_id(store) is None  # (taken back)
+    copied = read_store_id(str(tmp_path / "copy"))
+    assert copied is not None and copied != shown  # (its own; before: the id its source never kept)
+
+
+def test_a_salvage_inside_its_own_hold_of_the_source_lock_reads_the_id_at_once(tmp_path):
+    """A program that salvages a store while this thread holds its write lock (a locked() block) does not
+    wait for itself: no other process can be adding the id meanwhile."""
+    store = str(tmp_path / "s")
+    with DB(store) as db:
+        db.put(b"k", b"v")
+        with db.locked():
+            salvage_module.salvage(store, str(tmp_path / "copy"))
+        assert read_store_id(str(tmp_path / "copy")) == db.store_id is not None
