@@ -55,7 +55,7 @@ from kv_backend.files import (
 )
 from kv_backend.keydir import KeyDir
 from kv_backend.lazy import load
-from kv_backend.locking import WriteLock
+from kv_backend.locking import WriteLock, deadline_kept
 from kv_backend.mapping import refuse_pickling
 from kv_backend.mounts import warn_if_network
 from kv_backend.snapshot import Snapshot, SnapshotFile, take_snapshot
@@ -195,10 +195,21 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
     @property
     def store_id(self) -> str | None:
         """The store's id, as its format file names it now (None: a store made before ids, not yet opened
-        for writing; see docs/file-format.md)."""
-        from kv_backend.store_id import read_store_id
+        for writing; see docs/file-format.md).
 
-        return read_store_id(self.path)
+        Where the file names one, read again under the write lock (waited for, as a write waits for it),
+        where it keeps writers out: a process giving a store made before ids its id holds it from the
+        rename of the new file through the fsync of the directory, and puts the old file back where that
+        fsync fails; a read in between would show an id the store never kept."""
+        from kv_backend import store_id
+
+        seen, read = store_id.read_store_id_seen(self.path)
+        lock = self._lock
+        if seen is None or self._closed or not lock.excludes_writers or lock.held:
+            return seen
+        with deadline_kept(), lock:  # (writes nothing of a call under a waiting_until deadline)
+            # (The file read, still in place under the lock: an id on disk. One stat, not a read again.)
+            return seen if store_id.same_format_file(self.path, read) else store_id.read_store_id(self.path)
 
     def stats(self) -> dict[str, Any]:
         """Return counts and sizes: keys, live_bytes, dead_bytes, files and more."""

@@ -46,11 +46,19 @@ def parse_store_id(text: str) -> str | None:
 
 def read_store_id(path: str) -> str | None:
     """The id of the store at ``path`` (None without one, or where its format file cannot be read)."""
+    return read_store_id_seen(path)[0]
+
+
+def read_store_id_seen(path: str) -> tuple[str | None, tuple[int, int]]:
+    """:func:`read_store_id`, and the inode number and size of the file read (for :func:`same_format_file`;
+    ``(-1, -1)`` where it cannot be read)."""
     try:
         with open(os.path.join(path, FORMAT_FILE), encoding="utf-8", errors="replace") as f:
-            return parse_store_id(f.read(4096))
+            text = f.read(4096)
+            st = os.fstat(f.fileno())
     except OSError:
-        return None
+        return None, (-1, -1)
+    return parse_store_id(text), (st.st_ino, st.st_size)
 
 
 def same_format_file(path: str, seen: tuple[int, int]) -> bool:

@@ -7,7 +7,8 @@ with it must be checked under the lock:
 * a writable open reads the file once, outside the lock (its format check), and skipped the read again under
   the lock where that first read named an id: one read in the window skipped the id its open should add;
 * ``kvb backup`` (backup_store) decided the same way whether its snapshot adds the id;
-* a salvage copied its source's id, read without the lock, to the new store.
+* a salvage copied its source's id, read without the lock, to the new store;
+* ``DB.store_id`` returned what the file said.
 
 Here the other process is another thread's DB object (its own open file description of LOCK, so the two
 exclude each other as processes do), whose directory fsync alone fails.
@@ -88,6 +89,16 @@ def _going_on_after(go_on: threading.Event, fn):
     return wrapped
 
 
+def _going_on_before(go_on: threading.Event, fn):
+    """``fn`` wrapped so that the opener in its window goes on as ``fn`` is called."""
+
+    def wrapped(*args, **kwargs):
+        go_on.set()
+        return fn(*args, **kwargs)
+
+    return wrapped
+
+
 def test_an_open_whose_check_read_an_id_in_its_window_still_adds_one(tmp_path, monkeypatch):
     store = _old_store(tmp_path / "s")
     with _id_in_its_window(store, monkeypatch) as go_on:
@@ -136,3 +147,25 @@ def test_a_salvage_inside_its_own_hold_of_the_source_lock_reads_the_id_at_once(t
         with db.locked():
             salvage_module.salvage(store, str(tmp_path / "copy"))
         assert read_store_id(str(tmp_path / "copy")) == db.store_id is not None
+
+
+def test_store_id_never_shows_an_id_the_store_takes_back(tmp_path, monkeypatch):
+    store = _old_store(tmp_path / "s")
+    with DB(store, read_only=True) as db:
+        with _id_in_its_window(store, monkeypatch) as go_on:
+            # (Before: no take of the lock, and the id shown in the window; now the other opener goes on
+            # once this call is on its way to take the lock.)
+            lock = db._lock
+            monkeypatch.setattr(lock, "acquire", _going_on_before(go_on, lock.acquire))
+            shown = db.store_id
+        assert shown is None  # (before: the id the other opener then took back)
+        assert db[b"k"] == b"v"
+
+
+def test_store_id_inside_a_locked_block_and_after_close(tmp_path):
+    store = str(tmp_path / "s")
+    with DB(store) as db:
+        given = db.store_id
+        with db.locked():
+            assert db.store_id == given is not None
+    assert db.store_id == given  # (a closed DB reads the file, as before)
