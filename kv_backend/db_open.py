@@ -1006,7 +1006,10 @@ class _Opening(_Parts):
         :class:`~kv_backend.db_common._PageToCome`; caller holds ``_rlock``), and take its in-use lock
         too; whether it did. Where it cannot (too short, unreadable to this user), look again later."""
         try:
-            st = page_for_reading(self.path, add=False)
+            # (A call under a waiting_until deadline waits for its in-use lock, which a tool swapping the
+            # store out holds exclusively, until then at most: LockTimeoutError, nothing changed, the next
+            # read maps it.)
+            st = page_for_reading(self.path, add=False, until=pending_deadline())
         except StorageError:
             st = None
         if st is not None and not held_at_their_paths(self._lock, st):

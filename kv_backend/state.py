@@ -31,10 +31,11 @@ import fcntl
 import mmap
 import os
 import struct
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from kv_backend.errors import StorageError
+from kv_backend.errors import LockTimeoutError, StorageError
 from kv_backend.filemaps import MMAP_NO_FD
 from kv_backend.files import STATE_FILE, new_file_mode, reserve_space, still_at, storage_error
 from kv_backend.locking import NO_DIRECTORY_LOCKS, directory_shared
@@ -93,6 +94,27 @@ def _reserve(fd: int) -> None:
     reserve_space(fd, 0, SIZE)
 
 
+def _shared_until(fd: int, until: float, path: str) -> None:
+    """A shared ``flock`` on the page at ``fd`` (``path``), tried without waiting until ``until`` (a
+    ``time.monotonic()`` deadline: a pause between tries, 1 ms doubling up to 50 ms), then LockTimeoutError.
+    Only a tool swapping the store out holds it exclusively (see :func:`kept_unopened`)."""
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        left = until - time.monotonic()
+        if left <= 0:
+            raise LockTimeoutError(
+                f"{path} stayed locked by a tool swapping the store out (kv_restore --replace) for as long "
+                "as this call could wait: nothing was read or written; retry later"
+            )
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 0.05)
+
+
 class SharedState:
     """The mapped ``STATE`` page of one store, for one process.
 
@@ -103,7 +125,9 @@ class SharedState:
     ``struct`` on a read-only mapping.
     """
 
-    def __init__(self, path: str, *, writable: bool) -> None:
+    def __init__(self, path: str, *, writable: bool, until: float | None = None) -> None:
+        """Open and map the page at ``path``, and take its shared in-use lock: waited for, or, with ``until``
+        (a ``time.monotonic()`` deadline), until then at most, then LockTimeoutError (nothing held)."""
         self.path = path
         self.writable = writable
         self._initialized = False
@@ -123,6 +147,7 @@ class SharedState:
         except OSError as exc:
             raise storage_error(exc, f"cannot open {path}", reading=not writable) from exc
         what = "map"
+        mm: mmap.mmap | None = None
         try:
             mapped_writable = _fd_writable(fd)
             if writable:
@@ -130,13 +155,19 @@ class SharedState:
             if os.fstat(fd).st_size < SIZE:
                 raise ValueError(f"{path} is too small to be a state page")
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if mapped_writable else 0)
-            self._mm = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, prot, **MMAP_NO_FD)
+            mm = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, prot, **MMAP_NO_FD)
             what = "lock"
             # A shared flock for as long as this process has the store open: see in_use().
-            fcntl.flock(fd, fcntl.LOCK_SH)
+            if until is None:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            else:
+                _shared_until(fd, until, path)
+            self._mm = mm
         except BaseException as exc:
+            if mm is not None:
+                mm.close()
             os.close(fd)
-            if isinstance(exc, OSError):
+            if isinstance(exc, OSError) and not isinstance(exc, LockTimeoutError):
                 raise storage_error(exc, f"cannot {what} {path}") from exc
             raise
         self._fd = fd
@@ -288,17 +319,18 @@ def add_empty_page(store: str) -> bool:
     return True
 
 
-def page_for_reading(store: str, *, add: bool) -> SharedState | None:
+def page_for_reading(store: str, *, add: bool, until: float | None = None) -> SharedState | None:
     """The ``STATE`` page of the store at ``store`` mapped for a read-only open (or a backup's snapshot),
     or None where it has none: missing (and, with ``add``, not makeable here: see :func:`add_empty_page`),
     too small to be a page, or gone since it was looked for, the store at the path swapped meanwhile
     (``kv_restore --replace``: the open then finds its lock file, or the directory it holds instead, moved,
-    and opens again; see :func:`held_at_their_paths`)."""
+    and opens again; see :func:`held_at_their_paths`). Its in-use lock is waited for, or with ``until``
+    until then at most (see :class:`SharedState`)."""
     path = os.path.join(store, STATE_FILE)
     if not os.path.exists(path) and not (add and add_empty_page(store)):
         return None
     try:
-        return SharedState(path, writable=False)
+        return SharedState(path, writable=False, until=until)
     except ValueError:
         return None  # too small to be a page: no published end
     except StorageError as exc:

@@ -374,12 +374,12 @@ def test_a_page_gone_when_mapped_is_a_swap_and_the_store_swapped_in_is_read(base
     restored = _unwritable_store(os.path.join(base, "cache.restoring-1"), b"new")
     mapped, swaps = SharedState.__init__, []
 
-    def swapped_first(page: SharedState, at: str, *, writable: bool) -> None:
+    def swapped_first(page: SharedState, at: str, *, writable: bool, **more: Any) -> None:
         if not swaps:
             swaps.append(exchange_paths(restored, path))
             if not swaps[0]:
                 pytest.skip("this file system cannot exchange two directories in one step")
-        mapped(page, at, writable=writable)
+        mapped(page, at, writable=writable, **more)
 
     monkeypatch.setattr(SharedState, "__init__", swapped_first)
     assert read(path) == b"new"
