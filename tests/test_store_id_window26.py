@@ -10,17 +10,20 @@ with it must be checked under the lock:
 * a salvage copied its source's id, read without the lock, to the new store;
 * ``DB.store_id`` returned what the file said.
 
-Here the other process is another thread's DB object (its own open file description of LOCK, so the two
-exclude each other as processes do), whose directory fsync alone fails.
+Here the other process is mostly another thread's DB object (its own open file description of LOCK, so the
+two exclude each other as processes do), whose directory fsync alone fails; and once a real process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+from helpers import spawn_python, stop_process
 
 import kv_backend.db as db_module
 import kv_backend.files as files_module
@@ -169,3 +172,53 @@ def test_store_id_inside_a_locked_block_and_after_close(tmp_path):
         with db.locked():
             assert db.store_id == given is not None
     assert db.store_id == given  # (a closed DB reads the file, as before)
+
+
+ADDER = """
+import errno, sys
+import kv_backend.store_id as store_id
+from kv_backend import DB
+
+def fsync_dir(path):  # (the rename is done, the lock held: say so, wait, then fail)
+    if not getattr(fsync_dir, "done", False):
+        fsync_dir.done = True
+        print("window", flush=True)
+        sys.stdin.readline()
+    raise OSError(errno.EIO, "Input/output error")
+
+store_id.fsync_dir = fsync_dir
+with DB(sys.argv[1]):
+    pass
+print("done", flush=True)
+"""
+
+
+def test_an_open_beside_another_process_whose_id_is_taken_back_adds_one(tmp_path, monkeypatch):
+    store = _old_store(tmp_path / "s")
+    adder = spawn_python(ADDER, store, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert adder.stdout is not None and adder.stdin is not None
+        assert adder.stdout.readline() == "window\n"
+        shown = read_store_id(store)
+        assert shown is not None
+
+        def go_on() -> None:
+            adder.stdin.write("go\n")
+            adder.stdin.flush()
+
+        real = db_module.format_file_text
+
+        def checked(*args, **kwargs):
+            try:
+                return real(*args, **kwargs)
+            finally:
+                go_on()
+
+        monkeypatch.setattr(db_module, "format_file_text", checked)
+        with DB(store) as db:
+            given = db.store_id
+        assert adder.stdout.readline() == "done\n" and adder.wait(30) == 0
+    finally:
+        stop_process(adder)
+    assert given is not None and given != shown  # (before: None)
+    assert read_store_id(store) == given
