@@ -92,6 +92,34 @@ def held_by_this_thread(path: str) -> bool:
         return any(lock.held and lock._fd >= 0 for lock in locks.get(path, ()))
 
 
+@contextlib.contextmanager
+def lock_file_taken(path: str) -> Iterator[bool]:
+    """Hold the write lock whose lock file is ``path`` for the block, through a descriptor of its own opened
+    read-only (waited for), where this process may open that file; yield whether it is held. For a read
+    that must not fall inside another process's locked step (a store id it is adding: see
+    :func:`kv_backend.store_id.add_store_id`) by a process that holds no :class:`WriteLock` keeping writers
+    out (a salvage, which only reads its source; a reader that found no lock file at its open). Where this
+    thread holds it already through a :class:`WriteLock`, nothing is taken (True). Nothing is created or
+    changed: no lock file, or one this user may not read, or a filesystem without ``flock``, yields False."""
+    if held_by_this_thread(path):
+        yield True
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            _flock(fd, fcntl.LOCK_EX)
+            held = True
+        except OSError:
+            held = False
+        yield held
+    finally:
+        os.close(fd)  # (which lets the lock go)
+
+
 def _taken_after_yield(fd: int) -> bool:
     """One retry of a contended lock: give the CPU away, then a non-blocking ``flock``; whether it took."""
     _yield()

@@ -20,7 +20,6 @@ they were real."""
 from __future__ import annotations
 
 import errno
-import fcntl
 import mmap
 import os
 import shutil
@@ -50,7 +49,7 @@ from kv_backend.files import (
 from kv_backend.hint import Hints, lost_from
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
-from kv_backend.locking import held_by_this_thread
+from kv_backend.locking import lock_file_taken
 from kv_backend.owners import new_path_owner
 from kv_backend.record import reader_of
 from kv_backend.state import read_unswapped
@@ -348,23 +347,12 @@ def _source_id(src: str) -> str | None:
     :func:`~kv_backend.store_id.add_store_id`): the first read may fall in between, and the copy would be
     given an id its source never kept. Without a lock file this user can open (none, or not readable), or
     where this thread holds the lock already (a ``locked()`` block of the program salvaging), the first
-    read is the id: no process can be adding one under it meanwhile."""
+    read is the id (see :func:`~kv_backend.locking.lock_file_taken`)."""
     seen = read_store_id(src)
-    path = os.path.join(src, LOCK_FILE)
-    if seen is None or held_by_this_thread(path):
-        return seen  # (none to give: the copy then gets its own at its first writable open)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return seen
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            return seen  # (a filesystem without flock: no writer can take the lock either)
-        return read_store_id(src)
-    finally:
-        os.close(fd)  # (which lets the lock go)
+    if seen is None:
+        return None  # (none to give: the copy then gets its own at its first writable open)
+    with lock_file_taken(os.path.join(src, LOCK_FILE)) as held:
+        return read_store_id(src) if held else seen
 
 
 def _live_offsets(newest: Newest, exp: Expiries, files: int, now: float) -> tuple[list[array[int]], int]:

@@ -31,7 +31,7 @@ from kv_backend.files import (
     storage_error,
 )
 from kv_backend.hint import lost_from
-from kv_backend.locking import WriteLock
+from kv_backend.locking import WriteLock, lock_file_taken
 from kv_backend.state import (
     REOPENS,
     SharedState,
@@ -208,7 +208,13 @@ def _take_snapshot(
     flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
     try:
         with lock:
-            out.store_format = read_format_file(path)
+            if lock.excludes_writers:
+                out.store_format = read_format_file(path)
+            else:
+                # (A lock that keeps no writer out: a reader that found no LOCK file, which a writer may have
+                # made since, and holds while it adds an id. Read under it where there is one now.)
+                with lock_file_taken(lock.path):
+                    out.store_format = read_format_file(path)
             published = published_now()
             fids = list_data_files(path)
             if (

@@ -18,12 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
+import select
+import shutil
 import subprocess
+import tempfile
 import threading
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
-from helpers import spawn_python, stop_process
+import pytest
+from helpers import NOBODY, exit_code, nobody_dir, spawn_python, stop_process, wait_for
 
 import kv_backend.db as db_module
 import kv_backend.files as files_module
@@ -31,7 +37,7 @@ import kv_backend.salvage as salvage_module
 import kv_backend.store_id as store_id_module
 from kv_backend import DB
 from kv_backend.backup import backup_store, list_backups
-from kv_backend.files import FORMAT_FILE, FORMAT_TEXT
+from kv_backend.files import FORMAT_FILE, FORMAT_TEXT, LOCK_FILE, STATE_FILE
 from kv_backend.store_id import read_store_id
 
 
@@ -222,3 +228,92 @@ def test_an_open_beside_another_process_whose_id_is_taken_back_adds_one(tmp_path
         stop_process(adder)
     assert given is not None and given != shown  # (before: None)
     assert read_store_id(store) == given
+
+
+def _waiting_on(inode: int) -> bool:
+    """Whether a process waits for a ``flock`` on the file of ``inode`` (Linux: ``/proc/locks``)."""
+    with open("/proc/locks") as f:
+        return any("->" in line and line.split()[6].endswith(f":{inode}") for line in f)
+
+
+@pytest.fixture
+def base() -> Iterator[str]:
+    """A directory the nobody user can reach (pytest's own is root's alone), removed with what it holds."""
+    path = tempfile.mkdtemp(prefix="kvb-window-")
+    os.chmod(path, 0o755)
+    yield path
+    for root, dirs, _ in os.walk(path):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+    shutil.rmtree(path)
+
+
+def test_a_backup_of_a_reader_whose_lock_keeps_no_writer_out_never_names_a_taken_back_id(base):
+    """A read-only open of a store without a LOCK file, in a directory it cannot write, holds a lock that
+    keeps no writer out; a writer (who may write the directory) makes LOCK later, and adds the id under it.
+    The reader's backup read the format file under its own lock alone: in that writer's window, an id the
+    store then took back. It now reads it under the LOCK file's lock where there is one it can open."""
+    if not os.path.exists("/proc/locks"):
+        pytest.skip("needs /proc/locks (Linux) to see the backup wait")
+    store = _old_store(Path(base) / "s")
+    for name in (LOCK_FILE, STATE_FILE):
+        os.unlink(os.path.join(store, name))
+    os.chmod(store, 0o555)
+    target = nobody_dir(base, "bk")
+    orders_r, orders_w = os.pipe()
+    answers_r, answers_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.close(orders_w)
+            os.close(answers_r)
+            # (A backup made before becoming nobody loads every module a backup needs: root's interpreter
+            # may be unreadable to nobody.)
+            with DB(os.path.join(base, "warm")) as warm:
+                warm.backup(os.path.join(base, "warm-bk"))
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            with DB(store, read_only=True) as db:
+                assert not db._lock.excludes_writers
+                os.write(answers_w, b"opened\n")
+                os.read(orders_r, 1)
+                db.backup(target, name="b1")
+                os.write(answers_w, b"%s\n" % str(list_backups(target)[0].store_id).encode())
+            code = 0
+        except BaseException:
+            os.write(answers_w, traceback.format_exc().encode())
+        finally:
+            os._exit(code)
+    os.close(orders_r)
+    os.close(answers_w)
+    adder = None
+    try:
+        opened = os.read(answers_r, 4000)
+        assert opened == b"opened\n", opened.decode()
+        adder = spawn_python(ADDER, store, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert adder.stdout is not None and adder.stdin is not None
+        assert adder.stdout.readline() == "window\n"  # (it made LOCK, and holds it)
+        shown = read_store_id(store)
+        assert shown is not None
+        os.write(orders_w, b"b")
+        inode = os.stat(os.path.join(store, LOCK_FILE)).st_ino
+        wait_for(
+            lambda: _waiting_on(inode) or select.select([answers_r], [], [], 0)[0],
+            what="the backup waiting for the lock, or done",
+        )
+        adder.stdin.write("go\n")
+        adder.stdin.flush()
+        assert adder.stdout.readline() == "done\n" and adder.wait(30) == 0
+        named = os.read(answers_r, 4000).decode().strip()
+    finally:
+        os.close(orders_w)
+        if adder is not None:
+            stop_process(adder)
+        code = exit_code(pid)
+        os.close(answers_r)
+    assert code == 0, named
+    assert read_store_id(store) is None  # (taken back)
+    assert named == "None", (named, shown)  # (before: the id taken back)
