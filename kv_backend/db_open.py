@@ -309,6 +309,29 @@ def took_creation(db: object) -> bool:
     return True
 
 
+class _InstallLock:
+    """``with`` the write lock for the install of a reload's view: where the take fails (LockTimeoutError at a
+    ``waiting_until`` deadline: the view stays as it was), the ``files`` opened and mapped for the new view
+    are closed first, now, not when the error's traceback goes (a caller that keeps it would keep them)."""
+
+    __slots__ = ("_files", "_lock")
+
+    def __init__(self, lock: WriteLock, files: list[DataFile]) -> None:
+        self._lock = lock
+        self._files = files
+
+    def __enter__(self) -> None:
+        try:
+            self._lock.acquire()
+        except BaseException:
+            for f in self._files:
+                f.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 class _Opening(_Parts):
     """Opening a store and following other processes: recovery of the tail, full reloads, replay."""
 
@@ -822,7 +845,7 @@ class _Opening(_Parts):
         # Install under the write lock too, so no write of this process can fall
         # between the snapshot and the install; anything published since the
         # snapshot is replayed by the next catch-up (``_seen`` is the snapshot's).
-        with self._lock:
+        with _InstallLock(self._lock, files):
             if open_at and active is not None and self._cut_open_batch(active, tail, gen, open_at[0]):
                 # (This view holds nothing of the batch: installed at the tail published now.)
                 assert self._state is not None

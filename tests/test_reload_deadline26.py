@@ -11,6 +11,7 @@ first take (a call the reload makes between the two takes, wrapped).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -22,6 +23,7 @@ from kv_backend import db_open
 from kv_backend.check import check
 from kv_backend.db import DB
 from kv_backend.errors import LockTimeoutError
+from kv_backend.files import data_name, list_data_files
 from kv_backend.http import create_app
 from kv_backend.locking import NO_WAIT, waiting_until
 
@@ -175,6 +177,47 @@ def test_a_call_that_may_not_wait_never_reloads_a_merged_store(tmp_path, monkeyp
                     fn()
             assert time.monotonic() - started < MARGIN
             assert not told  # (no reload began)
+        finally:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(HOLD + 10)
+            stop_process(proc)
+        assert proc.returncode == 0
+        monkeypatch.undo()
+        assert db.get(b"k0") == b"merged-0"
+    _whole(path)
+
+
+def _held_by_this_process(paths: set[str]) -> set[str]:
+    """Those of ``paths`` this process holds a descriptor or a mapping of (Linux: ``/proc/self``)."""
+    held = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            held.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    with open("/proc/self/maps") as f:
+        held.update(line.split(None, 5)[5].strip() for line in f if len(line.split(None, 5)) == 6)
+    return held & paths
+
+
+def test_a_reload_given_up_at_its_install_closes_the_files_it_opened(tmp_path, monkeypatch):
+    """The files the given-up reload opened and mapped (the merged ones) are closed when it gives up, not
+    when its error's traceback goes (a caller, a test runner, a log handler, may keep it long)."""
+    if not os.path.exists("/proc/self/maps"):
+        pytest.skip("needs /proc (Linux) to see what the process holds")
+    path = _store(tmp_path)
+    with DB(path, max_file_size=4096) as db:
+        assert db.get(b"k0") == b"old-0"
+        proc = _other(path)
+        try:
+            _held_between_the_takes(monkeypatch, proc)
+            merged = {os.path.join(path, data_name(fid)) for fid in list_data_files(path)}
+            assert not _held_by_this_process(merged)  # (the view is still the files before the merge)
+            with pytest.raises(LockTimeoutError) as kept, waiting_until(time.monotonic() + LIMIT):
+                db.put(b"new", b"v")
+            assert kept.value.__traceback__ is not None  # (kept, and the frames it holds)
+            assert not _held_by_this_process(merged)  # (before: the merged files, still open and mapped)
         finally:
             if proc.stdin is not None:
                 proc.stdin.close()
