@@ -12,6 +12,7 @@ repeated checks and salvages.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import time
 import pytest
 
 from kv_backend import DB
+from kv_backend import salvage as kv_salvage
 from kv_backend.check import check
 from kv_backend.files import data_name, list_data_files, parse_data_name
 from kv_backend.salvage import SalvageError, salvage
@@ -88,6 +90,20 @@ def _merge_after_call(monkeypatch, store: str, db: DB | None, k: int) -> list[st
 
     for module, name in _FILE_CALLS:
         monkeypatch.setattr(module, name, hook(name, getattr(module, name)))
+    taken = kv_salvage.lock_file_taken
+
+    @contextlib.contextmanager
+    def lock_taken(path):  # type: ignore[no-untyped-def]
+        # (Salvage reads its source's id again under the source's write lock: a merge run by this
+        # thread meanwhile would wait for that lock, its own. Another process's merge waits its turn.)
+        with taken(path) as held:
+            busy.append(True)
+            try:
+                yield held
+            finally:
+                busy.clear()
+
+    monkeypatch.setattr(kv_salvage, "lock_file_taken", lock_taken)
     return calls
 
 
