@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import codecs
 import copy
 import os
 import shelve as _std_shelve
 import sys
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any, ClassVar, NoReturn, SupportsIndex, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, SupportsIndex, TypeVar
 
 from kv_backend import dbm as _kv_dbm
 from kv_backend.errors import (
@@ -34,7 +35,7 @@ from kv_backend.errors import (
     UnencodableKeyError,
 )
 from kv_backend.lazy import load
-from kv_backend.mapping import refuse_pickling, update_pairs
+from kv_backend.mapping import direct_getitem, refuse_pickling, update_pairs
 from kv_backend.serializers import PickleDeserializationError, PickleSerializationError, check_pickle_protocol
 from kv_backend.shelve_compat import (
     BsdDbShelf,
@@ -45,6 +46,9 @@ from kv_backend.shelve_compat import (
     ShelveError,
     codec,
 )
+
+if TYPE_CHECKING:
+    from kv_backend.db import DB
 
 __all__ = ["BsdDbShelf", "DbfilenameShelf", "KVShelf", "Shelf", "ShelveError", "open"]
 
@@ -59,6 +63,17 @@ _T = TypeVar("_T")
 _ClosedDict: type[Any] = _std_shelve._ClosedDict  # type: ignore[attr-defined]
 
 _ShelfBase = DbfilenameShelf
+#: The attributes of a shelf that decide whether its reads may go straight to the engine
+#: (see KVShelf._decide_direct_read).
+_DIRECT_READ_INPUTS = frozenset({"dict", "writeback", "cache", "keyencoding", "deserializer"})
+
+
+def _is_utf8(encoding: str) -> bool:
+    """Whether ``encoding`` names UTF-8 (any spelling: "utf-8", "UTF8", "u8"...)."""
+    try:
+        return codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
 
 
 def _digest(data: bytes) -> bytes:
@@ -146,6 +161,11 @@ class KVShelf(_ShelfBase):
 
     #: The :mod:`kv_backend.dbm` database that holds the shelf (``shelve.Shelf.dict``).
     dict: _kv_dbm.Database
+    #: The engine under the shelf while its reads may go straight to it, else None; whether they may,
+    #: and the deserializer they call (see :meth:`_decide_direct_read`).
+    db: DB | None
+    _strkeys: bool
+    _floads: Deserializer
     # Set by shelve.Shelf.__init__ (typeshed leaves them out).
     keyencoding: str
     writeback: bool
@@ -340,7 +360,43 @@ class KVShelf(_ShelfBase):
         err.__cause__ = exc
         return err
 
-    def __getitem__(self, key: str) -> Any:
+    # shelf[key]: with no cache to serve (writeback off, the cache empty) and UTF-8 keys, the engine's
+    # point read inlined, shared with Store (see read_direct); else the full read, _getitem.
+    __getitem__ = direct_getitem("KVShelf")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _DIRECT_READ_INPUTS:
+            self._decide_direct_read()
+
+    def _decide_direct_read(self) -> None:
+        """Decide again whether ``shelf[key]`` may read straight from the engine (``_strkeys``, for
+        :func:`~kv_backend.mapping.read_direct`): only with the database open, no writeback, an
+        empty cache (whose entries a read would serve) and UTF-8 keys; called whenever one of the
+        attributes that decide it is set (the stdlib's sync() and close() set them too)."""
+        # (Read and set through getattr and object.__setattr__, not __dict__, which would give the
+        # shelf a dict of its own, whose attributes the interpreter reads the slow, generic way.)
+        database, cache = getattr(self, "dict", None), getattr(self, "cache", None)
+        encoding, deserializer = getattr(self, "keyencoding", None), getattr(self, "deserializer", None)
+        direct = (
+            isinstance(database, _kv_dbm.Database)
+            and not getattr(self, "writeback", True)
+            and type(cache) is builtins.dict
+            and not cache
+            and deserializer is not None
+            and isinstance(encoding, str)
+            and _is_utf8(encoding)
+        )
+        object.__setattr__(self, "db", database.db if direct else None)  # type: ignore[union-attr]
+        object.__setattr__(self, "_floads", deserializer)
+        object.__setattr__(self, "_strkeys", direct)
+
+    def _unloadable(self, key: str, k: bytes, data: bytes, exc: Exception) -> NoReturn:
+        """The error for the stored value of ``key`` the deserializer refused (see read_direct)."""
+        raise self._unreadable(key, exc)
+
+    def _getitem(self, key: str) -> Any:
+        """The full read of ``shelf[key]``, for any key and any shelf (see __getitem__)."""
         cache = self.cache
         if cache:
             try:

@@ -28,16 +28,9 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, SupportsIndex, TypeVar
 
 from kv_backend.db import DB
 from kv_backend.db_common import (
-    _BODY_KEY,
-    _M32,
-    _M40,
-    _PLAIN_PUT,
     _check_flag,
     _check_key,
-    _crc32,
     _expiry,
-    _time,
-    _unpack_check,
 )
 from kv_backend.db_write import SpentOps
 from kv_backend.errors import (
@@ -52,7 +45,7 @@ from kv_backend.errors import (
     ValueTooLargeError,
 )
 from kv_backend.lazy import load
-from kv_backend.mapping import update_pairs
+from kv_backend.mapping import direct_getitem, update_pairs
 from kv_backend.record import MAX_KEY_SIZE
 from kv_backend.serializers import (
     DeserializationError,
@@ -246,42 +239,14 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     # ------------------------------------------------------------- reading
 
-    def __getitem__(self, key: K) -> Any:
-        if type(key) is str and self._strkeys:
-            # The engine's point read (DB.get) inlined, the hottest read of every front end: it answers
-            # only for a sound, current, unexpired plain PUT of a view no other writer has moved since;
-            # anything else (absent, batch record, damage, a closed store...) takes the full path below,
-            # which decides, and raises, exactly as DB.get does.
-            db = self.db
-            kd, maps = db._view  # the view first, then the check (see DB._current_view)
-            if db._tailw.value == db._seen:
-                try:
-                    k = key.encode()
-                    loc = kd[k]
-                    off = (loc >> 32) & _M40
-                    mm = maps[loc >> 72]
-                    body = mm[off + 4 : off + (loc & _M32)]
-                    crc, kind, klen, expiry = _unpack_check(mm, off)
-                except Exception:  # the full path below says what it was
-                    pass
-                else:
-                    vstart = _BODY_KEY + klen
-                    if (
-                        kind == _PLAIN_PUT
-                        and _crc32(body) == crc
-                        and klen == len(k)
-                        and body[_BODY_KEY:vstart] == k
-                        and (not expiry or expiry > _time())
-                    ):
-                        data = body[vstart:]
-                        loads = self._floads  # (read, then called: see _getitem)
-                        try:
-                            return loads(data)
-                        except DeserializationError as exc:  # from the checked loads itself: not twice
-                            _reraise_loading(k, exc)
-                        except Exception:
-                            return self._loading(k, data)  # raises DeserializationError
-        return self._getitem(key)
+    # store[key]: the engine's point read inlined, shared with the shelf (see kv_backend.mapping.read_direct).
+    __getitem__ = direct_getitem("Store")
+
+    def _unloadable(self, key: K, k: bytes, data: bytes, exc: Exception) -> Any:
+        """The value of ``k`` whose fast decoding raised ``exc`` (see read_direct), or its error."""
+        if isinstance(exc, DeserializationError):  # from the checked loads itself: not twice
+            _reraise_loading(k, exc)
+        return self._loading(k, data)  # raises DeserializationError
 
     def _getitem(self, key: K) -> Any:
         """The full read of ``store[key]``, for any key and any record (see __getitem__)."""
