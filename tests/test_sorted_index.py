@@ -117,7 +117,7 @@ class KeyDirIndex(RuleBasedStateMachine):
 
     @rule(key=KEYS)
     def insert_like_write_put(self, key):
-        """What DB._write_put does for a key: set kd, note a new key."""
+        """What the hottest path of DB.put does for a key: set kd, note a new key."""
         ix = self.ix
         new = key not in ix.kd
         ix.kd[key] = 1 << 32 | 10
@@ -320,7 +320,7 @@ class DBOrderedScans(RuleBasedStateMachine):
 
     @rule(which=WHICH, keys=SLICES, ttl=TTLS)
     def puts(self, which, keys, ttl):
-        """Many single puts (DB._write_put for new keys without a TTL)."""
+        """Many single puts (the hottest path of DB.put: new keys without a TTL)."""
         db = self.dbs[which]
         for key in keys:
             db.put(key, b"p", ttl=ttl)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 from helpers import exit_code, fork_child
 
+import kv_backend.db_write as db_write
 from kv_backend import DB
 from kv_backend.structures import Structures
 
@@ -24,17 +25,16 @@ def _killed_at_second_write(store: str, command: Callable[[Structures], object])
 
     def child() -> None:
         db = DB(store)
-        real = db._write
+        real = db_write._pwrite  # (every append to the log: a put's, a batch's)
         writes = []
 
-        def write(*args: object) -> None:
+        def pwrite(fd: int, data: bytes, offset: int) -> int:
             writes.append(1)
             if len(writes) == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
-            real(*args)
+            return real(fd, data, offset)
 
-        db._write = write  # type: ignore[method-assign]
-        db._write_put = lambda data, key: write(data, [(1, key, 0, len(data), 0.0)])  # type: ignore[method-assign]
+        db_write._pwrite = pwrite  # (in the child only)
         command(Structures(db))
 
     return exit_code(fork_child(child))

@@ -1,0 +1,68 @@
+"""The Python functions a put runs: the hottest write (a Store's or a shelf's set of a key without
+expiry, outside a transaction, that fits in the active file) makes no call beyond encoding the record
+and taking and releasing the write lock; every other put takes the general write, as before."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from helpers import run_python
+
+import kv_backend.shelve as kshelve
+from kv_backend import DB, Store
+
+
+def _calls(fn) -> list[str]:
+    """The names of the Python functions ``fn()`` calls, in order (C functions left out)."""
+    names: list[str] = []
+
+    def profile(frame, event, arg):
+        if event == "call":
+            names.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return names[1:]  # (fn itself)
+
+
+def test_the_hottest_put_calls_only_encode_and_the_lock(tmp_path):
+    with Store(str(tmp_path / "s")) as store, kshelve.open(str(tmp_path / "h")) as shelf:
+        for target in (store, shelf):
+            target["warm"] = 0
+            calls = _calls(lambda t=target: t.__setitem__("k", {"a": 1}))
+            assert calls == ["__setitem__", "put", "encode", "acquire", "release"], calls
+            assert target["k"] == {"a": 1}
+
+
+def test_other_puts_take_the_general_write_and_read_back(tmp_path):
+    path = str(tmp_path / "s")
+    with DB(path, max_file_size=4096) as db:
+        db.put(b"ttl", b"1", ttl=3600)  # with an expiry
+        assert "_write" in _calls(lambda: db.put(b"ttl2", b"2", ttl=3600))
+        with db.transaction():
+            db.put(b"txn", b"3")
+        for i in range(100):  # files fill and rotate
+            db.put(b"k%d" % i, b"v" * 100)
+        assert len([f for f in os.listdir(path) if f.endswith(".data")]) > 1
+        run_python(  # another process writes: this one appends without indexing first, then catches up
+            """
+            import sys
+            from kv_backend import DB
+            with DB(sys.argv[1], max_file_size=4096) as db:
+                db.put(b"other", b"o")
+            """,
+            path,
+        )
+        db.put(b"after", b"a")
+        assert db.get(b"ttl") == b"1" and db.get(b"txn") == b"3" and db.get(b"other") == b"o"
+        assert db.get(b"after") == b"a" and all(db.get(b"k%d" % i) == b"v" * 100 for i in range(100))
+        assert 3599 < db.get_with_expiry(b"ttl2")[1] - time.time() <= 3600
+    with DB(path, max_file_size=4096) as db:  # and from the files
+        assert sorted(db.keys()) == sorted(
+            [b"ttl", b"ttl2", b"txn", b"other", b"after"] + [b"k%d" % i for i in range(100)]
+        )
