@@ -360,9 +360,14 @@ class KVShelf(_ShelfBase):
         err.__cause__ = exc
         return err
 
-    # shelf[key]: with no cache to serve (writeback off, the cache empty) and UTF-8 keys, the engine's
-    # point read inlined, shared with Store (see read_direct); else the full read, _getitem.
-    __getitem__ = direct_getitem("KVShelf")
+    if TYPE_CHECKING:  # declared, for type checkers take the assigned function's looser signature
+
+        def __getitem__(self, key: str) -> Any: ...
+
+    else:
+        # shelf[key]: with no cache to serve (writeback off, the cache empty) and UTF-8 keys, the engine's
+        # point read inlined, shared with Store (see read_direct); else the full read, _getitem.
+        __getitem__ = direct_getitem("KVShelf")
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)

@@ -239,8 +239,13 @@ class Store(MutableMapping[K, Any], Generic[K]):
 
     # ------------------------------------------------------------- reading
 
-    # store[key]: the engine's point read inlined, shared with the shelf (see kv_backend.mapping.read_direct).
-    __getitem__ = direct_getitem("Store")
+    if TYPE_CHECKING:  # declared, for type checkers take the assigned function's looser signature
+
+        def __getitem__(self, key: K) -> Any: ...
+
+    else:
+        # store[key]: the engine's point read inlined, shared with the shelf (kv_backend.mapping.read_direct).
+        __getitem__ = direct_getitem("Store")
 
     def _unloadable(self, key: K, k: bytes, data: bytes, exc: Exception) -> Any:
         """The value of ``k`` whose fast decoding raised ``exc`` (see read_direct), or its error."""

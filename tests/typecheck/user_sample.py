@@ -75,6 +75,8 @@ def dbms(path: str) -> None:
         print(len(by_bytes_path))
     with kv_backend.shelve.open(path, writeback=True) as shelf:
         shelf["config"] = {"retries": 3}
+        assert_type(shelf["config"], Any)
+        print(shelf[b"config"])  # type: ignore[index]  # a shelf's keys are str
         assert_type(shelf.dict, kv_backend.dbm.Database)  # docs/store.md; was Any
         for name in shelf:  # was Any: __iter__ had no annotation
             assert_type(name, str)
@@ -87,6 +89,8 @@ def stores(path: str) -> None:
     s = Store(path)
     assert_type(s, Store[str])
     s["user:42"] = {"name": "Ada"}
+    assert_type(s["user:42"], Any)
+    print(s[b"user:42"])  # type: ignore[index]  # a Store[str]'s keys are str
     assert_type(s.get("a"), Any | None)
     for key, _value in s.items(prefix="user:"):
         assert_type(key, str)
