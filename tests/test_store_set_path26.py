@@ -5,10 +5,11 @@ and taking and releasing the write lock; every other put takes the general write
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
-from helpers import run_python
+from helpers import exit_code, fork_child, run_python
 
 import kv_backend.shelve as kshelve
 from kv_backend import DB, Store
@@ -66,3 +67,23 @@ def test_other_puts_take_the_general_write_and_read_back(tmp_path):
         assert sorted(db.keys()) == sorted(
             [b"ttl", b"ttl2", b"txn", b"other", b"after"] + [b"k%d" % i for i in range(100)]
         )
+
+
+def test_sets_that_returned_survive_a_kill_and_are_seen_by_another_process(tmp_path):
+    """Store and shelf sets on the hottest path, the process killed (SIGKILL) as the last returns:
+    every one is in the files, and a process that had the store open reads each of them."""
+    path, shelf_path = str(tmp_path / "s"), str(tmp_path / "h")
+    with Store(path) as reader, kshelve.open(shelf_path) as shelf_reader:
+        reader["k0"] = shelf_reader["k0"] = "before"
+
+        def child() -> None:
+            with Store(path) as store, kshelve.open(shelf_path) as shelf:
+                for i in range(300):
+                    store[f"k{i}"] = shelf[f"k{i}"] = {"i": i}
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        assert exit_code(fork_child(child)) == -signal.SIGKILL
+        assert all(reader[f"k{i}"] == shelf_reader[f"k{i}"] == {"i": i} for i in range(300))
+    with Store(path) as store, kshelve.open(shelf_path) as shelf:
+        assert len(store) == len(shelf) == 300
+        assert all(store[f"k{i}"] == shelf[f"k{i}"] == {"i": i} for i in range(300))
