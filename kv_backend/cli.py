@@ -104,8 +104,13 @@ def _at_least_one(text: str, what: str) -> int:
 
 
 def _processes(text: str) -> int:
-    """An argparse type: a whole number of processes >= 1."""
-    return _at_least_one(text, "whole number of processes")
+    """An argparse type: a whole number of processes >= 1 (the rule of ``$KVB_HTTP_WORKERS`` too)."""
+    from kv_backend.server import worker_count
+
+    try:
+        return worker_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _given(what: str, instead: str) -> Callable[[str], str]:

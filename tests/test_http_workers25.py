@@ -441,7 +441,7 @@ def test_serve_refuses_a_bad_number_of_workers_before_it_starts(tmp_path):
     from kv_backend.http import serve
 
     for bad in (0, -1, True, "2"):
-        with pytest.raises(ConfigurationError, match="workers must be a whole number >= 1"):
+        with pytest.raises(ConfigurationError, match="workers must be a whole number of processes >= 1"):
             serve(tmp_path / "store", port=0, workers=bad)  # type: ignore[arg-type]
     assert not (tmp_path / "store").exists()
 

@@ -27,7 +27,7 @@ from kv_backend.http.app import (
 )
 from kv_backend.http.loading import OpenWhileListening
 from kv_backend.http.workers import supervise
-from kv_backend.server import listen_error
+from kv_backend.server import listen_error, worker_count
 
 __all__ = ["app_from_env", "serve"]
 
@@ -210,8 +210,11 @@ def serve(
         max_pending_bytes = _env_size("KVB_HTTP_MAX_PENDING_BYTES", 0, _PENDING_UNSET) or None
     if workers is None:
         workers = _env_workers()
-    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigurationError(f"workers must be a whole number >= 1, not {workers!r}")
+    else:
+        try:
+            workers = worker_count(workers, text=False)
+        except ValueError as exc:
+            raise ConfigurationError(f"workers {exc}") from None
     # (refused before the server starts)
     check_app_options(token, max_value_size, lock_timeout, max_pending_bytes)
     _check_ssl_context(ssl_context)
@@ -265,12 +268,9 @@ def _env_workers() -> int:
     if not raw:
         return 1
     try:
-        count = int(raw)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise ConfigurationError(f"KVB_HTTP_WORKERS must be a whole number of processes >= 1, not {raw!r}")
-    return count
+        return worker_count(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"KVB_HTTP_WORKERS {exc}") from None
 
 
 def _bind(host: str, port: int, scheme: str) -> socket.socket:

@@ -34,3 +34,21 @@ def listen_error(host: str, port: int, exc: OSError, option: str = "--port") -> 
     else:
         fix = f"choose another {option}"
     return KVError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {fix}")
+
+
+def worker_count(value: object, *, text: bool = True) -> int:
+    """The number of worker processes in ``value``: a whole number >= 1, an int (not a bool) or, with
+    ``text``, a string holding one. The one rule of ``kvb http --workers`` and ``$KVB_HTTP_WORKERS``
+    (text) and of ``serve(workers=)`` (an int); raises ValueError saying it, which each names as its
+    own error (argparse's usage error, ConfigurationError)."""
+    count = 0
+    if isinstance(value, str) and text:
+        try:
+            count = int(value)
+        except ValueError:
+            pass
+    elif isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    if count < 1:
+        raise ValueError(f"must be a whole number of processes >= 1, not {value!r}")
+    return count
