@@ -256,7 +256,7 @@ def test_a_worker_stopped_alone_is_replaced(server):
         assert server.proc.poll() is None and time.monotonic() < deadline, server.stderr()
         time.sleep(0.05)
     assert len(server.wait_serving() - workers) == 1
-    assert f"worker process [{victim}] stopped: starting another" in server.stderr()
+    assert f"worker process [{victim}] stopped (status 0): starting another at once" in server.stderr()
     assert server.stop() == 0
 
 

@@ -3,7 +3,12 @@ and SIGHUP's graceful reload (real processes where servers run)."""
 
 from __future__ import annotations
 
+import http.client
+import re
+import time
+
 import pytest
+from test_http_workers25 import Server, _kill
 
 from kv_backend.cli import build_parser
 from kv_backend.errors import ConfigurationError
@@ -54,3 +59,87 @@ def test_serve_says_the_same_rule_for_its_workers_argument(tmp_path):
             serve(tmp_path / "store", port=0, workers=bad)  # type: ignore[arg-type]
         assert str(info.value) == f"workers must be a whole number of processes >= 1, not {bad!r}"
     assert not (tmp_path / "store").exists()
+
+
+def _new_child(server: Server, known: set[int], deadline: float) -> tuple[int, float]:
+    """The first child of ``server`` not in ``known``, and when it was seen (polled every 5 ms)."""
+    while True:
+        fresh = server.children() - known
+        if fresh:
+            return min(fresh), time.monotonic()
+        assert server.proc.poll() is None, server.stderr()
+        assert time.monotonic() < deadline, server.stderr()
+        time.sleep(0.005)
+
+
+def _healthy(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
+def _crash_loop(server: Server, deaths: int) -> tuple[list[float], set[int]]:
+    """Kill one worker, then each worker started in its place as soon as it appears, ``deaths`` times;
+    return the seconds from each death to the next start, and the pids that were never killed."""
+    known = server.wait_serving()
+    victim = min(known)
+    survivors = known - {victim}
+    gaps = []
+    deadline = time.monotonic() + 60
+    for _ in range(deaths):
+        _kill(victim)
+        killed = time.monotonic()
+        victim, seen = _new_child(server, known, deadline)
+        known.add(victim)
+        gaps.append(seen - killed)
+        assert _healthy(server.port)  # (the other worker serves meanwhile)
+    return gaps, survivors
+
+
+def test_a_worker_in_a_crash_loop_is_restarted_with_growing_delays_and_sigterm_ends_the_wait(tmp_path):
+    server = Server(tmp_path)
+    try:
+        gaps, survivors = _crash_loop(server, 6)
+        # At once, then 0.1 s doubling: 0.1, 0.2, 0.4, 0.8, 1.6 s (each measured from the kill).
+        for gap, delay in zip(gaps, [0, 0.1, 0.2, 0.4, 0.8, 1.6], strict=True):
+            assert gap >= delay
+        assert gaps[0] < 2 and gaps[5] > gaps[4]
+        log = server.stderr()
+        assert re.search(r"was killed \(SIGKILL\): starting another at once", log)
+        for delay, nth in [("0.1", "2nd"), ("0.2", "3rd"), ("0.4", "4th"), ("0.8", "5th"), ("1.6", "6th")]:
+            assert re.search(
+                rf"was killed \(SIGKILL\) \d+\.\d s after it started, the {nth} in a row to die within 5 s: "
+                rf"starting another in {delay} s",
+                log,
+            ), log
+        assert server.children() >= survivors  # never restarted: it was not the one that died
+        # The 7th death waits 3.2 s: SIGTERM during the wait stops the server at once.
+        _kill(max(server.children() - survivors))
+        deadline = time.monotonic() + 30
+        while "starting another in 3.2 s" not in server.stderr():
+            assert time.monotonic() < deadline, server.stderr()
+            time.sleep(0.01)
+        started = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - started < 2.5
+        assert server.stderr().count("Started worker process") == 2 + 6  # none started after the stop
+    finally:
+        server.close()
+
+
+def test_a_worker_that_lived_long_enough_resets_the_delay(tmp_path):
+    server = Server(tmp_path)
+    try:
+        _crash_loop(server, 3)  # (the next quick death would wait 0.4 s)
+        time.sleep(5.2)  # the last one started lives past 5 s
+        known = server.children()
+        _kill(max(known))
+        _new_child(server, known, time.monotonic() + 30)
+        last = [line for line in server.stderr().splitlines() if "starting another" in line][-1]
+        assert last.endswith("was killed (SIGKILL): starting another at once"), last
+        assert server.stop() == 0
+    finally:
+        server.close()

@@ -2,10 +2,12 @@
 
 The parent binds the socket and opens no store; each worker is a whole ``kvb http`` (its connection
 limit, head timeout, TLS, its own store opened while it listens, fsynced and closed at its stop). The
-parent replaces a worker that a signal killed (SIGKILL, the OOM killer), stops every worker gracefully
-on SIGTERM or SIGINT (a second SIGINT forces them), and stops them all where one fails (its store
-cannot be opened): that error is raised, not retried in a loop. SIGHUP is left to the caller (``kvb
-http`` ignores it); the workers ignore it, since a closed terminal sends it to all of them at once.
+parent replaces a worker that a signal killed (SIGKILL, the OOM killer): at once, or after a delay
+doubling from RESTART_DELAY_FIRST to RESTART_DELAY_MAX while workers keep dying within HEALTHY_AFTER
+seconds of their start (a crash loop). It stops every worker gracefully on SIGTERM or SIGINT (a second
+SIGINT forces them), and stops them all where one fails (its store cannot be opened): that error is
+raised, not retried in a loop. SIGHUP is left to the caller (``kvb http`` ignores it); the workers
+ignore it, since a closed terminal sends it to all of them at once.
 Under systemd, the parent sends ``READY=1`` once every worker has its store open, ``STOPPING=1`` at
 the stop; the workers send nothing.
 
@@ -16,6 +18,7 @@ class in them, not ``kvb http``'s.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import logging
 import os
@@ -24,6 +27,7 @@ import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import Pipe
@@ -41,6 +45,15 @@ RunWorker = Callable[[Callable[[], None]], None]
 
 _READY = "ready"
 
+#: A worker that dies within this many seconds of its start counts as one more in a row to die young
+#: (a crash loop); one that lived longer ends the row: it, and the next to die young, are replaced at once.
+HEALTHY_AFTER = 5.0
+
+#: Seconds before the second worker in a row that died young is replaced, doubled for each after it,
+#: up to RESTART_DELAY_MAX: a worker that keeps dying does not take the machine's CPU forking.
+RESTART_DELAY_FIRST = 0.1
+RESTART_DELAY_MAX = 10.0
+
 
 class _Stop(BaseException):
     """SIGTERM in a worker outside uvicorn's own handling of it (before it starts, or raised again after)."""
@@ -54,6 +67,7 @@ def _stop(signum: int, frame: object) -> None:
 class _Worker:
     pid: int
     reports: Connection | None
+    started: float = field(default_factory=time.monotonic)
     ready: bool = False
     error: BaseException | None = field(default=None)
 
@@ -73,6 +87,8 @@ class _Supervisor:
         self.stopping = False
         self.error: BaseException | None = None
         self.announced = False
+        self.due: list[float] = []  # when the replacements put off (see _replace) are started
+        self.died_young = 0  # the workers in a row that died within HEALTHY_AFTER of their start
 
     def run(self) -> None:
         wake_r, wake_w = os.pipe()
@@ -86,7 +102,7 @@ class _Supervisor:
         try:
             for _ in range(self.count):
                 self._start()
-            while self.workers:
+            while self.workers or self.due:
                 self._wait(wake_r)
         finally:
             for worker in self.workers.values():  # (an exception here: none left behind)
@@ -117,7 +133,8 @@ class _Supervisor:
 
     def _wait(self, wake_r: int) -> None:
         watched = {w.reports.fileno(): w for w in self.workers.values() if w.reports is not None}
-        readable, _, _ = select.select([wake_r, *watched], [], [], 1.0)
+        timeout = 1.0 if not self.due else min(1.0, max(0.0, self.due[0] - time.monotonic()))
+        readable, _, _ = select.select([wake_r, *watched], [], [], timeout)
         for fd in readable:
             if fd == wake_r:
                 continue
@@ -126,6 +143,9 @@ class _Supervisor:
             if signum in (signal.SIGTERM, signal.SIGINT):
                 self._stop_all(signum)
         self._reap()
+        while self.due and self.due[0] <= time.monotonic():
+            del self.due[0]
+            self._start()
 
     def _read(self, worker: _Worker) -> None:
         assert worker.reports is not None
@@ -161,19 +181,41 @@ class _Supervisor:
             if self.stopping:
                 continue
             if os.WIFSIGNALED(status):
-                sig = signal.Signals(os.WTERMSIG(status)).name
-                log.warning("worker process [%d] was killed (%s): starting another", pid, sig)
-                self._start()
+                self._replace(worker, f"was killed ({signal.Signals(os.WTERMSIG(status)).name})")
                 continue
             code = os.waitstatus_to_exitcode(status)
             if code == 0 and worker.error is None:  # stopped alone (a SIGTERM of its own): replaced
-                log.warning("worker process [%d] stopped: starting another", pid)
-                self._start()
+                self._replace(worker, "stopped (status 0)")
                 continue
             self.error = worker.error or ConfigurationError(
                 f"worker process [{pid}] exited with status {code}: stopping the server"
             )
             self._stop_all(signal.SIGTERM)
+
+    def _replace(self, worker: _Worker, why: str) -> None:
+        """Start a worker in place of ``worker``, which died (``why``): at once, unless it is the
+        second or later in a row to die within HEALTHY_AFTER of its start; then after a delay."""
+        lived = time.monotonic() - worker.started
+        if lived >= HEALTHY_AFTER:
+            self.died_young = 0
+        else:
+            self.died_young += 1
+        if self.died_young < 2:
+            log.warning("worker process [%d] %s: starting another at once", worker.pid, why)
+            self._start()
+            return
+        delay = min(RESTART_DELAY_FIRST * 2 ** (self.died_young - 2), RESTART_DELAY_MAX)
+        log.warning(
+            "worker process [%d] %s %.1f s after it started, the %s in a row to die within %g s: "
+            "starting another in %g s",
+            worker.pid,
+            why,
+            lived,
+            _ordinal(self.died_young),
+            HEALTHY_AFTER,
+            delay,
+        )
+        bisect.insort(self.due, time.monotonic() + delay)
 
     def _stop_all(self, signum: int) -> None:
         """The first stop asks every worker to stop (SIGTERM: a graceful shutdown); a SIGINT after it is
@@ -182,8 +224,14 @@ class _Supervisor:
             return
         forward = signal.SIGINT if self.stopping else signal.SIGTERM
         self.stopping = True
+        self.due.clear()  # (a replacement put off is not started)
         for pid in self.workers:
             _kill(pid, forward)
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _drained(fd: int) -> bytes:
