@@ -45,6 +45,9 @@ RunWorker = Callable[[Callable[[], None]], None]
 
 _READY = "ready"
 
+#: The signals the parent sends its workers, blocked while one is forked (see _Supervisor._start).
+_FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
 #: A worker that dies within this many seconds of its start counts as one more in a row to die young
 #: (a crash loop); one that lived longer ends the row: it, and the next to die young, are replaced at once.
 HEALTHY_AFTER = 5.0
@@ -59,8 +62,23 @@ class _Stop(BaseException):
     """SIGTERM in a worker outside uvicorn's own handling of it (before it starts, or raised again after)."""
 
 
+#: A worker's SIGTERM came while _stop raised _Stop: kept, since Python drops an exception raised in
+#: a ``__del__`` or a weakref's callback (where a handler may run) with an "Exception ignored" line.
+_stop_asked = False
+
+
 def _stop(signum: int, frame: object) -> None:
+    global _stop_asked
+    _stop_asked = True
     raise _Stop
+
+
+def _ready(report: Connection) -> None:
+    """Tell the parent this worker's store is open; a SIGTERM whose _Stop was dropped is sent again,
+    to uvicorn's handler now (this runs on its loop): a graceful shutdown, not a worker serving on."""
+    report.send(_READY)
+    if _stop_asked:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass
@@ -118,10 +136,16 @@ class _Supervisor:
 
     def _start(self) -> None:
         reports, report = Pipe(duplex=False)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover  (the child: measured by the tests' processes, not here)
-            reports.close()
-            _child(self.run_worker, report, self.lifeline_r, self._parent_fds())
+        # Blocked until the child has its own handlers: a SIGTERM forwarded to a child just forked
+        # ran the parent's handler there (nothing) and the worker then served on, never stopping.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover  (the child: measured by the tests' processes, not here)
+                reports.close()
+                _child(self.run_worker, report, self.lifeline_r, self._parent_fds(), mask)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         report.close()
         self.workers[pid] = _Worker(pid, reports)
         log.info("Started worker process [%d]", pid)
@@ -249,34 +273,38 @@ def _kill(pid: int, signum: int) -> None:
 
 
 def _child(
-    run_worker: RunWorker, report: Connection, lifeline: int, parent_fds: list[int]
+    run_worker: RunWorker, report: Connection, lifeline: int, parent_fds: list[int], mask: set[int]
 ) -> None:  # pragma: no cover
-    """A worker's life, in the forked process: never returns."""
+    """A worker's life, in the forked process: never returns. ``mask``: the signal mask to restore
+    once the worker's handlers are in place (the signals sent before are delivered then)."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, _stop)  # uvicorn raises it again once it has shut down
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     for fd in parent_fds:
         os.close(fd)
     os.environ.pop("NOTIFY_SOCKET", None)  # (the parent speaks to systemd for all of them)
     threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()
     code = 0
     try:
-        run_worker(lambda: report.send(_READY))
+        run_worker(lambda: _ready(report))
     except (_Stop, KeyboardInterrupt):
         pass
     except BaseException as exc:  # (every failure is the parent's to report)
         code = 2
         _send_error(report, exc)
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+        try:  # (a _Stop raised here, by a SIGTERM sent again, still ends in os._exit)
+            signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+        finally:
+            os._exit(code)
 
 
 def _send_error(report: Connection, exc: BaseException) -> None:
