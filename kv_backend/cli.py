@@ -739,20 +739,28 @@ def cmd_http(args: argparse.Namespace) -> int:
     def hangup(signum: int, frame: object) -> None:
         # As kvb serve (and redis-server): a closed terminal does not stop the server; by default
         # SIGHUP killed it, without closing (nor fsyncing) the store.
-        _say("kvb http: SIGHUP ignored: stop kvb http with SIGTERM or SIGINT")
+        # (With --workers 2 or more, the main process reloads the workers on SIGHUP instead.)
+        _say(
+            "kvb http: SIGHUP ignored: stop kvb http with SIGTERM or SIGINT (SIGHUP reloads "
+            "kvb http --workers 2 or more)"
+        )
 
     from kv_backend.http.tls import server_context
 
-    try:  # loaded now: a file that cannot serve TLS is a usage error, before anything listens
-        ssl_context = server_context(
+    def load_tls() -> Any:  # (again at each SIGHUP to kvb http --workers: the same password)
+        return server_context(
             args.ssl_certfile,
             args.ssl_keyfile,
             args.ssl_keyfile_password_file,
             args.ssl_ca_certs,
             args.ssl_cert_reqs,
         )
+
+    try:  # loaded now: a file that cannot serve TLS is a usage error, before anything listens
+        ssl_context = load_tls()
     except ConfigurationError as exc:
         args.usage_error(str(exc))
+
     trap = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, stop) if trap else None
     previous_hup = signal.signal(signal.SIGHUP, hangup) if trap and hasattr(signal, "SIGHUP") else None
@@ -771,6 +779,7 @@ def cmd_http(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             access_log=args.access_log,
             workers=args.workers,
+            load_ssl_context=None if ssl_context is None else load_tls,
         )
     except ModuleNotFoundError as exc:
         if exc.name not in _HTTP_PACKAGES:
@@ -1198,7 +1207,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="serve from N worker processes, each with its own connection limit, on one socket; one "
-        "that is killed is replaced (default: $KVB_HTTP_WORKERS or 1)",
+        "that is killed is replaced, and SIGHUP reloads them gracefully, reading the TLS files again "
+        "(default: $KVB_HTTP_WORKERS or 1)",
     )
     s.set_defaults(func=cmd_http, usage_error=s.error)
     return p

@@ -4,13 +4,22 @@ and SIGHUP's graceful reload (real processes where servers run)."""
 from __future__ import annotations
 
 import http.client
+import os
 import re
+import shutil
 import signal
+import socket
+import ssl
+import threading
 import time
+from pathlib import Path
 
 import pytest
+from helpers import listens_on, read_http_response
 from test_http_workers25 import Server, _kill
+from tls_helpers import Certs
 
+from kv_backend import DB
 from kv_backend.cli import build_parser
 from kv_backend.errors import ConfigurationError
 
@@ -162,3 +171,260 @@ def test_sigterm_just_after_a_worker_is_replaced_stops_every_worker(tmp_path, at
         assert not server.children()
     finally:
         server.close()
+
+
+class _Connector(threading.Thread):
+    """Opens a new HTTPS connection after another, each answering one GET /healthz, until stopped:
+    keeps the certificate each was served with, and every failure (a refused connection...)."""
+
+    def __init__(self, port: int, client: ssl.SSLContext) -> None:
+        super().__init__(daemon=True)
+        self.port, self.client = port, client
+        self.certs: list[bytes] = []
+        self.failures: list[BaseException] = []
+        self.done = threading.Event()
+
+    def wait_for(self, cert: bytes, count: int = 5) -> None:
+        """Until ``count`` connections were served with ``cert`` (10 s at most)."""
+        deadline = time.monotonic() + 10
+        while self.certs.count(cert) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                raw = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                with self.client.wrap_socket(raw, server_hostname="localhost") as sock:
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    answer = sock.recv(4096)
+                    assert answer.startswith(b"HTTP/1.1 200 "), answer
+                    cert = sock.getpeercert(binary_form=True)
+                    assert cert is not None
+                    self.certs.append(cert)
+            except BaseException as exc:
+                self.failures.append(exc)
+            time.sleep(0.01)
+
+
+def _install(certs: Certs, live: Path) -> None:
+    """Put ``certs``' server certificate and key in place of the files ``live`` holds (renamed in)."""
+    for name, source in (("server.pem", certs.cert), ("server.key", certs.key)):
+        shutil.copy(source, live / f".{name}")
+        os.replace(live / f".{name}", live / name)
+
+
+def _served_cert(port: int, client: ssl.SSLContext) -> bytes:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with client.wrap_socket(raw, server_hostname="localhost") as sock:
+        cert = sock.getpeercert(binary_form=True)
+        assert cert is not None
+        return cert
+
+
+def _der(path: str) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(Path(path).read_text())
+
+
+def _wait_for(server: Server, text: str, count: int = 1) -> None:
+    deadline = time.monotonic() + 30
+    while server.stderr().count(text) < count:
+        assert server.proc.poll() is None, server.stderr()
+        assert time.monotonic() < deadline, server.stderr()
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """``kvb http --workers 2`` over HTTPS with the certificate files in ``live``; its certificates
+    (``old``), others of another CA (``new``), and a client trusting both CAs."""
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    live = tmp_path / "live"
+    live.mkdir()
+    old, new = Certs(tmp_path / "old"), Certs(tmp_path / "new")
+    _install(old, live)
+    client = old.client_context()
+    client.load_verify_locations(new.ca_file)
+    options = ("--ssl-certfile", str(live / "server.pem"), "--ssl-keyfile", str(live / "server.key"))
+    server = Server(tmp_path, options=options)
+
+    def connect(port: int) -> list[socket.socket]:
+        socks = []
+        for _ in range(8):
+            sock = client.wrap_socket(
+                socket.create_connection(("127.0.0.1", port), 10), server_hostname="localhost"
+            )
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+            socks.append(sock)
+            time.sleep(0.005)
+        return socks
+
+    server.tls_workers = server.wait_serving(connect)  # type: ignore[attr-defined]
+    yield server, live, old, new, client
+    server.close()
+
+
+def test_sighup_reloads_the_certificate_without_dropping_a_connection_or_a_request(tls_server):
+    server, live, old, new, client = tls_server
+    before = server.tls_workers
+    connector = _Connector(server.port, client)
+    connector.start()
+    # A request in flight on an old worker: its head read by the app (the 100 Continue says so), half
+    # its body sent.
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+    inflight = client.wrap_socket(raw, server_hostname="localhost")
+    inflight.sendall(
+        b"PUT /v1/keys/inflight HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+    )
+    assert inflight.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    inflight.sendall(b"half")
+    try:
+        connector.wait_for(_der(old.cert))
+        _install(new, live)
+        server.proc.send_signal(signal.SIGHUP)
+        _wait_for(server, "reloaded: worker processes")
+        inflight.sendall(b"done")  # (the old worker stops gracefully: the request still finishes)
+        assert inflight.recv(4096).startswith(b"HTTP/1.1 201 ")
+        deadline = time.monotonic() + 30
+        while server.children() & before:  # the old workers stop once their requests are done
+            assert time.monotonic() < deadline, server.stderr()
+            time.sleep(0.02)
+        after = server.children()
+        assert len(after) == 2 and not after & before
+        assert _served_cert(server.port, client) == _der(new.cert)
+        connector.wait_for(_der(new.cert))
+    finally:
+        connector.done.set()
+        connector.join(30)
+        inflight.close()
+    assert not connector.failures, connector.failures  # the listening socket never closed
+    assert set(connector.certs) == {_der(old.cert), _der(new.cert)}
+    assert connector.certs[-1] == _der(new.cert)
+    assert connector.certs.count(_der(old.cert)) >= 5 and connector.certs.count(_der(new.cert)) >= 5
+    assert server.stop() == 0
+    with DB(server.path) as db:
+        assert db.get(b"inflight") == b"halfdone"
+    log = server.stderr()
+    assert "SIGHUP: starting 2 new worker processes" in log
+    assert log.count("Started worker process") == 4 and "Traceback" not in log
+
+
+def test_a_certificate_that_cannot_serve_keeps_the_workers_serving(tls_server):
+    server, live, old, new, client = tls_server
+    before = server.tls_workers
+    (live / "server.pem").write_text("not a certificate\n")
+    server.proc.send_signal(signal.SIGHUP)
+    _wait_for(server, "SIGHUP: cannot reload, the workers serving go on: ")
+    assert "holds no certificate in PEM form" in server.stderr()
+    assert server.children() == before
+    assert _served_cert(server.port, client) == _der(old.cert)
+    _install(new, live)  # fixed: the next SIGHUP reloads
+    server.proc.send_signal(signal.SIGHUP)
+    _wait_for(server, "reloaded: worker processes")
+    deadline = time.monotonic() + 30
+    while server.children() & before:
+        assert time.monotonic() < deadline, server.stderr()
+        time.sleep(0.02)
+    assert _served_cert(server.port, client) == _der(new.cert)
+    assert server.stop() == 0
+
+
+def test_a_new_worker_that_fails_keeps_the_old_ones_serving(tmp_path):
+    server = Server(tmp_path)
+    try:
+        before = server.wait_serving()
+        server.proc.send_signal(signal.SIGHUP)
+        # Killed as soon as it is forked, long before the new ones are ready (0.16 s here): as a
+        # worker that cannot start.
+        victim, _ = _new_child(server, before, time.monotonic() + 30)
+        _kill(victim)
+        _wait_for(server, "SIGHUP: cannot reload, the workers serving go on: new worker process")
+        deadline = time.monotonic() + 30
+        while server.children() != before:  # the other new one is stopped, the old ones serve on
+            assert time.monotonic() < deadline, server.stderr()
+            time.sleep(0.02)
+        assert _healthy(server.port)
+        assert server.stop() == 0
+    finally:
+        server.close()
+
+
+def test_systemd_is_told_of_the_reload(tmp_path):
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(path)
+        manager.settimeout(30)
+        server = Server(tmp_path, env={"NOTIFY_SOCKET": path})
+        try:
+            assert manager.recv(4096).startswith(b"READY=1\n")
+            server.proc.send_signal(signal.SIGHUP)
+            reloading = manager.recv(4096).decode().split("\n")
+            assert reloading[0] == "RELOADING=1" and re.fullmatch(r"MONOTONIC_USEC=\d+", reloading[1])
+            ready = manager.recv(4096).decode()
+            assert ready.startswith("READY=1\n") and "with 2 workers" in ready
+            assert "reloaded: worker processes" in server.stderr()
+            assert server.stop() == 0
+            assert manager.recv(4096) == b"STOPPING=1"
+        finally:
+            server.close()
+
+
+def _rest(sock: socket.socket) -> bytes:
+    """What ``sock`` receives until it is closed (an abort over TLS: the same)."""
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except (ssl.SSLEOFError, ConnectionResetError):
+        pass
+    return data
+
+
+def _accepted(server: Server, sock: socket.socket) -> int:
+    """The worker that accepted ``sock`` (polled until one did)."""
+    deadline = time.monotonic() + 30
+    while (pid := server.served_by(sock)) is None:
+        assert time.monotonic() < deadline, server.stderr()
+        time.sleep(0.01)
+    return pid
+
+
+def test_a_connection_accepted_just_before_a_stop_is_still_answered(server_and_client):
+    # A worker stopped (by a reload, as here by SIGTERM) closed at once a connection it had accepted
+    # whose request had not come yet, or aborted its TLS handshake: it now waits up to 1 s for it.
+    server, wrap = server_and_client
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+    _accepted(server, raw)
+    workers = server.children()
+    server.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while any(listens_on(pid, server.port) for pid in workers):  # until both stopped accepting
+        assert time.monotonic() < deadline, server.stderr()
+        time.sleep(0.005)
+    with wrap(raw) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head, body = read_http_response(sock)
+        assert head.startswith(b"HTTP/1.1 200 ") and body == b'{"status":"ok"}', head
+        assert _rest(sock) == b""  # then closed, as every connection at a stop
+    assert server.proc.wait(20) == 0
+
+
+@pytest.fixture(params=["http", "https"])
+def server_and_client(request, tmp_path):
+    if request.param == "http":
+        server = Server(tmp_path)
+        server.wait_serving()
+        yield server, lambda raw: raw
+        server.close()
+        return
+    certs = Certs(tmp_path)
+    client = certs.client_context()
+    server = Server(tmp_path, options=("--ssl-certfile", certs.cert, "--ssl-keyfile", certs.key))
+    deadline = time.monotonic() + 30
+    while server.stderr().count("Application startup complete") < 2:
+        assert time.monotonic() < deadline, server.stderr()
+        time.sleep(0.02)
+    yield server, lambda raw: client.wrap_socket(raw, server_hostname="localhost")
+    server.close()

@@ -6,8 +6,10 @@ parent replaces a worker that a signal killed (SIGKILL, the OOM killer): at once
 doubling from RESTART_DELAY_FIRST to RESTART_DELAY_MAX while workers keep dying within HEALTHY_AFTER
 seconds of their start (a crash loop). It stops every worker gracefully on SIGTERM or SIGINT (a second
 SIGINT forces them), and stops them all where one fails (its store cannot be opened): that error is
-raised, not retried in a loop. SIGHUP is left to the caller (``kvb http`` ignores it); the workers
-ignore it, since a closed terminal sends it to all of them at once.
+raised, not retried in a loop. SIGHUP reloads: N new workers start (running what ``reload`` returns:
+the TLS files read again), and the old ones stop gracefully once all the new ones are ready; where
+they cannot start, the old ones serve on. The workers ignore SIGHUP, since a closed terminal sends it to
+all of them at once.
 Under systemd, the parent sends ``READY=1`` once every worker has its store open, ``STOPPING=1`` at
 the stop; the workers send nothing.
 
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 
-from kv_backend.errors import ConfigurationError
+from kv_backend.errors import ConfigurationError, KVError
 from kv_backend.server import systemd
 
 __all__ = ["supervise"]
@@ -42,6 +44,10 @@ log = logging.getLogger("uvicorn.error")  # (in uvicorn's log, as its own superv
 
 #: What a worker runs: serve until stopped, calling its argument once the store is open; raise if it fails.
 RunWorker = Callable[[Callable[[], None]], None]
+
+#: What a reload (SIGHUP) calls in the parent before it starts the new workers: what they run (what a
+#: worker reads at its start read again, e.g. the TLS files); raises (KVError) where they cannot start.
+Reload = Callable[[], RunWorker]
 
 _READY = "ready"
 
@@ -88,19 +94,27 @@ class _Worker:
     started: float = field(default_factory=time.monotonic)
     ready: bool = False
     error: BaseException | None = field(default=None)
+    generation: int = 0  # the reload that started it (0: none)
+    retiring: bool = False  # asked to stop by a reload: not replaced
 
 
-def supervise(count: int, run_worker: RunWorker, name: str) -> None:
+def supervise(count: int, run_worker: RunWorker, name: str, reload: Reload | None = None) -> None:
     """Run ``count`` workers, each ``run_worker`` in a forked process, until SIGTERM or SIGINT (then
-    return) or until one fails (then raise its error). ``name`` (the store) is for systemd's status."""
-    return _Supervisor(count, run_worker, name).run()
+    return) or until one fails (then raise its error). ``name`` (the store) is for systemd's status.
+    SIGHUP starts ``count`` new workers, each running what ``reload`` returns (``run_worker`` again
+    without it), and stops the others gracefully once all the new ones are ready; where ``reload``
+    raises or a new worker fails to start, the others serve on (why is logged)."""
+    return _Supervisor(count, run_worker, name, reload).run()
 
 
 class _Supervisor:
-    def __init__(self, count: int, run_worker: RunWorker, name: str) -> None:
+    def __init__(self, count: int, run_worker: RunWorker, name: str, reload: Reload | None = None) -> None:
         self.count = count
         self.run_worker = run_worker
         self.name = name
+        self.reload = reload
+        self.generation = 0  # the workers' that serve (the last reload done)
+        self.reloading: tuple[int, RunWorker] | None = None  # the generation started, what it runs
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
         self.error: BaseException | None = None
@@ -114,7 +128,7 @@ class _Supervisor:
         os.set_blocking(wake_w, False)
         self.lifeline_r, self.lifeline_w = os.pipe()  # the workers see its end when the parent is gone
         self.own_fds = (wake_r, wake_w, self.lifeline_w)
-        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
         previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in handled}
         previous_wakeup = signal.set_wakeup_fd(wake_w)
         try:
@@ -134,7 +148,8 @@ class _Supervisor:
         if self.error is not None:
             raise self.error
 
-    def _start(self) -> None:
+    def _start(self, run_worker: RunWorker | None = None, generation: int | None = None) -> None:
+        run_worker = run_worker or self.run_worker
         reports, report = Pipe(duplex=False)
         # Blocked until the child has its own handlers: a SIGTERM forwarded to a child just forked
         # ran the parent's handler there (nothing) and the worker then served on, never stopping.
@@ -143,11 +158,13 @@ class _Supervisor:
             pid = os.fork()
             if pid == 0:  # pragma: no cover  (the child: measured by the tests' processes, not here)
                 reports.close()
-                _child(self.run_worker, report, self.lifeline_r, self._parent_fds(), mask)
+                _child(run_worker, report, self.lifeline_r, self._parent_fds(), mask)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         report.close()
-        self.workers[pid] = _Worker(pid, reports)
+        self.workers[pid] = _Worker(
+            pid, reports, generation=self.generation if generation is None else generation
+        )
         log.info("Started worker process [%d]", pid)
 
     def _parent_fds(self) -> list[int]:
@@ -166,6 +183,8 @@ class _Supervisor:
         for signum in _drained(wake_r):
             if signum in (signal.SIGTERM, signal.SIGINT):
                 self._stop_all(signum)
+            elif signum == signal.SIGHUP:
+                self._reload()
         self._reap()
         while self.due and self.due[0] <= time.monotonic():
             del self.due[0]
@@ -181,7 +200,9 @@ class _Supervisor:
             return
         if message == _READY:
             worker.ready = True
-            if not self.announced and sum(w.ready for w in self.workers.values()) >= self.count:
+            if self.reloading is not None and worker.generation == self.reloading[0]:
+                self._reloaded()
+            elif not self.announced and sum(w.ready for w in self.workers.values()) >= self.count:
                 self.announced = True
                 systemd.notify("READY=1", f"STATUS=serving {self.name} with {self.count} workers")
         elif isinstance(message, BaseException):
@@ -204,6 +225,12 @@ class _Supervisor:
                 worker.reports.close()
             if self.stopping:
                 continue
+            if worker.retiring:
+                log.info("worker process [%d] stopped (%s)", pid, _ended(status))
+                continue
+            if self.reloading is not None and worker.generation == self.reloading[0]:
+                self._reload_failed(worker, _ended(status))
+                continue
             if os.WIFSIGNALED(status):
                 self._replace(worker, f"was killed ({signal.Signals(os.WTERMSIG(status)).name})")
                 continue
@@ -215,6 +242,62 @@ class _Supervisor:
                 f"worker process [{pid}] exited with status {code}: stopping the server"
             )
             self._stop_all(signal.SIGTERM)
+
+    def _reload(self) -> None:
+        """SIGHUP: start ``count`` new workers (see :func:`supervise`)."""
+        if self.stopping:
+            return
+        if self.reloading is not None:
+            log.warning("SIGHUP: a reload is under way already (new workers starting): ignored")
+            return
+        try:
+            run_worker = self.run_worker if self.reload is None else self.reload()
+        except Exception as exc:  # (a reload never stops the server: KVError says what to fix)
+            why = str(exc) if isinstance(exc, KVError) else f"{type(exc).__name__}: {exc}"
+            log.error("SIGHUP: cannot reload, the workers serving go on: %s", why)
+            return
+        systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        log.info("SIGHUP: starting %d new worker processes; the others stop once they are ready", self.count)
+        self.reloading = (self.generation + 1, run_worker)
+        for _ in range(self.count):
+            self._start(run_worker, self.reloading[0])
+
+    def _reloaded(self) -> None:
+        """A new worker is ready: once all are, the others are stopped gracefully (SIGTERM)."""
+        assert self.reloading is not None
+        generation, run_worker = self.reloading
+        new = [w for w in self.workers.values() if w.generation == generation]
+        if len(new) < self.count or not all(w.ready for w in new):
+            return
+        old = [w for w in self.workers.values() if w.generation != generation]
+        self.generation, self.run_worker, self.reloading = generation, run_worker, None
+        self.due.clear()  # (replacements of old workers put off: not needed any more)
+        self.died_young = 0
+        log.info(
+            "reloaded: worker processes %s serve; stopping %s gracefully",
+            _pids(new),
+            _pids(old) or "none",
+        )
+        for w in old:
+            w.retiring = True
+            _kill(w.pid, signal.SIGTERM)
+        systemd.notify("READY=1", f"STATUS=serving {self.name} with {self.count} workers")
+
+    def _reload_failed(self, worker: _Worker, why: str) -> None:
+        """A new worker ended before all were ready: the others started by the reload are stopped,
+        and the workers that served before it serve on."""
+        assert self.reloading is not None
+        generation = self.reloading[0]
+        reason = str(worker.error) if worker.error is not None else why
+        log.error(
+            "SIGHUP: cannot reload, the workers serving go on: new worker process [%d] %s", worker.pid, reason
+        )
+        self.reloading = None
+        for w in self.workers.values():
+            if w.generation == generation:
+                w.retiring = True
+                _kill(w.pid, signal.SIGTERM)
+        systemd.notify("READY=1", f"STATUS=serving {self.name} with {self.count} workers")
 
     def _replace(self, worker: _Worker, why: str) -> None:
         """Start a worker in place of ``worker``, which died (``why``): at once, unless it is the
@@ -253,6 +336,17 @@ class _Supervisor:
             _kill(pid, forward)
 
 
+def _ended(status: int) -> str:
+    """How a worker ended, from its wait status: ``killed (SIGKILL)``, ``status 0``."""
+    if os.WIFSIGNALED(status):
+        return f"killed ({signal.Signals(os.WTERMSIG(status)).name})"
+    return f"status {os.waitstatus_to_exitcode(status)}"
+
+
+def _pids(workers: list[_Worker]) -> str:
+    return ", ".join(f"[{w.pid}]" for w in workers)
+
+
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
@@ -282,13 +376,13 @@ def _child(
     signal.signal(signal.SIGTERM, _stop)  # uvicorn raises it again once it has shut down
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    for fd in parent_fds:
-        os.close(fd)
-    os.environ.pop("NOTIFY_SOCKET", None)  # (the parent speaks to systemd for all of them)
-    threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()
     code = 0
-    try:
+    try:  # (from here on, a _Stop ends in os._exit below, never in the parent's code this is a copy of)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for fd in parent_fds:
+            os.close(fd)
+        os.environ.pop("NOTIFY_SOCKET", None)  # (the parent speaks to systemd for all of them)
+        threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()
         run_worker(lambda: _ready(report))
     except (_Stop, KeyboardInterrupt):
         pass
