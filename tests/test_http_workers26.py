@@ -428,3 +428,43 @@ def server_and_client(request, tmp_path):
         time.sleep(0.02)
     yield server, lambda raw: client.wrap_socket(raw, server_hostname="localhost")
     server.close()
+
+
+def test_new_workers_open_the_store_before_they_accept_connections(tmp_path):
+    # A reload's new workers opened the store while they accepted connections (as one kvb http does
+    # at its start): on a store that takes a while to open, the requests they took waited, then got
+    # 503 loading, while the old workers could still serve them. They now accept once it is open.
+    with DB(tmp_path / "store") as db:  # its log replayed at each open (no hint files): about 1 s
+        for i in range(400_000):
+            db.put(b"k%d" % i, b"v")
+    server = Server(tmp_path)
+    try:
+        assert server.path == tmp_path / "store"
+        before = server.wait_serving()
+        opened: set[int | None] = set()
+        deadline = time.monotonic() + 60
+        while opened != before:  # (until both have the store open)
+            assert time.monotonic() < deadline, server.stderr()
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+            conn.request("GET", "/v1/keys/k7")
+            response = conn.getresponse()
+            if response.read() == b"v":
+                opened.add(server.served_by(conn))
+            conn.close()
+        server.proc.send_signal(signal.SIGHUP)
+        answers = []
+        while "reloaded: worker processes" not in server.stderr():
+            assert server.proc.poll() is None, server.stderr()
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+            conn.request("GET", "/v1/keys/k7")
+            response = conn.getresponse()
+            answers.append((response.status, response.read()))
+            conn.close()
+        assert answers and set(answers) == {(200, b"v")}, answers[:5]
+        deadline = time.monotonic() + 30
+        while server.children() & before:
+            assert time.monotonic() < deadline, server.stderr()
+            time.sleep(0.02)
+        assert server.stop() == 0
+    finally:
+        server.close()

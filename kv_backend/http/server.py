@@ -269,8 +269,14 @@ def serve(
     def reload() -> Callable[[Callable[[], None]], None]:
         context = ssl_context if load_ssl_context is None else load_ssl_context()
         _check_ssl_context(context)
-        again = partial(_run, uvicorn, config, open_db, build, host_check, context, header_timeout)
-        return partial(again, sockets)
+
+        def run_reloaded(ready: Callable[[], None]) -> None:
+            # The store opened before the worker accepts: the old workers serve meanwhile, where a
+            # new one would answer 503 loading (one kvb http listens first: nothing else serves).
+            db = open_db()
+            _run(uvicorn, config, lambda: db, build, host_check, context, header_timeout, sockets, ready)
+
+        return run_reloaded
 
     try:
         supervise(workers, partial(run, sockets), os.fspath(path), reload)
