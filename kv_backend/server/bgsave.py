@@ -44,8 +44,11 @@ class BackgroundSaves:
     def running(self) -> bool:
         return self.started is not None
 
-    def start(self) -> None:
-        """Begin a BGSAVE (none runs): fsync the store in a daemon thread; :meth:`_ended` on the loop."""
+    def start(self) -> bool:
+        """Begin a BGSAVE (none runs): fsync the store in a daemon thread; :meth:`_ended` on the loop.
+        False if the thread cannot be started (Python's "can't start new thread": a limit on the
+        process's tasks, no memory for its stack), as redis-server's fork fails: logged, and shown
+        as ``rdb_last_bgsave_status:err``, nothing left in progress."""
         loop = asyncio.get_running_loop()
         db = self.server.db
         self.started = time.time()
@@ -60,8 +63,15 @@ class BackgroundSaves:
             with contextlib.suppress(RuntimeError):  # the loop is closed: the server stopped meanwhile
                 loop.call_soon_threadsafe(self._ended, error)
 
+        try:
+            start_daemon_thread(run, "kvb-bgsave")
+        except RuntimeError as exc:
+            self.started = None
+            self.last_ok = False
+            self.server.log(f"background saving error: cannot start its thread: {exc}")
+            return False
         self.server.log("background saving started (an fsync of the store)")
-        start_daemon_thread(run, "kvb-bgsave")
+        return True
 
     def schedule(self) -> None:
         """BGSAVE inside EXEC: begin one once the loop runs again (after the running one, if any)."""

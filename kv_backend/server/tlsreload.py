@@ -183,6 +183,8 @@ class Changes:
 
     A CONFIG SET inside EXEC cannot wait (EXEC answers all its commands at once): it builds its
     context on the loop, at once. One built meanwhile from the settings it replaced is built again.
+    One whose thread cannot be started (a limit on the process's tasks) is built on the loop too,
+    rather than left running for ever with every later one waiting behind it.
     """
 
     def __init__(self, server: Server) -> None:
@@ -210,8 +212,14 @@ class Changes:
         if settings is None:  # (nothing to read: tls-port alone, or no TLS port open)
             self._finish(job, None)
             return
-        self.running, job.settings = job, settings
-        built = open_in_background(partial(build, settings, self.server.log), _drop, "kvb-tls-settings")
+        job.settings = settings
+        try:
+            built = open_in_background(partial(build, settings, self.server.log), _drop, "kvb-tls-settings")
+        except RuntimeError as exc:  # no thread (a limit on the process's tasks): read here, as before
+            self.server.log(f"CONFIG SET: cannot start a thread to read the TLS files ({exc}): read now")
+            self._finish(job, build(settings, self.server.log))
+            return
+        self.running = job
         built.add_done_callback(partial(self._built, job))
 
     def _built(self, job: _Job, future: asyncio.Future[Built]) -> None:

@@ -863,5 +863,6 @@ def cmd_bgsave(conn: Connection, args: list[bytes]) -> Any:
     if not conn.can_block:  # inside EXEC (scripts may not call it)
         saves.schedule()
         return "Background saving scheduled"
-    saves.start()
+    if not saves.start():
+        raise CommandError("ERR")  # (redis-server's reply when it cannot fork: the log says why)
     return "Background saving started"
