@@ -5,6 +5,11 @@ A thread that cannot be started (Python's "can't start new thread": a process or
 tasks, as systemd's TasksMax, or no memory for its stack) must cost one command at most, never wedge
 the server's queue of TLS changes or its BGSAVE state.
 
+The tests after those hold the clients' lifecycle around a CONFIG SET whose files are being read, as
+guards (they passed before these changes too): the waiting client killed, commands pipelined behind it
+(MULTI, HELLO 3, QUIT), SHUTDOWN from another client, its slow log entry, the query buffer limit, a
+script running long meanwhile.
+
 The child servers are those of test_tls_reload_loop26 and test_bgsave26 (a gate holds the threads'
 work until the test opens it), with threads of the names given in KVB_TEST_NO_THREAD refused to start
 as Python refuses them, KVB_TEST_NO_THREAD_TIMES times (then started as usual)."""
@@ -20,7 +25,7 @@ import test_bgsave26
 import test_tls_reload_loop26
 from helpers import wait_for
 from resp_helpers import Raw
-from test_tls_reload_loop26 import config_get, der, pair, send, served_cert
+from test_tls_reload_loop26 import client_id, config_get, der, nothing_to_read, pair, send, served_cert
 from tls_helpers import Certs
 
 #: Put ahead of a gated server's script: its threads named in KVB_TEST_NO_THREAD fail to start.
@@ -47,7 +52,7 @@ PROMPT = 10.0
 def reply_within(raw: Raw, seconds: float = PROMPT) -> bytes | None:
     """The next reply, or None if none comes within ``seconds``."""
     ready, _, _ = select.select([raw.sock], [], [], seconds)
-    if not ready and not raw.file.peek(0):
+    if not ready:  # (the replies before were read whole: nothing of the next one is buffered)
         return None
     return raw._read()
 
@@ -150,3 +155,112 @@ def test_a_scheduled_bgsave_whose_thread_cannot_start_leaves_nothing_in_progress
     assert server.said() == b"T"
     server.open_gate()
     test_bgsave26.bgsave_ended(raw)
+
+
+# ------------------------------------------------------------------ guards: the waiting client's lifecycle
+
+
+@pytest.fixture
+def tls_server(tmp_path, certs) -> Iterator[test_tls_reload_loop26.Gated]:
+    gated = test_tls_reload_loop26.Gated()
+    try:
+        gated.start(tmp_path, certs)
+        yield gated
+    finally:
+        gated.stop()
+
+
+def read_to_end(raw: Raw) -> bytes:
+    """What the server sends until it closes the connection."""
+    out = b""
+    while True:
+        try:
+            chunk = raw.file.read1(65536)
+        except ConnectionResetError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def in_force(raw: Raw, certs: Certs) -> bool:
+    return config_get(raw, "tls-cert-file") == pair("tls-cert-file", certs.cert)
+
+
+def test_client_kill_of_the_waiting_client_closes_it_and_its_change_is_still_put_in_force(tls_server, other):
+    setter, killer = tls_server.client(), tls_server.client()
+    setter_id = client_id(setter)
+    send(setter, rotate(other), ("PING",))
+    assert tls_server.said() == b"T"
+    assert killer.call("CLIENT", "KILL", "ID", str(setter_id)) == b":1\r\n"
+    assert read_to_end(setter) == b""  # closed, unanswered (its PING never runs)
+    tls_server.open_gate()
+    wait_for(lambda: in_force(killer, other), PROMPT, "the change in force")
+    assert served_cert(tls_server.tls_port) == der(other.cert)
+
+
+def test_multi_hello_3_and_quit_pipelined_behind_run_in_order_once_it_is_answered(tls_server, other):
+    setter = tls_server.client()
+    behind = [("MULTI",), ("SET", "k", "v"), ("EXEC",), ("HELLO", "3"), ("PING",), ("QUIT",)]
+    send(setter, rotate(other), *behind)
+    assert tls_server.said() == b"T"
+    assert nothing_to_read(setter)
+    tls_server.open_gate()
+    out = read_to_end(setter)
+    assert out.startswith(b"+OK\r\n+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n%"), out  # then HELLO's map
+    assert out.endswith(b"+PONG\r\n+OK\r\n"), out  # RESP3 from HELLO on; QUIT closes
+
+
+def test_shutdown_from_another_client_does_not_wait_for_the_read(tls_server, other):
+    setter, stopper = tls_server.client(), tls_server.client()
+    send(setter, rotate(other))
+    assert tls_server.said() == b"T"
+    send(stopper, ("SHUTDOWN",))  # the read never ends (the gate stays shut)
+    assert tls_server.proc is not None
+    assert tls_server.proc.wait(20) == 0
+    assert read_to_end(setter) == b""  # closed unanswered: nothing was put in force
+
+
+def test_its_slow_log_entry_is_one_with_the_passphrase_redacted(tls_server, other):
+    setter, watcher = tls_server.client(), tls_server.client()
+    assert watcher.call("CONFIG", "SET", "slowlog-log-slower-than", "0") == b"+OK\r\n"
+    send(setter, (*rotate(other), "tls-key-file-pass", "not-the-secret"))
+    assert tls_server.said() == b"T"
+    tls_server.open_gate()
+    assert setter._read() == b"+OK\r\n"
+    log = watcher.call("SLOWLOG", "GET", "-1")
+    assert log.count(b"tls-cert-file") == 1
+    assert b"not-the-secret" not in log and b"(redacted)" in log
+
+
+def test_a_waiting_client_over_the_query_buffer_limit_is_closed_and_its_change_still_made(tls_server, other):
+    setter, watcher = tls_server.client(), tls_server.client()
+    assert watcher.call("CONFIG", "SET", "client-query-buffer-limit", "1mb") == b"+OK\r\n"
+    send(setter, rotate(other))
+    assert tls_server.said() == b"T"
+    value = b"x" * 65536
+    big = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%b\r\n" % (len(value), value)
+    try:
+        for _ in range(40):  # 2.6 MB of commands held behind the CONFIG SET
+            setter.sock.sendall(big)
+    except OSError:
+        pass  # (closed by the server: as redis-server, over client-query-buffer-limit)
+    assert read_to_end(setter) == b""
+    tls_server.open_gate()
+    wait_for(lambda: in_force(watcher, other), PROMPT, "the change in force")
+    assert watcher.call("EXISTS", "k") == b":0\r\n"  # none of what it held ran
+
+
+def test_a_script_running_long_holds_the_reply_until_it_ends(tls_server, other):
+    setter, scripter, watcher = tls_server.client(), tls_server.client(), tls_server.client()
+    assert watcher.call("CONFIG", "SET", "busy-reply-threshold", "100") == b"+OK\r\n"
+    send(setter, rotate(other))
+    assert tls_server.said() == b"T"
+    send(scripter, ("EVAL", "while true do end", "0"))
+    wait_for(lambda: watcher.call("PING").startswith(b"-BUSY"), PROMPT, "the script running long")
+    tls_server.open_gate()  # built meanwhile: put in force on the event loop, once the script ends
+    assert reply_within(setter, 0.5) is None
+    assert watcher.call("SCRIPT", "KILL") == b"+OK\r\n"
+    assert scripter._read().startswith(b"-ERR Script killed by user with SCRIPT KILL")
+    assert reply_within(setter) == b"+OK\r\n"
+    assert in_force(watcher, other)
