@@ -16,8 +16,11 @@ as Python refuses them, KVB_TEST_NO_THREAD_TIMES times (then started as usual)."
 
 from __future__ import annotations
 
+import io
 import re
 import select
+import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -27,6 +30,8 @@ from helpers import wait_for
 from resp_helpers import Raw
 from test_tls_reload_loop26 import client_id, config_get, der, nothing_to_read, pair, send, served_cert
 from tls_helpers import Certs
+
+from kv_backend.server.resp import Server
 
 #: Put ahead of a gated server's script: its threads named in KVB_TEST_NO_THREAD fail to start.
 _NO_THREAD = (
@@ -155,6 +160,51 @@ def test_a_scheduled_bgsave_whose_thread_cannot_start_leaves_nothing_in_progress
     assert server.said() == b"T"
     server.open_gate()
     test_bgsave26.bgsave_ended(raw)
+
+
+# ------------------------------------------------------------------ the log, written from the threads too
+
+
+class _Writes(io.StringIO):
+    """A stderr that keeps each write apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_each_log_line_is_one_write_so_that_the_threads_lines_never_run_together(tmp_path, monkeypatch):
+    """The TLS settings' thread logs (a CA directory's files skipped) while the event loop logs: a line
+    written in two writes (its text, then its newline, as print writes) ran into another thread's line
+    ("kvb serve: ...kvb serve: ...", then an empty line): about 1 line in 4,000 of two threads' logging."""
+    server = Server(str(tmp_path / "store"), loading=True)
+    err = _Writes()
+    monkeypatch.setattr(sys, "stderr", err)
+    server.log("one line")
+    server.log("another")
+    assert err.writes == ["kvb serve: one line\n", "kvb serve: another\n"]
+    err = _Writes()
+    monkeypatch.setattr(sys, "stderr", err)
+    done = threading.Event()
+
+    def other() -> None:
+        for i in range(2000):
+            server.log(f"thread {i}")
+        done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    for i in range(2000):
+        server.log(f"loop {i}")
+    thread.join()
+    assert done.is_set()
+    lines = err.getvalue().split("\n")
+    assert lines[-1] == "" and len(lines) == 4001
+    assert all(re.fullmatch(r"kvb serve: (thread|loop) \d+", line) for line in lines[:-1])
 
 
 # ------------------------------------------------------------------ guards: the waiting client's lifecycle

@@ -965,7 +965,13 @@ class Server:
         self._ops_sampled = (time.monotonic(), 0)
 
     def log(self, message: str) -> None:
-        print(f"kvb serve: {message}", file=sys.stderr, flush=True)
+        """Write one line to stderr, in one write: the threads that read TLS files (tlsreload) and open
+        the store log too, and print's two writes (the text, then the newline) let their lines run
+        into the event loop's."""
+        err = sys.stderr
+        if err is not None:  # (none at all under pythonw, as print then writes nothing)
+            err.write(f"kvb serve: {message}\n")
+            err.flush()
 
     def debug(self, message: str) -> None:
         """Log ``message`` if loglevel is debug."""
