@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,16 @@ def close_synced(db: DB, warn: Callable[[str], object]) -> None:
     except KVError as exc:
         warn(f"cannot fsync the store {db.path}: {exc}")
     db.close()
+
+
+def log_line(message: str) -> None:
+    """Write ``kvb serve: message`` to stderr as one line, in one write: a server's threads (TLS files read
+    off the event loop, the store's open) log beside its loop, and print's two writes (the text, then the
+    newline) let their lines run into each other."""
+    err = sys.stderr
+    if err is not None:  # (none at all under pythonw, as print then writes nothing)
+        err.write(f"kvb serve: {message}\n")
+        err.flush()
 
 
 def listen_error(host: str, port: int, exc: OSError, option: str = "--port") -> KVError:

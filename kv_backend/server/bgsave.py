@@ -81,7 +81,7 @@ class BackgroundSaves:
                 asyncio.get_running_loop().call_soon(self._start_scheduled)
 
     def _start_scheduled(self) -> None:
-        if self.scheduled and not self.running and not self.server.halting:
+        if self.scheduled and not self.running and not self.server.stops:
             self.scheduled = False
             self.start()
 

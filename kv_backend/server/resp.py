@@ -31,7 +31,16 @@ from typing import Any
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
 from kv_backend.locking import WouldWait
-from kv_backend.server import clientlimit, close_synced, listen_error, protected, systemd, tlsreload, unixsock
+from kv_backend.server import (
+    clientlimit,
+    close_synced,
+    listen_error,
+    log_line,
+    protected,
+    systemd,
+    tlsreload,
+    unixsock,
+)
 from kv_backend.server.bgsave import BackgroundSaves
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.busy import Halted
@@ -965,13 +974,14 @@ class Server:
         self._ops_sampled = (time.monotonic(), 0)
 
     def log(self, message: str) -> None:
-        """Write one line to stderr, in one write: the threads that read TLS files (tlsreload) and open
-        the store log too, and print's two writes (the text, then the newline) let their lines run
-        into the event loop's."""
-        err = sys.stderr
-        if err is not None:  # (none at all under pythonw, as print then writes nothing)
-            err.write(f"kvb serve: {message}\n")
-            err.flush()
+        """Write one line to stderr, in one write (see :func:`~kv_backend.server.log_line`)."""
+        log_line(message)
+
+    @property
+    def stops(self) -> bool:
+        """Whether the server is stopping (SHUTDOWN received, or its clients being closed): no new
+        background work (a BGSAVE, a TLS change) starts then."""
+        return self.halting or (self.stopping is not None and self.stopping.is_set())
 
     def debug(self, message: str) -> None:
         """Log ``message`` if loglevel is debug."""

@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import ssl
 import stat
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from kv_backend.errors import ConfigurationError
+from kv_backend.server import log_line
 from kv_backend.server.tlscadir import load_ca_dir
 
 #: Seconds a TLS client has to complete its handshake before its connection is closed.
@@ -143,8 +143,7 @@ def _encrypted(path: str) -> bool:
     return b"ENCRYPTED" in head
 
 
-def _log(message: str) -> None:
-    print(f"kvb serve: {message}", file=sys.stderr, flush=True)
+_log = log_line  # (the default log: kvb serve's line on stderr, in one write)
 
 
 def _load_ca_dir(context: ssl.SSLContext, settings: TLSSettings, log: Callable[[str], None]) -> None:

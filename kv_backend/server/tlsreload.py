@@ -204,7 +204,7 @@ class Changes:
             asyncio.get_running_loop().call_soon(self._next)
 
     def _next(self) -> None:
-        while self.running is None and self.waiting and not self.server.halting:
+        while self.running is None and self.waiting and not self.server.stops:
             self._start(self.waiting.popleft())
 
     def _start(self, job: _Job) -> None:
