@@ -899,7 +899,15 @@ class _Api:
                     return found
         except KVError as exc:
             raise engine_error(exc) from exc
-        return await self.call(self._gated, fn, key)
+        return await self.call_reading(self._gated, fn, key)
+
+    async def call_reading(self, fn: Callable[..., T], *args: Any) -> T:
+        """:meth:`call` for a read, whose wait for the store's write lock (a catch-up with another
+        process's merge reloads the store under it) ends after :attr:`lock_timeout` seconds, as a
+        write's does: then it is answered 503 lock_timeout, rather than holding its client (and a
+        thread) for as long as another process holds the lock. A read that takes no lock never waits."""
+        deadline = time.monotonic() + self.lock_timeout
+        return await self.call(_until, deadline, self._read_lock_timeout, fn, *args)
 
     def _gated(self, fn: Callable[[bytes], T], key: bytes) -> T:
         with self.gate.reading():  # never half of a transaction of this process
@@ -968,6 +976,17 @@ class _Api:
             f"the store's write lock stayed held by another process (a long transaction, a script running "
             f"long on a kvb serve of the store) for the {self.lock_timeout:g} s this server waits for it "
             "(--lock-timeout, KVB_HTTP_LOCK_TIMEOUT): nothing was written; retry later",
+            {"Retry-After": "1"},
+        )
+
+    def _read_lock_timeout(self) -> HTTPAPIError:
+        return HTTPAPIError(
+            503,
+            "lock_timeout",
+            f"this read must first catch up with another process's merge of the store, under the store's "
+            f"write lock, which stayed held by another process (a long transaction, a script running long "
+            f"on a kvb serve of the store) for the {self.lock_timeout:g} s this server waits for it "
+            "(--lock-timeout, KVB_HTTP_LOCK_TIMEOUT); retry later",
             {"Retry-After": "1"},
         )
 
@@ -1369,7 +1388,7 @@ class _Api:
         limit = parse_int(query.get("limit"), "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
         reverse = parse_bool(query.get("reverse"), "reverse")
         values = parse_bool(query.get("values"), "values")
-        page = await self.call(self._gated_page, prefix, start, limit, reverse, values)
+        page = await self.call_reading(self._gated_page, prefix, start, limit, reverse, values)
         return JSONResponse(page)
 
     def _gated_page(
@@ -1463,7 +1482,7 @@ class _Api:
     async def stats(self, request: Request) -> Response:
         _check_params(parse_query(request.scope.get("query_string", b"")), (), "stats")
         _refuse_preconditions(request, "stats")
-        return JSONResponse(jsonable(await self.call(self._gated_stats)))
+        return JSONResponse(jsonable(await self.call_reading(self._gated_stats)))
 
     def _gated_stats(self) -> dict[str, Any]:
         with self.gate.reading():  # the counts never include part of a transaction of this process

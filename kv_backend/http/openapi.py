@@ -817,6 +817,15 @@ _DOCUMENT: dict[str, Any] = {
 
 
 #: Operations that write to the store: a read-only store (403) or a full disk (507) refuses them.
+#: The reads that may catch up with another process's merge in a worker thread, under the store's
+#: write lock, which they wait for at most --lock-timeout seconds.
+_READS = {
+    ("/v1/keys", "get"),
+    ("/v1/keys/{key}", "get"),
+    ("/v1/keys/{key}", "head"),
+    ("/v1/stats", "get"),
+}
+
 _WRITES = {
     ("/v1/keys/{key}", "put"),
     ("/v1/keys/{key}", "delete"),
@@ -847,6 +856,17 @@ def _add_store_errors(doc: dict[str, Any]) -> None:
                         "retry), or it is closed (store_closed: the server is shutting down), or another "
                         "process held the store's write lock for longer than the server's --lock-timeout "
                         "(lock_timeout, with Retry-After: nothing was written; retry)."
+                    ),
+                )
+            if (path, method) in _READS:
+                responses.setdefault(
+                    "503",
+                    _error(
+                        "The store is still being opened, its log replayed (loading, with Retry-After: "
+                        "retry), or it is closed (store_closed: the server is shutting down), or the read "
+                        "had to catch up with another process's merge under the store's write lock, which "
+                        "another process held for longer than the server's --lock-timeout (lock_timeout, "
+                        "with Retry-After: retry)."
                     ),
                 )
             responses.setdefault(
