@@ -34,13 +34,14 @@ class Server:
         env: dict[str, str] | None = None,
         options: tuple[str, ...] = (),
         open_files: int | None = None,
+        python: tuple[str, ...] = ("-m", "kv_backend"),  # (what runs kvb's command line)
     ) -> None:
         self.path = tmp_path / "store"
         self.port = free_port()
         self.workers = workers
         self.err_path = tmp_path / "stderr.txt"
         self.err = self.err_path.open("w")
-        cmd = [sys.executable, "-m", "kv_backend", "http", "--dir", str(self.path), "--port", str(self.port)]
+        cmd = [sys.executable, *python, "http", "--dir", str(self.path), "--port", str(self.port)]
         cmd += ["--workers", str(workers), "--no-access-log", *options]
 
         def limit() -> None:

@@ -8,7 +8,8 @@ seconds of their start (a crash loop). It stops every worker gracefully on SIGTE
 SIGINT forces them), and stops them all where one fails (its store cannot be opened): that error is
 raised, not retried in a loop. SIGHUP reloads: N new workers start (running what ``reload`` returns:
 the TLS files read again), and the old ones stop gracefully once all the new ones are ready; where
-they cannot start, the old ones serve on. The workers ignore SIGHUP, since a closed terminal sends it to
+they cannot start, or are not all ready within RELOAD_TIMEOUT, the old ones serve on, and a SIGHUP during
+a reload starts it over. The workers ignore SIGHUP, since a closed terminal sends it to
 all of them at once.
 Under systemd, the parent sends ``READY=1`` once every worker has its store open, ``STOPPING=1`` at
 the stop; the workers send nothing.
@@ -57,6 +58,11 @@ _FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 #: A worker that dies within this many seconds of its start counts as one more in a row to die young
 #: (a crash loop); one that lived longer ends the row: it, and the next to die young, are replaced at once.
 HEALTHY_AFTER = 5.0
+
+#: Seconds a reload (SIGHUP) waits for all its new workers to have their store open: then it gives up, as
+#: where one of them fails (the workers serving go on). Far longer than a store takes to open: a worker
+#: not ready by then is stuck.
+RELOAD_TIMEOUT = 300.0
 
 #: Seconds before the second worker in a row that died young is replaced, doubled for each after it,
 #: up to RESTART_DELAY_MAX: a worker that keeps dying does not take the machine's CPU forking.
@@ -115,6 +121,8 @@ class _Supervisor:
         self.reload = reload
         self.generation = 0  # the workers' that serve (the last reload done)
         self.reloading: tuple[int, RunWorker] | None = None  # the generation started, what it runs
+        self.reloads = 0  # the reloads started (each one's workers have its own generation)
+        self.reload_deadline = 0.0  # when the reload under way gives up (time.monotonic())
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
         self.error: BaseException | None = None
@@ -175,6 +183,8 @@ class _Supervisor:
     def _wait(self, wake_r: int) -> None:
         watched = {w.reports.fileno(): w for w in self.workers.values() if w.reports is not None}
         timeout = 1.0 if not self.due else min(1.0, max(0.0, self.due[0] - time.monotonic()))
+        if self.reloading is not None:
+            timeout = min(timeout, max(0.0, self.reload_deadline - time.monotonic()))
         readable, _, _ = select.select([wake_r, *watched], [], [], timeout)
         for fd in readable:
             if fd == wake_r:
@@ -186,6 +196,8 @@ class _Supervisor:
             elif signum == signal.SIGHUP:
                 self._reload()
         self._reap()
+        if self.reloading is not None and time.monotonic() >= self.reload_deadline and not self.stopping:
+            self._reload_timed_out()
         while self.due and self.due[0] <= time.monotonic():
             del self.due[0]
             self._start()
@@ -247,18 +259,24 @@ class _Supervisor:
         """SIGHUP: start ``count`` new workers (see :func:`supervise`)."""
         if self.stopping:
             return
-        if self.reloading is not None:
-            log.warning("SIGHUP: a reload is under way already (new workers starting): ignored")
-            return
         try:
             run_worker = self.run_worker if self.reload is None else self.reload()
         except Exception as exc:  # (a reload never stops the server: KVError says what to fix)
             why = str(exc) if isinstance(exc, KVError) else f"{type(exc).__name__}: {exc}"
             log.error("SIGHUP: cannot reload, the workers serving go on: %s", why)
-            return
+            return  # (a reload under way goes on)
+        if self.reloading is not None:  # started over: the operator asks for a reload now
+            log.warning(
+                "SIGHUP during a reload: starting it over (%.1f s after it started, not all ready); "
+                "stopping its new worker processes %s",
+                RELOAD_TIMEOUT - (self.reload_deadline - time.monotonic()),
+                _pids(self._drop_reload()),
+            )
         systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         log.info("SIGHUP: starting %d new worker processes; the others stop once they are ready", self.count)
-        self.reloading = (self.generation + 1, run_worker)
+        self.reloads += 1
+        self.reloading = (self.reloads, run_worker)
+        self.reload_deadline = time.monotonic() + RELOAD_TIMEOUT
         for _ in range(self.count):
             self._start(run_worker, self.reloading[0])
 
@@ -269,7 +287,7 @@ class _Supervisor:
         new = [w for w in self.workers.values() if w.generation == generation]
         if len(new) < self.count or not all(w.ready for w in new):
             return
-        old = [w for w in self.workers.values() if w.generation != generation]
+        old = [w for w in self.workers.values() if w.generation != generation and not w.retiring]
         self.generation, self.run_worker, self.reloading = generation, run_worker, None
         self.due.clear()  # (replacements of old workers put off: not needed any more)
         self.died_young = 0
@@ -286,18 +304,40 @@ class _Supervisor:
     def _reload_failed(self, worker: _Worker, why: str) -> None:
         """A new worker ended before all were ready: the others started by the reload are stopped,
         and the workers that served before it serve on."""
-        assert self.reloading is not None
-        generation = self.reloading[0]
         reason = str(worker.error) if worker.error is not None else why
         log.error(
             "SIGHUP: cannot reload, the workers serving go on: new worker process [%d] %s", worker.pid, reason
         )
-        self.reloading = None
-        for w in self.workers.values():
-            if w.generation == generation:
-                w.retiring = True
-                _kill(w.pid, signal.SIGTERM)
+        self._drop_reload()
         systemd.notify("READY=1", f"STATUS=serving {self.name} with {self.count} workers")
+
+    def _reload_timed_out(self) -> None:
+        """The reload's new workers were not all ready within RELOAD_TIMEOUT: it gives up, as where
+        one fails, and the workers that served before it serve on."""
+        assert self.reloading is not None
+        generation = self.reloading[0]
+        late = [w for w in self.workers.values() if w.generation == generation and not w.ready]
+        log.error(
+            "SIGHUP: cannot reload, the workers serving go on: new worker processes %s did not have the "
+            "store open within %g s; stopping them",
+            _pids(late),
+            RELOAD_TIMEOUT,
+        )
+        self._drop_reload()
+        systemd.notify("READY=1", f"STATUS=serving {self.name} with {self.count} workers")
+
+    def _drop_reload(self) -> list[_Worker]:
+        """Stop the workers the reload under way started, which are not replaced: those with their store
+        open gracefully (SIGTERM), the others at once (SIGKILL: they accepted no connection yet, and one
+        stuck would not heed SIGTERM). Return them."""
+        assert self.reloading is not None
+        generation = self.reloading[0]
+        self.reloading = None
+        dropped = [w for w in self.workers.values() if w.generation == generation]
+        for w in dropped:
+            w.retiring = True
+            _kill(w.pid, signal.SIGTERM if w.ready else signal.SIGKILL)
+        return dropped
 
     def _replace(self, worker: _Worker, why: str) -> None:
         """Start a worker in place of ``worker``, which died (``why``): at once, unless it is the
