@@ -1142,8 +1142,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_seconds_above_zero,
         default=None,
         metavar="SECONDS",
-        help="how long a write waits for the store's write lock held by another process before it is "
-        "answered 503 lock_timeout (default: $KVB_HTTP_LOCK_TIMEOUT or 5)",
+        help="how long a write (or a read catching up with another process's merge) waits for the "
+        "store's write lock held by another process before it is answered 503 lock_timeout "
+        "(default: $KVB_HTTP_LOCK_TIMEOUT or 5)",
     )
     s.add_argument(
         "--max-pending-bytes",

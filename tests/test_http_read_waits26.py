@@ -13,7 +13,12 @@ import time
 
 import httpx
 from helpers import child_env
+from starlette.testclient import TestClient
 from test_http_etag19 import _serve
+from test_lock_wait25 import Other
+
+from kv_backend.db import DB
+from kv_backend.http import create_app
 
 LOCK_TIMEOUT = 0.5
 MARGIN = 3.0  # seconds past the timeout a loaded machine may take to answer
@@ -137,3 +142,25 @@ def test_a_read_whose_holder_lets_go_within_the_timeout_is_answered(tmp_path, mo
                 holder.kill()
             proc.terminate()
             proc.wait(15)
+
+
+def test_a_read_waiting_for_another_threads_transaction_gives_up_at_the_lock_timeout_too(tmp_path):
+    # A read in a worker thread waited for a transaction that another thread of the process (your own
+    # code on the DB given to create_app) was writing to end, for as long as it lasted.
+    with DB(str(tmp_path / "store")) as db:
+        db.put(b"a", b"0")
+        db.put(b"big", b"x" * 100_000)  # (larger than a read on the event loop)
+        with TestClient(create_app(db, lock_timeout=LOCK_TIMEOUT)) as client:
+            other = Other(db)
+            try:
+                for url in ("/v1/keys/a", "/v1/keys/big", "/v1/keys", "/v1/stats"):
+                    started = time.monotonic()
+                    reply = client.get(url)
+                    _assert_read_timed_out(reply, time.monotonic() - started)  # (before: 200 after 3 s)
+                started = time.monotonic()
+                reply = client.head("/v1/keys/a")
+                _assert_read_timed_out(reply, time.monotonic() - started, head=True)
+            finally:
+                other.end()
+            assert client.get("/v1/keys/a").content == b"0"
+            assert client.get("/v1/keys/txn").content == b"1"  # all of the transaction, once it ended

@@ -903,9 +903,10 @@ class _Api:
 
     async def call_reading(self, fn: Callable[..., T], *args: Any) -> T:
         """:meth:`call` for a read, whose wait for the store's write lock (a catch-up with another
-        process's merge reloads the store under it) ends after :attr:`lock_timeout` seconds, as a
-        write's does: then it is answered 503 lock_timeout, rather than holding its client (and a
-        thread) for as long as another process holds the lock. A read that takes no lock never waits."""
+        process's merge reloads the store under it) or for a transaction another thread of this process
+        is writing to end ends after :attr:`lock_timeout` seconds, as a write's does: then it is
+        answered 503 lock_timeout, rather than holding its client (and a thread) for as long as the
+        lock is held. A read that waits for neither is unchanged."""
         deadline = time.monotonic() + self.lock_timeout
         return await self.call(_until, deadline, self._read_lock_timeout, fn, *args)
 
@@ -983,9 +984,10 @@ class _Api:
         return HTTPAPIError(
             503,
             "lock_timeout",
-            f"this read must first catch up with another process's merge of the store, under the store's "
-            f"write lock, which stayed held by another process (a long transaction, a script running long "
-            f"on a kvb serve of the store) for the {self.lock_timeout:g} s this server waits for it "
+            f"this read must first catch up with another process's merge of the store under its write lock, "
+            f"or see a transaction another thread of this server is writing end, and the lock stayed held "
+            f"(a long transaction, a script running long on a kvb serve of the store) for the "
+            f"{self.lock_timeout:g} s this server waits for it "
             "(--lock-timeout, KVB_HTTP_LOCK_TIMEOUT); retry later",
             {"Retry-After": "1"},
         )
@@ -2164,9 +2166,10 @@ def create_app(
     Bearer <token>``. ``max_value_size`` caps PUT and POST /v1/txn bodies (413 beyond it).
     ``sync`` is the :class:`DB` durability policy used when opening a path. A write waits at most
     ``lock_timeout`` seconds for the store's write lock (held by another process), then is answered
-    503 lock_timeout, nothing written. At most ``max_pending_bytes`` bytes of request bodies (by default
-    4 times ``max_value_size``) are held at once: a body that would pass them is refused before it is
-    read (503 too_many_uploads, or 413 where it alone is larger).
+    503 lock_timeout, nothing written; so does a read that must first catch up with another process's
+    merge (it reloads the store under that lock). At most ``max_pending_bytes`` bytes of request
+    bodies (by default 4 times ``max_value_size``) are held at once: a body that would pass them is
+    refused before it is read (503 too_many_uploads, or 413 where it alone is larger).
     """
     check_app_options(token, max_value_size, lock_timeout, max_pending_bytes)
     owned = not isinstance(db_or_path, DB)

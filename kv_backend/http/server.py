@@ -173,8 +173,9 @@ def serve(
     defaults to ``$KVB_HTTP_TOKEN`` (which keeps it out of ``ps`` output) and
     ``max_value_size`` to ``$KVB_HTTP_MAX_VALUE_SIZE`` or 64 MiB, ``sync`` (the
     store's fsync policy) to ``$KVB_HTTP_SYNC`` or ``"never"``, ``keep_alive`` (seconds an idle
-    connection stays open) to ``$KVB_HTTP_KEEP_ALIVE`` or 5, ``lock_timeout`` (seconds a write waits
-    for the store's write lock before it is answered 503) to ``$KVB_HTTP_LOCK_TIMEOUT`` or 5,
+    connection stays open) to ``$KVB_HTTP_KEEP_ALIVE`` or 5, ``lock_timeout`` (seconds a write, or a read
+    catching up with another process's merge, waits for the store's write lock before it is answered
+    503) to ``$KVB_HTTP_LOCK_TIMEOUT`` or 5,
     ``max_pending_bytes`` (the bytes of request bodies held at once) to ``$KVB_HTTP_MAX_PENDING_BYTES``
     or 4 times ``max_value_size``, ``header_timeout`` (seconds a request's head may take to arrive
     before the connection is closed, answered ``408 request_timeout`` if part of it came) to
