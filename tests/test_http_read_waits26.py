@@ -89,6 +89,8 @@ def test_reads_that_must_reload_a_merged_store_give_up_at_the_lock_timeout(tmp_p
             holder = MergeAndHold(path)
             reply, elapsed = _timed("GET", f"{url}/v1/keys/k15")
             _assert_read_timed_out(reply, elapsed)
+            reply, elapsed = _timed("GET", f"{url}/v1/keys/k15", headers={"Range": "bytes=0-0"})
+            _assert_read_timed_out(reply, elapsed)
             reply, elapsed = _timed("HEAD", f"{url}/v1/keys/k15")
             _assert_read_timed_out(reply, elapsed, head=True)
             reply, elapsed = _timed("GET", f"{url}/v1/keys?prefix=k1")
@@ -104,6 +106,8 @@ def test_reads_that_must_reload_a_merged_store_give_up_at_the_lock_timeout(tmp_p
             got = httpx.get(f"{url}/v1/keys/k15", timeout=30)
             assert got.status_code == 200 and got.content == b"v15"
             assert httpx.head(f"{url}/v1/keys/k15", timeout=30).status_code == 200
+            part = httpx.get(f"{url}/v1/keys/k15", headers={"Range": "bytes=0-0"}, timeout=30)
+            assert part.status_code == 206 and part.content == b"v"
             assert httpx.get(f"{url}/v1/keys/k3", timeout=30).status_code == 404
             listing = httpx.get(f"{url}/v1/keys?prefix=k1", timeout=30).json()
             assert listing["keys"] == ["k10", "k11", "k12", "k13", "k14", "k15", "k16", "k17", "k18", "k19"]

@@ -6,6 +6,7 @@ served before serve throughout (real processes; a new worker made stuck with SIG
 
 from __future__ import annotations
 
+import http.client
 import signal
 import time
 
@@ -31,6 +32,16 @@ def _stuck_new_worker(server: Server, before: set[int]) -> int:
     stuck, _ = _new_child(server, before, time.monotonic() + 30)
     _kill(stuck, signal.SIGSTOP)
     return stuck
+
+
+def _request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        conn.request(method, path, body=body)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
 
 
 def _until_gone(server: Server, pids: set[int]) -> None:
@@ -85,6 +96,7 @@ def test_a_sighup_during_a_stuck_reload_starts_it_over(tmp_path):
     stuck = None
     try:
         before = server.wait_serving()
+        assert _request(server.port, "PUT", "/v1/keys/k", b"v") == (201, b"")
         stuck = _stuck_new_worker(server, before)
         _wait_for(server, "SIGHUP: starting 2 new worker processes")
         assert _healthy(server.port)
@@ -100,6 +112,8 @@ def test_a_sighup_during_a_stuck_reload_starts_it_over(tmp_path):
         serving = server.children()
         assert len(serving) == 2 and not serving & (before | {stuck})
         assert _healthy(server.port)
+        for _ in range(4):  # (the store as it was, whichever new worker answers)
+            assert _request(server.port, "GET", "/v1/keys/k") == (200, b"v")
         assert server.stop() == 0
     finally:
         if stuck is not None:
