@@ -12,11 +12,12 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -304,6 +305,56 @@ def fingerprint(store: str) -> dict[str, str]:
 NOBODY = 65534
 
 
+def become_nobody() -> None:
+    """Become the ``nobody`` user where running as root, who may write any directory (a forked child
+    only)."""
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+
+
+def reachable_dir(prefix: str) -> Iterator[str]:
+    """A fixture's body: a new directory the nobody user can reach (pytest's own is root's alone), removed
+    with what it holds at the end (its directories made reachable again first)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(path, 0o755)
+    yield path
+    for root, dirs, _ in os.walk(path):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+    shutil.rmtree(path)
+
+
+def waiting_for_flock(inode: int) -> bool:
+    """Whether a process waits for a ``flock`` on the file of ``inode`` (Linux: ``/proc/locks``)."""
+    with open("/proc/locks") as f:
+        return any("->" in line and line.split()[6].endswith(f":{inode}") for line in f)
+
+
+def fork_talking(child: Callable[[int, int], object]) -> tuple[int, int, int]:
+    """Fork a child that runs ``child(orders, answers)``: a pipe's end to read the test's orders from, and
+    one to write its answers to; it exits 0 if that returned, 1 if not (its traceback written to the
+    answers first). Returns (pid, the end to write orders to, the end to read answers from)."""
+    orders_r, orders_w = os.pipe()
+    answers_r, answers_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.close(orders_w)
+            os.close(answers_r)
+            child(orders_r, answers_w)
+            code = 0
+        except BaseException:
+            os.write(answers_w, traceback.format_exc().encode())
+        finally:
+            os._exit(code)
+    os.close(orders_r)
+    os.close(answers_w)
+    return pid, orders_w, answers_r
+
+
 def run_as_nobody(fn: Callable[[], Any]) -> Any:
     """Run ``fn()`` in a forked child, as the ``nobody`` user if the tests run as root; return what
     it returned (picklable). Raises AssertionError with the child's traceback if ``fn`` raised."""
@@ -311,10 +362,7 @@ def run_as_nobody(fn: Callable[[], Any]) -> Any:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         try:
-            if os.geteuid() == 0:
-                os.setgroups([])
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
+            become_nobody()
             out: Any = ("ok", fn())
         except BaseException:
             out = ("raised", traceback.format_exc())

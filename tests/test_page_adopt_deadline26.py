@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 
 import pytest
-from helpers import NOBODY, exit_code
+from helpers import become_nobody, exit_code, fork_talking, reachable_dir
 
 from kv_backend import DB
 from kv_backend.files import STATE_FILE
@@ -32,14 +30,8 @@ PATIENCE = 10.0
 
 @pytest.fixture
 def base() -> Iterator[str]:
-    """A directory the reader can reach (pytest's own is root's alone), removed with what it holds."""
-    path = tempfile.mkdtemp(prefix="kvb-adopt-")
-    os.chmod(path, 0o755)
-    yield path
-    for root, dirs, _ in os.walk(path):
-        for d in dirs:
-            os.chmod(os.path.join(root, d), 0o755)
-    shutil.rmtree(path)
+    """A directory the reader can reach, removed with what it holds."""
+    yield from reachable_dir("kvb-adopt-")
 
 
 def _reader(path: str, orders: int, answers: int) -> None:  # pragma: no cover - child
@@ -51,10 +43,7 @@ def _reader(path: str, orders: int, answers: int) -> None:  # pragma: no cover -
     from kv_backend.errors import LockTimeoutError
     from kv_backend.locking import waiting_until
 
-    if os.geteuid() == 0:
-        os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
+    become_nobody()
     kv_backend.db_common.PAGE_LOOK_INTERVAL = 0.0  # (every read looks whether a writer made the page)
     with DB(path, read_only=True) as db:
         os.write(answers, b"opened\n")
@@ -86,20 +75,7 @@ def test_a_read_under_a_deadline_gives_up_mapping_a_page_held_by_a_swap(base):
         db[b"k"] = b"old"
     os.unlink(os.path.join(path, STATE_FILE))  # (no writer opened it since: as after a restore)
     os.chmod(path, 0o555)
-    orders_r, orders_w = os.pipe()
-    answers_r, answers_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            os.close(orders_w)
-            os.close(answers_r)
-            _reader(path, orders_r, answers_w)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(orders_r)
-    os.close(answers_w)
+    pid, orders_w, answers_r = fork_talking(lambda orders, answers: _reader(path, orders, answers))
     held = -1
     try:
         assert _answer(answers_r) == "opened\n"

@@ -16,17 +16,15 @@ import errno
 import os
 import random
 import select
-import shutil
 import signal
 import stat
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import NOBODY, exit_code, run_as_nobody, wait_for
+from helpers import become_nobody, exit_code, reachable_dir, run_as_nobody, wait_for, waiting_for_flock
 from zygote import Zygote
 
 import kv_backend.dbm
@@ -39,24 +37,10 @@ from kv_backend.state import SharedState, in_use, kept_unopened
 KEYS = 20
 
 
-def _drop_privileges() -> None:
-    """Become ``nobody`` where running as root, who may write any directory (a forked child only)."""
-    if os.geteuid() == 0:
-        os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
-
-
 @pytest.fixture
 def base() -> Iterator[str]:
-    """A directory the readers can reach (pytest's own is root's alone), removed with what it holds."""
-    path = tempfile.mkdtemp(prefix="kvb-readonly-")
-    os.chmod(path, 0o755)
-    yield path
-    for root, dirs, _ in os.walk(path):
-        for d in dirs:
-            os.chmod(os.path.join(root, d), 0o755)
-    shutil.rmtree(path)
+    """A directory the readers can reach, removed with what it holds."""
+    yield from reachable_dir("kvb-readonly-")
 
 
 def _unwritable_store(path: str, tag: bytes) -> str:
@@ -88,7 +72,7 @@ def _hold_in_child(open_store: Callable[[str], Any], path: str) -> tuple[int, in
     if pid == 0:  # pragma: no cover - child
         code = 1
         try:
-            _drop_privileges()
+            become_nobody()
             with open_store(path):
                 os.write(opened_w, b"o")
                 os.read(close_r, 1)
@@ -126,12 +110,6 @@ def test_a_read_only_open_without_a_page_keeps_the_store_in_use(base, open_store
     assert not in_use(path)  # let go at close
 
 
-def _waiting_on(inode: int) -> bool:
-    """Whether a process waits for a ``flock`` on the file of ``inode`` (Linux: ``/proc/locks``)."""
-    with open("/proc/locks") as f:
-        return any("->" in line and line.split()[6].endswith(f":{inode}") for line in f)
-
-
 def test_an_open_without_a_page_waits_for_the_swap_then_opens_the_store_swapped_in(base):
     if not os.path.exists("/proc/locks"):
         pytest.skip("needs /proc/locks (Linux) to see the open wait")
@@ -143,7 +121,7 @@ def test_an_open_without_a_page_waits_for_the_swap_then_opens_the_store_swapped_
     if pid == 0:  # pragma: no cover - child
         code = 1
         try:
-            _drop_privileges()
+            become_nobody()
             os.read(go_r, 1)
             with DB(path, read_only=True) as db:
                 os.write(tags_w, _tag(db))
@@ -160,10 +138,10 @@ def test_an_open_without_a_page_waits_for_the_swap_then_opens_the_store_swapped_
             inode = os.stat(path).st_ino
 
             def waits_or_is_done() -> bool:
-                return _waiting_on(inode) or bool(select.select([tags_r], [], [], 0)[0])
+                return waiting_for_flock(inode) or bool(select.select([tags_r], [], [], 0)[0])
 
             wait_for(waits_or_is_done, what="the open waiting for the swap")
-            assert _waiting_on(inode), "the open did not wait for the swap"
+            assert waiting_for_flock(inode), "the open did not wait for the swap"
             if not exchange_paths(restored, path):
                 pytest.skip("this file system cannot exchange two directories in one step")
         assert exit_code(pid) == 0
@@ -415,7 +393,7 @@ def test_a_child_forked_with_the_store_open_keeps_it_in_use_after_its_parent_clo
         try:
             os.close(said_r)
             os.close(tell_w)  # (the test's alone: closing it tells the grandchild too, should the test fail)
-            _drop_privileges()
+            become_nobody()
             db = DB(path, read_only=True)
             grandchild = os.fork()
             if grandchild == 0:
@@ -486,7 +464,7 @@ def test_a_read_only_open_without_a_page_follows_a_writer_that_makes_one(base, m
         code = 1
         try:
             os.close(said_r)
-            _drop_privileges()
+            become_nobody()
             with DB(path, read_only=True) as db:
                 assert _tag(db) == b"old"
                 os.write(said_w, b"o")
