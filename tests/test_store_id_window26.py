@@ -20,16 +20,23 @@ import contextlib
 import errno
 import os
 import select
-import shutil
 import subprocess
-import tempfile
 import threading
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import NOBODY, exit_code, nobody_dir, spawn_python, stop_process, wait_for
+from helpers import (
+    become_nobody,
+    exit_code,
+    fork_talking,
+    nobody_dir,
+    reachable_dir,
+    spawn_python,
+    stop_process,
+    wait_for,
+    waiting_for_flock,
+)
 
 import kv_backend.db as db_module
 import kv_backend.files as files_module
@@ -230,22 +237,10 @@ def test_an_open_beside_another_process_whose_id_is_taken_back_adds_one(tmp_path
     assert read_store_id(store) == given
 
 
-def _waiting_on(inode: int) -> bool:
-    """Whether a process waits for a ``flock`` on the file of ``inode`` (Linux: ``/proc/locks``)."""
-    with open("/proc/locks") as f:
-        return any("->" in line and line.split()[6].endswith(f":{inode}") for line in f)
-
-
 @pytest.fixture
 def base() -> Iterator[str]:
-    """A directory the nobody user can reach (pytest's own is root's alone), removed with what it holds."""
-    path = tempfile.mkdtemp(prefix="kvb-window-")
-    os.chmod(path, 0o755)
-    yield path
-    for root, dirs, _ in os.walk(path):
-        for d in dirs:
-            os.chmod(os.path.join(root, d), 0o755)
-    shutil.rmtree(path)
+    """A directory the nobody user can reach, removed with what it holds."""
+    yield from reachable_dir("kvb-window-")
 
 
 def test_a_backup_of_a_reader_whose_lock_keeps_no_writer_out_never_names_a_taken_back_id(base):
@@ -260,35 +255,21 @@ def test_a_backup_of_a_reader_whose_lock_keeps_no_writer_out_never_names_a_taken
         os.unlink(os.path.join(store, name))
     os.chmod(store, 0o555)
     target = nobody_dir(base, "bk")
-    orders_r, orders_w = os.pipe()
-    answers_r, answers_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            os.close(orders_w)
-            os.close(answers_r)
-            # (A backup made before becoming nobody loads every module a backup needs: root's interpreter
-            # may be unreadable to nobody.)
-            with DB(os.path.join(base, "warm")) as warm:
-                warm.backup(os.path.join(base, "warm-bk"))
-            if os.geteuid() == 0:
-                os.setgroups([])
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-            with DB(store, read_only=True) as db:
-                assert not db._lock.excludes_writers
-                os.write(answers_w, b"opened\n")
-                os.read(orders_r, 1)
-                db.backup(target, name="b1")
-                os.write(answers_w, b"%s\n" % str(list_backups(target)[0].store_id).encode())
-            code = 0
-        except BaseException:
-            os.write(answers_w, traceback.format_exc().encode())
-        finally:
-            os._exit(code)
-    os.close(orders_r)
-    os.close(answers_w)
+
+    def back_up_as_nobody(orders: int, answers: int) -> None:  # pragma: no cover - child
+        # (A backup made before becoming nobody loads every module a backup needs: root's interpreter may
+        # be unreadable to nobody.)
+        with DB(os.path.join(base, "warm")) as warm:
+            warm.backup(os.path.join(base, "warm-bk"))
+        become_nobody()
+        with DB(store, read_only=True) as db:
+            assert not db._lock.excludes_writers
+            os.write(answers, b"opened\n")
+            os.read(orders, 1)
+            db.backup(target, name="b1")
+            os.write(answers, b"%s\n" % str(list_backups(target)[0].store_id).encode())
+
+    pid, orders_w, answers_r = fork_talking(back_up_as_nobody)
     adder = None
     try:
         opened = os.read(answers_r, 4000)
@@ -301,7 +282,7 @@ def test_a_backup_of_a_reader_whose_lock_keeps_no_writer_out_never_names_a_taken
         os.write(orders_w, b"b")
         inode = os.stat(os.path.join(store, LOCK_FILE)).st_ino
         wait_for(
-            lambda: _waiting_on(inode) or select.select([answers_r], [], [], 0)[0],
+            lambda: waiting_for_flock(inode) or select.select([answers_r], [], [], 0)[0],
             what="the backup waiting for the lock, or done",
         )
         adder.stdin.write("go\n")
