@@ -31,6 +31,21 @@ def _old_store(path: Path) -> str:
     return str(path)
 
 
+def _opener(store: str) -> tuple[threading.Thread, list[BaseException]]:
+    """A thread (not started) that opens ``store`` for writing, adding its id, and closes it; and the list
+    that receives what the open raised."""
+    errors: list[BaseException] = []
+
+    def open_for_writing() -> None:
+        try:
+            with DB(store):
+                pass
+        except BaseException as exc:  # pragma: no cover - reported by the test
+            errors.append(exc)
+
+    return threading.Thread(target=open_for_writing), errors
+
+
 def _failing_fsync_dir(monkeypatch, before=None) -> list[str]:
     """Make the store id module's directory fsyncs fail (EIO), calling ``before()`` at the first; the
     directories it was asked to fsync."""
@@ -75,16 +90,7 @@ def test_a_backup_never_records_an_id_another_process_has_not_made_durable(tmp_p
     store = _old_store(tmp_path / "s")
     in_window, backup_done = threading.Event(), threading.Event()
     _failing_fsync_dir(monkeypatch, before=lambda: (in_window.set(), backup_done.wait(10)))
-    errors: list[BaseException] = []
-
-    def open_for_writing() -> None:
-        try:
-            with DB(store):
-                pass
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    adder = threading.Thread(target=open_for_writing)
+    adder, errors = _opener(store)
     with DB(store, read_only=True) as reader:
         real = reader.snapshot_files
 

@@ -37,6 +37,7 @@ from helpers import (
     wait_for,
     waiting_for_flock,
 )
+from test_store_id_durable26 import _old_store, _opener
 
 import kv_backend.db as db_module
 import kv_backend.files as files_module
@@ -44,15 +45,8 @@ import kv_backend.salvage as salvage_module
 import kv_backend.store_id as store_id_module
 from kv_backend import DB
 from kv_backend.backup import backup_store, list_backups
-from kv_backend.files import FORMAT_FILE, FORMAT_TEXT, LOCK_FILE, STATE_FILE
+from kv_backend.files import LOCK_FILE, STATE_FILE
 from kv_backend.store_id import read_store_id
-
-
-def _old_store(path: Path) -> str:
-    with DB(str(path)) as db:
-        db.put(b"k", b"v")
-    (path / FORMAT_FILE).write_text(FORMAT_TEXT)  # (as versions before ids left it)
-    return str(path)
 
 
 @contextlib.contextmanager
@@ -62,7 +56,6 @@ def _id_in_its_window(store: str, monkeypatch) -> Iterator[threading.Event]:
     that window; setting the event it is given lets the opener go on (at its exit at the latest)."""
     real = store_id_module.fsync_dir
     in_window, go_on = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
 
     def fsync_dir(path: str) -> None:
         if threading.current_thread() is not adder:
@@ -73,15 +66,8 @@ def _id_in_its_window(store: str, monkeypatch) -> Iterator[threading.Event]:
             assert go_on.wait(30)
         raise OSError(errno.EIO, "Input/output error")
 
-    def open_for_writing() -> None:
-        try:
-            with DB(store):
-                pass
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
+    adder, errors = _opener(store)
     monkeypatch.setattr(store_id_module, "fsync_dir", fsync_dir)
-    adder = threading.Thread(target=open_for_writing)
     adder.start()
     try:
         assert in_window.wait(30)
