@@ -11,9 +11,11 @@ first take (a call the reload makes between the two takes, wrapped).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 from helpers import spawn_python, stop_process
@@ -62,13 +64,25 @@ def _store(tmp_path) -> str:
     return path
 
 
-def _other(path: str) -> subprocess.Popen:
+@contextlib.contextmanager
+def _other(path: str, monkeypatch) -> Iterator[list[float]]:
+    """The other process, once it has merged the store, set to take the lock between this process's
+    reload's two takes (:func:`_held_between_the_takes`, whose list of times it was told the block gets).
+    At the block's end its stdin is closed (it lets the lock go, and exits), and it is waited for: it must
+    have exited 0 (where the block raised nothing)."""
     proc = spawn_python(
         OTHER, path, str(KEYS), str(HOLD), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "merged"
-    return proc
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "merged"
+        yield _held_between_the_takes(monkeypatch, proc)
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(HOLD + 10)
+        stop_process(proc)
+    assert proc.returncode == 0
 
 
 def _held_between_the_takes(monkeypatch, proc: subprocess.Popen) -> list[float]:
@@ -105,9 +119,7 @@ def test_a_write_reloading_after_a_merge_gives_up_at_its_deadline_if_the_lock_is
     path = _store(tmp_path)
     with DB(path, max_file_size=4096) as db:
         assert db.get(b"k0") == b"old-0"
-        proc = _other(path)
-        try:
-            told = _held_between_the_takes(monkeypatch, proc)
+        with _other(path, monkeypatch) as told:
             started = time.monotonic()
             with pytest.raises(LockTimeoutError, match="nothing was written"), waiting_until(started + LIMIT):
                 if call == "put":
@@ -120,12 +132,6 @@ def test_a_write_reloading_after_a_merge_gives_up_at_its_deadline_if_the_lock_is
             took = time.monotonic() - started
             assert told, "the write did not reload the merged store"
             assert took < LIMIT + MARGIN, f"the write gave up {took:.2f} s after it began"
-        finally:
-            if proc.stdin is not None:
-                proc.stdin.close()  # (the other process lets the lock go, and exits)
-            proc.wait(HOLD + 10)
-            stop_process(proc)
-        assert proc.returncode == 0
         monkeypatch.undo()
         # Nothing was written, and this handle serves the merged store once the lock is free.
         assert db.get(b"new") is None
@@ -140,9 +146,7 @@ def test_kvb_http_answers_lock_timeout_to_a_put_whose_reload_finds_the_lock_take
     path = _store(tmp_path)
     with DB(path, max_file_size=4096) as db, TestClient(create_app(db, lock_timeout=LIMIT)) as client:
         assert client.get("/v1/keys/k0").content == b"old-0"
-        proc = _other(path)
-        try:
-            told = _held_between_the_takes(monkeypatch, proc)
+        with _other(path, monkeypatch) as told:
             started = time.monotonic()
             reply = client.put("/v1/keys/new", content=b"v")
             took = time.monotonic() - started
@@ -150,12 +154,6 @@ def test_kvb_http_answers_lock_timeout_to_a_put_whose_reload_finds_the_lock_take
             assert reply.status_code == 503, reply.text
             assert reply.json()["error"] == "lock_timeout"
             assert took < LIMIT + MARGIN, f"answered {took:.2f} s after the request"
-        finally:
-            if proc.stdin is not None:
-                proc.stdin.close()
-            proc.wait(HOLD + 10)
-            stop_process(proc)
-        assert proc.returncode == 0
         monkeypatch.undo()
         assert client.get("/v1/keys/new").status_code == 404  # nothing was written
         assert client.get("/v1/keys/k0").content == b"merged-0"
@@ -168,21 +166,13 @@ def test_a_call_that_may_not_wait_never_reloads_a_merged_store(tmp_path, monkeyp
     path = _store(tmp_path)
     with DB(path, max_file_size=4096) as db:
         assert db.get(b"k0") == b"old-0"
-        proc = _other(path)
-        try:
-            told = _held_between_the_takes(monkeypatch, proc)
+        with _other(path, monkeypatch) as told:
             started = time.monotonic()
             for fn in (lambda: db.put(b"new", b"v"), lambda: db.get(b"k0")):
                 with pytest.raises(LockTimeoutError), waiting_until(NO_WAIT):
                     fn()
             assert time.monotonic() - started < MARGIN
             assert not told  # (no reload began)
-        finally:
-            if proc.stdin is not None:
-                proc.stdin.close()
-            proc.wait(HOLD + 10)
-            stop_process(proc)
-        assert proc.returncode == 0
         monkeypatch.undo()
         assert db.get(b"k0") == b"merged-0"
     _whole(path)
@@ -209,21 +199,13 @@ def test_a_reload_given_up_at_its_install_closes_the_files_it_opened(tmp_path, m
     path = _store(tmp_path)
     with DB(path, max_file_size=4096) as db:
         assert db.get(b"k0") == b"old-0"
-        proc = _other(path)
-        try:
-            _held_between_the_takes(monkeypatch, proc)
+        with _other(path, monkeypatch):
             merged = {os.path.join(path, data_name(fid)) for fid in list_data_files(path)}
             assert not _held_by_this_process(merged)  # (the view is still the files before the merge)
             with pytest.raises(LockTimeoutError) as kept, waiting_until(time.monotonic() + LIMIT):
                 db.put(b"new", b"v")
             assert kept.value.__traceback__ is not None  # (kept, and the frames it holds)
             assert not _held_by_this_process(merged)  # (before: the merged files, still open and mapped)
-        finally:
-            if proc.stdin is not None:
-                proc.stdin.close()
-            proc.wait(HOLD + 10)
-            stop_process(proc)
-        assert proc.returncode == 0
         monkeypatch.undo()
         assert db.get(b"k0") == b"merged-0"
     _whole(path)
