@@ -425,6 +425,23 @@ def nobody_writes_and_merges(path: str, key: bytes) -> bytes | None:
     return run_as_nobody(work)
 
 
+def python_calls(fn: Callable[[], object]) -> list[str]:
+    """The names of the Python functions ``fn()`` calls, in order, ``fn``'s own first (C functions left
+    out): what a hot path runs, for tests that hold it to a few calls."""
+    names: list[str] = []
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        if event == "call":
+            names.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return names
+
+
 def thread_reporting(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
     """A daemon thread (not started) that runs ``fn()``, and the list that receives what it
     returned or the exception it raised, for tests that pause it at a chosen point."""

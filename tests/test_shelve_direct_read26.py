@@ -5,11 +5,10 @@ a closed shelf, damage, undecodable values and other processes' writes give what
 from __future__ import annotations
 
 import pickle
-import sys
 import threading
 
 import pytest
-from helpers import run_python
+from helpers import python_calls, run_python
 from test_store_fast_read18 import _record_offset
 
 import kv_backend.shelve as kshelve
@@ -18,31 +17,15 @@ from kv_backend import dbm as kdbm
 from kv_backend.serializers import PickleDeserializationError
 
 
-def _calls(fn) -> list[str]:
-    """The names of the Python functions ``fn()`` calls (its own frame and C functions left out)."""
-    names: list[str] = []
-
-    def profile(frame, event, arg):
-        if event == "call":
-            names.append(frame.f_code.co_name)
-
-    sys.setprofile(profile)
-    try:
-        fn()
-    finally:
-        sys.setprofile(None)
-    return names
-
-
 def test_a_read_of_a_plain_shelf_calls_no_other_python_function(tmp_path):
     with kshelve.open(str(tmp_path / "s")) as shelf:
         shelf["k"] = {"a": 1}
         got = []
-        assert _calls(lambda: got.append(shelf["k"])) == ["<lambda>", "__getitem__"]
+        assert python_calls(lambda: got.append(shelf["k"])) == ["<lambda>", "__getitem__"]
         assert got == [{"a": 1}]
         with Store(str(tmp_path / "t")) as store:  # (the same for a Store)
             store["k"] = [1]
-            assert _calls(lambda: got.append(store["k"])) == ["<lambda>", "__getitem__"]
+            assert python_calls(lambda: got.append(store["k"])) == ["<lambda>", "__getitem__"]
 
 
 def test_store_and_shelf_read_through_code_objects_of_their_own(tmp_path):

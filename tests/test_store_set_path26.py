@@ -6,29 +6,17 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 
-from helpers import exit_code, fork_child, run_python
+from helpers import exit_code, fork_child, python_calls, run_python
 
 import kv_backend.shelve as kshelve
 from kv_backend import DB, Store
 
 
 def _calls(fn) -> list[str]:
-    """The names of the Python functions ``fn()`` calls, in order (C functions left out)."""
-    names: list[str] = []
-
-    def profile(frame, event, arg):
-        if event == "call":
-            names.append(frame.f_code.co_name)
-
-    sys.setprofile(profile)
-    try:
-        fn()
-    finally:
-        sys.setprofile(None)
-    return names[1:]  # (fn itself)
+    """The names of the Python functions ``fn()`` calls, in order (C functions and ``fn`` itself left out)."""
+    return python_calls(fn)[1:]
 
 
 def test_the_hottest_put_calls_only_encode_and_the_lock(tmp_path):
