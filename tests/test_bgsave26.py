@@ -9,9 +9,7 @@ a fsync as slow as the test wants, deterministically. An "f" through the gate ma
 
 from __future__ import annotations
 
-import os
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -20,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gate_helpers import GatedServer, serving
 from helpers import (
-    child_env,
     free_port,
     require_tool,
     start_own_server,
@@ -62,22 +60,18 @@ STARTED = b"+Background saving started\r\n"
 IN_PROGRESS = b"-ERR Background save already in progress\r\n"
 
 
-class Gated:
-    """kvb serve with the gate, its log in a file."""
+class Gated(GatedServer):
+    """kvb serve with the gate (on DB.sync), its log in a file."""
 
     def __init__(self, tmp: Path, max_file_size: int | None = None) -> None:
+        super().__init__()
         self.tmp = tmp
         self.max_file_size = max_file_size
         self.store = str(tmp / "store")
         self.log = tmp / "serve.log"
-        self.gate_r, self.gate_w = os.pipe()
-        self.said_r, self.said_w = os.pipe()
-        self.proc: subprocess.Popen | None = None
-        self.clients: list[Raw] = []
 
     def start(self) -> None:
-        env = child_env()
-        env["KVB_TEST_GATE"], env["KVB_TEST_SAID"] = str(self.gate_r), str(self.said_w)
+        env = self.gate_env()
         if self.max_file_size:
             env["KVB_TEST_MAX_FILE"] = str(self.max_file_size)
 
@@ -91,38 +85,10 @@ class Gated:
 
         self.proc, (self.port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
 
-    def client(self) -> Raw:
-        raw = Raw(self.port, 2)
-        self.clients.append(raw)
-        wait_for(lambda: raw.call("PING") == b"+PONG\r\n", 30, "the store open")
-        return raw
-
-    def said(self, timeout: float = 30) -> bytes:
-        """Where the next DB.sync runs ("T" or "L"), once one starts; b"" if none within ``timeout``."""
-        ready, _, _ = select.select([self.said_r], [], [], timeout)
-        return os.read(self.said_r, 1) if ready else b""
-
-    def open_gate(self, how: bytes = b"x") -> None:
-        os.write(self.gate_w, how)
-
-    def stop(self) -> None:
-        for raw in self.clients:
-            raw.close()
-        if self.proc is not None:
-            os.write(self.gate_w, b"x" * 16)  # (no fsync left waiting at the gate)
-            stop_process(self.proc)
-        for fd in (self.gate_r, self.gate_w, self.said_r, self.said_w):
-            os.close(fd)
-
 
 @pytest.fixture
 def server(tmp_path) -> Iterator[Gated]:
-    gated = Gated(tmp_path)
-    try:
-        gated.start()
-        yield gated
-    finally:
-        gated.stop()
+    yield from serving(Gated(tmp_path))
 
 
 def persistence(raw: Raw) -> dict[str, str]:

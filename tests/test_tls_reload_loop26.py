@@ -9,7 +9,6 @@ not, says first on which thread it runs ("T": a worker, "L": the event loop's)."
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import ssl
@@ -21,7 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import child_env, free_port, listens_on, stop_process, wait_for
+from gate_helpers import GatedServer, serving
+from helpers import free_port, listens_on, stop_process, wait_for
 from resp_helpers import Raw, is_listener, wait_for_port
 from tls_helpers import Certs
 
@@ -62,18 +62,12 @@ def other(tmp_path_factory) -> Certs:
     return Certs(tmp_path_factory.mktemp("other"))
 
 
-class Gated:
-    """kvb serve with the gate, on a plaintext port and a TLS port (``certs``' files)."""
-
-    def __init__(self) -> None:
-        self.gate_r, self.gate_w = os.pipe()
-        self.said_r, self.said_w = os.pipe()
-        self.proc: subprocess.Popen | None = None
-        self.clients: list[Raw] = []
+class Gated(GatedServer):
+    """kvb serve with the gate (on the TLS context builds), on a plaintext port and a TLS port (``certs``'
+    files)."""
 
     def start(self, tmp: Path, certs: Certs) -> None:
-        env = child_env()
-        env["KVB_TEST_GATE"], env["KVB_TEST_SAID"] = str(self.gate_r), str(self.said_w)
+        env = self.gate_env()
         for _ in range(5):  # (a free port may be a parallel test's server's by the time this one listens)
             self.port, self.tls_port = free_port(), free_port()
             cmd = [sys.executable, "-c", _SERVE_WITH_A_GATE, "--dir", str(tmp / f"store-{self.port}")]
@@ -96,38 +90,10 @@ class Gated:
         else:
             raise AssertionError("five free ports in a row were others' by the time kvb serve listened")
 
-    def client(self) -> Raw:
-        raw = Raw(self.port, 2)
-        self.clients.append(raw)
-        wait_for(lambda: raw.call("PING") == b"+PONG\r\n", 30, "the store open")
-        return raw
-
-    def said(self, timeout: float = 30) -> bytes:
-        """Where the next build runs ("T" or "L"), once one starts; b"" if none starts within ``timeout``."""
-        ready, _, _ = select.select([self.said_r], [], [], timeout)
-        return os.read(self.said_r, 1) if ready else b""
-
-    def open_gate(self) -> None:
-        os.write(self.gate_w, b"x")
-
-    def stop(self) -> None:
-        for raw in self.clients:
-            raw.close()
-        if self.proc is not None:
-            os.write(self.gate_w, b"x" * 16)  # (no build left waiting at the gate)
-            stop_process(self.proc)
-        for fd in (self.gate_r, self.gate_w, self.said_r, self.said_w):
-            os.close(fd)
-
 
 @pytest.fixture
 def server(tmp_path, certs) -> Iterator[Gated]:
-    gated = Gated()
-    try:
-        gated.start(tmp_path, certs)
-        yield gated
-    finally:
-        gated.stop()
+    yield from serving(Gated(), tmp_path, certs)
 
 
 def send(raw: Raw, *commands: tuple[str, ...]) -> None:
