@@ -26,6 +26,7 @@ from collections.abc import Iterator
 import pytest
 import test_bgsave26
 import test_tls_reload_loop26
+from gate_helpers import serving
 from helpers import wait_for
 from resp_helpers import Raw
 from test_tls_reload_loop26 import client_id, config_get, der, nothing_to_read, pair, send, served_cert
@@ -62,14 +63,8 @@ def reply_within(raw: Raw, seconds: float = PROMPT) -> bytes | None:
     return raw._read()
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def other(tmp_path_factory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("other"))
+#: The TLS reload tests' module-scoped fixtures: this module's own certificates and key, and another set.
+certs, other = test_tls_reload_loop26.certs, test_tls_reload_loop26.other
 
 
 def _no_thread(monkeypatch, module, names: str, times: int = 1) -> None:
@@ -81,23 +76,13 @@ def _no_thread(monkeypatch, module, names: str, times: int = 1) -> None:
 @pytest.fixture
 def tls_server_no_thread(tmp_path, certs, monkeypatch) -> Iterator[test_tls_reload_loop26.Gated]:
     _no_thread(monkeypatch, test_tls_reload_loop26, "kvb-tls-settings")
-    gated = test_tls_reload_loop26.Gated()
-    try:
-        gated.start(tmp_path, certs)
-        yield gated
-    finally:
-        gated.stop()
+    yield from serving(test_tls_reload_loop26.Gated(), tmp_path, certs)
 
 
 @pytest.fixture
 def bgsave_server_no_thread(tmp_path, monkeypatch) -> Iterator[test_bgsave26.Gated]:
     _no_thread(monkeypatch, test_bgsave26, "kvb-bgsave")
-    gated = test_bgsave26.Gated(tmp_path)
-    try:
-        gated.start()
-        yield gated
-    finally:
-        gated.stop()
+    yield from serving(test_bgsave26.Gated(tmp_path))
 
 
 def rotate(certs: Certs) -> tuple[str, ...]:
@@ -212,12 +197,7 @@ def test_each_log_line_is_one_write_so_that_the_threads_lines_never_run_together
 
 @pytest.fixture
 def tls_server(tmp_path, certs) -> Iterator[test_tls_reload_loop26.Gated]:
-    gated = test_tls_reload_loop26.Gated()
-    try:
-        gated.start(tmp_path, certs)
-        yield gated
-    finally:
-        gated.stop()
+    yield from serving(test_tls_reload_loop26.Gated(), tmp_path, certs)
 
 
 def read_to_end(raw: Raw) -> bytes:
