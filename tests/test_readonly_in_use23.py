@@ -24,7 +24,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import become_nobody, exit_code, reachable_dir, run_as_nobody, wait_for, waiting_for_flock
+from helpers import (
+    become_nobody,
+    exit_code,
+    fork_talking,
+    reachable_dir,
+    run_as_nobody,
+    wait_for,
+    waiting_for_flock,
+)
 from zygote import Zygote
 
 import kv_backend.dbm
@@ -66,21 +74,14 @@ def _tag(db: DB) -> bytes:
 def _hold_in_child(open_store: Callable[[str], Any], path: str) -> tuple[int, int, int]:
     """Fork a child that opens the store at ``path`` with ``open_store`` as an unprivileged user and keeps
     it open until told; return (pid, fd to read its "opened" byte from, fd to tell it to close on)."""
-    opened_r, opened_w = os.pipe()
-    close_r, close_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            become_nobody()
-            with open_store(path):
-                os.write(opened_w, b"o")
-                os.read(close_r, 1)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(opened_w)
-    os.close(close_r)
+
+    def hold(close: int, opened: int) -> None:  # pragma: no cover - child
+        become_nobody()
+        with open_store(path):
+            os.write(opened, b"o")
+            os.read(close, 1)
+
+    pid, close_w, opened_r = fork_talking(hold)
     return pid, opened_r, close_w
 
 
@@ -115,21 +116,14 @@ def test_an_open_without_a_page_waits_for_the_swap_then_opens_the_store_swapped_
         pytest.skip("needs /proc/locks (Linux) to see the open wait")
     path = _unwritable_store(os.path.join(base, "cache"), b"old")
     restored = _unwritable_store(os.path.join(base, "cache.restoring-1"), b"new")
-    tags_r, tags_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            become_nobody()
-            os.read(go_r, 1)
-            with DB(path, read_only=True) as db:
-                os.write(tags_w, _tag(db))
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(tags_w)
-    os.close(go_r)
+
+    def open_when_told(go: int, tags: int) -> None:  # pragma: no cover - child
+        become_nobody()
+        os.read(go, 1)
+        with DB(path, read_only=True) as db:
+            os.write(tags, _tag(db))
+
+    pid, go_w, tags_r = fork_talking(open_when_told)
     try:
         # (No page added: the open has none, and waits on the directory.)
         with kept_unopened(path, add_page=False) as unused:
@@ -385,32 +379,26 @@ def test_a_read_only_open_of_a_store_whose_page_is_too_short_keeps_it_in_use(bas
 
 def test_a_child_forked_with_the_store_open_keeps_it_in_use_after_its_parent_closes_it(base):
     path = _unwritable_store(os.path.join(base, "cache"), b"old")
-    said_r, said_w = os.pipe()
-    tell_r, tell_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            os.close(said_r)
-            os.close(tell_w)  # (the test's alone: closing it tells the grandchild too, should the test fail)
-            become_nobody()
-            db = DB(path, read_only=True)
-            grandchild = os.fork()
-            if grandchild == 0:
-                try:
-                    os.read(tell_r, 1)
-                    assert _tag(db) == b"old"  # (still open here)
-                    db.close()
-                    os.write(said_w, b"b")
-                finally:
-                    os._exit(0)
-            db.close()
-            os.write(said_w, b"a")
-            code = exit_code(grandchild)
-        finally:
-            os._exit(code)
-    os.close(said_w)
-    os.close(tell_r)
+
+    # (The child has no end of the test's to write to: closing it tells the grandchild too, should the
+    # test fail.)
+    def open_then_fork(tell: int, said: int) -> None:  # pragma: no cover - child
+        become_nobody()
+        db = DB(path, read_only=True)
+        grandchild = os.fork()
+        if grandchild == 0:
+            try:
+                os.read(tell, 1)
+                assert _tag(db) == b"old"  # (still open here)
+                db.close()
+                os.write(said, b"b")
+            finally:
+                os._exit(0)
+        db.close()
+        os.write(said, b"a")
+        assert exit_code(grandchild) == 0
+
+    pid, tell_w, said_r = fork_talking(open_then_fork)
     try:
         assert os.read(said_r, 1) == b"a"  # the parent closed the store; its child has it open
         assert in_use(path)
