@@ -334,8 +334,8 @@ def waiting_for_flock(inode: int) -> bool:
 
 def fork_talking(child: Callable[[int, int], object]) -> tuple[int, int, int]:
     """Fork a child that runs ``child(orders, answers)``: a pipe's end to read the test's orders from, and
-    one to write its answers to; it exits 0 if that returned, 1 if not (its traceback written to the
-    answers first). Returns (pid, the end to write orders to, the end to read answers from)."""
+    one to write its answers to; it exits 0 if that returned, 1 if not (its traceback printed, and written
+    to the answers, first). Returns (pid, the end to write orders to, the end to read answers from)."""
     orders_r, orders_w = os.pipe()
     answers_r, answers_w = os.pipe()
     pid = os.fork()
@@ -347,6 +347,7 @@ def fork_talking(child: Callable[[int, int], object]) -> tuple[int, int, int]:
             child(orders_r, answers_w)
             code = 0
         except BaseException:
+            traceback.print_exc()
             os.write(answers_w, traceback.format_exc().encode())
         finally:
             os._exit(code)

@@ -19,7 +19,6 @@ import select
 import signal
 import stat
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -446,24 +445,17 @@ def test_a_read_only_open_without_a_page_follows_a_writer_that_makes_one(base, m
 
     monkeypatch.setattr(kv_backend.db_common, "PAGE_LOOK_INTERVAL", 0.01)
     path = _unwritable_store(os.path.join(base, "cache"), b"old")
-    said_r, said_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            os.close(said_r)
-            become_nobody()
-            with DB(path, read_only=True) as db:
-                assert _tag(db) == b"old"
-                os.write(said_w, b"o")
-                wait_for(lambda: db.get(b"k00") == b"new", 30, "the writer's value")
-                assert _tag(db) == b"new" and in_use(path)
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    os.close(said_w)
+
+    def follow(_: int, said: int) -> None:  # pragma: no cover - child
+        become_nobody()
+        with DB(path, read_only=True) as db:
+            assert _tag(db) == b"old"
+            os.write(said, b"o")
+            wait_for(lambda: db.get(b"k00") == b"new", 30, "the writer's value")
+            assert _tag(db) == b"new" and in_use(path)
+
+    pid, orders, said_r = fork_talking(follow)
+    os.close(orders)  # (none)
     try:
         assert os.read(said_r, 1) == b"o"
         if empty_page_first:
