@@ -188,7 +188,9 @@ def serve(
     as one server of its own (see :mod:`kv_backend.http.workers`); fork it only from a process
     without other threads. With workers, SIGHUP reloads them gracefully: new workers start, serving
     with ``load_ssl_context()`` if given (the TLS files read again; it raises ConfigurationError for
-    files that cannot serve, and the workers serving go on), and the others stop once they are ready.
+    files that cannot serve, and the workers serving go on), and the others stop once they are ready. A
+    worker asked to stop (at the server's stop, or by a reload) that is still there 5 seconds after its
+    requests' graceful period is killed (SIGKILL), so a stuck worker cannot keep the server from stopping.
     """
     try:
         import uvicorn
@@ -280,7 +282,13 @@ def serve(
         return run_reloaded
 
     try:
-        supervise(workers, partial(run, sockets), os.fspath(path), reload)
+        supervise(
+            workers,
+            partial(run, sockets),
+            os.fspath(path),
+            reload,
+            graceful=SHUTDOWN_GRACE + FIRST_REQUEST_GRACE,
+        )
     finally:
         for sock in sockets:
             sock.close()

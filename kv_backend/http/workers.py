@@ -5,10 +5,12 @@ limit, head timeout, TLS, its own store opened while it listens, fsynced and clo
 parent replaces a worker that a signal killed (SIGKILL, the OOM killer): at once, or after a delay
 doubling from RESTART_DELAY_FIRST to RESTART_DELAY_MAX while workers keep dying within HEALTHY_AFTER
 seconds of their start (a crash loop). It stops every worker gracefully on SIGTERM or SIGINT (a second
-SIGINT forces them), and stops them all where one fails (its store cannot be opened): that error is
-raised, not retried in a loop. SIGHUP reloads: N new workers start (running what ``reload`` returns:
-the TLS files read again), and the old ones stop gracefully once all the new ones are ready; where
-they cannot start, or are not all ready within RELOAD_TIMEOUT, the old ones serve on, and a SIGHUP during
+SIGTERM or SIGINT forces them), and stops them all where one fails (its store cannot be opened): that
+error is raised, not retried in a loop. A worker asked to stop that is still there ``graceful`` +
+STOP_MARGIN seconds later (stuck) is killed (SIGKILL), as one forced still there FORCE_MARGIN seconds
+later. SIGHUP reloads: N new workers start (running what ``reload`` returns: the TLS files read again),
+and the old ones stop gracefully once all the new ones are ready; where they cannot start, or are not all
+ready within RELOAD_TIMEOUT, the old ones serve on, and a SIGHUP during
 a reload starts it over. The workers ignore SIGHUP, since a closed terminal sends it to
 all of them at once.
 Under systemd, the parent sends ``READY=1`` once every worker has its store open, ``STOPPING=1`` at
@@ -64,6 +66,15 @@ HEALTHY_AFTER = 5.0
 #: not ready by then is stuck.
 RELOAD_TIMEOUT = 300.0
 
+#: Seconds a worker asked to stop (SIGTERM) has beyond the graceful period its requests get before it is
+#: killed (SIGKILL): its store's close (an fsync) and its exit. One still there then is stuck (stopped,
+#: in a call that never returns) and would keep the server's stop, or a reload, from ever ending.
+STOP_MARGIN = 5.0
+
+#: Seconds a worker forced to stop (a second SIGTERM or SIGINT: SIGINT, uvicorn's forced exit, which
+#: cancels its requests and closes its store) has before it is killed (SIGKILL).
+FORCE_MARGIN = 1.0
+
 #: Seconds before the second worker in a row that died young is replaced, doubled for each after it,
 #: up to RESTART_DELAY_MAX: a worker that keeps dying does not take the machine's CPU forking.
 RESTART_DELAY_FIRST = 0.1
@@ -102,23 +113,44 @@ class _Worker:
     error: BaseException | None = field(default=None)
     generation: int = 0  # the reload that started it (0: none)
     retiring: bool = False  # asked to stop by a reload: not replaced
+    kill_at: float | None = None  # asked to stop: when it is killed if still there (time.monotonic())
+    killed: bool = False  # killed (SIGKILL) by the parent
 
 
-def supervise(count: int, run_worker: RunWorker, name: str, reload: Reload | None = None) -> None:
+def supervise(
+    count: int,
+    run_worker: RunWorker,
+    name: str,
+    reload: Reload | None = None,
+    *,
+    graceful: float = 10.0,
+) -> None:
     """Run ``count`` workers, each ``run_worker`` in a forked process, until SIGTERM or SIGINT (then
     return) or until one fails (then raise its error). ``name`` (the store) is for systemd's status.
     SIGHUP starts ``count`` new workers, each running what ``reload`` returns (``run_worker`` again
     without it), and stops the others gracefully once all the new ones are ready; where ``reload``
-    raises or a new worker fails to start, the others serve on (why is logged)."""
-    return _Supervisor(count, run_worker, name, reload).run()
+    raises or a new worker fails to start, the others serve on (why is logged). ``graceful``: the
+    seconds a worker asked to stop gives its requests; one still there STOP_MARGIN seconds after that
+    is killed."""
+    return _Supervisor(count, run_worker, name, reload, graceful=graceful).run()
 
 
 class _Supervisor:
-    def __init__(self, count: int, run_worker: RunWorker, name: str, reload: Reload | None = None) -> None:
+    def __init__(
+        self,
+        count: int,
+        run_worker: RunWorker,
+        name: str,
+        reload: Reload | None = None,
+        *,
+        graceful: float = 10.0,
+    ) -> None:
         self.count = count
         self.run_worker = run_worker
         self.name = name
         self.reload = reload
+        self.graceful = graceful
+        self.forced = False  # a second SIGTERM or SIGINT came: the workers were forced
         self.generation = 0  # the workers' that serve (the last reload done)
         self.reloading: tuple[int, RunWorker] | None = None  # the generation started, what it runs
         self.reloads = 0  # the reloads started (each one's workers have its own generation)
@@ -185,6 +217,9 @@ class _Supervisor:
         timeout = 1.0 if not self.due else min(1.0, max(0.0, self.due[0] - time.monotonic()))
         if self.reloading is not None:
             timeout = min(timeout, max(0.0, self.reload_deadline - time.monotonic()))
+        kills = [w.kill_at for w in self.workers.values() if w.kill_at is not None and not w.killed]
+        if kills:
+            timeout = min(timeout, max(0.0, min(kills) - time.monotonic()))
         readable, _, _ = select.select([wake_r, *watched], [], [], timeout)
         for fd in readable:
             if fd == wake_r:
@@ -198,6 +233,7 @@ class _Supervisor:
         self._reap()
         if self.reloading is not None and time.monotonic() >= self.reload_deadline and not self.stopping:
             self._reload_timed_out()
+        self._kill_stuck()
         while self.due and self.due[0] <= time.monotonic():
             del self.due[0]
             self._start()
@@ -298,7 +334,7 @@ class _Supervisor:
         )
         for w in old:
             w.retiring = True
-            _kill(w.pid, signal.SIGTERM)
+            self._terminate(w)
         systemd.notify("READY=1", f"STATUS=serving {self.name} with {self.count} workers")
 
     def _reload_failed(self, worker: _Worker, why: str) -> None:
@@ -336,7 +372,11 @@ class _Supervisor:
         dropped = [w for w in self.workers.values() if w.generation == generation]
         for w in dropped:
             w.retiring = True
-            _kill(w.pid, signal.SIGTERM if w.ready else signal.SIGKILL)
+            if w.ready:
+                self._terminate(w)
+            else:
+                w.killed = True
+                _kill(w.pid, signal.SIGKILL)
         return dropped
 
     def _replace(self, worker: _Worker, why: str) -> None:
@@ -365,15 +405,49 @@ class _Supervisor:
         bisect.insort(self.due, time.monotonic() + delay)
 
     def _stop_all(self, signum: int) -> None:
-        """The first stop asks every worker to stop (SIGTERM: a graceful shutdown); a SIGINT after it is
-        passed on (uvicorn's forced exit)."""
-        if self.stopping and signum != signal.SIGINT:
+        """The first stop asks every worker to stop (SIGTERM: a graceful shutdown, each killed if still
+        there STOP_MARGIN seconds after its graceful period); a second SIGTERM or SIGINT forces them
+        (SIGINT: uvicorn's forced exit), each killed if still there FORCE_MARGIN seconds later; a third
+        kills them at once."""
+        if not self.stopping:
+            self.stopping = True
+            self.due.clear()  # (a replacement put off is not started)
+            for w in self.workers.values():
+                self._terminate(w)
             return
-        forward = signal.SIGINT if self.stopping else signal.SIGTERM
-        self.stopping = True
-        self.due.clear()  # (a replacement put off is not started)
-        for pid in self.workers:
-            _kill(pid, forward)
+        now = time.monotonic()
+        left = [w for w in self.workers.values() if not w.killed]
+        if self.forced:
+            if left:
+                log.warning("%s again: killing worker processes %s (SIGKILL)", _name(signum), _pids(left))
+            for w in left:
+                w.kill_at = now
+            return
+        self.forced = True
+        for w in left:
+            w.kill_at = min(w.kill_at or now + FORCE_MARGIN, now + FORCE_MARGIN)
+            _kill(w.pid, signal.SIGINT)
+
+    def _terminate(self, worker: _Worker) -> None:
+        """Ask ``worker`` to stop gracefully (SIGTERM); it is killed if still there STOP_MARGIN seconds
+        after the graceful period."""
+        if worker.kill_at is None:
+            worker.kill_at = time.monotonic() + self.graceful + STOP_MARGIN
+        _kill(worker.pid, signal.SIGTERM)
+
+    def _kill_stuck(self) -> None:
+        """Kill (SIGKILL) the workers asked to stop that are still there at their deadline (stuck)."""
+        now = time.monotonic()
+        for w in self.workers.values():
+            if w.kill_at is None or w.killed or now < w.kill_at:
+                continue
+            w.killed = True
+            if self.forced:
+                why = "was forced to stop and is still running"
+            else:
+                why = f"did not stop within {self.graceful + STOP_MARGIN:g} s of SIGTERM (stuck)"
+            log.warning("worker process [%d] %s: killing it (SIGKILL)", w.pid, why)
+            _kill(w.pid, signal.SIGKILL)
 
 
 def _ended(status: int) -> str:
@@ -381,6 +455,10 @@ def _ended(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed ({signal.Signals(os.WTERMSIG(status)).name})"
     return f"status {os.waitstatus_to_exitcode(status)}"
+
+
+def _name(signum: int) -> str:
+    return signal.Signals(signum).name
 
 
 def _pids(workers: list[_Worker]) -> str:
