@@ -780,6 +780,7 @@ def cmd_http(args: argparse.Namespace) -> int:
             access_log=args.access_log,
             workers=args.workers,
             load_ssl_context=None if ssl_context is None else load_tls,
+            reload_timeout=args.reload_timeout,
         )
     except ModuleNotFoundError as exc:
         if exc.name not in _HTTP_PACKAGES:
@@ -1210,6 +1211,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve from N worker processes, each with its own connection limit, on one socket; one "
         "that is killed is replaced, and SIGHUP reloads them gracefully, reading the TLS files again "
         "(default: $KVB_HTTP_WORKERS or 1)",
+    )
+    s.add_argument(
+        "--reload-timeout",
+        type=_seconds_above_zero,
+        default=None,
+        metavar="SECONDS",
+        help="with --workers 2 or more, how long a reload (SIGHUP) waits for all its new workers to have "
+        "the store open before it gives up, the workers serving going on (default: "
+        "$KVB_HTTP_RELOAD_TIMEOUT or 300)",
     )
     s.set_defaults(func=cmd_http, usage_error=s.error)
     return p

@@ -2,19 +2,24 @@
 returns) no longer keeps the server's stop, nor a reload's retiring of the old workers, waiting for ever:
 it is killed (SIGKILL) once the graceful period its requests get, plus STOP_MARGIN, has passed, and the
 log names it. A second SIGTERM or SIGINT forces the workers (SIGINT) and kills those still there
-FORCE_MARGIN seconds later. Real processes; a worker made stuck with SIGSTOP."""
+FORCE_MARGIN seconds later. ``--reload-timeout`` / ``KVB_HTTP_RELOAD_TIMEOUT`` set how long a reload waits
+for its new workers. Real processes; a worker made stuck with SIGSTOP."""
 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
-from test_http_reload26 import _until_gone
+from helpers import child_env, run_kvb
+from test_http_reload26 import _stuck_new_worker, _until_gone
 from test_http_workers25 import Server, _alive, _kill
 from test_http_workers26 import _healthy, _wait_for
 
-from kv_backend.http import workers
+from kv_backend.errors import ConfigurationError
+from kv_backend.http import serve, workers
 
 #: The graceful period (server.SHUTDOWN_GRACE + server.FIRST_REQUEST_GRACE) and STOP_MARGIN of the
 #: servers below: a stuck worker is killed 1 + 0.5 + 1 = 2.5 s after its SIGTERM.
@@ -116,3 +121,63 @@ def test_a_second_stop_signal_kills_a_stuck_worker_at_once(tmp_path, second):
         if stuck is not None:
             _kill(stuck)
         server.close()
+
+
+def _gives_up_after(server: Server, seconds: float) -> None:
+    stuck = None
+    try:
+        before = server.wait_serving()
+        started = time.monotonic()
+        stuck = _stuck_new_worker(server, before)
+        _wait_for(server, f"did not have the store open within {seconds:g} s; stopping them")
+        took = time.monotonic() - started
+        assert seconds - 0.1 <= took < seconds + 5, took
+        err = server.stderr()
+        assert f"SIGHUP: cannot reload, the workers serving go on: new worker processes [{stuck}]" in err, err
+        _until_gone(server, {stuck})
+        assert _healthy(server.port)
+        assert server.stop() == 0
+    finally:
+        if stuck is not None:
+            _kill(stuck)
+        server.close()
+
+
+def test_reload_timeout_option_bounds_a_reload(tmp_path):
+    _gives_up_after(Server(tmp_path, options=("--reload-timeout", "1")), 1)
+
+
+def test_reload_timeout_variable_bounds_a_reload(tmp_path):
+    _gives_up_after(Server(tmp_path, env={"KVB_HTTP_RELOAD_TIMEOUT": "1.5"}), 1.5)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "nan", "inf"])
+def test_a_bad_reload_timeout_option_is_a_usage_error(tmp_path, value):
+    done = run_kvb(
+        "http", "--dir", str(tmp_path / "s"), "--workers", "2", f"--reload-timeout={value}", timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "usage:" in done.stderr
+    why = f"must be a number of seconds greater than 0, not {value!r}"
+    assert f"argument --reload-timeout: {why}" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "soon"])
+def test_a_bad_reload_timeout_variable_is_refused_in_one_line(tmp_path, value):
+    done = subprocess.run(
+        [sys.executable, "-m", "kv_backend", "http", "--dir", str(tmp_path / "s"), "--workers", "2"],
+        env={**child_env(), "KVB_HTTP_RELOAD_TIMEOUT": value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"KVB_HTTP_RELOAD_TIMEOUT must be a number of seconds > 0, not {value!r}" in done.stderr
+    assert "Traceback" not in done.stderr and "usage:" not in done.stderr
+    assert not (tmp_path / "s").exists()  # (refused before anything started)
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf")])
+def test_serve_refuses_a_bad_reload_timeout(tmp_path, value):
+    with pytest.raises(ConfigurationError, match="reload_timeout must be a number of seconds > 0"):
+        serve(tmp_path / "s", port=0, workers=2, reload_timeout=value)

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, InvalidArgumentError
 from kv_backend.http import connlimit, headtimer
+from kv_backend.http import workers as workers_module
 from kv_backend.http.app import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MAX_VALUE_SIZE,
@@ -164,6 +165,7 @@ def serve(
     access_log: bool = True,
     workers: int | None = None,
     load_ssl_context: Callable[[], ssl.SSLContext | None] | None = None,
+    reload_timeout: float | None = None,
 ) -> None:
     """Serve the store at ``path`` over HTTP with uvicorn until SIGINT/SIGTERM (blocking).
 
@@ -188,7 +190,9 @@ def serve(
     as one server of its own (see :mod:`kv_backend.http.workers`); fork it only from a process
     without other threads. With workers, SIGHUP reloads them gracefully: new workers start, serving
     with ``load_ssl_context()`` if given (the TLS files read again; it raises ConfigurationError for
-    files that cannot serve, and the workers serving go on), and the others stop once they are ready. A
+    files that cannot serve, and the workers serving go on), and the others stop once they are ready;
+    ``reload_timeout`` (default ``$KVB_HTTP_RELOAD_TIMEOUT`` or 300) is how many seconds a reload waits
+    for all its new workers to have the store open before it gives up (the workers serving go on). A
     worker asked to stop (at the server's stop, or by a reload) that is still there 5 seconds after its
     requests' graceful period is killed (SIGKILL), so a stuck worker cannot keep the server from stopping.
     """
@@ -218,6 +222,10 @@ def serve(
         raise ConfigurationError(f"header_timeout must be a number of seconds > 0, not {header_timeout!r}")
     if lock_timeout is None:
         lock_timeout = _env_seconds("KVB_HTTP_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
+    if reload_timeout is None:
+        reload_timeout = _env_seconds("KVB_HTTP_RELOAD_TIMEOUT", workers_module.RELOAD_TIMEOUT)
+    elif not 0 < reload_timeout < float("inf"):
+        raise ConfigurationError(f"reload_timeout must be a number of seconds > 0, not {reload_timeout!r}")
     if max_pending_bytes is None:
         max_pending_bytes = _env_size("KVB_HTTP_MAX_PENDING_BYTES", 0, _PENDING_UNSET) or None
     if workers is None:
@@ -288,6 +296,7 @@ def serve(
             os.fspath(path),
             reload,
             graceful=SHUTDOWN_GRACE + FIRST_REQUEST_GRACE,
+            reload_timeout=reload_timeout,
         )
     finally:
         for sock in sockets:

@@ -10,7 +10,7 @@ error is raised, not retried in a loop. A worker asked to stop that is still the
 STOP_MARGIN seconds later (stuck) is killed (SIGKILL), as one forced still there FORCE_MARGIN seconds
 later. SIGHUP reloads: N new workers start (running what ``reload`` returns: the TLS files read again),
 and the old ones stop gracefully once all the new ones are ready; where they cannot start, or are not all
-ready within RELOAD_TIMEOUT, the old ones serve on, and a SIGHUP during
+ready within ``reload_timeout`` (RELOAD_TIMEOUT), the old ones serve on, and a SIGHUP during
 a reload starts it over. The workers ignore SIGHUP, since a closed terminal sends it to
 all of them at once.
 Under systemd, the parent sends ``READY=1`` once every worker has its store open, ``STOPPING=1`` at
@@ -124,15 +124,18 @@ def supervise(
     reload: Reload | None = None,
     *,
     graceful: float = 10.0,
+    reload_timeout: float | None = None,
 ) -> None:
     """Run ``count`` workers, each ``run_worker`` in a forked process, until SIGTERM or SIGINT (then
     return) or until one fails (then raise its error). ``name`` (the store) is for systemd's status.
     SIGHUP starts ``count`` new workers, each running what ``reload`` returns (``run_worker`` again
     without it), and stops the others gracefully once all the new ones are ready; where ``reload``
-    raises or a new worker fails to start, the others serve on (why is logged). ``graceful``: the
-    seconds a worker asked to stop gives its requests; one still there STOP_MARGIN seconds after that
-    is killed."""
-    return _Supervisor(count, run_worker, name, reload, graceful=graceful).run()
+    raises, a new worker fails to start, or they are not all ready within ``reload_timeout`` seconds
+    (default RELOAD_TIMEOUT), the others serve on (why is logged). ``graceful``: the seconds a worker
+    asked to stop gives its requests; one still there STOP_MARGIN seconds after that is killed."""
+    return _Supervisor(
+        count, run_worker, name, reload, graceful=graceful, reload_timeout=reload_timeout
+    ).run()
 
 
 class _Supervisor:
@@ -144,12 +147,14 @@ class _Supervisor:
         reload: Reload | None = None,
         *,
         graceful: float = 10.0,
+        reload_timeout: float | None = None,
     ) -> None:
         self.count = count
         self.run_worker = run_worker
         self.name = name
         self.reload = reload
         self.graceful = graceful
+        self.reload_timeout = RELOAD_TIMEOUT if reload_timeout is None else reload_timeout
         self.forced = False  # a second SIGTERM or SIGINT came: the workers were forced
         self.generation = 0  # the workers' that serve (the last reload done)
         self.reloading: tuple[int, RunWorker] | None = None  # the generation started, what it runs
@@ -305,14 +310,14 @@ class _Supervisor:
             log.warning(
                 "SIGHUP during a reload: starting it over (%.1f s after it started, not all ready); "
                 "stopping its new worker processes %s",
-                RELOAD_TIMEOUT - (self.reload_deadline - time.monotonic()),
+                self.reload_timeout - (self.reload_deadline - time.monotonic()),
                 _pids(self._drop_reload()),
             )
         systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         log.info("SIGHUP: starting %d new worker processes; the others stop once they are ready", self.count)
         self.reloads += 1
         self.reloading = (self.reloads, run_worker)
-        self.reload_deadline = time.monotonic() + RELOAD_TIMEOUT
+        self.reload_deadline = time.monotonic() + self.reload_timeout
         for _ in range(self.count):
             self._start(run_worker, self.reloading[0])
 
@@ -348,7 +353,7 @@ class _Supervisor:
         systemd.notify("READY=1", f"STATUS=serving {self.name} with {self.count} workers")
 
     def _reload_timed_out(self) -> None:
-        """The reload's new workers were not all ready within RELOAD_TIMEOUT: it gives up, as where
+        """The reload's new workers were not all ready within its timeout: it gives up, as where
         one fails, and the workers that served before it serve on."""
         assert self.reloading is not None
         generation = self.reloading[0]
@@ -357,7 +362,7 @@ class _Supervisor:
             "SIGHUP: cannot reload, the workers serving go on: new worker processes %s did not have the "
             "store open within %g s; stopping them",
             _pids(late),
-            RELOAD_TIMEOUT,
+            self.reload_timeout,
         )
         self._drop_reload()
         systemd.notify("READY=1", f"STATUS=serving {self.name} with {self.count} workers")
