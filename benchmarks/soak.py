@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import fcntl
 import glob
 import json
 import os
@@ -405,22 +404,26 @@ def locked_check(args, errors: list[str], salvage_too: bool) -> None:
     write lock so that no writer recovers or appends meanwhile: what a dead process left behind
     must read as unfinished writes, never as damage."""
     from kv_backend.check import check as kvb_check
+    from kv_backend.locking import WriteLock
     from kv_backend.salvage import salvage
 
-    fd = os.open(os.path.join(args.store, "LOCK"), os.O_RDWR)
+    # (The engine's WriteLock, not a bare flock: salvage, which reads its source's id under this lock,
+    # sees that this thread holds it and reads it at once.)
+    lock = WriteLock(os.path.join(args.store, "LOCK"), create=False)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        report = kvb_check(args.store)
-        if not report.ok:
-            errors.append(f"kvb check of the store as a kill left it: {[str(p) for p in report.problems]}")
-        if salvage_too:
-            copy = os.path.join(args.dir, "salvage-midrun")
-            shutil.rmtree(copy, ignore_errors=True)
-            srep = salvage(args.store, copy)
-            if srep.regions or srep.damaged_keys:
-                errors.append(f"kvb salvage of the store as a kill left it: {srep}")
+        with lock:
+            report = kvb_check(args.store)
+            if not report.ok:
+                problems = [str(p) for p in report.problems]
+                errors.append(f"kvb check of the store as a kill left it: {problems}")
+            if salvage_too:
+                copy = os.path.join(args.dir, "salvage-midrun")
+                shutil.rmtree(copy, ignore_errors=True)
+                srep = salvage(args.store, copy)
+                if srep.regions or srep.damaged_keys:
+                    errors.append(f"kvb salvage of the store as a kill left it: {srep}")
     finally:
-        os.close(fd)  # releases the lock
+        lock.close()
 
 
 def run(args) -> int:

@@ -93,14 +93,16 @@ def held_by_this_thread(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def lock_file_taken(path: str) -> Iterator[bool]:
+def lock_file_taken(path: str, wait: float | None = None) -> Iterator[bool]:
     """Hold the write lock whose lock file is ``path`` for the block, through a descriptor of its own opened
     read-only (waited for), where this process may open that file; yield whether it is held. For a read
     that must not fall inside another process's locked step (a store id it is adding: see
     :func:`kv_backend.store_id.add_store_id`) by a process that holds no :class:`WriteLock` keeping writers
     out (a salvage, which only reads its source; a reader that found no lock file at its open). Where this
     thread holds it already through a :class:`WriteLock`, nothing is taken (True). Nothing is created or
-    changed: no lock file, or one this user may not read, or a filesystem without ``flock``, yields False."""
+    changed: no lock file, or one this user may not read, or a filesystem without ``flock``, yields False.
+    ``wait``: seconds to wait for the lock at most (tries without blocking, with short pauses), then
+    False; None waits as long as it is held."""
     if held_by_this_thread(path):
         yield True
         return
@@ -111,13 +113,32 @@ def lock_file_taken(path: str) -> Iterator[bool]:
         return
     try:
         try:
-            _flock(fd, fcntl.LOCK_EX)
-            held = True
+            held = _flock_within(fd, wait)
         except OSError:
             held = False
         yield held
     finally:
         os.close(fd)  # (which lets the lock go)
+
+
+def _flock_within(fd: int, wait: float | None) -> bool:
+    """Take an exclusive ``flock`` on ``fd``: blocking (``wait`` None), else within ``wait`` seconds, trying
+    without blocking with pauses of 1 ms doubling to 50 ms; whether it took."""
+    if wait is None:
+        _flock(fd, fcntl.LOCK_EX)
+        return True
+    deadline = time.monotonic() + wait
+    pause = 0.001
+    while True:
+        try:
+            _flock(fd, _LOCK_EX_NB)
+            return True
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
 
 
 def _taken_after_yield(fd: int) -> bool:

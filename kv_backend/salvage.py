@@ -338,20 +338,27 @@ def _salvage(
     return report
 
 
+#: Seconds salvage waits for its source's write lock to read the source's id again under it (see
+#: :func:`_source_id`); past them it keeps the id it read first.
+ID_LOCK_WAIT = 1.0
+
+
 def _source_id(src: str) -> str | None:
     """The id of the store ``src`` for its copy: where its format file names one, read again under its write
-    lock, taken for that read alone (and waited for), where this process can take it.
+    lock, taken for that read alone, where this process can take it within :data:`ID_LOCK_WAIT` seconds.
 
     A process giving a store made before ids its id holds that lock from the rename of the new format file
     through the fsync of the directory, and where the fsync fails puts the old file back (see
     :func:`~kv_backend.store_id.add_store_id`): the first read may fall in between, and the copy would be
     given an id its source never kept. Without a lock file this user can open (none, or not readable), or
     where this thread holds the lock already (a ``locked()`` block of the program salvaging), the first
-    read is the id (see :func:`~kv_backend.locking.lock_file_taken`)."""
+    read is the id (see :func:`~kv_backend.locking.lock_file_taken`); so it is where another holds the lock
+    longer (a salvage run under ``flock LOCK``, by a program or a user keeping writers out meanwhile, as
+    docs/engine.md suggests: it would wait for its own caller for ever; a long transaction)."""
     seen = read_store_id(src)
     if seen is None:
         return None  # (none to give: the copy then gets its own at its first writable open)
-    with lock_file_taken(os.path.join(src, LOCK_FILE)) as held:
+    with lock_file_taken(os.path.join(src, LOCK_FILE), wait=ID_LOCK_WAIT) as held:
         return read_store_id(src) if held else seen
 
 

@@ -93,10 +93,10 @@ def _merge_after_call(monkeypatch, store: str, db: DB | None, k: int) -> list[st
     taken = kv_salvage.lock_file_taken
 
     @contextlib.contextmanager
-    def lock_taken(path):  # type: ignore[no-untyped-def]
+    def lock_taken(path, **options):  # type: ignore[no-untyped-def]
         # (Salvage reads its source's id again under the source's write lock: a merge run by this
         # thread meanwhile would wait for that lock, its own. Another process's merge waits its turn.)
-        with taken(path) as held:
+        with taken(path, **options) as held:
             busy.append(True)
             try:
                 yield held
