@@ -55,7 +55,7 @@ from kv_backend.files import (
 )
 from kv_backend.keydir import KeyDir
 from kv_backend.lazy import load
-from kv_backend.locking import WriteLock, deadline_kept, held_by_this_thread
+from kv_backend.locking import WriteLock, lock_file_taken
 from kv_backend.mapping import refuse_pickling
 from kv_backend.mounts import warn_if_network
 from kv_backend.snapshot import Snapshot, SnapshotFile, take_snapshot
@@ -197,24 +197,24 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         """The store's id, as its format file names it now (None: a store made before ids, not yet opened
         for writing; see docs/file-format.md).
 
-        Where the file names one, read again under the write lock (waited for, as a write waits for it),
-        where it keeps writers out: a process giving a store made before ids its id holds it from the
-        rename of the new file through the fsync of the directory, and puts the old file back where that
-        fsync fails; a read in between would show an id the store never kept. Where this thread holds the
-        lock already (through this DB or another on the store), the read made under that hold is the id."""
+        Where the file names one, read again under the write lock (waited for a second at most:
+        :data:`~kv_backend.store_id.ID_LOCK_WAIT`), where it keeps writers out: a process giving a store
+        made before ids its id holds it from the rename of the new file through the fsync of the
+        directory, and puts the old file back where that fsync fails; a read in between would show an id
+        the store never kept. Where this thread holds the lock already (through this DB or another on the
+        store), the read made under that hold is the id; where another holds it longer than that second
+        (a long transaction, a caller's own ``flock`` of the lock file), the id read first."""
         from kv_backend import store_id
 
         seen, read = store_id.read_store_id_seen(self.path)
         lock = self._lock
-        if seen is None or self._closed or not lock.excludes_writers or lock.held:
+        if seen is None or self._closed or not lock.excludes_writers:
             return seen
-        if held_by_this_thread(lock.path):
-            # (Through another DB on the store, in its locked() or transaction() block: read under that hold,
-            # so on disk; a take through this one would wait for this very thread, which it refuses.)
-            return seen
-        with deadline_kept(), lock:  # (writes nothing of a call under a waiting_until deadline)
+        with lock_file_taken(lock.path, wait=store_id.ID_LOCK_WAIT) as held:
             # (The file read, still in place under the lock: an id on disk. One stat, not a read again.)
-            return seen if store_id.same_format_file(self.path, read) else store_id.read_store_id(self.path)
+            if not held or store_id.same_format_file(self.path, read):
+                return seen
+            return store_id.read_store_id(self.path)
 
     def stats(self) -> dict[str, Any]:
         """Return counts and sizes: keys, live_bytes, dead_bytes, files and more."""

@@ -53,7 +53,7 @@ from kv_backend.locking import lock_file_taken
 from kv_backend.owners import new_path_owner
 from kv_backend.record import reader_of
 from kv_backend.state import read_unswapped
-from kv_backend.store_id import give_store_id, read_store_id
+from kv_backend.store_id import ID_LOCK_WAIT, give_store_id, read_store_id
 from kv_backend.unpublished import (
     PASSES,
     closed_at,
@@ -338,14 +338,10 @@ def _salvage(
     return report
 
 
-#: Seconds salvage waits for its source's write lock to read the source's id again under it (see
-#: :func:`_source_id`); past them it keeps the id it read first.
-ID_LOCK_WAIT = 1.0
-
-
 def _source_id(src: str) -> str | None:
     """The id of the store ``src`` for its copy: where its format file names one, read again under its write
-    lock, taken for that read alone, where this process can take it within :data:`ID_LOCK_WAIT` seconds.
+    lock, taken for that read alone, where this process can take it within
+    :data:`~kv_backend.store_id.ID_LOCK_WAIT` seconds.
 
     A process giving a store made before ids its id holds that lock from the rename of the new format file
     through the fsync of the directory, and where the fsync fails puts the old file back (see

@@ -16,6 +16,12 @@ import uuid
 
 from kv_backend.files import FORMAT_FILE, FORMAT_TEXT, TMP_SUFFIX, fsync_dir, fsync_file, write_all
 
+#: Seconds a reader of a store's id (salvage of its source, ``DB.store_id``) waits for the store's write
+#: lock to read the id again under it, where another process may be adding it (see
+#: :func:`add_store_id`); past them it keeps the id it read first (a lock held longer: a long
+#: transaction, a caller keeping writers out with ``flock`` on the lock file).
+ID_LOCK_WAIT = 1.0
+
 _ID_LINE = re.compile(r"id ([0-9a-f]{32})\Z")
 
 

@@ -157,8 +157,8 @@ def test_store_id_never_shows_an_id_the_store_takes_back(tmp_path, monkeypatch):
         with _id_in_its_window(store, monkeypatch) as go_on:
             # (Before: no take of the lock, and the id shown in the window; now the other opener goes on
             # once this call is on its way to take the lock.)
-            lock = db._lock
-            monkeypatch.setattr(lock, "acquire", _going_on_before(go_on, lock.acquire))
+            taken = _going_on_before(go_on, db_module.lock_file_taken)
+            monkeypatch.setattr(db_module, "lock_file_taken", taken)
             shown = db.store_id
         assert shown is None  # (before: the id the other opener then took back)
         assert db[b"k"] == b"v"

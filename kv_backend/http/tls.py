@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import stat
 
 from kv_backend.errors import ConfigurationError
 
@@ -29,8 +30,17 @@ HANDSHAKE_TIMEOUT = 10.0
 
 
 def _read(path: str | os.PathLike[str], option: str) -> bytes:
+    """The content of the PEM file ``path``: a regular file, never a FIFO or a device, whose read could
+    wait for ever (a FIFO waits for a writer: at a SIGHUP reload of ``kvb http --workers``, the main
+    process would wait there, heeding no SIGTERM), as ``kvb serve`` refuses them."""
     try:
-        with open(path, "rb") as f:
+        # (Opened without waiting, then looked at: a FIFO's open would wait for a writer.)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigurationError(
+                    f"cannot read {os.fsdecode(path)} ({option}): not a regular file; give a PEM file"
+                )
             return f.read()
     except OSError as exc:
         raise ConfigurationError(
