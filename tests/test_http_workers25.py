@@ -136,7 +136,7 @@ def _alive(pid: int) -> bool:
     """Whether ``pid`` still runs (a zombie, ended but not yet reaped, does not)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # (ESRCH: it went between the open and the read)
         return False
     return "\nState:\tZ" not in status
 
