@@ -164,28 +164,38 @@ def _load_ca_dir(context: ssl.SSLContext, settings: TLSSettings, log: Callable[[
         )
 
 
-def configure(settings: TLSSettings, log: Callable[[str], None] | None = None) -> ssl.SSLContext:
+def configure(
+    settings: TLSSettings,
+    log: Callable[[str], None] | None = None,
+    reading: Callable[[str], None] | None = None,
+) -> ssl.SSLContext:
     """The server's SSL context for ``settings``; a ConfigurationError that names the option to fix
     for a file that cannot be read or holds no certificate or key, a key that does not match the
     certificate, a wrong or missing passphrase, a CA that holds no certificate, or a bad protocol
     or cipher list, or client certificates asked for without a CA to check them. The CA directory's
     certificates are read now, never during a handshake; ``log`` (default: stderr) says which of its
-    files are skipped."""
+    files are skipped. ``reading`` is told each file before it is read (``--tls-cert-file PATH``),
+    so that a read that never returns (a dead network mount) can be named by whoever waits for it."""
+    note = reading or _nothing
     if settings.client_auth in ("yes", "optional") and not (settings.ca_cert_file or settings.ca_cert_dir):
         raise ConfigurationError(
             f"--tls-auth-clients {settings.client_auth} checks client certificates against a CA: give "
             "--tls-ca-cert-file or --tls-ca-cert-dir, or --tls-auth-clients no"
         )
-    _readable("--tls-cert-file", settings.cert_file)
-    _readable("--tls-key-file", settings.key_file)
+    for option, path in (("--tls-cert-file", settings.cert_file), ("--tls-key-file", settings.key_file)):
+        note(f"{option} {path}")
+        _readable(option, path)
     if settings.ca_cert_file:
+        note(f"--tls-ca-cert-file {settings.ca_cert_file}")
         _readable("--tls-ca-cert-file", settings.ca_cert_file)
     if settings.ca_cert_dir:
+        note(f"--tls-ca-cert-dir {settings.ca_cert_dir}")
         _readable("--tls-ca-cert-dir", settings.ca_cert_dir, directory=True)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version, context.maximum_version = protocol_versions(
         settings.protocols or "TLSv1.2 TLSv1.3"
     )
+    note(f"--tls-cert-file {settings.cert_file}")
     if not _holds_certificates(settings.cert_file):
         raise ConfigurationError(
             f"--tls-cert-file {settings.cert_file} holds no PEM certificate (-----BEGIN CERTIFICATE-----); "
@@ -193,6 +203,7 @@ def configure(settings: TLSSettings, log: Callable[[str], None] | None = None) -
         )
     try:
         # (a passphrase, even empty, so that OpenSSL never asks for one on the terminal)
+        note(f"--tls-cert-file {settings.cert_file} and --tls-key-file {settings.key_file}")
         context.load_cert_chain(settings.cert_file, settings.key_file, password=settings.key_file_pass or "")
     except ssl.SSLError as exc:
         raise ConfigurationError(_key_error(settings, exc)) from None
@@ -202,6 +213,8 @@ def configure(settings: TLSSettings, log: Callable[[str], None] | None = None) -
             f"{exc.strerror or exc}"
         ) from None
     if settings.ca_cert_file or settings.ca_cert_dir:
+        if settings.ca_cert_file:
+            note(f"--tls-ca-cert-file {settings.ca_cert_file}")
         if settings.ca_cert_file and not _holds_certificates(settings.ca_cert_file):
             raise ConfigurationError(
                 f"--tls-ca-cert-file {settings.ca_cert_file} holds no PEM certificate; give the certificate "
@@ -210,6 +223,7 @@ def configure(settings: TLSSettings, log: Callable[[str], None] | None = None) -
         if settings.ca_cert_file:
             context.load_verify_locations(cafile=settings.ca_cert_file)
         if settings.ca_cert_dir:
+            note(f"--tls-ca-cert-dir {settings.ca_cert_dir}")
             _load_ca_dir(context, settings, log or _log)
     context.verify_mode = AUTH_CLIENTS[settings.client_auth]
     if settings.ciphers:
@@ -223,6 +237,10 @@ def configure(settings: TLSSettings, log: Callable[[str], None] | None = None) -
     if settings.prefer_server_ciphers:
         context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     return context
+
+
+def _nothing(what: str) -> None:
+    """``configure``'s ``reading`` where nobody asks."""
 
 
 def _key_error(settings: TLSSettings, exc: ssl.SSLError) -> str:

@@ -11,7 +11,9 @@ made before keep theirs. While no TLS port is open, the values are kept unchecke
 them), and checked when one opens.
 
 The files are read, and the context built, in a thread (:func:`build`, run by :class:`Changes`, one
-CONFIG SET after the other): a slow file holds up the client that asked, never the event loop.
+CONFIG SET after the other): a slow file holds up the client that asked, never the event loop; one
+that does not return within :data:`BUILD_TIMEOUT` seconds (a dead network mount) fails its CONFIG
+SET, and the next one is served.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ FIELDS = {
 }
 #: Redis's reason for a CONFIG SET whose TLS settings cannot be put in force.
 CONFIG_FAILED = "Unable to update TLS configuration. Check server logs."
+#: Seconds a CONFIG SET's files may take to be read, and its context built, in their thread: past it
+#: the CONFIG SET is answered CONFIG_FAILED (the log names the file being read), the settings in force
+#: stay, and the CONFIG SETs waiting behind it are served. The thread cannot be stopped: what it
+#: builds, if it ever returns, is dropped.
+BUILD_TIMEOUT = 30.0
 #: The TLS settings of a server started without ``--tls-port``, as CONFIG GET shows them (Redis's
 #: defaults: no files, client certificates asked for).
 NO_TLS = TLSSettings(port=0, cert_file="", key_file="", auth_clients="yes")
@@ -111,11 +118,13 @@ class Built:
     error: Exception | None = None
 
 
-def build(settings: TLSSettings, log: Callable[[str], None]) -> Built:
-    """Read ``settings``' files and build their context (:func:`~kv_backend.server.tls.configure`): run
-    in a thread of its own, never on the event loop."""
+def build(
+    settings: TLSSettings, log: Callable[[str], None], reading: Callable[[str], None] | None = None
+) -> Built:
+    """Read ``settings``' files and build their context (:func:`~kv_backend.server.tls.configure`,
+    which tells ``reading`` each file it reads): run in a thread of its own, never on the event loop."""
     try:
-        return Built(settings, configure(settings, log=log))
+        return Built(settings, configure(settings, log=log, reading=reading))
     except (ConfigurationError, ssl.SSLError, OSError) as exc:
         return Built(settings, error=exc)
 
@@ -172,6 +181,10 @@ class _Job:
     finish: Callable[[Built | None], None]
     #: The settings whose context is being built for it.
     settings: TLSSettings | None = None
+    #: The file its build reads at the moment (``--tls-cert-file PATH``: set by the build's thread).
+    reading: str | None = None
+    #: Its build's bound (:data:`BUILD_TIMEOUT`), cancelled when the build returns in time.
+    timer: asyncio.TimerHandle | None = None
 
 
 class Changes:
@@ -184,7 +197,10 @@ class Changes:
     A CONFIG SET inside EXEC cannot wait (EXEC answers all its commands at once): it builds its
     context on the loop, at once. One built meanwhile from the settings it replaced is built again.
     One whose thread cannot be started (a limit on the process's tasks) is built on the loop too,
-    rather than left running for ever with every later one waiting behind it.
+    rather than left running for ever with every later one waiting behind it. One whose build has
+    not returned after :data:`BUILD_TIMEOUT` seconds is answered CONFIG_FAILED and the next is
+    started: its thread is left to end on its own (a daemon thread: nothing waits for it at the
+    stop), and what it builds then is dropped.
     """
 
     def __init__(self, server: Server) -> None:
@@ -212,18 +228,52 @@ class Changes:
         if settings is None:  # (nothing to read: tls-port alone, or no TLS port open)
             self._finish(job, None)
             return
-        job.settings = settings
+        job.settings, job.reading = settings, None
+
+        def note(what: str) -> None:  # (a build given up, still running, no longer says)
+            if job.settings is settings:
+                job.reading = what
+
         try:
-            built = open_in_background(partial(build, settings, self.server.log), _drop, "kvb-tls-settings")
+            reader = partial(build, settings, self.server.log, note)
+            built = open_in_background(reader, _drop, "kvb-tls-settings")
         except RuntimeError as exc:  # no thread (a limit on the process's tasks): read here, as before
             self.server.log(f"CONFIG SET: cannot start a thread to read the TLS files ({exc}): read now")
             self._finish(job, build(settings, self.server.log))
             return
         self.running = job
+        job.timer = asyncio.get_running_loop().call_later(BUILD_TIMEOUT, self._timed_out, job, built)
         built.add_done_callback(partial(self._built, job))
 
-    def _built(self, job: _Job, future: asyncio.Future[Built]) -> None:
+    def _timed_out(self, job: _Job, future: asyncio.Future[Built]) -> None:
+        """``job``'s build has not returned in :data:`BUILD_TIMEOUT` seconds: its CONFIG SET fails (the
+        settings in force stay), what the build makes if it ever returns is dropped (the future
+        cancelled: :func:`_drop`), and the next CONFIG SET starts."""
+        if self.running is not job or future.done():
+            return
         self.running = None
+        future.cancel()
+        server = self.server
+        names = ", ".join(name.decode() for name, _ in job.given)
+        what = job.reading or "the TLS files"
+        server.log(
+            f"CONFIG SET {names}: reading {what} did not return within {BUILD_TIMEOUT:g} s (a network "
+            "mount that does not answer?): given up, its thread left to end on its own"
+        )
+        if not server.halting:  # (else nothing changes any more)
+            if to_build(server, job.given) != job.settings:
+                self._start(job)  # the settings in force changed meanwhile (a CONFIG SET inside EXEC)
+            else:
+                error = ConfigurationError(f"reading {what} did not return within {BUILD_TIMEOUT:g} s")
+                self._finish(job, Built(job.settings or NO_TLS, error=error))
+        self._next()
+
+    def _built(self, job: _Job, future: asyncio.Future[Built]) -> None:
+        if self.running is not job or future.cancelled():
+            return  # (given up: _timed_out answered it)
+        self.running = None
+        if job.timer is not None:
+            job.timer.cancel()
         server = self.server
         if server.halting:  # (the server stops: nothing changes any more)
             names = ", ".join(name.decode() for name, _ in job.given)
@@ -247,4 +297,5 @@ class Changes:
 
 
 def _drop(built: Built) -> None:
-    """A context built for a server that stopped meanwhile: nothing to do (nobody holds it)."""
+    """A context built for a server that stopped meanwhile, or by a build given up (:data:`BUILD_TIMEOUT`):
+    nothing to do (nobody holds it)."""
