@@ -5,7 +5,9 @@ before it is answered, and the fsync makes what was written so far survive a pow
 runs in a daemon thread, one at a time, so that a stalled disk or a slow network file system holds
 up no client: the reply (``Background saving started``) is sent at once, and LASTSAVE and INFO's
 persistence fields change when the fsync ends, on the event loop, as redis-server's do when its
-child exits. ``DB.sync()`` is made to run beside the loop's own writes (a rotation meanwhile is
+child exits. INFO's ``rdb_changes_since_last_save`` counts the changes this server's write commands
+made since the last SAVE or BGSAVE that succeeded, as redis-server counts its ``dirty`` changes
+(:func:`changes_made`). ``DB.sync()`` is made to run beside the loop's own writes (a rotation meanwhile is
 fsynced by the file's name) and a ``close()`` (a sync overtaken by it fails, and the close fsyncs
 anyway): a server stopping meanwhile does not wait for it.
 """
@@ -15,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
 from kv_backend.threads import start_daemon_thread
 
 if TYPE_CHECKING:
     from kv_backend.server.resp import Server
+    from kv_backend.structures import Structures
 
 
 class BackgroundSaves:
@@ -39,6 +43,12 @@ class BackgroundSaves:
         self.last_seconds = -1
         #: INFO's rdb_saves: SAVEs and BGSAVEs begun (CONFIG RESETSTAT zeroes it).
         self.saves = 0
+        #: INFO's rdb_changes_since_last_save (redis-server's ``dirty``): the changes the write
+        #: commands made since the last SAVE or BGSAVE that succeeded (:func:`changes_made`), and
+        #: those counted when the running BGSAVE began (subtracted when it succeeds, as Redis does:
+        #: the changes made while it runs are still to be saved).
+        self.changes = 0
+        self.changes_at_start = 0
 
     @property
     def running(self) -> bool:
@@ -53,6 +63,7 @@ class BackgroundSaves:
         db = self.server.db
         self.started = time.time()
         self.saves += 1
+        self.changes_at_start = self.changes
 
         def run() -> None:
             error: Exception | None = None
@@ -93,6 +104,7 @@ class BackgroundSaves:
         self.last_ok = error is None
         if error is None:
             self.last_save_time = int(now)
+            self.changes = max(self.changes - self.changes_at_start, 0)
             self.server.log("background saving terminated with success")
         else:
             self.server.log(f"background saving error: cannot fsync the store {self.server.path}: {error}")
@@ -104,13 +116,15 @@ class BackgroundSaves:
         self.saves += 1
         self.last_ok = True
         self.last_save_time = int(time.time())
+        self.changes = 0
 
     def info_lines(self) -> list[str]:
         """INFO persistence's rdb_* fields, as redis-server 7.0 writes them (kvb's store changes are
-        all in its log when answered: none is waiting for a save)."""
+        all in its log when answered, but ``rdb_changes_since_last_save`` counts them as Redis does:
+        monitoring reads it as the writes since the last save)."""
         started = self.started
         return [
-            "rdb_changes_since_last_save:0",
+            f"rdb_changes_since_last_save:{self.changes}",
             f"rdb_bgsave_in_progress:{int(started is not None)}",
             f"rdb_last_save_time:{self.last_save_time}",
             f"rdb_last_bgsave_status:{'ok' if self.last_ok else 'err'}",
@@ -118,3 +132,85 @@ class BackgroundSaves:
             f"rdb_current_bgsave_time_sec:{-1 if started is None else int(time.time()) - int(started)}",
             f"rdb_saves:{self.saves}",
         ]
+
+
+#: Write commands that redis-server 7.0 counts as one change per key, field or element they name:
+#: the first argument of those counted (``args[first::step]``).
+_PER_ARGUMENT = {
+    b"mset": (1, 2),
+    b"msetnx": (1, 2),
+    b"hset": (2, 2),
+    b"hmset": (2, 2),
+    b"lpush": (2, 1),
+    b"rpush": (2, 1),
+    b"lpushx": (2, 1),
+    b"rpushx": (2, 1),
+}
+#: Write commands counted as many changes as their reply's number says (keys deleted, members
+#: added or removed, elements removed), as redis-server 7.0 counts them.
+_PER_REPLY = frozenset(
+    {b"del", b"unlink", b"sadd", b"srem", b"hdel", b"zadd", b"zrem", b"lrem", b"zremrangebyscore"}
+    | {b"zremrangebyrank", b"zremrangebylex", b"xdel", b"xack"}
+)
+#: Commands that run other commands (each counted on its own, as in Redis), never counted themselves.
+RUNNERS = frozenset({b"exec", b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro"})
+
+
+#: Write commands counted as the keys (FLUSHALL, FLUSHDB) or elements (LTRIM) they remove: their
+#: :func:`size` before and after them.
+MEASURED = frozenset({b"flushall", b"flushdb", b"ltrim"})
+
+
+def size(st: Structures, name: bytes, args: list[bytes]) -> int:
+    """What a :data:`MEASURED` command removes from: the keys, or the list's elements (0: no list)."""
+    if name == b"ltrim":
+        try:
+            return st.llen(args[1])
+        except Exception:  # (another type: LTRIM answers its error)
+            return 0
+    return st.dbsize()
+
+
+def changes_made(name: bytes, args: list[bytes], reply: Any, changed: bool, removed: int) -> int:
+    """How much redis-server 7.0 adds to its ``dirty`` count for the write command ``args`` (``name``
+    in lower case) that answered ``reply`` (not an error). ``changed``: whether it changed the store;
+    ``removed``: for a :data:`MEASURED` one, the keys or elements it removed.
+
+    Those that name several keys, fields or elements count each (MSET, HSET, LPUSH...), those
+    whose reply counts what they changed count that (DEL, SADD, ZADD...), pops with a count the
+    elements popped, FLUSHALL the keys and LTRIM the elements removed, SMOVE two; every other
+    write counts one where it changed the store (SET, INCR, EXPIRE...), none where it did not (DEL
+    of a missing key, SET ... NX of an existing one)."""
+    if name in MEASURED:
+        return removed
+    if not changed:
+        return 0
+    if name in _PER_ARGUMENT:
+        if name == b"msetnx" and reply != 1:
+            return 0
+        first, step = _PER_ARGUMENT[name]
+        return len(args[first::step])
+    if name in _PER_REPLY and type(reply) is int:
+        return max(reply, 1)  # (ZADD of a score changed, without CH, answers 0: Redis counts it)
+    if name in (b"lpop", b"rpop", b"spop") and len(args) > 2 and isinstance(reply, Collection):
+        return len(reply)
+    if name in (b"zpopmin", b"zpopmax") and len(args) > 2 and isinstance(reply, list):
+        return len(reply) if reply and isinstance(reply[0], list) else len(reply) // 2  # (RESP2: flat)
+    if name in (b"lmpop", b"zmpop") and isinstance(reply, list) and len(reply) == 2:
+        return len(reply[1])
+    if name == b"smove":
+        return 2
+    if name == b"xreadgroup" and b"NOACK" not in (arg.upper() for arg in args):
+        return max(_entries(reply), 1)  # (each entry it gave a consumer, as Redis)
+    return 1
+
+
+def _entries(reply: Any) -> int:
+    """The stream entries of an XREADGROUP reply (RESP2's list of [key, entries], or RESP3's map)."""
+    if isinstance(reply, dict):
+        streams: list[Any] = list(reply.values())
+    elif isinstance(reply, list):
+        streams = [item[1] for item in reply if isinstance(item, (list, tuple)) and len(item) == 2]
+    else:
+        return 0
+    return sum(len(entries) for entries in streams if isinstance(entries, (list, tuple)))

@@ -32,6 +32,7 @@ from kv_backend.db import DB
 from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
 from kv_backend.locking import WouldWait
 from kv_backend.server import (
+    bgsave,
     clientlimit,
     close_synced,
     listen_error,
@@ -41,7 +42,6 @@ from kv_backend.server import (
     tlsreload,
     unixsock,
 )
-from kv_backend.server.bgsave import BackgroundSaves
 from kv_backend.server.blocking import Block, Waiters
 from kv_backend.server.busy import Halted
 from kv_backend.server.commands import COMMANDS
@@ -509,6 +509,13 @@ class Connection(asyncio.Protocol):
         start = perf_counter() if slow is not None else 0.0
         # a write that watchers or blocked clients must hear of (a write command cannot add either)
         signals = writes and (server.watchers or server.blocked_keys)
+        # INFO's rdb_changes_since_last_save: what a write changed (the commands a transaction or a
+        # script runs are counted each, as in Redis), by the store's change token
+        counting = writes and name not in bgsave.RUNNERS
+        if counting:
+            before_token = server.db.change_token()
+            measured = name in bgsave.MEASURED
+            size = bgsave.size(server.st, name, args) if measured else 0
         try:
             if monitors and name in _MONITORED_FIRST and args is not self.shown_first:
                 server.feed_monitors(self, args)  # a script shows before its commands
@@ -554,6 +561,10 @@ class Connection(asyncio.Protocol):
                 reply.args = args  # its events are published when it is served
             if type(reply) is not Block or name == b"xreadgroup":  # a blocked XREADGROUP made its consumer
                 server.notifier.after(name, args, reply, before, keys)
+        if counting and type(reply) is not Block and type(reply) is not ErrorReply:
+            changed = server.db.change_token() != before_token
+            removed = size - bgsave.size(server.st, name, args) if measured else 0
+            server.bgsaves.changes += bgsave.changes_made(name, args, reply, changed, max(removed, 0))
         if signals and type(reply) is not Block:
             if server.watchers and (token is None or server.db.change_token() != token):
                 if deleted is None:
@@ -831,7 +842,7 @@ class Server:
         #: CONFIG SETs of TLS settings, their files read off the event loop one after the other.
         self.tls_changes = tlsreload.Changes(self)
         #: BGSAVE: its fsync runs in a thread, one at a time; LASTSAVE and INFO persistence (bgsave.py).
-        self.bgsaves = BackgroundSaves(self)
+        self.bgsaves = bgsave.BackgroundSaves(self)
         self.channels: dict[bytes, set[Connection]] = {}
         self.patterns: dict[bytes, set[Connection]] = {}
         self.shard_channels: dict[bytes, set[Connection]] = {}
