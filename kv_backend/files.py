@@ -719,18 +719,30 @@ def prepare_directory(path: str, *, create: bool) -> bool:
 
 
 class FormatText(str):
-    """What :func:`format_file_text` read of a format file, and ``seen``: that file's inode number and size
+    """What :func:`read_format` read of a format file, and ``seen``: that file's inode number and size
     (``os.fstat`` of the descriptor it was read through), which tell whether the file at the path later is
     still the one read (see :func:`kv_backend.store_id.same_format_file`)."""
 
     seen: tuple[int, int] = (-1, -1)
 
 
+def read_format(path: str, limit: int = 4096, errors: str = "replace") -> FormatText:
+    """The format file of the store at ``path``, read: its first ``limit`` characters (-1: all of it),
+    decoded as UTF-8 with ``errors``, with the identity of the file read (see :class:`FormatText`). The one
+    read every reader of the file makes, each turning what it raises into its own answer: OSError (no
+    file, one this user may not read, an I/O error), and UnicodeDecodeError where ``errors`` is strict."""
+    with open(os.path.join(path, FORMAT_FILE), encoding="utf-8", errors=errors) as f:
+        text = FormatText(f.read(limit))
+        st = os.fstat(f.fileno())
+    text.seen = (st.st_ino, st.st_size)
+    return text
+
+
 def format_file_text(path: str, *, create: bool) -> FormatText | None:
-    """:func:`prepare_directory`, returning what it read of the format file (its first 4096 characters,
-    the store's id on the second line where it has one): None where the directory is new. An open reads
-    the id there, once (see :func:`kv_backend.store_id.parse_store_id`). Read without the write lock: an id
-    there may be one another process is adding and may yet take back (see
+    """:func:`prepare_directory`, returning what it read of the format file (:func:`read_format`: its first
+    4096 characters, the store's id on the second line where it has one): None where the directory is new.
+    An open reads the id there, once (see :func:`kv_backend.store_id.parse_store_id`). Read without the
+    write lock: an id there may be one another process is adding and may yet take back (see
     :func:`kv_backend.store_id.add_store_id`), until the file is found still in place under the lock."""
     try:
         is_dir: bool | None = stat.S_ISDIR(os.stat(path).st_mode)
@@ -760,10 +772,7 @@ def format_file_text(path: str, *, create: bool) -> FormatText | None:
     marker = os.path.join(path, FORMAT_FILE)
     if os.path.lexists(marker):
         try:
-            with open(marker, encoding="utf-8", errors="replace") as f:
-                text = FormatText(f.read(4096))  # (its first line is all that counts)
-                st = os.fstat(f.fileno())
-                text.seen = (st.st_ino, st.st_size)
+            text = read_format(path)  # (its first line is all that counts)
         except OSError as exc:  # one this user may not read (its owner's only), a directory...
             raise storage_error(exc, f"cannot read {marker}") from exc
         if text.partition("\n")[0].rstrip("\r") != FORMAT_TEXT.rstrip("\n"):

@@ -19,7 +19,6 @@ from kv_backend import record as rec
 from kv_backend.errors import StorageError
 from kv_backend.filemaps import MAPS_HOLD_FD, map_file
 from kv_backend.files import (
-    FORMAT_FILE,
     FORMAT_TEXT,
     LOCK_FILE,
     FileId,
@@ -28,6 +27,7 @@ from kv_backend.files import (
     hint_name,
     list_data_files,
     prepare_directory,
+    read_format,
     storage_error,
 )
 from kv_backend.hint import lost_from
@@ -144,8 +144,7 @@ def read_format_file(path: str) -> str:
     """The content of the format file of the store at ``path``: the first line alone where it is empty or
     cannot be read (the store then has no id)."""
     try:
-        with open(os.path.join(path, FORMAT_FILE), encoding="utf-8") as f:
-            return f.read() or FORMAT_TEXT
+        return str(read_format(path, -1, "strict")) or FORMAT_TEXT
     except OSError:
         return FORMAT_TEXT
 

@@ -14,7 +14,15 @@ import re
 import stat
 import uuid
 
-from kv_backend.files import FORMAT_FILE, FORMAT_TEXT, TMP_SUFFIX, fsync_dir, fsync_file, write_all
+from kv_backend.files import (
+    FORMAT_FILE,
+    FORMAT_TEXT,
+    TMP_SUFFIX,
+    fsync_dir,
+    fsync_file,
+    read_format,
+    write_all,
+)
 
 #: Seconds a reader of a store's id (salvage of its source, ``DB.store_id``) waits for the store's write
 #: lock to read the id again under it, where another process may be adding it (see
@@ -59,12 +67,10 @@ def read_store_id_seen(path: str) -> tuple[str | None, tuple[int, int]]:
     """:func:`read_store_id`, and the inode number and size of the file read (for :func:`same_format_file`;
     ``(-1, -1)`` where it cannot be read)."""
     try:
-        with open(os.path.join(path, FORMAT_FILE), encoding="utf-8", errors="replace") as f:
-            text = f.read(4096)
-            st = os.fstat(f.fileno())
+        text = read_format(path)
     except OSError:
         return None, (-1, -1)
-    return parse_store_id(text), (st.st_ino, st.st_size)
+    return parse_store_id(text), text.seen
 
 
 def same_format_file(path: str, seen: tuple[int, int]) -> bool:
