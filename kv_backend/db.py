@@ -55,7 +55,7 @@ from kv_backend.files import (
 )
 from kv_backend.keydir import KeyDir
 from kv_backend.lazy import load
-from kv_backend.locking import WriteLock, lock_file_taken
+from kv_backend.locking import WriteLock
 from kv_backend.mapping import refuse_pickling
 from kv_backend.mounts import warn_if_network
 from kv_backend.snapshot import Snapshot, SnapshotFile, take_snapshot
@@ -206,15 +206,8 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         (a long transaction, a caller's own ``flock`` of the lock file), the id read first."""
         from kv_backend import store_id
 
-        seen, read = store_id.read_store_id_seen(self.path)
-        lock = self._lock
-        if seen is None or self._closed or not lock.excludes_writers:
-            return seen
-        with lock_file_taken(lock.path, wait=store_id.ID_LOCK_WAIT) as held:
-            # (The file read, still in place under the lock: an id on disk. One stat, not a read again.)
-            if not held or store_id.same_format_file(self.path, read):
-                return seen
-            return store_id.read_store_id(self.path)
+        text = store_id.trusted_format(self.path, None if self._closed else self._lock.path)
+        return store_id.parse_store_id(text) if text is not None else None
 
     def stats(self) -> dict[str, Any]:
         """Return counts and sizes: keys, live_bytes, dead_bytes, files and more."""

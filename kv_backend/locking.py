@@ -93,29 +93,30 @@ def held_by_this_thread(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def lock_file_taken(path: str, wait: float | None = None) -> Iterator[bool]:
+def lock_file_taken(path: str, wait: float | None = None) -> Iterator[bool | None]:
     """Hold the write lock whose lock file is ``path`` for the block, through a descriptor of its own opened
     read-only (waited for), where this process may open that file; yield whether it is held. For a read
     that must not fall inside another process's locked step (a store id it is adding: see
     :func:`kv_backend.store_id.add_store_id`) by a process that holds no :class:`WriteLock` keeping writers
     out (a salvage, which only reads its source; a reader that found no lock file at its open). Where this
     thread holds it already through a :class:`WriteLock`, nothing is taken (True). Nothing is created or
-    changed: no lock file, or one this user may not read, or a filesystem without ``flock``, yields False.
-    ``wait``: seconds to wait for the lock at most (tries without blocking, with short pauses), then
-    False; None waits as long as it is held."""
+    changed: no lock file, or one this user may not read, or a filesystem without ``flock``, yields None
+    (no lock to take). ``wait``: seconds to wait for the lock at most (tries without blocking, with short
+    pauses), then False (another holds it); None waits as long as it is held."""
     if held_by_this_thread(path):
         yield True
         return
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
-        yield False
+        yield None
         return
     try:
+        held: bool | None
         try:
             held = _flock_within(fd, wait)
         except OSError:
-            held = False
+            held = None
         yield held
     finally:
         os.close(fd)  # (which lets the lock go)

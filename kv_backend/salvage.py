@@ -49,11 +49,10 @@ from kv_backend.files import (
 from kv_backend.hint import Hints, lost_from
 from kv_backend.hint import load as load_hints
 from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
-from kv_backend.locking import lock_file_taken
 from kv_backend.owners import new_path_owner
 from kv_backend.record import reader_of
 from kv_backend.state import read_unswapped
-from kv_backend.store_id import ID_LOCK_WAIT, give_store_id, read_store_id
+from kv_backend.store_id import give_store_id, parse_store_id, trusted_format
 from kv_backend.unpublished import (
     PASSES,
     closed_at,
@@ -351,11 +350,8 @@ def _source_id(src: str) -> str | None:
     read is the id (see :func:`~kv_backend.locking.lock_file_taken`); so it is where another holds the lock
     longer (a salvage run under ``flock LOCK``, by a program or a user keeping writers out meanwhile, as
     docs/engine.md suggests: it would wait for its own caller for ever; a long transaction)."""
-    seen = read_store_id(src)
-    if seen is None:
-        return None  # (none to give: the copy then gets its own at its first writable open)
-    with lock_file_taken(os.path.join(src, LOCK_FILE), wait=ID_LOCK_WAIT) as held:
-        return read_store_id(src) if held else seen
+    text = trusted_format(src, os.path.join(src, LOCK_FILE))
+    return parse_store_id(text) if text is not None else None  # (none: the copy gets its own when opened)
 
 
 def _live_offsets(newest: Newest, exp: Expiries, files: int, now: float) -> tuple[list[array[int]], int]:

@@ -22,6 +22,7 @@ from kv_backend.files import (
     FORMAT_TEXT,
     LOCK_FILE,
     FileId,
+    FormatText,
     data_name,
     foreign_version_error,
     hint_name,
@@ -31,7 +32,7 @@ from kv_backend.files import (
     storage_error,
 )
 from kv_backend.hint import lost_from
-from kv_backend.locking import WriteLock, lock_file_taken
+from kv_backend.locking import WriteLock
 from kv_backend.state import (
     REOPENS,
     SharedState,
@@ -41,7 +42,7 @@ from kv_backend.state import (
     replaced_at_every_open,
     unpack_tail,
 )
-from kv_backend.store_id import add_store_id
+from kv_backend.store_id import add_store_id, trusted_format
 from kv_backend.unpublished import closed_at, kept_end, tail_files, trusted_page_of
 
 __all__ = ["Snapshot", "SnapshotFile", "read_format_file", "store_snapshot", "take_snapshot"]
@@ -144,9 +145,14 @@ def read_format_file(path: str) -> str:
     """The content of the format file of the store at ``path``: the first line alone where it is empty or
     cannot be read (the store then has no id)."""
     try:
-        return str(read_format(path, -1, "strict")) or FORMAT_TEXT
+        return str(_read_whole(path)) or FORMAT_TEXT
     except OSError:
         return FORMAT_TEXT
+
+
+def _read_whole(path: str) -> FormatText:
+    """The whole format file of the store at ``path`` (see :func:`read_format_file`)."""
+    return read_format(path, -1, "strict")
 
 
 def take_snapshot(
@@ -207,13 +213,11 @@ def _take_snapshot(
     flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
     try:
         with lock:
-            if lock.excludes_writers:
-                out.store_format = read_format_file(path)
-            else:
-                # (A lock that keeps no writer out: a reader that found no LOCK file, which a writer may have
-                # made since, and holds while it adds an id. Read under it where there is one now.)
-                with lock_file_taken(lock.path):
-                    out.store_format = read_format_file(path)
+            # (Under this lock, which a process adding an id holds until the id is on disk; or, where it
+            # keeps no writer out (a reader that found no LOCK file), under the LOCK file a writer may have
+            # made since, waited for a second at most, then without the id: see store_id.trusted_format.)
+            store_format = trusted_format(path, lock.path, _read_whole, keep_first=False)
+            out.store_format = str(store_format) if store_format else FORMAT_TEXT
             published = published_now()
             fids = list_data_files(path)
             if (

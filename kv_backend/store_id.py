@@ -13,21 +13,24 @@ import os
 import re
 import stat
 import uuid
+from collections.abc import Callable
 
 from kv_backend.files import (
     FORMAT_FILE,
     FORMAT_TEXT,
     TMP_SUFFIX,
+    FormatText,
     fsync_dir,
     fsync_file,
     read_format,
     write_all,
 )
+from kv_backend.locking import lock_file_taken
 
-#: Seconds a reader of a store's id (salvage of its source, ``DB.store_id``) waits for the store's write
-#: lock to read the id again under it, where another process may be adding it (see
-#: :func:`add_store_id`); past them it keeps the id it read first (a lock held longer: a long
-#: transaction, a caller keeping writers out with ``flock`` on the lock file).
+#: Seconds a reader of a store's id (a backup's snapshot, salvage of its source, ``DB.store_id``: see
+#: :func:`trusted_format`) waits for the store's write lock to look at the id again under it, where
+#: another process may be adding it (see :func:`add_store_id`); past them it keeps the id it read first
+#: (a lock held longer: a long transaction, a caller keeping writers out with ``flock`` on the lock file).
 ID_LOCK_WAIT = 1.0
 
 _ID_LINE = re.compile(r"id ([0-9a-f]{32})\Z")
@@ -71,6 +74,46 @@ def read_store_id_seen(path: str) -> tuple[str | None, tuple[int, int]]:
     except OSError:
         return None, (-1, -1)
     return parse_store_id(text), text.seen
+
+
+def trusted_format(
+    path: str,
+    lock_path: str | None,
+    read: Callable[[str], FormatText] | None = None,
+    *,
+    keep_first: bool = True,
+) -> FormatText | None:
+    """What a reader that records the id of the store at ``path`` (a backup's manifest, a salvage's copy,
+    ``DB.store_id``) takes of its format file: the text ``read(path)`` gives (:func:`read_format` by
+    default), None where that raises OSError (no file, one this user may not read).
+
+    Where it names an id, the file is looked at again under the store's write lock, whose lock file is
+    ``lock_path`` (None: not taken), taken for that look alone and waited for :data:`ID_LOCK_WAIT` seconds
+    at most (where this thread holds it already, that hold is the lock: see
+    :func:`~kv_backend.locking.lock_file_taken`), and read again where it is no longer the file read (one
+    ``stat``): a process giving a store made before ids its id holds that lock from the rename of the new
+    file through the fsync of the directory, and puts the old file back where that fsync fails (see
+    :func:`add_store_id`); a read in between shows an id the store never kept. Where another holds the
+    lock longer (a long transaction, a caller keeping writers out with ``flock`` on the lock file), the
+    text read first with ``keep_first`` (salvage, ``DB.store_id``), else None (a backup, whose manifest
+    never names an id a power failure may take back). Where there is no lock to take (no lock file, one
+    this user may not open: no process can be adding an id under it), the text read first."""
+    read = read or read_format
+    try:
+        text = read(path)
+    except OSError:
+        return None
+    if parse_store_id(text) is None or lock_path is None:
+        return text  # (no id to look at again: a store without one gets it under the lock, from a writer)
+    with lock_file_taken(lock_path, wait=ID_LOCK_WAIT) as held:
+        if held is False and not keep_first:
+            return None
+        if held and not same_format_file(path, text.seen):
+            try:
+                text = read(path)
+            except OSError:
+                return None
+        return text
 
 
 def same_format_file(path: str, seen: tuple[int, int]) -> bool:

@@ -23,7 +23,7 @@ import time
 import pytest
 
 from kv_backend import DB
-from kv_backend import salvage as kv_salvage
+from kv_backend import store_id as kv_store_id
 from kv_backend.check import check
 from kv_backend.files import data_name, list_data_files, parse_data_name
 from kv_backend.salvage import SalvageError, salvage
@@ -90,7 +90,7 @@ def _merge_after_call(monkeypatch, store: str, db: DB | None, k: int) -> list[st
 
     for module, name in _FILE_CALLS:
         monkeypatch.setattr(module, name, hook(name, getattr(module, name)))
-    taken = kv_salvage.lock_file_taken
+    taken = kv_store_id.lock_file_taken
 
     @contextlib.contextmanager
     def lock_taken(path, **options):  # type: ignore[no-untyped-def]
@@ -103,7 +103,7 @@ def _merge_after_call(monkeypatch, store: str, db: DB | None, k: int) -> list[st
             finally:
                 busy.clear()
 
-    monkeypatch.setattr(kv_salvage, "lock_file_taken", lock_taken)
+    monkeypatch.setattr(kv_store_id, "lock_file_taken", lock_taken)
     return calls
 
 

@@ -131,7 +131,7 @@ def test_a_salvage_never_gives_its_copy_an_id_its_source_takes_back(tmp_path, mo
         shown = read_store_id(store)
         # The salvage's read of the source's id falls in the window; the opener then fails its fsync.
         monkeypatch.setattr(
-            salvage_module, "read_store_id", _going_on_after(go_on, salvage_module.read_store_id)
+            store_id_module, "read_format", _going_on_after(go_on, store_id_module.read_format)
         )
         report = salvage_module.salvage(store, str(tmp_path / "copy"))
     assert report.clean and report.keys_copied == 1
@@ -157,8 +157,8 @@ def test_store_id_never_shows_an_id_the_store_takes_back(tmp_path, monkeypatch):
         with _id_in_its_window(store, monkeypatch) as go_on:
             # (Before: no take of the lock, and the id shown in the window; now the other opener goes on
             # once this call is on its way to take the lock.)
-            taken = _going_on_before(go_on, db_module.lock_file_taken)
-            monkeypatch.setattr(db_module, "lock_file_taken", taken)
+            taken = _going_on_before(go_on, store_id_module.lock_file_taken)
+            monkeypatch.setattr(store_id_module, "lock_file_taken", taken)
             shown = db.store_id
         assert shown is None  # (before: the id the other opener then took back)
         assert db[b"k"] == b"v"
