@@ -97,14 +97,21 @@ def trusted_format(
     lock longer (a long transaction, a caller keeping writers out with ``flock`` on the lock file), the
     text read first with ``keep_first`` (salvage, ``DB.store_id``), else None (a backup, whose manifest
     never names an id a power failure may take back). Where there is no lock to take (no lock file, one
-    this user may not open: no process can be adding an id under it), the text read first."""
+    this user may not open: no process can be adding an id under it), the text read first.
+
+    A file that names an id is trusted only once on disk: the directory is fsynced first (under the lock,
+    where it was taken), and the file must still be the one read (see :func:`_on_disk`); where not, None.
+    A process adding an id that could not fsync the directory puts the old file back, and where that
+    fails too, leaves the new one unconfirmed: that fsync is what makes it the store's."""
     read = read or read_format
     try:
         text = read(path)
     except OSError:
         return None
-    if parse_store_id(text) is None or lock_path is None:
+    if parse_store_id(text) is None:
         return text  # (no id to look at again: a store without one gets it under the lock, from a writer)
+    if lock_path is None:
+        return text if _on_disk(path, text) else None
     with lock_file_taken(lock_path, wait=ID_LOCK_WAIT) as held:
         if held is False and not keep_first:
             return None
@@ -113,7 +120,22 @@ def trusted_format(
                 text = read(path)
             except OSError:
                 return None
-        return text
+        return text if parse_store_id(text) is None or _on_disk(path, text) else None
+
+
+def _on_disk(path: str, text: FormatText) -> bool:
+    """Whether the format file of the store at ``path`` read as ``text`` is on disk: its directory fsynced
+    (one ``fsync``), and the file still the one read. On a read-only filesystem, whose directory may not
+    take an fsync (EINVAL: squashfs, an ISO image), the file is there for good."""
+    try:
+        fsync_dir(path)
+    except OSError:
+        try:
+            if not os.statvfs(path).f_flag & os.ST_RDONLY:
+                return False
+        except OSError:
+            return False
+    return same_format_file(path, text.seen)
 
 
 def same_format_file(path: str, seen: tuple[int, int]) -> bool:

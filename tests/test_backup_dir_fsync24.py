@@ -164,7 +164,8 @@ def test_db_backup_raises_it_too(store, tmp_path, monkeypatch):
 
 
 def test_a_memory_target_fsyncs_no_directory(store, monkeypatch):
-    failed = fail_fsync_of(monkeypatch, lambda path: True)
+    # (Of the target's directories: the store's own is fsynced once, before its id is recorded.)
+    failed = fail_fsync_of(monkeypatch, lambda path: path != os.path.realpath(store))
     url = "memory://kvb-backup-dir-fsync24"
     try:
         report = backup_store(store, url, name="b1")
