@@ -309,6 +309,15 @@ def took_creation(db: object) -> bool:
     return True
 
 
+def _removed(path: str, directory: str) -> None:
+    """Remove ``path`` (a file in ``directory``) and fsync the directory, as far as the system allows."""
+    try:
+        os.unlink(path)
+        fsync_dir(directory)
+    except OSError:
+        pass  # (see _Opening._create_store)
+
+
 class _InstallLock:
     """``with`` the write lock for the install of a reload's view: where the take fails (LockTimeoutError at a
     ``waiting_until`` deadline: the view stays as it was), the ``files`` opened and mapped for the new view
@@ -382,13 +391,22 @@ class _Opening(_Parts):
 
     def _create_store(self) -> bool:
         """Create the store (write its format file, with a new id) unless another process did meanwhile;
-        whether this one did."""
+        whether this one did.
+
+        Where a step fails (the fsync of the file, or of the directory once it is renamed into place), the
+        file is removed again, under the lock, before the error is raised: the directory is as it was, and
+        the next open creates the store, with an id of its own. A format file left in place would be a
+        store whose id the disk may not keep, which other processes may open meanwhile. (Where it cannot be
+        removed either, it stays: every reader that records an id makes it durable first, see
+        :func:`~kv_backend.store_id.trusted_format`, and the next open uses the store.)"""
         with self._lock:
             marker = os.path.join(self.path, FORMAT_FILE)
             if os.path.exists(marker):
                 return False
+            tmp = marker + TMP_SUFFIX
+            made: str | None = None  # (what is to be removed where a step fails)
             try:
-                tmp = marker + TMP_SUFFIX
+                made = tmp
                 with open(tmp, "w", encoding="utf-8") as f:
                     # Root making a store in a directory another user prepared for it (sudo kvb put)
                     # makes it that user's: every file added later gets this file's owner.
@@ -398,11 +416,14 @@ class _Opening(_Parts):
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, marker)
-                _creators.add(self)
+                made = marker
                 self._lock.give_to_store_owner()  # (made before the format file named the owner)
                 fsync_dir(self.path)
             except OSError as exc:
+                if made is not None:
+                    _removed(made, self.path)
                 raise storage_error(exc, f"cannot create a store in {self.path}") from exc
+            _creators.add(self)
             return True
 
     def _open_state(self) -> None:
@@ -648,7 +669,9 @@ class _Opening(_Parts):
         At a writable open of a store that may have no id (``has_id``: see :meth:`_open_one_store`), give
         it one under the lock (see :func:`~kv_backend.store_id.add_store_id`): where the format check read
         none, and where it read one but the file is no longer the one it read (one ``stat``): another
-        process was adding that id, and put the old file back when it could not make it durable.
+        process was adding that id, and put the old file back when it could not make it durable. Where the
+        file is gone (the process creating the store could not make it durable, and removed it: see
+        :meth:`_create_store`), this open creates the store.
 
         Listing and opening the files happens under the write lock, so it sees
         a file set no merge is changing; the replay itself runs outside it, so
@@ -668,6 +691,9 @@ class _Opening(_Parts):
                 if self._gen < 0 and not (
                     has_id is True or (has_id is not False and same_format_file(self.path, has_id))
                 ):
+                    if not os.path.lexists(os.path.join(self.path, FORMAT_FILE)):
+                        # (Its creator, whose fsync failed, removed the file the check read: created here.)
+                        self._create_store()
                     add_store_id(self.path)  # (at the open alone: a store made before ids gets one)
                 self._recover_tail_locked()
                 self._fill_lost_locked()
