@@ -197,13 +197,15 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         """The store's id, as its format file names it now (None: a store made before ids, not yet opened
         for writing; see docs/file-format.md).
 
-        Where the file names one, read again under the write lock (waited for a second at most:
-        :data:`~kv_backend.store_id.ID_LOCK_WAIT`), where it keeps writers out: a process giving a store
-        made before ids its id holds it from the rename of the new file through the fsync of the
-        directory, and puts the old file back where that fsync fails; a read in between would show an id
-        the store never kept. Where this thread holds the lock already (through this DB or another on the
-        store), the read made under that hold is the id; where another holds it longer than that second
-        (a long transaction, a caller's own ``flock`` of the lock file), the id read first."""
+        Where the file names one, looked at again under the write lock (waited for a second at most:
+        :data:`~kv_backend.store_id.ID_LOCK_WAIT`): a process giving a store made before ids its id holds
+        it from the rename of the new file through the fsync of the directory, and puts the old file back
+        where that fsync fails; a read in between would show an id the store never kept. Where this thread
+        holds the lock already (through this DB or another on the store), the read made under that hold is
+        the id; where another holds it longer than that second (a long transaction, a caller's own
+        ``flock`` of the lock file), the id read first. The store's directory is fsynced before an id is
+        answered, and None answered where that fails (an id left on disk unconfirmed is answered once it
+        is durable): see :func:`~kv_backend.store_id.trusted_format`."""
         from kv_backend import store_id
 
         text = store_id.trusted_format(self.path, None if self._closed else self._lock.path)

@@ -349,7 +349,9 @@ def _source_id(src: str) -> str | None:
     where this thread holds the lock already (a ``locked()`` block of the program salvaging), the first
     read is the id (see :func:`~kv_backend.locking.lock_file_taken`); so it is where another holds the lock
     longer (a salvage run under ``flock LOCK``, by a program or a user keeping writers out meanwhile, as
-    docs/engine.md suggests: it would wait for its own caller for ever; a long transaction)."""
+    docs/engine.md suggests: it would wait for its own caller for ever; a long transaction). The id is
+    given only once the source's directory is fsynced (see :func:`~kv_backend.store_id.trusted_format`):
+    where that fails, none (the copy gets its own)."""
     text = trusted_format(src, os.path.join(src, LOCK_FILE))
     return parse_store_id(text) if text is not None else None  # (none: the copy gets its own when opened)
 

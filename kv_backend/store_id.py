@@ -206,6 +206,8 @@ def replace_format_file(path: str, content: str, st: os.stat_result, *, old: str
                 fsync_dir(path)
             except OSError:
                 pass  # (either file may be on disk: no process uses the new one, which a later open keeps)
+        # (Where putting the old file back failed, the new one stays, its id unconfirmed: no reader records
+        # it before it has fsynced the directory itself, see trusted_format.)
         return False
     return True
 
