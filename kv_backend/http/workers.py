@@ -8,7 +8,9 @@ seconds of their start (a crash loop). It stops every worker gracefully on SIGTE
 SIGTERM or SIGINT forces them), and stops them all where one fails (its store cannot be opened): that
 error is raised, not retried in a loop. A worker asked to stop that is still there ``graceful`` +
 STOP_MARGIN seconds later (stuck) is killed (SIGKILL), as one forced still there FORCE_MARGIN seconds
-later. SIGHUP reloads: N new workers start (running what ``reload`` returns: the TLS files read again),
+later. The parent never waits on a worker's pipe: it reads each worker's reports (ready, its error)
+without blocking and puts them together itself, so a worker stopped in the middle of one holds up nothing.
+SIGHUP reloads: N new workers start (running what ``reload`` returns: the TLS files read again),
 and the old ones stop gracefully once all the new ones are ready; where they cannot start, or are not all
 ready within ``reload_timeout`` (RELOAD_TIMEOUT), the old ones serve on, and a SIGHUP during
 a reload starts it over. The workers ignore SIGHUP, since a closed terminal sends it to
@@ -30,13 +32,12 @@ import os
 import pickle
 import select
 import signal
+import struct
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing import Pipe
-from multiprocessing.connection import Connection
 
 from kv_backend.errors import ConfigurationError, KVError
 from kv_backend.server import systemd
@@ -53,6 +54,15 @@ RunWorker = Callable[[Callable[[], None]], None]
 Reload = Callable[[], RunWorker]
 
 _READY = "ready"
+
+#: A worker's report to the parent (_READY, or its error) on its pipe: this header, the length of what
+#: follows, then that many bytes (a pickle). The parent reads the pipe without blocking and puts each
+#: report together itself: a worker stopped (or stuck) in the middle of writing one never holds it up.
+_HEADER = struct.Struct("!I")
+
+#: The longest report the parent takes (an error's pickle, its message at most a few KiB as a rule): a
+#: longer length is no report of this module's, and the parent stops reading that worker's pipe.
+MAX_REPORT = 16 << 20
 
 #: The signals the parent sends its workers, blocked while one is forked (see _Supervisor._start).
 _FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -96,18 +106,69 @@ def _stop(signum: int, frame: object) -> None:
     raise _Stop
 
 
-def _ready(report: Connection) -> None:
+def _ready(report: int) -> None:
     """Tell the parent this worker's store is open; a SIGTERM whose _Stop was dropped is sent again,
     to uvicorn's handler now (this runs on its loop): a graceful shutdown, not a worker serving on."""
-    report.send(_READY)
+    _report(report, _READY)
     if _stop_asked:
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _Reports:
+    """The parent's end of a worker's report pipe, read without ever blocking (see _HEADER)."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self.received = bytearray()  # (read, not yet a whole report)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read(self) -> tuple[list[object], bool]:
+        """The reports that arrived whole since the last call, and whether the pipe ended (the worker
+        closed it, or it sent what is no report: then unread, and the reports before it are returned)."""
+        ended = False
+        for _ in range(16):  # (1 MiB at most, the rest next time: a worker writing on holds up nothing)
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            except OSError:
+                ended = True
+                break
+            if not data:
+                ended = True
+                break
+            self.received += data
+        reports: list[object] = []
+        while len(self.received) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(self.received)
+            if length > MAX_REPORT:
+                log.warning("a worker process sent a report of %d bytes: not read", length)
+                return reports, True
+            end = _HEADER.size + length
+            if len(self.received) < end:
+                break
+            try:
+                reports.append(pickle.loads(self.received[_HEADER.size : end]))
+            except Exception as exc:  # (unpickling a report from the worker's code: any error)
+                reports.append(
+                    ConfigurationError(f"a worker process sent a report that cannot be read: {exc}")
+                )
+            del self.received[:end]
+        return reports, ended
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 @dataclass
 class _Worker:
     pid: int
-    reports: Connection | None
+    reports: _Reports | None
     started: float = field(default_factory=time.monotonic)
     ready: bool = False
     error: BaseException | None = field(default=None)
@@ -184,6 +245,8 @@ class _Supervisor:
         finally:
             for worker in self.workers.values():  # (an exception here: none left behind)
                 _kill(worker.pid, signal.SIGKILL)
+                if worker.reports is not None:
+                    worker.reports.close()
             signal.set_wakeup_fd(previous_wakeup)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -195,20 +258,24 @@ class _Supervisor:
 
     def _start(self, run_worker: RunWorker | None = None, generation: int | None = None) -> None:
         run_worker = run_worker or self.run_worker
-        reports, report = Pipe(duplex=False)
+        reports, report = os.pipe()
         # Blocked until the child has its own handlers: a SIGTERM forwarded to a child just forked
         # ran the parent's handler there (nothing) and the worker then served on, never stopping.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
         try:
             pid = os.fork()
             if pid == 0:  # pragma: no cover  (the child: measured by the tests' processes, not here)
-                reports.close()
+                os.close(reports)
                 _child(run_worker, report, self.lifeline_r, self._parent_fds(), mask)
+        except BaseException:  # (the fork failed: EAGAIN, ENOMEM)
+            os.close(reports)
+            os.close(report)
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        report.close()
+        os.close(report)
         self.workers[pid] = _Worker(
-            pid, reports, generation=self.generation if generation is None else generation
+            pid, _Reports(reports), generation=self.generation if generation is None else generation
         )
         log.info("Started worker process [%d]", pid)
 
@@ -244,22 +311,23 @@ class _Supervisor:
             self._start()
 
     def _read(self, worker: _Worker) -> None:
+        """Take what ``worker`` reported since the last read (never waiting for the rest of a report:
+        see _HEADER); once its pipe ended, it is closed."""
         assert worker.reports is not None
-        try:
-            message = worker.reports.recv()
-        except (EOFError, OSError):
+        messages, ended = worker.reports.read()
+        if ended:
             worker.reports.close()
             worker.reports = None
-            return
-        if message == _READY:
-            worker.ready = True
-            if self.reloading is not None and worker.generation == self.reloading[0]:
-                self._reloaded()
-            elif not self.announced and sum(w.ready for w in self.workers.values()) >= self.count:
-                self.announced = True
-                systemd.notify("READY=1", f"STATUS=serving {self.name} with {self.count} workers")
-        elif isinstance(message, BaseException):
-            worker.error = message
+        for message in messages:
+            if message == _READY:
+                worker.ready = True
+                if self.reloading is not None and worker.generation == self.reloading[0]:
+                    self._reloaded()
+                elif not self.announced and sum(w.ready for w in self.workers.values()) >= self.count:
+                    self.announced = True
+                    systemd.notify("READY=1", f"STATUS=serving {self.name} with {self.count} workers")
+            elif isinstance(message, BaseException):
+                worker.error = message
 
     def _reap(self) -> None:
         while True:
@@ -272,7 +340,7 @@ class _Supervisor:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
-            while worker.reports is not None and worker.reports.poll():  # what it said before it ended
+            if worker.reports is not None:  # what it said before it ended (a report left half: dropped)
                 self._read(worker)
             if worker.reports is not None:
                 worker.reports.close()
@@ -490,7 +558,7 @@ def _kill(pid: int, signum: int) -> None:
 
 
 def _child(
-    run_worker: RunWorker, report: Connection, lifeline: int, parent_fds: list[int], mask: set[int]
+    run_worker: RunWorker, report: int, lifeline: int, parent_fds: list[int], mask: set[int]
 ) -> None:  # pragma: no cover
     """A worker's life, in the forked process: never returns. ``mask``: the signal mask to restore
     once the worker's handlers are in place (the signals sent before are delivered then)."""
@@ -524,7 +592,7 @@ def _child(
             os._exit(code)
 
 
-def _send_error(report: Connection, exc: BaseException) -> None:
+def _send_error(report: int, exc: BaseException) -> None:
     """Send ``exc`` to the parent as it is where it survives pickling, else as its one line of text."""
     try:
         pickle.loads(pickle.dumps(exc))
@@ -533,10 +601,23 @@ def _send_error(report: Connection, exc: BaseException) -> None:
     if isinstance(exc, SystemExit):
         exc = ConfigurationError(f"a worker process could not start (status {exc.code})")
     try:
-        report.send(exc)
+        _report(report, exc)
     except OSError as error:
         if error.errno != errno.EPIPE:
             raise
+
+
+def _report(report: int, message: object) -> None:
+    """Send ``message`` (_READY, an error) to the parent on the pipe ``report``, framed (see _HEADER)."""
+    data = pickle.dumps(message)
+    _write_report(report, _HEADER.pack(len(data)) + data)
+
+
+def _write_report(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (a blocking pipe: the parent reads it as it arrives)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _watch_parent(lifeline: int) -> None:  # pragma: no cover
