@@ -726,6 +726,7 @@ class _Stopped(BaseException):
 def cmd_http(args: argparse.Namespace) -> int:
     try:
         from kv_backend.http import serve
+        from kv_backend.http.server import CLOSE_NOT_FINISHED_STATUS, StoreNotClosedError
     except ModuleNotFoundError as exc:
         if exc.name not in _HTTP_PACKAGES:
             raise
@@ -786,6 +787,17 @@ def cmd_http(args: argparse.Namespace) -> int:
         if exc.name not in _HTTP_PACKAGES:
             raise
         raise ConfigurationError(str(exc)) from None
+    except StoreNotClosedError as exc:
+        # Out at once, the line said: the close goes on in a thread that nothing can stop, and a thread
+        # it waits for (a write inside the engine) would keep the interpreter's own exit waiting too.
+        _say(f"kvb: {exc}")
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(CLOSE_NOT_FINISHED_STATUS)
     except (_Stopped, KeyboardInterrupt):
         # A shutdown asked for: exit status 0, as kvb serve (and redis-server) after SIGTERM or SIGINT
         # (uvicorn raises SIGINT again once it has shut down, which would be status 130).

@@ -8,6 +8,8 @@ import logging
 import os
 import socket
 import ssl
+import sys
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -16,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from kv_backend.db import DB
-from kv_backend.errors import ConfigurationError, InvalidArgumentError
+from kv_backend.errors import ConfigurationError, InvalidArgumentError, StorageError
 from kv_backend.http import connlimit, headtimer
 from kv_backend.http import workers as workers_module
 from kv_backend.http.app import (
@@ -30,7 +32,7 @@ from kv_backend.http.loading import OpenWhileListening
 from kv_backend.http.workers import supervise
 from kv_backend.server import listen_error, worker_count
 
-__all__ = ["app_from_env", "serve"]
+__all__ = ["StoreNotClosedError", "app_from_env", "serve"]
 
 log = logging.getLogger("kv_backend.http")
 
@@ -52,6 +54,19 @@ DEFAULT_KEEP_ALIVE = 5.0
 #: Seconds a request's head (request line and headers) may take to arrive (see
 #: :mod:`kv_backend.http.headtimer`).
 DEFAULT_HEADER_TIMEOUT = headtimer.DEFAULT_HEADER_TIMEOUT
+
+#: The exit status of ``kvb http`` (one process, no ``--workers``) whose store's close at its stop did
+#: not finish within workers.STOP_MARGIN seconds (see :class:`StoreNotClosedError`).
+CLOSE_NOT_FINISHED_STATUS = 3
+
+
+class StoreNotClosedError(StorageError):
+    """At the stop of :func:`serve` in one process, the store's close (its fsync, its wait for a call
+    still inside the engine) did not finish within workers.STOP_MARGIN seconds, as a worker of
+    ``--workers`` still there then is killed: the close goes on in a thread of its own, which nothing
+    can stop. Every write the server acknowledged is in the store's files (fsynced with sync "always");
+    ``kvb http`` says so and exits at once with :data:`CLOSE_NOT_FINISHED_STATUS`."""
+
 
 #: Room for a request line holding a 64 KiB key percent-encoded three times over, plus headers.
 MAX_REQUEST_HEAD = 256 << 10
@@ -195,6 +210,8 @@ def serve(
     for all its new workers to have the store open before it gives up (the workers serving go on). A
     worker asked to stop (at the server's stop, or by a reload) that is still there 5 seconds after its
     requests' graceful period is killed (SIGKILL), so a stuck worker cannot keep the server from stopping.
+    In one process, a close of the store at the stop still running 5 seconds (workers.STOP_MARGIN) after
+    it began raises :class:`StoreNotClosedError`, the close left running in its thread.
     """
     try:
         import uvicorn
@@ -377,9 +394,78 @@ def _run(
     finally:
         uvicorn_log.removeFilter(_cancelled_at_shutdown)
         uvicorn_log.removeHandler(bind_errors)
-        app.close()
+        if sockets is None:  # (one process: a worker's stop is bounded by the main process, which kills it)
+            _close_within(app, workers_module.STOP_MARGIN)
+        else:
+            app.close()
     if app.error is not None:
         raise app.error
+
+
+def _close_within(app: OpenWhileListening, seconds: float) -> None:
+    """``app.close()`` (the store's fsync and close) in a thread of its own, waited for ``seconds`` at
+    most: one that does not finish by then, or by a second SIGTERM or SIGINT, raises
+    :class:`StoreNotClosedError` saying where it is stuck, the close left running."""
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            app.close()
+        except BaseException as exc:  # (raised here, in the caller's thread)
+            failed.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=close, name="kvb-http-close", daemon=True)
+    thread.start()
+    interrupted: BaseException | None = None
+    try:
+        done.wait(seconds)
+    except BaseException as exc:  # (a second SIGTERM or SIGINT, raised by its handler: no more waiting)
+        interrupted = exc
+    if done.is_set():
+        if failed:
+            raise failed[0]
+        if interrupted is not None:
+            raise interrupted
+        return
+    db = app.db
+    if db is not None and db.sync_mode == "always":
+        kept = "every write the server acknowledged was fsynced first"
+    else:
+        kept = (
+            "every write the server acknowledged is in the store's files, the last ones maybe not on "
+            "stable storage yet (no fsync at each write): sync the disk before the machine goes off"
+        )
+    when = "at a second SIGTERM or SIGINT" if interrupted is not None else f"within {seconds:g} s"
+    raise StoreNotClosedError(
+        f"the store's close did not finish {when} (stuck in {_where(thread)}): exiting with status "
+        f"{CLOSE_NOT_FINISHED_STATUS} without it; {kept}"
+    ) from None
+
+
+def _where(thread: threading.Thread) -> str:
+    """Where ``thread`` runs: its innermost Python frame, and the innermost of kv_backend's if another
+    (``threading.py:359 wait, from kv_backend/db.py:286 close``)."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    if frame is None:
+        return "a call that never returns"
+    places = [_place(frame)]
+    own: Any = frame
+    while own is not None and f"{os.sep}kv_backend{os.sep}" not in own.f_code.co_filename:
+        own = own.f_back
+    if own is not None and own is not frame:
+        places.append(f"from {_place(own)}")
+    return ", ".join(places)
+
+
+def _place(frame: Any) -> str:
+    """``file:line function`` of ``frame``, the file as from the kv_backend package's directory."""
+    path = frame.f_code.co_filename
+    marker = f"{os.sep}kv_backend{os.sep}"
+    name = "kv_backend/" + path.rsplit(marker, 1)[1] if marker in path else os.path.basename(path)
+    return f"{name}:{frame.f_lineno} {frame.f_code.co_name}"
 
 
 def _check_ssl_context(ssl_context: object) -> None:
