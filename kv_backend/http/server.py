@@ -418,9 +418,9 @@ def _close_within(app: OpenWhileListening, seconds: float) -> None:
             done.set()
 
     thread = threading.Thread(target=close, name="kvb-http-close", daemon=True)
-    thread.start()
     interrupted: BaseException | None = None
     try:
+        thread.start()  # (in the try: a second signal coming while the close begins is one during it)
         done.wait(seconds)
     except BaseException as exc:  # (a second SIGTERM or SIGINT, raised by its handler: no more waiting)
         interrupted = exc
@@ -440,18 +440,20 @@ def _close_within(app: OpenWhileListening, seconds: float) -> None:
         )
     when = "at a second SIGTERM or SIGINT" if interrupted is not None else f"within {seconds:g} s"
     raise StoreNotClosedError(
-        f"the store's close did not finish {when} (stuck in {_where(thread)}): exiting with status "
+        f"the store's close did not finish {when} ({_where(thread)}): exiting with status "
         f"{CLOSE_NOT_FINISHED_STATUS} without it; {kept}"
     ) from None
 
 
 def _where(thread: threading.Thread) -> str:
     """Where ``thread`` runs: its innermost Python frame, and the innermost of kv_backend's if another
-    (``threading.py:359 wait, from kv_backend/db.py:286 close``)."""
-    frame = sys._current_frames().get(thread.ident or 0)
+    (``stuck in threading.py:359 wait, from kv_backend/db.py:286 close``)."""
+    if thread.ident is None:
+        return "it had not begun"
+    frame = sys._current_frames().get(thread.ident)
     if frame is None:
-        return "a call that never returns"
-    places = [_place(frame)]
+        return "stuck in a call that never returns"
+    places = [f"stuck in {_place(frame)}"]
     own: Any = frame
     while own is not None and f"{os.sep}kv_backend{os.sep}" not in own.f_code.co_filename:
         own = own.f_back
