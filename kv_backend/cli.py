@@ -1229,8 +1229,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_seconds_above_zero,
         default=None,
         metavar="SECONDS",
-        help="with --workers 2 or more, how long a reload (SIGHUP) waits for all its new workers to have "
-        "the store open before it gives up, the workers serving going on (default: "
+        help="with --workers 2 or more, how long a reload (SIGHUP) waits for its read of the TLS files, "
+        "then for all its new workers to have the store open, before it gives up, the workers serving "
+        "going on (default: "
         "$KVB_HTTP_RELOAD_TIMEOUT or 300)",
     )
     s.set_defaults(func=cmd_http, usage_error=s.error)

@@ -74,7 +74,7 @@ def test_store_id_under_this_processs_own_flock_of_the_lock_file(tmp_path):
 def test_a_reload_whose_tls_key_never_reads_leaves_the_stop_working(tmp_path, certs):
     """A SIGHUP reload whose key file is a FIFO, whose read would wait for a writer for ever (the main
     process then heeded no SIGTERM): the file is refused at once, as kvb serve refuses one, the workers
-    serving go on, and SIGTERM stops the server. (A file on a dead network mount still waits there.)"""
+    serving go on, and SIGTERM stops the server. (A file on a dead network mount: test_http_reload_read27.)"""
     from test_http_stop26 import _with_short_stop
     from test_http_workers25 import Server
 

@@ -207,7 +207,8 @@ def serve(
     with ``load_ssl_context()`` if given (the TLS files read again; it raises ConfigurationError for
     files that cannot serve, and the workers serving go on), and the others stop once they are ready;
     ``reload_timeout`` (default ``$KVB_HTTP_RELOAD_TIMEOUT`` or 300) is how many seconds a reload waits
-    for all its new workers to have the store open before it gives up (the workers serving go on). A
+    for ``load_ssl_context()`` (called in a thread: a file on a mount that no longer answers), then for
+    all its new workers to have the store open, before it gives up (the workers serving go on). A
     worker asked to stop (at the server's stop, or by a reload) that is still there 5 seconds after its
     requests' graceful period is killed (SIGKILL), so a stuck worker cannot keep the server from stopping.
     In one process, a close of the store at the stop still running 5 seconds (workers.STOP_MARGIN) after

@@ -10,11 +10,12 @@ error is raised, not retried in a loop. A worker asked to stop that is still the
 STOP_MARGIN seconds later (stuck) is killed (SIGKILL), as one forced still there FORCE_MARGIN seconds
 later. The parent never waits on a worker's pipe: it reads each worker's reports (ready, its error)
 without blocking and puts them together itself, so a worker stopped in the middle of one holds up nothing.
-SIGHUP reloads: N new workers start (running what ``reload`` returns: the TLS files read again),
-and the old ones stop gracefully once all the new ones are ready; where they cannot start, or are not all
-ready within ``reload_timeout`` (RELOAD_TIMEOUT), the old ones serve on, and a SIGHUP during
-a reload starts it over. The workers ignore SIGHUP, since a closed terminal sends it to
-all of them at once.
+SIGHUP reloads: N new workers start (running what ``reload`` returns: the TLS files read again, in a
+thread, so that a file on a mount that no longer answers holds up nothing: a read not done within
+``reload_timeout`` refuses the reload), and the old ones stop gracefully once all the new ones are ready;
+where they cannot start, or are not all ready within ``reload_timeout`` (RELOAD_TIMEOUT), the old ones
+serve on, and a SIGHUP during a reload starts it over. The workers ignore SIGHUP, since a closed
+terminal sends it to all of them at once.
 Under systemd, the parent sends ``READY=1`` once every worker has its store open, ``STOPPING=1`` at
 the stop; the workers send nothing.
 
@@ -75,6 +76,10 @@ HEALTHY_AFTER = 5.0
 #: where one of them fails (the workers serving go on). Far longer than a store takes to open: a worker
 #: not ready by then is stuck.
 RELOAD_TIMEOUT = 300.0
+
+#: Seconds between two looks of the parent at a reload's read of the files its workers need (see _Reading),
+#: while one is under way.
+READ_POLL = 0.02
 
 #: Seconds a worker asked to stop (SIGTERM) has beyond the graceful period its requests get before it is
 #: killed (SIGKILL): its store's close (an fsync) and its exit. One still there then is stuck (stopped,
@@ -165,6 +170,28 @@ class _Reports:
         os.close(self.fd)
 
 
+class _Reading:
+    """A reload's call of ``reload`` (the TLS files read again), in a thread of its own: a file on a
+    mount that no longer answers would otherwise hold the parent there for ever, heeding no SIGTERM.
+    Nothing can stop the thread: one still running at ``deadline`` is left to itself, its result unused."""
+
+    def __init__(self, reload: Reload, deadline: float) -> None:
+        self.started = time.monotonic()
+        self.deadline = deadline
+        self.done = threading.Event()
+        self.run_worker: RunWorker | None = None
+        self.error: Exception | None = None
+        threading.Thread(target=self._call, args=(reload,), name="kvb-http-reload", daemon=True).start()
+
+    def _call(self, reload: Reload) -> None:
+        try:
+            self.run_worker = reload()
+        except Exception as exc:  # (reported by the parent: a reload never stops the server)
+            self.error = exc
+        finally:
+            self.done.set()
+
+
 @dataclass
 class _Worker:
     pid: int
@@ -191,9 +218,11 @@ def supervise(
     return) or until one fails (then raise its error). ``name`` (the store) is for systemd's status.
     SIGHUP starts ``count`` new workers, each running what ``reload`` returns (``run_worker`` again
     without it), and stops the others gracefully once all the new ones are ready; where ``reload``
-    raises, a new worker fails to start, or they are not all ready within ``reload_timeout`` seconds
-    (default RELOAD_TIMEOUT), the others serve on (why is logged). ``graceful``: the seconds a worker
-    asked to stop gives its requests; one still there STOP_MARGIN seconds after that is killed."""
+    raises or has not returned within ``reload_timeout`` seconds (default RELOAD_TIMEOUT: it runs in a
+    thread of its own, left to itself then), a new worker fails to start, or they are not all ready within
+    ``reload_timeout`` seconds of their start, the others serve on (why is logged). ``graceful``: the
+    seconds a worker asked to stop gives its requests; one still there STOP_MARGIN seconds after that is
+    killed."""
     return _Supervisor(
         count, run_worker, name, reload, graceful=graceful, reload_timeout=reload_timeout
     ).run()
@@ -221,6 +250,7 @@ class _Supervisor:
         self.reloading: tuple[int, RunWorker] | None = None  # the generation started, what it runs
         self.reloads = 0  # the reloads started (each one's workers have its own generation)
         self.reload_deadline = 0.0  # when the reload under way gives up (time.monotonic())
+        self.reading: _Reading | None = None  # a SIGHUP's read of the files the new workers need
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
         self.error: BaseException | None = None
@@ -289,6 +319,8 @@ class _Supervisor:
         timeout = 1.0 if not self.due else min(1.0, max(0.0, self.due[0] - time.monotonic()))
         if self.reloading is not None:
             timeout = min(timeout, max(0.0, self.reload_deadline - time.monotonic()))
+        if self.reading is not None:
+            timeout = min(timeout, READ_POLL)
         kills = [w.kill_at for w in self.workers.values() if w.kill_at is not None and not w.killed]
         if kills:
             timeout = min(timeout, max(0.0, min(kills) - time.monotonic()))
@@ -303,6 +335,8 @@ class _Supervisor:
             elif signum == signal.SIGHUP:
                 self._reload()
         self._reap()
+        if self.reading is not None:
+            self._read_done()
         if self.reloading is not None and time.monotonic() >= self.reload_deadline and not self.stopping:
             self._reload_timed_out()
         self._kill_stuck()
@@ -365,15 +399,52 @@ class _Supervisor:
             self._stop_all(signal.SIGTERM)
 
     def _reload(self) -> None:
-        """SIGHUP: start ``count`` new workers (see :func:`supervise`)."""
+        """SIGHUP: read the files the new workers need again (``reload``, in a thread, bounded by the
+        reload's timeout), then start ``count`` new workers (see :func:`supervise`)."""
         if self.stopping:
             return
-        try:
-            run_worker = self.run_worker if self.reload is None else self.reload()
-        except Exception as exc:  # (a reload never stops the server: KVError says what to fix)
+        if self.reload is None:
+            self._start_reload(self.run_worker)
+            return
+        if self.reading is not None:  # (one that returned meanwhile: its workers start, this one starts over)
+            self._read_done()
+        if self.reading is not None:  # (still under way, stuck maybe: its result is not used)
+            log.warning(
+                "SIGHUP while the TLS files of the reload before are read (for %.1f s): reading them again",
+                time.monotonic() - self.reading.started,
+            )
+        self.reading = _Reading(self.reload, time.monotonic() + self.reload_timeout)
+        self._read_done()
+
+    def _read_done(self) -> None:
+        """Once the read of a reload (SIGHUP) returned, start its new workers; where it failed, or has
+        not returned by its deadline (stuck), the reload is refused and the workers serving go on."""
+        reading = self.reading
+        assert reading is not None
+        if self.stopping:
+            self.reading = None
+            return
+        if not reading.done.is_set():
+            if time.monotonic() < reading.deadline:
+                return
+            self.reading = None
+            log.error(
+                "SIGHUP: cannot reload, the workers serving go on: the TLS files were not read within %g s "
+                "(stuck: a file on a mount that no longer answers?); the next SIGHUP reads them again",
+                self.reload_timeout,
+            )
+            return  # (a reload under way goes on)
+        self.reading = None
+        if reading.error is not None:  # (a reload never stops the server: KVError says what to fix)
+            exc = reading.error
             why = str(exc) if isinstance(exc, KVError) else f"{type(exc).__name__}: {exc}"
             log.error("SIGHUP: cannot reload, the workers serving go on: %s", why)
             return  # (a reload under way goes on)
+        assert reading.run_worker is not None
+        self._start_reload(reading.run_worker)
+
+    def _start_reload(self, run_worker: RunWorker) -> None:
+        """Start ``count`` new workers running ``run_worker``; a reload under way is started over."""
         if self.reloading is not None:  # started over: the operator asks for a reload now
             log.warning(
                 "SIGHUP during a reload: starting it over (%.1f s after it started, not all ready); "
