@@ -171,6 +171,27 @@ def size(st: Structures, name: bytes, args: list[bytes]) -> int:
     return st.dbsize()
 
 
+def count(server: Server, name: bytes, args: list[bytes], reply: Any, before: int, size_before: int) -> None:
+    """Add to INFO's rdb_changes_since_last_save what the write command ``args`` (``name`` in lower
+    case), answered ``reply`` (not an error), changed (:func:`changes_made`): ``before``, the store's
+    change token before it ran; ``size_before``, a :data:`MEASURED` one's :func:`size` then.
+
+    Never raises: the command has run, and its reply is sent whatever happens here. Where the count
+    cannot be made (the store closed meanwhile, a size that cannot be read), the command is left
+    uncounted and the log says so."""
+    try:
+        changed = server.db.change_token() != before
+        if name not in _COUNTED_APART:  # (most writes: SET, INCR, EXPIRE... one look-up)
+            if changed:
+                server.bgsaves.changes += 1
+            return
+        removed = size_before - size(server.st, name, args) if name in MEASURED else 0
+        server.bgsaves.changes += changes_made(name, args, reply, changed, max(removed, 0))
+    except Exception as exc:
+        shown = name.decode("ascii", "replace").upper()
+        server.log(f"{shown} not counted in INFO's rdb_changes_since_last_save: {type(exc).__name__}: {exc}")
+
+
 def changes_made(name: bytes, args: list[bytes], reply: Any, changed: bool, removed: int) -> int:
     """How much redis-server 7.0 adds to its ``dirty`` count for the write command ``args`` (``name``
     in lower case) that answered ``reply`` (not an error). ``changed``: whether it changed the store;
@@ -203,6 +224,15 @@ def changes_made(name: bytes, args: list[bytes], reply: Any, changed: bool, remo
     if name == b"xreadgroup" and b"NOACK" not in (arg.upper() for arg in args):
         return max(_entries(reply), 1)  # (each entry it gave a consumer, as Redis)
     return 1
+
+
+#: The writes :func:`changes_made` counts otherwise than one where they changed the store.
+_COUNTED_APART = frozenset(
+    MEASURED
+    | _PER_ARGUMENT.keys()
+    | _PER_REPLY
+    | {b"lpop", b"rpop", b"spop", b"zpopmin", b"zpopmax", b"lmpop", b"zmpop", b"smove", b"xreadgroup"}
+)
 
 
 def _entries(reply: Any) -> int:

@@ -510,12 +510,15 @@ class Connection(asyncio.Protocol):
         # a write that watchers or blocked clients must hear of (a write command cannot add either)
         signals = writes and (server.watchers or server.blocked_keys)
         # INFO's rdb_changes_since_last_save: what a write changed (the commands a transaction or a
-        # script runs are counted each, as in Redis), by the store's change token
-        counting = writes and name not in bgsave.RUNNERS
+        # script runs are counted each, as in Redis), by the store's change token. Never in the way of
+        # the command: a store it cannot look at (closed) is left to the command to answer.
+        counting = writes and name not in _UNCOUNTED
         if counting:
-            before_token = server.db.change_token()
-            measured = name in bgsave.MEASURED
-            size = bgsave.size(server.st, name, args) if measured else 0
+            try:
+                before_token = server.db.change_token()
+                size = bgsave.size(server.st, name, args) if name in _MEASURED else -1
+            except Exception:
+                counting = False
         try:
             if monitors and name in _MONITORED_FIRST and args is not self.shown_first:
                 server.feed_monitors(self, args)  # a script shows before its commands
@@ -562,9 +565,7 @@ class Connection(asyncio.Protocol):
             if type(reply) is not Block or name == b"xreadgroup":  # a blocked XREADGROUP made its consumer
                 server.notifier.after(name, args, reply, before, keys)
         if counting and type(reply) is not Block and type(reply) is not ErrorReply:
-            changed = server.db.change_token() != before_token
-            removed = size - bgsave.size(server.st, name, args) if measured else 0
-            server.bgsaves.changes += bgsave.changes_made(name, args, reply, changed, max(removed, 0))
+            bgsave.count(server, name, args, reply, before_token, size)
         if signals and type(reply) is not Block:
             if server.watchers and (token is None or server.db.change_token() != token):
                 if deleted is None:
@@ -1600,6 +1601,12 @@ def _flagged_names(flag: str) -> frozenset[bytes]:
         infos = [sub for info in metadata.described() for sub in (info, *info.subcommands)]
         names = _BY_FLAG[flag] = frozenset(i.name.encode() for i in infos if flag in i.flags)
     return names
+
+
+#: Write commands INFO's rdb_changes_since_last_save does not count (see bgsave.RUNNERS), and those
+#: counted by a size read before and after them (bgsave.MEASURED).
+_UNCOUNTED = bgsave.RUNNERS
+_MEASURED = bgsave.MEASURED
 
 
 def _answered_while_loading() -> frozenset[bytes]:
