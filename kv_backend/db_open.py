@@ -423,6 +423,9 @@ class _Opening(_Parts):
                 if made is not None:
                     _removed(made, self.path)
                 raise storage_error(exc, f"cannot create a store in {self.path}") from exc
+            # (Root only: the files this open made before there was a format file to name the owner, as
+            # the state page of an open that read the file of a creator that then removed it.)
+            give_back_roots_files(self.path)
             _creators.add(self)
             return True
 
