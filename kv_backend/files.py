@@ -730,12 +730,34 @@ def read_format(path: str, limit: int = 4096, errors: str = "replace") -> Format
     """The format file of the store at ``path``, read: its first ``limit`` characters (-1: all of it),
     decoded as UTF-8 with ``errors``, with the identity of the file read (see :class:`FormatText`). The one
     read every reader of the file makes, each turning what it raises into its own answer: OSError (no
-    file, one this user may not read, an I/O error), and UnicodeDecodeError where ``errors`` is strict."""
-    with open(os.path.join(path, FORMAT_FILE), encoding="utf-8", errors=errors) as f:
+    file, one this user may not read, an I/O error, one that is no regular file: see :func:`open_regular`),
+    and UnicodeDecodeError where ``errors`` is strict."""
+    with open(os.path.join(path, FORMAT_FILE), encoding="utf-8", errors=errors, opener=open_regular) as f:
         text = FormatText(f.read(limit))
         st = os.fstat(f.fileno())
     text.seen = (st.st_ino, st.st_size)
     return text
+
+
+def open_regular(path: str, flags: int) -> int:
+    """``os.open(path, flags)`` without waiting (``O_NONBLOCK``) of a file that must be a regular one (or
+    a directory, which ``open`` refuses itself): a FIFO (``mkfifo`` by mistake) held its reader for ever,
+    waiting for a writer. OSError (EINVAL) for a FIFO, a device or a socket."""
+    fd = os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        os.close(fd)
+        raise OSError(
+            errno.EINVAL,
+            "not a regular file (a FIFO, a device or a socket), as every file kv_backend makes in a store "
+            "is: remove it, and restore the store from a backup or copy its data out with kvb salvage",
+            path,
+        )
+    return fd
 
 
 def format_file_text(path: str, *, create: bool) -> FormatText | None:
