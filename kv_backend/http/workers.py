@@ -100,8 +100,11 @@ class _Stop(BaseException):
     """SIGTERM in a worker outside uvicorn's own handling of it (before it starts, or raised again after)."""
 
 
-#: A worker's SIGTERM came while _stop raised _Stop: kept, since Python drops an exception raised in
-#: a ``__del__`` or a weakref's callback (where a handler may run) with an "Exception ignored" line.
+#: Seconds after which a worker's SIGTERM whose _Stop Python dropped is delivered again (see _dropped).
+STOP_AGAIN_AFTER = 0.001
+
+#: A worker's SIGTERM came while _stop raised _Stop: kept, so that a _Stop that something swallowed
+#: (an ``except BaseException`` on the way) still stops the worker once its store is open (_ready).
 _stop_asked = False
 
 
@@ -111,8 +114,29 @@ def _stop(signum: int, frame: object) -> None:
     raise _Stop
 
 
+def _dropped(unraisable: sys.UnraisableHookArgs) -> None:
+    """A worker's ``sys.unraisablehook``: a _Stop raised where Python drops exceptions (a ``__del__``,
+    a weakref's callback, where _stop may run) is no error to print, but a stop asked of a worker that
+    goes on: SIGTERM is sent again STOP_AGAIN_AFTER seconds later (SIGALRM, _stop_again), once out of
+    that finalizer as a rule (else it is dropped and sent again once more). Anything else goes to
+    Python's own hook (its "Exception ignored" lines)."""
+    if unraisable.exc_type is not _Stop:
+        sys.__unraisablehook__(unraisable)
+        return
+    try:
+        signal.setitimer(signal.ITIMER_REAL, STOP_AGAIN_AFTER)
+    except _Stop:  # (one more SIGTERM, handled during the call: the timer is set by then)
+        pass
+
+
+def _stop_again(signum: int, frame: object) -> None:
+    """SIGALRM in a worker (set by _dropped): SIGTERM again, to the handler in place now: _stop, which
+    raises _Stop here, before uvicorn's handlers are in place, else uvicorn's (a graceful shutdown)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _ready(report: int) -> None:
-    """Tell the parent this worker's store is open; a SIGTERM whose _Stop was dropped is sent again,
+    """Tell the parent this worker's store is open; a SIGTERM whose _Stop was swallowed is sent again,
     to uvicorn's handler now (this runs on its loop): a graceful shutdown, not a worker serving on."""
     _report(report, _READY)
     if _stop_asked:
@@ -636,6 +660,8 @@ def _child(
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, _stop)  # uvicorn raises it again once it has shut down
+    signal.signal(signal.SIGALRM, _stop_again)
+    sys.unraisablehook = _dropped
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     code = 0
