@@ -6,12 +6,14 @@ import asyncio
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import ssl
 import sys
 import threading
 from collections.abc import Callable
 from functools import partial
+from types import FrameType
 from typing import Any
 
 from starlette.applications import Starlette
@@ -377,6 +379,9 @@ def _run(
         return app
 
     app = OpenWhileListening(open_db, build_ready, failed)
+    # One process: a second stop signal coming between uvicorn's return and the close's wait is kept
+    # for the close (a worker's close is bounded by the main process instead).
+    stops = _StopSignals() if sockets is None else None
     host, port = config.host, config.port
     config.app = LocalHostOnly(app) if host_check else app
     server = _server_class(uvicorn, max_connections, ssl_context, header_timeout)(config)
@@ -384,6 +389,8 @@ def _run(
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addHandler(bind_errors)
     uvicorn_log.addFilter(_cancelled_at_shutdown)
+    if stops is not None:
+        stops.install()
     try:
         server.run() if sockets is None else server.run(sockets)
     except SystemExit:
@@ -393,20 +400,70 @@ def _run(
             raise
         raise listen_error(host, port, bind_errors.error) from None
     finally:
+        if stops is not None:
+            stops.stopping = True  # (ended without a signal: one coming now is a second one too)
         uvicorn_log.removeFilter(_cancelled_at_shutdown)
         uvicorn_log.removeHandler(bind_errors)
-        if sockets is None:  # (one process: a worker's stop is bounded by the main process, which kills it)
-            _close_within(app, workers_module.STOP_MARGIN)
+        if stops is not None:  # (one process: a worker's stop is bounded by the main process, which kills it)
+            try:
+                _close_within(app, workers_module.STOP_MARGIN, stops)
+            finally:
+                stops.restore()
         else:
             app.close()
     if app.error is not None:
         raise app.error
 
 
-def _close_within(app: OpenWhileListening, seconds: float) -> None:
+class _StopSignals:
+    """SIGTERM's and SIGINT's handlers (the Python ones in place: ``kvb http``'s, Python's for Ctrl-C)
+    in one ``kvb http`` process, wrapped so that no stop signal after the first is lost: the first
+    (before uvicorn takes them over, or raised again by uvicorn once it has shut down) runs its handler,
+    which raises the stop; one after it, up to the close's wait (uvicorn's return, asyncio's own end,
+    the close's start), is kept, then raised in that wait (:meth:`arm`) as one during the wait is. It
+    was raised where it came, which skipped the close and exited with status 0, the close not begun."""
+
+    def __init__(self) -> None:
+        self.previous: dict[int, Callable[[int, FrameType | None], Any]] = {}
+        self.stopping = False  # (a stop signal came, or the server ended)
+        self.armed = False  # (the close's wait: a signal raises its stop at once)
+        self.kept: tuple[int, FrameType | None] | None = None
+
+    def install(self) -> None:
+        """Wrap the handlers in place (in the main thread: only there can they be set)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            handler = signal.getsignal(signum)
+            if callable(handler):  # (SIG_DFL and SIG_IGN stay as they are)
+                self.previous[signum] = handler
+                signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def arm(self) -> None:
+        """From now on a stop signal raises its stop; one kept before is raised now."""
+        self.armed = True
+        if self.kept is not None:
+            signum, frame = self.kept
+            self.previous[signum](signum, frame)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping and not self.armed:
+            if self.kept is None:
+                self.kept = (signum, frame)
+            return
+        self.stopping = True
+        self.previous[signum](signum, frame)
+
+
+def _close_within(app: OpenWhileListening, seconds: float, stops: _StopSignals | None = None) -> None:
     """``app.close()`` (the store's fsync and close) in a thread of its own, waited for ``seconds`` at
-    most: one that does not finish by then, or by a second SIGTERM or SIGINT, raises
-    :class:`StoreNotClosedError` saying where it is stuck, the close left running."""
+    most: one that does not finish by then, or by a second SIGTERM or SIGINT (or one ``stops`` kept
+    since the stop began), raises :class:`StoreNotClosedError` saying where it is stuck, the close left
+    running."""
     done = threading.Event()
     failed: list[BaseException] = []
 
@@ -422,6 +479,8 @@ def _close_within(app: OpenWhileListening, seconds: float) -> None:
     interrupted: BaseException | None = None
     try:
         thread.start()  # (in the try: a second signal coming while the close begins is one during it)
+        if stops is not None:
+            stops.arm()  # (a second signal kept since the stop began is raised here)
         done.wait(seconds)
     except BaseException as exc:  # (a second SIGTERM or SIGINT, raised by its handler: no more waiting)
         interrupted = exc
