@@ -666,11 +666,14 @@ def _child(
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     code = 0
     try:  # (from here on, a _Stop ends in os._exit below, never in the parent's code this is a copy of)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for fd in parent_fds:
             os.close(fd)
         os.environ.pop("NOTIFY_SOCKET", None)  # (the parent speaks to systemd for all of them)
+        # Started while the signals are still blocked (the thread keeps them blocked: they are the main
+        # thread's): a _Stop raised inside Thread.start's wait left its lock released twice, and the
+        # worker failed with "release unlocked lock" (the server exiting with status 2).
         threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         run_worker(lambda: _ready(report))
     except (_Stop, KeyboardInterrupt):
         pass
