@@ -13,7 +13,7 @@ them), and checked when one opens.
 The files are read, and the context built, in a thread (:func:`build`, run by :class:`Changes`, one
 CONFIG SET after the other): a slow file holds up the client that asked, never the event loop; one
 that does not return within :data:`BUILD_TIMEOUT` seconds (a dead network mount) fails its CONFIG
-SET, and the next one is served.
+SET, and the next one is served; one whose thread cannot be started fails its CONFIG SET likewise.
 """
 
 from __future__ import annotations
@@ -196,8 +196,10 @@ class Changes:
 
     A CONFIG SET inside EXEC cannot wait (EXEC answers all its commands at once): it builds its
     context on the loop, at once. One built meanwhile from the settings it replaced is built again.
-    One whose thread cannot be started (a limit on the process's tasks) is built on the loop too,
-    rather than left running for ever with every later one waiting behind it. One whose build has
+    One whose thread cannot be started (a limit on the process's tasks) fails as one whose files
+    cannot be read (CONFIG_FAILED, the log saying no thread could be started), its files unread: read
+    on the loop, with no bound, a slow file would hold up every client; the next one is started as
+    usual. One whose build has
     not returned after :data:`BUILD_TIMEOUT` seconds is answered CONFIG_FAILED and the next is
     started: its thread is left to end on its own (a daemon thread: nothing waits for it at the
     stop), and what it builds then is dropped.
@@ -237,9 +239,12 @@ class Changes:
         try:
             reader = partial(build, settings, self.server.log, note)
             built = open_in_background(reader, _drop, "kvb-tls-settings")
-        except RuntimeError as exc:  # no thread (a limit on the process's tasks): read here, as before
-            self.server.log(f"CONFIG SET: cannot start a thread to read the TLS files ({exc}): read now")
-            self._finish(job, build(settings, self.server.log))
+        except RuntimeError as exc:  # no thread (a limit on the process's tasks): refused, not read here
+            error = ConfigurationError(
+                f"no thread could be started to read the TLS files ({exc}: a limit on the process's "
+                "tasks?); not read on the event loop, where a slow file would hold up every client"
+            )
+            self._finish(job, Built(settings, error=error))
             return
         self.running = job
         job.timer = asyncio.get_running_loop().call_later(BUILD_TIMEOUT, self._timed_out, job, built)
