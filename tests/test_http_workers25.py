@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import child_env, free_port, run_kvb
+from helpers import child_env, free_port, run_kvb, tcp_inode
 from tls_helpers import Certs
 
 from kv_backend import DB
@@ -142,13 +142,10 @@ def _alive(pid: int) -> bool:
 
 
 def _server_inode(server_port: int, client_port: int) -> str:
-    """The inode of the server end of the local TCP connection from ``client_port`` (/proc/net/tcp)."""
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote = fields[1], fields[2]
-        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
-            return fields[9]
-    raise AssertionError(f"no server end for the connection from port {client_port}")
+    """The inode of the server end of the local TCP connection from ``client_port``."""
+    inode = tcp_inode(server_port, client_port)
+    assert inode is not None, f"no server end for the connection from port {client_port}"
+    return inode
 
 
 def _connections(port: int, count: int = 8, path: bytes = b"/healthz") -> list[http.client.HTTPConnection]:

@@ -246,3 +246,74 @@ def test_an_in_process_server_whose_port_another_took_is_its_own(stranger_http, 
     result, port, thread = helpers.serve_here_with_client(serve, client)
     thread.join(10)
     assert tried == [stranger_http, port] and result == "served" and got == [b"ours"]
+
+
+def test_listens_on_asks_the_kernel_for_listening_sockets_only(monkeypatch):
+    # listens_on read /proc/net/tcp, which lists every socket: with the suite's thousands in
+    # TIME_WAIT, 20-40 ms a read, polled every 10 ms by each server start. It asks sock_diag now.
+    import builtins
+    import os
+    import socket
+
+    import helpers
+
+    if helpers.listens_on(os.getpid(), 1) is None:
+        pytest.skip("no /proc here: listens_on cannot tell")
+    real_open = builtins.open
+    tables: list[str] = []
+
+    def open_watched(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(file).startswith("/proc/net/tcp"):
+            tables.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_watched)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert helpers.listens_on(os.getpid(), port) is True
+    assert helpers.listens_on(os.getpid(), port) is False
+    assert tables == []
+
+
+@pytest.mark.parametrize("diag", [True, False], ids=["sock_diag", "proc_tables"])
+def test_listens_on_and_tcp_inode_tell_listening_sockets_from_others_on_the_port(diag, monkeypatch):
+    import os
+    import socket
+
+    import helpers
+
+    if not diag:
+
+        def no_diag(states: int) -> list[tuple[int, int, str]]:
+            raise OSError("no sock_diag here")
+
+        monkeypatch.setattr(helpers, "_diag_tcp", no_diag)
+    me = os.getpid()
+    with socket.create_server(("127.0.0.1", 0)) as v4:
+        port = v4.getsockname()[1]
+        inode = str(os.fstat(v4.fileno()).st_ino)
+        assert helpers._listening_inodes(port) >= {inode}
+        assert helpers.listens_on(me, port) is True
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            accepted, _ = v4.accept()
+            with accepted:
+                server_end = str(os.fstat(accepted.fileno()).st_ino)
+                assert server_end not in helpers._listening_inodes(port)
+                assert helpers.tcp_inode(port, client.getsockname()[1]) == server_end
+                assert helpers.tcp_inode(port, port) is None
+                v4.close()  # (connected sockets on the port stay: none listens)
+                assert helpers.listens_on(me, port) is False
+                assert client.getpeername()[1] == port
+    try:
+        v6 = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        return  # (no IPv6 loopback here)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with v6:
+            port6 = v6.getsockname()[1]
+            assert helpers._listening_inodes(port6) == {str(os.fstat(v6.fileno()).st_ino)}
+            assert helpers.listens_on(me, port6) is True
+            assert helpers.listens_on(child.pid, port6) is False  # (another process: not its socket)
+    finally:
+        stop_process(child)
