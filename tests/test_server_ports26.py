@@ -40,15 +40,16 @@ def in_time(fn: Callable[[], Any], timeout: float = 60) -> Any:
     return out[0]
 
 
-@pytest.fixture
-def stranger_http(tmp_path) -> Iterator[int]:
-    """The port of an HTTP server of another process (listening before the test goes on)."""
+@pytest.fixture(scope="module")
+def _stranger_http(tmp_path_factory) -> Iterator[tuple[subprocess.Popen, int]]:
+    """An HTTP server of another process and its port (listening before the tests go on): one for
+    the module's tests, each of which only tries to listen on its port."""
     from helpers import free_port, wait_for
 
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", STRANGER_HTTP, str(port)],
-        cwd=tmp_path,
+        cwd=tmp_path_factory.mktemp("stranger-http"),
         env=child_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -56,9 +57,17 @@ def stranger_http(tmp_path) -> Iterator[int]:
     try:
         wait_for(lambda: listens_on(proc.pid, port) or proc.poll() is not None, 30, "the stranger listening")
         assert proc.poll() is None, "the stranger could not listen"
-        yield port
+        yield proc, port
     finally:
         stop_process(proc)
+
+
+@pytest.fixture
+def stranger_http(_stranger_http) -> int:
+    """The port of an HTTP server of another process, listening there now."""
+    proc, port = _stranger_http
+    assert listens_on(proc.pid, port), "the stranger no longer listens"
+    return port
 
 
 def test_moto_s3_server_whose_port_another_took_is_its_own(stranger_http, monkeypatch):
@@ -81,19 +90,26 @@ def test_moto_s3_server_whose_port_another_took_is_its_own(stranger_http, monkey
     assert b"ListAllMyBucketsResult" in body, body
 
 
-@pytest.fixture
-def stranger(tmp_path, certs) -> Iterator[Callable[..., int]]:
+@pytest.fixture(scope="module")
+def stranger(tmp_path_factory, certs) -> Iterator[Callable[..., int]]:
     """``start(kind)``: the port of a server of another process, already listening, of the same kind
     and certificates as the test's own ("serve": kvb serve in plaintext, "serve-tls": kvb serve on a
     TLS port only, "http": kvb http, "https": kvb http over TLS): one that would answer the test's
-    clients as its own server would."""
+    clients as its own server would. One of each kind for the module's tests (each only tries to
+    listen on its port): started at the first test that asks, checked still listening at each."""
     from helpers import free_port, start_own_server
 
-    started: list[subprocess.Popen] = []
+    started: dict[str, tuple[subprocess.Popen, int]] = {}
+    launched: list[subprocess.Popen] = []
+    base = tmp_path_factory.mktemp("strangers")
 
     def start(kind: str) -> int:
+        if kind in started:
+            proc, port = started[kind]
+            assert listens_on(proc.pid, port), f"the {kind} stranger no longer listens"
+            return port
         port = free_port()
-        store = str(tmp_path / f"stranger-{port}")
+        store = str(base / f"stranger-{port}")
         tls = ["--tls-cert-file", certs.cert, "--tls-key-file", certs.key, "--tls-auth-clients", "no"]
         args = {
             "serve": ["serve", "--dir", store, "--port", str(port)],
@@ -109,14 +125,14 @@ def stranger(tmp_path, certs) -> Iterator[Callable[..., int]]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            started.append(proc)
+            launched.append(proc)
             return proc, [port]
 
-        start_own_server(launch, tries=1)
+        started[kind] = start_own_server(launch, tries=1)[0], port
         return port
 
     yield start
-    for proc in started:
+    for proc in launched:
         stop_process(proc)
 
 
