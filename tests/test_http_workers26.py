@@ -140,11 +140,29 @@ def test_a_worker_in_a_crash_loop_is_restarted_with_growing_delays_and_sigterm_e
         server.close()
 
 
+#: The servers' workers.HEALTHY_AFTER below (5 s as shipped, which the crash loop test above checks).
+_HEALTHY_AFTER = 1.5
+
+
+def _with_healthy_after(seconds: float) -> tuple[str, ...]:
+    """``python`` arguments running kvb's command line with ``workers.HEALTHY_AFTER`` set to ``seconds``."""
+    code = (
+        "import sys\nimport kv_backend.http.workers as w\n"
+        f"w.HEALTHY_AFTER = {seconds!r}\n"
+        "from kv_backend.cli import main\nsys.exit(main())\n"
+    )
+    return ("-c", code)
+
+
 def test_a_worker_that_lived_long_enough_resets_the_delay(tmp_path):
-    server = Server(tmp_path)
+    server = Server(tmp_path, python=_with_healthy_after(_HEALTHY_AFTER))
     try:
-        _crash_loop(server, 3)  # (the next quick death would wait 0.4 s)
-        time.sleep(5.2)  # the last one started lives past 5 s
+        _crash_loop(server, 3)
+        last = [line for line in server.stderr().splitlines() if "starting another" in line][-1]
+        # (the first worker may have lived past the threshold before its kill: then 2 in a row, not 3)
+        delayed = r"the (2nd|3rd) in a row to die within 1\.5 s: starting another in 0\.[12] s$"
+        assert re.search(delayed, last), last
+        time.sleep(_HEALTHY_AFTER + 0.2)  # the last one started lives past the threshold
         known = server.children()
         _kill(max(known))
         _new_child(server, known, time.monotonic() + 30)
@@ -430,14 +448,45 @@ def server_and_client(request, tmp_path):
     server.close()
 
 
+def _with_gated_open(gate: Path) -> tuple[str, ...]:
+    """``python`` arguments running kvb's command line where opening the store first waits (60 s at
+    most) until the file ``gate`` exists: a store that takes as long to open as the test wants."""
+    code = (
+        "import os, sys, time\nimport kv_backend.http.server as s\n"
+        "class GatedDB(s.DB):\n"
+        "    def __init__(self, *args, **kwargs):\n"
+        "        deadline = time.monotonic() + 60\n"
+        f"        while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:\n"
+        "            time.sleep(0.01)\n"
+        "        super().__init__(*args, **kwargs)\n"
+        "s.DB = GatedDB\n"
+        "from kv_backend.cli import main\nsys.exit(main())\n"
+    )
+    return ("-c", code)
+
+
+def _get_k7(server: Server) -> tuple[int, bytes, int | None]:
+    """GET /v1/keys/k7 on a new connection: the status, the body and the worker that answered."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    try:
+        conn.request("GET", "/v1/keys/k7")
+        response = conn.getresponse()
+        return response.status, response.read(), server.served_by(conn)
+    finally:
+        conn.close()
+
+
 def test_new_workers_open_the_store_before_they_accept_connections(tmp_path):
     # A reload's new workers opened the store while they accepted connections (as one kvb http does
     # at its start): on a store that takes a while to open, the requests they took waited, then got
     # 503 loading, while the old workers could still serve them. They now accept once it is open.
-    with DB(tmp_path / "store") as db:  # its log replayed at each open (no hint files): about 1 s
-        for i in range(400_000):
-            db.put(b"k%d" % i, b"v")
-    server = Server(tmp_path)
+    # (The store's open waits for a file the test creates: as long as it takes, the new workers
+    # have it not yet open; before, a store of 400,000 records took about 1 s to open.)
+    with DB(tmp_path / "store") as db:
+        db.put(b"k7", b"v")
+    gate = tmp_path / "opened"
+    gate.touch()  # (the first workers open it at once)
+    server = Server(tmp_path, python=_with_gated_open(gate))
     try:
         assert server.path == tmp_path / "store"
         before = server.wait_serving()
@@ -445,22 +494,28 @@ def test_new_workers_open_the_store_before_they_accept_connections(tmp_path):
         deadline = time.monotonic() + 60
         while opened != before:  # (until both have the store open)
             assert time.monotonic() < deadline, server.stderr()
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
-            conn.request("GET", "/v1/keys/k7")
-            response = conn.getresponse()
-            if response.read() == b"v":
-                opened.add(server.served_by(conn))
-            conn.close()
+            status, body, pid = _get_k7(server)
+            if body == b"v":
+                opened.add(pid)
+        gate.unlink()
         server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while len(server.children() - before) < 2:  # (both new workers forked, opening the store)
+            assert server.proc.poll() is None and time.monotonic() < deadline, server.stderr()
+            time.sleep(0.005)
         answers = []
+        opening = time.monotonic() + 1.0
+        while time.monotonic() < opening or len(answers) < 50:  # a second of requests while they open
+            answers.append(_get_k7(server))
+        assert "reloaded: worker processes" not in server.stderr()
+        assert {(status, body) for status, body, _ in answers} == {(200, b"v")}, answers[:5]
+        assert {pid for _, _, pid in answers} - {None} <= before  # (only the old ones accepted)
+        gate.touch()
         while "reloaded: worker processes" not in server.stderr():
             assert server.proc.poll() is None, server.stderr()
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
-            conn.request("GET", "/v1/keys/k7")
-            response = conn.getresponse()
-            answers.append((response.status, response.read()))
-            conn.close()
-        assert answers and set(answers) == {(200, b"v")}, answers[:5]
+            status, body, _ = _get_k7(server)
+            answers.append((status, body, None))
+        assert set((status, body) for status, body, _ in answers) == {(200, b"v")}, answers[:5]
         deadline = time.monotonic() + 30
         while server.children() & before:
             assert time.monotonic() < deadline, server.stderr()
