@@ -660,6 +660,20 @@ def tcp_inode(local_port: int, remote_port: int) -> str | None:
     return None
 
 
+def tcp_ends(port: int, states: set[int]) -> int:
+    """How many of this system's TCP sockets on ``port`` (their local port: on loopback, a server's
+    ends of its connections) are in one of ``states`` (linux/tcp_states.h: 1 ESTABLISHED, 8
+    CLOSE_WAIT, 10 LISTEN...: /proc/net/tcp's st column): asked of sock_diag, else read from
+    /proc/net/tcp (see :func:`_listening_inodes` for why)."""
+    try:
+        return sum(1 for local, _, _ in _diag_tcp(sum(1 << state for state in states)) if local == port)
+    except OSError:
+        pass
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return sum(1 for row in rows if int(row[1].split(":")[1], 16) == port and int(row[3], 16) in states)
+
+
 #: TCP states (linux/tcp_states.h), as bits of sock_diag's mask.
 _TCP_TIME_WAIT, _TCP_LISTEN, _TCP_ALL = 6, 10, (1 << 12) - 2
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import free_port, read_until_closed, spawn_python, start_own_server, wait_for
+from helpers import free_port, read_until_closed, spawn_python, start_own_server, tcp_ends, wait_for
 from resp_helpers import stop_process
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 from test_resp_tcp_keepalive22 import server_end_timer
@@ -274,10 +274,8 @@ def test_client_certificates_optional(certs, tmp_path):
 
 
 def _server_ends(port: int) -> int:
-    """How many connections to ``port`` the server still has (its ends in /proc/net/tcp, not listening)."""
-    with open("/proc/net/tcp") as f:
-        rows = [line.split() for line in f.readlines()[1:]]
-    return sum(1 for row in rows if int(row[1].split(":")[1], 16) == port and row[3] != "0A")
+    """How many connections to ``port`` the server still has (its ends of TCP connections, not listening)."""
+    return tcp_ends(port, set(range(1, 12)) - {10})  # (every state but LISTEN)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="needs Linux's /proc/net/tcp")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import free_port, read_until_closed, spawn_python, start_own_server, wait_for
+from helpers import free_port, read_until_closed, spawn_python, start_own_server, tcp_ends, wait_for
 from resp_helpers import stop_process
 from tls_helpers import HTTP_ON_LOOP, wait_for_https
 
@@ -32,11 +32,9 @@ KEPT = 28
 
 
 def _server_ends(port: int) -> int:
-    """How many connections to ``port`` the server holds open: its ends in /proc/net/tcp that it has
+    """How many connections to ``port`` the server holds open: its ends of TCP connections that it has
     not closed (ESTABLISHED or CLOSE_WAIT; those it closed linger in FIN_WAIT2 or TIME_WAIT)."""
-    with open("/proc/net/tcp") as f:
-        rows = [line.split() for line in f.readlines()[1:]]
-    return sum(1 for row in rows if int(row[1].split(":")[1], 16) == port and row[3] in ("01", "08"))
+    return tcp_ends(port, {1, 8})  # (ESTABLISHED, CLOSE_WAIT)
 
 
 @contextlib.contextmanager

@@ -292,7 +292,7 @@ def test_listens_on_asks_the_kernel_for_listening_sockets_only(monkeypatch):
 
 
 @pytest.mark.parametrize("diag", [True, False], ids=["sock_diag", "proc_tables"])
-def test_listens_on_and_tcp_inode_tell_listening_sockets_from_others_on_the_port(diag, monkeypatch):
+def test_the_socket_helpers_tell_listening_sockets_from_others_on_the_port(diag, monkeypatch):
     import os
     import socket
 
@@ -317,9 +317,17 @@ def test_listens_on_and_tcp_inode_tell_listening_sockets_from_others_on_the_port
                 assert server_end not in helpers._listening_inodes(port)
                 assert helpers.tcp_inode(port, client.getsockname()[1]) == server_end
                 assert helpers.tcp_inode(port, port) is None
+                assert (
+                    helpers.tcp_ends(port, {10}) == 1 and helpers.tcp_ends(port, {1}) == 1
+                )  # (LISTEN, ESTABLISHED)
                 v4.close()  # (connected sockets on the port stay: none listens)
                 assert helpers.listens_on(me, port) is False
                 assert client.getpeername()[1] == port
+                client.close()  # (the server's end: CLOSE_WAIT)
+                helpers.wait_for(
+                    lambda: helpers.tcp_ends(port, {8}) == 1, 10, "the server's end in CLOSE_WAIT"
+                )
+                assert helpers.tcp_ends(port, {1, 10}) == 0
     try:
         v6 = socket.create_server(("::1", 0), family=socket.AF_INET6)
     except OSError:
