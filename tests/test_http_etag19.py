@@ -185,13 +185,14 @@ def _serve(path: str, log) -> tuple[subprocess.Popen, str]:
     proc, (port,) = start_own_server(launch)  # (on a port of its own: see start_own_server)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "kvb http exited"
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.05)
+    with httpx.Client(timeout=2) as client:  # (one: each httpx.get builds a client and its TLS context)
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "kvb http exited"
+            try:
+                if client.get(url + "/healthz").status_code == 200:
+                    return proc, url
+            except httpx.TransportError:
+                time.sleep(0.05)
     proc.kill()
     raise AssertionError("kvb http did not start")
 

@@ -43,13 +43,16 @@ def test_writes_give_up_after_the_lock_timeout_and_write_nothing(tmp_path, monke
     with open(tmp_path / "log", "ab") as log:
         proc, url = _serve(path, log)
         holder = None
+        # (one client for all, its threads too: httpx.put and its kind build one each, with its TLS
+        # context, 15-40 ms a call)
+        client = httpx.Client(timeout=30)
         try:
-            assert httpx.put(f"{url}/v1/keys/a", content=b"1").status_code == 201
+            assert client.put(f"{url}/v1/keys/a", content=b"1").status_code == 201
             holder = Holder(path)
             replies: list[httpx.Response] = []
 
             def put(i: int) -> None:
-                replies.append(httpx.put(f"{url}/v1/keys/k{i}", content=b"x", timeout=30))
+                replies.append(client.put(f"{url}/v1/keys/k{i}", content=b"x"))
 
             # more writes than may wait in threads at once: those without a thread give up too
             writers = [threading.Thread(target=put, args=(i,)) for i in range(LOCKING_THREADS + 10)]
@@ -62,18 +65,19 @@ def test_writes_give_up_after_the_lock_timeout_and_write_nothing(tmp_path, monke
             assert len(replies) == len(writers)
             for reply in replies:
                 _assert_timed_out(reply)
-            _assert_timed_out(httpx.delete(f"{url}/v1/keys/a"))
-            _assert_timed_out(httpx.post(f"{url}/v1/keys/a/incr"))
+            _assert_timed_out(client.delete(f"{url}/v1/keys/a"))
+            _assert_timed_out(client.post(f"{url}/v1/keys/a/incr"))
             txn = [{"op": "put", "key": "t", "value": "v"}]
-            _assert_timed_out(httpx.post(f"{url}/v1/txn", json={"ops": txn}))
-            got = httpx.get(f"{url}/v1/keys/a", timeout=5)  # reads are answered meanwhile
+            _assert_timed_out(client.post(f"{url}/v1/txn", json={"ops": txn}))
+            got = client.get(f"{url}/v1/keys/a", timeout=5)  # reads are answered meanwhile
             assert got.status_code == 200 and got.content == b"1"
             holder.release()
-            assert httpx.get(f"{url}/v1/keys/k0").status_code == 404  # nothing was written
-            assert httpx.get(f"{url}/v1/keys/t").status_code == 404
-            assert httpx.put(f"{url}/v1/keys/k0", content=b"y").status_code == 201  # free again
-            assert httpx.post(f"{url}/v1/keys/a/incr").json() == {"value": 2}
+            assert client.get(f"{url}/v1/keys/k0").status_code == 404  # nothing was written
+            assert client.get(f"{url}/v1/keys/t").status_code == 404
+            assert client.put(f"{url}/v1/keys/k0", content=b"y").status_code == 201  # free again
+            assert client.post(f"{url}/v1/keys/a/incr").json() == {"value": 2}
         finally:
+            client.close()
             if holder is not None:
                 holder.release()
             proc.terminate()

@@ -24,13 +24,16 @@ def test_reads_are_answered_while_many_writes_wait_for_the_lock(tmp_path, monkey
     with open(tmp_path / "log", "ab") as log:
         proc, url = _serve(path, log)
         holder = None
+        # (one client for all, its threads too: httpx.put and its kind build one each, with its TLS
+        # context, 15-40 ms a call)
+        client = httpx.Client(timeout=60)
         try:
-            assert httpx.put(f"{url}/v1/keys/a", content=b"1").status_code == 201
+            assert client.put(f"{url}/v1/keys/a", content=b"1").status_code == 201
             holder = Holder(path)
             codes: list[int] = []
 
             def put(i: int) -> None:
-                codes.append(httpx.put(f"{url}/v1/keys/k{i}", content=b"x", timeout=60).status_code)
+                codes.append(client.put(f"{url}/v1/keys/k{i}", content=b"x").status_code)
 
             writers = [threading.Thread(target=put, args=(i,)) for i in range(LOCKING_THREADS + 45)]
             for writer in writers:
@@ -38,7 +41,7 @@ def test_reads_are_answered_while_many_writes_wait_for_the_lock(tmp_path, monkey
             time.sleep(1)  # (they have all reached the server, and wait)
             assert codes == []
             started = time.monotonic()
-            got = httpx.get(f"{url}/v1/keys/a", timeout=10)
+            got = client.get(f"{url}/v1/keys/a", timeout=10)
             assert got.status_code == 200 and got.content == b"1"
             assert time.monotonic() - started < 5
             holder.release()
@@ -46,6 +49,7 @@ def test_reads_are_answered_while_many_writes_wait_for_the_lock(tmp_path, monkey
                 writer.join(60)
             assert codes == [201] * len(writers)  # every write waited, and was made
         finally:
+            client.close()
             if holder is not None:
                 holder.release()
             proc.terminate()

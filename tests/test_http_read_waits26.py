@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from helpers import child_env
@@ -69,9 +70,9 @@ def _assert_read_timed_out(reply: httpx.Response, elapsed: float, head: bool = F
         assert "--lock-timeout" in body["message"], body
 
 
-def _timed(method: str, url: str, **kwargs) -> tuple[httpx.Response, float]:
+def _timed(client: httpx.Client, method: str, url: str, **kwargs) -> tuple[httpx.Response, float]:
     started = time.monotonic()
-    reply = httpx.request(method, url, timeout=LOCK_TIMEOUT + 30, **kwargs)
+    reply = client.request(method, url, timeout=LOCK_TIMEOUT + 30, **kwargs)
     return reply, time.monotonic() - started
 
 
@@ -81,39 +82,41 @@ def test_reads_that_must_reload_a_merged_store_give_up_at_the_lock_timeout(tmp_p
     with open(tmp_path / "log", "ab") as log:
         proc, url = _serve(path, log)
         holder = None
+        # (one client: httpx.put and its kind build one each, with its TLS context, 15-40 ms a call)
+        client = httpx.Client(timeout=30)
         try:
             for i in range(20):
-                assert httpx.put(f"{url}/v1/keys/k{i}", content=b"v%d" % i).status_code == 201
+                assert client.put(f"{url}/v1/keys/k{i}", content=b"v%d" % i).status_code == 201
             for i in range(10):
-                assert httpx.delete(f"{url}/v1/keys/k{i}").status_code == 204
+                assert client.delete(f"{url}/v1/keys/k{i}").status_code == 204
             holder = MergeAndHold(path)
-            reply, elapsed = _timed("GET", f"{url}/v1/keys/k15")
-            _assert_read_timed_out(reply, elapsed)
-            reply, elapsed = _timed("GET", f"{url}/v1/keys/k15", headers={"Range": "bytes=0-0"})
-            _assert_read_timed_out(reply, elapsed)
-            reply, elapsed = _timed("HEAD", f"{url}/v1/keys/k15")
-            _assert_read_timed_out(reply, elapsed, head=True)
-            reply, elapsed = _timed("GET", f"{url}/v1/keys?prefix=k1")
-            _assert_read_timed_out(reply, elapsed)
-            reply, elapsed = _timed("GET", f"{url}/v1/keys?values=true")
-            _assert_read_timed_out(reply, elapsed)
-            reply, elapsed = _timed("GET", f"{url}/v1/stats")
-            _assert_read_timed_out(reply, elapsed)
-            reply, elapsed = _timed("POST", f"{url}/v1/txn", json={"ops": [{"op": "get", "key": "k15"}]})
-            _assert_read_timed_out(reply, elapsed)
+            reads = [  # (at once, on connections of their own: each gives up on its own)
+                (("GET", f"{url}/v1/keys/k15"), {}),
+                (("GET", f"{url}/v1/keys/k15"), {"headers": {"Range": "bytes=0-0"}}),
+                (("HEAD", f"{url}/v1/keys/k15"), {}),
+                (("GET", f"{url}/v1/keys?prefix=k1"), {}),
+                (("GET", f"{url}/v1/keys?values=true"), {}),
+                (("GET", f"{url}/v1/stats"), {}),
+                (("POST", f"{url}/v1/txn"), {"json": {"ops": [{"op": "get", "key": "k15"}]}}),
+            ]
+            with ThreadPoolExecutor(len(reads)) as pool:
+                replies = list(pool.map(lambda read: _timed(client, *read[0], **read[1]), reads))
+            for ((method, _), _), (reply, elapsed) in zip(reads, replies, strict=True):
+                _assert_read_timed_out(reply, elapsed, head=method == "HEAD")
             assert proc.poll() is None
             holder.release()
-            got = httpx.get(f"{url}/v1/keys/k15", timeout=30)
+            got = client.get(f"{url}/v1/keys/k15")
             assert got.status_code == 200 and got.content == b"v15"
-            assert httpx.head(f"{url}/v1/keys/k15", timeout=30).status_code == 200
-            part = httpx.get(f"{url}/v1/keys/k15", headers={"Range": "bytes=0-0"}, timeout=30)
+            assert client.head(f"{url}/v1/keys/k15").status_code == 200
+            part = client.get(f"{url}/v1/keys/k15", headers={"Range": "bytes=0-0"})
             assert part.status_code == 206 and part.content == b"v"
-            assert httpx.get(f"{url}/v1/keys/k3", timeout=30).status_code == 404
-            listing = httpx.get(f"{url}/v1/keys?prefix=k1", timeout=30).json()
+            assert client.get(f"{url}/v1/keys/k3").status_code == 404
+            listing = client.get(f"{url}/v1/keys?prefix=k1").json()
             assert listing["keys"] == ["k10", "k11", "k12", "k13", "k14", "k15", "k16", "k17", "k18", "k19"]
-            txn = httpx.post(f"{url}/v1/txn", json={"ops": [{"op": "get", "key": "k15"}]}, timeout=30)
+            txn = client.post(f"{url}/v1/txn", json={"ops": [{"op": "get", "key": "k15"}]})
             assert txn.status_code == 200 and txn.json()["results"][0]["found"] is True
         finally:
+            client.close()
             if holder is not None:
                 holder.kill()
             proc.terminate()
@@ -127,11 +130,11 @@ def test_a_read_whose_holder_lets_go_within_the_timeout_is_answered(tmp_path, mo
         proc, url = _serve(path, log)
         holder = None
         try:
-            for i in range(10):
-                assert httpx.put(f"{url}/v1/keys/k{i}", content=b"v%d" % i).status_code == 201
-            assert httpx.delete(f"{url}/v1/keys/k0").status_code == 204
-            holder = MergeAndHold(path)
             with httpx.Client(timeout=30) as client:
+                for i in range(10):
+                    assert client.put(f"{url}/v1/keys/k{i}", content=b"v%d" % i).status_code == 201
+                assert client.delete(f"{url}/v1/keys/k0").status_code == 204
+                holder = MergeAndHold(path)
                 pending = client.build_request("GET", f"{url}/v1/keys/k5")
                 replies: list[httpx.Response] = []
                 reader = threading.Thread(target=lambda: replies.append(client.send(pending)))
