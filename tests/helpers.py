@@ -624,7 +624,7 @@ def _listening_inodes(port: int) -> set[str]:
     socket, the suite's thousands in TIME_WAIT too: 20-40 ms a read then, and servers' helpers poll
     this every 10 ms while a server starts, taking a core from the tests running beside them."""
     try:
-        return {inode for local, _, inode in _diag_tcp(1 << _TCP_LISTEN) if local == port}
+        return {inode for local, _, inode in _diag_tcp(1 << _TCP_LISTEN, port) if local == port}
     except OSError:
         pass
     listening: set[str] = set()
@@ -645,7 +645,7 @@ def tcp_inode(local_port: int, remote_port: int) -> str | None:
     server end of a client's connection), None if there is none: as :func:`_listening_inodes`, asked
     of sock_diag (the sockets not in TIME_WAIT), else read from /proc/net/tcp."""
     try:
-        sockets = _diag_tcp(_TCP_ALL & ~(1 << _TCP_TIME_WAIT))
+        sockets = _diag_tcp(_TCP_ALL & ~(1 << _TCP_TIME_WAIT), local_port)
     except OSError:
         sockets = []
         with open("/proc/net/tcp") as f:
@@ -666,7 +666,7 @@ def tcp_ends(port: int, states: set[int]) -> int:
     CLOSE_WAIT, 10 LISTEN...: /proc/net/tcp's st column): asked of sock_diag, else read from
     /proc/net/tcp (see :func:`_listening_inodes` for why)."""
     try:
-        return sum(1 for local, _, _ in _diag_tcp(sum(1 << state for state in states)) if local == port)
+        return sum(1 for local, _, _ in _diag_tcp(sum(1 << state for state in states), port) if local == port)
     except OSError:
         pass
     with open("/proc/net/tcp") as f:
@@ -678,17 +678,22 @@ def tcp_ends(port: int, states: set[int]) -> int:
 _TCP_TIME_WAIT, _TCP_LISTEN, _TCP_ALL = 6, 10, (1 << 12) - 2
 
 
-def _diag_tcp(states: int) -> list[tuple[int, int, str]]:
+def _diag_tcp(states: int, port: int) -> list[tuple[int, int, str]]:
     """(local port, remote port, inode) of this system's IPv4 and IPv6 TCP sockets in ``states`` (a
-    mask of 1 << state): a NETLINK_SOCK_DIAG dump (linux/inet_diag.h: an inet_diag_req_v2 asked, an
-    inet_diag_msg for each socket), which the kernel filters by state; OSError where there is none."""
+    mask of 1 << state) on the local ``port`` (0: any): a NETLINK_SOCK_DIAG dump (linux/inet_diag.h:
+    an inet_diag_req_v2 asked, an inet_diag_msg for each socket), which the kernel filters by state
+    and port; OSError where there is none (callers check the port too)."""
     netlink_sock_diag, sock_diag_by_family, nlmsg_done, nlmsg_error = 4, 20, 3, 2
     found: list[tuple[int, int, str]] = []
+    if not hasattr(socket, "AF_NETLINK"):
+        raise OSError("no netlink sockets here")
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, netlink_sock_diag) as nl:
         nl.settimeout(5)
         for seq, family in enumerate((socket.AF_INET, socket.AF_INET6), 1):
-            # family, protocol, no extensions, padding, the states, a zero socket id (any socket)
-            request = struct.pack("=BBBBI48x", family, socket.IPPROTO_TCP, 0, 0, states)
+            # family, protocol, no extensions, padding, the states; the socket id: its local port
+            # (big-endian), the rest zero (any)
+            request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, states)
+            request += struct.pack("!HH44x", port, 0)
             flags = 0x1 | 0x300  # NLM_F_REQUEST | NLM_F_DUMP
             nl.send(struct.pack("=IHHII", 16 + len(request), sock_diag_by_family, flags, seq, 0) + request)
             done = False

@@ -300,7 +300,7 @@ def test_the_socket_helpers_tell_listening_sockets_from_others_on_the_port(diag,
 
     if not diag:
 
-        def no_diag(states: int) -> list[tuple[int, int, str]]:
+        def no_diag(states: int, port: int) -> list[tuple[int, int, str]]:
             raise OSError("no sock_diag here")
 
         monkeypatch.setattr(helpers, "_diag_tcp", no_diag)
