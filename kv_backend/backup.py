@@ -1287,6 +1287,8 @@ def _backup(
         created = time.time()
         # Read under the lock the snapshot was taken under, which a process giving the store an id holds
         # until the id is on disk: never an id a power failure may take back (see store_id.add_store_id).
+        # A snapshot that is a plain list (a DB subclass's snapshot_files) has none: the file is read as
+        # the snapshot reads it, under that lock taken again (a second at most) and the directory fsynced.
         store_format = snapshot.store_format if isinstance(snapshot, Snapshot) else read_format_file(path)
         store_id = parse_store_id(store_format)
         # Before anything is written there: a URL holding another store's backups is refused.

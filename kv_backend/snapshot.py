@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from kv_backend import record as rec
-from kv_backend.errors import StorageError
+from kv_backend.errors import CorruptionError, StorageError
 from kv_backend.filemaps import MAPS_HOLD_FD, map_file
 from kv_backend.files import (
+    FORMAT_FILE,
     FORMAT_TEXT,
     LOCK_FILE,
     FileId,
@@ -42,7 +43,7 @@ from kv_backend.state import (
     replaced_at_every_open,
     unpack_tail,
 )
-from kv_backend.store_id import add_store_id, trusted_format
+from kv_backend.store_id import add_store_id, parse_store_id, trusted_format
 from kv_backend.unpublished import closed_at, kept_end, tail_files, trusted_page_of
 
 __all__ = ["Snapshot", "SnapshotFile", "read_format_file", "store_snapshot", "take_snapshot"]
@@ -141,18 +142,53 @@ class Snapshot(list[SnapshotFile]):
     store_format: str = FORMAT_TEXT
 
 
-def read_format_file(path: str) -> str:
-    """The content of the format file of the store at ``path``: the first line alone where it is empty or
-    cannot be read (the store then has no id)."""
-    try:
-        return str(_read_whole(path)) or FORMAT_TEXT
-    except OSError:
-        return FORMAT_TEXT
+def read_format_file(path: str, lock_path: str | None = None) -> str:
+    """The content of the format file of the store at ``path`` as a backup records it: the whole file, the
+    first line alone where it is empty or cannot be read (the store then has no id), or where it names an
+    id that is not trusted (see :func:`~kv_backend.store_id.trusted_format`, with ``keep_first`` False:
+    looked at again under the write lock whose lock file is ``lock_path``, the store's ``LOCK`` by default,
+    waited for a second at most, and the directory fsynced). CorruptionError where the file is not UTF-8
+    text (see :func:`_read_whole`)."""
+    text = trusted_format(path, lock_path or os.path.join(path, LOCK_FILE), _read_whole, keep_first=False)
+    return str(text) if text else FORMAT_TEXT
 
 
 def _read_whole(path: str) -> FormatText:
-    """The whole format file of the store at ``path`` (see :func:`read_format_file`)."""
-    return read_format(path, -1, "strict")
+    """The whole format file of the store at ``path`` (see :func:`read_format_file`), which a manifest
+    records as text: CorruptionError where it holds bytes that are not UTF-8 (damage; the store itself
+    opens, its first line being whole, and ``kvb check`` and ``kvb salvage`` read it)."""
+    try:
+        return read_format(path, -1, "strict")
+    except UnicodeDecodeError as exc:
+        raise _undecodable_format(path, exc) from exc
+
+
+def _undecodable_format(path: str, exc: UnicodeDecodeError) -> CorruptionError:
+    """The error of a backup of the store at ``path`` whose format file is not UTF-8 (``exc``, from a
+    decode of the whole file), saying what to do: cut the file back to its sound lines."""
+    marker = os.path.join(path, FORMAT_FILE)
+    data = bytes(exc.object)
+    line = data.count(b"\n", 0, exc.start) + 1
+    found = parse_store_id(data[: exc.start].decode("utf-8", "replace")) if line > 2 else None
+    if found is not None:
+        fix = (
+            f"its id line is sound (id {found}), and readers ignore the lines after it: cut the file to its "
+            f"first two lines (sed -i '3,$d' {marker}) and back it up again"
+        )
+    else:
+        fix = (
+            f"its second line, where the store's id goes, is damaged: cut the file to its first line "
+            f"(sed -i '2,$d' {marker}), then write back the id the store's backups name (kvb backups URL "
+            f"--json shows it: echo 'id ID' >> {marker}); without it, its next writable open or kvb backup "
+            "gives the store a new id, whose backups the URL holding the old one's refuses (use another URL)"
+        )
+    return CorruptionError(
+        f"{marker} holds bytes that are not UTF-8 text (0x{data[exc.start]:02x} at byte {exc.start}, on its "
+        f"line {line}): damage to the file, which a backup records as text, so nothing was backed up. The "
+        f"store's data is not affected (kvb check reads it, kvb salvage copies it into a new store); {fix}",
+        marker,
+        exc.start,
+    )
 
 
 def take_snapshot(
@@ -216,8 +252,7 @@ def _take_snapshot(
             # (Under this lock, which a process adding an id holds until the id is on disk; or, where it
             # keeps no writer out (a reader that found no LOCK file), under the LOCK file a writer may have
             # made since, waited for a second at most, then without the id: see store_id.trusted_format.)
-            store_format = trusted_format(path, lock.path, _read_whole, keep_first=False)
-            out.store_format = str(store_format) if store_format else FORMAT_TEXT
+            out.store_format = read_format_file(path, lock.path)
             published = published_now()
             fids = list_data_files(path)
             if (

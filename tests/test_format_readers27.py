@@ -1,7 +1,7 @@
 """The readers of a store's format file (``KVB_FORMAT``) share one read (``files.read_format``: open, read,
 ``fstat``), each keeping its own answer where the file is missing, unreadable or damaged: the open's format
 check raises the project's errors, ``read_store_id``/``read_store_id_seen`` answer no id, and a snapshot's
-``read_format_file`` answers the first line alone (an undecodable file raises, as it did)."""
+``read_format_file`` answers the first line alone (an undecodable file raises CorruptionError)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kv_backend import DB
-from kv_backend.errors import NotAStoreError, StorageError
+from kv_backend.errors import CorruptionError, NotAStoreError, StorageError
 from kv_backend.files import FORMAT_FILE, FORMAT_TEXT, format_file_text, read_format
 from kv_backend.snapshot import read_format_file
 from kv_backend.store_id import read_store_id, read_store_id_seen
@@ -77,5 +77,5 @@ def test_an_empty_or_damaged_format_file(store):
     _write(store, FORMAT_TEXT.encode() + b"id \xff\n")
     assert read_store_id(str(store)) is None
     assert format_file_text(str(store), create=False) == FORMAT_TEXT + "id \ufffd\n"
-    with pytest.raises(UnicodeDecodeError):
+    with pytest.raises(CorruptionError, match="not UTF-8"):  # (a bare UnicodeDecodeError before)
         read_format_file(str(store))
