@@ -724,18 +724,25 @@ class FormatText(str):
     still the one read (see :func:`kv_backend.store_id.same_format_file`)."""
 
     seen: tuple[int, int] = (-1, -1)
+    st: os.stat_result | None = None
+    """The whole ``os.fstat`` of that descriptor (owner, group, mode: what a replacement keeps)."""
 
 
-def read_format(path: str, limit: int = 4096, errors: str = "replace") -> FormatText:
+def read_format(
+    path: str, limit: int = 4096, errors: str = "replace", newline: str | None = None
+) -> FormatText:
     """The format file of the store at ``path``, read: its first ``limit`` characters (-1: all of it),
-    decoded as UTF-8 with ``errors``, with the identity of the file read (see :class:`FormatText`). The one
-    read every reader of the file makes, each turning what it raises into its own answer: OSError (no
-    file, one this user may not read, an I/O error, one that is no regular file: see :func:`open_regular`),
-    and UnicodeDecodeError where ``errors`` is strict."""
-    with open(os.path.join(path, FORMAT_FILE), encoding="utf-8", errors=errors, opener=open_regular) as f:
+    decoded as UTF-8 with ``errors``, line endings as ``open``'s ``newline`` has them (None: ``\r\n``
+    and ``\r`` read as ``\n``; ``""``: as they are), with the identity of the file read (see
+    :class:`FormatText`). The one read every reader of the file makes, each turning what it raises into
+    its own answer: OSError (no file, one this user may not read, an I/O error, one that is no regular
+    file: see :func:`open_regular`), and UnicodeDecodeError where ``errors`` is strict."""
+    marker = os.path.join(path, FORMAT_FILE)
+    with open(marker, encoding="utf-8", errors=errors, newline=newline, opener=open_regular) as f:
         text = FormatText(f.read(limit))
         st = os.fstat(f.fileno())
     text.seen = (st.st_ino, st.st_size)
+    text.st = st
     return text
 
 

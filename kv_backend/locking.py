@@ -100,16 +100,21 @@ def lock_file_taken(path: str, wait: float | None = None) -> Iterator[bool | Non
     :func:`kv_backend.store_id.add_store_id`) by a process that holds no :class:`WriteLock` keeping writers
     out (a salvage, which only reads its source; a reader that found no lock file at its open). Where this
     thread holds it already through a :class:`WriteLock`, nothing is taken (True). Nothing is created or
-    changed: no lock file, or one this user may not read, or a filesystem without ``flock``, yields None
-    (no lock to take). ``wait``: seconds to wait for the lock at most (tries without blocking, with short
-    pauses), then False (another holds it); None waits as long as it is held."""
+    changed: no lock file, or a filesystem without ``flock``, yields None (no lock to take: no process can
+    hold one). ``wait``: seconds to wait for the lock at most (tries without blocking, with short pauses),
+    then False (another holds it); None waits as long as it is held. A lock file this process may not open
+    (one of the store's owner that this user may not read; one that is no regular file) yields False at
+    once: another process, its owner's, may hold it, and this one cannot tell."""
     if held_by_this_thread(path):
         yield True
         return
     try:
         fd = open_regular(path, os.O_RDONLY)  # (without waiting: a FIFO's open waits for a writer)
-    except OSError:
+    except FileNotFoundError:
         yield None
+        return
+    except OSError:
+        yield False
         return
     try:
         held: bool | None

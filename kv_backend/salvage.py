@@ -345,11 +345,13 @@ def _source_id(src: str) -> str | None:
     A process giving a store made before ids its id holds that lock from the rename of the new format file
     through the fsync of the directory, and where the fsync fails puts the old file back (see
     :func:`~kv_backend.store_id.add_store_id`): the first read may fall in between, and the copy would be
-    given an id its source never kept. Without a lock file this user can open (none, or not readable), or
-    where this thread holds the lock already (a ``locked()`` block of the program salvaging), the first
-    read is the id (see :func:`~kv_backend.locking.lock_file_taken`); so it is where another holds the lock
-    longer (a salvage run under ``flock LOCK``, by a program or a user keeping writers out meanwhile, as
-    docs/engine.md suggests: it would wait for its own caller for ever; a long transaction). The id is
+    given an id its source never kept. Without a lock file (no process can be adding an id), or where this
+    thread holds the lock already (a ``locked()`` block of the program salvaging), the first read is the id
+    (see :func:`~kv_backend.locking.lock_file_taken`); so it is where another holds the lock longer (a
+    salvage run under ``flock LOCK``, by a program or a user keeping writers out meanwhile, as
+    docs/engine.md suggests: it would wait for its own caller for ever; a long transaction), or where this
+    user may not open the lock file (its owner's): there alone, it may be one the owner's process is
+    adding and takes back (see :func:`~kv_backend.store_id.trusted_format`). The id is
     given only once the source's directory is fsynced (see :func:`~kv_backend.store_id.trusted_format`):
     where that fails, none (the copy gets its own)."""
     text = trusted_format(src, os.path.join(src, LOCK_FILE))

@@ -29,8 +29,9 @@ from kv_backend.locking import lock_file_taken
 
 #: Seconds a reader of a store's id (a backup's snapshot, salvage of its source, ``DB.store_id``: see
 #: :func:`trusted_format`) waits for the store's write lock to look at the id again under it, where
-#: another process may be adding it (see :func:`add_store_id`); past them it keeps the id it read first
-#: (a lock held longer: a long transaction, a caller keeping writers out with ``flock`` on the lock file).
+#: another process may be adding it (see :func:`add_store_id`); past them salvage and ``DB.store_id`` keep
+#: the id read first and a backup names none (a lock held longer: a long transaction, a caller keeping
+#: writers out with ``flock`` on the lock file).
 ID_LOCK_WAIT = 1.0
 
 _ID_LINE = re.compile(r"id ([0-9a-f]{32})\Z")
@@ -94,10 +95,18 @@ def trusted_format(
     ``stat``): a process giving a store made before ids its id holds that lock from the rename of the new
     file through the fsync of the directory, and puts the old file back where that fsync fails (see
     :func:`add_store_id`); a read in between shows an id the store never kept. Where another holds the
-    lock longer (a long transaction, a caller keeping writers out with ``flock`` on the lock file), the
-    text read first with ``keep_first`` (salvage, ``DB.store_id``), else None (a backup, whose manifest
-    never names an id a power failure may take back). Where there is no lock to take (no lock file, one
-    this user may not open: no process can be adding an id under it), the text read first.
+    lock longer (a long transaction, a caller keeping writers out with ``flock`` on the lock file), or
+    where this process may not open the lock file (the store owner's, which this user may not read: the
+    owner's process may hold it, adding an id, and this one cannot tell), the text read first with
+    ``keep_first`` (salvage, ``DB.store_id``), else None (a backup, whose manifest never names an id that
+    may be taken back). So a ``keep_first`` reader, there alone, may answer an id that is then taken
+    back: read in an adder's window, the directory fsynced here (below) before the adder's own fsync
+    fails and it puts the old file back; the store then goes without, and a later open gives it
+    another. Where there is no lock file (or no ``flock``), no process is adding an id: an adder makes
+    the lock file before it renames the new format file, this reads the format file before it looks for
+    the lock file, and no process removes one (a store swapped in at the path meanwhile has another
+    format file, which the look below refuses); the text read first. ``lock_path`` None (a closed
+    ``DB``'s ``store_id``) takes no look, as ``keep_first`` where the lock cannot be taken.
 
     A file that names an id is trusted only once on disk: the directory is fsynced first (under the lock,
     where it was taken), and the file must still be the one read (see :func:`_on_disk`); where not, None.
@@ -168,14 +177,16 @@ def add_store_id(path: str) -> str | None:
     anything else after its first line (a second line that is no id: left as it is), the store goes
     without: None.
     """
-    marker = os.path.join(path, FORMAT_FILE)
     try:
-        with open(marker, "rb") as f:
-            st = os.fstat(f.fileno())
-            data = f.read(4096)
+        # (The read every reader makes, without waiting on a FIFO; line endings as they are, so that the
+        # old file put back where the directory cannot be fsynced is the one read, byte for byte: only a
+        # file of the first line alone, ASCII, is ever replaced.)
+        text = read_format(path, newline="")
     except OSError:
         return None
-    text = data.decode("utf-8", "replace")
+    st = text.st
+    if st is None:  # (read_format gives it)
+        return None
     found = parse_store_id(text)
     first, _, rest = text.partition("\n")
     if found is not None or rest.strip() or first.rstrip("\r") != FORMAT_TEXT.rstrip("\n"):
