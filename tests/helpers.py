@@ -120,6 +120,22 @@ def exit_code(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+def reap(pid: int, timeout: float = 10.0) -> int:
+    """The exit code of the child ``pid`` (as ``exit_code``), which should end by itself: killed with
+    SIGKILL where it has not within ``timeout`` seconds (then ``-SIGKILL``), so that a stuck child fails
+    its test rather than hang it."""
+    import select
+
+    pidfd = os.pidfd_open(pid)
+    try:
+        ended, _, _ = select.select([pidfd], [], [], timeout)  # (readable once the child has exited)
+    finally:
+        os.close(pidfd)
+    if not ended:
+        os.kill(pid, signal.SIGKILL)
+    return exit_code(pid)
+
+
 def process_cpu_seconds(pid: int) -> Callable[[], float]:
     """A function giving the CPU time (user + system, in seconds) process ``pid`` has used so far:
     what a process spent, which a busy machine does not stretch as it does the wall clock (Linux)."""
@@ -539,6 +555,81 @@ class FsyncSpy:
             self.contents.append(os.pread(fd, size, 0) if size <= (16 << 20) else b"")
         except OSError:
             self.contents.append(b"")
+
+
+def one_key_store(tmp_path: Any, format_bytes: bytes | None = None) -> str:
+    """A store at ``tmp_path``/s holding ``k`` = ``v``, its format file (``KVB_FORMAT``) then replaced by
+    ``format_bytes`` where given."""
+    from kv_backend import DB
+    from kv_backend.files import FORMAT_FILE
+
+    store = os.path.join(str(tmp_path), "s")
+    with DB(store) as db:
+        db.put(b"k", b"v")
+    if format_bytes is not None:
+        with open(os.path.join(store, FORMAT_FILE), "wb") as f:
+            f.write(format_bytes)
+    return store
+
+
+def fail_store_id_fsync(monkeypatch) -> None:
+    """Make every fsync of a store's directory made to keep its id (``store_id.fsync_dir``) fail with
+    EIO, as on a disk that no longer answers."""
+    from kv_backend import store_id as store_id_module
+
+    def fsync_dir(path: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(store_id_module, "fsync_dir", fsync_dir)
+
+
+def fail_a_creation_while_another_opens(
+    monkeypatch, store: str, open_it: Callable[[], object], *, other_waits: bool = False
+) -> None:
+    """Create the store ``store`` in this thread with every fsync of its directory failing (the open
+    raises StorageError and removes its format file again), while ``open_it`` runs in another thread,
+    started once the format file is in place: that open's format check (``db.format_file_text``, made
+    without the lock) reads the file before the creator removes it. With ``other_waits`` the other open
+    goes on past its check only once the creation has failed. Returns once the creation failed and the
+    other thread ended (every wait bounded: 30 s). The patches stay (``monkeypatch.undo()`` ends them)."""
+    import pytest
+
+    import kv_backend.db as db_module
+    from kv_backend import DB
+    from kv_backend.errors import StorageError
+
+    creator = threading.current_thread()
+    checked, creator_done = threading.Event(), threading.Event()
+    real_fsync, real_check = os.fsync, db_module.format_file_text
+
+    def fsync(fd: int) -> None:
+        if threading.current_thread() is creator and os.path.samestat(os.fstat(fd), os.stat(store)):
+            if not checked.is_set():
+                other.start()  # (the format file is in place: the other open's check reads it)
+                assert checked.wait(30)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    def check(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return real_check(*args, **kwargs)
+        finally:
+            if threading.current_thread() is other:
+                checked.set()
+                if other_waits:
+                    assert creator_done.wait(30)  # (the rest of its open comes after the file's removal)
+
+    other = threading.Thread(target=open_it, name="kvb-other-open", daemon=True)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(db_module, "format_file_text", check)
+    try:
+        with pytest.raises(StorageError, match="cannot create a store in"):
+            DB(store)
+    finally:
+        checked.set()
+        creator_done.set()
+        if other.ident is not None:
+            other.join(30)
 
 
 def fail_fsync_of(monkeypatch, where: Any, code: int = errno.EIO) -> list[str]:

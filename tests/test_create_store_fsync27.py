@@ -12,9 +12,8 @@ import os
 import threading
 
 import pytest
-from helpers import fail_fsync_of
+from helpers import fail_a_creation_while_another_opens, fail_fsync_of
 
-import kv_backend.db as db_module
 from kv_backend import DB
 from kv_backend.db_open import took_creation
 from kv_backend.errors import StorageError
@@ -94,25 +93,8 @@ def test_an_open_that_found_the_format_file_its_creator_then_removed_creates_the
     directory fsync failed, removed it: it waits for the lock, then finds the file gone, and creates the
     store itself rather than open a directory that is no store."""
     store = str(tmp_path / "s")
-    creator = threading.current_thread()
-    other_checked, other_done = threading.Event(), threading.Event()
+    other_done = threading.Event()
     got: list[object] = []
-    real_fsync, real_check = os.fsync, db_module.format_file_text
-
-    def fsync(fd: int) -> None:
-        if threading.current_thread() is creator and os.path.samestat(os.fstat(fd), os.stat(store)):
-            if not other_checked.is_set():
-                other.start()  # (the format file is in place: the other open's check reads it)
-                assert other_checked.wait(30)
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real_fsync(fd)
-
-    def check(*args, **kwargs):  # type: ignore[no-untyped-def]
-        try:
-            return real_check(*args, **kwargs)
-        finally:
-            if threading.current_thread() is other:
-                other_checked.set()
 
     def open_it() -> None:
         try:
@@ -124,16 +106,7 @@ def test_an_open_that_found_the_format_file_its_creator_then_removed_creates_the
         finally:
             other_done.set()
 
-    other = threading.Thread(target=open_it)
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(db_module, "format_file_text", check)
-    try:
-        with pytest.raises(StorageError, match="cannot create a store in"):
-            DB(store)
-    finally:
-        other_checked.set()
-        if other.ident is not None:
-            other.join(30)
+    fail_a_creation_while_another_opens(monkeypatch, store, open_it)
     assert other_done.is_set() and len(got) == 1, got
     created, given = got[0]  # type: ignore[misc]
     assert created and given is not None  # (before: no format file, no id)

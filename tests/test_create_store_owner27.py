@@ -7,17 +7,13 @@ denied) until root opened it again."""
 
 from __future__ import annotations
 
-import errno
 import os
-import threading
 from collections.abc import Iterator
 
 import pytest
-from helpers import NOBODY, file_owners, reachable_dir, run_as_nobody
+from helpers import NOBODY, fail_a_creation_while_another_opens, file_owners, reachable_dir, run_as_nobody
 
-import kv_backend.db as db_module
 from kv_backend import DB
-from kv_backend.errors import StorageError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a store of another user's)")
 
@@ -31,26 +27,7 @@ def test_a_store_root_creates_after_a_failed_creation_is_its_owners(base, monkey
     store = os.path.join(base, "s")
     os.mkdir(store, 0o755)
     os.chown(store, NOBODY, NOBODY)
-    creator = threading.current_thread()
-    checked, creator_done = threading.Event(), threading.Event()
     got: list[object] = []
-    real_fsync, real_check = os.fsync, db_module.format_file_text
-
-    def fsync(fd: int) -> None:
-        if threading.current_thread() is creator and os.path.samestat(os.fstat(fd), os.stat(store)):
-            if not checked.is_set():
-                other.start()  # (the format file is in place: the other open's check reads it)
-                assert checked.wait(30)
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real_fsync(fd)
-
-    def check(*args, **kwargs):  # type: ignore[no-untyped-def]
-        try:
-            return real_check(*args, **kwargs)
-        finally:
-            if threading.current_thread() is other:
-                checked.set()
-                assert creator_done.wait(30)  # (the rest of its open comes after the file's removal)
 
     def open_it() -> None:
         try:
@@ -60,17 +37,7 @@ def test_a_store_root_creates_after_a_failed_creation_is_its_owners(base, monkey
         except BaseException as exc:  # pragma: no cover - reported by the test
             got.append(exc)
 
-    other = threading.Thread(target=open_it)
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(db_module, "format_file_text", check)
-    try:
-        with pytest.raises(StorageError, match="cannot create a store in"):
-            DB(store)
-    finally:
-        checked.set()
-        creator_done.set()
-        if other.ident is not None:
-            other.join(30)
+    fail_a_creation_while_another_opens(monkeypatch, store, open_it, other_waits=True)
     assert got == ["ok"]
     monkeypatch.undo()
     owners = file_owners(store)

@@ -12,10 +12,8 @@ import errno
 import json
 import os
 import select
-import signal
-import time
 
-from helpers import exit_code, fork_talking, wait_for, waiting_for_flock
+from helpers import fork_talking, reap, wait_for, waiting_for_flock
 
 from kv_backend import DB
 from kv_backend.files import FORMAT_FILE, LOCK_FILE, TMP_SUFFIX
@@ -79,18 +77,6 @@ def _answer(fd: int) -> bytes:
     return os.read(fd, 4096)
 
 
-def _reap(pid: int) -> int:
-    """The child's exit code; killed where it has not ended within 10 s."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    return exit_code(pid)
-
-
 def test_a_process_that_read_a_format_file_its_creator_then_removed_creates_the_store(tmp_path):
     store = str(tmp_path / "s")
     children: list[tuple[int, int, int]] = []
@@ -109,7 +95,7 @@ def test_a_process_that_read_a_format_file_its_creator_then_removed_creates_the_
         codes = []
         for pid, orders_w, answers_r in children:
             os.close(orders_w)
-            codes.append(_reap(pid))
+            codes.append(reap(pid))
             os.close(answers_r)
     assert codes == [0, 0]
     assert seen["checked"] == first_id  # (its check read the file the creator then removed)

@@ -13,15 +13,14 @@ found in review.
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
 import pytest
+from helpers import fail_store_id_fsync, one_key_store
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
 from kv_backend import DB
-from kv_backend import store_id as store_id_module
 from kv_backend.backup import backup_store, list_backups
 from kv_backend.errors import CorruptionError
 from kv_backend.files import FORMAT_FILE, FORMAT_TEXT
@@ -29,22 +28,6 @@ from kv_backend.snapshot import Snapshot
 from kv_backend.store_id import read_store_id
 
 ID = "0123456789abcdef0123456789abcdef"
-
-
-def _store(tmp_path: Path, format_bytes: bytes | None = None) -> str:
-    store = str(tmp_path / "s")
-    with DB(store) as db:
-        db.put(b"k", b"v")
-    if format_bytes is not None:
-        Path(store, FORMAT_FILE).write_bytes(format_bytes)
-    return store
-
-
-def _failing_store_fsync(monkeypatch) -> None:
-    def fsync_dir(path: str) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(store_id_module, "fsync_dir", fsync_dir)
 
 
 # ----------------------------------------------------------------- 1: a format file that is not UTF-8
@@ -61,7 +44,7 @@ def _says_what_to_do(message: str, store: str) -> None:
 
 @pytest.mark.parametrize("how", ["DB.backup", "read-only DB.backup", "backup_store"])
 def test_a_backup_of_a_store_whose_format_file_is_not_utf8_raises_corruption_error(tmp_path, how):
-    store = _store(tmp_path, UNDECODABLE)
+    store = one_key_store(tmp_path, UNDECODABLE)
     url = str(tmp_path / "bk")
     with pytest.raises(CorruptionError) as info:
         if how == "backup_store":
@@ -76,7 +59,7 @@ def test_a_backup_of_a_store_whose_format_file_is_not_utf8_raises_corruption_err
 
 
 def test_kvb_backup_says_so_and_check_and_salvage_still_read_the_store(tmp_path, capsys):
-    store = _store(tmp_path, UNDECODABLE)
+    store = one_key_store(tmp_path, UNDECODABLE)
     code, out, err = run(capsys, "backup", store, str(tmp_path / "bk"))
     assert code == 2 and "Traceback" not in err, (code, out, err)
     _says_what_to_do(err, store)
@@ -90,7 +73,7 @@ def test_kvb_backup_says_so_and_check_and_salvage_still_read_the_store(tmp_path,
 
 
 def test_the_id_line_sound_and_damage_after_it_says_to_keep_the_first_two_lines(tmp_path):
-    store = _store(tmp_path, f"{FORMAT_TEXT}id {ID}\n".encode() + b"\xff\n")
+    store = one_key_store(tmp_path, f"{FORMAT_TEXT}id {ID}\n".encode() + b"\xff\n")
     with pytest.raises(CorruptionError) as info:
         backup_store(store, str(tmp_path / "bk"))
     assert "sed -i '3,$d'" in str(info.value) and ID in str(info.value), str(info.value)
@@ -107,7 +90,7 @@ class ListSnapshotDB(DB):
 
 
 def test_a_plain_list_snapshot_names_the_id_once_on_disk(tmp_path):
-    store = _store(tmp_path)
+    store = one_key_store(tmp_path)
     given = read_store_id(store)
     with ListSnapshotDB(store, read_only=True) as db:
         assert not isinstance(db.snapshot_files(), Snapshot)
@@ -118,9 +101,9 @@ def test_a_plain_list_snapshot_names_the_id_once_on_disk(tmp_path):
 def test_a_plain_list_snapshot_never_names_an_id_whose_directory_cannot_be_fsynced(tmp_path, monkeypatch):
     """An id left on disk unconfirmed (an adder's put back failed): a reader records it only once it
     has fsynced the directory itself."""
-    store = _store(tmp_path)
+    store = one_key_store(tmp_path)
     with ListSnapshotDB(store, read_only=True) as db:
-        _failing_store_fsync(monkeypatch)
+        fail_store_id_fsync(monkeypatch)
         db.backup(str(tmp_path / "bk"))
     assert [i.store_id for i in list_backups(str(tmp_path / "bk"))] == [None]
 
@@ -131,7 +114,7 @@ def test_post_v1_backup_answers_corrupt_record_not_a_bad_target(tmp_path):
     testclient = pytest.importorskip("starlette.testclient")
     from kv_backend.http import create_app
 
-    store = _store(tmp_path, UNDECODABLE)
+    store = one_key_store(tmp_path, UNDECODABLE)
     with DB(store) as db, testclient.TestClient(create_app(db)) as client:
         r = client.post("/v1/backup", json={"url": str(tmp_path / "bk")})
     assert (r.status_code, r.json()["error"]) == (500, "corrupt_record"), r.text

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import exit_code
+from helpers import exit_code, one_key_store
 
 from kv_backend import DB
 from kv_backend.errors import StorageError
@@ -56,15 +56,8 @@ def _within(fn: Callable[[], Any]) -> Any:
     return pickle.loads(data)
 
 
-def _store(tmp_path) -> str:
-    store = str(tmp_path / "s")
-    with DB(store) as db:
-        db.put(b"k", b"v")
-    return store
-
-
 def test_a_format_file_that_is_a_fifo(tmp_path):
-    store = _store(tmp_path)
+    store = one_key_store(tmp_path)
     os.unlink(os.path.join(store, FORMAT_FILE))
     os.mkfifo(os.path.join(store, FORMAT_FILE))
     outcome = _within(lambda: DB(store, read_only=True))
@@ -74,7 +67,7 @@ def test_a_format_file_that_is_a_fifo(tmp_path):
 
 
 def test_salvage_of_a_store_whose_lock_file_is_a_fifo(tmp_path):
-    store = _store(tmp_path)
+    store = one_key_store(tmp_path)
     given = read_store_id(store)
     os.unlink(os.path.join(store, LOCK_FILE))
     os.mkfifo(os.path.join(store, LOCK_FILE))

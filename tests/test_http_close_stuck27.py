@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,36 @@ def _stopped_with(proc: subprocess.Popen, tmp_path: Path, seconds: float) -> int
         pytest.fail(f"still running {seconds} s after SIGTERM:\n{(tmp_path / 'stderr.txt').read_text()}")
 
 
+def _killed(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` where it still runs (its test failed before it stopped), and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+@contextmanager
+def _acked_write_kept(proc: subprocess.Popen, port: int, tmp_path: Path) -> Iterator[None]:
+    """PUT ``acked`` once ``proc`` serves, run the block (``proc`` killed at its end where it still
+    runs), then check the store holds that acknowledged write."""
+    try:
+        _put_when_open(proc, port, "acked", b"value", tmp_path)
+        yield
+    finally:
+        _killed(proc)
+    with DB(str(tmp_path / "store")) as db:
+        assert db.get(b"acked") == b"value"
+
+
+def _says_status_3(tmp_path: Path, start: str) -> None:
+    """The last line kvb http wrote to stderr begins with ``start`` and says it exits with status 3; no
+    traceback came before it."""
+    err = (tmp_path / "stderr.txt").read_text()
+    line = err.splitlines()[-1]
+    assert line.startswith(start), err
+    assert "exiting with status 3 without it" in line, line
+    assert "Traceback" not in err, err
+
+
 def test_the_status_as_documented():
     assert http_server.CLOSE_NOT_FINISHED_STATUS == 3
 
@@ -89,23 +121,12 @@ def test_the_status_as_documented():
 @pytest.mark.parametrize("sync", ["never", "always"])
 def test_a_close_that_never_returns_ends_in_status_3_and_loses_no_acknowledged_write(tmp_path, sync):
     proc, port = _kvb_http(tmp_path, "threading.Event().wait()", {"KVB_HTTP_SYNC": sync})
-    try:
-        _put_when_open(proc, port, "acked", b"value", tmp_path)
+    with _acked_write_kept(proc, port, tmp_path):
         started = time.monotonic()
         assert _stopped_with(proc, tmp_path, _MARGIN + 10) == 3
         took = time.monotonic() - started
         assert took >= _MARGIN - 0.1, took
-        err = (tmp_path / "stderr.txt").read_text()
-        line = err.splitlines()[-1]
-        assert line.startswith(f"kvb: the store's close did not finish within {_MARGIN:g} s (stuck in "), err
-        assert "exiting with status 3 without it" in line, line
-        assert "Traceback" not in err, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    with DB(str(tmp_path / "store")) as db:
-        assert db.get(b"acked") == b"value"
+        _says_status_3(tmp_path, f"kvb: the store's close did not finish within {_MARGIN:g} s (stuck in ")
 
 
 def test_a_slow_close_that_finishes_within_the_bound_is_a_clean_stop(tmp_path):
@@ -115,9 +136,7 @@ def test_a_slow_close_that_finishes_within_the_bound_is_a_clean_stop(tmp_path):
         assert _stopped_with(proc, tmp_path, 10) == 0
         assert "did not finish" not in (tmp_path / "stderr.txt").read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        _killed(proc)
 
 
 @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
@@ -126,8 +145,7 @@ def test_a_second_stop_signal_ends_the_wait_for_a_stuck_close_at_once(tmp_path, 
     proc, port = _kvb_http(
         tmp_path, f"open({str(closing)!r}, 'w').close(); threading.Event().wait()", margin=60
     )
-    try:
-        _put_when_open(proc, port, "acked", b"value", tmp_path)
+    with _acked_write_kept(proc, port, tmp_path):
         proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
         while not closing.exists():  # (the close under way, waited for)
@@ -135,13 +153,6 @@ def test_a_second_stop_signal_ends_the_wait_for_a_stuck_close_at_once(tmp_path, 
             time.sleep(0.01)
         proc.send_signal(second)
         assert proc.wait(10) == 3
-        line = (tmp_path / "stderr.txt").read_text().splitlines()[-1]
-        assert line.startswith(
-            "kvb: the store's close did not finish at a second SIGTERM or SIGINT (stuck in "
+        _says_status_3(
+            tmp_path, "kvb: the store's close did not finish at a second SIGTERM or SIGINT (stuck in "
         )
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    with DB(str(tmp_path / "store")) as db:
-        assert db.get(b"acked") == b"value"

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
 from collections.abc import Iterator
 
 import pytest
-from helpers import become_nobody, exit_code, fork_talking, reachable_dir
+from helpers import become_nobody, fork_talking, reachable_dir, reap
 
 from kv_backend import DB
 from kv_backend.files import STATE_FILE
@@ -98,20 +97,6 @@ def test_a_read_under_a_deadline_gives_up_mapping_a_page_held_by_a_swap(base):
         if held >= 0:
             os.close(held)
         os.close(orders_w)  # (the reader ends at the end of its orders)
-        code = _reap(pid)
+        code = reap(pid)
         os.close(answers_r)
     assert code == 0
-
-
-def _reap(pid: int) -> int:
-    """The reader's exit code: it ends once its orders are closed; killed if it has not within 10 s."""
-    import time
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    return exit_code(pid)

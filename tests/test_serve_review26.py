@@ -29,8 +29,8 @@ import test_tls_reload_loop26
 from gate_helpers import serving
 from helpers import wait_for
 from resp_helpers import Raw
-from test_tls_reload_loop26 import client_id, config_get, der, nothing_to_read, pair, send, served_cert
-from tls_helpers import Certs
+from test_tls_reload_loop26 import client_id, config_get, nothing_to_read, pair, send
+from tls_helpers import Certs, der, served_cert
 
 from kv_backend.server.resp import Server
 
@@ -61,10 +61,6 @@ def reply_within(raw: Raw, seconds: float = PROMPT) -> bytes | None:
     if not ready:  # (the replies before were read whole: nothing of the next one is buffered)
         return None
     return raw._read()
-
-
-#: The TLS reload tests' module-scoped fixtures: this module's own certificates and key, and another set.
-certs, other = test_tls_reload_loop26.certs, test_tls_reload_loop26.other
 
 
 def _no_thread(monkeypatch, module, names: str, times: int = 1) -> None:

@@ -14,31 +14,14 @@ import errno
 import os
 from pathlib import Path
 
+from helpers import fail_store_id_fsync, one_key_store
 from test_format_fifo27 import _within
 
-from kv_backend import DB
 from kv_backend import locking as locking_module
-from kv_backend import store_id as store_id_module
 from kv_backend.files import FORMAT_FILE, FORMAT_TEXT, LOCK_FILE
 from kv_backend.store_id import add_store_id, read_store_id, trusted_format
 
 ID = "0123456789abcdef0123456789abcdef"
-
-
-def _store(tmp_path: Path, format_bytes: bytes | None = None) -> str:
-    store = str(tmp_path / "s")
-    with DB(store) as db:
-        db.put(b"k", b"v")
-    if format_bytes is not None:
-        Path(store, FORMAT_FILE).write_bytes(format_bytes)
-    return store
-
-
-def _failing_store_fsync(monkeypatch) -> None:
-    def fsync_dir(path: str) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(store_id_module, "fsync_dir", fsync_dir)
 
 
 # ----------------------------------------------------------------- 3: a LOCK this user may not open
@@ -60,7 +43,7 @@ def test_a_backup_names_no_id_where_lock_exists_but_may_not_be_opened(tmp_path, 
     """The store's owner may be adding the id under that lock, and take it back: a backup cannot tell,
     so it names none (as where another holds the lock past the wait); salvage and DB.store_id keep the
     id read first, as they do then."""
-    store = _store(tmp_path)
+    store = one_key_store(tmp_path)
     lock = os.path.join(store, LOCK_FILE)
     _lock_refused(monkeypatch, store)
     assert trusted_format(store, lock, keep_first=False) is None
@@ -74,8 +57,8 @@ def test_a_backup_names_no_id_where_lock_exists_but_may_not_be_opened(tmp_path, 
 
 def test_add_store_id_puts_a_crlf_file_back_byte_for_byte(tmp_path, monkeypatch):
     old = FORMAT_TEXT.replace("\n", "\r\n").encode()
-    store = _store(tmp_path, old)
-    _failing_store_fsync(monkeypatch)
+    store = one_key_store(tmp_path, old)
+    fail_store_id_fsync(monkeypatch)
     assert add_store_id(store) is None
     assert Path(store, FORMAT_FILE).read_bytes() == old
     monkeypatch.undo()
@@ -86,13 +69,13 @@ def test_add_store_id_puts_a_crlf_file_back_byte_for_byte(tmp_path, monkeypatch)
 def test_add_store_id_leaves_a_lone_cr_file_alone_as_before(tmp_path):
     """No line feed: one line, which is not the format's first line (as the bytes read had it)."""
     old = f"{FORMAT_TEXT.rstrip()}\rid {ID}\r".encode()
-    store = _store(tmp_path, old)
+    store = one_key_store(tmp_path, old)
     assert add_store_id(store) is None
     assert Path(store, FORMAT_FILE).read_bytes() == old
 
 
 def test_add_store_id_does_not_wait_on_a_fifo(tmp_path):
-    store = _store(tmp_path)
+    store = one_key_store(tmp_path)
     os.unlink(os.path.join(store, FORMAT_FILE))
     os.mkfifo(os.path.join(store, FORMAT_FILE))
     assert _within(lambda: add_store_id(store)) == ("returned", None)

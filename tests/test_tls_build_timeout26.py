@@ -25,7 +25,8 @@ from resp_helpers import Raw
 from kv_backend.server import resp, tlsreload
 
 pytest.importorskip("trustme", reason="trustme is not installed (it comes with the dev extra)")
-from tls_helpers import Certs
+from test_tls_reload_loop26 import pair, send
+from tls_helpers import Certs, der, served_cert
 
 #: The bound, in the test: short, but long enough for a good build (milliseconds) on a loaded machine.
 BOUND = 1.0
@@ -52,16 +53,6 @@ class Here:
 
     def raw(self) -> Raw:
         return Raw(self.server.port, 2)
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def other(tmp_path_factory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("other"))
 
 
 @pytest.fixture
@@ -132,43 +123,12 @@ def open_tls(here: Here, certs: Certs) -> int:
         raw.close()
 
 
-def served_cert(port: int) -> bytes:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, context.wrap_socket(sock) as tls:
-        cert = tls.getpeercert(binary_form=True)
-        assert cert is not None
-        return cert
-
-
-def der(pem_file: str) -> bytes:
-    text = Path(pem_file).read_text()
-    start, end = text.index("-----BEGIN CERTIFICATE-----"), text.index("-----END CERTIFICATE-----")
-    return ssl.PEM_cert_to_DER_cert(text[start : end + len("-----END CERTIFICATE-----")])
-
-
-def send(raw: Raw, *args: str) -> None:
-    """Send one command, reading nothing."""
-    words = [a.encode() for a in args]
-    raw.sock.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w) for w in words))
-
-
-def bulk(value: str) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(value), value.encode())
-
-
-def pair(name: str, value: str) -> bytes:
-    """CONFIG GET's reply for one parameter."""
-    return b"*2\r\n" + bulk(name) + bulk(value)
-
-
 def test_a_build_that_never_returns_fails_its_config_set_after_the_bound(here, certs):
     port = open_tls(here, certs)
     raw, other_client = here.raw(), here.raw()
     try:
         raw.sock.settimeout(LIMIT)
-        send(raw, "CONFIG", "SET", "tls-cert-file", here.stuck)
+        send(raw, ("CONFIG", "SET", "tls-cert-file", here.stuck))
         assert here.entered.wait(LIMIT)
         assert other_client.call("PING") == b"+PONG\r\n"  # (the others are served meanwhile)
         assert raw._read() == FAILED  # (before the bound: it waited for ever)
@@ -195,7 +155,7 @@ def test_a_config_set_queued_behind_the_stuck_one_is_served_after_the_bound(here
     first, second = here.raw(), here.raw()
     try:
         first.sock.settimeout(LIMIT)
-        send(first, "CONFIG", "SET", "tls-cert-file", here.stuck)
+        send(first, ("CONFIG", "SET", "tls-cert-file", here.stuck))
         assert here.entered.wait(LIMIT)
         reply = second.call("CONFIG", "SET", "tls-cert-file", other.cert, "tls-key-file", other.key)
         assert reply == b"+OK\r\n"  # (it waited behind the stuck one, then was built and put in force)
@@ -211,7 +171,7 @@ def test_a_server_stopping_while_a_build_is_stuck_does_not_wait_for_it(here, cer
     open_tls(here, certs)
     raw = here.raw()
     try:
-        send(raw, "CONFIG", "SET", "tls-cert-file", here.stuck)
+        send(raw, ("CONFIG", "SET", "tls-cert-file", here.stuck))
         assert here.entered.wait(LIMIT)
         with socket.create_connection(("127.0.0.1", here.server.port), timeout=5) as sock:
             sock.sendall(b"*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from helpers import child_env, free_port, listens_on, move_to_free_ports, start_own_server, stop_process
-from tls_helpers import Certs
+from tls_helpers import Certs, der, served_cert
 
 redis = pytest.importorskip("redis")
 from redis.backoff import NoBackoff  # noqa: E402
@@ -33,27 +33,6 @@ LISTEN_FAILED = "Unable to listen on this port. Check server logs."
 
 def failed(name: str, reason: str = CONFIG_FAILED) -> str:
     return f"CONFIG SET failed (possibly related to argument '{name}') - {reason}"
-
-
-def der(pem_file: str) -> bytes:
-    """The first certificate of ``pem_file``, in DER."""
-    text = Path(pem_file).read_text()
-    end = "-----END CERTIFICATE-----"
-    first = text[text.index("-----BEGIN CERTIFICATE-----") : text.index(end) + len(end)]
-    return ssl.PEM_cert_to_DER_cert(first)
-
-
-def served_cert(port: int, client_cert: str | None = None) -> bytes:
-    """The certificate a new TLS connection to ``port`` is served (whoever signed it), in DER."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    if client_cert is not None:
-        context.load_cert_chain(client_cert)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(raw) as tls:
-        cert = tls.getpeercert(binary_form=True)
-        assert cert is not None
-        return cert
 
 
 def tls_client(port: int, ca: str, client_cert: str | None = None) -> redis.Redis:

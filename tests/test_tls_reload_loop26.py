@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import select
 import socket
-import ssl
 import struct
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 from gate_helpers import GatedServer, serving
 from helpers import free_port, listens_on, stop_process, wait_for
 from resp_helpers import Raw, is_listener, wait_for_port
-from tls_helpers import Certs
+from tls_helpers import Certs, der, served_cert
 
 #: kvb serve whose CONFIG SET context builds say where they run on one pipe, and those made off the
 #: event loop's thread (the main one) wait for a byte on another first.
@@ -50,16 +49,6 @@ PORT_TAKEN = (
 #: Seconds within which a command of another client is answered while a build waits at the gate (its
 #: round trip takes a millisecond or so; the build waits until the test opens the gate).
 QUICK = 1.0
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def other(tmp_path_factory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("other"))
 
 
 class Gated(GatedServer):
@@ -127,24 +116,6 @@ def config_get(raw: Raw, name: str) -> bytes:
 
 def pair(name: str, value: str) -> bytes:
     return b"*2\r\n" + bulk(name) + bulk(value)
-
-
-def served_cert(port: int) -> bytes:
-    """The certificate a new TLS connection to ``port`` is served, in DER."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, context.wrap_socket(sock) as tls:
-        cert = tls.getpeercert(binary_form=True)
-        assert cert is not None
-        return cert
-
-
-def der(pem_file: str) -> bytes:
-    """The first certificate of ``pem_file``, in DER."""
-    text = Path(pem_file).read_text()
-    start, end = text.index("-----BEGIN CERTIFICATE-----"), text.index("-----END CERTIFICATE-----")
-    return ssl.PEM_cert_to_DER_cert(text[start : end + len("-----END CERTIFICATE-----")])
 
 
 def test_others_are_served_while_the_files_are_read_and_the_caller_waits_in_order(server, certs, other):

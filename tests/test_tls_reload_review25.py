@@ -115,7 +115,8 @@ def config_set(conn: redis.Redis, port: str) -> str:
 def test_handshakes_under_way_on_the_old_port_complete_after_tls_port_moves_or_closes(tmp_path):
     """Connections accepted on the TLS port but not yet handshaken when CONFIG SET tls-port moves the
     listener (or closes it, or rotates the certificate) keep the context they were accepted with."""
-    from test_tls_reload25 import Serve, der
+    from test_tls_reload25 import Serve
+    from tls_helpers import der
 
     certs_dir = tmp_path / "certs"
     certs_dir.mkdir()

@@ -1,9 +1,10 @@
-"""What the TLS tests of kvb serve and kvb http share: a CA and certificates made with trustme, and a
-wait until a kvb http child answers over HTTPS."""
+"""What the TLS tests of kvb serve and kvb http share: a CA and certificates made with trustme, the
+certificate a TLS port serves, and a wait until a kvb http child answers over HTTPS."""
 
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import subprocess
 import time
@@ -96,3 +97,25 @@ def wait_for_https(proc: subprocess.Popen, port: int, client: ssl.SSLContext, ti
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def der(pem_file: str) -> bytes:
+    """The first certificate of ``pem_file``, in DER."""
+    text = Path(pem_file).read_text()
+    end = "-----END CERTIFICATE-----"
+    first = text[text.index("-----BEGIN CERTIFICATE-----") : text.index(end) + len(end)]
+    return ssl.PEM_cert_to_DER_cert(first)
+
+
+def served_cert(port: int, client_cert: str | None = None) -> bytes:
+    """The certificate a new TLS connection to ``port`` of this host is served (whoever signed it), in
+    DER; the connection presents ``client_cert`` (key and chain in one file) where given."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if client_cert is not None:
+        context.load_cert_chain(client_cert)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(raw) as tls:
+        cert = tls.getpeercert(binary_form=True)
+        assert cert is not None
+        return cert
