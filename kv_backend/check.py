@@ -17,6 +17,7 @@ from kv_backend.files import (
     missing_data_files,
     missing_files_text,
     prepare_directory,
+    read_format,
     storage_error,
     user_name,
 )
@@ -24,6 +25,7 @@ from kv_backend.hint import entries_at, lost_from, usable_at
 from kv_backend.owners import roots_files
 from kv_backend.record import reader_of
 from kv_backend.state import read_unswapped
+from kv_backend.store_id import format_repair, parse_store_id
 from kv_backend.unpublished import (
     MAX_LOSS,
     PASSES,
@@ -78,7 +80,7 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        """True if no record is damaged."""
+        """True if nothing is damaged: no record, no hint entry, not the format file."""
         return not self.problems
 
 
@@ -119,12 +121,62 @@ def check(path: str) -> CheckReport:
     damage found at the same place both times is reported: damage on disk
     stays where it is.
 
+    A damaged format file (see :func:`format_problem`) is a problem too, the first; the data files are
+    checked all the same.
+
     A data file is read :data:`WINDOW` bytes at a time (a record or batch
     larger than that, whole), so memory does not grow with the files' size.
     """
     prepare_directory(path, create=False)
     with read_unswapped(path):  # (a swap deleting the store meanwhile would have it read two stores)
-        return check_kept(path)
+        damaged = format_problem(path)
+        report = check_kept(path)
+    report.problems[:0] = [damaged] if damaged else []
+    return report
+
+
+def format_problem(path: str) -> Problem | None:
+    """The damage of the format file of the store at ``path``, if any: bytes that are not UTF-8, a second
+    line that is neither empty nor the store's id (``id`` and 32 lowercase hex digits), or lines after it
+    that are not blank. Readers take its first line alone, which the open checks, so the store opens and
+    its data reads; but a backup fails on bytes that are not UTF-8, and the store has no id, or one whose
+    line is followed by damage. The problem says how to cut the file back to its sound lines, as a
+    backup's error does (:func:`~kv_backend.store_id.format_repair`). Not part of :func:`check_kept`: a
+    restore checks the data it copied, and writes the format file the backup recorded as it is."""
+    marker = os.path.join(path, FORMAT_FILE)
+    try:
+        text = read_format(path, -1, "strict", newline="")  # (the bytes as they are: offsets exact)
+    except UnicodeDecodeError as exc:
+        data = bytes(exc.object)
+        line = data.count(b"\n", 0, exc.start) + 1
+        what = (
+            f"bytes that are not UTF-8 text (0x{data[exc.start]:02x} at byte {exc.start}, on its line "
+            f"{line}): damage to the format file, on which every backup fails (it records the file as text)"
+        )
+        return Problem(marker, exc.start, f"{what}; {format_repair(marker, data, exc.start)}")
+    except OSError as exc:
+        raise storage_error(exc, f"cannot read {marker}") from exc
+    data = text.encode()
+    first, _, rest = text.partition("\n")
+    second, _, after = rest.partition("\n")
+    if second.rstrip("\r") and parse_store_id(text) is None:
+        at = len(first.encode()) + 1
+        shown = second if len(second) <= 50 else second[:50] + "..."
+        what = (
+            f"a second line that is not the store's id (id and 32 lowercase hex digits) but {shown!r}: "
+            "damage to the format file (or the line of a newer kv_backend), which gives the store no id"
+        )
+        return Problem(marker, at, f"{what}; {format_repair(marker, data, at)}")
+    lines = after.split("\n")
+    bad = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if bad is None:
+        return None
+    at = len(data) - len("\n".join(lines[bad:]).encode())
+    what = (
+        f"lines after the second that are not blank (from line {bad + 3} on, {len(data) - at} bytes): "
+        "damage to the format file (or lines of a newer kv_backend), which readers ignore"
+    )
+    return Problem(marker, at, f"{what}; {format_repair(marker, data, at)}")
 
 
 def check_kept(path: str) -> CheckReport:

@@ -388,6 +388,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from kv_backend.check import check
+    from kv_backend.files import FORMAT_FILE
 
     report = check(args.path)
     if args.json:
@@ -420,7 +421,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if report.ok:
         _print("ok: no damaged records")
         return 0
-    _print(f"{len(report.problems)} damaged spot(s); restore the affected keys from a backup")
+    # (The format file's problem says how to repair it: restoring keys is the advice for the data's.)
+    data = [p for p in report.problems if os.path.basename(p.path) != FORMAT_FILE]
+    what = "; restore the affected keys from a backup" if data else ""
+    _print(f"{len(report.problems)} damaged spot(s){what}")
     return 1
 
 

@@ -43,7 +43,7 @@ from kv_backend.state import (
     replaced_at_every_open,
     unpack_tail,
 )
-from kv_backend.store_id import add_store_id, parse_store_id, trusted_format
+from kv_backend.store_id import add_store_id, format_repair, trusted_format
 from kv_backend.unpublished import closed_at, kept_end, tail_files, trusted_page_of
 
 __all__ = ["Snapshot", "SnapshotFile", "read_format_file", "store_snapshot", "take_snapshot"]
@@ -169,23 +169,11 @@ def _undecodable_format(path: str, exc: UnicodeDecodeError) -> CorruptionError:
     marker = os.path.join(path, FORMAT_FILE)
     data = bytes(exc.object)
     line = data.count(b"\n", 0, exc.start) + 1
-    found = parse_store_id(data[: exc.start].decode("utf-8", "replace")) if line > 2 else None
-    if found is not None:
-        fix = (
-            f"its id line is sound (id {found}), and readers ignore the lines after it: cut the file to its "
-            f"first two lines (sed -i '3,$d' {marker}) and back it up again"
-        )
-    else:
-        fix = (
-            f"its second line, where the store's id goes, is damaged: cut the file to its first line "
-            f"(sed -i '2,$d' {marker}), then write back the id the store's backups name (kvb backups URL "
-            f"--json shows it: echo 'id ID' >> {marker}); without it, its next writable open or kvb backup "
-            "gives the store a new id, whose backups the URL holding the old one's refuses (use another URL)"
-        )
     return CorruptionError(
         f"{marker} holds bytes that are not UTF-8 text (0x{data[exc.start]:02x} at byte {exc.start}, on its "
-        f"line {line}): damage to the file, which a backup records as text, so nothing was backed up. The "
-        f"store's data is not affected (kvb check reads it, kvb salvage copies it into a new store); {fix}",
+        f"line {line}): damage to the file, which a backup records as text, so nothing was backed up: repair "
+        "it, then back the store up again. The store's data is not affected (kvb check reads it, kvb salvage "
+        f"copies it into a new store); {format_repair(marker, data, exc.start)}",
         marker,
         exc.start,
     )

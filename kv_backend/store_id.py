@@ -62,6 +62,25 @@ def parse_store_id(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+def format_repair(marker: str, data: bytes, at: int) -> str:
+    """What to do about the format file at ``marker`` (a store's ``KVB_FORMAT``) holding ``data``, damaged
+    from byte ``at`` on (bytes that are not UTF-8, a second line that is no id, lines after it): cut it
+    back to its sound lines. The advice of a backup's error and of ``kvb check`` alike."""
+    line = data.count(b"\n", 0, at) + 1
+    found = parse_store_id(data[:at].decode("utf-8", "replace")) if line > 2 else None
+    if found is not None:
+        return (
+            f"its id line is sound (id {found}), and readers ignore the lines after it: cut the file to its "
+            f"first two lines (sed -i '3,$d' {marker})"
+        )
+    return (
+        f"its second line, where the store's id goes, is damaged: cut the file to its first line "
+        f"(sed -i '2,$d' {marker}), then write back the id the store's backups name (kvb backups URL "
+        f"--json shows it: echo 'id ID' >> {marker}); without it, its next writable open or kvb backup "
+        "gives the store a new id, whose backups the URL holding the old one's refuses (use another URL)"
+    )
+
+
 def read_store_id(path: str) -> str | None:
     """The id of the store at ``path`` (None without one, or where its format file cannot be read)."""
     return read_store_id_seen(path)[0]

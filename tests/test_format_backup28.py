@@ -5,7 +5,7 @@ found in review.
   UnicodeDecodeError (``kvb backup`` printed a traceback, ``manage.py kv_backup`` the codec's words,
   ``POST /v1/backup`` blamed the URL): it is a CorruptionError naming the file and the first bad byte and
   saying what to do, alike from ``DB.backup``, ``backup_store``, ``kvb backup`` and the HTTP server;
-  ``kvb check`` and ``kvb salvage`` still read the store.
+  ``kvb check`` (which reports the damage) and ``kvb salvage`` still read the store.
 * A backup whose snapshot is a plain list (a ``DB`` subclass's ``snapshot_files``) read the format file
   after the snapshot, without the write lock and without fsyncing the directory: it named an id the
   disk may not keep. It reads it as the snapshot does now.
@@ -64,7 +64,10 @@ def test_kvb_backup_says_so_and_check_and_salvage_still_read_the_store(tmp_path,
     assert code == 2 and "Traceback" not in err, (code, out, err)
     _says_what_to_do(err, store)
     code, out, err = run(capsys, "check", store)
-    assert code == 0, (out, err)
+    assert code == 1 and "1 files, 1 records" in out, (out, err)  # (the format file's damage: its data read)
+    assert (
+        f"{os.path.join(store, FORMAT_FILE)} @ 30: bytes that are not UTF-8" in out and "sed -i '2,$d'" in out
+    ), out
     code, out, err = run(capsys, "salvage", store, str(tmp_path / "copy"))
     assert code == 0, (out, err)
     with DB(str(tmp_path / "copy"), read_only=True) as db:
