@@ -136,7 +136,7 @@ class BackgroundSaves:
 
 #: Write commands that redis-server 7.0 counts as one change per key, field or element they name:
 #: the first argument of those counted (``args[first::step]``).
-_PER_ARGUMENT = {
+_PER_ARGUMENT: dict[bytes, tuple[int, int]] = {
     b"mset": (1, 2),
     b"msetnx": (1, 2),
     b"hset": (2, 2),
@@ -146,6 +146,8 @@ _PER_ARGUMENT = {
     b"lpushx": (2, 1),
     b"rpushx": (2, 1),
 }
+#: Those counted on the write's path (Command.counted_args; MSETNX, counted by its reply, apart).
+PER_ARGUMENT = {name: where for name, where in _PER_ARGUMENT.items() if name != b"msetnx"}
 #: Write commands counted as many changes as their reply's number says (keys deleted, members
 #: added or removed, elements removed), as redis-server 7.0 counts them.
 _PER_REPLY = frozenset(
@@ -188,8 +190,13 @@ def count(server: Server, name: bytes, args: list[bytes], reply: Any, before: in
         removed = size_before - size(server.st, name, args) if name in MEASURED else 0
         server.bgsaves.changes += changes_made(name, args, reply, changed, max(removed, 0))
     except Exception as exc:
-        shown = name.decode("ascii", "replace").upper()
-        server.log(f"{shown} not counted in INFO's rdb_changes_since_last_save: {type(exc).__name__}: {exc}")
+        not_counted(server, name, exc)
+
+
+def not_counted(server: Server, name: bytes, exc: Exception) -> None:
+    """Log that the write command ``name`` could not be counted (``exc``: why); its reply is sent."""
+    shown = name.decode("ascii", "replace").upper()
+    server.log(f"{shown} not counted in INFO's rdb_changes_since_last_save: {type(exc).__name__}: {exc}")
 
 
 def changes_made(name: bytes, args: list[bytes], reply: Any, changed: bool, removed: int) -> int:
@@ -210,7 +217,7 @@ def changes_made(name: bytes, args: list[bytes], reply: Any, changed: bool, remo
         if name == b"msetnx" and reply != 1:
             return 0
         first, step = _PER_ARGUMENT[name]
-        return len(args[first::step])
+        return arguments_counted(args, first, step)
     if name in _PER_REPLY and type(reply) is int:
         return max(reply, 1)  # (ZADD of a score changed, without CH, answers 0: Redis counts it)
     if name in (b"lpop", b"rpop", b"spop") and len(args) > 2 and isinstance(reply, Collection):
@@ -244,3 +251,25 @@ def _entries(reply: Any) -> int:
     else:
         return 0
     return sum(len(entries) for entries in streams if isinstance(entries, (list, tuple)))
+
+
+#: :func:`counted_as`: a command INFO's rdb_changes_since_last_save does not count (a read, a runner),
+#: a write counted one where it changed the store, one counted as the keys, fields or elements it
+#: names where it changed the store (:data:`PER_ARGUMENT`), and one :func:`count` counts otherwise.
+NOT_COUNTED, ONE_PER_CHANGE, ONE_PER_ARGUMENT, COUNTED_APART = 0, 1, 2, 3
+
+
+def counted_as(name: bytes, flags: Collection[str]) -> int:
+    """How the command ``name`` (lower case) with these flags is counted, worked out once for the
+    command table so that a write's path tests one number (see resp.Connection.execute)."""
+    if "write" not in flags or name in RUNNERS:
+        return NOT_COUNTED
+    if name in PER_ARGUMENT:
+        return ONE_PER_ARGUMENT
+    return COUNTED_APART if name in _COUNTED_APART else ONE_PER_CHANGE
+
+
+def arguments_counted(args: list[bytes], first: int, step: int) -> int:
+    """``len(args[first::step])`` without the slice: the keys, fields or elements a
+    :data:`PER_ARGUMENT` write names."""
+    return max(len(args) - first + step - 1, 0) // step

@@ -511,14 +511,17 @@ class Connection(asyncio.Protocol):
         signals = writes and (server.watchers or server.blocked_keys)
         # INFO's rdb_changes_since_last_save: what a write changed (the commands a transaction or a
         # script runs are counted each, as in Redis), by the store's change token. Never in the way of
-        # the command: a store it cannot look at (closed) is left to the command to answer.
-        counting = writes and name not in _UNCOUNTED
-        if counting:
+        # the command: a store it cannot look at (closed) is left to the command to answer. On every
+        # write's path, so kept cheap: one number from the command table, one token read before and
+        # one after (the one before serves WATCH too), bgsave.count only for those counted apart.
+        counted = cmd.counted
+        if counted:
             try:
-                before_token = server.db.change_token()
-                size = bgsave.size(server.st, name, args) if name in _MEASURED else -1
+                db = server.db  # (db.change_token(), for less: outside a transaction of this thread)
+                before_token = db._tailw.value if db._txn is None else db.change_token()
+                size = bgsave.size(server.st, name, args) if counted == _APART and name in _MEASURED else -1
             except Exception:
-                counting = False
+                counted = _NOT_COUNTED
         try:
             if monitors and name in _MONITORED_FIRST and args is not self.shown_first:
                 server.feed_monitors(self, args)  # a script shows before its commands
@@ -528,7 +531,7 @@ class Connection(asyncio.Protocol):
             if notifying:
                 before = server.notifier.before(name, args, keys, writes)
             if signals and server.watchers:
-                token = server.db.change_token()
+                token = before_token if counted else server.db.change_token()
                 if name in _BY_TOKEN:  # the watched keys it names, as they are before it changes some
                     deleted = server.watched_tokens(keys)
             if writes or server.holding_lock or name not in _READS:
@@ -564,8 +567,20 @@ class Connection(asyncio.Protocol):
                 reply.args = args  # its events are published when it is served
             if type(reply) is not Block or name == b"xreadgroup":  # a blocked XREADGROUP made its consumer
                 server.notifier.after(name, args, reply, before, keys)
-        if counting and type(reply) is not Block and type(reply) is not ErrorReply:
-            bgsave.count(server, name, args, reply, before_token, size)
+        if counted and type(reply) not in _UNCOUNTED_REPLIES:
+            if counted == _APART:
+                bgsave.count(server, name, args, reply, before_token, size)
+            else:  # (most writes: SET, INCR, LPUSH, HSET...) as bgsave.count would, inline
+                try:
+                    db = server.db
+                    if (db._tailw.value if db._txn is None else db.change_token()) != before_token:
+                        if counted == _ONE_PER_CHANGE:
+                            server.bgsaves.changes += 1
+                        else:  # (LPUSH, HSET, MSET...: each key, field or element it names)
+                            first, step = cmd.counted_args
+                            server.bgsaves.changes += (len(args) - first + step - 1) // step
+                except Exception as exc:  # (the reply is sent whatever happens here)
+                    bgsave.not_counted(server, name, exc)
         if signals and type(reply) is not Block:
             if server.watchers and (token is None or server.db.change_token() != token):
                 if deleted is None:
@@ -1603,10 +1618,12 @@ def _flagged_names(flag: str) -> frozenset[bytes]:
     return names
 
 
-#: Write commands INFO's rdb_changes_since_last_save does not count (see bgsave.RUNNERS), and those
-#: counted by a size read before and after them (bgsave.MEASURED).
-_UNCOUNTED = bgsave.RUNNERS
+#: How INFO's rdb_changes_since_last_save counts a command (Command.counted, bgsave.counted_as), and
+#: the writes counted by a size read before and after them (bgsave.MEASURED).
+_NOT_COUNTED, _ONE_PER_CHANGE, _APART = bgsave.NOT_COUNTED, bgsave.ONE_PER_CHANGE, bgsave.COUNTED_APART
 _MEASURED = bgsave.MEASURED
+#: Replies of a write that is not counted: it blocked (counted when served) or answered an error.
+_UNCOUNTED_REPLIES = frozenset({Block, ErrorReply})
 
 
 def _answered_while_loading() -> frozenset[bytes]:

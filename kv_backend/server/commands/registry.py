@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from kv_backend import longdouble
 from kv_backend.errors import NotAnIntegerError
+from kv_backend.server import bgsave
 from kv_backend.server.blocking import Block
 from kv_backend.server.protocol import NULL_ARRAY
 from kv_backend.structures import CommandError, parse_float, parse_int
@@ -29,7 +30,7 @@ upper = keyword
 class Command:
     """A registered command: its handler, arity and flags (and, for a container, its subcommands)."""
 
-    __slots__ = ("arity", "container", "flags", "handler", "name", "subcommands")
+    __slots__ = ("arity", "container", "counted", "counted_args", "flags", "handler", "name", "subcommands")
 
     def __init__(self, name: str, handler: Handler, arity: int, flags: frozenset[str]) -> None:
         self.name = name
@@ -39,6 +40,10 @@ class Command:
         self.subcommands: dict[bytes, int] | None = None
         #: Redis names it with its subcommand ("client|info") in CLIENT LIST and errors.
         self.container = name in CONTAINERS
+        #: How INFO's rdb_changes_since_last_save counts it (bgsave.counted_as), for a write's fast path.
+        self.counted = bgsave.counted_as(name.encode(), flags)
+        #: For one counted per argument: the first counted and the step (bgsave.PER_ARGUMENT).
+        self.counted_args = bgsave.PER_ARGUMENT.get(name.encode(), (0, 1))
 
     def subcommand_error(self, args: list[bytes]) -> str | None:
         """Redis's error for an unknown subcommand or a wrong argument count (checked before MULTI queues)."""
