@@ -1450,8 +1450,9 @@ async def _run(server: Server, host: str, port: int, unixsocket: str | None) -> 
             # Python's handler runs at once, also while a script runs (see Server.on_signal); the
             # loop still learns of the signal through its wakeup descriptor.
             signal.signal(sig, server.on_signal)
-    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
-        # As redis-server: a closed terminal (or a reload signal) does not stop the server.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+        # As redis-server: a closed terminal (or a reload signal) does not stop the server. (Off the
+        # main thread asyncio refuses it with RuntimeError, uvloop before 0.18 with ValueError.)
         loop.add_signal_handler(
             signal.SIGHUP, server.log, "SIGHUP ignored: stop kvb serve with SIGTERM or SIGINT"
         )
