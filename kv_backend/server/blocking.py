@@ -14,7 +14,11 @@ change token is looked at every :data:`POLL_INTERVAL` seconds while anyone
 waits. Serving a waiter pops the element and writes the pop to the log
 before the reply is sent, so an element is never both handed out and kept,
 and one left unserved (the waiter disconnected, timed out or was unblocked)
-stays in its list.
+stays in its list. A waiter whose connection is closing (the server has read
+its end of input: the client process died) is passed over at once, not only
+once the event loop reports the connection lost: an element pushed in the same
+turn of the loop stays in its list, where redis-server (which frees such a
+client after the turn) hands it to the dead client.
 """
 
 from __future__ import annotations
@@ -155,8 +159,11 @@ class Waiters:
                     blk = conn.blocked
                     if blk is None:
                         continue
-                    if conn.transport is None:  # being closed (a pub/sub backlog over the limit):
-                        self.unblock(conn)  # what it popped could not reach it, and would be lost
+                    transport = conn.transport
+                    if transport is None or transport.is_closing():
+                        # being closed (a pub/sub backlog over the limit; its end of input read, its
+                        # connection_lost not yet run): what it popped could not reach it, and would be lost
+                        self.unblock(conn)
                         continue
                     reply = conn.attempt(blk)
                     if reply is None:
