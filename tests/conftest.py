@@ -79,6 +79,19 @@ def backup_url(request, tmp_path):
         fs.rm(path, recursive=True)
 
 
+@pytest.fixture
+def resp_server_here(tmp_path):
+    """A kvb serve :class:`~kv_backend.server.resp.Server` on a new store, in this process and not
+    listening: for tests that run its commands directly (``resp.Connection(server).execute(args)``)."""
+    from kv_backend.server import resp
+
+    srv = resp.Server(str(tmp_path / "s"))
+    try:
+        yield srv
+    finally:
+        srv.db.close()
+
+
 @pytest.fixture(scope="module")
 def resp_servers(tmp_path_factory):
     """A throw-away redis-server and a ``kvb serve`` on a new directory, one of each per test module,

@@ -15,12 +15,8 @@ from kv_backend.server import bgsave, resp
 
 
 @pytest.fixture
-def server(tmp_path):
-    srv = resp.Server(str(tmp_path / "s"))
-    try:
-        yield srv
-    finally:
-        srv.db.close()
+def server(resp_server_here):
+    return resp_server_here
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,8 @@ from kv_backend.server.commands.registry import COMMANDS
 
 
 @pytest.fixture
-def server(tmp_path):
-    srv = resp.Server(str(tmp_path / "s"))
-    try:
-        yield srv
-    finally:
-        srv.db.close()
+def server(resp_server_here):
+    return resp_server_here
 
 
 def test_the_command_table_says_how_each_command_is_counted():
