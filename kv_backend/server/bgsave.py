@@ -183,10 +183,6 @@ def count(server: Server, name: bytes, args: list[bytes], reply: Any, before: in
     uncounted and the log says so."""
     try:
         changed = server.db.change_token() != before
-        if name not in _COUNTED_APART:  # (most writes: SET, INCR, EXPIRE... one look-up)
-            if changed:
-                server.bgsaves.changes += 1
-            return
         removed = size_before - size(server.st, name, args) if name in MEASURED else 0
         server.bgsaves.changes += changes_made(name, args, reply, changed, max(removed, 0))
     except Exception as exc:

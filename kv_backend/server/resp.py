@@ -517,8 +517,7 @@ class Connection(asyncio.Protocol):
         counted = cmd.counted
         if counted:
             try:
-                db = server.db  # (db.change_token(), for less: outside a transaction of this thread)
-                before_token = db._tailw.value if db._txn is None else db.change_token()
+                before_token = server.db.change_token()
                 size = bgsave.size(server.st, name, args) if counted == _APART and name in _MEASURED else -1
             except Exception:
                 counted = _NOT_COUNTED
@@ -572,13 +571,11 @@ class Connection(asyncio.Protocol):
                 bgsave.count(server, name, args, reply, before_token, size)
             else:  # (most writes: SET, INCR, LPUSH, HSET...) as bgsave.count would, inline
                 try:
-                    db = server.db
-                    if (db._tailw.value if db._txn is None else db.change_token()) != before_token:
+                    if server.db.change_token() != before_token:
                         if counted == _ONE_PER_CHANGE:
                             server.bgsaves.changes += 1
                         else:  # (LPUSH, HSET, MSET...: each key, field or element it names)
-                            first, step = cmd.counted_args
-                            server.bgsaves.changes += (len(args) - first + step - 1) // step
+                            server.bgsaves.changes += bgsave.arguments_counted(args, *cmd.counted_args)
                 except Exception as exc:  # (the reply is sent whatever happens here)
                     bgsave.not_counted(server, name, exc)
         if signals and type(reply) is not Block:
