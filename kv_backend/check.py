@@ -25,7 +25,7 @@ from kv_backend.hint import entries_at, lost_from, usable_at
 from kv_backend.owners import roots_files
 from kv_backend.record import reader_of
 from kv_backend.state import read_unswapped
-from kv_backend.store_id import format_repair, parse_store_id
+from kv_backend.store_id import format_repair, not_utf8, parse_store_id
 from kv_backend.unpublished import (
     MAX_LOSS,
     PASSES,
@@ -148,10 +148,9 @@ def format_problem(path: str) -> Problem | None:
         text = read_format(path, -1, "strict", newline="")  # (the bytes as they are: offsets exact)
     except UnicodeDecodeError as exc:
         data = bytes(exc.object)
-        line = data.count(b"\n", 0, exc.start) + 1
         what = (
-            f"bytes that are not UTF-8 text (0x{data[exc.start]:02x} at byte {exc.start}, on its line "
-            f"{line}): damage to the format file, on which every backup fails (it records the file as text)"
+            f"{not_utf8(data, exc.start)}: damage to the format file, on which every backup fails (it "
+            "records the file as text)"
         )
         return Problem(marker, exc.start, f"{what}; {format_repair(marker, data, exc.start)}")
     except OSError as exc:

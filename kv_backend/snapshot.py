@@ -43,7 +43,7 @@ from kv_backend.state import (
     replaced_at_every_open,
     unpack_tail,
 )
-from kv_backend.store_id import add_store_id, format_repair, trusted_format
+from kv_backend.store_id import add_store_id, format_repair, not_utf8, trusted_format
 from kv_backend.unpublished import closed_at, kept_end, tail_files, trusted_page_of
 
 __all__ = ["Snapshot", "SnapshotFile", "read_format_file", "store_snapshot", "take_snapshot"]
@@ -168,12 +168,11 @@ def _undecodable_format(path: str, exc: UnicodeDecodeError) -> CorruptionError:
     decode of the whole file), saying what to do: cut the file back to its sound lines."""
     marker = os.path.join(path, FORMAT_FILE)
     data = bytes(exc.object)
-    line = data.count(b"\n", 0, exc.start) + 1
     return CorruptionError(
-        f"{marker} holds bytes that are not UTF-8 text (0x{data[exc.start]:02x} at byte {exc.start}, on its "
-        f"line {line}): damage to the file, which a backup records as text, so nothing was backed up: repair "
-        "it, then back the store up again. The store's data is not affected (kvb check reads it, kvb salvage "
-        f"copies it into a new store); {format_repair(marker, data, exc.start)}",
+        f"{marker} holds {not_utf8(data, exc.start)}: damage to the file, which a backup records as text, so "
+        "nothing was backed up: repair it, then back the store up again. The store's data is not affected "
+        "(kvb check reads it, kvb salvage copies it into a new store); "
+        + format_repair(marker, data, exc.start),
         marker,
         exc.start,
     )

@@ -62,6 +62,13 @@ def parse_store_id(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+def not_utf8(data: bytes, at: int) -> str:
+    """Where a format file holding ``data`` stops being UTF-8 (at byte ``at``), as a backup's error and
+    ``kvb check`` say it: ``bytes that are not UTF-8 text (0x.. at byte N, on its line L)``."""
+    line = data.count(b"\n", 0, at) + 1
+    return f"bytes that are not UTF-8 text (0x{data[at]:02x} at byte {at}, on its line {line})"
+
+
 def format_repair(marker: str, data: bytes, at: int) -> str:
     """What to do about the format file at ``marker`` (a store's ``KVB_FORMAT``) holding ``data``, damaged
     from byte ``at`` on (bytes that are not UTF-8, a second line that is no id, lines after it): cut it
