@@ -34,6 +34,7 @@ from kv_backend.errors import (
     StoreNotFoundError,
 )
 from kv_backend.filemaps import map_file, map_filled
+from kv_backend.regular import NotRegularFileError, open_regular
 
 FORMAT_FILE = "KVB_FORMAT"
 FORMAT_TEXT = "kv_backend store, format 1\n"
@@ -736,9 +737,9 @@ def read_format(
     and ``\r`` read as ``\n``; ``""``: as they are), with the identity of the file read (see
     :class:`FormatText`). The one read every reader of the file makes, each turning what it raises into
     its own answer: OSError (no file, one this user may not read, an I/O error, one that is no regular
-    file: see :func:`open_regular`), and UnicodeDecodeError where ``errors`` is strict."""
+    file: see :func:`open_regular_in_store`), and UnicodeDecodeError where ``errors`` is strict."""
     marker = os.path.join(path, FORMAT_FILE)
-    with open(marker, encoding="utf-8", errors=errors, newline=newline, opener=open_regular) as f:
+    with open(marker, encoding="utf-8", errors=errors, newline=newline, opener=open_regular_in_store) as f:
         text = FormatText(f.read(limit))
         st = os.fstat(f.fileno())
     text.seen = (st.st_ino, st.st_size)
@@ -746,25 +747,20 @@ def read_format(
     return text
 
 
-def open_regular(path: str, flags: int) -> int:
-    """``os.open(path, flags)`` without waiting (``O_NONBLOCK``) of a file that must be a regular one (or
-    a directory, which ``open`` refuses itself): a FIFO (``mkfifo`` by mistake) held its reader for ever,
-    waiting for a writer. OSError (EINVAL) for a FIFO, a device or a socket."""
-    fd = os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+def open_regular_in_store(path: str, flags: int) -> int:
+    """``os.open(path, flags)`` of a file of a store, which must be a regular one (or a directory, which
+    ``open`` refuses itself, and a lock's ``flock`` takes), without waiting (see
+    :func:`kv_backend.regular.open_regular`): a FIFO (``mkfifo`` by mistake) held its reader for ever,
+    waiting for a writer. OSError (EINVAL) for a FIFO, a device or a socket, saying what to do."""
     try:
-        mode = os.fstat(fd).st_mode
-    except BaseException:
-        os.close(fd)
-        raise
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        os.close(fd)
+        return open_regular(path, flags, directories=True)
+    except NotRegularFileError as exc:
         raise OSError(
             errno.EINVAL,
-            "not a regular file (a FIFO, a device or a socket), as every file kv_backend makes in a store "
+            f"{exc.strerror} (a FIFO, a device or a socket), as every file kv_backend makes in a store "
             "is: remove it, and restore the store from a backup or copy its data out with kvb salvage",
             path,
-        )
-    return fd
+        ) from None
 
 
 def format_file_text(path: str, *, create: bool) -> FormatText | None:

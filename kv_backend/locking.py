@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Iterator
 
 from kv_backend.errors import DatabaseClosedError, KVError, LockTimeoutError, StorageError, TransactionError
-from kv_backend.files import new_file_mode, open_regular, still_at, storage_error
+from kv_backend.files import new_file_mode, open_regular_in_store, still_at, storage_error
 from kv_backend.lock_waiter import LockWaiter
 from kv_backend.owners import (
     create_for_store_owner,
@@ -109,7 +109,7 @@ def lock_file_taken(path: str, wait: float | None = None) -> Iterator[bool | Non
         yield True
         return
     try:
-        fd = open_regular(path, os.O_RDONLY)  # (without waiting: a FIFO's open waits for a writer)
+        fd = open_regular_in_store(path, os.O_RDONLY)  # (without waiting: a FIFO's open waits for a writer)
     except FileNotFoundError:
         yield None
         return

@@ -28,15 +28,15 @@ ID = "0123456789abcdef0123456789abcdef"
 
 
 def _lock_refused(monkeypatch, store: str) -> None:
-    real = locking_module.open_regular
+    real = locking_module.open_regular_in_store
     refused = os.path.join(store, LOCK_FILE)
 
-    def open_regular(path: str, flags: int) -> int:
+    def open_regular_in_store(path: str, flags: int) -> int:
         if path == refused and os.path.lexists(path):  # (as a file of another user's, mode 0600)
             raise PermissionError(errno.EACCES, "Permission denied", path)
         return real(path, flags)
 
-    monkeypatch.setattr(locking_module, "open_regular", open_regular)
+    monkeypatch.setattr(locking_module, "open_regular_in_store", open_regular_in_store)
 
 
 def test_a_backup_names_no_id_where_lock_exists_but_may_not_be_opened(tmp_path, monkeypatch):

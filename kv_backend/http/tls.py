@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import ssl
-import stat
 
 from kv_backend.errors import ConfigurationError
+from kv_backend.regular import NotRegularFileError, read_regular
 
 __all__ = ["CERT_REQS", "HANDSHAKE_TIMEOUT", "server_context"]
 
@@ -32,16 +32,14 @@ HANDSHAKE_TIMEOUT = 10.0
 def _read(path: str | os.PathLike[str], option: str) -> bytes:
     """The content of the PEM file ``path``: a regular file, never a FIFO or a device, whose read could
     wait for ever (a FIFO waits for a writer: at a SIGHUP reload of ``kvb http --workers``, the main
-    process would wait there, heeding no SIGTERM), as ``kvb serve`` refuses them."""
+    process would wait there, heeding no SIGTERM), as ``kvb serve`` refuses them (see
+    :mod:`kv_backend.regular`)."""
     try:
-        # (Opened without waiting, then looked at: a FIFO's open would wait for a writer.)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        with open(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ConfigurationError(
-                    f"cannot read {os.fsdecode(path)} ({option}): not a regular file; give a PEM file"
-                )
-            return f.read()
+        return read_regular(path, directories=True)  # (a directory: the read's own "Is a directory")
+    except NotRegularFileError:
+        raise ConfigurationError(
+            f"cannot read {os.fsdecode(path)} ({option}): not a regular file; give a PEM file"
+        ) from None
     except OSError as exc:
         raise ConfigurationError(
             f"cannot read {os.fsdecode(path)} ({option}): {exc.strerror or exc}; "

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 import ssl
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from kv_backend.errors import ConfigurationError
+from kv_backend.regular import NotRegularFileError, open_regular
 from kv_backend.server import log_line
 from kv_backend.server.tlscadir import load_ca_dir
 
@@ -111,15 +111,17 @@ def protocol_versions(text: str) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
 
 def _readable(option: str, path: str, directory: bool = False) -> None:
     """A ConfigurationError unless ``path`` is a directory that can be listed, or a regular file
-    that can be read (not a FIFO, whose opening would wait for a writer, nor a device)."""
+    that can be read (not a FIFO, whose opening would wait for a writer, nor a device: opened
+    without waiting, then looked at, see :mod:`kv_backend.regular`)."""
     try:
         if directory:
             os.listdir(path)
-        elif not stat.S_ISREG(os.stat(path).st_mode):
-            raise ConfigurationError(f"cannot read {option} {path}: not a regular file; give a PEM file")
         else:
-            with open(path, "rb"):
-                pass
+            os.close(open_regular(path))
+    except NotRegularFileError:
+        raise ConfigurationError(
+            f"cannot read {option} {path}: not a regular file; give a PEM file"
+        ) from None
     except OSError as exc:
         raise ConfigurationError(
             f"cannot read {option} {path}: {exc.strerror or exc}; give a readable path"

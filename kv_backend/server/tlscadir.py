@@ -17,27 +17,13 @@ from __future__ import annotations
 import os
 import re
 import ssl
-import stat
 from collections.abc import Callable
+
+from kv_backend.regular import NotRegularFileError, read_regular
 
 #: The names ``openssl rehash`` gives certificates: the subject's hash, a dot, a sequence number.
 HASHED_NAME = re.compile(r"[0-9a-f]{8}\.[0-9]+")
 _PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
-
-
-def _read_regular(path: str) -> bytes:
-    """The content of ``path`` if it is a regular file (opened without waiting: a FIFO put in its
-    place after the check is refused too); ValueError if it is not, OSError if it cannot be read."""
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise ValueError("not a regular file (a FIFO, a device or a directory)")
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("not a regular file (a FIFO, a device or a directory)")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read()
-    finally:
-        os.close(fd)
 
 
 def load_ca_dir(context: ssl.SSLContext, option: str, path: str, log: Callable[[str], None]) -> int:
@@ -49,12 +35,14 @@ def load_ca_dir(context: ssl.SSLContext, option: str, path: str, log: Callable[[
         if not HASHED_NAME.fullmatch(name):
             continue
         try:
-            blocks = _PEM_CERTIFICATE.findall(_read_regular(os.path.join(path, name)))
+            blocks = _PEM_CERTIFICATE.findall(read_regular(os.path.join(path, name)))
             if not blocks:
                 raise ValueError("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
             context.load_verify_locations(cadata=b"\n".join(blocks).decode("ascii"))
-        except ssl.SSLError as exc:  # (an OSError: first)
+        except ssl.SSLError as exc:  # (OSErrors: first)
             log(f"{option} {path}: {name}: holds a certificate OpenSSL cannot read ({exc.reason}), skipped")
+        except NotRegularFileError as exc:
+            log(f"{option} {path}: {name}: {exc.strerror} (a FIFO, a device or a directory), skipped")
         except OSError as exc:
             log(f"{option} {path}: {name}: cannot be read ({exc.strerror or exc}), skipped")
         except UnicodeError:
