@@ -25,7 +25,7 @@ from kv_backend.hint import entries_at, lost_from, usable_at
 from kv_backend.owners import roots_files
 from kv_backend.record import reader_of
 from kv_backend.state import read_unswapped
-from kv_backend.store_id import format_repair, not_utf8, parse_store_id
+from kv_backend.store_id import LINE_END, as_read, format_repair, not_utf8, parse_store_id
 from kv_backend.unpublished import (
     MAX_LOSS,
     PASSES,
@@ -136,13 +136,15 @@ def check(path: str) -> CheckReport:
 
 
 def format_problem(path: str) -> Problem | None:
-    """The damage of the format file of the store at ``path``, if any: bytes that are not UTF-8, a second
-    line that is neither empty nor the store's id (``id`` and 32 lowercase hex digits), or lines after it
-    that are not blank. Readers take its first line alone, which the open checks, so the store opens and
-    its data reads; but a backup fails on bytes that are not UTF-8, and the store has no id, or one whose
-    line is followed by damage. The problem says how to cut the file back to its sound lines, as a
-    backup's error does (:func:`~kv_backend.store_id.format_repair`). Not part of :func:`check_kept`: a
-    restore checks the data it copied, and writes the format file the backup recorded as it is."""
+    """The damage of the format file of the store at ``path``, if any, its lines read as every reader reads
+    them (a line feed, a carriage return or the pair of them ends one: see
+    :data:`~kv_backend.store_id.LINE_END`): bytes that are not UTF-8, a second line that is neither empty
+    nor the store's id (``id`` and 32 lowercase hex digits), or lines after it that are not blank. Readers
+    take its first line alone, which the open checks, so the store opens and its data reads; but a backup
+    fails on bytes that are not UTF-8, and the store has no id, or one whose line is followed by damage.
+    The problem says how to cut the file back to its sound lines, as a backup's error does
+    (:func:`~kv_backend.store_id.format_repair`). Not part of :func:`check_kept`: a restore checks the data
+    it copied, and writes the format file the backup recorded as it is."""
     marker = os.path.join(path, FORMAT_FILE)
     try:
         text = read_format(path, -1, "strict", newline="")  # (the bytes as they are: offsets exact)
@@ -156,23 +158,27 @@ def format_problem(path: str) -> Problem | None:
     except OSError as exc:
         raise storage_error(exc, f"cannot read {marker}") from exc
     data = text.encode()
-    first, _, rest = text.partition("\n")
-    second, _, after = rest.partition("\n")
-    if second.rstrip("\r") and parse_store_id(text) is None:
-        at = len(first.encode()) + 1
+    pieces = LINE_END.split(text)  # (its lines, each followed by what ended it)
+    lines = pieces[::2]
+
+    def start(line: int) -> int:  # (the offset of the first byte of ``lines[line]``)
+        return len("".join(pieces[: 2 * line]).encode())
+
+    second = lines[1] if len(lines) > 1 else ""
+    if second and parse_store_id(as_read(text)) is None:
+        at = start(1)
         shown = second if len(second) <= 50 else second[:50] + "..."
         what = (
             f"a second line that is not the store's id (id and 32 lowercase hex digits) but {shown!r}: "
             "damage to the format file (or the line of a newer kv_backend), which gives the store no id"
         )
         return Problem(marker, at, f"{what}; {format_repair(marker, data, at)}")
-    lines = after.split("\n")
-    bad = next((i for i, line in enumerate(lines) if line.strip()), None)
+    bad = next((i for i in range(2, len(lines)) if lines[i].strip()), None)
     if bad is None:
         return None
-    at = len(data) - len("\n".join(lines[bad:]).encode())
+    at = start(bad)
     what = (
-        f"lines after the second that are not blank (from line {bad + 3} on, {len(data) - at} bytes): "
+        f"lines after the second that are not blank (from line {bad + 1} on, {len(data) - at} bytes): "
         "damage to the format file (or lines of a newer kv_backend), which readers ignore"
     )
     return Problem(marker, at, f"{what}; {format_repair(marker, data, at)}")

@@ -62,26 +62,53 @@ def parse_store_id(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+#: What ends a line of a format file as every reader reads it (``open``'s default, universal newlines): a
+#: line feed, a carriage return and the pair of them (see :func:`kv_backend.files.read_format`). A group:
+#: its ``split`` keeps them, between the lines.
+LINE_END = re.compile(r"(\r\n|\r|\n)")
+_LINE_END_BYTES = re.compile(rb"\r\n|\r|\n")
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def as_read(text: str) -> str:
+    """The format file content ``text``, read as it is (``newline=""``), as every reader reads it: each
+    line ending in a line feed alone (see :data:`LINE_END`)."""
+    return LINE_END.sub("\n", text)
+
+
+def line_of(data: bytes, at: int) -> int:
+    """The line, as readers count them (see :data:`LINE_END`), of byte ``at`` of a format file holding
+    ``data``."""
+    return len(_LINE_END_BYTES.findall(data, 0, at)) + 1
+
+
 def not_utf8(data: bytes, at: int) -> str:
     """Where a format file holding ``data`` stops being UTF-8 (at byte ``at``), as a backup's error and
     ``kvb check`` say it: ``bytes that are not UTF-8 text (0x.. at byte N, on its line L)``."""
-    line = data.count(b"\n", 0, at) + 1
-    return f"bytes that are not UTF-8 text (0x{data[at]:02x} at byte {at}, on its line {line})"
+    return f"bytes that are not UTF-8 text (0x{data[at]:02x} at byte {at}, on its line {line_of(data, at)})"
 
 
 def format_repair(marker: str, data: bytes, at: int) -> str:
     """What to do about the format file at ``marker`` (a store's ``KVB_FORMAT``) holding ``data``, damaged
     from byte ``at`` on (bytes that are not UTF-8, a second line that is no id, lines after it): cut it
-    back to its sound lines. The advice of a backup's error and of ``kvb check`` alike."""
-    line = data.count(b"\n", 0, at) + 1
-    found = parse_store_id(data[:at].decode("utf-8", "replace")) if line > 2 else None
+    back to its sound lines, its lines counted as readers count them (see :data:`LINE_END`); where one
+    before ``at`` ends in a carriage return alone, which sed takes for no line's end, make every line end
+    a line feed first. The advice of a backup's error and of ``kvb check`` alike."""
+    line = line_of(data, at)
+    found = parse_store_id(as_read(data[:at].decode("utf-8", "replace"))) if line > 2 else None
+    first = (
+        "some of its lines end in a carriage return alone, which readers take for a line's end and sed "
+        f"does not: first make every line end a line feed (sed -i -z -E 's/\\r\\n?/\\n/g' {marker}), then "
+        if _LONE_CR.search(data, 0, at)
+        else ""
+    )
     if found is not None:
         return (
-            f"its id line is sound (id {found}), and readers ignore the lines after it: cut the file to its "
-            f"first two lines (sed -i '3,$d' {marker})"
+            f"its id line is sound (id {found}), and readers ignore the lines after it: {first}cut the file "
+            f"to its first two lines (sed -i '3,$d' {marker})"
         )
     return (
-        f"its second line, where the store's id goes, is damaged: cut the file to its first line "
+        f"its second line, where the store's id goes, is damaged: {first}cut the file to its first line "
         f"(sed -i '2,$d' {marker}), then write back the id the store's backups name (kvb backups URL "
         f"--json shows it: echo 'id ID' >> {marker}); without it, its next writable open or kvb backup "
         "gives the store a new id, whose backups the URL holding the old one's refuses (use another URL)"
