@@ -51,10 +51,17 @@ def _load_backend_in_worker(sender: Any = None, **kwargs: Any) -> None:
 @handle_preload_options
 def recover_chords(ctx: Any) -> None:
     """Send, once, the callbacks of kvb:// chords whose sender was lost (workers do it every 2 s)."""
+    from celery.exceptions import ImproperlyConfigured
+
+    from kv_backend.errors import KVError
+    from kv_backend.files import prepare_directory
     from kv_backend_celery.backend import KVBackend
 
     app = ctx.obj.app
-    backend = app.backend
+    try:
+        backend = app.backend
+    except ImproperlyConfigured as exc:  # a kvb:// URL the backend refuses: its message says what to write
+        raise click.UsageError(str(exc)) from exc
     if not isinstance(backend, KVBackend):
         raise click.UsageError(
             f"the result backend of app {app.main!r} is {backend.__class__.__name__}, not kvb://; "
@@ -65,5 +72,15 @@ def recover_chords(ctx: Any) -> None:
             f"the result store of app {app.main!r} is opened read-only (read_only=1) and cannot "
             "finish chords; run this with the URL the workers use"
         )
-    taken = backend.recover_chords()
+    try:
+        # Only a store the workers made can hold chords: a path that holds none (a typo in the URL)
+        # is said so, not given an empty store that "0 chord(s) taken over" would then seem to vouch for.
+        prepare_directory(backend.path, create=False)
+        taken = backend.recover_chords()
+    except KVError as exc:  # no store there, not a store, one this user may not read or write...
+        text = getattr(exc, "strerror", None) or str(exc)
+        raise click.ClickException(
+            f"cannot recover the chords of app {app.main!r}: {text}; check its result_backend "
+            "(the URL the workers use)"
+        ) from exc
     ctx.obj.echo(f"{taken} chord(s) taken over")

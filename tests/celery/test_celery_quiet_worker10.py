@@ -126,6 +126,34 @@ def test_recover_chords_command(store_path, monkeypatch, entry_points_dir):
     assert "read-only" in done.stderr
 
 
+def test_recover_chords_command_says_what_is_wrong_and_creates_no_store(tmp_path, entry_points_dir):
+    # A URL the backend refuses, a path that is a file or a directory of other files: each was a
+    # traceback. A path that holds no store (a typo in the URL) got an empty store made there and
+    # "0 chord(s) taken over", as if the workers' store had been looked at.
+    command = [sys.executable, "-m", "celery", "-A", "kvb_celery_app", "kvb-recover-chords"]
+    missing = tmp_path / "no-store-here"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    cases = [
+        ("kvb://results", 2, "three slashes: kvb:///results"),
+        (f"kvb://{a_file}", 1, f"{a_file} is a file, not a kv_backend store"),
+        (f"kvb://{other}", 1, f"{other} is not a kv_backend store"),
+        (f"kvb://{missing}", 1, f"no kv_backend store at {missing}"),
+    ]
+    for url, status, text in cases:
+        env = _env(entry_points_dir, str(tmp_path / "unused"))
+        env["KVB_TEST_BACKEND"] = url
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert (done.returncode, "Traceback" in done.stderr) == (status, False), done.stderr
+        assert text in done.stderr
+        assert done.stdout == ""
+    assert not missing.exists()
+    assert sorted(os.listdir(other)) == ["notes.txt"]
+
+
 def test_worker_init_loads_the_backend_only_for_kvb_apps():
     # The celery program loads kv_backend_celery.cli for every app and command: only a
     # worker whose results go to kvb:// loads the backend (and its signal handlers).
