@@ -240,8 +240,8 @@ def show_cache(env: dict[str, str]) -> None:
         "        ttl = db.ttl(k)\n"
         "    except KeyError:\n"
         "        continue\n"
-        "    left = 'forever' if ttl is None else f'{ttl:.0f}s'\n"
-        "    print(f'  {k.decode(errors=\"replace\")[:90]:<90} {len(v):>6} B  expires in {left}')\n"
+        "    left = 'never expires' if ttl is None else f'expires in {ttl:.0f}s'\n"
+        "    print(f'  {k.decode(errors=\"replace\")[:90]:<90} {len(v):>6} B  {left}')\n"
     )
     subprocess.run([sys.executable, "-c", code], env=env, cwd=HERE, check=True, timeout=120)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -30,6 +31,11 @@ def test_run_demo(tmp_path):
     # the worker command printed is the one run (it printed "-c 2" and ran with six more flags)
     assert "$ celery -A mysite worker -P prefork -c 2 -l info -n demo@%h --without-gossip" in out
     assert ":1:demo:hits" in out and "django.contrib.sessions.cache" in out
+    # the counter is stored with timeout=None, the cached page for 30 s
+    hits = next(line for line in out.splitlines() if ":1:demo:hits" in line)
+    assert hits.endswith("B  never expires"), hits
+    page = next(line for line in out.splitlines() if "cache_page" in line)
+    assert re.search(r"B  expires in [0-9]+s$", page), page
     assert "kv_backend cache 'default'" in out and "Merge finished" in out and "Backup finished" in out
     assert list((tmp_path / "var" / "backups").iterdir())
     # Beyond the site: the README's other front ends, each checked by run_demo.py itself.
