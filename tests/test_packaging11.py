@@ -153,6 +153,34 @@ def test_the_lower_bounds_are_the_release_lines_test_oldest_runs(wheel):
     assert {name: pins.get(name) for name in bounds} == bounds
 
 
+def _extra_brings(wheel: zipfile.ZipFile, extra: str) -> set[str]:
+    """The names of the distributions that ``pip install "kv-backend[EXTRA]"`` adds to the plain
+    install, through the extras it names in turn (``kv-backend[backup]``)."""
+    from packaging.requirements import Requirement
+
+    requirements = [Requirement(text) for text in _metadata(wheel).get_all("Requires-Dist")]
+    brought: set[str] = set()
+    todo, seen = [extra], set()
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        for requirement in requirements:
+            if requirement.marker is None or not requirement.marker.evaluate({"extra": name}):
+                continue
+            if requirement.name.lower() == "kv-backend":
+                todo.extend(e for e in requirement.extras if e not in seen)
+            else:
+                brought.add(requirement.name.lower())
+    return brought
+
+
+def test_the_django_extra_brings_what_the_management_commands_use(wheel):
+    """docs/django.md installs ``kv-backend[django]``, and its kv_backup and kv_restore then failed
+    with "backups need the fsspec package: pip install 'kv-backend[backup]'", and no command showed
+    the progress bar it documents (tqdm)."""
+    assert {"django", "fsspec", "tqdm"} <= _extra_brings(wheel, "django")
+
+
 def test_the_entry_points_that_installing_registers(wheel):
     [name] = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
     text = wheel.read(name).decode()
