@@ -137,6 +137,15 @@ def _parse_bool(url: str, name: str, text: str) -> bool:
     raise _bad(url, f"{name} must be 1/0, true/false, yes/no or on/off, not {text!r}")
 
 
+def _decodes(escapes: str) -> bool:
+    """Whether a run of %-escapes ("%C3%A9") is UTF-8."""
+    try:
+        unquote(escapes, errors="strict")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     """Split a ``kvb://`` URL into the store's absolute path and its :class:`kv_backend.DB` options.
 
@@ -194,7 +203,16 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
             f"the path ends with {parts.path[-1]!r} ({parts.path!r}); remove it, or write one that is "
             f"part of the directory's name as {'%2C' if parts.path[-1] == ',' else '%3B'}",
         )
-    path = unquote(parts.path)
+    try:
+        path = unquote(parts.path, errors="strict")
+    except UnicodeDecodeError:
+        # unquote's default replaces each with U+FFFD: the store would be made in a directory of that
+        # name, not in the one whose name holds those bytes, and a process given that one never sees it.
+        runs = [m.group(0) for m in re.finditer(r"(?:%[0-9A-Fa-f]{2})+", parts.path)]
+        bad = [r for r in runs if not _decodes(r)]
+        shown = f" ({bad[0]})" if bad else ""
+        why = f"the path's %-escapes are not UTF-8{shown}: name a directory whose name is UTF-8"
+        raise _bad(url, why) from None
     if "\0" in path:
         raise _bad(url, "the path holds a NUL byte (%00), which no file name can contain")
     if not path or not os.path.isabs(path):

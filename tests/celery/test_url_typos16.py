@@ -30,3 +30,12 @@ def test_an_encoded_space_at_the_end_names_the_directory():
 def test_an_option_without_a_value_says_how_to_write_it(url):
     with pytest.raises(KVBackendConfigurationError, match="write each option as name=value, joined by &"):
         parse_url(url)
+
+
+def test_percent_escapes_that_are_no_utf8_are_refused():
+    # Each was decoded as U+FFFD: kvb:///srv/r%FFsults made and used a directory named '/srv/r\ufffdsults',
+    # not one whose name holds the byte 0xff, and no process given the URL of the real directory saw it.
+    with pytest.raises(KVBackendConfigurationError, match=r"not UTF-8 \(%FF\)") as raised:
+        parse_url("kvb:///srv/r%FFsults?sync=always")
+    assert "\ufffd" not in str(raised.value)
+    assert parse_url("kvb:///srv/r%C3%A9sults") == ("/srv/r\u00e9sults", {})
