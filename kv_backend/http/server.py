@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import ssl
-import sys
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -32,6 +31,7 @@ from kv_backend.http.app import (
 )
 from kv_backend.http.loading import OpenWhileListening
 from kv_backend.http.workers import supervise
+from kv_backend.http.workers import where as _where
 from kv_backend.server import listen_error, worker_count
 
 __all__ = ["StoreNotClosedError", "app_from_env", "serve"]
@@ -503,31 +503,6 @@ def _close_within(app: OpenWhileListening, seconds: float, stops: _StopSignals |
         f"the store's close did not finish {when} ({_where(thread)}): exiting with status "
         f"{CLOSE_NOT_FINISHED_STATUS} without it; {kept}"
     ) from None
-
-
-def _where(thread: threading.Thread) -> str:
-    """Where ``thread`` runs: its innermost Python frame, and the innermost of kv_backend's if another
-    (``stuck in threading.py:359 wait, from kv_backend/db.py:286 close``)."""
-    if thread.ident is None:
-        return "it had not begun"
-    frame = sys._current_frames().get(thread.ident)
-    if frame is None:
-        return "stuck in a call that never returns"
-    places = [f"stuck in {_place(frame)}"]
-    own: Any = frame
-    while own is not None and f"{os.sep}kv_backend{os.sep}" not in own.f_code.co_filename:
-        own = own.f_back
-    if own is not None and own is not frame:
-        places.append(f"from {_place(own)}")
-    return ", ".join(places)
-
-
-def _place(frame: Any) -> str:
-    """``file:line function`` of ``frame``, the file as from the kv_backend package's directory."""
-    path = frame.f_code.co_filename
-    marker = f"{os.sep}kv_backend{os.sep}"
-    name = "kv_backend/" + path.rsplit(marker, 1)[1] if marker in path else os.path.basename(path)
-    return f"{name}:{frame.f_lineno} {frame.f_code.co_name}"
 
 
 def _check_ssl_context(ssl_context: object) -> None:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import os
 import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from kv_backend.errors import ConfigurationError
 from kv_backend.regular import NotRegularFileError, read_regular
 
-__all__ = ["CERT_REQS", "HANDSHAKE_TIMEOUT", "server_context"]
+__all__ = ["CERT_REQS", "HANDSHAKE_TIMEOUT", "reading_now", "server_context"]
 
 #: The values of ``--ssl-cert-reqs``: whether a client must show a certificate that a CA of
 #: ``--ssl-ca-certs`` signed (uvicorn takes them as the numbers 0, 1 and 2).
@@ -29,13 +32,36 @@ CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": s
 HANDSHAKE_TIMEOUT = 10.0
 
 
+#: What each thread is reading now in server_context, by thread id (see reading_now).
+_reading: dict[int, str] = {}
+
+
+@contextmanager
+def _reads(what: str) -> Iterator[None]:
+    """Say (to reading_now) that this thread reads ``what`` for the time of the block."""
+    ident = threading.get_ident()
+    _reading[ident] = what
+    try:
+        yield
+    finally:
+        _reading.pop(ident, None)
+
+
+def reading_now(thread_id: int | None) -> str | None:
+    """The file(s) the thread ``thread_id`` is reading now in :func:`server_context`
+    (``/etc/kv/cert.pem (--ssl-certfile)``), None where it reads none: what a reload of ``kvb http
+    --workers`` whose read does not return (a file on a mount that no longer answers) waits for."""
+    return None if thread_id is None else _reading.get(thread_id)
+
+
 def _read(path: str | os.PathLike[str], option: str) -> bytes:
     """The content of the PEM file ``path``: a regular file, never a FIFO or a device, whose read could
     wait for ever (a FIFO waits for a writer: at a SIGHUP reload of ``kvb http --workers``, the main
     process would wait there, heeding no SIGTERM), as ``kvb serve`` refuses them (see
     :mod:`kv_backend.regular`)."""
     try:
-        return read_regular(path, directories=True)  # (a directory: the read's own "Is a directory")
+        with _reads(f"{os.fsdecode(path)} ({option})"):
+            return read_regular(path, directories=True)  # (a directory: the read's own "Is a directory")
     except NotRegularFileError:
         raise ConfigurationError(
             f"cannot read {os.fsdecode(path)} ({option}): not a regular file; give a PEM file"
@@ -127,8 +153,13 @@ def server_context(
         return keyfile_password
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if keyfile is None:
+        loading = f"{cert_path} (--ssl-certfile)"
+    else:
+        loading = f"{cert_path} and {key_path} (--ssl-certfile, --ssl-keyfile)"
     try:
-        context.load_cert_chain(certfile, keyfile, password)
+        with _reads(loading):  # (OpenSSL reads the files again)
+            context.load_cert_chain(certfile, keyfile, password)
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
             raise ConfigurationError(

@@ -12,7 +12,8 @@ later. The parent never waits on a worker's pipe: it reads each worker's reports
 without blocking and puts them together itself, so a worker stopped in the middle of one holds up nothing.
 SIGHUP reloads: N new workers start (running what ``reload`` returns: the TLS files read again, in a
 thread, so that a file on a mount that no longer answers holds up nothing: a read not done within
-``reload_timeout`` refuses the reload), and the old ones stop gracefully once all the new ones are ready;
+``reload_timeout`` refuses the reload; one such read at most runs, a SIGHUP during it deferred until it
+returns, then the files read again), and the old ones stop gracefully once all the new ones are ready;
 where they cannot start, or are not all ready within ``reload_timeout`` (RELOAD_TIMEOUT), the old ones
 serve on, and a SIGHUP during a reload starts it over. The workers ignore SIGHUP, since a closed
 terminal sends it to all of them at once.
@@ -39,8 +40,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kv_backend.errors import ConfigurationError, KVError
+from kv_backend.http import tls
 from kv_backend.server import systemd
 
 __all__ = ["supervise"]
@@ -197,15 +200,19 @@ class _Reports:
 class _Reading:
     """A reload's call of ``reload`` (the TLS files read again), in a thread of its own: a file on a
     mount that no longer answers would otherwise hold the parent there for ever, heeding no SIGTERM.
-    Nothing can stop the thread: one still running at ``deadline`` is left to itself, its result unused."""
+    Nothing can stop the thread: one still running at ``deadline`` is given up on (its reload refused),
+    and the supervisor starts no other while it runs (see _Supervisor._reload)."""
 
     def __init__(self, reload: Reload, deadline: float) -> None:
         self.started = time.monotonic()
+        self.asked = time.time()  # (the SIGHUP's, for the log: the operator's clock)
         self.deadline = deadline
+        self.given_up = False  # not returned by its deadline: its reload was refused
         self.done = threading.Event()
         self.run_worker: RunWorker | None = None
         self.error: Exception | None = None
-        threading.Thread(target=self._call, args=(reload,), name="kvb-http-reload", daemon=True).start()
+        self.thread = threading.Thread(target=self._call, args=(reload,), name="kvb-http-reload", daemon=True)
+        self.thread.start()
 
     def _call(self, reload: Reload) -> None:
         try:
@@ -214,6 +221,16 @@ class _Reading:
             self.error = exc
         finally:
             self.done.set()
+
+    def when(self) -> str:
+        """The SIGHUP's time of day (``22:14:03``)."""
+        return time.strftime("%H:%M:%S", time.localtime(self.asked))
+
+    def what(self) -> str:
+        """What the read waits for now: the file it reads (``reading /etc/kv/cert.pem (--ssl-certfile)``),
+        else where its thread is (``stuck in FILE:LINE FUNCTION, from kv_backend/FILE:LINE FUNCTION``)."""
+        now = tls.reading_now(self.thread.ident)
+        return f"reading {now}" if now is not None else where(self.thread)
 
 
 @dataclass
@@ -243,7 +260,8 @@ def supervise(
     SIGHUP starts ``count`` new workers, each running what ``reload`` returns (``run_worker`` again
     without it), and stops the others gracefully once all the new ones are ready; where ``reload``
     raises or has not returned within ``reload_timeout`` seconds (default RELOAD_TIMEOUT: it runs in a
-    thread of its own, left to itself then), a new worker fails to start, or they are not all ready within
+    thread of its own, left to itself then; a SIGHUP while that thread runs starts no other, and is
+    carried out once it returns), a new worker fails to start, or they are not all ready within
     ``reload_timeout`` seconds of their start, the others serve on (why is logged). ``graceful``: the
     seconds a worker asked to stop gives its requests; one still there STOP_MARGIN seconds after that is
     killed."""
@@ -274,7 +292,8 @@ class _Supervisor:
         self.reloading: tuple[int, RunWorker] | None = None  # the generation started, what it runs
         self.reloads = 0  # the reloads started (each one's workers have its own generation)
         self.reload_deadline = 0.0  # when the reload under way gives up (time.monotonic())
-        self.reading: _Reading | None = None  # a SIGHUP's read of the files the new workers need
+        self.reading: _Reading | None = None  # a SIGHUP's read of the TLS files (one at most)
+        self.deferred: float | None = None  # the first SIGHUP that came while it ran (time.monotonic())
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
         self.error: BaseException | None = None
@@ -343,7 +362,7 @@ class _Supervisor:
         timeout = 1.0 if not self.due else min(1.0, max(0.0, self.due[0] - time.monotonic()))
         if self.reloading is not None:
             timeout = min(timeout, max(0.0, self.reload_deadline - time.monotonic()))
-        if self.reading is not None:
+        if self.reading is not None and not self.reading.given_up:  # (one given up on: once a second)
             timeout = min(timeout, READ_POLL)
         kills = [w.kill_at for w in self.workers.values() if w.kill_at is not None and not w.killed]
         if kills:
@@ -424,41 +443,81 @@ class _Supervisor:
 
     def _reload(self) -> None:
         """SIGHUP: read the files the new workers need again (``reload``, in a thread, bounded by the
-        reload's timeout), then start ``count`` new workers (see :func:`supervise`)."""
+        reload's timeout), then start ``count`` new workers (see :func:`supervise`). At most one read
+        runs: a SIGHUP while one does (given up on or not: nothing can stop its thread, and a SIGHUP
+        retried again and again would leave one more waiting each time) is deferred until it returns."""
         if self.stopping:
             return
         if self.reload is None:
             self._start_reload(self.run_worker)
             return
-        if self.reading is not None:  # (one that returned meanwhile: its workers start, this one starts over)
-            self._read_done()
-        if self.reading is not None:  # (still under way, stuck maybe: its result is not used)
+        reading = self.reading
+        if reading is not None:
+            self._read_done()  # (one that returned meanwhile: its workers start, this one starts over)
+        if self.reading is not None and self.reading is not reading:
+            return  # (it returned and SIGHUPs came during it: the read started now is this one's too)
+        if self.reading is not None:  # still running, stuck maybe: no second read; this reload follows it
+            if self.deferred is None:
+                self.deferred = time.monotonic()
             log.warning(
-                "SIGHUP while the TLS files of the reload before are read (for %.1f s): reading them again",
+                "SIGHUP while the TLS files of the reload asked at %s are still being read (for %.1f s%s; "
+                "%s): no second read is started: this reload follows once it returns",
+                self.reading.when(),
                 time.monotonic() - self.reading.started,
+                ", given up on" if self.reading.given_up else "",
+                self.reading.what(),
             )
+            return
+        self._read_again()
+
+    def _read_again(self) -> None:
+        assert self.reload is not None
         self.reading = _Reading(self.reload, time.monotonic() + self.reload_timeout)
         self._read_done()
 
     def _read_done(self) -> None:
         """Once the read of a reload (SIGHUP) returned, start its new workers; where it failed, or has
-        not returned by its deadline (stuck), the reload is refused and the workers serving go on."""
+        not returned by its deadline (stuck), the reload is refused and the workers serving go on. A read
+        that SIGHUPs came during (deferred) is followed by another, its own result unused: it may predate
+        what the operator changed before them."""
         reading = self.reading
         assert reading is not None
         if self.stopping:
-            self.reading = None
+            self.reading = self.deferred = None
             return
         if not reading.done.is_set():
-            if time.monotonic() < reading.deadline:
+            if reading.given_up or time.monotonic() < reading.deadline:
                 return
-            self.reading = None
+            reading.given_up = True
             log.error(
                 "SIGHUP: cannot reload, the workers serving go on: the TLS files were not read within %g s "
-                "(stuck: a file on a mount that no longer answers?); the next SIGHUP reads them again",
+                "(%s: a file on a mount that no longer answers?); a SIGHUP waits for this read to return, "
+                "then reads them again",
                 self.reload_timeout,
+                reading.what(),
             )
             return  # (a reload under way goes on)
         self.reading = None
+        took = time.monotonic() - reading.started
+        if self.deferred is not None:
+            log.warning(
+                "SIGHUP: the read of the TLS files of the reload asked at %s returned after %.1f s: reading "
+                "them again for the SIGHUP that came %.1f s ago",
+                reading.when(),
+                took,
+                time.monotonic() - self.deferred,
+            )
+            self.deferred = None
+            self._read_again()
+            return
+        if reading.given_up:
+            log.warning(
+                "the read of the TLS files of the reload asked at %s, given up on, returned after %.1f s; "
+                "not used (that reload was refused): SIGHUP to reload",
+                reading.when(),
+                took,
+            )
+            return
         if reading.error is not None:  # (a reload never stops the server: KVError says what to fix)
             exc = reading.error
             why = str(exc) if isinstance(exc, KVError) else f"{type(exc).__name__}: {exc}"
@@ -636,6 +695,31 @@ def _pids(workers: list[_Worker]) -> str:
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def where(thread: threading.Thread) -> str:
+    """Where ``thread`` runs: its innermost Python frame, and the innermost of kv_backend's if another
+    (``stuck in threading.py:359 wait, from kv_backend/db.py:286 close``)."""
+    if thread.ident is None:
+        return "it had not begun"
+    frame = sys._current_frames().get(thread.ident)
+    if frame is None:
+        return "stuck in a call that never returns"
+    places = [f"stuck in {_place(frame)}"]
+    own: Any = frame
+    while own is not None and f"{os.sep}kv_backend{os.sep}" not in own.f_code.co_filename:
+        own = own.f_back
+    if own is not None and own is not frame:
+        places.append(f"from {_place(own)}")
+    return ", ".join(places)
+
+
+def _place(frame: Any) -> str:
+    """``file:line function`` of ``frame``, the file as from the kv_backend package's directory."""
+    path = frame.f_code.co_filename
+    marker = f"{os.sep}kv_backend{os.sep}"
+    name = "kv_backend/" + path.rsplit(marker, 1)[1] if marker in path else os.path.basename(path)
+    return f"{name}:{frame.f_lineno} {frame.f_code.co_name}"
 
 
 def _drained(fd: int) -> bytes:
