@@ -212,7 +212,8 @@ def serve(
     for ``load_ssl_context()`` (called in a thread: a file on a mount that no longer answers), then for
     all its new workers to have the store open, before it gives up (the workers serving go on). A
     worker asked to stop (at the server's stop, or by a reload) that is still there 5 seconds after its
-    requests' graceful period is killed (SIGKILL), so a stuck worker cannot keep the server from stopping.
+    requests' graceful period is killed (SIGKILL), so a stuck worker cannot keep the server from stopping;
+    a worker closing its store ignores a second SIGTERM or SIGINT, its close finished, not cut short.
     In one process, a close of the store at the stop still running 5 seconds (workers.STOP_MARGIN) after
     it began raises :class:`StoreNotClosedError`, the close left running in its thread.
     """
@@ -384,7 +385,9 @@ def _run(
     stops = _StopSignals() if sockets is None else None
     host, port = config.host, config.port
     config.app = LocalHostOnly(app) if host_check else app
-    server = _server_class(uvicorn, max_connections, ssl_context, header_timeout)(config)
+    # A worker's close is not cut short by a second stop signal (see workers.hold_stops).
+    shut_down = workers_module.hold_stops if sockets is not None else None
+    server = _server_class(uvicorn, max_connections, ssl_context, header_timeout, shut_down)(config)
     bind_errors = _BindErrors()
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addHandler(bind_errors)
@@ -410,7 +413,8 @@ def _run(
             finally:
                 stops.restore()
         else:
-            app.close()
+            with workers_module.closing():  # (a second SIGTERM or SIGINT does not cut it short)
+                app.close()
     if app.error is not None:
         raise app.error
 
@@ -527,6 +531,7 @@ def _server_class(
     max_connections: int,
     ssl_context: ssl.SSLContext | None = None,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    shut_down: Callable[[], None] | None = None,
 ) -> type:
     """uvicorn's Server, keeping at most ``max_connections`` connections open (see
     :mod:`kv_backend.http.connlimit`), giving a request's head ``header_timeout`` seconds to arrive
@@ -537,7 +542,8 @@ def _server_class(
     forced exit (a second Ctrl-C during the shutdown)
     still ends as the grace period's end does: the unfinished requests are cancelled and the app shut
     down (the store closed). uvicorn skips both, and asyncio then cancelled the app's lifespan task on
-    the way out, which Starlette reported as an "Exception in 'lifespan' protocol" traceback."""
+    the way out, which Starlette reported as an "Exception in 'lifespan' protocol" traceback.
+    ``shut_down`` is called once the shutdown is over (a worker's: see workers.hold_stops)."""
 
     class Server(uvicorn.Server):  # type: ignore[misc]
         async def startup(self, sockets: Any = None) -> None:
@@ -569,19 +575,23 @@ def _server_class(
                 del vars(loop)["create_server"]
 
         async def shutdown(self, sockets: Any = None) -> None:
-            for server in self.servers:  # (stop accepting, as uvicorn's shutdown does first)
-                server.close()
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + FIRST_REQUEST_GRACE
-            while self._unasked() and loop.time() < deadline and not self.force_exit:
-                await asyncio.sleep(0.01)
-            for connection in list(getattr(self, "handshakes", ())):  # (still in their TLS handshake)
-                connection.transport.abort()
-            await super().shutdown(sockets)
-            if self.force_exit:
-                for task in self.server_state.tasks:
-                    task.cancel()
-                await self.lifespan.shutdown()
+            try:
+                for server in self.servers:  # (stop accepting, as uvicorn's shutdown does first)
+                    server.close()
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + FIRST_REQUEST_GRACE
+                while self._unasked() and loop.time() < deadline and not self.force_exit:
+                    await asyncio.sleep(0.01)
+                for connection in list(getattr(self, "handshakes", ())):  # (still in their TLS handshake)
+                    connection.transport.abort()
+                await super().shutdown(sockets)
+                if self.force_exit:
+                    for task in self.server_state.tasks:
+                        task.cancel()
+                    await self.lifespan.shutdown()
+            finally:
+                if shut_down is not None:
+                    shut_down()
 
         def _unasked(self) -> bool:
             """Whether a connection is in its TLS handshake or has not sent its first request yet."""

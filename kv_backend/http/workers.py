@@ -5,7 +5,8 @@ limit, head timeout, TLS, its own store opened while it listens, fsynced and clo
 parent replaces a worker that a signal killed (SIGKILL, the OOM killer): at once, or after a delay
 doubling from RESTART_DELAY_FIRST to RESTART_DELAY_MAX while workers keep dying within HEALTHY_AFTER
 seconds of their start (a crash loop). It stops every worker gracefully on SIGTERM or SIGINT (a second
-SIGTERM or SIGINT forces them), and stops them all where one fails (its store cannot be opened): that
+SIGTERM or SIGINT forces them; a worker already closing its store ignores them and finishes the close,
+see hold_stops), and stops them all where one fails (its store cannot be opened): that
 error is raised, not retried in a loop. A worker asked to stop that is still there ``graceful`` +
 STOP_MARGIN seconds later (stuck) is killed (SIGKILL), as one forced still there FORCE_MARGIN seconds
 later. The parent never waits on a worker's pipe: it reads each worker's reports (ready, its error)
@@ -38,7 +39,8 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +102,7 @@ RESTART_DELAY_MAX = 10.0
 
 
 class _Stop(BaseException):
-    """SIGTERM in a worker outside uvicorn's own handling of it (before it starts, or raised again after)."""
+    """SIGTERM in a worker before uvicorn handles it (none is raised once uvicorn has shut down)."""
 
 
 #: Seconds after which a worker's SIGTERM whose _Stop Python dropped is delivered again (see _dropped).
@@ -111,10 +113,67 @@ STOP_AGAIN_AFTER = 0.001
 _stop_asked = False
 
 
+#: A worker's server has shut down (see hold_stops): a SIGTERM or SIGINT now is ignored, not raised.
+_held = False
+
+#: A worker is closing its store (see closing): the stop signals ignored meanwhile, for its log.
+_closing = False
+_ignored: list[int] = []
+
+
 def _stop(signum: int, frame: object) -> None:
     global _stop_asked
+    if _held:
+        _ignore(signum)
+        return
     _stop_asked = True
     raise _Stop
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGINT in a worker: KeyboardInterrupt, as Python's own handler raises, until its server has shut
+    down (see hold_stops)."""
+    if _held:
+        _ignore(signum)
+        return
+    raise KeyboardInterrupt
+
+
+def _ignore(signum: int) -> None:
+    if _closing and signum not in _ignored:
+        _ignored.append(signum)
+
+
+def hold_stops() -> None:
+    """In a worker, once its server has shut down: from now on SIGTERM and SIGINT (a second stop: the
+    main process forcing its workers, a second Ctrl-C, a SIGTERM sent to the worker again) are ignored,
+    so that they cannot cut its close of the store short (its fsync, or the store's files left unclosed,
+    as after a crash): the worker is ending anyway, and the main process kills (SIGKILL) one still there
+    at its stop's deadline (STOP_MARGIN after the graceful period, FORCE_MARGIN once forced). The first
+    stop signal, which uvicorn raises again once it has shut down, is ignored too: the worker's server
+    returns, its store is closed, and it exits with status 0, as it would have."""
+    global _held
+    _held = True
+
+
+@contextmanager
+def closing() -> Iterator[None]:
+    """A worker's close of its store (see hold_stops), a SIGTERM or SIGINT during it ignored, then
+    logged once the close is done."""
+    global _closing
+    hold_stops()
+    _closing = True
+    try:
+        yield
+    finally:
+        _closing = False
+    for signum in _ignored:
+        log.warning(
+            "worker process [%d]: %s during the store's close: ignored, the close finished",
+            os.getpid(),
+            _name(signum),
+        )
+    _ignored.clear()
 
 
 def _dropped(unraisable: sys.UnraisableHookArgs) -> None:
@@ -743,10 +802,10 @@ def _child(
     once the worker's handlers are in place (the signals sent before are delivered then)."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, _stop)  # uvicorn raises it again once it has shut down
+    signal.signal(signal.SIGTERM, _stop)  # (uvicorn raises it again once it has shut down: ignored then)
     signal.signal(signal.SIGALRM, _stop_again)
     sys.unraisablehook = _dropped
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _interrupt)  # (KeyboardInterrupt, as Python's own handler raises)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     code = 0
     try:  # (from here on, a _Stop ends in os._exit below, never in the parent's code this is a copy of)
