@@ -87,11 +87,15 @@ def _supervised(
             os.kill(os.getpid(), signal.SIGTERM)
 
     driver = threading.Thread(target=drive, daemon=True)
+    # (the supervisor puts this handler back when it returns: a SIGTERM the driver sends after that,
+    # the supervisor having failed, does not end the test's process)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         driver.start()
         supervisor.run()
-        driver.join(10)
     finally:
+        driver.join(30)
+        signal.signal(signal.SIGTERM, previous)
         log.removeHandler(lines)
         log.setLevel(level)
     if failed:
