@@ -192,3 +192,33 @@ def test_a_read_given_up_on_that_returns_with_no_sighup_since_is_not_used():
         assert mount.calls == 2
 
     _supervised(mount, 0.2, script)
+
+
+def test_a_read_whose_thread_cannot_start_refuses_the_reload_and_the_workers_serve_on(monkeypatch):
+    start = threading.Thread.start
+    refused = threading.Event()
+
+    def limited(thread: threading.Thread) -> None:
+        if thread.name == _THREAD and not refused.is_set():  # (the process's limit of tasks, reached once)
+            refused.set()
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", limited)
+    calls: list[int] = []
+
+    def reload() -> workers.RunWorker:
+        calls.append(1)
+        return _serve
+
+    def script(supervisor: workers._Supervisor, lines: _Lines) -> None:
+        before = set(supervisor.workers)
+        _sighup(lines, "SIGHUP: cannot reload, the workers serving go on: no thread could be started")
+        assert refused.is_set() and not calls
+        assert set(supervisor.workers) == before
+        _sighup(lines, "reloaded: worker processes")  # (the next SIGHUP tries again)
+        assert calls == [1]
+
+    lines = _supervised(reload, 300.0, script)
+    line = next(line for line in lines.lines if "no thread could be started" in line)
+    assert "can't start new thread" in line and "the next SIGHUP tries again" in line, line

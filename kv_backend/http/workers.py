@@ -531,7 +531,15 @@ class _Supervisor:
 
     def _read_again(self) -> None:
         assert self.reload is not None
-        self.reading = _Reading(self.reload, time.monotonic() + self.reload_timeout)
+        try:
+            self.reading = _Reading(self.reload, time.monotonic() + self.reload_timeout)
+        except RuntimeError as exc:  # (no thread: the process's limit of tasks; the server serves on)
+            log.error(
+                "SIGHUP: cannot reload, the workers serving go on: no thread could be started to read the "
+                "TLS files (%s); the next SIGHUP tries again",
+                exc,
+            )
+            return
         self._read_done()
 
     def _read_done(self) -> None:
