@@ -4,7 +4,8 @@ The parent binds the socket and opens no store; each worker is a whole ``kvb htt
 limit, head timeout, TLS, its own store opened while it listens, fsynced and closed at its stop). The
 parent replaces a worker that a signal killed (SIGKILL, the OOM killer): at once, or after a delay
 doubling from RESTART_DELAY_FIRST to RESTART_DELAY_MAX while workers keep dying within HEALTHY_AFTER
-seconds of their start (a crash loop). It stops every worker gracefully on SIGTERM or SIGINT (a second
+seconds of their start (a crash loop); a replacement whose fork fails (EAGAIN, ENOMEM) is put off
+likewise, never stopping the server. It stops every worker gracefully on SIGTERM or SIGINT (a second
 SIGTERM or SIGINT forces them; a worker already closing its store ignores them and finishes the close,
 see hold_stops), and stops them all where one fails (its store cannot be opened): that
 error is raised, not retried in a loop. A worker asked to stop that is still there ``graceful`` +
@@ -359,6 +360,7 @@ class _Supervisor:
         self.announced = False
         self.due: list[float] = []  # when the replacements put off (see _replace) are started
         self.died_young = 0  # the workers in a row that died within HEALTHY_AFTER of their start
+        self.fork_failures = 0  # the replacements in a row whose fork failed (see _start_replacement)
 
     def run(self) -> None:
         wake_r, wake_w = os.pipe()
@@ -444,7 +446,7 @@ class _Supervisor:
         self._kill_stuck()
         while self.due and self.due[0] <= time.monotonic():
             del self.due[0]
-            self._start()
+            self._start_replacement()
 
     def _read(self, worker: _Worker) -> None:
         """Take what ``worker`` reported since the last read (never waiting for the rest of a report:
@@ -608,7 +610,16 @@ class _Supervisor:
         self.reloading = (self.reloads, run_worker)
         self.reload_deadline = time.monotonic() + self.reload_timeout
         for _ in range(self.count):
-            self._start(run_worker, self.reloading[0])
+            try:
+                self._start(run_worker, self.reloading[0])
+            except OSError as exc:  # (the fork failed: EAGAIN, ENOMEM; a reload never stops the server)
+                log.error(
+                    "SIGHUP: cannot reload, the workers serving go on: cannot start a new worker process: %s",
+                    exc,
+                )
+                self._drop_reload()
+                systemd.notify("READY=1", f"STATUS=serving {self.name} with {self.count} workers")
+                return
 
     def _reloaded(self) -> None:
         """A new worker is ready: once all are, the others are stopped gracefully (SIGTERM)."""
@@ -683,7 +694,7 @@ class _Supervisor:
             self.died_young += 1
         if self.died_young < 2:
             log.warning("worker process [%d] %s: starting another at once", worker.pid, why)
-            self._start()
+            self._start_replacement(worker.pid)
             return
         delay = min(RESTART_DELAY_FIRST * 2 ** (self.died_young - 2), RESTART_DELAY_MAX)
         log.warning(
@@ -697,6 +708,22 @@ class _Supervisor:
             delay,
         )
         bisect.insort(self.due, time.monotonic() + delay)
+
+    def _start_replacement(self, dead: int | None = None) -> None:
+        """Start a worker in place of one that died (``dead``: its pid; None: one put off). Where the fork
+        fails (EAGAIN: the limit of the user's processes or of the service's tasks reached; ENOMEM), it
+        is put off, after a delay doubling from RESTART_DELAY_FIRST to RESTART_DELAY_MAX while forks
+        keep failing, instead of stopping the server: the other workers serve meanwhile."""
+        try:
+            self._start()
+        except OSError as exc:
+            self.fork_failures += 1
+            delay = min(RESTART_DELAY_FIRST * 2 ** (self.fork_failures - 1), RESTART_DELAY_MAX)
+            place = "" if dead is None else f" in place of [{dead}]"
+            log.error("cannot start a worker process%s: %s: starting one in %g s", place, exc, delay)
+            bisect.insort(self.due, time.monotonic() + delay)
+            return
+        self.fork_failures = 0
 
     def _stop_all(self, signum: int) -> None:
         """The first stop asks every worker to stop (SIGTERM: a graceful shutdown, each killed if still
