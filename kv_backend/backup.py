@@ -1783,6 +1783,18 @@ def misplaced_url_hint(url: str, **storage_options: Any) -> str:
     return _dangling(target) or _misplaced(target) or _archive_hint(target)
 
 
+def _rotten_object_advice(target: _Target, where: str) -> str:
+    """What to do about an object whose bytes changed in place (its size did not): the next backup of
+    the same data file takes it as present, since it decides without reading objects, and shares it."""
+    if target.archive:  # (read-only: the directory it was made from is where to repair it)
+        return ""
+    return (
+        "; every backup that shares this object is damaged with it, and later backups of that data file "
+        f"reuse it without reading it: delete {where}, then back up again (the next backup sends the file "
+        "anew), or restore another backup (kvb backups lists them)"
+    )
+
+
 def restore(
     url: str,
     path: str | os.PathLike[str],
@@ -1896,7 +1908,7 @@ def restore(
             if h.hexdigest() != e["sha256"]:
                 raise BackupError(
                     f"file {e['name']} of backup {name} is damaged: the sha256 of {where} does not match "
-                    "the manifest"
+                    f"the manifest{_rotten_object_advice(target, where)}"
                 )
             report.files += 1
             report.bytes += got
