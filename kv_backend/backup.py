@@ -1950,7 +1950,8 @@ def restore(
                 f"({len(result.problems)} damaged spot(s) in all)"
             )
         report.records = result.records
-        refuse_filled_meanwhile(dest, "restore", BackupError)  # (a worker that started meanwhile)
+        copy_id = parse_store_id(doc["store_format"])
+        refuse_filled_meanwhile(dest, "restore", BackupError, copy_id)  # (a worker that started meanwhile)
         check_new_store_target(dest, "restore", BackupError)
         with _late_step(dest, f"cannot give the restored copy in {tmp} the permissions of {dest}"):
             keep_directory_access(dest, tmp, doc.get("store_mode"), owner)
@@ -1958,7 +1959,7 @@ def restore(
             os.rename(tmp, dest)  # replaces an empty directory atomically
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                refuse_filled_meanwhile(dest, "restore", BackupError)
+                refuse_filled_meanwhile(dest, "restore", BackupError, copy_id)
             raise BackupError(
                 f"cannot move the restored store into {dest}: {exc.strerror or exc}{whose(exc)}; "
                 f"{_NOTHING_RESTORED}"

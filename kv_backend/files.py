@@ -619,12 +619,17 @@ def check_new_store_target(path: str, action: str, error: type[Exception]) -> No
         )
 
 
-def refuse_filled_meanwhile(path: str, action: str, error: type[Exception]) -> None:
+def refuse_filled_meanwhile(
+    path: str, action: str, error: type[Exception], copy_id: str | None = None
+) -> None:
     """Raise ``error`` if ``path``, missing or empty when a restore (or salvage) into it started (see
     :func:`check_new_store_target`), holds files now: most often a process that uses the store there
     started meanwhile (a web or Celery worker, ``kvb serve``) and created a new, empty store, which
     it now uses. The message says so and what to do, where "the directory is not empty", or the
-    rename's "Directory not empty", read as if the caller had named a directory in use."""
+    rename's "Directory not empty", read as if the caller had named a directory in use. Where the
+    store there has ``copy_id``, the id of the copy this one built (a random one for every new store),
+    it is another restore's (or salvage's) copy of the same store, moved into place whole: the
+    message says that instead, and not to delete it."""
     try:
         entries = sorted(os.listdir(path))
     except OSError:  # (missing, or not a directory: check_new_store_target says so)
@@ -632,6 +637,16 @@ def refuse_filled_meanwhile(path: str, action: str, error: type[Exception]) -> N
     if not entries:
         return
     held = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+    if copy_id is not None and FORMAT_FILE in entries:
+        from kv_backend.store_id import read_store_id  # (which imports this module)
+
+        if read_store_id(path) == copy_id:
+            raise error(
+                f"cannot {action} into {path}: it was empty when the {action} started, but now holds "
+                f"{held}: another {action} (or a restore or salvage) put a copy of the same store there "
+                f"meanwhile (store id {copy_id}), moved into place whole; nothing was {action}d there by "
+                f"this one. Use that copy (kvb check {path} checks it), or {action} into another directory"
+            )
     if any(name == FORMAT_FILE or is_store_file(name) for name in entries):
         why = (
             "a process opened a store at that path meanwhile (a web or Celery worker, kvb serve, a shell "

@@ -52,7 +52,7 @@ from kv_backend.keydir import FILE_SHIFT, M32, M40, pack
 from kv_backend.owners import new_path_owner
 from kv_backend.record import reader_of
 from kv_backend.state import read_unswapped
-from kv_backend.store_id import give_store_id, parse_store_id, trusted_format
+from kv_backend.store_id import give_store_id, parse_store_id, read_store_id, trusted_format
 from kv_backend.unpublished import (
     PASSES,
     closed_at,
@@ -294,15 +294,18 @@ def _salvage(
             source_id = _source_id(src)  # (the copy is that store, as a restored one is)
             if source_id is not None and not give_store_id(tmp, source_id):
                 raise SalvageError(f"cannot give the copy in {tmp} the id of {src}: nothing was salvaged")
+            copy_id = read_store_id(tmp)  # (another salvage's copy of the same store has it too)
             try:
                 # The copy holds what the source holds: an empty directory prepared for it keeps its
                 # mode (and owner), a new one gets no permission the source's directory withholds.
-                refuse_filled_meanwhile(dst, "salvage", SalvageError)  # (a worker that started meanwhile)
+                refuse_filled_meanwhile(
+                    dst, "salvage", SalvageError, copy_id
+                )  # (a worker that started meanwhile)
                 keep_directory_access(dst, tmp, os.stat(src).st_mode, owner)
                 os.rename(tmp, dst)
             except OSError as exc:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    refuse_filled_meanwhile(dst, "salvage", SalvageError)
+                    refuse_filled_meanwhile(dst, "salvage", SalvageError, copy_id)
                 raise SalvageError(
                     f"cannot move the copy into place at {dst}: {exc.strerror or exc}"
                 ) from exc
