@@ -31,9 +31,12 @@ class MergeReport:
 
     def __str__(self) -> str:
         saved = self.bytes_before - self.bytes_after
+        # (a store with nothing dead can grow: the headers of the files the merge adds, one per record
+        # larger than max_file_size)
+        reclaimed = f"{saved} reclaimed" if saved >= 0 else f"nothing reclaimed: {-saved} more"
         text = (
             f"merged {self.files_before} file(s) into {self.files_after}: "
-            f"{self.bytes_before} -> {self.bytes_after} bytes ({saved} reclaimed), "
+            f"{self.bytes_before} -> {self.bytes_after} bytes ({reclaimed}), "
             f"{self.records_kept} records kept, {self.records_dropped} dropped, "
             f"in {self.seconds:.2f} s"
         )
