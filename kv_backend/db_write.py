@@ -759,9 +759,11 @@ class _Writing(_Parts):
         with self._lock:
             self._writer_catch_up()
             existed = key in self
-            if key in self._view[0]:
+            wrote = key in self._view[0]  # (an expired key's record too: the delete drops it)
+            if wrote:
                 self._delete_locked(key)
-        self._after_write()
+        if wrote:  # (an fsync of nothing written still flushes the disk's cache)
+            self._after_write()
         return existed
 
     def __delitem__(self, key: bytes) -> None:
@@ -870,8 +872,9 @@ class _Writing(_Parts):
                     "Store.modify()), so nothing was written; close it after the call returns"
                 )
             if new is None:
-                if old is not None:
-                    self._delete_locked(key)
+                if old is None:
+                    return None  # nothing to delete, nothing written: no fsync either
+                self._delete_locked(key)
             else:
                 new = _check_value(new)
                 self._put_locked(key, new, expiry)
