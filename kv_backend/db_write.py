@@ -258,7 +258,8 @@ class _TransactionBlock(Generic[_W]):
                     "transaction's writes were applied; let the exception leave the outer block, or catch "
                     "it outside the transaction"
                 )
-            db._after_write()
+            if txn.count:  # (one that only read wrote nothing: no fsync, which flushes the disk's cache)
+                db._after_write()
 
 
 def _parse_int(key: bytes, raw: bytes) -> int:
