@@ -895,10 +895,32 @@ class _CommandParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Say it as argparse does; where an argument that starts with ``-`` was taken for an unknown
-        option (and a KEY is then missing), also how to give it."""
+        option (and a KEY is then missing), also how to give it; and where an option's value that
+        starts with ``-`` was taken for an option (a command with an option such as ``-0`` makes
+        argparse read ``-5`` as one), how to give that."""
         if message.startswith("the following arguments are required") and _unknown_dash(self, self._given):
             message = f"{message} {_DASH_HINT}"
+        else:
+            value = _dashed_value(message, self._given)
+            if value is not None:
+                message = f"{message} (join a value that starts with '-' to its option: {value})"
         super().error(message)
+
+
+def _dashed_value(message: str, given: Sequence[str]) -> str | None:
+    """``OPTION=VALUE`` where argparse's ``message`` says that OPTION, followed in ``given`` by a VALUE
+    that starts with ``-`` (before any ``--``), expected one argument; else None."""
+    found = re.fullmatch(r"argument (\S+): expected one argument", message)
+    if found is None:
+        return None
+    options = found.group(1).split("/")
+    for i, arg in enumerate(given[:-1]):
+        if arg == "--":
+            return None
+        following = given[i + 1]
+        if arg in options and following.startswith("-") and following != "--":
+            return f"{arg}={following}"
+    return None
 
 
 _PATH_HELP = "the store's directory"
