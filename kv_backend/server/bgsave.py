@@ -20,6 +20,7 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.server.protocol import NULL_ARRAY
 from kv_backend.threads import start_daemon_thread
 
 if TYPE_CHECKING:
@@ -152,8 +153,12 @@ PER_ARGUMENT = {name: where for name, where in _PER_ARGUMENT.items() if name != 
 #: added or removed, elements removed), as redis-server 7.0 counts them.
 _PER_REPLY = frozenset(
     {b"del", b"unlink", b"sadd", b"srem", b"hdel", b"zadd", b"zrem", b"lrem", b"zremrangebyscore"}
-    | {b"zremrangebyrank", b"zremrangebylex", b"xdel", b"xack"}
+    | {b"zremrangebyrank", b"zremrangebylex", b"xdel", b"xack", b"xtrim", b"geoadd"}
+    # (with STORE: the elements or members stored; an empty result deletes the key, counted one)
+    | {b"sort", b"geosearchstore", b"georadius", b"georadiusbymember"}
 )
+#: Write commands redis-server 7.0 counts as one change whether or not they changed anything.
+_ALWAYS_ONE = frozenset({b"swapdb", b"xsetid"})
 #: Commands that run other commands (each counted on its own, as in Redis), never counted themselves.
 RUNNERS = frozenset({b"exec", b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro"})
 
@@ -201,12 +206,19 @@ def changes_made(name: bytes, args: list[bytes], reply: Any, changed: bool, remo
     ``removed``: for a :data:`MEASURED` one, the keys or elements it removed.
 
     Those that name several keys, fields or elements count each (MSET, HSET, LPUSH...), those
-    whose reply counts what they changed count that (DEL, SADD, ZADD...), pops with a count the
-    elements popped, FLUSHALL the keys and LTRIM the elements removed, SMOVE two; every other
-    write counts one where it changed the store (SET, INCR, EXPIRE...), none where it did not (DEL
-    of a missing key, SET ... NX of an existing one)."""
+    whose reply counts what they changed count that (DEL, SADD, ZADD, XTRIM, SORT ... STORE...),
+    pops with a count the elements popped, XCLAIM and XAUTOCLAIM the entries claimed (and the
+    deleted IDs dropped), FLUSHALL the keys and LTRIM the elements removed, SMOVE two; SWAPDB,
+    XSETID and XGROUP SETID one even where they change nothing, XREADGROUP one where it answers;
+    every other write counts one where it changed the store (SET, INCR, EXPIRE, the PFCOUNT that
+    stores its count...), none where it did not (DEL of a missing key, SET ... NX of an existing
+    one)."""
     if name in MEASURED:
         return removed
+    if name in _ALWAYS_ONE or (name == b"xgroup" and len(args) > 1 and args[1].upper() == b"SETID"):
+        return 1
+    if name == b"xreadgroup":  # one where it answers (its consumer's history too, even empty)
+        return 0 if reply is NULL_ARRAY or reply is None else 1
     if not changed:
         return 0
     if name in _PER_ARGUMENT:
@@ -224,8 +236,10 @@ def changes_made(name: bytes, args: list[bytes], reply: Any, changed: bool, remo
         return len(reply[1])
     if name == b"smove":
         return 2
-    if name == b"xreadgroup" and b"NOACK" not in (arg.upper() for arg in args):
-        return max(_entries(reply), 1)  # (each entry it gave a consumer, as Redis)
+    if name == b"xclaim" and isinstance(reply, list):
+        return len(reply)  # (each entry claimed)
+    if name == b"xautoclaim" and isinstance(reply, list) and len(reply) == 3:
+        return len(reply[1]) + len(reply[2])  # (each entry claimed, each deleted one dropped)
     return 1
 
 
@@ -235,18 +249,9 @@ _COUNTED_APART = frozenset(
     | _PER_ARGUMENT.keys()
     | _PER_REPLY
     | {b"lpop", b"rpop", b"spop", b"zpopmin", b"zpopmax", b"lmpop", b"zmpop", b"smove", b"xreadgroup"}
+    | _ALWAYS_ONE
+    | {b"xgroup", b"xclaim", b"xautoclaim", b"pfcount"}
 )
-
-
-def _entries(reply: Any) -> int:
-    """The stream entries of an XREADGROUP reply (RESP2's list of [key, entries], or RESP3's map)."""
-    if isinstance(reply, dict):
-        streams: list[Any] = list(reply.values())
-    elif isinstance(reply, list):
-        streams = [item[1] for item in reply if isinstance(item, (list, tuple)) and len(item) == 2]
-    else:
-        return 0
-    return sum(len(entries) for entries in streams if isinstance(entries, (list, tuple)))
 
 
 #: :func:`counted_as`: a command INFO's rdb_changes_since_last_save does not count (a read, a runner),
@@ -258,6 +263,8 @@ NOT_COUNTED, ONE_PER_CHANGE, ONE_PER_ARGUMENT, COUNTED_APART = 0, 1, 2, 3
 def counted_as(name: bytes, flags: Collection[str]) -> int:
     """How the command ``name`` (lower case) with these flags is counted, worked out once for the
     command table so that a write's path tests one number (see resp.Connection.execute)."""
+    if name == b"pfcount":  # (a read, but its count of one key stored in the value is a change)
+        return COUNTED_APART
     if "write" not in flags or name in RUNNERS:
         return NOT_COUNTED
     if name in PER_ARGUMENT:
