@@ -196,6 +196,8 @@ class Connection(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or self.kind)
         local = transport.get_extra_info("sockname")
         self.local = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else f"{local or self.kind}:0"
+        if self.kind == "unix":  # (its own end has no name: as redis-server, the socket's path, as laddr)
+            self.peer = self.local
         server = self.server
         server.clients[self.id] = self
         server.connections_received += 1
