@@ -3,10 +3,13 @@ compared command by command with a real redis-server 7.0 (skipped without one): 
 as the number its reply gives (GEOADD, SORT ... STORE, GEOSEARCHSTORE, GEORADIUS ... STORE, XTRIM), the
 entries XCLAIM and XAUTOCLAIM claim (and XAUTOCLAIM's deleted IDs), one for an XREADGROUP that answers,
 one for SWAPDB, XSETID and XGROUP SETID even where they change nothing, and one for the PFCOUNT of one key
-that stores its count. kvb counted one for each of the first, one for any XREADGROUP, XCLAIM or
-XAUTOCLAIM that touched a consumer, none for the last ones."""
+that stores its count; and the elements a blocked BZPOPMIN, BZPOPMAX, BZMPOP or BLMPOP pops once served.
+kvb counted one for each of the first, one for any XREADGROUP, XCLAIM or XAUTOCLAIM that touched a
+consumer, none for the others."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from resp_helpers import Raw
@@ -93,3 +96,54 @@ def test_these_writes_count_what_redis_server_counts(ports, protocol):
     differ = [(step, t, o) for step, t, o in pairs if t != o and step not in KNOWN]
     assert not differ, f"(step, redis-server's, kvb's): {differ}"
     assert theirs[STEPS.index(("SWAPDB", "0", "0"))] == 1  # (a check of the check)
+
+
+#: A blocked command, and the push that serves it: redis-server 7.0 counts the sorted-set pops and the
+#: BLMPOP served so (BZPOPMIN one, BZMPOP and BLMPOP the elements popped), not BLPOP, BRPOP, BLMOVE,
+#: BRPOPLPUSH nor an XREADGROUP of a consumer that exists (kvb counted none of them).
+SERVED: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+    (("BZPOPMIN", "z", "5"), ("ZADD", "z", "1", "a", "2", "b")),
+    (("BZPOPMAX", "z", "5"), ("ZADD", "z", "1", "a", "2", "b")),
+    (("BZMPOP", "5", "1", "z", "MIN", "COUNT", "2"), ("ZADD", "z", "1", "a", "2", "b", "3", "c")),
+    (("BLMPOP", "5", "1", "l", "LEFT", "COUNT", "2"), ("RPUSH", "l", "a", "b", "c")),
+    (("BLPOP", "l", "5"), ("RPUSH", "l", "a", "b")),
+    (("BLMOVE", "l", "d", "LEFT", "RIGHT", "5"), ("RPUSH", "l", "a", "b")),
+    (("XREADGROUP", "GROUP", "g", "c", "BLOCK", "5000", "STREAMS", "x", ">"), ("XADD", "x", "*", "f", "v")),
+]
+
+
+def served_deltas(port: int, protocol: int) -> list[int]:
+    """What each :data:`SERVED` pair (the wait served by the push) adds to the count."""
+    raw, waiter = Raw(port, protocol), Raw(port, protocol)
+    try:
+        assert raw.call("FLUSHALL") == b"+OK\r\n" and raw.call("SAVE") == b"+OK\r\n"
+        assert raw.call("XGROUP", "CREATE", "x", "g", "$", "MKSTREAM") == b"+OK\r\n"
+        assert raw.call("XGROUP", "CREATECONSUMER", "x", "g", "c") == b":1\r\n"
+        out = []
+        for wait, push in SERVED:
+            before = int(persistence(raw)["rdb_changes_since_last_save"])
+            waiter.sock.sendall(
+                b"*%d\r\n" % len(wait) + b"".join(b"$%d\r\n%b\r\n" % (len(w), w.encode()) for w in wait)
+            )
+            deadline = time.monotonic() + 10
+            while raw.call("INFO", "clients").find(b"blocked_clients:1\r\n") < 0:
+                assert time.monotonic() < deadline, wait
+                time.sleep(0.01)
+            assert not raw.call(*push).startswith(b"-"), push
+            reply = waiter._read()
+            assert not reply.startswith((b"-", b"*-1", b"_")), (wait, reply)
+            out.append(int(persistence(raw)["rdb_changes_since_last_save"]) - before)
+            assert raw.call("DEL", "z", "l", "d").startswith(b":")
+        return out
+    finally:
+        raw.close()
+        waiter.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_blocked_pop_served_counts_what_redis_server_counts(ports, protocol):
+    redis, kvb = ports
+    theirs, ours = served_deltas(redis, protocol), served_deltas(kvb, protocol)
+    differ = [(wait, t, o) for (wait, _), t, o in zip(SERVED, theirs, ours, strict=True) if t != o]
+    assert not differ, f"(blocked command, redis-server's, kvb's): {differ}"
+    assert theirs[0] == 3  # (ZADD's two and BZPOPMIN's one: a check of the check)

@@ -194,6 +194,20 @@ def count(server: Server, name: bytes, args: list[bytes], reply: Any, before: in
         not_counted(server, name, exc)
 
 
+def count_served(server: Server, name: bytes, reply: Any) -> None:
+    """Add to INFO's rdb_changes_since_last_save what the blocked write command ``name`` (lower case)
+    popped once served with ``reply``, as redis-server 7.0 counts it: one for BZPOPMIN and BZPOPMAX,
+    the elements popped for BZMPOP and BLMPOP; nothing for BLPOP, BRPOP, BLMOVE, BRPOPLPUSH and
+    XREADGROUP, which Redis serves without counting. Never raises (see :func:`count`)."""
+    try:
+        if name in (b"bzpopmin", b"bzpopmax"):
+            server.bgsaves.changes += 1
+        elif name in (b"bzmpop", b"blmpop") and isinstance(reply, list) and len(reply) == 2:
+            server.bgsaves.changes += len(reply[1])
+    except Exception as exc:
+        not_counted(server, name, exc)
+
+
 def not_counted(server: Server, name: bytes, exc: Exception) -> None:
     """Log that the write command ``name`` could not be counted (``exc``: why); its reply is sent."""
     shown = name.decode("ascii", "replace").upper()

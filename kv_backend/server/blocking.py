@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kv_backend.locking import WouldWait
+from kv_backend.server import bgsave
 from kv_backend.server.protocol import NULL_ARRAY
 from kv_backend.structures.layout import META
 
@@ -45,7 +46,7 @@ TIMED_OUT = NULL_ARRAY
 class Block:
     """What a blocking command returns when it found nothing: what to wait for and how to retry."""
 
-    __slots__ = ("args", "attempt", "by_server", "keys", "pushes", "timed_out", "timeout", "timer")
+    __slots__ = ("args", "attempt", "by_server", "counted", "keys", "pushes", "timed_out", "timeout", "timer")
 
     def __init__(
         self,
@@ -71,6 +72,9 @@ class Block:
         self.timed_out = timed_out
         #: The blocked command (set by the server), whose keyspace events are published when served.
         self.args: list[bytes] | None = None
+        #: The blocked write command's name (set by the server), for INFO's rdb_changes_since_last_save
+        #: when it is served (bgsave.served).
+        self.counted: bytes | None = None
 
 
 class Waiters:
@@ -174,6 +178,8 @@ class Waiters:
                         break  # the key has no data (left): the later waiters would find none either
                     self.unblock(conn)
                     server = self.server
+                    if blk.counted is not None:
+                        bgsave.count_served(server, blk.counted, reply)
                     if server.watchers:
                         server.touch(_changed(blk, reply))
                     self.signal(blk.pushes)  # a moved element may serve the next waiter at once

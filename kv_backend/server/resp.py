@@ -568,7 +568,9 @@ class Connection(asyncio.Protocol):
                 reply.args = args  # its events are published when it is served
             if type(reply) is not Block or name == b"xreadgroup":  # a blocked XREADGROUP made its consumer
                 server.notifier.after(name, args, reply, before, keys)
-        if counted and type(reply) not in _UNCOUNTED_REPLIES:
+        if counted and type(reply) is Block:
+            reply.counted = name  # (counted when it is served: bgsave.count_served)
+        elif counted and type(reply) not in _UNCOUNTED_REPLIES:
             if counted == _APART:
                 bgsave.count(server, name, args, reply, before_token, size)
             else:  # (most writes: SET, INCR, LPUSH, HSET...) as bgsave.count would, inline
