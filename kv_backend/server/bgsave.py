@@ -165,11 +165,20 @@ RUNNERS = frozenset({b"exec", b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"
 
 #: Write commands counted as the keys (FLUSHALL, FLUSHDB) or elements (LTRIM) they remove: their
 #: :func:`size` before and after them.
-MEASURED = frozenset({b"flushall", b"flushdb", b"ltrim"})
+REMOVING = frozenset({b"flushall", b"flushdb", b"ltrim"})
+#: Write commands that may make their group's consumer, which redis-server 7.0 counts (where it makes
+#: it: where they deliver or claim something): :attr:`Structures.consumers_made` before and after them.
+MAKING_CONSUMERS = frozenset({b"xreadgroup", b"xclaim", b"xautoclaim"})
+#: The commands :func:`size` measures before and after them.
+MEASURED = REMOVING | MAKING_CONSUMERS
 
 
 def size(st: Structures, name: bytes, args: list[bytes]) -> int:
-    """What a :data:`MEASURED` command removes from: the keys, or the list's elements (0: no list)."""
+    """What a :data:`MEASURED` command removes from: the keys, or the list's elements (0: no list);
+    for one of :data:`MAKING_CONSUMERS`, the consumers ``st`` made so far, negated (what it made
+    then counts as the others' removed)."""
+    if name in MAKING_CONSUMERS:
+        return -st.consumers_made
     if name == b"ltrim":
         try:
             return st.llen(args[1])
@@ -188,19 +197,29 @@ def count(server: Server, name: bytes, args: list[bytes], reply: Any, before: in
     uncounted and the log says so."""
     try:
         changed = server.db.change_token() != before
-        removed = size_before - size(server.st, name, args) if name in MEASURED else 0
-        server.bgsaves.changes += changes_made(name, args, reply, changed, max(removed, 0))
+        removed = measured(server, name, args, size_before)
+        server.bgsaves.changes += changes_made(name, args, reply, changed, removed)
     except Exception as exc:
         not_counted(server, name, exc)
 
 
-def count_served(server: Server, name: bytes, reply: Any) -> None:
+def measured(server: Server, name: bytes, args: list[bytes], size_before: int) -> int:
+    """What the command ``name`` removed (a :data:`REMOVING` one) or made (consumers, one of
+    :data:`MAKING_CONSUMERS`), from its :func:`size` before it ran (``size_before``) and now; 0 for
+    the others."""
+    return max(size_before - size(server.st, name, args), 0) if name in MEASURED else 0
+
+
+def count_served(server: Server, name: bytes, reply: Any, made: int) -> None:
     """Add to INFO's rdb_changes_since_last_save what the blocked write command ``name`` (lower case)
     popped once served with ``reply``, as redis-server 7.0 counts it: one for BZPOPMIN and BZPOPMAX,
-    the elements popped for BZMPOP and BLMPOP; nothing for BLPOP, BRPOP, BLMOVE, BRPOPLPUSH and
-    XREADGROUP, which Redis serves without counting. Never raises (see :func:`count`)."""
+    the elements popped for BZMPOP and BLMPOP; nothing for BLPOP, BRPOP, BLMOVE and BRPOPLPUSH, which
+    Redis serves without counting, nor for XREADGROUP but the consumer it ``made`` when it blocked
+    (Redis makes it when it serves it). Never raises (see :func:`count`)."""
     try:
-        if name in (b"bzpopmin", b"bzpopmax"):
+        if name == b"xreadgroup" and made and reply is not NULL_ARRAY and reply is not None:
+            server.bgsaves.changes += made
+        elif name in (b"bzpopmin", b"bzpopmax"):
             server.bgsaves.changes += 1
         elif name in (b"bzmpop", b"blmpop") and isinstance(reply, list) and len(reply) == 2:
             server.bgsaves.changes += len(reply[1])
@@ -217,7 +236,8 @@ def not_counted(server: Server, name: bytes, exc: Exception) -> None:
 def changes_made(name: bytes, args: list[bytes], reply: Any, changed: bool, removed: int) -> int:
     """How much redis-server 7.0 adds to its ``dirty`` count for the write command ``args`` (``name``
     in lower case) that answered ``reply`` (not an error). ``changed``: whether it changed the store;
-    ``removed``: for a :data:`MEASURED` one, the keys or elements it removed.
+    ``removed``: for a :data:`REMOVING` one, the keys or elements it removed, for one of
+    :data:`MAKING_CONSUMERS`, the consumers it made (counted where it delivered or claimed something).
 
     Those that name several keys, fields or elements count each (MSET, HSET, LPUSH...), those
     whose reply counts what they changed count that (DEL, SADD, ZADD, XTRIM, SORT ... STORE...),
@@ -227,12 +247,12 @@ def changes_made(name: bytes, args: list[bytes], reply: Any, changed: bool, remo
     every other write counts one where it changed the store (SET, INCR, EXPIRE, the PFCOUNT that
     stores its count...), none where it did not (DEL of a missing key, SET ... NX of an existing
     one)."""
-    if name in MEASURED:
+    if name in REMOVING:
         return removed
     if name in _ALWAYS_ONE or (name == b"xgroup" and len(args) > 1 and args[1].upper() == b"SETID"):
         return 1
     if name == b"xreadgroup":  # one where it answers (its consumer's history too, even empty)
-        return 0 if reply is NULL_ARRAY or reply is None else 1
+        return 0 if reply is NULL_ARRAY or reply is None else 1 + removed
     if not changed:
         return 0
     if name in _PER_ARGUMENT:
@@ -251,9 +271,10 @@ def changes_made(name: bytes, args: list[bytes], reply: Any, changed: bool, remo
     if name == b"smove":
         return 2
     if name == b"xclaim" and isinstance(reply, list):
-        return len(reply)  # (each entry claimed)
+        return len(reply) + removed if reply else 0  # (each entry claimed)
     if name == b"xautoclaim" and isinstance(reply, list) and len(reply) == 3:
-        return len(reply[1]) + len(reply[2])  # (each entry claimed, each deleted one dropped)
+        claimed = len(reply[1]) + len(reply[2])  # (each entry claimed, each deleted one dropped)
+        return claimed + removed if claimed else 0
     return 1
 
 

@@ -46,7 +46,18 @@ TIMED_OUT = NULL_ARRAY
 class Block:
     """What a blocking command returns when it found nothing: what to wait for and how to retry."""
 
-    __slots__ = ("args", "attempt", "by_server", "counted", "keys", "pushes", "timed_out", "timeout", "timer")
+    __slots__ = (
+        "args",
+        "attempt",
+        "by_server",
+        "counted",
+        "keys",
+        "made",
+        "pushes",
+        "timed_out",
+        "timeout",
+        "timer",
+    )
 
     def __init__(
         self,
@@ -75,6 +86,8 @@ class Block:
         #: The blocked write command's name (set by the server), for INFO's rdb_changes_since_last_save
         #: when it is served (bgsave.served).
         self.counted: bytes | None = None
+        #: The consumers a blocked XREADGROUP made (bgsave.count_served counts them once it is served).
+        self.made = 0
 
 
 class Waiters:
@@ -179,7 +192,7 @@ class Waiters:
                     self.unblock(conn)
                     server = self.server
                     if blk.counted is not None:
-                        bgsave.count_served(server, blk.counted, reply)
+                        bgsave.count_served(server, blk.counted, reply, blk.made)
                     if server.watchers:
                         server.touch(_changed(blk, reply))
                     self.signal(blk.pushes)  # a moved element may serve the next waiter at once

@@ -570,6 +570,9 @@ class Connection(asyncio.Protocol):
                 server.notifier.after(name, args, reply, before, keys)
         if counted and type(reply) is Block:
             reply.counted = name  # (counted when it is served: bgsave.count_served)
+            if counted == _APART and name in _MEASURED:  # (the consumer a blocked XREADGROUP made)
+                with contextlib.suppress(Exception):
+                    reply.made = bgsave.measured(server, name, args, size)
         elif counted and type(reply) not in _UNCOUNTED_REPLIES:
             if counted == _APART:
                 bgsave.count(server, name, args, reply, before_token, size)

@@ -217,6 +217,8 @@ class StreamGroups(Streams):
         )
         if new != old:
             b.put(key, _CONS.pack(*new))
+            if old is None:
+                self.consumers_made += 1
 
     def _entry(self, name: bytes, xid: ID) -> list[tuple[bytes, bytes]] | None:
         key = STREAM + _lp(name) + _XID.pack(*xid)

@@ -255,6 +255,9 @@ class Keyspace:
             self._owns_db = True
         #: SCAN cursors handed out for names too long to fit in one (see :class:`CursorTable`).
         self._cursors = CursorTable()
+        #: The consumers of stream groups this object has made (XREADGROUP, XCLAIM...: a count that
+        #: kvb serve's INFO rdb_changes_since_last_save reads, as redis-server counts them).
+        self.consumers_made = 0
 
     def close(self) -> None:
         """Close the DB if this object opened it."""
