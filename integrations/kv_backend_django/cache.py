@@ -441,22 +441,37 @@ def _reopening(method: _Method) -> _Method:
     return run  # type: ignore[return-value]
 
 
-def _culled(count: int, incoming: int, max_entries: int, frequency: int) -> int:
-    """How many of ``count`` stored entries Django's backends cull while ``incoming`` new ones are
-    ``set`` one by one: each that finds ``max_entries`` or more removes ``entries // frequency``.
+def _left_by_sets(
+    stored: list[bytes], batch: list[bytes], max_entries: int, frequency: int
+) -> tuple[dict[bytes, None], dict[bytes, None]]:
+    """``(stored entries left, batch keys left)`` once the keys ``batch`` are ``set`` one by one,
+    in order, into a cache holding the entries ``stored``, as Django's backends do.
 
-    Only stored entries are culled (the new ones are stored after): a ``set_many`` of more than
-    MAX_ENTRIES keys is stored whole.
+    Each ``set`` that finds ``max_entries`` entries or more first culls ``entries // frequency`` of
+    them (all of them with ``frequency`` 0), then stores its key (a key stored already takes no new
+    room). The culled entries are those stored before the batch, in random order, then the batch's
+    keys set earliest: LocMemCache's least recently used first; FileBasedCache picks at random
+    among all, which leaves as many. O(entries + batch), whatever the number of rounds.
     """
-    old = count
-    new = 0
-    while new < incoming and old:
-        if old + new < max_entries:
-            new = min(incoming, max_entries - old)  # the sets that find room cull nothing
-            continue
-        old -= min(old, (old + new) // frequency)
-        new += 1
-    return count - old
+    random.shuffle(stored)
+    old = dict.fromkeys(stored)
+    new: dict[bytes, None] = {}
+    for k in batch:
+        count = len(old) + len(new)
+        if count >= max_entries:
+            doomed = count if frequency == 0 else count // frequency
+            if doomed >= count:
+                old.clear()
+                new.clear()
+            else:
+                for kept in (old, new):
+                    while doomed and kept:
+                        del kept[next(iter(kept))]
+                        doomed -= 1
+        old.pop(k, None)
+        new.pop(k, None)  # (set again: now the most recently used)
+        new[k] = None
+    return old, new
 
 
 _OPTION_NAMES = {name.lower(): name for name in _CACHE_OPTIONS + ENGINE_OPTIONS}
@@ -698,32 +713,59 @@ class KVCache(BaseCache):
 
     # ---------------------------------------------------------- culling
 
-    def _maybe_cull(self, db: DB, incoming: int = 1) -> None:
-        """Cull before storing ``incoming`` new entries if the store holds MAX_ENTRIES or more.
+    def _maybe_cull(self, db: DB) -> None:
+        """Cull before storing one entry if the store holds MAX_ENTRIES or more.
 
-        As the same entries ``set`` one by one into one of Django's own backends: each that finds
-        MAX_ENTRIES or more entries first removes ``entries // CULL_FREQUENCY`` random ones (see
-        :func:`_culled`). One ``set`` culls one round however far over MAX_ENTRIES the store is (a
-        MAX_ENTRIES lowered since), as FileBasedCache does, rather than the store at once.
+        As a ``set`` into one of Django's own backends: removes ``entries // CULL_FREQUENCY`` random
+        entries (all with CULL_FREQUENCY 0). One ``set`` culls one round however far over MAX_ENTRIES
+        the store is (a MAX_ENTRIES lowered since), as FileBasedCache does, rather than the store at once.
         """
-        if _indexed_count(db) - self._kept + incoming - 1 < self._max_entries:
+        if _indexed_count(db) - self._kept < self._max_entries:
             return  # the cheap upper bound (it counts expired keys too) is below the limit
         with db.locked():
             live, self._kept = _scan(db)
             count = len(live)
-            if count + incoming - 1 < self._max_entries:
+            if count < self._max_entries:
                 return  # only expired leftovers (dropped by the scan) or Redis records made the bound high
             if self._cull_frequency == 0 and not self._kept:
                 db.clear()
                 return
-            if self._cull_frequency == 0:
-                doomed = live
-            else:
-                random.shuffle(live)
-                doomed = live[: _culled(count, incoming, self._max_entries, self._cull_frequency)]
+            frequency = self._cull_frequency
+            doomed = live if frequency == 0 else random.sample(live, count // frequency)
             with db.batch() as b:
                 for k in doomed:
                     b.delete(k)
+
+    def _store_culling(self, db: DB, items: list[tuple[bytes, bytes]], ttl: float | None) -> None:
+        """Store ``items`` in one atomic batch, culling as the same keys ``set`` one by one would.
+
+        Django's ``set_many`` is a loop of ``set``, each culling first if the cache is full: a cull
+        may remove entries the same ``set_many`` stored before it, and with CULL_FREQUENCY 0 (a cull
+        empties the cache) only the keys set after the last one are left. The batch deletes what
+        those sets would have culled and stores the keys they would have left (see
+        :func:`_left_by_sets`), so the entries left are as many as Django's own backends leave.
+        """
+        # The most entries any of the sets finds: the store's and the keys set before the last one,
+        # of which only those not yet stored add entries (looked up only near the limit).
+        added = len(items) - 1
+        if _indexed_count(db) - self._kept + added >= self._max_entries:
+            added = len({k for k, _ in items[:-1] if k not in db})
+        if _indexed_count(db) - self._kept + added < self._max_entries:
+            with db.batch() as b:  # (the bound counts expired keys too: it may only be high)
+                for k, v in items:
+                    b.put(k, v, ttl)
+            return
+        with db.locked():
+            live, self._kept = _scan(db)
+            batch = [k for k, _ in items]
+            old, new = _left_by_sets(list(live), batch, self._max_entries, self._cull_frequency)
+            with db.batch() as b:
+                for k in live:
+                    if k not in old and k not in new:
+                        b.delete(k)
+                for k, v in items:
+                    if k in new:
+                        b.put(k, v, ttl)
 
     # ---------------------------------------------------------- the contract
 
@@ -913,15 +955,7 @@ class KVCache(BaseCache):
             # each key, stored or not, so a site with TIMEOUT 0 ("don't cache") grew dead records.
             _delete_present(db, [k for k, _ in items])
             return []
-        incoming = len(items)
-        if _indexed_count(db) + incoming - 1 >= self._max_entries:
-            # Only keys not yet stored add entries: re-setting stored keys culls no more than
-            # setting them one by one would (one round, and only if the store is already full).
-            incoming = max(len({k for k, _ in items if k not in db}), 1)
-        self._maybe_cull(db, incoming)
-        with db.batch() as b:
-            for k, v in items:
-                b.put(k, v, ttl)
+        self._store_culling(db, items, ttl)
         return []
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
