@@ -35,6 +35,7 @@ from kv_backend.db_common import (
     DEFAULT_MAX_FILE_SIZE,
     _check_flag,
     _StaticWord,
+    auto_merge_threshold,
     check_tuning_options,
 )
 from kv_backend.db_open import _Opening
@@ -119,7 +120,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
     seconds fsyncs at most that often. ``max_file_size`` is the size at which
     the active data file is closed and a new one started. ``auto_merge``, a
     fraction between 0 and 1, merges in the background once that share of the
-    closed files' bytes is dead. A DB is equal only to itself.
+    closed files' bytes is dead (None or 0: never). A DB is equal only to itself.
     """
 
     def __init__(
@@ -135,7 +136,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self._sync_interval = check_tuning_options(sync, max_file_size, auto_merge)
         self.sync_mode = sync
         self.max_file_size = max_file_size
-        self.auto_merge = auto_merge
+        self.auto_merge = auto_merge_threshold(auto_merge)  # (0: off, as None)
         self.read_only = _check_flag(read_only, "read_only")  # ("false" from a config file opened read-only)
         found = format_file_text(self.path, create=not self.read_only)
         warn_if_network(self.path)

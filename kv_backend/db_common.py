@@ -191,11 +191,28 @@ def check_tuning_options(sync: object, max_file_size: object, auto_merge: object
         raise ConfigurationError(f"max_file_size must be an int >= {MIN_FILE_SIZE}, not {max_file_size!r}")
     if max_file_size >= MAX_FILE_SIZE:
         raise ConfigurationError(f"max_file_size must be below 1 TiB, not {max_file_size!r}")
-    if auto_merge is not None and (
-        not isinstance(auto_merge, (int, float)) or isinstance(auto_merge, bool) or not 0 < auto_merge < 1
-    ):
-        raise ConfigurationError(f"auto_merge must be a fraction between 0 and 1, not {auto_merge!r}")
+    auto_merge_threshold(auto_merge)
     return interval
+
+
+def auto_merge_threshold(auto_merge: object) -> float | None:
+    """The dead share of the closed files at which ``auto_merge`` merges, or None: no automatic merge.
+
+    None and 0 both turn it off (a merge once no byte is dead is no threshold), as ``auto_merge=0``
+    or ``off`` in a ``kvb://`` URL does; anything else but a fraction strictly between 0 and 1 raises
+    :class:`ConfigurationError`, saying what turns it off.
+    """
+    if auto_merge is None:
+        return None
+    if isinstance(auto_merge, (int, float)) and not isinstance(auto_merge, bool):
+        if auto_merge == 0:
+            return None
+        if 0 < auto_merge < 1:
+            return float(auto_merge)
+    raise ConfigurationError(
+        f"auto_merge must be a fraction between 0 and 1 such as 0.5, or None or 0 to turn it off, "
+        f"not {auto_merge!r}"
+    )
 
 
 def _check_key(key: object) -> bytes:

@@ -307,7 +307,7 @@ def test_permission_errors_become_storage_errors(tmp_path, monkeypatch):
         {"max_file_size": "big"},
         {"max_file_size": 8192.0},
         {"auto_merge": 2},
-        {"auto_merge": 0},
+        {"auto_merge": 1},  # (0 turns it off, as None: tests/test_auto_merge_zero_is_off29.py)
     ],
     ids=repr,
 )

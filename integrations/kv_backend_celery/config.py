@@ -118,14 +118,21 @@ def _parse_size(url: str, text: str) -> int:
 
 
 def _parse_fraction(url: str, text: str) -> float | None:
-    if text.lower() in ("", "none", "off", "0"):
+    """auto_merge's value: off (also any 0, none or empty), as 0 and None are for DB, or a fraction."""
+    if text.lower() in ("", "none", "off"):
         return None
+    why = (
+        "auto_merge must be a fraction between 0 and 1 such as 0.5, or 'off' (also 0, none or empty) "
+        f"to turn it off, not {text!r}"
+    )
     try:
         fraction = float(text)
     except ValueError:
-        raise _bad(url, f"auto_merge must be a fraction between 0 and 1 (or 'off'), not {text!r}") from None
+        raise _bad(url, why) from None
+    if fraction == 0:
+        return None
     if not 0 < fraction < 1:
-        raise _bad(url, f"auto_merge must be a fraction between 0 and 1 (or 'off'), not {text!r}")
+        raise _bad(url, why)
     return fraction
 
 

@@ -43,7 +43,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from kv_backend import DB
-from kv_backend.db_common import check_tuning_options
+from kv_backend.db_common import auto_merge_threshold, check_tuning_options
 from kv_backend.errors import (
     ConfigurationError,
     CorruptionError,
@@ -86,6 +86,7 @@ def effective_engine_options(options: dict[str, Any]) -> dict[str, Any]:
     """
     merged = {**_ENGINE_DEFAULTS, **{k: v for k, v in options.items() if k in ENGINE_OPTIONS}}
     merged["sync"] = check_tuning_options(**merged)
+    merged["auto_merge"] = auto_merge_threshold(merged["auto_merge"])  # (0 and None: off)
     return merged
 
 
