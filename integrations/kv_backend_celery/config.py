@@ -26,6 +26,10 @@ OPTIONS = ("sync", "max_file_size", "auto_merge", "read_only")
 #: A second URL in the path: "kvb:///a;kvb:///b", as Celery's broker_url lists failover brokers.
 _SECOND_URL = re.compile(r"[;,]\s*[A-Za-z][A-Za-z0-9+.-]*://")
 
+#: The ASCII control characters, which no URL holds as they are (RFC 3986).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_NAMES = {"\t": "a tab", "\n": "a line feed", "\r": "a carriage return", "\0": "a NUL byte"}
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -164,6 +168,18 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
         raise KVBackendConfigurationError(
             f"the kv_backend result backend needs a URL such as kvb:///var/lib/proj/results, got {url!r}"
         )
+    control = _CONTROL.search(url)
+    if control:
+        # urlsplit drops tabs, CRs and LFs anywhere in a URL ("kvb:///a<TAB>b" names /ab): a process
+        # given the URL as meant would use another directory, and never see these results.
+        char = control.group()
+        raise _bad(
+            url,
+            f"the URL holds {_CONTROL_NAMES.get(char, 'a control character')} (U+{ord(char):04X}) at "
+            f"character {control.start() + 1}, which a URL cannot hold (Python's URL parsing drops tabs "
+            "and newlines, naming another directory): remove it, or write one that is part of the "
+            "directory's name %-escaped (%09 for a tab)",
+        )
     parts = urlsplit(url)
     if parts.scheme.lower() != SCHEME:
         raise _bad(url, f"the scheme must be {SCHEME}://, not {parts.scheme or 'missing'}")
@@ -228,6 +244,12 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     if path == "/":
         raise _bad(url, "the store needs a directory of its own, not the file system root")
     options: dict[str, Any] = {}
+    if ";" in parts.query:
+        # No option's value holds one: it is a separator meant as '&' (parse_qsl splits at '&' only,
+        # so sync got "always;auto_merge=0.5" and said that was no sync mode).
+        joined = "&".join(p.strip() for p in parts.query.split(";") if p.strip())
+        meant = url.partition("?")[0] + (f"?{joined}" if joined else "")  # (a fragment is refused above)
+        raise _bad(url, f"join the options with '&', not ';' ({meant})")
     try:
         pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError:
