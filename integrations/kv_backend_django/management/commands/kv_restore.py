@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kv_backend.errors import BackupError, KVError, NotAStoreError, StoreNotFoundError
 from kv_backend.files import (
+    STATE_FILE,
     check_new_store_target,
     enclosing_store,
     exchange_paths,
@@ -315,7 +316,13 @@ def _where_open(location: str) -> tuple[str, str]:
             "run kv_restore in a process that does not use the cache (manage.py kv_restore in a shell), "
             "the site's workers stopped",
         )
-    return "another process (a web or Celery worker, a shell...)", "stop them"
+    # No process id: the holder of a flock is not known reliably (a forked child, a Celery pool's,
+    # holds the lock its parent took and /proc/locks names the parent, which may be gone; processes of
+    # another PID namespace, a container sharing the volume, are not listed). Every process that has
+    # the store open holds its STATE page open, forked children too, which lsof and fuser list.
+    state = os.path.join(location, STATE_FILE)
+    listed = f"; `lsof {state}` or `fuser -v {state}` lists them" if os.path.exists(state) else ""
+    return f"another process (a web or Celery worker, a shell...{listed})", "stop them"
 
 
 #: How many kv_restore commands this process runs now (call_command from several threads).
