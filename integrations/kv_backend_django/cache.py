@@ -34,6 +34,7 @@ import threading
 import time
 import urllib.parse
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -444,7 +445,7 @@ def _reopening(method: _Method) -> _Method:
 
 def _left_by_sets(
     stored: list[bytes], batch: list[bytes], max_entries: int, frequency: int
-) -> tuple[dict[bytes, None], dict[bytes, None]]:
+) -> tuple[dict[bytes, None], OrderedDict[bytes, None]]:
     """``(stored entries left, batch keys left)`` once the keys ``batch`` are ``set`` one by one,
     in order, into a cache holding the entries ``stored``, as Django's backends do.
 
@@ -455,8 +456,8 @@ def _left_by_sets(
     among all, which leaves as many. O(entries + batch), whatever the number of rounds.
     """
     random.shuffle(stored)
-    old = dict.fromkeys(stored)
-    new: dict[bytes, None] = {}
+    old = dict.fromkeys(stored)  # (popitem() takes the last: a random one)
+    new: OrderedDict[bytes, None] = OrderedDict()  # (popitem(last=False): the earliest set)
     for k in batch:
         count = len(old) + len(new)
         if count >= max_entries:
@@ -465,13 +466,14 @@ def _left_by_sets(
                 old.clear()
                 new.clear()
             else:
-                for kept in (old, new):
-                    while doomed and kept:
-                        del kept[next(iter(kept))]
-                        doomed -= 1
+                from_old = min(doomed, len(old))
+                for _ in range(from_old):
+                    old.popitem()
+                for _ in range(doomed - from_old):  # (fewer than len(new): doomed < count)
+                    new.popitem(last=False)
         old.pop(k, None)
-        new.pop(k, None)  # (set again: now the most recently used)
         new[k] = None
+        new.move_to_end(k)  # (set again: now the most recently used)
     return old, new
 
 
