@@ -701,6 +701,21 @@ def test_cleanup_merges_the_store(store_path):
     after = backend.db.stats()
     assert after["dead_bytes"] < before["dead_bytes"]
     assert [backend.get_task_meta(f"t{i}")["result"] for i in range(150, 200)] == ["x" * 100] * 50
+    report = backend.cleanup()  # (the merge's report, as docs/celery.md says)
+    assert report is not None and report.files_before >= 1
+
+
+def test_cleanup_through_a_read_only_client_merges_nothing_and_returns_none(store_path):
+    writer = make_app(f"kvb://{store_path}?max_file_size=4096").backend
+    for i in range(100):
+        writer.mark_as_done(f"t{i}", "x" * 100)
+    for i in range(80):
+        writer.forget(f"t{i}")
+    before = writer.db.stats()["dead_bytes"]
+    reader = make_app(f"kvb://{store_path}?read_only=1").backend
+    assert reader.cleanup() is None  # (a read-only client may not write the store: no merge, no error)
+    assert writer.db.stats()["dead_bytes"] == before
+    assert reader.get_task_meta("t99")["result"] == "x" * 100
 
 
 # --------------------------------------------------------------- crash safety
