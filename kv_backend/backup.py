@@ -13,7 +13,8 @@ already appear in an earlier manifest (and whose object is still there) is not
 sent again. The manifest is written after every object it names, so an
 interrupted backup never looks complete. :func:`restore` re-checks every
 sha256 and every record CRC in a temporary directory before it moves the
-result into place.
+result into place. :func:`verify_backups` reads every object the manifests name
+back, once, and checks its size and sha256, writing nothing.
 """
 
 from __future__ import annotations
@@ -106,8 +107,11 @@ __all__ = [
     "BackupOfAnotherStoreError",
     "BackupReport",
     "BackupTargetFullError",
+    "DamagedObject",
     "RestoreNotDurableError",
     "RestoreReport",
+    "VerifiedBackup",
+    "VerifyReport",
     "absent_url_hint",
     "backup",
     "backup_store",
@@ -118,6 +122,7 @@ __all__ = [
     "parse_storage_options",
     "prune_backups",
     "restore",
+    "verify_backups",
 ]
 
 MANIFEST_VERSION = 1
@@ -312,6 +317,117 @@ class BackupInfo:
         return (
             f"{self.name}  {_when(self.created)}  {self.files} files  {_size(self.bytes)}  from {self.source}"
         )
+
+
+@dataclass
+class DamagedObject:
+    """An object under ``files/`` that does not hold what the manifests naming it say (see
+    :func:`verify_backups`)."""
+
+    stored_as: str
+    """The object's path under the backup URL (``files/0000000001-000.data.TOKEN``)."""
+    where: str
+    """Its URL."""
+    file: str
+    """The store's file it holds (``0000000001-000.data``)."""
+    size: int
+    """Its size as the manifests say it."""
+    problem: str
+    """``missing``, ``sha256 mismatch`` (its size is right), or ``size N, expected M``."""
+    found_size: int | None
+    """The size found (None where the object is missing)."""
+    backups: list[str] = field(default_factory=list)
+    """The backups checked that name it, oldest first: it damages every one of them."""
+    advice: str = ""
+    """What to do about it."""
+
+    def __str__(self) -> str:
+        return (
+            f"object {self.where} (file {self.file}): {self.problem}, in backup"
+            f"{'s' if len(self.backups) != 1 else ''} {', '.join(self.backups)}"
+            f"{'; ' + self.advice if self.advice else ''}"
+        )
+
+
+@dataclass
+class VerifiedBackup:
+    """One backup as :func:`verify_backups` found it."""
+
+    info: BackupInfo
+    """Its manifest, as :func:`list_backups` lists it."""
+    status: str = "ok"
+    """``ok``; ``damaged`` (its manifest is, see ``error``, or objects it names are, see ``damaged``);
+    or ``pruned`` (a prune removed it while it was verified: an object of it was found gone, and its
+    manifest was gone too)."""
+    damaged: list[DamagedObject] = field(default_factory=list)
+    """The damaged objects it names."""
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def error(self) -> str | None:
+        """Why its manifest cannot be used, or None (see :class:`BackupInfo`)."""
+        return self.info.error
+
+    @property
+    def ok(self) -> bool:
+        """False where damage was found (a backup pruned meanwhile is no damage)."""
+        return self.status != "damaged"
+
+    def __str__(self) -> str:
+        if self.error is not None:
+            return str(self.info)  # (NAME  DAMAGED: reason, as kvb backups lists it)
+        if self.status == "pruned":
+            return f"{self.name}  pruned while it was verified (kvb backups --keep, prune_backups removed it)"
+        if self.damaged:
+            objects = ", ".join(f"object {d.stored_as} ({d.problem})" for d in self.damaged)
+            return f"{self.name}  DAMAGED: {objects}"
+        return f"{self.name}  ok"
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_backups` found: each backup checked, oldest first (damaged manifests last),
+    and each damaged object with the backups that share it."""
+
+    url: str
+    backups: list[VerifiedBackup] = field(default_factory=list)
+    damaged_objects: list[DamagedObject] = field(default_factory=list)
+    objects: int = 0
+    """Objects read (each once, however many backups share it)."""
+    bytes: int = 0
+    """Bytes read."""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True where no damage was found: every manifest and every object they name is sound."""
+        return all(b.ok for b in self.backups)
+
+    def __str__(self) -> str:
+        n = len(self.backups)
+        text = (
+            f"verified {n} backup{'s' if n != 1 else ''} at {self.url}: {self.objects} object"
+            f"{'s' if self.objects != 1 else ''} ({_size(self.bytes)}) read in {self.seconds:.2f} s"
+        )
+        found = []
+        if self.damaged_objects:
+            k = len(self.damaged_objects)
+            hit = len({b for d in self.damaged_objects for b in d.backups})
+            found.append(
+                f"{k} damaged object{'s' if k != 1 else ''} (in {hit} backup{'s' if hit != 1 else ''})"
+            )
+        manifests = sum(1 for b in self.backups if b.error is not None)
+        if manifests:
+            found.append(f"{manifests} damaged manifest{'s' if manifests != 1 else ''}")
+        pruned = sum(1 for b in self.backups if b.status == "pruned")
+        if pruned:
+            found.append(f"{pruned} pruned meanwhile")
+        if self.ok:
+            found.insert(0, "all sound")
+        return f"{text}; {', '.join(found)}"
 
 
 # --------------------------------------------------------------------- storage
@@ -1668,9 +1784,7 @@ def _choose(target: _Target, name: str | None) -> tuple[str, dict[str, Any]]:
             data = target.read_bytes(rel)
         except BackupError as exc:
             if isinstance(exc.__cause__, FileNotFoundError):
-                names = _manifest_names(target)
-                have = f"; available: {', '.join(names)}" if names else "; there are no backups there"
-                raise BackupError(f"no backup named {name!r} at {target.url}{have}") from None
+                raise _no_such_backup(target, name) from None
             raise
         return name, _decode_manifest(data, target.where(rel))
     manifests = _load_all(target)
@@ -1686,6 +1800,13 @@ def _choose(target: _Target, name: str | None) -> tuple[str, dict[str, Any]]:
     refuse_to_choose(target.url, manifests)
     chosen = max(manifests, key=lambda m: (m[1]["created"], m[0]))  # type: ignore[index]
     return chosen[0], chosen[1]  # type: ignore[return-value]
+
+
+def _no_such_backup(target: _Target, name: str) -> BackupError:
+    """The error for a backup ``name`` that ``target`` does not hold: it names those it holds."""
+    names = _manifest_names(target)
+    have = f"; available: {', '.join(names)}" if names else "; there are no backups there"
+    return BackupError(f"no backup named {name!r} at {target.url}{have}")
 
 
 def _why_no_manifest(target: _Target) -> str:
@@ -1795,6 +1916,55 @@ def _rotten_object_advice(target: _Target, where: str) -> str:
     )
 
 
+def _read_object(
+    target: _Target,
+    rel: str,
+    size: int,
+    reading: str,
+    advance: Callable[[int], None],
+    sink: Callable[[bytes], None] | None = None,
+) -> tuple[int, str]:
+    """Read the object at ``rel`` of ``target``, which its manifest says holds ``size`` bytes, a chunk
+    at a time (memory bounded by :data:`CHUNK_SIZE`, whatever its size), hashing it: each chunk goes to
+    ``sink`` (the restore's local copy), and its length to ``advance``. Returns the number of bytes
+    read, which is more than ``size`` for a longer object (read no further), and the sha256 of the
+    first ``size`` bytes at most. A read that fails raises a :class:`BackupError` saying ``reading``
+    (whose cause is a :class:`FileNotFoundError` for a missing object). The restore and
+    :func:`verify_backups` read objects so."""
+    h = hashlib.sha256()
+    got = 0
+    with _io(reading):
+        src = target.open_read(rel)
+    try:
+        while True:
+            with _io(reading):
+                chunk = src.read(CHUNK_SIZE)
+            if not chunk:
+                break
+            got += len(chunk)
+            if got > size:
+                break
+            h.update(chunk)
+            if sink is not None:
+                sink(chunk)
+            advance(len(chunk))
+    finally:
+        with suppress(Exception):
+            src.close()
+    return got, h.hexdigest()
+
+
+def _writer(out: Any, writing: str) -> Callable[[bytes], None]:
+    """A sink for :func:`_read_object` that writes each chunk to the local file ``out`` (a failure as
+    a :class:`BackupError` saying ``writing``)."""
+
+    def write(chunk: bytes) -> None:
+        with _io(writing):
+            out.write(chunk)
+
+    return write
+
+
 def restore(
     url: str,
     path: str | os.PathLike[str],
@@ -1858,54 +2028,40 @@ def restore(
         total = sum(e["size"] for e in doc["files"])
         done = 0
         report_progress(0, total)
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            report_progress(min(done, total), total)
+
         for e in doc["files"]:
             where = target.where(e["stored_as"])
-            h = hashlib.sha256()
-            got = 0
             local = os.path.join(tmp, e["name"])
             reading = f"cannot read {where} (file {e['name']} of backup {name})"
             writing = f"cannot write {local}"
-            with _io(reading):
-                src = target.open_read(e["stored_as"])
+            with _io(writing):
+                out = open(local, "wb")  # noqa: SIM115 - closed below, errors wrapped
             try:
+                got, digest = _read_object(
+                    target, e["stored_as"], e["size"], reading, advance, _writer(out, writing)
+                )
                 with _io(writing):
-                    out = open(local, "wb")  # noqa: SIM115 - closed below, errors wrapped
-                try:
-                    while True:
-                        with _io(reading):
-                            chunk = src.read(CHUNK_SIZE)
-                        if not chunk:
-                            break
-                        got += len(chunk)
-                        if got > e["size"]:
-                            break
-                        h.update(chunk)
-                        with _io(writing):
-                            out.write(chunk)
-                        done += len(chunk)
-                        report_progress(min(done, total), total)
-                    with _io(writing):
-                        out.flush()
-                        os.fsync(out.fileno())
-                        out.close()
-                except BaseException:
-                    # Closed quietly: closing flushes what the file still buffers, and on a full disk
-                    # that failed again, with a bare OSError in place of the error that names the file.
-                    with suppress(OSError):
-                        out.close()
-                    raise
-            finally:
-                try:
-                    src.close()
-                except Exception:
-                    pass
+                    out.flush()
+                    os.fsync(out.fileno())
+                    out.close()
+            except BaseException:
+                # Closed quietly: closing flushes what the file still buffers, and on a full disk
+                # that failed again, with a bare OSError in place of the error that names the file.
+                with suppress(OSError):
+                    out.close()
+                raise
             if got != e["size"]:
                 raise BackupError(
                     f"file {e['name']} of backup {name} is damaged: {where} has "
                     f"{'more than ' if got > e['size'] else ''}{min(got, e['size'])} bytes, "
                     f"the manifest says {e['size']}"
                 )
-            if h.hexdigest() != e["sha256"]:
+            if digest != e["sha256"]:
                 raise BackupError(
                     f"file {e['name']} of backup {name} is damaged: the sha256 of {where} does not match "
                     f"the manifest{_rotten_object_advice(target, where)}"
@@ -2110,6 +2266,137 @@ def _pruned_meanwhile(exc: BaseException, target: _Target, name: str) -> bool:
         return f"{name}{MANIFEST_SUFFIX}" not in target.listdir(MANIFEST_DIR)
     except BackupError:
         return False  # (only a better message was at stake)
+
+
+# ----------------------------------------------------------------------- verify
+
+
+def verify_backups(
+    url: str, name: str | None = None, progress: Progress | None = None, **storage_options: Any
+) -> VerifyReport:
+    """Check backup ``name`` under ``url`` (default: every backup there) without restoring it: read
+    every object its manifest names, and compare its size and sha256 with the manifest's.
+
+    Each object is read once, however many backups share it, a chunk at a time (memory stays
+    bounded, whatever its size), and nothing is written anywhere. The report lists every backup
+    checked (``ok``, ``damaged``, or ``pruned`` where a prune removed it meanwhile), damaged
+    manifests as :func:`list_backups` lists them, and each damaged object (missing, of the wrong size,
+    or changed in place) with every backup that shares it and what to do. A backup ``name`` that is
+    not there, and storage that cannot be read (other than a missing object), raise
+    :class:`BackupError`. ``progress(done_bytes, total_bytes)`` is called as objects are read; an
+    exception it raises comes through unchanged.
+    """
+    started = time.monotonic()
+    progress = _check_progress(progress)
+    target = _Target(url, storage_options)
+    if name is not None:
+        check_backup_name(name)
+        manifests = _load(target, [name])
+        if not manifests:
+            raise _no_such_backup(target, name)
+    else:
+        manifests = _load_all(target)
+    checked = sorted(((_info(n, doc, err), doc) for n, doc, err in manifests), key=lambda m: _sort_key(m[0]))
+    report = VerifyReport(url=target.url, backups=[VerifiedBackup(info) for info, _doc in checked])
+    # Every object, with the (backup, entry) pairs that name it, in the order of the backups: read once.
+    uses: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for info, doc in checked:
+        for e in doc["files"] if doc is not None else ():
+            uses.setdefault(e["stored_as"], []).append((info.name, e))
+    total = sum(max(e["size"] for _n, e in pairs) for pairs in uses.values())
+    done = 0
+    if progress is not None:
+        progress(0, total)
+    damage: dict[tuple[str, str, int], DamagedObject] = {}
+    for rel, pairs in uses.items():
+        size = max(e["size"] for _n, e in pairs)
+        names = list(dict.fromkeys(n for n, _e in pairs))
+        where = target.where(rel)
+        reading = f"cannot read {where} (file {pairs[0][1]['name']} of backup{'s' if len(names) > 1 else ''} "
+        reading += f"{', '.join(names)})"
+        start = done
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, total)
+
+        got: int | None
+        try:
+            got, digest = _read_object(target, rel, size, reading, advance)
+        except BackupError as exc:
+            if not isinstance(exc.__cause__, FileNotFoundError):
+                raise
+            got, digest = None, ""
+        report.objects += int(got is not None)
+        report.bytes += min(got or 0, size)
+        found = str(got)
+        if got is not None and got > size:  # (read no further: its size says by how much)
+            found = f"more than {size}"
+            with suppress(Exception):
+                got = int(target.fs.size(target.path(rel)))
+                found = str(got)
+        for backup_name, e in pairs:
+            if got is None:
+                problem = "missing"
+            elif got != e["size"]:
+                problem = f"size {found}, expected {e['size']}"
+            elif digest != e["sha256"]:  # (got == e["size"] <= size: the sha256 of all of it)
+                problem = "sha256 mismatch"
+            else:
+                continue
+            key = (rel, problem, e["size"])
+            if key not in damage:
+                damage[key] = DamagedObject(rel, where, e["name"], e["size"], problem, got)
+            if backup_name not in damage[key].backups:
+                damage[key].backups.append(backup_name)
+        if done != start + size:  # (an object missing or short: the bar goes on to the next one)
+            done = start + size
+            if progress is not None:
+                progress(done, total)
+    if any(d.problem == "missing" for d in damage.values()):
+        # A prune deletes manifests before the objects only they name: an object found missing whose
+        # backup's manifest is gone too belongs to a backup pruned while it was verified, no damage.
+        present = set(_manifest_names(target))
+        pruned: set[str] = set()
+        for key, d in list(damage.items()):
+            if d.problem == "missing":
+                pruned.update(n for n in d.backups if n not in present)
+                d.backups = [n for n in d.backups if n in present]
+                if not d.backups:
+                    del damage[key]
+        for b in report.backups:
+            if b.name in pruned:
+                b.status = "pruned"
+    for d in damage.values():
+        d.advice = _damaged_object_advice(target, d)
+        for b in report.backups:
+            if b.name in d.backups:
+                b.damaged.append(d)
+    report.damaged_objects = list(damage.values())
+    for b in report.backups:
+        if b.error is not None or b.damaged:
+            b.status = "damaged"
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _damaged_object_advice(target: _Target, damage: DamagedObject) -> str:
+    """What to do about a damaged object found by :func:`verify_backups`, as a restore says it."""
+    if target.archive:
+        return (
+            "the archive is read only: repair the backup URL it was made from (kvb backups URL --verify "
+            "there), then archive it again, or restore another backup (kvb backups lists them)"
+        )
+    if damage.problem == "sha256 mismatch":
+        return _rotten_object_advice(target, damage.where).removeprefix("; ")
+    # (a backup takes an object as present only where it has the size its manifest says)
+    found = "missing" if damage.problem == "missing" else "of the wrong size"
+    return (
+        f"the backups that name it cannot be restored; the next backup of that data file finds it {found} "
+        "and sends the file anew: back up again, or restore another backup (kvb backups lists them)"
+    )
 
 
 def claim_beside(

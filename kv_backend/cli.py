@@ -581,15 +581,20 @@ def cmd_backups(args: argparse.Namespace) -> int:
         misplaced_url_hint,
         parse_storage_options,
         prune_backups,
+        verify_backups,
     )
 
-    options = parse_storage_options(args.storage_option, prune_backups)
+    if args.name is not None and not args.verify:
+        args.usage_error("--name goes with --verify (which backup to verify; kvb backups lists them all)")
+    options = parse_storage_options(args.storage_option, prune_backups, verify_backups)
     removed = []
     if args.keep is not None:
         removed = prune_backups(args.url, keep=args.keep, **options)
         if not args.json:
             for name in removed:
                 _print(f"removed {name}")
+    if args.verify:
+        return _verify_backups(args, options, removed)
     infos = list_backups(args.url, **options)
     if args.json:
         _print_json({"url": args.url, "removed": removed, "backups": [_backup_json(i) for i in infos]})
@@ -616,6 +621,69 @@ def cmd_backups(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _verify_backups(args: argparse.Namespace, options: dict[str, Any], removed: list[str]) -> int:
+    """``kvb backups URL --verify``: read every object of the backups (or of ``--name``) once, and
+    say which backups are sound; exit 1 where damage was found."""
+    from kv_backend.backup import absent_url_hint, misplaced_url_hint, verify_backups
+    from kv_backend.progress import progress_bar
+
+    if args.name is None:
+        # A verify of a volume not mounted (or of a mistyped URL) checked nothing: an exit status a
+        # cron job notices, as for a prune there.
+        absent = absent_url_hint(args.url, **options)
+        if absent:
+            _say(f"kvb: no backups at {args.url}{absent}")
+            return 2
+    with progress_bar("verifying", unit="B") as bar:
+        report = verify_backups(args.url, args.name, progress=bar, **options)
+    if args.json:
+        _print_json(
+            {
+                "url": args.url,
+                "removed": removed,
+                "ok": report.ok,
+                "objects": report.objects,
+                "bytes": report.bytes,
+                "seconds": round(report.seconds, 3),
+                "backups": [
+                    _backup_json(b.info)
+                    | {"ok": b.ok, "status": b.status, "damaged_objects": [d.stored_as for d in b.damaged]}
+                    for b in report.backups
+                ],
+                "damaged_objects": [
+                    {
+                        "object": d.stored_as,
+                        "url": d.where,
+                        "file": d.file,
+                        "problem": d.problem,
+                        "expected_size": d.size,
+                        "size": d.found_size,
+                        "backups": d.backups,
+                        "advice": d.advice,
+                    }
+                    for d in report.damaged_objects
+                ],
+            }
+        )
+    else:
+        for b in report.backups:
+            _print(b)
+        if report.backups:
+            _print(report)
+    if not report.backups:
+        _say(f"kvb: no backups at {args.url}{misplaced_url_hint(args.url, **options)}")
+    for d in report.damaged_objects:
+        _say(f"kvb: {d}")
+    manifests = [b.name for b in report.backups if b.error is not None]
+    if manifests:
+        _say(
+            f"kvb: {len(manifests)} damaged backup manifest(s) at {args.url}: {', '.join(manifests)}; repair "
+            "or delete them: while one is there, kvb backups --keep removes no objects, and kvb restore "
+            "without --name may refuse to choose"
+        )
+    return 0 if report.ok else 1
 
 
 def _backup_json(info: Any) -> dict[str, object]:
@@ -1021,12 +1089,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage_option(s)
     s.set_defaults(func=cmd_restore)
 
-    s = sub.add_parser("backups", help="list the backups under a URL (and prune old ones)")
+    s = sub.add_parser(
+        "backups", help="list the backups under a URL (prune old ones, verify every object they hold)"
+    )
     s.add_argument("url", help=_URL_HELP)
     s.add_argument("--keep", type=_keep, default=None, metavar="N", help="delete all but the newest N (>= 1)")
+    s.add_argument(
+        "--verify",
+        action="store_true",
+        help="read every object of the backups and check its size and sha256; exit 1 if any is damaged",
+    )
+    s.add_argument("--name", default=None, help="with --verify: verify this backup only")
     s.add_argument("--json", action="store_true", help="print the list as one JSON object")
     _add_storage_option(s)
-    s.set_defaults(func=cmd_backups)
+    s.set_defaults(func=cmd_backups, usage_error=s.error)
 
     s = sub.add_parser("serve", help="serve the store over the Redis protocol (RESP2/RESP3)")
     s.add_argument("--dir", type=_directory, required=True, help="store directory")

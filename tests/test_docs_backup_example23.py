@@ -47,7 +47,7 @@ def test_backup_md_example_runs_and_prints_what_its_comments_show(tmp_path, monk
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "docs/backup.md", "exec"), {"__name__": "__doc_example__"})
-    counts, report, *listing = out.getvalue().splitlines()
+    counts, report, *listing, verified = out.getvalue().splitlines()
     assert re.fullmatch(r"\d+ \d+ \d+", counts)
     # backup 20261125T120000.123Z complete at s3://...: 2 files copied (8.1 MiB), 14 unchanged ...
     assert re.fullmatch(
@@ -60,6 +60,8 @@ def test_backup_md_example_runs_and_prints_what_its_comments_show(tmp_path, monk
         assert re.fullmatch(
             rf"{NAME}  \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC  \d+ files  {SIZE}  from {source}", line
         )
+    # True ['20261125T120000.123Z  ok', ...]: both backups (the prune keeps 7), read back and sound
+    assert re.fullmatch(rf"True \['{NAME}  ok', '{NAME}  ok'\]", verified), verified
     with DB(str(tmp_path / "app_kv-restored"), read_only=True) as newest:
         assert newest[b"k"] == b"today"
     with DB(str(tmp_path / "yesterday"), read_only=True) as named:

@@ -335,8 +335,8 @@ def test_readme_celery_block_needs_no_import_and_its_options_apply(tmp_path):
 
 
 def test_readme_kvb_admin_commands_run_as_written(tmp_path, capsys):
-    """The README's kvb stats / check / merge / backup / salvage lines, run in order on a store
-    (the backup to a local URL in place of the S3 bucket, with a --storage-option of the local
+    """The README's kvb stats / check / merge / backup / backups --verify / salvage lines, run in order on
+    a store (the backup to a local URL in place of the S3 bucket, with a --storage-option of the local
     filesystem in place of the S3 one, which it would ignore, and which is refused for it)."""
     from kv_backend import DB
     from kv_backend.cli import main
@@ -345,7 +345,7 @@ def test_readme_kvb_admin_commands_run_as_written(tmp_path, capsys):
     with DB(f"{tmp_path}/myapp_kv") as db:
         db.put(b"greeting", b"hello")
     lines = [line.split("#")[0].split() for line in block.splitlines() if line.startswith("kvb ")]
-    assert [argv[1] for argv in lines] == ["stats", "check", "merge", "backup", "salvage"]
+    assert [argv[1] for argv in lines] == ["stats", "check", "merge", "backup", "backups", "salvage"]
     for argv in lines:
         argv = [a.replace("s3://bucket/backups", f"file://{tmp_path}/backups") for a in argv[1:]]
         argv = ["auto_mkdir=false" if a == "anon=false" else a for a in argv]
