@@ -13,6 +13,10 @@ docs/charts/backup.png.
 runs on each data file it sends (``kv_backend.check.snapshot_problems``), per 50 MB of records with
 values of 60 bytes, 1 KiB and 4 KiB: docs/backup.md quotes it.
 
+``--verify-rate`` prints (and writes nothing) how long ``verify_backups`` (``kvb backups URL --verify``)
+takes to read back and check a backup of a 50 MB store on local disk, against a restore of the same
+backup: docs/backup.md quotes it.
+
 ``--startup KEYS`` prints (and writes nothing) what an incremental backup of a never-merged store of
 KEYS small keys costs in a fresh process, with the store opened first (``db.backup``) and without
 (``backup_store``, what ``kvb backup`` runs): seconds and peak resident memory.
@@ -58,7 +62,15 @@ def main() -> None:
         action="store_true",
         help="only time the record check a backup runs on the files it sends",
     )
+    ap.add_argument(
+        "--verify-rate",
+        action="store_true",
+        help="only time a verify of a backup of a 50 MB store against a restore of it",
+    )
     args = ap.parse_args()
+    if args.verify_rate:
+        verify_rate()
+        return
     if args.startup:
         startup(args.startup)
         return
@@ -269,6 +281,44 @@ def check_rate(target: int = 50 << 20) -> None:
             shutil.rmtree(work, ignore_errors=True)
     print(f"record check of the data files a backup sends, best of 3, load {os.getloadavg()[0]:.1f}")
     print(table(["values", "records", "MiB", "seconds per 50 MB"], rows))
+
+
+def verify_rate(target: int = 50 << 20) -> None:
+    """Print the seconds a verify of a backup of a store of ``target`` bytes takes, against a restore
+    of the same backup, both from local disk (best of 3)."""
+    from kv_backend.backup import verify_backups
+
+    work = tempfile.mkdtemp(prefix="kvb-bench-backup-verify-")
+    try:
+        path, url = os.path.join(work, "kv"), os.path.join(work, "bk")
+        value = os.urandom(1000)
+        n = target // (len(value) + 40)
+        with DB(path) as db:
+            for start in range(0, n, 1000):
+                with db.batch() as b:
+                    for i in range(start, min(start + 1000, n)):
+                        b.put(b"key-%012d" % i, value)
+            db.backup(url, name="one")
+        size = dir_size(os.path.join(url, "files"))
+        verify, restored = float("inf"), float("inf")
+        for attempt in range(3):
+            report = verify_backups(url)
+            assert report.ok and report.bytes == size, report
+            verify = min(verify, report.seconds)
+            dest = os.path.join(work, f"restored-{attempt}")
+            restored = min(restored, timed(lambda d=dest: restore(url, d)))
+            shutil.rmtree(dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [
+        ["verify (kvb backups --verify)", f"{verify:.2f}", f"{size / verify / (1 << 20):.0f}"],
+        ["restore", f"{restored:.2f}", f"{size / restored / (1 << 20):.0f}"],
+    ]
+    print(
+        f"a backup of {n:,} keys with 1000-byte values ({size >> 20} MiB) on local disk, best of 3, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    print(table(["operation", "seconds", "MiB/s"], rows))
 
 
 def chart(t: dict[str, dict[str, float]]) -> None:
