@@ -8,17 +8,20 @@ it, checks its size and sha256, and writes nothing.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
+import zipfile
 
 import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 from helpers import child_env
 
+import kv_backend.backup as kvbackup
 from kv_backend import DB, BackupError, ConfigurationError
 from kv_backend.backup import prune_backups, verify_backups
 
@@ -229,3 +232,45 @@ kb.verify_backups(sys.argv[1], progress=progress)
     )
     assert child.wait(timeout=60) == -signal.SIGKILL
     assert _tree(str(tmp_path)) == before and os.listdir(scratch) == []
+
+
+def test_storage_that_cannot_be_read_is_an_error_not_damage(tmp_path, monkeypatch):
+    url = str(tmp_path / "bk")
+    _three_backups(str(tmp_path / "s"), url)
+    shared = _manifest(url, "one")["files"][0]
+    real = kvbackup._Target.open_read
+
+    def failing(self, rel):
+        if rel == shared["stored_as"]:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(self, rel)
+
+    monkeypatch.setattr(kvbackup._Target, "open_read", failing)
+    with pytest.raises(BackupError) as caught:
+        verify_backups(url)
+    assert str(caught.value) == (
+        f"cannot read {url}/{shared['stored_as']} (file {shared['name']} of backups one, two, three): "
+        "Input/output error"
+    )
+
+
+def test_backups_in_a_zip_archive_verify_and_damage_there_says_to_repair_the_source(tmp_path):
+    url = tmp_path / "bk"
+    _three_backups(str(tmp_path / "s"), str(url))
+    closed = _manifest(str(url), "one")["files"][0]
+    archive = tmp_path / "bk.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(url.rglob("*")):
+            if path.is_file():
+                data = path.read_bytes()
+                if path.name == closed["stored_as"].split("/")[-1]:
+                    data = data[:10] + bytes([data[10] ^ 1]) + data[11:]
+                z.writestr(str(path.relative_to(url)), data)
+    report = verify_backups(f"zip::{archive.as_uri()}")
+    assert [(b.name, b.status) for b in report.backups] == [
+        ("one", "damaged"),
+        ("two", "damaged"),
+        ("three", "damaged"),
+    ]
+    (damage,) = report.damaged_objects
+    assert damage.problem == "sha256 mismatch" and "repair the backup URL it was made from" in damage.advice

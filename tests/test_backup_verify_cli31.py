@@ -72,3 +72,17 @@ def test_kvb_backups_name_needs_verify_and_a_missing_directory_is_an_error():
     assert out.returncode == 2 and "--name" in out.stderr and "--verify" in out.stderr
     out = run_kvb("backups", "/nonexistent/kvb-bk", "--verify")
     assert out.returncode == 2 and "does not exist" in out.stderr, out.stderr
+
+
+def test_kvb_backups_keep_then_verify(tmp_path, capsys):
+    url = str(tmp_path / "bk")
+    _three_backups(str(tmp_path / "s"), url)
+    assert main(["backups", url, "--keep", "2", "--verify", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["removed"] == ["one"] and doc["ok"] is True and doc["damaged_objects"] == []
+    assert [(b["name"], b["status"]) for b in doc["backups"]] == [("two", "ok"), ("three", "ok")]
+    assert main(["backups", url, "--verify", "--name", "three"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[0] == "three  ok" and out[1].startswith(f"verified 1 backup at {url}: ") and "all sound" in out[1]
+    )
