@@ -18,12 +18,18 @@ stays in its list. A waiter whose connection is closing (the server has read
 its end of input: the client process died) is passed over at once, not only
 once the event loop reports the connection lost: an element pushed in the same
 turn of the loop stays in its list, where redis-server (which frees such a
-client after the turn) hands it to the dead client.
+client after the turn) hands it to the dead client. Nor is one whose end of input has arrived but
+not been read yet (the loop was held: another client's script ran while the client died, and the
+push came behind it): before an element is handed over, the kernel is asked whether the waiter's
+peer hung up (:func:`hung_up`, one ``poll`` per waiter tried), and such a client is closed as at its
+end of input.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +47,51 @@ POLL_INTERVAL = 0.02
 EXPIRE_EVERY = 5
 #: What a wait that ends without data answers (timeout, CLIENT UNBLOCK): Redis's null array.
 TIMED_OUT = NULL_ARRAY
+
+
+#: A peer's end of input, shown even with data still unread before it (Linux's; 0 where there is none).
+_RDHUP: int = getattr(select, "POLLRDHUP", 0)
+
+
+def _poll_hung_up(fd: int) -> bool:
+    """Whether the peer of socket ``fd`` closed or shut down its side, or reset it (no wait; POLLHUP,
+    POLLERR and POLLNVAL are reported unasked)."""
+    poller = select.poll()
+    poller.register(fd, _RDHUP | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(0))
+
+
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def _peek_hung_up(fd: int) -> bool:
+    """Whether socket ``fd`` reads as ended (its peer closed, shut down its side, or reset it) where
+    nothing is waiting to be read before the end: a non-blocking ``recv`` with ``MSG_PEEK`` (which
+    takes nothing; on a TLS connection it sees ciphertext, which is enough to tell the end)."""
+    sock = socket.socket(fileno=fd)
+    try:
+        return sock.recv(1, socket.MSG_PEEK | _DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:  # reset
+        return True
+    finally:
+        sock.detach()
+
+
+def hung_up(transport: asyncio.BaseTransport) -> bool:
+    """Whether the client at the other end of ``transport`` (TCP, unix socket, or TLS over either: the
+    socket under it) has hung up though the event loop has not read that yet. Where the platform has
+    POLLRDHUP (Linux), one ``poll`` call; elsewhere a ``MSG_PEEK`` read, which misses an end of input
+    behind unread data (the loop reads both, and the waiter is dropped then)."""
+    sock = transport.get_extra_info("socket")
+    fd = sock.fileno() if sock is not None else -1
+    if fd < 0:
+        return False
+    return _hung_up(fd)
+
+
+_hung_up = _poll_hung_up if _RDHUP else _peek_hung_up
 
 
 class Block:
@@ -181,6 +232,10 @@ class Waiters:
                         # being closed (a pub/sub backlog over the limit; its end of input read, its
                         # connection_lost not yet run): what it popped could not reach it, and would be lost
                         self.unblock(conn)
+                        continue
+                    if hung_up(transport):
+                        # its end of input arrived, unread (the loop was held): closed as at that end
+                        conn.close_hung_up(transport)
                         continue
                     reply = conn.attempt(blk)
                     if reply is None:

@@ -300,6 +300,17 @@ class Connection(asyncio.Protocol):
         transport.close()
         self.transport = None
 
+    def close_hung_up(self, transport: asyncio.Transport) -> None:
+        """The client hung up, blocked, before the event loop read its end of input (see
+        :func:`kv_backend.server.blocking.hung_up`): close the connection as that end of input
+        would, at once, and run none of the commands held behind the blocking one (as Redis frees a
+        client at its end of input)."""
+        self.pending = []
+        self.waiting_bytes = 0
+        self.detach()
+        transport.close()
+        self.transport = None
+
     def _close_on_protocol_error(self, transport: asyncio.Transport) -> None:
         """Send the protocol error the client's input ended with, and close the connection."""
         transport.write(self.protocol_error or b"")
