@@ -5,34 +5,10 @@ from __future__ import annotations
 
 import json
 
-import fsspec
 from helpers import run_kvb
+from test_backup_verify31 import _manifest, _rot, _three_backups
 
-from kv_backend import DB
 from kv_backend.cli import main
-
-
-def _three_backups(store: str, url: str) -> None:
-    with DB(store, max_file_size=4096) as db:
-        for i in range(100):
-            db.put(b"k%03d" % i, b"x" * 50)
-        db.backup(url, name="one")
-        db.put(b"later", b"1")
-        db.backup(url, name="two")
-        db.put(b"last", b"2")
-        db.backup(url, name="three")
-
-
-def _manifest(url: str, name: str) -> dict:
-    fs, root = fsspec.core.url_to_fs(url)
-    return json.loads(fs.cat_file(f"{root}/backups/{name}.json"))
-
-
-def _rot(url: str, stored_as: str) -> None:
-    fs, root = fsspec.core.url_to_fs(url)
-    data = bytearray(fs.cat_file(f"{root}/{stored_as}"))
-    data[len(data) // 2] ^= 0x01
-    fs.pipe_file(f"{root}/{stored_as}", bytes(data))
 
 
 def test_kvb_backups_verify(tmp_path, capsys):

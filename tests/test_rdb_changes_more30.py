@@ -68,13 +68,13 @@ STEPS: list[tuple[str, ...]] = [
 ]
 
 
-def deltas(port: int, protocol: int) -> list[int]:
-    """What each step adds to rdb_changes_since_last_save on the server at ``port`` (SAVE first)."""
+def deltas(port: int, protocol: int, steps: list[tuple[str, ...]] = STEPS) -> list[int]:
+    """What each of ``steps`` adds to rdb_changes_since_last_save on the server at ``port`` (SAVE first)."""
     raw = Raw(port, protocol)
     try:
         assert raw.call("FLUSHALL") == b"+OK\r\n" and raw.call("SAVE") == b"+OK\r\n"
         out = []
-        for step in STEPS:
+        for step in steps:
             before = int(persistence(raw)["rdb_changes_since_last_save"])
             reply = raw.call(*step)
             assert not reply.startswith(b"-"), (step, reply)
@@ -171,25 +171,10 @@ MAKING: list[tuple[str, ...]] = [
 ]
 
 
-def making_deltas(port: int, protocol: int) -> list[int]:
-    raw = Raw(port, protocol)
-    try:
-        assert raw.call("FLUSHALL") == b"+OK\r\n" and raw.call("SAVE") == b"+OK\r\n"
-        out = []
-        for step in MAKING:
-            before = int(persistence(raw)["rdb_changes_since_last_save"])
-            reply = raw.call(*step)
-            assert not reply.startswith(b"-"), (step, reply)
-            out.append(int(persistence(raw)["rdb_changes_since_last_save"]) - before)
-        return out
-    finally:
-        raw.close()
-
-
 @pytest.mark.parametrize("protocol", [2, 3])
 def test_a_consumer_made_counts_as_redis_server_counts_it(ports, protocol):
     redis, kvb = ports
-    theirs, ours = making_deltas(redis, protocol), making_deltas(kvb, protocol)
+    theirs, ours = deltas(redis, protocol, MAKING), deltas(kvb, protocol, MAKING)
     differ = [(step, t, o) for step, t, o in zip(MAKING, theirs, ours, strict=True) if t != o]
     assert not differ, f"(step, redis-server's, kvb's): {differ}"
     assert theirs[MAKING.index(("XREADGROUP", "GROUP", "g", "c1", "COUNT", "2", "STREAMS", "y", ">"))] == 2
