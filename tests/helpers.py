@@ -841,7 +841,8 @@ def start_own_server(
     first, this one cannot: it exits, and a test waiting for the port to answer would talk to that
     other server. So this waits until Linux's /proc shows the process holds listening sockets on all its
     ports (:func:`listens_on`; elsewhere, until the ports answer), without connecting to them; where the
-    process exits first while another listens on one of its ports, it starts it again on other ports.
+    process exits first while another listens on one of its ports, or a socket of another holds one (a
+    client connection's local end: :func:`_port_held`), it starts it again on other ports.
     One that exits on its own (a port of its own it could listen on) is ``ready``'s to report (its log,
     a skip), or, where ``ready`` returns, returned as it is (a test of a start that fails); without
     ``ready``, an AssertionError."""
@@ -849,8 +850,8 @@ def start_own_server(
         proc, given = launch()
         ports = [p for p in given if p]
         ours = _listens_on_all(proc, ports, timeout)
-        if not ours and any(_answers(p) for p in ports):
-            _end(proc, close=True)  # (another process listens on its port: it could not)
+        if not ours and any(_answers(p) or _port_held(p) for p in ports):
+            _end(proc, close=True)  # (another process listens on its port, or holds it: it could not)
             continue
         if ready is not None:
             try:
@@ -895,6 +896,21 @@ def _listens_on_all(proc: Any, ports: Sequence[int], timeout: float) -> bool:
             _end(proc)
             raise AssertionError(f"the server did not listen on {ports} in {timeout} s")
         time.sleep(0.01)
+
+
+#: The TCP states of a socket whose local port a listener cannot be bound to (linux/tcp_states.h: all but
+#: 6 TIME_WAIT, which SO_REUSEADDR lets a server bind over, and 7 CLOSE).
+_HOLDING = set(range(1, 13)) - {6, 7}
+
+
+def _port_held(port: int) -> bool:
+    """Whether a TCP socket of this system has ``port`` as its local port and keeps a server from
+    listening there: another test's client connection given it by the system (a connected socket's local
+    port), or a server that listened there and was gone before :func:`_answers` asked."""
+    try:
+        return tcp_ends(port, _HOLDING) > 0
+    except OSError:
+        return False
 
 
 def _answers(port: int) -> bool:
