@@ -35,6 +35,7 @@ from kv_backend.db_common import (
     DEFAULT_MAX_FILE_SIZE,
     _check_flag,
     _StaticWord,
+    _time,
     auto_merge_threshold,
     check_tuning_options,
 )
@@ -182,14 +183,23 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
 
     def sync(self) -> None:
         """Flush everything written so far to stable storage (fsync): the active file, and the
-        records this handle wrote to files a rotation (another process's, say) closed since."""
+        records this handle wrote to files a rotation (another process's, say) closed since.
+
+        It counts as the store's last fsync for ``sync=<seconds>`` (in every process): the next
+        write fsyncs only once the interval has passed since."""
         self._check_open()
+        began = _time()  # (before the fsync: a write that comes during it is not taken for fsynced)
         try:
             self._fsync_active()
             self._sync_written()  # (the active file's mark is clear now: not fsynced twice)
-        except StorageError:
-            # (EBADF) close() of another thread closed the file meanwhile: say so, as a sync() that
-            # came after it does (close() fsyncs unless sync="never").
+            st = self._state
+            # Only where some writer fsyncs already (non-zero, see _files_must_be_durable): marked by
+            # a sync="never" writer that nobody else fsyncs for, every writer's rotations would fsync.
+            if st is not None and not self.read_only and self._active is not None and st.last_sync.value:
+                st.last_sync.value = began
+        except (StorageError, AttributeError):
+            # (EBADF) close() of another thread closed the file (and the state page) meanwhile: say
+            # so, as a sync() that came after it does (close() fsyncs unless sync="never").
             self._check_open()
             raise
 
