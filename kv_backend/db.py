@@ -61,6 +61,7 @@ from kv_backend.locking import WriteLock
 from kv_backend.mapping import refuse_pickling
 from kv_backend.mounts import warn_if_network
 from kv_backend.snapshot import Snapshot, SnapshotFile, take_snapshot
+from kv_backend.sync_timer import SyncTimer
 
 if TYPE_CHECKING:
     from kv_backend.backup import BackupReport, Progress
@@ -118,8 +119,10 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
     ``sync`` chooses durability against power loss: ``"never"`` (the default)
     leaves flushing to the OS (a killed *process* still loses nothing that
     returned), ``"always"`` fsyncs before each write returns, and a number of
-    seconds fsyncs at most that often. ``max_file_size`` is the size at which
-    the active data file is closed and a new one started. ``auto_merge``, a
+    seconds fsyncs at most that often, a write being on disk within about that
+    many seconds even if none follows it (see :mod:`kv_backend.sync_timer`).
+    ``max_file_size`` is the size at which the active data file is closed and
+    a new one started. ``auto_merge``, a
     fraction between 0 and 1, merges in the background once that share of the
     closed files' bytes is dead (None or 0: never). A DB is equal only to itself.
     """
@@ -135,7 +138,9 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         self._closed = True  # until fully open, so __del__ and close() do nothing
         self.path = store_directory(path)
         self._sync_interval = check_tuning_options(sync, max_file_size, auto_merge)
-        self.sync_mode = sync
+        # The fsync timer of sync=<seconds>, which also keeps ``sync`` as given (``sync_mode``): one
+        # attribute for both, for DB keeps at most 29 (see below).
+        self._syncer = SyncTimer(sync, self._sync_interval)
         self.max_file_size = max_file_size
         self.auto_merge = auto_merge_threshold(auto_merge)  # (0: off, as None)
         self.read_only = _check_flag(read_only, "read_only")  # ("false" from a config file opened read-only)
@@ -180,6 +185,15 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             self._lock.close()
             raise
         _open_dbs.add(self)
+
+    @property
+    def sync_mode(self) -> Literal["never", "always"] | float:
+        """The ``sync`` setting, as given."""
+        return self._syncer.mode
+
+    @sync_mode.setter
+    def sync_mode(self, mode: Literal["never", "always"] | float) -> None:
+        self._syncer.mode = mode  # (what stats() shows; the policy stays the one the DB was opened with)
 
     def sync(self) -> None:
         """Flush everything written so far to stable storage (fsync): the active file, and the
@@ -299,6 +313,9 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             if not self.read_only:
                 self._sync_on_close()
         finally:
+            # After close's own fsync, before the files close: the timer's thread is joined (unless
+            # this is it: a __del__ run there), so that no fsync comes after close() returns.
+            self._syncer.stop()
             self._closed = True
             self._tailw = self._intentw = _ClosedWord(self.path)
             with self._txn_cond:
@@ -384,6 +401,7 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
         # it had already marked seen, replaying, installing a reload), and the child's copy may be
         # half-changed. The child rebuilds it at its next call, below.
         changing = self._rlock.locked()
+        self._syncer.after_fork_in_child()  # (first: the close() below stops it)
         self._rlock = threading.Lock()
         self._txn_cond = threading.Condition()
         self._merge_thread = None

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from kv_backend.keydir import KeyDir
     from kv_backend.locking import MergeLock, WriteLock
     from kv_backend.state import SharedState
+    from kv_backend.sync_timer import SyncTimer
 
 _HEADER_SIZE = rec.HEADER_SIZE
 _unpack_header = rec.HEADER.unpack_from
@@ -127,6 +128,7 @@ class _Parts(MutableMapping[bytes, bytes]):
     _closed: bool
     _closing: bool
     _sync_interval: float | None
+    _syncer: SyncTimer
     _lock: WriteLock
     _rlock: threading.Lock
     _state: SharedState | None

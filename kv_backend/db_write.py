@@ -566,8 +566,18 @@ class _Writing(_Parts):
         assert st is not None
         now = _time()
         try:
-            if interval and now - st.last_sync.value < interval:
-                return
+            if interval:
+                since = st.last_sync.value
+                if now - since < interval:
+                    # Unsynced: the timer fsyncs it about an interval after ``since``, unless an fsync
+                    # begins after ``now`` meanwhile (see kv_backend.sync_timer). Armed already, as
+                    # for every write but the first of an interval, this costs a store and a read.
+                    # (Two threads may store ``written`` out of order, a few instructions apart: the
+                    # earlier time kept lets an fsync begun between the two count for both writes.)
+                    syncer = self._syncer
+                    syncer.written = now
+                    if syncer.due or syncer.arm(self, since):
+                        return
             if self._active is not None:
                 self._fsync_active()
                 st.last_sync.value = now

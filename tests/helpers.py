@@ -292,13 +292,21 @@ ENGINE_MODULES = (
 
 
 def patch_engine(monkeypatch, name: str, value: object) -> None:
-    """Replace a module-level name of the engine (``_time``, ``_pwrite``...) in every part of DB using it."""
+    """Replace a module-level name of the engine (``_time``, ``_pwrite``...) in every part of DB using it.
+
+    A fake ``_time`` also keeps the sync timer of ``sync=<seconds>`` out (a write that returns unsynced
+    arms none): its thread waits in real seconds, and, started late on a busy machine, would find a
+    clock moved on by hours and fsync in the middle of what the test counts."""
     import importlib
 
     for module_name in ENGINE_MODULES:
         module = importlib.import_module(module_name)
         if hasattr(module, name):
             monkeypatch.setattr(module, name, value)
+    if name == "_time":
+        from kv_backend.sync_timer import SyncTimer
+
+        monkeypatch.setattr(SyncTimer, "arm", lambda self, db, since: True)
 
 
 def data_files(store: str) -> list[str]:
