@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import math
 import os
+import re
 import subprocess
 import sys
 from collections import namedtuple
@@ -132,6 +133,12 @@ def test_round_trip_in_process(client, db):
     assert 20 < float(r.headers["x-kv-ttl"]) <= 30
     assert db.get(b"\x00k") == b"v"
     assert client.get("/v1/keys").json() == {"keys": ["%00k"], "next": None}
+
+
+@pytest.mark.parametrize("value", [b"+0", b"01", b"-0", b" 1", b"1 "])
+def test_incr_refuses_what_redis_reads_as_no_integer(client, value):
+    assert client.put(key_url(b"n"), content=value).status_code in (200, 201)
+    assert client.post(key_url(b"n", "/incr"), params={"delta": "1"}).status_code == 409
 
 
 def test_create_app_rejects_bad_settings(store_path):
@@ -402,11 +409,8 @@ class HTTPAgainstDict(RuleBasedStateMachine):
     def incr(self, key, delta):
         r = self.client.post(key_url(key, "/incr"), params={"delta": str(delta)})
         old = self.model.get(key, b"0")
-        try:
-            ok = old.strip(b"+-").isdigit() and old == old.strip()
-            expected = int(old) + delta if ok else None
-        except ValueError:
-            expected = None
+        # (an integer as Redis's INCR reads one: no sign but a leading minus, no leading zero, no "-0")
+        expected = int(old) + delta if re.fullmatch(rb"0|-?[1-9][0-9]*", old) else None
         if expected is None:
             assert r.status_code == 409
         else:
