@@ -52,6 +52,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable
 
 from _services import kill_group
@@ -281,7 +282,11 @@ def writer(args) -> None:
                     )
             continue
         elif r < 0.975:  # fork a child that writes through the inherited DB
-            pid = os.fork()
+            with warnings.catch_warnings():
+                # (Python 3.12+ warns of a fork in a process with threads: under sync=<seconds>, the DB's
+                # sync timer, which holds no lock across a fork; docs/engine.md, Processes, threads and fork)
+                warnings.filterwarnings("ignore", r"This process .* is multi-threaded", DeprecationWarning)
+                pid = os.fork()
             if pid == 0:
                 try:
                     clog = Log(os.path.join(args.logs, f"{inc}f{seq}.log"), not args.no_log_fsync)
