@@ -235,7 +235,7 @@ class Waiters:
                         continue
                     if hung_up(transport):
                         # its end of input arrived, unread (the loop was held): closed as at that end
-                        conn.close_hung_up(transport)
+                        conn.close_now(transport)
                         continue
                     reply = conn.attempt(blk)
                     if reply is None:

@@ -294,17 +294,14 @@ class Connection(asyncio.Protocol):
             f"(qbuf initial bytes: {start!r})"
         )
         self.parser = Parser()  # (what it held is let go at once)
-        self.pending = []
-        self.waiting_bytes = 0
-        self.detach()  # now, as CLIENT KILL: an element pushed meanwhile must not go to a closed client
-        transport.close()
-        self.transport = None
+        self.close_now(transport)
 
-    def close_hung_up(self, transport: asyncio.Transport) -> None:
-        """The client hung up, blocked, before the event loop read its end of input (see
-        :func:`kv_backend.server.blocking.hung_up`): close the connection as that end of input
-        would, at once, and run none of the commands held behind the blocking one (as Redis frees a
-        client at its end of input)."""
+    def close_now(self, transport: asyncio.Transport) -> None:
+        """Close the connection at once, running none of the commands it holds (behind a blocking one),
+        and leave the server now, as CLIENT KILL (see :meth:`detach`: an element pushed meanwhile must not
+        go to a closed client): a client over the query buffer limit, or one that hung up while blocked
+        before the event loop read its end of input (see :func:`kv_backend.server.blocking.hung_up`), as
+        Redis frees a client at its end of input."""
         self.pending = []
         self.waiting_bytes = 0
         self.detach()
