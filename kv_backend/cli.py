@@ -614,13 +614,18 @@ def cmd_backups(args: argparse.Namespace) -> int:
     if damaged:
         # As kvb check: an exit status a cron job notices, for a manifest that blocks prune's object
         # collection (storage grows) and may stop a restore that names no backup.
-        _say(
-            f"kvb: {len(damaged)} damaged backup manifest(s) at {args.url}: {', '.join(damaged)}; repair or "
-            "delete them: while one is there, kvb backups --keep removes no objects, and kvb restore "
-            "without --name may refuse to choose"
-        )
+        _say_damaged_manifests(args.url, damaged)
         return 1
     return 0
+
+
+def _say_damaged_manifests(url: str, names: list[str]) -> None:
+    """Say on stderr which backup manifests at ``url`` are damaged, and what that blocks."""
+    _say(
+        f"kvb: {len(names)} damaged backup manifest(s) at {url}: {', '.join(names)}; repair or "
+        "delete them: while one is there, kvb backups --keep removes no objects, and kvb restore "
+        "without --name may refuse to choose"
+    )
 
 
 def _verify_backups(args: argparse.Namespace, options: dict[str, Any], removed: list[str]) -> int:
@@ -678,11 +683,7 @@ def _verify_backups(args: argparse.Namespace, options: dict[str, Any], removed: 
         _say(f"kvb: {d}")
     manifests = [b.name for b in report.backups if b.error is not None]
     if manifests:
-        _say(
-            f"kvb: {len(manifests)} damaged backup manifest(s) at {args.url}: {', '.join(manifests)}; repair "
-            "or delete them: while one is there, kvb backups --keep removes no objects, and kvb restore "
-            "without --name may refuse to choose"
-        )
+        _say_damaged_manifests(args.url, manifests)
     return 0 if report.ok else 1
 
 
