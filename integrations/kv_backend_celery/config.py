@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from celery.exceptions import ImproperlyConfigured
 
-from kv_backend.db_common import MAX_FILE_SIZE, MIN_FILE_SIZE
+from kv_backend.db_common import MAX_FILE_SIZE, MIN_FILE_SIZE, auto_merge_threshold
 from kv_backend.errors import ConfigurationError, ReadOnlyError
 
 __all__ = ["OPTIONS", "SCHEME", "KVBackendConfigurationError", "parse_url", "read_only_error"]
@@ -130,14 +130,9 @@ def _parse_fraction(url: str, text: str) -> float | None:
         f"to turn it off, not {text!r}"
     )
     try:
-        fraction = float(text)
-    except ValueError:
+        return auto_merge_threshold(float(text))  # (the engine's rule: 0 is off, as None)
+    except (ValueError, ConfigurationError):
         raise _bad(url, why) from None
-    if fraction == 0:
-        return None
-    if not 0 < fraction < 1:
-        raise _bad(url, why)
-    return fraction
 
 
 def _parse_bool(url: str, name: str, text: str) -> bool:
