@@ -87,8 +87,15 @@ def _restore(url: str, dest: str) -> str:
 
 def test_restores_at_once_in_processes(url, tmp_path):
     dest = str(tmp_path / "restored")
-    with multiprocessing.get_context("fork").Pool(3) as pool:
+    pool = multiprocessing.get_context("fork").Pool(3)
+    try:
         results = pool.starmap(_restore, [(url, dest)] * 3)
+    finally:
+        # Ended by the pool's sentinel, not by the SIGTERM of Pool.terminate (the with block's exit): a
+        # child forked from this test process inherits its signal handlers, and a full run hung 300 s
+        # joining a child that SIGTERM did not end.
+        pool.close()
+        pool.join()
     assert results.count("ok") == 1, results
     for failed in (r for r in results if r != "ok"):
         assert "a copy of the same store" in failed or "the directory is not empty" in failed, failed
