@@ -1943,7 +1943,9 @@ def serve(
     ``tls``: also listen on a TLS port (only there if ``port`` is 0); a certificate or key that
     cannot be loaded is a ConfigurationError raised before the store is opened. ``tls_context``: the
     context ``tls`` gives (:func:`kv_backend.server.tls.configure`), where the caller has built it
-    already (kvb serve, which checks its options with it): not built again."""
+    already (kvb serve, which checks its options with it): not built again. Run in the main thread, it
+    handles SIGTERM, SIGINT and SIGHUP while it serves, and puts the handlers it found back when it
+    returns or raises."""
     from kv_backend.server.tls import configure
 
     if not isinstance(port, int) or not 0 <= port <= 65535:
@@ -1961,7 +1963,26 @@ def serve(
     server.tls, server.tls_context = tls, context
     try:
         clientlimit.start_limit(server)  # (as redis-server: descriptors for its clients, or fewer clients)
-        _run_on_new_loop(_run(server, host, port, unixsocket), loop_factory)
+        with _handlers_kept(signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            _run_on_new_loop(_run(server, host, port, unixsocket), loop_factory)
     finally:
         server.close()
     return server.exit_status
+
+
+@contextlib.contextmanager
+def _handlers_kept(*signums: int) -> Any:
+    """Put the Python handlers of ``signums`` back as they were once the block ends: the server's own
+    (_run's, which its event loop's close does not take back) must not outlive it in a program that
+    goes on, where a child it forks later would ignore the SIGTERM that ends it. In the main thread only,
+    where alone handlers can be set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signum, signal.SIG_DFL if handler is None else handler)
