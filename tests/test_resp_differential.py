@@ -529,6 +529,9 @@ ZSETS = [
     c("ZREMRANGEBYRANK", key, small_int, small_int),
 ]
 MISC = [c("PING"), c("ECHO", value), c("PING", value), c("NOSUCHCMD", key)]
+# cluster commands, which a server without cluster support refuses (after checking their arity)
+cluster_word = st.sampled_from(["READONLY", "READWRITE", "ASKING", "readonly"])
+MISC += [c(cluster_word), c(cluster_word, key), c("CLUSTER", st.sampled_from(["INFO", "KEYSLOT", "NOSUCH"]))]
 # Streams: explicit IDs only ("*" takes the clock, which differs between the servers) and exact
 # trimming only ("~" lets Redis keep whole nodes; kvb trims exactly).
 U64_MAX = "18446744073709551615"
@@ -1390,6 +1393,48 @@ def test_subcommand_arity_errors(pair):
     not at all."""
     _same_replies_and_error_texts(pair, SUBCOMMAND_ARITY_CASES)
     _same_replies_and_error_texts(pair, [["MULTI"], ["CONFIG", "GET"], ["EXEC"]])
+
+
+#: cluster commands, as redis-server without cluster support answers them (arity first)
+CLUSTER_CASES = [
+    ["READONLY"],
+    ["readwrite"],
+    ["ASKING"],
+    ["READONLY", "x"],
+    ["READWRITE", "x"],
+    ["ASKING", "x"],
+    ["CLUSTER"],
+    ["CLUSTER", "INFO"],
+    ["cluster", "nodes"],
+    ["CLUSTER", "SLOTS"],
+    ["CLUSTER", "SHARDS"],
+    ["CLUSTER", "MYID"],
+    ["CLUSTER", "HELP"],
+    ["CLUSTER", "KEYSLOT", "k"],
+    ["CLUSTER", "COUNTKEYSINSLOT", "1"],
+    ["CLUSTER", "GETKEYSINSLOT", "1", "1"],
+    ["CLUSTER", "RESET", "HARD"],
+    ["CLUSTER", "INFO", "x"],
+    ["CLUSTER", "KEYSLOT"],
+    ["CLUSTER", "MEET", "127.0.0.1"],
+    ["CLUSTER", "ADDSLOTSRANGE", "1"],
+    ["CLUSTER", "NOSUCH"],
+    ["CLUSTER", "NOSUCH", "x"],
+    ["MULTI"],
+    ["READONLY"],
+    ["CLUSTER", "INFO"],
+    ["EXEC"],
+    ["EVAL", "return redis.pcall('READONLY')", "0"],
+    ["EVAL", "return redis.pcall('CLUSTER', 'INFO')", "0"],
+    ["EVAL", "return redis.pcall('CLUSTER', 'RESET')", "0"],
+]
+
+
+def test_cluster_commands_as_without_cluster_support(pair):
+    """READONLY, READWRITE, ASKING and CLUSTER answer as redis-server without cluster support does
+    ('This instance has cluster support disabled', after the arity and subcommand checks); kvb
+    answered 'unknown command', which cluster-aware clients do not read as "no cluster"."""
+    _same_replies_and_error_texts(pair, CLUSTER_CASES)
 
 
 def test_script_flush_takes_only_async_or_sync(pair):

@@ -438,6 +438,7 @@ _FORBIDDEN = {
     b"bzpopmin",
     b"bzpopmax",
     # a container's subcommands scripts may not call (``container|sub``): all but HELP
+    b"cluster|reset",
     b"client|tracking",
     b"client|caching",
     b"client|getredir",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from kv_backend.server.commands import (
     bits,
+    cluster,
     connection,
     geo,
     groups,
@@ -33,6 +34,7 @@ __all__ = ["COMMANDS", "Command", "command"]
 # Importing the modules above registered their commands in COMMANDS.
 del (
     bits,
+    cluster,
     connection,
     geo,
     groups,

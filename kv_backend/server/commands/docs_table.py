@@ -13,6 +13,9 @@ append 2.0.0
 = key value
 - Add bytes at the end of a string (creating it if missing) and answer its new length.
 ~ O(1) records, O(L) bytes copied for a result of length L
+asking 3.0.0
+- In a cluster, let the next command reach a slot being imported. Refused: not a cluster node.
+~ O(1)
 auth 1.0.0
 = [username] password
 - Authenticate the connection with the server's password (the only user is "default").
@@ -136,6 +139,110 @@ client|trackinginfo 6.2.0
 client|unblock 5.0.0
 = client-id:integer [TIMEOUT|ERROR]
 - End the wait of a client blocked in BLPOP, XREAD BLOCK and the like, as a timeout or an error.
+~ O(1)
+cluster 3.0.0
+- Commands of a cluster node; kvb serve is never one, so each is refused as by a server
+- without cluster support.
+~ O(1)
+cluster|addslots 3.0.0
+= slot:integer...
+- In a cluster, give hash slots to this node. Refused: kvb serve is never a cluster node.
+~ O(1)
+cluster|addslotsrange 7.0.0
+= (start-slot:integer end-slot:integer)...
+- In a cluster, give ranges of hash slots to this node. Refused: not a cluster node.
+~ O(1)
+cluster|bumpepoch 3.0.0
+- In a cluster, raise this node's configuration epoch. Refused: not a cluster node.
+~ O(1)
+cluster|count-failure-reports 3.0.0
+= node-id
+- In a cluster, the failure reports about a node. Refused: not a cluster node.
+~ O(1)
+cluster|countkeysinslot 3.0.0
+= slot:integer
+- In a cluster, the keys of a hash slot held here. Refused: not a cluster node.
+~ O(1)
+cluster|delslots 3.0.0
+= slot:integer...
+- In a cluster, take hash slots from this node. Refused: not a cluster node.
+~ O(1)
+cluster|delslotsrange 7.0.0
+= (start-slot:integer end-slot:integer)...
+- In a cluster, take ranges of hash slots from this node. Refused: not a cluster node.
+~ O(1)
+cluster|failover 3.0.0
+= [FORCE|TAKEOVER]
+- In a cluster, make this replica take over from its primary. Refused: not a cluster node.
+~ O(1)
+cluster|flushslots 3.0.0
+- In a cluster, forget this node's hash slots. Refused: not a cluster node.
+~ O(1)
+cluster|forget 3.0.0
+= node-id
+- In a cluster, drop a node from this node's table. Refused: not a cluster node.
+~ O(1)
+cluster|getkeysinslot 3.0.0
+= slot:integer count:integer
+- In a cluster, key names of a hash slot held here. Refused: not a cluster node.
+~ O(1)
+cluster|help 5.0.0
+- In a cluster, what each CLUSTER subcommand does. Refused: not a cluster node.
+~ O(1)
+cluster|info 3.0.0
+- In a cluster, the state of the cluster as this node sees it. Refused: not a cluster node.
+~ O(1)
+cluster|keyslot 3.0.0
+= key:string
+- In a cluster, the hash slot of a key. Refused: not a cluster node.
+~ O(1)
+cluster|links 7.0.0
+- In a cluster, this node's links to its peers. Refused: not a cluster node.
+~ O(1)
+cluster|meet 3.0.0
+= ip port:integer [cluster_bus_port:integer]
+- In a cluster, join another node. Refused: not a cluster node.
+~ O(1)
+cluster|myid 3.0.0
+- In a cluster, this node's ID. Refused: not a cluster node.
+~ O(1)
+cluster|nodes 3.0.0
+- In a cluster, the nodes this node knows. Refused: not a cluster node.
+~ O(1)
+cluster|replicas 5.0.0
+= node-id
+- In a cluster, the replicas of a primary. Refused: not a cluster node.
+~ O(1)
+cluster|replicate 3.0.0
+= node-id
+- In a cluster, make this node a replica of a primary. Refused: not a cluster node.
+~ O(1)
+cluster|reset 3.0.0
+= [HARD|SOFT]
+- In a cluster, make this node forget the cluster. Refused: not a cluster node.
+~ O(1)
+cluster|saveconfig 3.0.0
+- In a cluster, write this node's cluster configuration to disk. Refused: not a cluster node.
+~ O(1)
+cluster|set-config-epoch 3.0.0
+= config-epoch:integer
+- In a cluster, set a new node's configuration epoch. Refused: not a cluster node.
+~ O(1)
+cluster|setslot 3.0.0
+= slot:integer (IMPORTING node-id|MIGRATING node-id|NODE node-id|STABLE)
+- In a cluster, move a hash slot between nodes. Refused: not a cluster node.
+~ O(1)
+cluster|shards 7.0.0
+- In a cluster, its shards and their nodes. Refused: not a cluster node.
+~ O(1)
+cluster|slaves 3.0.0
+= node-id
+! 5.0.0 CLUSTER REPLICAS node-id
+- In a cluster, the replicas of a primary. Refused: not a cluster node.
+~ O(1)
+cluster|slots 3.0.0
+! 7.0.0 CLUSTER SHARDS
+- In a cluster, which nodes serve which hash slots. Refused: not a cluster node.
 ~ O(1)
 command 2.8.13
 - The description of every command (as COMMAND INFO), or its subcommands (COMMAND HELP).
@@ -705,6 +812,12 @@ quit 1.0.0
 randomkey 1.0.0
 - A key picked at random, nil if there is none.
 ~ O(K), K the keys of the store
+readonly 3.0.0
+- In a cluster, let a replica's connection read. Refused: not a cluster node.
+~ O(1)
+readwrite 3.0.0
+- In a cluster, undo READONLY. Refused: not a cluster node.
+~ O(1)
 rename 1.0.0
 = key newkey:key
 - Give a key another name, replacing what newkey held.

@@ -63,6 +63,37 @@ config|get            | admin loading stale
 config|resetstat      | admin loading stale
 config|set            | admin loading stale | | req:all_nodes resp:all_succeeded
 config|rewrite        | admin loading stale
+readonly              | loading stale fast | @connection
+readwrite             | loading stale fast | @connection
+asking                | fast | @connection
+cluster
+cluster|addslots      | admin stale no_async_loading
+cluster|addslotsrange | admin stale no_async_loading
+cluster|bumpepoch     | admin stale no_async_loading | | nondeterministic_output
+cluster|count-failure-reports | admin stale | | nondeterministic_output
+cluster|countkeysinslot | stale
+cluster|delslots      | admin stale no_async_loading
+cluster|delslotsrange | admin stale no_async_loading
+cluster|failover      | admin stale no_async_loading
+cluster|flushslots    | admin stale no_async_loading
+cluster|forget        | admin stale no_async_loading
+cluster|getkeysinslot | stale | | nondeterministic_output
+cluster|help          | loading stale
+cluster|info          | stale | | nondeterministic_output
+cluster|keyslot       | stale
+cluster|links         | stale | | nondeterministic_output
+cluster|meet          | admin stale no_async_loading
+cluster|myid          | stale
+cluster|nodes         | stale | | nondeterministic_output
+cluster|replicas      | admin stale | | nondeterministic_output
+cluster|replicate     | admin stale no_async_loading
+cluster|reset         | admin stale
+cluster|saveconfig    | admin stale no_async_loading
+cluster|set-config-epoch | admin stale no_async_loading
+cluster|setslot       | admin stale no_async_loading
+cluster|shards        | stale | | nondeterministic_output
+cluster|slaves        | admin stale | | nondeterministic_output
+cluster|slots         | stale | | nondeterministic_output
 wait                  | | @connection | req:all_shards resp:agg_min
 info                  | loading stale | @dangerous | nondeterministic_output req:all_shards resp:special
 time                  | loading stale fast | | nondeterministic_output
@@ -365,6 +396,10 @@ _DOCS_GROUPS = {
 #: Commands Redis files under another group than their ACL categories say (COMMAND under server,
 #: though @connection).
 _GROUP_OF = {
+    "readonly": "cluster",
+    "readwrite": "cluster",
+    "asking": "cluster",
+    "cluster": "cluster",
     "command": "server",
     "dbsize": "server",
     "flushall": "server",
