@@ -29,6 +29,7 @@ import os
 import posixpath
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import stat
@@ -40,6 +41,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, suppre
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.backup_damage import FileDamage, damage_of, refused_damage
 from kv_backend.backup_stores import (
     BackupOfAnotherStoreError,
     refuse_another_store,
@@ -357,10 +359,16 @@ class VerifiedBackup:
     """Its manifest, as :func:`list_backups` lists it."""
     status: str = "ok"
     """``ok``; ``damaged`` (its manifest is, see ``error``, or objects it names are, see ``damaged``);
-    or ``pruned`` (a prune removed it while it was verified: an object of it was found gone, and its
-    manifest was gone too)."""
+    ``unrestorable`` (its objects are sound, but the store it was taken of held damaged records, which
+    a restore refuses: see ``damaged_records``); or ``pruned`` (a prune removed it while it was
+    verified: an object of it was found gone, and its manifest was gone too)."""
     damaged: list[DamagedObject] = field(default_factory=list)
     """The damaged objects it names."""
+    damaged_records: list[FileDamage] = field(default_factory=list)
+    """The damage its manifest counted in the store's data files, where a restore refuses it (empty
+    where it restores, hint entries alone being left out by the restore)."""
+    advice: str | None = None
+    """What to do about ``damaged_records`` (None where there are none)."""
 
     @property
     def name(self) -> str:
@@ -373,8 +381,8 @@ class VerifiedBackup:
 
     @property
     def ok(self) -> bool:
-        """False where damage was found (a backup pruned meanwhile is no damage)."""
-        return self.status != "damaged"
+        """False where damage was found, or a restore refuses it (a backup pruned meanwhile is no damage)."""
+        return self.status not in ("damaged", "unrestorable")
 
     def __str__(self) -> str:
         if self.error is not None:
@@ -384,6 +392,8 @@ class VerifiedBackup:
         if self.damaged:
             objects = ", ".join(f"object {d.stored_as} ({d.problem})" for d in self.damaged)
             return f"{self.name}  DAMAGED: {objects}"
+        if self.damaged_records:
+            return f"{self.name}  NOT RESTORABLE AS IS: {', '.join(map(str, self.damaged_records))}"
         return f"{self.name}  ok"
 
 
@@ -422,6 +432,11 @@ class VerifyReport:
         manifests = sum(1 for b in self.backups if b.error is not None)
         if manifests:
             found.append(f"{manifests} damaged manifest{'s' if manifests != 1 else ''}")
+        refused = sum(1 for b in self.backups if b.status == "unrestorable")
+        if refused:
+            found.append(
+                f"{refused} backup{'s' if refused != 1 else ''} not restorable as is (damaged records)"
+            )
         pruned = sum(1 for b in self.backups if b.status == "pruned")
         if pruned:
             found.append(f"{pruned} pruned meanwhile")
@@ -986,6 +1001,13 @@ def _check_entries(files: object, where: str) -> list[dict[str, Any]]:
         counted = isinstance(damaged, int) and not isinstance(damaged, bool) and damaged >= 0
         if counted and isinstance(as_tail, bool):
             entry["damaged_records"], entry["scanned_as_tail"] = damaged, as_tail
+            hinted = item.get("damaged_hint_entries")  # (of them, its hint file's: older backups lack it)
+            if (
+                isinstance(hinted, int)
+                and not isinstance(hinted, bool)
+                and 0 <= hinted <= entry["damaged_records"]
+            ):
+                entry["damaged_hint_entries"] = hinted
             hint_sha = item.get("hint_sha256")  # (the hint file counted with it, if any)
             if _is_sha256(hint_sha):
                 entry["hint_sha256"] = hint_sha
@@ -1733,7 +1755,9 @@ def _note_damage(
     checked them when it opened the store: damage in a merged file, or that happened since, was
     found by the restore alone, on the day the backup was needed. Its hint file is read instead of
     its records when a store opens: an entry of it that points to the wrong record passes its
-    checksum, and the backup reported no damage for a store a restore refused.
+    checksum, and the backup reported no damage for a store a restore refused. Those entries are
+    counted apart too (``damaged_hint_entries``): a restore leaves such a hint file out, and refuses
+    damaged records only (:func:`kv_backend.backup_damage.refused_damage`, which a verify applies).
     """
     tail = snap.tail
     # (The hint file a restore's check reads with the data file: that of a closed one.)
@@ -1746,17 +1770,20 @@ def _note_damage(
         and known.get("scanned_as_tail") is tail
         and "damaged_records" in known
         and known.get("hint_sha256") == hint_sha
+        and ("damaged_hint_entries" in known or known["damaged_records"] == 0)
     ):
-        damaged = known["damaged_records"]
+        damaged, hinted = known["damaged_records"], known.get("damaged_hint_entries", 0)
     else:
         from kv_backend.check import snapshot_problems
 
         hints = None if hint is None or tail else (hint[0].name, hint[0].read, hint[0].length)
         read = snap.reader()  # (telling where zeros stand for bytes the file lost: skipped unread)
-        damaged = len(
-            snapshot_problems(read, snap.length, snap.name, tail=tail, closing=snap.closing, hints=hints)
+        problems = snapshot_problems(
+            read, snap.length, snap.name, tail=tail, closing=snap.closing, hints=hints
         )
+        damaged, hinted = len(problems), sum(1 for p in problems if p.hint)
     entry["damaged_records"], entry["scanned_as_tail"] = damaged, tail
+    entry["damaged_hint_entries"] = hinted
     if hint_sha is not None:
         entry["hint_sha256"] = hint_sha
 
@@ -2084,7 +2111,7 @@ def restore(
             fsync_dir(tmp)
         try:
             result = check_kept(tmp)
-            if result.problems and all(p.hint for p in result.problems):
+            if result.problems and not refused_damage(damage_of(result.problems)):
                 # Only hint entries are wrong: the data files they index are sound. Without those hint
                 # files the restored store replays them and reads every key (refused, the backup's data
                 # was out of reach, the error's advice to remove the hint file not one to follow here).
@@ -2375,11 +2402,44 @@ def verify_backups(
             if b.name in d.backups:
                 b.damaged.append(d)
     report.damaged_objects = list(damage.values())
-    for b in report.backups:
+    for b, (_, doc) in zip(report.backups, checked, strict=True):
+        if doc is not None:
+            b.damaged_records = refused_damage(_counted_damage(doc))
+            if b.damaged_records:
+                b.advice = _damaged_records_advice(b.name, doc)
         if b.error is not None or b.damaged:
             b.status = "damaged"
+        elif b.damaged_records and b.status != "pruned":
+            b.status = "unrestorable"
     report.seconds = time.monotonic() - started
     return report
+
+
+def _counted_damage(doc: dict[str, Any]) -> list[FileDamage]:
+    """The damage a backup's manifest ``doc`` counted in each data file. A backup made before the
+    count of a hint file's entries was kept apart has its whole count taken as damaged records: a
+    restore refuses those, and its manifest cannot tell that some are not."""
+    return [
+        FileDamage(
+            e["name"],
+            e["damaged_records"] - e.get("damaged_hint_entries", 0),
+            e.get("damaged_hint_entries", 0),
+        )
+        for e in doc["files"]
+        if e.get("damaged_records")
+    ]
+
+
+def _damaged_records_advice(name: str, doc: dict[str, Any]) -> str:
+    """What to do about backup ``name`` (manifest ``doc``) of a store that held damaged records."""
+    source = shlex.quote(str(doc["source"])) if doc.get("source") else "STORE"
+    host = f" on {doc['host']}" if isinstance(doc.get("host"), str) and doc["host"] else ""
+    return (
+        f"backup {name} is an exact copy of a store that held damaged records, and a restore, which checks "
+        f"every record, refuses it (it has no option to accept them): kvb check {source}{host} lists them; "
+        f"kvb salvage {source} NEW_PATH copies the readable keys into a new store: back that up, and "
+        "restore that backup (or restore an older backup without damage, kvb backups lists them)"
+    )
 
 
 def _damaged_object_advice(target: _Target, damage: DamagedObject) -> str:

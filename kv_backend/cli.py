@@ -654,7 +654,16 @@ def _verify_backups(args: argparse.Namespace, options: dict[str, Any], removed: 
                 "seconds": round(report.seconds, 3),
                 "backups": [
                     _backup_json(b.info)
-                    | {"ok": b.ok, "status": b.status, "damaged_objects": [d.stored_as for d in b.damaged]}
+                    | {
+                        "ok": b.ok,
+                        "status": b.status,
+                        "damaged_objects": [d.stored_as for d in b.damaged],
+                        "damaged_records": [
+                            {"file": d.file, "records": d.records, "hint_entries": d.hint_entries}
+                            for d in b.damaged_records
+                        ],
+                        "advice": b.advice,
+                    }
                     for b in report.backups
                 ],
                 "damaged_objects": [
@@ -681,6 +690,10 @@ def _verify_backups(args: argparse.Namespace, options: dict[str, Any], removed: 
         _say(f"kvb: no backups at {args.url}{misplaced_url_hint(args.url, **options)}")
     for d in report.damaged_objects:
         _say(f"kvb: {d}")
+    for b in report.backups:
+        if b.advice is not None:
+            damage = ", ".join(map(str, b.damaged_records))
+            _say(f"kvb: backup {b.name} cannot be restored as is ({damage}): {b.advice}")
     manifests = [b.name for b in report.backups if b.error is not None]
     if manifests:
         _say_damaged_manifests(args.url, manifests)
