@@ -252,28 +252,47 @@ def _text(raw: bytes, name: str) -> str:
         raise HTTPAPIError(400, "invalid_parameter", f"{name} must be ASCII text") from None
 
 
+#: An integer query parameter, as Redis (and ``kvb serve``) reads an integer argument: an optional
+#: ``-`` and ASCII digits without a leading zero; no ``+``, whitespace, ``_`` or other digits.
+_INTEGER = re.compile(rb"0|-?[1-9][0-9]*")
+#: A number query parameter (``ttl``), in the decimal form Redis (and ``kvb serve``) read a float
+#: argument in: an optional sign, ASCII digits with an optional fraction, an optional exponent; no
+#: whitespace, ``_``, hexadecimal or other digits (``inf`` and ``nan`` are no finite ttl either).
+_NUMBER = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _shown(raw: bytes) -> str:
+    """A parameter's value for an error message: as sent (bytes not UTF-8 escaped), cut at 40."""
+    return repr(raw.decode("utf-8", "backslashreplace")[:40])
+
+
 def parse_ttl(raw: bytes | None) -> float | None:
-    """Parse ``?ttl=SECONDS``: a number > 0 and <= :data:`MAX_TTL` (fractions allowed), or None if absent."""
+    """Parse ``?ttl=SECONDS``: a number > 0 and <= :data:`MAX_TTL` (fractions allowed), or None if absent.
+
+    The number is read as Redis and ``kvb serve`` read a float argument (``5``, ``+5``, ``0.5``,
+    ``.5``, ``1e3``), so what they refuse is refused here too: surrounding whitespace (which
+    Python's ``float()`` strips), ``_`` (which it skips), hexadecimal, digits other than ASCII.
+    """
     if raw is None:
         return None
-    text = _text(raw, "ttl")
-    try:
-        if "_" in text:  # float() reads 1_0 as 10: a typo, not a number a client means to send
-            raise ValueError(text)
-        ttl = float(text)
-    except ValueError:
+    if _NUMBER.fullmatch(raw) is None:
         raise HTTPAPIError(
-            400, "invalid_ttl", f"ttl must be a number of seconds greater than 0, got {text!r}"
-        ) from None
+            400,
+            "invalid_ttl",
+            "ttl must be a number of seconds greater than 0, written with ASCII digits, an optional "
+            "fraction and exponent (5, 0.5, 1e3), without spaces or '_' (as Redis reads numbers), "
+            f"got {_shown(raw)}",
+        )
+    ttl = float(raw)
     if not math.isfinite(ttl) or ttl <= 0:
         raise HTTPAPIError(
-            400, "invalid_ttl", f"ttl must be a finite number of seconds greater than 0, got {text!r}"
+            400, "invalid_ttl", f"ttl must be a finite number of seconds greater than 0, got {_shown(raw)}"
         )
     if ttl > MAX_TTL:
         raise HTTPAPIError(
             400,
             "invalid_ttl",
-            f"ttl must be at most {MAX_TTL} seconds, got {text[:40]!r}; "
+            f"ttl must be at most {MAX_TTL} seconds, got {_shown(raw)}; "
             "omit ttl for a key that never expires",
         )
     return ttl
@@ -282,18 +301,24 @@ def parse_ttl(raw: bytes | None) -> float | None:
 def parse_int(
     raw: bytes | None, name: str, default: int, lo: int | None = None, hi: int | None = None
 ) -> int:
-    """Parse an integer query parameter within ``[lo, hi]``."""
+    """Parse an integer query parameter within ``[lo, hi]``, written as Redis reads integers
+    (:data:`_INTEGER`): Python's ``int()`` would also take `` 5 ``, ``+5``, ``1_000`` and other
+    scripts' digits, which Redis and ``kvb serve`` refuse."""
     if raw is None:
         return default
-    text = _text(raw, name)
-    body = text[1:] if text[:1] in ("+", "-") else text
-    if not body.isdigit() or not body.isascii():
-        raise HTTPAPIError(400, "invalid_parameter", f"{name} must be a decimal integer, got {text[:40]!r}")
-    if len(body) > MAX_INT_DIGITS:  # Python converts at most 4300 digits (sys.get_int_max_str_digits)
+    if _INTEGER.fullmatch(raw) is None:
         raise HTTPAPIError(
-            400, "invalid_parameter", f"{name} has {len(body)} digits; at most {MAX_INT_DIGITS} are accepted"
+            400,
+            "invalid_parameter",
+            f"{name} must be a decimal integer: ASCII digits with an optional leading '-', "
+            f"no '+', spaces, '_' or leading zeros (as Redis reads integers), got {_shown(raw)}",
         )
-    value = int(text)
+    digits = len(raw) - raw.startswith(b"-")
+    if digits > MAX_INT_DIGITS:  # Python converts at most 4300 digits (sys.get_int_max_str_digits)
+        raise HTTPAPIError(
+            400, "invalid_parameter", f"{name} has {digits} digits; at most {MAX_INT_DIGITS} are accepted"
+        )
+    value = int(raw)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise HTTPAPIError(400, "invalid_parameter", f"{name} must be between {lo} and {hi}, got {value}")
     return value

@@ -106,8 +106,8 @@ _TTL_PARAM = {
     "in": "query",
     "required": False,
     "description": (
-        "Seconds to live: a number > 0 and at most 9000000000000000 (fractions allowed). "
-        "Absent: never expires."
+        "Seconds to live: a number > 0 and at most 9000000000000000 (fractions allowed), written "
+        "as Redis reads one (5, 0.5, 1e3; no spaces, '_' or hexadecimal). Absent: never expires."
     ),
     "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 9000000000000000},
 }
@@ -422,7 +422,10 @@ _DOCUMENT: dict[str, Any] = {
                         "name": "delta",
                         "in": "query",
                         "required": False,
-                        "description": "The amount to add (may be negative; up to 4000 digits).",
+                        "description": (
+                            "The amount to add (may be negative; up to 4000 digits), written as Redis reads "
+                            "an integer: no '+', spaces, '_' or leading zeros."
+                        ),
                         "schema": {"type": "integer", "default": 1},
                     },
                     _if_match("add only if the key exists (atomic; 412 otherwise)", _WRITE_IF),
