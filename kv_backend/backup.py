@@ -96,6 +96,7 @@ from kv_backend.owners import (
     nearest_directory,
     new_path_owner,
 )
+from kv_backend.sizes import binary_size as _size  # (as the progress bars print them)
 from kv_backend.store_id import is_store_id, parse_store_id
 
 if TYPE_CHECKING:
@@ -212,14 +213,6 @@ class _NotDurable(BackupError):
 
 
 # --------------------------------------------------------------------- reports
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def _when(ts: float | None) -> str:
