@@ -36,6 +36,7 @@ from kv_backend.errors import (
     ReadOnlyError,
     StorageError,
     StoreNotFoundError,
+    SyncFailedError,
     TransactionError,
     ValueTooLargeError,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "StorageError",
     "Store",
     "StoreNotFoundError",
+    "SyncFailedError",
     "TransactionError",
     "ValueTooLargeError",
     "__version__",

@@ -55,6 +55,7 @@ from kv_backend.lazy import load
 from kv_backend.mapping import update_pairs
 from kv_backend.owners import give_to_store_owner
 from kv_backend.state import unpack_tail
+from kv_backend.sync_timer import recovered, refused
 
 #: The DB that a ``locked()`` or ``transaction()`` block gives its ``with ... as`` target.
 _W = TypeVar("_W", bound="_Writing")
@@ -150,7 +151,7 @@ class _Locked(Generic[_W]):
             # nobody else can write, so only the nesting count changes.
             lock.acquire()
             return db
-        db._check_writable()
+        db._check_open_writable()  # (a block that only reads is not refused after a failed fsync)
         db._pre_catch_up()
         lock.acquire()
         try:
@@ -280,12 +281,39 @@ class _Writing(_Parts):
     """The write side of :class:`kv_backend.db.DB`: appends under the write lock, batches, atomic updates."""
 
     def _check_writable(self) -> None:
+        """Raise unless a write may go on: the handle is open and writable, and no failed fsync of its
+        sync timer is left unanswered (see :meth:`_retry_failed_fsync`)."""
+        self._check_open_writable()
+        if self._syncer.failure is not None:
+            self._retry_failed_fsync()
+
+    def _check_open_writable(self) -> None:
+        """Raise unless the handle is open and was not opened read-only."""
         if self._closed:
             self._raise_closed()
         if self.read_only:
             raise ReadOnlyError(
                 f"the store at {self.path} was opened with read_only=True; open it writable to change it"
             )
+
+    def _retry_failed_fsync(self) -> None:
+        """The sync timer's fsync failed: fsync the active file before this write, which is refused
+        (:class:`~kv_backend.errors.SyncFailedError`, nothing written) if that fails too. One that
+        succeeds clears the record, and the write goes on."""
+        syncer = self._syncer
+        failure = syncer.failure
+        if failure is None:
+            return
+        began = _time()
+        try:
+            self._fsync_active()  # (clears the record if it succeeds)
+        except StorageError as exc:
+            self._check_open()  # (closed by another thread meanwhile: say that)
+            raise refused(self.path, self._sync_interval or 0.0, failure, exc) from exc
+        with contextlib.suppress(AttributeError, DatabaseClosedError):  # (closed meanwhile: its page too)
+            st = self._state
+            if st is not None:
+                st.last_sync.value = began
 
     def _raise_closed_in_transaction(self) -> None:
         raise DatabaseClosedError(
@@ -589,10 +617,15 @@ class _Writing(_Parts):
             # file itself first. The write took effect: it returns as the ones before close() did.
 
     def _fsync_active(self) -> None:
-        """fsync the active data file, if this process writes one (StorageError if that fails)."""
+        """fsync the active data file, if this process writes one (StorageError if that fails); one
+        that succeeds clears the record of a failed fsync of the sync timer made before it began."""
         active = self._active
         if active is not None:
+            syncer = self._syncer
+            failure = syncer.failure
             self._fsync_data_file(active)
+            if failure is not None and syncer.clear_failure(failure):
+                recovered(self, failure)
 
     def _sync_written(self) -> None:
         """fsync each data file this handle wrote records to since it last fsynced it; nothing if none.
@@ -683,8 +716,8 @@ class _Writing(_Parts):
             data = _encode(_PUT, key, value, expiry)
         else:
             data = _encode(_PUT, key, value, expiry, _FLAG_BATCH)  # part of this thread's transaction
-        if self.read_only or self._closed:
-            self._check_writable()
+        if self.read_only or self._closed or self._syncer.failure is not None:
+            self._check_writable()  # (the last: a failed fsync of the sync timer, see _retry_failed_fsync)
         if self._tailw.value != self._seen:
             self._refresh()  # replay others' writes before taking the lock, not while holding it
         lock = self._lock
@@ -1068,6 +1101,8 @@ class _Writing(_Parts):
             self._end_transaction()
             return
         try:
+            if self._syncer.failure is not None:
+                self._retry_failed_fsync()  # (refused: the transaction is discarded)
             commit = rec.encode_commit(txn.count)
             (major, _), end = self._tail
             new_end = end + len(commit)

@@ -102,6 +102,18 @@ class StorageError(KVError, OSError):
     its own terms, such as ``kvb``, whose users pass no ``read_only=True``)."""
 
 
+class SyncFailedError(StorageError):
+    """A write refused: under ``sync=<seconds>`` the sync timer's fsync of the active file failed
+    (``failed_at``, a UNIX time; ``reason``, the system's words), and the write's own fsync failed
+    too. Writes acknowledged before that fsync may not be on disk, so the handle refuses every write,
+    writing nothing, until an fsync succeeds (a write's, ``sync()``'s, the timer's retry), as Redis
+    answers ``-MISCONF`` after a failed background fsync of its append-only file. ``errno`` is the
+    write's own fsync's."""
+
+    failed_at: float = 0.0
+    reason: str = ""
+
+
 class StoreNotFoundError(StorageError, FileNotFoundError):
     """The directory does not exist and the store may not create it."""
 
@@ -188,6 +200,7 @@ __all__ = [
     "ReadOnlyError",
     "StorageError",
     "StoreNotFoundError",
+    "SyncFailedError",
     "TransactionError",
     "ValueTooLargeError",
 ]

@@ -129,7 +129,7 @@ def merge(db: DB, progress: Callable[[int, int], None] | None = None, *, wait: b
             "progress must be a callable progress(done_bytes, total_bytes) or None, "
             f"not {type(progress).__name__}"
         )
-    db._check_writable()
+    db._check_open_writable()  # (not refused after a failed fsync: it fsyncs what it writes itself)
     txn = db._txn
     if txn is not None and txn.owner == threading.get_ident():
         raise TransactionError(

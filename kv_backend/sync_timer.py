@@ -10,18 +10,30 @@ within about the interval even when nothing follows it, as Redis's ``appendfsync
 One daemon thread per :class:`~kv_backend.db.DB` handle at most, started by its first write that needs
 it, sleeping on a condition until the due time; it takes no lock a writer waits for, and fsyncs outside
 its own. ``close()`` stops and joins it after its own fsync; a forked child starts its own at its first
-such write. A failed fsync is logged on the ``kv_backend.db`` logger (the file stays marked unsynced,
-so ``sync()`` and ``close()`` fsync it again), never raised in the thread.
+such write.
+
+A failed fsync is logged on the ``kv_backend.db`` logger, never raised in the thread, and recorded on
+the handle (``failure``): writes acknowledged before it may not be on disk, so, as Redis refuses writes
+with ``-MISCONF`` after a failed background fsync, each write of the handle first fsyncs the active
+file itself, and is refused (:class:`~kv_backend.errors.SyncFailedError`, nothing written) where that
+fails too. Any fsync of the handle that succeeds clears the record (a write's, ``sync()``'s, or this
+timer's, which tries again about every interval while it is recorded). The record is this handle's
+alone: other handles and processes find the failure through their own fsyncs, and a forked child
+starts without it.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Literal
 
 from kv_backend import db_common
+from kv_backend.errors import StorageError, SyncFailedError
 from kv_backend.lazy import log_warning
 from kv_backend.threads import start_daemon_thread
 
@@ -37,6 +49,10 @@ _SLACK_MAX = 0.05
 
 _LOGGER = "kv_backend.db"
 
+#: While the timer's retries keep failing, their warning is logged at most this often (seconds): the
+#: first failure is always logged, and the retries, one an interval, would flood the log.
+_RETRY_LOG_EVERY = 60.0
+
 
 class SyncTimer:
     """The fsync timer of one DB handle, and its ``sync`` setting (``mode``, as given).
@@ -46,7 +62,7 @@ class SyncTimer:
     0.0. The rest is read and changed under ``cond``.
     """
 
-    __slots__ = ("cond", "delay", "due", "mode", "since", "stopped", "thread", "written")
+    __slots__ = ("cond", "delay", "due", "failure", "logged", "mode", "since", "stopped", "thread", "written")
 
     def __init__(self, mode: Literal["never", "always"] | float, interval: float | None) -> None:
         self.mode = mode
@@ -60,6 +76,35 @@ class SyncTimer:
         self.cond = threading.Condition()
         self.thread: threading.Thread | None = None
         self.stopped = False
+        #: A failed fsync of this timer not followed by one of the handle that succeeded: (when the
+        #: first of them failed, a UNIX time; the latest one's error), a new tuple at each failure.
+        #: Read without a lock by every write; set and cleared under ``cond``.
+        self.failure: tuple[float, OSError] | None = None
+        #: When the warning of a failed fsync was last logged.
+        self.logged = 0.0
+
+    def record_failure(self, when: float, exc: OSError) -> bool:
+        """Note that the timer's fsync failed at ``when``, and try again about an interval later;
+        whether to log it (the first failure, then a retry's at most every ``_RETRY_LOG_EVERY``)."""
+        with self.cond:
+            first = self.failure
+            self.failure = (when if first is None else first[0], exc)
+            if not self.stopped and self.delay is not None and not self.due:
+                self.due = when + self.delay
+                self.cond.notify()
+            if first is None or not 0 <= when - self.logged < _RETRY_LOG_EVERY:
+                self.logged = when
+                return True
+            return False
+
+    def clear_failure(self, seen: tuple[float, OSError]) -> bool:
+        """An fsync that began while ``seen`` was the recorded failure succeeded: forget it (not a
+        failure recorded since, which that fsync may have begun before); whether it was forgotten."""
+        with self.cond:
+            if self.failure is not seen:
+                return False
+            self.failure = None
+            return True
 
     def arm(self, db: _Writing, since: float) -> bool:
         """Make sure an fsync comes ``delay`` after ``since`` (the last fsync a write that returned
@@ -113,6 +158,7 @@ class SyncTimer:
         self.cond = threading.Condition()  # (the parent's thread may have held it at the fork)
         self.thread = None
         self.due = self.written = self.since = 0.0
+        self.failure = None  # (the parent's: its writes go on being refused there, not here)
 
     def _wait(self) -> bool:
         """Wait (``cond`` held) until an fsync is due; False once stopped."""
@@ -138,6 +184,8 @@ class SyncTimer:
         st = db._state
         if st is None:
             return None
+        if self.failure is not None:
+            return db_common._time()  # a retry: only an fsync of this handle clears the record
         try:
             last = st.last_sync.value
         except AttributeError:  # closed meanwhile (its page with it): close() fsynced what it wrote
@@ -171,7 +219,7 @@ def _run(ref: weakref.ReferenceType[_Writing], timer: SyncTimer) -> None:
 
 def _fsync(db: _Writing, began: float) -> None:
     """fsync the active file as a write's path does, outside every lock, and mark the shared
-    ``last_sync``; a failure is logged (never raised in this thread)."""
+    ``last_sync``; a failure is logged and recorded (never raised in this thread)."""
     try:
         db._fsync_active()
         st = db._state
@@ -180,10 +228,55 @@ def _fsync(db: _Writing, began: float) -> None:
     except Exception as exc:
         if db._closed:
             return  # closed meanwhile: close() fsynced what this handle wrote
+        timer = db._syncer
+        if isinstance(exc, OSError) and not timer.record_failure(db_common._time(), exc):
+            return  # (a retry that failed again, logged less often)
         log_warning(
             _LOGGER,
             "the sync timer of %s could not fsync (%s): the writes since the last fsync may not be on "
-            "disk; the next sync(), close() or write past the interval fsyncs again",
+            "disk; its writes are refused until an fsync succeeds (sync(), a write's own, or this timer's, "
+            "which tries again every %.3g s)",
             db.path,
             exc,
+            timer.delay,
         )
+
+
+def recovered(db: _Writing, failure: tuple[float, OSError]) -> None:
+    """Log that an fsync of ``db`` succeeded after its timer's failed (``failure``)."""
+    log_warning(
+        _LOGGER,
+        "the store at %s was fsynced again after the failed fsync of its sync timer (at %s): its writes are "
+        "accepted again; writes made before that failure may still be lost (see docs/engine.md)",
+        db.path,
+        _stamp(failure[0]),
+    )
+
+
+def _stamp(when: float) -> str:
+    """``when`` (a UNIX time) as a UTC date and time, to the millisecond."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when)) + f".{int(when % 1 * 1000):03d} UTC"
+
+
+def refused(path: str, interval: float, failure: tuple[float, OSError], exc: StorageError) -> SyncFailedError:
+    """The error of a write to the store at ``path`` (``sync=interval``) refused after the timer's fsync
+    failed (``failure``), the write's own fsync having failed too (``exc``)."""
+    when, cause = failure
+    reason = os.strerror(cause.errno) if cause.errno else str(cause)
+    stamp = _stamp(when)
+    advice = (
+        f"check the disk: free space on its filesystem, I/O errors in the kernel log (dmesg, journalctl "
+        f"-k), then `kvb check {path}`; the timer tries the fsync again every {interval:g} s, "
+        "and sync() or the next write does too"
+    )
+    again = str(exc.strerror or exc).rstrip(".")
+    err = SyncFailedError(
+        exc.errno or errno.EIO,
+        f"write refused: a background fsync of the store at {path} failed at {stamp} ({reason}), so writes "
+        "acknowledged before it may not be on disk, and writes are refused until an fsync succeeds; this "
+        f"write's own fsync failed too ({again}), so nothing was written. To do: {advice}",
+    )
+    err.failed_at = when
+    err.reason = reason
+    err.advice = advice
+    return err
