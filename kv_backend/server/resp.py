@@ -29,7 +29,13 @@ from time import perf_counter
 from typing import Any
 
 from kv_backend.db import DB
-from kv_backend.errors import ConfigurationError, KeyTooLargeError, KVError, NotAnIntegerError
+from kv_backend.errors import (
+    ConfigurationError,
+    KeyTooLargeError,
+    KVError,
+    NotAnIntegerError,
+    SyncFailedError,
+)
 from kv_backend.locking import WouldWait
 from kv_backend.server import (
     bgsave,
@@ -664,6 +670,8 @@ class Connection(asyncio.Protocol):
             return ErrorReply(str(exc))
         if isinstance(exc, NotAnIntegerError):
             return ErrorReply("ERR value is not an integer or out of range")
+        if isinstance(exc, SyncFailedError):  # a write refused after a failed background fsync, as Redis
+            return ErrorReply(f"MISCONF Errors writing to the AOF file: {exc.reason}")
         if isinstance(exc, (KVError, ValueError, TypeError, OverflowError)):
             return ErrorReply(f"ERR {exc}")
         foreign = _foreign_key(self.server.db, args) if args else None
