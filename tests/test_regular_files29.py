@@ -1,7 +1,7 @@
 """One way to open "a regular file, without waiting" (kv_backend.regular) for the four places that each
 had their own: a store's files (files.read_format, locking.lock_file_taken), kvb http's PEM files
 (http.tls._read), kvb serve's CA directory (server.tlscadir) and kvb serve's TLS files
-(server.tls._readable). The last looked at the path (stat) and then opened it by name: a FIFO put in
+(server.tls._read). The last looked at the path (stat) and then opened it by name: a FIFO put in
 its place in between held kvb serve in the open for ever, waiting for a writer. Each place still says
 what it said of a file that is not a regular one; none waits on one, nor reads it."""
 
@@ -51,11 +51,9 @@ def _http(path: Path) -> tuple[Any, ...]:
 
 def _serve(path: Path) -> tuple[Any, ...]:
     try:
-        serve_tls._readable("--tls-cert-file", str(path))
+        return ("read", serve_tls._read("--tls-cert-file", str(path)))
     except ConfigurationError as exc:
         return ("refused", str(exc))
-    with open(path, "rb") as f:  # (it only opens the file: what it opened was this one)
-        return ("read", f.read())
 
 
 def _ca_dir(path: Path) -> tuple[Any, ...]:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 from kv_backend.errors import ConfigurationError
 from kv_backend.regular import NotRegularFileError, read_regular
+from kv_backend.tlsload import load_cert_chain
 
 __all__ = ["CERT_REQS", "HANDSHAKE_TIMEOUT", "reading_now", "server_context"]
 
@@ -132,9 +133,11 @@ def server_context(
                 f"a certificate without a key: {cert_path} (--ssl-certfile) holds no private key; give "
                 "the certificate's key with --ssl-keyfile"
             )
+        key_data = None
     else:
         key_path, key_option = os.fsdecode(keyfile), "--ssl-keyfile"
-        if b"PRIVATE KEY-----" not in _read(keyfile, key_option):
+        key_data = _read(keyfile, key_option)
+        if b"PRIVATE KEY-----" not in key_data:
             raise ConfigurationError(
                 f"{key_path} (--ssl-keyfile) holds no private key in PEM form (-----BEGIN ... PRIVATE "
                 "KEY-----); give the key of the certificate in --ssl-certfile"
@@ -153,13 +156,9 @@ def server_context(
         return keyfile_password
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    if keyfile is None:
-        loading = f"{cert_path} (--ssl-certfile)"
-    else:
-        loading = f"{cert_path} and {key_path} (--ssl-certfile, --ssl-keyfile)"
     try:
-        with _reads(loading):  # (OpenSSL reads the files again)
-            context.load_cert_chain(certfile, keyfile, password)
+        # (the bytes read above, not the paths: a FIFO put there since would hold OpenSSL's open)
+        load_cert_chain(context, cert_data, key_data, password)
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
             raise ConfigurationError(

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kv_backend.errors import ConfigurationError
-from kv_backend.regular import NotRegularFileError, open_regular
+from kv_backend.regular import NotRegularFileError, read_regular
 from kv_backend.server import log_line
 from kv_backend.server.tlscadir import load_ca_dir
+from kv_backend.tlsload import certificates, load_cert_chain
 
 #: Seconds a TLS client has to complete its handshake before its connection is closed.
 HANDSHAKE_TIMEOUT = 10.0
@@ -109,15 +110,13 @@ def protocol_versions(text: str) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
     return versions[0], versions[-1]
 
 
-def _readable(option: str, path: str, directory: bool = False) -> None:
-    """A ConfigurationError unless ``path`` is a directory that can be listed, or a regular file
-    that can be read (not a FIFO, whose opening would wait for a writer, nor a device: opened
-    without waiting, then looked at, see :mod:`kv_backend.regular`)."""
+def _read(option: str, path: str) -> bytes:
+    """The content of ``path``, a regular file (not a FIFO, whose opening would wait for a writer,
+    nor a device: opened without waiting, then looked at, see :mod:`kv_backend.regular`); a
+    ConfigurationError naming ``option`` for anything else or a file that cannot be read. What is
+    read is what is loaded: OpenSSL never opens the path again (see :mod:`kv_backend.tlsload`)."""
     try:
-        if directory:
-            os.listdir(path)
-        else:
-            os.close(open_regular(path))
+        return read_regular(path)
     except NotRegularFileError:
         raise ConfigurationError(
             f"cannot read {option} {path}: not a regular file; give a PEM file"
@@ -128,21 +127,31 @@ def _readable(option: str, path: str, directory: bool = False) -> None:
         ) from None
 
 
-def _holds_certificates(path: str) -> bool:
+def _listable(option: str, path: str) -> None:
+    """A ConfigurationError naming ``option`` unless ``path`` is a directory that can be listed."""
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+        os.listdir(path)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read {option} {path}: {exc.strerror or exc}; give a readable path"
+        ) from None
+
+
+def _holds_certificates(data: bytes) -> bool:
+    """Whether ``data`` holds a PEM certificate OpenSSL reads."""
+    cadata = certificates(data)
+    if cadata is None:
+        return False
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=cadata)
     except ssl.SSLError:
         return False
     return True
 
 
-def _encrypted(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1 << 16)
-    except OSError:
-        return False
-    return b"ENCRYPTED" in head
+def _encrypted(key: bytes) -> bool:
+    """Whether the key file ``key`` holds an encrypted key (looked for where its header is)."""
+    return b"ENCRYPTED" in key[: 1 << 16]
 
 
 _log = log_line  # (the default log: kvb serve's line on stderr, in one write)
@@ -184,49 +193,49 @@ def configure(
             f"--tls-auth-clients {settings.client_auth} checks client certificates against a CA: give "
             "--tls-ca-cert-file or --tls-ca-cert-dir, or --tls-auth-clients no"
         )
-    for option, path in (("--tls-cert-file", settings.cert_file), ("--tls-key-file", settings.key_file)):
-        note(f"{option} {path}")
-        _readable(option, path)
-    if settings.ca_cert_file:
-        note(f"--tls-ca-cert-file {settings.ca_cert_file}")
-        _readable("--tls-ca-cert-file", settings.ca_cert_file)
+    files: dict[str, bytes] = {}
+    for option, path in (
+        ("--tls-cert-file", settings.cert_file),
+        ("--tls-key-file", settings.key_file),
+        ("--tls-ca-cert-file", settings.ca_cert_file),
+    ):
+        if path:
+            note(f"{option} {path}")
+            files[option] = _read(option, path)
     if settings.ca_cert_dir:
         note(f"--tls-ca-cert-dir {settings.ca_cert_dir}")
-        _readable("--tls-ca-cert-dir", settings.ca_cert_dir, directory=True)
+        _listable("--tls-ca-cert-dir", settings.ca_cert_dir)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version, context.maximum_version = protocol_versions(
         settings.protocols or "TLSv1.2 TLSv1.3"
     )
-    note(f"--tls-cert-file {settings.cert_file}")
-    if not _holds_certificates(settings.cert_file):
+    if not _holds_certificates(files["--tls-cert-file"]):
         raise ConfigurationError(
             f"--tls-cert-file {settings.cert_file} holds no PEM certificate (-----BEGIN CERTIFICATE-----); "
             "give the server's certificate"
         )
+    key = files["--tls-key-file"]
     try:
         # (a passphrase, even empty, so that OpenSSL never asks for one on the terminal)
-        note(f"--tls-cert-file {settings.cert_file} and --tls-key-file {settings.key_file}")
-        context.load_cert_chain(settings.cert_file, settings.key_file, password=settings.key_file_pass or "")
+        load_cert_chain(context, files["--tls-cert-file"], key, settings.key_file_pass or "")
     except ssl.SSLError as exc:
-        raise ConfigurationError(_key_error(settings, exc)) from None
+        raise ConfigurationError(_key_error(settings, key, exc)) from None
     except OSError as exc:
         raise ConfigurationError(
             f"cannot load --tls-cert-file {settings.cert_file} and --tls-key-file {settings.key_file}: "
             f"{exc.strerror or exc}"
         ) from None
-    if settings.ca_cert_file or settings.ca_cert_dir:
-        if settings.ca_cert_file:
-            note(f"--tls-ca-cert-file {settings.ca_cert_file}")
-        if settings.ca_cert_file and not _holds_certificates(settings.ca_cert_file):
+    if settings.ca_cert_file:
+        cadata = certificates(files["--tls-ca-cert-file"])
+        if cadata is None or not _holds_certificates(files["--tls-ca-cert-file"]):
             raise ConfigurationError(
                 f"--tls-ca-cert-file {settings.ca_cert_file} holds no PEM certificate; give the certificate "
                 "of the CA that signs the clients' certificates"
             )
-        if settings.ca_cert_file:
-            context.load_verify_locations(cafile=settings.ca_cert_file)
-        if settings.ca_cert_dir:
-            note(f"--tls-ca-cert-dir {settings.ca_cert_dir}")
-            _load_ca_dir(context, settings, log or _log)
+        context.load_verify_locations(cadata=cadata)
+    if settings.ca_cert_dir:
+        note(f"--tls-ca-cert-dir {settings.ca_cert_dir}")
+        _load_ca_dir(context, settings, log or _log)
     context.verify_mode = AUTH_CLIENTS[settings.client_auth]
     if settings.ciphers:
         try:
@@ -245,14 +254,14 @@ def _nothing(what: str) -> None:
     """``configure``'s ``reading`` where nobody asks."""
 
 
-def _key_error(settings: TLSSettings, exc: ssl.SSLError) -> str:
+def _key_error(settings: TLSSettings, data: bytes, exc: ssl.SSLError) -> str:
     key = settings.key_file
     if exc.reason == "KEY_VALUES_MISMATCH":
         return (
             f"the key in --tls-key-file {key} does not match the certificate in --tls-cert-file "
             f"{settings.cert_file}; give the key the certificate was made for"
         )
-    if _encrypted(key):
+    if _encrypted(data):
         if settings.key_file_pass:
             return f"cannot decrypt --tls-key-file {key}: wrong passphrase; check --tls-key-file-pass(-file)"
         return (
