@@ -223,19 +223,36 @@ def _replay(
         corrupt.append((f.path, at))
         log_warning(
             _LOGGER,
-            "%s @ %d: damaged record header (%s); %d bytes skipped up to %s: the records there are "
-            "lost, and which keys they held cannot be known. `kvb check %s` lists the damage; "
-            "restore the store from a backup, or copy its readable keys with `kvb salvage`",
+            "%s @ %d: damaged record header (%s); %d bytes skipped up to %s: %s. `kvb check %s` lists "
+            "the damage; restore the store from a backup, or copy its readable keys with `kvb salvage`",
             f.path,
             at,
             res.stop_reason,
             (end if nxt is None else nxt) - at,
             "the end of the published data" if nxt is None else f"the next sound record at {nxt}",
+            _lost_keys(None if damaged is None else damaged[0]),
             os.path.dirname(f.path),
         )
         if nxt is None:
             return end
         pos = nxt
+
+
+#: What a read finds of a key whose newest record lay in bytes a data file lost, where nothing names the key.
+UNKNOWN_READS = "a read of such a key finds the value it had before, or none"
+
+
+def _lost_keys(key: bytes | None) -> str:
+    """What the warning of a damaged region says of the keys its records held: ``key``, that of the damaged
+    header that starts it where its key is whole (indexed as damaged: reading it raises), else none known.
+    Whether the region held more records than that one cannot be told (its lengths may be the damage)."""
+    if key is None:
+        return f"the records there are lost, and which keys they held cannot be known ({UNKNOWN_READS})"
+    shown = repr(key) if len(key) <= 100 else f"{key[:100]!r}... ({len(key)} bytes)"
+    return (
+        f"the record there held the key {shown}, whose reads raise CorruptionError; any other record in "
+        f"those bytes is lost with it, and which keys such records held cannot be known ({UNKNOWN_READS})"
+    )
 
 
 def _lost_file(path: str, corrupt: list[tuple[str, int]], *, hinted: bool = False) -> None:
@@ -249,7 +266,7 @@ def _lost_file(path: str, corrupt: list[tuple[str, int]], *, hinted: bool = Fals
     which = (
         "its hint file names the keys they held, whose reads raise CorruptionError"
         if hinted
-        else "which keys they held cannot be known"
+        else f"which keys they held cannot be known ({UNKNOWN_READS})"
     )
     log_warning(
         _LOGGER,

@@ -388,8 +388,9 @@ def holds_nothing(
     that died before the header was whole, or the active file cut inside it: its end read from its
     bytes), without a ``published`` end the file a rotation that died did not close, and with one any
     file after the one it names (rotations that died after it). Recovery removes it or gives it its
-    header. Any other such file was closed whole: it lost its records,
-    which keys they held cannot be known, and every reader reports it (docs/file-format.md)."""
+    header. Any other such file was closed whole: it lost its records, and every reader reports it
+    (docs/file-format.md); which keys they held cannot be known (a read of such a key finds the value
+    it had before, or none), unless its hint file names them (their reads then raise CorruptionError)."""
     if published is not None and fids[i] > (published[0], 0) and fids[i][1] == 0:
         return True  # (never published: rotations that died after the page's file, see tail recovery)
     return fids[i][1] == 0 and (i >= newest or (i == rotated and published is None))
