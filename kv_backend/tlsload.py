@@ -9,7 +9,8 @@ that builds the new context). So what OpenSSL loads is the bytes that were read 
 * the certificate chain and the key, which :meth:`ssl.SSLContext.load_cert_chain` takes only by
   path, through a path to those bytes (:func:`load_cert_chain`): on Linux an anonymous memory file
   (``memfd_create``), loaded as ``/proc/self/fd/N``; elsewhere a file in a private directory
-  (``mkdtemp``: mode 0700), removed as soon as the load returns.
+  (``mkdtemp``: mode 0700), removed as soon as the load returns, as also where the system refuses
+  the memory file.
 
 Errors name the path the caller read (OpenSSL's errors do not name the file it loaded).
 """
@@ -64,8 +65,11 @@ def load_cert_chain(context: ssl.SSLContext, cert: bytes, key: bytes | None, pas
 def _as_path(data: bytes) -> Iterator[str]:
     """A path that reads ``data`` for the time of the block."""
     memfd = getattr(os, "memfd_create", None)
+    fd = -1
     if memfd is not None and os.path.isdir("/proc/self/fd"):
-        fd = memfd("kvb-tls", os.MFD_CLOEXEC)
+        with contextlib.suppress(OSError):  # (refused by a sandbox's seccomp filter, out of descriptors...)
+            fd = memfd("kvb-tls", os.MFD_CLOEXEC)
+    if fd >= 0:
         try:
             _write_all(fd, data)
             yield f"/proc/self/fd/{fd}"

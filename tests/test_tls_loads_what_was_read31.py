@@ -9,6 +9,7 @@ memfd on Linux, a file in a private temporary directory elsewhere, removed once 
 
 from __future__ import annotations
 
+import errno
 import os
 import ssl
 import stat
@@ -214,6 +215,19 @@ def test_elsewhere_through_a_private_directory_removed_once_loaded(certs, tmp_pa
     tlsload.load_cert_chain(
         _context(), Path(certs.both).read_bytes(), None, None
     )  # (the key in the cert's file)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="memfd_create is Linux's")
+def test_a_memfd_the_system_refuses_falls_back_to_a_private_directory(certs, tmp_path, monkeypatch):
+    def refused(name: str, flags: int = 0) -> int:
+        raise PermissionError(errno.EPERM, "Operation not permitted")  # (a sandbox's seccomp filter)
+
+    monkeypatch.setattr(os, "memfd_create", refused)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    context = _context()
+    tlsload.load_cert_chain(context, Path(certs.cert).read_bytes(), Path(certs.key).read_bytes(), None)
+    assert [(mode, there) for _, mode, there in context.seen] == [(0o700, True), (0o700, True)]
     assert os.listdir(tmp_path) == []
 
 
