@@ -234,8 +234,15 @@ class BackupReport:
     seconds: float = 0.0
     damaged_records: int = 0
     """Damaged spots in the copied data files, and entries of their hint files that point to no sound
-    record of their key (as ``kvb check`` counts them): copied as they are, and a restore refuses such
-    a backup; 0 for a backup that restores."""
+    record of their key (as ``kvb check`` counts them), copied as they are; 0 for a backup of a store
+    without damage."""
+    damaged_hint_entries: int = 0
+    """Of ``damaged_records``, the hint files' entries: alone, they do not keep the backup from being
+    restored (see ``restorable``)."""
+    restorable: bool = True
+    """Whether a restore accepts the backup, by :func:`kv_backend.backup_damage.refused_damage`: False
+    where any data file holds a damaged record (a restore checks every record); True where the only
+    damage is hint entries (the restore leaves those hint files out, and replays their sound data files)."""
 
     @property
     def files(self) -> int:
@@ -1495,6 +1502,8 @@ def _backup(
                     write_journal()
             _note_all_damage(snapshot, entries, earlier)
             report.damaged_records = sum(e.get("damaged_records", 0) for e in entries)
+            report.damaged_hint_entries = sum(e.get("damaged_hint_entries", 0) for e in entries)
+            report.restorable = not refused_damage(_counted_damage({"files": entries}))
             # Every object must be in place before the manifest says the backup is complete.
             if target.local and entries:
                 # The objects are synced, but their names are entries of files/: a manifest that

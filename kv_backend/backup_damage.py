@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from kv_backend.backup import BackupReport
     from kv_backend.check import Problem
+
+#: What fixes hint entries that point to no sound record of their key, as ``kvb check`` advises.
+HINT_FIX = (
+    "remove those hint files while no process has the store open, and their data files are replayed instead"
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -48,3 +54,14 @@ def refused_damage(damage: Iterable[FileDamage]) -> list[FileDamage]:
     the restored store replays them)."""
     damaged = [d for d in damage if d.records or d.hint_entries]
     return damaged if any(d.records for d in damaged) else []
+
+
+def damaged_text(report: BackupReport) -> str:
+    """The damage a backup ``report`` counted, in words: ``2 damaged record(s) and 1 damaged hint
+    entry``, the hint entries apart, as a restore judges them apart."""
+    records = report.damaged_records - report.damaged_hint_entries
+    hints = report.damaged_hint_entries
+    parts = [f"{records} damaged record(s)"] if records or not hints else []
+    if hints:
+        parts.append(f"{hints} damaged hint entr{'ies' if hints != 1 else 'y'}")
+    return " and ".join(parts)

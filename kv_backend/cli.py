@@ -526,6 +526,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from kv_backend.backup import backup, backup_store, in_process_url, parse_storage_options
+    from kv_backend.backup_damage import HINT_FIX, damaged_text
     from kv_backend.files import prepare_directory, store_directory
     from kv_backend.progress import progress_bar
 
@@ -544,17 +545,23 @@ def cmd_backup(args: argparse.Namespace) -> int:
     with progress_bar("backing up", unit="B") as bar:
         report = backup_store(args.path, args.url, name=args.name, progress=bar, **options)
     # Found by the backup in the records of every data file it holds (as a restore checks them).
-    damaged = report.damaged_records
     _print(report)
-    if damaged:
+    if not report.restorable:
         # The copy is exact, damage included, and a restore checks every record: say so now, not
         # on the day the backup is needed.
         _say(
-            f"kvb: the store holds {damaged} damaged record(s), and so does this backup, which kvb "
-            f"restore may refuse; kvb check {args.path} lists them, and kvb salvage copies the "
-            "readable keys into a new store to back up instead"
+            f"kvb: the store holds {damaged_text(report)}, and so does this backup, which kvb restore "
+            f"refuses; kvb check {args.path} lists them, and kvb salvage copies the readable keys into "
+            "a new store to back up instead"
         )
         return 1
+    if report.damaged_hint_entries:
+        # A restore accepts it (the data files are sound): exit 0, but the store needs fixing.
+        _say(
+            f"kvb: the store holds {damaged_text(report)}, and so does this backup, which kvb restore "
+            "restores all the same (it leaves those hint files out, and replays their data files, which "
+            f"are sound); kvb check {args.path} lists them: {HINT_FIX}"
+        )
     return 0
 
 

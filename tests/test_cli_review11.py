@@ -510,8 +510,8 @@ def test_backup_of_a_store_with_damaged_records_exits_1_as_restore_would_refuse_
     code, out, err = run(capsys, "backup", src, url, "--name", "b1")
     assert code == 1 and out.startswith("backup b1 complete at ")
     assert err == (
-        "kvb: the store holds 1 damaged record(s), and so does this backup, which kvb restore may "
-        f"refuse; kvb check {src} lists them, and kvb salvage copies the readable keys into a new "
+        "kvb: the store holds 1 damaged record(s), and so does this backup, which kvb restore "
+        f"refuses; kvb check {src} lists them, and kvb salvage copies the readable keys into a new "
         "store to back up instead\n"
     )
     code, _, err = run(capsys, "restore", url, str(tmp_path / "restored"))

@@ -710,8 +710,18 @@ _DOCUMENT: dict[str, Any] = {
                     "damaged_records": {
                         "type": "integer",
                         "description": "Damaged records copied as they are, and hint file entries that point "
-                        "to no sound record of their key (kvb check lists them): the backup is made, but a "
-                        "restore refuses it. 0 for a backup that restores.",
+                        "to no sound record of their key (kvb check lists them): the backup is made. 0 for "
+                        "a store without damage.",
+                    },
+                    "damaged_hint_entries": {
+                        "type": "integer",
+                        "description": "Of damaged_records, the hint file entries (a restore leaves those "
+                        "hint files out).",
+                    },
+                    "restorable": {
+                        "type": "boolean",
+                        "description": "False where a restore refuses the backup (a damaged record); true "
+                        "where it restores (no damage, or damaged hint entries only).",
                     },
                 },
                 "additionalProperties": True,

@@ -44,6 +44,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from kv_backend.backup import backup, backup_store, check_backup_url, in_process_url
+        from kv_backend.backup_damage import HINT_FIX, damaged_text
 
         cache = get_kv_cache(options["cache"])
         # (the options kvb backup refuses: those either entry point takes)
@@ -86,16 +87,26 @@ class Command(BaseCommand):
         except (KVError, OSError, ValueError) as exc:
             raise self._failure(exc, cache, url) from exc
         # found by the backup in the records of every data file it copied (as kv_restore checks them)
-        damaged = report.damaged_records
-        if damaged:
+        if not report.restorable:
             # As kvb backup: the copy is exact, damage included, and kv_restore checks every record,
             # so a cron job must hear of it now, not on the day the backup is needed.
             if verbose:
                 self.stdout.write(format_report(report))
             raise CommandError(
-                f"the cache at {cache.location} holds {damaged} damaged record(s), and so does backup "
-                f"{report.name}, which kv_restore may refuse; kvb check {cache.location} lists them, and "
+                f"the cache at {cache.location} holds {damaged_text(report)}, and so does backup "
+                f"{report.name}, which kv_restore refuses; kvb check {cache.location} lists them, and "
                 "kvb salvage copies the readable keys into a new store to use (and back up) instead"
+            )
+        if report.damaged_hint_entries:
+            # Restorable (the data files are sound), but the cache needs fixing: said at every
+            # verbosity, as a warning on stderr, so that cron mails it.
+            self.stderr.write(
+                self.style.WARNING(
+                    f"the cache at {cache.location} holds {damaged_text(report)}, and so does backup "
+                    f"{report.name}, which kv_restore restores all the same (it leaves those hint files "
+                    f"out, and replays their data files, which are sound); kvb check {cache.location} "
+                    f"lists them: {HINT_FIX}"
+                )
             )
         if verbose:
             self.stdout.write(self.style.SUCCESS("Backup finished."))

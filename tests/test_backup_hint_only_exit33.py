@@ -1,0 +1,55 @@
+"""kvb backup of a store whose only damage is hint entries (a merged file's hint file pointing to no sound
+record of a key) said the backup was of a store "which kvb restore may refuse" and exited 1, while a
+restore accepts it: it leaves those hint files out and replays their data files, which are sound. The
+backup's report, message and exit status now follow the rule a restore applies (refused_damage)."""
+
+from __future__ import annotations
+
+import os
+
+from test_backup_hint_damage18 import _merged_store, _rewrite_hints
+from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
+
+from kv_backend import DB, record
+from kv_backend.backup import backup_store
+from kv_backend.files import data_name, list_data_files
+
+
+def test_a_backup_whose_only_damage_is_hint_entries_restores_and_exits_0(tmp_path, capsys):
+    store = _merged_store(str(tmp_path / "store"))
+    _rewrite_hints(store, swap=True)
+    url = f"file://{tmp_path / 'backups'}"
+    report = backup_store(store, url, name="api")
+    assert (report.damaged_records, report.damaged_hint_entries, report.restorable) == (1, 1, True)
+    code, out, err = run(capsys, "backup", store, url, "--name", "cli")
+    assert code == 0 and out.startswith("backup cli complete at ")
+    assert err == (
+        "kvb: the store holds 1 damaged hint entry, and so does this backup, which kvb restore restores "
+        "all the same (it leaves those hint files out, and replays their data files, which are sound); "
+        f"kvb check {store} lists them: remove those hint files while no process has the store open, "
+        "and their data files are replayed instead\n"
+    )
+    code, out, _ = run(capsys, "restore", url, str(tmp_path / "restored"), "--name", "cli")
+    assert code == 0 and "left out 1 damaged hint file(s)" in out
+    with DB(str(tmp_path / "restored"), read_only=True) as db:
+        assert db.get(b"k00") == b"v" * 100 and len(db) == 61
+
+
+def test_a_backup_with_a_damaged_record_besides_hint_entries_still_exits_1(tmp_path, capsys):
+    store = _merged_store(str(tmp_path / "store"))
+    _rewrite_hints(store, swap=True)
+    active = os.path.join(store, data_name(list_data_files(store)[-1]))
+    with open(active, "r+b") as f:  # a value byte of the active file's last record
+        f.seek(record.FILE_HEADER_SIZE + record.HEADER_SIZE + len(b"after"))
+        f.write(b"M")
+    url = f"file://{tmp_path / 'backups'}"
+    code, _, err = run(capsys, "backup", store, url, "--name", "b")
+    assert code == 1
+    assert err == (
+        "kvb: the store holds 1 damaged record(s) and 1 damaged hint entry, and so does this backup, which "
+        f"kvb restore refuses; kvb check {store} lists them, and kvb salvage copies the readable keys into "
+        "a new store to back up instead\n"
+    )
+    assert run(capsys, "restore", url, str(tmp_path / "restored"))[0] == 2
+    report = backup_store(store, url, name="api")
+    assert (report.damaged_records, report.damaged_hint_entries, report.restorable) == (2, 1, False)
