@@ -58,6 +58,8 @@ class Problem:
     key: bytes | None = field(default=None, compare=False)
     """For a damaged record whose lengths are sound: its key, as the record holds it (the key whose
     reads raise, where the record is its newest: the one to restore from a backup)."""
+    lost: int = field(default=0, compare=False)
+    """For a damaged record header: the bytes from ``offset`` that cannot be read as records."""
 
     def __str__(self) -> str:
         key = "" if self.key is None else f" (a record of the key {self.key!r})"
@@ -271,8 +273,10 @@ def _check(path: str) -> tuple[CheckReport, list[str]]:
             tail = i in (newest, rotated)
             hpath = os.path.join(path, hint_name(fid))
             filled = filled_end(fids, i, newest, published, size)
+            cut = None  # (where it lost bytes below the size its hint file gives: its size)
             if filled is None and not tail:
                 filled = lost_from(hpath, size)
+                cut = None if filled is None else size
             if filled is not None:
                 # It lost bytes below its published end, or below the size its hint file gives: read
                 # as recovery fills it, with zeros up to there (see unpublished.filled_end and
@@ -297,7 +301,10 @@ def _check(path: str) -> tuple[CheckReport, list[str]]:
                 if _check_records(buf, closes, fpath, False, report) == closes < size:
                     _check_unpublished(buf, closes, size, fpath, report)
             else:
+                found = len(report.problems)
                 size = _check_records(buf, size, fpath, tail, report, published_end=end)
+                if not tail:
+                    _name_hinted_keys(report.problems[found:], hpath, size, cut)
             report.bytes += size - (report.reserved - reserved_before)
             _check_hint_file(hpath, buf, size, fpath, tail, report)
         finally:
@@ -359,6 +366,41 @@ def _note_roots_files(path: str, report: CheckReport) -> None:
         f"denied (at the next write, rotation or merge). Open the store for writing once as root (`sudo kvb "
         f"merge {path}`), which gives root's files in it to {owner}, or chown them to {owner}"
     )
+
+
+#: The keys a problem names at most, of those a hint file names in a damaged region.
+SHOWN_KEYS = 5
+
+
+def _name_hinted_keys(problems: list[Problem], hpath: str, size: int, cut: int | None) -> None:
+    """Say in each of ``problems``, found in a closed data file of ``size`` bytes read through the hint
+    file at ``hpath``, that cannot be read as records, which keys of the hint file lie in those bytes,
+    whose reads raise CorruptionError (the hint file names them, where a replay could not), as the
+    engine's warning says; and, where the file was cut short at ``cut`` (read as zeros up to ``size``,
+    see hint.lost_from), that it lost bytes below the size its hint file gives."""
+    regions = [p for p in problems if p.lost]
+    if not regions:
+        return
+    try:
+        with open(hpath, "rb") as f:
+            read = rec.file_reader(f.fileno())
+            if not usable_at(read, os.fstat(f.fileno()).st_size, size):
+                return  # (none, or one the engine ignores: it replays the data file, as check reads it)
+            entries = list(entries_at(read))
+    except OSError:
+        return
+    for p in regions:
+        keys = [key for key, off, _ in entries if p.offset <= off < p.offset + p.lost]
+        if cut is not None and p.offset <= cut < p.offset + p.lost:
+            p.what += f"; the file lost bytes below the size its hint file gives ({cut} of {size} bytes left)"
+        if keys:
+            shown = ", ".join(
+                repr(k) if len(k) <= 100 else f"{k[:100]!r}... ({len(k)} bytes)" for k in keys[:SHOWN_KEYS]
+            )
+            more = f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else ""
+            p.what += (
+                f"; its hint file names the keys they held ({shown}{more}), whose reads raise CorruptionError"
+            )
 
 
 def _check_hint_file(
@@ -579,6 +621,7 @@ def _check_records(
                     at,
                     f"damaged record header ({res.stop_reason}): {lost} bytes cannot be read as "
                     f"records (what they held is lost); {resumes}",
+                    lost=lost,
                 )
             )
             if nxt is not None:
