@@ -25,10 +25,32 @@ import ssl
 import tempfile
 from collections.abc import Callable, Iterator
 
-__all__ = ["certificates", "load_cert_chain"]
+from kv_backend.errors import ConfigurationError
 
-#: A PEM certificate block, as OpenSSL's CA loading looks for them (other blocks and text are skipped).
-_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+__all__ = ["PEM_CERTIFICATE", "TrustedCertificateError", "certificates", "load_cert_chain"]
+
+#: A PEM certificate block, as OpenSSL's CA loading looks for them (other blocks and text are skipped):
+#: ``CERTIFICATE``, or the older label ``X509 CERTIFICATE``, which ``cadata`` takes too.
+PEM_CERTIFICATE = re.compile(rb"-----BEGIN (X509 |)CERTIFICATE-----.+?-----END \1CERTIFICATE-----", re.DOTALL)
+
+#: A certificate with OpenSSL's trust settings, which OpenSSL reads from a file it opens, not ``cadata``.
+_TRUSTED_CERTIFICATE = b"-----BEGIN TRUSTED CERTIFICATE-----"
+
+
+class TrustedCertificateError(ConfigurationError):
+    """A CA file holds a ``TRUSTED CERTIFICATE`` block: a certificate with OpenSSL's trust settings
+    (``openssl x509 -trustout``). OpenSSL reads those from a file it opens itself, but not from the
+    bytes handed to it (``cadata``), and to drop the trust settings silently could trust the CA for
+    more than they allow; the message (which the caller prefixes with the file) says what to give."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "holds a certificate with OpenSSL trust settings (-----BEGIN TRUSTED CERTIFICATE-----), which "
+            "the server cannot load from the bytes it read; give the CA's certificate without them "
+            "(-----BEGIN CERTIFICATE-----: openssl x509 -in FILE -out CA.pem writes it, its trust "
+            "settings left out)"
+        )
+
 
 Password = str | bytes | Callable[[], str | bytes] | None
 
@@ -36,8 +58,13 @@ Password = str | bytes | Callable[[], str | bytes] | None
 def certificates(data: bytes) -> str | None:
     """The PEM certificates of ``data`` as ``load_verify_locations(cadata=...)`` takes them (ASCII
     text; whatever else the file holds, comments in any encoding too, is left out, as OpenSSL skips
-    it when it reads the file itself), or None if it holds none."""
-    blocks = _PEM_CERTIFICATE.findall(data)
+    it when it reads the file itself), or None if it holds none. The one reading of CA files of
+    ``kvb serve`` (``--tls-ca-cert-file``, ``--tls-ca-cert-dir``) and ``kvb http`` (``--ssl-ca-certs``),
+    so that both take the same files. :class:`TrustedCertificateError` if it holds a certificate with
+    trust settings, which ``cadata`` cannot take."""
+    if _TRUSTED_CERTIFICATE in data:
+        raise TrustedCertificateError
+    blocks = [m.group(0) for m in PEM_CERTIFICATE.finditer(data)]
     if not blocks:
         return None
     try:

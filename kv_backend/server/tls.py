@@ -21,7 +21,7 @@ from kv_backend.errors import ConfigurationError
 from kv_backend.regular import NotRegularFileError, read_regular
 from kv_backend.server import log_line
 from kv_backend.server.tlscadir import load_ca_dir
-from kv_backend.tlsload import certificates, load_cert_chain
+from kv_backend.tlsload import TrustedCertificateError, certificates, load_cert_chain
 
 #: Seconds a TLS client has to complete its handshake before its connection is closed.
 HANDSHAKE_TIMEOUT = 10.0
@@ -138,7 +138,8 @@ def _listable(option: str, path: str) -> None:
 
 
 def _holds_certificates(data: bytes) -> bool:
-    """Whether ``data`` holds a PEM certificate OpenSSL reads."""
+    """Whether ``data`` holds a PEM certificate OpenSSL reads (TrustedCertificateError: see
+    :func:`~kv_backend.tlsload.certificates`)."""
     cadata = certificates(data)
     if cadata is None:
         return False
@@ -209,7 +210,12 @@ def configure(
     context.minimum_version, context.maximum_version = protocol_versions(
         settings.protocols or "TLSv1.2 TLSv1.3"
     )
-    if not _holds_certificates(files["--tls-cert-file"]):
+    try:
+        # (OpenSSL reads a TRUSTED CERTIFICATE as the server's own from the path load_cert_chain gives it)
+        cert_found = _holds_certificates(files["--tls-cert-file"])
+    except TrustedCertificateError:
+        cert_found = True
+    if not cert_found:
         raise ConfigurationError(
             f"--tls-cert-file {settings.cert_file} holds no PEM certificate (-----BEGIN CERTIFICATE-----); "
             "give the server's certificate"
@@ -226,7 +232,10 @@ def configure(
             f"{exc.strerror or exc}"
         ) from None
     if settings.ca_cert_file:
-        cadata = certificates(files["--tls-ca-cert-file"])
+        try:
+            cadata = certificates(files["--tls-ca-cert-file"])
+        except TrustedCertificateError as exc:
+            raise ConfigurationError(f"--tls-ca-cert-file {settings.ca_cert_file} {exc}") from None
         if cadata is None or not _holds_certificates(files["--tls-ca-cert-file"]):
             raise ConfigurationError(
                 f"--tls-ca-cert-file {settings.ca_cert_file} holds no PEM certificate; give the certificate "

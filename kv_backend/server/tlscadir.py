@@ -20,10 +20,10 @@ import ssl
 from collections.abc import Callable
 
 from kv_backend.regular import NotRegularFileError, read_regular
+from kv_backend.tlsload import certificates
 
 #: The names ``openssl rehash`` gives certificates: the subject's hash, a dot, a sequence number.
 HASHED_NAME = re.compile(r"[0-9a-f]{8}\.[0-9]+")
-_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
 def load_ca_dir(context: ssl.SSLContext, option: str, path: str, log: Callable[[str], None]) -> int:
@@ -35,18 +35,17 @@ def load_ca_dir(context: ssl.SSLContext, option: str, path: str, log: Callable[[
         if not HASHED_NAME.fullmatch(name):
             continue
         try:
-            blocks = _PEM_CERTIFICATE.findall(read_regular(os.path.join(path, name)))
-            if not blocks:
+            # (as kvb serve's and kvb http's CA files: a TRUSTED CERTIFICATE is a ValueError, said)
+            cadata = certificates(read_regular(os.path.join(path, name)))
+            if cadata is None:
                 raise ValueError("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
-            context.load_verify_locations(cadata=b"\n".join(blocks).decode("ascii"))
+            context.load_verify_locations(cadata=cadata)
         except ssl.SSLError as exc:  # (OSErrors: first)
             log(f"{option} {path}: {name}: holds a certificate OpenSSL cannot read ({exc.reason}), skipped")
         except NotRegularFileError as exc:
             log(f"{option} {path}: {name}: {exc.strerror} (a FIFO, a device or a directory), skipped")
         except OSError as exc:
             log(f"{option} {path}: {name}: cannot be read ({exc.strerror or exc}), skipped")
-        except UnicodeError:
-            log(f"{option} {path}: {name}: holds a certificate that is not PEM (not ASCII), skipped")
         except ValueError as exc:
             log(f"{option} {path}: {name}: {exc}, skipped")
         else:
