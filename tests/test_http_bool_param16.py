@@ -17,6 +17,8 @@ def test_a_bad_boolean_names_every_accepted_spelling_and_the_value_sent(db):
         r = client.get("/v1/keys?reverse=Y")
         assert r.status_code == 400
         assert r.json()["error"] == "invalid_parameter"
-        assert r.json()["message"] == "reverse must be true or false (or 1/0, yes/no, on/off), got 'Y'"
+        assert r.json()["message"] == (
+            "reverse must be true or false (or 1/0, yes/no, on/off), without spaces, got 'Y'"
+        )
         assert client.get("/v1/keys?reverse=ON").json()["keys"] == ["b", "a"]
         assert client.get("/v1/keys?values=No").json()["keys"] == ["a", "b"]

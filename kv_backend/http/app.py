@@ -245,13 +245,6 @@ def jsonable(obj: Any) -> Any:
 # ----------------------------------------------------------------- parsing
 
 
-def _text(raw: bytes, name: str) -> str:
-    try:
-        return raw.decode("ascii").strip()
-    except UnicodeDecodeError:
-        raise HTTPAPIError(400, "invalid_parameter", f"{name} must be ASCII text") from None
-
-
 #: An integer query parameter, as Redis (and ``kvb serve``) reads an integer argument: an optional
 #: ``-`` and ASCII digits without a leading zero; no ``+``, whitespace, ``_`` or other digits.
 _INTEGER = re.compile(rb"0|-?[1-9][0-9]*")
@@ -324,22 +317,24 @@ def parse_int(
     return value
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+_TRUE = {b"1", b"true", b"yes", b"on"}
+_FALSE = {b"0", b"false", b"no", b"off"}
 
 
 def parse_bool(raw: bytes | None, name: str) -> bool:
-    """Parse a boolean query parameter (1/0, true/false, yes/no, on/off; absent = false)."""
+    """Parse a boolean query parameter (1/0, true/false, yes/no, on/off, in any case; absent = false).
+    Surrounding whitespace is refused, as the numeric parameters refuse it (:func:`parse_int`)."""
     if raw is None:
         return False
-    given = _text(raw, name)
-    text = given.lower()
+    text = raw.lower()
     if text in _TRUE:
         return True
     if text in _FALSE:
         return False
     raise HTTPAPIError(
-        400, "invalid_parameter", f"{name} must be true or false (or 1/0, yes/no, on/off), got {given[:40]!r}"
+        400,
+        "invalid_parameter",
+        f"{name} must be true or false (or 1/0, yes/no, on/off), without spaces, got {_shown(raw)}",
     )
 
 
@@ -1768,10 +1763,12 @@ def _not_allowed(method: str, allowed: str) -> HTTPAPIError:
 
 def _read_format(query: Mapping[str, bytes]) -> str:
     """Return the ``?format=`` of a GET or HEAD of a key: ``raw`` (the default) or ``json``."""
-    fmt = _text(query.get("format", b"raw"), "format")
-    if fmt not in ("raw", "json"):
-        raise HTTPAPIError(400, "invalid_parameter", f"format must be 'raw' or 'json', got {fmt[:40]!r}")
-    return fmt
+    fmt = query.get("format", b"raw")
+    if fmt not in (b"raw", b"json"):  # (as sent: surrounding spaces refused, as for numbers)
+        raise HTTPAPIError(
+            400, "invalid_parameter", f"format must be 'raw' or 'json', without spaces, got {_shown(fmt)}"
+        )
+    return fmt.decode()
 
 
 def _ttl_headers(ttl: float | None) -> dict[str, str]:
