@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from test_backup_hint_damage18 import _merged_store, _rewrite_hints
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
@@ -53,3 +54,19 @@ def test_a_backup_with_a_damaged_record_besides_hint_entries_still_exits_1(tmp_p
     assert run(capsys, "restore", url, str(tmp_path / "restored"))[0] == 2
     report = backup_store(store, url, name="api")
     assert (report.damaged_records, report.damaged_hint_entries, report.restorable) == (2, 1, False)
+
+
+def test_post_v1_backup_reports_whether_the_backup_restores(tmp_path):
+    """The HTTP API's backup report carries the same judgement: ``restorable`` and the hint entries apart."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from kv_backend.http import create_app
+
+    store = _merged_store(str(tmp_path / "store"))
+    _rewrite_hints(store, swap=True)
+    with DB(store) as db, TestClient(create_app(db)) as client:
+        r = client.post("/v1/backup", json={"url": str(tmp_path / "backups"), "name": "http"})
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert (report["damaged_records"], report["damaged_hint_entries"], report["restorable"]) == (1, 1, True)
