@@ -304,7 +304,7 @@ def _check(path: str) -> tuple[CheckReport, list[str]]:
                 found = len(report.problems)
                 size = _check_records(buf, size, fpath, tail, report, published_end=end)
                 if not tail:
-                    _name_hinted_keys(report.problems[found:], hpath, size, cut)
+                    _name_hinted_keys(report.problems[found:], buf, hpath, size, cut)
             report.bytes += size - (report.reserved - reserved_before)
             _check_hint_file(hpath, buf, size, fpath, tail, report)
         finally:
@@ -372,13 +372,25 @@ def _note_roots_files(path: str, report: CheckReport) -> None:
 SHOWN_KEYS = 5
 
 
-def _name_hinted_keys(problems: list[Problem], hpath: str, size: int, cut: int | None) -> None:
-    """Say in each of ``problems``, found in a closed data file of ``size`` bytes read through the hint
-    file at ``hpath``, that cannot be read as records, which keys of the hint file lie in those bytes,
-    whose reads raise CorruptionError (the hint file names them, where a replay could not), as the
+def _name_hinted_keys(
+    problems: list[Problem], buf: bytes | _DataFile, hpath: str, size: int, cut: int | None
+) -> None:
+    """Say in each of ``problems``, found in a closed data file (``buf``, ``size`` bytes) read through the
+    hint file at ``hpath``, of bytes that cannot be read as records, which keys of the hint file lie in
+    them, whose reads raise CorruptionError (the hint file names them, where a replay could not), as the
     engine's warning says; and, where the file was cut short at ``cut`` (read as zeros up to ``size``,
-    see hint.lost_from), that it lost bytes below the size its hint file gives."""
-    regions = [p for p in problems if p.lost]
+    see hint.lost_from), in the problem those bytes start at (a damaged header, or the record the cut
+    falls in), that it lost bytes below the size its hint file gives."""
+    regions: list[tuple[Problem, int]] = []
+    for p in problems:
+        if p.lost:
+            regions.append((p, p.lost))
+        elif cut is not None and p.key is not None and p.offset < cut:
+            _crc, _type, _flags, klen, vlen, _ts = rec.HEADER.unpack_from(
+                buf[p.offset : p.offset + rec.HEADER_SIZE]
+            )
+            if cut < p.offset + rec.HEADER_SIZE + klen + vlen:  # (the record the cut falls in)
+                regions.append((p, rec.HEADER_SIZE + klen + vlen))
     if not regions:
         return
     try:
@@ -389,18 +401,17 @@ def _name_hinted_keys(problems: list[Problem], hpath: str, size: int, cut: int |
             entries = list(entries_at(read))
     except OSError:
         return
-    for p in regions:
-        keys = [key for key, off, _ in entries if p.offset <= off < p.offset + p.lost]
-        if cut is not None and p.offset <= cut < p.offset + p.lost:
+    for p, length in regions:
+        keys = [key for key, off, _ in entries if p.offset <= off < p.offset + length]
+        if cut is not None and p.offset <= cut < p.offset + length:
             p.what += f"; the file lost bytes below the size its hint file gives ({cut} of {size} bytes left)"
         if keys:
             shown = ", ".join(
                 repr(k) if len(k) <= 100 else f"{k[:100]!r}... ({len(k)} bytes)" for k in keys[:SHOWN_KEYS]
             )
             more = f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else ""
-            p.what += (
-                f"; its hint file names the keys they held ({shown}{more}), whose reads raise CorruptionError"
-            )
+            which = "the keys they held" if p.lost else "its key"  # (the bytes of a header; a record)
+            p.what += f"; its hint file names {which} ({shown}{more}), whose reads raise CorruptionError"
 
 
 def _check_hint_file(

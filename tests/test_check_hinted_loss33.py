@@ -42,6 +42,17 @@ def test_check_says_the_hint_file_names_the_lost_keys_whose_reads_raise(store_pa
     assert code == 1 and HINTED.format(keys=repr(key)) in problem["what"]
 
 
+def test_a_record_the_cut_falls_in_says_so_and_names_its_key(store_path, capsys):
+    """Cut inside a value, the record's lengths are whole: its problem is a checksum mismatch, which says
+    the same of the one key the hint file names there."""
+    store = _merged_store(store_path)
+    key = _cut_first_file(store, inside="value")
+    code, out, _ = run(capsys, "check", store)
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("DAMAGED:")]
+    assert code == 1 and "checksum mismatch; the file lost bytes below the size its hint file gives" in line
+    assert f"its hint file names its key ({key!r}), whose reads raise CorruptionError" in line, line
+
+
 def test_a_record_of_the_hint_file_before_the_damage_is_not_named(store_path, capsys):
     """Only the keys whose records lie in the bytes lost: the others read as they did."""
     store = _merged_store(store_path)
