@@ -5,9 +5,8 @@ Both servers read their certificate, key and CA files as regular files, without 
 FIFO put in place in between would hold the load for ever (at start, or at a reload, in the thread
 that builds the new context). So what OpenSSL loads is the bytes that were read and checked:
 
-* CA certificates as ``cadata`` (:func:`certificates`);
-* the certificate chain and the key, which :meth:`ssl.SSLContext.load_cert_chain` takes only by
-  path, through a path to those bytes (:func:`load_cert_chain`): on Linux an anonymous memory file
+* the CA files (:func:`load_ca`), the certificate chain and the key (:func:`load_cert_chain`),
+  through a path to those bytes, which OpenSSL reads as it reads a file: on Linux an anonymous memory file
   (``memfd_create``), loaded as ``/proc/self/fd/N``; elsewhere a file in a private directory
   (``mkdtemp``: mode 0700), removed as soon as the load returns, as also where the system refuses
   the memory file.
@@ -19,58 +18,43 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import ssl
 import tempfile
 from collections.abc import Callable, Iterator
 
-from kv_backend.errors import ConfigurationError
+__all__ = ["NO_CERTIFICATE", "holds_certificates", "load_ca", "load_cert_chain"]
 
-__all__ = ["PEM_CERTIFICATE", "TrustedCertificateError", "certificates", "load_cert_chain"]
-
-#: A PEM certificate block, as OpenSSL's CA loading looks for them (other blocks and text are skipped):
-#: ``CERTIFICATE``, or the older label ``X509 CERTIFICATE``, which ``cadata`` takes too.
-PEM_CERTIFICATE = re.compile(rb"-----BEGIN (X509 |)CERTIFICATE-----.+?-----END \1CERTIFICATE-----", re.DOTALL)
-
-#: A certificate with OpenSSL's trust settings, which OpenSSL reads from a file it opens, not ``cadata``.
-_TRUSTED_CERTIFICATE = b"-----BEGIN TRUSTED CERTIFICATE-----"
-
-
-class TrustedCertificateError(ConfigurationError):
-    """A CA file holds a ``TRUSTED CERTIFICATE`` block: a certificate with OpenSSL's trust settings
-    (``openssl x509 -trustout``). OpenSSL reads those from a file it opens itself, but not from the
-    bytes handed to it (``cadata``), and to drop the trust settings silently could trust the CA for
-    more than they allow; the message (which the caller prefixes with the file) says what to give."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "holds a certificate with OpenSSL trust settings (-----BEGIN TRUSTED CERTIFICATE-----), which "
-            "the server cannot load from the bytes it read; give the CA's certificate without them "
-            "(-----BEGIN CERTIFICATE-----: openssl x509 -in FILE -out CA.pem writes it, its trust "
-            "settings left out)"
-        )
-
+#: The reason of the ssl.SSLError of :func:`load_ca` for bytes that hold no certificate (OpenSSL's words).
+NO_CERTIFICATE = "NO_CERTIFICATE_OR_CRL_FOUND"
 
 Password = str | bytes | Callable[[], str | bytes] | None
 
 
-def certificates(data: bytes) -> str | None:
-    """The PEM certificates of ``data`` as ``load_verify_locations(cadata=...)`` takes them (ASCII
-    text; whatever else the file holds, comments in any encoding too, is left out, as OpenSSL skips
-    it when it reads the file itself), or None if it holds none. The one reading of CA files of
+def load_ca(context: ssl.SSLContext, data: bytes) -> None:
+    """Trust the CA certificates of ``data``, the bytes of a CA file, as OpenSSL reads a CA file it is
+    given by path (``load_verify_locations(cafile=...)``), for it reads those bytes so: PEM blocks of
+    every kind OpenSSL takes (``CERTIFICATE``, ``X509 CERTIFICATE``, ``TRUSTED CERTIFICATE`` with its
+    trust settings, CRLs), any other text skipped, in any encoding. The one loading of the CA files of
     ``kvb serve`` (``--tls-ca-cert-file``, ``--tls-ca-cert-dir``) and ``kvb http`` (``--ssl-ca-certs``),
-    so that both take the same files. :class:`TrustedCertificateError` if it holds a certificate with
-    trust settings, which ``cadata`` cannot take."""
-    if _TRUSTED_CERTIFICATE in data:
-        raise TrustedCertificateError
-    blocks = [m.group(0) for m in PEM_CERTIFICATE.finditer(data)]
-    if not blocks:
-        return None
+    which therefore take the same files. ssl.SSLError where OpenSSL refuses them: a damaged block, or
+    none at all (its ``reason`` then :data:`NO_CERTIFICATE`)."""
+    with _as_path(data) as path:
+        try:
+            context.load_verify_locations(cafile=path)
+        except ssl.SSLError:
+            raise
+        except OSError as exc:  # (not the path of the bytes, which the caller's message would not name)
+            raise OSError(exc.errno, exc.strerror) from None
+
+
+def holds_certificates(data: bytes) -> bool:
+    """Whether OpenSSL finds a certificate in ``data`` and reads all its PEM blocks (see :func:`load_ca`)."""
     try:
-        return b"\n".join(blocks).decode("ascii")
-    except UnicodeDecodeError:  # (a block OpenSSL could not read either)
-        return None
+        load_ca(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), data)
+    except ssl.SSLError:
+        return False
+    return True
 
 
 def load_cert_chain(context: ssl.SSLContext, cert: bytes, key: bytes | None, password: Password) -> None:

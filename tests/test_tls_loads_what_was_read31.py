@@ -231,7 +231,17 @@ def test_a_memfd_the_system_refuses_falls_back_to_a_private_directory(certs, tmp
     assert os.listdir(tmp_path) == []
 
 
-def test_certificates_are_the_pem_blocks():
-    block = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"
-    assert tlsload.certificates(b"Subject: \xc3\xa9t\xc3\xa9\n" + block + b"\ntrailing\n") == block.decode()
-    assert tlsload.certificates(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n") is None
+def test_a_ca_file_loads_as_openssl_reads_a_file(certs):
+    ca = Path(certs.ca).read_bytes()
+    for data in (b"Subject: \xe9t\xe9 \xc3\xa9\n" + ca + b"\ntrailing\n", ca):  # (any text skipped)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tlsload.load_ca(context, data)
+        assert context.cert_store_stats()["x509_ca"] == 1
+        assert tlsload.holds_certificates(data)
+    for data in (b"", b"no certificate\n", Path(certs.key).read_bytes()):
+        with pytest.raises(ssl.SSLError) as raised:
+            tlsload.load_ca(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), data)
+        assert raised.value.reason == tlsload.NO_CERTIFICATE
+        assert not tlsload.holds_certificates(data)
+    damaged = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    assert not tlsload.holds_certificates(ca + damaged)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 from kv_backend.errors import ConfigurationError
 from kv_backend.regular import NotRegularFileError, read_regular
-from kv_backend.tlsload import TrustedCertificateError, certificates, load_cert_chain
+from kv_backend.tlsload import load_ca, load_cert_chain
 
 __all__ = ["CERT_REQS", "HANDSHAKE_TIMEOUT", "reading_now", "server_context"]
 
@@ -182,16 +182,10 @@ def server_context(
     context.verify_mode = CERT_REQS[cert_reqs]
     if ca_certs is not None:
         ca_path = os.fsdecode(ca_certs)
+        data = _read(ca_certs, "--ssl-ca-certs")
         try:
-            # (its certificates, read as kvb serve reads its CA files: other text, in any encoding, skipped)
-            cadata = certificates(_read(ca_certs, "--ssl-ca-certs"))
-        except TrustedCertificateError as exc:
-            raise ConfigurationError(f"{ca_path} (--ssl-ca-certs) {exc}") from None
-        try:
-            if cadata is None:
-                raise ValueError("no certificate")
-            context.load_verify_locations(cadata=cadata)
-        except (ssl.SSLError, ValueError):
+            load_ca(context, data)  # (as kvb serve loads its CA files: other text, in any encoding, skipped)
+        except ssl.SSLError:
             raise ConfigurationError(
                 f"{ca_path} (--ssl-ca-certs) holds no CA certificate in PEM form "
                 "(-----BEGIN CERTIFICATE-----); give the CA certificates that sign the clients' certificates"

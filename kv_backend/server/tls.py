@@ -21,7 +21,7 @@ from kv_backend.errors import ConfigurationError
 from kv_backend.regular import NotRegularFileError, read_regular
 from kv_backend.server import log_line
 from kv_backend.server.tlscadir import load_ca_dir
-from kv_backend.tlsload import TrustedCertificateError, certificates, load_cert_chain
+from kv_backend.tlsload import holds_certificates, load_ca, load_cert_chain
 
 #: Seconds a TLS client has to complete its handshake before its connection is closed.
 HANDSHAKE_TIMEOUT = 10.0
@@ -137,19 +137,6 @@ def _listable(option: str, path: str) -> None:
         ) from None
 
 
-def _holds_certificates(data: bytes) -> bool:
-    """Whether ``data`` holds a PEM certificate OpenSSL reads (TrustedCertificateError: see
-    :func:`~kv_backend.tlsload.certificates`)."""
-    cadata = certificates(data)
-    if cadata is None:
-        return False
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=cadata)
-    except ssl.SSLError:
-        return False
-    return True
-
-
 def _encrypted(key: bytes) -> bool:
     """Whether the key file ``key`` holds an encrypted key (looked for where its header is)."""
     return b"ENCRYPTED" in key[: 1 << 16]
@@ -210,12 +197,7 @@ def configure(
     context.minimum_version, context.maximum_version = protocol_versions(
         settings.protocols or "TLSv1.2 TLSv1.3"
     )
-    try:
-        # (OpenSSL reads a TRUSTED CERTIFICATE as the server's own from the path load_cert_chain gives it)
-        cert_found = _holds_certificates(files["--tls-cert-file"])
-    except TrustedCertificateError:
-        cert_found = True
-    if not cert_found:
+    if not holds_certificates(files["--tls-cert-file"]):
         raise ConfigurationError(
             f"--tls-cert-file {settings.cert_file} holds no PEM certificate (-----BEGIN CERTIFICATE-----); "
             "give the server's certificate"
@@ -233,15 +215,12 @@ def configure(
         ) from None
     if settings.ca_cert_file:
         try:
-            cadata = certificates(files["--tls-ca-cert-file"])
-        except TrustedCertificateError as exc:
-            raise ConfigurationError(f"--tls-ca-cert-file {settings.ca_cert_file} {exc}") from None
-        if cadata is None or not _holds_certificates(files["--tls-ca-cert-file"]):
+            load_ca(context, files["--tls-ca-cert-file"])
+        except ssl.SSLError:
             raise ConfigurationError(
                 f"--tls-ca-cert-file {settings.ca_cert_file} holds no PEM certificate; give the certificate "
                 "of the CA that signs the clients' certificates"
-            )
-        context.load_verify_locations(cadata=cadata)
+            ) from None
     if settings.ca_cert_dir:
         note(f"--tls-ca-cert-dir {settings.ca_cert_dir}")
         _load_ca_dir(context, settings, log or _log)

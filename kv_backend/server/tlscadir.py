@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Callable
 
 from kv_backend.regular import NotRegularFileError, read_regular
-from kv_backend.tlsload import certificates
+from kv_backend.tlsload import NO_CERTIFICATE, load_ca
 
 #: The names ``openssl rehash`` gives certificates: the subject's hash, a dot, a sequence number.
 HASHED_NAME = re.compile(r"[0-9a-f]{8}\.[0-9]+")
@@ -35,19 +35,18 @@ def load_ca_dir(context: ssl.SSLContext, option: str, path: str, log: Callable[[
         if not HASHED_NAME.fullmatch(name):
             continue
         try:
-            # (as kvb serve's and kvb http's CA files: a TRUSTED CERTIFICATE is a ValueError, said)
-            cadata = certificates(read_regular(os.path.join(path, name)))
-            if cadata is None:
-                raise ValueError("holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
-            context.load_verify_locations(cadata=cadata)
+            load_ca(context, read_regular(os.path.join(path, name)))  # (as the servers' CA files)
         except ssl.SSLError as exc:  # (OSErrors: first)
-            log(f"{option} {path}: {name}: holds a certificate OpenSSL cannot read ({exc.reason}), skipped")
+            said = (
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                if exc.reason == NO_CERTIFICATE
+                else f"holds a certificate OpenSSL cannot read ({exc.reason})"
+            )
+            log(f"{option} {path}: {name}: {said}, skipped")
         except NotRegularFileError as exc:
             log(f"{option} {path}: {name}: {exc.strerror} (a FIFO, a device or a directory), skipped")
         except OSError as exc:
             log(f"{option} {path}: {name}: cannot be read ({exc.strerror or exc}), skipped")
-        except ValueError as exc:
-            log(f"{option} {path}: {name}: {exc}, skipped")
         else:
             loaded += 1
     return loaded
