@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import resource
 import tracemalloc
 
@@ -133,7 +134,9 @@ def test_a_read_only_open_fills_a_file_that_lost_bytes_without_copying_it(
     assert os.path.getsize(path) > size
     # What an open reads in chunks: the same once the file is filled, so the fill took nothing.
     assert peak < _peak_open(store_path) + (1 << 20)
-    assert _problems(store_path) == problems
+    # The same damage (kvb check says the file lost bytes only while it is short: not once filled).
+    short = re.compile(r"; the file lost bytes below the size its hint file gives \(\d+ of \d+ bytes left\)")
+    assert _problems(store_path) == [(p, at, short.sub("", what)) for p, at, what in problems]
 
 
 def test_a_sealed_file_replaced_under_its_name_is_filled_from_its_mapping(tmp_path):
