@@ -61,7 +61,7 @@ from kv_backend.locking import WriteLock
 from kv_backend.mapping import refuse_pickling
 from kv_backend.mounts import warn_if_network
 from kv_backend.snapshot import Snapshot, SnapshotFile, take_snapshot
-from kv_backend.sync_timer import SyncTimer
+from kv_backend.sync_timer import SyncTimer, failed_fsync
 
 if TYPE_CHECKING:
     from kv_backend.backup import BackupReport, Progress
@@ -211,10 +211,13 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
             # a sync="never" writer that nobody else fsyncs for, every writer's rotations would fsync.
             if st is not None and not self.read_only and self._active is not None and st.last_sync.value:
                 st.last_sync.value = began
-        except (StorageError, AttributeError):
+        except (StorageError, AttributeError) as exc:
             # (EBADF) close() of another thread closed the file (and the state page) meanwhile: say
             # so, as a sync() that came after it does (close() fsyncs unless sync="never").
             self._check_open()
+            if isinstance(exc, StorageError) and exc.errno is not None and self._sync_interval is not None:
+                # Under a sync policy, as after a write's failed fsync: writes are refused until one succeeds.
+                failed_fsync(self, began, exc, "sync() of")
             raise
 
     @property

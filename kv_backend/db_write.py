@@ -55,7 +55,7 @@ from kv_backend.lazy import load
 from kv_backend.mapping import update_pairs
 from kv_backend.owners import give_to_store_owner
 from kv_backend.state import unpack_tail
-from kv_backend.sync_timer import recovered, refused
+from kv_backend.sync_timer import failed_fsync, recovered, refused
 
 #: The DB that a ``locked()`` or ``transaction()`` block gives its ``with ... as`` target.
 _W = TypeVar("_W", bound="_Writing")
@@ -609,8 +609,12 @@ class _Writing(_Parts):
             if self._active is not None:
                 self._fsync_active()
                 st.last_sync.value = now
-        except (AttributeError, StorageError, DatabaseClosedError):
+        except (AttributeError, StorageError, DatabaseClosedError) as exc:
             if not self._closed:
+                if isinstance(exc, StorageError) and exc.errno is not None:
+                    # The write took effect but is not known to be durable, nor, on Linux, are writes
+                    # before it: the handle refuses writes until an fsync succeeds, as after the timer's.
+                    failed_fsync(self, now, exc, "a write to")
                 raise
             # close() of another thread came between the write (published: close() waits for the
             # lock) and this fsync, and closed the state page and the file; it fsynced the active

@@ -103,12 +103,12 @@ class StorageError(KVError, OSError):
 
 
 class SyncFailedError(StorageError):
-    """A write refused: under ``sync=<seconds>`` the sync timer's fsync of the active file failed
-    (``failed_at``, a UNIX time; ``reason``, the system's words), and the write's own fsync failed
-    too. Writes acknowledged before that fsync may not be on disk, so the handle refuses every write,
-    writing nothing, until an fsync succeeds (a write's, ``sync()``'s, the timer's retry), as Redis
-    answers ``-MISCONF`` after a failed background fsync of its append-only file. ``errno`` is the
-    write's own fsync's."""
+    """A write refused: under a sync policy an fsync of the active file failed (the sync timer's, a
+    write's own, ``sync()``'s; ``failed_at``, a UNIX time; ``reason``, the system's words), and the
+    write's own fsync failed too. Writes made before that fsync may not be on disk, so the handle
+    refuses every write, writing nothing, until an fsync succeeds (a write's, ``sync()``'s, the
+    timer's retry), as Redis answers ``-MISCONF`` after a failed background fsync of its append-only
+    file. ``errno`` is the write's own fsync's."""
 
     failed_at: float = 0.0
     reason: str = ""

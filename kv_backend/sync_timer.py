@@ -89,7 +89,9 @@ class SyncTimer:
         with self.cond:
             first = self.failure
             self.failure = (when if first is None else first[0], exc)
-            if not self.stopped and self.delay is not None and not self.due:
+            # (Only a thread of its own waits for ``due``: one set without it would be taken by a write
+            # for an fsync to come, see arm().)
+            if not self.stopped and self.delay is not None and not self.due and self.thread is not None:
                 self.due = when + self.delay
                 self.cond.notify()
             if first is None or not 0 <= when - self.logged < _RETRY_LOG_EVERY:
@@ -228,18 +230,28 @@ def _fsync(db: _Writing, began: float) -> None:
     except Exception as exc:
         if db._closed:
             return  # closed meanwhile: close() fsynced what this handle wrote
-        timer = db._syncer
-        if isinstance(exc, OSError) and not timer.record_failure(db_common._time(), exc):
-            return  # (a retry that failed again, logged less often)
-        log_warning(
-            _LOGGER,
-            "the sync timer of %s could not fsync (%s): the writes since the last fsync may not be on "
-            "disk; its writes are refused until an fsync succeeds (sync(), a write's own, or this timer's, "
-            "which tries again every %.3g s)",
-            db.path,
-            exc,
-            timer.delay,
-        )
+        if isinstance(exc, OSError):
+            failed_fsync(db, db_common._time(), exc, "the sync timer of")
+        else:  # (not an fsync's failure: logged, and not recorded)
+            log_warning(_LOGGER, "the sync timer of %s could not fsync (%s)", db.path, exc)
+
+
+def failed_fsync(db: _Writing, when: float, exc: OSError, by: str) -> None:
+    """Record that an fsync of ``db`` failed at ``when`` (``exc``; made ``by`` "the sync timer of", "a
+    write to" or "sync() of" the store), so that its writes are refused until one succeeds, and log it
+    (the first failure, then at most every ``_RETRY_LOG_EVERY`` seconds while they go on failing)."""
+    syncer = db._syncer
+    if not syncer.record_failure(when, exc):
+        return  # (a retry that failed again, logged less often)
+    retry = f", or this timer's, which tries again every {syncer.delay:.3g} s" if syncer.thread else ""
+    log_warning(
+        _LOGGER,
+        "%s could not fsync (%s): the writes since the last fsync may not be on disk; its writes are "
+        "refused until an fsync succeeds (sync(), a write's own%s)",
+        f"{by} {db.path}",
+        exc,
+        retry,
+    )
 
 
 def recovered(db: _Writing, failure: tuple[float, OSError]) -> None:
@@ -264,17 +276,17 @@ def refused(path: str, interval: float, failure: tuple[float, OSError], exc: Sto
     when, cause = failure
     reason = os.strerror(cause.errno) if cause.errno else str(cause)
     stamp = _stamp(when)
+    retry = f"the sync timer tries the fsync again every {interval:g} s, and " if interval else ""
     advice = (
         f"check the disk: free space on its filesystem, I/O errors in the kernel log (dmesg, journalctl "
-        f"-k), then `kvb check {path}`; the timer tries the fsync again every {interval:g} s, "
-        "and sync() or the next write does too"
+        f"-k), then `kvb check {path}`; {retry}sync() or the next write tries it again"
     )
     again = str(exc.strerror or exc).rstrip(".")
     err = SyncFailedError(
         exc.errno or errno.EIO,
-        f"write refused: a background fsync of the store at {path} failed at {stamp} ({reason}), so writes "
-        "acknowledged before it may not be on disk, and writes are refused until an fsync succeeds; this "
-        f"write's own fsync failed too ({again}), so nothing was written. To do: {advice}",
+        f"write refused: an fsync of the store at {path} failed at {stamp} ({reason}), so writes made before "
+        "it may not be on disk, and writes are refused until an fsync succeeds; this write's own fsync "
+        f"failed too ({again}), so nothing was written. To do: {advice}",
     )
     err.failed_at = when
     err.reason = reason

@@ -114,7 +114,7 @@ def test_a_write_after_a_failed_timer_fsync_is_refused_when_its_own_fsync_fails_
         WRITES[write](db)
     assert isinstance(info.value, StorageError) and info.value.errno == errno.EIO
     said = str(info.value)
-    assert "background fsync" in said and "failed at" in said and os.strerror(errno.EIO) in said
+    assert "an fsync of the store" in said and "failed at" in said and os.strerror(errno.EIO) in said
     assert "refused until an fsync succeeds" in said
     assert "kvb check" in said and "kernel log" in said and "space" in said
     assert info.value.failed_at <= time.time() and info.value.reason == os.strerror(errno.EIO)
@@ -308,3 +308,57 @@ def test_a_transaction_whose_commit_meets_a_failure_recorded_meanwhile_is_discar
         with db.transaction():
             db.put(b"a", b"1")
         assert db[b"a"] == b"1" and not failed(db)
+
+
+@pytest.mark.parametrize("sync", ["always", 60.0])
+def test_a_write_whose_own_fsync_failed_raises_and_the_next_writes_are_refused_before_writing(
+    store_path: str, fsync: FailingFsync, sync: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write that fsyncs on its own path (sync="always", or past the interval) and fails raises
+    StorageError, its record published; the handle then refuses writes, writing nothing, as after the
+    timer's failure, until an fsync succeeds: an incr raised and retried is applied once more at most."""
+    with DB(store_path, sync=sync) as db:  # type: ignore[arg-type]
+        db.incr(b"n")
+        if sync != "always":
+            db._state.last_sync.value = 1.0  # (the last fsync long ago: the next write fsyncs itself)
+        fsync.on = True
+        with caplog.at_level(logging.WARNING, "kv_backend.db"), pytest.raises(StorageError) as first:
+            db.incr(b"n")
+        assert not isinstance(first.value, SyncFailedError)  # (its own failure: it wrote)
+        assert db.get(b"n") == b"2" and failed(db)
+        logged = [r.getMessage() for r in caplog.records]
+        assert [m for m in logged if m.startswith(f"a write to {db.path} could not fsync")], logged
+        token = db.change_token()
+        for _ in range(3):
+            with pytest.raises(SyncFailedError) as refused:
+                db.incr(b"n")
+            assert db.change_token() == token  # nothing written
+        said = str(refused.value)
+        assert "refused until an fsync succeeds" in said and "nothing was written" in said
+        assert ("the sync timer tries" in said) == (sync != "always")
+        assert db.get(b"n") == b"2"
+        fsync.on = False
+        assert db.incr(b"n") == 3 and not failed(db)
+    with DB(store_path) as db:
+        assert db.get(b"n") == b"3"
+
+
+def test_a_failed_sync_call_makes_the_handle_refuse_writes_under_a_sync_policy_only(
+    tmp_path, fsync: FailingFsync
+) -> None:
+    """sync() that fails raises, as ever; under a sync policy the handle refuses writes until an fsync
+    succeeds, under sync="never" (no durability asked of writes) it writes on."""
+    for sync, refuses in (("always", True), ("never", False)):
+        with DB(str(tmp_path / sync), sync=sync) as db:  # type: ignore[arg-type]
+            db.put(b"k", b"v")
+            fsync.on = True
+            with pytest.raises(StorageError):
+                db.sync()
+            if refuses:
+                with pytest.raises(SyncFailedError):
+                    db.put(b"k", b"w")
+            else:
+                db.put(b"k", b"w")
+            fsync.on = False
+            db.put(b"k", b"x")
+            assert db.get(b"k") == b"x" and not failed(db)
