@@ -748,6 +748,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls=tls,
         loglevel=args.loglevel,
         tls_context=context,
+        appendfsync=args.appendfsync,
     )
 
 
@@ -1155,6 +1156,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("yes", "no"),
         default="yes",
         help="without a password, serve only clients on this machine (default: yes, as redis-server)",
+    )
+    s.add_argument(
+        "--appendfsync",
+        choices=("always", "everysec", "no"),
+        default="no",
+        help="when writes are fsynced, against power loss (a killed process loses no answered write "
+        "either way): always, before each is answered (slowest); everysec, within about a second; no, "
+        "left to the OS (default: no, the fastest)",
     )
     s.add_argument(
         "--loglevel",

@@ -195,6 +195,14 @@ class DB(_Opening, _Reading, _Writing, MutableMapping[bytes, bytes]):
     def sync_mode(self, mode: Literal["never", "always"] | float) -> None:
         self._syncer.mode = mode  # (what stats() shows; the policy stays the one the DB was opened with)
 
+    @property
+    def sync_failed_at(self) -> float | None:
+        """When (a UNIX time) the failed fsync happened that makes this handle refuse its writes
+        (:class:`~kv_backend.errors.SyncFailedError`) until an fsync succeeds; None while none is
+        recorded (always under ``sync="never"``)."""
+        failure = self._syncer.failure
+        return None if failure is None else failure[0]
+
     def sync(self) -> None:
         """Flush everything written so far to stable storage (fsync): the active file, and the
         records this handle wrote to files a rotation (another process's, say) closed since.

@@ -33,8 +33,11 @@ class RunningServer:
         requirepass: str | None = None,
         unixsocket: str | None = None,
         zygote: Zygote | None = None,
+        options: Sequence[str] = (),
     ) -> None:
         self.path = path
+        #: More ``kvb serve`` options (``--appendfsync always``...).
+        self.options = list(options)
         self.port = free_port()
         self.requirepass = requirepass
         self.unixsocket = unixsocket
@@ -77,6 +80,7 @@ class RunningServer:
             cmd += ["--requirepass", self.requirepass]
         if self.unixsocket:
             cmd += ["--unixsocket", self.unixsocket]
+        cmd += self.options
         if self.zygote is not None:
             self.proc = self.zygote.start(*cmd[3:])
         else:

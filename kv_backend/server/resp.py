@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from functools import partial
 from time import perf_counter
-from typing import Any
+from typing import Any, Literal
 
 from kv_backend.db import DB
 from kv_backend.errors import (
@@ -843,10 +843,18 @@ class Server:
     db: DB
     st: Structures
 
-    def __init__(self, path: str, requirepass: str | None = None, *, loading: bool = False) -> None:
+    def __init__(
+        self, path: str, requirepass: str | None = None, *, loading: bool = False, appendfsync: str = "no"
+    ) -> None:
         """A server of the store at ``path``, opened here unless ``loading``: then commands that need
-        the store are answered ``LOADING`` until :meth:`loaded` is given it (see :func:`serve`)."""
+        the store are answered ``LOADING`` until :meth:`loaded` is given it (see :func:`serve`).
+        ``appendfsync``: when the store fsyncs its writes, as Redis's setting (:data:`APPENDFSYNC`)."""
         self.path = os.path.abspath(path)
+        if appendfsync not in APPENDFSYNC:
+            choices = ", ".join(APPENDFSYNC)
+            raise ConfigurationError(f"appendfsync must be one of {choices}, not {appendfsync!r}")
+        #: appendfsync: the store's sync policy, in Redis's words (fixed while the server runs).
+        self.appendfsync = appendfsync
         #: Whether the store is still being opened; :data:`LOADING_GRACE` seconds into it, held
         #: commands are answered (see :meth:`schedule`).
         self.loading = loading
@@ -959,7 +967,7 @@ class Server:
         self._signalled = False
         _tracked_read(b"get", [b"get"])  # fills _READONLY and _READS
         if not loading:
-            self.loaded(*open_store(self.path))
+            self.loaded(*open_store(self.path, APPENDFSYNC[appendfsync]))
 
     def loaded(self, db: DB, st: Structures) -> None:
         """The store is open: serve it, and run the commands held meanwhile."""
@@ -1293,7 +1301,7 @@ class Server:
             b"databases": b"1",
             b"save": b"",
             b"appendonly": b"yes",
-            b"appendfsync": b"no",
+            b"appendfsync": self.appendfsync.encode(),
             b"maxmemory": b"0",
             b"maxmemory-policy": b"noeviction",
             **self.eviction_settings,
@@ -1385,6 +1393,8 @@ class Server:
                 "async_loading:0",
                 *self.bgsaves.info_lines(),
                 "aof_enabled:1",
+                # (err while the store refuses writes after a failed fsync, as Redis's after a failed write)
+                f"aof_last_write_status:{'ok' if loading or self.db.sync_failed_at is None else 'err'}",
                 *([f"loading_start_time:{int(self.loading_since)}"] if loading else []),
             ],
             # Only what kvb serve counts: no keyspace_hits/misses or network byte counters.
@@ -1571,7 +1581,8 @@ async def _open(server: Server, stop: asyncio.Event, where: str) -> bool:
         systemd.notify(f"STATUS=opening {server.path} (commands that need it are answered LOADING)")
         server.release_held()
 
-    opening = open_in_background(partial(_open_and_vacuum, server.path), _close_opened)
+    sync = APPENDFSYNC[server.appendfsync]
+    opening = open_in_background(partial(_open_and_vacuum, server.path, sync), _close_opened)
     grace = loop.call_later(LOADING_GRACE, grace_over)
     stopping = asyncio.ensure_future(stop.wait())
     either: set[asyncio.Future[Any]] = {opening, stopping}
@@ -1592,9 +1603,20 @@ async def _open(server: Server, stop: asyncio.Event, where: str) -> bool:
     return True
 
 
-def open_store(path: str) -> tuple[DB, Structures]:
-    """The store at ``path`` and its Redis structures."""
-    db = DB(path)
+#: kvb serve's ``appendfsync`` values (Redis's) and the engine's ``sync`` policy each gives the store:
+#: ``always`` fsyncs each write before it is answered, ``everysec`` within about a second of it (a
+#: timer thread fsyncs an idle store), ``no`` leaves flushing to the OS (a killed process loses
+#: nothing answered either way; a power failure may lose the last writes).
+APPENDFSYNC: dict[str, Literal["never", "always"] | float] = {
+    "always": "always",
+    "everysec": 1.0,
+    "no": "never",
+}
+
+
+def open_store(path: str, sync: Literal["never", "always"] | float = "never") -> tuple[DB, Structures]:
+    """The store at ``path`` (opened with the engine's ``sync`` policy) and its Redis structures."""
+    db = DB(path, sync=sync)
     try:
         return db, Structures(db)
     except BaseException:
@@ -1602,9 +1624,9 @@ def open_store(path: str) -> tuple[DB, Structures]:
         raise
 
 
-def _open_and_vacuum(path: str) -> tuple[DB, Structures, int]:
+def _open_and_vacuum(path: str, sync: Literal["never", "always"] | float) -> tuple[DB, Structures, int]:
     """Open the store and drop the records of expired keys (run by :func:`_open`, in a thread)."""
-    db, st = open_store(path)
+    db, st = open_store(path, sync)
     try:
         return db, st, st.vacuum()
     except BaseException:
@@ -1944,6 +1966,7 @@ def serve(
     tls: TLSSettings | None = None,
     loglevel: str = "notice",
     tls_context: ssl.SSLContext | None = None,
+    appendfsync: str = "no",
 ) -> int:
     """Serve the store at ``path`` over the Redis protocol until SIGTERM/SIGINT (blocking); return
     the exit status (1 when a second SIGINT forced the stop, as redis-server exits then, else 0).
@@ -1953,7 +1976,8 @@ def serve(
     context ``tls`` gives (:func:`kv_backend.server.tls.configure`), where the caller has built it
     already (kvb serve, which checks its options with it): not built again. Run in the main thread, it
     handles SIGTERM, SIGINT and SIGHUP while it serves, and puts the handlers it found back when it
-    returns or raises."""
+    returns or raises. ``appendfsync``: ``always``, ``everysec`` or ``no`` (the default, the
+    fastest), when the store fsyncs its writes (:data:`APPENDFSYNC`)."""
     from kv_backend.server.tls import configure
 
     if not isinstance(port, int) or not 0 <= port <= 65535:
@@ -1965,7 +1989,7 @@ def serve(
     else:
         context = configure(tls)
     loop_factory = _loop_factory()  # (a bad KVB_EVENT_LOOP is refused before the store is opened)
-    server = Server(path, requirepass=requirepass, loading=True)  # opened once it listens (_open)
+    server = Server(path, requirepass=requirepass, loading=True, appendfsync=appendfsync)  # opened in _open
     server.protected_mode = protected_mode
     server.loglevel = loglevel
     server.tls, server.tls_context = tls, context

@@ -530,10 +530,12 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
         checked = _check_config_value(name, value)
         kind = _CONFIG_KINDS[name]
         if kind == "fixed" and checked != _check_config_value(name, current[name]):
+            start = _START_OPTIONS.get(name)
+            hint = f": restart kvb serve with {start} {checked.decode('utf-8', 'replace')}" if start else ""
             raise _config_failed(
                 name,
                 f"kvb serve cannot change it (it is {current[name].decode('utf-8', 'replace')!r} "
-                "for as long as it runs)",
+                f"for as long as it runs{hint})",
             )
         if name == b"maxclients":  # as Redis: the limit of open files raised to fit them, if it can be
             allowed, _ = clientlimit.fit(checked)
@@ -685,6 +687,11 @@ _CONFIG_KINDS = {
     **dict.fromkeys(config_entries(None), "fixed"),
     **dict.fromkeys(tlsreload.FIELDS, "honour"),
 }
+
+#: The ``fixed`` parameters a ``kvb serve`` option sets at start, and that option (named in the error
+#: of a CONFIG SET that would change it). appendfsync: the engine keeps the sync policy a store was
+#: opened with for as long as it is open.
+_START_OPTIONS = {b"appendfsync": "--appendfsync"}
 
 _POLICIES = (
     "volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, "

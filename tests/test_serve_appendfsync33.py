@@ -1,0 +1,164 @@
+"""``kvb serve --appendfsync {always,everysec,no}`` opens its store with the engine's matching ``sync``
+policy (always, 1.0 s, never), as redis-server's ``appendfsync`` with ``appendonly yes``: CONFIG GET
+shows it, CONFIG SET keeps it (naming the option to restart with), INFO persistence says
+``aof_last_write_status:err`` while the store refuses writes after a failed fsync, and such a write
+is answered ``-MISCONF``, as Redis does."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+import pytest
+import redis
+from helpers import run_kvb
+from resp_helpers import RunningServer
+from test_fsync_failure_refuses_writes32 import FailingFsync, timer_fails
+
+from kv_backend import DB, db_write
+from kv_backend.errors import ConfigurationError
+from kv_backend.server import resp
+from kv_backend.structures import Structures
+
+
+@pytest.mark.parametrize("policy", ["always", "everysec"])
+def test_kvb_serve_takes_writes_under_a_sync_policy_and_shows_it(store_path: str, policy: str) -> None:
+    server = RunningServer(store_path, options=["--appendfsync", policy]).start()
+    try:
+        client = redis.Redis(port=server.port, decode_responses=True)
+        assert client.set("k", "v") is True
+        assert client.incr("n") == 1
+        assert client.config_get("appendfsync") == {"appendfsync": policy}
+        assert client.config_set("appendfsync", policy.upper()) is True  # (its own value, in any case)
+        other = "no" if policy == "always" else "always"
+        with pytest.raises(redis.ResponseError, match=f"restart kvb serve with --appendfsync {other}"):
+            client.config_set("appendfsync", other)
+        with pytest.raises(redis.ResponseError, match="must be one of the following: everysec, always, no"):
+            client.config_set("appendfsync", "sometimes")
+        assert client.config_get("appendfsync") == {"appendfsync": policy}
+        persistence = client.info("persistence")
+        assert persistence["aof_enabled"] == 1 and persistence["aof_last_write_status"] == "ok"
+        client.close()
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGKILL)  # (killed: what it answered is in the log all the same)
+        server.proc.wait(10)
+    finally:
+        server.stop()
+    with DB(store_path, read_only=True) as db:
+        st = Structures(db)
+        assert st.get(b"k") == b"v" and st.get(b"n") == b"1"
+
+
+def test_kvb_serve_opens_the_store_with_no_sync_policy_by_default(store_path: str) -> None:
+    server = RunningServer(store_path).start()
+    try:
+        client = redis.Redis(port=server.port, decode_responses=True)
+        assert client.config_get("appendfsync") == {"appendfsync": "no"}
+        with pytest.raises(redis.ResponseError, match="restart kvb serve with --appendfsync everysec"):
+            client.config_set("appendfsync", "everysec")
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_a_bad_appendfsync_is_a_usage_error(store_path: str) -> None:
+    done = run_kvb("serve", "--dir", store_path, "--port", "0", "--appendfsync", "sometimes", timeout=30)
+    assert done.returncode == 2
+    assert "--appendfsync: invalid choice: 'sometimes'" in done.stderr
+    assert "'always', 'everysec', 'no'" in done.stderr
+    assert not os.path.exists(store_path)  # (refused before the store is opened)
+
+
+def test_the_server_refuses_an_unknown_policy(store_path: str) -> None:
+    with pytest.raises(ConfigurationError, match="must be one of always, everysec, no, not 'yes'"):
+        resp.Server(store_path, appendfsync="yes")
+    assert not os.path.exists(store_path)
+
+
+@pytest.mark.parametrize(("policy", "sync"), [("always", "always"), ("everysec", 1.0), ("no", "never")])
+def test_each_value_opens_the_store_with_its_engine_policy(
+    store_path: str, policy: str, sync: object
+) -> None:
+    server = resp.Server(store_path, appendfsync=policy)
+    try:
+        assert server.db.sync_mode == sync
+        assert server.config()[b"appendfsync"] == policy.encode()
+    finally:
+        server.close()
+
+
+def _info_status(conn: resp.Connection) -> str:
+    text = conn.execute([b"INFO", b"persistence"])
+    lines = dict(line.split(":", 1) for line in bytes(text).decode().split("\r\n") if ":" in line)
+    return lines["aof_last_write_status"]
+
+
+def test_always_fsyncs_each_write_before_it_is_answered(
+    store_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = db_write.fsync_file
+
+    def counted(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(db_write, "fsync_file", counted)
+    for policy, per_write in (("always", True), ("no", False)):
+        server = resp.Server(os.path.join(store_path, policy), appendfsync=policy)
+        try:
+            conn = resp.Connection(server)
+            conn.execute([b"SET", b"warm", b"up"])
+            for i in range(5):
+                before = len(calls)
+                conn.execute([b"SET", b"k", str(i).encode()])
+                assert (len(calls) > before) is per_write, (policy, i)
+        finally:
+            server.close()
+
+
+def test_a_write_after_a_failed_fsync_is_answered_misconf_and_info_says_err(
+    store_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsync = FailingFsync(monkeypatch)
+    server = resp.Server(store_path, appendfsync="always")
+    try:
+        conn = resp.Connection(server)
+        assert conn.execute([b"SET", b"k", b"v"]) is not None
+        assert _info_status(conn) == "ok"
+        fsync.on = True
+        # The write whose own fsync fails is an error (its record written, perhaps not on disk)...
+        assert conn.execute([b"SET", b"k", b"first"]).message.startswith("ERR ")
+        assert _info_status(conn) == "err"
+        # ...and the next ones are refused, writing nothing, as Redis answers after a failed fsync.
+        reply = conn.execute([b"SET", b"k", b"second"])
+        assert reply.message == f"MISCONF Errors writing to the AOF file: {os.strerror(errno.EIO)}"
+        assert conn.execute([b"GET", b"k"]) == b"first"  # reads are served
+        fsync.on = False
+        assert conn.execute([b"SET", b"k", b"third"]) is not None
+        assert conn.execute([b"GET", b"k"]) == b"third"
+        assert _info_status(conn) == "ok"
+    finally:
+        fsync.on = False
+        server.close()
+
+
+def test_everysec_answers_misconf_after_its_timer_failed_to_fsync(
+    store_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsync = FailingFsync(monkeypatch)
+    server = resp.Server(store_path, appendfsync="everysec")
+    try:
+        conn = resp.Connection(server)
+        assert conn.execute([b"SET", b"k", b"v"]) is not None
+        timer_fails(server.db, fsync)  # (about a second: the timer fsyncs a second after the last fsync)
+        assert _info_status(conn) == "err"
+        reply = conn.execute([b"SET", b"k", b"changed"])
+        assert reply.message == f"MISCONF Errors writing to the AOF file: {os.strerror(errno.EIO)}"
+        fsync.on = False
+        assert conn.execute([b"SET", b"k", b"changed"]) is not None
+        assert _info_status(conn) == "ok"
+    finally:
+        fsync.on = False
+        server.close()
