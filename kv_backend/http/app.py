@@ -69,6 +69,7 @@ from kv_backend.errors import (
     NotAnIntegerError,
     ReadOnlyError,
     StorageError,
+    SyncFailedError,
     ValueTooLargeError,
 )
 from kv_backend.files import valid_unicode
@@ -195,6 +196,8 @@ _ERROR_STATUS: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
 
 def engine_error(exc: BaseException) -> HTTPAPIError:
     """Translate an engine exception into the HTTP status and error code a client should see."""
+    if isinstance(exc, SyncFailedError):  # (whatever its errno: the store refuses writes for now)
+        return HTTPAPIError(503, "sync_failed", str(exc), {"Retry-After": "1"})
     if isinstance(exc, StorageError):  # no other class in the table is one
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return HTTPAPIError(507, "insufficient_storage", str(exc))

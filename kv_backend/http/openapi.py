@@ -541,7 +541,9 @@ _DOCUMENT: dict[str, Any] = {
                         "(store_closed); or another process held the store's write lock for longer than "
                         "the server's --lock-timeout (lock_timeout, with Retry-After: nothing was written); "
                         "or, on a server that opened the store read-only, it changed during "
-                        "each of 50 reads of a read-only transaction (busy, with Retry-After): retry."
+                        "each of 50 reads of a read-only transaction (busy, with Retry-After): retry; or, "
+                        "under a sync policy, an fsync of the store failed and its writes are refused until "
+                        "one succeeds (sync_failed, with Retry-After: nothing was written; check the disk)."
                     ),
                 },
             }
@@ -868,7 +870,9 @@ def _add_store_errors(doc: dict[str, Any]) -> None:
                         "The store is still being opened, its log replayed (loading, with Retry-After: "
                         "retry), or it is closed (store_closed: the server is shutting down), or another "
                         "process held the store's write lock for longer than the server's --lock-timeout "
-                        "(lock_timeout, with Retry-After: nothing was written; retry)."
+                        "(lock_timeout, with Retry-After: nothing was written; retry), or, under a sync "
+                        "policy, an fsync of the store failed and its writes are refused until one succeeds "
+                        "(sync_failed, with Retry-After: nothing was written; check the disk)."
                     ),
                 )
             if (path, method) in _READS:
