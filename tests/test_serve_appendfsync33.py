@@ -50,6 +50,24 @@ def test_kvb_serve_takes_writes_under_a_sync_policy_and_shows_it(store_path: str
         assert st.get(b"k") == b"v" and st.get(b"n") == b"1"
 
 
+def test_servers_of_one_store_with_different_policies_see_each_others_writes(store_path: str) -> None:
+    durable = RunningServer(store_path, options=["--appendfsync", "always"]).start()
+    fast = RunningServer(store_path).start()  # (--appendfsync no)
+    try:
+        a = redis.Redis(port=durable.port, decode_responses=True)
+        b = redis.Redis(port=fast.port, decode_responses=True)
+        for i in range(20):
+            assert a.incr("n") == 2 * i + 1
+            assert b.incr("n") == 2 * i + 2
+        assert a.config_get("appendfsync") == {"appendfsync": "always"}
+        assert b.config_get("appendfsync") == {"appendfsync": "no"}
+        a.close()
+        b.close()
+    finally:
+        durable.stop()
+        fast.stop()
+
+
 def test_kvb_serve_opens_the_store_with_no_sync_policy_by_default(store_path: str) -> None:
     server = RunningServer(store_path).start()
     try:
