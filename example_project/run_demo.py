@@ -42,6 +42,8 @@ def child_env(var_dir: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
     env["KVB_EXAMPLE_VAR"] = str(var_dir)
+    # the cache too lives in the data directory, which a run empties (not where a run by hand put it)
+    env.pop("KVB_EXAMPLE_CACHE", None)
     return env
 
 

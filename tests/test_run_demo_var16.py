@@ -7,6 +7,8 @@ mistyped ``--var ~`` or ``--var /srv/data`` would have deleted that directory's 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,17 @@ def test_a_directory_of_an_earlier_run_is_emptied(demo, tmp_path):
 def test_an_empty_directory_is_used(demo, tmp_path):
     demo.prepare_var_dir(tmp_path, keep=False)
     assert (tmp_path / demo.DEMO_MARK).exists()
+
+
+def test_the_sites_cache_is_in_the_data_directory_whatever_the_environment(demo, tmp_path, monkeypatch):
+    """KVB_EXAMPLE_CACHE, exported for a run of the site by hand, would have put the demo's cache
+    outside the data directory, which a run empties: the next run found the earlier one's entries."""
+    monkeypatch.setenv("KVB_EXAMPLE_CACHE", str(tmp_path / "by-hand-cache"))
+    var = tmp_path / "var"
+    env = demo.child_env(var)
+    code = "from django.conf import settings; print(settings.CACHES['default']['LOCATION'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=var.parent, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(var / "cache")
