@@ -74,15 +74,17 @@ def grant_store_mode(fd: int, directory: str) -> None:
 
 def share_with_directory_group(fd: int, directory: str) -> None:
     """Give a new store's format file (or lock file) at ``fd`` the group's read and write bits its setgid
-    ``directory`` grants, if this process (not root: see :func:`give_to_owner_of`) made it and its
-    umask withheld them. A setgid directory is how a store is shared by a group (docs/engine.md);
-    a store its first user made there under the common umask 022 had 0644 files (every file added
-    later gets its format file's bits), and every other member of the group failed to write it."""
+    ``directory`` grants, if the file is this process's and its umask withheld them (root's too, in a
+    directory of root's; one root gave another user, :func:`give_to_owner_of`, has them already). A
+    setgid directory is how a store is shared by a group (docs/engine.md); a store its first user (or
+    root, in the ``chgrp app DIR`` it left its own) made there under the common umask 022 had 0644
+    files (every file added later gets its format file's bits), and every other member of the group
+    failed to write it."""
     try:
         st = os.stat(directory)
         mine = os.fstat(fd)
         wanted = st.st_mode & 0o060
-        if st.st_mode & stat.S_ISGID and mine.st_uid == os.geteuid() != 0 and mine.st_mode & wanted != wanted:
+        if st.st_mode & stat.S_ISGID and mine.st_uid == os.geteuid() and mine.st_mode & wanted != wanted:
             os.fchmod(fd, stat.S_IMODE(mine.st_mode) | wanted)
     except OSError:
         pass

@@ -391,6 +391,32 @@ def test_a_store_made_under_umask_022_in_a_setgid_directory_of_a_group_is_the_gr
     assert {stat.S_IMODE(os.stat(os.path.join(private, n)).st_mode) for n in os.listdir(private)} == {0o644}
 
 
+def test_a_store_root_makes_in_a_setgid_directory_of_its_own_is_the_groups(base):
+    """mkdir /var/lib/app/kv; chgrp app DIR; chmod 2775 DIR leaves root the directory's owner: a store root
+    made there first (sudo kvb put, a deploy script) under umask 022 had 0644 files, root's, and the
+    group's members could not write it. Its files get the group's bits the directory grants."""
+    path = os.path.join(base, "kv")
+    os.mkdir(path)
+    os.chown(path, 0, SHARED_GID)
+    os.chmod(path, 0o2775)
+    old = os.umask(0o022)
+    try:
+        with DB(path, max_file_size=4096) as db:
+            for i in range(60):
+                db.put(b"k%d" % (i % 20), b"x" * 100)
+            db.merge()
+    finally:
+        os.umask(old)
+    modes = {n: stat.S_IMODE(os.stat(os.path.join(path, n)).st_mode) for n in os.listdir(path)}
+    assert set(modes.values()) == {0o664}, modes
+
+    def write() -> None:
+        with DB(path) as db:
+            db.put(b"member", b"1")
+
+    assert _as_member(OTHER_UID, 0o022, write) == 0
+
+
 def test_the_lock_file_of_a_store_being_made_in_a_setgid_directory_is_the_groups_from_the_start(base):
     """LOCK is made before the format file: it followed the opener's umask (0644 under 022) until the
     format file existed, and another member opening the new store meanwhile was refused."""
