@@ -627,9 +627,11 @@ def cmd_backups(args: argparse.Namespace) -> int:
 
 
 def _say_damaged_manifests(url: str, names: list[str]) -> None:
-    """Say on stderr which backup manifests at ``url`` are damaged, and what that blocks."""
+    """Say on stderr which backup manifests at ``url`` are damaged, and what that blocks: one line, a
+    name that is not printable (``old\\n``, which an earlier version stored) given as the listing gives it."""
+    shown = ", ".join(name if name.isprintable() else repr(name) for name in names)
     _say(
-        f"kvb: {len(names)} damaged backup manifest(s) at {url}: {', '.join(names)}; repair or "
+        f"kvb: {len(names)} damaged backup manifest(s) at {url}: {shown}; repair or "
         "delete them: while one is there, kvb backups --keep removes no objects, and kvb restore "
         "without --name may refuse to choose"
     )

@@ -51,8 +51,10 @@ def test_a_manifest_made_under_such_a_name_is_listed_as_damaged_and_its_objects_
     assert str(infos[1]).startswith("'old\\n'  DAMAGED: ")  # one line
     assert prune_backups(url, keep=1) == []
     assert sorted(os.listdir(os.path.join(url, "files"))) == objects  # not collected
-    code, out, _err = run(capsys, "backups", url)
+    code, out, err = run(capsys, "backups", url)
     assert code == 1 and len(out.splitlines()) == 2, out
+    # The summary on stderr is one line too, naming the manifest as the listing does.
+    assert err.count("\n") == 1 and "damaged backup manifest(s)" in err and ": 'old\\n'; repair" in err, err
     os.rename(os.path.join(url, "backups", "old\n.json"), os.path.join(url, "backups", "old.json"))
     restore(url, tmp_path / "r", name="old")
     with DB(str(tmp_path / "r"), read_only=True) as db:
