@@ -641,9 +641,10 @@ def refuse_filled_meanwhile(
         from kv_backend.store_id import read_store_id  # (which imports this module)
 
         if read_store_id(path) == copy_id:
+            other = "salvage" if action == "restore" else "restore"  # (a copy of the same store has its id)
             raise error(
                 f"cannot {action} into {path}: it was empty when the {action} started, but now holds "
-                f"{held}: another {action} (or a restore or salvage) put a copy of the same store there "
+                f"{held}: another {action} (or a {other}) put a copy of the same store there "
                 f"meanwhile (store id {copy_id}), moved into place whole; nothing was {action}d there by "
                 f"this one. Use that copy (kvb check {path} checks it), or {action} into another directory"
             )

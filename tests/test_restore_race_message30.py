@@ -30,6 +30,8 @@ def assert_says_another_copy_is_there(exc: Exception, path: str, action: str) ->
     msg = str(exc)
     assert f"cannot {action} into {path}: it was empty when the {action} started" in msg, msg
     assert "a copy of the same store" in msg and "new, empty" not in msg, msg
+    other = "salvage" if action == "restore" else "restore"
+    assert f"another {action} (or a {other}) put a copy" in msg, msg  # (not "or a restore or salvage")
     assert "delete it" not in msg, msg
 
 
