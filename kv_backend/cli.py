@@ -421,8 +421,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if report.ok:
         _print("ok: no damaged records")
         return 0
-    # (The format file's problem says how to repair it: restoring keys is the advice for the data's.)
-    data = [p for p in report.problems if os.path.basename(p.path) != FORMAT_FILE]
+    # (The format file's problem says how to repair it, and a hint entry's to remove its hint file, the
+    # data being sound: restoring keys is the advice for damaged records.)
+    data = [p for p in report.problems if os.path.basename(p.path) != FORMAT_FILE and not p.hint]
     what = "; restore the affected keys from a backup" if data else ""
     _print(f"{len(report.problems)} damaged spot(s){what}")
     return 1

@@ -70,3 +70,21 @@ def test_post_v1_backup_reports_whether_the_backup_restores(tmp_path):
     assert r.status_code == 200, r.text
     report = r.json()
     assert (report["damaged_records"], report["damaged_hint_entries"], report["restorable"]) == (1, 1, True)
+
+
+def test_kvb_check_of_hint_entries_alone_does_not_say_to_restore_keys_from_a_backup(tmp_path, capsys):
+    """kvb check's last line added "restore the affected keys from a backup" for damaged hint entries
+    too, where the data is sound and removing the hint file is the remedy (each problem says so)."""
+    store = _merged_store(str(tmp_path / "store"))
+    _rewrite_hints(store, swap=True)
+    code, out, _ = run(capsys, "check", store)
+    last = out.splitlines()[-1]
+    assert code == 1 and last == "1 damaged spot(s)", out
+    assert "remove the hint file while no process has the store open" in out
+    active = os.path.join(store, data_name(list_data_files(store)[-1]))
+    with open(active, "r+b") as f:  # and a damaged record besides: its key is to be restored
+        f.seek(record.FILE_HEADER_SIZE + record.HEADER_SIZE + len(b"after"))
+        f.write(b"M")
+    code, out, _ = run(capsys, "check", store)
+    last = out.splitlines()[-1]
+    assert code == 1 and last == "2 damaged spot(s); restore the affected keys from a backup", out
