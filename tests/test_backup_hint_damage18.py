@@ -50,6 +50,15 @@ def _rewrite_hints(store: str, *, swap: bool) -> str:
     return dpath
 
 
+def damage_active_record(store: str) -> None:
+    """Damage a value byte of the first record of the store's active file (that of key ``after``, which
+    :func:`_merged_store` writes last): a damaged record, which a restore refuses."""
+    active = os.path.join(store, data_name(list_data_files(store)[-1]))
+    with open(active, "r+b") as f:
+        f.seek(record.FILE_HEADER_SIZE + record.HEADER_SIZE + len(b"after"))
+        f.write(b"M")
+
+
 def test_a_backup_counts_a_hint_entry_pointing_to_the_wrong_record(tmp_path, capsys):
     store = _merged_store(str(tmp_path / "store"))
     dpath = _rewrite_hints(store, swap=True)
@@ -73,10 +82,7 @@ def test_a_backup_counts_a_hint_entry_pointing_to_the_wrong_record(tmp_path, cap
 def test_a_restore_still_refuses_a_damaged_record_besides_a_damaged_hint_file(tmp_path):
     store = _merged_store(str(tmp_path / "store"))
     _rewrite_hints(store, swap=True)
-    active = os.path.join(store, data_name(list_data_files(store)[-1]))
-    with open(active, "r+b") as f:  # a value byte of the active file's last record
-        f.seek(record.FILE_HEADER_SIZE + record.HEADER_SIZE + len(b"after"))
-        f.write(b"M")
+    damage_active_record(store)
     url = f"file://{tmp_path / 'backups'}"
     assert backup_store(store, url).damaged_records == 2
     with pytest.raises(BackupError, match="damaged"):

@@ -5,15 +5,12 @@ backup's report, message and exit status now follow the rule a restore applies (
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from test_backup_hint_damage18 import _merged_store, _rewrite_hints
+from test_backup_hint_damage18 import _merged_store, _rewrite_hints, damage_active_record
 from test_cli import run  # kvb in this process: (exit code, stdout, stderr)
 
-from kv_backend import DB, record
+from kv_backend import DB
 from kv_backend.backup import backup_store
-from kv_backend.files import data_name, list_data_files
 
 
 def test_a_backup_whose_only_damage_is_hint_entries_restores_and_exits_0(tmp_path, capsys):
@@ -39,10 +36,7 @@ def test_a_backup_whose_only_damage_is_hint_entries_restores_and_exits_0(tmp_pat
 def test_a_backup_with_a_damaged_record_besides_hint_entries_still_exits_1(tmp_path, capsys):
     store = _merged_store(str(tmp_path / "store"))
     _rewrite_hints(store, swap=True)
-    active = os.path.join(store, data_name(list_data_files(store)[-1]))
-    with open(active, "r+b") as f:  # a value byte of the active file's last record
-        f.seek(record.FILE_HEADER_SIZE + record.HEADER_SIZE + len(b"after"))
-        f.write(b"M")
+    damage_active_record(store)
     url = f"file://{tmp_path / 'backups'}"
     code, _, err = run(capsys, "backup", store, url, "--name", "b")
     assert code == 1
@@ -81,10 +75,7 @@ def test_kvb_check_of_hint_entries_alone_does_not_say_to_restore_keys_from_a_bac
     last = out.splitlines()[-1]
     assert code == 1 and last == "1 damaged spot(s)", out
     assert "remove the hint file while no process has the store open" in out
-    active = os.path.join(store, data_name(list_data_files(store)[-1]))
-    with open(active, "r+b") as f:  # and a damaged record besides: its key is to be restored
-        f.seek(record.FILE_HEADER_SIZE + record.HEADER_SIZE + len(b"after"))
-        f.write(b"M")
+    damage_active_record(store)  # and a damaged record besides: its key is to be restored
     code, out, _ = run(capsys, "check", store)
     last = out.splitlines()[-1]
     assert code == 1 and last == "2 damaged spot(s); restore the affected keys from a backup", out

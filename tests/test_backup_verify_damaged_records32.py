@@ -15,7 +15,7 @@ import os
 
 import fsspec
 import pytest
-from test_backup_hint_damage18 import _merged_store, _rewrite_hints
+from test_backup_hint_damage18 import _merged_store, _rewrite_hints, damage_active_record
 
 import kv_backend.backup as kvbackup
 from kv_backend import DB, record
@@ -86,9 +86,7 @@ def test_a_damaged_record_besides_damaged_hint_entries_is_not_restorable(tmp_pat
     store = _merged_store(str(tmp_path / "store"))
     _rewrite_hints(store, swap=True)
     fids = list_data_files(store)
-    with open(os.path.join(store, data_name(fids[-1])), "r+b") as f:
-        f.seek(record.FILE_HEADER_SIZE + record.HEADER_SIZE + len(b"after"))
-        f.write(b"M")
+    damage_active_record(store)
     url = f"file://{tmp_path / 'backups'}"
     assert backup_store(store, url, name="both").damaged_records == 2
     with pytest.raises(BackupError, match="damaged"):
