@@ -1348,7 +1348,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-access-log",
         dest="access_log",
         action="store_false",
-        help="no line on stderr for each request (uvicorn's access log), whatever --log-level says",
+        help="no line on stdout for each request (uvicorn's access log), whatever --log-level says",
     )
     s.add_argument(
         "--workers",

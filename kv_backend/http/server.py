@@ -202,7 +202,7 @@ def serve(
     :func:`kv_backend.http.tls.server_context` loads it from the files of ``kvb http --ssl-certfile``
     and the rest), it serves HTTPS: a connection has :data:`~kv_backend.http.tls.HANDSHAKE_TIMEOUT`
     seconds to complete its TLS handshake. ``log_level`` and ``access_log`` are uvicorn's: the
-    access log writes a line to stderr for each request. ``workers`` (default ``$KVB_HTTP_WORKERS``
+    access log writes a line to stdout for each request. ``workers`` (default ``$KVB_HTTP_WORKERS``
     or 1) above 1 binds the address here, then serves it from that many forked worker processes, each
     as one server of its own (see :mod:`kv_backend.http.workers`); fork it only from a process
     without other threads. With workers, SIGHUP reloads them gracefully: new workers start, serving
