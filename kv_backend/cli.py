@@ -65,7 +65,7 @@ def _host(text: str) -> str:
 
 
 def _secret_file(text: str) -> str:
-    """An argparse type: the secret held in the file at ``text`` (its line ending removed), read now.
+    """An argparse type: the secret held in the file at ``text`` (line breaks at its end removed), read now.
 
     A secret given on the command line is visible to every user of the machine in ``ps``; one in a
     file that only its owner can read is not. An empty file is refused: it would mean no password.
