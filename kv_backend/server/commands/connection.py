@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import os
 import time
 from collections.abc import Callable
 from time import perf_counter
@@ -529,7 +531,13 @@ def _config_set(conn: Connection, args: list[bytes]) -> Any:
     for name, value in changes:  # Redis checks the values in order, after the names
         checked = _check_config_value(name, value)
         kind = _CONFIG_KINDS[name]
-        if kind == "fixed" and checked != _check_config_value(name, current[name]):
+        if name == b"requirepass":  # (CONFIG GET hides it: compared with the password in force)
+            if not hmac.compare_digest(checked, os.fsencode(server.requirepass or "")):
+                raise _config_failed(
+                    name,
+                    "kvb serve cannot change it (the password given at start stays for as long as it runs)",
+                )
+        elif kind == "fixed" and checked != _check_config_value(name, current[name]):
             start = _START_OPTIONS.get(name)
             hint = f": restart kvb serve with {start} {checked.decode('utf-8', 'replace')}" if start else ""
             raise _config_failed(
