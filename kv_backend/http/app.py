@@ -398,7 +398,9 @@ class _TxnOp:
 
 
 def _txn_error(index: int, message: str, status: int = 400, code: str = "invalid_request") -> HTTPAPIError:
-    return HTTPAPIError(status, code, f"operation {index}: {message}; nothing was applied", index=index)
+    return HTTPAPIError(
+        status, code, f"operation {index}: {message.rstrip('.')}; nothing was applied", index=index
+    )
 
 
 def _refuse_json_constant(name: str) -> Any:
@@ -641,7 +643,7 @@ class _TxnPlan:
                 raise HTTPAPIError(
                     error.status,
                     error.code,
-                    f"operation {op.index} ({op.op}): {error.message}; nothing was applied",
+                    f"operation {op.index} ({op.op}): {error.message.rstrip('.')}; nothing was applied",
                     index=op.index,
                 ) from exc
 
@@ -687,7 +689,7 @@ class _TxnPlan:
             raise HTTPAPIError(
                 409,
                 "not_an_integer",
-                f"operation {op.index} (incr): {exc}; nothing was applied",
+                f"operation {op.index} (incr): {str(exc).rstrip('.')}; nothing was applied",
                 index=op.index,
             ) from None
         except ValueError:  # more digits than str() converts (sys.get_int_max_str_digits())
