@@ -1165,7 +1165,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("always", "everysec", "no"),
         default="no",
         help="when writes are fsynced, against power loss (a killed process loses no answered write "
-        "either way): always, before each is answered (slowest); everysec, within about a second; no, "
+        "either way): always, before any reply is sent that may tell of them (once per event-loop turn, "
+        "for all its writes: the slowest); everysec, within about a second; no, "
         "left to the OS (default: no, the fastest)",
     )
     s.add_argument(

@@ -371,9 +371,19 @@ def test_an_encrypted_key_needs_its_passphrase(tmp_path, certs, capsys):
         configure(TLSSettings(port=27399, cert_file=certs.cert, key_file=str(locked), key_file_pass="x"))
 
 
-def test_acknowledged_writes_survive_sigkill(tmp_path, start, certs):
+@pytest.mark.parametrize("appendfsync", ["no", "always"])
+def test_acknowledged_writes_survive_sigkill(tmp_path, start, certs, appendfsync):
     store = str(tmp_path / "store")
-    server = start(store=store)
+    server = start("--appendfsync", appendfsync, store=store)
+    if appendfsync == "always":  # (replies held for the fsync, then the close after them: over TLS too)
+        context = ssl.create_default_context(cafile=certs.ca)
+        raw = socket.create_connection(("127.0.0.1", server.tls_port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"SET quit 1\r\nGET quit\r\nQUIT\r\n")
+            got = b""
+            while chunk := tls.recv(4096):
+                got += chunk
+            assert got == b"+OK\r\n$1\r\n1\r\n+OK\r\n"
     acked: dict[str, list[int]] = {}
     stop = threading.Event()
 

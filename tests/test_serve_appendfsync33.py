@@ -1,5 +1,7 @@
-"""``kvb serve --appendfsync {always,everysec,no}`` opens its store with the engine's matching ``sync``
-policy (always, 1.0 s, never), as redis-server's ``appendfsync`` with ``appendonly yes``: CONFIG GET
+"""``kvb serve --appendfsync {always,everysec,no}`` fsyncs as redis-server's ``appendfsync`` with
+``appendonly yes``: ``everysec`` and ``no`` open the store with the engine's ``sync`` policy (1.0 s,
+never); ``always`` opens it with sync="never" and fsyncs each event-loop turn's writes once, before
+any reply of that turn is sent (its group commit: see test_serve_group_commit34). CONFIG GET
 shows it, CONFIG SET keeps it (naming the option to restart with), INFO persistence says
 ``aof_last_write_status:err`` while the store refuses writes after a failed fsync, and such a write
 is answered ``-MISCONF``, as Redis does."""
@@ -9,12 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import threading
 
 import pytest
 import redis
 from helpers import run_kvb
-from resp_helpers import RunningServer
+from resp_helpers import Raw, RunningServer
 from test_fsync_failure_refuses_writes32 import FailingFsync, timer_fails
+from test_script_busy19 import UNKILLABLE, _busy, _other, _send
 
 from kv_backend import DB, db_write
 from kv_backend.errors import ConfigurationError
@@ -94,13 +98,15 @@ def test_the_server_refuses_an_unknown_policy(store_path: str) -> None:
     assert not os.path.exists(store_path)
 
 
-@pytest.mark.parametrize(("policy", "sync"), [("always", "always"), ("everysec", 1.0), ("no", "never")])
+@pytest.mark.parametrize(("policy", "sync"), [("always", "never"), ("everysec", 1.0), ("no", "never")])
 def test_each_value_opens_the_store_with_its_engine_policy(
     store_path: str, policy: str, sync: object
 ) -> None:
+    # (always: the server fsyncs each event-loop turn's writes itself, see test_serve_group_commit34)
     server = resp.Server(store_path, appendfsync=policy)
     try:
         assert server.db.sync_mode == sync
+        assert (server.group_commit is not None) is (policy == "always")
         assert server.config()[b"appendfsync"] == policy.encode()
     finally:
         server.close()
@@ -112,7 +118,7 @@ def _info_status(conn: resp.Connection) -> str:
     return lines["aof_last_write_status"]
 
 
-def test_always_fsyncs_each_write_before_it_is_answered(
+def test_always_fsyncs_the_writes_once_at_the_commit_not_in_each_write(
     store_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
@@ -123,33 +129,41 @@ def test_always_fsyncs_each_write_before_it_is_answered(
         real(fd)
 
     monkeypatch.setattr(db_write, "fsync_file", counted)
-    for policy, per_write in (("always", True), ("no", False)):
-        server = resp.Server(os.path.join(store_path, policy), appendfsync=policy)
-        try:
-            conn = resp.Connection(server)
-            conn.execute([b"SET", b"warm", b"up"])
-            for i in range(5):
-                before = len(calls)
-                conn.execute([b"SET", b"k", str(i).encode()])
-                assert (len(calls) > before) is per_write, (policy, i)
-        finally:
-            server.close()
+    server = resp.Server(store_path, appendfsync="always")
+    try:
+        commit = server.group_commit
+        assert commit is not None
+        conn = resp.Connection(server)
+        for i in range(5):
+            conn.execute([b"SET", b"k", str(i).encode()])
+        assert calls == []  # (the writes wait for the commit)
+        assert commit.holding()
+        commit.commit()
+        assert len(calls) == 1 and not commit.holding()
+        commit.commit()  # nothing written since: no fsync
+        assert conn.execute([b"GET", b"k"]) == b"4"
+        assert len(calls) == 1 and not commit.holding()
+    finally:
+        server.close()
 
 
-def test_a_write_after_a_failed_fsync_is_answered_misconf_and_info_says_err(
+def test_a_write_after_a_failed_commit_is_answered_misconf_and_info_says_err(
     store_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fsync = FailingFsync(monkeypatch)
     server = resp.Server(store_path, appendfsync="always")
     try:
+        commit = server.group_commit
+        assert commit is not None
         conn = resp.Connection(server)
         assert conn.execute([b"SET", b"k", b"v"]) is not None
+        commit.commit()
         assert _info_status(conn) == "ok"
         fsync.on = True
-        # The write whose own fsync fails is an error (its record written, perhaps not on disk)...
-        assert conn.execute([b"SET", b"k", b"first"]).message.startswith("ERR ")
+        assert conn.execute([b"SET", b"k", b"first"]) == "OK"  # (applied; its reply would wait)
+        commit.commit()  # the commit's fsync fails: recorded
         assert _info_status(conn) == "err"
-        # ...and the next ones are refused, writing nothing, as Redis answers after a failed fsync.
+        # ...and the next writes are refused, writing nothing, as Redis answers after a failed fsync.
         reply = conn.execute([b"SET", b"k", b"second"])
         assert reply.message == f"MISCONF Errors writing to the AOF file: {os.strerror(errno.EIO)}"
         assert conn.execute([b"GET", b"k"]) == b"first"  # reads are served
@@ -157,9 +171,50 @@ def test_a_write_after_a_failed_fsync_is_answered_misconf_and_info_says_err(
         assert conn.execute([b"SET", b"k", b"third"]) is not None
         assert conn.execute([b"GET", b"k"]) == b"third"
         assert _info_status(conn) == "ok"
+        commit.commit()
+        assert not commit.holding()
     finally:
         fsync.on = False
         server.close()
+
+
+def test_always_loses_no_acknowledged_write_of_many_clients_when_killed(store_path: str) -> None:
+    server = RunningServer(store_path, options=["--appendfsync", "always"]).start()
+    acknowledged: dict[str, list[int]] = {}
+    try:
+
+        def client(name: str) -> None:
+            c = redis.Redis(port=server.port)
+            done = acknowledged.setdefault(name, [])
+            try:
+                for i in range(40):
+                    pipe = c.pipeline(transaction=False)
+                    pipe.set(f"{name}:{i}", i)
+                    pipe.rpush(f"{name}:list", i)
+                    pipe.execute()
+                    done.append(i)
+            except redis.ConnectionError:
+                pass
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=client, args=(f"c{n}",)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGKILL)  # (right after the last replies)
+        server.proc.wait(10)
+    finally:
+        server.stop()
+    with DB(store_path, read_only=True) as db:
+        st = Structures(db)
+        for name, done in acknowledged.items():
+            assert len(done) == 40
+            for i in done:
+                assert st.get(f"{name}:{i}".encode()) == str(i).encode()
+            assert st.lrange(f"{name}:list".encode(), 0, -1) == [str(i).encode() for i in done]
 
 
 def test_everysec_answers_misconf_after_its_timer_failed_to_fsync(
@@ -180,3 +235,23 @@ def test_everysec_answers_misconf_after_its_timer_failed_to_fsync(
     finally:
         fsync.on = False
         server.close()
+
+
+def test_always_answers_other_clients_while_a_script_that_wrote_runs_long(store_path: str) -> None:
+    # (its writes are not fsynced yet: what other clients are answered meanwhile tells nothing of them)
+    server = RunningServer(store_path, options=["--appendfsync", "always"]).start()
+    try:
+        caller = Raw(server.port, 2)
+        assert caller.call("SET", "k", "v") == b"+OK\r\n"
+        assert caller.call("CONFIG", "SET", "busy-reply-threshold", "100") == b"+OK\r\n"
+        other = _other(server)
+        _send(caller, "EVAL", "redis.call('set', 'in', '1') while true do end", "0")
+        _busy(other)
+        assert other.call("SCRIPT", "KILL") == UNKILLABLE
+        _send(other, "SHUTDOWN", "NOSAVE")
+        assert server.proc is not None and server.proc.wait(15) == 0
+    finally:
+        server.stop()
+    with DB(store_path, read_only=True) as db:
+        st = Structures(db)
+        assert st.get(b"k") == b"v" and st.get(b"in") is None

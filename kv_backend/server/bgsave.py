@@ -109,6 +109,9 @@ class BackgroundSaves:
             self.server.log("background saving terminated with success")
         else:
             self.server.log(f"background saving error: cannot fsync the store {self.server.path}: {error}")
+            commit = self.server.group_commit
+            if commit is not None and isinstance(error, OSError):  # (--appendfsync always)
+                commit.record_failure(error, "BGSAVE of")
         if self.scheduled:
             self._start_scheduled()
 

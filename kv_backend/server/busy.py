@@ -17,6 +17,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from kv_backend.server import groupcommit
 from kv_backend.server.listen import AcceptedTransport, accept
 
 if TYPE_CHECKING:
@@ -102,6 +103,8 @@ class ScriptRun:
                 f"stops the server. Script name is: {self.name}"
             )
             self.server.busy = self.busy_error  # (first: the pump answers what waits BUSY)
+            if self.server.group_commit is not None:  # (--appendfsync always: see groupcommit)
+                self.server.group_commit.script_runs_long(True)
             self.pump = Pump(self.server, self.caller)
         self.pump.poll()
         return self.stop
@@ -135,6 +138,8 @@ class ScriptRun:
             self.server.busy = None
             self.pump.close()
             self.pump = None
+            if self.server.group_commit is not None:
+                self.server.group_commit.script_runs_long(False)
 
 
 class Pump:
@@ -209,7 +214,7 @@ class Pump:
             data = b""
         if not data:
             self.forget(fd)
-            if isinstance(transport, AcceptedTransport):
+            if isinstance(groupcommit.inner(transport), AcceptedTransport):
                 transport.close()
             return
         conn.data_received(data)  # (it queues the connection for the loop too: nothing is left then)

@@ -55,6 +55,7 @@ from kv_backend.server.commands.geo import store_key as geo_store_key
 from kv_backend.server.commands.metadata import sort_keys
 from kv_backend.server.commands.registry import CONTAINERS
 from kv_backend.server.functions import Functions
+from kv_backend.server.groupcommit import GroupCommit, HeldTransport
 from kv_backend.server.listen import AcceptedTransport, Listeners, addresses, listen_tcp, listen_unix
 from kv_backend.server.loading import LOADING_GRACE, open_in_background
 from kv_backend.server.notify import EXPIRED, Notifier, format_flags
@@ -193,9 +194,13 @@ class Connection(asyncio.Protocol):
         if accepted is not None:  # the event loop takes the socket over (see kv_backend.server.listen)
             self.accepted = None
             if accepted.take_over(transport):  # type: ignore[arg-type]
-                self.transport = transport  # type: ignore[assignment]
+                held = self.transport
+                if isinstance(held, HeldTransport):  # (what it holds goes out on the loop's transport)
+                    held.inner = transport
+                else:
+                    self.transport = transport  # type: ignore[assignment]
             return
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = self._held(transport)
         if isinstance(transport, AcceptedTransport):
             self.accepted = transport
         peer = transport.get_extra_info("peername")
@@ -209,6 +214,12 @@ class Connection(asyncio.Protocol):
         server.connections_received += 1
         if not server.loading:  # (the store opened after this connection was accepted: see __init__)
             self.st = server.st
+
+    def _held(self, transport: Any) -> asyncio.Transport:
+        """``transport``, or with ``--appendfsync always`` its writes and close held until the fsync
+        of the writes they may tell of (see kv_backend.server.groupcommit)."""
+        commit = self.server.group_commit
+        return transport if commit is None else HeldTransport(transport, commit)  # type: ignore[return-value]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.detach()
@@ -225,6 +236,14 @@ class Connection(asyncio.Protocol):
         if _awaits_server(self):
             self.eof = True  # (its CONFIG SET reads TLS files in a thread: answered, then closed)
             return True
+        commit = server.group_commit
+        if commit is not None and self.transport is not None:  # (--appendfsync always)
+            if self.queued:
+                self.eof = True  # (closed once they ran: Server.flush, after their held replies)
+                return True
+            if commit.scheduled:
+                self.transport.close()  # once its held replies are sent (see groupcommit)
+                return True
         return False
 
     def detach(self) -> None:
@@ -855,6 +874,9 @@ class Server:
             raise ConfigurationError(f"appendfsync must be one of {choices}, not {appendfsync!r}")
         #: appendfsync: the store's sync policy, in Redis's words (fixed while the server runs).
         self.appendfsync = appendfsync
+        #: With ``always``: the output held until the fsync of each event-loop turn's writes (the
+        #: store is opened with the engine's sync="never"; see kv_backend.server.groupcommit).
+        self.group_commit = GroupCommit(self) if appendfsync == "always" else None
         #: Whether the store is still being opened; :data:`LOADING_GRACE` seconds into it, held
         #: commands are answered (see :meth:`schedule`).
         self.loading = loading
@@ -1125,6 +1147,8 @@ class Server:
             self.holding_lock = self.lock_contended = False
             if lock is not None:
                 lock.__exit__(None, None, None)
+            if self.group_commit is not None:
+                self.group_commit.after_commands()  # (writes that sent nothing: CLIENT REPLY OFF...)
 
     def park(self, conn: Connection) -> None:
         """Run a client's pending commands again in :data:`LOCK_RETRY` seconds: the first needs the
@@ -1604,11 +1628,12 @@ async def _open(server: Server, stop: asyncio.Event, where: str) -> bool:
 
 
 #: kvb serve's ``appendfsync`` values (Redis's) and the engine's ``sync`` policy each gives the store:
-#: ``always`` fsyncs each write before it is answered, ``everysec`` within about a second of it (a
-#: timer thread fsyncs an idle store), ``no`` leaves flushing to the OS (a killed process loses
-#: nothing answered either way; a power failure may lose the last writes).
+#: ``always`` fsyncs the writes of each event-loop turn, once, before any reply of that turn is sent
+#: (the server makes that fsync: see kv_backend.server.groupcommit), ``everysec`` within about a
+#: second of a write (a timer thread fsyncs an idle store), ``no`` leaves flushing to the OS (a killed
+#: process loses nothing answered either way; a power failure may lose the last writes).
 APPENDFSYNC: dict[str, Literal["never", "always"] | float] = {
-    "always": "always",
+    "always": "never",
     "everysec": 1.0,
     "no": "never",
 }

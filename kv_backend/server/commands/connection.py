@@ -860,7 +860,13 @@ def cmd_save(conn: Connection, args: list[bytes]) -> Any:
     saves = conn.server.bgsaves
     if saves.running:
         raise CommandError("ERR Background save already in progress")
-    conn.server.db.sync()
+    try:
+        conn.server.db.sync()
+    except OSError as exc:
+        commit = conn.server.group_commit
+        if commit is not None:  # (--appendfsync always: writes are refused until an fsync succeeds)
+            commit.record_failure(exc, "SAVE of")
+        raise
     saves.saved()
     return OK
 
