@@ -38,13 +38,19 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
     raise ServiceError(f"nothing listens on port {port} after {timeout} s")
 
 
-def start_redis_server(workdir: str, timeout: float = 20) -> tuple[subprocess.Popen, int]:
-    """Start a redis-server without persistence on a free loopback port; return it and the port."""
+def start_redis_server(
+    workdir: str, timeout: float = 20, *, appendfsync: str | None = None
+) -> tuple[subprocess.Popen, int]:
+    """Start a redis-server without persistence on a free loopback port; return it and the port.
+    With ``appendfsync`` (always, everysec, no), its append-only file is on and fsynced so."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise ServiceError("redis-server is not installed (Debian package redis-server)")
     port = free_port()
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir]
+    aof = ["--appendonly", "no"]
+    if appendfsync is not None:
+        aof = ["--appendonly", "yes", "--appendfsync", appendfsync]
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", *aof, "--dir", workdir]
     proc = subprocess.Popen(
         [exe, *args],
         stdout=subprocess.DEVNULL,
@@ -58,11 +64,14 @@ def start_redis_server(workdir: str, timeout: float = 20) -> tuple[subprocess.Po
     return proc, port
 
 
-def start_kvb_serve(path: str, without: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int]:
+def start_kvb_serve(
+    path: str, without: tuple[str, ...] = (), options: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, int]:
     """Start ``kvb serve`` of this checkout on the store ``path`` on a free loopback port.
 
     ``without`` names optional packages (``"uvloop"``, ``"hiredis"``) the server must run as if
     they were not installed: to measure what the ``server`` extra's speed-ups are worth.
+    ``options``: more ``kvb serve`` options (``--appendfsync always``...).
     """
     port = free_port()
     env = dict(os.environ)
@@ -72,7 +81,7 @@ def start_kvb_serve(path: str, without: tuple[str, ...] = ()) -> tuple[subproces
         hide = "".join(f"sys.modules[{name!r}] = None; " for name in without)
         start = ["-c", f"import sys; {hide}from kv_backend.cli import main; sys.exit(main(sys.argv[1:]))"]
     proc = subprocess.Popen(
-        [sys.executable, *start, "serve", "--dir", path, "--port", str(port)],
+        [sys.executable, *start, "serve", "--dir", path, "--port", str(port), *options],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

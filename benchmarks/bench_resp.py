@@ -4,7 +4,10 @@ Prints requests per second for SET, GET, INCR, LPUSH and HSET, stream commands a
 script of three writes (EVAL: one transaction, all or nothing across a crash), and the
 ratio kvb / redis-server; and, without pipelining, SET...HSET against a second kvb serve
 that runs without uvloop and hiredis (the ``server`` extra's event loop and RESP parser),
-which is what docs/redis.md's "without them ... only slower" rests on. Writes the ``resp``
+which is what docs/redis.md's "without them ... only slower" rests on; and SET and GET with one
+client and with many, without pipelining, against a kvb serve with ``--appendfsync always`` and a
+redis-server with ``appendonly yes`` and ``appendfsync always`` (an fsync before any reply that may
+tell of a write: both group the fsyncs of the writes of one event-loop turn). Writes the ``resp``
 section of docs/benchmarks.md and the chart docs/charts/resp.png. ``--quick`` runs fewer
 requests.
 """
@@ -38,6 +41,8 @@ SCRIPT = (
     "redis.call('INCR', KEYS[1]) redis.call('LPUSH', KEYS[2], ARGV[1]) "
     "return redis.call('HSET', KEYS[3], 'f', ARGV[1])"
 )
+# What the servers with ``appendfsync always`` are measured on (no pipelining).
+DURABLE_TESTS = ["set", "get"]
 # Optional packages the second kvb serve runs without (what the ``server`` extra adds for speed).
 PLAIN = ("uvloop", "hiredis")
 CUSTOM_TESTS = {
@@ -54,16 +59,16 @@ def _redis_benchmark(port: int, requests: int, pipeline: int, clients: int, *arg
 
 
 def run_benchmark(
-    port: int, requests: int, pipeline: int, clients: int, custom: bool = True
+    port: int, requests: int, pipeline: int, clients: int, custom: bool = True, tests: list[str] = TESTS
 ) -> dict[str, float]:
-    """Run redis-benchmark and return requests per second per test (``TESTS`` only unless ``custom``)."""
-    out = _redis_benchmark(port, requests, pipeline, clients, "-t", ",".join(TESTS))
+    """Run redis-benchmark and return requests per second per test (``tests`` only unless ``custom``)."""
+    out = _redis_benchmark(port, requests, pipeline, clients, "-t", ",".join(tests))
     rates: dict[str, float] = {}
     for line in out.splitlines():
         m = re.match(r"\s*([A-Z]+)(?: \(.*\))?: ([0-9.]+) requests per second", line)
         if m:
             rates[m.group(1).lower()] = float(m.group(2))
-    missing = [t for t in TESTS if t not in rates]
+    missing = [t for t in tests if t not in rates]
     if missing:
         raise SystemExit(f"redis-benchmark gave no figure for {missing}:\n{out[-2000:]}")
     # In this order: XREADGROUP reads what XADD added.
@@ -134,11 +139,27 @@ def main() -> None:
     rounds = args.rounds or (1 if args.quick else 5)
     results: dict[int, dict[str, dict[str, float]]] = {}
     plain_best: dict[str, float] = {}  # kvb serve without uvloop and hiredis, no pipelining
+    # appendfsync always, no pipelining: (server, clients, test) -> best requests per second
+    durable_best: dict[tuple[str, int, str], float] = {}
+    durable_clients = sorted({1, args.clients})
     with tempfile.TemporaryDirectory() as tmp:
         redis_proc, redis_port = start_redis_server(tmp)
         kvb_proc, kvb_port = start_kvb_serve(os.path.join(tmp, "store"))
         plain_proc, plain_port = start_kvb_serve(os.path.join(tmp, "plain"), without=PLAIN)
+        aof_dir = os.path.join(tmp, "aof")
+        os.mkdir(aof_dir)
+        durable_redis, durable_redis_port = start_redis_server(aof_dir, appendfsync="always")
+        durable_kvb, durable_kvb_port = start_kvb_serve(
+            os.path.join(tmp, "durable"), options=("--appendfsync", "always")
+        )
         try:
+            for _ in range(rounds):
+                for clients in durable_clients:
+                    for name, port in (("redis-server", durable_redis_port), ("kvb serve", durable_kvb_port)):
+                        got = run_benchmark(port, requests, 1, clients, custom=False, tests=DURABLE_TESTS)
+                        for t, rate in got.items():
+                            key = (name, clients, t)
+                            durable_best[key] = max(durable_best.get(key, 0.0), rate)
             create_group(redis_port)
             create_group(kvb_port)
             for pipeline in (1, 16):
@@ -155,6 +176,8 @@ def main() -> None:
                             plain_best[t] = max(plain_best.get(t, 0.0), rate)
                 results[pipeline] = best
         finally:
+            stop(durable_kvb)
+            stop(durable_redis)
             stop(plain_proc)
             stop(kvb_proc)
             stop(redis_proc)
@@ -212,8 +235,32 @@ def main() -> None:
         "hiredis (the `server` extra's event loop and RESP parser; as if they were not installed), in "
         f"the same rounds: {min(without):.0%} to {max(without):.0%} of the throughput with them."
     )
+    durable_rows = [
+        [
+            t.upper(),
+            str(clients),
+            f"{durable_best[('redis-server', clients, t)]:,.0f}",
+            f"{durable_best[('kvb serve', clients, t)]:,.0f}",
+            f"{durable_best[('kvb serve', clients, t)] / durable_best[('redis-server', clients, t)]:.0%}",
+        ]
+        for clients in durable_clients
+        for t in DURABLE_TESTS
+    ]
+    durable_table = _report.table(
+        ["test", "clients", "redis-server req/s", "kvb serve req/s", "kvb / redis"], durable_rows
+    )
+    durable = (
+        f"`redis-benchmark -t {','.join(DURABLE_TESTS)} -q -n {requests}` with "
+        f"{' and '.join(f'`-c {c}`' for c in durable_clients)}, without pipelining, against a `kvb serve "
+        "--appendfsync always` and a `redis-server --appendonly yes --appendfsync always` (its "
+        "append-only file in the same temporary directory), in the same rounds: both fsync before any "
+        "reply that may tell of a write, once per turn of their event loop for all the writes of that "
+        "turn (a group commit), so one client makes one fsync per write and many share them."
+    )
     print(extras_table)
     print(extras)
+    print(durable_table)
+    print(durable)
     print(summary)
     if args.no_write:
         return
@@ -228,7 +275,8 @@ def main() -> None:
         f"same run, alternating, best of {rounds} round(s) each. kvb writes every command to its log "
         "before replying (durable against a killed process); redis-server here keeps everything in "
         "memory only.\n\n"
-        f"{table}\n\n{summary}\n\n{extras_table}\n\n{extras}\n\n![redis-benchmark chart](charts/resp.png)"
+        f"{table}\n\n{summary}\n\n{extras_table}\n\n{extras}\n\n{durable_table}\n\n{durable}\n\n"
+        "![redis-benchmark chart](charts/resp.png)"
     )
     _report.write_section("resp", md)
 
