@@ -343,3 +343,54 @@ def test_a_failed_save_makes_writes_refused_until_an_fsync_succeeds(
             h.server.close()
 
     run(loop_name, main)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_monitor_lines_and_tracking_invalidations_leave_after_the_fsync(
+    store_path: str, events: list[tuple[Any, ...]], loop_name: str
+) -> None:
+    async def main() -> None:
+        h = Harness(store_path, events)
+        try:
+            for name in ("monitor", "tracker", "writer"):
+                h.connect(name)
+            h.send("writer", command("SET", "k", "v"))
+            h.send("monitor", command("MONITOR"))
+            h.send("tracker", command("HELLO", "3"), command("CLIENT", "TRACKING", "ON"), command("GET", "k"))
+            await h.settle()
+            events.clear()
+            h.send("writer", command("SET", "k", "changed"))
+            await h.settle()
+            assert events[0] == ("fsync",) and fsyncs(events) == 1, events
+            assert b'"SET" "k" "changed"' in h.sent("monitor")
+            assert h.sent("tracker") == b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"
+            assert h.sent("writer") == b"+OK\r\n"
+        finally:
+            h.server.close()
+
+    run(loop_name, main)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_a_client_that_half_closes_gets_its_held_replies_then_the_close(
+    store_path: str, events: list[tuple[Any, ...]], loop_name: str
+) -> None:
+    async def main() -> None:
+        h = Harness(store_path, events)
+        try:
+            conn = h.connect("a")
+            h.send("a", command("SET", "k", "v"), command("GET", "k"))
+            assert conn.eof_received() is True  # (its commands are queued: closed once they ran)
+            await h.settle()
+            assert events == [("fsync",), ("write", "a", b"+OK\r\n$1\r\nv\r\n"), ("close", "a")]
+            events.clear()
+            conn = h.connect("b")
+            h.send("b", command("SET", "k", "w"))
+            h.server.flush()  # (its reply held: the end of its input comes before the commit)
+            assert conn.eof_received() is True
+            await h.settle()
+            assert events == [("fsync",), ("write", "b", b"+OK\r\n"), ("close", "b")]
+        finally:
+            h.server.close()
+
+    run(loop_name, main)
