@@ -394,3 +394,41 @@ def test_a_client_that_half_closes_gets_its_held_replies_then_the_close(
             h.server.close()
 
     run(loop_name, main)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_the_expired_keys_sweep_is_fsynced_before_its_events_are_sent(
+    store_path: str, events: list[tuple[Any, ...]], loop_name: str
+) -> None:
+    async def main() -> None:
+        h = Harness(store_path, events)
+        try:
+            h.connect("sub")
+            h.connect("writer")
+            h.send("writer", command("CONFIG", "SET", "notify-keyspace-events", "Ex"))
+            h.send("sub", command("SUBSCRIBE", "__keyevent@0__:expired"))
+            h.send("writer", command("SET", "gone", "v", "PX", "1"))
+            await h.settle()
+            events.clear()
+            for _ in range(100):  # (the sweep runs every 0.1 s)
+                await asyncio.sleep(0.01)
+                if h.sent("sub").endswith(b"$4\r\ngone\r\n"):
+                    break
+            sent = [i for i, e in enumerate(events) if e[:2] == ("write", "sub")]
+            assert sent and events[0] == ("fsync",) and sent[0] > 0, events
+            assert h.server.group_commit is not None and not h.server.group_commit.holding()
+            # with nobody told, the sweep's deletions are fsynced in its turn all the same
+            h.send("sub", command("UNSUBSCRIBE"))
+            h.send("writer", command("SET", "gone2", "v", "PX", "1"))
+            await h.settle()
+            events.clear()
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if fsyncs(events):
+                    break
+            assert events == [("fsync",)]
+            assert not h.server.group_commit.holding()
+        finally:
+            h.server.close()
+
+    run(loop_name, main)

@@ -1298,6 +1298,8 @@ class Server:
         try:
             if not self.loading:
                 self.notifier.sweep()
+                if self.group_commit is not None:
+                    self.group_commit.after_commands()  # (its deletions fsynced this turn too)
         except WouldWait:  # another process holds the store's write lock: next time
             pass
         except Exception as exc:  # the store is unusable: try again later; the loop must go on
