@@ -459,10 +459,16 @@ class _Opening(_Parts):
         self._state = st
         self._tailw = st.tail
         self._intentw = st.intent
-        if self._sync_interval is not None and not self.read_only and not st.last_sync.value:
-            # Tell every writer of this store, before this process writes, that one of its
-            # writers relies on fsync: rotations then make the files they close and create
-            # durable (see _files_must_be_durable).
+        if self._sync_interval is not None and not self.read_only:
+            self._announce_fsyncs()
+
+    def _announce_fsyncs(self) -> None:
+        """Tell every writer of this store, before this process writes, that one of its writers relies
+        on fsync: rotations then make the files they close and create durable (see
+        _files_must_be_durable). Done at open under a sync policy; a caller that makes the fsyncs itself
+        with ``sync="never"`` (kvb serve's group commit) calls it after the open."""
+        st = self._state
+        if st is not None and not st.last_sync.value:
             st.last_sync.value = SYNCING_MARK
 
     def _published(self) -> tuple[int, int] | None:

@@ -112,6 +112,26 @@ def test_each_value_opens_the_store_with_its_engine_policy(
         server.close()
 
 
+@pytest.mark.parametrize("loading", [False, True])
+def test_always_makes_every_writer_s_rotations_durable(store_path: str, loading: bool) -> None:
+    """Under --appendfsync always the engine's policy is "never" (the server fsyncs), yet the rotations
+    of every writer of the store (this server's, another process's) must fsync the files they close and
+    make, and the directory, as under a sync policy: else a data file a rotation made could be lost with
+    the writes acknowledged in it."""
+    with DB(store_path) as before:  # (the store exists, and no writer of it fsyncs yet)
+        before.put(b"k", b"v")
+        assert not before._files_must_be_durable()
+    server = resp.Server(store_path, appendfsync="always", loading=loading)
+    try:
+        if loading:  # (as kvb serve opens it, in a thread while it listens)
+            server.loaded(*resp._open_and_vacuum(store_path, "never", True)[:2])
+        assert server.db._files_must_be_durable()
+        with DB(store_path) as other:
+            assert other._files_must_be_durable()
+    finally:
+        server.close()
+
+
 def _info_status(conn: resp.Connection) -> str:
     text = conn.execute([b"INFO", b"persistence"])
     lines = dict(line.split(":", 1) for line in bytes(text).decode().split("\r\n") if ":" in line)

@@ -989,7 +989,8 @@ class Server:
         self._signalled = False
         _tracked_read(b"get", [b"get"])  # fills _READONLY and _READS
         if not loading:
-            self.loaded(*open_store(self.path, APPENDFSYNC[appendfsync]))
+            committing = self.group_commit is not None
+            self.loaded(*open_store(self.path, APPENDFSYNC[appendfsync], group_commit=committing))
 
     def loaded(self, db: DB, st: Structures) -> None:
         """The store is open: serve it, and run the commands held meanwhile."""
@@ -1608,7 +1609,9 @@ async def _open(server: Server, stop: asyncio.Event, where: str) -> bool:
         server.release_held()
 
     sync = APPENDFSYNC[server.appendfsync]
-    opening = open_in_background(partial(_open_and_vacuum, server.path, sync), _close_opened)
+    opening = open_in_background(
+        partial(_open_and_vacuum, server.path, sync, server.group_commit is not None), _close_opened
+    )
     grace = loop.call_later(LOADING_GRACE, grace_over)
     stopping = asyncio.ensure_future(stop.wait())
     either: set[asyncio.Future[Any]] = {opening, stopping}
@@ -1641,19 +1644,28 @@ APPENDFSYNC: dict[str, Literal["never", "always"] | float] = {
 }
 
 
-def open_store(path: str, sync: Literal["never", "always"] | float = "never") -> tuple[DB, Structures]:
-    """The store at ``path`` (opened with the engine's ``sync`` policy) and its Redis structures."""
+def open_store(
+    path: str, sync: Literal["never", "always"] | float = "never", *, group_commit: bool = False
+) -> tuple[DB, Structures]:
+    """The store at ``path`` (opened with the engine's ``sync`` policy) and its Redis structures;
+    ``group_commit``: the server fsyncs the store's writes itself (``--appendfsync always``, see
+    kv_backend.server.groupcommit), so every writer's rotations are told to be durable, as under a
+    sync policy (the files they close and create, and the directory, fsynced)."""
     db = DB(path, sync=sync)
     try:
+        if group_commit and not db.read_only:
+            db._announce_fsyncs()  # (before anything is written: the sweep of expired keys, say)
         return db, Structures(db)
     except BaseException:
         db.close()
         raise
 
 
-def _open_and_vacuum(path: str, sync: Literal["never", "always"] | float) -> tuple[DB, Structures, int]:
+def _open_and_vacuum(
+    path: str, sync: Literal["never", "always"] | float, group_commit: bool = False
+) -> tuple[DB, Structures, int]:
     """Open the store and drop the records of expired keys (run by :func:`_open`, in a thread)."""
-    db, st = open_store(path, sync)
+    db, st = open_store(path, sync, group_commit=group_commit)
     try:
         return db, st, st.vacuum()
     except BaseException:
