@@ -407,10 +407,10 @@ def test_the_expired_keys_sweep_is_fsynced_before_its_events_are_sent(
             h.connect("writer")
             h.send("writer", command("CONFIG", "SET", "notify-keyspace-events", "Ex"))
             h.send("sub", command("SUBSCRIBE", "__keyevent@0__:expired"))
-            h.send("writer", command("SET", "gone", "v", "PX", "1"))
+            h.send("writer", command("SET", "gone", "v", "PX", "300"))
             await h.settle()
             events.clear()
-            for _ in range(100):  # (the sweep runs every 0.1 s)
+            for _ in range(500):  # (the sweep runs every 0.1 s; the key expires 0.3 s after the set)
                 await asyncio.sleep(0.01)
                 if h.sent("sub").endswith(b"$4\r\ngone\r\n"):
                     break
@@ -419,10 +419,10 @@ def test_the_expired_keys_sweep_is_fsynced_before_its_events_are_sent(
             assert h.server.group_commit is not None and not h.server.group_commit.holding()
             # with nobody told, the sweep's deletions are fsynced in its turn all the same
             h.send("sub", command("UNSUBSCRIBE"))
-            h.send("writer", command("SET", "gone2", "v", "PX", "1"))
+            h.send("writer", command("SET", "gone2", "v", "PX", "300"))
             await h.settle()
             events.clear()
-            for _ in range(100):
+            for _ in range(500):
                 await asyncio.sleep(0.01)
                 if fsyncs(events):
                     break
