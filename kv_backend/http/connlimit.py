@@ -111,9 +111,8 @@ def limited(
                 warned[1] += 1
                 now = time.monotonic()
                 if now - warned[0] >= WARN_EVERY:
-                    log.warning(
-                        "%s connections refused: %s are open, the most kept at once", warned[1], limit
-                    )
+                    refused = "1 connection" if warned[1] == 1 else f"{warned[1]} connections"
+                    log.warning("%s refused: %s are open, the most kept at once", refused, limit)
                     warned[:] = [now, 0]
                 return
             sock = transport.get_extra_info("socket")
