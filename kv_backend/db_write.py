@@ -644,6 +644,12 @@ class _Writing(_Parts):
             if f.unsynced:
                 self._fsync_data_file(f)
 
+    def _has_unsynced(self) -> bool:
+        """Whether this handle wrote records that no fsync has covered yet (what :meth:`_sync_written`
+        would flush): the active file's mark first, the cheap and usual answer."""
+        active = self._active
+        return (active is not None and active.unsynced) or any(f.unsynced for f in self._files)
+
     def _fsync_data_file(self, active: DataFile) -> None:
         """fsync ``active``, a file this process writes or wrote (StorageError if that fails).
 

@@ -39,13 +39,8 @@ def load_ca(context: ssl.SSLContext, data: bytes) -> None:
     ``kvb serve`` (``--tls-ca-cert-file``, ``--tls-ca-cert-dir``) and ``kvb http`` (``--ssl-ca-certs``),
     which therefore take the same files. ssl.SSLError where OpenSSL refuses them: a damaged block, or
     none at all (its ``reason`` then :data:`NO_CERTIFICATE`)."""
-    with _as_path(data) as path:
-        try:
-            context.load_verify_locations(cafile=path)
-        except ssl.SSLError:
-            raise
-        except OSError as exc:  # (not the path of the bytes, which the caller's message would not name)
-            raise OSError(exc.errno, exc.strerror) from None
+    with _as_path(data) as path, _without_path():
+        context.load_verify_locations(cafile=path)
 
 
 def holds_certificates(data: bytes) -> bool:
@@ -64,12 +59,20 @@ def load_cert_chain(context: ssl.SSLContext, cert: bytes, key: bytes | None, pas
     with contextlib.ExitStack() as paths:
         cert_path = paths.enter_context(_as_path(cert))
         key_path = None if key is None else paths.enter_context(_as_path(key))
-        try:
+        with _without_path():
             context.load_cert_chain(cert_path, key_path, password)
-        except ssl.SSLError:
-            raise
-        except OSError as exc:  # (not the path of the bytes, which the caller's message would not name)
-            raise OSError(exc.errno, exc.strerror) from None
+
+
+@contextlib.contextmanager
+def _without_path() -> Iterator[None]:
+    """An OSError of OpenSSL's load raised again without the path of the bytes it loaded, which the
+    caller's message, naming the user's file, would not name (ssl.SSLError as it is)."""
+    try:
+        yield
+    except ssl.SSLError:
+        raise
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror) from None
 
 
 @contextlib.contextmanager

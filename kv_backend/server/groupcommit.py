@@ -60,10 +60,7 @@ class GroupCommit:
         db = server.db
         if db._syncer.failure is not None:
             return False  # writes are refused (MISCONF) until an fsync succeeds: nothing to wait for
-        active = db._active
-        if active is not None and active.unsynced:
-            return True
-        return any(f.unsynced for f in db._files) or server.bgsaves.running
+        return db._has_unsynced() or server.bgsaves.running
 
     def hold(self, transport: HeldTransport, data: bytes | None) -> None:
         """Keep ``data`` (None: a close) for ``transport`` until the commit."""
@@ -123,7 +120,7 @@ class GroupCommit:
         if server.bgsaves.running or db._syncer.failure is not None:
             db._fsync_active()  # (one that succeeds clears a recorded failure: writes are taken again)
             self.fsyncs += 1
-        if (db._active is not None and db._active.unsynced) or any(f.unsynced for f in db._files):
+        if db._has_unsynced():
             db._sync_written()
             self.fsyncs += 1
 
